@@ -1,0 +1,279 @@
+"""The ``medai`` command line. ``--json`` output is one JSON object on stdout: a stable contract.
+
+Progress bars and logs go to stderr so stdout stays machine-readable. Errors with ``--json``
+print ``{"error": ..., "error_type": ...}`` and exit with status 2 (bad input) or 1 (other).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="medai: a hospital's own medical AI (triage, imaging, reports).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+triage_app = typer.Typer(help="Complaint triage: Turkish complaint → department.",
+                         no_args_is_help=True)
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+app.add_typer(triage_app, name="triage")
+app.add_typer(models_app, name="models")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model directory or registered "
+                                                           "name; default: the bundled model.")]
+
+
+def _emit(obj: Any, as_json: bool, human: str | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    else:
+        typer.echo(human if human is not None else json.dumps(obj, ensure_ascii=False, indent=2,
+                                                              default=str))
+
+
+def _fail(exc: BaseException, as_json: bool) -> None:
+    from medai.core.text import TextInputError
+    from medai.triage.data import DataFormatError
+
+    bad_input = isinstance(exc, TextInputError | DataFormatError | ValueError | FileNotFoundError)
+    if as_json:
+        _emit({"error": str(exc), "error_type": type(exc).__name__}, True)
+    else:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2 if bad_input else 1)
+
+
+@contextlib.contextmanager
+def _guard(as_json: bool):
+    from medai.core.registry import ModelLoadError
+    from medai.core.text import TextInputError
+    from medai.triage.data import DataFormatError
+
+    try:
+        yield
+    except (TextInputError, DataFormatError, ModelLoadError, ValueError, FileNotFoundError,
+            RuntimeError) as exc:
+        _fail(exc, as_json)
+
+
+# --- triage ---------------------------------------------------------------------------------
+
+@triage_app.command("train")
+def triage_train(
+    data: Annotated[Path, typer.Option(help="CSV or JSONL with text,label columns.")],
+    out: Annotated[Path, typer.Option(help="Model directory to create.")],
+    model_type: Annotated[str, typer.Option(help="tfidf | encoder | tfidf+encoder | "
+                                                 "transformer")] = "tfidf",
+    base: Annotated[Path | None, typer.Option(help="Local Hugging Face encoder directory "
+                                                   "(transformer).")] = None,
+    redact: Annotated[bool, typer.Option(help="Redact names, e-mails, phones, ids, URLs "
+                                              "before training.")] = False,
+    epochs: Annotated[int, typer.Option(help="transformer: maximum epochs.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="transformer: per-process batch.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="transformer: AdamW peak LR.")] = 3e-5,
+    grad_accum: Annotated[int, typer.Option(help="transformer: gradient accumulation.")] = 1,
+    patience: Annotated[int, typer.Option(help="transformer: early-stopping patience.")] = 2,
+    max_length: Annotated[int, typer.Option(help="transformer: max tokens.")] = 256,
+    mixed_precision: Annotated[str, typer.Option(help="auto | no | bf16 | fp16")] = "auto",
+    resume: Annotated[bool, typer.Option(help="transformer: continue from the last "
+                                              "checkpoint in --out.")] = False,
+    num_processes: Annotated[int, typer.Option(help="transformer: processes/GPUs "
+                                                    "(Accelerate).")] = 1,
+    seed: int = 13,
+    name: Annotated[str, typer.Option(help="Model name for the registry.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a triage model and write it, with its model card and test metrics, to --out."""
+    if num_processes > 1 and "LOCAL_RANK" not in os.environ:
+        _relaunch_distributed(num_processes)
+        return
+    from medai.triage.train import TrainOptions, train
+
+    model_options: dict[str, Any] = {}
+    if model_type == "transformer":
+        model_options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                             grad_accum=grad_accum, patience=patience, max_length=max_length,
+                             mixed_precision=mixed_precision, resume=resume, seed=seed)
+    opts = TrainOptions(data=data, out=out, model_type=model_type, base=base, redact=redact,
+                        seed=seed, name=name, model_options=model_options)
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        summary = train(opts)
+    if summary:
+        t = summary["test"]
+        _emit(summary, as_json, f"saved {summary['model_dir']}: test accuracy "
+                                f"{t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}, "
+                                f"top-2 {t['top2_accuracy']:.3f}")
+
+
+def _relaunch_distributed(num_processes: int) -> None:
+    """Re-run this very command under ``accelerate launch`` with N processes."""
+    import subprocess
+
+    import torch
+
+    args = [a for a in sys.argv[1:]]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes",
+           str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no"]
+    if not torch.cuda.is_available():
+        cmd.append("--cpu")
+    elif num_processes > 1:
+        cmd.append("--multi_gpu")
+    cmd += ["-m", "medai.cli", *args]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def _load_triage(model: str | None):
+    from medai.core import registry
+
+    return registry.load(registry.resolve_model(model, "triage"))
+
+
+@triage_app.command("evaluate")
+def triage_evaluate(
+    data: Annotated[Path, typer.Option(help="CSV or JSONL with text,label columns.")],
+    model: ModelOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and plots.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate a random sample of N rows.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Metrics (accuracy, macro/weighted F1, per-department, top-2/3, ECE) on a labelled file."""
+    from medai.triage.evaluate import evaluate_file
+
+    with _guard(as_json):
+        predictor = _load_triage(model)
+        metrics = evaluate_file(predictor, data, out_dir=out, limit=limit)
+    human = (f"n={metrics['n']} accuracy={metrics['accuracy']:.4f} "
+             f"macro_f1={metrics['macro_f1']:.4f} weighted_f1={metrics['weighted_f1']:.4f} "
+             f"top2={metrics['top2_accuracy']:.4f} ece={metrics['ece']:.4f} "
+             f"unknown_label_rows={metrics['data']['unknown_label_rows']}")
+    _emit(metrics, as_json, human)
+
+
+@triage_app.command("predict")
+def triage_predict(
+    text: Annotated[str | None, typer.Argument(help="The complaint; '-' reads stdin.")] = None,
+    model: ModelOpt = None,
+    file: Annotated[Path | None, typer.Option(help="Read the complaint from a UTF-8 file.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, max=15)] = 3,
+    min_confidence: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Abstain below this probability (default: model card).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Suggest departments for one complaint, with red flags and abstention."""
+    from medai.core.text import TextInputError, decode_text
+
+    with _guard(as_json):
+        if file is not None:
+            raw = decode_text(file.read_bytes())
+        elif text == "-" or text is None:
+            if text is None and sys.stdin.isatty():
+                raise TextInputError("give the complaint as an argument, '-' or --file")
+            raw = decode_text(sys.stdin.buffer.read())
+        else:
+            raw = text
+        predictor = _load_triage(model)
+        result = predictor.predict(raw, top_k=top_k, min_confidence=min_confidence).to_dict()
+    lines = [f"[{result['status']}] {result['recommendation']['text_tr']}"]
+    for flag in result["red_flags"]:
+        lines.append(f"  ACİL / URGENT: {flag['name_tr']} ({', '.join(flag['matched'])})")
+    for d in result["departments"]:
+        lines.append(f"  {d['probability']:.3f}  {d['name']}")
+    _emit(result, as_json, "\n".join(lines))
+
+
+@triage_app.command("collect")
+def triage_collect(
+    start_url: Annotated[list[str], typer.Option("--start-url", help="Listing page URL(s).")],
+    out: Annotated[Path, typer.Option(help="CSV to write (appended on resume).")],
+    state: Annotated[Path | None, typer.Option(help="Resume state file "
+                                                    "(default: OUT.state.json).")] = None,
+    label: Annotated[str | None, typer.Option(help="Department for every question (else read "
+                                                   "from each page).")] = None,
+    max_pages: Annotated[int, typer.Option(help="Stop after this many fetches.")] = 1000,
+    delay: Annotated[float, typer.Option(help="Seconds between requests (at least; "
+                                              "robots.txt Crawl-delay wins).")] = 2.0,
+    user_agent: Annotated[str | None, typer.Option(help="Identifying User-Agent.")] = None,
+    redact: Annotated[bool, typer.Option(help="Redact PII before writing.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Collect questions from a Turkish health Q&A site into a text,label CSV (polite, resumable)."""
+    from medai.triage.collect import Collector, CollectorConfig
+
+    cfg = CollectorConfig(delay=delay, max_pages=max_pages, redact=redact, label=label)
+    if user_agent:
+        cfg.user_agent = user_agent
+    with _guard(as_json):
+        stats = Collector(cfg, out, state).run(start_url)
+    _emit(stats, as_json, json.dumps(stats, ensure_ascii=False))
+
+
+# --- models ---------------------------------------------------------------------------------
+
+@models_app.command("list")
+def models_list(
+    path: Annotated[list[Path] | None, typer.Option("--path", help="Extra folder(s) to "
+                                                                   "scan.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Models found in the bundled assets, MEDAI_MODELS_DIR and --path folders."""
+    from medai.core.registry import list_models
+
+    rows = [{"name": card.name or d.name, "path": str(d), "task": card.task,
+             "model_type": card.model_type, "labels": len(card.labels),
+             "macro_f1": card.metrics.get("macro_f1"), "created_at": card.created_at}
+            for d, card in list_models(path)]
+    human = "\n".join(f"{r['name']:<28} {r['task']:<8} {r['model_type']:<14} "
+                      f"labels={r['labels']:<3} macro_f1={r['macro_f1']}  {r['path']}"
+                      for r in rows) or "no models found"
+    _emit({"models": rows}, as_json, human)
+
+
+@models_app.command("show")
+def models_show(model: Annotated[str, typer.Argument(help="Directory or registered name.")],
+                as_json: JsonFlag = False) -> None:
+    """The full model card."""
+    from medai.core.registry import read_card, resolve_model
+
+    with _guard(as_json):
+        directory = resolve_model(model, "triage")
+        card = read_card(directory).to_dict()
+    card["path"] = str(directory)
+    _emit(card, as_json)
+
+
+# --- server ---------------------------------------------------------------------------------
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    triage_model: Annotated[str | None, typer.Option(help="Triage model to serve.")] = None,
+) -> None:
+    """Start the API server (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from medai.server.app import create_app
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    app_ = create_app(triage_model=triage_model)
+    uvicorn.run(app_, host=host or settings.host, port=port or settings.port,
+                log_level=settings.log_level)
+
+
+@app.command("version")
+def version(as_json: JsonFlag = False) -> None:
+    """Print medai's version."""
+    import medai
+
+    _emit({"version": medai.__version__}, as_json, medai.__version__)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,73 @@
+"""The plots people expect next to a metrics JSON: confusion matrix and training curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_matrix_plot(matrix: Sequence[Sequence[int]], names: Sequence[str], out: Path,
+                          title: str = "Confusion matrix") -> Path:
+    """Row-normalised matrix with counts; DejaVu Sans renders Turkish letters (ğ, ş, İ)."""
+    plt = _plt()
+    m = np.asarray(matrix, dtype=float)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    size = max(5.0, 0.9 * len(names) + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), labels=names, rotation=40, ha="right")
+    ax.set_yticks(range(len(names)), labels=names)
+    ax.set_xlabel("Tahmin / Predicted")
+    ax.set_ylabel("Gerçek / True")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            colour = "white" if norm[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{int(m[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center",
+                    fontsize=8, color=colour)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def training_curves_plot(history: Sequence[dict], out: Path, title: str = "Training") -> Path:
+    """Per-epoch losses (left) and validation metrics (right) from a list of epoch dicts."""
+    plt = _plt()
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, style in (("train_loss", "o-"), ("val_loss", "s-")):
+        vals = [h.get(key) for h in history]
+        if any(v is not None for v in vals):
+            ax1.plot(epochs, vals, style, label=key)
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    for key in ("val_accuracy", "val_macro_f1"):
+        vals = [h.get(key) for h in history]
+        if any(v is not None for v in vals):
+            ax2.plot(epochs, vals, "o-", label=key)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylim(0, 1)
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

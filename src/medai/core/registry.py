@@ -1,0 +1,151 @@
+"""Model registry: a model is a directory holding its weights and a ``model_card.json``.
+
+The card says what the model does (task, labels, thresholds), how it was made (training command,
+data file hashes) and how well it did (metrics), so any model directory can be audited and
+loaded the same way. ``load(path)`` returns the task's predictor whatever the backend; core
+imports no task module until a model of that task is actually loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import medai
+
+CARD_FILE = "model_card.json"
+
+# task -> module exposing ``load_predictor(path: Path, card: ModelCard)``
+TASK_LOADERS: dict[str, str] = {"triage": "medai.triage.predict"}
+
+
+class ModelLoadError(RuntimeError):
+    """A directory that is not a usable model (no card, unknown task, missing weights)."""
+
+
+@dataclass
+class ModelCard:
+    task: str
+    model_type: str
+    labels: list[str]
+    name: str = ""
+    description: str = ""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    training_command: str = ""
+    data: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    licence_notes: str = ""
+    intended_use: str = ""
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    medai_version: str = field(default_factory=lambda: medai.__version__)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelCard:
+        known = {f for f in cls.__dataclass_fields__}
+        missing = {"task", "model_type", "labels"} - raw.keys()
+        if missing:
+            raise ModelLoadError(f"model card lacks required field(s): {sorted(missing)}")
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def current_command() -> str:
+    """The command line that is running, for the card's ``training_command``."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("medai", "cli.py", "__main__.py")):
+        argv[0] = "medai"
+    return shlex.join(argv)
+
+
+def save_card(directory: str | Path, card: ModelCard) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CARD_FILE
+    path.write_text(json.dumps(card.to_dict(), ensure_ascii=False, indent=2) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def read_card(directory: str | Path) -> ModelCard:
+    path = Path(directory) / CARD_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{directory}: not a model directory (no {CARD_FILE})")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path}: unreadable model card ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{path}: model card must be a JSON object")
+    return ModelCard.from_dict(raw)
+
+
+def load(directory: str | Path) -> Any:
+    """The task's predictor for a model directory."""
+    directory = Path(directory)
+    card = read_card(directory)
+    module_name = TASK_LOADERS.get(card.task)
+    if module_name is None:
+        raise ModelLoadError(f"{directory}: unknown task {card.task!r}")
+    module = importlib.import_module(module_name)
+    return module.load_predictor(directory, card)
+
+
+def bundled_models_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "assets" / "models"
+
+
+def search_paths(extra: list[Path] | None = None) -> list[Path]:
+    from medai.settings import get_settings
+
+    paths = [bundled_models_dir(), get_settings().models_dir, *(extra or [])]
+    unique: list[Path] = []
+    for p in paths:
+        if p not in unique:
+            unique.append(p)
+    return unique
+
+
+def list_models(extra: list[Path] | None = None) -> list[tuple[Path, ModelCard]]:
+    """Every model directory (one level deep) under the bundled and the configured folders."""
+    found: list[tuple[Path, ModelCard]] = []
+    for root in search_paths(extra):
+        if not root.is_dir():
+            continue
+        candidates = [root] if (root / CARD_FILE).is_file() else sorted(root.iterdir())
+        for d in candidates:
+            if (d / CARD_FILE).is_file():
+                try:
+                    found.append((d, read_card(d)))
+                except ModelLoadError:
+                    continue
+    return found
+
+
+def resolve_model(ref: str | Path | None, task: str) -> Path:
+    """A path, a model name from ``list_models``, or None for the task's bundled default."""
+    if ref is None:
+        from medai.settings import get_settings
+
+        configured = get_settings().default_model(task)
+        if configured is not None:
+            return Path(configured)
+        default = bundled_models_dir() / f"{task}-default"
+        if not (default / CARD_FILE).is_file():
+            raise ModelLoadError(f"no bundled default model for task {task!r} at {default}")
+        return default
+    path = Path(ref)
+    if path.is_dir():
+        return path
+    for d, card in list_models():
+        if d.name == str(ref) or card.name == str(ref):
+            return d
+    raise ModelLoadError(f"model {ref!r}: no such directory or registered model name")

@@ -1,0 +1,34 @@
+"""One settings object for the whole platform, read from ``MEDAI_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEDAI_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".medai", description="medai's working folder")
+    models_dir: Path = Field(default=Path.home() / ".medai" / "models",
+                             description="where user models are registered (one folder each)")
+    cache_dir: Path = Field(default=Path.home() / ".medai" / "cache",
+                            description="embedding cache and other recomputable files")
+    triage_model: Path | None = Field(default=None, description="triage model served by default")
+    triage_min_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="abstain below this top probability (default: the model card's value)")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    def default_model(self, task: str) -> Path | None:
+        return {"triage": self.triage_model}.get(task)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

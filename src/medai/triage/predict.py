@@ -1,0 +1,146 @@
+"""Triage prediction: top-k departments, abstention, and red flags that always win.
+
+The order of precedence is fixed and safety-first: red flags (rules, no model involved) →
+abstain when the model is unsure → the model's departments. Every result is labelled as an AI
+suggestion for staff, never as a diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medai.core.registry import ModelCard, ModelLoadError
+from medai.core.text import validate_complaint
+from medai.triage import departments, red_flags
+from medai.triage import models as model_families
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+DISCLAIMER_TR = ("Yapay zekâ önerisidir; tanı değildir. Son karar sağlık personelindedir. "
+                 "Acil bir durumda 112'yi arayın.")
+DISCLAIMER_EN = ("AI suggestion, not a diagnosis; staff make the final decision. "
+                 "In an emergency call 112.")
+GENERAL_TRIAGE_TR = "Emin değiliz: lütfen genel triyaj / danışma birimine başvurun."
+GENERAL_TRIAGE_EN = "Not sure: please go to the general triage desk."
+
+
+@dataclass
+class DepartmentScore:
+    id: str
+    name: str
+    name_en: str
+    probability: float
+
+
+@dataclass
+class Recommendation:
+    kind: str  # "emergency" | "general_triage" | "department"
+    department_id: str | None
+    text_tr: str
+    text_en: str
+
+
+@dataclass
+class TriageResult:
+    departments: list[DepartmentScore]
+    urgent: bool
+    red_flags: list[dict]
+    abstained: bool
+    recommendation: Recommendation
+    min_confidence: float
+    model: str
+    status: str = "ai_suggestion"
+    disclaimer_tr: str = DISCLAIMER_TR
+    disclaimer_en: str = DISCLAIMER_EN
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def choose_min_confidence(proba: np.ndarray, y_true: np.ndarray, target_accuracy: float = 0.95,
+                          floor: float = 0.4, ceiling: float = 0.9) -> dict:
+    """Smallest confidence cut whose answered validation cases reach ``target_accuracy``.
+
+    Returns the threshold with the coverage and selective accuracy it gives, for the card.
+    """
+    conf, correct = proba.max(axis=1), proba.argmax(axis=1) == y_true
+    chosen = ceiling
+    for t in np.round(np.arange(floor, ceiling + 1e-9, 0.01), 2):
+        answered = conf >= t
+        if answered.any() and correct[answered].mean() >= target_accuracy:
+            chosen = float(t)
+            break
+    answered = conf >= chosen
+    return {"min_confidence": chosen, "coverage": float(answered.mean()),
+            "selective_accuracy": float(correct[answered].mean()) if answered.any() else None,
+            "target_accuracy": target_accuracy}
+
+
+class TriagePredictor:
+    def __init__(self, model, card: ModelCard, directory: Path | None = None) -> None:
+        self.model, self.card, self.directory = model, card, directory
+        unknown = [lab for lab in model.labels if lab not in departments.BY_ID]
+        if unknown:
+            raise ModelLoadError(f"model labels are not department ids: {unknown}")
+        self.min_confidence = float(card.thresholds.get("min_confidence",
+                                                        DEFAULT_MIN_CONFIDENCE))
+
+    @property
+    def labels(self) -> list[str]:
+        return self.model.labels
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.predict_proba(list(texts))
+
+    def predict(self, text: str, top_k: int = 3,
+                min_confidence: float | None = None) -> TriageResult:
+        return self.predict_many([text], top_k, min_confidence)[0]
+
+    def predict_many(self, texts: Sequence[str], top_k: int = 3,
+                     min_confidence: float | None = None) -> list[TriageResult]:
+        """Raises ``TextInputError`` naming the problem when a text is unusable."""
+        clean = [validate_complaint(t) for t in texts]
+        threshold = self.min_confidence if min_confidence is None else float(min_confidence)
+        proba = self.predict_proba(clean) if clean else np.zeros((0, len(self.labels)))
+        return [self._result(t, p, top_k, threshold) for t, p in zip(clean, proba, strict=True)]
+
+    def _result(self, text: str, proba: np.ndarray, top_k: int, threshold: float) -> TriageResult:
+        order = np.argsort(-proba)[: max(1, min(top_k, len(self.labels)))]
+        scores = []
+        for i in order:
+            dep = departments.get(self.labels[i])
+            scores.append(DepartmentScore(dep.id, dep.name_tr, dep.name_en, float(proba[i])))
+        flags = red_flags.check(text)
+        abstained = scores[0].probability < threshold
+        warnings = []
+        if len(self.labels) < len(departments.DEPARTMENTS):
+            warnings.append(f"model knows {len(self.labels)} of {len(departments.DEPARTMENTS)} "
+                            "departments")
+        if flags:
+            rec = Recommendation("emergency", None, flags[0].advice_tr,
+                                 red_flags.EMERGENCY_ADVICE_EN)
+        elif abstained:
+            rec = Recommendation("general_triage", None, GENERAL_TRIAGE_TR, GENERAL_TRIAGE_EN)
+        else:
+            rec = Recommendation("department", scores[0].id,
+                                 f"Önerilen bölüm: {scores[0].name}",
+                                 f"Suggested department: {scores[0].name_en}")
+        return TriageResult(
+            departments=scores, urgent=bool(flags),
+            red_flags=[asdict(f) for f in flags], abstained=abstained, recommendation=rec,
+            min_confidence=threshold, model=self.card.name or self.card.model_type,
+            warnings=warnings,
+        )
+
+
+def load_predictor(directory: Path, card: ModelCard) -> TriagePredictor:
+    """Registry hook: build the predictor for a triage model directory."""
+    try:
+        model = model_families.load(card.model_type, directory)
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{directory}: model files missing ({exc})") from None
+    return TriagePredictor(model, card, directory)

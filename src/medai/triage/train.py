@@ -1,0 +1,102 @@
+"""Training pipeline: load → clean → split → fit → choose abstain threshold → test → save + card."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medai.core.registry import ModelCard, current_command, save_card
+from medai.triage import departments
+from medai.triage import models as model_families
+from medai.triage.data import file_sha256, load_complaints, split
+from medai.triage.evaluate import score, write_outputs
+from medai.triage.predict import TriagePredictor, choose_min_confidence
+
+TRIAGE_LICENCE_NOTE = (
+    "Trained on the data recorded under 'data'. Scraped health Q&A text is user-generated and "
+    "usually comes with no licence: check the terms of your source before redistributing the "
+    "model, and redact personal names (--redact) before training on it."
+)
+
+
+@dataclass
+class TrainOptions:
+    data: Path
+    out: Path
+    model_type: str = "tfidf"
+    base: Path | None = None
+    redact: bool = False
+    test_frac: float = 0.15
+    val_frac: float = 0.15
+    seed: int = 13
+    target_accuracy: float = 0.95
+    name: str = ""
+    model_options: dict[str, Any] | None = None
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def train(opts: TrainOptions) -> dict:
+    """Train and save a model directory; returns a summary (metrics on the held-out test split)."""
+    dataset = load_complaints(opts.data, redact=opts.redact)
+    if len(set(dataset.labels)) < 2:
+        raise ValueError(f"{opts.data}: need at least two departments to train, "
+                         f"found {sorted(set(dataset.labels))}")
+    parts = split(dataset, test_frac=opts.test_frac, val_frac=opts.val_frac, seed=opts.seed)
+    train_set, val_set, test_set = (dataset.subset(parts.train), dataset.subset(parts.validation),
+                                    dataset.subset(parts.test))
+    options = dict(opts.model_options or {})
+    if opts.model_type == "transformer":
+        options.setdefault("base", opts.base)
+        options.setdefault("work_dir", opts.out)
+    model = model_families.create(opts.model_type, **options)
+    model.fit(train_set.texts, train_set.labels, val_set.texts, val_set.labels)
+    if not is_main_process():
+        return {}
+
+    card = ModelCard(
+        task="triage", model_type=opts.model_type, labels=list(model.labels),
+        name=opts.name or opts.out.name,
+        description=f"Complaint → department ({opts.model_type}), "
+                    f"{len(model.labels)} departments.",
+        training_command=current_command(),
+        data=[{"path": str(opts.data), "sha256": file_sha256(opts.data),
+               "load_report": dataset.report.to_dict(), "split": parts.to_dict(),
+               "split_seed": opts.seed, "redacted": opts.redact}],
+        params={**getattr(model, "params", {})},
+        licence_notes=TRIAGE_LICENCE_NOTE,
+        intended_use="Suggest a hospital department for a patient's free-text complaint, for "
+                     "staff review. Not a diagnosis; red-flag rules run independently.",
+    )
+    predictor = TriagePredictor(model, card)
+    val_proba = predictor.predict_proba(val_set.texts)
+    pos = {lab: i for i, lab in enumerate(model.labels)}
+    y_val = np.array([pos[lab] for lab in val_set.labels])
+    abstain = choose_min_confidence(val_proba, y_val, opts.target_accuracy)
+    card.thresholds = {"min_confidence": abstain["min_confidence"]}
+    predictor.min_confidence = abstain["min_confidence"]
+    test_metrics = score(predictor, test_set.texts, test_set.labels)
+    card.metrics = {
+        "split": "test",
+        **{k: test_metrics[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1",
+                                        "top2_accuracy", "top3_accuracy", "ece")},
+        "per_class_f1": {k: v["f1"] for k, v in test_metrics["per_class"].items()},
+        "abstention_validation": abstain,
+        "abstention_test": test_metrics.get("abstention"),
+    }
+    opts.out.mkdir(parents=True, exist_ok=True)
+    model.save(opts.out)
+    save_card(opts.out, card)
+    files = write_outputs(test_metrics, opts.out / "evaluation", model.history)
+    (opts.out / "evaluation" / "history.json").write_text(json.dumps(model.history, indent=2))
+    return {"model_dir": str(opts.out), "model_type": opts.model_type,
+            "labels": model.labels, "names": departments.display_names(model.labels),
+            "data": dataset.report.to_dict(), "split": parts.to_dict(),
+            "thresholds": card.thresholds, "test": card.metrics, "files": files}
