@@ -202,7 +202,7 @@ def triage_collect(
     redact: Annotated[bool, typer.Option(help="Redact PII before writing.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Collect questions from a Turkish health Q&A site into a text,label CSV (polite, resumable)."""
+    """Collect questions from a Turkish health Q&A site into a text,label CSV (polite)."""
     from medai.triage.collect import Collector, CollectorConfig
 
     cfg = CollectorConfig(delay=delay, max_pages=max_pages, redact=redact, label=label)

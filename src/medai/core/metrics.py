@@ -48,7 +48,7 @@ def classification_report(
     weighted_f1 = float(np.average(f, weights=s)) if s.sum() else float("nan")
     names = list(display) if display is not None else list(labels)
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
         "macro_f1": macro_f1,
         "weighted_f1": weighted_f1,
@@ -68,4 +68,4 @@ def classification_report(
 def latency_summary(seconds: Sequence[float]) -> dict:
     ms = np.asarray(seconds) * 1000.0
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "mean_ms": float(ms.mean()), "n": int(len(ms))}
+            "mean_ms": float(ms.mean()), "n": len(ms)}

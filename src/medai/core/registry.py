@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shlex
-import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,14 +54,6 @@ class ModelCard:
         if missing:
             raise ModelLoadError(f"model card lacks required field(s): {sorted(missing)}")
         return cls(**{k: v for k, v in raw.items() if k in known})
-
-
-def current_command() -> str:
-    """The command line that is running, for the card's ``training_command``."""
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(("medai", "cli.py", "__main__.py")):
-        argv[0] = "medai"
-    return shlex.join(argv)
 
 
 def save_card(directory: str | Path, card: ModelCard) -> Path:

@@ -99,7 +99,7 @@ _GREETINGS = {
     "saygılarımla", "günaydın", "gunaydin", "hayırlı", "nasılsınız", "sağolun", "sağ", "olun",
     "op", "doç", "doc", "prof", "uzm", "uzman", "operatör", "operator", "ben", "size", "sizin",
     "çok", "cok", "bir", "bu", "şu", "o", "ama", "fakat", "yani", "evet", "hayır", "tamam",
-    "ve", "ile", "de", "da", "ki", "mi", "hocamız", "doktorum", "doktor", "hekim",
+    "ve", "ile", "de", "da", "ki", "mi", "hocamız", "doktorum", "hekim",
 }
 _GREETING_ALT = "|".join(sorted((re.escape(g) for g in _GREETINGS if len(g) > 2), key=len,
                                 reverse=True))
@@ -115,7 +115,7 @@ _NAME_AFTER_DR = re.compile(
     rf"(?<![{_L}])((?:Dr|Doç|Doc|Prof|Uzm|Op)\.?\s*(?:Dr\.?\s*)?)"
     rf"([{_UP}][{_L}]+(?:\s+[{_UP}][{_L}]+){{0,2}})"
 )
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']+|\b[\w-]+\.(?:com|net|org|gov|edu)(?:\.tr)?\b[^\s]*",
                   re.IGNORECASE)
 _DIGIT_RUN = re.compile(r"(?<![\d])(?:\+?\d[\d\s().-]{8,}\d)(?![\d])")

@@ -85,7 +85,8 @@ def _read_rows(path: Path) -> Iterator[dict]:
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise DataFormatError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+                        msg = f"{path}:{lineno}: invalid JSON ({exc.msg})"
+                        raise DataFormatError(msg) from None
                     if not isinstance(row, dict):
                         raise DataFormatError(f"{path}:{lineno}: each line must be a JSON object")
                     yield row

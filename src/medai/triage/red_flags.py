@@ -39,7 +39,8 @@ class RedFlag:
         return [re.compile("|".join(f"(?:{p})" for p in g)) for g in self.groups]
 
 
-_CHEST = r"gogs?u?(?:s|m|mu|mde|mun|un|te|ume)?\w{0,4}\s+(?:\w+\s+){0,2}(?:agri|agriy|sikis|bask|yan)"
+_CHEST = (r"gogs?u?(?:s|m|mu|mde|mun|un|te|ume)?\w{0,4}\s+(?:\w+\s+){0,2}"
+          r"(?:agri|agriy|sikis|bask|yan)")
 _BREATH = (r"nefes\s*(?:darlig|alam|almakta|almada|alirken zorl|kesil)|soluk\s*(?:alam|darlig)"
            r"|bogul")
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medai.core.registry import ModelCard, current_command, save_card
+from medai.core.registry import ModelCard, save_card
 from medai.triage import departments
 from medai.triage import models as model_families
 from medai.triage.data import file_sha256, load_complaints, split
@@ -37,6 +38,25 @@ class TrainOptions:
     target_accuracy: float = 0.95
     name: str = ""
     model_options: dict[str, Any] | None = None
+
+
+def command_for(opts: TrainOptions) -> str:
+    """The ``medai`` command that reproduces this training run (for the model card)."""
+    args = ["medai", "triage", "train", "--data", str(opts.data), "--out", str(opts.out),
+            "--model-type", opts.model_type]
+    if opts.base:
+        args += ["--base", str(opts.base)]
+    if opts.redact:
+        args.append("--redact")
+    if opts.seed != 13:
+        args += ["--seed", str(opts.seed)]
+    if opts.name:
+        args += ["--name", opts.name]
+    for key, value in (opts.model_options or {}).items():
+        if key in ("resume", "work_dir", "base"):
+            continue
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return shlex.join(args)
 
 
 def is_main_process() -> bool:
@@ -66,7 +86,7 @@ def train(opts: TrainOptions) -> dict:
         name=opts.name or opts.out.name,
         description=f"Complaint → department ({opts.model_type}), "
                     f"{len(model.labels)} departments.",
-        training_command=current_command(),
+        training_command=command_for(opts),
         data=[{"path": str(opts.data), "sha256": file_sha256(opts.data),
                "load_report": dataset.report.to_dict(), "split": parts.to_dict(),
                "split_seed": opts.seed, "redacted": opts.redact}],

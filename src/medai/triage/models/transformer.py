@@ -85,8 +85,11 @@ class TransformerClassifier:
         from accelerate.utils import set_seed
         from sklearn.metrics import f1_score
         from tqdm.auto import tqdm
-        from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
-                                  get_linear_schedule_with_warmup)
+        from transformers import (
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+            get_linear_schedule_with_warmup,
+        )
 
         p = self.params
         if not p["base"]:

@@ -1,0 +1,50 @@
+# medai — two commands do all set-up on a fresh machine:
+#   make run    create .venv, install, serve the bundled default models on http://127.0.0.1:8000
+#   make test   install the dev extras, run ruff and the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
+TORCH  := torch==2.13.0
+
+.PHONY: run test install install-dev lint clean train-default-triage benchmark-triage
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip setuptools wheel
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install "$(TORCH)"
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/medai serve
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks || true
+
+test: install-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest
+
+# Re-create the bundled default triage model (needs ../shared/data; see its model card).
+train-default-triage: install
+	$(BIN)/medai triage train --data ../shared/data/triage/complaints.csv \
+	    --out src/medai/assets/models/triage-default --model-type tfidf \
+	    --name triage-default --json
+
+benchmark-triage: install
+	$(BIN)/python benchmarks/triage_benchmark.py --data ../shared/data/triage/complaints.csv \
+	    --out docs/benchmarks/triage
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

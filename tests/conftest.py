@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny Turkish complaint files built here, never the real data."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MEDAI_HOME", "/tmp/medai-test-home")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SYMPTOMS = {
+    "Dermatoloji": ["sivilce", "kaşıntı", "egzama", "saç dökülmesi", "ciltte leke", "sedef",
+                    "akne", "siğil", "ciltte kızarıklık", "mantar"],
+    "Kulak Burun Boğaz": ["kulak çınlaması", "bademcik iltihabı", "burun tıkanıklığı",
+                          "geniz akıntısı", "işitme kaybı", "sinüzit", "kulak ağrısı",
+                          "horlama", "ses kısıklığı", "burun eğriliği"],
+    "Nöroloji": ["migren", "baş dönmesi", "ellerde uyuşma", "epilepsi", "titreme",
+                 "unutkanlık", "sinir sıkışması", "baş ağrısı", "denge kaybı", "karıncalanma"],
+    "Fizik Tedavi ve Rehabilitasyon": ["bel fıtığı", "boyun düzleşmesi", "diz ağrısı",
+                                       "omuz ağrısı", "skolyoz", "kireçlenme", "tendinit",
+                                       "kas ağrısı", "topuk dikeni", "menisküs"],
+}
+TEMPLATES = [
+    "Merhaba hocam {n} haftadır {s} şikayetim var, ne yapmalıyım?",
+    "{s} ve {s2} sorunum var, tedavisi nedir acaba",
+    "Hocam {n} aydır {s} yaşıyorum, doktora gittim ilaç verdi geçmedi",
+    "Annemde {s} var, hangi tetkikler yapılmalı?",
+    "{s} için hangi bölüme gitmeliyim, {n} yıldır devam ediyor",
+]
+
+
+def make_rows(per_class: int = 40, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for label, symptoms in SYMPTOMS.items():
+        for _ in range(per_class):
+            s, s2 = rng.sample(symptoms, 2)
+            text = rng.choice(TEMPLATES).format(s=s, s2=s2, n=rng.randint(1, 12))
+            text += f" ({rng.randint(1000, 999999)})"  # keeps rows distinct
+            rows.append({"text": text, "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], fields=("text", "label")) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def complaints_csv(tmp_path_factory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("data") / "complaints.csv", make_rows())
+
+
+@pytest.fixture(scope="session")
+def tfidf_model_dir(tmp_path_factory, complaints_csv) -> Path:
+    from medai.triage.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("models") / "tiny-tfidf"
+    train(TrainOptions(data=complaints_csv, out=out, model_type="tfidf", name="tiny-tfidf"))
+    return out
