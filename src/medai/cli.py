@@ -89,7 +89,8 @@ def triage_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train a triage model and write it, with its model card and test metrics, to --out."""
-    if num_processes > 1 and "LOCAL_RANK" not in os.environ:
+    child = os.environ.get("MEDAI_DISTRIBUTED_CHILD") == "1" or "LOCAL_RANK" in os.environ
+    if num_processes > 1 and not child:
         _relaunch_distributed(num_processes)
         return
     from medai.triage.train import TrainOptions, train
@@ -111,21 +112,25 @@ def triage_train(
 
 
 def _relaunch_distributed(num_processes: int) -> None:
-    """Re-run this very command under ``accelerate launch`` with N processes."""
+    """Re-run this very command as N processes (torchrun); Accelerate picks up the process group.
+
+    On CPU the processes talk over gloo, on GPUs over NCCL, one GPU per process.
+    """
     import subprocess
 
-    import torch
-
-    args = [a for a in sys.argv[1:]]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes",
-           str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no"]
-    if not torch.cuda.is_available():
-        cmd.append("--cpu")
-    elif num_processes > 1:
-        cmd.append("--multi_gpu")
-    cmd += ["-m", "medai.cli", *args]
-    raise typer.Exit(subprocess.call(cmd))
+    args, skip = [], False
+    for arg in sys.argv[1:]:  # the children must not relaunch themselves
+        if skip:
+            skip = False
+        elif arg == "--num-processes":
+            skip = True
+        elif not arg.startswith("--num-processes="):
+            args.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node", str(num_processes), "-m", "medai.cli", *args]
+    env = dict(os.environ, MEDAI_DISTRIBUTED_CHILD="1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 def _load_triage(model: str | None):

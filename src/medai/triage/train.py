@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +58,13 @@ def command_for(opts: TrainOptions) -> str:
     return shlex.join(args)
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+def is_main_process(model_type: str) -> bool:
+    """Under ``accelerate launch`` only the main process writes the model and its card."""
+    if model_type != "transformer":
+        return True
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def train(opts: TrainOptions) -> dict:
@@ -78,7 +82,7 @@ def train(opts: TrainOptions) -> dict:
         options.setdefault("work_dir", opts.out)
     model = model_families.create(opts.model_type, **options)
     model.fit(train_set.texts, train_set.labels, val_set.texts, val_set.labels)
-    if not is_main_process():
+    if not is_main_process(opts.model_type):
         return {}
 
     card = ModelCard(
@@ -90,7 +94,7 @@ def train(opts: TrainOptions) -> dict:
         data=[{"path": str(opts.data), "sha256": file_sha256(opts.data),
                "load_report": dataset.report.to_dict(), "split": parts.to_dict(),
                "split_seed": opts.seed, "redacted": opts.redact}],
-        params={**getattr(model, "params", {})},
+        params={**getattr(model, "params", {}), **getattr(model, "train_info", {})},
         licence_notes=TRIAGE_LICENCE_NOTE,
         intended_use="Suggest a hospital department for a patient's free-text complaint, for "
                      "staff review. Not a diagnosis; red-flag rules run independently.",

@@ -68,6 +68,7 @@ class TransformerClassifier:
         self._model = None
         self._tokenizer = None
         self._best_dir: Path | None = None
+        self.train_info: dict = {}
 
     # -- training ---------------------------------------------------------------------------
     def _loader(self, texts, labels, shuffle: bool, batch_size: int):
@@ -103,6 +104,8 @@ class TransformerClassifier:
         acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=p["grad_accum"],
                           cpu=not torch.cuda.is_available())
         set_seed(p["seed"])
+        self.train_info = {"num_processes": acc.num_processes, "mixed_precision": mp,
+                           "device": str(acc.device)}
         self.labels = sorted_classes(train_labels)
         y_train = label_index(train_labels, self.labels)
         keep = [i for i, lab in enumerate(val_labels) if lab in set(self.labels)]
