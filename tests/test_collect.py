@@ -2,6 +2,7 @@
 
 import csv
 import threading
+import typing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -32,9 +33,9 @@ def question(text: str, dep: str) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    log: list = []
+    log: typing.ClassVar[list] = []
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):
         self.log.append((self.path, self.headers.get("User-Agent")))
         if self.path == "/robots.txt":
             body, code = "User-agent: *\nDisallow: /private/\n", 200

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import make_rows, write_csv
 
 pytestmark = pytest.mark.slow
@@ -71,7 +72,8 @@ def test_train_save_load_predict(tiny_setup):
     assert (out / "evaluation" / "training_curves.png").stat().st_size > 1000
     card = json.loads((out / "model_card.json").read_text())
     assert card["model_type"] == "transformer" and card["params"]["base"] == str(base)
-    assert (out / "hf" / "model.safetensors").is_file() and (out / "hf" / "tokenizer.json").is_file()
+    assert (out / "hf" / "model.safetensors").is_file()
+    assert (out / "hf" / "tokenizer.json").is_file()
 
     predictor = registry.load(out)
     proba = predictor.predict_proba(["kulak çınlaması ve işitme kaybı", "sivilce ve akne"])
@@ -121,7 +123,7 @@ def test_resume_continues_from_last_epoch(tiny_setup):
 
 def test_missing_base_is_a_clear_error(tiny_setup, tmp_path):
     root, data, _ = tiny_setup
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         _fit(root, data, tmp_path, tmp_path / "m")
 
 
