@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MEDAI_HOME", "/tmp/medai-test-home")
+os.environ.setdefault("MEDAI_CACHE_DIR", "/tmp/medai-test-home/cache")
+os.environ.setdefault("MEDAI_MODELS_DIR", "/tmp/medai-test-home/models")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SYMPTOMS = {

@@ -32,6 +32,7 @@ class EncoderClassifier:
     def __init__(self, with_tfidf: bool = False, c: float | None = None,
                  embedding_weight: float = 1.0, cache: bool = True) -> None:
         self.with_tfidf = with_tfidf
+        self.model_type = "tfidf+encoder" if with_tfidf else "encoder"
         self.params = {"c": c, "with_tfidf": with_tfidf, "embedding_weight": embedding_weight,
                        "encoder": E5Encoder.model_id}
         self.labels: list[str] = []
