@@ -50,6 +50,17 @@ def test_evaluate_json_counts_unknown_labels(tmp_path, tfidf_model_dir):
     assert (tmp_path / "ev" / "confusion_matrix.png").is_file()
 
 
+def test_error_file_is_redacted(tmp_path, tfidf_model_dir):
+    rows = [{"text": "Merhaba Gökhan bey, sivilce ve akne sorunum var, tel 0532 111 22 33",
+             "label": "Nöroloji"}]  # deliberately mislabelled so it lands in errors.csv
+    data = write_csv(tmp_path / "e.csv", rows)
+    run_json("triage", "evaluate", "--data", str(data), "--model", str(tfidf_model_dir),
+             "--out", str(tmp_path / "ev"))
+    errors = (tmp_path / "ev" / "errors.csv").read_text(encoding="utf-8")
+    assert "[İSİM] bey" in errors and "[TELEFON]" in errors
+    assert "Gökhan" not in errors and "0532" not in errors
+
+
 def test_predict_json_contract(tfidf_model_dir):
     r = run_json("triage", "predict", "--model", str(tfidf_model_dir),
                  "İki haftadır kulak çınlaması ve işitme kaybı var")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Sequence
@@ -11,12 +12,14 @@ import numpy as np
 
 from medai.core.metrics import classification_report
 from medai.core.plots import confusion_matrix_plot, training_curves_plot
+from medai.core.text import redact_pii
 from medai.triage import departments
 from medai.triage.data import LoadReport, load_complaints
 
 
-def score(predictor, texts: Sequence[str], labels: Sequence[str]) -> dict:
-    """Metrics of ``predictor`` on already-loaded texts whose labels it knows."""
+def score(predictor, texts: Sequence[str], labels: Sequence[str]) -> tuple[dict, np.ndarray]:
+    """Metrics of ``predictor`` on already-loaded texts whose labels it knows, and its
+    probabilities."""
     labels_known = predictor.labels
     t0 = time.perf_counter()
     proba = predictor.predict_proba(list(texts)) if texts else np.zeros((0, len(labels_known)))
@@ -35,7 +38,24 @@ def score(predictor, texts: Sequence[str], labels: Sequence[str]) -> dict:
             if answered.any() else None,
         }
     report["texts_per_second_batch"] = len(y) / elapsed if elapsed > 0 and len(y) else None
-    return report
+    return report, proba
+
+
+def write_errors(path: Path, texts: Sequence[str], labels: Sequence[str], proba: np.ndarray,
+                 classes: Sequence[str], limit: int = 500) -> Path:
+    """The most confident mistakes, for error analysis. Texts are PII-redacted: this file
+    leaves the process."""
+    pred = proba.argmax(axis=1)
+    wrong = [i for i, lab in enumerate(labels) if classes[pred[i]] != lab]
+    wrong.sort(key=lambda i: -proba[i, pred[i]])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text_redacted", "label", "predicted", "confidence"])
+        for i in wrong[:limit]:
+            w.writerow([redact_pii(texts[i]), labels[i], classes[pred[i]],
+                        f"{proba[i, pred[i]]:.4f}"])
+    return path
 
 
 def evaluate_file(predictor, data: str | Path, out_dir: Path | None = None,
@@ -47,11 +67,12 @@ def evaluate_file(predictor, data: str | Path, out_dir: Path | None = None,
         rng = np.random.default_rng(0)
         pick = np.sort(rng.choice(len(texts), size=limit, replace=False))
         texts, labels = [texts[i] for i in pick], [labels[i] for i in pick]
-    metrics = score(predictor, texts, labels)
+    metrics, proba = score(predictor, texts, labels)
     metrics["data"] = _data_summary(dataset.report)
     metrics["model"] = {"name": predictor.card.name, "model_type": predictor.card.model_type,
                         "path": str(predictor.directory) if predictor.directory else None}
     if out_dir is not None:
+        write_errors(out_dir / "errors.csv", texts, labels, proba, predictor.labels)
         write_outputs(metrics, out_dir, getattr(predictor.model, "history", []))
     return metrics
 

@@ -14,7 +14,7 @@ from medai.core.registry import ModelCard, save_card
 from medai.triage import departments
 from medai.triage import models as model_families
 from medai.triage.data import file_sha256, load_complaints, split
-from medai.triage.evaluate import score, write_outputs
+from medai.triage.evaluate import score, write_errors, write_outputs
 from medai.triage.predict import TriagePredictor, choose_min_confidence
 
 TRIAGE_LICENCE_NOTE = (
@@ -106,7 +106,7 @@ def train(opts: TrainOptions) -> dict:
     abstain = choose_min_confidence(val_proba, y_val, opts.target_accuracy)
     card.thresholds = {"min_confidence": abstain["min_confidence"]}
     predictor.min_confidence = abstain["min_confidence"]
-    test_metrics = score(predictor, test_set.texts, test_set.labels)
+    test_metrics, test_proba = score(predictor, test_set.texts, test_set.labels)
     card.metrics = {
         "split": "test",
         **{k: test_metrics[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1",
@@ -118,6 +118,8 @@ def train(opts: TrainOptions) -> dict:
     opts.out.mkdir(parents=True, exist_ok=True)
     model.save(opts.out)
     save_card(opts.out, card)
+    write_errors(opts.out / "evaluation" / "errors.csv", test_set.texts, test_set.labels,
+                 test_proba, model.labels)
     files = write_outputs(test_metrics, opts.out / "evaluation", model.history)
     (opts.out / "evaluation" / "history.json").write_text(json.dumps(model.history, indent=2))
     return {"model_dir": str(opts.out), "model_type": opts.model_type,

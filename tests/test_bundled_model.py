@@ -1,0 +1,36 @@
+"""The bundled default triage model: present, small, documented, and sensible."""
+
+import json
+
+from medai.core import registry
+from medai.core.registry import bundled_models_dir
+
+DEFAULT = bundled_models_dir() / "triage-default"
+
+
+def test_bundled_model_card_is_complete():
+    card = json.loads((DEFAULT / "model_card.json").read_text(encoding="utf-8"))
+    for key in ("task", "model_type", "labels", "thresholds", "training_command", "data",
+                "metrics", "created_at", "medai_version", "licence_notes"):
+        assert card[key], key
+    assert card["task"] == "triage" and "min_confidence" in card["thresholds"]
+    assert len(card["data"][0]["sha256"]) == 64
+    assert card["metrics"]["macro_f1"] > 0.85
+
+
+def test_bundled_artifacts_are_under_the_size_limit():
+    for f in DEFAULT.rglob("*"):
+        if f.is_file():
+            assert f.stat().st_size <= 25 * 1024 * 1024, f
+
+
+def test_default_model_predicts_sensibly():
+    predictor = registry.load(registry.resolve_model(None, "triage"))
+    cases = {
+        "İki haftadır kulağımda çınlama var ve işitmem azaldı, burnum da tıkalı": "ent",
+        "Yüzümde kaşıntılı kırmızı lekeler ve sivilceler çıktı, krem kullandım geçmedi": "dermatology",
+        "Bel fıtığım var, fizik tedavi almam gerekiyor mu, bacağıma vuruyor": "physical_medicine_rehabilitation",
+        "Sık sık migren ataklarım oluyor ve ellerimde uyuşma, karıncalanma var": "neurology",
+    }
+    for text, expected in cases.items():
+        assert predictor.predict(text).departments[0].id == expected, text
