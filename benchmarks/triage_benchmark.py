@@ -134,13 +134,14 @@ def markdown(results: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["models"].items():
         oos = r.get("out_of_scope")
+        oos_text = f"{oos['abstained']:.3f} of {oos['n']}" if oos else "–"
         lines.append(
             f"| {name} | {r['macro_f1']:.4f} | {r['accuracy']:.4f} | {r['top2_accuracy']:.4f} "
             f"| {r['ece']:.4f} | {r['latency_single']['p50_ms']:.1f} "
             f"| {r['latency_single']['p95_ms']:.1f} | {r['batch_texts_per_second']:.0f} "
             f"| {r['abstain_threshold']:.2f} | {r['test_coverage']:.3f} "
             f"({r['test_accuracy_when_answered']:.3f}) "
-            f"| {f'{oos['abstained']:.3f} of {oos['n']}' if oos else '–'} |")
+            f"| {oos_text} |")
     return "\n".join(lines)
 
 

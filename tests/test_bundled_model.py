@@ -28,8 +28,10 @@ def test_default_model_predicts_sensibly():
     predictor = registry.load(registry.resolve_model(None, "triage"))
     cases = {
         "İki haftadır kulağımda çınlama var ve işitmem azaldı, burnum da tıkalı": "ent",
-        "Yüzümde kaşıntılı kırmızı lekeler ve sivilceler çıktı, krem kullandım geçmedi": "dermatology",
-        "Bel fıtığım var, fizik tedavi almam gerekiyor mu, bacağıma vuruyor": "physical_medicine_rehabilitation",
+        "Yüzümde kaşıntılı kırmızı lekeler ve sivilceler çıktı, krem kullandım geçmedi":
+            "dermatology",
+        "Bel fıtığım var, fizik tedavi almam gerekiyor mu, bacağıma vuruyor":
+            "physical_medicine_rehabilitation",
         "Sık sık migren ataklarım oluyor ve ellerimde uyuşma, karıncalanma var": "neurology",
     }
     for text, expected in cases.items():
