@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import make_rows, write_csv
 from medai.core.dedup import near_duplicate_groups
@@ -83,3 +85,17 @@ def test_bad_jsonl_line(tmp_path):
 def test_missing_file():
     with pytest.raises(DataFormatError, match="no such file"):
         load_complaints("/nonexistent/file.csv")
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_crash_the_loader(tmp_path, blob):
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes(b"text,label\n" + blob)
+    try:
+        data = load_complaints(path)
+    except DataFormatError:
+        return
+    assert data.report.rows_kept == len(data.texts)
+    assert data.report.rows_read >= data.report.rows_kept

@@ -6,6 +6,7 @@ stopping with best-checkpoint restore, resume, saving/loading, and the 2-process
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -90,12 +91,17 @@ def test_best_checkpoint_is_restored(tiny_setup):
     from medai.core.training import balanced_class_weights
     from medai.triage.data import load_complaints, split
 
-    root, data, base = tiny_setup
+    root, _, base = tiny_setup
     out = root / "overfit"
-    # A huge learning rate makes validation loss go up after the first epochs.
-    _fit(root, data, base, out, epochs=4, learning_rate=5e-2, patience=3)
+    # Shuffled labels: the model can only memorise, so validation loss rises after it starts.
+    rows = make_rows(per_class=25, seed=3)
+    shuffled = [r["label"] for r in rows]
+    random.Random(0).shuffle(shuffled)
+    data = write_csv(root / "noise.csv", [dict(r, label=lab) for r, lab in zip(rows, shuffled)])
+    _fit(root, data, base, out, epochs=6, learning_rate=1e-2, patience=10)
     history = json.loads((out / "evaluation" / "history.json").read_text())
     best = min(history, key=lambda h: h["val_loss"])
+    assert best["epoch"] < history[-1]["epoch"], "the setup must make later epochs worse"
     ds = load_complaints(data)
     parts = split(ds)
     val = ds.subset(parts.validation)

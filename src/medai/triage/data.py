@@ -105,6 +105,8 @@ def _read_rows(path: Path) -> Iterator[dict]:
                     yield {(k or "").strip().lower(): v for k, v in row.items()}
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
+    except csv.Error as exc:
+        raise DataFormatError(f"{path}: malformed CSV ({exc})") from None
 
 
 def load_complaints(
