@@ -97,7 +97,8 @@ def test_best_checkpoint_is_restored(tiny_setup):
     rows = make_rows(per_class=25, seed=3)
     shuffled = [r["label"] for r in rows]
     random.Random(0).shuffle(shuffled)
-    data = write_csv(root / "noise.csv", [dict(r, label=lab) for r, lab in zip(rows, shuffled)])
+    noisy = [dict(r, label=lab) for r, lab in zip(rows, shuffled, strict=True)]
+    data = write_csv(root / "noise.csv", noisy)
     _fit(root, data, base, out, epochs=6, learning_rate=1e-2, patience=10)
     history = json.loads((out / "evaluation" / "history.json").read_text())
     best = min(history, key=lambda h: h["val_loss"])
