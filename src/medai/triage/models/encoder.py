@@ -48,13 +48,20 @@ class EncoderClassifier:
             self._encoder = E5Encoder(cache_dir=_cache_dir() if self._cache else None)
         return self._encoder
 
-    def _features(self, texts: Sequence[str], progress: bool = False):
-        emb = self.encoder.encode(texts, progress=progress) * self.params["embedding_weight"]
-        if not self.with_tfidf:
+    def _parts(self, texts: Sequence[str], progress: bool = False):
+        emb = self.encoder.encode(texts, progress=progress)
+        return (self.tfidf.embed(texts) if self.with_tfidf else None), emb
+
+    def _combine(self, parts, weight: float):
+        sparse, emb = parts
+        if sparse is None:
             return emb
         import scipy.sparse as sp
 
-        return sp.hstack([self.tfidf.embed(texts), sp.csr_matrix(emb)]).tocsr()
+        return sp.hstack([sparse, sp.csr_matrix(emb * weight)]).tocsr()
+
+    def _features(self, texts: Sequence[str]):
+        return self._combine(self._parts(texts), self.params["embedding_weight"])
 
     def fit(self, train_texts: Sequence[str], train_labels: Sequence[str],
             val_texts: Sequence[str], val_labels: Sequence[str]) -> None:
@@ -72,18 +79,21 @@ class EncoderClassifier:
 
             self.tfidf = TfidfClassifier()
             self.tfidf.fit(train_texts, train_labels, val_texts, [self.labels[i] for i in y_val])
-        x_train = self._features(train_texts, progress=True)
-        x_val = self._features(val_texts, progress=True)
-        grid = [self.params["c"]] if self.params["c"] else (
+        train_parts = self._parts(train_texts, progress=True)
+        val_parts = self._parts(val_texts, progress=True)
+        cs = [self.params["c"]] if self.params["c"] else (
             [0.1, 0.3, 1.0] if self.with_tfidf else [0.3, 1.0, 3.0, 10.0])
+        weights = [0.5, 1.0, 2.0] if self.with_tfidf else [1.0]
         best = None
-        for c in grid:  # C chosen on validation macro-F1; recorded as "history"
-            clf = self._make_head(c).fit(x_train, y_train)
-            f1 = f1_score(y_val, clf.predict(x_val), average="macro")
-            self.history.append({"c": c, "val_macro_f1": float(f1)})
-            if best is None or f1 > best[0]:
-                best = (f1, c, clf)
-        _, self.params["c"], clf = best
+        for w in weights:  # head and embedding weight chosen on validation macro-F1
+            x_train, x_val = self._combine(train_parts, w), self._combine(val_parts, w)
+            for c in cs:
+                clf = self._make_head(c).fit(x_train, y_train)
+                f1 = f1_score(y_val, clf.predict(x_val), average="macro")
+                self.history.append({"c": c, "embedding_weight": w, "val_macro_f1": float(f1)})
+                if best is None or f1 > best[0]:
+                    best = (f1, c, w, clf, x_val)
+        _, self.params["c"], self.params["embedding_weight"], clf, x_val = best
         self.head = CalibratedClassifierCV(FrozenEstimator(clf), method="temperature")
         self.head.fit(x_val, y_val)
 
