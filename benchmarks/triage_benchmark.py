@@ -92,16 +92,16 @@ def run(args: argparse.Namespace) -> dict:
         y_te = np.array([labels.index(x) for x in te.labels])
         val_p = model.predict_proba(va.texts)
         abstain = choose_min_confidence(val_p, y_val)
+        if hasattr(model, "_encoder"):
+            from medai.core.embeddings import E5Encoder
+
+            model._encoder = E5Encoder(cache_dir=None)  # speed without the embedding cache
         t0 = time.perf_counter()
         proba = model.predict_proba(te.texts)
         batch_s = time.perf_counter() - t0
         rep = classification_report(y_te, proba, labels, departments.display_names(labels))
         card = ModelCard(task="triage", model_type=name, labels=labels,
                          thresholds={"min_confidence": abstain["min_confidence"]})
-        if hasattr(model, "_encoder"):
-            from medai.core.embeddings import E5Encoder
-
-            model._encoder = E5Encoder(cache_dir=None)  # latency without the cache
         predictor = TriagePredictor(model, card)
         latency = measure_latency(predictor, te.texts, args.latency_n)
         answered = proba.max(1) >= abstain["min_confidence"]

@@ -139,3 +139,13 @@ def test_train_single_department_is_refused(tmp_path):
     data = write_csv(tmp_path / "one.csv", [r for r in make_rows(10) if r["label"] == "Nöroloji"])
     r = run_json("triage", "train", "--data", str(data), "--out", str(tmp_path / "x"), code=2)
     assert "at least two departments" in r["error"]
+
+
+def test_train_with_a_rare_department(tmp_path):
+    """A department with 3 rows cannot be on every side of the split; training must cope."""
+    rows = make_rows(per_class=30) + [
+        {"text": f"Gözümde bulanıklık ve kızarıklık var {i}", "label": "Göz Hastalıkları"}
+        for i in range(3)]
+    data = write_csv(tmp_path / "rare.csv", rows)
+    summary = run_json("triage", "train", "--data", str(data), "--out", str(tmp_path / "m"))
+    assert "ophthalmology" in summary["labels"]

@@ -115,6 +115,8 @@ _NAME_AFTER_DR = re.compile(
     rf"(?<![{_L}])((?:Dr|Doç|Doc|Prof|Uzm|Op)\.?\s*(?:Dr\.?\s*)?)"
     rf"([{_UP}][{_L}]+(?:\s+[{_UP}][{_L}]+){{0,2}})"
 )
+# "Sayın Akyüz", "sayın ahmet yılmaz": Sayın is always followed by a name or a title.
+_NAME_AFTER_SAYIN = re.compile(rf"(?<![{_L}])((?i:sayın|sayin)\s+)([{_L}]+(?:\s+[{_UP}][{_L}]+)?)")
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']+|\b[\w-]+\.(?:com|net|org|gov|edu)(?:\.tr)?\b[^\s]*",
                   re.IGNORECASE)
@@ -152,6 +154,13 @@ def _redact_cap_name(match: re.Match[str]) -> str:
     return "[İSİM]" + rest
 
 
+def _redact_after_sayin(match: re.Match[str]) -> str:
+    words = match.group(2).split()
+    if turkish_lower(words[0]) in _GREETINGS or re.fullmatch(_TITLES, words[0]):
+        return match.group(0)
+    return match.group(1) + "[İSİM]"
+
+
 def _redact_greeted_name(match: re.Match[str]) -> str:
     if turkish_lower(match.group(2)) in _GREETINGS:
         return match.group(0)
@@ -168,6 +177,7 @@ def redact_pii(text: str) -> str:
     text = _URL.sub("[URL]", text)
     text = _DIGIT_RUN.sub(_redact_digits, text)
     text = _NAME_AFTER_DR.sub(lambda m: m.group(1) + "[İSİM]", text)
+    text = _NAME_AFTER_SAYIN.sub(_redact_after_sayin, text)
     text = _GREETED_NAME.sub(_redact_greeted_name, text)
     text = _CAP_NAME_BEFORE_TITLE.sub(_redact_cap_name, text)
     return text

@@ -14,6 +14,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from medai.core.calibration import TemperatureScaler
 from medai.core.embeddings import E5Encoder
 from medai.triage.models.base import label_index, sorted_classes
 
@@ -39,6 +40,7 @@ class EncoderClassifier:
         self.history: list[dict] = []
         self.tfidf = None
         self.head = None
+        self.calibrator: TemperatureScaler | None = None
         self._encoder: E5Encoder | None = None
         self._cache = cache
 
@@ -65,8 +67,6 @@ class EncoderClassifier:
 
     def fit(self, train_texts: Sequence[str], train_labels: Sequence[str],
             val_texts: Sequence[str], val_labels: Sequence[str]) -> None:
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.frozen import FrozenEstimator
         from sklearn.metrics import f1_score
 
         self.labels = sorted_classes(train_labels)
@@ -93,9 +93,14 @@ class EncoderClassifier:
                 self.history.append({"c": c, "embedding_weight": w, "val_macro_f1": float(f1)})
                 if best is None or f1 > best[0]:
                     best = (f1, c, w, clf, x_val)
-        _, self.params["c"], self.params["embedding_weight"], clf, x_val = best
-        self.head = CalibratedClassifierCV(FrozenEstimator(clf), method="temperature")
-        self.head.fit(x_val, y_val)
+        _, self.params["c"], self.params["embedding_weight"], self.head, x_val = best
+        self.calibrator = TemperatureScaler().fit(self._scores(x_val), y_val)
+
+    def _scores(self, x) -> np.ndarray:
+        if hasattr(self.head, "predict_log_proba"):
+            return self.head.predict_log_proba(x)  # logistic head: log-probabilities
+        scores = self.head.decision_function(x)
+        return np.stack([-scores, scores], axis=1) / 2 if scores.ndim == 1 else scores
 
     def _make_head(self, c: float):
         from sklearn.linear_model import LogisticRegression
@@ -108,11 +113,12 @@ class EncoderClassifier:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if self.head is None:
             raise RuntimeError("model is not trained")
-        return self.head.predict_proba(self._features(list(texts)))
+        return self.calibrator.predict_proba(self._scores(self._features(list(texts))))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        joblib.dump({"head": self.head, "labels": self.labels, "params": self.params},
+        joblib.dump({"head": self.head, "calibrator": self.calibrator, "labels": self.labels,
+                     "params": self.params},
                     directory / HEAD_FILE, compress=("xz", 6))
         if self.tfidf is not None:
             self.tfidf.save(directory)
@@ -122,6 +128,7 @@ class EncoderClassifier:
         state = joblib.load(directory / HEAD_FILE)
         model = cls(with_tfidf=state["params"]["with_tfidf"])
         model.head, model.labels, model.params = state["head"], state["labels"], state["params"]
+        model.calibrator = state["calibrator"]
         if model.with_tfidf:
             from medai.triage.models.tfidf import TfidfClassifier
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from medai.core.calibration import TemperatureScaler
 from medai.core.text import turkish_lower
 from medai.triage.models.base import label_index, sorted_classes
 
@@ -50,12 +51,11 @@ class TfidfClassifier:
         self.labels: list[str] = []
         self.history: list[dict] = []
         self.features = None
-        self.calibrated = None
+        self.svm = None
+        self.calibrator: TemperatureScaler | None = None
 
     def fit(self, train_texts: Sequence[str], train_labels: Sequence[str],
             val_texts: Sequence[str], val_labels: Sequence[str]) -> None:
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.frozen import FrozenEstimator
         from sklearn.svm import LinearSVC
 
         self.labels = sorted_classes(train_labels)
@@ -64,25 +64,30 @@ class TfidfClassifier:
                                        min_df=self.params["min_df"],
                                        max_features=self.params["max_features"])
         x_train = self.features.fit_transform(list(train_texts))
-        svm = LinearSVC(C=self.params["c"], class_weight="balanced").fit(x_train, y_train)
+        self.svm = LinearSVC(C=self.params["c"], class_weight="balanced").fit(x_train, y_train)
         keep = [i for i, lab in enumerate(val_labels) if lab in set(self.labels)]
         x_val = self.features.transform([val_texts[i] for i in keep])
         y_val = label_index([val_labels[i] for i in keep], self.labels)
-        self.calibrated = CalibratedClassifierCV(FrozenEstimator(svm), method="temperature")
-        self.calibrated.fit(x_val, y_val)
+        self.calibrator = TemperatureScaler().fit(self._scores(x_val), y_val)
+
+    def _scores(self, x) -> np.ndarray:
+        scores = self.svm.decision_function(x)
+        if scores.ndim == 1:  # two classes: sklearn gives one margin
+            scores = np.stack([-scores, scores], axis=1) / 2
+        return scores
 
     def embed(self, texts: Sequence[str]):
         """The sparse TF-IDF features (used by the combined model)."""
         return self.features.transform(list(texts))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if self.calibrated is None:
+        if self.svm is None:
             raise RuntimeError("model is not trained")
-        return self.calibrated.predict_proba(self.features.transform(list(texts)))
+        return self.calibrator.predict_proba(self._scores(self.features.transform(list(texts))))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        joblib.dump({"features": self.features, "calibrated": self.calibrated,
+        joblib.dump({"features": self.features, "svm": self.svm, "calibrator": self.calibrator,
                      "labels": self.labels, "params": self.params},
                     directory / WEIGHTS_FILE, compress=("xz", 6))
 
@@ -91,6 +96,7 @@ class TfidfClassifier:
         """Loads a joblib pickle: only load model directories you trust (see docs/security)."""
         state = joblib.load(directory / WEIGHTS_FILE)
         model = cls()
-        model.features, model.calibrated = state["features"], state["calibrated"]
+        model.features, model.svm = state["features"], state["svm"]
+        model.calibrator = state["calibrator"]
         model.labels, model.params = state["labels"], state["params"]
         return model
