@@ -149,3 +149,19 @@ def test_train_with_a_rare_department(tmp_path):
     data = write_csv(tmp_path / "rare.csv", rows)
     summary = run_json("triage", "train", "--data", str(data), "--out", str(tmp_path / "m"))
     assert "ophthalmology" in summary["labels"]
+
+
+def test_extra_train_source_is_training_only(tmp_path, complaints_csv):
+    extra = write_csv(tmp_path / "weak.csv", [
+        {"text": f"Gözümde bulanıklık ve sulanma var, gözlük numaram arttı {i}",
+         "label": "Göz Hastalıkları"} for i in range(12)])
+    out = tmp_path / "m"
+    summary = run_json("triage", "train", "--data", str(complaints_csv), "--out", str(out),
+                       "--extra-train", str(extra))
+    assert "ophthalmology" in summary["labels"]
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["data"][1]["role"] == "train_only_weak" and card["data"][1]["rows_added"] == 12
+    assert "--extra-train" in card["training_command"]
+    # metrics are on the real test split only: no ophthalmology rows there
+    assert card["metrics"]["per_class_f1"]["ophthalmology"] == 0.0
+    assert summary["test"]["n"] == summary["split"]["test"]

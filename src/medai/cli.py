@@ -73,6 +73,9 @@ def triage_train(
                                                    "(transformer).")] = None,
     redact: Annotated[bool, typer.Option(help="Redact names, e-mails, phones, ids, URLs "
                                               "before training.")] = False,
+    extra_train: Annotated[list[Path] | None, typer.Option(
+        help="Weaker extra source(s) used for training only, never for validation/test "
+             "(e.g. LLM-rewritten questions of departments with no real text).")] = None,
     epochs: Annotated[int, typer.Option(help="transformer: maximum epochs.")] = 4,
     batch_size: Annotated[int, typer.Option(help="transformer: per-process batch.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="transformer: AdamW peak LR.")] = 3e-5,
@@ -101,7 +104,8 @@ def triage_train(
                              grad_accum=grad_accum, patience=patience, max_length=max_length,
                              mixed_precision=mixed_precision, resume=resume, seed=seed)
     opts = TrainOptions(data=data, out=out, model_type=model_type, base=base, redact=redact,
-                        seed=seed, name=name, model_options=model_options)
+                        seed=seed, name=name, model_options=model_options,
+                        extra_train=list(extra_train or []))
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         summary = train(opts)
     if summary:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,22 @@ class TrainOptions:
     target_accuracy: float = 0.95
     name: str = ""
     model_options: dict[str, Any] | None = None
+    extra_train: list[Path] = field(default_factory=list)
+
+
+def load_extra_train(path: Path, main_texts: list[str], redact: bool
+                     ) -> tuple[list[str], list[str], dict]:
+    """A weaker source (e.g. LLM-rewritten questions) used for training only, never for
+    validation or test, so the reported metrics stay on real text. Rows that repeat a text of
+    the main set are dropped."""
+    from medai.core.text import turkish_lower
+
+    extra = load_complaints(path, redact=redact)
+    main = {turkish_lower(t) for t in main_texts}
+    keep = [i for i, t in enumerate(extra.texts) if turkish_lower(t) not in main]
+    report = extra.report.to_dict()
+    report["dropped_as_in_main_set"] = len(extra.texts) - len(keep)
+    return [extra.texts[i] for i in keep], [extra.labels[i] for i in keep], report
 
 
 def command_for(opts: TrainOptions) -> str:
@@ -47,6 +63,8 @@ def command_for(opts: TrainOptions) -> str:
         args += ["--base", str(opts.base)]
     if opts.redact:
         args.append("--redact")
+    for extra in opts.extra_train:
+        args += ["--extra-train", str(extra)]
     if opts.seed != 13:
         args += ["--seed", str(opts.seed)]
     if opts.name:
@@ -76,6 +94,15 @@ def train(opts: TrainOptions) -> dict:
     parts = split(dataset, test_frac=opts.test_frac, val_frac=opts.val_frac, seed=opts.seed)
     train_set, val_set, test_set = (dataset.subset(parts.train), dataset.subset(parts.validation),
                                     dataset.subset(parts.test))
+    extra_reports = []
+    for extra_path in opts.extra_train:
+        extra_texts, extra_labels, report = load_extra_train(extra_path, dataset.texts,
+                                                             opts.redact)
+        train_set.texts, train_set.labels = (train_set.texts + extra_texts,
+                                             train_set.labels + extra_labels)
+        extra_reports.append({"path": str(extra_path), "sha256": file_sha256(extra_path),
+                              "role": "train_only_weak", "rows_added": len(extra_texts),
+                              "load_report": report})
     options = dict(opts.model_options or {})
     if opts.model_type == "transformer":
         options.setdefault("base", opts.base)
@@ -93,7 +120,7 @@ def train(opts: TrainOptions) -> dict:
         training_command=command_for(opts),
         data=[{"path": str(opts.data), "sha256": file_sha256(opts.data),
                "load_report": dataset.report.to_dict(), "split": parts.to_dict(),
-               "split_seed": opts.seed, "redacted": opts.redact}],
+               "split_seed": opts.seed, "redacted": opts.redact}, *extra_reports],
         params={**getattr(model, "params", {}), **getattr(model, "train_info", {})},
         licence_notes=TRIAGE_LICENCE_NOTE,
         intended_use="Suggest a hospital department for a patient's free-text complaint, for "
