@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: run test install install-dev lint clean train-default-triage benchmark-triage
+.PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
+	benchmark-triage
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +43,17 @@ train-default-triage: install
 	    --out src/medai/assets/models/triage-default --model-type tfidf \
 	    --name triage-default --json
 
+# The 13-department variant: adds LLM-rewritten questions of 9 other departments, training-only.
+train-extended-triage: install
+	$(BIN)/medai triage train --data ../shared/data/triage/complaints.csv \
+	    --extra-train ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv \
+	    --out src/medai/assets/models/triage-extended --model-type tfidf \
+	    --name triage-extended --json
+
 benchmark-triage: install
 	$(BIN)/python benchmarks/triage_benchmark.py --data ../shared/data/triage/complaints.csv \
-	    --out docs/benchmarks/triage
+	    --out docs/benchmarks/triage \
+	    --extra ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

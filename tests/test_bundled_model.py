@@ -36,3 +36,15 @@ def test_default_model_predicts_sensibly():
     }
     for text, expected in cases.items():
         assert predictor.predict(text).departments[0].id == expected, text
+
+
+def test_extended_model_covers_more_departments():
+    extended = bundled_models_dir() / "triage-extended"
+    card = json.loads((extended / "model_card.json").read_text(encoding="utf-8"))
+    assert len(card["labels"]) == 13
+    assert card["data"][1]["role"] == "train_only_weak"
+    predictor = registry.load(extended)
+    result = predictor.predict("Adetim 10 gün gecikti ve kasıklarımda ağrı var, hamile olabilir "
+                               "miyim?")
+    assert result.departments[0].id == "obstetrics_gynecology"
+    assert any("13 of 15" in w for w in result.warnings)
