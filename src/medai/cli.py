@@ -238,8 +238,9 @@ def models_list(
              "macro_f1": card.metrics.get("macro_f1"), "created_at": card.created_at}
             for d, card in list_models(path)]
     human = "\n".join(f"{r['name']:<28} {r['task']:<8} {r['model_type']:<14} "
-                      f"labels={r['labels']:<3} macro_f1={r['macro_f1']}  {r['path']}"
-                      for r in rows) or "no models found"
+                      f"labels={r['labels']:<3} macro_f1="
+                      f"{'-' if r['macro_f1'] is None else format(r['macro_f1'], '.4f')}  "
+                      f"{r['path']}" for r in rows) or "no models found"
     _emit({"models": rows}, as_json, human)
 
 
