@@ -34,6 +34,17 @@ def test_split_is_stratified_and_keeps_groups_whole(tmp_path):
         assert set(labels[idx]) == set(labels)  # every department on every side
 
 
+def test_near_duplicates_can_be_dropped(tmp_path):
+    rows = make_rows(per_class=5) + [
+        {"text": "Kulağımda sürekli uğultu ve dolgunluk hissi var, ilaç işe yaramadı" + "!" * i,
+         "label": "KBB"} for i in range(4)]
+    path = write_csv(tmp_path / "d.csv", rows)
+    grouped = load_complaints(path)
+    dropped = load_complaints(path, drop_near_duplicates=True)
+    assert len(grouped) - len(dropped) == dropped.report.skipped["near_duplicate"] >= 3
+    assert sum("uğultu" in t for t in dropped.texts) == 1
+
+
 def test_report_counts_every_skip(tmp_path):
     rows = make_rows(per_class=5) + [
         {"text": "", "label": "KBB"},

@@ -73,6 +73,9 @@ def triage_train(
                                                    "(transformer).")] = None,
     redact: Annotated[bool, typer.Option(help="Redact names, e-mails, phones, ids, URLs "
                                               "before training.")] = False,
+    drop_near_duplicates: Annotated[bool, typer.Option(
+        help="Keep one row per near-duplicate group (default: keep all, grouped on one side "
+             "of the split).")] = False,
     extra_train: Annotated[list[Path] | None, typer.Option(
         help="Weaker extra source(s) used for training only, never for validation/test "
              "(e.g. LLM-rewritten questions of departments with no real text).")] = None,
@@ -104,6 +107,7 @@ def triage_train(
                              grad_accum=grad_accum, patience=patience, max_length=max_length,
                              mixed_precision=mixed_precision, resume=resume, seed=seed)
     opts = TrainOptions(data=data, out=out, model_type=model_type, base=base, redact=redact,
+                        drop_near_duplicates=drop_near_duplicates,
                         seed=seed, name=name, model_options=model_options,
                         extra_train=list(extra_train or []))
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):

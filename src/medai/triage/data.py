@@ -114,10 +114,13 @@ def load_complaints(
     redact: bool = False,
     dedup_threshold: float | None = 0.8,
     known_labels: set[str] | None = None,
+    drop_near_duplicates: bool = False,
 ) -> ComplaintSet:
     """Read, clean and de-duplicate a ``text,label`` CSV or JSONL file.
 
-    ``known_labels`` restricts to a model's label set (evaluation); other labels are counted.
+    Near-duplicates are grouped (and splits keep groups whole); ``drop_near_duplicates`` keeps
+    only the first row of each group instead. ``known_labels`` restricts to a model's label
+    set (evaluation); other labels are counted.
     """
     path = Path(path)
     if not path.is_file():
@@ -175,6 +178,11 @@ def load_complaints(
     sizes = Counter(groups.tolist())
     report.near_duplicate_groups = sum(1 for s in sizes.values() if s > 1)
     report.rows_in_near_duplicate_groups = sum(s for s in sizes.values() if s > 1)
+    if drop_near_duplicates:
+        keep = [i for i in range(len(texts)) if groups[i] == i]  # the first of each group
+        report.skipped["near_duplicate"] += len(texts) - len(keep)
+        texts, labels, groups = ([texts[i] for i in keep], [labels[i] for i in keep],
+                                 np.arange(len(keep)))
     report.rows_kept = len(texts)
     return ComplaintSet(texts, labels, groups, report)
 

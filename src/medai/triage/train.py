@@ -31,6 +31,7 @@ class TrainOptions:
     model_type: str = "tfidf"
     base: Path | None = None
     redact: bool = False
+    drop_near_duplicates: bool = False
     test_frac: float = 0.15
     val_frac: float = 0.15
     seed: int = 13
@@ -63,6 +64,8 @@ def command_for(opts: TrainOptions) -> str:
         args += ["--base", str(opts.base)]
     if opts.redact:
         args.append("--redact")
+    if opts.drop_near_duplicates:
+        args.append("--drop-near-duplicates")
     for extra in opts.extra_train:
         args += ["--extra-train", str(extra)]
     if opts.seed != 13:
@@ -87,7 +90,8 @@ def is_main_process(model_type: str) -> bool:
 
 def train(opts: TrainOptions) -> dict:
     """Train and save a model directory; returns a summary (metrics on the held-out test split)."""
-    dataset = load_complaints(opts.data, redact=opts.redact)
+    dataset = load_complaints(opts.data, redact=opts.redact,
+                              drop_near_duplicates=opts.drop_near_duplicates)
     if len(set(dataset.labels)) < 2:
         raise ValueError(f"{opts.data}: need at least two departments to train, "
                          f"found {sorted(set(dataset.labels))}")
