@@ -1,0 +1,201 @@
+"""Image input: PNG/JPEG/DICOM → one grayscale float array in [0, 1], for training and serving.
+
+One path for both, so a model sees at serving time exactly what it saw in training. Limits are
+checked before any pixel is decoded (file bytes, then the header's pixel count), so a
+decompression bomb or a giant scan is refused with a clear message instead of exhausting
+memory. DICOM goes through the modality LUT, the VOI LUT / window, and MONOCHROME1 inversion.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MAX_BYTES = 64 * 1024 * 1024
+MAX_PIXELS = 40_000_000  # e.g. 6000 × 6600: larger than any plain radiograph
+MIN_SIDE = 32
+
+
+class ImageInputError(ValueError):
+    """An image that cannot be used, with the reason in words a radiologist understands."""
+
+
+@dataclass
+class LoadedImage:
+    pixels: np.ndarray  # float32, H × W, in [0, 1]
+    source_format: str  # "png" | "jpeg" | "dicom" | ...
+    metadata: dict = field(default_factory=dict)
+
+
+def _is_dicom(data: bytes) -> bool:
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def load_image(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
+               max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Read a PNG, JPEG (or other Pillow format) or DICOM file / bytes."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageInputError(f"{path}: no such file")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageInputError(f"file is too large ({size:,} bytes; limit {max_bytes:,})")
+        data = path.read_bytes()
+    else:
+        data = bytes(source)
+    if len(data) > max_bytes:
+        raise ImageInputError(f"file is too large ({len(data):,} bytes; limit {max_bytes:,})")
+    if not data:
+        raise ImageInputError("file is empty")
+    if _is_dicom(data):
+        return _load_dicom(data, max_pixels)
+    return _load_raster(data, max_pixels)
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageInputError(f"image is too large ({width}×{height} = {width * height:,} "
+                              f"pixels; limit {max_pixels:,})")
+    if min(width, height) < MIN_SIDE:
+        raise ImageInputError(f"image is too small ({width}×{height}); need at least "
+                              f"{MIN_SIDE} pixels a side")
+
+
+def _load_raster(data: bytes, max_pixels: int) -> LoadedImage:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageInputError("not an image: the file is neither PNG/JPEG nor DICOM") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageInputError(f"image is too large ({exc})") from None
+    except Exception as exc:  # Pillow raises OSError/SyntaxError/struct.error on bad headers
+        raise ImageInputError(f"image header is corrupt or truncated ({exc})") from None
+    _check_size(img.width, img.height, max_pixels)
+    fmt = (img.format or "unknown").lower()
+    try:
+        img.load()
+    except Exception as exc:  # any decoder failure is the file's fault, not a crash
+        raise ImageInputError(f"image data is corrupt or truncated ({exc})") from None
+    meta = {"mode": img.mode, "width": img.width, "height": img.height}
+    if getattr(img, "n_frames", 1) > 1:
+        meta["frames"] = img.n_frames  # first frame used
+    pixels, colourfulness = _to_gray(img)
+    meta["colourfulness"] = colourfulness
+    return LoadedImage(pixels, fmt, meta)
+
+
+def _to_gray(img) -> tuple[np.ndarray, float]:
+    """Float gray in [0, 1] for 1/8/16/32-bit, palette, RGB(A); also how colourful it was."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA"):
+        from PIL import Image
+
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA")).convert("RGB")
+        mode = "RGB"
+    if mode in ("RGB", "CMYK", "YCbCr", "HSV", "LAB"):
+        rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        colourfulness = float(np.mean(rgb.max(axis=2) - rgb.min(axis=2)))
+        gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return gray.astype(np.float32), colourfulness
+    arr = np.asarray(img)
+    if mode == "1":
+        return arr.astype(np.float32), 0.0
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0, 0.0
+    return _rescale(arr.astype(np.float64)), 0.0  # I;16, I, F: stretch to the data range
+
+
+def _rescale(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.float32)
+    return ((arr - lo) / (hi - lo)).astype(np.float32)
+
+
+def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, Exception) as exc:  # pydicom raises many types on bad files
+        raise ImageInputError(f"malformed DICOM file ({exc})") from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise ImageInputError("DICOM file has no pixel data (e.g. a structured report or "
+                              "a presentation state), so there is no image to analyse")
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    except Exception as exc:
+        raise ImageInputError(f"malformed DICOM image size ({exc})") from None
+    _check_size(cols, rows, max_pixels)
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # decoder missing, truncated data, bad attributes
+        name = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        hint = (f" (transfer syntax {name.name}: install a decoder such as pylibjpeg or "
+                "python-gdcm)") if name is not None and name.is_compressed else ""
+        raise ImageInputError(f"cannot decode DICOM pixel data{hint}: {exc}") from None
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    meta = {"modality": str(ds.get("Modality", "")), "photometric": photometric,
+            "bits_stored": int(ds.get("BitsStored", 0) or 0), "frames": frames,
+            "transfer_syntax": syntax, "width": cols, "height": rows}
+    if frames > 1:
+        arr = arr[arr.shape[0] // 2]  # the middle frame of a multi-frame object
+    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR"):
+        from pydicom.pixels import convert_color_space
+
+        if photometric.startswith("YBR"):
+            arr = convert_color_space(arr, photometric, "RGB")
+        if arr.ndim == 3:
+            rgb = arr.astype(np.float64)
+            meta["colourfulness"] = float(np.mean(np.ptp(rgb, axis=2)) / max(rgb.max(), 1))
+            return LoadedImage(_rescale(rgb @ [0.299, 0.587, 0.114]), "dicom", meta)
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageInputError(f"unsupported DICOM photometric interpretation {photometric!r}")
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        values = apply_modality_lut(arr, ds).astype(np.float64)
+        if "WindowCenter" in ds or "VOILUTSequence" in ds:
+            values = apply_voi_lut(values, ds, index=0).astype(np.float64)
+    except Exception as exc:
+        raise ImageInputError(f"cannot apply the DICOM rescale/window attributes ({exc})") \
+            from None
+    if values.ndim != 2:
+        raise ImageInputError(f"unexpected DICOM pixel array shape {values.shape}")
+    gray = _rescale(values)
+    if photometric == "MONOCHROME1":  # 0 = white: invert so bone is bright as in MONOCHROME2
+        gray = 1.0 - gray
+    meta["colourfulness"] = 0.0
+    return LoadedImage(gray, "dicom", meta)
+
+
+def check_modality(image: LoadedImage, task: str) -> str | None:
+    """A reason to refuse the image for ``task``, or None when nothing says it is wrong.
+
+    DICOM files say their modality; a colour photograph is recognisably not a radiograph or an
+    MRI slice. (A learned check against the other task's images lives with the models.)
+    """
+    from medai.imaging.labels import space
+
+    expected = space(task)
+    modality = image.metadata.get("modality")
+    if modality and modality not in expected.dicom_modalities:
+        return (f"DICOM modality is {modality!r}, but the {expected.modality} model expects "
+                f"{'/'.join(expected.dicom_modalities)}")
+    if image.metadata.get("colourfulness", 0.0) > 0.08:
+        return (f"this looks like a colour photograph, not a {expected.modality} "
+                "(radiological images are grayscale)")
+    return None
