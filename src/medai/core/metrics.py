@@ -69,3 +69,50 @@ def latency_summary(seconds: Sequence[float]) -> dict:
     ms = np.asarray(seconds) * 1000.0
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
             "mean_ms": float(ms.mean()), "n": len(ms)}
+
+
+def auroc_with_ci(y: np.ndarray, score: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                  alpha: float = 0.05) -> dict:
+    """AUROC and a percentile-bootstrap confidence interval (resampling images)."""
+    from sklearn.metrics import roc_auc_score
+
+    y, score = np.asarray(y), np.asarray(score)
+    if len(np.unique(y)) < 2:
+        return {"auroc": None, "ci_low": None, "ci_high": None, "n": len(y),
+                "positives": int(y.sum())}
+    auc = float(roc_auc_score(y, score))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) == 2:
+            boots.append(roc_auc_score(y[idx], score[idx]))
+    low, high = (np.percentile(boots, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+                 if boots else (None, None))
+    return {"auroc": auc, "ci_low": float(low) if low is not None else None,
+            "ci_high": float(high) if high is not None else None, "n": len(y),
+            "positives": int(y.sum())}
+
+
+def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
+    """The operating threshold maximising sensitivity + specificity − 1 (chosen on validation)."""
+    from sklearn.metrics import roc_curve
+
+    if len(np.unique(y)) < 2:
+        return 0.5
+    fpr, tpr, thr = roc_curve(y, score)
+    best = int(np.argmax(tpr - fpr))
+    return float(np.clip(thr[best], 0.0, 1.0))
+
+
+def binary_at_threshold(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
+    y = np.asarray(y).astype(bool)
+    pred = np.asarray(score) >= threshold
+    tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
+    fn, tn = int((~pred & y).sum()), int((~pred & ~y).sum())
+    sens = tp / (tp + fn) if tp + fn else None
+    spec = tn / (tn + fp) if tn + fp else None
+    prec = tp / (tp + fp) if tp + fp else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None
+    return {"threshold": float(threshold), "sensitivity": sens, "specificity": spec,
+            "precision": prec, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn}

