@@ -86,3 +86,35 @@ def test_train_restores_best_and_roundtrips(tmp_path):
     _, history2 = train_model(cfg, ds, ds, tmp_path / "work", resume=True)
     assert [h["epoch"] for h in history2] == [1, 2, 3, 4]
     assert not math.isnan(history2[-1]["val_loss"])
+
+
+def test_pipeline_writes_card_metrics_and_plots(tmp_path):
+    import json
+
+    from medai.core import registry
+    from medai.imaging.pipeline import train_imaging
+
+    _pattern_dataset(tmp_path, n_per_class=12)
+    out = tmp_path / "cxr-model"
+    summary = train_imaging("cxr", tmp_path / "manifest.csv", out, epochs=2, batch_size=8,
+                            learning_rate=1e-3, image_size=48)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["task"] == "cxr" and set(card["thresholds"]) == set(card["labels"])
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    for key in ("macro_auroc", "accuracy", "macro_f1", "per_label"):
+        assert key in metrics
+    assert {"auroc", "ci_low", "ci_high", "threshold", "sensitivity", "specificity"} <= set(
+        metrics["per_label"]["COVID-19"])
+    assert (out / "evaluation" / "roc_curves.png").is_file()
+    assert (out / "evaluation" / "training_curves.png").is_file()
+    assert summary["test"]["n"] == metrics["n"]
+    predictor = registry.load(out)
+    result = predictor.predict(tmp_path / "1_0.png")
+    assert result["refused"] is False and len(result["findings"]) == len(card["labels"])
+    assert {"label", "probability", "threshold", "positive"} <= set(result["findings"][0])
+    photo = np.zeros((48, 48, 3), dtype=np.uint8)
+    photo[..., 0] = 220
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    refused = predictor.predict(tmp_path / "photo.png")
+    assert refused["refused"] is True and "photograph" in refused["reason"]
+    assert predictor.predict(b"not an image at all" * 10)["refused"] is True

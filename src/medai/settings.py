@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=Path.home() / ".medai" / "cache",
                             description="embedding cache and other recomputable files")
     triage_model: Path | None = Field(default=None, description="triage model served by default")
+    cxr_model: Path | None = Field(default=None, description="chest X-ray model served")
+    mri_model: Path | None = Field(default=None, description="brain MRI model served")
     triage_min_confidence: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="abstain below this top probability (default: the model card's value)")
@@ -26,7 +28,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     def default_model(self, task: str) -> Path | None:
-        return {"triage": self.triage_model}.get(task)
+        return {"triage": self.triage_model, "cxr": self.cxr_model,
+                "mri": self.mri_model}.get(task)
 
 
 @lru_cache(maxsize=1)

@@ -20,7 +20,8 @@ import medai
 CARD_FILE = "model_card.json"
 
 # task -> module exposing ``load_predictor(path: Path, card: ModelCard)``
-TASK_LOADERS: dict[str, str] = {"triage": "medai.triage.predict"}
+TASK_LOADERS: dict[str, str] = {"triage": "medai.triage.predict", "cxr": "medai.imaging.predict",
+                                "mri": "medai.imaging.predict"}
 
 
 class ModelLoadError(RuntimeError):

@@ -1,0 +1,126 @@
+"""Imaging evaluation: per-label AUROC with bootstrap CIs, operating thresholds, F1/sensitivity/
+specificity at them, accuracy and confusion matrix over the mutually exclusive classes, a
+per-source breakdown, and the ROC / confusion-matrix plots."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medai.core.metrics import auroc_with_ci, binary_at_threshold, youden_threshold
+
+# Classes of which an image has exactly one: scored by arg-max for accuracy / confusion.
+EXCLUSIVE = {"cxr": ("No Finding", "Bacterial_Pneumonia", "Viral_Pneumonia", "COVID-19"),
+             "mri": ("Glioma", "Meningioma", "Pituitary", "No_Tumor")}
+
+
+def choose_thresholds(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str]
+                      ) -> dict[str, float]:
+    """Per-label Youden-J thresholds on validation, over the images that annotate the label."""
+    out = {}
+    for j, lab in enumerate(labels):
+        mask = ~np.isnan(targets[:, j])
+        out[lab] = youden_threshold(targets[mask, j], probs[mask, j]) if mask.any() else 0.5
+    return out
+
+
+def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray,
+                    thresholds: dict[str, float], sources: Sequence[str | None] | None = None,
+                    n_boot: int = 1000, with_sources: bool = True) -> dict:
+    per_label = {}
+    aurocs, f1s = [], []
+    for j, lab in enumerate(labels):
+        mask = ~np.isnan(targets[:, j])
+        y, s = targets[mask, j].astype(int), probs[mask, j]
+        roc = auroc_with_ci(y, s, n_boot=n_boot)
+        at = binary_at_threshold(y, s, thresholds.get(lab, 0.5))
+        per_label[lab] = {**roc, **at}
+        if roc["auroc"] is not None:
+            aurocs.append(roc["auroc"])
+        if at["f1"] is not None and y.sum() > 0:
+            f1s.append(at["f1"])
+    result = {"task": task, "n": len(targets), "macro_auroc":
+              float(np.mean(aurocs)) if aurocs else None,
+              "macro_f1_thresholded": float(np.mean(f1s)) if f1s else None,
+              "per_label": per_label}
+    result.update(_exclusive_metrics(task, labels, targets, probs))
+    if result.get("macro_f1") is None:
+        result["macro_f1"] = result["macro_f1_thresholded"]
+    if with_sources and sources is not None and len(set(sources)) > 1:
+        result["per_source"] = {}
+        for src in sorted({s or "" for s in sources}):
+            idx = np.array([(s or "") == src for s in sources])
+            sub = evaluate_arrays(task, labels, targets[idx], probs[idx], thresholds,
+                                  n_boot=200, with_sources=False)
+            result["per_source"][src] = {k: sub.get(k) for k in
+                                         ("n", "macro_auroc", "accuracy", "macro_f1")}
+    return result
+
+
+def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
+                       probs: np.ndarray) -> dict:
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    classes = [lab for lab in EXCLUSIVE.get(task, ()) if lab in labels]
+    if len(classes) < 2:
+        return {"accuracy": None, "macro_f1": None}
+    cols = [list(labels).index(c) for c in classes]
+    sub_t = np.nan_to_num(targets[:, cols], nan=0.0)
+    one = sub_t.sum(axis=1) == 1
+    if not one.any():
+        return {"accuracy": None, "macro_f1": None}
+    y = sub_t[one].argmax(axis=1)
+    pred = probs[one][:, cols].argmax(axis=1)
+    return {"accuracy": float((y == pred).mean()),
+            "macro_f1": float(f1_score(y, pred, average="macro",
+                                       labels=sorted(set(y.tolist())))),
+            "exclusive_classes": classes,
+            "confusion_matrix": confusion_matrix(y, pred, labels=range(len(classes))).tolist()}
+
+
+def write_plots(metrics: dict, targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+                out_dir: Path, history: Sequence[dict] = ()) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    from medai.core.plots import confusion_matrix_plot, training_curves_plot
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for j, lab in enumerate(labels):
+        mask = ~np.isnan(targets[:, j])
+        y = targets[mask, j]
+        if len(np.unique(y)) == 2:
+            fpr, tpr, _ = roc_curve(y, probs[mask, j])
+            ax.plot(fpr, tpr, label=f"{lab} (AUROC {metrics['per_label'][lab]['auroc']:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("1 − specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(f"ROC — {metrics['task']} (n={metrics['n']})")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out_dir / "roc_curves.png", dpi=110)
+    plt.close(fig)
+    files["roc_curves"] = str(out_dir / "roc_curves.png")
+    if metrics.get("confusion_matrix"):
+        files["confusion_matrix"] = str(confusion_matrix_plot(
+            metrics["confusion_matrix"], metrics["exclusive_classes"],
+            out_dir / "confusion_matrix.png", title=f"{metrics['task']} — confusion matrix"))
+    if history:
+        files["training_curves"] = str(training_curves_plot(
+            history, out_dir / "training_curves.png", title=f"{metrics['task']} training"))
+    return files
+
+
+def write_metrics(metrics: dict, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    return path

@@ -1,0 +1,108 @@
+"""Imaging train/evaluate pipelines: data → patient split → fit → thresholds on validation →
+held-out test metrics → model directory with its card and plots."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+
+from medai.core.registry import ModelCard, save_card
+from medai.imaging.datasets import ImageDataset, load_dataset, patient_split, thumbnail_groups
+from medai.imaging.evaluate import (
+    choose_thresholds,
+    evaluate_arrays,
+    write_metrics,
+    write_plots,
+)
+from medai.imaging.io import ImageInputError, load_image
+from medai.imaging.predict import ImagingPredictor
+from medai.imaging.train import ImagingTrainConfig, save_model, train_model
+from medai.triage.data import file_sha256
+
+IMAGING_LICENCE_NOTE = (
+    "Trained on the images recorded under 'data'. Public imaging sets often carry "
+    "non-commercial or unstated licences (see each source's PROVENANCE); check them before "
+    "redistributing the model.")
+
+
+def _subset(ds: ImageDataset, idx: np.ndarray) -> ImageDataset:
+    return ImageDataset(ds.task, [ds.records[i] for i in idx])
+
+
+def split_groups(ds: ImageDataset) -> np.ndarray | None:
+    """Patients where the data has them; otherwise near-identical-thumbnail groups."""
+    if any(r.patient for r in ds.records):
+        return None
+    return thumbnail_groups([r.path for r in ds.records])
+
+
+def readable(predictor: ImagingPredictor, ds: ImageDataset) -> tuple[list[np.ndarray], list[int],
+                                                                       dict]:
+    pixels, keep, errors = [], [], {}
+    for i, rec in enumerate(ds.records):
+        try:
+            pixels.append(load_image(rec.path).pixels)
+            keep.append(i)
+        except ImageInputError as exc:
+            errors[str(rec.path)] = str(exc)
+    return pixels, keep, errors
+
+
+def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000
+          ) -> tuple[dict, np.ndarray, np.ndarray]:
+    pixels, keep, errors = readable(predictor, ds)
+    probs = predictor.predict_proba_pixels(pixels)
+    cols = [ds.labels.index(lab) for lab in predictor.labels]
+    targets = ds.targets()[keep][:, cols]
+    sources = [ds.records[i].source for i in keep]
+    metrics = evaluate_arrays(ds.task, predictor.labels, targets, probs, predictor.thresholds,
+                              sources, n_boot=n_boot)
+    metrics["unreadable_images"] = len(errors)
+    return metrics, targets, probs
+
+
+def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientnet-lite0",
+                  weights: str | None = None, epochs: int = 10, batch_size: int = 16,
+                  learning_rate: float = 3e-4, patience: int = 3, image_size: int = 224,
+                  seed: int = 13, resume: bool = False, name: str = "") -> dict:
+    ds = load_dataset(data, task)
+    tr, va, te = patient_split(ds, seed=seed, groups=split_groups(ds))
+    train, val, test = _subset(ds, tr), _subset(ds, va), _subset(ds, te)
+    labels = train.annotated_labels()
+    if (len(labels) < 2 and task == "mri") or not labels:
+        raise ValueError(f"{data}: not enough annotated labels to train ({labels})")
+    cfg = ImagingTrainConfig(task=task, backbone=backbone, weights=weights, labels=labels,
+                             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                             patience=patience, image_size=image_size, seed=seed)
+    model, history = train_model(cfg, train, val, out, resume=resume)
+    card = ModelCard(task=task, model_type=backbone, labels=labels, name=name or out.name,
+                     description=f"{task} findings ({backbone}), {len(labels)} labels",
+                     training_command=shlex.join([
+                         "medai", "imaging", "train", "--task", task, "--data", str(data),
+                         "--out", str(out), "--backbone", backbone, "--epochs", str(epochs),
+                         "--batch-size", str(batch_size), "--learning-rate", str(learning_rate),
+                         "--image-size", str(image_size)]),
+                     data=[{"path": str(data), "sha256": file_sha256(data) if data.is_file()
+                            else None, "report": ds.report(),
+                            "split": {"train": len(tr), "validation": len(va), "test": len(te)}}],
+                     params={"epochs_run": len(history), "best_epoch": min(
+                         history, key=lambda h: h["val_loss"])["epoch"] if history else None},
+                     licence_notes=IMAGING_LICENCE_NOTE,
+                     intended_use="Suggest findings for a radiologist to review.")
+    predictor = ImagingPredictor(model, cfg, card)
+    _, val_targets, val_probs = score(predictor, val, n_boot=0)
+    card.thresholds = choose_thresholds(val_targets, val_probs, labels)
+    predictor.thresholds = dict(card.thresholds)
+    metrics, targets, probs = score(predictor, test)
+    card.metrics = {"split": "test", **{k: metrics.get(k) for k in
+                                        ("n", "macro_auroc", "accuracy", "macro_f1")},
+                    "per_label_auroc": {k: v["auroc"] for k, v in metrics["per_label"].items()},
+                    "per_source": metrics.get("per_source")}
+    save_model(model, cfg, out)
+    save_card(out, card)
+    write_metrics(metrics, out / "evaluation")
+    files = write_plots(metrics, targets, probs, labels, out / "evaluation", history)
+    return {"model_dir": str(out), "labels": labels, "thresholds": card.thresholds,
+            "test": card.metrics, "history": history, "files": files}
