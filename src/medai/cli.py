@@ -22,6 +22,10 @@ triage_app = typer.Typer(help="Complaint triage: Turkish complaint → departmen
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(triage_app, name="triage")
 app.add_typer(models_app, name="models")
+imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.",
+                          no_args_is_help=True)
+app.add_typer(imaging_app, name="imaging")
+TaskOpt = Annotated[str, typer.Option("--task", help="cxr | mri")]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys).")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model directory or registered "
@@ -226,6 +230,164 @@ def triage_collect(
     _emit(stats, as_json, json.dumps(stats, ensure_ascii=False))
 
 
+# --- imaging --------------------------------------------------------------------------------
+
+def _load_imaging(task: str, model: str | None, onnx: bool = False):
+    from medai.core import registry
+    from medai.imaging.labels import space
+
+    space(task)  # validates the task name
+    directory = registry.resolve_model(model, task)
+    predictor = registry.load(directory)
+    if predictor.cfg.task != task:
+        raise ValueError(f"{directory} is a {predictor.cfg.task} model, not {task}")
+    if onnx:
+        from medai.imaging.export import ONNX_FILE, OnnxModel, export_onnx
+
+        path = directory / ONNX_FILE
+        if not path.is_file():
+            export_onnx(predictor.model, predictor.cfg.image_size, path)
+        predictor.model = OnnxModel(path)
+    return predictor
+
+
+@imaging_app.command("train")
+def imaging_train(
+    task: TaskOpt,
+    data: Annotated[Path, typer.Option(help="Manifest CSV, NIH Data_Entry CSV, CheXpert CSV "
+                                            "or class folder.")],
+    out: Annotated[Path, typer.Option(help="Model directory to create.")],
+    backbone: Annotated[str, typer.Option(help="efficientnet-lite0 | densenet121 | hf:DIR")
+                        ] = "efficientnet-lite0",
+    weights: Annotated[str | None, typer.Option(help="Your weights file for the backbone.")
+                       ] = None,
+    epochs: int = 10,
+    batch_size: int = 16,
+    learning_rate: float = 3e-4,
+    patience: int = 3,
+    image_size: int = 224,
+    seed: int = 13,
+    resume: bool = False,
+    name: str = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Train an imaging model; writes weights, model card, metrics and plots to --out."""
+    from medai.imaging.pipeline import train_imaging
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        summary = train_imaging(task, data, out, backbone=backbone, weights=weights,
+                                epochs=epochs, batch_size=batch_size,
+                                learning_rate=learning_rate, patience=patience,
+                                image_size=image_size, seed=seed, resume=resume, name=name)
+    t = summary["test"]
+    _emit(summary, as_json, f"saved {summary['model_dir']}: test macro AUROC "
+                            f"{t['macro_auroc']}, accuracy {t['accuracy']}")
+
+
+@imaging_app.command("evaluate")
+def imaging_evaluate(
+    task: TaskOpt,
+    data: Annotated[Path, typer.Option(help="Labelled images (manifest/CSV/folder).")],
+    model: ModelOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and plots.")] = None,
+    onnx: Annotated[bool, typer.Option(help="Run with ONNX Runtime.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Per-label AUROC (95 % CI), thresholds, accuracy, macro-F1, per-source breakdown."""
+    from medai.imaging.datasets import load_dataset
+    from medai.imaging.evaluate import write_metrics, write_plots
+    from medai.imaging.pipeline import score
+
+    with _guard(as_json):
+        predictor = _load_imaging(task, model, onnx)
+        ds = load_dataset(data, task)
+        metrics, targets, probs = score(predictor, ds)
+        t = ds.targets()
+        metrics["data"] = {**ds.report(), "labels_not_in_model": sorted(
+            lab for j, lab in enumerate(ds.labels)
+            if lab not in predictor.labels and (t[:, j] == 1).any())}
+        metrics["data"]["unknown_label_rows"] = sum(ds.unknown_labels.values())
+        if out is not None:
+            write_metrics(metrics, out)
+            metrics["files"] = write_plots(metrics, targets, probs, predictor.labels, out)
+    _emit(metrics, as_json, f"n={metrics['n']} macro_auroc={metrics['macro_auroc']} "
+                            f"accuracy={metrics['accuracy']} macro_f1={metrics['macro_f1']}")
+
+
+@imaging_app.command("predict")
+def imaging_predict(
+    image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file.")],
+    task: TaskOpt = "cxr",
+    model: ModelOpt = None,
+    onnx: Annotated[bool, typer.Option(help="Run with ONNX Runtime.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Findings with probabilities and thresholds; refuses images of the wrong kind."""
+    with _guard(as_json):
+        result = _load_imaging(task, model, onnx).predict(image)
+    if result["refused"]:
+        human = f"refused: {result['reason']}"
+    else:
+        human = "\n".join(f"{'+' if f['positive'] else ' '} {f['probability']:.3f} "
+                          f"(thr {f['threshold']:.3f})  {f['label']}" for f in result["findings"])
+    _emit(result, as_json, human)
+
+
+@imaging_app.command("explain")
+def imaging_explain(
+    image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file.")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")],
+    task: TaskOpt = "cxr",
+    label: Annotated[str | None, typer.Option(help="Label to explain (default: the most "
+                                                   "probable).")] = None,
+    model: ModelOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Grad-CAM heatmap overlay for one label."""
+    from medai.imaging.explain import gradcam, overlay_png
+    from medai.imaging.io import ImageInputError, check_modality, load_image
+
+    with _guard(as_json):
+        predictor = _load_imaging(task, model)
+        loaded = load_image(image)
+        reason = check_modality(loaded, task)
+        if reason:
+            raise ImageInputError(reason)
+        probs = predictor.predict_proba_pixels([loaded.pixels])[0]
+        idx = int(probs.argmax()) if label is None else predictor.labels.index(label) \
+            if label in predictor.labels else -1
+        if idx < 0:
+            raise ValueError(f"label {label!r} is not one of {predictor.labels}")
+        heat = gradcam(predictor.model, loaded.pixels, idx, predictor.cfg.image_size)
+        lab = predictor.labels[idx]
+        overlay_png(loaded.pixels, heat, out, caption=f"{lab} {probs[idx]:.2f} (AI)")
+    _emit({"out": str(out), "label": lab, "probability": float(probs[idx])}, as_json,
+          f"wrote {out} ({lab}, p={probs[idx]:.3f})")
+
+
+@imaging_app.command("export")
+def imaging_export(
+    task: TaskOpt,
+    model: ModelOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write model.onnx next to the weights and check ONNX Runtime agrees with PyTorch."""
+    import numpy as np
+    import torch
+
+    from medai.imaging.export import ONNX_FILE, OnnxModel, export_onnx
+
+    with _guard(as_json):
+        predictor = _load_imaging(task, model)
+        path = export_onnx(predictor.model, predictor.cfg.image_size,
+                           predictor.directory / ONNX_FILE)
+        x = torch.rand(2, 1, predictor.cfg.image_size, predictor.cfg.image_size)
+        with torch.no_grad():
+            diff = float(np.abs(predictor.model(x).numpy() - OnnxModel(path)(x).numpy()).max())
+    _emit({"onnx": str(path), "max_abs_logit_diff": diff}, as_json, f"wrote {path} "
+                                                                    f"(max |Δlogit| {diff:.2e})")
+
+
 # --- models ---------------------------------------------------------------------------------
 
 @models_app.command("list")
@@ -257,6 +419,7 @@ def models_show(model: Annotated[str, typer.Argument(help="Directory or register
     with _guard(as_json):
         directory = resolve_model(model, "triage")
         card = read_card(directory).to_dict()
+
     card["path"] = str(directory)
     _emit(card, as_json)
 

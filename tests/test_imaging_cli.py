@@ -1,0 +1,78 @@
+"""The imaging CLI end to end on a tiny model: train, evaluate, predict, explain, ONNX."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_imaging_train import _pattern_dataset
+from typer.testing import CliRunner
+
+from medai.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def run_json(*args, code=0):
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == code, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("img")
+    _pattern_dataset(root, n_per_class=12)
+    out = root / "model"
+    run_json("imaging", "train", "--task", "cxr", "--data", str(root / "manifest.csv"),
+             "--out", str(out), "--epochs", "2", "--batch-size", "8", "--learning-rate", "1e-3",
+             "--image-size", "48")
+    return root, out
+
+
+def test_evaluate_json(tiny, tmp_path):
+    root, model = tiny
+    with (root / "manifest.csv").open("a") as fh:
+        fh.write("0_0.png,Alien finding,px\n")
+    m = run_json("imaging", "evaluate", "--task", "cxr", "--data", str(root / "manifest.csv"),
+                 "--model", str(model), "--out", str(tmp_path / "ev"))
+    for key in ("macro_auroc", "accuracy", "macro_f1", "per_label"):
+        assert key in m
+    assert {"auroc", "threshold"} <= set(m["per_label"]["COVID-19"])
+    assert m["data"]["unknown_labels"] == {"Alien finding": 1}
+    assert (tmp_path / "ev" / "roc_curves.png").is_file()
+
+
+def test_predict_explain_and_onnx_agree(tiny, tmp_path):
+    root, model = tiny
+    image = root / "1_3.png"
+    eager = run_json("imaging", "predict", str(image), "--task", "cxr", "--model", str(model))
+    assert eager["refused"] is False and eager["status"] == "ai_suggestion"
+    exported = run_json("imaging", "export", "--task", "cxr", "--model", str(model))
+    assert exported["max_abs_logit_diff"] < 1e-3
+    onnx = run_json("imaging", "predict", str(image), "--task", "cxr", "--model", str(model),
+                    "--onnx")
+    for a, b in zip(eager["findings"], onnx["findings"], strict=True):
+        assert a["label"] == b["label"] and abs(a["probability"] - b["probability"]) < 1e-4
+        assert a["positive"] == b["positive"]
+    out = tmp_path / "cam.png"
+    r = run_json("imaging", "explain", str(image), "--task", "cxr", "--model", str(model),
+                 "--out", str(out))
+    assert r["label"] in {f["label"] for f in eager["findings"]}
+    cam = np.asarray(Image.open(out))
+    assert cam.shape[:2] == (48, 48) and cam.ndim == 3
+
+
+def test_wrong_task_and_bad_images(tiny, tmp_path):
+    root, model = tiny
+    r = run_json("imaging", "predict", str(root / "1_3.png"), "--task", "mri", "--model",
+                 str(model), code=2)
+    assert "cxr model" in r["error"]
+    text = tmp_path / "notes.png"
+    text.write_text("bu bir görüntü değil")
+    r = run_json("imaging", "predict", str(text), "--task", "cxr", "--model", str(model))
+    assert r["refused"] is True and "not an image" in r["reason"]
+    r = run_json("imaging", "explain", str(text), "--task", "cxr", "--model", str(model),
+                 "--out", str(tmp_path / "x.png"), code=2)
+    assert "not an image" in r["error"]
