@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_imaging_train import _pattern_dataset
 from typer.testing import CliRunner
 
 from medai.cli import app
+from test_imaging_train import _pattern_dataset
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
