@@ -76,3 +76,31 @@ def test_wrong_task_and_bad_images(tiny, tmp_path):
     r = run_json("imaging", "explain", str(text), "--task", "cxr", "--model", str(model),
                  "--out", str(tmp_path / "x.png"), code=2)
     assert "not an image" in r["error"]
+
+
+def test_server_imaging_endpoints(tiny, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from medai.server.app import create_app
+
+    root, model = tiny
+    client = TestClient(create_app(cxr_model=str(model), mri_model=str(tmp_path)))
+    png = (root / "2_1.png").read_bytes()
+    r = client.post("/api/v1/imaging/cxr/predict", files={"file": ("x.png", png, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["refused"] is False and body["findings"][0]["label"]
+    r = client.post("/api/v1/imaging/cxr/predict",
+                    files={"file": ("x.png", b"GIF89a-not-really" * 5, "image/png")})
+    assert r.json()["refused"] is True
+    heat = client.post("/api/v1/imaging/cxr/heatmap?label=COVID-19",
+                       files={"file": ("x.png", png, "image/png")})
+    assert heat.status_code == 200 and heat.headers["content-type"] == "image/png"
+    assert heat.content[:8] == b"\x89PNG\r\n\x1a\n"
+    bad_label = client.post("/api/v1/imaging/cxr/heatmap?label=Unicorn",
+                            files={"file": ("x.png", png, "image/png")})
+    assert bad_label.status_code == 422
+    assert client.post("/api/v1/imaging/ct/predict",
+                       files={"file": ("x.png", png, "image/png")}).status_code == 404
+    assert client.post("/api/v1/imaging/mri/predict",
+                       files={"file": ("x.png", png, "image/png")}).status_code == 503

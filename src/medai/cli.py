@@ -431,6 +431,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     triage_model: Annotated[str | None, typer.Option(help="Triage model to serve.")] = None,
+    cxr_model: Annotated[str | None, typer.Option(help="Chest X-ray model to serve.")] = None,
+    mri_model: Annotated[str | None, typer.Option(help="Brain MRI model to serve.")] = None,
 ) -> None:
     """Start the API server (OpenAPI docs at /docs)."""
     import uvicorn
@@ -439,7 +441,7 @@ def serve(
     from medai.settings import get_settings
 
     settings = get_settings()
-    app_ = create_app(triage_model=triage_model)
+    app_ = create_app(triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model)
     uvicorn.run(app_, host=host or settings.host, port=port or settings.port,
                 log_level=settings.log_level)
 

@@ -26,8 +26,8 @@ def gradcam(model, pixels: np.ndarray, label_index: int, size: int) -> np.ndarra
     return (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
 
 
-def overlay_png(pixels: np.ndarray, heat: np.ndarray, out: Path, alpha: float = 0.45,
-                caption: str | None = None) -> Path:
+def overlay_png(pixels: np.ndarray, heat: np.ndarray, out, alpha: float = 0.45,
+                caption: str | None = None):
     """The gray image with the heatmap in a perceptual colour map on top, saved as PNG."""
     import matplotlib
 
@@ -41,6 +41,7 @@ def overlay_png(pixels: np.ndarray, heat: np.ndarray, out: Path, alpha: float = 
     img = Image.fromarray((np.clip(mixed, 0, 1) * 255).astype(np.uint8))
     if caption:
         ImageDraw.Draw(img).text((4, 4), caption, fill=(255, 255, 0))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out)
+    if isinstance(out, str | Path):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    img.save(out, format="PNG")  # a path or a binary file object
     return out

@@ -10,12 +10,14 @@ import logging
 import threading
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import RedirectResponse
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 import medai
 from medai.core.text import MAX_TEXT_CHARS, TextInputError
+from medai.imaging.io import ImageInputError
 
 log = logging.getLogger("medai.server")
 
@@ -66,32 +68,39 @@ class TriageResponse(BaseModel):
 
 
 class _Models:
-    """Lazily loaded, process-wide model handles."""
+    """Lazily loaded, process-wide model handles, one per task."""
 
-    def __init__(self, triage_ref: str | None) -> None:
-        self.triage_ref = triage_ref
-        self._triage = None
+    def __init__(self, refs: dict[str, str | None]) -> None:
+        self.refs = refs
+        self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def triage(self):
-        if self._triage is None:
+    def get(self, task: str):
+        if task not in self._loaded:
             with self._lock:
-                if self._triage is None:
+                if task not in self._loaded:
                     from medai.core import registry
 
-                    self._triage = registry.load(registry.resolve_model(self.triage_ref,
-                                                                        "triage"))
-        return self._triage
+                    self._loaded[task] = registry.load(
+                        registry.resolve_model(self.refs.get(task), task))
+        return self._loaded[task]
+
+    def triage(self):
+        return self.get("triage")
 
 
-def create_app(triage_model: str | None = None) -> FastAPI:
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+
+
+def create_app(triage_model: str | None = None, cxr_model: str | None = None,
+               mri_model: str | None = None) -> FastAPI:
     app = FastAPI(
         title="medai API",
         version=medai.__version__,
         description="A hospital's own medical AI. Every output is an AI suggestion or draft "
                     "for a clinician to review.",
     )
-    models = _Models(triage_model)
+    models = _Models({"triage": triage_model, "cxr": cxr_model, "mri": mri_model})
     app.state.models = models
 
     @app.get("/", include_in_schema=False)
@@ -123,4 +132,62 @@ def create_app(triage_model: str | None = None) -> FastAPI:
                  result.departments[0].id, result.urgent, result.abstained)
         return result.to_dict()
 
+    def _imaging_model(task: str):
+        if task not in ("cxr", "mri"):
+            raise HTTPException(404, f"unknown imaging task {task!r}; use cxr or mri")
+        try:
+            return models.get(task)
+        except Exception as exc:  # no model configured or loadable: say so, do not crash
+            raise HTTPException(503, f"no {task} model available: {exc}") from None
+
+    async def _read_upload(file: UploadFile) -> bytes:
+        data = await file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"file is larger than {MAX_UPLOAD_BYTES:,} bytes")
+        return data
+
+    @app.post("/api/v1/imaging/{task}/predict")
+    async def imaging_predict(task: str, file: UploadFile = File(...)) -> dict[str, Any]:
+        """Findings (label, probability, threshold, positive) for a PNG/JPEG/DICOM upload;
+        ``refused`` with a reason when the image is unusable or of the wrong kind."""
+        predictor = _imaging_model(task)
+        data = await _read_upload(file)
+        result = await run_in_threadpool(predictor.predict, data)
+        log.info("imaging task=%s refused=%s", task, result["refused"])
+        return result
+
+    @app.post("/api/v1/imaging/{task}/heatmap", response_class=Response,
+              responses={200: {"content": {"image/png": {}}}})
+    async def imaging_heatmap(task: str, file: UploadFile = File(...),
+                              label: str | None = None) -> Response:
+        """Grad-CAM overlay PNG for ``label`` (default: the most probable label)."""
+        predictor = _imaging_model(task)
+        data = await _read_upload(file)
+        try:
+            png = await run_in_threadpool(_heatmap_png, predictor, data, label)
+        except (ImageInputError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        return Response(png, media_type="image/png")
+
     return app
+
+
+def _heatmap_png(predictor, data: bytes, label: str | None) -> bytes:
+    import io
+
+    from medai.imaging.explain import gradcam, overlay_png
+    from medai.imaging.io import check_modality, load_image
+
+    image = load_image(data)
+    reason = check_modality(image, predictor.cfg.task)
+    if reason:
+        raise ImageInputError(reason)
+    probs = predictor.predict_proba_pixels([image.pixels])[0]
+    if label is not None and label not in predictor.labels:
+        raise ValueError(f"label {label!r} is not one of {predictor.labels}")
+    idx = predictor.labels.index(label) if label else int(probs.argmax())
+    heat = gradcam(predictor.model, image.pixels, idx, predictor.cfg.image_size)
+    buf = io.BytesIO()
+    overlay_png(image.pixels, heat, buf, caption=f"{predictor.labels[idx]} "
+                                                 f"{probs[idx]:.2f} (AI)")
+    return buf.getvalue()
