@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
-	benchmark-triage
+	benchmark-triage train-default-mri train-default-cxr benchmark-imaging
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,23 @@ train-extended-triage: install
 	    --extra-train ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv \
 	    --out src/medai/assets/models/triage-extended --model-type tfidf \
 	    --name triage-extended --json
+
+# Bundled imaging defaults (need ../shared/data; see docs/model-cards/).
+train-default-mri: install
+	$(BIN)/medai imaging train --task mri --data ../shared/data/brain_mri/manifest.csv \
+	    --out src/medai/assets/models/mri-default --epochs 12 --learning-rate 3e-4 \
+	    --name mri-default --json
+
+train-default-cxr: install
+	$(BIN)/medai imaging train --task cxr --data ../shared/data/chest_xray/manifest.csv \
+	    --out src/medai/assets/models/cxr-default --epochs 12 --learning-rate 1e-4 \
+	    --name cxr-default --json
+
+benchmark-imaging: install
+	$(BIN)/python benchmarks/imaging_benchmark.py --task cxr \
+	    --data ../shared/data/chest_xray/manifest.csv
+	$(BIN)/python benchmarks/imaging_benchmark.py --task mri \
+	    --data ../shared/data/brain_mri/manifest.csv
 
 benchmark-triage: install
 	$(BIN)/python benchmarks/triage_benchmark.py --data ../shared/data/triage/complaints.csv \

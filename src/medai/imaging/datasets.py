@@ -59,11 +59,11 @@ class ImageDataset:
         return np.stack([r.targets for r in self.records]) if self.records else \
             np.zeros((0, len(self.labels)), dtype=np.float32)
 
-    def annotated_labels(self) -> list[str]:
-        """Labels with at least one positive and one annotated negative: learnable here."""
+    def annotated_labels(self, min_positives: int = 1) -> list[str]:
+        """Labels with enough positives and at least one annotated negative: learnable here."""
         t = self.targets()
         return [lab for i, lab in enumerate(self.labels)
-                if np.nansum(t[:, i] == 1) > 0 and np.nansum(t[:, i] == 0) > 0]
+                if np.nansum(t[:, i] == 1) >= min_positives and np.nansum(t[:, i] == 0) > 0]
 
     def report(self) -> dict:
         t = self.targets()

@@ -70,7 +70,7 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
     ds = load_dataset(data, task)
     tr, va, te = patient_split(ds, seed=seed, groups=split_groups(ds))
     train, val, test = _subset(ds, tr), _subset(ds, va), _subset(ds, te)
-    labels = train.annotated_labels()
+    labels = train.annotated_labels(min_positives=min(5, max(1, len(train.records) // 20)))
     if (len(labels) < 2 and task == "mri") or not labels:
         raise ValueError(f"{data}: not enough annotated labels to train ({labels})")
     cfg = ImagingTrainConfig(task=task, backbone=backbone, weights=weights, labels=labels,
