@@ -57,13 +57,18 @@ def training_curves_plot(history: Sequence[dict], out: Path, title: str = "Train
     ax1.set_ylabel("loss")
     ax1.legend()
     ax1.grid(alpha=0.3)
-    for key in ("val_accuracy", "val_macro_f1"):
+    plotted = False
+    for key in ("val_accuracy", "val_macro_f1", "val_macro_auroc"):
         vals = [h.get(key) for h in history]
         if any(v is not None for v in vals):
             ax2.plot(epochs, vals, "o-", label=key)
+            plotted = True
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1)
-    ax2.legend()
+    if plotted:
+        ax2.legend()
+    else:
+        ax2.set_visible(False)
     ax2.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()

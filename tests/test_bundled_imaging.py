@@ -1,0 +1,32 @@
+"""Bundled imaging defaults: present, small, documented, and refusing what they should."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medai.core import registry
+from medai.core.registry import bundled_models_dir
+
+TASKS = [t for t in ("cxr", "mri") if (bundled_models_dir() / f"{t}-default").is_dir()]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_bundled_imaging_model(task, tmp_path):
+    directory = bundled_models_dir() / f"{task}-default"
+    card = json.loads((directory / "model_card.json").read_text())
+    assert card["task"] == task and set(card["thresholds"]) == set(card["labels"])
+    assert card["metrics"]["macro_auroc"] > 0.85
+    for f in directory.rglob("*"):
+        if "checkpoints" not in f.parts:  # resumable training state, never committed
+            assert f.stat().st_size <= 25 * 1024 * 1024, f
+    predictor = registry.load(registry.resolve_model(None, task))
+    gray = (np.tile(np.linspace(0, 255, 256), (256, 1))).astype(np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    result = predictor.predict(tmp_path / "g.png")
+    assert result["refused"] is False and len(result["findings"]) == len(card["labels"])
+    photo = np.zeros((256, 256, 3), dtype=np.uint8)
+    photo[..., 1] = 200
+    Image.fromarray(photo).save(tmp_path / "photo.jpg")
+    assert predictor.predict(tmp_path / "photo.jpg")["refused"] is True
