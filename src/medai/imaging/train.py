@@ -152,10 +152,12 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
             total += float(loss_sum)
             count += float(n)
         scheduler.step()
-        val_loss = _evaluate_loss(model, val_dl, criterion, weights, acc)
-        record = {"train_loss": total / max(count, 1.0), "val_loss": val_loss}
+        val_loss, val_auroc = _evaluate(model, val_dl, criterion, weights, acc, sp.multilabel)
+        record = {"train_loss": total / max(count, 1.0), "val_loss": val_loss,
+                  "val_macro_auroc": val_auroc}
         improved = stopper.update(epoch, record)
-        acc.print(f"epoch {epoch}: train_loss={record['train_loss']:.4f} val_loss={val_loss:.4f}")
+        acc.print(f"epoch {epoch}: train_loss={record['train_loss']:.4f} val_loss={val_loss:.4f} "
+                  f"val_macro_auroc={val_auroc}")
         acc.wait_for_everyone()
         ckpt.mkdir(parents=True, exist_ok=True)
         if improved and acc.is_main_process:
@@ -170,15 +172,32 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
     return best.eval(), stopper.history
 
 
-def _evaluate_loss(model, loader, criterion, weights, acc) -> float:
+def _evaluate(model, loader, criterion, weights, acc, multilabel: bool
+              ) -> tuple[float, float | None]:
+    """Validation loss (the early-stopping signal) and macro AUROC (for the curves)."""
+    from sklearn.metrics import roc_auc_score
+
     model.eval()
     total = torch.zeros(2, device=acc.device)
+    outs, golds = [], []
     with torch.no_grad():
         for x, t in loader:
-            loss_sum, n = criterion(model(x), t, weights)
+            logits = model(x)
+            loss_sum, n = criterion(logits, t, weights)
             total += torch.stack([loss_sum.detach().float(), n.detach().float()])
+            logits, t = acc.gather_for_metrics((logits.float(), t))
+            outs.append(logits.cpu())
+            golds.append(t.cpu())
     total = acc.reduce(total, "sum")
-    return float(total[0] / total[1].clamp(min=1))
+    scores = torch.cat(outs)
+    scores = (torch.sigmoid(scores) if multilabel else torch.softmax(scores, 1)).numpy()
+    gold = torch.cat(golds).numpy()
+    aucs = []
+    for j in range(gold.shape[1]):
+        mask = ~np.isnan(gold[:, j])
+        if len(np.unique(gold[mask, j])) == 2:
+            aucs.append(roc_auc_score(gold[mask, j], scores[mask, j]))
+    return float(total[0] / total[1].clamp(min=1)), float(np.mean(aucs)) if aucs else None
 
 
 def save_model(model: ImagingNet, cfg: ImagingTrainConfig, directory: Path) -> None:
