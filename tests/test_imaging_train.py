@@ -111,6 +111,7 @@ def test_pipeline_writes_card_metrics_and_plots(tmp_path):
     predictor = registry.load(out)
     result = predictor.predict(tmp_path / "1_0.png")
     assert result["refused"] is False and len(result["findings"]) == len(card["labels"])
+    assert result["primary"] in {"No Finding", "COVID-19", "Bacterial_Pneumonia"}
     assert {"label", "probability", "threshold", "positive"} <= set(result["findings"][0])
     photo = np.zeros((48, 48, 3), dtype=np.uint8)
     photo[..., 0] = 220

@@ -46,7 +46,7 @@ def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs
               float(np.mean(aurocs)) if aurocs else None,
               "macro_f1_thresholded": float(np.mean(f1s)) if f1s else None,
               "per_label": per_label}
-    result.update(_exclusive_metrics(task, labels, targets, probs))
+    result.update(_exclusive_metrics(task, labels, targets, probs, thresholds))
     if result.get("macro_f1") is None:
         result["macro_f1"] = result["macro_f1_thresholded"]
     if with_sources and sources is not None and len(set(sources)) > 1:
@@ -60,8 +60,17 @@ def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs
     return result
 
 
+def exclusive_scores(probs: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """Log-odds margin of each label over its operating threshold. Independent sigmoids are
+    not comparable across labels (base rates differ); margins over the validation-chosen
+    thresholds are, so the exclusive class is the label that most exceeds its threshold."""
+    p = np.clip(probs, 1e-6, 1 - 1e-6)
+    t = np.clip(np.asarray(thresholds, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p)) - np.log(t / (1 - t))
+
+
 def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
-                       probs: np.ndarray) -> dict:
+                       probs: np.ndarray, thresholds: dict[str, float]) -> dict:
     from sklearn.metrics import confusion_matrix, f1_score
 
     classes = [lab for lab in EXCLUSIVE.get(task, ()) if lab in labels]
@@ -73,7 +82,8 @@ def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
     if not one.any():
         return {"accuracy": None, "macro_f1": None}
     y = sub_t[one].argmax(axis=1)
-    pred = probs[one][:, cols].argmax(axis=1)
+    margins = exclusive_scores(probs[one][:, cols], [thresholds.get(c, 0.5) for c in classes])
+    pred = margins.argmax(axis=1)
     return {"accuracy": float((y == pred).mean()),
             "macro_f1": float(f1_score(y, pred, average="macro",
                                        labels=sorted(set(y.tolist())))),

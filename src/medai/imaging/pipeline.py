@@ -106,3 +106,23 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
     files = write_plots(metrics, targets, probs, labels, out / "evaluation", history)
     return {"model_dir": str(out), "labels": labels, "thresholds": card.thresholds,
             "test": card.metrics, "history": history, "files": files}
+
+
+def reevaluate(out: Path, data: Path, seed: int = 13, history: list | None = None) -> dict:
+    """Recompute a model directory's held-out test metrics (same split as training) and
+    rewrite its metrics.json, plots and card metrics, e.g. after a metric definition changed."""
+    from medai.core import registry
+    from medai.core.registry import read_card
+
+    predictor = registry.load(out)
+    ds = load_dataset(data, predictor.cfg.task)
+    _, _, te = patient_split(ds, seed=seed, groups=split_groups(ds))
+    metrics, targets, probs = score(predictor, _subset(ds, te))
+    card = read_card(out)
+    card.metrics.update({k: metrics.get(k) for k in ("n", "macro_auroc", "accuracy",
+                                                       "macro_f1")})
+    card.metrics["per_source"] = metrics.get("per_source")
+    save_card(out, card)
+    write_metrics(metrics, out / "evaluation")
+    write_plots(metrics, targets, probs, predictor.labels, out / "evaluation", history or [])
+    return metrics

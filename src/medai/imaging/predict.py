@@ -63,11 +63,24 @@ class ImagingPredictor:
                     for lab, p in zip(self.labels, probs, strict=True)]
         findings.sort(key=lambda f: -f["probability"])
         return {"status": "ai_suggestion", "task": self.cfg.task, "refused": False,
-                "reason": None, "findings": findings, "model": self.card.name,
+                "reason": None, "findings": findings, "primary": self.primary(probs),
+                "model": self.card.name,
                 "image": {"format": image.source_format,
                           "width": int(image.pixels.shape[1]),
                           "height": int(image.pixels.shape[0])},
                 "disclaimer": "AI suggestion for a radiologist to review; not a diagnosis."}
+
+    def primary(self, probs: np.ndarray) -> str | None:
+        """The one mutually exclusive class (e.g. No Finding / bacterial / viral / COVID-19)
+        whose probability most exceeds its threshold; None when the model has no such set."""
+        from medai.imaging.evaluate import EXCLUSIVE, exclusive_scores
+
+        classes = [c for c in EXCLUSIVE.get(self.cfg.task, ()) if c in self.labels]
+        if len(classes) < 2:
+            return None
+        idx = [self.labels.index(c) for c in classes]
+        margins = exclusive_scores(probs[idx][None], [self.thresholds[c] for c in classes])[0]
+        return classes[int(margins.argmax())]
 
     def _refusal(self, reason: str) -> dict:
         return {"status": "ai_suggestion", "task": self.cfg.task, "refused": True,
