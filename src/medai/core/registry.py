@@ -8,6 +8,7 @@ imports no task module until a model of that task is actually loaded.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -55,6 +56,15 @@ class ModelCard:
         if missing:
             raise ModelLoadError(f"model card lacks required field(s): {sorted(missing)}")
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hash of a training data file, recorded in the model card."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def save_card(directory: str | Path, card: ModelCard) -> Path:

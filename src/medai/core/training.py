@@ -51,3 +51,12 @@ class EarlyStopping:
     @classmethod
     def load(cls, path: Path) -> EarlyStopping:
         return cls(**json.loads(path.read_text()))
+
+
+def auto_mixed_precision() -> str:
+    """bf16 where the GPU supports it (fp16 overflows more easily), fp16 on older GPUs, else no."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medai.core.registry import ModelCard, save_card
+from medai.core.registry import ModelCard, file_sha256, save_card
 from medai.imaging.datasets import ImageDataset, load_dataset, patient_split, thumbnail_groups
 from medai.imaging.evaluate import (
     choose_thresholds,
@@ -19,7 +19,6 @@ from medai.imaging.evaluate import (
 from medai.imaging.io import ImageInputError, load_image
 from medai.imaging.predict import ImagingPredictor
 from medai.imaging.train import ImagingTrainConfig, save_model, train_model
-from medai.triage.data import file_sha256
 
 IMAGING_LICENCE_NOTE = (
     "Trained on the images recorded under 'data'. Public imaging sets often carry "

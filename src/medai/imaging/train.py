@@ -109,7 +109,7 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from medai.triage.models.transformer import auto_mixed_precision
+    from medai.core.training import auto_mixed_precision
 
     sp = space(cfg.task)
     label_idx = [sp.index(lab) for lab in cfg.labels]

@@ -7,7 +7,6 @@ duplicate, conflicting labels) so a user sees what happened to their data.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from collections import Counter
@@ -65,14 +64,6 @@ class ComplaintSet:
     def subset(self, idx: np.ndarray) -> ComplaintSet:
         return ComplaintSet([self.texts[i] for i in idx], [self.labels[i] for i in idx],
                             self.groups[idx], self.report)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_rows(path: Path) -> Iterator[dict]:

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from medai.core.registry import ModelCard, save_card
+from medai.core.registry import ModelCard, file_sha256, save_card
 from medai.triage import departments
 from medai.triage import models as model_families
-from medai.triage.data import file_sha256, load_complaints, split
+from medai.triage.data import load_complaints, split
 from medai.triage.evaluate import score, write_errors, write_outputs
 from medai.triage.predict import TriagePredictor, choose_min_confidence
 

@@ -17,20 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medai.core.training import EarlyStopping, balanced_class_weights
+from medai.core.training import EarlyStopping, auto_mixed_precision, balanced_class_weights
 from medai.triage.models.base import label_index, sorted_classes
 
 HF_SUBDIR = "hf"
 PARAMS_FILE = "transformer_params.json"
-
-
-def auto_mixed_precision() -> str:
-    """bf16 where the GPU supports it (fp16 overflows more easily), fp16 on older GPUs, else no."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 class _Encoded:
