@@ -17,6 +17,12 @@ def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def as_class_scores(scores: np.ndarray) -> np.ndarray:
+    """scikit-learn gives one margin for two classes; spread it over both columns."""
+    scores = np.asarray(scores)
+    return np.stack([-scores, scores], axis=1) / 2 if scores.ndim == 1 else scores
+
+
 class TemperatureScaler:
     def __init__(self) -> None:
         self.temperature = 1.0

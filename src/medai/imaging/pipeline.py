@@ -37,8 +37,8 @@ def split_groups(ds: ImageDataset) -> np.ndarray | None:
     return thumbnail_groups([r.path for r in ds.records])
 
 
-def readable(predictor: ImagingPredictor, ds: ImageDataset) -> tuple[list[np.ndarray], list[int],
-                                                                       dict]:
+def readable(ds: ImageDataset) -> tuple[list[np.ndarray], list[int], dict]:
+    """Decoded pixels of the images that load, their indices, and why the others did not."""
     pixels, keep, errors = [], [], {}
     for i, rec in enumerate(ds.records):
         try:
@@ -51,7 +51,7 @@ def readable(predictor: ImagingPredictor, ds: ImageDataset) -> tuple[list[np.nda
 
 def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000
           ) -> tuple[dict, np.ndarray, np.ndarray]:
-    pixels, keep, errors = readable(predictor, ds)
+    pixels, keep, errors = readable(ds)
     probs = predictor.predict_proba_pixels(pixels)
     cols = [ds.labels.index(lab) for lab in predictor.labels]
     targets = ds.targets()[keep][:, cols]
@@ -60,6 +60,14 @@ def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000
                               sources, n_boot=n_boot)
     metrics["unreadable_images"] = len(errors)
     return metrics, targets, probs
+
+
+def card_metrics(metrics: dict) -> dict:
+    """The test-split summary a model card keeps of a full metrics dict."""
+    return {"split": "test", **{k: metrics.get(k) for k in ("n", "macro_auroc", "accuracy",
+                                                            "macro_f1")},
+            "per_label_auroc": {k: v["auroc"] for k, v in metrics["per_label"].items()},
+            "per_source": metrics.get("per_source")}
 
 
 def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientnet-lite0",
@@ -95,10 +103,7 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
     card.thresholds = choose_thresholds(val_targets, val_probs, labels)
     predictor.thresholds = dict(card.thresholds)
     metrics, targets, probs = score(predictor, test)
-    card.metrics = {"split": "test", **{k: metrics.get(k) for k in
-                                        ("n", "macro_auroc", "accuracy", "macro_f1")},
-                    "per_label_auroc": {k: v["auroc"] for k, v in metrics["per_label"].items()},
-                    "per_source": metrics.get("per_source")}
+    card.metrics = card_metrics(metrics)
     save_model(model, cfg, out)
     save_card(out, card)
     write_metrics(metrics, out / "evaluation")
@@ -118,9 +123,7 @@ def reevaluate(out: Path, data: Path, seed: int = 13, history: list | None = Non
     _, _, te = patient_split(ds, seed=seed, groups=split_groups(ds))
     metrics, targets, probs = score(predictor, _subset(ds, te))
     card = read_card(out)
-    card.metrics.update({k: metrics.get(k) for k in ("n", "macro_auroc", "accuracy",
-                                                       "macro_f1")})
-    card.metrics["per_source"] = metrics.get("per_source")
+    card.metrics.update(card_metrics(metrics))
     save_card(out, card)
     write_metrics(metrics, out / "evaluation")
     write_plots(metrics, targets, probs, predictor.labels, out / "evaluation", history or [])

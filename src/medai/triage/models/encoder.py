@@ -14,7 +14,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from medai.core.calibration import TemperatureScaler
+from medai.core.calibration import TemperatureScaler, as_class_scores
 from medai.core.embeddings import E5Encoder
 from medai.triage.models.base import label_index, sorted_classes
 
@@ -99,8 +99,7 @@ class EncoderClassifier:
     def _scores(self, x) -> np.ndarray:
         if hasattr(self.head, "predict_log_proba"):
             return self.head.predict_log_proba(x)  # logistic head: log-probabilities
-        scores = self.head.decision_function(x)
-        return np.stack([-scores, scores], axis=1) / 2 if scores.ndim == 1 else scores
+        return as_class_scores(self.head.decision_function(x))
 
     def _make_head(self, c: float):
         from sklearn.linear_model import LogisticRegression

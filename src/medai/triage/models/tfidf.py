@@ -14,7 +14,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from medai.core.calibration import TemperatureScaler
+from medai.core.calibration import TemperatureScaler, as_class_scores
 from medai.core.text import turkish_lower
 from medai.triage.models.base import label_index, sorted_classes
 
@@ -71,10 +71,7 @@ class TfidfClassifier:
         self.calibrator = TemperatureScaler().fit(self._scores(x_val), y_val)
 
     def _scores(self, x) -> np.ndarray:
-        scores = self.svm.decision_function(x)
-        if scores.ndim == 1:  # two classes: sklearn gives one margin
-            scores = np.stack([-scores, scores], axis=1) / 2
-        return scores
+        return as_class_scores(self.svm.decision_function(x))
 
     def embed(self, texts: Sequence[str]):
         """The sparse TF-IDF features (used by the combined model)."""
