@@ -104,3 +104,34 @@ def test_server_imaging_endpoints(tiny, tmp_path):
                        files={"file": ("x.png", png, "image/png")}).status_code == 404
     assert client.post("/api/v1/imaging/mri/predict",
                        files={"file": ("x.png", png, "image/png")}).status_code == 503
+
+
+def test_int8_export_is_gated_on_auroc(tiny, tmp_path):
+    import shutil
+
+    root, trained = tiny
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    manifest = str(root / "manifest.csv")
+    r = run_json("imaging", "export", "--task", "cxr", "--model", str(model), "--int8", code=2)
+    assert "--data" in r["error"]
+    r = run_json("imaging", "predict", str(root / "1_3.png"), "--task", "cxr", "--model",
+                 str(model), "--int8", code=2)
+    assert "export --int8" in r["error"]
+    # an impossible gate (AUROC must *rise* by 1) refuses the int8 model and removes it
+    refused = run_json("imaging", "export", "--task", "cxr", "--model", str(model), "--int8",
+                       "--data", manifest, "--max-auroc-drop", "-1")
+    assert refused["int8"]["accepted"] is False and not (model / "model.int8.onnx").exists()
+    q = run_json("imaging", "export", "--task", "cxr", "--model", str(model), "--int8",
+                 "--data", manifest, "--max-auroc-drop", "0.05", "--calibration-images", "16")
+    assert q["int8"]["calibration_images"] == 16 and q["int8"]["n"] >= 36
+    assert q["int8"]["macro_auroc_int8"] >= q["int8"]["macro_auroc_fp32"] - 0.05
+    assert q["int8"]["accepted"] is True and (model / "model.int8.onnx").is_file()
+    fp32 = run_json("imaging", "predict", str(root / "1_3.png"), "--task", "cxr", "--model",
+                    str(model), "--onnx")
+    int8 = run_json("imaging", "predict", str(root / "1_3.png"), "--task", "cxr", "--model",
+                    str(model), "--int8")
+    assert [f["label"] for f in int8["findings"]][:1] == [f["label"] for f in fp32["findings"]][:1]
+    for a in int8["findings"]:
+        b = next(f for f in fp32["findings"] if f["label"] == a["label"])
+        assert abs(a["probability"] - b["probability"]) < 0.1

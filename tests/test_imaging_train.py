@@ -119,3 +119,55 @@ def test_pipeline_writes_card_metrics_and_plots(tmp_path):
     refused = predictor.predict(tmp_path / "photo.png")
     assert refused["refused"] is True and "photograph" in refused["reason"]
     assert predictor.predict(b"not an image at all" * 10)["refused"] is True
+
+
+def test_linear_probe_then_partial_fine_tune_freezes_the_right_parts(tmp_path):
+    ds = _pattern_dataset(tmp_path)
+    labels = ds.annotated_labels()
+    cfg = ImagingTrainConfig(task="cxr", backbone="efficientnet-lite0", labels=labels, epochs=3,
+                             batch_size=8, learning_rate=1e-3, image_size=48, patience=5,
+                             augment=False, trainable="top", probe_epochs=1,
+                             backbone_lr_scale=0.5)
+    start = ImagingNet("efficientnet-lite0", len(labels)).state_dict()
+    torch.manual_seed(0)
+    _, history = train_model(cfg, ds, ds, tmp_path / "work")
+    assert [h["trainable"] for h in history] == ["head", "top", "top"]
+    after = torch.load(tmp_path / "work" / "checkpoints" / "best.pt", weights_only=True)
+    stem = "net._conv_stem.weight"
+    assert torch.equal(after[stem], start[stem])  # never trained under "top"
+    assert torch.equal(after["net._bn0.running_mean"], start["net._bn0.running_mean"])
+    top = "net._conv_head.weight"
+    best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
+    assert (best_epoch == 1) == torch.equal(after[top], start[top])
+
+
+def test_set_trainable_rejects_unknown_parts():
+    net = ImagingNet("densenet121", 2, pretrained=False)
+    assert 0 < net.set_trainable("head") < net.set_trainable("top") < net.set_trainable("all")
+    with pytest.raises(ValueError, match="trainable"):
+        net.set_trainable("everything")
+
+
+def test_two_process_training_on_cpu(tmp_path):
+    """The Accelerate path with two CPU processes (gloo), through the CLI's torchrun relaunch,
+    with a frozen-then-unfrozen recipe (DDP must accept parameters without gradients)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    _pattern_dataset(tmp_path, n_per_class=12)
+    out = tmp_path / "ddp-model"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("MEDAI_DISTRIBUTED_CHILD", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "medai.cli", "imaging", "train", "--task", "cxr",
+         "--data", str(tmp_path / "manifest.csv"), "--out", str(out), "--epochs", "2",
+         "--batch-size", "4", "--image-size", "48", "--probe-epochs", "1",
+         "--trainable", "top", "--num-processes", "2", "--json"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1  # only the main process reports
+    assert [h["trainable"] for h in summaries[0]["history"]] == ["head", "top"]
+    assert (out / "model.pt").is_file() and (out / "model_card.json").is_file()

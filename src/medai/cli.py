@@ -99,8 +99,7 @@ def triage_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train a triage model and write it, with its model card and test metrics, to --out."""
-    child = os.environ.get("MEDAI_DISTRIBUTED_CHILD") == "1" or "LOCAL_RANK" in os.environ
-    if num_processes > 1 and not child:
+    if num_processes > 1 and not _distributed_child():
         _relaunch_distributed(num_processes)
         return
     from medai.triage.train import TrainOptions, train
@@ -121,6 +120,10 @@ def triage_train(
         _emit(summary, as_json, f"saved {summary['model_dir']}: test accuracy "
                                 f"{t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}, "
                                 f"top-2 {t['top2_accuracy']:.3f}")
+
+
+def _distributed_child() -> bool:
+    return os.environ.get("MEDAI_DISTRIBUTED_CHILD") == "1" or "LOCAL_RANK" in os.environ
 
 
 def _relaunch_distributed(num_processes: int) -> None:
@@ -232,7 +235,7 @@ def triage_collect(
 
 # --- imaging --------------------------------------------------------------------------------
 
-def _load_imaging(task: str, model: str | None, onnx: bool = False):
+def _load_imaging(task: str, model: str | None, onnx: bool = False, int8: bool = False):
     from medai.core import registry
     from medai.imaging.labels import space
 
@@ -241,7 +244,14 @@ def _load_imaging(task: str, model: str | None, onnx: bool = False):
     predictor = registry.load(directory)
     if predictor.cfg.task != task:
         raise ValueError(f"{directory} is a {predictor.cfg.task} model, not {task}")
-    if onnx:
+    if int8:
+        from medai.imaging.export import INT8_FILE, OnnxModel
+
+        if not (directory / INT8_FILE).is_file():
+            raise FileNotFoundError(f"{directory / INT8_FILE} does not exist: create it with "
+                                    f"`medai imaging export --int8 --data LABELLED_IMAGES`")
+        predictor.model = OnnxModel(directory / INT8_FILE)
+    elif onnx:
         from medai.imaging.export import ONNX_FILE, OnnxModel, export_onnx
 
         path = directory / ONNX_FILE
@@ -267,18 +277,34 @@ def imaging_train(
     patience: int = 3,
     image_size: int = 224,
     seed: int = 13,
+    trainable: Annotated[str, typer.Option(
+        help="What learns after the probe epochs: head (linear probe on frozen features) | "
+             "top (last backbone stage + head) | all.")] = "all",
+    probe_epochs: Annotated[int, typer.Option(
+        help="Head-only epochs before --trainable takes over (linear probe, then fine-tune)."
+    )] = 0,
+    backbone_lr_scale: Annotated[float, typer.Option(
+        help="Backbone learning rate = --learning-rate × this.")] = 1.0,
     resume: bool = False,
+    num_processes: Annotated[int, typer.Option(help="Processes/GPUs (Accelerate).")] = 1,
     name: str = "",
     as_json: JsonFlag = False,
 ) -> None:
     """Train an imaging model; writes weights, model card, metrics and plots to --out."""
+    if num_processes > 1 and not _distributed_child():
+        _relaunch_distributed(num_processes)
+        return
     from medai.imaging.pipeline import train_imaging
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         summary = train_imaging(task, data, out, backbone=backbone, weights=weights,
                                 epochs=epochs, batch_size=batch_size,
                                 learning_rate=learning_rate, patience=patience,
-                                image_size=image_size, seed=seed, resume=resume, name=name)
+                                image_size=image_size, seed=seed, resume=resume, name=name,
+                                trainable=trainable, probe_epochs=probe_epochs,
+                                backbone_lr_scale=backbone_lr_scale)
+    if not summary:  # a non-main process of a distributed run
+        return
     t = summary["test"]
     _emit(summary, as_json, f"saved {summary['model_dir']}: test macro AUROC "
                             f"{t['macro_auroc']}, accuracy {t['accuracy']}")
@@ -291,6 +317,8 @@ def imaging_evaluate(
     model: ModelOpt = None,
     out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and plots.")] = None,
     onnx: Annotated[bool, typer.Option(help="Run with ONNX Runtime.")] = False,
+    int8: Annotated[bool, typer.Option(help="Run the int8 ONNX model (see export --int8).")
+                    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Per-label AUROC (95 % CI), thresholds, accuracy, macro-F1, per-source breakdown."""
@@ -299,7 +327,7 @@ def imaging_evaluate(
     from medai.imaging.pipeline import score
 
     with _guard(as_json):
-        predictor = _load_imaging(task, model, onnx)
+        predictor = _load_imaging(task, model, onnx, int8)
         ds = load_dataset(data, task)
         metrics, targets, probs = score(predictor, ds)
         t = ds.targets()
@@ -320,11 +348,13 @@ def imaging_predict(
     task: TaskOpt = "cxr",
     model: ModelOpt = None,
     onnx: Annotated[bool, typer.Option(help="Run with ONNX Runtime.")] = False,
+    int8: Annotated[bool, typer.Option(help="Run the int8 ONNX model (see export --int8).")
+                    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Findings with probabilities and thresholds; refuses images of the wrong kind."""
     with _guard(as_json):
-        result = _load_imaging(task, model, onnx).predict(image)
+        result = _load_imaging(task, model, onnx, int8).predict(image)
     if result["refused"]:
         human = f"refused: {result['reason']}"
     else:
@@ -369,6 +399,14 @@ def imaging_explain(
 def imaging_export(
     task: TaskOpt,
     model: ModelOpt = None,
+    int8: Annotated[bool, typer.Option(
+        help="Also write a statically quantised int8 model, kept only if its macro AUROC on "
+             "--data is within --max-auroc-drop of the fp32 model's.")] = False,
+    data: Annotated[Path | None, typer.Option(
+        help="Labelled images (manifest/CSV/folder) for int8 calibration and the AUROC check."
+    )] = None,
+    max_auroc_drop: float = 0.005,
+    calibration_images: int = 128,
     as_json: JsonFlag = False,
 ) -> None:
     """Write model.onnx next to the weights and check ONNX Runtime agrees with PyTorch."""
@@ -384,8 +422,21 @@ def imaging_export(
         x = torch.rand(2, 1, predictor.cfg.image_size, predictor.cfg.image_size)
         with torch.no_grad():
             diff = float(np.abs(predictor.model(x).numpy() - OnnxModel(path)(x).numpy()).max())
-    _emit({"onnx": str(path), "max_abs_logit_diff": diff}, as_json, f"wrote {path} "
-                                                                    f"(max |Δlogit| {diff:.2e})")
+        result: dict[str, Any] = {"onnx": str(path), "max_abs_logit_diff": diff}
+        if int8:
+            if data is None:
+                raise ValueError("--int8 needs --data: labelled images to calibrate on and to "
+                                 "check that AUROC holds")
+            from medai.imaging.pipeline import quantize_checked
+
+            result["int8"] = quantize_checked(predictor, data, max_auroc_drop,
+                                              calibration_images)
+    human = f"wrote {path} (max |Δlogit| {diff:.2e})"
+    if "int8" in result:
+        q = result["int8"]
+        human += (f"; int8 macro AUROC {q['macro_auroc_int8']} vs fp32 {q['macro_auroc_fp32']}: "
+                  + ("kept " + q["path"] if q["accepted"] else "not kept (AUROC dropped)"))
+    _emit(result, as_json, human)
 
 
 # --- models ---------------------------------------------------------------------------------

@@ -39,3 +39,41 @@ class OnnxModel:
 
     def eval(self) -> OnnxModel:
         return self
+
+
+INT8_FILE = "model.int8.onnx"
+
+
+class _Calibration:
+    """ONNX Runtime calibration reader over real images (static quantisation needs the
+    activation ranges of the data the model will see, not random tensors)."""
+
+    def __init__(self, batches: list[np.ndarray]) -> None:
+        self._it = iter([{"image": b} for b in batches])
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+
+def quantize_int8(fp32: Path, calibration: torch.Tensor, out: Path) -> Path:
+    """Static int8 (QDQ, per-channel weights, uint8 activations) after ORT's pre-processing.
+
+    Dynamic int8 is slower than fp32 for CNNs on this kind of CPU; static is about 2× faster
+    than fp32 but can cost accuracy, so callers compare AUROC before shipping it.
+    """
+    import tempfile
+
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if calibration.ndim != 4 or len(calibration) == 0:
+        raise ValueError("calibration needs at least one B×1×H×W image batch")
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared))
+        batches = [calibration[i:i + 8].numpy().astype(np.float32)
+                   for i in range(0, len(calibration), 8)]
+        quantize_static(str(prepared), str(out), _Calibration(batches),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 BACKBONES = ("densenet121", "efficientnet-lite0", "hf:DIR")
+TRAINABLE = ("head", "top", "all")
 IMAGE_SIZE = 224
 
 
@@ -85,6 +86,50 @@ class ImagingNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(self.adapt(x))
         return out.logits if hasattr(out, "logits") else out
+
+    def head_names(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the classifier head (trained in every recipe)."""
+        if self.backbone_name == "densenet121":
+            return ("net.class_layers.",)
+        if self.backbone_name == "efficientnet-lite0":
+            return ("net._fc.",)
+        return ("net.classifier.", "net.head.", "net.fc.")
+
+    def top_names(self) -> tuple[str, ...]:
+        """Prefixes of the last stage of the backbone, for partial fine-tuning."""
+        if self.backbone_name == "densenet121":
+            return ("net.features.denseblock4.", "net.features.norm5.")
+        if self.backbone_name == "efficientnet-lite0":
+            last = len(self.net._blocks)
+            return tuple(f"net._blocks.{i}." for i in range(last - 3, last)) + (
+                "net._conv_head.", "net._bn1.")
+        return ("net.classifier.",)  # HF models: no generic notion of a top stage
+
+    def set_trainable(self, part: str) -> int:
+        """Freeze all but ``part`` (``head`` | ``top`` | ``all``); returns trainable tensors.
+
+        Frozen batch-norm layers keep their ImageNet running statistics (see ``train``).
+        """
+        if part not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, not {part!r}")
+        keep = {"head": self.head_names(), "top": self.head_names() + self.top_names(),
+                "all": ("",)}[part]
+        n = 0
+        for name, param in self.named_parameters():
+            param.requires_grad_(name.startswith(keep))
+            n += int(param.requires_grad)
+        return n
+
+    def train(self, mode: bool = True) -> ImagingNet:
+        """Like ``nn.Module.train`` but batch norms of fully frozen blocks stay in eval mode:
+        on a few hundred images their running statistics would drift from ImageNet's."""
+        super().train(mode)
+        if mode:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+                        p.requires_grad for p in module.parameters()):
+                    module.eval()
+        return self
 
     def target_layer(self) -> str:
         """Name of the last convolutional block, for Grad-CAM."""

@@ -73,7 +73,9 @@ def card_metrics(metrics: dict) -> dict:
 def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientnet-lite0",
                   weights: str | None = None, epochs: int = 10, batch_size: int = 16,
                   learning_rate: float = 3e-4, patience: int = 3, image_size: int = 224,
-                  seed: int = 13, resume: bool = False, name: str = "") -> dict:
+                  seed: int = 13, resume: bool = False, name: str = "",
+                  trainable: str = "all", probe_epochs: int = 0,
+                  backbone_lr_scale: float = 1.0) -> dict:
     ds = load_dataset(data, task)
     tr, va, te = patient_split(ds, seed=seed, groups=split_groups(ds))
     train, val, test = _subset(ds, tr), _subset(ds, va), _subset(ds, te)
@@ -82,15 +84,23 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
         raise ValueError(f"{data}: not enough annotated labels to train ({labels})")
     cfg = ImagingTrainConfig(task=task, backbone=backbone, weights=weights, labels=labels,
                              epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                             patience=patience, image_size=image_size, seed=seed)
+                             patience=patience, image_size=image_size, seed=seed,
+                             trainable=trainable, probe_epochs=probe_epochs,
+                             backbone_lr_scale=backbone_lr_scale)
     model, history = train_model(cfg, train, val, out, resume=resume)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return {}
     card = ModelCard(task=task, model_type=backbone, labels=labels, name=name or out.name,
                      description=f"{task} findings ({backbone}), {len(labels)} labels",
                      training_command=shlex.join([
                          "medai", "imaging", "train", "--task", task, "--data", str(data),
                          "--out", str(out), "--backbone", backbone, "--epochs", str(epochs),
                          "--batch-size", str(batch_size), "--learning-rate", str(learning_rate),
-                         "--image-size", str(image_size)]),
+                         "--image-size", str(image_size), "--trainable", trainable,
+                         "--probe-epochs", str(probe_epochs),
+                         "--backbone-lr-scale", str(backbone_lr_scale), "--seed", str(seed)]),
                      data=[{"path": str(data), "sha256": file_sha256(data) if data.is_file()
                             else None, "report": ds.report(),
                             "split": {"train": len(tr), "validation": len(va), "test": len(te)}}],
@@ -128,3 +138,41 @@ def reevaluate(out: Path, data: Path, seed: int = 13, history: list | None = Non
     write_metrics(metrics, out / "evaluation")
     write_plots(metrics, targets, probs, predictor.labels, out / "evaluation", history or [])
     return metrics
+
+
+def quantize_checked(predictor: ImagingPredictor, data: Path, max_auroc_drop: float = 0.005,
+                     calibration_images: int = 128, seed: int = 0) -> dict:
+    """Static int8 ONNX model, calibrated on real images from ``data``, kept next to the fp32
+    one only if its macro AUROC on ``data`` is no more than ``max_auroc_drop`` below fp32's."""
+    import copy
+
+    import torch
+
+    from medai.imaging.export import INT8_FILE, ONNX_FILE, OnnxModel, quantize_int8
+    from medai.imaging.models import to_tensor
+
+    directory = predictor.directory
+    ds = load_dataset(data, predictor.cfg.task)
+    pixels, keep, _ = readable(ds)
+    if not pixels:
+        raise ValueError(f"{data}: no readable images to calibrate on")
+    order = np.random.default_rng(seed).permutation(len(pixels))[:calibration_images]
+    calib = torch.stack([to_tensor(pixels[i], predictor.cfg.image_size) for i in order])
+    out = quantize_int8(directory / ONNX_FILE, calib, directory / INT8_FILE)
+    cols = [ds.labels.index(lab) for lab in predictor.labels]
+    targets = ds.targets()[keep][:, cols]
+    fp32 = copy.copy(predictor)
+    fp32.model = OnnxModel(directory / ONNX_FILE)
+    q = copy.copy(predictor)
+    q.model = OnnxModel(out)
+    p32, p8 = fp32.predict_proba_pixels(pixels), q.predict_proba_pixels(pixels)
+    thr = np.array([predictor.thresholds[lab] for lab in predictor.labels])
+    a32, a8 = (evaluate_arrays(ds.task, predictor.labels, targets, p, predictor.thresholds,
+                               n_boot=0)["macro_auroc"] for p in (p32, p8))
+    accepted = a32 is not None and a8 is not None and a32 - a8 <= max_auroc_drop
+    if not accepted:
+        out.unlink()
+    return {"path": str(out), "accepted": bool(accepted), "n": len(pixels),
+            "calibration_images": len(order), "macro_auroc_fp32": a32, "macro_auroc_int8": a8,
+            "max_abs_prob_diff": float(np.abs(p32 - p8).max()),
+            "positive_agreement": float(np.mean((p32 >= thr) == (p8 >= thr)))}

@@ -40,6 +40,13 @@ class ImagingTrainConfig:
     augment: bool = True
     mixed_precision: str = "auto"
     seed: int = 13
+    # Fine-tuning recipe. ``trainable``: which part learns after the probe phase (``head`` =
+    # linear probe on frozen features, ``top`` = last backbone stage + head, ``all``).
+    # ``probe_epochs``: head-only epochs first (LP-FT, which keeps pretrained features from being
+    # wrecked by a random head's early gradients). ``backbone_lr_scale``: backbone LR multiplier.
+    trainable: str = "all"
+    probe_epochs: int = 0
+    backbone_lr_scale: float = 1.0
 
 
 class ImageTensorDataset(Dataset):
@@ -106,7 +113,7 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
                 work_dir: Path, resume: bool = False) -> tuple[ImagingNet, list[dict]]:
     """Fit and return the model with its best weights and the per-epoch history."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from tqdm.auto import tqdm
 
     from medai.core.training import auto_mixed_precision
@@ -114,9 +121,14 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
     sp = space(cfg.task)
     label_idx = [sp.index(lab) for lab in cfg.labels]
     mp = auto_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
-    acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
+    freezes = cfg.trainable != "all" or cfg.probe_epochs > 0
+    # Under DDP, parameters frozen for some epochs produce no gradient: let the reducer know.
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if freezes else []
+    acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available(),
+                      kwargs_handlers=handlers)
     set_seed(cfg.seed)
     model = ImagingNet(cfg.backbone, len(cfg.labels), weights=cfg.weights)
+    model.set_trainable(cfg.trainable)  # the widest set, before DDP registers its hooks
     flip = cfg.task != "cxr"
     train_ds = ImageTensorDataset(train.records, label_idx, cfg.image_size, cfg.augment, flip)
     val_ds = ImageTensorDataset(val.records, label_idx, cfg.image_size, False, False)
@@ -124,7 +136,12 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
     val_dl = DataLoader(val_ds, batch_size=cfg.batch_size * 2)
     weights = _loss_weights(train.targets()[:, label_idx], sp.multilabel)
     criterion = masked_bce if sp.multilabel else class_weighted_ce
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
+    head = model.head_names()
+    groups = [{"params": [p for n, p in model.named_parameters() if n.startswith(head)],
+               "lr": cfg.learning_rate},
+              {"params": [p for n, p in model.named_parameters() if not n.startswith(head)],
+               "lr": cfg.learning_rate * cfg.backbone_lr_scale}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]],
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
     model, optimizer, train_dl, val_dl, scheduler = acc.prepare(model, optimizer, train_dl,
@@ -140,6 +157,8 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
     for epoch in range(start, cfg.epochs + 1):
         if stopper.should_stop:
             break
+        part = "head" if epoch <= cfg.probe_epochs else cfg.trainable
+        acc.unwrap_model(model).set_trainable(part)
         model.train()
         total, count = 0.0, 0.0
         for x, t in tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}",
@@ -149,12 +168,12 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
             acc.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
-            total += float(loss_sum)
+            total += float(loss_sum.detach())
             count += float(n)
         scheduler.step()
         val_loss, val_auroc = _evaluate(model, val_dl, criterion, weights, acc, sp.multilabel)
         record = {"train_loss": total / max(count, 1.0), "val_loss": val_loss,
-                  "val_macro_auroc": val_auroc}
+                  "val_macro_auroc": val_auroc, "trainable": part}
         improved = stopper.update(epoch, record)
         acc.print(f"epoch {epoch}: train_loss={record['train_loss']:.4f} val_loss={val_loss:.4f} "
                   f"val_macro_auroc={val_auroc}")
