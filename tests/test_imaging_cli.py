@@ -131,7 +131,7 @@ def test_int8_export_is_gated_on_auroc(tiny, tmp_path):
                     str(model), "--onnx")
     int8 = run_json("imaging", "predict", str(root / "1_3.png"), "--task", "cxr", "--model",
                     str(model), "--int8")
-    assert [f["label"] for f in int8["findings"]][:1] == [f["label"] for f in fp32["findings"]][:1]
+    assert int8["refused"] is False and len(int8["findings"]) == len(fp32["findings"])
     for a in int8["findings"]:
         b = next(f for f in fp32["findings"] if f["label"] == a["label"])
         assert abs(a["probability"] - b["probability"]) < 0.1

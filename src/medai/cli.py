@@ -374,25 +374,13 @@ def imaging_explain(
     as_json: JsonFlag = False,
 ) -> None:
     """Grad-CAM heatmap overlay for one label."""
-    from medai.imaging.explain import gradcam, overlay_png
-    from medai.imaging.io import ImageInputError, check_modality, load_image
+    from medai.imaging.explain import explain
 
     with _guard(as_json):
-        predictor = _load_imaging(task, model)
-        loaded = load_image(image)
-        reason = check_modality(loaded, task)
-        if reason:
-            raise ImageInputError(reason)
-        probs = predictor.predict_proba_pixels([loaded.pixels])[0]
-        idx = int(probs.argmax()) if label is None else predictor.labels.index(label) \
-            if label in predictor.labels else -1
-        if idx < 0:
-            raise ValueError(f"label {label!r} is not one of {predictor.labels}")
-        heat = gradcam(predictor.model, loaded.pixels, idx, predictor.cfg.image_size)
-        lab = predictor.labels[idx]
-        overlay_png(loaded.pixels, heat, out, caption=f"{lab} {probs[idx]:.2f} (AI)")
-    _emit({"out": str(out), "label": lab, "probability": float(probs[idx])}, as_json,
-          f"wrote {out} ({lab}, p={probs[idx]:.3f})")
+        r = explain(_load_imaging(task, model), image, out, label)
+    lab, p = r["label"], r["probability"]
+    _emit({"out": str(out), "label": lab, "probability": p}, as_json,
+          f"wrote {out} ({lab}, p={p:.3f})")
 
 
 @imaging_app.command("export")

@@ -45,3 +45,22 @@ def overlay_png(pixels: np.ndarray, heat: np.ndarray, out, alpha: float = 0.45,
         Path(out).parent.mkdir(parents=True, exist_ok=True)
     img.save(out, format="PNG")  # a path or a binary file object
     return out
+
+
+def explain(predictor, source, out, label: str | None = None) -> dict:
+    """Grad-CAM overlay PNG of one image (path or bytes) for ``label`` (default: the most
+    probable), after the same refusal checks as prediction. ``out``: path or binary file."""
+    from medai.imaging.io import ImageInputError, load_image
+
+    image = load_image(source)
+    probs, feats = predictor.proba_and_features([image.pixels])
+    reason = predictor.refusal_reason(image, feats)
+    if reason:
+        raise ImageInputError(reason)
+    if label is not None and label not in predictor.labels:
+        raise ValueError(f"label {label!r} is not one of {predictor.labels}")
+    idx = predictor.labels.index(label) if label else int(probs[0].argmax())
+    heat = gradcam(predictor.torch_model, image.pixels, idx, predictor.cfg.image_size)
+    lab, p = predictor.labels[idx], float(probs[0, idx])
+    overlay_png(image.pixels, heat, out, caption=f"{lab} {p:.2f} (AI)")
+    return {"label": lab, "probability": p}

@@ -11,13 +11,24 @@ import torch
 ONNX_FILE = "model.onnx"
 
 
+class _WithFeatures(torch.nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        return self.model.logits_and_features(x)
+
+
 def export_onnx(model, image_size: int, out: Path) -> Path:
-    """Classic exporter (``dynamo=False``: needs only ``onnx``), dynamic batch."""
+    """Classic exporter (``dynamo=False``: needs only ``onnx``), dynamic batch; outputs the
+    logits and the image embedding (the out-of-distribution gate reads the latter)."""
     model = model.eval()
     dummy = torch.rand(1, 1, image_size, image_size)
-    torch.onnx.export(model, dummy, str(out), dynamo=False, input_names=["image"],
-                      output_names=["logits"], dynamic_axes={"image": {0: "batch"},
-                                                             "logits": {0: "batch"}},
+    torch.onnx.export(_WithFeatures(model).eval(), dummy, str(out), dynamo=False,
+                      input_names=["image"], output_names=["logits", "features"],
+                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"},
+                                    "features": {0: "batch"}},
                       opset_version=17)
     return out
 
@@ -32,10 +43,16 @@ class OnnxModel:
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.has_features = "features" in {o.name for o in self.session.get_outputs()}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(["logits"], {"image": x.detach().cpu().numpy().astype(np.float32)})
-        return torch.from_numpy(out[0])
+        return self.logits_and_features(x)[0]
+
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Features are None for files exported before the gate existed."""
+        names = ["logits", "features"] if self.has_features else ["logits"]
+        out = self.session.run(names, {"image": x.detach().cpu().numpy().astype(np.float32)})
+        return torch.from_numpy(out[0]), torch.from_numpy(out[1]) if self.has_features else None
 
     def eval(self) -> OnnxModel:
         return self

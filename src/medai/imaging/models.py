@@ -87,6 +87,26 @@ class ImagingNet(nn.Module):
         out = self.net(self.adapt(x))
         return out.logits if hasattr(out, "logits") else out
 
+    def head_module(self) -> nn.Module:
+        """The final linear layer; its input is the image embedding."""
+        if self.backbone_name == "densenet121":
+            return self.net.class_layers.out
+        if self.backbone_name == "efficientnet-lite0":
+            return self.net._fc
+        linears = [m for m in self.net.modules() if isinstance(m, nn.Linear)]
+        return linears[-1]
+
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the pooled penultimate features (input of the head) in one pass."""
+        seen: list[torch.Tensor] = []
+        handle = self.head_module().register_forward_pre_hook(
+            lambda _m, args: seen.append(args[0]))
+        try:
+            logits = self(x)
+        finally:
+            handle.remove()
+        return logits, seen[-1].flatten(1)
+
     def head_names(self) -> tuple[str, ...]:
         """Parameter-name prefixes of the classifier head (trained in every recipe)."""
         if self.backbone_name == "densenet121":

@@ -16,6 +16,7 @@ from medai.imaging.evaluate import (
     write_metrics,
     write_plots,
 )
+from medai.imaging.gate import FeatureGate
 from medai.imaging.io import ImageInputError, load_image
 from medai.imaging.predict import ImagingPredictor
 from medai.imaging.train import ImagingTrainConfig, save_model, train_model
@@ -52,14 +53,25 @@ def readable(ds: ImageDataset) -> tuple[list[np.ndarray], list[int], dict]:
 def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000
           ) -> tuple[dict, np.ndarray, np.ndarray]:
     pixels, keep, errors = readable(ds)
-    probs = predictor.predict_proba_pixels(pixels)
+    probs, feats = predictor.proba_and_features(pixels)
     cols = [ds.labels.index(lab) for lab in predictor.labels]
     targets = ds.targets()[keep][:, cols]
     sources = [ds.records[i].source for i in keep]
     metrics = evaluate_arrays(ds.task, predictor.labels, targets, probs, predictor.thresholds,
                               sources, n_boot=n_boot)
     metrics["unreadable_images"] = len(errors)
+    if predictor.gate is not None and len(feats):
+        # metrics above cover every image; this says how many the gate would have let through
+        metrics["gate_acceptance"] = float(np.mean(
+            predictor.gate.distance(feats) <= predictor.gate.threshold))
     return metrics, targets, probs
+
+
+def fit_gate(predictor: ImagingPredictor, train: ImageDataset, val: ImageDataset
+             ) -> FeatureGate:
+    """The out-of-distribution gate on this model's embeddings of its own training images."""
+    feats = [predictor.proba_and_features(readable(ds)[0])[1] for ds in (train, val)]
+    return FeatureGate.fit(feats[0], feats[1])
 
 
 def card_metrics(metrics: dict) -> dict:
@@ -112,8 +124,13 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
     _, val_targets, val_probs = score(predictor, val, n_boot=0)
     card.thresholds = choose_thresholds(val_targets, val_probs, labels)
     predictor.thresholds = dict(card.thresholds)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor.gate = fit_gate(predictor, train, val)
+    predictor.gate.save(out)
     metrics, targets, probs = score(predictor, test)
     card.metrics = card_metrics(metrics)
+    card.params["gate"] = {"threshold": predictor.gate.threshold,
+                           "test_acceptance": metrics.get("gate_acceptance")}
     save_model(model, cfg, out)
     save_card(out, card)
     write_metrics(metrics, out / "evaluation")

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from medai.core.registry import ModelCard
-from medai.imaging.io import ImageInputError, check_modality, load_image
+from medai.imaging.gate import FeatureGate
+from medai.imaging.io import ImageInputError, LoadedImage, check_modality, load_image
 from medai.imaging.labels import space
 from medai.imaging.models import to_tensor
 from medai.imaging.train import ImagingTrainConfig, load_model
@@ -24,6 +25,8 @@ class ImagingPredictor:
     def __init__(self, model, cfg: ImagingTrainConfig, card: ModelCard,
                  directory: Path | None = None) -> None:
         self.model, self.cfg, self.card, self.directory = model, cfg, card, directory
+        self.torch_model = model  # kept when ``model`` is swapped for an ONNX Runtime one
+        self.gate = FeatureGate.load(directory) if directory else None
         self.labels = list(cfg.labels)
         self.multilabel = space(cfg.task).multilabel
         self.thresholds = {lab: float(card.thresholds.get(lab, 0.5)) for lab in self.labels}
@@ -35,18 +38,47 @@ class ImagingPredictor:
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
-    def logits(self, batch: torch.Tensor) -> np.ndarray:
+    def logits_and_features(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            return self.model(batch).float().cpu().numpy()
+            logits, feats = self.model.logits_and_features(batch)
+            if feats is None:  # an ONNX file without the embedding output
+                feats = self.torch_model.logits_and_features(batch)[1]
+        return logits.float().cpu().numpy(), feats.float().cpu().numpy()
 
-    def predict_proba_pixels(self, images: Sequence[np.ndarray], batch_size: int = 32
-                             ) -> np.ndarray:
-        out = []
+    def proba_and_features(self, images: Sequence[np.ndarray], batch_size: int = 32
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        probs, feats = [], []
         for i in range(0, len(images), batch_size):
             batch = torch.stack([to_tensor(p, self.cfg.image_size)
                                  for p in images[i : i + batch_size]])
-            out.append(self._activate(self.logits(batch)))
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
+            logits, f = self.logits_and_features(batch)
+            probs.append(self._activate(logits))
+            feats.append(f)
+        if not probs:
+            return np.zeros((0, len(self.labels))), np.zeros((0, 0))
+        return np.concatenate(probs), np.concatenate(feats)
+
+    def predict_proba_pixels(self, images: Sequence[np.ndarray], batch_size: int = 32
+                             ) -> np.ndarray:
+        return self.proba_and_features(images, batch_size)[0]
+
+    def refusal_reason(self, image: LoadedImage, features: np.ndarray | None = None
+                       ) -> str | None:
+        """Why this image must not get findings from this model, or None.
+
+        Rules first (colour photo, DICOM of another modality), then the learned gate."""
+        reason = check_modality(image, self.cfg.task)
+        if reason or self.gate is None:
+            return reason
+        if features is None:
+            features = self.proba_and_features([image.pixels])[1]
+        distance = float(self.gate.distance(features)[0])
+        if distance > self.gate.threshold:
+            expected = space(self.cfg.task).modality
+            return (f"this image does not look like the {expected} images this model was "
+                    f"trained on (distance {distance:.1f} > {self.gate.threshold:.1f}); "
+                    f"is it another modality or body part?")
+        return None
 
     def predict(self, source: str | Path | bytes) -> dict:
         """Findings JSON for one image; ``refused`` with a reason for unusable input."""
@@ -54,10 +86,11 @@ class ImagingPredictor:
             image = load_image(source)
         except ImageInputError as exc:
             return self._refusal(str(exc))
-        reason = check_modality(image, self.cfg.task)
+        probs, feats = self.proba_and_features([image.pixels])
+        reason = self.refusal_reason(image, feats)
         if reason:
             return self._refusal(reason)
-        probs = self.predict_proba_pixels([image.pixels])[0]
+        probs = probs[0]
         findings = [{"label": lab, "probability": float(p), "threshold": self.thresholds[lab],
                      "positive": bool(p >= self.thresholds[lab])}
                     for lab, p in zip(self.labels, probs, strict=True)]

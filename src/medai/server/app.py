@@ -175,19 +175,8 @@ def create_app(triage_model: str | None = None, cxr_model: str | None = None,
 def _heatmap_png(predictor, data: bytes, label: str | None) -> bytes:
     import io
 
-    from medai.imaging.explain import gradcam, overlay_png
-    from medai.imaging.io import check_modality, load_image
+    from medai.imaging.explain import explain
 
-    image = load_image(data)
-    reason = check_modality(image, predictor.cfg.task)
-    if reason:
-        raise ImageInputError(reason)
-    probs = predictor.predict_proba_pixels([image.pixels])[0]
-    if label is not None and label not in predictor.labels:
-        raise ValueError(f"label {label!r} is not one of {predictor.labels}")
-    idx = predictor.labels.index(label) if label else int(probs.argmax())
-    heat = gradcam(predictor.model, image.pixels, idx, predictor.cfg.image_size)
     buf = io.BytesIO()
-    overlay_png(image.pixels, heat, buf, caption=f"{predictor.labels[idx]} "
-                                                 f"{probs[idx]:.2f} (AI)")
+    explain(predictor, data, buf, label)
     return buf.getvalue()
