@@ -178,3 +178,64 @@ def test_arbitrary_bytes_never_crash(blob, prefix):
         assert str(exc)
         return
     assert out.pixels.ndim == 2 and np.isfinite(out.pixels).all()
+
+
+def _recompress(data: bytes, syntax) -> bytes:
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.compress(syntax)  # pydicom encodes RLE Lossless itself; other syntaxes need plugins
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_dicom_rle_lossless_decodes_to_the_same_image():
+    from pydicom.uid import RLELossless
+
+    px = (np.tile(np.linspace(0, 4095, 64), (40, 1))).astype(np.uint16)
+    plain = load_image(dicom_bytes(px))
+    rle = load_image(_recompress(dicom_bytes(px), RLELossless))
+    assert rle.metadata["transfer_syntax"] == RLELossless
+    assert np.allclose(plain.pixels, rle.pixels)
+
+
+def test_dicom_jpeg_baseline_decodes_with_pillow():
+    """JPEG Baseline (the commonest compressed syntax for 8-bit radiographs): pydicom decodes it
+    with Pillow, which medai already needs."""
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    px = (np.tile(np.linspace(0, 255, 64), (40, 1))).astype(np.uint8)
+    ds = dcmread(io.BytesIO(dicom_bytes(px, bits=8)))
+    jpeg = io.BytesIO()
+    Image.fromarray(px).save(jpeg, format="JPEG", quality=95)
+    ds.PixelData = encapsulate([jpeg.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    loaded = load_image(buf.getvalue())
+    assert loaded.metadata["transfer_syntax"] == JPEGBaseline8Bit
+    assert np.abs(loaded.pixels - px / 255.0).max() < 0.05  # lossy, but the same picture
+
+
+def test_dicom_syntax_without_a_decoder_says_what_to_install():
+    """JPEG-LS needs pyjpegls or pylibjpeg: without one, a clear error naming the fix."""
+    import importlib.util
+
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLSLossless
+
+    if importlib.util.find_spec("jpeg_ls") or importlib.util.find_spec("pylibjpeg"):
+        pytest.skip("a JPEG-LS decoder is installed here")
+    ds = dcmread(io.BytesIO(dicom_bytes(np.zeros((40, 40)), bits=8)))
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + b"\0" * 64])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    with pytest.raises(ImageInputError, match="install a decoder"):
+        load_image(buf.getvalue())
