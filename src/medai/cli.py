@@ -27,42 +27,12 @@ imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.",
 app.add_typer(imaging_app, name="imaging")
 TaskOpt = Annotated[str, typer.Option("--task", help="cxr | mri")]
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys).")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Model directory or registered "
-                                                           "name; default: the bundled model.")]
+from medai.cli_common import JsonFlag, ModelOpt, _emit, _guard  # noqa: E402
+from medai.cli_reporting import caption_app, kb_app, report_app  # noqa: E402
 
-
-def _emit(obj: Any, as_json: bool, human: str | None = None) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
-    else:
-        typer.echo(human if human is not None else json.dumps(obj, ensure_ascii=False, indent=2,
-                                                              default=str))
-
-
-def _fail(exc: BaseException, as_json: bool) -> None:
-    from medai.core.text import TextInputError
-    from medai.triage.data import DataFormatError
-
-    bad_input = isinstance(exc, TextInputError | DataFormatError | ValueError | FileNotFoundError)
-    if as_json:
-        _emit({"error": str(exc), "error_type": type(exc).__name__}, True)
-    else:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2 if bad_input else 1)
-
-
-@contextlib.contextmanager
-def _guard(as_json: bool):
-    from medai.core.registry import ModelLoadError
-    from medai.core.text import TextInputError
-    from medai.triage.data import DataFormatError
-
-    try:
-        yield
-    except (TextInputError, DataFormatError, ModelLoadError, ValueError, FileNotFoundError,
-            RuntimeError) as exc:
-        _fail(exc, as_json)
+app.add_typer(caption_app, name="caption")
+app.add_typer(report_app, name="report")
+app.add_typer(kb_app, name="kb")
 
 
 # --- triage ---------------------------------------------------------------------------------

@@ -23,6 +23,17 @@ class Settings(BaseSettings):
     triage_min_confidence: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="abstain below this top probability (default: the model card's value)")
+    knowledge_dir: Path | None = Field(
+        default=None, description="extra knowledge base (from `medai kb ingest`) for drafts")
+    llm_backend: str = Field(default="template",
+                             description="template | openai | gemini | llamacpp")
+    llm_url: str | None = Field(default=None, description="OpenAI-compatible base URL")
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    gemini_api_key: str | None = Field(
+        default=None, description="enables the Gemini backend (text leaves the hospital)")
+    llm_gguf: str | None = Field(default=None, description="local GGUF file for llamacpp")
+    llm_timeout_s: float = 60.0
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

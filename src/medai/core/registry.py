@@ -22,6 +22,7 @@ CARD_FILE = "model_card.json"
 
 # task -> module exposing ``load_predictor(path: Path, card: ModelCard)``
 TASK_LOADERS: dict[str, str] = {"triage": "medai.triage.predict", "cxr": "medai.imaging.predict",
+                                "caption": "medai.reporting.captioner",
                                 "mri": "medai.imaging.predict"}
 
 

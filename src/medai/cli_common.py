@@ -1,0 +1,49 @@
+"""Shared pieces of the ``medai`` CLI: the stable JSON output and the error contract."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model directory or registered "
+                                                           "name; default: the bundled model.")]
+
+
+def _emit(obj: Any, as_json: bool, human: str | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    else:
+        typer.echo(human if human is not None else json.dumps(obj, ensure_ascii=False, indent=2,
+                                                              default=str))
+
+
+def _fail(exc: BaseException, as_json: bool) -> None:
+    from medai.core.text import TextInputError
+    from medai.triage.data import DataFormatError
+
+    bad_input = isinstance(exc, TextInputError | DataFormatError | ValueError | FileNotFoundError)
+    if as_json:
+        _emit({"error": str(exc), "error_type": type(exc).__name__}, True)
+    else:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2 if bad_input else 1)
+
+
+@contextlib.contextmanager
+def _guard(as_json: bool):
+    from medai.core.registry import ModelLoadError
+    from medai.core.text import TextInputError
+    from medai.triage.data import DataFormatError
+
+    try:
+        yield
+    except (TextInputError, DataFormatError, ModelLoadError, ValueError, FileNotFoundError,
+            RuntimeError) as exc:
+        _fail(exc, as_json)
+
+

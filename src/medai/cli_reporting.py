@@ -1,0 +1,188 @@
+"""``medai caption …``, ``medai report …`` and ``medai kb …`` commands."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medai.cli_common import JsonFlag, _emit, _guard
+
+caption_app = typer.Typer(help="Radiology image captioning.", no_args_is_help=True)
+report_app = typer.Typer(help="Retrieval-augmented report drafts (always drafts).",
+                         no_args_is_help=True)
+kb_app = typer.Typer(help="The knowledge base that drafts cite.", no_args_is_help=True)
+
+ImagesOpt = Annotated[Path | None, typer.Option(
+    help="ROCOv2 image folder (then --data is its ID,Caption CSV).")]
+ConceptsOpt = Annotated[Path | None, typer.Option(help="ROCOv2 ID,CUIs concepts CSV.")]
+RgbOpt = Annotated[bool, typer.Option(help="Keep only RGB images (the reference system's "
+                                           "filter); default converts grayscale instead.")]
+
+
+def _reader(images: Path | None, concepts: Path | None, rgb_only: bool) -> dict[str, Any]:
+    return {"images": images, "concepts": concepts, "rgb_only": rgb_only} if images else {}
+
+
+@caption_app.command("train")
+def caption_train(
+    data: Annotated[Path, typer.Option(help="pairs.csv (file,caption) or ROCOv2 captions CSV.")],
+    out: Annotated[Path, typer.Option(help="Caption model directory to create.")],
+    embedder: Annotated[str, typer.Option(help="efficientnet-lite0 or an imaging model dir.")
+                        ] = "efficientnet-lite0",
+    k: Annotated[int, typer.Option(help="Neighbours whose captions are combined.")] = 5,
+    test_frac: float = 0.25,
+    images: ImagesOpt = None,
+    concepts: ConceptsOpt = None,
+    rgb_only: RgbOpt = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Build a retrieval captioner on a caption-group split; test metrics go in its card."""
+    from medai.reporting.pipeline import build_captioner
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        m = build_captioner(data, out, embedder, k, test_frac,
+                            **_reader(images, concepts, rgb_only))
+    _emit(m, as_json, f"saved {out}: held-out n={m['n']} BLEU-4 {m['bleu_4']:.3f} "
+                      f"ROUGE-L {m['rouge_l']:.3f} CIDEr {m['cider']:.3f}")
+
+
+@caption_app.command("evaluate")
+def caption_evaluate(
+    data: Annotated[Path, typer.Option(help="pairs.csv (file,caption) or ROCOv2 captions CSV.")],
+    model: Annotated[Path | None, typer.Option(
+        help="Caption model directory; without it a retrieval captioner is fitted on a "
+             "caption-group split of --data and scored on the held-out part.")] = None,
+    bertscore_model: Annotated[str | None, typer.Option(
+        help="Local Hugging Face encoder directory for BERTScore.")] = None,
+    images: ImagesOpt = None,
+    concepts: ConceptsOpt = None,
+    rgb_only: RgbOpt = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """BLEU-1..4, ROUGE-1/L, METEOR, CIDEr (ImageCLEFmedical preprocessing); BERTScore."""
+    from medai.core import registry
+    from medai.reporting.captions import load_captions
+    from medai.reporting.pipeline import build_captioner, score_captioner
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        reader = _reader(images, concepts, rgb_only)
+        if model is None:
+            m = build_captioner(data, None, bertscore_model=bertscore_model, **reader)
+        else:
+            ds = load_captions(data, **reader)
+            m = score_captioner(registry.load(model), ds, list(range(len(ds.records))),
+                                bertscore_model)
+            m["data"] = ds.report
+    _emit(m, as_json, " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in m.items() if k not in ("examples", "split", "data")))
+
+
+@caption_app.command("predict")
+def caption_predict(
+    image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file.")],
+    model: Annotated[Path, typer.Option(help="Caption model directory.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """A suggested caption (the consensus of the nearest training images' captions)."""
+    from medai.core import registry
+
+    with _guard(as_json):
+        result = registry.load(model).predict(image)
+    _emit(result, as_json, result["reason"] if result["refused"] else result["caption"])
+
+
+@report_app.command("draft")
+def report_draft(
+    image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file of the study.")],
+    findings: Annotated[str | None, typer.Option(
+        help="Findings JSON (a file or inline): `medai imaging predict` output, a list of "
+             "{label, probability, threshold, positive}, or a list of label names. Default: "
+             "run the imaging model on IMAGE.")] = None,
+    task: Annotated[str, typer.Option("--task", help="cxr | mri")] = "cxr",
+    model: Annotated[str | None, typer.Option(help="Imaging model (without --findings).")
+                     ] = None,
+    lang: Annotated[str, typer.Option(help="en | tr")] = "en",
+    question: Annotated[str | None, typer.Option(help="Clinical question (quoted as data).")
+                        ] = None,
+    kb: Annotated[Path | None, typer.Option(help="Extra knowledge base from `medai kb "
+                                                 "ingest` (default: MEDAI_KNOWLEDGE_DIR).")
+                  ] = None,
+    caption_model: Annotated[Path | None, typer.Option(help="Caption model directory.")] = None,
+    llm: Annotated[str | None, typer.Option(help="template | openai | gemini | llamacpp "
+                                                 "(default: MEDAI_LLM_BACKEND).")] = None,
+    embeddings: Annotated[bool, typer.Option(help="Hybrid retrieval with e5 embeddings.")
+                          ] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Draft a report (technique, findings, impression, recommendation) with citations."""
+    from medai.reporting.service import Drafter
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        drafter = Drafter(kb=kb, caption_model=caption_model, llm=llm, embeddings=embeddings)
+        raw = None
+        if findings is not None:
+            text = Path(findings).read_text("utf-8") if Path(findings).is_file() else findings
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"--findings is neither a file nor JSON ({exc.msg})") from None
+        result = drafter.draft(image.read_bytes() if image.is_file() else image, raw, task=task,
+                               model=model, lang=lang, question=question)
+    s = result["sections"]
+    _emit(result, as_json, "\n".join(
+        [f"[{result['status_label']}]"] + [f"{k.upper()}: {s[k]}" for k in s]
+        + [f"[{c['n']}] {c['source']} — {c['title']}" for c in result["citations"]]
+        + [f"warning: {w}" for w in result["warnings"]]))
+
+
+@kb_app.command("ingest")
+def kb_ingest(
+    files: Annotated[list[Path], typer.Argument(help="Markdown/text, CSV, JSONL or PDF files.")],
+    out: Annotated[Path, typer.Option(help="Knowledge-base folder to write (appends).")],
+    licence: Annotated[str, typer.Option(help="Licence/terms of these documents (kept with "
+                                              "every chunk for citation).")],
+    text_column: Annotated[str | None, typer.Option(help="CSV/JSONL column with the text.")
+                           ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Chunk documents into the knowledge base; a file that is not text is refused whole."""
+    from medai.reporting.knowledge import CHUNKS_FILE, load_chunks, read_document, save_chunks
+
+    with _guard(as_json):
+        existing = load_chunks(out, include_builtin=False) if (out / CHUNKS_FILE).is_file() \
+            else []
+        new = [c for f in files for c in read_document(f, licence, text_column)]
+        seen = {c.id for c in existing}
+        added = [c for c in new if c.id not in seen]
+        save_chunks(out, existing + added)
+    _emit({"out": str(out), "files": len(files), "chunks_added": len(added),
+           "chunks_total": len(existing) + len(added)}, as_json,
+          f"{len(added)} chunks added to {out} ({len(existing) + len(added)} in all)")
+
+
+@kb_app.command("search")
+def kb_search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    kb: Annotated[Path | None, typer.Option(help="Extra knowledge-base folder.")] = None,
+    k: int = 5,
+    lang: Annotated[str | None, typer.Option(help="en | tr (bundled passages)")] = None,
+    embeddings: bool = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Hybrid search (BM25 + e5 embeddings) over the knowledge base."""
+    from medai.reporting.knowledge import load_chunks
+    from medai.reporting.retrieve import HybridRetriever
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        r = HybridRetriever(load_chunks(kb), use_embeddings=embeddings)
+        hits = r.search(query, k=k, lang=lang)
+    rows = [{"id": h.chunk.id, "score": h.score, "source": h.chunk.source,
+             "licence": h.chunk.licence, "title": h.chunk.title, "text": h.chunk.text}
+            for h in hits]
+    _emit({"mode": r.mode, "hits": rows}, as_json,
+          "\n".join(f"{x['score']:.4f} {x['id']}: {x['text'][:100]}" for x in rows))

@@ -1,0 +1,1 @@
+"""Report drafting: captions, caption metrics, knowledge base, retrieval, LLM drafts."""

@@ -1,0 +1,137 @@
+"""Rule-based chest finding extractor for report text (CheXpert-labeler style, English).
+
+Each label has mention patterns; a mention is *negative* when a negation cue precedes it in the
+same clause (NegEx-style window that runs through lists — "no effusion, consolidation or
+pneumothorax" negates all three — and stops at "but", "however", ...) or a post-negation follows
+it ("... is not seen", "... has resolved"); *uncertain* under hedges ("possible", "may
+represent", "cannot be excluded"); otherwise *positive*. "No Finding" is positive when no other
+label is positive or uncertain. Used to score drafts against reference reports and to check
+that an LLM draft does not assert findings it was not given.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# label -> regex of mentions (matched on lowercased text)
+MENTIONS: dict[str, str] = {
+    "Atelectasis": r"atelecta\w*|collapse of the \w+ lobe|lobar collapse",
+    "Cardiomegaly": r"cardiomegaly|(?:heart|cardiac silhouette|cardiac shadow|heart size)"
+                    r"(?: is| appears| remains)?(?: mildly| moderately| markedly| severely)?"
+                    r" (?:enlarged|enlargement)|enlarged (?:heart|cardiac silhouette)",
+    "Effusion": r"(?:pleural )?effusions?|fluid in the (?:costophrenic|pleural)|"
+                r"blunting of the (?:\w+ )?costophrenic",
+    "Infiltration": r"infiltrat\w*",
+    "Mass": r"\bmass(?:es)?\b",
+    "Nodule": r"nodul\w*|granulomas?\b",
+    "Pneumonia": r"pneumoni\w*",
+    "Pneumothorax": r"pneumothora\w*",
+    "Consolidation": r"consolidat\w*|airspace (?:disease|opacit\w*)",
+    "Edema": r"(?:pulmonary )?o?edema|vascular congestion|interstitial fluid",
+    "Emphysema": r"emphysema\w*|hyperinflat\w*|hyperexpan\w*|copd\b",
+    "Fibrosis": r"fibros\w*|fibrotic",
+    "Pleural_Thickening": r"pleural thickening|thickened pleura",
+    "Hernia": r"hernia\w*",
+    "Lung Opacity": r"opacit\w*|opacification|densit(?:y|ies)",
+    "Fracture": r"fractur\w*",
+    "Enlarged Cardiomediastinum": r"(?:mediastin\w*|cardiomediastinal silhouette) "
+                                  r"(?:is |appears )?(?:widen\w*|enlarg\w*)|"
+                                  r"widened mediastinum",
+    "Tuberculosis": r"tubercul\w*|\btb\b",
+    "COVID-19": r"covid(?:-?19)?|sars-cov-2",
+}
+NEGATIONS = (r"\bno\b", r"\bnot\b", r"\bwithout\b", r"\bnegative for\b", r"\bfree of\b",
+             r"\bclear of\b", r"\bno evidence of\b", r"\bnor\b", r"\babsence of\b",
+             r"\bresolution of\b", r"\bresolved\b", r"\bnormal\b(?! \w+ (?:is|are) )",
+             r"\bclear\b", r"\bruled out\b", r"\bdenies\b")
+POST_NEGATIONS = (r"^\W*(?:is|are|was|were|has|have)? ?(?:not (?:seen|identified|present|"
+                  r"visualized|demonstrated|evident|appreciated)|absent|resolved|cleared)")
+UNCERTAIN = (r"\bpossib\w*", r"\bprobabl\w*", r"\bmay\b", r"\bmight\b", r"\bcould\b",
+             r"\bsuspic\w*", r"\bquestionabl\w*", r"\bcannot be excluded\b",
+             r"\bcan ?not exclude\b", r"\bversus\b", r"\bconcern for\b", r"\blikely\b",
+             r"\bsuggest\w*", r"\bequivocal\b", r"\bvs\b")
+TERMINATORS = r"\b(?:but|however|although|though|which|except|aside from|apart from|" \
+              r"with the exception|otherwise|new|there is|there are|there has been)\b"
+_NEG = re.compile("|".join(NEGATIONS))
+_UNC = re.compile("|".join(UNCERTAIN))
+_POST = re.compile(POST_NEGATIONS)
+_TERM = re.compile(TERMINATORS)
+_MENTION = {lab: re.compile(p) for lab, p in MENTIONS.items()}
+_SENTENCE = re.compile(r"(?<=[.;!?])\s+|\n+")
+WINDOW_WORDS = 10
+
+
+@dataclass(frozen=True)
+class Mention:
+    label: str
+    status: str  # positive | negative | uncertain
+    sentence: str
+
+
+def _status(sentence: str, start: int, end: int) -> str:
+    before = sentence[:start]
+    term = list(_TERM.finditer(before))
+    if term:
+        before = before[term[-1].end():]
+    window = " ".join(before.split()[-WINDOW_WORDS:])
+    if _NEG.search(window) or _POST.search(sentence[end:end + 40]):
+        return "negative"
+    if _UNC.search(window) or _UNC.search(sentence[end:end + 30]):
+        return "uncertain"
+    return "positive"
+
+
+def mentions(text: str) -> list[Mention]:
+    found = []
+    for sentence in _SENTENCE.split(str(text).lower().replace("xxxx", " ")):
+        for label, pattern in _MENTION.items():
+            for m in pattern.finditer(sentence):
+                found.append(Mention(label, _status(sentence, m.start(), m.end()),
+                                     sentence.strip()))
+    return found
+
+
+def extract(text: str) -> dict[str, str]:
+    """label → positive | uncertain | negative (labels not mentioned are absent).
+    A positive mention anywhere wins over uncertain, which wins over negative."""
+    rank = {"negative": 0, "uncertain": 1, "positive": 2}
+    out: dict[str, str] = {}
+    for m in mentions(text):
+        if m.label not in out or rank[m.status] > rank[out[m.label]]:
+            out[m.label] = m.status
+    if not any(s in ("positive", "uncertain") for s in out.values()):
+        out["No Finding"] = "positive"
+    return out
+
+
+def positive_labels(text: str, include_uncertain: bool = False) -> set[str]:
+    keep = {"positive", "uncertain"} if include_uncertain else {"positive"}
+    return {lab for lab, s in extract(text).items() if s in keep}
+
+
+# IU X-ray MeSH major headings -> our labels (the first term of each "A/B/C" heading)
+MESH_TO_LABEL: dict[str, str] = {
+    "normal": "No Finding", "cardiomegaly": "Cardiomegaly",
+    "pulmonary atelectasis": "Atelectasis", "pleural effusion": "Effusion",
+    "opacity": "Lung Opacity", "infiltrate": "Infiltration", "nodule": "Nodule",
+    "mass": "Mass", "pneumonia": "Pneumonia", "pneumothorax": "Pneumothorax",
+    "consolidation": "Consolidation", "pulmonary edema": "Edema",
+    "pulmonary emphysema": "Emphysema", "emphysema": "Emphysema",
+    "pulmonary disease, chronic obstructive": "Emphysema", "lung, hyperdistention": "Emphysema",
+    "fibrosis": "Fibrosis", "pulmonary fibrosis": "Fibrosis",
+    "hernia, hiatal": "Hernia", "hernia": "Hernia",
+    "fractures, bone": "Fracture", "tuberculosis": "Tuberculosis",
+    "airspace disease": "Consolidation", "pleural thickening": "Pleural_Thickening",
+    "calcified granuloma": "Nodule", "granulomatous disease": "Nodule",
+}
+
+
+def mesh_labels(mesh_major: str) -> set[str]:
+    """Our labels from an IU report's ``mesh_major`` field ("A/b/c;D/e")."""
+    labels = set()
+    for heading in str(mesh_major or "").split(";"):
+        term = heading.split("/")[0].strip().lower()
+        if term in MESH_TO_LABEL:
+            labels.add(MESH_TO_LABEL[term])
+    return labels

@@ -1,0 +1,83 @@
+"""The drafting service shared by ``medai report draft`` and the server: image → findings (the
+imaging model, or findings given by the caller) → optional caption → retrieval → draft."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from medai.reporting.draft import FindingsInputError, draft_report, parse_findings
+from medai.reporting.llm import LLMError, config_from_settings, make_backend
+
+
+class Drafter:
+    def __init__(self, kb: Path | None = None, caption_model: Path | None = None,
+                 llm: str | None = None, embeddings: bool = True) -> None:
+        from medai.settings import get_settings
+
+        self.kb = kb or get_settings().knowledge_dir
+        self.caption_model, self.embeddings = caption_model, embeddings
+        self.llm_config = config_from_settings()
+        if llm is not None:
+            self.llm_config = replace(self.llm_config, backend=llm)
+        self._retriever = None
+        self._captioner = None
+        self._imaging: dict[tuple[str, str | None], Any] = {}
+
+    @property
+    def retriever(self):
+        if self._retriever is None:
+            from medai.reporting.knowledge import load_chunks
+            from medai.reporting.retrieve import HybridRetriever
+
+            self._retriever = HybridRetriever(load_chunks(self.kb),
+                                              use_embeddings=self.embeddings)
+        return self._retriever
+
+    def imaging(self, task: str, model: str | None):
+        key = (task, model)
+        if key not in self._imaging:
+            from medai.core import registry
+
+            self._imaging[key] = registry.load(registry.resolve_model(model, task))
+        return self._imaging[key]
+
+    def draft(self, image: bytes | Path | None, findings: Any = None, *, task: str = "cxr",
+              model: str | None = None, lang: str = "en", question: str | None = None,
+              imaging_predictor=None) -> dict:
+        from medai.imaging.io import load_image
+
+        loaded = load_image(image) if image is not None else None
+        model_name = None
+        if findings is None:
+            if loaded is None:
+                raise FindingsInputError("give an image or findings to draft from")
+            predictor = imaging_predictor or self.imaging(task, model)
+            result = predictor.predict(image)
+            if result["refused"]:
+                raise FindingsInputError(f"the image was refused: {result['reason']}")
+            findings, model_name = result, result.get("model")
+        parsed = parse_findings(findings, task)
+        caption = None
+        if self.caption_model is not None and loaded is not None:
+            if self._captioner is None:
+                from medai.core import registry
+
+                self._captioner = registry.load(self.caption_model)
+            caption = self._captioner.caption_pixels([loaded.pixels])[0]["caption"]
+        warnings = []
+        try:
+            backend = make_backend(self.llm_config)
+        except LLMError as exc:
+            backend = None
+            warnings.append(f"LLM backend {self.llm_config.backend!r} unavailable ({exc}); "
+                            "template draft instead")
+        meta = None
+        if loaded is not None:
+            meta = {"format": loaded.source_format, "width": int(loaded.pixels.shape[1]),
+                    "height": int(loaded.pixels.shape[0])}
+        out = draft_report(parsed, self.retriever, backend, task=task, lang=lang,
+                           question=question, caption=caption, image=meta, model=model_name)
+        out["warnings"] = warnings + out["warnings"]
+        return out
