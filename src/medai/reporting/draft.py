@@ -144,7 +144,7 @@ def _technique(ctx: DraftContext) -> str:
         size = f"{ctx.image.get('width')}×{ctx.image.get('height')}"
         fmt = str(ctx.image.get("format", "")).upper()
         base = (f"{'Akciğer grafisi' if ctx.task == 'cxr' else 'Beyin MR kesiti'}, {fmt} "
-                f"görüntü, {size} piksel" if tr else f"{modality.capitalize()}, {fmt} image, "
+                f"görüntü, {size} piksel" if tr else f"{modality[0].upper()}{modality[1:]}, {fmt} image, "
                 f"{size} px")
     else:
         base = ("Görüntü taslak oluşturucuya verilmedi; bulgular girdi olarak sağlandı" if tr
