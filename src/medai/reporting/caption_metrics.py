@@ -79,7 +79,7 @@ def cider_d(candidates: Sequence[str], references: Sequence[Sequence[str]],
             sigma: float = 6.0) -> float:
     """CIDEr-D over the corpus (document frequencies from the references)."""
     cands = [_tokens(c) for c in candidates]
-    refs = [[_tokens(r) for r in rs] for rs in references]
+    refs = [[_tokens(r) for r in rs] for rs in _ref_lists(references)]
     if not cands:
         return 0.0
     df: Counter = Counter()
@@ -111,7 +111,7 @@ def cider_d(candidates: Sequence[str], references: Sequence[Sequence[str]],
 def caption_scores(candidates: Sequence[str], references: Sequence[Sequence[str] | str]
                    ) -> dict[str, float | int]:
     """All caption metrics; ``references``: one string or a list of strings per candidate."""
-    refs = [[r] if isinstance(r, str) else list(r) for r in references]
+    refs = _ref_lists(references)
     if len(candidates) != len(refs):
         raise ValueError(f"{len(candidates)} candidates but {len(refs)} reference sets")
     if not candidates:
@@ -155,6 +155,10 @@ def bertscore(candidates: Sequence[str], references: Sequence[str], model_dir: s
         rs.append(rec)
         fs.append(2 * p * rec / (p + rec) if p + rec > 0 else 0.0)
     return {"bertscore_p": _mean(ps), "bertscore_r": _mean(rs), "bertscore_f1": _mean(fs)}
+
+
+def _ref_lists(references: Sequence[Sequence[str] | str]) -> list[list[str]]:
+    return [[r] if isinstance(r, str) else list(r) for r in references]
 
 
 def _mean(xs: Sequence[float]) -> float:

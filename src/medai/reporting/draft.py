@@ -143,9 +143,9 @@ def _technique(ctx: DraftContext) -> str:
     if ctx.image:
         size = f"{ctx.image.get('width')}×{ctx.image.get('height')}"
         fmt = str(ctx.image.get("format", "")).upper()
-        base = (f"{'Akciğer grafisi' if ctx.task == 'cxr' else 'Beyin MR kesiti'}, {fmt} "
-                f"görüntü, {size} piksel" if tr else f"{modality[0].upper()}{modality[1:]}, {fmt} image, "
-                f"{size} px")
+        kind = ("Akciğer grafisi" if ctx.task == "cxr" else "Beyin MR kesiti") if tr else \
+            modality[0].upper() + modality[1:]
+        base = f"{kind}, {fmt} görüntü, {size} piksel" if tr else f"{kind}, {fmt} image, {size} px"
     else:
         base = ("Görüntü taslak oluşturucuya verilmedi; bulgular girdi olarak sağlandı" if tr
                 else "Image not supplied to the drafter; findings were given as input")

@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Any
 
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
@@ -93,7 +93,7 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
 
 def create_app(triage_model: str | None = None, cxr_model: str | None = None,
-               mri_model: str | None = None) -> FastAPI:
+               mri_model: str | None = None, knowledge_dir: str | None = None) -> FastAPI:
     app = FastAPI(
         title="medai API",
         version=medai.__version__,
@@ -168,6 +168,48 @@ def create_app(triage_model: str | None = None, cxr_model: str | None = None,
         except (ImageInputError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from None
         return Response(png, media_type="image/png")
+
+    drafter_lock = threading.Lock()
+
+    def _drafter():
+        with drafter_lock:
+            if getattr(app.state, "drafter", None) is None:
+                from medai.reporting.service import Drafter
+
+                app.state.drafter = Drafter(kb=knowledge_dir)
+            return app.state.drafter
+
+    @app.post("/api/v1/reports/draft")
+    async def report_draft(file: UploadFile | None = File(None),
+                           findings: str | None = Form(None, description=(
+                               "JSON: imaging predict output, a list of findings or label "
+                               "names. Without it the imaging model reads the image.")),
+                           task: str = Form("cxr"), lang: str = Form("en"),
+                           question: str | None = Form(None, max_length=20_000)
+                           ) -> dict[str, Any]:
+        """A report draft (technique, findings, impression, recommendation) with citations;
+        always ``status: "draft"`` for a radiologist to edit and sign."""
+        import json
+
+        from medai.reporting.draft import FindingsInputError
+
+        if task not in ("cxr", "mri"):
+            raise HTTPException(404, f"unknown imaging task {task!r}; use cxr or mri")
+        data = await _read_upload(file) if file is not None else None
+        try:
+            raw = json.loads(findings) if findings else None
+        except json.JSONDecodeError as exc:
+            raise HTTPException(422, f"findings is not valid JSON ({exc.msg})") from None
+        predictor = _imaging_model(task) if raw is None and data is not None else None
+        try:
+            result = await run_in_threadpool(
+                _drafter().draft, data, raw, task=task, lang=lang, question=question,
+                imaging_predictor=predictor)
+        except (FindingsInputError, ImageInputError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        log.info("report draft task=%s backend=%s findings=%d", task, result["backend"],
+                 len(result["findings_used"]))
+        return result
 
     return app
 
