@@ -53,7 +53,8 @@ def test_bertscore_with_a_local_tiny_model(tmp_path):
 
     from medai.reporting.caption_metrics import bertscore
 
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "small", "left", "pleural", "effusion", "no", "acute", "disease", "zebra"]
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "small", "left", "pleural", "effusion", "no",
+             "acute", "disease", "zebra"]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",

@@ -44,7 +44,7 @@ def test_parse_findings_forms_and_errors():
     assert parse_findings({"Edema": 0.2})[0].positive is False
     with pytest.raises(FindingsInputError, match="no findings"):
         parse_findings([])
-    with pytest.raises(FindingsInputError, match="unknown cxr label.*Unicornitis"):
+    with pytest.raises(FindingsInputError, match=r"unknown cxr label.*Unicornitis"):
         parse_findings(["Unicornitis", "Edema"])
     with pytest.raises(FindingsInputError, match="outside"):
         parse_findings([{"label": "Edema", "probability": 3}])
