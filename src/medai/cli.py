@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +26,14 @@ imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.",
 app.add_typer(imaging_app, name="imaging")
 TaskOpt = Annotated[str, typer.Option("--task", help="cxr | mri")]
 
-from medai.cli_common import JsonFlag, ModelOpt, _emit, _guard  # noqa: E402
+from medai.cli_common import (  # noqa: E402
+    JsonFlag,
+    ModelOpt,
+    _distributed_child,
+    _emit,
+    _guard,
+    _relaunch_distributed,
+)
 from medai.cli_reporting import caption_app, kb_app, report_app  # noqa: E402
 
 app.add_typer(caption_app, name="caption")
@@ -90,32 +96,6 @@ def triage_train(
         _emit(summary, as_json, f"saved {summary['model_dir']}: test accuracy "
                                 f"{t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}, "
                                 f"top-2 {t['top2_accuracy']:.3f}")
-
-
-def _distributed_child() -> bool:
-    return os.environ.get("MEDAI_DISTRIBUTED_CHILD") == "1" or "LOCAL_RANK" in os.environ
-
-
-def _relaunch_distributed(num_processes: int) -> None:
-    """Re-run this very command as N processes (torchrun); Accelerate picks up the process group.
-
-    On CPU the processes talk over gloo, on GPUs over NCCL, one GPU per process.
-    """
-    import subprocess
-
-    args, skip = [], False
-    for arg in sys.argv[1:]:  # the children must not relaunch themselves
-        if skip:
-            skip = False
-        elif arg == "--num-processes":
-            skip = True
-        elif not arg.startswith("--num-processes="):
-            args.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           "--nproc_per_node", str(num_processes), "-m", "medai.cli", *args]
-    env = dict(os.environ, MEDAI_DISTRIBUTED_CHILD="1")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 def _load_triage(model: str | None):

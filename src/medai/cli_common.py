@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -47,3 +48,29 @@ def _guard(as_json: bool):
         _fail(exc, as_json)
 
 
+
+
+def _distributed_child() -> bool:
+    return os.environ.get("MEDAI_DISTRIBUTED_CHILD") == "1" or "LOCAL_RANK" in os.environ
+
+
+def _relaunch_distributed(num_processes: int) -> None:
+    """Re-run this very command as N processes (torchrun); Accelerate picks up the process group.
+
+    On CPU the processes talk over gloo, on GPUs over NCCL, one GPU per process.
+    """
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:  # the children must not relaunch themselves
+        if skip:
+            skip = False
+        elif arg == "--num-processes":
+            skip = True
+        elif not arg.startswith("--num-processes="):
+            args.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node", str(num_processes), "-m", "medai.cli", *args]
+    env = dict(os.environ, MEDAI_DISTRIBUTED_CHILD="1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    raise typer.Exit(subprocess.call(cmd, env=env))

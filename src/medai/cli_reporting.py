@@ -32,21 +32,54 @@ def _reader(images: Path | None, concepts: Path | None, rgb_only: bool) -> dict[
 def caption_train(
     data: Annotated[Path, typer.Option(help="pairs.csv (file,caption) or ROCOv2 captions CSV.")],
     out: Annotated[Path, typer.Option(help="Caption model directory to create.")],
-    embedder: Annotated[str, typer.Option(help="efficientnet-lite0 or an imaging model dir.")
-                        ] = "efficientnet-lite0",
-    k: Annotated[int, typer.Option(help="Neighbours whose captions are combined.")] = 5,
+    method: Annotated[str, typer.Option(help="retrieval (CPU, no VLM weights) | blip2 "
+                                             "(LoRA on a local BLIP-2, --base)")] = "retrieval",
+    base: Annotated[Path | None, typer.Option(help="blip2: local BLIP-2 directory.")] = None,
+    embedder: Annotated[str, typer.Option(help="retrieval: efficientnet-lite0 or an imaging "
+                                               "model dir.")] = "efficientnet-lite0",
+    k: Annotated[int, typer.Option(help="retrieval: neighbours combined.")] = 5,
     test_frac: float = 0.25,
+    epochs: Annotated[int, typer.Option(help="blip2: maximum epochs.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="blip2: per-process batch.")] = 4,
+    grad_accum: int = 1,
+    learning_rate: float = 1e-4,
+    lora_r: int = 16,
+    mixed_precision: Annotated[str, typer.Option(help="blip2: auto | bf16 | no (fp16 is "
+                                                      "refused: its loss collapses)")] = "auto",
+    load_in_8bit: Annotated[bool, typer.Option(help="blip2: 8-bit base (bitsandbytes, GPU).")
+                            ] = False,
+    gradient_checkpointing: bool = False,
+    num_processes: Annotated[int, typer.Option(help="blip2: processes/GPUs (Accelerate).")
+                             ] = 1,
     images: ImagesOpt = None,
     concepts: ConceptsOpt = None,
     rgb_only: RgbOpt = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Build a retrieval captioner on a caption-group split; test metrics go in its card."""
-    from medai.reporting.pipeline import build_captioner
+    """Build a captioner on a caption-group split; held-out metrics go in its card."""
+    from medai.cli_common import _distributed_child, _relaunch_distributed
+
+    if num_processes > 1 and not _distributed_child():
+        _relaunch_distributed(num_processes)
+        return
+    from medai.reporting.pipeline import build_captioner, train_blip2_captioner
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
-        m = build_captioner(data, out, embedder, k, test_frac,
-                            **_reader(images, concepts, rgb_only))
+        reader = _reader(images, concepts, rgb_only)
+        if method == "blip2":
+            if base is None:
+                raise ValueError("--method blip2 needs --base (a local BLIP-2 directory)")
+            m = train_blip2_captioner(
+                data, out, str(base), epochs=epochs, batch_size=batch_size,
+                grad_accum=grad_accum, learning_rate=learning_rate, lora_r=lora_r,
+                mixed_precision=mixed_precision, load_in_8bit=load_in_8bit,
+                gradient_checkpointing=gradient_checkpointing, **reader)
+            if not m:
+                return
+        elif method == "retrieval":
+            m = build_captioner(data, out, embedder, k, test_frac, **reader)
+        else:
+            raise ValueError(f"unknown captioning method {method!r}: retrieval or blip2")
     _emit(m, as_json, f"saved {out}: held-out n={m['n']} BLEU-4 {m['bleu_4']:.3f} "
                       f"ROUGE-L {m['rouge_l']:.3f} CIDEr {m['cider']:.3f}")
 

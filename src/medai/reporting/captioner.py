@@ -127,8 +127,12 @@ class RetrievalCaptioner:
              "k": self.k}, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def load_predictor(directory: Path, card: ModelCard) -> RetrievalCaptioner:
-    """Registry hook for ``caption`` model directories."""
+def load_predictor(directory: Path, card: ModelCard):
+    """Registry hook for ``caption`` model directories (retrieval index or BLIP-2 adapter)."""
+    if card.model_type == "blip2-lora":
+        from medai.reporting.blip2 import Blip2Captioner
+
+        return Blip2Captioner(directory, card)
     meta = json.loads((directory / CAPTIONS_FILE).read_text("utf-8"))
     with np.load(directory / INDEX_FILE) as z:
         feats = z["features"].astype(np.float32)

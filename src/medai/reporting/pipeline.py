@@ -77,3 +77,48 @@ def build_captioner(data: Path, out: Path | None, embedder: str = DEFAULT_EMBEDD
         captioner.save(out)
         save_card(out, card)
     return metrics
+
+
+def train_blip2_captioner(data: Path, out: Path, base: str, test_frac: float = 0.2,
+                          seed: int = 13, **options) -> dict:
+    """LoRA fine-tune of a local BLIP-2 on a caption-group split (train / validation / test);
+    the test part is captioned and scored with the caption metrics."""
+    from accelerate import PartialState
+
+    from medai.reporting.blip2 import Blip2Captioner, Blip2LoraConfig, train_blip2
+
+    reader = {k: options.pop(k) for k in ("images", "concepts", "rgb_only") if k in options}
+    ds = load_captions(data, **reader)
+    rest, test = group_split(ds, test_frac=test_frac, seed=seed)
+    sub = CaptionDataset([ds.records[i] for i in rest], ds.report)
+    tr, va = group_split(sub, test_frac=0.15, seed=seed)
+    if not tr or not va or not test:
+        raise ValueError(f"{data}: too few caption groups for train/validation/test")
+    cfg = Blip2LoraConfig(base=str(base), seed=seed, **options)
+    pairs = []
+    for part, idx in ((sub, tr), (sub, va)):
+        pixels, keep = _pixels(part, idx)
+        pairs.append((pixels, [part.records[i].caption for i in keep]))
+    out.mkdir(parents=True, exist_ok=True)
+    history = train_blip2(cfg, pairs[0], pairs[1], out)
+    if not PartialState().is_main_process:
+        return {}
+    card = ModelCard(task="caption", model_type="blip2-lora", labels=[], name=out.name,
+                     description=f"BLIP-2 + LoRA captioner on {Path(base).name}",
+                     training_command=shlex.join(["medai", "caption", "train", "--method",
+                                                  "blip2", "--base", str(base), "--data",
+                                                  str(data), "--out", str(out)]),
+                     data=[{"path": str(data), "sha256": file_sha256(Path(data)),
+                            "report": ds.report,
+                            "split": {"train": len(tr), "validation": len(va),
+                                      "test": len(test)}}],
+                     params={"base": str(base), "history": history,
+                             **{k: v for k, v in vars(cfg).items() if k != "base"}},
+                     licence_notes="The adapter is a derivative of the base model (its licence "
+                                   "applies) and of the caption data (see its PROVENANCE).",
+                     intended_use="Suggest a caption for a radiologist to edit.")
+    save_card(out, card)
+    metrics = score_captioner(Blip2Captioner(out, card), ds, test)
+    card.metrics = {k: v for k, v in metrics.items() if k != "examples"}
+    save_card(out, card)
+    return {**metrics, "history": history, "model_dir": str(out)}

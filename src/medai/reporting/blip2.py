@@ -1,0 +1,231 @@
+"""BLIP-2 captioning fine-tuned with LoRA (PEFT), from a local Hugging Face BLIP-2 directory.
+
+What the reference system learnt the hard way is built in: the vision encoder and the language
+model stay frozen (LoRA adapters on the LLM's attention projections, the Q-Former→LLM projection
+trained in full); bf16 on GPUs that support it and fp32 otherwise — fp16 training collapses the
+loss to NaN on BLIP-2-OPT, so it is refused; optional 8-bit loading (bitsandbytes, GPU) and
+gradient checkpointing for big models; early stopping on validation loss; only the adapter is
+saved. Generation has a minimum length and repetition controls, so no empty or one-word captions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ADAPTER_DIR = "adapter"
+CONFIG_FILE = "blip2_lora.json"
+
+# LoRA targets per language-model family (module-name regexes, language model only)
+LORA_TARGETS = {
+    "opt": r".*language_model.*\.(q_proj|k_proj|v_proj|out_proj)$",
+    "t5": r".*language_model.*\.(q|k|v|o)$",
+    "default": r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)$",
+}
+
+
+@dataclass
+class Blip2LoraConfig:
+    base: str
+    epochs: int = 5
+    batch_size: int = 4
+    grad_accum: int = 1
+    learning_rate: float = 1e-4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    patience: int = 2
+    mixed_precision: str = "auto"  # auto | bf16 | no (fp16 is refused)
+    load_in_8bit: bool = False
+    gradient_checkpointing: bool = False
+    max_length: int = 64
+    seed: int = 13
+
+
+def lora_target(text_model_type: str) -> str:
+    if text_model_type in ("t5", "mt5", "umt5"):
+        return LORA_TARGETS["t5"]
+    return LORA_TARGETS.get(text_model_type, LORA_TARGETS["default"])
+
+
+def _precision(requested: str) -> str:
+    if requested == "fp16":
+        raise ValueError("fp16 training of BLIP-2 is refused: its loss collapses to NaN (a "
+                         "known pitfall); use bf16 on a GPU that supports it, or fp32 ('no')")
+    if requested not in ("auto", "bf16", "no"):
+        raise ValueError(f"mixed precision must be auto, bf16 or no, not {requested!r}")
+    if requested == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return requested
+
+
+def load_base(cfg: Blip2LoraConfig):
+    """Model with LoRA adapters attached, and its processor (all from local files)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+    base = Path(cfg.base)
+    if not (base / "config.json").is_file():
+        raise FileNotFoundError(f"{base}: not a Hugging Face BLIP-2 directory (no config.json)")
+    kwargs: dict = {"local_files_only": True}
+    if cfg.load_in_8bit:
+        try:
+            import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
+        except ImportError:
+            raise ValueError("--load-in-8bit needs bitsandbytes (pip install bitsandbytes) "
+                             "and a CUDA GPU") from None
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    model = Blip2ForConditionalGeneration.from_pretrained(base, **kwargs)
+    processor = Blip2Processor.from_pretrained(base, local_files_only=True)
+    if cfg.load_in_8bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    elif cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      bias="none", target_modules=lora_target(model.config.text_config.model_type),
+                      modules_to_save=["language_projection"])
+    return get_peft_model(model, lora), processor
+
+
+class _Pairs(torch.utils.data.Dataset):
+    def __init__(self, pixels: list[np.ndarray], captions: list[str]) -> None:
+        self.pixels, self.captions = pixels, captions
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        gray = (np.clip(self.pixels[i], 0, 1) * 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB"), self.captions[i]
+
+
+def _collate(processor, max_length: int, image_token: int | None):
+    def collate(batch):
+        images, texts = zip(*batch, strict=True)
+        enc = processor(images=list(images), text=list(texts), return_tensors="pt",
+                        padding=True, truncation=True, max_length=max_length)
+        labels = enc["input_ids"].clone()
+        labels[enc["attention_mask"] == 0] = -100
+        if image_token is not None:
+            labels[labels == image_token] = -100  # the query-token placeholders are not text
+        enc["labels"] = labels
+        return dict(enc)
+    return collate
+
+
+def train_blip2(cfg: Blip2LoraConfig, train: tuple[list[np.ndarray], list[str]],
+                val: tuple[list[np.ndarray], list[str]], out: Path) -> list[dict]:
+    """Fit LoRA adapters; the best epoch's adapter (validation loss) is saved in ``out``."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from medai.core.training import EarlyStopping
+
+    mp = _precision(cfg.mixed_precision)
+    acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available(),
+                      gradient_accumulation_steps=cfg.grad_accum)
+    set_seed(cfg.seed)
+    model, processor = load_base(cfg)
+    image_token = getattr(model.config, "image_token_index", None)
+    collate = _collate(processor, cfg.max_length, image_token)
+    train_dl = torch.utils.data.DataLoader(_Pairs(*train), batch_size=cfg.batch_size,
+                                           shuffle=True, collate_fn=collate)
+    val_dl = torch.utils.data.DataLoader(_Pairs(*val), batch_size=cfg.batch_size,
+                                         collate_fn=collate)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
+    model, optimizer, train_dl, val_dl = acc.prepare(model, optimizer, train_dl, val_dl)
+    stopper = EarlyStopping(patience=cfg.patience)
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total, steps = 0.0, 0
+        for batch in tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}",
+                          disable=not acc.is_local_main_process):
+            with acc.accumulate(model):
+                loss = model(**batch).loss
+                if not math.isfinite(float(loss)):
+                    raise RuntimeError(f"training loss became {float(loss)} at epoch {epoch}; "
+                                       "lower the learning rate or use fp32/bf16")
+                acc.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            total += float(loss.detach())
+            steps += 1
+        model.eval()
+        val_sum = torch.zeros(2, device=acc.device)
+        with torch.no_grad():
+            for batch in val_dl:
+                val_sum += torch.stack([model(**batch).loss.detach().float() * len(
+                    batch["input_ids"]), torch.tensor(float(len(batch["input_ids"])),
+                                                      device=acc.device)])
+        val_sum = acc.reduce(val_sum, "sum")
+        record = {"train_loss": total / max(steps, 1),
+                  "val_loss": float(val_sum[0] / val_sum[1].clamp(min=1))}
+        improved = stopper.update(epoch, record)
+        acc.print(f"epoch {epoch}: train_loss={record['train_loss']:.4f} "
+                  f"val_loss={record['val_loss']:.4f}")
+        if improved and acc.is_main_process:
+            acc.unwrap_model(model).save_pretrained(out / ADAPTER_DIR)
+        acc.wait_for_everyone()
+        if stopper.should_stop:
+            break
+    if acc.is_main_process:
+        processor.save_pretrained(out / "processor")
+        (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2))
+    acc.wait_for_everyone()
+    acc.end_training()
+    return stopper.history
+
+
+GENERATION = {"max_new_tokens": 60, "min_new_tokens": 5, "num_beams": 3,
+              "no_repeat_ngram_size": 3, "repetition_penalty": 1.2}
+
+
+class Blip2Captioner:
+    """A BLIP-2 base directory plus a LoRA adapter, behind the retrieval captioner's interface."""
+
+    def __init__(self, directory: Path, card=None) -> None:
+        from peft import PeftModel
+        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+        cfg = Blip2LoraConfig(**json.loads((directory / CONFIG_FILE).read_text()))
+        dtype = torch.bfloat16 if _precision("auto") == "bf16" else torch.float32
+        base = Blip2ForConditionalGeneration.from_pretrained(cfg.base, local_files_only=True,
+                                                             dtype=dtype)
+        self.model = PeftModel.from_pretrained(base, directory / ADAPTER_DIR).eval()
+        self.processor = Blip2Processor.from_pretrained(directory / "processor",
+                                                        local_files_only=True)
+        self.card, self.cfg = card, cfg
+        if torch.cuda.is_available():
+            self.model.to("cuda")
+
+    def caption_pixels(self, pixels: list[np.ndarray], **generation) -> list[dict]:
+        images = [_Pairs([p], [""])[0][0] for p in pixels]
+        enc = self.processor(images=images, return_tensors="pt").to(self.model.device)
+        enc["pixel_values"] = enc["pixel_values"].to(self.model.dtype)
+        with torch.no_grad():
+            ids = self.model.generate(**enc, **{**GENERATION, **generation})
+        texts = self.processor.batch_decode(ids, skip_special_tokens=True)
+        return [{"caption": " ".join(t.split()), "status": "ai_suggestion", "method": "blip2-lora"}
+                for t in texts]
+
+    def predict(self, source) -> dict:
+        from medai.imaging.io import ImageInputError, load_image
+
+        try:
+            image = load_image(source)
+        except ImageInputError as exc:
+            return {"refused": True, "reason": str(exc), "caption": None}
+        return {"refused": False, "reason": None, **self.caption_pixels([image.pixels])[0]}

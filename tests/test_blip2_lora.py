@@ -1,0 +1,131 @@
+"""BLIP-2 + LoRA captioning on a tiny BLIP-2 built from a config (random weights, offline):
+targets, frozen parts, fp16 refusal, training with best-adapter saving, loading, generation
+length, and the 2-process Accelerate path on CPU."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medai.reporting.blip2 import Blip2LoraConfig, _precision, load_base, lora_target
+
+pytestmark = pytest.mark.slow
+WORDS = ["a", "the", "left", "right", "pleural", "effusion", "normal", "chest", "mass", "lobe",
+         "upper", "consolidation", "bilateral", "patchy", "sided", "radiograph"]
+
+
+def make_tiny_blip2(directory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        OPTConfig,
+        PreTrainedTokenizerFast,
+    )
+    from transformers.models.blip.image_processing_blip import BlipImageProcessor
+
+    vocab = ["<pad>", "<unk>", "</s>", "<image>", *WORDS]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                   eos_token="</s>", bos_token="</s>")
+    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    processor = Blip2Processor(image_processor=BlipImageProcessor(
+        size={"height": 32, "width": 32}), tokenizer=fast, num_query_tokens=4)
+    cfg = Blip2Config(
+        vision_config=Blip2VisionConfig(hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=1, num_attention_heads=2,
+                                        image_size=32, patch_size=8).to_dict(),
+        qformer_config=Blip2QFormerConfig(hidden_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, intermediate_size=64,
+                                          encoder_hidden_size=32,
+                                          vocab_size=len(vocab)).to_dict(),
+        text_config=OPTConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=1,
+                              ffn_dim=64, num_attention_heads=2, max_position_embeddings=64,
+                              word_embed_proj_dim=32, pad_token_id=0, bos_token_id=2,
+                              eos_token_id=2).to_dict(),
+        num_query_tokens=4, image_token_index=fast.convert_tokens_to_ids("<image>"))
+    torch.manual_seed(0)
+    Blip2ForConditionalGeneration(cfg).save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("blip2")
+    base = make_tiny_blip2(root / "base")
+    captions = ["left pleural effusion", "normal chest radiograph", "right upper lobe mass",
+                "bilateral patchy consolidation"]
+    rows = ["file,caption"]
+    rng = np.random.default_rng(0)
+    for c, caption in enumerate(captions):
+        for i in range(3):
+            arr = rng.integers(0, 50, (40, 40)).astype(np.uint8)
+            arr[c * 10:(c + 1) * 10] = 220
+            Image.fromarray(arr).save(root / f"{c}_{i}.png")
+            rows.append(f"{c}_{i}.png,{caption}")
+    (root / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return root, base
+
+
+def test_lora_targets_the_language_model_only(tiny):
+    _, base = tiny
+    model, _ = load_base(Blip2LoraConfig(base=str(base), lora_r=4))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "language_projection" in n for n in trainable)
+    assert any("language_model" in n and "q_proj.lora_A" in n for n in trainable)
+    assert not any("vision_model" in n or "qformer" in n for n in trainable)
+    assert lora_target("t5").endswith(r"\.(q|k|v|o)$")
+
+
+def test_fp16_is_refused_and_cpu_runs_fp32():
+    with pytest.raises(ValueError, match="fp16"):
+        _precision("fp16")
+    assert _precision("auto") == ("bf16" if torch.cuda.is_available()
+                                  and torch.cuda.is_bf16_supported() else "no")
+
+
+def test_train_save_load_generate(tiny, tmp_path):
+    from medai.core import registry
+    from medai.reporting.pipeline import train_blip2_captioner
+
+    root, base = tiny
+    out = tmp_path / "captioner"
+    m = train_blip2_captioner(root / "pairs.csv", out, str(base), epochs=3, batch_size=4,
+                              learning_rate=5e-3, lora_r=4, test_frac=0.25)
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert not (out / "adapter" / "model.safetensors").exists()  # only the adapter is saved
+    assert len(m["history"]) >= 2 and m["history"][-1]["train_loss"] < m["history"][0][
+        "train_loss"]
+    for key in ("bleu_1", "bleu_4", "rouge_l", "meteor", "cider", "n"):
+        assert key in m
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["model_type"] == "blip2-lora" and card["metrics"]["n"] == m["n"]
+    captioner = registry.load(out)
+    result = captioner.predict(root / "0_0.png")
+    assert result["refused"] is False and len(result["caption"].split()) >= 2
+
+
+def test_two_process_training_on_cpu(tiny, tmp_path):
+    root, base = tiny
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("MEDAI_DISTRIBUTED_CHILD", None)
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "medai.cli", "caption", "train", "--method", "blip2", "--base",
+         str(base), "--data", str(root / "pairs.csv"), "--out", str(out), "--epochs", "1",
+         "--batch-size", "2", "--lora-r", "4", "--num-processes", "2", "--json"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    assert len(lines) == 1 and "bleu_4" in lines[0]
+    assert (out / "adapter" / "adapter_config.json").is_file()
