@@ -29,6 +29,18 @@ STATUS_LABEL = {"en": "AI draft — to be reviewed by a radiologist",
 SECTIONS = ("technique", "findings", "impression", "recommendation")
 MAX_QUESTION_CHARS = 2000
 _OPEN, _CLOSE = "<<<PATIENT_TEXT", "PATIENT_TEXT>>>"
+# what the normal label, when it is an input, lets the template say (en, tr)
+NORMAL_SENTENCES = {
+    "cxr": ("The heart size and mediastinal contours are within normal limits. The lungs are "
+            "clear.", "Kalp boyutu ve mediasten konturları normal sınırlardadır. Akciğerler "
+                      "temizdir."),
+    "mri": ("No tumour is suggested on this slice.", "Bu kesitte tümör düşündüren bulgu yoktur."),
+}
+NORMAL_IMPRESSIONS = {
+    "cxr": ("No acute cardiopulmonary abnormality (AI suggestion).",
+            "Akut kardiyopulmoner patoloji saptanmadı (YZ önerisi)."),
+    "mri": ("No tumour suggested (AI suggestion).", "Tümör düşündüren bulgu yok (YZ önerisi)."),
+}
 
 
 class FindingsInputError(ValueError):
@@ -162,10 +174,19 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
         name = phrase(f.label, ctx.lang)
         lines.append(f"{name[0].upper()}{name[1:]} izlenmektedir{_prob(f, 'tr')}." if tr
                      else f"{name[0].upper()}{name[1:]}{_prob(f, 'en')}.")
-    if ctx.negatives:
-        names = [phrase(f.label, ctx.lang) for f in ctx.negatives]
-        lines.append(("Şu bulgular saptanmadı: " + ", ".join(names) + ".") if tr
-                     else f"No {_join(names)}.")
+    # a negative that a positive finding implies (pneumonia below threshold, COVID-19 above)
+    # is left unsaid rather than contradicting the positive
+    implied = _implied({f.label for f in ctx.positives})
+    negatives = [f for f in ctx.negatives if f.label not in implied]
+    if negatives:
+        names = [phrase(f.label, ctx.lang) for f in negatives]
+        if tr:
+            lines.append("Şu bulgular saptanmadı: " + ", ".join(names) + ".")
+        else:  # short lists, as reports write them ("No pneumothorax or pleural effusion.")
+            lines += [f"No {_join(names[i:i + 3])}." for i in range(0, len(names), 3)]
+    normal_given = any(f.positive and f.label in NORMAL for f in ctx.findings)
+    if not ctx.positives and normal_given:
+        lines.insert(0, NORMAL_SENTENCES[ctx.task][1 if tr else 0])
     if not lines:
         lines.append("Değerlendirilen bulgularda anormallik saptanmadı." if tr
                      else "No abnormality among the assessed findings.")
@@ -173,6 +194,8 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
         names = _join([phrase(f.label, ctx.lang) for f in ctx.positives], "ve" if tr else "and")
         impression = (f"{names[0].upper()}{names[1:]} ile uyumlu görünüm (YZ önerisi)." if tr
                       else f"Appearance consistent with {names} (AI suggestion).")
+    elif normal_given:
+        impression = NORMAL_IMPRESSIONS[ctx.task][1 if tr else 0]
     else:
         normal = "No Finding" if ctx.task == "cxr" else "No_Tumor"
         impression = ("Modelin değerlendirdiği bulgular açısından akut patoloji saptanmadı." if tr

@@ -123,7 +123,8 @@ MESH_TO_LABEL: dict[str, str] = {
     "hernia, hiatal": "Hernia", "hernia": "Hernia",
     "fractures, bone": "Fracture", "tuberculosis": "Tuberculosis",
     "airspace disease": "Consolidation", "pleural thickening": "Pleural_Thickening",
-    "calcified granuloma": "Nodule", "granulomatous disease": "Nodule",
+    "calcified granuloma": "Nodule", "granulomatous disease": "Nodule", "granuloma": "Nodule",
+    "pulmonary congestion": "Edema", "density": "Lung Opacity",
 }
 
 
