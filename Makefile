@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
-	benchmark-triage train-default-mri train-default-cxr benchmark-imaging
+	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ benchmark-imaging: install
 	    --data ../shared/data/chest_xray/manifest.csv
 	$(BIN)/python benchmarks/imaging_benchmark.py --task mri \
 	    --data ../shared/data/brain_mri/manifest.csv
+
+benchmark-reporting: install
+	$(BIN)/python benchmarks/report_benchmark.py \
+	    --iu ../shared/data/knowledge/iu_xray_reports/iu_reports.csv \
+	    --pairs ../shared/data/captions/ieee8023_pairs/pairs.csv
 
 benchmark-triage: install
 	$(BIN)/python benchmarks/triage_benchmark.py --data ../shared/data/triage/complaints.csv \
