@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
-	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting
+	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-gate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,8 @@ train-extended-triage: install
 # Bundled imaging defaults (need ../shared/data; see docs/model-cards/).
 train-default-mri: install
 	$(BIN)/medai imaging train --task mri --data ../shared/data/brain_mri/manifest.csv \
-	    --out src/medai/assets/models/mri-default --epochs 12 --learning-rate 3e-4 \
+	    --out src/medai/assets/models/mri-default --epochs 12 --patience 4 \
+	    --learning-rate 1e-3 --trainable top --probe-epochs 2 --backbone-lr-scale 0.3 \
 	    --name mri-default --json
 
 train-default-cxr: install
@@ -66,6 +67,11 @@ benchmark-imaging: install
 	    --data ../shared/data/chest_xray/manifest.csv
 	$(BIN)/python benchmarks/imaging_benchmark.py --task mri \
 	    --data ../shared/data/brain_mri/manifest.csv
+
+benchmark-gate: install
+	$(BIN)/python benchmarks/modality_gate_benchmark.py \
+	    --cxr ../shared/data/chest_xray/manifest.csv --mri ../shared/data/brain_mri/manifest.csv \
+	    --pairs ../shared/data/captions/ieee8023_pairs/pairs.csv
 
 benchmark-reporting: install
 	$(BIN)/python benchmarks/report_benchmark.py \

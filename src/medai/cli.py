@@ -25,14 +25,15 @@ imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.",
                           no_args_is_help=True)
 app.add_typer(imaging_app, name="imaging")
 TaskOpt = Annotated[str, typer.Option("--task", help="cxr | mri")]
+OnnxOpt = Annotated[bool, typer.Option(help="Run with ONNX Runtime.")]
+Int8Opt = Annotated[bool, typer.Option(help="Run the int8 ONNX model (see export --int8).")]
 
 from medai.cli_common import (  # noqa: E402
     JsonFlag,
     ModelOpt,
-    _distributed_child,
     _emit,
     _guard,
-    _relaunch_distributed,
+    relaunched,
 )
 from medai.cli_reporting import caption_app, kb_app, report_app  # noqa: E402
 
@@ -75,8 +76,7 @@ def triage_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train a triage model and write it, with its model card and test metrics, to --out."""
-    if num_processes > 1 and not _distributed_child():
-        _relaunch_distributed(num_processes)
+    if relaunched(num_processes):
         return
     from medai.triage.train import TrainOptions, train
 
@@ -241,8 +241,7 @@ def imaging_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train an imaging model; writes weights, model card, metrics and plots to --out."""
-    if num_processes > 1 and not _distributed_child():
-        _relaunch_distributed(num_processes)
+    if relaunched(num_processes):
         return
     from medai.imaging.pipeline import train_imaging
 
@@ -266,9 +265,8 @@ def imaging_evaluate(
     data: Annotated[Path, typer.Option(help="Labelled images (manifest/CSV/folder).")],
     model: ModelOpt = None,
     out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and plots.")] = None,
-    onnx: Annotated[bool, typer.Option(help="Run with ONNX Runtime.")] = False,
-    int8: Annotated[bool, typer.Option(help="Run the int8 ONNX model (see export --int8).")
-                    ] = False,
+    onnx: OnnxOpt = False,
+    int8: Int8Opt = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Per-label AUROC (95 % CI), thresholds, accuracy, macro-F1, per-source breakdown."""
@@ -297,9 +295,8 @@ def imaging_predict(
     image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file.")],
     task: TaskOpt = "cxr",
     model: ModelOpt = None,
-    onnx: Annotated[bool, typer.Option(help="Run with ONNX Runtime.")] = False,
-    int8: Annotated[bool, typer.Option(help="Run the int8 ONNX model (see export --int8).")
-                    ] = False,
+    onnx: OnnxOpt = False,
+    int8: Int8Opt = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Findings with probabilities and thresholds; refuses images of the wrong kind."""
@@ -331,6 +328,24 @@ def imaging_explain(
     lab, p = r["label"], r["probability"]
     _emit({"out": str(out), "label": lab, "probability": p}, as_json,
           f"wrote {out} ({lab}, p={p:.3f})")
+
+
+@imaging_app.command("fit-gate")
+def imaging_fit_gate(
+    task: TaskOpt,
+    data: Annotated[Path, typer.Option(help="The data the model was trained on (same split).")],
+    model: ModelOpt = None,
+    seed: int = 13,
+    as_json: JsonFlag = False,
+) -> None:
+    """(Re)fit the learned wrong-kind-of-image gate of a model (gate.npz)."""
+    from medai.imaging.pipeline import refit_gate
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        directory = _load_imaging(task, model).directory
+        result = refit_gate(directory, data, seed)
+    _emit(result, as_json, f"gate threshold {result['threshold']:.2f}; accepts "
+                           f"{result['test_acceptance']:.1%} of the held-out test images")
 
 
 @imaging_app.command("export")

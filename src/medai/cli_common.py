@@ -74,3 +74,12 @@ def _relaunch_distributed(num_processes: int) -> None:
     env = dict(os.environ, MEDAI_DISTRIBUTED_CHILD="1")
     env.setdefault("OMP_NUM_THREADS", "1")
     raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+def relaunched(num_processes: int) -> bool:
+    """True when this command was re-run as ``num_processes`` processes (then the caller
+    returns); False in a single process or inside one of the children."""
+    if num_processes > 1 and not _distributed_child():
+        _relaunch_distributed(num_processes)
+        return True
+    return False

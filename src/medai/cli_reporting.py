@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medai.cli_common import JsonFlag, _emit, _guard
+from medai.cli_common import JsonFlag, _emit, _guard, relaunched
 
 caption_app = typer.Typer(help="Radiology image captioning.", no_args_is_help=True)
 report_app = typer.Typer(help="Retrieval-augmented report drafts (always drafts).",
@@ -57,10 +57,7 @@ def caption_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Build a captioner on a caption-group split; held-out metrics go in its card."""
-    from medai.cli_common import _distributed_child, _relaunch_distributed
-
-    if num_processes > 1 and not _distributed_child():
-        _relaunch_distributed(num_processes)
+    if relaunched(num_processes):
         return
     from medai.reporting.pipeline import build_captioner, train_blip2_captioner
 

@@ -73,5 +73,11 @@ class FeatureGate:
         if not path.is_file():
             return None
         with np.load(path) as z:
+            if not {"within_scale", "residual_scale", "threshold"} <= set(z.keys()):
+                import warnings
+
+                warnings.warn(f"{path} is from an older medai and is ignored; refit it with "
+                              "`medai imaging fit-gate`", stacklevel=2)
+                return None
             return cls(z["mean"], z["components"], z["variances"], float(z["within_scale"]),
                        float(z["residual_scale"]), float(z["threshold"]))

@@ -67,6 +67,25 @@ def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000
     return metrics, targets, probs
 
 
+def refit_gate(directory: Path, data: Path, seed: int = 13) -> dict:
+    """(Re)fit the out-of-distribution gate of an existing model directory on the training and
+    validation part of the split it was trained on (e.g. a model trained before gates)."""
+    from medai.core import registry
+    from medai.core.registry import read_card
+
+    predictor = registry.load(directory)
+    ds = load_dataset(data, predictor.cfg.task)
+    tr, va, te = patient_split(ds, seed=seed, groups=split_groups(ds))
+    predictor.gate = fit_gate(predictor, _subset(ds, tr), _subset(ds, va))
+    predictor.gate.save(directory)
+    _, feats = predictor.proba_and_features(readable(_subset(ds, te))[0])
+    acceptance = float(np.mean(predictor.gate.distance(feats) <= predictor.gate.threshold))
+    card = read_card(directory)
+    card.params["gate"] = {"threshold": predictor.gate.threshold, "test_acceptance": acceptance}
+    save_card(directory, card)
+    return {"model_dir": str(directory), **card.params["gate"]}
+
+
 def fit_gate(predictor: ImagingPredictor, train: ImageDataset, val: ImageDataset
              ) -> FeatureGate:
     """The out-of-distribution gate on this model's embeddings of its own training images."""
@@ -110,7 +129,8 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
                          "medai", "imaging", "train", "--task", task, "--data", str(data),
                          "--out", str(out), "--backbone", backbone, "--epochs", str(epochs),
                          "--batch-size", str(batch_size), "--learning-rate", str(learning_rate),
-                         "--image-size", str(image_size), "--trainable", trainable,
+                         "--image-size", str(image_size), "--patience", str(patience),
+                         "--trainable", trainable,
                          "--probe-epochs", str(probe_epochs),
                          "--backbone-lr-scale", str(backbone_lr_scale), "--seed", str(seed)]),
                      data=[{"path": str(data), "sha256": file_sha256(data) if data.is_file()

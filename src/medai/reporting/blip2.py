@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medai.reporting.captioner import CaptionPredict
+
 ADAPTER_DIR = "adapter"
 CONFIG_FILE = "blip2_lora.json"
 
@@ -193,7 +195,7 @@ GENERATION = {"max_new_tokens": 60, "min_new_tokens": 5, "num_beams": 3,
               "no_repeat_ngram_size": 3, "repetition_penalty": 1.2}
 
 
-class Blip2Captioner:
+class Blip2Captioner(CaptionPredict):
     """A BLIP-2 base directory plus a LoRA adapter, behind the retrieval captioner's interface."""
 
     def __init__(self, directory: Path, card=None) -> None:
@@ -220,12 +222,3 @@ class Blip2Captioner:
         texts = self.processor.batch_decode(ids, skip_special_tokens=True)
         return [{"caption": " ".join(t.split()), "status": "ai_suggestion", "method": "blip2-lora"}
                 for t in texts]
-
-    def predict(self, source) -> dict:
-        from medai.imaging.io import ImageInputError, load_image
-
-        try:
-            image = load_image(source)
-        except ImageInputError as exc:
-            return {"refused": True, "reason": str(exc), "caption": None}
-        return {"refused": False, "reason": None, **self.caption_pixels([image.pixels])[0]}

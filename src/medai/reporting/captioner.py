@@ -83,7 +83,21 @@ def consensus(captions: list[str], sims: np.ndarray) -> int:
     return int(np.argmax(scores))
 
 
-class RetrievalCaptioner:
+class CaptionPredict:
+    """``predict(image)`` for any captioner with ``caption_pixels``: unusable input is refused
+    with the reason, never a crash."""
+
+    def predict(self, source) -> dict:
+        from medai.imaging.io import ImageInputError, load_image
+
+        try:
+            image = load_image(source)
+        except ImageInputError as exc:
+            return {"refused": True, "reason": str(exc), "caption": None}
+        return {"refused": False, "reason": None, **self.caption_pixels([image.pixels])[0]}
+
+
+class RetrievalCaptioner(CaptionPredict):
     def __init__(self, features: np.ndarray, captions: list[str], ids: list[str],
                  embedder: ImageEmbedder, k: int = 5, card: ModelCard | None = None) -> None:
         if len(features) != len(captions) or not captions:
@@ -110,14 +124,6 @@ class RetrievalCaptioner:
                                         "similarity": float(row[i])} for i in top]})
         return out
 
-    def predict(self, source) -> dict:
-        from medai.imaging.io import ImageInputError, load_image
-
-        try:
-            image = load_image(source)
-        except ImageInputError as exc:
-            return {"refused": True, "reason": str(exc), "caption": None}
-        return {"refused": False, "reason": None, **self.caption_pixels([image.pixels])[0]}
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
