@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
-	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-gate
+	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,8 +68,8 @@ benchmark-imaging: install
 	$(BIN)/python benchmarks/imaging_benchmark.py --task mri \
 	    --data ../shared/data/brain_mri/manifest.csv
 
-benchmark-gate: install
-	$(BIN)/python benchmarks/modality_gate_benchmark.py \
+benchmark-bundled-imaging: install
+	$(BIN)/python benchmarks/bundled_imaging_benchmark.py \
 	    --cxr ../shared/data/chest_xray/manifest.csv --mri ../shared/data/brain_mri/manifest.csv \
 	    --pairs ../shared/data/captions/ieee8023_pairs/pairs.csv
 
