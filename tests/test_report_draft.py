@@ -254,3 +254,24 @@ def test_server_drafts_from_findings_and_refuses_bad_input(tmp_path):
     assert r.status_code == 422 and "Unicornitis" in r.text
     r = client.post("/api/v1/reports/draft", data={"task": "ct", "findings": "[]"})
     assert r.status_code == 404
+
+
+def test_gemini_backend_speaks_its_rest_format():
+    """Against a local stand-in for generateContent: request shape, key header, answer parsing."""
+    from medai.reporting.llm import Gemini
+
+    answer = {"candidates": [{"content": {"parts": [{"text": _answer()}]}}]}
+    server = _LLMServer(json.dumps(answer).encode())
+    try:
+        backend = Gemini(LLMConfig(backend="gemini", gemini_api_key="k-123", retries=0,
+                                   url=server.url + "/models/{model}:generateContent",
+                                   model="gemini-test", timeout_s=5))
+        d = draft_report(parse_findings(FINDINGS), RETRIEVER, backend,
+                         question="Hasta Ayşe hanım, tel 0532 123 45 67")
+    finally:
+        server.close()
+    assert d["backend"] == "gemini" and d["warnings"] == []
+    req = server.requests[0]
+    assert req["path"] == "/v1/models/gemini-test:generateContent"
+    assert req["body"]["contents"][0]["parts"][0]["text"].count("PATIENT_TEXT") == 2
+    assert "0532 123 45 67" not in json.dumps(req["body"], ensure_ascii=False)
