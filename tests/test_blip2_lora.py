@@ -87,6 +87,35 @@ def test_lora_targets_the_language_model_only(tiny):
     assert lora_target("t5").endswith(r"\.(q|k|v|o)$")
 
 
+def test_lora_targets_for_a_t5_language_model():
+    """BLIP-2-FlanT5: LoRA lands on the T5 attention projections (q, k, v, o) only."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        T5Config,
+    )
+
+    cfg = Blip2Config(
+        vision_config=Blip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, image_size=32,
+                                        patch_size=8).to_dict(),
+        qformer_config=Blip2QFormerConfig(hidden_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, intermediate_size=64,
+                                          encoder_hidden_size=32, vocab_size=50).to_dict(),
+        text_config=T5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=64, num_layers=1,
+                             num_heads=2, decoder_start_token_id=0).to_dict(), num_query_tokens=4)
+    model = Blip2ForConditionalGeneration(cfg)
+    peft = get_peft_model(model, LoraConfig(r=4, target_modules=lora_target(
+        model.config.text_config.model_type)))
+    trainable = [n for n, p in peft.named_parameters() if p.requires_grad]
+    # encoder self-attention, decoder self- and cross-attention: 3 × 4 projections × (A, B)
+    assert len(trainable) == 24
+    assert all("language_model" in n and "lora_" in n for n in trainable)
+
+
 def test_fp16_is_refused_and_cpu_runs_fp32():
     with pytest.raises(ValueError, match="fp16"):
         _precision("fp16")
