@@ -59,7 +59,8 @@ train-default-mri: install
 
 train-default-cxr: install
 	$(BIN)/medai imaging train --task cxr --data ../shared/data/chest_xray/manifest.csv \
-	    --out src/medai/assets/models/cxr-default --epochs 12 --learning-rate 1e-4 \
+	    --out src/medai/assets/models/cxr-default --epochs 12 --patience 4 \
+	    --learning-rate 1e-3 --trainable top --probe-epochs 2 --backbone-lr-scale 0.3 \
 	    --name cxr-default --json
 
 benchmark-imaging: install

@@ -96,16 +96,34 @@ class ImagingNet(nn.Module):
         linears = [m for m in self.net.modules() if isinstance(m, nn.Linear)]
         return linears[-1]
 
-    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and the pooled penultimate features (input of the head) in one pass."""
+    def gate_module(self) -> nn.Module:
+        """The layer whose pooled output the out-of-distribution gate reads: the end of the
+        backbone's generic part (before the stage ``--trainable top`` fine-tunes). Measured on
+        the shared images, the head's input is too task-specific to tell a brain MRI from a
+        chest X-ray (all accepted), while this layer separates them (AUROC 1.0)."""
+        if self.backbone_name == "densenet121":
+            return self.net.features.transition3
+        if self.backbone_name == "efficientnet-lite0":
+            return self.net._blocks[len(self.net._blocks) - 4]
+        return self.head_module()
+
+    def logits_and_features(self, x: torch.Tensor, layer: str = "gate"
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and pooled features in one pass: ``gate`` (mid-level, for the
+        out-of-distribution gate) or ``head`` (the image embedding the classifier reads)."""
         seen: list[torch.Tensor] = []
-        handle = self.head_module().register_forward_pre_hook(
-            lambda _m, args: seen.append(args[0]))
+        if layer == "head":
+            handle = self.head_module().register_forward_pre_hook(
+                lambda _m, args: seen.append(args[0]))
+        else:
+            handle = self.gate_module().register_forward_hook(
+                lambda _m, _args, out: seen.append(out))
         try:
             logits = self(x)
         finally:
             handle.remove()
-        return logits, seen[-1].flatten(1)
+        feats = seen[-1]
+        return logits, feats.mean(dim=(2, 3)) if feats.ndim == 4 else feats.flatten(1)
 
     def head_names(self) -> tuple[str, ...]:
         """Parameter-name prefixes of the classifier head (trained in every recipe)."""

@@ -27,6 +27,16 @@ class ImagingPredictor:
         self.model, self.cfg, self.card, self.directory = model, cfg, card, directory
         self.torch_model = model  # kept when ``model`` is swapped for an ONNX Runtime one
         self.gate = FeatureGate.load(directory) if directory else None
+        if self.gate is not None and hasattr(model, "logits_and_features"):
+            with torch.no_grad():
+                dim = model.logits_and_features(torch.zeros(1, 1, 32, 32))[1].shape[1]
+            if dim != self.gate.mean.shape[0]:
+                import warnings
+
+                warnings.warn(f"{directory}: gate.npz was fitted on other features "
+                              f"({self.gate.mean.shape[0]} vs {dim}); it is ignored — refit it "
+                              "with `medai imaging fit-gate`", stacklevel=2)
+                self.gate = None
         self.labels = list(cfg.labels)
         self.multilabel = space(cfg.task).multilabel
         self.thresholds = {lab: float(card.thresholds.get(lab, 0.5)) for lab in self.labels}
@@ -41,7 +51,9 @@ class ImagingPredictor:
     def logits_and_features(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             logits, feats = self.model.logits_and_features(batch)
-            if feats is None:  # an ONNX file without the embedding output
+            if feats is None or (self.gate is not None
+                                 and feats.shape[1] != self.gate.mean.shape[0]):
+                # an ONNX file exported before the gate (or with other features)
                 feats = self.torch_model.logits_and_features(batch)[1]
         return logits.float().cpu().numpy(), feats.float().cpu().numpy()
 

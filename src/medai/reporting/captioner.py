@@ -53,7 +53,7 @@ class ImageEmbedder:
                 for i in range(0, len(pixels), batch_size):
                     x = torch.stack([to_tensor(p, self.image_size)
                                      for p in pixels[i:i + batch_size]])
-                    out.append(self.net.logits_and_features(x)[1].numpy())
+                    out.append(self.net.logits_and_features(x, "head")[1].numpy())
             feats = np.concatenate(out) if out else np.zeros((0, 1))
         norms = np.linalg.norm(feats, axis=1, keepdims=True)
         return (feats / np.maximum(norms, 1e-8)).astype(np.float32)
