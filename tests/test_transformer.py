@@ -99,7 +99,7 @@ def test_best_checkpoint_is_restored(tiny_setup):
     random.Random(0).shuffle(shuffled)
     noisy = [dict(r, label=lab) for r, lab in zip(rows, shuffled, strict=True)]
     data = write_csv(root / "noise.csv", noisy)
-    _fit(root, data, base, out, epochs=6, learning_rate=1e-2, patience=10)
+    _fit(root, data, base, out, epochs=12, learning_rate=1e-2, patience=12)
     history = json.loads((out / "evaluation" / "history.json").read_text())
     best = min(history, key=lambda h: h["val_loss"])
     assert best["epoch"] < history[-1]["epoch"], "the setup must make later epochs worse"
