@@ -157,8 +157,9 @@ def train_blip2(cfg: Blip2LoraConfig, train: tuple[list[np.ndarray], list[str]],
                           disable=not acc.is_local_main_process):
             with acc.accumulate(model):
                 loss = model(**batch).loss
-                if not math.isfinite(float(loss)):
-                    raise RuntimeError(f"training loss became {float(loss)} at epoch {epoch}; "
+                if not math.isfinite(float(loss.detach())):
+                    raise RuntimeError(f"training loss became {float(loss.detach())} at epoch "
+                                       f"{epoch}; "
                                        "lower the learning rate or use fp32/bf16")
                 acc.backward(loss)
                 optimizer.step()
