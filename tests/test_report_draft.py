@@ -275,3 +275,47 @@ def test_gemini_backend_speaks_its_rest_format():
     assert req["path"] == "/v1/models/gemini-test:generateContent"
     assert req["body"]["contents"][0]["parts"][0]["text"].count("PATIENT_TEXT") == 2
     assert "0532 123 45 67" not in json.dumps(req["body"], ensure_ascii=False)
+
+
+def _tr_answer(findings, impression):
+    return json.dumps({"technique": "Akciğer grafisi.", "findings": findings,
+                       "impression": impression, "recommendation": "Ekokardiyografi [2]."})
+
+
+@pytest.mark.parametrize("findings,used", [
+    ("Kardiyomegali izlenmektedir. Plevral efüzyon mevcut. Pnömotoraks saptanmadı.", True),
+    ("Kardiyomegali ve plevral efüzyon izlenmektedir. Sağda pnömotoraks izlenmektedir.", False),
+    ("Kardiyomegali. Efüzyon. Olası pnömoni; pnömotoraks görülmemiştir.", True),
+])
+def test_turkish_llm_drafts_are_checked_for_invented_findings(findings, used):
+    server = _LLMServer(_tr_answer(findings, "Kardiyomegali ve efüzyon."))
+    try:
+        d = draft_report(parse_findings(FINDINGS), RETRIEVER, server.backend(), lang="tr")
+    finally:
+        server.close()
+    assert (d["backend"] == "openai") is used, d["warnings"]
+
+
+def test_the_templates_own_turkish_passes_the_turkish_check():
+    from medai.reporting.findings import positive_labels_tr
+
+    d = draft_report(parse_findings(FINDINGS), RETRIEVER, lang="tr")
+    stated = positive_labels_tr(d["sections"]["findings"] + " " + d["sections"]["impression"])
+    assert stated == {"Cardiomegaly", "Effusion"}
+
+
+def test_mri_drafts_are_checked_against_the_mri_labels():
+    findings = parse_findings([{"label": "Glioma", "probability": 0.8, "positive": True},
+                               {"label": "Meningioma", "probability": 0.1, "positive": False}],
+                              task="mri")
+    ok = _answer(technique="Brain MRI.", findings="Glioma with mass effect and oedema.",
+                 impression="Glioma [1].", recommendation="Neuro-oncology review [1].")
+    bad = _answer(technique="Brain MRI.", findings="Glioma. Also a meningioma.",
+                  impression="Glioma and meningioma [1].", recommendation="Review [1].")
+    for answer, used in ((ok, True), (bad, False)):
+        server = _LLMServer(answer)
+        try:
+            d = draft_report(findings, RETRIEVER, server.backend(), task="mri")
+        finally:
+            server.close()
+        assert (d["backend"] == "openai") is used, d["warnings"]

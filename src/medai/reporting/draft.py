@@ -284,12 +284,16 @@ def parse_llm_sections(text: str, n_passages: int) -> tuple[dict[str, str], list
 
 
 def check_no_new_findings(sections: dict[str, str], ctx: DraftContext) -> None:
-    """Refuse drafts that assert a positive finding the inputs did not have (English text)."""
-    if ctx.lang != "en":
-        return  # the extractor reads English; Turkish LLM drafts are checked by citation only
-    stated = positive_labels(sections["findings"] + " " + sections["impression"])
+    """Refuse drafts that assert a finding of this task's label space that was not an input.
+
+    English drafts are read by the CheXpert-style extractor; Turkish ones by a conservative
+    sentence-level reader (any sentence naming a finding without a negation counts)."""
+    from medai.reporting.findings import positive_labels_tr
+
+    text = sections["findings"] + " " + sections["impression"]
+    stated = positive_labels_tr(text) if ctx.lang == "tr" else positive_labels(text)
     allowed = {f.label for f in ctx.positives} | NORMAL
-    extra = sorted(stated - allowed - _implied(allowed))
+    extra = sorted((stated & set(space(ctx.task).labels)) - allowed - _implied(allowed))
     if extra:
         raise LLMError(f"the LLM draft states findings that were not among the inputs: {extra}")
 

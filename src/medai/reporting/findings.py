@@ -40,6 +40,10 @@ MENTIONS: dict[str, str] = {
                                   r"widened mediastinum",
     "Tuberculosis": r"tubercul\w*|\btb\b",
     "COVID-19": r"covid(?:-?19)?|sars-cov-2",
+    # brain MRI classes (for checking MRI drafts)
+    "Glioma": r"gliom\w*|glioblastom\w*|astrocytom\w*",
+    "Meningioma": r"meningiom\w*",
+    "Pituitary": r"pituitary (?:adenoma|macroadenoma|microadenoma|tumou?r|lesion)\w*",
 }
 NEGATIONS = (r"\bno\b", r"\bnot\b", r"\bwithout\b", r"\bnegative for\b", r"\bfree of\b",
              r"\bclear of\b", r"\bno evidence of\b", r"\bnor\b", r"\babsence of\b",
@@ -136,3 +140,37 @@ def mesh_labels(mesh_major: str) -> set[str]:
         if term in MESH_TO_LABEL:
             labels.add(MESH_TO_LABEL[term])
     return labels
+
+
+# Turkish: stems of the drafter's own vocabulary and common report wording. Turkish negates after
+# the noun ("pnömotoraks izlenmedi", "efüzyon yok"), so negation and hedging are read per
+# sentence. Used to check Turkish LLM drafts; deliberately conservative.
+TR_MENTIONS: dict[str, str] = {
+    "Atelectasis": r"atelekta", "Cardiomegaly": r"kardiyomegal|kalp gölgesi.{0,20}büyü",
+    "Effusion": r"efüzyon|plevral sıvı", "Infiltration": r"infiltra", "Mass": r"kitle(?!\s+etki)",
+    "Nodule": r"nodül", "Pneumonia": r"pnömoni", "Pneumothorax": r"pnömotoraks",
+    "Consolidation": r"konsolida", "Edema": r"ödem", "Emphysema": r"amfizem",
+    "Fibrosis": r"fibroz", "Pleural_Thickening": r"plevral kalınlaşma", "Hernia": r"herni",
+    "Lung Opacity": r"opasite|opasifikasyon", "Fracture": r"kırık|fraktür",
+    "Enlarged Cardiomediastinum": r"mediast\w*.{0,25}geniş", "COVID-19": r"covid",
+    "Tuberculosis": r"tüberküloz", "Glioma": r"gliom|glioblastom", "Meningioma": r"meningiom",
+    "Pituitary": r"hipofiz (?:adenom|makroadenom|mikroadenom|tümör)",
+}
+_TR_NEG = re.compile(r"\b(?:yok\w*|olmaksızın|negatif|dışlan\w*|değil\w*|"
+                     r"(?:izlen|saptan|görül|bulun|rastlan|gözlen)(?:me|ma)"
+                     r"(?:di|dı|mekte|makta|miş|mış|z|yen|yan)\w*)")
+_TR_UNC = re.compile(r"\b(?:olası|muhtemel\w*|şüphe\w*|düşündür\w*|ekarte edilemez|"
+                     r"ayırt edilemez)")
+_TR_MENTION = {lab: re.compile(p) for lab, p in TR_MENTIONS.items()}
+
+
+def positive_labels_tr(text: str) -> set[str]:
+    """Labels a Turkish text states as present (a sentence with a negation or hedge does not)."""
+    from medai.core.text import turkish_lower
+
+    found = set()
+    for sentence in _SENTENCE.split(turkish_lower(str(text))):
+        if _TR_NEG.search(sentence) or _TR_UNC.search(sentence):
+            continue
+        found |= {lab for lab, pattern in _TR_MENTION.items() if pattern.search(sentence)}
+    return found
