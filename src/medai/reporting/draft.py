@@ -259,6 +259,11 @@ def _fence(text: str) -> str:
     return f"{_OPEN}\n{clean}\n{_CLOSE}"
 
 
+def cited_numbers(sections: dict[str, str]) -> list[int]:
+    """The passage numbers a draft cites as [n]."""
+    return sorted({int(n) for s in sections.values() for n in re.findall(r"\[(\d+)\]", s)})
+
+
 def parse_llm_sections(text: str, n_passages: int) -> tuple[dict[str, str], list[int]]:
     """The four sections from an LLM answer and the citation numbers it used."""
     match = re.search(r"\{.*\}", text, re.S)
@@ -276,7 +281,7 @@ def parse_llm_sections(text: str, n_passages: int) -> tuple[dict[str, str], list
         if not isinstance(value, str) or not value.strip():
             raise LLMError(f"the LLM answer lacks the {key!r} section")
         sections[key] = value.strip()
-    used = sorted({int(n) for s in sections.values() for n in re.findall(r"\[(\d+)\]", s)})
+    used = cited_numbers(sections)
     bad = [n for n in used if not 1 <= n <= n_passages]
     if bad:
         raise LLMError(f"the LLM cited passages that were not retrieved: {bad}")
@@ -341,7 +346,7 @@ def draft_report(findings: list[Finding], retriever: HybridRetriever | None,
             sections = None
     if sections is None:
         sections = template_sections(ctx, numbers)
-        cited = sorted({int(n) for s in sections.values() for n in re.findall(r"\[(\d+)\]", s)})
+        cited = cited_numbers(sections)
     citations = [{"id": ctx.hits[n - 1].chunk.id, "n": n, "source": ctx.hits[n - 1].chunk.source,
                   "licence": ctx.hits[n - 1].chunk.licence, "title": ctx.hits[n - 1].chunk.title,
                   "text": ctx.hits[n - 1].chunk.text} for n in cited]
