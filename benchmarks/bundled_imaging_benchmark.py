@@ -29,7 +29,7 @@ from medai.imaging.pipeline import _subset, readable, split_groups
 def acceptance(predictor, pixels: list[np.ndarray]) -> dict:
     _, feats = predictor.proba_and_features(pixels)
     d = predictor.gate.distance(feats)
-    return {"n": len(pixels), "accepted": float(np.mean(d <= predictor.gate.threshold)),
+    return {"n": len(pixels), "accepted": predictor.gate.acceptance(feats),
             "median_distance": float(np.median(d))}
 
 

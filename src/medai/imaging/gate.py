@@ -60,6 +60,10 @@ class FeatureGate:
         within, residual = self._terms(feats)
         return 0.5 * (within / self.within_scale + residual / self.residual_scale)
 
+    def acceptance(self, feats: np.ndarray) -> float:
+        """Fraction of these images the gate lets through."""
+        return float(np.mean(self.distance(feats) <= self.threshold))
+
     def save(self, directory: Path) -> Path:
         path = directory / GATE_FILE
         np.savez(path, mean=self.mean, components=self.components, variances=self.variances,

@@ -62,8 +62,7 @@ def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000
     metrics["unreadable_images"] = len(errors)
     if predictor.gate is not None and len(feats):
         # metrics above cover every image; this says how many the gate would have let through
-        metrics["gate_acceptance"] = float(np.mean(
-            predictor.gate.distance(feats) <= predictor.gate.threshold))
+        metrics["gate_acceptance"] = predictor.gate.acceptance(feats)
     return metrics, targets, probs
 
 
@@ -79,7 +78,7 @@ def refit_gate(directory: Path, data: Path, seed: int = 13) -> dict:
     predictor.gate = fit_gate(predictor, _subset(ds, tr), _subset(ds, va))
     predictor.gate.save(directory)
     _, feats = predictor.proba_and_features(readable(_subset(ds, te))[0])
-    acceptance = float(np.mean(predictor.gate.distance(feats) <= predictor.gate.threshold))
+    acceptance = predictor.gate.acceptance(feats)
     card = read_card(directory)
     card.params["gate"] = {"threshold": predictor.gate.threshold, "test_acceptance": acceptance}
     save_card(directory, card)
