@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     triage_min_confidence: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="abstain below this top probability (default: the model card's value)")
+    red_flag_rules: Path | None = Field(
+        default=None, description="folder with your own concepts.yaml, flags.yaml and "
+                                  "exemplars.yaml (default: the bundled red-flag rules)")
+    red_flag_embeddings: bool = Field(
+        default=True, description="run the e5 nearest-exemplar red-flag detector beside the rules")
     knowledge_dir: Path | None = Field(
         default=None, description="extra knowledge base (from `medai kb ingest`) for drafts")
     llm_backend: str = Field(default="template",

@@ -87,3 +87,15 @@ class E5Encoder:
             bar.update(len(batch))
         bar.close()
         return out
+
+
+_SHARED: dict[str, E5Encoder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_e5() -> E5Encoder:
+    """One process-wide e5 encoder without a disk cache (serving: texts are not stored)."""
+    with _SHARED_LOCK:
+        if "e5" not in _SHARED:
+            _SHARED["e5"] = E5Encoder(cache_dir=None)
+        return _SHARED["e5"]

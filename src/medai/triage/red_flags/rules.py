@@ -1,0 +1,238 @@
+"""The concept detector: lexicon concepts found in the tokens, combined by rules in any order.
+
+A concept hit is dropped when it is clearly negated ("göğüs ağrım yok", "bayılmadım") and marked
+*past* when its clause sets it clearly in the distant past ("3 yıl önce felç geçirdim") with no
+word bringing it back to now ("şimdi", "yine", "hâlâ"). A rule fires when every one of its concept
+groups has a hit inside one sentence and one token window, whatever the order; a rule whose hits
+are all past only adds a note for staff. Unclear timing always counts as now.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+from medai.triage.red_flags.schema import Concept, RuleSet, TokenPattern
+from medai.triage.red_flags.tokens import MATCHERS, Token, negated_rest
+
+NEGATORS = frozenset({
+    "yok", "yoktu", "yoktur", "yokdu", "yokmus", "degil", "degildi", "degildir", "degilim",
+    "olmadi", "olmuyor", "olmaz", "olmamis", "olmamistir", "olmadan", "hissetmiyorum",
+    "hissetmedim", "hissetmiyor", "hissetmedi", "yasamadim", "yasamadi", "yasamiyorum",
+    "gecirmedim", "gecirmedi", "gormedim", "gormedik", "gorulmedi", "gozlenmedi", "yasanmadi",
+})
+"""Words that deny what comes just before them ("göğüs ağrım yok")."""
+NEGATION_REACH = 6
+NEGATION_BLOCKERS = frozenset({"var", "vardi", "ama", "fakat", "ancak", "oldu", "basladi",
+                               "sadece", "yalniz", "lakin", "ise"})
+_NEGATED_VERB = re.compile(r"m[iu]yor|m[ae]d[iu]|m[ae]m[iu]s|m[ae]z(?:$|d|l|s)")
+_CANNOT = re.compile(r"[ae]m(?:[iu]yor|[ae]d[iu]|[ae]z|[ae]m[iu]s)")
+_PERSIST_ROOTS = ("gec", "dur", "din", "kesil", "azal", "git", "dus", "bit", "son", "hafifle",
+                  "iyiles", "rahatla", "cekil", "sus", "tut", "gel", "cik", "kalk", "uyan")
+"""Negated verbs that mean the symptom goes on ("geçmiyor", "durmadı") or is itself a sign."""
+_FINITE_VERB = re.compile(r"(?:yor|yorum|yoruz|yorsun|yorlar|di|du|dim|dum|dik|duk|ti|tu|tim"
+                          r"|tum|mis|mus|misim|acak|ecek|ecegim|acagim)$")
+_PRESENT_VERB = re.compile(r"yor(?:um|uz|sun|sunuz|lar|mus)?$")
+_NO_GAP = NEGATORS | NEGATION_BLOCKERS
+_PAST_UNITS = {"yil", "yillar", "sene", "seneler", "ay", "aylar", "yilda", "senede"}
+_PAST_AFTER = {"once", "evvel", "oncesi", "onceydi", "oncesinde", "evveldi"}
+_PAST_WORDS = {"cocukken", "eskiden", "gencken", "kucukken", "bebekken", "yasindayken",
+               "gecmiste", "yillarca", "yillar"}
+_PRESENT_WORDS = {"simdi", "suan", "hala", "halen", "bugun", "demin", "yine", "tekrar",
+                  "yeniden", "suanda", "dun", "bugunden", "hemen", "biraz", "gece", "sabah"}
+
+
+@dataclass(frozen=True)
+class Hit:
+    concept: str
+    first: int  # token indices, inclusive
+    last: int
+    time: str  # "past" (distant, resolved) | "present" (a now-word or present tense) | "unclear"
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    flag_id: str
+    rule: int
+    hits: tuple[Hit, ...]
+    past: bool
+
+
+class ConceptMatcher:
+    """Finds every lexicon concept in a token list; forms are indexed by their first letters."""
+
+    def __init__(self, concepts: dict[str, Concept], matcher: str = "suffix") -> None:
+        if matcher not in MATCHERS:
+            raise ValueError(f"unknown matcher {matcher!r}; valid: {', '.join(MATCHERS)}")
+        self.concepts, self.match = concepts, MATCHERS[matcher]
+        self.snowball = matcher == "snowball"
+        self._index: dict[str, list[tuple[Concept, tuple[TokenPattern, ...]]]] = defaultdict(list)
+        for concept in concepts.values():
+            for form in concept.forms:
+                self._index[self._key(form[0].stem)].append((concept, form))
+
+    @staticmethod
+    def _key(stem: str) -> str:
+        return stem[:3]
+
+    def _token_matches(self, pattern: TokenPattern, token: str) -> bool:
+        if pattern.mode == "exact":
+            return token == pattern.stem
+        if pattern.mode == "prefix":
+            return token.startswith(pattern.stem)
+        return self.match(pattern.stem, token)
+
+    def _candidates(self, token: str):
+        yield from self._index.get(token[:3], ())
+        for n in (1, 2):  # stems shorter than the key
+            if len(token) >= n:
+                yield from self._index.get(token[:n], ())
+
+    def _match_form(self, tokens: list[Token], i: int, form) -> int | None:
+        """Index of the last token when ``form`` starts at token ``i`` (one gap word allowed)."""
+        pos = i
+        for k, pattern in enumerate(form):
+            if k == 0:
+                if not self._token_matches(pattern, tokens[i].form):
+                    return None
+                continue
+            for nxt in (pos + 1, pos + 2):
+                if nxt >= len(tokens) or (nxt == pos + 2 and tokens[pos + 1].form in _NO_GAP):
+                    return None
+                if (tokens[nxt].sentence == tokens[i].sentence
+                        and self._token_matches(pattern, tokens[nxt].form)):
+                    pos = nxt
+                    break
+            else:
+                return None
+        return pos
+
+    def find(self, tokens: list[Token]) -> list[Hit]:
+        raw: dict[tuple[str, int], tuple[Concept, int, TokenPattern]] = {}
+        for i, tok in enumerate(tokens):
+            for concept, form in self._candidates(tok.form):
+                if (concept.id, i) in raw or any(tok.form.startswith(x)
+                                                 for x in concept.exclude):
+                    continue
+                last = self._match_form(tokens, i, form)
+                if last is not None:
+                    raw[(concept.id, i)] = (concept, last, form[-1])
+        covered = {j for (_, i), (_, last, _) in raw.items() for j in range(i, last + 1)}
+        negated = _negated_tokens(tokens, covered)
+        spans = defaultdict(list)
+        for (cid, i), (_, last, _) in raw.items():
+            spans[cid].append((i, last))
+        times = _token_times(tokens)
+        hits = []
+        for (cid, i), (concept, last, pattern) in raw.items():
+            if any(a <= i and last <= b and (a, b) != (i, last)
+                   for other in concept.except_in for a, b in spans.get(other, ())):
+                continue
+            if concept.negatable and (last in negated or _negated_suffix(tokens[last], pattern)):
+                continue
+            hits.append(Hit(cid, i, last, times[last]))
+        return sorted(hits, key=lambda h: (h.first, h.concept))
+
+
+def _negated_suffix(token: Token, pattern: TokenPattern) -> bool:
+    rest = token.form[len(pattern.stem):] if pattern.mode != "exact" else ""
+    return bool(rest) and negated_rest(rest)
+
+
+def _negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
+    """Tokens a negator reaches: walking back from "yok", "değil" or a negated verb that is not
+    itself a concept ("kullanmıyorum"), up to a finite verb, a contrast word or 6 tokens."""
+    out: set[int] = set()
+    for j, tok in enumerate(tokens):
+        if not (tok.form in NEGATORS or (j not in covered and _generic_negator(tok.form))):
+            continue
+        for k in range(j - 1, max(-1, j - 1 - NEGATION_REACH), -1):
+            f = tokens[k].form
+            if tokens[k].sentence != tok.sentence or f in NEGATION_BLOCKERS:
+                break
+            if k < j - 1 and _FINITE_VERB.search(f) and not _NEGATED_VERB.search(f[2:]):
+                break
+            out.add(k)
+            if k == j - 1 and _FINITE_VERB.search(f) and not _NEGATED_VERB.search(f[2:]):
+                break
+    return out
+
+
+def _generic_negator(form: str) -> bool:
+    return (_NEGATED_VERB.search(form[2:]) is not None and not _CANNOT.search(form)
+            and not form.startswith(_PERSIST_ROOTS))
+
+
+def _token_times(tokens: list[Token]) -> list[str]:
+    """Per token: "past" after a distant-past marker ("3 yıl önce", "çocukken") until a word or
+    tense brings the sentence back to now; "present" after such a word; else "unclear"."""
+    out, state, sentence = [], "unclear", -1
+    for i, tok in enumerate(tokens):
+        if tok.sentence != sentence:
+            sentence, state = tok.sentence, "unclear"
+        f = tok.form
+        nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
+        if f in _PAST_WORDS or (f in _PAST_UNITS and any(
+                t.form in _PAST_AFTER for t in tokens[i + 1:i + 3])) or (
+                f == "gecen" and nxt[:3] in {"yil", "sen", "ay", "ayl", "yaz", "kis", "bah",
+                                             "son"}):
+            state = "past"
+        elif f in _PRESENT_WORDS or (f in {"su", "bu"} and nxt in {
+                "an", "anda", "sabah", "aksam", "gece", "gun", "sira", "aralar"}) or (
+                _PRESENT_VERB.search(f) and len(f) > 4):
+            state = "present"
+        out.append(state)
+    return out
+
+
+def evaluate(ruleset: RuleSet, tokens: list[Token], hits: list[Hit]) -> list[RuleMatch]:
+    """The best match (present before past, then the tightest) of each flag that fires."""
+    by_concept: dict[str, list[Hit]] = defaultdict(list)
+    for h in hits:
+        by_concept[h.concept].append(h)
+    out = []
+    for flag in ruleset.flags:
+        best: RuleMatch | None = None
+        for r, rule in enumerate(flag.rules):
+            options = [[h for c in group for h in by_concept.get(c, ())] for group in rule.groups]
+            if not all(options):
+                continue
+            blockers = [h for c in rule.unless for h in by_concept.get(c, ())]
+            found = _best_combination(options, tokens, rule.window, rule.scope, blockers)
+            if found is None:
+                continue
+            match = RuleMatch(flag.id, r, found, _is_past(found))
+            if best is None or (best.past and not match.past):
+                best = match
+            if not best.past:
+                break
+        if best is not None:
+            out.append(best)
+    return out
+
+
+def _is_past(hits) -> bool:
+    """Past when a hit sits in the distant past and none is brought back to now."""
+    return any(h.time == "past" for h in hits) and not any(h.time == "present" for h in hits)
+
+
+def _best_combination(options: list[list[Hit]], tokens: list[Token], window: int,
+                      scope: str, blockers: list[Hit]) -> tuple[Hit, ...] | None:
+    best, best_key = None, None
+    for combo in itertools.islice(itertools.product(*options), 5000):
+        if len({h.first for h in combo}) < len(combo):
+            continue
+        lo, hi = min(h.first for h in combo), max(h.last for h in combo)
+        if hi - lo + 1 > window + sum(h.last - h.first for h in combo):
+            continue
+        if scope == "sentence" and tokens[lo].sentence != tokens[hi].sentence:
+            continue
+        if any(tokens[b.first].sentence == tokens[lo].sentence and lo - 3 <= b.first <= hi + 3
+               for b in blockers):
+            continue
+        key = (_is_past(combo), hi - lo)
+        if best_key is None or key < best_key:
+            best, best_key = combo, key
+    return tuple(sorted(best, key=lambda h: h.first)) if best else None

@@ -1,0 +1,120 @@
+"""Tokens, sentences and clauses of a complaint, and suffix-tolerant matching of Turkish stems.
+
+Turkish glues suffixes to stems ("göğsümde", "bayıldı", "babamın"), and patients type with or
+without Turkish letters, so every token is compared in its casefolded, ASCII-folded form
+("gogsumde") and a lexicon stem matches a token when the rest of the token is a chain of Turkish
+suffixes. Three strategies are kept behind one table (``MATCHERS``) because the benchmark compares
+them: ``suffix`` (stem + a suffix grammar, the default), ``snowball`` (snowballstemmer's Turkish
+stemmer on both sides) and ``exact`` (no stemming).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from medai.core.text import ascii_fold, turkish_lower
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_SENTENCE_BREAK = re.compile(r"[.!?;…\n]")
+_CLAUSE_BREAK = re.compile(r"[,:()\-–—/]")
+CLAUSE_WORDS = frozenset({"ama", "fakat", "ancak", "lakin", "ise", "yalniz", "sadece", "halbuki"})
+"""Words that open a new clause: negation and timing do not reach across them."""
+
+
+@dataclass(frozen=True)
+class Token:
+    form: str  # casefolded, ASCII-folded
+    start: int  # character span in the normalised text
+    end: int
+    sentence: int
+    clause: int
+
+
+def fold(word: str) -> str:
+    return ascii_fold(turkish_lower(word))
+
+
+def tokenize(text: str) -> list[Token]:
+    """Word tokens with their sentence and clause numbers (punctuation decides both)."""
+    tokens: list[Token] = []
+    sentence = clause = 0
+    prev_end = 0
+    for m in _WORD.finditer(text):
+        gap = text[prev_end:m.start()]
+        form = fold(m.group())
+        if tokens and _SENTENCE_BREAK.search(gap):
+            sentence += 1
+            clause += 1
+        elif tokens and (_CLAUSE_BREAK.search(gap) or form in CLAUSE_WORDS):
+            clause += 1
+        tokens.append(Token(form, m.start(), m.end(), sentence, clause))
+        prev_end = m.end()
+    return tokens
+
+
+# --- suffix grammar (folded forms: ı→i, ü→u, ö→o, ş→s, ç→c, ğ→g) --------------------------------
+_MORPHEMES = sorted({
+    # nominal: plural, case, possession, copula, derivation that keeps the meaning
+    "lar", "ler", "i", "u", "a", "e", "yi", "yu", "ya", "ye", "si", "su", "nin", "nun", "in", "un",
+    "da", "de", "ta", "te", "dan", "den", "tan", "ten", "nda", "nde", "ndan", "nden", "na", "ne",
+    "ni", "nu", "la", "le", "yla", "yle", "ki", "li", "lu", "lik", "luk", "siz", "suz", "ca",
+    "ce", "cik", "cuk", "im", "um", "m", "imiz", "umuz", "miz", "muz", "iniz", "unuz", "niz",
+    "nuz", "n", "dir", "dur", "tir", "tur", "di", "du", "ti", "tu", "ydi", "ydu", "mis", "mus",
+    "ymis", "ymus", "sa", "se", "ysa", "yse", "ken", "yken", "dik", "duk", "tik", "tuk",
+    # verbal: tense, mood, person, voice, converbs
+    "iyor", "uyor", "yor", "acak", "ecek", "yacak", "yecek", "ir", "ur", "ar", "er", "maz",
+    "mez", "mi", "mu", "ma", "me", "mak", "mek", "ip", "up", "yip", "yup", "ince", "unca",
+    "yince", "yunca", "abil", "ebil", "yabil", "yebil", "il", "ul", "is", "us", "sin", "sun",
+    "siniz", "sunuz", "iz", "uz", "k", "yim", "yum", "lim", "dim", "dum", "tim", "tum", "din",
+    "dun", "tin", "tun", "diniz", "dunuz", "dik", "yor", "ken", "ma", "an", "en", "yan", "yen",
+    "arak", "erek", "yarak", "yerek", "casina", "cesine", "dan",
+}, key=len, reverse=True)
+_SUFFIX_CHAIN = re.compile(f"(?:{'|'.join(_MORPHEMES)})*")
+MAX_SUFFIX_CHARS = 12
+
+
+@lru_cache(maxsize=65536)
+def is_suffix_chain(rest: str) -> bool:
+    """True when ``rest`` can be read as Turkish inflectional suffixes (or is empty)."""
+    return len(rest) <= MAX_SUFFIX_CHARS and _SUFFIX_CHAIN.fullmatch(rest) is not None
+
+
+_NEGATED_VERB = re.compile(r"^(?:[a-z]{0,3}?)y?(?:m[ae]d[iu]|m[iu]yor|m[ae]z|m[ae]m[iu]s|m[ae]yacak)")
+
+
+def negated_rest(rest: str) -> bool:
+    """The suffixes after a verb stem carry a clear negation (-madı, -mıyor, -maz, -mamış)."""
+    return _NEGATED_VERB.match(rest) is not None
+
+
+@lru_cache(maxsize=1)
+def _snowball():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("turkish")
+
+
+@lru_cache(maxsize=65536)
+def snowball_stem(folded: str) -> str:
+    return _snowball().stemWord(folded)
+
+
+def _match_suffix(stem: str, token: str) -> bool:
+    return token.startswith(stem) and is_suffix_chain(token[len(stem):])
+
+
+def _match_snowball(stem: str, token: str) -> bool:
+    return token == stem or (len(token) > 3 and snowball_stem(token) == snowball_stem(stem))
+
+
+def _match_exact(stem: str, token: str) -> bool:
+    return token == stem
+
+
+MATCHERS: dict[str, Callable[[str, str], bool]] = {
+    "suffix": _match_suffix, "snowball": _match_snowball, "exact": _match_exact,
+}
+"""How an inflectable lexicon stem matches a token; prefix (``stem*``) forms match any ending."""
