@@ -1,34 +1,192 @@
-import pytest
+"""Red flags: concept rules (any order, relatives' voice, no Turkish letters), negation, timing,
+the embedding detector on the real e5 model, rule-file validation and concurrency."""
 
-from medai.triage.red_flags import check
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medai.triage.red_flags import LEVELS, RuleFileError, build_engine, load_rules
+from medai.triage.red_flags.schema import DATA_DIR
+
+PRESENTATIONS = Path(__file__).parents[1] / "benchmarks" / "data" / "red_flags" / \
+    "PRESENTATIONS.md"
+
+
+@pytest.fixture(scope="module")
+def rules_engine():
+    return build_engine(embeddings=False)
+
+
+@pytest.fixture(scope="module")
+def full_engine():
+    return build_engine()
 
 
 @pytest.mark.parametrize("text,flag", [
-    ("Göğsümde baskı ve nefes darlığı var", "chest_pain_breathless"),
-    ("gogus agrisi var sol koluma vuruyor", "chest_pain_radiating"),
-    ("Babamın yüzünde kayma oldu, konuşması bozuldu", "stroke_signs"),
-    ("bir tarafımda güçsüzlük var", "stroke_signs"),
-    ("Son günlerde intihar etmeyi düşünüyorum", "suicidal_thoughts"),
-    ("artık yaşamak istemiyorum", "suicidal_thoughts"),
-    ("Adet döneminde çok fazla kanama oluyor, durmuyor", "heavy_bleeding"),
+    ("Göğsümde baskı ve nefes darlığı var", "acute_coronary"),
+    ("gogus agrisi var sol koluma vuruyor", "acute_coronary"),
+    ("babamın göğsü sıkışıyor soğuk soğuk terliyor", "acute_coronary"),
+    ("Babamın yüzünde kayma oldu, konuşması bozuldu", "stroke"),
+    ("annemin agzi aniden bir tarafa kaydi", "stroke"),
+    ("eşimin sağ kolu ve bacağı birden tutmuyor", "stroke"),
+    ("babamin konusmasi anlasilmiyor dili dolasiyor", "stroke"),
+    ("Son günlerde intihar etmeyi düşünüyorum", "suicidal"),
+    ("artık yaşamak istemiyorum", "suicidal"),
     ("sabah kan kustum", "heavy_bleeding"),
-    ("Dün iki kez bayıldım", "loss_of_consciousness"),
+    ("kakası zift gibi simsiyah", "heavy_bleeding"),
+    ("Dün iki kez bayıldım", "altered_consciousness"),
     ("Hayatımın en şiddetli baş ağrısı başladı", "thunderclap_headache"),
     ("Fıstık yedim, boğazım şişti nefes alamıyorum", "anaphylaxis"),
+    ("oğlum çamaşır suyu içmiş", "poisoning_overdose"),
     ("bir kutu ilaç içtim", "poisoning_overdose"),
+    ("2 aylık bebeğimin ateşi 38.5", "infant_child"),
+    ("ateşim var ve ensem kaskatı", "meningism"),
+    ("gözüme çamaşır suyu sıçradı", "eye_emergency"),
+    ("30 haftalık hamileyim kanamam başladı", "pregnancy_emergency"),
+    ("elektrik çarptı", "major_trauma_burns"),
+    ("belim ağrıyor ve idrarımı tutamıyorum", "cauda_equina"),
+    ("sabahtan beri hiç idrar yapamıyorum karnım şişti", "urinary_retention"),
+    ("kocam karımı öldüreceğim diye bağırıyor", "harm_to_others"),
+    ("oğlum kasılıyor gözleri kaydı", "seizure"),
 ])
-def test_red_flags_fire(text, flag):
-    assert flag in {f.id for f in check(text)}
+def test_red_flags_fire(rules_engine, text, flag):
+    report = rules_engine.check(text)
+    assert flag in {f.id for f in report.flags}, [f.id for f in report.flags]
 
 
 @pytest.mark.parametrize("text", [
     "Kulağımda çınlama var", "3 yıldır sivilce var", "baş ağrım var", "dizimde ağrı var",
-    "Sağ beyin tarafında ağrı", "Stresten kaynaklı yüzden kaynaklı sivilce",
+    "Stresten kaynaklı yüzden kaynaklı sivilce", "göğüs ağrım yok, nefes darlığım da yok",
+    "bebeğimin ateşi yok, iyi besleniyor", "kan tahlili yaptırmak istiyorum",
+    "burnumdan nefes alamıyorum geceleri", "boynum tutuldu yastıktan",
+    "kalp krizi geçirmekten korkuyorum, testlerim normal",
 ])
-def test_ordinary_complaints_do_not_fire(text):
-    assert check(text) == []
+def test_ordinary_complaints_do_not_fire(rules_engine, text):
+    assert rules_engine.check(text).flags == []
 
 
-def test_fired_flag_reports_matched_phrases():
-    (flag,) = check("GÖĞÜS AĞRISI ve NEFES DARLIĞI")
-    assert flag.matched and all(isinstance(m, str) for m in flag.matched)
+def test_negation_does_not_hide_a_second_sign(rules_engine):
+    report = rules_engine.check("göğüs ağrım yok ama nefes alamıyorum")
+    assert "respiratory_distress" in {f.id for f in report.flags}
+
+
+def test_distant_past_is_a_note_not_an_emergency(rules_engine):
+    past = rules_engine.check("3 yıl önce felç geçirdim, şimdi fizik tedavi görüyorum")
+    assert past.flags == [] and [h.id for h in past.history] == ["stroke"]
+    again = rules_engine.check("3 yıl önce felç geçirdi, bugün yine ağzı kaydı")
+    assert "stroke" in {f.id for f in again.flags}
+
+
+def test_fired_flag_reports_level_advice_and_evidence(rules_engine):
+    report = rules_engine.check("GÖĞÜS AĞRISI ve NEFES DARLIĞI, sol koluma vuruyor")
+    flag = report.flags[0]
+    assert flag.level in LEVELS and report.level == flag.level
+    assert flag.advice_tr and flag.advice_en and flag.name_en and flag.name_tr
+    assert flag.detectors == ["rules"]
+    assert all(e.detector == "rules" and e.text and e.concepts for e in flag.evidence)
+    assert all(m in "GÖĞÜS AĞRISI ve NEFES DARLIĞI, sol koluma vuruyor" for m in flag.matched)
+
+
+def test_flags_sorted_most_urgent_first(rules_engine):
+    report = rules_engine.check("hamileyim kanamam var ve bayıldım")
+    levels = [LEVELS.index(f.level) for f in report.flags]
+    assert levels == sorted(levels) and len(levels) >= 2
+
+
+def test_every_presentation_has_a_flag_and_exemplars():
+    ruleset = load_rules()
+    ids = {line.split("|")[1].strip() for line in PRESENTATIONS.read_text().splitlines()
+           if line.startswith("| ") and not line.startswith("| id")}
+    assert ids <= set(ruleset.flag_by_id)
+    assert all(len(ruleset.exemplars.get(i, ())) >= 5 for i in ids)
+
+
+def _copy_rules(tmp_path: Path) -> Path:
+    for name in ("concepts.yaml", "flags.yaml", "exemplars.yaml"):
+        shutil.copy(DATA_DIR / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d["flags"][0]["rules"][0].update({"all": ["no_such_concept"]}),
+     "unknown concept 'no_such_concept'"),
+    (lambda d: d["flags"][0].update({"level": "soon"}), "valid: call_112"),
+    (lambda d: d["flags"][0]["rules"][0].update({"window": 0}), "window must be"),
+    (lambda d: d["flags"][0].update({"rules": []}), "missing rules"),
+])
+def test_bad_flag_file_is_a_clear_error(tmp_path, edit, message):
+    d = _copy_rules(tmp_path)
+    data = yaml.safe_load((d / "flags.yaml").read_text())
+    edit(data)
+    (d / "flags.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    with pytest.raises(RuleFileError, match=message):
+        load_rules(d)
+
+
+@pytest.mark.parametrize("form,message", [("", "empty form"), ("a*", "shorter than 3"),
+                                          ("göğ?üs", "letters or digits")])
+def test_bad_concept_form_is_a_clear_error(tmp_path, form, message):
+    d = _copy_rules(tmp_path)
+    data = yaml.safe_load((d / "concepts.yaml").read_text())
+    data["concepts"]["chest"]["forms"].append(form)
+    (d / "concepts.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    with pytest.raises(RuleFileError, match=message):
+        load_rules(d)
+
+
+def test_exemplars_for_an_unknown_flag_are_an_error(tmp_path):
+    d = _copy_rules(tmp_path)
+    data = yaml.safe_load((d / "exemplars.yaml").read_text())
+    data["urgent"]["not_a_flag"] = ["bir cümle"]
+    (d / "exemplars.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    with pytest.raises(RuleFileError, match="unknown flag id"):
+        load_rules(d)
+
+
+def test_embedding_detector_catches_what_no_rule_covers(tmp_path):
+    """A hospital's own exemplar, worded so that no concept rule matches it, fires through the
+    real e5 model, names the exemplar and its similarity; the cache follows file edits."""
+    d = _copy_rules(tmp_path)
+    data = yaml.safe_load((d / "exemplars.yaml").read_text())
+    sentence = "Dedemiz mavi bir renge büründü ve hiç kıpırdamadan yatıyor"
+    data["urgent"]["altered_consciousness"].append(sentence)
+    (d / "exemplars.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    engine = build_engine(d)
+    assert (d / "exemplars.e5.npz").is_file()
+    report = engine.check(sentence)
+    flag = {f.id: f for f in report.flags}["altered_consciousness"]
+    assert "embedding" in flag.detectors
+    ev = [e for e in flag.evidence if e.detector == "embedding"][0]
+    assert ev.exemplar == sentence and ev.similarity > 0.99
+
+
+def test_concurrent_checks_equal_serial(full_engine):
+    texts = ["babamın yüzü kaydı konuşamıyor", "sivilcelerim için krem", "kan kustum",
+             "bebeğim uyanmıyor ateşi var", "dizim ağrıyor", "göğsüm sıkışıyor terliyorum"] * 6
+    serial = [full_engine.check(t).to_dict() for t in texts]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda t: full_engine.check(t).to_dict(), texts))
+    assert concurrent == serial
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_gives_a_well_formed_report(text):
+    report = build_engine_cached().check(text)
+    assert all(f.level in LEVELS and f.evidence for f in report.flags)
+
+
+_CACHED = {}
+
+
+def build_engine_cached():
+    if "e" not in _CACHED:
+        _CACHED["e"] = build_engine(embeddings=False)
+    return _CACHED["e"]

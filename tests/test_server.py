@@ -23,6 +23,18 @@ def test_triage_endpoint_red_flag(client):
     r = client.post("/api/v1/triage", json={"text": "intihar etmeyi düşünüyorum, uyuyamıyorum"})
     body = r.json()
     assert body["urgent"] is True and body["recommendation"]["kind"] == "emergency"
+    (flag,) = [f for f in body["red_flags"] if f["id"] == "suicidal"]
+    assert flag["level"] == body["urgency_level"] == "call_112"
+    assert flag["advice_en"] and flag["evidence"][0]["text"] and flag["detectors"]
+    assert body["out_of_scope"] is False and body["out_of_scope_probability"] is None
+
+
+def test_triage_endpoint_history_note_is_not_urgent(client):
+    r = client.post("/api/v1/triage", json={
+        "text": "3 yıl önce felç geçirdim, şimdi fizik tedavi görüyorum, bel ağrım var"})
+    body = r.json()
+    assert r.status_code == 200 and body["urgent"] is False
+    assert [h["id"] for h in body["red_flag_history"]] == ["stroke"]
 
 
 @pytest.mark.parametrize("payload", [{"text": ""}, {"text": "   "}, {"text": "a" * 30_000},

@@ -79,7 +79,12 @@ def test_predict_red_flag_overrides(tfidf_model_dir):
                  "Göğsümde sıkışma ve nefes darlığı var, kolum uyuşuyor")
     assert r["urgent"] is True
     assert r["recommendation"]["kind"] == "emergency"
-    assert "chest_pain_breathless" in {f["id"] for f in r["red_flags"]}
+    flag = {f["id"]: f for f in r["red_flags"]}["acute_coronary"]
+    assert flag["level"] == "call_112" == r["urgency_level"] == r["recommendation"]["level"]
+    assert flag["advice_tr"] and flag["advice_en"] and flag["name_en"]
+    assert "rules" in flag["detectors"] and flag["evidence"]
+    assert {e["detector"] for e in flag["evidence"]} <= {"rules", "embedding"}
+    assert r["red_flag_engine"]["rules_version"] and r["red_flag_engine"]["detectors"]
     assert r["departments"]  # the model's view is still shown, not hidden
 
 

@@ -60,6 +60,9 @@ def triage_train(
     extra_train: Annotated[list[Path] | None, typer.Option(
         help="Weaker extra source(s) used for training only, never for validation/test "
              "(e.g. LLM-rewritten questions of departments with no real text).")] = None,
+    out_of_scope: Annotated[Path | None, typer.Option(
+        help="Complaints about departments this model does not learn: trains the gate that "
+             "refers them to the general triage desk (30% held out for evaluation).")] = None,
     epochs: Annotated[int, typer.Option(help="transformer: maximum epochs.")] = 4,
     batch_size: Annotated[int, typer.Option(help="transformer: per-process batch.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="transformer: AdamW peak LR.")] = 3e-5,
@@ -88,7 +91,7 @@ def triage_train(
     opts = TrainOptions(data=data, out=out, model_type=model_type, base=base, redact=redact,
                         drop_near_duplicates=drop_near_duplicates,
                         seed=seed, name=name, model_options=model_options,
-                        extra_train=list(extra_train or []))
+                        extra_train=list(extra_train or []), out_of_scope=out_of_scope)
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         summary = train(opts)
     if summary:
@@ -151,7 +154,10 @@ def triage_predict(
         result = predictor.predict(raw, top_k=top_k, min_confidence=min_confidence).to_dict()
     lines = [f"[{result['status']}] {result['recommendation']['text_tr']}"]
     for flag in result["red_flags"]:
-        lines.append(f"  ACİL / URGENT: {flag['name_tr']} ({', '.join(flag['matched'])})")
+        lines.append(f"  ACİL / URGENT [{flag['level']}, {'+'.join(flag['detectors'])}]: "
+                     f"{flag['name_tr']} ({'; '.join(flag['matched'])})")
+    for note in result["red_flag_history"]:
+        lines.append(f"  not (geçmiş) / history note: {note['name_tr']}")
     for d in result["departments"]:
         lines.append(f"  {d['probability']:.3f}  {d['name']}")
     _emit(result, as_json, "\n".join(lines))

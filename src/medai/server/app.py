@@ -43,14 +43,34 @@ class RecommendationOut(BaseModel):
     department_id: str | None
     text_tr: str
     text_en: str
+    level: str | None = Field(None, description="the leading red flag's level (emergencies)")
+
+
+class EvidenceOut(BaseModel):
+    detector: str = Field(..., description="rules | embedding")
+    text: str = Field(..., description="the span that matched, or the chunk that was embedded")
+    concepts: list[str]
+    exemplar: str | None = Field(None, description="nearest urgent exemplar (embedding)")
+    similarity: float | None
 
 
 class RedFlagOut(BaseModel):
     id: str
     name_tr: str
     name_en: str
+    level: str = Field(..., description="call_112 | emergency_department_now | urgent_same_day")
     advice_tr: str
+    advice_en: str
+    detectors: list[str] = Field(..., description="which detectors raised it: rules, embedding")
+    evidence: list[EvidenceOut]
     matched: list[str]
+
+
+class RedFlagHistoryOut(BaseModel):
+    id: str
+    name_tr: str
+    name_en: str
+    evidence: list[str]
 
 
 class TriageResponse(BaseModel):
@@ -58,7 +78,14 @@ class TriageResponse(BaseModel):
     departments: list[DepartmentOut]
     urgent: bool
     red_flags: list[RedFlagOut]
+    urgency_level: str | None = Field(None, description="the most urgent fired flag's level")
+    red_flag_history: list[RedFlagHistoryOut] = Field(
+        default_factory=list, description="signs set in the distant past: notes for staff")
+    red_flag_engine: dict[str, Any]
     abstained: bool
+    out_of_scope: bool = Field(False, description="not about a department this model knows")
+    out_of_scope_probability: float | None = Field(
+        None, description="the scope gate's P(other department); null without a gate")
     recommendation: RecommendationOut
     min_confidence: float
     model: str

@@ -17,6 +17,7 @@ from medai.core.registry import ModelCard, ModelLoadError
 from medai.core.text import validate_complaint
 from medai.triage import departments, red_flags
 from medai.triage import models as model_families
+from medai.triage.scope import ScopeGate
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 DISCLAIMER_TR = ("Yapay zekâ önerisidir; tanı değildir. Son karar sağlık personelindedir. "
@@ -25,6 +26,10 @@ DISCLAIMER_EN = ("AI suggestion, not a diagnosis; staff make the final decision.
                  "In an emergency call 112.")
 GENERAL_TRIAGE_TR = "Emin değiliz: lütfen genel triyaj / danışma birimine başvurun."
 GENERAL_TRIAGE_EN = "Not sure: please go to the general triage desk."
+OUT_OF_SCOPE_TR = ("Bu şikâyet, bu modelin bildiği bölümlerden biriyle ilgili görünmüyor: lütfen "
+                   "genel triyaj / danışma birimine başvurun.")
+OUT_OF_SCOPE_EN = ("This complaint is not about a department this model knows: please go to the "
+                   "general triage desk.")
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Recommendation:
     department_id: str | None
     text_tr: str
     text_en: str
+    level: str | None = None  # the red flag's level when kind is "emergency"
 
 
 @dataclass
@@ -52,6 +58,11 @@ class TriageResult:
     recommendation: Recommendation
     min_confidence: float
     model: str
+    urgency_level: str | None = None  # call_112 | emergency_department_now | urgent_same_day
+    red_flag_history: list[dict] = field(default_factory=list)  # past signs: notes for staff
+    red_flag_engine: dict = field(default_factory=dict)  # rules version and detectors that ran
+    out_of_scope: bool = False  # unlike every department the model learned
+    out_of_scope_probability: float | None = None  # None when the model has no scope gate
     status: str = "ai_suggestion"
     disclaimer_tr: str = DISCLAIMER_TR
     disclaimer_en: str = DISCLAIMER_EN
@@ -81,13 +92,21 @@ def choose_min_confidence(proba: np.ndarray, y_true: np.ndarray, target_accuracy
 
 
 class TriagePredictor:
-    def __init__(self, model, card: ModelCard, directory: Path | None = None) -> None:
+    def __init__(self, model, card: ModelCard, directory: Path | None = None,
+                 flag_engine: red_flags.RedFlagEngine | None = None,
+                 scope: ScopeGate | None = None) -> None:
         self.model, self.card, self.directory = model, card, directory
+        self._flag_engine, self.scope = flag_engine, scope
         unknown = [lab for lab in model.labels if lab not in departments.BY_ID]
         if unknown:
             raise ModelLoadError(f"model labels are not department ids: {unknown}")
         self.min_confidence = float(card.thresholds.get("min_confidence",
                                                         DEFAULT_MIN_CONFIDENCE))
+
+    @property
+    def flag_engine(self) -> red_flags.RedFlagEngine:
+        """The red-flag engine (the process-wide default unless one was given)."""
+        return self._flag_engine or red_flags.default_engine()
 
     @property
     def labels(self) -> list[str]:
@@ -106,23 +125,31 @@ class TriagePredictor:
         clean = [validate_complaint(t) for t in texts]
         threshold = self.min_confidence if min_confidence is None else float(min_confidence)
         proba = self.predict_proba(clean) if clean else np.zeros((0, len(self.labels)))
-        return [self._result(t, p, top_k, threshold) for t, p in zip(clean, proba, strict=True)]
+        p_other = (self.scope.p_other(clean) if self.scope is not None and clean
+                   else [None] * len(clean))
+        return [self._result(t, p, top_k, threshold, o)
+                for t, p, o in zip(clean, proba, p_other, strict=True)]
 
-    def _result(self, text: str, proba: np.ndarray, top_k: int, threshold: float) -> TriageResult:
+    def _result(self, text: str, proba: np.ndarray, top_k: int, threshold: float,
+                p_other: float | None) -> TriageResult:
         order = np.argsort(-proba)[: max(1, min(top_k, len(self.labels)))]
         scores = []
         for i in order:
             dep = departments.get(self.labels[i])
             scores.append(DepartmentScore(dep.id, dep.name_tr, dep.name_en, float(proba[i])))
-        flags = red_flags.check(text)
-        abstained = scores[0].probability < threshold
+        report = self.flag_engine.check(text)
+        flags = report.flags
+        out_of_scope = p_other is not None and p_other >= self.scope.threshold
+        abstained = scores[0].probability < threshold or out_of_scope
         warnings = []
         if len(self.labels) < len(departments.DEPARTMENTS):
             warnings.append(f"model knows {len(self.labels)} of {len(departments.DEPARTMENTS)} "
                             "departments")
-        if flags:
-            rec = Recommendation("emergency", None, flags[0].advice_tr,
-                                 red_flags.EMERGENCY_ADVICE_EN)
+        if flags:  # most urgent first: its advice leads
+            rec = Recommendation("emergency", None, flags[0].advice_tr, flags[0].advice_en,
+                                 flags[0].level)
+        elif out_of_scope:
+            rec = Recommendation("general_triage", None, OUT_OF_SCOPE_TR, OUT_OF_SCOPE_EN)
         elif abstained:
             rec = Recommendation("general_triage", None, GENERAL_TRIAGE_TR, GENERAL_TRIAGE_EN)
         else:
@@ -133,6 +160,11 @@ class TriagePredictor:
             departments=scores, urgent=bool(flags),
             red_flags=[asdict(f) for f in flags], abstained=abstained, recommendation=rec,
             min_confidence=threshold, model=self.card.name or self.card.model_type,
+            out_of_scope=out_of_scope,
+            out_of_scope_probability=None if p_other is None else round(float(p_other), 4),
+            urgency_level=report.level, red_flag_history=[asdict(h) for h in report.history],
+            red_flag_engine={"rules_version": report.rules_version,
+                             "detectors": report.detectors},
             warnings=warnings,
         )
 
@@ -143,4 +175,4 @@ def load_predictor(directory: Path, card: ModelCard) -> TriagePredictor:
         model = model_families.load(card.model_type, directory)
     except FileNotFoundError as exc:
         raise ModelLoadError(f"{directory}: model files missing ({exc})") from None
-    return TriagePredictor(model, card, directory)
+    return TriagePredictor(model, card, directory, scope=ScopeGate.load(directory))

@@ -39,6 +39,7 @@ class TrainOptions:
     name: str = ""
     model_options: dict[str, Any] | None = None
     extra_train: list[Path] = field(default_factory=list)
+    out_of_scope: Path | None = None  # complaints about departments the model does not learn
 
 
 def load_extra_train(path: Path, main_texts: list[str], redact: bool
@@ -56,6 +57,41 @@ def load_extra_train(path: Path, main_texts: list[str], redact: bool
     return [extra.texts[i] for i in keep], [extra.labels[i] for i in keep], report
 
 
+OUT_OF_SCOPE_HELD_OUT = 0.3
+"""Share of the out-of-scope file kept out of training (seed 0, stratified by department), the
+same rows the triage benchmark scores the gate on."""
+
+
+def out_of_scope_split(path: Path, redact: bool = False):
+    """(training part, held-out part) of an out-of-scope file, as ``Dataset`` subsets."""
+    from sklearn.model_selection import train_test_split
+
+    extra = load_complaints(path, redact=redact)
+    idx_tr, idx_te = train_test_split(np.arange(len(extra)), test_size=OUT_OF_SCOPE_HELD_OUT,
+                                      random_state=0, stratify=extra.labels)
+    return extra.subset(idx_tr), extra.subset(idx_te)
+
+
+def fit_scope_gate(path: Path, train_set, val_set, labels: list[str], redact: bool):
+    """Fit the out-of-scope gate: the model's own training texts against the other-department
+    complaints (training part only); threshold chosen on the validation split and a slice of the
+    other-department training part the gate did not see."""
+    from medai.triage.scope import ScopeGate
+
+    other_train, _held_out = out_of_scope_split(path, redact)
+    other = [t for t, lab in zip(other_train.texts, other_train.labels, strict=True)
+             if lab not in labels]
+    if len(other) < 20:
+        raise ValueError(f"{path}: only {len(other)} complaints of other departments; the "
+                         "out-of-scope gate needs at least 20")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(other))
+    n_val = max(5, len(other) // 5)
+    val_out = [other[i] for i in order[:n_val]]
+    fit_out = [other[i] for i in order[n_val:]]
+    return ScopeGate.fit(train_set.texts, fit_out, val_set.texts, val_out)
+
+
 def command_for(opts: TrainOptions) -> str:
     """The ``medai`` command that reproduces this training run (for the model card)."""
     args = ["medai", "triage", "train", "--data", str(opts.data), "--out", str(opts.out),
@@ -66,6 +102,8 @@ def command_for(opts: TrainOptions) -> str:
         args.append("--redact")
     if opts.drop_near_duplicates:
         args.append("--drop-near-duplicates")
+    if opts.out_of_scope is not None:
+        args += ["--out-of-scope", str(opts.out_of_scope)]
     for extra in opts.extra_train:
         args += ["--extra-train", str(extra)]
     if opts.seed != 13:
@@ -149,6 +187,14 @@ def train(opts: TrainOptions) -> dict:
         "abstention_test": test_metrics.get("abstention"),
     }
     opts.out.mkdir(parents=True, exist_ok=True)
+    if opts.out_of_scope is not None:
+        gate, scope_report = fit_scope_gate(opts.out_of_scope, train_set, val_set, model.labels,
+                                            opts.redact)
+        gate.save(opts.out)
+        card.thresholds["out_of_scope"] = gate.threshold
+        card.data.append({"path": str(opts.out_of_scope),
+                          "sha256": file_sha256(opts.out_of_scope),
+                          "role": "out_of_scope_gate", "report": scope_report})
     model.save(opts.out)
     save_card(opts.out, card)
     write_errors(opts.out / "evaluation" / "errors.csv", test_set.texts, test_set.labels,

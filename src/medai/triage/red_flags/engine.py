@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medai.triage.red_flags.exemplars import ExemplarDetector, KnnHit, KnnSettings, chunk_tokens
-from medai.triage.red_flags.rules import ConceptMatcher, RuleMatch, evaluate
+from medai.triage.red_flags.rules import ConceptMatcher, RuleMatch, evaluate, quiet_tokens
 from medai.triage.red_flags.schema import DATA_DIR, LEVELS, RuleSet, load_rules
 from medai.triage.red_flags.tokens import Token, tokenize
 
@@ -75,9 +75,10 @@ class RedFlagReport:
 
 class RedFlagEngine:
     def __init__(self, ruleset: RuleSet, matcher: str = "suffix", encoder=None,
-                 knn: KnnSettings | None = None, cache_file: Path | None = None) -> None:
+                 knn: KnnSettings | None = None, cache_file: Path | None = None,
+                 negation: bool = True, timing: bool = True) -> None:
         self.ruleset = ruleset
-        self.concepts = ConceptMatcher(ruleset.concepts, matcher)
+        self.concepts = ConceptMatcher(ruleset.concepts, matcher, negation, timing)
         knn = knn or KnnSettings(**ruleset.knn)
         self.knn = ExemplarDetector(ruleset, encoder, knn, cache_file) if encoder else None
 
@@ -92,7 +93,9 @@ class RedFlagEngine:
         matches = evaluate(self.ruleset, tokens, hits)
         knn_hits: list[KnnHit] = []
         if self.knn and tokens:
-            chunks = chunk_tokens(tokens)
+            quiet = quiet_tokens(tokens) if self.concepts.negation else [False] * len(tokens)
+            chunks = [c for c in chunk_tokens(tokens)
+                      if not any(quiet[c.first:c.last + 1])]
             salience = [sum(1 for h in hits if c.first <= h.first <= c.last) for c in chunks]
             knn_hits = self.knn.detect(text, tokens, self.knn.select(chunks, salience))
         return tokens, matches, knn_hits

@@ -63,11 +63,12 @@ class RuleMatch:
 class ConceptMatcher:
     """Finds every lexicon concept in a token list; forms are indexed by their first letters."""
 
-    def __init__(self, concepts: dict[str, Concept], matcher: str = "suffix") -> None:
+    def __init__(self, concepts: dict[str, Concept], matcher: str = "suffix",
+                 negation: bool = True, timing: bool = True) -> None:
         if matcher not in MATCHERS:
             raise ValueError(f"unknown matcher {matcher!r}; valid: {', '.join(MATCHERS)}")
         self.concepts, self.match = concepts, MATCHERS[matcher]
-        self.snowball = matcher == "snowball"
+        self.negation, self.timing = negation, timing  # switches for the benchmark
         self._index: dict[str, list[tuple[Concept, tuple[TokenPattern, ...]]]] = defaultdict(list)
         for concept in concepts.values():
             for form in concept.forms:
@@ -120,17 +121,18 @@ class ConceptMatcher:
                 if last is not None:
                     raw[(concept.id, i)] = (concept, last, form[-1])
         covered = {j for (_, i), (_, last, _) in raw.items() for j in range(i, last + 1)}
-        negated = _negated_tokens(tokens, covered)
+        negated = _negated_tokens(tokens, covered) if self.negation else set()
         spans = defaultdict(list)
         for (cid, i), (_, last, _) in raw.items():
             spans[cid].append((i, last))
-        times = _token_times(tokens)
+        times = _token_times(tokens) if self.timing else ["unclear"] * len(tokens)
         hits = []
         for (cid, i), (concept, last, pattern) in raw.items():
             if any(a <= i and last <= b and (a, b) != (i, last)
                    for other in concept.except_in for a, b in spans.get(other, ())):
                 continue
-            if concept.negatable and (last in negated or _negated_suffix(tokens[last], pattern)):
+            if concept.negatable and self.negation and (
+                    last in negated or _negated_suffix(tokens[last], pattern)):
                 continue
             hits.append(Hit(cid, i, last, times[last]))
         return sorted(hits, key=lambda h: (h.first, h.concept))
@@ -158,6 +160,14 @@ def _negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
             if k == j - 1 and _FINITE_VERB.search(f) and not _NEGATED_VERB.search(f[2:]):
                 break
     return out
+
+
+def quiet_tokens(tokens: list[Token]) -> list[bool]:
+    """Tokens that deny or set things in the past: a chunk holding one is not embedded (the
+    embedding detector cannot tell "göğüs ağrım yok" from "göğüs ağrım var")."""
+    times = _token_times(tokens)
+    return [t.form in NEGATORS or _generic_negator(t.form) or times[i] == "past"
+            for i, t in enumerate(tokens)]
 
 
 def _generic_negator(form: str) -> bool:
