@@ -41,6 +41,7 @@ test: install-dev
 train-default-triage: install
 	$(BIN)/medai triage train --data ../shared/data/triage/complaints.csv \
 	    --out src/medai/assets/models/triage-default --model-type tfidf \
+	    --out-of-scope ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv \
 	    --name triage-default --json
 
 # The 13-department variant: adds LLM-rewritten questions of 9 other departments, training-only.

@@ -41,10 +41,12 @@ class ScopeGate:
 
     @classmethod
     def fit(cls, in_scope: Sequence[str], out_of_scope: Sequence[str],
-            val_in: Sequence[str], val_out: Sequence[str], max_in_scope_loss: float = 0.03,
-            ) -> tuple[ScopeGate, dict]:
-        """Fit, then choose the lowest threshold that refers at most ``max_in_scope_loss`` of
-        the in-scope validation texts (the cost), catching as many others as possible."""
+            val_in: Sequence[str], val_out: Sequence[str], confident_out: np.ndarray | None = None,
+            target_misroute: float = 0.08) -> tuple[ScopeGate, dict]:
+        """Fit, then choose on validation the highest threshold at which at most
+        ``target_misroute`` of the other-department texts would still be answered confidently
+        (``confident_out``: the department model is above its abstain threshold), so that as few
+        in-scope complaints as possible are referred."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
@@ -54,9 +56,16 @@ class ScopeGate:
         pipe.fit(texts, [0] * len(in_scope) + [1] * len(out_of_scope))
         p_in = pipe.predict_proba(list(val_in))[:, 1]
         p_out = pipe.predict_proba(list(val_out))[:, 1] if len(val_out) else np.zeros(0)
-        threshold = float(np.quantile(p_in, 1.0 - max_in_scope_loss)) if len(p_in) else 0.5
-        threshold = min(max(threshold, 0.5), 0.99)
-        report = {"threshold": threshold, "max_in_scope_loss": max_in_scope_loss,
+        confident = (np.ones(len(p_out), bool) if confident_out is None
+                     else np.asarray(confident_out, bool))
+        threshold = 0.5
+        for t in np.round(np.arange(0.95, 0.019, -0.01), 2):
+            threshold = float(t)
+            if len(p_out) == 0 or ((p_out < t) & confident).mean() <= target_misroute:
+                break
+        report = {"threshold": threshold, "target_misroute": target_misroute,
+                  "validation_out_of_scope_misrouted": (
+                      float(((p_out < threshold) & confident).mean()) if len(p_out) else None),
                   "validation_in_scope_referred": float((p_in >= threshold).mean()),
                   "validation_out_of_scope_caught": (float((p_out >= threshold).mean())
                                                      if len(p_out) else None),

@@ -72,7 +72,7 @@ def out_of_scope_split(path: Path, redact: bool = False):
     return extra.subset(idx_tr), extra.subset(idx_te)
 
 
-def fit_scope_gate(path: Path, train_set, val_set, labels: list[str], redact: bool):
+def fit_scope_gate(path: Path, train_set, val_set, predictor, redact: bool):
     """Fit the out-of-scope gate: the model's own training texts against the other-department
     complaints (training part only); threshold chosen on the validation split and a slice of the
     other-department training part the gate did not see."""
@@ -80,7 +80,7 @@ def fit_scope_gate(path: Path, train_set, val_set, labels: list[str], redact: bo
 
     other_train, _held_out = out_of_scope_split(path, redact)
     other = [t for t, lab in zip(other_train.texts, other_train.labels, strict=True)
-             if lab not in labels]
+             if lab not in predictor.labels]
     if len(other) < 20:
         raise ValueError(f"{path}: only {len(other)} complaints of other departments; the "
                          "out-of-scope gate needs at least 20")
@@ -89,7 +89,8 @@ def fit_scope_gate(path: Path, train_set, val_set, labels: list[str], redact: bo
     n_val = max(5, len(other) // 5)
     val_out = [other[i] for i in order[:n_val]]
     fit_out = [other[i] for i in order[n_val:]]
-    return ScopeGate.fit(train_set.texts, fit_out, val_set.texts, val_out)
+    confident = predictor.predict_proba(val_out).max(1) >= predictor.min_confidence
+    return ScopeGate.fit(train_set.texts, fit_out, val_set.texts, val_out, confident)
 
 
 def command_for(opts: TrainOptions) -> str:
@@ -188,7 +189,7 @@ def train(opts: TrainOptions) -> dict:
     }
     opts.out.mkdir(parents=True, exist_ok=True)
     if opts.out_of_scope is not None:
-        gate, scope_report = fit_scope_gate(opts.out_of_scope, train_set, val_set, model.labels,
+        gate, scope_report = fit_scope_gate(opts.out_of_scope, train_set, val_set, predictor,
                                             opts.redact)
         gate.save(opts.out)
         card.thresholds["out_of_scope"] = gate.threshold
