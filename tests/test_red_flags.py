@@ -163,7 +163,7 @@ def test_embedding_detector_catches_what_no_rule_covers(tmp_path):
     report = engine.check(sentence)
     flag = {f.id: f for f in report.flags}["altered_consciousness"]
     assert "embedding" in flag.detectors
-    ev = [e for e in flag.evidence if e.detector == "embedding"][0]
+    ev = next(e for e in flag.evidence if e.detector == "embedding")
     assert ev.exemplar == sentence and ev.similarity > 0.99
 
 

@@ -133,4 +133,5 @@ class ExemplarDetector:
 
     def fires(self, hit: KnnHit) -> bool:
         s = self.settings
-        return hit.similarity >= s.threshold and hit.similarity - hit.contrast_similarity >= s.margin
+        margin = hit.similarity - hit.contrast_similarity
+        return hit.similarity >= s.threshold and margin >= s.margin

@@ -69,8 +69,8 @@ _MORPHEMES = sorted({
     "mez", "mi", "mu", "ma", "me", "mak", "mek", "ip", "up", "yip", "yup", "ince", "unca",
     "yince", "yunca", "abil", "ebil", "yabil", "yebil", "il", "ul", "is", "us", "sin", "sun",
     "siniz", "sunuz", "iz", "uz", "k", "yim", "yum", "lim", "dim", "dum", "tim", "tum", "din",
-    "dun", "tin", "tun", "diniz", "dunuz", "dik", "yor", "ken", "ma", "an", "en", "yan", "yen",
-    "arak", "erek", "yarak", "yerek", "casina", "cesine", "dan",
+    "dun", "tin", "tun", "diniz", "dunuz", "an", "en", "yan", "yen",
+    "arak", "erek", "yarak", "yerek", "casina", "cesine",
 }, key=len, reverse=True)
 _SUFFIX_CHAIN = re.compile(f"(?:{'|'.join(_MORPHEMES)})*")
 MAX_SUFFIX_CHARS = 12
@@ -82,7 +82,8 @@ def is_suffix_chain(rest: str) -> bool:
     return len(rest) <= MAX_SUFFIX_CHARS and _SUFFIX_CHAIN.fullmatch(rest) is not None
 
 
-_NEGATED_VERB = re.compile(r"^(?:[a-z]{0,3}?)y?(?:m[ae]d[iu]|m[iu]yor|m[ae]z|m[ae]m[iu]s|m[ae]yacak)")
+_NEGATED_VERB = re.compile(
+    r"^(?:[a-z]{0,3}?)y?(?:m[ae]d[iu]|m[iu]yor|m[ae]z|m[ae]m[iu]s|m[ae]yacak)")
 
 
 def negated_rest(rest: str) -> bool:
