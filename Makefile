@@ -8,7 +8,8 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
-	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging
+	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
+	benchmark-red-flags benchmark-scope
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,3 +88,15 @@ benchmark-triage: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Red flags: thresholds chosen on the dev sets, reported on the test set; real-complaint firing
+# rates, the audit sample and the triage latency when ../shared/data is present.
+benchmark-red-flags: install
+	$(BIN)/python benchmarks/red_flag_benchmark.py --out docs/benchmarks/red_flags \
+	    --complaints ../shared/data/triage/complaints.csv
+
+# Out-of-scope gate of the served triage model vs no gate vs a higher abstain threshold.
+benchmark-scope: install
+	$(BIN)/python benchmarks/scope_benchmark.py --data ../shared/data/triage/complaints.csv \
+	    --other ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv \
+	    --out docs/benchmarks/scope

@@ -36,9 +36,11 @@ DATA = Path(__file__).parent / "data" / "red_flags"
 
 
 def load(split: str) -> list[dict]:
+    """All files of a split: ``dev*`` includes the second development set (dev2_*)."""
     rows = []
-    for name in (f"{split}_urgent.jsonl", f"{split}_ordinary.jsonl"):
-        rows += [json.loads(line) for line in (DATA / name).read_text().splitlines() if line]
+    for kind in ("urgent", "ordinary"):
+        for path in sorted(DATA.glob(f"{split}*_{kind}.jsonl")):
+            rows += [json.loads(line) for line in path.read_text().splitlines() if line]
     return rows
 
 
@@ -159,6 +161,8 @@ def main() -> None:
     ap.add_argument("--out", default="docs/benchmarks/red_flags")
     ap.add_argument("--complaints", default=None)
     ap.add_argument("--max-false-alarms", type=float, default=0.04)
+    ap.add_argument("--max-chunks", type=int, default=1,
+                    help="windows embedded per text (latency ~30 ms each on 2 cores)")
     ap.add_argument("--write-thresholds", action="store_true",
                     help="store the chosen threshold/margin in the bundled exemplars.yaml")
     args = ap.parse_args()
@@ -166,6 +170,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     dev, test = load("dev"), load("test")
     engine = build_engine()
+    engine = RedFlagEngine(engine.ruleset, encoder=engine.knn.encoder,
+                           knn=KnnSettings(0.0, -1.0, args.max_chunks), cache_file=None)
     print("== detectors on dev and test", flush=True)
     raw_dev, raw_test = raw_outputs(engine, dev), raw_outputs(engine, test)
     chosen = choose_thresholds(dev, raw_dev, args.max_false_alarms)
@@ -193,7 +199,7 @@ def main() -> None:
         ablations[name] = {**score(dev, raws, 1.0, 1.0, use_knn=False), "ms_per_text": ms}
     results["dev_rule_ablations"] = ablations
     if args.write_thresholds:
-        write_thresholds(t, m)
+        write_thresholds(t, m, args.max_chunks)
     if args.complaints and Path(args.complaints).is_file():
         print("== real complaints", flush=True)
         engine = RedFlagEngine(ruleset, encoder=engine.knn.encoder,
@@ -205,14 +211,14 @@ def main() -> None:
     print(json.dumps({k: v for k, v in results["test"].items() if k != "errors"}, indent=1))
 
 
-def write_thresholds(t: float, m: float) -> None:
+def write_thresholds(t: float, m: float, max_chunks: int) -> None:
     import re
 
     from medai.triage.red_flags.schema import DATA_DIR
 
     path = DATA_DIR / "exemplars.yaml"
     text = path.read_text(encoding="utf-8")
-    block = f"knn:\n  threshold: {t}\n  margin: {m}\n  max_chunks: 2\n"
+    block = f"knn:\n  threshold: {t}\n  margin: {m}\n  max_chunks: {max_chunks}\n"
     text = (re.sub(r"knn:\n(?:  .*\n)+", block, text) if "\nknn:" in text
             else text.replace("version: 1\n", "version: 1\n" + block, 1))
     path.write_text(text, encoding="utf-8")

@@ -4,8 +4,9 @@ Each chunk of the complaint (a sentence, or a window of a long run-on sentence) 
 compared with the team-written urgent exemplars of every flag and with non-urgent contrast
 sentences. A flag fires when its nearest exemplar is at least ``threshold`` similar *and* beats
 the nearest contrast sentence by ``margin`` (both chosen on the development set; see
-benchmarks/red_flag_benchmark.py). Embedding costs ~14 ms a chunk on 2 cores, so at most
-``max_chunks`` chunks are embedded, the ones with the most lexicon concepts first.
+benchmarks/red_flag_benchmark.py). Embedding costs ~1 ms a wordpiece on 2 cores (a 10-word
+window ≈ 30 ms), so at most ``max_chunks`` windows are embedded, the ones holding the most lexicon
+concepts first: urgent signs are local, and a window around them keeps the latency bounded.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from medai.triage.red_flags.schema import RuleSet
 from medai.triage.red_flags.tokens import Token
 
 log = logging.getLogger(__name__)
-CHUNK_MAX_TOKENS = 18
-CHUNK_STRIDE = 12
+CHUNK_MAX_TOKENS = 10
+CHUNK_STRIDE = 5
 CHUNK_MIN_TOKENS = 3
 
 
@@ -30,7 +31,7 @@ CHUNK_MIN_TOKENS = 3
 class KnnSettings:
     threshold: float = 0.90
     margin: float = 0.0
-    max_chunks: int = 2
+    max_chunks: int = 1
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class KnnHit:
 
 
 def chunk_tokens(tokens: list[Token]) -> list[Chunk]:
-    """Sentences, long ones cut into overlapping windows, tiny ones joined to the next."""
+    """Sentences cut into overlapping windows of ``CHUNK_MAX_TOKENS`` words; tiny ones joined."""
     chunks: list[Chunk] = []
     start = 0
     for i in range(len(tokens) + 1):

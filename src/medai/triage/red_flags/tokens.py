@@ -33,8 +33,27 @@ class Token:
     clause: int
 
 
+def _harmony(m: re.Match[str]) -> str:
+    vowels = [c for c in m.string[:m.start()] if c in "aeiou"]
+    high = "u" if vowels and vowels[-1] in "ou" else "i"
+    return f"m{high}yor" + {"m": "um", "z": "uz"}.get(m[1] or "", "")
+
+
+_DIALECT = (  # eastern/colloquial present tense written as heard: "ağrıyi", "gelmeyi", "yatamiyim"
+    (re.compile(r"m[ae]yi(m|z)?$"), _harmony),
+    (re.compile(r"m[iu]yim$"), lambda m: "miyorum"),
+    (re.compile(r"(?<=[iu])yi(m|z)?$"), lambda m: "yor" + {"m": "um", "z": "uz"}.get(m[1], "")),
+    (re.compile(r"(?<=[iu])yo$"), lambda m: "yor"),  # "agriyo", "geliyo"
+)
+
+
 def fold(word: str) -> str:
-    return ascii_fold(turkish_lower(word))
+    """Casefolded, ASCII-folded, with colloquial present-tense spellings made standard."""
+    form = ascii_fold(turkish_lower(word))
+    if len(form) > 4:
+        for pattern, repl in _DIALECT:
+            form = pattern.sub(repl, form)
+    return form
 
 
 def tokenize(text: str) -> list[Token]:
