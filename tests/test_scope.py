@@ -49,14 +49,28 @@ def test_gate_is_saved_with_its_threshold_and_data(gated_model):
     assert "--out-of-scope" in card.training_command
 
 
-def test_other_department_is_referred_and_in_scope_answered(gated_model):
+def test_other_department_is_not_confidently_misrouted(gated_model):
     predictor = registry.load(gated_model[0])
-    other = predictor.predict("hamileyim 20 haftalık, bebeğin cinsiyetini ne zaman öğrenirim")
-    assert other.out_of_scope and other.abstained
-    assert other.recommendation.kind == "general_triage"
-    assert "not about a department this model knows" in other.recommendation.text_en
+    texts = ["çocuğum 9 yaşında, aşı takvimini sormak istiyorum",
+             "dişim 3 gündür sızlıyor, dolgu mu kanal tedavisi mi"]
+    for r in predictor.predict_many(texts):
+        assert r.abstained and r.recommendation.kind == "general_triage"
     skin = predictor.predict("Yüzümde sivilce ve akne var, kaşıntı da var")
     assert not skin.out_of_scope and 0.0 <= skin.out_of_scope_probability < 1.0
+    other = predictor.scope.p_other(texts)
+    assert min(other) > predictor.scope.p_other(["Yüzümde sivilce ve akne var"])[0]
+
+
+def test_out_of_scope_referral_says_why(gated_model):
+    from dataclasses import replace
+
+    from medai.triage.predict import TriagePredictor
+
+    base = registry.load(gated_model[0])
+    strict = TriagePredictor(base.model, base.card, scope=replace(base.scope, threshold=0.0))
+    r = strict.predict("kulağım çınlıyor")
+    assert r.out_of_scope and r.abstained and r.recommendation.kind == "general_triage"
+    assert "not about a department this model knows" in r.recommendation.text_en
 
 
 def test_red_flag_wins_over_out_of_scope(gated_model):
