@@ -4,8 +4,8 @@ Each chunk of the complaint (a sentence, or a window of a long run-on sentence) 
 compared with the team-written urgent exemplars of every flag and with non-urgent contrast
 sentences. A flag fires when its nearest exemplar is at least ``threshold`` similar *and* beats
 the nearest contrast sentence by ``margin`` (both chosen on the development set; see
-benchmarks/red_flag_benchmark.py). Embedding costs ~1 ms a wordpiece on 2 cores (a 10-word
-window ≈ 30 ms), so at most ``max_chunks`` windows are embedded, the ones holding the most lexicon
+benchmarks/red_flag_benchmark.py). Embedding costs ~1 ms a wordpiece on 2 cores (an 8-word
+window ≈ 25 ms), so at most ``max_chunks`` windows are embedded, the ones holding the most lexicon
 concepts first: urgent signs are local, and a window around them keeps the latency bounded.
 """
 
@@ -22,8 +22,8 @@ from medai.triage.red_flags.schema import RuleSet
 from medai.triage.red_flags.tokens import Token
 
 log = logging.getLogger(__name__)
-CHUNK_MAX_TOKENS = 10
-CHUNK_STRIDE = 5
+CHUNK_MAX_TOKENS = 8
+CHUNK_STRIDE = 4
 CHUNK_MIN_TOKENS = 3
 
 
