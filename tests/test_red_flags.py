@@ -155,7 +155,7 @@ def test_embedding_detector_catches_what_no_rule_covers(tmp_path):
     real e5 model, names the exemplar and its similarity; the cache follows file edits."""
     d = _copy_rules(tmp_path)
     data = yaml.safe_load((d / "exemplars.yaml").read_text())
-    sentence = "Dedemiz mavi bir renge büründü ve hiç kıpırdamadan yatıyor"
+    sentence = "Dedemiz mavi bir renge büründü, kıpırdamadan yatıyor"
     data["urgent"]["altered_consciousness"].append(sentence)
     (d / "exemplars.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
     engine = build_engine(d)

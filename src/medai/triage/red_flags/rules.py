@@ -22,6 +22,7 @@ NEGATORS = frozenset({
     "olmadi", "olmuyor", "olmaz", "olmamis", "olmamistir", "olmadan", "hissetmiyorum",
     "hissetmedim", "hissetmiyor", "hissetmedi", "yasamadim", "yasamadi", "yasamiyorum",
     "gecirmedim", "gecirmedi", "gormedim", "gormedik", "gorulmedi", "gozlenmedi", "yasanmadi",
+    "olmasin", "olmamali",
 })
 """Words that deny what comes just before them ("göğüs ağrım yok")."""
 NEGATION_REACH = 6
@@ -39,7 +40,11 @@ _NO_GAP = NEGATORS | NEGATION_BLOCKERS
 _PAST_UNITS = {"yil", "yillar", "sene", "seneler", "ay", "aylar", "yilda", "senede"}
 _PAST_AFTER = {"once", "evvel", "oncesi", "onceydi", "oncesinde", "evveldi"}
 _PAST_WORDS = {"cocukken", "eskiden", "gencken", "kucukken", "bebekken", "yasindayken",
-               "gecmiste", "yillarca", "yillar"}
+               "gecmiste", "yillarca", "yillar", "zamaninda", "zamanlar", "askerdeyken",
+               "universitedeyken", "lisedeyken", "okuldayken", "ogrenciyken", "hamileyken",
+               "yasindaydim", "yasindaydi", "yasindayken", "yasindaykan"}
+_PLUPERFECT = re.compile(r"m[iu]st[iu](?:m|k|n|niz|lar)?$|d[iu]yd[iu]")
+_YEAR = re.compile(r"(?:19[5-9]\d|20[0-2]\d)$")
 _PRESENT_WORDS = {"simdi", "suan", "hala", "halen", "bugun", "demin", "yine", "tekrar",
                   "yeniden", "suanda", "dun", "bugunden", "hemen", "biraz", "gece", "sabah"}
 
@@ -50,6 +55,7 @@ class Hit:
     first: int  # token indices, inclusive
     last: int
     time: str  # "past" (distant, resolved) | "present" (a now-word or present tense) | "unclear"
+    kind: str = "sign"  # the concept's kind: who/context/onset hits do not decide the timing
 
 
 @dataclass(frozen=True)
@@ -121,20 +127,23 @@ class ConceptMatcher:
                 if last is not None:
                     raw[(concept.id, i)] = (concept, last, form[-1])
         covered = {j for (_, i), (_, last, _) in raw.items() for j in range(i, last + 1)}
-        negated = _negated_tokens(tokens, covered) if self.negation else set()
+        self_negated = {last for (_, last, pattern) in raw.values()
+                        if _negated_suffix(tokens[last], pattern)}
+        negated = (_negated_tokens(tokens, covered - self_negated) if self.negation
+                   else set())
         spans = defaultdict(list)
         for (cid, i), (_, last, _) in raw.items():
             spans[cid].append((i, last))
         times = _token_times(tokens) if self.timing else ["unclear"] * len(tokens)
         hits = []
         for (cid, i), (concept, last, pattern) in raw.items():
-            if any(a <= i and last <= b and (a, b) != (i, last)
+            if any(a <= i and last <= b
                    for other in concept.except_in for a, b in spans.get(other, ())):
                 continue
             if concept.negatable and self.negation and (
                     last in negated or _negated_suffix(tokens[last], pattern)):
                 continue
-            hits.append(Hit(cid, i, last, times[last]))
+            hits.append(Hit(cid, i, last, times[last], concept.kind))
         return sorted(hits, key=lambda h: (h.first, h.concept))
 
 
@@ -166,8 +175,7 @@ def quiet_tokens(tokens: list[Token]) -> list[bool]:
     """Tokens that deny or set things in the past: a chunk holding one is not embedded (the
     embedding detector cannot tell "göğüs ağrım yok" from "göğüs ağrım var")."""
     times = _token_times(tokens)
-    return [t.form in NEGATORS or _generic_negator(t.form) or times[i] == "past"
-            for i, t in enumerate(tokens)]
+    return [t.form in NEGATORS or times[i] == "past" for i, t in enumerate(tokens)]
 
 
 def _generic_negator(form: str) -> bool:
@@ -176,23 +184,33 @@ def _generic_negator(form: str) -> bool:
 
 
 def _token_times(tokens: list[Token]) -> list[str]:
-    """Per token: "past" after a distant-past marker ("3 yıl önce", "çocukken") until a word or
-    tense brings the sentence back to now; "present" after such a word; else "unclear"."""
-    out, state, sentence = [], "unclear", -1
+    """Per token: "past" in a clause set in the distant past ("3 yıl önce", "çocukken", "bir
+    ara", "2015'te", a pluperfect verb "geçirmiştim") and in the clauses after it in the same
+    sentence, until a word or tense brings it back to now; "present" in a clause with such a word
+    ("şimdi", "bugün", "yine", "hâlâ", a present-tense verb); else "unclear"."""
+    past, present = set(), set()
     for i, tok in enumerate(tokens):
-        if tok.sentence != sentence:
-            sentence, state = tok.sentence, "unclear"
         f = tok.form
         nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
-        if f in _PAST_WORDS or (f in _PAST_UNITS and any(
-                t.form in _PAST_AFTER for t in tokens[i + 1:i + 3])) or (
-                f == "gecen" and nxt[:3] in {"yil", "sen", "ay", "ayl", "yaz", "kis", "bah",
-                                             "son"}):
-            state = "past"
+        if (f in _PAST_WORDS or _PLUPERFECT.search(f) or (_YEAR.fullmatch(f) and i + 1 < len(
+                tokens)) or (f in _PAST_UNITS and any(t.form in _PAST_AFTER
+                                                       for t in tokens[i + 1:i + 3]))
+                or (f == "gecen" and nxt[:3] in {"yil", "sen", "ay", "ayl", "yaz", "kis",
+                                                 "bah", "son"})
+                or (f == "bir" and nxt == "ara") or (f == "o" and nxt in {"zaman", "zamanlar",
+                                                                          "donem"})):
+            past.add(tok.clause)
         elif f in _PRESENT_WORDS or (f in {"su", "bu"} and nxt in {
                 "an", "anda", "sabah", "aksam", "gece", "gun", "sira", "aralar"}) or (
                 _PRESENT_VERB.search(f) and len(f) > 4):
-            state = "present"
+            present.add(tok.clause)
+    out, state, clause, sentence = [], "unclear", -1, -1
+    for tok in tokens:
+        if tok.clause != clause:
+            carried = state if tok.sentence == sentence and state == "past" else "unclear"
+            clause, sentence = tok.clause, tok.sentence
+            state = ("present" if clause in present else "past" if clause in past
+                     else carried)
         out.append(state)
     return out
 
@@ -223,9 +241,13 @@ def evaluate(ruleset: RuleSet, tokens: list[Token], hits: list[Hit]) -> list[Rul
     return out
 
 
+_CONTEXT_KINDS = {"person", "context", "onset", "time", "severity"}
+
+
 def _is_past(hits) -> bool:
     """Past when a hit sits in the distant past and none is brought back to now."""
-    return any(h.time == "past" for h in hits) and not any(h.time == "present" for h in hits)
+    signs = [h for h in hits if h.kind not in _CONTEXT_KINDS] or list(hits)
+    return any(h.time == "past" for h in signs) and not any(h.time == "present" for h in signs)
 
 
 def _best_combination(options: list[list[Hit]], tokens: list[Token], window: int,
