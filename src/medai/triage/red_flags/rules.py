@@ -42,7 +42,7 @@ _PAST_AFTER = {"once", "evvel", "oncesi", "onceydi", "oncesinde", "evveldi"}
 _PAST_WORDS = {"cocukken", "eskiden", "gencken", "kucukken", "bebekken", "yasindayken",
                "gecmiste", "yillarca", "yillar", "zamaninda", "zamanlar", "askerdeyken",
                "universitedeyken", "lisedeyken", "okuldayken", "ogrenciyken", "hamileyken",
-               "yasindaydim", "yasindaydi", "yasindayken", "yasindaykan"}
+               "yasindaydim", "yasindaydi", "yasindaykan"}
 _PLUPERFECT = re.compile(r"m[iu]st[iu](?:m|k|n|niz|lar)?$|d[iu]yd[iu]")
 _YEAR = re.compile(r"(?:19[5-9]\d|20[0-2]\d)$")
 _PRESENT_WORDS = {"simdi", "suan", "hala", "halen", "bugun", "demin", "yine", "tekrar",
