@@ -200,6 +200,11 @@ def main() -> None:
     results["dev_rule_ablations"] = ablations
     if args.write_thresholds:
         write_thresholds(t, m, args.max_chunks)
+        from medai.triage.red_flags.engine import CACHE_NAME
+        from medai.triage.red_flags.schema import DATA_DIR
+
+        # refresh the shipped exemplar embeddings when the exemplars changed
+        RedFlagEngine(ruleset, encoder=engine.knn.encoder, write_file=DATA_DIR / CACHE_NAME)
     if args.complaints and Path(args.complaints).is_file():
         print("== real complaints", flush=True)
         engine = RedFlagEngine(ruleset, encoder=engine.knn.encoder,

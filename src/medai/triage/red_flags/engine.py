@@ -23,6 +23,7 @@ from medai.triage.red_flags.tokens import Token, tokenize
 
 log = logging.getLogger(__name__)
 DETECTORS = ("rules", "embedding")
+CACHE_NAME = "exemplars.e5.npz"
 
 
 @dataclass
@@ -76,11 +77,13 @@ class RedFlagReport:
 class RedFlagEngine:
     def __init__(self, ruleset: RuleSet, matcher: str = "suffix", encoder=None,
                  knn: KnnSettings | None = None, cache_file: Path | None = None,
-                 negation: bool = True, timing: bool = True) -> None:
+                 negation: bool = True, timing: bool = True,
+                 write_file: Path | None = None) -> None:
         self.ruleset = ruleset
         self.concepts = ConceptMatcher(ruleset.concepts, matcher, negation, timing)
         knn = knn or KnnSettings(**ruleset.knn)
-        self.knn = ExemplarDetector(ruleset, encoder, knn, cache_file) if encoder else None
+        self.knn = (ExemplarDetector(ruleset, encoder, knn, cache_file, write_file) if encoder
+                    else None)
 
     @property
     def detectors(self) -> list[str]:
@@ -139,14 +142,17 @@ def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
                  matcher: str = "suffix") -> RedFlagEngine:
     """An engine over ``rules_dir`` (default: the bundled files), with the e5 detector on."""
     ruleset = load_rules(rules_dir)
-    encoder, cache = None, None
+    encoder, cache, write = None, None, None
     if embeddings:
         from medai.core.embeddings import shared_e5
+        from medai.settings import get_settings
 
         encoder = shared_e5()
         bundled = rules_dir is None or Path(rules_dir).resolve() == DATA_DIR.resolve()
-        cache = DATA_DIR / "exemplars.e5.npz" if bundled else Path(rules_dir) / "exemplars.e5.npz"
-    return RedFlagEngine(ruleset, matcher, encoder, cache_file=cache)
+        cache = DATA_DIR / CACHE_NAME if bundled else Path(rules_dir) / CACHE_NAME
+        # the bundled cache is shipped; a stale one is rebuilt in the user's cache, not the package
+        write = get_settings().cache_dir / "red_flags" / CACHE_NAME if bundled else cache
+    return RedFlagEngine(ruleset, matcher, encoder, cache_file=cache, write_file=write)
 
 
 _DEFAULT: dict[tuple, RedFlagEngine] = {}

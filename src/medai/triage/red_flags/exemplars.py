@@ -79,7 +79,7 @@ class ExemplarDetector:
     """Embeds the exemplar bank once (or reads it from a matching .npz) and scores chunks."""
 
     def __init__(self, ruleset: RuleSet, encoder, settings: KnnSettings,
-                 cache_file: Path | None = None) -> None:
+                 cache_file: Path | None = None, write_file: Path | None = None) -> None:
         self.encoder, self.settings = encoder, settings
         self.flag_of: list[str] = []
         self.texts: list[str] = []
@@ -87,28 +87,32 @@ class ExemplarDetector:
             self.flag_of += [fid] * len(items)
             self.texts += list(items)
         self.contrast_texts = list(ruleset.contrast)
-        vecs = self._bank(self.texts + self.contrast_texts, cache_file)
+        vecs = self._bank(self.texts + self.contrast_texts, cache_file, write_file or cache_file)
         self.urgent = vecs[: len(self.texts)]
         self.contrast = vecs[len(self.texts):]
         self.flag_ids = sorted(set(self.flag_of))
         self._flag_index = np.array([self.flag_ids.index(f) for f in self.flag_of])
 
-    def _bank(self, texts: list[str], cache_file: Path | None) -> np.ndarray:
+    def _bank(self, texts: list[str], cache_file: Path | None,
+              write_file: Path | None) -> np.ndarray:
+        """Exemplar vectors from the first cache whose digest matches, else embedded now and
+        written to ``write_file`` (never into the installed package)."""
         digest = _digest(self.encoder.model_id, texts)
-        if cache_file and cache_file.is_file():
-            with np.load(cache_file) as z:
-                if str(z["digest"]) == digest:
-                    return z["vectors"].astype(np.float32)
-            log.warning("exemplar embeddings in %s are stale; re-embedding %d sentences",
-                        cache_file.name, len(texts))
+        for path in dict.fromkeys(p for p in (cache_file, write_file) if p):
+            if path.is_file():
+                with np.load(path) as z:
+                    if str(z["digest"]) == digest:
+                        return z["vectors"].astype(np.float32)
+        log.warning("no current embedding cache for the exemplars; embedding %d sentences",
+                    len(texts))
         vecs = self.encoder.encode(texts).astype(np.float32)
-        if cache_file:
+        if write_file:
             try:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(cache_file, vectors=vecs.astype(np.float16),
+                write_file.parent.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(write_file, vectors=vecs.astype(np.float16),
                                     digest=np.array(digest))
-            except OSError as exc:  # a read-only install still works, it just re-embeds
-                log.warning("could not write %s: %s", cache_file, exc)
+            except OSError as exc:  # a read-only folder still works, it just re-embeds
+                log.warning("could not write %s: %s", write_file, exc)
         return vecs
 
     def select(self, chunks: list[Chunk], salience: list[int]) -> list[Chunk]:
