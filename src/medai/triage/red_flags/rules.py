@@ -30,6 +30,10 @@ NEGATION_BLOCKERS = frozenset({"var", "vardi", "ama", "fakat", "ancak", "oldu", 
                                "sadece", "yalniz", "lakin", "ise"})
 _NEGATED_VERB = re.compile(r"m[iu]yor|m[ae]d[iu]|m[ae]m[iu]s|m[ae]z(?:$|d|l|s)")
 _CANNOT = re.compile(r"[ae]m(?:[iu]yor|[ae]d[iu]|[ae]z|[ae]m[iu]s)")
+_DENIAL_ROOTS = ("kullan", "hisset", "hissed", "yasa", "gor", "ol", "gecir", "cek", "rastla",
+                 "duy", "farket", "fark")
+"""Negated verbs that deny what precedes them ("kan sulandırıcı kullanmıyorum"). Other negated
+verbs are often the sign itself ("dokundurtmuyor", "cevap vermiyor") and deny nothing."""
 _PERSIST_ROOTS = ("gec", "dur", "din", "kesil", "azal", "git", "dus", "bit", "son", "hafifle",
                   "iyiles", "rahatla", "cekil", "sus", "tut", "gel", "cik", "kalk", "uyan")
 """Negated verbs that mean the symptom goes on ("geçmiyor", "durmadı") or is itself a sign."""
@@ -43,7 +47,9 @@ _PAST_WORDS = {"cocukken", "eskiden", "gencken", "kucukken", "bebekken", "yasind
                "gecmiste", "yillarca", "yillar", "zamaninda", "zamanlar", "askerdeyken",
                "universitedeyken", "lisedeyken", "okuldayken", "ogrenciyken", "hamileyken",
                "yasindaydim", "yasindaydi", "yasindaykan"}
-_PLUPERFECT = re.compile(r"m[iu]st[iu](?:m|k|n|niz|lar)?$|d[iu]yd[iu]")
+_PLUPERFECT = re.compile(r"(?<!m[ae])m[iu]st[iu](?:m|k|n|niz|lar)?$|d[iu]yd[iu]")
+"""Pluperfect ("geçirmiştim"): narrative past. Not its negative ("hiç böyle olmamıştı"), which
+patients use to say that something is new."""
 _YEAR = re.compile(r"(?:19[5-9]\d|20[0-2]\d)$")
 _PRESENT_WORDS = {"simdi", "suan", "hala", "halen", "bugun", "demin", "yine", "tekrar",
                   "yeniden", "suanda", "dun", "bugunden", "hemen", "biraz", "gece", "sabah"}
@@ -180,7 +186,7 @@ def quiet_tokens(tokens: list[Token]) -> list[bool]:
 
 def _generic_negator(form: str) -> bool:
     return (_NEGATED_VERB.search(form[2:]) is not None and not _CANNOT.search(form)
-            and not form.startswith(_PERSIST_ROOTS))
+            and form.startswith(_DENIAL_ROOTS) and not form.startswith(_PERSIST_ROOTS))
 
 
 def _token_times(tokens: list[Token]) -> list[str]:
@@ -261,7 +267,7 @@ def _best_combination(options: list[list[Hit]], tokens: list[Token], window: int
             continue
         if scope == "sentence" and tokens[lo].sentence != tokens[hi].sentence:
             continue
-        if any(tokens[b.first].sentence == tokens[lo].sentence and lo - 3 <= b.first <= hi + 3
+        if any(tokens[b.first].sentence == tokens[lo].sentence and lo - 8 <= b.first <= hi + 8
                for b in blockers):
             continue
         key = (_is_past(combo), hi - lo)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from medai.triage.red_flags.tokens import fold
+from medai.triage.red_flags.tokens import fold_plain as fold
 
 LEVELS = ("call_112", "emergency_department_now", "urgent_same_day")
 """Most to least urgent; the result's level is the most urgent fired flag's."""

@@ -47,13 +47,24 @@ _DIALECT = (  # eastern/colloquial present tense written as heard: "ağrıyi", "
 )
 
 
+def fold_plain(word: str) -> str:
+    """Casefolded and ASCII-folded: how lexicon forms are stored."""
+    return ascii_fold(turkish_lower(word))
+
+
 def fold(word: str) -> str:
     """Casefolded, ASCII-folded, with colloquial present-tense spellings made standard."""
-    form = ascii_fold(turkish_lower(word))
+    form = fold_plain(word)
     if len(form) > 4:
         for pattern, repl in _DIALECT:
             form = pattern.sub(repl, form)
     return form
+
+
+_GOVERNS_INFINITIVE = ("dusun", "iste", "isti", "sev", "birak", "dene", "unut", "ogren", "basar",
+                       "tercih", "plan", "hayal", "kabul", "redd", "bekle", "kork", "dile")
+"""Verbs taking an "-mayı" infinitive ("ölmeyi düşünüyorum"): before them "-meyi" is not the
+colloquial present tense ("gelmeyi" = "gelmiyor")."""
 
 
 def tokenize(text: str) -> list[Token]:
@@ -61,9 +72,11 @@ def tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
     sentence = clause = 0
     prev_end = 0
-    for m in _WORD.finditer(text):
+    words = list(_WORD.finditer(text))
+    for k, m in enumerate(words):
         gap = text[prev_end:m.start()]
-        form = fold(m.group())
+        nxt = fold_plain(words[k + 1].group()) if k + 1 < len(words) else ""
+        form = fold_plain(m.group()) if nxt.startswith(_GOVERNS_INFINITIVE) else fold(m.group())
         if tokens and _SENTENCE_BREAK.search(gap):
             sentence += 1
             clause += 1
