@@ -72,13 +72,18 @@ def score(rows, raws, threshold, margin, **kw) -> dict:
 
 
 def choose_thresholds(rows, raws, max_false_alarms: float) -> dict:
+    """The embedding detector's own operating point on dev: its highest recall with at most
+    ``max_false_alarms`` on its own. Tuning it on the union instead lets the rules, which were
+    written while reading dev, decide how little the independent detector may add."""
     best = None
     for t in np.round(np.arange(0.86, 0.985, 0.0025), 4):
         for m in np.round(np.arange(-0.01, 0.0401, 0.0025), 4):
-            s = score(rows, raws, t, m)
-            if s["false_alarm_rate"] > max_false_alarms:
+            alone = score(rows, raws, t, m, use_rules=False)
+            if alone["false_alarm_rate"] > max_false_alarms:
                 continue
-            key = (s["recall"], -s["false_alarm_rate"], t)
+            s = {**score(rows, raws, t, m), "embedding_only_recall": alone["recall"],
+                 "embedding_only_false_alarm_rate": alone["false_alarm_rate"]}
+            key = (alone["recall"], -alone["false_alarm_rate"], t)
             if best is None or key > best[0]:
                 best = (key, {"threshold": float(t), "margin": float(m), **s})
     return best[1]
@@ -160,7 +165,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="docs/benchmarks/red_flags")
     ap.add_argument("--complaints", default=None)
-    ap.add_argument("--max-false-alarms", type=float, default=0.04)
+    ap.add_argument("--max-false-alarms", type=float, default=0.03,
+                    help="false-alarm budget of the embedding detector alone on dev")
     ap.add_argument("--max-chunks", type=int, default=1,
                     help="windows embedded per text (latency ~30 ms each on 2 cores)")
     ap.add_argument("--write-thresholds", action="store_true",

@@ -190,3 +190,28 @@ def build_engine_cached():
     if "e" not in _CACHED:
         _CACHED["e"] = build_engine(embeddings=False)
     return _CACHED["e"]
+
+
+def test_stale_exemplar_cache_is_rebuilt_elsewhere_never_in_place(tmp_path):
+    """A shipped cache that no longer matches the exemplars is left alone; the fresh vectors go
+    to the writable cache (the user's cache folder for the bundled rules)."""
+    import numpy as np
+
+    from medai.core.embeddings import shared_e5
+    from medai.triage.red_flags import RedFlagEngine
+
+    d = _copy_rules(tmp_path / "rules")
+    data = yaml.safe_load((d / "exemplars.yaml").read_text())
+    data["urgent"] = {k: v[:1] for k, v in data["urgent"].items()}
+    data["ordinary"] = data["ordinary"][:2]
+    (d / "exemplars.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    shipped = d / "exemplars.e5.npz"
+    np.savez_compressed(shipped, vectors=np.zeros((3, 384), np.float16), digest=np.array("old"))
+    before = shipped.read_bytes()
+    user_cache = tmp_path / "cache" / "exemplars.e5.npz"
+    engine = RedFlagEngine(load_rules(d), encoder=shared_e5(), cache_file=shipped,
+                           write_file=user_cache)
+    assert shipped.read_bytes() == before and user_cache.is_file()
+    again = RedFlagEngine(load_rules(d), encoder=shared_e5(), cache_file=shipped,
+                          write_file=user_cache)
+    assert np.allclose(again.knn.urgent, engine.knn.urgent, atol=1e-3)
