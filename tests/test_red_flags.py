@@ -109,6 +109,7 @@ def test_every_presentation_has_a_flag_and_exemplars():
 
 
 def _copy_rules(tmp_path: Path) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for name in ("concepts.yaml", "flags.yaml", "exemplars.yaml"):
         shutil.copy(DATA_DIR / name, tmp_path / name)
     return tmp_path
