@@ -57,8 +57,9 @@ def raw_outputs(engine: RedFlagEngine, rows: list[dict]) -> list[dict]:
 
 def decide(raw: dict, threshold: float, margin: float, use_rules=True, use_knn=True) -> set[str]:
     fired = set(raw["rules"]) if use_rules else set()
-    if use_knn:
-        fired |= {f for f, s, c in raw["knn"] if s >= threshold and s - c >= margin}
+    if use_knn:  # as the engine: only the nearest passing flag is named
+        passing = sorted((s, f) for f, s, c in raw["knn"] if s >= threshold and s - c >= margin)
+        fired |= {passing[-1][1]} if passing else set()
     return fired
 
 

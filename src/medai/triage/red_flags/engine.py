@@ -105,7 +105,9 @@ class RedFlagEngine:
 
     def check(self, text: str) -> RedFlagReport:
         tokens, matches, knn_hits = self.analyse(text)
-        knn_fired = {h.flag_id: h for h in knn_hits if self.knn and self.knn.fires(h)}
+        passing = [h for h in knn_hits if self.knn and self.knn.fires(h)]
+        # e5-small puts every urgent exemplar close together: only the nearest flag is named
+        knn_fired = {h.flag_id: h for h in sorted(passing, key=lambda h: -h.similarity)[:1]}
         return self.report(text, tokens, matches, knn_fired)
 
     def report(self, text: str, tokens: list[Token], matches: list[RuleMatch],
