@@ -19,6 +19,7 @@ LEVELS = ("call_112", "emergency_department_now", "urgent_same_day")
 """Most to least urgent; the result's level is the most urgent fired flag's."""
 CONCEPT_KINDS = ("body_part", "symptom", "sign", "onset", "severity", "person", "context",
                  "time", "event", "substance")
+NOT_NEGATED_KINDS = ("body_part", "person", "time", "onset")
 DATA_DIR = Path(__file__).parent / "data"
 MAX_WINDOW = 40
 
@@ -135,8 +136,11 @@ def _concepts(path: Path) -> dict[str, Concept]:
         if unknown:
             raise _fail(path, cid, f"unknown keys {sorted(unknown)}; valid: kind, forms, "
                                    "exclude, negatable, except_in, note")
+        # a body part, a person or a time is not what "yok" denies ("göğüs ağrım yok" denies
+        # the pain): only symptoms, signs, events and substances are negatable by default
+        negatable = spec.get("negatable", kind not in NOT_NEGATED_KINDS)
         out[cid] = Concept(cid, kind, parsed, tuple(fold(x) for x in spec.get("exclude", [])),
-                           bool(spec.get("negatable", True)), tuple(spec.get("except_in", [])))
+                           bool(negatable), tuple(spec.get("except_in", [])))
     for concept in out.values():
         for other in concept.except_in:
             if other not in out:
