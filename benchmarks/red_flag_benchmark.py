@@ -29,10 +29,12 @@ import numpy as np
 
 from medai.core.metrics import latency_summary
 from medai.triage.red_flags import build_engine, load_rules
-from medai.triage.red_flags.engine import RedFlagEngine
+from medai.triage.red_flags.engine import CACHE_NAME, RedFlagEngine
 from medai.triage.red_flags.exemplars import KnnSettings
+from medai.triage.red_flags.schema import DATA_DIR
 
 DATA = Path(__file__).parent / "data" / "red_flags"
+SHIPPED_CACHE = DATA_DIR / CACHE_NAME  # read, not rewritten: the exemplar bank is embedded once
 
 
 def load(split: str) -> list[dict]:
@@ -178,7 +180,7 @@ def main() -> None:
     dev, test = load("dev"), load("test")
     engine = build_engine()
     engine = RedFlagEngine(engine.ruleset, encoder=engine.knn.encoder,
-                           knn=KnnSettings(0.0, -1.0, args.max_chunks), cache_file=None)
+                           knn=KnnSettings(0.0, -1.0, args.max_chunks), cache_file=SHIPPED_CACHE)
     print("== detectors on dev and test", flush=True)
     raw_dev, raw_test = raw_outputs(engine, dev), raw_outputs(engine, test)
     chosen = choose_thresholds(dev, raw_dev, args.max_false_alarms)
@@ -207,16 +209,13 @@ def main() -> None:
     results["dev_rule_ablations"] = ablations
     if args.write_thresholds:
         write_thresholds(t, m, args.max_chunks)
-        from medai.triage.red_flags.engine import CACHE_NAME
-        from medai.triage.red_flags.schema import DATA_DIR
-
         # refresh the shipped exemplar embeddings when the exemplars changed
-        RedFlagEngine(ruleset, encoder=engine.knn.encoder, write_file=DATA_DIR / CACHE_NAME)
+        RedFlagEngine(ruleset, encoder=engine.knn.encoder, write_file=SHIPPED_CACHE)
     if args.complaints and Path(args.complaints).is_file():
         print("== real complaints", flush=True)
         engine = RedFlagEngine(ruleset, encoder=engine.knn.encoder,
                                knn=KnnSettings(t, m, engine.knn.settings.max_chunks),
-                               cache_file=None)
+                               cache_file=SHIPPED_CACHE)
         results["real_complaints"] = real_complaints(engine, Path(args.complaints), out)
         results["triage_latency_test_texts"] = triage_latency([r["text"] for r in test])
     (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
@@ -264,8 +263,6 @@ def markdown(r: dict) -> str:
 
 def write_thresholds(t: float, m: float, max_chunks: int) -> None:
     import re
-
-    from medai.triage.red_flags.schema import DATA_DIR
 
     path = DATA_DIR / "exemplars.yaml"
     text = path.read_text(encoding="utf-8")

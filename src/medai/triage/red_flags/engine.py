@@ -17,9 +17,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medai.triage.red_flags.exemplars import ExemplarDetector, KnnHit, KnnSettings, chunk_tokens
-from medai.triage.red_flags.rules import ConceptMatcher, RuleMatch, evaluate, quiet_tokens
+from medai.triage.red_flags.rules import (
+    ConceptMatcher,
+    RuleMatch,
+    evaluate,
+    quiet_tokens,
+    token_times,
+)
 from medai.triage.red_flags.schema import DATA_DIR, LEVELS, RuleSet, load_rules
-from medai.triage.red_flags.tokens import Token, tokenize
+from medai.triage.red_flags.tokens import Token, span, tokenize
 
 log = logging.getLogger(__name__)
 DETECTORS = ("rules", "embedding")
@@ -92,11 +98,13 @@ class RedFlagEngine:
     def analyse(self, text: str) -> tuple[list[Token], list[RuleMatch], list[KnnHit]]:
         """Raw detector output (the benchmark tunes thresholds on it)."""
         tokens = tokenize(text)
-        hits = self.concepts.find(tokens)
+        times = token_times(tokens)  # once: both the rules and the embedding windows use it
+        hits = self.concepts.find(tokens, times)
         matches = evaluate(self.ruleset, tokens, hits)
         knn_hits: list[KnnHit] = []
         if self.knn and tokens:
-            quiet = quiet_tokens(tokens) if self.concepts.negation else [False] * len(tokens)
+            quiet = (quiet_tokens(tokens, times) if self.concepts.negation
+                     else [False] * len(tokens))
             chunks = [c for c in chunk_tokens(tokens)
                       if not any(quiet[c.first:c.last + 1])]
             salience = [sum(1 for h in hits if c.first <= h.first <= c.last) for c in chunks]
@@ -118,11 +126,11 @@ class RedFlagEngine:
             evidence: list[Evidence] = []
             if flag.id in present:
                 m = present[flag.id]
-                evidence += [Evidence("rules", text[tokens[h.first].start:tokens[h.last].end],
-                                      [h.concept]) for h in m.hits]
+                evidence += [Evidence("rules", span(text, tokens, h.first, h.last), [h.concept])
+                             for h in m.hits]
             if flag.id in knn_fired:
                 h = knn_fired[flag.id]
-                chunk = text[tokens[h.chunk.first].start:tokens[h.chunk.last].end]
+                chunk = span(text, tokens, h.chunk.first, h.chunk.last)
                 evidence.append(Evidence("embedding", chunk, exemplar=h.exemplar,
                                          similarity=round(h.similarity, 4)))
             if evidence:
@@ -134,7 +142,7 @@ class RedFlagEngine:
             past = [m for m in matches if m.flag_id == flag.id and m.past]
             if past:
                 history.append(HistoryNote(flag.id, flag.name_tr, flag.name_en, [
-                    text[tokens[h.first].start:tokens[h.last].end] for h in past[0].hits]))
+                    span(text, tokens, h.first, h.last) for h in past[0].hits]))
         flags.sort(key=lambda f: LEVELS.index(f.level))
         return RedFlagReport(flags, history, flags[0].level if flags else None,
                              self.ruleset.digest[:12], self.detectors)

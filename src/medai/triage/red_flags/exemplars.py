@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from medai.triage.red_flags.schema import RuleSet
-from medai.triage.red_flags.tokens import Token
+from medai.triage.red_flags.tokens import Token, span
 
 log = logging.getLogger(__name__)
 CHUNK_MAX_TOKENS = 8
@@ -123,7 +123,7 @@ class ExemplarDetector:
         """The best hit per flag over the chunks; the caller applies the thresholds."""
         if not chunks:
             return []
-        pieces = [text[tokens[c.first].start:tokens[c.last].end] for c in chunks]
+        pieces = [span(text, tokens, c.first, c.last) for c in chunks]
         emb = self.encoder.encode(pieces)
         sim = emb @ self.urgent.T  # chunks × exemplars
         contrast = (emb @ self.contrast.T).max(1) if len(self.contrast) else np.zeros(len(emb))

@@ -122,7 +122,8 @@ class ConceptMatcher:
                 return None
         return pos
 
-    def find(self, tokens: list[Token]) -> list[Hit]:
+    def find(self, tokens: list[Token], times: list[str] | None = None) -> list[Hit]:
+        """Concept hits; ``times`` (from ``token_times``) when the caller already has them."""
         raw: dict[tuple[str, int], tuple[Concept, int, TokenPattern]] = {}
         for i, tok in enumerate(tokens):
             for concept, form in self._candidates(tok.form):
@@ -140,7 +141,10 @@ class ConceptMatcher:
         spans = defaultdict(list)
         for (cid, i), (_, last, _) in raw.items():
             spans[cid].append((i, last))
-        times = _token_times(tokens) if self.timing else ["unclear"] * len(tokens)
+        if not self.timing:
+            times = ["unclear"] * len(tokens)
+        elif times is None:
+            times = token_times(tokens)
         hits = []
         for (cid, i), (concept, last, pattern) in raw.items():
             if any(a <= i and last <= b
@@ -169,18 +173,18 @@ def _negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
             f = tokens[k].form
             if tokens[k].sentence != tok.sentence or f in NEGATION_BLOCKERS:
                 break
-            if k < j - 1 and _FINITE_VERB.search(f) and not _NEGATED_VERB.search(f[2:]):
+            finite = _FINITE_VERB.search(f) and not _NEGATED_VERB.search(f[2:])
+            if finite and k < j - 1:  # a verb right before the negator is what it denies
                 break
             out.add(k)
-            if k == j - 1 and _FINITE_VERB.search(f) and not _NEGATED_VERB.search(f[2:]):
+            if finite:
                 break
     return out
 
 
-def quiet_tokens(tokens: list[Token]) -> list[bool]:
+def quiet_tokens(tokens: list[Token], times: list[str]) -> list[bool]:
     """Tokens that deny or set things in the past: a chunk holding one is not embedded (the
     embedding detector cannot tell "göğüs ağrım yok" from "göğüs ağrım var")."""
-    times = _token_times(tokens)
     return [t.form in NEGATORS or times[i] == "past" for i, t in enumerate(tokens)]
 
 
@@ -189,7 +193,7 @@ def _generic_negator(form: str) -> bool:
             and form.startswith(_DENIAL_ROOTS) and not form.startswith(_PERSIST_ROOTS))
 
 
-def _token_times(tokens: list[Token]) -> list[str]:
+def token_times(tokens: list[Token]) -> list[str]:
     """Per token: "past" in a clause set in the distant past ("3 yıl önce", "çocukken", "bir
     ara", "2015'te", a pluperfect verb "geçirmiştim") and in the clauses after it in the same
     sentence, until a word or tense brings it back to now; "present" in a clause with such a word

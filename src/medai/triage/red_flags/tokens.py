@@ -87,6 +87,11 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
+def span(text: str, tokens: list[Token], first: int, last: int) -> str:
+    """The text from token ``first`` to token ``last`` inclusive (evidence shown to staff)."""
+    return text[tokens[first].start:tokens[last].end]
+
+
 # --- suffix grammar (folded forms: ı→i, ü→u, ö→o, ş→s, ç→c, ğ→g) --------------------------------
 _MORPHEMES = sorted({
     # nominal: plural, case, possession, copula, derivation that keeps the meaning
