@@ -52,18 +52,21 @@ train-extended-triage: install
 	    --out src/medai/assets/models/triage-extended --model-type tfidf \
 	    --name triage-extended --json
 
-# Bundled imaging defaults (need ../shared/data; see docs/model-cards/).
+# Bundled imaging defaults (need ../shared/data; see docs/model-cards/). Each ships model.onnx,
+# the serving runtime (`medai imaging export`; the server uses it while it matches model.pt).
 train-default-mri: install
 	$(BIN)/medai imaging train --task mri --data ../shared/data/brain_mri/manifest.csv \
 	    --out src/medai/assets/models/mri-default --epochs 12 --patience 4 \
 	    --learning-rate 1e-3 --trainable top --probe-epochs 2 --backbone-lr-scale 0.3 \
 	    --name mri-default --json
+	$(BIN)/medai imaging export --task mri --model src/medai/assets/models/mri-default --json
 
 train-default-cxr: install
 	$(BIN)/medai imaging train --task cxr --data ../shared/data/chest_xray/manifest.csv \
 	    --out src/medai/assets/models/cxr-default --epochs 12 --patience 4 \
 	    --learning-rate 1e-3 --trainable top --probe-epochs 2 --backbone-lr-scale 0.3 \
 	    --name cxr-default --json
+	$(BIN)/medai imaging export --task cxr --model src/medai/assets/models/cxr-default --json
 
 benchmark-imaging: install
 	$(BIN)/python benchmarks/imaging_benchmark.py --task cxr \

@@ -13,6 +13,7 @@ os.environ.setdefault("MEDAI_HOME", "/tmp/medai-test-home")
 os.environ.setdefault("MEDAI_CACHE_DIR", "/tmp/medai-test-home/cache")
 os.environ.setdefault("MEDAI_MODELS_DIR", "/tmp/medai-test-home/models")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MEDAI_TRUSTED_HOSTS", '["localhost", "127.0.0.1", "testserver"]')
 
 SYMPTOMS = {
     "Dermatoloji": ["sivilce", "kaşıntı", "egzama", "saç dökülmesi", "ciltte leke", "sedef",
@@ -68,3 +69,41 @@ def tfidf_model_dir(tmp_path_factory, complaints_csv) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny-tfidf"
     train(TrainOptions(data=complaints_csv, out=out, model_type="tfidf", name="tiny-tfidf"))
     return out
+
+
+def make_imaging_model_dir(directory: Path, backbone: str = "efficientnet-lite0",
+                           image_size: int = 64, seed: int = 0,
+                           labels: tuple[str, ...] = ("Pneumonia", "COVID-19", "No Finding"),
+                           task: str = "cxr") -> Path:
+    """A tiny imaging model directory with random weights (the real save/load format)."""
+    import torch
+
+    from medai.core.registry import ModelCard, save_card
+    from medai.imaging.models import ImagingNet
+    from medai.imaging.train import ImagingTrainConfig, save_model
+
+    torch.manual_seed(seed)
+    net = ImagingNet(backbone, len(labels), pretrained=False).eval()
+    cfg = ImagingTrainConfig(task=task, backbone=backbone, labels=list(labels),
+                             image_size=image_size)
+    save_model(net, cfg, directory)
+    save_card(directory, ModelCard(task=task, model_type=backbone, labels=list(labels),
+                                   name=f"tiny-{backbone}", version="test"))
+    return directory
+
+
+def gray_png(path: Path, seed: int, size: tuple[int, int] = (80, 96)) -> Path:
+    """A grayscale PNG with a random smooth pattern (distinct per seed)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    base = rng.random((size[1] // 8 + 1, size[0] // 8 + 1))
+    img = Image.fromarray((base * 255).astype("uint8")).resize(size, Image.Resampling.BILINEAR)
+    img.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_imaging_dir(tmp_path_factory) -> Path:
+    return make_imaging_model_dir(tmp_path_factory.mktemp("imaging") / "tiny-cxr")

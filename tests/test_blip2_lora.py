@@ -141,7 +141,8 @@ def test_train_save_load_generate(tiny, tmp_path):
     assert card["model_type"] == "blip2-lora" and card["metrics"]["n"] == m["n"]
     captioner = registry.load(out)
     result = captioner.predict(root / "0_0.png")
-    assert result["refused"] is False and len(result["caption"].split()) >= 2
+    assert result.status == "ai_suggestion" and len(result.caption.split()) >= 2
+    assert result.model.content_hash.startswith("sha256:") and result.method == "blip2-lora"
 
 
 def test_two_process_training_on_cpu(tiny, tmp_path):

@@ -28,9 +28,9 @@ def test_bundled_imaging_model(task, tmp_path):
     # images of the right kind are accepted: see the card's held-out test acceptance)
     assert predictor.gate is not None
     assert card["params"]["gate"]["test_acceptance"] >= 0.95
-    result = predictor.predict(tmp_path / "g.png")
+    result = predictor.predict(tmp_path / "g.png").model_dump()
     assert result["refused"] is True and "does not look like" in result["reason"]
     photo = np.zeros((256, 256, 3), dtype=np.uint8)
     photo[..., 1] = 200
     Image.fromarray(photo).save(tmp_path / "photo.jpg")
-    assert predictor.predict(tmp_path / "photo.jpg")["refused"] is True
+    assert predictor.predict(tmp_path / "photo.jpg").model_dump()["refused"] is True

@@ -103,8 +103,9 @@ def test_caption_train_evaluate_predict_cli(tmp_path):
     pred = runner.invoke(app, ["caption", "predict", str(tmp_path / "img_1_0.png"), "--model",
                                str(out), "--json"])
     p = json.loads(pred.stdout.strip().splitlines()[-1])
-    assert p["refused"] is False and p["caption"] and p["status"] == "ai_suggestion"
+    assert p["caption"] and p["status"] == "ai_suggestion" and p["model"]["content_hash"]
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     bad = runner.invoke(app, ["caption", "predict", str(tmp_path / "broken.png"), "--model",
                               str(out), "--json"])
-    assert json.loads(bad.stdout.strip().splitlines()[-1])["refused"] is True
+    assert bad.exit_code == 2
+    assert "image" in json.loads(bad.stdout.strip().splitlines()[-1])["error"]

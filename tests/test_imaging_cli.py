@@ -71,8 +71,13 @@ def test_wrong_task_and_bad_images(tiny, tmp_path):
     assert "cxr model" in r["error"]
     text = tmp_path / "notes.png"
     text.write_text("bu bir görüntü değil")
-    r = run_json("imaging", "predict", str(text), "--task", "cxr", "--model", str(model))
-    assert r["refused"] is True and "not an image" in r["reason"]
+    r = run_json("imaging", "predict", str(text), "--task", "cxr", "--model", str(model),
+                 code=2)
+    assert "not an image" in r["error"]
+    for path in (tmp_path / "missing.png", tmp_path):
+        r = run_json("imaging", "predict", str(path), "--task", "cxr", "--model", str(model),
+                     code=2)
+        assert "no such file" in r["error"] or "directory" in r["error"]
     r = run_json("imaging", "explain", str(text), "--task", "cxr", "--model", str(model),
                  "--out", str(tmp_path / "x.png"), code=2)
     assert "not an image" in r["error"]
@@ -90,18 +95,24 @@ def test_server_imaging_endpoints(tiny, tmp_path):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["refused"] is False and body["findings"][0]["label"]
-    r = client.post("/api/v1/imaging/cxr/predict",
-                    files={"file": ("x.png", b"GIF89a-not-really" * 5, "image/png")})
-    assert r.json()["refused"] is True
+    assert body["model"]["content_hash"].startswith("sha256:") and body["schema_version"]
+    bad = b"GIF89a-not-really" * 5
+    for route in ("predict", "heatmap"):  # one contract for an unusable image
+        r = client.post(f"/api/v1/imaging/cxr/{route}", files={"file": ("x.png", bad, "image/png")})
+        assert r.status_code == 422 and r.json()["code"] == "unusable_image"
+    r = client.post("/api/v1/reports/draft", data={"task": "cxr"},
+                    files={"file": ("x.png", bad, "image/png")})
+    assert r.status_code == 422 and r.json()["code"] == "unusable_image"
     heat = client.post("/api/v1/imaging/cxr/heatmap?label=COVID-19",
                        files={"file": ("x.png", png, "image/png")})
     assert heat.status_code == 200 and heat.headers["content-type"] == "image/png"
     assert heat.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert heat.headers["x-medai-label"] == "COVID-19" and heat.headers["x-medai-model-hash"]
     bad_label = client.post("/api/v1/imaging/cxr/heatmap?label=Unicorn",
                             files={"file": ("x.png", png, "image/png")})
     assert bad_label.status_code == 422
     assert client.post("/api/v1/imaging/ct/predict",
-                       files={"file": ("x.png", png, "image/png")}).status_code == 404
+                       files={"file": ("x.png", png, "image/png")}).status_code == 422
     assert client.post("/api/v1/imaging/mri/predict",
                        files={"file": ("x.png", png, "image/png")}).status_code == 503
 

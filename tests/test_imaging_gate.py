@@ -41,7 +41,7 @@ def test_trained_model_refuses_another_kind_of_image(tmp_path):
     card = registry.read_card(out)
     assert card.params["gate"]["test_acceptance"] >= 0.5
     predictor = registry.load(out)
-    accepted = [predictor.predict(p)["refused"] is False
+    accepted = [predictor.predict(p).model_dump()["refused"] is False
                 for p in sorted(tmp_path.glob("[012]_*.png"))]
     assert np.mean(accepted) > 0.9
     # an "MRI-like" slice: a bright ring on black, nothing like the training patterns
@@ -49,6 +49,6 @@ def test_trained_model_refuses_another_kind_of_image(tmp_path):
     r = np.hypot(yy - 24, xx - 24)
     ring = ((np.abs(r - 15) < 3) * 255).astype(np.uint8)
     Image.fromarray(ring).save(tmp_path / "ring.png")
-    result = predictor.predict(tmp_path / "ring.png")
+    result = predictor.predict(tmp_path / "ring.png").model_dump()
     assert result["refused"] is True and "does not look like" in result["reason"]
     assert summary["test"]["n"] > 0

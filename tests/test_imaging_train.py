@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from medai.imaging.datasets import read_manifest
+from medai.imaging.io import ImageInputError
 from medai.imaging.models import ImagingNet, to_tensor
 from medai.imaging.train import (
     ImagingTrainConfig,
@@ -109,16 +110,17 @@ def test_pipeline_writes_card_metrics_and_plots(tmp_path):
     assert (out / "evaluation" / "training_curves.png").is_file()
     assert summary["test"]["n"] == metrics["n"]
     predictor = registry.load(out)
-    result = predictor.predict(tmp_path / "1_0.png")
+    result = predictor.predict(tmp_path / "1_0.png").model_dump()
     assert result["refused"] is False and len(result["findings"]) == len(card["labels"])
     assert result["primary"] in {"No Finding", "COVID-19", "Bacterial_Pneumonia"}
     assert {"label", "probability", "threshold", "positive"} <= set(result["findings"][0])
     photo = np.zeros((48, 48, 3), dtype=np.uint8)
     photo[..., 0] = 220
     Image.fromarray(photo).save(tmp_path / "photo.png")
-    refused = predictor.predict(tmp_path / "photo.png")
+    refused = predictor.predict(tmp_path / "photo.png").model_dump()
     assert refused["refused"] is True and "photograph" in refused["reason"]
-    assert predictor.predict(b"not an image at all" * 10)["refused"] is True
+    with pytest.raises(ImageInputError, match="not an image"):
+        predictor.predict(b"not an image at all" * 10)
 
 
 def test_linear_probe_then_partial_fine_tune_freezes_the_right_parts(tmp_path):

@@ -241,7 +241,7 @@ def test_server_drafts_from_findings_and_refuses_bad_input(tmp_path):
 
     from medai.server.app import create_app
 
-    client = TestClient(create_app(cxr_model=str(tmp_path / "none")))
+    client = TestClient(create_app(cxr_model=str(tmp_path / "none"), preload=False))
     png = _png(tmp_path / "x.png").read_bytes()
     r = client.post("/api/v1/reports/draft", data={"findings": json.dumps(FINDINGS),
                                                    "lang": "tr"},
@@ -253,7 +253,13 @@ def test_server_drafts_from_findings_and_refuses_bad_input(tmp_path):
     r = client.post("/api/v1/reports/draft", data={"findings": '["Unicornitis"]'})
     assert r.status_code == 422 and "Unicornitis" in r.text
     r = client.post("/api/v1/reports/draft", data={"task": "ct", "findings": "[]"})
-    assert r.status_code == 404
+    assert r.status_code == 422 and r.json()["code"] == "invalid"  # task is an enum
+    deep = "[" * 5000 + "]" * 5000
+    r = client.post("/api/v1/reports/draft", data={"findings": deep})
+    assert r.status_code == 422 and "nested too deeply" in r.json()["detail"]
+    r = client.post("/api/v1/reports/draft",
+                    data={"findings": '[{"label": "Pneumonia", "probability": NaN}]'})
+    assert r.status_code == 422
 
 
 def test_gemini_backend_speaks_its_rest_format():

@@ -1,6 +1,8 @@
-"""`medai serve` as a real process on a free port, with the bundled default model."""
+"""`medai serve` as real processes on a free port, with the bundled default models: two
+workers, readiness, a streamed body cut off at its limit, and no server banner."""
 
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -18,28 +20,70 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_answers_triage_requests():
+@pytest.fixture(scope="module")
+def server():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "serve", "--port", str(port),
+                             "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=dict(os.environ))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 120
         while True:
             try:
-                if httpx.get(f"{base}/api/v1/health", timeout=5).status_code == 200:
+                if httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.time() < deadline, "server did not start"
+            assert time.time() < deadline, "server did not become ready"
             time.sleep(0.5)
-        r = httpx.post(f"{base}/api/v1/triage", json={"text": "Boğazım ve kulağım ağrıyor"},
-                       timeout=30)
-        assert r.status_code == 200
-        assert r.json()["departments"][0]["id"] == "ent"
-        assert httpx.get(f"{base}/docs", timeout=10).status_code == 200
+        yield base, port
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_serve_answers_triage_requests(server):
+    base, _ = server
+    r = httpx.post(f"{base}/api/v1/triage", json={"text": "Boğazım ve kulağım ağrıyor"},
+                   timeout=30)
+    assert r.status_code == 200
+    assert r.json()["departments"][0]["id"] == "ent"
+    assert "server" not in r.headers
+    assert httpx.get(f"{base}/docs", timeout=10).status_code == 200
+    ready = httpx.get(f"{base}/api/v1/health/ready", timeout=10).json()
+    assert all(m["ready"] for m in ready["models"].values())
+    assert ready["models"]["cxr"]["runtime"] == "onnx"  # the bundled export is served
+
+
+def test_a_streamed_body_is_cut_off_at_its_limit(server):
+    """Chunked upload, no Content-Length: the server answers 413 after ~64 KB instead of
+    reading (or spooling) everything the client sends."""
+    _, port = server
+    sent, response = 0, b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /api/v1/triage HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b" " * 16_384
+        framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        while sent < 20_000_000:
+            if select.select([sock], [], [], 0)[0]:
+                break
+            try:
+                sock.sendall(framed)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        sock.settimeout(10)
+        try:
+            while b"\r\n\r\n" not in response:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                response += data
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert sent < 20_000_000

@@ -139,15 +139,17 @@ def triage_predict(
     as_json: JsonFlag = False,
 ) -> None:
     """Suggest departments for one complaint, with red flags and abstention."""
-    from medai.core.text import TextInputError, decode_text
+    from medai.core.files import read_limited, read_stream_limited
+    from medai.core.text import MAX_COMPLAINT_BYTES, TextInputError, decode_text
 
     with _guard(as_json):
         if file is not None:
-            raw = decode_text(file.read_bytes())
+            raw = decode_text(read_limited(file, MAX_COMPLAINT_BYTES))
         elif text == "-" or text is None:
             if text is None and sys.stdin.isatty():
                 raise TextInputError("give the complaint as an argument, '-' or --file")
-            raw = decode_text(sys.stdin.buffer.read())
+            raw = decode_text(read_stream_limited(sys.stdin.buffer, MAX_COMPLAINT_BYTES,
+                                                  "standard input"))
         else:
             raw = text
         predictor = _load_triage(model)
@@ -192,12 +194,15 @@ def triage_collect(
 # --- imaging --------------------------------------------------------------------------------
 
 def _load_imaging(task: str, model: str | None, onnx: bool = False, int8: bool = False):
+    """The task's imaging predictor. ``--onnx`` requires an exported ``model.onnx`` (never
+    written here: a predictor does not write into a model directory); without it the model
+    runs on ONNX Runtime when a current export exists, else on PyTorch."""
     from medai.core import registry
     from medai.imaging.labels import space
 
     space(task)  # validates the task name
     directory = registry.resolve_model(model, task)
-    predictor = registry.load(directory)
+    predictor = registry.load(directory, runtime="onnx" if onnx else "auto")
     if predictor.cfg.task != task:
         raise ValueError(f"{directory} is a {predictor.cfg.task} model, not {task}")
     if int8:
@@ -206,14 +211,7 @@ def _load_imaging(task: str, model: str | None, onnx: bool = False, int8: bool =
         if not (directory / INT8_FILE).is_file():
             raise FileNotFoundError(f"{directory / INT8_FILE} does not exist: create it with "
                                     f"`medai imaging export --int8 --data LABELLED_IMAGES`")
-        predictor.model = OnnxModel(directory / INT8_FILE)
-    elif onnx:
-        from medai.imaging.export import ONNX_FILE, OnnxModel, export_onnx
-
-        path = directory / ONNX_FILE
-        if not path.is_file():
-            export_onnx(predictor.model, predictor.cfg.image_size, path)
-        predictor.model = OnnxModel(path)
+        predictor.model, predictor.runtime = OnnxModel(directory / INT8_FILE), "onnx-int8"
     return predictor
 
 
@@ -305,15 +303,24 @@ def imaging_predict(
     int8: Int8Opt = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Findings with probabilities and thresholds; refuses images of the wrong kind."""
+    """Findings with probabilities and thresholds; refuses images of the wrong kind.
+
+    Exit status: 0 findings, 3 refused (wrong kind of image; the reason is printed), 2 the
+    file cannot be used (missing, not a regular file, too large, not an image)."""
+    from medai.core.files import read_limited
+    from medai.imaging.io import MAX_BYTES
+
     with _guard(as_json):
-        result = _load_imaging(task, model, onnx, int8).predict(image)
+        data = read_limited(image, MAX_BYTES)
+        result = _load_imaging(task, model, onnx, int8).predict(data).model_dump(mode="json")
     if result["refused"]:
         human = f"refused: {result['reason']}"
     else:
         human = "\n".join(f"{'+' if f['positive'] else ' '} {f['probability']:.3f} "
                           f"(thr {f['threshold']:.3f})  {f['label']}" for f in result["findings"])
     _emit(result, as_json, human)
+    if result["refused"]:
+        raise typer.Exit(3)
 
 
 @imaging_app.command("explain")
@@ -327,10 +334,12 @@ def imaging_explain(
     as_json: JsonFlag = False,
 ) -> None:
     """Grad-CAM heatmap overlay for one label."""
+    from medai.core.files import read_limited
     from medai.imaging.explain import explain
+    from medai.imaging.io import MAX_BYTES
 
     with _guard(as_json):
-        r = explain(_load_imaging(task, model), image, out, label)
+        r = explain(_load_imaging(task, model), read_limited(image, MAX_BYTES), out, label)
     lab, p = r["label"], r["probability"]
     _emit({"out": str(out), "label": lab, "probability": p}, as_json,
           f"wrote {out} ({lab}, p={p:.3f})")
@@ -368,19 +377,22 @@ def imaging_export(
     calibration_images: int = 128,
     as_json: JsonFlag = False,
 ) -> None:
-    """Write model.onnx next to the weights and check ONNX Runtime agrees with PyTorch."""
+    """Write model.onnx (the serving runtime) into the model directory and check ONNX Runtime
+    agrees with PyTorch; `medai serve` uses it from then on."""
     import numpy as np
     import torch
 
-    from medai.imaging.export import ONNX_FILE, OnnxModel, export_onnx
+    from medai.core import registry
+    from medai.imaging.export import OnnxModel, export_model_dir
 
     with _guard(as_json):
-        predictor = _load_imaging(task, model)
-        path = export_onnx(predictor.model, predictor.cfg.image_size,
-                           predictor.directory / ONNX_FILE)
+        predictor = registry.load(registry.resolve_model(model, task), runtime="torch")
+        path = export_model_dir(predictor.torch_model, predictor.cfg.image_size,
+                                predictor.directory)
         x = torch.rand(2, 1, predictor.cfg.image_size, predictor.cfg.image_size)
         with torch.no_grad():
-            diff = float(np.abs(predictor.model(x).numpy() - OnnxModel(path)(x).numpy()).max())
+            diff = float(np.abs(predictor.torch_model(x).numpy()
+                                - OnnxModel(path)(x).numpy()).max())
         result: dict[str, Any] = {"onnx": str(path), "max_abs_logit_diff": diff}
         if int8:
             if data is None:
@@ -440,20 +452,33 @@ def models_show(model: Annotated[str, typer.Argument(help="Directory or register
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes (default MEDAI_WORKERS or 1); each loads the models once and "
+             "gets cores / workers inference threads.")] = None,
     triage_model: Annotated[str | None, typer.Option(help="Triage model to serve.")] = None,
     cxr_model: Annotated[str | None, typer.Option(help="Chest X-ray model to serve.")] = None,
     mri_model: Annotated[str | None, typer.Option(help="Brain MRI model to serve.")] = None,
 ) -> None:
-    """Start the API server (OpenAPI docs at /docs)."""
+    """Start the API server (OpenAPI docs at /docs). Liveness: /api/v1/health/live;
+    readiness (every model loaded): /api/v1/health/ready."""
+    import os
+
     import uvicorn
 
-    from medai.server.app import create_app
     from medai.settings import get_settings
 
     settings = get_settings()
-    app_ = create_app(triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model)
-    uvicorn.run(app_, host=host or settings.host, port=port or settings.port,
-                log_level=settings.log_level)
+    workers = workers or settings.workers
+    bind = host or settings.host
+    env = {"MEDAI_WORKERS": str(workers), "MEDAI_SERVE_TRIAGE_MODEL": triage_model or "",
+           "MEDAI_SERVE_CXR_MODEL": cxr_model or "", "MEDAI_SERVE_MRI_MODEL": mri_model or ""}
+    if bind not in ("0.0.0.0", "::") and bind not in settings.trusted_hosts:
+        env["MEDAI_TRUSTED_HOSTS"] = json.dumps([*settings.trusted_hosts, bind])
+    os.environ.update(env)  # worker processes build their app from the environment
+    get_settings.cache_clear()
+    uvicorn.run("medai.server.app:app_from_env", factory=True, host=bind,
+                port=port or settings.port, workers=workers, log_level=settings.log_level,
+                server_header=False, access_log=False, proxy_headers=True)
 
 
 @app.command("version")

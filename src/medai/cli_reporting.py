@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -120,10 +119,16 @@ def caption_predict(
 ) -> None:
     """A suggested caption (the consensus of the nearest training images' captions)."""
     from medai.core import registry
+    from medai.core.files import read_limited
+    from medai.imaging.io import MAX_BYTES
 
     with _guard(as_json):
-        result = registry.load(model).predict(image)
-    _emit(result, as_json, result["reason"] if result["refused"] else result["caption"])
+        data = read_limited(image, MAX_BYTES)
+        result = registry.load(model).predict(data).model_dump(mode="json")
+    _emit(result, as_json, result["caption"])
+
+
+MAX_FINDINGS_BYTES = 256 * 1024
 
 
 @report_app.command("draft")
@@ -150,19 +155,21 @@ def report_draft(
     as_json: JsonFlag = False,
 ) -> None:
     """Draft a report (technique, findings, impression, recommendation) with citations."""
+    from medai.core.files import read_limited
+    from medai.core.jsonsafe import loads_limited
+    from medai.imaging.io import MAX_BYTES
     from medai.reporting.service import Drafter
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        data = read_limited(image, MAX_BYTES)
         drafter = Drafter(kb=kb, caption_model=caption_model, llm=llm, embeddings=embeddings)
         raw = None
         if findings is not None:
-            text = Path(findings).read_text("utf-8") if Path(findings).is_file() else findings
-            try:
-                raw = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"--findings is neither a file nor JSON ({exc.msg})") from None
-        result = drafter.draft(image.read_bytes() if image.is_file() else image, raw, task=task,
-                               model=model, lang=lang, question=question)
+            text = (read_limited(findings, MAX_FINDINGS_BYTES).decode("utf-8", "replace")
+                    if Path(findings).exists() else findings)
+            raw = loads_limited(text, "--findings")
+        result = drafter.draft(data, raw, task=task, model=model, lang=lang,
+                               question=question).model_dump(mode="json")
     s = result["sections"]
     _emit(result, as_json, "\n".join(
         [f"[{result['status_label']}]"] + [f"{k.upper()}: {s[k]}" for k in s]

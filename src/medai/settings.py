@@ -39,6 +39,18 @@ class Settings(BaseSettings):
         default=None, description="enables the Gemini backend (text leaves the hospital)")
     llm_gguf: str | None = Field(default=None, description="local GGUF file for llamacpp")
     llm_timeout_s: float = 60.0
+    workers: int = Field(default=1, ge=1, description="server worker processes")
+    inference_concurrency: int | None = Field(
+        default=None, ge=1, description="model calls at once per worker (default: cores / "
+                                        "workers)")
+    inference_queue: int = Field(default=32, ge=0,
+                                 description="requests that may wait for a model slot")
+    inference_timeout_s: float = Field(default=15.0, gt=0,
+                                       description="longest wait for a slot before a 503")
+    imaging_runtime: str = Field(default="auto", description="auto | onnx | torch")
+    trusted_hosts: list[str] = Field(
+        default=["localhost", "127.0.0.1"],
+        description="Host headers the server answers (JSON list; '*' allows any)")
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

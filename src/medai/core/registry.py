@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import medai
+from medai.core.results import ModelRef, directory_hash
 
 CARD_FILE = "model_card.json"
 
@@ -36,6 +37,7 @@ class ModelCard:
     model_type: str
     labels: list[str]
     name: str = ""
+    version: str = ""
     description: str = ""
     thresholds: dict[str, float] = field(default_factory=dict)
     training_command: str = ""
@@ -90,15 +92,36 @@ def read_card(directory: str | Path) -> ModelCard:
     return ModelCard.from_dict(raw)
 
 
-def load(directory: str | Path) -> Any:
-    """The task's predictor for a model directory."""
+def identity(directory: str | Path, card: ModelCard) -> ModelRef:
+    """Name, version and content hash of a model directory (hashes every file: call once)."""
+    directory = Path(directory)
+    return ModelRef(name=card.name or directory.name, version=card.version or card.created_at,
+                    content_hash=directory_hash(directory), task=card.task,
+                    model_type=card.model_type)
+
+
+def load(directory: str | Path, **options: Any) -> Any:
+    """The task's predictor for a model directory, with ``identity`` set (see ModelRef).
+
+    ``options`` go to the task's loader (e.g. ``runtime`` for imaging models)."""
     directory = Path(directory)
     card = read_card(directory)
     module_name = TASK_LOADERS.get(card.task)
     if module_name is None:
         raise ModelLoadError(f"{directory}: unknown task {card.task!r}")
     module = importlib.import_module(module_name)
-    return module.load_predictor(directory, card)
+    predictor = module.load_predictor(directory, card, **options)
+    if getattr(predictor, "identity", None) is None:
+        predictor.identity = identity(directory, card)
+    return predictor
+
+
+def model_identity(directory: str | Path | None, card: ModelCard) -> ModelRef:
+    """``identity`` of a saved model; an in-memory one (never saved) says so in its hash."""
+    if directory is not None:
+        return identity(directory, card)
+    return ModelRef(name=card.name or "unsaved", version=card.version or card.created_at,
+                    content_hash="unsaved", task=card.task, model_type=card.model_type)
 
 
 def bundled_models_dir() -> Path:

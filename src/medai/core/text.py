@@ -13,12 +13,23 @@ import unicodedata
 
 MAX_TEXT_CHARS = 5000
 """Longest complaint accepted for prediction: the longest real question is ~2.2k chars."""
+MAX_COMPLAINT_BYTES = 16 * MAX_TEXT_CHARS
+"""Most bytes read for one complaint (a file or stdin): 4 UTF-8 bytes a character, with room
+for markup that normalisation removes."""
 
 _WS = re.compile(r"\s+")
 # HTML entities the source site left without their semicolon, e.g. "Bursa&#39da".
 _BARE_NUMERIC_ENTITY = re.compile(r"&#(\d{2,4})(?!\d|;)")
 _TAG = re.compile(r"<[^>]{1,200}>")
 _ASCII_FOLD = str.maketrans("çğıöşüâîûÇĞİÖŞÜÂÎÛ", "cgiosuaiuCGIOSUAIU")
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """A short, single-line excerpt of user input for an error message: errors never repeat
+    the whole input (a 100 MB body once came back in full)."""
+    text = value if isinstance(value, str) else repr(value)
+    text = _WS.sub(" ", text[: limit * 4])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class TextInputError(ValueError):

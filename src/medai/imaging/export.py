@@ -3,6 +3,7 @@ of the PyTorch one (same input tensor, same logits)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,40 @@ class _WithFeatures(torch.nn.Module):
         return self.model.logits_and_features(x)
 
 
+ONNX_META = "model.onnx.json"
+
+
+def onnx_is_current(directory: Path) -> bool:
+    """True when ``model.onnx`` was exported from the directory's present weights (its
+    sidecar records their hash): a retrained model never serves a stale export."""
+    from medai.core.registry import file_sha256
+    from medai.imaging.train import WEIGHTS_FILE
+
+    onnx, meta = directory / ONNX_FILE, directory / ONNX_META
+    if not (onnx.is_file() and meta.is_file() and (directory / WEIGHTS_FILE).is_file()):
+        return False
+    try:
+        recorded = json.loads(meta.read_text()).get("weights_sha256")
+    except (json.JSONDecodeError, OSError, AttributeError):
+        return False
+    return recorded == file_sha256(directory / WEIGHTS_FILE)
+
+
+def export_model_dir(model, image_size: int, directory: Path) -> Path:
+    """``medai imaging export``: write model.onnx and its sidecar into a model directory."""
+    from medai.core.registry import file_sha256
+    from medai.imaging.train import WEIGHTS_FILE
+
+    path = export_onnx(model, image_size, directory / ONNX_FILE)
+    (directory / ONNX_META).write_text(json.dumps(
+        {"weights_sha256": file_sha256(directory / WEIGHTS_FILE), "opset": 17,
+         "outputs": ["logits", "features"]}, indent=2) + "\n")
+    return path
+
+
 def export_onnx(model, image_size: int, out: Path) -> Path:
     """Classic exporter (``dynamo=False``: needs only ``onnx``), dynamic batch; outputs the
-    logits and the image embedding (the out-of-distribution gate reads the latter)."""
+    logits and the gate features (the out-of-distribution gate reads the latter)."""
     model = model.eval()
     dummy = torch.rand(1, 1, image_size, image_size)
     torch.onnx.export(_WithFeatures(model).eval(), dummy, str(out), dynamo=False,
@@ -40,8 +72,9 @@ class OnnxModel:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        if threads:
+        if threads:  # workers × threads must not oversubscribe the cores (see services)
             opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.has_features = "features" in {o.name for o in self.session.get_outputs()}
 

@@ -15,12 +15,22 @@ from pathlib import Path
 import numpy as np
 
 MAX_BYTES = 64 * 1024 * 1024
-MAX_PIXELS = 40_000_000  # e.g. 6000 × 6600: larger than any plain radiograph
+MAX_PIXELS = 40_000_000  # one frame, e.g. 6000 × 6600: larger than any plain radiograph
+MAX_TOTAL_PIXELS = 400_000_000  # frames × rows × columns × samples of a multi-frame object
 MIN_SIDE = 32
+WORKING_SIDE = 2048
+"""Images are reduced to at most this many pixels a side right after decoding (box average in
+the decoder's own integer type): models read 224–512 pixels, heatmaps need no more, and a
+6000 × 6600 PNG no longer costs a gigabyte of float copies."""
 
 
 class ImageInputError(ValueError):
     """An image that cannot be used, with the reason in words a radiologist understands."""
+
+
+class ImageRefused(ImageInputError):
+    """A readable image of the wrong kind for the model (another modality or body part, a
+    colour photograph): no findings, no heatmap, no draft — the same answer everywhere."""
 
 
 @dataclass
@@ -56,6 +66,24 @@ def load_image(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
     return _load_raster(data, max_pixels)
 
 
+def downscale(arr: np.ndarray, max_side: int = WORKING_SIDE) -> np.ndarray:
+    """Box-average an H×W(×C) array so its longer side is at most ``max_side``, a band of
+    rows at a time (no full-size float copy); keeps the dtype."""
+    factor = -(-max(arr.shape[:2]) // max_side)
+    if factor <= 1:
+        return arr
+    h, w = (arr.shape[0] // factor) * factor, (arr.shape[1] // factor) * factor
+    out = np.empty((h // factor, w // factor, *arr.shape[2:]), dtype=np.float32)
+    for i in range(0, h, factor * 64):
+        band = arr[i:min(i + factor * 64, h), :w].astype(np.float32)
+        rows = band.shape[0] // factor
+        out[i // factor:i // factor + rows] = band.reshape(
+            rows, factor, w // factor, factor, *arr.shape[2:]).mean(axis=(1, 3))
+    if np.issubdtype(arr.dtype, np.integer):
+        return np.rint(out).astype(arr.dtype)
+    return out.astype(arr.dtype)
+
+
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageInputError(f"image is too large ({width}×{height} = {width * height:,} "
@@ -78,16 +106,37 @@ def _load_raster(data: bytes, max_pixels: int) -> LoadedImage:
         raise ImageInputError(f"image header is corrupt or truncated ({exc})") from None
     _check_size(img.width, img.height, max_pixels)
     fmt = (img.format or "unknown").lower()
+    meta = {"mode": img.mode, "width": img.width, "height": img.height}
     try:
+        if fmt == "jpeg" and max(img.size) > WORKING_SIDE:  # decode at a reduced scale
+            img.draft(img.mode, (WORKING_SIDE, WORKING_SIDE))
         img.load()
+        if max(img.size) > WORKING_SIDE:
+            factor = -(-max(img.size) // WORKING_SIDE)
+            img = img.reduce(factor) if img.mode in _REDUCIBLE else _reduce_array(img, factor)
     except Exception as exc:  # any decoder failure is the file's fault, not a crash
         raise ImageInputError(f"image data is corrupt or truncated ({exc})") from None
-    meta = {"mode": img.mode, "width": img.width, "height": img.height}
     if getattr(img, "n_frames", 1) > 1:
         meta["frames"] = img.n_frames  # first frame used
     pixels, colourfulness = _to_gray(img)
     meta["colourfulness"] = colourfulness
     return LoadedImage(pixels, fmt, meta)
+
+
+_REDUCIBLE = {"L", "LA", "RGB", "RGBA", "I", "F", "P"} - {"P"}
+
+
+def _reduce_array(img, factor: int):
+    """Modes Pillow cannot ``reduce`` (16-bit, palette, 1-bit): through a NumPy array."""
+    from PIL import Image
+
+    if img.mode in ("P", "1", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else
+                          "RGB" if img.mode != "1" else "L")
+        if img.mode in _REDUCIBLE:
+            return img.reduce(factor)
+    arr = downscale(np.asarray(img), -(-max(img.size) // factor))
+    return Image.fromarray(arr)
 
 
 def _to_gray(img) -> tuple[np.ndarray, float]:
@@ -138,30 +187,41 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
     except Exception as exc:
         raise ImageInputError(f"malformed DICOM image size ({exc})") from None
     _check_size(cols, rows, max_pixels)
-    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     try:
-        arr = ds.pixel_array
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except Exception as exc:
+        raise ImageInputError(f"malformed DICOM frame count ({exc})") from None
+    if frames < 1 or samples < 1 or frames * rows * cols * samples > MAX_TOTAL_PIXELS:
+        raise ImageInputError(f"DICOM object is too large ({frames} frames of {cols}×{rows}; "
+                              f"limit {MAX_TOTAL_PIXELS:,} pixels in all)")
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    try:  # only the frame used is decoded (the middle one of a multi-frame object)
+        from pydicom.pixels import pixel_array
+
+        arr = pixel_array(ds, index=frames // 2 if frames > 1 else None)
     except Exception as exc:  # decoder missing, truncated data, bad attributes
         name = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         hint = (f" (transfer syntax {name.name}: install a decoder such as pylibjpeg or "
                 "python-gdcm)") if name is not None and name.is_compressed else ""
         raise ImageInputError(f"cannot decode DICOM pixel data{hint}: {exc}") from None
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     meta = {"modality": str(ds.get("Modality", "")), "photometric": photometric,
             "bits_stored": int(ds.get("BitsStored", 0) or 0), "frames": frames,
             "transfer_syntax": syntax, "width": cols, "height": rows}
-    if frames > 1:
-        arr = arr[arr.shape[0] // 2]  # the middle frame of a multi-frame object
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR"):
-        from pydicom.pixels import convert_color_space
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
 
-        if photometric.startswith("YBR"):
-            arr = convert_color_space(arr, photometric, "RGB")
-        if arr.ndim == 3:
-            rgb = arr.astype(np.float64)
-            meta["colourfulness"] = float(np.mean(np.ptp(rgb, axis=2)) / max(rgb.max(), 1))
-            return LoadedImage(_rescale(rgb @ [0.299, 0.587, 0.114]), "dicom", meta)
+        try:
+            arr = apply_color_lut(arr, ds)
+        except Exception as exc:
+            raise ImageInputError(f"cannot apply the DICOM palette ({exc})") from None
+    arr = downscale(arr)  # (pixel_array has already converted YBR to RGB)
+    if arr.ndim == 3 and photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT",
+                                         "YBR_ICT", "PALETTE COLOR"):
+        rgb = arr.astype(np.float64)
+        meta["colourfulness"] = float(np.mean(np.ptp(rgb, axis=2)) / max(rgb.max(), 1))
+        return LoadedImage(_rescale(rgb @ [0.299, 0.587, 0.114]), "dicom", meta)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageInputError(f"unsupported DICOM photometric interpretation {photometric!r}")
     from pydicom.pixels import apply_modality_lut, apply_voi_lut

@@ -15,6 +15,7 @@ Backbones:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,6 +24,13 @@ from torch import nn
 BACKBONES = ("densenet121", "efficientnet-lite0", "hf:DIR")
 TRAINABLE = ("head", "top", "all")
 IMAGE_SIZE = 224
+
+
+class ForwardParts(NamedTuple):
+    logits: torch.Tensor
+    gate: torch.Tensor  # B×C×h×w, the out-of-distribution gate's layer
+    cam: torch.Tensor  # B×C×h×w, the Grad-CAM target layer
+    embedding: torch.Tensor  # B×D, what the classifier head reads
 
 
 class ImagingNet(nn.Module):
@@ -87,43 +95,46 @@ class ImagingNet(nn.Module):
         out = self.net(self.adapt(x))
         return out.logits if hasattr(out, "logits") else out
 
-    def head_module(self) -> nn.Module:
-        """The final linear layer; its input is the image embedding."""
+    def forward_parts(self, x: torch.Tensor) -> ForwardParts:
+        """Logits, the gate layer's output and the Grad-CAM target layer's output, from one
+        explicit pass. No hooks: a shared model can serve concurrent requests, each getting
+        its own intermediate tensors (hooks registered per call leaked and crossed requests)."""
+        z = self.adapt(x)
         if self.backbone_name == "densenet121":
-            return self.net.class_layers.out
+            gate = None
+            for name, layer in self.net.features.named_children():
+                z = layer(z)
+                if name == "transition3":
+                    gate = z
+            head = self.net.class_layers
+            embedding = head.flatten(head.pool(head.relu(z)))
+            return ForwardParts(head.out(embedding), gate, z, embedding)
         if self.backbone_name == "efficientnet-lite0":
-            return self.net._fc
-        linears = [m for m in self.net.modules() if isinstance(m, nn.Linear)]
-        return linears[-1]
-
-    def gate_module(self) -> nn.Module:
-        """The layer whose pooled output the out-of-distribution gate reads: the end of the
-        backbone's generic part (before the stage ``--trainable top`` fine-tunes). Measured on
-        the shared images, the head's input is too task-specific to tell a brain MRI from a
-        chest X-ray (all accepted), while this layer separates them (AUROC 1.0)."""
-        if self.backbone_name == "densenet121":
-            return self.net.features.transition3
-        if self.backbone_name == "efficientnet-lite0":
-            return self.net._blocks[len(self.net._blocks) - 4]
-        return self.head_module()
+            net = self.net
+            z = net._swish(net._bn0(net._conv_stem(z)))
+            gate, gate_idx = None, len(net._blocks) - 4
+            for idx, block in enumerate(net._blocks):
+                rate = net._global_params.drop_connect_rate
+                z = block(z, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate)
+                if idx == gate_idx:
+                    gate = z
+            cam = net._swish(net._bn1(net._conv_head(z)))
+            embedding = net._avg_pooling(cam).flatten(1)
+            return ForwardParts(net._fc(net._dropout(embedding)), gate, cam, embedding)
+        out = self.net(z, output_hidden_states=True)
+        hidden = [h for h in (out.hidden_states or ()) if h.ndim == 4]
+        if not hidden:
+            raise ValueError(f"{self.backbone_name}: the model exposes no convolutional hidden "
+                             "states, so it has no gate features or Grad-CAM layer")
+        return ForwardParts(out.logits, hidden[-1], hidden[-1], hidden[-1].mean(dim=(2, 3)))
 
     def logits_and_features(self, x: torch.Tensor, layer: str = "gate"
                             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and pooled features in one pass: ``gate`` (mid-level, for the
-        out-of-distribution gate) or ``head`` (the image embedding the classifier reads)."""
-        seen: list[torch.Tensor] = []
-        if layer == "head":
-            handle = self.head_module().register_forward_pre_hook(
-                lambda _m, args: seen.append(args[0]))
-        else:
-            handle = self.gate_module().register_forward_hook(
-                lambda _m, _args, out: seen.append(out))
-        try:
-            logits = self(x)
-        finally:
-            handle.remove()
-        feats = seen[-1]
-        return logits, feats.mean(dim=(2, 3)) if feats.ndim == 4 else feats.flatten(1)
+        """Logits and pooled features: ``gate`` (mid-level, for the out-of-distribution gate)
+        or ``head`` (the image embedding the classifier reads)."""
+        parts = self.forward_parts(x)
+        feats = parts.gate.mean(dim=(2, 3)) if layer == "gate" else parts.embedding
+        return parts.logits, feats
 
     def head_names(self) -> tuple[str, ...]:
         """Parameter-name prefixes of the classifier head (trained in every recipe)."""
@@ -168,15 +179,6 @@ class ImagingNet(nn.Module):
                         p.requires_grad for p in module.parameters()):
                     module.eval()
         return self
-
-    def target_layer(self) -> str:
-        """Name of the last convolutional block, for Grad-CAM."""
-        if self.backbone_name == "densenet121":
-            return "net.features.norm5"
-        if self.backbone_name == "efficientnet-lite0":
-            return "net._bn1"
-        convs = [n for n, m in self.named_modules() if isinstance(m, nn.Conv2d)]
-        return convs[-1]
 
 
 def _load_partial(module: nn.Module, state: dict) -> None:

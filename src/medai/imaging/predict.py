@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medai.core.registry import ModelCard
+from medai.core.registry import ModelCard, model_identity
 from medai.imaging.gate import FeatureGate
-from medai.imaging.io import ImageInputError, LoadedImage, check_modality, load_image
+from medai.imaging.io import LoadedImage, check_modality, load_image
 from medai.imaging.labels import space
 from medai.imaging.models import to_tensor
+from medai.imaging.results import Finding, ImageInfo, ImagingResult
 from medai.imaging.train import ImagingTrainConfig, load_model
 
 
@@ -40,6 +41,8 @@ class ImagingPredictor:
         self.labels = list(cfg.labels)
         self.multilabel = space(cfg.task).multilabel
         self.thresholds = {lab: float(card.thresholds.get(lab, 0.5)) for lab in self.labels}
+        self.runtime = "torch"
+        self.identity = model_identity(directory, card)
 
     def _activate(self, logits: np.ndarray) -> np.ndarray:
         if self.multilabel:
@@ -92,28 +95,22 @@ class ImagingPredictor:
                     f"is it another modality or body part?")
         return None
 
-    def predict(self, source: str | Path | bytes) -> dict:
-        """Findings JSON for one image; ``refused`` with a reason for unusable input."""
-        try:
-            image = load_image(source)
-        except ImageInputError as exc:
-            return self._refusal(str(exc))
+    def predict(self, source: str | Path | bytes | LoadedImage) -> ImagingResult:
+        """Findings for one image; ``status: refused`` with the reason when the image is of the
+        wrong kind. Raises ``ImageInputError`` when it cannot be read at all."""
+        image = source if isinstance(source, LoadedImage) else load_image(source)
         probs, feats = self.proba_and_features([image.pixels])
         reason = self.refusal_reason(image, feats)
         if reason:
-            return self._refusal(reason)
+            return self._refusal(reason, image)
         probs = probs[0]
-        findings = [{"label": lab, "probability": float(p), "threshold": self.thresholds[lab],
-                     "positive": bool(p >= self.thresholds[lab])}
+        findings = [Finding(label=lab, probability=float(p), threshold=self.thresholds[lab],
+                            positive=bool(p >= self.thresholds[lab]))
                     for lab, p in zip(self.labels, probs, strict=True)]
-        findings.sort(key=lambda f: -f["probability"])
-        return {"status": "ai_suggestion", "task": self.cfg.task, "refused": False,
-                "reason": None, "findings": findings, "primary": self.primary(probs),
-                "model": self.card.name,
-                "image": {"format": image.source_format,
-                          "width": int(image.pixels.shape[1]),
-                          "height": int(image.pixels.shape[0])},
-                "disclaimer": "AI suggestion for a radiologist to review; not a diagnosis."}
+        findings.sort(key=lambda f: -f.probability)
+        return ImagingResult(status="ai_suggestion", task=self.cfg.task, refused=False,
+                             findings=findings, primary=self.primary(probs),
+                             model=self.identity, image=image_info(image))
 
     def primary(self, probs: np.ndarray) -> str | None:
         """The one mutually exclusive class (e.g. No Finding / bacterial / viral / COVID-19)
@@ -127,12 +124,42 @@ class ImagingPredictor:
         margins = exclusive_scores(probs[idx][None], [self.thresholds[c] for c in classes])[0]
         return classes[int(margins.argmax())]
 
-    def _refusal(self, reason: str) -> dict:
-        return {"status": "ai_suggestion", "task": self.cfg.task, "refused": True,
-                "reason": reason, "findings": [], "model": self.card.name}
+    def _refusal(self, reason: str, image: LoadedImage) -> ImagingResult:
+        return ImagingResult(status="refused", task=self.cfg.task, refused=True, reason=reason,
+                             model=self.identity, image=image_info(image))
 
 
-def load_predictor(directory: Path, card: ModelCard) -> ImagingPredictor:
-    """Registry hook for ``cxr`` / ``mri`` model directories."""
+def image_info(image: LoadedImage) -> ImageInfo:
+    h, w = image.pixels.shape
+    meta = image.metadata
+    return ImageInfo(format=image.source_format, width=int(w), height=int(h),
+                     original_width=meta.get("width"), original_height=meta.get("height"),
+                     frames=int(meta.get("frames", 1) or 1))
+
+
+RUNTIMES = ("auto", "onnx", "torch")
+
+
+def load_predictor(directory: Path, card: ModelCard, runtime: str = "auto",
+                   threads: int | None = None) -> ImagingPredictor:
+    """Registry hook for ``cxr`` / ``mri`` model directories.
+
+    ``runtime``: ``auto`` serves the directory's ``model.onnx`` with ONNX Runtime when it was
+    exported from these very weights (else eager PyTorch), ``onnx`` requires it, ``torch``
+    never uses it. Loading never writes into the model directory (export is a command)."""
+    from medai.core.registry import ModelLoadError
+    from medai.imaging.export import ONNX_FILE, OnnxModel, onnx_is_current
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
     model, cfg = load_model(directory)
-    return ImagingPredictor(model, cfg, card, directory)
+    predictor = ImagingPredictor(model, cfg, card, directory)
+    if runtime != "torch":
+        current = onnx_is_current(directory)
+        if current:
+            predictor.model = OnnxModel(directory / ONNX_FILE, threads=threads)
+        elif runtime == "onnx":
+            raise ModelLoadError(f"{directory}: no {ONNX_FILE} exported from these weights; "
+                                 f"create it with `medai imaging export --model {directory}`")
+    predictor.runtime = "onnx" if predictor.model is not model else "torch"
+    return predictor

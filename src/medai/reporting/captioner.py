@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medai.core.registry import ModelCard
+from medai.reporting.results import CaptionResult
 
 INDEX_FILE = "caption_index.npz"
 CAPTIONS_FILE = "captions.json"
@@ -84,17 +85,20 @@ def consensus(captions: list[str], sims: np.ndarray) -> int:
 
 
 class CaptionPredict:
-    """``predict(image)`` for any captioner with ``caption_pixels``: unusable input is refused
-    with the reason, never a crash."""
+    """``predict(image)`` for any captioner with ``caption_pixels``: a typed result; an image
+    that cannot be read raises ``ImageInputError`` with the reason, never a crash."""
 
-    def predict(self, source) -> dict:
-        from medai.imaging.io import ImageInputError, load_image
+    def predict(self, source) -> CaptionResult:
+        from medai.core.registry import model_identity
+        from medai.imaging.io import LoadedImage, load_image
 
-        try:
-            image = load_image(source)
-        except ImageInputError as exc:
-            return {"refused": True, "reason": str(exc), "caption": None}
-        return {"refused": False, "reason": None, **self.caption_pixels([image.pixels])[0]}
+        image = source if isinstance(source, LoadedImage) else load_image(source)
+        ref = getattr(self, "identity", None)
+        if ref is None:
+            card = getattr(self, "card", None) or ModelCard(
+                task="caption", model_type=type(self).__name__, labels=[], name="unsaved")
+            ref = self.identity = model_identity(None, card)
+        return CaptionResult(model=ref, **self.caption_pixels([image.pixels])[0])
 
 
 class RetrievalCaptioner(CaptionPredict):

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from medai.core.text import redact_pii
+from medai.core.text import excerpt, redact_pii
 from medai.imaging.labels import resolve, space
 from medai.reporting.findings import positive_labels
 from medai.reporting.llm import LLMBackend, LLMError
@@ -59,6 +59,9 @@ class Finding:
                 "probability": self.probability, "threshold": self.threshold}
 
 
+MAX_FINDINGS = 100
+
+
 def parse_findings(raw: Any, task: str = "cxr") -> list[Finding]:
     """Accepts ``medai imaging predict`` output, a list of finding dicts, a list of label names
     (all positive: a radiologist's own findings) or ``{label: probability}``."""
@@ -77,13 +80,15 @@ def parse_findings(raw: Any, task: str = "cxr") -> list[Finding]:
         raise FindingsInputError("findings must be a list or an object")
     if not items:
         raise FindingsInputError("no findings given: nothing to draft from")
+    if len(items) > MAX_FINDINGS:
+        raise FindingsInputError(f"too many findings ({len(items)}; limit {MAX_FINDINGS})")
     out, unknown = [], []
     for item in items:
         if not isinstance(item, dict) or "label" not in item:
-            raise FindingsInputError(f"each finding needs a label: {item!r}")
+            raise FindingsInputError(f"each finding needs a label: {excerpt(item)}")
         label = resolve(task, str(item["label"]))
         if label is None:
-            unknown.append(str(item["label"]))
+            unknown.append(excerpt(str(item["label"]), 40))
             continue
         prob, thr = item.get("probability"), item.get("threshold")
         try:
@@ -93,12 +98,16 @@ def parse_findings(raw: Any, task: str = "cxr") -> list[Finding]:
             raise FindingsInputError(f"{label}: probability/threshold must be numbers") from None
         if prob is not None and not 0.0 <= prob <= 1.0:
             raise FindingsInputError(f"{label}: probability {prob} is outside [0, 1]")
+        if thr is not None and not 0.0 <= thr <= 1.0:
+            raise FindingsInputError(f"{label}: threshold {thr} is outside [0, 1]")
         positive = item.get("positive")
         if positive is None:
             positive = prob is not None and prob >= (thr if thr is not None else 0.5)
         out.append(Finding(label, bool(positive), prob, thr))
     if unknown:
-        raise FindingsInputError(f"unknown {task} label(s): {', '.join(sorted(unknown))}; "
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise FindingsInputError(f"unknown {task} label(s): {', '.join(sorted(unknown)[:5])}"
+                                 f"{more}; "
                                  f"known: {', '.join(space(task).labels)}")
     return out
 

@@ -3,12 +3,14 @@ imaging model, or findings given by the caller) → optional caption → retriev
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from medai.reporting.draft import FindingsInputError, draft_report, parse_findings
 from medai.reporting.llm import LLMError, config_from_settings, make_backend
+from medai.reporting.results import DraftResult
 
 
 class Drafter:
@@ -24,9 +26,15 @@ class Drafter:
         self._retriever = None
         self._captioner = None
         self._imaging: dict[tuple[str, str | None], Any] = {}
+        self._llm = None
+        self._lock = threading.RLock()
 
     @property
     def retriever(self):
+        with self._lock:
+            return self._load_retriever()
+
+    def _load_retriever(self):
         if self._retriever is None:
             from medai.reporting.knowledge import load_chunks
             from medai.reporting.retrieve import HybridRetriever
@@ -37,27 +45,30 @@ class Drafter:
 
     def imaging(self, task: str, model: str | None):
         key = (task, model)
-        if key not in self._imaging:
-            from medai.core import registry
+        with self._lock:
+            if key not in self._imaging:
+                from medai.core import registry
 
-            self._imaging[key] = registry.load(registry.resolve_model(model, task))
-        return self._imaging[key]
+                self._imaging[key] = registry.load(registry.resolve_model(model, task))
+            return self._imaging[key]
 
     def draft(self, image: bytes | Path | None, findings: Any = None, *, task: str = "cxr",
               model: str | None = None, lang: str = "en", question: str | None = None,
-              imaging_predictor=None) -> dict:
-        from medai.imaging.io import load_image
+              imaging_predictor=None) -> DraftResult:
+        """Raises ``ImageInputError``/``ImageRefused`` for an image that gets no findings and
+        ``FindingsInputError`` for unusable findings, as the imaging service does."""
+        from medai.imaging.io import ImageRefused, load_image
 
         loaded = load_image(image) if image is not None else None
-        model_name = None
+        model_ref = None
         if findings is None:
             if loaded is None:
                 raise FindingsInputError("give an image or findings to draft from")
             predictor = imaging_predictor or self.imaging(task, model)
-            result = predictor.predict(image)
-            if result["refused"]:
-                raise FindingsInputError(f"the image was refused: {result['reason']}")
-            findings, model_name = result, result.get("model")
+            result = predictor.predict(loaded)
+            if result.refused:
+                raise ImageRefused(result.reason or "image refused")
+            findings, model_ref = result.model_dump(mode="json"), result.model
         parsed = parse_findings(findings, task)
         caption = None
         if self.caption_model is not None and loaded is not None:
@@ -68,7 +79,7 @@ class Drafter:
             caption = self._captioner.caption_pixels([loaded.pixels])[0]["caption"]
         warnings = []
         try:
-            backend = make_backend(self.llm_config)
+            backend = self._backend()
         except LLMError as exc:
             backend = None
             warnings.append(f"LLM backend {self.llm_config.backend!r} unavailable ({exc}); "
@@ -78,6 +89,15 @@ class Drafter:
             meta = {"format": loaded.source_format, "width": int(loaded.pixels.shape[1]),
                     "height": int(loaded.pixels.shape[0])}
         out = draft_report(parsed, self.retriever, backend, task=task, lang=lang,
-                           question=question, caption=caption, image=meta, model=model_name)
+                           question=question, caption=caption, image=meta,
+                           model=None if model_ref is None else
+                           f"{model_ref.name} ({model_ref.content_hash[:19]})")
         out["warnings"] = warnings + out["warnings"]
-        return out
+        return DraftResult(**out, model=model_ref, image=meta)
+
+    def _backend(self):
+        """Built once per drafter (a local GGUF file is not re-read for every draft)."""
+        with self._lock:
+            if self._llm is None:
+                self._llm = make_backend(self.llm_config)
+            return self._llm

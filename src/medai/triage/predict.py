@@ -8,15 +8,16 @@ suggestion for staff, never as a diagnosis.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from medai.core.registry import ModelCard, ModelLoadError
+from medai.core.registry import ModelCard, ModelLoadError, model_identity
 from medai.core.text import validate_complaint
 from medai.triage import departments, red_flags
 from medai.triage import models as model_families
+from medai.triage.results import DepartmentScore, Recommendation, TriageResult
 from medai.triage.scope import ScopeGate
 
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -30,46 +31,6 @@ OUT_OF_SCOPE_TR = ("Bu şikâyet, bu modelin bildiği bölümlerden biriyle ilgi
                    "genel triyaj / danışma birimine başvurun.")
 OUT_OF_SCOPE_EN = ("This complaint is not about a department this model knows: please go to the "
                    "general triage desk.")
-
-
-@dataclass
-class DepartmentScore:
-    id: str
-    name: str
-    name_en: str
-    probability: float
-
-
-@dataclass
-class Recommendation:
-    kind: str  # "emergency" | "general_triage" | "department"
-    department_id: str | None
-    text_tr: str
-    text_en: str
-    level: str | None = None  # the red flag's level when kind is "emergency"
-
-
-@dataclass
-class TriageResult:
-    departments: list[DepartmentScore]
-    urgent: bool
-    red_flags: list[dict]
-    abstained: bool
-    recommendation: Recommendation
-    min_confidence: float
-    model: str
-    urgency_level: str | None = None  # call_112 | emergency_department_now | urgent_same_day
-    red_flag_history: list[dict] = field(default_factory=list)  # past signs: notes for staff
-    red_flag_engine: dict = field(default_factory=dict)  # rules version and detectors that ran
-    out_of_scope: bool = False  # unlike every department the model learned
-    out_of_scope_probability: float | None = None  # None when the model has no scope gate
-    status: str = "ai_suggestion"
-    disclaimer_tr: str = DISCLAIMER_TR
-    disclaimer_en: str = DISCLAIMER_EN
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def choose_min_confidence(proba: np.ndarray, y_true: np.ndarray, target_accuracy: float = 0.95,
@@ -102,6 +63,7 @@ class TriagePredictor:
             raise ModelLoadError(f"model labels are not department ids: {unknown}")
         self.min_confidence = float(card.thresholds.get("min_confidence",
                                                         DEFAULT_MIN_CONFIDENCE))
+        self.identity = model_identity(directory, card)
 
     @property
     def flag_engine(self) -> red_flags.RedFlagEngine:
@@ -136,7 +98,8 @@ class TriagePredictor:
         scores = []
         for i in order:
             dep = departments.get(self.labels[i])
-            scores.append(DepartmentScore(dep.id, dep.name_tr, dep.name_en, float(proba[i])))
+            scores.append(DepartmentScore(id=dep.id, name=dep.name_tr, name_en=dep.name_en,
+                                          probability=float(proba[i])))
         report = self.flag_engine.check(text)
         flags = report.flags
         out_of_scope = p_other is not None and p_other >= self.scope.threshold
@@ -146,26 +109,28 @@ class TriagePredictor:
             warnings.append(f"model knows {len(self.labels)} of {len(departments.DEPARTMENTS)} "
                             "departments")
         if flags:  # most urgent first: its advice leads
-            rec = Recommendation("emergency", None, flags[0].advice_tr, flags[0].advice_en,
-                                 flags[0].level)
+            rec = Recommendation(kind="emergency", text_tr=flags[0].advice_tr,
+                                 text_en=flags[0].advice_en, level=flags[0].level)
         elif out_of_scope:
-            rec = Recommendation("general_triage", None, OUT_OF_SCOPE_TR, OUT_OF_SCOPE_EN)
+            rec = Recommendation(kind="general_triage", text_tr=OUT_OF_SCOPE_TR,
+                                 text_en=OUT_OF_SCOPE_EN)
         elif abstained:
-            rec = Recommendation("general_triage", None, GENERAL_TRIAGE_TR, GENERAL_TRIAGE_EN)
+            rec = Recommendation(kind="general_triage", text_tr=GENERAL_TRIAGE_TR,
+                                 text_en=GENERAL_TRIAGE_EN)
         else:
-            rec = Recommendation("department", scores[0].id,
-                                 f"Önerilen bölüm: {scores[0].name}",
-                                 f"Suggested department: {scores[0].name_en}")
+            rec = Recommendation(kind="department", department_id=scores[0].id,
+                                 text_tr=f"Önerilen bölüm: {scores[0].name}",
+                                 text_en=f"Suggested department: {scores[0].name_en}")
         return TriageResult(
             departments=scores, urgent=bool(flags),
             red_flags=[asdict(f) for f in flags], abstained=abstained, recommendation=rec,
-            min_confidence=threshold, model=self.card.name or self.card.model_type,
+            min_confidence=threshold, model=self.identity,
             out_of_scope=out_of_scope,
             out_of_scope_probability=None if p_other is None else round(float(p_other), 4),
             urgency_level=report.level, red_flag_history=[asdict(h) for h in report.history],
             red_flag_engine={"rules_version": report.rules_version,
                              "detectors": report.detectors},
-            warnings=warnings,
+            warnings=warnings, disclaimer_tr=DISCLAIMER_TR, disclaimer_en=DISCLAIMER_EN,
         )
 
 

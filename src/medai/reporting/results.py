@@ -1,0 +1,70 @@
+"""The typed report draft: what a radiologist edits and signs, and what the platform stores."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medai.core.results import SCHEMA_VERSION, AIResult, ModelRef
+
+
+class Sections(BaseModel):
+    technique: str
+    findings: str
+    impression: str
+    recommendation: str
+
+
+class Citation(BaseModel):
+    id: str
+    n: int = Field(..., description="the [n] marker used in the sections")
+    source: str
+    licence: str | None = None
+    title: str | None = None
+    text: str
+
+
+class FindingUsed(BaseModel):
+    label: str
+    positive: bool
+    probability: float | None = None
+    threshold: float | None = None
+
+
+class DraftResult(BaseModel):
+    """Always ``status: draft``: nothing here is a report until a radiologist signs it."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    schema_version: str = SCHEMA_VERSION
+    status: Literal["draft"] = "draft"
+    status_label: str
+    language: str
+    task: str
+    sections: Sections
+    citations: list[Citation]
+    findings_used: list[FindingUsed]
+    model: ModelRef | None = Field(
+        None, description="the imaging model whose findings were used; null when the caller "
+                          "gave the findings")
+    backend: str = Field(..., description="template, or the LLM backend that wrote the text")
+    caption: str | None = None
+    caption_note: str | None = None
+    image: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Neighbour(BaseModel):
+    id: str
+    caption: str
+    similarity: float
+
+
+class CaptionResult(AIResult):
+    """A suggested caption: automatic, unverified, never part of the findings."""
+
+    status: Literal["ai_suggestion"] = "ai_suggestion"
+    caption: str
+    method: str = Field(..., description="retrieval | blip2-lora")
+    neighbours: list[Neighbour] = Field(default_factory=list)

@@ -1,0 +1,152 @@
+"""ASGI middleware that keeps the server bounded and quiet about patients.
+
+- ``BodyLimit``: a request body is refused with 413 as soon as its declared length, or the
+  bytes streamed so far, pass the route's limit — before it is parsed or spooled to disk (a
+  2 GB upload was written to a temporary file before the 413, and a 100 MB JSON read whole).
+- ``SecurityHeaders``: CSP, nosniff, frame-ancestors, Referrer-Policy, HSTS behind TLS.
+- ``Guard``: any unexpected exception becomes a plain 500 logged by type and place only, never
+  with its message or the request body (messages can quote the complaint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+
+log = logging.getLogger("medai.server")
+
+Scope = dict
+ASGIApp = Callable
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+       "frame-ancestors 'none'")
+
+
+async def send_json(send, status: int, body: dict, headers: list | None = None) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """``limit_for(path) -> bytes`` gives each route's limit."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+        self.app, self.limit_for = app, limit_for
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        limit = self.limit_for(scope["path"])
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                return await send_json(send, 400, {"detail": "invalid Content-Length",
+                                                   "code": "bad_request"})
+            if too_big:
+                return await self._refuse(send, limit)
+        seen, started, overflow = 0, False, False
+
+        async def limited_receive():
+            nonlocal seen, overflow
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    overflow = True
+                    raise _TooLarge
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if overflow:  # the app turned our interruption into some response: replace it
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _TooLarge:
+            pass
+        if overflow and not started:
+            await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send, limit: int) -> None:
+        await send_json(send, 413, {"detail": f"request body is larger than {limit:,} bytes",
+                                    "code": "too_large"}, [(b"connection", b"close")])
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        tls = scope.get("scheme") == "https"
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() != b"server"]
+                headers += [(b"content-security-policy", CSP.encode()),
+                            (b"x-content-type-options", b"nosniff"),
+                            (b"x-frame-options", b"DENY"),
+                            (b"referrer-policy", b"no-referrer"),
+                            (b"cross-origin-opener-policy", b"same-origin"),
+                            (b"cache-control", b"no-store")]
+                if tls:
+                    headers.append((b"strict-transport-security",
+                                    b"max-age=31536000; includeSubDomains"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class Guard:
+    """Outermost: access log (method, route, status, time — no bodies, no query strings) and
+    a plain 500 for anything unexpected, logged without its message."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 0
+
+        async def tracking_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # never let a traceback (and its message) reach the log
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error("unhandled %s at %s:%d (%s) on %s %s", type(exc).__name__,
+                      where.filename.rsplit("/", 1)[-1], where.lineno, where.name,
+                      scope["method"], scope["path"])
+            if status == 0:
+                status = 500
+                await send_json(send, 500, {"detail": "internal error; the request was not "
+                                                      "processed", "code": "internal"})
+        log.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
+                 (time.perf_counter() - start) * 1000)

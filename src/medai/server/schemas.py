@@ -1,0 +1,51 @@
+"""Request and error schemas of the API: what the OpenAPI document promises is what the server
+enforces (strict types: ``false`` is not a number; NaN/Infinity are refused; lengths match)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medai.core.text import MAX_TEXT_CHARS
+
+ImagingTask = Literal["cxr", "mri"]
+Language = Literal["en", "tr"]
+
+
+class TriageRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS,
+                      description="The patient's complaint in Turkish (free text).",
+                      examples=["İki gündür kulağımda çınlama ve ağrı var, işitmem azaldı."])
+    top_k: int = Field(3, ge=1, le=15, description="How many departments to return.")
+    min_confidence: float | None = Field(
+        None, ge=0.0, le=1.0, allow_inf_nan=False,
+        description="Abstain below this probability (default: the model card's).")
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx body. ``detail`` never repeats more than a short excerpt of the input."""
+
+    detail: str
+    code: str = Field(..., description="bad_request | invalid | unusable_image | "
+                                       "image_refused | too_large | not_found | unavailable | "
+                                       "overloaded | internal")
+    errors: list[FieldError] | None = None
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI entries for the error statuses a route can return."""
+    text = {400: "Malformed request (body not parseable)",
+            404: "Not found",
+            413: "Request body too large (checked while streaming)",
+            422: "Invalid input: a field, an unusable file, or an image of the wrong kind",
+            503: "Model unavailable, or every inference slot busy (see Retry-After)"}
+    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}

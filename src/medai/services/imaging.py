@@ -1,0 +1,60 @@
+"""Image findings and heatmaps, shared by the CLI, the API and the job workers.
+
+One contract for an image that gets no findings: ``ImageInputError`` (cannot be read: corrupt,
+too large, not an image) or ``ImageRefused`` (read, but the wrong kind of image for the model),
+the same for predict, heatmap and draft.
+"""
+
+from __future__ import annotations
+
+import io
+
+from medai.imaging.io import WORKING_SIDE, ImageInputError, ImageRefused, LoadedImage, load_image
+from medai.imaging.results import HeatmapResult, ImagingResult
+from medai.services.runtime import release_memory
+
+__all__ = ["ImageInputError", "ImageRefused", "analyse", "heatmap"]
+
+LARGE_IMAGE_PIXELS = 4_000_000  # above this, freed decode buffers are handed back to the OS
+
+
+def read_image(data: bytes) -> LoadedImage:
+    return load_image(data)
+
+
+def _after(image: LoadedImage | None) -> None:
+    if image is None:
+        return
+    meta = image.metadata
+    if (meta.get("width") or 0) * (meta.get("height") or 0) > LARGE_IMAGE_PIXELS:
+        release_memory()
+
+
+def analyse(predictor, data: bytes) -> ImagingResult:
+    """Findings for an image; raises ImageRefused / ImageInputError when it gets none."""
+    image = None
+    try:
+        image = read_image(data)
+        result = predictor.predict(image)
+    finally:
+        _after(image)
+    if result.refused:
+        raise ImageRefused(result.reason or "image refused")
+    return result
+
+
+def heatmap(predictor, data: bytes, label: str | None = None,
+            max_side: int = WORKING_SIDE) -> tuple[HeatmapResult, bytes]:
+    """Grad-CAM overlay PNG for ``label`` (default: the most probable) and what it shows."""
+    from medai.imaging.explain import explain
+
+    image = None
+    buf = io.BytesIO()
+    try:
+        image = read_image(data)
+        shown = explain(predictor, image, buf, label, max_side=max_side)
+    finally:
+        _after(image)
+    return HeatmapResult(task=predictor.cfg.task, label=shown["label"],
+                         probability=shown["probability"], width=shown["width"],
+                         height=shown["height"], model=predictor.identity), buf.getvalue()

@@ -1,0 +1,103 @@
+"""CPU budgeting and the bounded inference lane.
+
+``workers × concurrent calls × threads per call`` must not exceed the cores: oversubscribed
+torch/ONNX Runtime thread pools made every request slower under load. Each process gets a
+fixed number of concurrent model calls; the rest wait in a short queue with a timeout, and a
+full queue is refused at once (the API answers 503 with ``Retry-After``) instead of piling up
+work and memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+
+class Overloaded(RuntimeError):
+    """Every inference slot is busy and the queue is full (or the wait timed out)."""
+
+    def __init__(self, message: str, retry_after_s: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    workers: int
+    concurrency: int  # model calls at once per process
+    threads: int  # intra-op threads per model call
+
+
+def plan_cpu(workers: int = 1, concurrency: int | None = None,
+             cores: int | None = None) -> CpuPlan:
+    """Split the cores: by default one concurrent call per core per process, one thread each
+    (throughput under load beats the latency of one call on every core)."""
+    cores = cores or cpu_count()
+    workers = max(1, workers)
+    per_process = max(1, cores // workers)
+    concurrency = max(1, concurrency or per_process)
+    return CpuPlan(workers, concurrency, max(1, per_process // concurrency))
+
+
+def apply_thread_limits(plan: CpuPlan) -> None:
+    """Set torch's pools for this process (ONNX Runtime sessions take ``plan.threads``)."""
+    import torch
+
+    torch.set_num_threads(plan.threads)
+    with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
+        torch.set_num_interop_threads(1)
+
+
+class InferenceLane:
+    """At most ``concurrency`` model calls at once, ``queue`` more waiting ``timeout_s``."""
+
+    def __init__(self, concurrency: int, queue: int, timeout_s: float) -> None:
+        self.concurrency, self.queue, self.timeout_s = concurrency, queue, timeout_s
+        self._slots: asyncio.Semaphore | None = None
+        self._waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._slots is None:  # bound to the running event loop on first use
+            self._slots = asyncio.Semaphore(self.concurrency)
+        if self._slots.locked() and self._waiting >= self.queue:
+            raise Overloaded(f"all {self.concurrency} inference slots are busy and "
+                             f"{self._waiting} requests are queued; retry shortly")
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
+        except TimeoutError:
+            raise Overloaded(f"no inference slot became free within {self.timeout_s:g} s; "
+                             "retry shortly") from None
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+_LIBC = None
+
+
+def release_memory() -> None:
+    """Give freed heap pages back to the OS after a large image (glibc keeps them otherwise,
+    so resident memory ratcheted up after every big upload)."""
+    global _LIBC
+    try:
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL("libc.so.6")
+        _LIBC.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass

@@ -1,0 +1,21 @@
+"""Complaint triage for every face: the request's threshold, else the configured one
+(``MEDAI_TRIAGE_MIN_CONFIDENCE``), else the model card's."""
+
+from __future__ import annotations
+
+from medai.triage.results import TriageResult
+
+
+def triage(predictor, text: str, top_k: int = 3,
+           min_confidence: float | None = None) -> TriageResult:
+    """Raises ``TextInputError`` naming the problem when the complaint is unusable."""
+    if min_confidence is None:
+        from medai.settings import get_settings
+
+        min_confidence = get_settings().triage_min_confidence
+    return predictor.predict(text, top_k=top_k, min_confidence=min_confidence)
+
+
+def warm(predictor) -> None:
+    """Load what the first complaint would otherwise wait for (the red-flag engine, e5)."""
+    predictor.flag_engine.check("başım ağrıyor")

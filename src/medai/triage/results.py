@@ -1,0 +1,79 @@
+"""The typed triage result: the API's response, the CLI's ``--json`` and what the platform
+stores, with the exact model that made it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from medai.core.results import AIResult
+
+Level = Literal["call_112", "emergency_department_now", "urgent_same_day"]
+
+
+class DepartmentScore(BaseModel):
+    id: str
+    name: str
+    name_en: str
+    probability: float
+
+
+class Recommendation(BaseModel):
+    kind: Literal["emergency", "general_triage", "department"]
+    department_id: str | None = None
+    text_tr: str
+    text_en: str
+    level: Level | None = Field(None, description="the leading red flag's level (emergencies)")
+
+
+class Evidence(BaseModel):
+    detector: Literal["rules", "embedding"]
+    text: str = Field(..., description="the span that matched, or the chunk that was embedded")
+    concepts: list[str] = Field(default_factory=list)
+    exemplar: str | None = Field(None, description="nearest urgent exemplar (embedding)")
+    similarity: float | None = None
+
+
+class RedFlag(BaseModel):
+    id: str
+    name_tr: str
+    name_en: str
+    level: Level
+    advice_tr: str
+    advice_en: str
+    detectors: list[str] = Field(..., description="which detectors raised it: rules, embedding")
+    evidence: list[Evidence]
+    matched: list[str]
+
+
+class RedFlagHistory(BaseModel):
+    id: str
+    name_tr: str
+    name_en: str
+    evidence: list[str]
+
+
+class TriageResult(AIResult):
+    status: Literal["ai_suggestion"] = Field(
+        "ai_suggestion", description="Always 'ai_suggestion': staff make the decision.")
+    departments: list[DepartmentScore]
+    urgent: bool
+    red_flags: list[RedFlag]
+    urgency_level: Level | None = Field(None, description="the most urgent fired flag's level")
+    red_flag_history: list[RedFlagHistory] = Field(
+        default_factory=list, description="signs set in the distant past: notes for staff")
+    red_flag_engine: dict[str, Any] = Field(default_factory=dict,
+                                            description="rules version and detectors that ran")
+    abstained: bool
+    out_of_scope: bool = Field(False, description="not about a department this model knows")
+    out_of_scope_probability: float | None = Field(
+        None, description="the scope gate's P(other department); null without a gate")
+    recommendation: Recommendation
+    min_confidence: float
+    disclaimer_tr: str
+    disclaimer_en: str
+    warnings: list[str] = Field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
