@@ -44,14 +44,15 @@ def free_port() -> int:
 class Server:
     """One `medai serve` process tree from a source tree (``src`` on PYTHONPATH)."""
 
-    def __init__(self, tree: Path, workers: int | None, label: str) -> None:
+    def __init__(self, tree: Path, workers: int | None, label: str,
+                 extra_env: dict | None = None) -> None:
         self.tree, self.workers, self.label = tree, workers, label
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "medai.cli", "serve", "--port", str(self.port)]
         if workers:
             cmd += ["--workers", str(workers)]
-        env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+        env = dict(os.environ, PYTHONPATH=str(tree / "src"), **(extra_env or {}))
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -196,7 +197,7 @@ def heatmap_soak(server: Server, images: list[Path], clients: int, duration: int
             t.start()
         for t in threads:
             t.join()
-    warm = [m for t, m in rss.samples if t >= min(60, duration / 4)]
+    warm = [m for t, m in rss.samples if t >= min(60, duration / 4) and m > 0]
     return {**counts, "clients": clients, "duration_s": duration, "alive_after": server.alive(),
             "rss_mb_after_warmup": round(warm[0]) if warm else None,
             "rss_mb_end": round(rss.samples[-1][1]) if rss.samples else None,
@@ -264,7 +265,7 @@ def inputs(work: Path, n_texts: int, n_images: int) -> tuple[Path, list[Path]]:
         with manifest.open() as fh:
             rows = [r for r in csv.DictReader(fh)]
         for r in rng.sample(rows, min(n_images, len(rows))):
-            p = Path(r["path"])
+            p = Path(r.get("path") or r.get("file") or "")
             p = p if p.is_absolute() else manifest.parent / p
             if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.is_file():
                 images.append(p)
@@ -328,6 +329,17 @@ def main() -> None:
                     finally:
                         server.stop()
                     print(name, route, json.dumps(res[route]), flush=True)
+            if "load" not in args.skip and name == "after":  # the embedding detector's cost
+                server = Server(tree, workers, name, {"MEDAI_RED_FLAG_EMBEDDINGS": "false"})
+                try:
+                    server.wait_ready()
+                    run_wrk(server, "/api/v1/triage", "json", texts, 20, 5)
+                    res["triage_rules_only"] = run_wrk(server, "/api/v1/triage", "json", texts,
+                                                       20, args.duration)
+                finally:
+                    server.stop()
+                print(name, "triage_rules_only", json.dumps(res["triage_rules_only"]),
+                      flush=True)
             if "heatmap" not in args.skip:
                 server = Server(tree, workers, name)
                 try:
@@ -353,7 +365,7 @@ def main() -> None:
                 try:
                     server.wait_ready()
                     res["bad_inputs"] = bad_input_table(server, work, RssSampler,
-                                                        cli=name == "after")
+                                                        cli=name == "after", xray=images[0])
                 finally:
                     server.stop()
                 print(name, "bad", json.dumps(res["bad_inputs"]), flush=True)

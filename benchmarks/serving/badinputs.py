@@ -18,7 +18,19 @@ import numpy as np
 PATIENT = "Adım Ayşe Yılmaz TC 12345678901 tel 05321234567, göğsüm sıkışıyor. "
 
 
-def _dicom(path: Path, frames: int, rows: int, cols: int) -> Path:
+def _xray_like(rows: int, cols: int, source: Path | None) -> np.ndarray:
+    """A real chest X-ray resized (so the gate accepts it and the whole path runs), else a
+    smooth synthetic picture."""
+    from PIL import Image
+
+    if source is not None:
+        img = Image.open(source).convert("L").resize((cols, rows), Image.Resampling.BILINEAR)
+        return np.asarray(img)
+    y, x = np.mgrid[0:rows, 0:cols]
+    return ((np.sin(x / 37.0) * np.cos(y / 53.0) + 1) * 120).astype(np.uint8)
+
+
+def _dicom(path: Path, frames: int, rows: int, cols: int, source: Path | None = None) -> Path:
     from pydicom import Dataset
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -33,18 +45,23 @@ def _dicom(path: Path, frames: int, rows: int, cols: int) -> Path:
     ds.Modality, ds.Rows, ds.Columns, ds.NumberOfFrames = "DX", rows, cols, frames
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    rng = np.random.default_rng(0)
-    ds.PixelData = rng.integers(0, 4096, (frames, rows, cols), dtype=np.uint16).tobytes()
+    frame = _xray_like(rows, cols, source).astype(np.uint16) * 16
+    ds.PixelData = np.ascontiguousarray(np.broadcast_to(frame, (frames, rows, cols))).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
 
 
-def _big_png(path: Path) -> Path:
+def _big_png(path: Path, source: Path | None, smooth: bool) -> Path:
+    """6000 × 6600: a tiny file of a flat gradient (decompression bomb) or a real X-ray
+    blown up (accepted by the gate, so prediction and Grad-CAM run at full size)."""
     from PIL import Image
 
-    x = np.linspace(0, 255, 6000, dtype=np.float32)
-    img = np.broadcast_to(x[None, :], (6600, 6000)).astype(np.uint8)
-    Image.fromarray(img).save(path, optimize=True)
+    if smooth:
+        x = np.linspace(0, 255, 6000, dtype=np.float32)
+        img = np.broadcast_to(x[None, :], (6600, 6000)).astype(np.uint8)
+    else:
+        img = _xray_like(6600, 6000, source)
+    Image.fromarray(img).save(path, optimize=smooth)
     return path
 
 
@@ -54,6 +71,9 @@ def _raw_stream(port: int, path: str, content_type: str, total: int) -> tuple[in
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                      f"{content_type}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        head = (b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.dcm\"\r\n"
+                b"Content-Type: application/octet-stream\r\n\r\n")
+        sock.sendall(b"%x\r\n%s\r\n" % (len(head), head))
         chunk = b"\0" * (1 << 20)
         framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         while sent < total and not select.select([sock], [], [], 0)[0]:
@@ -83,18 +103,22 @@ def _declared_length(port: int, path: str, length: int) -> int:
     return int(response.split()[1]) if response.startswith(b"HTTP/") else 0
 
 
-def bad_input_table(server, work: Path, sampler_cls, cli: bool = True) -> list[dict]:
+def bad_input_table(server, work: Path, sampler_cls, cli: bool = True,
+                    xray: Path | None = None) -> list[dict]:
     base, port = server.base, server.port
-    multiframe = _dicom(work / "multiframe.dcm", 110, 540, 540)
-    big_png = _big_png(work / "huge.png")
-    dicom_11mb = _dicom(work / "d11.dcm", 1, 2400, 2400)
+    multiframe = _dicom(work / "multiframe.dcm", 110, 540, 540, xray)
+    bomb_png = _big_png(work / "bomb.png", xray, smooth=True)
+    big_png = _big_png(work / "huge.png", xray, smooth=False)
+    dicom_11mb = _dicom(work / "d11.dcm", 1, 2400, 2400, xray)
     cases = []
 
-    def upload(route: str, path: Path, form: dict | None = None) -> int:
+    def upload(route: str, path: Path, form: dict | None = None) -> str:
         with httpx.Client(timeout=300) as c:
-            return c.post(f"{base}{route}", data=form,
-                          files={"file": (path.name, path.read_bytes(), "image/png")}
-                          ).status_code
+            r = c.post(f"{base}{route}", data=form,
+                       files={"file": (path.name, path.read_bytes(), "image/png")})
+        code = r.json().get("code", "") if r.headers.get("content-type") == \
+            "application/json" and r.status_code >= 400 else ""
+        return f"{r.status_code} {code}".strip()
 
     def four_at_once() -> str:
         statuses: list[int] = []
@@ -116,9 +140,12 @@ def bad_input_table(server, work: Path, sampler_cls, cli: bool = True) -> list[d
         ("multi-frame DICOM, 110 frames 540×540, "
          f"{multiframe.stat().st_size / 2**20:.0f} MB", lambda: upload(
              "/api/v1/imaging/cxr/predict", multiframe)),
-        (f"PNG 6000×6600, {big_png.stat().st_size / 1024:.0f} KB", lambda: upload(
+        (f"PNG 6000×6600 flat gradient, {bomb_png.stat().st_size / 1024:.0f} KB", lambda: upload(
+            "/api/v1/imaging/cxr/predict", bomb_png)),
+        (f"PNG 6000×6600 X-ray, {big_png.stat().st_size / 2**20:.0f} MB", lambda: upload(
             "/api/v1/imaging/cxr/predict", big_png)),
-        ("PNG 6000×6600 heatmap", lambda: upload("/api/v1/imaging/cxr/heatmap", big_png)),
+        ("PNG 6000×6600 X-ray, heatmap", lambda: upload("/api/v1/imaging/cxr/heatmap",
+                                                         big_png)),
         (f"four {dicom_11mb.stat().st_size / 2**20:.0f} MB DICOMs at once", four_at_once),
         ("triage JSON declaring 100 MB", lambda: _declared_length(port, "/api/v1/triage",
                                                                    100 * 2**20)),

@@ -36,16 +36,21 @@ def gradcam(model, pixels: np.ndarray, label_index: int, size: int) -> np.ndarra
 
 def overlay_png(pixels: np.ndarray, heat: np.ndarray, out, alpha: float = 0.45,
                 caption: str | None = None):
-    """The gray image with the heatmap in a perceptual colour map on top, saved as PNG."""
+    """The gray image with the heatmap in a perceptual colour map on top, saved as PNG.
+
+    Float32 throughout and a 256-entry colour table: a 2048² overlay costs tens of MB, not
+    the hundreds that per-pixel float64 RGBA colour mapping took."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import colormaps
     from PIL import Image, ImageDraw
 
-    gray = np.repeat(np.clip(pixels, 0, 1)[..., None], 3, axis=2)
-    colour = colormaps["inferno"](heat)[..., :3]
-    mixed = (1 - alpha * heat[..., None]) * gray + alpha * heat[..., None] * colour
+    table = colormaps["inferno"](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
+    weight = (alpha * heat.astype(np.float32))[..., None]
+    colour = table[np.clip(heat * 255, 0, 255).astype(np.uint8)]
+    gray = np.clip(pixels, 0, 1).astype(np.float32)[..., None]
+    mixed = (1 - weight) * gray + weight * colour
     img = Image.fromarray((np.clip(mixed, 0, 1) * 255).astype(np.uint8))
     if caption:
         ImageDraw.Draw(img).text((4, 4), caption, fill=(255, 255, 0))
