@@ -36,6 +36,7 @@ lint: install-dev
 
 test: install-dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 # Re-create the bundled default triage model (needs ../shared/data; see its model card).

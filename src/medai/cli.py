@@ -152,8 +152,9 @@ def triage_predict(
                                                   "standard input"))
         else:
             raw = text
-        predictor = _load_triage(model)
-        result = predictor.predict(raw, top_k=top_k, min_confidence=min_confidence).to_dict()
+        from medai.services.triage import triage
+
+        result = triage(_load_triage(model), raw, top_k, min_confidence).to_dict()
     lines = [f"[{result['status']}] {result['recommendation']['text_tr']}"]
     for flag in result["red_flags"]:
         lines.append(f"  ACİL / URGENT [{flag['level']}, {'+'.join(flag['detectors'])}]: "
