@@ -290,6 +290,54 @@ def worktree(ref: str, work: Path) -> Path:
     return tree
 
 
+def _row(name: str, r: dict | None) -> str:
+    if not r or "requests_per_s" not in r:
+        return f"| {name} | – | – | – | – | – |"
+    return (f"| {name} | {r['requests_per_s']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
+            f"{r['non_2xx']} + {r['socket_errors']} | {r['peak_rss_mb']} |")
+
+
+def render(results: dict) -> str:
+    """results.md: the tables of docs/benchmarks/serving.md."""
+    b, a = results.get("before", {}), results.get("after", {})
+    lines = ["| load (wrk, 20 connections) | req/s | p50 ms | p95 ms | non-2xx + socket errors "
+             "| peak RSS MB |", "|---|---|---|---|---|---|",
+             _row("triage, before", b.get("triage")), _row("triage, after", a.get("triage")),
+             _row("triage, after, rules only (no e5 detector)", a.get("triage_rules_only")),
+             _row("chest X-ray predict, before", b.get("cxr_predict")),
+             _row("chest X-ray predict, after", a.get("cxr_predict")), ""]
+    lines += ["| heatmap soak (8 clients) | requests | equal to serial | different | 5xx | "
+              "connection errors | alive after | RSS after warm-up → end MB | growth |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in (("before", b.get("heatmap_soak")), ("after", a.get("heatmap_soak"))):
+        if r:
+            lines.append(f"| {name}, {r['duration_s']} s | {r['requests']} | {r['equal']} | "
+                         f"{r['different']} | {r['5xx']} | {r['connection_errors']} | "
+                         f"{r['alive_after']} | {r['rss_mb_after_warmup']} → {r['rss_mb_end']} "
+                         f"| {r['rss_growth_after_warmup']} |")
+    m = a.get("mixed_soak")
+    if m:
+        t, alone = m["triage_under_load"], a.get("triage_alone_8", {})
+        lines += ["", "| mixed soak | value |", "|---|---|",
+                  f"| duration | {m['duration_s']} s |",
+                  f"| predict / heatmap / draft requests | {m['predict']} / {m['heatmap']} / "
+                  f"{m['draft']} |", f"| 5xx (imaging clients + triage) | {m['5xx']} + "
+                  f"{t.get('non_2xx')} |", f"| connection errors | {m['connection_errors']} |",
+                  f"| peak RSS | {m['peak_rss_mb']} MB |",
+                  f"| triage p95 alone (8 connections) | {alone.get('p95_ms', 0):.0f} ms |",
+                  f"| triage p95 under imaging load | {t.get('p95_ms', 0):.0f} ms |"]
+    for name in ("before", "after"):
+        rows = results.get(name, {}).get("bad_inputs")
+        if rows:
+            lines += ["", f"| bad input ({name}) | status | seconds | RSS before → peak MB |",
+                      "|---|---|---|---|"]
+            for r in rows:
+                rss = (f"{r['rss_before_mb']} → {r['peak_rss_mb']}" if "rss_before_mb" in r
+                       else r.get("peak_rss_mb", ""))
+                lines.append(f"| {r['case']} | {r['status']} | {r.get('seconds', '')} | {rss} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--baseline", default=None, help="git ref of the code before the change")
@@ -300,7 +348,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: load heatmap "
                                                           "mixed bad")
+    ap.add_argument("--render", default=None, help="only write results.md from a results.json")
     args = ap.parse_args()
+    if args.render:
+        path = Path(args.render)
+        (path.parent / "results.md").write_text(render(json.loads(path.read_text())))
+        return
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="medai-serving-"))
@@ -377,6 +430,7 @@ def main() -> None:
                            cwd=ROOT, check=False, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "results.md").write_text(render(results))
     print(json.dumps(results, indent=1))
 
 

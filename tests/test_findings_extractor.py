@@ -36,3 +36,42 @@ def test_mesh_headings_map_to_labels():
         "Cardiomegaly", "Atelectasis"}
     assert mesh_labels("normal") == {"No Finding"}
     assert mesh_labels("Thoracic Vertebrae/degenerative") == set()
+
+
+def _labels_needing_patterns():
+    from medai.imaging.labels import SPACES
+    from medai.reporting.phrases import NORMAL
+
+    return [(task, lab) for task, sp in SPACES.items() for lab in sp.labels
+            if lab not in NORMAL]
+
+
+@pytest.mark.parametrize("task,label", _labels_needing_patterns())
+def test_every_label_of_every_task_has_patterns_that_read_its_own_phrase(task, label):
+    """A label without a pattern would switch the draft safety check off for it."""
+    from medai.reporting.findings import MENTIONS, TR_MENTIONS, positive_labels_tr
+    from medai.reporting.phrases import PHRASES, phrase
+
+    assert label in MENTIONS and label in TR_MENTIONS and label in PHRASES
+    assert label in positive_labels(f"There is {phrase(label, 'en')}.")
+    assert label in positive_labels_tr(f"{phrase(label, 'tr').capitalize()} izlenmektedir.")
+    assert label not in positive_labels_tr(f"{phrase(label, 'tr').capitalize()} izlenmedi.")
+
+
+@pytest.mark.parametrize("text,stated", [
+    ("Plevral efüzyon yok, sağ akciğerde kitle izlenmektedir.", {"Mass"}),
+    ("Plevral efüzyon, pnömotoraks izlenmedi.", set()),
+    ("Pnömotoraks saptanmadı; ancak sol alt zonda konsolidasyon mevcuttur.", {"Consolidation"}),
+    ("Kardiyomegali mevcut, efüzyon ekarte edilemez.", {"Cardiomegaly"}),
+    ("Bakteriyel pnömoni ile uyumlu görünüm.", {"Bacterial_Pneumonia", "Pneumonia"}),
+])
+def test_turkish_is_read_clause_by_clause(text, stated):
+    from medai.reporting.findings import positive_labels_tr
+
+    assert positive_labels_tr(text) == stated
+
+
+def test_pneumonia_subtypes_are_kept_apart():
+    assert {"Viral_Pneumonia", "Pneumonia"} <= positive_labels("Findings of viral pneumonia.")
+    assert "Bacterial_Pneumonia" not in positive_labels("Findings of viral pneumonia.")
+    assert "Bacterial_Pneumonia" in positive_labels("Right lower lobe lobar pneumonia.")

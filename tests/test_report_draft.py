@@ -325,3 +325,42 @@ def test_mri_drafts_are_checked_against_the_mri_labels():
         finally:
             server.close()
         assert (d["backend"] == "openai") is used, d["warnings"]
+
+
+def test_a_subtype_swap_or_a_mass_after_a_negation_voids_the_llm_draft():
+    bacterial = parse_findings([{"label": "Bacterial_Pneumonia", "probability": 0.9,
+                                 "positive": True}])
+    swap = _answer(findings="Right lower lobe consolidation.",
+                   impression="Viral pneumonia [1].", recommendation="Follow-up [1].")
+    tr_mass = _tr_answer("Plevral efüzyon yok, sağ akciğerde kitle izlenmektedir.",
+                         "Kardiyomegali ve efüzyon.")
+    for findings, answer, lang in ((bacterial, swap, "en"),
+                                   (parse_findings(FINDINGS), tr_mass, "tr")):
+        server = _LLMServer(answer)
+        try:
+            d = draft_report(findings, RETRIEVER, server.backend(), lang=lang)
+        finally:
+            server.close()
+        assert d["backend"] == "template", d["sections"]
+        assert any("not among the inputs" in w for w in d["warnings"])
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=20),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids,
+                                                              max_size=4), max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_JSONISH, st.lists(st.fixed_dictionaries(
+    {"label": st.sampled_from([*space("cxr").labels, "pneumonia viral", "Unicorn"]),
+     "probability": st.floats(allow_nan=True, allow_infinity=True)}), max_size=5)))
+def test_parse_findings_accepts_or_refuses_cleanly(raw):
+    """Whatever JSON a caller sends: parsed findings with probabilities in [0, 1], or a
+    FindingsInputError — never another exception."""
+    try:
+        parsed = parse_findings(raw)
+    except FindingsInputError:
+        return
+    assert parsed and all(f.label in space("cxr").labels for f in parsed)
+    assert all(f.probability is None or 0.0 <= f.probability <= 1.0 for f in parsed)

@@ -87,3 +87,39 @@ def test_a_streamed_body_is_cut_off_at_its_limit(server):
             pass
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
     assert sent < 20_000_000
+
+
+def test_a_killed_worker_is_replaced(server):
+    """A worker that dies (e.g. killed by the OOM killer) is restarted by the supervisor and
+    the server keeps answering."""
+    import signal
+
+    import psutil
+
+    base, port = server
+    supervisor = next(p for p in psutil.process_iter(["cmdline"])
+                      if "serve" in (p.info["cmdline"] or []) and str(port) in
+                      (p.info["cmdline"] or []))
+    def workers() -> set[int]:
+        return {c.pid for c in supervisor.children() if "spawn_main" in " ".join(c.cmdline())}
+
+    before = workers()
+    assert len(before) == 2
+    victim = sorted(before)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        now = workers()
+        if victim not in now and len(now) >= len(before):
+            break
+        time.sleep(0.5)
+    assert victim not in now and len(now) >= len(before), (before, now)
+    for _ in range(240):
+        try:
+            if httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    r = httpx.post(f"{base}/api/v1/triage", json={"text": "kulağım ağrıyor"}, timeout=30)
+    assert r.status_code == 200

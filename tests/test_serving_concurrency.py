@@ -75,3 +75,17 @@ def test_gradcam_matches_a_reference_computed_by_hand(predictor_and_images):
         assert abs(hy / heat.shape[0] - (ry + 0.5) / ref.shape[0]) < 1.5 / ref.shape[0]
         assert abs(hx / heat.shape[1] - (rx + 0.5) / ref.shape[1]) < 1.5 / ref.shape[1]
     model.zero_grad(set_to_none=True)
+
+
+def test_concurrent_triage_equals_serial(tfidf_model_dir):
+    from medai.services.triage import triage
+
+    predictor = registry.load(tfidf_model_dir)
+    texts = ["Yüzümde sivilce ve akne var", "kulağım çınlıyor ve ağrıyor",
+             "babamın yüzü bir tarafa kaydı, konuşamıyor", "belim ağrıyor, bacağıma vuruyor",
+             "intihar etmeyi düşünüyorum", "3 yıl önce felç geçirdim, şimdi iyiyim",
+             "göğsüm sıkışıyor, sol koluma yayılıyor, terliyorum", "burnum tıkalı"] * 3
+    serial = [triage(predictor, t).to_dict() for t in texts]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = [r.to_dict() for r in pool.map(lambda t: triage(predictor, t), texts)]
+    assert parallel == serial

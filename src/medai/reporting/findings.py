@@ -26,6 +26,10 @@ MENTIONS: dict[str, str] = {
     "Mass": r"\bmass(?:es)?\b",
     "Nodule": r"nodul\w*|granulomas?\b",
     "Pneumonia": r"pneumoni\w*",
+    "Viral_Pneumonia": r"viral pneumoni\w*|pneumoni\w* (?:of )?viral|viral (?:lower respiratory "
+                       r"|lung )?infection",
+    "Bacterial_Pneumonia": r"bacterial pneumoni\w*|pneumoni\w* (?:of )?bacterial|"
+                           r"lobar pneumoni\w*|bacterial (?:lung )?infection",
     "Pneumothorax": r"pneumothora\w*",
     "Consolidation": r"consolidat\w*|airspace (?:disease|opacit\w*)",
     "Edema": r"(?:pulmonary )?o?edema|vascular congestion|interstitial fluid",
@@ -34,10 +38,11 @@ MENTIONS: dict[str, str] = {
     "Pleural_Thickening": r"pleural thickening|thickened pleura",
     "Hernia": r"hernia\w*",
     "Lung Opacity": r"opacit\w*|opacification|densit(?:y|ies)",
+    "Lung Lesion": r"\blesions?\b|cavitar\w*|cavity|cavities",
     "Fracture": r"fractur\w*",
     "Enlarged Cardiomediastinum": r"(?:mediastin\w*|cardiomediastinal silhouette) "
                                   r"(?:is |appears )?(?:widen\w*|enlarg\w*)|"
-                                  r"widened mediastinum",
+                                  r"widened mediastinum|(?:enlarged|widened) cardiomediastin\w*",
     "Tuberculosis": r"tubercul\w*|\btb\b",
     "COVID-19": r"covid(?:-?19)?|sars-cov-2",
     # brain MRI classes (for checking MRI drafts)
@@ -149,10 +154,15 @@ TR_MENTIONS: dict[str, str] = {
     "Atelectasis": r"atelekta", "Cardiomegaly": r"kardiyomegal|kalp gölgesi.{0,20}büyü",
     "Effusion": r"efüzyon|plevral sıvı", "Infiltration": r"infiltra", "Mass": r"kitle(?!\s+etki)",
     "Nodule": r"nodül", "Pneumonia": r"pnömoni", "Pneumothorax": r"pnömotoraks",
+    "Viral_Pneumonia": r"viral pnömoni|pnömoni\w* viral|viral enfeksiyon",
+    "Bacterial_Pneumonia": r"bakteriyel pnömoni|pnömoni\w* bakteriyel|lober pnömoni|"
+                           r"bakteriyel enfeksiyon",
+    "Lung Lesion": r"lezyon|kavite|kaviter",
     "Consolidation": r"konsolida", "Edema": r"ödem", "Emphysema": r"amfizem",
     "Fibrosis": r"fibroz", "Pleural_Thickening": r"plevral kalınlaşma", "Hernia": r"herni",
     "Lung Opacity": r"opasite|opasifikasyon", "Fracture": r"kırık|fraktür",
-    "Enlarged Cardiomediastinum": r"mediast\w*.{0,25}geniş", "COVID-19": r"covid",
+    "Enlarged Cardiomediastinum": r"mediast\w*.{0,25}geniş|geniş\w* kardiyomediast",
+    "COVID-19": r"covid",
     "Tuberculosis": r"tüberküloz", "Glioma": r"gliom|glioblastom", "Meningioma": r"meningiom",
     "Pituitary": r"hipofiz (?:adenom|makroadenom|mikroadenom|tümör)",
 }
@@ -164,13 +174,44 @@ _TR_UNC = re.compile(r"\b(?:olası|muhtemel\w*|şüphe\w*|düşündür\w*|ekarte
 _TR_MENTION = {lab: re.compile(p) for lab, p in TR_MENTIONS.items()}
 
 
+# A Turkish clause ends at a comma (not a decimal comma), a semicolon or a contrastive
+# conjunction (a colon does not: "Şu bulgular saptanmadı: pnömotoraks"); it states something
+# when it has a predicate (var/yok/mevcut, an -len/-len participle, a copula -dır). A predicate-
+# less clause ("Plevral efüzyon, pnömotoraks izlenmedi") shares the next clause's predicate.
+_TR_CLAUSE = re.compile(r",(?!\d)|;|\b(?:ancak|fakat|ama|lakin|buna karşın|bununla birlikte|"
+                        r"öte yandan|yanı sıra)\b")
+_TR_PREDICATE = re.compile(r"\b(?:var\w*|yok\w*|mevcut\w*|değil\w*|olası|muhtemel\w*|"
+                           r"uyumlu\w*|düşündür\w*|ekarte|\w*(?:izlen|saptan|görül|gözlen|"
+                           r"bulun|rastlan|tespit|dikkati çek|ayırt edil|edilemez)\w*|"
+                           r"\w+(?:dır|dir|dur|dür|tır|tir|tur|tür)\b)")
+
+
+def _tr_clauses(sentence: str) -> list[str]:
+    clauses, pending = [], ""
+    for part in _TR_CLAUSE.split(sentence):
+        part = part.strip()
+        if not part:
+            continue
+        if _TR_PREDICATE.search(part):
+            clauses.append(f"{pending} {part}".strip())
+            pending = ""
+        else:
+            pending = f"{pending} {part}".strip()
+    if pending:
+        clauses.append(pending)
+    return clauses
+
+
 def positive_labels_tr(text: str) -> set[str]:
-    """Labels a Turkish text states as present (a sentence with a negation or hedge does not)."""
+    """Labels a Turkish text states as present, clause by clause: a clause with a negation or a
+    hedge states nothing, the others state every finding they name ("Plevral efüzyon yok,
+    sağ akciğerde kitle izlenmektedir" states a mass)."""
     from medai.core.text import turkish_lower
 
     found = set()
     for sentence in _SENTENCE.split(turkish_lower(str(text))):
-        if _TR_NEG.search(sentence) or _TR_UNC.search(sentence):
-            continue
-        found |= {lab for lab, pattern in _TR_MENTION.items() if pattern.search(sentence)}
+        for clause in _tr_clauses(sentence):
+            if _TR_NEG.search(clause) or _TR_UNC.search(clause):
+                continue
+            found |= {lab for lab, pattern in _TR_MENTION.items() if pattern.search(clause)}
     return found
