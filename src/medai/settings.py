@@ -5,18 +5,20 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEDAI_", env_file=".env", extra="ignore")
 
-    home: Path = Field(default=Path.home() / ".medai", description="medai's working folder")
-    models_dir: Path = Field(default=Path.home() / ".medai" / "models",
-                             description="where user models are registered (one folder each)")
-    cache_dir: Path = Field(default=Path.home() / ".medai" / "cache",
-                            description="embedding cache and other recomputable files")
+    home: Path = Field(default=Path.home() / ".medai", description="medai's working folder: "
+                       "the default parent of models_dir and cache_dir")
+    models_dir: Path | None = Field(
+        default=None, description="where user models are registered (default HOME/models)")
+    cache_dir: Path | None = Field(
+        default=None, description="embedding cache and other recomputable files "
+                                  "(default HOME/cache)")
     triage_model: Path | None = Field(default=None, description="triage model served by default")
     cxr_model: Path | None = Field(default=None, description="chest X-ray model served")
     mri_model: Path | None = Field(default=None, description="brain MRI model served")
@@ -54,6 +56,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _under_home(self) -> Settings:
+        """Folders not set on their own live under ``home`` (MEDAI_HOME moves them all)."""
+        if self.models_dir is None:
+            self.models_dir = self.home / "models"
+        if self.cache_dir is None:
+            self.cache_dir = self.home / "cache"
+        return self
 
     def default_model(self, task: str) -> Path | None:
         return {"triage": self.triage_model, "cxr": self.cxr_model,
