@@ -135,7 +135,8 @@ def test_int8_export_is_gated_on_auroc(tiny, tmp_path):
     assert refused["int8"]["accepted"] is False and not (model / "model.int8.onnx").exists()
     q = run_json("imaging", "export", "--task", "cxr", "--model", str(model), "--int8",
                  "--data", manifest, "--max-auroc-drop", "0.05", "--calibration-images", "16")
-    assert q["int8"]["calibration_images"] == 16 and q["int8"]["n"] >= 36
+    assert q["int8"]["calibration_images"] == 16 and q["int8"]["n"] >= 20
+    assert q["int8"]["judged_on"] == "images not used for calibration"
     assert q["int8"]["macro_auroc_int8"] >= q["int8"]["macro_auroc_fp32"] - 0.05
     assert q["int8"]["accepted"] is True and (model / "model.int8.onnx").is_file()
     fp32 = run_json("imaging", "predict", str(root / "1_3.png"), "--task", "cxr", "--model",

@@ -364,3 +364,21 @@ def test_parse_findings_accepts_or_refuses_cleanly(raw):
         return
     assert parsed and all(f.label in space("cxr").labels for f in parsed)
     assert all(f.probability is None or 0.0 <= f.probability <= 1.0 for f in parsed)
+
+
+def test_a_drafter_builds_its_llm_backend_once(monkeypatch):
+    """A local GGUF model is read once per process, not for every draft."""
+    from medai.reporting import service
+
+    built = []
+
+    def fake_make_backend(cfg):
+        built.append(cfg.backend)
+        return None  # the template drafter
+
+    monkeypatch.setattr(service, "make_backend", fake_make_backend)
+    drafter = service.Drafter(embeddings=False)
+    for _ in range(3):
+        d = drafter.draft(None, FINDINGS)
+        assert d.status == "draft" and d.backend == "template"
+    assert len(built) == 1

@@ -161,6 +161,9 @@ class ImagingNet(nn.Module):
         """
         if part not in TRAINABLE:
             raise ValueError(f"trainable must be one of {TRAINABLE}, not {part!r}")
+        if part == "top" and self.backbone_name.startswith("hf:"):
+            raise ValueError("--trainable top is not defined for Hugging Face backbones (no "
+                             "generic last stage): use head or all")
         keep = {"head": self.head_names(), "top": self.head_names() + self.top_names(),
                 "all": ("",)}[part]
         n = 0

@@ -178,8 +178,10 @@ def reevaluate(out: Path, data: Path, seed: int = 13, history: list | None = Non
 
 def quantize_checked(predictor: ImagingPredictor, data: Path, max_auroc_drop: float = 0.005,
                      calibration_images: int = 128, seed: int = 0) -> dict:
-    """Static int8 ONNX model, calibrated on real images from ``data``, kept next to the fp32
-    one only if its macro AUROC on ``data`` is no more than ``max_auroc_drop`` below fp32's."""
+    """Static int8 ONNX model, calibrated on part of the images of ``data`` (at most half) and
+    kept next to the fp32 one only if its macro AUROC on the *other* images is no more than
+    ``max_auroc_drop`` below fp32's on those same images (never judged on what it was
+    calibrated on)."""
     import copy
 
     import torch
@@ -192,11 +194,17 @@ def quantize_checked(predictor: ImagingPredictor, data: Path, max_auroc_drop: fl
     pixels, keep, _ = readable(ds)
     if not pixels:
         raise ValueError(f"{data}: no readable images to calibrate on")
-    order = np.random.default_rng(seed).permutation(len(pixels))[:calibration_images]
+    if len(pixels) < 4:
+        raise ValueError(f"{data}: at least 4 readable images are needed (half calibrate, half "
+                         "judge)")
+    perm = np.random.default_rng(seed).permutation(len(pixels))
+    n_cal = max(1, min(calibration_images, len(pixels) // 2))
+    order, judge = perm[:n_cal], np.sort(perm[n_cal:])
     calib = torch.stack([to_tensor(pixels[i], predictor.cfg.image_size) for i in order])
     out = quantize_int8(directory / ONNX_FILE, calib, directory / INT8_FILE)
     cols = [ds.labels.index(lab) for lab in predictor.labels]
-    targets = ds.targets()[keep][:, cols]
+    targets = ds.targets()[keep][:, cols][judge]
+    pixels = [pixels[i] for i in judge]
     fp32 = copy.copy(predictor)
     fp32.model = OnnxModel(directory / ONNX_FILE)
     q = copy.copy(predictor)
@@ -209,6 +217,7 @@ def quantize_checked(predictor: ImagingPredictor, data: Path, max_auroc_drop: fl
     if not accepted:
         out.unlink()
     return {"path": str(out), "accepted": bool(accepted), "n": len(pixels),
-            "calibration_images": len(order), "macro_auroc_fp32": a32, "macro_auroc_int8": a8,
+            "calibration_images": len(order), "judged_on": "images not used for calibration",
+            "macro_auroc_fp32": a32, "macro_auroc_int8": a8,
             "max_abs_prob_diff": float(np.abs(p32 - p8).max()),
             "positive_agreement": float(np.mean((p32 >= thr) == (p8 >= thr)))}

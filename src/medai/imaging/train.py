@@ -135,7 +135,10 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
     train_ds = ImageTensorDataset(train.records, label_idx, cfg.image_size, cfg.augment, flip,
                                   seed=cfg.seed)
     val_ds = ImageTensorDataset(val.records, label_idx, cfg.image_size, False, False)
-    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True)
+    # its own generator: the shuffle order depends on the seed alone, not on how much of the
+    # global torch RNG model construction consumed
+    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(cfg.seed))
     val_dl = DataLoader(val_ds, batch_size=cfg.batch_size * 2)
     weights = _loss_weights(train.targets()[:, label_idx], sp.multilabel)
     criterion = masked_bce if sp.multilabel else class_weighted_ce

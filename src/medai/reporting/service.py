@@ -26,7 +26,7 @@ class Drafter:
         self._retriever = None
         self._captioner = None
         self._imaging: dict[tuple[str, str | None], Any] = {}
-        self._llm = None
+        self._llm, self._llm_built = None, False
         self._lock = threading.RLock()
 
     @property
@@ -98,6 +98,6 @@ class Drafter:
     def _backend(self):
         """Built once per drafter (a local GGUF file is not re-read for every draft)."""
         with self._lock:
-            if self._llm is None:
-                self._llm = make_backend(self.llm_config)
+            if not self._llm_built:
+                self._llm, self._llm_built = make_backend(self.llm_config), True
             return self._llm
