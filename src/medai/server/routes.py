@@ -8,7 +8,6 @@ a 422 with ``code`` ``unusable_image`` or ``image_refused`` on every route).
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -18,21 +17,22 @@ from pydantic import BaseModel
 
 import medai
 from medai.core.jsonsafe import JsonInputError, loads_limited
-from medai.core.text import TextInputError
-from medai.imaging.io import MAX_BYTES, ImageInputError, ImageRefused
-from medai.imaging.results import ImagingResult
-from medai.reporting.draft import MAX_QUESTION_CHARS, FindingsInputError
-from medai.reporting.results import DraftResult
 from medai.server.errors import ApiError
 from medai.server.schemas import ImagingTask, Language, TriageRequest, error_responses
 from medai.services import imaging as imaging_service
 from medai.services import triage as triage_service
+from medai.services.imaging import MAX_BYTES, ImageInputError, ImageRefused, ImagingResult
 from medai.services.models import ModelUnavailable
-from medai.triage.results import TriageResult
+from medai.services.reports import (
+    MAX_QUESTION_CHARS,
+    DraftResult,
+    FindingsInputError,
+    shared_drafter,
+)
+from medai.services.triage import TextInputError, TriageResult
 
 log = logging.getLogger("medai.server")
 router = APIRouter()
-_drafter_lock = threading.Lock()
 
 
 class Liveness(BaseModel):
@@ -143,12 +143,7 @@ async def imaging_heatmap(task: ImagingTask, request: Request,
 
 
 def _drafter(request: Request):
-    with _drafter_lock:
-        if getattr(request.app.state, "drafter", None) is None:
-            from medai.reporting.service import Drafter
-
-            request.app.state.drafter = Drafter(kb=request.app.state.knowledge_dir)
-        return request.app.state.drafter
+    return shared_drafter(request.app.state.knowledge_dir)
 
 
 @router.post("/api/v1/reports/draft", response_model=DraftResult, tags=["reports"],

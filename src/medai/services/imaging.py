@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import io
 
-from medai.imaging.io import WORKING_SIDE, ImageInputError, ImageRefused, LoadedImage, load_image
+from medai.imaging.io import (
+    MAX_BYTES,
+    WORKING_SIDE,
+    ImageInputError,
+    ImageRefused,
+    LoadedImage,
+    load_image,
+)
 from medai.imaging.results import HeatmapResult, ImagingResult
 from medai.services.runtime import release_memory
 
-__all__ = ["ImageInputError", "ImageRefused", "analyse", "heatmap"]
+__all__ = ["MAX_BYTES", "HeatmapResult", "ImageInputError", "ImageRefused", "ImagingResult",
+           "analyse", "heatmap"]
 
 LARGE_IMAGE_PIXELS = 4_000_000  # above this, freed decode buffers are handed back to the OS
 

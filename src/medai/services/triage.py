@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from medai.core.text import TextInputError
 from medai.triage.results import TriageResult
+
+__all__ = ["TextInputError", "TriageResult", "triage", "warm"]
 
 
 def triage(predictor, text: str, top_k: int = 3,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medai.cli_common import JsonFlag, _emit, _guard, relaunched
+from medai.cli.common import JsonFlag, _emit, _guard, relaunched
 
 caption_app = typer.Typer(help="Radiology image captioning.", no_args_is_help=True)
 report_app = typer.Typer(help="Retrieval-augmented report drafts (always drafts).",

@@ -1,0 +1,68 @@
+"""The ``medai`` command line. ``--json`` output is one JSON object on stdout: a stable contract.
+
+Progress bars and logs go to stderr so stdout stays machine-readable. Errors with ``--json``
+print ``{"error": ..., "error_type": ...}`` and exit with status 2 (bad input) or 1 (other).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from medai.cli.common import JsonFlag, _emit
+from medai.cli.imaging import imaging_app
+from medai.cli.models import models_app
+from medai.cli.reporting import caption_app, kb_app, report_app
+from medai.cli.triage import triage_app
+
+app = typer.Typer(help="medai: a hospital's own medical AI (triage, imaging, reports).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(triage_app, name="triage")
+app.add_typer(models_app, name="models")
+app.add_typer(imaging_app, name="imaging")
+app.add_typer(caption_app, name="caption")
+app.add_typer(report_app, name="report")
+app.add_typer(kb_app, name="kb")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes (default MEDAI_WORKERS or 1); each loads the models once and "
+             "gets cores / workers inference threads.")] = None,
+    triage_model: Annotated[str | None, typer.Option(help="Triage model to serve.")] = None,
+    cxr_model: Annotated[str | None, typer.Option(help="Chest X-ray model to serve.")] = None,
+    mri_model: Annotated[str | None, typer.Option(help="Brain MRI model to serve.")] = None,
+) -> None:
+    """Start the API server (OpenAPI docs at /docs). Liveness: /api/v1/health/live;
+    readiness (every model loaded): /api/v1/health/ready."""
+    import os
+
+    import uvicorn
+
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    workers = workers or settings.workers
+    bind = host or settings.host
+    env = {"MEDAI_WORKERS": str(workers), "MEDAI_SERVE_TRIAGE_MODEL": triage_model or "",
+           "MEDAI_SERVE_CXR_MODEL": cxr_model or "", "MEDAI_SERVE_MRI_MODEL": mri_model or ""}
+    if bind not in ("0.0.0.0", "::") and bind not in settings.trusted_hosts:
+        env["MEDAI_TRUSTED_HOSTS"] = json.dumps([*settings.trusted_hosts, bind])
+    os.environ.update(env)  # worker processes build their app from the environment
+    get_settings.cache_clear()
+    uvicorn.run("medai.server.app:app_from_env", factory=True, host=bind,
+                port=port or settings.port, workers=workers, log_level=settings.log_level,
+                server_header=False, access_log=False, proxy_headers=True)
+
+
+@app.command("version")
+def version(as_json: JsonFlag = False) -> None:
+    """Print medai's version."""
+    import medai
+
+    _emit({"version": medai.__version__}, as_json, medai.__version__)

@@ -1,0 +1,164 @@
+"""`medai triage …`: train, evaluate, predict, collect."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medai.cli.common import JsonFlag, ModelOpt, _emit, _guard, relaunched
+
+triage_app = typer.Typer(help="Complaint triage: Turkish complaint → department.",
+                         no_args_is_help=True)
+
+
+@triage_app.command("train")
+def triage_train(
+    data: Annotated[Path, typer.Option(help="CSV or JSONL with text,label columns.")],
+    out: Annotated[Path, typer.Option(help="Model directory to create.")],
+    model_type: Annotated[str, typer.Option(help="tfidf | encoder | tfidf+encoder | "
+                                                 "transformer")] = "tfidf",
+    base: Annotated[Path | None, typer.Option(help="Local Hugging Face encoder directory "
+                                                   "(transformer).")] = None,
+    redact: Annotated[bool, typer.Option(help="Redact names, e-mails, phones, ids, URLs "
+                                              "before training.")] = False,
+    drop_near_duplicates: Annotated[bool, typer.Option(
+        help="Keep one row per near-duplicate group (default: keep all, grouped on one side "
+             "of the split).")] = False,
+    extra_train: Annotated[list[Path] | None, typer.Option(
+        help="Weaker extra source(s) used for training only, never for validation/test "
+             "(e.g. LLM-rewritten questions of departments with no real text).")] = None,
+    out_of_scope: Annotated[Path | None, typer.Option(
+        help="Complaints about departments this model does not learn: trains the gate that "
+             "refers them to the general triage desk (30% held out for evaluation).")] = None,
+    epochs: Annotated[int, typer.Option(help="transformer: maximum epochs.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="transformer: per-process batch.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="transformer: AdamW peak LR.")] = 3e-5,
+    grad_accum: Annotated[int, typer.Option(help="transformer: gradient accumulation.")] = 1,
+    patience: Annotated[int, typer.Option(help="transformer: early-stopping patience.")] = 2,
+    max_length: Annotated[int, typer.Option(help="transformer: max tokens.")] = 256,
+    mixed_precision: Annotated[str, typer.Option(help="auto | no | bf16 | fp16")] = "auto",
+    resume: Annotated[bool, typer.Option(help="transformer: continue from the last "
+                                              "checkpoint in --out.")] = False,
+    num_processes: Annotated[int, typer.Option(help="transformer: processes/GPUs "
+                                                    "(Accelerate).")] = 1,
+    seed: int = 13,
+    name: Annotated[str, typer.Option(help="Model name for the registry.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a triage model and write it, with its model card and test metrics, to --out."""
+    if relaunched(num_processes):
+        return
+    from medai.triage.train import TrainOptions, train
+
+    model_options: dict[str, Any] = {}
+    if model_type == "transformer":
+        model_options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                             grad_accum=grad_accum, patience=patience, max_length=max_length,
+                             mixed_precision=mixed_precision, resume=resume, seed=seed)
+    opts = TrainOptions(data=data, out=out, model_type=model_type, base=base, redact=redact,
+                        drop_near_duplicates=drop_near_duplicates,
+                        seed=seed, name=name, model_options=model_options,
+                        extra_train=list(extra_train or []), out_of_scope=out_of_scope)
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        summary = train(opts)
+    if summary:
+        t = summary["test"]
+        _emit(summary, as_json, f"saved {summary['model_dir']}: test accuracy "
+                                f"{t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}, "
+                                f"top-2 {t['top2_accuracy']:.3f}")
+
+
+def _load_triage(model: str | None):
+    from medai.core import registry
+
+    return registry.load(registry.resolve_model(model, "triage"))
+
+
+@triage_app.command("evaluate")
+def triage_evaluate(
+    data: Annotated[Path, typer.Option(help="CSV or JSONL with text,label columns.")],
+    model: ModelOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and plots.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate a random sample of N rows.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Metrics (accuracy, macro/weighted F1, per-department, top-2/3, ECE) on a labelled file."""
+    from medai.triage.evaluate import evaluate_file
+
+    with _guard(as_json):
+        predictor = _load_triage(model)
+        metrics = evaluate_file(predictor, data, out_dir=out, limit=limit)
+    human = (f"n={metrics['n']} accuracy={metrics['accuracy']:.4f} "
+             f"macro_f1={metrics['macro_f1']:.4f} weighted_f1={metrics['weighted_f1']:.4f} "
+             f"top2={metrics['top2_accuracy']:.4f} ece={metrics['ece']:.4f} "
+             f"unknown_label_rows={metrics['data']['unknown_label_rows']}")
+    _emit(metrics, as_json, human)
+
+
+@triage_app.command("predict")
+def triage_predict(
+    text: Annotated[str | None, typer.Argument(help="The complaint; '-' reads stdin.")] = None,
+    model: ModelOpt = None,
+    file: Annotated[Path | None, typer.Option(help="Read the complaint from a UTF-8 file.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, max=15)] = 3,
+    min_confidence: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Abstain below this probability (default: model card).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Suggest departments for one complaint, with red flags and abstention."""
+    from medai.core.files import read_limited, read_stream_limited
+    from medai.core.text import MAX_COMPLAINT_BYTES, TextInputError, decode_text
+
+    with _guard(as_json):
+        if file is not None:
+            raw = decode_text(read_limited(file, MAX_COMPLAINT_BYTES))
+        elif text == "-" or text is None:
+            if text is None and sys.stdin.isatty():
+                raise TextInputError("give the complaint as an argument, '-' or --file")
+            raw = decode_text(read_stream_limited(sys.stdin.buffer, MAX_COMPLAINT_BYTES,
+                                                  "standard input"))
+        else:
+            raw = text
+        from medai.services.triage import triage
+
+        result = triage(_load_triage(model), raw, top_k, min_confidence).to_dict()
+    lines = [f"[{result['status']}] {result['recommendation']['text_tr']}"]
+    for flag in result["red_flags"]:
+        lines.append(f"  ACİL / URGENT [{flag['level']}, {'+'.join(flag['detectors'])}]: "
+                     f"{flag['name_tr']} ({'; '.join(flag['matched'])})")
+    for note in result["red_flag_history"]:
+        lines.append(f"  not (geçmiş) / history note: {note['name_tr']}")
+    for d in result["departments"]:
+        lines.append(f"  {d['probability']:.3f}  {d['name']}")
+    _emit(result, as_json, "\n".join(lines))
+
+
+@triage_app.command("collect")
+def triage_collect(
+    start_url: Annotated[list[str], typer.Option("--start-url", help="Listing page URL(s).")],
+    out: Annotated[Path, typer.Option(help="CSV to write (appended on resume).")],
+    state: Annotated[Path | None, typer.Option(help="Resume state file "
+                                                    "(default: OUT.state.json).")] = None,
+    label: Annotated[str | None, typer.Option(help="Department for every question (else read "
+                                                   "from each page).")] = None,
+    max_pages: Annotated[int, typer.Option(help="Stop after this many fetches.")] = 1000,
+    delay: Annotated[float, typer.Option(help="Seconds between requests (at least; "
+                                              "robots.txt Crawl-delay wins).")] = 2.0,
+    user_agent: Annotated[str | None, typer.Option(help="Identifying User-Agent.")] = None,
+    redact: Annotated[bool, typer.Option(help="Redact PII before writing.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Collect questions from a Turkish health Q&A site into a text,label CSV (polite)."""
+    from medai.triage.collect import Collector, CollectorConfig
+
+    cfg = CollectorConfig(delay=delay, max_pages=max_pages, redact=redact, label=label)
+    if user_agent:
+        cfg.user_agent = user_agent
+    with _guard(as_json):
+        stats = Collector(cfg, out, state).run(start_url)
+    _emit(stats, as_json, json.dumps(stats, ensure_ascii=False))
