@@ -178,7 +178,7 @@ def test_two_process_training_on_cpu(tmp_path):
     summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 1  # only the main process reports
     assert [h["trainable"] for h in summaries[0]["history"]] == ["head", "top"]
-    assert (out / "model.pt").is_file() and (out / "model_card.json").is_file()
+    assert (out / "model.safetensors").is_file() and (out / "model_card.json").is_file()
 
 
 def test_one_seed_gives_identical_weights(tmp_path):

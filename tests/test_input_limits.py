@@ -76,7 +76,7 @@ def test_onnx_predict_never_writes_into_the_model_directory(tmp_path, tiny_imagi
 def test_stale_onnx_export_is_not_served(tmp_path, tiny_imaging_dir):
     import shutil
 
-    import torch
+    from safetensors.torch import load_file, save_file
 
     from medai.core import registry
     from medai.imaging.export import ONNX_FILE, export_model_dir
@@ -86,9 +86,12 @@ def test_stale_onnx_export_is_not_served(tmp_path, tiny_imaging_dir):
     p = registry.load(model, runtime="torch")
     export_model_dir(p.torch_model, p.cfg.image_size, model)
     assert registry.load(model).runtime == "onnx"
-    state = torch.load(model / "model.pt", weights_only=True)
+    state = load_file(model / "model.safetensors")
     state = {k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}
-    torch.save(state, model / "model.pt")  # "retrained": the export no longer matches
+    save_file(state, model / "model.safetensors")  # "retrained": the export no longer matches
+    with pytest.raises(registry.ModelLoadError, match="differ"):  # the card notices first
+        registry.load(model)
+    registry.reseal(model)  # what training does after writing new weights
     assert (model / ONNX_FILE).is_file() and registry.load(model).runtime == "torch"
     with pytest.raises(registry.ModelLoadError):
         registry.load(model, runtime="onnx")

@@ -155,7 +155,8 @@ def test_unsafe_or_garbage_llm_answers_fall_back_to_the_template(answer, why):
         server.close()
     assert d["backend"] == "template" and d["status"] == "draft"
     assert any(why in w for w in d["warnings"]), d["warnings"]
-    assert "pneumothorax" not in positive_labels(d["sections"]["findings"])
+    assert "Pneumothorax" not in positive_labels(d["sections"]["findings"])  # a real label
+    assert positive_labels(d["sections"]["findings"]) >= {"Cardiomegaly", "Effusion"}
 
 
 def test_timeouts_and_server_errors_are_retried_then_fall_back():

@@ -44,3 +44,16 @@ def models_show(model: Annotated[str, typer.Argument(help="Directory or register
 
     card["path"] = str(directory)
     _emit(card, as_json)
+
+
+@models_app.command("reseal")
+def models_reseal(model: Annotated[Path, typer.Argument(help="Model directory.")],
+                  as_json: JsonFlag = False) -> None:
+    """Record the present files' content hash in the card, after you changed them on purpose
+    (a model whose files differ from its card is refused at load)."""
+    from medai.core.registry import reseal
+
+    with _guard(as_json):
+        card = reseal(model)
+    _emit({"path": str(model), "content_hash": card.content_hash}, as_json,
+          f"{model}: {card.content_hash}")

@@ -46,6 +46,9 @@ class ModelCard:
     params: dict[str, Any] = field(default_factory=dict)
     licence_notes: str = ""
     intended_use: str = ""
+    # sha256 of the directory's files (see core.results.directory_hash), written by save_card
+    # and checked before any file is loaded: pickled scikit-learn models never load altered
+    content_hash: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     medai_version: str = field(default_factory=lambda: medai.__version__)
 
@@ -71,8 +74,11 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_card(directory: str | Path, card: ModelCard) -> Path:
+    """Write the card with the content hash of the directory as it is now: call it after the
+    last model file is written (``reseal`` after adding files such as an ONNX export)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    card.content_hash = directory_hash(directory)
     path = directory / CARD_FILE
     path.write_text(json.dumps(card.to_dict(), ensure_ascii=False, indent=2) + "\n",
                     encoding="utf-8")
@@ -92,6 +98,24 @@ def read_card(directory: str | Path) -> ModelCard:
     return ModelCard.from_dict(raw)
 
 
+def reseal(directory: str | Path) -> ModelCard:
+    """Re-write a directory's card after its files changed on purpose (export, gate refit)."""
+    card = read_card(directory)
+    save_card(directory, card)
+    return card
+
+
+def verify(directory: str | Path, card: ModelCard) -> str:
+    """The directory's content hash; ModelLoadError when it differs from the card's."""
+    actual = directory_hash(directory)
+    if card.content_hash and card.content_hash != actual:
+        raise ModelLoadError(f"{directory}: model files differ from those its card was written "
+                             f"for ({actual[:19]}… vs {card.content_hash[:19]}…); refusing to "
+                             "load them (re-create the model, or `medai models reseal` files "
+                             "you trust)")
+    return actual
+
+
 def identity(directory: str | Path, card: ModelCard) -> ModelRef:
     """Name, version and content hash of a model directory (hashes every file: call once)."""
     directory = Path(directory)
@@ -109,6 +133,7 @@ def load(directory: str | Path, **options: Any) -> Any:
     module_name = TASK_LOADERS.get(card.task)
     if module_name is None:
         raise ModelLoadError(f"{directory}: unknown task {card.task!r}")
+    verify(directory, card)  # before any (pickled) file is read
     module = importlib.import_module(module_name)
     predictor = module.load_predictor(directory, card, **options)
     if getattr(predictor, "identity", None) is None:

@@ -13,8 +13,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = "1"
-# files that describe a model but do not change its answers
-_NOT_HASHED_DIRS = {"evaluation", "__pycache__"}
+# files that describe a model but do not change its answers (the card carries the hash itself)
+_NOT_HASHED_DIRS = {"evaluation", "__pycache__", "checkpoints"}
+_NOT_HASHED_FILES = {"model_card.json"}
+_HASHES: dict[tuple, str] = {}
 
 
 class ModelRef(BaseModel):
@@ -40,16 +42,22 @@ class AIResult(BaseModel):
 
 
 def directory_hash(directory: str | Path) -> str:
-    """sha256 over every file's relative path and bytes (evaluation plots excluded), in a
-    fixed order: two copies of a model directory hash alike wherever they live."""
-    directory = Path(directory)
-    h = hashlib.sha256()
+    """sha256 over every file's relative path and bytes (the card, evaluation plots and
+    training checkpoints excluded), in a fixed order: two copies of a model directory hash
+    alike wherever they live. Remembered per (path, sizes, mtimes): a second call is a stat."""
+    directory = Path(directory).resolve()
     files = sorted(p for p in directory.rglob("*") if p.is_file()
+                   and p.name not in _NOT_HASHED_FILES
                    and not _NOT_HASHED_DIRS & set(p.relative_to(directory).parts[:-1]))
+    key = (str(directory), *((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if key in _HASHES:
+        return _HASHES[key]
+    h = hashlib.sha256()
     for path in files:
         h.update(path.relative_to(directory).as_posix().encode() + b"\0")
         with path.open("rb") as fh:
             for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
                 h.update(chunk)
         h.update(b"\0")
-    return "sha256:" + h.hexdigest()
+    _HASHES[key] = "sha256:" + h.hexdigest()
+    return _HASHES[key]

@@ -28,27 +28,36 @@ def onnx_is_current(directory: Path) -> bool:
     """True when ``model.onnx`` was exported from the directory's present weights (its
     sidecar records their hash): a retrained model never serves a stale export."""
     from medai.core.registry import file_sha256
-    from medai.imaging.train import WEIGHTS_FILE
 
-    onnx, meta = directory / ONNX_FILE, directory / ONNX_META
-    if not (onnx.is_file() and meta.is_file() and (directory / WEIGHTS_FILE).is_file()):
+    onnx, meta, weights = directory / ONNX_FILE, directory / ONNX_META, weights_path(directory)
+    if not (onnx.is_file() and meta.is_file() and weights is not None):
         return False
     try:
         recorded = json.loads(meta.read_text()).get("weights_sha256")
     except (json.JSONDecodeError, OSError, AttributeError):
         return False
-    return recorded == file_sha256(directory / WEIGHTS_FILE)
+    return recorded == file_sha256(weights)
+
+
+def weights_path(directory: Path) -> Path | None:
+    from medai.imaging.train import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE
+
+    for name in (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE):
+        if (directory / name).is_file():
+            return directory / name
+    return None
 
 
 def export_model_dir(model, image_size: int, directory: Path) -> Path:
-    """``medai imaging export``: write model.onnx and its sidecar into a model directory."""
-    from medai.core.registry import file_sha256
-    from medai.imaging.train import WEIGHTS_FILE
+    """``medai imaging export``: write model.onnx and its sidecar into a model directory and
+    re-seal its card (the content hash covers the export)."""
+    from medai.core.registry import file_sha256, reseal
 
     path = export_onnx(model, image_size, directory / ONNX_FILE)
     (directory / ONNX_META).write_text(json.dumps(
-        {"weights_sha256": file_sha256(directory / WEIGHTS_FILE), "opset": 17,
+        {"weights_sha256": file_sha256(weights_path(directory)), "opset": 17,
          "outputs": ["logits", "features"]}, indent=2) + "\n")
+    reseal(directory)
     return path
 
 

@@ -35,7 +35,7 @@ class ForwardParts(NamedTuple):
 
 class ImagingNet(nn.Module):
     def __init__(self, backbone: str, num_labels: int, weights: str | Path | None = None,
-                 pretrained: bool = True) -> None:
+                 pretrained: bool = True, config_only: bool = False) -> None:
         super().__init__()
         self.backbone_name = backbone
         self.num_labels = num_labels
@@ -68,9 +68,16 @@ class ImagingNet(nn.Module):
             directory = Path(backbone[3:])
             if not (directory / "config.json").is_file():
                 raise FileNotFoundError(f"{directory}: not a Hugging Face model directory")
-            self.net = AutoModelForImageClassification.from_pretrained(
-                directory, num_labels=num_labels, ignore_mismatched_sizes=True,
-                local_files_only=True)
+            if config_only:  # a saved medai model: its own weights follow
+                from transformers import AutoConfig
+
+                config = AutoConfig.from_pretrained(directory, num_labels=num_labels,
+                                                    local_files_only=True)
+                self.net = AutoModelForImageClassification.from_config(config)
+            else:
+                self.net = AutoModelForImageClassification.from_pretrained(
+                    directory, num_labels=num_labels, ignore_mismatched_sizes=True,
+                    local_files_only=True)
             self.mode = "imagenet"
             channels = getattr(self.net.config, "num_channels", 3)
             self.hf_channels = int(channels)

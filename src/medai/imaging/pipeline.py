@@ -216,6 +216,9 @@ def quantize_checked(predictor: ImagingPredictor, data: Path, max_auroc_drop: fl
     accepted = a32 is not None and a8 is not None and a32 - a8 <= max_auroc_drop
     if not accepted:
         out.unlink()
+    from medai.core.registry import reseal
+
+    reseal(directory)
     return {"path": str(out), "accepted": bool(accepted), "n": len(pixels),
             "calibration_images": len(order), "judged_on": "images not used for calibration",
             "macro_auroc_fp32": a32, "macro_auroc_int8": a8,

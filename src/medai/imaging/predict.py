@@ -153,6 +153,9 @@ def load_predictor(directory: Path, card: ModelCard, runtime: str = "auto",
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
     model, cfg = load_model(directory)
+    if list(cfg.labels) != list(card.labels):  # two copies must never silently disagree
+        raise ModelLoadError(f"{directory}: imaging_config.json and the model card list "
+                             f"different labels ({cfg.labels} vs {card.labels})")
     predictor = ImagingPredictor(model, cfg, card, directory)
     if runtime != "torch":
         current = onnx_is_current(directory)

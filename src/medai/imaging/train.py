@@ -22,7 +22,9 @@ from medai.imaging.io import load_image
 from medai.imaging.labels import space
 from medai.imaging.models import IMAGE_SIZE, ImagingNet, to_tensor
 
-WEIGHTS_FILE = "model.pt"
+WEIGHTS_FILE = "model.safetensors"
+LEGACY_WEIGHTS_FILE = "model.pt"
+HF_BACKBONE_DIR = "backbone"
 
 
 @dataclass
@@ -226,14 +228,33 @@ def _evaluate(model, loader, criterion, weights, acc, multilabel: bool
 
 
 def save_model(model: ImagingNet, cfg: ImagingTrainConfig, directory: Path) -> None:
+    """Weights as safetensors and the config, self-contained: a Hugging Face backbone's
+    ``config.json`` is copied into ``backbone/`` and referred to relatively, so the directory
+    loads the same after it is moved or copied to another machine."""
+    from dataclasses import replace
+
+    from safetensors.torch import save_model as save_safetensors
+
     directory.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    save_safetensors(model, str(directory / WEIGHTS_FILE))
+    (directory / LEGACY_WEIGHTS_FILE).unlink(missing_ok=True)
+    if model.backbone_name.startswith("hf:"):
+        model.net.config.save_pretrained(directory / HF_BACKBONE_DIR)
+        cfg = replace(cfg, backbone=f"hf:{HF_BACKBONE_DIR}", weights=None)
     (directory / "imaging_config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
 
 def load_model(directory: Path) -> tuple[ImagingNet, ImagingTrainConfig]:
     cfg = ImagingTrainConfig(**json.loads((directory / "imaging_config.json").read_text()))
-    model = ImagingNet(cfg.backbone, len(cfg.labels), pretrained=False)
-    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu",
-                                     weights_only=True))
+    backbone = cfg.backbone
+    if backbone == f"hf:{HF_BACKBONE_DIR}":  # saved with the model: resolve inside it
+        backbone = f"hf:{directory / HF_BACKBONE_DIR}"
+    model = ImagingNet(backbone, len(cfg.labels), pretrained=False, config_only=True)
+    if (directory / WEIGHTS_FILE).is_file():
+        from safetensors.torch import load_model as load_safetensors
+
+        load_safetensors(model, str(directory / WEIGHTS_FILE))
+    else:  # directories saved before safetensors
+        model.load_state_dict(torch.load(directory / LEGACY_WEIGHTS_FILE, map_location="cpu",
+                                         weights_only=True))
     return model.eval(), cfg

@@ -33,7 +33,7 @@ LORA_TARGETS = {
 
 @dataclass
 class Blip2LoraConfig:
-    base: str
+    base: str | dict  # a path while training; a base_reference in a saved adapter
     epochs: int = 5
     batch_size: int = 4
     grad_accum: int = 1
@@ -186,7 +186,13 @@ def train_blip2(cfg: Blip2LoraConfig, train: tuple[list[np.ndarray], list[str]],
             break
     if acc.is_main_process:
         processor.save_pretrained(out / "processor")
-        (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2))
+        (out / CONFIG_FILE).write_text(json.dumps(
+            {**asdict(cfg), "base": base_reference(Path(cfg.base), out)}, indent=2))
+        peft_cfg = out / ADAPTER_DIR / "adapter_config.json"
+        if peft_cfg.is_file():  # peft records the base's absolute path: keep its name only
+            raw = json.loads(peft_cfg.read_text())
+            raw["base_model_name_or_path"] = Path(cfg.base).name
+            peft_cfg.write_text(json.dumps(raw, indent=2))
     acc.wait_for_everyone()
     acc.end_training()
     return stopper.history
@@ -194,6 +200,36 @@ def train_blip2(cfg: Blip2LoraConfig, train: tuple[list[np.ndarray], list[str]],
 
 GENERATION = {"max_new_tokens": 60, "min_new_tokens": 5, "num_beams": 3,
               "no_repeat_ngram_size": 3, "repetition_penalty": 1.2}
+
+
+def base_reference(base: Path, out: Path) -> dict:
+    """How an adapter names its (multi-GB, never copied) base: the folder name, the path
+    relative to the adapter, and the hash of its config.json — no absolute path."""
+    import os
+
+    from medai.core.registry import file_sha256
+
+    return {"name": base.name, "relative": os.path.relpath(base.resolve(), out.resolve()),
+            "config_sha256": file_sha256(base / "config.json")}
+
+
+def find_base(ref: str | dict, directory: Path) -> Path:
+    """The base directory for an adapter: next to it as when it was trained, or a folder of
+    that name under MEDAI_MODELS_DIR; its config.json must be the one trained on."""
+    from medai.core.registry import ModelLoadError, file_sha256
+    from medai.settings import get_settings
+
+    if isinstance(ref, str):  # adapters saved before base references
+        return Path(ref)
+    candidates = [directory / ref["relative"], get_settings().models_dir / ref["name"]]
+    for base in candidates:
+        if (base / "config.json").is_file():
+            if file_sha256(base / "config.json") != ref["config_sha256"]:
+                raise ModelLoadError(f"{base}: not the BLIP-2 base this adapter was trained "
+                                     "on (config.json differs)")
+            return base
+    raise ModelLoadError(f"{directory}: BLIP-2 base {ref['name']!r} not found; put it at "
+                         f"{candidates[0].resolve()} or {candidates[1]}")
 
 
 class Blip2Captioner(CaptionPredict):
@@ -205,8 +241,8 @@ class Blip2Captioner(CaptionPredict):
 
         cfg = Blip2LoraConfig(**json.loads((directory / CONFIG_FILE).read_text()))
         dtype = torch.bfloat16 if _precision("auto") == "bf16" else torch.float32
-        base = Blip2ForConditionalGeneration.from_pretrained(cfg.base, local_files_only=True,
-                                                             dtype=dtype)
+        base = Blip2ForConditionalGeneration.from_pretrained(
+            find_base(cfg.base, directory), local_files_only=True, dtype=dtype)
         self.model = PeftModel.from_pretrained(base, directory / ADAPTER_DIR).eval()
         self.processor = Blip2Processor.from_pretrained(directory / "processor",
                                                         local_files_only=True)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from medai.core.registry import ModelCard
+from medai.core.registry import ModelCard, ModelLoadError
 from medai.reporting.results import CaptionResult
 
 INDEX_FILE = "caption_index.npz"
 CAPTIONS_FILE = "captions.json"
 DEFAULT_EMBEDDER = "efficientnet-lite0"
+EMBEDDER_DIR = "embedder"
 
 
 class ImageEmbedder:
@@ -130,10 +131,22 @@ class RetrievalCaptioner(CaptionPredict):
 
 
     def save(self, directory: Path) -> None:
+        """Self-contained: an imaging model used as the embedder is copied into
+        ``embedder/`` and named relatively (no absolute path survives a move)."""
+        import shutil
+
         directory.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(directory / INDEX_FILE, features=self.features.astype(np.float16))
+        source = self.embedder.source
+        if source != DEFAULT_EMBEDDER:
+            target = directory / EMBEDDER_DIR
+            if Path(source).resolve() != target.resolve():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns(
+                    "evaluation", "checkpoints"))
+            source = EMBEDDER_DIR
         (directory / CAPTIONS_FILE).write_text(json.dumps(
-            {"captions": self.captions, "ids": self.ids, "embedder": self.embedder.source,
+            {"captions": self.captions, "ids": self.ids, "embedder": source,
              "k": self.k}, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
@@ -146,5 +159,11 @@ def load_predictor(directory: Path, card: ModelCard):
     meta = json.loads((directory / CAPTIONS_FILE).read_text("utf-8"))
     with np.load(directory / INDEX_FILE) as z:
         feats = z["features"].astype(np.float32)
-    return RetrievalCaptioner(feats, meta["captions"], meta["ids"],
-                              ImageEmbedder(meta["embedder"]), int(meta["k"]), card)
+    source = meta["embedder"]
+    if source != DEFAULT_EMBEDDER:
+        if Path(source).is_absolute():
+            raise ModelLoadError(f"{directory}: the caption index names its embedder by an "
+                                 f"absolute path ({source}); re-save it with this version")
+        source = str(directory / source)
+    return RetrievalCaptioner(feats, meta["captions"], meta["ids"], ImageEmbedder(source),
+                              int(meta["k"]), card)

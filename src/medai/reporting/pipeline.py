@@ -112,7 +112,7 @@ def train_blip2_captioner(data: Path, out: Path, base: str, test_frac: float = 0
                             "report": ds.report,
                             "split": {"train": len(tr), "validation": len(va),
                                       "test": len(test)}}],
-                     params={"base": str(base), "history": history,
+                     params={"base": Path(base).name, "history": history,
                              **{k: v for k, v in vars(cfg).items() if k != "base"}},
                      licence_notes="The adapter is a derivative of the base model (its licence "
                                    "applies) and of the caption data (see its PROVENANCE).",
