@@ -24,7 +24,7 @@ import torch
 from medai.core.metrics import latency_summary
 from medai.core.registry import ModelCard
 from medai.imaging.datasets import ImageDataset, load_dataset, patient_split
-from medai.imaging.evaluate import EXCLUSIVE, choose_thresholds, evaluate_arrays
+from medai.imaging.evaluate import choose_thresholds, evaluate_arrays, exclusive_classes
 from medai.imaging.export import OnnxModel, export_onnx
 from medai.imaging.io import load_image
 from medai.imaging.models import ImagingNet, to_tensor
@@ -73,7 +73,7 @@ def run(args) -> dict:
     ds = load_dataset(args.data, args.task)
     tr, va, te = patient_split(ds, groups=split_groups(ds))
     train, val, test = _subset(ds, tr), _subset(ds, va), _subset(ds, te)
-    labels = [lab for lab in EXCLUSIVE[args.task] if lab in train.annotated_labels()]
+    labels = [lab for lab in exclusive_classes(args.task) if lab in train.annotated_labels()]
     cols = [ds.labels.index(lab) for lab in labels]
     keep = lambda d: ImageDataset(d.task, [r for r in d.records  # noqa: E731
                                            if np.nansum(r.targets[cols] == 1) == 1])

@@ -39,11 +39,10 @@ def test_mesh_headings_map_to_labels():
 
 
 def _labels_needing_patterns():
-    from medai.imaging.labels import SPACES
-    from medai.reporting.phrases import NORMAL
+    from medai.imaging.labels import imaging_tasks
 
-    return [(task, lab) for task, sp in SPACES.items() for lab in sp.labels
-            if lab not in NORMAL]
+    return [(task, lab) for task, sp in imaging_tasks().items() for lab in sp.labels
+            if lab != sp.normal]
 
 
 @pytest.mark.parametrize("task,label", _labels_needing_patterns())

@@ -18,7 +18,9 @@ from medai.imaging.datasets import (
     read_nih,
     thumbnail_groups,
 )
-from medai.imaging.labels import CXR
+from medai.imaging.labels import space
+
+CXR = space("cxr")
 
 
 def img(path, seed=0, size=40):

@@ -67,8 +67,13 @@ class Settings(BaseSettings):
         return self
 
     def default_model(self, task: str) -> Path | None:
-        return {"triage": self.triage_model, "cxr": self.cxr_model,
-                "mri": self.mri_model}.get(task)
+        """``MEDAI_<TASK>_MODEL`` (declared above for the bundled tasks; read from the
+        environment for a task a hospital added)."""
+        import os
+
+        value = getattr(self, f"{task}_model", None) or os.environ.get(
+            f"MEDAI_{task.upper()}_MODEL")
+        return Path(value) if value else None
 
 
 @lru_cache(maxsize=1)

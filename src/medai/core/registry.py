@@ -2,14 +2,13 @@
 
 The card says what the model does (task, labels, thresholds), how it was made (training command,
 data file hashes) and how well it did (metrics), so any model directory can be audited and
-loaded the same way. ``load(path)`` returns the task's predictor whatever the backend; core
-imports no task module until a model of that task is actually loaded.
+loaded the same way. ``load(path)`` returns the task's predictor whatever the backend, through
+the loader its task registered (``core.tasks``); core names no job module.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,10 +20,6 @@ from medai.core.results import ModelRef, directory_hash
 
 CARD_FILE = "model_card.json"
 
-# task -> module exposing ``load_predictor(path: Path, card: ModelCard)``
-TASK_LOADERS: dict[str, str] = {"triage": "medai.triage.predict", "cxr": "medai.imaging.predict",
-                                "caption": "medai.reporting.captioner",
-                                "mri": "medai.imaging.predict"}
 
 
 class ModelLoadError(RuntimeError):
@@ -128,14 +123,16 @@ def load(directory: str | Path, **options: Any) -> Any:
     """The task's predictor for a model directory, with ``identity`` set (see ModelRef).
 
     ``options`` go to the task's loader (e.g. ``runtime`` for imaging models)."""
+    from medai.core import tasks
+
     directory = Path(directory)
     card = read_card(directory)
-    module_name = TASK_LOADERS.get(card.task)
-    if module_name is None:
-        raise ModelLoadError(f"{directory}: unknown task {card.task!r}")
+    try:
+        task = tasks.get(card.task)
+    except tasks.TaskError as exc:
+        raise ModelLoadError(f"{directory}: {exc}") from None
     verify(directory, card)  # before any (pickled) file is read
-    module = importlib.import_module(module_name)
-    predictor = module.load_predictor(directory, card, **options)
+    predictor = task.loader(directory, card, **options)
     if getattr(predictor, "identity", None) is None:
         predictor.identity = identity(directory, card)
     return predictor

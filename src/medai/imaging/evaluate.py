@@ -12,9 +12,13 @@ import numpy as np
 
 from medai.core.metrics import auroc_with_ci, binary_at_threshold, youden_threshold
 
+
 # Classes of which an image has exactly one: scored by arg-max for accuracy / confusion.
-EXCLUSIVE = {"cxr": ("No Finding", "Bacterial_Pneumonia", "Viral_Pneumonia", "COVID-19"),
-             "mri": ("Glioma", "Meningioma", "Pituitary", "No_Tumor")}
+def exclusive_classes(task: str) -> tuple[str, ...]:
+    """The task's mutually exclusive classes (from its definition in the task registry)."""
+    from medai.imaging.labels import space
+
+    return space(task).exclusive
 
 
 def choose_thresholds(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str]
@@ -73,7 +77,7 @@ def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
                        probs: np.ndarray, thresholds: dict[str, float]) -> dict:
     from sklearn.metrics import confusion_matrix, f1_score
 
-    classes = [lab for lab in EXCLUSIVE.get(task, ()) if lab in labels]
+    classes = [lab for lab in exclusive_classes(task) if lab in labels]
     if len(classes) < 2:
         return {"accuracy": None, "macro_f1": None}
     cols = [list(labels).index(c) for c in classes]

@@ -115,9 +115,9 @@ class ImagingPredictor:
     def primary(self, probs: np.ndarray) -> str | None:
         """The one mutually exclusive class (e.g. No Finding / bacterial / viral / COVID-19)
         whose probability most exceeds its threshold; None when the model has no such set."""
-        from medai.imaging.evaluate import EXCLUSIVE, exclusive_scores
+        from medai.imaging.evaluate import exclusive_classes, exclusive_scores
 
-        classes = [c for c in EXCLUSIVE.get(self.cfg.task, ()) if c in self.labels]
+        classes = [c for c in exclusive_classes(self.cfg.task) if c in self.labels]
         if len(classes) < 2:
             return None
         idx = [self.labels.index(c) for c in classes]

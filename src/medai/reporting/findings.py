@@ -14,42 +14,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# label -> regex of mentions (matched on lowercased text)
-MENTIONS: dict[str, str] = {
-    "Atelectasis": r"atelecta\w*|collapse of the \w+ lobe|lobar collapse",
-    "Cardiomegaly": r"cardiomegaly|(?:heart|cardiac silhouette|cardiac shadow|heart size)"
-                    r"(?: is| appears| remains)?(?: mildly| moderately| markedly| severely)?"
-                    r" (?:enlarged|enlargement)|enlarged (?:heart|cardiac silhouette)",
-    "Effusion": r"(?:pleural )?effusions?|fluid in the (?:costophrenic|pleural)|"
-                r"blunting of the (?:\w+ )?costophrenic",
-    "Infiltration": r"infiltrat\w*",
-    "Mass": r"\bmass(?:es)?\b",
-    "Nodule": r"nodul\w*|granulomas?\b",
-    "Pneumonia": r"pneumoni\w*",
-    "Viral_Pneumonia": r"viral pneumoni\w*|pneumoni\w* (?:of )?viral|viral (?:lower respiratory "
-                       r"|lung )?infection",
-    "Bacterial_Pneumonia": r"bacterial pneumoni\w*|pneumoni\w* (?:of )?bacterial|"
-                           r"lobar pneumoni\w*|bacterial (?:lung )?infection",
-    "Pneumothorax": r"pneumothora\w*",
-    "Consolidation": r"consolidat\w*|airspace (?:disease|opacit\w*)",
-    "Edema": r"(?:pulmonary )?o?edema|vascular congestion|interstitial fluid",
-    "Emphysema": r"emphysema\w*|hyperinflat\w*|hyperexpan\w*|copd\b",
-    "Fibrosis": r"fibros\w*|fibrotic",
-    "Pleural_Thickening": r"pleural thickening|thickened pleura",
-    "Hernia": r"hernia\w*",
-    "Lung Opacity": r"opacit\w*|opacification|densit(?:y|ies)",
-    "Lung Lesion": r"\blesions?\b|cavitar\w*|cavity|cavities",
-    "Fracture": r"fractur\w*",
-    "Enlarged Cardiomediastinum": r"(?:mediastin\w*|cardiomediastinal silhouette) "
-                                  r"(?:is |appears )?(?:widen\w*|enlarg\w*)|"
-                                  r"widened mediastinum|(?:enlarged|widened) cardiomediastin\w*",
-    "Tuberculosis": r"tubercul\w*|\btb\b",
-    "COVID-19": r"covid(?:-?19)?|sars-cov-2",
-    # brain MRI classes (for checking MRI drafts)
-    "Glioma": r"gliom\w*|glioblastom\w*|astrocytom\w*",
-    "Meningioma": r"meningiom\w*",
-    "Pituitary": r"pituitary (?:adenoma|macroadenoma|microadenoma|tumou?r|lesion)\w*",
-}
+
+def _mention_table(lang: str) -> dict[str, str]:
+    """label -> regex of mentions (lowercased text), from every imaging task's definition."""
+    from medai.imaging.labels import imaging_tasks
+
+    table: dict[str, str] = {}
+    for task in imaging_tasks().values():
+        table.update(task.mentions_en if lang == "en" else task.mentions_tr)
+    return table
+
+
+MENTIONS: dict[str, str] = _mention_table("en")
 NEGATIONS = (r"\bno\b", r"\bnot\b", r"\bwithout\b", r"\bnegative for\b", r"\bfree of\b",
              r"\bclear of\b", r"\bno evidence of\b", r"\bnor\b", r"\babsence of\b",
              r"\bresolution of\b", r"\bresolved\b", r"\bnormal\b(?! \w+ (?:is|are) )",
@@ -150,22 +126,7 @@ def mesh_labels(mesh_major: str) -> set[str]:
 # Turkish: stems of the drafter's own vocabulary and common report wording. Turkish negates after
 # the noun ("pnömotoraks izlenmedi", "efüzyon yok"), so negation and hedging are read per
 # sentence. Used to check Turkish LLM drafts; deliberately conservative.
-TR_MENTIONS: dict[str, str] = {
-    "Atelectasis": r"atelekta", "Cardiomegaly": r"kardiyomegal|kalp gölgesi.{0,20}büyü",
-    "Effusion": r"efüzyon|plevral sıvı", "Infiltration": r"infiltra", "Mass": r"kitle(?!\s+etki)",
-    "Nodule": r"nodül", "Pneumonia": r"pnömoni", "Pneumothorax": r"pnömotoraks",
-    "Viral_Pneumonia": r"viral pnömoni|pnömoni\w* viral|viral enfeksiyon",
-    "Bacterial_Pneumonia": r"bakteriyel pnömoni|pnömoni\w* bakteriyel|lober pnömoni|"
-                           r"bakteriyel enfeksiyon",
-    "Lung Lesion": r"lezyon|kavite|kaviter",
-    "Consolidation": r"konsolida", "Edema": r"ödem", "Emphysema": r"amfizem",
-    "Fibrosis": r"fibroz", "Pleural_Thickening": r"plevral kalınlaşma", "Hernia": r"herni",
-    "Lung Opacity": r"opasite|opasifikasyon", "Fracture": r"kırık|fraktür",
-    "Enlarged Cardiomediastinum": r"mediast\w*.{0,25}geniş|geniş\w* kardiyomediast",
-    "COVID-19": r"covid",
-    "Tuberculosis": r"tüberküloz", "Glioma": r"gliom|glioblastom", "Meningioma": r"meningiom",
-    "Pituitary": r"hipofiz (?:adenom|makroadenom|mikroadenom|tümör)",
-}
+TR_MENTIONS: dict[str, str] = _mention_table("tr")
 _TR_NEG = re.compile(r"\b(?:yok\w*|olmaksızın|negatif|dışlan\w*|değil\w*|"
                      r"(?:izlen|saptan|görül|bulun|rastlan|gözlen)(?:me|ma)"
                      r"(?:di|dı|mekte|makta|miş|mış|z|yen|yan)\w*)")

@@ -7,9 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medai.core import tasks
 from medai.core.text import MAX_TEXT_CHARS
 
-ImagingTask = Literal["cxr", "mri"]
+# the imaging tasks of the task registry (a hospital's added task gets its routes too)
+ImagingTask = Literal[tuple(tasks.names("imaging"))]  # type: ignore[valid-type]
 Language = Literal["en", "tr"]
 
 

@@ -11,8 +11,12 @@ from typing import Any
 
 from medai.core import registry
 
-TASKS = ("triage", "cxr", "mri")
-IMAGING_TASKS = ("cxr", "mri")
+
+def served_tasks() -> tuple[str, ...]:
+    """Triage and every imaging task of the registry."""
+    from medai.core import tasks
+
+    return ("triage", *tasks.names("imaging"))
 
 
 class ModelUnavailable(RuntimeError):
@@ -29,7 +33,7 @@ class _Slot:
 
 
 class ModelHandles:
-    """Lazily loaded predictors for ``triage``, ``cxr`` and ``mri``.
+    """Lazily loaded predictors for triage and every imaging task (``cxr``, ``mri``, …).
 
     ``refs``: a directory or registered name per task (None: the configured or bundled
     default). ``threads``: intra-op threads each imaging call may use (see runtime.plan_cpu).
@@ -37,15 +41,16 @@ class ModelHandles:
 
     def __init__(self, refs: dict[str, str | None] | None = None, threads: int | None = None,
                  imaging_runtime: str = "auto") -> None:
-        self.refs = {task: (refs or {}).get(task) for task in TASKS}
+        self.tasks = served_tasks()
+        self.refs = {task: (refs or {}).get(task) for task in self.tasks}
         self.threads, self.imaging_runtime = threads, imaging_runtime
-        self._slots = {task: _Slot() for task in TASKS}
+        self._slots = {task: _Slot() for task in self.tasks}
 
     def get(self, task: str) -> Any:
         """The task's predictor; raises ModelUnavailable with the reason (cached: a broken
         model is not re-read on every request; ``reload`` retries)."""
         if task not in self._slots:
-            raise KeyError(f"unknown task {task!r}; served tasks: {', '.join(TASKS)}")
+            raise KeyError(f"unknown task {task!r}; served tasks: {', '.join(self.tasks)}")
         slot = self._slots[task]
         if slot.predictor is None and slot.error is None:
             with slot.lock:
@@ -61,7 +66,7 @@ class ModelHandles:
             path = registry.resolve_model(self.refs[task], task)
             slot.path = str(path)
             options: dict[str, Any] = {}
-            if task in IMAGING_TASKS:
+            if task != "triage":
                 options = {"runtime": self.imaging_runtime, "threads": self.threads}
             predictor = registry.load(path, **options)
             card_task = getattr(getattr(predictor, "card", None), "task", task)
@@ -80,7 +85,7 @@ class ModelHandles:
     def readiness(self) -> dict[str, Any]:
         """Loads every served model; per task: ready or the error, with the model identity."""
         report: dict[str, Any] = {}
-        for task in TASKS:
+        for task in self.tasks:
             try:
                 predictor = self.get(task)
             except ModelUnavailable:

@@ -1,42 +1,37 @@
-"""Triage model families behind one interface (``base.TextClassifier``), chosen by name."""
+"""Triage model families behind one interface (``base.TextClassifier``), chosen by name from
+one table (a wrong name lists the valid ones)."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
-MODEL_TYPES = ("tfidf", "encoder", "tfidf+encoder", "transformer")
+from medai.core.tasks import lookup
+
+# name -> (class, constructor options the name implies); classes are imported on first use
+FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "tfidf": ("medai.triage.models.tfidf:TfidfClassifier", {}),
+    "encoder": ("medai.triage.models.encoder:EncoderClassifier", {"with_tfidf": False}),
+    "tfidf+encoder": ("medai.triage.models.encoder:EncoderClassifier", {"with_tfidf": True}),
+    "transformer": ("medai.triage.models.transformer:TransformerClassifier", {}),
+}
+MODEL_TYPES = tuple(FAMILIES)
+
+
+def _family(model_type: str) -> tuple[type, dict[str, Any]]:
+    path, implied = lookup(FAMILIES, model_type, "model type")
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name), implied
 
 
 def create(model_type: str, **options: Any):
     """A fresh, untrained model of the named family."""
-    if model_type == "tfidf":
-        from medai.triage.models.tfidf import TfidfClassifier
-
-        return TfidfClassifier(**options)
-    if model_type in ("encoder", "tfidf+encoder"):
-        from medai.triage.models.encoder import EncoderClassifier
-
-        return EncoderClassifier(with_tfidf=model_type == "tfidf+encoder", **options)
-    if model_type == "transformer":
-        from medai.triage.models.transformer import TransformerClassifier
-
-        return TransformerClassifier(**options)
-    raise ValueError(f"unknown model type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+    cls, implied = _family(model_type)
+    return cls(**implied, **options)
 
 
 def load(model_type: str, directory: Path):
     """The trained model stored in ``directory`` by ``model.save``."""
-    if model_type == "tfidf":
-        from medai.triage.models.tfidf import TfidfClassifier
-
-        return TfidfClassifier.load(directory)
-    if model_type in ("encoder", "tfidf+encoder"):
-        from medai.triage.models.encoder import EncoderClassifier
-
-        return EncoderClassifier.load(directory)
-    if model_type == "transformer":
-        from medai.triage.models.transformer import TransformerClassifier
-
-        return TransformerClassifier.load(directory)
-    raise ValueError(f"unknown model type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+    cls, _ = _family(model_type)
+    return cls.load(directory)

@@ -1,0 +1,154 @@
+"""The task registry: every task medai knows, defined in one place by the job that owns it.
+
+A task says what its labels are (with the synonyms real datasets use), its modality, which
+labels are mutually exclusive, its normal class, the finding-extractor patterns and report
+phrases for every label (the draft safety check reads them), and the loader that turns a model
+directory of the task into a predictor. Adding a task or a label touches its definition only;
+a label without patterns or phrases is refused when the task registers, so the safety check can
+never be switched off silently for it.
+
+``core`` imports no job, not even by a string: jobs (and a hospital's own packages) announce
+their tasks through the ``medai.tasks`` entry-point group (see ``pyproject.toml``); each entry
+point is a function that calls ``register``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+ENTRY_POINT_GROUP = "medai.tasks"
+
+
+class TaskError(ValueError):
+    """An unknown task, or a task definition that would leave a label unchecked."""
+
+
+def _key(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", label.lower().replace("ı", "i")).strip()
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str  # "triage" | "imaging" | "caption" | a hospital's own
+    loader: Callable[..., Any]  # (directory, card, **options) -> predictor
+    labels: tuple[str, ...] = ()
+    modality: str = ""
+    multilabel: bool = False
+    synonyms: dict[str, str] = field(default_factory=dict)
+    exclusive: tuple[str, ...] = ()  # one and only one of these is true of an image
+    normal: str | None = None
+    dicom_modalities: tuple[str, ...] = ()
+    mentions_en: dict[str, str] = field(default_factory=dict)  # label -> regex (lowercase text)
+    mentions_tr: dict[str, str] = field(default_factory=dict)
+    phrases: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (en, tr)
+
+    @property
+    def task(self) -> str:  # the name, as the label-space API called it
+        return self.name
+
+    def index(self, label: str) -> int:
+        return self.labels.index(label)
+
+    def resolve(self, raw: str) -> str | None:
+        """Canonical label for any known spelling, else None."""
+        if not isinstance(raw, str) or not raw.strip():
+            return None
+        return self._lookup().get(_key(raw))
+
+    def _lookup(self) -> dict[str, str]:
+        return {**{_key(lab): lab for lab in self.labels},
+                **{_key(k): v for k, v in self.synonyms.items()}}
+
+    def validate(self) -> None:
+        unknown = {v for v in self.synonyms.values() if v not in self.labels}
+        unknown |= {lab for lab in self.exclusive if lab not in self.labels}
+        if self.normal is not None and self.normal not in self.labels:
+            unknown.add(self.normal)
+        if unknown:
+            raise TaskError(f"task {self.name!r}: {sorted(unknown)} are not among its labels")
+        if self.kind != "imaging":
+            return
+        findings = [lab for lab in self.labels if lab != self.normal]
+        for what, table in (("English mention pattern", self.mentions_en),
+                            ("Turkish mention pattern", self.mentions_tr),
+                            ("report phrase", self.phrases)):
+            missing = [lab for lab in findings if lab not in table]
+            if missing:
+                raise TaskError(f"task {self.name!r}: no {what} for {missing}; the draft "
+                                "safety check would not see these findings")
+        for table in (self.mentions_en, self.mentions_tr):
+            for lab, pattern in table.items():
+                if not pattern or re.compile(pattern).search(""):
+                    raise TaskError(f"task {self.name!r}: the pattern of {lab!r} is empty "
+                                    "or matches everything")
+
+
+_TASKS: dict[str, Task] = {}
+_LOCK = threading.RLock()
+_discovered = False
+
+
+def register(task: Task) -> Task:
+    task.validate()
+    with _LOCK:
+        _TASKS[task.name] = task
+    return task
+
+
+def discover() -> None:
+    """Run every ``medai.tasks`` entry point once (each registers its tasks)."""
+    global _discovered
+    with _LOCK:
+        if _discovered:
+            return
+        _discovered = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            target = ep.load()
+            if callable(target):
+                target()
+
+
+def get(name: str) -> Task:
+    discover()
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(names())}") from None
+
+
+def names(kind: str | None = None) -> list[str]:
+    discover()
+    return sorted(n for n, t in _TASKS.items() if kind is None or t.kind == kind)
+
+
+def all_tasks(kind: str | None = None) -> list[Task]:
+    return [_TASKS[n] for n in names(kind)]
+
+
+def lookup(table: dict[str, Any], value: str, what: str) -> Any:
+    """One table per string option (model family, backbone, backend): a wrong value fails
+    with the list of valid ones."""
+    try:
+        return table[value]
+    except KeyError:
+        raise ValueError(f"unknown {what} {value!r}; choose one of: "
+                         f"{', '.join(sorted(table))}") from None
+
+
+def loader_from(path: str) -> Callable[..., Any]:
+    """A lazy loader ``module:function`` (the job's own module, named by the job itself), so
+    registering a task imports no model code."""
+    module, _, attr = path.partition(":")
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+
+    load.__qualname__ = path
+    return load

@@ -1,0 +1,215 @@
+"""The imaging tasks (chest X-ray findings, brain MRI tumour class): labels, synonyms, exclusive
+classes, and the English/Turkish finding patterns and report phrases of every label."""
+
+from __future__ import annotations
+
+from medai.core.tasks import Task, loader_from, register
+
+CXR_LABELS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Fracture",
+    "Enlarged Cardiomediastinum",
+    "COVID-19",
+    "Viral_Pneumonia",
+    "Bacterial_Pneumonia",
+    "Tuberculosis",
+    "No Finding",
+)
+CXR_SYNONYMS = {
+    "pleural effusion": "Effusion",
+    "effusions": "Effusion",
+    "infiltrate": "Infiltration",
+    "infiltrates": "Infiltration",
+    "pleural thickening": "Pleural_Thickening",
+    "airspace opacity": "Lung Opacity",
+    "opacity": "Lung Opacity",
+    "lesion": "Lung Lesion",
+    "enlarged cardiac silhouette": "Enlarged Cardiomediastinum",
+    "widened mediastinum": "Enlarged Cardiomediastinum",
+    "covid": "COVID-19",
+    "covid19": "COVID-19",
+    "covid 19": "COVID-19",
+    "sars cov 2": "COVID-19",
+    "pneumonia viral": "Viral_Pneumonia",
+    "viral pneumonia": "Viral_Pneumonia",
+    "sars": "Viral_Pneumonia",
+    "mers": "Viral_Pneumonia",
+    "influenza": "Viral_Pneumonia",
+    "pneumonia bacterial": "Bacterial_Pneumonia",
+    "bacterial pneumonia": "Bacterial_Pneumonia",
+    "streptococcus": "Bacterial_Pneumonia",
+    "klebsiella": "Bacterial_Pneumonia",
+    "legionella": "Bacterial_Pneumonia",
+    "tb": "Tuberculosis",
+    "normal": "No Finding",
+    "no findings": "No Finding",
+    "nofinding": "No Finding",
+}
+CXR_MENTIONS_EN = {
+    "Atelectasis": "atelecta\\w*|collapse of the \\w+ lobe|lobar collapse",
+    "Cardiomegaly": "cardiomegaly|(?:heart|cardiac silhouette|cardiac shadow|heart size)(?: is| "
+    "appears| remains)?(?: mildly| moderately| markedly| severely)? "
+    "(?:enlarged|enlargement)|enlarged (?:heart|cardiac silhouette)",
+    "Effusion": "(?:pleural )?effusions?|fluid in the (?:costophrenic|pleural)|blunting of the "
+    "(?:\\w+ )?costophrenic",
+    "Infiltration": "infiltrat\\w*",
+    "Mass": "\\bmass(?:es)?\\b",
+    "Nodule": "nodul\\w*|granulomas?\\b",
+    "Pneumonia": "pneumoni\\w*",
+    "Viral_Pneumonia": "viral pneumoni\\w*|pneumoni\\w* (?:of )?viral|viral (?:lower respiratory "
+    "|lung )?infection",
+    "Bacterial_Pneumonia": "bacterial pneumoni\\w*|pneumoni\\w* (?:of )?bacterial|lobar "
+    "pneumoni\\w*|bacterial (?:lung )?infection",
+    "Pneumothorax": "pneumothora\\w*",
+    "Consolidation": "consolidat\\w*|airspace (?:disease|opacit\\w*)",
+    "Edema": "(?:pulmonary )?o?edema|vascular congestion|interstitial fluid",
+    "Emphysema": "emphysema\\w*|hyperinflat\\w*|hyperexpan\\w*|copd\\b",
+    "Fibrosis": "fibros\\w*|fibrotic",
+    "Pleural_Thickening": "pleural thickening|thickened pleura",
+    "Hernia": "hernia\\w*",
+    "Lung Opacity": "opacit\\w*|opacification|densit(?:y|ies)",
+    "Lung Lesion": "\\blesions?\\b|cavitar\\w*|cavity|cavities",
+    "Fracture": "fractur\\w*",
+    "Enlarged Cardiomediastinum": "(?:mediastin\\w*|cardiomediastinal silhouette) (?:is |appears "
+    ")?(?:widen\\w*|enlarg\\w*)|widened "
+    "mediastinum|(?:enlarged|widened) cardiomediastin\\w*",
+    "Tuberculosis": "tubercul\\w*|\\btb\\b",
+    "COVID-19": "covid(?:-?19)?|sars-cov-2",
+}
+CXR_MENTIONS_TR = {
+    "Atelectasis": "atelekta",
+    "Cardiomegaly": "kardiyomegal|kalp gölgesi.{0,20}büyü",
+    "Effusion": "efüzyon|plevral sıvı",
+    "Infiltration": "infiltra",
+    "Mass": "kitle(?!\\s+etki)",
+    "Nodule": "nodül",
+    "Pneumonia": "pnömoni",
+    "Pneumothorax": "pnömotoraks",
+    "Viral_Pneumonia": "viral pnömoni|pnömoni\\w* viral|viral enfeksiyon",
+    "Bacterial_Pneumonia": "bakteriyel pnömoni|pnömoni\\w* bakteriyel|lober pnömoni|bakteriyel "
+    "enfeksiyon",
+    "Lung Lesion": "lezyon|kavite|kaviter",
+    "Consolidation": "konsolida",
+    "Edema": "ödem",
+    "Emphysema": "amfizem",
+    "Fibrosis": "fibroz",
+    "Pleural_Thickening": "plevral kalınlaşma",
+    "Hernia": "herni",
+    "Lung Opacity": "opasite|opasifikasyon",
+    "Fracture": "kırık|fraktür",
+    "Enlarged Cardiomediastinum": "mediast\\w*.{0,25}geniş|geniş\\w* kardiyomediast",
+    "COVID-19": "covid",
+    "Tuberculosis": "tüberküloz",
+}
+CXR_PHRASES = {
+    "Atelectasis": ("atelectasis", "atelektazi"),
+    "Cardiomegaly": ("cardiomegaly", "kardiyomegali"),
+    "Effusion": ("pleural effusion", "plevral efüzyon"),
+    "Infiltration": ("pulmonary infiltrate", "akciğer infiltrasyonu"),
+    "Mass": ("lung mass", "akciğer kitlesi"),
+    "Nodule": ("pulmonary nodule", "pulmoner nodül"),
+    "Pneumonia": ("pneumonia", "pnömoni"),
+    "Pneumothorax": ("pneumothorax", "pnömotoraks"),
+    "Consolidation": ("consolidation", "konsolidasyon"),
+    "Edema": ("pulmonary edema", "pulmoner ödem"),
+    "Emphysema": ("emphysema", "amfizem"),
+    "Fibrosis": ("pulmonary fibrosis", "pulmoner fibrozis"),
+    "Pleural_Thickening": ("pleural thickening", "plevral kalınlaşma"),
+    "Hernia": ("hiatal hernia", "hiatal herni"),
+    "Lung Opacity": ("lung opacity", "akciğer opasitesi"),
+    "Lung Lesion": ("focal lung lesion", "fokal akciğer lezyonu"),
+    "Fracture": ("fracture", "kırık"),
+    "Enlarged Cardiomediastinum": (
+        "enlarged cardiomediastinal silhouette",
+        "genişlemiş kardiyomediastinal gölge",
+    ),
+    "COVID-19": ("COVID-19 pneumonia pattern", "COVID-19 pnömonisi paterni"),
+    "Viral_Pneumonia": ("viral pneumonia pattern", "viral pnömoni paterni"),
+    "Bacterial_Pneumonia": ("bacterial pneumonia pattern", "bakteriyel pnömoni paterni"),
+    "Tuberculosis": ("tuberculosis pattern", "tüberküloz paterni"),
+    "No Finding": ("no acute abnormality", "akut patoloji saptanmadı"),
+}
+MRI_LABELS = ("Glioma", "Meningioma", "Pituitary", "No_Tumor")
+MRI_SYNONYMS = {
+    "glioma tumor": "Glioma",
+    "glioma tumour": "Glioma",
+    "meningioma tumor": "Meningioma",
+    "meningioma tumour": "Meningioma",
+    "pituitary tumor": "Pituitary",
+    "pituitary tumour": "Pituitary",
+    "no tumor": "No_Tumor",
+    "no tumour": "No_Tumor",
+    "notumor": "No_Tumor",
+    "notumour": "No_Tumor",
+    "normal": "No_Tumor",
+    "healthy": "No_Tumor",
+}
+MRI_MENTIONS_EN = {
+    "Glioma": "gliom\\w*|glioblastom\\w*|astrocytom\\w*",
+    "Meningioma": "meningiom\\w*",
+    "Pituitary": "pituitary (?:adenoma|macroadenoma|microadenoma|tumou?r|lesion)\\w*",
+}
+MRI_MENTIONS_TR = {
+    "Glioma": "gliom|glioblastom",
+    "Meningioma": "meningiom",
+    "Pituitary": "hipofiz (?:adenom|makroadenom|mikroadenom|tümör)",
+}
+MRI_PHRASES = {
+    "Glioma": ("glioma", "gliom"),
+    "Meningioma": ("meningioma", "meningiom"),
+    "Pituitary": ("pituitary tumour", "hipofiz tümörü"),
+    "No_Tumor": ("no tumour", "tümör saptanmadı"),
+}
+
+
+CXR = Task(
+    name="cxr",
+    kind="imaging",
+    loader=loader_from("medai.imaging.predict:load_predictor"),
+    labels=CXR_LABELS,
+    modality="chest X-ray",
+    multilabel=True,
+    synonyms=CXR_SYNONYMS,
+    exclusive=("No Finding", "Bacterial_Pneumonia", "Viral_Pneumonia", "COVID-19"),
+    normal="No Finding",
+    dicom_modalities=("CR", "DX", "DR", "RG"),
+    mentions_en=CXR_MENTIONS_EN,
+    mentions_tr=CXR_MENTIONS_TR,
+    phrases=CXR_PHRASES,
+)
+MRI = Task(
+    name="mri",
+    kind="imaging",
+    loader=loader_from("medai.imaging.predict:load_predictor"),
+    labels=MRI_LABELS,
+    modality="brain MRI",
+    multilabel=False,
+    synonyms=MRI_SYNONYMS,
+    exclusive=("Glioma", "Meningioma", "Pituitary", "No_Tumor"),
+    normal="No_Tumor",
+    dicom_modalities=("MR",),
+    mentions_en=MRI_MENTIONS_EN,
+    mentions_tr=MRI_MENTIONS_TR,
+    phrases=MRI_PHRASES,
+)
+
+
+def register_tasks() -> None:
+    """Entry point ``medai.tasks``: imaging."""
+    register(CXR)
+    register(MRI)

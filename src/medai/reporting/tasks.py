@@ -1,0 +1,12 @@
+"""The caption task: a radiology image → a suggested caption (retrieval or BLIP-2 + LoRA)."""
+
+from __future__ import annotations
+
+from medai.core.tasks import Task, loader_from, register
+
+
+def register_tasks() -> None:
+    """Entry point ``medai.tasks``: caption."""
+    register(Task(name="caption", kind="caption",
+                  loader=loader_from("medai.reporting.captioner:load_predictor"),
+                  modality="image"))

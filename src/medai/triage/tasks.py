@@ -1,0 +1,14 @@
+"""The triage task: a Turkish complaint → one of the departments (``triage/departments.py``)."""
+
+from __future__ import annotations
+
+from medai.core.tasks import Task, loader_from, register
+
+
+def register_tasks() -> None:
+    """Entry point ``medai.tasks``: triage."""
+    from medai.triage.departments import DEPARTMENTS
+
+    register(Task(name="triage", kind="triage",
+                  loader=loader_from("medai.triage.predict:load_predictor"),
+                  labels=tuple(d.id for d in DEPARTMENTS), modality="text"))
