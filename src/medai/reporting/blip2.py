@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medai.reporting.captioner import CaptionPredict
+from medai.reporting.caption_predict import CaptionPredict
 
 ADAPTER_DIR = "adapter"
 CONFIG_FILE = "blip2_lora.json"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medai.core.registry import ModelCard, ModelLoadError
-from medai.reporting.results import CaptionResult
+from medai.reporting.caption_predict import CaptionPredict
 
 INDEX_FILE = "caption_index.npz"
 CAPTIONS_FILE = "captions.json"
@@ -83,23 +83,6 @@ def consensus(captions: list[str], sims: np.ndarray) -> int:
                   for j in range(len(captions)) if j != i) + 1e-3 * weights[i]
               for i in range(len(captions))]
     return int(np.argmax(scores))
-
-
-class CaptionPredict:
-    """``predict(image)`` for any captioner with ``caption_pixels``: a typed result; an image
-    that cannot be read raises ``ImageInputError`` with the reason, never a crash."""
-
-    def predict(self, source) -> CaptionResult:
-        from medai.core.registry import model_identity
-        from medai.imaging.io import LoadedImage, load_image
-
-        image = source if isinstance(source, LoadedImage) else load_image(source)
-        ref = getattr(self, "identity", None)
-        if ref is None:
-            card = getattr(self, "card", None) or ModelCard(
-                task="caption", model_type=type(self).__name__, labels=[], name="unsaved")
-            ref = self.identity = model_identity(None, card)
-        return CaptionResult(model=ref, **self.caption_pixels([image.pixels])[0])
 
 
 class RetrievalCaptioner(CaptionPredict):

@@ -1,0 +1,45 @@
+"""The draft safety check: an LLM draft that states a finding of the task's label space that was
+not an input is refused (English by the CheXpert-style extractor, Turkish clause by clause)."""
+
+from __future__ import annotations
+
+from medai.imaging.labels import space
+from medai.reporting.draft_input import DraftContext
+from medai.reporting.findings import positive_labels
+from medai.reporting.llm import LLMError
+from medai.reporting.phrases import NORMAL
+
+
+def check_no_new_findings(sections: dict[str, str], ctx: DraftContext) -> None:
+    """Refuse drafts that assert a finding of this task's label space that was not an input.
+
+    English drafts are read by the CheXpert-style extractor; Turkish ones by a conservative
+    sentence-level reader (any sentence naming a finding without a negation counts)."""
+    from medai.reporting.findings import positive_labels_tr
+
+    text = sections["findings"] + " " + sections["impression"]
+    stated = positive_labels_tr(text) if ctx.lang == "tr" else positive_labels(text)
+    allowed = {f.label for f in ctx.positives} | NORMAL
+    extra = sorted((stated & set(space(ctx.task).labels)) - allowed - _implied(allowed))
+    if extra:
+        raise LLMError(f"the LLM draft states findings that were not among the inputs: {extra}")
+
+
+_PNEUMONIAS = ("Pneumonia", "Viral_Pneumonia", "Bacterial_Pneumonia", "COVID-19", "Tuberculosis")
+# what the wording of a given finding legitimately contains (CheXpert's hierarchy: an opacity is
+# part of pneumonia, oedema, atelectasis, lesions; consolidation is how pneumonia looks)
+_IMPLIED: dict[str, set[str]] = {
+    **{p: {"Pneumonia", "Lung Opacity", "Consolidation", "Infiltration"} for p in _PNEUMONIAS},
+    **{p: {"Lung Opacity"} for p in ("Edema", "Atelectasis", "Consolidation", "Mass", "Nodule",
+                                      "Lung Lesion", "Infiltration", "Fibrosis")},
+    "Mass": {"Lung Opacity", "Lung Lesion"}, "Nodule": {"Lung Opacity", "Lung Lesion"},
+}
+
+
+def _implied(labels: set[str]) -> set[str]:
+    out: set[str] = set()
+    for lab in labels:
+        out |= _IMPLIED.get(lab, set())
+    return out
+
+
