@@ -51,6 +51,14 @@ def serve(
     bind = host or settings.host
     env = {"MEDAI_WORKERS": str(workers), "MEDAI_SERVE_TRIAGE_MODEL": triage_model or "",
            "MEDAI_SERVE_CXR_MODEL": cxr_model or "", "MEDAI_SERVE_MRI_MODEL": mri_model or ""}
+    from medai.services.runtime import plan_cpu
+
+    plan = plan_cpu(workers, settings.inference_concurrency)
+    # OpenMP pools (torch, and the e5 engine behind the red-flag detector) read these when they
+    # start, in each worker: without them every worker spun up a thread per core and two
+    # workers fought over two cores (triage got slower with more workers)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env.setdefault(var, os.environ.get(var) or str(plan.threads))
     if bind not in ("0.0.0.0", "::") and bind not in settings.trusted_hosts:
         env["MEDAI_TRUSTED_HOSTS"] = json.dumps([*settings.trusted_hosts, bind])
     os.environ.update(env)  # worker processes build their app from the environment
