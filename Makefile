@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
-	benchmark-red-flags benchmark-scope
+	benchmark-red-flags benchmark-scope benchmark-serving
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -104,3 +104,10 @@ benchmark-scope: install
 	$(BIN)/python benchmarks/scope_benchmark.py --data ../shared/data/triage/complaints.csv \
 	    --other ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv \
 	    --out docs/benchmarks/scope
+
+# Serving before/after under load (needs wrk: apt-get install wrk; ~35 min; see
+# docs/benchmarks/serving.md). BASELINE is the commit before the serving work.
+BASELINE ?= 07f16f2
+benchmark-serving: install-dev
+	$(BIN)/python benchmarks/serving_benchmark.py --baseline $(BASELINE) \
+	    --out docs/benchmarks/serving
