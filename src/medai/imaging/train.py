@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medai.core.training import EarlyStopping
 from medai.imaging.datasets import ImageDataset, ImageRecord
 from medai.imaging.io import load_image
 from medai.imaging.labels import space
@@ -113,90 +112,84 @@ def _loss_weights(targets: np.ndarray, multilabel: bool) -> torch.Tensor:
                         dtype=torch.float32)
 
 
+class ImagingAdapter:
+    """The imaging task's part of the one training loop (``core.trainer``)."""
+
+    def __init__(self, cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset) -> None:
+        self.cfg, self.train, self.val = cfg, train, val
+        self.space = space(cfg.task)
+        self.label_idx = [self.space.index(lab) for lab in cfg.labels]
+        self.weights = _loss_weights(train.targets()[:, self.label_idx], self.space.multilabel)
+        self.criterion = masked_bce if self.space.multilabel else class_weighted_ce
+
+    def build(self) -> ImagingNet:
+        model = ImagingNet(self.cfg.backbone, len(self.cfg.labels), weights=self.cfg.weights)
+        model.set_trainable(self.cfg.trainable)  # the widest set, before DDP registers hooks
+        return model
+
+    def optimizer(self, model: ImagingNet):
+        head, cfg = model.head_names(), self.cfg
+        groups = [{"params": [p for n, p in model.named_parameters() if n.startswith(head)],
+                   "lr": cfg.learning_rate},
+                  {"params": [p for n, p in model.named_parameters()
+                              if not n.startswith(head)],
+                   "lr": cfg.learning_rate * cfg.backbone_lr_scale}]
+        return torch.optim.AdamW([g for g in groups if g["params"]],
+                                 weight_decay=cfg.weight_decay)
+
+    def loaders(self):
+        cfg = self.cfg
+        train_ds = ImageTensorDataset(self.train.records, self.label_idx, cfg.image_size,
+                                      cfg.augment, cfg.task != "cxr", seed=cfg.seed)
+        val_ds = ImageTensorDataset(self.val.records, self.label_idx, cfg.image_size, False,
+                                    False)
+        # its own generator: the shuffle order depends on the seed alone, not on how much of
+        # the global torch RNG model construction consumed
+        return (DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
+                           generator=torch.Generator().manual_seed(cfg.seed)),
+                DataLoader(val_ds, batch_size=cfg.batch_size * 2))
+
+    def loss(self, model, batch):
+        x, t = batch
+        return self.criterion(model(x), t, self.weights.to(x.device))
+
+    def validate(self, model, loader, acc) -> dict:
+        val_loss, auroc = _evaluate(model, loader, self.criterion,
+                                    self.weights.to(acc.device), acc, self.space.multilabel)
+        return {"val_loss": val_loss, "val_macro_auroc": auroc}
+
+    def on_epoch(self, model: ImagingNet, epoch: int) -> dict:
+        """Linear probe first (head only), then the chosen part learns."""
+        part = "head" if epoch <= self.cfg.probe_epochs else self.cfg.trainable
+        model.set_trainable(part)
+        return {"trainable": part}
+
+    def save_best(self, model: ImagingNet, directory: Path) -> None:
+        from safetensors.torch import save_model as save_safetensors
+
+        save_safetensors(model, str(directory / WEIGHTS_FILE))
+
+    def load_best(self, directory: Path) -> ImagingNet:
+        from safetensors.torch import load_model as load_safetensors
+
+        best = ImagingNet(self.cfg.backbone, len(self.cfg.labels), pretrained=False,
+                          config_only=True)
+        load_safetensors(best, str(directory / WEIGHTS_FILE))
+        return best.eval()
+
+
 def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
-                work_dir: Path, resume: bool = False) -> tuple[ImagingNet, list[dict]]:
+                work_dir: Path, resume: bool = False,
+                cancel=None) -> tuple[ImagingNet, list[dict]]:
     """Fit and return the model with its best weights and the per-epoch history."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, set_seed
-    from tqdm.auto import tqdm
+    from medai.core.trainer import LoopConfig, fit
 
-    from medai.core.training import auto_mixed_precision
-
-    sp = space(cfg.task)
-    label_idx = [sp.index(lab) for lab in cfg.labels]
-    mp = auto_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
-    freezes = cfg.trainable != "all" or cfg.probe_epochs > 0
-    # Under DDP, parameters frozen for some epochs produce no gradient: let the reducer know.
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if freezes else []
-    acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available(),
-                      kwargs_handlers=handlers)
-    set_seed(cfg.seed)
-    model = ImagingNet(cfg.backbone, len(cfg.labels), weights=cfg.weights)
-    model.set_trainable(cfg.trainable)  # the widest set, before DDP registers its hooks
-    flip = cfg.task != "cxr"
-    train_ds = ImageTensorDataset(train.records, label_idx, cfg.image_size, cfg.augment, flip,
-                                  seed=cfg.seed)
-    val_ds = ImageTensorDataset(val.records, label_idx, cfg.image_size, False, False)
-    # its own generator: the shuffle order depends on the seed alone, not on how much of the
-    # global torch RNG model construction consumed
-    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
-                          generator=torch.Generator().manual_seed(cfg.seed))
-    val_dl = DataLoader(val_ds, batch_size=cfg.batch_size * 2)
-    weights = _loss_weights(train.targets()[:, label_idx], sp.multilabel)
-    criterion = masked_bce if sp.multilabel else class_weighted_ce
-    head = model.head_names()
-    groups = [{"params": [p for n, p in model.named_parameters() if n.startswith(head)],
-               "lr": cfg.learning_rate},
-              {"params": [p for n, p in model.named_parameters() if not n.startswith(head)],
-               "lr": cfg.learning_rate * cfg.backbone_lr_scale}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]],
-                                  weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs))
-    model, optimizer, train_dl, val_dl, scheduler = acc.prepare(model, optimizer, train_dl,
-                                                                val_dl, scheduler)
-    weights = weights.to(acc.device)
-    ckpt = work_dir / "checkpoints"
-    last, state_file, best_file = ckpt / "last", ckpt / "trainer_state.json", ckpt / "best.pt"
-    stopper, start = EarlyStopping(patience=cfg.patience), 1
-    if resume and state_file.is_file() and last.is_dir():
-        acc.load_state(str(last))
-        stopper = EarlyStopping.load(state_file)
-        start = stopper.history[-1]["epoch"] + 1 if stopper.history else 1
-    for epoch in range(start, cfg.epochs + 1):
-        if stopper.should_stop:
-            break
-        part = "head" if epoch <= cfg.probe_epochs else cfg.trainable
-        acc.unwrap_model(model).set_trainable(part)
-        model.train()
-        total, count = 0.0, 0.0
-        for x, t in tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}",
-                         disable=not acc.is_local_main_process):
-            loss_sum, n = criterion(model(x), t, weights)
-            loss = loss_sum / n.clamp(min=1)
-            acc.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad()
-            total += float(loss_sum.detach())
-            count += float(n)
-        scheduler.step()
-        val_loss, val_auroc = _evaluate(model, val_dl, criterion, weights, acc, sp.multilabel)
-        record = {"train_loss": total / max(count, 1.0), "val_loss": val_loss,
-                  "val_macro_auroc": val_auroc, "trainable": part}
-        improved = stopper.update(epoch, record)
-        acc.print(f"epoch {epoch}: train_loss={record['train_loss']:.4f} val_loss={val_loss:.4f} "
-                  f"val_macro_auroc={val_auroc}")
-        acc.wait_for_everyone()
-        ckpt.mkdir(parents=True, exist_ok=True)
-        if improved and acc.is_main_process:
-            torch.save(acc.unwrap_model(model).state_dict(), best_file)
-        acc.save_state(str(last))
-        if acc.is_main_process:
-            stopper.save(state_file)
-        acc.wait_for_everyone()
-    best = ImagingNet(cfg.backbone, len(cfg.labels), pretrained=False)
-    best.load_state_dict(torch.load(best_file, map_location="cpu", weights_only=True))
-    acc.end_training()
-    return best.eval(), stopper.history
+    adapter = ImagingAdapter(cfg, train, val)
+    loop = LoopConfig(epochs=cfg.epochs, patience=cfg.patience, seed=cfg.seed, resume=resume,
+                      mixed_precision=cfg.mixed_precision, schedule="cosine",
+                      clip_grad_norm=1.0, grad_accum=1,
+                      find_unused_parameters=cfg.trainable != "all" or cfg.probe_epochs > 0)
+    return fit(adapter, loop, work_dir, cancel=cancel, on_epoch=adapter.on_epoch)
 
 
 def _evaluate(model, loader, criterion, weights, acc, multilabel: bool

@@ -11,7 +11,6 @@ saved. Generation has a minimum length and repetition controls, so no empty or o
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -126,65 +125,72 @@ def _collate(processor, max_length: int, image_token: int | None):
     return collate
 
 
-def train_blip2(cfg: Blip2LoraConfig, train: tuple[list[np.ndarray], list[str]],
-                val: tuple[list[np.ndarray], list[str]], out: Path) -> list[dict]:
-    """Fit LoRA adapters; the best epoch's adapter (validation loss) is saved in ``out``."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+class _Blip2Adapter:
+    """BLIP-2 + LoRA's part of the one training loop (``core.trainer``)."""
 
-    from medai.core.training import EarlyStopping
+    def __init__(self, cfg: Blip2LoraConfig, train, val) -> None:
+        self.cfg, self.train, self.val = cfg, train, val
+        self.processor, self.image_token = None, None
 
-    mp = _precision(cfg.mixed_precision)
-    acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available(),
-                      gradient_accumulation_steps=cfg.grad_accum)
-    set_seed(cfg.seed)
-    model, processor = load_base(cfg)
-    image_token = getattr(model.config, "image_token_index", None)
-    collate = _collate(processor, cfg.max_length, image_token)
-    train_dl = torch.utils.data.DataLoader(_Pairs(*train), batch_size=cfg.batch_size,
-                                           shuffle=True, collate_fn=collate)
-    val_dl = torch.utils.data.DataLoader(_Pairs(*val), batch_size=cfg.batch_size,
-                                         collate_fn=collate)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
-    model, optimizer, train_dl, val_dl = acc.prepare(model, optimizer, train_dl, val_dl)
-    stopper = EarlyStopping(patience=cfg.patience)
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        total, steps = 0.0, 0
-        for batch in tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}",
-                          disable=not acc.is_local_main_process):
-            with acc.accumulate(model):
-                loss = model(**batch).loss
-                if not math.isfinite(float(loss.detach())):
-                    raise RuntimeError(f"training loss became {float(loss.detach())} at epoch "
-                                       f"{epoch}; "
-                                       "lower the learning rate or use fp32/bf16")
-                acc.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad()
-            total += float(loss.detach())
-            steps += 1
+    def build(self):
+        model, self.processor = load_base(self.cfg)
+        self.image_token = getattr(model.config, "image_token_index", None)
+        return model
+
+    def optimizer(self, model):
+        params = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=0.01)
+
+    def loaders(self):
+        collate = _collate(self.processor, self.cfg.max_length, self.image_token)
+        return (torch.utils.data.DataLoader(_Pairs(*self.train), batch_size=self.cfg.batch_size,
+                                            shuffle=True, collate_fn=collate),
+                torch.utils.data.DataLoader(_Pairs(*self.val), batch_size=self.cfg.batch_size,
+                                            collate_fn=collate))
+
+    def loss(self, model, batch):
+        n = len(batch["input_ids"])
+        return model(**batch).loss * n, n
+
+    def validate(self, model, loader, acc) -> dict:
+        total = torch.zeros(2, device=acc.device)
         model.eval()
-        val_sum = torch.zeros(2, device=acc.device)
         with torch.no_grad():
-            for batch in val_dl:
-                val_sum += torch.stack([model(**batch).loss.detach().float() * len(
-                    batch["input_ids"]), torch.tensor(float(len(batch["input_ids"])),
-                                                      device=acc.device)])
-        val_sum = acc.reduce(val_sum, "sum")
-        record = {"train_loss": total / max(steps, 1),
-                  "val_loss": float(val_sum[0] / val_sum[1].clamp(min=1))}
-        improved = stopper.update(epoch, record)
-        acc.print(f"epoch {epoch}: train_loss={record['train_loss']:.4f} "
-                  f"val_loss={record['val_loss']:.4f}")
-        if improved and acc.is_main_process:
-            acc.unwrap_model(model).save_pretrained(out / ADAPTER_DIR)
-        acc.wait_for_everyone()
-        if stopper.should_stop:
-            break
-    if acc.is_main_process:
+            for batch in loader:
+                loss_sum, n = self.loss(model, batch)
+                total += torch.stack([loss_sum.detach().float(),
+                                      torch.tensor(float(n), device=acc.device)])
+        total = acc.reduce(total, "sum")
+        return {"val_loss": float(total[0] / total[1].clamp(min=1))}
+
+    def save_best(self, model, directory: Path) -> None:
+        model.save_pretrained(directory / ADAPTER_DIR)
+
+    def load_best(self, directory: Path) -> Path:
+        return directory / ADAPTER_DIR
+
+
+def train_blip2(cfg: Blip2LoraConfig, train: tuple[list[np.ndarray], list[str]],
+                val: tuple[list[np.ndarray], list[str]], out: Path, resume: bool = False,
+                cancel=None) -> list[dict]:
+    """Fit LoRA adapters with the one training loop; the best epoch's adapter (validation
+    loss) is saved in ``out``."""
+    import shutil
+
+    from accelerate import PartialState
+
+    from medai.core.trainer import LoopConfig, fit
+
+    adapter = _Blip2Adapter(cfg, train, val)
+    loop = LoopConfig(epochs=cfg.epochs, patience=cfg.patience, grad_accum=cfg.grad_accum,
+                      clip_grad_norm=1.0, mixed_precision=_precision(cfg.mixed_precision),
+                      seed=cfg.seed, resume=resume, schedule="constant")
+    best, history = fit(adapter, loop, out, cancel=cancel)
+    if PartialState().is_main_process:
+        if (out / ADAPTER_DIR).resolve() != best.resolve():
+            shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
+            shutil.copytree(best, out / ADAPTER_DIR)
+        processor = adapter.processor
         processor.save_pretrained(out / "processor")
         (out / CONFIG_FILE).write_text(json.dumps(
             {**asdict(cfg), "base": base_reference(Path(cfg.base), out)}, indent=2))
@@ -193,9 +199,7 @@ def train_blip2(cfg: Blip2LoraConfig, train: tuple[list[np.ndarray], list[str]],
             raw = json.loads(peft_cfg.read_text())
             raw["base_model_name_or_path"] = Path(cfg.base).name
             peft_cfg.write_text(json.dumps(raw, indent=2))
-    acc.wait_for_everyone()
-    acc.end_training()
-    return stopper.history
+    return history
 
 
 GENERATION = {"max_new_tokens": 60, "min_new_tokens": 5, "num_beams": 3,

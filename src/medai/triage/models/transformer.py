@@ -10,14 +10,13 @@ Hugging Face Accelerate: start it with ``medai triage train --num-processes N`` 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from medai.core.training import EarlyStopping, auto_mixed_precision, balanced_class_weights
+from medai.core.training import auto_mixed_precision, balanced_class_weights
 from medai.triage.models.base import label_index, sorted_classes
 
 HF_SUBDIR = "hf"
@@ -71,17 +70,10 @@ class TransformerClassifier:
                           collate_fn=DataCollatorWithPadding(self._tokenizer))
 
     def fit(self, train_texts: Sequence[str], train_labels: Sequence[str],
-            val_texts: Sequence[str], val_labels: Sequence[str]) -> None:
-        import torch
-        from accelerate import Accelerator
-        from accelerate.utils import set_seed
-        from sklearn.metrics import f1_score
-        from tqdm.auto import tqdm
-        from transformers import (
-            AutoModelForSequenceClassification,
-            AutoTokenizer,
-            get_linear_schedule_with_warmup,
-        )
+            val_texts: Sequence[str], val_labels: Sequence[str], cancel=None) -> None:
+        """Fine-tune with the one training loop (``core.trainer``): class-weighted cross
+        entropy, linear warm-up schedule, clipping, early stopping on validation loss."""
+        from medai.core.trainer import LoopConfig, fit
 
         p = self.params
         if not p["base"]:
@@ -91,94 +83,23 @@ class TransformerClassifier:
             raise FileNotFoundError(f"{base}: not a Hugging Face model directory (no config.json)")
         if self.work_dir is None:
             raise ValueError("work_dir is required to keep checkpoints")
-        mp = auto_mixed_precision() if p["mixed_precision"] == "auto" else p["mixed_precision"]
-        acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=p["grad_accum"],
-                          cpu=not torch.cuda.is_available())
-        set_seed(p["seed"])
-        self.train_info = {"num_processes": acc.num_processes, "mixed_precision": mp,
-                           "device": str(acc.device)}
         self.labels = sorted_classes(train_labels)
-        y_train = label_index(train_labels, self.labels)
         keep = [i for i, lab in enumerate(val_labels) if lab in set(self.labels)]
-        y_val = label_index([val_labels[i] for i in keep], self.labels)
-        val_texts = [val_texts[i] for i in keep]
+        adapter = _TransformerAdapter(self, base, list(train_texts),
+                                      label_index(train_labels, self.labels),
+                                      [val_texts[i] for i in keep],
+                                      label_index([val_labels[i] for i in keep], self.labels))
+        mp = auto_mixed_precision() if p["mixed_precision"] == "auto" else p["mixed_precision"]
+        loop = LoopConfig(epochs=p["epochs"], patience=p["patience"], grad_accum=p["grad_accum"],
+                          clip_grad_norm=1.0, mixed_precision=mp, seed=p["seed"],
+                          resume=self.resume, schedule="linear_warmup",
+                          warmup_ratio=p["warmup_ratio"])
+        self._best_dir, self.history = fit(adapter, loop, self.work_dir, cancel=cancel)
+        from accelerate import PartialState
 
-        self._tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, local_files_only=True, num_labels=len(self.labels),
-            id2label=dict(enumerate(self.labels)),
-            label2id={lab: i for i, lab in enumerate(self.labels)},
-            ignore_mismatched_sizes=True,
-        )
-        train_dl = self._loader(train_texts, y_train, True, p["batch_size"])
-        val_dl = self._loader(val_texts, y_val, False, p["batch_size"] * 2)
-        weights = torch.tensor(balanced_class_weights(y_train, len(self.labels)),
-                               dtype=torch.float32)
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-        groups = [
-            {"params": [w for n, w in model.named_parameters() if not n.endswith(no_decay)],
-             "weight_decay": p["weight_decay"]},
-            {"params": [w for n, w in model.named_parameters() if n.endswith(no_decay)],
-             "weight_decay": 0.0},
-        ]
-        optimizer = torch.optim.AdamW(groups, lr=p["learning_rate"])
-        steps_per_epoch = math.ceil(len(train_dl) / max(1, acc.num_processes) / p["grad_accum"])
-        total = max(1, steps_per_epoch * p["epochs"])
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(p["warmup_ratio"] * total),
-                                                    total)
-        model, optimizer, train_dl, val_dl, scheduler = acc.prepare(
-            model, optimizer, train_dl, val_dl, scheduler)
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(acc.device))
-
-        ckpt = self.work_dir / "checkpoints"
-        last, best_dir, state_file = ckpt / "last", ckpt / "best", ckpt / "trainer_state.json"
-        stopper, start_epoch = EarlyStopping(patience=p["patience"]), 1
-        if self.resume and state_file.is_file() and last.is_dir():
-            acc.load_state(str(last))
-            stopper = EarlyStopping.load(state_file)
-            start_epoch = stopper.history[-1]["epoch"] + 1 if stopper.history else 1
-            acc.print(f"resuming after epoch {start_epoch - 1} (best val loss {stopper.best:.4f})")
-
-        for epoch in range(start_epoch, p["epochs"] + 1):
-            if stopper.should_stop:
-                break
-            model.train()
-            total_loss, seen = 0.0, 0
-            bar = tqdm(train_dl, desc=f"epoch {epoch}/{p['epochs']}",
-                       disable=not acc.is_local_main_process)
-            for batch in bar:
-                with acc.accumulate(model):
-                    labels = batch.pop("labels")
-                    logits = model(**batch).logits
-                    loss = loss_fn(logits.float(), labels)
-                    acc.backward(loss)
-                    if acc.sync_gradients:
-                        acc.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                total_loss += loss.item() * len(labels)
-                seen += len(labels)
-                bar.set_postfix(loss=f"{total_loss / max(seen, 1):.4f}")
-            train_loss = acc.reduce(torch.tensor(total_loss / max(seen, 1),
-                                                 device=acc.device), "mean").item()
-            val_loss, preds, golds = self._validate(model, val_dl, loss_fn, acc)
-            record = {"train_loss": train_loss, "val_loss": val_loss,
-                      "val_accuracy": float(np.mean(preds == golds)),
-                      "val_macro_f1": float(f1_score(golds, preds, average="macro"))}
-            improved = stopper.update(epoch, record)
-            acc.print(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in record.items()))
-            acc.wait_for_everyone()
-            if improved and acc.is_main_process:
-                self._save_hf(acc.unwrap_model(model), best_dir, acc.get_state_dict(model))
-            acc.save_state(str(last))
-            if acc.is_main_process:
-                stopper.save(state_file)
-            acc.wait_for_everyone()
-        self.history = stopper.history
-        self._best_dir = best_dir
-        acc.wait_for_everyone()
-        acc.end_training()
+        state = PartialState()
+        self.train_info = {"num_processes": state.num_processes, "mixed_precision": mp,
+                           "device": str(state.device)}
         self._model = None  # predictions use the restored best checkpoint
 
     @staticmethod
@@ -244,8 +165,10 @@ class TransformerClassifier:
             if target.exists():
                 shutil.rmtree(target)
             shutil.copytree(self._best_dir, target)
+        params = {**self.params, "base": Path(self.params["base"]).name if self.params.get(
+            "base") else None}  # the base's name only: the model directory is self-contained
         (directory / PARAMS_FILE).write_text(json.dumps(
-            {"labels": self.labels, "params": self.params}, indent=2))
+            {"labels": self.labels, "params": params}, indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> TransformerClassifier:
@@ -255,3 +178,71 @@ class TransformerClassifier:
         model.labels = meta["labels"]
         model._best_dir = directory / HF_SUBDIR
         return model
+
+
+class _TransformerAdapter:
+    """The triage transformer's part of the one training loop."""
+
+    def __init__(self, owner: TransformerClassifier, base: Path, train_texts, y_train,
+                 val_texts, y_val) -> None:
+        self.owner, self.base = owner, base
+        self.train_texts, self.y_train, self.val_texts, self.y_val = (
+            train_texts, y_train, val_texts, y_val)
+        self.weights = None
+
+    def build(self):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        labels = self.owner.labels
+        self.owner._tokenizer = AutoTokenizer.from_pretrained(self.base, local_files_only=True)
+        self.weights = torch.tensor(balanced_class_weights(self.y_train, len(labels)),
+                                    dtype=torch.float32)
+        return AutoModelForSequenceClassification.from_pretrained(
+            self.base, local_files_only=True, num_labels=len(labels),
+            id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)},
+            ignore_mismatched_sizes=True)
+
+    def optimizer(self, model):
+        import torch
+
+        p = self.owner.params
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+        groups = [
+            {"params": [w for n, w in model.named_parameters() if not n.endswith(no_decay)],
+             "weight_decay": p["weight_decay"]},
+            {"params": [w for n, w in model.named_parameters() if n.endswith(no_decay)],
+             "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=p["learning_rate"])
+
+    def loaders(self):
+        bs = self.owner.params["batch_size"]
+        return (self.owner._loader(self.train_texts, self.y_train, True, bs),
+                self.owner._loader(self.val_texts, self.y_val, False, bs * 2))
+
+    def _loss_fn(self, device):
+        import torch
+
+        return torch.nn.CrossEntropyLoss(weight=self.weights.to(device), reduction="sum")
+
+    def loss(self, model, batch):
+        labels = batch.pop("labels")
+        logits = model(**batch).logits.float()
+        # weighted sum and the weight total: their ratio is the weighted-CE mean
+        return self._loss_fn(logits.device)(logits, labels), \
+            self.weights.to(logits.device)[labels].sum()
+
+    def validate(self, model, loader, acc) -> dict:
+        import torch
+        from sklearn.metrics import f1_score
+
+        loss_fn = torch.nn.CrossEntropyLoss(weight=self.weights.to(acc.device))
+        val_loss, preds, golds = TransformerClassifier._validate(model, loader, loss_fn, acc)
+        return {"val_loss": val_loss, "val_accuracy": float(np.mean(preds == golds)),
+                "val_macro_f1": float(f1_score(golds, preds, average="macro"))}
+
+    def save_best(self, model, directory: Path) -> None:
+        self.owner._save_hf(model, directory)
+
+    def load_best(self, directory: Path) -> Path:
+        return directory
