@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
-	benchmark-red-flags benchmark-scope benchmark-serving
+	benchmark-red-flags benchmark-scope benchmark-serving train-default-caption
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ train-extended-triage: install
 	    --extra-train ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv \
 	    --out src/medai/assets/models/triage-extended --model-type tfidf \
 	    --name triage-extended --json
+
+# The bundled default captioner: a retrieval index over the shared ieee8023 pairs (its held-out
+# split's metrics are in the card; docs/model-cards/caption-default.md).
+train-default-caption: install
+	$(BIN)/medai caption train --data ../shared/data/captions/ieee8023_pairs/pairs.csv \
+	    --out src/medai/assets/models/caption-default --method retrieval --json
 
 # Bundled imaging defaults (need ../shared/data; see docs/model-cards/). Each ships model.onnx,
 # the serving runtime (`medai imaging export`; the server uses it while it matches model.pt).

@@ -98,8 +98,13 @@ def test_caption_train_evaluate_predict_cli(tmp_path):
                              "--json"])
     e = json.loads(ev.stdout.strip().splitlines()[-1])
     assert ev.exit_code == 0 and e["n"] == 16 and e["bleu_1"] > 0.5
-    held = runner.invoke(app, ["caption", "evaluate", "--data", str(data), "--json"])
-    assert held.exit_code == 0 and json.loads(held.stdout.strip().splitlines()[-1])["n"] == 4
+    assert "training data" in e["warning"]  # scored on what it indexed: said out loud
+    # without --model: the bundled default scores every row and nothing is trained
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    bundled = runner.invoke(app, ["caption", "evaluate", "--data", str(data), "--json"])
+    b = json.loads(bundled.stdout.strip().splitlines()[-1])
+    assert bundled.exit_code == 0 and b["n"] == 16 and b["model"]["name"] == "caption-default"
+    assert "warning" not in b and sorted(p.name for p in tmp_path.rglob("*")) == before
     pred = runner.invoke(app, ["caption", "predict", str(tmp_path / "img_1_0.png"), "--model",
                                str(out), "--json"])
     p = json.loads(pred.stdout.strip().splitlines()[-1])

@@ -83,9 +83,9 @@ def caption_train(
 @caption_app.command("evaluate")
 def caption_evaluate(
     data: Annotated[Path, typer.Option(help="pairs.csv (file,caption) or ROCOv2 captions CSV.")],
-    model: Annotated[Path | None, typer.Option(
-        help="Caption model directory; without it a retrieval captioner is fitted on a "
-             "caption-group split of --data and scored on the held-out part.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Caption model directory or registered name (default: the bundled "
+             "caption-default). Every row of --data is scored; nothing is trained.")] = None,
     bertscore_model: Annotated[str | None, typer.Option(
         help="Local Hugging Face encoder directory for BERTScore.")] = None,
     images: ImagesOpt = None,
@@ -96,19 +96,23 @@ def caption_evaluate(
     """BLEU-1..4, ROUGE-1/L, METEOR, CIDEr (ImageCLEFmedical preprocessing); BERTScore."""
     from medai.core import registry
     from medai.reporting.captions import load_captions
-    from medai.reporting.pipeline import build_captioner, score_captioner
+    from medai.reporting.pipeline import score_captioner
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         reader = _reader(images, concepts, rgb_only)
-        if model is None:
-            m = build_captioner(data, None, bertscore_model=bertscore_model, **reader)
-        else:
-            ds = load_captions(data, **reader)
-            m = score_captioner(registry.load(model), ds, list(range(len(ds.records))),
-                                bertscore_model)
-            m["data"] = ds.report
+        directory = registry.resolve_model(model, "caption")
+        captioner = registry.load(directory)
+        ds = load_captions(data, **reader)
+        m = score_captioner(captioner, ds, list(range(len(ds.records))), bertscore_model)
+        m["data"] = ds.report
+        m["model"] = captioner.identity.model_dump()
+        trained_on = {d.get("sha256") for d in captioner.card.data} if captioner.card else set()
+        if Path(data).is_file() and registry.file_sha256(data) in trained_on:
+            m["warning"] = ("this file is the model's own training data: its index holds "
+                            "these images, so the scores are optimistic")
     _emit(m, as_json, " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in m.items() if k not in ("examples", "split", "data")))
+                               for k, v in m.items()
+                               if k not in ("examples", "split", "data", "model")))
 
 
 @caption_app.command("predict")
