@@ -19,7 +19,7 @@ import medai
 from medai.server import errors
 from medai.server.docs import mount_docs
 from medai.server.middleware import BodyLimit, Guard, SecurityHeaders
-from medai.server.routes import router
+from medai.server.routes import ROUTERS
 from medai.services.models import ModelHandles
 from medai.services.runtime import CpuPlan, InferenceLane, apply_thread_limits, plan_cpu
 
@@ -65,7 +65,8 @@ def create_app(triage_model: str | None = None, cxr_model: str | None = None,
                                            settings.inference_timeout_s)
     app.state.preloaded = False
     errors.install(app)
-    app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
     mount_docs(app)
     # added last = outermost: Guard sees everything, then host check, headers, body limit
     app.add_middleware(BodyLimit, limit_for=body_limit)

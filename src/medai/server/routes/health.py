@@ -1,0 +1,48 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel
+
+import medai
+
+log = logging.getLogger("medai.server")
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    return RedirectResponse("/docs")
+
+
+class Liveness(BaseModel):
+    status: str
+    version: str
+
+
+@router.get("/api/v1/health/live", response_model=Liveness, tags=["health"])
+def live() -> dict[str, Any]:
+    """Liveness: the process answers (restart it when this fails)."""
+    return {"status": "alive", "version": medai.__version__}
+
+
+@router.get("/api/v1/health/ready", tags=["health"],
+            responses={503: {"description": "A served model cannot be loaded"}})
+@router.get("/api/v1/health", tags=["health"],
+            responses={503: {"description": "A served model cannot be loaded"}})
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: every served model loads (each reported with its identity or its error);
+    503 until then, so a load balancer sends no traffic to a worker that would fail it."""
+    report = await run_in_threadpool(request.app.state.models.readiness)
+    ok = all(r["ready"] for r in report.values())
+    body = {"status": "ready" if ok else "not_ready", "version": medai.__version__,
+            "models": report}
+    return JSONResponse(body, 200 if ok else 503)
+
+
