@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from medai.core import registry
 from medai.core.registry import bundled_models_dir
 
@@ -48,3 +50,19 @@ def test_extended_model_covers_more_departments():
                                "miyim?")
     assert result.departments[0].id == "obstetrics_gynecology"
     assert any("13 of 15" in w for w in result.warnings)
+
+
+@pytest.mark.shared_data
+def test_default_model_quality_is_recomputed_on_real_complaints(tmp_path):
+    """Not the card's number: macro-F1 computed here on a sample of the real complaints (the
+    sample overlaps the training data, so this catches a broken artifact, not overfitting)."""
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "triage" / "complaints.csv"
+    if not data.is_file():
+        pytest.skip(f"{data} not present (../shared/data is optional)")
+    from medai.triage.evaluate import evaluate_file
+
+    predictor = registry.load(registry.resolve_model(None, "triage"))
+    metrics = evaluate_file(predictor, data, out_dir=None, limit=600)
+    assert metrics["n"] == 600 and metrics["macro_f1"] > 0.85, metrics["macro_f1"]
