@@ -20,8 +20,10 @@ def _same_predictions(a_dir, b_dir, image):
 
 
 def _no_absolute_paths(directory, original):
+    """Nothing a loader reads names a path (the card keeps the training command as typed, for
+    provenance only)."""
     for f in directory.rglob("*"):
-        if f.is_file() and f.suffix in (".json", ".txt", ".yaml"):
+        if f.is_file() and f.suffix in (".json", ".txt", ".yaml") and f.name != "model_card.json":
             assert str(original) not in f.read_text(errors="ignore"), f
 
 
