@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["platform_helpers"]
+
 os.environ.setdefault("MEDAI_HOME", "/tmp/medai-test-home")
 os.environ.setdefault("MEDAI_CACHE_DIR", "/tmp/medai-test-home/cache")
 os.environ.setdefault("MEDAI_MODELS_DIR", "/tmp/medai-test-home/models")

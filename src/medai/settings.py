@@ -53,6 +53,33 @@ class Settings(BaseSettings):
     trusted_hosts: list[str] = Field(
         default=["localhost", "127.0.0.1"],
         description="Host headers the server answers (JSON list; '*' allows any)")
+    # --- the clinical platform (medai.platform) ---
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL (default: the SQLite file HOME/medai.db); "
+                                  "e.g. postgresql+psycopg://user@host/medai")
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (redis://… or amqp://…): studies are analysed "
+                                  "by `medai worker` processes; unset: by the pool inside serve")
+    job_threads: int = Field(default=1, ge=0,
+                             description="analysis threads inside serve (0: none in this "
+                                         "process)")
+    job_lease_s: float = Field(default=60.0, gt=0,
+                               description="a running job whose worker has not renewed its "
+                                           "lease for this long is taken over by another")
+    secret_keys: list[str] = Field(
+        default_factory=list,
+        description="Fernet keys (JSON list, newest first) encrypting chat messages and "
+                    "complaints at rest; default: a key generated once in HOME/secret.key")
+    session_hours: float = Field(default=12.0, gt=0, description="session cookie lifetime")
+    token_days: float = Field(default=90.0, gt=0, description="bearer token lifetime")
+    secure_cookies: bool = Field(default=False,
+                                 description="mark cookies Secure (set behind TLS)")
+    login_max_failures: int = Field(default=5, ge=1,
+                                    description="failed logins per user or client before 429")
+    login_window_s: float = Field(default=900.0, gt=0, description="throttling window")
+    kiosk_enabled: bool = Field(default=True, description="anonymous triage kiosk")
+    kiosk_daily_quota: int = Field(default=3, ge=0,
+                                   description="anonymous triage requests per client per day")
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

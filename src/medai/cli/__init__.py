@@ -14,6 +14,7 @@ import typer
 from medai.cli.common import JsonFlag, _emit
 from medai.cli.imaging import imaging_app
 from medai.cli.models import models_app
+from medai.cli.platform import audit_app, db_app, keys_app, users_app, worker
 from medai.cli.reporting import caption_app, kb_app, report_app
 from medai.cli.triage import triage_app
 
@@ -25,6 +26,11 @@ app.add_typer(imaging_app, name="imaging")
 app.add_typer(caption_app, name="caption")
 app.add_typer(report_app, name="report")
 app.add_typer(kb_app, name="kb")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+app.command("worker")(worker)
 
 
 @app.command("serve")
@@ -38,8 +44,13 @@ def serve(
     cxr_model: Annotated[str | None, typer.Option(help="Chest X-ray model to serve.")] = None,
     mri_model: Annotated[str | None, typer.Option(help="Brain MRI model to serve.")] = None,
 ) -> None:
-    """Start the API server (OpenAPI docs at /docs). Liveness: /api/v1/health/live;
-    readiness (every model loaded): /api/v1/health/ready."""
+    """Start the platform (OpenAPI docs at /docs): the API behind sign-in, studies analysed
+    in the background, review and sign-off, audit. Liveness: /api/v1/health/live; readiness
+    (database, broker, every model): /api/v1/health/ready. Create the first admin with
+    `medai users add NAME --role admin --password-stdin`."""
+    from medai.platform.db import Database
+
+    Database().upgrade()  # once, before the worker processes start
     import os
 
     import uvicorn
@@ -63,7 +74,7 @@ def serve(
         env["MEDAI_TRUSTED_HOSTS"] = json.dumps([*settings.trusted_hosts, bind])
     os.environ.update(env)  # worker processes build their app from the environment
     get_settings.cache_clear()
-    uvicorn.run("medai.server.app:app_from_env", factory=True, host=bind,
+    uvicorn.run("medai.platform.api.app:platform_app_from_env", factory=True, host=bind,
                 port=port or settings.port, workers=workers, log_level=settings.log_level,
                 server_header=False, access_log=False, proxy_headers=True)
 

@@ -44,6 +44,7 @@ class Task:
     synonyms: dict[str, str] = field(default_factory=dict)
     exclusive: tuple[str, ...] = ()  # one and only one of these is true of an image
     normal: str | None = None
+    urgent: tuple[str, ...] = ()  # a positive one puts the study at the top of the worklist
     dicom_modalities: tuple[str, ...] = ()
     mentions_en: dict[str, str] = field(default_factory=dict)  # label -> regex (lowercase text)
     mentions_tr: dict[str, str] = field(default_factory=dict)
@@ -68,7 +69,7 @@ class Task:
 
     def validate(self) -> None:
         unknown = {v for v in self.synonyms.values() if v not in self.labels}
-        unknown |= {lab for lab in self.exclusive if lab not in self.labels}
+        unknown |= {lab for lab in (*self.exclusive, *self.urgent) if lab not in self.labels}
         if self.normal is not None and self.normal not in self.labels:
             unknown.add(self.normal)
         if unknown:

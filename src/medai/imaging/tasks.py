@@ -187,6 +187,7 @@ CXR = Task(
     synonyms=CXR_SYNONYMS,
     exclusive=("No Finding", "Bacterial_Pneumonia", "Viral_Pneumonia", "COVID-19"),
     normal="No Finding",
+    urgent=("Pneumothorax",),
     dicom_modalities=("CR", "DX", "DR", "RG"),
     mentions_en=CXR_MENTIONS_EN,
     mentions_tr=CXR_MENTIONS_TR,

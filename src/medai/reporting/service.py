@@ -95,6 +95,10 @@ class Drafter:
         out["warnings"] = warnings + out["warnings"]
         return DraftResult(**out, model=model_ref, image=meta)
 
+    def llm(self):
+        """The configured LLM backend (None for ``template``), built once."""
+        return self._backend()
+
     def _backend(self):
         """Built once per drafter (a local GGUF file is not re-read for every draft)."""
         with self._lock:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import medai
@@ -30,15 +33,19 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024 + 256 * 1024  # one image (64 MiB) plus the 
 
 
 def body_limit(path: str) -> int:
-    uploads = ("/predict", "/heatmap", "/reports/draft")
+    uploads = ("/predict", "/heatmap", "/reports/draft", "/api/v1/studies")
     return MAX_UPLOAD_BYTES if path.endswith(uploads) else MAX_JSON_BYTES
 
 
 def create_app(triage_model: str | None = None, cxr_model: str | None = None,
                mri_model: str | None = None, knowledge_dir: str | None = None,
-               plan: CpuPlan | None = None, preload: bool = True) -> FastAPI:
+               plan: CpuPlan | None = None, preload: bool = True,
+               extension: AppExtension | None = None) -> FastAPI:
+    """The stateless job API; ``extension`` (the clinical platform) adds its routers, guards
+    the job routes with its dependencies, replaces routers and runs at start and stop."""
     from medai.settings import get_settings
 
+    ext = extension or AppExtension()
     settings = get_settings()
     plan = plan or plan_cpu(settings.workers, settings.inference_concurrency)
     apply_thread_limits(plan)
@@ -48,9 +55,15 @@ def create_app(triage_model: str | None = None, cxr_model: str | None = None,
     @asynccontextmanager
     async def lifespan(app_: FastAPI):
         task = asyncio.create_task(asyncio.to_thread(_preload, app_)) if preload else None
-        yield
-        if task is not None and not task.done():
-            task.cancel()
+        if ext.on_start is not None:
+            await asyncio.to_thread(ext.on_start, app_)
+        try:
+            yield
+        finally:
+            if ext.on_stop is not None:
+                await asyncio.to_thread(ext.on_stop, app_)
+            if task is not None and not task.done():
+                task.cancel()
 
     app = FastAPI(title="medai API", version=medai.__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None,
@@ -64,8 +77,14 @@ def create_app(triage_model: str | None = None, cxr_model: str | None = None,
     app.state.imaging_lane = InferenceLane(plan.concurrency, settings.inference_queue,
                                            settings.inference_timeout_s)
     app.state.preloaded = False
+    app.state.readiness_checks = dict(ext.readiness_checks)
     errors.install(app)
-    for router in ROUTERS:
+    for name, router in ROUTERS.items():
+        if name in ext.replace:
+            continue
+        deps = [] if name == "health" else list(ext.job_dependencies)
+        app.include_router(router, dependencies=deps)
+    for router in ext.routers:
         app.include_router(router)
     mount_docs(app)
     # added last = outermost: Guard sees everything, then host check, headers, body limit
@@ -74,6 +93,16 @@ def create_app(triage_model: str | None = None, cxr_model: str | None = None,
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     app.add_middleware(Guard)
     return app
+
+
+@dataclass
+class AppExtension:
+    routers: list[APIRouter] = field(default_factory=list)
+    replace: set[str] = field(default_factory=set)  # job routers the extension serves itself
+    job_dependencies: list[Any] = field(default_factory=list)  # e.g. Depends(authenticated)
+    readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    on_start: Callable[[FastAPI], None] | None = None
+    on_stop: Callable[[FastAPI], None] | None = None
 
 
 def _preload(app: FastAPI) -> None:

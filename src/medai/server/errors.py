@@ -10,16 +10,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from medai.core.text import excerpt
 from medai.services.runtime import Overloaded
 
-CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+         409: "conflict", 429: "throttled", 405: "method_not_allowed", 413: "too_large",
          415: "unsupported_media_type", 422: "invalid", 503: "unavailable"}
 
 
 class ApiError(Exception):
     """Raised by routes: status, a machine code and a human message (already short)."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
 def _body(detail: str, code: str, errors: list | None = None) -> dict:
@@ -47,7 +49,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.detail, exc.code), exc.status)
+        return JSONResponse(_body(exc.detail, exc.code), exc.status, headers=exc.headers)
 
     @app.exception_handler(Overloaded)
     async def overloaded(_request: Request, exc: Overloaded) -> JSONResponse:

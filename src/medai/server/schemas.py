@@ -39,14 +39,20 @@ class ErrorOut(BaseModel):
     detail: str
     code: str = Field(..., description="bad_request | invalid | unusable_image | "
                                        "image_refused | too_large | not_found | unavailable | "
-                                       "overloaded | internal")
+                                       "overloaded | unauthenticated | forbidden | "
+                                       "conflict | throttled | internal")
     errors: list[FieldError] | None = None
 
 
 def error_responses(*codes: int) -> dict[int | str, dict]:
     """OpenAPI entries for the error statuses a route can return."""
     text = {400: "Malformed request (body not parseable)",
+            401: "Not signed in (no valid session cookie or bearer token)",
+            403: "Signed in, but this role may not do this (or a missing CSRF token)",
             404: "Not found",
+            409: "Conflict: the version named is no longer current, or already signed",
+            429: "Too many requests (failed logins, or the kiosk's daily quota); see "
+                 "Retry-After",
             413: "Request body too large (checked while streaming)",
             422: "Invalid input: a field, an unusable file, or an image of the wrong kind",
             503: "Model unavailable, or every inference slot busy (see Retry-After)"}

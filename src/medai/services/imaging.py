@@ -21,7 +21,7 @@ from medai.imaging.results import HeatmapResult, ImagingResult
 from medai.services.runtime import release_memory
 
 __all__ = ["MAX_BYTES", "HeatmapResult", "ImageInputError", "ImageRefused", "ImagingResult",
-           "analyse", "heatmap"]
+           "analyse", "heatmap", "preview_png"]
 
 LARGE_IMAGE_PIXELS = 4_000_000  # above this, freed decode buffers are handed back to the OS
 
@@ -66,3 +66,22 @@ def heatmap(predictor, data: bytes, label: str | None = None,
     return HeatmapResult(task=predictor.cfg.task, label=shown["label"],
                          probability=shown["probability"], width=shown["width"],
                          height=shown["height"], model=predictor.identity), buf.getvalue()
+
+
+def preview_png(data: bytes, max_side: int = 1024) -> bytes:
+    """The image as an 8-bit grayscale PNG (browsers and PDFs cannot show DICOM), at most
+    ``max_side`` pixels on its longer side."""
+    import numpy as np
+    from PIL import Image
+
+    image = None
+    try:
+        image = read_image(data)
+        pixels = np.clip(image.pixels * 255.0, 0, 255).astype(np.uint8)
+    finally:
+        _after(image)
+    pil = Image.fromarray(pixels, mode="L")
+    pil.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return buf.getvalue()

@@ -11,7 +11,7 @@ from medai.reporting.results import DraftResult
 from medai.reporting.service import Drafter
 
 __all__ = ["MAX_QUESTION_CHARS", "DraftResult", "Drafter", "FindingsInputError",
-           "shared_drafter"]
+           "chat_answer", "shared_drafter"]
 
 _DRAFTERS: dict[str | None, Drafter] = {}
 _LOCK = threading.Lock()
@@ -24,3 +24,18 @@ def shared_drafter(knowledge_dir: str | Path | None = None) -> Drafter:
         if key not in _DRAFTERS:
             _DRAFTERS[key] = Drafter(kb=None if key is None else Path(key))
         return _DRAFTERS[key]
+
+
+def chat_answer(question: str, findings: list, impression: str | None, lang: str,
+                history: list[tuple[str, str]], knowledge_dir: str | Path | None = None
+                ) -> tuple[str, str]:
+    """An answer about a study's image from the configured LLM backend (built once per
+    process), or the findings with the template explanation when none is configured."""
+    from medai.reporting import chat
+
+    drafter = shared_drafter(knowledge_dir)
+    try:
+        backend = drafter.llm()
+    except Exception:  # misconfigured backend: answer from the findings
+        backend = None
+    return chat.answer(backend, question, findings, impression, lang, history)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from medai.core.text import TextInputError
 from medai.triage.results import TriageResult
 
-__all__ = ["TextInputError", "TriageResult", "triage", "warm"]
+__all__ = ["TextInputError", "TriageResult", "raises_red_flag", "triage", "warm"]
 
 
 def triage(predictor, text: str, top_k: int = 3,
@@ -22,3 +22,8 @@ def triage(predictor, text: str, top_k: int = 3,
 def warm(predictor) -> None:
     """Load what the first complaint would otherwise wait for (the red-flag engine, e5)."""
     predictor.flag_engine.check("başım ağrıyor")
+
+
+def raises_red_flag(predictor, text: str) -> bool:
+    """Whether a text (a study's clinical question) raises an urgent red flag."""
+    return bool(predictor.flag_engine.check(text).flags)

@@ -9,4 +9,5 @@ from fastapi import APIRouter
 
 from medai.server.routes import health, imaging, reports, triage
 
-ROUTERS: list[APIRouter] = [health.router, triage.router, imaging.router, reports.router]
+ROUTERS: dict[str, APIRouter] = {"health": health.router, "triage": triage.router,
+                                  "imaging": imaging.router, "reports": reports.router}

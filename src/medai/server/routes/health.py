@@ -41,8 +41,15 @@ async def ready(request: Request) -> JSONResponse:
     503 until then, so a load balancer sends no traffic to a worker that would fail it."""
     report = await run_in_threadpool(request.app.state.models.readiness)
     ok = all(r["ready"] for r in report.values())
-    body = {"status": "ready" if ok else "not_ready", "version": medai.__version__,
-            "models": report}
+    body = {"status": "ready", "version": medai.__version__, "models": report}
+    for name, check in request.app.state.readiness_checks.items():
+        try:
+            await run_in_threadpool(check)
+            body[name] = {"ready": True}
+        except Exception as exc:  # reported, never raised: readiness answers 503
+            body[name] = {"ready": False, "error": type(exc).__name__}
+            ok = False
+    body["status"] = "ready" if ok else "not_ready"
     return JSONResponse(body, 200 if ok else 503)
 
 

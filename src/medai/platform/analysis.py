@@ -1,0 +1,116 @@
+"""One study's analysis: imaging findings → Grad-CAM heatmap → report draft (version 1).
+
+Idempotent, keyed by study and model content hash: each step first looks for its stored
+output, so a job repeated after a crash or delivered twice by the broker finishes the work
+without duplicating a result or a report version. Model work runs outside any database
+transaction (a slow model never holds the database's write lock).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from medai.core.tasks import get as get_task
+from medai.platform import review
+from medai.platform.audit import Actor, record
+from medai.platform.context import Platform
+from medai.platform.studies import set_status
+from medai.platform.tables import AIResultRow, Study
+from medai.services import imaging as imaging_service
+from medai.services.reports import shared_drafter
+
+log = logging.getLogger("medai.platform.jobs")
+WORKER = Actor(name="medai-worker")
+
+
+def _stored(p: Platform, study_id: int, kind: str, model_hash: str) -> AIResultRow | None:
+    with p.db.session() as db:
+        return db.scalar(select(AIResultRow).where(
+            AIResultRow.study_id == study_id, AIResultRow.kind == kind,
+            AIResultRow.model_hash == model_hash))
+
+
+def _save(p: Platform, study_id: int, kind: str, model, payload: dict,
+          heatmap: tuple[str, str] | None = None) -> AIResultRow:
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with p.db.session() as db:
+            row = AIResultRow(study_id=study_id, kind=kind, model_name=model.name,
+                              model_version=model.version, model_hash=model.content_hash,
+                              payload=payload,
+                              heatmap_sha256=heatmap[0] if heatmap else None,
+                              heatmap_label=heatmap[1] if heatmap else None)
+            db.add(row)
+        return row
+    except IntegrityError:  # a twin delivery stored it first
+        return _stored(p, study_id, kind, model.content_hash)
+
+
+def analyse_study(p: Platform, study_id: int) -> str:
+    """Run (or finish) the analysis; returns the study's resulting status."""
+    with p.db.session() as db:
+        study = db.get(Study, study_id)
+        if study is None:
+            raise LookupError(f"no study {study_id}")
+        if study.status not in ("received", "analysing"):
+            return study.status  # done before (a repeated delivery)
+        set_status(study, "analysing")
+        task, sha, question, lang = (study.task, study.file_sha256, study.clinical_question,
+                                     study.language)
+    predictor = p.models.get(task)
+    ref = predictor.identity
+    data = p.store.read(sha)
+    row = _stored(p, study_id, "imaging", ref.content_hash)
+    if row is None:
+        try:
+            result = imaging_service.analyse(predictor, data)
+        except imaging_service.ImageRefused as exc:
+            return _finish(p, study_id, "refused", str(exc), ref)
+        except imaging_service.ImageInputError as exc:
+            return _finish(p, study_id, "refused", str(exc), ref)
+        payload = result.model_dump(mode="json")
+        label = _heatmap_label(result)
+        meta, png = imaging_service.heatmap(predictor, data, label)
+        row = _save(p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), meta.label))
+    payload = row.payload
+    draft_row = _stored(p, study_id, "draft", ref.content_hash)
+    if draft_row is None:
+        draft = shared_drafter(p.knowledge_dir).draft(None, payload, task=task, lang=lang,
+                                                      question=question)
+        draft_row = _save(p, study_id, "draft", ref, draft.model_dump(mode="json"))
+    urgent_labels = set(get_task(task).urgent)
+    urgent = any(f["positive"] and f["label"] in urgent_labels for f in payload["findings"])
+    with p.db.session() as db:
+        study = db.get(Study, study_id)
+        d = draft_row.payload
+        made = review.ai_draft(db, study, d["sections"], d["citations"], d["findings_used"],
+                               draft_row.id)
+        study.urgent = study.urgent or urgent
+        if study.status == "analysing":
+            set_status(study, "ai_drafted")
+        if made is not None:
+            record(db, WORKER, "predict", "study", study_id, model=ref.name,
+                   model_hash=ref.content_hash,
+                   positive=sum(f["positive"] for f in payload["findings"]))
+            record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
+        return study.status
+
+
+def _heatmap_label(result) -> str | None:
+    """The most probable positive finding (the one a reader most wants to see), else the
+    most probable label."""
+    positives = [f for f in result.findings if f.positive and f.label != "No Finding"]
+    pool = positives or result.findings
+    return max(pool, key=lambda f: f.probability).label if pool else None
+
+
+def _finish(p: Platform, study_id: int, status: str, reason: str, ref) -> str:
+    with p.db.session() as db:
+        study = db.get(Study, study_id)
+        set_status(study, status, reason)
+        record(db, WORKER, "predict", "study", study_id, outcome="refused", model=ref.name,
+               model_hash=ref.content_hash)
+        return status

@@ -1,0 +1,112 @@
+"""``medai serve``: the job API behind authentication, plus the platform's routes and its
+background analysis (threads in this process, or Celery workers when a broker is set)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from fastapi import Depends, FastAPI
+
+from medai.platform.api import admin, auth, chat, studies, triage
+from medai.platform.api.deps import require
+from medai.platform.context import Platform
+from medai.server.app import AppExtension, create_app
+
+log = logging.getLogger("medai.platform")
+
+
+def create_platform_app(database_url: str | None = None, triage_model: str | None = None,
+                        cxr_model: str | None = None, mri_model: str | None = None,
+                        knowledge_dir: str | None = None, job_threads: int | None = None,
+                        broker_url: str | None = None, preload: bool = True) -> FastAPI:
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    broker = broker_url if broker_url is not None else settings.broker_url
+    threads = settings.job_threads if job_threads is None else job_threads
+    holder: dict = {}
+
+    def start(app: FastAPI) -> None:
+        p: Platform = app.state.platform
+        if broker:
+            _republish_unclaimed(p, broker, settings.job_lease_s, holder)
+        elif threads > 0:
+            from medai.platform.jobs import JobPool
+
+            pool = JobPool(p, threads, settings.job_lease_s)
+            pool.start()
+            holder["pool"] = pool
+
+    def stop(app: FastAPI) -> None:
+        holder.get("stop", threading.Event()).set()
+        if "pool" in holder:
+            holder["pool"].stop()
+
+    checks = {"database": lambda: app.state.platform.db.check()}
+    if broker:
+        from medai.platform.queue import check_broker
+
+        checks["broker"] = lambda: check_broker(broker)
+    ext = AppExtension(
+        routers=[auth.router, studies.router, chat.router, admin.router, triage.router],
+        replace={"triage"}, job_dependencies=[Depends(require("imaging"))],
+        readiness_checks=checks, on_start=start, on_stop=stop)
+    app = create_app(triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
+                     knowledge_dir=knowledge_dir, preload=preload, extension=ext)
+    app.state.platform = Platform.from_settings(database_url, models=app.state.models,
+                                                knowledge_dir=knowledge_dir)
+
+    def dispatch(study_id: int, job_id: int, urgent: bool) -> None:
+        if broker:
+            from medai.platform.queue import publish
+
+            try:
+                publish(broker, study_id, job_id, urgent)
+            except Exception as exc:  # the job row stays queued; the sweeper republishes it
+                log.error("publishing study %s failed: %s", study_id, type(exc).__name__)
+        elif "pool" in holder:
+            holder["pool"].notify()
+
+    app.state.dispatch = dispatch
+    app.state.job_pool = holder
+    return app
+
+
+def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict) -> None:
+    """With a broker: every lease period, publish again the jobs no worker holds (queued
+    ones whose message may have been lost, running ones whose worker died). A duplicate
+    message is harmless: the job row decides who runs it."""
+    from sqlalchemy import or_, select
+
+    from medai.platform.db import utcnow
+    from medai.platform.queue import publish
+    from medai.platform.tables import Job
+
+    stop = threading.Event()
+    holder["stop"] = stop
+
+    def sweep() -> None:
+        while True:
+            try:
+                now = utcnow()
+                with p.db.session() as db:
+                    rows = db.execute(select(Job.id, Job.study_id, Job.priority).where(or_(
+                        Job.status == "queued",
+                        (Job.status == "running") & (Job.lease_until < now)))).all()
+                for job_id, study_id, priority in rows:
+                    publish(broker, study_id, job_id, priority > 0)
+            except Exception as exc:  # broker or database briefly away: next round
+                log.error("job sweep failed: %s", type(exc).__name__)
+            if stop.wait(lease_s):
+                return
+
+    threading.Thread(target=sweep, name="medai-job-sweeper", daemon=True).start()
+
+
+def platform_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker process builds its own app)."""
+    return create_platform_app(triage_model=os.environ.get("MEDAI_SERVE_TRIAGE_MODEL") or None,
+                               cxr_model=os.environ.get("MEDAI_SERVE_CXR_MODEL") or None,
+                               mri_model=os.environ.get("MEDAI_SERVE_MRI_MODEL") or None)

@@ -1,0 +1,106 @@
+"""Who is calling, and may they: the session cookie (browser, CSRF-checked on every unsafe
+method) or a bearer token (machine clients), checked against ``accounts.PERMISSIONS``.
+Every refusal is audited."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+
+from medai.platform import accounts, audit
+from medai.platform.context import Platform
+from medai.platform.tables import Token, User
+from medai.server.errors import ApiError
+
+SESSION_COOKIE = "medai_session"
+CSRF_COOKIE = "medai_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass
+class Principal:
+    user: User | None
+    token: Token | None
+    via: str  # session | bearer | anonymous
+    client: str
+
+    @property
+    def role(self) -> str | None:
+        return self.user.role if self.user else None
+
+    @property
+    def actor(self) -> audit.Actor:
+        if self.user is None:
+            return audit.Actor(name="anonymous", client=self.client)
+        return audit.Actor(name=self.user.username, id=self.user.id, role=self.user.role,
+                           client=self.client)
+
+
+def platform_of(request: Request) -> Platform:
+    return request.app.state.platform
+
+
+def client_key(request: Request) -> str:
+    """A pseudonymous client key (hashed address): throttling and kiosk quotas count per
+    client without storing addresses."""
+    host = request.client.host if request.client else "unknown"
+    return hashlib.sha256(("medai:" + host).encode()).hexdigest()[:16]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def principal(request: Request) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    p = platform_of(request)
+    client = client_key(request)
+    raw, kind = _bearer(request), "bearer"
+    if raw is None:
+        raw, kind = request.cookies.get(SESSION_COOKIE), "session"
+    found = None
+    if raw:
+        with p.db.session() as db:
+            found = accounts.resolve(db, raw, kind)
+        if found is None:
+            raise ApiError(401, "unauthenticated", "session expired or token invalid; sign in",
+                           headers={"WWW-Authenticate": "Bearer"})
+    if found is None:
+        who = Principal(None, None, "anonymous", client)
+    else:
+        who = Principal(found[0], found[1], kind, client)
+        if kind == "session" and request.method not in SAFE_METHODS and not accounts.csrf_ok(
+                found[1], request.headers.get(CSRF_HEADER)):
+            deny(request, who, "csrf")
+            raise ApiError(403, "forbidden", f"missing or wrong {CSRF_HEADER} header "
+                                             f"(the value of the {CSRF_COOKIE} cookie)")
+    request.state.principal = who
+    return who
+
+
+def deny(request: Request, who: Principal, action: str) -> None:
+    with platform_of(request).db.session() as db:
+        audit.record(db, who.actor, "denied", "route", request.url.path[:64],
+                     outcome="denied", method=request.method, needed=action)
+
+
+def require(action: str):
+    """Dependency: a signed-in user whose role may do ``action``."""
+    def check(request: Request, who: Principal = Depends(principal)) -> Principal:
+        if who.user is None:
+            raise ApiError(401, "unauthenticated", "sign in first",
+                           headers={"WWW-Authenticate": "Bearer"})
+        if not accounts.allowed(who.role, action):
+            deny(request, who, action)
+            raise ApiError(403, "forbidden", f"role {who.role!r} may not {action}")
+        return who
+
+    check.__name__ = f"require_{action}"
+    return check

@@ -1,0 +1,184 @@
+"""Request and response bodies of the platform API (the OpenAPI document is built from
+these, and the schemathesis tests hold the server to it)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["admin", "radiologist", "clinician", "patient"]
+StudyStatus = Literal["received", "analysing", "ai_drafted", "preliminary", "final", "amended",
+                      "refused", "failed"]
+ReportStatus = Literal["preliminary", "final", "amended"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class LoginIn(Strict):
+    username: str = Field(..., min_length=1, max_length=64)
+    password: str = Field(..., min_length=1, max_length=1024)
+
+
+class LoginOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    role: Role
+    expires_in: int
+    csrf_token: str = Field(..., description="send as X-CSRF-Token with the session cookie")
+
+
+class Me(BaseModel):
+    id: int
+    username: str
+    role: Role
+    via: str
+
+
+class TokenIn(Strict):
+    name: str = Field(..., min_length=1, max_length=64)
+    days: float = Field(90, gt=0, le=366, allow_inf_nan=False)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str | None
+    kind: str
+    created_at: str
+    expires_at: str
+    revoked: bool
+    token: str | None = Field(None, description="shown once, when created")
+
+
+class UserIn(Strict):
+    username: str = Field(..., min_length=1, max_length=64)
+    password: str = Field(..., min_length=8, max_length=1024)
+    role: Role
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    role: Role
+    active: bool
+    created_at: str
+
+
+class OkOut(BaseModel):
+    ok: bool = True
+
+
+class StudyOut(BaseModel):
+    id: int
+    status: StudyStatus
+    task: str
+    modality: str
+    urgent: bool
+    reason: str | None
+    patient_ref: str | None
+    clinical_question: str | None
+    language: str
+    file: dict[str, Any]
+    uploaded_by: int
+    created_at: str
+    updated_at: str
+    ai_result: dict[str, Any] | None = None
+
+
+class StudyList(BaseModel):
+    items: list[StudyOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ReportOut(BaseModel):
+    study_id: int
+    version: int
+    status: ReportStatus
+    source: Literal["ai", "human"]
+    sections: dict[str, str]
+    citations: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+    author: str | None
+    signed_by: str | None
+    signed_at: str | None
+    created_at: str
+    ai_disclosure: str
+
+
+class ReportVersions(BaseModel):
+    items: list[ReportOut]
+
+
+class Sections(Strict):
+    technique: str = Field("", max_length=20_000)
+    findings: str = Field("", max_length=20_000)
+    impression: str = Field("", max_length=20_000)
+    recommendation: str = Field("", max_length=20_000)
+
+
+class ReportEdit(Strict):
+    version: int = Field(..., ge=0, le=1_000_000)
+    sections: Sections
+
+
+class SignIn(Strict):
+    version: int = Field(..., ge=1, le=1_000_000)
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: str
+    actor: str
+    actor_id: int | None
+    role: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    outcome: str
+    client: str | None
+    detail: dict[str, Any]
+
+
+class AuditList(BaseModel):
+    items: list[AuditOut]
+    total: int
+
+
+class ChatIn(Strict):
+    text: str = Field(..., min_length=1, max_length=4000)
+
+
+class MessageOut(BaseModel):
+    id: int
+    role: Literal["user", "assistant"]
+    text: str
+    backend: str | None
+    created_at: str
+
+
+class ConversationOut(BaseModel):
+    id: int
+    study_id: int
+    created_at: str
+    messages: list[MessageOut] = Field(default_factory=list)
+
+
+class ConversationList(BaseModel):
+    items: list[ConversationOut]
+
+
+class TriageHistoryItem(BaseModel):
+    id: int
+    complaint: str
+    urgent: bool
+    result: dict[str, Any]
+    created_at: str
+
+
+class TriageHistory(BaseModel):
+    items: list[TriageHistoryItem]
+    total: int

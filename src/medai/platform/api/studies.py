@@ -1,0 +1,269 @@
+"""Studies (upload, worklist, image, heatmap) and their reports (versions, edit, sign,
+FHIR, PDF). Every read and change is audited."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from medai.platform import audit, exports, review, studies
+from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.schemas import (
+    ReportEdit,
+    ReportOut,
+    ReportVersions,
+    SignIn,
+    StudyList,
+    StudyOut,
+    StudyStatus,
+)
+from medai.platform.storage import TooLarge
+from medai.platform.tables import Study
+from medai.server.errors import ApiError
+from medai.server.schemas import ImagingTask, Language, error_responses
+from medai.services import imaging as imaging_service
+
+log = logging.getLogger("medai.platform")
+router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
+CHUNK = 1 << 20
+
+
+def _study(db, study_id: int) -> Study:
+    study = db.get(Study, study_id)
+    if study is None:
+        raise ApiError(404, "not_found", f"no study {study_id}")
+    return study
+
+
+async def _chunks(file: UploadFile):
+    while chunk := await file.read(CHUNK):
+        yield chunk
+
+
+def _question_is_urgent(request: Request, question: str | None) -> bool:
+    if not question:
+        return False
+    from medai.services import triage as triage_service
+    from medai.services.models import ModelUnavailable
+
+    try:
+        return triage_service.raises_red_flag(request.app.state.models.get("triage"), question)
+    except ModelUnavailable:
+        return False
+
+
+@router.post("", response_model=StudyOut, status_code=201,
+             responses=error_responses(401, 403, 413, 422))
+async def upload_study(
+        request: Request,
+        file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM")],
+        task: Annotated[ImagingTask, Form()] = "cxr",
+        patient_ref: Annotated[str | None, Form(max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
+                                                description="pseudonymous reference")] = None,
+        clinical_question: Annotated[str | None, Form(max_length=2000)] = None,
+        lang: Annotated[Language, Form(description="language of the AI draft")] = "tr",
+        who: Principal = Depends(require("study_upload"))) -> JSONResponse:
+    """Store the file (content-addressed) and queue its analysis (findings → heatmap →
+    draft); urgent studies (a red flag in the clinical question) are analysed first."""
+    p = platform_of(request)
+    try:
+        sha, size = await p.store.put_stream(_chunks(file), imaging_service.MAX_BYTES)
+    except TooLarge as exc:
+        raise ApiError(413, "too_large", str(exc)) from None
+    if size == 0:
+        raise ApiError(422, "invalid", "the file is empty")
+    urgent = await run_in_threadpool(_question_is_urgent, request, clinical_question)
+
+    def create() -> tuple[dict[str, Any], int]:
+        with p.db.session() as db:
+            study, job = studies.create(
+                db, who.user, sha=sha, size=size,
+                content_type=file.content_type or "application/octet-stream", task=task,
+                patient_ref=patient_ref, question=clinical_question, language=lang,
+                urgent=urgent)
+            audit.record(db, who.actor, "upload", "study", study.id, task=task, bytes=size,
+                         urgent=urgent)
+            return studies.as_dict(db, study), job.id
+
+    try:
+        out, job_id = await run_in_threadpool(create)
+    except studies.StudyError as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+    request.app.state.dispatch(out["id"], job_id, urgent)
+    log.info("study %s uploaded task=%s urgent=%s", out["id"], task, urgent)
+    return JSONResponse(StudyOut(**out).model_dump(mode="json"), 201)
+
+
+@router.get("", response_model=StudyList, responses=error_responses(401, 403, 422))
+def worklist(request: Request, who: Principal = Depends(require("study_read")),
+             status: StudyStatus | None = None, task: ImagingTask | None = None,
+             urgent: bool | None = None, limit: int = Query(50, ge=1, le=500),
+             offset: int = Query(0, ge=0, le=10_000_000)) -> StudyList:
+    """The worklist: urgent first, then oldest first."""
+    with platform_of(request).db.session() as db:
+        rows, total = studies.worklist(db, status, task, urgent, limit, offset)
+        items = [StudyOut(**studies.as_dict(db, s, with_result=False)) for s in rows]
+        audit.record(db, who.actor, "view", "worklist", None, results=len(items))
+    return StudyList(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{study_id}", response_model=StudyOut, responses=error_responses(401, 403, 404))
+def get_study(study_id: int, request: Request,
+              who: Principal = Depends(require("study_read"))) -> StudyOut:
+    with platform_of(request).db.session() as db:
+        out = studies.as_dict(db, _study(db, study_id))
+        audit.record(db, who.actor, "view", "study", study_id)
+    return StudyOut(**out)
+
+
+@router.get("/{study_id}/image", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}, **error_responses(401, 403, 404,
+                                                                               422)})
+def study_image(study_id: int, request: Request,
+                who: Principal = Depends(require("study_read"))) -> Response:
+    """The study's image as a grayscale PNG (DICOM rendered), for viewers and reports."""
+    p = platform_of(request)
+    with p.db.session() as db:
+        sha = _study(db, study_id).file_sha256
+        audit.record(db, who.actor, "view", "study_image", study_id)
+    try:
+        png = imaging_service.preview_png(p.store.read(sha))
+    except imaging_service.ImageInputError as exc:
+        raise ApiError(422, "unusable_image", str(exc)) from None
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{study_id}/heatmap", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}, **error_responses(401, 403, 404)})
+def study_heatmap(study_id: int, request: Request,
+                  who: Principal = Depends(require("study_read"))) -> Response:
+    """The stored Grad-CAM overlay of the study's leading finding (an AI suggestion)."""
+    p = platform_of(request)
+    with p.db.session() as db:
+        _study(db, study_id)
+        row = studies.latest_result(db, study_id)
+        if row is None or row.heatmap_sha256 is None:
+            raise ApiError(404, "not_found", "no heatmap (analysis not finished or refused)")
+        audit.record(db, who.actor, "view", "heatmap", study_id)
+        sha, label = row.heatmap_sha256, row.heatmap_label or ""
+    return Response(p.store.read(sha), media_type="image/png",
+                    headers={"X-Medai-Label": label, "X-Medai-Status": "ai_suggestion",
+                             "Cache-Control": "no-store"})
+
+
+def _report_or_404(db, study_id: int):
+    _study(db, study_id)
+    row = review.current(db, study_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no report yet (analysis not finished)")
+    return row
+
+
+@router.get("/{study_id}/report", response_model=ReportOut,
+            responses=error_responses(401, 403, 404))
+def get_report(study_id: int, request: Request,
+               who: Principal = Depends(require("study_read"))) -> ReportOut:
+    """The current version (FHIR status: preliminary, final or amended)."""
+    with platform_of(request).db.session() as db:
+        out = review.as_dict(db, _report_or_404(db, study_id))
+        audit.record(db, who.actor, "view", "report", study_id, version=out["version"])
+    return ReportOut(**out)
+
+
+@router.get("/{study_id}/report/versions", response_model=ReportVersions,
+            responses=error_responses(401, 403, 404))
+def report_versions(study_id: int, request: Request,
+                    who: Principal = Depends(require("study_read"))) -> ReportVersions:
+    with platform_of(request).db.session() as db:
+        _study(db, study_id)
+        items = [ReportOut(**review.as_dict(db, v)) for v in review.versions(db, study_id)]
+        audit.record(db, who.actor, "view", "report_versions", study_id)
+    return ReportVersions(items=items)
+
+
+def _change(request: Request, who: Principal, study_id: int, action: str, version: int,
+            apply) -> ReportOut:
+    """Run an edit or a signature; a conflict is audited (in its own transaction) and 409."""
+    p = platform_of(request)
+    try:
+        with p.db.session() as db:
+            study = _study(db, study_id)
+            row = apply(db, study)
+            audit.record(db, who.actor, action, "report", study_id, version=row.version,
+                         status=row.status)
+            return ReportOut(**review.as_dict(db, row))
+    except review.Conflict as exc:
+        with p.db.session() as db:
+            audit.record(db, who.actor, action, "report", study_id, outcome="conflict",
+                         version=version)
+        raise ApiError(409, "conflict", str(exc)) from None
+    except review.ReviewError as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+
+
+@router.put("/{study_id}/report", response_model=ReportOut,
+            responses=error_responses(401, 403, 404, 409, 422))
+def edit_report(study_id: int, body: ReportEdit, request: Request,
+                who: Principal = Depends(require("report_edit"))) -> ReportOut:
+    """Save a new version; ``version`` is the one you edited (stale → 409). Editing a signed
+    report makes an ``amended`` version; earlier versions stay readable."""
+    return _change(request, who, study_id, "edit", body.version,
+                   lambda db, s: review.edit(db, s, body.version, body.sections.model_dump(),
+                                             who.user))
+
+
+@router.post("/{study_id}/report/sign", response_model=ReportOut,
+             responses=error_responses(401, 403, 404, 409, 422))
+def sign_report(study_id: int, body: SignIn, request: Request,
+                who: Principal = Depends(require("report_sign"))) -> ReportOut:
+    """Sign the current version (radiologists only); a second signature → 409."""
+    return _change(request, who, study_id, "sign", body.version,
+                   lambda db, s: review.sign(db, s, body.version, who.user))
+
+
+def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
+    with platform_of(request).db.session() as db:
+        study = _study(db, study_id)
+        row = _report_or_404(db, study_id)
+        report = review.as_dict(db, row)
+        result = studies.latest_result(db, study_id)
+        audit.record(db, who.actor, "export", "report", study_id, format=fmt,
+                     version=row.version)
+        return (studies.as_dict(db, study, with_result=False), report, row,
+                result.payload.get("model") if result else None, result)
+
+
+@router.get("/{study_id}/report/fhir", responses={
+    200: {"content": {"application/fhir+json": {}},
+          "description": "FHIR R4 Bundle: DiagnosticReport, Observations, Device"},
+    **error_responses(401, 403, 404)})
+def report_fhir(study_id: int, request: Request,
+                who: Principal = Depends(require("report_export"))) -> Response:
+    import json
+
+    study, report, row, model, _ = _export_parts(request, who, study_id, "fhir")
+    bundle = exports.fhir_bundle(study, report, model, report["signed_by"], row.created_at,
+                                 row.signed_at)
+    return Response(json.dumps(bundle, ensure_ascii=False), media_type="application/fhir+json")
+
+
+@router.get("/{study_id}/report/pdf", response_class=Response, responses={
+    200: {"content": {"application/pdf": {}}}, **error_responses(401, 403, 404)})
+def report_pdf(study_id: int, request: Request,
+               who: Principal = Depends(require("report_export"))) -> Response:
+    p = platform_of(request)
+    study, report, _row, model, result = _export_parts(request, who, study_id, "pdf")
+    try:
+        image = imaging_service.preview_png(p.store.read(study["file"]["sha256"]), 768)
+    except imaging_service.ImageInputError:
+        image = None
+    heat = p.store.read(result.heatmap_sha256) if result and result.heatmap_sha256 else None
+    pdf = exports.report_pdf(study, report, model, image, heat,
+                             result.heatmap_label if result else None)
+    return Response(pdf, media_type="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="medai-study-{study_id}-'
+                               f'v{report["version"]}.pdf"'})

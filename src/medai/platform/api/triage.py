@@ -1,0 +1,98 @@
+"""Triage for signed-in users (kept as their history) and the anonymous kiosk (a daily quota
+per client). Complaints are stored encrypted; the audit log records only that it happened."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func, select
+
+from medai.platform import accounts, audit
+from medai.platform.api.deps import Principal, deny, platform_of, principal, require
+from medai.platform.api.schemas import TriageHistory, TriageHistoryItem
+from medai.platform.crypto import cipher
+from medai.platform.db import utcnow
+from medai.platform.tables import TriageRecord
+from medai.server.errors import ApiError
+from medai.server.routes.common import model_for
+from medai.server.schemas import TriageRequest, error_responses
+from medai.services import triage as triage_service
+from medai.services.triage import TextInputError, TriageResult
+
+router = APIRouter(prefix="/api/v1", tags=["triage"])
+
+
+def _midnight_in_s() -> int:
+    now = datetime.now(UTC)
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((tomorrow - now).total_seconds()) + 1
+
+
+def _kiosk_check(request: Request, who: Principal) -> None:
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    if not settings.kiosk_enabled:
+        raise ApiError(401, "unauthenticated", "sign in to use triage",
+                       headers={"WWW-Authenticate": "Bearer"})
+    start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    with platform_of(request).db.session() as db:
+        used = db.scalar(select(func.count()).select_from(TriageRecord).where(
+            TriageRecord.kiosk_client == who.client, TriageRecord.created_at >= start)) or 0
+    if used >= settings.kiosk_daily_quota:
+        raise ApiError(429, "throttled", f"the kiosk allows {settings.kiosk_daily_quota} "
+                                         "complaints a day; sign in, or ask at the desk",
+                       headers={"Retry-After": str(_midnight_in_s())})
+
+
+@router.post("/triage", response_model=TriageResult,
+             responses=error_responses(400, 401, 403, 413, 422, 429, 503))
+async def triage(req: TriageRequest, request: Request,
+                 who: Principal = Depends(principal)) -> TriageResult:
+    """Suggest departments for a complaint; red flags override with emergency advice.
+    Anonymous use is the kiosk (a daily quota per client)."""
+    if who.user is None:
+        await run_in_threadpool(_kiosk_check, request, who)
+    elif not accounts.allowed(who.role, "triage"):
+        await run_in_threadpool(deny, request, who, "triage")
+        raise ApiError(403, "forbidden", f"role {who.role!r} may not use triage")
+    predictor = model_for(request, "triage")
+    try:
+        async with request.app.state.triage_lane.slot():
+            result = await run_in_threadpool(triage_service.triage, predictor, req.text,
+                                             req.top_k, req.min_confidence)
+    except TextInputError as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+
+    def save() -> None:
+        with platform_of(request).db.session() as db:
+            db.add(TriageRecord(user_id=who.user.id if who.user else None,
+                                kiosk_client=None if who.user else who.client,
+                                complaint=cipher().encrypt(req.text),
+                                result=result.model_dump(mode="json"), urgent=result.urgent,
+                                model_hash=result.model.content_hash))
+            audit.record(db, who.actor, "triage", "triage", None, urgent=result.urgent,
+                         abstained=result.abstained)
+
+    await run_in_threadpool(save)
+    return result
+
+
+@router.get("/triage/history", response_model=TriageHistory,
+            responses=error_responses(401, 403))
+def history(request: Request, who: Principal = Depends(require("triage_history")),
+            limit: int = Query(50, ge=1, le=500),
+            offset: int = Query(0, ge=0, le=10_000_000)) -> TriageHistory:
+    """Your own triage requests, newest first (a patient sees only theirs)."""
+    c = cipher()
+    with platform_of(request).db.session() as db:
+        q = select(TriageRecord).where(TriageRecord.user_id == who.user.id)
+        total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+        rows = db.scalars(q.order_by(TriageRecord.id.desc()).limit(limit).offset(offset))
+        items = [TriageHistoryItem(id=r.id, complaint=c.decrypt(r.complaint), urgent=r.urgent,
+                                   result=r.result, created_at=r.created_at.isoformat() + "Z")
+                 for r in rows]
+        audit.record(db, who.actor, "view", "triage_history", who.user.id)
+    return TriageHistory(items=items, total=total)

@@ -1,0 +1,77 @@
+"""Image chat: a clinician's conversations about one study, each visible to its owner only;
+message text encrypted at rest (``crypto``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medai.platform import review, studies
+from medai.platform.crypto import cipher
+from medai.platform.tables import Conversation, Message, Study, User
+
+
+class NotYours(LookupError):
+    """No such conversation for this user (others' conversations are not revealed)."""
+
+
+def start(db: Session, study: Study, user: User) -> Conversation:
+    conv = Conversation(study_id=study.id, owner_id=user.id)
+    db.add(conv)
+    db.flush()
+    return conv
+
+
+def own(db: Session, conv_id: int, user: User) -> Conversation:
+    conv = db.get(Conversation, conv_id)
+    if conv is None or conv.owner_id != user.id:
+        raise NotYours(f"no conversation {conv_id}")
+    return conv
+
+
+def messages(db: Session, conv: Conversation) -> list[dict[str, Any]]:
+    c = cipher()
+    return [{"id": m.id, "role": m.role, "text": c.decrypt(m.body), "backend": m.backend,
+             "created_at": m.created_at.isoformat() + "Z"}
+            for m in db.scalars(select(Message).where(Message.conversation_id == conv.id)
+                                .order_by(Message.id))]
+
+
+def add(db: Session, conv: Conversation, role: str, text: str,
+        backend: str | None = None) -> Message:
+    msg = Message(conversation_id=conv.id, role=role, body=cipher().encrypt(text),
+                  backend=backend)
+    db.add(msg)
+    db.flush()
+    return msg
+
+
+def context(db: Session, conv: Conversation) -> tuple[list, str | None, str]:
+    """The study's findings, the current report's impression and language for an answer."""
+    study = db.get(Study, conv.study_id)
+    row = studies.latest_result(db, study.id)
+    findings = row.payload.get("findings", []) if row else []
+    report = review.current(db, study.id)
+    impression = report.sections.get("impression") if report else None
+    return findings, impression, study.language
+
+
+def rotate_all(db: Session, batch: int = 500) -> int:
+    """Re-encrypt every stored message and complaint under the newest key."""
+    from medai.platform.tables import TriageRecord
+
+    c, n = cipher(), 0
+    for model, column in ((Message, "body"), (TriageRecord, "complaint")):
+        last = 0
+        while True:
+            rows = db.scalars(select(model).where(model.id > last).order_by(model.id)
+                              .limit(batch)).all()
+            if not rows:
+                break
+            for r in rows:
+                setattr(r, column, c.rotate(getattr(r, column)))
+            n, last = n + len(rows), rows[-1].id
+            db.flush()
+    return n

@@ -1,0 +1,34 @@
+"""What the API, the CLI and the job workers share in one process: the database, the file
+store and the model handles (loaded once, read-only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medai.platform.db import Database
+from medai.platform.storage import BlobStore
+from medai.services.models import ModelHandles
+
+
+@dataclass
+class Platform:
+    db: Database
+    store: BlobStore
+    models: ModelHandles
+    knowledge_dir: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, database_url: str | None = None, models: ModelHandles | None = None,
+                      home: Path | None = None, knowledge_dir: str | None = None) -> Platform:
+        from medai.settings import get_settings
+
+        settings = get_settings()
+        db = Database(database_url)
+        db.upgrade()
+        store = BlobStore((home or settings.home) / "blobs")
+        return cls(db=db, store=store,
+                   models=models or ModelHandles(imaging_runtime=settings.imaging_runtime),
+                   knowledge_dir=knowledge_dir or (str(settings.knowledge_dir)
+                                                   if settings.knowledge_dir else None))

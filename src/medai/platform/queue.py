@@ -1,0 +1,90 @@
+"""Beyond one machine: Celery workers on a Redis or RabbitMQ broker (``MEDAI_BROKER_URL``).
+
+Messages are acknowledged late and requeued when a worker dies (``acks_late``,
+``reject_on_worker_lost``); the job row's lease decides who runs a job, so a redelivered or
+duplicated message never runs the analysis twice at once, and the analysis is idempotent, so a
+job taken over after a crash duplicates nothing. Urgent studies are published with the
+broker's highest priority.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+log = logging.getLogger("medai.platform.queue")
+TASK_NAME = "medai.analyse_study"
+QUEUES = ("cpu", "gpu")
+_MAX_PRIORITY = 9
+
+
+def broker_priority(url: str, urgent: bool) -> int:
+    """Redis transports read 0 as the highest priority, AMQP reads the largest."""
+    high = not url.startswith(("redis", "rediss"))
+    return (_MAX_PRIORITY if urgent else 0) if high else (0 if urgent else _MAX_PRIORITY)
+
+
+@lru_cache(maxsize=4)
+def celery_app(broker_url: str, visibility_timeout_s: int = 300):
+    from celery import Celery
+    from kombu import Queue
+
+    app = Celery("medai", broker=broker_url)
+    app.conf.update(
+        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+        task_default_queue="cpu", task_ignore_result=True,
+        task_queues=[Queue(q, routing_key=q, queue_arguments={"x-max-priority": 10})
+                     for q in QUEUES],
+        task_queue_max_priority=10, task_default_priority=5,
+        broker_transport_options={"priority_steps": list(range(10)), "sep": ":",
+                                  "queue_order_strategy": "priority",
+                                  "visibility_timeout": visibility_timeout_s},
+        broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
+        worker_send_task_events=False)
+
+    @app.task(name=TASK_NAME, bind=True, max_retries=None)
+    def analyse_study(self, study_id: int, job_id: int) -> str:
+        return _run(self, study_id, job_id)
+
+    return app
+
+
+@lru_cache(maxsize=1)
+def _worker_platform():
+    from medai.platform.context import Platform
+
+    return Platform.from_settings()
+
+
+def _run(task, study_id: int, job_id: int) -> str:
+    from sqlalchemy import select
+
+    from medai.platform.jobs import claim, run_claimed, worker_name
+    from medai.platform.tables import Job
+    from medai.settings import get_settings
+
+    lease = get_settings().job_lease_s
+    p = _worker_platform()
+    name = worker_name("celery")
+    job = claim(p, name, lease, job_id)
+    if job is None:
+        with p.db.session() as db:
+            status = db.scalar(select(Job.status).where(Job.id == job_id))
+        if status in ("done", "failed", None):
+            return status or "missing"
+        # running under a live lease elsewhere: look again once that lease could have expired
+        raise task.retry(countdown=max(1.0, lease / 2))
+    return run_claimed(p, job, name, lease)
+
+
+def publish(broker_url: str, study_id: int, job_id: int, urgent: bool,
+            queue: str = "cpu") -> None:
+    celery_app(broker_url).send_task(TASK_NAME, args=[study_id, job_id], queue=queue,
+                                     routing_key=queue,
+                                     priority=broker_priority(broker_url, urgent))
+
+
+def check_broker(broker_url: str) -> None:
+    """Raise when the broker cannot be reached (readiness)."""
+    with celery_app(broker_url).connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=3)

@@ -1,0 +1,200 @@
+"""The platform's tables (SQLAlchemy 2). The schema itself is created by the migrations.
+
+Rows that record what happened are never changed: report versions, AI results and audit events
+are inserted once (a unique key makes a repeated insert fail instead of duplicating), so
+"nothing is lost or silently overwritten" is enforced by the database, not by convention.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from medai.platform.db import Base, utcnow
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime, default=utcnow, nullable=False)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class Token(Base):
+    """A session (cookie) or a bearer token; only its sha256 is stored."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # session | bearer
+    csrf_hash: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class LoginFailure(Base):
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
+    at: Mapped[datetime] = _now()
+
+
+class Patient(Base):
+    """A pseudonymous reference only (the hospital's own identifier lives in its HIS)."""
+
+    __tablename__ = "patients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    task: Mapped[str] = mapped_column(String(32), nullable=False)
+    modality: Mapped[str] = mapped_column(String(16), nullable=False)
+    file_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    file_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    content_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    clinical_question: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(8), nullable=False, default="tr")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(400))  # refusal or failure, short
+    uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class AIResultRow(Base):
+    """One AI output for a study, naming the exact model; at most one per (study, kind, model
+    content hash), which makes a repeated analysis a no-op instead of a duplicate."""
+
+    __tablename__ = "ai_results"
+    __table_args__ = (UniqueConstraint("study_id", "kind", "model_hash"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # imaging | draft
+    model_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    model_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    model_hash: Mapped[str] = mapped_column(String(80), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    heatmap_sha256: Mapped[str | None] = mapped_column(String(64))
+    heatmap_label: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+
+
+class ReportVersion(Base):
+    """An immutable version of a study's report; the current one is the highest."""
+
+    __tablename__ = "report_versions"
+    __table_args__ = (UniqueConstraint("study_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False, index=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # preliminary|final|amended
+    source: Mapped[str] = mapped_column(String(8), nullable=False)  # ai | human
+    sections: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    citations: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    findings: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    signed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    signed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ai_result_id: Mapped[int | None] = mapped_column(ForeignKey("ai_results.id"))
+    created_at: Mapped[datetime] = _now()
+
+
+class TriageRecord(Base):
+    """A triage request: the complaint encrypted at rest, the result, who asked."""
+
+    __tablename__ = "triage_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    kiosk_client: Mapped[str | None] = mapped_column(String(64), index=True)
+    complaint: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    urgent: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    model_hash: Mapped[str] = mapped_column(String(80), nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False, index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"),
+                                                 nullable=False, index=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)  # user | assistant
+    body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # Fernet token
+    backend: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now()
+
+
+class Job(Base):
+    """A background job; its state lives here so that a restart resumes it. ``lease_until``
+    is renewed while a worker runs it: a job whose lease ran out is taken over."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("study_id", "kind"),
+                      Index("ix_jobs_claim", "status", "priority", "id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # queued|running|done|failed
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(String(400))
+    created_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class AuditEvent(Base):
+    """Append-only (the ORM refuses updates and deletes; see ``audit``). Never patient text."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # ok | denied | failed
+    client: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)

@@ -1,0 +1,139 @@
+"""Fixtures of the clinical-platform tests: a platform app on SQLite and on the real local
+PostgreSQL server (each test database created fresh and dropped), tiny models, users."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+PASSWORD = "correct-horse-1"
+USERS = {"admin": "admin", "rad1": "radiologist", "rad2": "radiologist",
+         "clin": "clinician", "pat1": "patient", "pat2": "patient"}
+PG_ADMIN = os.environ.get("MEDAI_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1/postgres")
+
+
+def _pg_admin():
+    from sqlalchemy import create_engine
+
+    return create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (skips with the reason when the server is away)."""
+    from sqlalchemy import text
+
+    try:
+        admin = _pg_admin()
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {type(exc).__name__}")
+    name = f"medai_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def database_url(kind: str, home: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{home / 'medai.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+def use_home(home: Path) -> None:
+    """Point the settings (and the derived key file) at a fresh MEDAI_HOME."""
+    from medai.platform.crypto import cipher
+    from medai.settings import get_settings
+
+    os.environ["MEDAI_HOME"] = str(home)
+    get_settings.cache_clear()
+    cipher.cache_clear()
+
+
+def png_bytes(seed: int = 0, size=(80, 96)) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    base = rng.random((size[1] // 8 + 1, size[0] // 8 + 1))
+    img = Image.fromarray((base * 255).astype("uint8")).resize(size, Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def add_users(app, users: dict[str, str] = USERS) -> None:
+    from medai.platform import accounts
+
+    with app.state.platform.db.session() as db:
+        for name, role in users.items():
+            accounts.create_user(db, name, PASSWORD, role)
+
+
+def bearer(client, username: str) -> dict[str, str]:
+    r = client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def wait_status(client, headers, study_id: int, want: set[str], timeout: float = 60.0) -> dict:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        body = client.get(f"/api/v1/studies/{study_id}", headers=headers).json()
+        if body["status"] in want:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"study {study_id} stayed {body['status']}")
+
+
+@pytest.fixture(scope="session")
+def urgent_cxr_dir(tmp_path_factory) -> Path:
+    """A tiny CXR model whose Pneumothorax threshold is 0: every image is an urgent study."""
+    import json
+
+    from conftest import make_imaging_model_dir
+    from medai.core.registry import reseal
+
+    d = make_imaging_model_dir(tmp_path_factory.mktemp("urgent") / "cxr",
+                               labels=("Pneumothorax", "Effusion", "No Finding"))
+    card_path = d / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["thresholds"] = {"Pneumothorax": 0.0, "Effusion": 1.0, "No Finding": 1.0}
+    card_path.write_text(json.dumps(card))
+    reseal(d)
+    return d
+
+
+@contextmanager
+def clinic(kind: str, home: Path, triage_dir: Path, cxr_dir: Path, **options):
+    """A platform app with users, its TestClient, on SQLite or PostgreSQL."""
+    from fastapi.testclient import TestClient
+
+    from medai.platform.api.app import create_platform_app
+
+    home.mkdir(parents=True, exist_ok=True)
+    use_home(home)
+    with database_url(kind, home) as url:
+        app = create_platform_app(database_url=url, triage_model=str(triage_dir),
+                                  cxr_model=str(cxr_dir), preload=False, **options)
+        add_users(app)
+        with TestClient(app, base_url="http://localhost") as client:
+            yield app, client
+        app.state.platform.db.dispose()

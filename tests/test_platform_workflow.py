@@ -1,0 +1,174 @@
+"""The clinical workflow end to end, on SQLite and on the real PostgreSQL server: upload →
+background analysis → AI draft → edit (stale version → 409) → sign (radiologists only; two at
+once → one wins) → amend → FHIR and PDF exports → audit."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+
+from platform_helpers import bearer, clinic, png_bytes, wait_status
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def env(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
+    home = tmp_path_factory.mktemp(f"clinic-{request.param}")
+    with clinic(request.param, home, tfidf_model_dir, tiny_imaging_dir) as (app, client):
+        yield app, client
+
+
+def upload(client, headers, seed=0, **form):
+    files = {"file": ("x.png", png_bytes(seed), "image/png")}
+    return client.post("/api/v1/studies", headers=headers, files=files,
+                       data={"task": "cxr", **form})
+
+
+def test_upload_is_analysed_in_the_background_into_an_ai_draft(env):
+    app, client = env
+    rad = bearer(client, "rad1")
+    r = upload(client, rad, patient_ref="P-001", lang="en")
+    assert r.status_code == 201, r.text
+    study = r.json()
+    assert study["status"] in ("received", "analysing", "ai_drafted")
+    done = wait_status(client, rad, study["id"], {"ai_drafted"})
+    result = done["ai_result"]
+    assert result["status"] == "ai_suggestion" and result["findings"]
+    model = result["model"]
+    assert model["name"] == "tiny-efficientnet-lite0" and model["content_hash"].startswith(
+        "sha256:") and model["version"]
+    assert result["has_heatmap"]
+    heat = client.get(f"/api/v1/studies/{study['id']}/heatmap", headers=rad)
+    assert heat.status_code == 200 and heat.content[:8] == b"\x89PNG\r\n\x1a\n"
+    report = client.get(f"/api/v1/studies/{study['id']}/report", headers=rad).json()
+    assert report["version"] == 1 and report["status"] == "preliminary"
+    assert report["source"] == "ai" and set(report["sections"]) == {
+        "technique", "findings", "impression", "recommendation"}
+    assert {f["label"] for f in report["findings"]} == {f["label"] for f in result["findings"]}
+
+
+def test_edit_sign_amend_and_versions(env):
+    app, client = env
+    rad, clin = bearer(client, "rad1"), bearer(client, "clin")
+    sid = upload(client, clin, seed=1).json()["id"]
+    wait_status(client, rad, sid, {"ai_drafted"})
+    url = f"/api/v1/studies/{sid}/report"
+    sections = {"technique": "PA", "findings": "Akciğerler normal.",
+                "impression": "Normal.", "recommendation": ""}
+    stale = client.put(url, headers=rad, json={"version": 0, "sections": sections})
+    assert stale.status_code == 409 and stale.json()["code"] == "conflict"
+    assert client.put(url, headers=clin, json={"version": 1, "sections": sections}
+                      ).status_code == 403
+    v2 = client.put(url, headers=rad, json={"version": 1, "sections": sections})
+    assert v2.status_code == 200 and v2.json()["version"] == 2
+    assert v2.json()["status"] == "preliminary" and v2.json()["author"] == "rad1"
+    assert client.post(f"{url}/sign", headers=clin, json={"version": 2}).status_code == 403
+    assert client.post(f"{url}/sign", headers=rad, json={"version": 1}).status_code == 409
+    signed = client.post(f"{url}/sign", headers=rad, json={"version": 2})
+    assert signed.status_code == 200
+    assert signed.json()["status"] == "final" and signed.json()["signed_by"] == "rad1"
+    assert client.get(f"/api/v1/studies/{sid}", headers=rad).json()["status"] == "final"
+    again = client.post(f"{url}/sign", headers=rad, json={"version": 3})
+    assert again.status_code == 409
+    amended = client.put(url, headers=rad, json={
+        "version": 3, "sections": {**sections, "impression": "Düzeltme: normal."}})
+    assert amended.json()["status"] == "amended" and amended.json()["signed_by"] is None
+    resigned = client.post(f"{url}/sign", headers=bearer(client, "rad2"), json={"version": 4})
+    assert resigned.json()["status"] == "amended" and resigned.json()["signed_by"] == "rad2"
+    versions = client.get(f"{url}/versions", headers=clin).json()["items"]
+    assert [(v["version"], v["status"]) for v in versions] == [
+        (1, "preliminary"), (2, "preliminary"), (3, "final"), (4, "amended"), (5, "amended")]
+    assert versions[0]["sections"] != versions[1]["sections"]  # the AI draft is kept as it was
+
+
+def test_two_radiologists_signing_at_once_exactly_one_wins(env):
+    app, client = env
+    rad1, rad2 = bearer(client, "rad1"), bearer(client, "rad2")
+    sid = upload(client, rad1, seed=2).json()["id"]
+    wait_status(client, rad1, sid, {"ai_drafted"})
+    results: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def sign(headers):
+        barrier.wait()
+        results.append(client.post(f"/api/v1/studies/{sid}/report/sign", headers=headers,
+                                   json={"version": 1}).status_code)
+
+    threads = [threading.Thread(target=sign, args=(h,)) for h in (rad1, rad2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200, 409]
+    versions = client.get(f"/api/v1/studies/{sid}/report/versions", headers=rad1).json()
+    assert [v["status"] for v in versions["items"]] == ["preliminary", "final"]
+    admin = bearer(client, "admin")
+    events = client.get("/api/v1/audit", headers=admin,
+                        params={"action": "sign", "target_id": str(sid)}).json()["items"]
+    assert sorted(e["outcome"] for e in events) == ["conflict", "ok"]
+
+
+def test_fhir_and_pdf_exports_of_a_signed_report(env):
+    from fhir.resources.R4B.bundle import Bundle
+    from pypdf import PdfReader
+
+    app, client = env
+    rad = bearer(client, "rad1")
+    sid = upload(client, rad, seed=3, patient_ref="P-77").json()["id"]
+    wait_status(client, rad, sid, {"ai_drafted"})
+    client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": 1})
+    r = client.get(f"/api/v1/studies/{sid}/report/fhir", headers=bearer(client, "clin"))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
+    bundle = Bundle.model_validate(r.json())
+    resources = {e.resource.get_resource_type(): e.resource for e in bundle.entry}
+    report = resources["DiagnosticReport"]
+    assert report.status == "final"
+    assert report.resultsInterpreter[0].display == "rad1"
+    device = resources["Device"]
+    study = client.get(f"/api/v1/studies/{sid}", headers=rad).json()
+    assert device.identifier[0].value == study["ai_result"]["model"]["content_hash"]
+    observations = [e.resource for e in bundle.entry
+                    if e.resource.get_resource_type() == "Observation"]
+    assert len(observations) == len(study["ai_result"]["findings"])
+    assert all(o.device.reference == f"Device/{device.id}" for o in observations)
+    assert resources["Patient"].identifier[0].value == "P-77"
+    pdf = client.get(f"/api/v1/studies/{sid}/report/pdf", headers=rad)
+    assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-"
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "rad1" in text and "AI" in text and "not a diagnosis" in text
+    assert study["ai_result"]["model"]["name"] in text
+
+
+def test_worklist_pagination_filters_and_urgent_first(env):
+    app, client = env
+    rad = bearer(client, "rad1")
+    calm = upload(client, rad, seed=10).json()["id"]
+    urgent = upload(client, rad, seed=11,
+                    clinical_question="hasta aniden konuşamıyor, yüzünün bir tarafı kaydı"
+                    ).json()
+    assert urgent["urgent"] is True
+    wait_status(client, rad, urgent["id"], {"ai_drafted"})
+    wait_status(client, rad, calm, {"ai_drafted"})
+    page = client.get("/api/v1/studies", headers=rad, params={"limit": 2}).json()
+    assert page["items"][0]["id"] == urgent["id"] and page["total"] >= 2
+    assert len(page["items"]) == 2
+    only = client.get("/api/v1/studies", headers=rad, params={"urgent": True}).json()
+    assert all(s["urgent"] for s in only["items"]) and only["total"] >= 1
+    drafted = client.get("/api/v1/studies", headers=rad, params={"status": "final"}).json()
+    assert all(s["status"] == "final" for s in drafted["items"])
+
+
+def test_unusable_upload_is_refused_not_failed(env):
+    app, client = env
+    rad = bearer(client, "rad1")
+    r = client.post("/api/v1/studies", headers=rad,
+                    files={"file": ("x.png", b"not an image at all", "image/png")},
+                    data={"task": "cxr"})
+    assert r.status_code == 201
+    done = wait_status(client, rad, r.json()["id"], {"refused", "failed"})
+    assert done["status"] == "refused" and done["reason"]
+    assert client.post("/api/v1/studies", headers=rad, files={"file": ("e.png", b"", "image/png")},
+                       data={"task": "cxr"}).status_code == 422
