@@ -137,3 +137,57 @@ def clinic(kind: str, home: Path, triage_dir: Path, cxr_dir: Path, **options):
         with TestClient(app, base_url="http://localhost") as client:
             yield app, client
         app.state.platform.db.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_add_user(env: dict, name: str, role: str) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "medai.cli", "users", "add", name, "--role", role,
+                        "--password-stdin", "--json"], input=PASSWORD + "\n", text=True,
+                       capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0):
+    """``medai serve`` as a real process (its own process group), once ready."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "serve", "--port", str(port),
+                             "--workers", str(workers)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read().decode()[-3000:])
+        if time.time() > deadline:
+            proc.kill()
+            raise AssertionError("server did not become ready")
+        time.sleep(0.3)
+
+
+def http_login(base: str, name: str) -> dict[str, str]:
+    import httpx
+
+    r = httpx.post(f"{base}/api/v1/auth/login", json={"username": name, "password": PASSWORD},
+                   timeout=30)
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}

@@ -28,7 +28,7 @@ def upload(client, headers, seed=0, **form):
 
 
 def test_upload_is_analysed_in_the_background_into_an_ai_draft(env):
-    app, client = env
+    _app, client = env
     rad = bearer(client, "rad1")
     r = upload(client, rad, patient_ref="P-001", lang="en")
     assert r.status_code == 201, r.text
@@ -51,7 +51,7 @@ def test_upload_is_analysed_in_the_background_into_an_ai_draft(env):
 
 
 def test_edit_sign_amend_and_versions(env):
-    app, client = env
+    _app, client = env
     rad, clin = bearer(client, "rad1"), bearer(client, "clin")
     sid = upload(client, clin, seed=1).json()["id"]
     wait_status(client, rad, sid, {"ai_drafted"})
@@ -85,7 +85,7 @@ def test_edit_sign_amend_and_versions(env):
 
 
 def test_two_radiologists_signing_at_once_exactly_one_wins(env):
-    app, client = env
+    _app, client = env
     rad1, rad2 = bearer(client, "rad1"), bearer(client, "rad2")
     sid = upload(client, rad1, seed=2).json()["id"]
     wait_status(client, rad1, sid, {"ai_drafted"})
@@ -115,7 +115,7 @@ def test_fhir_and_pdf_exports_of_a_signed_report(env):
     from fhir.resources.R4B.bundle import Bundle
     from pypdf import PdfReader
 
-    app, client = env
+    _app, client = env
     rad = bearer(client, "rad1")
     sid = upload(client, rad, seed=3, patient_ref="P-77").json()["id"]
     wait_status(client, rad, sid, {"ai_drafted"})
@@ -143,7 +143,7 @@ def test_fhir_and_pdf_exports_of_a_signed_report(env):
 
 
 def test_worklist_pagination_filters_and_urgent_first(env):
-    app, client = env
+    _app, client = env
     rad = bearer(client, "rad1")
     calm = upload(client, rad, seed=10).json()["id"]
     urgent = upload(client, rad, seed=11,
@@ -162,7 +162,7 @@ def test_worklist_pagination_filters_and_urgent_first(env):
 
 
 def test_unusable_upload_is_refused_not_failed(env):
-    app, client = env
+    _app, client = env
     rad = bearer(client, "rad1")
     r = client.post("/api/v1/studies", headers=rad,
                     files={"file": ("x.png", b"not an image at all", "image/png")},

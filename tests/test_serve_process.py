@@ -4,12 +4,12 @@ workers, readiness, a streamed body cut off at its limit, and no server banner."
 import os
 import select
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
+
+from platform_helpers import cli_add_user, http_login, start_serve
 
 pytestmark = pytest.mark.slow
 
@@ -21,24 +21,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
+    env = {**os.environ, "MEDAI_HOME": str(tmp_path_factory.mktemp("serve-home"))}
+    cli_add_user(env, "clin", "clinician")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "serve", "--port", str(port),
-                             "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=dict(os.environ))
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_serve(env, port, workers=2)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.time() < deadline, "server did not become ready"
-            time.sleep(0.5)
         yield base, port
     finally:
         proc.terminate()
@@ -47,8 +35,9 @@ def server():
 
 def test_serve_answers_triage_requests(server):
     base, _ = server
+    headers = http_login(base, "clin")
     r = httpx.post(f"{base}/api/v1/triage", json={"text": "Boğazım ve kulağım ağrıyor"},
-                   timeout=30)
+                   headers=headers, timeout=30)
     assert r.status_code == 200
     assert r.json()["departments"][0]["id"] == "ent"
     assert "server" not in r.headers
