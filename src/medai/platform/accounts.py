@@ -38,6 +38,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit_read": frozenset({"admin"}),
 }
 
+CLIENT_FACTOR = 10
 _hasher = PasswordHasher()
 # verified against when the user does not exist, so both cases take the same time
 _DUMMY_HASH = _hasher.hash("medai-timing-equaliser")
@@ -106,9 +107,12 @@ def _failures(db: Session, key: str, window_s: float) -> int:
 def authenticate(db: Session, username: str, password: str, client: str,
                  max_failures: int, window_s: float) -> User:
     """The active user with this password; raises ``Throttled`` after ``max_failures``
-    failures for the user name or the client within the window, else ``AuthFailed``."""
-    keys = [f"user:{username[:64].lower()}", f"client:{client}"]
-    if any(_failures(db, k, window_s) >= max_failures for k in keys):
+    failures for the user name (or ten times as many from one client) within the window,
+    else ``AuthFailed``."""
+    keys = _throttle_keys(username, client)
+    # a ward shares one address behind NAT: the per-client limit is ten times the per-user one
+    limits = (max_failures, max_failures * CLIENT_FACTOR)
+    if any(_failures(db, k, window_s) >= n for k, n in zip(keys, limits, strict=True)):
         raise Throttled(int(window_s))
     user = db.scalar(select(User).where(User.username == username[:64]))
     try:
@@ -117,13 +121,20 @@ def authenticate(db: Session, username: str, password: str, client: str,
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:
-        for k in keys:
-            db.add(LoginFailure(key=k))
-        raise AuthFailed
+        raise AuthFailed  # the caller records it (record_failure) in its own transaction
     db.execute(delete(LoginFailure).where(LoginFailure.key == keys[0]))
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user
+
+
+def _throttle_keys(username: str, client: str) -> list[str]:
+    return [f"user:{username[:64].lower()}", f"client:{client}"]
+
+
+def record_failure(db: Session, username: str, client: str) -> None:
+    for k in _throttle_keys(username, client):
+        db.add(LoginFailure(key=k))
 
 
 def _digest(raw: str) -> str:

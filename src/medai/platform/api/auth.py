@@ -58,6 +58,7 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
                        headers={"Retry-After": str(exc.retry_after_s)}) from None
     except accounts.AuthFailed:
         with p.db.session() as db:
+            accounts.record_failure(db, body.username, client)
             audit.record(db, audit.Actor(body.username[:64], client=client), "login", "user",
                          None, outcome="failed")
         raise ApiError(401, "unauthenticated", "wrong user name or password") from None
