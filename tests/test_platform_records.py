@@ -1,0 +1,108 @@
+"""What the platform keeps: an append-only audit log without patient text, report versions
+the database refuses to change, chat messages encrypted at rest with rotatable keys."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from platform_helpers import bearer, clinic, png_bytes, wait_status
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def env(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
+    with clinic(request.param, tmp_path_factory.mktemp(f"records-{request.param}"),
+                tfidf_model_dir, tiny_imaging_dir) as (app, client):
+        rad = bearer(client, "rad1")
+        sid = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
+                          files={"file": ("x.png", png_bytes(5), "image/png")}).json()["id"]
+        wait_status(client, rad, sid, {"ai_drafted"})
+        yield app, client, sid
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_events SET outcome = 'ok'", "DELETE FROM audit_events",
+    "UPDATE report_versions SET status = 'final'", "DELETE FROM report_versions"])
+def test_the_database_refuses_to_rewrite_history(env, statement):
+    app, _, _ = env
+    with pytest.raises(DBAPIError, match="append-only"), app.state.platform.db.session() as db:
+        db.execute(text(statement))
+
+
+def test_the_audit_log_records_the_workflow_without_patient_text(env):
+    app, client, sid = env
+    clin = bearer(client, "clin")
+    secret = "Ayşe Yılmaz 12345678901 göğsüm sıkışıyor"
+    client.post("/api/v1/triage", headers=clin, json={"text": secret})
+    client.get(f"/api/v1/studies/{sid}/report/fhir", headers=clin)
+    admin = bearer(client, "admin")
+    items = client.get("/api/v1/audit", headers=admin, params={"limit": 1000}).json()["items"]
+    actions = {e["action"] for e in items}
+    assert {"login", "upload", "predict", "draft", "view", "triage", "export"} <= actions
+    assert not any("Ayşe" in str(e) or "12345678901" in str(e) for e in items)
+    exported = [e for e in items if e["action"] == "export"]
+    assert exported[-1]["detail"]["format"] == "fhir" and exported[-1]["actor"] == "clin"
+    since = client.get("/api/v1/audit", headers=admin,
+                       params={"action": "export", "since": exported[-1]["at"]}).json()
+    assert since["total"] >= 1
+
+
+def test_chat_answers_from_the_findings_and_stores_messages_encrypted(env):
+    app, client, sid = env
+    clin = bearer(client, "clin")
+    conv = client.post(f"/api/v1/studies/{sid}/conversations", headers=clin).json()["id"]
+    r = client.post(f"/api/v1/conversations/{conv}/messages", headers=clin,
+                    json={"text": "Bu görüntüde pnömoni var mı?"})
+    assert r.status_code == 200
+    answer = r.json()
+    assert answer["backend"] == "template" and answer["role"] == "assistant"
+    study = client.get(f"/api/v1/studies/{sid}", headers=clin).json()
+    for f in study["ai_result"]["findings"]:
+        assert f["label"] in answer["text"]
+    assert "tanı değil" in answer["text"]  # the study's language is Turkish
+    history = client.get(f"/api/v1/conversations/{conv}", headers=clin).json()["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    with app.state.platform.db.session() as db:
+        raw = db.execute(text("SELECT body FROM messages")).scalars().all()
+    assert raw and all(b"pn\xc3\xb6moni" not in bytes(b) for b in raw)
+
+
+def test_key_rotation_re_encrypts_everything(env, monkeypatch):
+    import json
+
+    from medai.platform.chat import rotate_all
+    from medai.platform.crypto import Cipher, cipher
+    from medai.settings import get_settings
+
+    app, client, sid = env
+    clin = bearer(client, "clin")
+    conv = client.post(f"/api/v1/studies/{sid}/conversations", headers=clin).json()["id"]
+    client.post(f"/api/v1/conversations/{conv}/messages", headers=clin, json={"text": "soru"})
+    old_key = (get_settings().home / "secret.key").read_text().strip()
+    new_key = Fernet.generate_key().decode()
+    monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([new_key, old_key]))
+    get_settings.cache_clear()
+    cipher.cache_clear()
+    try:
+        with app.state.platform.db.session() as db:
+            assert rotate_all(db) >= 2
+        only_new = Cipher([new_key])
+        with app.state.platform.db.session() as db:
+            bodies = db.execute(text("SELECT body FROM messages")).scalars().all()
+            complaints = db.execute(text("SELECT complaint FROM triage_requests")
+                                    ).scalars().all()
+        assert all(only_new.decrypt(b) for b in [*bodies, *complaints])
+        monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([new_key]))
+        get_settings.cache_clear()
+        cipher.cache_clear()
+        got = client.get(f"/api/v1/conversations/{conv}", headers=clin).json()["messages"]
+        assert got[0]["text"] == "soru"
+    finally:
+        monkeypatch.delenv("MEDAI_SECRET_KEYS")
+        os.environ.pop("MEDAI_SECRET_KEYS", None)
+        get_settings.cache_clear()
+        cipher.cache_clear()
