@@ -1,0 +1,109 @@
+"""Studies analysed by real `medai worker` processes (Celery) on the real local Redis and
+RabbitMQ brokers: every study analysed exactly once, and a worker SIGKILLed mid-task loses
+nothing and duplicates nothing (late acknowledgement + leases + idempotent analysis)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from platform_helpers import add_users, bearer, png_bytes, use_home
+
+pytestmark = pytest.mark.slow
+BROKERS = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
+
+
+def broker_url(kind: str, vhost_tag: str) -> str:
+    host, port = BROKERS[kind]
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        pytest.skip(f"{kind} not reachable on {host}:{port}")
+    if kind == "redis":
+        return f"redis://{host}:{port}/{hash(vhost_tag) % 14 + 1}"
+    return f"amqp://guest:guest@{host}:{port}//"
+
+
+def _purge(url: str) -> None:
+    from medai.platform.queue import celery_app
+
+    celery_app(url).control.purge()
+
+
+def start_worker(env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "medai.cli", "worker", "--queues", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_workers_analyse_every_study_once_even_when_one_is_killed(kind, tmp_path,
+                                                                  tfidf_model_dir,
+                                                                  tiny_imaging_dir):
+    from fastapi.testclient import TestClient
+
+    from medai.platform.api.app import create_platform_app
+
+    url = broker_url(kind, str(tmp_path))
+    _purge(url)
+    db_url = f"sqlite:///{tmp_path / 'medai.db'}"
+    env = {**os.environ, "MEDAI_HOME": str(tmp_path), "MEDAI_BROKER_URL": url,
+           "MEDAI_DATABASE_URL": db_url, "MEDAI_JOB_LEASE_S": "3",
+           "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
+           "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir)}
+    use_home(tmp_path)
+    os.environ["MEDAI_JOB_LEASE_S"] = "3"
+    app = create_platform_app(database_url=db_url, triage_model=str(tfidf_model_dir),
+                              cxr_model=str(tiny_imaging_dir), broker_url=url, preload=False)
+    add_users(app)
+    victim = start_worker(env)
+    survivor = None
+    try:
+        with TestClient(app, base_url="http://localhost") as client:
+            rad = bearer(client, "rad1")
+            ready = client.get("/api/v1/health/ready").json()
+            assert ready["broker"] == {"ready": True} and ready["database"] == {"ready": True}
+            ids = [client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
+                               files={"file": ("x.png", png_bytes(200 + i, (256, 256)),
+                                               "image/png")}).json()["id"]
+                   for i in range(12)]
+            deadline = time.time() + 120
+            while time.time() < deadline:  # kill the first worker mid-analysis
+                statuses = [client.get(f"/api/v1/studies/{i}", headers=rad).json()["status"]
+                            for i in ids]
+                if "analysing" in statuses:
+                    break
+                time.sleep(0.02)
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=30)
+            assert "received" in statuses, statuses
+            survivor = start_worker(env)
+            deadline = time.time() + 180
+            while time.time() < deadline:
+                statuses = [client.get(f"/api/v1/studies/{i}", headers=rad).json()["status"]
+                            for i in ids]
+                if all(s == "ai_drafted" for s in statuses):
+                    break
+                time.sleep(0.5)
+            assert statuses == ["ai_drafted"] * len(ids)
+    finally:
+        os.environ.pop("MEDAI_JOB_LEASE_S", None)
+        for proc in (victim, survivor):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+        _purge(url)
+    con = sqlite3.connect(tmp_path / "medai.db")
+    rows = con.execute("SELECT study_id, kind, COUNT(*) FROM ai_results GROUP BY study_id, kind"
+                       ).fetchall()
+    assert sorted(rows) == sorted((i, k, 1) for i in ids for k in ("imaging", "draft"))
+    assert con.execute("SELECT COUNT(*) FROM report_versions").fetchone() == (len(ids),)
+    assert con.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone() == (
+        len(ids),)
