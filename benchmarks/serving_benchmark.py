@@ -52,7 +52,10 @@ class Server:
         cmd = [sys.executable, "-m", "medai.cli", "serve", "--port", str(self.port)]
         if workers:
             cmd += ["--workers", str(workers)]
-        env = dict(os.environ, PYTHONPATH=str(tree / "src"), **(extra_env or {}))
+        self.home = tempfile.mkdtemp(prefix=f"medai-bench-{label}-")
+        env = dict(os.environ, PYTHONPATH=str(tree / "src"), MEDAI_HOME=self.home,
+                   **(extra_env or {}))
+        self.env, self.headers = env, {}
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -65,6 +68,7 @@ class Server:
                 try:
                     r = httpx.get(self.base + path, timeout=30)
                     if r.status_code == 200 and r.json().get("status") in ("ready", "ok"):
+                        self._sign_in()
                         return self._warm()
                     if r.status_code == 404:
                         break
@@ -75,9 +79,23 @@ class Server:
                 time.sleep(0.5)
         raise RuntimeError(f"{self.label} did not become ready")
 
+    def _sign_in(self) -> None:
+        """Since the clinical platform, every model route needs a signed-in clinician: create
+        one in this server's MEDAI_HOME (a tree without `medai users` serves openly)."""
+        made = subprocess.run([sys.executable, "-m", "medai.cli", "users", "add", "bench",
+                               "--role", "radiologist", "--password-stdin"], cwd=self.tree,
+                              env=self.env, input="bench-password-1\n", text=True,
+                              capture_output=True)
+        if made.returncode != 0:
+            return
+        token = httpx.post(f"{self.base}/api/v1/auth/login", timeout=30, json={
+            "username": "bench", "password": "bench-password-1"}).json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+
     def _warm(self) -> None:
         for task in ("cxr", "mri"):  # the old server loads imaging models on first use
             httpx.post(f"{self.base}/api/v1/imaging/{task}/predict", timeout=120,
+                       headers=self.headers,
                        files={"file": ("w.png", _tiny_png(), "image/png")})
 
     def alive(self) -> bool:
@@ -140,7 +158,8 @@ class RssSampler:
 
 def run_wrk(server: Server, path: str, kind: str, listing: Path, connections: int,
             duration: int) -> dict:
-    env = dict(os.environ, BENCH_PATH=path, BENCH_KIND=kind, BENCH_FILES=str(listing))
+    env = dict(os.environ, BENCH_PATH=path, BENCH_KIND=kind, BENCH_FILES=str(listing),
+               BENCH_AUTH=server.headers.get("Authorization", ""))
     with RssSampler(server, 0.5) as rss:
         out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s",
                               "--timeout", "10s", "-s", str(LUA), server.base],
@@ -160,7 +179,7 @@ def heatmap_soak(server: Server, images: list[Path], clients: int, duration: int
     one for its image; RSS sampled throughout."""
     data = [p.read_bytes() for p in images]
     url = f"{server.base}/api/v1/imaging/cxr/heatmap"
-    with httpx.Client(timeout=120) as c:
+    with httpx.Client(timeout=120, headers=server.headers) as c:
         reference = [c.post(url, files={"file": ("x.png", d, "image/png")}).content
                      for d in data]
     counts = {"requests": 0, "equal": 0, "different": 0, "5xx": 0, "other_status": 0,
@@ -170,7 +189,7 @@ def heatmap_soak(server: Server, images: list[Path], clients: int, duration: int
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
-        with httpx.Client(timeout=120) as c:
+        with httpx.Client(timeout=120, headers=server.headers) as c:
             while time.time() < stop:
                 i = rng.randrange(len(data))
                 try:
@@ -218,7 +237,7 @@ def mixed_soak(server: Server, texts: Path, images: list[Path], duration: int,
         rng = random.Random(seed)
         url = {"predict": "/api/v1/imaging/cxr/predict", "heatmap": "/api/v1/imaging/cxr/heatmap",
                "draft": "/api/v1/reports/draft"}[route]
-        with httpx.Client(timeout=120) as c:
+        with httpx.Client(timeout=120, headers=server.headers) as c:
             while time.time() < stop:
                 try:
                     form = {"task": "cxr"} if route == "draft" else None

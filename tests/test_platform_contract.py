@@ -30,10 +30,10 @@ def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 
 def _operations():
-    from medai.platform.api.app import create_platform_app
-
     import os
     import tempfile
+
+    from medai.platform.api.app import create_platform_app
 
     os.environ.setdefault("MEDAI_HOME", tempfile.mkdtemp())
     app = create_platform_app(database_url="sqlite://", preload=False, job_threads=0)

@@ -34,7 +34,7 @@ def test_the_database_refuses_to_rewrite_history(env, statement):
 
 
 def test_the_audit_log_records_the_workflow_without_patient_text(env):
-    app, client, sid = env
+    _app, client, sid = env
     clin = bearer(client, "clin")
     secret = "Ayşe Yılmaz 12345678901 göğsüm sıkışıyor"
     client.post("/api/v1/triage", headers=clin, json={"text": secret})

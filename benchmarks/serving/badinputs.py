@@ -113,7 +113,7 @@ def bad_input_table(server, work: Path, sampler_cls, cli: bool = True,
     cases = []
 
     def upload(route: str, path: Path, form: dict | None = None) -> str:
-        with httpx.Client(timeout=300) as c:
+        with httpx.Client(timeout=300, headers=server.headers) as c:
             r = c.post(f"{base}{route}", data=form,
                        files={"file": (path.name, path.read_bytes(), "image/png")})
         code = r.json().get("code", "") if r.headers.get("content-type") == \
@@ -132,7 +132,8 @@ def bad_input_table(server, work: Path, sampler_cls, cli: bool = True,
 
     def triage_raw(body: bytes) -> int:
         return httpx.post(f"{base}/api/v1/triage", content=body, timeout=60,
-                          headers={"content-type": "application/json"}).status_code
+                          headers={**server.headers, "content-type": "application/json"}
+                          ).status_code
 
     long_nan = (json.dumps({"text": PATIENT * 300})[:-1] + ', "min_confidence": NaN}').encode()
     deep = "[" * 5000 + "]" * 5000
@@ -157,7 +158,8 @@ def bad_input_table(server, work: Path, sampler_cls, cli: bool = True,
         ('min_confidence: false', lambda: triage_raw(b'{"text": "kulak", "min_confidence": '
                                                      b'false}')),
         ("findings nested 5,000 deep", lambda: httpx.post(
-            f"{base}/api/v1/reports/draft", data={"findings": deep}, timeout=60).status_code),
+            f"{base}/api/v1/reports/draft", data={"findings": deep}, timeout=60,
+            headers=server.headers).status_code),
     ]
     for name, call in table:
         before = server.rss_mb()

@@ -23,6 +23,10 @@ if kind == "json" then
 else
   headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
 end
+local auth = os.getenv("BENCH_AUTH")
+if auth and auth ~= "" then
+  headers["Authorization"] = auth
+end
 local i = math.random(#bodies)
 request = function()
   i = i % #bodies + 1

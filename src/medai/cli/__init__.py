@@ -50,7 +50,13 @@ def serve(
     `medai users add NAME --role admin --password-stdin`."""
     from medai.platform.db import Database
 
-    Database().upgrade()  # once, before the worker processes start
+    database = Database()
+    database.upgrade()  # once, before the worker processes start
+    if not database.has_users():
+        typer.echo("medai: no users yet. The triage kiosk works anonymously; for everything "
+                   "else create the first admin:\n  printf '%s\\n' \"$PASSWORD\" | "
+                   "medai users add admin --role admin --password-stdin", err=True)
+    database.dispose()
     import os
 
     import uvicorn

@@ -113,5 +113,11 @@ class Database:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    def has_users(self) -> bool:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT 1 FROM users LIMIT 1")).first() is not None
+
     def dispose(self) -> None:
         self.engine.dispose()

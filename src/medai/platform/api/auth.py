@@ -108,9 +108,11 @@ def create_token(body: TokenIn, request: Request,
     """A named bearer token for a machine client (shown once)."""
     if who.user is None:
         raise ApiError(401, "unauthenticated", "not signed in")
+    from medai.settings import get_settings
+
+    days = body.days if body.days is not None else get_settings().token_days
     with platform_of(request).db.session() as db:
-        issued = accounts.issue(db, who.user, "bearer", timedelta(days=body.days),
-                                name=body.name)
+        issued = accounts.issue(db, who.user, "bearer", timedelta(days=days), name=body.name)
         db.flush()
         tok = db.scalar(select(Token).order_by(Token.id.desc()).where(
             Token.user_id == who.user.id).limit(1))

@@ -39,7 +39,8 @@ class Me(BaseModel):
 
 class TokenIn(Strict):
     name: str = Field(..., min_length=1, max_length=64)
-    days: float = Field(90, gt=0, le=366, allow_inf_nan=False)
+    days: float | None = Field(None, gt=0, le=366, allow_inf_nan=False,
+                               description="lifetime (default MEDAI_TOKEN_DAYS)")
 
 
 class TokenOut(BaseModel):
