@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
-	benchmark-red-flags benchmark-scope benchmark-serving train-default-caption
+	benchmark-red-flags benchmark-scope benchmark-serving benchmark-platform train-default-caption
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -117,3 +117,7 @@ BASELINE ?= 07f16f2
 benchmark-serving: install-dev
 	$(BIN)/python benchmarks/serving_benchmark.py --baseline $(BASELINE) \
 	    --out docs/benchmarks/serving
+
+# Load on the clinical platform (PostgreSQL, Redis on localhost; ≈ 8 min): docs/benchmarks.md
+benchmark-platform: install-dev
+	$(BIN)/python benchmarks/platform_benchmark.py --duration 120 --upload-share 0.01

@@ -156,6 +156,11 @@ def test_cookie_sessions_need_the_csrf_token_on_unsafe_methods(env):
     client.cookies.set("medai_session", cookies["medai_session"])
     assert client.get("/api/v1/auth/me").status_code == 401  # revoked on logout
     client.cookies.clear()
+    tls = client.post("https://localhost/api/v1/auth/login",
+                      json={"username": "clin", "password": PASSWORD})
+    assert all("Secure" in c for c in tls.headers.get_list("set-cookie"))
+    assert not any("Secure" in c for c in set_cookie)  # plain HTTP (e.g. localhost)
+    client.cookies.clear()
 
 
 def test_login_is_throttled_after_repeated_failures(env):

@@ -106,3 +106,27 @@ def test_key_rotation_re_encrypts_everything(env, monkeypatch):
         os.environ.pop("MEDAI_SECRET_KEYS", None)
         get_settings.cache_clear()
         cipher.cache_clear()
+
+
+def test_uploads_are_content_addressed_and_limited_while_streaming(tmp_path):
+    import asyncio
+    import hashlib
+
+    from medai.platform.storage import BlobStore, TooLarge
+
+    store = BlobStore(tmp_path / "blobs")
+
+    async def chunks(parts):
+        for p in parts:
+            yield p
+
+    data = b"x" * 3000
+    sha, size = asyncio.run(store.put_stream(chunks([data[:1000], data[1000:]]), limit=4096))
+    assert sha == hashlib.sha256(data).hexdigest() and size == 3000
+    assert store.path(sha).read_bytes() == data and store.put_bytes(data) == sha
+    with pytest.raises(TooLarge):
+        asyncio.run(store.put_stream(chunks([b"y" * 4000, b"y" * 4000]), limit=4096))
+    leftovers = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+    assert leftovers == [store.path(sha)]  # the refused upload left no partial file
+    with pytest.raises(ValueError):
+        store.path("../../etc/passwd")

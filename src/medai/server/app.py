@@ -82,7 +82,7 @@ def create_app(triage_model: str | None = None, cxr_model: str | None = None,
     for name, router in ROUTERS.items():
         if name in ext.replace:
             continue
-        deps = [] if name == "health" else list(ext.job_dependencies)
+        deps = [] if name in ("root", "health") else list(ext.job_dependencies)
         app.include_router(router, dependencies=deps)
     for router in ext.routers:
         app.include_router(router)

@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from medai.platform.api import admin, auth, chat, studies, triage
 from medai.platform.api.deps import require
 from medai.platform.context import Platform
+from medai.platform.web import routes as web
 from medai.server.app import AppExtension, create_app
 
 log = logging.getLogger("medai.platform")
@@ -50,11 +51,13 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
 
         checks["broker"] = lambda: check_broker(broker)
     ext = AppExtension(
-        routers=[auth.router, studies.router, chat.router, admin.router, triage.router],
-        replace={"triage"}, job_dependencies=[Depends(require("imaging"))],
+        routers=[auth.router, studies.router, chat.router, admin.router, triage.router,
+                 web.router],
+        replace={"triage", "root"}, job_dependencies=[Depends(require("imaging"))],
         readiness_checks=checks, on_start=start, on_stop=stop)
     app = create_app(triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
                      knowledge_dir=knowledge_dir, preload=preload, extension=ext)
+    app.mount("/static", web.STATIC, name="static")
     app.state.platform = Platform.from_settings(database_url, models=app.state.models,
                                                 knowledge_dir=knowledge_dir)
 

@@ -24,6 +24,7 @@ from medai.platform.api.schemas import (
 from medai.platform.storage import TooLarge
 from medai.platform.tables import Study
 from medai.server.errors import ApiError
+from medai.server.routes.common import model_for
 from medai.server.schemas import ImagingTask, Language, error_responses
 from medai.services import imaging as imaging_service
 
@@ -138,21 +139,40 @@ def study_image(study_id: int, request: Request,
 
 
 @router.get("/{study_id}/heatmap", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}, **error_responses(401, 403, 404)})
-def study_heatmap(study_id: int, request: Request,
-                  who: Principal = Depends(require("study_read"))) -> Response:
-    """The stored Grad-CAM overlay of the study's leading finding (an AI suggestion)."""
+            responses={200: {"content": {"image/png": {}}},
+                       **error_responses(401, 403, 404, 422, 503)})
+async def study_heatmap(study_id: int, request: Request,
+                        label: str | None = Query(None, max_length=64, description=(
+                            "finding to explain (default: the stored heatmap's)")),
+                        who: Principal = Depends(require("study_read"))) -> Response:
+    """Grad-CAM overlay (an AI suggestion): the stored one of the leading finding, or one
+    computed for ``label``."""
     p = platform_of(request)
-    with p.db.session() as db:
-        _study(db, study_id)
-        row = studies.latest_result(db, study_id)
-        if row is None or row.heatmap_sha256 is None:
-            raise ApiError(404, "not_found", "no heatmap (analysis not finished or refused)")
-        audit.record(db, who.actor, "view", "heatmap", study_id)
-        sha, label = row.heatmap_sha256, row.heatmap_label or ""
-    return Response(p.store.read(sha), media_type="image/png",
-                    headers={"X-Medai-Label": label, "X-Medai-Status": "ai_suggestion",
-                             "Cache-Control": "no-store"})
+
+    def stored():
+        with p.db.session() as db:
+            study = _study(db, study_id)
+            row = studies.latest_result(db, study_id)
+            if row is None or row.heatmap_sha256 is None:
+                raise ApiError(404, "not_found", "no heatmap (analysis not finished or refused)")
+            audit.record(db, who.actor, "view", "heatmap", study_id, label=label)
+            return study.task, study.file_sha256, row.heatmap_sha256, row.heatmap_label or ""
+
+    task, file_sha, heat_sha, heat_label = await run_in_threadpool(stored)
+    headers = {"X-Medai-Status": "ai_suggestion", "Cache-Control": "no-store"}
+    if label is None or label == heat_label:
+        return Response(p.store.read(heat_sha), media_type="image/png",
+                        headers={**headers, "X-Medai-Label": heat_label})
+    predictor = model_for(request, task)
+    if label not in predictor.labels:
+        raise ApiError(422, "invalid", f"label must be one of {predictor.labels}")
+    try:
+        async with request.app.state.imaging_lane.slot():
+            meta, png = await run_in_threadpool(imaging_service.heatmap, predictor,
+                                                p.store.read(file_sha), label)
+    except imaging_service.ImageInputError as exc:
+        raise ApiError(422, "unusable_image", str(exc)) from None
+    return Response(png, media_type="image/png", headers={**headers, "X-Medai-Label": meta.label})
 
 
 def _report_or_404(db, study_id: int):

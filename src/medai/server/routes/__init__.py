@@ -9,5 +9,6 @@ from fastapi import APIRouter
 
 from medai.server.routes import health, imaging, reports, triage
 
-ROUTERS: dict[str, APIRouter] = {"health": health.router, "triage": triage.router,
-                                  "imaging": imaging.router, "reports": reports.router}
+ROUTERS: dict[str, APIRouter] = {"root": health.root_router, "health": health.router,
+                                  "triage": triage.router, "imaging": imaging.router,
+                                  "reports": reports.router}

@@ -14,9 +14,10 @@ import medai
 
 log = logging.getLogger("medai.server")
 router = APIRouter()
+root_router = APIRouter()  # the platform replaces it with its web UI
 
 
-@router.get("/", include_in_schema=False)
+@root_router.get("/", include_in_schema=False)
 def root() -> RedirectResponse:
     return RedirectResponse("/docs")
 

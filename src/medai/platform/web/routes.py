@@ -1,0 +1,121 @@
+"""Page routes. Pages are shells; their data comes from the API (same origin, cookie session,
+CSRF header), so everything the UI does can be done through the API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from medai.platform.api.deps import principal
+from medai.platform.web.i18n import COOKIE, DEFAULT, LANGUAGES, messages
+from medai.server.errors import ApiError
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+STATIC = StaticFiles(directory=str(HERE / "static"))
+HOME_FOR = {"admin": "/admin", "radiologist": "/worklist", "clinician": "/worklist",
+            "patient": "/triage"}
+# page -> roles that may open it (None: anyone, signed in or not)
+PAGES: dict[str, tuple[str, frozenset[str] | None]] = {
+    "login": ("login.html", None),
+    "triage": ("triage.html", None),
+    "worklist": ("worklist.html", frozenset({"radiologist", "clinician"})),
+    "study": ("study.html", frozenset({"radiologist", "clinician"})),
+    "chat": ("chat.html", frozenset({"radiologist", "clinician"})),
+    "admin": ("admin.html", frozenset({"admin"})),
+    "history": ("history.html", frozenset({"admin", "radiologist", "clinician", "patient"})),
+}
+
+
+def _lang(request: Request) -> str:
+    asked = request.query_params.get("lang")
+    if asked in LANGUAGES:
+        return asked
+    return request.cookies.get(COOKIE) if request.cookies.get(COOKIE) in LANGUAGES else DEFAULT
+
+
+def _who(request: Request):
+    try:
+        return principal(request)
+    except ApiError:  # an expired or revoked session: treat as signed out
+        return None
+
+
+def render(request: Request, page: str, **context) -> Response:
+    template, roles = PAGES[page]
+    who = _who(request)
+    user = who.user if who else None
+    if roles is not None and (user is None or user.role not in roles):
+        if user is None:
+            return RedirectResponse(f"/login?next={request.url.path}", 303)
+        return RedirectResponse(HOME_FOR.get(user.role, "/triage"), 303)
+    lang = _lang(request)
+    t = messages(lang)
+    response = templates.TemplateResponse(request, template, {
+        "t": t, "lang": lang, "other_lang": "en" if lang == "tr" else "tr", "page": page,
+        "user": user, "i18n_json": json.dumps(t, ensure_ascii=False), **context})
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(COOKIE, lang, max_age=365 * 86400, samesite="strict")
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    who = _who(request)
+    if who is None or who.user is None:
+        return RedirectResponse("/triage", 303)
+    return RedirectResponse(HOME_FOR.get(who.user.role, "/triage"), 303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> Response:
+    return render(request, "login")
+
+
+@router.get("/triage", response_class=HTMLResponse)
+def triage_page(request: Request) -> Response:
+    return render(request, "triage")
+
+
+@router.get("/worklist", response_class=HTMLResponse)
+def worklist_page(request: Request) -> Response:
+    return render(request, "worklist")
+
+
+@router.get("/studies/{study_id}", response_class=HTMLResponse)
+def study_page(study_id: int, request: Request) -> Response:
+    return render(request, "study", study_id=study_id)
+
+
+@router.get("/chat", response_class=HTMLResponse)
+def chat_page(request: Request, study: int | None = None) -> Response:
+    return render(request, "chat", study_id=study)
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(request: Request) -> Response:
+    return render(request, "admin")
+
+
+@router.get("/history", response_class=HTMLResponse)
+def history_page(request: Request) -> Response:
+    return render(request, "history")
+
+
+@router.get("/sw.js")
+def service_worker() -> Response:
+    """Served from the root so that its scope covers every page."""
+    return Response((HERE / "static" / "sw.js").read_text(), media_type="text/javascript",
+                    headers={"Service-Worker-Allowed": "/"})
+
+
+@router.get("/manifest.webmanifest")
+def manifest() -> Response:
+    return Response((HERE / "static" / "manifest.webmanifest").read_text(),
+                    media_type="application/manifest+json")
