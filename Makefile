@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: run test install install-dev lint clean train-default-triage train-extended-triage \
+.PHONY: run test install install-dev lint clean browser-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-red-flags benchmark-scope benchmark-serving benchmark-platform train-default-caption
 
@@ -34,7 +34,13 @@ lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks || true
 
-test: install-dev
+# Browser tests: Debian's chromium (driven by Playwright through executable_path; Playwright's
+# own browser download does not work offline) and axe-core from npm for accessibility checks.
+browser-deps:
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+	test -f node_modules/axe-core/axe.min.js || npm ci --no-audit --no-fund
+
+test: install-dev browser-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/pytest

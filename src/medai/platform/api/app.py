@@ -57,7 +57,7 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
         readiness_checks=checks, on_start=start, on_stop=stop)
     app = create_app(triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
                      knowledge_dir=knowledge_dir, preload=preload, extension=ext)
-    app.mount("/static", web.STATIC, name="static")
+    app.mount("/ui", web.STATIC, name="ui")
     app.state.platform = Platform.from_settings(database_url, models=app.state.models,
                                                 knowledge_dir=knowledge_dir)
 

@@ -1,9 +1,9 @@
 // medai service worker: caches the app shell (styles, scripts, icons) for fast, installable
 // start-up. It never caches API answers or pages: patient data stays on the server.
 const CACHE = "medai-shell-v1";
-const SHELL = ["/static/app.css", "/static/app.js", "/static/login.js", "/static/triage.js",
-  "/static/worklist.js", "/static/study.js", "/static/chat.js", "/static/admin.js",
-  "/static/history.js", "/static/icons/icon-192.png", "/static/icons/icon-512.png",
+const SHELL = ["/ui/app.css", "/ui/app.js", "/ui/login.js", "/ui/triage.js",
+  "/ui/worklist.js", "/ui/study.js", "/ui/chat.js", "/ui/admin.js",
+  "/ui/history.js", "/ui/icons/icon-192.png", "/ui/icons/icon-512.png",
   "/manifest.webmanifest"];
 self.addEventListener("install", (e) => {
   e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
@@ -15,6 +15,6 @@ self.addEventListener("activate", (e) => {
 self.addEventListener("fetch", (e) => {
   const url = new URL(e.request.url);
   if (e.request.method !== "GET" || url.origin !== self.location.origin) return;
-  if (!(url.pathname.startsWith("/static/") || url.pathname === "/manifest.webmanifest")) return;
+  if (!(url.pathname.startsWith("/ui/") || url.pathname === "/manifest.webmanifest")) return;
   e.respondWith(caches.match(e.request).then((hit) => hit || fetch(e.request)));
 });
