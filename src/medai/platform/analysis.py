@@ -78,8 +78,8 @@ def analyse_study(p: Platform, study_id: int) -> str:
     payload = row.payload
     draft_row = _stored(p, study_id, "draft", ref.content_hash)
     if draft_row is None:
-        draft = shared_drafter(p.knowledge_dir).draft(None, payload, task=task, lang=lang,
-                                                      question=question)
+        draft = shared_drafter(p.knowledge_dir).draft(data, payload, task=task, lang=lang,
+                                                      question=question, findings_model=ref)
         draft_row = _save(p, study_id, "draft", ref, draft.model_dump(mode="json"))
     urgent_labels = set(get_task(task).urgent)
     urgent = any(f["positive"] and f["label"] in urgent_labels for f in payload["findings"])

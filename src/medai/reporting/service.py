@@ -54,13 +54,13 @@ class Drafter:
 
     def draft(self, image: bytes | Path | None, findings: Any = None, *, task: str = "cxr",
               model: str | None = None, lang: str = "en", question: str | None = None,
-              imaging_predictor=None) -> DraftResult:
+              imaging_predictor=None, findings_model=None) -> DraftResult:
         """Raises ``ImageInputError``/``ImageRefused`` for an image that gets no findings and
         ``FindingsInputError`` for unusable findings, as the imaging service does."""
         from medai.imaging.io import ImageRefused, load_image
 
         loaded = load_image(image) if image is not None else None
-        model_ref = None
+        model_ref = findings_model  # the model that produced the given findings, when known
         if findings is None:
             if loaded is None:
                 raise FindingsInputError("give an image or findings to draft from")
