@@ -244,7 +244,9 @@ def test_the_app_is_installable_and_caches_no_patient_data(server, browser):
     page.reload()
     cached = page.evaluate("""async () => {
         const keys = await caches.keys(); const urls = [];
-        for (const k of keys) { for (const r of await (await caches.open(k)).keys()) urls.push(r.url); }
+        for (const k of keys) {
+            for (const r of await (await caches.open(k)).keys()) urls.push(r.url);
+        }
         return urls; }""")
     assert cached and all("/api/" not in u for u in cached)
     ctx.close()
