@@ -269,3 +269,12 @@ def test_users_cli(tmp_path):
 
 def test_every_role_has_a_user_in_the_fixtures():
     assert set(USERS.values()) == set(ROLES)
+
+
+def test_admins_see_the_models_in_use_with_their_cards(env):
+    _, client, _ = env
+    models = client.get("/api/v1/models", headers=bearer(client, "admin")).json()
+    cxr = models["cxr"]
+    assert cxr["ready"] and cxr["model"]["content_hash"].startswith("sha256:")
+    assert cxr["card"]["labels"] and "metrics" in cxr["card"]
+    assert "training_command" not in cxr["card"]  # holds local paths

@@ -98,5 +98,16 @@ class ModelHandles:
                             "load_s": self._slots[task].load_s}
         return report
 
+    def cards(self) -> dict[str, Any]:
+        """Each served model's readiness with its card (what it was trained on, its metrics,
+        thresholds, intended use and licence notes), for the people who run the models."""
+        report = self.readiness()
+        for task, entry in report.items():
+            card = getattr(self._slots[task].predictor, "card", None)
+            if entry["ready"] and card is not None:
+                entry["card"] = {k: v for k, v in card.to_dict().items()
+                                 if k not in ("training_command",)}
+        return report
+
     def paths(self) -> dict[str, Path | None]:
         return {t: Path(s.path) if s.path else None for t, s in self._slots.items()}

@@ -74,8 +74,9 @@ def enable_user(username: str, request: Request,
 @router.get("/models", responses=error_responses(401, 403))
 async def models_in_use(request: Request,
                         who: Principal = Depends(require("models_read"))) -> dict[str, Any]:
-    """Every served model: its identity (name, version, content hash), path and load state."""
-    return await run_in_threadpool(request.app.state.models.readiness)
+    """Every served model: its identity (name, version, content hash), path, load state and
+    model card (data, metrics, thresholds, intended use, licence notes)."""
+    return await run_in_threadpool(request.app.state.models.cards)
 
 
 @router.get("/audit", response_model=AuditList, responses=error_responses(401, 403, 422))

@@ -18,11 +18,17 @@
   async function models() {
     const r = await api("/api/v1/models");
     if (!r.ok) return;
-    document.querySelector("#models tbody").replaceChildren(...Object.entries(r.data).map(([task, m]) =>
-      el("tr", {}, el("td", { text: task }), el("td", { text: m.model ? m.model.name : (m.error || "—") }),
+    document.querySelector("#models tbody").replaceChildren(...Object.entries(r.data).map(([task, m]) => {
+      const card = m.card ? el("details", {}, el("summary", { text: T.admin_card }),
+        el("pre", { class: "card-json", text: JSON.stringify({ description: m.card.description,
+          intended_use: m.card.intended_use, data: m.card.data, metrics: m.card.metrics,
+          thresholds: m.card.thresholds, licence_notes: m.card.licence_notes }, null, 2) })) : "";
+      return el("tr", {}, el("td", { text: task }),
+        el("td", {}, m.model ? m.model.name : (m.error || "—"), card),
         el("td", { text: m.model ? m.model.version : "—" }),
         el("td", { class: "mono", text: m.model ? m.model.content_hash.slice(0, 23) + "…" : "—" }),
-        el("td", { text: m.ready ? T.yes : T.no }))));
+        el("td", { text: m.ready ? T.yes : T.no }));
+    }));
   }
   async function audit() {
     const q = new URLSearchParams({ limit: "200" });
