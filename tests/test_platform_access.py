@@ -278,3 +278,25 @@ def test_admins_see_the_models_in_use_with_their_cards(env):
     assert cxr["ready"] and cxr["model"]["content_hash"].startswith("sha256:")
     assert cxr["card"]["labels"] and "metrics" in cxr["card"]
     assert "training_command" not in cxr["card"]  # holds local paths
+
+
+def test_concurrent_kiosk_requests_cannot_exceed_the_quota(tmp_path, tfidf_model_dir,
+                                                           tiny_imaging_dir):
+    import threading
+
+    with clinic("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as (_app, client):
+        codes: list[int] = []
+        barrier = threading.Barrier(8)
+
+        def ask():
+            barrier.wait()
+            codes.append(client.post("/api/v1/triage", json={"text": "başım ağrıyor"}
+                                     ).status_code)
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(codes) == [200] * 3 + [429] * 5
+        assert client.post("/api/v1/triage", json={"text": "?!"}).status_code in (422, 429)

@@ -130,3 +130,27 @@ def test_uploads_are_content_addressed_and_limited_while_streaming(tmp_path):
     assert leftovers == [store.path(sha)]  # the refused upload left no partial file
     with pytest.raises(ValueError):
         store.path("../../etc/passwd")
+
+
+def test_the_generated_key_is_the_same_for_concurrent_first_uses(tmp_path):
+    import stat
+    import threading
+
+    from medai.platform.crypto import _key_file
+
+    keys: list[list[str]] = []
+    barrier = threading.Barrier(8)
+
+    def first_use():
+        barrier.wait()
+        keys.append(_key_file(tmp_path))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(keys) == 8 and all(k == keys[0] for k in keys)
+    Fernet(keys[0][0].encode())  # a complete, valid key
+    assert stat.S_IMODE((tmp_path / "secret.key").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.key"]

@@ -25,8 +25,11 @@ class Platform:
         from medai.settings import get_settings
 
         settings = get_settings()
+        from medai.platform.crypto import cipher
+
         db = Database(database_url)
         db.upgrade()
+        cipher()  # the at-rest key exists before the first request needs it
         store = BlobStore((home or settings.home) / "blobs")
         return cls(db=db, store=store,
                    models=models or ModelHandles(imaging_runtime=settings.imaging_runtime),

@@ -10,6 +10,7 @@ can then be removed. Without ``MEDAI_SECRET_KEYS`` a key is generated once into
 from __future__ import annotations
 
 import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,12 +38,23 @@ class Cipher:
 
 
 def _key_file(home: Path) -> list[str]:
+    """The generated key, created once: written whole to a private temporary file and linked
+    into place, so concurrent first uses (threads, worker processes) all read the same,
+    complete key."""
     path = home / "secret.key"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(Fernet.generate_key())
+        fd, tmp = tempfile.mkstemp(dir=home, prefix=".secret-")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(Fernet.generate_key())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process or thread made it first: use theirs
+        finally:
+            os.unlink(tmp)
     return [path.read_text().strip()]
 
 

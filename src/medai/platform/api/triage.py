@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from medai.platform import accounts, audit
 from medai.platform.api.deps import Principal, deny, platform_of, principal, require
@@ -30,21 +30,37 @@ def _midnight_in_s() -> int:
     return int((tomorrow - now).total_seconds()) + 1
 
 
-def _kiosk_check(request: Request, who: Principal) -> None:
+def _kiosk_reserve(request: Request, who: Principal, text: str) -> int:
+    """Take one of the client's daily kiosk slots: insert the request first, then count the
+    client's requests up to it, so concurrent requests cannot both take the last slot."""
     from medai.settings import get_settings
 
     settings = get_settings()
     if not settings.kiosk_enabled:
         raise ApiError(401, "unauthenticated", "sign in to use triage",
                        headers={"WWW-Authenticate": "Bearer"})
+    db_ = platform_of(request).db
+    with db_.session() as db:
+        row = TriageRecord(kiosk_client=who.client, complaint=cipher().encrypt(text),
+                           result={}, urgent=False, model_hash="")
+        db.add(row)
+        db.flush()
+        record_id = row.id
     start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    with platform_of(request).db.session() as db:
+    with db_.session() as db:
         used = db.scalar(select(func.count()).select_from(TriageRecord).where(
-            TriageRecord.kiosk_client == who.client, TriageRecord.created_at >= start)) or 0
-    if used >= settings.kiosk_daily_quota:
+            TriageRecord.kiosk_client == who.client, TriageRecord.created_at >= start,
+            TriageRecord.id <= record_id)) or 0
+        if used > settings.kiosk_daily_quota:
+            db.execute(delete(TriageRecord).where(TriageRecord.id == record_id))
+            raise_quota = True
+        else:
+            raise_quota = False
+    if raise_quota:
         raise ApiError(429, "throttled", f"the kiosk allows {settings.kiosk_daily_quota} "
                                          "complaints a day; sign in, or ask at the desk",
                        headers={"Retry-After": str(_midnight_in_s())})
+    return record_id
 
 
 @router.post("/triage", response_model=TriageResult,
@@ -53,26 +69,41 @@ async def triage(req: TriageRequest, request: Request,
                  who: Principal = Depends(principal)) -> TriageResult:
     """Suggest departments for a complaint; red flags override with emergency advice.
     Anonymous use is the kiosk (a daily quota per client)."""
+    reserved = None
     if who.user is None:
-        await run_in_threadpool(_kiosk_check, request, who)
+        reserved = await run_in_threadpool(_kiosk_reserve, request, who, req.text)
     elif not accounts.allowed(who.role, "triage"):
         await run_in_threadpool(deny, request, who, "triage")
         raise ApiError(403, "forbidden", f"role {who.role!r} may not use triage")
-    predictor = model_for(request, "triage")
+    db_ = platform_of(request).db
+
+    def release() -> None:  # a request that got no answer does not use up a kiosk slot
+        if reserved is not None:
+            with db_.session() as db:
+                db.execute(delete(TriageRecord).where(TriageRecord.id == reserved))
+
     try:
+        predictor = model_for(request, "triage")
         async with request.app.state.triage_lane.slot():
             result = await run_in_threadpool(triage_service.triage, predictor, req.text,
                                              req.top_k, req.min_confidence)
     except TextInputError as exc:
+        await run_in_threadpool(release)
         raise ApiError(422, "invalid", str(exc)) from None
+    except BaseException:
+        await run_in_threadpool(release)
+        raise
 
     def save() -> None:
-        with platform_of(request).db.session() as db:
-            db.add(TriageRecord(user_id=who.user.id if who.user else None,
-                                kiosk_client=None if who.user else who.client,
-                                complaint=cipher().encrypt(req.text),
-                                result=result.model_dump(mode="json"), urgent=result.urgent,
-                                model_hash=result.model.content_hash))
+        with db_.session() as db:
+            values = {"result": result.model_dump(mode="json"), "urgent": result.urgent,
+                      "model_hash": result.model.content_hash}
+            if reserved is not None:
+                db.execute(update(TriageRecord).where(TriageRecord.id == reserved)
+                           .values(**values))
+            else:
+                db.add(TriageRecord(user_id=who.user.id, complaint=cipher().encrypt(req.text),
+                                    **values))
             audit.record(db, who.actor, "triage", "triage", None, urgent=result.urgent,
                          abstained=result.abstained)
 
