@@ -46,13 +46,18 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    # WAL + NORMAL: a crash of medai never corrupts or loses a committed transaction; a power
+    # cut may lose the last few (SQLite's documented trade-off; use PostgreSQL for more)
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
 
 def _sqlite_begin(conn) -> None:
     """Take the write lock when a transaction starts: a read-then-write transaction (sign a
-    version) then waits for another writer instead of failing with "database is locked"."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    version) then waits for another writer instead of failing with "database is locked".
+    Read-only sessions (``Database.reader``) begin deferred and never wait for writers."""
+    read_only = conn.get_execution_options().get("medai_read_only")
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -72,6 +77,8 @@ class Database:
         self.url = url or default_url()
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.readers = sessionmaker(self.engine.execution_options(medai_read_only=True),
+                                    expire_on_commit=False)
         self._migrated = False
         self._lock = threading.Lock()
 
@@ -90,6 +97,15 @@ class Database:
             raise
         finally:
             db.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[Session]:
+        """A read-only session (on SQLite it does not take the write lock)."""
+        db = self.readers()
+        try:
+            yield db
+        finally:
+            db.close()  # ends the transaction; loaded objects stay readable (detached)
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent; run on every start)."""

@@ -67,7 +67,7 @@ def principal(request: Request) -> Principal:
         raw, kind = request.cookies.get(SESSION_COOKIE), "session"
     found = None
     if raw:
-        with p.db.session() as db:
+        with p.db.reader() as db:
             found = accounts.resolve(db, raw, kind)
         if found is None:
             raise ApiError(401, "unauthenticated", "session expired or token invalid; sign in",
