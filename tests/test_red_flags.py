@@ -72,6 +72,33 @@ def test_ordinary_complaints_do_not_fire(rules_engine, text):
     assert rules_engine.check(text).flags == []
 
 
+@pytest.mark.parametrize("text", [
+    "çocuğa deterjan değerse ilk ne yapılır",  # an aorist conditional: "if it ever happens"
+    "nöbet ile bayılma arasındaki fark nedir",  # asking about the signs
+    "antidepresanların intihar düşüncesi yaptığını okudum, bende öyle bir şey yok",
+    "kurşun zehirlenmesi belirtileri nelerdir",
+    "Kan kusmadım, sadece midem yanıyor",  # "kusma-dı-m": the -ma is the negation
+    "kolumda kırmızı noktalar var, bardakla bastırınca kayboluyor",  # a rash that fades
+    "oğlumun epilepsisi var, iki yıldır ilaçla nöbet olmadı",  # the disease, no seizure now
+    "göğsümün sağında bastırınca acıyan bir ağrı var, spordan sonra başladı",  # tenderness
+    "5 yıl önce kalp krizi geçirdi şimdi iyi, rehabilitasyon soruyoruz",  # şimdi opens a clause
+])
+def test_questions_hypotheticals_and_denials_do_not_fire(rules_engine, text):
+    assert rules_engine.check(text).flags == [], [f.id for f in rules_engine.check(text).flags]
+
+
+@pytest.mark.parametrize("text,flag", [
+    ("başıma böyle bir ağrı hiç girmedi, birden başladı, kusuyorum", "thunderclap_headache"),
+    ("kalp krizi belirtileri var, göğsüm sıkışıyor", "acute_coronary"),  # present, not a topic
+    ("30 haftalık gebeyim, bebeğin kıpırdadığını hissetmiyorum", "pregnancy_emergency"),
+    ("kemoterapi alıyorum, ateşim 38.5", "sepsis"),
+    ("kızımın nefesi aseton gibi kokuyor, kusuyor", "diabetic_emergency"),
+    ("yüzü ve dudakları şişti, yutkunamıyor", "anaphylaxis"),
+])
+def test_structural_cases_still_fire(rules_engine, text, flag):
+    assert flag in {f.id for f in rules_engine.check(text).flags}
+
+
 def test_negation_does_not_hide_a_second_sign(rules_engine):
     report = rules_engine.check("göğüs ağrım yok ama nefes alamıyorum")
     assert "respiratory_distress" in {f.id for f in report.flags}

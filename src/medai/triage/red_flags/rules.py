@@ -25,6 +25,20 @@ NEGATORS = frozenset({
     "olmasin", "olmamali",
 })
 """Words that deny what comes just before them ("göğüs ağrım yok")."""
+ASKING_WORDS = frozenset({
+    "nedir", "nelerdir", "arasindaki", "farki", "bahsetti", "bahsediyor", "okudum", "okumustum",
+    "kalitsal", "kalitsalmi", "kalitimsal",
+})
+"""Words that make their clause a question about a sign, not a report of one ("bayılma ile sara
+nöbeti arasındaki fark nedir", "intihar düşüncesini artırdığını okudum")."""
+ABOUT_WORDS = frozenset({"belirtisi", "belirtileri", "belirtilerini", "belirtilerinden",
+                         "belirtisimi", "tehlikesi", "tehlikesine", "riski", "riskini"})
+""""zehirlenme belirtisi mi", "boğulma tehlikesi olan yiyecekler": the sign is the topic, unless
+the next word says it is present ("kalp krizi belirtileri var", "… belirtisi gösteriyor")."""
+_ABOUT_PRESENT = ("var", "goster", "basl", "oldu", "yasi", "hissed", "hisset")
+_IF_EVER = re.compile(r"..[aeiu]rs[ae](?:m|n|k|niz|lar)?$")
+"""An aorist conditional makes its clause hypothetical ("göze çamaşır suyu kaçarsa ne yapılmalı",
+"ateşi olursa kaç derecede gitmeliyiz")."""
 NEGATION_REACH = 6
 NEGATION_BLOCKERS = frozenset({"var", "vardi", "ama", "fakat", "ancak", "oldu", "basladi",
                                "sadece", "yalniz", "lakin", "ise"})
@@ -37,13 +51,19 @@ verbs are often the sign itself ("dokundurtmuyor", "cevap vermiyor") and deny no
 _PERSIST_ROOTS = ("gec", "dur", "din", "kesil", "azal", "git", "dus", "bit", "son", "hafifle",
                   "iyiles", "rahatla", "cekil", "sus", "tut", "gel", "cik", "kalk", "uyan")
 """Negated verbs that mean the symptom goes on ("geçmiyor", "durmadı") or is itself a sign."""
+_EVENT_DENIAL_ROOTS = ("deg", "kac", "sicra", "carp")
+_EVENT_DENIED = re.compile(r"m[ae]d[iu]")
+"""Events denied in the past tense ("gözüme kimyasal kaçmadı", "değmedi"); their present tense
+is often the sign ("çenesi göğsüne değmiyor")."""
 _FINITE_VERB = re.compile(r"(?:yor|yorum|yoruz|yorsun|yorlar|di|du|dim|dum|dik|duk|ti|tu|tim"
                           r"|tum|mis|mus|misim|acak|ecek|ecegim|acagim)$")
 _PRESENT_VERB = re.compile(r"yor(?:um|uz|sun|sunuz|lar|mus)?$")
-_NO_GAP = NEGATORS | NEGATION_BLOCKERS
+_NO_GAP = NEGATORS | NEGATION_BLOCKERS | ASKING_WORDS
 _PAST_UNITS = {"yil", "yillar", "sene", "seneler", "ay", "aylar", "yilda", "senede"}
 _PAST_AFTER = {"once", "evvel", "oncesi", "onceydi", "oncesinde", "evveldi"}
-_PAST_WORDS = {"cocukken", "eskiden", "gencken", "kucukken", "bebekken", "yasindayken",
+_PAST_WORDS = {"cocuklugumda", "cocuklugunda", "gencligimde", "gencliginde", "ergenlikte",
+               "ergenligimde", "ergenliginde", "bebekligimde", "bebekliginde", "kucuklugumde",
+               "kucuklugunde", "cocukken", "eskiden", "gencken", "kucukken", "bebekken", "yasindayken",
                "gecmiste", "yillarca", "yillar", "zamaninda", "zamanlar", "askerdeyken",
                "universitedeyken", "lisedeyken", "okuldayken", "ogrenciyken", "hamileyken",
                "yasindaydim", "yasindaydi", "yasindaykan"}
@@ -52,7 +72,7 @@ _PLUPERFECT = re.compile(r"(?<!m[ae])m[iu]st[iu](?:m|k|n|niz|lar)?$|d[iu]yd[iu]"
 patients use to say that something is new."""
 _YEAR = re.compile(r"(?:19[5-9]\d|20[0-2]\d)$")
 _PRESENT_WORDS = {"simdi", "suan", "hala", "halen", "bugun", "demin", "yine", "tekrar",
-                  "yeniden", "suanda", "dun", "bugunden", "hemen", "biraz", "gece", "sabah"}
+                  "yeniden", "suanda", "dun", "bugunden", "hemen", "gece", "sabah"}
 
 
 @dataclass(frozen=True)
@@ -157,8 +177,13 @@ class ConceptMatcher:
         return sorted(hits, key=lambda h: (h.first, h.concept))
 
 
+_VERBAL_NOUN_NEGATED = re.compile(r"(?:d[iu]|z|m[iu]s|y[ae]c[ae]k)")
+
+
 def _negated_suffix(token: Token, pattern: TokenPattern) -> bool:
     rest = token.form[len(pattern.stem):] if pattern.mode != "exact" else ""
+    if rest and pattern.stem.endswith(("ma", "me")) and _VERBAL_NOUN_NEGATED.match(rest):
+        return True  # "kan kusma*" on "kusmadım": the stem's -ma is the negation, not a noun
     return bool(rest) and negated_rest(rest)
 
 
@@ -167,7 +192,13 @@ def _negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
     itself a concept ("kullanmıyorum"), up to a finite verb, a contrast word or 6 tokens."""
     out: set[int] = set()
     for j, tok in enumerate(tokens):
-        if not (tok.form in NEGATORS or (j not in covered and _generic_negator(tok.form))):
+        if tok.form in ASKING_WORDS or (j not in covered and _IF_EVER.search(tok.form)):
+            out |= {k for k in range(j) if tokens[k].clause == tok.clause}
+            continue
+        nxt = tokens[j + 1].form if j + 1 < len(tokens) else ""
+        about = tok.form in ABOUT_WORDS and not nxt.startswith(_ABOUT_PRESENT)
+        if not (about or tok.form in NEGATORS
+                or (j not in covered and _generic_negator(tok.form))):
             continue
         for k in range(j - 1, max(-1, j - 1 - NEGATION_REACH), -1):
             f = tokens[k].form
@@ -185,10 +216,13 @@ def _negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
 def quiet_tokens(tokens: list[Token], times: list[str]) -> list[bool]:
     """Tokens that deny or set things in the past: a chunk holding one is not embedded (the
     embedding detector cannot tell "göğüs ağrım yok" from "göğüs ağrım var")."""
-    return [t.form in NEGATORS or times[i] == "past" for i, t in enumerate(tokens)]
+    return [t.form in NEGATORS or t.form in ASKING_WORDS or times[i] == "past"
+            for i, t in enumerate(tokens)]
 
 
 def _generic_negator(form: str) -> bool:
+    if form.startswith(_EVENT_DENIAL_ROOTS) and _EVENT_DENIED.search(form[3:]):
+        return True
     return (_NEGATED_VERB.search(form[2:]) is not None and not _CANNOT.search(form)
             and form.startswith(_DENIAL_ROOTS) and not form.startswith(_PERSIST_ROOTS))
 
@@ -210,7 +244,8 @@ def token_times(tokens: list[Token]) -> list[str]:
                 or (f == "bir" and nxt == "ara") or (f == "o" and nxt in {"zaman", "zamanlar",
                                                                           "donem"})):
             past.add(tok.clause)
-        elif f in _PRESENT_WORDS or (f in {"su", "bu"} and nxt in {
+        elif f in _PRESENT_WORDS or (f == "biraz" and nxt in {"once", "evvel"}) or (
+                f in {"su", "bu"} and nxt in {
                 "an", "anda", "sabah", "aksam", "gece", "gun", "sira", "aralar"}) or (
                 _PRESENT_VERB.search(f) and len(f) > 4):
             present.add(tok.clause)

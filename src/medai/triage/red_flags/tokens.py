@@ -20,8 +20,10 @@ from medai.core.text import ascii_fold, turkish_lower
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SENTENCE_BREAK = re.compile(r"[.!?;…\n]")
 _CLAUSE_BREAK = re.compile(r"[,:()\-–—/]")
-CLAUSE_WORDS = frozenset({"ama", "fakat", "ancak", "lakin", "ise", "yalniz", "sadece", "halbuki"})
-"""Words that open a new clause: negation and timing do not reach across them."""
+CLAUSE_WORDS = frozenset({"ama", "fakat", "ancak", "lakin", "ise", "yalniz", "sadece", "halbuki",
+                          "simdi", "suan", "artik"})
+"""Words that open a new clause: negation and timing do not reach across them ("3 yıl önce felç
+geçirdim şimdi fizik tedavi görüyorum" is two clauses even without a comma)."""
 
 
 @dataclass(frozen=True)
