@@ -63,7 +63,8 @@ _PAST_UNITS = {"yil", "yillar", "sene", "seneler", "ay", "aylar", "yilda", "sene
 _PAST_AFTER = {"once", "evvel", "oncesi", "onceydi", "oncesinde", "evveldi"}
 _PAST_WORDS = {"cocuklugumda", "cocuklugunda", "gencligimde", "gencliginde", "ergenlikte",
                "ergenligimde", "ergenliginde", "bebekligimde", "bebekliginde", "kucuklugumde",
-               "kucuklugunde", "cocukken", "eskiden", "gencken", "kucukken", "bebekken", "yasindayken",
+               "kucuklugunde", "cocukken", "eskiden", "gencken", "kucukken", "bebekken",
+               "yasindayken",
                "gecmiste", "yillarca", "yillar", "zamaninda", "zamanlar", "askerdeyken",
                "universitedeyken", "lisedeyken", "okuldayken", "ogrenciyken", "hamileyken",
                "yasindaydim", "yasindaydi", "yasindaykan"}
