@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from medai.triage.red_flags.schema import Concept, RuleSet, TokenPattern
-from medai.triage.red_flags.tokens import MATCHERS, Token, negated_rest
+from medai.triage.red_flags.tokens import IF_EVER, MATCHERS, Token, negated_rest
 
 NEGATORS = frozenset({
     "yok", "yoktu", "yoktur", "yokdu", "yokmus", "degil", "degildi", "degildir", "degilim",
@@ -36,9 +36,6 @@ ABOUT_WORDS = frozenset({"belirtisi", "belirtileri", "belirtilerini", "belirtile
 """"zehirlenme belirtisi mi", "boğulma tehlikesi olan yiyecekler": the sign is the topic, unless
 the next word says it is present ("kalp krizi belirtileri var", "… belirtisi gösteriyor")."""
 _ABOUT_PRESENT = ("var", "goster", "basl", "oldu", "yasi", "hissed", "hisset")
-_IF_EVER = re.compile(r"..[aeiu]rs[ae](?:m|n|k|niz|lar)?$")
-"""An aorist conditional makes its clause hypothetical ("göze çamaşır suyu kaçarsa ne yapılmalı",
-"ateşi olursa kaç derecede gitmeliyiz")."""
 NEGATION_REACH = 6
 NEGATION_BLOCKERS = frozenset({"var", "vardi", "ama", "fakat", "ancak", "oldu", "basladi",
                                "sadece", "yalniz", "lakin", "ise"})
@@ -178,13 +175,10 @@ class ConceptMatcher:
         return sorted(hits, key=lambda h: (h.first, h.concept))
 
 
-_VERBAL_NOUN_NEGATED = re.compile(r"(?:d[iu]|z|m[iu]s|y[ae]c[ae]k)")
-
-
 def _negated_suffix(token: Token, pattern: TokenPattern) -> bool:
     rest = token.form[len(pattern.stem):] if pattern.mode != "exact" else ""
-    if rest and pattern.stem.endswith(("ma", "me")) and _VERBAL_NOUN_NEGATED.match(rest):
-        return True  # "kan kusma*" on "kusmadım": the stem's -ma is the negation, not a noun
+    if rest and pattern.stem.endswith(("ma", "me")):
+        rest = pattern.stem[-2:] + rest  # "kan kusma*" on "kusmadım": -ma- is the negation
     return bool(rest) and negated_rest(rest)
 
 
@@ -193,11 +187,11 @@ def _negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
     itself a concept ("kullanmıyorum"), up to a finite verb, a contrast word or 6 tokens."""
     out: set[int] = set()
     for j, tok in enumerate(tokens):
-        if tok.form in ASKING_WORDS or (j not in covered and _IF_EVER.search(tok.form)):
-            out |= {k for k in range(j) if tokens[k].clause == tok.clause}
+        if tok.form in ASKING_WORDS or (j not in covered and IF_EVER.search(tok.form[2:])):
+            out |= {k for k in range(j) if tokens[k].clause == tok.clause}  # the whole clause
             continue
-        nxt = tokens[j + 1].form if j + 1 < len(tokens) else ""
-        about = tok.form in ABOUT_WORDS and not nxt.startswith(_ABOUT_PRESENT)
+        about = tok.form in ABOUT_WORDS and not (
+            j + 1 < len(tokens) and tokens[j + 1].form.startswith(_ABOUT_PRESENT))
         if not (about or tok.form in NEGATORS
                 or (j not in covered and _generic_negator(tok.form))):
             continue

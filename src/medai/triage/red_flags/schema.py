@@ -129,7 +129,8 @@ def _concepts(path: Path) -> dict[str, Concept]:
         if not isinstance(forms, list) or not forms:
             raise _fail(path, cid, "needs a non-empty list of forms")
         try:
-            parsed = tuple(parse_form(f) for f in forms)
+            # forms are folded: "göğüs" and "gogus" are one pattern, matched once per token
+            parsed = tuple(dict.fromkeys(parse_form(f) for f in forms))
         except ValueError as exc:
             raise _fail(path, cid, str(exc)) from None
         unknown = set(spec) - {"kind", "forms", "exclude", "negatable", "except_in", "note"}

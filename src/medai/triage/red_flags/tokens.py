@@ -125,13 +125,14 @@ _NEGATED_VERB = re.compile(
     r"^(?:[a-z]{0,3}?)y?(?:m[ae]d[iu]|m[iu]yor|m[ae]z|m[ae]m[iu]s|m[ae]yacak)")
 
 
-_HYPOTHETICAL = re.compile(r"[aeiu]rs[ae](?:m|n|k|niz|lar)?$")
+IF_EVER = re.compile(r"[aeiu]rs[ae](?:m|n|k|niz|lar)?$")
+"""An aorist conditional: "if it ever happens" ("havale geçirirse ne yapmalıyım")."""
 
 
 def negated_rest(rest: str) -> bool:
     """The suffixes after a stem carry a clear negation (-madı, -mıyor, -maz, -mamış) or an
     "if it ever happens" (-ırsa: "havale geçirirse ne yapmalıyım")."""
-    return _NEGATED_VERB.match(rest) is not None or _HYPOTHETICAL.search(rest) is not None
+    return _NEGATED_VERB.match(rest) is not None or IF_EVER.search(rest) is not None
 
 
 @lru_cache(maxsize=1)
