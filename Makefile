@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean browser-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
-	benchmark-red-flags benchmark-scope benchmark-serving benchmark-platform train-default-caption
+	benchmark-red-flags train-red-flag-classifier benchmark-scope benchmark-serving benchmark-platform train-default-caption
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -109,7 +109,13 @@ clean:
 # rates, the audit sample and the triage latency when ../shared/data is present.
 benchmark-red-flags: install
 	$(BIN)/python benchmarks/red_flag_benchmark.py --out docs/benchmarks/red_flags \
-	    --complaints ../shared/data/triage/complaints.csv
+	    --complaints ../shared/data/triage/complaints.csv --ablations
+
+# The bundled red-flag classifier: trained on the dev sets only, threshold chosen out of author.
+train-red-flag-classifier: install
+	$(BIN)/medai triage train-red-flags --data benchmarks/data/red_flags --sets dev \
+	    --out src/medai/triage/red_flags/data/classifier --max-false-alarms 0.05 \
+	    --name red-flag-classifier --json
 
 # Out-of-scope gate of the served triage model vs no gate vs a higher abstain threshold.
 benchmark-scope: install

@@ -21,7 +21,7 @@ PRESENTATIONS = Path(__file__).parents[1] / "benchmarks" / "data" / "red_flags" 
 
 @pytest.fixture(scope="module")
 def rules_engine():
-    return build_engine(embeddings=False)
+    return build_engine(embeddings=False, classifier=False)
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ _CACHED = {}
 
 def build_engine_cached():
     if "e" not in _CACHED:
-        _CACHED["e"] = build_engine(embeddings=False)
+        _CACHED["e"] = build_engine(embeddings=False)  # with the bundled classifier
     return _CACHED["e"]
 
 

@@ -35,6 +35,9 @@ def build_tiny_bert(directory: Path, texts: list[str]) -> Path:
     fast._tokenizer.post_processor = TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", fast.cls_token_id), ("[SEP]", fast.sep_token_id)])
+    import torch
+
+    torch.manual_seed(0)  # the random init decides the training dynamics some tests rely on
     config = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     BertForSequenceClassification(config).save_pretrained(directory)
@@ -94,12 +97,14 @@ def test_best_checkpoint_is_restored(tiny_setup):
     root, _, base = tiny_setup
     out = root / "overfit"
     # Shuffled labels: the model can only memorise, so validation loss rises after it starts.
+    # At 5e-3 memorising starts by epoch 6 for every init seed tried (0-5); at 1e-2 some inits
+    # stay flat at log(4) for all 12 epochs, which made this test flaky.
     rows = make_rows(per_class=25, seed=3)
     shuffled = [r["label"] for r in rows]
     random.Random(0).shuffle(shuffled)
     noisy = [dict(r, label=lab) for r, lab in zip(rows, shuffled, strict=True)]
     data = write_csv(root / "noise.csv", noisy)
-    _fit(root, data, base, out, epochs=12, learning_rate=1e-2, patience=12)
+    _fit(root, data, base, out, epochs=12, learning_rate=5e-3, patience=12)
     history = json.loads((out / "evaluation" / "history.json").read_text())
     best = min(history, key=lambda h: h["val_loss"])
     assert best["epoch"] < history[-1]["epoch"], "the setup must make later epochs worse"

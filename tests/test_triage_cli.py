@@ -83,8 +83,12 @@ def test_predict_red_flag_overrides(tfidf_model_dir):
     assert flag["level"] == "call_112" == r["urgency_level"] == r["recommendation"]["level"]
     assert flag["advice_tr"] and flag["advice_en"] and flag["name_en"]
     assert "rules" in flag["detectors"] and flag["evidence"]
-    assert {e["detector"] for e in flag["evidence"]} <= {"rules", "embedding"}
-    assert r["red_flag_engine"]["rules_version"] and r["red_flag_engine"]["detectors"]
+    assert {e["detector"] for e in flag["evidence"]} <= {"rules", "embedding", "classifier"}
+    assert "classifier" in flag["detectors"]  # the bundled classifier agrees, with its score
+    assert next(e for e in flag["evidence"] if e["detector"] == "classifier")["score"] > 0.5
+    engine = r["red_flag_engine"]
+    assert engine["rules_version"] and engine["detectors"] == ["rules", "embedding", "classifier"]
+    assert engine["classifier"]["content_hash"].startswith("sha256:")
     assert r["departments"]  # the model's view is still shown, not hidden
 
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
                                   "exemplars.yaml (default: the bundled red-flag rules)")
     red_flag_embeddings: bool = Field(
         default=True, description="run the e5 nearest-exemplar red-flag detector beside the rules")
+    red_flag_classifier: bool = Field(
+        default=True, description="run the learned red-flag classifier (RED_FLAG_RULES/classifier "
+                                  "or the bundled one) beside the rules")
     knowledge_dir: Path | None = Field(
         default=None, description="extra knowledge base (from `medai kb ingest`) for drafts")
     llm_backend: str = Field(default="template",

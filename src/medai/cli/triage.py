@@ -138,6 +138,54 @@ def triage_predict(
     _emit(result, as_json, "\n".join(lines))
 
 
+@triage_app.command("train-red-flags")
+def triage_train_red_flags(
+    data: Annotated[Path, typer.Option(help="Folder of <set>_urgent.jsonl / <set>_ordinary.jsonl "
+                                            "files, one set per author.")],
+    out: Annotated[Path, typer.Option(help="Classifier directory to create (put it in your "
+                                           "rules folder as classifier/ to serve it).")],
+    sets: Annotated[str, typer.Option(help="Use only sets whose name starts with this.")] = "",
+    name: Annotated[str | None, typer.Option(help="Model name (default: the folder's).")] = None,
+    rules: Annotated[Path | None, typer.Option(help="Rules folder (default: bundled).")] = None,
+    max_false_alarms: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="False-alarm budget of all detectors together, out of "
+                               "author.")] = 0.05,
+    embeddings: Annotated[bool, typer.Option(help="Choose the e5 detector's threshold "
+                                                  "together with the classifier's.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train the red-flag classifier on written complaints; its threshold is chosen on
+    out-of-author scores (each set scored by a classifier trained on the others)."""
+    from datetime import date
+
+    from medai.triage.red_flags import build_engine, learn
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        if not data.is_dir():
+            raise FileNotFoundError(f"{data}: not a folder of JSONL sets")
+        found = learn.read_sets(data, sets)
+        engine = build_engine(rules, embeddings=embeddings, classifier=False)
+        knn = None  # every neighbour hit, before thresholds: they are what is chosen
+        if engine.knn:
+            knn = [[(h.similarity, h.similarity - h.contrast_similarity)
+                    for h in engine.analyse(r["text"]).knn]
+                   for rows in found.values() for r in rows]
+        trained = learn.train_with_choice(
+            engine.ruleset, found, knn, max_false_alarms,
+            progress=lambda m: print(m, file=sys.stderr, flush=True))
+        trained.model.save(out, {
+            "name": name or out.name, "version": date.today().isoformat(),
+            "description": "Red-flag classifier (medai triage train-red-flags)",
+            "training_command": " ".join(["medai triage train-red-flags", *sys.argv[3:]]),
+            "data": [{"set": k, "rows": len(v)} for k, v in found.items()],
+            "metrics": {"out_of_author": trained.choice}})
+    result = {"out": str(out), "sets": {k: len(v) for k, v in found.items()},
+              "chosen": trained.choice}
+    c = trained.choice
+    _emit(result, as_json, f"wrote {out}: classifier threshold {c['classifier']}, out-of-author "
+                           f"recall {c['recall']:.3f}, false alarms {c['false_alarm_rate']:.3f}")
+
+
 @triage_app.command("collect")
 def triage_collect(
     start_url: Annotated[list[str], typer.Option("--start-url", help="Listing page URL(s).")],

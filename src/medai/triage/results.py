@@ -28,11 +28,13 @@ class Recommendation(BaseModel):
 
 
 class Evidence(BaseModel):
-    detector: Literal["rules", "embedding"]
-    text: str = Field(..., description="the span that matched, or the chunk that was embedded")
+    detector: Literal["rules", "embedding", "classifier"]
+    text: str = Field(..., description="the span that matched (rules), the chunk that was "
+                                       "embedded, or the words that weighed most (classifier)")
     concepts: list[str] = Field(default_factory=list)
     exemplar: str | None = Field(None, description="nearest urgent exemplar (embedding)")
     similarity: float | None = None
+    score: float | None = Field(None, description="urgent probability (classifier)")
 
 
 class RedFlag(BaseModel):
@@ -42,7 +44,8 @@ class RedFlag(BaseModel):
     level: Level
     advice_tr: str
     advice_en: str
-    detectors: list[str] = Field(..., description="which detectors raised it: rules, embedding")
+    detectors: list[str] = Field(..., description="which detectors raised it: rules, embedding, "
+                                                  "classifier")
     evidence: list[Evidence]
     matched: list[str]
 

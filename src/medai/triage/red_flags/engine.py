@@ -1,8 +1,10 @@
-"""Red flags: two independent detectors, either of which raises the flag.
+"""Red flags: three detectors, any of which raises the flag.
 
 1. Rules over a lexicon of Turkish clinical concepts (``rules.py``): exact, explainable, cheap.
 2. Nearest urgent exemplars in the e5 sentence-embedding space (``exemplars.py``): catches
    wordings no rule foresaw.
+3. A linear classifier learned from written urgent and ordinary complaints
+   (``classifier.py``): generalises over the phrasings of many authors at once.
 
 The engine is immutable after construction and shared by every request (thread-safe: the e5
 encoder serialises its own calls). Flags run before and independently of the department model
@@ -16,6 +18,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from medai.triage.red_flags.classifier import ClassifierHit, RedFlagClassifier, features
 from medai.triage.red_flags.exemplars import ExemplarDetector, KnnHit, KnnSettings, chunk_tokens
 from medai.triage.red_flags.rules import (
     ConceptMatcher,
@@ -28,17 +31,19 @@ from medai.triage.red_flags.schema import DATA_DIR, LEVELS, RuleSet, load_rules
 from medai.triage.red_flags.tokens import Token, span, tokenize
 
 log = logging.getLogger(__name__)
-DETECTORS = ("rules", "embedding")
+DETECTORS = ("rules", "embedding", "classifier")
 CACHE_NAME = "exemplars.e5.npz"
+CLASSIFIER_DIR = "classifier"
 
 
 @dataclass
 class Evidence:
-    detector: str  # "rules" | "embedding"
-    text: str  # the matched span (rules) or the chunk that was embedded
+    detector: str  # "rules" | "embedding" | "classifier"
+    text: str  # the matched span (rules), the chunk embedded, or the words that weighed most
     concepts: list[str] = field(default_factory=list)
     exemplar: str | None = None
     similarity: float | None = None
+    score: float | None = None  # the classifier's urgent probability (1 - P(not urgent))
 
 
 @dataclass
@@ -71,6 +76,7 @@ class RedFlagReport:
     level: str | None
     rules_version: str
     detectors: list[str]
+    classifier: dict[str, str] = field(default_factory=dict)  # name, version, content hash
 
     @property
     def urgent(self) -> bool:
@@ -80,46 +86,64 @@ class RedFlagReport:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """Every detector's raw output for one text (the benchmark chooses thresholds on it)."""
+
+    tokens: list[Token]
+    matches: list[RuleMatch]
+    knn: list[KnnHit]
+    classifier: ClassifierHit | None
+
+
 class RedFlagEngine:
     def __init__(self, ruleset: RuleSet, matcher: str = "suffix", encoder=None,
                  knn: KnnSettings | None = None, cache_file: Path | None = None,
                  negation: bool = True, timing: bool = True,
-                 write_file: Path | None = None) -> None:
+                 write_file: Path | None = None,
+                 classifier: RedFlagClassifier | None = None) -> None:
         self.ruleset = ruleset
         self.concepts = ConceptMatcher(ruleset.concepts, matcher, negation, timing)
         knn = knn or KnnSettings(**ruleset.knn)
         self.knn = (ExemplarDetector(ruleset, encoder, knn, cache_file, write_file) if encoder
                     else None)
+        self.classifier = classifier
 
     @property
     def detectors(self) -> list[str]:
-        return ["rules", "embedding"] if self.knn else ["rules"]
+        on = {"rules": True, "embedding": bool(self.knn), "classifier": bool(self.classifier)}
+        return [d for d in DETECTORS if on[d]]
 
-    def analyse(self, text: str) -> tuple[list[Token], list[RuleMatch], list[KnnHit]]:
+    def analyse(self, text: str) -> Analysis:
         """Raw detector output (the benchmark tunes thresholds on it)."""
         tokens = tokenize(text)
-        times = token_times(tokens)  # once: both the rules and the embedding windows use it
+        times = token_times(tokens)  # once: every detector uses it
         hits = self.concepts.find(tokens, times)
         matches = evaluate(self.ruleset, tokens, hits)
+        quiet = quiet_tokens(tokens, times) if tokens and (self.classifier or self.knn) else []
+        scored = (self.classifier.score(features(tokens, times, hits, quiet))
+                  if self.classifier and tokens else None)
         knn_hits: list[KnnHit] = []
         if self.knn and tokens:
-            quiet = (quiet_tokens(tokens, times) if self.concepts.negation
-                     else [False] * len(tokens))
+            if not self.concepts.negation:
+                quiet = [False] * len(tokens)
             chunks = [c for c in chunk_tokens(tokens)
                       if not any(quiet[c.first:c.last + 1])]
             salience = [sum(1 for h in hits if c.first <= h.first <= c.last) for c in chunks]
             knn_hits = self.knn.detect(text, tokens, self.knn.select(chunks, salience))
-        return tokens, matches, knn_hits
+        return Analysis(tokens, matches, knn_hits, scored)
 
     def check(self, text: str) -> RedFlagReport:
-        tokens, matches, knn_hits = self.analyse(text)
-        passing = [h for h in knn_hits if self.knn and self.knn.fires(h)]
+        a = self.analyse(text)
+        passing = [h for h in a.knn if self.knn and self.knn.fires(h)]
         # e5-small puts every urgent exemplar close together: only the nearest flag is named
         knn_fired = {h.flag_id: h for h in sorted(passing, key=lambda h: -h.similarity)[:1]}
-        return self.report(text, tokens, matches, knn_fired)
+        learned = a.classifier if a.classifier and self.classifier.fires(a.classifier) else None
+        return self.report(text, a.tokens, a.matches, knn_fired, learned)
 
     def report(self, text: str, tokens: list[Token], matches: list[RuleMatch],
-               knn_fired: dict[str, KnnHit]) -> RedFlagReport:
+               knn_fired: dict[str, KnnHit],
+               learned: ClassifierHit | None = None) -> RedFlagReport:
         present = {m.flag_id: m for m in matches if not m.past}
         flags, history = [], []
         for flag in self.ruleset.flags:
@@ -133,6 +157,10 @@ class RedFlagEngine:
                 chunk = span(text, tokens, h.chunk.first, h.chunk.last)
                 evidence.append(Evidence("embedding", chunk, exemplar=h.exemplar,
                                          similarity=round(h.similarity, 4)))
+            if learned and learned.flag_id == flag.id:
+                words = (" … ".join(span(text, tokens, i, i) for i in learned.evidence)
+                         or span(text, tokens, 0, min(len(tokens), 12) - 1))
+                evidence.append(Evidence("classifier", words, score=round(learned.score, 4)))
             if evidence:
                 detectors = [d for d in DETECTORS if any(e.detector == d for e in evidence)]
                 flags.append(FiredFlag(flag.id, flag.name_tr, flag.name_en, flag.level,
@@ -145,13 +173,25 @@ class RedFlagEngine:
                     span(text, tokens, h.first, h.last) for h in past[0].hits]))
         flags.sort(key=lambda f: LEVELS.index(f.level))
         return RedFlagReport(flags, history, flags[0].level if flags else None,
-                             self.ruleset.digest[:12], self.detectors)
+                             self.ruleset.digest[:12], self.detectors,
+                             dict(self.classifier.identity) if self.classifier else {})
+
+
+def load_classifier(rules_dir: Path | None = None) -> RedFlagClassifier | None:
+    """The classifier in ``rules_dir``/classifier, else the bundled one (None if neither)."""
+    for folder in ([Path(rules_dir) / CLASSIFIER_DIR] if rules_dir else []) + [
+            DATA_DIR / CLASSIFIER_DIR]:
+        if (folder / "model_card.json").is_file():
+            return RedFlagClassifier.load(folder)
+    return None
 
 
 def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
-                 matcher: str = "suffix") -> RedFlagEngine:
-    """An engine over ``rules_dir`` (default: the bundled files), with the e5 detector on."""
+                 matcher: str = "suffix", classifier: bool = True) -> RedFlagEngine:
+    """An engine over ``rules_dir`` (default: the bundled files), with the e5 detector and the
+    learned classifier on."""
     ruleset = load_rules(rules_dir)
+    learned = load_classifier(rules_dir) if classifier else None
     encoder, cache, write = None, None, None
     if embeddings:
         from medai.core.embeddings import shared_e5
@@ -162,7 +202,10 @@ def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
         cache = DATA_DIR / CACHE_NAME if bundled else Path(rules_dir) / CACHE_NAME
         # the bundled cache is shipped; a stale one is rebuilt in the user's cache, not the package
         write = get_settings().cache_dir / "red_flags" / CACHE_NAME if bundled else cache
-    return RedFlagEngine(ruleset, matcher, encoder, cache_file=cache, write_file=write)
+    # the classifier's threshold was chosen together with an embedding operating point
+    knn = KnnSettings(**{**ruleset.knn, **learned.knn}) if learned and learned.knn else None
+    return RedFlagEngine(ruleset, matcher, encoder, knn=knn, cache_file=cache, write_file=write,
+                         classifier=learned)
 
 
 _DEFAULT: dict[tuple, RedFlagEngine] = {}
@@ -171,15 +214,18 @@ _LOCK = threading.Lock()
 
 def default_engine() -> RedFlagEngine:
     """The process-wide engine: rules from ``MEDAI_RED_FLAG_RULES`` (a folder) or the bundled
-    files; ``MEDAI_RED_FLAG_EMBEDDINGS=false`` turns the embedding detector off."""
+    files; ``MEDAI_RED_FLAG_EMBEDDINGS=false`` turns the embedding detector off and
+    ``MEDAI_RED_FLAG_CLASSIFIER=false`` the learned classifier."""
     from medai.settings import get_settings
 
     settings = get_settings()
     rules_dir, embeddings = settings.red_flag_rules, settings.red_flag_embeddings
-    key = (str(rules_dir), embeddings)
+    learned = settings.red_flag_classifier
+    key = (str(rules_dir), embeddings, learned)
     with _LOCK:
         if key not in _DEFAULT:
-            _DEFAULT[key] = build_engine(Path(rules_dir) if rules_dir else None, embeddings)
+            _DEFAULT[key] = build_engine(Path(rules_dir) if rules_dir else None, embeddings,
+                                         classifier=learned)
         return _DEFAULT[key]
 
 

@@ -154,7 +154,7 @@ class ConceptMatcher:
         covered = {j for (_, i), (_, last, _) in raw.items() for j in range(i, last + 1)}
         self_negated = {last for (_, last, pattern) in raw.values()
                         if _negated_suffix(tokens[last], pattern)}
-        negated = (_negated_tokens(tokens, covered - self_negated) if self.negation
+        negated = (negated_tokens(tokens, covered - self_negated) if self.negation
                    else set())
         spans = defaultdict(list)
         for (cid, i), (_, last, _) in raw.items():
@@ -182,7 +182,7 @@ def _negated_suffix(token: Token, pattern: TokenPattern) -> bool:
     return bool(rest) and negated_rest(rest)
 
 
-def _negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
+def negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
     """Tokens a negator reaches: walking back from "yok", "değil" or a negated verb that is not
     itself a concept ("kullanmıyorum"), up to a finite verb, a contrast word or 6 tokens."""
     out: set[int] = set()

@@ -1,0 +1,214 @@
+"""Training the red-flag classifier, with its threshold chosen out of author.
+
+Written complaints come as JSONL files named ``<set>_urgent.jsonl`` / ``<set>_ordinary.jsonl``,
+one set per author (rows: ``text``, ``urgent``, ``presentation``). A classifier scored on the
+texts of the author it learned from flatters itself, so the threshold is chosen on out-of-author
+scores: for each set, a classifier trained on every other set (and the exemplar bank) scores it.
+The threshold is the lowest that keeps the false alarms of all detectors together (rules, e5
+neighbours, classifier) within the budget on those scores; the served classifier is then trained
+on everything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medai.triage.red_flags.classifier import NONE, Features, RedFlagClassifier, features, train
+from medai.triage.red_flags.rules import ConceptMatcher, evaluate, token_times
+from medai.triage.red_flags.schema import RuleSet
+from medai.triage.red_flags.tokens import tokenize
+
+SET_FILE = re.compile(r"^(?P<set>[A-Za-z0-9-]+)_(?P<kind>urgent|ordinary)\.jsonl$")
+THRESHOLDS = np.round(np.arange(0.20, 0.96, 0.01), 2)
+
+
+class TrainingDataError(ValueError):
+    """Training files that cannot be used as written."""
+
+
+def read_sets(directory: Path, prefix: str = "") -> dict[str, list[dict]]:
+    """Rows of every ``<set>_{urgent,ordinary}.jsonl`` in ``directory`` whose set name starts
+    with ``prefix``, grouped by set (one author each)."""
+    sets: dict[str, list[dict]] = {}
+    for path in sorted(Path(directory).glob("*.jsonl")):
+        m = SET_FILE.match(path.name)
+        if not m or not m["set"].startswith(prefix):
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TrainingDataError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            if not isinstance(row.get("text"), str) or not row["text"].strip():
+                raise TrainingDataError(f"{path}:{n}: needs a non-empty 'text'")
+            if bool(row.get("urgent")) != (m["kind"] == "urgent"):
+                raise TrainingDataError(f"{path}:{n}: 'urgent' disagrees with the file name")
+            if row.get("urgent") and not row.get("presentation"):
+                raise TrainingDataError(f"{path}:{n}: an urgent row needs its 'presentation'")
+            sets.setdefault(m["set"], []).append(row)
+    return sets
+
+
+def label(row: dict) -> str:
+    return str(row["presentation"]) if row.get("urgent") else NONE
+
+
+@dataclass
+class Analysed:
+    """One text as the rules see it: the classifier's features and the flags the rules fire."""
+
+    features: Features
+    rules: frozenset[str]
+
+
+def analyse_rows(ruleset: RuleSet, texts: list[str], matcher: str = "suffix") -> list[Analysed]:
+    concepts = ConceptMatcher(ruleset.concepts, matcher)
+    out = []
+    for text in texts:
+        tokens = tokenize(text)
+        times = token_times(tokens)
+        hits = concepts.find(tokens, times)
+        fired = frozenset(m.flag_id for m in evaluate(ruleset, tokens, hits) if not m.past)
+        out.append(Analysed(features(tokens, times, hits), fired))
+    return out
+
+
+def bank_rows(ruleset: RuleSet) -> list[dict]:
+    """The exemplar bank (exemplars.yaml) as training rows."""
+    rows = [{"text": t, "urgent": True, "presentation": f}
+            for f, texts in ruleset.exemplars.items() for t in texts]
+    return rows + [{"text": t, "urgent": False, "presentation": None} for t in ruleset.contrast]
+
+
+def out_of_author_scores(sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
+                         bank: list[Analysed], bank_labels: list[str],
+                         progress: Callable[[str], None] = lambda _m: None,
+                         **train_kw) -> dict[str, np.ndarray]:
+    """Urgent score of every text from a classifier that never saw its author's texts."""
+    scores = {}
+    for k, held in enumerate(sets):
+        feats = [a.features for a in bank]
+        ys = list(bank_labels)
+        for other, rows in sets.items():
+            if other != held:
+                feats += [a.features for a in rows]
+                ys += labels[other]
+        model = train(feats, ys, **train_kw)
+        p = model.probabilities([a.features for a in sets[held]])
+        scores[held] = 1.0 - p[:, model.labels.index(NONE)]
+        progress(f"out-of-author scores {k + 1}/{len(sets)} ({held})")
+    return scores
+
+
+def choose_threshold(urgent: np.ndarray, others_fire: np.ndarray, scores: np.ndarray,
+                     max_false_alarms: float) -> dict:
+    """The lowest threshold whose union with the other detectors keeps false alarms within
+    ``max_false_alarms``; ``others_fire`` says where the rules or neighbours already fire."""
+    best = None
+    for t in THRESHOLDS:
+        fired = others_fire | (scores >= t)
+        fa = float(fired[~urgent].mean())
+        if fa <= max_false_alarms:
+            best = {"threshold": float(t), "recall": float(fired[urgent].mean()),
+                    "false_alarm_rate": fa,
+                    "classifier_recall": float((scores >= t)[urgent].mean()),
+                    "classifier_false_alarm_rate": float((scores >= t)[~urgent].mean())}
+            break
+    if best is None:  # even the highest threshold is over budget: the others are, alone
+        t = float(THRESHOLDS[-1])
+        fired = others_fire | (scores >= t)
+        best = {"threshold": t, "recall": float(fired[urgent].mean()),
+                "false_alarm_rate": float(fired[~urgent].mean()), "over_budget": True}
+    return best
+
+
+KNN_THRESHOLDS = np.round(np.arange(0.86, 0.9801, 0.0025), 4)
+KNN_MARGINS = np.round(np.arange(-0.01, 0.0401, 0.0025), 4)
+
+
+def choose_operating_point(urgent: np.ndarray, rules: np.ndarray,
+                           knn: list[list[tuple[float, float]]] | None, scores: np.ndarray,
+                           max_false_alarms: float) -> dict:
+    """The embedding threshold/margin and the classifier threshold together: the highest recall
+    of all detectors whose false alarms stay within ``max_false_alarms`` (ties: fewer false
+    alarms, then the stricter embedding). ``knn`` holds each text's (similarity, margin) per flag
+    (None: no embedding detector); ``scores`` must be out of author."""
+    grid = ([(float(t), float(m)) for t in KNN_THRESHOLDS for m in KNN_MARGINS] if knn
+            else [(None, None)])
+    sims = [(np.array([s for s, _d in x] or [0.0]), np.array([d for _s, d in x] or [-1.0]))
+            for x in (knn or [])]
+    best = None
+    for t, m in grid:
+        fires = (np.array([bool(((s >= t) & (d >= m)).any()) for s, d in sims]) if knn
+                 else np.zeros(len(urgent), bool))
+        if fires[~urgent].mean() > max_false_alarms:
+            continue
+        choice = choose_threshold(urgent, rules | fires, scores, max_false_alarms)
+        if choice.get("over_budget"):
+            continue
+        key = (choice["recall"], -choice["false_alarm_rate"], t or 0, m or 0)
+        if best is None or key > best[0]:
+            best = (key, {"classifier": choice["threshold"], "knn_threshold": t,
+                          "knn_margin": m, **choice,
+                          "embedding_only_recall": float(fires[urgent].mean()),
+                          "embedding_only_false_alarm_rate": float(fires[~urgent].mean())})
+    if best is None:
+        raise TrainingDataError(f"the rules alone raise more than {max_false_alarms:.1%} "
+                                "false alarms on these texts: no threshold can meet the budget")
+    return best[1]
+
+
+def fit_final(sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
+              bank: list[Analysed], bank_labels: list[str], threshold: float,
+              knn: dict | None = None, **train_kw) -> RedFlagClassifier:
+    feats = [a.features for a in bank] + [a.features for s in sets.values() for a in s]
+    ys = list(bank_labels) + [y for s in sets for y in labels[s]]
+    return train(feats, ys, threshold=threshold, knn=knn, **train_kw)
+
+
+@dataclass
+class Trained:
+    model: RedFlagClassifier
+    choice: dict  # the operating point chosen out of author (learn.choose_operating_point)
+    out_of_author: dict[str, np.ndarray]  # per set: urgent scores from classifiers blind to it
+    analysed: dict[str, list[Analysed]]  # the sets as the rules read them (reused by ablations)
+    labels: dict[str, list[str]]
+    bank: list[Analysed]  # the exemplar bank, read the same way
+    bank_labels: list[str]
+
+
+def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
+                      knn: list[list[tuple[float, float]]] | None, max_false_alarms: float,
+                      progress: Callable[[str], None] = lambda _m: None,
+                      **train_kw) -> Trained:
+    """Out-of-author scores, the operating point chosen on them, and the classifier trained on
+    every set with it. ``knn``: per row of the sets in order, (similarity, margin) per flag."""
+    if len(sets) < 2:
+        raise TrainingDataError("need at least two sets (authors) to choose a threshold out of "
+                                f"author; found {sorted(sets)}")
+    progress("reading the texts with the rules")
+    analysed = {k: analyse_rows(ruleset, [r["text"] for r in v]) for k, v in sets.items()}
+    labels = {k: [label(r) for r in v] for k, v in sets.items()}
+    rows = bank_rows(ruleset)
+    bank, bank_labels = analyse_rows(ruleset, [r["text"] for r in rows]), [label(r) for r in rows]
+    oof = out_of_author_scores(analysed, labels, bank, bank_labels, progress, **train_kw)
+    urgent = np.array([y != NONE for k in sets for y in labels[k]])
+    rules = np.array([bool(a.rules) for k in sets for a in analysed[k]])
+    choice = choose_operating_point(urgent, rules, knn, np.concatenate(list(oof.values())),
+                                    max_false_alarms)
+    knn_point = ({"threshold": choice["knn_threshold"], "margin": choice["knn_margin"]}
+                 if knn else None)
+    progress("training on every set")
+    model = fit_final(analysed, labels, bank, bank_labels, choice["classifier"], knn_point,
+                      **train_kw)
+    model.params["max_false_alarms"] = max_false_alarms
+    model.params["sets"] = {k: len(v) for k, v in sets.items()}
+    return Trained(model, choice, oof, analysed, labels, bank, bank_labels)

@@ -1,0 +1,198 @@
+"""The learned red-flag detector: out-of-author threshold choice, sealed save/load, evidence in
+the engine's report, the training command, and the bundled classifier on texts no rule catches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from medai.cli import app
+from medai.core.registry import ModelLoadError
+from medai.triage.red_flags import build_engine, learn, load_rules
+from medai.triage.red_flags.classifier import RedFlagClassifier
+from medai.triage.red_flags.engine import CLASSIFIER_DIR, RedFlagEngine
+from medai.triage.red_flags.schema import DATA_DIR
+
+URGENT = {
+    "a": [("babam yere yığıldı gözlerini açmıyor", "altered_consciousness"),
+          ("annem kendinden geçti seslenince tepki yok", "altered_consciousness"),
+          ("oğlum deterjan içmiş ağzı yanıyor", "poisoning_overdose"),
+          ("kızım kutudaki bütün hapları yutmuş", "poisoning_overdose"),
+          ("dedemin dudakları morardı hırıltıyla soluyor", "respiratory_distress"),
+          ("eşim lokma kaçırdı boğuluyor", "respiratory_distress")],
+    "b": [("teyzem bayılıp kaldı uyandıramıyoruz", "altered_consciousness"),
+          ("babaannem yerde yatıyor cevap vermiyor", "altered_consciousness"),
+          ("çocuk çamaşır suyunu içti kusuyor", "poisoning_overdose"),
+          ("yeğenim ilaç kutusunu boşaltmış hepsini içmiş", "poisoning_overdose"),
+          ("amcamın yüzü mosmor nefes alamıyor", "respiratory_distress"),
+          ("kızım boğazına şeker kaçtı soluk alamıyor", "respiratory_distress")],
+}
+ORDINARY = {
+    "a": ["yüzümde sivilceler var krem önerir misiniz", "dizim merdivende ağrıyor",
+          "saçlarım dökülüyor vitamin almalı mıyım", "kulağım kaşınıyor",
+          "göğüs ağrım yok sadece öksürüğüm var", "sırtımda ben var kontrol ettirmeli miyim"],
+    "b": ["ayağımda mantar var ne sürmeliyim", "boynum tutuldu yastık önerir misiniz",
+          "gözlerim kuruyor damla kullanabilir miyim", "midem yanıyor yemekten sonra",
+          "nefes darlığım yok ama horluyorum", "tırnaklarım kırılıyor"],
+}
+
+
+def write_sets(folder: Path, sets=("a", "b")) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in sets:
+        with (folder / f"{s}_urgent.jsonl").open("w", encoding="utf-8") as fh:
+            for i, (text, flag) in enumerate(URGENT[s]):
+                fh.write(json.dumps({"id": f"{s}-u-{i}", "text": text, "urgent": True,
+                                     "presentation": flag}, ensure_ascii=False) + "\n")
+        with (folder / f"{s}_ordinary.jsonl").open("w", encoding="utf-8") as fh:
+            for i, text in enumerate(ORDINARY[s]):
+                fh.write(json.dumps({"id": f"{s}-o-{i}", "text": text, "urgent": False,
+                                     "presentation": None}, ensure_ascii=False) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, learn.Trained]:
+    folder = write_sets(tmp_path_factory.mktemp("sets"))
+    trained = learn.train_with_choice(load_rules(), learn.read_sets(folder), None, 0.2)
+    return folder, trained
+
+
+def test_threshold_is_chosen_out_of_author(tiny):
+    _folder, trained = tiny
+    # every set was scored by a classifier that never saw it: one score per row, each set
+    assert {k: len(v) for k, v in trained.out_of_author.items()} == {"a": 12, "b": 12}
+    c = trained.choice
+    assert c["false_alarm_rate"] <= 0.2 and trained.model.threshold == c["classifier"]
+    assert trained.model.labels[0] == "none" and "poisoning_overdose" in trained.model.labels
+
+
+def test_save_load_round_trip_and_seal(tiny, tmp_path):
+    _folder, trained = tiny
+    out = tmp_path / "clf"
+    trained.model.save(out, {"name": "tiny"})
+    loaded = RedFlagClassifier.load(out)
+    texts = ["kızım bütün hapları içmiş", "dizim ağrıyor", ""]
+    feats = [a.features for a in learn.analyse_rows(load_rules(), texts)]
+    assert np.allclose(loaded.probabilities(feats), trained.model.probabilities(feats), atol=1e-6)
+    assert loaded.threshold == trained.model.threshold and loaded.labels == trained.model.labels
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="differ"):
+        RedFlagClassifier.load(out)
+
+
+def test_engine_names_the_classifier_and_its_evidence(tiny):
+    _folder, trained = tiny
+    model = trained.model
+    model_low = RedFlagClassifier(model.labels, model.vectorizers, model.coef, model.intercept,
+                                  0.05, model.params)
+    engine = RedFlagEngine(load_rules(), classifier=model_low)
+    text = "Dün akşamdan beri kızım bütün hapları yutmuş olabilir"
+    report = engine.check(text)
+    assert "classifier" in engine.detectors
+    fired = [f for f in report.flags if "classifier" in f.detectors]
+    assert fired, report.to_dict()
+    ev = next(e for e in fired[0].evidence if e.detector == "classifier")
+    assert ev.score >= 0.05 and ev.text
+    assert all(part in text for part in ev.text.split(" … "))
+
+
+def test_read_sets_refuses_bad_rows(tmp_path):
+    write_sets(tmp_path)
+    (tmp_path / "c_urgent.jsonl").write_text('{"text": "ateşim var", "urgent": true}\n')
+    with pytest.raises(learn.TrainingDataError, match="presentation"):
+        learn.read_sets(tmp_path)
+    (tmp_path / "c_urgent.jsonl").write_text('{"text": "x", "urgent": false}\n')
+    with pytest.raises(learn.TrainingDataError, match="disagrees"):
+        learn.read_sets(tmp_path)
+    (tmp_path / "c_urgent.jsonl").write_text("not json\n")
+    with pytest.raises(learn.TrainingDataError, match="not JSON"):
+        learn.read_sets(tmp_path)
+
+
+def test_training_command_writes_a_servable_classifier(tmp_path):
+    folder = write_sets(tmp_path / "sets")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name in ("concepts.yaml", "flags.yaml", "exemplars.yaml"):
+        shutil.copy(DATA_DIR / name, rules / name)
+    out = rules / CLASSIFIER_DIR
+    r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder), "--out",
+                                 str(out), "--no-embeddings", "--max-false-alarms", "0.2",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["sets"] == {"a": 12, "b": 12} and 0 < result["chosen"]["classifier"] < 1
+    engine = build_engine(rules, embeddings=False)  # the hospital's folder serves its own
+    assert engine.classifier is not None and engine.classifier.params["sets"] == {"a": 12,
+                                                                                  "b": 12}
+
+
+def test_training_command_needs_two_authors(tmp_path):
+    folder = write_sets(tmp_path / "sets", sets=("a",))
+    r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder), "--out",
+                                 str(tmp_path / "clf"), "--no-embeddings", "--json"])
+    assert r.exit_code != 0 and "at least two sets" in r.output
+
+
+BUNDLED_URGENT = [
+    ("annemin dudakları mosmor oldu, konuşurken kelimeleri yutuyor, nefesi yetmiyor",
+     "respiratory_distress"),
+    ("kocam elinde bıçakla komşuyu bitireceğini söyleyip çıktı", "harm_to_others"),
+    ("dedem az önce kendini kaybetti, sarsıyoruz ama gözlerini açmıyor",
+     "altered_consciousness"),
+    ("kızım kapıyı kilitledi, veda mektubu yazmış, hap kutuları boş", "suicidal"),
+    ("bebeğim 6 haftalık, sabahtan beri emmiyor, çok uykulu ve ateşi var", "infant_child"),
+    ("hamileyim 8 aylık, bebek bugün hiç kıpırdamadı", "pregnancy_emergency"),
+    ("oğlumun gözüne kireç kaçtı, açamıyor", "eye_emergency"),
+    ("babam merdivenden kafa üstü düştü, iki kere kustu, uyuklayıp duruyor", "head_injury"),
+    ("amcamın sol tarafı tutmuyor, ağzı yamuldu", "stroke"),
+]
+BUNDLED_ORDINARY = [
+    "göğüs ağrım yok, sadece sırtımda kas ağrısı var",
+    "3 yıl önce kalp krizi geçirdim, şimdi kontrollerim normal, spor yapabilir miyim",
+    "inme belirtileri nelerdir, annem için merak ediyorum",
+    "ateşi yok, ensesi sert değil, sadece burnu akıyor",
+    "10 yıldır astımım var, spreyimi düzenli kullanıyorum, reçete yenilemek istiyorum",
+    "çocukken bir kere havale geçirmişim, ehliyet alabilir miyim",
+]
+
+
+@pytest.fixture(scope="module")
+def bundled_engine():
+    engine = build_engine(embeddings=False)
+    assert engine.classifier is not None, "the bundled classifier is missing"
+    return engine
+
+
+@pytest.mark.parametrize("text,flag", BUNDLED_URGENT)
+def test_bundled_classifier_names_the_presentation(bundled_engine, text, flag):
+    """Sentences written for this test (in no training set): the classifier on its own raises
+    the presentation's flag."""
+    flags = {f.id: f for f in bundled_engine.check(text).flags}
+    assert flag in flags and "classifier" in flags[flag].detectors, flags
+    ev = next(e for e in flags[flag].evidence if e.detector == "classifier")
+    assert ev.score >= bundled_engine.classifier.threshold
+
+
+@pytest.mark.parametrize("text", BUNDLED_ORDINARY)
+def test_bundled_classifier_stays_quiet_on_denied_past_and_worried(bundled_engine, text):
+    assert bundled_engine.check(text).flags == []
+
+
+def test_bundled_classifier_is_sealed_and_carries_its_operating_point(bundled_engine):
+    model = RedFlagClassifier.load(DATA_DIR / CLASSIFIER_DIR)  # checks the content hash
+    # every report names the exact classifier that judged it
+    named = bundled_engine.check("dizim ağrıyor").classifier
+    assert named == model.identity and named["content_hash"].startswith("sha256:")
+    assert 0 < model.threshold < 1 and set(model.knn) == {"threshold", "margin"}
+    assert len(model.params["sets"]) >= 2 and not any(s.startswith("test")
+                                                      for s in model.params["sets"])
