@@ -73,6 +73,44 @@ def test_ordinary_complaints_do_not_fire(rules_engine, text):
 
 
 @pytest.mark.parametrize("text", [
+    "3 gündür başım ağrıyor ama hayatımın en kötüsü değil, aniden de başlamadı",  # denied degree
+    "internette kalp krizinin çeneye vurabileceğini okudum, çenem diş sıkmaktan ağrıyor",
+    "bebeğim beşikte boğulur mu diye korkuyorum",  # an aorist asked with "mi"
+    "oğlum 3 yaşında, ateşlenince havale geçirecek diye çok korkuyorum",  # a feared future
+    "epilepsi nöbeti geçiren birine ne yapılır",  # an impersonal question about anyone
+    "göğsümde ağrı yok, sadece sol kolumda kas ağrısı var",  # the chest is denied with the pain
+    "arı soktu, kolum şişti ama dudak dil şişmedi",  # body parts before a denied sign
+    "babam kan kusmuyor, sadece midesi şişiyor",
+    "3 yaşındaki kızım öfke nöbetleri geçiriyor, yere atıp bağırıyor",  # a tantrum
+    "ilacın prospektüsünde intihar düşüncesi yan etkisi yazıyor",
+])
+def test_topics_fears_and_denied_body_parts_do_not_fire(rules_engine, text):
+    assert rules_engine.check(text).flags == [], [f.id for f in rules_engine.check(text).flags]
+
+
+@pytest.mark.parametrize("text,flag", [
+    ("babam annemi dövüyor öldürecek diye korkuyoruz şu an", "harm_to_others"),  # fear of now
+    ("şu an oğlum nöbet geçiriyor ne yapılır", "seizure"),  # no generic person: a plea
+    ("babam bayıldı ne yapılmalı", "altered_consciousness"),
+    ("göğsümde yanma değil sanki ezilme gibi bir ağrı var, boynuma çıkıyor", "acute_coronary"),
+    ("sol eli buz gibi ve hissetmiyor, ağzı kaydı", "stroke"),  # "hissetmiyor" is the sign
+    ("babam kan kusmuş, şimdi çok halsiz", "heavy_bleeding"),
+    ("hayatımın en kötü baş ağrısı birden başladı", "thunderclap_headache"),
+    ("oğlum 5 dakikadır nöbet geçiriyor", "seizure"),
+])
+def test_near_misses_of_those_patterns_still_fire(rules_engine, text, flag):
+    assert flag in {f.id for f in rules_engine.check(text).flags}
+
+
+def test_a_noun_ending_in_ti_does_not_stop_a_denial():
+    """"bulantı" is not a past-tense verb (-tı follows only voiceless consonants)."""
+    from medai.triage.red_flags.rules import negated_tokens
+    from medai.triage.red_flags.tokens import tokenize
+
+    assert negated_tokens(tokenize("bulantı kusma yok"), set()) >= {0, 1}
+
+
+@pytest.mark.parametrize("text", [
     "çocuğa deterjan değerse ilk ne yapılır",  # an aorist conditional: "if it ever happens"
     "nöbet ile bayılma arasındaki fark nedir",  # asking about the signs
     "antidepresanların intihar düşüncesi yaptığını okudum, bende öyle bir şey yok",

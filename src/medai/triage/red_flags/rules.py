@@ -31,8 +31,15 @@ ASKING_WORDS = frozenset({
 })
 """Words that make their clause a question about a sign, not a report of one ("bayılma ile sara
 nöbeti arasındaki fark nedir", "intihar düşüncesini artırdığını okudum")."""
+IMPERSONAL_QUESTIONS = frozenset({"yapilir", "anlasilir", "yaklasilir", "yaklasilmali",
+                                  "davranilir", "davranilmali", "yapilmali", "anlasilmali"})
+GENERIC_WORDS = ("nasil", "birine", "birisine", "kisiye", "kisilere", "insana", "insanlara")
+"""An impersonal passive question with a generic person or "how" asks what one does in general
+("nöbet geçiren birine ne yapılır", "havale nasıl anlaşılır"); without one it may be a plea
+about a person in front of the writer ("babam bayıldı ne yapılmalı"), which still fires."""
 ABOUT_WORDS = frozenset({"belirtisi", "belirtileri", "belirtilerini", "belirtilerinden",
-                         "belirtisimi", "tehlikesi", "tehlikesine", "riski", "riskini"})
+                         "belirtisimi", "tehlikesi", "tehlikesine", "riski", "riskini",
+                         "etkisi", "etkileri"})
 """"zehirlenme belirtisi mi", "boğulma tehlikesi olan yiyecekler": the sign is the topic, unless
 the next word says it is present ("kalp krizi belirtileri var", "… belirtisi gösteriyor")."""
 _ABOUT_PRESENT = ("var", "goster", "basl", "oldu", "yasi", "hissed", "hisset")
@@ -52,8 +59,10 @@ _EVENT_DENIAL_ROOTS = ("deg", "kac", "sicra", "carp")
 _EVENT_DENIED = re.compile(r"m[ae]d[iu]")
 """Events denied in the past tense ("gözüme kimyasal kaçmadı", "değmedi"); their present tense
 is often the sign ("çenesi göğsüne değmiyor")."""
-_FINITE_VERB = re.compile(r"(?:yor|yorum|yoruz|yorsun|yorlar|di|du|dim|dum|dik|duk|ti|tu|tim"
-                          r"|tum|mis|mus|misim|acak|ecek|ecegim|acagim)$")
+_FINITE_VERB = re.compile(r"(?:yor|yorum|yoruz|yorsun|yorlar|di|du|dim|dum|dik|duk|mis|mus"
+                          r"|misim|acak|ecek|ecegim|acagim|(?<=[pctkfhs])(?:ti|tu|tim|tum))$")
+"""A finite verb ends a negation's reach. The past tense is -tı only after a voiceless consonant:
+"bulantı", "çarpıntı", "hırıltı" are nouns ("bulantı kusma yok" denies both)."""
 _PRESENT_VERB = re.compile(r"yor(?:um|uz|sun|sunuz|lar|mus)?$")
 _NO_GAP = NEGATORS | NEGATION_BLOCKERS | ASKING_WORDS
 _PAST_UNITS = {"yil", "yillar", "sene", "seneler", "ay", "aylar", "yilda", "senede"}
@@ -156,6 +165,11 @@ class ConceptMatcher:
                         if _negated_suffix(tokens[last], pattern)}
         negated = (negated_tokens(tokens, covered - self_negated) if self.negation
                    else set())
+        topical = topic_tokens(tokens, covered) if self.negation else set()
+        topical |= asked_tokens(tokens) if self.negation else set()
+        denied_degree = _denied_degree(tokens) if self.negation else set()
+        sites = (_denied_sites(raw, tokens, negation_walks(tokens, covered - self_negated))
+                 if self.negation else set())
         spans = defaultdict(list)
         for (cid, i), (_, last, _) in raw.items():
             spans[cid].append((i, last))
@@ -171,30 +185,119 @@ class ConceptMatcher:
             if concept.negatable and self.negation and (
                     last in negated or _negated_suffix(tokens[last], pattern)):
                 continue
+            if last in topical or (concept.kind in _DEGREE_KINDS and last in denied_degree):
+                continue  # every kind: "kalp krizinin çeneye vurduğunu okudum", "ani değil"
+            if last in sites and (concept.kind == "body_part" or concept.negatable):
+                continue
             hits.append(Hit(cid, i, last, times[last], concept.kind))
         return sorted(hits, key=lambda h: (h.first, h.concept))
 
 
+_STEM_M_TAIL = re.compile(r"m[ae]$")
+
+
 def _negated_suffix(token: Token, pattern: TokenPattern) -> bool:
     rest = token.form[len(pattern.stem):] if pattern.mode != "exact" else ""
-    if rest and pattern.stem.endswith(("ma", "me")):
-        rest = pattern.stem[-2:] + rest  # "kan kusma*" on "kusmadım": -ma- is the negation
+    tail = _STEM_M_TAIL.search(pattern.stem)
+    if rest and tail:  # "kan kusma*" on "kusmadım": -ma- is the negation
+        rest = tail.group() + rest
     return bool(rest) and negated_rest(rest)
 
 
-def negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
-    """Tokens a negator reaches: walking back from "yok", "değil" or a negated verb that is not
-    itself a concept ("kullanmıyorum"), up to a finite verb, a contrast word or 6 tokens."""
+_DEGREE_KINDS = ("onset", "severity")
+_ABSENT = frozenset({"yok", "yoktu", "yoktur", "yokdu", "yokmus", "olmadi", "olmuyor",
+                     "olmamis", "olmamistir", "gorulmedi", "gozlenmedi"})
+"""Words that say a sign is absent. Not "değil" ("göğsümde yanma değil, ezilme var" keeps the
+chest) nor a verb of feeling ("sol elimi hissetmiyorum" is the sign)."""
+_AND_WORDS = frozenset({"ve", "ya", "da", "de", "veya", "yada", "ile"})
+_DEGIL = ("degil",)
+
+
+_NOT_STARTED = re.compile(r"^(?:basla|gel)m[ae](?:d|y|z|m[iu]s)")
+"""Not "olmadı": "hiç böyle olmadı" says the pain is new."""
+
+
+def _denied_degree(tokens: list[Token]) -> set[int]:
+    """The two tokens before "değil" or "başlamadı"/"olmadı": an onset or severity word there is
+    denied ("ani değil", "hayatımın en kötüsü değil", "ani başlamadı"), whatever the concept's
+    ``negatable``."""
+    return {k for j, t in enumerate(tokens)
+            if t.form.startswith(_DEGIL) or _NOT_STARTED.match(t.form)
+            for k in (j - 1, j - 2) if k >= 0 and tokens[k].clause == t.clause}
+
+
+_AORIST = re.compile(r"(?<!yo)(?<!bil)(?<!m[ae]z)[aeiu]r$")
+_LIGHT_VERBS = ("ol", "gecir", "ver", "yap", "gir", "at", "kal", "cik")
+_QUESTION = frozenset({"mi", "mu"})
+
+
+_FUTURE = re.compile(r"(?:acak|ecek)$")
+_FEAR = ("kork", "endise", "kayg", "kuruntu", "tedirgin", "evham")
+
+
+def asked_tokens(tokens: list[Token]) -> set[int]:
+    """A sign asked about or feared as a possibility: the aorist verb before "mi" ("havale
+    geçirir mi", "boğulur mu", "kanama olur mu diye korkuyorum") or a future verb feared
+    ("havale geçirecek diye korkuyorum"), and the word before it when the verb is light."""
+    out: set[int] = set()
+    for j in range(1, len(tokens)):
+        feared = (tokens[j].form == "diye" and _FUTURE.search(tokens[j - 1].form) and any(
+            t.form.startswith(_FEAR) for t in tokens[j + 1:j + 4]) and not _now(tokens, j))
+        if feared or (tokens[j].form in _QUESTION and _AORIST.search(tokens[j - 1].form)):
+            out.add(j - 1)
+            if j >= 2 and tokens[j - 1].form.startswith(_LIGHT_VERBS):
+                out.add(j - 2)
+    return out
+
+
+def _now(tokens: list[Token], j: int) -> bool:
+    """Something happens now in the sentence of token ``j`` besides the fear itself ("babam
+    annemi dövüyor, öldürecek diye korkuyoruz"): a now-word or a present verb before ``j``."""
+    sentence = [(k, t) for k, t in enumerate(tokens) if t.sentence == tokens[j].sentence]
+    return any(t.form in _PRESENT_WORDS or (k < j and _PRESENT_VERB.search(t.form)
+                                            and not t.form.startswith(_FEAR))
+               for k, t in sentence)
+
+
+def topic_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
+    """Clauses that ask about a sign or read about it rather than report it: the tokens before an
+    asking word ("… okudum", "… nedir") or a non-concept "if it ever" verb, in its clause."""
     out: set[int] = set()
     for j, tok in enumerate(tokens):
+        if tok.form in ASKING_WORDS or (j not in covered and IF_EVER.search(tok.form[2:])) or (
+                tok.form in IMPERSONAL_QUESTIONS and _generic_clause(tokens, j)):
+            out |= {k for k in range(j) if tokens[k].clause == tok.clause}
+    return out
+
+
+def _generic_clause(tokens: list[Token], j: int) -> bool:
+    return any(t.form in GENERIC_WORDS for t in tokens[:j] if t.clause == tokens[j].clause)
+
+
+def negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
+    """Tokens a negator reaches (``negation_walks``) and the topic clauses (``topic_tokens``)."""
+    out: set[int] = topic_tokens(tokens, covered)
+    for _, reached in negation_walks(tokens, covered):
+        out |= reached
+    return out
+
+
+def negation_walks(tokens: list[Token], covered: set[int]) -> list[tuple[int, set[int]]]:
+    """Per negator, the tokens it reaches: walking back from "yok", "değil" or a negated verb
+    that is not itself a concept ("kullanmıyorum"), up to a finite verb, a contrast word or 6
+    tokens."""
+    walks = []
+    for j, tok in enumerate(tokens):
         if tok.form in ASKING_WORDS or (j not in covered and IF_EVER.search(tok.form[2:])):
-            out |= {k for k in range(j) if tokens[k].clause == tok.clause}  # the whole clause
-            continue
+            continue  # topic_tokens has the clause
         about = tok.form in ABOUT_WORDS and not (
-            j + 1 < len(tokens) and tokens[j + 1].form.startswith(_ABOUT_PRESENT))
+            j + 1 < len(tokens) and tokens[j + 1].form.startswith(_ABOUT_PRESENT)
+            and not tokens[j + 1].form.endswith(("mi", "mu"))  # "riski var mı" asks
+            and (j + 2 >= len(tokens) or tokens[j + 2].form not in _QUESTION))
         if not (about or tok.form in NEGATORS
                 or (j not in covered and _generic_negator(tok.form))):
             continue
+        reached: set[int] = set()
         for k in range(j - 1, max(-1, j - 1 - NEGATION_REACH), -1):
             f = tokens[k].form
             if tokens[k].sentence != tok.sentence or f in NEGATION_BLOCKERS:
@@ -202,9 +305,37 @@ def negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
             finite = _FINITE_VERB.search(f) and not _NEGATED_VERB.search(f[2:])
             if finite and k < j - 1:  # a verb right before the negator is what it denies
                 break
-            out.add(k)
+            reached.add(k)
             if finite:
                 break
+        walks.append((j, reached))
+    return walks
+
+
+def _denied_sites(raw, tokens: list[Token], walks) -> set[int]:
+    """Words denied with a sign: those inside a sign whose own suffix negates it ("kan
+    tükürmedim"), and the body parts just before a denied sign, whether its suffix denies it
+    ("göğsüm sıkışmıyor", "dudak dil şişmedi") or a "yok" or negated verb right after it does
+    ("göğsümde ağrı yok"; ``_ABSENT``)."""
+    parts = {lk for (_, _), (c, lk, _) in raw.items() if c.kind == "body_part"}
+    out: set[int] = set()
+    denied = []
+    for (_, i), (concept, last, pattern) in raw.items():
+        if not concept.negatable:
+            continue
+        if _negated_suffix(tokens[last], pattern):
+            if last > i:  # the words before its last ("kan" of "kan tükürmedim")
+                out |= set(range(i, last))
+            denied.append(i)
+        elif any(last in reached and j - last <= 2 and tokens[j].form in _ABSENT
+                 for j, reached in walks):
+            denied.append(i)
+    for i in denied:
+        k = i - 1
+        while k >= 0 and tokens[k].clause == tokens[i].clause and (
+                k in parts or tokens[k].form in _AND_WORDS):
+            out.add(k)
+            k -= 1
     return out
 
 
