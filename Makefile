@@ -112,9 +112,11 @@ benchmark-red-flags: install
 	    --complaints ../shared/data/triage/complaints.csv --ablations
 
 # The bundled red-flag classifier: trained on the dev sets only, threshold chosen out of author.
+# Budget 4 %, not 5 %: on new authors false alarms ran up to 0.8 points above the out-of-author
+# estimate (docs/benchmarks/red_flags.md), so the 5 % target keeps a one-point margin.
 train-red-flag-classifier: install
 	$(BIN)/medai triage train-red-flags --data benchmarks/data/red_flags --sets dev \
-	    --out src/medai/triage/red_flags/data/classifier --max-false-alarms 0.05 \
+	    --out src/medai/triage/red_flags/data/classifier --max-false-alarms 0.04 \
 	    --name red-flag-classifier --json
 
 # Out-of-scope gate of the served triage model vs no gate vs a higher abstain threshold.
