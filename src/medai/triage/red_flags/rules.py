@@ -163,13 +163,13 @@ class ConceptMatcher:
         covered = {j for (_, i), (_, last, _) in raw.items() for j in range(i, last + 1)}
         self_negated = {last for (_, last, pattern) in raw.values()
                         if _negated_suffix(tokens[last], pattern)}
-        negated = (negated_tokens(tokens, covered - self_negated) if self.negation
-                   else set())
-        topical = topic_tokens(tokens, covered) if self.negation else set()
-        topical |= asked_tokens(tokens) if self.negation else set()
-        denied_degree = _denied_degree(tokens) if self.negation else set()
-        sites = (_denied_sites(raw, tokens, negation_walks(tokens, covered - self_negated))
-                 if self.negation else set())
+        negated, topical, denied_degree, sites = set(), set(), set(), set()
+        if self.negation:
+            walks = negation_walks(tokens, covered - self_negated)  # once: two readers use it
+            negated = negated_tokens(tokens, covered - self_negated, walks)
+            topical = topic_tokens(tokens, covered) | asked_tokens(tokens)
+            denied_degree = _denied_degree(tokens)
+            sites = _denied_sites(raw, tokens, walks)
         spans = defaultdict(list)
         for (cid, i), (_, last, _) in raw.items():
             spans[cid].append((i, last))
@@ -193,14 +193,10 @@ class ConceptMatcher:
         return sorted(hits, key=lambda h: (h.first, h.concept))
 
 
-_STEM_M_TAIL = re.compile(r"m[ae]$")
-
-
 def _negated_suffix(token: Token, pattern: TokenPattern) -> bool:
     rest = token.form[len(pattern.stem):] if pattern.mode != "exact" else ""
-    tail = _STEM_M_TAIL.search(pattern.stem)
-    if rest and tail:  # "kan kusma*" on "kusmadım": -ma- is the negation
-        rest = tail.group() + rest
+    if rest and pattern.stem.endswith(("ma", "me")):
+        rest = pattern.stem[-2:] + rest  # "kan kusma*" on "kusmadım": -ma- is the negation
     return bool(rest) and negated_rest(rest)
 
 
@@ -274,10 +270,12 @@ def _generic_clause(tokens: list[Token], j: int) -> bool:
     return any(t.form in GENERIC_WORDS for t in tokens[:j] if t.clause == tokens[j].clause)
 
 
-def negated_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
-    """Tokens a negator reaches (``negation_walks``) and the topic clauses (``topic_tokens``)."""
+def negated_tokens(tokens: list[Token], covered: set[int],
+                   walks: list[tuple[int, set[int]]] | None = None) -> set[int]:
+    """Tokens a negator reaches (``negation_walks``, unless the caller has them) and the topic
+    clauses (``topic_tokens``)."""
     out: set[int] = topic_tokens(tokens, covered)
-    for _, reached in negation_walks(tokens, covered):
+    for _, reached in negation_walks(tokens, covered) if walks is None else walks:
         out |= reached
     return out
 
@@ -317,7 +315,7 @@ def _denied_sites(raw, tokens: list[Token], walks) -> set[int]:
     tükürmedim"), and the body parts just before a denied sign, whether its suffix denies it
     ("göğsüm sıkışmıyor", "dudak dil şişmedi") or a "yok" or negated verb right after it does
     ("göğsümde ağrı yok"; ``_ABSENT``)."""
-    parts = {lk for (_, _), (c, lk, _) in raw.items() if c.kind == "body_part"}
+    parts = {last for c, last, _ in raw.values() if c.kind == "body_part"}
     out: set[int] = set()
     denied = []
     for (_, i), (concept, last, pattern) in raw.items():
