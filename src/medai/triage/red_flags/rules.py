@@ -32,7 +32,8 @@ ASKING_WORDS = frozenset({
 """Words that make their clause a question about a sign, not a report of one ("bayılma ile sara
 nöbeti arasındaki fark nedir", "intihar düşüncesini artırdığını okudum")."""
 IMPERSONAL_QUESTIONS = frozenset({"yapilir", "anlasilir", "yaklasilir", "yaklasilmali",
-                                  "davranilir", "davranilmali", "yapilmali", "anlasilmali"})
+                                  "davranilir", "davranilmali", "yapilmali", "anlasilmali",
+                                  "yapiliyor", "anlasiliyor", "yapilmalidir"})
 GENERIC_WORDS = ("nasil", "birine", "birisine", "kisiye", "kisilere", "insana", "insanlara")
 """An impersonal passive question with a generic person or "how" asks what one does in general
 ("nöbet geçiren birine ne yapılır", "havale nasıl anlaşılır"); without one it may be a plea
@@ -78,6 +79,9 @@ _PLUPERFECT = re.compile(r"(?<!m[ae])m[iu]st[iu](?:m|k|n|niz|lar)?$|d[iu]yd[iu]"
 """Pluperfect ("geçirmiştim"): narrative past. Not its negative ("hiç böyle olmamıştı"), which
 patients use to say that something is new."""
 _YEAR = re.compile(r"(?:19[5-9]\d|20[0-2]\d)$")
+_LONG_FOR = frozenset({"aydir", "yildir", "senedir", "aylardir", "yillardir", "senelerdir"})
+"""A clause that has gone on for months or years ("1 aydır kekeliyor", "5 yıldır bel fıtığım
+var") tells of a chronic state, not of something new."""
 _PRESENT_WORDS = {"simdi", "suan", "hala", "halen", "bugun", "demin", "yine", "tekrar",
                   "yeniden", "suanda", "dun", "bugunden", "hemen", "gece", "sabah"}
 
@@ -89,6 +93,7 @@ class Hit:
     last: int
     time: str  # "past" (distant, resolved) | "present" (a now-word or present tense) | "unclear"
     kind: str = "sign"  # the concept's kind: who/context/onset hits do not decide the timing
+    dated: bool = False  # past by a date ("3 ay önce", "çocukken"), not by a pluperfect alone
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,7 @@ class ConceptMatcher:
         if self.negation:
             walks = negation_walks(tokens, covered - self_negated)  # once: two readers use it
             negated = negated_tokens(tokens, covered - self_negated, walks)
-            topical = topic_tokens(tokens, covered) | asked_tokens(tokens)
+            topical = topic_tokens(tokens, covered) | asked_tokens(tokens) | hearsay_tokens(tokens)
             denied_degree = _denied_degree(tokens)
             sites = _denied_sites(raw, tokens, walks)
         spans = defaultdict(list)
@@ -177,6 +182,7 @@ class ConceptMatcher:
             times = ["unclear"] * len(tokens)
         elif times is None:
             times = token_times(tokens)
+        dated = token_times(tokens, pluperfect=False) if self.timing else times
         hits = []
         for (cid, i), (concept, last, pattern) in raw.items():
             if any(a <= i and last <= b
@@ -189,7 +195,7 @@ class ConceptMatcher:
                 continue  # every kind: "kalp krizinin çeneye vurduğunu okudum", "ani değil"
             if last in sites and (concept.kind == "body_part" or concept.negatable):
                 continue
-            hits.append(Hit(cid, i, last, times[last], concept.kind))
+            hits.append(Hit(cid, i, last, times[last], concept.kind, dated[last] == "past"))
         return sorted(hits, key=lambda h: (h.first, h.concept))
 
 
@@ -243,6 +249,10 @@ def asked_tokens(tokens: list[Token]) -> set[int]:
             out.add(j - 1)
             if j >= 2 and tokens[j - 1].form.startswith(_LIGHT_VERBS):
                 out.add(j - 2)
+        if IF_EVER.search(tokens[j].form[2:]):  # "gözüme kimyasal sıçrarsa ne yapmalıyım"
+            out.add(j)
+            if tokens[j].form.startswith(_LIGHT_VERBS):
+                out.add(j - 1)
     return out
 
 
@@ -260,9 +270,43 @@ def topic_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
     asking word ("… okudum", "… nedir") or a non-concept "if it ever" verb, in its clause."""
     out: set[int] = set()
     for j, tok in enumerate(tokens):
-        if tok.form in ASKING_WORDS or (j not in covered and IF_EVER.search(tok.form[2:])) or (
+        if tok.form in ASKING_WORDS or IF_EVER.search(tok.form[2:]) or (
                 tok.form in IMPERSONAL_QUESTIONS and _generic_clause(tokens, j)):
             out |= {k for k in range(j) if tokens[k].clause == tok.clause}
+    return out
+
+
+_OTHERS = ("arkadas", "komsu", "tanidi", "akrabam", "meslektas")
+_SELF_WORDS = frozenset({"bende", "bizde", "benim", "bizim", "kendimde", "kendisinde",
+                         "kizimda", "oglumda", "cocugumda", "bebegimde", "kizimin", "oglumun",
+                         "sikayetim", "sikayetimiz", "riskim", "riskimiz"})
+_SELF_DENIED = NEGATORS | {"olmadigini", "olmadigi", "riskim", "riskimiz", "risk", "riski",
+                           "iyi", "saglikli"}
+_REPORTED = re.compile(r"(?:d[iu]|t[iu]|m[iu]s|m[iu]st[iu])(?:lar)?$")
+
+
+def hearsay_tokens(tokens: list[Token]) -> set[int]:
+    """Clauses telling what happened to a friend or a neighbour ("arkadaşı intihar girişiminde
+    bulunmuş", "iş arkadaşım kalp krizi geçirdi") when a later clause says the writer's own
+    person is fine or asks about their own risk ("bende bir şey yok", "kızımda böyle bir
+    düşünce yok", "riskim var mı"): the worry is about the writer, the event is someone else's
+    past. A friend's emergency told in the present ("arkadaşım yere yığıldı, uyanmıyor") or
+    with no such sentence still fires."""
+    fine_from = next((k for k, t in enumerate(tokens) if t.form in _SELF_WORDS and any(
+        u.form in _SELF_DENIED for u in tokens[k:] if u.sentence == t.sentence)), None)
+    if fine_from is None:
+        return set()
+    clauses = defaultdict(list)
+    for k, t in enumerate(tokens[:fine_from]):
+        clauses[t.clause].append(k)
+    clauses.pop(tokens[fine_from].clause, None)
+    out: set[int] = set()
+    for ks in clauses.values():
+        forms = [tokens[k].form for k in ks]
+        if (any(f.startswith(_OTHERS) for f in forms)
+                and any(_REPORTED.search(f) for f in forms)
+                and not any(f in _PRESENT_WORDS or _PRESENT_VERB.search(f) for f in forms)):
+            out |= set(ks)
     return out
 
 
@@ -286,7 +330,7 @@ def negation_walks(tokens: list[Token], covered: set[int]) -> list[tuple[int, se
     tokens."""
     walks = []
     for j, tok in enumerate(tokens):
-        if tok.form in ASKING_WORDS or (j not in covered and IF_EVER.search(tok.form[2:])):
+        if tok.form in ASKING_WORDS or IF_EVER.search(tok.form[2:]):
             continue  # topic_tokens has the clause
         about = tok.form in ABOUT_WORDS and not (
             j + 1 < len(tokens) and tokens[j + 1].form.startswith(_ABOUT_PRESENT)
@@ -351,7 +395,7 @@ def _generic_negator(form: str) -> bool:
             and form.startswith(_DENIAL_ROOTS) and not form.startswith(_PERSIST_ROOTS))
 
 
-def token_times(tokens: list[Token]) -> list[str]:
+def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
     """Per token: "past" in a clause set in the distant past ("3 yıl önce", "çocukken", "bir
     ara", "2015'te", a pluperfect verb "geçirmiştim") and in the clauses after it in the same
     sentence, until a word or tense brings it back to now; "present" in a clause with such a word
@@ -360,7 +404,7 @@ def token_times(tokens: list[Token]) -> list[str]:
     for i, tok in enumerate(tokens):
         f = tok.form
         nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
-        if (f in _PAST_WORDS or _PLUPERFECT.search(f) or (_YEAR.fullmatch(f) and i + 1 < len(
+        if (f in _PAST_WORDS or f in _LONG_FOR or (pluperfect and _PLUPERFECT.search(f)) or (_YEAR.fullmatch(f) and i + 1 < len(
                 tokens)) or (f in _PAST_UNITS and any(t.form in _PAST_AFTER
                                                        for t in tokens[i + 1:i + 3]))
                 or (f == "gecen" and nxt[:3] in {"yil", "sen", "ay", "ayl", "yaz", "kis",
@@ -393,7 +437,10 @@ def evaluate(ruleset: RuleSet, tokens: list[Token], hits: list[Hit]) -> list[Rul
     for flag in ruleset.flags:
         best: RuleMatch | None = None
         for r, rule in enumerate(flag.rules):
-            options = [[h for c in group for h in by_concept.get(c, ())] for group in rule.groups]
+            inside = [(h.first, h.last) for c in rule.not_inside for h in by_concept.get(c, ())]
+            options = [[h for c in group for h in by_concept.get(c, ())
+                        if not any(a <= h.first and h.last <= b for a, b in inside)]
+                       for group in rule.groups]
             if not all(options):
                 continue
             blockers = [h for c in rule.unless for h in by_concept.get(c, ())]
@@ -410,12 +457,14 @@ def evaluate(ruleset: RuleSet, tokens: list[Token], hits: list[Hit]) -> list[Rul
     return out
 
 
-_CONTEXT_KINDS = {"person", "context", "onset", "time", "severity"}
+_CONTEXT_KINDS = {"person", "context", "onset", "time", "severity", "substance", "body_part"}
 
 
 def _is_past(hits) -> bool:
     """Past when a hit sits in the distant past and none is brought back to now."""
     signs = [h for h in hits if h.kind not in _CONTEXT_KINDS] or list(hits)
+    if any(h.kind == "event" and h.dated for h in hits):
+        return True
     return any(h.time == "past" for h in signs) and not any(h.time == "present" for h in signs)
 
 

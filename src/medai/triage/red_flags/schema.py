@@ -50,6 +50,7 @@ class Rule:
     window: int  # tokens from the first to the last hit
     scope: str  # "sentence" | "text"
     unless: tuple[str, ...] = ()  # concepts that cancel the rule within its window
+    not_inside: tuple[str, ...] = ()  # a hit inside one of these concepts' spans does not count
 
 
 @dataclass(frozen=True)
@@ -164,19 +165,26 @@ def _rule(path: Path, where: str, spec: object, concepts: dict[str, Concept]) ->
     window = spec.get("window", 12)
     if not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
         raise _fail(path, where, f"window must be an integer 1..{MAX_WINDOW}, got {window!r}")
-    unless = spec.get("unless", [])
-    unless = tuple(unless) if isinstance(unless, list) else (unless,)
-    for cid in unless:
-        if cid not in concepts:
-            raise _fail(path, where, f"unknown concept {cid!r} in unless")
-    unknown = set(spec) - {"all", "window", "scope", "unless", "note"}
+    unless, not_inside = (_concept_list(path, where, spec, key, concepts)
+                          for key in ("unless", "not_inside"))
+    unknown = set(spec) - {"all", "window", "scope", "unless", "not_inside", "note"}
     if unknown:
         raise _fail(path, where, f"unknown keys {sorted(unknown)}; valid: all, window, scope, "
-                                 "unless, note")
+                                 "unless, not_inside, note")
     scope = spec.get("scope", "sentence")
     if scope not in ("sentence", "text"):
         raise _fail(path, where, f"unknown scope {scope!r}; valid: sentence, text")
-    return Rule(tuple(groups), window, scope, unless)
+    return Rule(tuple(groups), window, scope, unless, not_inside)
+
+
+def _concept_list(path: Path, where: str, spec: dict, key: str,
+                  concepts: dict[str, Concept]) -> tuple[str, ...]:
+    value = spec.get(key, [])
+    value = tuple(value) if isinstance(value, list) else (value,)
+    for cid in value:
+        if cid not in concepts:
+            raise _fail(path, where, f"unknown concept {cid!r} in {key}")
+    return value
 
 
 def _flags(path: Path, concepts: dict[str, Concept]) -> tuple[Flag, ...]:
