@@ -102,6 +102,43 @@ def test_near_misses_of_those_patterns_still_fire(rules_engine, text, flag):
     assert flag in {f.id for f in rules_engine.check(text).flags}
 
 
+@pytest.mark.parametrize("text", [
+    # an event dated months ago sets its rule in the past, even with a present after-effect
+    "4 ay önce kafa travması geçirdim, hala ara ara hafif baş ağrısı oluyor ama azalıyor",
+    "3 ay önce trafik kazası geçirdim, şimdi derin nefes alınca hafif sızı var",
+    "geçen ay şekeri düştüğü için bayılmıştı, şimdi şekerleri 120-150 arası",  # a substance
+    "gözüme kimyasal sıçrarsa ne yapmalıyım, iş güvenliği sunumu hazırlıyorum",  # conditional
+    "hamileyken bebek hareketleri azalırsa ne zaman endişelenmeliyim",
+    "hamileyim 16 hafta, ara ara azıcık burun kanaması oluyor",  # not the womb
+    "2 yaşındaki kızım hiç sebze yemiyor sadece makarna",  # picky, not "not feeding"
+    "gözüme şampuan kaçtı, yıkadım, yanma geçti",
+    "çaydanlık devrildi elimin üstüne, avuç içi büyüklüğünde kızarıklık var",
+    "bebeğimin bir gözü sürekli sulanıyor çapak yapıyor",  # eye discharge, not welding slag
+    "bir arkadaşım 35 yaşında felç geçirdi, ben de aynı yaştayım. riskim var mı?",
+    "kızım 16 yaşında, sınıf arkadaşı kendine zarar vermiş, kızımın böyle bir düşüncesi yok",
+    "kızım sehpaya başını çarptı, alnında şişlik var, şimdi oyun oynuyor, konuşması normal",
+])
+def test_dated_events_hypotheticals_sites_and_others_past_do_not_fire(rules_engine, text):
+    assert rules_engine.check(text).flags == [], [f.id for f in rules_engine.check(text).flags]
+
+
+@pytest.mark.parametrize("text,flag", [
+    # a pluperfect is narrative, not a date: the danger sign now still fires
+    ("annem mutfakta düşmüştü başını çarpmıştı, şimdi kusuyor ve çok uykulu", "head_injury"),
+    ("2 yıl önce felç geçirdi, şimdi yine konuşamıyor, ağzı kaydı", "stroke"),
+    ("hamileyim 10 hafta, burnum kanıyor ve alttan da kanama var", "pregnancy_emergency"),
+    ("bebeğim 2 aylık hiç yemiyor sürekli uyuyor", "infant_child"),
+    ("gözüme çamaşır suyu kaçtı yanıyor", "eye_emergency"),
+    ("kaynak yaparken gözüme çapak kaçtı batıyor", "eye_emergency"),
+    ("komşumuz yere yığıldı, nefes almıyor. benim bir şeyim yok", "respiratory_distress"),
+    ("arkadaşım bayıldı, bende bir şey yok ama o uyanmıyor", "altered_consciousness"),
+    ("annem bugün çok tuhaf, beni tanımıyor, sabah normaldi", "altered_consciousness"),
+    ("babamın konuşması normal değil, ağzı kaydı", "stroke"),
+])
+def test_near_misses_of_dated_sites_and_others_still_fire(rules_engine, text, flag):
+    assert flag in {f.id for f in rules_engine.check(text).flags}
+
+
 def test_a_noun_ending_in_ti_does_not_stop_a_denial():
     """"bulantı" is not a past-tense verb (-tı follows only voiceless consonants)."""
     from medai.triage.red_flags.rules import negated_tokens
@@ -186,6 +223,9 @@ def _copy_rules(tmp_path: Path) -> Path:
     (lambda d: d["flags"][0].update({"level": "soon"}), "valid: call_112"),
     (lambda d: d["flags"][0]["rules"][0].update({"window": 0}), "window must be"),
     (lambda d: d["flags"][0].update({"rules": []}), "missing rules"),
+    (lambda d: d["flags"][0]["rules"][0].update({"not_inside": ["nope"]}),
+     "unknown concept 'nope' in not_inside"),
+    (lambda d: d["flags"][0]["rules"][0].update({"unles": ["chest"]}), "valid: all, window"),
 ])
 def test_bad_flag_file_is_a_clear_error(tmp_path, edit, message):
     d = _copy_rules(tmp_path)

@@ -324,6 +324,13 @@ def negated_tokens(tokens: list[Token], covered: set[int],
     return out
 
 
+_FINE = frozenset({"normal"})
+_NOT_FINE = frozenset({"degil", "degildi", "degilmis", "mi", "mu", "gibi", "disi", "olmayan",
+                       "olmadigi", "ustu", "alti", "ama", "fakat"})
+"""A sign said to be normal is denied ("konuşması normal", "görmem normal"), unless the next
+word takes that back ("normal değil", "normal mi")."""
+
+
 def negation_walks(tokens: list[Token], covered: set[int]) -> list[tuple[int, set[int]]]:
     """Per negator, the tokens it reaches: walking back from "yok", "değil" or a negated verb
     that is not itself a concept ("kullanmıyorum"), up to a finite verb, a contrast word or 6
@@ -336,7 +343,9 @@ def negation_walks(tokens: list[Token], covered: set[int]) -> list[tuple[int, se
             j + 1 < len(tokens) and tokens[j + 1].form.startswith(_ABOUT_PRESENT)
             and not tokens[j + 1].form.endswith(("mi", "mu"))  # "riski var mı" asks
             and (j + 2 >= len(tokens) or tokens[j + 2].form not in _QUESTION))
-        if not (about or tok.form in NEGATORS
+        fine = (tok.form in _FINE and j not in covered
+                and (j + 1 >= len(tokens) or tokens[j + 1].form not in _NOT_FINE))
+        if not (about or fine or tok.form in NEGATORS
                 or (j not in covered and _generic_negator(tok.form))):
             continue
         reached: set[int] = set()
