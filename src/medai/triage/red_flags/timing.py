@@ -1,0 +1,70 @@
+"""When a sign happens: per token, "past" (a clause set in the distant past), "present" (a
+word or tense of now) or "unclear" (which always counts as now)."""
+
+from __future__ import annotations
+
+import re
+
+from medai.triage.red_flags.tokens import Token
+
+PRESENT_VERB = re.compile(r"yor(?:um|uz|sun|sunuz|lar|mus)?$")
+_PAST_UNITS = {"yil", "yillar", "sene", "seneler", "ay", "aylar", "yilda", "senede"}
+_PAST_AFTER = {"once", "evvel", "oncesi", "onceydi", "oncesinde", "evveldi"}
+_PAST_WORDS = {"cocuklugumda", "cocuklugunda", "gencligimde", "gencliginde", "ergenlikte",
+               "ergenligimde", "ergenliginde", "bebekligimde", "bebekliginde", "kucuklugumde",
+               "kucuklugunde", "cocukken", "eskiden", "gencken", "kucukken", "bebekken",
+               "yasindayken",
+               "gecmiste", "yillarca", "yillar", "zamaninda", "zamanlar", "askerdeyken",
+               "universitedeyken", "lisedeyken", "okuldayken", "ogrenciyken", "hamileyken",
+               "yasindaydim", "yasindaydi", "yasindaykan"}
+_PLUPERFECT = re.compile(r"(?<!m[ae])m[iu]st[iu](?:m|k|n|niz|lar)?$|d[iu]yd[iu]")
+"""Pluperfect ("geçirmiştim"): narrative past. Not its negative ("hiç böyle olmamıştı"), which
+patients use to say that something is new."""
+_YEAR = re.compile(r"(?:19[5-9]\d|20[0-2]\d)$")
+_LONG_FOR = frozenset({"aydir", "yildir", "senedir", "aylardir", "yillardir", "senelerdir"})
+"""A clause that has gone on for months or years ("1 aydır kekeliyor", "5 yıldır bel fıtığım
+var") tells of a chronic state, not of something new."""
+PRESENT_WORDS = {"simdi", "suan", "hala", "halen", "bugun", "demin", "yine", "tekrar",
+                  "yeniden", "suanda", "dun", "bugunden", "hemen", "gece", "sabah"}
+
+
+
+
+def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
+    """Per token: "past" in a clause set in the distant past ("3 yıl önce", "çocukken", "bir
+    ara", "2015'te", a pluperfect verb "geçirmiştim") and in the clauses after it in the same
+    sentence, until a word or tense brings it back to now; "present" in a clause with such a word
+    ("şimdi", "bugün", "yine", "hâlâ", a present-tense verb); else "unclear"."""
+    past, present = set(), set()
+    for i, tok in enumerate(tokens):
+        f = tok.form
+        nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
+        if _dates(tokens, i, pluperfect):
+            past.add(tok.clause)
+        elif f in PRESENT_WORDS or (f == "biraz" and nxt in {"once", "evvel"}) or (
+                f in {"su", "bu"} and nxt in {
+                "an", "anda", "sabah", "aksam", "gece", "gun", "sira", "aralar"}) or (
+                PRESENT_VERB.search(f) and len(f) > 4):
+            present.add(tok.clause)
+    out, state, clause, sentence = [], "unclear", -1, -1
+    for tok in tokens:
+        if tok.clause != clause:
+            carried = state if tok.sentence == sentence and state == "past" else "unclear"
+            clause, sentence = tok.clause, tok.sentence
+            state = ("present" if clause in present else "past" if clause in past
+                     else carried)
+        out.append(state)
+    return out
+
+
+def _dates(tokens: list[Token], i: int, pluperfect: bool) -> bool:
+    """Token ``i`` sets its clause in the distant past: "3 yıl önce", "geçen sene", "çocukken",
+    "2015'te", "5 yıldır", "bir ara", "o zaman", or (with ``pluperfect``) "geçirmiştim"."""
+    f = tokens[i].form
+    nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
+    return bool(
+        f in _PAST_WORDS or f in _LONG_FOR or (pluperfect and _PLUPERFECT.search(f))
+        or (_YEAR.fullmatch(f) and i + 1 < len(tokens))
+        or (f in _PAST_UNITS and any(t.form in _PAST_AFTER for t in tokens[i + 1:i + 3]))
+        or (f == "gecen" and nxt[:3] in {"yil", "sen", "ay", "ayl", "yaz", "kis", "bah", "son"})
+        or (f == "bir" and nxt == "ara") or (f == "o" and nxt in {"zaman", "zamanlar", "donem"}))
