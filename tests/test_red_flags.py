@@ -83,26 +83,6 @@ def test_ordinary_complaints_do_not_fire(rules_engine, text):
     "babam kan kusmuyor, sadece midesi şişiyor",
     "3 yaşındaki kızım öfke nöbetleri geçiriyor, yere atıp bağırıyor",  # a tantrum
     "ilacın prospektüsünde intihar düşüncesi yan etkisi yazıyor",
-])
-def test_topics_fears_and_denied_body_parts_do_not_fire(rules_engine, text):
-    assert rules_engine.check(text).flags == [], [f.id for f in rules_engine.check(text).flags]
-
-
-@pytest.mark.parametrize("text,flag", [
-    ("babam annemi dövüyor öldürecek diye korkuyoruz şu an", "harm_to_others"),  # fear of now
-    ("şu an oğlum nöbet geçiriyor ne yapılır", "seizure"),  # no generic person: a plea
-    ("babam bayıldı ne yapılmalı", "altered_consciousness"),
-    ("göğsümde yanma değil sanki ezilme gibi bir ağrı var, boynuma çıkıyor", "acute_coronary"),
-    ("sol eli buz gibi ve hissetmiyor, ağzı kaydı", "stroke"),  # "hissetmiyor" is the sign
-    ("babam kan kusmuş, şimdi çok halsiz", "heavy_bleeding"),
-    ("hayatımın en kötü baş ağrısı birden başladı", "thunderclap_headache"),
-    ("oğlum 5 dakikadır nöbet geçiriyor", "seizure"),
-])
-def test_near_misses_of_those_patterns_still_fire(rules_engine, text, flag):
-    assert flag in {f.id for f in rules_engine.check(text).flags}
-
-
-@pytest.mark.parametrize("text", [
     # an event dated months ago sets its rule in the past, even with a present after-effect
     "4 ay önce kafa travması geçirdim, hala ara ara hafif baş ağrısı oluyor ama azalıyor",
     "3 ay önce trafik kazası geçirdim, şimdi derin nefes alınca hafif sızı var",
@@ -118,11 +98,19 @@ def test_near_misses_of_those_patterns_still_fire(rules_engine, text, flag):
     "kızım 16 yaşında, sınıf arkadaşı kendine zarar vermiş, kızımın böyle bir düşüncesi yok",
     "kızım sehpaya başını çarptı, alnında şişlik var, şimdi oyun oynuyor, konuşması normal",
 ])
-def test_dated_events_hypotheticals_sites_and_others_past_do_not_fire(rules_engine, text):
+def test_reader_patterns_do_not_fire(rules_engine, text):
     assert rules_engine.check(text).flags == [], [f.id for f in rules_engine.check(text).flags]
 
 
 @pytest.mark.parametrize("text,flag", [
+    ("babam annemi dövüyor öldürecek diye korkuyoruz şu an", "harm_to_others"),  # fear of now
+    ("şu an oğlum nöbet geçiriyor ne yapılır", "seizure"),  # no generic person: a plea
+    ("babam bayıldı ne yapılmalı", "altered_consciousness"),
+    ("göğsümde yanma değil sanki ezilme gibi bir ağrı var, boynuma çıkıyor", "acute_coronary"),
+    ("sol eli buz gibi ve hissetmiyor, ağzı kaydı", "stroke"),  # "hissetmiyor" is the sign
+    ("babam kan kusmuş, şimdi çok halsiz", "heavy_bleeding"),
+    ("hayatımın en kötü baş ağrısı birden başladı", "thunderclap_headache"),
+    ("oğlum 5 dakikadır nöbet geçiriyor", "seizure"),
     # a pluperfect is narrative, not a date: the danger sign now still fires
     ("annem mutfakta düşmüştü başını çarpmıştı, şimdi kusuyor ve çok uykulu", "head_injury"),
     ("2 yıl önce felç geçirdi, şimdi yine konuşamıyor, ağzı kaydı", "stroke"),
@@ -135,7 +123,7 @@ def test_dated_events_hypotheticals_sites_and_others_past_do_not_fire(rules_engi
     ("annem bugün çok tuhaf, beni tanımıyor, sabah normaldi", "altered_consciousness"),
     ("babamın konuşması normal değil, ağzı kaydı", "stroke"),
 ])
-def test_near_misses_of_dated_sites_and_others_still_fire(rules_engine, text, flag):
+def test_near_misses_of_reader_patterns_still_fire(rules_engine, text, flag):
     assert flag in {f.id for f in rules_engine.check(text).flags}
 
 

@@ -59,6 +59,8 @@ _FINITE_VERB = re.compile(r"(?:yor|yorum|yoruz|yorsun|yorlar|di|du|dim|dum|dik|d
                           r"|misim|acak|ecek|ecegim|acagim|(?<=[pctkfhs])(?:ti|tu|tim|tum))$")
 """A finite verb ends a negation's reach. The past tense is -tı only after a voiceless consonant:
 "bulantı", "çarpıntı", "hırıltı" are nouns ("bulantı kusma yok" denies both)."""
+
+
 def negated_suffix(token: Token, pattern: TokenPattern) -> bool:
     rest = token.form[len(pattern.stem):] if pattern.mode != "exact" else ""
     if rest and pattern.stem.endswith(("ma", "me")):
@@ -109,7 +111,7 @@ def asked_tokens(tokens: list[Token]) -> set[int]:
             out.add(j - 1)
             if j >= 2 and tokens[j - 1].form.startswith(_LIGHT_VERBS):
                 out.add(j - 2)
-        if IF_EVER.search(tokens[j].form[2:]):  # "gözüme kimyasal sıçrarsa ne yapmalıyım"
+        if IF_EVER.search(tokens[j].form[2:]):  # the conditional may be the sign: "… sıçrarsa"
             out.add(j)
             if tokens[j].form.startswith(_LIGHT_VERBS):
                 out.add(j - 1)
@@ -125,13 +127,18 @@ def _now(tokens: list[Token], j: int) -> bool:
                for k, t in sentence)
 
 
-def topic_tokens(tokens: list[Token], covered: set[int]) -> set[int]:
+def _asks(token: Token) -> bool:
+    """An asking word ("… okudum", "… nedir") or an "if it ever" verb ("… sıçrarsa")."""
+    return token.form in ASKING_WORDS or IF_EVER.search(token.form[2:]) is not None
+
+
+def topic_tokens(tokens: list[Token]) -> set[int]:
     """Clauses that ask about a sign or read about it rather than report it: the tokens before an
-    asking word ("… okudum", "… nedir") or a non-concept "if it ever" verb, in its clause."""
+    asking word, an "if it ever" verb or an impersonal question about anyone, in its clause
+    (``asked_tokens`` has the conditional verb itself)."""
     out: set[int] = set()
     for j, tok in enumerate(tokens):
-        if tok.form in ASKING_WORDS or IF_EVER.search(tok.form[2:]) or (
-                tok.form in IMPERSONAL_QUESTIONS and _generic_clause(tokens, j)):
+        if _asks(tok) or (tok.form in IMPERSONAL_QUESTIONS and _generic_clause(tokens, j)):
             out |= {k for k in range(j) if tokens[k].clause == tok.clause}
     return out
 
@@ -178,7 +185,7 @@ def negated_tokens(tokens: list[Token], covered: set[int],
                    walks: list[tuple[int, set[int]]] | None = None) -> set[int]:
     """Tokens a negator reaches (``negation_walks``, unless the caller has them) and the topic
     clauses (``topic_tokens``)."""
-    out: set[int] = topic_tokens(tokens, covered)
+    out: set[int] = topic_tokens(tokens)
     for _, reached in negation_walks(tokens, covered) if walks is None else walks:
         out |= reached
     return out
@@ -197,7 +204,7 @@ def negation_walks(tokens: list[Token], covered: set[int]) -> list[tuple[int, se
     tokens."""
     walks = []
     for j, tok in enumerate(tokens):
-        if tok.form in ASKING_WORDS or IF_EVER.search(tok.form[2:]):
+        if _asks(tok):
             continue  # topic_tokens has the clause
         about = tok.form in ABOUT_WORDS and not (
             j + 1 < len(tokens) and tokens[j + 1].form.startswith(_ABOUT_PRESENT)

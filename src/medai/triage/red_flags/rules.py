@@ -125,7 +125,7 @@ class ConceptMatcher:
         if self.negation:
             walks = negation_walks(tokens, covered - self_negated)  # once: two readers use it
             negated = negated_tokens(tokens, covered - self_negated, walks)
-            topical = (topic_tokens(tokens, covered) | asked_tokens(tokens)
+            topical = (topic_tokens(tokens) | asked_tokens(tokens)
                        | hearsay_tokens(tokens))
             degree_denied = denied_degree(tokens)
             sites = denied_sites(raw, tokens, walks)
