@@ -15,9 +15,11 @@
    complaint, which detector caught what, and every error.
 4. With --ablations, on the development sets: stemming strategies, negation and timing off
    (rules), and the classifier without concept features or with another C (out of author).
-5. With --complaints: firing rate per flag on the real complaints, a seeded random sample of 50
-   firings and 50 non-firings for a manual audit (ids only are committed; texts stay outside the
-   repository), and the latency of the whole triage path.
+5. With --complaints: the training half of the real complaints joins the classifier's negatives
+   (as in `make train-red-flag-classifier`); firing rate per flag on all of them and per part,
+   a seeded random sample of 50 firings and 50 non-firings of the report quarter (never trained
+   on) for a manual audit (ids only are committed; texts stay outside the repository), and the
+   latency of the whole triage path.
 """
 
 from __future__ import annotations
@@ -106,30 +108,39 @@ def report(rows, raws, op) -> dict:
     }
 
 
-def real_complaints(engine: RedFlagEngine, path: Path, out: Path, seed: int = 7) -> dict:
-    import csv
-
-    with path.open(encoding="utf-8") as f:
-        rows = [(r["id"], r["text"]) for r in csv.DictReader(f)]
-    per_flag, fired_ids, quiet_ids, times = Counter(), [], [], []
-    detectors = Counter()
-    for i, (rid, text) in enumerate(rows):
+def real_complaints(engine: RedFlagEngine, posts: list[tuple[str, str]], out: Path,
+                    seed: int = 7) -> dict:
+    """Firing on every real complaint, and per part (learn.real_part): the classifier learned
+    the training half as negatives, so the report quarter is the honest rate, and the audit
+    sample is drawn from it."""
+    per_flag, times = Counter(), []
+    parts = defaultdict(lambda: {"n": 0, "fired": 0, "detectors": Counter()})
+    fired_ids, quiet_ids = [], []
+    for i, (rid, text) in enumerate(posts):
         t0 = time.perf_counter()
         rep = engine.check(text)
         times.append(time.perf_counter() - t0)
+        part = parts[learn.real_part(rid)]
+        part["n"] += 1
+        part["fired"] += bool(rep.flags)
         for fl in rep.flags:
             per_flag[fl.id] += 1
-            detectors["+".join(fl.detectors)] += 1
-        (fired_ids if rep.flags else quiet_ids).append(rid)
+            part["detectors"]["+".join(fl.detectors)] += 1
+        if learn.real_part(rid) == "report":
+            (fired_ids if rep.flags else quiet_ids).append(rid)
         if i % 2000 == 0:
-            print(f"  real complaints {i}/{len(rows)}", flush=True)
+            print(f"  real complaints {i}/{len(posts)}", flush=True)
     rng = random.Random(seed)
-    sample = {"fired": rng.sample(fired_ids, min(50, len(fired_ids))),
+    sample = {"part": "report", "fired": rng.sample(fired_ids, min(50, len(fired_ids))),
               "not_fired": rng.sample(quiet_ids, min(50, len(quiet_ids)))}
     (out / "audit_sample_ids.json").write_text(json.dumps(sample, indent=1))
-    return {"n": len(rows), "fired": len(fired_ids), "firing_rate": len(fired_ids) / len(rows),
-            "per_flag": {k: {"n": v, "rate": v / len(rows)} for k, v in per_flag.most_common()},
-            "detectors": dict(detectors), "red_flag_latency": latency_summary(times)}
+    n, fired = len(posts), sum(p["fired"] for p in parts.values())
+    return {"n": n, "fired": fired, "firing_rate": fired / n,
+            "parts": {k: {"n": p["n"], "fired": p["fired"], "firing_rate": p["fired"] / p["n"],
+                          "detectors": dict(p["detectors"])} for k, p in sorted(parts.items())},
+            "per_flag": {k: {"n": v, "rate": v / n} for k, v in per_flag.most_common()},
+            "detectors": dict(sum((p["detectors"] for p in parts.values()), Counter())),
+            "red_flag_latency": latency_summary(times)}
 
 
 def triage_latency(texts: list[str]) -> dict:
@@ -152,8 +163,10 @@ def flatten(sets: dict[str, list[dict]]) -> list[dict]:
 
 
 def out_of_author(trained: learn.Trained, **kw) -> dict[str, np.ndarray]:
-    """Out-of-author scores of a classifier variant, on the texts ``trained`` already read."""
+    """Out-of-author scores of a classifier variant, on the texts ``trained`` already read
+    (``real=None``: without the real negatives)."""
     analysed, bank = trained.analysed, trained.bank
+    kw.setdefault("real", trained.real)
     if kw.pop("no_concepts", False):
         strip = lambda f: replace(f, words=" ".join(w for w in f.words.split()  # noqa: E731
                                                     if not w.startswith(("c:", "p:"))))
@@ -187,6 +200,8 @@ def main() -> None:
     data = Path(args.data)
     dev_sets, test_sets = learn.read_sets(data, "dev"), learn.read_sets(data, "test")
     dev = flatten(dev_sets)
+    posts = (learn.read_real_posts(Path(args.complaints))
+             if args.complaints and Path(args.complaints).is_file() else [])
     ruleset = load_rules()
     engine = build_engine(classifier=False)
     engine = RedFlagEngine(ruleset, encoder=engine.knn.encoder,
@@ -197,8 +212,12 @@ def main() -> None:
     raw_test = {k: raw_outputs(engine, v) for k, v in test_sets.items()}
     print("== classifier out of author on dev", flush=True)
     knn = [[(s, s - c) for _f, s, c in x["knn"]] for x in raw_dev]
-    trained = learn.train_with_choice(ruleset, dev_sets, knn, args.max_false_alarms,
-                                      progress=lambda m: print(" ", m, flush=True))
+    trained = learn.train_with_choice(
+        ruleset, dev_sets, knn, args.max_false_alarms,
+        progress=lambda m: print(" ", m, flush=True),
+        real_posts=[t for i, t in posts if learn.real_part(i) == "train"] or None,
+        real_weight=float((served.params.get("real_negatives") or {}).get("weight", 0.25))
+        if served else 0.25)
     model, chosen = trained.model, trained.choice
     op = {"threshold": chosen["knn_threshold"], "margin": chosen["knn_margin"],
           "classifier": chosen["classifier"], "classifier_choice": chosen}
@@ -228,14 +247,15 @@ def main() -> None:
         "tests": {k: report(v, raw_test[k], op) for k, v in test_sets.items()},
     }
     if args.ablations:
+        report_posts = [t for i, t in posts if learn.real_part(i) == "report"]
         results["dev_ablations"] = ablations(ruleset, dev, trained, urgent, others,
-                                             args.max_false_alarms)
-    if args.complaints and Path(args.complaints).is_file():
+                                             args.max_false_alarms, report_posts)
+    if posts:
         print("== real complaints", flush=True)
         engine = RedFlagEngine(ruleset, encoder=engine.knn.encoder,
                                knn=KnnSettings(op["threshold"], op["margin"], args.max_chunks),
                                cache_file=SHIPPED_CACHE, classifier=model)
-        results["real_complaints"] = real_complaints(engine, Path(args.complaints), out)
+        results["real_complaints"] = real_complaints(engine, posts, out)
         save(out, results)  # the latency below loads the served predictor: keep what is done
         texts = [r["text"] for rows in test_sets.values() for r in rows]
         results["triage_latency_test_texts"] = triage_latency(texts)
@@ -257,9 +277,11 @@ def per_set(sets: dict[str, list[dict]], raws: list[dict], op: dict) -> dict:
     return out
 
 
-def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget) -> dict:
+def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget,
+              report_posts: list[str]) -> dict:
     """Rules-only variants (stemming, negation, timing) and classifier variants (out of author,
-    each at its own threshold chosen like the served one)."""
+    each at its own threshold chosen like the served one; with real posts, also how often the
+    variant trained on every dev set fires alone on the report quarter of them)."""
     out = {}
     for name, kw in {"suffix (default)": {}, "snowball": {"matcher": "snowball"},
                      "exact": {"matcher": "exact"}, "no negation": {"negation": False},
@@ -270,11 +292,23 @@ def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget) -> d
         raws = raw_outputs(eng, dev)
         ms = (time.perf_counter() - t0) / len(dev) * 1000
         out[f"rules: {name}"] = {**score(dev, raws, {}, ("rules",)), "ms_per_text": ms}
-    for name, kw in {"classifier: no concept features": {"no_concepts": True},
-                     "classifier: C=1": {"c": 1.0}, "classifier: C=16": {"c": 16.0}}.items():
+    variants = {"classifier: no concept features": {"no_concepts": True}}
+    if trained.real:
+        variants = {"classifier: served (real negatives)": {},
+                    "classifier: without real negatives": {"real": None}, **variants}
+    report = learn.analyse_rows(ruleset, report_posts) if report_posts else []
+    for name, kw in variants.items():
         oof = out_of_author(trained, **kw)
         s = np.concatenate([oof[k] for k in trained.analysed])
         out[name] = learn.choose_threshold(urgent, others, s, budget)
+        if report and not kw.get("no_concepts"):
+            model = learn.fit_final(trained.analysed, trained.labels, trained.bank,
+                                    trained.bank_labels, out[name]["threshold"],
+                                    real=kw.get("real", trained.real))
+            p = model.probabilities([a.features for a in report])
+            alone = (1 - p[:, model.labels.index(learn.NONE)] >= model.threshold) & ~np.array(
+                [bool(a.rules) for a in report])
+            out[name]["real_report_classifier_alone_rate"] = float(alone.mean())
     return out
 
 
@@ -320,6 +354,9 @@ def markdown(r: dict) -> str:
         for k, v in r["dev_ablations"].items():
             extra = (f"{v['ms_per_text']:.1f} ms" if "ms_per_text" in v
                      else f"threshold {v['threshold']}")
+            if "real_report_classifier_alone_rate" in v:
+                extra += (f"; alone on real posts (report part) "
+                          f"{_pct(v['real_report_classifier_alone_rate'])}")
             lines.append(f"| {k} | {_pct(v['recall'])} | {_pct(v['false_alarm_rate'])} | "
                          f"{extra} |")
     real = r.get("real_complaints")
@@ -329,6 +366,11 @@ def markdown(r: dict) -> str:
                           f"{k} {v}" for k, v in real["detectors"].items()) + ".", "",
                   "| flag | firings | rate |", "|---|---|---|"]
         lines += [f"| {k} | {v['n']} | {_pct(v['rate'])} |" for k, v in real["per_flag"].items()]
+        lines += ["", "| part (learn.real_part) | posts | fire | by detector |",
+                  "|---|---|---|---|"]
+        lines += [f"| {k} | {p['n']} | {_pct(p['firing_rate'])} | " + ", ".join(
+            f"{d} {n}" for d, n in p["detectors"].items()) + " |"
+            for k, p in real.get("parts", {}).items()]
         lat = r.get("triage_latency_test_texts", {"p50_ms": float("nan"),
                                                     "p95_ms": float("nan")})
         lines += ["", f"Whole triage path on the test texts: p50 {lat['p50_ms']:.1f} ms, p95 "

@@ -196,3 +196,89 @@ def test_bundled_classifier_is_sealed_and_carries_its_operating_point(bundled_en
     assert 0 < model.threshold < 1 and set(model.knn) == {"threshold", "margin"}
     assert len(model.params["sets"]) >= 2 and not any(s.startswith("test")
                                                       for s in model.params["sets"])
+
+
+REAL_POSTS = [  # forum questions about pills the patient was prescribed: no emergency in them
+    "hocam doktorum bu hapları içmemi söyledi, bir haftadır içiyorum, ne zaman etki eder",
+    "merhaba ilaçlarımı hep içtim ama kutusu bitti, reçete yenilemek için mi gelmeliyim",
+    "hapları sabah mı akşam mı içmeliyim, doktorum söylemeyi unuttu",
+    "annemin tansiyon haplarını içmesi gerekiyor, aç karnına mı içmeli",
+    "vitamin haplarını içmeye başladım saçlarım için, zararı var mı",
+    "antibiyotik haplarının hepsini içtim ama boğazım hala ağrıyor",
+] * 3
+
+
+def test_real_posts_are_split_by_a_stable_hash_of_their_id():
+    ids = [f"tr{n:05d}" for n in range(4000)]
+    parts = [learn.real_part(i) for i in ids]
+    assert parts == [learn.real_part(i) for i in ids]  # the same on every call and run
+    share = {p: parts.count(p) / len(parts) for p in set(parts)}
+    assert set(share) == {"train", "validation", "report"}
+    assert abs(share["train"] - 0.5) < 0.03 and abs(share["report"] - 0.25) < 0.03
+    assert learn.real_part("tr00000") == learn.real_part("tr00000")
+
+
+def test_read_real_posts_reads_ids_and_refuses_a_file_without_text(tmp_path):
+    f = tmp_path / "posts.csv"
+    f.write_text('id,text,label\nq1,"dizim ağrıyor, ne yapmalıyım",ortopedi\nq2,,x\n',
+                 encoding="utf-8")
+    assert learn.read_real_posts(f) == [("q1", "dizim ağrıyor, ne yapmalıyım")]
+    f.write_text("text\nbaşım ağrıyor\n", encoding="utf-8")
+    assert learn.read_real_posts(f) == [("1", "başım ağrıyor")]
+    f.write_text("soru,etiket\nbaşım ağrıyor,nöroloji\n", encoding="utf-8")
+    with pytest.raises(learn.TrainingDataError, match=r"needs a 'text' column.*soru, etiket"):
+        learn.read_real_posts(f)
+    with pytest.raises(learn.TrainingDataError, match="over"):
+        learn.read_real_posts(f, max_bytes=10)
+
+
+def test_real_posts_the_rules_fire_on_are_not_learned_as_negatives():
+    urgent_post = "babam yere yığıldı, gözlerini açmıyor, seslenince tepki yok"
+    real = learn.RealNegatives.read(load_rules(), [urgent_post, REAL_POSTS[0]])
+    assert [a.features.active for a in real.analysed] == [
+        learn.analyse_rows(load_rules(), [REAL_POSTS[0]])[0].features.active]
+
+
+def test_real_negatives_teach_the_classifier_the_forum_register(tmp_path):
+    """A forum question about prescribed pills looks like the overdose texts to a classifier
+    that read only written complaints; learning real posts as negatives lowers its score."""
+    sets = learn.read_sets(write_sets(tmp_path))
+    question = "hocam bana yazılan hapları içtim, bir haftadır kullanıyorum, ne zaman etki eder"
+    scores, vocabularies = {}, {}
+    for name, posts in {"without": None, "with": REAL_POSTS}.items():
+        trained = learn.train_with_choice(load_rules(), sets, None, 0.2, real_posts=posts)
+        feats = learn.analyse_rows(load_rules(), [question])[0].features
+        scores[name] = trained.model.score(feats).score
+        vocabularies[name] = {k: set(v.vocabulary_)
+                              for k, v in trained.model.vectorizers.items()}
+        assert (trained.real is not None) == bool(posts)
+    assert scores["with"] < scores["without"] - 0.05, scores
+    # the saved vocabulary holds the written texts' n-grams only, none of the real posts'
+    assert vocabularies["with"] == vocabularies["without"]
+    # two of the six posts ("hapların hepsini içtim") set the overdose rule off: left out
+    assert trained.model.params["real_negatives"] == {"posts": 18, "used": 12, "weight": 0.25}
+
+
+def test_training_command_learns_real_posts_from_their_training_part(tmp_path):
+    folder = write_sets(tmp_path / "sets")
+    posts = tmp_path / "posts.csv"
+    ids = [f"p{n}" for n in range(len(REAL_POSTS))]
+    lines = "".join(f'{i},"{t}"\n' for i, t in zip(ids, REAL_POSTS, strict=True))
+    posts.write_text("id,text\n" + lines, encoding="utf-8")
+    out = tmp_path / "clf"
+    r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder), "--out",
+                                 str(out), "--no-embeddings", "--max-false-alarms", "0.2",
+                                 "--real-posts", str(posts), "--real-weight", "0.5", "--json"])
+    assert r.exit_code == 0, r.output
+    train = [t for i, t in zip(ids, REAL_POSTS, strict=True) if learn.real_part(i) == "train"]
+    n_train, quiet = len(train), sum(not a.rules for a in learn.analyse_rows(load_rules(), train))
+    assert 0 < n_train < len(ids)
+    params = RedFlagClassifier.load(out).params["real_negatives"]
+    assert params == {"posts": n_train, "used": quiet, "weight": 0.5}
+    card = json.loads((out / "model_card.json").read_text())
+    assert {"real_posts": "posts.csv", "rows": n_train,
+            "part": "train (learn.real_part)"} in card["data"]
+    r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder), "--out",
+                                 str(tmp_path / "clf2"), "--no-embeddings",
+                                 "--real-posts", str(tmp_path / "missing.csv"), "--json"])
+    assert r.exit_code != 0 and "missing.csv" in r.output

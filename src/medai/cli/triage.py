@@ -152,6 +152,14 @@ def triage_train_red_flags(
                                "author.")] = 0.05,
     embeddings: Annotated[bool, typer.Option(help="Choose the e5 detector's threshold "
                                                   "together with the classifier's.")] = True,
+    real_posts: Annotated[Path | None, typer.Option(
+        help="CSV of your own real complaints (a 'text' column, an 'id' column if it has one), "
+             "learned as negatives where the rules stay quiet: its training half only "
+             "(a stable hash of the id keeps the other half for reports).")] = None,
+    real_weight: Annotated[float, typer.Option(
+        min=0.0, help="The real posts together weigh this many times the written ordinary "
+                      "complaints together (0.25: chosen on the validation quarter of the "
+                      "bundled data, docs/benchmarks/red_flags.md).")] = 0.25,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the red-flag classifier on written complaints; its threshold is chosen on
@@ -170,15 +178,21 @@ def triage_train_red_flags(
             knn = [[(h.similarity, h.similarity - h.contrast_similarity)
                     for h in engine.analyse(r["text"]).knn]
                    for rows in found.values() for r in rows]
+        posts, data_rows = None, [{"set": k, "rows": len(v)} for k, v in found.items()]
+        if real_posts is not None:
+            posts = [t for i, t in learn.read_real_posts(real_posts)
+                     if learn.real_part(i) == "train"]
+            data_rows.append({"real_posts": real_posts.name, "rows": len(posts),
+                              "part": "train (learn.real_part)"})
         trained = learn.train_with_choice(
             engine.ruleset, found, knn, max_false_alarms,
-            progress=lambda m: print(m, file=sys.stderr, flush=True))
+            progress=lambda m: print(m, file=sys.stderr, flush=True),
+            real_posts=posts, real_weight=real_weight)
         trained.model.save(out, {
             "name": name or out.name, "version": date.today().isoformat(),
             "description": "Red-flag classifier (medai triage train-red-flags)",
             "training_command": " ".join(["medai triage train-red-flags", *sys.argv[3:]]),
-            "data": [{"set": k, "rows": len(v)} for k, v in found.items()],
-            "metrics": {"out_of_author": trained.choice}})
+            "data": data_rows, "metrics": {"out_of_author": trained.choice}})
     result = {"out": str(out), "sets": {k: len(v) for k, v in found.items()},
               "chosen": trained.choice}
     c = trained.choice

@@ -192,26 +192,30 @@ class RedFlagClassifier:
 
 def train(feats: list[Features], labels: list[str], threshold: float = 0.5,
           knn: dict | None = None, c: float = 4.0, max_char: int = 60000, max_word: int = 30000,
-          sample_weight: np.ndarray | None = None, seed: int = 0) -> RedFlagClassifier:
-    """Fit the vocabularies and a class-balanced multinomial logistic regression."""
+          sample_weight: np.ndarray | None = None, seed: int = 0,
+          vocabulary_rows: int | None = None) -> RedFlagClassifier:
+    """Fit the vocabularies and a class-balanced multinomial logistic regression.
+    ``vocabulary_rows``: only the first rows feed the vocabularies (the written texts, so the
+    saved vocabulary holds no n-gram of real patient posts that follow them)."""
     from sklearn.linear_model import LogisticRegression
 
     vectorizers = {"char": _char_vectorizer(min_df=2, max_features=max_char),
                    "word": _word_vectorizer(min_df=2, max_features=max_word)}
-    vectorizers["char"].fit([f.active for f in feats])
-    vectorizers["word"].fit([f.words for f in feats])
+    vocab_feats = feats[:vocabulary_rows]
+    vectorizers["char"].fit([f.active for f in vocab_feats])
+    vectorizers["word"].fit([f.words for f in vocab_feats])
     classes = sorted(set(labels) - {NONE})
     all_labels = [NONE, *classes]
     y = np.array([all_labels.index(lab) for lab in labels])
     probe = RedFlagClassifier(all_labels, vectorizers, np.zeros((len(all_labels), 1)),
                               np.zeros(len(all_labels)), threshold, {})
     x = probe.matrix(feats)
-    # urgent and ordinary weigh the same in all; the presentations share the urgent half
-    n_none = int((y == 0).sum())
-    weight = np.where(y == 0, 0.5 / max(1, n_none), 0.5 / max(1, int((y != 0).sum())))
-    weight = weight * len(y)
-    if sample_weight is not None:
-        weight = weight * sample_weight
+    # urgent and ordinary weigh the same in all; the presentations share the urgent half, and
+    # ``sample_weight`` shares each half out unevenly (real posts against written ordinary ones)
+    weight = (np.ones(len(y)) if sample_weight is None
+              else np.asarray(sample_weight, dtype=np.float64).copy())
+    for half in (y == 0, y != 0):
+        weight[half] *= 0.5 * len(y) / max(weight[half].sum(), 1e-12)
     model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
     model.fit(x, y, sample_weight=weight)
     params = {"c": c, "max_char": max_char, "max_word": max_word, "n_train": len(labels)}

@@ -7,10 +7,17 @@ scores: for each set, a classifier trained on every other set (and the exemplar 
 The threshold is the lowest that keeps the false alarms of all detectors together (rules, e5
 neighbours, classifier) within the budget on those scores; the served classifier is then trained
 on everything.
+
+Real posts (a hospital's own complaints, unlabelled) can join as negatives: written complaints
+do not sound like a forum, and a classifier that never read one fires on its register. Posts the
+rules fire on are left out (that is where the real emergencies are), and a stable hash of each
+post's id keeps a quarter of them for reports only (``real_part``).
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -57,6 +64,32 @@ def read_sets(directory: Path, prefix: str = "") -> dict[str, list[dict]]:
     return sets
 
 
+REAL_PARTS = ("train", "train", "validation", "report")
+
+
+def real_part(post_id: str) -> str:
+    """Which part of a real-post file a post belongs to, the same on every run and machine: half
+    trains the classifier, a quarter chooses between training variants, and a quarter is only
+    ever reported on (firing rate, audit)."""
+    return REAL_PARTS[hashlib.sha256(post_id.encode("utf-8")).digest()[0] % len(REAL_PARTS)]
+
+
+def read_real_posts(path: Path, max_bytes: int = 512 * 1024 * 1024) -> list[tuple[str, str]]:
+    """(id, text) of every row of a CSV of real complaints: a ``text`` column and, optionally, an
+    ``id`` column (else the row number)."""
+    path = Path(path)
+    if path.stat().st_size > max_bytes:
+        raise TrainingDataError(f"{path}: over {max_bytes // 2**20} MiB")
+    csv.field_size_limit(1 << 24)
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if "text" not in (reader.fieldnames or []):
+            raise TrainingDataError(f"{path}: needs a 'text' column "
+                                    f"(found: {', '.join(reader.fieldnames or [])})")
+        return [(row.get("id") or str(n), row["text"]) for n, row in enumerate(reader, 1)
+                if (row["text"] or "").strip()]
+
+
 def label(row: dict) -> str:
     return str(row["presentation"]) if row.get("urgent") else NONE
 
@@ -88,20 +121,44 @@ def bank_rows(ruleset: RuleSet) -> list[dict]:
     return rows + [{"text": t, "urgent": False, "presentation": None} for t in ruleset.contrast]
 
 
+@dataclass
+class RealNegatives:
+    """Real posts the rules stay quiet on, as extra "none" rows of every classifier fitted."""
+
+    analysed: list[Analysed]
+    weight: float = 1.0  # together, this many times the written ordinary texts together
+
+    @classmethod
+    def read(cls, ruleset: RuleSet, texts: list[str], weight: float = 1.0) -> RealNegatives:
+        return cls([a for a in analyse_rows(ruleset, texts) if not a.rules], weight)
+
+
+def fit(rows: list[Analysed], ys: list[str], real: RealNegatives | None = None,
+        **train_kw) -> RedFlagClassifier:
+    """A classifier on ``rows`` (and the real negatives, weighed as ``real.weight`` says). The
+    vocabularies come from ``rows`` only: real posts are read through the written texts'
+    n-grams, and none of theirs ends up in a saved model."""
+    feats, ys, weight = [a.features for a in rows], list(ys), None
+    train_kw["vocabulary_rows"] = len(feats)
+    if real and real.analysed and real.weight > 0:
+        n_written = sum(y == NONE for y in ys)
+        feats += [a.features for a in real.analysed]
+        ys += [NONE] * len(real.analysed)
+        weight = np.ones(len(ys))
+        weight[-len(real.analysed):] = real.weight * n_written / len(real.analysed)
+    return train(feats, ys, sample_weight=weight, **train_kw)
+
+
 def out_of_author_scores(sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
                          bank: list[Analysed], bank_labels: list[str],
                          progress: Callable[[str], None] = lambda _m: None,
-                         **train_kw) -> dict[str, np.ndarray]:
+                         real: RealNegatives | None = None, **train_kw) -> dict[str, np.ndarray]:
     """Urgent score of every text from a classifier that never saw its author's texts."""
     scores = {}
     for k, held in enumerate(sets):
-        feats = [a.features for a in bank]
-        ys = list(bank_labels)
-        for other, rows in sets.items():
-            if other != held:
-                feats += [a.features for a in rows]
-                ys += labels[other]
-        model = train(feats, ys, **train_kw)
+        others = [o for o in sets if o != held]
+        model = fit(bank + [a for o in others for a in sets[o]],
+                    bank_labels + [y for o in others for y in labels[o]], real, **train_kw)
         p = model.probabilities([a.features for a in sets[held]])
         scores[held] = 1.0 - p[:, model.labels.index(NONE)]
         progress(f"out-of-author scores {k + 1}/{len(sets)} ({held})")
@@ -168,10 +225,11 @@ def choose_operating_point(urgent: np.ndarray, rules: np.ndarray,
 
 def fit_final(sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
               bank: list[Analysed], bank_labels: list[str], threshold: float,
-              knn: dict | None = None, **train_kw) -> RedFlagClassifier:
-    feats = [a.features for a in bank] + [a.features for s in sets.values() for a in s]
-    ys = list(bank_labels) + [y for s in sets for y in labels[s]]
-    return train(feats, ys, threshold=threshold, knn=knn, **train_kw)
+              knn: dict | None = None, real: RealNegatives | None = None,
+              **train_kw) -> RedFlagClassifier:
+    return fit(bank + [a for s in sets.values() for a in s],
+               bank_labels + [y for s in sets for y in labels[s]], real,
+               threshold=threshold, knn=knn, **train_kw)
 
 
 @dataclass
@@ -183,14 +241,17 @@ class Trained:
     labels: dict[str, list[str]]
     bank: list[Analysed]  # the exemplar bank, read the same way
     bank_labels: list[str]
+    real: RealNegatives | None = None
 
 
 def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
                       knn: list[list[tuple[float, float]]] | None, max_false_alarms: float,
                       progress: Callable[[str], None] = lambda _m: None,
+                      real_posts: list[str] | None = None, real_weight: float = 0.25,
                       **train_kw) -> Trained:
     """Out-of-author scores, the operating point chosen on them, and the classifier trained on
-    every set with it. ``knn``: per row of the sets in order, (similarity, margin) per flag."""
+    every set with it. ``knn``: per row of the sets in order, (similarity, margin) per flag.
+    ``real_posts``: real complaints to learn as negatives (their training part only)."""
     if len(sets) < 2:
         raise TrainingDataError("need at least two sets (authors) to choose a threshold out of "
                                 f"author; found {sorted(sets)}")
@@ -199,7 +260,11 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
     labels = {k: [label(r) for r in v] for k, v in sets.items()}
     rows = bank_rows(ruleset)
     bank, bank_labels = analyse_rows(ruleset, [r["text"] for r in rows]), [label(r) for r in rows]
-    oof = out_of_author_scores(analysed, labels, bank, bank_labels, progress, **train_kw)
+    real = None
+    if real_posts:
+        progress(f"reading {len(real_posts)} real posts with the rules")
+        real = RealNegatives.read(ruleset, real_posts, real_weight)
+    oof = out_of_author_scores(analysed, labels, bank, bank_labels, progress, real, **train_kw)
     urgent = np.array([y != NONE for k in sets for y in labels[k]])
     rules = np.array([bool(a.rules) for k in sets for a in analysed[k]])
     choice = choose_operating_point(urgent, rules, knn, np.concatenate(list(oof.values())),
@@ -208,7 +273,10 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
                  if knn else None)
     progress("training on every set")
     model = fit_final(analysed, labels, bank, bank_labels, choice["classifier"], knn_point,
-                      **train_kw)
+                      real, **train_kw)
     model.params["max_false_alarms"] = max_false_alarms
     model.params["sets"] = {k: len(v) for k, v in sets.items()}
-    return Trained(model, choice, oof, analysed, labels, bank, bank_labels)
+    if real:
+        model.params["real_negatives"] = {"posts": len(real_posts or []),
+                                          "used": len(real.analysed), "weight": real.weight}
+    return Trained(model, choice, oof, analysed, labels, bank, bank_labels, real)
