@@ -14,7 +14,8 @@
    presentation (any flag raised), overall recall, the false-alarm rate per kind of ordinary
    complaint, which detector caught what, and every error.
 4. With --ablations, on the development sets: stemming strategies, negation and timing off
-   (rules), and the classifier without concept features or with another C (out of author).
+   (rules), and the classifier without concept features or without the real negatives (out of
+   author; with the real complaints, also its own firing on their report quarter).
 5. With --complaints: the training half of the real complaints joins the classifier's negatives
    (as in `make train-red-flag-classifier`); firing rate per flag on all of them and per part,
    a seeded random sample of 50 firings and 50 non-firings of the report quarter (never trained
@@ -120,13 +121,14 @@ def real_complaints(engine: RedFlagEngine, posts: list[tuple[str, str]], out: Pa
         t0 = time.perf_counter()
         rep = engine.check(text)
         times.append(time.perf_counter() - t0)
-        part = parts[learn.real_part(rid)]
+        name = learn.real_part(rid)
+        part = parts[name]
         part["n"] += 1
         part["fired"] += bool(rep.flags)
         for fl in rep.flags:
             per_flag[fl.id] += 1
             part["detectors"]["+".join(fl.detectors)] += 1
-        if learn.real_part(rid) == "report":
+        if name == "report":
             (fired_ids if rep.flags else quiet_ids).append(rid)
         if i % 2000 == 0:
             print(f"  real complaints {i}/{len(posts)}", flush=True)
@@ -216,8 +218,8 @@ def main() -> None:
         ruleset, dev_sets, knn, args.max_false_alarms,
         progress=lambda m: print(" ", m, flush=True),
         real_posts=[t for i, t in posts if learn.real_part(i) == "train"] or None,
-        real_weight=float((served.params.get("real_negatives") or {}).get("weight", 0.25))
-        if served else 0.25)
+        real_weight=float((served.params.get("real_negatives") or {})
+                          .get("weight", learn.REAL_WEIGHT)) if served else learn.REAL_WEIGHT)
     model, chosen = trained.model, trained.choice
     op = {"threshold": chosen["knn_threshold"], "margin": chosen["knn_margin"],
           "classifier": chosen["classifier"], "classifier_choice": chosen}

@@ -215,16 +215,26 @@ def test_real_posts_are_split_by_a_stable_hash_of_their_id():
     share = {p: parts.count(p) / len(parts) for p in set(parts)}
     assert set(share) == {"train", "validation", "report"}
     assert abs(share["train"] - 0.5) < 0.03 and abs(share["report"] - 0.25) < 0.03
-    assert learn.real_part("tr00000") == learn.real_part("tr00000")
+    # pinned: a salted or platform-dependent hash would move posts between parts across runs
+    assert parts[:3] == ["train", "report", "validation"]
 
 
 def test_read_real_posts_reads_ids_and_refuses_a_file_without_text(tmp_path):
     f = tmp_path / "posts.csv"
     f.write_text('id,text,label\nq1,"dizim ağrıyor, ne yapmalıyım",ortopedi\nq2,,x\n',
-                 encoding="utf-8")
+                 encoding="utf-8-sig")  # Excel writes a byte-order mark
     assert learn.read_real_posts(f) == [("q1", "dizim ağrıyor, ne yapmalıyım")]
-    f.write_text("text\nbaşım ağrıyor\n", encoding="utf-8")
-    assert learn.read_real_posts(f) == [("1", "başım ağrıyor")]
+    # without an id a post is known by its text: re-sorting the file never moves it
+    f.write_text("text\nbaşım ağrıyor\nkulağım çınlıyor\n", encoding="utf-8")
+    g = tmp_path / "sorted.csv"
+    g.write_text("text\nkulağım çınlıyor\nbaşım ağrıyor\n", encoding="utf-8")
+    assert sorted(learn.read_real_posts(f)) == sorted(learn.read_real_posts(g))
+    f.write_text("id,text\nq1,başım ağrıyor\n".encode("cp1254").decode("latin-1"),
+                 encoding="latin-1")  # a Windows-Turkish file
+    with pytest.raises(learn.TrainingDataError, match=r"posts\.csv: not a readable UTF-8"):
+        learn.read_real_posts(f)
+    with pytest.raises(learn.TrainingDataError, match="not a readable"):
+        learn.read_real_posts(tmp_path)  # a folder
     f.write_text("soru,etiket\nbaşım ağrıyor,nöroloji\n", encoding="utf-8")
     with pytest.raises(learn.TrainingDataError, match=r"needs a 'text' column.*soru, etiket"):
         learn.read_real_posts(f)
@@ -278,7 +288,22 @@ def test_training_command_learns_real_posts_from_their_training_part(tmp_path):
     card = json.loads((out / "model_card.json").read_text())
     assert {"real_posts": "posts.csv", "rows": n_train,
             "part": "train (learn.real_part)"} in card["data"]
-    r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder), "--out",
-                                 str(tmp_path / "clf2"), "--no-embeddings",
-                                 "--real-posts", str(tmp_path / "missing.csv"), "--json"])
-    assert r.exit_code != 0 and "missing.csv" in r.output
+    for bad in (tmp_path / "missing.csv", tmp_path):  # no such file; a folder
+        r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder),
+                                     "--out", str(tmp_path / "clf2"), "--no-embeddings",
+                                     "--real-posts", str(bad), "--json"])
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "clf2").exists()
+
+
+def test_vocabulary_rows_keep_later_rows_out_of_the_vocabulary():
+    from medai.triage.red_flags.classifier import NONE, train
+
+    rows = learn.analyse_rows(load_rules(), [t for t, _f in URGENT["a"]] + ORDINARY["a"] * 2)
+    ys = [f for _t, f in URGENT["a"]] + [NONE] * (2 * len(ORDINARY["a"]))
+    extra = learn.analyse_rows(load_rules(), ["zıpkınlı balıkçı zıpkınlı balıkçı"] * 3)
+    feats = [a.features for a in rows + extra]
+    model = train(feats, ys + [NONE] * 3, vocabulary_rows=len(rows))
+    word = extra[0].features.words.split()[0]  # the normalised form of "zıpkınlı"
+    assert word not in model.vectorizers["word"].vocabulary_
+    assert word in train(feats, ys + [NONE] * 3).vectorizers["word"].vocabulary_

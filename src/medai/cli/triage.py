@@ -153,13 +153,14 @@ def triage_train_red_flags(
     embeddings: Annotated[bool, typer.Option(help="Choose the e5 detector's threshold "
                                                   "together with the classifier's.")] = True,
     real_posts: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, readable=True,
         help="CSV of your own real complaints (a 'text' column, an 'id' column if it has one), "
              "learned as negatives where the rules stay quiet: its training half only "
-             "(a stable hash of the id keeps the other half for reports).")] = None,
-    real_weight: Annotated[float, typer.Option(
+             "(a stable hash of the id, else of the text, keeps the rest for reports).")] = None,
+    real_weight: Annotated[float | None, typer.Option(
         min=0.0, help="The real posts together weigh this many times the written ordinary "
-                      "complaints together (0.25: chosen on the validation quarter of the "
-                      "bundled data, docs/benchmarks/red_flags.md).")] = 0.25,
+                      "complaints together (default 0.25, chosen on the validation quarter of "
+                      "the bundled data: docs/benchmarks/red_flags.md).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the red-flag classifier on written complaints; its threshold is chosen on
@@ -172,22 +173,23 @@ def triage_train_red_flags(
         if not data.is_dir():
             raise FileNotFoundError(f"{data}: not a folder of JSONL sets")
         found = learn.read_sets(data, sets)
+        posts, data_rows = None, [{"set": k, "rows": len(v)} for k, v in found.items()]
+        if real_posts is not None:  # read first: a bad file fails before minutes of embedding
+            posts = [t for i, t in learn.read_real_posts(real_posts)
+                     if learn.real_part(i) == "train"]
+            data_rows.append({"real_posts": real_posts.name, "rows": len(posts),
+                              "part": "train (learn.real_part)"})
         engine = build_engine(rules, embeddings=embeddings, classifier=False)
         knn = None  # every neighbour hit, before thresholds: they are what is chosen
         if engine.knn:
             knn = [[(h.similarity, h.similarity - h.contrast_similarity)
                     for h in engine.analyse(r["text"]).knn]
                    for rows in found.values() for r in rows]
-        posts, data_rows = None, [{"set": k, "rows": len(v)} for k, v in found.items()]
-        if real_posts is not None:
-            posts = [t for i, t in learn.read_real_posts(real_posts)
-                     if learn.real_part(i) == "train"]
-            data_rows.append({"real_posts": real_posts.name, "rows": len(posts),
-                              "part": "train (learn.real_part)"})
         trained = learn.train_with_choice(
             engine.ruleset, found, knn, max_false_alarms,
             progress=lambda m: print(m, file=sys.stderr, flush=True),
-            real_posts=posts, real_weight=real_weight)
+            real_posts=posts,
+            real_weight=learn.REAL_WEIGHT if real_weight is None else real_weight)
         trained.model.save(out, {
             "name": name or out.name, "version": date.today().isoformat(),
             "description": "Red-flag classifier (medai triage train-red-flags)",

@@ -65,6 +65,8 @@ def read_sets(directory: Path, prefix: str = "") -> dict[str, list[dict]]:
 
 
 REAL_PARTS = ("train", "train", "validation", "report")
+REAL_WEIGHT = 0.25  # chosen on the validation part of the bundled data (docs/red-flag-rules.md)
+MAX_REAL_POST_CHARS = 1 << 20  # one CSV field; a longer one is not a complaint
 
 
 def real_part(post_id: str) -> str:
@@ -76,18 +78,26 @@ def real_part(post_id: str) -> str:
 
 def read_real_posts(path: Path, max_bytes: int = 512 * 1024 * 1024) -> list[tuple[str, str]]:
     """(id, text) of every row of a CSV of real complaints: a ``text`` column and, optionally, an
-    ``id`` column (else the row number)."""
+    ``id`` column. Without an id a post is known by its text, so adding or re-sorting rows never
+    moves a post from one part to another."""
     path = Path(path)
-    if path.stat().st_size > max_bytes:
-        raise TrainingDataError(f"{path}: over {max_bytes // 2**20} MiB")
-    csv.field_size_limit(1 << 24)
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if "text" not in (reader.fieldnames or []):
-            raise TrainingDataError(f"{path}: needs a 'text' column "
-                                    f"(found: {', '.join(reader.fieldnames or [])})")
-        return [(row.get("id") or str(n), row["text"]) for n, row in enumerate(reader, 1)
-                if (row["text"] or "").strip()]
+    try:
+        if path.stat().st_size > max_bytes:
+            raise TrainingDataError(f"{path}: over {max_bytes // 2**20} MiB")
+        limit = csv.field_size_limit(MAX_REAL_POST_CHARS)
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: Excel's BOM
+                reader = csv.DictReader(f)
+                if "text" not in (reader.fieldnames or []):
+                    raise TrainingDataError(f"{path}: needs a 'text' column "
+                                            f"(found: {', '.join(reader.fieldnames or [])})")
+                return [((row.get("id") or "").strip() or "text:" + row["text"].strip(),
+                         row["text"]) for row in reader if (row["text"] or "").strip()]
+        finally:
+            csv.field_size_limit(limit)
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise TrainingDataError(f"{path}: not a readable UTF-8 CSV of complaints "
+                                f"({type(exc).__name__}: {exc})") from None
 
 
 def label(row: dict) -> str:
@@ -126,10 +136,11 @@ class RealNegatives:
     """Real posts the rules stay quiet on, as extra "none" rows of every classifier fitted."""
 
     analysed: list[Analysed]
-    weight: float = 1.0  # together, this many times the written ordinary texts together
+    weight: float = REAL_WEIGHT  # together, this many times the written ordinary texts together
 
     @classmethod
-    def read(cls, ruleset: RuleSet, texts: list[str], weight: float = 1.0) -> RealNegatives:
+    def read(cls, ruleset: RuleSet, texts: list[str],
+             weight: float = REAL_WEIGHT) -> RealNegatives:
         return cls([a for a in analyse_rows(ruleset, texts) if not a.rules], weight)
 
 
@@ -139,7 +150,7 @@ def fit(rows: list[Analysed], ys: list[str], real: RealNegatives | None = None,
     vocabularies come from ``rows`` only: real posts are read through the written texts'
     n-grams, and none of theirs ends up in a saved model."""
     feats, ys, weight = [a.features for a in rows], list(ys), None
-    train_kw["vocabulary_rows"] = len(feats)
+    train_kw["vocabulary_rows"] = len(feats)  # the real rows are appended after these
     if real and real.analysed and real.weight > 0:
         n_written = sum(y == NONE for y in ys)
         feats += [a.features for a in real.analysed]
@@ -247,11 +258,12 @@ class Trained:
 def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
                       knn: list[list[tuple[float, float]]] | None, max_false_alarms: float,
                       progress: Callable[[str], None] = lambda _m: None,
-                      real_posts: list[str] | None = None, real_weight: float = 0.25,
+                      real_posts: list[str] | None = None, real_weight: float = REAL_WEIGHT,
                       **train_kw) -> Trained:
     """Out-of-author scores, the operating point chosen on them, and the classifier trained on
     every set with it. ``knn``: per row of the sets in order, (similarity, margin) per flag.
-    ``real_posts``: real complaints to learn as negatives (their training part only)."""
+    ``real_posts``: real complaints to learn as negatives (pass their training part only:
+    ``real_part``)."""
     if len(sets) < 2:
         raise TrainingDataError("need at least two sets (authors) to choose a threshold out of "
                                 f"author; found {sorted(sets)}")
@@ -261,7 +273,7 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
     rows = bank_rows(ruleset)
     bank, bank_labels = analyse_rows(ruleset, [r["text"] for r in rows]), [label(r) for r in rows]
     real = None
-    if real_posts:
+    if real_posts and real_weight > 0:
         progress(f"reading {len(real_posts)} real posts with the rules")
         real = RealNegatives.read(ruleset, real_posts, real_weight)
     oof = out_of_author_scores(analysed, labels, bank, bank_labels, progress, real, **train_kw)
