@@ -300,7 +300,7 @@ def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget,
                     "classifier: without real negatives": {"real": None}, **variants}
     report = learn.analyse_rows(ruleset, report_posts) if report_posts else []
     for name, kw in variants.items():
-        oof = out_of_author(trained, **kw)
+        oof = out_of_author(trained, **kw) if kw else trained.out_of_author  # served: reuse
         s = np.concatenate([oof[k] for k in trained.analysed])
         out[name] = learn.choose_threshold(urgent, others, s, budget)
         if report and not kw.get("no_concepts"):
