@@ -304,9 +304,9 @@ def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget,
         s = np.concatenate([oof[k] for k in trained.analysed])
         out[name] = learn.choose_threshold(urgent, others, s, budget)
         if report and not kw.get("no_concepts"):
-            model = learn.fit_final(trained.analysed, trained.labels, trained.bank,
-                                    trained.bank_labels, out[name]["threshold"],
-                                    real=kw.get("real", trained.real))
+            model = trained.model if not kw else learn.fit_final(  # served: already fitted
+                trained.analysed, trained.labels, trained.bank, trained.bank_labels,
+                out[name]["threshold"], real=kw.get("real", trained.real))
             p = model.probabilities([a.features for a in report])
             alone = (1 - p[:, model.labels.index(learn.NONE)] >= model.threshold) & ~np.array(
                 [bool(a.rules) for a in report])
