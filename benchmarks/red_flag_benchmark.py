@@ -164,7 +164,7 @@ def flatten(sets: dict[str, list[dict]]) -> list[dict]:
     return [r for rows in sets.values() for r in rows]
 
 
-def out_of_author(trained: learn.Trained, **kw) -> dict[str, np.ndarray]:
+def out_of_author(trained: learn.Trained, jobs: int = 1, **kw) -> dict[str, np.ndarray]:
     """Out-of-author scores of a classifier variant, on the texts ``trained`` already read
     (``real=None``: without the real negatives)."""
     analysed, bank = trained.analysed, trained.bank
@@ -176,7 +176,8 @@ def out_of_author(trained: learn.Trained, **kw) -> dict[str, np.ndarray]:
                     for k, v in analysed.items()}
         bank = [learn.Analysed(strip(a.features), a.rules) for a in bank]
     return learn.out_of_author_scores(analysed, trained.labels, bank, trained.bank_labels,
-                                      progress=lambda m: print(" ", m, flush=True), **kw)
+                                      progress=lambda m: print(" ", m, flush=True), jobs=jobs,
+                                      **kw)
 
 
 def main() -> None:
@@ -193,6 +194,8 @@ def main() -> None:
     ap.add_argument("--max-chunks", type=int, default=1,
                     help="windows embedded per text (latency ~30 ms each on 2 cores)")
     ap.add_argument("--ablations", action="store_true", help="also run the dev ablations")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="held-out classifiers fitted at once (processes)")
     args = ap.parse_args()
     served = load_classifier()
     if args.max_false_alarms is None:
@@ -219,7 +222,8 @@ def main() -> None:
         progress=lambda m: print(" ", m, flush=True),
         real_posts=[t for i, t in posts if learn.real_part(i) == "train"] or None,
         real_weight=float((served.params.get("real_negatives") or {})
-                          .get("weight", learn.REAL_WEIGHT)) if served else learn.REAL_WEIGHT)
+                          .get("weight", learn.REAL_WEIGHT)) if served else learn.REAL_WEIGHT,
+        jobs=args.jobs)
     model, chosen = trained.model, trained.choice
     op = {"threshold": chosen["knn_threshold"], "margin": chosen["knn_margin"],
           "classifier": chosen["classifier"], "classifier_choice": chosen}
@@ -251,7 +255,7 @@ def main() -> None:
     if args.ablations:
         report_posts = [t for i, t in posts if learn.real_part(i) == "report"]
         results["dev_ablations"] = ablations(ruleset, dev, trained, urgent, others,
-                                             args.max_false_alarms, report_posts)
+                                             args.max_false_alarms, report_posts, args.jobs)
     if posts:
         print("== real complaints", flush=True)
         engine = RedFlagEngine(ruleset, encoder=engine.knn.encoder,
@@ -280,7 +284,7 @@ def per_set(sets: dict[str, list[dict]], raws: list[dict], op: dict) -> dict:
 
 
 def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget,
-              report_posts: list[str]) -> dict:
+              report_posts: list[str], jobs: int = 1) -> dict:
     """Rules-only variants (stemming, negation, timing) and classifier variants (out of author,
     each at its own threshold chosen like the served one; with real posts, also how often the
     variant trained on every dev set fires alone on the report quarter of them)."""
@@ -300,7 +304,8 @@ def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget,
                     "classifier: without real negatives": {"real": None}, **variants}
     report = learn.analyse_rows(ruleset, report_posts) if report_posts else []
     for name, kw in variants.items():
-        oof = out_of_author(trained, **kw) if kw else trained.out_of_author  # served: reuse
+        oof = (out_of_author(trained, jobs, **kw) if kw
+               else trained.out_of_author)  # served: reuse
         s = np.concatenate([oof[k] for k in trained.analysed])
         out[name] = learn.choose_threshold(urgent, others, s, budget)
         if report and not kw.get("no_concepts"):

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medai.cli import app
-from medai.core.registry import ModelLoadError
+from medai.core.registry import ModelLoadError, file_sha256
 from medai.triage.red_flags import build_engine, learn, load_rules
 from medai.triage.red_flags.classifier import RedFlagClassifier
 from medai.triage.red_flags.engine import CLASSIFIER_DIR, RedFlagEngine
@@ -286,8 +286,8 @@ def test_training_command_learns_real_posts_from_their_training_part(tmp_path):
     params = RedFlagClassifier.load(out).params["real_negatives"]
     assert params == {"posts": n_train, "used": quiet, "weight": 0.5}
     card = json.loads((out / "model_card.json").read_text())
-    assert {"real_posts": "posts.csv", "rows": n_train,
-            "part": "train (learn.real_part)"} in card["data"]
+    assert {"real_posts": "posts.csv", "rows": n_train, "part": "train (learn.real_part)",
+            "sha256": file_sha256(posts)} in card["data"]
     for bad in (tmp_path / "missing.csv", tmp_path):  # no such file; a folder
         r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder),
                                      "--out", str(tmp_path / "clf2"), "--no-embeddings",
@@ -307,3 +307,31 @@ def test_vocabulary_rows_keep_later_rows_out_of_the_vocabulary():
     word = extra[0].features.words.split()[0]  # the normalised form of "zıpkınlı"
     assert word not in model.vectorizers["word"].vocabulary_
     assert word in train(feats, ys + [NONE] * 3).vectorizers["word"].vocabulary_
+
+
+def test_rows_after_the_vocabulary_rows_do_not_weigh_the_written_rows_more():
+    """Real rows of (almost) no weight change nothing: each half weighs half the written rows,
+    not half of all rows (which acted like a larger C on the written texts)."""
+    from medai.triage.red_flags.classifier import NONE, train
+
+    rows = learn.analyse_rows(load_rules(), [t for t, _f in URGENT["a"]] + ORDINARY["a"])
+    ys = [f for _t, f in URGENT["a"]] + [NONE] * len(ORDINARY["a"])
+    extra = learn.analyse_rows(load_rules(), ORDINARY["b"] * 10)
+    feats = [a.features for a in rows]
+    alone = train(feats, ys, c=1.0)
+    weight = np.r_[np.ones(len(rows)), np.full(len(extra), 1e-9)]
+    with_extra = train(feats + [a.features for a in extra], ys + [NONE] * len(extra), c=1.0,
+                       sample_weight=weight, vocabulary_rows=len(rows))
+    np.testing.assert_allclose(with_extra.coef, alone.coef, atol=2e-3)
+
+
+def test_out_of_author_scores_in_parallel_equal_the_serial_ones():
+    rules = load_rules()
+    sets = {k: learn.analyse_rows(rules, [t for t, _f in URGENT[k]] + ORDINARY[k])
+            for k in URGENT}
+    labels = {k: [f for _t, f in URGENT[k]] + [learn.NONE] * len(ORDINARY[k]) for k in URGENT}
+    serial = learn.out_of_author_scores(sets, labels, [], [])
+    parallel = learn.out_of_author_scores(sets, labels, [], [], jobs=2)
+    assert list(parallel) == list(serial)
+    for k in serial:
+        np.testing.assert_allclose(parallel[k], serial[k], rtol=1e-6)

@@ -97,6 +97,18 @@ def test_ordinary_complaints_do_not_fire(rules_engine, text):
     "bir arkadaşım 35 yaşında felç geçirdi, ben de aynı yaştayım. riskim var mı?",
     "kızım 16 yaşında, sınıf arkadaşı kendine zarar vermiş, kızımın böyle bir düşüncesi yok",
     "kızım sehpaya başını çarptı, alnında şişlik var, şimdi oyun oynuyor, konuşması normal",
+    "eşim çok moralsiz ama kendine zarar vereceğini düşünmüyorum, nasıl destek olurum",
+    "kızım düştü, bileği ağrıyor ama oynatabiliyor, kırık gibi durmuyor",  # does not look like
+    "oğlum diş macunu yemiş, ilaç ya da kimyasal bir şey yutmadı, şimdi oynuyor",
+    "annem warfarin kullanıyor, diş eti biraz kanadı, hemen durdu",  # a small bleed, stopped
+    "sol göz kapağım seğiriyor, bir haftadır geçmiyor",  # an eyelid twitch, not a seizure
+    "30 haftalık hamileyim, karnım ara ara sertleşiyor sonra gevşiyor, ağrı kanama yok",
+    "zehirlenme danışma hattının numarası kaç, evde küçük çocuk var",
+    "kızım gece ağrıdan uyanmıyor, sadece sabahları karnı ağrıyor",  # sleeps through
+    "oğlum çok hareketli, sürekli düşüp kalkıyor, morlukların nereden olduğunu biliyoruz",
+    # a leaflet or a book says it, nothing happens
+    "broşürde döküntü çıkınca bardak testi yapılır yazıyordu, nasıl yapılıyor",
+    "kitapta ensesi sertleşen ateşli çocuk hemen hastaneye götürülmeli yazıyor, bilgi olsun diye",
 ])
 def test_reader_patterns_do_not_fire(rules_engine, text):
     assert rules_engine.check(text).flags == [], [f.id for f in rules_engine.check(text).flags]
@@ -122,9 +134,39 @@ def test_reader_patterns_do_not_fire(rules_engine, text):
     ("arkadaşım bayıldı, bende bir şey yok ama o uyanmıyor", "altered_consciousness"),
     ("annem bugün çok tuhaf, beni tanımıyor, sabah normaldi", "altered_consciousness"),
     ("babamın konuşması normal değil, ağzı kaydı", "stroke"),
+    ("babam coumadin kullanıyor, dişeti kanaması 1 saattir durmuyor", "heavy_bleeding"),
+    ("babam kan sulandırıcı kullanıyor, düştü başını çarptı, kusuyor", "head_injury"),
+    ("sara hastası oğlum kasılıyor, 10 dakikadır geçmiyor", "seizure"),
+    ("oğlum ilaç yuttu, kutuda 10 hap eksik", "poisoning_overdose"),
+    ("bebeğim 2 aylık, bugün hiç mama içmedi, sürekli uyuyor", "infant_child"),  # not a denial
+    ("kolu eğri duruyor, kırık gibi duruyor, çok ağrıyor", "major_trauma_burns"),
+    ("babam ilaçlarını biriktirmiş, hepsini içmeyi düşünüyor", "suicidal"),
+    ("karnı tahta gibi sert, dokundurmuyor, kusuyor", "acute_abdomen"),
+    ("annem nerede olduğunu bilmiyor, bizi tanımıyor", "altered_consciousness"),
+    ("babam aniden konuşamıyor, yüzü kaydı, kan sulandırıcı kullanıyor, burnu da kanadı durdu",
+     "stroke"),
+    ("internette intihar yöntemlerine bakıyor, ilaçlarını biriktiriyor", "suicidal"),
 ])
 def test_near_misses_of_reader_patterns_still_fire(rules_engine, text, flag):
     assert flag in {f.id for f in rules_engine.check(text).flags}
+
+
+@pytest.mark.parametrize("text,denied,kept", [
+    ("dedem düştü ama başını vurmadı", "basini", None),
+    ("kızım ilaç yutmadı", "ilac", None),
+    ("oğlum ilaç yutamadı boğazında kaldı", None, "ilac"),  # could not: the sign, no denial
+    ("bebeğim mama içmedi", None, "mama"),  # not feeding is a sign
+    ("kırık gibi durmuyor", "kirik", None),
+    ("kanama durmuyor", None, "kanama"),  # goes on: the sign
+])
+def test_denials_by_event_verbs_and_looks(text, denied, kept):
+    from medai.triage.red_flags.rules import negated_tokens
+    from medai.triage.red_flags.tokens import tokenize
+
+    tokens = tokenize(text)
+    out = {tokens[i].form for i in negated_tokens(tokens, set())}
+    assert denied is None or denied in out
+    assert kept is None or kept not in out
 
 
 def test_a_noun_ending_in_ti_does_not_stop_a_denial():

@@ -161,12 +161,15 @@ def triage_train_red_flags(
         min=0.0, help="The real posts together weigh this many times the written ordinary "
                       "complaints together (default 0.25, chosen on the validation quarter of "
                       "the bundled data: docs/benchmarks/red_flags.md).")] = None,
+    jobs: Annotated[int, typer.Option(min=1, max=64, help="Held-out classifiers fitted at "
+                                                          "once (processes).")] = 1,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the red-flag classifier on written complaints; its threshold is chosen on
     out-of-author scores (each set scored by a classifier trained on the others)."""
     from datetime import date
 
+    from medai.core.registry import file_sha256
     from medai.triage.red_flags import build_engine, learn
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
@@ -178,7 +181,8 @@ def triage_train_red_flags(
             posts = [t for i, t in learn.read_real_posts(real_posts)
                      if learn.real_part(i) == "train"]
             data_rows.append({"real_posts": real_posts.name, "rows": len(posts),
-                              "part": "train (learn.real_part)"})
+                              "part": "train (learn.real_part)",
+                              "sha256": file_sha256(real_posts)})
         engine = build_engine(rules, embeddings=embeddings, classifier=False)
         knn = None  # every neighbour hit, before thresholds: they are what is chosen
         if engine.knn:
@@ -189,7 +193,7 @@ def triage_train_red_flags(
             engine.ruleset, found, knn, max_false_alarms,
             progress=lambda m: print(m, file=sys.stderr, flush=True),
             real_posts=posts,
-            real_weight=learn.REAL_WEIGHT if real_weight is None else real_weight)
+            real_weight=learn.REAL_WEIGHT if real_weight is None else real_weight, jobs=jobs)
         trained.model.save(out, {
             "name": name or out.name, "version": date.today().isoformat(),
             "description": "Red-flag classifier (medai triage train-red-flags)",

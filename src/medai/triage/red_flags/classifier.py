@@ -195,8 +195,9 @@ def train(feats: list[Features], labels: list[str], threshold: float = 0.5,
           sample_weight: np.ndarray | None = None, seed: int = 0,
           vocabulary_rows: int | None = None) -> RedFlagClassifier:
     """Fit the vocabularies and a class-balanced multinomial logistic regression.
-    ``vocabulary_rows``: only the first rows feed the vocabularies (the written texts, so the
-    saved vocabulary holds no n-gram of real patient posts that follow them)."""
+    ``vocabulary_rows``: only the first rows (the written texts) feed the vocabularies, so the
+    saved vocabulary holds no n-gram of the real patient posts that follow them, and set the
+    total weight, so adding those posts does not also weigh the written rows more."""
     from sklearn.linear_model import LogisticRegression
 
     vectorizers = {"char": _char_vectorizer(min_df=2, max_features=max_char),
@@ -211,11 +212,14 @@ def train(feats: list[Features], labels: list[str], threshold: float = 0.5,
                               np.zeros(len(all_labels)), threshold, {})
     x = probe.matrix(feats)
     # urgent and ordinary weigh the same in all; the presentations share the urgent half, and
-    # ``sample_weight`` shares each half out unevenly (real posts against written ordinary ones)
+    # ``sample_weight`` shares each half out unevenly (real posts against written ordinary ones).
+    # Each half weighs half the *written* rows: extra real rows must not also strengthen the
+    # written ones (that would act like a larger C on them)
     weight = (np.ones(len(y)) if sample_weight is None
               else np.asarray(sample_weight, dtype=np.float64).copy())
+    n_written = len(y) if vocabulary_rows is None else vocabulary_rows
     for half in (y == 0, y != 0):
-        weight[half] *= 0.5 * len(y) / max(weight[half].sum(), 1e-12)
+        weight[half] *= 0.5 * n_written / max(weight[half].sum(), 1e-12)
     model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
     model.fit(x, y, sample_weight=weight)
     params = {"c": c, "max_char": max_char, "max_word": max_word, "n_train": len(labels)}

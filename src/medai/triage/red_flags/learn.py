@@ -160,20 +160,33 @@ def fit(rows: list[Analysed], ys: list[str], real: RealNegatives | None = None,
     return train(feats, ys, sample_weight=weight, **train_kw)
 
 
+def _held_out_scores(held: str, sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
+                     bank: list[Analysed], bank_labels: list[str],
+                     real: RealNegatives | None, train_kw: dict) -> tuple[str, np.ndarray]:
+    others = [o for o in sets if o != held]
+    model = fit(bank + [a for o in others for a in sets[o]],
+                bank_labels + [y for o in others for y in labels[o]], real, **train_kw)
+    p = model.probabilities([a.features for a in sets[held]])
+    return held, 1.0 - p[:, model.labels.index(NONE)]
+
+
 def out_of_author_scores(sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
                          bank: list[Analysed], bank_labels: list[str],
                          progress: Callable[[str], None] = lambda _m: None,
-                         real: RealNegatives | None = None, **train_kw) -> dict[str, np.ndarray]:
-    """Urgent score of every text from a classifier that never saw its author's texts."""
+                         real: RealNegatives | None = None, jobs: int = 1,
+                         **train_kw) -> dict[str, np.ndarray]:
+    """Urgent score of every text from a classifier that never saw its author's texts.
+    ``jobs`` > 1 fits that many held-out classifiers at once (separate processes)."""
+    from joblib import Parallel, delayed
+
+    run = Parallel(n_jobs=jobs, return_as="generator_unordered")
     scores = {}
-    for k, held in enumerate(sets):
-        others = [o for o in sets if o != held]
-        model = fit(bank + [a for o in others for a in sets[o]],
-                    bank_labels + [y for o in others for y in labels[o]], real, **train_kw)
-        p = model.probabilities([a.features for a in sets[held]])
-        scores[held] = 1.0 - p[:, model.labels.index(NONE)]
+    for k, (held, s) in enumerate(run(
+            delayed(_held_out_scores)(held, sets, labels, bank, bank_labels, real, train_kw)
+            for held in sets)):
+        scores[held] = s
         progress(f"out-of-author scores {k + 1}/{len(sets)} ({held})")
-    return scores
+    return {held: scores[held] for held in sets}  # the sets' order, whatever finished first
 
 
 def choose_threshold(urgent: np.ndarray, others_fire: np.ndarray, scores: np.ndarray,
@@ -259,11 +272,11 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
                       knn: list[list[tuple[float, float]]] | None, max_false_alarms: float,
                       progress: Callable[[str], None] = lambda _m: None,
                       real_posts: list[str] | None = None, real_weight: float = REAL_WEIGHT,
-                      **train_kw) -> Trained:
+                      jobs: int = 1, **train_kw) -> Trained:
     """Out-of-author scores, the operating point chosen on them, and the classifier trained on
     every set with it. ``knn``: per row of the sets in order, (similarity, margin) per flag.
     ``real_posts``: real complaints to learn as negatives (pass their training part only:
-    ``real_part``)."""
+    ``real_part``). ``jobs``: held-out classifiers fitted at once."""
     if len(sets) < 2:
         raise TrainingDataError("need at least two sets (authors) to choose a threshold out of "
                                 f"author; found {sorted(sets)}")
@@ -276,7 +289,8 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
     if real_posts and real_weight > 0:
         progress(f"reading {len(real_posts)} real posts with the rules")
         real = RealNegatives.read(ruleset, real_posts, real_weight)
-    oof = out_of_author_scores(analysed, labels, bank, bank_labels, progress, real, **train_kw)
+    oof = out_of_author_scores(analysed, labels, bank, bank_labels, progress, real, jobs,
+                               **train_kw)
     urgent = np.array([y != NONE for k in sets for y in labels[k]])
     rules = np.array([bool(a.rules) for k in sets for a in analysed[k]])
     choice = choose_operating_point(urgent, rules, knn, np.concatenate(list(oof.values())),

@@ -51,10 +51,23 @@ verbs are often the sign itself ("dokundurtmuyor", "cevap vermiyor") and deny no
 _PERSIST_ROOTS = ("gec", "dur", "din", "kesil", "azal", "git", "dus", "bit", "son", "hafifle",
                   "iyiles", "rahatla", "cekil", "sus", "tut", "gel", "cik", "kalk", "uyan")
 """Negated verbs that mean the symptom goes on ("geçmiyor", "durmadı") or is itself a sign."""
-_EVENT_DENIAL_ROOTS = ("deg", "kac", "sicra", "carp")
-_EVENT_DENIED = re.compile(r"m[ae]d[iu]")
-"""Events denied in the past tense ("gözüme kimyasal kaçmadı", "değmedi"); their present tense
-is often the sign ("çenesi göğsüne değmiyor")."""
+_EVENT_DENIAL_ROOTS = ("deg", "kac", "sicra", "carp", "vur", "yut")
+_EVENT_DENIED = re.compile(r"m[ae](?:d[iu]|m[iu]s)")
+"""Events denied in the past tense ("gözüme kimyasal kaçmadı", "değmedi", "başını vurmadı",
+"ilaç yutmadı"); their present tense is often the sign ("çenesi göğsüne değmiyor"), and so is
+"could not" ("yutamadı": ``_CANNOT``). Not "içmedi": "bebek bugün mama içmedi" is a sign."""
+_THINK_DENIED = re.compile(r"^dusunm(?:[iu]yor|[ae]d[iu]|[ae]m[iu]s)")
+""""kendine zarar vereceğini düşünmüyorum": the writer denies what precedes. "düş-" alone is a
+persisting sign ("ateşi düşmüyor"), so the thinking verb is read on its own."""
+_SEEMS = re.compile(r"^(?:durmuyor|gorunmuyor|gozukmuyor)")
+""""kırık gibi durmuyor", "kanama gibi görünmüyor": after "gibi", it does not look like the
+sign ("durmuyor" alone is a sign that goes on: "kanama durmuyor")."""
+DOCUMENT_STEMS = ("prospektus", "brosur")
+DOCUMENT_WORDS = frozenset({"kitapta", "gazetede", "makalede", "haberde", "haberlerde",
+                            "televizyonda", "dizide"})
+"""A clause that cites a leaflet, a book or the news tells what it says ("prospektüste intihar
+düşüncesi yapabilir yazıyor"), not what happens. Not "internette": searching for suicide
+methods there is itself a sign."""
 _FINITE_VERB = re.compile(r"(?:yor|yorum|yoruz|yorsun|yorlar|di|du|dim|dum|dik|duk|mis|mus"
                           r"|misim|acak|ecek|ecegim|acagim|(?<=[pctkfhs])(?:ti|tu|tim|tum))$")
 """A finite verb ends a negation's reach. The past tense is -tı only after a voiceless consonant:
@@ -135,11 +148,14 @@ def _asks(token: Token) -> bool:
 def topic_tokens(tokens: list[Token]) -> set[int]:
     """Clauses that ask about a sign or read about it rather than report it: the tokens before an
     asking word, an "if it ever" verb or an impersonal question about anyone, in its clause
-    (``asked_tokens`` has the conditional verb itself)."""
+    (``asked_tokens`` has the conditional verb itself), and a whole clause citing a leaflet, a
+    book or the news (``DOCUMENT_WORDS``)."""
     out: set[int] = set()
     for j, tok in enumerate(tokens):
         if _asks(tok) or (tok.form in IMPERSONAL_QUESTIONS and _generic_clause(tokens, j)):
             out |= {k for k in range(j) if tokens[k].clause == tok.clause}
+        elif tok.form in DOCUMENT_WORDS or tok.form.startswith(DOCUMENT_STEMS):
+            out |= {k for k, t in enumerate(tokens) if t.clause == tok.clause}
     return out
 
 
@@ -212,7 +228,8 @@ def negation_walks(tokens: list[Token], covered: set[int]) -> list[tuple[int, se
             and (j + 2 >= len(tokens) or tokens[j + 2].form not in _QUESTION))
         fine = (tok.form in _FINE and j not in covered
                 and (j + 1 >= len(tokens) or tokens[j + 1].form not in _NOT_FINE))
-        if not (about or fine or tok.form in NEGATORS
+        seems = j > 0 and tokens[j - 1].form == "gibi" and _SEEMS.match(tok.form)
+        if not (about or fine or seems or tok.form in NEGATORS
                 or (j not in covered and _generic_negator(tok.form))):
             continue
         reached: set[int] = set()
@@ -265,7 +282,10 @@ def quiet_tokens(tokens: list[Token], times: list[str]) -> list[bool]:
 
 
 def _generic_negator(form: str) -> bool:
-    if form.startswith(_EVENT_DENIAL_ROOTS) and _EVENT_DENIED.search(form[3:]):
+    root = next((r for r in _EVENT_DENIAL_ROOTS if form.startswith(r)), None)
+    if root and _EVENT_DENIED.search(form[len(root):]) and not _CANNOT.search(form):
+        return True
+    if _THINK_DENIED.match(form):
         return True
     return (_NEGATED_VERB.search(form[2:]) is not None and not _CANNOT.search(form)
             and form.startswith(_DENIAL_ROOTS) and not form.startswith(_PERSIST_ROOTS))
