@@ -109,6 +109,10 @@ def test_ordinary_complaints_do_not_fire(rules_engine, text):
     # a leaflet or a book says it, nothing happens
     "broşürde döküntü çıkınca bardak testi yapılır yazıyordu, nasıl yapılıyor",
     "kitapta ensesi sertleşen ateşli çocuk hemen hastaneye götürülmeli yazıyor, bilgi olsun diye",
+    "kakam siyah ama demir ilacı kullanıyorum, karın ağrım yok",  # iron darkens stool
+    "koşunca biraz nefesim kesiliyor, dinlenince geçiyor",  # on exertion, alone
+    "başım ağrıyor, ensem tutulmadı, ışık gözümü rahatsız etmiyor, ateşim 37.5",
+    "babam 2 yıl önce kalp krizi geçirdi stent takıldı şu an çok iyi, spor yapabilir mi",
 ])
 def test_reader_patterns_do_not_fire(rules_engine, text):
     assert rules_engine.check(text).flags == [], [f.id for f in rules_engine.check(text).flags]
@@ -146,6 +150,10 @@ def test_reader_patterns_do_not_fire(rules_engine, text):
     ("babam aniden konuşamıyor, yüzü kaydı, kan sulandırıcı kullanıyor, burnu da kanadı durdu",
      "stroke"),
     ("internette intihar yöntemlerine bakıyor, ilaçlarını biriktiriyor", "suicidal"),
+    ("demir ilacı kullanıyorum, bugün kan kustum", "heavy_bleeding"),
+    ("merdiven çıkınca nefes alamıyor, dudakları morardı", "respiratory_distress"),
+    ("2 yıl önce felç geçirdi, şu an iyi değil, konuşamıyor", "stroke"),
+    ("ışık gözümü çok rahatsız ediyor, ensem kaskatı, ateşim 39", "meningism"),
 ])
 def test_near_misses_of_reader_patterns_still_fire(rules_engine, text, flag):
     assert flag in {f.id for f in rules_engine.check(text).flags}

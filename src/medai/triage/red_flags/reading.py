@@ -62,6 +62,9 @@ persisting sign ("ateşi düşmüyor"), so the thinking verb is read on its own.
 _SEEMS = re.compile(r"^(?:durmuyor|gorunmuyor|gozukmuyor)")
 """"kırık gibi durmuyor", "kanama gibi görünmüyor": after "gibi", it does not look like the
 sign ("durmuyor" alone is a sign that goes on: "kanama durmuyor")."""
+_BOTHERS_NOT = ("etmiyor", "etmedi", "etmez")
+""""ışık gözümü rahatsız etmiyor": the light does not bother. Not "etmiyor" alone: "hareket
+etmiyor" is a sign."""
 DOCUMENT_STEMS = ("prospektus", "brosur")
 DOCUMENT_WORDS = frozenset({"kitapta", "gazetede", "makalede", "haberde", "haberlerde",
                             "televizyonda", "dizide"})
@@ -228,7 +231,8 @@ def negation_walks(tokens: list[Token], covered: set[int]) -> list[tuple[int, se
             and (j + 2 >= len(tokens) or tokens[j + 2].form not in _QUESTION))
         fine = (tok.form in _FINE and j not in covered
                 and (j + 1 >= len(tokens) or tokens[j + 1].form not in _NOT_FINE))
-        seems = j > 0 and tokens[j - 1].form == "gibi" and _SEEMS.match(tok.form)
+        seems = j > 0 and ((tokens[j - 1].form == "gibi" and _SEEMS.match(tok.form)) or (
+            tokens[j - 1].form == "rahatsiz" and tok.form.startswith(_BOTHERS_NOT)))
         if not (about or fine or seems or tok.form in NEGATORS
                 or (j not in covered and _generic_negator(tok.form))):
             continue

@@ -41,6 +41,8 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
         nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
         if _dates(tokens, i, pluperfect):
             past.add(tok.clause)
+        elif _fine_now(tokens, i):
+            continue  # "2 yıl önce kalp krizi geçirdi, şu an çok iyi": now is the recovery
         elif f in PRESENT_WORDS or (f == "biraz" and nxt in {"once", "evvel"}) or (
                 f in {"su", "bu"} and nxt in {
                 "an", "anda", "sabah", "aksam", "gece", "gun", "sira", "aralar"}) or (
@@ -55,6 +57,27 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
                      else carried)
         out.append(state)
     return out
+
+
+_WELL = ("iyi", "normal", "saglikli", "sorunsuz")
+_NOT_WELL = frozenset({"degil", "degildi", "mi", "mu", "gorunuyor", "gibi", "hissetmiyor",
+                       "hissetmiyorum", "ama", "fakat"})
+
+
+def _fine_now(tokens: list[Token], i: int) -> bool:
+    """A now-word that says the person is well now ("şimdi iyi", "şu an gayet iyi"): it does not
+    bring an event dated in the past back to now. "şimdi iyi değil" and "iyi görünüyor ama"
+    still do."""
+    f = tokens[i].form
+    if f == "su" and i + 1 < len(tokens) and tokens[i + 1].form in {"an", "anda"}:
+        i += 1
+    elif f not in {"simdi", "suan", "suanda", "halen", "hala", "bugun"}:
+        return False
+    ahead = [t.form for t in tokens[i + 1:i + 4] if t.clause == tokens[i].clause]
+    k = next((n for n, w in enumerate(ahead) if w.startswith(_WELL)), None)
+    return k is not None and all(w in {"cok", "gayet", "daha", "tamamen", "hamdolsun",
+                                       "sukur"} for w in ahead[:k]) and (
+        k + 1 >= len(ahead) or ahead[k + 1] not in _NOT_WELL)
 
 
 def _dates(tokens: list[Token], i: int, pluperfect: bool) -> bool:
