@@ -113,6 +113,11 @@ def test_ordinary_complaints_do_not_fire(rules_engine, text):
     "koşunca biraz nefesim kesiliyor, dinlenince geçiyor",  # on exertion, alone
     "başım ağrıyor, ensem tutulmadı, ışık gözümü rahatsız etmiyor, ateşim 37.5",
     "babam 2 yıl önce kalp krizi geçirdi stent takıldı şu an çok iyi, spor yapabilir mi",
+    "sivilce ilacını yüzüme göre düşük dozda kullandım, kızarıklık kaldı",  # a low dose
+    "yüz felci sonrası çekilen MR raporum ne anlama geliyor",
+    "bebeğim 2 aylık, aşıdan sonra kolu şişti. ateşi 37.2, emiyor, uyanık",  # a normal reading
+    "dün ağır koliler taşıdım, bugün göğsüm bastırınca ağrıyor, kola yayılma yok",  # not "kol"
+    "öksürürken kan tükürmek ne zaman tehlikelidir, babam sigara içiyor",
 ])
 def test_reader_patterns_do_not_fire(rules_engine, text):
     assert rules_engine.check(text).flags == [], [f.id for f in rules_engine.check(text).flags]
@@ -154,6 +159,12 @@ def test_reader_patterns_do_not_fire(rules_engine, text):
     ("merdiven çıkınca nefes alamıyor, dudakları morardı", "respiratory_distress"),
     ("2 yıl önce felç geçirdi, şu an iyi değil, konuşamıyor", "stroke"),
     ("ışık gözümü çok rahatsız ediyor, ensem kaskatı, ateşim 39", "meningism"),
+    ("annemin yüzünün bir tarafı düşük duruyor, konuşması bozuldu", "stroke"),
+    ("babamın ağzı bir yana çekildi, kolunu kaldıramıyor", "stroke"),
+    ("bebeğim 2 aylık, ateşi 38.2", "infant_child"),
+    ("ateşi 37-38 arası, ensesi kaskatı, başı çok ağrıyor", "meningism"),  # 38 is a fever
+    ("bebeğim 3 haftalık, ateşi 36'nın altında, elleri buz gibi", "infant_child"),  # too low
+    ("bebegim 2 aylik atesi 37,5 ama cok uyuyor uyandiramiyorum", "infant_child"),
 ])
 def test_near_misses_of_reader_patterns_still_fire(rules_engine, text, flag):
     assert flag in {f.id for f in rules_engine.check(text).flags}
@@ -175,6 +186,15 @@ def test_denials_by_event_verbs_and_looks(text, denied, kept):
     out = {tokens[i].form for i in negated_tokens(tokens, set())}
     assert denied is None or denied in out
     assert kept is None or kept not in out
+
+
+def test_a_decimal_breaks_neither_sentence_nor_clause():
+    from medai.triage.red_flags.tokens import tokenize
+
+    tokens = tokenize("ateşi 38.5, 37,2 derece. Yarın")
+    assert [t.form for t in tokens] == ["atesi", "38", "5", "37", "2", "derece", "yarin"]
+    assert [t.sentence for t in tokens] == [0, 0, 0, 0, 0, 0, 1]
+    assert tokens[3].clause == tokens[4].clause != tokens[2].clause  # "," between 5 and 37
 
 
 def test_a_noun_ending_in_ti_does_not_stop_a_denial():
@@ -282,6 +302,25 @@ def test_bad_concept_form_is_a_clear_error(tmp_path, form, message):
     data["concepts"]["chest"]["forms"].append(form)
     (d / "concepts.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
     with pytest.raises(RuleFileError, match=message):
+        load_rules(d)
+
+
+def test_normal_reading_is_validated_as_a_concept_key(tmp_path):
+    d = _copy_rules(tmp_path)
+    data = yaml.safe_load((d / "concepts.yaml").read_text())
+    data["concepts"]["chest"]["normal_readings"] = True  # misspelt
+    (d / "concepts.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    with pytest.raises(RuleFileError, match="valid: kind, forms, exclude, negatable, except_in, "
+                                             "normal_reading"):
+        load_rules(d)
+
+
+def test_a_phrase_in_exclude_is_a_clear_error_not_a_silent_no_op(tmp_path):
+    d = _copy_rules(tmp_path)
+    data = yaml.safe_load((d / "concepts.yaml").read_text())
+    data["concepts"]["chest"]["exclude"] = ["göğüs kafesi"]
+    (d / "concepts.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    with pytest.raises(RuleFileError, match=r"one word start.*except_in"):
         load_rules(d)
 
 

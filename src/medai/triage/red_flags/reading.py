@@ -22,7 +22,7 @@ NEGATORS = frozenset({
 """Words that deny what comes just before them ("göğüs ağrım yok")."""
 ASKING_WORDS = frozenset({
     "nedir", "nelerdir", "arasindaki", "farki", "bahsetti", "bahsediyor", "okudum", "okumustum",
-    "kalitsal", "kalitsalmi", "kalitimsal",
+    "kalitsal", "kalitsalmi", "kalitimsal", "tehlikelidir",
 })
 """Words that make their clause a question about a sign, not a report of one ("bayılma ile sara
 nöbeti arasındaki fark nedir", "intihar düşüncesini artırdığını okudum")."""
@@ -108,7 +108,8 @@ def denied_degree(tokens: list[Token]) -> set[int]:
 
 _AORIST = re.compile(r"(?<!yo)(?<!bil)(?<!m[ae]z)[aeiu]r$")
 _LIGHT_VERBS = ("ol", "gecir", "ver", "yap", "gir", "at", "kal", "cik")
-_QUESTION = frozenset({"mi", "mu"})
+_QUESTION = frozenset({"mi", "mu", "miyim", "muyum", "miyiz", "muyuz", "misin", "musun",
+                       "midir", "mudur"})
 
 
 _FUTURE = re.compile(r"(?:acak|ecek)$")
@@ -295,3 +296,27 @@ def _generic_negator(form: str) -> bool:
             and form.startswith(_DENIAL_ROOTS) and not form.startswith(_PERSIST_ROOTS))
 
 
+_NORMAL_READING = frozenset({"36", "37"})
+_FEVERISH = range(38, 43)
+_BOUND = ("alt", "ust", "uzer", "gec", "fazla", "asag", "yukar", "civar", "kadar")
+
+
+def normal_readings(tokens: list[Token]) -> set[int]:
+    """Words followed (next token, or one word later) by a measured temperature under 38 °C:
+    36 or 37 with its decimals ("ateşi 37.2", "ateşim 36,8") or "derece", with no reading of
+    38 or more in the next tokens ("ateşi 37-38 arası" is a fever) and no bound after it
+    ("36'nın altında" is too low, "37'yi geçti" rising)."""
+    out: set[int] = set()
+    for j, tok in enumerate(tokens):
+        if tok.form not in _NORMAL_READING or j == 0:
+            continue
+        nxt = tokens[j + 1] if j + 1 < len(tokens) else None
+        decimal = nxt is not None and nxt.form.isdigit() and nxt.clause == tok.clause
+        if not (decimal or nxt is None or nxt.form == "derece" or nxt.clause != tok.clause):
+            continue  # "37'yi", "36'nın altında": a suffix or a word bounds it
+        after = [t.form for t in tokens[j + 1:j + 6] if t.sentence == tok.sentence]
+        if any(f.isdigit() and int(f) in _FEVERISH for f in after if len(f) <= 2) or any(
+                f.startswith(_BOUND) for f in after[1 + decimal:4]):
+            continue
+        out |= {k for k in (j - 1, j - 2) if k >= 0 and tokens[k].sentence == tok.sentence}
+    return out

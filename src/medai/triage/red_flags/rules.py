@@ -26,6 +26,7 @@ from medai.triage.red_flags.reading import (
     negated_suffix,
     negated_tokens,
     negation_walks,
+    normal_readings,
     quiet_tokens,
     topic_tokens,
 )
@@ -122,6 +123,7 @@ class ConceptMatcher:
         self_negated = {last for (_, last, pattern) in raw.values()
                         if negated_suffix(tokens[last], pattern)}
         negated, topical, degree_denied, sites = set(), set(), set(), set()
+        normal = normal_readings(tokens) if self.negation else set()
         if self.negation:
             walks = negation_walks(tokens, covered - self_negated)  # once: two readers use it
             negated = negated_tokens(tokens, covered - self_negated, walks)
@@ -149,6 +151,8 @@ class ConceptMatcher:
                 continue  # every kind: "kalp krizinin çeneye vurduğunu okudum", "ani değil"
             if last in sites and (concept.kind == "body_part" or concept.negatable):
                 continue
+            if concept.normal_reading and last in normal:
+                continue  # "ateşi 37.2"
             hits.append(Hit(cid, i, last, times[last], concept.kind, dated[last] == "past"))
         return sorted(hits, key=lambda h: (h.first, h.concept))
 

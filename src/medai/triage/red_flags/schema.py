@@ -42,6 +42,7 @@ class Concept:
     exclude: tuple[str, ...] = ()
     negatable: bool = True
     except_in: tuple[str, ...] = ()  # a hit inside a longer hit of these concepts is dropped
+    normal_reading: bool = False  # a measured normal value right after it denies it (fever)
 
 
 @dataclass(frozen=True)
@@ -134,15 +135,21 @@ def _concepts(path: Path) -> dict[str, Concept]:
             parsed = tuple(dict.fromkeys(parse_form(f) for f in forms))
         except ValueError as exc:
             raise _fail(path, cid, str(exc)) from None
-        unknown = set(spec) - {"kind", "forms", "exclude", "negatable", "except_in", "note"}
+        keys = ("kind", "forms", "exclude", "negatable", "except_in", "normal_reading", "note")
+        unknown = set(spec) - set(keys)
         if unknown:
-            raise _fail(path, cid, f"unknown keys {sorted(unknown)}; valid: kind, forms, "
-                                   "exclude, negatable, except_in, note")
+            raise _fail(path, cid, f"unknown keys {sorted(unknown)}; valid: {', '.join(keys)}")
         # a body part, a person or a time is not what "yok" denies ("göğüs ağrım yok" denies
         # the pain): only symptoms, signs, events and substances are negatable by default
         negatable = spec.get("negatable", kind not in NOT_NEGATED_KINDS)
-        out[cid] = Concept(cid, kind, parsed, tuple(fold(x) for x in spec.get("exclude", [])),
-                           bool(negatable), tuple(spec.get("except_in", [])))
+        exclude = tuple(fold(str(x)) for x in spec.get("exclude", []))
+        for x in exclude:  # compared with one token's start: a phrase would never match
+            if not x.isalnum():
+                raise _fail(path, cid, f"exclude entry {x!r} must be one word start (letters or "
+                                       "digits); for a phrase, list it as a form of another "
+                                       "concept and name that concept in except_in")
+        out[cid] = Concept(cid, kind, parsed, exclude, bool(negatable),
+                           tuple(spec.get("except_in", [])), bool(spec.get("normal_reading")))
     for concept in out.values():
         for other in concept.except_in:
             if other not in out:

@@ -79,7 +79,9 @@ def tokenize(text: str) -> list[Token]:
         gap = text[prev_end:m.start()]
         nxt = fold_plain(words[k + 1].group()) if k + 1 < len(words) else ""
         form = fold_plain(m.group()) if nxt.startswith(_GOVERNS_INFINITIVE) else fold(m.group())
-        if tokens and _SENTENCE_BREAK.search(gap):
+        if tokens and gap in {".", ","} and tokens[-1].form.isdigit() and form.isdigit():
+            pass  # a decimal ("ateşi 38.5", "37,2 derece") breaks neither sentence nor clause
+        elif tokens and _SENTENCE_BREAK.search(gap):
             sentence += 1
             clause += 1
         elif tokens and (_CLAUSE_BREAK.search(gap) or form in CLAUSE_WORDS):
