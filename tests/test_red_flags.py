@@ -117,7 +117,6 @@ def test_ordinary_complaints_do_not_fire(rules_engine, text):
     "yüz felci sonrası çekilen MR raporum ne anlama geliyor",
     "bebeğim 2 aylık, aşıdan sonra kolu şişti. ateşi 37.2, emiyor, uyanık",  # a normal reading
     "dün ağır koliler taşıdım, bugün göğsüm bastırınca ağrıyor, kola yayılma yok",  # not "kol"
-    "öksürürken kan tükürmek ne zaman tehlikelidir, babam sigara içiyor",
 ])
 def test_reader_patterns_do_not_fire(rules_engine, text):
     assert rules_engine.check(text).flags == [], [f.id for f in rules_engine.check(text).flags]
@@ -186,6 +185,20 @@ def test_denials_by_event_verbs_and_looks(text, denied, kept):
     out = {tokens[i].form for i in negated_tokens(tokens, set())}
     assert denied is None or denied in out
     assert kept is None or kept not in out
+
+
+MUST_FIRE = Path(__file__).parent / "data" / "red_flags_must_fire.tsv"
+
+
+def _must_fire() -> list[tuple[str, str]]:
+    lines = MUST_FIRE.read_text(encoding="utf-8").splitlines()
+    return [tuple(line.split("\t", 1)) for line in lines if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("flag,text", _must_fire())
+def test_reviewed_emergencies_next_to_denials_and_look_alikes_still_fire(rules_engine, flag,
+                                                                          text):
+    assert flag in {f.id for f in rules_engine.check(text).flags}
 
 
 def test_a_decimal_breaks_neither_sentence_nor_clause():
@@ -312,6 +325,15 @@ def test_normal_reading_is_validated_as_a_concept_key(tmp_path):
     (d / "concepts.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
     with pytest.raises(RuleFileError, match="valid: kind, forms, exclude, negatable, except_in, "
                                              "normal_reading"):
+        load_rules(d)
+
+
+def test_a_flag_that_is_not_a_boolean_is_a_clear_error(tmp_path):
+    d = _copy_rules(tmp_path)
+    data = yaml.safe_load((d / "concepts.yaml").read_text())
+    data["concepts"]["fever"]["normal_reading"] = "false"  # a string is truthy
+    (d / "concepts.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    with pytest.raises(RuleFileError, match="normal_reading must be true or false"):
         load_rules(d)
 
 

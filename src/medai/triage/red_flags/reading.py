@@ -22,7 +22,7 @@ NEGATORS = frozenset({
 """Words that deny what comes just before them ("göğüs ağrım yok")."""
 ASKING_WORDS = frozenset({
     "nedir", "nelerdir", "arasindaki", "farki", "bahsetti", "bahsediyor", "okudum", "okumustum",
-    "kalitsal", "kalitsalmi", "kalitimsal", "tehlikelidir",
+    "kalitsal", "kalitsalmi", "kalitimsal",
 })
 """Words that make their clause a question about a sign, not a report of one ("bayılma ile sara
 nöbeti arasındaki fark nedir", "intihar düşüncesini artırdığını okudum")."""
@@ -52,13 +52,18 @@ _PERSIST_ROOTS = ("gec", "dur", "din", "kesil", "azal", "git", "dus", "bit", "so
                   "iyiles", "rahatla", "cekil", "sus", "tut", "gel", "cik", "kalk", "uyan")
 """Negated verbs that mean the symptom goes on ("geçmiyor", "durmadı") or is itself a sign."""
 _EVENT_DENIAL_ROOTS = ("deg", "kac", "sicra", "carp", "vur", "yut")
-_EVENT_DENIED = re.compile(r"m[ae](?:d[iu]|m[iu]s)")
+_EVENT_DENIED = re.compile(r"m[ae](?:d[iu]|m[iu]s)(?:m|n|k|niz|nuz|lar|ler|t[iu]r)?$")
 """Events denied in the past tense ("gözüme kimyasal kaçmadı", "değmedi", "başını vurmadı",
 "ilaç yutmadı"); their present tense is often the sign ("çenesi göğsüne değmiyor"), and so is
-"could not" ("yutamadı": ``_CANNOT``). Not "içmedi": "bebek bugün mama içmedi" is a sign."""
-_THINK_DENIED = re.compile(r"^dusunm(?:[iu]yor|[ae]d[iu]|[ae]m[iu]s)")
-""""kendine zarar vereceğini düşünmüyorum": the writer denies what precedes. "düş-" alone is a
-persisting sign ("ateşi düşmüyor"), so the thinking verb is read on its own."""
+"could not" ("yutamadı": ``_CANNOT``). Only a finite past verb: "yutup yutmadığını bilmiyoruz"
+is not sure. Not "içmedi": "bebek bugün mama içmedi" is a sign."""
+_THINK_DENIED = re.compile(r"^dusunm(?:[iu]yor|[ae]d[iu])")
+_WILL_OTHER = re.compile(r"(?:acag|eceg|acaklar|ecekler)[iu]n[iu]$")
+""""kendine zarar vereceğini düşünmüyorum": the writer does not think someone else will do it.
+Only after a third-person future ("-eceğini"), and only over that phrase (``SHORT_REACH``):
+"kendimi öldürmekten başka çıkış yolu düşünmüyorum" and "intihar etmeyi düşünmüyorum artık
+kararımı verdim" are the plan itself."""
+SHORT_REACH = 2
 _SEEMS = re.compile(r"^(?:durmuyor|gorunmuyor|gozukmuyor)")
 """"kırık gibi durmuyor", "kanama gibi görünmüyor": after "gibi", it does not look like the
 sign ("durmuyor" alone is a sign that goes on: "kanama durmuyor")."""
@@ -68,9 +73,13 @@ etmiyor" is a sign."""
 DOCUMENT_STEMS = ("prospektus", "brosur")
 DOCUMENT_WORDS = frozenset({"kitapta", "gazetede", "makalede", "haberde", "haberlerde",
                             "televizyonda", "dizide"})
-"""A clause that cites a leaflet, a book or the news tells what it says ("prospektüste intihar
-düşüncesi yapabilir yazıyor"), not what happens. Not "internette": searching for suicide
-methods there is itself a sign."""
+_REPORTING = ("yaziyor", "yazil", "yazmis", "yazar", "anlatil", "anlatiy", "anlattil", "diyor",
+              "deniyor", "soylen", "soyluyor", "bahsed", "bahsetti")
+"""A clause that cites a leaflet, a book or the news with a verb of saying tells what it says
+("prospektüste intihar düşüncesi yapabilir yazıyor", "televizyonda inme belirtilerini
+anlattılar"), not what happens ("televizyonda maç izlerken yere yığıldı" is a report; so is
+"prospektüsteki dozun 5 katı içmiş"). Not "internette": searching for suicide methods there is
+itself a sign."""
 _FINITE_VERB = re.compile(r"(?:yor|yorum|yoruz|yorsun|yorlar|di|du|dim|dum|dik|duk|mis|mus"
                           r"|misim|acak|ecek|ecegim|acagim|(?<=[pctkfhs])(?:ti|tu|tim|tum))$")
 """A finite verb ends a negation's reach. The past tense is -tı only after a voiceless consonant:
@@ -108,8 +117,7 @@ def denied_degree(tokens: list[Token]) -> set[int]:
 
 _AORIST = re.compile(r"(?<!yo)(?<!bil)(?<!m[ae]z)[aeiu]r$")
 _LIGHT_VERBS = ("ol", "gecir", "ver", "yap", "gir", "at", "kal", "cik")
-_QUESTION = frozenset({"mi", "mu", "miyim", "muyum", "miyiz", "muyuz", "misin", "musun",
-                       "midir", "mudur"})
+_QUESTION = frozenset({"mi", "mu"})
 
 
 _FUTURE = re.compile(r"(?:acak|ecek)$")
@@ -158,7 +166,8 @@ def topic_tokens(tokens: list[Token]) -> set[int]:
     for j, tok in enumerate(tokens):
         if _asks(tok) or (tok.form in IMPERSONAL_QUESTIONS and _generic_clause(tokens, j)):
             out |= {k for k in range(j) if tokens[k].clause == tok.clause}
-        elif tok.form in DOCUMENT_WORDS or tok.form.startswith(DOCUMENT_STEMS):
+        elif (tok.form in DOCUMENT_WORDS or tok.form.startswith(DOCUMENT_STEMS)) and any(
+                t.clause == tok.clause and t.form.startswith(_REPORTING) for t in tokens):
             out |= {k for k, t in enumerate(tokens) if t.clause == tok.clause}
     return out
 
@@ -232,13 +241,15 @@ def negation_walks(tokens: list[Token], covered: set[int]) -> list[tuple[int, se
             and (j + 2 >= len(tokens) or tokens[j + 2].form not in _QUESTION))
         fine = (tok.form in _FINE and j not in covered
                 and (j + 1 >= len(tokens) or tokens[j + 1].form not in _NOT_FINE))
-        seems = j > 0 and ((tokens[j - 1].form == "gibi" and _SEEMS.match(tok.form)) or (
-            tokens[j - 1].form == "rahatsiz" and tok.form.startswith(_BOTHERS_NOT)))
-        if not (about or fine or seems or tok.form in NEGATORS
+        short = j > 0 and ((tokens[j - 1].form == "gibi" and _SEEMS.match(tok.form)) or (
+            tokens[j - 1].form == "rahatsiz" and tok.form.startswith(_BOTHERS_NOT)) or (
+            _THINK_DENIED.match(tok.form) and _WILL_OTHER.search(tokens[j - 1].form)))
+        if not (about or fine or short or tok.form in NEGATORS
                 or (j not in covered and _generic_negator(tok.form))):
             continue
         reached: set[int] = set()
-        for k in range(j - 1, max(-1, j - 1 - NEGATION_REACH), -1):
+        reach = SHORT_REACH if short else NEGATION_REACH
+        for k in range(j - 1, max(-1, j - 1 - reach), -1):
             f = tokens[k].form
             if tokens[k].sentence != tok.sentence or f in NEGATION_BLOCKERS:
                 break
@@ -288,9 +299,7 @@ def quiet_tokens(tokens: list[Token], times: list[str]) -> list[bool]:
 
 def _generic_negator(form: str) -> bool:
     root = next((r for r in _EVENT_DENIAL_ROOTS if form.startswith(r)), None)
-    if root and _EVENT_DENIED.search(form[len(root):]) and not _CANNOT.search(form):
-        return True
-    if _THINK_DENIED.match(form):
+    if root and _EVENT_DENIED.match(form[len(root):]) and not _CANNOT.search(form):
         return True
     return (_NEGATED_VERB.search(form[2:]) is not None and not _CANNOT.search(form)
             and form.startswith(_DENIAL_ROOTS) and not form.startswith(_PERSIST_ROOTS))
@@ -298,14 +307,15 @@ def _generic_negator(form: str) -> bool:
 
 _NORMAL_READING = frozenset({"36", "37"})
 _FEVERISH = range(38, 43)
-_BOUND = ("alt", "ust", "uzer", "gec", "fazla", "asag", "yukar", "civar", "kadar")
+_BOUND = ("alt", "ust", "uzer", "gec", "fazla", "asag", "yukar", "civar", "kadar", "dus",
+          "cik", "yuksel", "art")
 
 
 def normal_readings(tokens: list[Token]) -> set[int]:
-    """Words followed (next token, or one word later) by a measured temperature under 38 °C:
-    36 or 37 with its decimals ("ateşi 37.2", "ateşim 36,8") or "derece", with no reading of
-    38 or more in the next tokens ("ateşi 37-38 arası" is a fever) and no bound after it
-    ("36'nın altında" is too low, "37'yi geçti" rising)."""
+    """Words right before a measured temperature under 38 °C: 36 or 37 with its decimals or
+    "derece" ("ateşi 37.2", "ateşim 36,8"), with no reading of 38 or more in the next tokens
+    ("ateşi 37-38 arası" is a fever) and no bound or change after it ("36'nın altında" is too
+    low, "37.9 üstünde", "37'yi geçti", "37.5 civarı ama yanıyor", "hiç düşmüyor")."""
     out: set[int] = set()
     for j, tok in enumerate(tokens):
         if tok.form not in _NORMAL_READING or j == 0:
@@ -316,7 +326,8 @@ def normal_readings(tokens: list[Token]) -> set[int]:
             continue  # "37'yi", "36'nın altında": a suffix or a word bounds it
         after = [t.form for t in tokens[j + 1:j + 6] if t.sentence == tok.sentence]
         if any(f.isdigit() and int(f) in _FEVERISH for f in after if len(f) <= 2) or any(
-                f.startswith(_BOUND) for f in after[1 + decimal:4]):
+                f.startswith(_BOUND) for f in after[int(decimal):4]):
             continue
-        out |= {k for k in (j - 1, j - 2) if k >= 0 and tokens[k].sentence == tok.sentence}
+        if tokens[j - 1].sentence == tok.sentence:
+            out.add(j - 1)
     return out

@@ -142,6 +142,9 @@ def _concepts(path: Path) -> dict[str, Concept]:
         # a body part, a person or a time is not what "yok" denies ("göğüs ağrım yok" denies
         # the pain): only symptoms, signs, events and substances are negatable by default
         negatable = spec.get("negatable", kind not in NOT_NEGATED_KINDS)
+        for flag in ("negatable", "normal_reading"):
+            if not isinstance(spec.get(flag, False), bool):
+                raise _fail(path, cid, f"{flag} must be true or false")
         exclude = tuple(fold(str(x)) for x in spec.get("exclude", []))
         for x in exclude:  # compared with one token's start: a phrase would never match
             if not x.isalnum():

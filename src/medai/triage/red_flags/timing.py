@@ -35,14 +35,14 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
     ara", "2015'te", a pluperfect verb "geçirmiştim") and in the clauses after it in the same
     sentence, until a word or tense brings it back to now; "present" in a clause with such a word
     ("şimdi", "bugün", "yine", "hâlâ", a present-tense verb); else "unclear"."""
-    past, present = set(), set()
+    past, present, well = set(), set(), set()
     for i, tok in enumerate(tokens):
         f = tok.form
         nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
-        if _dates(tokens, i, pluperfect):
+        if _dates(tokens, i, pluperfect) and not _then(tokens, i):
             past.add(tok.clause)
         elif _fine_now(tokens, i):
-            continue  # "2 yıl önce kalp krizi geçirdi, şu an çok iyi": now is the recovery
+            well.add(tok.clause)  # "2 yıl önce kalp krizi geçirdi şu an çok iyi"
         elif f in PRESENT_WORDS or (f == "biraz" and nxt in {"once", "evvel"}) or (
                 f in {"su", "bu"} and nxt in {
                 "an", "anda", "sabah", "aksam", "gece", "gun", "sira", "aralar"}) or (
@@ -51,15 +51,19 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
     out, state, clause, sentence = [], "unclear", -1, -1
     for tok in tokens:
         if tok.clause != clause:
-            carried = state if tok.sentence == sentence and state == "past" else "unclear"
+            carried = ("past" if tok.sentence == sentence and state == "past"
+                       and clause not in well else "unclear")
             clause, sentence = tok.clause, tok.sentence
-            state = ("present" if clause in present else "past" if clause in past
-                     else carried)
+            # "well now" keeps a clause dated in itself in the past, and is a now for the rest:
+            # "bir ara bayıldı, şu an iyi ama ağzı kaymış" fires
+            state = ("present" if clause in present or (clause in well and clause not in past)
+                     else "past" if clause in past else carried)
         out.append(state)
     return out
 
 
-_WELL = ("iyi", "normal", "saglikli", "sorunsuz")
+_WELL = frozenset({"iyi", "iyiyim", "iyiyiz", "iyidir", "iyiler", "normal", "saglikli",
+                   "sorunsuz"})
 _NOT_WELL = frozenset({"degil", "degildi", "mi", "mu", "gorunuyor", "gibi", "hissetmiyor",
                        "hissetmiyorum", "ama", "fakat"})
 
@@ -74,10 +78,21 @@ def _fine_now(tokens: list[Token], i: int) -> bool:
     elif f not in {"simdi", "suan", "suanda", "halen", "hala", "bugun"}:
         return False
     ahead = [t.form for t in tokens[i + 1:i + 4] if t.clause == tokens[i].clause]
-    k = next((n for n, w in enumerate(ahead) if w.startswith(_WELL)), None)
+    k = next((n for n, w in enumerate(ahead) if w in _WELL), None)
     return k is not None and all(w in {"cok", "gayet", "daha", "tamamen", "hamdolsun",
                                        "sukur"} for w in ahead[:k]) and (
         k + 1 >= len(ahead) or ahead[k + 1] not in _NOT_WELL)
+
+
+_THEN = frozenset({"sonra", "ardindan", "derken", "sonrasinda"})
+
+
+def _then(tokens: list[Token], i: int) -> bool:
+    """A pluperfect followed in its sentence by "sonra" tells a recent sequence ("ateşi 37.5
+    olmuştu sonra 38.6 oldu"), not the distant past. Dates ("3 yıl önce") are not affected."""
+    return bool(_PLUPERFECT.search(tokens[i].form)) and not any(
+        tokens[i].form in s for s in (_PAST_WORDS, _LONG_FOR)) and any(
+        t.form in _THEN for t in tokens[i + 1:] if t.sentence == tokens[i].sentence)
 
 
 def _dates(tokens: list[Token], i: int, pluperfect: bool) -> bool:
