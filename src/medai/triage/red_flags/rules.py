@@ -122,8 +122,7 @@ class ConceptMatcher:
         covered = {j for (_, i), (_, last, _) in raw.items() for j in range(i, last + 1)}
         self_negated = {last for (_, last, pattern) in raw.values()
                         if negated_suffix(tokens[last], pattern)}
-        negated, topical, degree_denied, sites = set(), set(), set(), set()
-        normal = normal_readings(tokens) if self.negation else set()
+        negated, topical, degree_denied, sites, normal = set(), set(), set(), set(), set()
         if self.negation:
             walks = negation_walks(tokens, covered - self_negated)  # once: two readers use it
             negated = negated_tokens(tokens, covered - self_negated, walks)
@@ -131,6 +130,7 @@ class ConceptMatcher:
                        | hearsay_tokens(tokens))
             degree_denied = denied_degree(tokens)
             sites = denied_sites(raw, tokens, walks)
+            normal = normal_readings(tokens)
         spans = defaultdict(list)
         for (cid, i), (_, last, _) in raw.items():
             spans[cid].append((i, last))

@@ -39,7 +39,7 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
     for i, tok in enumerate(tokens):
         f = tok.form
         nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
-        if _dates(tokens, i, pluperfect) and not _then(tokens, i):
+        if _dates(tokens, i, pluperfect):
             past.add(tok.clause)
         elif _fine_now(tokens, i):
             well.add(tok.clause)  # "2 yıl önce kalp krizi geçirdi şu an çok iyi"
@@ -88,20 +88,20 @@ _THEN = frozenset({"sonra", "ardindan", "derken", "sonrasinda"})
 
 
 def _then(tokens: list[Token], i: int) -> bool:
-    """A pluperfect followed in its sentence by "sonra" tells a recent sequence ("ateşi 37.5
-    olmuştu sonra 38.6 oldu"), not the distant past. Dates ("3 yıl önce") are not affected."""
-    return bool(_PLUPERFECT.search(tokens[i].form)) and not any(
-        tokens[i].form in s for s in (_PAST_WORDS, _LONG_FOR)) and any(
-        t.form in _THEN for t in tokens[i + 1:] if t.sentence == tokens[i].sentence)
+    """"sonra" later in the sentence of token ``i``: a pluperfect before it tells a recent
+    sequence ("ateşi 37.5 olmuştu sonra 38.6 oldu"), not the distant past."""
+    return any(t.form in _THEN for t in tokens[i + 1:] if t.sentence == tokens[i].sentence)
 
 
 def _dates(tokens: list[Token], i: int, pluperfect: bool) -> bool:
     """Token ``i`` sets its clause in the distant past: "3 yıl önce", "geçen sene", "çocukken",
-    "2015'te", "5 yıldır", "bir ara", "o zaman", or (with ``pluperfect``) "geçirmiştim"."""
+    "2015'te", "5 yıldır", "bir ara", "o zaman", or (with ``pluperfect``) "geçirmiştim" unless
+    "sonra" follows it (``_then``)."""
     f = tokens[i].form
     nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
     return bool(
-        f in _PAST_WORDS or f in _LONG_FOR or (pluperfect and _PLUPERFECT.search(f))
+        f in _PAST_WORDS or f in _LONG_FOR
+        or (pluperfect and _PLUPERFECT.search(f) and not _then(tokens, i))
         or (_YEAR.fullmatch(f) and i + 1 < len(tokens))
         or (f in _PAST_UNITS and any(t.form in _PAST_AFTER for t in tokens[i + 1:i + 3]))
         or (f == "gecen" and nxt[:3] in {"yil", "sen", "ay", "ayl", "yaz", "kis", "bah", "son"})
