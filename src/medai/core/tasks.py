@@ -2,10 +2,11 @@
 
 A task says what its labels are (with the synonyms real datasets use), its modality, which
 labels are mutually exclusive, its normal class, the finding-extractor patterns and report
-phrases for every label (the draft safety check reads them), and the loader that turns a model
-directory of the task into a predictor. Adding a task or a label touches its definition only;
-a label without patterns or phrases is refused when the task registers, so the safety check can
-never be switched off silently for it.
+phrases for every label (the draft safety check reads them), the names people read (the
+task's and each label's, in Turkish and English, as a findings table writes them), and the
+loader that turns a model directory of the task into a predictor. Adding a task or a label
+touches its definition only; a label without patterns or phrases is refused when the task
+registers, so the safety check can never be switched off silently for it.
 
 ``core`` imports no job, not even by a string: jobs (and a hospital's own packages) announce
 their tasks through the ``medai.tasks`` entry-point group (see ``pyproject.toml``); each entry
@@ -49,10 +50,34 @@ class Task:
     mentions_en: dict[str, str] = field(default_factory=dict)  # label -> regex (lowercase text)
     mentions_tr: dict[str, str] = field(default_factory=dict)
     phrases: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (en, tr)
+    display: dict[str, str] = field(default_factory=dict)  # lang -> the task's name for people
+    label_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (en, tr)
 
     @property
     def task(self) -> str:  # the name, as the label-space API called it
         return self.name
+
+    def display_name(self, lang: str = "tr") -> str:
+        """The task's name for people (the registry name when none is given)."""
+        return self.display.get(lang) or self.display.get("en") or self.name
+
+    def label_name(self, label: str, lang: str = "tr") -> str:
+        """How a findings table names ``label`` in ``lang`` ("tr" or "en"); the label itself
+        when the task gives no name for it."""
+        names = self.label_names.get(label)
+        if not names:
+            return label
+        return names[1] if lang == "tr" else names[0]
+
+    def missing_names(self) -> list[str]:
+        """What lacks a Turkish or English name (the web UI's test wants nothing)."""
+        out = [f"{self.name}: task name in {lang}" for lang in ("tr", "en")
+               if not self.display.get(lang)]
+        for lab in self.labels:
+            en, tr = self.label_names.get(lab, ("", ""))
+            out += [f"{self.name}: {lang} name of {lab!r}" for lang, name in
+                    (("en", en), ("tr", tr)) if not name]
+        return out
 
     def index(self, label: str) -> int:
         return self.labels.index(label)
@@ -69,7 +94,8 @@ class Task:
 
     def validate(self) -> None:
         unknown = {v for v in self.synonyms.values() if v not in self.labels}
-        unknown |= {lab for lab in (*self.exclusive, *self.urgent) if lab not in self.labels}
+        unknown |= {lab for lab in (*self.exclusive, *self.urgent, *self.label_names)
+                    if lab not in self.labels}
         if self.normal is not None and self.normal not in self.labels:
             unknown.add(self.normal)
         if unknown:

@@ -34,26 +34,56 @@ def gradcam(model, pixels: np.ndarray, label_index: int, size: int) -> np.ndarra
     return (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
 
 
-def overlay_png(pixels: np.ndarray, heat: np.ndarray, out, alpha: float = 0.45,
-                caption: str | None = None):
-    """The gray image with the heatmap in a perceptual colour map on top, saved as PNG.
+# activation below which the overlay is fully transparent (the film shows untinted where the
+# model does not look), and the most opaque it gets at the peak
+CAM_FLOOR = 0.25
+CAM_MAX_ALPHA = 0.8
 
-    Float32 throughout and a 256-entry colour table: a 2048² overlay costs tens of MB, not
-    the hundreds that per-pixel float64 RGBA colour mapping took."""
+
+def overlay_rgba(heat: np.ndarray, floor: float = CAM_FLOOR,
+                 max_alpha: float = CAM_MAX_ALPHA) -> np.ndarray:
+    """The heatmap alone as an RGBA uint8 array: a perceptual colour map whose alpha is 0 up
+    to ``floor`` and rises smoothly to ``max_alpha`` at the peak, so it can lie on the film (in
+    the browser, the PDF or ``on_film``) without tinting what the model did not look at.
+
+    Float32 and a 256-entry colour table: a 2048² overlay costs tens of MB."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import colormaps
+
+    if not 0.0 <= floor < 1.0:
+        raise ValueError(f"floor must be in [0, 1), not {floor}")
+    heat = np.clip(np.nan_to_num(heat.astype(np.float32)), 0.0, 1.0)
+    table = colormaps["inferno"](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
+    colour = table[(heat * 255).astype(np.uint8)]
+    ramp = np.clip((heat - floor) / (1.0 - floor), 0.0, 1.0)
+    alpha = max_alpha * ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no hard rim at the floor
+    rgba = np.concatenate([colour, alpha[..., None]], axis=-1)
+    return (rgba * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay_png(pixels: np.ndarray, heat: np.ndarray, out, on_film: bool = False,
+                caption: str | None = None):
+    """Save the heatmap as PNG: by default the transparent RGBA overlay alone (viewers lay it
+    on the film themselves and name the label beside the image); ``on_film`` composes it on
+    the gray image for a file a person opens, with ``caption`` in a band under the film,
+    never over it."""
     from PIL import Image, ImageDraw
 
-    table = colormaps["inferno"](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
-    weight = (alpha * heat.astype(np.float32))[..., None]
-    colour = table[np.clip(heat * 255, 0, 255).astype(np.uint8)]
-    gray = np.clip(pixels, 0, 1).astype(np.float32)[..., None]
-    mixed = (1 - weight) * gray + weight * colour
-    img = Image.fromarray((np.clip(mixed, 0, 1) * 255).astype(np.uint8))
-    if caption:
-        ImageDraw.Draw(img).text((4, 4), caption, fill=(255, 255, 0))
+    layer = Image.fromarray(overlay_rgba(heat), mode="RGBA")
+    if on_film:
+        gray = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+        film = Image.fromarray(gray, mode="L").convert("RGBA")
+        img = Image.alpha_composite(film, layer).convert("RGB")
+        if caption:
+            band = 16
+            framed = Image.new("RGB", (img.width, img.height + band), (0, 0, 0))
+            framed.paste(img, (0, 0))
+            ImageDraw.Draw(framed).text((4, img.height + 2), caption, fill=(255, 255, 0))
+            img = framed
+    else:
+        img = layer
     if isinstance(out, str | Path):
         Path(out).parent.mkdir(parents=True, exist_ok=True)
     img.save(out, format="PNG")  # a path or a binary file object
@@ -61,10 +91,12 @@ def overlay_png(pixels: np.ndarray, heat: np.ndarray, out, alpha: float = 0.45,
 
 
 def explain(predictor, source, out, label: str | None = None,
-            max_side: int | None = None) -> dict:
+            max_side: int | None = None, on_film: bool = False) -> dict:
     """Grad-CAM overlay PNG of one image (path, bytes or a loaded image) for ``label``
-    (default: the most probable), after the same refusal checks as prediction. ``out``: path
-    or binary file. Raises ``ImageInputError`` for an unusable or refused image."""
+    (default: the most probable), after the same refusal checks as prediction: the
+    transparent overlay alone, or composed ``on_film`` with its label under the image.
+    ``out``: path or binary file. Raises ``ImageInputError`` for an unusable or refused
+    image."""
     from medai.imaging.io import ImageRefused, LoadedImage, downscale, load_image
 
     image = source if isinstance(source, LoadedImage) else load_image(source)
@@ -78,6 +110,6 @@ def explain(predictor, source, out, label: str | None = None,
     pixels = downscale(image.pixels, max_side) if max_side else image.pixels
     heat = gradcam(predictor.torch_model, pixels, idx, predictor.cfg.image_size)
     lab, p = predictor.labels[idx], float(probs[0, idx])
-    overlay_png(pixels, heat, out, caption=f"{lab} {p:.2f} (AI)")
+    overlay_png(pixels, heat, out, on_film=on_film, caption=f"{lab} {p:.2f} (AI)")
     return {"label": lab, "probability": p, "width": int(pixels.shape[1]),
             "height": int(pixels.shape[0])}

@@ -144,6 +144,32 @@ CXR_PHRASES = {
     "Tuberculosis": ("tuberculosis pattern", "tüberküloz paterni"),
     "No Finding": ("no acute abnormality", "akut patoloji saptanmadı"),
 }
+# the names a findings table uses (en, tr): short nouns, not the report's phrases
+CXR_NAMES = {
+    "Atelectasis": ("Atelectasis", "Atelektazi"),
+    "Cardiomegaly": ("Cardiomegaly", "Kardiyomegali"),
+    "Effusion": ("Pleural effusion", "Plevral efüzyon"),
+    "Infiltration": ("Infiltration", "İnfiltrasyon"),
+    "Mass": ("Mass", "Kitle"),
+    "Nodule": ("Nodule", "Nodül"),
+    "Pneumonia": ("Pneumonia", "Pnömoni"),
+    "Pneumothorax": ("Pneumothorax", "Pnömotoraks"),
+    "Consolidation": ("Consolidation", "Konsolidasyon"),
+    "Edema": ("Pulmonary oedema", "Pulmoner ödem"),
+    "Emphysema": ("Emphysema", "Amfizem"),
+    "Fibrosis": ("Fibrosis", "Fibrozis"),
+    "Pleural_Thickening": ("Pleural thickening", "Plevral kalınlaşma"),
+    "Hernia": ("Hernia", "Herni"),
+    "Lung Opacity": ("Lung opacity", "Akciğer opasitesi"),
+    "Lung Lesion": ("Lung lesion", "Akciğer lezyonu"),
+    "Fracture": ("Fracture", "Kırık"),
+    "Enlarged Cardiomediastinum": ("Enlarged cardiomediastinum", "Genişlemiş kardiyomediasten"),
+    "COVID-19": ("COVID-19", "COVID-19"),
+    "Viral_Pneumonia": ("Viral pneumonia", "Viral pnömoni"),
+    "Bacterial_Pneumonia": ("Bacterial pneumonia", "Bakteriyel pnömoni"),
+    "Tuberculosis": ("Tuberculosis", "Tüberküloz"),
+    "No Finding": ("No finding", "Bulgu yok"),
+}
 MRI_LABELS = ("Glioma", "Meningioma", "Pituitary", "No_Tumor")
 MRI_SYNONYMS = {
     "glioma tumor": "Glioma",
@@ -176,6 +202,13 @@ MRI_PHRASES = {
     "No_Tumor": ("no tumour", "tümör saptanmadı"),
 }
 
+MRI_NAMES = {
+    "Glioma": ("Glioma", "Gliom"),
+    "Meningioma": ("Meningioma", "Menenjiom"),
+    "Pituitary": ("Pituitary tumour", "Hipofiz tümörü"),
+    "No_Tumor": ("No tumour", "Tümör yok"),
+}
+
 
 CXR = Task(
     name="cxr",
@@ -192,6 +225,8 @@ CXR = Task(
     mentions_en=CXR_MENTIONS_EN,
     mentions_tr=CXR_MENTIONS_TR,
     phrases=CXR_PHRASES,
+    display={"tr": "Akciğer grafisi", "en": "Chest X-ray"},
+    label_names=CXR_NAMES,
 )
 MRI = Task(
     name="mri",
@@ -207,6 +242,8 @@ MRI = Task(
     mentions_en=MRI_MENTIONS_EN,
     mentions_tr=MRI_MENTIONS_TR,
     phrases=MRI_PHRASES,
+    display={"tr": "Beyin MR", "en": "Brain MRI"},
+    label_names=MRI_NAMES,
 )
 
 

@@ -9,4 +9,5 @@ def register_tasks() -> None:
     """Entry point ``medai.tasks``: caption."""
     register(Task(name="caption", kind="caption",
                   loader=loader_from("medai.reporting.captioner:load_predictor"),
-                  modality="image"))
+                  modality="image",
+                  display={"tr": "Görüntü açıklaması", "en": "Image caption"}))

@@ -11,4 +11,6 @@ def register_tasks() -> None:
 
     register(Task(name="triage", kind="triage",
                   loader=loader_from("medai.triage.predict:load_predictor"),
-                  labels=tuple(d.id for d in DEPARTMENTS), modality="text"))
+                  labels=tuple(d.id for d in DEPARTMENTS), modality="text",
+                  display={"tr": "Şikâyet triyajı", "en": "Complaint triage"},
+                  label_names={d.id: (d.name_en, d.name_tr) for d in DEPARTMENTS}))
