@@ -164,7 +164,8 @@ def imaging_explain(
     from medai.imaging.io import MAX_BYTES
 
     with _guard(as_json):
-        r = explain(_load_imaging(task, model), read_limited(image, MAX_BYTES), out, label)
+        r = explain(_load_imaging(task, model), read_limited(image, MAX_BYTES), out, label,
+                    on_film=True)  # a file a person opens: the film with the overlay on it
     lab, p = r["label"], r["probability"]
     _emit({"out": str(out), "label": lab, "probability": p}, as_json,
           f"wrote {out} ({lab}, p={p:.3f})")
