@@ -17,6 +17,7 @@ from platform_helpers import PASSWORD, USERS, bearer, clinic, png_bytes, wait_st
 ROLES = ["admin", "radiologist", "clinician", "patient"]
 ROLE_USER = {"admin": "admin", "radiologist": "rad1", "clinician": "clin", "patient": "pat1"}
 PUBLIC, SIGNED_IN, KIOSK = "public", "signed_in", "kiosk"
+DEVICE = "device"  # a registered kiosk's own credential only: 401 for every user
 CLINICAL = {"radiologist", "clinician"}
 
 # (method, path) -> who may call it: PUBLIC, SIGNED_IN (any role), KIOSK (anyone; anonymous
@@ -32,6 +33,13 @@ TABLE: dict[tuple[str, str], object] = {
     ("GET", "/api/v1/auth/tokens"): SIGNED_IN,
     ("DELETE", "/api/v1/auth/tokens/{token_id}"): SIGNED_IN,
     ("POST", "/api/v1/triage"): KIOSK,
+    ("POST", "/api/v1/kiosk/enrol"): PUBLIC,
+    ("GET", "/api/v1/kiosk"): DEVICE,
+    ("GET", "/api/v1/admin/kiosks"): {"admin"},
+    ("POST", "/api/v1/admin/kiosks"): {"admin"},
+    ("PATCH", "/api/v1/admin/kiosks/{kiosk_id}"): {"admin"},
+    ("POST", "/api/v1/admin/kiosks/{kiosk_id}/enrolment"): {"admin"},
+    ("POST", "/api/v1/admin/kiosks/{kiosk_id}/revoke"): {"admin"},
     ("GET", "/api/v1/triage/history"): SIGNED_IN,
     ("POST", "/api/v1/imaging/{task}/predict"): CLINICAL,
     ("POST", "/api/v1/imaging/{task}/heatmap"): CLINICAL,
@@ -78,11 +86,14 @@ def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 
 def _request(client, method: str, path: str, ids: dict, headers: dict):
-    url = path.format(task="cxr", token_id=999999, username="nobody", **ids)
+    url = path.format(task="cxr", token_id=999999, username="nobody", kiosk_id=999999, **ids)
     files = {"file": ("x.png", png_bytes(2), "image/png")}
     body = {
         ("POST", "/api/v1/auth/login"): {"json": {"username": "pat2", "password": PASSWORD}},
         ("POST", "/api/v1/auth/tokens"): {"json": {"name": "ci"}},
+        ("POST", "/api/v1/kiosk/enrol"): {"json": {"code": "NOSUCHCODE"}},
+        ("POST", "/api/v1/admin/kiosks"): {"json": {"name": "Giriş 1"}},
+        ("PATCH", "/api/v1/admin/kiosks/{kiosk_id}"): {"json": {"daily_quota": 10}},
         ("POST", "/api/v1/triage"): {"json": {"text": "boğazım ağrıyor"}},
         ("PUT", "/api/v1/studies/{study_id}/report"): {"json": {"version": 0, "sections": {}}},
         ("POST", "/api/v1/studies/{study_id}/report/sign"): {"json": {"version": 1000}},
@@ -112,6 +123,9 @@ def test_every_route_for_every_role(env, role):
         if path == "/api/v1/auth/logout" or role is None:
             client.cookies.clear()
         r = _request(client, method, path, ids, headers)
+        if who == DEVICE:
+            assert r.status_code == 401, (role, method, path, r.status_code)
+            continue
         if who == PUBLIC or (who == KIOSK and role is None):
             allowed = True
         elif role is None:

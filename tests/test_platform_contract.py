@@ -14,7 +14,8 @@ from platform_helpers import bearer, clinic, png_bytes, wait_status
 pytestmark = pytest.mark.slow
 # the job routes (triage, imaging, reports) and health are fuzzed in test_api_contract.py
 SKIP_PREFIXES = ("/api/v1/health", "/api/v1/imaging", "/api/v1/reports/draft")
-ROLE_FOR = {"/api/v1/users": "admin", "/api/v1/models": "admin", "/api/v1/audit": "admin"}
+ROLE_FOR = {"/api/v1/users": "admin", "/api/v1/models": "admin", "/api/v1/audit": "admin",
+            "/api/v1/admin/kiosks": "admin"}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -82,10 +82,35 @@ class Settings(BaseSettings):
     login_window_s: float = Field(default=900.0, gt=0, description="throttling window")
     kiosk_enabled: bool = Field(default=True, description="anonymous triage kiosk")
     kiosk_daily_quota: int = Field(default=3, ge=0,
-                                   description="anonymous triage requests per client per day")
+                                   description="anonymous triage requests per client address "
+                                               "per day (registered kiosks have their own)")
+    kiosk_device_quota: int = Field(default=500, ge=0, le=1_000_000,
+                                    description="daily quota of a newly registered kiosk device "
+                                                "(each kiosk's own can be changed)")
+    kiosk_idle_s: int = Field(default=75, ge=10, le=3600,
+                              description="seconds without a touch after which the triage "
+                                          "kiosk screen clears itself for the next patient")
+    kiosk_enrol_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60,
+                                     description="how long a kiosk's one-time enrolment code "
+                                                 "stays valid")
+    timezone: str = Field(default="Europe/Istanbul",
+                          description="the hospital's IANA time zone: daily quotas restart at "
+                                      "its midnight")
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; give an IANA name such as "
+                             "Europe/Istanbul or UTC (zoneinfo.available_timezones())") from None
+        return value
 
     @model_validator(mode="after")
     def _under_home(self) -> Settings:

@@ -13,6 +13,7 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit
 from medai.cli.imaging import imaging_app
+from medai.cli.kiosks import kiosks_app
 from medai.cli.models import models_app
 from medai.cli.platform import audit_app, db_app, keys_app, users_app, worker
 from medai.cli.reporting import caption_app, kb_app, report_app
@@ -27,6 +28,7 @@ app.add_typer(caption_app, name="caption")
 app.add_typer(report_app, name="report")
 app.add_typer(kb_app, name="kb")
 app.add_typer(users_app, name="users")
+app.add_typer(kiosks_app, name="kiosks")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")

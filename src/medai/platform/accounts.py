@@ -34,6 +34,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "report_export": CLINICAL,
     "chat": CLINICAL,  # each user's own conversations
     "users_manage": frozenset({"admin"}),
+    "kiosks_manage": frozenset({"admin"}),  # register, list, re-enrol, revoke kiosk devices
     "models_read": frozenset({"admin"}),
     "audit_read": frozenset({"admin"}),
 }
@@ -137,7 +138,9 @@ def record_failure(db: Session, username: str, client: str) -> None:
         db.add(LoginFailure(key=k))
 
 
-def _digest(raw: str) -> str:
+def digest(raw: str) -> str:
+    """What is stored of a secret (session, token, kiosk credential): its sha256. The secrets
+    are 256-bit random, so a plain hash is enough (no password stretching needed)."""
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -153,14 +156,14 @@ def issue(db: Session, user: User, kind: str, lifetime: timedelta,
     """A new session (with its CSRF secret) or bearer token; only hashes are stored."""
     raw = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24) if kind == "session" else None
-    db.add(Token(user_id=user.id, token_hash=_digest(raw), kind=kind, name=name,
-                 csrf_hash=_digest(csrf) if csrf else None,
+    db.add(Token(user_id=user.id, token_hash=digest(raw), kind=kind, name=name,
+                 csrf_hash=digest(csrf) if csrf else None,
                  expires_at=utcnow() + lifetime))
     return Issued(raw, csrf, int(lifetime.total_seconds()))
 
 
 def resolve(db: Session, raw: str, kind: str | None = None) -> tuple[User, Token] | None:
-    tok = db.scalar(select(Token).where(Token.token_hash == _digest(raw[:256])))
+    tok = db.scalar(select(Token).where(Token.token_hash == digest(raw[:256])))
     if tok is None or tok.revoked_at is not None or tok.expires_at <= utcnow():
         return None
     if kind is not None and tok.kind != kind:
@@ -173,7 +176,7 @@ def resolve(db: Session, raw: str, kind: str | None = None) -> tuple[User, Token
 
 def csrf_ok(tok: Token, presented: str | None) -> bool:
     return bool(tok.csrf_hash and presented
-                and secrets.compare_digest(tok.csrf_hash, _digest(presented[:256])))
+                and secrets.compare_digest(tok.csrf_hash, digest(presented[:256])))
 
 
 def revoke(db: Session, tok: Token) -> None:

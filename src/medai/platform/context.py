@@ -3,10 +3,12 @@ store and the model handles (loaded once, read-only)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from medai.platform.db import Database
+from medai.platform.db import Database, utcnow
 from medai.platform.storage import BlobStore
 from medai.services.models import ModelHandles
 
@@ -18,6 +20,7 @@ class Platform:
     models: ModelHandles
     knowledge_dir: str | None = None
     extra: dict = field(default_factory=dict)
+    clock: Callable[[], datetime] = utcnow  # naive UTC; quotas read it (tests move it)
 
     @classmethod
     def from_settings(cls, database_url: str | None = None, models: ModelHandles | None = None,

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -129,13 +130,39 @@ class ReportVersion(Base):
     created_at: Mapped[datetime] = _now()
 
 
+class Kiosk(Base):
+    """A triage kiosk an admin registered: its own daily quota and two credentials, both
+    stored as sha256 like sessions and tokens: the API token (header ``X-Kiosk-Token``) and
+    the browser's (an HttpOnly cookie set when a one-time enrolment code is exchanged). A name
+    is unique among the kiosks not revoked."""
+
+    __tablename__ = "kiosks"
+    __table_args__ = (Index("ux_kiosks_active_name", "name", unique=True,
+                            sqlite_where=text("revoked_at IS NULL"),
+                            postgresql_where=text("revoked_at IS NULL")),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    daily_quota: Mapped[int] = mapped_column(Integer, nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    cookie_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    enrol_code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    enrol_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    enrolled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class TriageRecord(Base):
-    """A triage request: the complaint encrypted at rest, the result, who asked."""
+    """A triage request: the complaint encrypted at rest, the result, who asked (a user, a
+    registered kiosk, or an anonymous client counted by its hashed address)."""
 
     __tablename__ = "triage_requests"
+    __table_args__ = (Index("ix_triage_requests_kiosk_day", "kiosk_id", "created_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     kiosk_client: Mapped[str | None] = mapped_column(String(64), index=True)
+    kiosk_id: Mapped[int | None] = mapped_column(ForeignKey("kiosks.id"))
     complaint: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     urgent: Mapped[bool] = mapped_column(Boolean, nullable=False)

@@ -9,7 +9,7 @@ import threading
 
 from fastapi import Depends, FastAPI
 
-from medai.platform.api import admin, auth, chat, studies, triage
+from medai.platform.api import admin, auth, chat, kiosks, studies, triage
 from medai.platform.api.deps import require
 from medai.platform.context import Platform
 from medai.platform.web import routes as web
@@ -51,8 +51,8 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
 
         checks["broker"] = lambda: check_broker(broker)
     ext = AppExtension(
-        routers=[auth.router, studies.router, chat.router, admin.router, triage.router,
-                 web.router],
+        routers=[auth.router, studies.router, chat.router, admin.router, kiosks.router,
+                 triage.router, web.router],
         replace={"triage", "root"}, job_dependencies=[Depends(require("imaging"))],
         readiness_checks=checks, on_start=start, on_stop=stop)
     app = create_app(triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,

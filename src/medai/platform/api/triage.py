@@ -1,20 +1,20 @@
-"""Triage for signed-in users (kept as their history) and the anonymous kiosk (a daily quota
-per client). Complaints are stored encrypted; the audit log records only that it happened."""
+"""Triage for signed-in users (kept as their history), registered kiosks (each its own daily
+quota) and anonymous clients (a small daily quota per address). Days are the hospital's
+(``MEDAI_TIMEZONE``). Complaints are stored encrypted; the audit log records only that it
+happened."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import delete, func, select, update
 
-from medai.platform import accounts, audit
+from medai.platform import accounts, audit, kiosks
 from medai.platform.api.deps import Principal, deny, platform_of, principal, require
+from medai.platform.api.kiosks import kiosk_of
 from medai.platform.api.schemas import TriageHistory, TriageHistoryItem
 from medai.platform.crypto import cipher
-from medai.platform.db import utcnow
-from medai.platform.tables import TriageRecord
+from medai.platform.tables import Kiosk, TriageRecord
 from medai.server.errors import ApiError
 from medai.server.routes.common import model_for
 from medai.server.schemas import TriageRequest, error_responses
@@ -24,42 +24,54 @@ from medai.services.triage import TextInputError, TriageResult
 router = APIRouter(prefix="/api/v1", tags=["triage"])
 
 
-def _midnight_in_s() -> int:
-    now = datetime.now(UTC)
-    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return int((tomorrow - now).total_seconds()) + 1
+def _kiosk_reserve(request: Request, kiosk: Kiosk, text: str) -> int:
+    """Take one of the registered kiosk's slots for today (``kiosks.reserve``)."""
+    from medai.settings import get_settings
+
+    zone = get_settings().timezone
+    p = platform_of(request)
+    try:
+        with p.db.session() as db:
+            return kiosks.reserve(db, kiosk.id, cipher().encrypt(text), p.clock(), zone)
+    except kiosks.QuotaExhausted as exc:
+        raise ApiError(429, "kiosk_quota_exhausted",
+                       f"this kiosk's {exc.quota} triage requests for today are used up; it "
+                       f"starts again at midnight ({zone}). Please ask at the desk.",
+                       headers={"Retry-After": str(exc.reset_in_s)}) from None
+    except kiosks.KioskNotFound:
+        raise ApiError(401, "kiosk_revoked",
+                       "this kiosk was revoked by an administrator") from None
 
 
-def _kiosk_reserve(request: Request, who: Principal, text: str) -> int:
-    """Take one of the client's daily kiosk slots: insert the request first, then count the
-    client's requests up to it, so concurrent requests cannot both take the last slot."""
+def _anonymous_reserve(request: Request, who: Principal, text: str) -> int:
+    """Take one of an unregistered client's daily slots: insert the request first, then count
+    the client's requests up to it, so concurrent requests cannot both take the last slot."""
     from medai.settings import get_settings
 
     settings = get_settings()
     if not settings.kiosk_enabled:
-        raise ApiError(401, "unauthenticated", "sign in to use triage",
-                       headers={"WWW-Authenticate": "Bearer"})
-    db_ = platform_of(request).db
-    with db_.session() as db:
+        raise ApiError(401, "unauthenticated", "sign in (or use a registered kiosk) to use "
+                                               "triage", headers={"WWW-Authenticate": "Bearer"})
+    p = platform_of(request)
+    now = p.clock()
+    start, reset_in = kiosks.day_window(now, settings.timezone)
+    with p.db.session() as db:
         row = TriageRecord(kiosk_client=who.client, complaint=cipher().encrypt(text),
-                           result={}, urgent=False, model_hash="")
+                           result={}, urgent=False, model_hash="", created_at=now)
         db.add(row)
         db.flush()
         record_id = row.id
-    start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    with db_.session() as db:
+    with p.db.session() as db:
         used = db.scalar(select(func.count()).select_from(TriageRecord).where(
             TriageRecord.kiosk_client == who.client, TriageRecord.created_at >= start,
             TriageRecord.id <= record_id)) or 0
-        if used > settings.kiosk_daily_quota:
+        over = used > settings.kiosk_daily_quota
+        if over:
             db.execute(delete(TriageRecord).where(TriageRecord.id == record_id))
-            raise_quota = True
-        else:
-            raise_quota = False
-    if raise_quota:
-        raise ApiError(429, "throttled", f"the kiosk allows {settings.kiosk_daily_quota} "
-                                         "complaints a day; sign in, or ask at the desk",
-                       headers={"Retry-After": str(_midnight_in_s())})
+    if over:
+        raise ApiError(429, "throttled", f"anonymous triage allows {settings.kiosk_daily_quota} "
+                                         "complaints a day from one address; sign in, or ask "
+                                         "at the desk", headers={"Retry-After": str(reset_in)})
     return record_id
 
 
@@ -68,10 +80,16 @@ def _kiosk_reserve(request: Request, who: Principal, text: str) -> int:
 async def triage(req: TriageRequest, request: Request,
                  who: Principal = Depends(principal)) -> TriageResult:
     """Suggest departments for a complaint; red flags override with emergency advice.
-    Anonymous use is the kiosk (a daily quota per client)."""
-    reserved = None
+    Without a user: a registered kiosk (cookie or ``X-Kiosk-Token``; its own daily quota, 429
+    ``kiosk_quota_exhausted``), else an anonymous client (a small quota per address)."""
+    reserved, actor = None, who.actor
     if who.user is None:
-        reserved = await run_in_threadpool(_kiosk_reserve, request, who, req.text)
+        kiosk = await run_in_threadpool(kiosk_of, request)
+        if kiosk is not None:
+            reserved = await run_in_threadpool(_kiosk_reserve, request, kiosk, req.text)
+            actor = audit.Actor(name=f"kiosk:{kiosk.name}"[:64], client=who.client)
+        else:
+            reserved = await run_in_threadpool(_anonymous_reserve, request, who, req.text)
     elif not accounts.allowed(who.role, "triage"):
         await run_in_threadpool(deny, request, who, "triage")
         raise ApiError(403, "forbidden", f"role {who.role!r} may not use triage")
@@ -104,7 +122,7 @@ async def triage(req: TriageRequest, request: Request,
             else:
                 db.add(TriageRecord(user_id=who.user.id, complaint=cipher().encrypt(req.text),
                                     **values))
-            audit.record(db, who.actor, "triage", "triage", None, urgent=result.urgent,
+            audit.record(db, actor, "triage", "triage", None, urgent=result.urgent,
                          abstained=result.abstained)
 
     await run_in_threadpool(save)

@@ -1,0 +1,226 @@
+"""Registered triage kiosks: who may register them, their credentials, their daily quota.
+
+A kiosk in a waiting room is one network address; counted as an anonymous client it stopped
+after three patients. A registered kiosk has its own quota, counted per day of the hospital's
+time zone. Its credentials are stored as sha256 like sessions and tokens
+(``accounts.digest``): an API token for machine clients, shown once, and a one-time
+enrolment code that a kiosk browser exchanges for an HttpOnly cookie (so no long-lived secret
+ever sits in a URL or a proxy log). The API, the CLI and the admin page all call these
+functions; ``now`` is always passed in (naive UTC) so tests can move the clock.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from medai.platform.accounts import digest
+from medai.platform.tables import Kiosk, LoginFailure, TriageRecord
+
+# enrolment codes are typed on a touch screen: no 0/O, 1/I/L; 10 symbols of 31 ≈ 49 bits
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 10
+MAX_QUOTA = 1_000_000
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-"
+                 "çğıöşüÇĞİÖŞÜ")
+
+
+class KioskError(ValueError):
+    """A kiosk request that cannot be done; the message is safe to show."""
+
+
+class KioskNotFound(KioskError):
+    pass
+
+
+class KioskConflict(KioskError):
+    pass
+
+
+class QuotaExhausted(Exception):
+    def __init__(self, quota: int, reset_in_s: int) -> None:
+        super().__init__(f"this kiosk's {quota} triage requests for today are used up")
+        self.quota, self.reset_in_s = quota, reset_in_s
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What an admin sees once: the kiosk, its API token and its enrolment code."""
+
+    kiosk: Kiosk
+    token: str
+    enrol_code: str
+
+
+def check_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not 1 <= len(name) <= 64 or not set(name) <= NAME_CHARS:
+        raise KioskError("name: 1–64 letters, digits, spaces, '.', '_' or '-'")
+    return name
+
+
+def check_quota(quota: int) -> int:
+    if not 0 <= quota <= MAX_QUOTA:
+        raise KioskError(f"daily_quota: 0 to {MAX_QUOTA}")
+    return quota
+
+
+def day_window(now: datetime, zone: str) -> tuple[datetime, int]:
+    """The start of ``now``'s day in the hospital's time zone (naive UTC, as stored) and the
+    seconds until the next local midnight (for Retry-After)."""
+    tz = ZoneInfo(zone)
+    local = now.replace(tzinfo=UTC).astimezone(tz)
+    start = datetime.combine(local.date(), time(0), tzinfo=tz).astimezone(UTC)
+    nxt = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    return start.replace(tzinfo=None), max(1, int((nxt - now.replace(tzinfo=UTC))
+                                                  .total_seconds()) + 1)
+
+
+def _new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalise_code(code: str) -> str:
+    """What the user typed, without spaces or dashes, upper case (codes are shown grouped)."""
+    return "".join(c for c in code.upper() if c.isalnum())[:64]
+
+
+def register(db: Session, name: str, daily_quota: int, now: datetime, enrol_minutes: int,
+             created_by: int | None = None) -> Issued:
+    name, daily_quota = check_name(name), check_quota(daily_quota)
+    if db.scalar(select(Kiosk).where(Kiosk.name == name, Kiosk.revoked_at.is_(None))):
+        raise KioskConflict(f"a kiosk named {name!r} is registered; revoke it first or "
+                            "choose another name")
+    token = secrets.token_urlsafe(32)
+    kiosk = Kiosk(name=name, daily_quota=daily_quota, token_hash=digest(token),
+                  created_by=created_by, created_at=now)
+    db.add(kiosk)
+    code = _set_code(kiosk, now, enrol_minutes)
+    db.flush()
+    return Issued(kiosk, token, code)
+
+
+def _set_code(kiosk: Kiosk, now: datetime, minutes: int) -> str:
+    code = _new_code()
+    kiosk.enrol_code_hash = digest(code)
+    kiosk.enrol_expires_at = now + timedelta(minutes=minutes)
+    return code
+
+
+def new_enrol_code(db: Session, kiosk: Kiosk, now: datetime, minutes: int) -> str:
+    """A fresh one-time code (the previous unused one stops working); enrolling with it
+    moves the kiosk to the new browser (the old browser's cookie stops working)."""
+    _active(kiosk)
+    return _set_code(kiosk, now, minutes)
+
+
+def _active(kiosk: Kiosk) -> Kiosk:
+    if kiosk.revoked_at is not None:
+        raise KioskConflict(f"kiosk {kiosk.name!r} is revoked; register a new one")
+    return kiosk
+
+
+def enrol(db: Session, code: str, now: datetime) -> tuple[Kiosk, str]:
+    """Exchange a valid one-time code for the browser's credential (returned raw, to be set
+    as an HttpOnly cookie; only its hash is kept)."""
+    code = normalise_code(code)
+    kiosk = db.scalar(select(Kiosk).where(Kiosk.enrol_code_hash == digest(code))) if code \
+        else None
+    if (kiosk is None or kiosk.revoked_at is not None or kiosk.enrol_expires_at is None
+            or kiosk.enrol_expires_at <= now):
+        raise KioskNotFound("enrolment code unknown, used or expired; ask for a new one")
+    secret = secrets.token_urlsafe(32)
+    kiosk.cookie_hash, kiosk.enrolled_at = digest(secret), now
+    kiosk.enrol_code_hash = kiosk.enrol_expires_at = None  # one use only
+    return kiosk, secret
+
+
+def enrol_failures(db: Session, client: str, since: datetime) -> int:
+    return db.scalar(select(func.count()).select_from(LoginFailure).where(
+        LoginFailure.key == f"kiosk-enrol:{client}", LoginFailure.at >= since)) or 0
+
+
+def record_enrol_failure(db: Session, client: str, now: datetime) -> None:
+    db.add(LoginFailure(key=f"kiosk-enrol:{client}", at=now))
+
+
+def by_credential(db: Session, raw: str, kind: str) -> Kiosk | None:
+    """The kiosk whose API token (``kind="token"``) or browser cookie (``"cookie"``) this is,
+    revoked or not (the caller tells a revoked kiosk apart)."""
+    column = {"token": Kiosk.token_hash, "cookie": Kiosk.cookie_hash}[kind]
+    return db.scalar(select(Kiosk).where(column == digest(raw[:256])))
+
+
+def get(db: Session, kiosk_id: int) -> Kiosk:
+    kiosk = db.get(Kiosk, kiosk_id)
+    if kiosk is None:
+        raise KioskNotFound(f"no kiosk {kiosk_id}")
+    return kiosk
+
+
+def by_name(db: Session, name: str) -> Kiosk:
+    """The registered (not revoked) kiosk of this name."""
+    kiosk = db.scalar(select(Kiosk).where(Kiosk.name == " ".join(name.split()),
+                                          Kiosk.revoked_at.is_(None)))
+    if kiosk is None:
+        raise KioskNotFound(f"no registered kiosk named {name!r}")
+    return kiosk
+
+
+def set_quota(kiosk: Kiosk, daily_quota: int) -> Kiosk:
+    _active(kiosk).daily_quota = check_quota(daily_quota)
+    return kiosk
+
+
+def revoke(kiosk: Kiosk, now: datetime) -> Kiosk:
+    """Both credentials stop at once; the row and its requests stay for the record."""
+    if kiosk.revoked_at is None:
+        kiosk.revoked_at = now
+        kiosk.enrol_code_hash = kiosk.enrol_expires_at = None
+    return kiosk
+
+
+def listing(db: Session) -> list[Kiosk]:
+    """Registered kiosks first (by name), then revoked ones (newest first)."""
+    rows = list(db.scalars(select(Kiosk)))
+    return sorted(rows, key=lambda k: (k.revoked_at is not None,
+                                       k.name.lower() if k.revoked_at is None
+                                       else -k.revoked_at.timestamp()))
+
+
+def used_today(db: Session, kiosk_ids: list[int], now: datetime, zone: str) -> dict[int, int]:
+    """Triage requests each kiosk made since the local midnight."""
+    if not kiosk_ids:
+        return {}
+    start, _ = day_window(now, zone)
+    rows = db.execute(select(TriageRecord.kiosk_id, func.count()).where(
+        TriageRecord.kiosk_id.in_(kiosk_ids), TriageRecord.created_at >= start)
+        .group_by(TriageRecord.kiosk_id)).all()
+    counts = dict.fromkeys(kiosk_ids, 0)
+    counts.update({k: n for k, n in rows})
+    return counts
+
+
+def reserve(db: Session, kiosk_id: int, complaint: bytes, now: datetime, zone: str) -> int:
+    """Take one of today's slots of the kiosk: the kiosk row is locked (FOR UPDATE on
+    PostgreSQL; SQLite's write transaction already serialises), counted and the request
+    inserted in one transaction, so concurrent requests never exceed the quota. Returns the
+    new request's id; raises ``QuotaExhausted``."""
+    kiosk = db.scalar(select(Kiosk).where(Kiosk.id == kiosk_id).with_for_update())
+    if kiosk is None or kiosk.revoked_at is not None:
+        raise KioskNotFound("kiosk revoked")
+    start, reset_in = day_window(now, zone)
+    used = db.scalar(select(func.count()).select_from(TriageRecord).where(
+        TriageRecord.kiosk_id == kiosk_id, TriageRecord.created_at >= start)) or 0
+    if used >= kiosk.daily_quota:
+        raise QuotaExhausted(kiosk.daily_quota, reset_in)
+    row = TriageRecord(kiosk_id=kiosk_id, complaint=complaint, result={}, urgent=False,
+                       model_hash="", created_at=now)
+    db.add(row)
+    db.flush()
+    return row.id
