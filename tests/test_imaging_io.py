@@ -151,10 +151,12 @@ def test_modality_check():
     photo = np.zeros((48, 64, 3), dtype=np.uint8)
     photo[..., 0] = 200  # a red photo
     photo[::2, :, 2] = 180
-    assert "colour photograph" in check_modality(load_image(png_bytes(Image.fromarray(photo))),
-                                                 "cxr")
+    refusal = check_modality(load_image(png_bytes(Image.fromarray(photo))), "cxr")
+    assert refusal.code == "colour_photo" and "colour photograph" in refusal.message
     mr = load_image(dicom_bytes(np.zeros((40, 40)), modality="MR"))
-    assert "MR" in check_modality(mr, "cxr") and check_modality(mr, "mri") is None
+    wrong = check_modality(mr, "cxr")
+    assert wrong.code == "wrong_modality" and wrong.params["modality"] == "MR"
+    assert "MR" in wrong.message and check_modality(mr, "mri") is None
     assert check_modality(load_image(png_bytes(Image.fromarray(gradient()))), "cxr") is None
 
 

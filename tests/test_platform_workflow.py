@@ -84,6 +84,42 @@ def test_edit_sign_amend_and_versions(env):
     assert versions[0]["sections"] != versions[1]["sections"]  # the AI draft is kept as it was
 
 
+def test_signing_with_an_unsaved_edit_saves_and_signs_that_text(env):
+    _app, client = env
+    rad = bearer(client, "rad1")
+    sid = upload(client, rad, seed=5).json()["id"]
+    wait_status(client, rad, sid, {"ai_drafted"})
+    url = f"/api/v1/studies/{sid}/report"
+    ai = client.get(url, headers=rad).json()
+    screen = {**ai["sections"], "impression": "Radyoloğun düzelttiği izlenim."}
+    stale = client.post(f"{url}/sign", headers=rad, json={"version": 0 + 2, "sections": screen})
+    assert stale.status_code == 409  # a stale version signs nothing and saves nothing
+    assert client.get(url, headers=rad).json()["version"] == 1
+    signed = client.post(f"{url}/sign", headers=rad, json={"version": 1, "sections": screen})
+    assert signed.status_code == 200, signed.text
+    body = signed.json()
+    assert body["sections"]["impression"] == "Radyoloğun düzelttiği izlenim."
+    assert body["status"] == "final" and body["signed_by"] == "rad1" and body["version"] == 3
+    versions = client.get(f"{url}/versions", headers=rad).json()["items"]
+    assert [(v["version"], v["source"], v["signed_by"]) for v in versions] == [
+        (1, "ai", None), (2, "human", None), (3, "human", "rad1")]
+    assert versions[0]["sections"] == ai["sections"]  # the AI draft is kept as it was
+    # the same text as the version: no extra version, a plain signature
+    sid2 = upload(client, rad, seed=6).json()["id"]
+    wait_status(client, rad, sid2, {"ai_drafted"})
+    url2 = f"/api/v1/studies/{sid2}/report"
+    same = client.get(url2, headers=rad).json()["sections"]
+    plain = client.post(f"{url2}/sign", headers=rad, json={"version": 1, "sections": same})
+    assert plain.json()["version"] == 2 and plain.json()["signed_by"] == "rad1"
+    bad = client.post(f"{url2}/sign", headers=rad,
+                      json={"version": 2, "sections": {"impression": "x" * 20_001}})
+    assert bad.status_code == 422
+    admin = bearer(client, "admin")
+    edits = client.get("/api/v1/audit", headers=admin,
+                       params={"action": "edit", "target_id": str(sid)}).json()["items"]
+    assert [e["outcome"] for e in edits] == ["ok"]
+
+
 def test_two_radiologists_signing_at_once_exactly_one_wins(env):
     _app, client = env
     rad1, rad2 = bearer(client, "rad1"), bearer(client, "rad2")
@@ -137,8 +173,12 @@ def test_fhir_and_pdf_exports_of_a_signed_report(env):
     assert resources["Patient"].identifier[0].value == "P-77"
     pdf = client.get(f"/api/v1/studies/{sid}/report/pdf", headers=rad)
     assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-"
-    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
-    assert "rad1" in text and "AI" in text and "not a diagnosis" in text
+    text = " ".join(" ".join(page.extract_text().split())
+                    for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    # a Turkish study: a Turkish PDF naming the signer and the local time of signature
+    assert "rad1" in text and "Yapay zekâ" in text and "tanı değil" in text
+    assert "İmza zamanı" in text and "(Europe/Istanbul)" in text
+    assert "İMZALANMAMIŞ TASLAK" not in text and "not a diagnosis" not in text
     assert study["ai_result"]["model"]["name"] in text
 
 

@@ -220,7 +220,8 @@ def test_cli_draft_with_findings_and_errors(tmp_path):
                                  json.dumps(FINDINGS), "--no-embeddings", "--json"])
     assert result.exit_code == 0, result.output
     d = json.loads(result.stdout.strip().splitlines()[-1])
-    assert d["status"] == "draft" and "64×64" in d["sections"]["technique"]
+    assert d["status"] == "draft" and "64×64" not in d["sections"]["technique"]
+    assert d["image"]["width"] == 64  # the image size is data, not report prose
     for key in ("sections", "citations", "findings_used"):
         assert key in d
     bad = runner.invoke(app, ["report", "draft", str(image), "--findings", '["Unicornitis"]',

@@ -189,6 +189,27 @@ def imaging_fit_gate(
                            f"{result['test_acceptance']:.1%} of the held-out test images")
 
 
+@imaging_app.command("operating-points")
+def imaging_operating_points(
+    task: TaskOpt,
+    data: Annotated[Path, typer.Option(help="The data the model was trained on (same split).")],
+    model: ModelOpt = None,
+    seed: int = 13,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-choose a model's operating points on its validation split, through the task's
+    decision rules (operating_points.json, with bootstrap intervals); reseals the card."""
+    from medai.imaging.pipeline import refit_operating_points
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        directory = _load_imaging(task, model).directory
+        result = refit_operating_points(directory, data, seed)
+    few = ", ".join(result["few_positives"]) or "none"
+    _emit(result, as_json, f"operating points chosen on {result['n_validation']} validation "
+                           f"images; validation macro-F1 {result['validation_macro_f1']:.3f}; "
+                           f"labels decided by fewer than 10 validation positives: {few}")
+
+
 @imaging_app.command("export")
 def imaging_export(
     task: TaskOpt,

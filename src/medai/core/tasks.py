@@ -46,6 +46,10 @@ class Task:
     exclusive: tuple[str, ...] = ()  # one and only one of these is true of an image
     normal: str | None = None
     urgent: tuple[str, ...] = ()  # a positive one puts the study at the top of the worklist
+    # label hierarchy (child -> parent: COVID-19 -> Viral_Pneumonia -> Pneumonia), kept closed
+    # upwards by the decision, and groups of siblings of which one branch at most is present
+    parents: dict[str, str] = field(default_factory=dict)
+    siblings: tuple[tuple[str, ...], ...] = ()
     dicom_modalities: tuple[str, ...] = ()
     mentions_en: dict[str, str] = field(default_factory=dict)  # label -> regex (lowercase text)
     mentions_tr: dict[str, str] = field(default_factory=dict)
@@ -96,10 +100,24 @@ class Task:
         unknown = {v for v in self.synonyms.values() if v not in self.labels}
         unknown |= {lab for lab in (*self.exclusive, *self.urgent, *self.label_names)
                     if lab not in self.labels}
+        unknown |= {lab for pair in self.parents.items() for lab in pair
+                    if lab not in self.labels}
+        unknown |= {lab for group in self.siblings for lab in group if lab not in self.labels}
         if self.normal is not None and self.normal not in self.labels:
             unknown.add(self.normal)
         if unknown:
             raise TaskError(f"task {self.name!r}: {sorted(unknown)} are not among its labels")
+        for child in self.parents:
+            seen, lab = {child}, child
+            while (lab := self.parents.get(lab)) is not None:
+                if lab in seen:
+                    raise TaskError(f"task {self.name!r}: the label hierarchy has a cycle "
+                                    f"through {lab!r}")
+                seen.add(lab)
+        if self.normal is not None and (self.normal in self.parents
+                                        or self.normal in self.parents.values()):
+            raise TaskError(f"task {self.name!r}: the normal label {self.normal!r} cannot be "
+                            "part of the label hierarchy")
         if self.kind != "imaging":
             return
         findings = [lab for lab in self.labels if lab != self.normal]

@@ -27,8 +27,9 @@ CHEXPERT_COLUMNS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", 
                     "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
                     "Support Devices")
 # A subtype implies its parent; a bare parent leaves the subtype unknown.
+# (the task registry's hierarchy: COVID-19 is a viral pneumonia, which is a pneumonia)
 IMPLIES = {"Viral_Pneumonia": ("Pneumonia",), "Bacterial_Pneumonia": ("Pneumonia",),
-           "COVID-19": ("Pneumonia",)}
+           "COVID-19": ("Viral_Pneumonia", "Pneumonia")}
 CHILDREN = {"Pneumonia": ("Viral_Pneumonia", "Bacterial_Pneumonia", "COVID-19")}
 
 

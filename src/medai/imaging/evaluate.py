@@ -40,7 +40,7 @@ def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs
         mask = ~np.isnan(targets[:, j])
         y, s = targets[mask, j].astype(int), probs[mask, j]
         roc = auroc_with_ci(y, s, n_boot=n_boot)
-        at = binary_at_threshold(y, s, thresholds.get(lab, 0.5))
+        at = binary_at_threshold(y, s, _thresholds(thresholds).get(lab, 0.5))
         per_label[lab] = {**roc, **at}
         if roc["auroc"] is not None:
             aurocs.append(roc["auroc"])
@@ -64,6 +64,10 @@ def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs
     return result
 
 
+def _thresholds(thresholds) -> dict[str, float]:
+    return getattr(thresholds, "thresholds", thresholds)
+
+
 def exclusive_scores(probs: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
     """Log-odds margin of each label over its operating threshold. Independent sigmoids are
     not comparable across labels (base rates differ); margins over the validation-chosen
@@ -73,26 +77,53 @@ def exclusive_scores(probs: np.ndarray, thresholds: Sequence[float]) -> np.ndarr
     return np.log(p / (1 - p)) - np.log(t / (1 - t))
 
 
+def _most_specific(task, names: list[str]) -> list[str]:
+    from medai.imaging.decision import ancestors
+
+    return [n for n in names if not any(n in ancestors(task, o) for o in names if o != n)]
+
+
 def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
-                       probs: np.ndarray, thresholds: dict[str, float]) -> dict:
+                       probs: np.ndarray, thresholds) -> dict:
+    """Accuracy over the task's exclusive classes, each image's predicted class being the most
+    specific one its *decision* holds (``imaging.decision``); an indeterminate decision (or
+    one outside these classes) counts as not answered, and as wrong in ``accuracy``."""
     from sklearn.metrics import confusion_matrix, f1_score
 
+    from medai.imaging.decision import OperatingPolicy, decide_array
+    from medai.imaging.labels import space
+
+    spec = space(task)
     classes = [lab for lab in exclusive_classes(task) if lab in labels]
     if len(classes) < 2:
         return {"accuracy": None, "macro_f1": None}
     cols = [list(labels).index(c) for c in classes]
     sub_t = np.nan_to_num(targets[:, cols], nan=0.0)
+    for i, row in enumerate(sub_t):  # a COVID-19 image is also a viral pneumonia: keep COVID-19
+        keep = set(_most_specific(spec, [c for c, v in zip(classes, row, strict=True) if v == 1]))
+        sub_t[i] = [1.0 if c in keep else 0.0 for c in classes]
     one = sub_t.sum(axis=1) == 1
     if not one.any():
         return {"accuracy": None, "macro_f1": None}
     y = sub_t[one].argmax(axis=1)
-    margins = exclusive_scores(probs[one][:, cols], [thresholds.get(c, 0.5) for c in classes])
-    pred = margins.argmax(axis=1)
+    policy = thresholds if isinstance(thresholds, OperatingPolicy) else OperatingPolicy(
+        thresholds={lab: float(thresholds.get(lab, 0.5)) for lab in labels})
+    pred = []
+    for d in decide_array(spec, labels, probs[one], policy):
+        held = _most_specific(spec, [c for c in d.positives if c in classes])
+        pred.append(classes.index(held[0]) if len(held) == 1 else -1)
+    pred = np.array(pred)
+    answered = pred >= 0
+    shown = np.where(answered, pred, len(classes))  # "not answered" is its own column
     return {"accuracy": float((y == pred).mean()),
-            "macro_f1": float(f1_score(y, pred, average="macro",
+            "macro_f1": float(f1_score(y, shown, average="macro",
                                        labels=sorted(set(y.tolist())))),
+            "coverage": float(answered.mean()),
+            "answered_accuracy": float((y[answered] == pred[answered]).mean())
+            if answered.any() else None,
             "exclusive_classes": classes,
-            "confusion_matrix": confusion_matrix(y, pred, labels=range(len(classes))).tolist()}
+            "confusion_matrix": confusion_matrix(y, shown,
+                                                 labels=range(len(classes))).tolist()}
 
 
 def write_plots(metrics: dict, targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],

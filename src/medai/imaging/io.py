@@ -32,6 +32,11 @@ class ImageRefused(ImageInputError):
     """A readable image of the wrong kind for the model (another modality or body part, a
     colour photograph): no findings, no heatmap, no draft — the same answer everywhere."""
 
+    def __init__(self, reason: Refusal | str) -> None:
+        super().__init__(str(reason))
+        self.refusal = reason if isinstance(reason, Refusal) else Refusal(
+            "out_of_distribution", str(reason))
+
 
 @dataclass
 class LoadedImage:
@@ -208,7 +213,9 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     meta = {"modality": str(ds.get("Modality", "")), "photometric": photometric,
             "bits_stored": int(ds.get("BitsStored", 0) or 0), "frames": frames,
-            "transfer_syntax": syntax, "width": cols, "height": rows}
+            "transfer_syntax": syntax, "width": cols, "height": rows,
+            "view_position": str(ds.get("ViewPosition", "") or "").strip().upper()[:16],
+            "body_part": str(ds.get("BodyPartExamined", "") or "").strip().upper()[:32]}
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
@@ -242,7 +249,25 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
     return LoadedImage(gray, "dicom", meta)
 
 
-def check_modality(image: LoadedImage, task: str) -> str | None:
+@dataclass(frozen=True)
+class Refusal:
+    """Why an image gets no findings: a stable code (translated by the faces), an English
+    sentence for logs and the CLI, and the values the sentence names."""
+
+    code: str  # one of REFUSAL_CODES
+    message: str
+    params: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# every reason an image gets no findings (the web UI names each in Turkish and English)
+REFUSAL_CODES = ("wrong_modality", "colour_photo", "out_of_distribution", "unreadable",
+                 "no_model")
+
+
+def check_modality(image: LoadedImage, task: str) -> Refusal | None:
     """A reason to refuse the image for ``task``, or None when nothing says it is wrong.
 
     DICOM files say their modality; a colour photograph is recognisably not a radiograph or an
@@ -253,9 +278,12 @@ def check_modality(image: LoadedImage, task: str) -> str | None:
     expected = space(task)
     modality = image.metadata.get("modality")
     if modality and modality not in expected.dicom_modalities:
-        return (f"DICOM modality is {modality!r}, but the {expected.modality} model expects "
-                f"{'/'.join(expected.dicom_modalities)}")
+        return Refusal("wrong_modality",
+                       f"DICOM modality is {modality!r}, but the {expected.modality} model "
+                       f"expects {'/'.join(expected.dicom_modalities)}",
+                       {"modality": str(modality)[:16],
+                        "expected": "/".join(expected.dicom_modalities)})
     if image.metadata.get("colourfulness", 0.0) > 0.08:
-        return (f"this looks like a colour photograph, not a {expected.modality} "
-                "(radiological images are grayscale)")
+        return Refusal("colour_photo", f"this looks like a colour photograph, not a "
+                       f"{expected.modality} (radiological images are grayscale)")
     return None

@@ -18,6 +18,7 @@ from medai.imaging.evaluate import (
 )
 from medai.imaging.gate import FeatureGate
 from medai.imaging.io import ImageInputError, load_image
+from medai.imaging.operating import choose_policy, load_policy, write_policy
 from medai.imaging.predict import ImagingPredictor
 from medai.imaging.train import ImagingTrainConfig, save_model, train_model
 
@@ -57,7 +58,7 @@ def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000
     cols = [ds.labels.index(lab) for lab in predictor.labels]
     targets = ds.targets()[keep][:, cols]
     sources = [ds.records[i].source for i in keep]
-    metrics = evaluate_arrays(ds.task, predictor.labels, targets, probs, predictor.thresholds,
+    metrics = evaluate_arrays(ds.task, predictor.labels, targets, probs, predictor.policy,
                               sources, n_boot=n_boot)
     metrics["unreadable_images"] = len(errors)
     if predictor.gate is not None and len(feats):
@@ -83,6 +84,37 @@ def refit_gate(directory: Path, data: Path, seed: int = 13) -> dict:
     card.params["gate"] = {"threshold": predictor.gate.threshold, "test_acceptance": acceptance}
     save_card(directory, card)
     return {"model_dir": str(directory), **card.params["gate"]}
+
+
+def _operating_points(directory: Path, task: str, labels: list[str], targets: np.ndarray,
+                      probs: np.ndarray, card: ModelCard) -> dict[str, float]:
+    """Choose and write ``operating_points.json`` (validation, through the decision); the card
+    keeps a copy of the thresholds and the validation report."""
+    from medai.imaging.labels import space
+
+    start = choose_thresholds(targets, probs, labels)
+    report = choose_policy(space(task), labels, targets, probs, start)
+    write_policy(directory, report)
+    card.params["operating_points"] = {k: v for k, v in report.items() if k != "thresholds"}
+    return dict(report["thresholds"])
+
+
+def refit_operating_points(directory: Path, data: Path, seed: int = 13) -> dict:
+    """Re-choose an existing model's operating points on the validation part of the split it
+    was trained on (same seed), e.g. after the decision rules changed; reseals the card."""
+    from medai.core import registry
+    from medai.core.registry import read_card
+
+    predictor = registry.load(directory)
+    ds = load_dataset(data, predictor.cfg.task)
+    _, va, _ = patient_split(ds, seed=seed, groups=split_groups(ds))
+    _, targets, probs = score(predictor, _subset(ds, va), n_boot=0)
+    card = read_card(directory)
+    card.thresholds = _operating_points(directory, predictor.cfg.task, predictor.labels,
+                                        targets, probs, card)
+    save_card(directory, card)
+    return {"model_dir": str(directory), **card.params["operating_points"],
+            "thresholds": card.thresholds}
 
 
 def fit_gate(predictor: ImagingPredictor, train: ImageDataset, val: ImageDataset
@@ -141,9 +173,10 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
                      intended_use="Suggest findings for a radiologist to review.")
     predictor = ImagingPredictor(model, cfg, card)
     _, val_targets, val_probs = score(predictor, val, n_boot=0)
-    card.thresholds = choose_thresholds(val_targets, val_probs, labels)
-    predictor.thresholds = dict(card.thresholds)
     out.mkdir(parents=True, exist_ok=True)
+    card.thresholds = _operating_points(out, task, labels, val_targets, val_probs, card)
+    predictor.policy = load_policy(out, card, labels)
+    predictor.thresholds = dict(predictor.policy.thresholds)
     predictor.gate = fit_gate(predictor, train, val)
     predictor.gate.save(out)
     metrics, targets, probs = score(predictor, test)

@@ -14,10 +14,12 @@ import numpy as np
 import torch
 
 from medai.core.registry import ModelCard, model_identity
+from medai.imaging.decision import Decision, decide
 from medai.imaging.gate import FeatureGate
-from medai.imaging.io import LoadedImage, check_modality, load_image
+from medai.imaging.io import LoadedImage, Refusal, check_modality, load_image
 from medai.imaging.labels import space
 from medai.imaging.models import to_tensor
+from medai.imaging.operating import load_policy
 from medai.imaging.results import Finding, ImageInfo, ImagingResult
 from medai.imaging.train import ImagingTrainConfig, load_model
 
@@ -40,7 +42,8 @@ class ImagingPredictor:
                 self.gate = None
         self.labels = list(cfg.labels)
         self.multilabel = space(cfg.task).multilabel
-        self.thresholds = {lab: float(card.thresholds.get(lab, 0.5)) for lab in self.labels}
+        self.policy = load_policy(directory, card, self.labels)
+        self.thresholds = {lab: self.policy.thresholds[lab] for lab in self.labels}
         self.runtime = "torch"
         self.identity = model_identity(directory, card)
 
@@ -78,7 +81,7 @@ class ImagingPredictor:
         return self.proba_and_features(images, batch_size)[0]
 
     def refusal_reason(self, image: LoadedImage, features: np.ndarray | None = None
-                       ) -> str | None:
+                       ) -> Refusal | None:
         """Why this image must not get findings from this model, or None.
 
         Rules first (colour photo, DICOM of another modality), then the learned gate."""
@@ -90,9 +93,12 @@ class ImagingPredictor:
         distance = float(self.gate.distance(features)[0])
         if distance > self.gate.threshold:
             expected = space(self.cfg.task).modality
-            return (f"this image does not look like the {expected} images this model was "
-                    f"trained on (distance {distance:.1f} > {self.gate.threshold:.1f}); "
-                    f"is it another modality or body part?")
+            return Refusal("out_of_distribution",
+                           f"this image does not look like the {expected} images this model "
+                           f"was trained on (distance {distance:.1f} > "
+                           f"{self.gate.threshold:.1f}); is it another modality or body part?",
+                           {"distance": round(distance, 2),
+                            "limit": round(float(self.gate.threshold), 2)})
         return None
 
     def predict(self, source: str | Path | bytes | LoadedImage) -> ImagingResult:
@@ -103,30 +109,22 @@ class ImagingPredictor:
         reason = self.refusal_reason(image, feats)
         if reason:
             return self._refusal(reason, image)
-        probs = probs[0]
-        findings = [Finding(label=lab, probability=float(p), threshold=self.thresholds[lab],
-                            positive=bool(p >= self.thresholds[lab]))
-                    for lab, p in zip(self.labels, probs, strict=True)]
-        findings.sort(key=lambda f: -f.probability)
+        decision = self.decide(probs[0])
+        findings = [Finding(**row.model_dump()) for row in decision.labels]
         return ImagingResult(status="ai_suggestion", task=self.cfg.task, refused=False,
-                             findings=findings, primary=self.primary(probs),
+                             findings=findings, primary=decision.primary, decision=decision,
                              model=self.identity, image=image_info(image))
 
-    def primary(self, probs: np.ndarray) -> str | None:
-        """The one mutually exclusive class (e.g. No Finding / bacterial / viral / COVID-19)
-        whose probability most exceeds its threshold; None when the model has no such set."""
-        from medai.imaging.evaluate import exclusive_classes, exclusive_scores
+    def decide(self, probs: np.ndarray) -> Decision:
+        """The task's one decision for a row of probabilities (``imaging.decision``)."""
+        return decide(space(self.cfg.task),
+                      dict(zip(self.labels, map(float, probs), strict=True)), self.policy)
 
-        classes = [c for c in exclusive_classes(self.cfg.task) if c in self.labels]
-        if len(classes) < 2:
-            return None
-        idx = [self.labels.index(c) for c in classes]
-        margins = exclusive_scores(probs[idx][None], [self.thresholds[c] for c in classes])[0]
-        return classes[int(margins.argmax())]
-
-    def _refusal(self, reason: str, image: LoadedImage) -> ImagingResult:
-        return ImagingResult(status="refused", task=self.cfg.task, refused=True, reason=reason,
-                             model=self.identity, image=image_info(image))
+    def _refusal(self, reason: Refusal, image: LoadedImage) -> ImagingResult:
+        return ImagingResult(status="refused", task=self.cfg.task, refused=True,
+                             reason=reason.message, reason_code=reason.code,
+                             reason_params=reason.params, model=self.identity,
+                             image=image_info(image))
 
 
 def image_info(image: LoadedImage) -> ImageInfo:
@@ -134,7 +132,9 @@ def image_info(image: LoadedImage) -> ImageInfo:
     meta = image.metadata
     return ImageInfo(format=image.source_format, width=int(w), height=int(h),
                      original_width=meta.get("width"), original_height=meta.get("height"),
-                     frames=int(meta.get("frames", 1) or 1))
+                     frames=int(meta.get("frames", 1) or 1),
+                     modality=meta.get("modality") or None,
+                     view_position=meta.get("view_position") or None)
 
 
 RUNTIMES = ("auto", "onnx", "torch")

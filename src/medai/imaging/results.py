@@ -7,15 +7,23 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from medai.core.results import AIResult
+from medai.imaging.decision import Basis, Decision
+from medai.imaging.io import REFUSAL_CODES
 
 DISCLAIMER = "AI suggestion for a radiologist to review; not a diagnosis."
 
 
 class Finding(BaseModel):
+    """One label's row of the decision (``imaging.decision``): ``positive`` is the decided
+    answer, which every view reads; ``basis`` says why."""
+
     label: str
     probability: float = Field(..., ge=0.0, le=1.0)
-    threshold: float = Field(..., description="the label's operating threshold (model card)")
-    positive: bool = Field(..., description="probability ≥ threshold")
+    threshold: float = Field(..., description="the label's operating point (operating_points."
+                                              "json; for one-class tasks the minimum confidence)")
+    positive: bool = Field(..., description="decided present (see `basis`)")
+    basis: Basis = "above_threshold"
+    implied_by: str | None = None
 
 
 class ImageInfo(BaseModel):
@@ -25,6 +33,8 @@ class ImageInfo(BaseModel):
     original_width: int | None = None
     original_height: int | None = None
     frames: int = 1
+    modality: str | None = Field(None, description="DICOM Modality, when the file says")
+    view_position: str | None = Field(None, description="DICOM ViewPosition (PA, AP, LL, …)")
 
 
 class ImagingResult(AIResult):
@@ -34,8 +44,11 @@ class ImagingResult(AIResult):
     task: str
     refused: bool
     reason: str | None = None
+    reason_code: str | None = Field(None, description="why refused: " + ", ".join(REFUSAL_CODES))
+    reason_params: dict = Field(default_factory=dict)
     findings: list[Finding] = Field(default_factory=list)
-    primary: str | None = Field(None, description="the leading mutually exclusive class")
+    primary: str | None = Field(None, description="the leading decided label")
+    decision: Decision | None = None
     image: ImageInfo | None = None
     disclaimer: str = DISCLAIMER
 

@@ -113,7 +113,7 @@ CXR_MENTIONS_TR = {
     "Lung Opacity": "opasite|opasifikasyon",
     "Fracture": "kırık|fraktür",
     "Enlarged Cardiomediastinum": "mediast\\w*.{0,25}geniş|geniş\\w* kardiyomediast",
-    "COVID-19": "covid",
+    "COVID-19": "cov[iı]d",  # turkish_lower turns "COVID" into "covıd"
     "Tuberculosis": "tüberküloz",
 }
 CXR_PHRASES = {
@@ -201,7 +201,6 @@ MRI_PHRASES = {
     "Pituitary": ("pituitary tumour", "hipofiz tümörü"),
     "No_Tumor": ("no tumour", "tümör saptanmadı"),
 }
-
 MRI_NAMES = {
     "Glioma": ("Glioma", "Gliom"),
     "Meningioma": ("Meningioma", "Menenjiom"),
@@ -221,6 +220,9 @@ CXR = Task(
     exclusive=("No Finding", "Bacterial_Pneumonia", "Viral_Pneumonia", "COVID-19"),
     normal="No Finding",
     urgent=("Pneumothorax",),
+    parents={"COVID-19": "Viral_Pneumonia", "Viral_Pneumonia": "Pneumonia",
+             "Bacterial_Pneumonia": "Pneumonia"},
+    siblings=(("Bacterial_Pneumonia", "Viral_Pneumonia"),),
     dicom_modalities=("CR", "DX", "DR", "RG"),
     mentions_en=CXR_MENTIONS_EN,
     mentions_tr=CXR_MENTIONS_TR,

@@ -68,21 +68,23 @@ def analyse_study(p: Platform, study_id: int) -> str:
         try:
             result = imaging_service.analyse(predictor, data)
         except imaging_service.ImageRefused as exc:
-            return _finish(p, study_id, "refused", str(exc), ref)
+            return _refused(p, study_id, exc.refusal, ref)
         except imaging_service.ImageInputError as exc:
-            return _finish(p, study_id, "refused", str(exc), ref)
+            return _refused(p, study_id, imaging_service.Refusal("unreadable", str(exc)), ref)
         payload = result.model_dump(mode="json")
         label = _heatmap_label(result)
         meta, png = imaging_service.heatmap(predictor, data, label)
         row = _save(p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), meta.label))
     payload = row.payload
+    if payload.get("refused"):  # stored by an earlier delivery of this job
+        return _refused(p, study_id, imaging_service.refusal_of(
+            imaging_service.ImagingResult.model_validate(payload)), ref, store=False)
     draft_row = _stored(p, study_id, "draft", ref.content_hash)
     if draft_row is None:
         draft = shared_drafter(p.knowledge_dir).draft(data, payload, task=task, lang=lang,
                                                       question=question, findings_model=ref)
         draft_row = _save(p, study_id, "draft", ref, draft.model_dump(mode="json"))
-    urgent_labels = set(get_task(task).urgent)
-    urgent = any(f["positive"] and f["label"] in urgent_labels for f in payload["findings"])
+    urgent = bool(set(get_task(task).urgent) & set(decided_positives(payload)))
     with p.db.session() as db:
         study = db.get(Study, study_id)
         d = draft_row.payload
@@ -93,24 +95,43 @@ def analyse_study(p: Platform, study_id: int) -> str:
             set_status(study, "ai_drafted")
         if made is not None:
             record(db, WORKER, "predict", "study", study_id, model=ref.name,
-                   model_hash=ref.content_hash,
-                   positive=sum(f["positive"] for f in payload["findings"]))
+                   model_hash=ref.content_hash, positive=len(decided_positives(payload)))
             record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
         return study.status
 
 
+def decided_positives(payload: dict) -> list[str]:
+    """The stored result's decided findings (its decision; rows of results stored before
+    decisions existed fall back to their ``positive`` flags)."""
+    decision = payload.get("decision")
+    if decision:
+        return list(decision.get("positives") or [])
+    return [f["label"] for f in payload.get("findings", []) if f.get("positive")]
+
+
 def _heatmap_label(result) -> str | None:
-    """The most probable positive finding (the one a reader most wants to see), else the
-    most probable label."""
-    positives = [f for f in result.findings if f.positive and f.label != "No Finding"]
-    pool = positives or result.findings
-    return max(pool, key=lambda f: f.probability).label if pool else None
+    """The default heatmap shows the decision's leading finding (the one a reader most wants
+    to see); for a normal or indeterminate decision, the most probable label."""
+    d = result.decision
+    if d is not None and d.state == "abnormal" and d.primary:
+        return d.primary
+    return max(result.findings, key=lambda f: f.probability).label if result.findings else None
 
 
-def _finish(p: Platform, study_id: int, status: str, reason: str, ref) -> str:
+def _refused(p: Platform, study_id: int, refusal: imaging_service.Refusal, ref,
+             store: bool = True) -> str:
+    """A refusal is an AI result too: stored (with its code, for every view to translate) and
+    naming the model that refused; the study can then be reported by hand."""
+    if store:
+        payload = imaging_service.ImagingResult(
+            status="refused", task=ref.task, refused=True, reason=refusal.message,
+            reason_code=refusal.code, reason_params=refusal.params, model=ref
+        ).model_dump(mode="json")
+        _save(p, study_id, "imaging", ref, payload)
     with p.db.session() as db:
         study = db.get(Study, study_id)
-        set_status(study, status, reason)
-        record(db, WORKER, "predict", "study", study_id, outcome="refused", model=ref.name,
-               model_hash=ref.content_hash)
-        return status
+        if study.status in ("received", "analysing"):
+            set_status(study, "refused", refusal.message)
+            record(db, WORKER, "predict", "study", study_id, outcome="refused",
+                   model=ref.name, model_hash=ref.content_hash, reason=refusal.code)
+        return study.status

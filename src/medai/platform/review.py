@@ -26,6 +26,10 @@ AI_DISCLOSURE = ("Drafted with AI assistance (medai); reviewed, edited and signe
                  "radiologist named. AI output is a suggestion, not a diagnosis.")
 
 
+HAND_DISCLOSURE = ("Written by the radiologist named without an AI draft (the AI analysis did "
+                   "not produce one for this study).")
+
+
 class Conflict(Exception):
     """The request is about a version that is no longer current, or already signed (409)."""
 
@@ -104,15 +108,23 @@ def edit(db: Session, study: Study, version: int, sections: dict[str, Any],
     return row
 
 
-def sign(db: Session, study: Study, version: int, user: User) -> ReportVersion:
+def sign(db: Session, study: Study, version: int, user: User,
+         sections: dict[str, Any] | None = None) -> ReportVersion:
     """Sign the current version: a new version carrying the signature (``final``, or
-    ``amended`` for a signed amendment)."""
+    ``amended`` for a signed amendment).
+
+    ``sections`` is the text on the signer's screen: when it differs from version ``version``,
+    it is saved as a new version and that one is signed, in the caller's one transaction (an
+    unsaved edit is never lost, and never signed without being stored)."""
     cur = current(db, study.id)
     _expect(cur, version)
     if cur is None:
         raise Conflict("there is no report to sign")
     if cur.signed_by is not None:
         raise Conflict(f"version {version} is already signed")
+    if sections is not None and check_sections(sections) != _text_of(cur):
+        cur = edit(db, study, version, sections, user)
+        version = cur.version
     row = ReportVersion(study_id=study.id, version=version + 1,
                         status="final" if cur.status == "preliminary" else "amended",
                         source="human", sections=cur.sections, citations=cur.citations,
@@ -121,6 +133,15 @@ def sign(db: Session, study: Study, version: int, user: User) -> ReportVersion:
     _insert(db, row)
     set_status(study, row.status)
     return row
+
+
+def _text_of(row: ReportVersion) -> dict[str, str]:
+    return {name: (row.sections or {}).get(name, "") for name in SECTIONS}
+
+
+def ai_assisted(db: Session, study_id: int) -> bool:
+    """Whether any version of the report started from an AI draft."""
+    return any(v.source == "ai" or v.ai_result_id is not None for v in versions(db, study_id))
 
 
 def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
@@ -132,4 +153,5 @@ def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
             "signed_by": signer.username if signer else None,
             "signed_at": row.signed_at.isoformat() + "Z" if row.signed_at else None,
             "created_at": row.created_at.isoformat() + "Z",
-            "ai_disclosure": AI_DISCLOSURE}
+            "ai_assisted": (assisted := ai_assisted(db, row.study_id)),
+            "ai_disclosure": AI_DISCLOSURE if assisted else HAND_DISCLOSURE}

@@ -12,12 +12,14 @@ Safety rules the code enforces, not just the prompt:
 
 from __future__ import annotations
 
+from medai.imaging.decision import Decision
 from medai.imaging.labels import space
 from medai.reporting.draft_input import (  # noqa: F401 - the drafting API in one place
     MAX_FINDINGS,
     DraftContext,
     Finding,
     FindingsInputError,
+    parse_decided,
     parse_findings,
 )
 from medai.reporting.llm import LLMBackend, LLMError
@@ -55,12 +57,13 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
 def draft_report(findings: list[Finding], retriever: HybridRetriever | None,
                  backend: LLMBackend | None = None, *, task: str = "cxr", lang: str = "en",
                  question: str | None = None, caption: str | None = None,
-                 image: dict | None = None, model: str | None = None, k: int = 4) -> dict:
+                 image: dict | None = None, model: str | None = None, k: int = 4,
+                 decision: Decision | None = None) -> dict:
     if lang not in STATUS_LABEL:
         raise ValueError(f"language must be one of {sorted(STATUS_LABEL)}")
     if question is not None and len(question) > 20 * MAX_QUESTION_CHARS:
         raise ValueError(f"clinical question is too long ({len(question):,} characters)")
-    ctx = DraftContext(findings, task, lang, question, caption, image, model)
+    ctx = DraftContext(findings, task, lang, question, caption, image, model, decision=decision)
     ctx.hits = retrieve_for(ctx, retriever, k) if retriever is not None else []
     numbers = {h.chunk.id: i for i, h in enumerate(ctx.hits, 1)}
     warnings: list[str] = []
@@ -84,6 +87,7 @@ def draft_report(findings: list[Finding], retriever: HybridRetriever | None,
     return {"status": "draft", "status_label": STATUS_LABEL[lang], "language": lang,
             "task": task, "sections": sections, "citations": citations,
             "findings_used": [f.as_dict() for f in findings], "backend": used_backend,
+            "decision": ctx.decision.model_dump(mode="json"),
             "caption": caption, "caption_note": ("automatic caption, unverified; not part of "
                                                  "the findings") if caption else None,
             "warnings": warnings}

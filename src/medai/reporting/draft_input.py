@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medai.core.text import excerpt
+from medai.imaging.decision import Decision, OperatingPolicy, decide, from_labels
 from medai.imaging.labels import resolve, space
 from medai.reporting.phrases import NORMAL
 from medai.reporting.retrieve import Hit
@@ -29,6 +30,40 @@ class Finding:
 
 
 MAX_FINDINGS = 100
+
+
+def parse_decided(raw: Any, task: str = "cxr") -> tuple[list[Finding], Decision]:
+    """Findings and the task's one decision about them.
+
+    ``medai imaging predict`` output carries its decision, which is used as it is (never
+    re-derived); findings given another way are decided here by the same rules
+    (``imaging.decision``): probabilities against their thresholds, label names as a person's
+    findings (all present, checked for consistency)."""
+    spec = space(task)
+    if isinstance(raw, dict) and isinstance(raw.get("decision"), dict) and not raw.get("refused"):
+        try:
+            decision = Decision.model_validate(raw["decision"])
+        except ValueError as exc:
+            raise FindingsInputError(f"unreadable decision: {excerpt(str(exc))}") from None
+        findings = [Finding(r.label, r.positive, r.probability, r.threshold)
+                    for r in decision.labels]
+        return findings, decision
+    findings = parse_findings(raw, task)
+    named = all(f.probability is None for f in findings)
+    try:
+        if named:
+            decision = from_labels(spec, [f.label for f in findings if f.positive])
+        else:
+            probs = {f.label: f.probability if f.probability is not None else
+                     (1.0 if f.positive else 0.0) for f in findings}
+            thr = {f.label: f.threshold if f.threshold is not None else 0.5 for f in findings}
+            decision = decide(spec, probs, OperatingPolicy(thresholds=thr))
+    except ValueError as exc:
+        raise FindingsInputError(str(exc)) from None
+    by_label = {r.label: r for r in decision.labels}
+    out = [Finding(f.label, by_label[f.label].positive if f.label in by_label else f.positive,
+                   f.probability, f.threshold) for f in findings]
+    return out, decision
 
 
 def parse_findings(raw: Any, task: str = "cxr") -> list[Finding]:
@@ -91,12 +126,32 @@ class DraftContext:
     image: dict | None = None
     model: str | None = None
     hits: list[Hit] = field(default_factory=list)
+    decision: Decision | None = None
+
+    def __post_init__(self) -> None:
+        if self.decision is None:  # findings typed in code: decided by the same rules
+            spec = space(self.task)
+            named = [f.label for f in self.findings if f.positive]
+            self.decision = (from_labels(spec, named) if all(
+                f.probability is None for f in self.findings) else decide(
+                spec, {f.label: f.probability if f.probability is not None else float(
+                    f.positive) for f in self.findings},
+                OperatingPolicy(thresholds={f.label: f.threshold if f.threshold is not None
+                                            else 0.5 for f in self.findings})))
 
     @property
     def positives(self) -> list[Finding]:
-        return [f for f in self.findings if f.positive and f.label not in NORMAL]
+        """What the draft states: the decision's most specific findings."""
+        by_label = {f.label: f for f in self.findings}
+        return [by_label.get(lab) or Finding(lab, True) for lab in self.decision.stated]
 
     @property
     def negatives(self) -> list[Finding]:
-        return [f for f in self.findings if not f.positive and f.label not in NORMAL]
+        """Labels decided absent (never one implied by, or excluded in favour of, a finding)."""
+        decided = {r.label: r for r in self.decision.labels}
+        if self.decision.state == "indeterminate":
+            return []  # nothing is said to be absent when the model could not decide
+        return [f for f in self.findings if f.label not in NORMAL and f.label in decided
+                and not decided[f.label].positive
+                and decided[f.label].basis in ("below_threshold", "not_top")]
 

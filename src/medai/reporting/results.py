@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from medai.core.results import SCHEMA_VERSION, AIResult, ModelRef
+from medai.imaging.decision import Decision
 
 
 class Sections(BaseModel):
@@ -45,6 +46,7 @@ class DraftResult(BaseModel):
     sections: Sections
     citations: list[Citation]
     findings_used: list[FindingUsed]
+    decision: Decision | None = Field(None, description="the one decision the draft states")
     model: ModelRef | None = Field(
         None, description="the imaging model whose findings were used; null when the caller "
                           "gave the findings")

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from medai.reporting.draft import FindingsInputError, draft_report, parse_findings
+from medai.reporting.draft import FindingsInputError, draft_report, parse_decided
 from medai.reporting.llm import LLMError, config_from_settings, make_backend
 from medai.reporting.results import DraftResult
 
@@ -69,7 +69,7 @@ class Drafter:
             if result.refused:
                 raise ImageRefused(result.reason or "image refused")
             findings, model_ref = result.model_dump(mode="json"), result.model
-        parsed = parse_findings(findings, task)
+        parsed, decision = parse_decided(findings, task)
         caption = None
         if self.caption_model is not None and loaded is not None:
             if self._captioner is None:
@@ -87,11 +87,13 @@ class Drafter:
         meta = None
         if loaded is not None:
             meta = {"format": loaded.source_format, "width": int(loaded.pixels.shape[1]),
-                    "height": int(loaded.pixels.shape[0])}
+                    "height": int(loaded.pixels.shape[0]),
+                    "view_position": loaded.metadata.get("view_position") or None}
         out = draft_report(parsed, self.retriever, backend, task=task, lang=lang,
                            question=question, caption=caption, image=meta,
                            model=None if model_ref is None else
-                           f"{model_ref.name} ({model_ref.content_hash[:19]})")
+                           f"{model_ref.name} ({model_ref.content_hash[:19]})",
+                           decision=decision)
         out["warnings"] = warnings + out["warnings"]
         return DraftResult(**out, model=model_ref, image=meta)
 

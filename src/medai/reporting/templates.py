@@ -6,9 +6,8 @@ from __future__ import annotations
 import re
 
 from medai.imaging.labels import space
-from medai.reporting.draft_input import DraftContext, Finding
-from medai.reporting.phrases import NORMAL, phrase
-from medai.reporting.safety import _implied
+from medai.reporting.draft_input import DraftContext
+from medai.reporting.phrases import phrase
 
 NORMAL_SENTENCES = {
     "cxr": ("The heart size and mediastinal contours are within normal limits. The lungs are "
@@ -25,71 +24,83 @@ NORMAL_IMPRESSIONS = {
 
 
 
-def _prob(f: Finding, lang: str) -> str:
-    if f.probability is None:
-        return ""
-    p = f"{f.probability:.2f}"
-    t = f"{f.threshold:.2f}" if f.threshold is not None else None
-    if lang == "tr":
-        p = p.replace(".", ",")
-        return f" (YZ olasılığı {p}" + (f"; eşik {t.replace('.', ',')})" if t else ")")
-    return f" (AI probability {p}" + (f"; threshold {t})" if t else ")")
+INDETERMINATE = {
+    "mri": ("The AI could not decide on one class for this slice (tumour types and no tumour "
+            "included); classification is left to the radiologist.",
+            "YZ bu kesit için tek bir sınıfa karar veremedi (tümör türleri ve tümör yok dahil); "
+            "sınıflandırma radyoloğa bırakılmıştır."),
+}
+INDETERMINATE_IMPRESSION = ("Indeterminate (AI suggestion): radiologist assessment required.",
+                            "Belirsiz (YZ önerisi): radyolog değerlendirmesi gerekir.")
+VIEWS = {"PA": ("PA", "PA"), "AP": ("AP", "AP"), "LL": ("lateral", "lateral"),
+         "RL": ("lateral", "lateral"), "LATERAL": ("lateral", "lateral")}
 
 
 def _technique(ctx: DraftContext) -> str:
-    modality = space(ctx.task).modality
+    """As a radiologist writes it: the examination (with the DICOM view when the file says),
+    never pixel sizes, file formats or model hashes (the model has its own AI section)."""
     tr = ctx.lang == "tr"
-    if ctx.image:
-        size = f"{ctx.image.get('width')}×{ctx.image.get('height')}"
-        fmt = str(ctx.image.get("format", "")).upper()
-        kind = ("Akciğer grafisi" if ctx.task == "cxr" else "Beyin MR kesiti") if tr else \
-            modality[0].upper() + modality[1:]
-        base = f"{kind}, {fmt} görüntü, {size} piksel" if tr else f"{kind}, {fmt} image, {size} px"
-    else:
-        base = ("Görüntü taslak oluşturucuya verilmedi; bulgular girdi olarak sağlandı" if tr
-                else "Image not supplied to the drafter; findings were given as input")
-    if ctx.model:
-        base += f"; {'YZ modeli' if tr else 'AI model'} {ctx.model}"
-    return base + "."
+    if ctx.task == "cxr":
+        view = VIEWS.get(str((ctx.image or {}).get("view_position") or "").upper())
+        if view:
+            return (f"{view[1]} akciğer grafisi." if tr else
+                    f"{view[0]} chest radiograph.")
+        return "Akciğer grafisi." if tr else "Chest radiograph."
+    if ctx.task == "mri":
+        return "Beyin MR incelemesi (tek kesit)." if tr else "Brain MRI (single slice)."
+    modality = space(ctx.task).modality
+    return f"{modality[0].upper()}{modality[1:]}."
+
+
+def _sentence(name: str, tr: bool) -> str:
+    return f"{name[0].upper()}{name[1:]} izlenmektedir." if tr else f"{name[0].upper()}{name[1:]}."
 
 
 def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]:
-    """The deterministic draft: only input findings, each positive one with its numbers."""
+    """The deterministic draft: exactly the decided findings (``ctx.decision``), no more, no
+    fewer; probabilities stay in the findings table, not in the sentences."""
     tr = ctx.lang == "tr"
-    lines = []
-    for f in sorted(ctx.positives, key=lambda f: -(f.probability or 1.0)):
-        name = phrase(f.label, ctx.lang)
-        lines.append(f"{name[0].upper()}{name[1:]} izlenmektedir{_prob(f, 'tr')}." if tr
-                     else f"{name[0].upper()}{name[1:]}{_prob(f, 'en')}.")
-    # a negative that a positive finding implies (pneumonia below threshold, COVID-19 above)
-    # is left unsaid rather than contradicting the positive
-    implied = _implied({f.label for f in ctx.positives})
-    negatives = [f for f in ctx.negatives if f.label not in implied]
+    decision = ctx.decision
+    lines = [_sentence(phrase(f.label, ctx.lang), tr) for f in ctx.positives]
+    negatives = ctx.negatives
     if negatives:
         names = [phrase(f.label, ctx.lang) for f in negatives]
-        if tr:
-            lines.append("Şu bulgular saptanmadı: " + ", ".join(names) + ".")
+        if tr:  # "Kardiyomegali, plevral efüzyon ve pnömotoraks izlenmedi." (one predicate)
+            listed = _join(names, "ve")
+            lines.append(f"{listed[0].upper()}{listed[1:]} izlenmedi.")
         else:  # short lists, as reports write them ("No pneumothorax or pleural effusion.")
             lines += [f"No {_join(names[i:i + 3])}." for i in range(0, len(names), 3)]
-    normal_given = any(f.positive and f.label in NORMAL for f in ctx.findings)
-    if not ctx.positives and normal_given:
-        lines.insert(0, NORMAL_SENTENCES[ctx.task][1 if tr else 0])
+    if decision.state == "normal":
+        lines.insert(0, NORMAL_SENTENCES[ctx.task][1 if tr else 0]
+                     if ctx.task in NORMAL_SENTENCES else
+                     ("Anormallik saptanmadı." if tr else "No abnormality."))
+    if decision.state == "indeterminate":
+        lines.insert(0, INDETERMINATE.get(ctx.task, (
+            "The AI could not decide on the findings of this image.",
+            "YZ bu görüntünün bulgularına karar veremedi."))[1 if tr else 0])
     if not lines:
         lines.append("Değerlendirilen bulgularda anormallik saptanmadı." if tr
                      else "No abnormality among the assessed findings.")
+    unsure = " düşük güven" if tr else " low confidence"
+    note = ("(YZ önerisi" if tr else "(AI suggestion") + (
+        ("," + unsure) if decision.low_confidence else "") + ")."
     if ctx.positives:
         names = _join([phrase(f.label, ctx.lang) for f in ctx.positives], "ve" if tr else "and")
-        impression = (f"{names[0].upper()}{names[1:]} ile uyumlu görünüm (YZ önerisi)." if tr
-                      else f"Appearance consistent with {names} (AI suggestion).")
-    elif normal_given:
-        impression = NORMAL_IMPRESSIONS[ctx.task][1 if tr else 0]
+        impression = (f"{names[0].upper()}{names[1:]} ile uyumlu görünüm {note}" if tr
+                      else f"Appearance consistent with {names} {note}")
+    elif decision.state == "normal":
+        base = NORMAL_IMPRESSIONS.get(ctx.task, ("No abnormality (AI suggestion).",
+                                                  "Anormallik saptanmadı (YZ önerisi)."))
+        impression = base[1 if tr else 0]
+        if decision.low_confidence:
+            impression = impression.replace("(YZ önerisi)", "(YZ önerisi, düşük güven)").replace(
+                "(AI suggestion)", "(AI suggestion, low confidence)")
+    elif decision.state == "indeterminate":
+        impression = INDETERMINATE_IMPRESSION[1 if tr else 0]
     else:
-        normal = "No Finding" if ctx.task == "cxr" else "No_Tumor"
-        impression = ("Modelin değerlendirdiği bulgular açısından akut patoloji saptanmadı." if tr
-                      else "No acute abnormality among the findings the model assessed."
-                      ) if normal not in {f.label for f in ctx.findings if not f.positive} else (
-            "Belirgin bulgu yok; klinik korelasyon önerilir." if tr
-            else "No definite finding; clinical correlation is recommended.")
+        impression = ("Modelin değerlendirdiği bulgular açısından patoloji saptanmadı "
+                      "(YZ önerisi)." if tr else
+                      "No abnormality among the findings the model assessed (AI suggestion).")
     recs = []
     for hit in ctx.hits:
         sentence = _recommendation(hit.chunk.text, ctx.lang)

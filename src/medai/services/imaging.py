@@ -15,13 +15,14 @@ from medai.imaging.io import (
     ImageInputError,
     ImageRefused,
     LoadedImage,
+    Refusal,
     load_image,
 )
 from medai.imaging.results import HeatmapResult, ImagingResult
 from medai.services.runtime import release_memory
 
 __all__ = ["MAX_BYTES", "HeatmapResult", "ImageInputError", "ImageRefused", "ImagingResult",
-           "analyse", "heatmap", "preview_png"]
+           "Refusal", "analyse", "heatmap", "preview_png", "refusal_of"]
 
 LARGE_IMAGE_PIXELS = 4_000_000  # above this, freed decode buffers are handed back to the OS
 
@@ -47,8 +48,13 @@ def analyse(predictor, data: bytes) -> ImagingResult:
     finally:
         _after(image)
     if result.refused:
-        raise ImageRefused(result.reason or "image refused")
+        raise ImageRefused(refusal_of(result))
     return result
+
+
+def refusal_of(result: ImagingResult) -> Refusal:
+    return Refusal(result.reason_code or "out_of_distribution", result.reason or "image refused",
+                   dict(result.reason_params))
 
 
 def heatmap(predictor, data: bytes, label: str | None = None,

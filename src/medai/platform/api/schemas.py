@@ -107,6 +107,7 @@ class ReportOut(BaseModel):
     signed_by: str | None
     signed_at: str | None
     created_at: str
+    ai_assisted: bool = True
     ai_disclosure: str
 
 
@@ -128,6 +129,9 @@ class ReportEdit(Strict):
 
 class SignIn(Strict):
     version: int = Field(..., ge=1, le=1_000_000)
+    sections: Sections | None = Field(None, description=(
+        "the text on the signer's screen; when it differs from `version`, it is saved as a "
+        "new version and that version is signed, in one transaction"))
 
 
 class AuditOut(BaseModel):

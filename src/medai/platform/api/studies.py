@@ -240,9 +240,19 @@ def edit_report(study_id: int, body: ReportEdit, request: Request,
              responses=error_responses(401, 403, 404, 409, 422))
 def sign_report(study_id: int, body: SignIn, request: Request,
                 who: Principal = Depends(require("report_sign"))) -> ReportOut:
-    """Sign the current version (radiologists only); a second signature → 409."""
-    return _change(request, who, study_id, "sign", body.version,
-                   lambda db, s: review.sign(db, s, body.version, who.user))
+    """Sign the current version (radiologists only); a second signature → 409. With
+    ``sections`` (the signer's screen), an unsaved edit is saved and signed at once."""
+    sections = body.sections.model_dump() if body.sections is not None else None
+
+    def apply(db, study):
+        row = review.sign(db, study, body.version, who.user, sections)
+        if row.version > body.version + 1:  # the screen's unsaved edit was saved first
+            audit.record(db, who.actor, "edit", "report", study_id, version=row.version - 1,
+                         status="preliminary" if row.status == "final" else row.status,
+                         with_signature=True)
+        return row
+
+    return _change(request, who, study_id, "sign", body.version, apply)
 
 
 def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):

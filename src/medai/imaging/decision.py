@@ -1,0 +1,224 @@
+"""One decision per imaging result, owned by the task: which findings the study has.
+
+Every view reads this object (findings table, draft, default heatmap, urgency, FHIR, PDF,
+worklist); nothing else compares a probability with a threshold. What the labels mean comes
+from the task registry:
+
+- an **exclusive** task (brain MRI: one tumour class) is answered with exactly one class, the
+  most probable, or *indeterminate* when the top class is too unlikely or too close to the
+  runner-up (``min_confidence`` / ``min_margin``, chosen on validation);
+- a **multi-label** task with a normal label (chest X-ray: "No Finding") never has the normal
+  label beside a disease: when both pass their thresholds the one that passes by the larger
+  log-odds margin wins; when neither does, the most likely of them is taken and marked
+  ``low_confidence``;
+- a label hierarchy (COVID-19 ⇒ viral pneumonia ⇒ pneumonia) is kept closed upwards, and
+  mutually exclusive siblings (bacterial vs viral pneumonia) keep only the stronger branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from medai.core.tasks import Task
+
+Basis = Literal["above_threshold", "implied", "most_likely", "below_threshold", "excluded",
+                "not_top", "indeterminate"]
+State = Literal["normal", "abnormal", "indeterminate", "none"]
+
+
+class OperatingPolicy(BaseModel):
+    """How probabilities become a decision; stored in the model directory (hashed)."""
+
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0,
+                                  description="exclusive tasks: the top class needs at least this")
+    min_margin: float = Field(0.0, ge=0.0, le=1.0,
+                              description="exclusive tasks: top minus runner-up at least this")
+
+
+class LabelDecision(BaseModel):
+    label: str
+    probability: float = Field(..., ge=0.0, le=1.0)
+    threshold: float
+    positive: bool = Field(..., description="decided present (the one decision every view reads)")
+    basis: Basis
+    implied_by: str | None = None
+
+
+class Decision(BaseModel):
+    kind: Literal["exclusive", "multilabel"]
+    state: State
+    primary: str | None = Field(None, description="the leading decided label (normal included)")
+    positives: list[str] = Field(default_factory=list, description="every decided label, "
+                                 "parents included, most probable first; never the normal one "
+                                 "beside a disease")
+    stated: list[str] = Field(default_factory=list, description="what a report states: the most "
+                              "specific decided findings (parents implied by them left out)")
+    low_confidence: bool = False
+    indeterminate_reason: Literal["low_confidence", "close_call"] | None = None
+    candidates: list[str] = Field(default_factory=list, description="indeterminate: the classes "
+                                  "the model could not separate")
+    labels: list[LabelDecision] = Field(default_factory=list)
+
+    def decided(self, label: str) -> bool:
+        return label in self.positives
+
+
+def _margin(p: float, t: float) -> float:
+    p, t = min(max(p, 1e-6), 1 - 1e-6), min(max(t, 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)) - np.log(t / (1 - t)))
+
+
+def ancestors(task: Task, label: str) -> list[str]:
+    out, seen = [], {label}
+    while (label := task.parents.get(label)) and label not in seen:
+        out.append(label)
+        seen.add(label)
+    return out
+
+
+def decide(task: Task, probs: Mapping[str, float], policy: OperatingPolicy) -> Decision:
+    """The decision for one image's probabilities (labels the model lacks are ignored)."""
+    labels = [lab for lab in task.labels if lab in probs] or list(probs)
+    p = {lab: float(probs[lab]) for lab in labels}
+    if not task.multilabel:
+        return _exclusive(task, labels, p, policy)
+    return _multilabel(task, labels, p, policy)
+
+
+def _exclusive(task: Task, labels: list[str], p: dict[str, float],
+               policy: OperatingPolicy) -> Decision:
+    order = sorted(labels, key=lambda lab: -p[lab])
+    top = order[0]
+    runner = p[order[1]] if len(order) > 1 else 0.0
+    reason = None
+    if p[top] < policy.min_confidence:
+        reason = "low_confidence"
+    elif p[top] - runner < policy.min_margin:
+        reason = "close_call"
+    rows = []
+    for lab in order:
+        won = reason is None and lab == top
+        basis: Basis = "above_threshold" if won else (
+            "indeterminate" if reason and lab == top else "not_top")
+        rows.append(LabelDecision(label=lab, probability=p[lab], threshold=policy.min_confidence,
+                                  positive=won, basis=basis))
+    if reason is not None:
+        return Decision(kind="exclusive", state="indeterminate", indeterminate_reason=reason,
+                        candidates=order[:2], labels=rows)
+    state: State = "normal" if top == task.normal else "abnormal"
+    return Decision(kind="exclusive", state=state, primary=top, positives=[top],
+                    stated=[top] if state == "abnormal" else [], labels=rows)
+
+
+def _branch_strength(task: Task, member: str, margins: dict[str, float],
+                     candidates: set[str]) -> float | None:
+    """The strongest passing margin within a sibling's branch (itself or a descendant)."""
+    inside = [lab for lab in candidates if lab == member or member in ancestors(task, lab)]
+    return max((margins[lab] for lab in inside), default=None)
+
+
+def _multilabel(task: Task, labels: list[str], p: dict[str, float],
+                policy: OperatingPolicy) -> Decision:
+    thr = {lab: float(policy.thresholds.get(lab, 0.5)) for lab in labels}
+    margins = {lab: _margin(p[lab], thr[lab]) for lab in labels}
+    normal = task.normal if task.normal in labels else None
+    cand = {lab for lab in labels if p[lab] >= thr[lab]}
+    basis: dict[str, Basis] = {lab: "above_threshold" for lab in cand}
+    excluded: set[str] = set()
+    for group in task.siblings:  # keep only the stronger branch of exclusive siblings
+        strength = {m: _branch_strength(task, m, margins, cand) for m in group}
+        passing = {m: s for m, s in strength.items() if s is not None}
+        if len(passing) > 1:
+            keep = max(passing, key=passing.get)
+            for m in passing:
+                if m != keep:
+                    branch = {lab for lab in cand if lab == m or m in ancestors(task, lab)}
+                    excluded |= branch
+    cand -= excluded
+    diseases = {lab for lab in cand if lab != normal}
+    low_confidence = False
+    if normal is not None:
+        if normal in cand and diseases:
+            if margins[normal] >= max(margins[d] for d in diseases):
+                excluded |= diseases
+                diseases = set()
+            else:
+                excluded.add(normal)
+                cand.discard(normal)
+        if normal not in cand and not diseases:  # neither: the most likely, said to be unsure
+            pool = [lab for lab in labels if lab not in excluded]
+            best = max(pool, key=lambda lab: margins[lab])
+            low_confidence = True
+            basis[best] = "most_likely"
+            if best == normal:
+                cand = {normal}
+            else:
+                diseases = {best}
+    implied_by: dict[str, str] = {}
+    for d in sorted(diseases, key=lambda lab: -margins[lab]):
+        for parent in ancestors(task, d):
+            if parent in labels and parent not in diseases and parent not in implied_by:
+                implied_by[parent] = d
+    positives_set = diseases | set(implied_by) if diseases else (
+        {normal} if normal is not None and normal in cand else set())
+    positives = sorted(positives_set, key=lambda lab: -p[lab])
+    rows = []
+    for lab in sorted(labels, key=lambda lab: -p[lab]):
+        if lab in implied_by:
+            b: Basis = "implied"
+        elif lab in positives_set:
+            b = basis.get(lab, "above_threshold")
+        else:
+            b = "excluded" if lab in excluded else "below_threshold"
+        rows.append(LabelDecision(label=lab, probability=p[lab], threshold=thr[lab],
+                                  positive=lab in positives_set, basis=b,
+                                  implied_by=implied_by.get(lab)))
+    stated = [lab for lab in positives if lab != normal and not any(
+        lab in ancestors(task, other) for other in positives)]
+    if diseases:
+        state: State = "abnormal"
+        primary = max(diseases, key=lambda lab: margins[lab])
+    elif normal is not None and normal in positives_set:
+        state, primary = "normal", normal
+    else:
+        state, primary = "none", None
+    return Decision(kind="multilabel", state=state, primary=primary, positives=positives,
+                    stated=stated, low_confidence=low_confidence, labels=rows)
+
+
+def decide_array(task: Task, labels: Sequence[str], probs: np.ndarray,
+                 policy: OperatingPolicy) -> list[Decision]:
+    """Decisions for a batch (rows of ``probs`` in ``labels`` order)."""
+    return [decide(task, dict(zip(labels, map(float, row), strict=True)), policy)
+            for row in np.atleast_2d(probs)]
+
+
+def from_labels(task: Task, positives: Sequence[str]) -> Decision:
+    """A decision from findings a person named (all present): the hierarchy is closed and a
+    normal label beside a disease is refused (ValueError)."""
+    chosen = set(positives)
+    normal = task.normal
+    if normal in chosen and len(chosen) > 1:
+        raise ValueError(f"{normal!r} cannot be given together with findings "
+                         f"({', '.join(sorted(chosen - {normal}))})")
+    for group in task.siblings:
+        branches = [m for m in group
+                    if any(lab == m or m in ancestors(task, lab) for lab in chosen)]
+        if len(branches) > 1:
+            raise ValueError(f"{' and '.join(branches)} exclude each other; name one")
+    if not task.multilabel and len(chosen) > 1:
+        raise ValueError(f"task {task.name!r} has exactly one class per image; got "
+                         f"{', '.join(sorted(chosen))}")
+    probs = {lab: (1.0 if lab in chosen else 0.0) for lab in task.labels}
+    policy = OperatingPolicy(thresholds={lab: 0.5 for lab in task.labels}, min_confidence=0.5)
+    if not chosen:
+        return Decision(kind="exclusive" if not task.multilabel else "multilabel", state="none",
+                        labels=[LabelDecision(label=lab, probability=0.0, threshold=0.5,
+                                              positive=False, basis="below_threshold")
+                                for lab in task.labels])
+    return decide(task, probs, policy)

@@ -1,0 +1,181 @@
+"""Operating points: how a model's probabilities become the task's decision.
+
+Chosen on the validation split *through* the decision (``imaging.decision``: the normal label
+excludes diseases, the hierarchy is closed, exclusive tasks answer one class or indeterminate),
+with a minimum precision per label, and stored as ``operating_points.json`` in the model
+directory — a hashed file, so a result's content hash names the operating points it was decided
+with. Each label's sensitivity and PPV on validation carry bootstrap confidence intervals, and a
+label that only a handful of validation images decided is flagged (``few_positives``) rather
+than served silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medai.core.tasks import Task
+from medai.imaging.decision import OperatingPolicy, decide_array
+
+POLICY_FILE = "operating_points.json"
+FEW_POSITIVES = 10  # fewer validation positives than this: the point is reported as fragile
+MIN_PRECISION = 0.5
+TARGET_ACCURACY = 0.95  # exclusive tasks: accuracy on the answered validation images
+CONFIDENCE_GRID = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+MARGIN_GRID = (0.0, 0.05, 0.1, 0.2, 0.3)
+
+
+def load_policy(directory: Path | None, card, labels: Sequence[str]) -> OperatingPolicy:
+    """The directory's ``operating_points.json``, else the card's thresholds (older models)."""
+    raw: dict = {}
+    if directory is not None and (Path(directory) / POLICY_FILE).is_file():
+        raw = json.loads((Path(directory) / POLICY_FILE).read_text(encoding="utf-8"))
+    thresholds = {**{lab: 0.5 for lab in labels}, **{k: float(v) for k, v in
+                                                      card.thresholds.items()},
+                  **{k: float(v) for k, v in raw.get("thresholds", {}).items()}}
+    return OperatingPolicy(thresholds={lab: thresholds[lab] for lab in labels},
+                           min_confidence=float(raw.get("min_confidence", 0.0)),
+                           min_margin=float(raw.get("min_margin", 0.0)))
+
+
+def decided_matrix(task: Task, labels: Sequence[str], probs: np.ndarray,
+                   policy: OperatingPolicy) -> np.ndarray:
+    """0/1 decided positives, one row per image, in ``labels`` order."""
+    out = np.zeros((len(probs), len(labels)))
+    for i, d in enumerate(decide_array(task, labels, probs, policy)):
+        for lab in d.positives:
+            out[i, list(labels).index(lab)] = 1.0
+    return out
+
+
+def label_stats(targets: np.ndarray, decided: np.ndarray, labels: Sequence[str],
+                n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per label: sensitivity and PPV of the decision with 95 % bootstrap intervals."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for j, lab in enumerate(labels):
+        mask = ~np.isnan(targets[:, j])
+        t, d = targets[mask, j], decided[mask, j]
+
+        def sens_ppv(t=t, d=d, idx=None):
+            tt, dd = (t, d) if idx is None else (t[idx], d[idx])
+            tp = float(((tt == 1) & (dd == 1)).sum())
+            pos, called = float((tt == 1).sum()), float((dd == 1).sum())
+            return (tp / pos if pos else np.nan, tp / called if called else np.nan)
+
+        est = sens_ppv()
+        boots = np.array([sens_ppv(idx=rng.integers(0, len(t), len(t))) for _ in range(n_boot)]
+                         ) if len(t) and n_boot else np.zeros((0, 2))
+
+        def ci(k: int, boots=boots) -> list[float | None]:
+            col = boots[:, k][~np.isnan(boots[:, k])] if len(boots) else np.array([])
+            return ([float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5))]
+                    if len(col) else [None, None])
+
+        positives = int((t == 1).sum())
+        out[lab] = {"validation_positives": positives,
+                    "few_positives": positives < FEW_POSITIVES,
+                    "sensitivity": None if np.isnan(est[0]) else est[0],
+                    "sensitivity_ci95": ci(0),
+                    "ppv": None if np.isnan(est[1]) else est[1], "ppv_ci95": ci(1)}
+    return out
+
+
+def _macro_f1(targets: np.ndarray, decided: np.ndarray) -> float:
+    scores = []
+    for j in range(targets.shape[1]):
+        mask = ~np.isnan(targets[:, j])
+        t, d = targets[mask, j], decided[mask, j]
+        if not (t == 1).any():
+            continue
+        tp = ((t == 1) & (d == 1)).sum()
+        denom = (t == 1).sum() + (d == 1).sum()
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _precision_ok(targets: np.ndarray, decided: np.ndarray, min_precision: float) -> bool:
+    for j in range(targets.shape[1]):
+        mask = ~np.isnan(targets[:, j])
+        called = decided[mask, j] == 1
+        if called.sum() and ((targets[mask, j] == 1) & called).sum() / called.sum() < \
+                min_precision:
+            return False
+    return True
+
+
+def choose_multilabel(task: Task, labels: Sequence[str], targets: np.ndarray,
+                      probs: np.ndarray, start: dict[str, float],
+                      min_precision: float = MIN_PRECISION, passes: int = 2) -> OperatingPolicy:
+    """Coordinate ascent on decision-level macro-F1 from ``start`` (per-label Youden points):
+    each label's threshold in turn over the validation probabilities' quantiles, keeping a
+    change only when every label keeps its minimum precision."""
+    policy = OperatingPolicy(thresholds={lab: float(start.get(lab, 0.5)) for lab in labels})
+
+    def score(pol: OperatingPolicy) -> tuple[bool, float]:
+        d = decided_matrix(task, labels, probs, pol)
+        return _precision_ok(targets, d, min_precision), _macro_f1(targets, d)
+
+    best_ok, best = score(policy)
+    for _ in range(passes):
+        for j, lab in enumerate(labels):
+            grid = np.unique(np.round(np.quantile(probs[:, j], np.linspace(0.02, 0.98, 25)), 4))
+            for t in grid:
+                trial = OperatingPolicy(thresholds={**policy.thresholds, lab: float(t)})
+                ok, f1 = score(trial)
+                if (ok and not best_ok) or (ok == best_ok and f1 > best + 1e-9):
+                    policy, best_ok, best = trial, ok, f1
+    return policy
+
+
+def choose_exclusive(task: Task, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray,
+                     target_accuracy: float = TARGET_ACCURACY) -> tuple[OperatingPolicy, dict]:
+    """The least abstaining (min_confidence, min_margin) whose answered validation images are
+    at least ``target_accuracy`` correct; the most accurate point when none is."""
+    truth = np.nan_to_num(targets).argmax(axis=1)
+    top = probs.argmax(axis=1)
+    srt = np.sort(probs, axis=1)
+    gap = srt[:, -1] - (srt[:, -2] if probs.shape[1] > 1 else 0.0)
+    rows = []
+    for c in CONFIDENCE_GRID:
+        for m in MARGIN_GRID:
+            answered = (srt[:, -1] >= c) & (gap >= m)
+            acc = float((top[answered] == truth[answered]).mean()) if answered.any() else 0.0
+            rows.append((c, m, float(answered.mean()), acc))
+    ok = [r for r in rows if r[3] >= target_accuracy and r[2] > 0]
+    c, m, coverage, acc = (max(ok, key=lambda r: (r[2], -r[0], -r[1])) if ok
+                           else max(rows, key=lambda r: (r[3], r[2])))
+    policy = OperatingPolicy(thresholds={lab: c for lab in labels}, min_confidence=c,
+                             min_margin=m)
+    return policy, {"validation_coverage": coverage, "validation_answered_accuracy": acc,
+                    "target_accuracy": target_accuracy, "met": bool(ok)}
+
+
+def choose_policy(task: Task, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray,
+                  start: dict[str, float], min_precision: float = MIN_PRECISION,
+                  n_boot: int = 1000) -> dict:
+    """The operating points and their validation report (what ``operating_points.json``
+    holds)."""
+    extra: dict = {}
+    if task.multilabel:
+        policy = choose_multilabel(task, labels, targets, probs, start, min_precision)
+        extra["min_precision"] = min_precision
+    else:
+        policy, extra = choose_exclusive(task, labels, targets, probs)
+    decided = decided_matrix(task, labels, probs, policy)
+    stats = label_stats(targets, decided, labels, n_boot=n_boot)
+    return {"schema": 1, "task": task.name, "kind": "multilabel" if task.multilabel
+            else "exclusive", **policy.model_dump(), "chosen_on": "validation",
+            "n_validation": len(probs), **extra,
+            "validation_macro_f1": _macro_f1(targets, decided),
+            "few_positives": sorted(lab for lab, s in stats.items() if s["few_positives"]),
+            "per_label": stats}
+
+
+def write_policy(directory: Path, report: dict) -> Path:
+    path = Path(directory) / POLICY_FILE
+    path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,41 @@
+"""Does a draft state exactly the decided findings? Read back by the same finding extractors
+the LLM safety check uses (English CheXpert-style, Turkish clause by clause).
+
+A finding the decision holds must be stated; a finding it does not hold must not be (a parent
+the stated finding implies — "pneumonia" inside "COVID-19 pneumonia pattern" — is not extra);
+a normal decision states no finding, and an indeterminate one neither a finding nor normality.
+Used by the property tests and by ``benchmarks/draft_consistency_benchmark.py``.
+"""
+
+from __future__ import annotations
+
+from medai.imaging.decision import Decision, ancestors
+from medai.imaging.labels import space
+from medai.reporting.findings import positive_labels, positive_labels_tr
+from medai.reporting.safety import _implied
+
+
+def contradictions(sections: dict[str, str], decision: Decision, task: str,
+                   lang: str) -> list[str]:
+    """What the draft's findings and impression say that the decision does not (empty when
+    they agree)."""
+    spec = space(task)
+    text = f"{sections.get('findings', '')} {sections.get('impression', '')}"
+    said = positive_labels_tr(text) if lang == "tr" else positive_labels(text)
+    said = (said & set(spec.labels)) - {spec.normal}
+    held = set(decision.positives) - {spec.normal}
+    allowed = held | _implied(held) | {a for lab in held for a in ancestors(spec, lab)}
+    problems = [f"states {lab}, which the decision does not hold" for lab in sorted(said - allowed)]
+    problems += [f"does not state {lab}, which the decision holds"
+                 for lab in sorted(set(decision.stated) - said)]
+    normal_words = {"tr": ("akut kardiyopulmoner patoloji saptanmadı", "akciğerler temizdir",
+                           "tümör düşündüren bulgu yok", "anormallik saptanmadı."),
+                    "en": ("no acute cardiopulmonary", "lungs are clear",
+                           "no tumour suggested", "no tumour is suggested",
+                           "no abnormality.")}[lang]
+    says_normal = any(w in text.lower() for w in normal_words)
+    if decision.state == "normal" and not says_normal:
+        problems.append("a normal decision whose draft does not say normal")
+    if decision.state != "normal" and says_normal:
+        problems.append(f"a {decision.state} decision whose draft says normal")
+    return problems

@@ -1,0 +1,128 @@
+"""The one decision per imaging result, for every registered imaging task, over random
+probability vectors (hypothesis): valid for the task's kind, and the template draft states
+exactly the decided findings in Turkish and in English."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medai.core.tasks import all_tasks
+from medai.imaging.decision import OperatingPolicy, ancestors, decide, from_labels
+from medai.reporting.consistency import contradictions
+from medai.reporting.draft import draft_report
+from medai.reporting.draft_input import Finding
+
+TASKS = [t for t in all_tasks("imaging")]
+unit = st.floats(0.0, 1.0, allow_nan=False)
+
+
+def _valid(task, d) -> None:
+    pos = set(d.positives)
+    if not task.multilabel:
+        assert len(pos) == 1 or (d.state == "indeterminate" and not pos)
+        if pos:
+            assert d.primary == max(d.labels, key=lambda r: r.probability).label
+        return
+    if task.normal is not None:
+        assert not (task.normal in pos and len(pos) > 1), d
+        assert pos, "a task with a normal label always decides normal or a finding"
+        assert (d.state == "normal") == (pos == {task.normal})
+    for lab in pos:
+        assert set(ancestors(task, lab)) & set(task.labels) <= pos, (lab, d)
+    for group in task.siblings:
+        branches = [m for m in group if any(lab == m or m in ancestors(task, lab) for lab in pos)]
+        assert len(branches) <= 1, d
+    assert {r.label for r in d.labels if r.positive} == pos
+
+
+@st.composite
+def case(draw):
+    task = draw(st.sampled_from(TASKS))
+    n = len(task.labels)
+    if task.multilabel:
+        probs = draw(st.lists(unit, min_size=n, max_size=n))
+        thr = draw(st.lists(st.floats(0.02, 0.98), min_size=n, max_size=n))
+        policy = OperatingPolicy(thresholds=dict(zip(task.labels, thr, strict=True)))
+    else:
+        raw = np.array(draw(st.lists(st.floats(0.001, 1.0), min_size=n, max_size=n)))
+        probs = list(raw / raw.sum())
+        policy = OperatingPolicy(thresholds={lab: 0.5 for lab in task.labels},
+                                 min_confidence=draw(st.sampled_from([0.0, 0.5, 0.8])),
+                                 min_margin=draw(st.sampled_from([0.0, 0.1])))
+    return task, dict(zip(task.labels, map(float, probs), strict=True)), policy
+
+
+@settings(max_examples=300, deadline=None)
+@given(case())
+def test_every_decision_is_valid_for_its_task(c):
+    task, probs, policy = c
+    _valid(task, decide(task, probs, policy))
+
+
+@settings(max_examples=120, deadline=None)
+@given(case(), st.sampled_from(["tr", "en"]))
+def test_the_draft_states_exactly_the_decided_findings(c, lang):
+    task, probs, policy = c
+    d = decide(task, probs, policy)
+    findings = [Finding(r.label, r.positive, r.probability, r.threshold) for r in d.labels]
+    out = draft_report(findings, None, task=task.name, lang=lang, decision=d)
+    assert contradictions(out["sections"], d, task.name, lang) == [], out["sections"]
+    assert out["decision"]["positives"] == d.positives
+
+
+def test_the_reported_contradictions_are_decided_by_margins():
+    cxr = next(t for t in TASKS if t.name == "cxr")
+    thr = {"Pneumonia": 0.58, "COVID-19": 0.089, "Viral_Pneumonia": 0.74,
+           "Bacterial_Pneumonia": 0.41, "No Finding": 0.70}
+    pol = OperatingPolicy(thresholds=thr)
+    # the normal paediatric film: No Finding ~100 %, COVID-19 14 % over a 0.089 threshold
+    d = decide(cxr, {"No Finding": 0.999, "COVID-19": 0.14, "Pneumonia": 0.02,
+                     "Viral_Pneumonia": 0.03, "Bacterial_Pneumonia": 0.01}, pol)
+    assert d.state == "normal" and d.positives == ["No Finding"]
+    tr = draft_report([Finding(r.label, r.positive, r.probability, r.threshold)
+                       for r in d.labels], None, task="cxr", lang="tr", decision=d)
+    assert "COVID" not in tr["sections"]["impression"] + tr["sections"]["findings"]
+    assert "RT-PCR" not in tr["sections"]["recommendation"]
+    # neither normal nor a disease passes: the most likely, said with low confidence
+    d = decide(cxr, {"No Finding": 0.5, "COVID-19": 0.01, "Pneumonia": 0.5,
+                     "Viral_Pneumonia": 0.1, "Bacterial_Pneumonia": 0.39}, pol)
+    assert d.low_confidence and d.state == "abnormal" and "Bacterial_Pneumonia" in d.positives
+    assert "Pneumonia" in d.positives and d.stated == ["Bacterial_Pneumonia"]
+    # COVID-19 implies viral pneumonia and pneumonia; bacterial is the excluded sibling
+    d = decide(cxr, {"No Finding": 0.01, "COVID-19": 0.9, "Pneumonia": 0.9,
+                     "Viral_Pneumonia": 0.2, "Bacterial_Pneumonia": 0.5}, pol)
+    assert set(d.positives) == {"COVID-19", "Viral_Pneumonia", "Pneumonia"}
+    assert {r.label: r.basis for r in d.labels}["Bacterial_Pneumonia"] == "excluded"
+
+
+def test_an_exclusive_task_answers_one_class_or_indeterminate():
+    mri = next(t for t in TASKS if t.name == "mri")
+    probs = {"Glioma": 0.802, "Meningioma": 0.1, "Pituitary": 0.05, "No_Tumor": 0.048}
+    assert decide(mri, probs, OperatingPolicy()).positives == ["Glioma"]
+    unsure = decide(mri, probs, OperatingPolicy(min_confidence=0.9))
+    assert unsure.state == "indeterminate" and unsure.positives == []
+    assert unsure.indeterminate_reason == "low_confidence"
+    assert unsure.candidates == ["Glioma", "Meningioma"]
+    close = decide(mri, {"Glioma": 0.45, "Meningioma": 0.43, "Pituitary": 0.1, "No_Tumor": 0.02},
+                   OperatingPolicy(min_margin=0.1))
+    assert close.indeterminate_reason == "close_call"
+    for lang in ("tr", "en"):
+        out = draft_report([Finding(r.label, r.positive, r.probability, r.threshold)
+                            for r in unsure.labels], None, task="mri", lang=lang,
+                           decision=unsure)
+        text = out["sections"]["findings"] + out["sections"]["impression"]
+        assert "Belirgin bulgu yok" not in text and "No definite finding" not in text
+        assert ("Belirsiz" if lang == "tr" else "Indeterminate") in text
+
+
+def test_findings_a_person_names_are_checked():
+    cxr = next(t for t in TASKS if t.name == "cxr")
+    assert set(from_labels(cxr, ["COVID-19"]).positives) == {
+        "COVID-19", "Viral_Pneumonia", "Pneumonia"}
+    with pytest.raises(ValueError, match="No Finding"):
+        from_labels(cxr, ["No Finding", "Effusion"])
+    with pytest.raises(ValueError, match="exclude each other"):
+        from_labels(cxr, ["Bacterial_Pneumonia", "COVID-19"])
