@@ -48,14 +48,16 @@ def add(db: Session, conv: Conversation, role: str, text: str,
     return msg
 
 
-def context(db: Session, conv: Conversation) -> tuple[list, str | None, str]:
-    """The study's findings, the current report's impression and language for an answer."""
+def context(db: Session, conv: Conversation) -> dict[str, Any]:
+    """What an answer rests on: the study's decided findings, the current report's conclusion
+    (and whether that version is signed), the task and the study's language."""
     study = db.get(Study, conv.study_id)
     row = studies.latest_result(db, study.id)
-    findings = row.payload.get("findings", []) if row else []
     report = review.current(db, study.id)
-    impression = report.sections.get("impression") if report else None
-    return findings, impression, study.language
+    return {"findings": row.payload.get("findings", []) if row else [],
+            "impression": (report.sections or {}).get("impression") if report else None,
+            "signed": bool(report and report.signed_by is not None),
+            "task": study.task, "lang": study.language}
 
 
 def rotate_all(db: Session, batch: int = 500) -> int:

@@ -27,15 +27,27 @@ def shared_drafter(knowledge_dir: str | Path | None = None) -> Drafter:
 
 
 def chat_answer(question: str, findings: list, impression: str | None, lang: str,
-                history: list[tuple[str, str]], knowledge_dir: str | Path | None = None
-                ) -> tuple[str, str]:
-    """An answer about a study's image from the configured LLM backend (built once per
-    process), or the findings with the template explanation when none is configured."""
+                history: list[tuple[str, str]], knowledge_dir: str | Path | None = None, *,
+                signed: bool = False, task: str = "cxr"):
+    """A ``reporting.chat.ChatAnswer`` about a study's image: the configured LLM backend's
+    answer grounded in the findings and the passages retrieved for the question, or, without
+    one, the findings and those passages themselves, cited (see ``reporting.chat``)."""
     from medai.reporting import chat
+    from medai.reporting.llm import LLMError
 
     drafter = shared_drafter(knowledge_dir)
+    facts = chat.StudyFacts(findings=list(findings or []), impression=impression, signed=signed,
+                            task=task)
+    try:
+        retriever = drafter.retriever
+    except (OSError, ValueError):  # no readable knowledge base: findings only, said so
+        retriever = None
     try:
         backend = drafter.llm()
-    except Exception:  # misconfigured backend: answer from the findings
-        backend = None
-    return chat.answer(backend, question, findings, impression, lang, history)
+    except (LLMError, OSError, ValueError, RuntimeError) as exc:  # configured, unusable: say why
+        hits = chat.retrieve(retriever, question, facts, lang)
+        lead = chat.WORDS[lang if lang in chat.WORDS else "en"]["model_unused"].format(why=exc)
+        out = chat.retrieval_answer(hits, facts, lang, lead=lead)
+        out.warnings.append(f"LLM backend unavailable: {exc}")
+        return out
+    return chat.answer(backend, retriever, question, facts, lang, history)

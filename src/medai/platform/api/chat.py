@@ -65,8 +65,9 @@ def get_conversation(conv_id: int, request: Request,
              responses=error_responses(401, 403, 404, 422, 503))
 async def ask(conv_id: int, body: ChatIn, request: Request,
               who: Principal = Depends(require("chat"))) -> MessageOut:
-    """Ask about the study's image; answered from its AI findings (by the configured LLM
-    backend, or the findings and the template explanation when none is configured)."""
+    """Ask about the study's image. Without a language model (the default) the answer says so
+    and gives the study's decided findings and the knowledge-base passages retrieved for the
+    question, cited; with one, the model answers from those and cites the passages."""
     p = platform_of(request)
 
     def load():
@@ -77,12 +78,15 @@ async def ask(conv_id: int, body: ChatIn, request: Request,
             return chat.context(db, conv), history
 
     try:
-        (findings, impression, lang), history = await run_in_threadpool(load)
+        facts, history = await run_in_threadpool(load)
     except chat.NotYours as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     async with request.app.state.imaging_lane.slot():
-        text, backend = await run_in_threadpool(chat_answer, body.text, findings, impression,
-                                                lang, history, p.knowledge_dir)
+        reply = await run_in_threadpool(
+            lambda: chat_answer(body.text, facts["findings"], facts["impression"], facts["lang"],
+                                history, p.knowledge_dir, signed=facts["signed"],
+                                task=facts["task"]))
+    text, backend = reply.text, reply.backend
 
     def save() -> MessageOut:
         with p.db.session() as db:

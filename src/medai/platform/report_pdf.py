@@ -1,0 +1,288 @@
+"""The report as a PDF (fpdf2), in the report's own language, honest about its state.
+
+- An unsigned report carries a stamp on every page ("İMZALANMAMIŞ TASLAK" / "NOT SIGNED —
+  DRAFT": a band in the header and a faint diagonal watermark) and no sentence claims review or
+  signature; a signed one names the signer and the local time of signature (``localtime``).
+- Every heading, label, status and finding name comes from ``report_words``.
+- Fonts: DejaVu Sans (shipped with matplotlib) covers Turkish, Greek and Cyrillic; fonts for
+  other scripts (CJK, emoji, ...) are added as fpdf2 fallback fonts when the text needs them and
+  the machine has them (``FALLBACK_FONTS``). fpdf2 logs the characters it had no glyph for; that
+  record is dropped (it would put report text into the log) and one line with the count and
+  the study id is logged instead.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from medai.platform import report_words as rw
+from medai.platform.localtime import format_local
+
+log = logging.getLogger(__name__)
+FONT = "DejaVu"
+# file-name patterns of fallback fonts (first match per pattern), in order of preference
+FALLBACK_FONTS = ("NotoSansCJK*-Regular.tt[cf]", "NotoSansCJK-Regular.ttc", "wqy-microhei.ttc",
+                  "wqy-zenhei.ttc", "DroidSansFallbackFull.ttf", "NotoSans-Regular.ttf",
+                  "NotoSansSymbols2-Regular.ttf", "Symbola*.ttf", "NotoEmoji-Regular.ttf",
+                  "unifont*.ttf")
+FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"),
+             Path.home() / ".local/share/fonts", Path.home() / ".fonts")
+_GLYPH_WARNING = "missing the following glyphs"
+
+
+class _DropGlyphText(logging.Filter):
+    """Records that would name the report's characters are never logged: fpdf2's missing-glyph
+    warning quotes them, and fontTools' subsetter lists the glyph names used (at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("fontTools"):
+            return record.levelno >= logging.WARNING and "glyph" not in str(record.msg).lower()
+        return _GLYPH_WARNING not in str(record.msg)
+
+
+def _install_filter() -> None:
+    for name in ("fpdf.output", "fontTools.subset"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropGlyphText) for f in logger.filters):
+            logger.addFilter(_DropGlyphText())
+
+
+_install_filter()
+
+
+def _font_dir() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+@cache
+def _cmap(path: str) -> frozenset[int]:
+    """The code points a font file covers (first face of a collection)."""
+    from fontTools.ttLib import TTFont
+
+    try:
+        font = TTFont(path, fontNumber=0, lazy=True)
+        return frozenset(font.getBestCmap() or {})
+    except Exception:  # an unreadable font file is no fallback
+        return frozenset()
+
+
+@cache
+def _fallback_files() -> tuple[str, ...]:
+    """Fallback font files present on this machine, in preference order."""
+    found: list[str] = []
+    for pattern in FALLBACK_FONTS:
+        for root in FONT_DIRS:
+            hits = sorted(root.rglob(pattern)) if root.is_dir() else []
+            if hits and str(hits[0]) not in found:
+                found.append(str(hits[0]))
+                break
+    return tuple(found)
+
+
+def fallbacks_for(text: str) -> list[str]:
+    """The fallback font files needed for the characters of ``text`` DejaVu lacks."""
+    missing = {ord(c) for c in text if c.isprintable() and not c.isspace()}
+    missing -= _cmap(str(_font_dir() / "DejaVuSans.ttf"))
+    chosen = []
+    for path in _fallback_files() if missing else ():
+        covered = missing & _cmap(path)
+        if covered:
+            chosen.append(path)
+            missing -= covered
+        if not missing:
+            break
+    return chosen
+
+
+def _all_text(study: dict[str, Any], report: dict[str, Any]) -> str:
+    parts = [str(v) for v in (report.get("sections") or {}).values()]
+    parts += [str(c.get(k) or "") for c in report.get("citations") or []
+              for k in ("title", "source", "licence")]
+    parts += [str(study.get("patient_ref") or ""), str(report.get("signed_by") or "")]
+    return " ".join(parts)
+
+
+def _make_pdf(stamp: str | None, footer: str):
+    from fpdf import FPDF
+
+    class ReportPDF(FPDF):
+        def header(self) -> None:
+            if stamp:
+                with self.local_context(text_color=(246, 214, 214)):
+                    self.set_font(FONT, "B", 46)
+                    w = self.get_string_width(stamp)
+                    with self.rotation(40, x=self.w / 2, y=self.h / 2):
+                        self.text(self.w / 2 - w / 2, self.h / 2, stamp)
+                self.set_fill_color(176, 0, 32)
+                self.set_text_color(255, 255, 255)
+                self.set_font(FONT, "B", 12)
+                self.set_xy(self.l_margin, 6)
+                self.cell(self.epw, 8, stamp, fill=True, align="C")
+                self.set_text_color(0, 0, 0)
+            self.set_y(self.t_margin)
+
+        def footer(self) -> None:
+            self.set_y(-11)
+            self.set_font(FONT, "", 7.5)
+            self.set_text_color(110, 110, 110)
+            self.cell(0, 5, footer.replace("{page}", str(self.page_no())), align="C")
+            self.set_text_color(0, 0, 0)
+
+    return ReportPDF(format="A4")
+
+
+def _image_size(png: bytes, max_w: float, max_h: float) -> tuple[float, float]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        w_px, h_px = im.size
+    scale = min(max_w / w_px, max_h / h_px)
+    return w_px * scale, h_px * scale
+
+
+def _images(pdf, w: dict[str, str], image_png: bytes | None, heatmap_png: bytes | None,
+            heatmap_caption: str) -> None:
+    shown = [(png, cap) for png, cap in ((image_png, w["image"]),
+                                         (heatmap_png, heatmap_caption)) if png]
+    if not shown:
+        return
+    col = (pdf.epw - 6) / 2
+    sizes = [_image_size(png, col, 72) for png, _ in shown]
+    height = max(h for _, h in sizes) + 6
+    if pdf.get_y() + height > pdf.page_break_trigger:
+        pdf.add_page()
+    y = pdf.get_y()
+    for i, ((png, caption), (iw, ih)) in enumerate(zip(shown, sizes, strict=True)):
+        x = pdf.l_margin + i * (col + 6)
+        pdf.image(io.BytesIO(png), x=x, y=y, w=iw, h=ih)
+        pdf.set_xy(x, y + ih + 1)
+        pdf.set_font(FONT, "", 7.5)
+        pdf.multi_cell(col, 3.5, caption, align="L")
+    pdf.set_xy(pdf.l_margin, y + height + 2)
+
+
+def _percent(p: Any, lang: str) -> str:
+    if p is None:
+        return "—"
+    value = f"{float(p) * 100:.1f}"
+    return f"%{value.replace('.', ',')}" if lang == "tr" else f"{value}%"
+
+
+def _findings(pdf, study: dict[str, Any], report: dict[str, Any], w: dict[str, str],
+              lang: str) -> None:
+    findings = [f for f in report.get("findings") or [] if isinstance(f, dict)]
+    if not findings:
+        return
+    pdf.set_font(FONT, "B", 10.5)
+    pdf.cell(0, 7, w["findings_title"], new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "", 9)
+    pdf.set_fill_color(255, 255, 255)
+    with pdf.table(col_widths=(70, 35, 35, 40), text_align="LEFT", line_height=5.5,
+                   headings_style=_heading_style()) as table:
+        table.row([w["col_finding"], w["col_probability"], w["col_threshold"],
+                   w["col_decision"]])
+        for f in findings:
+            table.row([rw.label_name(study.get("task"), str(f.get("label") or ""), lang),
+                       _percent(f.get("probability"), lang), _percent(f.get("threshold"), lang),
+                       rw.decision(f, lang)])
+    pdf.ln(3)
+
+
+def _heading_style():
+    from fpdf.fonts import FontFace
+
+    return FontFace(family=FONT, emphasis="BOLD", fill_color=(232, 236, 242))
+
+
+def _meta(pdf, rows: list[tuple[str, str]]) -> None:
+    for key, value in rows:
+        pdf.set_font(FONT, "B", 9)
+        pdf.cell(42, 5.5, key)
+        pdf.set_font(FONT, "", 9)
+        pdf.multi_cell(0, 5.5, value, align="L", new_x="LMARGIN", new_y="NEXT")
+
+
+def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, Any] | None,
+               image_png: bytes | None, heatmap_png: bytes | None,
+               heatmap_label: str | None, zone: str | None = None) -> bytes:
+    """The PDF: stamp (unsigned), disclosure, study facts, image and heatmap, findings table,
+    report sections, sources, a footer with study, version and page on every page."""
+    lang = rw.language(study)
+    w = rw.words(lang)
+    signed = rw.is_signed(report)
+    signed_when = format_local(report.get("signed_at"), lang, zone) if signed else None
+    footer = w["page"].format(study=study["id"], version=report.get("version", "?"),
+                              page="{page}", pages="{nb}")
+    pdf = _make_pdf(None if signed else w["stamp"], footer)
+    pdf.set_margins(15, 19 if not signed else 14, 15)
+    pdf.set_auto_page_break(True, margin=16)
+    fonts = _font_dir()
+    pdf.add_font(FONT, "", str(fonts / "DejaVuSans.ttf"))
+    pdf.add_font(FONT, "B", str(fonts / "DejaVuSans-Bold.ttf"))
+    extra = fallbacks_for(_all_text(study, report))
+    for i, path in enumerate(extra):
+        pdf.add_font(f"fallback{i}", "", path)
+    if extra:
+        pdf.set_fallback_fonts([f"fallback{i}" for i in range(len(extra))], exact_match=False)
+    pdf.set_title(f"{w['title']} — {w['study']} {study['id']}")
+    pdf.set_lang(lang)
+    pdf.add_page()
+    pdf.set_font(FONT, "B", 16)
+    pdf.cell(pdf.epw * 0.65, 9, w["title"])
+    pdf.set_font(FONT, "", 10)
+    pdf.cell(0, 9, f"{w['study']} {study['id']}", align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(1)
+    pdf.set_font(FONT, "", 9)
+    if signed:
+        pdf.set_fill_color(255, 246, 214)
+    else:
+        pdf.set_fill_color(253, 226, 228)
+    pdf.multi_cell(0, 5, rw.disclosure(report, lang, signed_when), fill=True, padding=2,
+                   align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    rows = [(w["status"], f"{rw.status_name(report, lang)} ({w['version']} "
+                          f"{report.get('version', '?')})"),
+            (w["examination"], rw.examination(study, lang))]
+    if study.get("patient_ref"):
+        rows.append((w["patient"], str(study["patient_ref"])))
+    rows.append((w["signed_by"], str(report["signed_by"]) if signed else w["not_signed"]))
+    if signed:
+        rows.append((w["signed_at"], signed_when or w["unknown_time"]))
+    if report.get("created_at"):
+        rows.append((w["version_date"], format_local(report["created_at"], lang, zone) or ""))
+    if model and model.get("name"):
+        digest = str(model.get("content_hash") or "")
+        rows.append((w["ai_model"], f"{model['name']} {model.get('version') or ''}".strip()
+                     + (f" ({digest[:23]}…)" if digest else "")))
+    _meta(pdf, rows)
+    pdf.ln(3)
+    heat_name = rw.label_name(study.get("task"), heatmap_label, lang) if heatmap_label else ""
+    _images(pdf, w, image_png, heatmap_png, w["heatmap"].format(label=heat_name))
+    _findings(pdf, study, report, w, lang)
+    sections = report.get("sections") or {}
+    for name in rw.SECTIONS:
+        pdf.set_font(FONT, "B", 10.5)
+        pdf.cell(0, 7, w[name], new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(FONT, "", 9.5)
+        pdf.multi_cell(0, 5, (sections.get(name) or "").strip() or w["empty"], align="L",
+                       new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(1)
+    if report.get("citations"):
+        pdf.set_font(FONT, "B", 10.5)
+        pdf.cell(0, 7, w["sources"], new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(FONT, "", 8)
+        for c in report["citations"]:
+            pdf.multi_cell(0, 4, f"[{c.get('n')}] {rw.citation_line(c, study, lang)}",
+                           align="L", new_x="LMARGIN", new_y="NEXT")
+    data = bytes(pdf.output())
+    missing = {cp for font in pdf.fonts.values() for cp in getattr(font, "missing_glyphs", [])}
+    if missing:
+        log.warning("PDF of study %s: %d characters had no glyph in the available fonts "
+                    "(left blank)", study["id"], len(missing))
+    return data

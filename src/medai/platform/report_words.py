@@ -1,0 +1,193 @@
+"""The words of a report that leaves the system (PDF, FHIR text), in the report's own language.
+
+Every heading, label, status name and the AI disclosure come from here, so a Turkish report is
+Turkish throughout. The disclosure follows the report's state: an unsigned AI draft says it
+awaits review and claims no signature; a signed one names the signer and the local time; a
+report with no AI draft says it was written by hand; an amendment says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGUAGES = ("tr", "en")
+SECTIONS = ("technique", "findings", "impression", "recommendation")
+
+WORDS: dict[str, dict[str, str]] = {
+    "tr": {
+        "title": "Radyoloji Raporu", "study": "Tetkik no", "stamp": "İMZALANMAMIŞ TASLAK",
+        "status": "Rapor durumu", "version": "sürüm", "examination": "Tetkik",
+        "patient": "Hasta kodu", "signed_by": "İmzalayan", "signed_at": "İmza zamanı",
+        "not_signed": "İmzalanmadı", "version_date": "Sürüm tarihi",
+        "ai_model": "Yapay zekâ modeli", "findings_title": "Yapay zekâ bulguları (öneri)",
+        "col_finding": "Bulgu", "col_probability": "Olasılık", "col_threshold": "Eşik",
+        "col_decision": "YZ kararı", "present": "var", "absent": "yok",
+        "undecided": "belirsiz",
+        "technique": "Teknik", "findings": "Bulgular", "impression": "Sonuç",
+        "recommendation": "Öneri", "sources": "Kaynaklar", "image": "Görüntü",
+        "heatmap": "Grad-CAM ısı haritası: {label} (yapay zekâ önerisi)",
+        "page": "Tetkik {study} · sürüm {version} · sayfa {page}/{pages}",
+        "empty": "—", "report_text": "Radyoloji raporu",
+        "preliminary": "Ön rapor", "final": "Kesin rapor", "amended": "Düzeltilmiş rapor",
+        "method_unsigned": "Yapay zekâ modeli önerisi; henüz radyolog incelemesinden geçmedi",
+        "method_signed": "Yapay zekâ modeli önerisi; raporu imzalayan radyolog inceledi",
+        "ai_unsigned": ("Bu rapor yapay zekâ tarafından hazırlanmış bir taslaktır ve henüz bir "
+                        "radyolog tarafından incelenip onaylanmamıştır. Radyolog onayı "
+                        "olmadan klinik karar için kullanılmamalıdır."),
+        "hand_unsigned": ("Bu rapor yapay zekâ taslağı kullanılmadan, elle yazılmaktadır; "
+                          "henüz imzalanmamıştır."),
+        "ai_signed": ("Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından {when} "
+                      "tarihinde incelenip imzalanmıştır."),
+        "hand_signed": ("Bu rapor yapay zekâ taslağı kullanılmadan {signer} tarafından elle "
+                        "yazılmış ve {when} tarihinde imzalanmıştır."),
+        "amended_signed": "Düzeltilmiş rapor: daha önce imzalanmış bir raporun değişikliğidir.",
+        "amended_unsigned": ("Düzeltilmiş rapor taslağı: daha önce imzalanmış bir raporda "
+                             "yapılan bu değişiklik henüz incelenip onaylanmamıştır; onaylanana "
+                             "kadar klinik karar için kullanılmamalıdır."),
+        "ai_first_draft": "İlk taslak yapay zekâ desteğiyle hazırlanmıştı.",
+        "not_diagnosis": "Yapay zekâ çıktısı tanı değil, öneridir.",
+        "unknown_time": "zamanı bilinmiyor",
+    },
+    "en": {
+        "title": "Radiology report", "study": "Study no.", "stamp": "NOT SIGNED — DRAFT",
+        "status": "Report status", "version": "version", "examination": "Examination",
+        "patient": "Patient reference", "signed_by": "Signed by", "signed_at": "Signed at",
+        "not_signed": "Not signed", "version_date": "Version date", "ai_model": "AI model",
+        "findings_title": "AI findings (suggestions)", "col_finding": "Finding",
+        "col_probability": "Probability", "col_threshold": "Threshold",
+        "col_decision": "AI decision", "present": "present", "absent": "absent",
+        "undecided": "indeterminate",
+        "technique": "Technique", "findings": "Findings", "impression": "Impression",
+        "recommendation": "Recommendation", "sources": "Sources", "image": "Image",
+        "heatmap": "Grad-CAM heatmap: {label} (AI suggestion)",
+        "page": "Study {study} · version {version} · page {page}/{pages}",
+        "empty": "—", "report_text": "Radiology report",
+        "preliminary": "Preliminary", "final": "Final", "amended": "Amended",
+        "method_unsigned": "AI model suggestion, not yet reviewed by a radiologist",
+        "method_signed": "AI model suggestion, reviewed by the signing radiologist",
+        "ai_unsigned": ("This report is an AI-generated draft awaiting review: no radiologist "
+                        "has reviewed or approved it yet. It must not be used for clinical "
+                        "decisions before a radiologist signs it."),
+        "hand_unsigned": "Written by hand without an AI draft; not signed yet.",
+        "ai_signed": ("Drafted with AI assistance; reviewed and signed by {signer} on "
+                      "{when}."),
+        "hand_signed": "Written by {signer} by hand, without an AI draft; signed on {when}.",
+        "amended_signed": "Amended report: a change to a report that had been signed.",
+        "amended_unsigned": ("Amended draft: this change to a report that had been signed has "
+                             "not been reviewed or approved yet; it must not be used for "
+                             "clinical decisions before it is."),
+        "ai_first_draft": "The first draft was prepared with AI assistance.",
+        "not_diagnosis": "AI output is a suggestion, not a diagnosis.",
+        "unknown_time": "an unrecorded time",
+    },
+}
+MODALITY: dict[str, dict[str, str]] = {
+    "tr": {"cxr": "Akciğer grafisi", "mri": "Beyin MR"},
+    "en": {"cxr": "Chest X-ray", "mri": "Brain MRI"},
+}
+
+
+def upper(text: str, lang: str) -> str:
+    """Capitals with Turkish dotted and dotless i in Turkish (``str.upper`` makes i → I)."""
+    if lang == "tr":
+        text = text.replace("i", "İ").replace("ı", "I")
+    return text.upper()
+
+
+def language(study: dict[str, Any]) -> str:
+    lang = study.get("language")
+    return lang if lang in LANGUAGES else "tr"
+
+
+def words(lang: str) -> dict[str, str]:
+    return WORDS[lang if lang in LANGUAGES else "tr"]
+
+
+def is_signed(report: dict[str, Any]) -> bool:
+    return bool(report.get("signed_by"))
+
+
+def status_name(report: dict[str, Any], lang: str) -> str:
+    status = str(report.get("status") or "")
+    return words(lang).get(status, status) if status in ("preliminary", "final", "amended") \
+        else status
+
+
+def _task(name: str | None):
+    from medai.core.tasks import TaskError
+    from medai.core.tasks import get as get_task
+
+    try:
+        return get_task(name) if name else None
+    except TaskError:
+        return None
+
+
+def examination(study: dict[str, Any], lang: str) -> str:
+    """The task's name for people (the task registry's, else this module's, else the study's
+    modality)."""
+    task = _task(study.get("task"))
+    named = getattr(task, "display", None) or {}
+    return (named.get(lang) or MODALITY[lang].get(str(study.get("task")))
+            or str(study.get("modality") or study.get("task") or ""))
+
+
+def label_name(task_name: str | None, label: str, lang: str) -> str:
+    """A finding's name in ``lang``: the registry's table name, else its report phrase (the
+    first letter raised), else the label itself."""
+    task = _task(task_name)
+    if task is not None and label in (getattr(task, "label_names", None) or {}):
+        return task.label_name(label, lang)
+    pair = (getattr(task, "phrases", None) or {}).get(label)
+    if pair:
+        text = pair[1] if lang == "tr" else pair[0]
+        return upper(text[:1], lang) + text[1:]
+    return label.replace("_", " ")
+
+
+def disclosure(report: dict[str, Any], lang: str, signed_when: str | None) -> str:
+    """What the reader must know about how the text was made, by state (see module doc)."""
+    w = words(lang)
+    assisted = report.get("ai_assisted", True) is not False
+    signer = report.get("signed_by")
+    amended = report.get("status") == "amended"
+    parts = []
+    if signer:
+        if amended:
+            parts.append(w["amended_signed"])
+        key = "ai_signed" if assisted else "hand_signed"
+        parts.append(w[key].format(signer=signer, when=signed_when or w["unknown_time"]))
+    elif amended:
+        parts += [w["amended_unsigned"]] + ([w["ai_first_draft"]] if assisted else [])
+    else:
+        parts.append(w["ai_unsigned" if assisted else "hand_unsigned"])
+    if assisted:
+        parts.append(w["not_diagnosis"])
+    return " ".join(parts)
+
+
+def decision(finding: dict[str, Any], lang: str) -> str:
+    """The decided answer for one finding (``positive`` is the decision every view reads)."""
+    w = words(lang)
+    if finding.get("positive"):
+        return w["present"]
+    return w["undecided"] if finding.get("basis") == "indeterminate" else w["absent"]
+
+
+def citation_line(citation: dict[str, Any], study: dict[str, Any], lang: str) -> str:
+    """``title — source — licence``; a title that is a label of the study's task (the bundled
+    knowledge base titles its passages so) is named in ``lang``."""
+    title = str(citation.get("title") or "")
+    task = _task(study.get("task"))
+    by_key = {lab.replace("_", " ").lower(): lab for lab in getattr(task, "labels", ())}
+    if title.replace("_", " ").lower() in by_key:
+        title = label_name(study.get("task"), by_key[title.replace("_", " ").lower()], lang)
+    return " — ".join(p for p in (title, str(citation.get("source") or ""),
+                                  str(citation.get("licence") or "")) if p)
+
+
+def report_text(report: dict[str, Any], lang: str) -> str:
+    """The sections as plain text under the language's headings; empty sections left out."""
+    w, sections = words(lang), report.get("sections") or {}
+    return "\n\n".join(f"{upper(w[name], lang)}:\n{sections[name].strip()}"
+                       for name in SECTIONS if (sections.get(name) or "").strip())

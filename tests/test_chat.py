@@ -1,0 +1,129 @@
+"""Image chat: without a language model the answer says so and gives the passages retrieved for
+the question (cited) and the study's decided findings; with one (a fake backend standing in for
+an external model) the answer is grounded, cites the passages, and is refused when it cites a
+passage that was not retrieved or states a finding the study was not decided to have."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from medai.reporting import chat
+from medai.reporting.knowledge import load_chunks
+from medai.reporting.llm import LLMError
+from medai.reporting.retrieve import HybridRetriever
+
+FINDINGS = [{"label": "Cardiomegaly", "probability": 0.73, "threshold": 0.5, "positive": True},
+            {"label": "Effusion", "probability": 0.12, "threshold": 0.4, "positive": False}]
+
+
+@pytest.fixture(scope="module")
+def retriever():
+    return HybridRetriever(load_chunks(None), use_embeddings=False)  # BM25: fast, exact
+
+
+def facts(**kw) -> chat.StudyFacts:
+    return chat.StudyFacts(findings=kw.pop("findings", FINDINGS), task="cxr", **kw)
+
+
+class FakeModel:
+    """A test double for an external language model: the ``LLMBackend`` interface
+    (``name``, ``complete(system, user)``), answering with a fixed text and keeping the prompt."""
+
+    name = "fake"
+
+    def __init__(self, reply: str | Exception) -> None:
+        self.reply, self.prompts = reply, []
+
+    def complete(self, system: str, user: str) -> str:
+        self.prompts.append((system, user))
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+
+@pytest.mark.parametrize("lang, questions, lead", [
+    ("tr", ("Pnömotoraks grafide nasıl görülür?", "Plevral efüzyon nedir, nasıl anlaşılır?"),
+     "yapılandırılmış bir dil modeli yok"),
+    ("en", ("How does a pneumothorax look on a film?", "What is a pleural effusion?"),
+     "No language model is configured"),
+])
+def test_without_a_model_each_question_gets_its_own_cited_passages(retriever, lang, questions,
+                                                                   lead):
+    answers = [chat.answer(None, retriever, q, facts(), lang, []) for q in questions]
+    ids = [[c["id"] for c in a.citations] for a in answers]
+    assert all(ids) and ids[0][0] != ids[1][0]  # different questions, different passages
+    assert "pneumothorax" in ids[0][0] and "effusion" in ids[1][0]
+    assert ids[0][0].endswith(f"-{lang}")
+    for a in answers:
+        assert a.backend == "retrieval" and lead in a.text
+        for c in a.citations:  # number, title, source, licence, each in the text
+            line = next(li for li in a.text.splitlines() if li.startswith(f"[{c['n']}] "))
+            assert c["source"] in line and c["licence"] in line
+        assert chat.label_name("cxr", "Cardiomegaly", lang) in a.text  # the decided findings
+        assert chat.NOTE[lang] in a.text
+    assert answers[0].text != answers[1].text
+
+
+def test_the_answer_states_the_decision_and_the_conclusion_state(retriever):
+    undecided = {"label": "Pneumothorax", "probability": 0.5, "threshold": 0.5,
+                 "positive": False, "basis": "indeterminate"}
+    a = chat.answer(None, retriever, "Ne görülüyor?", facts(
+        findings=[*FINDINGS, undecided], impression="Kardiyomegali.", signed=True), "tr", [])
+    assert "var: Kardiyomegali (olasılık %73)" in a.text
+    assert "yok: Plevral efüzyon" in a.text and "belirsiz: Pnömotoraks" in a.text
+    assert "İmzalı rapordaki sonuç: Kardiyomegali." in a.text
+    draft = chat.answer(None, retriever, "Ne görülüyor?", facts(impression="X."), "tr", [])
+    assert "Henüz imzalanmamış taslaktaki sonuç: X." in draft.text
+
+
+def test_a_question_matching_nothing_gets_the_passages_of_the_decided_findings(retriever):
+    a = chat.answer(None, retriever, "???", facts(), "en", [])
+    assert a.citations and a.citations[0]["id"] == "medai-cardiomegaly-en"
+
+
+def test_a_model_answers_from_the_findings_and_cites_the_passages(retriever):
+    model = FakeModel("The heart is enlarged, as the AI decided; echocardiography is the "
+                      "usual next step [1].")
+    q = "Is the heart enlarged? Call me on 0532 123 45 67"
+    a = chat.answer(model, retriever, q, facts(impression="Cardiomegaly."), "en",
+                    [("user", "hello"), ("assistant", "hi")])
+    system, user = model.prompts[0]
+    assert "Cite every passage" in system and "English" in system
+    assert "- Cardiomegaly: PRESENT, p=0.73" in user and "- Effusion: absent" in user
+    assert "Report conclusion (unsigned draft): Cardiomegaly." in user
+    assert re.search(r"^\[1\] \(", user, re.M) and "0532 123 45 67" not in user
+    assert "<<<CLINICIAN_QUESTION" in user and "user: hello" in user
+    assert a.backend == "fake" and a.text.startswith("The heart is enlarged")
+    assert [c["n"] for c in a.citations] == [1] and a.citations[0]["licence"] in a.text
+
+
+def test_a_turkish_model_answer_is_asked_for_in_turkish(retriever):
+    model = FakeModel("Kalp gölgesi büyük; ekokardiyografi önerilir [1].")
+    a = chat.answer(model, retriever, "Kalp büyük mü?", facts(), "tr", [])
+    assert "Turkish" in model.prompts[0][0]
+    assert a.backend == "fake" and "Kaynaklar:" in a.text and chat.NOTE["tr"] in a.text
+
+
+@pytest.mark.parametrize("reply, why", [
+    ("Echocardiography is advised [7].", "not retrieved"),
+    ("There is a large pneumothorax on the left.", "not decided"),
+    (LLMError("timed out"), "timed out"),
+    ("", "empty"),
+])
+def test_an_ungrounded_model_answer_is_replaced_by_the_retrieval_answer(retriever, reply, why):
+    a = chat.answer(FakeModel(reply), retriever, "What is cardiomegaly?", facts(), "en", [])
+    assert a.backend == "retrieval" and why in a.text and why in a.warnings[0]
+    assert "medai-cardiomegaly-en" in [c["id"] for c in a.citations]
+
+
+def test_a_configured_model_that_cannot_load_is_said_so(monkeypatch):
+    from medai.reporting.service import Drafter
+    from medai.services import reports
+
+    monkeypatch.setitem(reports._DRAFTERS, "kb-test", Drafter(embeddings=False, llm="llamacpp"))
+    monkeypatch.setattr(reports, "shared_drafter", lambda kb=None: reports._DRAFTERS["kb-test"])
+    a = reports.chat_answer("What is cardiomegaly?", FINDINGS, None, "en", [], None)
+    assert a.backend == "retrieval" and "was not used" in a.text
+    assert "No language model is configured" not in a.text and a.citations
