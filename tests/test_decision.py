@@ -126,3 +126,48 @@ def test_findings_a_person_names_are_checked():
         from_labels(cxr, ["No Finding", "Effusion"])
     with pytest.raises(ValueError, match="exclude each other"):
         from_labels(cxr, ["Bacterial_Pneumonia", "COVID-19"])
+
+
+def test_operating_points_are_chosen_through_the_decision_and_flag_few_positives():
+    from medai.imaging.operating import choose_policy, decided_matrix
+
+    rng = np.random.default_rng(0)
+    cxr = next(t for t in TASKS if t.name == "cxr")
+    labels = ["Pneumonia", "COVID-19", "Viral_Pneumonia", "Bacterial_Pneumonia", "No Finding"]
+    n = 120
+    kind = rng.integers(0, 3, n)  # 0 normal, 1 bacterial, 2 COVID-19 (only 6 of them)
+    kind[kind == 2] = 1
+    kind[:6] = 2
+    t = np.zeros((n, 5))
+    t[kind == 0, 4] = 1
+    t[np.ix_(kind == 1, [0, 3])] = 1
+    t[np.ix_(kind == 2, [0, 1, 2])] = 1
+    p = np.clip(t * 0.7 + rng.uniform(0, 0.3, t.shape), 0, 1)
+    report = choose_policy(cxr, labels, t, p, {lab: 0.5 for lab in labels}, n_boot=50)
+    # six COVID-19 images (and so six viral pneumonias) decided those two operating points
+    assert report["few_positives"] == ["COVID-19", "Viral_Pneumonia"]
+    assert report["per_label"]["COVID-19"]["validation_positives"] == 6
+    assert report["chosen_on"] == "validation" and report["n_validation"] == n
+    lo, hi = report["per_label"]["No Finding"]["sensitivity_ci95"]
+    assert lo <= report["per_label"]["No Finding"]["sensitivity"] <= hi
+    decided = decided_matrix(cxr, labels, p, OperatingPolicy(thresholds=report["thresholds"]))
+    assert not (decided[:, 4].astype(bool) & decided[:, :4].any(axis=1)).any()
+
+    mri = next(tk for tk in TASKS if tk.name == "mri")
+    y = rng.integers(0, 4, 200)
+    logits = np.eye(4)[y] * rng.uniform(0.2, 3.0, (200, 1)) + rng.normal(0, 0.6, (200, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    rep = choose_policy(mri, list(mri.labels), np.eye(4)[y], probs, {}, n_boot=20)
+    assert rep["kind"] == "exclusive" and 0 < rep["validation_coverage"] <= 1
+    assert rep["validation_answered_accuracy"] >= 0.95 or not rep["met"]
+
+
+def test_the_operating_points_file_is_part_of_the_model_hash(tmp_path):
+    from medai.core.results import directory_hash
+    from medai.imaging.operating import POLICY_FILE
+
+    (tmp_path / "weights.bin").write_bytes(b"w")
+    (tmp_path / POLICY_FILE).write_text('{"thresholds": {"Glioma": 0.5}}')
+    before = directory_hash(tmp_path)
+    (tmp_path / POLICY_FILE).write_text('{"thresholds": {"Glioma": 0.6}}')
+    assert directory_hash(tmp_path) != before

@@ -38,6 +38,8 @@ class OperatingPolicy(BaseModel):
                                   description="exclusive tasks: the top class needs at least this")
     min_margin: float = Field(0.0, ge=0.0, le=1.0,
                               description="exclusive tasks: top minus runner-up at least this")
+    fragile: list[str] = Field(default_factory=list, description="labels whose operating point "
+                               "a handful of validation images decided")
 
 
 class LabelDecision(BaseModel):
@@ -47,6 +49,8 @@ class LabelDecision(BaseModel):
     positive: bool = Field(..., description="decided present (the one decision every view reads)")
     basis: Basis
     implied_by: str | None = None
+    fragile: bool = Field(False, description="its operating point rests on few validation "
+                                             "images (shown, never served silently)")
 
 
 class Decision(BaseModel):
@@ -106,7 +110,7 @@ def _exclusive(task: Task, labels: list[str], p: dict[str, float],
         basis: Basis = "above_threshold" if won else (
             "indeterminate" if reason and lab == top else "not_top")
         rows.append(LabelDecision(label=lab, probability=p[lab], threshold=policy.min_confidence,
-                                  positive=won, basis=basis))
+                                  positive=won, basis=basis, fragile=lab in policy.fragile))
     if reason is not None:
         return Decision(kind="exclusive", state="indeterminate", indeterminate_reason=reason,
                         candidates=order[:2], labels=rows)
@@ -177,7 +181,8 @@ def _multilabel(task: Task, labels: list[str], p: dict[str, float],
             b = "excluded" if lab in excluded else "below_threshold"
         rows.append(LabelDecision(label=lab, probability=p[lab], threshold=thr[lab],
                                   positive=lab in positives_set, basis=b,
-                                  implied_by=implied_by.get(lab)))
+                                  implied_by=implied_by.get(lab),
+                                  fragile=lab in policy.fragile))
     stated = [lab for lab in positives if lab != normal and not any(
         lab in ancestors(task, other) for other in positives)]
     if diseases:

@@ -38,7 +38,8 @@ def load_policy(directory: Path | None, card, labels: Sequence[str]) -> Operatin
                   **{k: float(v) for k, v in raw.get("thresholds", {}).items()}}
     return OperatingPolicy(thresholds={lab: thresholds[lab] for lab in labels},
                            min_confidence=float(raw.get("min_confidence", 0.0)),
-                           min_margin=float(raw.get("min_margin", 0.0)))
+                           min_margin=float(raw.get("min_margin", 0.0)),
+                           fragile=[lab for lab in raw.get("few_positives", []) if lab in labels])
 
 
 def decided_matrix(task: Task, labels: Sequence[str], probs: np.ndarray,

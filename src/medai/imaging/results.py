@@ -24,6 +24,7 @@ class Finding(BaseModel):
     positive: bool = Field(..., description="decided present (see `basis`)")
     basis: Basis = "above_threshold"
     implied_by: str | None = None
+    fragile: bool = Field(False, description="operating point chosen on few validation images")
 
 
 class ImageInfo(BaseModel):
