@@ -69,9 +69,12 @@ def test_without_a_model_each_question_gets_its_own_cited_passages(retriever, la
 def test_the_answer_states_the_decision_and_the_conclusion_state(retriever):
     undecided = {"label": "Pneumothorax", "probability": 0.5, "threshold": 0.5,
                  "positive": False, "basis": "indeterminate"}
+    implied = {"label": "Pneumonia", "probability": 0.09, "threshold": 0.5, "positive": True,
+               "basis": "implied", "implied_by": "COVID-19"}
     a = chat.answer(None, retriever, "Ne görülüyor?", facts(
-        findings=[*FINDINGS, undecided], impression="Kardiyomegali.", signed=True), "tr", [])
-    assert "var: Kardiyomegali (olasılık %73)" in a.text
+        findings=[implied, *FINDINGS, undecided], impression="Kardiyomegali.", signed=True),
+        "tr", [])
+    assert "var: Kardiyomegali (olasılık %73), Pnömoni (COVID-19 nedeniyle)" in a.text
     assert "yok: Plevral efüzyon" in a.text and "belirsiz: Pnömotoraks" in a.text
     assert "İmzalı rapordaki sonuç: Kardiyomegali." in a.text
     draft = chat.answer(None, retriever, "Ne görülüyor?", facts(impression="X."), "tr", [])

@@ -251,3 +251,18 @@ def test_fhir_observations_follow_the_decision_and_the_signature():
     assert all(e["resource"]["status"] == "final" for e in final["entry"]
                if e["resource"]["resourceType"] == "Observation")
     assert final["entry"][0]["resource"]["issued"] == "2026-11-23T00:00:00+00:00"
+
+
+def test_a_finding_implied_by_another_says_so():
+    from medai.platform.exports import with_decision
+
+    stored = [{"label": "COVID-19", "probability": 0.76, "threshold": 0.04, "positive": True},
+              {"label": "Viral_Pneumonia", "probability": 0.09, "threshold": 0.97,
+               "positive": True}]
+    payload = {"findings": [{**stored[0], "basis": "above_threshold"},
+                            {**stored[1], "basis": "implied", "implied_by": "COVID-19"}]}
+    r = with_decision(report(findings=stored), payload)
+    assert r["findings"][1]["implied_by"] == "COVID-19" and "basis" not in stored[1]
+    whole = " ".join(render(study("tr"), r))
+    assert "var (COVID-19 nedeniyle)" in whole
+    assert with_decision(report(findings=stored), None)["findings"] == stored

@@ -21,7 +21,7 @@ from medai.platform import report_words as rw
 from medai.platform.localtime import as_utc, format_local
 from medai.platform.report_pdf import report_pdf
 
-__all__ = ["fhir_bundle", "prune", "report_pdf"]
+__all__ = ["fhir_bundle", "prune", "report_pdf", "with_decision"]
 _INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
 
@@ -40,6 +40,21 @@ def prune(value: Any) -> Any:
     if isinstance(value, str):
         return value if value.strip() else ""
     return value
+
+
+def with_decision(report: dict[str, Any], ai_payload: dict[str, Any] | None) -> dict[str, Any]:
+    """The report with each finding's decision basis (``basis``, ``implied_by``) from the AI
+    result it was drafted from: a report version stores label, probability, threshold and
+    ``positive`` only, and a finding implied by another reads oddly without it."""
+    decided = {f.get("label"): f for f in (ai_payload or {}).get("findings") or []
+               if isinstance(f, dict)}
+    findings = []
+    for f in report.get("findings") or []:
+        extra = decided.get(f.get("label")) if isinstance(f, dict) else None
+        if extra and bool(extra.get("positive")) == bool(f.get("positive")):
+            f = {**f, **{k: extra[k] for k in ("basis", "implied_by") if extra.get(k)}}
+        findings.append(f)
+    return {**report, "findings": findings}
 
 
 def _device(device_id: str, model: dict[str, Any]) -> dict[str, Any] | None:

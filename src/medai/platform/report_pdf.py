@@ -114,11 +114,6 @@ def _make_pdf(stamp: str | None, footer: str):
     class ReportPDF(FPDF):
         def header(self) -> None:
             if stamp:
-                with self.local_context(text_color=(246, 214, 214)):
-                    self.set_font(FONT, "B", 46)
-                    w = self.get_string_width(stamp)
-                    with self.rotation(40, x=self.w / 2, y=self.h / 2):
-                        self.text(self.w / 2 - w / 2, self.h / 2, stamp)
                 self.set_fill_color(176, 0, 32)
                 self.set_text_color(255, 255, 255)
                 self.set_font(FONT, "B", 12)
@@ -128,6 +123,12 @@ def _make_pdf(stamp: str | None, footer: str):
             self.set_y(self.t_margin)
 
         def footer(self) -> None:
+            if stamp:  # drawn last, translucent: over images too, text still readable
+                with self.local_context(text_color=(200, 0, 40), fill_opacity=0.14):
+                    self.set_font(FONT, "B", 46)
+                    w = self.get_string_width(stamp)
+                    with self.rotation(40, x=self.w / 2, y=self.h / 2):
+                        self.text(self.w / 2 - w / 2, self.h / 2, stamp)
             self.set_y(-11)
             self.set_font(FONT, "", 7.5)
             self.set_text_color(110, 110, 110)
@@ -146,10 +147,30 @@ def _image_size(png: bytes, max_w: float, max_h: float) -> tuple[float, float]:
     return w_px * scale, h_px * scale
 
 
+def on_film(image_png: bytes | None, heatmap_png: bytes) -> bytes:
+    """The heatmap laid on the film: the stored Grad-CAM is a transparent RGBA overlay
+    (``imaging.explain``), which alone on paper would float on white. An opaque one is kept."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(heatmap_png)) as heat:
+        if heat.mode not in ("RGBA", "LA", "PA") and "transparency" not in heat.info:
+            return heatmap_png
+        layer = heat.convert("RGBA")
+    if image_png:
+        with Image.open(io.BytesIO(image_png)) as film:
+            base = film.convert("RGBA").resize(layer.size)
+    else:
+        base = Image.new("RGBA", layer.size, (0, 0, 0, 255))
+    buf = io.BytesIO()
+    Image.alpha_composite(base, layer).convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _images(pdf, w: dict[str, str], image_png: bytes | None, heatmap_png: bytes | None,
             heatmap_caption: str) -> None:
+    heat = on_film(image_png, heatmap_png) if heatmap_png else None
     shown = [(png, cap) for png, cap in ((image_png, w["image"]),
-                                         (heatmap_png, heatmap_caption)) if png]
+                                         (heat, heatmap_caption)) if png]
     if not shown:
         return
     col = (pdf.epw - 6) / 2
@@ -179,18 +200,17 @@ def _findings(pdf, study: dict[str, Any], report: dict[str, Any], w: dict[str, s
     findings = [f for f in report.get("findings") or [] if isinstance(f, dict)]
     if not findings:
         return
-    pdf.set_font(FONT, "B", 10.5)
-    pdf.cell(0, 7, w["findings_title"], new_x="LMARGIN", new_y="NEXT")
+    _heading(pdf, w["findings_title"], keep_with=24)
     pdf.set_font(FONT, "", 9)
     pdf.set_fill_color(255, 255, 255)
-    with pdf.table(col_widths=(70, 35, 35, 40), text_align="LEFT", line_height=5.5,
+    with pdf.table(col_widths=(60, 26, 26, 68), text_align="LEFT", line_height=5.5,
                    headings_style=_heading_style()) as table:
         table.row([w["col_finding"], w["col_probability"], w["col_threshold"],
                    w["col_decision"]])
         for f in findings:
             table.row([rw.label_name(study.get("task"), str(f.get("label") or ""), lang),
                        _percent(f.get("probability"), lang), _percent(f.get("threshold"), lang),
-                       rw.decision(f, lang)])
+                       rw.decision(f, lang, study.get("task"))])
     pdf.ln(3)
 
 
@@ -200,12 +220,32 @@ def _heading_style():
     return FontFace(family=FONT, emphasis="BOLD", fill_color=(232, 236, 242))
 
 
+def _heading(pdf, text: str, keep_with: float = 16) -> None:
+    """A heading never ends a page alone: it moves to the next page with its first lines."""
+    if pdf.get_y() + 7 + keep_with > pdf.page_break_trigger:
+        pdf.add_page()
+    pdf.set_font(FONT, "B", 10.5)
+    pdf.cell(0, 7, text, new_x="LMARGIN", new_y="NEXT")
+
+
 def _meta(pdf, rows: list[tuple[str, str]]) -> None:
     for key, value in rows:
         pdf.set_font(FONT, "B", 9)
         pdf.cell(42, 5.5, key)
         pdf.set_font(FONT, "", 9)
         pdf.multi_cell(0, 5.5, value, align="L", new_x="LMARGIN", new_y="NEXT")
+
+
+def _version(version: Any, lang: str, zone: str | None) -> str:
+    """A model version that is a timestamp (the bundled models') as a local time."""
+    from datetime import datetime
+
+    text = str(version or "")
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return format_local(text, lang, zone) or text
 
 
 def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, Any] | None,
@@ -258,7 +298,8 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
         rows.append((w["version_date"], format_local(report["created_at"], lang, zone) or ""))
     if model and model.get("name"):
         digest = str(model.get("content_hash") or "")
-        rows.append((w["ai_model"], f"{model['name']} {model.get('version') or ''}".strip()
+        version = _version(model.get("version"), lang, zone)
+        rows.append((w["ai_model"], f"{model['name']} {version}".strip()
                      + (f" ({digest[:23]}…)" if digest else "")))
     _meta(pdf, rows)
     pdf.ln(3)
@@ -267,15 +308,13 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
     _findings(pdf, study, report, w, lang)
     sections = report.get("sections") or {}
     for name in rw.SECTIONS:
-        pdf.set_font(FONT, "B", 10.5)
-        pdf.cell(0, 7, w[name], new_x="LMARGIN", new_y="NEXT")
+        _heading(pdf, w[name])
         pdf.set_font(FONT, "", 9.5)
         pdf.multi_cell(0, 5, (sections.get(name) or "").strip() or w["empty"], align="L",
                        new_x="LMARGIN", new_y="NEXT")
         pdf.ln(1)
     if report.get("citations"):
-        pdf.set_font(FONT, "B", 10.5)
-        pdf.cell(0, 7, w["sources"], new_x="LMARGIN", new_y="NEXT")
+        _heading(pdf, w["sources"], keep_with=10)
         pdf.set_font(FONT, "", 8)
         for c in report["citations"]:
             pdf.multi_cell(0, 4, f"[{c.get('n')}] {rw.citation_line(c, study, lang)}",

@@ -22,7 +22,7 @@ WORDS: dict[str, dict[str, str]] = {
         "ai_model": "Yapay zekâ modeli", "findings_title": "Yapay zekâ bulguları (öneri)",
         "col_finding": "Bulgu", "col_probability": "Olasılık", "col_threshold": "Eşik",
         "col_decision": "YZ kararı", "present": "var", "absent": "yok",
-        "undecided": "belirsiz",
+        "undecided": "belirsiz", "implied": "{present} ({by} nedeniyle)",
         "technique": "Teknik", "findings": "Bulgular", "impression": "Sonuç",
         "recommendation": "Öneri", "sources": "Kaynaklar", "image": "Görüntü",
         "heatmap": "Grad-CAM ısı haritası: {label} (yapay zekâ önerisi)",
@@ -56,7 +56,7 @@ WORDS: dict[str, dict[str, str]] = {
         "findings_title": "AI findings (suggestions)", "col_finding": "Finding",
         "col_probability": "Probability", "col_threshold": "Threshold",
         "col_decision": "AI decision", "present": "present", "absent": "absent",
-        "undecided": "indeterminate",
+        "undecided": "indeterminate", "implied": "{present} (implied by {by})",
         "technique": "Technique", "findings": "Findings", "impression": "Impression",
         "recommendation": "Recommendation", "sources": "Sources", "image": "Image",
         "heatmap": "Grad-CAM heatmap: {label} (AI suggestion)",
@@ -166,10 +166,14 @@ def disclosure(report: dict[str, Any], lang: str, signed_when: str | None) -> st
     return " ".join(parts)
 
 
-def decision(finding: dict[str, Any], lang: str) -> str:
-    """The decided answer for one finding (``positive`` is the decision every view reads)."""
+def decision(finding: dict[str, Any], lang: str, task: str | None = None) -> str:
+    """The decided answer for one finding (``positive`` is the decision every view reads); one
+    implied by another decided finding says which (its own probability may be low)."""
     w = words(lang)
     if finding.get("positive"):
+        by = finding.get("implied_by") if finding.get("basis") == "implied" else None
+        if by:
+            return w["implied"].format(present=w["present"], by=label_name(task, str(by), lang))
         return w["present"]
     return w["undecided"] if finding.get("basis") == "indeterminate" else w["absent"]
 

@@ -50,7 +50,8 @@ WORDS = {
         "model_unused": "Dil modelinin yanıtı kullanılmadı ({why}); onun yerine:",
         "decision": "Bu tetkik için yapay zekâ kararı",
         "present": "var", "absent": "yok", "undecided": "belirsiz", "none": "—",
-        "probability": "olasılık", "no_findings": "Bu tetkik için yapay zekâ bulgusu yok.",
+        "probability": "olasılık", "implied": "{by} nedeniyle",
+        "no_findings": "Bu tetkik için yapay zekâ bulgusu yok.",
         "signed_conclusion": "İmzalı rapordaki sonuç", "draft_conclusion":
             "Henüz imzalanmamış taslaktaki sonuç",
         "passages": "Sorunuzla ilgili kaynaklar", "no_passages":
@@ -65,7 +66,8 @@ WORDS = {
         "model_unused": "The language model's answer was not used ({why}); instead:",
         "decision": "AI decision for this study",
         "present": "present", "absent": "absent", "undecided": "indeterminate", "none": "—",
-        "probability": "probability", "no_findings": "This study has no AI findings.",
+        "probability": "probability", "implied": "implied by {by}",
+        "no_findings": "This study has no AI findings.",
         "signed_conclusion": "Conclusion of the signed report",
         "draft_conclusion": "Conclusion of the unsigned draft",
         "passages": "Passages for your question", "no_passages":
@@ -143,11 +145,15 @@ def findings_text(facts: StudyFacts, lang: str) -> str:
     def named(f: dict[str, Any], with_probability: bool) -> str:
         name = label_name(facts.task, str(f["label"]), lang)
         p = f.get("probability")
+        if f.get("positive") and f.get("basis") == "implied" and f.get("implied_by"):
+            by = label_name(facts.task, str(f["implied_by"]), lang)
+            return f"{name} ({w['implied'].format(by=by)})"
         if p is None or not with_probability:
             return name
         return f"{name} ({w['probability']} {_percent(p, lang)})"
 
-    groups = {"present": [f for f in rows if f.get("positive")],
+    groups = {"present": sorted((f for f in rows if f.get("positive")),
+                                key=lambda f: f.get("basis") == "implied"),
               "undecided": [f for f in rows if not f.get("positive")
                             and f.get("basis") == "indeterminate"],
               "absent": [f for f in rows if not f.get("positive")

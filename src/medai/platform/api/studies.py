@@ -275,7 +275,8 @@ def report_fhir(study_id: int, request: Request,
                 who: Principal = Depends(require("report_export"))) -> Response:
     import json
 
-    study, report, row, model, _ = _export_parts(request, who, study_id, "fhir")
+    study, report, row, model, result = _export_parts(request, who, study_id, "fhir")
+    report = exports.with_decision(report, result.payload if result else None)
     bundle = exports.fhir_bundle(study, report, model, report["signed_by"], row.created_at,
                                  row.signed_at)
     return Response(json.dumps(bundle, ensure_ascii=False), media_type="application/fhir+json")
@@ -287,6 +288,7 @@ def report_pdf(study_id: int, request: Request,
                who: Principal = Depends(require("report_export"))) -> Response:
     p = platform_of(request)
     study, report, _row, model, result = _export_parts(request, who, study_id, "pdf")
+    report = exports.with_decision(report, result.payload if result else None)
     try:
         image = imaging_service.preview_png(p.store.read(study["file"]["sha256"]), 768)
     except imaging_service.ImageInputError:
