@@ -168,7 +168,8 @@ def test_study_from_upload_to_signed_report_and_exports(server, browser, shots):
     page.locator("#sec-impression").fill("Radyolog tarafından düzenlendi.")
     page.get_by_role("button", name="Kaydet").click()
     page.locator("#report-message").filter(has_text="Kaydedildi").wait_for()
-    page.get_by_role("button", name="İmzala").click()
+    page.get_by_role("button", name="İmzala", exact=True).click()
+    page.get_by_role("button", name="Bu metni imzala").click()  # confirms the text on screen
     page.locator("#report-status[data-status='final']").wait_for()
     page.get_by_role("button", name="Farkları göster").first.click()
     assert "+ Radyolog tarafından düzenlendi." in page.locator("#diff").inner_text()

@@ -1,15 +1,24 @@
 """One translation catalogue for the web UI (``messages.json``): every key in every language,
-checked by a test; Turkish by default, English by switch (a cookie)."""
+checked by a test; Turkish by default, English by switch (a cookie).
+
+Names that belong to a registry travel from it, not from the catalogue: each task's name and
+its labels' names (``core.tasks``) reach the page as one JSON block (``display_names``), like
+the catalogue itself. Roles, study statuses, audit actions and outcomes and the reasons an
+image gets no findings are catalogue keys (``role_*``, ``status_*``, ``audit_*``,
+``outcome_*``, ``reason_*``); ``missing_names`` lists whatever lacks a language."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 LANGUAGES = ("tr", "en")
 DEFAULT = "tr"
 COOKIE = "medai_lang"
+DEFAULT_TIMEZONE = "Europe/Istanbul"
 
 
 @lru_cache(maxsize=1)
@@ -26,3 +35,35 @@ def missing_keys() -> dict[str, list[str]]:
     cat = catalogue()
     every = set().union(*(set(m) for m in cat.values()))
     return {lang: sorted(every - set(m)) for lang, m in cat.items() if every - set(m)}
+
+
+def display_names(lang: str) -> dict[str, Any]:
+    """What the page needs to name registry things in ``lang``: each task's name, its DICOM
+    modalities (refusal sentences name them) and its labels' names."""
+    from medai.core.tasks import all_tasks
+
+    return {t.name: {"name": t.display_name(lang), "kind": t.kind,
+                     "modalities": "/".join(t.dicom_modalities),
+                     "labels": {lab: t.label_name(lab, lang) for lab in t.labels}}
+            for t in all_tasks()}
+
+
+def missing_names(groups: dict[str, Iterable[str]]) -> list[str]:
+    """Registry names and catalogue keys some language lacks: every registered task and label,
+    and ``prefix + value`` for each group (e.g. ``{"role_": ROLES}``). The test wants none."""
+    from medai.core.tasks import all_tasks
+
+    out = [gap for t in all_tasks() for gap in t.missing_names()]
+    cat = catalogue()
+    for prefix, values in groups.items():
+        for value in values:
+            out += [f"{lang}: {prefix}{value}" for lang in LANGUAGES
+                    if not cat[lang].get(prefix + value)]
+    return out
+
+
+def timezone() -> str:
+    """The hospital's time zone for the times pages show (``MEDAI_TIMEZONE``)."""
+    from medai.settings import get_settings
+
+    return getattr(get_settings(), "timezone", None) or DEFAULT_TIMEZONE

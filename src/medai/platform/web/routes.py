@@ -12,7 +12,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from medai.platform.api.deps import principal
-from medai.platform.web.i18n import COOKIE, DEFAULT, LANGUAGES, messages
+from medai.platform.web.i18n import (
+    COOKIE,
+    DEFAULT,
+    LANGUAGES,
+    display_names,
+    messages,
+    timezone,
+)
 from medai.server.errors import ApiError
 
 HERE = Path(__file__).parent
@@ -47,6 +54,11 @@ def _who(request: Request):
         return None
 
 
+def _script_json(value) -> str:
+    """JSON safe inside a <script type="application/json"> block."""
+    return json.dumps(value, ensure_ascii=False).replace("</", "<\\/")
+
+
 def render(request: Request, page: str, **context) -> Response:
     template, roles = PAGES[page]
     who = _who(request)
@@ -57,9 +69,13 @@ def render(request: Request, page: str, **context) -> Response:
         return RedirectResponse(HOME_FOR.get(user.role, "/triage"), 303)
     lang = _lang(request)
     t = messages(lang)
+    names = display_names(lang)
     response = templates.TemplateResponse(request, template, {
         "t": t, "lang": lang, "other_lang": "en" if lang == "tr" else "tr", "page": page,
-        "user": user, "i18n_json": json.dumps(t, ensure_ascii=False), **context})
+        "user": user, "i18n_json": _script_json(t), "names": names,
+        "names_json": _script_json(names), "timezone": timezone(),
+        "imaging_tasks": [(n, v["name"]) for n, v in names.items() if v["kind"] == "imaging"],
+        **context})
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(COOKIE, lang, max_age=365 * 86400, samesite="strict")
     return response
@@ -100,7 +116,12 @@ def chat_page(request: Request, study: int | None = None) -> Response:
 
 @router.get("/admin", response_class=HTMLResponse)
 def admin_page(request: Request) -> Response:
-    return render(request, "admin")
+    from medai.platform.accounts import ROLES
+    from medai.platform.audit import ACTIONS
+
+    # the most common new account first
+    roles = sorted(ROLES, key=lambda r: r != "radiologist")
+    return render(request, "admin", roles=roles, audit_actions=ACTIONS)
 
 
 @router.get("/history", response_class=HTMLResponse)

@@ -1,6 +1,6 @@
 "use strict";
 (function () {
-  const { T, api, el, showError } = window.medai;
+  const { T, api, el, showError, roleName, actionName, outcomeName, taskName, labelName, fmtTime, LOCALE } = window.medai;
   async function users() {
     const r = await api("/api/v1/users");
     if (!r.ok) return;
@@ -11,23 +11,93 @@
         await api(`/api/v1/users/${encodeURIComponent(u.username)}/${u.active ? "disable" : "enable"}`, { method: "POST" });
         users();
       });
-      return el("tr", {}, el("td", { text: u.username }), el("td", { text: u.role }),
+      return el("tr", {}, el("td", { text: u.username }), el("td", { text: roleName(u.role) }),
         el("td", { text: u.active ? T.yes : T.no }), el("td", {}, b));
     }));
+  }
+
+  // --- model cards: a readable page per served model, not raw JSON
+  const num = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 3 });
+  const isScalar = (v) => v === null || ["string", "number", "boolean"].includes(typeof v);
+  const show = (v) => (v === null || v === undefined || v === "" ? "—" : typeof v === "number" ? num.format(v) : String(v));
+  const metricName = (k) => T["metric_" + k] || k;
+  function table(caption, head, rows) {
+    return el("div", { class: "table-wrap" }, el("table", { class: "list compact" },
+      el("caption", { text: caption }),
+      el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, ...rows.map((cells) => el("tr", {}, el("th", { scope: "row", text: cells[0] }),
+        ...cells.slice(1).map((c) => el("td", { text: show(c) })))))));
+  }
+  function facts(pairs) {
+    return el("dl", { class: "facts" }, ...pairs.filter(([, v]) => v !== undefined).flatMap(([k, v, cls]) =>
+      [el("dt", { text: k }), el("dd", { class: cls || null, text: show(v) })]));
+  }
+  function labelsTable(task, card) {
+    const perLabel = (card.metrics || {}).per_label_auroc || {};
+    const hasAuroc = Object.keys(perLabel).length > 0;
+    const head = [T.card_label, T.card_label_id, T.card_threshold, ...(hasAuroc ? ["AUROC"] : [])];
+    return table(T.card_labels, head, (card.labels || []).map((lab) => [labelName(task, lab), lab,
+      card.thresholds ? card.thresholds[lab] : null, ...(hasAuroc ? [perLabel[lab]] : [])]));
+  }
+  function metricsTables(task, metrics) {
+    const out = [];
+    const scalars = Object.entries(metrics).filter(([, v]) => isScalar(v));
+    if (scalars.length) out.push(table(T.card_metrics_overall, [T.card_metric, T.card_value], scalars.map(([k, v]) => [metricName(k), v])));
+    for (const [k, v] of Object.entries(metrics)) {
+      if (isScalar(v) || k === "per_label_auroc" || typeof v !== "object") continue;
+      const rows = Object.entries(v);
+      if (rows.every(([, x]) => isScalar(x))) {
+        out.push(table(metricName(k), [T.card_metric, T.card_value], rows.map(([a, x]) => [labelName(task, a), x])));
+      } else if (rows.every(([, x]) => x && typeof x === "object" && Object.values(x).every(isScalar))) {
+        const cols = [...new Set(rows.flatMap(([, x]) => Object.keys(x)))];
+        out.push(table(metricName(k), [T.metric_source, ...cols.map(metricName)], rows.map(([a, x]) => [a, ...cols.map((c) => x[c])])));
+      } else {  // deeper than a table: still readable, as indented text
+        out.push(el("h4", { text: metricName(k) }), el("pre", { class: "card-json", text: JSON.stringify(v, null, 2) }));
+      }
+    }
+    return out;
+  }
+  function dataBlock(task, entries) {
+    return (entries || []).flatMap((d) => {
+      const rep = d.report || {};
+      const parts = [facts([[T.card_data_file, d.path, "mono"], ["SHA-256", d.sha256, "mono"],
+        [T.card_data_images, rep.images], [T.card_data_split, d.split ? Object.entries(d.split).map(([k, n]) => `${k}: ${num.format(n)}`).join(" · ") : undefined],
+        [T.card_data_sources, rep.sources ? Object.entries(rep.sources).map(([k, n]) => `${k} (${num.format(n)})`).join(", ") : undefined]])];
+      if (rep.positives) parts.push(table(T.card_data_positives, [T.card_label, T.card_data_images], Object.entries(rep.positives).map(([lab, n]) => [labelName(task, lab), n])));
+      return parts;
+    });
+  }
+  function modelCard(task, m) {
+    const card = m.card || {};
+    const body = [
+      facts([[T.card_name, m.model.name], [T.card_version, m.model.version], [T.card_hash, m.model.content_hash, "mono"],
+        [T.card_task, `${taskName(task)} (${task})`], [T.card_type, card.model_type],
+        [T.card_created, card.created_at ? fmtTime(card.created_at) : undefined], [T.card_medai, card.medai_version]]),
+    ];
+    if (card.description) body.push(el("h4", { text: T.card_description }), el("p", { text: card.description }));
+    if (card.intended_use) body.push(el("h4", { text: T.card_intended_use }), el("p", { text: card.intended_use }));
+    if (card.labels && card.labels.length) body.push(labelsTable(task, card));
+    if (card.metrics && Object.keys(card.metrics).length) body.push(el("h4", { text: T.card_metrics }), ...metricsTables(task, card.metrics));
+    if (card.data && card.data.length) body.push(el("h4", { text: T.card_data }), ...dataBlock(task, card.data));
+    if (card.training_command) body.push(el("h4", { text: T.card_training_command }), el("pre", { class: "card-json", text: card.training_command }));
+    if (card.licence_notes) body.push(el("h4", { text: T.card_licence }), el("p", { text: card.licence_notes }));
+    return el("details", { class: "model-card", id: "card-" + task },
+      el("summary", { text: `${T.card_open}: ${taskName(task)} — ${m.model.name} ${m.model.version}` }), ...body);
   }
   async function models() {
     const r = await api("/api/v1/models");
     if (!r.ok) return;
-    document.querySelector("#models tbody").replaceChildren(...Object.entries(r.data).map(([task, m]) => {
-      const card = m.card ? el("details", {}, el("summary", { text: T.admin_card }),
-        el("pre", { class: "card-json", text: JSON.stringify({ description: m.card.description,
-          intended_use: m.card.intended_use, data: m.card.data, metrics: m.card.metrics,
-          thresholds: m.card.thresholds, licence_notes: m.card.licence_notes }, null, 2) })) : "";
-      return el("tr", {}, el("td", { text: task }),
-        el("td", {}, m.model ? m.model.name : (m.error || "—"), card),
+    const entries = Object.entries(r.data);
+    document.querySelector("#models tbody").replaceChildren(...entries.map(([task, m]) =>
+      el("tr", {}, el("td", { text: taskName(task) }),
+        el("td", {}, m.model ? el("a", { href: "#card-" + task, text: m.model.name }) : (m.error || T.card_not_loaded)),
         el("td", { text: m.model ? m.model.version : "—" }),
         el("td", { class: "mono", text: m.model ? m.model.content_hash.slice(0, 23) + "…" : "—" }),
-        el("td", { text: m.ready ? T.yes : T.no }));
+        el("td", { text: m.ready ? T.yes : T.no }))));
+    document.getElementById("model-cards").replaceChildren(...entries.filter(([, m]) => m.model).map(([task, m]) => modelCard(task, m)));
+    document.querySelectorAll("#models a[href^='#card-']").forEach((a) => a.addEventListener("click", () => {
+      const d = document.getElementById(a.getAttribute("href").slice(1));
+      if (d) d.open = true;
     }));
   }
   async function audit() {
@@ -38,9 +108,9 @@
     const r = await api("/api/v1/audit?" + q);
     if (!r.ok) return;
     document.querySelector("#audit tbody").replaceChildren(...r.data.items.slice().reverse().map((e) =>
-      el("tr", {}, el("td", { text: new Date(e.at).toLocaleString(document.documentElement.lang) }),
-        el("td", { text: e.actor }), el("td", { text: e.action }),
-        el("td", { text: [e.target_type, e.target_id].filter(Boolean).join(" ") }), el("td", { text: e.outcome }))));
+      el("tr", {}, el("td", {}, el("time", { datetime: e.at, text: fmtTime(e.at) })),
+        el("td", { text: e.role ? `${e.actor} (${roleName(e.role)})` : e.actor }), el("td", { text: actionName(e.action) }),
+        el("td", { text: [e.target_type, e.target_id].filter(Boolean).join(" ") }), el("td", { text: outcomeName(e.outcome) }))));
   }
   document.getElementById("user-form").addEventListener("submit", async (e) => {
     e.preventDefault();

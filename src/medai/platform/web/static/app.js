@@ -1,8 +1,14 @@
-// Shared by every page: the translation catalogue, the API helper (cookie session + CSRF
-// header), a safe element builder (text only, never HTML from data), sign-out, the service worker.
+// Shared by every page: the translation catalogue and the registry's display names, the API
+// helper (cookie session + CSRF header), a safe element builder (text only, never HTML from
+// data), times in the hospital's zone, guards against leaving unsaved work, sign-out, the
+// service worker.
 "use strict";
 (function () {
   const T = JSON.parse(document.getElementById("i18n").textContent);
+  const namesNode = document.getElementById("names");
+  const NAMES = namesNode ? JSON.parse(namesNode.textContent) : {};
+  const LANG = document.body.dataset.lang || document.documentElement.lang || "tr";
+  const LOCALE = LANG === "en" ? "en-GB" : "tr-TR";
 
   function cookie(name) {
     const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
@@ -43,18 +49,73 @@
     return node;
   }
 
-  function statusLabel(s) { return T["status_" + s] || s; }
+  // --- names: catalogue keys for platform words, the registry for tasks and labels
+  function named(prefix, value) { return value ? T[prefix + value] || value : ""; }
+  const statusLabel = (s) => named("status_", s);
+  const roleName = (r) => named("role_", r);
+  const actionName = (a) => named("audit_", a);
+  const outcomeName = (o) => named("outcome_", o);
+  function taskName(task) { return (NAMES[task] && NAMES[task].name) || task || ""; }
+  function labelName(task, label) {
+    const t = NAMES[task];
+    return (t && t.labels && t.labels[label]) || label;
+  }
+  // "{a} and {b}" with params; a missing one reads as a dash, never as "{b}"
+  function fill(template, params) {
+    return String(template).replace(/\{(\w+)\}/g, (_, k) => (params && params[k] != null && params[k] !== "" ? String(params[k]) : "—"));
+  }
 
   function pct(p) { return (100 * p).toFixed(1) + "%"; }
+
+  // --- times: ISO UTC instants from the API, shown in the hospital's zone (MEDAI_TIMEZONE)
+  const ZONE = document.body.dataset.tz || "Europe/Istanbul";
+  let timeFormat;
+  try {
+    timeFormat = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium", timeStyle: "short", timeZone: ZONE });
+  } catch (e) {  // an unknown zone: the browser's own, rather than no time at all
+    timeFormat = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium", timeStyle: "short" });
+  }
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? String(iso) : timeFormat.format(d);
+  }
 
   function showError(node, message) {
     node.textContent = message;
     node.hidden = !message;
   }
 
+  // --- unsaved work: a page registers a guard (true while it has unsaved changes); leaving
+  // by a link, sign-out or closing the tab asks first
+  const guards = [];
+  let leaving = false;
+  function guardLeave(isDirty) { guards.push(isDirty); }
+  function hasUnsaved() { return guards.some((g) => g()); }
+  function mayLeave() {
+    if (!hasUnsaved()) return true;
+    const ok = window.confirm(T.unsaved_leave);
+    leaving = ok;
+    return ok;
+  }
+  window.addEventListener("beforeunload", (e) => {
+    if (leaving || !hasUnsaved()) return;
+    e.preventDefault();
+    e.returnValue = "";  // older browsers show the prompt only with this set
+  });
+  document.addEventListener("click", (e) => {
+    const a = e.target.closest && e.target.closest("a[href]");
+    if (!a || a.hasAttribute("download") || a.target === "_blank" || e.defaultPrevented) return;
+    if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    const href = a.getAttribute("href");
+    if (!href || href.startsWith("#")) return;
+    if (!mayLeave()) e.preventDefault();
+  });
+
   const signout = document.getElementById("signout");
   if (signout) {
     signout.addEventListener("click", async () => {
+      if (!mayLeave()) return;
       await api("/api/v1/auth/logout", { method: "POST" });
       window.location.assign("/login");
     });
@@ -62,5 +123,8 @@
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js").catch(() => {});
   }
-  window.medai = { T, api, el, statusLabel, pct, showError, cookie };
+  window.medai = {
+    T, NAMES, LANG, LOCALE, ZONE, api, el, statusLabel, roleName, actionName, outcomeName,
+    taskName, labelName, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
+  };
 })();

@@ -1,28 +1,32 @@
 "use strict";
+// The radiologist's study page: viewer, AI findings, and the report. The text on screen is
+// what gets signed: an unsaved edit travels with the signature; leaving with one asks first.
+// A study the AI refused says why, in the reader's language, and is reported by hand.
 (function () {
-  const { T, api, el, statusLabel, pct } = window.medai;
+  const M = window.medai;
+  const { T, api, el, statusLabel, pct, fill, fmtTime, labelName, taskName } = M;
   const root = document.getElementById("study");
   const id = root.dataset.studyId;
   const SECTIONS = ["technique", "findings", "impression", "recommendation"];
-  let report = null;
-  let heatLabel = null;
+  const isRadiologist = document.body.dataset.role === "radiologist";
+  const $ = (k) => document.getElementById(k);
+  let study = null;
+  let report = null;     // the version on screen; {version: 0} while a hand report is new
+  let loaded = {};       // its text, to tell an unsaved edit
+  let busy = false;
 
   // --- viewer: zoom (slider, wheel, keys), pan (drag, arrows), window/level as CSS filters
-  const stage = document.getElementById("stage");
-  const viewer = document.getElementById("viewer");
-  const img = document.getElementById("image");
-  const heat = document.getElementById("heatmap");
+  const stage = $("stage"), viewer = $("viewer"), img = $("image"), heat = $("heatmap");
   const view = { zoom: 1, x: 0, y: 0 };
   function apply() {
     stage.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.zoom})`;
-    const w = document.getElementById("window").value, l = document.getElementById("level").value;
-    img.style.filter = `contrast(${w}%) brightness(${l}%)`;
-    heat.style.opacity = String(document.getElementById("opacity").value / 100);
-    document.getElementById("zoom").value = String(view.zoom);
+    img.style.filter = `contrast(${$("window").value}%) brightness(${$("level").value}%)`;
+    heat.style.opacity = String($("opacity").value / 100);
+    $("zoom").value = String(view.zoom);
   }
   function zoomTo(z) { view.zoom = Math.min(6, Math.max(1, z)); if (view.zoom === 1) { view.x = 0; view.y = 0; } apply(); }
-  document.getElementById("zoom").addEventListener("input", (e) => zoomTo(Number(e.target.value)));
-  ["window", "level", "opacity"].forEach((k) => document.getElementById(k).addEventListener("input", apply));
+  $("zoom").addEventListener("input", (e) => zoomTo(Number(e.target.value)));
+  ["window", "level", "opacity"].forEach((k) => $(k).addEventListener("input", apply));
   viewer.addEventListener("wheel", (e) => { e.preventDefault(); zoomTo(view.zoom * (e.deltaY < 0 ? 1.15 : 1 / 1.15)); }, { passive: false });
   let drag = null;
   viewer.addEventListener("pointerdown", (e) => { drag = { x: e.clientX - view.x, y: e.clientY - view.y }; viewer.setPointerCapture(e.pointerId); });
@@ -34,78 +38,144 @@
     if (e.key === "+" || e.key === "=") zoomTo(view.zoom * 1.25);
     if (e.key === "-") zoomTo(view.zoom / 1.25);
   });
-  document.getElementById("reset-view").addEventListener("click", () => {
+  $("reset-view").addEventListener("click", () => {
     view.zoom = 1; view.x = 0; view.y = 0;
-    document.getElementById("window").value = "100"; document.getElementById("level").value = "100";
+    $("window").value = "100"; $("level").value = "100";
     apply();
   });
-  const heatOn = document.getElementById("heatmap-on");
-  const heatSelect = document.getElementById("heatmap-label");
+  const heatOn = $("heatmap-on"), heatSelect = $("heatmap-label"), caption = $("heatmap-caption");
   function showHeat() {
-    heat.hidden = !heatOn.checked;
-    if (heatOn.checked && heatSelect.value) {
-      heat.src = `/api/v1/studies/${id}/heatmap?label=${encodeURIComponent(heatSelect.value)}`;
-    }
+    const on = heatOn.checked && Boolean(heatSelect.value);
+    heat.hidden = !on;
+    caption.hidden = !on;
+    if (!on) return;
+    heat.src = `/api/v1/studies/${id}/heatmap?label=${encodeURIComponent(heatSelect.value)}`;
+    caption.textContent = fill(T.viewer_heatmap_caption, { label: labelName(study.task, heatSelect.value) });
   }
   heatOn.addEventListener("change", showHeat);
   heatSelect.addEventListener("change", showHeat);
 
-  // --- study and findings
+  // --- study, findings, and why the AI gave none
+  function refusedOrFailed(s) {
+    return s.status === "refused" || s.status === "failed" || Boolean(s.ai_result && s.ai_result.refused);
+  }
+  function reasonSentence(s) {
+    const res = s.ai_result || {};
+    const code = res.reason_code || s.reason_code || (s.status === "failed" ? "failed" : "unknown");
+    const params = { task: taskName(s.task), expected: (M.NAMES[s.task] || {}).modalities,
+      ...(s.reason_params || {}), ...(res.reason_params || {}) };
+    return fill(T["reason_" + code] || T.reason_unknown, params);
+  }
+  function basisNote(task, f) {
+    if (f.basis === "implied" && f.implied_by) return fill(T.basis_implied, { label: labelName(task, f.implied_by) });
+    return { most_likely: T.basis_most_likely, indeterminate: T.basis_indeterminate }[f.basis] || "";
+  }
+  function showFindings(s) {
+    const res = s.ai_result;
+    const has = Boolean(res && res.findings && res.findings.length && !res.refused);
+    $("findings-wrap").hidden = !has;
+    $("findings-none").hidden = has || !refusedOrFailed(s);
+    const heatmap = has && Boolean(res.has_heatmap);
+    document.querySelectorAll(".heat-control").forEach((c) => { c.hidden = !heatmap; });
+    if (!has) { $("model-line").textContent = ""; return; }
+    $("findings").tBodies[0].replaceChildren(...res.findings.map((f) => {
+      const note = basisNote(s.task, f);
+      return el("tr", { class: f.positive ? "positive" : null },
+        el("th", { scope: "row", text: labelName(s.task, f.label) }), el("td", { text: pct(f.probability) }),
+        el("td", { text: pct(f.threshold) }),
+        el("td", {}, f.positive ? T.yes : T.no,
+          note ? el("span", { class: "basis", text: note }) : ""));
+    }));
+    if (res.model) {
+      $("model-line").textContent = `${T.col_model}: ${res.model.name} ${res.model.version} (${res.model.content_hash.slice(0, 19)}…)`;
+    }
+    if (!heatSelect.options.length) {
+      heatSelect.replaceChildren(...res.findings.map((f) => el("option", {
+        value: f.label, selected: f.label === res.heatmap_label, text: labelName(s.task, f.label) })));
+    }
+  }
   async function loadStudy() {
     const r = await api(`/api/v1/studies/${id}`);
     if (!r.ok) return;
-    const s = r.data;
-    const badge = document.getElementById("study-status");
+    const s = study = r.data;
+    $("study-task").textContent = taskName(s.task);
+    const badge = $("study-status");
     badge.textContent = statusLabel(s.status);
     badge.dataset.status = s.status;
-    document.getElementById("study-urgent").hidden = !s.urgent;
-    const reason = document.getElementById("study-reason");
-    reason.textContent = s.reason || "";
-    reason.hidden = !s.reason;
+    $("study-urgent").hidden = !s.urgent;
     if (!img.src) img.src = `/api/v1/studies/${id}/image`;
-    const res = s.ai_result;
-    if (res && res.findings) {
-      document.querySelector("#findings tbody").replaceChildren(...res.findings.map((f) =>
-        el("tr", { class: f.positive ? "positive" : null },
-          el("th", { scope: "row", text: f.label }), el("td", { text: pct(f.probability) }),
-          el("td", { text: pct(f.threshold) }), el("td", { text: f.positive ? T.yes : T.no }))));
-      document.getElementById("model-line").textContent =
-        `${T.col_model}: ${res.model.name} ${res.model.version} (${res.model.content_hash.slice(0, 19)}…)`;
-      if (!heatSelect.options.length) {
-        heatLabel = res.heatmap_label;
-        heatSelect.replaceChildren(...res.findings.map((f) => el("option", { value: f.label, selected: f.label === heatLabel, text: f.label })));
-      }
-    }
-    if (s.status === "received" || s.status === "analysing") setTimeout(loadStudy, 1500);
-    else if (!report) loadReport();
+    showFindings(s);
+    const noAi = refusedOrFailed(s);
+    $("no-ai").hidden = !noAi;
+    $("no-ai-reason").textContent = noAi ? reasonSentence(s) : "";
+    if (s.status === "received" || s.status === "analysing") {
+      noReport(T.report_analysing);
+      setTimeout(loadStudy, 1500);
+    } else if (!report) loadReport();
   }
 
-  // --- report, citations, versions
-  const form = document.getElementById("report-form");
-  const message = document.getElementById("report-message");
-  function fill(r) {
+  // --- report: what is on screen, what was loaded, and the difference between them
+  const form = $("report-form"), message = $("report-message"), signBtn = $("sign");
+  const onScreen = () => Object.fromEntries(SECTIONS.map((k) => [k, form.elements[k].value]));
+  const isEmpty = (sections) => SECTIONS.every((k) => !(sections[k] || "").trim());
+  function dirty() {
+    if (!report || form.hidden || !isRadiologist) return false;
+    return SECTIONS.some((k) => form.elements[k].value !== (loaded[k] || ""));
+  }
+  function refresh() {
+    const changed = dirty();
+    $("unsaved").hidden = !changed;
+    if (signBtn) signBtn.disabled = busy || (Boolean(report && report.signed_by) && !changed);
+    $("save").disabled = busy;
+  }
+  M.guardLeave(dirty);
+  form.addEventListener("input", refresh);
+
+  function noReport(text) {
+    const none = $("report-none");
+    none.textContent = text;
+    none.hidden = !text;
+  }
+  function showForm(r) {
     report = r;
-    document.getElementById("report-version").textContent = `· ${T.report_version} ${r.version}`;
-    const st = document.getElementById("report-status");
-    st.textContent = statusLabel(r.status);
-    st.dataset.status = r.status;
-    SECTIONS.forEach((k) => { form.elements[k].value = r.sections[k] || ""; });
-    const readOnly = document.body.dataset.role !== "radiologist";
-    SECTIONS.forEach((k) => { form.elements[k].readOnly = readOnly; });
-    document.getElementById("save").hidden = readOnly;
-    const sign = document.getElementById("sign");
-    if (sign) sign.disabled = Boolean(r.signed_by);
-    document.getElementById("citations").replaceChildren(...(r.citations || []).map((c) =>
+    loaded = { ...(r.sections || {}) };
+    SECTIONS.forEach((k) => { form.elements[k].value = loaded[k] || ""; form.elements[k].readOnly = !isRadiologist; });
+    $("save").hidden = !isRadiologist;
+    const fresh = r.version === 0;
+    $("report-version").textContent = fresh ? `· ${T.report_new}` : `· ${T.report_version} ${r.version}`;
+    const st = $("report-status");
+    st.textContent = fresh ? "" : statusLabel(r.status);
+    st.hidden = fresh;
+    st.dataset.status = r.status || "";
+    $("report-by-hand").hidden = !(fresh || r.ai_assisted === false);
+    $("export-pdf").hidden = fresh;
+    $("export-fhir").hidden = fresh;
+    $("citations").replaceChildren(...(r.citations || []).map((c) =>
       el("li", { id: "cite-" + c.n }, el("details", {}, el("summary", { text: `[${c.n}] ${c.title || c.source}` }),
         el("blockquote", { text: c.text }), el("p", { class: "note", text: `${c.source}${c.licence ? " · " + c.licence : ""}` })))));
+    $("citations-title").hidden = !(r.citations || []).length;
     form.hidden = false;
-    document.getElementById("report-none").hidden = true;
+    noReport("");
+    refresh();
   }
   async function loadReport() {
     const r = await api(`/api/v1/studies/${id}/report`);
-    if (r.status === 404) { document.getElementById("report-none").hidden = false; return; }
-    if (r.ok) { fill(r.data); loadVersions(); }
+    if (r.ok) { showForm(r.data); loadVersions(); return; }
+    if (r.status !== 404) { noReport(T.error_generic); return; }
+    const manual = $("manual-report");
+    const handWritable = study && refusedOrFailed(study);
+    if (manual) { manual.hidden = !handWritable; $("no-ai-hint").hidden = !handWritable; }
+    noReport(handWritable && manual ? "" : T.report_missing);
   }
+  const manualBtn = $("manual-report");
+  if (manualBtn) manualBtn.addEventListener("click", () => {
+    manualBtn.hidden = true;
+    $("no-ai-hint").hidden = true;
+    showForm({ version: 0, sections: {}, status: null, citations: [], ai_assisted: false });
+    form.elements.technique.focus();
+  });
+
+  // --- version history (times in the hospital's zone) and differences
   function diffLines(a, b) {
     const x = a.split("\n"), y = b.split("\n");
     const n = x.length, m = y.length, L = Array.from({ length: n + 1 }, () => new Array(m + 1).fill(0));
@@ -122,17 +192,21 @@
     return out.join("\n");
   }
   function asText(v) { return SECTIONS.map((k) => `${T["section_" + k]}:\n${v.sections[k] || ""}`).join("\n"); }
+  const when = (iso) => el("time", { datetime: iso, text: fmtTime(iso) });
   async function loadVersions() {
     const r = await api(`/api/v1/studies/${id}/report/versions`);
     if (!r.ok) return;
     const items = r.data.items;
-    document.getElementById("versions").replaceChildren(...items.map((v, k) => {
-      const li = el("li", {}, `${T.report_version} ${v.version} · ${statusLabel(v.status)} · ${v.author || "AI"}` +
-        (v.signed_by ? ` · ${T.history_signed_by}: ${v.signed_by}` : ""));
+    $("versions-title").hidden = !items.length;
+    $("versions").replaceChildren(...items.map((v, k) => {
+      const author = v.source === "ai" && !v.author ? T.author_ai : v.author || "—";
+      const li = el("li", { "data-version": v.version },
+        `${T.report_version} ${v.version} · ${statusLabel(v.status)} · ${author} · `, when(v.created_at));
+      if (v.signed_by) li.append(` · ${T.history_signed_by}: ${v.signed_by}, `, when(v.signed_at));
       if (k > 0) {
         const b = el("button", { type: "button", class: "link", text: T.history_compare });
         b.addEventListener("click", () => {
-          const d = document.getElementById("diff");
+          const d = $("diff");
           d.textContent = diffLines(asText(items[k - 1]), asText(v));
           d.hidden = false;
         });
@@ -140,20 +214,59 @@
       }
       return li;
     }));
+    $("zone-note").textContent = fill(T.time_zone_note, { zone: M.ZONE });
   }
-  form.addEventListener("submit", async (e) => {
+
+  // --- save and sign: the signed text is the text on screen
+  function say(r, okText) {
+    message.textContent = r.ok ? okText : r.status === 409 ? T.report_conflict : (r.data && r.data.detail) || T.error_generic;
+  }
+  async function save(sections) {
+    return api(`/api/v1/studies/${id}/report`, { method: "PUT", json: { version: report.version, sections } });
+  }
+  async function after(r, okText) {
+    say(r, okText);
+    if (r.ok) { showForm(r.data); loadVersions(); loadStudy(); }
+  }
+  async function withBusy(work) {
+    busy = true; refresh();
+    try { await work(); } finally { busy = false; refresh(); }
+  }
+  form.addEventListener("submit", (e) => {
     e.preventDefault();
-    const sections = Object.fromEntries(SECTIONS.map((k) => [k, form.elements[k].value]));
-    const r = await api(`/api/v1/studies/${id}/report`, { method: "PUT", json: { version: report.version, sections } });
-    message.textContent = r.ok ? T.report_saved : r.status === 409 ? T.report_conflict : (r.data && r.data.detail) || T.error_generic;
-    if (r.ok) { fill(r.data); loadVersions(); loadStudy(); }
+    const sections = onScreen();
+    if (report.version === 0 && isEmpty(sections)) { message.textContent = T.report_empty; return; }
+    withBusy(async () => after(await save(sections), T.report_saved));
   });
-  const sign = document.getElementById("sign");
-  if (sign) sign.addEventListener("click", async () => {
-    const r = await api(`/api/v1/studies/${id}/report/sign`, { method: "POST", json: { version: report.version } });
-    message.textContent = r.ok ? T.report_signed : r.status === 409 ? T.report_conflict : (r.data && r.data.detail) || T.error_generic;
-    if (r.ok) { fill(r.data); loadVersions(); loadStudy(); }
+  async function sign(sections) {
+    // A version that cannot take the text with its signature (a new hand report, or an edit of
+    // a signed one) is saved first; otherwise the server saves and signs in one transaction.
+    let version = report.version;
+    if (version === 0 || (report.signed_by && dirty())) {
+      const saved = await save(sections);
+      if (!saved.ok) { say(saved); return; }
+      showForm(saved.data);
+      version = saved.data.version;
+    }
+    await after(await api(`/api/v1/studies/${id}/report/sign`, { method: "POST", json: { version, sections } }), T.report_signed);
+  }
+  const dialog = $("sign-dialog");
+  if (signBtn) signBtn.addEventListener("click", () => {
+    const sections = onScreen();
+    if (isEmpty(sections)) { message.textContent = T.report_empty; return; }
+    $("sign-preview").replaceChildren(...SECTIONS.flatMap((k) => [
+      el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]));
+    dialog.showModal();
+    $("sign-cancel").focus();
   });
+  if (dialog) {
+    $("sign-cancel").addEventListener("click", () => dialog.close());
+    $("sign-confirm").addEventListener("click", () => {
+      const sections = onScreen();  // what the dialog showed: nothing can edit behind a modal
+      dialog.close();
+      withBusy(() => sign(sections));
+    });
+  }
   apply();
   loadStudy();
 })();

@@ -1,6 +1,6 @@
 "use strict";
 (function () {
-  const { T, api, el, statusLabel, showError } = window.medai;
+  const { T, api, el, statusLabel, showError, taskName, fmtTime } = window.medai;
   const body = document.querySelector("#worklist tbody");
   const filters = document.getElementById("filters");
   let timer = null;
@@ -16,9 +16,9 @@
       el("td", {}, el("a", { href: "/studies/" + s.id, text: String(s.id) })),
       el("td", {}, el("span", { class: "badge status-" + s.status, "data-status": s.status, text: statusLabel(s.status) }),
         s.urgent ? el("span", { class: "badge urgent", text: T.urgent }) : ""),
-      el("td", { text: s.task }),
+      el("td", { text: taskName(s.task) }),
       el("td", { text: s.patient_ref || "—" }),
-      el("td", { text: new Date(s.created_at).toLocaleString(document.documentElement.lang) }))));
+      el("td", {}, el("time", { datetime: s.created_at, text: fmtTime(s.created_at) })))));
     document.getElementById("worklist-empty").hidden = r.data.items.length > 0;
     const busy = r.data.items.some((s) => s.status === "received" || s.status === "analysing");
     clearTimeout(timer);
