@@ -117,12 +117,13 @@ def test_kiosk_triage_shows_the_urgent_banner_on_a_phone(server, browser, shots)
     page.goto("/triage")
     page.get_by_label("Şikâyetiniz (Türkçe)").fill(URGENT_TEXT)
     page.get_by_role("button", name="Bölüm öner").click()
-    banner = page.locator("#urgent-banner")
+    banner = page.locator("#triage-result .urgent-banner")
     banner.wait_for(state="visible")
     assert "ACİL" in banner.inner_text()
     box = banner.bounding_box()
     assert box["y"] >= 0 and box["y"] + 40 <= PHONE["height"]  # above the fold
-    assert page.locator(".disclosure").first.is_visible()
+    assert "yapay zekâ destekli" in page.locator("#triage-result .neutral-line").inner_text()
+    assert page.locator("#triage-result .bars").count() == 0  # nothing contradicts it
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.screenshot(path=str(shots / "triage-urgent-phone.png"), full_page=True)
     assert watch.hosts == {urlparse(base).netloc}
@@ -136,10 +137,10 @@ def test_language_switch_and_calm_triage(server, browser):
     page.get_by_role("link", name="English").click()
     page.get_by_label("Complaint (in Turkish)").fill("iki haftadır kulağımda çınlama var")
     page.get_by_role("button", name="Suggest a department").click()
-    page.locator("#departments li").first.wait_for()
-    assert page.locator("#urgent-banner").is_hidden()
-    assert page.locator("#departments li").count() >= 1
-    assert "not a diagnosis" in page.locator(".disclosure").inner_text()
+    page.locator("#triage-result .bars li").first.wait_for()
+    assert page.locator(".urgent-banner").count() == 0
+    assert page.locator("#triage-result .bars li").count() >= 1
+    assert "not a diagnosis" in page.locator("#triage-result .disclosure").inner_text()
     ctx.close()
 
 
@@ -213,7 +214,7 @@ def test_phone_worklist_has_no_horizontal_scroll(server, browser, shots):
     ctx.close()
 
 
-@pytest.mark.parametrize("username, path", [(None, "/triage"), (None, "/login"),
+@pytest.mark.parametrize("username, path", [(None, "/triage"), (None, "/kiosk"), (None, "/login"),
                                             ("rad1", "/worklist"), ("rad1", "/studies/1"),
                                             ("clin", "/chat?study=1"), ("admin", "/admin"),
                                             ("pat1", "/history")])

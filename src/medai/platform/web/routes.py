@@ -32,6 +32,8 @@ HOME_FOR = {"admin": "/admin", "radiologist": "/worklist", "clinician": "/workli
 PAGES: dict[str, tuple[str, frozenset[str] | None]] = {
     "login": ("login.html", None),
     "triage": ("triage.html", None),
+    "kiosk": ("triage.html", None),  # a registered kiosk's screen (its cookie)
+    "kiosk_enrol": ("kiosk_enrol.html", None),
     "worklist": ("worklist.html", frozenset({"radiologist", "clinician"})),
     "study": ("study.html", frozenset({"radiologist", "clinician"})),
     "chat": ("chat.html", frozenset({"radiologist", "clinician"})),
@@ -94,9 +96,40 @@ def login_page(request: Request) -> Response:
     return render(request, "login")
 
 
+def kiosk_defaults() -> dict[str, int]:
+    """Kiosk settings the pages show: the idle seconds before a shared triage screen clears
+    itself, the daily quota a new kiosk gets."""
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    return {"idle_s": settings.kiosk_idle_s, "daily_quota": settings.kiosk_device_quota}
+
+
+templates.env.globals["kiosk_defaults"] = kiosk_defaults
+
+
 @router.get("/triage", response_class=HTMLResponse)
 def triage_page(request: Request) -> Response:
     return render(request, "triage")
+
+
+@router.get("/kiosk", response_class=HTMLResponse)
+def kiosk_page(request: Request) -> Response:
+    """A registered kiosk's triage screen (by its cookie), else the enrolment form. Never
+    stored by the browser, so the next patient cannot go back to the previous one's page."""
+    from medai.platform.api.kiosks import kiosk_of
+
+    try:
+        kiosk, problem = kiosk_of(request), None
+    except ApiError as exc:  # kiosk_revoked | kiosk_unknown
+        kiosk, problem = None, exc.code
+    who = _who(request)
+    if who is not None and who.user is not None:
+        problem = "signed_in"  # a session would outlive the patient who opened it
+    response = (render(request, "kiosk", kiosk=kiosk.name) if kiosk and not problem
+                else render(request, "kiosk_enrol", problem=problem))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.get("/worklist", response_class=HTMLResponse)

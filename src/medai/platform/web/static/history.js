@@ -1,17 +1,18 @@
+// The patient's own triage requests: each result rendered by the same function, from the same
+// stored result, as the screen that answered it (triage_view.js).
 "use strict";
 (function () {
-  const { T, api, el, pct } = window.medai;
+  const { T, api, el } = window.medai;
+  const view = window.medai.triageView;
+  const when = (iso) => (window.medai.fmtTime ? window.medai.fmtTime(iso)
+    : new Date(iso).toLocaleString(document.documentElement.lang));
   api("/api/v1/triage/history").then((r) => {
     if (!r.ok) return;
     const list = document.getElementById("history");
-    list.replaceChildren(...r.data.items.map((i) => {
-      const top = (i.result.departments || [])[0];
-      return el("li", { class: i.urgent ? "is-urgent" : null },
-        el("time", { datetime: i.created_at, text: new Date(i.created_at).toLocaleString(document.documentElement.lang) }),
-        i.urgent ? el("span", { class: "badge urgent", text: T.urgent }) : "",
-        el("p", { text: i.complaint }),
-        top ? el("p", { class: "note", text: (document.body.dataset.lang === "en" ? top.name_en : top.name) + " " + pct(top.probability) }) : "");
-    }));
+    list.replaceChildren(...r.data.items.map((i) => el("li", { class: i.urgent ? "is-urgent" : null, "data-id": i.id },
+      el("p", { class: "history-meta" }, el("time", { datetime: i.created_at, text: when(i.created_at) })),
+      el("blockquote", { class: "complaint", text: i.complaint }),
+      view.render(i.result, { live: false }))));
     document.getElementById("history-empty").hidden = r.data.items.length > 0;
   });
 })();
