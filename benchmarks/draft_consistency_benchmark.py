@@ -72,7 +72,7 @@ def judge(rec: dict) -> dict[str, list[str]]:
     if spec.multilabel:
         if spec.normal in held and diseases:
             problems["structure"].append("normal beside a disease")
-        if not held:
+        if not held and spec.normal is not None:
             problems["structure"].append("neither normal nor a finding")
         for lab in held:
             missing = [a for a in ancestors(spec, lab) if a in spec.labels and a not in held]
@@ -98,9 +98,12 @@ def summarise(records: list[dict]) -> dict:
         drafted = [r for r in rs if not r["refused"]]
         judged = [judge(r) for r in drafted]
         any_bad = [j for j in judged if any(j.values())]
+        exclusive_rule = ("normal beside a disease", "neither normal nor a finding", "classes on")
         out[task] = {"images": len(rs), "refused": len(rs) - len(drafted),
                      "drafted": len(drafted), "contradicting": len(any_bad),
                      "structure": sum(bool(j["structure"]) for j in judged),
+                     "issue_criterion": sum(any(k in p for p in j["structure"]
+                                                for k in exclusive_rule) for j in judged),
                      "draft_tr": sum(bool(j.get("tr")) for j in judged),
                      "draft_en": sum(bool(j.get("en")) for j in judged),
                      "examples": [p for j in any_bad[:5] for p in
@@ -158,12 +161,15 @@ def main() -> None:
     meta = {"baseline": args.baseline, "data": {t: str(p) for t, p in manifests.items()}}
     (args.out / "results.json").write_text(json.dumps({**meta, **results}, indent=2,
                                                       ensure_ascii=False) + "\n")
-    lines = ["| version | task | images | refused | drafted | contradicting | impossible "
-             "findings | TR draft | EN draft |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| version | task | images | refused | drafted | contradicting (any) | normal beside "
+             "a disease, neither, or not one MRI class | impossible findings (hierarchy "
+             "included) | TR draft ≠ findings | EN draft ≠ findings |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for version, per_task in results.items():
         for task, s in per_task.items():
             lines.append(f"| {version} | {task} | {s['images']} | {s['refused']} | "
-                         f"{s['drafted']} | **{s['contradicting']}** | {s['structure']} | "
+                         f"{s['drafted']} | **{s['contradicting']}** | {s['issue_criterion']} | "
+                         f"{s['structure']} | "
                          f"{s['draft_tr']} | {s['draft_en']} |")
     (args.out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

@@ -36,6 +36,7 @@ def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs
                     n_boot: int = 1000, with_sources: bool = True) -> dict:
     per_label = {}
     aurocs, f1s = [], []
+    raw, probs = probs, hierarchical_scores(task, labels, probs)
     for j, lab in enumerate(labels):
         mask = ~np.isnan(targets[:, j])
         y, s = targets[mask, j].astype(int), probs[mask, j]
@@ -50,18 +51,35 @@ def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs
               float(np.mean(aurocs)) if aurocs else None,
               "macro_f1_thresholded": float(np.mean(f1s)) if f1s else None,
               "per_label": per_label}
-    result.update(_exclusive_metrics(task, labels, targets, probs, thresholds))
+    result.update(_exclusive_metrics(task, labels, targets, raw, thresholds))
     if result.get("macro_f1") is None:
         result["macro_f1"] = result["macro_f1_thresholded"]
     if with_sources and sources is not None and len(set(sources)) > 1:
         result["per_source"] = {}
         for src in sorted({s or "" for s in sources}):
             idx = np.array([(s or "") == src for s in sources])
-            sub = evaluate_arrays(task, labels, targets[idx], probs[idx], thresholds,
+            sub = evaluate_arrays(task, labels, targets[idx], raw[idx], thresholds,
                                   n_boot=200, with_sources=False)
             result["per_source"][src] = {k: sub.get(k) for k in
                                          ("n", "macro_auroc", "accuracy", "macro_f1")}
     return result
+
+
+def hierarchical_scores(task: str, labels: Sequence[str], probs: np.ndarray) -> np.ndarray:
+    """A parent label scored as its strongest descendant at least (a COVID-19 pneumonia is a
+    viral pneumonia, whatever the viral output says), the scores the decision's closed
+    hierarchy implies; labels outside the hierarchy keep their probability."""
+    from medai.imaging.decision import ancestors
+    from medai.imaging.labels import space
+
+    spec = space(task)
+    out = np.array(probs, dtype=float, copy=True)
+    for j, lab in enumerate(labels):
+        for parent in ancestors(spec, lab):
+            if parent in labels:
+                k = list(labels).index(parent)
+                out[:, k] = np.maximum(out[:, k], probs[:, j])
+    return out
 
 
 def _thresholds(thresholds) -> dict[str, float]:
