@@ -31,6 +31,7 @@ IDLE_S = 60
 URGENT = "babam aniden konuşamıyor, ağzı bir tarafa kaydı, sağ kolunu kaldıramıyor"
 CALM = "Yüzümde sivilce ve akne var, kaşıntı da var"
 OTHER_DEPARTMENT = "dişim 3 gündür sızlıyor, dolgu mu kanal tedavisi mi"
+ENGLISH = "I have had itchy red patches on my arms for two weeks"
 OTHER = [  # complaints of departments the model does not learn (its scope gate's negatives)
     "{n} haftalık hamileyim, kasıklarımda hafif çekilme oluyor normal mi",
     "adet gecikmem var, gebelik testi negatif, ne yapmalıyım",
@@ -170,7 +171,8 @@ def test_an_urgent_complaint_shows_only_the_banner(page_for, shots, lang, viewpo
     page.screenshot(path=str(shots / f"urgent-{lang}-{viewport['width']}.png"), full_page=True)
 
 
-@pytest.mark.parametrize("lang, viewport", [("tr", PHONE), ("en", DESKTOP)])
+@pytest.mark.parametrize("lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP),
+                                            ("en", DESKTOP)])
 def test_a_complaint_outside_the_departments_sends_to_the_desk_without_bars(
         page_for, shots, lang, viewport):
     page = page_for(viewport)
@@ -185,7 +187,8 @@ def test_a_complaint_outside_the_departments_sends_to_the_desk_without_bars(
                     full_page=True)
 
 
-@pytest.mark.parametrize("lang, viewport", [("tr", PHONE), ("en", DESKTOP)])
+@pytest.mark.parametrize("lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP),
+                                            ("en", DESKTOP)])
 def test_a_department_is_suggested_with_its_bars_labelled_as_ai(page_for, shots, lang,
                                                                  viewport):
     page = page_for(viewport)
@@ -212,6 +215,22 @@ def test_an_unsure_model_says_so_without_bars(page_for, shots):
     assert "emin değil" in shown and "%" not in shown
     assert page.locator("#triage-result .bars").count() == 0
     page.screenshot(path=str(shots / "low-confidence-tr-360.png"), full_page=True)
+
+
+def test_an_english_complaint_is_checked_for_red_flags_but_gets_no_department(page_for, shots,
+                                                                              server):
+    import httpx
+
+    body = httpx.post(f"{server}/api/v1/triage", json={"text": ENGLISH}, timeout=120).json()
+    if "language" not in body:
+        pytest.skip("the triage result does not name the complaint's language yet")
+    page = page_for(PHONE)
+    ask(page, ENGLISH, lang="en")
+    assert outcome(page) == "not_turkish"
+    shown = page.locator("#triage-result").inner_text()
+    assert "read complaints written in Turkish" in shown and "yalnızca Türkçe" in shown
+    assert page.locator("#triage-result .bars").count() == 0 and "%" not in shown
+    page.screenshot(path=str(shots / "not-turkish-real-en-360.png"), full_page=True)
 
 
 @pytest.mark.parametrize("urgent", [False, True])

@@ -40,7 +40,9 @@ class ErrorOut(BaseModel):
     code: str = Field(..., description="bad_request | invalid | unusable_image | "
                                        "image_refused | too_large | not_found | unavailable | "
                                        "overloaded | unauthenticated | forbidden | "
-                                       "conflict | throttled | internal")
+                                       "conflict | throttled | internal; on the platform also "
+                                       "kiosk_quota_exhausted (429), kiosk_revoked and "
+                                       "kiosk_unknown (401)")
     errors: list[FieldError] | None = None
 
 
