@@ -188,6 +188,10 @@ def test_wrong_enrolment_codes_are_throttled(env, monkeypatch):
              for _ in range(11)]
     assert codes == [404] * 10 + [429]
     assert client.post("/api/v1/kiosk/enrol", json={"code": code}).status_code == 429
+    outcomes = [e["outcome"] for e in client.get(
+        "/api/v1/audit", headers=admin, params={"action": "login", "target_type": "kiosk"}
+    ).json()["items"]]
+    assert outcomes == ["failed"] * 10 + ["throttled"] * 2
 
 
 def test_a_revoked_kiosk_stops_at_once_and_its_name_is_free_again(env):

@@ -165,12 +165,14 @@ def enrol(body: KioskEnrolIn, request: Request) -> JSONResponse:
     now, client = p.clock(), client_key(request)
     window = now - timedelta(seconds=settings.login_window_s)
     with p.db.session() as db:
-        if kiosks.enrol_failures(db, client, window) >= settings.login_max_failures * \
-                CLIENT_FACTOR:
+        throttled = (kiosks.enrol_failures(db, client, window)
+                     >= settings.login_max_failures * CLIENT_FACTOR)
+        if throttled:
             audit.record(db, audit.Actor("kiosk-enrol", client=client), "login", "kiosk", None,
                          outcome="throttled")
-            raise ApiError(429, "throttled", "too many wrong enrolment codes; try later",
-                           headers={"Retry-After": str(int(settings.login_window_s))})
+    if throttled:  # raised after the audit event is committed
+        raise ApiError(429, "throttled", "too many wrong enrolment codes; try later",
+                       headers={"Retry-After": str(int(settings.login_window_s))})
     try:
         with p.db.session() as db:
             kiosk, secret = kiosks.enrol(db, body.code, now)
