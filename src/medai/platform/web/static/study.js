@@ -81,9 +81,10 @@
     $("findings").tBodies[0].replaceChildren(...res.findings.map((f) => {
       const note = basisNote(s.task, f);
       return el("tr", { class: f.positive ? "positive" : null },
-        el("th", { scope: "row", text: labelName(s.task, f.label) }), el("td", { text: pct(f.probability) }),
-        el("td", { text: pct(f.threshold) }),
-        el("td", {}, f.positive ? T.yes : T.no,
+        el("th", { scope: "row", text: labelName(s.task, f.label) }),
+        el("td", { "data-label": T.col_probability, text: pct(f.probability) }),
+        el("td", { "data-label": T.col_threshold, text: pct(f.threshold) }),
+        el("td", { "data-label": T.col_decision }, f.positive ? T.yes : T.no,
           note ? el("span", { class: "basis", text: note }) : ""));
     }));
     if (res.model) {
