@@ -91,7 +91,9 @@ def bearer(client, username: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-def wait_status(client, headers, study_id: int, want: set[str], timeout: float = 60.0) -> dict:
+def wait_status(client, headers, study_id: int, want: set[str], timeout: float = 240.0) -> dict:
+    """Poll until the background analysis reaches a wanted status (returns at once when it
+    does; the long limit only matters on a heavily loaded machine)."""
     import time
 
     end = time.monotonic() + timeout

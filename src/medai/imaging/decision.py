@@ -185,9 +185,9 @@ def _multilabel(task: Task, labels: list[str], p: dict[str, float],
                                   fragile=lab in policy.fragile))
     stated = [lab for lab in positives if lab != normal and not any(
         lab in ancestors(task, other) for other in positives)]
-    if diseases:
+    if diseases:  # the leading finding is the strongest of the most specific ones
         state: State = "abnormal"
-        primary = max(diseases, key=lambda lab: margins[lab])
+        primary = max(stated or diseases, key=lambda lab: margins[lab])
     elif normal is not None and normal in positives_set:
         state, primary = "normal", normal
     else:
