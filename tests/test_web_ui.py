@@ -163,7 +163,8 @@ def test_study_from_upload_to_signed_report_and_exports(server, browser, shots):
     page.get_by_label("Isı haritası", exact=True).check()
     heat = page.locator("#heatmap")
     heat.wait_for(state="visible")
-    page.wait_for_function("() => document.getElementById('heatmap').naturalWidth > 0")  # CSP: no eval
+    # a function, not an expression: an expression string is eval, which the CSP refuses
+    page.wait_for_function("() => document.getElementById('heatmap').naturalWidth > 0")
     page.get_by_role("slider", name="Yakınlaştır").fill("2")
     page.locator("#sec-impression").wait_for()
     page.locator("#sec-impression").fill("Radyolog tarafından düzenlendi.")
