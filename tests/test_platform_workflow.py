@@ -100,6 +100,7 @@ def test_signing_with_an_unsaved_edit_saves_and_signs_that_text(env):
     body = signed.json()
     assert body["sections"]["impression"] == "Radyoloğun düzelttiği izlenim."
     assert body["status"] == "final" and body["signed_by"] == "rad1" and body["version"] == 3
+    assert body["signed_at_local"].endswith("(Europe/Istanbul)")  # as people read the time
     versions = client.get(f"{url}/versions", headers=rad).json()["items"]
     assert [(v["version"], v["source"], v["signed_by"]) for v in versions] == [
         (1, "ai", None), (2, "human", None), (3, "human", "rad1")]

@@ -94,8 +94,9 @@ class Settings(BaseSettings):
                                      description="how long a kiosk's one-time enrolment code "
                                                  "stays valid")
     timezone: str = Field(default="Europe/Istanbul",
-                          description="the hospital's IANA time zone: daily quotas restart at "
-                                      "its midnight")
+                          description="the hospital's IANA time zone: every date people read "
+                                      "(report history, signatures, PDFs) is shown in it, and "
+                                      "daily quotas restart at its midnight")
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

@@ -135,6 +135,16 @@ def sign(db: Session, study: Study, version: int, user: User,
     return row
 
 
+def _local(db: Session, row: ReportVersion) -> dict[str, str | None]:
+    """When, as people read it: the hospital's time zone, in the study's report language."""
+    from medai.platform.localtime import format_local
+
+    study = db.get(Study, row.study_id)
+    lang = study.language if study is not None else "tr"
+    return {"created_at_local": format_local(row.created_at, lang),
+            "signed_at_local": format_local(row.signed_at, lang)}
+
+
 def _text_of(row: ReportVersion) -> dict[str, str]:
     return {name: (row.sections or {}).get(name, "") for name in SECTIONS}
 
@@ -153,5 +163,6 @@ def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
             "signed_by": signer.username if signer else None,
             "signed_at": row.signed_at.isoformat() + "Z" if row.signed_at else None,
             "created_at": row.created_at.isoformat() + "Z",
+            **_local(db, row),
             "ai_assisted": (assisted := ai_assisted(db, row.study_id)),
             "ai_disclosure": AI_DISCLOSURE if assisted else HAND_DISCLOSURE}

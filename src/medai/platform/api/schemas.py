@@ -107,6 +107,9 @@ class ReportOut(BaseModel):
     signed_by: str | None
     signed_at: str | None
     created_at: str
+    created_at_local: str | None = Field(None, description="created_at in MEDAI_TIMEZONE, "
+                                         "as the report's language writes dates")
+    signed_at_local: str | None = None
     ai_assisted: bool = True
     ai_disclosure: str
 
