@@ -61,7 +61,7 @@ def test_predict_explain_and_onnx_agree(tiny, tmp_path):
                  "--out", str(out))
     assert r["label"] in {f["label"] for f in eager["findings"]}
     cam = np.asarray(Image.open(out))
-    assert cam.shape[:2] == (48, 48) and cam.ndim == 3
+    assert cam.shape[1] == 48 and cam.shape[0] > 48 and cam.ndim == 3  # film, label band under
 
 
 def test_wrong_task_and_bad_images(tiny, tmp_path):
