@@ -77,6 +77,29 @@ def png_bytes(seed: int = 0, size=(80, 96)) -> bytes:
     return buf.getvalue()
 
 
+def colour_png() -> bytes:
+    """A colour photograph-like image: the AI refuses it (radiographs are grayscale)."""
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:240, 0:320]
+    rgb = np.stack([(x * 255 // 320), (y * 255 // 240), 255 - (x * 255 // 320)], -1)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.astype("uint8"), "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def refused_study(app, client, headers) -> int:
+    """A study whose image the AI refuses (a colour photograph), analysed: its id."""
+    r = client.post("/api/v1/studies", headers=headers,
+                    files={"file": ("photo.png", colour_png(), "image/png")},
+                    data={"task": "cxr"})
+    assert r.status_code == 201, r.text
+    study = wait_status(client, headers, r.json()["id"], {"refused"})
+    assert study["ai_result"]["reason_code"] == "colour_photo"
+    return study["id"]
+
+
 def add_users(app, users: dict[str, str] = USERS) -> None:
     from medai.platform import accounts
 

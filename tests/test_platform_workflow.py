@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from platform_helpers import bearer, clinic, png_bytes, wait_status
+from platform_helpers import bearer, clinic, png_bytes, refused_study, wait_status
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -119,6 +119,31 @@ def test_signing_with_an_unsaved_edit_saves_and_signs_that_text(env):
     edits = client.get("/api/v1/audit", headers=admin,
                        params={"action": "edit", "target_id": str(sid)}).json()["items"]
     assert [e["outcome"] for e in edits] == ["ok"]
+    # an amendment of a signed report, typed and signed at once: one transaction
+    amended = client.post(f"{url}/sign", headers=rad, json={
+        "version": 3, "sections": {**screen, "impression": "Düzeltme."}}).json()
+    assert (amended["version"], amended["status"], amended["signed_by"]) == (5, "amended", "rad1")
+    assert amended["sections"]["impression"] == "Düzeltme."
+    again = client.post(f"{url}/sign", headers=rad, json={"version": 5,
+                                                          "sections": amended["sections"]})
+    assert again.status_code == 409  # the same text, already signed
+
+
+def test_a_report_written_by_hand_is_saved_and_signed_at_once(env):
+    app, client = env
+    rad = bearer(client, "rad1")
+    sid = refused_study(app, client, rad)
+    url = f"/api/v1/studies/{sid}/report"
+    empty = client.post(f"{url}/sign", headers=rad, json={"version": 0, "sections": {}})
+    assert empty.status_code == 422 and client.get(url, headers=rad).status_code == 404
+    hand = {"technique": "PA akciğer grafisi.", "findings": "Sağ alt zonda konsolidasyon.",
+            "impression": "Pnömoni ile uyumlu.", "recommendation": ""}
+    signed = client.post(f"{url}/sign", headers=rad, json={"version": 0, "sections": hand})
+    assert signed.status_code == 200, signed.text
+    body = signed.json()
+    assert (body["version"], body["status"], body["source"]) == (2, "final", "human")
+    assert body["ai_assisted"] is False and "without an AI draft" in body["ai_disclosure"]
+    assert client.get(f"/api/v1/studies/{sid}", headers=rad).json()["status"] == "final"
 
 
 def test_two_radiologists_signing_at_once_exactly_one_wins(env):

@@ -9,7 +9,6 @@ The names checks at the top need no browser. Screenshots land in ``MEDAI_SCREENS
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -22,7 +21,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from platform_helpers import PASSWORD, cli_add_user, free_port, png_bytes, start_serve
+from platform_helpers import (
+    PASSWORD,
+    cli_add_user,
+    colour_png,
+    free_port,
+    png_bytes,
+    start_serve,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "medai"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -159,18 +165,6 @@ def open_page(browser, base, viewport=DESKTOP, user: str | None = "rad1", lang: 
         page.locator("#login-form button[type=submit]").click()
         page.wait_for_url(lambda url: "/login" not in url)
     return ctx, page
-
-
-def colour_png() -> bytes:
-    """A colour photograph-like image: the AI refuses it (radiographs are grayscale)."""
-    import numpy as np
-    from PIL import Image
-
-    y, x = np.mgrid[0:240, 0:320]
-    rgb = np.stack([(x * 255 // 320), (y * 255 // 240), 255 - (x * 255 // 320)], -1)
-    buf = io.BytesIO()
-    Image.fromarray(rgb.astype("uint8"), "RGB").save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def upload(page, data: bytes, ref: str) -> dict:

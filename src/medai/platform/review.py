@@ -113,18 +113,22 @@ def sign(db: Session, study: Study, version: int, user: User,
     """Sign the current version: a new version carrying the signature (``final``, or
     ``amended`` for a signed amendment).
 
-    ``sections`` is the text on the signer's screen: when it differs from version ``version``,
-    it is saved as a new version and that one is signed, in the caller's one transaction (an
-    unsaved edit is never lost, and never signed without being stored)."""
+    ``sections`` is the text on the signer's screen: when it differs from version ``version``
+    (or there is no report yet: ``version`` 0, a report written by hand), it is saved as a new
+    version (an amendment of a signed one) and that one is signed, in the caller's one
+    transaction (an unsaved edit is never lost, and never signed without being stored)."""
     cur = current(db, study.id)
     _expect(cur, version)
+    if sections is not None and (cur is None or check_sections(sections) != _text_of(cur)):
+        # a first report written by hand, an edit, or an amendment of a signed report
+        cur = edit(db, study, version, sections, user)
+        version = cur.version
     if cur is None:
         raise Conflict("there is no report to sign")
     if cur.signed_by is not None:
         raise Conflict(f"version {version} is already signed")
-    if sections is not None and check_sections(sections) != _text_of(cur):
-        cur = edit(db, study, version, sections, user)
-        version = cur.version
+    if not any(text.strip() for text in _text_of(cur).values()):
+        raise ReviewError("the report is empty: there is nothing to sign")
     row = ReportVersion(study_id=study.id, version=version + 1,
                         status="final" if cur.status == "preliminary" else "amended",
                         source="human", sections=cur.sections, citations=cur.citations,

@@ -131,7 +131,8 @@ class ReportEdit(Strict):
 
 
 class SignIn(Strict):
-    version: int = Field(..., ge=1, le=1_000_000)
+    version: int = Field(..., ge=0, le=1_000_000, description=(
+        "the version on screen (0 with `sections`: a first report written by hand)"))
     sections: Sections | None = Field(None, description=(
         "the text on the signer's screen; when it differs from `version`, it is saved as a "
         "new version and that version is signed, in one transaction"))

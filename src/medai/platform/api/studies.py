@@ -248,7 +248,7 @@ def sign_report(study_id: int, body: SignIn, request: Request,
         row = review.sign(db, study, body.version, who.user, sections)
         if row.version > body.version + 1:  # the screen's unsaved edit was saved first
             audit.record(db, who.actor, "edit", "report", study_id, version=row.version - 1,
-                         status="preliminary" if row.status == "final" else row.status,
+                         status="amended" if row.status == "amended" else "preliminary",
                          with_signature=True)
         return row
 

@@ -240,16 +240,10 @@
     withBusy(async () => after(await save(sections), T.report_saved));
   });
   async function sign(sections) {
-    // A version that cannot take the text with its signature (a new hand report, or an edit of
-    // a signed one) is saved first; otherwise the server saves and signs in one transaction.
-    let version = report.version;
-    if (version === 0 || (report.signed_by && dirty())) {
-      const saved = await save(sections);
-      if (!saved.ok) { say(saved); return; }
-      showForm(saved.data);
-      version = saved.data.version;
-    }
-    await after(await api(`/api/v1/studies/${id}/report/sign`, { method: "POST", json: { version, sections } }), T.report_signed);
+    if (isEmpty(sections)) { message.textContent = T.report_empty; return; }
+    // the server saves the text on screen (a first hand-written report, an edit, an amendment of
+    // a signed report) and signs that version in one transaction: all or nothing
+    await after(await api(`/api/v1/studies/${id}/report/sign`, { method: "POST", json: { version: report.version, sections } }), T.report_signed);
   }
   const dialog = $("sign-dialog");
   if (signBtn) signBtn.addEventListener("click", () => {
