@@ -207,7 +207,7 @@ def test_signing_with_an_unsaved_edit_signs_the_text_on_screen(server, browser, 
     page.locator("#report-form").wait_for()
     unsaved = page.locator("#unsaved")
     assert unsaved.is_hidden()
-    page.get_by_label("İzlenim", exact=True).fill(EDIT)
+    page.get_by_label("Sonuç", exact=True).fill(EDIT)
     assert unsaved.is_visible() and unsaved.inner_text() == "Kaydedilmemiş değişiklik"
     page.get_by_role("button", name="İmzala", exact=True).click()
     dialog = page.locator("#sign-dialog")
@@ -247,11 +247,11 @@ def test_a_stale_signature_is_refused_and_the_text_stays_on_screen(server, brows
                              headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"},
                              data=json.dumps({"version": 1, "sections": {"impression": "x"}}))
     assert other.status == 200
-    page.get_by_label("İzlenim", exact=True).fill(EDIT)
+    page.get_by_label("Sonuç", exact=True).fill(EDIT)
     page.get_by_role("button", name="İmzala", exact=True).click()
     page.get_by_role("button", name="Bu metni imzala").click()
     page.locator("#report-message").filter(has_text="başka biri").wait_for()
-    assert page.get_by_label("İzlenim", exact=True).input_value() == EDIT  # nothing lost
+    assert page.get_by_label("Sonuç", exact=True).input_value() == EDIT  # nothing lost
     assert page.locator("#unsaved").is_visible()
     current = get(page, f"/api/v1/studies/{study['id']}/report")
     assert current["signed_by"] is None and current["sections"]["impression"] == "x"

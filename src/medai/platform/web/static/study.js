@@ -88,7 +88,9 @@
           note ? el("span", { class: "basis", text: note }) : ""));
     }));
     if (res.model) {
-      $("model-line").textContent = `${T.col_model}: ${res.model.name} ${res.model.version} (${res.model.content_hash.slice(0, 19)}…)`;
+      // a version that is the model's creation time reads as a local date, not a raw ISO string
+      const version = /^\d{4}-\d\d-\d\dT/.test(res.model.version) ? fmtTime(res.model.version) : res.model.version;
+      $("model-line").textContent = `${T.col_model}: ${res.model.name} ${version} (${res.model.content_hash.slice(0, 19)}…)`;
     }
     if (!heatSelect.options.length) {
       heatSelect.replaceChildren(...res.findings.map((f) => el("option", {
