@@ -1,7 +1,8 @@
 """Triage prediction: top-k departments, abstention, and red flags that always win.
 
-The order of precedence is fixed and safety-first: red flags (rules, no model involved) →
-abstain when the model is unsure → the model's departments. Every result is labelled as an AI
+The order of precedence is fixed and safety-first: red flags (checked in every language) →
+abstain when the complaint is not Turkish (the department model reads only Turkish), out of the
+model's scope, or the model is unsure → the model's departments. Every result is labelled as an AI
 suggestion for staff, never as a diagnosis.
 """
 
@@ -17,6 +18,7 @@ from medai.core.registry import ModelCard, ModelLoadError, model_identity
 from medai.core.text import validate_complaint
 from medai.triage import departments, red_flags
 from medai.triage import models as model_families
+from medai.triage.language import detect_language
 from medai.triage.results import DepartmentScore, Recommendation, TriageResult
 from medai.triage.scope import ScopeGate
 
@@ -31,6 +33,10 @@ OUT_OF_SCOPE_TR = ("Bu şikâyet, bu modelin bildiği bölümlerden biriyle ilgi
                    "genel triyaj / danışma birimine başvurun.")
 OUT_OF_SCOPE_EN = ("This complaint is not about a department this model knows: please go to the "
                    "general triage desk.")
+NOT_TURKISH_TR = ("Bölüm önerisi yalnızca Türkçe şikâyetler için yapılabiliyor: lütfen genel "
+                  "triyaj / danışma birimine başvurun.")
+NOT_TURKISH_EN = ("Departments can be suggested only for complaints written in Turkish: please go "
+                  "to the general triage desk.")
 
 
 def choose_min_confidence(proba: np.ndarray, y_true: np.ndarray, target_accuracy: float = 0.95,
@@ -102,8 +108,11 @@ class TriagePredictor:
                                           probability=float(proba[i])))
         report = self.flag_engine.check(text)
         flags = report.flags
+        language = detect_language(text).language
         out_of_scope = p_other is not None and p_other >= self.scope.threshold
-        abstained = scores[0].probability < threshold or out_of_scope
+        reason = ("not_turkish" if language != "tr" else "out_of_scope" if out_of_scope
+                  else "low_confidence" if scores[0].probability < threshold else None)
+        abstained = reason is not None
         warnings = []
         if len(self.labels) < len(departments.DEPARTMENTS):
             warnings.append(f"model knows {len(self.labels)} of {len(departments.DEPARTMENTS)} "
@@ -111,7 +120,10 @@ class TriagePredictor:
         if flags:  # most urgent first: its advice leads
             rec = Recommendation(kind="emergency", text_tr=flags[0].advice_tr,
                                  text_en=flags[0].advice_en, level=flags[0].level)
-        elif out_of_scope:
+        elif reason == "not_turkish":
+            rec = Recommendation(kind="general_triage", text_tr=NOT_TURKISH_TR,
+                                 text_en=NOT_TURKISH_EN)
+        elif reason == "out_of_scope":
             rec = Recommendation(kind="general_triage", text_tr=OUT_OF_SCOPE_TR,
                                  text_en=OUT_OF_SCOPE_EN)
         elif abstained:
@@ -123,7 +135,8 @@ class TriagePredictor:
                                  text_en=f"Suggested department: {scores[0].name_en}")
         return TriageResult(
             departments=scores, urgent=bool(flags),
-            red_flags=[asdict(f) for f in flags], abstained=abstained, recommendation=rec,
+            red_flags=[asdict(f) for f in flags], abstained=abstained, abstain_reason=reason,
+            language=language, recommendation=rec,
             min_confidence=threshold, model=self.identity,
             out_of_scope=out_of_scope,
             out_of_scope_probability=None if p_other is None else round(float(p_other), 4),

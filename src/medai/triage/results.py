@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 from medai.core.results import AIResult
 
 Level = Literal["call_112", "emergency_department_now", "urgent_same_day"]
+Language = Literal["tr", "en", "other"]
+AbstainReason = Literal["not_turkish", "low_confidence", "out_of_scope"]
 
 
 class DepartmentScore(BaseModel):
@@ -69,6 +71,12 @@ class TriageResult(AIResult):
     red_flag_engine: dict[str, Any] = Field(default_factory=dict,
                                             description="rules version and detectors that ran")
     abstained: bool
+    abstain_reason: AbstainReason | None = Field(
+        None, description="why no department is suggested: not_turkish (the department model "
+                          "reads only Turkish), out_of_scope, low_confidence; null when one is")
+    language: Language = Field(
+        "tr", description="the complaint's language (tr | en | other); red flags are checked "
+                          "in every language, departments only in Turkish")
     out_of_scope: bool = Field(False, description="not about a department this model knows")
     out_of_scope_probability: float | None = Field(
         None, description="the scope gate's P(other department); null without a gate")
