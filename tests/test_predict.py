@@ -28,7 +28,12 @@ def test_any_text_gives_error_or_valid_result(predictor, text, top_k):
     probs = [d.probability for d in r.departments]
     assert 1 <= len(probs) <= min(top_k, len(predictor.labels))
     assert probs == sorted(probs, reverse=True) and all(0 <= p <= 1 for p in probs)
-    assert r.abstained == (probs[0] < r.min_confidence)
+    assert r.language in ("tr", "en", "other")
+    assert r.abstained == (r.abstain_reason is not None)
+    assert (r.abstain_reason == "not_turkish") == (r.language != "tr")
+    if r.language == "tr" and not r.out_of_scope:
+        assert r.abstained == (probs[0] < r.min_confidence)
+        assert r.abstain_reason in (None, "low_confidence")
     assert r.urgent == bool(r.red_flags)
     assert r.recommendation.kind == ("emergency" if r.urgent else
                                      "general_triage" if r.abstained else "department")
@@ -70,3 +75,28 @@ def test_choose_min_confidence_unreachable_target_uses_ceiling():
     proba, y = _synthetic()
     out = choose_min_confidence(proba, y, target_accuracy=1.01, ceiling=0.9)
     assert out["min_confidence"] == 0.9
+
+
+@pytest.mark.parametrize("text,language", [
+    ("I have had an earache since yesterday", "en"),
+    ("Ich habe seit gestern Ohrenschmerzen", "other"),
+])
+def test_a_complaint_not_in_turkish_abstains_from_a_department(predictor, text, language):
+    """The department model reads only Turkish: whatever its top probability, no department."""
+    r = predictor.predict(text, min_confidence=0.0)
+    assert r.language == language and r.abstained and r.abstain_reason == "not_turkish"
+    assert not r.urgent and r.recommendation.kind == "general_triage"
+    assert r.to_dict()["abstain_reason"] == "not_turkish"
+
+
+def test_a_turkish_complaint_names_its_language_and_no_abstain_reason(predictor):
+    r = predictor.predict("kulağım ağrıyor ve çınlıyor", min_confidence=0.0)
+    assert r.language == "tr" and not r.abstained and r.abstain_reason is None
+    low = predictor.predict("kulağım ağrıyor ve çınlıyor", min_confidence=1.0)
+    assert low.abstained and low.abstain_reason == "low_confidence"
+
+
+def test_an_english_emergency_still_calls_for_the_emergency(predictor):
+    r = predictor.predict("my wife collapsed and we cannot wake her up, she is not breathing")
+    assert r.language == "en" and r.abstain_reason == "not_turkish"
+    assert r.urgent and r.recommendation.kind == "emergency"
