@@ -12,7 +12,9 @@
 3. Trains the classifier on every development set (as `make train-red-flag-classifier` does for
    the bundled one) and reports on each test set: recall per
    presentation (any flag raised), overall recall, the false-alarm rate per kind of ordinary
-   complaint, which detector caught what, and every error.
+   complaint and which detector caught what, per set and per group of sets (long written
+   Turkish, short Turkish, English: ``describe``). Aggregates only: a blind set's individual
+   errors are counted, never written.
 4. With --ablations, on the development sets: stemming strategies, negation and timing off
    (rules), and the classifier without concept features or without the real negatives (out of
    author; with the real complaints, also its own firing on their report quarter).
@@ -36,14 +38,21 @@ from pathlib import Path
 import numpy as np
 
 from medai.core.metrics import latency_summary
+from medai.triage.language import detect_language
 from medai.triage.red_flags import build_engine, learn, load_rules
-from medai.triage.red_flags.engine import CACHE_NAME, RedFlagEngine, load_classifier
+from medai.triage.red_flags.engine import (
+    CACHE_NAME,
+    RedFlagEngine,
+    cache_embeddings,
+    load_classifier,
+)
 from medai.triage.red_flags.exemplars import KnnSettings
 from medai.triage.red_flags.schema import DATA_DIR
 
 DATA = Path(__file__).parent / "data" / "red_flags"
 SHIPPED_CACHE = DATA_DIR / CACHE_NAME  # read, not rewritten: the exemplar bank is embedded once
 USES = ("rules", "knn", "clf")
+SHORT_WORDS = 8  # a set whose median text has at most this many words is a short-complaint set
 
 
 def raw_outputs(engine: RedFlagEngine, rows: list[dict]) -> list[dict]:
@@ -54,7 +63,7 @@ def raw_outputs(engine: RedFlagEngine, rows: list[dict]) -> list[dict]:
         out.append({"rules": {m.flag_id for m in a.matches if not m.past},
                     "history": {m.flag_id for m in a.matches if m.past},
                     "knn": [(h.flag_id, h.similarity, h.contrast_similarity) for h in a.knn],
-                    "clf": None})
+                    "clf": None, "n": len(a.tokens)})
     return out
 
 
@@ -65,7 +74,9 @@ def decide(raw: dict, op: dict, use: tuple[str, ...] = USES) -> set[str]:
         passing = sorted((s, f) for f, s, c in raw["knn"]
                          if s >= op["threshold"] and s - c >= op["margin"])
         fired |= {passing[-1][1]} if passing else set()
-    if "clf" in use and raw["clf"] and raw["clf"][1] >= op.get("classifier", 2.0):
+    short = op.get("short_tokens") is not None and raw["n"] <= op["short_tokens"]
+    threshold = op.get("classifier_short" if short else "classifier", 2.0)
+    if "clf" in use and raw["clf"] and raw["clf"][1] >= threshold:
         fired.add(raw["clf"][0])
     return fired
 
@@ -78,11 +89,22 @@ def score(rows, raws, op, use=USES) -> dict:
             "n_urgent": len(urgent), "n_ordinary": len(ordinary)}
 
 
+def describe(rows: list[dict]) -> dict:
+    """What kind of set this is: its language (as the triage result detects it) and length."""
+    langs = Counter(detect_language(r["text"]).language for r in rows)
+    words = sorted(len(r["text"].split()) for r in rows)
+    language = langs.most_common(1)[0][0]
+    return {"language": language, "language_detected": langs[language] / len(rows),
+            "median_words": words[len(words) // 2], "short": words[len(words) // 2] <= SHORT_WORDS}
+
+
 def report(rows, raws, op) -> dict:
+    """Aggregates only: a blind set's individual misses and false alarms are never written
+    (benchmarks/data/red_flags/README.md), only how many there were."""
     per, expected = defaultdict(list), defaultdict(list)
     by_kind = defaultdict(list)
     caught_by = Counter()
-    errors = []
+    errors = Counter()
     for r, x in zip(rows, raws, strict=True):
         fired = decide(x, op)
         if r["urgent"]:
@@ -90,20 +112,17 @@ def report(rows, raws, op) -> dict:
             expected[r["presentation"]].append(r["presentation"] in fired)
             who = [u for u in USES if decide(x, op, (u,))]
             caught_by["+".join(who) if who else "missed"] += 1
-            if not fired:
-                errors.append({"id": r["id"], "type": "missed", "presentation": r["presentation"],
-                               "text": r["text"]})
+            errors["missed"] += not fired
         else:
             by_kind[r.get("kind", "ordinary")].append(bool(fired))
-            if fired:
-                errors.append({"id": r["id"], "type": "false_alarm", "kind": r.get("kind"),
-                               "fired": sorted(fired), "text": r["text"]})
+            errors["false_alarms"] += bool(fired)
     return {
         "recall_per_presentation": {k: float(np.mean(v)) for k, v in sorted(per.items())},
         "expected_flag_rate_per_presentation": {k: float(np.mean(v))
                                                 for k, v in sorted(expected.items())},
         "false_alarm_rate_per_kind": {k: float(np.mean(v)) for k, v in sorted(by_kind.items())},
-        "urgent_caught_by": dict(caught_by), "errors": errors, **score(rows, raws, op),
+        "urgent_caught_by": dict(caught_by), "error_counts": dict(errors), **describe(rows),
+        **score(rows, raws, op),
         "by_detector": {"+".join(u): score(rows, raws, op, u) for u in (
             ("rules",), ("knn",), ("clf",), ("rules", "knn"), ("rules", "clf"))},
     }
@@ -196,6 +215,13 @@ def main() -> None:
     ap.add_argument("--ablations", action="store_true", help="also run the dev ablations")
     ap.add_argument("--jobs", type=int, default=1,
                     help="held-out classifiers fitted at once (processes)")
+    ap.add_argument("--latency-texts", type=int, default=0,
+                    help="time the whole triage path on this many test texts (a seeded sample; "
+                         "0: all of them)")
+    ap.add_argument("--compare-with", default=None,
+                    help="an older checkout (a folder with src/): its served engine and this "
+                         "one's are scored on the same sets and real posts, one after the other "
+                         "(red_flag_served.py), for a before/after table")
     args = ap.parse_args()
     served = load_classifier()
     if args.max_false_alarms is None:
@@ -208,7 +234,7 @@ def main() -> None:
     posts = (learn.read_real_posts(Path(args.complaints))
              if args.complaints and Path(args.complaints).is_file() else [])
     ruleset = load_rules()
-    engine = build_engine(classifier=False)
+    engine = cache_embeddings(build_engine(classifier=False))
     engine = RedFlagEngine(ruleset, encoder=engine.knn.encoder,
                            knn=KnnSettings(0.0, -1.0, args.max_chunks), cache_file=SHIPPED_CACHE)
     print(f"== rules and neighbours on {len(dev_sets)} dev and {len(test_sets)} test sets",
@@ -227,6 +253,9 @@ def main() -> None:
     model, chosen = trained.model, trained.choice
     op = {"threshold": chosen["knn_threshold"], "margin": chosen["knn_margin"],
           "classifier": chosen["classifier"], "classifier_choice": chosen}
+    if "short" in chosen:  # short complaints have a threshold of their own
+        op["classifier_short"] = chosen["short"]["threshold"]
+        op["short_tokens"] = chosen["short"]["tokens"]
     dev_scores = np.concatenate([trained.out_of_author[k] for k in dev_sets])
     urgent = np.array([r["urgent"] for r in dev])
     others = np.array([bool(decide(x, op, ("rules", "knn"))) for x in raw_dev])
@@ -236,6 +265,8 @@ def main() -> None:
     print(f"chosen on dev: embedding {op['threshold']}/{op['margin']}, classifier {chosen}",
           flush=True)
     op["same_as_served"] = bool(served and abs(served.threshold - chosen["classifier"]) < 1e-9
+                                and abs(served.short_threshold - op.get(
+                                    "classifier_short", chosen["classifier"])) < 1e-9
                                 and served.knn == {"threshold": chosen["knn_threshold"],
                                                    "margin": chosen["knn_margin"]})
     if not op["same_as_served"]:
@@ -246,9 +277,10 @@ def main() -> None:
         for x, a in zip(raw_test[name], feats, strict=True):
             hit = model.score(a.features)
             x["clf"] = (hit.flag_id, hit.score)
-    results = {
+    results: dict = {
         "chosen_on_dev": {**op, "dev_sets": {k: len(v) for k, v in dev_sets.items()}},
-        "dev": {k: v for k, v in report(dev, raw_dev, op).items() if k != "errors"},
+        "overlap_with_dev": overlap_with_dev(dev, test_sets),
+        "dev": report(dev, raw_dev, op),
         "dev_per_set": per_set(dev_sets, raw_dev, op),
         "tests": {k: report(v, raw_test[k], op) for k, v in test_sets.items()},
     }
@@ -264,15 +296,52 @@ def main() -> None:
         results["real_complaints"] = real_complaints(engine, posts, out)
         save(out, results)  # the latency below loads the served predictor: keep what is done
         texts = [r["text"] for rows in test_sets.values() for r in rows]
-        results["triage_latency_test_texts"] = triage_latency(texts)
+        if 0 < args.latency_texts < len(texts):
+            texts = random.Random(11).sample(texts, args.latency_texts)
+        results["triage_latency_test_texts"] = {**triage_latency(texts), "texts": len(texts)}
+    if args.compare_with:
+        results["served_before_after"] = compare_served(
+            Path(args.compare_with), data, args.complaints, [*test_sets, *dev_sets], out)
     save(out, results)
     for name, t in results["tests"].items():
-        print(name, json.dumps({k: v for k, v in t.items() if k != "errors"}, indent=1))
+        print(name, json.dumps({k: t[k] for k in ("recall", "false_alarm_rate", "n_urgent",
+                                                  "n_ordinary", "language")}))
+
+
+def compare_served(before: Path, data: Path, complaints: str | None, sets: list[str],
+                   out: Path) -> dict:
+    """The served engine of ``before`` (an older checkout) and of this checkout, each in its own
+    process, on the same sets and real posts (aggregates only)."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent / "red_flag_served.py"
+    result = {}
+    for name, src in (("before", before / "src"), ("after", Path(__file__).parent.parent / "src")):
+        print(f"== served engine, {name} ({src})", flush=True)
+        target = out / f"served_{name}.json"
+        cmd = [sys.executable, str(script), "--out", str(target), "--data", str(data),
+               "--sets", ",".join(sets)] + (["--complaints", complaints] if complaints else [])
+        env = {**os.environ, "PYTHONPATH": str(src.resolve())}
+        subprocess.run(cmd, check=True, env=env)
+        result[name] = json.loads(target.read_text())
+        result[name].get("real_complaints", {}).pop("fired_ids", None)
+        target.unlink()
+    return result
 
 
 def save(out: Path, results: dict) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     (out / "results.md").write_text(markdown(results))
+
+
+def overlap_with_dev(dev: list[dict], test_sets: dict[str, list[dict]]) -> dict:
+    """How many texts of each blind set also stand, word for word (case and spacing aside), in a
+    development set: short everyday complaints repeat across authors, and a copy is not blind."""
+    seen = {" ".join(r["text"].lower().split()) for r in dev}
+    return {name: sum(" ".join(r["text"].lower().split()) in seen for r in rows)
+            for name, rows in test_sets.items()}
 
 
 def per_set(sets: dict[str, list[dict]], raws: list[dict], op: dict) -> dict:
@@ -330,6 +399,28 @@ def _who(key: str) -> str:
     return " + ".join(DETECTOR_NAMES.get(u, u) for u in key.split("+"))
 
 
+def group_of(t: dict) -> str:
+    if t["language"] != "tr":
+        return "short English" if t["short"] else f"{t['language']}"
+    return "short Turkish" if t["short"] else "written Turkish"
+
+
+def group_totals(tests: dict) -> dict:
+    """Recall and false alarms over every set of a group (counts, then rates)."""
+    out: dict[str, dict] = {}
+    for t in tests.values():
+        g = out.setdefault(group_of(t), {"n_urgent": 0, "n_ordinary": 0, "caught": 0,
+                                         "false_alarms": 0})
+        g["n_urgent"] += t["n_urgent"]
+        g["n_ordinary"] += t["n_ordinary"]
+        g["caught"] += round(t["recall"] * t["n_urgent"])
+        g["false_alarms"] += round(t["false_alarm_rate"] * t["n_ordinary"])
+    for g in out.values():
+        g["recall"] = g["caught"] / max(1, g["n_urgent"])
+        g["false_alarm_rate"] = g["false_alarms"] / max(1, g["n_ordinary"])
+    return out
+
+
 def markdown(r: dict) -> str:
     """The tables docs/benchmarks/red_flags.md quotes (regenerated by every run)."""
     c = r["chosen_on_dev"]
@@ -337,6 +428,28 @@ def markdown(r: dict) -> str:
     lines = [f"Embedding threshold {c['threshold']}, margin {c['margin']}; classifier threshold "
              f"{c['classifier']} (chosen on {len(c['dev_sets'])} dev sets, out of author: "
              f"recall {_pct(cc['recall'])}, false alarms {_pct(cc['false_alarm_rate'])}).", ""]
+    if "short" in cc:
+        sc = cc["short"]
+        lines[-2] += (f" Complaints of at most {sc['tokens']} words: threshold {sc['threshold']} "
+                      f"(chosen on the {sc['n']} short dev texts, out of author: recall "
+                      f"{_pct(sc['recall'])}, false alarms {_pct(sc['false_alarm_rate'])}).")
+    lines += ["| test set | kind | language detected | urgent/ordinary | recall | false alarms "
+              "| rules alone | classifier alone | lowest presentation |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, t in r["tests"].items():
+        bd = t["by_detector"]
+        lines.append(
+            f"| `{name}` | {group_of(t)} | {_pct(t['language_detected'])} {t['language']} | "
+            f"{t['n_urgent']}/{t['n_ordinary']} | {_pct(t['recall'])} | "
+            f"{_pct(t['false_alarm_rate'])} | {_pct(bd['rules']['recall'])} / "
+            f"{_pct(bd['rules']['false_alarm_rate'])} | {_pct(bd['clf']['recall'])} / "
+            f"{_pct(bd['clf']['false_alarm_rate'])} | "
+            f"{_pct(min(t['recall_per_presentation'].values()))} |")
+    for group, g in group_totals(r["tests"]).items():
+        lines.append(f"| all {group} | | | {g['n_urgent']}/{g['n_ordinary']} | "
+                     f"{_pct(g['recall'])} ({g['caught']}) | {_pct(g['false_alarm_rate'])} "
+                     f"({g['false_alarms']}) | | | |")
+    lines.append("")
     for name, t in r["tests"].items():
         lines += [f"### Test set `{name}` ({t['n_urgent']} urgent, {t['n_ordinary']} ordinary)",
                   "", "| detectors | urgent recall | false alarms (ordinary) |", "|---|---|---|",
@@ -351,6 +464,22 @@ def markdown(r: dict) -> str:
         lines += [f"| {k} | {_pct(v)} |" for k, v in t["false_alarm_rate_per_kind"].items()]
         lines += ["", "Urgent texts caught by: " + ", ".join(
             f"{_who(k)} {v}" for k, v in sorted(t["urgent_caught_by"].items())) + ".", ""]
+    ba = r.get("served_before_after")
+    if ba:
+        lines += ["### The served engine before and after this change (same run, same sets)", "",
+                  "| set | before: recall / false alarms | after: recall / false alarms |",
+                  "|---|---|---|"]
+        for name, b in ba["before"]["sets"].items():
+            a = ba["after"]["sets"].get(name, {})
+            lines.append(f"| `{name}` | {_pct(b['recall'])} / {_pct(b['false_alarm_rate'])} | "
+                         + (f"{_pct(a['recall'])} / {_pct(a['false_alarm_rate'])} |" if a
+                            else "– |"))
+        if "real_complaints" in ba["before"]:
+            b, a = ba["before"]["real_complaints"], ba["after"]["real_complaints"]
+            lines.append(f"| real posts, {b['part']} quarter (fire) | {b['fired']} of {b['n']} "
+                         f"({_pct(b['firing_rate'])}) | {a['fired']} of {a['n']} "
+                         f"({_pct(a['firing_rate'])}) |")
+        lines.append("")
     lines += ["### Development sets (classifier scores out of author)", "",
               "| set | urgent recall | false alarms |", "|---|---|---|"]
     lines += [f"| {k} | {_pct(v['recall'])} | {_pct(v['false_alarm_rate'])} |"
