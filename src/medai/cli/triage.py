@@ -171,6 +171,7 @@ def triage_train_red_flags(
 
     from medai.core.registry import file_sha256
     from medai.triage.red_flags import build_engine, learn
+    from medai.triage.red_flags.engine import cache_embeddings
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         if not data.is_dir():
@@ -183,7 +184,7 @@ def triage_train_red_flags(
             data_rows.append({"real_posts": real_posts.name, "rows": len(posts),
                               "part": "train (learn.real_part)",
                               "sha256": file_sha256(real_posts)})
-        engine = build_engine(rules, embeddings=embeddings, classifier=False)
+        engine = cache_embeddings(build_engine(rules, embeddings=embeddings, classifier=False))
         knn = None  # every neighbour hit, before thresholds: they are what is chosen
         if engine.knn:
             knn = [[(h.similarity, h.similarity - h.contrast_similarity)

@@ -10,7 +10,12 @@ across spellings and suffixes:
   negation and timing reader as the rules, so "göğüs ağrım yok" does not look like chest pain);
 - word 1–2-grams, with denied and past words marked ``~`` (they stay evidence, of the other side);
 - the lexicon concepts the rules found (``c:<concept>`` now, ``p:<concept>`` in the past), so a
-  combination no rule names can still count.
+  combination no rule names can still count;
+- how long the complaint is (``#len:<bucket>``). Every n-gram of a two-word complaint weighs
+  far more after normalisation than in a long one, so "ateşim var" looked more urgent than a
+  paragraph about a fever; with short everyday complaints among the negatives, the length
+  marker lets the model learn that a short text needs stronger signs (docs/benchmarks/
+  red_flags.md).
 
 It is a multinomial logistic regression over "none" and the 22 flags: the urgent score is
 ``1 - P(none)`` and the flag it names is the most probable presentation. Weights live in a sealed
@@ -43,6 +48,7 @@ class ClassifierHit:
     flag_id: str  # the most probable presentation
     score: float  # 1 - P(none)
     evidence: tuple[int, ...]  # tokens that weighed most towards the flag (only when it fires)
+    threshold: float = 0.5  # the one that applies to this text (short texts have their own)
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,17 @@ def features(tokens: list[Token], times: list[str], hits: list[Hit],
     active = " ".join(f for f, q in zip(forms, quiet, strict=True) if not q)
     marked = [("~" + f if q else f) for f, q in zip(forms, quiet, strict=True)]
     concepts = sorted({("p:" if h.time == "past" else "c:") + h.concept for h in hits})
-    return Features(active, " ".join(marked + concepts), tuple(forms), tuple(quiet))
+    return Features(active, " ".join([*marked, *concepts, length_marker(len(tokens))]),
+                    tuple(forms), tuple(quiet))
+
+
+LENGTH_BUCKETS = ((1, "1"), (2, "2"), (3, "3"), (5, "4-5"), (8, "6-8"), (15, "9-15"))
+
+
+def length_marker(n_tokens: int) -> str:
+    """The length bucket of a complaint, as a word feature (a classifier trained before it
+    existed never learned the token and ignores it)."""
+    return "#len:" + next((name for top, name in LENGTH_BUCKETS if n_tokens <= top), "16+")
 
 
 def _char_vectorizer(**kw):
@@ -95,6 +111,10 @@ class RedFlagClassifier:
         self.coef = np.ascontiguousarray(coef, dtype=np.float32)
         self.intercept = np.ascontiguousarray(intercept, dtype=np.float32)
         self.threshold, self.params = float(threshold), dict(params)
+        # complaints of at most ``short_tokens`` words have a threshold of their own, chosen on
+        # short texts out of author (learn.train_with_choice); None: one threshold for all
+        self.short_tokens = self.params.get("short_tokens")
+        self.short_threshold = float(self.params.get("short_threshold", self.threshold))
         # the embedding detector's threshold/margin chosen together with this threshold
         self.knn = dict(knn or {})
         self.identity: dict[str, str] = {}  # name, version, content hash (set by load)
@@ -113,16 +133,22 @@ class RedFlagClassifier:
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
+    def threshold_for(self, n_tokens: int) -> float:
+        """A short complaint carries less evidence than a paragraph: its own threshold."""
+        short = self.short_tokens is not None and n_tokens <= self.short_tokens
+        return self.short_threshold if short else self.threshold
+
     def score(self, feats: Features) -> ClassifierHit:
         p = self.probabilities([feats])[0]
         urgent = 1.0 - float(p[self._none])
         order = [k for k in np.argsort(-p) if k != self._none]
         k = int(order[0])
-        evidence = self._evidence(feats, k) if urgent >= self.threshold else ()
-        return ClassifierHit(self.labels[k], urgent, evidence)
+        threshold = self.threshold_for(len(feats.token_forms))
+        evidence = self._evidence(feats, k) if urgent >= threshold else ()
+        return ClassifierHit(self.labels[k], urgent, evidence, threshold)
 
     def fires(self, hit: ClassifierHit) -> bool:
-        return hit.score >= self.threshold
+        return hit.score >= hit.threshold
 
     def _evidence(self, feats: Features, k: int) -> tuple[int, ...]:
         """The active words whose character n-grams pushed most towards flag ``k``."""
@@ -163,7 +189,9 @@ class RedFlagClassifier:
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n",
                                              encoding="utf-8")
         save_card(directory, ModelCard(task="red_flags", model_type="linear_classifier",
-                                       labels=self.labels, thresholds={"urgent": self.threshold},
+                                       labels=self.labels, thresholds={
+                                           "urgent": self.threshold,
+                                           "urgent_short": self.short_threshold},
                                        params=self.params, **card_fields))
 
     @classmethod

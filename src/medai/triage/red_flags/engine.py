@@ -208,6 +208,30 @@ def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
                          classifier=learned)
 
 
+def cache_embeddings(engine: RedFlagEngine) -> RedFlagEngine:
+    """Give ``engine``'s e5 detector a disk cache of window embeddings (training and
+    benchmarks, which embed the same written texts again and again; never the server, which
+    stores no complaint)."""
+    if engine.knn:
+        from medai.core.embeddings import E5Encoder
+        from medai.settings import get_settings
+
+        engine.knn.encoder = E5Encoder(cache_dir=get_settings().cache_dir / "red_flags")
+    return engine
+
+
+def embed_bundled_exemplars() -> Path:
+    """Re-embed the bundled exemplars into the shipped cache (``make red-flag-exemplar-cache``,
+    after editing exemplars.yaml): the served engine reads it instead of embedding ~1,000
+    sentences at start-up."""
+    from medai.core.embeddings import shared_e5
+
+    target = DATA_DIR / CACHE_NAME
+    ExemplarDetector(load_rules(), shared_e5(), KnnSettings(), cache_file=target,
+                     write_file=target)
+    return target
+
+
 _DEFAULT: dict[tuple, RedFlagEngine] = {}
 _LOCK = threading.Lock()
 
