@@ -420,3 +420,36 @@ def test_stale_exemplar_cache_is_rebuilt_elsewhere_never_in_place(tmp_path):
     again = RedFlagEngine(load_rules(d), encoder=shared_e5(), cache_file=shipped,
                           write_file=user_cache)
     assert np.allclose(again.knn.urgent, engine.knn.urgent, atol=1e-3)
+
+
+# Issue 23 §4: a kiosk gets two-word complaints. A fever, a headache, nausea or an earache alone
+# is not an emergency; the same words with a discriminator still are (served engine, every
+# detector on).
+@pytest.mark.parametrize("text", [
+    "Ateşim var", "Ateş, öksürük", "Başım ağrıyor", "Midem bulanıyor",
+    "Kulağım ağrıyor ve ateşim var", "I have a fever",
+])
+def test_short_everyday_complaints_do_not_call_112(full_engine, text):
+    assert full_engine.check(text).flags == []
+
+
+@pytest.mark.parametrize("text,flag", [
+    ("ateşim var ensem tutuldu", "meningism"),
+    ("2 aylık bebeğimin ateşi var", "infant_child"),
+    ("hayatımın en kötü baş ağrısı", "thunderclap_headache"),
+    ("başım aniden patlar gibi ağrıdı", "thunderclap_headache"),
+    ("nefes alamıyorum", "respiratory_distress"),
+    ("crushing chest pain spreading to my left arm", "acute_coronary"),
+])
+def test_short_complaints_with_a_discriminator_still_fire(full_engine, text, flag):
+    assert flag in {f.id for f in full_engine.check(text).flags}
+
+
+@pytest.mark.parametrize("text", [
+    "I have had a fever and a cough for two days",
+    "my wife fainted and is not waking up",
+    "Ich habe Fieber", "у меня болит голова", "عندي صداع",
+])
+def test_the_rules_read_other_languages_without_crashing(rules_engine, text):
+    report = rules_engine.check(text)
+    assert isinstance(report.flags, list) and report.rules_version
