@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -180,6 +182,35 @@ def cli_add_user(env: dict, name: str, role: str) -> None:
                         "--password-stdin", "--json"], input=PASSWORD + "\n", text=True,
                        capture_output=True, env=env, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@contextmanager
+def launched_browser():
+    """Debian's chromium driven by Playwright (its own browser download fails offline)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@contextmanager
+def serving(env: dict):
+    """``medai serve`` in its own process group for the duration; its base URL."""
+    proc, base = start_serve(env, free_port())
+    try:
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0):

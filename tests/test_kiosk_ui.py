@@ -12,19 +12,22 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from platform_helpers import PASSWORD, cli_add_user, free_port, start_serve
+from platform_helpers import (
+    CHROMIUM,
+    PASSWORD,
+    cli_add_user,
+    free_port,
+    launched_browser,
+    start_serve,
+)
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
 IDLE_S = 60
@@ -86,12 +89,8 @@ def server(tmp_path_factory, gated_model, tiny_imaging_dir):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with launched_browser() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

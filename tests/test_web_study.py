@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -22,16 +21,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from platform_helpers import (
+    CHROMIUM,
     PASSWORD,
     cli_add_user,
     colour_png,
-    free_port,
+    launched_browser,
     png_bytes,
-    start_serve,
+    serving,
 )
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "medai"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
 EDIT = "Radyolog: sağ alt zonda konsolidasyon, kaydedilmeden imzalandı."
@@ -128,24 +127,14 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
            "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir), "MEDAI_CXR_MODEL": str(cxr)}
     for name, role in (("admin", "admin"), ("rad1", "radiologist"), ("clin", "clinician")):
         cli_add_user(env, name, role)
-    proc, base = start_serve(env, free_port())
-    try:
+    with serving(env) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+    with launched_browser() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

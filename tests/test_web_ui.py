@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from platform_helpers import PASSWORD, cli_add_user, free_port, png_bytes, start_serve
+from platform_helpers import (
+    CHROMIUM,
+    PASSWORD,
+    cli_add_user,
+    free_port,
+    launched_browser,
+    png_bytes,
+    start_serve,
+)
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
@@ -52,12 +58,8 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    with launched_browser() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
