@@ -35,7 +35,7 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
     ara", "2015'te", a pluperfect verb "geçirmiştim") and in the clauses after it in the same
     sentence, until a word or tense brings it back to now; "present" in a clause with such a word
     ("şimdi", "bugün", "yine", "hâlâ", a present-tense verb); else "unclear"."""
-    past, present, well = set(), set(), set()
+    past, present, well, tense = set(), set(), set(), set()
     for i, tok in enumerate(tokens):
         f = tok.form
         nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
@@ -45,9 +45,14 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
             well.add(tok.clause)  # "2 yıl önce kalp krizi geçirdi şu an çok iyi"
         elif f in PRESENT_WORDS or (f == "biraz" and nxt in {"once", "evvel"}) or (
                 f in {"su", "bu"} and nxt in {
-                "an", "anda", "sabah", "aksam", "gece", "gun", "sira", "aralar"}) or (
-                PRESENT_VERB.search(f) and len(f) > 4):
+                "an", "anda", "sabah", "aksam", "gece", "gun", "sira", "aralar"}):
             present.add(tok.clause)
+        elif PRESENT_VERB.search(f) and len(f) > 4:
+            tense.add(tok.clause)
+    # a present tense alone does not bring back a clause that has gone on for months or years
+    # ("3 yıldır nefes alamıyorum" is chronic); a now-word does ("3 yıldır var, bugün arttı")
+    chronic = {t.clause for t in tokens if t.form in _LONG_FOR}
+    present |= tense - chronic
     out, state, clause, sentence = [], "unclear", -1, -1
     for tok in tokens:
         if tok.clause != clause:
