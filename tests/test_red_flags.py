@@ -428,6 +428,9 @@ def test_stale_exemplar_cache_is_rebuilt_elsewhere_never_in_place(tmp_path):
 @pytest.mark.parametrize("text", [
     "Ateşim var", "Ateş, öksürük", "Başım ağrıyor", "Midem bulanıyor",
     "Kulağım ağrıyor ve ateşim var", "I have a fever",
+    # longer than the short threshold's eight words, in English: held to the threshold its only
+    # validated English texts earned (the kiosk screen once sent this one to 112)
+    "I have had itchy red patches on my arms for two weeks",
 ])
 def test_short_everyday_complaints_do_not_call_112(full_engine, text):
     assert full_engine.check(text).flags == []
@@ -440,6 +443,8 @@ def test_short_everyday_complaints_do_not_call_112(full_engine, text):
     ("başım aniden patlar gibi ağrıdı", "thunderclap_headache"),
     ("nefes alamıyorum", "respiratory_distress"),
     ("crushing chest pain spreading to my left arm", "acute_coronary"),
+    ("crushing chest pain spreading to my left arm and I am sweating a lot right now",
+     "acute_coronary"),
 ])
 def test_short_complaints_with_a_discriminator_still_fire(full_engine, text, flag):
     assert flag in {f.id for f in full_engine.check(text).flags}

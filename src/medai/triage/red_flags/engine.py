@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from medai.triage.language import detect_language
 from medai.triage.red_flags.classifier import ClassifierHit, RedFlagClassifier, features
 from medai.triage.red_flags.exemplars import ExemplarDetector, KnnHit, KnnSettings, chunk_tokens
 from medai.triage.red_flags.rules import (
@@ -123,6 +124,13 @@ class RedFlagEngine:
         quiet = quiet_tokens(tokens, times) if tokens and (self.classifier or self.knn) else []
         scored = (self.classifier.score(features(tokens, times, hits, quiet))
                   if self.classifier and tokens else None)
+        if scored is not None and self.classifier.short_tokens is not None and \
+                scored.threshold < self.classifier.short_threshold and \
+                detect_language(text).language != "tr":
+            # its only validated non-Turkish texts are short ones (dev16): a longer English
+            # complaint is held to that threshold, not to the one of long Turkish texts
+            scored = replace(scored, threshold=self.classifier.short_threshold, evidence=(
+                scored.evidence if scored.score >= self.classifier.short_threshold else ()))
         knn_hits: list[KnnHit] = []
         if self.knn and tokens:
             if not self.concepts.negation:
