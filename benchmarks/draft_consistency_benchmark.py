@@ -60,7 +60,7 @@ def emit(manifests: dict[str, Path], out: Path) -> None:
 
 def judge(rec: dict) -> dict[str, list[str]]:
     """Problems per language (``structure`` for the findings themselves)."""
-    from medai.imaging.decision import Decision, ancestors
+    from medai.imaging.decision import Decision, ancestors, most_specific
     from medai.imaging.labels import space
     from medai.reporting.consistency import contradictions
 
@@ -81,7 +81,7 @@ def judge(rec: dict) -> dict[str, list[str]]:
     elif len(held) != 1 and not (decision and decision.state == "indeterminate"):
         problems["structure"].append(f"{len(held)} classes on a one-class task")
     if decision is None:  # the baseline: its findings as the decision it implied
-        stated = [lab for lab in diseases if not any(lab in ancestors(spec, o) for o in diseases)]
+        stated = most_specific(spec, diseases)
         state = ("normal" if held == [spec.normal] else "abnormal" if diseases else
                  "indeterminate" if not spec.multilabel else "none")
         decision = Decision(kind="multilabel" if spec.multilabel else "exclusive", state=state,

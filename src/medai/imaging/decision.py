@@ -85,6 +85,12 @@ def ancestors(task: Task, label: str) -> list[str]:
     return out
 
 
+def most_specific(task: Task, labels: Sequence[str]) -> list[str]:
+    """The labels none of the others implies as a descendant (COVID-19, not the pneumonia)."""
+    return [lab for lab in labels if not any(lab in ancestors(task, o) for o in labels
+                                             if o != lab)]
+
+
 def decide(task: Task, probs: Mapping[str, float], policy: OperatingPolicy) -> Decision:
     """The decision for one image's probabilities (labels the model lacks are ignored)."""
     labels = [lab for lab in task.labels if lab in probs] or list(probs)
@@ -183,8 +189,7 @@ def _multilabel(task: Task, labels: list[str], p: dict[str, float],
                                   positive=lab in positives_set, basis=b,
                                   implied_by=implied_by.get(lab),
                                   fragile=lab in policy.fragile))
-    stated = [lab for lab in positives if lab != normal and not any(
-        lab in ancestors(task, other) for other in positives)]
+    stated = most_specific(task, [lab for lab in positives if lab != normal])
     if diseases:  # the leading finding is the strongest of the most specific ones
         state: State = "abnormal"
         primary = max(stated or diseases, key=lambda lab: margins[lab])

@@ -95,12 +95,6 @@ def exclusive_scores(probs: np.ndarray, thresholds: Sequence[float]) -> np.ndarr
     return np.log(p / (1 - p)) - np.log(t / (1 - t))
 
 
-def _most_specific(task, names: list[str]) -> list[str]:
-    from medai.imaging.decision import ancestors
-
-    return [n for n in names if not any(n in ancestors(task, o) for o in names if o != n)]
-
-
 def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
                        probs: np.ndarray, thresholds) -> dict:
     """Accuracy over the task's exclusive classes, each image's predicted class being the most
@@ -108,7 +102,7 @@ def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
     one outside these classes) counts as not answered, and as wrong in ``accuracy``."""
     from sklearn.metrics import confusion_matrix, f1_score
 
-    from medai.imaging.decision import OperatingPolicy, decide_array
+    from medai.imaging.decision import OperatingPolicy, decide_array, most_specific
     from medai.imaging.labels import space
 
     spec = space(task)
@@ -118,7 +112,7 @@ def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
     cols = [list(labels).index(c) for c in classes]
     sub_t = np.nan_to_num(targets[:, cols], nan=0.0)
     for i, row in enumerate(sub_t):  # a COVID-19 image is also a viral pneumonia: keep COVID-19
-        keep = set(_most_specific(spec, [c for c, v in zip(classes, row, strict=True) if v == 1]))
+        keep = set(most_specific(spec, [c for c, v in zip(classes, row, strict=True) if v == 1]))
         sub_t[i] = [1.0 if c in keep else 0.0 for c in classes]
     one = sub_t.sum(axis=1) == 1
     if not one.any():
@@ -128,7 +122,7 @@ def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
         thresholds={lab: float(thresholds.get(lab, 0.5)) for lab in labels})
     pred = []
     for d in decide_array(spec, labels, probs[one], policy):
-        held = _most_specific(spec, [c for c in d.positives if c in classes])
+        held = most_specific(spec, [c for c in d.positives if c in classes])
         pred.append(classes.index(held[0]) if len(held) == 1 else -1)
     pred = np.array(pred)
     answered = pred >= 0

@@ -32,6 +32,17 @@ class Finding:
 MAX_FINDINGS = 100
 
 
+def decide_findings(spec, findings: list[Finding]) -> Decision:
+    """The task's decision for findings given without one: label names as a person's findings
+    (all present, checked), probabilities against their thresholds (0.5 when none)."""
+    if all(f.probability is None for f in findings):
+        return from_labels(spec, [f.label for f in findings if f.positive])
+    probs = {f.label: f.probability if f.probability is not None else float(f.positive)
+             for f in findings}
+    thr = {f.label: f.threshold if f.threshold is not None else 0.5 for f in findings}
+    return decide(spec, probs, OperatingPolicy(thresholds=thr))
+
+
 def parse_decided(raw: Any, task: str = "cxr") -> tuple[list[Finding], Decision]:
     """Findings and the task's one decision about them.
 
@@ -49,15 +60,8 @@ def parse_decided(raw: Any, task: str = "cxr") -> tuple[list[Finding], Decision]
                     for r in decision.labels]
         return findings, decision
     findings = parse_findings(raw, task)
-    named = all(f.probability is None for f in findings)
     try:
-        if named:
-            decision = from_labels(spec, [f.label for f in findings if f.positive])
-        else:
-            probs = {f.label: f.probability if f.probability is not None else
-                     (1.0 if f.positive else 0.0) for f in findings}
-            thr = {f.label: f.threshold if f.threshold is not None else 0.5 for f in findings}
-            decision = decide(spec, probs, OperatingPolicy(thresholds=thr))
+        decision = decide_findings(spec, findings)
     except ValueError as exc:
         raise FindingsInputError(str(exc)) from None
     by_label = {r.label: r for r in decision.labels}
@@ -130,14 +134,7 @@ class DraftContext:
 
     def __post_init__(self) -> None:
         if self.decision is None:  # findings typed in code: decided by the same rules
-            spec = space(self.task)
-            named = [f.label for f in self.findings if f.positive]
-            self.decision = (from_labels(spec, named) if all(
-                f.probability is None for f in self.findings) else decide(
-                spec, {f.label: f.probability if f.probability is not None else float(
-                    f.positive) for f in self.findings},
-                OperatingPolicy(thresholds={f.label: f.threshold if f.threshold is not None
-                                            else 0.5 for f in self.findings})))
+            self.decision = decide_findings(space(self.task), self.findings)
 
     @property
     def positives(self) -> list[Finding]:
