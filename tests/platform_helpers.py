@@ -247,3 +247,24 @@ def http_login(base: str, name: str) -> dict[str, str]:
                    timeout=30)
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@contextmanager
+def signed_in(home: Path, role: str = "radiologist", **models):
+    """The one API face on an embedded SQLite file with one user of ``role`` signed in: the
+    client's default headers carry the bearer token (the job routes' tests). ``models`` are
+    ``create_platform_app``'s keyword arguments (triage_model=…, cxr_model=…, preload=…)."""
+    from fastapi.testclient import TestClient
+
+    from medai.platform.api.app import create_platform_app
+
+    home.mkdir(parents=True, exist_ok=True)
+    use_home(home)
+    models.setdefault("preload", False)
+    app = create_platform_app(database_url=f"sqlite:///{home / 'medai.sqlite'}",
+                              job_threads=0, **models)
+    add_users(app, {"user": role})
+    with TestClient(app, base_url="http://localhost") as client:
+        client.headers.update(bearer(client, "user"))
+        yield app, client
+    app.state.platform.db.dispose()

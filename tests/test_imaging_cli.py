@@ -84,12 +84,15 @@ def test_wrong_task_and_bad_images(tiny, tmp_path):
 
 
 def test_server_imaging_endpoints(tiny, tmp_path):
-    from fastapi.testclient import TestClient
-
-    from medai.server.app import create_app
+    from platform_helpers import signed_in
 
     root, model = tiny
-    client = TestClient(create_app(cxr_model=str(model), mri_model=str(tmp_path)))
+    with signed_in(tmp_path / "home", cxr_model=str(model), mri_model=str(tmp_path)) as (
+            _app, client):
+        _server_imaging_checks(root, client)
+
+
+def _server_imaging_checks(root, client):
     png = (root / "2_1.png").read_bytes()
     r = client.post("/api/v1/imaging/cxr/predict", files={"file": ("x.png", png, "image/png")})
     assert r.status_code == 200, r.text

@@ -239,11 +239,13 @@ def test_cli_draft_with_findings_and_errors(tmp_path):
 
 
 def test_server_drafts_from_findings_and_refuses_bad_input(tmp_path):
-    from fastapi.testclient import TestClient
+    from platform_helpers import signed_in
 
-    from medai.server.app import create_app
+    with signed_in(tmp_path / "home", cxr_model=str(tmp_path / "none")) as (_app, client):
+        _server_draft_checks(tmp_path, client)
 
-    client = TestClient(create_app(cxr_model=str(tmp_path / "none"), preload=False))
+
+def _server_draft_checks(tmp_path, client):
     png = _png(tmp_path / "x.png").read_bytes()
     r = client.post("/api/v1/reports/draft", data={"findings": json.dumps(FINDINGS),
                                                    "lang": "tr"},

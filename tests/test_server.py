@@ -1,20 +1,21 @@
-"""The triage API, health, and the server's contract: bounded bodies, one error shape, no
-patient text echoed or logged, security headers, documentation served offline."""
+"""The triage API, health, and the HTTP kernel's contract (on the one API face, signed in):
+bounded bodies, one error shape, no patient text echoed or logged, security headers,
+documentation served offline."""
 
 import json
 import logging
 
 import pytest
-from fastapi.testclient import TestClient
 
-from medai.server.app import create_app
+from platform_helpers import signed_in
 
 PATIENT = "Adım Ayşe Yılmaz TC 12345678901 tel 05321234567 göğsüm çok ağrıyor"
 
 
 @pytest.fixture(scope="module")
-def client(tfidf_model_dir):
-    with TestClient(create_app(triage_model=str(tfidf_model_dir), preload=False)) as c:
+def client(tfidf_model_dir, tmp_path_factory):
+    with signed_in(tmp_path_factory.mktemp("server"), "clinician",
+                   triage_model=str(tfidf_model_dir)) as (_app, c):
         yield c
 
 
@@ -111,7 +112,7 @@ def test_security_headers_trusted_hosts_and_no_server_banner(client):
     assert h["x-content-type-options"] == "nosniff" and h["referrer-policy"] == "no-referrer"
     assert "server" not in h and "strict-transport-security" not in h
     assert client.get("/api/v1/health/live", headers={"host": "evil.example"}).status_code == 400
-    tls = client.get("https://testserver/api/v1/health/live")
+    tls = client.get("https://localhost/api/v1/health/live")
     assert "max-age" in tls.headers["strict-transport-security"]
 
 
@@ -142,7 +143,7 @@ def test_readiness_reports_every_model(client):
 
 
 def test_readiness_fails_when_a_configured_model_is_missing(tmp_path):
-    with TestClient(create_app(triage_model=str(tmp_path / "nope"), preload=False)) as c:
+    with signed_in(tmp_path / "home", triage_model=str(tmp_path / "nope")) as (_app, c):
         assert c.get("/api/v1/health/live").status_code == 200
         r = c.get("/api/v1/health/ready")
         assert r.status_code == 503
@@ -152,7 +153,7 @@ def test_readiness_fails_when_a_configured_model_is_missing(tmp_path):
         assert t.status_code == 503 and t.json()["code"] == "unavailable"
 
 
-def test_a_full_inference_queue_answers_503_with_retry_after(tfidf_model_dir):
+def test_a_full_inference_queue_answers_503_with_retry_after(tfidf_model_dir, tmp_path):
     import asyncio
 
     from medai.services.runtime import InferenceLane, Overloaded
@@ -167,14 +168,13 @@ def test_a_full_inference_queue_answers_503_with_retry_after(tfidf_model_dir):
         async with lane.slot():  # free again
             return True
     assert asyncio.run(scenario())
-    app = create_app(triage_model=str(tfidf_model_dir), preload=False)
-    app.state.triage_lane = lane
+    with signed_in(tmp_path / "home", triage_model=str(tfidf_model_dir)) as (app, c):
+        app.state.triage_lane = lane
 
-    async def busy():
-        async with lane.slot():
-            with TestClient(app) as c:
+        async def busy():
+            async with lane.slot():
                 return await asyncio.to_thread(
                     c.post, "/api/v1/triage", json={"text": "kulağım ağrıyor"})
-    r = asyncio.run(busy())
+        r = asyncio.run(busy())
     assert r.status_code == 503 and r.json()["code"] == "overloaded"
     assert int(r.headers["retry-after"]) >= 1

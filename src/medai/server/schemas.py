@@ -5,19 +5,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from medai.core import tasks
 from medai.core.text import MAX_TEXT_CHARS
+from medai.server.inputs import StrictBody
 
 # the imaging tasks of the task registry (a hospital's added task gets its routes too)
 ImagingTask = Literal[tuple(tasks.names("imaging"))]  # type: ignore[valid-type]
 Language = Literal["en", "tr"]
 
 
-class TriageRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
+class TriageRequest(StrictBody):
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS,
                       description="The patient's complaint in Turkish (free text).",
                       examples=["İki gündür kulağımda çınlama ve ağrı var, işitmem azaldı."])
@@ -46,16 +45,23 @@ class ErrorOut(BaseModel):
     errors: list[FieldError] | None = None
 
 
+ERROR_TEXT = {
+    400: "Malformed request: a body that is not parseable, a bad Content-Length or Host",
+    401: "Not signed in (no valid session cookie or bearer token)",
+    403: "Signed in, but this role may not do this (or a missing CSRF token)",
+    404: "Not found (an id beyond its range names nothing either)",
+    409: "Conflict: the version named is no longer current, or already signed",
+    413: "Request body too large (checked while streaming, before it is parsed)",
+    415: "Unsupported media type",
+    422: "Invalid input: a field (control characters included), an unusable file, or an "
+         "image of the wrong kind",
+    429: "Too many requests (failed logins, or the kiosk's daily quota); see Retry-After",
+    503: "Unavailable: a model cannot be loaded, every inference slot is busy (see "
+         "Retry-After), or the database or storage cannot be written",
+}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict]:
-    """OpenAPI entries for the error statuses a route can return."""
-    text = {400: "Malformed request (body not parseable)",
-            401: "Not signed in (no valid session cookie or bearer token)",
-            403: "Signed in, but this role may not do this (or a missing CSRF token)",
-            404: "Not found",
-            409: "Conflict: the version named is no longer current, or already signed",
-            429: "Too many requests (failed logins, or the kiosk's daily quota); see "
-                 "Retry-After",
-            413: "Request body too large (checked while streaming)",
-            422: "Invalid input: a field, an unusable file, or an image of the wrong kind",
-            503: "Model unavailable, or every inference slot busy (see Retry-After)"}
-    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
+    """OpenAPI entries for the error statuses a route can return (the kernel adds the ones
+    any route can answer: ``server.contract``)."""
+    return {c: {"model": ErrorOut, "description": ERROR_TEXT[c]} for c in codes}

@@ -1,5 +1,7 @@
-"""``medai serve``: the job API behind authentication, plus the platform's routes and its
-background analysis (threads in this process, or Celery workers when a broker is set)."""
+"""``medai serve``: the one API face. Every route (studies, reports, the stateless job
+routes, triage, accounts, kiosks, the web UI) is a platform router mounted once on the HTTP
+kernel (``server.kernel``), behind sign-in; background analysis runs in threads in this
+process, or in Celery workers when a broker is set."""
 
 from __future__ import annotations
 
@@ -7,13 +9,12 @@ import logging
 import os
 import threading
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
-from medai.platform.api import admin, auth, chat, kiosks, studies, triage
-from medai.platform.api.deps import require
+from medai.platform.api import admin, auth, chat, jobs, kiosks, studies, triage
 from medai.platform.context import Platform
 from medai.platform.web import routes as web
-from medai.server.app import AppExtension, create_app
+from medai.server.kernel import Face, build_app
 
 log = logging.getLogger("medai.platform")
 
@@ -50,13 +51,11 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
         from medai.platform.queue import check_broker
 
         checks["broker"] = lambda: check_broker(broker)
-    ext = AppExtension(
-        routers=[auth.router, studies.router, chat.router, admin.router, kiosks.router,
-                 triage.router, web.router],
-        replace={"triage", "root"}, job_dependencies=[Depends(require("imaging"))],
-        readiness_checks=checks, on_start=start, on_stop=stop)
-    app = create_app(triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
-                     knowledge_dir=knowledge_dir, preload=preload, extension=ext)
+    face = Face(routers=[auth.router, studies.router, jobs.router, chat.router, admin.router,
+                         kiosks.router, triage.router, web.router],
+                readiness_checks=checks, on_start=start, on_stop=stop)
+    app = build_app(face, triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
+                    knowledge_dir=knowledge_dir, preload=preload)
     app.mount("/ui", web.STATIC, name="ui")
     app.state.platform = Platform.from_settings(database_url, models=app.state.models,
                                                 knowledge_dir=knowledge_dir)

@@ -12,6 +12,7 @@ from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import ChatIn, ConversationList, ConversationOut, MessageOut
 from medai.platform.tables import Conversation, Study
 from medai.server.errors import ApiError
+from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 from medai.services.reports import chat_answer
 
@@ -27,7 +28,7 @@ def _conv_out(db, conv: Conversation, with_messages: bool = True) -> Conversatio
 
 @router.post("/studies/{study_id}/conversations", response_model=ConversationOut,
              status_code=201, responses=error_responses(401, 403, 404))
-def start_conversation(study_id: int, request: Request,
+def start_conversation(study_id: RowId, request: Request,
                        who: Principal = Depends(require("chat"))) -> JSONResponse:
     with platform_of(request).db.session() as db:
         study = db.get(Study, study_id)
@@ -50,7 +51,7 @@ def my_conversations(request: Request,
 
 @router.get("/conversations/{conv_id}", response_model=ConversationOut,
             responses=error_responses(401, 403, 404))
-def get_conversation(conv_id: int, request: Request,
+def get_conversation(conv_id: RowId, request: Request,
                      who: Principal = Depends(require("chat"))) -> ConversationOut:
     with platform_of(request).db.session() as db:
         try:
@@ -63,7 +64,7 @@ def get_conversation(conv_id: int, request: Request,
 
 @router.post("/conversations/{conv_id}/messages", response_model=MessageOut,
              responses=error_responses(401, 403, 404, 422, 503))
-async def ask(conv_id: int, body: ChatIn, request: Request,
+async def ask(conv_id: RowId, body: ChatIn, request: Request,
               who: Principal = Depends(require("chat"))) -> MessageOut:
     """Ask about the study's image. Without a language model (the default) the answer says so
     and gives the study's decided findings and the knowledge-base passages retrieved for the

@@ -5,9 +5,8 @@ its token as ``X-Kiosk-Token``. Every change is audited."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from medai.platform import audit, kiosks
@@ -23,13 +22,14 @@ from medai.platform.api.kiosk_schemas import (
 )
 from medai.platform.tables import Kiosk
 from medai.server.errors import ApiError
+from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["kiosks"])
 KIOSK_COOKIE = "medai_kiosk"
 KIOSK_HEADER = "X-Kiosk-Token"
 COOKIE_DAYS = 400  # browsers cap cookie lifetimes near this; revocation is server-side
-KioskId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # an INTEGER column on both databases
+KioskId = RowId
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from medai.platform import audit, exports, review, studies
 from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.jobs import HEATMAP_RESPONSES, computed_heatmap, heatmap_headers
 from medai.platform.api.schemas import (
     ReportEdit,
     ReportOut,
@@ -24,8 +25,9 @@ from medai.platform.api.schemas import (
 from medai.platform.storage import TooLarge
 from medai.platform.tables import Study
 from medai.server.errors import ApiError
-from medai.server.routes.common import model_for
+from medai.server.inputs import CleanText, RowId
 from medai.server.schemas import ImagingTask, Language, error_responses
+from medai.server.uploads import model_for
 from medai.services import imaging as imaging_service
 
 log = logging.getLogger("medai.platform")
@@ -65,7 +67,7 @@ async def upload_study(
         task: Annotated[ImagingTask, Form()] = "cxr",
         patient_ref: Annotated[str | None, Form(max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
                                                 description="pseudonymous reference")] = None,
-        clinical_question: Annotated[str | None, Form(max_length=2000)] = None,
+        clinical_question: Annotated[str | None, Form(max_length=2000), CleanText] = None,
         lang: Annotated[Language, Form(description="language of the AI draft")] = "tr",
         who: Principal = Depends(require("study_upload"))) -> JSONResponse:
     """Store the file (content-addressed) and queue its analysis (findings → heatmap →
@@ -113,7 +115,7 @@ def worklist(request: Request, who: Principal = Depends(require("study_read")),
 
 
 @router.get("/{study_id}", response_model=StudyOut, responses=error_responses(401, 403, 404))
-def get_study(study_id: int, request: Request,
+def get_study(study_id: RowId, request: Request,
               who: Principal = Depends(require("study_read"))) -> StudyOut:
     with platform_of(request).db.session() as db:
         out = studies.as_dict(db, _study(db, study_id))
@@ -124,7 +126,7 @@ def get_study(study_id: int, request: Request,
 @router.get("/{study_id}/image", response_class=Response,
             responses={200: {"content": {"image/png": {}}}, **error_responses(401, 403, 404,
                                                                                422)})
-def study_image(study_id: int, request: Request,
+def study_image(study_id: RowId, request: Request,
                 who: Principal = Depends(require("study_read"))) -> Response:
     """The study's image as a grayscale PNG (DICOM rendered), for viewers and reports."""
     p = platform_of(request)
@@ -139,14 +141,13 @@ def study_image(study_id: int, request: Request,
 
 
 @router.get("/{study_id}/heatmap", response_class=Response,
-            responses={200: {"content": {"image/png": {}}},
-                       **error_responses(401, 403, 404, 422, 503)})
-async def study_heatmap(study_id: int, request: Request,
+            responses={**HEATMAP_RESPONSES, **error_responses(401, 403, 404, 422, 503)})
+async def study_heatmap(study_id: RowId, request: Request,
                         label: str | None = Query(None, max_length=64, description=(
                             "finding to explain (default: the stored heatmap's)")),
                         who: Principal = Depends(require("study_read"))) -> Response:
     """Grad-CAM overlay (an AI suggestion): the stored one of the leading finding, or one
-    computed for ``label``."""
+    computed for ``label`` (the same computation and headers as ``/imaging/{task}/heatmap``)."""
     p = platform_of(request)
 
     def stored():
@@ -156,23 +157,18 @@ async def study_heatmap(study_id: int, request: Request,
             if row is None or row.heatmap_sha256 is None:
                 raise ApiError(404, "not_found", "no heatmap (analysis not finished or refused)")
             audit.record(db, who.actor, "view", "heatmap", study_id, label=label)
-            return study.task, study.file_sha256, row.heatmap_sha256, row.heatmap_label or ""
+            return study.task, study.file_sha256, row
 
-    task, file_sha, heat_sha, heat_label = await run_in_threadpool(stored)
-    headers = {"X-Medai-Status": "ai_suggestion", "Cache-Control": "no-store"}
+    task, file_sha, row = await run_in_threadpool(stored)
+    heat_label = row.heatmap_label or ""
     if label is None or label == heat_label:
-        return Response(p.store.read(heat_sha), media_type="image/png",
-                        headers={**headers, "X-Medai-Label": heat_label})
-    predictor = model_for(request, task)
-    if label not in predictor.labels:
-        raise ApiError(422, "invalid", f"label must be one of {predictor.labels}")
-    try:
-        async with request.app.state.imaging_lane.slot():
-            meta, png = await run_in_threadpool(imaging_service.heatmap, predictor,
-                                                p.store.read(file_sha), label)
-    except imaging_service.ImageInputError as exc:
-        raise ApiError(422, "unusable_image", str(exc)) from None
-    return Response(png, media_type="image/png", headers={**headers, "X-Medai-Label": meta.label})
+        probability = next((f.get("probability") for f in (row.payload or {}).get("findings", [])
+                            if isinstance(f, dict) and f.get("label") == heat_label), None)
+        return Response(p.store.read(row.heatmap_sha256), media_type="image/png",
+                        headers=heatmap_headers(heat_label, probability, row.model_name,
+                                                row.model_hash))
+    return await computed_heatmap(request, model_for(request, task), p.store.read(file_sha),
+                                  label)
 
 
 def _report_or_404(db, study_id: int):
@@ -185,7 +181,7 @@ def _report_or_404(db, study_id: int):
 
 @router.get("/{study_id}/report", response_model=ReportOut,
             responses=error_responses(401, 403, 404))
-def get_report(study_id: int, request: Request,
+def get_report(study_id: RowId, request: Request,
                who: Principal = Depends(require("study_read"))) -> ReportOut:
     """The current version (FHIR status: preliminary, final or amended)."""
     with platform_of(request).db.session() as db:
@@ -196,7 +192,7 @@ def get_report(study_id: int, request: Request,
 
 @router.get("/{study_id}/report/versions", response_model=ReportVersions,
             responses=error_responses(401, 403, 404))
-def report_versions(study_id: int, request: Request,
+def report_versions(study_id: RowId, request: Request,
                     who: Principal = Depends(require("study_read"))) -> ReportVersions:
     with platform_of(request).db.session() as db:
         _study(db, study_id)
@@ -227,7 +223,7 @@ def _change(request: Request, who: Principal, study_id: int, action: str, versio
 
 @router.put("/{study_id}/report", response_model=ReportOut,
             responses=error_responses(401, 403, 404, 409, 422))
-def edit_report(study_id: int, body: ReportEdit, request: Request,
+def edit_report(study_id: RowId, body: ReportEdit, request: Request,
                 who: Principal = Depends(require("report_edit"))) -> ReportOut:
     """Save a new version; ``version`` is the one you edited (stale → 409). Editing a signed
     report makes an ``amended`` version; earlier versions stay readable."""
@@ -238,7 +234,7 @@ def edit_report(study_id: int, body: ReportEdit, request: Request,
 
 @router.post("/{study_id}/report/sign", response_model=ReportOut,
              responses=error_responses(401, 403, 404, 409, 422))
-def sign_report(study_id: int, body: SignIn, request: Request,
+def sign_report(study_id: RowId, body: SignIn, request: Request,
                 who: Principal = Depends(require("report_sign"))) -> ReportOut:
     """Sign the current version (radiologists only); a second signature → 409. With
     ``sections`` (the signer's screen), an unsaved edit is saved and signed at once."""
@@ -271,7 +267,7 @@ def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
     200: {"content": {"application/fhir+json": {}},
           "description": "FHIR R4 Bundle: DiagnosticReport, Observations, Device"},
     **error_responses(401, 403, 404)})
-def report_fhir(study_id: int, request: Request,
+def report_fhir(study_id: RowId, request: Request,
                 who: Principal = Depends(require("report_export"))) -> Response:
     import json
 
@@ -284,7 +280,7 @@ def report_fhir(study_id: int, request: Request,
 
 @router.get("/{study_id}/report/pdf", response_class=Response, responses={
     200: {"content": {"application/pdf": {}}}, **error_responses(401, 403, 404)})
-def report_pdf(study_id: int, request: Request,
+def report_pdf(study_id: RowId, request: Request,
                who: Principal = Depends(require("report_export"))) -> Response:
     p = platform_of(request)
     study, report, _row, model, result = _export_parts(request, who, study_id, "pdf")

@@ -16,8 +16,8 @@ from medai.platform.api.schemas import TriageHistory, TriageHistoryItem
 from medai.platform.crypto import cipher
 from medai.platform.tables import Kiosk, TriageRecord
 from medai.server.errors import ApiError
-from medai.server.routes.common import model_for
 from medai.server.schemas import TriageRequest, error_responses
+from medai.server.uploads import model_for
 from medai.services import triage as triage_service
 from medai.services.triage import TextInputError, TriageResult
 

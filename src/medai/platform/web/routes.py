@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -21,6 +21,7 @@ from medai.platform.web.i18n import (
     timezone,
 )
 from medai.server.errors import ApiError
+from medai.server.inputs import MAX_ID, RowId
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -138,12 +139,13 @@ def worklist_page(request: Request) -> Response:
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
-def study_page(study_id: int, request: Request) -> Response:
+def study_page(study_id: RowId, request: Request) -> Response:
     return render(request, "study", study_id=study_id)
 
 
 @router.get("/chat", response_class=HTMLResponse)
-def chat_page(request: Request, study: int | None = None) -> Response:
+def chat_page(request: Request,
+              study: int | None = Query(None, ge=1, le=MAX_ID)) -> Response:
     return render(request, "chat", study_id=study)
 
 

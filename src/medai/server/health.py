@@ -7,19 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import medai
 
 log = logging.getLogger("medai.server")
 router = APIRouter()
-root_router = APIRouter()  # the platform replaces it with its web UI
-
-
-@root_router.get("/", include_in_schema=False)
-def root() -> RedirectResponse:
-    return RedirectResponse("/docs")
 
 
 class Liveness(BaseModel):

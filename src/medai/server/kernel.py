@@ -1,4 +1,4 @@
-"""FastAPI application factory: the API clinicians' tools (and later the web UI) call.
+"""The HTTP kernel: what every route shares, around the routers a face mounts.
 
 Models load once per process (``services.models``) and are shared read-only by all requests;
 model calls run in bounded lanes (``services.runtime``); bodies are limited while streaming;
@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import medai
-from medai.server import errors
+from medai.server import contract, errors, health
 from medai.server.docs import mount_docs
+from medai.server.inputs import HostCheck, UrlGuard
 from medai.server.middleware import BodyLimit, Guard, SecurityHeaders
-from medai.server.routes import ROUTERS
 from medai.services.models import ModelHandles
 from medai.services.runtime import CpuPlan, InferenceLane, apply_thread_limits, plan_cpu
 
@@ -32,20 +29,37 @@ MAX_JSON_BYTES = 64 * 1024  # a 5,000-character complaint is ≤ 20 KB of UTF-8
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024 + 256 * 1024  # one image (64 MiB) plus the form fields
 
 
+# a report's four sections of up to 20,000 characters each, every one sent as a JSON
+# surrogate-pair escape (12 bytes), still fits: the schema's limits and this one agree
+MAX_REPORT_JSON_BYTES = 1024 * 1024
+
+
 def body_limit(path: str) -> int:
     uploads = ("/predict", "/heatmap", "/reports/draft", "/api/v1/studies")
-    return MAX_UPLOAD_BYTES if path.endswith(uploads) else MAX_JSON_BYTES
+    if path.endswith(uploads):
+        return MAX_UPLOAD_BYTES
+    return MAX_REPORT_JSON_BYTES if path.endswith(("/report", "/report/sign")) else MAX_JSON_BYTES
 
 
-def create_app(triage_model: str | None = None, cxr_model: str | None = None,
-               mri_model: str | None = None, knowledge_dir: str | None = None,
-               plan: CpuPlan | None = None, preload: bool = True,
-               extension: AppExtension | None = None) -> FastAPI:
-    """The stateless job API; ``extension`` (the clinical platform) adds its routers, guards
-    the job routes with its dependencies, replaces routers and runs at start and stop."""
+@dataclass
+class Face:
+    """What a face (the platform) brings to the kernel: its routers, its readiness checks
+    (each raises when its part is not ready) and what runs at start and stop."""
+
+    routers: list[APIRouter] = field(default_factory=list)
+    readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    on_start: Callable[[FastAPI], None] | None = None
+    on_stop: Callable[[FastAPI], None] | None = None
+
+
+def build_app(face: Face, triage_model: str | None = None, cxr_model: str | None = None,
+              mri_model: str | None = None, knowledge_dir: str | None = None,
+              plan: CpuPlan | None = None, preload: bool = True) -> FastAPI:
+    """The kernel around a face's routers: model handles and bounded inference lanes, one
+    error shape, body limits, security headers, the access log, docs and health. The kernel
+    serves no job route of its own: every route is the face's, mounted once."""
     from medai.settings import get_settings
 
-    ext = extension or AppExtension()
     settings = get_settings()
     plan = plan or plan_cpu(settings.workers, settings.inference_concurrency)
     apply_thread_limits(plan)
@@ -55,13 +69,13 @@ def create_app(triage_model: str | None = None, cxr_model: str | None = None,
     @asynccontextmanager
     async def lifespan(app_: FastAPI):
         task = asyncio.create_task(asyncio.to_thread(_preload, app_)) if preload else None
-        if ext.on_start is not None:
-            await asyncio.to_thread(ext.on_start, app_)
+        if face.on_start is not None:
+            await asyncio.to_thread(face.on_start, app_)
         try:
             yield
         finally:
-            if ext.on_stop is not None:
-                await asyncio.to_thread(ext.on_stop, app_)
+            if face.on_stop is not None:
+                await asyncio.to_thread(face.on_stop, app_)
             if task is not None and not task.done():
                 task.cancel()
 
@@ -77,32 +91,22 @@ def create_app(triage_model: str | None = None, cxr_model: str | None = None,
     app.state.imaging_lane = InferenceLane(plan.concurrency, settings.inference_queue,
                                            settings.inference_timeout_s)
     app.state.preloaded = False
-    app.state.readiness_checks = dict(ext.readiness_checks)
+    app.state.readiness_checks = dict(face.readiness_checks)
     errors.install(app)
-    for name, router in ROUTERS.items():
-        if name in ext.replace:
-            continue
-        deps = [] if name in ("root", "health") else list(ext.job_dependencies)
-        app.include_router(router, dependencies=deps)
-    for router in ext.routers:
+    contract.install(app)
+    app.include_router(health.router)
+    for router in face.routers:
         app.include_router(router)
     mount_docs(app)
-    # added last = outermost: Guard sees everything, then host check, headers, body limit
+    # added last = outermost: security headers on every response (the Guard's 500 and the
+    # host check's 400 included), then the Guard (access log, no tracebacks), host check,
+    # body limit, and the URL check innermost
+    app.add_middleware(UrlGuard)
     app.add_middleware(BodyLimit, limit_for=body_limit)
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(HostCheck, allowed_hosts=settings.trusted_hosts)
     app.add_middleware(Guard)
+    app.add_middleware(SecurityHeaders)
     return app
-
-
-@dataclass
-class AppExtension:
-    routers: list[APIRouter] = field(default_factory=list)
-    replace: set[str] = field(default_factory=set)  # job routers the extension serves itself
-    job_dependencies: list[Any] = field(default_factory=list)  # e.g. Depends(authenticated)
-    readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
-    on_start: Callable[[FastAPI], None] | None = None
-    on_stop: Callable[[FastAPI], None] | None = None
 
 
 def _preload(app: FastAPI) -> None:
@@ -118,11 +122,3 @@ def _preload(app: FastAPI) -> None:
             log.error("triage warm-up failed: %s", type(exc).__name__)
     app.state.preloaded = True
     log.info("models: %s", {t: r["ready"] for t, r in report.items()})
-
-
-def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` / ``medai serve --workers N``: each worker process
-    builds its own app from the environment (``MEDAI_*``)."""
-    return create_app(triage_model=os.environ.get("MEDAI_SERVE_TRIAGE_MODEL") or None,
-                      cxr_model=os.environ.get("MEDAI_SERVE_CXR_MODEL") or None,
-                      mri_model=os.environ.get("MEDAI_SERVE_MRI_MODEL") or None)

@@ -1,4 +1,4 @@
-"""What the job routers share: the model of a task, bounded uploads, image errors."""
+"""What the job routes share: the model of a task, bounded uploads, image errors."""
 
 from __future__ import annotations
 
