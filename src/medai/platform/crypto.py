@@ -4,7 +4,8 @@ Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``) with a key list: the f
 encrypts, every key decrypts (``MultiFernet``), so a key is rotated by putting a new key first
 and running ``medai keys rotate``, which re-encrypts every stored message with it; the old key
 can then be removed. Without ``MEDAI_SECRET_KEYS`` a key is generated once into
-``MEDAI_HOME/secret.key`` (mode 0600).
+``MEDAI_HOME/secret.key`` (mode 0600, in a 0700 home; a looser mode left by an older version
+is tightened when the key is read).
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def _key_file(home: Path) -> list[str]:
     """The generated key, created once: written whole to a private temporary file and linked
     into place, so concurrent first uses (threads, worker processes) all read the same,
     complete key."""
-    path = home / "secret.key"
+    from medai.platform.storage import private_dir, private_file
+
+    path = private_dir(home) / "secret.key"
     if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=home, prefix=".secret-")
         try:
             os.fchmod(fd, 0o600)
@@ -55,6 +57,7 @@ def _key_file(home: Path) -> list[str]:
                 pass  # another process or thread made it first: use theirs
         finally:
             os.unlink(tmp)
+    private_file(path)
     return [path.read_text().strip()]
 
 

@@ -4,19 +4,28 @@ SQLite (a file under ``MEDAI_HOME``) is the embedded default so that ``make run`
 nothing else; PostgreSQL by ``MEDAI_DATABASE_URL``. The schema is owned by Alembic migrations
 (``platform/migrations``), never by ``create_all``, so an upgrade of medai upgrades a hospital's
 database the same way on both.
+
+A database that cannot write (read-only or full disk, a read-only PostgreSQL) raises
+``core.faults.StorageFault`` naming the database, whatever statement hit it, so the API answers
+503 with a code and the log says which database and why. The SQLite file (and so its -wal and
+-shm, which SQLite creates with the database's mode) is 0600.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from medai.core.faults import classify
+from medai.platform.storage import private_dir, private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -36,7 +45,7 @@ def default_url() -> str:
     settings = get_settings()
     if settings.database_url:
         return settings.database_url
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home)
     return f"sqlite:///{settings.home / 'medai.db'}"
 
 
@@ -60,13 +69,58 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory ones)."""
+    parsed = make_url(url)
+    name = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or name in ("", ":memory:") \
+            or name.startswith("file:"):
+        return None
+    return Path(name)
+
+
+def _private_sqlite(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would make it 0644, and its
+    -wal/-shm after it), and tighten what an older version left."""
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            pass
+        except OSError:
+            return  # SQLite will report it, named, on first use
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        private_file(path.with_name(path.name + suffix))
+
+
+def _name_faults(where: str):
+    def handle_error(context) -> None:
+        fault = classify(context.original_exception, where)
+        if fault is not None:
+            raise fault from context.original_exception
+    return handle_error
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if path is not None:
+            _private_sqlite(path)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    event.listen(engine, "handle_error", _name_faults(describe(url)))
+    return engine
+
+
+def describe(url: str) -> str:
+    """What a log line may say about a database: its file, or its address without password."""
+    path = sqlite_path(url)
+    if path is not None:
+        return f"database {path}"
+    return "database " + make_url(url).render_as_string(hide_password=True)
 
 
 class Database:
@@ -75,6 +129,7 @@ class Database:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_url()
+        self.label = describe(self.url)
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.readers = sessionmaker(self.engine.execution_options(medai_read_only=True),
@@ -108,15 +163,25 @@ class Database:
             db.close()  # ends the transaction; loaded objects stay readable (detached)
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent; run on every start)."""
+        """Bring the schema to the newest migration (idempotent; run on every start). A
+        database already at the newest is only read, so one on a read-only disk still starts
+        (and readiness says why it is not ready)."""
         with self._lock:
             if self._migrated:
                 return
             from alembic import command
             from alembic.config import Config
+            from alembic.runtime.migration import MigrationContext
+            from alembic.script import ScriptDirectory
 
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS))
+            heads = set(ScriptDirectory.from_config(cfg).get_heads())
+            with self.engine.execution_options(medai_read_only=True).connect() as conn:
+                current = set(MigrationContext.configure(conn).get_current_heads())
+            if current == heads:
+                self._migrated = True
+                return
             with self.engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
@@ -124,14 +189,16 @@ class Database:
 
     def check(self) -> None:
         """Raise when the database cannot answer (readiness)."""
-        from sqlalchemy import text
-
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    def has_users(self) -> bool:
-        from sqlalchemy import text
+    def check_writable(self) -> None:
+        """Readiness: a real write, committed — the schema's version row rewritten with its
+        own value (changes nothing; a read-only or full database raises ``StorageFault``)."""
+        with self.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
 
+    def has_users(self) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(text("SELECT 1 FROM users LIMIT 1")).first() is not None
 

@@ -1,52 +1,150 @@
 """Uploaded files, content-addressed under ``MEDAI_HOME/blobs``: a file is named by its sha256
 (never by a name a user chose), written while its size is checked, and stored once however
-often it is uploaded."""
+often it is uploaded.
+
+Everything medai keeps on disk is private to its account: folders 0700, files 0600, made so at
+creation and tightened at start for what an older version left (``private_dir``,
+``private_file``). A write the disk refuses (read-only, full) is raised as the ``OSError`` it is
+and named by the error layer (``core.faults``); a half-written upload never stays behind."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import re
+import stat
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+log = logging.getLogger("medai.platform")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+DIR_MODE, FILE_MODE = 0o700, 0o600
+STALE_TEMP_S = 3600  # a temporary file this old is a crash's leftover, not an upload under way
 
 
 class TooLarge(ValueError):
     pass
 
 
+def _chmod(path: Path, mode: int) -> None:
+    """Set ``mode`` unless it is already so; a read-only disk or a file someone else owns is
+    logged, not fatal (readiness reports an unwritable disk)."""
+    try:
+        if stat.S_IMODE(path.stat().st_mode) != mode:
+            os.chmod(path, mode)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot make %s private (mode %o): %s", path, mode,
+                    errno.errorcode.get(exc.errno or 0, type(exc).__name__))
+
+
+def _name(exc: BaseException, path: str | Path) -> None:
+    """A write error (ENOSPC from ``write``) carries no path: give it the file's, so the log
+    says which disk failed."""
+    if isinstance(exc, OSError) and exc.filename is None:
+        exc.filename = str(path)
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create ``path`` (and missing parents) 0700, or tighten it. A shared folder (sticky or
+    world-writable, such as /tmp) or the user's own home is never changed."""
+    path = Path(path)
+    missing = []
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return path
+    shared = st.st_mode & (stat.S_ISVTX | stat.S_IWOTH)
+    if not shared and path.resolve() not in (Path("/"), Path.home().resolve()):
+        _chmod(path, DIR_MODE)
+    return path
+
+
+def private_file(path: str | Path) -> None:
+    _chmod(Path(path), FILE_MODE)
+
+
 class BlobStore:
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(root)
+        self._tighten()
+
+    def _tighten(self) -> None:
+        """Folders and blobs an older version made with the default mode become private;
+        half-written uploads a crash left behind are removed."""
+        now = time.time()
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            for d in dirnames:
+                _chmod(Path(dirpath) / d, DIR_MODE)
+            for f in filenames:
+                path = Path(dirpath) / f
+                if f.startswith((".upload-", ".ready-")):
+                    try:
+                        if now - path.stat().st_mtime > STALE_TEMP_S:
+                            path.unlink()
+                            continue
+                    except OSError:
+                        pass
+                _chmod(path, FILE_MODE)
 
     def path(self, sha: str) -> Path:
         if not _SHA.match(sha):
             raise ValueError("not a sha256")
         return self.root / sha[:2] / sha[2:4] / sha
 
-    def _commit(self, tmp: Path, sha: str) -> None:
+    def _commit(self, tmp: Path, sha: str) -> bool:
+        """Move ``tmp`` into place; True when this call created the blob."""
         final = self.path(sha)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            tmp.unlink()
-        else:
+        try:
+            for d in (final.parent.parent, final.parent):
+                try:
+                    d.mkdir(mode=DIR_MODE)
+                except FileExistsError:
+                    pass
+            if final.exists():
+                tmp.unlink()
+                return False
             os.replace(tmp, final)
+            return True
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _write_temp(self, data: bytes) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.root, prefix=".upload-")  # created 0600
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except BaseException as exc:
+            Path(name).unlink(missing_ok=True)
+            _name(exc, name)
+            raise
+        return Path(name)
 
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         if not self.path(sha).exists():
-            fd, name = tempfile.mkstemp(dir=self.root, prefix=".upload-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            self._commit(Path(name), sha)
+            self._commit(self._write_temp(data), sha)
         return sha
 
-    async def put_stream(self, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
-        """Store a stream, refusing it (``TooLarge``) as soon as it passes ``limit`` bytes."""
+    async def receive(self, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int, bool]:
+        """Store a stream, refusing it (``TooLarge``) as soon as it passes ``limit`` bytes:
+        (sha256, size, whether this call created the blob — only then may a failed upload
+        take it away again, ``discard``)."""
         h, size = hashlib.sha256(), 0
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".upload-")
         tmp = Path(name)
@@ -58,12 +156,39 @@ class BlobStore:
                         raise TooLarge(f"file is larger than {limit:,} bytes")
                     h.update(chunk)
                     fh.write(chunk)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            _name(exc, tmp)
             raise
         sha = h.hexdigest()
-        self._commit(tmp, sha)
+        return sha, size, self._commit(tmp, sha)
+
+    async def put_stream(self, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
+        sha, size, _created = await self.receive(chunks, limit)
         return sha, size
+
+    def discard(self, sha: str) -> None:
+        """Remove a blob whose row was never committed (the upload failed after storing it).
+        Only the caller that created it, and when no row names it, may call this."""
+        try:
+            self.path(sha).unlink(missing_ok=True)
+        except OSError as exc:  # the disk that failed the row may refuse this too
+            log.warning("blob %s… of a failed upload stays (%s); it names no study",
+                        sha[:12], errno.errorcode.get(exc.errno or 0, type(exc).__name__))
 
     def read(self, sha: str) -> bytes:
         return self.path(sha).read_bytes()
+
+    def check_writable(self) -> None:
+        """Readiness: a small real file is written, synced and removed (raises the OSError
+        a read-only or full disk gives)."""
+        fd, name = tempfile.mkstemp(dir=self.root, prefix=".ready-")
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        except OSError as exc:
+            _name(exc, name)
+            raise
+        finally:
+            os.close(fd)
+            os.unlink(name)
