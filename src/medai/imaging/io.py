@@ -1,9 +1,10 @@
 """Image input: PNG/JPEG/DICOM → one grayscale float array in [0, 1], for training and serving.
 
 One path for both, so a model sees at serving time exactly what it saw in training. Limits are
-checked before any pixel is decoded (file bytes, then the header's pixel count), so a
-decompression bomb or a giant scan is refused with a clear message instead of exhausting
-memory. DICOM goes through the modality LUT, the VOI LUT / window, and MONOCHROME1 inversion.
+checked before any pixel is decoded (file bytes, then what the header declares: pixels,
+decoded bytes, frames; see ``imaging.limits``), so a decompression bomb or a giant scan is
+refused (``ImageTooLarge``) with a clear message instead of exhausting memory. DICOM goes
+through the modality LUT, the VOI LUT / window, and MONOCHROME1 inversion.
 """
 
 from __future__ import annotations
@@ -14,18 +15,29 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_BYTES = 64 * 1024 * 1024
-MAX_PIXELS = 40_000_000  # one frame, e.g. 6000 × 6600: larger than any plain radiograph
-MAX_TOTAL_PIXELS = 400_000_000  # frames × rows × columns × samples of a multi-frame object
-MIN_SIDE = 32
+from medai.imaging.limits import (
+    MAX_BYTES,
+    MAX_FRAME_BYTES,
+    MAX_PIXELS,
+    MAX_TOTAL_PIXELS,
+    MIN_SIDE,
+    ImageInputError,
+    ImageTooLarge,
+    check_dicom_file,
+    check_encapsulated_frame,
+    check_frame,
+    dicom_header,
+    pillow_decoded_bytes,
+)
+
+__all__ = ["MAX_BYTES", "MAX_FRAME_BYTES", "MAX_PIXELS", "MAX_TOTAL_PIXELS", "MIN_SIDE",
+           "REFUSAL_CODES", "WORKING_SIDE", "ImageInputError", "ImageRefused", "ImageTooLarge",
+           "LoadedImage", "Refusal", "check_limits", "check_modality", "downscale", "load_image"]
+
 WORKING_SIDE = 2048
 """Images are reduced to at most this many pixels a side right after decoding (box average in
 the decoder's own integer type): models read 224–512 pixels, heatmaps need no more, and a
 6000 × 6600 PNG no longer costs a gigabyte of float copies."""
-
-
-class ImageInputError(ValueError):
-    """An image that cannot be used, with the reason in words a radiologist understands."""
 
 
 class ImageRefused(ImageInputError):
@@ -49,26 +61,56 @@ def _is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
-def load_image(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
-               max_pixels: int = MAX_PIXELS) -> LoadedImage:
-    """Read a PNG, JPEG (or other Pillow format) or DICOM file / bytes."""
+def _read_source(source: str | Path | bytes, max_bytes: int) -> bytes:
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.is_file():
             raise ImageInputError(f"{path}: no such file")
         size = path.stat().st_size
         if size > max_bytes:
-            raise ImageInputError(f"file is too large ({size:,} bytes; limit {max_bytes:,})")
+            raise ImageTooLarge(f"file is too large ({size:,} bytes; limit {max_bytes:,})")
         data = path.read_bytes()
     else:
         data = bytes(source)
     if len(data) > max_bytes:
-        raise ImageInputError(f"file is too large ({len(data):,} bytes; limit {max_bytes:,})")
+        raise ImageTooLarge(f"file is too large ({len(data):,} bytes; limit {max_bytes:,})")
     if not data:
         raise ImageInputError("file is empty")
+    return data
+
+
+def load_image(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
+               max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Read a PNG, JPEG (or other Pillow format) or DICOM file / bytes."""
+    data = _read_source(source, max_bytes)
     if _is_dicom(data):
         return _load_dicom(data, max_pixels)
     return _load_raster(data, max_pixels)
+
+
+def check_limits(path: str | Path, max_pixels: int = MAX_PIXELS) -> None:
+    """The header checks of ``load_image`` on a stored file, without decoding a pixel or
+    reading the pixel data into memory: raises ``ImageTooLarge`` for a bomb. Other problems
+    (not an image, corrupt) are left to the analysis, which names them."""
+    path = Path(path)
+    with path.open("rb") as fh:
+        if fh.seek(0, 2) > MAX_BYTES:
+            raise ImageTooLarge(f"file is too large ({fh.tell():,} bytes; limit "
+                                f"{MAX_BYTES:,})")
+        fh.seek(0)
+        if _is_dicom(fh.read(132)):
+            import pydicom
+
+            check_dicom_file(fh)
+            try:
+                ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            except Exception as exc:  # pydicom raises many types on bad files
+                raise ImageInputError(f"malformed DICOM file ({exc})") from None
+            dicom_header(ds)
+            return
+        fh.seek(0)
+        img, _ = _open_raster(fh, max_pixels)
+        img.close()
 
 
 def downscale(arr: np.ndarray, max_side: int = WORKING_SIDE) -> np.ndarray:
@@ -89,32 +131,34 @@ def downscale(arr: np.ndarray, max_side: int = WORKING_SIDE) -> np.ndarray:
     return out.astype(arr.dtype)
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
-    if width * height > max_pixels:
-        raise ImageInputError(f"image is too large ({width}×{height} = {width * height:,} "
-                              f"pixels; limit {max_pixels:,})")
-    if min(width, height) < MIN_SIDE:
-        raise ImageInputError(f"image is too small ({width}×{height}); need at least "
-                              f"{MIN_SIDE} pixels a side")
-
-
-def _load_raster(data: bytes, max_pixels: int) -> LoadedImage:
+def _open_raster(source, max_pixels: int):
+    """Pillow's header read, with the size and decoded bytes checked before ``load``; a large
+    JPEG is set to decode at a reduced scale first."""
     from PIL import Image, UnidentifiedImageError
 
+    if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > MAX_PIXELS:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own check, for every Pillow decoder
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(source)
     except UnidentifiedImageError:
         raise ImageInputError("not an image: the file is neither PNG/JPEG nor DICOM") from None
     except Image.DecompressionBombError as exc:
-        raise ImageInputError(f"image is too large ({exc})") from None
+        raise ImageTooLarge(f"image is too large ({exc})") from None
     except Exception as exc:  # Pillow raises OSError/SyntaxError/struct.error on bad headers
         raise ImageInputError(f"image header is corrupt or truncated ({exc})") from None
-    _check_size(img.width, img.height, max_pixels)
+    declared = img.size
+    check_frame(img.width, img.height, 0, max_pixels)
+    if (img.format or "").lower() == "jpeg" and max(img.size) > WORKING_SIDE:
+        img.draft(img.mode, (WORKING_SIDE, WORKING_SIDE))  # decode at a reduced scale
+    check_frame(*declared, pillow_decoded_bytes(img, declared), max_pixels)
+    return img, declared
+
+
+def _load_raster(data: bytes, max_pixels: int) -> LoadedImage:
+    img, (width, height) = _open_raster(io.BytesIO(data), max_pixels)
     fmt = (img.format or "unknown").lower()
-    meta = {"mode": img.mode, "width": img.width, "height": img.height}
+    meta = {"mode": img.mode, "width": width, "height": height}
     try:
-        if fmt == "jpeg" and max(img.size) > WORKING_SIDE:  # decode at a reduced scale
-            img.draft(img.mode, (WORKING_SIDE, WORKING_SIDE))
         img.load()
         if max(img.size) > WORKING_SIDE:
             factor = -(-max(img.size) // WORKING_SIDE)
@@ -180,6 +224,7 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    check_dicom_file(io.BytesIO(data))  # a deflated dataset is inflated within bounds
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except (InvalidDicomError, Exception) as exc:  # pydicom raises many types on bad files
@@ -187,26 +232,24 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ImageInputError("DICOM file has no pixel data (e.g. a structured report or "
                               "a presentation state), so there is no image to analyse")
+    rows, cols, frames, _, _, _ = dicom_header(ds, max_pixels)
+    name = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    syntax = str(name or "")
+    index = frames // 2 if frames > 1 else None  # only the frame used is decoded
+    if name is not None and name.is_encapsulated and "PixelData" in ds:
+        from pydicom.encaps import get_frame
+
+        try:
+            frame = get_frame(ds.PixelData, index or 0, number_of_frames=frames)
+        except Exception as exc:
+            raise ImageInputError(f"malformed compressed DICOM pixel data ({exc})") from None
+        check_encapsulated_frame(frame, rows, cols)
+        del frame
     try:
-        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    except Exception as exc:
-        raise ImageInputError(f"malformed DICOM image size ({exc})") from None
-    _check_size(cols, rows, max_pixels)
-    try:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    except Exception as exc:
-        raise ImageInputError(f"malformed DICOM frame count ({exc})") from None
-    if frames < 1 or samples < 1 or frames * rows * cols * samples > MAX_TOTAL_PIXELS:
-        raise ImageInputError(f"DICOM object is too large ({frames} frames of {cols}×{rows}; "
-                              f"limit {MAX_TOTAL_PIXELS:,} pixels in all)")
-    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    try:  # only the frame used is decoded (the middle one of a multi-frame object)
         from pydicom.pixels import pixel_array
 
-        arr = pixel_array(ds, index=frames // 2 if frames > 1 else None)
+        arr = pixel_array(ds, index=index)
     except Exception as exc:  # decoder missing, truncated data, bad attributes
-        name = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         hint = (f" (transfer syntax {name.name}: install a decoder such as pylibjpeg or "
                 "python-gdcm)") if name is not None and name.is_compressed else ""
         raise ImageInputError(f"cannot decode DICOM pixel data{hint}: {exc}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request, UploadFile
 
 from medai.server.errors import ApiError
-from medai.services.imaging import MAX_BYTES, ImageInputError, ImageRefused
+from medai.services.imaging import MAX_BYTES, ImageInputError, ImageRefused, ImageTooLarge
 from medai.services.models import ModelUnavailable
 
 
@@ -25,7 +25,8 @@ async def read_upload(file: UploadFile) -> bytes:
 
 
 def image_error(exc: ImageInputError) -> ApiError:
-    code = "image_refused" if isinstance(exc, ImageRefused) else "unusable_image"
+    code = ("image_refused" if isinstance(exc, ImageRefused) else
+            "image_too_large" if isinstance(exc, ImageTooLarge) else "unusable_image")
     return ApiError(422, code, str(exc))
 
 

@@ -7,28 +7,48 @@ the same for predict, heatmap and draft.
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
+from pathlib import Path
 
 from medai.imaging.io import (
     MAX_BYTES,
     WORKING_SIDE,
     ImageInputError,
     ImageRefused,
+    ImageTooLarge,
     LoadedImage,
     Refusal,
+    check_limits,
     load_image,
 )
 from medai.imaging.results import HeatmapResult, ImagingResult
 from medai.services.runtime import release_memory
 
-__all__ = ["MAX_BYTES", "HeatmapResult", "ImageInputError", "ImageRefused", "ImagingResult",
-           "Refusal", "analyse", "heatmap", "preview_png", "refusal_of"]
+__all__ = ["DISPLAY_SIDE", "MAX_BYTES", "HeatmapResult", "ImageInputError", "ImageRefused",
+           "ImageTooLarge", "ImagingResult", "LoadedImage", "Refusal", "analyse", "check_upload",
+           "decoded", "display_png", "heatmap", "preview_png", "refusal_of"]
 
 LARGE_IMAGE_PIXELS = 4_000_000  # above this, freed decode buffers are handed back to the OS
+DISPLAY_SIDE = 2048
+"""The stored display rendition (8-bit gray PNG) is at most this many pixels a side: viewers
+and reports read it instead of decoding the original on every request."""
 
 
 def read_image(data: bytes) -> LoadedImage:
     return load_image(data)
+
+
+def check_upload(path: str | Path) -> None:
+    """Refuse a stored upload whose header declares more than the decoders may allocate
+    (``ImageTooLarge``), reading only the header; other problems are the analysis's to name."""
+    try:
+        check_limits(path)
+    except ImageTooLarge:
+        raise
+    except ImageInputError:  # not a bomb: unreadable files are refused by the analysis
+        return
 
 
 def _after(image: LoadedImage | None) -> None:
@@ -39,14 +59,33 @@ def _after(image: LoadedImage | None) -> None:
         release_memory()
 
 
-def analyse(predictor, data: bytes) -> ImagingResult:
-    """Findings for an image; raises ImageRefused / ImageInputError when it gets none."""
-    image = None
+@contextlib.contextmanager
+def decoded(data: bytes) -> Iterator[LoadedImage]:
+    """One decode for several uses (rendition, findings, heatmap); the decoder's freed
+    buffers go back to the OS afterwards when the image was large."""
+    image = read_image(data)
     try:
-        image = read_image(data)
-        result = predictor.predict(image)
+        yield image
     finally:
         _after(image)
+
+
+def _loaded(source: bytes | LoadedImage) -> tuple[LoadedImage, bool]:
+    if isinstance(source, LoadedImage):
+        return source, False
+    return read_image(source), True
+
+
+def analyse(predictor, source: bytes | LoadedImage) -> ImagingResult:
+    """Findings for an image (bytes, or one already decoded); raises ImageRefused /
+    ImageInputError when it gets none."""
+    image, owned = None, False
+    try:
+        image, owned = _loaded(source)
+        result = predictor.predict(image)
+    finally:
+        if owned:
+            _after(image)
     if result.refused:
         raise ImageRefused(refusal_of(result))
     return result
@@ -57,37 +96,39 @@ def refusal_of(result: ImagingResult) -> Refusal:
                    dict(result.reason_params))
 
 
-def heatmap(predictor, data: bytes, label: str | None = None,
+def heatmap(predictor, source: bytes | LoadedImage, label: str | None = None,
             max_side: int = WORKING_SIDE) -> tuple[HeatmapResult, bytes]:
     """Grad-CAM overlay PNG for ``label`` (default: the most probable) and what it shows."""
     from medai.imaging.explain import explain
 
-    image = None
+    image, owned = None, False
     buf = io.BytesIO()
     try:
-        image = read_image(data)
+        image, owned = _loaded(source)
         shown = explain(predictor, image, buf, label, max_side=max_side)
     finally:
-        _after(image)
+        if owned:
+            _after(image)
     return HeatmapResult(task=predictor.cfg.task, label=shown["label"],
                          probability=shown["probability"], width=shown["width"],
                          height=shown["height"], model=predictor.identity), buf.getvalue()
 
 
-def preview_png(data: bytes, max_side: int = 1024) -> bytes:
-    """The image as an 8-bit grayscale PNG (browsers and PDFs cannot show DICOM), at most
-    ``max_side`` pixels on its longer side."""
+def display_png(image: LoadedImage, max_side: int = DISPLAY_SIDE) -> bytes:
+    """An 8-bit grayscale PNG of a decoded image (browsers and PDFs cannot show DICOM), at
+    most ``max_side`` pixels on its longer side: the display rendition a study stores once."""
     import numpy as np
     from PIL import Image
 
-    image = None
-    try:
-        image = read_image(data)
-        pixels = np.clip(image.pixels * 255.0, 0, 255).astype(np.uint8)
-    finally:
-        _after(image)
+    pixels = np.clip(image.pixels * 255.0, 0, 255).astype(np.uint8)
     pil = Image.fromarray(pixels, mode="L")
     pil.thumbnail((max_side, max_side))
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def preview_png(data: bytes, max_side: int = 1024) -> bytes:
+    """``display_png`` of an image's bytes (a stored rendition, for a smaller copy)."""
+    with decoded(data) as image:
+        return display_png(image, max_side)
