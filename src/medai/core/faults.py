@@ -92,5 +92,6 @@ def classify(exc: BaseException, where: str | None = None) -> StorageFault | Non
     if code is None:
         return None
     source = orig if isinstance(orig, BaseException) else exc
-    cause = getattr(source, "sqlstate", None) or type(source).__name__
+    cause = (getattr(source, "sqlstate", None) or getattr(source, "sqlite_errorname", None)
+             or type(source).__name__)
     return StorageFault(code, where or "database", str(cause))

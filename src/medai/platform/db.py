@@ -137,6 +137,10 @@ class Database:
         self._migrated = False
         self._lock = threading.Lock()
 
+    def _read_only(self) -> Engine:
+        """The engine for reading only (on SQLite: no write lock, works on a read-only file)."""
+        return self.engine.execution_options(medai_read_only=True)
+
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
@@ -177,7 +181,7 @@ class Database:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS))
             heads = set(ScriptDirectory.from_config(cfg).get_heads())
-            with self.engine.execution_options(medai_read_only=True).connect() as conn:
+            with self._read_only().connect() as conn:
                 current = set(MigrationContext.configure(conn).get_current_heads())
             if current == heads:
                 self._migrated = True
@@ -189,7 +193,7 @@ class Database:
 
     def check(self) -> None:
         """Raise when the database cannot answer (readiness)."""
-        with self.engine.connect() as conn:
+        with self._read_only().connect() as conn:
             conn.execute(text("SELECT 1"))
 
     def check_writable(self) -> None:
@@ -199,7 +203,7 @@ class Database:
             conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
 
     def has_users(self) -> bool:
-        with self.engine.connect() as conn:
+        with self._read_only().connect() as conn:
             return conn.execute(text("SELECT 1 FROM users LIMIT 1")).first() is not None
 
     def dispose(self) -> None:

@@ -1,12 +1,19 @@
-"""One error shape (``ErrorOut``) for every failure, with short excerpts only."""
+"""One error shape (``ErrorOut``) for every failure, with short excerpts only.
+
+A storage fault (``core.faults``: a read-only or full disk, a database that cannot write or
+cannot be reached) is answered here for every route alike: 503 with its ``code``
+(``storage_read_only``, ``storage_full``, ...) and one log line saying which path and why."""
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from medai.core.faults import StorageFault, classify
 from medai.core.text import excerpt
 from medai.services.runtime import Overloaded
 
@@ -15,13 +22,32 @@ CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not
          415: "unsupported_media_type", 422: "invalid", 503: "unavailable"}
 
 
+log = logging.getLogger("medai.server")
+FAULT_RETRY_AFTER_S = 60
+_FAULT_DETAIL = {
+    "storage_read_only": "the server's storage is read-only",
+    "storage_full": "the server's storage is full",
+    "storage_denied": "the server may not write its storage",
+    "storage_io_error": "the server's storage failed to read or write",
+    "storage_unavailable": "the server's storage cannot be opened",
+    "database_busy": "the database is busy",
+    "database_unavailable": "the database cannot be reached",
+}
+
+
+# a path id outside its bounds (``inputs.RowId``) can name no row: not found, not invalid
+_OUT_OF_RANGE = ("less_than_equal", "greater_than_equal", "greater_than", "less_than")
+
+
 class ApiError(Exception):
     """Raised by routes: status, a machine code and a human message (already short)."""
 
     def __init__(self, status: int, code: str, detail: str,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None,
+                 errors: list[dict] | None = None) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
+        self.errors = errors  # field errors ({loc, msg, type}), e.g. why a password is weak
 
 
 def _body(detail: str, code: str, errors: list | None = None) -> dict:
@@ -38,20 +64,63 @@ def install(app: FastAPI) -> None:
                            for p in e.get("loc", ())][:8],
                    "msg": excerpt(str(e.get("msg", "")), 160), "type": str(e.get("type", ""))}
                   for e in exc.errors()[:20]]
+        if any(e["loc"][:1] == ["path"] and e["type"] in _OUT_OF_RANGE for e in errors):
+            return JSONResponse(_body("no such item (id out of range)", "not_found"), 404)
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
         return JSONResponse(_body(f"{where}: {first['msg']}", "invalid", errors), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method some route serves at this path
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return JSONResponse(_body(str(exc.detail), CODES.get(exc.status_code, "error")),
-                            exc.status_code, headers=getattr(exc, "headers", None))
+                            exc.status_code, headers=headers or None)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.detail, exc.code), exc.status, headers=exc.headers)
+        return JSONResponse(_body(exc.detail, exc.code, exc.errors), exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(Overloaded)
     async def overloaded(_request: Request, exc: Overloaded) -> JSONResponse:
         return JSONResponse(_body(str(exc), "overloaded"), 503,
                             headers={"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(StorageFault)
+    async def storage_fault(request: Request, exc: StorageFault) -> JSONResponse:
+        return fault_response(request, exc)
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        fault = classify(exc)
+        if fault is None:
+            raise exc  # not the disk: the Guard's plain 500, logged by type and place
+        return fault_response(request, fault)
+
+
+def fault_response(request: Request, fault: StorageFault) -> JSONResponse:
+    """503 with the fault's code; the log names the path (or database) and the reason,
+    never the request's content."""
+    from medai.server.middleware import method_of, request_id, route_of
+
+    log.error("storage fault: %s is %s (%s) on %s %s rid=%s", fault.where, fault.reason,
+              fault.cause or "-", method_of(request.scope), route_of(request.scope),
+              request_id(request.scope))
+    detail = _FAULT_DETAIL.get(fault.code, "the server's storage failed")
+    return JSONResponse(_body(f"{detail}; the request was not processed", fault.code), 503,
+                        headers={"Retry-After": str(FAULT_RETRY_AFTER_S)})
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of all routes matching the request's path (Starlette's 405 names only the
+    first matching route's)."""
+    from starlette.routing import Match
+
+    found = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        probe = {**request.scope, "method": method}
+        if any(r.matches(probe)[0] == Match.FULL for r in request.app.router.routes):
+            found.append(method)
+    return found

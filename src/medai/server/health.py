@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import medai
+from medai.core.faults import classify
 
 log = logging.getLogger("medai.server")
 router = APIRouter()
@@ -27,24 +28,56 @@ def live() -> dict[str, Any]:
     return {"status": "alive", "version": medai.__version__}
 
 
-@router.get("/api/v1/health/ready", tags=["health"],
-            responses={503: {"description": "A served model cannot be loaded"}})
-@router.get("/api/v1/health", tags=["health"],
-            responses={503: {"description": "A served model cannot be loaded"}})
+_READY_503 = {503: {"description": "A served model cannot be loaded, or the database or the "
+                                    "file storage cannot be written (``code`` names why: "
+                                    "``storage_read_only``, ``storage_full``, ...)"}}
+
+
+@router.get("/api/v1/health/ready", tags=["health"], responses=_READY_503)
+@router.get("/api/v1/health", tags=["health"], responses=_READY_503)
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: every served model loads (each reported with its identity or its error);
-    503 until then, so a load balancer sends no traffic to a worker that would fail it."""
+    """Readiness: every served model loads (each reported with its identity or its error) and
+    every platform check passes (the database and the file storage take a real write); 503
+    until then, so a load balancer sends no traffic to a worker that would fail it."""
     report = await run_in_threadpool(request.app.state.models.readiness)
     ok = all(r["ready"] for r in report.values())
-    body = {"status": "ready", "version": medai.__version__, "models": report}
+    body: dict[str, Any] = {"status": "ready", "version": medai.__version__, "models": report}
+    codes = []
     for name, check in request.app.state.readiness_checks.items():
         try:
             await run_in_threadpool(check)
             body[name] = {"ready": True}
+            _note(request, name, None, None)
         except Exception as exc:  # reported, never raised: readiness answers 503
+            fault = classify(exc)
             body[name] = {"ready": False, "error": type(exc).__name__}
+            if fault is not None:
+                body[name]["code"] = fault.code
+                codes.append(fault.code)
+            _note(request, name, fault.code if fault else type(exc).__name__,
+                  f"{fault.where} is {fault.reason} ({fault.cause or '-'})" if fault
+                  else f"check failed: {type(exc).__name__}")
             ok = False
     body["status"] = "ready" if ok else "not_ready"
+    if not ok:  # also an ErrorOut: detail and code
+        failing = [n for n, r in report.items() if not r["ready"]]
+        failing += [n for n in request.app.state.readiness_checks if not body[n]["ready"]]
+        body["detail"] = "not ready: " + ", ".join(failing)
+        body["code"] = codes[0] if codes else "not_ready"
     return JSONResponse(body, 200 if ok else 503)
 
 
+def _note(request: Request, name: str, state: str | None, why: str | None) -> None:
+    """One log line when a check starts failing (saying which path and why), changes reason
+    or recovers — not one per probe."""
+    seen = getattr(request.app.state, "readiness_seen", None)
+    if seen is None:
+        seen = request.app.state.readiness_seen = {}
+    if seen.get(name) == state:
+        return
+    if state is None:
+        if name in seen:
+            log.info("readiness: %s recovered", name)
+    else:
+        log.error("readiness: %s not ready: %s", name, why)
+    seen[name] = state

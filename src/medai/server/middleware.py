@@ -4,19 +4,25 @@
   bytes streamed so far, pass the route's limit — before it is parsed or spooled to disk (a
   2 GB upload was written to a temporary file before the 413, and a 100 MB JSON read whole).
 - ``SecurityHeaders``: CSP, nosniff, frame-ancestors, Referrer-Policy, HSTS behind TLS.
-- ``Guard``: any unexpected exception becomes a plain 500 logged by type and place only, never
-  with its message or the request body (messages can quote the complaint).
+- ``Guard``: the access log — one line per request on ``medai.access``: method, route template
+  (``/api/v1/studies/{study_id}``, never the path's values or its query string), status,
+  duration and a request id that is also sent back as ``X-Request-ID`` — and a plain 500 for
+  any unexpected exception, logged by type and place only, never with its message or the
+  request body (messages can quote the complaint).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 import traceback
 from collections.abc import Callable
 
 log = logging.getLogger("medai.server")
+access_log = logging.getLogger("medai.access")
+REQUEST_ID = "medai.request_id"  # scope key of the request's id
 
 Scope = dict
 ASGIApp = Callable
@@ -119,34 +125,65 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-class Guard:
-    """Outermost: access log (method, route, status, time — no bodies, no query strings) and
-    a plain 500 for anything unexpected, logged without its message."""
+def route_of(scope: Scope) -> str:
+    """The matched route's template (``/api/v1/studies/{study_id}``, ``/ui/{path}``), or
+    ``<unmatched>``: never the request's own path, whose values can hold patient data."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return "<unmatched>"
+    if type(route).__name__ == "Mount":
+        return path.rstrip("/") + "/{path}"
+    return path or "/"
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+
+
+def method_of(scope: Scope) -> str:
+    """The method when it is a standard one (a client may send any token as a method)."""
+    method = scope.get("method", "")
+    return method if method in _METHODS else "OTHER"
+
+
+def request_id(scope: Scope) -> str:
+    return scope.get(REQUEST_ID, "-")
+
+
+class Guard:
+    """Access log (method, route template, status, time, request id — no bodies, no query
+    strings, no path values) and a plain 500 for anything unexpected, logged without its
+    message. The request id is ours (a client's ``X-Request-ID`` could carry anything)."""
+
+    def __init__(self, app: ASGIApp, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.app, self.clock = app, clock
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), 0
+        start, status = self.clock(), 0
+        rid = scope[REQUEST_ID] = secrets.token_hex(8)
 
         async def tracking_send(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [
+                    *(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
+                    (b"x-request-id", rid.encode())]}
             await send(message)
 
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # never let a traceback (and its message) reach the log
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            log.error("unhandled %s at %s:%d (%s) on %s %s", type(exc).__name__,
+            log.error("unhandled %s at %s:%d (%s) on %s %s rid=%s", type(exc).__name__,
                       where.filename.rsplit("/", 1)[-1], where.lineno, where.name,
-                      scope["method"], scope["path"])
+                      method_of(scope), route_of(scope), rid)
             if status == 0:
                 status = 500
-                await send_json(send, 500, {"detail": "internal error; the request was not "
-                                                      "processed", "code": "internal"})
-        log.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
-                 (time.perf_counter() - start) * 1000)
+                await send_json(tracking_send, 500, {
+                    "detail": "internal error; the request was not processed",
+                    "code": "internal"})
+        access_log.info("%s %s %d %.1fms rid=%s", method_of(scope), route_of(scope), status,
+                        (self.clock() - start) * 1000, rid)

@@ -46,7 +46,9 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
         if "pool" in holder:
             holder["pool"].stop()
 
-    checks = {"database": lambda: app.state.platform.db.check()}
+    # a real write to each (a read-only or full disk makes readiness 503 with its code)
+    checks = {"database": lambda: app.state.platform.db.check_writable(),
+              "storage": lambda: app.state.platform.store.check_writable()}
     if broker:
         from medai.platform.queue import check_broker
 

@@ -59,6 +59,29 @@ def _question_is_urgent(request: Request, question: str | None) -> bool:
         return False
 
 
+async def _forget(p, sha: str, created: bool) -> None:
+    """The file of an upload that got no row goes again — only when this upload stored it
+    and no study names it (the same file uploaded meanwhile keeps it). When the database
+    cannot even be read the file stays: an orphan file is safer than a study without one."""
+    if not created:
+        return
+
+    def forget() -> None:
+        from sqlalchemy import select
+
+        try:
+            with p.db.reader() as db:
+                named = db.scalar(select(Study.id).where(Study.file_sha256 == sha).limit(1))
+        except Exception as exc:
+            log.warning("blob of a failed upload kept: the database cannot be read (%s)",
+                        type(exc).__name__)
+            return
+        if named is None:
+            p.store.discard(sha)
+
+    await run_in_threadpool(forget)
+
+
 @router.post("", response_model=StudyOut, status_code=201,
              responses=error_responses(401, 403, 413, 422))
 async def upload_study(
@@ -74,10 +97,11 @@ async def upload_study(
     draft); urgent studies (a red flag in the clinical question) are analysed first."""
     p = platform_of(request)
     try:
-        sha, size = await p.store.put_stream(_chunks(file), imaging_service.MAX_BYTES)
+        sha, size, created = await p.store.receive(_chunks(file), imaging_service.MAX_BYTES)
     except TooLarge as exc:
         raise ApiError(413, "too_large", str(exc)) from None
     if size == 0:
+        await _forget(p, sha, created)
         raise ApiError(422, "invalid", "the file is empty")
     urgent = await run_in_threadpool(_question_is_urgent, request, clinical_question)
 
@@ -94,8 +118,11 @@ async def upload_study(
 
     try:
         out, job_id = await run_in_threadpool(create)
-    except studies.StudyError as exc:
-        raise ApiError(422, "invalid", str(exc)) from None
+    except BaseException as exc:  # no row (a refusal, a read-only or full disk): no blob
+        await _forget(p, sha, created)
+        if isinstance(exc, studies.StudyError):
+            raise ApiError(422, "invalid", str(exc)) from None
+        raise
     request.app.state.dispatch(out["id"], job_id, urgent)
     log.info("study %s uploaded task=%s urgent=%s", out["id"], task, urgent)
     return JSONResponse(StudyOut(**out).model_dump(mode="json"), 201)
