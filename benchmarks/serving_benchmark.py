@@ -82,14 +82,24 @@ class Server:
     def _sign_in(self) -> None:
         """Since the clinical platform, every model route needs a signed-in clinician: create
         one in this server's MEDAI_HOME (a tree without `medai users` serves openly)."""
-        made = subprocess.run([sys.executable, "-m", "medai.cli", "users", "add", "bench",
-                               "--role", "radiologist", "--password-stdin"], cwd=self.tree,
-                              env=self.env, input="bench-password-1\n", text=True,
-                              capture_output=True)
-        if made.returncode != 0:
-            return
+        def users(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "medai.cli", "users", *args],
+                                  cwd=self.tree, env=self.env, input=stdin, text=True,
+                                  capture_output=True)
+
+        password = "kestane-kebap-ilkbahar"
+        made = users("add", "bench", "--role", "radiologist", "--password-stdin",
+                     stdin=password + "\n")
+        if made.returncode != 0:  # newer trees: the user chooses it with an enrolment code
+            made = users("add", "bench", "--role", "radiologist", "--json")
+            if made.returncode != 0:
+                return
+            made = users("enrol", json.loads(made.stdout)["enrol_code"], "--password-stdin",
+                         stdin=password + "\n")
+            if made.returncode != 0:
+                return
         token = httpx.post(f"{self.base}/api/v1/auth/login", timeout=30, json={
-            "username": "bench", "password": "bench-password-1"}).json()["access_token"]
+            "username": "bench", "password": password}).json()["access_token"]
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def _warm(self) -> None:

@@ -175,13 +175,23 @@ def free_port() -> int:
 
 
 def cli_add_user(env: dict, name: str, role: str) -> None:
+    """An account with ``PASSWORD`` the way a hospital makes one: an admin sets their own;
+    anyone else is added with an enrolment code and then chooses it (``users enrol``)."""
+    import json
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "medai.cli", "users", "add", name, "--role", role,
-                        "--password-stdin", "--json"], input=PASSWORD + "\n", text=True,
-                       capture_output=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
+    def cli(*args: str, stdin: str = "") -> str:
+        r = subprocess.run([sys.executable, "-m", "medai.cli", "users", *args, "--json"],
+                           input=stdin, text=True, capture_output=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    if role == "admin":
+        cli("add", name, "--role", role, "--password-stdin", stdin=PASSWORD + "\n")
+        return
+    code = json.loads(cli("add", name, "--role", role))["enrol_code"]
+    cli("enrol", code, "--password-stdin", stdin=PASSWORD + "\n")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

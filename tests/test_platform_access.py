@@ -28,6 +28,7 @@ TABLE: dict[tuple[str, str], object] = {
     ("GET", "/api/v1/health"): PUBLIC,
     ("POST", "/api/v1/auth/login"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): SIGNED_IN,
+    ("POST", "/api/v1/auth/enrol"): PUBLIC,
     ("GET", "/api/v1/auth/me"): SIGNED_IN,
     ("POST", "/api/v1/auth/tokens"): SIGNED_IN,
     ("GET", "/api/v1/auth/tokens"): SIGNED_IN,
@@ -63,6 +64,9 @@ TABLE: dict[tuple[str, str], object] = {
     ("POST", "/api/v1/users"): {"admin"},
     ("POST", "/api/v1/users/{username}/disable"): {"admin"},
     ("POST", "/api/v1/users/{username}/enable"): {"admin"},
+    ("POST", "/api/v1/users/{username}/reset"): {"admin"},
+    ("PATCH", "/api/v1/users/{username}"): {"admin"},
+    ("GET", "/api/v1/audit/role-grants"): {"admin"},
     ("GET", "/api/v1/models"): {"admin"},
     ("GET", "/api/v1/audit"): {"admin"},
 }
@@ -98,8 +102,9 @@ def _request(client, method: str, path: str, ids: dict, headers: dict):
         ("PUT", "/api/v1/studies/{study_id}/report"): {"json": {"version": 0, "sections": {}}},
         ("POST", "/api/v1/studies/{study_id}/report/sign"): {"json": {"version": 1000}},
         ("POST", "/api/v1/conversations/{conv_id}/messages"): {"json": {"text": "?"}},
-        ("POST", "/api/v1/users"): {"json": {"username": "x", "password": "short",
-                                             "role": "admin"}},
+        ("POST", "/api/v1/users"): {"json": {"username": "x", "role": "nurse"}},
+        ("PATCH", "/api/v1/users/{username}"): {"json": {"role": "clinician"}},
+        ("POST", "/api/v1/auth/enrol"): {"json": {"code": "NOSUCHCODE", "password": PASSWORD}},
         ("POST", "/api/v1/studies"): {"files": files, "data": {"task": "cxr"}},
         ("POST", "/api/v1/imaging/{task}/predict"): {"files": files},
         ("POST", "/api/v1/imaging/{task}/heatmap"): {"files": files},
@@ -197,8 +202,10 @@ def test_passwords_are_argon2_hashes_and_disabled_users_lose_their_tokens(env):
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)
     assert all(PASSWORD not in h for h in hashes)
     admin = bearer(client, "admin")
-    client.post("/api/v1/users", headers=admin, json={"username": "temp", "password": PASSWORD,
-                                                      "role": "clinician"})
+    code = client.post("/api/v1/users", headers=admin, json={
+        "username": "temp", "role": "clinician"}).json()["enrol_code"]
+    assert client.post("/api/v1/auth/enrol", json={"code": code, "password": PASSWORD}
+                       ).status_code == 200
     temp = bearer(client, "temp")
     assert client.get("/api/v1/auth/me", headers=temp).status_code == 200
     assert client.post("/api/v1/users/temp/disable", headers=admin).json()["active"] is False
@@ -271,14 +278,15 @@ def test_users_cli(tmp_path):
     bad = _cli(env, "users", "add", "x", "--role", "nurse", "--password-stdin", "--json",
                stdin=PASSWORD + "\n")
     assert bad.returncode == 2 and "radiologist" in json.loads(bad.stdout)["error"]
-    assert _cli(env, "users", "add", "y", "--role", "admin").returncode == 2
     assert _cli(env, "users", "disable", "boss", "--json").returncode == 0
     listed = json.loads(_cli(env, "users", "list", "--json").stdout)["users"]
-    assert listed == [{"id": 1, "username": "boss", "role": "admin", "active": False}]
+    assert listed == [{"id": 1, "username": "boss", "role": "admin", "active": False,
+                       "enrolled": True}]
     out = tmp_path / "audit.jsonl"
     assert _cli(env, "audit", "export", "--out", str(out)).returncode == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [e["detail"].get("op") for e in events] == ["create", "disable"]
+    assert [(e["action"], e["detail"].get("op")) for e in events] == [
+        ("admin", "create"), ("role", "grant"), ("admin", "disable")]
 
 
 def test_every_role_has_a_user_in_the_fixtures():

@@ -2,7 +2,12 @@
 
 ``PERMISSIONS`` is the one table of access rules; the API, the CLI and the tests read it.
 Admins manage users, models and the audit log but read no patient data (least privilege);
-patients use triage and see only their own history.
+patients use triage and see only their own history. An account is administrative or not for
+its whole life (``role_conflict``), so an admin never holds a clinical role.
+
+Nobody sets another person's password: an admin creates an account (or resets one) and is shown
+a one-time enrolment code, stored only as its sha256, that expires; the user exchanges it for a
+password they choose (``enrol``), checked by ``passwords.check`` like every password.
 """
 
 from __future__ import annotations
@@ -10,18 +15,24 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from medai.platform import audit, passwords
 from medai.platform.db import utcnow
 from medai.platform.tables import LoginFailure, Token, User
 
 ROLES = ("admin", "radiologist", "clinician", "patient")
 CLINICAL = frozenset({"radiologist", "clinician"})
+ADMIN = frozenset({"admin"})
+ENROL_HOURS = 72  # how long a new account's (or a reset's) enrolment code is valid by default
+MAX_ENROL_HOURS = 14 * 24
+CODE_LENGTH = 12  # of kiosks.CODE_ALPHABET (31 symbols, no 0/O, 1/I/L): about 59 bits
+NO_PASSWORD = ""  # the stored hash of an account whose user has not enrolled: matches nothing
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "triage": frozenset(ROLES),
@@ -46,7 +57,36 @@ _DUMMY_HASH = _hasher.hash("medai-timing-equaliser")
 
 
 class AccountError(ValueError):
-    """A request about accounts that cannot be done (message safe to show)."""
+    """A request about accounts that cannot be done (message safe to show); ``status`` and
+    ``code`` are the API's answer."""
+
+    status, code = 422, "invalid"
+
+
+class AccountExists(AccountError):
+    status, code = 409, "conflict"
+
+
+class NoSuchUser(AccountError):
+    status, code = 404, "not_found"
+
+
+class RoleConflict(AccountError):
+    code = "role_conflict"
+
+
+class EnrolmentRefused(AccountError):
+    """An enrolment code that is unknown, used or expired."""
+
+    status, code = 404, "enrol_code_invalid"
+
+
+class WeakPassword(AccountError):
+    code = "weak_password"
+
+    def __init__(self, verdict: passwords.Verdict) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
 
 
 class AuthFailed(Exception):
@@ -71,31 +111,150 @@ def check_role(role: str) -> str:
     return role
 
 
-def create_user(db: Session, username: str, password: str, role: str) -> User:
-    check_role(role)
+def check_username(username: str) -> str:
     username = username.strip()
     if not (1 <= len(username) <= 64) or not username.replace("_", "").replace(
             ".", "").replace("-", "").isalnum():
         raise AccountError("username: 1–64 letters, digits, '.', '_' or '-'")
-    if len(password) < 8 or len(password) > 1024:
-        raise AccountError("password: 8 to 1024 characters")
+    return username
+
+
+def set_password(user: User, password: str) -> None:
+    """The user's own choice, if the policy accepts it (``WeakPassword`` says why not)."""
+    verdict = passwords.check(password, user.username)
+    if not verdict.ok:
+        raise WeakPassword(verdict)
+    user.password_hash = _hasher.hash(password)
+    user.enrol_code_hash = user.enrol_expires_at = None
+
+
+def _new_user(db: Session, username: str, role: str) -> User:
+    check_role(role)
+    username = check_username(username)
     if db.scalar(select(User).where(User.username == username)) is not None:
-        raise AccountError(f"user {username!r} exists")
-    user = User(username=username, password_hash=_hasher.hash(password), role=role)
+        raise AccountExists(f"user {username!r} exists")
+    return User(username=username, role=role, password_hash=NO_PASSWORD)
+
+
+def create_user(db: Session, username: str, password: str, role: str) -> User:
+    """An account with a password its own user chose: the first admin (``medai users add
+    --password-stdin``); everyone else enrols (``invite``)."""
+    user = _new_user(db, username, role)
+    set_password(user, password)
     db.add(user)
     db.flush()
     return user
 
 
-def set_active(db: Session, username: str, active: bool) -> User:
-    user = db.scalar(select(User).where(User.username == username))
+def _code() -> str:
+    from medai.platform.kiosks import CODE_ALPHABET
+
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def _set_code(user: User, now: datetime, hours: float) -> str:
+    if not 0 < hours <= MAX_ENROL_HOURS:
+        raise AccountError(f"enrol_hours: more than 0, at most {MAX_ENROL_HOURS}")
+    code = _code()
+    user.enrol_code_hash = digest(code)
+    user.enrol_expires_at = now + timedelta(hours=hours)
+    return code
+
+
+def invite(db: Session, username: str, role: str, now: datetime,
+           hours: float = ENROL_HOURS) -> tuple[User, str]:
+    """A new account without a password and its one-time enrolment code (returned once)."""
+    user = _new_user(db, username, role)
+    code = _set_code(user, now, hours)
+    db.add(user)
+    db.flush()
+    return user, code
+
+
+def get_user(db: Session, username: str) -> User:
+    user = db.scalar(select(User).where(User.username == username[:64]))
     if user is None:
-        raise AccountError(f"no user {username!r}")
+        raise NoSuchUser(f"no user {username[:64]!r}")
+    return user
+
+
+def reset(db: Session, username: str, now: datetime,
+          hours: float = ENROL_HOURS) -> tuple[User, str]:
+    """Forget the password, end every session and token, issue a new enrolment code."""
+    user = get_user(db, username)
+    code = _set_code(user, now, hours)
+    user.password_hash = NO_PASSWORD
+    revoke_all(db, user)
+    return user, code
+
+
+def enrol(db: Session, code: str, password: str, now: datetime) -> User:
+    """The user behind a valid code sets their password (``WeakPassword`` leaves the code
+    usable; success uses it up)."""
+    from medai.platform.kiosks import normalise_code
+
+    code = normalise_code(code)
+    user = db.scalar(select(User).where(User.enrol_code_hash == digest(code))) if code \
+        else None
+    if (user is None or not user.active or user.enrol_expires_at is None
+            or user.enrol_expires_at <= now):
+        raise EnrolmentRefused("enrolment code unknown, used or expired; ask an "
+                               "administrator for a new one")
+    set_password(user, password)
+    return user
+
+
+def change_role(db: Session, username: str, role: str) -> tuple[User, str]:
+    """Move an account to another role within its side (administrative or not); the new
+    role applies to the next request. Returns the user and the role before."""
+    check_role(role)
+    user = get_user(db, username)
+    before = user.role
+    if (before in ADMIN) != (role in ADMIN):
+        raise RoleConflict(f"an administrator account cannot hold a clinical or patient role, "
+                           f"nor the reverse ({before} -> {role}); create a separate account")
+    user.role = role
+    return user, before
+
+
+def record_grant(db: Session, actor: audit.Actor, user: User, op: str, before: str | None,
+                 role: str, outcome: str = "ok") -> None:
+    """An audit event of action ``role``: ``grant`` (a new account) or ``change``."""
+    audit.record(db, actor, "role", "user", user.id, outcome=outcome, op=op,
+                 username=user.username, role=role, before=before)
+
+
+def role_grants(db: Session, limit: int = 100, offset: int = 0) -> tuple[list[dict], int]:
+    """Role grants, changes and refused changes from the audit log, oldest first."""
+    rows, total = audit.query(db, action="role", limit=limit, offset=offset)
+    return [{"at": e.at.isoformat() + "Z", "by": e.actor, "by_role": e.role,
+             "user_id": e.target_id, "username": (e.detail or {}).get("username"),
+             "op": (e.detail or {}).get("op", ""), "role": (e.detail or {}).get("role"),
+             "before": (e.detail or {}).get("before"), "outcome": e.outcome}
+            for e in rows], total
+
+
+def enrolled(user: User) -> bool:
+    return user.password_hash != NO_PASSWORD
+
+
+def pending(user: User, now: datetime) -> datetime | None:
+    """When the user's unused enrolment code expires (None: no valid code)."""
+    exp = user.enrol_expires_at
+    return exp if user.enrol_code_hash and exp and exp > now else None
+
+
+def revoke_all(db: Session, user: User) -> None:
+    for tok in db.scalars(select(Token).where(Token.user_id == user.id,
+                                              Token.revoked_at.is_(None))):
+        tok.revoked_at = utcnow()
+
+
+def set_active(db: Session, username: str, active: bool) -> User:
+    user = get_user(db, username)
     user.active = active
     if not active:  # a disabled user's sessions and tokens stop at once
-        for tok in db.scalars(select(Token).where(Token.user_id == user.id,
-                                                  Token.revoked_at.is_(None))):
-            tok.revoked_at = utcnow()
+        revoke_all(db, user)
     return user
 
 
@@ -116,9 +275,10 @@ def authenticate(db: Session, username: str, password: str, client: str,
     if any(_failures(db, k, window_s) >= n for k, n in zip(keys, limits, strict=True)):
         raise Throttled(int(window_s))
     user = db.scalar(select(User).where(User.username == username[:64]))
+    stored = user.password_hash if user is not None else NO_PASSWORD
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password[:1024])
-        ok = user is not None and user.active
+        _hasher.verify(stored or _DUMMY_HASH, password[:1024])
+        ok = stored != NO_PASSWORD and user.active
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:
@@ -138,6 +298,15 @@ def record_failure(db: Session, username: str, client: str) -> None:
         db.add(LoginFailure(key=k))
 
 
+def enrol_throttled(db: Session, client: str, max_failures: int, window_s: float) -> bool:
+    """Wrong enrolment codes count per client, with the per-client sign-in limit."""
+    return _failures(db, f"enrol:{client}", window_s) >= max_failures * CLIENT_FACTOR
+
+
+def record_enrol_failure(db: Session, client: str) -> None:
+    db.add(LoginFailure(key=f"enrol:{client}"))
+
+
 def digest(raw: str) -> str:
     """What is stored of a secret (session, token, kiosk credential): its sha256. The secrets
     are 256-bit random, so a plain hash is enough (no password stretching needed)."""
@@ -151,13 +320,19 @@ class Issued:
     expires_in_s: int
 
 
+def new_signin() -> str:
+    """The id shared by the credentials one sign-in issues (its session and its bearer
+    token), so that signing out ends them all."""
+    return secrets.token_hex(16)
+
+
 def issue(db: Session, user: User, kind: str, lifetime: timedelta,
-          name: str | None = None) -> Issued:
+          name: str | None = None, signin: str | None = None) -> Issued:
     """A new session (with its CSRF secret) or bearer token; only hashes are stored."""
     raw = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24) if kind == "session" else None
     db.add(Token(user_id=user.id, token_hash=digest(raw), kind=kind, name=name,
-                 csrf_hash=digest(csrf) if csrf else None,
+                 csrf_hash=digest(csrf) if csrf else None, signin=signin,
                  expires_at=utcnow() + lifetime))
     return Issued(raw, csrf, int(lifetime.total_seconds()))
 
@@ -182,3 +357,18 @@ def csrf_ok(tok: Token, presented: str | None) -> bool:
 def revoke(db: Session, tok: Token) -> None:
     if tok.revoked_at is None:
         tok.revoked_at = utcnow()
+
+
+def sign_out(db: Session, tok: Token) -> int:
+    """Revoke this credential and every other one of the same sign-in (the session cookie
+    and the bearer token a password login returns together); named tokens made with
+    ``POST /auth/tokens`` are not part of a sign-in and stay. Returns how many ended."""
+    ended = [tok]
+    if tok.signin is not None:
+        ended += db.scalars(select(Token).where(Token.signin == tok.signin,
+                                                Token.user_id == tok.user_id,
+                                                Token.id != tok.id)).all()
+    live = [t for t in ended if t.revoked_at is None]
+    for t in live:
+        revoke(db, t)
+    return len(live)

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from medai.platform.tables import AuditEvent
 
+# "role": a role granted (a new account) or changed, or such a change refused: the events
+# ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review
 ACTIONS = ("login", "logout", "token", "view", "upload", "predict", "draft", "edit", "sign",
-           "export", "triage", "chat", "admin", "denied")
+           "export", "triage", "chat", "admin", "role", "denied")
 
 
 @dataclass(frozen=True)

@@ -33,17 +33,24 @@ def _now() -> Mapped[datetime]:
 
 
 class User(Base):
+    """An account. ``password_hash`` is "" (matches no password) until its user enrols with
+    the one-time code; only the code's sha256 is kept, with its expiry."""
+
     __tablename__ = "users"
+    __table_args__ = (Index("ux_users_enrol_code_hash", "enrol_code_hash", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
     created_at: Mapped[datetime] = _now()
+    enrol_code_hash: Mapped[str | None] = mapped_column(String(64))
+    enrol_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Token(Base):
-    """A session (cookie) or a bearer token; only its sha256 is stored."""
+    """A session (cookie) or a bearer token; only its sha256 is stored. ``signin`` groups
+    the credentials one password sign-in issued: signing out revokes them together."""
 
     __tablename__ = "tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -55,6 +62,7 @@ class Token(Base):
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    signin: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class LoginFailure(Base):

@@ -1,4 +1,5 @@
-"""Sign in and out, the caller's identity, and bearer tokens for machine clients."""
+"""Sign in and out, enrolment (a user choosing their own password with a one-time code), the
+caller's identity, and bearer tokens for machine clients."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from medai.platform import accounts, audit
+from medai.platform.api.admin import account_error
 from medai.platform.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -17,7 +19,16 @@ from medai.platform.api.deps import (
     platform_of,
     principal,
 )
-from medai.platform.api.schemas import LoginIn, LoginOut, Me, OkOut, TokenIn, TokenOut
+from medai.platform.api.schemas import (
+    EnrolIn,
+    EnrolOut,
+    LoginIn,
+    LoginOut,
+    Me,
+    OkOut,
+    TokenIn,
+    TokenOut,
+)
 from medai.platform.tables import Token
 from medai.server.errors import ApiError
 from medai.server.schemas import error_responses
@@ -45,8 +56,10 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
             user = accounts.authenticate(db, body.username, body.password, client,
                                          settings.login_max_failures, settings.login_window_s)
             session_life = timedelta(hours=settings.session_hours)
-            bearer = accounts.issue(db, user, "bearer", session_life, name="login")
-            session = accounts.issue(db, user, "session", session_life)
+            signin = accounts.new_signin()  # logout ends both credentials together
+            bearer = accounts.issue(db, user, "bearer", session_life, name="login",
+                                    signin=signin)
+            session = accounts.issue(db, user, "session", session_life, signin=signin)
             audit.record(db, audit.Actor(user.username, user.id, user.role, client), "login",
                          "user", user.id)
             role = user.role
@@ -75,17 +88,55 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
 
 @router.post("/logout", response_model=OkOut, responses=error_responses(401, 403))
 def logout(request: Request, who: Principal = Depends(principal)) -> JSONResponse:
-    """Revoke the session or token this request came with."""
+    """End this sign-in: the session cookie and the bearer token that one password login
+    returned are both revoked, whichever of them this request came with (a named token from
+    ``POST /auth/tokens`` is revoked only when it is the one presented)."""
     if who.user is None:
         raise ApiError(401, "unauthenticated", "not signed in")
     with platform_of(request).db.session() as db:
         tok = db.get(Token, who.token.id)
-        accounts.revoke(db, tok)
-        audit.record(db, who.actor, "logout", "user", who.user.id)
+        ended = accounts.sign_out(db, tok)
+        audit.record(db, who.actor, "logout", "user", who.user.id, revoked=ended)
     response = JSONResponse({"ok": True})
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")
     return response
+
+
+@router.post("/enrol", response_model=EnrolOut, responses=error_responses(404, 422, 429))
+def enrol(body: EnrolIn, request: Request) -> EnrolOut:
+    """A new (or reset) user chooses their password with the one-time code an administrator
+    gave them; the code is then used up. A weak password is refused with 422
+    ``weak_password`` (``errors[0].type``: too_short, too_long, contains_username, common,
+    context or guessable) and leaves the code valid. Wrong codes are throttled per client."""
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    p = platform_of(request)
+    client, now = client_key(request), p.clock()
+    with p.db.session() as db:
+        throttled = accounts.enrol_throttled(db, client, settings.login_max_failures,
+                                             settings.login_window_s)
+        if throttled:
+            audit.record(db, audit.Actor("enrol", client=client), "login", "user", None,
+                         outcome="throttled", op="enrol")
+    if throttled:  # raised after the audit event is committed
+        raise ApiError(429, "throttled", "too many wrong enrolment codes; try again later",
+                       headers={"Retry-After": str(int(settings.login_window_s))})
+    try:
+        with p.db.session() as db:
+            user = accounts.enrol(db, body.code, body.password, now)
+            audit.record(db, audit.Actor(user.username, user.id, user.role, client), "login",
+                         "user", user.id, op="enrol")
+            return EnrolOut(username=user.username, role=user.role)
+    except accounts.EnrolmentRefused as exc:
+        with p.db.session() as db:
+            accounts.record_enrol_failure(db, client)
+            audit.record(db, audit.Actor("enrol", client=client), "login", "user", None,
+                         outcome="failed", op="enrol")
+        raise account_error(exc) from None
+    except accounts.AccountError as exc:
+        raise account_error(exc) from None
 
 
 @router.get("/me", response_model=Me, responses=error_responses(401))

@@ -54,9 +54,14 @@ class TokenOut(BaseModel):
 
 
 class UserIn(Strict):
+    """A new account. There is no password here: its user chooses one with the enrolment
+    code this call returns (``POST /api/v1/auth/enrol``)."""
+
     username: str = Field(..., min_length=1, max_length=64)
-    password: str = Field(..., min_length=8, max_length=1024)
     role: Role
+    enrol_hours: float | None = Field(None, gt=0, le=336, allow_inf_nan=False,
+                                      description="how long the enrolment code is valid "
+                                                  "(default 72 hours)")
 
 
 class UserOut(BaseModel):
@@ -65,6 +70,54 @@ class UserOut(BaseModel):
     role: Role
     active: bool
     created_at: str
+    enrolled: bool = Field(..., description="the user has chosen a password")
+    enrol_code_expires_at: str | None = Field(None, description="an unused enrolment code "
+                                              "is valid until then")
+
+
+class UserIssued(UserOut):
+    enrol_code: str = Field(..., description="one-time enrolment code, shown once: give it "
+                            "to the user, who chooses their password with it")
+
+
+class ResetIn(Strict):
+    enrol_hours: float | None = Field(None, gt=0, le=336, allow_inf_nan=False)
+
+
+class RoleIn(Strict):
+    role: Role
+
+
+class EnrolIn(Strict):
+    code: str = Field(..., min_length=1, max_length=64)
+    password: str = Field(..., min_length=1, max_length=1024, description=(
+        "at least 8 characters, not a common or breached password, not built from the "
+        "user name (refused with 422 code weak_password; errors[0].type says why)"))
+
+
+class EnrolOut(BaseModel):
+    username: str
+    role: Role
+
+
+class RoleGrantOut(BaseModel):
+    """One role granted (``grant``: a new account), changed (``change``) or a change refused
+    (outcome ``denied``), from the audit log."""
+
+    at: str
+    by: str
+    by_role: str | None
+    user_id: str | None
+    username: str | None
+    op: str
+    role: str | None
+    before: str | None
+    outcome: str
+
+
+class RoleGrantList(BaseModel):
+    items: list[RoleGrantOut]
+    total: int
 
 
 class OkOut(BaseModel):
