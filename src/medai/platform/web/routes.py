@@ -32,6 +32,7 @@ HOME_FOR = {"admin": "/admin", "radiologist": "/worklist", "clinician": "/workli
 # page -> roles that may open it (None: anyone, signed in or not)
 PAGES: dict[str, tuple[str, frozenset[str] | None]] = {
     "login": ("login.html", None),
+    "enrol": ("enrol.html", None),  # a new user chooses their password with a one-time code
     "triage": ("triage.html", None),
     "kiosk": ("triage.html", None),  # a registered kiosk's screen (its cookie)
     "kiosk_enrol": ("kiosk_enrol.html", None),
@@ -95,6 +96,15 @@ def home(request: Request) -> Response:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request) -> Response:
     return render(request, "login")
+
+
+@router.get("/enrol", response_class=HTMLResponse)
+def enrol_page(request: Request) -> Response:
+    """Where a new (or reset) user types the code an administrator gave them and chooses a
+    password; never cached, like every page that takes a secret."""
+    response = render(request, "enrol")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def kiosk_defaults() -> dict[str, int]:

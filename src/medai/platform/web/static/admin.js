@@ -1,6 +1,24 @@
 "use strict";
 (function () {
-  const { T, api, el, showError, roleName, actionName, outcomeName, taskName, labelName, fmtTime, LOCALE } = window.medai;
+  const { T, api, el, fill, showError, roleName, actionName, outcomeName, taskName, labelName, fmtTime, LOCALE } = window.medai;
+  // --- users: an admin never sets or sees a password; a new or reset account gets a
+  // one-time enrolment code, shown here once, with which its user chooses one at /enrol
+  const userSecret = document.getElementById("user-secret");
+  function showCode(u) {
+    const close = el("button", { type: "button", text: T.kiosk_secret_done });
+    close.addEventListener("click", () => { userSecret.replaceChildren(); userSecret.hidden = true; });
+    const c = u.enrol_code;
+    userSecret.replaceChildren(el("h3", { text: fill(T.admin_code_title, { username: u.username }) }),
+      el("p", { text: fill(T.admin_code_text, { path: "/enrol", until: fmtTime(u.enrol_code_expires_at) }) }),
+      el("p", { class: "code", text: c.slice(0, 4) + "-" + c.slice(4, 8) + "-" + c.slice(8) }),
+      el("div", { class: "buttons" }, close));
+    userSecret.hidden = false;
+    userSecret.scrollIntoView({ block: "nearest" });
+  }
+  function passwordState(u) {
+    if (u.enrolled) return T.admin_enrolled;
+    return u.enrol_code_expires_at ? fill(T.admin_enrol_waiting, { until: fmtTime(u.enrol_code_expires_at) }) : T.admin_enrol_expired;
+  }
   async function users() {
     const r = await api("/api/v1/users");
     if (!r.ok) return;
@@ -11,8 +29,16 @@
         await api(`/api/v1/users/${encodeURIComponent(u.username)}/${u.active ? "disable" : "enable"}`, { method: "POST" });
         users();
       });
+      const reset = el("button", { type: "button", text: T.admin_reset, "aria-label": `${T.admin_reset}: ${u.username}` });
+      reset.addEventListener("click", async () => {
+        if (!window.confirm(fill(T.admin_reset_confirm, { username: u.username }))) return;
+        const done = await api(`/api/v1/users/${encodeURIComponent(u.username)}/reset`, { method: "POST" });
+        showError(document.getElementById("user-error"), done.ok ? "" : (done.data && done.data.detail) || T.error_generic);
+        if (done.ok) { showCode(done.data); users(); audit(); }
+      });
       return el("tr", {}, el("td", { text: u.username }), el("td", { text: roleName(u.role) }),
-        el("td", { text: u.active ? T.yes : T.no }), el("td", {}, b));
+        el("td", { text: u.active ? T.yes : T.no }), el("td", { text: passwordState(u) }),
+        el("td", {}, el("span", { class: "actions" }, reset, b)));
     }));
   }
 
@@ -116,10 +142,9 @@
     e.preventDefault();
     const r = await api("/api/v1/users", { method: "POST", json: {
       username: document.getElementById("new-username").value,
-      password: document.getElementById("new-password").value,
       role: document.getElementById("new-role").value } });
     showError(document.getElementById("user-error"), r.ok ? "" : (r.data && r.data.detail) || T.error_generic);
-    if (r.ok) { e.target.reset(); users(); audit(); }
+    if (r.ok) { e.target.reset(); showCode(r.data); users(); audit(); }
   });
   document.getElementById("audit-filter").addEventListener("submit", (e) => { e.preventDefault(); audit(); });
   users(); models(); audit();
