@@ -99,6 +99,26 @@ def axe_violations(page) -> list[dict]:
             for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
+@pytest.mark.parametrize("next_, lands", [
+    ("/\\evil.example/x", "/worklist"), ("//evil.example/x", "/worklist"),
+    ("/%5Cevil.example/x", None), ("https://evil.example/", "/worklist"),
+    ("/\t/evil.example/", "/worklist"), ("/studies/1?x=1", "/studies/1")])
+def test_sign_in_follows_next_only_to_a_path_of_this_site(server, browser, next_, lands):
+    from urllib.parse import quote
+
+    base, _ = server
+    ctx, page, watch = new_page(browser, base)
+    page.goto("/login?next=" + quote(next_, safe=""))
+    page.get_by_label("Kullanıcı adı").fill("rad1")
+    page.get_by_label("Parola").fill(PASSWORD)
+    page.get_by_role("button", name="Giriş").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+    assert urlparse(page.url).netloc == urlparse(base).netloc, page.url
+    assert lands is None or urlparse(page.url).path == lands
+    assert watch.hosts == {urlparse(base).netloc}
+    ctx.close()
+
+
 @pytest.mark.parametrize("username, home", [("admin", "/admin"), ("rad1", "/worklist"),
                                             ("clin", "/worklist"), ("pat1", "/triage")])
 def test_each_role_signs_in_to_its_home_page(server, browser, username, home):

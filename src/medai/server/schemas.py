@@ -39,9 +39,15 @@ class ErrorOut(BaseModel):
     code: str = Field(..., description="bad_request | invalid | unusable_image | "
                                        "image_refused | too_large | not_found | unavailable | "
                                        "overloaded | unauthenticated | forbidden | "
-                                       "conflict | throttled | internal; on the platform also "
-                                       "kiosk_quota_exhausted (429), kiosk_revoked and "
-                                       "kiosk_unknown (401)")
+                                       "conflict | throttled | internal | "
+                                       "method_not_allowed | image_too_large; on the "
+                                       "platform also kiosk_quota_exhausted (429), "
+                                       "kiosk_revoked and kiosk_unknown (401), "
+                                       "weak_password and role_conflict (422), "
+                                       "enrol_code_invalid (404), and the storage faults "
+                                       "(503: storage_read_only, storage_full, "
+                                       "storage_denied, storage_io_error, "
+                                       "storage_unavailable)")
     errors: list[FieldError] | None = None
 
 

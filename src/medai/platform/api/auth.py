@@ -31,6 +31,7 @@ from medai.platform.api.schemas import (
 )
 from medai.platform.tables import Token
 from medai.server.errors import ApiError
+from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -182,7 +183,7 @@ def list_tokens(request: Request, who: Principal = Depends(principal)) -> list[T
 
 
 @router.delete("/tokens/{token_id}", response_model=OkOut, responses=error_responses(401, 404))
-def revoke_token(token_id: int, request: Request,
+def revoke_token(token_id: RowId, request: Request,
                  who: Principal = Depends(principal)) -> OkOut:
     """Revoke one of your tokens (an admin may revoke anyone's)."""
     if who.user is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from medai.server.inputs import StrictBody
 
 Role = Literal["admin", "radiologist", "clinician", "patient"]
 StudyStatus = Literal["received", "analysing", "ai_drafted", "preliminary", "final", "amended",
@@ -13,8 +15,8 @@ StudyStatus = Literal["received", "analysing", "ai_drafted", "preliminary", "fin
 ReportStatus = Literal["preliminary", "final", "amended"]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+class Strict(StrictBody):
+    """Request bodies: strict types, no unknown fields, no control characters."""
 
 
 class LoginIn(Strict):
