@@ -82,9 +82,14 @@ def serve(
         env["MEDAI_TRUSTED_HOSTS"] = json.dumps([*settings.trusted_hosts, bind])
     os.environ.update(env)  # worker processes build their app from the environment
     get_settings.cache_clear()
+    from medai.server.logs import log_config
+
+    # medai's access log (route templates, no query strings) replaces uvicorn's; libraries
+    # that can quote content are quietened and their messages withheld (server.logs)
     uvicorn.run("medai.platform.api.app:platform_app_from_env", factory=True, host=bind,
                 port=port or settings.port, workers=workers, log_level=settings.log_level,
-                server_header=False, access_log=False, proxy_headers=True)
+                log_config=log_config(settings.log_level), server_header=False,
+                access_log=False, proxy_headers=True)
 
 
 @app.command("version")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 log = logging.getLogger("medai.server")
 access_log = logging.getLogger("medai.access")
 REQUEST_ID = "medai.request_id"  # scope key of the request's id
+_ROOT_BEFORE = "medai.root_path"  # the root path before routing (a mount extends it)
 
 Scope = dict
 ASGIApp = Callable
@@ -130,11 +131,15 @@ def route_of(scope: Scope) -> str:
     ``<unmatched>``: never the request's own path, whose values can hold patient data."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    if not isinstance(path, str):
-        return "<unmatched>"
-    if type(route).__name__ == "Mount":
-        return path.rstrip("/") + "/{path}"
-    return path or "/"
+    if isinstance(path, str):
+        if type(route).__name__ == "Mount":
+            return path.rstrip("/") + "/{path}"
+        return path or "/"
+    # a mounted app (static files) gets no route, but its prefix is added to root_path
+    root, before = scope.get("root_path", ""), scope.get(_ROOT_BEFORE, "")
+    if isinstance(root, str) and len(root) > len(before) and root.startswith(before):
+        return root[len(before):] + "/{path}"
+    return "<unmatched>"
 
 
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
@@ -163,6 +168,7 @@ class Guard:
             return await self.app(scope, receive, send)
         start, status = self.clock(), 0
         rid = scope[REQUEST_ID] = secrets.token_hex(8)
+        scope[_ROOT_BEFORE] = scope.get("root_path", "")
 
         async def tracking_send(message):
             nonlocal status

@@ -1,0 +1,101 @@
+"""What ``medai serve`` logs, and what it never logs.
+
+medai's own lines name requests by route template, ids and counts (``middleware.Guard`` writes
+the access log on ``medai.access``). Libraries are not so careful: fpdf2 quotes the characters a
+font lacks, fontTools lists glyph names, python-multipart and Pillow describe what they parse,
+pydicom warns with a tag's value (a patient's name), SQLAlchemy at INFO logs every statement's
+parameters, ``warnings.warn`` messages can quote anything, and a traceback repeats an
+exception's message. So, on the one handler ``serve`` installs:
+
+- those libraries log nothing below WARNING, and a WARNING or worse from them is kept as
+  level, logger and place only — its message is withheld;
+- a record with a traceback keeps its message and the exception's type; the traceback is
+  dropped;
+- uvicorn's own access log (the full path with its query string) is off.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# libraries that can echo content: quiet below WARNING, message withheld at WARNING and above
+WITHHELD = ("fpdf", "fontTools", "python_multipart", "multipart", "PIL", "pydicom",
+            "sqlalchemy", "httpx", "httpx2", "httpcore", "urllib3", "uvicorn.asgi", "py.warnings")
+
+
+_WARNING = re.compile(r"^(.*?):(\d+): (\w+): ")
+
+
+def _withheld(name: str) -> bool:
+    return any(name == w or name.startswith(w + ".") for w in WITHHELD)
+
+
+def _place(record: logging.LogRecord) -> str:
+    """Where a record comes from; for a Python warning its category, file and line (parsed
+    from the formatted warning, whose message is not kept)."""
+    if record.name == "py.warnings":
+        text = str(record.args[0]) if record.args else str(record.msg)
+        found = _WARNING.match(text)
+        if found:
+            path, line, category = found.groups()
+            return f"{category} at {'/'.join(path.split('/')[-2:])}:{line}"
+        return "a Python warning"
+    return f"{record.module}:{record.lineno}"
+
+
+class Withhold(logging.Filter):
+    """Drops or blanks what could carry content (see the module's docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _withheld(record.name):
+            if record.levelno < logging.WARNING:
+                return False
+            place = _place(record)
+            record.msg = "%s message withheld (it can quote content; from %s)"
+            record.args = (record.levelname.lower(), place)
+        if record.exc_info or record.exc_text or record.stack_info:
+            exc = record.exc_info[1] if record.exc_info else None
+            kind = type(exc).__name__ if exc is not None else "exception"
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed record: keep what is surely safe
+                message = f"{record.levelname.lower()} from {record.name}"
+            record.msg, record.args = "%s [%s; traceback withheld]", (message, kind)
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def handler(stream: TextIO | None = None, level: int | str = logging.NOTSET) -> logging.Handler:
+    """The one handler of ``serve``: plain lines on stderr, ``Withhold`` applied. Python
+    warnings are routed to it (``py.warnings``) instead of being printed unfiltered."""
+    out = logging.StreamHandler(stream or sys.stderr)
+    out.setLevel(level)
+    out.setFormatter(logging.Formatter(FORMAT))
+    out.addFilter(Withhold())
+    logging.captureWarnings(True)
+    return out
+
+
+def logger_levels(level: str) -> dict[str, str]:
+    """Levels ``serve`` pins: the content-echoing libraries at WARNING whatever the level
+    asked for (SQLAlchemy at INFO would log every parameter), uvicorn's access log off."""
+    return {**{name: "WARNING" for name in WITHHELD if name != "py.warnings"},
+            "uvicorn": level, "uvicorn.error": level, "uvicorn.access": "CRITICAL",
+            "medai": level}
+
+
+def log_config(level: str = "info") -> dict[str, Any]:
+    """``uvicorn.run(log_config=...)``: applied in every worker process."""
+    level = level.upper()
+    loggers: dict[str, dict[str, Any]] = {
+        name: {"level": lvl, "handlers": [], "propagate": True}
+        for name, lvl in logger_levels(level).items()}
+    loggers["uvicorn.access"]["propagate"] = False
+    return {"version": 1, "disable_existing_loggers": False,
+            "handlers": {"medai": {"()": "medai.server.logs.handler"}},
+            "root": {"level": level, "handlers": ["medai"]},
+            "loggers": loggers}
