@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: run test install install-dev lint clean browser-deps train-default-triage train-extended-triage \
+.PHONY: run test install install-dev lint clean browser-deps integration-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-red-flags train-red-flag-classifier red-flag-exemplar-cache benchmark-scope benchmark-serving benchmark-platform train-default-caption
 
@@ -40,7 +40,15 @@ browser-deps:
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 	test -f node_modules/axe-core/axe.min.js || npm ci --no-audit --no-fund
 
-test: install-dev browser-deps
+# A real PACS and a DICOM modality for the integration tests: Debian's Orthanc (+ DICOMweb
+# plugin) and dcmtk (storescu/echoscu). Best effort: the tests that need them skip, saying
+# why, where apt-get cannot install them.
+integration-deps:
+	command -v storescu >/dev/null 2>&1 && command -v Orthanc >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	   orthanc orthanc-dicomweb dcmtk) || echo "integration-deps: not installed; PACS tests skip"
+
+test: install-dev browser-deps integration-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/pytest
