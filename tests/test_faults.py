@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, func, select, text
 
-from platform_helpers import bearer, clinic, png_bytes
+from platform_helpers import bearer, clinic, png_bytes, wait_status
 
 STORAGE = "medai.platform.storage"
 
@@ -223,15 +223,7 @@ def test_a_full_disk_is_named_and_leaves_nothing(sqlite_env, monkeypatch, caplog
     """Every file the store writes is /dev/full: the kernel's own ENOSPC, mid-write."""
     app, client, rad = sqlite_env
     root: Path = app.state.platform.store.root
-    real = tempfile.mkstemp
-
-    def mkstemp(*args, **kwargs):
-        fd, name = real(*args, **kwargs)
-        os.dup2(full := os.open("/dev/full", os.O_WRONLY), fd)
-        os.close(full)
-        return fd, name
-
-    monkeypatch.setattr(f"{STORAGE}.tempfile.mkstemp", mkstemp)
+    _dev_full(monkeypatch)
     studies, files = _studies(app), _files(app)
     with caplog.at_level(logging.ERROR, logger="medai"):
         r = client.get("/api/v1/health/ready")
@@ -242,6 +234,40 @@ def test_a_full_disk_is_named_and_leaves_nothing(sqlite_env, monkeypatch, caplog
         _fault_logged(caplog, "storage fault", str(root), "no space", "ENOSPC")
     assert _studies(app) == studies
     assert _files(app) == files  # no half-written temporary file either
+
+
+def _dev_full(monkeypatch) -> None:
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real(*args, **kwargs)
+        os.dup2(full := os.open("/dev/full", os.O_WRONLY), fd)
+        os.close(full)
+        return fd, name
+
+    monkeypatch.setattr(f"{STORAGE}.tempfile.mkstemp", mkstemp)
+
+
+def test_a_background_analysis_on_a_full_disk_logs_which_path_and_why(sqlite_env, monkeypatch,
+                                                                      caplog):
+    """The upload is stored; then the disk fills: the analysis cannot store its rendition or
+    heatmap, and its failure is logged with the path and the reason, not only a type."""
+    from medai.platform.jobs import MAX_ATTEMPTS, JobPool
+
+    app, client, rad = sqlite_env
+    sid = _upload(client, rad, 5).json()["id"]
+    _dev_full(monkeypatch)
+    pool = JobPool(app.state.platform, 1, lease_s=30, poll_s=0.05)
+    with caplog.at_level(logging.ERROR, logger="medai"):
+        pool.start()
+        try:
+            wait_status(client, rad, sid, {"failed", "ai_drafted"})
+        finally:
+            pool.stop()
+    root = str(app.state.platform.store.root)
+    lines = [r.getMessage() for r in caplog.records if "job" in r.getMessage()]
+    assert len(lines) == MAX_ATTEMPTS, lines
+    assert all(root in line and "no space left (ENOSPC)" in line for line in lines), lines
 
 
 def test_a_database_already_migrated_starts_read_only_and_reports_it(tmp_path):

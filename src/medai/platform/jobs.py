@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
+from medai.core.faults import classify
 from medai.platform.context import Platform
 from medai.platform.db import utcnow
 from medai.platform.studies import set_status
@@ -29,6 +30,13 @@ from medai.platform.tables import Job, Study
 
 log = logging.getLogger("medai.platform.jobs")
 MAX_ATTEMPTS = 3
+
+
+def _why(exc: BaseException) -> str:
+    """The exception's type and, for a read-only or full disk, which path and why (an
+    exception's message is never logged: it can quote patient text)."""
+    fault = classify(exc)
+    return type(exc).__name__ + (f" ({fault})" if fault is not None else "")
 
 
 def worker_name(prefix: str = "pool") -> str:
@@ -100,7 +108,7 @@ def run_claimed(p: Platform, job: Job, worker: str, lease_s: float) -> str:
     try:
         analyse_study(p, job.study_id)
     except Exception as exc:  # recorded on the job; the study fails after MAX_ATTEMPTS
-        log.error("job %s for study %s failed: %s", job.id, job.study_id, type(exc).__name__)
+        log.error("job %s for study %s failed: %s", job.id, job.study_id, _why(exc))
         return finish(p, job, worker, exc)
     finally:
         stop.set()
@@ -146,7 +154,7 @@ class JobPool:
             try:
                 job = claim(self.p, name, self.lease_s)
             except Exception as exc:  # database briefly unreachable: wait and retry
-                log.error("job claim failed: %s", type(exc).__name__)
+                log.error("job claim failed: %s", _why(exc))
                 job = None
             if job is None:
                 self._wake.wait(self.poll_s)
