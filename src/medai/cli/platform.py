@@ -267,6 +267,20 @@ def db_upgrade(as_json: JsonFlag = False) -> None:
           as_json, "database is up to date")
 
 
+def _worker_logging(level: str) -> None:
+    """The worker logs like ``serve``: content-echoing libraries (pydicom decoding a study,
+    fpdf) withheld, no tracebacks (Celery would otherwise install its own handlers)."""
+    import logging.config
+
+    from celery.signals import setup_logging
+
+    from medai.server.logs import log_config
+
+    @setup_logging.connect(weak=False)
+    def configure(**_kwargs) -> None:
+        logging.config.dictConfig(log_config(level))
+
+
 def worker(
         queues: Annotated[str, typer.Option(help="Comma-separated queues: cpu, gpu.")] = "cpu",
         concurrency: Annotated[int, typer.Option(min=1, help="Analyses at once.")] = 1,
@@ -284,6 +298,7 @@ def worker(
     if bad or not wanted:
         _fail(ValueError(f"unknown queues {bad}; valid: {', '.join(QUEUES)}"), as_json)
     _db()  # migrations before the first task
+    _worker_logging(settings.log_level)
     app = celery_app(settings.broker_url)
     app.worker_main(["worker", "-Q", ",".join(wanted), "--concurrency", str(concurrency),
                      "--pool", "threads" if concurrency > 1 else "solo",

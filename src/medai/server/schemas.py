@@ -47,7 +47,8 @@ class ErrorOut(BaseModel):
                                        "enrol_code_invalid (404), and the storage faults "
                                        "(503: storage_read_only, storage_full, "
                                        "storage_denied, storage_io_error, "
-                                       "storage_unavailable)")
+                                       "storage_unavailable, database_busy, "
+                                       "database_unavailable)")
     errors: list[FieldError] | None = None
 
 
