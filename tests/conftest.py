@@ -109,3 +109,20 @@ def gray_png(path: Path, seed: int, size: tuple[int, int] = (80, 96)) -> Path:
 @pytest.fixture(scope="session")
 def tiny_imaging_dir(tmp_path_factory) -> Path:
     return make_imaging_model_dir(tmp_path_factory.mktemp("imaging") / "tiny-cxr")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium through Playwright, one per browser-test module."""
+    from platform_helpers import launched_browser
+
+    with launched_browser() as b:
+        yield b
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where a browser test's screenshots go: MEDAI_SCREENSHOTS, else its temporary folder."""
+    out = Path(os.environ.get("MEDAI_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -278,3 +278,18 @@ def signed_in(home: Path, role: str = "radiologist", **models):
         client.headers.update(bearer(client, "user"))
         yield app, client
     app.state.platform.db.dispose()
+
+
+@contextmanager
+def ui_server(home: Path, users: dict[str, str], **env: str) -> Iterator[str]:
+    """A real ``medai serve`` for a browser test module (skipped, saying why, without
+    chromium or Playwright): ``users`` (name → role) added by the CLI, ``env`` on top of this
+    process's environment and MEDAI_HOME=home. Yields the base URL."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (make test installs it: make browser-deps)")
+    pytest.importorskip("playwright.sync_api")
+    full = {**os.environ, "MEDAI_HOME": str(home), **env}
+    for name, role in users.items():
+        cli_add_user(full, name, role)
+    with serving(full) as base:
+        yield base

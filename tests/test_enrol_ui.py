@@ -8,18 +8,13 @@ Screenshots land in ``MEDAI_SCREENSHOTS`` (default: the test's temporary folder)
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import pytest
 
 from platform_helpers import (
-    CHROMIUM,
     PASSWORD,
-    cli_add_user,
-    free_port,
-    launched_browser,
-    start_serve,
+    ui_server,
 )
 
 pytestmark = pytest.mark.slow
@@ -30,25 +25,10 @@ CHOSEN = "kestane-kebap-ilkbahar"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (make test installs it: make browser-deps)")
-    pytest.importorskip("playwright.sync_api")
-    home = tmp_path_factory.mktemp("enrol-home")
-    env = {**os.environ, "MEDAI_HOME": str(home), "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
-           "MEDAI_CXR_MODEL": str(tiny_imaging_dir)}
-    cli_add_user(env, "admin", "admin")
-    proc, base = start_serve(env, free_port())
-    try:
+    with ui_server(tmp_path_factory.mktemp("enrol-home"), {"admin": "admin"},
+                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_browser() as b:
-        yield b
 
 
 def _shot(page, name: str) -> Path:

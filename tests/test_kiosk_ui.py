@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,12 +18,8 @@ from urllib.parse import urlparse
 import pytest
 
 from platform_helpers import (
-    CHROMIUM,
     PASSWORD,
-    cli_add_user,
-    free_port,
-    launched_browser,
-    start_serve,
+    ui_server,
 )
 
 pytestmark = pytest.mark.slow
@@ -67,38 +61,16 @@ def gated_model(tmp_path_factory, complaints_csv) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, gated_model, tiny_imaging_dir):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (make test installs it: make browser-deps)")
-    pytest.importorskip("playwright.sync_api")
-    home = tmp_path_factory.mktemp("kiosk-home")
-    env = {**os.environ, "MEDAI_HOME": str(home), "MEDAI_KIOSK_DAILY_QUOTA": "200",
-           "MEDAI_KIOSK_IDLE_S": str(IDLE_S), "MEDAI_TRIAGE_MODEL": str(gated_model),
-           "MEDAI_CXR_MODEL": str(tiny_imaging_dir)}
-    env.pop("MEDAI_DATABASE_URL", None)
-    for name, role in (("admin", "admin"), ("pat1", "patient")):
-        cli_add_user(env, name, role)
-    proc, base = start_serve(env, free_port())
-    try:
-        import httpx  # the first complaint loads the red-flag detectors: not in a page's wait
+    import httpx
 
+    home = tmp_path_factory.mktemp("kiosk-home")
+    with ui_server(home, {"admin": "admin", "pat1": "patient"}, MEDAI_DATABASE_URL="",
+                   MEDAI_KIOSK_DAILY_QUOTA="200", MEDAI_KIOSK_IDLE_S=str(IDLE_S),
+                   MEDAI_TRIAGE_MODEL=str(gated_model),
+                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
+        # the first complaint loads the red-flag detectors: not in a page's wait
         httpx.post(f"{base}/api/v1/triage", json={"text": CALM}, timeout=300)
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_browser() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    out = Path(os.environ.get("MEDAI_SCREENSHOTS") or tmp_path)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 @pytest.fixture

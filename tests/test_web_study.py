@@ -10,7 +10,6 @@ The names checks at the top need no browser. Screenshots land in ``MEDAI_SCREENS
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -21,13 +20,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from platform_helpers import (
-    CHROMIUM,
     PASSWORD,
-    cli_add_user,
     colour_png,
-    launched_browser,
     png_bytes,
-    serving,
+    ui_server,
 )
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "medai"
@@ -118,30 +114,12 @@ def carded_model(tiny_imaging_dir: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (make test installs it: make browser-deps)")
-    pytest.importorskip("playwright.sync_api")
     home = tmp_path_factory.mktemp("web-study-home")
     cxr = carded_model(tiny_imaging_dir, home / "cxr-model")
-    env = {**os.environ, "MEDAI_HOME": str(home), "MEDAI_TIMEZONE": "Europe/Istanbul",
-           "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir), "MEDAI_CXR_MODEL": str(cxr)}
-    for name, role in (("admin", "admin"), ("rad1", "radiologist"), ("clin", "clinician")):
-        cli_add_user(env, name, role)
-    with serving(env) as base:
+    users = {"admin": "admin", "rad1": "radiologist", "clin": "clinician"}
+    with ui_server(home, users, MEDAI_TIMEZONE="Europe/Istanbul",
+                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir), MEDAI_CXR_MODEL=str(cxr)) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_browser() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    out = Path(os.environ.get("MEDAI_SCREENSHOTS") or tmp_path)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def open_page(browser, base, viewport=DESKTOP, user: str | None = "rad1", lang: str = "tr"):

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
 from platform_helpers import (
-    CHROMIUM,
     PASSWORD,
-    cli_add_user,
-    free_port,
-    launched_browser,
     png_bytes,
-    start_serve,
+    ui_server,
 )
 
 pytestmark = pytest.mark.slow
@@ -34,39 +29,18 @@ URGENT_TEXT = "babam aniden konuşamıyor, ağzı bir tarafa kaydı, sağ kolunu
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (make test installs it: make browser-deps)")
-    pytest.importorskip("playwright.sync_api")
     home = tmp_path_factory.mktemp("web-home")
-    env = {**os.environ, "MEDAI_HOME": str(home), "MEDAI_KIOSK_DAILY_QUOTA": "50",
-           "MEDAI_TRIAGE_MODEL": os.environ.get("MEDAI_UI_TRIAGE_MODEL", str(tfidf_model_dir)),
-           "MEDAI_CXR_MODEL": os.environ.get("MEDAI_UI_CXR_MODEL", str(tiny_imaging_dir))}
-    for name, role in (("admin", "admin"), ("rad1", "radiologist"), ("clin", "clinician"),
-                       ("pat1", "patient")):
-        cli_add_user(env, name, role)
-    proc, base = start_serve(env, free_port())
     image = Path(os.environ["MEDAI_UI_IMAGE"]) if os.environ.get("MEDAI_UI_IMAGE") else None
     if image is None:
         image = home / "chest.png"
         image.write_bytes(png_bytes(42, (320, 320)))
-    try:
+    users = {"admin": "admin", "rad1": "radiologist", "clin": "clinician", "pat1": "patient"}
+    with ui_server(home, users, MEDAI_KIOSK_DAILY_QUOTA="50",
+                   MEDAI_TRIAGE_MODEL=os.environ.get("MEDAI_UI_TRIAGE_MODEL",
+                                                     str(tfidf_model_dir)),
+                   MEDAI_CXR_MODEL=os.environ.get("MEDAI_UI_CXR_MODEL",
+                                                  str(tiny_imaging_dir))) as base:
         yield base, image
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_browser() as b:
-        yield b
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    out = Path(os.environ.get("MEDAI_SCREENSHOTS") or tmp_path)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 class Watch:
