@@ -3,8 +3,9 @@
 A task says what its labels are (with the synonyms real datasets use), its modality, which
 labels are mutually exclusive, its normal class, the finding-extractor patterns and report
 phrases for every label (the draft safety check reads them), the names people read (the
-task's and each label's, in Turkish and English, as a findings table writes them), and the
-loader that turns a model directory of the task into a predictor. Adding a task or a label
+task's and each label's, in Turkish and English, as a findings table writes them), the code
+a DICOM SR or FHIR resource gives each label, and the loader that turns a model directory of
+the task into a predictor. Adding a task or a label
 touches its definition only; a label without patterns or phrases is refused when the task
 registers, so the safety check can never be switched off silently for it.
 
@@ -15,6 +16,7 @@ point is a function that calls ``register``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import re
 import threading
@@ -24,6 +26,9 @@ from importlib.metadata import entry_points
 from typing import Any
 
 ENTRY_POINT_GROUP = "medai.tasks"
+# the coding scheme of labels no standard concept fits (DICOM PS3.3 C.12.1.1.2.1: a private
+# scheme designator starts with "99"; a document using it declares it)
+PRIVATE_SCHEME = "99MEDAI"
 
 
 class TaskError(ValueError):
@@ -56,6 +61,9 @@ class Task:
     phrases: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (en, tr)
     display: dict[str, str] = field(default_factory=dict)  # lang -> the task's name for people
     label_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (en, tr)
+    # label -> (coding scheme designator, code value, code meaning) for DICOM SR and FHIR:
+    # SNOMED CT ("SCT") or DICOM ("DCM") where a standard concept fits, else PRIVATE_SCHEME
+    codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     @property
     def task(self) -> str:  # the name, as the label-space API called it
@@ -83,6 +91,14 @@ class Task:
                     (("en", en), ("tr", tr)) if not name]
         return out
 
+    def finding_code(self, label: str) -> tuple[str, str, str]:
+        """The label's (scheme, value, meaning); a label the task gives no code gets a stable
+        private one (a hash of task and label: the same on every site and every run)."""
+        if label in self.codes:
+            return self.codes[label]
+        digest = hashlib.sha256(f"{self.name}/{label}".encode()).hexdigest()[:12].upper()
+        return PRIVATE_SCHEME, f"L{digest}", self.label_name(label, "en")[:64]
+
     def index(self, label: str) -> int:
         return self.labels.index(label)
 
@@ -98,7 +114,8 @@ class Task:
 
     def validate(self) -> None:
         unknown = {v for v in self.synonyms.values() if v not in self.labels}
-        unknown |= {lab for lab in (*self.exclusive, *self.urgent, *self.label_names)
+        unknown |= {lab for lab in (*self.exclusive, *self.urgent, *self.label_names,
+                                    *self.codes)
                     if lab not in self.labels}
         unknown |= {lab for pair in self.parents.items() for lab in pair
                     if lab not in self.labels}
@@ -118,6 +135,7 @@ class Task:
                                         or self.normal in self.parents.values()):
             raise TaskError(f"task {self.name!r}: the normal label {self.normal!r} cannot be "
                             "part of the label hierarchy")
+        _check_codes(self)
         if self.kind != "imaging":
             return
         findings = [lab for lab in self.labels if lab != self.normal]
@@ -133,6 +151,22 @@ class Task:
                 if not pattern or re.compile(pattern).search(""):
                     raise TaskError(f"task {self.name!r}: the pattern of {lab!r} is empty "
                                     "or matches everything")
+
+
+def _check_codes(task: Task) -> None:
+    """Codes fit their DICOM attributes (CodeValue SH ≤ 16, meaning LO ≤ 64 characters) and
+    no two labels share one (a reader could not tell them apart)."""
+    seen: dict[tuple[str, str], str] = {}
+    for label in task.labels:
+        scheme, value, meaning = task.finding_code(label)
+        if not (scheme and value and meaning) or len(value) > 16 or len(meaning) > 64 \
+                or len(scheme) > 16:
+            raise TaskError(f"task {task.name!r}: the code of {label!r} needs a scheme, a value "
+                            "of at most 16 characters and a meaning of at most 64")
+        if (scheme, value) in seen:
+            raise TaskError(f"task {task.name!r}: {label!r} and {seen[scheme, value]!r} have "
+                            f"the same code {scheme} {value}")
+        seen[scheme, value] = label
 
 
 _TASKS: dict[str, Task] = {}

@@ -208,6 +208,43 @@ MRI_NAMES = {
     "No_Tumor": ("No tumour", "Tümör yok"),
 }
 
+# Codes for DICOM SR and FHIR (label -> scheme, value, meaning). Standard concepts are taken
+# from DICOM PS3.16 (its SNOMED CT "SCT" and DICOM "DCM" entries) or are well-established
+# SNOMED CT concepts; labels no standard concept fits exactly (dataset-specific groupings)
+# use the private scheme 99MEDAI, which every document using it declares.
+CXR_CODES = {
+    "Atelectasis": ("SCT", "46621007", "Atelectasis"),
+    "Cardiomegaly": ("SCT", "287272002", "Cardiomegaly"),  # PS3.16 CID 12248
+    "Effusion": ("SCT", "60046008", "Pleural effusion"),
+    "Infiltration": ("DCM", "112121", "Infiltrate"),  # PS3.16 CID 6102
+    "Mass": ("SCT", "4147007", "Mass"),
+    "Nodule": ("SCT", "27925004", "Nodule"),
+    "Pneumonia": ("SCT", "233604007", "Pneumonia"),
+    "Pneumothorax": ("SCT", "36118008", "Pneumothorax"),
+    "Consolidation": ("SCT", "95436008", "Lung consolidation"),
+    "Edema": ("SCT", "19242006", "Pulmonary edema"),
+    "Emphysema": ("SCT", "87433001", "Pulmonary emphysema"),
+    "Fibrosis": ("SCT", "112674009", "Fibrosis"),
+    "Pleural_Thickening": ("99MEDAI", "CXR-PLEURTHICK", "Pleural thickening"),
+    "Hernia": ("SCT", "84089009", "Hiatal hernia"),
+    "Lung Opacity": ("DCM", "112001", "Opacity"),  # PS3.16 CID 6102
+    "Lung Lesion": ("SCT", "52988006", "Lesion"),
+    "Fracture": ("SCT", "125605004", "Fracture of bone"),
+    "Enlarged Cardiomediastinum": ("99MEDAI", "CXR-ENLCARDMED", "Enlarged cardiomediastinum"),
+    "COVID-19": ("SCT", "840539006", "COVID-19"),
+    "Viral_Pneumonia": ("SCT", "75570004", "Viral pneumonia"),
+    "Bacterial_Pneumonia": ("SCT", "53084003", "Bacterial pneumonia"),
+    "Tuberculosis": ("SCT", "56717001", "Tuberculosis"),
+    # "none of the dataset's labels", not "no abnormality": no standard concept says that
+    "No Finding": ("99MEDAI", "CXR-NOFINDING", "No finding (of the model's labels)"),
+}
+MRI_CODES = {
+    "Glioma": ("99MEDAI", "MRI-GLIOMA", "Glioma"),
+    "Meningioma": ("99MEDAI", "MRI-MENINGIOMA", "Meningioma"),
+    "Pituitary": ("99MEDAI", "MRI-PITUITARY", "Pituitary tumour"),
+    "No_Tumor": ("99MEDAI", "MRI-NOTUMOR", "No tumour (of the model's classes)"),
+}
+
 
 CXR = Task(
     name="cxr",
@@ -229,6 +266,7 @@ CXR = Task(
     phrases=CXR_PHRASES,
     display={"tr": "Akciğer grafisi", "en": "Chest X-ray"},
     label_names=CXR_NAMES,
+    codes=CXR_CODES,
 )
 MRI = Task(
     name="mri",
@@ -246,6 +284,7 @@ MRI = Task(
     phrases=MRI_PHRASES,
     display={"tr": "Beyin MR", "en": "Brain MRI"},
     label_names=MRI_NAMES,
+    codes=MRI_CODES,
 )
 
 
