@@ -39,6 +39,14 @@ def _key(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", label.lower().replace("ı", "i")).strip()
 
 
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -56,6 +64,14 @@ class Task:
     parents: dict[str, str] = field(default_factory=dict)
     siblings: tuple[tuple[str, ...], ...] = ()
     dicom_modalities: tuple[str, ...] = ()
+    # DICOM routing (``reads_dicom``): which studies of those modalities are this task's, by
+    # anatomy — BodyPartExamined among ``dicom_body_parts`` or matching ``dicom_description``
+    # (a regex on lowercase text, also tried on the series/study description and protocol
+    # when no body part is given) — and, when the image names its ViewPosition, one of
+    # ``dicom_views``; a task that declares no anatomy reads every study of its modalities
+    dicom_body_parts: tuple[str, ...] = ()
+    dicom_views: tuple[str, ...] = ()
+    dicom_description: str = ""
     mentions_en: dict[str, str] = field(default_factory=dict)  # label -> regex (lowercase text)
     mentions_tr: dict[str, str] = field(default_factory=dict)
     phrases: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (en, tr)
@@ -90,6 +106,32 @@ class Task:
             out += [f"{self.name}: {lang} name of {lab!r}" for lang, name in
                     (("en", en), ("tr", tr)) if not name]
         return out
+
+    def reads_dicom(self, modality: str, body_part: str = "", view: str = "",
+                    descriptions: tuple[str, ...] = ()) -> str | None:
+        """How this task recognises a DICOM series as its own — ``"body_part"``,
+        ``"description"`` or ``"modality"`` (a task declaring no anatomy), strongest first —
+        or None. Anatomy must be positive: a chest X-ray model is not given a radiograph
+        that says nothing about what it shows, nor a lateral view."""
+        if not self.dicom_modalities or modality.strip().upper() not in self.dicom_modalities:
+            return None
+        view = view.strip().upper()
+        if view and self.dicom_views and view not in self.dicom_views:
+            return None
+        if not self.dicom_body_parts and not self.dicom_description:
+            return "modality"
+        pattern = re.compile(self.dicom_description) if self.dicom_description else None
+        part = body_part.strip().upper()
+        if part:  # a body part, when given, decides (one the task lists is the surer sign)
+            if part in self.dicom_body_parts:
+                return "body_part"
+            if pattern and pattern.search(part.lower().replace("ı", "i")):
+                return "description"
+            return None
+        if pattern and any(pattern.search(d.lower().replace("ı", "i"))
+                           for d in descriptions if d):
+            return "description"
+        return None
 
     def finding_code(self, label: str) -> tuple[str, str, str]:
         """The label's (scheme, value, meaning); a label the task gives no code gets a stable
@@ -135,6 +177,10 @@ class Task:
                                         or self.normal in self.parents.values()):
             raise TaskError(f"task {self.name!r}: the normal label {self.normal!r} cannot be "
                             "part of the label hierarchy")
+        if self.dicom_description and (not _compiles(self.dicom_description)
+                                       or re.compile(self.dicom_description).search("")):
+            raise TaskError(f"task {self.name!r}: dicom_description is not a regular "
+                            "expression, or it matches everything")
         _check_codes(self)
         if self.kind != "imaging":
             return

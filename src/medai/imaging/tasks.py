@@ -261,6 +261,11 @@ CXR = Task(
              "Bacterial_Pneumonia": "Pneumonia"},
     siblings=(("Bacterial_Pneumonia", "Viral_Pneumonia"),),
     dicom_modalities=("CR", "DX", "DR", "RG"),
+    # frontal chest radiographs (the model never saw a lateral view)
+    dicom_body_parts=("CHEST", "THORAX", "LUNG", "LUNGS", "PORT CHEST", "TORAKS", "AKCIGER"),
+    dicom_views=("PA", "AP"),
+    dicom_description=r"\b(chest|thorax|thoracic|lungs?|cxr|akciger\w*|akciğer\w*|toraks|"
+                      r"gogus|göğüs)\b",
     mentions_en=CXR_MENTIONS_EN,
     mentions_tr=CXR_MENTIONS_TR,
     phrases=CXR_PHRASES,
@@ -279,6 +284,9 @@ MRI = Task(
     exclusive=("Glioma", "Meningioma", "Pituitary", "No_Tumor"),
     normal="No_Tumor",
     dicom_modalities=("MR",),
+    dicom_body_parts=("BRAIN", "HEAD", "SKULL", "CRANIUM", "BEYIN", "KAFA"),
+    dicom_description=r"\b(brain|head|cranial|cerebr\w*|neuro\w*|beyin|kafa|kranial|"
+                      r"serebral)\b",
     mentions_en=MRI_MENTIONS_EN,
     mentions_tr=MRI_MENTIONS_TR,
     phrases=MRI_PHRASES,
