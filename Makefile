@@ -44,9 +44,9 @@ browser-deps:
 # plugin) and dcmtk (storescu/echoscu). Best effort: the tests that need them skip, saying
 # why, where apt-get cannot install them.
 integration-deps:
-	command -v storescu >/dev/null 2>&1 && command -v Orthanc >/dev/null 2>&1 || \
+	command -v storescu >/dev/null 2>&1 && command -v Orthanc >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	   orthanc orthanc-dicomweb dcmtk) || echo "integration-deps: not installed; PACS tests skip"
+	   orthanc orthanc-dicomweb dcmtk dicom3tools) || echo "integration-deps: not installed; PACS tests skip"
 
 test: install-dev browser-deps integration-deps
 	$(BIN)/ruff check src tests benchmarks

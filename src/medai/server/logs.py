@@ -3,7 +3,8 @@
 medai's own lines name requests by route template, ids and counts (``middleware.Guard`` writes
 the access log on ``medai.access``). Libraries are not so careful: fpdf2 quotes the characters a
 font lacks, fontTools lists glyph names, python-multipart and Pillow describe what they parse,
-pydicom warns with a tag's value (a patient's name), SQLAlchemy at INFO logs every statement's
+pydicom warns with a tag's value (a patient's name), pynetdicom logs the
+identifiers of what it receives, SQLAlchemy at INFO logs every statement's
 parameters, ``warnings.warn`` messages can quote anything, and a traceback repeats an
 exception's message. So, on the one handler ``serve`` installs:
 
@@ -24,7 +25,9 @@ from typing import Any, TextIO
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # libraries that can echo content: quiet below WARNING, message withheld at WARNING and above
 WITHHELD = ("fpdf", "fontTools", "python_multipart", "multipart", "PIL", "pydicom",
-            "sqlalchemy", "httpx", "httpx2", "httpcore", "urllib3", "uvicorn.asgi", "py.warnings")
+            "pynetdicom", "dicomweb_client", "highdicom", "hl7apy", "sqlalchemy", "httpx",
+            "httpx2", "httpcore", "urllib3", "uvicorn.asgi",
+            "py.warnings")
 
 
 _WARNING = re.compile(r"^(.*?):(\d+): (\w+): ")
