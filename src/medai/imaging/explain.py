@@ -46,7 +46,9 @@ def overlay_rgba(heat: np.ndarray, floor: float = CAM_FLOOR,
     to ``floor`` and rises smoothly to ``max_alpha`` at the peak, so it can lie on the film (in
     the browser, the PDF or ``on_film``) without tinting what the model did not look at.
 
-    Float32 and a 256-entry colour table: a 2048² overlay costs tens of MB."""
+    The colour comes from a 256-entry uint8 table and the alpha is computed in place, written
+    straight into the output: a 2048² overlay costs ~4 bytes a pixel of temporaries (it cost
+    ~70: float RGB and RGBA copies, ~130 MB for a 1500×1250 image, per concurrent heatmap)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,13 +56,24 @@ def overlay_rgba(heat: np.ndarray, floor: float = CAM_FLOOR,
 
     if not 0.0 <= floor < 1.0:
         raise ValueError(f"floor must be in [0, 1), not {floor}")
-    heat = np.clip(np.nan_to_num(heat.astype(np.float32)), 0.0, 1.0)
     table = colormaps["inferno"](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
-    colour = table[(heat * 255).astype(np.uint8)]
-    ramp = np.clip((heat - floor) / (1.0 - floor), 0.0, 1.0)
-    alpha = max_alpha * ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no hard rim at the floor
-    rgba = np.concatenate([colour, alpha[..., None]], axis=-1)
-    return (rgba * 255.0 + 0.5).astype(np.uint8)
+    table8 = (table * 255.0 + 0.5).astype(np.uint8)
+    heat = np.clip(np.nan_to_num(heat.astype(np.float32)), 0.0, 1.0)
+    out = np.empty((*heat.shape, 4), dtype=np.uint8)
+    out[..., :3] = table8[(heat * 255).astype(np.uint8)]
+    ramp = heat  # reused in place: (heat - floor) / (1 - floor), clipped to [0, 1]
+    np.subtract(ramp, floor, out=ramp)
+    np.divide(ramp, 1.0 - floor, out=ramp)
+    np.clip(ramp, 0.0, 1.0, out=ramp)
+    alpha = ramp * max_alpha  # smoothstep: no hard rim at the floor
+    alpha *= ramp
+    edge = np.multiply(ramp, 2.0, out=ramp)  # ramp is not needed after this
+    np.subtract(3.0, edge, out=edge)
+    alpha *= edge
+    alpha *= 255.0
+    alpha += 0.5
+    out[..., 3] = alpha  # truncating, as astype(uint8) did
+    return out
 
 
 def overlay_png(pixels: np.ndarray, heat: np.ndarray, out, on_film: bool = False,

@@ -24,7 +24,7 @@ from medai.imaging.io import (
     load_image,
 )
 from medai.imaging.results import HeatmapResult, ImagingResult
-from medai.services.runtime import release_memory
+from medai.services.runtime import release_memory, tune_allocator
 
 __all__ = ["DISPLAY_SIDE", "MAX_BYTES", "HeatmapResult", "ImageInputError", "ImageRefused",
            "ImageTooLarge", "ImagingResult", "LoadedImage", "Refusal", "analyse", "check_upload",
@@ -37,6 +37,7 @@ and reports read it instead of decoding the original on every request."""
 
 
 def read_image(data: bytes) -> LoadedImage:
+    tune_allocator()  # a job worker or the CLI, which build no server (where it is done)
     return load_image(data)
 
 

@@ -51,7 +51,9 @@ def plan_cpu(workers: int = 1, concurrency: int | None = None,
 
 
 def apply_thread_limits(plan: CpuPlan) -> None:
-    """Set torch's pools for this process (ONNX Runtime sessions take ``plan.threads``)."""
+    """Set torch's pools for this process (ONNX Runtime sessions take ``plan.threads``) and
+    bound the allocator (``tune_allocator``)."""
+    tune_allocator()
     import torch
 
     torch.set_num_threads(plan.threads)
@@ -60,12 +62,15 @@ def apply_thread_limits(plan: CpuPlan) -> None:
 
 
 class InferenceLane:
-    """At most ``concurrency`` model calls at once, ``queue`` more waiting ``timeout_s``."""
+    """At most ``concurrency`` model calls at once, ``queue`` more waiting ``timeout_s``.
+    When the last call of a burst leaves an idle lane, the heap its buffers used is handed
+    back to the OS (``release_memory``, off the event loop)."""
 
     def __init__(self, concurrency: int, queue: int, timeout_s: float) -> None:
         self.concurrency, self.queue, self.timeout_s = concurrency, queue, timeout_s
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
+        self._busy = 0
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -82,22 +87,56 @@ class InferenceLane:
                              "retry shortly") from None
         finally:
             self._waiting -= 1
+        self._busy += 1
         try:
             yield
         finally:
+            self._busy -= 1
             self._slots.release()
+            if self._busy == 0 and self._waiting == 0:
+                asyncio.get_running_loop().run_in_executor(None, release_memory)
 
 
 _LIBC = None
+_TUNED = False
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters
+MMAP_THRESHOLD = 1 << 20
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL("libc.so.6")
+    return _LIBC
 
 
 def release_memory() -> None:
-    """Give freed heap pages back to the OS after a large image (glibc keeps them otherwise,
-    so resident memory ratcheted up after every big upload)."""
-    global _LIBC
+    """Give freed heap pages back to the OS after a large image or a burst of model calls
+    (glibc keeps them otherwise, so resident memory ratcheted up)."""
     try:
-        if _LIBC is None:
-            _LIBC = ctypes.CDLL("libc.so.6")
-        _LIBC.malloc_trim(0)
+        _libc().malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def tune_allocator() -> None:
+    """Bound glibc's heap for model calls, once per process (idempotent).
+
+    Model calls run on whichever of the server's ~40 worker threads is free, and glibc gives
+    threads their own malloc arenas (up to 8 per core), each keeping the pages of the ~100 MB
+    of image, Grad-CAM and overlay buffers its calls freed; after the first free of a large
+    buffer glibc also raises its mmap threshold, so later large buffers come from those heaps
+    instead of being unmapped. 160 heatmaps from 8 clients held 1.5 GB after each burst, more
+    after every burst. Here: one arena per core, and every buffer of 1 MiB or more mapped on
+    its own and returned to the OS when freed (measured: the same bursts settle).
+    """
+    global _TUNED
+    if _TUNED:
+        return
+    _TUNED = True
+    try:
+        libc = _libc()
+        libc.mallopt(M_ARENA_MAX, max(2, cpu_count()))
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):  # not glibc
         pass
