@@ -223,8 +223,10 @@ def serving(env: dict):
         proc.wait(timeout=30)
 
 
-def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0):
-    """``medai serve`` as a real process (its own process group), once ready."""
+def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0,
+                extra: tuple[str, ...] = ()):
+    """``medai serve`` as a real process (its own process group), once ready; ``extra``:
+    more options (e.g. ``--dicom-port``)."""
     import subprocess
     import sys
     import time
@@ -232,7 +234,7 @@ def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0):
     import httpx
 
     proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "serve", "--port", str(port),
-                             "--workers", str(workers)], stdout=subprocess.PIPE,
+                             "--workers", str(workers), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout

@@ -97,9 +97,30 @@ class Settings(BaseSettings):
                           description="the hospital's IANA time zone: every date people read "
                                       "(report history, signatures, PDFs) is shown in it, and "
                                       "daily quotas restart at its midnight")
+    # --- the DICOM node (medai.platform.integration) ---
+    dicom_ae_title: str = Field(
+        default="MEDAI", description="the DICOM node's AE title; associations must call it")
+    dicom_host: str = Field(default="127.0.0.1",
+                            description="bind address of `medai dicom listen`")
+    dicom_port: int = Field(default=11112, ge=1, le=65535,
+                            description="port of `medai dicom listen` (`medai serve` starts "
+                                        "the node only when given --dicom-port)")
+    dicom_allow: list[str] = Field(
+        default_factory=list, description="calling AE titles allowed to send (JSON list); "
+                                          "empty: any modality or PACS that can reach the port")
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+
+    @field_validator("dicom_ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return check_ae_title(value)
+
+    @field_validator("dicom_allow")
+    @classmethod
+    def _ae_titles(cls, value: list[str]) -> list[str]:
+        return [check_ae_title(v) for v in value]
 
     @field_validator("timezone")
     @classmethod
@@ -130,6 +151,20 @@ class Settings(BaseSettings):
         value = getattr(self, f"{task}_model", None) or os.environ.get(
             f"MEDAI_{task.upper()}_MODEL")
         return Path(value) if value else None
+
+
+AE_TITLE_CHARS = "letters, digits, space and the printable ASCII signs except '\\'"
+
+
+def check_ae_title(value: str) -> str:
+    """A DICOM AE title (PS3.5 AE: 1–16 characters, leading and trailing spaces not
+    significant); a wrong one is refused with what is allowed."""
+    title = str(value).strip()
+    if not 1 <= len(title) <= 16 or any(not (32 <= ord(c) < 127) or c == "\\"
+                                          for c in title):
+        raise ValueError(f"AE title {value!r} is not valid: 1 to 16 characters, "
+                         f"{AE_TITLE_CHARS}")
+    return title
 
 
 @lru_cache(maxsize=1)

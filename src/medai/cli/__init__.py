@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit
+from medai.cli.dicom import dicom_app
 from medai.cli.imaging import imaging_app
 from medai.cli.kiosks import kiosks_app
 from medai.cli.models import models_app
@@ -32,6 +33,7 @@ app.add_typer(kiosks_app, name="kiosks")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(dicom_app, name="dicom")
 app.command("worker")(worker)
 
 
@@ -45,6 +47,10 @@ def serve(
     triage_model: Annotated[str | None, typer.Option(help="Triage model to serve.")] = None,
     cxr_model: Annotated[str | None, typer.Option(help="Chest X-ray model to serve.")] = None,
     mri_model: Annotated[str | None, typer.Option(help="Brain MRI model to serve.")] = None,
+    dicom_port: Annotated[int | None, typer.Option(
+        min=1, max=65535, help="Also receive studies over DICOM on this port (C-STORE, "
+                               "C-ECHO; AE title MEDAI_DICOM_AE_TITLE, allowed senders "
+                               "MEDAI_DICOM_ALLOW), in this process; one worker only.")] = None,
 ) -> None:
     """Start the platform (OpenAPI docs at /docs): the API behind sign-in, studies analysed
     in the background, review and sign-off, audit. Liveness: /api/v1/health/live; readiness
@@ -67,9 +73,14 @@ def serve(
 
     settings = get_settings()
     workers = workers or settings.workers
+    if dicom_port is not None and workers > 1:
+        typer.secho("error: the DICOM node runs in one process: use --workers 1 with "
+                    "--dicom-port, or run `medai dicom listen` beside serve", fg="red", err=True)
+        raise typer.Exit(2)
     bind = host or settings.host
     env = {"MEDAI_WORKERS": str(workers), "MEDAI_SERVE_TRIAGE_MODEL": triage_model or "",
-           "MEDAI_SERVE_CXR_MODEL": cxr_model or "", "MEDAI_SERVE_MRI_MODEL": mri_model or ""}
+           "MEDAI_SERVE_CXR_MODEL": cxr_model or "", "MEDAI_SERVE_MRI_MODEL": mri_model or "",
+           "MEDAI_SERVE_DICOM_PORT": str(dicom_port or ""), "MEDAI_SERVE_DICOM_HOST": bind}
     from medai.services.runtime import plan_cpu
 
     plan = plan_cpu(workers, settings.inference_concurrency)

@@ -61,11 +61,13 @@ def context(db: Session, conv: Conversation) -> dict[str, Any]:
 
 
 def rotate_all(db: Session, batch: int = 500) -> int:
-    """Re-encrypt every stored message and complaint under the newest key."""
-    from medai.platform.tables import TriageRecord
+    """Re-encrypt every stored message, complaint and DICOM patient ID and name under the
+    newest key."""
+    from medai.platform.tables import Study, TriageRecord
 
     c, n = cipher(), 0
-    for model, column in ((Message, "body"), (TriageRecord, "complaint")):
+    for model, column in ((Message, "body"), (TriageRecord, "complaint"),
+                          (Study, "patient_key"), (Study, "patient_name")):
         last = 0
         while True:
             rows = db.scalars(select(model).where(model.id > last).order_by(model.id)
@@ -73,7 +75,8 @@ def rotate_all(db: Session, batch: int = 500) -> int:
             if not rows:
                 break
             for r in rows:
-                setattr(r, column, c.rotate(getattr(r, column)))
+                if getattr(r, column) is not None:  # a study without a DICOM identity
+                    setattr(r, column, c.rotate(getattr(r, column)))
             n, last = n + len(rows), rows[-1].id
             db.flush()
     return n

@@ -7,8 +7,12 @@ a ``Device`` (name, version, content hash) that each Observation names as its ``
 Validated with ``fhir.resources`` (R4B models, the R4-compatible release it ships) before it is
 returned. Empty strings, lists and objects are left out rather than sent (FHIR refuses ``""``),
 so every report state exports: unsigned, signed, amended, empty sections, no findings, no
-model, no patient, a report written by hand. Only the pseudonymous patient reference is
-exported, never a name.
+model, no patient, a report written by hand. A study that arrived as DICOM carries its
+identity into the bundle: the Patient with the hospital's PatientID (type MR) and name, an
+``ImagingStudy`` (StudyInstanceUID, accession number, series and instances with their
+modality, body part and SOP class) that the DiagnosticReport names, and the accession number
+as the report's identifier too. An uploaded image has only its pseudonymous patient
+reference.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medai.platform import report_words as rw
+from medai.platform.integration.identity import display_name, name_parts
 from medai.platform.localtime import as_utc, format_local
 from medai.platform.report_pdf import report_pdf
 
 __all__ = ["fhir_bundle", "prune", "report_pdf", "with_decision"]
 _INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+_V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+_DCM = "http://dicom.nema.org/resources/ontology/DCM"
+ACCESSION = {"coding": [{"system": _V2_0203, "code": "ACSN"}]}
 
 
 def _when(t: datetime | str | None) -> str | None:
@@ -68,6 +76,53 @@ def _device(device_id: str, model: dict[str, Any]) -> dict[str, Any] | None:
     return prune(resource)
 
 
+def _patient(study: dict[str, Any], pid: str) -> dict[str, Any] | None:
+    """The Patient: the pseudonymous reference of an upload, the PatientID and name of a
+    DICOM study; None when the study has neither (and no ImagingStudy needs a subject)."""
+    d = study.get("dicom") or {}
+    ids = []
+    if (study.get("patient_ref") or "").strip():
+        ids.append({"system": "urn:medai:patient-ref", "value": study["patient_ref"]})
+    if d.get("patient_id"):
+        ids.append({"type": {"coding": [{"system": _V2_0203, "code": "MR"}]},
+                    "system": "urn:medai:dicom-patient-id", "value": d["patient_id"]})
+    name = d.get("patient_name")
+    if not ids and not name and not d.get("study_uid"):
+        return None
+    return {"resourceType": "Patient", "id": pid, "identifier": ids,
+            "name": [{**name_parts(name), "text": display_name(name)}] if name else []}
+
+
+def _imaging_study(study: dict[str, Any], iid: str, subject: dict[str, str]
+                   ) -> dict[str, Any] | None:
+    """ImagingStudy for a DICOM study: its UID, accession number, series and instances."""
+    d = study.get("dicom") or {}
+    if not d.get("study_uid"):
+        return None
+    date = d.get("study_date") or ""
+    series = [{"uid": s["series_uid"], "number": s.get("series_number"),
+               "modality": {"system": _DCM, "code": s.get("modality") or "OT"},
+               "description": s.get("series_description"),
+               "bodySite": {"display": s["body_part"]} if s.get("body_part") else None,
+               "numberOfInstances": len(s.get("instances") or []),
+               "instance": [{"uid": i["sop_uid"], "number": i.get("number"),
+                             "sopClass": {"system": "urn:ietf:rfc:3986",
+                                          "code": f"urn:oid:{i['sop_class']}"}}
+                            for i in s.get("instances") or []]}
+              for s in d.get("series") or []]
+    return {"resourceType": "ImagingStudy", "id": iid, "status": "available",
+            "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{d['study_uid']}"},
+                           *([{"use": "usual", "type": ACCESSION, "value": d["accession"]}]
+                             if d.get("accession") else [])],
+            "subject": subject,
+            "started": f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 else None,
+            "modality": [{"system": _DCM, "code": m} for m in
+                         dict.fromkeys(s["modality"]["code"] for s in series)],
+            "numberOfSeries": len(series),
+            "numberOfInstances": sum(x["numberOfInstances"] for x in series),
+            "series": series}
+
+
 def _interpretation(f: dict[str, Any]) -> str:
     """POS / NEG from the decision; IND for an indeterminate one."""
     if f.get("positive"):
@@ -110,11 +165,13 @@ def fhir_bundle(study: dict[str, Any], report: dict[str, Any], model: dict[str, 
     if device:
         entries.append(device)
     patient_ref = None
-    if (study.get("patient_ref") or "").strip():
-        entries.append({"resourceType": "Patient", "id": f"patient-{sid}",
-                        "identifier": [{"system": "urn:medai:patient-ref",
-                                        "value": study["patient_ref"]}]})
+    patient = _patient(study, f"patient-{sid}")
+    if patient is not None:
+        entries.append(patient)
         patient_ref = {"reference": f"Patient/patient-{sid}"}
+    imaging = _imaging_study(study, f"study-{sid}", patient_ref) if patient_ref else None
+    if imaging is not None:
+        entries.append(imaging)
     if signed:
         entries.append({"resourceType": "Practitioner", "id": f"signer-{sid}",
                         "identifier": [{"system": "urn:medai:user", "value": signer}],
@@ -136,7 +193,10 @@ def fhir_bundle(study: dict[str, Any], report: dict[str, Any], model: dict[str, 
                                     rw.disclosure(report, lang, when)) if p)
     dr: dict[str, Any] = {
         "resourceType": "DiagnosticReport", "id": dr_id, "status": status,
-        "identifier": [{"system": "urn:medai:report", "value": f"{sid}/{report['version']}"}],
+        "identifier": [{"system": "urn:medai:report", "value": f"{sid}/{report['version']}"},
+                       *([{"type": ACCESSION, "value": accession}] if (
+                           accession := (study.get("dicom") or {}).get("accession")) else [])],
+        "imagingStudy": [{"reference": f"ImagingStudy/{imaging['id']}"}] if imaging else [],
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
                                   "code": "RAD", "display": "Radiology"}]}],
         "code": {"coding": [{"system": "http://loinc.org", "code": "18748-4",

@@ -105,6 +105,7 @@ def _all_text(study: dict[str, Any], report: dict[str, Any]) -> str:
     parts += [str(c.get(k) or "") for c in report.get("citations") or []
               for k in ("title", "source", "licence")]
     parts += [str(study.get("patient_ref") or ""), str(report.get("signed_by") or "")]
+    parts += [v for _k, v in rw.dicom_rows(study, "en")]  # a name in any script
     return " ".join(parts)
 
 
@@ -288,7 +289,7 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
     pdf.ln(2)
     rows = [(w["status"], f"{rw.status_name(report, lang)} ({w['version']} "
                           f"{report.get('version', '?')})"),
-            (w["examination"], rw.examination(study, lang))]
+            (w["examination"], rw.examination(study, lang)), *rw.dicom_rows(study, lang)]
     if study.get("patient_ref"):
         rows.append((w["patient"], str(study["patient_ref"])))
     rows.append((w["signed_by"], str(report["signed_by"]) if signed else w["not_signed"]))

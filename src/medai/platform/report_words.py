@@ -47,6 +47,8 @@ WORDS: dict[str, dict[str, str]] = {
         "ai_first_draft": "İlk taslak yapay zekâ desteğiyle hazırlanmıştı.",
         "not_diagnosis": "Yapay zekâ çıktısı tanı değil, öneridir.",
         "unknown_time": "zamanı bilinmiyor",
+        "patient_name": "Hasta adı", "patient_id": "Hasta no", "accession": "Erişim no",
+        "study_date": "Tetkik tarihi", "acquisition": "Görüntü",
     },
     "en": {
         "title": "Radiology report", "study": "Study no.", "stamp": "NOT SIGNED — DRAFT",
@@ -79,12 +81,32 @@ WORDS: dict[str, dict[str, str]] = {
         "ai_first_draft": "The first draft was prepared with AI assistance.",
         "not_diagnosis": "AI output is a suggestion, not a diagnosis.",
         "unknown_time": "an unrecorded time",
+        "patient_name": "Patient name", "patient_id": "Patient ID",
+        "accession": "Accession no.", "study_date": "Study date", "acquisition": "Image",
     },
 }
 MODALITY: dict[str, dict[str, str]] = {
     "tr": {"cxr": "Akciğer grafisi", "mri": "Beyin MR"},
     "en": {"cxr": "Chest X-ray", "mri": "Brain MRI"},
 }
+
+
+def dicom_rows(study: dict[str, Any], lang: str) -> list[tuple[str, str]]:
+    """The DICOM identity a report header prints (patient, order, date, what the image is);
+    nothing for an uploaded image without one."""
+    from medai.platform.integration.identity import display_name
+
+    d, w = study.get("dicom") or {}, words(lang)
+    date = d.get("study_date") or ""
+    if len(date) == 8:
+        date = f"{date[6:]}.{date[4:6]}.{date[:4]}" if lang == "tr" else \
+            f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    image = " · ".join(str(d[k]) for k in ("modality", "view_position", "body_part",
+                                           "series_description") if d.get(k))
+    rows = [(w["patient_name"], display_name(d.get("patient_name"))),
+            (w["patient_id"], d.get("patient_id")), (w["accession"], d.get("accession")),
+            (w["study_date"], date), (w["acquisition"], image)]
+    return [(k, str(v)) for k, v in rows if v]
 
 
 def upper(text: str, lang: str) -> str:

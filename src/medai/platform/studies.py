@@ -1,7 +1,14 @@
-"""Studies: an uploaded image or DICOM for one imaging task, and the worklist."""
+"""Studies: an uploaded image or DICOM for one imaging task, and the worklist.
+
+One way in for every study, whoever brings it: ``file`` stores a browser upload or a DICOM
+instance received by the node (``integration.dicom_node``) the same way — a DICOM instance
+joins the study of its StudyInstanceUID (idempotent per SOPInstanceUID), a new study gets its
+analysis job, and a study no model reads is kept as ``no_model`` without one.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -10,10 +17,13 @@ from sqlalchemy.orm import Session
 from medai.core.tasks import TaskError
 from medai.core.tasks import get as get_task
 from medai.platform.db import utcnow
-from medai.platform.tables import AIResultRow, Job, Patient, Study, User
+from medai.platform.integration import identity as dicom
+from medai.platform.tables import AIResultRow, DicomInstance, Job, Patient, Study, User
 
+# no_model: a DICOM study no task's routing rule claims (stored, never analysed; reported by
+# hand like a refused one)
 STATUSES = ("received", "analysing", "ai_drafted", "preliminary", "final", "amended",
-            "refused", "failed")
+            "refused", "failed", "no_model")
 LANGUAGES = ("tr", "en")
 URGENT_PRIORITY = 100
 
@@ -43,25 +53,90 @@ def patient_for(db: Session, ref: str | None) -> Patient | None:
     return patient
 
 
-def create(db: Session, user: User, *, sha: str, size: int, content_type: str, task: str,
-           patient_ref: str | None = None, question: str | None = None,
-           language: str = "tr", urgent: bool = False) -> tuple[Study, Job]:
-    """A new study with its analysis job queued (urgent ones first)."""
-    spec = imaging_task(task)
-    if language not in LANGUAGES:
-        raise StudyError(f"language must be one of {LANGUAGES}")
-    patient = patient_for(db, patient_ref)
-    study = Study(patient_id=patient.id if patient else None, task=task,
-                  modality=spec.modality, file_sha256=sha, file_size=size,
-                  content_type=content_type[:64], clinical_question=question,
-                  language=language, status="received", urgent=urgent, uploaded_by=user.id)
-    db.add(study)
-    db.flush()
+def _queue(db: Session, study: Study, urgent: bool) -> Job:
     job = Job(study_id=study.id, kind="analyse", status="queued",
               priority=URGENT_PRIORITY if urgent else 0)
     db.add(job)
     db.flush()
-    return study, job
+    return job
+
+
+def create(db: Session, user: User, *, sha: str, size: int, content_type: str,
+           task: str | None, patient_ref: str | None = None, question: str | None = None,
+           language: str = "tr", urgent: bool = False,
+           identity: dicom.DicomIdentity | None = None, source: str = "upload",
+           no_model_reason: str = "no AI model for this study") -> tuple[Study, Job | None]:
+    """A new study with its analysis job queued (urgent ones first); with no ``task`` (a
+    DICOM study no model reads) it is kept as ``no_model``, without a job."""
+    spec = imaging_task(task) if task is not None else None
+    if language not in LANGUAGES:
+        raise StudyError(f"language must be one of {LANGUAGES}")
+    patient = patient_for(db, patient_ref)
+    study = Study(patient_id=patient.id if patient else None, task=task or "",
+                  modality=(spec.modality if spec else (identity.modality if identity else ""))
+                  [:16], file_sha256=sha, file_size=size,
+                  content_type=content_type[:64], clinical_question=question,
+                  language=language, status="received" if spec else "no_model",
+                  reason=None if spec else no_model_reason[:400], urgent=urgent,
+                  uploaded_by=user.id,
+                  **(dicom.study_columns(identity, source) if identity else {}))
+    db.add(study)
+    db.flush()
+    return study, (_queue(db, study, urgent) if spec else None)
+
+
+@dataclass
+class Filed:
+    """What ``file_study`` did: ``new`` study, ``joined`` a known one, ``routed`` (a study without a
+    model got one through this instance), or ``duplicate`` (this instance was stored
+    before: nothing changed). ``job`` is the analysis to dispatch, if one was queued."""
+
+    study: Study
+    job: Job | None
+    outcome: str
+
+
+def file_study(db: Session, user: User, *, sha: str, size: int, content_type: str, task: str | None,
+         identity: dicom.DicomIdentity | None = None, source: str = "upload",
+         calling_ae: str | None = None, no_model_reason: str = "no AI model for this study",
+         **options: Any) -> Filed:
+    """File one upload or DICOM instance. An instance with all its UIDs joins the study of
+    its StudyInstanceUID, stored once per SOPInstanceUID. Two callers filing instances of
+    one new study at once race on the unique UIDs: the loser's ``IntegrityError`` means
+    "retry in a new transaction", which then joins the winner's study."""
+    grouped = identity is not None and not identity.missing()
+    if identity is not None and not grouped:  # kept, but not grouped by a partial set of UIDs
+        identity = replace(identity, study_uid="")
+    if grouped:
+        known = db.scalar(select(DicomInstance).where(DicomInstance.sop_uid == identity.sop_uid))
+        if known is not None:
+            return Filed(db.get(Study, known.study_id), None, "duplicate")
+        study = db.scalar(select(Study).where(Study.study_uid == identity.study_uid))
+        if study is not None:
+            job = _route_late(db, study, task, sha, size, content_type)
+            db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
+            db.flush()
+            return Filed(study, job, "routed" if job else "joined")
+    study, job = create(db, user, sha=sha, size=size, content_type=content_type, task=task,
+                        identity=identity, source=source, no_model_reason=no_model_reason,
+                        **options)
+    if grouped:
+        db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
+        db.flush()
+    return Filed(study, job, "new")
+
+
+def _route_late(db: Session, study: Study, task: str | None, sha: str, size: int,
+                content_type: str) -> Job | None:
+    """A study kept without a model gets one when a later series is one a model reads (a
+    lateral view first, the frontal one after): that series becomes the analysed file."""
+    if study.status != "no_model" or task is None:
+        return None
+    spec = imaging_task(task)
+    study.task, study.modality = task, spec.modality[:16]
+    study.file_sha256, study.file_size, study.content_type = sha, size, content_type[:64]
+    set_status(study, "received")
+    return _queue(db, study, study.urgent)
 
 
 def set_status(study: Study, status: str, reason: str | None = None) -> None:
@@ -73,10 +148,13 @@ def set_status(study: Study, status: str, reason: str | None = None) -> None:
 
 
 def worklist(db: Session, status: str | None = None, task: str | None = None,
-             urgent: bool | None = None, limit: int = 50, offset: int = 0
-             ) -> tuple[list[Study], int]:
-    """Urgent studies first, then oldest first (first come, first read)."""
+             urgent: bool | None = None, limit: int = 50, offset: int = 0,
+             accession: str | None = None) -> tuple[list[Study], int]:
+    """Urgent studies first, then oldest first (first come, first read); ``accession``
+    finds the studies whose accession number starts with it."""
     q = select(Study)
+    if accession:
+        q = q.where(Study.accession.startswith(accession.strip(), autoescape=True))
     if status is not None:
         q = q.where(Study.status == status)
     if task is not None:
@@ -95,8 +173,27 @@ def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResult
                      .order_by(AIResultRow.id.desc()).limit(1))
 
 
-def as_dict(db: Session, study: Study, with_result: bool = True) -> dict[str, Any]:
+def instances(db: Session, study_ids: list[int]) -> dict[int, list[DicomInstance]]:
+    """The stored DICOM instances of these studies (one query), in series and instance
+    order."""
+    out: dict[int, list[DicomInstance]] = {sid: [] for sid in study_ids}
+    if study_ids:
+        rows = db.scalars(select(DicomInstance).where(DicomInstance.study_id.in_(study_ids))
+                          .order_by(DicomInstance.series_number, DicomInstance.series_uid,
+                                    DicomInstance.instance_number, DicomInstance.id))
+        for row in rows:
+            out[row.study_id].append(row)
+    return out
+
+
+def as_dict(db: Session, study: Study, with_result: bool = True,
+            dicom_instances: list[DicomInstance] | None = None,
+            with_series: bool | None = None) -> dict[str, Any]:
+    """The study for the API; a worklist row (``with_result`` false) passes the instances
+    it read for the whole page and leaves out the series (unless ``with_series``)."""
     patient = db.get(Patient, study.patient_id) if study.patient_id else None
+    if dicom_instances is None:
+        dicom_instances = instances(db, [study.id])[study.id]
     out: dict[str, Any] = {
         "id": study.id, "status": study.status, "task": study.task,
         "modality": study.modality, "urgent": study.urgent, "reason": study.reason,
@@ -105,6 +202,8 @@ def as_dict(db: Session, study: Study, with_result: bool = True) -> dict[str, An
         "file": {"sha256": study.file_sha256, "size": study.file_size,
                  "content_type": study.content_type},
         "uploaded_by": study.uploaded_by,
+        "dicom": dicom.as_dict(study, dicom_instances, with_series=with_result
+                               if with_series is None else with_series),
         "created_at": study.created_at.isoformat() + "Z",
         "updated_at": study.updated_at.isoformat() + "Z",
     }

@@ -22,7 +22,11 @@ log = logging.getLogger("medai.platform")
 def create_platform_app(database_url: str | None = None, triage_model: str | None = None,
                         cxr_model: str | None = None, mri_model: str | None = None,
                         knowledge_dir: str | None = None, job_threads: int | None = None,
-                        broker_url: str | None = None, preload: bool = True) -> FastAPI:
+                        broker_url: str | None = None, preload: bool = True,
+                        dicom_port: int | None = None, dicom_host: str | None = None
+                        ) -> FastAPI:
+    """The app; with ``dicom_port`` a DICOM node (``integration.dicom_node``) runs beside the
+    API in this process, started and stopped with it, its studies dispatched like uploads."""
     from medai.settings import get_settings
 
     settings = get_settings()
@@ -40,9 +44,19 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
             pool = JobPool(p, threads, settings.job_lease_s)
             pool.start()
             holder["pool"] = pool
+        if dicom_port is not None:
+            from medai.platform.integration.dicom_node import DicomNode
+
+            holder["dicom"] = DicomNode(
+                p, app.state.dispatch, ae_title=settings.dicom_ae_title,
+                host=dicom_host or settings.dicom_host, port=dicom_port,
+                allow=settings.dicom_allow).start()
+            app.state.dicom_node = holder["dicom"]
 
     def stop(app: FastAPI) -> None:
         holder.get("stop", threading.Event()).set()
+        if "dicom" in holder:
+            holder.pop("dicom").stop()
         if "pool" in holder:
             holder["pool"].stop()
 
@@ -111,6 +125,9 @@ def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict)
 
 def platform_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (each worker process builds its own app)."""
+    dicom_port = os.environ.get("MEDAI_SERVE_DICOM_PORT")
     return create_platform_app(triage_model=os.environ.get("MEDAI_SERVE_TRIAGE_MODEL") or None,
                                cxr_model=os.environ.get("MEDAI_SERVE_CXR_MODEL") or None,
-                               mri_model=os.environ.get("MEDAI_SERVE_MRI_MODEL") or None)
+                               mri_model=os.environ.get("MEDAI_SERVE_MRI_MODEL") or None,
+                               dicom_port=int(dicom_port) if dicom_port else None,
+                               dicom_host=os.environ.get("MEDAI_SERVE_DICOM_HOST") or None)

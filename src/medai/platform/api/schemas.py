@@ -11,7 +11,7 @@ from medai.server.inputs import StrictBody
 
 Role = Literal["admin", "radiologist", "clinician", "patient"]
 StudyStatus = Literal["received", "analysing", "ai_drafted", "preliminary", "final", "amended",
-                      "refused", "failed"]
+                      "refused", "failed", "no_model"]
 ReportStatus = Literal["preliminary", "final", "amended"]
 
 
@@ -126,6 +126,44 @@ class OkOut(BaseModel):
     ok: bool = True
 
 
+class DicomInstanceOut(BaseModel):
+    sop_uid: str
+    sop_class: str
+    number: int | None
+
+
+class DicomSeriesOut(BaseModel):
+    series_uid: str
+    modality: str | None
+    view_position: str | None
+    body_part: str | None
+    series_description: str | None
+    series_number: int | None
+    instances: list[DicomInstanceOut]
+
+
+class DicomOut(BaseModel):
+    """The study's DICOM identity (patient, order, study) and the series the AI reads;
+    ``series`` is left out of worklist rows."""
+
+    patient_id: str | None
+    patient_name: str | None = Field(description="DICOM person name (Family^Given^…)")
+    accession: str | None
+    study_uid: str | None
+    study_date: str | None = Field(description="YYYYMMDD")
+    source: Literal["upload", "dicom"]
+    series_uid: str | None
+    sop_uid: str | None
+    sop_class: str | None
+    modality: str | None
+    view_position: str | None
+    body_part: str | None
+    series_description: str | None
+    series_number: int | None
+    instances: int
+    series: list[DicomSeriesOut] | None = None
+
+
 class StudyOut(BaseModel):
     id: int
     status: StudyStatus
@@ -141,6 +179,8 @@ class StudyOut(BaseModel):
     created_at: str
     updated_at: str
     ai_result: dict[str, Any] | None = None
+    dicom: DicomOut | None = Field(None, description="the DICOM identity (DICOM studies "
+                                                     "only)")
 
 
 class StudyList(BaseModel):

@@ -56,6 +56,13 @@
   const actionName = (a) => named("audit_", a);
   const outcomeName = (o) => named("outcome_", o);
   function taskName(task) { return (NAMES[task] && NAMES[task].name) || task || ""; }
+  // a DICOM person name (Family^Given^Middle^Prefix^Suffix) as PACS viewers print it
+  function personName(pn) {
+    if (!pn) return "";
+    const [family, given, middle, prefix, suffix] = pn.split("=")[0].split("^").map((p) => (p || "").trim());
+    const rest = [prefix, given, middle, suffix].filter(Boolean).join(" ");
+    return [family, rest].filter(Boolean).join(", ");
+  }
   function labelName(task, label) {
     const t = NAMES[task];
     return (t && t.labels && t.labels[label]) || label;
@@ -125,6 +132,6 @@
   }
   window.medai = {
     T, NAMES, LANG, LOCALE, ZONE, api, el, statusLabel, roleName, actionName, outcomeName,
-    taskName, labelName, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
+    taskName, personName, labelName, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
   };
 })();

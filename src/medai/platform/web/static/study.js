@@ -57,13 +57,18 @@
 
   // --- study, findings, and why the AI gave none
   function refusedOrFailed(s) {
-    return s.status === "refused" || s.status === "failed" || Boolean(s.ai_result && s.ai_result.refused);
+    return s.status === "refused" || s.status === "failed" || s.status === "no_model"
+      || Boolean(s.ai_result && s.ai_result.refused);
+  }
+  function what(d) {  // what a DICOM study is, in its own attributes
+    return d ? [d.modality, d.view_position, d.body_part, d.series_description].filter(Boolean).join(" · ") : "";
   }
   function reasonSentence(s) {
     const res = s.ai_result || {};
-    const code = res.reason_code || s.reason_code || (s.status === "failed" ? "failed" : "unknown");
+    const code = s.status === "no_model" ? "no_route"
+      : res.reason_code || s.reason_code || (s.status === "failed" ? "failed" : "unknown");
     const params = { task: taskName(s.task), expected: (M.NAMES[s.task] || {}).modalities,
-      ...(s.reason_params || {}), ...(res.reason_params || {}) };
+      what: what(s.dicom) || "—", ...(s.reason_params || {}), ...(res.reason_params || {}) };
     return fill(T["reason_" + code] || T.reason_unknown, params);
   }
   function basisNote(task, f) {
@@ -97,11 +102,28 @@
         value: f.label, selected: f.label === res.heatmap_label, text: labelName(s.task, f.label) })));
     }
   }
+  // --- the DICOM identity: patient, order, study, the series the AI reads, every series
+  function showIdentity(d) {
+    $("dicom-identity").hidden = !d;
+    if (!d) return;
+    const [y, m, day] = /^\d{8}$/.test(d.study_date || "") ? [d.study_date.slice(0, 4), d.study_date.slice(4, 6), d.study_date.slice(6)] : [];
+    const date = !y ? "" : M.LANG === "tr" ? `${day}.${m}.${y}` : `${y}-${m}-${day}`;  // as the PDF prints it
+    const series = (d.series || []).map((x) => [x.modality, x.view_position, x.body_part, x.series_description]
+      .filter(Boolean).join(" · ") + " — " + fill(T.dicom_images, { n: x.instances.length }));
+    const rows = [["patient_name", M.personName(d.patient_name)], ["patient_id", d.patient_id],
+      ["accession", d.accession], ["study_date", date], ["modality", d.modality], ["view", d.view_position],
+      ["body_part", d.body_part], ["series_description", d.series_description],
+      ["series", series.join("; ")], ["study_uid", d.study_uid], ["source", T["dicom_source_" + d.source]]];
+    $("dicom-fields").replaceChildren(...rows.filter(([, v]) => v).flatMap(([k, v]) => [
+      el("dt", { text: T["dicom_" + k] }), el("dd", { "data-field": k, text: String(v) })]));
+  }
   async function loadStudy() {
     const r = await api(`/api/v1/studies/${id}`);
     if (!r.ok) return;
     const s = study = r.data;
     $("study-task").textContent = taskName(s.task);
+    $("study-task").hidden = !s.task;
+    showIdentity(s.dicom);
     const badge = $("study-status");
     badge.textContent = statusLabel(s.status);
     badge.dataset.status = s.status;

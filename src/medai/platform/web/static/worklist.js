@@ -1,6 +1,6 @@
 "use strict";
 (function () {
-  const { T, api, el, statusLabel, showError, taskName, fmtTime } = window.medai;
+  const { T, api, el, statusLabel, showError, taskName, fmtTime, personName } = window.medai;
   const body = document.querySelector("#worklist tbody");
   const filters = document.getElementById("filters");
   let timer = null;
@@ -10,14 +10,17 @@
     if (filters.status.value) q.set("status", filters.status.value);
     if (filters.task.value) q.set("task", filters.task.value);
     if (filters.urgent.checked) q.set("urgent", "true");
+    const accession = filters.accession.value.trim();
+    if (accession) q.set("accession", accession);
     const r = await api("/api/v1/studies?" + q);
     if (!r.ok) return;
     body.replaceChildren(...r.data.items.map((s) => el("tr", { class: s.urgent ? "is-urgent" : null, "data-id": s.id },
       el("td", {}, el("a", { href: "/studies/" + s.id, text: String(s.id) })),
       el("td", {}, el("span", { class: "badge status-" + s.status, "data-status": s.status, text: statusLabel(s.status) }),
         s.urgent ? el("span", { class: "badge urgent", text: T.urgent }) : ""),
-      el("td", { text: taskName(s.task) }),
-      el("td", { text: s.patient_ref || "—" }),
+      el("td", { text: [taskName(s.task) || "—", s.dicom && s.dicom.modality].filter(Boolean).join(" · ") }),
+      el("td", { text: (s.dicom && s.dicom.accession) || "—" }),
+      el("td", { text: patient(s) }),
       el("td", {}, el("time", { datetime: s.created_at, text: fmtTime(s.created_at) })))));
     document.getElementById("worklist-empty").hidden = r.data.items.length > 0;
     const busy = r.data.items.some((s) => s.status === "received" || s.status === "analysing");
@@ -25,7 +28,16 @@
     timer = setTimeout(load, busy ? 1500 : 8000);  // live status while analysis runs
   }
 
+  // a DICOM study names its patient (name, ID); an upload its pseudonymous reference
+  function patient(s) {
+    const d = s.dicom;
+    if (!d) return s.patient_ref || "—";
+    return [personName(d.patient_name), d.patient_id].filter(Boolean).join(" · ") || s.patient_ref || "—";
+  }
   filters.addEventListener("change", load);
+  filters.addEventListener("submit", (e) => { e.preventDefault(); load(); });
+  let typing = null;
+  filters.accession.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(load, 300); });
   document.getElementById("upload-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const form = e.target;

@@ -1,0 +1,87 @@
+"""``medai dicom``: the DICOM node on its own (``medai serve --dicom-port`` runs the same node
+inside the API process)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from medai.cli.common import JsonFlag, _emit
+
+dicom_app = typer.Typer(help="Receive studies from modalities and the PACS over DICOM.",
+                        no_args_is_help=True)
+
+
+def _error(message: str, kind: str, as_json: bool, code: int) -> None:
+    if as_json:
+        _emit({"error": message, "error_type": kind}, True)
+    else:
+        typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+@dicom_app.command("listen")
+def listen(
+        host: Annotated[str | None, typer.Option(
+            help="Bind address (default MEDAI_DICOM_HOST, 127.0.0.1).")] = None,
+        port: Annotated[int | None, typer.Option(
+            min=0, max=65535, help="Port (default MEDAI_DICOM_PORT, 11112; 0: a free one, "
+                                   "printed).")] = None,
+        ae_title: Annotated[str | None, typer.Option(
+            "--ae-title", help="This node's AE title; senders must call it (default "
+                               "MEDAI_DICOM_AE_TITLE, MEDAI).")] = None,
+        allow: Annotated[list[str] | None, typer.Option(
+            "--allow", help="A calling AE title allowed to send (repeat for several; default "
+                            "MEDAI_DICOM_ALLOW). Associations from any other are rejected. "
+                            "Without it, any caller that can reach the port may send.")] = None,
+        as_json: JsonFlag = False) -> None:
+    """Answer C-ECHO and C-STORE until stopped (Ctrl-C, SIGTERM). Received studies go to the
+    same database and files as `medai serve` (MEDAI_DATABASE_URL, MEDAI_HOME): they show in
+    the worklist, are routed to the model that reads them (CR/DX chest → cxr, MR brain → mri;
+    anything else is kept as 'no model') and analysed by this process's job threads
+    (MEDAI_JOB_THREADS; 0: by a `medai serve` on the same database) or by Celery workers
+    when MEDAI_BROKER_URL is set."""
+    import logging.config
+    import signal
+    import threading
+
+    from medai.platform.context import Platform
+    from medai.platform.integration.dicom_node import DicomNode, standalone_dispatch
+    from medai.server.logs import log_config
+    from medai.settings import check_ae_title, get_settings
+
+    settings = get_settings()
+    logging.config.dictConfig(log_config(settings.log_level))
+    try:
+        title = check_ae_title(ae_title or settings.dicom_ae_title)
+        allowed = [check_ae_title(a) for a in (allow or settings.dicom_allow)]
+    except ValueError as exc:
+        _error(str(exc), "ValueError", as_json, 2)
+    p = Platform.from_settings()
+    dispatch, stop_jobs = standalone_dispatch(p)
+    node = DicomNode(p, dispatch, ae_title=title, host=host or settings.dicom_host,
+                     port=settings.dicom_port if port is None else port, allow=allowed)
+    try:
+        node.start()
+    except OSError as exc:  # the port is taken or not ours to bind
+        stop_jobs()
+        _error(f"cannot listen on {node.host}:{node.port}: {exc.strerror or exc}", "OSError",
+               as_json, 1)
+    analysis = ("celery" if settings.broker_url else
+                "threads" if settings.job_threads > 0 else "medai serve")
+    _emit({"listening": True, "ae_title": node.ae_title, "host": node.host, "port": node.port,
+           "allow": list(node.allow), "analysis": analysis}, as_json,
+          f"DICOM node {node.ae_title} listening on {node.host}:{node.port} "
+          f"({'from ' + ', '.join(node.allow) if node.allow else 'any calling AE title'}; "
+          f"analysis by {analysis})")
+    import sys
+
+    sys.stdout.flush()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    node.stop()
+    stop_jobs()
+    p.db.dispose()

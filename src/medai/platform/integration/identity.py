@@ -1,0 +1,217 @@
+"""The DICOM identity of a study: who (PatientID, PatientName), which order (AccessionNumber),
+which study, series and instance (their UIDs) and what the image shows (Modality,
+ViewPosition, BodyPartExamined, SeriesDescription).
+
+Read from the header only (the pixel data is never parsed here, and the caller has already
+bounded the file), kept with the patient's ID and name encrypted like other patient text,
+and given back, decrypted, to every view and export. Log lines never carry any of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medai.platform.crypto import InvalidToken, cipher
+from medai.platform.tables import DicomInstance, Study
+
+log = logging.getLogger("medai.integration")
+_DATE = re.compile(r"^\d{8}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+REQUIRED = {"study_uid": "StudyInstanceUID", "series_uid": "SeriesInstanceUID",
+            "sop_uid": "SOPInstanceUID", "sop_class": "SOPClassUID"}
+
+
+class IdentityError(ValueError):
+    """A DICOM header that cannot be read, or that lacks what grouping needs."""
+
+
+@dataclass(frozen=True)
+class DicomIdentity:
+    patient_id: str = ""
+    patient_name: str = ""  # the DICOM PN value (Family^Given^Middle^Prefix^Suffix)
+    accession: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uid: str = ""
+    sop_class: str = ""
+    study_date: str = ""
+    modality: str = ""
+    view_position: str = ""
+    body_part: str = ""
+    series_description: str = ""
+    study_description: str = ""
+    protocol_name: str = ""
+    series_number: int | None = None
+    instance_number: int | None = None
+
+    def missing(self) -> list[str]:
+        """The DICOM keywords of the UIDs this instance lacks (grouping needs them all)."""
+        return [kw for attr, kw in REQUIRED.items() if not getattr(self, attr)]
+
+    @property
+    def descriptions(self) -> tuple[str, ...]:
+        return (self.series_description, self.study_description, self.protocol_name)
+
+
+def _text(ds: Any, keyword: str, limit: int) -> str:
+    try:
+        value = ds.get(keyword, "")
+    except Exception:  # a malformed element: treated as absent
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else ""
+    return _CONTROL.sub("", str(value)).strip(" \x00")[:limit]
+
+
+def _int(ds: Any, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def from_dataset(ds: Any) -> DicomIdentity:
+    """The identity of one instance (the file meta fills in a SOP class or instance UID the
+    dataset itself lacks)."""
+    meta = getattr(ds, "file_meta", None)
+    date = _text(ds, "StudyDate", 8)
+    return DicomIdentity(
+        patient_id=_text(ds, "PatientID", 64), patient_name=_text(ds, "PatientName", 324),
+        accession=_text(ds, "AccessionNumber", 16), study_uid=_text(ds, "StudyInstanceUID", 64),
+        series_uid=_text(ds, "SeriesInstanceUID", 64),
+        sop_uid=_text(ds, "SOPInstanceUID", 64)
+        or (_text(meta, "MediaStorageSOPInstanceUID", 64) if meta is not None else ""),
+        sop_class=_text(ds, "SOPClassUID", 64)
+        or (_text(meta, "MediaStorageSOPClassUID", 64) if meta is not None else ""),
+        study_date=date if _DATE.match(date) else "",
+        modality=_text(ds, "Modality", 16).upper(),
+        view_position=_text(ds, "ViewPosition", 16).upper(),
+        body_part=_text(ds, "BodyPartExamined", 64).upper(),
+        series_description=_text(ds, "SeriesDescription", 64),
+        study_description=_text(ds, "StudyDescription", 64),
+        protocol_name=_text(ds, "ProtocolName", 64),
+        series_number=_int(ds, "SeriesNumber"), instance_number=_int(ds, "InstanceNumber"))
+
+
+def is_dicom(path: str | Path) -> bool:
+    with Path(path).open("rb") as fh:
+        head = fh.read(132)
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def read(path: str | Path) -> DicomIdentity | None:
+    """The identity in a stored file's header, or None when the file is not DICOM. Call it
+    after the file's limits were checked (``services.imaging.check_upload``)."""
+    if not is_dicom(path):
+        return None
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many types on a bad header
+        raise IdentityError(f"malformed DICOM header ({type(exc).__name__})") from None
+    return from_dataset(ds)
+
+
+# --- at rest ----------------------------------------------------------------------------------
+
+def seal(text: str) -> bytes | None:
+    return cipher().encrypt(text) if text else None
+
+
+def unseal(token: bytes | None, study_id: int) -> str | None:
+    if token is None:
+        return None
+    try:
+        return cipher().decrypt(token)
+    except InvalidToken:  # a removed key: say so in the log, never fail the view
+        log.warning("study %s: a patient attribute cannot be decrypted with the present keys",
+                    study_id)
+        return None
+
+
+def study_columns(identity: DicomIdentity, source: str) -> dict[str, Any]:
+    """The study's identity columns (patient ID and name encrypted)."""
+    return {"study_uid": identity.study_uid or None, "accession": identity.accession or None,
+            "patient_key": seal(identity.patient_id),
+            "patient_name": seal(identity.patient_name),
+            "study_date": identity.study_date or None, "source": source}
+
+
+def instance_row(identity: DicomIdentity, study_id: int, sha: str, size: int,
+                 calling_ae: str | None) -> DicomInstance:
+    return DicomInstance(
+        study_id=study_id, sop_uid=identity.sop_uid, series_uid=identity.series_uid,
+        sop_class=identity.sop_class, modality=identity.modality or None,
+        view_position=identity.view_position or None, body_part=identity.body_part or None,
+        series_description=identity.series_description or None,
+        series_number=identity.series_number, instance_number=identity.instance_number,
+        file_sha256=sha, file_size=size, calling_ae=calling_ae)
+
+
+# --- for people and exports -------------------------------------------------------------------
+
+def name_parts(pn: str | None) -> dict[str, Any]:
+    """A DICOM person name's alphabetic group as family, given (given and middle names),
+    prefix, suffix."""
+    group = (pn or "").split("=")[0]
+    parts = [p.strip() for p in group.split("^")] + [""] * 5
+    family, given, middle, prefix, suffix = parts[:5]
+    return {"family": family, "given": [g for g in (given, middle) if g],
+            "prefix": [prefix] if prefix else [], "suffix": [suffix] if suffix else []}
+
+
+def display_name(pn: str | None) -> str:
+    """How a list or a report prints a DICOM name: ``FAMILY, Given Middle`` (as PACS viewers
+    do), the parts that exist only."""
+    parts = name_parts(pn)
+    given = " ".join([*parts["prefix"], *parts["given"], *parts["suffix"]])
+    return ", ".join(p for p in (parts["family"], given) if p)
+
+
+_SERIES_KEYS = ("modality", "view_position", "body_part", "series_description",
+                "series_number")
+
+
+def as_dict(study: Study, instances: list[DicomInstance] | None,
+            with_series: bool = True) -> dict[str, Any] | None:
+    """The study's DICOM identity for the API (None for a study that has none): the patient,
+    the order, the study, the instance the AI reads (``modality``, ``view_position``,
+    ``body_part``, ``series_description``, ``series_uid``, ``sop_uid``) and its series with
+    their instances (a worklist row leaves them out)."""
+    if study.source is None and not instances:  # an image without a DICOM identity
+        return None
+    instances = instances or []
+    shown = next((i for i in instances if i.file_sha256 == study.file_sha256),
+                 instances[0] if instances else None)
+    out: dict[str, Any] = {
+        "patient_id": unseal(study.patient_key, study.id),
+        "patient_name": unseal(study.patient_name, study.id),
+        "accession": study.accession, "study_uid": study.study_uid,
+        "study_date": study.study_date, "source": study.source or "upload",
+        "series_uid": shown.series_uid if shown else None,
+        "sop_uid": shown.sop_uid if shown else None,
+        "sop_class": shown.sop_class if shown else None,
+        **{k: getattr(shown, k) if shown else None for k in _SERIES_KEYS},
+        "instances": len(instances)}
+    series: dict[str, dict[str, Any]] = {}
+    for i in instances if with_series else []:
+        entry = series.setdefault(i.series_uid, {"series_uid": i.series_uid,
+                                                 **{k: getattr(i, k) for k in _SERIES_KEYS},
+                                                 "instances": []})
+        entry["instances"].append({"sop_uid": i.sop_uid, "sop_class": i.sop_class,
+                                   "number": i.instance_number})
+    out["series"] = list(series.values()) if with_series else None
+    return out
+
+
+__all__ = ["DicomIdentity", "IdentityError", "as_dict", "display_name", "from_dataset",
+           "instance_row", "is_dicom", "name_parts", "read", "seal", "study_columns",
+           "unseal"]

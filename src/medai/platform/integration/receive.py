@@ -1,0 +1,148 @@
+"""Filing a DICOM instance received by the node: bounded, stored, identified, routed, filed
+(``studies.file_study``, the same as a browser upload), audited; the analysis is only queued.
+
+Each refusal is named so that the node answers the sender with the matching DICOM failure
+status instead of crashing or storing something no one can read: a decompression or size
+bomb (``TooLarge``: "Refused: Out of Resources"), a header that cannot be read or lacks its
+UIDs (``Unacceptable``: "Data Set does not match SOP Class" / "Cannot understand").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from medai.platform import audit, studies
+from medai.platform.context import Platform
+from medai.platform.integration import identity as dicom
+from medai.platform.integration.routing import route
+from medai.platform.tables import User
+from medai.services import imaging as imaging_service
+
+log = logging.getLogger("medai.integration")
+ACCOUNT = "medai-dicom"
+"""The account a DICOM-received study is uploaded by: inactive, without a password, so
+nobody can sign in as it (a study names a user; the audit names the calling AE title)."""
+DICOM_TYPE = "application/dicom"
+
+
+class Refused(Exception):
+    """An instance the node does not file; ``status`` is the C-STORE failure status."""
+
+    status = 0xC000  # Error: Cannot understand
+
+
+class TooLarge(Refused):
+    status = 0xA700  # Refused: Out of Resources
+
+
+class Unacceptable(Refused):
+    status = 0xA900  # Error: Data Set does not match SOP Class
+
+
+@dataclass(frozen=True)
+class Received:
+    study_id: int
+    job_id: int | None
+    outcome: str  # new | joined | routed | duplicate
+    task: str | None
+
+
+def account(db) -> User:
+    """The node's uploading account, made on first use (inactive, no password)."""
+    from medai.platform.accounts import NO_PASSWORD
+
+    user = db.scalar(select(User).where(User.username == ACCOUNT))
+    if user is None:
+        user = User(username=ACCOUNT, role="clinician", password_hash=NO_PASSWORD,
+                    active=False)
+        db.add(user)
+        db.flush()
+    return user
+
+
+def _sop_name(uid: str) -> str:
+    """A SOP class for the log: its name (never an instance's UID or patient attribute)."""
+    from pydicom.uid import UID
+
+    try:
+        return UID(uid).name or "unknown SOP class"
+    except Exception:
+        return "unknown SOP class"
+
+
+def store(p: Platform, data: bytes, calling_ae: str, client: str | None = None,
+          language: str = "tr") -> Received:
+    """File one received instance (Part 10 bytes: preamble, file meta, dataset)."""
+    if len(data) > imaging_service.MAX_BYTES:
+        raise TooLarge(f"the instance is larger than {imaging_service.MAX_BYTES:,} bytes")
+    sha = hashlib.sha256(data).hexdigest()
+    existed = p.store.path(sha).exists()
+    p.store.put_bytes(data)
+    try:
+        return _file(p, sha, len(data), calling_ae, client, language)
+    except BaseException:
+        if not existed:  # only the caller that created the blob may take it away
+            _discard(p, sha)
+        raise
+
+
+def _discard(p: Platform, sha: str) -> None:
+    """The blob of an instance that got no row goes again, unless a row names it."""
+    from medai.platform.tables import DicomInstance, Study
+
+    try:
+        with p.db.reader() as db:
+            named = db.scalar(select(Study.id).where(Study.file_sha256 == sha).limit(1)) or \
+                db.scalar(select(DicomInstance.id).where(DicomInstance.file_sha256 == sha)
+                          .limit(1))
+    except Exception as exc:
+        log.warning("blob of a refused instance kept: the database cannot be read (%s)",
+                    type(exc).__name__)
+        return
+    if named is None:
+        p.store.discard(sha)
+
+
+def _file(p: Platform, sha: str, size: int, calling_ae: str, client: str | None,
+          language: str) -> Received:
+    path = p.store.path(sha)
+    try:  # a bomb is refused from its header, before anything decodes a pixel
+        imaging_service.check_upload(path)
+    except imaging_service.ImageTooLarge as exc:
+        raise TooLarge(str(exc)) from None
+    try:
+        ident = dicom.read(path)
+    except dicom.IdentityError as exc:
+        raise Refused(str(exc)) from None
+    if ident is None:
+        raise Refused("not a DICOM dataset")
+    if ident.missing():
+        raise Unacceptable(f"the dataset lacks {', '.join(ident.missing())}")
+    chosen = route(ident)
+    for attempt in range(3):  # a concurrent first instance of the same study wins once
+        try:
+            with p.db.session() as db:
+                user = account(db)
+                filed = studies.file_study(
+                    db, user, sha=sha, size=size, content_type=DICOM_TYPE, task=chosen.task,
+                    identity=ident, source="dicom", calling_ae=calling_ae,
+                    no_model_reason=chosen.reason, language=language)
+                actor = audit.Actor(name=f"dicom:{calling_ae}"[:64], id=user.id,
+                                    role=user.role, client=client)
+                audit.record(db, actor, "upload", "study", filed.study.id, source="dicom",
+                             task=filed.study.task or None, filed=filed.outcome,
+                             sop_class=ident.sop_class, bytes=size)
+                out = Received(filed.study.id, filed.job.id if filed.job else None,
+                               filed.outcome, filed.study.task or None)
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    log.info("C-STORE from %s: study %s %s (%s, %s)", calling_ae, out.study_id, out.outcome,
+             _sop_name(ident.sop_class), out.task or "no model")
+    return out
