@@ -16,7 +16,7 @@ from medai.core.tasks import get as get_task
 from medai.platform import review
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
-from medai.platform.studies import set_status
+from medai.platform.studies import latest_result, set_status
 from medai.platform.tables import AIResultRow, Study
 from medai.services import imaging as imaging_service
 from medai.services.reports import shared_drafter
@@ -60,21 +60,24 @@ def analyse_study(p: Platform, study_id: int) -> str:
         set_status(study, "analysing")
         task, sha, question, lang = (study.task, study.file_sha256, study.clinical_question,
                                      study.language)
+        display = study.display_sha256
     predictor = p.models.get(task)
     ref = predictor.identity
     data = p.store.read(sha)
     row = _stored(p, study_id, "imaging", ref.content_hash)
-    if row is None:
-        try:
-            result = imaging_service.analyse(predictor, data)
-        except imaging_service.ImageRefused as exc:
-            return _refused(p, study_id, exc.refusal, ref)
+    if row is None or display is None:
+        try:  # one decode for the rendition, the findings and the heatmap
+            with imaging_service.decoded(data) as image:
+                if display is None:
+                    keep_display(p, study_id, imaging_service.display_png(image))
+                if row is None:
+                    row = _findings(p, study_id, predictor, image)
         except imaging_service.ImageInputError as exc:
-            return _refused(p, study_id, imaging_service.Refusal("unreadable", str(exc)), ref)
-        payload = result.model_dump(mode="json")
-        label = _heatmap_label(result)
-        meta, png = imaging_service.heatmap(predictor, data, label)
-        row = _save(p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), meta.label))
+            if row is None:
+                return _refused(p, study_id, imaging_service.Refusal("unreadable", str(exc)),
+                                ref)
+        if isinstance(row, str):  # refused
+            return row
     payload = row.payload
     if payload.get("refused"):  # stored by an earlier delivery of this job
         return _refused(p, study_id, imaging_service.refusal_of(
@@ -98,6 +101,59 @@ def analyse_study(p: Platform, study_id: int) -> str:
                    model_hash=ref.content_hash, positive=len(decided_positives(payload)))
             record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
         return study.status
+
+
+def _findings(p: Platform, study_id: int, predictor, image) -> AIResultRow | str:
+    """Findings and the leading finding's heatmap, stored; or the study's status after a
+    refusal."""
+    ref = predictor.identity
+    try:
+        result = imaging_service.analyse(predictor, image)
+    except imaging_service.ImageRefused as exc:
+        return _refused(p, study_id, exc.refusal, ref)
+    payload = result.model_dump(mode="json")
+    meta, png = imaging_service.heatmap(predictor, image, _heatmap_label(result))
+    return _save(p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), meta.label))
+
+
+def keep_display(p: Platform, study_id: int, png: bytes) -> str:
+    """Store a display rendition for the study (the first one stored wins)."""
+    sha = p.store.put_bytes(png)
+    with p.db.session() as db:
+        study = db.get(Study, study_id)
+        if study.display_sha256 is None:
+            study.display_sha256 = sha
+        return study.display_sha256
+
+
+def stored_display(p: Platform, study_id: int) -> str | None:
+    """The stored rendition, None when there is none yet; ``ImageInputError`` when the
+    analysis found the original unreadable (no decode to retry on every view)."""
+    with p.db.session() as db:
+        study = db.get(Study, study_id)
+        if study is None:
+            raise LookupError(f"no study {study_id}")
+        if study.display_sha256 is None:
+            row = latest_result(db, study_id)
+            if row is not None and (row.payload or {}).get("reason_code") == "unreadable":
+                raise imaging_service.ImageInputError(
+                    str(row.payload.get("reason") or "the image cannot be read"))
+        return study.display_sha256
+
+
+def display_rendition(p: Platform, study_id: int) -> str:
+    """The study's display rendition: the stored one, or (a study analysed before renditions
+    existed, or viewed before its analysis ran) made now from the original and stored, so the
+    original is decoded for display once. Raises ``ImageInputError``; callers run it in the
+    imaging lane."""
+    display = stored_display(p, study_id)
+    if display is not None:
+        return display
+    with p.db.session() as db:
+        sha = db.get(Study, study_id).file_sha256
+    with imaging_service.decoded(p.store.read(sha)) as image:
+        png = imaging_service.display_png(image)
+    return keep_display(p, study_id, png)
 
 
 def decided_positives(payload: dict) -> list[str]:

@@ -3,15 +3,16 @@ FHIR, PDF). Every read and change is audited."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
 
-from medai.platform import audit, exports, review, studies
+from medai.platform import analysis, audit, exports, review, studies
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.jobs import HEATMAP_RESPONSES, computed_heatmap, heatmap_headers
 from medai.platform.api.schemas import (
@@ -23,7 +24,6 @@ from medai.platform.api.schemas import (
     StudyOut,
     StudyStatus,
 )
-from medai.platform.integration import identity as dicom
 from medai.platform.storage import TooLarge
 from medai.platform.tables import Study
 from medai.server.errors import ApiError
@@ -85,10 +85,7 @@ async def _forget(p, sha: str, created: bool) -> None:
 
 
 @router.post("", response_model=StudyOut, status_code=201,
-             responses={200: {"model": StudyOut, "description": (
-                 "a DICOM instance of a study already here: it joined that study (or was "
-                 "stored before); the study is returned")},
-                 **error_responses(401, 403, 409, 413, 422)})
+             responses=error_responses(401, 403, 413, 422))
 async def upload_study(
         request: Request,
         file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM")],
@@ -99,9 +96,7 @@ async def upload_study(
         lang: Annotated[Language, Form(description="language of the AI draft")] = "tr",
         who: Principal = Depends(require("study_upload"))) -> JSONResponse:
     """Store the file (content-addressed) and queue its analysis (findings → heatmap →
-    draft); urgent studies (a red flag in the clinical question) are analysed first. A DICOM
-    file keeps its identity (patient, accession, UIDs, modality, view, body part) and joins
-    the study of its StudyInstanceUID when that is already here (200)."""
+    draft); urgent studies (a red flag in the clinical question) are analysed first."""
     p = platform_of(request)
     try:
         sha, size, created = await p.store.receive(_chunks(file), imaging_service.MAX_BYTES)
@@ -110,58 +105,45 @@ async def upload_study(
     if size == 0:
         await _forget(p, sha, created)
         raise ApiError(422, "invalid", "the file is empty")
-    try:  # the same identity extraction as the DICOM node (the analysis names a bad file)
-        identity = await run_in_threadpool(dicom.read, p.store.path(sha))
-    except dicom.IdentityError:
-        identity = None
+    try:  # a decompression bomb is refused now, from its header, not by a worker decoding it
+        await run_in_threadpool(imaging_service.check_upload, p.store.path(sha))
+    except imaging_service.ImageTooLarge as exc:
+        await _forget(p, sha, created)
+        raise ApiError(413, "image_too_large", str(exc)) from None
     urgent = await run_in_threadpool(_question_is_urgent, request, clinical_question)
 
-    def create() -> tuple[dict[str, Any], int | None, str]:
+    def create() -> tuple[dict[str, Any], int]:
         with p.db.session() as db:
-            filed = studies.file_study(
+            study, job = studies.create(
                 db, who.user, sha=sha, size=size,
                 content_type=file.content_type or "application/octet-stream", task=task,
-                identity=identity, patient_ref=patient_ref, question=clinical_question,
-                language=lang, urgent=urgent)
-            audit.record(db, who.actor, "upload", "study", filed.study.id, task=task,
-                         bytes=size, urgent=urgent,
-                         **({"filed": filed.outcome} if identity else {}))
-            return (studies.as_dict(db, filed.study), filed.job.id if filed.job else None,
-                    filed.outcome)
+                patient_ref=patient_ref, question=clinical_question, language=lang,
+                urgent=urgent)
+            audit.record(db, who.actor, "upload", "study", study.id, task=task, bytes=size,
+                         urgent=urgent)
+            return studies.as_dict(db, study), job.id
 
     try:
-        out, job_id, outcome = await run_in_threadpool(create)
+        out, job_id = await run_in_threadpool(create)
     except BaseException as exc:  # no row (a refusal, a read-only or full disk): no blob
         await _forget(p, sha, created)
         if isinstance(exc, studies.StudyError):
             raise ApiError(422, "invalid", str(exc)) from None
-        if isinstance(exc, IntegrityError):  # the same study filed at this very moment
-            raise ApiError(409, "conflict", "this DICOM study is being filed by another "
-                                            "upload; retry") from None
         raise
-    if outcome == "duplicate":  # stored before (these bytes may differ from that copy)
-        await _forget(p, sha, created)
-    if job_id is not None:
-        request.app.state.dispatch(out["id"], job_id, urgent)
-    log.info("study %s uploaded task=%s urgent=%s filed=%s", out["id"], task, urgent,
-             outcome)
-    return JSONResponse(StudyOut(**out).model_dump(mode="json"),
-                        201 if outcome == "new" else 200)
+    request.app.state.dispatch(out["id"], job_id, urgent)
+    log.info("study %s uploaded task=%s urgent=%s", out["id"], task, urgent)
+    return JSONResponse(StudyOut(**out).model_dump(mode="json"), 201)
 
 
 @router.get("", response_model=StudyList, responses=error_responses(401, 403, 422))
 def worklist(request: Request, who: Principal = Depends(require("study_read")),
              status: StudyStatus | None = None, task: ImagingTask | None = None,
              urgent: bool | None = None, limit: int = Query(50, ge=1, le=500),
-             offset: int = Query(0, ge=0, le=10_000_000),
-             accession: str | None = Query(None, min_length=1, max_length=16, description=(
-                 "studies whose DICOM accession number starts with this"))) -> StudyList:
+             offset: int = Query(0, ge=0, le=10_000_000)) -> StudyList:
     """The worklist: urgent first, then oldest first."""
     with platform_of(request).db.session() as db:
-        rows, total = studies.worklist(db, status, task, urgent, limit, offset, accession)
-        found = studies.instances(db, [s.id for s in rows])
-        items = [StudyOut(**studies.as_dict(db, s, with_result=False,
-                                            dicom_instances=found[s.id])) for s in rows]
+        rows, total = studies.worklist(db, status, task, urgent, limit, offset)
+        items = [StudyOut(**studies.as_dict(db, s, with_result=False)) for s in rows]
         audit.record(db, who.actor, "view", "worklist", None, results=len(items))
     return StudyList(items=items, total=total, limit=limit, offset=offset)
 
@@ -176,20 +158,65 @@ def get_study(study_id: RowId, request: Request,
 
 
 @router.get("/{study_id}/image", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}, **error_responses(401, 403, 404,
-                                                                               422)})
-def study_image(study_id: RowId, request: Request,
-                who: Principal = Depends(require("study_read"))) -> Response:
-    """The study's image as a grayscale PNG (DICOM rendered), for viewers and reports."""
+            responses={200: {"content": {"image/png": {}}},
+                       **error_responses(401, 403, 404, 422, 503)})
+async def study_image(study_id: RowId, request: Request,
+                      who: Principal = Depends(require("study_read"))) -> Response:
+    """The study's image as an 8-bit grayscale PNG of at most 2048 pixels a side (DICOM
+    rendered), for viewers and reports: the display rendition stored with the study, never a
+    decode of the original per request."""
     p = platform_of(request)
-    with p.db.session() as db:
-        sha = _study(db, study_id).file_sha256
-        audit.record(db, who.actor, "view", "study_image", study_id)
+
+    def lookup() -> str | None:
+        with p.db.session() as db:
+            study = _study(db, study_id)
+            audit.record(db, who.actor, "view", "study_image", study_id)
+            return study.display_sha256
+
+    display = await run_in_threadpool(lookup) or await _rendition(request, p, study_id)
+    png = await run_in_threadpool(p.store.read, display)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+class _OnePerStudy:
+    """An asyncio lock per study, dropped when no request holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, study_id: int):
+        lock, users = self._locks.get(study_id, (asyncio.Lock(), 0))
+        self._locks[study_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[study_id]
+            if users <= 1:
+                del self._locks[study_id]
+            else:
+                self._locks[study_id] = (lock, users - 1)
+
+
+async def _rendition(request: Request, p, study_id: int) -> str:
+    """The study's display rendition; a missing one (a study analysed before renditions
+    existed, or viewed before its analysis ran) is made once: one request per study makes it
+    inside the imaging lane while the others wait, then read the stored one."""
+    state = request.app.state
+    if getattr(state, "display_renditions", None) is None:
+        state.display_renditions = _OnePerStudy()
     try:
-        png = imaging_service.preview_png(p.store.read(sha))
+        async with state.display_renditions.hold(study_id):
+            display = await run_in_threadpool(analysis.stored_display, p, study_id)
+            if display is not None:
+                return display
+            async with state.imaging_lane.slot():
+                return await run_in_threadpool(analysis.display_rendition, p, study_id)
+    except imaging_service.ImageTooLarge as exc:
+        raise ApiError(422, "image_too_large", str(exc)) from None
     except imaging_service.ImageInputError as exc:
         raise ApiError(422, "unusable_image", str(exc)) from None
-    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/{study_id}/heatmap", response_class=Response,
@@ -311,7 +338,7 @@ def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
         result = studies.latest_result(db, study_id)
         audit.record(db, who.actor, "export", "report", study_id, format=fmt,
                      version=row.version)
-        return (studies.as_dict(db, study, with_result=False, with_series=True), report, row,
+        return (studies.as_dict(db, study, with_result=False), report, row,
                 result.payload.get("model") if result else None, result)
 
 
@@ -331,19 +358,28 @@ def report_fhir(study_id: RowId, request: Request,
 
 
 @router.get("/{study_id}/report/pdf", response_class=Response, responses={
-    200: {"content": {"application/pdf": {}}}, **error_responses(401, 403, 404)})
-def report_pdf(study_id: RowId, request: Request,
-               who: Principal = Depends(require("report_export"))) -> Response:
+    200: {"content": {"application/pdf": {}}}, **error_responses(401, 403, 404, 503)})
+async def report_pdf(study_id: RowId, request: Request,
+                     who: Principal = Depends(require("report_export"))) -> Response:
     p = platform_of(request)
-    study, report, _row, model, result = _export_parts(request, who, study_id, "pdf")
+    study, report, _row, model, result = await run_in_threadpool(_export_parts, request, who,
+                                                                 study_id, "pdf")
     report = exports.with_decision(report, result.payload if result else None)
-    try:
-        image = imaging_service.preview_png(p.store.read(study["file"]["sha256"]), 768)
-    except imaging_service.ImageInputError:
+    try:  # from the display rendition (2048 px, 8-bit), never the original
+        display = await _rendition(request, p, study_id)
+    except ApiError:
+        display = None
+
+    def render() -> bytes:
         image = None
-    heat = p.store.read(result.heatmap_sha256) if result and result.heatmap_sha256 else None
-    pdf = exports.report_pdf(study, report, model, image, heat,
-                             result.heatmap_label if result else None)
+        if display is not None:
+            with contextlib.suppress(imaging_service.ImageInputError):
+                image = imaging_service.preview_png(p.store.read(display), 768)
+        heat = p.store.read(result.heatmap_sha256) if result and result.heatmap_sha256 else None
+        return exports.report_pdf(study, report, model, image, heat,
+                                  result.heatmap_label if result else None)
+
+    pdf = await run_in_threadpool(render)
     return Response(pdf, media_type="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="medai-study-{study_id}-'
                                f'v{report["version"]}.pdf"'})
