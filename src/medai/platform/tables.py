@@ -83,6 +83,7 @@ class Patient(Base):
 
 class Study(Base):
     __tablename__ = "studies"
+    __table_args__ = (Index("ux_studies_study_uid", "study_uid", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
     task: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -101,6 +102,37 @@ class Study(Base):
     uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # the DICOM identity (platform.integration.identity): instances group into a study by its
+    # StudyInstanceUID (unique); the patient's ID and name are Fernet tokens, like other
+    # patient text; the accession number is searchable
+    study_uid: Mapped[str | None] = mapped_column(String(64))
+    accession: Mapped[str | None] = mapped_column(String(16), index=True)
+    patient_key: Mapped[bytes | None] = mapped_column(LargeBinary)  # PatientID, encrypted
+    patient_name: Mapped[bytes | None] = mapped_column(LargeBinary)  # PatientName, encrypted
+    study_date: Mapped[str | None] = mapped_column(String(8))  # DICOM DA, YYYYMMDD
+    source: Mapped[str | None] = mapped_column(String(8))  # upload | dicom (None: upload)
+
+
+class DicomInstance(Base):
+    """One stored DICOM instance of a study (a browser upload or a C-STORE). A SOP Instance
+    UID is stored once: the same instance sent again is a no-op, not a second copy."""
+
+    __tablename__ = "dicom_instances"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False, index=True)
+    sop_uid: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    series_uid: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    sop_class: Mapped[str] = mapped_column(String(64), nullable=False)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    view_position: Mapped[str | None] = mapped_column(String(16))
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    series_description: Mapped[str | None] = mapped_column(String(64))
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    file_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    file_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _now()
 
 
 class AIResultRow(Base):

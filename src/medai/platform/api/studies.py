@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import IntegrityError
 
 from medai.platform import analysis, audit, exports, review, studies
 from medai.platform.api.deps import Principal, platform_of, require
@@ -24,6 +25,7 @@ from medai.platform.api.schemas import (
     StudyOut,
     StudyStatus,
 )
+from medai.platform.integration import identity as dicom
 from medai.platform.storage import TooLarge
 from medai.platform.tables import Study
 from medai.server.errors import ApiError
@@ -85,7 +87,10 @@ async def _forget(p, sha: str, created: bool) -> None:
 
 
 @router.post("", response_model=StudyOut, status_code=201,
-             responses=error_responses(401, 403, 413, 422))
+             responses={200: {"model": StudyOut, "description": (
+                 "a DICOM instance of a study already here: it joined that study (or was "
+                 "stored before); the study is returned")},
+                 **error_responses(401, 403, 409, 413, 422)})
 async def upload_study(
         request: Request,
         file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM")],
@@ -96,7 +101,9 @@ async def upload_study(
         lang: Annotated[Language, Form(description="language of the AI draft")] = "tr",
         who: Principal = Depends(require("study_upload"))) -> JSONResponse:
     """Store the file (content-addressed) and queue its analysis (findings → heatmap →
-    draft); urgent studies (a red flag in the clinical question) are analysed first."""
+    draft); urgent studies (a red flag in the clinical question) are analysed first. A DICOM
+    file keeps its identity (patient, accession, UIDs, modality, view, body part) and joins
+    the study of its StudyInstanceUID when that is already here (200)."""
     p = platform_of(request)
     try:
         sha, size, created = await p.store.receive(_chunks(file), imaging_service.MAX_BYTES)
@@ -110,40 +117,58 @@ async def upload_study(
     except imaging_service.ImageTooLarge as exc:
         await _forget(p, sha, created)
         raise ApiError(413, "image_too_large", str(exc)) from None
+    try:  # the same identity extraction as the DICOM node (the analysis names a bad file)
+        identity = await run_in_threadpool(dicom.read, p.store.path(sha))
+    except dicom.IdentityError:
+        identity = None
     urgent = await run_in_threadpool(_question_is_urgent, request, clinical_question)
 
-    def create() -> tuple[dict[str, Any], int]:
+    def create() -> tuple[dict[str, Any], int | None, str]:
         with p.db.session() as db:
-            study, job = studies.create(
+            filed = studies.file_study(
                 db, who.user, sha=sha, size=size,
                 content_type=file.content_type or "application/octet-stream", task=task,
-                patient_ref=patient_ref, question=clinical_question, language=lang,
-                urgent=urgent)
-            audit.record(db, who.actor, "upload", "study", study.id, task=task, bytes=size,
-                         urgent=urgent)
-            return studies.as_dict(db, study), job.id
+                identity=identity, patient_ref=patient_ref, question=clinical_question,
+                language=lang, urgent=urgent)
+            audit.record(db, who.actor, "upload", "study", filed.study.id, task=task,
+                         bytes=size, urgent=urgent,
+                         **({"filed": filed.outcome} if identity else {}))
+            return (studies.as_dict(db, filed.study), filed.job.id if filed.job else None,
+                    filed.outcome)
 
     try:
-        out, job_id = await run_in_threadpool(create)
+        out, job_id, outcome = await run_in_threadpool(create)
     except BaseException as exc:  # no row (a refusal, a read-only or full disk): no blob
         await _forget(p, sha, created)
         if isinstance(exc, studies.StudyError):
             raise ApiError(422, "invalid", str(exc)) from None
+        if isinstance(exc, IntegrityError):  # the same study filed at this very moment
+            raise ApiError(409, "conflict", "this DICOM study is being filed by another "
+                                            "upload; retry") from None
         raise
-    request.app.state.dispatch(out["id"], job_id, urgent)
-    log.info("study %s uploaded task=%s urgent=%s", out["id"], task, urgent)
-    return JSONResponse(StudyOut(**out).model_dump(mode="json"), 201)
+    if outcome == "duplicate":  # stored before (these bytes may differ from that copy)
+        await _forget(p, sha, created)
+    if job_id is not None:
+        request.app.state.dispatch(out["id"], job_id, urgent)
+    log.info("study %s uploaded task=%s urgent=%s filed=%s", out["id"], task, urgent,
+             outcome)
+    return JSONResponse(StudyOut(**out).model_dump(mode="json"),
+                        201 if outcome == "new" else 200)
 
 
 @router.get("", response_model=StudyList, responses=error_responses(401, 403, 422))
 def worklist(request: Request, who: Principal = Depends(require("study_read")),
              status: StudyStatus | None = None, task: ImagingTask | None = None,
              urgent: bool | None = None, limit: int = Query(50, ge=1, le=500),
-             offset: int = Query(0, ge=0, le=10_000_000)) -> StudyList:
+             offset: int = Query(0, ge=0, le=10_000_000),
+             accession: str | None = Query(None, min_length=1, max_length=16, description=(
+                 "studies whose DICOM accession number starts with this"))) -> StudyList:
     """The worklist: urgent first, then oldest first."""
     with platform_of(request).db.session() as db:
-        rows, total = studies.worklist(db, status, task, urgent, limit, offset)
-        items = [StudyOut(**studies.as_dict(db, s, with_result=False)) for s in rows]
+        rows, total = studies.worklist(db, status, task, urgent, limit, offset, accession)
+        found = studies.instances(db, [s.id for s in rows])
+        items = [StudyOut(**studies.as_dict(db, s, with_result=False,
+                                            dicom_instances=found[s.id])) for s in rows]
         audit.record(db, who.actor, "view", "worklist", None, results=len(items))
     return StudyList(items=items, total=total, limit=limit, offset=offset)
 
@@ -338,7 +363,7 @@ def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
         result = studies.latest_result(db, study_id)
         audit.record(db, who.actor, "export", "report", study_id, format=fmt,
                      version=row.version)
-        return (studies.as_dict(db, study, with_result=False), report, row,
+        return (studies.as_dict(db, study, with_result=False, with_series=True), report, row,
                 result.payload.get("model") if result else None, result)
 
 
