@@ -190,6 +190,12 @@ def test_refused_instances_get_a_dicom_failure_status_and_leave_nothing(node, mo
     monkeypatch.undo()
     assert _studies(node)["total"] == before and _blobs(node) == blobs
     assert echoscu(node.port).returncode == 0  # the node is still answering
+    admin = bearer(node.client, "admin")
+    refused = [e["detail"] for e in node.client.get("/api/v1/audit", headers=admin, params={
+        "action": "upload", "actor": "dicom:MODALITY", "limit": 500}).json()["items"]
+        if e["outcome"] == "refused"]
+    assert {(d["status"], d["reason"]) for d in refused} >= {
+        ("0xA900", "Unacceptable"), ("0xA700", "TooLarge")}
 
 
 def test_associations_from_unknown_or_misaddressed_ae_titles_are_rejected(node):

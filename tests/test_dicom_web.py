@@ -20,6 +20,7 @@ from platform_helpers import PASSWORD, ui_server
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "medai"
 PHONE = {"width": 360, "height": 740}
+AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 T = json.loads((SRC / "platform/web/messages.json").read_text(encoding="utf-8"))
 
 
@@ -43,7 +44,8 @@ def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 
 def sign_in(browser, base, lang):
-    ctx = browser.new_context(base_url=base, viewport=PHONE)
+    # bypass_csp: only so that axe-core can be injected (the CSP is tested elsewhere)
+    ctx = browser.new_context(base_url=base, viewport=PHONE, bypass_csp=True)
     page = ctx.new_page()
     page.goto(f"/login?lang={lang}")
     page.locator("#username").fill("rad1")
@@ -51,6 +53,15 @@ def sign_in(browser, base, lang):
     page.locator("#login-form button[type=submit]").click()
     page.wait_for_url(lambda url: "/login" not in url)
     return ctx, page
+
+
+def axe_violations(page) -> list[dict]:
+    if not AXE.is_file():  # make browser-deps installs it; the rest of the test still runs
+        return []
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [{"id": v["id"], "impact": v["impact"]} for v in result["violations"]
+            if v["impact"] in ("serious", "critical")]
 
 
 def wait_for(page, accession: str, statuses: set[str]) -> dict:
@@ -83,8 +94,10 @@ def test_the_worklist_and_the_study_page_show_the_dicom_identity(site, browser, 
     text = row.inner_text()
     assert "YILMAZ, AYSE NUR" in text and PATIENT_ID in text and "CR" in text
     assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+    assert axe_violations(page) == []
     page.screenshot(path=str(shots / f"dicom-worklist-{lang}-phone.png"), full_page=True)
     row.locator("a").click()
+    page.wait_for_url("**/studies/*")
     box = page.locator("#dicom-identity")
     box.wait_for(state="visible")
     assert page.locator("#dicom-title").inner_text() == t["dicom_title"]
@@ -97,6 +110,7 @@ def test_the_worklist_and_the_study_page_show_the_dicom_identity(site, browser, 
                       "view": "PA", "body_part": "CHEST", "series_description": "PA chest",
                       "source": t["dicom_source_dicom"]}
     assert t["dicom_patient_name"] in box.inner_text()
+    assert axe_violations(page) == []
     page.screenshot(path=str(shots / f"dicom-study-{lang}-phone.png"), full_page=True)
     # a study no model reads: marked in the worklist, explained, reported by hand
     us_row = wait_for(page, f"WEB-{lang.upper()}-US", {"no_model"})
@@ -106,5 +120,6 @@ def test_the_worklist_and_the_study_page_show_the_dicom_identity(site, browser, 
     assert page.locator("#no-ai-reason").inner_text() == t["reason_no_route"].replace(
         "{what}", "US · ABDOMEN")
     page.locator("#manual-report").wait_for(state="visible")
+    assert axe_violations(page) == []
     page.screenshot(path=str(shots / f"dicom-no-model-{lang}-phone.png"), full_page=True)
     ctx.close()
