@@ -67,11 +67,13 @@ def make_dicom(path: Path, modality: str = "CR", *, body_part: str | None = "CHE
 
 
 def storescu(port: int, *files: Path, aet: str = "MODALITY", aec: str = "MEDAI",
-             timeout: float = 120) -> subprocess.CompletedProcess:
+             options: tuple[str, ...] = (), timeout: float = 120) -> subprocess.CompletedProcess:
     """Send files in one association; dcmtk exits with the failure status's high byte
-    (0xA7 → 167) or 1 when the association is rejected."""
-    return subprocess.run([STORESCU, "-v", "-aet", aet, "-aec", aec, "127.0.0.1", str(port),
-                           *map(str, files)], capture_output=True, text=True, timeout=timeout)
+    (0xA7 → 167) or 1 when the association is rejected. ``options``: e.g. ``("-xy",)`` to
+    propose JPEG baseline (storescu otherwise converts to an uncompressed syntax)."""
+    return subprocess.run([STORESCU, "-v", "-aet", aet, "-aec", aec, *options, "127.0.0.1",
+                           str(port), *map(str, files)], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def echoscu(port: int, aet: str = "MODALITY", aec: str = "MEDAI") -> subprocess.CompletedProcess:

@@ -211,3 +211,43 @@ def test_associations_from_unknown_or_misaddressed_ae_titles_are_rejected(node):
     denied = node.client.get("/api/v1/audit", headers=admin, params={
         "action": "denied", "actor": "dicom:STRANGER"}).json()["items"]
     assert denied and denied[0]["target_type"] == "dicom_association"
+
+
+def test_compressed_studies_are_stored_as_sent_and_decoded_or_refused_clearly(node):
+    import shutil
+    import subprocess
+
+    import pydicom
+
+    if not (shutil.which("dcmcjpeg") and shutil.which("dcmcrle")):
+        pytest.skip("dcmtk's dcmcjpeg/dcmcrle are not installed")
+    made = {}
+    proposed = {"jpeg": "-xy", "rle": "-xr", "lossless": "-xs"}  # storescu offers the syntax
+    for name, tool, options in (("jpeg", "dcmcjpeg", ["+eb"]), ("rle", "dcmcrle", []),
+                                ("lossless", "dcmcjpeg", ["+e1"])):
+        plain = make_dicom(node.files / f"{name}-plain.dcm", accession=f"CMP-{name.upper()}")
+        if name == "jpeg":  # baseline JPEG is 8-bit
+            ds = pydicom.dcmread(plain)
+            pixels = ds.pixel_array
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+            ds.PixelData = (pixels >> 4).astype("uint8").tobytes()
+            ds.save_as(plain)
+        made[name] = node.files / f"{name}.dcm"
+        subprocess.run([tool, *options, str(plain), str(made[name])], check=True)
+    for name, path in made.items():
+        sent = storescu(node.port, path, options=(proposed[name],))
+        assert sent.returncode == 0, sent.stderr
+        assert "-> Little Endian" not in sent.stderr  # it went compressed
+    for name, path in made.items():
+        row = _by_accession(node, f"CMP-{name.upper()}")
+        done = wait_status(node.client, node.rad, row["id"], {"ai_drafted", "refused"})
+        sha = done["file"]["sha256"]
+        stored = pydicom.dcmread(node.home / "blobs" / sha[:2] / sha[2:4] / sha,
+                                 stop_before_pixels=True)
+        sent = pydicom.dcmread(path, stop_before_pixels=True)
+        assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
+        if name in ("jpeg", "rle"):  # Pillow and pydicom decode these themselves
+            assert done["status"] == "ai_drafted", done
+        elif done["status"] == "refused":  # JPEG lossless needs pylibjpeg or gdcm
+            assert done["ai_result"]["reason_code"] == "unreadable"
+            assert "install a decoder" in done["ai_result"]["reason"]
