@@ -23,12 +23,19 @@ from medai.imaging.io import (
     check_limits,
     load_image,
 )
+from medai.imaging.limits import MAX_PIXELS, MAX_TOTAL_PIXELS
 from medai.imaging.results import HeatmapResult, ImagingResult
 from medai.services.runtime import release_memory, tune_allocator
 
 __all__ = ["DISPLAY_SIDE", "MAX_BYTES", "HeatmapResult", "ImageInputError", "ImageRefused",
            "ImageTooLarge", "ImagingResult", "LoadedImage", "Refusal", "analyse", "check_upload",
-           "decoded", "display_png", "heatmap", "preview_png", "refusal_of"]
+           "declared_too_large", "decoded", "display_png", "heatmap", "preview_png", "refusal_of"]
+
+def declared_too_large(rows: int, columns: int, frames: int = 1, samples: int = 1) -> bool:
+    """Whether an image declaring these dimensions is past the decoders' limits (a PACS's
+    QIDO answer can say so before the instance is fetched)."""
+    return rows * columns > MAX_PIXELS or rows * columns * frames * samples > MAX_TOTAL_PIXELS
+
 
 LARGE_IMAGE_PIXELS = 4_000_000  # above this, freed decode buffers are handed back to the OS
 DISPLAY_SIDE = 2048
