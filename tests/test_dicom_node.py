@@ -251,3 +251,22 @@ def test_compressed_studies_are_stored_as_sent_and_decoded_or_refused_clearly(no
         elif done["status"] == "refused":  # JPEG lossless needs pylibjpeg or gdcm
             assert done["ai_result"]["reason_code"] == "unreadable"
             assert "install a decoder" in done["ai_result"]["reason"]
+
+
+def test_instances_of_one_new_study_sent_at_once_make_one_study(node):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydicom.uid import generate_uid
+
+    study, series = generate_uid(), generate_uid()
+    paths = [make_dicom(node.files / f"race-{i}.dcm", study=study, series=series,
+                        accession="RACE-1", seed=i, InstanceNumber=i + 1) for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:  # six modalities' associations at the same moment
+        results = list(pool.map(lambda p: storescu(node.port, p), paths))
+    assert [r.returncode for r in results] == [0] * 6, [r.stderr[-300:] for r in results]
+    row = _by_accession(node, "RACE-1")
+    d = node.client.get(f"/api/v1/studies/{row['id']}", headers=node.rad).json()["dicom"]
+    assert d["instances"] == 6 and len(d["series"]) == 1
+    assert [i["number"] for i in d["series"][0]["instances"]] == [1, 2, 3, 4, 5, 6]
+    assert _jobs(node, row["id"]) == 1
+    wait_status(node.client, node.rad, row["id"], {"ai_drafted"})

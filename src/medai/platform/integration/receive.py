@@ -143,6 +143,8 @@ def _file(p: Platform, sha: str, size: int, calling_ae: str, client: str | None,
         except IntegrityError:
             if attempt == 2:
                 raise
+            log.info("C-STORE from %s: another association filed this study or instance "
+                     "first; filing again", calling_ae)
     log.info("C-STORE from %s: study %s %s (%s, %s)", calling_ae, out.study_id, out.outcome,
              _sop_name(ident.sop_class), out.task or "no model")
     return out
