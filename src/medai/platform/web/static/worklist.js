@@ -4,8 +4,10 @@
   const body = document.querySelector("#worklist tbody");
   const filters = document.getElementById("filters");
   let timer = null;
+  let asked = 0;  // the latest request: an older answer arriving late is dropped
 
   async function load() {
+    const mine = ++asked;
     const q = new URLSearchParams({ limit: "100" });
     if (filters.status.value) q.set("status", filters.status.value);
     if (filters.task.value) q.set("task", filters.task.value);
@@ -13,7 +15,7 @@
     const accession = filters.accession.value.trim();
     if (accession) q.set("accession", accession);
     const r = await api("/api/v1/studies?" + q);
-    if (!r.ok) return;
+    if (!r.ok || mine !== asked) return;
     body.replaceChildren(...r.data.items.map((s) => el("tr", { class: s.urgent ? "is-urgent" : null, "data-id": s.id },
       el("td", {}, el("a", { href: "/studies/" + s.id, text: String(s.id) })),
       el("td", {}, el("span", { class: "badge status-" + s.status, "data-status": s.status, text: statusLabel(s.status) }),
