@@ -25,6 +25,7 @@ from sqlalchemy import or_, select, update
 from medai.core.faults import classify
 from medai.platform.context import Platform
 from medai.platform.db import utcnow
+from medai.platform.leases import claim_first
 from medai.platform.studies import set_status
 from medai.platform.tables import Job, Study
 
@@ -55,15 +56,10 @@ def claim(p: Platform, worker: str, lease_s: float, job_id: int | None = None) -
         if job_id is not None:
             q = q.where(Job.id == job_id)
         candidates = db.scalars(q.order_by(Job.priority.desc(), Job.id).limit(8)).all()
-        for jid in candidates:
-            done = db.execute(
-                update(Job).where(Job.id == jid, _claimable(now))
-                .values(status="running", worker=worker, attempts=Job.attempts + 1,
-                        lease_until=now + timedelta(seconds=lease_s),
-                        started_at=now).execution_options(synchronize_session=False))
-            if done.rowcount == 1:
-                return db.get(Job, jid)
-    return None
+        jid = claim_first(db, Job, candidates, _claimable(now), {
+            "status": "running", "worker": worker, "attempts": Job.attempts + 1,
+            "lease_until": now + timedelta(seconds=lease_s), "started_at": now})
+        return db.get(Job, jid) if jid is not None else None
 
 
 def renew(p: Platform, job_id: int, worker: str, lease_s: float) -> bool:
