@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -108,9 +117,42 @@ class Settings(BaseSettings):
     dicom_allow: list[str] = Field(
         default_factory=list, description="calling AE titles allowed to send (JSON list); "
                                           "empty: any modality or PACS that can reach the port")
+    # --- where results go (platform.integration outbox; several: MEDAI_DESTINATIONS_FILE) ---
+    dicom_send_to: str | None = Field(
+        default=None, description="a PACS to C-STORE AI results and signed reports to: "
+                                  "AE@HOST:PORT (destination name 'dicom')")
+    dicomweb_url: str | None = Field(
+        default=None, description="a DICOMweb service to STOW-RS them to, e.g. "
+                                  "http://pacs/dicom-web (destination name 'dicomweb')")
+    fhir_url: str | None = Field(
+        default=None, description="a FHIR R4 server's base URL: DiagnosticReports as "
+                                  "transactions (destination name 'fhir')")
+    hl7_mllp: str | None = Field(
+        default=None, description="an HL7 v2 receiver for ORU^R01 over MLLP: HOST:PORT "
+                                  "(destination name 'hl7')")
+    destinations_file: Path | None = Field(
+        default=None, description="a YAML or JSON file listing several destinations "
+                                  "(docs/integration.md); beside the variables above")
+    institution_name: str = Field(
+        default="", max_length=64,
+        description="the hospital's name, written into the DICOM objects and messages sent")
+    outbox_threads: int = Field(default=1, ge=0, le=16,
+                                description="delivery threads inside serve (0: none; run "
+                                            "`medai outbox run` instead)")
+    outbox_lease_s: float = Field(default=300.0, ge=5,
+                                  description="a delivery whose sender died is taken over "
+                                              "after this long")
+    outbox_retry_s: float = Field(default=30.0, gt=0,
+                                  description="first wait after a failed delivery; it doubles "
+                                              "each time, with jitter")
+    outbox_retry_max_s: float = Field(default=3600.0, gt=0,
+                                      description="longest wait between delivery attempts")
+    outbox_poll_s: float = Field(default=5.0, gt=0,
+                                 description="how often the delivery loop looks for due work")
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    _file_destinations: list[Destination] = PrivateAttr(default_factory=list)
 
     @field_validator("dicom_ae_title")
     @classmethod
@@ -121,6 +163,59 @@ class Settings(BaseSettings):
     @classmethod
     def _ae_titles(cls, value: list[str]) -> list[str]:
         return [check_ae_title(v) for v in value]
+
+    @field_validator("dicom_send_to")
+    @classmethod
+    def _dicom_send_to(cls, value: str | None) -> str | None:
+        if value:
+            parse_dicom_address(value)
+        return value or None
+
+    @field_validator("hl7_mllp")
+    @classmethod
+    def _hl7_mllp(cls, value: str | None) -> str | None:
+        if value:
+            parse_host_port(value, "MEDAI_HL7_MLLP")
+        return value or None
+
+    @field_validator("dicomweb_url", "fhir_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value:
+            check_http_url(value)
+        return value or None
+
+    @model_validator(mode="after")
+    def _destinations(self) -> Settings:
+        """The destinations file is read and checked at start: a wrong one stops serve
+        with every mistake named (and the valid values)."""
+        self._file_destinations = (load_destinations(self.destinations_file)
+                                   if self.destinations_file else [])
+        self.destinations()  # duplicate names refused here too
+        return self
+
+    def destinations(self) -> list[Destination]:
+        """Every configured destination: the one-destination variables, then the file's."""
+        out: list[Destination] = []
+        if self.dicom_send_to:
+            ae, host, port = parse_dicom_address(self.dicom_send_to)
+            out.append(DicomDestination(name="dicom", kind="dicom", ae_title=ae, host=host,
+                                        port=port, calling_ae=self.dicom_ae_title))
+        if self.dicomweb_url:
+            out.append(DicomWebDestination(name="dicomweb", kind="dicomweb",
+                                           url=self.dicomweb_url))
+        if self.fhir_url:
+            out.append(FhirDestination(name="fhir", kind="fhir", url=self.fhir_url))
+        if self.hl7_mllp:
+            host, port = parse_host_port(self.hl7_mllp, "MEDAI_HL7_MLLP")
+            out.append(Hl7Destination(name="hl7", kind="hl7", host=host, port=port))
+        out += self._file_destinations
+        names = [d.name for d in out]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"destination names must be unique: {', '.join(twice)} given "
+                             "twice (the variables use dicom, dicomweb, fhir, hl7)")
+        return out
 
     @field_validator("timezone")
     @classmethod
@@ -165,6 +260,187 @@ def check_ae_title(value: str) -> str:
         raise ValueError(f"AE title {value!r} is not valid: 1 to 16 characters, "
                          f"{AE_TITLE_CHARS}")
     return title
+
+
+# --- destinations of the outbox ---------------------------------------------------------------
+
+EVENTS = ("analysed", "signed")
+"""What can be sent: ``analysed`` (the AI findings SR and heatmap, a preliminary FHIR report)
+and ``signed`` (each signed version: the report SR, a final or amended FHIR report, an HL7
+ORU^R01)."""
+
+
+class _Destination(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$",
+                      description="a short unique name (lower-case letters, digits, . _ -)")
+    events: tuple[Literal["analysed", "signed"], ...] = EVENTS
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} for a "
+                                 f"{data.get('kind', '?')} destination; valid: "
+                                 f"{', '.join(cls.model_fields)}")
+        return data
+
+    @property
+    def where(self) -> str:
+        """Where it is, for logs and the admin page (never a password)."""
+        raise NotImplementedError
+
+
+class DicomDestination(_Destination):
+    """A PACS over DICOM C-STORE."""
+
+    kind: Literal["dicom"]
+    ae_title: str
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(ge=1, le=65535)
+    calling_ae: str = "MEDAI"
+
+    @field_validator("ae_title", "calling_ae")
+    @classmethod
+    def _ae(cls, value: str) -> str:
+        return check_ae_title(value)
+
+    @property
+    def where(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+class DicomWebDestination(_Destination):
+    """A PACS over DICOMweb STOW-RS (its service root)."""
+
+    kind: Literal["dicomweb"]
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value)
+
+    @property
+    def where(self) -> str:
+        return public_url(self.url)
+
+
+class FhirDestination(_Destination):
+    """A FHIR R4 server: each report as a transaction of PUTs with stable ids."""
+
+    kind: Literal["fhir"]
+    url: str
+    id_prefix: str = Field(default="medai-", pattern=r"^[A-Za-z0-9.-]{0,20}$",
+                           description="put before every resource id medai sends")
+    token_env: str | None = Field(
+        default=None, pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="name of the environment variable holding a bearer token")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value)
+
+    @property
+    def where(self) -> str:
+        return public_url(self.url)
+
+
+class Hl7Destination(_Destination):
+    """An HL7 v2 receiver (HIS, interface engine) over MLLP."""
+
+    kind: Literal["hl7"]
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(ge=1, le=65535)
+    events: tuple[Literal["analysed", "signed"], ...] = ("signed",)
+    sending_application: str = Field(default="MEDAI", max_length=40)
+    sending_facility: str = Field(default="", max_length=40)
+    receiving_application: str = Field(default="", max_length=40)
+    receiving_facility: str = Field(default="", max_length=40)
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+Destination = Annotated[DicomDestination | DicomWebDestination | FhirDestination
+                        | Hl7Destination, Field(discriminator="kind")]
+DESTINATION_KINDS = ("dicom", "dicomweb", "fhir", "hl7")
+
+
+class _DestinationsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    destinations: list[Destination]
+
+
+def parse_host_port(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = str(value).strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{what} {value!r} is not HOST:PORT (a port 1-65535)")
+    return host, int(port)
+
+
+def parse_dicom_address(value: str) -> tuple[str, str, int]:
+    """``AE@HOST:PORT`` → (AE title, host, port)."""
+    ae, sep, rest = str(value).strip().partition("@")
+    if not sep:
+        raise ValueError(f"MEDAI_DICOM_SEND_TO {value!r} is not AE@HOST:PORT")
+    host, port = parse_host_port(rest, "MEDAI_DICOM_SEND_TO")
+    return check_ae_title(ae), host, port
+
+
+def check_http_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(value).strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return str(value).strip().rstrip("/")
+
+
+def public_url(url: str) -> str:
+    """A URL without its user name and password (for logs and the admin page)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def load_destinations(path: Path) -> list[Destination]:
+    """The destinations of a YAML or JSON file (``destinations: [...]``); every mistake is
+    named with where it is and what is valid."""
+    import json
+
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"destinations file {path}: cannot be read "
+                         f"({exc.strerror or type(exc).__name__})") from None
+    try:
+        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"destinations file {path}: not valid "
+                         f"{'JSON' if str(path).endswith('.json') else 'YAML'} "
+                         f"({type(exc).__name__})") from None
+    if isinstance(data, list):
+        data = {"destinations": data}
+    try:
+        return _DestinationsFile.model_validate(data or {"destinations": []}).destinations
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}"
+            + (f" (kind: {', '.join(DESTINATION_KINDS)})"
+               if e["type"] == "union_tag_not_found" else "")
+            for e in exc.errors(include_url=False))
+        raise ValueError(f"destinations file {path}: {problems}") from None
 
 
 @lru_cache(maxsize=1)
