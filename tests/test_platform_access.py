@@ -69,6 +69,8 @@ TABLE: dict[tuple[str, str], object] = {
     ("GET", "/api/v1/audit/role-grants"): {"admin"},
     ("GET", "/api/v1/models"): {"admin"},
     ("GET", "/api/v1/audit"): {"admin"},
+    ("GET", "/api/v1/admin/outbox"): {"admin"},
+    ("POST", "/api/v1/admin/outbox/{item_id}/retry"): {"admin"},
 }
 
 
@@ -90,7 +92,8 @@ def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 
 def _request(client, method: str, path: str, ids: dict, headers: dict):
-    url = path.format(task="cxr", token_id=999999, username="nobody", kiosk_id=999999, **ids)
+    url = path.format(task="cxr", token_id=999999, username="nobody", kiosk_id=999999,
+                      item_id=999999, **ids)
     files = {"file": ("x.png", png_bytes(2), "image/png")}
     body = {
         ("POST", "/api/v1/auth/login"): {"json": {"username": "pat2", "password": PASSWORD}},

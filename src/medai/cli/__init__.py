@@ -16,6 +16,7 @@ from medai.cli.dicom import dicom_app
 from medai.cli.imaging import imaging_app
 from medai.cli.kiosks import kiosks_app
 from medai.cli.models import models_app
+from medai.cli.outbox import outbox_app
 from medai.cli.platform import audit_app, db_app, keys_app, users_app, worker
 from medai.cli.reporting import caption_app, kb_app, report_app
 from medai.cli.triage import triage_app
@@ -33,6 +34,7 @@ app.add_typer(kiosks_app, name="kiosks")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(outbox_app, name="outbox")
 app.add_typer(dicom_app, name="dicom")
 app.command("worker")(worker)
 

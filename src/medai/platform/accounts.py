@@ -48,6 +48,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "kiosks_manage": frozenset({"admin"}),  # register, list, re-enrol, revoke kiosk devices
     "models_read": frozenset({"admin"}),
     "audit_read": frozenset({"admin"}),
+    "outbox_manage": frozenset({"admin"}),  # deliveries to PACS/FHIR/HL7: states, retry
 }
 
 CLIENT_FACTOR = 10

@@ -16,6 +16,7 @@ from medai.core.tasks import get as get_task
 from medai.platform import review
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
+from medai.platform.integration import outbox
 from medai.platform.studies import latest_result, set_status
 from medai.platform.tables import AIResultRow, Study
 from medai.services import imaging as imaging_service
@@ -100,6 +101,7 @@ def analyse_study(p: Platform, study_id: int) -> str:
             record(db, WORKER, "predict", "study", study_id, model=ref.name,
                    model_hash=ref.content_hash, positive=len(decided_positives(payload)))
             record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
+            outbox.on_analysed(db, study, row.id, made)  # results out, in this transaction
         return study.status
 
 

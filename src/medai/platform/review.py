@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medai.platform.db import utcnow
+from medai.platform.integration import outbox
 from medai.platform.studies import set_status
 from medai.platform.tables import ReportVersion, Study, User
 
@@ -136,6 +137,7 @@ def sign(db: Session, study: Study, version: int, user: User,
                         signed_at=utcnow(), ai_result_id=cur.ai_result_id)
     _insert(db, row)
     set_status(study, row.status)
+    outbox.on_signed(db, study, row)  # the signed version goes out, in this transaction
     return row
 
 

@@ -268,3 +268,36 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # ok | denied | failed
     client: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class OutboxItem(Base):
+    """One event to deliver to one destination (``integration.outbox``), inserted in the
+    transaction that records the event, so an event is never lost and, by the unique key,
+    enqueued once per destination. Its state lives here: a restarted loop resumes it, and a
+    sender that died while it was ``sending`` loses its lease. Ids, names and states only:
+    never patient text (``reason`` is a destination's answer or an error type)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("event_key", "destination"),
+                      Index("ix_outbox_due", "state", "next_at"),
+                      Index("ix_outbox_order", "destination", "study_id", "id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[str] = mapped_column(String(16), nullable=False)  # analysed | signed
+    event_key: Mapped[str] = mapped_column(String(96), nullable=False)
+    destination: Mapped[str] = mapped_column(String(32), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # dicom|dicomweb|fhir|hl7
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False)
+    report_version: Mapped[int | None] = mapped_column(Integer)
+    ai_result_id: Mapped[int | None] = mapped_column(ForeignKey("ai_results.id"))
+    # queued | sending | delivered | failed | skipped
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(DateTime)  # None: due at once
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    code: Mapped[str | None] = mapped_column(String(32))  # why it waits, failed or skipped
+    reason: Mapped[str | None] = mapped_column(String(200))
+    sent: Mapped[int | None] = mapped_column(Integer)  # objects or messages acknowledged
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)

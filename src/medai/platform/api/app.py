@@ -11,7 +11,7 @@ import threading
 
 from fastapi import FastAPI
 
-from medai.platform.api import admin, auth, chat, jobs, kiosks, studies, triage
+from medai.platform.api import admin, auth, chat, jobs, kiosks, outbox, studies, triage
 from medai.platform.context import Platform
 from medai.platform.web import routes as web
 from medai.server.kernel import Face, build_app
@@ -23,8 +23,8 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
                         cxr_model: str | None = None, mri_model: str | None = None,
                         knowledge_dir: str | None = None, job_threads: int | None = None,
                         broker_url: str | None = None, preload: bool = True,
-                        dicom_port: int | None = None, dicom_host: str | None = None
-                        ) -> FastAPI:
+                        dicom_port: int | None = None, dicom_host: str | None = None,
+                        outbox_threads: int | None = None) -> FastAPI:
     """The app; with ``dicom_port`` a DICOM node (``integration.dicom_node``) runs beside the
     API in this process, started and stopped with it, its studies dispatched like uploads."""
     from medai.settings import get_settings
@@ -32,6 +32,7 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
     settings = get_settings()
     broker = broker_url if broker_url is not None else settings.broker_url
     threads = settings.job_threads if job_threads is None else job_threads
+    senders = settings.outbox_threads if outbox_threads is None else outbox_threads
     holder: dict = {}
 
     def start(app: FastAPI) -> None:
@@ -52,6 +53,10 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
                 host=dicom_host or settings.dicom_host, port=dicom_port,
                 allow=settings.dicom_allow).start()
             app.state.dicom_node = holder["dicom"]
+        if senders > 0 and settings.destinations():  # results out (integration.delivery)
+            from medai.platform.integration.delivery import DeliveryLoop
+
+            holder["outbox"] = DeliveryLoop.from_settings(p, threads=senders).start()
 
     def stop(app: FastAPI) -> None:
         holder.get("stop", threading.Event()).set()
@@ -59,6 +64,8 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
             holder.pop("dicom").stop()
         if "pool" in holder:
             holder["pool"].stop()
+        if "outbox" in holder:
+            holder.pop("outbox").stop()
 
     # a real write to each (a read-only or full disk makes readiness 503 with its code)
     checks = {"database": lambda: app.state.platform.db.check_writable(),
@@ -68,7 +75,7 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
 
         checks["broker"] = lambda: check_broker(broker)
     face = Face(routers=[auth.router, studies.router, jobs.router, chat.router, admin.router,
-                         kiosks.router, triage.router, web.router],
+                         outbox.router, kiosks.router, triage.router, web.router],
                 readiness_checks=checks, on_start=start, on_stop=stop)
     app = build_app(face, triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
                     knowledge_dir=knowledge_dir, preload=preload)

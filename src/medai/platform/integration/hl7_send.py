@@ -1,0 +1,176 @@
+"""A signed report as an HL7 v2.5.1 ORU^R01 over MLLP, for hospitals whose information system
+takes no FHIR.
+
+The message (built with hl7apy, and parsed back by it before it leaves):
+
+    MSH  sending/receiving application and facility, the signing time, ORU^R01^ORU_R01, the
+         message control id (derived from the event and the destination: a resend carries the
+         same one, so a receiver that already took it can tell), P, 2.5.1, UNICODE UTF-8
+    PID  the DICOM PatientID (MR) and the medai patient reference (PI); the patient's name
+    OBR  the accession number as filler order number, LOINC 18748-4, the study date, the
+         result time, RAD, result status P (AI draft) / F (signed) / C (signed amendment),
+         the signer
+    NTE  the report's disclosure (AI-assisted or written by hand)
+    OBX  one TX line per line of each section: technique 55111-9, findings 59776-5,
+         impression 19005-8, recommendation 18783-1 (TID 2000's LOINC headings)
+
+MLLP: the message framed by 0x0B … 0x1C 0x0D on a TCP connection; the receiver's ACK is
+parsed: MSA-1 AA/CA is delivered; AR (the receiver says it cannot take messages now) is
+``DestinationUnavailable``; AE/CE/CR are ``DestinationRejected``; no ACK, a closed or refused
+connection, or an ACK for another message is ``DestinationUnavailable``. Nothing of the
+message or of the ACK's text is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+from medai.platform.integration.dicom_send import DestinationRejected, DestinationUnavailable
+from medai.platform.integration.identity import name_parts
+
+log = logging.getLogger("medai.integration.send")
+START, END = b"\x0b", b"\x1c\x0d"
+MAX_ACK_BYTES = 1 << 20
+VERSION = "2.5.1"
+SECTION_CODES = {"technique": ("55111-9", "Current imaging procedure descriptions"),
+                 "findings": ("59776-5", "Procedure findings"),
+                 "impression": ("19005-8", "Radiology Impression"),
+                 "recommendation": ("18783-1", "Radiology Study recommendation")}
+RESULT_STATUS = {"preliminary": "P", "final": "F", "amended": "C"}
+
+
+def escape(text: str) -> str:
+    """HL7 escaping of the separators, control characters dropped."""
+    text = "".join(c if c >= " " or c == "\t" else " " for c in str(text))
+    for raw, esc in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"),
+                     ("~", "\\R\\")):
+        text = text.replace(raw, esc)
+    return text
+
+
+def _ts(when: datetime | str | None) -> str:
+    if when is None:
+        return ""
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    if when.tzinfo:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y%m%d%H%M%S") + "+0000"
+
+
+def oru_r01(study: dict[str, Any], report: dict[str, Any], *, control_id: str,
+            sending_application: str = "MEDAI", sending_facility: str = "",
+            receiving_application: str = "", receiving_facility: str = "",
+            when: datetime | None = None) -> str:
+    """The ER7 text of the report version's ORU^R01 (segments separated by CR)."""
+    from hl7apy.core import Message
+    from hl7apy.parser import parse_message
+
+    status = RESULT_STATUS.get(str(report.get("status")), "P")
+    if status != "P" and not report.get("signed_by"):
+        status = "P"  # an unsigned amendment is not a result yet
+    at = _ts(when or report.get("signed_at") or report.get("created_at"))
+    dicom = study.get("dicom") or {}
+    m = Message("ORU_R01", version=VERSION, validation_level=2)
+    m.msh.msh_3 = escape(sending_application)
+    m.msh.msh_4 = escape(sending_facility)
+    m.msh.msh_5 = escape(receiving_application)
+    m.msh.msh_6 = escape(receiving_facility)
+    m.msh.msh_7 = at
+    m.msh.msh_9 = "ORU^R01^ORU_R01"
+    m.msh.msh_10 = control_id
+    m.msh.msh_11 = "P"
+    m.msh.msh_12 = VERSION
+    m.msh.msh_18 = "UNICODE UTF-8"
+    result = m.add_group("ORU_R01_PATIENT_RESULT")
+    ids = []
+    if dicom.get("patient_id"):
+        ids.append(f"{escape(dicom['patient_id'])}^^^^MR")
+    if study.get("patient_ref"):
+        ids.append(f"{escape(study['patient_ref'])}^^^MEDAI^PI")
+    ids = ids or [f"study-{study['id']}^^^MEDAI^PI"]
+    pid = result.add_group("ORU_R01_PATIENT").add_segment("PID")
+    for value in ids:  # one repetition each
+        pid.add_field("pid_3").value = value
+    if dicom.get("patient_name"):
+        n = name_parts(dicom["patient_name"])
+        given = n["given"] + ["", ""]
+        pid.pid_5 = "^".join(escape(x) for x in (
+            n["family"], given[0], given[1], " ".join(n["suffix"]), " ".join(n["prefix"])))
+    order = result.add_group("ORU_R01_ORDER_OBSERVATION")
+    order.obr.obr_1 = "1"
+    order.obr.obr_3 = escape(dicom.get("accession") or f"MEDAI-{study['id']}")
+    order.obr.obr_4 = "18748-4^Diagnostic imaging study^LN"
+    date = dicom.get("study_date") or ""
+    order.obr.obr_7 = date if len(date) == 8 else _ts(study.get("created_at"))
+    order.obr.obr_22 = at
+    order.obr.obr_24 = "RAD"
+    order.obr.obr_25 = status
+    if report.get("signed_by"):
+        order.obr.obr_32 = escape(report["signed_by"])
+    if report.get("ai_disclosure"):
+        nte = order.add_segment("NTE")
+        nte.nte_1 = "1"
+        nte.nte_3 = escape(report["ai_disclosure"])
+    n = 0
+    for sub, name in enumerate(SECTION_CODES, start=1):
+        code, meaning = SECTION_CODES[name]
+        for line in ((report.get("sections") or {}).get(name) or "").strip().splitlines():
+            n += 1
+            obs = order.add_group("ORU_R01_OBSERVATION")
+            obs.obx.obx_1 = str(n)
+            obs.obx.obx_2 = "TX"
+            obs.obx.obx_3 = f"{code}^{meaning}^LN"
+            obs.obx.obx_4 = str(sub)
+            obs.obx.obx_5 = escape(line)
+            obs.obx.obx_11 = status
+    text = m.to_er7()
+    parse_message(text, validation_level=2, find_groups=True)  # raises on a malformed message
+    return text
+
+
+def _ack(data: bytes, control_id: str, where: str) -> str:
+    from hl7apy.parser import parse_message
+
+    try:
+        ack = parse_message(data.decode("utf-8", errors="replace").strip("\r\n"),
+                            validation_level=2, find_groups=False)
+        code = str(ack.msa.msa_1.value).strip()
+        acked = str(ack.msa.msa_2.value).strip()
+    except Exception:  # not an HL7 ACK at all
+        raise DestinationUnavailable(where, "the answer is not an HL7 ACK") from None
+    if acked != control_id:
+        raise DestinationUnavailable(where, "the ACK is for another message")
+    if code in ("AA", "CA"):
+        return code
+    if code == "AR":
+        raise DestinationUnavailable(where, "negative ACK AR (receiver not taking messages)")
+    raise DestinationRejected(where, f"negative ACK {code[:2] or '?'}")
+
+
+def mllp_send(message: str, host: str, port: int, control_id: str, *,
+              timeout: float = 30.0) -> str:
+    """Send one message and wait for its ACK; the ACK code (AA or CA)."""
+    where = f"{host}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(START + message.encode("utf-8") + END)
+            buf = b""
+            while END not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise DestinationUnavailable(where, "connection closed before the ACK")
+                buf += chunk
+                if len(buf) > MAX_ACK_BYTES:
+                    raise DestinationRejected(where, "the answer is larger than 1 MiB")
+    except (TimeoutError, OSError) as exc:
+        log.warning("HL7 to %s: %s", where, type(exc).__name__)
+        raise DestinationUnavailable(where, type(exc).__name__) from None
+    start = buf.find(START)
+    code = _ack(buf[start + 1 if start >= 0 else 0:buf.index(END)], control_id, where)
+    log.info("HL7 to %s: ACK %s", where, code)
+    return code

@@ -1,0 +1,148 @@
+"""What an outbox row sends, built when it is sent from rows that never change (the stored AI
+result, the report version), so a resend is the same message: the DICOM objects for a PACS
+(``dicom_objects``, ``dicom_heatmap``, ``dicom_report``), the FHIR report bundle
+(``exports.fhir_bundle``) and the parts of an HL7 ORU^R01 (``hl7_send``).
+
+The database is read in one short read-only session (``gather``); building and sending happen
+outside any transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from medai.platform import exports, review, studies
+from medai.platform.context import Platform
+from medai.platform.integration.dicom_objects import DicomObjectError, SourceImage
+from medai.platform.tables import AIResultRow, OutboxItem, ReportVersion, Study
+
+SIGNED = ("final", "amended")
+
+
+class NothingToSend(Exception):
+    """The row has nothing for this destination (recorded as skipped, with ``code``)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Plain values of an event, read once."""
+
+    study: dict[str, Any]  # studies.as_dict, with its DICOM series
+    report: dict[str, Any]  # review.as_dict of the event's version, with the decision
+    report_created: dt.datetime
+    report_signed: dt.datetime | None
+    model: dict[str, Any] | None
+    ai_payload: dict[str, Any] | None
+    ai_created: dt.datetime | None
+    heatmap_sha: str | None
+    heatmap_label: str | None
+    source_sha: str  # the study's stored image (a DICOM file when it has an identity)
+    film_sha: str  # the display rendition when there is one, else the original
+    previous_signed: int | None  # the signed version an amendment follows
+
+
+def _utc(t: dt.datetime | None) -> dt.datetime | None:
+    return None if t is None else (t if t.tzinfo else t.replace(tzinfo=dt.UTC))
+
+
+def gather(p: Platform, item: OutboxItem) -> Parts:
+    with p.db.reader() as db:
+        study = db.get(Study, item.study_id)
+        if study is None:
+            raise LookupError(f"study {item.study_id} is gone")
+        row = db.scalar(select(ReportVersion).where(
+            ReportVersion.study_id == study.id, ReportVersion.version == item.report_version))
+        if row is None:
+            raise LookupError(f"study {study.id} has no report version {item.report_version}")
+        ai = db.get(AIResultRow, item.ai_result_id) if item.ai_result_id else \
+            studies.latest_result(db, study.id)
+        report = exports.with_decision(review.as_dict(db, row), ai.payload if ai else None)
+        previous = db.scalar(select(func.max(ReportVersion.version)).where(
+            ReportVersion.study_id == study.id, ReportVersion.version < row.version,
+            ReportVersion.signed_by.is_not(None))) if row.status == "amended" else None
+        return Parts(
+            study=studies.as_dict(db, study, with_result=False, with_series=True),
+            report=report, report_created=row.created_at, report_signed=row.signed_at,
+            model=(ai.payload or {}).get("model") if ai else None,
+            ai_payload=ai.payload if ai else None, ai_created=_utc(ai.created_at) if ai else None,
+            heatmap_sha=ai.heatmap_sha256 if ai else None,
+            heatmap_label=ai.heatmap_label if ai else None, source_sha=study.file_sha256,
+            film_sha=study.display_sha256 or study.file_sha256,
+            previous_signed=previous)
+
+
+def settings():
+    from medai.settings import get_settings
+
+    return get_settings()
+
+
+def source_image(p: Platform, sha: str) -> SourceImage:
+    """The identifiers of the stored DICOM image (its header only)."""
+    import pydicom
+
+    from medai.platform.integration.identity import is_dicom
+
+    path = p.store.path(sha)
+    if not is_dicom(path):
+        raise NothingToSend("no_dicom_identity", "the study's image is not DICOM")
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many types; its messages can quote the header
+        raise DicomObjectError(f"the stored DICOM header cannot be read "
+                               f"({type(exc).__name__})") from None
+    return SourceImage.from_dataset(ds)
+
+
+def heatmap_rgb(p: Platform, parts: Parts):
+    """The Grad-CAM overlay laid on the film (the display rendition, at most 2048 px)."""
+    import numpy as np
+    from PIL import Image
+
+    from medai.platform.integration.dicom_heatmap import overlay_on_film
+    from medai.services import imaging as imaging_service
+
+    film_png = imaging_service.preview_png(p.store.read(parts.film_sha), 2048)
+    film = np.asarray(Image.open(io.BytesIO(film_png)).convert("L"))
+    overlay = np.asarray(Image.open(io.BytesIO(p.store.read(parts.heatmap_sha)))
+                         .convert("RGBA"))
+    return overlay_on_film(film, overlay)
+
+
+def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
+    """``analysed``: the findings SR and the heatmap SC; ``signed``: the report SR."""
+    from medai.platform.integration.dicom_heatmap import heatmap_sc
+    from medai.platform.integration.dicom_objects import findings_sr
+    from medai.platform.integration.dicom_report import report_sr
+
+    source = source_image(p, parts.source_sha)
+    institution = settings().institution_name or None
+    if item.event == "signed":
+        return [report_sr(source, parts.report, organization=institution or "",
+                          previous_version=parts.previous_signed, institution=institution)]
+    if parts.ai_payload is None or parts.ai_created is None:
+        raise NothingToSend("no_ai_result", "the analysis stored no AI result")
+    objects = [findings_sr(source, parts.ai_payload, created=parts.ai_created,
+                           institution=institution)]
+    if parts.heatmap_sha and parts.heatmap_label:
+        objects.append(heatmap_sc(source, heatmap_rgb(p, parts), label=parts.heatmap_label,
+                                  model=parts.ai_payload["model"], created=parts.ai_created,
+                                  institution=institution))
+    return objects
+
+
+def fhir_bundle(parts: Parts) -> dict[str, Any]:
+    """The report's FHIR bundle as the export route makes it (status preliminary, final or
+    amended; the ImagingStudy and accession number when the study has a DICOM identity)."""
+    return exports.fhir_bundle(parts.study, parts.report, parts.model,
+                               parts.report.get("signed_by"), parts.report_created,
+                               parts.report_signed)
