@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     dicom_allow: list[str] = Field(
         default_factory=list, description="calling AE titles allowed to send (JSON list); "
                                           "empty: any modality or PACS that can reach the port")
+    dicomweb_pull_url: str | None = Field(
+        default=None, description="a PACS's DICOMweb base URL to pull new studies from "
+                                  "(QIDO-RS, WADO-RS) on a schedule, for a PACS that does not "
+                                  "push; `medai serve` polls it, or `medai dicom pull`")
+    dicomweb_pull_every_s: float = Field(default=60.0, ge=5, le=86_400,
+                                         description="seconds between two pulls")
+    dicomweb_pull_lookback_days: int = Field(default=1, ge=0, le=3650,
+                                             description="a pull asks for the studies of "
+                                                         "this many days back (StudyDate)")
     # --- where results go (platform.integration outbox; several: MEDAI_DESTINATIONS_FILE) ---
     dicom_send_to: str | None = Field(
         default=None, description="a PACS to C-STORE AI results and signed reports to: "
@@ -178,7 +187,7 @@ class Settings(BaseSettings):
             parse_host_port(value, "MEDAI_HL7_MLLP")
         return value or None
 
-    @field_validator("dicomweb_url", "fhir_url")
+    @field_validator("dicomweb_url", "fhir_url", "dicomweb_pull_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value:

@@ -85,3 +85,60 @@ def listen(
     node.stop()
     stop_jobs()
     p.db.dispose()
+
+
+@dicom_app.command("pull")
+def pull(
+        url: Annotated[str | None, typer.Option(
+            help="The PACS's DICOMweb base URL (default MEDAI_DICOMWEB_PULL_URL).")] = None,
+        every: Annotated[float | None, typer.Option(
+            min=5, help="Pull again every this many seconds until stopped (default: once).")
+        ] = None,
+        lookback_days: Annotated[int | None, typer.Option(
+            min=0, max=3650, help="Ask for the studies of this many days back (default "
+                                 "MEDAI_DICOMWEB_PULL_LOOKBACK_DAYS, 1).")] = None,
+        as_json: JsonFlag = False) -> None:
+    """Fetch the studies medai does not hold yet from a PACS over DICOMweb (QIDO-RS finds
+    them, WADO-RS fetches only the instances not stored yet) and file them like received
+    ones: routed and queued for analysis. Once (the default) prints what it did and leaves
+    the analyses to `medai serve` or the Celery workers; with --every it keeps pulling until
+    Ctrl-C / SIGTERM and analyses with its own job threads (MEDAI_JOB_THREADS) or Celery."""
+    import signal
+    import threading
+
+    from medai.platform.context import Platform
+    from medai.platform.integration.dicom_node import standalone_dispatch
+    from medai.platform.integration.dicomweb_pull import Puller, PullError
+    from medai.settings import check_http_url, get_settings
+
+    settings = get_settings()
+    target = url or settings.dicomweb_pull_url
+    if not target:
+        _error("give --url or set MEDAI_DICOMWEB_PULL_URL", "ValueError", as_json, 2)
+    try:
+        check_http_url(target)
+    except ValueError as exc:
+        _error(str(exc), "ValueError", as_json, 2)
+    p = Platform.from_settings()
+    days = settings.dicomweb_pull_lookback_days if lookback_days is None else lookback_days
+    try:
+        if every is None:  # the analyses stay queued for `medai serve` or the workers
+            try:
+                report = Puller(p, target, None, lookback_days=days).pull()
+            except PullError as exc:
+                _error(f"the PACS could not be asked: {exc}", "PullError", as_json, 1)
+            _emit(report.as_dict(), as_json,
+                  f"{report.studies} studies; fetched {report.fetched} new instances, "
+                  f"{report.known} already held, refused {sum(report.refused.values())}; "
+                  f"{len(set(report.queued))} analyses queued")
+            return
+        dispatch, stop_jobs = standalone_dispatch(p)
+        puller = Puller(p, target, dispatch, every_s=every, lookback_days=days).start()
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        done.wait()
+        puller.stop()
+        stop_jobs()
+    finally:
+        p.db.dispose()

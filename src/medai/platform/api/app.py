@@ -53,6 +53,12 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
                 host=dicom_host or settings.dicom_host, port=dicom_port,
                 allow=settings.dicom_allow).start()
             app.state.dicom_node = holder["dicom"]
+        if settings.dicomweb_pull_url:  # studies in from a PACS that does not push
+            from medai.platform.integration.dicomweb_pull import Puller
+
+            holder["pull"] = Puller(p, settings.dicomweb_pull_url, app.state.dispatch,
+                                    every_s=settings.dicomweb_pull_every_s,
+                                    lookback_days=settings.dicomweb_pull_lookback_days).start()
         if senders > 0 and settings.destinations():  # results out (integration.delivery)
             from medai.platform.integration.delivery import DeliveryLoop
 
@@ -62,6 +68,8 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
         holder.get("stop", threading.Event()).set()
         if "dicom" in holder:
             holder.pop("dicom").stop()
+        if "pull" in holder:
+            holder.pop("pull").stop()
         if "pool" in holder:
             holder["pool"].stop()
         if "outbox" in holder:
