@@ -114,3 +114,11 @@ def test_an_unreadable_study_answers_422_without_decoding_again(env, decodes):
     r = client.get(f"/api/v1/studies/{sid}/image", headers=rad)
     assert r.status_code == 422 and r.json()["code"] == "unusable_image"
     assert decodes == []
+
+
+def test_the_bomb_sent_to_a_stateless_route_is_a_named_422(env):
+    _app, client = env
+    rad = bearer(client, "rad1")
+    r = client.post("/api/v1/imaging/cxr/predict", headers=rad,
+                    files={"file": ("x.png", bomb_png(), "image/png")})
+    assert r.status_code == 422 and r.json()["code"] == "image_too_large", r.text
