@@ -103,11 +103,15 @@ def refused_study(app, client, headers) -> int:
 
 
 def add_users(app, users: dict[str, str] = USERS) -> None:
-    from medai.platform import accounts
+    """The users, their clinical accounts approved as ``medai users approve`` does."""
+    from medai.platform import accounts, approval, audit
+    from medai.platform.db import utcnow
 
     with app.state.platform.db.session() as db:
         for name, role in users.items():
             accounts.create_user(db, name, PASSWORD, role)
+            if role in approval.NEEDS_APPROVAL:
+                approval.approve(db, name, audit.Actor("cli"), utcnow())
 
 
 def bearer(client, username: str) -> dict[str, str]:
@@ -176,7 +180,8 @@ def free_port() -> int:
 
 def cli_add_user(env: dict, name: str, role: str) -> None:
     """An account with ``PASSWORD`` the way a hospital makes one: an admin sets their own;
-    anyone else is added with an enrolment code and then chooses it (``users enrol``)."""
+    anyone else is added with an enrolment code and then chooses it (``users enrol``); a
+    clinical account is then approved (``users approve``)."""
     import json
     import subprocess
     import sys
@@ -192,6 +197,8 @@ def cli_add_user(env: dict, name: str, role: str) -> None:
         return
     code = json.loads(cli("add", name, "--role", role))["enrol_code"]
     cli("enrol", code, "--password-stdin", stdin=PASSWORD + "\n")
+    if role in ("radiologist", "clinician"):  # the two-person rule: the server's shell approves
+        cli("approve", name)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -66,6 +66,8 @@ TABLE: dict[tuple[str, str], object] = {
     ("POST", "/api/v1/users/{username}/enable"): {"admin"},
     ("POST", "/api/v1/users/{username}/reset"): {"admin"},
     ("PATCH", "/api/v1/users/{username}"): {"admin"},
+    ("GET", "/api/v1/users/pending"): {"radiologist"},
+    ("POST", "/api/v1/users/{username}/approve"): {"radiologist"},
     ("GET", "/api/v1/audit/role-grants"): {"admin"},
     ("GET", "/api/v1/models"): {"admin"},
     ("GET", "/api/v1/audit"): {"admin"},
@@ -284,7 +286,7 @@ def test_users_cli(tmp_path):
     assert _cli(env, "users", "disable", "boss", "--json").returncode == 0
     listed = json.loads(_cli(env, "users", "list", "--json").stdout)["users"]
     assert listed == [{"id": 1, "username": "boss", "role": "admin", "active": False,
-                       "enrolled": True}]
+                       "enrolled": True, "approval_pending": False}]
     out = tmp_path / "audit.jsonl"
     assert _cli(env, "audit", "export", "--out", str(out)).returncode == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]

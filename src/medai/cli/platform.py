@@ -169,9 +169,32 @@ def users_role(name: str, role: Annotated[str, typer.Argument(
     _emit(out, as_json, f"{out['username']}: {out['before']} -> {out['role']}")
 
 
+@users_app.command("approve")
+def users_approve(name: str, as_json: JsonFlag = False) -> None:
+    """Approve a clinical account for patient data (the two-person rule: an admin's new,
+    reset or re-roled account waits for a radiologist or for this). Shell access to the server
+    is the hospital's own trust root; this also makes the first clinical users."""
+    from medai.platform import accounts, approval, audit
+    from medai.platform.db import utcnow
+
+    actor = audit.Actor("cli")
+    try:
+        with _db().session() as db:
+            user = approval.approve(db, name, actor, utcnow())
+            out = {"username": user.username, "role": user.role, "approval_pending": False}
+    except accounts.NoSuchUser as exc:
+        _account_failed(exc, as_json)
+    except accounts.AccountError as exc:
+        with _db().session() as db:
+            approval.record_refusal(db, name, actor, exc)
+        _account_failed(exc, as_json)
+    _emit(out, as_json, f"{out['username']} ({out['role']}) approved for patient data")
+
+
 @users_app.command("grants")
 def users_grants(as_json: JsonFlag = False) -> None:
-    """Every role granted or changed, and every refused change, oldest first (for review)."""
+    """Every role granted or changed, every approval for patient data, and every refused
+    change or approval, oldest first (for review)."""
     from medai.platform.accounts import role_grants
 
     with _db().session() as db:
@@ -184,20 +207,23 @@ def users_grants(as_json: JsonFlag = False) -> None:
 
 @users_app.command("list")
 def users_list(as_json: JsonFlag = False) -> None:
-    """Every user with role and state (enrolled: has chosen a password)."""
+    """Every user with role and state (enrolled: has chosen a password; approval pending: a
+    clinical account not yet approved for patient data)."""
     from sqlalchemy import select
 
     from medai.platform.accounts import enrolled
+    from medai.platform.approval import is_pending
     from medai.platform.tables import User
 
     with _db().session() as db:
         rows = [{"id": u.id, "username": u.username, "role": u.role, "active": u.active,
-                 "enrolled": enrolled(u)}
+                 "enrolled": enrolled(u), "approval_pending": is_pending(u)}
                 for u in db.scalars(select(User).order_by(User.id))]
     _emit({"users": rows}, as_json, "\n".join(
         f"{r['id']:>4}  {r['username']:<24} {r['role']:<12} "
         f"{'active' if r['active'] else 'disabled'}"
-        f"{'' if r['enrolled'] else ', not enrolled'}" for r in rows) or "no users")
+        f"{'' if r['enrolled'] else ', not enrolled'}"
+        f"{', approval pending' if r['approval_pending'] else ''}" for r in rows) or "no users")
 
 
 def _set_active(name: str, active: bool, as_json: bool) -> None:

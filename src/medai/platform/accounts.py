@@ -49,6 +49,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "models_read": frozenset({"admin"}),
     "audit_read": frozenset({"admin"}),
     "outbox_manage": frozenset({"admin"}),  # deliveries to PACS/FHIR/HL7: states, retry
+    # the second person of the two-person rule (platform.approval): a new, reset or re-roled
+    # clinical account reads no patient data until a radiologist (or the server's shell) says so
+    "accounts_approve": frozenset({"radiologist"}),
 }
 
 CLIENT_FACTOR = 10
@@ -185,6 +188,7 @@ def reset(db: Session, username: str, now: datetime,
     user = get_user(db, username)
     code = _set_code(user, now, hours)
     user.password_hash = NO_PASSWORD
+    user.approved_at = user.approved_by = None  # whoever enrols next is approved anew
     revoke_all(db, user)
     return user, code
 
@@ -214,6 +218,8 @@ def change_role(db: Session, username: str, role: str) -> tuple[User, str]:
     if (before in ADMIN) != (role in ADMIN):
         raise RoleConflict(f"an administrator account cannot hold a clinical or patient role, "
                            f"nor the reverse ({before} -> {role}); create a separate account")
+    if role != before:  # a new role's patient data needs a new approval (platform.approval)
+        user.approved_at = user.approved_by = None
     user.role = role
     return user, before
 
@@ -226,8 +232,9 @@ def record_grant(db: Session, actor: audit.Actor, user: User, op: str, before: s
 
 
 def role_grants(db: Session, limit: int = 100, offset: int = 0) -> tuple[list[dict], int]:
-    """Role grants, changes and refused changes from the audit log, oldest first."""
-    rows, total = audit.query(db, action="role", limit=limit, offset=offset)
+    """Role grants, changes and refused changes, and approvals for patient data and refused
+    approvals (``op`` "approve"), from the audit log, oldest first."""
+    rows, total = audit.query(db, action=("role", "approve"), limit=limit, offset=offset)
     return [{"at": e.at.isoformat() + "Z", "by": e.actor, "by_role": e.role,
              "user_id": e.target_id, "username": (e.detail or {}).get("username"),
              "op": (e.detail or {}).get("op", ""), "role": (e.detail or {}).get("role"),

@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from medai.platform.tables import AuditEvent
 
-# "role": a role granted (a new account) or changed, or such a change refused: the events
-# ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review
+# "role": a role granted (a new account) or changed, or such a change refused; "approve": a
+# clinical account approved for patient data, or such an approval refused (platform.approval):
+# the events ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review
 ACTIONS = ("login", "logout", "token", "view", "upload", "predict", "draft", "edit", "sign",
-           "export", "triage", "chat", "admin", "role", "denied")
+           "export", "triage", "chat", "admin", "role", "denied", "approve")
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,15 @@ def as_dict(e: AuditEvent) -> dict[str, Any]:
             "detail": e.detail}
 
 
-def query(db: Session, action: str | None = None, actor: str | None = None,
+def query(db: Session, action: str | tuple[str, ...] | None = None, actor: str | None = None,
           target_type: str | None = None, target_id: str | None = None,
           since: datetime | None = None, until: datetime | None = None,
           limit: int = 100, offset: int = 0) -> tuple[list[AuditEvent], int]:
     from sqlalchemy import func
 
     q = select(AuditEvent)
+    if isinstance(action, tuple):  # several actions (the role-grant review)
+        q, action = q.where(AuditEvent.action.in_(action)), None
     for col, value in ((AuditEvent.action, action), (AuditEvent.actor, actor),
                        (AuditEvent.target_type, target_type),
                        (AuditEvent.target_id, target_id)):

@@ -46,6 +46,10 @@ class User(Base):
     created_at: Mapped[datetime] = _now()
     enrol_code_hash: Mapped[str | None] = mapped_column(String(64))
     enrol_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # the two-person rule (platform.approval): a clinical account reads patient data only once
+    # someone other than the admin who made it approved it; None: pending
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class Token(Base):

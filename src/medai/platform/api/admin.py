@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
-from medai.platform import accounts, audit
+from medai.platform import accounts, approval, audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import (
     AuditList,
@@ -41,7 +41,8 @@ def _iso(t: datetime | None) -> str | None:
 def user_out(u: User, now: datetime) -> dict[str, Any]:
     return {"id": u.id, "username": u.username, "role": u.role, "active": u.active,
             "created_at": _iso(u.created_at), "enrolled": accounts.enrolled(u),
-            "enrol_code_expires_at": _iso(accounts.pending(u, now))}
+            "enrol_code_expires_at": _iso(accounts.pending(u, now)),
+            "approval_pending": approval.is_pending(u)}
 
 
 def account_error(exc: accounts.AccountError) -> ApiError:

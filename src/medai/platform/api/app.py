@@ -11,7 +11,17 @@ import threading
 
 from fastapi import FastAPI
 
-from medai.platform.api import admin, auth, chat, jobs, kiosks, outbox, studies, triage
+from medai.platform.api import (
+    admin,
+    approvals,
+    auth,
+    chat,
+    jobs,
+    kiosks,
+    outbox,
+    studies,
+    triage,
+)
 from medai.platform.context import Platform
 from medai.platform.web import routes as web
 from medai.server.kernel import Face, build_app
@@ -83,7 +93,7 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
 
         checks["broker"] = lambda: check_broker(broker)
     face = Face(routers=[auth.router, studies.router, jobs.router, chat.router, admin.router,
-                         outbox.router, kiosks.router, triage.router, web.router],
+                         approvals.router, outbox.router, kiosks.router, triage.router, web.router],
                 readiness_checks=checks, on_start=start, on_stop=stop)
     app = build_app(face, triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
                     knowledge_dir=knowledge_dir, preload=preload)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
-from medai.platform import accounts, audit
+from medai.platform import accounts, approval, audit
 from medai.platform.context import Platform
 from medai.platform.tables import Token, User
 from medai.server.errors import ApiError
@@ -92,7 +92,8 @@ def deny(request: Request, who: Principal, action: str) -> None:
 
 
 def require(action: str):
-    """Dependency: a signed-in user whose role may do ``action``."""
+    """Dependency: a signed-in user whose role may do ``action``, with the approval a
+    patient-data action needs (403 ``approval_pending``: the two-person rule)."""
     def check(request: Request, who: Principal = Depends(principal)) -> Principal:
         if who.user is None:
             raise ApiError(401, "unauthenticated", "sign in first",
@@ -100,6 +101,11 @@ def require(action: str):
         if not accounts.allowed(who.role, action):
             deny(request, who, action)
             raise ApiError(403, "forbidden", f"role {who.role!r} may not {action}")
+        try:
+            approval.check(who.user, action)
+        except approval.ApprovalPending as exc:
+            deny(request, who, action)
+            raise ApiError(exc.status, exc.code, str(exc)) from None
         return who
 
     check.__name__ = f"require_{action}"

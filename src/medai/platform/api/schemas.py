@@ -75,6 +75,8 @@ class UserOut(BaseModel):
     enrolled: bool = Field(..., description="the user has chosen a password")
     enrol_code_expires_at: str | None = Field(None, description="an unused enrolment code "
                                               "is valid until then")
+    approval_pending: bool = Field(False, description="a clinical account not yet approved "
+                                   "for patient data by a radiologist (two-person rule)")
 
 
 class UserIssued(UserOut):
@@ -102,9 +104,16 @@ class EnrolOut(BaseModel):
     role: Role
 
 
+class PendingOut(BaseModel):
+    """An account awaiting approval for patient data: its name and role, nothing else."""
+
+    username: str
+    role: Role
+
+
 class RoleGrantOut(BaseModel):
-    """One role granted (``grant``: a new account), changed (``change``) or a change refused
-    (outcome ``denied``), from the audit log."""
+    """One role granted (``grant``: a new account), changed (``change``), approved for patient
+    data (``approve``) or any of these refused (outcome ``denied``), from the audit log."""
 
     at: str
     by: str
