@@ -103,15 +103,16 @@ def refused_study(app, client, headers) -> int:
 
 
 def add_users(app, users: dict[str, str] = USERS) -> None:
-    """The users, their clinical accounts approved as ``medai users approve`` does."""
-    from medai.platform import accounts, approval, audit
+    """The users, their clinical accounts approved (the two-person rule) as if on the console,
+    without its audit event, so that tests counting audit events see only their own."""
+    from medai.platform import accounts, approval
     from medai.platform.db import utcnow
 
     with app.state.platform.db.session() as db:
         for name, role in users.items():
-            accounts.create_user(db, name, PASSWORD, role)
+            user = accounts.create_user(db, name, PASSWORD, role)
             if role in approval.NEEDS_APPROVAL:
-                approval.approve(db, name, audit.Actor("cli"), utcnow())
+                user.approved_at, user.approved_by = utcnow(), "fixture"
 
 
 def bearer(client, username: str) -> dict[str, str]:
