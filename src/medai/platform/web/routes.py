@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from medai.platform.api.deps import principal
+from medai.platform.approval import is_pending
 from medai.platform.web.i18n import (
     COOKIE,
     DEFAULT,
@@ -77,6 +78,8 @@ def render(request: Request, page: str, **context) -> Response:
     response = templates.TemplateResponse(request, template, {
         "t": t, "lang": lang, "other_lang": "en" if lang == "tr" else "tr", "page": page,
         "user": user, "i18n_json": _script_json(t), "names": names,
+        # the two-person rule: a clinical account not yet approved is told why it sees nothing
+        "approval_pending": user is not None and is_pending(user),
         "names_json": _script_json(names), "timezone": timezone(),
         "imaging_tasks": [(n, v["name"]) for n, v in names.items() if v["kind"] == "imaging"],
         **context})

@@ -16,8 +16,10 @@
     userSecret.scrollIntoView({ block: "nearest" });
   }
   function passwordState(u) {
-    if (u.enrolled) return T.admin_enrolled;
-    return u.enrol_code_expires_at ? fill(T.admin_enrol_waiting, { until: fmtTime(u.enrol_code_expires_at) }) : T.admin_enrol_expired;
+    // the two-person rule: a clinical account reads no patient data until a radiologist approves it
+    const approval = u.approval_pending ? " · " + T.admin_approval_pending : "";
+    if (u.enrolled) return T.admin_enrolled + approval;
+    return (u.enrol_code_expires_at ? fill(T.admin_enrol_waiting, { until: fmtTime(u.enrol_code_expires_at) }) : T.admin_enrol_expired) + approval;
   }
   async function users() {
     const r = await api("/api/v1/users");
