@@ -303,3 +303,21 @@ def ui_server(home: Path, users: dict[str, str], **env: str) -> Iterator[str]:
         cli_add_user(full, name, role)
     with serving(full) as base:
         yield base
+
+
+def migrator(engine):
+    """``migrate(step, revision)`` for a migration test: runs alembic's ``command.upgrade`` or
+    ``command.downgrade`` to ``revision`` on ``engine``, in one transaction."""
+    from alembic.config import Config
+
+    from medai.platform.db import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+
+    def migrate(step, revision: str) -> None:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+
+    return migrate

@@ -13,7 +13,7 @@ import sys
 import pytest
 from sqlalchemy import text
 
-from platform_helpers import PASSWORD, bearer, clinic, database_url, use_home
+from platform_helpers import PASSWORD, bearer, clinic, database_url, migrator, use_home
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -148,21 +148,14 @@ def test_the_server_shell_approves_and_the_review_lists_it(tmp_path):
 def test_the_migration_approves_enrolled_clinical_users_only(kind, tmp_path):
     from alembic import command
     from alembic.autogenerate import compare_metadata
-    from alembic.config import Config
     from alembic.migration import MigrationContext
 
-    from medai.platform.db import MIGRATIONS, Base, make_engine
+    from medai.platform.db import Base, make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:
         engine = make_engine(url)
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-
-        def migrate(step, revision):
-            with engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                step(cfg, revision)
+        migrate = migrator(engine)
 
         migrate(command.upgrade, "0006")
         with engine.begin() as conn:

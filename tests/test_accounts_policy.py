@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from platform_helpers import PASSWORD, bearer, clinic, database_url, use_home
+from platform_helpers import PASSWORD, bearer, clinic, database_url, migrator, use_home
 
 GOOD = "kestane-kebap-ilkbahar"
 
@@ -311,21 +311,14 @@ def test_users_cli_applies_the_same_rules(tmp_path):
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
     from alembic import command
-    from alembic.config import Config
 
     from medai.platform import accounts
-    from medai.platform.db import MIGRATIONS, Database, make_engine
+    from medai.platform.db import Database, make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:
         engine = make_engine(url)
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-
-        def migrate(step, revision):
-            with engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                step(cfg, revision)
+        migrate = migrator(engine)
 
         migrate(command.upgrade, "0002")
         hashed = accounts._hasher.hash(PASSWORD)

@@ -77,7 +77,7 @@ def test_a_pacs_that_is_down_is_a_named_error(site):
     app, *_ = site
     down = Puller(app.state.platform, f"http://127.0.0.1:{free_port()}/dicom-web",
                   timeout_s=2, today=lambda: DAY)
-    with pytest.raises(PullError, match="127.0.0.1"):
+    with pytest.raises(PullError, match=r"127\.0\.0\.1"):
         down.pull()
 
 

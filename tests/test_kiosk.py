@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from platform_helpers import bearer, clinic, database_url, use_home
+from platform_helpers import bearer, clinic, database_url, migrator, use_home
 
 COMPLAINT = "iki haftadır başım ağrıyor"
 ADMIN_ROUTES = [("GET", "/api/v1/admin/kiosks", None),
@@ -248,21 +248,14 @@ def test_registered_kiosks_work_with_anonymous_triage_switched_off(env, monkeypa
 def test_the_migration_adds_kiosks_and_keeps_triage_records(kind, tmp_path):
     from alembic import command
     from alembic.autogenerate import compare_metadata
-    from alembic.config import Config
     from alembic.migration import MigrationContext
 
-    from medai.platform.db import MIGRATIONS, Base, make_engine
+    from medai.platform.db import Base, make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:
         engine = make_engine(url)
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-
-        def migrate(step, revision):
-            with engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                step(cfg, revision)
+        migrate = migrator(engine)
 
         def columns(table):
             with engine.connect() as conn:

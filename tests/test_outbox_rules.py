@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from platform_helpers import database_url, png_bytes, use_home
+from platform_helpers import database_url, migrator, png_bytes, use_home
 
 # --- the migration ---------------------------------------------------------------------------
 
@@ -22,21 +22,14 @@ from platform_helpers import database_url, png_bytes, use_home
 def test_the_migration_makes_the_table_of_the_model(kind, tmp_path):
     from alembic import command
     from alembic.autogenerate import compare_metadata
-    from alembic.config import Config
     from alembic.migration import MigrationContext
 
-    from medai.platform.db import MIGRATIONS, Base, make_engine
+    from medai.platform.db import Base, make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:
         engine = make_engine(url)
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-
-        def migrate(step, revision):
-            with engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                step(cfg, revision)
+        migrate = migrator(engine)
 
         migrate(command.upgrade, "head")
         with engine.connect() as conn:

@@ -322,10 +322,9 @@ class DicomDestination(_Destination):
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-class DicomWebDestination(_Destination):
-    """A PACS over DICOMweb STOW-RS (its service root)."""
+class _UrlDestination(_Destination):
+    """A destination reached over HTTP(S) at ``url`` (shown without credentials)."""
 
-    kind: Literal["dicomweb"]
     url: str
 
     @field_validator("url")
@@ -338,25 +337,21 @@ class DicomWebDestination(_Destination):
         return public_url(self.url)
 
 
-class FhirDestination(_Destination):
+class DicomWebDestination(_UrlDestination):
+    """A PACS over DICOMweb STOW-RS (its service root)."""
+
+    kind: Literal["dicomweb"]
+
+
+class FhirDestination(_UrlDestination):
     """A FHIR R4 server: each report as a transaction of PUTs with stable ids."""
 
     kind: Literal["fhir"]
-    url: str
     id_prefix: str = Field(default="medai-", pattern=r"^[A-Za-z0-9.-]{0,20}$",
                            description="put before every resource id medai sends")
     token_env: str | None = Field(
         default=None, pattern=r"^[A-Z_][A-Z0-9_]*$",
         description="name of the environment variable holding a bearer token")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_http_url(value)
-
-    @property
-    def where(self) -> str:
-        return public_url(self.url)
 
 
 class Hl7Destination(_Destination):
