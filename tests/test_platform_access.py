@@ -45,6 +45,7 @@ TABLE: dict[tuple[str, str], object] = {
     ("POST", "/api/v1/imaging/{task}/predict"): CLINICAL,
     ("POST", "/api/v1/imaging/{task}/heatmap"): CLINICAL,
     ("POST", "/api/v1/reports/draft"): CLINICAL,
+    ("POST", "/api/v1/dicomweb/studies"): CLINICAL,
     ("POST", "/api/v1/studies"): CLINICAL,
     ("GET", "/api/v1/studies"): CLINICAL,
     ("GET", "/api/v1/studies/{study_id}"): CLINICAL,

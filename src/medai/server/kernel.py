@@ -35,7 +35,8 @@ MAX_REPORT_JSON_BYTES = 1024 * 1024
 
 
 def body_limit(path: str) -> int:
-    uploads = ("/predict", "/heatmap", "/reports/draft", "/api/v1/studies")
+    uploads = ("/predict", "/heatmap", "/reports/draft", "/api/v1/studies",
+               "/api/v1/dicomweb/studies")
     if path.endswith(uploads):
         return MAX_UPLOAD_BYTES
     return MAX_REPORT_JSON_BYTES if path.endswith(("/report", "/report/sign")) else MAX_JSON_BYTES

@@ -16,6 +16,7 @@ from medai.platform.api import (
     approvals,
     auth,
     chat,
+    dicomweb,
     jobs,
     kiosks,
     outbox,
@@ -92,8 +93,9 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
         from medai.platform.queue import check_broker
 
         checks["broker"] = lambda: check_broker(broker)
-    face = Face(routers=[auth.router, studies.router, jobs.router, chat.router, admin.router,
-                         approvals.router, outbox.router, kiosks.router, triage.router, web.router],
+    face = Face(routers=[auth.router, studies.router, jobs.router, dicomweb.router,
+                         chat.router, admin.router, approvals.router, outbox.router,
+                         kiosks.router, triage.router, web.router],
                 readiness_checks=checks, on_start=start, on_stop=stop)
     app = build_app(face, triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
                     knowledge_dir=knowledge_dir, preload=preload)
