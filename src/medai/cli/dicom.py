@@ -3,6 +3,7 @@ inside the API process)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -142,3 +143,47 @@ def pull(
         stop_jobs()
     finally:
         p.db.dispose()
+
+
+@dicom_app.command("deidentify")
+def deidentify(
+        sources: Annotated[list[Path], typer.Argument(
+            exists=True, help="DICOM files or folders (searched recursively).")],
+        out: Annotated[Path, typer.Option(
+            "--out", help="Folder for the de-identified files (created; never inside "
+                          "MEDAI_HOME's blob store).")],
+        as_json: JsonFlag = False) -> None:
+    """Write de-identified copies (DICOM PS3.15 Basic Application Level Confidentiality
+    Profile) for training or for leaving the hospital, each named by its new SOP Instance UID.
+    UIDs and the PatientID are replaced by HMACs under this site's secret: the same study
+    exported twice gets the same pseudonymous UIDs, and nothing in the output (or beside it)
+    maps them back; `medai dicom pseudonym` checks a patient's pseudonym inside medai."""
+    from medai.platform.integration.deid import (
+        Deidentifier,
+        DeidError,
+        deidentify_files,
+        site_secret,
+    )
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    try:
+        report = deidentify_files(list(sources), out, Deidentifier(site_secret()),
+                                  forbidden=settings.home / "blobs")
+    except DeidError as exc:
+        _error(str(exc), "DeidError", as_json, 2)
+    _emit(report, as_json, f"{report['written']} instances of {report['studies']} studies "
+                           f"de-identified into {report['out']}"
+                           + (f" ({report['skipped']} non-DICOM files skipped)"
+                              if report["skipped"] else ""))
+
+
+@dicom_app.command("pseudonym")
+def pseudonym(patient_id: Annotated[str, typer.Argument(help="The hospital's PatientID.")],
+              as_json: JsonFlag = False) -> None:
+    """The pseudonym this site's de-identified exports give a patient: re-identification is
+    this check, made inside medai with its key, never a table shipped with an export."""
+    from medai.platform.integration.deid import pseudonym_of
+
+    value = pseudonym_of(patient_id)
+    _emit({"pseudonym": value}, as_json, value)
