@@ -162,7 +162,9 @@ def test_refuses_the_blob_store_and_a_named_non_dicom(tmp_path, study):
     with pytest.raises(DeidError, match="not a readable DICOM"):
         deidentify_files([junk], tmp_path / "o", deid)
     (src / "readme.txt").write_text("x")  # inside a folder: skipped and counted
-    assert deidentify_files([src], tmp_path / "o2", deid)["skipped"] == 1
+    make_dicom(src / "sc.dcm", BurnedInAnnotation="YES")  # names in the pixels: left out
+    report = deidentify_files([src], tmp_path / "o2", deid)
+    assert (report["skipped"], report["burned_in"], report["written"]) == (1, 1, 3)
 
 
 def test_cli_deidentify_and_pseudonym(study, tmp_path):

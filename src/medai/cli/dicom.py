@@ -174,8 +174,10 @@ def deidentify(
         _error(str(exc), "DeidError", as_json, 2)
     _emit(report, as_json, f"{report['written']} instances of {report['studies']} studies "
                            f"de-identified into {report['out']}"
-                           + (f" ({report['skipped']} non-DICOM files skipped)"
-                              if report["skipped"] else ""))
+                           + (f"; {report['skipped']} non-DICOM files skipped"
+                              if report["skipped"] else "")
+                           + (f"; {report['burned_in']} with burned-in annotation left out"
+                              if report["burned_in"] else ""))
 
 
 @dicom_app.command("pseudonym")

@@ -202,8 +202,9 @@ def _dicom_files(sources: list[Path]) -> Iterator[Path]:
 def deidentify_files(sources: list[Path], out_dir: Path, deid: Deidentifier,
                      forbidden: Path | None = None) -> dict:
     """Write each DICOM of ``sources`` (files or folders) de-identified into ``out_dir`` as
-    ``<new SOP Instance UID>.dcm``; non-DICOM files in a folder are skipped and counted.
-    Nothing else is written there (no mapping, no log of names)."""
+    ``<new SOP Instance UID>.dcm``; non-DICOM files in a folder are skipped and counted, and
+    so is an instance declaring BurnedInAnnotation YES (the Basic Profile cleans the header,
+    not the pixels). Nothing else is written there (no mapping, no log of names)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -211,7 +212,7 @@ def deidentify_files(sources: list[Path], out_dir: Path, deid: Deidentifier,
     if forbidden is not None and out_dir.is_relative_to(forbidden.resolve()):
         raise DeidError("refusing to write into medai's own blob store")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, skipped, studies = [], 0, set()
+    written, skipped, burned, studies = [], 0, 0, set()
     for path in _dicom_files(sources):
         try:
             ds = pydicom.dcmread(path)
@@ -220,10 +221,14 @@ def deidentify_files(sources: list[Path], out_dir: Path, deid: Deidentifier,
                 raise DeidError(f"{path.name}: not a readable DICOM file ({exc})") from exc
             skipped += 1
             continue
+        if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+            burned += 1
+            continue
         deid.dataset(ds)
         target = out_dir / f"{ds.SOPInstanceUID}.dcm"
         ds.save_as(target, enforce_file_format=True)
         written.append(str(target))
         studies.add(str(ds.get("StudyInstanceUID", "")))
-    return {"written": len(written), "skipped": skipped, "studies": len(studies),
+    return {"written": len(written), "skipped": skipped, "burned_in": burned,
+            "studies": len(studies),
             "out": str(out_dir), "files": written}
