@@ -224,9 +224,13 @@ def deidentify_files(sources: list[Path], out_dir: Path, deid: Deidentifier,
         if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
             burned += 1
             continue
-        deid.dataset(ds)
-        target = out_dir / f"{ds.SOPInstanceUID}.dcm"
-        ds.save_as(target, enforce_file_format=True)
+        try:
+            deid.dataset(ds)
+            target = out_dir / f"{ds.SOPInstanceUID}.dcm"
+            ds.save_as(target, enforce_file_format=True)
+        except Exception as exc:  # named by type only: a message may quote a tag's value
+            raise DeidError(f"{path.name}: could not be de-identified "
+                            f"({type(exc).__name__})") from None
         written.append(str(target))
         studies.add(str(ds.get("StudyInstanceUID", "")))
     return {"written": len(written), "skipped": skipped, "burned_in": burned,
