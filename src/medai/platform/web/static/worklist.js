@@ -5,6 +5,8 @@
   const filters = document.getElementById("filters");
   let timer = null;
   let asked = 0;  // the latest request: an older answer arriving late is dropped
+  let shown = null;  // what the table shows: an unchanged answer leaves the rows alone, so a
+                     // refresh never swaps a row out from under a finger tapping its link
 
   async function load() {
     const mine = ++asked;
@@ -16,7 +18,16 @@
     if (accession) q.set("accession", accession);
     const r = await api("/api/v1/studies?" + q);
     if (!r.ok || mine !== asked) return;
-    body.replaceChildren(...r.data.items.map((s) => el("tr", { class: s.urgent ? "is-urgent" : null, "data-id": s.id },
+    const seen = JSON.stringify(r.data.items);
+    if (seen !== shown) render(r.data.items);
+    shown = seen;
+    const busy = r.data.items.some((s) => s.status === "received" || s.status === "analysing");
+    clearTimeout(timer);
+    timer = setTimeout(load, busy ? 1500 : 8000);  // live status while analysis runs
+  }
+
+  function render(items) {
+    body.replaceChildren(...items.map((s) => el("tr", { class: s.urgent ? "is-urgent" : null, "data-id": s.id },
       el("td", {}, el("a", { href: "/studies/" + s.id, text: String(s.id) })),
       el("td", {}, el("span", { class: "badge status-" + s.status, "data-status": s.status, text: statusLabel(s.status) }),
         s.urgent ? el("span", { class: "badge urgent", text: T.urgent }) : ""),
@@ -24,10 +35,7 @@
       el("td", { text: (s.dicom && s.dicom.accession) || "—" }),
       el("td", { text: patient(s) }),
       el("td", {}, el("time", { datetime: s.created_at, text: fmtTime(s.created_at) })))));
-    document.getElementById("worklist-empty").hidden = r.data.items.length > 0;
-    const busy = r.data.items.some((s) => s.status === "received" || s.status === "analysing");
-    clearTimeout(timer);
-    timer = setTimeout(load, busy ? 1500 : 8000);  // live status while analysis runs
+    document.getElementById("worklist-empty").hidden = items.length > 0;
   }
 
   // a DICOM study names its patient (name, ID); an upload its pseudonymous reference
