@@ -23,6 +23,15 @@ def _emit(obj: Any, as_json: bool, human: str | None = None) -> None:
                                                               default=str))
 
 
+def _error(message: str, kind: str, as_json: bool, code: int) -> None:
+    """Say what went wrong (``--json``: ``{error, error_type}``) and exit with ``code``."""
+    if as_json:
+        _emit({"error": message, "error_type": kind}, True)
+    else:
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
 def _fail(exc: BaseException, as_json: bool) -> None:
     from medai.core.text import TextInputError
     from medai.triage.data import DataFormatError

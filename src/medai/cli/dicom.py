@@ -8,18 +8,10 @@ from typing import Annotated
 
 import typer
 
-from medai.cli.common import JsonFlag, _emit
+from medai.cli.common import JsonFlag, _emit, _error
 
 dicom_app = typer.Typer(help="Receive studies from modalities and the PACS over DICOM.",
                         no_args_is_help=True)
-
-
-def _error(message: str, kind: str, as_json: bool, code: int) -> None:
-    if as_json:
-        _emit({"error": message, "error_type": kind}, True)
-    else:
-        typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
 
 
 @dicom_app.command("listen")

@@ -7,18 +7,10 @@ from typing import Annotated
 
 import typer
 
-from medai.cli.common import JsonFlag, _emit
+from medai.cli.common import JsonFlag, _emit, _error
 
 outbox_app = typer.Typer(help="Deliveries of results to the PACS, FHIR and HL7 destinations.",
                          no_args_is_help=True)
-
-
-def _error(message: str, kind: str, as_json: bool, code: int) -> None:
-    if as_json:
-        _emit({"error": message, "error_type": kind}, True)
-    else:
-        typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
 
 
 def _settings(as_json: bool):
