@@ -321,3 +321,30 @@ def migrator(engine):
             step(cfg, revision)
 
     return migrate
+
+
+class FakeClock:
+    """Naive UTC, moved by hand (the platform reads ``app.state.platform.clock``)."""
+
+    def __init__(self, at) -> None:
+        self.at = at
+
+    def __call__(self):
+        return self.at
+
+
+@contextmanager
+def bare_platform(kind: str, home: Path, triage_dir: Path, cxr_dir: Path):
+    """A ``Platform`` (no app) on SQLite or PostgreSQL with one radiologist, ``rad``."""
+    from medai.platform import accounts
+    from medai.platform.context import Platform
+    from medai.services.models import ModelHandles
+
+    use_home(home)
+    with database_url(kind, home) as url:
+        p = Platform.from_settings(url, models=ModelHandles(
+            {"triage": str(triage_dir), "cxr": str(cxr_dir)}))
+        with p.db.session() as db:
+            accounts.create_user(db, "rad", PASSWORD, "radiologist")
+        yield p
+        p.db.dispose()

@@ -16,19 +16,9 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from platform_helpers import PASSWORD, bearer, clinic, database_url, migrator, use_home
+from platform_helpers import PASSWORD, FakeClock, bearer, clinic, database_url, migrator, use_home
 
 GOOD = "kestane-kebap-ilkbahar"
-
-
-class FakeClock:
-    """Naive UTC, moved by hand (the platform reads ``app.state.platform.clock``)."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

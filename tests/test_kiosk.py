@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from platform_helpers import bearer, clinic, database_url, migrator, use_home
+from platform_helpers import FakeClock, bearer, clinic, database_url, migrator, use_home
 
 COMPLAINT = "iki haftadır başım ağrıyor"
 ADMIN_ROUTES = [("GET", "/api/v1/admin/kiosks", None),
@@ -24,16 +24,6 @@ ADMIN_ROUTES = [("GET", "/api/v1/admin/kiosks", None),
                 ("PATCH", "/api/v1/admin/kiosks/{id}", {"daily_quota": 9}),
                 ("POST", "/api/v1/admin/kiosks/{id}/enrolment", None),
                 ("POST", "/api/v1/admin/kiosks/{id}/revoke", None)]
-
-
-class FakeClock:
-    """Naive UTC, moved by hand (the platform reads ``app.state.platform.clock``)."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

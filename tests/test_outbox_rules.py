@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from platform_helpers import database_url, migrator, png_bytes, use_home
+from platform_helpers import bare_platform, database_url, migrator, png_bytes, use_home
 
 # --- the migration ---------------------------------------------------------------------------
 
@@ -121,18 +121,8 @@ def test_a_wrong_destination_variable_is_refused(monkeypatch, var, value):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def plat(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    from medai.platform import accounts
-    from medai.platform.context import Platform
-    from medai.services.models import ModelHandles
-
-    use_home(tmp_path)
-    with database_url(request.param, tmp_path) as url:
-        p = Platform.from_settings(url, models=ModelHandles(
-            {"triage": str(tfidf_model_dir), "cxr": str(tiny_imaging_dir)}))
-        with p.db.session() as db:
-            accounts.create_user(db, "rad", "correct-horse-1", "radiologist")
+    with bare_platform(request.param, tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
         yield p
-        p.db.dispose()
 
 
 def enqueue(p, n_studies: int, dests) -> list[int]:

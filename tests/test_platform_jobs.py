@@ -14,30 +14,19 @@ import pytest
 from sqlalchemy import func, select
 
 from platform_helpers import (
+    bare_platform,
     cli_add_user,
-    database_url,
     free_port,
     http_login,
     png_bytes,
     start_serve,
-    use_home,
 )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def plat(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    from medai.platform import accounts
-    from medai.platform.context import Platform
-    from medai.services.models import ModelHandles
-
-    use_home(tmp_path)
-    with database_url(request.param, tmp_path) as url:
-        p = Platform.from_settings(url, models=ModelHandles(
-            {"triage": str(tfidf_model_dir), "cxr": str(tiny_imaging_dir)}))
-        with p.db.session() as db:
-            accounts.create_user(db, "rad", "correct-horse-1", "radiologist")
+    with bare_platform(request.param, tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
         yield p
-        p.db.dispose()
 
 
 def make_studies(p, n: int, urgent_every: int = 0) -> list[tuple[int, int]]:
