@@ -213,3 +213,22 @@ def as_dict(db: Session, study: Study, with_result: bool = True,
             **row.payload, "heatmap_label": row.heatmap_label,
             "has_heatmap": row.heatmap_sha256 is not None}
     return out
+
+
+def discard_unnamed(p: Any, sha: str, what: str) -> None:
+    """Take away the stored file ``sha`` of an upload or instance that got no row, unless a
+    study or a DICOM instance names it (the same file arrived meanwhile). When the database
+    cannot be read the file stays: an orphan file is safer than a study without its file."""
+    import logging
+
+    try:
+        with p.db.reader() as db:
+            named = db.scalar(select(Study.id).where(Study.file_sha256 == sha).limit(1)) or \
+                db.scalar(select(DicomInstance.id).where(DicomInstance.file_sha256 == sha)
+                          .limit(1))
+    except Exception as exc:
+        logging.getLogger("medai.platform").warning(
+            "blob of %s kept: the database cannot be read (%s)", what, type(exc).__name__)
+        return
+    if named is None:
+        p.store.discard(sha)

@@ -65,25 +65,10 @@ def _question_is_urgent(request: Request, question: str | None) -> bool:
 
 async def _forget(p, sha: str, created: bool) -> None:
     """The file of an upload that got no row goes again — only when this upload stored it
-    and no study names it (the same file uploaded meanwhile keeps it). When the database
-    cannot even be read the file stays: an orphan file is safer than a study without one."""
+    and no row names it (``studies.discard_unnamed``)."""
     if not created:
         return
-
-    def forget() -> None:
-        from sqlalchemy import select
-
-        try:
-            with p.db.reader() as db:
-                named = db.scalar(select(Study.id).where(Study.file_sha256 == sha).limit(1))
-        except Exception as exc:
-            log.warning("blob of a failed upload kept: the database cannot be read (%s)",
-                        type(exc).__name__)
-            return
-        if named is None:
-            p.store.discard(sha)
-
-    await run_in_threadpool(forget)
+    await run_in_threadpool(studies.discard_unnamed, p, sha, "a failed upload")
 
 
 @router.post("", response_model=StudyOut, status_code=201,

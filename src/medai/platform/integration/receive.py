@@ -87,25 +87,8 @@ def store(p: Platform, data: bytes, calling_ae: str, client: str | None = None,
         return _file(p, sha, len(data), calling_ae, client, language)
     except BaseException:
         if not existed:  # only the caller that created the blob may take it away
-            _discard(p, sha)
+            studies.discard_unnamed(p, sha, "a refused instance")
         raise
-
-
-def _discard(p: Platform, sha: str) -> None:
-    """The blob of an instance that got no row goes again, unless a row names it."""
-    from medai.platform.tables import DicomInstance, Study
-
-    try:
-        with p.db.reader() as db:
-            named = db.scalar(select(Study.id).where(Study.file_sha256 == sha).limit(1)) or \
-                db.scalar(select(DicomInstance.id).where(DicomInstance.file_sha256 == sha)
-                          .limit(1))
-    except Exception as exc:
-        log.warning("blob of a refused instance kept: the database cannot be read (%s)",
-                    type(exc).__name__)
-        return
-    if named is None:
-        p.store.discard(sha)
 
 
 def _file(p: Platform, sha: str, size: int, calling_ae: str, client: str | None,
