@@ -174,6 +174,8 @@ def evaluate(ruleset: RuleSet, tokens: list[Token], hits: list[Hit]) -> list[Rul
                        for group in rule.groups]
             if not all(options):
                 continue
+            if any(by_concept.get(c) for c in rule.unless_anywhere):
+                continue  # e.g. a known, treated epilepsy told anywhere in the text
             blockers = [h for c in rule.unless for h in by_concept.get(c, ())]
             found = _best_combination(options, tokens, rule.window, rule.scope, blockers)
             if found is None:

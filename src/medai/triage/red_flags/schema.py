@@ -45,6 +45,9 @@ class Concept:
     normal_reading: bool = False  # a measured normal value right after it denies it (fever)
 
 
+RULE_KEYS = ("all", "window", "scope", "unless", "unless_anywhere", "not_inside", "note")
+
+
 @dataclass(frozen=True)
 class Rule:
     groups: tuple[tuple[str, ...], ...]  # every group needs a hit of one of its concepts
@@ -52,6 +55,7 @@ class Rule:
     scope: str  # "sentence" | "text"
     unless: tuple[str, ...] = ()  # concepts that cancel the rule within its window
     not_inside: tuple[str, ...] = ()  # a hit inside one of these concepts' spans does not count
+    unless_anywhere: tuple[str, ...] = ()  # concepts that cancel the rule anywhere in the text
 
 
 @dataclass(frozen=True)
@@ -175,16 +179,15 @@ def _rule(path: Path, where: str, spec: object, concepts: dict[str, Concept]) ->
     window = spec.get("window", 12)
     if not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
         raise _fail(path, where, f"window must be an integer 1..{MAX_WINDOW}, got {window!r}")
-    unless, not_inside = (_concept_list(path, where, spec, key, concepts)
-                          for key in ("unless", "not_inside"))
-    unknown = set(spec) - {"all", "window", "scope", "unless", "not_inside", "note"}
+    unless, not_inside, anywhere = (_concept_list(path, where, spec, key, concepts)
+                                    for key in ("unless", "not_inside", "unless_anywhere"))
+    unknown = set(spec) - set(RULE_KEYS)
     if unknown:
-        raise _fail(path, where, f"unknown keys {sorted(unknown)}; valid: all, window, scope, "
-                                 "unless, not_inside, note")
+        raise _fail(path, where, f"unknown keys {sorted(unknown)}; valid: {', '.join(RULE_KEYS)}")
     scope = spec.get("scope", "sentence")
     if scope not in ("sentence", "text"):
         raise _fail(path, where, f"unknown scope {scope!r}; valid: sentence, text")
-    return Rule(tuple(groups), window, scope, unless, not_inside)
+    return Rule(tuple(groups), window, scope, unless, not_inside, anywhere)
 
 
 def _concept_list(path: Path, where: str, spec: dict, key: str,

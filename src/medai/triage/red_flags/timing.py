@@ -8,7 +8,8 @@ import re
 from medai.triage.red_flags.tokens import Token
 
 PRESENT_VERB = re.compile(r"yor(?:um|uz|sun|sunuz|lar|mus)?$")
-_PAST_UNITS = {"yil", "yillar", "sene", "seneler", "ay", "aylar", "yilda", "senede"}
+_PAST_UNITS = {"yil", "yillar", "sene", "seneler", "ay", "aylar", "yilda", "senede", "hafta",
+               "haftalar"}
 _PAST_AFTER = {"once", "evvel", "oncesi", "onceydi", "oncesinde", "evveldi"}
 _PAST_WORDS = {"cocuklugumda", "cocuklugunda", "gencligimde", "gencliginde", "ergenlikte",
                "ergenligimde", "ergenliginde", "bebekligimde", "bebekliginde", "kucuklugumde",
