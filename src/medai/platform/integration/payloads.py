@@ -111,7 +111,11 @@ def heatmap_rgb(p: Platform, parts: Parts):
     from medai.platform.integration.dicom_heatmap import overlay_on_film
     from medai.services import imaging as imaging_service
 
-    film_png = imaging_service.preview_png(p.store.read(parts.film_sha), 2048)
+    raw = p.store.read(parts.film_sha)
+    # the display rendition is already an 8-bit PNG of at most 2048 px: decode it once, not
+    # through preview_png's decode, resize and re-encode (~0.2 s a study on this machine)
+    film_png = raw if parts.film_sha != parts.source_sha else \
+        imaging_service.preview_png(raw, 2048)
     film = np.asarray(Image.open(io.BytesIO(film_png)).convert("L"))
     overlay = np.asarray(Image.open(io.BytesIO(p.store.read(parts.heatmap_sha)))
                          .convert("RGBA"))
