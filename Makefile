@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean browser-deps integration-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
-	benchmark-red-flags train-red-flag-classifier red-flag-exemplar-cache benchmark-scope benchmark-serving benchmark-platform train-default-caption
+	benchmark-red-flags train-red-flag-classifier red-flag-exemplar-cache benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-default-caption
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -152,3 +152,16 @@ benchmark-serving: install-dev
 # Load on the clinical platform (PostgreSQL, Redis on localhost; ≈ 8 min): docs/benchmarks.md
 benchmark-platform: install-dev
 	$(BIN)/python benchmarks/platform_benchmark.py --duration 120 --upload-share 0.01
+
+# PACS end to end (issue 25): 200 DICOMs made from the shared chest X-rays, sent with storescu
+# to `medai serve --dicom-port`, the AI SR stored in a real Orthanc; embedded pool and 2 Celery
+# workers (PostgreSQL, Redis on localhost; ≈ 30 min; run it alone): docs/benchmarks.md
+benchmark-dicom-e2e: install-dev
+	@if [ ! -f ../shared/data/chest_xray/manifest.csv ]; then \
+	  echo "benchmark-dicom-e2e: skipped: ../shared/data/chest_xray is absent"; \
+	elif [ ! -x /usr/sbin/Orthanc ] || ! command -v storescu >/dev/null 2>&1; then \
+	  echo "benchmark-dicom-e2e: skipped: Orthanc or dcmtk's storescu is not installed (make integration-deps)"; \
+	else \
+	  $(BIN)/python benchmarks/dicom_e2e_benchmark.py --n 200 --mode both \
+	    --out docs/benchmarks/pacs/results.json; \
+	fi
