@@ -123,6 +123,9 @@ def describe(url: str) -> str:
     return "database " + make_url(url).render_as_string(hide_password=True)
 
 
+MIGRATION_LOCK_KEY = 0x6D65646169  # "medai": the PostgreSQL advisory lock migrations take
+
+
 class Database:
     """An engine and its session factory. ``session()`` commits on success and rolls back on
     any error, so a route or a job never leaves half a change behind."""
@@ -187,8 +190,15 @@ class Database:
                 self._migrated = True
                 return
             with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                if conn.dialect.name == "postgresql":
+                    # serve, its Celery workers and a DICOM node started at once on a fresh
+                    # database would each create the tables: one migrates, the others wait here
+                    # and find the schema current
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": MIGRATION_LOCK_KEY})
+                if set(MigrationContext.configure(conn).get_current_heads()) != heads:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
             self._migrated = True
 
     def check(self) -> None:
