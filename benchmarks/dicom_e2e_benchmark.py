@@ -57,6 +57,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from platform_benchmark import stop as stop_all  # noqa: E402  (TERM, then KILL, per group)
+
 DATA = ROOT.parent / "shared" / "data" / "chest_xray"
 DETECTOR_MM = 430.0  # a 43 cm cassette/detector side
 LATERAL = {"L", "LL", "RL", "LATERAL"}
@@ -265,18 +267,6 @@ def start_medai(mode: str, env: dict, logs: Path) -> tuple[list[subprocess.Popen
         for log in sorted(logs.glob(f"{mode}-*.log"))
     )
     raise RuntimeError(f"{mode}: medai did not start; its logs:\n{tails}")
-
-
-def stop_all(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(10)
 
 
 def send(port: int, files: list[Path], aet: str = "CR01") -> subprocess.CompletedProcess:

@@ -109,6 +109,7 @@ def start(mode: str, env: dict, log_dir: Path) -> tuple[list[subprocess.Popen], 
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
+    """Stop process groups started with ``start_new_session``: TERM, then KILL after 60 s."""
     import signal
 
     for p in procs:
@@ -119,6 +120,7 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
 
 
 def wrk(base: str, token: str, listing: Path, duration: int, connections: int,
