@@ -340,6 +340,7 @@ def bare_platform(kind: str, home: Path, triage_dir: Path, cxr_dir: Path):
     from medai.platform.context import Platform
     from medai.services.models import ModelHandles
 
+    home.mkdir(parents=True, exist_ok=True)
     use_home(home)
     with database_url(kind, home) as url:
         p = Platform.from_settings(url, models=ModelHandles(

@@ -71,6 +71,21 @@ TABLE: dict[tuple[str, str], object] = {
     ("POST", "/api/v1/users/{username}/approve"): {"radiologist"},
     ("GET", "/api/v1/audit/role-grants"): {"admin"},
     ("GET", "/api/v1/models"): {"admin"},
+    ("GET", "/api/v1/models/registry"): {"admin"},
+    ("POST", "/api/v1/models/registry"): {"admin"},
+    ("GET", "/api/v1/models/registry/{model_id}"): {"admin"},
+    ("POST", "/api/v1/models/registry/{model_id}/promote"): {"admin"},
+    ("POST", "/api/v1/models/registry/{model_id}/shadow"): {"admin"},
+    ("POST", "/api/v1/models/registry/{model_id}/retire"): {"admin"},
+    ("POST", "/api/v1/models/rollback"): {"admin"},
+    ("GET", "/api/v1/models/registry/{model_id}/shadow"): {"admin"},
+    ("GET", "/api/v1/studies/{study_id}/labels"): CLINICAL,
+    ("POST", "/api/v1/studies/{study_id}/labels/suggest"): {"radiologist"},
+    ("GET", "/api/v1/models/history"): {"admin"},
+    ("GET", "/api/v1/models/monitoring"): {"admin"},
+    ("GET", "/api/v1/triage/{record_id}"): CLINICAL,
+    ("POST", "/api/v1/triage/{record_id}/outcome"): CLINICAL,
+    ("GET", "/api/v1/models/alerts"): {"admin"},
     ("GET", "/api/v1/audit"): {"admin"},
     ("GET", "/api/v1/admin/outbox"): {"admin"},
     ("POST", "/api/v1/admin/outbox/{item_id}/retry"): {"admin"},
@@ -96,7 +111,7 @@ def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 def _request(client, method: str, path: str, ids: dict, headers: dict):
     url = path.format(task="cxr", token_id=999999, username="nobody", kiosk_id=999999,
-                      item_id=999999, **ids)
+                      item_id=999999, model_id=999999, record_id=999999, **ids)
     files = {"file": ("x.png", png_bytes(2), "image/png")}
     body = {
         ("POST", "/api/v1/auth/login"): {"json": {"username": "pat2", "password": PASSWORD}},
@@ -115,6 +130,13 @@ def _request(client, method: str, path: str, ids: dict, headers: dict):
         ("POST", "/api/v1/imaging/{task}/predict"): {"files": files},
         ("POST", "/api/v1/imaging/{task}/heatmap"): {"files": files},
         ("POST", "/api/v1/reports/draft"): {"data": {"findings": '["Pneumonia"]'}},
+        ("POST", "/api/v1/models/registry"): {"json": {"path": "no-such-model"}},
+        ("POST", "/api/v1/models/registry/{model_id}/promote"): {"json": {"reason": "r"}},
+        ("POST", "/api/v1/models/registry/{model_id}/shadow"): {"json": {"reason": "r"}},
+        ("POST", "/api/v1/models/registry/{model_id}/retire"): {"json": {"reason": "r"}},
+        ("POST", "/api/v1/models/rollback"): {"json": {"task": "cxr", "reason": "r"}},
+        ("POST", "/api/v1/studies/{study_id}/labels/suggest"): {"json": {"sections": {}}},
+        ("POST", "/api/v1/triage/{record_id}/outcome"): {"json": {"department": "ent"}},
     }.get((method, path), {})
     return client.request(method, url, headers=headers, **body)
 

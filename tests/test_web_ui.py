@@ -16,6 +16,7 @@ import pytest
 
 from platform_helpers import (
     PASSWORD,
+    http_login,
     png_bytes,
     ui_server,
 )
@@ -41,6 +42,30 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
                    MEDAI_CXR_MODEL=os.environ.get("MEDAI_UI_CXR_MODEL",
                                                   str(tiny_imaging_dir))) as base:
         yield base, image
+
+
+@pytest.fixture(scope="module")
+def a_study(server) -> int:
+    """One analysed study uploaded through the API, for the tests that need a worklist row or
+    a study page (each runs alone too, not only after the upload test)."""
+    import time
+
+    import httpx
+
+    base, image = server
+    headers = http_login(base, "rad1")
+    r = httpx.post(f"{base}/api/v1/studies", headers=headers, timeout=60,
+                   files={"file": ("fixture.png", image.read_bytes(), "image/png")},
+                   data={"task": "cxr", "patient_ref": "P-FIXTURE", "lang": "tr"})
+    assert r.status_code == 201, r.text
+    study = r.json()
+    for _ in range(900):
+        study = httpx.get(f"{base}/api/v1/studies/{study['id']}", headers=headers,
+                          timeout=30).json()
+        if study["status"] not in ("received", "analysing"):
+            return study["id"]
+        time.sleep(0.1)
+    raise AssertionError(f"study {study['id']} stayed {study['status']}")
 
 
 class Watch:
@@ -201,7 +226,7 @@ def test_a_clinician_sees_no_sign_button_and_the_api_refuses(server, browser):
     ctx.close()
 
 
-def test_phone_worklist_has_no_horizontal_scroll(server, browser, shots):
+def test_phone_worklist_has_no_horizontal_scroll(server, a_study, browser, shots):
     base, _ = server
     ctx, page, _ = new_page(browser, base, viewport=PHONE)
     sign_in(page, "rad1")
@@ -212,18 +237,18 @@ def test_phone_worklist_has_no_horizontal_scroll(server, browser, shots):
 
 
 @pytest.mark.parametrize("username, path", [(None, "/triage"), (None, "/kiosk"), (None, "/login"),
-                                            ("rad1", "/worklist"), ("rad1", "/studies/1"),
-                                            ("clin", "/chat?study=1"), ("admin", "/admin"),
+                                            ("rad1", "/worklist"), ("rad1", "/studies/{id}"),
+                                            ("clin", "/chat?study={id}"), ("admin", "/admin"),
                                             ("pat1", "/history")])
-def test_pages_have_no_serious_accessibility_violations(server, browser, shots, username,
-                                                        path):
+def test_pages_have_no_serious_accessibility_violations(server, a_study, browser, shots,
+                                                        username, path):
     if not AXE.is_file():
         pytest.skip("axe-core is not installed (make browser-deps runs npm ci)")
     base, _ = server
     ctx, page, _ = new_page(browser, base, bypass_csp=True)  # to inject axe itself
     if username:
         sign_in(page, username)
-    page.goto(path)
+    page.goto(path.format(id=a_study))
     page.wait_for_load_state("networkidle")
     assert axe_violations(page) == []
     if username == "admin":

@@ -78,6 +78,34 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=60.0, gt=0,
                                description="a running job whose worker has not renewed its "
                                            "lease for this long is taken over by another")
+    model_watch_s: float = Field(default=5.0, gt=0, le=3600,
+                                 description="how often each serve process, Celery worker and "
+                                             "DICOM node looks for a newly promoted or rolled "
+                                             "back model in the registry (seconds)")
+    monitor_reference_n: int = Field(default=100, ge=20, le=100_000, description=(
+        "monitoring: the first N analyses of a model at this site are its reference"))
+    monitor_window: int = Field(default=50, ge=10, le=10_000, description=(
+        "monitoring: the most recent analyses compared with the reference"))
+    monitor_min_window: int = Field(default=30, ge=5, le=10_000, description=(
+        "monitoring: no drift verdict on fewer analyses than this after the reference"))
+    monitor_p: float = Field(default=1e-4, gt=0, lt=1, description=(
+        "monitoring: a two-sample test's p-value under which a distribution has moved"))
+    monitor_psi: float = Field(default=0.25, gt=0, description=(
+        "monitoring: the population stability index at which a shift is large enough"))
+    monitor_shift: float = Field(default=0.05, gt=0, description=(
+        "monitoring: the least change of an image statistic's median (0-1 scale) that counts"))
+    monitor_agreement: float = Field(default=0.7, gt=0, le=1, description=(
+        "monitoring: per-label agreement with signatures below which an alert is raised"))
+    monitor_agreement_n: int = Field(default=20, ge=5, le=100_000, description=(
+        "monitoring: signed studies needed before agreement can alert"))
+    site_set_fraction: float = Field(default=0.3, gt=0, lt=1, description=(
+        "the share of each task's signed studies held out for site validation (never used "
+        "for retraining)"))
+    validation_margin: float = Field(default=0.05, ge=0, le=0.5, description=(
+        "non-inferiority margin: a candidate's macro AUROC and sensitivity may be at most "
+        "this much below the active model's (95 % lower bound of the paired difference)"))
+    monitor_webhook_url: str | None = Field(default=None, description=(
+        "monitoring: an http(s) URL each new alert is POSTed to as JSON (optional)"))
     secret_keys: list[str] = Field(
         default_factory=list,
         description="Fernet keys (JSON list, newest first) encrypting chat messages and "
@@ -187,7 +215,7 @@ class Settings(BaseSettings):
             parse_host_port(value, "MEDAI_HL7_MLLP")
         return value or None
 
-    @field_validator("dicomweb_url", "fhir_url", "dicomweb_pull_url")
+    @field_validator("dicomweb_url", "fhir_url", "dicomweb_pull_url", "monitor_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value:

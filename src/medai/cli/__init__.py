@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit
+from medai.cli.dataset import dataset_app
 from medai.cli.dicom import dicom_app
 from medai.cli.imaging import imaging_app
 from medai.cli.kiosks import kiosks_app
@@ -25,6 +26,7 @@ app = typer.Typer(help="medai: a hospital's own medical AI (triage, imaging, rep
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(triage_app, name="triage")
 app.add_typer(models_app, name="models")
+app.add_typer(dataset_app, name="dataset")
 app.add_typer(imaging_app, name="imaging")
 app.add_typer(caption_app, name="caption")
 app.add_typer(report_app, name="report")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit, _fail
+from medai.platform.localtime import iso_utc
 
 kiosks_app = typer.Typer(help="Triage kiosks: each has its own daily quota and credentials.",
                          no_args_is_help=True)
@@ -21,14 +22,10 @@ def _db():
     return db
 
 
-def _iso(t) -> str | None:
-    return None if t is None else t.isoformat() + "Z"
-
-
 def _row(k, used: int) -> dict:
     return {"id": k.id, "name": k.name, "daily_quota": k.daily_quota, "used_today": used,
             "enrolled": k.cookie_hash is not None and k.revoked_at is None,
-            "created_at": _iso(k.created_at), "revoked": k.revoked_at is not None}
+            "created_at": iso_utc(k.created_at), "revoked": k.revoked_at is not None}
 
 
 @kiosks_app.command("add")
@@ -52,7 +49,7 @@ def kiosks_add(
                          op="create", daily_quota=daily)
             out = {**_row(issued.kiosk, 0), "token": issued.token,
                    "enrol_code": issued.enrol_code,
-                   "enrol_code_expires_at": _iso(issued.kiosk.enrol_expires_at)}
+                   "enrol_code_expires_at": iso_utc(issued.kiosk.enrol_expires_at)}
     except kiosks.KioskError as exc:
         _fail(ValueError(str(exc)), as_json)
     _emit(out, as_json, (
@@ -93,7 +90,7 @@ def kiosks_enrol_code(name: str, as_json: JsonFlag = False) -> None:
             code = kiosks.new_enrol_code(db, kiosk, utcnow(), get_settings().kiosk_enrol_minutes)
             audit.record(db, audit.Actor("cli"), "admin", "kiosk", kiosk.id, op="enrol_code")
             out = {"name": kiosk.name, "enrol_code": code,
-                   "enrol_code_expires_at": _iso(kiosk.enrol_expires_at)}
+                   "enrol_code_expires_at": iso_utc(kiosk.enrol_expires_at)}
     except kiosks.KioskError as exc:
         _fail(ValueError(str(exc)), as_json)
     _emit(out, as_json, f"enrolment code for {out['name']!r} (one use, until "

@@ -318,7 +318,13 @@ def patient_split(ds: ImageDataset, test_frac: float = 0.2, val_frac: float = 0.
     def holdout(idx: np.ndarray, frac: float, s: int) -> tuple[np.ndarray, np.ndarray]:
         k = max(2, round(1 / frac))
         skf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=s)
-        rest, hold = next(skf.split(idx, strata[idx], groups[idx]))
+        try:
+            rest, hold = next(skf.split(idx, strata[idx], groups[idx]))
+        except ValueError:  # a set too small to stratify (a site's first signed studies)
+            from sklearn.model_selection import GroupShuffleSplit
+
+            split = GroupShuffleSplit(n_splits=1, test_size=frac, random_state=s)
+            rest, hold = next(split.split(idx, groups=groups[idx]))
         return idx[rest], idx[hold]
 
     rest, test = holdout(np.arange(n), test_frac, seed)

@@ -47,6 +47,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "users_manage": frozenset({"admin"}),
     "kiosks_manage": frozenset({"admin"}),  # register, list, re-enrol, revoke kiosk devices
     "models_read": frozenset({"admin"}),
+    # read a triage by its record number and record where the patient was actually sent
+    "triage_outcome": CLINICAL,
+    # register, shadow, promote, roll back and retire models (platform.lifecycle)
+    "models_manage": frozenset({"admin"}),
     "audit_read": frozenset({"admin"}),
     "outbox_manage": frozenset({"admin"}),  # deliveries to PACS/FHIR/HL7: states, retry
     # the second person of the two-person rule (platform.approval): a new, reset or re-roled

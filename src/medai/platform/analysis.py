@@ -9,6 +9,7 @@ transaction (a slow model never holds the database's write lock).
 from __future__ import annotations
 
 import logging
+import time
 
 from sqlalchemy import select
 
@@ -17,6 +18,7 @@ from medai.platform import review
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
 from medai.platform.integration import outbox
+from medai.platform.lifecycle import monitoring, shadow
 from medai.platform.studies import latest_result, set_status
 from medai.platform.tables import AIResultRow, Study
 from medai.services import imaging as imaging_service
@@ -33,8 +35,9 @@ def _stored(p: Platform, study_id: int, kind: str, model_hash: str) -> AIResultR
             AIResultRow.model_hash == model_hash))
 
 
-def _save(p: Platform, study_id: int, kind: str, model, payload: dict,
-          heatmap: tuple[str, str] | None = None) -> AIResultRow:
+def save_result(p: Platform, study_id: int, kind: str, model, payload: dict,
+                heatmap: tuple[str, str] | None = None) -> AIResultRow:
+    """Store one AI result naming its model (a twin delivery's stored row wins)."""
     from sqlalchemy.exc import IntegrityError
 
     try:
@@ -62,6 +65,7 @@ def analyse_study(p: Platform, study_id: int) -> str:
         task, sha, question, lang = (study.task, study.file_sha256, study.clinical_question,
                                      study.language)
         display = study.display_sha256
+        meta = {"modality": study.modality, "source": study.source or "upload"}
     predictor = p.models.get(task)
     ref = predictor.identity
     data = p.store.read(sha)
@@ -72,7 +76,7 @@ def analyse_study(p: Platform, study_id: int) -> str:
                 if display is None:
                     keep_display(p, study_id, imaging_service.display_png(image))
                 if row is None:
-                    row = _findings(p, study_id, predictor, image)
+                    row = _findings(p, study_id, predictor, image, meta)
         except imaging_service.ImageInputError as exc:
             if row is None:
                 return _refused(p, study_id, imaging_service.Refusal("unreadable", str(exc)),
@@ -87,7 +91,7 @@ def analyse_study(p: Platform, study_id: int) -> str:
     if draft_row is None:
         draft = shared_drafter(p.knowledge_dir).draft(data, payload, task=task, lang=lang,
                                                       question=question, findings_model=ref)
-        draft_row = _save(p, study_id, "draft", ref, draft.model_dump(mode="json"))
+        draft_row = save_result(p, study_id, "draft", ref, draft.model_dump(mode="json"))
     urgent = bool(set(get_task(task).urgent) & set(decided_positives(payload)))
     with p.db.session() as db:
         study = db.get(Study, study_id)
@@ -102,20 +106,29 @@ def analyse_study(p: Platform, study_id: int) -> str:
                    model_hash=ref.content_hash, positive=len(decided_positives(payload)))
             record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
             outbox.on_analysed(db, study, row.id, made)  # results out, in this transaction
-        return study.status
+        status = study.status
+    shadow.analyse(p, study_id, task, data, payload)  # after the study is done; never shown
+    return status
 
 
-def _findings(p: Platform, study_id: int, predictor, image) -> AIResultRow | str:
-    """Findings and the leading finding's heatmap, stored; or the study's status after a
-    refusal."""
+def _findings(p: Platform, study_id: int, predictor, image, meta: dict) -> AIResultRow | str:
+    """Findings and the leading finding's heatmap, stored (with the monitoring sample); or
+    the study's status after a refusal."""
     ref = predictor.identity
+    start = time.perf_counter()
     try:
         result = imaging_service.analyse(predictor, image)
     except imaging_service.ImageRefused as exc:
-        return _refused(p, study_id, exc.refusal, ref)
+        status = _refused(p, study_id, exc.refusal, ref)
+        monitoring.record(p, study_id, ref.task, ref.content_hash, {"refused": True},
+                          image, (time.perf_counter() - start) * 1000, meta)
+        return status
+    latency_ms = (time.perf_counter() - start) * 1000
     payload = result.model_dump(mode="json")
-    meta, png = imaging_service.heatmap(predictor, image, _heatmap_label(result))
-    return _save(p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), meta.label))
+    heat, png = imaging_service.heatmap(predictor, image, _heatmap_label(result))
+    row = save_result(p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label))
+    monitoring.record(p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta)
+    return row
 
 
 def keep_display(p: Platform, study_id: int, png: bytes) -> str:
@@ -185,7 +198,7 @@ def _refused(p: Platform, study_id: int, refusal: imaging_service.Refusal, ref,
             status="refused", task=ref.task, refused=True, reason=refusal.message,
             reason_code=refusal.code, reason_params=refusal.params, model=ref
         ).model_dump(mode="json")
-        _save(p, study_id, "imaging", ref, payload)
+        save_result(p, study_id, "imaging", ref, payload)
     with p.db.session() as db:
         study = db.get(Study, study_id)
         if study.status in ("received", "analysing"):

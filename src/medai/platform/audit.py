@@ -21,7 +21,8 @@ from medai.platform.tables import AuditEvent
 # clinical account approved for patient data, or such an approval refused (platform.approval):
 # the events ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review
 ACTIONS = ("login", "logout", "token", "view", "upload", "predict", "draft", "edit", "sign",
-           "export", "triage", "chat", "admin", "role", "denied", "approve")
+           "export", "triage", "chat", "admin", "role", "denied", "approve", "model",
+           "monitor")
 
 
 @dataclass(frozen=True)

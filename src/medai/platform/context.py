@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from medai.platform.db import Database, utcnow
+from medai.platform.lifecycle.serving import ModelWatcher, adopt
 from medai.platform.storage import BlobStore
 from medai.services.models import ModelHandles
 
@@ -21,10 +22,29 @@ class Platform:
     knowledge_dir: str | None = None
     extra: dict = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow  # naive UTC; quotas read it (tests move it)
+    home: Path = field(default_factory=Path.cwd)  # MEDAI_HOME: the model registry's store
+    watcher: ModelWatcher | None = None
+
+    def watch_models(self, every_s: float | None = None) -> ModelWatcher:
+        """Follow the registry's active models in this process (promotion and rollback
+        without a restart); started once by each long-running process."""
+        from medai.settings import get_settings
+
+        if self.watcher is None:
+            self.watcher = ModelWatcher(self, every_s or get_settings().model_watch_s).start()
+        return self.watcher
+
+    def stop_watching(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
 
     @classmethod
     def from_settings(cls, database_url: str | None = None, models: ModelHandles | None = None,
-                      home: Path | None = None, knowledge_dir: str | None = None) -> Platform:
+                      home: Path | None = None, knowledge_dir: str | None = None,
+                      adopt_models: bool = True) -> Platform:
+        """The platform of this process; ``adopt_models`` False for a command that loads no
+        model handle (an export) and must not register models on a fresh database."""
         from medai.settings import get_settings
 
         settings = get_settings()
@@ -33,8 +53,13 @@ class Platform:
         db = Database(database_url)
         db.upgrade()
         cipher()  # the at-rest key exists before the first request needs it
-        store = BlobStore((home or settings.home) / "blobs")
-        return cls(db=db, store=store,
-                   models=models or ModelHandles(imaging_runtime=settings.imaging_runtime),
-                   knowledge_dir=knowledge_dir or (str(settings.knowledge_dir)
-                                                   if settings.knowledge_dir else None))
+        home = home or settings.home
+        store = BlobStore(home / "blobs")
+        p = cls(db=db, store=store,
+                models=models or ModelHandles(imaging_runtime=settings.imaging_runtime),
+                knowledge_dir=knowledge_dir or (str(settings.knowledge_dir)
+                                                if settings.knowledge_dir else None),
+                home=home)
+        if adopt_models:
+            adopt(p)  # the registry's active model of each task is the one served
+        return p

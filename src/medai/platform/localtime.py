@@ -14,6 +14,11 @@ from zoneinfo import ZoneInfo
 MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+def iso_utc(t: datetime | None) -> str | None:
+    """A stored naive-UTC time as the API sends it (ISO 8601 ending in ``Z``); None stays."""
+    return None if t is None else t.isoformat() + "Z"
+
+
 def hospital_zone(name: str | None = None) -> ZoneInfo:
     """``name``, else the configured zone (validated by the settings)."""
     if name is None:

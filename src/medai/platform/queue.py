@@ -53,7 +53,9 @@ def celery_app(broker_url: str, visibility_timeout_s: int = 300):
 def _worker_platform():
     from medai.platform.context import Platform
 
-    return Platform.from_settings()
+    p = Platform.from_settings()
+    p.watch_models()  # a worker follows promotions and rollbacks without a restart
+    return p
 
 
 def _run(task, study_id: int, job_id: int) -> str:

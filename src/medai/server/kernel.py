@@ -39,7 +39,8 @@ def body_limit(path: str) -> int:
                "/api/v1/dicomweb/studies")
     if path.endswith(uploads):
         return MAX_UPLOAD_BYTES
-    return MAX_REPORT_JSON_BYTES if path.endswith(("/report", "/report/sign")) else MAX_JSON_BYTES
+    report = ("/report", "/report/sign", "/labels/suggest")  # a report's text travels
+    return MAX_REPORT_JSON_BYTES if path.endswith(report) else MAX_JSON_BYTES
 
 
 @dataclass

@@ -1,8 +1,15 @@
 """Process-wide model handles: each configured model is loaded once, by one thread, and then
-shared read-only by every request (no per-call hooks or state on a shared model)."""
+shared read-only by every request (no per-call hooks or state on a shared model).
+
+A handle can be swapped while it serves (``swap``: the model registry's promotion and rollback,
+``platform.lifecycle``): the new model loads beside the old one, then one assignment makes it
+the one ``get`` returns. A request or job that already holds the old predictor finishes with
+it; nothing waits and nothing fails during the swap. A new model that does not load leaves the
+old one serving, and readiness says so."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +37,20 @@ class _Slot:
     path: str | None = None
     load_s: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    swap_error: str | None = None  # the last swap that did not load (the old model serves)
+
+
+def _warm(task: str, predictor: Any) -> None:
+    """A swapped-in triage model answers its first complaint as fast as its hundredth."""
+    if task != "triage":
+        return
+    from medai.services import triage
+
+    try:
+        triage.warm(predictor)
+    except Exception as exc:  # a cold first answer is slower, not wrong
+        logging.getLogger("medai.services").warning("triage warm-up after a swap failed: %s",
+                                                    type(exc).__name__)
 
 
 class ModelHandles:
@@ -45,6 +66,7 @@ class ModelHandles:
         self.refs = {task: (refs or {}).get(task) for task in self.tasks}
         self.threads, self.imaging_runtime = threads, imaging_runtime
         self._slots = {task: _Slot() for task in self.tasks}
+        self._previous: dict[str, _Slot] = {}  # the model each swap replaced, per task
 
     def get(self, task: str) -> Any:
         """The task's predictor; raises ModelUnavailable with the reason (cached: a broken
@@ -60,10 +82,10 @@ class ModelHandles:
             raise ModelUnavailable(f"no {task} model available: {slot.error}")
         return slot.predictor
 
-    def _load(self, task: str, slot: _Slot) -> None:
+    def _load(self, task: str, slot: _Slot, path: Path | None = None) -> None:
         start = time.perf_counter()
         try:
-            path = registry.resolve_model(self.refs[task], task)
+            path = path or registry.resolve_model(self.refs[task], task)
             slot.path = str(path)
             options: dict[str, Any] = {}
             if task != "triage":
@@ -82,6 +104,48 @@ class ModelHandles:
         with slot.lock:
             slot.predictor, slot.error = None, None
 
+    def configured_path(self, task: str) -> Path:
+        """The directory this process was configured with for ``task`` (an explicit ref, the
+        settings' default or the bundled one); ModelLoadError when there is none."""
+        return registry.resolve_model(self.refs[task], task)
+
+    def served_path(self, task: str) -> str | None:
+        """The directory ``get`` serves (or will load) for ``task``."""
+        return self._slots[task].path
+
+    def pin(self, task: str, path: Path) -> None:
+        """Serve ``path`` for ``task`` from the first load on (before anything was loaded)."""
+        slot = self._slots[task]
+        with slot.lock:
+            if slot.predictor is None:
+                slot.path, slot.error = str(path), None
+                self.refs[task] = str(path)
+
+    def swap(self, task: str, path: Path) -> bool:
+        """Load ``path`` beside the model serving ``task`` and make it the served one; False
+        (the old one goes on serving, readiness names the error) when it does not load. The
+        caller serialises swaps of one task (one watcher per process)."""
+        old = self._slots[task]
+        if old.path == str(path) and old.swap_error is None and old.predictor is not None:
+            return True
+        if old.predictor is None and old.error is None:  # nothing loaded yet: load it lazily
+            self.pin(task, path)
+            return True
+        fresh = self._previous.pop(task, None)  # a rollback to the model just replaced
+        if fresh is None or fresh.path != str(path):
+            fresh = _Slot()
+            self._load(task, fresh, Path(path))
+            if fresh.predictor is None:
+                old.swap_error = f"{path}: {fresh.error}"
+                return False
+            _warm(task, fresh.predictor)
+        self.refs[task] = str(path)
+        self._slots[task] = fresh  # one assignment: get() sees the old or the new, never none
+        if old.predictor is not None:
+            old.swap_error = None
+            self._previous[task] = old  # kept loaded: rolling back is instant
+        return True
+
     def readiness(self) -> dict[str, Any]:
         """Loads every served model; per task: ready or the error, with the model identity."""
         report: dict[str, Any] = {}
@@ -92,10 +156,13 @@ class ModelHandles:
                 slot = self._slots[task]
                 report[task] = {"ready": False, "path": slot.path, "error": slot.error}
                 continue
-            report[task] = {"ready": True, "path": self._slots[task].path,
+            slot = self._slots[task]
+            report[task] = {"ready": True, "path": slot.path,
                             "model": predictor.identity.model_dump(),
                             "runtime": getattr(predictor, "runtime", "python"),
-                            "load_s": self._slots[task].load_s}
+                            "load_s": slot.load_s}
+            if slot.swap_error:
+                report[task]["swap_error"] = slot.swap_error
         return report
 
     def cards(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from medai.reporting.results import DraftResult
 from medai.reporting.service import Drafter
 
 __all__ = ["MAX_QUESTION_CHARS", "DraftResult", "Drafter", "FindingsInputError",
-           "chat_answer", "shared_drafter"]
+           "chat_answer", "shared_drafter", "stated_labels"]
 
 _DRAFTERS: dict[str | None, Drafter] = {}
 _LOCK = threading.Lock()
@@ -51,3 +51,11 @@ def chat_answer(question: str, findings: list, impression: str | None, lang: str
         out.warnings.append(f"LLM backend unavailable: {exc}")
         return out
     return chat.answer(backend, retriever, question, facts, lang, history)
+
+
+def stated_labels(text: str) -> set[str]:
+    """The imaging labels a report text states as present (the findings extractor of the
+    draft safety check, English and Turkish): the default labels of a signature."""
+    from medai.reporting.findings import positive_labels, positive_labels_tr
+
+    return positive_labels(text) | positive_labels_tr(text)

@@ -27,6 +27,7 @@ from medai.platform.api.schemas import (
     UserIssued,
     UserOut,
 )
+from medai.platform.localtime import iso_utc
 from medai.platform.tables import User
 from medai.server.errors import ApiError
 from medai.server.schemas import error_responses
@@ -34,14 +35,10 @@ from medai.server.schemas import error_responses
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat() + "Z"
-
-
 def user_out(u: User, now: datetime) -> dict[str, Any]:
     return {"id": u.id, "username": u.username, "role": u.role, "active": u.active,
-            "created_at": _iso(u.created_at), "enrolled": accounts.enrolled(u),
-            "enrol_code_expires_at": _iso(accounts.pending(u, now)),
+            "created_at": iso_utc(u.created_at), "enrolled": accounts.enrolled(u),
+            "enrol_code_expires_at": iso_utc(accounts.pending(u, now)),
             "approval_pending": approval.is_pending(u)}
 
 

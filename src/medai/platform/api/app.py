@@ -19,9 +19,13 @@ from medai.platform.api import (
     dicomweb,
     jobs,
     kiosks,
+    model_registry,
+    monitoring,
     outbox,
     studies,
+    study_labels,
     triage,
+    triage_outcomes,
 )
 from medai.platform.context import Platform
 from medai.platform.web import routes as web
@@ -48,6 +52,7 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
 
     def start(app: FastAPI) -> None:
         p: Platform = app.state.platform
+        p.watch_models()  # promotion and rollback reach this process without a restart
         if broker:
             _republish_unclaimed(p, broker, settings.job_lease_s, holder)
         elif threads > 0:
@@ -76,6 +81,7 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
             holder["outbox"] = DeliveryLoop.from_settings(p, threads=senders).start()
 
     def stop(app: FastAPI) -> None:
+        app.state.platform.stop_watching()
         holder.get("stop", threading.Event()).set()
         if "dicom" in holder:
             holder.pop("dicom").stop()
@@ -93,9 +99,10 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
         from medai.platform.queue import check_broker
 
         checks["broker"] = lambda: check_broker(broker)
-    face = Face(routers=[auth.router, studies.router, jobs.router, dicomweb.router,
-                         chat.router, admin.router, approvals.router, outbox.router,
-                         kiosks.router, triage.router, web.router],
+    face = Face(routers=[auth.router, studies.router, study_labels.router, jobs.router,
+                         dicomweb.router, chat.router, admin.router, model_registry.router,
+                         monitoring.router, approvals.router, outbox.router,
+                         kiosks.router, triage.router, triage_outcomes.router, web.router],
                 readiness_checks=checks, on_start=start, on_stop=stop)
     app = build_app(face, triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
                     knowledge_dir=knowledge_dir, preload=preload)

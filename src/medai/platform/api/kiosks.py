@@ -20,6 +20,7 @@ from medai.platform.api.kiosk_schemas import (
     KioskQuotaIn,
     KioskSelf,
 )
+from medai.platform.localtime import iso_utc
 from medai.platform.tables import Kiosk
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
@@ -32,17 +33,13 @@ COOKIE_DAYS = 400  # browsers cap cookie lifetimes near this; revocation is serv
 KioskId = RowId
 
 
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat() + "Z"
-
-
 def _out(k: Kiosk, used: int, now: datetime) -> dict:
     pending = k.enrol_expires_at if k.enrol_expires_at and k.enrol_expires_at > now else None
     return {"id": k.id, "name": k.name, "daily_quota": k.daily_quota, "used_today": used,
             "enrolled": k.cookie_hash is not None and k.revoked_at is None,
-            "enrolled_at": _iso(k.enrolled_at), "enrol_code_expires_at": _iso(pending),
-            "created_at": _iso(k.created_at), "revoked": k.revoked_at is not None,
-            "revoked_at": _iso(k.revoked_at)}
+            "enrolled_at": iso_utc(k.enrolled_at), "enrol_code_expires_at": iso_utc(pending),
+            "created_at": iso_utc(k.created_at), "revoked": k.revoked_at is not None,
+            "revoked_at": iso_utc(k.revoked_at)}
 
 
 def _settings():

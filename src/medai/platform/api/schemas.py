@@ -3,9 +3,9 @@ these, and the schemathesis tests hold the server to it)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from medai.server.inputs import StrictBody
 
@@ -222,6 +222,9 @@ class ReportVersions(BaseModel):
     items: list[ReportOut]
 
 
+LabelName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 class Sections(Strict):
     technique: str = Field("", max_length=20_000)
     findings: str = Field("", max_length=20_000)
@@ -240,6 +243,10 @@ class SignIn(Strict):
     sections: Sections | None = Field(None, description=(
         "the text on the signer's screen; when it differs from `version`, it is saved as a "
         "new version and that version is signed, in one transaction"))
+    labels: dict[LabelName, bool] | None = Field(None, max_length=64, description=(
+        "the signer's verdict per label (true: present), where they confirmed or rejected an "
+        "AI finding or added a missing one; every other label of the study is taken from the "
+        "signed text. Stored with the signed version as the study's labels"))
 
 
 class AuditOut(BaseModel):

@@ -26,6 +26,7 @@ from medai.platform.api.schemas import (
     StudyStatus,
 )
 from medai.platform.integration import identity as dicom
+from medai.platform.lifecycle import labels, monitoring
 from medai.platform.storage import TooLarge
 from medai.platform.tables import Study
 from medai.server.errors import ApiError
@@ -308,6 +309,8 @@ def _change(request: Request, who: Principal, study_id: int, action: str, versio
         raise ApiError(409, "conflict", str(exc)) from None
     except review.ReviewError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
+    except labels.LabelError as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
 
 
 @router.put("/{study_id}/report", response_model=ReportOut,
@@ -330,14 +333,20 @@ def sign_report(study_id: RowId, body: SignIn, request: Request,
     sections = body.sections.model_dump() if body.sections is not None else None
 
     def apply(db, study):
+        learnable = labels.task_of(study)  # None: a study no model reads keeps no labels
+        choices = labels.check_choices(learnable, body.labels) if learnable else None
         row = review.sign(db, study, body.version, who.user, sections)
+        if learnable is not None:
+            labels.record(db, study, row, choices, who.user)  # the site's labels, this version
         if row.version > body.version + 1:  # the screen's unsaved edit was saved first
             audit.record(db, who.actor, "edit", "report", study_id, version=row.version - 1,
                          status="amended" if row.status == "amended" else "preliminary",
                          with_signature=True)
         return row
 
-    return _change(request, who, study_id, "sign", body.version, apply)
+    out = _change(request, who, study_id, "sign", body.version, apply)
+    monitoring.after_signature(platform_of(request), study_id)  # agreement with the AI
+    return out
 
 
 def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):

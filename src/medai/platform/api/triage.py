@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
 from sqlalchemy import delete, func, select, update
 
 from medai.platform import accounts, audit, kiosks
@@ -75,10 +76,16 @@ def _anonymous_reserve(request: Request, who: Principal, text: str) -> int:
     return record_id
 
 
-@router.post("/triage", response_model=TriageResult,
+class TriageOut(TriageResult):
+    record_id: int | None = Field(None, description=(
+        "the triage's record number: staff record with it where the patient was actually "
+        "sent (POST /api/v1/triage/{record_id}/outcome)"))
+
+
+@router.post("/triage", response_model=TriageOut,
              responses=error_responses(400, 401, 403, 413, 422, 429, 503))
 async def triage(req: TriageRequest, request: Request,
-                 who: Principal = Depends(principal)) -> TriageResult:
+                 who: Principal = Depends(principal)) -> TriageOut:
     """Suggest departments for a complaint; red flags override with emergency advice.
     Without a user: a registered kiosk (cookie or ``X-Kiosk-Token``; its own daily quota, 429
     ``kiosk_quota_exhausted``), else an anonymous client (a small quota per address)."""
@@ -112,21 +119,26 @@ async def triage(req: TriageRequest, request: Request,
         await run_in_threadpool(release)
         raise
 
-    def save() -> None:
+    def save() -> int:
         with db_.session() as db:
             values = {"result": result.model_dump(mode="json"), "urgent": result.urgent,
                       "model_hash": result.model.content_hash}
             if reserved is not None:
                 db.execute(update(TriageRecord).where(TriageRecord.id == reserved)
                            .values(**values))
+                record_id = reserved
             else:
-                db.add(TriageRecord(user_id=who.user.id, complaint=cipher().encrypt(req.text),
-                                    **values))
-            audit.record(db, actor, "triage", "triage", None, urgent=result.urgent,
+                row = TriageRecord(user_id=who.user.id, complaint=cipher().encrypt(req.text),
+                                   **values)
+                db.add(row)
+                db.flush()
+                record_id = row.id
+            audit.record(db, actor, "triage", "triage", record_id, urgent=result.urgent,
                          abstained=result.abstained)
+            return record_id
 
-    await run_in_threadpool(save)
-    return result
+    record_id = await run_in_threadpool(save)
+    return TriageOut(**result.model_dump(), record_id=record_id)
 
 
 @router.get("/triage/history", response_model=TriageHistory,

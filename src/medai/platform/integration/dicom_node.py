@@ -205,4 +205,10 @@ def standalone_dispatch(p: Platform) -> tuple[Dispatch, Callable[[], None]]:
 
     pool = JobPool(p, settings.job_threads, settings.job_lease_s)
     pool.start()
-    return (lambda *_: pool.notify()), pool.stop
+    p.watch_models()  # this process analyses: it follows promotions and rollbacks
+
+    def stop() -> None:
+        pool.stop()
+        p.stop_watching()
+
+    return (lambda *_: pool.notify()), stop

@@ -33,6 +33,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from medai.platform.leases import claim_first
+from medai.platform.localtime import iso_utc
 from medai.platform.tables import DicomInstance, OutboxItem, ReportVersion, Study
 
 STATES = ("queued", "sending", "delivered", "failed", "skipped")
@@ -224,19 +225,15 @@ def shown_state(item: OutboxItem) -> str:
     return item.state
 
 
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat() + "Z"
-
-
 def as_dict(item: OutboxItem) -> dict[str, Any]:
     return {"id": item.id, "event": item.event, "destination": item.destination,
             "kind": item.kind, "study_id": item.study_id,
             "report_version": item.report_version, "state": shown_state(item),
             "attempts": item.attempts,
-            "next_attempt_at": _iso(item.next_at) if item.state == "queued" else None,
+            "next_attempt_at": iso_utc(item.next_at) if item.state == "queued" else None,
             "code": item.code, "reason": item.reason, "sent": item.sent,
-            "created_at": _iso(item.created_at), "updated_at": _iso(item.updated_at),
-            "delivered_at": _iso(item.delivered_at)}
+            "created_at": iso_utc(item.created_at), "updated_at": iso_utc(item.updated_at),
+            "delivered_at": iso_utc(item.delivered_at)}
 
 
 def summary(db: Session, destinations: Iterable[Any] | None = None) -> list[dict[str, Any]]:
@@ -264,10 +261,10 @@ def summary(db: Session, destinations: Iterable[Any] | None = None) -> list[dict
                     "where": d.where if d else None, "configured": d is not None,
                     "events": list(d.events) if d else [],
                     "counts": counts.get(name, dict.fromkeys(SHOWN, 0)),
-                    "next_attempt_at": _iso(next_at),
+                    "next_attempt_at": iso_utc(next_at),
                     "last_problem": None if last is None else {
                         "id": last.id, "state": shown_state(last), "code": last.code,
-                        "reason": last.reason, "at": _iso(last.updated_at)}})
+                        "reason": last.reason, "at": iso_utc(last.updated_at)}})
     return out
 
 

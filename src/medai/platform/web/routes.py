@@ -41,6 +41,8 @@ PAGES: dict[str, tuple[str, frozenset[str] | None]] = {
     "study": ("study.html", frozenset({"radiologist", "clinician"})),
     "chat": ("chat.html", frozenset({"radiologist", "clinician"})),
     "admin": ("admin.html", frozenset({"admin"})),
+    "monitoring": ("monitoring.html", frozenset({"admin"})),
+    "triage_outcome": ("triage_outcome.html", frozenset({"radiologist", "clinician"})),
     "history": ("history.html", frozenset({"admin", "radiologist", "clinician", "patient"})),
 }
 
@@ -166,10 +168,24 @@ def chat_page(request: Request,
 def admin_page(request: Request) -> Response:
     from medai.platform.accounts import ROLES
     from medai.platform.audit import ACTIONS
+    from medai.services.models import served_tasks
 
     # the most common new account first
     roles = sorted(ROLES, key=lambda r: r != "radiologist")
-    return render(request, "admin", roles=roles, audit_actions=ACTIONS)
+    return render(request, "admin", roles=roles, audit_actions=ACTIONS,
+                  model_tasks=served_tasks())
+
+
+@router.get("/monitoring", response_class=HTMLResponse)
+def monitoring_page(request: Request) -> Response:
+    """Each active model's volume, drift, agreement with signatures and alerts."""
+    return render(request, "monitoring")
+
+
+@router.get("/triage-outcome", response_class=HTMLResponse)
+def triage_outcome_page(request: Request) -> Response:
+    """Where staff record the department a triaged patient was actually sent to."""
+    return render(request, "triage_outcome")
 
 
 @router.get("/history", response_class=HTMLResponse)

@@ -149,5 +149,6 @@
     if (r.ok) { e.target.reset(); showCode(r.data); users(); audit(); }
   });
   document.getElementById("audit-filter").addEventListener("submit", (e) => { e.preventDefault(); audit(); });
+  document.addEventListener("medai:models-changed", () => { models(); audit(); });
   users(); models(); audit();
 })();

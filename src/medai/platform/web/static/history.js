@@ -12,7 +12,7 @@
     list.replaceChildren(...r.data.items.map((i) => el("li", { class: i.urgent ? "is-urgent" : null, "data-id": i.id },
       el("p", { class: "history-meta" }, el("time", { datetime: i.created_at, text: when(i.created_at) })),
       el("blockquote", { class: "complaint", text: i.complaint }),
-      view.render(i.result, { live: false }))));
+      view.render({ ...i.result, record_id: i.id }, { live: false }))));  // the number staff ask for
     document.getElementById("history-empty").hidden = r.data.items.length > 0;
   });
 })();

@@ -182,6 +182,8 @@
     form.hidden = false;
     noReport("");
     refresh();
+    // the labels card reads these sections: tell it they changed without an input event
+    document.dispatchEvent(new CustomEvent("medai:report-shown"));
   }
   async function loadReport() {
     const r = await api(`/api/v1/studies/${id}/report`);
@@ -267,14 +269,18 @@
     if (isEmpty(sections)) { message.textContent = T.report_empty; return; }
     // the server saves the text on screen (a first hand-written report, an edit, an amendment of
     // a signed report) and signs that version in one transaction: all or nothing
-    await after(await api(`/api/v1/studies/${id}/report/sign`, { method: "POST", json: { version: report.version, sections } }), T.report_signed);
+    const labels = M.studyLabels ? M.studyLabels.choices() : undefined;
+    const r = await api(`/api/v1/studies/${id}/report/sign`, { method: "POST", json: { version: report.version, sections, labels } });
+    await after(r, T.report_signed);
+    if (r.ok && M.studyLabels) M.studyLabels.refresh();
   }
   const dialog = $("sign-dialog");
   if (signBtn) signBtn.addEventListener("click", () => {
     const sections = onScreen();
     if (isEmpty(sections)) { message.textContent = T.report_empty; return; }
     $("sign-preview").replaceChildren(...SECTIONS.flatMap((k) => [
-      el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]));
+      el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]),
+      ...(M.studyLabels ? [el("h3", { text: T.labels_title }), el("p", { id: "sign-labels", text: M.studyLabels.summary() })] : []));
     dialog.showModal();
     $("sign-cancel").focus();
   });

@@ -88,6 +88,10 @@
     const parts = kind === "emergency" ? emergency(result, lang, !!options.live)
       : kind === "department" ? department(result, lang)
         : kind === "none" ? [disclosure()] : referral(kind);
+    if (result && result.record_id) {  // staff record where the patient was sent with it
+      parts.push(el("p", { class: "record-no", id: "triage-record-no",
+        text: window.medai.fill(T.triage_record_no, { id: result.record_id }) }));
+    }
     return el("div", { class: "triage-outcome", "data-outcome": kind }, ...parts);
   }
 

@@ -1,0 +1,138 @@
+"""Labels from every signature: on sign-off, each label the study's model reads (and any the
+radiologist added) becomes present or absent for that signed report version.
+
+The default is what the signed text says (the findings extractor the draft safety check uses,
+in Turkish and English): a finding the text states is present, one it does not is absent, the
+task's normal class is present when nothing else is, and a present child label makes its parents
+present (COVID-19 → Viral_Pneumonia → Pneumonia). A radiologist's click (confirm or reject an
+AI finding, add a missing one) overrides the default for that label. The rows are the site's
+training and evaluation labels (``medai dataset export``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from medai.core import tasks
+from medai.platform.studies import latest_result
+from medai.platform.tables import ReportVersion, Study, StudyLabel, User
+
+MAX_CHOICES = 64
+TEXT_SECTIONS = ("findings", "impression")
+
+
+class LabelError(ValueError):
+    """Choices naming labels the study's task does not have (message lists the valid ones)."""
+
+    status, code = 422, "invalid_labels"
+
+
+def text_positives(sections: dict[str, Any], task: tasks.Task) -> set[str]:
+    """The task's labels the report text states as present (either language)."""
+    from medai.services.reports import stated_labels
+
+    text = "\n".join(str((sections or {}).get(k) or "") for k in TEXT_SECTIONS)
+    found = stated_labels(text)
+    return {lab for lab in found if lab in task.labels and lab != task.normal}
+
+
+def task_of(study: Study) -> tasks.Task | None:
+    """The study's task when it is one a model reads (a DICOM study no model reads has none:
+    nothing to learn from its signature)."""
+    try:
+        return tasks.get(study.task)
+    except tasks.TaskError:
+        return None
+
+
+def check_choices(task: tasks.Task, choices: dict[str, bool] | None) -> dict[str, bool]:
+    choices = dict(choices or {})
+    if len(choices) > MAX_CHOICES:
+        raise LabelError(f"at most {MAX_CHOICES} label choices")
+    unknown = sorted(lab for lab in choices if lab not in task.labels)
+    if unknown:
+        raise LabelError(f"labels {unknown} are not labels of the {task.name} task (valid: "
+                         f"{', '.join(task.labels)})")
+    return {lab: bool(v) for lab, v in choices.items()}
+
+
+def _ai(db: Session, study: Study) -> tuple[list[str], set[str], str | None]:
+    """The model's labels, its decided positives, and its content hash (none when refused)."""
+    from medai.platform.analysis import decided_positives
+
+    row = latest_result(db, study.id)
+    if row is None or (row.payload or {}).get("refused"):
+        return [], set(), row.model_hash if row is not None else None
+    labels = [f["label"] for f in row.payload.get("findings", [])]
+    return labels, set(decided_positives(row.payload)), row.model_hash
+
+
+def suggest(db: Session, study: Study, sections: dict[str, Any],
+            choices: dict[str, bool] | None = None) -> list[dict[str, Any]]:
+    """One entry per label — {label, ai_positive, present, source} — for ``sections`` (the
+    text to sign) and the radiologist's ``choices``."""
+    task = task_of(study)
+    if task is None:
+        return []
+    choices = check_choices(task, choices)
+    model_labels, ai_positive, _ = _ai(db, study)
+    said = text_positives(sections, task)
+    universe = list(model_labels)
+    universe += sorted(lab for lab in said | set(choices) if lab not in universe)
+    if task.normal and task.normal not in universe:
+        universe.append(task.normal)
+    present = {lab: lab in said for lab in universe}
+    for lab in [x for x in universe if present[x]]:  # parents of a present label
+        parent = task.parents.get(lab)
+        while parent is not None:
+            if parent in present and parent not in choices:
+                present[parent] = True
+            parent = task.parents.get(parent)
+    present.update({lab: v for lab, v in choices.items() if lab in present})
+    if task.normal and task.normal not in choices:
+        present[task.normal] = not any(v for lab, v in present.items() if lab != task.normal)
+    out = []
+    for lab in universe:
+        ai = lab in ai_positive if model_labels else None
+        if lab in choices:
+            source = ("confirmed" if ai is None or present[lab] == ai
+                      else "rejected" if ai else "added")
+        else:
+            source = "text"
+        out.append({"label": lab, "ai_positive": ai, "present": present[lab], "source": source})
+    return out
+
+
+def record(db: Session, study: Study, signed: ReportVersion, choices: dict[str, bool] | None,
+           user: User) -> list[dict[str, Any]]:
+    """Store the labels of a signed version (in the signature's transaction)."""
+    items = suggest(db, study, signed.sections, choices)
+    _, _, model_hash = _ai(db, study)
+    for item in items:
+        db.add(StudyLabel(study_id=study.id, report_version=signed.version,
+                          label=item["label"], present=item["present"],
+                          ai_positive=item["ai_positive"], source=item["source"],
+                          model_hash=model_hash, decided_by=user.id))
+    return items
+
+
+def latest_versions(*where: Any) -> Select:
+    """(study_id, v): each study's latest signed version with labels (``where`` narrows the
+    labels counted); callers make it a subquery and join on both columns."""
+    return (select(StudyLabel.study_id, func.max(StudyLabel.report_version).label("v"))
+            .where(*where).group_by(StudyLabel.study_id))
+
+
+def signed_labels(db: Session, study_id: int) -> tuple[int | None, list[dict[str, Any]]]:
+    """The labels of the study's latest signed version: (version, entries)."""
+    version = db.scalar(select(StudyLabel.report_version).where(
+        StudyLabel.study_id == study_id).order_by(StudyLabel.report_version.desc()).limit(1))
+    if version is None:
+        return None, []
+    rows = db.scalars(select(StudyLabel).where(StudyLabel.study_id == study_id,
+                                               StudyLabel.report_version == version)
+                      .order_by(StudyLabel.id))
+    return version, [{"label": r.label, "ai_positive": r.ai_positive, "present": r.present,
+                      "source": r.source} for r in rows]

@@ -1,0 +1,296 @@
+"""Monitoring of every model in use: what it analysed, how its outputs and inputs move against
+its reference, how often radiologists agree with it, and alerts when a threshold is crossed.
+
+Each analysis leaves a sample (``record``): latency, refusal, abstention (an indeterminate
+decision), the probability of each label and the decided positives, the image's statistics
+(mean and spread of its normalised pixels, size) and its metadata mix (modality, view,
+source) — never patient data. A model's **reference** is its first ``MEDAI_MONITOR_REFERENCE_N``
+analyses at this site; the **window** is its latest ``MEDAI_MONITOR_WINDOW`` after those.
+``check`` runs after every sample and every signature and raises (or clears) alerts:
+
+- ``output``: a label's probabilities moved (KS p < MEDAI_MONITOR_P and PSI ≥ MEDAI_MONITOR_PSI);
+- ``input``: an image statistic moved (KS p < MEDAI_MONITOR_P and its median by ≥
+  MEDAI_MONITOR_SHIFT);
+- ``metadata``: the modality/view/source mix changed (chi-square p < MEDAI_MONITOR_P and PSI ≥
+  MEDAI_MONITOR_PSI);
+- ``agreement``: radiologists agreed with a label on fewer than MEDAI_MONITOR_AGREEMENT of
+  the last signed studies (once MEDAI_MONITOR_AGREEMENT_N are signed).
+
+Both a test and an effect size must say so, so a stable stream of the same length stays quiet.
+A new alert is stored, audited, logged and, with MEDAI_MONITOR_WEBHOOK_URL, POSTed as JSON."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from medai.platform import audit
+from medai.platform.lifecycle import drift
+from medai.platform.lifecycle.labels import latest_versions
+from medai.platform.localtime import iso_utc
+from medai.platform.tables import MonitorAlert, MonitorSample, StudyLabel
+
+if TYPE_CHECKING:
+    from medai.platform.context import Platform
+
+log = logging.getLogger("medai.platform.lifecycle")
+MONITOR = audit.Actor(name="medai-monitor")
+AGREEMENT_WINDOW = 100
+STATS = ("mean", "std")
+
+
+def _settings():
+    from medai.settings import get_settings
+
+    return get_settings()
+
+
+def image_stats(image) -> dict[str, float]:
+    """Mean and spread of the normalised pixels (0–1) and the size analysed."""
+    if image is None:
+        return {}
+    px = image.pixels
+    return {"mean": round(float(px.mean()), 5), "std": round(float(px.std()), 5),
+            "width": int(px.shape[1]), "height": int(px.shape[0])}
+
+
+def record(p: Platform, study_id: int | None, task: str, model_hash: str, payload: dict,
+           image=None, latency_ms: float | None = None, meta: dict | None = None) -> None:
+    """Keep one analysis's sample and check the model's thresholds (never raises: monitoring
+    must not fail an analysis)."""
+    try:
+        decision = payload.get("decision") or {}
+        info = payload.get("image") or {}
+        sample = MonitorSample(
+            task=task, model_hash=model_hash, study_id=study_id, latency_ms=latency_ms,
+            refused=bool(payload.get("refused")),
+            abstained=decision.get("state") == "indeterminate",
+            probs={f["label"]: round(float(f["probability"]), 5)
+                   for f in payload.get("findings", [])},
+            positives=list(decision.get("positives") or []), stats=image_stats(image),
+            meta={"modality": (meta or {}).get("modality") or info.get("modality") or "",
+                  "view": (meta or {}).get("view") or info.get("view_position") or "",
+                  "source": (meta or {}).get("source") or info.get("format") or ""})
+        with p.db.session() as db:
+            db.add(sample)
+        check(p, task, model_hash)
+    except Exception as exc:
+        log.error("monitoring sample for study %s not kept: %s", study_id, type(exc).__name__)
+
+
+def _split(db, task: str, model_hash: str) -> tuple[list[MonitorSample], list[MonitorSample]]:
+    s = _settings()
+    base = select(MonitorSample).where(MonitorSample.task == task,
+                                       MonitorSample.model_hash == model_hash)
+    reference = list(db.scalars(base.order_by(MonitorSample.id).limit(s.monitor_reference_n)))
+    if len(reference) < s.monitor_reference_n:
+        return reference, []
+    window = list(db.scalars(base.where(MonitorSample.id > reference[-1].id)
+                             .order_by(MonitorSample.id.desc()).limit(s.monitor_window)))
+    return reference, window[::-1]
+
+
+def _mix(samples: list[MonitorSample]) -> list[str]:
+    return [f"{x.meta.get('modality', '')}/{x.meta.get('view', '')}/{x.meta.get('source', '')}"
+            for x in samples]
+
+
+def _agreement(db, task: str, model_hash: str) -> dict[str, dict[str, Any]]:
+    """Per label, over the last signed studies this model analysed: agreement, sensitivity
+    and PPV of the AI against the signatures, with 95 % Wilson intervals."""
+    latest = (latest_versions(StudyLabel.model_hash == model_hash)
+              .order_by(StudyLabel.study_id.desc()).limit(AGREEMENT_WINDOW).subquery())
+    rows = db.scalars(select(StudyLabel).join(
+        latest, (latest.c.study_id == StudyLabel.study_id)
+        & (latest.c.v == StudyLabel.report_version))
+        .where(StudyLabel.ai_positive.is_not(None)))
+    counts: dict[str, list[int]] = {}
+    for r in rows:
+        c = counts.setdefault(r.label, [0, 0, 0, 0])  # tp, fp, fn, tn
+        c[(0 if r.present else 1) if r.ai_positive else (2 if r.present else 3)] += 1
+    out = {}
+    for label, (tp, fp, fn, tn) in sorted(counts.items()):
+        n = tp + fp + fn + tn
+        out[label] = {"n": n, "agreement": drift.wilson(tp + tn, n),
+                      "sensitivity": drift.wilson(tp, tp + fn),
+                      "ppv": drift.wilson(tp, tp + fp)}
+    return out
+
+
+def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], dict], dict]:
+    """{(kind, key): detail} of every threshold crossed now, and the numbers behind them."""
+    s = _settings()
+    reference, window = _split(db, task, model_hash)
+    crossed: dict[tuple[str, str], dict] = {}
+    numbers: dict[str, Any] = {"reference_n": len(reference), "window_n": len(window),
+                               "labels": {}, "inputs": {}, "metadata": {}}
+    ready = len(window) >= s.monitor_min_window
+    ref_ok = [x for x in reference if not x.refused]
+    win_ok = [x for x in window if not x.refused]
+    for label in sorted({k for x in ref_ok for k in x.probs}):
+        r = [x.probs[label] for x in ref_ok if label in x.probs]
+        c = [x.probs[label] for x in win_ok if label in x.probs]
+        stat, p = drift.ks(r, c)
+        value = drift.psi(r, c) if c else 0.0
+        numbers["labels"][label] = {
+            "reference_positive_rate": drift.wilson(
+                sum(label in x.positives for x in ref_ok), len(ref_ok))[0],
+            "window_positive_rate": drift.wilson(
+                sum(label in x.positives for x in win_ok), len(win_ok))[0],
+            "psi": round(value, 4), "ks": round(stat, 4), "p": p}
+        if ready and p < s.monitor_p and value >= s.monitor_psi:
+            crossed[("output", label)] = {"value": value, "threshold": s.monitor_psi, "p": p}
+    for name in STATS:  # refused images too: a new device the gate refuses is input drift
+        r = [x.stats[name] for x in reference if name in x.stats]
+        c = [x.stats[name] for x in window if name in x.stats]
+        stat, p = drift.ks(r, c)
+        rm, cm = drift.median(r), drift.median(c)
+        shift = abs(cm - rm) if rm is not None and cm is not None else 0.0
+        numbers["inputs"][name] = {"reference_median": rm, "window_median": cm,
+                                   "ks": round(stat, 4), "p": p}
+        if ready and p < s.monitor_p and shift >= s.monitor_shift:
+            crossed[("input", name)] = {"value": shift, "threshold": s.monitor_shift, "p": p}
+    rmix, cmix = _mix(reference), _mix(window)
+    p = drift.chi_square_p(rmix, cmix)
+    value = drift.categorical_psi(rmix, cmix) if cmix else 0.0
+    numbers["metadata"] = {"psi": round(value, 4), "p": p,
+                           "reference": _shares(rmix), "window": _shares(cmix)}
+    if ready and p < s.monitor_p and value >= s.monitor_psi:
+        crossed[("metadata", "mix")] = {"value": value, "threshold": s.monitor_psi, "p": p}
+    agreement = _agreement(db, task, model_hash)
+    numbers["agreement"] = agreement
+    if task == "triage":  # staff's recorded departments and urgency (triage_labels)
+        from medai.platform.lifecycle import triage_labels
+
+        t = triage_labels.agreement(db, model_hash)
+        numbers["triage"] = t
+        answered = t["n"] - t["abstained"]
+        rate = t["department"][0]
+        if answered >= s.monitor_agreement_n and rate is not None and \
+                rate < s.monitor_agreement:
+            crossed[("agreement", "department")] = {"value": rate, "n": answered,
+                                                    "threshold": s.monitor_agreement}
+    for label, a in agreement.items():
+        rate = a["agreement"][0]
+        if a["n"] >= s.monitor_agreement_n and rate is not None and rate < s.monitor_agreement:
+            crossed[("agreement", label)] = {"value": rate, "threshold": s.monitor_agreement,
+                                             "n": a["n"]}
+    return crossed, numbers
+
+
+def _shares(values: list[str]) -> dict[str, float]:
+    n = max(1, len(values))
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return {k: round(c / n, 4) for k, c in sorted(counts.items())}
+
+
+def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
+    """Raise the alerts newly crossed and clear those no longer crossed; returns the new."""
+    with p.db.session() as db:
+        crossed, numbers = conditions(db, task, model_hash)
+        open_ = {(a.kind, a.key): a for a in db.scalars(select(MonitorAlert).where(
+            MonitorAlert.task == task, MonitorAlert.model_hash == model_hash,
+            MonitorAlert.cleared_at.is_(None)))}
+        new = []
+        for (kind, key), detail in crossed.items():
+            if (kind, key) in open_:
+                continue
+            alert = MonitorAlert(task=task, model_hash=model_hash, kind=kind, key=key[:64],
+                                 value=float(detail["value"]),
+                                 threshold=float(detail["threshold"]),
+                                 samples=numbers["window_n"], detail=detail)
+            db.add(alert)
+            db.flush()
+            audit.record(db, MONITOR, "monitor", "model", None, task=task, kind=kind, key=key,
+                         value=round(float(detail["value"]), 4), model_hash=model_hash,
+                         alert=alert.id)
+            new.append(alert)
+        from medai.platform.db import utcnow
+
+        for key, alert in open_.items():
+            if key not in crossed:
+                alert.cleared_at = utcnow()
+        payloads = [as_dict(a) for a in new]
+    for a in payloads:
+        log.warning("monitoring alert: %s model %s: %s %s = %.4g (threshold %.4g)", a["task"],
+                    a["model_hash"][:19], a["kind"], a["key"], a["value"], a["threshold"])
+        _webhook(a)
+    return new
+
+
+def _webhook(alert: dict) -> None:
+    url = _settings().monitor_webhook_url
+    if not url:
+        return
+
+    def post() -> None:
+        import httpx
+
+        try:
+            httpx.post(url, json={"event": "medai.monitor.alert", **alert}, timeout=5)
+        except httpx.HTTPError as exc:
+            log.error("monitoring webhook failed: %s", type(exc).__name__)
+
+    threading.Thread(target=post, name="medai-monitor-webhook", daemon=True).start()
+
+
+def as_dict(a: MonitorAlert) -> dict[str, Any]:
+    return {"id": a.id, "task": a.task, "model_hash": a.model_hash, "kind": a.kind,
+            "key": a.key, "value": a.value, "threshold": a.threshold, "samples": a.samples,
+            "detail": a.detail, "at": iso_utc(a.at),
+            "cleared_at": iso_utc(a.cleared_at)}
+
+
+def after_signature(p: Platform, study_id: int) -> None:
+    """Check agreement for the model whose result the signature judged (never raises)."""
+    from medai.platform.tables import Study
+
+    try:
+        with p.db.reader() as db:
+            model_hash = db.scalar(select(StudyLabel.model_hash).where(
+                StudyLabel.study_id == study_id).order_by(StudyLabel.id.desc()).limit(1))
+            study = db.get(Study, study_id)
+            task = study.task if study is not None else None
+        if model_hash and task:
+            check(p, task, model_hash)
+    except Exception as exc:
+        log.error("monitoring after the signature of study %s failed: %s", study_id,
+                  type(exc).__name__)
+
+
+def summary(p: Platform, task: str, model_hash: str, series_n: int = 200) -> dict[str, Any]:
+    """Everything the monitoring page shows for one model, as numbers."""
+    with p.db.reader() as db:
+        _, numbers = conditions(db, task, model_hash)
+        recent = list(db.scalars(select(MonitorSample).where(
+            MonitorSample.task == task, MonitorSample.model_hash == model_hash)
+            .order_by(MonitorSample.id.desc()).limit(series_n)))[::-1]
+        total = db.scalar(select(func.count()).select_from(MonitorSample).where(
+            MonitorSample.task == task, MonitorSample.model_hash == model_hash))
+        alerts = [as_dict(a) for a in db.scalars(select(MonitorAlert).where(
+            MonitorAlert.task == task, MonitorAlert.model_hash == model_hash)
+            .order_by(MonitorAlert.id.desc()).limit(50))]
+    s = _settings()
+    window = recent[-s.monitor_window:]
+    latencies = [x.latency_ms for x in window if x.latency_ms is not None]
+    n = len(window)
+    return {
+        "task": task, "model_hash": model_hash,
+        "volume": {"total": total, **{k: numbers[k] for k in ("reference_n", "window_n")}},
+        "rates": {"refused": drift.wilson(sum(x.refused for x in window), n),
+                  "abstained": drift.wilson(sum(x.abstained for x in window), n)},
+        "latency_ms": {"p50": drift.percentile(latencies, 0.5),
+                       "p95": drift.percentile(latencies, 0.95)},
+        "triage": numbers.get("triage"),
+        "labels": numbers["labels"], "inputs": numbers["inputs"],
+        "metadata": numbers["metadata"], "agreement": numbers["agreement"],
+        "alerts": alerts,
+        "settings": {"reference_n": s.monitor_reference_n, "window": s.monitor_window,
+                     "min_window": s.monitor_min_window},
+        "series": [{"id": x.id, "mean": x.stats.get("mean"), "refused": x.refused,
+                    "positives": len(x.positives)} for x in recent]}

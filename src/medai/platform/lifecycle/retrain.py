@@ -1,0 +1,52 @@
+"""Retraining from the site's signatures: export the task's labelled studies (de-identified,
+without those held out for site validation),
+train a model on them, write the data's datasheet into its card, and register it as a
+``candidate`` — which then goes through site validation, shadow and promotion like any other.
+Run by ``medai models retrain`` (or a job on the ``training`` queue)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from medai.core import registry as model_dirs
+from medai.platform.audit import Actor
+from medai.platform.lifecycle import dataset, registry
+
+log = logging.getLogger("medai.platform.lifecycle")
+MIN_STUDIES = 10
+
+
+def retrain(p, task: str, work: Path, actor: Actor, since: datetime | None = None,
+            min_studies: int = MIN_STUDIES, **train_options: Any) -> dict[str, Any]:
+    """Export → train → register; returns {datasheet, model (the registry row), summary}."""
+    from medai.services.training import train_imaging_model
+
+    work = Path(work)
+    sheet = dataset.export(p, task, work / "data", since=since, deidentify=True,
+                           actor=actor.name, exclude_site_set=True)
+    if sheet["studies"] < min_studies:
+        raise dataset.DatasetError(f"only {sheet['studies']} labelled {task} studies "
+                                   f"(at least {min_studies} needed to retrain)")
+    log.info("retraining %s on %s signed studies", task, sheet["studies"])
+    train_options.setdefault("name", f"{task}-site-{sheet['content_hash'][7:19]}")
+    summary = train_imaging_model(task, work / "data" / dataset.MANIFEST, work / "model",
+                                  **train_options)
+    model_dir = Path(summary["model_dir"])
+    card = model_dirs.read_card(model_dir)
+    card.data = [*card.data, {"kind": "site signatures", **{
+        k: sheet[k] for k in ("studies", "study_ids", "label_counts", "label_sources",
+                              "signed_from", "signed_to", "content_hash", "deidentified")}}]
+    model_dirs.save_card(model_dir, card)  # the card is outside the content hash
+    (model_dir / "datasheet.json").write_text(json.dumps(sheet, indent=2) + "\n")
+    model_dirs.reseal(model_dir)
+    with p.db.session() as db:
+        row, _ = registry.register(db, p.home, model_dir, actor, task=task,
+                                   source=f"retrain:{sheet['content_hash'][:19]}",
+                                   reason=f"retrained on {sheet['studies']} signed studies")
+        out = registry.as_dict(row)
+    return {"datasheet": sheet, "model": out,
+            "test": summary.get("test"), "model_dir": str(model_dir)}

@@ -1,0 +1,77 @@
+"""Site evaluation sets: the hospital's own signed studies a candidate is judged on.
+
+A fixed share of each task's signed studies (``MEDAI_SITE_SET_FRACTION``, chosen by a hash of
+the study id, so a study is on the same side forever) is held out: never exported for
+retraining (``dataset.export(exclude_site_set=True)``), and frozen into a versioned set when
+``build`` runs — the study ids and each study's signed labels at that moment, so a later
+amendment does not change a set a verdict was given on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func, select
+
+from medai.core import tasks
+from medai.platform.lifecycle.labels import latest_versions
+from medai.platform.localtime import iso_utc
+from medai.platform.tables import SiteSet, Study, StudyLabel
+
+
+def _fraction() -> float:
+    from medai.settings import get_settings
+
+    return get_settings().site_set_fraction
+
+
+def held_out(task: str, study_id: int, fraction: float | None = None) -> bool:
+    """Whether a study belongs to the task's evaluation side (stable: a hash of its id)."""
+    fraction = _fraction() if fraction is None else fraction
+    h = hashlib.sha256(f"medai-site-set:{task}:{study_id}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64 < fraction
+
+
+def signed_labels(db, task: str) -> dict[int, dict[str, bool]]:
+    """{study_id: {label: present}} of the latest signed version of every labelled study."""
+    latest = latest_versions().subquery()
+    rows = db.execute(select(StudyLabel.study_id, StudyLabel.label, StudyLabel.present)
+                      .join(latest, (latest.c.study_id == StudyLabel.study_id)
+                            & (latest.c.v == StudyLabel.report_version))
+                      .join(Study, Study.id == StudyLabel.study_id)
+                      .where(Study.task == task))
+    out: dict[int, dict[str, bool]] = {}
+    for study_id, label, present in rows:
+        out.setdefault(study_id, {})[label] = bool(present)
+    return out
+
+
+def build(db, task: str, actor: str) -> SiteSet:
+    """Freeze the task's held-out signed studies as its next site set version."""
+    tasks.get(task)
+    studies = [{"study_id": sid, "labels": labels}
+               for sid, labels in sorted(signed_labels(db, task).items())
+               if held_out(task, sid)]
+    counts = Counter(lab for s in studies for lab, present in s["labels"].items() if present)
+    version = (db.scalar(select(func.max(SiteSet.version)).where(SiteSet.task == task)) or 0) + 1
+    digest = hashlib.sha256(json.dumps(studies, sort_keys=True).encode()).hexdigest()
+    row = SiteSet(task=task, version=version, studies=studies,
+                  label_counts=dict(sorted(counts.items())), content_hash="sha256:" + digest,
+                  created_by=actor[:64])
+    db.add(row)
+    db.flush()
+    return row
+
+
+def latest(db, task: str) -> SiteSet | None:
+    return db.scalar(select(SiteSet).where(SiteSet.task == task)
+                     .order_by(SiteSet.version.desc()).limit(1))
+
+
+def as_dict(s: SiteSet) -> dict[str, Any]:
+    return {"id": s.id, "task": s.task, "version": s.version, "studies": len(s.studies),
+            "label_counts": s.label_counts, "content_hash": s.content_hash,
+            "created_by": s.created_by,
+            "created_at": iso_utc(s.created_at)}

@@ -1,0 +1,262 @@
+"""Site validation before promotion: a candidate is evaluated beside the active model on the
+task's latest site set (``site_sets``) — per label AUROC with a bootstrap interval, and
+sensitivity and PPV at each model's served operating point with Wilson intervals, overall and
+per subgroup (view, source) — and is **non-inferior** when the 95 % lower bound of the paired
+bootstrap difference (candidate − active) of macro AUROC and of macro sensitivity is at least
+−margin (``MEDAI_VALIDATION_MARGIN``). Studies the candidate was trained on (its card's site
+signatures) are left out. Promotion without an override needs a passing validation of the
+candidate against the model active now on the newest site set."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medai.core import registry as model_dirs
+from medai.core.metrics import auroc_with_ci
+from medai.platform.lifecycle import drift, site_sets
+from medai.platform.localtime import iso_utc
+from medai.platform.tables import RegisteredModel, Study, Validation
+
+MIN_SUBGROUP = 10
+log = logging.getLogger("medai.platform.lifecycle")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    message: str
+    code: str = "not_validated"
+
+
+def verdict(db: Session, candidate: RegisteredModel) -> Verdict:
+    """Whether ``candidate`` may be promoted without an override."""
+    site = site_sets.latest(db, candidate.task)
+    if site is None:
+        return Verdict(False, f"no site evaluation set for the {candidate.task} task yet (build "
+                              f"one from signed studies: medai models site-set --task "
+                              f"{candidate.task}), so the candidate cannot be shown "
+                              "non-inferior to the active model", "no_site_set")
+    from medai.platform.lifecycle.registry import active
+
+    current = active(db, candidate.task)
+    done = db.scalar(select(Validation).where(
+        Validation.model_id == candidate.id, Validation.site_set_id == site.id,
+        Validation.active_model_id == (current.id if current else None))
+        .order_by(Validation.id.desc()).limit(1))
+    if done is None:
+        return Verdict(False, f"model {candidate.id} has not been validated against the active "
+                              f"model on site set v{site.version} (medai models validate "
+                              f"{candidate.id})")
+    if not done.passed:
+        return Verdict(False, f"model {candidate.id} was not non-inferior on site set "
+                              f"v{site.version}: {done.metrics.get('summary', '')}",
+                       "not_non_inferior")
+    return Verdict(True, f"non-inferior on site set v{site.version}", "validated")
+
+
+def _predict_all(p, row: RegisteredModel, data: list[bytes]) -> list[dict | None]:
+    from medai.services import imaging as imaging_service
+
+    predictor = model_dirs.load(Path(p.home) / row.path, runtime=p.models.imaging_runtime)
+    out = []
+    for blob in data:
+        try:
+            result = predictor.predict(imaging_service.read_image(blob))
+        except Exception as exc:  # an unreadable image counts as refused for both models
+            log.warning("validation: an image could not be read (%s)", type(exc).__name__)
+            out.append(None)
+            continue
+        out.append(None if result.refused else result.model_dump(mode="json"))
+    return out
+
+
+def _scores(results: list[dict | None], label: str) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, decided) per study; a refusal scores 0 and decides nothing."""
+    prob, decided = [], []
+    for r in results:
+        if r is None:
+            prob.append(0.0)
+            decided.append(False)
+            continue
+        probs = {f["label"]: f["probability"] for f in r.get("findings", [])}
+        prob.append(float(probs.get(label, 0.0)))
+        decided.append(label in ((r.get("decision") or {}).get("positives") or []))
+    return np.array(prob), np.array(decided)
+
+
+def _operating(y: np.ndarray, decided: np.ndarray) -> dict[str, Any]:
+    tp, fp = int((decided & y).sum()), int((decided & ~y).sum())
+    fn = int((~decided & y).sum())
+    return {"sensitivity": drift.wilson(tp, tp + fn), "ppv": drift.wilson(tp, tp + fp)}
+
+
+def _macro_auc(y: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    aucs = [roc_auc_score(y[idx, j], scores[idx, j]) for j in range(y.shape[1])
+            if len(np.unique(y[idx, j])) == 2]
+    return float(np.mean(aucs)) if aucs else None
+
+
+def _macro_sens(y: np.ndarray, decided: np.ndarray, idx: np.ndarray) -> float | None:
+    sens = [float((decided[idx, j] & y[idx, j]).sum() / y[idx, j].sum())
+            for j in range(y.shape[1]) if y[idx, j].sum()]
+    return float(np.mean(sens)) if sens else None
+
+
+def _paired(y, cand, act, stat, n_boot: int, seed: int) -> dict[str, float | None]:
+    """The difference candidate − active of ``stat`` and its 95 % paired-bootstrap bounds."""
+    full = np.arange(len(y))
+    a, b = stat(y, cand, full), stat(y, act, full)
+    if a is None or b is None:
+        return {"difference": None, "low": None, "high": None}
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        x, z = stat(y, cand, idx), stat(y, act, idx)
+        if x is not None and z is not None:
+            diffs.append(x - z)
+    low, high = np.percentile(diffs, [2.5, 97.5]) if diffs else (None, None)
+    return {"difference": round(a - b, 4), "low": None if low is None else round(float(low), 4),
+            "high": None if high is None else round(float(high), 4)}
+
+
+def validate(p, candidate_id: int, actor: str, margin: float | None = None,
+             n_boot: int = 500, seed: int = 0) -> Validation:
+    """Evaluate a candidate beside the active model on the newest site set; store the
+    verdict (a ``Validation`` row) and return it."""
+    from medai.platform.lifecycle.registry import LifecycleError, active, get
+    from medai.settings import get_settings
+
+    margin = get_settings().validation_margin if margin is None else margin
+    with p.db.reader() as db:
+        cand = get(db, candidate_id)
+        site = site_sets.latest(db, cand.task)
+        if site is None:
+            raise LifecycleError(verdict(db, cand).message)
+        current = active(db, cand.task)
+        trained_on = {sid for d in (cand.card or {}).get("data", []) if isinstance(d, dict)
+                      for sid in d.get("study_ids", [])}
+        items = [s for s in site.studies if s["study_id"] not in trained_on]
+        left_out = len(site.studies) - len(items)
+        meta = {s.id: (s.file_sha256, s.source or "upload", s.modality)
+                for s in db.scalars(select(Study).where(
+                    Study.id.in_([i["study_id"] for i in items])))}
+        for r in (cand, current):
+            if r is not None:
+                db.expunge(r)
+        site_id, site_version = site.id, site.version
+    items = [i for i in items if i["study_id"] in meta]
+    if not items:
+        raise LifecycleError(f"site set v{site_version} has no study the candidate was not "
+                             "trained on")
+    data = [p.store.read(meta[i["study_id"]][0]) for i in items]
+    cand_res = _predict_all(p, cand, data)
+    act_res = _predict_all(p, current, data) if current is not None else None
+    labels = sorted({lab for i in items for lab in i["labels"]}
+                    & set((cand.card or {}).get("labels", []))
+                    & (set((current.card or {}).get("labels", [])) if current else {
+                        lab for i in items for lab in i["labels"]}))
+    y = np.array([[bool(i["labels"].get(lab, False)) for lab in labels] for i in items])
+    metrics: dict[str, Any] = {"site_set": site_version, "studies": len(items),
+                               "left_out_trained_on": left_out, "labels": {},
+                               "margin": margin}
+    cs, cd, as_, ad = [], [], [], []
+    for j, lab in enumerate(labels):
+        prob, dec = _scores(cand_res, lab)
+        cs.append(prob)
+        cd.append(dec)
+        entry = {"positives": int(y[:, j].sum()),
+                 "candidate": {**auroc_with_ci(y[:, j], prob, n_boot=n_boot, seed=seed),
+                               **_operating(y[:, j], dec)}}
+        if act_res is not None:
+            aprob, adec = _scores(act_res, lab)
+            as_.append(aprob)
+            ad.append(adec)
+            entry["active"] = {**auroc_with_ci(y[:, j], aprob, n_boot=n_boot, seed=seed),
+                               **_operating(y[:, j], adec)}
+        metrics["labels"][lab] = entry
+    passed, summary = _decide(metrics, y, cs, cd, as_, ad, act_res is not None, margin,
+                              n_boot, seed)
+    metrics["subgroups"] = _subgroups(items, meta, y, cs, as_)
+    metrics["summary"] = summary
+    row = Validation(model_id=candidate_id, active_model_id=current.id if current else None,
+                     site_set_id=site_id, margin=margin, passed=passed, metrics=metrics,
+                     created_by=actor[:64])
+    with p.db.session() as db:
+        db.add(row)
+        db.flush()
+        from medai.platform import audit
+
+        audit.record(db, audit.Actor(actor), "model", "model", candidate_id, op="validate",
+                     site_set=site_version, passed=passed, summary=summary)
+        db.expunge(row)
+    return row
+
+
+def _decide(metrics, y, cs, cd, as_, ad, has_active, margin, n_boot, seed):
+    if not cs or y.size == 0 or not y.any():
+        return False, "no label of the site set has a positive study; nothing to judge on"
+    cand_s, cand_d = np.stack(cs, axis=1), np.stack(cd, axis=1)
+    if not has_active:
+        metrics["macro_auroc"] = _macro_auc(y, cand_s, np.arange(len(y)))
+        return True, "no active model to compare with; evaluated alone"
+    act_s, act_d = np.stack(as_, axis=1), np.stack(ad, axis=1)
+    auc = _paired(y, cand_s, act_s, _macro_auc, n_boot, seed)
+    sens = _paired(y, cand_d, act_d, _macro_sens, n_boot, seed + 1)
+    metrics["macro_auroc_difference"], metrics["macro_sensitivity_difference"] = auc, sens
+    ok = all(d["low"] is not None and d["low"] >= -margin for d in (auc, sens))
+    summary = (f"macro AUROC difference {auc['difference']} (95% CI {auc['low']} to "
+               f"{auc['high']}), macro sensitivity difference {sens['difference']} (95% CI "
+               f"{sens['low']} to {sens['high']}); margin {margin}: "
+               f"{'non-inferior' if ok else 'not shown non-inferior'}")
+    return ok, summary
+
+
+def _subgroups(items, meta, y, cs, as_) -> dict[str, Any]:
+    """Macro AUROC of each model per source and modality, where a group is big enough."""
+    if not cs:
+        return {}
+    cand, act = np.stack(cs, axis=1), (np.stack(as_, axis=1) if as_ else None)
+    out: dict[str, Any] = {}
+    for name, pos in (("source", 1), ("modality", 2)):
+        groups: dict[str, list[int]] = {}
+        for k, i in enumerate(items):
+            groups.setdefault(str(meta[i["study_id"]][pos]), []).append(k)
+        for value, idx in groups.items():
+            if len(idx) < MIN_SUBGROUP:
+                continue
+            ix = np.array(idx)
+            out[f"{name}={value}"] = {
+                "n": len(idx), "candidate_macro_auroc": _macro_auc(y, cand, ix),
+                "active_macro_auroc": _macro_auc(y, act, ix) if act is not None else None}
+    return out
+
+
+def as_dict(v: Validation) -> dict[str, Any]:
+    return {"id": v.id, "model_id": v.model_id, "active_model_id": v.active_model_id,
+            "site_set_id": v.site_set_id, "margin": v.margin, "passed": v.passed,
+            "metrics": v.metrics, "created_by": v.created_by,
+            "created_at": iso_utc(v.created_at)}
+
+
+def latest_for(db: Session, model_id: int) -> dict[str, Any] | None:
+    """The model's latest validation, briefly (for the registry list)."""
+    from medai.platform.tables import SiteSet
+
+    v = db.scalar(select(Validation).where(Validation.model_id == model_id)
+                  .order_by(Validation.id.desc()).limit(1))
+    if v is None:
+        return None
+    site = db.get(SiteSet, v.site_set_id)
+    return {"passed": v.passed, "site_set": site.version if site else None,
+            "active_model_id": v.active_model_id, "summary": v.metrics.get("summary"),
+            "at": iso_utc(v.created_at)}

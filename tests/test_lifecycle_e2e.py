@@ -1,0 +1,153 @@
+"""Issue 26's loop end to end, with a real Celery worker on Redis: a radiologist signs studies
+(rejecting the AI's finding on some) → the export has those labels → a retrain registers a
+candidate → it is validated beside the active model on the site set → shadowed (the worker
+analyses live studies with it too, unseen) → promoted without a restart (the worker's new
+results name the new hash) → rolled back (they name the old one) → the monitoring numbers show
+the agreement with the signatures and a drift alarm from a stream of brighter films."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from platform_helpers import add_users, bearer, use_home, wait_status
+from test_monitoring import film
+from test_platform_celery import _purge, broker_url, start_worker
+from test_site_validation import _model
+
+pytestmark = pytest.mark.slow
+MONITOR = {"MEDAI_MONITOR_REFERENCE_N": "20", "MEDAI_MONITOR_WINDOW": "10",
+           "MEDAI_MONITOR_MIN_WINDOW": "8", "MEDAI_MODEL_WATCH_S": "1"}
+
+
+def test_sign_export_retrain_validate_shadow_promote_rollback_monitor(
+        tmp_path, monkeypatch, tfidf_model_dir):
+    from fastapi.testclient import TestClient
+
+    from medai.platform.api.app import create_platform_app
+    from medai.settings import get_settings
+
+    url = broker_url("redis", str(tmp_path))
+    _purge(url)
+    active_dir = _model(tmp_path / "active", 0.0)  # calls pneumothorax and effusion on all
+    db_url = f"sqlite:///{tmp_path / 'medai.db'}"
+    env = {**os.environ, **MONITOR, "MEDAI_HOME": str(tmp_path), "MEDAI_BROKER_URL": url,
+           "MEDAI_DATABASE_URL": db_url, "MEDAI_CXR_MODEL": str(active_dir),
+           "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir), "OMP_NUM_THREADS": "1"}
+    for k, v in MONITOR.items():
+        monkeypatch.setenv(k, v)
+    use_home(tmp_path)
+    get_settings.cache_clear()
+    app = create_platform_app(database_url=db_url, triage_model=str(tfidf_model_dir),
+                              cxr_model=str(active_dir), broker_url=url, preload=False)
+    add_users(app)
+    worker = start_worker(env)
+
+    def cli(*args: str) -> dict:
+        r = subprocess.run([sys.executable, "-m", "medai.cli", *args, "--json"], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        return json.loads(r.stdout)
+
+    try:
+        with TestClient(app, base_url="http://localhost") as client:
+            rad, admin = bearer(client, "rad1"), bearer(client, "admin")
+
+            def upload(data: bytes) -> dict:
+                r = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
+                                files={"file": ("f.png", data, "image/png")})
+                assert r.status_code == 201, r.text
+                return wait_status(client, rad, r.json()["id"], {"ai_drafted", "refused"},
+                                   timeout=180)
+
+            # 1. sixteen studies signed; the pneumothorax the AI calls on every film is
+            # rejected on every other one
+            signed = []
+            for i in range(16):
+                study = upload(film(i))
+                version = client.get(f"/api/v1/studies/{study['id']}/report",
+                                     headers=rad).json()["version"]
+                present = i % 2 == 0
+                text = ("Sağ apikal pnömotoraks izlendi." if present else
+                        "Akciğerler normal görünümdedir.")
+                r = client.post(f"/api/v1/studies/{study['id']}/report/sign", headers=rad,
+                                json={"version": version, "labels": {"Pneumothorax": present},
+                                      "sections": {"findings": text, "impression": text}})
+                assert r.status_code == 200, r.text
+                signed.append((study["id"], present))
+            old_hash = study["ai_result"]["model"]["content_hash"]
+
+            # 2. the export has those labels
+            sheet = cli("dataset", "export", "--task", "cxr", "--out", str(tmp_path / "set"))
+            assert sheet["studies"] == 16 and sheet["label_sources"]["rejected"] == 8
+            with (tmp_path / "set" / "manifest.csv").open() as fh:
+                rows = list(csv.DictReader(fh))
+            assert sum("Pneumothorax" in r["label"] for r in rows) == 8
+
+            # 3. a retrain registers a candidate; 4. validated on the site set
+            out = cli("models", "retrain", "--task", "cxr", "--work", str(tmp_path / "rt"),
+                      "--epochs", "1", "--image-size", "32", "--batch-size", "4",
+                      "--min-studies", "5")
+            cand = out["model"]
+            assert cand["state"] == "candidate"
+            site = cli("models", "site-set", "--task", "cxr")
+            assert site["studies"] >= 1
+            verdict = cli("models", "validate", str(cand["id"]), "--bootstrap", "100")
+            assert verdict["model_id"] == cand["id"] and "summary" in verdict["metrics"]
+
+            # 5. shadow: the worker analyses a live study with it too; nobody sees it
+            url_ = f"/api/v1/models/registry/{cand['id']}"
+            r = client.post(f"{url_}/shadow", headers=admin, json={"reason": "watch it live"})
+            assert r.status_code == 200, r.text
+            shown = upload(film(100))
+            assert shown["ai_result"]["model"]["content_hash"] == old_hash
+            for _ in range(100):
+                if client.get(f"{url_}/shadow", headers=admin).json()["studies"]:
+                    break
+                time.sleep(0.2)
+            assert client.get(f"{url_}/shadow", headers=admin).json()["studies"] >= 1
+
+            # 6. promoted (with the verdict, or an override when it did not pass)
+            body = {"reason": "e2e: validated on the site set",
+                    "override": not verdict["passed"]}
+            r = client.post(f"{url_}/promote", headers=admin, json=body)
+            assert r.status_code == 200, r.text
+
+            def serves(content_hash: str) -> bool:
+                for attempt in range(20):  # the worker follows within MEDAI_MODEL_WATCH_S
+                    if upload(film(200 + attempt))["ai_result"]["model"][
+                            "content_hash"] == content_hash:
+                        return True
+                    time.sleep(0.5)
+                return False
+
+            assert serves(cand["content_hash"])
+            # 7. rolled back
+            r = client.post("/api/v1/models/rollback", headers=admin,
+                            json={"task": "cxr", "reason": "e2e: back"})
+            assert r.status_code == 200, r.text
+            assert serves(old_hash)
+
+            # 8. monitoring: agreement from the signatures, and a drift alarm
+            for i in range(10):
+                upload(film(300 + i, brighter=0.25))
+            report = client.get("/api/v1/models/monitoring", headers=admin,
+                                params={"task": "cxr"}).json()["models"][0]
+            assert report["model_hash"] == old_hash
+            agreement = report["agreement"]["Pneumothorax"]
+            assert agreement["n"] == 16 and agreement["agreement"][0] == 0.5
+            open_alerts = [a for a in report["alerts"] if not a["cleared_at"]]
+            assert ("input", "mean") in {(a["kind"], a["key"]) for a in open_alerts}
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
+        _purge(url)
+        get_settings.cache_clear()

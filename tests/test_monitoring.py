@@ -1,0 +1,165 @@
+"""Monitoring (issue 26): a model's analyses are compared with its reference (its first 100
+analyses here) over a window of the latest 50. A shifted population — brighter films, another
+view — raises an alert within 30 studies of the shift (the least window a verdict needs); a
+stable stream of the same length raises none. Radiologists disagreeing with a label on the
+signed studies raises an agreement alert. Alerts are stored, audited and POSTed to a webhook,
+and cleared when the condition goes away."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from platform_helpers import bare_platform
+
+pytestmark = pytest.mark.slow
+REFERENCE, WITHIN = 100, 30
+
+
+def film(seed: int, brighter: float = 0.0) -> bytes:
+    """A film-like grey image (a smooth random pattern); ``brighter`` lifts every pixel."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((13, 11)) * 0.6 + 0.2
+    img = Image.fromarray((np.clip(base + brighter, 0, 1) * 255).astype("uint8"))
+    img = img.resize((80, 96), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def stream(p, n: int, start: int, brighter: float = 0.0, view: str = "PA") -> list[int]:
+    """Analyse ``n`` films the way a study's analysis does and keep their samples; returns
+    the 1-based positions in this stream at which a new alert appeared."""
+    from medai.platform.lifecycle import monitoring
+    from medai.services import imaging as imaging_service
+
+    predictor = p.models.get("cxr")
+    fired = []
+    for i in range(n):
+        image = imaging_service.read_image(film(start + i, brighter))
+        payload = predictor.predict(image).model_dump(mode="json")
+        before = _alerts(p)
+        monitoring.record(p, None, "cxr", predictor.identity.content_hash, payload, image,
+                          5.0, {"modality": "CR", "view": view, "source": "dicom"})
+        if len(_alerts(p)) > len(before):
+            fired.append(i + 1)
+    return fired
+
+
+def _alerts(p) -> list:
+    from medai.platform.tables import MonitorAlert
+
+    with p.db.reader() as db:
+        return [(a.kind, a.key, a.cleared_at) for a in db.scalars(select(MonitorAlert))]
+
+
+@pytest.fixture()
+def plat(tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
+        yield p
+
+
+def test_a_stable_stream_raises_no_alert(plat):
+    from medai.platform.lifecycle import monitoring
+
+    assert stream(plat, REFERENCE, 0) == []
+    assert stream(plat, 60, 10_000) == []
+    assert _alerts(plat) == []
+    summary = monitoring.summary(plat, "cxr", plat.models.get("cxr").identity.content_hash)
+    assert summary["volume"]["window_n"] == 50  # judged on a full window, and quiet
+    assert summary["inputs"]["mean"]["p"] > 1e-4
+
+
+def test_brighter_films_raise_an_input_alert_within_30_studies(plat, monkeypatch):
+    hook = Hook().start()
+    monkeypatch.setenv("MEDAI_MONITOR_WEBHOOK_URL", hook.url)
+    from medai.settings import get_settings
+
+    get_settings.cache_clear()
+    stream(plat, REFERENCE, 0)
+    fired = stream(plat, 60, 20_000, brighter=0.25)
+    assert fired and fired[0] <= WITHIN
+    kinds = {(k, key) for k, key, _ in _alerts(plat)}
+    assert ("input", "mean") in kinds
+    hook.wait()
+    assert hook.received[0]["event"] == "medai.monitor.alert"
+    assert hook.received[0]["kind"] in ("input", "output")
+    from medai.platform.tables import AuditEvent
+
+    with plat.db.reader() as db:
+        assert db.scalar(select(AuditEvent).where(AuditEvent.action == "monitor")) is not None
+    # the population comes back: once the window is all normal films again, the alert clears
+    stream(plat, 60, 30_000)
+    assert all(cleared is not None for k, key, cleared in _alerts(plat) if k == "input")
+    hook.stop()
+
+
+def test_another_view_raises_a_metadata_alert(plat):
+    stream(plat, REFERENCE, 0)
+    fired = stream(plat, 40, 40_000, view="AP")
+    assert fired and fired[0] <= WITHIN
+    assert ("metadata", "mix") in {(k, key) for k, key, _ in _alerts(plat)}
+
+
+def test_disagreeing_signatures_raise_an_agreement_alert(plat):
+    from medai.platform import studies
+    from medai.platform.lifecycle import monitoring
+    from medai.platform.tables import StudyLabel, User
+
+    model_hash = plat.models.get("cxr").identity.content_hash
+    with plat.db.session() as db:
+        user = db.scalar(select(User))
+        for i in range(25):
+            study, _ = studies.create(db, user, sha=f"{i:064x}", size=1,
+                                      content_type="image/png", task="cxr")
+            db.flush()
+            # the AI calls pneumonia; the radiologist agrees on 5 of 25
+            db.add(StudyLabel(study_id=study.id, report_version=2, label="Pneumonia",
+                              present=i < 5, ai_positive=True, source="text",
+                              model_hash=model_hash, decided_by=user.id))
+    new = monitoring.check(plat, "cxr", model_hash)
+    assert [(a.kind, a.key) for a in new] == [("agreement", "Pneumonia")]
+    summary = monitoring.summary(plat, "cxr", model_hash)
+    agreement = summary["agreement"]["Pneumonia"]
+    assert agreement["n"] == 25 and agreement["agreement"][0] == 0.2
+    assert agreement["ppv"][0] == 0.2 and agreement["ppv"][1] < 0.2 < agreement["ppv"][2]
+
+
+class Hook:
+    """A webhook receiver that keeps the JSON bodies it was sent."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.got = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append(json.loads(body))
+                outer.got.set()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+    def start(self) -> Hook:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def wait(self) -> None:
+        assert self.got.wait(30), "the webhook was not called"
+
+    def stop(self) -> None:
+        self.server.shutdown()

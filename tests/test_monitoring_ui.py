@@ -1,0 +1,76 @@
+"""The monitoring page in a real ``medai serve`` (Chromium): studies stream in through the API,
+the last of them brighter films; the page shows the model's numbers and plots and the open
+image-drift alert — in Turkish at desktop width and in English on a phone, with no serious
+accessibility violation and no request to another host."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from platform_helpers import http_login, ui_server
+from test_monitoring import film
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
+    home = tmp_path_factory.mktemp("monitoring-ui")
+    with ui_server(home, {"admin": "admin", "rad1": "radiologist"}, MEDAI_DATABASE_URL="",
+                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+                   MEDAI_CXR_MODEL=str(tiny_imaging_dir), MEDAI_MONITOR_REFERENCE_N="20",
+                   MEDAI_MONITOR_WINDOW="10", MEDAI_MONITOR_MIN_WINDOW="8") as base:
+        yield base
+
+
+def _upload_all(base: str, images: list[bytes]) -> None:
+    rad = http_login(base, "rad1")
+    ids = [httpx.post(f"{base}/api/v1/studies", headers=rad, timeout=60, data={"task": "cxr"},
+                      files={"file": ("f.png", data, "image/png")}).json()["id"]
+           for data in images]
+    end = time.monotonic() + 300
+    for sid in ids:
+        while httpx.get(f"{base}/api/v1/studies/{sid}", headers=rad, timeout=30).json()[
+                "status"] in ("received", "analysing"):
+            assert time.monotonic() < end
+            time.sleep(0.1)
+
+
+def test_the_admin_sees_drift_and_the_open_alert(server, browser, shots):
+    from test_web_ui import AXE, axe_violations, sign_in
+
+    _upload_all(server, [film(i) for i in range(20)] + [film(100 + i, 0.25) for i in range(10)])
+    admin = http_login(server, "admin")
+    alerts = httpx.get(f"{server}/api/v1/models/alerts", headers=admin,
+                       params={"open": "true"}).json()["items"]
+    assert ("input", "mean") in {(a["kind"], a["key"]) for a in alerts}
+
+    ctx = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900},
+                              bypass_csp=True)
+    page = ctx.new_page()
+    sign_in(page, "admin")
+    page.goto("/monitoring")
+    page.locator("#open-alerts li[data-kind='input']").wait_for()
+    assert "Görüntü kayması" in page.locator("#open-alerts").inner_text()
+    card = page.locator(".monitor-model[data-task='cxr']")
+    assert card.get_attribute("data-alerts") != "0"
+    assert card.locator("svg.chart").count() == 2
+    assert "30" in card.inner_text()  # analyses so far
+    if AXE.is_file():
+        page.wait_for_load_state("networkidle")
+        assert axe_violations(page) == []
+    page.screenshot(path=str(shots / "monitoring-tr-1280.png"), full_page=True)
+    ctx.close()
+
+    phone = browser.new_context(base_url=server, viewport={"width": 360, "height": 740})
+    page = phone.new_page()
+    sign_in(page, "admin")
+    page.goto("/monitoring?lang=en")
+    page.locator("#open-alerts li[data-kind='input']").wait_for()
+    assert "Image drift" in page.locator("#open-alerts").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.screenshot(path=str(shots / "monitoring-en-360.png"), full_page=True)
+    phone.close()

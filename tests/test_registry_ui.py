@@ -1,0 +1,100 @@
+"""The model registry section of the admin page, in a real ``medai serve`` (Chromium): the admin
+sees every registered model with its state, registers a directory from MEDAI_MODELS_DIR, is
+told that promotion needs site validation or an override, promotes with an override and a
+reason (the served-models table shows the new hash at once: no restart), and rolls back — in
+Turkish at desktop width and in English on a phone, with no serious accessibility violation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import make_imaging_model_dir
+from platform_helpers import ui_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
+    home = tmp_path_factory.mktemp("registry-ui")
+    models_dir = home / "hospital-models"
+    candidate = make_imaging_model_dir(models_dir / "cxr-site-2026-11", seed=11)
+    with ui_server(home, {"admin": "admin"}, MEDAI_DATABASE_URL="",
+                   MEDAI_MODELS_DIR=str(models_dir), MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
+        yield base, candidate
+
+
+def _hash(directory) -> str:
+    return json.loads((directory / "model_card.json").read_text())["content_hash"]
+
+
+def test_the_admin_registers_promotes_and_rolls_back_a_model(server, browser, shots,
+                                                             tiny_imaging_dir):
+    from test_web_ui import AXE, axe_violations, sign_in
+
+    base, candidate = server
+    ctx = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900},
+                              bypass_csp=True)
+    page = ctx.new_page()
+    sign_in(page, "admin")
+    page.goto("/admin")
+    section = page.locator("#registry-section")
+    section.locator("#registry tr[data-state='active']").nth(2).wait_for()
+    assert section.locator("#registry tr[data-state='active']").count() == 3  # first start
+
+    section.locator("summary").click()
+    section.get_by_label("Model dizini").fill("cxr-site-2026-11")
+    section.get_by_role("button", name="Aday olarak kaydet").click()
+    row = section.locator("#registry tr[data-state='candidate']")
+    row.wait_for()
+    assert "aday olarak kaydedildi" in section.locator("#registry-message").inner_text()
+    assert _hash(candidate)[:19] in row.inner_text()
+
+    row.get_by_role("button", name="Etkinleştir").click()
+    section.get_by_label("Gerekçe (denetim kaydına yazılır)").fill("yeni cihaz verisi")
+    section.get_by_role("button", name="Onayla").click()
+    error = section.locator("#registry-error")
+    error.wait_for()
+    assert "saha değerlendirme kümesi yok" in error.inner_text()
+    section.get_by_label("Saha doğrulaması olmadan", exact=False).check()
+    section.get_by_role("button", name="Onayla").click()
+    section.locator(f"#registry tr[data-state='active']:has-text('{_hash(candidate)[:19]}')"
+                    ).wait_for()
+    served = page.locator("#models")
+    page.wait_for_function(
+        "(h) => document.getElementById('models').innerText.includes(h)",
+        arg=_hash(candidate)[:23])
+    assert _hash(tiny_imaging_dir)[:23] not in served.inner_text()
+    assert section.locator("#registry-error").is_hidden()  # the refusal is gone once done
+    # a rollback is offered only where there is an earlier model to go back to
+    assert section.get_by_role("button", name="Önceki modele dön").count() == 1
+    if AXE.is_file():
+        page.wait_for_load_state("networkidle")
+        assert axe_violations(page) == []
+    section.screenshot(path=str(shots / "admin-registry-tr-1280.png"))
+    ctx.close()
+
+    phone = browser.new_context(base_url=base, viewport={"width": 360, "height": 740})
+    page = phone.new_page()
+    sign_in(page, "admin")
+    page.goto("/admin")
+    page.get_by_role("link", name="English").click()
+    section = page.locator("#registry-section")
+    short = _hash(candidate)[:19]
+    active = section.locator(f"#registry tr[data-state='active']:has-text('{short}')")
+    active.wait_for()
+    active.get_by_role("button", name="Roll back").click()
+    section.get_by_label("Reason (kept in the audit log)").fill("false positives on portable films")
+    assert section.locator("#registry-override-row").is_hidden()  # a rollback needs none
+    section.get_by_role("button", name="Confirm").click()
+    section.locator(f"#registry tr[data-state='retired']:has-text('{_hash(candidate)[:19]}')"
+                    ).wait_for()
+    page.wait_for_function(
+        "(h) => document.getElementById('models').innerText.includes(h)",
+        arg=_hash(tiny_imaging_dir)[:23])
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    section.screenshot(path=str(shots / "admin-registry-en-360.png"))
+    phone.close()
