@@ -34,23 +34,35 @@ def film(seed: int, brighter: float = 0.0) -> bytes:
     return buf.getvalue()
 
 
-def stream(p, n: int, start: int, brighter: float = 0.0, view: str = "PA") -> list[int]:
-    """Analyse ``n`` films the way a study's analysis does and keep their samples; returns
-    the 1-based positions in this stream at which a new alert appeared."""
+def stream(p, n: int, start: int, brighter: float = 0.0, view: str = "PA",
+           files=None) -> list[int]:
+    """Analyse ``n`` films (or the images ``files(i)`` returns) the way a study's analysis
+    does and keep their samples; returns the 1-based positions in this stream at which a new
+    alert appeared."""
     from medai.platform.lifecycle import monitoring
     from medai.services import imaging as imaging_service
 
     predictor = p.models.get("cxr")
     fired = []
     for i in range(n):
-        image = imaging_service.read_image(film(start + i, brighter))
-        payload = predictor.predict(image).model_dump(mode="json")
+        data = files(start + i) if files else film(start + i, brighter)
+        image = imaging_service.read_image(data)
+        result = predictor.predict(image)
+        payload = result.model_dump(mode="json")
+        assert "embedding" not in payload  # kept for monitoring, never stored with the result
         before = _alerts(p)
         monitoring.record(p, None, "cxr", predictor.identity.content_hash, payload, image,
-                          5.0, {"modality": "CR", "view": view, "source": "dicom"})
+                          5.0, {"modality": "CR", "view": view, "source": "dicom"},
+                          result.embedding)
         if len(_alerts(p)) > len(before):
             fired.append(i + 1)
     return fired
+
+
+def monitoring_summary(p) -> dict:
+    from medai.platform.lifecycle import monitoring
+
+    return monitoring.summary(p, "cxr", p.models.get("cxr").identity.content_hash)
 
 
 def _alerts(p) -> list:
@@ -75,6 +87,7 @@ def test_a_stable_stream_raises_no_alert(plat):
     summary = monitoring.summary(plat, "cxr", plat.models.get("cxr").identity.content_hash)
     assert summary["volume"]["window_n"] == 50  # judged on a full window, and quiet
     assert summary["inputs"]["mean"]["p"] > 1e-4
+    assert summary["embedding"]["window_n"] == 50 and summary["embedding"]["p"] > 1e-4
 
 
 def test_brighter_films_raise_an_input_alert_within_30_studies(plat, monkeypatch):
@@ -88,6 +101,8 @@ def test_brighter_films_raise_an_input_alert_within_30_studies(plat, monkeypatch
     assert fired and fired[0] <= WITHIN
     kinds = {(k, key) for k, key, _ in _alerts(plat)}
     assert ("input", "mean") in kinds
+    summary = monitoring_summary(plat)
+    assert summary["embedding"]["dimensions"] > 0 and summary["embedding"]["reference_n"] > 0
     hook.wait()
     assert hook.received[0]["event"] == "medai.monitor.alert"
     assert hook.received[0]["kind"] in ("input", "output")
@@ -106,6 +121,59 @@ def test_another_view_raises_a_metadata_alert(plat):
     fired = stream(plat, 40, 40_000, view="AP")
     assert fired and fired[0] <= WITHIN
     assert ("metadata", "mix") in {(k, key) for k, key, _ in _alerts(plat)}
+
+
+def _film_dicom(tmp_path, age: str, sex: str, maker: str):
+    """A chest film as a DICOM file whose header names the patient's age and sex and the
+    device's manufacturer."""
+    from dicom_helpers import make_dicom
+
+    def make(i: int) -> bytes:
+        path = make_dicom(tmp_path / f"f{i}.dcm", seed=i, rows=96, cols=80, PatientAge=age,
+                          PatientSex=sex, Manufacturer=maker)
+        data = path.read_bytes()
+        path.unlink()
+        return data
+    return make
+
+
+def test_a_paediatric_only_stream_raises_an_age_band_alert(plat, tmp_path):
+    adults = _film_dicom(tmp_path, "054Y", "F", "ACME")
+    children = _film_dicom(tmp_path, "006Y", "F", "ACME")
+    assert stream(plat, REFERENCE, 0, files=adults) == []
+    fired = stream(plat, 40, 50_000, files=children)
+    assert fired and fired[0] <= WITHIN
+    kinds = {(k, key) for k, key, _ in _alerts(plat)}
+    assert ("metadata", "age_band") in kinds
+    assert ("metadata", "sex") not in kinds and ("metadata", "manufacturer") not in kinds
+    from medai.platform.lifecycle import monitoring
+
+    summary = monitoring.summary(plat, "cxr", plat.models.get("cxr").identity.content_hash)
+    assert summary["population"]["age_band"]["reference"] == {"40-64": 1.0}
+    assert summary["population"]["age_band"]["window"] == {"2-11": 1.0}
+
+
+def test_a_new_device_manufacturer_raises_a_manufacturer_alert(plat, tmp_path):
+    assert stream(plat, REFERENCE, 0, files=_film_dicom(tmp_path, "054Y", "M", "ACME")) == []
+    fired = stream(plat, 40, 60_000, files=_film_dicom(tmp_path, "061Y", "M", "Other Corp"))
+    assert fired and fired[0] <= WITHIN
+    kinds = {(k, key) for k, key, _ in _alerts(plat)}
+    assert ("metadata", "manufacturer") in kinds and ("metadata", "sex") not in kinds
+
+
+def test_the_embedding_moves_with_the_films_and_stays_put_on_a_stable_stream():
+    """Hotelling's T² on the whitened features: a mean shift of one standard deviation on
+    100 + 50 samples is found; the same distribution is not."""
+    from medai.platform.lifecycle import drift
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(100, 8))
+    same_d, same_p = drift.hotelling(ref, rng.normal(size=(50, 8)))
+    moved_d, moved_p = drift.hotelling(ref, rng.normal(size=(50, 8)) + [1, 0, 0, 0, 0, 0, 0, 0])
+    assert same_p > 1e-4 and same_d < 0.5
+    assert moved_p < 1e-4 and moved_d > 0.7
+    assert drift.hotelling(ref, []) == (0.0, 1.0)
+    assert drift.hotelling(ref[:3], ref[:3]) == (0.0, 1.0)  # too few for 8 dimensions
 
 
 def test_disagreeing_signatures_raise_an_agreement_alert(plat):
@@ -163,3 +231,23 @@ class Hook:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+def test_the_header_gives_age_band_sex_and_manufacturer_and_nothing_else(tmp_path):
+    """Validation subgroups and the monitoring mix read these from the DICOM header: bands,
+    not ages; PatientAge when present, else birth date against the study date."""
+    from dicom_helpers import make_dicom
+    from medai.services.imaging import header_population
+
+    def header(**attrs) -> dict:
+        return header_population(make_dicom(tmp_path / "h.dcm", **attrs).read_bytes())
+
+    assert header(PatientAge="006M", PatientSex="F", Manufacturer="ACME") == {
+        "view": "PA", "age_band": "0-1", "sex": "F", "manufacturer": "ACME"}
+    assert header(PatientAge="017Y")["age_band"] == "12-17"
+    assert header(PatientAge="065Y")["age_band"] == "65+"
+    assert header(PatientBirthDate="19801121")["age_band"] == "40-64"  # study 2025-11-20
+    assert header(PatientBirthDate="20071121")["age_band"] == "12-17"  # 17 the day before 18
+    assert header(PatientAge="garbage", PatientSex="X") == {
+        "view": "PA", "age_band": "", "sex": "", "manufacturer": ""}
+    assert header_population(b"\x89PNG not a dicom") == {}

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         "monitoring: the population stability index at which a shift is large enough"))
     monitor_shift: float = Field(default=0.05, gt=0, description=(
         "monitoring: the least change of an image statistic's median (0-1 scale) that counts"))
+    monitor_embedding_shift: float = Field(default=0.5, gt=0, description=(
+        "monitoring: the least Mahalanobis distance between the reference's and the window's "
+        "mean embedding (whitened penultimate features) that counts as embedding drift"))
     monitor_agreement: float = Field(default=0.7, gt=0, le=1, description=(
         "monitoring: per-label agreement with signatures below which an alert is raised"))
     monitor_agreement_n: int = Field(default=20, ge=5, le=100_000, description=(

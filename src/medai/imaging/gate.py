@@ -60,6 +60,13 @@ class FeatureGate:
         within, residual = self._terms(feats)
         return 0.5 * (within / self.within_scale + residual / self.residual_scale)
 
+    def coordinates(self, feats: np.ndarray, n: int = 8) -> np.ndarray:
+        """The features on the first ``n`` principal axes, whitened (unit variance on the
+        training images): a small, comparable embedding for drift monitoring."""
+        centred = np.asarray(feats, dtype=np.float32) - self.mean
+        k = min(n, len(self.variances))
+        return (centred @ self.components[:k].T) / np.sqrt(self.variances[:k])
+
     def acceptance(self, feats: np.ndarray) -> float:
         """Fraction of these images the gate lets through."""
         return float(np.mean(self.distance(feats) <= self.threshold))

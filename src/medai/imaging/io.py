@@ -213,6 +213,36 @@ def _to_gray(img) -> tuple[np.ndarray, float]:
     return _rescale(arr.astype(np.float64)), 0.0  # I;16, I, F: stretch to the data range
 
 
+AGE_BANDS = ((2, "0-1"), (12, "2-11"), (18, "12-17"), (40, "18-39"), (65, "40-64"),
+             (None, "65+"))
+
+
+def age_band(ds) -> str:
+    """The patient's age band from PatientAge ("045Y", "006M", "010D", "002W") or from the
+    birth date and the study date; "" when the file says neither. Bands, not ages: what
+    monitoring and validation subgroups need, and no more."""
+    years: float | None = None
+    raw = str(ds.get("PatientAge", "") or "").strip().upper()
+    if len(raw) == 4 and raw[:3].isdigit() and raw[3] in "DWMY":
+        years = int(raw[:3]) / {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}[raw[3]]
+    else:
+        born = str(ds.get("PatientBirthDate", "") or "")[:8]
+        seen = str(ds.get("StudyDate", "") or ds.get("ContentDate", "") or "")[:8]
+        if born.isdigit() and seen.isdigit() and len(born) == len(seen) == 8:
+            years = (int(seen[:4]) - int(born[:4])) - (seen[4:] < born[4:])
+    if years is None or not 0 <= years < 150:
+        return ""
+    return next(name for limit, name in AGE_BANDS if limit is None or years < limit)
+
+
+def population(ds) -> dict[str, str]:
+    """Who and what took the image, as monitoring's population mix: device manufacturer,
+    age band and sex (M/F/O, "" when unknown)."""
+    sex = str(ds.get("PatientSex", "") or "").strip().upper()[:1]
+    return {"manufacturer": str(ds.get("Manufacturer", "") or "").strip()[:64],
+            "age_band": age_band(ds), "sex": sex if sex in ("M", "F", "O") else ""}
+
+
 def _rescale(arr: np.ndarray) -> np.ndarray:
     lo, hi = float(np.min(arr)), float(np.max(arr))
     if hi <= lo:
@@ -258,7 +288,8 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
             "bits_stored": int(ds.get("BitsStored", 0) or 0), "frames": frames,
             "transfer_syntax": syntax, "width": cols, "height": rows,
             "view_position": str(ds.get("ViewPosition", "") or "").strip().upper()[:16],
-            "body_part": str(ds.get("BodyPartExamined", "") or "").strip().upper()[:32]}
+            "body_part": str(ds.get("BodyPartExamined", "") or "").strip().upper()[:32],
+            **population(ds)}
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 

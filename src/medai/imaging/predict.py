@@ -111,9 +111,20 @@ class ImagingPredictor:
             return self._refusal(reason, image)
         decision = self.decide(probs[0])
         findings = [Finding(**row.model_dump()) for row in decision.labels]
+        embedding = [round(float(v), 4) for v in self.embedding(feats)[0]]
         return ImagingResult(status="ai_suggestion", task=self.cfg.task, refused=False,
                              findings=findings, primary=decision.primary, decision=decision,
-                             model=self.identity, image=image_info(image))
+                             model=self.identity, image=image_info(image), embedding=embedding)
+
+    def embedding(self, feats: np.ndarray, n: int = 8) -> np.ndarray:
+        """A small embedding of the penultimate features for drift monitoring: the gate's
+        first whitened principal axes, or (no gate) a fixed random projection — the two-sample
+        test monitoring runs on it is affine-invariant, so either serves."""
+        if self.gate is not None:
+            return self.gate.coordinates(feats, n)
+        feats = np.asarray(feats, dtype=np.float32)
+        axes = np.random.default_rng(feats.shape[1]).standard_normal((feats.shape[1], n))
+        return feats @ (axes / np.sqrt(feats.shape[1])).astype(np.float32)
 
     def decide(self, probs: np.ndarray) -> Decision:
         """The task's one decision for a row of probabilities (``imaging.decision``)."""

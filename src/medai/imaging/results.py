@@ -52,6 +52,9 @@ class ImagingResult(AIResult):
     decision: Decision | None = None
     image: ImageInfo | None = None
     disclaimer: str = DISCLAIMER
+    embedding: list[float] | None = Field(None, exclude=True, description=(
+        "the image's penultimate features on the gate's first principal axes, whitened: kept "
+        "by monitoring for embedding drift, never stored with or sent in the result"))
 
 
 class HeatmapResult(AIResult):

@@ -127,7 +127,8 @@ def _findings(p: Platform, study_id: int, predictor, image, meta: dict) -> AIRes
     payload = result.model_dump(mode="json")
     heat, png = imaging_service.heatmap(predictor, image, _heatmap_label(result))
     row = save_result(p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label))
-    monitoring.record(p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta)
+    monitoring.record(p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta,
+                      result.embedding)
     return row
 
 

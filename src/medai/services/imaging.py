@@ -29,7 +29,25 @@ from medai.services.runtime import release_memory, tune_allocator
 
 __all__ = ["DISPLAY_SIDE", "MAX_BYTES", "HeatmapResult", "ImageInputError", "ImageRefused",
            "ImageTooLarge", "ImagingResult", "LoadedImage", "Refusal", "analyse", "check_upload",
-           "declared_too_large", "decoded", "display_png", "heatmap", "preview_png", "refusal_of"]
+           "declared_too_large", "decoded", "header_population", "display_png", "heatmap", "preview_png", "refusal_of"]
+
+def header_population(data: bytes) -> dict[str, str]:
+    """View, device manufacturer, age band and sex from a DICOM file's header (pixels never
+    read); {} for other formats or an unreadable header. For validation subgroups."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    from medai.imaging.io import population
+
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return {}
+    try:
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except (InvalidDicomError, ValueError, OSError, EOFError):
+        return {}
+    return {"view": str(ds.get("ViewPosition", "") or "").strip().upper()[:16],
+            **population(ds)}
+
 
 def declared_too_large(rows: int, columns: int, frames: int = 1, samples: int = 1) -> bool:
     """Whether an image declaring these dimensions is past the decoders' limits (a PACS's

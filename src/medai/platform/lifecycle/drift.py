@@ -85,3 +85,27 @@ def percentile(values: Sequence[float], q: float) -> float | None:
         return None
     s = sorted(values)
     return float(s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))])
+
+
+def hotelling(reference: Sequence[Sequence[float]], current: Sequence[Sequence[float]]
+              ) -> tuple[float, float]:
+    """(Mahalanobis distance between the means, p-value) of Hotelling's two-sample T² test
+    on vectors (the model's whitened penultimate features): (0.0, 1.0) when either side is
+    too small for the dimension."""
+    import numpy as np
+    from scipy.stats import f as f_dist
+
+    r, c = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
+    if r.ndim != 2 or c.ndim != 2 or r.shape[1] != c.shape[1] or r.shape[1] == 0:
+        return 0.0, 1.0
+    n1, n2, k = len(r), len(c), r.shape[1]
+    if n1 + n2 - k - 1 < 1 or n1 < 2 or n2 < 2:
+        return 0.0, 1.0
+    pooled = ((n1 - 1) * np.cov(r, rowvar=False) + (n2 - 1) * np.cov(c, rowvar=False)) \
+        / (n1 + n2 - 2)
+    pooled = np.atleast_2d(pooled) + 1e-6 * np.eye(k)
+    diff = r.mean(0) - c.mean(0)
+    d2 = float(diff @ np.linalg.solve(pooled, diff))
+    t2 = n1 * n2 / (n1 + n2) * d2
+    stat = (n1 + n2 - k - 1) / (k * (n1 + n2 - 2)) * t2
+    return math.sqrt(max(d2, 0.0)), float(f_dist.sf(stat, k, n1 + n2 - k - 1))

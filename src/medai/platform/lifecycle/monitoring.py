@@ -3,16 +3,20 @@ its reference, how often radiologists agree with it, and alerts when a threshold
 
 Each analysis leaves a sample (``record``): latency, refusal, abstention (an indeterminate
 decision), the probability of each label and the decided positives, the image's statistics
-(mean and spread of its normalised pixels, size) and its metadata mix (modality, view,
-source) — never patient data. A model's **reference** is its first ``MEDAI_MONITOR_REFERENCE_N``
+(mean and spread of its normalised pixels, size), its embedding (the model's penultimate
+features on the gate's first principal axes, whitened) and its metadata mix (modality, view,
+source; device manufacturer, age band and sex from the DICOM header) — never patient text or
+identifiers. A model's **reference** is its first ``MEDAI_MONITOR_REFERENCE_N``
 analyses at this site; the **window** is its latest ``MEDAI_MONITOR_WINDOW`` after those.
 ``check`` runs after every sample and every signature and raises (or clears) alerts:
 
 - ``output``: a label's probabilities moved (KS p < MEDAI_MONITOR_P and PSI ≥ MEDAI_MONITOR_PSI);
 - ``input``: an image statistic moved (KS p < MEDAI_MONITOR_P and its median by ≥
   MEDAI_MONITOR_SHIFT);
-- ``metadata``: the modality/view/source mix changed (chi-square p < MEDAI_MONITOR_P and PSI ≥
-  MEDAI_MONITOR_PSI);
+- ``input``/``embedding``: the features moved (Hotelling's T² p < MEDAI_MONITOR_P and the
+  Mahalanobis distance between the means ≥ MEDAI_MONITOR_EMBEDDING_SHIFT);
+- ``metadata``: the modality/view/source mix, or the manufacturer, age-band or sex mix,
+  changed (chi-square p < MEDAI_MONITOR_P and PSI ≥ MEDAI_MONITOR_PSI);
 - ``agreement``: radiologists agreed with a label on fewer than MEDAI_MONITOR_AGREEMENT of
   the last signed studies (once MEDAI_MONITOR_AGREEMENT_N are signed).
 
@@ -40,6 +44,7 @@ log = logging.getLogger("medai.platform.lifecycle")
 MONITOR = audit.Actor(name="medai-monitor")
 AGREEMENT_WINDOW = 100
 STATS = ("mean", "std")
+POPULATION = ("manufacturer", "age_band", "sex")  # from the DICOM header, "" when unknown
 
 
 def _settings():
@@ -58,22 +63,28 @@ def image_stats(image) -> dict[str, float]:
 
 
 def record(p: Platform, study_id: int | None, task: str, model_hash: str, payload: dict,
-           image=None, latency_ms: float | None = None, meta: dict | None = None) -> None:
+           image=None, latency_ms: float | None = None, meta: dict | None = None,
+           embedding: list[float] | None = None) -> None:
     """Keep one analysis's sample and check the model's thresholds (never raises: monitoring
     must not fail an analysis)."""
     try:
         decision = payload.get("decision") or {}
         info = payload.get("image") or {}
+        header = getattr(image, "metadata", None) or {}
+        stats = image_stats(image)
+        if embedding:
+            stats["embedding"] = [round(float(v), 4) for v in embedding]
         sample = MonitorSample(
             task=task, model_hash=model_hash, study_id=study_id, latency_ms=latency_ms,
             refused=bool(payload.get("refused")),
             abstained=decision.get("state") == "indeterminate",
             probs={f["label"]: round(float(f["probability"]), 5)
                    for f in payload.get("findings", [])},
-            positives=list(decision.get("positives") or []), stats=image_stats(image),
+            positives=list(decision.get("positives") or []), stats=stats,
             meta={"modality": (meta or {}).get("modality") or info.get("modality") or "",
                   "view": (meta or {}).get("view") or info.get("view_position") or "",
-                  "source": (meta or {}).get("source") or info.get("format") or ""})
+                  "source": (meta or {}).get("source") or info.get("format") or "",
+                  **{k: str(header.get(k) or "")[:64] for k in POPULATION}})
         with p.db.session() as db:
             db.add(sample)
         check(p, task, model_hash)
@@ -160,6 +171,26 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
                            "reference": _shares(rmix), "window": _shares(cmix)}
     if ready and p < s.monitor_p and value >= s.monitor_psi:
         crossed[("metadata", "mix")] = {"value": value, "threshold": s.monitor_psi, "p": p}
+    numbers["population"] = {}
+    for field in POPULATION:  # each on its own: a joint mix would be too sparse to test
+        r = [x.meta.get(field, "") for x in reference]
+        c = [x.meta.get(field, "") for x in window]
+        if not any(r) and not any(c):
+            continue
+        p, value = drift.chi_square_p(r, c), drift.categorical_psi(r, c) if c else 0.0
+        numbers["population"][field] = {"psi": round(value, 4), "p": p,
+                                        "reference": _shares(r), "window": _shares(c)}
+        if ready and p < s.monitor_p and value >= s.monitor_psi:
+            crossed[("metadata", field)] = {"value": value, "threshold": s.monitor_psi, "p": p}
+    r_emb = [x.stats["embedding"] for x in ref_ok if x.stats.get("embedding")]
+    c_emb = [x.stats["embedding"] for x in win_ok if x.stats.get("embedding")]
+    distance, p = drift.hotelling(r_emb, c_emb)
+    numbers["embedding"] = {"reference_n": len(r_emb), "window_n": len(c_emb),
+                            "dimensions": len(r_emb[0]) if r_emb else 0,
+                            "distance": round(distance, 4), "p": p}
+    if ready and p < s.monitor_p and distance >= s.monitor_embedding_shift:
+        crossed[("input", "embedding")] = {"value": distance,
+                                           "threshold": s.monitor_embedding_shift, "p": p}
     agreement = _agreement(db, task, model_hash)
     numbers["agreement"] = agreement
     if task == "triage":  # staff's recorded departments and urgency (triage_labels)
@@ -288,7 +319,8 @@ def summary(p: Platform, task: str, model_hash: str, series_n: int = 200) -> dic
                        "p95": drift.percentile(latencies, 0.95)},
         "triage": numbers.get("triage"),
         "labels": numbers["labels"], "inputs": numbers["inputs"],
-        "metadata": numbers["metadata"], "agreement": numbers["agreement"],
+        "metadata": numbers["metadata"], "population": numbers["population"],
+        "embedding": numbers["embedding"], "agreement": numbers["agreement"],
         "alerts": alerts,
         "settings": {"reference_n": s.monitor_reference_n, "window": s.monitor_window,
                      "min_window": s.monitor_min_window},

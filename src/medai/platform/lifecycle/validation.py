@@ -1,7 +1,8 @@
 """Site validation before promotion: a candidate is evaluated beside the active model on the
 task's latest site set (``site_sets``) — per label AUROC with a bootstrap interval, and
 sensitivity and PPV at each model's served operating point with Wilson intervals, overall and
-per subgroup (view, source) — and is **non-inferior** when the 95 % lower bound of the paired
+per subgroup (source, modality, view; device manufacturer, age band and sex where the DICOM
+header says) — and is **non-inferior** when the 95 % lower bound of the paired
 bootstrap difference (candidate − active) of macro AUROC and of macro sensitivity is at least
 −margin (``MEDAI_VALIDATION_MARGIN``). Studies the candidate was trained on (its card's site
 signatures) are left out. Promotion without an override needs a passing validation of the
@@ -158,7 +159,11 @@ def validate(p, candidate_id: int, actor: str, margin: float | None = None,
     if not items:
         raise LifecycleError(f"site set v{site_version} has no study the candidate was not "
                              "trained on")
+    from medai.services.imaging import header_population
+
     data = [p.store.read(meta[i["study_id"]][0]) for i in items]
+    groups = [{"source": str(meta[i["study_id"]][1]), "modality": str(meta[i["study_id"]][2]),
+               **header_population(blob)} for i, blob in zip(items, data, strict=True)]
     cand_res = _predict_all(p, cand, data)
     act_res = _predict_all(p, current, data) if current is not None else None
     labels = sorted({lab for i in items for lab in i["labels"]}
@@ -186,7 +191,7 @@ def validate(p, candidate_id: int, actor: str, margin: float | None = None,
         metrics["labels"][lab] = entry
     passed, summary = _decide(metrics, y, cs, cd, as_, ad, act_res is not None, margin,
                               n_boot, seed)
-    metrics["subgroups"] = _subgroups(items, meta, y, cs, as_)
+    metrics["subgroups"] = _subgroups(groups, y, cs, as_)
     metrics["summary"] = summary
     row = Validation(model_id=candidate_id, active_model_id=current.id if current else None,
                      site_set_id=site_id, margin=margin, passed=passed, metrics=metrics,
@@ -221,17 +226,22 @@ def _decide(metrics, y, cs, cd, as_, ad, has_active, margin, n_boot, seed):
     return ok, summary
 
 
-def _subgroups(items, meta, y, cs, as_) -> dict[str, Any]:
-    """Macro AUROC of each model per source and modality, where a group is big enough."""
+SUBGROUPS = ("source", "modality", "view", "manufacturer", "age_band", "sex")
+
+
+def _subgroups(groups: list[dict[str, str]], y, cs, as_) -> dict[str, Any]:
+    """Macro AUROC of each model per source, modality, view, device manufacturer, age band
+    and sex (the last four where the DICOM header says), where a group is big enough."""
     if not cs:
         return {}
     cand, act = np.stack(cs, axis=1), (np.stack(as_, axis=1) if as_ else None)
     out: dict[str, Any] = {}
-    for name, pos in (("source", 1), ("modality", 2)):
-        groups: dict[str, list[int]] = {}
-        for k, i in enumerate(items):
-            groups.setdefault(str(meta[i["study_id"]][pos]), []).append(k)
-        for value, idx in groups.items():
+    for name in SUBGROUPS:
+        members: dict[str, list[int]] = {}
+        for k, g in enumerate(groups):
+            if g.get(name):
+                members.setdefault(g[name], []).append(k)
+        for value, idx in members.items():
             if len(idx) < MIN_SUBGROUP:
                 continue
             ix = np.array(idx)
