@@ -27,9 +27,26 @@ from medai.imaging.limits import MAX_PIXELS, MAX_TOTAL_PIXELS
 from medai.imaging.results import HeatmapResult, ImagingResult
 from medai.services.runtime import release_memory, tune_allocator
 
-__all__ = ["DISPLAY_SIDE", "MAX_BYTES", "HeatmapResult", "ImageInputError", "ImageRefused",
-           "ImageTooLarge", "ImagingResult", "LoadedImage", "Refusal", "analyse", "check_upload",
-           "declared_too_large", "decoded", "header_population", "display_png", "heatmap", "preview_png", "refusal_of"]
+__all__ = [
+    "DISPLAY_SIDE",
+    "MAX_BYTES",
+    "HeatmapResult",
+    "ImageInputError",
+    "ImageRefused",
+    "ImageTooLarge",
+    "ImagingResult",
+    "LoadedImage",
+    "Refusal",
+    "analyse",
+    "check_upload",
+    "declared_too_large",
+    "decoded",
+    "display_png",
+    "header_population",
+    "heatmap",
+    "preview_png",
+    "refusal_of",
+]
 
 def header_population(data: bytes) -> dict[str, str]:
     """View, device manufacturer, age band and sex from a DICOM file's header (pixels never
