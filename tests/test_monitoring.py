@@ -103,6 +103,7 @@ def test_brighter_films_raise_an_input_alert_within_30_studies(plat, monkeypatch
     assert ("input", "mean") in kinds
     summary = monitoring_summary(plat)
     assert summary["embedding"]["dimensions"] > 0 and summary["embedding"]["reference_n"] > 0
+    assert ("input", "embedding") in kinds, summary["embedding"]  # the features moved too
     hook.wait()
     assert hook.received[0]["event"] == "medai.monitor.alert"
     assert hook.received[0]["kind"] in ("input", "output")

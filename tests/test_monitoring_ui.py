@@ -26,10 +26,31 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
         yield base
 
 
+def dicom_film(directory, seed: int, age: str, lighter: bool = False) -> bytes:
+    """``film`` as a 12-bit DICOM whose header names the patient's age; ``lighter`` lifts
+    the mid-tones (gamma 0.3: a DICOM's range is rescaled, so an even lift would vanish)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from pydicom import dcmread
+
+    from dicom_helpers import make_dicom
+
+    path = make_dicom(directory / f"{seed}.dcm", rows=96, cols=80, PatientAge=age,
+                      PatientSex="F", Manufacturer="ACME")
+    ds = dcmread(path)
+    pixels = np.asarray(Image.open(io.BytesIO(film(seed))), dtype=np.float64) / 255
+    ds.PixelData = ((pixels ** 0.3 if lighter else pixels) * 4000).astype("<u2").tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 def _upload_all(base: str, images: list[bytes]) -> None:
     rad = http_login(base, "rad1")
     ids = [httpx.post(f"{base}/api/v1/studies", headers=rad, timeout=60, data={"task": "cxr"},
-                      files={"file": ("f.png", data, "image/png")}).json()["id"]
+                      files={"file": ("f.dcm", data, "application/dicom")}).json()["id"]
            for data in images]
     end = time.monotonic() + 300
     for sid in ids:
@@ -39,14 +60,18 @@ def _upload_all(base: str, images: list[bytes]) -> None:
             time.sleep(0.1)
 
 
-def test_the_admin_sees_drift_and_the_open_alert(server, browser, shots):
+def test_the_admin_sees_drift_and_the_open_alert(server, browser, shots, tmp_path):
+    """Adults' films first, then brighter films of children: image drift and an age-band
+    shift, both alerting and both on the page."""
     from test_web_ui import AXE, axe_violations, sign_in
 
-    _upload_all(server, [film(i) for i in range(20)] + [film(100 + i, 0.25) for i in range(10)])
+    _upload_all(server, [dicom_film(tmp_path, i, "054Y") for i in range(20)]
+                + [dicom_film(tmp_path, 100 + i, "006Y", lighter=True) for i in range(10)])
     admin = http_login(server, "admin")
     alerts = httpx.get(f"{server}/api/v1/models/alerts", headers=admin,
                        params={"open": "true"}).json()["items"]
-    assert ("input", "mean") in {(a["kind"], a["key"]) for a in alerts}
+    assert {("input", "mean"), ("metadata", "age_band")} <= {
+        (a["kind"], a["key"]) for a in alerts}
 
     ctx = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900},
                               bypass_csp=True)
@@ -59,6 +84,10 @@ def test_the_admin_sees_drift_and_the_open_alert(server, browser, shots):
     assert card.get_attribute("data-alerts") != "0"
     assert card.locator("svg.chart").count() == 2
     assert "30" in card.inner_text()  # analyses so far
+    assert "Yaş grubu" in page.locator("#open-alerts").inner_text()
+    ages = card.locator(".population[data-field='age_band']")
+    assert "2-11" in ages.inner_text() and "40-64" in ages.inner_text()
+    assert "Hotelling" in card.locator("#embedding-cxr").inner_text()
     if AXE.is_file():
         page.wait_for_load_state("networkidle")
         assert axe_violations(page) == []
@@ -71,6 +100,7 @@ def test_the_admin_sees_drift_and_the_open_alert(server, browser, shots):
     page.goto("/monitoring?lang=en")
     page.locator("#open-alerts li[data-kind='input']").wait_for()
     assert "Image drift" in page.locator("#open-alerts").inner_text()
+    assert "Age band" in page.locator("#open-alerts").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     page.screenshot(path=str(shots / "monitoring-en-360.png"), full_page=True)
     phone.close()

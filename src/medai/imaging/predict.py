@@ -111,7 +111,7 @@ class ImagingPredictor:
             return self._refusal(reason, image)
         decision = self.decide(probs[0])
         findings = [Finding(**row.model_dump()) for row in decision.labels]
-        embedding = [round(float(v), 4) for v in self.embedding(feats)[0]]
+        embedding = [float(f"{v:.6g}") for v in self.embedding(feats)[0]]
         return ImagingResult(status="ai_suggestion", task=self.cfg.task, refused=False,
                              findings=findings, primary=decision.primary, decision=decision,
                              model=self.identity, image=image_info(image), embedding=embedding)

@@ -103,7 +103,11 @@ def hotelling(reference: Sequence[Sequence[float]], current: Sequence[Sequence[f
         return 0.0, 1.0
     pooled = ((n1 - 1) * np.cov(r, rowvar=False) + (n2 - 1) * np.cov(c, rowvar=False)) \
         / (n1 + n2 - 2)
-    pooled = np.atleast_2d(pooled) + 1e-6 * np.eye(k)
+    pooled = np.atleast_2d(pooled)
+    scale = float(np.trace(pooled)) / k
+    if scale <= 0:  # every vector alike on both sides
+        return 0.0, 1.0
+    pooled = pooled + 1e-6 * scale * np.eye(k)  # a ridge in the data's own units
     diff = r.mean(0) - c.mean(0)
     d2 = float(diff @ np.linalg.solve(pooled, diff))
     t2 = n1 * n2 / (n1 + n2) * d2

@@ -73,7 +73,7 @@ def record(p: Platform, study_id: int | None, task: str, model_hash: str, payloa
         header = getattr(image, "metadata", None) or {}
         stats = image_stats(image)
         if embedding:
-            stats["embedding"] = [round(float(v), 4) for v in embedding]
+            stats["embedding"] = [float(f"{float(v):.6g}") for v in embedding]
         sample = MonitorSample(
             task=task, model_hash=model_hash, study_id=study_id, latency_ms=latency_ms,
             refused=bool(payload.get("refused")),
@@ -323,6 +323,7 @@ def summary(p: Platform, task: str, model_hash: str, series_n: int = 200) -> dic
         "embedding": numbers["embedding"], "agreement": numbers["agreement"],
         "alerts": alerts,
         "settings": {"reference_n": s.monitor_reference_n, "window": s.monitor_window,
-                     "min_window": s.monitor_min_window},
+                     "min_window": s.monitor_min_window,
+                     "embedding_shift": s.monitor_embedding_shift},
         "series": [{"id": x.id, "mean": x.stats.get("mean"), "refused": x.refused,
                     "positives": len(x.positives)} for x in recent]}

@@ -21,7 +21,8 @@
     const kind = T["monitor_kind_" + a.kind] || a.kind;
     const key = a.key === "department" ? T.monitor_department
       : a.kind === "output" || a.kind === "agreement" ? labelName(a.task, a.key)
-      : a.kind === "input" ? (T["monitor_stat_" + a.key] || a.key) : a.key;
+      : a.kind === "input" ? (T["monitor_stat_" + a.key] || a.key)
+      : a.kind === "metadata" ? (T["monitor_field_" + a.key] || a.key) : a.key;
     return `${taskName(a.task)} · ${kind}: ${key} — ${fill(T.monitor_value, { value: fmt(a.value), threshold: fmt(a.threshold) })} · ${fmtTime(a.at)}`;
   }
 
@@ -108,6 +109,21 @@
       table(["", T.monitor_reference, T.monitor_window], [...new Set([...Object.keys(mix.reference), ...Object.keys(mix.window)])]
         .map((k) => [k, pctv(mix.reference[k] || 0), pctv(mix.window[k] || 0)])),
       el("p", { class: "note", text: `${T.monitor_psi} ${fmt(mix.psi)} · χ² p ${pv(mix.p)}` }));
+    const population = Object.entries(m.population || {});
+    if (population.length) {
+      parts.push(el("h3", { text: T.monitor_population }));
+      for (const [field, x] of population) {
+        const keys = [...new Set([...Object.keys(x.reference), ...Object.keys(x.window)])];
+        parts.push(el("div", { class: "population", "data-field": field },
+          table([T["monitor_field_" + field] || field, T.monitor_reference, T.monitor_window],
+            keys.map((k) => [k || T.monitor_unknown, pctv(x.reference[k] || 0), pctv(x.window[k] || 0)])),
+          el("p", { class: "note", text: `${T.monitor_psi} ${fmt(x.psi)} · χ² p ${pv(x.p)}` })));
+      }
+    }
+    const e = m.embedding || {};
+    parts.push(el("h3", { text: T.monitor_stat_embedding }), el("p", { class: "note", id: `embedding-${task}`,
+      text: e.window_n ? fill(T.monitor_embedding, { distance: fmt(e.distance), threshold: fmt(s.embedding_shift),
+        p: pv(e.p), dims: e.dimensions, n: `${e.reference_n} + ${e.window_n}` }) : T.monitor_embedding_none }));
     const agree = Object.entries(m.agreement);
     parts.push(el("h3", { text: T.monitor_agreement }), agree.length
       ? table([T.col_finding, T.monitor_n, T.monitor_agree, T.monitor_sensitivity, T.monitor_ppv],
