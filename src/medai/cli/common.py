@@ -23,6 +23,23 @@ def _emit(obj: Any, as_json: bool, human: str | None = None) -> None:
                                                               default=str))
 
 
+def track(summary: dict, task: str, params: dict) -> None:
+    """With MLFLOW_TRACKING_URI set, log the finished training to MLflow and add
+    ``mlflow: {run_id, experiment_id, uri}`` (or ``{error}``) to its summary."""
+    from medai.services import tracking
+
+    if not tracking.enabled():
+        return
+    summary["mlflow"] = tracking.log_training(task, params, summary)
+    if "error" in summary["mlflow"]:
+        typer.echo(f"warning: the model is saved, but MLflow logging failed: "
+                   f"{summary['mlflow']['error']}", err=True)
+    else:
+        typer.echo(f"MLflow run {summary['mlflow']['run_id']} "
+                   f"(register it: medai models register mlflow:{summary['mlflow']['run_id']})",
+                   err=True)
+
+
 def _error(message: str, kind: str, as_json: bool, code: int) -> None:
     """Say what went wrong (``--json``: ``{error, error_type}``) and exit with ``code``."""
     if as_json:

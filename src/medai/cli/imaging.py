@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medai.cli.common import JsonFlag, ModelOpt, _emit, _guard, relaunched
+from medai.cli.common import JsonFlag, ModelOpt, _emit, _guard, relaunched, track
 
 imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.",
                           no_args_is_help=True)
@@ -83,6 +83,11 @@ def imaging_train(
                                 backbone_lr_scale=backbone_lr_scale)
     if not summary:  # a non-main process of a distributed run
         return
+    track(summary, task, dict(task=task, data=data, backbone=backbone, weights=weights,
+                              epochs=epochs, batch_size=batch_size,
+                              learning_rate=learning_rate, patience=patience,
+                              image_size=image_size, seed=seed, trainable=trainable,
+                              probe_epochs=probe_epochs, backbone_lr_scale=backbone_lr_scale))
     t = summary["test"]
     _emit(summary, as_json, f"saved {summary['model_dir']}: test macro AUROC "
                             f"{t['macro_auroc']}, accuracy {t['accuracy']}")

@@ -54,7 +54,8 @@ def _row_line(r: dict) -> str:
 
 @models_app.command("register")
 def models_register(
-    source: Annotated[str, typer.Argument(help="A sealed model directory.")],
+    source: Annotated[str, typer.Argument(help="A sealed model directory, or mlflow:RUN_ID "
+                                               "(the run's model, from MLFLOW_TRACKING_URI).")],
     task: Annotated[str | None, typer.Option("--task", help="The task it is for (default: its "
                                                             "card's); refused if they differ.")
                     ] = None,
@@ -63,12 +64,14 @@ def models_register(
     """Copy a sealed model directory into the registry's content-addressed store as a
     candidate (registering the same files again gives the same entry)."""
     from medai.platform.lifecycle import registry
+    from medai.services.tracking import PREFIX
 
-    directory = Path(source)
-    if not directory.is_dir():
+    tracked = source.startswith(PREFIX)
+    if not tracked and not Path(source).is_dir():
         _error(f"{source}: no such model directory", "model_refused", as_json, 2)
-    with _registry(as_json) as (db, home):
-        row, new = registry.register(db, home, directory.resolve(), _actor(), task=task)
+    with _registry(as_json) as (db, home), registry.fetched(source) as directory:
+        row, new = registry.register(db, home, directory.resolve(), _actor(), task=task,
+                                     source=source if tracked else None)
         out = {**registry.as_dict(row), "new": new}
     _emit(out, as_json, f"{'registered' if new else 'already registered'}: "
                         f"{_row_line(out)}")

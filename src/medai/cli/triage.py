@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medai.cli.common import JsonFlag, ModelOpt, _emit, _guard, relaunched
+from medai.cli.common import JsonFlag, ModelOpt, _emit, _guard, relaunched, track
 
 triage_app = typer.Typer(help="Complaint triage: Turkish complaint → department.",
                          no_args_is_help=True)
@@ -67,6 +67,8 @@ def triage_train(
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         summary = train(opts)
     if summary:
+        track(summary, "triage", dict(data=data, model_type=model_type, base=base,
+                                      redact=redact, seed=seed, **model_options))
         t = summary["test"]
         _emit(summary, as_json, f"saved {summary['model_dir']}: test accuracy "
                                 f"{t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}, "

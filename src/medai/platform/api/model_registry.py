@@ -65,7 +65,8 @@ class ModelList(BaseModel):
 
 class RegisterIn(BaseModel):
     path: str = Field(min_length=1, max_length=1000,
-                      description="a sealed model directory inside MEDAI_MODELS_DIR")
+                      description="a sealed model directory inside MEDAI_MODELS_DIR, or "
+                                  "mlflow:RUN_ID (a run in the server's MLFLOW_TRACKING_URI)")
     task: str | None = Field(None, max_length=32)
 
 
@@ -143,12 +144,16 @@ async def register_model(body: RegisterIn, request: Request,
                          who: Principal = Depends(require("models_manage"))) -> Registered:
     """Register a sealed model directory from MEDAI_MODELS_DIR as a candidate (the same files
     again: the existing entry, ``new`` false)."""
+    from medai.services.tracking import PREFIX
+
     p = platform_of(request)
-    directory = _inside_models_dir(body.path)
+    tracked = body.path.startswith(PREFIX)
+    source = body.path if tracked else str(_inside_models_dir(body.path))
 
     def run() -> Registered:
-        with p.db.session() as db:
-            row, new = registry.register(db, p.home, directory, who.actor, task=body.task)
+        with registry.fetched(source) as directory, p.db.session() as db:
+            row, new = registry.register(db, p.home, directory, who.actor, task=body.task,
+                                         source=source if tracked else None)
             return Registered(**registry.as_dict(row), new=new)
 
     try:

@@ -11,6 +11,9 @@ Plain functions over a session, shared by the CLI, the API and the first start."
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,30 @@ class LifecycleError(ValueError):
     ``code`` are the API's answer."""
 
     status, code = 422, "invalid"
+
+
+class TrackingUnavailable(LifecycleError):
+    """``mlflow:RUN_ID`` that cannot be fetched: no tracking store set, no such run, or
+    MLflow not installed."""
+
+    status, code = 422, "mlflow_unavailable"
+
+
+@contextmanager
+def fetched(source: str) -> Iterator[Path]:
+    """The directory a registration reads: ``source`` itself, or for ``mlflow:RUN_ID`` the
+    run's sealed model artifacts downloaded into a temporary folder (removed afterwards)."""
+    from medai.services import tracking
+
+    if not source.startswith(tracking.PREFIX):
+        yield Path(source)
+        return
+    with tempfile.TemporaryDirectory(prefix="medai-mlflow-") as tmp:
+        try:
+            directory = tracking.download_model(source, Path(tmp))
+        except tracking.TrackingError as exc:
+            raise TrackingUnavailable(str(exc)) from None
+        yield directory
 
 
 class ModelRefused(LifecycleError):

@@ -43,10 +43,15 @@ def retrain(p, task: str, work: Path, actor: Actor, since: datetime | None = Non
     model_dirs.save_card(model_dir, card)  # the card is outside the content hash
     (model_dir / "datasheet.json").write_text(json.dumps(sheet, indent=2) + "\n")
     model_dirs.reseal(model_dir)
+    from medai.services import tracking
+
+    tracked = tracking.log_training(task, {"task": task, "source": "site signatures",
+                                           "studies": sheet["studies"], **train_options},
+                                    summary) if tracking.enabled() else None
     with p.db.session() as db:
         row, _ = registry.register(db, p.home, model_dir, actor, task=task,
                                    source=f"retrain:{sheet['content_hash'][:19]}",
                                    reason=f"retrained on {sheet['studies']} signed studies")
         out = registry.as_dict(row)
-    return {"datasheet": sheet, "model": out,
-            "test": summary.get("test"), "model_dir": str(model_dir)}
+    return {"datasheet": sheet, "model": out, "test": summary.get("test"),
+            "model_dir": str(model_dir), **({"mlflow": tracked} if tracked else {})}
