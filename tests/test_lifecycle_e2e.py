@@ -49,6 +49,10 @@ def test_sign_export_retrain_validate_shadow_promote_rollback_monitor(
                               cxr_model=str(active_dir), broker_url=url, preload=False)
     add_users(app)
     worker = start_worker(env)
+    trainer = subprocess.Popen(  # the machine with the GPU, in a hospital
+        [sys.executable, "-m", "medai.cli", "worker", "--queues", "training"],
+        stdout=(tmp_path / "trainer.log").open("w"), stderr=subprocess.STDOUT, env=env,
+        start_new_session=True)
 
     def cli(*args: str) -> dict:
         r = subprocess.run([sys.executable, "-m", "medai.cli", *args, "--json"], env=env,
@@ -91,15 +95,31 @@ def test_sign_export_retrain_validate_shadow_promote_rollback_monitor(
                 rows = list(csv.DictReader(fh))
             assert sum("Pneumothorax" in r["label"] for r in rows) == 8
 
-            # 3. a retrain registers a candidate; 4. validated on the site set
-            out = cli("models", "retrain", "--task", "cxr", "--work", str(tmp_path / "rt"),
-                      "--epochs", "1", "--image-size", "32", "--batch-size", "4",
-                      "--min-studies", "5")
-            cand = out["model"]
+            # 3. a retraining job on the Celery training queue registers a candidate;
+            # 4. a validation job validates it on the site set
+            def job(body: dict) -> dict:
+                r = client.post("/api/v1/models/jobs", headers=admin, json=body)
+                assert r.status_code == 202, r.text
+                seen = set()
+                for _ in range(1500):
+                    j = client.get(f"/api/v1/models/jobs/{r.json()['id']}",
+                                   headers=admin).json()
+                    seen.add(j["stage"])
+                    if j["status"] not in ("queued", "running"):
+                        break
+                    time.sleep(0.2)
+                assert j["status"] == "done", j
+                assert j["progress"] == 1.0
+                return {**j, "seen": seen}
+
+            retrained = job({"kind": "retrain", "task": "cxr", "options": {
+                "epochs": 1, "image_size": 32, "batch_size": 4, "min_studies": 5}})
+            cand = retrained["result"]["model"]
             assert cand["state"] == "candidate"
+            assert retrained["result"]["datasheet"]["studies"] >= 5
             site = cli("models", "site-set", "--task", "cxr")
             assert site["studies"] >= 1
-            verdict = cli("models", "validate", str(cand["id"]), "--bootstrap", "100")
+            verdict = job({"kind": "validate", "model_id": cand["id"]})["result"]["validation"]
             assert verdict["model_id"] == cand["id"] and "summary" in verdict["metrics"]
 
             # 5. shadow: the worker analyses a live study with it too; nobody sees it
@@ -146,8 +166,9 @@ def test_sign_export_retrain_validate_shadow_promote_rollback_monitor(
             open_alerts = [a for a in report["alerts"] if not a["cleared_at"]]
             assert ("input", "mean") in {(a["kind"], a["key"]) for a in open_alerts}
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=30)
+        for proc in (worker, trainer):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
         _purge(url)
         get_settings.cache_clear()

@@ -308,7 +308,9 @@ def _worker_logging(level: str) -> None:
 
 
 def worker(
-        queues: Annotated[str, typer.Option(help="Comma-separated queues: cpu, gpu.")] = "cpu",
+        queues: Annotated[str, typer.Option(
+            help="Comma-separated queues: cpu, gpu, training (retraining, validation).")
+        ] = "cpu",
         concurrency: Annotated[int, typer.Option(min=1, help="Analyses at once.")] = 1,
         as_json: JsonFlag = False) -> None:
     """Run a Celery worker that analyses studies (needs MEDAI_BROKER_URL: redis:// or

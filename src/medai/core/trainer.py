@@ -72,10 +72,12 @@ def _schedule(name: str, optimizer, total_steps: int, warmup_ratio: float):
 def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         cancel: Callable[[], bool] | None = None,
         on_epoch: Callable[[Any, int], dict | None] | None = None,
-        log: Callable[[str], None] | None = None) -> tuple[Any, list[dict]]:
+        log: Callable[[str], None] | None = None,
+        progress: Callable[[float], None] | None = None) -> tuple[Any, list[dict]]:
     """Train with early stopping; returns the best model (``adapter.load_best``) and the
     per-epoch history. ``on_epoch(model, epoch)`` runs before each epoch (e.g. to change what
-    is trainable) and may return fields for the history."""
+    is trainable) and may return fields for the history; ``progress(fraction)`` after each
+    batch (a job's progress bar)."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
@@ -121,7 +123,7 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         sums = torch.zeros(2, device=acc.device)
         bar = tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}",
                    disable=not (cfg.progress and acc.is_local_main_process))
-        for batch in bar:
+        for i, batch in enumerate(bar):
             with acc.accumulate(model):
                 loss_sum, n = adapter.loss(model, batch)
                 n = torch.as_tensor(n, dtype=torch.float32, device=acc.device)
@@ -137,6 +139,8 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
                 optimizer.zero_grad()
             sums += torch.stack([loss_sum.detach().float(), n])
             bar.set_postfix(loss=f"{float(sums[0] / sums[1].clamp(min=1)):.4f}")
+            if progress is not None:
+                progress((epoch - 1 + (i + 1) / max(1, len(train_dl))) / cfg.epochs)
             if cancel is not None and cancel():
                 save_state()
                 raise TrainingCancelled(f"cancelled during epoch {epoch}; its state is saved "

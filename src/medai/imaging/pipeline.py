@@ -137,7 +137,9 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
                   learning_rate: float = 3e-4, patience: int = 3, image_size: int = 224,
                   seed: int = 13, resume: bool = False, name: str = "",
                   trainable: str = "all", probe_epochs: int = 0,
-                  backbone_lr_scale: float = 1.0) -> dict:
+                  backbone_lr_scale: float = 1.0, cancel=None, progress=None) -> dict:
+    """Split, train, set operating points and the gate, evaluate on the test split and save
+    the sealed directory; ``cancel``/``progress``: a job's hooks (``core.trainer.fit``)."""
     ds = load_dataset(data, task)
     tr, va, te = patient_split(ds, seed=seed, groups=split_groups(ds))
     train, val, test = _subset(ds, tr), _subset(ds, va), _subset(ds, te)
@@ -149,7 +151,8 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
                              patience=patience, image_size=image_size, seed=seed,
                              trainable=trainable, probe_epochs=probe_epochs,
                              backbone_lr_scale=backbone_lr_scale)
-    model, history = train_model(cfg, train, val, out, resume=resume)
+    model, history = train_model(cfg, train, val, out, resume=resume, cancel=cancel,
+                                 progress=progress)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:

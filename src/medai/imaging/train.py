@@ -180,7 +180,7 @@ class ImagingAdapter:
 
 def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
                 work_dir: Path, resume: bool = False,
-                cancel=None) -> tuple[ImagingNet, list[dict]]:
+                cancel=None, progress=None) -> tuple[ImagingNet, list[dict]]:
     """Fit and return the model with its best weights and the per-epoch history."""
     from medai.core.trainer import LoopConfig, fit
 
@@ -189,7 +189,8 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
                       mixed_precision=cfg.mixed_precision, schedule="cosine",
                       clip_grad_norm=1.0, grad_accum=1,
                       find_unused_parameters=cfg.trainable != "all" or cfg.probe_epochs > 0)
-    return fit(adapter, loop, work_dir, cancel=cancel, on_epoch=adapter.on_epoch)
+    return fit(adapter, loop, work_dir, cancel=cancel, on_epoch=adapter.on_epoch,
+               progress=progress)
 
 
 def _evaluate(model, loader, criterion, weights, acc, multilabel: bool

@@ -14,7 +14,8 @@ from functools import lru_cache
 
 log = logging.getLogger("medai.platform.queue")
 TASK_NAME = "medai.analyse_study"
-QUEUES = ("cpu", "gpu")
+MODEL_JOB_TASK = "medai.model_job"
+QUEUES = ("cpu", "gpu", "training")  # training: retraining and site validation
 _MAX_PRIORITY = 9
 
 
@@ -45,6 +46,17 @@ def celery_app(broker_url: str, visibility_timeout_s: int = 300):
     @app.task(name=TASK_NAME, bind=True, max_retries=None)
     def analyse_study(self, study_id: int, job_id: int) -> str:
         return _run(self, study_id, job_id)
+
+    @app.task(name=MODEL_JOB_TASK)
+    def model_job(job_id: int) -> str:
+        """A retraining or validation (``lifecycle.model_jobs``); a job another worker holds
+        is left to it (the server's sweeper republishes it if that lease runs out)."""
+        from medai.platform.jobs import worker_name
+        from medai.platform.lifecycle import model_jobs
+        from medai.settings import get_settings
+
+        return model_jobs.run(_worker_platform(), job_id, worker_name("training"),
+                              get_settings().job_lease_s)
 
     return app
 
@@ -84,6 +96,11 @@ def publish(broker_url: str, study_id: int, job_id: int, urgent: bool,
     celery_app(broker_url).send_task(TASK_NAME, args=[study_id, job_id], queue=queue,
                                      routing_key=queue,
                                      priority=broker_priority(broker_url, urgent))
+
+
+def publish_model_job(broker_url: str, job_id: int) -> None:
+    celery_app(broker_url).send_task(MODEL_JOB_TASK, args=[job_id], queue="training",
+                                     routing_key="training")
 
 
 def check_broker(broker_url: str) -> None:

@@ -14,7 +14,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -308,149 +307,17 @@ class OutboxItem(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-class RegisteredModel(Base):
-    """A sealed model directory registered for a task (``platform.lifecycle``), its files
-    copied into content-addressed storage (``path``, relative to MEDAI_HOME). Exactly one
-    ``active`` per task, enforced by a partial unique index."""
+# the model lifecycle's tables live in their own module; imported here so that every table
+# is known to the metadata (migrations, create_all) and reachable as ``tables.X``
+from medai.platform.tables_lifecycle import (  # noqa: E402, F401
+    ModelJob,
+    ModelTransition,
+    MonitorAlert,
+    MonitorSample,
+    RegisteredModel,
+    SiteSet,
+    StudyLabel,
+    TriageOutcome,
+    Validation,
+)
 
-    __tablename__ = "registered_models"
-    __table_args__ = (UniqueConstraint("task", "content_hash"),
-                      Index("ix_registered_models_task_state", "task", "state"),
-                      Index("ux_registered_models_one_active", "task", unique=True,
-                            sqlite_where=text("state = 'active'"),
-                            postgresql_where=text("state = 'active'")))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task: Mapped[str] = mapped_column(String(32), nullable=False)
-    name: Mapped[str] = mapped_column(String(128), nullable=False)
-    version: Mapped[str] = mapped_column(String(64), nullable=False)
-    model_type: Mapped[str] = mapped_column(String(32), nullable=False)
-    content_hash: Mapped[str] = mapped_column(String(80), nullable=False)
-    path: Mapped[str] = mapped_column(String(255), nullable=False)
-    # candidate | shadow | active | retired
-    state: Mapped[str] = mapped_column(String(16), nullable=False)
-    source: Mapped[str] = mapped_column(String(255), nullable=False)  # bundled | a folder | …
-    card: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    registered_by: Mapped[str] = mapped_column(String(64), nullable=False)
-    registered_at: Mapped[datetime] = _now()
-    state_at: Mapped[datetime] = _now()
-
-
-class ModelTransition(Base):
-    """One change of a registered model's state, with its reason (rollback reads which model
-    was active before)."""
-
-    __tablename__ = "model_transitions"
-    __table_args__ = (Index("ix_model_transitions_task", "task", "id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), nullable=False)
-    task: Mapped[str] = mapped_column(String(32), nullable=False)
-    from_state: Mapped[str | None] = mapped_column(String(16))
-    to_state: Mapped[str] = mapped_column(String(16), nullable=False)
-    reason: Mapped[str] = mapped_column(String(400), nullable=False)
-    actor: Mapped[str] = mapped_column(String(64), nullable=False)
-    override: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    at: Mapped[datetime] = _now()
-
-
-class StudyLabel(Base):
-    """What the signing radiologist said about one label of a study, for one signed report
-    version (``lifecycle.labels``): present or absent, what the AI decided, and how
-    (``confirmed``/``rejected`` an AI finding, ``added`` a missing one, ``text``: taken from
-    the signed text without a click). Inserted once per version: an amendment adds its own."""
-
-    __tablename__ = "study_labels"
-    __table_args__ = (UniqueConstraint("study_id", "report_version", "label"),
-                      Index("ix_study_labels_study", "study_id"))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False)
-    report_version: Mapped[int] = mapped_column(Integer, nullable=False)
-    label: Mapped[str] = mapped_column(String(64), nullable=False)
-    present: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    ai_positive: Mapped[bool | None] = mapped_column(Boolean)
-    source: Mapped[str] = mapped_column(String(16), nullable=False)
-    model_hash: Mapped[str | None] = mapped_column(String(80))
-    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    at: Mapped[datetime] = _now()
-
-
-class MonitorSample(Base):
-    """What monitoring keeps of one analysis (``lifecycle.monitoring``): no patient data."""
-
-    __tablename__ = "monitor_samples"
-    __table_args__ = (Index("ix_monitor_samples_model", "task", "model_hash", "id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task: Mapped[str] = mapped_column(String(32), nullable=False)
-    model_hash: Mapped[str] = mapped_column(String(80), nullable=False)
-    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
-    at: Mapped[datetime] = _now()
-    latency_ms: Mapped[float | None] = mapped_column(Float)
-    refused: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    abstained: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    probs: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    positives: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
-    stats: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-
-
-class MonitorAlert(Base):
-    """A monitoring threshold crossed for a model; open until the condition clears."""
-
-    __tablename__ = "monitor_alerts"
-    __table_args__ = (Index("ix_monitor_alerts_model", "task", "model_hash"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task: Mapped[str] = mapped_column(String(32), nullable=False)
-    model_hash: Mapped[str] = mapped_column(String(80), nullable=False)
-    kind: Mapped[str] = mapped_column(String(32), nullable=False)
-    key: Mapped[str] = mapped_column(String(64), nullable=False)
-    value: Mapped[float] = mapped_column(Float, nullable=False)
-    threshold: Mapped[float] = mapped_column(Float, nullable=False)
-    samples: Mapped[int] = mapped_column(Integer, nullable=False)
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    at: Mapped[datetime] = _now()
-    cleared_at: Mapped[datetime | None] = mapped_column(DateTime)
-
-
-class SiteSet(Base):
-    """A task's site evaluation set, frozen: ``studies`` is [{study_id, labels: {label:
-    present}}] as signed when it was built. Versioned per task (the newest is used)."""
-
-    __tablename__ = "site_sets"
-    __table_args__ = (UniqueConstraint("task", "version"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task: Mapped[str] = mapped_column(String(32), nullable=False)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-    studies: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
-    label_counts: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    content_hash: Mapped[str] = mapped_column(String(80), nullable=False)
-    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
-    created_at: Mapped[datetime] = _now()
-
-
-class Validation(Base):
-    """A candidate evaluated beside the active model on a site set, and the verdict."""
-
-    __tablename__ = "validations"
-    __table_args__ = (Index("ix_validations_model", "model_id", "id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), nullable=False)
-    active_model_id: Mapped[int | None] = mapped_column(ForeignKey("registered_models.id"))
-    site_set_id: Mapped[int] = mapped_column(ForeignKey("site_sets.id"), nullable=False)
-    margin: Mapped[float] = mapped_column(Float, nullable=False)
-    passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
-    created_at: Mapped[datetime] = _now()
-
-
-class TriageOutcome(Base):
-    """Where a triaged patient was actually sent, recorded by a clinician (insert-only; the
-    latest row of a triage is its label)."""
-
-    __tablename__ = "triage_outcomes"
-    __table_args__ = (Index("ix_triage_outcomes_triage", "triage_id", "id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    triage_id: Mapped[int] = mapped_column(ForeignKey("triage_requests.id"), nullable=False)
-    department: Mapped[str] = mapped_column(String(64), nullable=False)
-    urgent: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
-    at: Mapped[datetime] = _now()

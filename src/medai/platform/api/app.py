@@ -19,6 +19,7 @@ from medai.platform.api import (
     dicomweb,
     jobs,
     kiosks,
+    model_jobs,
     model_registry,
     monitoring,
     outbox,
@@ -55,7 +56,12 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
         p.watch_models()  # promotion and rollback reach this process without a restart
         if broker:
             _republish_unclaimed(p, broker, settings.job_lease_s, holder)
-        elif threads > 0:
+        else:
+            from medai.platform.lifecycle.model_jobs import LocalRunner, pending
+
+            if pending(p) and "model_jobs" not in holder:  # left by a restart: go on
+                holder["model_jobs"] = LocalRunner(p, settings.job_lease_s).start()
+        if not broker and threads > 0:
             from medai.platform.jobs import JobPool
 
             pool = JobPool(p, threads, settings.job_lease_s)
@@ -82,6 +88,8 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
 
     def stop(app: FastAPI) -> None:
         app.state.platform.stop_watching()
+        if "model_jobs" in holder:
+            holder.pop("model_jobs").stop()
         holder.get("stop", threading.Event()).set()
         if "dicom" in holder:
             holder.pop("dicom").stop()
@@ -100,7 +108,8 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
 
         checks["broker"] = lambda: check_broker(broker)
     face = Face(routers=[auth.router, studies.router, study_labels.router, jobs.router,
-                         dicomweb.router, chat.router, admin.router, model_registry.router,
+                         dicomweb.router, chat.router, admin.router, model_jobs.router,
+                         model_registry.router,
                          monitoring.router, approvals.router, outbox.router,
                          kiosks.router, triage.router, triage_outcomes.router, web.router],
                 readiness_checks=checks, on_start=start, on_stop=stop)
@@ -122,6 +131,9 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
             holder["pool"].notify()
 
     app.state.dispatch = dispatch
+    from medai.platform.lifecycle.model_jobs import dispatcher
+
+    app.state.dispatch_model_job = dispatcher(app.state.platform, broker, holder)
     app.state.job_pool = holder
     return app
 
@@ -133,7 +145,8 @@ def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict)
     from sqlalchemy import or_, select
 
     from medai.platform.db import utcnow
-    from medai.platform.queue import publish
+    from medai.platform.lifecycle import model_jobs
+    from medai.platform.queue import publish, publish_model_job
     from medai.platform.tables import Job
 
     stop = threading.Event()
@@ -149,6 +162,8 @@ def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict)
                         (Job.status == "running") & (Job.lease_until < now)))).all()
                 for job_id, study_id, priority in rows:
                     publish(broker, study_id, job_id, priority > 0)
+                for job_id in model_jobs.pending(p):  # retraining, validation
+                    publish_model_job(broker, job_id)
             except Exception as exc:  # broker or database briefly away: next round
                 log.error("job sweep failed: %s", type(exc).__name__)
             if stop.wait(lease_s):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,18 @@ MIN_STUDIES = 10
 
 
 def retrain(p, task: str, work: Path, actor: Actor, since: datetime | None = None,
-            min_studies: int = MIN_STUDIES, **train_options: Any) -> dict[str, Any]:
-    """Export → train → register; returns {datasheet, model (the registry row), summary}."""
+            min_studies: int = MIN_STUDIES, progress: Callable[[float, str], None] | None = None,
+            cancel: Callable[[], bool] | None = None, **train_options: Any) -> dict[str, Any]:
+    """Export → train → register; returns {datasheet, model (the registry row), summary}.
+    ``progress(fraction, stage)`` and ``cancel()``: a job's hooks."""
     from medai.services.training import train_imaging_model
 
+    def say(fraction: float, stage: str) -> None:
+        if progress is not None:
+            progress(fraction, stage)
+
     work = Path(work)
+    say(0.0, "export")
     sheet = dataset.export(p, task, work / "data", since=since, deidentify=True,
                            actor=actor.name, exclude_site_set=True)
     if sheet["studies"] < min_studies:
@@ -33,8 +41,12 @@ def retrain(p, task: str, work: Path, actor: Actor, since: datetime | None = Non
                                    f"(at least {min_studies} needed to retrain)")
     log.info("retraining %s on %s signed studies", task, sheet["studies"])
     train_options.setdefault("name", f"{task}-site-{sheet['content_hash'][7:19]}")
+    say(0.1, "train")
     summary = train_imaging_model(task, work / "data" / dataset.MANIFEST, work / "model",
+                                  cancel=cancel,
+                                  progress=lambda f: say(0.1 + 0.8 * f, "train"),
                                   **train_options)
+    say(0.9, "register")
     model_dir = Path(summary["model_dir"])
     card = model_dirs.read_card(model_dir)
     card.data = [*card.data, {"kind": "site signatures", **{

@@ -1,0 +1,308 @@
+"""Retraining and site validation as jobs an admin starts from the page or the API and
+watches: on the Celery ``training`` queue when a broker is set (``medai worker --queues
+training`` on the machine with the GPU), else one at a time in the server's own thread.
+
+A job row holds its progress (fraction and stage), its result or its error, and a lease its
+worker renews: a worker that dies leaves a lease that runs out, and the job is taken over
+(``leases.claim_first``: exactly one claimer wins). A cancelled retraining stops at the next
+batch with its state saved."""
+
+from __future__ import annotations
+
+import logging
+import queue as queue_mod
+import shutil
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import or_, select, update
+
+from medai.core import tasks as task_registry
+from medai.platform import audit
+from medai.platform.db import utcnow
+from medai.platform.leases import claim_first
+from medai.platform.lifecycle.registry import LifecycleError
+from medai.platform.localtime import iso_utc
+from medai.platform.tables import ModelJob, RegisteredModel
+
+if TYPE_CHECKING:
+    from medai.platform.context import Platform
+
+log = logging.getLogger("medai.platform.lifecycle")
+KINDS = ("retrain", "validate")
+ACTIVE = ("queued", "running")
+# option: (least, most, default) — a retraining's knobs an admin may set
+RETRAIN_OPTIONS: dict[str, tuple[int, int, int]] = {
+    "epochs": (1, 200, 5), "image_size": (32, 1024, 224), "batch_size": (1, 512, 16),
+    "min_studies": (2, 1_000_000, 10)}
+
+
+class JobRefused(LifecycleError):
+    code = "job_refused"
+
+
+class JobConflict(LifecycleError):
+    status, code = 409, "job_running"
+
+
+def _options(kind: str, given: dict[str, Any] | None) -> dict[str, int]:
+    given = dict(given or {})
+    if kind != "retrain":
+        if given:
+            raise JobRefused(f"a {kind} job takes no options")
+        return {}
+    unknown = sorted(set(given) - set(RETRAIN_OPTIONS))
+    if unknown:
+        raise JobRefused(f"unknown options {unknown}; valid: {', '.join(RETRAIN_OPTIONS)}")
+    out = {}
+    for name, (low, high, default) in RETRAIN_OPTIONS.items():
+        value = given.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise JobRefused(f"{name} must be a whole number from {low} to {high}")
+        out[name] = value
+    return out
+
+
+def submit(p: Platform, kind: str, actor: audit.Actor, task: str | None = None,
+           model_id: int | None = None, options: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
+    """Record a job (refused with the reason, or 409 while the same job runs); the caller
+    dispatches it."""
+    if kind not in KINDS:
+        raise JobRefused(f"unknown job kind {kind!r}; valid: {', '.join(KINDS)}")
+    opts = _options(kind, options)
+    with p.db.session() as db:
+        if kind == "validate":
+            model = db.get(RegisteredModel, model_id) if model_id is not None else None
+            if model is None:
+                raise LifecycleError(f"no registered model {model_id}")
+            if model.state == "retired":
+                raise JobRefused(f"model {model_id} is retired")
+            task = model.task
+        elif task not in task_registry.names("imaging"):
+            raise JobRefused(f"retraining from the platform is for imaging tasks; valid: "
+                             f"{', '.join(task_registry.names('imaging'))} (a triage model: "
+                             "`medai dataset export --task triage`, then `medai triage train`)")
+        running = db.scalar(select(ModelJob.id).where(
+            ModelJob.kind == kind, ModelJob.task == task, ModelJob.status.in_(ACTIVE),
+            *([ModelJob.model_id == model_id] if kind == "validate" else [])))
+        if running is not None:
+            raise JobConflict(f"a {kind} job for {task} is already {running}: wait for it "
+                              "or cancel it")
+        job = ModelJob(kind=kind, task=task, model_id=model_id, options=opts,
+                       status="queued", progress=0.0, stage="queued",
+                       created_by=actor.name[:64])
+        db.add(job)
+        db.flush()
+        audit.record(db, actor, "model", "model", model_id, op=f"{kind}_job", task=task,
+                     job=job.id, **opts)
+        return as_dict(job)
+
+
+def cancel(p: Platform, job_id: int, actor: audit.Actor) -> dict[str, Any]:
+    """Ask a job to stop: a queued one is cancelled now, a running one at its next batch."""
+    with p.db.session() as db:
+        job = db.get(ModelJob, job_id)
+        if job is None:
+            raise LifecycleError(f"no model job {job_id}")
+        if job.status not in ACTIVE:
+            raise JobConflict(f"job {job_id} is already {job.status}")
+        job.cancel_requested = True
+        if job.status == "queued":
+            job.status, job.stage, job.finished_at = "cancelled", "cancelled", utcnow()
+        audit.record(db, actor, "model", "model", job.model_id, op="cancel_job", job=job_id)
+        return as_dict(job)
+
+
+def _claimable(now):
+    return or_(ModelJob.status == "queued",
+               (ModelJob.status == "running") & (ModelJob.lease_until < now))
+
+
+def claim(p: Platform, job_id: int, worker: str, lease_s: float) -> bool:
+    from datetime import timedelta
+
+    with p.db.session() as db:
+        now = utcnow()
+        return claim_first(db, ModelJob, [job_id], _claimable(now), {
+            "status": "running", "worker": worker, "attempts": ModelJob.attempts + 1,
+            "lease_until": now + timedelta(seconds=lease_s), "started_at": now}) is not None
+
+
+def _update(p: Platform, job_id: int, worker: str, **values: Any) -> bool:
+    """Set values on the job while this worker still holds it."""
+    with p.db.session() as db:
+        done = db.execute(update(ModelJob).where(ModelJob.id == job_id,
+                                                 ModelJob.worker == worker,
+                                                 ModelJob.status == "running")
+                          .values(**values).execution_options(synchronize_session=False))
+        return done.rowcount == 1
+
+
+class _Hooks:
+    """Progress, cancel and lease renewal for one running job."""
+
+    def __init__(self, p: Platform, job_id: int, worker: str, lease_s: float) -> None:
+        self.p, self.job_id, self.worker, self.lease_s = p, job_id, worker, lease_s
+        self.shown = (-1.0, "")
+        self.stop = threading.Event()
+        self.cancelled = False
+        self.beat = threading.Thread(target=self._renew, name=f"model-job-{job_id}",
+                                     daemon=True)
+
+    def _renew(self) -> None:
+        from datetime import timedelta
+
+        while not self.stop.wait(self.lease_s / 3):
+            _update(self.p, self.job_id, self.worker,
+                    lease_until=utcnow() + timedelta(seconds=self.lease_s))
+            with self.p.db.reader() as db:
+                self.cancelled = bool(db.scalar(select(ModelJob.cancel_requested).where(
+                    ModelJob.id == self.job_id)))
+
+    def progress(self, fraction: float, stage: str) -> None:
+        fraction = round(min(max(fraction, 0.0), 1.0), 3)
+        if stage != self.shown[1] or fraction - self.shown[0] >= 0.01:
+            self.shown = (fraction, stage)
+            _update(self.p, self.job_id, self.worker, progress=fraction, stage=stage[:64])
+
+    def cancel(self) -> bool:
+        return self.cancelled
+
+
+def run(p: Platform, job_id: int, worker: str, lease_s: float) -> str:
+    """Claim and run one job; returns its status afterwards."""
+    from medai.core.trainer import TrainingCancelled
+
+    if not claim(p, job_id, worker, lease_s):
+        with p.db.reader() as db:
+            return db.scalar(select(ModelJob.status).where(ModelJob.id == job_id)) or "missing"
+    with p.db.reader() as db:
+        job = db.get(ModelJob, job_id)
+        kind, task, model_id = job.kind, job.task, job.model_id
+        options, actor = dict(job.options), job.created_by
+    hooks = _Hooks(p, job_id, worker, lease_s)
+    hooks.beat.start()
+    try:
+        result = _execute(p, job_id, kind, task, model_id, options, actor, hooks)
+        values = {"status": "done", "progress": 1.0, "stage": "done", "result": result}
+    except TrainingCancelled:
+        values = {"status": "cancelled", "stage": "cancelled"}
+    except LifecycleError as exc:  # refused as asked: the message is safe to show
+        values = {"status": "failed", "stage": "failed", "error": str(exc)[:400]}
+    except Exception as exc:  # never patient text: the type, and where
+        log.exception("model job %s (%s %s) failed", job_id, kind, task)
+        values = {"status": "failed", "stage": "failed",
+                  "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    finally:
+        hooks.stop.set()
+    _update(p, job_id, worker, finished_at=utcnow(), lease_until=None, **values)
+    log.info("model job %s (%s %s): %s", job_id, kind, task, values["status"])
+    return values["status"]
+
+
+def _execute(p: Platform, job_id: int, kind: str, task: str, model_id: int | None,
+             options: dict, actor: str, hooks: _Hooks) -> dict[str, Any]:
+    from medai.platform.lifecycle import dataset, retrain, validation
+
+    if kind == "validate":
+        hooks.progress(0.05, "validate")
+        return {"validation": validation.as_dict(validation.validate(p, model_id, actor))}
+    work = p.home / "training" / f"job-{job_id}"
+    shutil.rmtree(work, ignore_errors=True)  # a job taken over starts its folder afresh
+    try:
+        out = retrain.retrain(p, task, work, audit.Actor(actor),
+                              min_studies=options.pop("min_studies"),
+                              progress=hooks.progress, cancel=hooks.cancel, **options)
+    except dataset.DatasetError as exc:
+        raise LifecycleError(str(exc)) from None
+    sheet = out["datasheet"]
+    return {"model": out["model"], "test": out["test"], "mlflow": out.get("mlflow"),
+            "datasheet": {k: sheet[k] for k in ("studies", "label_counts", "signed_from",
+                                                "signed_to", "content_hash")}}
+
+
+def listing(p: Platform, task: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    with p.db.reader() as db:
+        q = select(ModelJob).order_by(ModelJob.id.desc()).limit(limit)
+        if task:
+            q = q.where(ModelJob.task == task)
+        return [as_dict(j) for j in db.scalars(q)]
+
+
+def get(p: Platform, job_id: int) -> dict[str, Any]:
+    with p.db.reader() as db:
+        job = db.get(ModelJob, job_id)
+        if job is None:
+            raise LifecycleError(f"no model job {job_id}")
+        return as_dict(job)
+
+
+def pending(p: Platform) -> list[int]:
+    """Jobs no live worker holds (queued, or running with a lease run out)."""
+    with p.db.reader() as db:
+        return list(db.scalars(select(ModelJob.id).where(_claimable(utcnow()))
+                               .order_by(ModelJob.id)))
+
+
+def as_dict(j: ModelJob) -> dict[str, Any]:
+    return {"id": j.id, "kind": j.kind, "task": j.task, "model_id": j.model_id,
+            "options": j.options, "status": j.status, "progress": j.progress,
+            "stage": j.stage, "attempts": j.attempts, "result": j.result, "error": j.error,
+            "cancel_requested": j.cancel_requested, "created_by": j.created_by,
+            "created_at": iso_utc(j.created_at), "started_at": iso_utc(j.started_at),
+            "finished_at": iso_utc(j.finished_at)}
+
+
+class LocalRunner:
+    """No broker: the server runs model jobs itself, one at a time, in one thread (training
+    is heavy; the analyses keep their own pool)."""
+
+    def __init__(self, p: Platform, lease_s: float) -> None:
+        from medai.platform.jobs import worker_name
+
+        self.p, self.lease_s, self.name = p, lease_s, worker_name("training")
+        self.jobs: queue_mod.Queue[int | None] = queue_mod.Queue()
+        self.thread = threading.Thread(target=self._loop, name="medai-model-jobs",
+                                       daemon=True)
+
+    def start(self) -> LocalRunner:
+        self.thread.start()
+        for job_id in pending(self.p):  # left by a restart
+            self.jobs.put(job_id)
+        return self
+
+    def submit(self, job_id: int) -> None:
+        self.jobs.put(job_id)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.jobs.put(None)
+        self.thread.join(timeout)
+
+    def _loop(self) -> None:
+        while (job_id := self.jobs.get()) is not None:
+            try:
+                run(self.p, job_id, self.name, self.lease_s)
+            except Exception:  # the job row says failed; the runner goes on
+                log.exception("model job %s could not run", job_id)
+
+
+def dispatcher(p: Platform, broker: str | None, holder: dict) -> Callable[[int], None]:
+    """How this process hands a new job on: to the ``training`` queue, or to its own
+    runner (started on first use)."""
+    def dispatch(job_id: int) -> None:
+        if broker:
+            from medai.platform.queue import publish_model_job
+
+            try:
+                publish_model_job(broker, job_id)
+            except Exception as exc:  # the row stays queued; submitting again republishes
+                log.error("publishing model job %s failed: %s", job_id, type(exc).__name__)
+            return
+        if "model_jobs" not in holder:
+            from medai.settings import get_settings
+
+            holder["model_jobs"] = LocalRunner(p, get_settings().job_lease_s).start()
+        holder["model_jobs"].submit(job_id)
+    return dispatch
