@@ -58,6 +58,7 @@ def test_a_retrain_with_too_few_signed_studies_fails_with_the_reason(served):
     job = _wait(client, admin, r.json()["id"])
     assert job["status"] == "failed"
     assert "labelled cxr studies" in job["error"] and job["finished_at"]
+    assert job["result"] == {"error_code": "too_few_studies", "studies": 0, "needed": 10}
     listed = client.get("/api/v1/models/jobs", headers=admin).json()["items"]
     assert [j["id"] for j in listed] == [job["id"]]
     events = client.get("/api/v1/audit", headers=admin,

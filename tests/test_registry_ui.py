@@ -98,3 +98,51 @@ def test_the_admin_registers_promotes_and_rolls_back_a_model(server, browser, sh
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     section.screenshot(path=str(shots / "admin-registry-en-360.png"))
     phone.close()
+
+
+def test_the_admin_starts_a_retraining_and_a_validation_and_reads_why_they_failed(
+        server, browser, shots):
+    """From the page: a retraining with no signed studies fails, saying so in Turkish; the
+    registry's Validate button starts a validation job, which fails because the task has no
+    site set yet — each job's row says what happened. English on a phone."""
+    import httpx
+
+    from platform_helpers import http_login
+    from test_web_ui import AXE, axe_violations, sign_in
+
+    base, first = server
+    fresh = make_imaging_model_dir(first.parent / "cxr-site-2026-12", seed=12)
+    r = httpx.post(f"{base}/api/v1/models/registry", headers=http_login(base, "admin"),
+                   json={"path": fresh.name}, timeout=60)
+    assert r.status_code == 201, r.text
+    ctx = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900},
+                              bypass_csp=True)
+    page = ctx.new_page()
+    sign_in(page, "admin")
+    page.goto("/admin")
+    jobs = page.locator("#jobs-section")
+    jobs.get_by_label("Devir (epoch)").fill("2")
+    jobs.get_by_role("button", name="Yeniden eğitimi başlat").click()
+    failed = jobs.locator("tr[data-kind='retrain'][data-status='failed']")
+    failed.wait_for(timeout=60_000)
+    assert "yeterli imzalı çalışma yok" in failed.inner_text()
+    candidate = page.locator(f"#registry tr[data-model='{r.json()['id']}']")
+    candidate.get_by_role("button", name="Doğrula").click()
+    checked = jobs.locator("tr[data-kind='validate'][data-status='failed']")
+    checked.wait_for(timeout=60_000)
+    assert "ayrılmış imzalı çalışma henüz yok" in checked.inner_text()  # why, in Turkish
+    if AXE.is_file():
+        page.wait_for_load_state("networkidle")
+        assert axe_violations(page) == []
+    jobs.screenshot(path=str(shots / "jobs-tr-1280.png"))
+    ctx.close()
+
+    phone = browser.new_context(base_url=base, viewport={"width": 360, "height": 740})
+    page = phone.new_page()
+    sign_in(page, "admin")
+    page.goto("/admin?lang=en")
+    page.locator("#model-jobs tr[data-kind='retrain']").first.wait_for()
+    assert "Not enough signed studies" in page.locator("#jobs-section").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.locator("#jobs-section").screenshot(path=str(shots / "jobs-en-360.png"))
+    phone.close()

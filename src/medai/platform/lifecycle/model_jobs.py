@@ -190,7 +190,8 @@ def run(p: Platform, job_id: int, worker: str, lease_s: float) -> str:
     except TrainingCancelled:
         values = {"status": "cancelled", "stage": "cancelled"}
     except LifecycleError as exc:  # refused as asked: the message is safe to show
-        values = {"status": "failed", "stage": "failed", "error": str(exc)[:400]}
+        values = {"status": "failed", "stage": "failed", "error": str(exc)[:400],
+                  "result": {"error_code": exc.code, **getattr(exc, "params", {})}}
     except Exception as exc:  # never patient text: the type, and where
         log.exception("model job %s (%s %s) failed", job_id, kind, task)
         values = {"status": "failed", "stage": "failed",
@@ -207,8 +208,11 @@ def _execute(p: Platform, job_id: int, kind: str, task: str, model_id: int | Non
     from medai.platform.lifecycle import dataset, retrain, validation
 
     if kind == "validate":
+        hooks.progress(0.02, "site_set")
+        built = _site_set(p, task, actor)
         hooks.progress(0.05, "validate")
-        return {"validation": validation.as_dict(validation.validate(p, model_id, actor))}
+        return {"validation": validation.as_dict(validation.validate(p, model_id, actor)),
+                **({"site_set": built} if built else {})}
     work = p.home / "training" / f"job-{job_id}"
     shutil.rmtree(work, ignore_errors=True)  # a job taken over starts its folder afresh
     try:
@@ -216,11 +220,31 @@ def _execute(p: Platform, job_id: int, kind: str, task: str, model_id: int | Non
                               min_studies=options.pop("min_studies"),
                               progress=hooks.progress, cancel=hooks.cancel, **options)
     except dataset.DatasetError as exc:
-        raise LifecycleError(str(exc)) from None
+        refused = LifecycleError(str(exc))
+        refused.code = "too_few_studies" if isinstance(exc, retrain.TooFewStudies) \
+            else "dataset"
+        refused.params = getattr(exc, "params", {})
+        raise refused from None
     sheet = out["datasheet"]
     return {"model": out["model"], "test": out["test"], "mlflow": out.get("mlflow"),
             "datasheet": {k: sheet[k] for k in ("studies", "label_counts", "signed_from",
                                                 "signed_to", "content_hash")}}
+
+
+def _site_set(p: Platform, task: str, actor: str) -> dict[str, Any] | None:
+    """A validation started from the page needs a site set: with none yet, freeze the
+    held-out signed studies as version 1 (returned); with none of those either, say so."""
+    from medai.platform.lifecycle import site_sets
+
+    with p.db.session() as db:
+        if site_sets.latest(db, task) is not None:
+            return None
+        if not any(site_sets.held_out(task, sid) for sid in site_sets.signed_labels(db, task)):
+            refused = LifecycleError(f"no signed {task} study is held out for site validation "
+                                     "yet: sign more studies, then validate")
+            refused.code = "no_site_set"
+            raise refused
+        return site_sets.as_dict(site_sets.build(db, task, actor))
 
 
 def listing(p: Platform, task: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -21,6 +21,15 @@ log = logging.getLogger("medai.platform.lifecycle")
 MIN_STUDIES = 10
 
 
+class TooFewStudies(dataset.DatasetError):
+    """Not enough labelled studies to retrain on (the numbers travel for the page)."""
+
+    def __init__(self, studies: int, needed: int, task: str) -> None:
+        super().__init__(f"only {studies} labelled {task} studies (at least {needed} needed "
+                         "to retrain)")
+        self.params = {"studies": studies, "needed": needed}
+
+
 def retrain(p, task: str, work: Path, actor: Actor, since: datetime | None = None,
             min_studies: int = MIN_STUDIES, progress: Callable[[float, str], None] | None = None,
             cancel: Callable[[], bool] | None = None, **train_options: Any) -> dict[str, Any]:
@@ -37,8 +46,7 @@ def retrain(p, task: str, work: Path, actor: Actor, since: datetime | None = Non
     sheet = dataset.export(p, task, work / "data", since=since, deidentify=True,
                            actor=actor.name, exclude_site_set=True)
     if sheet["studies"] < min_studies:
-        raise dataset.DatasetError(f"only {sheet['studies']} labelled {task} studies "
-                                   f"(at least {min_studies} needed to retrain)")
+        raise TooFewStudies(sheet["studies"], min_studies, task)
     log.info("retraining %s on %s signed studies", task, sheet["studies"])
     train_options.setdefault("name", f"{task}-site-{sheet['content_hash'][7:19]}")
     say(0.1, "train")

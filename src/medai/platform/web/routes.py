@@ -166,6 +166,7 @@ def chat_page(request: Request,
 
 @router.get("/admin", response_class=HTMLResponse)
 def admin_page(request: Request) -> Response:
+    from medai.core.tasks import names as task_names
     from medai.platform.accounts import ROLES
     from medai.platform.audit import ACTIONS
     from medai.services.models import served_tasks
@@ -173,7 +174,8 @@ def admin_page(request: Request) -> Response:
     # the most common new account first
     roles = sorted(ROLES, key=lambda r: r != "radiologist")
     return render(request, "admin", roles=roles, audit_actions=ACTIONS,
-                  model_tasks=served_tasks())
+                  model_tasks=served_tasks(),
+                  retrain_tasks=[t for t in served_tasks() if t in task_names("imaging")])
 
 
 @router.get("/monitoring", response_class=HTMLResponse)

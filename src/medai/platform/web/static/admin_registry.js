@@ -56,6 +56,12 @@
       out.push(moveButton(T.registry_promote, `${T.registry_promote}: ${name}`,
         `/api/v1/models/registry/${m.id}/promote`, {}, true));
     }
+    if ((m.state === "candidate" || m.state === "shadow") && window.medai.startJob) {
+      const v = el("button", { type: "button", text: T.registry_validate,
+        "aria-label": `${T.registry_validate}: ${name}` });
+      v.addEventListener("click", () => window.medai.startJob({ kind: "validate", model_id: m.id }));
+      out.push(v);
+    }
     if (m.state === "candidate" || m.state === "shadow") {
       out.push(moveButton(T.registry_retire, `${T.registry_retire}: ${name}`,
         `/api/v1/models/registry/${m.id}/retire`, {}, false));
@@ -129,5 +135,6 @@
       { id: r.data.id, name: r.data.name }));
     load();
   });
+  document.addEventListener("medai:registry-changed", load);  // a retraining or validation ended
   load();
 })();
