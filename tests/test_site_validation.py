@@ -129,3 +129,52 @@ def test_a_frozen_site_set_keeps_the_labels_it_was_built_with(site):
         newer = site_sets.build(db, "cxr", "admin")
         assert newer.version == 2 and newer.studies[0]["labels"] != first["labels"]
         assert newer.content_hash != again.content_hash
+
+
+def test_a_validated_model_is_monitored_against_its_site_set_outputs(site):
+    """Once validated, a model's monitoring reference is what it gave on the site set: a
+    shifted stream alerts within the least window (30 studies) from its first analysis, with
+    no 100 first analyses to wait for; a stream like the site set stays quiet."""
+    from medai.platform.lifecycle import monitoring, site_sets, validation
+    from medai.services import imaging as imaging_service
+    from test_monitoring import _alerts, film
+
+    p, tmp = site
+    twin = _register(p, _model(tmp / "twin", 0.0, nudge=1e-4))
+    with p.db.session() as db:
+        site_sets.build(db, "cxr", "admin")
+    v = validation.validate(p, twin, "admin", n_boot=50)
+    kept = validation.as_dict(v)
+    assert kept["monitor_reference_n"] >= 10 and "monitor_reference" not in kept["metrics"]
+    predictor = __import__("medai.core.registry", fromlist=["load"]).load(tmp / "twin")
+    content_hash = predictor.identity.content_hash
+
+    def stream(images) -> list[int]:
+        fired = []
+        for i, data in enumerate(images):
+            image = imaging_service.read_image(data)
+            result = predictor.predict(image)
+            before = len(_alerts(p))
+            monitoring.record(p, None, "cxr", content_hash, result.model_dump(mode="json"),
+                              image, 5.0, {"modality": "chest X-ray", "source": "upload"},
+                              result.embedding)
+            if len(_alerts(p)) > before:
+                fired.append(i + 1)
+        return fired
+
+    import os
+
+    os.environ["MEDAI_MONITOR_MIN_WINDOW"] = "10"  # the site set here holds ~20 studies
+    from medai.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert stream(png_bytes(500 + i) for i in range(30)) == []  # like the site set
+        summary = monitoring.summary(p, "cxr", content_hash)
+        assert summary["reference"]["kind"] == "site_validation"
+        assert summary["volume"]["reference_n"] == kept["monitor_reference_n"]
+        fired = stream(film(900 + i, brighter=0.3) for i in range(30))
+        assert fired and fired[0] <= 30
+    finally:
+        del os.environ["MEDAI_MONITOR_MIN_WINDOW"]
+        get_settings.cache_clear()

@@ -6,8 +6,10 @@ decision), the probability of each label and the decided positives, the image's 
 (mean and spread of its normalised pixels, size), its embedding (the model's penultimate
 features on the gate's first principal axes, whitened) and its metadata mix (modality, view,
 source; device manufacturer, age band and sex from the DICOM header) — never patient text or
-identifiers. A model's **reference** is its first ``MEDAI_MONITOR_REFERENCE_N``
-analyses at this site; the **window** is its latest ``MEDAI_MONITOR_WINDOW`` after those.
+identifiers. A model's **reference** is what it gave on the site set at its latest site
+validation (kept by ``validation``), or, for a model never validated here, its first
+``MEDAI_MONITOR_REFERENCE_N`` analyses at this site; the **window** is its latest
+``MEDAI_MONITOR_WINDOW`` analyses (after those first ones).
 ``check`` runs after every sample and every signature and raises (or clears) alerts:
 
 - ``output``: a label's probabilities moved (KS p < MEDAI_MONITOR_P and PSI ≥ MEDAI_MONITOR_PSI);
@@ -62,29 +64,41 @@ def image_stats(image) -> dict[str, float]:
             "width": int(px.shape[1]), "height": int(px.shape[0])}
 
 
+REFERENCE_FIELDS = ("refused", "abstained", "probs", "positives", "stats", "meta")
+
+
+def sample_of(task: str, model_hash: str, payload: dict, image=None,
+              meta: dict | None = None, embedding: list[float] | None = None,
+              study_id: int | None = None, latency_ms: float | None = None) -> MonitorSample:
+    """What monitoring keeps of one analysis (not yet stored): also what a site validation
+    keeps of the candidate's outputs as its monitoring reference."""
+    decision = payload.get("decision") or {}
+    info = payload.get("image") or {}
+    header = getattr(image, "metadata", None) or {}
+    stats = image_stats(image)
+    if embedding:
+        stats["embedding"] = [float(f"{float(v):.6g}") for v in embedding]
+    return MonitorSample(
+        task=task, model_hash=model_hash, study_id=study_id, latency_ms=latency_ms,
+        refused=bool(payload.get("refused")),
+        abstained=decision.get("state") == "indeterminate",
+        probs={f["label"]: round(float(f["probability"]), 5)
+               for f in payload.get("findings", [])},
+        positives=list(decision.get("positives") or []), stats=stats,
+        meta={"modality": (meta or {}).get("modality") or info.get("modality") or "",
+              "view": (meta or {}).get("view") or info.get("view_position") or "",
+              "source": (meta or {}).get("source") or info.get("format") or "",
+              **{k: str(header.get(k) or "")[:64] for k in POPULATION}})
+
+
 def record(p: Platform, study_id: int | None, task: str, model_hash: str, payload: dict,
            image=None, latency_ms: float | None = None, meta: dict | None = None,
            embedding: list[float] | None = None) -> None:
     """Keep one analysis's sample and check the model's thresholds (never raises: monitoring
     must not fail an analysis)."""
     try:
-        decision = payload.get("decision") or {}
-        info = payload.get("image") or {}
-        header = getattr(image, "metadata", None) or {}
-        stats = image_stats(image)
-        if embedding:
-            stats["embedding"] = [float(f"{float(v):.6g}") for v in embedding]
-        sample = MonitorSample(
-            task=task, model_hash=model_hash, study_id=study_id, latency_ms=latency_ms,
-            refused=bool(payload.get("refused")),
-            abstained=decision.get("state") == "indeterminate",
-            probs={f["label"]: round(float(f["probability"]), 5)
-                   for f in payload.get("findings", [])},
-            positives=list(decision.get("positives") or []), stats=stats,
-            meta={"modality": (meta or {}).get("modality") or info.get("modality") or "",
-                  "view": (meta or {}).get("view") or info.get("view_position") or "",
-                  "source": (meta or {}).get("source") or info.get("format") or "",
-                  **{k: str(header.get(k) or "")[:64] for k in POPULATION}})
+        sample = sample_of(task, model_hash, payload, image, meta, embedding, study_id,
+                           latency_ms)
         with p.db.session() as db:
             db.add(sample)
         check(p, task, model_hash)
@@ -92,16 +106,52 @@ def record(p: Platform, study_id: int | None, task: str, model_hash: str, payloa
         log.error("monitoring sample for study %s not kept: %s", study_id, type(exc).__name__)
 
 
-def _split(db, task: str, model_hash: str) -> tuple[list[MonitorSample], list[MonitorSample]]:
+_REFERENCES: dict[int, list[MonitorSample]] = {}  # validation id → its reference (read-only)
+
+
+def _validation_reference(db, task: str, model_hash: str
+                          ) -> tuple[list[MonitorSample], dict[str, Any]] | None:
+    """The model's outputs on the site set at its latest validation, when that kept at least
+    MEDAI_MONITOR_MIN_WINDOW of them: the reference the site signed off on."""
+    from medai.platform.tables import RegisteredModel, Validation
+
+    row = db.execute(select(Validation.id, Validation.site_set_id).join(
+        RegisteredModel, RegisteredModel.id == Validation.model_id).where(
+        RegisteredModel.task == task, RegisteredModel.content_hash == model_hash)
+        .order_by(Validation.id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    if row.id not in _REFERENCES:
+        metrics = db.scalar(select(Validation.metrics).where(Validation.id == row.id)) or {}
+        if len(_REFERENCES) > 32:
+            _REFERENCES.clear()
+        _REFERENCES[row.id] = [MonitorSample(task=task, model_hash=model_hash, **{
+            k: x[k] for k in REFERENCE_FIELDS}) for x in metrics.get("monitor_reference", [])]
+    samples = _REFERENCES[row.id]
+    if len(samples) < _settings().monitor_min_window:
+        return None
+    return samples, {"kind": "site_validation", "validation_id": row.id, "n": len(samples)}
+
+
+def _split(db, task: str, model_hash: str
+           ) -> tuple[list[MonitorSample], list[MonitorSample], dict[str, Any]]:
+    """(reference, window, where the reference came from): the model's outputs on the site
+    set when a validation kept them, else its first analyses here."""
     s = _settings()
     base = select(MonitorSample).where(MonitorSample.task == task,
                                        MonitorSample.model_hash == model_hash)
+    validated = _validation_reference(db, task, model_hash)
+    if validated is not None:
+        window = list(db.scalars(base.order_by(MonitorSample.id.desc())
+                                 .limit(s.monitor_window)))
+        return validated[0], window[::-1], validated[1]
     reference = list(db.scalars(base.order_by(MonitorSample.id).limit(s.monitor_reference_n)))
+    source = {"kind": "first_analyses", "n": len(reference)}
     if len(reference) < s.monitor_reference_n:
-        return reference, []
+        return reference, [], source
     window = list(db.scalars(base.where(MonitorSample.id > reference[-1].id)
                              .order_by(MonitorSample.id.desc()).limit(s.monitor_window)))
-    return reference, window[::-1]
+    return reference, window[::-1], source
 
 
 def _mix(samples: list[MonitorSample]) -> list[str]:
@@ -134,9 +184,10 @@ def _agreement(db, task: str, model_hash: str) -> dict[str, dict[str, Any]]:
 def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], dict], dict]:
     """{(kind, key): detail} of every threshold crossed now, and the numbers behind them."""
     s = _settings()
-    reference, window = _split(db, task, model_hash)
+    reference, window, source = _split(db, task, model_hash)
     crossed: dict[tuple[str, str], dict] = {}
     numbers: dict[str, Any] = {"reference_n": len(reference), "window_n": len(window),
+                               "reference_source": source,
                                "labels": {}, "inputs": {}, "metadata": {}}
     ready = len(window) >= s.monitor_min_window
     ref_ok = [x for x in reference if not x.refused]
@@ -313,6 +364,7 @@ def summary(p: Platform, task: str, model_hash: str, series_n: int = 200) -> dic
     return {
         "task": task, "model_hash": model_hash,
         "volume": {"total": total, **{k: numbers[k] for k in ("reference_n", "window_n")}},
+        "reference": numbers["reference_source"],
         "rates": {"refused": drift.wilson(sum(x.refused for x in window), n),
                   "abstained": drift.wilson(sum(x.abstained for x in window), n)},
         "latency_ms": {"p50": drift.percentile(latencies, 0.5),

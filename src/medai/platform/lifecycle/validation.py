@@ -62,19 +62,29 @@ def verdict(db: Session, candidate: RegisteredModel) -> Verdict:
     return Verdict(True, f"non-inferior on site set v{site.version}", "validated")
 
 
-def _predict_all(p, row: RegisteredModel, data: list[bytes]) -> list[dict | None]:
+def _predict_all(p, row: RegisteredModel, data: list[bytes], metas: list[dict] | None = None,
+                 keep: list[dict] | None = None) -> list[dict | None]:
+    """Each image's result (None: refused or unreadable); with ``keep``, also what monitoring
+    keeps of each analysis — the model's monitoring reference once it serves."""
+    from medai.platform.lifecycle.monitoring import REFERENCE_FIELDS, sample_of
     from medai.services import imaging as imaging_service
 
     predictor = model_dirs.load(Path(p.home) / row.path, runtime=p.models.imaging_runtime)
     out = []
-    for blob in data:
+    for i, blob in enumerate(data):
         try:
-            result = predictor.predict(imaging_service.read_image(blob))
+            image = imaging_service.read_image(blob)
+            result = predictor.predict(image)
         except Exception as exc:  # an unreadable image counts as refused for both models
             log.warning("validation: an image could not be read (%s)", type(exc).__name__)
             out.append(None)
             continue
-        out.append(None if result.refused else result.model_dump(mode="json"))
+        payload = result.model_dump(mode="json")
+        out.append(None if result.refused else payload)
+        if keep is not None:
+            sample = sample_of(row.task, row.content_hash, payload, image,
+                               (metas or [{}] * len(data))[i], result.embedding)
+            keep.append({k: getattr(sample, k) for k in REFERENCE_FIELDS})
     return out
 
 
@@ -162,9 +172,12 @@ def validate(p, candidate_id: int, actor: str, margin: float | None = None,
     from medai.services.imaging import header_population
 
     data = [p.store.read(meta[i["study_id"]][0]) for i in items]
-    groups = [{"source": str(meta[i["study_id"]][1]), "modality": str(meta[i["study_id"]][2]),
+    groups = [{"source": meta[i["study_id"]][1] or "upload",
+               "modality": meta[i["study_id"]][2] or "",
                **header_population(blob)} for i, blob in zip(items, data, strict=True)]
-    cand_res = _predict_all(p, cand, data)
+    reference: list[dict] = []
+    cand_res = _predict_all(p, cand, data, [{"modality": g["modality"], "source": g["source"]}
+                                            for g in groups], keep=reference)
     act_res = _predict_all(p, current, data) if current is not None else None
     labels = sorted({lab for i in items for lab in i["labels"]}
                     & set((cand.card or {}).get("labels", []))
@@ -193,6 +206,7 @@ def validate(p, candidate_id: int, actor: str, margin: float | None = None,
                               n_boot, seed)
     metrics["subgroups"] = _subgroups(groups, y, cs, as_)
     metrics["summary"] = summary
+    metrics["monitor_reference"] = reference  # the candidate's outputs here: its drift baseline
     row = Validation(model_id=candidate_id, active_model_id=current.id if current else None,
                      site_set_id=site_id, margin=margin, passed=passed, metrics=metrics,
                      created_by=actor[:64])
@@ -254,8 +268,9 @@ def _subgroups(groups: list[dict[str, str]], y, cs, as_) -> dict[str, Any]:
 def as_dict(v: Validation) -> dict[str, Any]:
     return {"id": v.id, "model_id": v.model_id, "active_model_id": v.active_model_id,
             "site_set_id": v.site_set_id, "margin": v.margin, "passed": v.passed,
-            "metrics": v.metrics, "created_by": v.created_by,
-            "created_at": iso_utc(v.created_at)}
+            "metrics": {k: x for k, x in v.metrics.items() if k != "monitor_reference"},
+            "monitor_reference_n": len(v.metrics.get("monitor_reference", [])),
+            "created_by": v.created_by, "created_at": iso_utc(v.created_at)}
 
 
 def latest_for(db: Session, model_id: int) -> dict[str, Any] | None:

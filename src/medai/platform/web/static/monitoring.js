@@ -72,7 +72,9 @@
 
   function modelCard(m) {
     const task = m.model.task, v = m.volume, s = m.settings;
-    const need = task === "triage" ? 0 : Math.max(0, s.reference_n + s.min_window - v.total);
+    const validated = m.reference && m.reference.kind === "site_validation";
+    const need = task === "triage" ? 0 : validated ? Math.max(0, s.min_window - v.window_n)
+      : Math.max(0, s.reference_n + s.min_window - v.total);
     const open = m.alerts.filter((a) => !a.cleared_at);
     const parts = [
       el("h2", { text: `${taskName(task)} — ${m.model.name} ${m.model.version}` }),
@@ -82,6 +84,8 @@
         ci(m.rates.refused), ci(m.rates.abstained),
         `${fmt(m.latency_ms.p50, 0)} / ${fmt(m.latency_ms.p95, 0)} ms`]], false),
     ];
+    if (task !== "triage" && m.reference) parts.push(el("p", { class: "note", "data-reference": m.reference.kind,
+      text: fill(validated ? T.monitor_reference_validation : T.monitor_reference_first, { n: m.reference.n }) }));
     if (need > 0 && v.total) parts.push(el("p", { class: "note", text: fill(T.monitor_waiting, { need, ref: s.reference_n, win: s.min_window }) }));
     if (task === "triage") {  // staff's recorded departments and urgency
       const t = m.triage || { n: 0 };
