@@ -1,9 +1,11 @@
-"""Issue 26's loop end to end, with a real Celery worker on Redis: a radiologist signs studies
-(rejecting the AI's finding on some) → the export has those labels → a retrain registers a
-candidate → it is validated beside the active model on the site set → shadowed (the worker
-analyses live studies with it too, unseen) → promoted without a restart (the worker's new
-results name the new hash) → rolled back (they name the old one) → the monitoring numbers show
-the agreement with the signatures and a drift alarm from a stream of brighter films."""
+"""Issue 26's loop end to end, on SQLite and on PostgreSQL, with real Celery workers on Redis
+(analysis on ``cpu``, retraining and validation on ``training``): a radiologist signs studies
+(rejecting the AI's finding on some) → the export has those labels → a retraining job
+registers a candidate → a validation job validates it beside the active model on the site set
+→ shadowed (the worker analyses live studies with it too, unseen) → promoted without a restart
+(the worker's new results name the new hash) → rolled back (they name the old one) → the
+monitoring numbers show the agreement with the signatures and a drift alarm from a stream of
+brighter films."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import time
 
 import pytest
 
-from platform_helpers import add_users, bearer, use_home, wait_status
+from platform_helpers import add_users, bearer, database_url, use_home, wait_status
 from test_monitoring import film
 from test_platform_celery import _purge, broker_url, start_worker
 from test_site_validation import _model
@@ -27,8 +29,14 @@ MONITOR = {"MEDAI_MONITOR_REFERENCE_N": "20", "MEDAI_MONITOR_WINDOW": "10",
            "MEDAI_MONITOR_MIN_WINDOW": "8", "MEDAI_MODEL_WATCH_S": "1"}
 
 
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgresql"])
 def test_sign_export_retrain_validate_shadow_promote_rollback_monitor(
-        tmp_path, monkeypatch, tfidf_model_dir):
+        db_kind, tmp_path, monkeypatch, tfidf_model_dir):
+    with database_url(db_kind, tmp_path) as db_url:
+        _loop(db_url, tmp_path, monkeypatch, tfidf_model_dir)
+
+
+def _loop(db_url: str, tmp_path, monkeypatch, tfidf_model_dir) -> None:
     from fastapi.testclient import TestClient
 
     from medai.platform.api.app import create_platform_app
@@ -37,7 +45,6 @@ def test_sign_export_retrain_validate_shadow_promote_rollback_monitor(
     url = broker_url("redis", str(tmp_path))
     _purge(url)
     active_dir = _model(tmp_path / "active", 0.0)  # calls pneumothorax and effusion on all
-    db_url = f"sqlite:///{tmp_path / 'medai.db'}"
     env = {**os.environ, **MONITOR, "MEDAI_HOME": str(tmp_path), "MEDAI_BROKER_URL": url,
            "MEDAI_DATABASE_URL": db_url, "MEDAI_CXR_MODEL": str(active_dir),
            "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir), "OMP_NUM_THREADS": "1"}
@@ -171,4 +178,5 @@ def test_sign_export_retrain_validate_shadow_promote_rollback_monitor(
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
         _purge(url)
+        app.state.platform.db.dispose()
         get_settings.cache_clear()
