@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +22,29 @@ def _emit(obj: Any, as_json: bool, human: str | None = None) -> None:
     else:
         typer.echo(human if human is not None else json.dumps(obj, ensure_ascii=False, indent=2,
                                                               default=str))
+
+
+@contextlib.contextmanager
+def batch_output(out: Path | None):
+    """Where a batch writes its JSON lines: --out, else standard output."""
+    if out is None:
+        yield sys.stdout
+        return
+    with out.open("w", encoding="utf-8") as fh:
+        yield fh
+
+
+def report_batch(summary, out: Path | None, as_json: bool) -> None:
+    """The batch's summary: on standard error while the rows went to standard output, else
+    on standard output (``--json``: one JSON object)."""
+    data = summary.as_dict()
+    human = (f"{data['rows']} rows: {data['ok']} answered, {data['errors']} reported as bad "
+             f"rows ({data['seconds']} s); " + ", ".join(f"{k} {v}" for k, v in
+                                                         data["outcomes"].items()))
+    if out is None:
+        typer.echo(human, err=True)
+    else:
+        _emit({"summary": data, "out": str(out)}, as_json, human)
 
 
 def track(summary: dict, task: str, params: dict) -> None:

@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from medai.cli.common import JsonFlag, ModelOpt, _emit, _guard, relaunched, track
+from medai.cli.common import (
+    JsonFlag,
+    ModelOpt,
+    _emit,
+    _guard,
+    batch_output,
+    relaunched,
+    report_batch,
+    track,
+)
 
 triage_app = typer.Typer(help="Complaint triage: Turkish complaint → department.",
                          no_args_is_help=True)
@@ -110,12 +119,26 @@ def triage_predict(
     top_k: Annotated[int, typer.Option(min=1, max=15)] = 3,
     min_confidence: Annotated[float | None, typer.Option(
         min=0.0, max=1.0, help="Abstain below this probability (default: model card).")] = None,
+    batch: Annotated[Path | None, typer.Option(
+        help="Triage every complaint of a CSV (a text column, optionally id) or JSON-lines "
+             "file: JSON lines out, one per row.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="--batch: write the JSON lines here (default: standard output).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Suggest departments for one complaint, with red flags and abstention."""
+    """Suggest departments for one complaint, with red flags and abstention; with --batch,
+    for every complaint of a file (the model loaded once, a bad row reported and skipped)."""
     from medai.core.files import read_limited, read_stream_limited
     from medai.core.text import MAX_COMPLAINT_BYTES, TextInputError, decode_text
 
+    if batch is not None:
+        if text is not None or file is not None:
+            _emit({"error": "--batch takes no complaint argument or --file",
+                   "error_type": "UsageError"}, as_json, "--batch takes no complaint "
+                                                          "argument or --file")
+            raise typer.Exit(2)
+        _triage_batch(batch, out, model, top_k, min_confidence, as_json)
+        return
     with _guard(as_json):
         if file is not None:
             raw = decode_text(read_limited(file, MAX_COMPLAINT_BYTES))
@@ -138,6 +161,24 @@ def triage_predict(
     for d in result["departments"]:
         lines.append(f"  {d['probability']:.3f}  {d['name']}")
     _emit(result, as_json, "\n".join(lines))
+
+
+def _outcome(result: dict) -> list[str]:
+    return [result["status"]] + (["red_flag"] if result["red_flags"] else [])
+
+
+def _triage_batch(path: Path, out: Path | None, model: str | None, top_k: int,
+                  min_confidence: float | None, as_json: bool) -> None:
+    from medai.services import batch as batch_service
+    from medai.services.triage import triage
+
+    with _guard(as_json), batch_output(out) as sink:
+        predictor = _load_triage(model)
+        summary = batch_service.run(
+            batch_service.complaints(path),
+            lambda item: triage(predictor, item.value, top_k, min_confidence).to_dict(),
+            _outcome, sink)
+    report_batch(summary, out, as_json)
 
 
 @triage_app.command("train-red-flags")
