@@ -406,6 +406,13 @@ def main() -> None:
                     server = Server(tree, workers, name)
                     try:
                         server.wait_ready()
+                        if route == "triage":  # which red-flag engine this tree serves
+                            res["red_flag_engine"] = httpx.post(
+                                server.base + path, headers=server.headers, timeout=60,
+                                json={"text": "Göğsümde baskı var, sol koluma vuruyor"},
+                            ).json().get("red_flag_engine", {})
+                            print(name, "red_flag_engine", json.dumps(res["red_flag_engine"]),
+                                  flush=True)
                         run_wrk(server, path, kind, listing, 20, 5)  # warm-up
                         res[route] = run_wrk(server, path, kind, listing, 20, args.duration)
                     finally:
