@@ -4,7 +4,7 @@
         [--ablations] [--out docs/benchmarks/red_flags]
 
 1. Runs the rules and the e5 nearest-exemplar detector on the team-written development and test
-   sets (benchmarks/data/red_flags/, one author per set, none of whom saw the rules).
+   sets (data/red_flags/development and blind/, one author per set, none of whom saw the rules).
 2. Scores every development text with a classifier that never saw its author's texts
    (leave-one-author-out), and chooses on the development sets only, together: the embedding
    threshold and margin and the classifier threshold with the highest recall of all three
@@ -49,7 +49,7 @@ from medai.triage.red_flags.engine import (
 from medai.triage.red_flags.exemplars import KnnSettings
 from medai.triage.red_flags.schema import DATA_DIR
 
-DATA = Path(__file__).parent / "data" / "red_flags"
+DATA = Path(__file__).resolve().parents[1] / "data" / "red_flags"
 SHIPPED_CACHE = DATA_DIR / CACHE_NAME  # read, not rewritten: the exemplar bank is embedded once
 USES = ("rules", "knn", "clf")
 SHORT_WORDS = 8  # a set whose median text has at most this many words is a short-complaint set
@@ -100,7 +100,7 @@ def describe(rows: list[dict]) -> dict:
 
 def report(rows, raws, op) -> dict:
     """Aggregates only: a blind set's individual misses and false alarms are never written
-    (benchmarks/data/red_flags/README.md), only how many there were."""
+    (data/red_flags/README.md), only how many there were."""
     per, expected = defaultdict(list), defaultdict(list)
     by_kind = defaultdict(list)
     caught_by = Counter()
@@ -203,8 +203,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="docs/benchmarks/red_flags")
     ap.add_argument("--data", default=str(DATA),
-                    help="folder of <set>_urgent/ordinary.jsonl files (dev*: development, "
-                         "test*: test)")
+                    help="folder with development/ and blind/ folders of "
+                         "<set>_urgent/ordinary.jsonl files and their datasheets")
     ap.add_argument("--complaints", default=None)
     ap.add_argument("--max-false-alarms", type=float, default=None,
                     help="false-alarm budget of all detectors together on dev (the classifier "
@@ -229,7 +229,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(args.data)
-    dev_sets, test_sets = learn.read_sets(data, "dev"), learn.read_sets(data, "test")
+    dev_sets = learn.read_sets(data / "development")
+    test_sets = learn.read_sets(data / "blind", scoring=True)  # scored, never trained on
     dev = flatten(dev_sets)
     posts = (learn.read_real_posts(Path(args.complaints))
              if args.complaints and Path(args.complaints).is_file() else [])

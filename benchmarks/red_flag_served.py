@@ -18,7 +18,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-DATA = Path(__file__).parent / "data" / "red_flags"
+DATA = Path(__file__).resolve().parents[1] / "data" / "red_flags"
 
 
 def score_sets(engine, sets: dict[str, list[dict]]) -> dict:
@@ -53,6 +53,19 @@ def score_real(engine, posts: list[tuple[str, str]], part: str = "report") -> di
             "fired_ids": fired_ids}
 
 
+def read_all(learn, root: Path) -> dict:
+    """Every set under ``root``: its development/ and blind/ folders (data/red_flags), or the
+    folder itself (an older layout); blind sets are read to be scored, never trained on."""
+    folders = [f for f in (root / "development", root / "blind") if f.is_dir()] or [root]
+    sets: dict = {}
+    for folder in folders:
+        try:
+            sets.update(learn.read_sets(folder, scoring=True))
+        except TypeError:  # an older checkout's read_sets
+            sets.update(learn.read_sets(folder))
+    return sets
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -62,7 +75,7 @@ def main() -> None:
     args = ap.parse_args()
     from medai.triage.red_flags import build_engine, learn
 
-    sets = learn.read_sets(Path(args.data))
+    sets = read_all(learn, Path(args.data))
     if args.sets:
         wanted = args.sets.split(",")
         sets = {k: sets[k] for k in wanted if k in sets}

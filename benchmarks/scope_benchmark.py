@@ -8,7 +8,7 @@ departments it never learned, and what the gate costs on its own departments.
 Scores, in one run, the model with its gate, the same model without it (the code before the
 gate), and the strongest simple baseline — a higher abstain threshold — on: the real held-out test
 split of its departments; the held-out 30% of the other-department file (never seen by the gate);
-and the team-written ordinary complaints of benchmarks/data/red_flags/, grouped by department
+and the team-written ordinary complaints of data/red_flags/, grouped by department
 (written independently of the gate; a check against learning a writing style).
 """
 
@@ -54,8 +54,8 @@ def evaluate(predictor, in_texts, in_labels, out_texts, gate: bool, min_conf: fl
 
 
 def written_ordinary() -> tuple[list[str], list[str], list[str]]:
-    base = Path(__file__).parent / "data" / "red_flags"
-    rows = [json.loads(line) for f in sorted(base.glob("*_ordinary.jsonl"))
+    base = Path(__file__).resolve().parents[1] / "data" / "red_flags"
+    rows = [json.loads(line) for f in sorted(base.glob("*/*_ordinary.jsonl"))
             for line in f.read_text().splitlines() if line]
     ins = [r for r in rows if r.get("department") in IN_SCOPE_WRITTEN]
     outs = [r["text"] for r in rows if r.get("department") not in IN_SCOPE_WRITTEN]

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from medai.triage.red_flags import LEVELS, RuleFileError, build_engine, load_rules
 from medai.triage.red_flags.schema import DATA_DIR
 
-PRESENTATIONS = Path(__file__).parents[1] / "benchmarks" / "data" / "red_flags" / \
-    "PRESENTATIONS.md"
+PRESENTATIONS = Path(__file__).parents[1] / "data" / "red_flags" / "PRESENTATIONS.md"
 
 
 @pytest.fixture(scope="module")

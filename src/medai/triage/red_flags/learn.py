@@ -39,14 +39,43 @@ class TrainingDataError(ValueError):
     """Training files that cannot be used as written."""
 
 
-def read_sets(directory: Path, prefix: str = "") -> dict[str, list[dict]]:
+BLIND = "blind"  # a folder, or a datasheet role: sets only ever scored, never trained on
+
+
+def datasheet(directory: Path, name: str) -> dict | None:
+    """``<set>.datasheet.json`` beside a set's files: who wrote it, what they saw, its role
+    and how it moved between roles (data/red_flags/README.md)."""
+    path = Path(directory) / f"{name}.datasheet.json"
+    if not path.is_file():
+        return None
+    try:
+        sheet = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise TrainingDataError(f"{path}: not JSON ({exc.msg})") from None
+    if not isinstance(sheet, dict) or sheet.get("set") != name:
+        raise TrainingDataError(f"{path}: a datasheet must name its set ({name!r})")
+    return sheet
+
+
+def read_sets(directory: Path, prefix: str = "", scoring: bool = False
+              ) -> dict[str, list[dict]]:
     """Rows of every ``<set>_{urgent,ordinary}.jsonl`` in ``directory`` whose set name starts
-    with ``prefix``, grouped by set (one author each)."""
+    with ``prefix``, grouped by set (one author each). A blind set — in a ``blind`` folder, or
+    whose datasheet says so — is refused unless ``scoring`` (a benchmark reads it; training
+    never does)."""
+    directory = Path(directory)
     sets: dict[str, list[dict]] = {}
-    for path in sorted(Path(directory).glob("*.jsonl")):
+    for path in sorted(directory.glob("*.jsonl")):
         m = SET_FILE.match(path.name)
         if not m or not m["set"].startswith(prefix):
             continue
+        sheet = datasheet(directory, m["set"])
+        if not scoring and (directory.resolve().name == BLIND
+                            or (sheet or {}).get("role") == BLIND):
+            raise TrainingDataError(
+                f"{path}: set {m['set']!r} is blind — it is only ever scored, never trained "
+                "on. To train on it, move it to the development folder and record the move "
+                "in its datasheet (after a fresh blind set has been written).")
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
