@@ -27,6 +27,12 @@ local auth = os.getenv("BENCH_AUTH")
 if auth and auth ~= "" then
   headers["Authorization"] = auth
 end
+-- one more header, "Name: value" (a kiosk's X-Kiosk-Token)
+local extra = os.getenv("BENCH_HEADER")
+if extra and extra ~= "" then
+  local name, value = extra:match("^([^:]+):%s*(.*)$")
+  headers[name] = value
+end
 local i = math.random(#bodies)
 request = function()
   i = i % #bodies + 1
