@@ -72,6 +72,10 @@ TABLE: dict[tuple[str, str], object] = {
     ("GET", "/api/v1/audit/role-grants"): {"admin"},
     ("GET", "/api/v1/models"): {"admin"},
     ("GET", "/api/v1/models/registry"): {"admin"},
+    ("GET", "/api/v1/models/jobs"): {"admin"},
+    ("POST", "/api/v1/models/jobs"): {"admin"},
+    ("GET", "/api/v1/models/jobs/{job_id}"): {"admin"},
+    ("POST", "/api/v1/models/jobs/{job_id}/cancel"): {"admin"},
     ("POST", "/api/v1/models/registry"): {"admin"},
     ("GET", "/api/v1/models/registry/{model_id}"): {"admin"},
     ("POST", "/api/v1/models/registry/{model_id}/promote"): {"admin"},
@@ -111,7 +115,8 @@ def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 def _request(client, method: str, path: str, ids: dict, headers: dict):
     url = path.format(task="cxr", token_id=999999, username="nobody", kiosk_id=999999,
-                      item_id=999999, model_id=999999, record_id=999999, **ids)
+                      item_id=999999, model_id=999999, record_id=999999, job_id=999999,
+                      **ids)
     files = {"file": ("x.png", png_bytes(2), "image/png")}
     body = {
         ("POST", "/api/v1/auth/login"): {"json": {"username": "pat2", "password": PASSWORD}},
@@ -131,6 +136,7 @@ def _request(client, method: str, path: str, ids: dict, headers: dict):
         ("POST", "/api/v1/imaging/{task}/heatmap"): {"files": files},
         ("POST", "/api/v1/reports/draft"): {"data": {"findings": '["Pneumonia"]'}},
         ("POST", "/api/v1/models/registry"): {"json": {"path": "no-such-model"}},
+        ("POST", "/api/v1/models/jobs"): {"json": {"kind": "validate", "model_id": 999999}},
         ("POST", "/api/v1/models/registry/{model_id}/promote"): {"json": {"reason": "r"}},
         ("POST", "/api/v1/models/registry/{model_id}/shadow"): {"json": {"reason": "r"}},
         ("POST", "/api/v1/models/registry/{model_id}/retire"): {"json": {"reason": "r"}},

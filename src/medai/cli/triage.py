@@ -76,8 +76,8 @@ def triage_train(
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         summary = train(opts)
     if summary:
-        track(summary, "triage", dict(data=data, model_type=model_type, base=base,
-                                      redact=redact, seed=seed, **model_options))
+        track(summary, "triage", {**model_options, "data": data, "model_type": model_type,
+                                  "base": base, "redact": redact, "seed": seed})
         t = summary["test"]
         _emit(summary, as_json, f"saved {summary['model_dir']}: test accuracy "
                                 f"{t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}, "
