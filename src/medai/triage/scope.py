@@ -86,4 +86,7 @@ class ScopeGate:
         if not path.is_file():
             return None
         data = joblib.load(path)
+        from medai.triage.models.base import fast_linear
+
+        fast_linear(data["pipeline"])
         return cls(data["pipeline"], float(data["threshold"]))

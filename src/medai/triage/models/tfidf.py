@@ -16,7 +16,7 @@ import numpy as np
 
 from medai.core.calibration import TemperatureScaler, as_class_scores
 from medai.core.text import turkish_lower
-from medai.triage.models.base import label_index, sorted_classes
+from medai.triage.models.base import fast_linear, label_index, sorted_classes
 
 WEIGHTS_FILE = "tfidf.joblib"
 
@@ -96,4 +96,5 @@ class TfidfClassifier:
         model.features, model.svm = state["features"], state["svm"]
         model.calibrator = state["calibrator"]
         model.labels, model.params = state["labels"], state["params"]
+        fast_linear(model.svm)
         return model

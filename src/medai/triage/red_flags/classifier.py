@@ -109,6 +109,9 @@ class RedFlagClassifier:
         self.labels, self.vectorizers = list(labels), vectorizers
         # C order: safetensors writes the raw buffer (a Fortran-ordered coef_ came back transposed)
         self.coef = np.ascontiguousarray(coef, dtype=np.float32)
+        # the transpose laid out for sparse × dense: a strided view costs scipy a full copy of
+        # the weights on every call (2.9 ms of a complaint's 8 ms here), with the same result
+        self._coef_t = np.ascontiguousarray(self.coef.T)
         self.intercept = np.ascontiguousarray(intercept, dtype=np.float32)
         self.threshold, self.params = float(threshold), dict(params)
         # complaints of at most ``short_tokens`` words have a threshold of their own, chosen on
@@ -128,7 +131,7 @@ class RedFlagClassifier:
         return sparse.hstack(blocks, format="csr")
 
     def probabilities(self, feats: list[Features]) -> np.ndarray:
-        logits = np.asarray(self.matrix(feats) @ self.coef.T) + self.intercept
+        logits = np.asarray(self.matrix(feats) @ self._coef_t) + self.intercept
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
