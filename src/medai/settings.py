@@ -94,9 +94,10 @@ class Settings(BaseSettings):
         "monitoring: the population stability index at which a shift is large enough"))
     monitor_shift: float = Field(default=0.05, gt=0, description=(
         "monitoring: the least change of an image statistic's median (0-1 scale) that counts"))
-    e5_micro_batch: int = Field(default=32, ge=1, le=256, description=(
+    e5_micro_batch: int = Field(default=1, ge=1, le=256, description=(
         "the most complaint windows embedded in one e5 call when requests arrive together "
-        "(1: each on its own)"))
+        "(1: each on its own — the default: on 2 CPU cores e5 costs the same per text in a "
+        "batch, and the hand-over cost 8-14 % of throughput; docs/benchmarks.md)"))
     monitor_embedding_shift: float = Field(default=0.5, gt=0, description=(
         "monitoring: the least Mahalanobis distance between the reference's and the window's "
         "mean embedding (whitened penultimate features) that counts as embedding drift"))
