@@ -105,3 +105,47 @@ def test_a_folder_and_a_manifest_of_images(tmp_path, tiny_imaging_dir):
     assert [x["ok"] for x in rows] == [True, False, False]
     summary = json.loads(r.stdout.strip().splitlines()[-1])["summary"]
     assert (summary["rows"], summary["ok"], summary["errors"]) == (3, 1, 2)
+
+
+def test_quotes_semicolons_and_the_output_file_are_handled(tmp_path, tfidf_model_dir):
+    """A stray inch mark keeps its row; an unterminated quote costs only its own row; a
+    Turkish spreadsheet's semicolons are read; --out may not overwrite the input; a batch in
+    which no row got a result exits 1."""
+    data = tmp_path / "c.csv"
+    data.write_text('id,text\n1,Başım ağrıyor\n2,Kolumda 5" uzunluğunda yara var\n'
+                    '3,"unterminated quote\n4,Kulağım çınlıyor\n5,Dizim ağrıyor\n',
+                    encoding="utf-8")
+    r = runner.invoke(app, ["triage", "predict", "--batch", str(data), "--model",
+                            str(tfidf_model_dir)])
+    assert r.exit_code == 0, r.output
+    rows = _lines(r.stdout)
+    assert [x["row"] for x in rows] == [1, 2, 3, 4, 5]
+    assert [x["ok"] for x in rows] == [True, True, False, True, True]
+    assert "never closed" in rows[2]["error"]
+    assert [x["id"] for x in rows] == ["1", "2", None, "4", "5"]
+
+    semi = tmp_path / "semi.csv"
+    semi.write_text("id;text\n1;Boğazım ağrıyor, yutkunamıyorum\n", encoding="utf-8")
+    r = runner.invoke(app, ["triage", "predict", "--batch", str(semi), "--model",
+                            str(tfidf_model_dir)])
+    assert r.exit_code == 0 and _lines(r.stdout)[0]["ok"], r.output
+
+    before = data.read_bytes()
+    r = runner.invoke(app, ["triage", "predict", "--batch", str(data), "--out", str(data),
+                            "--model", str(tfidf_model_dir), "--json"])
+    assert r.exit_code == 2 and "is the input file" in r.stdout
+    assert data.read_bytes() == before
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": ""}\n\n{oops\n', encoding="utf-8")
+    r = runner.invoke(app, ["triage", "predict", "--batch", str(bad), "--model",
+                            str(tfidf_model_dir)])
+    assert r.exit_code == 1  # nothing triaged
+    assert [x["row"] for x in _lines(r.stdout)] == [1, 3]  # line numbers, blank ones counted
+
+
+def test_an_empty_folder_is_refused(tmp_path, tiny_imaging_dir):
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["imaging", "predict", str(tmp_path / "empty"), "--task", "cxr",
+                            "--model", str(tiny_imaging_dir), "--json"])
+    assert r.exit_code == 2 and "no image in it" in r.stdout

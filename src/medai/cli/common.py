@@ -25,26 +25,31 @@ def _emit(obj: Any, as_json: bool, human: str | None = None) -> None:
 
 
 @contextlib.contextmanager
-def batch_output(out: Path | None):
-    """Where a batch writes its JSON lines: --out, else standard output."""
+def batch_output(out: Path | None, source: Path | None = None):
+    """Where a batch writes its JSON lines: --out, else standard output. Never the input."""
     if out is None:
         yield sys.stdout
         return
+    if source is not None and out.resolve() == source.resolve():
+        raise ValueError(f"--out {out} is the input file; write the results elsewhere")
     with out.open("w", encoding="utf-8") as fh:
         yield fh
 
 
 def report_batch(summary, out: Path | None, as_json: bool) -> None:
     """The batch's summary: on standard error while the rows went to standard output, else
-    on standard output (``--json``: one JSON object)."""
+    on standard output (``--json``: one JSON object). Exit status 1 when no row got a result
+    (every row bad), 0 otherwise — bad rows are in the output, one line each."""
     data = summary.as_dict()
-    human = (f"{data['rows']} rows: {data['ok']} answered, {data['errors']} reported as bad "
-             f"rows ({data['seconds']} s); " + ", ".join(f"{k} {v}" for k, v in
-                                                         data["outcomes"].items()))
+    outcomes = ", ".join(f"{k} {v}" for k, v in data["outcomes"].items())
+    human = (f"{data['rows']} rows: {data['ok']} with a result, {data['errors']} bad "
+             f"({data['seconds']} s)" + (f"; {outcomes}" if outcomes else ""))
     if out is None:
         typer.echo(human, err=True)
     else:
         _emit({"summary": data, "out": str(out)}, as_json, human)
+    if data["rows"] and not data["ok"]:
+        raise typer.Exit(1)
 
 
 def track(summary: dict, task: str, params: dict) -> None:

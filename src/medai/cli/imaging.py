@@ -174,7 +174,7 @@ def imaging_predict(
 def _imaging_outcome(result: dict) -> list[str]:
     if result["refused"]:
         return [f"refused:{result.get('reason_code') or 'refused'}"]
-    return ["findings"] + [f"positive:{label}" for label in
+    return ["analysed"] + [f"positive:{label}" for label in
                            (result.get("decision") or {}).get("positives", [])]
 
 
@@ -184,7 +184,7 @@ def _imaging_batch(source: Path, task: str, model: str | None, onnx: bool, int8:
     from medai.imaging.io import MAX_BYTES
     from medai.services import batch as batch_service
 
-    with _guard(as_json), batch_output(out) as sink:
+    with _guard(as_json), batch_output(out, source if source.is_file() else None) as sink:
         predictor = _load_imaging(task, model, onnx, int8)
         items = list(batch_service.images(source))  # paths only: a known total for the bar
         summary = batch_service.run(

@@ -164,7 +164,10 @@ def triage_predict(
 
 
 def _outcome(result: dict) -> list[str]:
-    return [result["status"]] + (["red_flag"] if result["red_flags"] else [])
+    """What the summary counts: a department suggested or abstained (staff follow those
+    up), and, counted apart, the rows with a red flag."""
+    return ["abstained" if result["abstained"] else "department"] + (
+        ["red_flag"] if result["red_flags"] else [])
 
 
 def _triage_batch(path: Path, out: Path | None, model: str | None, top_k: int,
@@ -172,7 +175,7 @@ def _triage_batch(path: Path, out: Path | None, model: str | None, top_k: int,
     from medai.services import batch as batch_service
     from medai.services.triage import triage
 
-    with _guard(as_json), batch_output(out) as sink:
+    with _guard(as_json), batch_output(out, path) as sink:
         predictor = _load_triage(model)
         summary = batch_service.run(
             batch_service.complaints(path),

@@ -25,6 +25,7 @@ TEXT_COLUMNS = ("text", "complaint", "sikayet", "şikayet")
 ID_COLUMNS = ("id", "patient_ref", "ref")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 FILE_COLUMNS = ("file", "path", "image")
+MAX_MANIFEST_BYTES = 64 << 20
 
 
 class BatchInputError(ValueError):
@@ -72,12 +73,16 @@ def complaints(path: Path) -> Iterator[Item]:
         yield from (_jsonl(fh) if _is_jsonl(path, head) else _csv(fh, path))
 
 
+MAX_RECORD_LINES = 64  # a quoted field may span lines; one still open after this many is cut
+
+
 def _jsonl(fh: IO[bytes]) -> Iterator[Item]:
+    """``row`` is the line number (blank lines count), so a report points into the file."""
     row = 0
     for line, too_long in _lines(fh):
+        row += 1
         if line is not None and not line.strip():
             continue
-        row += 1
         if too_long:
             yield Item(row, None, error=f"line longer than {MAX_LINE_BYTES} bytes")
             continue
@@ -97,51 +102,86 @@ def _jsonl(fh: IO[bytes]) -> Iterator[Item]:
         yield Item(row, ident, text)
 
 
+def _delimiter(header: str, path: Path) -> str:
+    """Comma, or what a Turkish-locale spreadsheet writes (semicolon), or tab."""
+    if path.suffix.lower() == ".tsv" or ("\t" in header and "," not in header):
+        return "\t"
+    return ";" if ";" in header and "," not in header else ","
+
+
+def _records(fh: IO[bytes], delimiter: str) -> Iterator[tuple[list[str] | None, str | None]]:
+    """CSV records, a quoted field allowed to span lines: (fields, None) or (None, why). A
+    quote that never closes costs only its own line: that line is reported and the lines
+    after it are read again as records of their own."""
+    todo: list[bytes | None] = []  # lines to (re)read; None: a line that was too long
+    source = _lines(fh)
+    pending: list[str] = []
+    while True:
+        if todo:
+            raw = todo.pop(0)
+        else:
+            nxt = next(source, None)
+            if nxt is None:
+                if not pending:
+                    return
+                yield None, "a quoted field is never closed"
+                todo = [p.encode("utf-8") for p in pending[1:]]
+                pending = []
+                continue
+            raw = None if nxt[1] else nxt[0]
+        if raw is None:
+            if pending:  # an open quote ran into a line too long: give up on the first line
+                yield None, "a quoted field is never closed"
+                todo = [p.encode("utf-8") for p in pending[1:]] + [None] + todo
+                pending = []
+                continue
+            yield None, f"line longer than {MAX_LINE_BYTES} bytes"
+            continue
+        try:
+            pending.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            yield None, "not UTF-8 (save the file as UTF-8)"
+            continue
+        text = "".join(pending)
+        try:
+            fields = next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True), [])
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc) and len(pending) < MAX_RECORD_LINES \
+                    and len(text) <= MAX_LINE_BYTES:
+                continue  # a quoted field going on to the next line
+            yield None, ("a quoted field is never closed"
+                         if "unexpected end of data" in str(exc) else f"not CSV ({exc})")
+            todo = [p.encode("utf-8") for p in pending[1:]] + todo
+            pending = []
+            continue
+        pending = []
+        if text.strip():
+            yield fields, None
+
+
 def _csv(fh: IO[bytes], path: Path) -> Iterator[Item]:
-    header_line, too_long = next(_lines(fh), (None, False))
+    header_line, _ = next(_lines(fh), (None, False))
     if header_line is None:
         raise BatchInputError(f"{path}: empty, or its header line is too long")
     try:
         header_text = header_line.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise BatchInputError(f"{path}: not UTF-8") from None
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        raise BatchInputError(f"{path}: not UTF-8 (save the file as UTF-8)") from None
+    delimiter = _delimiter(header_text, path)
     header = [h.strip().lower() for h in next(csv.reader([header_text], delimiter=delimiter))]
     text_col = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
     if text_col is None:
         raise BatchInputError(f"{path}: no text column (one of: {', '.join(TEXT_COLUMNS)}); "
                               f"found {', '.join(header) or 'none'}")
     id_col = next((header.index(c) for c in ID_COLUMNS if c in header), None)
-    row = 0
-    buffer = ""
-    for line, too_long in _lines(fh):
-        if too_long:
-            row += 1
-            buffer = ""
-            yield Item(row, None, error=f"line longer than {MAX_LINE_BYTES} bytes")
+    for row, (fields, why) in enumerate(_records(fh, delimiter), 1):
+        if fields is None:
+            yield Item(row, None, error=why)
             continue
-        try:
-            buffer += line.decode("utf-8")
-        except UnicodeDecodeError:
-            row += 1
-            buffer = ""
-            yield Item(row, None, error="not UTF-8")
-            continue
-        if buffer.count('"') % 2:  # a quoted field spanning lines: read on
-            if len(buffer) > MAX_LINE_BYTES:
-                row += 1
-                buffer = ""
-                yield Item(row, None, error=f"row longer than {MAX_LINE_BYTES} bytes")
-            continue
-        text, buffer = buffer, ""
-        if not text.strip():
-            continue
-        row += 1
-        fields = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
         ident = fields[id_col].strip()[:128] if id_col is not None and id_col < len(fields) \
             else None
         if text_col >= len(fields):
-            yield Item(row, ident, error="no text in this row")
+            yield Item(row, ident or None, error="no text in this row")
             continue
         yield Item(row, ident or None, fields[text_col])
 
@@ -152,25 +192,35 @@ def images(path: Path) -> Iterator[Item]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file()
                        and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise BatchInputError(f"{path}: no image in it (looked for "
+                                  f"{', '.join(IMAGE_SUFFIXES)}, in every subfolder)")
         for row, f in enumerate(files, 1):
             yield Item(row, str(f.relative_to(path)), f)
         return
     if not path.is_file():
         raise BatchInputError(f"{path}: no such file or folder")
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        column = next((reader.fieldnames[header.index(c)] for c in FILE_COLUMNS if c in header),
-                      None)
-        if column is None:
-            raise BatchInputError(f"{path}: no file column (one of: {', '.join(FILE_COLUMNS)})")
-        for row, rec in enumerate(reader, 1):
-            name = (rec.get(column) or "").strip()
-            if not name:
-                yield Item(row, None, error="no file in this row")
-                continue
-            f = Path(name) if Path(name).is_absolute() else path.parent / name
-            yield Item(row, name, f)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BatchInputError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MB; split it")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BatchInputError(f"{path}: not UTF-8 (save the manifest as UTF-8)") from None
+    first = text.split("\n", 1)[0]
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(first, path))
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    column = next((reader.fieldnames[header.index(c)] for c in FILE_COLUMNS if c in header),
+                  None)
+    if column is None:
+        raise BatchInputError(f"{path}: no file column (one of: {', '.join(FILE_COLUMNS)}); "
+                              f"found {', '.join(header) or 'none'}")
+    for row, rec in enumerate(reader, 1):
+        name = (rec.get(column) or "").strip()
+        if not name:
+            yield Item(row, None, error="no file in this row")
+            continue
+        f = Path(name) if Path(name).is_absolute() else path.parent / name
+        yield Item(row, name, f)
 
 
 @dataclass

@@ -27,6 +27,10 @@ class TrackingError(RuntimeError):
     """MLflow asked for but unusable: not installed, unreachable, or no such run."""
 
 
+class TrackingSourceError(TrackingError):
+    """``mlflow:…`` that is not ``mlflow:RUN_ID``."""
+
+
 def enabled() -> bool:
     return bool(os.environ.get(URI_ENV, "").strip())
 
@@ -34,6 +38,7 @@ def enabled() -> bool:
 def _mlflow():
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no calls to the internet
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # file:// stores, MLflow 3
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # quiet CLI
     try:
         import mlflow
     except ImportError:
@@ -117,7 +122,8 @@ def download_model(source: str, dst: Path) -> Path:
     """The sealed model directory of run ``mlflow:RUN_ID``, downloaded into ``dst``."""
     run_id = source[len(PREFIX):].strip()
     if not _RUN_ID.match(run_id):
-        raise TrackingError(f"{source!r}: expected mlflow:RUN_ID (32 hexadecimal digits)")
+        raise TrackingSourceError(f"{source!r}: expected mlflow:RUN_ID (32 hexadecimal "
+                                  "digits)")
     if not enabled():
         raise TrackingError(f"set {URI_ENV} to the tracking store that holds run {run_id}")
     mlflow = _mlflow()

@@ -65,6 +65,8 @@ def fetched(source: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="medai-mlflow-") as tmp:
         try:
             directory = tracking.download_model(source, Path(tmp))
+        except tracking.TrackingSourceError as exc:
+            raise ModelRefused(str(exc)) from None
         except tracking.TrackingError as exc:
             raise TrackingUnavailable(str(exc)) from None
         yield directory
