@@ -45,6 +45,10 @@ def test_imaging_predict_exits_non_zero_on_unreadable_paths(kind, tmp_path, tiny
     r = runner.invoke(app, ["imaging", "predict", path[kind], "--model", str(tiny_imaging_dir),
                             "--json"])
     assert r.exit_code == 2, r.output
+    if kind == "directory":  # a folder is a batch (issue 27): one with no image is refused
+        assert _json(r)["error_type"] == "BatchInputError"
+        assert "no image in it" in _json(r)["error"]
+        return
     assert _json(r)["error_type"] == "InputFileError"
 
 
