@@ -11,9 +11,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.model_registry import lifecycle_error
 from medai.platform.lifecycle import model_jobs
 from medai.platform.lifecycle.registry import LifecycleError
-from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
@@ -56,10 +56,6 @@ class JobList(BaseModel):
     items: list[JobOut]
 
 
-def _error(exc: LifecycleError) -> ApiError:
-    return ApiError(exc.status, exc.code, str(exc))
-
-
 @router.post("", response_model=JobOut, status_code=202,
              responses=error_responses(401, 403, 404, 409, 422))
 async def start_job(body: JobIn, request: Request,
@@ -70,11 +66,8 @@ async def start_job(body: JobIn, request: Request,
     try:
         job = await run_in_threadpool(model_jobs.submit, p, body.kind, who.actor,
                                       body.task, body.model_id, body.options)
-    except model_jobs.JobRefused as exc:
-        raise _error(exc) from None
-    except LifecycleError as exc:
-        raise (ApiError(404, "not_found", str(exc)) if exc.code == "invalid"
-               else _error(exc)) from None
+    except LifecycleError as exc:  # refused 422, already running 409, no such model 404
+        raise lifecycle_error(exc) from None
     request.app.state.dispatch_model_job(job["id"])
     return JobOut(**job)
 
@@ -93,7 +86,7 @@ async def get_job(job_id: RowId, request: Request,
     try:
         return JobOut(**await run_in_threadpool(model_jobs.get, platform_of(request), job_id))
     except LifecycleError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise lifecycle_error(exc) from None
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut,
@@ -104,7 +97,5 @@ async def cancel_job(job_id: RowId, request: Request,
     try:
         return JobOut(**await run_in_threadpool(model_jobs.cancel, platform_of(request), job_id,
                                                 who.actor))
-    except model_jobs.JobConflict as exc:
-        raise _error(exc) from None
     except LifecycleError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise lifecycle_error(exc) from None

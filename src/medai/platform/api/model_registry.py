@@ -91,7 +91,7 @@ class Moved(ModelOut):
     served_here: bool = Field(description="this process already serves the newly active model")
 
 
-def _api_error(exc: registry.LifecycleError) -> ApiError:
+def lifecycle_error(exc: registry.LifecycleError) -> ApiError:
     return ApiError(exc.status, exc.code, str(exc))
 
 
@@ -135,7 +135,7 @@ def show_registered(model_id: RowId, request: Request,
                                history=[TransitionOut(**registry.transition_dict(t))
                                         for t in registry.history(db, model_id=row.id)])
     except registry.LifecycleError as exc:
-        raise _api_error(exc) from None
+        raise lifecycle_error(exc) from None
 
 
 @router.post("/registry", response_model=Registered, status_code=201,
@@ -159,7 +159,7 @@ async def register_model(body: RegisterIn, request: Request,
     try:
         return await run_in_threadpool(run)  # copies and hashes the files
     except registry.LifecycleError as exc:
-        raise _api_error(exc) from None
+        raise lifecycle_error(exc) from None
 
 
 async def _then_serve(request: Request, row: dict, replaced: int | None) -> Moved:
@@ -184,7 +184,7 @@ async def promote_model(model_id: RowId, body: PromoteIn, request: Request,
             replaced = registry.promote(db, model_id, who.actor, body.reason, body.override)
             row = registry.as_dict(registry.get(db, model_id))
     except registry.LifecycleError as exc:
-        raise _api_error(exc) from None
+        raise lifecycle_error(exc) from None
     return await _then_serve(request, row, replaced.id if replaced is not None else None)
 
 
@@ -199,7 +199,7 @@ async def rollback_model(body: RollbackIn, request: Request,
             restored, replaced = registry.rollback(db, body.task, who.actor, body.reason)
             row, replaced_id = registry.as_dict(restored), replaced.id
     except registry.LifecycleError as exc:
-        raise _api_error(exc) from None
+        raise lifecycle_error(exc) from None
     return await _then_serve(request, row, replaced_id)
 
 
@@ -210,7 +210,7 @@ def _set_state(request: Request, model_id: int, state: str, reason: str,
             return ModelOut(**registry.as_dict(
                 registry.set_state(db, model_id, state, who.actor, reason)))
     except registry.LifecycleError as exc:
-        raise _api_error(exc) from None
+        raise lifecycle_error(exc) from None
 
 
 @router.post("/registry/{model_id}/shadow", response_model=ModelOut,
@@ -256,7 +256,7 @@ def shadow_summary(model_id: RowId, request: Request,
             row = registry.get(db, model_id)
             db.expunge(row)
     except registry.LifecycleError as exc:
-        raise _api_error(exc) from None
+        raise lifecycle_error(exc) from None
     return ShadowOut(**shadow.summary(p, row))
 
 

@@ -22,7 +22,7 @@ from medai.core import tasks as task_registry
 from medai.platform import audit
 from medai.platform.db import utcnow
 from medai.platform.leases import claim_first
-from medai.platform.lifecycle.registry import LifecycleError
+from medai.platform.lifecycle.registry import LifecycleError, NoSuchModel
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import ModelJob, RegisteredModel
 
@@ -76,7 +76,7 @@ def submit(p: Platform, kind: str, actor: audit.Actor, task: str | None = None,
         if kind == "validate":
             model = db.get(RegisteredModel, model_id) if model_id is not None else None
             if model is None:
-                raise LifecycleError(f"no registered model {model_id}")
+                raise NoSuchModel(f"no registered model {model_id}")
             if model.state == "retired":
                 raise JobRefused(f"model {model_id} is retired")
             task = model.task
@@ -105,7 +105,7 @@ def cancel(p: Platform, job_id: int, actor: audit.Actor) -> dict[str, Any]:
     with p.db.session() as db:
         job = db.get(ModelJob, job_id)
         if job is None:
-            raise LifecycleError(f"no model job {job_id}")
+            raise NoSuchModel(f"no model job {job_id}")
         if job.status not in ACTIVE:
             raise JobConflict(f"job {job_id} is already {job.status}")
         job.cancel_requested = True
@@ -259,7 +259,7 @@ def get(p: Platform, job_id: int) -> dict[str, Any]:
     with p.db.reader() as db:
         job = db.get(ModelJob, job_id)
         if job is None:
-            raise LifecycleError(f"no model job {job_id}")
+            raise NoSuchModel(f"no model job {job_id}")
         return as_dict(job)
 
 

@@ -71,6 +71,7 @@ def _predict_all(p, row: RegisteredModel, data: list[bytes], metas: list[dict] |
 
     predictor = model_dirs.load(Path(p.home) / row.path, runtime=p.models.imaging_runtime)
     out = []
+    metas = metas or [{}] * len(data)
     for i, blob in enumerate(data):
         try:
             image = imaging_service.read_image(blob)
@@ -83,7 +84,7 @@ def _predict_all(p, row: RegisteredModel, data: list[bytes], metas: list[dict] |
         out.append(None if result.refused else payload)
         if keep is not None:
             sample = sample_of(row.task, row.content_hash, payload, image,
-                               (metas or [{}] * len(data))[i], result.embedding)
+                               metas[i], result.embedding)
             keep.append({k: getattr(sample, k) for k in REFERENCE_FIELDS})
     return out
 
