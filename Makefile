@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 
 .PHONY: run test install install-dev lint clean browser-deps integration-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
-	benchmark-red-flags train-red-flag-classifier red-flag-exemplar-cache benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-default-caption
+	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-default-caption
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -130,11 +130,13 @@ train-red-flag-classifier: install
 	    --out src/medai/triage/red_flags/data/classifier --max-false-alarms 0.04 \
 	    $(if $(wildcard $(REAL_POSTS)),--real-posts $(REAL_POSTS)) \
 	    --name red-flag-classifier --jobs 2 --json
+	$(MAKE) seal-red-flags
 
-# The shipped embedding of the exemplar bank (exemplars.e5.npz), after editing exemplars.yaml.
-red-flag-exemplar-cache: install
-	OMP_NUM_THREADS=1 $(BIN)/python -c "from medai.triage.red_flags.engine import \
-	    embed_bundled_exemplars as e; print(e())"
+# Seal the bundled red-flag engine after editing any of its files (rules, reader.yaml,
+# exemplars: re-embedded into exemplars.e5.npz) or any of its Python: validates the folder and
+# writes its card with the new content hash (docs/red-flag-rules.md).
+seal-red-flags: install
+	OMP_NUM_THREADS=1 $(BIN)/medai triage seal-red-flags src/medai/triage/red_flags/data --json
 
 # Out-of-scope gate of the served triage model vs no gate vs a higher abstain threshold.
 benchmark-scope: install

@@ -1,72 +1,171 @@
-"""The red-flag engine is one versioned thing (issue 27): its content hash covers every file
-that can change whether a text fires — rule files, the classifier's files, the Python that reads
-texts — and its settings; a result names it. Editing any one of those files gives another hash
-(each is edited here in turn); a hospital's own rules folder gives its own engine hash; the
-same files give the same hash in another process."""
+"""The red-flag engine is one sealed, versioned model (issue 27): a folder holding every file
+that can change whether a text fires (rules, the reader's word lists, exemplar embeddings, the
+classifier and what it was sealed for), with a card whose content hash a result names. Editing
+any file of a sealed folder stops it loading until it is resealed, and resealing gives another
+hash; the Python that reads texts and the settings count too (the result then says the engine
+did not run as sealed); a hospital's own folder is sealed into its own engine; the same files
+give the same hash wherever they live and in another process."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+CHEST = "Göğsümde baskı var, sol koluma vuruyor, soğuk soğuk terliyorum"
 
-def test_every_file_that_can_change_a_flag_is_hashed_and_each_edit_changes_it(tmp_path):
-    from medai.triage.red_flags import identity
-    from medai.triage.red_flags.engine import classifier_dir
+
+@pytest.fixture(scope="module")
+def engine_copy(tmp_path_factory) -> Path:
     from medai.triage.red_flags.schema import DATA_DIR
 
-    files = identity.engine_files(DATA_DIR, classifier_dir())
-    names = {n for n, _ in files}
-    assert {f"rules/{n}" for n in identity.RULE_FILES} <= names
-    assert {f"classifier/{n}" for n in identity.CLASSIFIER_FILES} <= names
-    for module in ("reading.py", "timing.py", "rules.py", "tokens.py", "engine.py",
-                   "classifier.py", "exemplars.py", "schema.py"):
-        assert f"code/{module}" in names  # the word lists and regexes in Python
-    copies = []
-    for name, path in files:  # a private copy of every file, to edit one at a time
-        copy = tmp_path / name.replace("/", "__")
-        shutil.copyfile(path, copy)
-        copies.append((name, copy))
-    settings = {"matcher": "suffix"}
-    base = identity.content_hash(copies, settings)
-    assert identity.content_hash(list(reversed(copies)), settings) == base  # order-free
-    for name, copy in copies:
-        original = copy.read_bytes()
-        copy.write_bytes(original + b"\n")
-        assert identity.content_hash(copies, settings) != base, name
-        copy.write_bytes(original)
-    assert identity.content_hash(copies, settings) == base
-    assert identity.content_hash(copies, {"matcher": "exact"}) != base
+    folder = tmp_path_factory.mktemp("engine") / "red-flags"
+    shutil.copytree(DATA_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
 
 
-def test_a_hospitals_own_rules_build_their_own_engine_and_results_name_it(tmp_path):
+def test_the_bundled_engine_is_sealed_and_registered_as_a_task():
+    from medai.core import registry
     from medai.triage.red_flags.engine import build_engine
     from medai.triage.red_flags.schema import DATA_DIR
 
+    card = registry.read_card(DATA_DIR)
+    assert card.task == "red_flags" and card.model_type == "red_flag_engine"
+    engine = build_engine(embeddings=True)
+    # after any edit of the package's Python or data: `make seal-red-flags`
+    assert engine.identity["sealed"], "the bundled engine is not sealed for this code"
+    assert engine.identity["content_hash"] == card.content_hash
+    assert engine.identity["rules_version"] == card.content_hash[7:19]
+    served = registry.load(DATA_DIR)
+    assert served.identity == engine.identity and served.check(CHEST).flags
+    classifier = registry.load(DATA_DIR / "classifier")
+    assert classifier.threshold == card.thresholds["urgent"]  # the threshold is the card's
+    assert registry.read_card(DATA_DIR / "classifier").task == "red_flag_classifier"
+
+
+def test_each_file_of_a_sealed_engine_is_covered_and_an_edit_stops_it_loading(engine_copy):
+    from medai.core.registry import ModelLoadError
+    from medai.triage.red_flags.engine import build_engine
+
     bundled = build_engine(embeddings=False)
-    again = build_engine(embeddings=False)
-    assert bundled.identity == again.identity
-    assert bundled.identity["content_hash"].startswith("sha256:")
-    assert bundled.identity["rules_version"] == bundled.identity["content_hash"][7:19]
+    copy = build_engine(engine_copy, embeddings=False)
+    assert copy.identity["content_hash"] == bundled.identity["content_hash"]  # location-free
+    files = sorted(p for p in engine_copy.rglob("*") if p.is_file()
+                   and p.relative_to(engine_copy).as_posix() != "model_card.json")
+    names = {p.relative_to(engine_copy).as_posix() for p in files}
+    assert {"concepts.yaml", "flags.yaml", "exemplars.yaml", "reader.yaml", "config.json",
+            "exemplars.e5.npz", "classifier/model.safetensors", "classifier/config.json",
+            "classifier/model_card.json", "classifier/vocabulary.json"} <= names
+    for path in files:
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n")
+        with pytest.raises(ModelLoadError, match="differ"):
+            build_engine(engine_copy, embeddings=False)
+        path.write_bytes(original)
+    assert build_engine(engine_copy, embeddings=False).identity == copy.identity
+
+
+def test_resealing_an_edited_folder_gives_another_engine_that_serves(engine_copy, tmp_path):
+    from medai.core.registry import read_card
+    from medai.triage.red_flags.engine import build_engine
+    from medai.triage.red_flags.identity import seal
+
+    own = tmp_path / "own"
+    shutil.copytree(engine_copy, own)
+    before = build_engine(own).identity
+    with (own / "flags.yaml").open("a", encoding="utf-8") as fh:
+        fh.write("\n# hospital edit: reviewed 2026-11-24\n")
+    card = seal(own, version="h1")
+    after = build_engine(own).identity
+    assert after["sealed"] and after["content_hash"] == card["content_hash"] \
+        == read_card(own).content_hash
+    assert after["content_hash"] != before["content_hash"] and after["version"] == "h1"
+    report = build_engine(own).check(CHEST)
+    assert report.flags and report.engine == after
+    assert report.rules_version == after["rules_version"]
+
+
+def test_code_and_settings_count_a_changed_one_is_not_the_sealed_engine(engine_copy,
+                                                                       tmp_path, monkeypatch):
+    from medai.triage.red_flags import identity
+    from medai.triage.red_flags.engine import build_engine
+
+    sealed = build_engine(engine_copy).identity
+    assert sealed["sealed"]
+    names = {p.name for p in identity.code_files()}
+    assert {"reading.py", "timing.py", "rules.py", "tokens.py", "words.py", "engine.py",
+            "classifier.py", "exemplars.py", "schema.py", "language.py", "text.py"} <= names
+    copies = []
+    for path in identity.code_files():  # edit a private copy of each module in turn
+        copy = tmp_path / f"{path.parent.name}__{path.name}"
+        shutil.copyfile(path, copy)
+        copies.append(copy)
+    monkeypatch.setattr(identity, "code_files", lambda: copies)
+    seen = set()
+    for copy in copies:
+        original = copy.read_bytes()
+        copy.write_bytes(original + b"\n# edited\n")
+        identity.code_hash.cache_clear()
+        running = build_engine(engine_copy).identity
+        assert not running["sealed"] and running["content_hash"] != sealed["content_hash"]
+        seen.add(running["content_hash"])
+        copy.write_bytes(original)
+    assert len(seen) == len(copies)  # each module edit gives its own hash
+    identity.code_hash.cache_clear()
+    monkeypatch.undo()
+    identity.code_hash.cache_clear()
+    for kwargs in ({"embeddings": False}, {"classifier": False}, {"matcher": "exact"}):
+        other = build_engine(engine_copy, **kwargs).identity
+        assert not other["sealed"] and other["content_hash"] != sealed["content_hash"], kwargs
+
+
+def test_an_unsealed_folder_is_refused_where_it_would_serve_and_sealing_makes_it_whole(
+        tmp_path, monkeypatch):
+    from medai.settings import get_settings
+    from medai.triage.red_flags import engine as engine_module
+    from medai.triage.red_flags.identity import EngineSealError, seal
+    from medai.triage.red_flags.schema import DATA_DIR
+
     own = tmp_path / "rules"
     own.mkdir()
     for name in ("concepts.yaml", "flags.yaml", "exemplars.yaml"):
         shutil.copyfile(DATA_DIR / name, own / name)
-    same_files = build_engine(own, embeddings=False)
-    assert same_files.identity["content_hash"] == bundled.identity["content_hash"]
-    with (own / "flags.yaml").open("a", encoding="utf-8") as fh:
-        fh.write("\n# hospital edit: same rules, one more comment line\n")
-    edited = build_engine(own, embeddings=False)
-    assert edited.identity["content_hash"] != bundled.identity["content_hash"]
-    no_classifier = build_engine(embeddings=False, classifier=False)
-    assert no_classifier.identity["content_hash"] != bundled.identity["content_hash"]
+    monkeypatch.setenv("MEDAI_RED_FLAG_RULES", str(own))
+    get_settings.cache_clear()
+    monkeypatch.setattr(engine_module, "_DEFAULT", {})
+    try:
+        with pytest.raises(EngineSealError, match="seal-red-flags"):
+            engine_module.default_engine()
+        seal(own)
+        assert (own / "reader.yaml").is_file() and (own / "classifier").is_dir()
+        served = engine_module.default_engine()
+        assert served.identity["sealed"]
+        # the same files as the bundled engine: the same engine
+        assert served.identity["content_hash"] == engine_module.build_engine().identity[
+            "content_hash"]
+    finally:
+        get_settings.cache_clear()
 
-    report = edited.check("Göğsümde baskı var, sol koluma vuruyor, soğuk soğuk terliyorum")
-    assert report.flags and report.engine == edited.identity
-    assert report.rules_version == edited.identity["rules_version"]
+
+def test_the_served_triage_is_not_ready_without_its_red_flag_engine(tmp_path, monkeypatch,
+                                                                    tfidf_model_dir):
+    from medai.core import registry
+    from medai.settings import get_settings
+    from medai.triage.red_flags import engine as engine_module
+
+    broken = tmp_path / "rules"
+    broken.mkdir()  # no files at all
+    monkeypatch.setenv("MEDAI_RED_FLAG_RULES", str(broken))
+    get_settings.cache_clear()
+    monkeypatch.setattr(engine_module, "_DEFAULT", {})
+    try:
+        with pytest.raises(registry.ModelLoadError, match="red-flag engine"):
+            registry.load(tfidf_model_dir)
+    finally:
+        get_settings.cache_clear()
 
 
 @pytest.mark.slow
@@ -80,7 +179,7 @@ def test_the_served_result_names_the_engine_and_another_process_agrees(tfidf_mod
     result = triage(registry.load(tfidf_model_dir), "Nefes alamıyorum, dudaklarım morardı")
     engine = result.to_dict()["red_flag_engine"]
     assert engine["content_hash"] == default_engine().identity["content_hash"]
-    assert engine["name"] == "red-flag-engine" and engine["version"]
+    assert engine["name"] == "red-flag-engine" and engine["version"] and engine["sealed"]
     out = subprocess.run([sys.executable, "-c", (
         "import json; from medai.triage.red_flags.engine import default_engine; "
         "print(json.dumps(default_engine().identity))")], capture_output=True, text=True,

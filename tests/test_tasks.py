@@ -8,12 +8,13 @@ from medai.core.tasks import Task, TaskError, loader_from
 
 
 def test_bundled_tasks_are_discovered_through_entry_points():
-    assert {"triage", "cxr", "mri", "caption"} <= set(tasks.names())
+    assert {"triage", "cxr", "mri", "caption", "red_flags", "red_flag_classifier"} <= set(
+        tasks.names())
     assert tasks.names("imaging") == ["cxr", "mri"]
     cxr = tasks.get("cxr")
     assert cxr.normal == "No Finding" and "COVID-19" in cxr.exclusive
     assert cxr.resolve("pleural effusion") == "Effusion"
-    with pytest.raises(TaskError, match="known tasks: caption, cxr, mri, triage"):
+    with pytest.raises(TaskError, match="known tasks: caption, cxr, mri, red_flag_classifier, red_flags, triage"):
         tasks.get("ct")
 
 

@@ -1,4 +1,4 @@
-"""`medai triage …`: train, evaluate, predict, collect."""
+"""`medai triage …`: train, evaluate, predict, train and seal the red-flag engine, collect."""
 
 from __future__ import annotations
 
@@ -250,7 +250,34 @@ def triage_train_red_flags(
               "chosen": trained.choice}
     c = trained.choice
     _emit(result, as_json, f"wrote {out}: classifier threshold {c['classifier']}, out-of-author "
-                           f"recall {c['recall']:.3f}, false alarms {c['false_alarm_rate']:.3f}")
+                           f"recall {c['recall']:.3f}, false alarms {c['false_alarm_rate']:.3f}; "
+                           f"seal the engine folder it serves in: medai triage seal-red-flags "
+                           f"{out.parent}")
+
+
+@triage_app.command("seal-red-flags")
+def triage_seal_red_flags(
+    folder: Annotated[Path, typer.Argument(help="Engine folder: concepts.yaml, flags.yaml, "
+                                                "exemplars.yaml (reader.yaml and classifier/ "
+                                                "are copied from the bundled engine if absent).")],
+    name: Annotated[str, typer.Option(help="Engine name (default: kept, or red-flag-engine).")]
+    = "",
+    version: Annotated[str, typer.Option(help="Engine version (default: today).")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate a red-flag engine folder and seal it: one content hash over every file that can
+    change a flag, written to its model card. Serve it with MEDAI_RED_FLAG_RULES=FOLDER."""
+    from medai.triage.red_flags.identity import seal
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: not a folder")
+        card = seal(folder, name=name, version=version)
+    result = {"folder": str(folder), "name": card["name"], "version": card["version"],
+              "content_hash": card["content_hash"], "flags": card["params"]["flags"],
+              "classifier": card["params"]["classifier"], "thresholds": card["thresholds"]}
+    _emit(result, as_json, f"sealed {folder}: {card['name']} {card['version']} "
+                           f"{card['content_hash'][:19]}…")
 
 
 @triage_app.command("collect")

@@ -42,12 +42,13 @@ class AIResult(BaseModel):
 
 
 def directory_hash(directory: str | Path) -> str:
-    """sha256 over every file's relative path and bytes (the card, evaluation plots and
-    training checkpoints excluded), in a fixed order: two copies of a model directory hash
-    alike wherever they live. Remembered per (path, sizes, mtimes): a second call is a stat."""
+    """sha256 over every file's relative path and bytes (the directory's own card, evaluation
+    plots and training checkpoints excluded; a nested model's card is a file like any other),
+    in a fixed order: two copies of a model directory hash alike wherever they live.
+    Remembered per (path, sizes, mtimes): a second call is a stat."""
     directory = Path(directory).resolve()
     files = sorted(p for p in directory.rglob("*") if p.is_file()
-                   and p.name not in _NOT_HASHED_FILES
+                   and not (p.parent == directory and p.name in _NOT_HASHED_FILES)
                    and not _NOT_HASHED_DIRS & set(p.relative_to(directory).parts[:-1]))
     key = (str(directory), *((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
     if key in _HASHES:

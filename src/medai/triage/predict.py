@@ -154,4 +154,8 @@ def load_predictor(directory: Path, card: ModelCard) -> TriagePredictor:
         model = model_families.load(card.model_type, directory)
     except FileNotFoundError as exc:
         raise ModelLoadError(f"{directory}: model files missing ({exc})") from None
+    try:  # triage never serves without its red flags: a broken engine makes triage not ready
+        red_flags.default_engine()
+    except (ValueError, ModelLoadError, OSError) as exc:
+        raise ModelLoadError(f"red-flag engine: {exc}") from None
     return TriagePredictor(model, card, directory, scope=ScopeGate.load(directory))

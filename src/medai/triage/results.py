@@ -69,8 +69,10 @@ class TriageResult(AIResult):
     red_flag_history: list[RedFlagHistory] = Field(
         default_factory=list, description="signs set in the distant past: notes for staff")
     red_flag_engine: dict[str, Any] = Field(default_factory=dict, description=(
-        "the red-flag engine: name, version, content_hash (every rule, classifier and code file "
-        "that can change a flag), rules_version, the detectors that ran and the classifier"))
+        "the red-flag engine: name, version, content_hash (its sealed folder's: every rule, "
+        "word list, exemplar and classifier file, and the code it was sealed for), "
+        "rules_version, sealed (false: it did not run as sealed, and the hash says what ran), "
+        "the detectors that ran and the classifier"))
     abstained: bool
     abstain_reason: AbstainReason | None = Field(
         None, description="why no department is suggested: not_turkish (the department model "

@@ -37,6 +37,7 @@ from medai.triage.red_flags.tokens import Token
 
 NONE = "none"
 CONFIG_FILE = "config.json"
+TASK = "red_flag_classifier"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILE = "vocabulary.json"
 FEATURE_KINDS = ("char", "word")
@@ -187,15 +188,22 @@ class RedFlagClassifier:
         save_file(tensors, str(directory / WEIGHTS_FILE))
         (directory / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False),
                                             encoding="utf-8")
-        config = {"labels": self.labels, "threshold": self.threshold, "knn": self.knn,
-                  "params": self.params}
+        params = {k: v for k, v in self.params.items() if k != "short_threshold"}
+        config = {"labels": self.labels, "params": params}
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n",
                                              encoding="utf-8")
-        save_card(directory, ModelCard(task="red_flags", model_type="linear_classifier",
-                                       labels=self.labels, thresholds={
-                                           "urgent": self.threshold,
-                                           "urgent_short": self.short_threshold},
-                                       params=self.params, **card_fields))
+        save_card(directory, ModelCard(task=TASK, model_type="linear_classifier",
+                                       labels=self.labels, thresholds=self.thresholds(),
+                                       params=params, **card_fields))
+
+    def thresholds(self) -> dict[str, float]:
+        """The operating point, as the card holds it: the urgent threshold, the one of short
+        complaints, and the embedding detector's similarity and margin chosen with them."""
+        out = {"urgent": self.threshold, "urgent_short": self.short_threshold}
+        if self.knn:
+            out |= {"embedding_similarity": self.knn["threshold"],
+                    "embedding_margin": self.knn["margin"]}
+        return out
 
     @classmethod
     def load(cls, directory: Path) -> RedFlagClassifier:
@@ -214,11 +222,30 @@ class RedFlagClassifier:
             vec = make(vocabulary={t: i for i, t in enumerate(vocab[kind])})
             vec.idf_ = tensors[f"idf_{kind}"].astype(np.float64)
             vectorizers[kind] = vec
+        threshold, params, knn = _operating_point(card.thresholds, config)
         model = cls(config["labels"], vectorizers, tensors["coef"], tensors["intercept"],
-                    config["threshold"], config.get("params", {}), config.get("knn"))
+                    threshold, params, knn)
         model.identity = {"name": card.name or directory.name,
                           "version": card.version or card.created_at, "content_hash": digest}
         return model
+
+
+def load_classifier_dir(directory: Path, card=None, **options) -> RedFlagClassifier:
+    """The registry's loader of task ``red_flag_classifier``."""
+    return RedFlagClassifier.load(directory)
+
+
+def _operating_point(card: dict, config: dict) -> tuple[float, dict, dict | None]:
+    """Thresholds from the card (sealed with the weights). A classifier saved before they moved
+    there (2026-11-24) still has them in config.json."""
+    params = dict(config.get("params", {}))
+    if "urgent" not in card:
+        return float(config["threshold"]), params, config.get("knn")
+    params["short_threshold"] = float(card.get("urgent_short", card["urgent"]))
+    knn = ({"threshold": float(card["embedding_similarity"]),
+            "margin": float(card["embedding_margin"])}
+           if "embedding_similarity" in card else None)
+    return float(card["urgent"]), params, knn
 
 
 def train(feats: list[Features], labels: list[str], threshold: float = 0.5,

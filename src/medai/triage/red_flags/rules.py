@@ -15,10 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from medai.triage.red_flags.reading import (
-    ASKING_WORDS,
     DEGREE_KINDS,
-    NEGATION_BLOCKERS,
-    NEGATORS,
     asked_tokens,
     denied_degree,
     denied_sites,
@@ -33,11 +30,10 @@ from medai.triage.red_flags.reading import (
 from medai.triage.red_flags.schema import Concept, RuleSet, TokenPattern
 from medai.triage.red_flags.timing import token_times
 from medai.triage.red_flags.tokens import MATCHERS, Token
+from medai.triage.red_flags.words import current
 
 __all__ = ["ConceptMatcher", "Hit", "RuleMatch", "evaluate", "negated_tokens", "quiet_tokens",
            "token_times"]
-
-_NO_GAP = NEGATORS | NEGATION_BLOCKERS | ASKING_WORDS
 
 
 @dataclass(frozen=True)
@@ -91,14 +87,14 @@ class ConceptMatcher:
 
     def _match_form(self, tokens: list[Token], i: int, form) -> int | None:
         """Index of the last token when ``form`` starts at token ``i`` (one gap word allowed)."""
-        pos = i
+        pos, no_gap = i, current().no_gap
         for k, pattern in enumerate(form):
             if k == 0:
                 if not self._token_matches(pattern, tokens[i].form):
                     return None
                 continue
             for nxt in (pos + 1, pos + 2):
-                if nxt >= len(tokens) or (nxt == pos + 2 and tokens[pos + 1].form in _NO_GAP):
+                if nxt >= len(tokens) or (nxt == pos + 2 and tokens[pos + 1].form in no_gap):
                     return None
                 if (tokens[nxt].sentence == tokens[i].sentence
                         and self._token_matches(pattern, tokens[nxt].form)):

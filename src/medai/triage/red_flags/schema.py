@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from medai.triage.red_flags.tokens import fold_plain as fold
+from medai.triage.red_flags.words import READER_FILE, ReaderFileError, ReaderWords, load_reader
 
 LEVELS = ("call_112", "emergency_department_now", "urgent_same_day")
 """Most to least urgent; the result's level is the most urgent fired flag's."""
@@ -24,7 +25,7 @@ DATA_DIR = Path(__file__).parent / "data"
 MAX_WINDOW = 40
 
 
-class RuleFileError(ValueError):
+class RuleFileError(ReaderFileError):
     """A red-flag data file that cannot be used as written."""
 
 
@@ -76,7 +77,8 @@ class RuleSet:
     exemplars: dict[str, tuple[str, ...]]  # flag id → urgent sentences
     contrast: tuple[str, ...]  # non-urgent sentences
     knn: dict  # threshold, margin, max_chunks of the embedding detector
-    digest: str  # sha256 of the three files: names the rule version in every result
+    digest: str  # sha256 of the three files
+    words: ReaderWords  # the reader's word lists (reader.yaml): how every rule reads a clause
 
     @property
     def flag_by_id(self) -> dict[str, Flag]:
@@ -263,11 +265,13 @@ def _exemplars(path: Path, flag_ids: set[str]) -> tuple[dict[str, tuple[str, ...
 
 
 def load_rules(directory: Path | None = None) -> RuleSet:
-    """Read concepts.yaml, flags.yaml and exemplars.yaml from ``directory`` (default: bundled)."""
+    """Read concepts.yaml, flags.yaml, exemplars.yaml and reader.yaml from ``directory``
+    (default: bundled); a folder without its own reader.yaml reads with the bundled one."""
     directory = Path(directory) if directory else DATA_DIR
     paths = [directory / n for n in ("concepts.yaml", "flags.yaml", "exemplars.yaml")]
     concepts = _concepts(paths[0])
     flags = _flags(paths[1], concepts)
     exemplars, contrast, knn = _exemplars(paths[2], {f.id for f in flags})
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()
-    return RuleSet(concepts, flags, exemplars, contrast, knn, digest)
+    words = load_reader(directory if (directory / READER_FILE).is_file() else None)
+    return RuleSet(concepts, flags, exemplars, contrast, knn, digest, words)

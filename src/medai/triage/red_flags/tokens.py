@@ -16,14 +16,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from medai.core.text import ascii_fold, turkish_lower
+from medai.triage.red_flags.words import current
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_SENTENCE_BREAK = re.compile(r"[.!?;…\n]")
-_CLAUSE_BREAK = re.compile(r"[,:()\-–—/]")
-CLAUSE_WORDS = frozenset({"ama", "fakat", "ancak", "lakin", "ise", "yalniz", "sadece", "halbuki",
-                          "simdi", "suan", "artik"})
-"""Words that open a new clause: negation and timing do not reach across them ("3 yıl önce felç
-geçirdim şimdi fizik tedavi görüyorum" is two clauses even without a comma)."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +58,11 @@ def fold(word: str) -> str:
     return form
 
 
-_GOVERNS_INFINITIVE = ("dusun", "iste", "isti", "sev", "birak", "dene", "unut", "ogren", "basar",
-                       "tercih", "plan", "hayal", "kabul", "redd", "bekle", "kork", "dile")
-"""Verbs taking an "-mayı" infinitive ("ölmeyi düşünüyorum"): before them "-meyi" is not the
-colloquial present tense ("gelmeyi" = "gelmiyor")."""
-
-
 def tokenize(text: str) -> list[Token]:
-    """Word tokens with their sentence and clause numbers (punctuation decides both)."""
+    """Word tokens with their sentence and clause numbers (punctuation and the reader's
+    ``clause_words`` decide both); before a verb of ``governs_infinitive`` ("ölmeyi
+    düşünüyorum") "-meyi" is not the colloquial present tense."""
+    w = current()
     tokens: list[Token] = []
     sentence = clause = 0
     prev_end = 0
@@ -78,13 +70,13 @@ def tokenize(text: str) -> list[Token]:
     for k, m in enumerate(words):
         gap = text[prev_end:m.start()]
         nxt = fold_plain(words[k + 1].group()) if k + 1 < len(words) else ""
-        form = fold_plain(m.group()) if nxt.startswith(_GOVERNS_INFINITIVE) else fold(m.group())
+        form = fold_plain(m.group()) if nxt.startswith(w.governs_infinitive) else fold(m.group())
         if tokens and gap in {".", ","} and tokens[-1].form.isdigit() and form.isdigit():
             pass  # a decimal ("ateşi 38.5", "37,2 derece") breaks neither sentence nor clause
-        elif tokens and _SENTENCE_BREAK.search(gap):
+        elif tokens and w.sentence_break.search(gap):
             sentence += 1
             clause += 1
-        elif tokens and (_CLAUSE_BREAK.search(gap) or form in CLAUSE_WORDS):
+        elif tokens and (w.clause_break.search(gap) or form in w.clause_words):
             clause += 1
         tokens.append(Token(form, m.start(), m.end(), sentence, clause))
         prev_end = m.end()
@@ -96,45 +88,21 @@ def span(text: str, tokens: list[Token], first: int, last: int) -> str:
     return text[tokens[first].start:tokens[last].end]
 
 
-# --- suffix grammar (folded forms: ı→i, ü→u, ö→o, ş→s, ç→c, ğ→g) --------------------------------
-_MORPHEMES = sorted({
-    # nominal: plural, case, possession, copula, derivation that keeps the meaning
-    "lar", "ler", "i", "u", "a", "e", "yi", "yu", "ya", "ye", "si", "su", "nin", "nun", "in", "un",
-    "da", "de", "ta", "te", "dan", "den", "tan", "ten", "nda", "nde", "ndan", "nden", "na", "ne",
-    "ni", "nu", "la", "le", "yla", "yle", "ki", "li", "lu", "lik", "luk", "siz", "suz", "ca",
-    "ce", "cik", "cuk", "im", "um", "m", "imiz", "umuz", "miz", "muz", "iniz", "unuz", "niz",
-    "nuz", "n", "dir", "dur", "tir", "tur", "di", "du", "ti", "tu", "ydi", "ydu", "mis", "mus",
-    "ymis", "ymus", "sa", "se", "ysa", "yse", "ken", "yken", "dik", "duk", "tik", "tuk",
-    # verbal: tense, mood, person, voice, converbs
-    "iyor", "uyor", "yor", "acak", "ecek", "yacak", "yecek", "ir", "ur", "ar", "er", "maz",
-    "mez", "mi", "mu", "ma", "me", "mak", "mek", "ip", "up", "yip", "yup", "ince", "unca",
-    "yince", "yunca", "abil", "ebil", "yabil", "yebil", "il", "ul", "is", "us", "sin", "sun",
-    "siniz", "sunuz", "iz", "uz", "k", "yim", "yum", "lim", "dim", "dum", "tim", "tum", "din",
-    "dun", "tin", "tun", "diniz", "dunuz", "an", "en", "yan", "yen",
-    "arak", "erek", "yarak", "yerek", "casina", "cesine",
-}, key=len, reverse=True)
-_SUFFIX_CHAIN = re.compile(f"(?:{'|'.join(_MORPHEMES)})*")
-MAX_SUFFIX_CHARS = 12
-
-
-@lru_cache(maxsize=65536)
 def is_suffix_chain(rest: str) -> bool:
-    """True when ``rest`` can be read as Turkish inflectional suffixes (or is empty)."""
-    return len(rest) <= MAX_SUFFIX_CHARS and _SUFFIX_CHAIN.fullmatch(rest) is not None
+    """True when ``rest`` can be read as Turkish inflectional suffixes (reader ``morphemes``)."""
+    return current().is_suffix_chain(rest)
 
 
-_NEGATED_VERB = re.compile(
-    r"^(?:[a-z]{0,3}?)y?(?:m[ae]d[iu]|m[iu]yor|m[ae]z|m[ae]m[iu]s|m[ae]yacak)")
-
-
-IF_EVER = re.compile(r"[aeiu]rs[ae](?:m|n|k|niz|lar)?$")
-"""An aorist conditional: "if it ever happens" ("havale geçirirse ne yapmalıyım")."""
+def if_ever(form: str) -> bool:
+    """An aorist conditional: "if it ever happens" ("havale geçirirse ne yapmalıyım")."""
+    return current().if_ever.search(form) is not None
 
 
 def negated_rest(rest: str) -> bool:
     """The suffixes after a stem carry a clear negation (-madı, -mıyor, -maz, -mamış) or an
     "if it ever happens" (-ırsa: "havale geçirirse ne yapmalıyım")."""
-    return _NEGATED_VERB.match(rest) is not None or IF_EVER.search(rest) is not None
+    w = current()
+    return w.negated_suffix.match(rest) is not None or w.if_ever.search(rest) is not None
 
 
 @lru_cache(maxsize=1)
