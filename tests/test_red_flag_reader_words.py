@@ -75,8 +75,8 @@ def test_a_folder_without_its_own_reader_reads_with_the_bundled_one(tmp_path):
 
 
 def test_every_entry_of_the_table_is_in_the_bundled_file_with_a_comment():
-    from medai.triage.red_flags.words import ENTRIES, READER_FILE, load_reader
     from medai.triage.red_flags.schema import DATA_DIR
+    from medai.triage.red_flags.words import ENTRIES, READER_FILE, load_reader
 
     text = (DATA_DIR / READER_FILE).read_text(encoding="utf-8")
     words = load_reader()

@@ -14,7 +14,8 @@ def test_bundled_tasks_are_discovered_through_entry_points():
     cxr = tasks.get("cxr")
     assert cxr.normal == "No Finding" and "COVID-19" in cxr.exclusive
     assert cxr.resolve("pleural effusion") == "Effusion"
-    with pytest.raises(TaskError, match="known tasks: caption, cxr, mri, red_flag_classifier, red_flags, triage"):
+    with pytest.raises(TaskError, match="known tasks: caption, cxr, mri, red_flag_classifier, "
+                                        "red_flags, triage"):
         tasks.get("ct")
 
 
