@@ -128,11 +128,10 @@ class ReaderWords:
     values: dict[str, Any]
     digest: str
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["values"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def __post_init__(self) -> None:
+        # plain attributes: the readers look them up per token, a __getattr__ costs 25 %
+        for name, value in self.values.items():
+            object.__setattr__(self, name, value)
 
     @cached_property
     def suffix_chain(self) -> re.Pattern[str]:
