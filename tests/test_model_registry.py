@@ -160,6 +160,30 @@ def test_registration_refuses_what_is_not_a_sealed_model_of_the_task(tmp_path,
     assert registry.check_directory(tiny_imaging_dir).card.task == "cxr"
 
 
+def test_the_red_flag_engine_is_registered_as_a_record_and_never_served_through_it(
+        tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    """Issue 27: the sealed engine is a model of task red_flags. The registry keeps its
+    versions (an alert's engine is found by its hash); what would serve it is refused with a
+    named reason, since it serves from MEDAI_RED_FLAG_RULES."""
+    from medai.core import registry as model_dirs
+    from medai.platform.lifecycle import registry, site_sets
+    from medai.triage.red_flags.engine import default_engine
+    from medai.triage.red_flags.schema import DATA_DIR
+
+    with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p, \
+            p.db.session() as db:
+        row = registry.register(db, p.home, DATA_DIR, _actor())[0]
+        assert row.task == "red_flags" and row.state == "candidate"
+        assert row.content_hash == default_engine().identity["content_hash"]
+        assert model_dirs.load(p.home / row.path).identity["sealed"]
+        for move in (lambda: registry.promote(db, row.id, _actor(), "try", override=True),
+                     lambda: registry.set_state(db, row.id, "shadow", _actor(), "try"),
+                     lambda: site_sets.build(db, "red_flags", "tester")):
+            with pytest.raises(registry.MoveRefused, match="MEDAI_RED_FLAG_RULES"):
+                move()
+        assert registry.get(db, row.id).state == "candidate"
+
+
 def test_the_stored_copy_does_not_change_when_the_original_does(tmp_path, tfidf_model_dir,
                                                                 tiny_imaging_dir):
     from medai.core import registry as model_dirs

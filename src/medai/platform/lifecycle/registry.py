@@ -132,6 +132,22 @@ def check_directory(directory: Path, task: str | None = None) -> Checked:
     return Checked(card, content_hash)
 
 
+def require_served(task: str, what: str) -> None:
+    """Moves that change what serves (promote, shadow, roll back) and the site sets, validations
+    and retraining behind them are for the tasks served through the registry. The red-flag
+    engine is registered as a record of its versions (find an alert's engine by its hash) and
+    serves from the sealed folder MEDAI_RED_FLAG_RULES names."""
+    from medai.services.models import served_tasks
+
+    served = served_tasks()
+    if task not in served:
+        hint = (" (the red-flag engine serves from the sealed folder MEDAI_RED_FLAG_RULES "
+                "names: docs/red-flag-rules.md)" if task.startswith("red_flag") else "")
+        raise MoveRefused(f"{task} models are kept in the registry as a record and are not "
+                          f"served through it, so one cannot be {what}{hint}; served tasks: "
+                          f"{', '.join(served)}")
+
+
 def _reason(reason: str | None) -> str:
     text = " ".join((reason or "").split())
     if not text:
@@ -240,6 +256,7 @@ def promote(db: Session, model_id: int, actor: audit.Actor, reason: str | None,
 
     reason = _reason(reason)
     row = get(db, model_id)
+    require_served(row.task, "promoted")
     if row.state == "active":
         raise MoveRefused(f"model {model_id} is already the active {row.task} model")
     if row.state not in MOVES["active"]:
@@ -263,6 +280,8 @@ def set_state(db: Session, model_id: int, state: str, actor: audit.Actor,
         raise LifecycleError(f"cannot set state {state!r} here; valid: shadow, retired "
                              "(promote makes a model active)")
     row = get(db, model_id)
+    if state == "shadow":
+        require_served(row.task, "run in shadow")
     if row.state not in MOVES[state]:
         hint = (" (promote another model or roll back to replace the active one)"
                 if row.state == "active" else "")

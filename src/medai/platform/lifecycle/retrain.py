@@ -41,6 +41,9 @@ def retrain(p, task: str, work: Path, actor: Actor, since: datetime | None = Non
         if progress is not None:
             progress(fraction, stage)
 
+    from medai.platform.lifecycle.registry import require_served
+
+    require_served(task, "retrained from signed studies")
     work = Path(work)
     say(0.0, "export")
     sheet = dataset.export(p, task, work / "data", since=since, deidentify=True,

@@ -50,7 +50,10 @@ def signed_labels(db, task: str) -> dict[int, dict[str, bool]]:
 
 def build(db, task: str, actor: str) -> SiteSet:
     """Freeze the task's held-out signed studies as its next site set version."""
+    from medai.platform.lifecycle.registry import require_served
+
     tasks.get(task)
+    require_served(task, "validated on a site set")
     studies = [{"study_id": sid, "labels": labels}
                for sid, labels in sorted(signed_labels(db, task).items())
                if held_out(task, sid)]

@@ -145,12 +145,13 @@ def validate(p, candidate_id: int, actor: str, margin: float | None = None,
              n_boot: int = 500, seed: int = 0) -> Validation:
     """Evaluate a candidate beside the active model on the newest site set; store the
     verdict (a ``Validation`` row) and return it."""
-    from medai.platform.lifecycle.registry import LifecycleError, active, get
+    from medai.platform.lifecycle.registry import LifecycleError, active, get, require_served
     from medai.settings import get_settings
 
     margin = get_settings().validation_margin if margin is None else margin
     with p.db.reader() as db:
         cand = get(db, candidate_id)
+        require_served(cand.task, "validated on a site set")
         site = site_sets.latest(db, cand.task)
         if site is None:
             raise LifecycleError(verdict(db, cand).message)
