@@ -62,7 +62,7 @@ def test_each_file_of_a_sealed_engine_is_covered_and_an_edit_stops_it_loading(en
     for path in files:
         original = path.read_bytes()
         path.write_bytes(original + b"\n")
-        with pytest.raises(ModelLoadError, match="differ"):
+        with pytest.raises(ModelLoadError, match=r"differ.*medai triage seal-red-flags"):
             build_engine(engine_copy, embeddings=False)
         path.write_bytes(original)
     assert build_engine(engine_copy, embeddings=False).identity == copy.identity
@@ -186,3 +186,33 @@ def test_the_served_result_names_the_engine_and_another_process_agrees(tfidf_mod
         timeout=300)
     assert json.loads(out.stdout.strip().splitlines()[-1])["content_hash"] == \
         engine["content_hash"]
+
+
+def test_what_a_hospital_gets_wrong_is_named(tmp_path, monkeypatch, engine_copy):
+    """From a new user's trial: a missing folder, an empty variable, and `medai models reseal`
+    on an engine (which seals it properly: validated, exemplars embedded)."""
+    from typer.testing import CliRunner
+
+    from medai.cli import app
+    from medai.settings import get_settings
+    from medai.triage.red_flags import engine as engine_module
+    from medai.triage.red_flags.identity import EngineSealError
+
+    with pytest.raises(EngineSealError, match="no such folder"):
+        engine_module.build_engine(tmp_path / "nope", embeddings=False)
+    monkeypatch.setenv("MEDAI_RED_FLAG_RULES", "")
+    get_settings.cache_clear()
+    try:
+        assert get_settings().red_flag_rules is None  # empty: the bundled engine
+    finally:
+        get_settings.cache_clear()
+    own = tmp_path / "own"
+    shutil.copytree(engine_copy, own)
+    with (own / "flags.yaml").open("a", encoding="utf-8") as fh:
+        fh.write("  - id: broken\n")
+    out = CliRunner().invoke(app, ["models", "reseal", str(own), "--json"])
+    assert out.exit_code != 0 and "flags.yaml" in out.output
+    shutil.copyfile(engine_copy / "flags.yaml", own / "flags.yaml")
+    out = CliRunner().invoke(app, ["models", "reseal", str(own), "--json"])
+    assert out.exit_code == 0, out.output
+    assert engine_module.build_engine(own, embeddings=False).identity["version"]

@@ -35,8 +35,8 @@ class Settings(BaseSettings):
         default=None, ge=0.0, le=1.0,
         description="abstain below this top probability (default: the model card's value)")
     red_flag_rules: Path | None = Field(
-        default=None, description="folder with your own concepts.yaml, flags.yaml and "
-                                  "exemplars.yaml (default: the bundled red-flag rules)")
+        default=None, description="a sealed red-flag engine folder (medai triage "
+                                  "seal-red-flags; default, or when empty: the bundled engine)")
     red_flag_embeddings: bool = Field(
         default=True, description="run the e5 nearest-exemplar red-flag detector beside the rules")
     red_flag_classifier: bool = Field(
@@ -197,6 +197,11 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "info"
     _file_destinations: list[Destination] = PrivateAttr(default_factory=list)
+
+    @field_validator("red_flag_rules", mode="before")
+    @classmethod
+    def _no_folder(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("dicom_ae_title")
     @classmethod

@@ -218,12 +218,17 @@ def models_reseal(model: Annotated[Path, typer.Argument(help="Model directory.")
                   as_json: JsonFlag = False) -> None:
     """Record the present files' content hash in the card, after you changed them on purpose
     (a model whose files differ from its card is refused at load)."""
-    from medai.core.registry import reseal
+    from medai.core.registry import read_card, reseal
 
     with _guard(as_json):
-        card = reseal(model)
-    _emit({"path": str(model), "content_hash": card.content_hash}, as_json,
-          f"{model}: {card.content_hash}")
+        if read_card(model).task == "red_flags":  # validated and re-embedded, not just hashed
+            from medai.triage.red_flags.identity import seal
+
+            content_hash = seal(model)["content_hash"]
+        else:
+            content_hash = reseal(model).content_hash
+    _emit({"path": str(model), "content_hash": content_hash}, as_json,
+          f"{model}: {content_hash}")
 
 
 @models_app.command("retrain")

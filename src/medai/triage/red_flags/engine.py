@@ -28,6 +28,7 @@ from medai.triage.red_flags.identity import (
     EngineSealError,
     encoder_identity,
     sealed_for,
+    verify_sealed,
 )
 from medai.triage.red_flags.identity import identity as engine_identity
 from medai.triage.red_flags.rules import (
@@ -226,7 +227,10 @@ def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
     file never loads); ``require_sealed`` refuses a folder that was never sealed (what the
     server and the CLI serve: ``default_engine``)."""
     folder = Path(rules_dir) if rules_dir else DATA_DIR
-    if require_sealed and sealed_for(folder) is None:
+    if not folder.is_dir():
+        raise EngineSealError(f"{folder}: no such folder (MEDAI_RED_FLAG_RULES names a sealed "
+                              "red-flag engine folder; unset it for the bundled engine)")
+    if verify_sealed(folder) is None and require_sealed:  # an altered file: nothing loads
         raise EngineSealError(f"{folder}: not a sealed red-flag engine (no model_card.json); "
                               f"check it, then seal it: medai triage seal-red-flags {folder}")
     ruleset = load_rules(rules_dir)

@@ -34,6 +34,9 @@ CONFIG_FILE = "config.json"
 CLASSIFIER_FILES = ("model_card.json", "config.json", "vocabulary.json", "model.safetensors")
 
 
+BUNDLED_DESCRIPTION = "The bundled red-flag engine"
+
+
 class EngineSealError(ValueError):
     """An engine folder that cannot be sealed or served as sealed (named, with the fix)."""
 
@@ -87,18 +90,33 @@ def sealed_for(directory: Path) -> dict[str, Any] | None:
                               f"folder: medai triage seal-red-flags {directory}") from None
 
 
+def verify_sealed(directory: Path) -> str | None:
+    """The sealed folder's content hash (None when it was never sealed); ModelLoadError, with
+    how to reseal, when a file differs from the card (checked before anything in it loads)."""
+    from medai.core.registry import ModelLoadError, read_card, verify
+
+    if sealed_for(directory) is None:
+        return None
+    try:
+        return verify(directory, read_card(directory))
+    except ModelLoadError as exc:
+        raise ModelLoadError(str(exc).split("; refusing")[0] + "; refusing to load them: "
+                             "check the change, then seal the folder again: medai triage "
+                             f"seal-red-flags {directory}") from None
+
+
 def identity(rules_dir: Path, classifier_dir: Path | None,
              settings: dict[str, Any]) -> dict[str, Any]:
     """The engine's name, version and content hash (see the module docstring); ``settings``:
     matcher, detectors and encoder as the engine runs."""
     from medai import __version__
-    from medai.core.registry import read_card, verify
+    from medai.core.registry import read_card
 
     running = {**settings, "code": code_hash()}
     expected = sealed_for(rules_dir)
     if expected is not None:
         card = read_card(rules_dir)
-        digest = verify(rules_dir, card)  # an altered file never loads
+        digest = verify_sealed(rules_dir)
         sealed = expected == running
         if not sealed:
             digest = content_hash([], {"sealed": digest, "running": running})
@@ -145,10 +163,11 @@ def seal(directory: Path, name: str = "", version: str = "",
         task=TASK, model_type=MODEL_TYPE, labels=[f.id for f in ruleset.flags],
         name=name or (previous.name if previous else ENGINE_NAME),
         version=version or date.today().isoformat(),
-        description=description or (previous.description if previous else (
-            "The bundled red-flag engine" if bundled else "A hospital's red-flag engine")),
+        description=description or (BUNDLED_DESCRIPTION if bundled else (
+            previous.description if previous and previous.description != BUNDLED_DESCRIPTION
+            else "A hospital's red-flag engine")),
         thresholds=learned.thresholds(),
-        training_command=f"medai triage seal-red-flags {directory}",
+        training_command=f"medai triage seal-red-flags {directory.resolve()}",
         params={"flags": len(ruleset.flags), "concepts": len(ruleset.concepts),
                 "classifier": learned.identity, "sealed_for": settings},
         licence_notes=previous.licence_notes if previous else "",
