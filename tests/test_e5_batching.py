@@ -13,17 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).parents[1] / "data" / "red_flags"
+FIXTURE = Path(__file__).parent / "data" / "red_flag_texts.jsonl"  # from development sets
 
 
-def _texts(n_per_file: int = 4) -> list[str]:
-    out = []
-    for folder in ("development", "blind"):
-        for f in sorted((DATA / folder).glob("*.jsonl")):
-            lines = [json.loads(x)["text"] for x in f.read_text(encoding="utf-8").splitlines()
-                     if x.strip()]
-            out += lines[:n_per_file]
-    return out
+def _texts() -> list[str]:
+    return [json.loads(x)["text"] for x in FIXTURE.read_text(encoding="utf-8").splitlines()
+            if x.strip()]
 
 
 def test_concurrent_vectors_equal_serial_ones_and_a_batch_forms():
@@ -31,7 +26,7 @@ def test_concurrent_vectors_equal_serial_ones_and_a_batch_forms():
 
     plain = E5Encoder(micro_batch=0)
     batched = E5Encoder(micro_batch=8)
-    texts = [f"query: {t}" for t in _texts(1)[:24]]
+    texts = [f"query: {t}" for t in _texts()[:24]]
     serial = np.stack([plain.encode([t])[0] for t in texts])
     results: dict[int, np.ndarray] = {}
     batched._lock.acquire()  # the engine busy: every request queues behind the first
@@ -57,7 +52,7 @@ def test_red_flags_checked_concurrently_equal_those_checked_one_by_one():
     from medai.core.embeddings import E5Encoder
     from medai.triage.red_flags.engine import build_engine
 
-    texts = _texts(3)
+    texts = _texts()
     engine = build_engine()
     engine.knn.encoder = E5Encoder(micro_batch=0)
     serial = [[f.id for f in engine.check(t).flags] for t in texts]
