@@ -142,6 +142,33 @@ def test_readiness_reports_every_model(client):
     assert body["models"]["cxr"]["runtime"] in ("onnx", "torch")
 
 
+def test_readiness_names_the_red_flag_engine_and_an_unsealed_one_is_not_ready(
+        client, tfidf_model_dir, tmp_path, monkeypatch):
+    """Issue 27: hospital IT sees which engine reads every complaint; an engine folder that
+    was never sealed makes triage not ready (503 with a code), never triage without flags."""
+    from medai.settings import get_settings
+    from medai.triage.red_flags import engine as engine_module
+
+    engine = client.get("/api/v1/health/ready").json()["models"]["triage"]["red_flag_engine"]
+    assert engine["sealed"] and engine["content_hash"].startswith("sha256:")
+    assert engine["detectors"] == ["rules", "embedding", "classifier"]
+    unsealed = tmp_path / "rules"
+    unsealed.mkdir()
+    monkeypatch.setenv("MEDAI_RED_FLAG_RULES", str(unsealed))
+    get_settings.cache_clear()
+    monkeypatch.setattr(engine_module, "_DEFAULT", {})
+    try:
+        with signed_in(tmp_path / "home", "clinician",
+                       triage_model=str(tfidf_model_dir)) as (_app, c):
+            r = c.get("/api/v1/health/ready")
+            assert r.status_code == 503 and r.json()["models"]["triage"]["ready"] is False
+            assert "seal-red-flags" in r.json()["models"]["triage"]["error"]
+            t = c.post("/api/v1/triage", json={"text": "nefes alamıyorum"})
+            assert t.status_code == 503 and t.json()["code"] == "unavailable"
+    finally:
+        get_settings.cache_clear()
+
+
 def test_readiness_fails_when_a_configured_model_is_missing(tmp_path):
     with signed_in(tmp_path / "home", triage_model=str(tmp_path / "nope")) as (_app, c):
         assert c.get("/api/v1/health/live").status_code == 200

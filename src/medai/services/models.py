@@ -161,6 +161,10 @@ class ModelHandles:
                             "model": predictor.identity.model_dump(),
                             "runtime": getattr(predictor, "runtime", "python"),
                             "load_s": slot.load_s}
+            engine = getattr(predictor, "flag_engine", None)
+            if engine is not None:  # triage: which red-flag engine reads every complaint
+                report[task]["red_flag_engine"] = {**engine.identity,
+                                                   "detectors": engine.detectors}
             if slot.swap_error:
                 report[task]["swap_error"] = slot.swap_error
         return report
