@@ -179,9 +179,14 @@ def test_the_red_flag_engine_is_registered_as_a_record_and_never_served_through_
         for move in (lambda: registry.promote(db, row.id, _actor(), "try", override=True),
                      lambda: registry.set_state(db, row.id, "shadow", _actor(), "try"),
                      lambda: site_sets.build(db, "red_flags", "tester")):
-            with pytest.raises(registry.MoveRefused, match="MEDAI_RED_FLAG_RULES"):
+            with pytest.raises(registry.MoveRefused, match="MEDAI_RED_FLAG_RULES") as refused:
                 move()
+            assert refused.value.status == 409 and refused.value.code == "not_served"
         assert registry.get(db, row.id).state == "candidate"
+    from medai.platform.web.i18n import catalogue
+
+    assert all("MEDAI_RED_FLAG_RULES" in m["registry_err_not_served"]
+               for m in catalogue().values())  # the admin page says why, in its language
 
 
 def test_the_stored_copy_does_not_change_when_the_original_does(tmp_path, tfidf_model_dir,

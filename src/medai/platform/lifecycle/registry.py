@@ -86,6 +86,12 @@ class MoveRefused(LifecycleError):
     status, code = 409, "state_conflict"
 
 
+class NotServed(MoveRefused):
+    """A move for a task the registry does not serve (the red-flag engine: a record only)."""
+
+    code = "not_served"
+
+
 class PromotionRefused(LifecycleError):
     """Site validation did not clear the candidate and no override was given (``code``:
     ``no_site_set``, ``not_validated`` or ``not_non_inferior``)."""
@@ -143,7 +149,7 @@ def require_served(task: str, what: str) -> None:
     if task not in served:
         hint = (" (the red-flag engine serves from the sealed folder MEDAI_RED_FLAG_RULES "
                 "names: docs/red-flag-rules.md)" if task.startswith("red_flag") else "")
-        raise MoveRefused(f"{task} models are kept in the registry as a record and are not "
+        raise NotServed(f"{task} models are kept in the registry as a record and are not "
                           f"served through it, so one cannot be {what}{hint}; served tasks: "
                           f"{', '.join(served)}")
 
