@@ -146,3 +146,49 @@ def test_the_admin_starts_a_retraining_and_a_validation_and_reads_why_they_faile
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     page.locator("#jobs-section").screenshot(path=str(shots / "jobs-en-360.png"))
     phone.close()
+
+
+def test_a_red_flag_engine_is_listed_and_promoting_it_says_why_not(server, browser, shots):
+    """Issue 27: the sealed red-flag engine registers as a record; promoting it is refused
+    with the reason in the page's language (it serves from MEDAI_RED_FLAG_RULES), in Turkish
+    at desktop width and in English on a phone, without overflowing."""
+    import shutil
+
+    import httpx
+
+    from medai.triage.red_flags.schema import DATA_DIR
+    from platform_helpers import http_login
+    from test_web_ui import sign_in
+
+    base, first = server
+    engine = first.parent / "red-flags-2026-11"
+    shutil.copytree(DATA_DIR, engine, ignore=shutil.ignore_patterns("__pycache__"))
+    r = httpx.post(f"{base}/api/v1/models/registry", headers=http_login(base, "admin"),
+                   json={"path": engine.name}, timeout=120)
+    assert r.status_code == 201, r.text
+    assert r.json()["task"] == "red_flags"
+    for lang, width, promote, confirm, reason, said in (
+            ("tr", 1280, "Etkinleştir", "Onayla", "Gerekçe (denetim kaydına yazılır)",
+             "mühürlü klasörden sunulur"),
+            ("en", 360, "Promote", "Confirm", "Reason (kept in the audit log)",
+             "serves from the sealed folder")):
+        ctx = browser.new_context(base_url=base, viewport={"width": width, "height": 900})
+        page = ctx.new_page()
+        sign_in(page, "admin")
+        page.goto("/admin")
+        if lang == "en":
+            page.get_by_role("link", name="English").click()
+        section = page.locator("#registry-section")
+        row = section.locator(f"#registry tr[data-model='{r.json()['id']}']")
+        row.wait_for()
+        row.get_by_role("button", name=promote).click()
+        section.get_by_label(reason).fill("deneme")
+        section.locator("#registry-override").check()
+        section.get_by_role("button", name=confirm).click()
+        error = section.locator("#registry-error")
+        error.wait_for()
+        assert said in error.inner_text() and "MEDAI_RED_FLAG_RULES" in error.inner_text()
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert row.get_attribute("data-state") == "candidate"
+        section.screenshot(path=str(shots / f"admin-registry-red-flags-{lang}-{width}.png"))
+        ctx.close()
