@@ -34,7 +34,7 @@ def _bundled_flags() -> list[dict]:
     """id and names of the bundled flags (flags.yaml, without building the rules)."""
     import yaml
 
-    from medai.triage.red_flags.identity import PACKAGE_DIR
+    from medai.triage.red_flags.words import DATA_DIR
 
-    raw = yaml.safe_load((PACKAGE_DIR / "data" / "flags.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((DATA_DIR / "flags.yaml").read_text(encoding="utf-8"))
     return raw["flags"]

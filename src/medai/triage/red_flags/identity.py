@@ -139,6 +139,7 @@ def seal(directory: Path, name: str = "", version: str = "",
     from medai.core.registry import ModelCard, read_card, save_card
     from medai.triage.red_flags.classifier import RedFlagClassifier
     from medai.triage.red_flags.schema import DATA_DIR, load_rules
+    from medai.triage.red_flags.words import READER_FILE
 
     directory = Path(directory)
     missing = [n for n in RULE_FILES[:3] if not (directory / n).is_file()]
@@ -146,8 +147,8 @@ def seal(directory: Path, name: str = "", version: str = "",
         raise EngineSealError(f"{directory}: {', '.join(missing)} missing (copy the bundled "
                               f"files from {DATA_DIR} and edit them)")
     bundled = directory.resolve() == DATA_DIR.resolve()
-    if not (directory / "reader.yaml").is_file():
-        shutil.copyfile(DATA_DIR / "reader.yaml", directory / "reader.yaml")
+    if not (directory / READER_FILE).is_file():
+        shutil.copyfile(DATA_DIR / READER_FILE, directory / READER_FILE)
     if not (directory / CLASSIFIER_DIR / "model_card.json").is_file():
         shutil.copytree(DATA_DIR / CLASSIFIER_DIR, directory / CLASSIFIER_DIR)
     ruleset = load_rules(directory)  # every file validated (RuleFileError names the entry)

@@ -14,14 +14,19 @@ from pathlib import Path
 import yaml
 
 from medai.triage.red_flags.tokens import fold_plain as fold
-from medai.triage.red_flags.words import READER_FILE, ReaderFileError, ReaderWords, load_reader
+from medai.triage.red_flags.words import (
+    DATA_DIR,
+    READER_FILE,
+    ReaderFileError,
+    ReaderWords,
+    load_reader,
+)
 
 LEVELS = ("call_112", "emergency_department_now", "urgent_same_day")
 """Most to least urgent; the result's level is the most urgent fired flag's."""
 CONCEPT_KINDS = ("body_part", "symptom", "sign", "onset", "severity", "person", "context",
                  "time", "event", "substance")
 NOT_NEGATED_KINDS = ("body_part", "person", "time", "onset")
-DATA_DIR = Path(__file__).parent / "data"
 MAX_WINDOW = 40
 
 

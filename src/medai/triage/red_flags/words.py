@@ -29,7 +29,7 @@ import yaml
 from medai.core.text import ascii_fold, turkish_lower
 
 READER_FILE = "reader.yaml"
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).parent / "data"  # the bundled engine folder (schema.DATA_DIR)
 
 # name → (kind, what it does). kinds: words (a set of whole folded words), prefixes (word
 # starts), pattern (a regular expression over folded words), number, phrases (word pairs)
