@@ -71,7 +71,7 @@ train-extended-triage: install
 # split's metrics are in the card; docs/model-cards/caption-default.md).
 train-default-caption: install
 	$(BIN)/medai caption train --data ../shared/data/captions/ieee8023_pairs/pairs.csv \
-	    --out src/medai/assets/models/caption-default --method retrieval --json
+	    --out src/medai/assets/models/caption-default --method retrieval --index all --json
 
 # Bundled imaging defaults (need ../shared/data; see docs/model-cards/). Each ships model.onnx,
 # the serving runtime (`medai imaging export`; the server uses it while it matches model.pt).

@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medai.cli import app
-from medai.reporting.captioner import consensus
+from medai.reporting.caption_select import consensus
 from medai.reporting.captions import (
     CaptionDataError,
     clean_caption,
@@ -93,6 +93,11 @@ def test_caption_train_evaluate_predict_cli(tmp_path):
     assert m["split"]["test"] == 4  # one caption group of four images held out
     card = json.loads((out / "model_card.json").read_text())
     assert card["task"] == "caption" and card["metrics"]["n"] == 4
+    # beside its baselines, measured in the same run; the verdict is said, not assumed
+    base = card["baselines"]
+    assert base["metric"] == "rouge_l" and set(base["beats"]) == {
+        "baseline: best constant caption", "baseline: nearest neighbour's caption"}
+    assert m["verdict"].startswith(("beats every baseline", "does NOT beat"))
     # scored on its own training pairs the index finds each image's own caption
     ev = runner.invoke(app, ["caption", "evaluate", "--data", str(data), "--model", str(out),
                              "--json"])

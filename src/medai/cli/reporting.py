@@ -36,7 +36,17 @@ def caption_train(
     base: Annotated[Path | None, typer.Option(help="blip2: local BLIP-2 directory.")] = None,
     embedder: Annotated[str, typer.Option(help="retrieval: efficientnet-lite0 or an imaging "
                                                "model dir.")] = "efficientnet-lite0",
-    k: Annotated[int, typer.Option(help="retrieval: neighbours combined.")] = 5,
+    k: Annotated[int, typer.Option(help="retrieval: neighbours whose captions compete.")] = 50,
+    selection: Annotated[str, typer.Option(help="retrieval: expected-overlap (the caption "
+                                                "most likely to agree with the neighbours') "
+                                                "| consensus (the earlier word vote)")
+                         ] = "expected-overlap",
+    temperature: Annotated[float | None, typer.Option(help="retrieval: similarity "
+                                                           "temperature; default: chosen on "
+                                                           "caption-group folds")] = None,
+    index: Annotated[str, typer.Option(help="retrieval: index the training part (train) or, "
+                                            "after scoring on the split, every pair (all)")
+                     ] = "train",
     test_frac: float = 0.25,
     epochs: Annotated[int, typer.Option(help="blip2: maximum epochs.")] = 5,
     batch_size: Annotated[int, typer.Option(help="blip2: per-process batch.")] = 4,
@@ -73,11 +83,13 @@ def caption_train(
             if not m:
                 return
         elif method == "retrieval":
-            m = build_captioner(data, out, embedder, k, test_frac, **reader)
+            m = build_captioner(data, out, embedder, k, test_frac, selection=selection,
+                                temperature=temperature, index=index, **reader)
         else:
             raise ValueError(f"unknown captioning method {method!r}: retrieval or blip2")
     _emit(m, as_json, f"saved {out}: held-out n={m['n']} BLEU-4 {m['bleu_4']:.3f} "
-                      f"ROUGE-L {m['rouge_l']:.3f} CIDEr {m['cider']:.3f}")
+                      f"ROUGE-L {m['rouge_l']:.3f} CIDEr {m['cider']:.3f}"
+                      + (f"; {m['verdict']}" if m.get("verdict") else ""))
 
 
 @caption_app.command("evaluate")
@@ -118,18 +130,23 @@ def caption_evaluate(
 @caption_app.command("predict")
 def caption_predict(
     image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file.")],
-    model: Annotated[Path, typer.Option(help="Caption model directory.")],
+    model: Annotated[str | None, typer.Option(help="Caption model directory or name "
+                                                   "(default: the bundled caption-default).")
+                     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """A suggested caption (the consensus of the nearest training images' captions)."""
+    """A suggested caption, to edit: the indexed caption most in agreement with those of the
+    nearest indexed images (an AI suggestion, never a finding)."""
     from medai.core import registry
     from medai.core.files import read_limited
     from medai.imaging.io import MAX_BYTES
 
     with _guard(as_json):
         data = read_limited(image, MAX_BYTES)
-        result = registry.load(model).predict(data).model_dump(mode="json")
-    _emit(result, as_json, result["caption"])
+        directory = registry.resolve_model(model, "caption")
+        result = registry.load(directory).predict(data).model_dump(mode="json")
+    _emit(result, as_json, result["caption"] if result["caption"] is not None
+          else f"abstained: {result['reason']}")
 
 
 MAX_FINDINGS_BYTES = 256 * 1024

@@ -39,6 +39,8 @@ class ModelCard:
     data: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    # the model beside its simplest baselines on the same split (core.baselines.compare)
+    baselines: dict[str, Any] = field(default_factory=dict)
     licence_notes: str = ""
     intended_use: str = ""
     # sha256 of the directory's files (see core.results.directory_hash), written by save_card

@@ -3,27 +3,28 @@ images, with no vision-language weights (runs on a CPU).
 
 Images are embedded by an imaging network — ImageNet EfficientNet-Lite0 by default, or a trained
 medai imaging model directory — and compared by cosine similarity. Among the k nearest
-neighbours' captions the *consensus* caption is returned: the one that agrees most (word
-overlap, weighted by image similarity) with the other neighbours' captions, which is steadier
-than the single nearest caption.
+neighbours' captions the one with the highest expected overlap with the other neighbours'
+captions is returned (``caption_select``): steadier than the single nearest caption, and never
+worse than one fixed sentence when the images say little. Indexes saved before that selection
+keep their word-overlap consensus.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from medai.core.registry import ModelCard, ModelLoadError
 from medai.reporting.caption_predict import CaptionPredict
+from medai.reporting.caption_select import SELECTIONS, select
 
 INDEX_FILE = "caption_index.npz"
 CAPTIONS_FILE = "captions.json"
 DEFAULT_EMBEDDER = "efficientnet-lite0"
 EMBEDDER_DIR = "embedder"
+SHOWN_NEIGHBOURS = 5
 
 
 class ImageEmbedder:
@@ -61,57 +62,55 @@ class ImageEmbedder:
         return (feats / np.maximum(norms, 1e-8)).astype(np.float32)
 
 
-def _words(text: str) -> Counter:
-    return Counter(re.findall(r"\w+", text.lower()))
-
-
-def _overlap(a: Counter, b: Counter) -> float:
-    common = sum((a & b).values())
-    if not common:
-        return 0.0
-    p, r = common / sum(a.values()), common / sum(b.values())
-    return 2 * p * r / (p + r)
-
-
-def consensus(captions: list[str], sims: np.ndarray) -> int:
-    """Index of the caption most in agreement with the others (similarity-weighted)."""
-    if len(captions) == 1:
-        return 0
-    words = [_words(c) for c in captions]
-    weights = np.maximum(sims, 0.0)
-    scores = [sum(weights[j] * _overlap(words[i], words[j])
-                  for j in range(len(captions)) if j != i) + 1e-3 * weights[i]
-              for i in range(len(captions))]
-    return int(np.argmax(scores))
-
-
 class RetrievalCaptioner(CaptionPredict):
     def __init__(self, features: np.ndarray, captions: list[str], ids: list[str],
-                 embedder: ImageEmbedder, k: int = 5, card: ModelCard | None = None) -> None:
+                 embedder: ImageEmbedder, k: int = 5, card: ModelCard | None = None,
+                 selection: str = "expected-overlap", temperature: float = 0.05,
+                 self_credit: float = 0.2, min_similarity: float | None = None) -> None:
         if len(features) != len(captions) or not captions:
             raise ValueError("the caption index needs one caption per embedded image")
+        if selection not in SELECTIONS:
+            raise ValueError(f"unknown caption selection {selection!r}: one of "
+                             f"{', '.join(SELECTIONS)}")
+        if k < 1 or not temperature > 0 or not 0.0 <= self_credit <= 1.0:
+            raise ValueError(f"k must be ≥ 1, the temperature > 0 and the self credit in "
+                             f"[0, 1] (got {k}, {temperature}, {self_credit})")
         self.features, self.captions, self.ids = features, captions, ids
         self.embedder, self.k, self.card = embedder, k, card
+        self.selection, self.temperature = selection, float(temperature)
+        self.self_credit = float(self_credit)
+        # below this nearest-neighbour similarity the image is unlike anything indexed (a brain
+        # MRI against a chest index): abstain rather than quote an unrelated case's caption
+        self.min_similarity = min_similarity
 
     @classmethod
     def fit(cls, pixels: list[np.ndarray], captions: list[str], ids: list[str],
-            embedder: ImageEmbedder, k: int = 5) -> RetrievalCaptioner:
-        return cls(embedder.embed(pixels), list(captions), list(ids), embedder, k)
+            embedder: ImageEmbedder, k: int = 5, **selection) -> RetrievalCaptioner:
+        return cls(embedder.embed(pixels), list(captions), list(ids), embedder, k, **selection)
 
     def caption_pixels(self, pixels: list[np.ndarray]) -> list[dict]:
-        queries = self.embedder.embed(pixels)
+        return self.caption_features(self.embedder.embed(pixels))
+
+    def caption_features(self, queries: np.ndarray) -> list[dict]:
+        """Captions for already embedded images (the benchmark embeds once for every system)."""
         sims = queries @ self.features.T
         out = []
         for row in sims:
             top = np.argsort(-row)[: self.k]
             caps = [self.captions[i] for i in top]
-            best = consensus(caps, row[top])
+            neighbours = [{"id": self.ids[i], "caption": self.captions[i],
+                           "similarity": float(row[i])} for i in top[:SHOWN_NEIGHBOURS]]
+            if self.min_similarity is not None and float(row[top[0]]) < self.min_similarity:
+                out.append({"caption": None, "status": "abstained", "method": "retrieval",
+                            "reason_code": "out_of_scope",
+                            "reason": f"unlike every indexed image (nearest similarity "
+                                      f"{float(row[top[0]]):.2f} < {self.min_similarity:.2f})",
+                            "neighbours": neighbours})
+                continue
+            best = select(self.selection, caps, row[top], self.temperature, self.self_credit)
             out.append({"caption": caps[best], "status": "ai_suggestion",
-                        "method": "retrieval",
-                        "neighbours": [{"id": self.ids[i], "caption": self.captions[i],
-                                        "similarity": float(row[i])} for i in top]})
+                        "method": "retrieval", "neighbours": neighbours})
         return out
-
 
     def save(self, directory: Path) -> None:
         """Self-contained: an imaging model used as the embedder is copied into
@@ -130,7 +129,9 @@ class RetrievalCaptioner(CaptionPredict):
             source = EMBEDDER_DIR
         (directory / CAPTIONS_FILE).write_text(json.dumps(
             {"captions": self.captions, "ids": self.ids, "embedder": source,
-             "k": self.k}, ensure_ascii=False, indent=1), encoding="utf-8")
+             "k": self.k, "selection": self.selection, "temperature": self.temperature,
+             "self_credit": self.self_credit, "min_similarity": self.min_similarity},
+            ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 def load_predictor(directory: Path, card: ModelCard):
@@ -149,4 +150,8 @@ def load_predictor(directory: Path, card: ModelCard):
                                  f"absolute path ({source}); re-save it with this version")
         source = str(directory / source)
     return RetrievalCaptioner(feats, meta["captions"], meta["ids"], ImageEmbedder(source),
-                              int(meta["k"]), card)
+                              int(meta["k"]), card,
+                              selection=meta.get("selection", "consensus"),
+                              temperature=float(meta.get("temperature", 0.05)),
+                              self_credit=float(meta.get("self_credit", 0.2)),
+                              min_similarity=meta.get("min_similarity"))

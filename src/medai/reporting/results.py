@@ -66,7 +66,10 @@ class Neighbour(BaseModel):
 class CaptionResult(AIResult):
     """A suggested caption: automatic, unverified, never part of the findings."""
 
-    status: Literal["ai_suggestion"] = "ai_suggestion"
-    caption: str
+    status: Literal["ai_suggestion", "abstained"] = "ai_suggestion"
+    caption: str | None = Field(None, description="null when abstained")
+    reason_code: str | None = Field(None, description="abstained: out_of_scope (the image is "
+                                    "unlike every indexed one)")
+    reason: str | None = None
     method: str = Field(..., description="retrieval | blip2-lora")
     neighbours: list[Neighbour] = Field(default_factory=list)

@@ -1,0 +1,136 @@
+"""Which caption the retrieval captioner returns, and the baselines it is judged against."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medai.core.baselines import compare, verdict
+from medai.reporting.caption_metrics import preprocess
+from medai.reporting.caption_select import (
+    baselines,
+    best_constant,
+    expected_overlap,
+    nested_comparison,
+    repeated_group_splits,
+    rouge_l_matrix,
+    select,
+    tokens,
+)
+
+WORDS = ["left", "right", "pleural", "effusion", "consolidation", "lobe", "upper", "lower",
+         "opacity", "bilateral", "ground", "glass", "2", "mm", "nodule"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(WORDS), min_size=0, max_size=12), min_size=2,
+                max_size=5))
+def test_rouge_matrix_equals_the_rouge_score_package(texts):
+    from rouge_score import rouge_scorer
+
+    texts = [" ".join(t) for t in texts]
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    m = rouge_l_matrix(tokens(texts), tokens(texts))
+    for i, a in enumerate(texts):
+        for j, b in enumerate(texts):
+            want = scorer.score(preprocess(b), preprocess(a))["rougeL"].fmeasure
+            assert m[i, j] == pytest.approx(want, abs=1e-9)
+
+
+def test_the_caption_the_neighbours_share_wins_over_the_nearest_odd_one():
+    caps = ["zebra crossing at night",
+            "small left pleural effusion",
+            "left pleural effusion with basal atelectasis",
+            "moderate left pleural effusion"]
+    sims = np.array([0.95, 0.9, 0.89, 0.88])
+    pick = expected_overlap(caps, sims, temperature=0.1, self_credit=0.0)
+    assert "effusion" in caps[pick]
+    # at a very low temperature with full self credit it is the nearest neighbour's caption
+    assert expected_overlap(caps, sims, temperature=0.001, self_credit=1.0) == 0
+    assert select("expected-overlap", ["only one"], np.array([0.3]), 0.1) == 0
+    with pytest.raises(ValueError, match="expected-overlap, consensus"):
+        select("vote", caps, sims, 0.1)
+
+
+def test_a_caption_repeated_under_many_images_is_one_piece_of_evidence():
+    # five images of one case share a caption; three single cases agree with each other
+    caps = ["covid pneumonia case report figure"] * 5 + [
+        "bilateral lower lobe consolidation", "bilateral lower lobe opacities",
+        "lower lobe consolidation bilateral"]
+    sims = np.full(len(caps), 0.9)
+    assert "lower lobe" in caps[expected_overlap(caps, sims, 1.0, self_credit=0.2)]
+
+
+def test_baselines_on_a_split_and_the_oracle_is_a_ceiling():
+    rng = np.random.default_rng(0)
+    train = ["right upper lobe consolidation", "left pleural effusion",
+             "normal chest radiograph", "right upper lobe pneumonia"]
+    test = ["right upper lobe consolidation and effusion", "normal chest"]
+    f_tr = rng.normal(size=(4, 8))
+    f_te = f_tr[[0, 2]] + 0.01 * rng.normal(size=(2, 8))
+    out = baselines(train, f_tr, test, f_te)
+    assert out["baseline: best constant caption"] == [best_constant(train)] * 2
+    assert out["baseline: nearest neighbour's caption"] == [train[0], train[2]]
+    util = rouge_l_matrix(tokens(test), tokens(train))
+    for name, preds in out.items():
+        got = [util[i, train.index(p)] for i, p in enumerate(preds)]
+        assert all(g <= util[i].max() + 1e-12 for i, g in enumerate(got)), name
+    assert out["ceiling: oracle (best training caption per image)"] == [train[0], train[2]]
+
+
+def test_repeated_splits_never_straddle_a_caption_group_and_nested_is_paired():
+    caps = [f"caption {i // 2} words {i % 3}" for i in range(40)]
+    keys = [c.lower() for c in caps]
+    for tr, te in repeated_group_splits(caps, 5):
+        assert not {keys[i] for i in tr} & {keys[i] for i in te}
+    feats = np.random.default_rng(1).normal(size=(40, 6))
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    out = nested_comparison(feats, caps, k=10, repeats=4, inner=2)
+    assert out["splits"] == 4
+    means = out["rouge_l_mean"]
+    assert means["oracle"] >= max(means["model"], means["constant"], means["nearest"])
+    lo, hi = out["vs_nearest"]["ci95"]
+    assert lo <= out["vs_nearest"]["mean_difference"] <= hi
+
+
+def test_compare_names_what_a_model_does_not_beat_and_ignores_ceilings():
+    systems = {"m": {"f1": 0.8, "acc": 0.9}, "baseline: svm": {"f1": 0.82, "acc": 0.91},
+               "baseline: constant": {"f1": 0.3}, "ceiling: oracle": {"f1": 0.99}}
+    table = compare("m", systems, "f1", on="validation", also=("acc",))
+    assert table["beats"] == {"baseline: svm": False, "baseline: constant": True}
+    assert not table["beats_baselines"] and table["table"]["baseline: constant"]["acc"] is None
+    assert verdict(table) == "does NOT beat baseline: svm on f1 (validation)"
+    lower = compare("m", {"m": {"ece": 0.02}, "baseline: x": {"ece": 0.2}}, "ece", "test",
+                    lower_is_better=True)
+    assert lower["beats_baselines"] and verdict(lower).startswith("beats every baseline")
+    with pytest.raises(ValueError, match="not among"):
+        compare("nope", systems, "f1", "x")
+    json.dumps(table)  # goes into a card as it is
+
+
+def test_saved_selection_round_trips_and_old_indexes_keep_their_vote(tmp_path):
+    from medai.core.registry import ModelCard, load, save_card
+    from medai.reporting.captioner import CAPTIONS_FILE, ImageEmbedder, RetrievalCaptioner
+
+    rng = np.random.default_rng(3)
+    pixels = [rng.integers(0, 255, (48, 48)).astype(np.uint8) for _ in range(4)]
+    emb = ImageEmbedder()
+    cap = RetrievalCaptioner.fit(pixels, ["a b c", "b c d", "c d e", "d e f"], list("wxyz"),
+                                 emb, k=3, temperature=0.2, self_credit=0.4)
+    cap.save(tmp_path)
+    save_card(tmp_path, ModelCard(task="caption", model_type="retrieval", labels=[]))
+    again = load(tmp_path)
+    assert (again.selection, again.temperature, again.self_credit) == (
+        "expected-overlap", 0.2, 0.4)
+    assert [r["caption"] for r in again.caption_pixels(pixels)] == [
+        r["caption"] for r in cap.caption_pixels(pixels)]
+    meta = json.loads((tmp_path / CAPTIONS_FILE).read_text())
+    for key in ("selection", "temperature", "self_credit"):
+        meta.pop(key)
+    (tmp_path / CAPTIONS_FILE).write_text(json.dumps(meta))
+    save_card(tmp_path, ModelCard(task="caption", model_type="retrieval", labels=[]))
+    assert load(tmp_path).selection == "consensus"
+    with pytest.raises(ValueError, match="self credit"):
+        RetrievalCaptioner(cap.features, cap.captions, cap.ids, emb, self_credit=2.0)
