@@ -90,6 +90,8 @@ train-default-cxr: install
 	$(BIN)/medai imaging export --task cxr --model src/medai/assets/models/cxr-default --json
 
 benchmark-imaging: install
+	$(BIN)/python benchmarks/bundled_imaging_benchmark.py --baselines-only --update-cards \
+	    --cxr ../shared/data/chest_xray/manifest.csv --mri ../shared/data/brain_mri/manifest.csv
 	$(BIN)/python benchmarks/imaging_benchmark.py --task cxr \
 	    --data ../shared/data/chest_xray/manifest.csv
 	$(BIN)/python benchmarks/imaging_benchmark.py --task mri \
@@ -98,7 +100,7 @@ benchmark-imaging: install
 benchmark-bundled-imaging: install
 	$(BIN)/python benchmarks/bundled_imaging_benchmark.py \
 	    --cxr ../shared/data/chest_xray/manifest.csv --mri ../shared/data/brain_mri/manifest.csv \
-	    --pairs ../shared/data/captions/ieee8023_pairs/pairs.csv
+	    --pairs ../shared/data/captions/ieee8023_pairs/pairs.csv --update-cards
 
 benchmark-reporting: install
 	$(BIN)/python benchmarks/report_benchmark.py \
@@ -108,7 +110,8 @@ benchmark-reporting: install
 benchmark-triage: install
 	$(BIN)/python benchmarks/triage_benchmark.py --data ../shared/data/triage/complaints.csv \
 	    --out docs/benchmarks/triage \
-	    --extra ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv
+	    --extra ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv \
+	    --update-card src/medai/assets/models/triage-default
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

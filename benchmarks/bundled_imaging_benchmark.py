@@ -8,7 +8,12 @@ For each bundled model, on the patient-level split it was trained with:
 - gate: acceptance on its own held-out test split (should be ~99 %), on the other modality's
   images (should be ~0 %), and on the caption pairs' CT and X-ray images;
 - runtime: held-out macro AUROC / accuracy and single-image p50 latency for PyTorch eager,
-  ONNX Runtime fp32 and statically quantised int8 (calibrated on training images only).
+  ONNX Runtime fp32 and statically quantised int8 (calibrated on training images only);
+- baselines: the bundled model beside frozen ImageNet EfficientNet-Lite0 features + logistic
+  regression (fitted on the same training images, thresholds on the same validation images),
+  on validation and test, per source (the paediatric and the adult chest X-ray populations),
+  with a paired bootstrap CI of the macro-AUROC difference; and test-time augmentation (the
+  mean over the image and its mirror) against none, on validation.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from medai.core import registry
+from medai.core.baselines import record_in_card
 from medai.imaging.datasets import load_dataset, patient_split
 from medai.imaging.io import ImageInputError, load_image
 from medai.imaging.pipeline import _subset, readable, split_groups
@@ -77,6 +83,128 @@ def runtime_rows(predictor, ds, tr, te) -> dict:
     return rows
 
 
+def frozen_features(pixels: list[np.ndarray], size: int = 224) -> np.ndarray:
+    import torch
+
+    from medai.imaging.models import ImagingNet, to_tensor
+
+    net = ImagingNet("efficientnet-lite0", 1).eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(pixels), 32):
+            x = torch.stack([to_tensor(p, size) for p in pixels[i:i + 32]])
+            out.append(net.logits_and_features(x, "head")[1].numpy())
+    return np.concatenate(out)
+
+
+def fit_probe(task: str, f_tr: np.ndarray, t_tr: np.ndarray) -> list:
+    """Logistic regression on frozen features: one multinomial model for an exclusive task,
+    one per label (over the images annotating it) for a multi-label one."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    make = lambda: make_pipeline(StandardScaler(), LogisticRegression(  # noqa: E731
+        C=0.1, max_iter=3000, class_weight="balanced"))
+    if task == "mri":
+        return [make().fit(f_tr, np.nanargmax(t_tr, axis=1))]
+    models = []
+    for j in range(t_tr.shape[1]):
+        mask = ~np.isnan(t_tr[:, j])
+        y = t_tr[mask, j].astype(int)
+        models.append(make().fit(f_tr[mask], y) if len(set(y)) == 2 else float(y.mean()))
+    return models
+
+
+def probe_proba(task: str, models: list, feats: np.ndarray) -> np.ndarray:
+    if task == "mri":
+        return models[0].predict_proba(feats)
+    return np.stack([m.predict_proba(feats)[:, 1] if not isinstance(m, float)
+                     else np.full(len(feats), m) for m in models], axis=1)
+
+
+def macro_auroc(targets: np.ndarray, probs: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    vals = []
+    for j in range(targets.shape[1]):
+        mask = ~np.isnan(targets[:, j])
+        y = targets[mask, j]
+        if 0 < y.sum() < len(y):
+            vals.append(roc_auc_score(y, probs[mask, j]))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def paired_auroc_ci(targets, p_model, p_base, n_boot: int = 500, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(targets), len(targets))
+        d = macro_auroc(targets[idx], p_model[idx]) - macro_auroc(targets[idx], p_base[idx])
+        if np.isfinite(d):
+            diffs.append(d)
+    return {"mean_difference": float(np.mean(diffs)),
+            "ci95": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]}
+
+
+def population(source: str | None) -> str:
+    """The two chest X-ray populations: the paediatric Kermany set and the adult COVID-era
+    figures (every other source); brain MRI has one."""
+    return "paediatric (Kermany)" if "kermany" in (source or "") else "adult"
+
+
+def baseline_rows(predictor, ds, tr, va, te) -> dict:
+    from medai.core.baselines import compare
+    from medai.imaging.evaluate import choose_thresholds, evaluate_arrays
+    from medai.imaging.evaluate import hierarchical_scores as hierarchical_scores_for
+
+    cols = [ds.labels.index(lab) for lab in predictor.labels]
+    parts = {}
+    for name, idx in (("train", tr), ("validation", va), ("test", te)):
+        sub = _subset(ds, idx)
+        pixels, keep, _ = readable(sub)
+        parts[name] = (pixels, sub.targets()[keep][:, cols],
+                       [population(sub.records[i].source) for i in keep])
+    feats = {k: frozen_features(v[0]) for k, v in parts.items()}
+    probe = fit_probe(ds.task, feats["train"], parts["train"][1])
+    out: dict = {}
+    systems: dict = {}
+    for split in ("validation", "test"):
+        pixels, targets, sources = parts[split]
+        p_model = predictor.predict_proba_pixels(pixels)
+        p_base = probe_proba(ds.task, probe, feats[split])
+        thr = choose_thresholds(parts["validation"][1],
+                                probe_proba(ds.task, probe, feats["validation"]),
+                                predictor.labels)
+        rows = {}
+        for name, probs, thresholds in (
+                (f"{predictor.card.name} (bundled)", p_model, predictor.thresholds),
+                ("baseline: frozen EfficientNet-Lite0 + LR", p_base, thr)):
+            m = evaluate_arrays(ds.task, predictor.labels, targets, probs, thresholds, sources,
+                                n_boot=200)
+            rows[name] = {k: m.get(k) for k in ("n", "macro_auroc", "accuracy", "macro_f1")}
+            rows[name]["per_source"] = m.get("per_source")
+        rows["paired macro-AUROC difference (bundled − baseline)"] = paired_auroc_ci(
+            targets, hierarchical_scores_for(ds.task, predictor.labels, p_model),
+            hierarchical_scores_for(ds.task, predictor.labels, p_base))
+        if split == "validation":
+            mirrored = predictor.predict_proba_pixels([np.ascontiguousarray(p[:, ::-1])
+                                                       for p in pixels])
+            h = lambda p: hierarchical_scores_for(ds.task, predictor.labels, p)  # noqa: E731
+            rows["test-time augmentation (mean with the mirror), validation macro-AUROC"] = {
+                "without": macro_auroc(targets, h(p_model)),
+                "with": macro_auroc(targets, h((p_model + mirrored) / 2))}
+        out[split] = rows
+        systems[split] = {n: r for n, r in rows.items() if "macro_auroc" in r}
+    name = f"{predictor.card.name} (bundled)"
+    out["card"] = compare(name, systems["test"], "macro_auroc",
+                          on=f"held-out test split ({parts['test'][1].shape[0]} images)",
+                          also=("macro_f1", "accuracy"))
+    out["card"]["validation"] = compare(name, systems["validation"], "macro_auroc",
+                                        on="validation split", also=("macro_f1", "accuracy"))
+    return out
+
+
 def pair_pixels(pairs: Path, modality: str) -> list[np.ndarray]:
     out = []
     for row in csv.DictReader(pairs.open(encoding="utf-8")):
@@ -94,14 +222,26 @@ def main() -> None:
     ap.add_argument("--mri", type=Path, required=True)
     ap.add_argument("--pairs", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/imaging/bundled.json"))
+    ap.add_argument("--update-cards", action="store_true",
+                    help="write each bundled model's baselines comparison into its card")
+    ap.add_argument("--baselines-only", action="store_true",
+                    help="only the baselines section, merged into an existing --out (no timing)")
     args = ap.parse_args()
     data = {"cxr": args.cxr, "mri": args.mri}
     all_pixels = {t: readable(load_dataset(p, t))[0] for t, p in data.items()}
-    result = {}
+    result = json.loads(args.out.read_text()) if args.baselines_only and args.out.is_file() \
+        else {}
     for task in ("cxr", "mri"):
         predictor = registry.load(registry.resolve_model(None, task))
         ds = load_dataset(data[task], task)
-        tr, _, te = patient_split(ds, seed=13, groups=split_groups(ds))
+        tr, va, te = patient_split(ds, seed=13, groups=split_groups(ds))
+        if args.baselines_only:
+            result.setdefault(f"{task}-default", {})["baselines"] = baseline_rows(
+                predictor, ds, tr, va, te)
+            if args.update_cards:
+                record_in_card(registry.resolve_model(None, task),
+                               result[f"{task}-default"]["baselines"]["card"])
+            continue
         other = "mri" if task == "cxr" else "cxr"
         row = {"threshold": predictor.gate.threshold,
                "own_test_split": acceptance(predictor, readable(_subset(ds, te))[0]),
@@ -111,10 +251,35 @@ def main() -> None:
                 row[f"caption_pairs_{modality}"] = acceptance(
                     predictor, pair_pixels(args.pairs, modality))
         row["runtime"] = runtime_rows(predictor, ds, tr, te)
+        row["baselines"] = baseline_rows(predictor, ds, tr, va, te)
+        if args.update_cards:
+            record_in_card(registry.resolve_model(None, task), row["baselines"]["card"])
         result[f"{task}-default"] = row
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    for name, row in result.items():
+        print(summary(name, row.get("baselines", {})))
+
+
+def summary(name: str, baselines: dict) -> str:
+    """The bundled model beside its baseline, per split and population, as lines to read."""
+    lines = [f"== {name}"]
+    for split in ("validation", "test"):
+        for system, r in baselines.get(split, {}).items():
+            if "macro_auroc" not in r:
+                lines.append(f"  {split:10s} {system}: {json.dumps(r)}")
+                continue
+            pops = "; ".join(f"{pop} AUROC {v['macro_auroc']:.3f} F1 {v['macro_f1']:.3f} "
+                             f"(n={v['n']})" for pop, v in (r.get("per_source") or {}).items()
+                             if v.get("macro_auroc") is not None)
+            lines.append(f"  {split:10s} {system}: macro-AUROC {r['macro_auroc']:.4f} "
+                         f"macro-F1 {r['macro_f1']:.4f} accuracy {r['accuracy']:.4f}"
+                         + (f" | {pops}" if pops else ""))
+    if "card" in baselines:
+        from medai.core.baselines import verdict
+
+        lines.append(f"  → {verdict(baselines['card'])}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
