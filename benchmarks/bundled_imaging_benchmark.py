@@ -135,6 +135,15 @@ def macro_auroc(targets: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def auroc_ci(targets, probs, n_boot: int = 500, seed: int = 0) -> list[float] | None:
+    """Percentile-bootstrap 95 % CI of macro-AUROC (resampling images)."""
+    rng = np.random.default_rng(seed)
+    vals = [macro_auroc(targets[idx], probs[idx]) for idx in
+            (rng.integers(0, len(targets), len(targets)) for _ in range(n_boot))]
+    vals = [v for v in vals if np.isfinite(v)]
+    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None
+
+
 def paired_auroc_ci(targets, p_model, p_base, n_boot: int = 500, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     diffs = []
@@ -183,7 +192,12 @@ def baseline_rows(predictor, ds, tr, va, te) -> dict:
             m = evaluate_arrays(ds.task, predictor.labels, targets, probs, thresholds, sources,
                                 n_boot=200)
             rows[name] = {k: m.get(k) for k in ("n", "macro_auroc", "accuracy", "macro_f1")}
+            hs = hierarchical_scores_for(ds.task, predictor.labels, probs)
+            rows[name]["macro_auroc_ci95"] = auroc_ci(targets, hs)
             rows[name]["per_source"] = m.get("per_source")
+            for pop, sub in (rows[name]["per_source"] or {}).items():
+                idx = np.array([s == pop for s in sources])
+                sub["macro_auroc_ci95"] = auroc_ci(targets[idx], hs[idx])
         rows["paired macro-AUROC difference (bundled − baseline)"] = paired_auroc_ci(
             targets, hierarchical_scores_for(ds.task, predictor.labels, p_model),
             hierarchical_scores_for(ds.task, predictor.labels, p_base))
@@ -261,6 +275,11 @@ def main() -> None:
         print(summary(name, row.get("baselines", {})))
 
 
+def _ci(row: dict) -> str:
+    ci = row.get("macro_auroc_ci95")
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
 def summary(name: str, baselines: dict) -> str:
     """The bundled model beside its baseline, per split and population, as lines to read."""
     lines = [f"== {name}"]
@@ -269,10 +288,11 @@ def summary(name: str, baselines: dict) -> str:
             if "macro_auroc" not in r:
                 lines.append(f"  {split:10s} {system}: {json.dumps(r)}")
                 continue
-            pops = "; ".join(f"{pop} AUROC {v['macro_auroc']:.3f} F1 {v['macro_f1']:.3f} "
-                             f"(n={v['n']})" for pop, v in (r.get("per_source") or {}).items()
+            pops = "; ".join(f"{pop} AUROC {v['macro_auroc']:.3f} {_ci(v)} F1 "
+                             f"{v['macro_f1']:.3f} (n={v['n']})"
+                             for pop, v in (r.get("per_source") or {}).items()
                              if v.get("macro_auroc") is not None)
-            lines.append(f"  {split:10s} {system}: macro-AUROC {r['macro_auroc']:.4f} "
+            lines.append(f"  {split:10s} {system}: macro-AUROC {r['macro_auroc']:.4f} {_ci(r)} "
                          f"macro-F1 {r['macro_f1']:.4f} accuracy {r['accuracy']:.4f}"
                          + (f" | {pops}" if pops else ""))
     if "card" in baselines:

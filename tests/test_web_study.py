@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from medai.core.baselines import compare
 from platform_helpers import (
     PASSWORD,
     colour_png,
@@ -106,7 +107,12 @@ def carded_model(tiny_imaging_dir: Path, out: Path) -> Path:
                "report": {"images": 200, "positives": {"Pneumonia": 80, "No Finding": 120},
                           "sources": {"site_a": 150, "site_b": 50}},
                "split": {"train": 120, "validation": 40, "test": 40}}],
-        licence_notes="Public images under CC BY 4.0; see each source's PROVENANCE.")
+        licence_notes="Public images under CC BY 4.0; see each source's PROVENANCE.",
+        baselines=compare("tiny-cxr", {
+            "tiny-cxr": {"macro_auroc": 0.91, "accuracy": 0.8},
+            "baseline: frozen features + LR": {"macro_auroc": 0.93, "accuracy": 0.82},
+            "ceiling: oracle": {"macro_auroc": 1.0}}, "macro_auroc", on="test split (40)",
+            also=("accuracy",)))
     (out / "model_card.json").write_text(json.dumps(card))
     reseal(out)
     return out
@@ -393,6 +399,12 @@ def test_admin_names_roles_actions_and_shows_a_readable_model_card(server, brows
         "site_b", "10", "—"]
     assert "train: 120" in text and t["card_data_positives"] in text
     assert "CC BY 4.0" in text
+    # beside its baselines: the verdict in the page's language names what it does not beat
+    assert t["card_baselines"] in text
+    lost = t["card_beats_not"].split("{names}")[0]
+    verdict = card.locator("p.verdict").inner_text()
+    assert verdict.startswith(lost) and f'{t["card_baseline_prefix"]}: frozen' in verdict
+    assert t["card_ceiling_prefix"] in text and "tiny-cxr ★" in text
     no_overflow(page)
     page.screenshot(path=str(shots / f"admin-{lang}-desktop.png"), full_page=True)
     ctx.close()

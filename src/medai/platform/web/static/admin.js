@@ -85,6 +85,22 @@
     }
     return out;
   }
+  function systemName(name) {
+    // method names are data; the prefixes that say what a row is are the page's language
+    return name.replace(/^baseline:\s*/, T.card_baseline_prefix + ": ").replace(/^ceiling:\s*/, T.card_ceiling_prefix + ": ");
+  }
+  function baselinesBlock(entry) {
+    const rows = Object.entries(entry.table || {});
+    if (!rows.length) return [];
+    const cols = [...new Set(rows.flatMap(([, x]) => Object.keys(x)))];
+    const lost = Object.entries(entry.beats || {}).filter(([, ok]) => !ok).map(([n]) => systemName(n));
+    const said = (lost.length ? T.card_beats_not.replace("{names}", lost.join(", ")) : T.card_beats_all)
+      .replace("{metric}", metricName(entry.metric)).replace("{on}", entry.on || "");
+    return [el("h4", { text: T.card_baselines }),
+      el("p", { class: lost.length ? "verdict warn" : "verdict", text: said }),
+      table(entry.on || "", [T.card_system, ...cols.map(metricName)],
+        rows.map(([n, x]) => [n === entry.model ? n + " ★" : systemName(n), ...cols.map((c) => x[c])]))];
+  }
   function dataBlock(task, entries) {
     return (entries || []).flatMap((d) => {
       const rep = d.report || {};
@@ -105,6 +121,7 @@
     if (card.description) body.push(el("h4", { text: T.card_description }), el("p", { text: card.description }));
     if (card.intended_use) body.push(el("h4", { text: T.card_intended_use }), el("p", { text: card.intended_use }));
     if (card.labels && card.labels.length) body.push(labelsTable(task, card));
+    if (card.baselines && card.baselines.table) body.push(...baselinesBlock(card.baselines));
     if (card.metrics && Object.keys(card.metrics).length) body.push(el("h4", { text: T.card_metrics }), ...metricsTables(task, card.metrics));
     if (card.data && card.data.length) body.push(el("h4", { text: T.card_data }), ...dataBlock(task, card.data));
     if (card.training_command) body.push(el("h4", { text: T.card_training_command }), el("pre", { class: "card-json", text: card.training_command }));
