@@ -134,3 +134,53 @@ def test_saved_selection_round_trips_and_old_indexes_keep_their_vote(tmp_path):
     assert load(tmp_path).selection == "consensus"
     with pytest.raises(ValueError, match="self credit"):
         RetrievalCaptioner(cap.features, cap.captions, cap.ids, emb, self_credit=2.0)
+
+
+def test_a_paired_interval_across_zero_is_a_tie_and_needs_a_reason_to_stay_default():
+    systems = {"m": {"f1": 0.90}, "baseline: svm": {"f1": 0.89}, "baseline: const": {"f1": 0.3}}
+    table = compare("m", systems, "f1", "validation",
+                    paired={"baseline: svm": [-0.007, 0.009], "baseline: const": [0.5, 0.7]},
+                    kept_because="calibrated")
+    assert table["outcomes"] == {"baseline: svm": "ties", "baseline: const": "beats"}
+    assert not table["beats_baselines"] and table["kept_because"] == "calibrated"
+    assert verdict(table).startswith("ties baseline: svm on f1")
+    worse = compare("m", systems, "f1", "x", paired={"baseline: svm": [-0.03, -0.01]})
+    assert worse["outcomes"]["baseline: svm"] == "loses"
+    assert verdict(worse).startswith("does NOT beat baseline: svm")
+    nan = compare("m", {"m": {"f1": float("nan")}, "baseline: b": {"f1": 0.2}}, "f1", "x")
+    assert nan["table"]["m"]["f1"] is None and nan["outcomes"]["baseline: b"] == "unmeasured"
+    json.loads(json.dumps(nan, allow_nan=False))  # a card never holds NaN
+
+
+def test_cases_group_by_publication_as_well_as_by_caption(tmp_path):
+    from PIL import Image
+
+    from medai.reporting.captions import group_split, read_pairs
+
+    rows = ["file,caption,doi"]
+    for i, (caption, doi) in enumerate([("day one film", "10.1/a"), ("day five film", "10.1/a"),
+                                        ("other case", "10.1/b"), ("other case", ""),
+                                        ("third case", "")]):
+        Image.fromarray(np.full((32, 32), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{caption},{doi}")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    ds = read_pairs(tmp_path / "pairs.csv")
+    groups = [r.group for r in ds.records]
+    assert groups[0] == groups[1] and groups[2] == groups[3] and len(set(groups)) == 3
+    for seed in range(5):
+        train, test = group_split(ds, test_frac=0.34, seed=seed)
+        assert not {groups[i] for i in train} & {groups[i] for i in test}
+
+
+def test_the_nested_interval_is_wider_than_the_naive_one():
+    caps = [f"caption {i // 2} words {i % 3} {'x ' * (i % 4)}" for i in range(60)]
+    feats = np.random.default_rng(2).normal(size=(60, 6))
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    out = nested_comparison(feats, caps, k=10, repeats=6, inner=2)
+    lo, hi = out["vs_nearest"]["ci95"]
+    assert "Nadeau" in out["vs_nearest"]["interval"] and hi > lo
+    fixed = nested_comparison(feats, caps, k=10, repeats=3,
+                              fixed={"temperature": 0.1, "self_credit": 0.4})
+    assert fixed["repeats_inner"] == 0
+    assert nested_comparison(feats[:2], ["a", "a"], k=2, repeats=3) == {
+        "splits": 0, "repeats_inner": 5}

@@ -36,18 +36,30 @@ def caption_train(
     base: Annotated[Path | None, typer.Option(help="blip2: local BLIP-2 directory.")] = None,
     embedder: Annotated[str, typer.Option(help="retrieval: efficientnet-lite0 or an imaging "
                                                "model dir.")] = "efficientnet-lite0",
-    k: Annotated[int, typer.Option(help="retrieval: neighbours whose captions compete.")] = 50,
+    k: Annotated[int, typer.Option(help="retrieval: neighbours whose captions compete (the "
+                                        "earlier word vote used 5).")] = 50,
     selection: Annotated[str, typer.Option(help="retrieval: expected-overlap (the caption "
                                                 "most likely to agree with the neighbours') "
                                                 "| consensus (the earlier word vote)")
                          ] = "expected-overlap",
-    temperature: Annotated[float | None, typer.Option(help="retrieval: similarity "
+    temperature: Annotated[float | None, typer.Option(help="expected-overlap: similarity "
                                                            "temperature; default: chosen on "
-                                                           "caption-group folds")] = None,
+                                                           "repeated case-group splits of the "
+                                                           "training part")] = None,
+    self_credit: Annotated[float | None, typer.Option(help="expected-overlap: how much a "
+                                                           "neighbour with the candidate's own "
+                                                           "caption counts, 0–1; default: "
+                                                           "chosen with the temperature")
+                           ] = None,
     index: Annotated[str, typer.Option(help="retrieval: index the training part (train) or, "
                                             "after scoring on the split, every pair (all)")
                      ] = "train",
-    test_frac: float = 0.25,
+    repeats: Annotated[int, typer.Option(help="retrieval: repeated case-group splits for the "
+                                              "card's comparison with the baselines (constant "
+                                              "caption, nearest neighbour, oracle); each one "
+                                              "re-chooses the settings; 0 skips it")] = 20,
+    test_frac: Annotated[float, typer.Option(help="share of case groups held out for the "
+                                                  "reported metrics")] = 0.25,
     epochs: Annotated[int, typer.Option(help="blip2: maximum epochs.")] = 5,
     batch_size: Annotated[int, typer.Option(help="blip2: per-process batch.")] = 4,
     grad_accum: int = 1,
@@ -84,7 +96,8 @@ def caption_train(
                 return
         elif method == "retrieval":
             m = build_captioner(data, out, embedder, k, test_frac, selection=selection,
-                                temperature=temperature, index=index, **reader)
+                                temperature=temperature, self_credit=self_credit, index=index,
+                                repeats=repeats, **reader)
         else:
             raise ValueError(f"unknown captioning method {method!r}: retrieval or blip2")
     _emit(m, as_json, f"saved {out}: held-out n={m['n']} BLEU-4 {m['bleu_4']:.3f} "
@@ -136,7 +149,8 @@ def caption_predict(
     as_json: JsonFlag = False,
 ) -> None:
     """A suggested caption, to edit: the indexed caption most in agreement with those of the
-    nearest indexed images (an AI suggestion, never a finding)."""
+    nearest indexed images (an AI suggestion, never a finding). An image unlike every indexed
+    one gets none: status "abstained" with the reason (exit code 0)."""
     from medai.core import registry
     from medai.core.files import read_limited
     from medai.imaging.io import MAX_BYTES

@@ -19,6 +19,7 @@ import numpy as np
 from medai.core.registry import ModelCard, ModelLoadError
 from medai.reporting.caption_predict import CaptionPredict
 from medai.reporting.caption_select import SELECTIONS, select
+from medai.reporting.caption_select import consensus as consensus  # re-exported for callers
 
 INDEX_FILE = "caption_index.npz"
 CAPTIONS_FILE = "captions.json"
@@ -64,7 +65,7 @@ class ImageEmbedder:
 
 class RetrievalCaptioner(CaptionPredict):
     def __init__(self, features: np.ndarray, captions: list[str], ids: list[str],
-                 embedder: ImageEmbedder, k: int = 5, card: ModelCard | None = None,
+                 embedder: ImageEmbedder, k: int = 50, card: ModelCard | None = None,
                  selection: str = "expected-overlap", temperature: float = 0.05,
                  self_credit: float = 0.2, min_similarity: float | None = None) -> None:
         if len(features) != len(captions) or not captions:
@@ -85,7 +86,7 @@ class RetrievalCaptioner(CaptionPredict):
 
     @classmethod
     def fit(cls, pixels: list[np.ndarray], captions: list[str], ids: list[str],
-            embedder: ImageEmbedder, k: int = 5, **selection) -> RetrievalCaptioner:
+            embedder: ImageEmbedder, k: int = 50, **selection) -> RetrievalCaptioner:
         return cls(embedder.embed(pixels), list(captions), list(ids), embedder, k, **selection)
 
     def caption_pixels(self, pixels: list[np.ndarray]) -> list[dict]:
@@ -108,8 +109,12 @@ class RetrievalCaptioner(CaptionPredict):
                             "neighbours": neighbours})
                 continue
             best = select(self.selection, caps, row[top], self.temperature, self.self_credit)
+            i = top[best]
             out.append({"caption": caps[best], "status": "ai_suggestion",
-                        "method": "retrieval", "neighbours": neighbours})
+                        "method": "retrieval", "neighbours": neighbours,
+                        "selected": {"id": self.ids[i], "caption": self.captions[i],
+                                     "similarity": float(row[i])},
+                        "selected_rank": int(best) + 1})
         return out
 
     def save(self, directory: Path) -> None:

@@ -61,6 +61,7 @@ def read_pairs(path: Path) -> CaptionDataset:
     if not {"file", "caption"} <= set(fields):
         raise CaptionDataError(f"{path}: needs file,caption columns (has {fields})")
     records, missing, empty = [], 0, 0
+    sources: list[str] = []
     for row in rows:
         caption = clean_caption(row["caption"])
         image = (path.parent / row["file"]).resolve()
@@ -72,8 +73,35 @@ def read_pairs(path: Path) -> CaptionDataset:
             continue
         records.append(CaptionRecord(image, caption, row["file"], caption.lower(),
                                      modality=row.get("modality") or None))
+        sources.append((row.get("doi") or row.get("source_url") or "").strip().lower())
+    _case_groups(records, sources)
     return _finish(records, path, {"rows": len(rows), "missing_images": missing,
                                    "empty_captions": empty})
+
+
+def _case_groups(records: list[CaptionRecord], sources: list[str]) -> None:
+    """One group per case: images sharing a caption *or* a publication (``doi``, else
+    ``source_url``) are one group, so a patient shown on several days with different
+    captions never straddles a split."""
+    parent = list(range(len(records)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, (rec, src) in enumerate(zip(records, sources, strict=True)):
+        for key in ("caption:" + rec.group, "source:" + src if src else None):
+            if key is None:
+                continue
+            if key in first:
+                parent[root(i)] = root(first[key])
+            else:
+                first[key] = i
+    for i, rec in enumerate(records):
+        rec.group = records[root(i)].caption.lower()
 
 
 def read_roco(images: Path, captions_csv: Path, concepts_csv: Path | None = None,

@@ -73,3 +73,7 @@ class CaptionResult(AIResult):
     reason: str | None = None
     method: str = Field(..., description="retrieval | blip2-lora")
     neighbours: list[Neighbour] = Field(default_factory=list)
+    selected: Neighbour | None = Field(None, description="retrieval: the indexed image whose "
+                                       "caption is quoted (it may rank below the neighbours "
+                                       "shown)")
+    selected_rank: int | None = Field(None, description="its rank by similarity, 1 = nearest")

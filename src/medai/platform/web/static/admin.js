@@ -89,17 +89,25 @@
     // method names are data; the prefixes that say what a row is are the page's language
     return name.replace(/^baseline:\s*/, T.card_baseline_prefix + ": ").replace(/^ceiling:\s*/, T.card_ceiling_prefix + ": ");
   }
+  function baselinesVerdict(entry) {
+    const outcomes = entry.outcomes || Object.fromEntries(Object.entries(entry.beats || {}).map(([n, ok]) => [n, ok ? "beats" : "loses"]));
+    const named = (kind) => Object.entries(outcomes).filter(([, o]) => kind.includes(o)).map(([n]) => systemName(n));
+    const lost = named(["loses", "unmeasured"]), tied = named(["ties"]);
+    const template = lost.length ? T.card_beats_not : tied.length ? T.card_ties : T.card_beats_all;
+    return el("p", { class: lost.length ? "verdict warn" : tied.length ? "verdict tie" : "verdict",
+      text: template.replace("{names}", (lost.length ? lost : tied).join(", "))
+        .replace("{metric}", metricName(entry.metric)).replace("{on}", entry.on || "") });
+  }
   function baselinesBlock(entry) {
     const rows = Object.entries(entry.table || {});
     if (!rows.length) return [];
     const cols = [...new Set(rows.flatMap(([, x]) => Object.keys(x)))];
-    const lost = Object.entries(entry.beats || {}).filter(([, ok]) => !ok).map(([n]) => systemName(n));
-    const said = (lost.length ? T.card_beats_not.replace("{names}", lost.join(", ")) : T.card_beats_all)
-      .replace("{metric}", metricName(entry.metric)).replace("{on}", entry.on || "");
-    return [el("h4", { text: T.card_baselines }),
-      el("p", { class: lost.length ? "verdict warn" : "verdict", text: said }),
-      table(entry.on || "", [T.card_system, ...cols.map(metricName)],
-        rows.map(([n, x]) => [n === entry.model ? n + " ★" : systemName(n), ...cols.map((c) => x[c])]))];
+    const out = [el("h4", { text: T.card_baselines }), baselinesVerdict(entry)];
+    for (const other of [entry.validation, entry.test]) if (other && other.table) out.push(baselinesVerdict(other));
+    if (entry.kept_because) out.push(el("p", { text: T.card_kept_because + " " + entry.kept_because }));
+    out.push(table(entry.on || "", [T.card_system, ...cols.map(metricName)],
+      rows.map(([n, x]) => [n === entry.model ? n + " ★" : systemName(n), ...cols.map((c) => x[c])])));
+    return out;
   }
   function dataBlock(task, entries) {
     return (entries || []).flatMap((d) => {
