@@ -184,3 +184,30 @@ def test_the_nested_interval_is_wider_than_the_naive_one():
     assert fixed["repeats_inner"] == 0
     assert nested_comparison(feats[:2], ["a", "a"], k=2, repeats=3) == {
         "splits": 0, "repeats_inner": 5}
+
+
+@pytest.mark.parametrize("floor", [None, 1.5])
+def test_a_draft_says_when_its_captioner_declined_the_image(tmp_path, floor):
+    from PIL import Image
+
+    from medai.core.registry import ModelCard, save_card
+    from medai.reporting.captioner import ImageEmbedder, RetrievalCaptioner
+    from medai.reporting.service import Drafter
+
+    rng = np.random.default_rng(5)
+    pixels = [rng.integers(0, 255, (48, 48)).astype(np.uint8) for _ in range(3)]
+    cap = RetrievalCaptioner.fit(pixels, ["left effusion", "right effusion", "clear lungs"],
+                                 list("abc"), ImageEmbedder(), min_similarity=floor)
+    cap.save(tmp_path / "cap")
+    save_card(tmp_path / "cap", ModelCard(task="caption", model_type="retrieval", labels=[]))
+    Image.fromarray(pixels[0]).save(tmp_path / "film.png")
+    findings = [{"label": "Effusion", "probability": 0.9, "threshold": 0.5}]
+    draft = Drafter(caption_model=tmp_path / "cap", embeddings=False).draft(
+        (tmp_path / "film.png").read_bytes(), findings)
+    if floor is None:
+        assert draft.caption and draft.caption_note
+        assert not any("no automatic caption" in w for w in draft.warnings)
+    else:  # no image reaches a similarity of 1.5: the captioner declines, and the draft says so
+        assert draft.caption is None
+        assert any(w.startswith("no automatic caption: unlike every indexed image")
+                   for w in draft.warnings)

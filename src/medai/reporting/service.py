@@ -76,8 +76,12 @@ class Drafter:
                 from medai.core import registry
 
                 self._captioner = registry.load(self.caption_model)
-            caption = self._captioner.caption_pixels([loaded.pixels])[0]["caption"]
+            suggested = self._captioner.caption_pixels([loaded.pixels])[0]
+            caption = suggested["caption"]
         warnings = []
+        if caption is None and self.caption_model is not None and loaded is not None:
+            # said, not silently dropped: the configured captioner declined this image
+            warnings.append(f"no automatic caption: {suggested.get('reason') or 'abstained'}")
         try:
             backend = self._backend()
         except LLMError as exc:

@@ -89,11 +89,12 @@
     // method names are data; the prefixes that say what a row is are the page's language
     return name.replace(/^baseline:\s*/, T.card_baseline_prefix + ": ").replace(/^ceiling:\s*/, T.card_ceiling_prefix + ": ");
   }
-  function baselinesVerdict(entry) {
+  function baselinesVerdict(entry, secondary) {
     const outcomes = entry.outcomes || Object.fromEntries(Object.entries(entry.beats || {}).map(([n, ok]) => [n, ok ? "beats" : "loses"]));
     const named = (kind) => Object.entries(outcomes).filter(([, o]) => kind.includes(o)).map(([n]) => systemName(n));
     const lost = named(["loses", "unmeasured"]), tied = named(["ties"]);
-    const template = lost.length ? T.card_beats_not : tied.length ? T.card_ties : T.card_beats_all;
+    // only the deciding comparison says whether the model should be the default
+    const template = lost.length ? (secondary ? T.card_beats_not_split : T.card_beats_not) : tied.length ? T.card_ties : T.card_beats_all;
     return el("p", { class: lost.length ? "verdict warn" : tied.length ? "verdict tie" : "verdict",
       text: template.replace("{names}", (lost.length ? lost : tied).join(", "))
         .replace("{metric}", metricName(entry.metric)).replace("{on}", entry.on || "") });
@@ -103,7 +104,7 @@
     if (!rows.length) return [];
     const cols = [...new Set(rows.flatMap(([, x]) => Object.keys(x)))];
     const out = [el("h4", { text: T.card_baselines }), baselinesVerdict(entry)];
-    for (const other of [entry.validation, entry.test]) if (other && other.table) out.push(baselinesVerdict(other));
+    for (const other of [entry.validation, entry.test]) if (other && other.table) out.push(baselinesVerdict(other, true));
     if (entry.kept_because) out.push(el("p", { text: T.card_kept_because + " " + entry.kept_because }));
     out.push(table(entry.on || "", [T.card_system, ...cols.map(metricName)],
       rows.map(([n, x]) => [n === entry.model ? n + " ★" : systemName(n), ...cols.map((c) => x[c])])));
