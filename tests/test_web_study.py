@@ -417,3 +417,11 @@ def test_admin_names_roles_actions_and_shows_a_readable_model_card(server, brows
     no_overflow(page)
     page.screenshot(path=str(shots / f"admin-{lang}-desktop.png"), full_page=True)
     ctx.close()
+    # the same card on a phone: the comparison table scrolls inside its box, the page does not
+    ctx, page = open_page(browser, server, viewport=PHONE, user="admin", lang=lang)
+    card = page.locator("#card-cxr")
+    card.locator("summary").click()
+    card.locator("p.verdict").first.wait_for()
+    no_overflow(page)
+    card.screenshot(path=str(shots / f"admin-card-{lang}-phone.png"))
+    ctx.close()
