@@ -84,17 +84,9 @@ def runtime_rows(predictor, ds, tr, te) -> dict:
 
 
 def frozen_features(pixels: list[np.ndarray], size: int = 224) -> np.ndarray:
-    import torch
+    from medai.imaging.models import ImagingNet, head_features
 
-    from medai.imaging.models import ImagingNet, to_tensor
-
-    net = ImagingNet("efficientnet-lite0", 1).eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(pixels), 32):
-            x = torch.stack([to_tensor(p, size) for p in pixels[i:i + 32]])
-            out.append(net.logits_and_features(x, "head")[1].numpy())
-    return np.concatenate(out)
+    return head_features(ImagingNet("efficientnet-lite0", 1).eval(), pixels, size)
 
 
 def fit_probe(task: str, f_tr: np.ndarray, t_tr: np.ndarray) -> list:

@@ -27,21 +27,17 @@ from medai.imaging.datasets import ImageDataset, load_dataset, patient_split
 from medai.imaging.evaluate import choose_thresholds, evaluate_arrays, exclusive_classes
 from medai.imaging.export import OnnxModel, export_onnx
 from medai.imaging.io import load_image
-from medai.imaging.models import ImagingNet, to_tensor
+from medai.imaging.models import ImagingNet
 from medai.imaging.pipeline import _subset, split_groups
 from medai.imaging.predict import ImagingPredictor
 from medai.imaging.train import ImagingTrainConfig, train_model
 
 
 def frozen_features(paths, size=224) -> np.ndarray:
-    net = ImagingNet("efficientnet-lite0", 1).eval()
-    net.net._fc = torch.nn.Identity()
-    feats = []
-    with torch.no_grad():
-        for i in range(0, len(paths), 32):
-            x = torch.stack([to_tensor(load_image(p).pixels, size) for p in paths[i:i + 32]])
-            feats.append(net(x).numpy())
-    return np.concatenate(feats)
+    from medai.imaging.models import head_features
+
+    return head_features(ImagingNet("efficientnet-lite0", 1).eval(),
+                         [load_image(p).pixels for p in paths], size)
 
 
 def latency(model, size: int, n: int = 50) -> dict:

@@ -209,3 +209,15 @@ def to_tensor(pixels: np.ndarray, size: int = IMAGE_SIZE) -> torch.Tensor:
     img = Image.fromarray(pixels.astype(np.float32), mode="F").resize((size, size),
                                                                       Image.Resampling.BILINEAR)
     return torch.from_numpy(np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0))[None]
+
+
+def head_features(net: ImagingNet, pixels: list[np.ndarray], size: int = IMAGE_SIZE,
+                  batch_size: int = 32) -> np.ndarray:
+    """The pooled features feeding ``net``'s head, for gray images in batches (frozen-feature
+    baselines and the retrieval captioner's embedder read the same layer)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(pixels), batch_size):
+            x = torch.stack([to_tensor(p, size) for p in pixels[i:i + batch_size]])
+            out.append(net.logits_and_features(x, "head")[1].numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)

@@ -3,12 +3,11 @@ captioner must beat.
 
 **Expected-overlap selection** (minimum Bayes risk): each of the k nearest indexed images gets a
 weight ``softmax(similarity / temperature)``; every one of their captions is a candidate, and the
-one returned has the highest expected ROUGE-L against the *other* neighbours' captions (a
-candidate's own caption group is left out of its expectation: a new image's caption is never in
-the index, so a candidate agreeing with itself says nothing). A high temperature tends to the
-best constant caption of the neighbourhood; a low one to the nearest neighbour's caption; the
-temperature (and how much a neighbour sharing the candidate's own caption counts) are chosen
-on validation, by caption group.
+one returned has the highest expected ROUGE-L against the neighbours' captions, where a
+neighbour sharing the candidate's own caption counts only ``self_credit`` (a new image's caption
+is never in the index word for word). A high temperature tends to the best constant caption of
+the neighbourhood; a low one with full self credit to the nearest neighbour's caption; both are
+chosen on repeated splits of the training part by case, never by image.
 
 Baselines, computed on the same split by ``baselines``: the best constant caption (the training
 caption with the highest mean ROUGE-L against the training captions, returned for every image),

@@ -45,20 +45,12 @@ class ImageEmbedder:
             self.image_size = self.predictor.cfg.image_size
 
     def embed(self, pixels: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        import torch
-
-        from medai.imaging.models import to_tensor
+        from medai.imaging.models import head_features
 
         if self.predictor is not None:
             feats = self.predictor.proba_and_features(pixels, batch_size)[1]
         else:
-            out = []
-            with torch.no_grad():
-                for i in range(0, len(pixels), batch_size):
-                    x = torch.stack([to_tensor(p, self.image_size)
-                                     for p in pixels[i:i + batch_size]])
-                    out.append(self.net.logits_and_features(x, "head")[1].numpy())
-            feats = np.concatenate(out) if out else np.zeros((0, 1))
+            feats = head_features(self.net, pixels, self.image_size, batch_size)
         norms = np.linalg.norm(feats, axis=1, keepdims=True)
         return (feats / np.maximum(norms, 1e-8)).astype(np.float32)
 
