@@ -13,12 +13,11 @@ from medai.reporting.caption_select import (
     baselines,
     best_constant,
     expected_overlap,
-    nested_comparison,
-    repeated_group_splits,
     rouge_l_matrix,
     select,
     tokens,
 )
+from medai.reporting.caption_tuning import nested_comparison, repeated_group_splits
 
 WORDS = ["left", "right", "pleural", "effusion", "consolidation", "lobe", "upper", "lower",
          "opacity", "bilateral", "ground", "glass", "2", "mm", "nodule"]
@@ -180,10 +179,11 @@ def test_the_nested_interval_is_wider_than_the_naive_one():
     lo, hi = out["vs_nearest"]["ci95"]
     assert "Nadeau" in out["vs_nearest"]["interval"] and hi > lo
     fixed = nested_comparison(feats, caps, k=10, repeats=3,
-                              fixed={"temperature": 0.1, "self_credit": 0.4})
+                              fixed={"temperature": 0.1, "self_credit": 0.4,
+                                     "image_weight": 1.0})
     assert fixed["repeats_inner"] == 0
     assert nested_comparison(feats[:2], ["a", "a"], k=2, repeats=3) == {
-        "splits": 0, "repeats_inner": 5}
+        "splits": 0, "repeats_inner": 5, "held_fixed": {}}
 
 
 @pytest.mark.parametrize("floor", [None, 1.5])
@@ -211,3 +211,105 @@ def test_a_draft_says_when_its_captioner_declined_the_image(tmp_path, floor):
         assert draft.caption is None
         assert any(w.startswith("no automatic caption: unlike every indexed image")
                    for w in draft.warnings)
+
+
+CLUSTER_CAPTIONS = ["left lower lobe consolidation", "bilateral ground glass opacity",
+                    "right pleural effusion", "normal chest radiograph"]
+
+
+def _clustered(informative: bool, per: int = 12, seed: int = 0):
+    """Images in four look-alike clusters, one caption family each (``informative``: the
+    image says which), with small wording variations and one case per image."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, 16))
+    feats, caps = [], []
+    for c, base in enumerate(CLUSTER_CAPTIONS):
+        for i in range(per):
+            f = (centres[c] if informative else rng.normal(size=16)) + 0.3 * rng.normal(size=16)
+            feats.append(f / np.linalg.norm(f))
+            caps.append(f"{base} {['seen', 'noted', 'present', 'shown'][i % 4]} {i}")
+    return np.array(feats), caps
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8), min_size=2,
+                max_size=7), st.floats(0.01, 5.0), st.sampled_from([0.0, 0.2, 1.0]))
+def test_candidate_scores_equal_the_weighted_overlap_written_out(texts, temperature, credit):
+    from medai.reporting.caption_select import candidate_scores, softmax_weights
+
+    caps = [" ".join(t) for t in texts]
+    keys = [c.lower() for c in caps]
+    sims = np.linspace(0.9, 0.5, len(caps))
+    util = rouge_l_matrix(tokens(caps), tokens(caps))
+    got = candidate_scores(keys, keys, util, sims, (temperature,), (credit,))[0, :, 0]
+    w = softmax_weights(sims, temperature) / np.array([keys.count(k) for k in keys])
+    w /= w.sum()
+    for i in range(len(caps)):
+        want = sum(w[j] * (credit if keys[i] == keys[j] else util[i, j])
+                   for j in range(len(caps)))
+        assert got[i] == pytest.approx(want, abs=1e-12)
+
+
+def test_image_weight_zero_is_the_best_constant_and_one_lets_the_neighbours_decide():
+    from medai.reporting.caption_select import index_prior, prior_candidates, shrunk_choice
+
+    feats, caps = _clustered(informative=True)
+    keys, toks = [c.lower() for c in caps], tokens(caps)
+    prior = index_prior(toks)
+    top_prior = prior_candidates(prior, keys)
+    assert caps[top_prior[0]] == best_constant(caps)
+    assert len({keys[i] for i in top_prior}) == len(top_prior) == 5
+    query = feats[3]  # a "left lower lobe" image
+    sims = feats @ query
+    top = np.argsort(-sims)[:10]
+    picks = shrunk_choice(top, sims[top], keys, toks, prior, top_prior, (0.1,), (0.0,),
+                          (0.0, 1.0))
+    assert caps[picks[0, 0, 0]] == best_constant(caps)
+    assert caps[picks[1, 0, 0]].startswith("left lower lobe consolidation")
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_the_image_weight_is_chosen_on_held_out_cases(informative):
+    """Where images tell the caption family, the neighbours get weight and the captioner
+    beats the constant caption on held-out cases; where they do not, it shrinks towards the
+    constant instead of doing worse than it."""
+    from medai.reporting.caption_tuning import choose_selection
+
+    feats, caps = _clustered(informative)
+    chosen, table = choose_selection(feats, caps, k=10, repeats=6)
+    assert table["splits"] == 6 and len(table["rouge_l"]) == 5 * 4 * 8
+    out = nested_comparison(feats, caps, k=10, repeats=6, inner=3)
+    means = out["rouge_l_mean"]
+    if informative:
+        assert chosen["image_weight"] > 0
+        assert out["vs_constant"]["ci95"][0] > 0
+    else:  # no worse than one fixed sentence (the neighbours alone were, before)
+        assert means["model"] >= means["constant"] - 0.01
+
+
+def test_a_saved_image_weight_and_its_prior_round_trip(tmp_path):
+    from medai.core.registry import ModelCard, load, save_card
+    from medai.reporting.captioner import INDEX_FILE, CAPTIONS_FILE, ImageEmbedder, \
+        RetrievalCaptioner
+
+    rng = np.random.default_rng(5)
+    pixels = [rng.integers(0, 255, (48, 48)).astype(np.uint8) for _ in range(5)]
+    caps = ["a b c", "b c d", "a b c d", "x y", "q"]
+    cap = RetrievalCaptioner.fit(pixels, caps, list("vwxyz"), ImageEmbedder(), k=3,
+                                 temperature=0.2, self_credit=0.4, image_weight=0.0)
+    assert {r["caption"] for r in cap.caption_pixels(pixels)} == {best_constant(caps)}
+    cap.save(tmp_path)
+    save_card(tmp_path, ModelCard(task="caption", model_type="retrieval", labels=[]))
+    again = load(tmp_path)
+    assert again.image_weight == 0.0
+    np.testing.assert_allclose(again.prior, cap.prior, atol=1e-6)
+    meta = json.loads((tmp_path / CAPTIONS_FILE).read_text())
+    meta.pop("image_weight")
+    (tmp_path / CAPTIONS_FILE).write_text(json.dumps(meta))
+    with np.load(tmp_path / INDEX_FILE) as z:
+        np.savez_compressed(tmp_path / INDEX_FILE, features=z["features"])
+    save_card(tmp_path, ModelCard(task="caption", model_type="retrieval", labels=[]))
+    old = load(tmp_path)  # an index saved before the image weight: neighbours alone
+    assert old.image_weight == 1.0 and len(old.prior) == len(caps)
+    with pytest.raises(ValueError, match="image weight"):
+        RetrievalCaptioner(cap.features, caps, cap.ids, ImageEmbedder(), image_weight=1.5)

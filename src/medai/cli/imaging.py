@@ -73,6 +73,11 @@ def imaging_train(
     )] = 0,
     backbone_lr_scale: Annotated[float, typer.Option(
         help="Backbone learning rate = --learning-rate × this.")] = 1.0,
+    split_seed: Annotated[int | None, typer.Option(
+        help="Seed of the patient split (default: --seed); fix it to train seed-ensemble "
+             "members on one split.")] = None,
+    augment: Annotated[str, typer.Option(
+        help="Augmentation strength: standard | strong.")] = "standard",
     resume: bool = False,
     num_processes: Annotated[int, typer.Option(help="Processes/GPUs (Accelerate).")] = 1,
     name: str = "",
@@ -89,7 +94,8 @@ def imaging_train(
                                 learning_rate=learning_rate, patience=patience,
                                 image_size=image_size, seed=seed, resume=resume, name=name,
                                 trainable=trainable, probe_epochs=probe_epochs,
-                                backbone_lr_scale=backbone_lr_scale)
+                                backbone_lr_scale=backbone_lr_scale, split_seed=split_seed,
+                                augmentation=augment)
     if not summary:  # a non-main process of a distributed run
         return
     track(summary, task, dict(task=task, data=data, backbone=backbone, weights=weights,

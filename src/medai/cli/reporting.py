@@ -51,6 +51,10 @@ def caption_train(
                                                            "caption counts, 0–1; default: "
                                                            "chosen with the temperature")
                            ] = None,
+    image_weight: Annotated[float | None, typer.Option(
+        help="expected-overlap: how much the image's neighbours count against the whole "
+             "index, 0–1 (0: the best constant caption; 1: the neighbours alone); default: "
+             "chosen with the temperature")] = None,
     index: Annotated[str, typer.Option(help="retrieval: index the training part (train) or, "
                                             "after scoring on the split, every pair (all)")
                      ] = "train",
@@ -96,7 +100,8 @@ def caption_train(
                 return
         elif method == "retrieval":
             m = build_captioner(data, out, embedder, k, test_frac, selection=selection,
-                                temperature=temperature, self_credit=self_credit, index=index,
+                                temperature=temperature, self_credit=self_credit,
+                                image_weight=image_weight, index=index,
                                 repeats=repeats, **reader)
         else:
             raise ValueError(f"unknown captioning method {method!r}: retrieval or blip2")

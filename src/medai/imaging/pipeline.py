@@ -137,11 +137,18 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
                   learning_rate: float = 3e-4, patience: int = 3, image_size: int = 224,
                   seed: int = 13, resume: bool = False, name: str = "",
                   trainable: str = "all", probe_epochs: int = 0,
-                  backbone_lr_scale: float = 1.0, cancel=None, progress=None) -> dict:
+                  backbone_lr_scale: float = 1.0, split_seed: int | None = None,
+                  augmentation: str = "standard", cancel=None, progress=None) -> dict:
     """Split, train, set operating points and the gate, evaluate on the test split and save
-    the sealed directory; ``cancel``/``progress``: a job's hooks (``core.trainer.fit``)."""
+    the sealed directory; ``cancel``/``progress``: a job's hooks (``core.trainer.fit``).
+    ``split_seed`` (default: ``seed``) fixes the patient split apart from the training seed,
+    so members of a seed ensemble share one split and one validation set."""
+    from medai.imaging.train import augmentation as check_augmentation
+
+    check_augmentation(augmentation)
+    split_seed = seed if split_seed is None else split_seed
     ds = load_dataset(data, task)
-    tr, va, te = patient_split(ds, seed=seed, groups=split_groups(ds))
+    tr, va, te = patient_split(ds, seed=split_seed, groups=split_groups(ds))
     train, val, test = _subset(ds, tr), _subset(ds, va), _subset(ds, te)
     labels = train.annotated_labels(min_positives=min(5, max(1, len(train.records) // 20)))
     if (len(labels) < 2 and task == "mri") or not labels:
@@ -150,7 +157,7 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
                              epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                              patience=patience, image_size=image_size, seed=seed,
                              trainable=trainable, probe_epochs=probe_epochs,
-                             backbone_lr_scale=backbone_lr_scale)
+                             backbone_lr_scale=backbone_lr_scale, augmentation=augmentation)
     model, history = train_model(cfg, train, val, out, resume=resume, cancel=cancel,
                                  progress=progress)
     from accelerate import PartialState
@@ -166,7 +173,10 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
                          "--image-size", str(image_size), "--patience", str(patience),
                          "--trainable", trainable,
                          "--probe-epochs", str(probe_epochs),
-                         "--backbone-lr-scale", str(backbone_lr_scale), "--seed", str(seed)]),
+                         "--backbone-lr-scale", str(backbone_lr_scale), "--seed", str(seed)]
+                         + (["--split-seed", str(split_seed)] if split_seed != seed else [])
+                         + (["--augment", augmentation] if augmentation != "standard"
+                            else [])),
                      data=[{"path": str(data), "sha256": file_sha256(data) if data.is_file()
                             else None, "report": ds.report(),
                             "split": {"train": len(tr), "validation": len(va), "test": len(te)}}],

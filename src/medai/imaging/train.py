@@ -39,6 +39,7 @@ class ImagingTrainConfig:
     patience: int = 3
     image_size: int = IMAGE_SIZE
     augment: bool = True
+    augmentation: str = "standard"  # one of AUGMENTATIONS (used when ``augment``)
     mixed_precision: str = "auto"
     seed: int = 13
     # Fine-tuning recipe. ``trainable``: which part learns after the probe phase (``head`` =
@@ -50,21 +51,53 @@ class ImagingTrainConfig:
     backbone_lr_scale: float = 1.0
 
 
+# Training-time augmentation strengths (``--augment``): random affine (rotation in radians, scale,
+# translation as a fraction of the side), gamma contrast, and for ``strong`` Gaussian noise and
+# blur, which mimic the exposure and resolution spread of films from other hospitals.
+AUGMENTATIONS: dict[str, dict[str, float]] = {
+    "standard": {"rotate": 0.12, "scale": 0.1, "translate": 0.06, "gamma_low": 0.8,
+                 "gamma_high": 1.25, "noise_std": 0.0, "blur_prob": 0.0},
+    "strong": {"rotate": 0.25, "scale": 0.2, "translate": 0.1, "gamma_low": 0.6,
+               "gamma_high": 1.6, "noise_std": 0.03, "blur_prob": 0.3},
+}
+
+
+def augmentation(name: str) -> dict[str, float]:
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}: one of {', '.join(AUGMENTATIONS)}")
+    return AUGMENTATIONS[name]
+
+
 class ImageTensorDataset(Dataset):
     """Decodes each image once (small datasets fit in memory) and augments on the fly."""
 
     def __init__(self, records: list[ImageRecord], label_idx: list[int], size: int,
-                 augment: bool, flip: bool, seed: int = 0) -> None:
+                 augment: bool, flip: bool, seed: int = 0, strength: str = "standard"
+                 ) -> None:
         self.records, self.label_idx, self.size = records, label_idx, size
         self.augment, self.flip = augment, flip
         self._cache: dict[int, torch.Tensor] = {}
         self._aug = None
         if augment:
-            from monai.transforms import Compose, RandAdjustContrast, RandAffine, RandFlip
+            from monai.transforms import (
+                Compose,
+                RandAdjustContrast,
+                RandAffine,
+                RandFlip,
+                RandGaussianNoise,
+                RandGaussianSmooth,
+            )
 
-            steps = [RandAffine(prob=0.8, rotate_range=0.12, scale_range=0.1,
-                                translate_range=(0.06 * size, 0.06 * size), padding_mode="zeros"),
-                     RandAdjustContrast(prob=0.5, gamma=(0.8, 1.25))]
+            a = augmentation(strength)
+            steps = [RandAffine(prob=0.8, rotate_range=a["rotate"], scale_range=a["scale"],
+                                translate_range=(a["translate"] * size, a["translate"] * size),
+                                padding_mode="zeros"),
+                     RandAdjustContrast(prob=0.5, gamma=(a["gamma_low"], a["gamma_high"]))]
+            if a["noise_std"]:
+                steps.append(RandGaussianNoise(prob=0.5, std=a["noise_std"]))
+            if a["blur_prob"]:
+                steps.append(RandGaussianSmooth(prob=a["blur_prob"], sigma_x=(0.25, 1.0),
+                                                sigma_y=(0.25, 1.0)))
             if flip:
                 steps.append(RandFlip(prob=0.5, spatial_axis=1))
             # MONAI's random transforms keep their own random state: torch/accelerate seeding
@@ -140,7 +173,8 @@ class ImagingAdapter:
     def loaders(self):
         cfg = self.cfg
         train_ds = ImageTensorDataset(self.train.records, self.label_idx, cfg.image_size,
-                                      cfg.augment, cfg.task != "cxr", seed=cfg.seed)
+                                      cfg.augment, cfg.task != "cxr", seed=cfg.seed,
+                                      strength=cfg.augmentation)
         val_ds = ImageTensorDataset(self.val.records, self.label_idx, cfg.image_size, False,
                                     False)
         # its own generator: the shuffle order depends on the seed alone, not on how much of

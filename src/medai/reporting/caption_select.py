@@ -28,6 +28,12 @@ from collections.abc import Sequence
 import numpy as np
 
 TEMPERATURES = (0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0)
+SELF_CREDITS = (0.0, 0.2, 0.4, 1.0)
+# how much the image's neighbours count against the whole index (1: only the neighbours;
+# 0: the best constant caption): a shrinkage chosen on held-out cases like the rest
+IMAGE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+PRIOR_CANDIDATES = 5  # the index's best few constant captions, always candidates
+PRIOR_SAMPLE = 2000  # references the whole-index score is estimated on (a ROCO-size index)
 SELECTIONS = ("expected-overlap", "consensus")
 
 
@@ -57,25 +63,82 @@ def softmax_weights(sims: np.ndarray, temperature: float) -> np.ndarray:
     return w / w.sum()
 
 
+def candidate_scores(cand_keys: Sequence[str], neigh_keys: Sequence[str], util: np.ndarray,
+                     sims: np.ndarray, temperatures: Sequence[float],
+                     self_credits: Sequence[float]) -> np.ndarray:
+    """``[self credit, candidate, temperature]``: each candidate's expected ROUGE-L against
+    the neighbours' captions (``util``: candidates × neighbours), the neighbours weighted by
+    ``softmax(similarity / temperature)``. A caption repeated under five images of one case is
+    one piece of evidence, not five; a neighbour sharing the candidate's own caption counts
+    the self credit instead of 1 (a new image's caption is never the indexed one word for
+    word: 0 ignores it, 1 lets the nearest caption win at a low temperature)."""
+    counts = Counter(neigh_keys)
+    share = np.array([counts[k] for k in neigh_keys], dtype=np.float64)
+    w = np.stack([softmax_weights(sims, t) / share for t in temperatures], axis=1)
+    w /= w.sum(axis=0, keepdims=True)
+    same = np.array([[a == b for b in neigh_keys] for a in cand_keys], dtype=bool)
+    return np.stack([np.where(same, c, util) @ w for c in self_credits])
+
+
 def expected_overlap(captions: Sequence[str], sims: np.ndarray, temperature: float,
                      self_credit: float = 0.0, util: np.ndarray | None = None) -> int:
-    """Index (into ``captions``) of the caption with the highest expected ROUGE-L against the
-    neighbours' captions, weighted by image similarity. A neighbour sharing the candidate's
-    caption counts ``self_credit`` instead of 1 (a new image's caption is never the indexed one
-    word for word; 0 ignores it, 1 lets the nearest caption win at a low temperature)."""
+    """Index (into ``captions``, the neighbours') of the caption with the highest expected
+    ROUGE-L against the neighbours' captions (``candidate_scores``)."""
     if len(captions) == 1:
         return 0
     keys = [c.lower() for c in captions]
-    w = softmax_weights(sims, temperature)
-    # a caption repeated under five images of one case is one piece of evidence, not five
-    counts = {k: keys.count(k) for k in keys}
-    w = w / np.array([counts[k] for k in keys])
-    w = w / w.sum()
     if util is None:
         util = rouge_l_matrix(tokens(captions), tokens(captions))
-    util = util.copy()
-    util[np.array([[ki == kj for kj in keys] for ki in keys])] = self_credit
-    return int(np.argmax(util @ w))
+    return int(np.argmax(candidate_scores(keys, keys, util, sims, (temperature,),
+                                          (self_credit,))[0, :, 0]))
+
+
+def index_prior(toks: Sequence[Sequence[str]], sample: int = PRIOR_SAMPLE, seed: int = 0
+                ) -> np.ndarray:
+    """Each indexed caption's mean ROUGE-L against the index's captions (a random ``sample``
+    of them for a large index): what it would score as the one caption for every image. Its
+    argmax is the best constant caption."""
+    keys = [" ".join(t) for t in toks]
+    distinct = sorted(set(keys))
+    refs = list(range(len(toks)))
+    if len(refs) > sample:
+        refs = sorted(np.random.default_rng(seed).choice(len(refs), sample, replace=False))
+    by_key = dict(zip(distinct, rouge_l_matrix([k.split() for k in distinct],
+                                               [toks[i] for i in refs]).mean(axis=1),
+                      strict=True))
+    return np.array([by_key[k] for k in keys])
+
+
+def prior_candidates(prior: np.ndarray, keys: Sequence[str], m: int = PRIOR_CANDIDATES
+                     ) -> list[int]:
+    """Indexes of the ``m`` distinct captions with the highest whole-index score (ties: the
+    caption first in alphabetical order, so the choice never depends on the index order)."""
+    out, seen = [], set()
+    for i in sorted(range(len(keys)), key=lambda j: (-round(float(prior[j]), 12), keys[j])):
+        if keys[i] not in seen:
+            out.append(int(i))
+            seen.add(keys[i])
+        if len(out) == m:
+            break
+    return out
+
+
+def shrunk_choice(top: np.ndarray, sims: np.ndarray, keys: Sequence[str],
+                  toks: Sequence[Sequence[str]], prior: np.ndarray, prior_top: Sequence[int],
+                  temperatures: Sequence[float], self_credits: Sequence[float],
+                  image_weights: Sequence[float]) -> np.ndarray:
+    """``[image weight, self credit, temperature]`` → the index entry chosen for one image:
+    the candidate (the ``top`` neighbours' captions and the index's best constant captions)
+    with the highest ``w·expected overlap with the neighbours + (1 − w)·whole-index score``.
+    At w = 0 it is the best constant caption; at w = 1 the neighbours alone decide."""
+    cands = list(top) + [i for i in prior_top if keys[i] not in {keys[j] for j in top}]
+    util = rouge_l_matrix([toks[i] for i in cands], [toks[j] for j in top])
+    scores = candidate_scores([keys[i] for i in cands], [keys[j] for j in top], util, sims,
+                              temperatures, self_credits)
+    base = prior[cands][None, :, None]
+    cands_arr = np.array(cands)
+    return np.stack([cands_arr[np.argmax(w * scores + (1 - w) * base, axis=1)]
+                     for w in image_weights])
 
 
 def _words(text: str) -> Counter:
@@ -129,10 +192,10 @@ def scope_floor(features: np.ndarray, captions: Sequence[str], percentile: float
 
 
 def best_constant(captions: Sequence[str]) -> str:
-    """The training caption with the highest mean ROUGE-L against the training captions."""
-    distinct = sorted(set(captions))
-    util = rouge_l_matrix(tokens(distinct), tokens(captions))
-    return distinct[int(np.argmax(util.mean(axis=1)))]
+    """The training caption with the highest mean ROUGE-L against the training captions (the
+    one ``index_prior`` ranks first: one rule for the baseline and the captioner's fallback)."""
+    keys = [c.lower() for c in captions]
+    return captions[prior_candidates(index_prior(tokens(captions)), keys, 1)[0]]
 
 
 def baselines(train_captions: Sequence[str], train_features: np.ndarray,
@@ -148,125 +211,3 @@ def baselines(train_captions: Sequence[str], train_features: np.ndarray,
             "ceiling: oracle (best training caption per image)": [distinct[i] for i in oracle]}
 
 
-SELF_CREDITS = (0.0, 0.2, 0.4, 1.0)
-
-
-def repeated_group_splits(captions: Sequence[str], repeats: int, test_frac: float = 0.25,
-                          seed: int = 13, groups: Sequence[str] | None = None
-                          ) -> list[tuple[list[int], list[int]]]:
-    """Random splits with every group on one side: ``groups`` (a case, e.g. its publication),
-    else the caption text."""
-    keys = list(groups) if groups is not None else [c.lower() for c in captions]
-    groups = sorted(set(keys))
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(repeats):
-        order = list(rng.permutation(len(groups)))
-        held = {groups[g] for g in order[:max(1, round(len(groups) * test_frac))]}
-        tr = [i for i, key in enumerate(keys) if key not in held]
-        te = [i for i, key in enumerate(keys) if key in held]
-        if tr and te and len({captions[i].lower() for i in tr}) > 1:
-            out.append((tr, te))
-    return out
-
-
-def _grid_scores(features: np.ndarray, captions: Sequence[str], k: int,
-                 splits: list[tuple[list[int], list[int]]], grid: list[tuple[float, float]]
-                 ) -> np.ndarray:
-    """Mean held-out ROUGE-L of each (temperature, self credit) on each split."""
-    toks = tokens(captions)
-    out = np.zeros((len(splits), len(grid)))
-    for s, (tr, te) in enumerate(splits):
-        sims = features[te] @ features[tr].T
-        ref_util = rouge_l_matrix([toks[i] for i in te], [toks[i] for i in tr])
-        for row in range(len(te)):
-            top = np.argsort(-sims[row])[:k]
-            caps = [captions[tr[j]] for j in top]
-            util = rouge_l_matrix([toks[tr[j]] for j in top], [toks[tr[j]] for j in top])
-            for g, (t, c) in enumerate(grid):
-                pick = top[expected_overlap(caps, sims[row][top], t, c, util)]
-                out[s, g] += ref_util[row, pick] / len(te)
-    return out
-
-
-def choose_selection(features: np.ndarray, captions: Sequence[str], k: int,
-                     repeats: int = 10, seed: int = 13, groups: Sequence[str] | None = None
-                     ) -> tuple[dict[str, float], dict]:
-    """Temperature and self credit with the best mean ROUGE-L over repeated group splits of
-    the given (training) pairs: never chosen by image."""
-    grid = [(t, c) for t in TEMPERATURES for c in SELF_CREDITS]
-    splits = repeated_group_splits(captions, repeats, seed=seed, groups=groups)
-    if not splits:
-        return {"temperature": 0.05, "self_credit": 0.2}, {}
-    means = _grid_scores(features, captions, k, splits, grid).mean(axis=0)
-    best = int(np.argmax(means))
-    table = {f"t={t:g},self={c:g}": round(float(m), 4) for (t, c), m in zip(grid, means,
-                                                                           strict=True)}
-    return ({"temperature": grid[best][0], "self_credit": grid[best][1]},
-            {"rouge_l": table, "splits": len(splits),
-             "by": f"{len(splits)} repeated group splits of the training part"})
-
-
-def nested_comparison(features: np.ndarray, captions: Sequence[str], k: int,
-                      repeats: int = 20, inner: int = 5, seed: int = 29,
-                      groups: Sequence[str] | None = None,
-                      fixed: dict[str, float] | None = None) -> dict:
-    """ROUGE-L of the selection against its baselines over repeated caption-group splits, the
-    selection's settings chosen anew on each split's training side (nested: nothing is chosen
-    on the images it is scored on). One split of ~30 pairs swings by several points; the mean
-    over many, with the paired differences, says whether the method beats a baseline.
-
-    The differences' CI is the corrected repeated-resampling t interval (Nadeau & Bengio,
-    2003): the splits share most of their pairs, so their spread understates the uncertainty
-    by a factor the ratio of test to training size corrects. ``fixed`` settings are used as
-    given instead of being chosen on each split; each split's model also abstains below its
-    own training part's scope floor (an abstention scores 0), as the saved one does."""
-    from scipy import stats
-
-    toks = tokens(captions)
-    keys = list(groups) if groups is not None else [c.lower() for c in captions]
-    ratios = []
-    names = ("model", "constant", "nearest", "oracle", "consensus")
-    per: dict[str, list[float]] = {n: [] for n in names}
-    for tr, te in repeated_group_splits(captions, repeats, seed=seed, groups=groups):
-        f_tr, c_tr = features[tr], [captions[i] for i in tr]
-        g_tr = [keys[i] for i in tr]
-        chosen = fixed or choose_selection(f_tr, c_tr, k, repeats=inner, seed=seed,
-                                           groups=g_tr)[0]
-        floor = scope_floor(f_tr, c_tr, groups=g_tr)
-        ratios.append(len(te) / len(tr))
-        util_te = rouge_l_matrix([toks[i] for i in te], [toks[i] for i in tr])
-        sims = features[te] @ f_tr.T
-        constant = c_tr.index(best_constant(c_tr))
-        rows = {n: [] for n in names}
-        for row in range(len(te)):
-            top = np.argsort(-sims[row])[:k]
-            pick = top[expected_overlap([c_tr[j] for j in top], sims[row][top],
-                                        chosen["temperature"], chosen["self_credit"])]
-            abstains = floor is not None and sims[row][top[0]] < floor
-            rows["model"].append(0.0 if abstains else util_te[row, pick])
-            rows["constant"].append(util_te[row, constant])
-            rows["nearest"].append(util_te[row, int(np.argmax(sims[row]))])
-            rows["oracle"].append(util_te[row].max())
-            five = top[:5]  # the selection before this one: a word vote among 5 neighbours
-            rows["consensus"].append(util_te[row, five[consensus([c_tr[j] for j in five],
-                                                                  sims[row][five])]])
-        for n in names:
-            per[n].append(float(np.mean(rows[n])))
-    arr = {n: np.array(v) for n, v in per.items()}
-    out: dict = {"splits": len(arr["model"]), "repeats_inner": inner if not fixed else 0}
-    if len(arr["model"]) < 2:
-        return out  # too few groups to compare: the caller keeps its one-split table
-    out["rouge_l_mean"] = {n: round(float(v.mean()), 4) for n, v in arr.items()}
-    j = len(arr["model"])
-    correction = 1.0 / j + float(np.mean(ratios))
-    t = float(stats.t.ppf(0.975, j - 1))
-    for n in ("constant", "nearest", "consensus"):
-        diff = arr["model"] - arr[n]
-        half = t * float(np.sqrt(correction * diff.var(ddof=1)))
-        out[f"vs_{n}"] = {"mean_difference": round(float(diff.mean()), 4),
-                          "ci95": [round(float(diff.mean() - half), 4),
-                                   round(float(diff.mean() + half), 4)],
-                          "splits_won": round(float((diff > 0).mean()), 3),
-                          "interval": "corrected repeated-resampling t (Nadeau & Bengio)"}
-    return out

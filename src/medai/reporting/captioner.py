@@ -3,10 +3,11 @@ images, with no vision-language weights (runs on a CPU).
 
 Images are embedded by an imaging network — ImageNet EfficientNet-Lite0 by default, or a trained
 medai imaging model directory — and compared by cosine similarity. Among the k nearest
-neighbours' captions the one with the highest expected overlap with the other neighbours'
-captions is returned (``caption_select``): steadier than the single nearest caption, and never
-worse than one fixed sentence when the images say little. Indexes saved before that selection
-keep their word-overlap consensus.
+neighbours' captions (and the index's best constant captions) the one returned has the highest
+``w·expected overlap with the neighbours' captions + (1 − w)·mean overlap with every indexed
+caption`` (``caption_select.shrunk_choice``): the image weight ``w`` is chosen on held-out
+cases, so where the images say little it falls back towards the best constant caption instead of
+doing worse than it. Indexes saved before that selection keep their word-overlap consensus.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import numpy as np
 
 from medai.core.registry import ModelCard, ModelLoadError
 from medai.reporting.caption_predict import CaptionPredict
-from medai.reporting.caption_select import SELECTIONS, select
+from medai.reporting.caption_select import (
+    SELECTIONS,
+    index_prior,
+    prior_candidates,
+    select,
+    shrunk_choice,
+    tokens,
+)
 from medai.reporting.caption_select import consensus as consensus  # re-exported for callers
 
 INDEX_FILE = "caption_index.npz"
@@ -59,19 +67,32 @@ class RetrievalCaptioner(CaptionPredict):
     def __init__(self, features: np.ndarray, captions: list[str], ids: list[str],
                  embedder: ImageEmbedder, k: int = 50, card: ModelCard | None = None,
                  selection: str = "expected-overlap", temperature: float = 0.05,
-                 self_credit: float = 0.2, min_similarity: float | None = None) -> None:
+                 self_credit: float = 0.2, min_similarity: float | None = None,
+                 image_weight: float = 1.0, prior: np.ndarray | None = None) -> None:
         if len(features) != len(captions) or not captions:
             raise ValueError("the caption index needs one caption per embedded image")
         if selection not in SELECTIONS:
             raise ValueError(f"unknown caption selection {selection!r}: one of "
                              f"{', '.join(SELECTIONS)}")
-        if k < 1 or not temperature > 0 or not 0.0 <= self_credit <= 1.0:
-            raise ValueError(f"k must be ≥ 1, the temperature > 0 and the self credit in "
-                             f"[0, 1] (got {k}, {temperature}, {self_credit})")
+        if k < 1 or not temperature > 0 or not 0.0 <= self_credit <= 1.0 \
+                or not 0.0 <= image_weight <= 1.0:
+            raise ValueError(f"k must be ≥ 1, the temperature > 0, the self credit and the "
+                             f"image weight in [0, 1] (got {k}, {temperature}, {self_credit}, "
+                             f"{image_weight})")
         self.features, self.captions, self.ids = features, captions, ids
         self.embedder, self.k, self.card = embedder, k, card
         self.selection, self.temperature = selection, float(temperature)
-        self.self_credit = float(self_credit)
+        self.self_credit, self.image_weight = float(self_credit), float(image_weight)
+        self._keys = [c.lower() for c in captions]
+        self._toks = tokens(captions) if selection == "expected-overlap" else None
+        # each indexed caption's mean overlap with the whole index (saved with the index: a
+        # ROCO-size index takes a while to score)
+        self.prior = (np.asarray(prior, dtype=np.float64) if prior is not None
+                      else index_prior(self._toks) if self._toks is not None else None)
+        if self.prior is not None and len(self.prior) != len(captions):
+            raise ValueError("the caption index's prior needs one score per caption")
+        self._prior_top = (prior_candidates(self.prior, self._keys)
+                           if self.prior is not None else [])
         # below this nearest-neighbour similarity the image is unlike anything indexed (a brain
         # MRI against a chest index): abstain rather than quote an unrelated case's caption
         self.min_similarity = min_similarity
@@ -90,7 +111,6 @@ class RetrievalCaptioner(CaptionPredict):
         out = []
         for row in sims:
             top = np.argsort(-row)[: self.k]
-            caps = [self.captions[i] for i in top]
             neighbours = [{"id": self.ids[i], "caption": self.captions[i],
                            "similarity": float(row[i])} for i in top[:SHOWN_NEIGHBOURS]]
             if self.min_similarity is not None and float(row[top[0]]) < self.min_similarity:
@@ -100,14 +120,23 @@ class RetrievalCaptioner(CaptionPredict):
                                       f"{float(row[top[0]]):.2f} < {self.min_similarity:.2f})",
                             "neighbours": neighbours})
                 continue
-            best = select(self.selection, caps, row[top], self.temperature, self.self_credit)
-            i = top[best]
-            out.append({"caption": caps[best], "status": "ai_suggestion",
+            i = self._choose(top, row)
+            rank = np.flatnonzero(top == i)
+            out.append({"caption": self.captions[i], "status": "ai_suggestion",
                         "method": "retrieval", "neighbours": neighbours,
                         "selected": {"id": self.ids[i], "caption": self.captions[i],
                                      "similarity": float(row[i])},
-                        "selected_rank": int(best) + 1})
+                        # None: one of the index's best constant captions, not a neighbour's
+                        "selected_rank": int(rank[0]) + 1 if len(rank) else None})
         return out
+
+    def _choose(self, top: np.ndarray, row: np.ndarray) -> int:
+        if self.selection != "expected-overlap":
+            return int(top[select(self.selection, [self.captions[i] for i in top], row[top],
+                                  self.temperature, self.self_credit)])
+        return int(shrunk_choice(top, row[top], self._keys, self._toks, self.prior,
+                                 self._prior_top, (self.temperature,), (self.self_credit,),
+                                 (self.image_weight,))[0, 0, 0])
 
     def save(self, directory: Path) -> None:
         """Self-contained: an imaging model used as the embedder is copied into
@@ -115,7 +144,10 @@ class RetrievalCaptioner(CaptionPredict):
         import shutil
 
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(directory / INDEX_FILE, features=self.features.astype(np.float16))
+        arrays = {"features": self.features.astype(np.float16)}
+        if self.prior is not None:
+            arrays["prior"] = self.prior.astype(np.float32)
+        np.savez_compressed(directory / INDEX_FILE, **arrays)
         source = self.embedder.source
         if source != DEFAULT_EMBEDDER:
             target = directory / EMBEDDER_DIR
@@ -127,7 +159,8 @@ class RetrievalCaptioner(CaptionPredict):
         (directory / CAPTIONS_FILE).write_text(json.dumps(
             {"captions": self.captions, "ids": self.ids, "embedder": source,
              "k": self.k, "selection": self.selection, "temperature": self.temperature,
-             "self_credit": self.self_credit, "min_similarity": self.min_similarity},
+             "self_credit": self.self_credit, "image_weight": self.image_weight,
+             "min_similarity": self.min_similarity},
             ensure_ascii=False, indent=1), encoding="utf-8")
 
 
@@ -140,6 +173,7 @@ def load_predictor(directory: Path, card: ModelCard):
     meta = json.loads((directory / CAPTIONS_FILE).read_text("utf-8"))
     with np.load(directory / INDEX_FILE) as z:
         feats = z["features"].astype(np.float32)
+        prior = z["prior"].astype(np.float64) if "prior" in z.files else None
     source = meta["embedder"]
     if source != DEFAULT_EMBEDDER:
         if Path(source).is_absolute():
@@ -151,4 +185,6 @@ def load_predictor(directory: Path, card: ModelCard):
                               selection=meta.get("selection", "consensus"),
                               temperature=float(meta.get("temperature", 0.05)),
                               self_credit=float(meta.get("self_credit", 0.2)),
-                              min_similarity=meta.get("min_similarity"))
+                              min_similarity=meta.get("min_similarity"),
+                              # indexes saved before the image weight: neighbours alone decide
+                              image_weight=float(meta.get("image_weight", 1.0)), prior=prior)

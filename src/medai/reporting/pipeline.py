@@ -60,18 +60,21 @@ KEPT_BECAUSE_CAPTION = (
 def build_captioner(data: Path, out: Path | None, embedder: str = DEFAULT_EMBEDDER, k: int = 50,
                     test_frac: float = 0.25, seed: int = 13, bertscore_model: str | None = None,
                     selection: str = "expected-overlap", temperature: float | None = None,
-                    self_credit: float | None = None, index: str = "train",
+                    self_credit: float | None = None, image_weight: float | None = None,
+                    index: str = "train",
                     repeats: int = 20, **reader) -> dict:
     """Fit a retrieval captioner on the training part of a case-group split and score it on
     the held-out part beside its baselines (best constant caption, nearest neighbour, oracle
     ceiling), all in this run, and over ``repeats`` repeated case-group splits with the
     settings chosen anew on each (``nested_comparison``: the card's verdict, steadier than one
-    split of ~30 pairs; 0 or 1 skips it). ``temperature``/``self_credit`` None: chosen on the
-    training part by repeated case-group splits; given, they are used everywhere as given.
+    split of ~30 pairs; 0 or 1 skips it). ``temperature``/``self_credit``/``image_weight``
+    None: chosen on the training part by repeated case-group splits; given, they are used
+    everywhere as given.
     With ``out``, the index is saved: of the training part (``index="train"``), or of every
     pair (``"all"``: the same settings, more captions to retrieve; the card's metrics stay
     those of the split)."""
-    from medai.reporting.caption_select import SELECTIONS, choose_selection, scope_floor
+    from medai.reporting.caption_select import SELECTIONS, scope_floor
+    from medai.reporting.caption_tuning import DEFAULT_SETTINGS, choose_selection
 
     if index not in ("train", "all"):
         raise ValueError(f"unknown index {index!r}: train or all")
@@ -88,13 +91,14 @@ def build_captioner(data: Path, out: Path | None, embedder: str = DEFAULT_EMBEDD
     groups = [ds.records[i].group for i in keep]
     feats = emb.embed(pixels)
     validation: dict = {}
-    fixed = temperature is not None or selection != "expected-overlap"
-    chosen = {"temperature": 0.05 if temperature is None else temperature,
-              "self_credit": 0.2 if self_credit is None else self_credit}
+    given = {key: value for key, value in (("temperature", temperature),
+                                           ("self_credit", self_credit),
+                                           ("image_weight", image_weight)) if value is not None}
+    fixed = len(given) == 3 or selection != "expected-overlap"
+    chosen = {**DEFAULT_SETTINGS, **given}
     if not fixed:
         chosen, validation = choose_selection(feats, captions, k, seed=seed, groups=groups)
-        if self_credit is not None:
-            chosen["self_credit"] = self_credit
+        chosen.update(given)  # a setting given is used as given, the others chosen
         validation["chosen"] = chosen
     captioner = RetrievalCaptioner(feats, captions, [ds.records[i].id for i in keep], emb, k,
                                    selection=selection, **chosen,
@@ -112,7 +116,7 @@ def build_captioner(data: Path, out: Path | None, embedder: str = DEFAULT_EMBEDD
     if repeats > 1 and selection == "expected-overlap":
         table = _nested_table(captioner, np.concatenate([feats, test_feats]), captions + refs,
                               groups + [ds.records[i].group for i in test_keep], k, repeats,
-                              chosen if temperature is not None else None, table)
+                              chosen if fixed else given, table)
     metrics["baselines"] = table
     metrics["verdict"] = verdict(table)
     metrics["examples"] = [{"id": ds.records[i].id, "reference": r, "caption": c}
@@ -127,7 +131,7 @@ def build_captioner(data: Path, out: Path | None, embedder: str = DEFAULT_EMBEDD
             captioner = RetrievalCaptioner(
                 all_feats, all_caps, [ds.records[i].id for i in all_keep], emb, k,
                 selection=selection, temperature=captioner.temperature,
-                self_credit=captioner.self_credit,
+                self_credit=captioner.self_credit, image_weight=captioner.image_weight,
                 min_similarity=scope_floor(all_feats, all_caps, groups=all_groups))
         command = ["medai", "caption", "train", "--data", str(data), "--out", str(out),
                    "--embedder", embedder, "--k", str(k), "--selection", selection,
@@ -136,6 +140,8 @@ def build_captioner(data: Path, out: Path | None, embedder: str = DEFAULT_EMBEDD
             command += ["--temperature", str(temperature)]
         if self_credit is not None:
             command += ["--self-credit", str(self_credit)]
+        if image_weight is not None:
+            command += ["--image-weight", str(image_weight)]
         for flag, value in (("--images", reader.get("images")),
                             ("--concepts", reader.get("concepts"))):
             if value is not None:
@@ -152,7 +158,8 @@ def build_captioner(data: Path, out: Path | None, embedder: str = DEFAULT_EMBEDD
                                   if k2 not in ("examples", "baselines")},
                          params={"embedder": embedder, "k": k, "selection": selection,
                                  "temperature": captioner.temperature,
-                                 "self_credit": captioner.self_credit, "index": index,
+                                 "self_credit": captioner.self_credit,
+                                 "image_weight": captioner.image_weight, "index": index,
                                  "min_similarity": captioner.min_similarity},
                          baselines=table,
                          licence_notes=CAPTION_LICENCE_NOTE,
@@ -187,10 +194,10 @@ def _score_split(captioner: RetrievalCaptioner, feats: np.ndarray, captions: lis
 
 
 def _nested_table(captioner: RetrievalCaptioner, feats: np.ndarray, captions: list[str],
-                  groups: list[str], k: int, repeats: int, fixed: dict | None,
+                  groups: list[str], k: int, repeats: int, fixed: dict,
                   one_split: dict) -> dict:
     """The card's verdict: the repeated-split comparison, with corrected paired CIs."""
-    from medai.reporting.caption_select import nested_comparison
+    from medai.reporting.caption_tuning import nested_comparison
 
     nested = nested_comparison(feats, captions, k, repeats=repeats, groups=groups,
                                fixed=fixed)
@@ -204,13 +211,19 @@ def _nested_table(captioner: RetrievalCaptioner, feats: np.ndarray, captions: li
         nearest: {"rouge_l": means["nearest"]},
         "ceiling: oracle (best training caption per image)": {"rouge_l": means["oracle"]}},
         "rouge_l", on=f"mean of {nested['splits']} repeated splits by case, settings "
-                      + ("as given" if fixed else "chosen on each split's training side"),
+                      + ("as given" if len(fixed) >= 3 else "chosen on each split's training "
+                                                            "side" + (f" ({', '.join(fixed)} as "
+                                                                      "given)" if fixed else "")),
         paired={constant: nested["vs_constant"]["ci95"],
                 nearest: nested["vs_nearest"]["ci95"]},
         kept_because=KEPT_BECAUSE_CAPTION)
     table["paired"] = {key: nested[key] for key in ("vs_constant", "vs_nearest")}
-    table["before"] = {"word-vote consensus, k=5": {
-        "rouge_l": means["consensus"], **nested["vs_consensus"]}}
+    table["before"] = {
+        "word-vote consensus, k=5": {"rouge_l": means["consensus"], **nested["vs_consensus"]},
+        "expected overlap, neighbours alone (image weight 1)": {
+            "rouge_l": means["neighbours_only"], **nested["vs_neighbours_only"]}}
+    if "answered" in nested:
+        table["answered_only"] = nested["answered"]
     table["one_split"] = one_split
     return table
 
