@@ -55,7 +55,7 @@ BUNDLED = "bundled cxr-default (seed 13)"
 
 def centre_crop(p: np.ndarray, frac: float = 0.9) -> np.ndarray:
     h, w = p.shape[:2]
-    dh, dw = int(h * (1 - frac) / 2), int(w * (1 - frac) / 2)
+    dh, dw = round(h * (1 - frac) / 2), round(w * (1 - frac) / 2)
     return np.ascontiguousarray(p[dh:h - dh, dw:w - dw])
 
 

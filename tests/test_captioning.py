@@ -104,12 +104,18 @@ def test_caption_train_evaluate_predict_cli(tmp_path):
     e = json.loads(ev.stdout.strip().splitlines()[-1])
     assert ev.exit_code == 0 and e["n"] == 16 and e["bleu_1"] > 0.5
     assert "training data" in e["warning"]  # scored on what it indexed: said out loud
-    # without --model: the bundled default scores every row and nothing is trained
+    # the bundled captioner by name scores every row and nothing is trained
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    bundled = runner.invoke(app, ["caption", "evaluate", "--data", str(data), "--json"])
+    bundled = runner.invoke(app, ["caption", "evaluate", "--data", str(data), "--model",
+                                  "caption-retrieval", "--json"])
     b = json.loads(bundled.stdout.strip().splitlines()[-1])
-    assert bundled.exit_code == 0 and b["n"] == 16 and b["model"]["name"] == "caption-default"
+    assert bundled.exit_code == 0 and b["n"] == 16 and b["model"]["name"] == "caption-retrieval"
     assert "warning" not in b and sorted(p.name for p in tmp_path.rglob("*")) == before
+    # it ties one fixed sentence, so it is not a default: without --model the CLI says so
+    none = runner.invoke(app, ["caption", "evaluate", "--data", str(data), "--json"])
+    err = json.loads(none.stdout.strip().splitlines()[-1])["error"]
+    assert none.exit_code != 0 and "no default model for task 'caption'" in err
+    assert "caption-retrieval (ties baseline: best constant caption" in err
     pred = runner.invoke(app, ["caption", "predict", str(tmp_path / "img_1_0.png"), "--model",
                                str(out), "--json"])
     p = json.loads(pred.stdout.strip().splitlines()[-1])

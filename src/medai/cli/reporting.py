@@ -114,8 +114,9 @@ def caption_train(
 def caption_evaluate(
     data: Annotated[Path, typer.Option(help="pairs.csv (file,caption) or ROCOv2 captions CSV.")],
     model: Annotated[str | None, typer.Option(
-        help="Caption model directory or registered name (default: the bundled "
-             "caption-default). Every row of --data is scored; nothing is trained.")] = None,
+        help="Caption model directory or registered name (e.g. the bundled "
+             "caption-retrieval; there is no default captioner: none beats one fixed "
+             "sentence here). Every row of --data is scored; nothing is trained.")] = None,
     bertscore_model: Annotated[str | None, typer.Option(
         help="Local Hugging Face encoder directory for BERTScore.")] = None,
     images: ImagesOpt = None,
@@ -148,9 +149,10 @@ def caption_evaluate(
 @caption_app.command("predict")
 def caption_predict(
     image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file.")],
-    model: Annotated[str | None, typer.Option(help="Caption model directory or name "
-                                                   "(default: the bundled caption-default).")
-                     ] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Caption model directory or name, e.g. the bundled caption-retrieval (no default: "
+             "the bundled captioner ties one fixed sentence on held-out cases; "
+             "MEDAI_CAPTION_MODEL makes one the default).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """A suggested caption, to edit: the indexed caption most in agreement with those of the

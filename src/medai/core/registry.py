@@ -179,6 +179,21 @@ def list_models(extra: list[Path] | None = None) -> list[tuple[Path, ModelCard]]
     return found
 
 
+def no_default_reason(task: str) -> str:
+    """Why a task has no default model, naming what is bundled for it and its verdict against
+    its baselines (a bundled model that does not beat them is shipped, but not as a default)."""
+    from medai.core.baselines import verdict
+
+    bundled = [(d, card) for d, card in list_models() if card.task == task
+               and d.resolve().is_relative_to(bundled_models_dir().resolve())]
+    lines = [f"no default model for task {task!r}: pass --model, or set "
+             f"MEDAI_{task.upper()}_MODEL to a model directory"]
+    for d, card in bundled:
+        said = f" ({verdict(card.baselines)})" if card.baselines else ""
+        lines.append(f"bundled, not a default: {d.name}{said}")
+    return "; ".join(lines)
+
+
 def resolve_model(ref: str | Path | None, task: str) -> Path:
     """A path, a model name from ``list_models``, or None for the task's bundled default."""
     if ref is None:
@@ -189,7 +204,7 @@ def resolve_model(ref: str | Path | None, task: str) -> Path:
             return Path(configured)
         default = bundled_models_dir() / f"{task}-default"
         if not (default / CARD_FILE).is_file():
-            raise ModelLoadError(f"no bundled default model for task {task!r} at {default}")
+            raise ModelLoadError(no_default_reason(task))
         return default
     path = Path(ref)
     if path.is_dir():

@@ -49,14 +49,6 @@ def score_captioner(captioner: RetrievalCaptioner, ds: CaptionDataset, idx: list
     return metrics
 
 
-KEPT_BECAUSE_CAPTION = (
-    "Where it only ties a baseline (its average may even be below the best constant caption's) "
-    "it is still the default: the constant caption states one published case for every "
-    "patient (a CT description for every X-ray), while this suggestion comes from similar "
-    "images, is shown with them, and abstains on images unlike the index. A caption is never "
-    "part of the findings.")
-
-
 def build_captioner(data: Path, out: Path | None, embedder: str = DEFAULT_EMBEDDER, k: int = 50,
                     test_frac: float = 0.25, seed: int = 13, bertscore_model: str | None = None,
                     selection: str = "expected-overlap", temperature: float | None = None,
@@ -215,8 +207,7 @@ def _nested_table(captioner: RetrievalCaptioner, feats: np.ndarray, captions: li
                                                             "side" + (f" ({', '.join(fixed)} as "
                                                                       "given)" if fixed else "")),
         paired={constant: nested["vs_constant"]["ci95"],
-                nearest: nested["vs_nearest"]["ci95"]},
-        kept_because=KEPT_BECAUSE_CAPTION)
+                nearest: nested["vs_nearest"]["ci95"]})
     table["paired"] = {key: nested[key] for key in ("vs_constant", "vs_nearest")}
     table["before"] = {
         "word-vote consensus, k=5": {"rouge_l": means["consensus"], **nested["vs_consensus"]},
