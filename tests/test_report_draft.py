@@ -386,3 +386,26 @@ def test_a_drafter_builds_its_llm_backend_once(monkeypatch):
         d = drafter.draft(None, FINDINGS)
         assert d.status == "draft" and d.backend == "template"
     assert len(built) == 1
+
+
+def test_a_decoded_image_is_drafted_without_a_second_decode(tmp_path, monkeypatch):
+    """A study's analysis decodes its image once; the draft reads size and view from that."""
+    import io as _io
+
+    import medai.imaging.io as imaging_io
+    from medai.reporting.service import Drafter, image_meta
+
+    buf = _io.BytesIO()
+    Image.fromarray(np.full((40, 60), 120, dtype=np.uint8)).save(buf, format="PNG")
+    loaded = imaging_io.load_image(buf.getvalue())
+    findings = {"findings": [{"label": "No Finding", "probability": 0.9, "positive": True}]}
+    drafter = Drafter(embeddings=False)
+    want = drafter.draft(buf.getvalue(), findings, task="cxr")
+
+    def no_second_decode(*_a, **_k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(imaging_io, "load_image", no_second_decode)
+    got = drafter.draft(loaded, findings, task="cxr")
+    assert got.image == image_meta(loaded) == want.image
+    assert got.image["width"] == 60 and got.sections == want.sections

@@ -70,9 +70,11 @@ def analyse_study(p: Platform, study_id: int) -> str:
     ref = predictor.identity
     data = p.store.read(sha)
     row = _stored(p, study_id, "imaging", ref.content_hash)
+    source = data  # what the draft reads its image's size and view from
     if row is None or display is None:
-        try:  # one decode for the rendition, the findings and the heatmap
+        try:  # one decode for the rendition, the findings, the heatmap and the draft
             with imaging_service.decoded(data) as image:
+                source = image
                 if display is None:
                     keep_display(p, study_id, imaging_service.display_png(image))
                 if row is None:
@@ -89,7 +91,7 @@ def analyse_study(p: Platform, study_id: int) -> str:
             imaging_service.ImagingResult.model_validate(payload)), ref, store=False)
     draft_row = _stored(p, study_id, "draft", ref.content_hash)
     if draft_row is None:
-        draft = shared_drafter(p.knowledge_dir).draft(data, payload, task=task, lang=lang,
+        draft = shared_drafter(p.knowledge_dir).draft(source, payload, task=task, lang=lang,
                                                       question=question, findings_model=ref)
         draft_row = save_result(p, study_id, "draft", ref, draft.model_dump(mode="json"))
     urgent = bool(set(get_task(task).urgent) & set(decided_positives(payload)))

@@ -8,9 +8,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from medai.imaging.io import LoadedImage
 from medai.reporting.draft import FindingsInputError, draft_report, parse_decided
 from medai.reporting.llm import LLMError, config_from_settings, make_backend
 from medai.reporting.results import DraftResult
+
+
+def image_meta(loaded: LoadedImage) -> dict:
+    """What a draft says of its image: the format, size and view (never its pixels)."""
+    return {"format": loaded.source_format, "width": int(loaded.pixels.shape[1]),
+            "height": int(loaded.pixels.shape[0]),
+            "view_position": loaded.metadata.get("view_position") or None}
 
 
 class Drafter:
@@ -52,14 +60,17 @@ class Drafter:
                 self._imaging[key] = registry.load(registry.resolve_model(model, task))
             return self._imaging[key]
 
-    def draft(self, image: bytes | Path | None, findings: Any = None, *, task: str = "cxr",
-              model: str | None = None, lang: str = "en", question: str | None = None,
-              imaging_predictor=None, findings_model=None) -> DraftResult:
+    def draft(self, image: bytes | Path | LoadedImage | None, findings: Any = None, *,
+              task: str = "cxr", model: str | None = None, lang: str = "en",
+              question: str | None = None, imaging_predictor=None,
+              findings_model=None) -> DraftResult:
         """Raises ``ImageInputError``/``ImageRefused`` for an image that gets no findings and
-        ``FindingsInputError`` for unusable findings, as the imaging service does."""
+        ``FindingsInputError`` for unusable findings, as the imaging service does. An image
+        already decoded (``LoadedImage``) is used as it is: a study's analysis decodes once."""
         from medai.imaging.io import ImageRefused, load_image
 
-        loaded = load_image(image) if image is not None else None
+        loaded = (image if isinstance(image, LoadedImage)
+                  else load_image(image) if image is not None else None)
         model_ref = findings_model  # the model that produced the given findings, when known
         if findings is None:
             if loaded is None:
@@ -88,11 +99,7 @@ class Drafter:
             backend = None
             warnings.append(f"LLM backend {self.llm_config.backend!r} unavailable ({exc}); "
                             "template draft instead")
-        meta = None
-        if loaded is not None:
-            meta = {"format": loaded.source_format, "width": int(loaded.pixels.shape[1]),
-                    "height": int(loaded.pixels.shape[0]),
-                    "view_position": loaded.metadata.get("view_position") or None}
+        meta = image_meta(loaded) if loaded is not None else None
         out = draft_report(parsed, self.retriever, backend, task=task, lang=lang,
                            question=question, caption=caption, image=meta,
                            model=None if model_ref is None else
