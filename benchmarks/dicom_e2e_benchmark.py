@@ -541,6 +541,8 @@ def run_mode(mode: str, sets: dict[str, list[Path]], warm: list[Path], work: Pat
 
             celery_app(REDIS).control.purge()
         env = medai_env(mode, home, db_url, pacs, REDIS)
+        if args.job_threads is not None and mode == "embedded":
+            env["MEDAI_JOB_THREADS"] = str(args.job_threads)
         procs, port = start_medai(mode, env, work)
         watcher = SrWatcher(pacs)
         groups = {"serve": [procs[0].pid], "orthanc": [pacs.process.pid]}
@@ -682,6 +684,8 @@ def main() -> None:
     )
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--job-threads", type=int, default=None,
+                    help="embedded: MEDAI_JOB_THREADS for serve (default: the product's)")
     args = ap.parse_args()
 
     from dicom_helpers import STORESCU
@@ -731,6 +735,8 @@ def main() -> None:
                 "bytes_each": first.stat().st_size,
             },
             "rate_paced_per_min": args.rate if "paced" in arrivals else None,
+            "job_threads": args.job_threads,
+            "pythonpath": os.environ.get("PYTHONPATH"),
             "results": [],
             "model_in_process": None,
         }

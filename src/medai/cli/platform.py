@@ -312,10 +312,16 @@ def worker(
             help="Comma-separated queues: cpu, gpu, training (retraining, validation).")
         ] = "cpu",
         concurrency: Annotated[int, typer.Option(min=1, help="Analyses at once.")] = 1,
+        threads: Annotated[int, typer.Option(
+            min=1, help="Intra-op threads of each model call (torch and ONNX Runtime). Keep "
+                        "workers × concurrency × threads at or below the cores: one worker "
+                        "process per core with the default 1 uses a CPU machine fully.")] = 1,
         as_json: JsonFlag = False) -> None:
     """Run a Celery worker that analyses studies (needs MEDAI_BROKER_URL: redis:// or
     amqp://). Messages are acknowledged late: a worker killed mid-study loses nothing."""
+    from medai.platform import queue
     from medai.platform.queue import QUEUES, celery_app
+    from medai.services.runtime import CpuPlan, apply_thread_limits
     from medai.settings import get_settings
 
     settings = get_settings()
@@ -327,6 +333,10 @@ def worker(
         _fail(ValueError(f"unknown queues {bad}; valid: {', '.join(QUEUES)}"), as_json)
     _db()  # migrations before the first task
     _worker_logging(settings.log_level)
+    # sized like serve's pools (runtime.plan_cpu): two workers on two cores had torch and ONNX
+    # Runtime at two threads each, four busy threads fighting for two cores
+    apply_thread_limits(CpuPlan(1, concurrency, threads))
+    queue.WORKER_THREADS = threads
     app = celery_app(settings.broker_url)
     app.worker_main(["worker", "-Q", ",".join(wanted), "--concurrency", str(concurrency),
                      "--pool", "threads" if concurrency > 1 else "solo",

@@ -61,11 +61,19 @@ def celery_app(broker_url: str, visibility_timeout_s: int = 300):
     return app
 
 
+# intra-op threads of each model call in this worker process (``medai worker --threads``):
+# set before the first task; None leaves torch and ONNX Runtime at their own pools
+WORKER_THREADS: int | None = None
+
+
 @lru_cache(maxsize=1)
 def _worker_platform():
     from medai.platform.context import Platform
+    from medai.services.models import ModelHandles
+    from medai.settings import get_settings
 
-    p = Platform.from_settings()
+    p = Platform.from_settings(models=ModelHandles(
+        threads=WORKER_THREADS, imaging_runtime=get_settings().imaging_runtime))
     p.watch_models()  # a worker follows promotions and rollbacks without a restart
     return p
 
