@@ -289,8 +289,12 @@ def test_the_image_weight_is_chosen_on_held_out_cases(informative):
 
 def test_a_saved_image_weight_and_its_prior_round_trip(tmp_path):
     from medai.core.registry import ModelCard, load, save_card
-    from medai.reporting.captioner import INDEX_FILE, CAPTIONS_FILE, ImageEmbedder, \
-        RetrievalCaptioner
+    from medai.reporting.captioner import (
+        CAPTIONS_FILE,
+        INDEX_FILE,
+        ImageEmbedder,
+        RetrievalCaptioner,
+    )
 
     rng = np.random.default_rng(5)
     pixels = [rng.integers(0, 255, (48, 48)).astype(np.uint8) for _ in range(5)]

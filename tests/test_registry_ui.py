@@ -148,10 +148,13 @@ def test_the_admin_starts_a_retraining_and_a_validation_and_reads_why_they_faile
     phone.close()
 
 
-def test_a_red_flag_engine_is_listed_and_promoting_it_says_why_not(server, browser, shots):
-    """Issue 27: the sealed red-flag engine registers as a record; promoting it is refused
-    with the reason in the page's language (it serves from MEDAI_RED_FLAG_RULES), in Turkish
-    at desktop width and in English on a phone, without overflowing."""
+def test_a_red_flag_engine_is_listed_as_a_record_and_promoting_it_says_why_not(
+        server, browser, shots):
+    """Issue 27: the sealed red-flag engine registers as a record. Its row offers no move (no
+    shadow, promote or validate button that would only be refused) and says "record only",
+    with the reason on hover; the API still refuses a promotion with the reason (it serves
+    from MEDAI_RED_FLAG_RULES). Turkish at desktop width and English on a phone, without
+    overflowing."""
     import shutil
 
     import httpx
@@ -166,12 +169,14 @@ def test_a_red_flag_engine_is_listed_and_promoting_it_says_why_not(server, brows
     r = httpx.post(f"{base}/api/v1/models/registry", headers=http_login(base, "admin"),
                    json={"path": engine.name}, timeout=120)
     assert r.status_code == 201, r.text
-    assert r.json()["task"] == "red_flags"
-    for lang, width, promote, confirm, reason, said in (
-            ("tr", 1280, "Etkinleştir", "Onayla", "Gerekçe (denetim kaydına yazılır)",
-             "mühürlü klasörden sunulur"),
-            ("en", 360, "Promote", "Confirm", "Reason (kept in the audit log)",
-             "serves from the sealed folder")):
+    assert r.json()["task"] == "red_flags" and r.json()["served"] is False
+    refused = httpx.post(f"{base}/api/v1/models/registry/{r.json()['id']}/promote",
+                         headers=http_login(base, "admin"),
+                         json={"reason": "deneme", "override": True}, timeout=60)
+    assert refused.status_code == 409 and "MEDAI_RED_FLAG_RULES" in refused.text
+    for lang, width, record, said in (
+            ("tr", 1280, "Yalnızca kayıt", "mühürlü klasörden sunulur"),
+            ("en", 360, "Record only", "serves from the sealed folder")):
         ctx = browser.new_context(base_url=base, viewport={"width": width, "height": 900})
         page = ctx.new_page()
         sign_in(page, "admin")
@@ -181,13 +186,9 @@ def test_a_red_flag_engine_is_listed_and_promoting_it_says_why_not(server, brows
         section = page.locator("#registry-section")
         row = section.locator(f"#registry tr[data-model='{r.json()['id']}']")
         row.wait_for()
-        row.get_by_role("button", name=promote).click()
-        section.get_by_label(reason).fill("deneme")
-        section.locator("#registry-override").check()
-        section.get_by_role("button", name=confirm).click()
-        error = section.locator("#registry-error")
-        error.wait_for()
-        assert said in error.inner_text() and "MEDAI_RED_FLAG_RULES" in error.inner_text()
+        assert row.get_by_role("button").count() == 0
+        note = row.get_by_text(record)
+        assert note.is_visible() and said in note.get_attribute("title")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         assert row.get_attribute("data-state") == "candidate"
         section.screenshot(path=str(shots / f"admin-registry-red-flags-{lang}-{width}.png"))

@@ -32,6 +32,8 @@ class ModelOut(BaseModel):
     model_type: str
     content_hash: str
     state: State
+    served: bool = Field(True, description=(
+        "False for a task kept as a record only (the red-flag engine): no move applies"))
     source: str
     path: str
     registered_by: str

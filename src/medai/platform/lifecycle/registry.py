@@ -317,7 +317,11 @@ def rollback(db: Session, task: str, actor: audit.Actor,
 
 
 def as_dict(row: RegisteredModel, card: bool = False) -> dict[str, Any]:
+    from medai.services.models import served_tasks
+
     out = {"id": row.id, "task": row.task, "name": row.name, "version": row.version,
+           # False: kept as a record only (the red-flag engine); no move applies to it
+           "served": row.task in served_tasks(),
            "model_type": row.model_type, "content_hash": row.content_hash,
            "state": row.state, "source": row.source, "path": row.path,
            "registered_by": row.registered_by, "registered_at": iso_utc(row.registered_at),

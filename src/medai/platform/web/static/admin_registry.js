@@ -48,6 +48,10 @@
   function actions(m) {
     const name = `#${m.id} ${m.name} ${m.version}`;
     const out = [];
+    if (m.served === false) { // a record of versions (the red-flag engine): no move applies
+      return el("span", { class: "basis", text: T.registry_record_only,
+        title: T.registry_err_not_served });
+    }
     if (m.state === "candidate" || m.state === "retired") {
       out.push(moveButton(T.registry_shadow, `${T.registry_shadow}: ${name}`,
         `/api/v1/models/registry/${m.id}/shadow`, {}, false));
