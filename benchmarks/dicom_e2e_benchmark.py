@@ -570,7 +570,7 @@ def run_mode(mode: str, sets: dict[str, list[Path]], warm: list[Path], work: Pat
     return {
         "mode": mode,
         "database": args.database,
-        "analysis": "1 thread inside serve"
+        "analysis": f"{args.job_threads or 'MEDAI_JOB_THREADS default (1)'} thread(s) inside serve"
         if mode == "embedded"
         else f"{WORKERS} `medai worker` processes (Redis)",
         "warmup_studies": len(warm),
