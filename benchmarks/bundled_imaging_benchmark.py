@@ -154,18 +154,24 @@ def population(source: str | None) -> str:
     return "paediatric (Kermany)" if "kermany" in (source or "") else "adult"
 
 
-def baseline_rows(predictor, ds, tr, va, te) -> dict:
-    from medai.core.baselines import compare
-    from medai.imaging.evaluate import choose_thresholds, evaluate_arrays
-    from medai.imaging.evaluate import hierarchical_scores as hierarchical_scores_for
-
-    cols = [ds.labels.index(lab) for lab in predictor.labels]
+def split_parts(ds, labels: list[str], tr, va, te) -> dict[str, tuple]:
+    """Each split's readable pixels, targets (in ``labels``' order) and populations."""
+    cols = [ds.labels.index(lab) for lab in labels]
     parts = {}
     for name, idx in (("train", tr), ("validation", va), ("test", te)):
         sub = _subset(ds, idx)
         pixels, keep, _ = readable(sub)
         parts[name] = (pixels, sub.targets()[keep][:, cols],
                        [population(sub.records[i].source) for i in keep])
+    return parts
+
+
+def baseline_rows(predictor, ds, tr, va, te) -> dict:
+    from medai.core.baselines import compare
+    from medai.imaging.evaluate import choose_thresholds, evaluate_arrays
+    from medai.imaging.evaluate import hierarchical_scores as hierarchical_scores_for
+
+    parts = split_parts(ds, predictor.labels, tr, va, te)
     feats = {k: frozen_features(v[0]) for k, v in parts.items()}
     probe = fit_probe(ds.task, feats["train"], parts["train"][1])
     out: dict = {}

@@ -41,14 +41,14 @@ from bundled_imaging_benchmark import (
     frozen_features,
     macro_auroc,
     paired_auroc_ci,
-    population,
     probe_proba,
+    split_parts,
 )
 from medai.core import registry
 from medai.imaging.datasets import load_dataset, patient_split
 from medai.imaging.evaluate import hierarchical_scores
 from medai.imaging.io import ImageInputError, load_image
-from medai.imaging.pipeline import _subset, readable, split_groups
+from medai.imaging.pipeline import split_groups
 
 BUNDLED = "bundled cxr-default (seed 13)"
 
@@ -164,13 +164,7 @@ def main() -> None:
     labels = bundled.labels
     ds = load_dataset(args.cxr, "cxr")
     tr, va, te = patient_split(ds, seed=13, groups=split_groups(ds))
-    cols = [ds.labels.index(lab) for lab in labels]
-    parts = {}
-    for name, idx in (("train", tr), ("validation", va), ("test", te)):
-        sub = _subset(ds, idx)
-        pixels, keep, _ = readable(sub)
-        parts[name] = (pixels, sub.targets()[keep][:, cols],
-                       [population(sub.records[i].source) for i in keep])
+    parts = split_parts(ds, labels, tr, va, te)
     members = [registry.load(m) for m in args.members]
     for m in members:
         if m.labels != labels:

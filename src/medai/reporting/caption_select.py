@@ -131,7 +131,8 @@ def shrunk_choice(top: np.ndarray, sims: np.ndarray, keys: Sequence[str],
     the candidate (the ``top`` neighbours' captions and the index's best constant captions)
     with the highest ``w·expected overlap with the neighbours + (1 − w)·whole-index score``.
     At w = 0 it is the best constant caption; at w = 1 the neighbours alone decide."""
-    cands = list(top) + [i for i in prior_top if keys[i] not in {keys[j] for j in top}]
+    near = {keys[j] for j in top}
+    cands = list(top) + [i for i in prior_top if keys[i] not in near]
     util = rouge_l_matrix([toks[i] for i in cands], [toks[j] for j in top])
     scores = candidate_scores([keys[i] for i in cands], [keys[j] for j in top], util, sims,
                               temperatures, self_credits)
@@ -139,6 +140,27 @@ def shrunk_choice(top: np.ndarray, sims: np.ndarray, keys: Sequence[str],
     cands_arr = np.array(cands)
     return np.stack([cands_arr[np.argmax(w * scores + (1 - w) * base, axis=1)]
                      for w in image_weights])
+
+
+class IndexedCaptions:
+    """An index's captions as the selection reads them: keys, tokens, each caption's
+    whole-index score (``index_prior``, or a saved one) and its best constant captions."""
+
+    def __init__(self, captions: Sequence[str], prior: np.ndarray | None = None) -> None:
+        self.keys = [c.lower() for c in captions]
+        self.toks = tokens(captions)
+        self.prior = (np.asarray(prior, dtype=np.float64) if prior is not None
+                      else index_prior(self.toks))
+        if len(self.prior) != len(captions):
+            raise ValueError("the caption index's prior needs one score per caption")
+        self.prior_top = prior_candidates(self.prior, self.keys)
+
+    def choose(self, top: np.ndarray, sims: np.ndarray, temperatures: Sequence[float],
+               self_credits: Sequence[float], image_weights: Sequence[float]) -> np.ndarray:
+        """``shrunk_choice`` for one image: ``top`` its nearest entries, ``sims`` its
+        similarity to every entry."""
+        return shrunk_choice(top, sims[top], self.keys, self.toks, self.prior, self.prior_top,
+                             temperatures, self_credits, image_weights)
 
 
 def _words(text: str) -> Counter:

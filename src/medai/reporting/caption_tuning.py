@@ -18,13 +18,10 @@ from medai.reporting.caption_select import (
     IMAGE_WEIGHTS,
     SELF_CREDITS,
     TEMPERATURES,
-    best_constant,
+    IndexedCaptions,
     consensus,
-    index_prior,
-    prior_candidates,
     rouge_l_matrix,
     scope_floor,
-    shrunk_choice,
     tokens,
 )
 
@@ -50,33 +47,18 @@ def repeated_group_splits(captions: Sequence[str], repeats: int, test_frac: floa
     return out
 
 
-class _Side:
-    """One training side: its captions' keys, tokens, whole-index scores and best few."""
-
-    def __init__(self, captions: Sequence[str]) -> None:
-        self.keys = [c.lower() for c in captions]
-        self.toks = tokens(captions)
-        self.prior = index_prior(self.toks)
-        self.prior_top = prior_candidates(self.prior, self.keys)
-
-    def choose(self, sims: np.ndarray, k: int, temperatures: Sequence[float],
-               self_credits: Sequence[float], image_weights: Sequence[float]) -> np.ndarray:
-        top = np.argsort(-sims)[:k]
-        return shrunk_choice(top, sims[top], self.keys, self.toks, self.prior, self.prior_top,
-                             temperatures, self_credits, image_weights)
-
-
 def _grid_scores(features: np.ndarray, captions: Sequence[str], k: int,
                  splits: list[tuple[list[int], list[int]]]) -> np.ndarray:
     """``[split, image weight, self credit, temperature]`` mean held-out ROUGE-L."""
     toks = tokens(captions)
     out = np.zeros((len(splits), len(IMAGE_WEIGHTS), len(SELF_CREDITS), len(TEMPERATURES)))
     for s, (tr, te) in enumerate(splits):
-        side = _Side([captions[i] for i in tr])
+        side = IndexedCaptions([captions[i] for i in tr])
         sims = features[te] @ features[tr].T
         ref_util = rouge_l_matrix([toks[i] for i in te], side.toks)
         for row in range(len(te)):
-            picks = side.choose(sims[row], k, TEMPERATURES, SELF_CREDITS, IMAGE_WEIGHTS)
+            picks = side.choose(np.argsort(-sims[row])[:k], sims[row], TEMPERATURES,
+                                SELF_CREDITS, IMAGE_WEIGHTS)
             out[s] += ref_util[row, picks] / len(te)
     return out
 
@@ -137,15 +119,17 @@ def nested_comparison(features: np.ndarray, captions: Sequence[str], k: int,
         chosen = {**chosen, **fixed}
         alone = {**info.get("neighbours_only", chosen), **fixed}
         floor = scope_floor(f_tr, c_tr, groups=g_tr)
-        side = _Side(c_tr)
+        side = IndexedCaptions(c_tr)
         ratios.append(len(te) / len(tr))
         util_te = rouge_l_matrix([toks[i] for i in te], side.toks)
         sims = features[te] @ f_tr.T
-        constant = c_tr.index(best_constant(c_tr))
+        constant = side.prior_top[0]  # the best constant caption (``best_constant``)
         rows: dict[str, list[float]] = {n: [] for n in names}
         scored += len(te)
         for row in range(len(te)):
-            pick, pick_alone = (int(side.choose(sims[row], k, (s["temperature"],),
+            order = np.argsort(-sims[row])
+            top = order[:k]
+            pick, pick_alone = (int(side.choose(top, sims[row], (s["temperature"],),
                                                 (s["self_credit"],),
                                                 (s["image_weight"],))[0, 0, 0])
                                 for s in (chosen, alone))
@@ -157,7 +141,7 @@ def nested_comparison(features: np.ndarray, captions: Sequence[str], k: int,
             rows["constant"].append(util_te[row, constant])
             rows["nearest"].append(util_te[row, int(np.argmax(sims[row]))])
             rows["oracle"].append(util_te[row].max())
-            five = np.argsort(-sims[row])[:5]  # the selection before: a word vote among 5
+            five = order[:5]  # the selection before: a word vote among 5
             rows["consensus"].append(util_te[row, five[consensus([c_tr[j] for j in five],
                                                                   sims[row][five])]])
         for n in names:

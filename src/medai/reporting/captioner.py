@@ -19,14 +19,7 @@ import numpy as np
 
 from medai.core.registry import ModelCard, ModelLoadError
 from medai.reporting.caption_predict import CaptionPredict
-from medai.reporting.caption_select import (
-    SELECTIONS,
-    index_prior,
-    prior_candidates,
-    select,
-    shrunk_choice,
-    tokens,
-)
+from medai.reporting.caption_select import SELECTIONS, IndexedCaptions, select
 from medai.reporting.caption_select import consensus as consensus  # re-exported for callers
 
 INDEX_FILE = "caption_index.npz"
@@ -83,16 +76,11 @@ class RetrievalCaptioner(CaptionPredict):
         self.embedder, self.k, self.card = embedder, k, card
         self.selection, self.temperature = selection, float(temperature)
         self.self_credit, self.image_weight = float(self_credit), float(image_weight)
-        self._keys = [c.lower() for c in captions]
-        self._toks = tokens(captions) if selection == "expected-overlap" else None
-        # each indexed caption's mean overlap with the whole index (saved with the index: a
+        # each indexed caption's mean overlap with the whole index is saved with the index (a
         # ROCO-size index takes a while to score)
-        self.prior = (np.asarray(prior, dtype=np.float64) if prior is not None
-                      else index_prior(self._toks) if self._toks is not None else None)
-        if self.prior is not None and len(self.prior) != len(captions):
-            raise ValueError("the caption index's prior needs one score per caption")
-        self._prior_top = (prior_candidates(self.prior, self._keys)
-                           if self.prior is not None else [])
+        self._index = (IndexedCaptions(captions, prior) if selection == "expected-overlap"
+                       else None)
+        self.prior = self._index.prior if self._index is not None else None
         # below this nearest-neighbour similarity the image is unlike anything indexed (a brain
         # MRI against a chest index): abstain rather than quote an unrelated case's caption
         self.min_similarity = min_similarity
@@ -134,9 +122,8 @@ class RetrievalCaptioner(CaptionPredict):
         if self.selection != "expected-overlap":
             return int(top[select(self.selection, [self.captions[i] for i in top], row[top],
                                   self.temperature, self.self_credit)])
-        return int(shrunk_choice(top, row[top], self._keys, self._toks, self.prior,
-                                 self._prior_top, (self.temperature,), (self.self_credit,),
-                                 (self.image_weight,))[0, 0, 0])
+        return int(self._index.choose(top, row, (self.temperature,), (self.self_credit,),
+                                      (self.image_weight,))[0, 0, 0])
 
     def save(self, directory: Path) -> None:
         """Self-contained: an imaging model used as the embedder is copied into
