@@ -111,6 +111,14 @@ def tiny_imaging_dir(tmp_path_factory) -> Path:
     return make_imaging_model_dir(tmp_path_factory.mktemp("imaging") / "tiny-cxr")
 
 
+@pytest.fixture(scope="session")
+def tiny_mri_dir(tmp_path_factory) -> Path:
+    """A tiny four-class brain MRI model (the mri task's labels)."""
+    return make_imaging_model_dir(tmp_path_factory.mktemp("mri") / "tiny-mri",
+                                  labels=("Glioma", "Meningioma", "Pituitary", "No_Tumor"),
+                                  task="mri")
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium through Playwright, one per browser-test module."""

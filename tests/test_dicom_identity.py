@@ -145,13 +145,17 @@ def test_the_patient_name_and_id_are_not_stored_in_clear_text(env):
         raw = b"".join(p.read_bytes() for p in home.glob("medai.db*"))
         assert b"SECRET-1" in raw  # the accession is kept plainly (it is searched)
         assert not any(s.encode() in raw for s in secrets)
+    stored = [p.read_bytes() for p in (home / "blobs").rglob("*") if p.is_file()]
+    assert stored and not any(s.encode() in blob for blob in stored for s in secrets)
+    assert not any(b"DICM" in blob for blob in stored)  # the files themselves are encrypted
 
 
 def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
     from cryptography.fernet import Fernet
 
     from medai.platform.chat import rotate_all
-    from medai.platform.crypto import cipher
+    from medai.platform.crypto import BlobCipher, InvalidToken, cipher
+    from medai.platform.storage import BlobStore
     from medai.settings import get_settings
 
     app, client, home, files = env
@@ -165,11 +169,17 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
         cipher.cache_clear()
         with app.state.platform.db.session() as db:
             assert rotate_all(db) >= 1
+        assert BlobStore(home / "blobs", BlobCipher([new, old])).rotate() >= 1
         monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([new]))  # the old key removed
         get_settings.cache_clear()
         cipher.cache_clear()
         d = client.get(f"/api/v1/studies/{sid}", headers=rad).json()["dicom"]
         assert (d["patient_name"], d["patient_id"]) == (NAME, PATIENT_ID)
+        only_new = BlobStore(home / "blobs", BlobCipher([new]))
+        sha = client.get(f"/api/v1/studies/{sid}", headers=rad).json()["file"]["sha256"]
+        assert only_new.read(sha) == (files / "rot.dcm").read_bytes()
+        with pytest.raises(InvalidToken):  # the old key alone no longer opens it
+            BlobStore(home / "blobs", BlobCipher([old])).read(sha)
         monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([Fernet.generate_key().decode()]))
         cipher.cache_clear()
         get_settings.cache_clear()
@@ -182,6 +192,7 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
         cipher.cache_clear()
         with app.state.platform.db.session() as db:
             rotate_all(db)
+        BlobStore(home / "blobs", BlobCipher([old, new])).rotate()
         monkeypatch.delenv("MEDAI_SECRET_KEYS")
         get_settings.cache_clear()
         cipher.cache_clear()

@@ -5,8 +5,8 @@ statuses; associations from unknown AE titles are rejected."""
 
 from __future__ import annotations
 
+import io
 import logging
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,14 +17,6 @@ from platform_helpers import bearer, clinic, wait_status
 
 BACKENDS = ["sqlite", "postgresql"]
 MRI_LABELS = ("Glioma", "Meningioma", "Pituitary", "No_Tumor")
-
-
-@pytest.fixture(scope="module")
-def tiny_mri_dir(tmp_path_factory) -> Path:
-    from conftest import make_imaging_model_dir
-
-    return make_imaging_model_dir(tmp_path_factory.mktemp("mri") / "tiny-mri",
-                                  labels=MRI_LABELS, task="mri")
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -242,7 +234,7 @@ def test_compressed_studies_are_stored_as_sent_and_decoded_or_refused_clearly(no
         row = _by_accession(node, f"CMP-{name.upper()}")
         done = wait_status(node.client, node.rad, row["id"], {"ai_drafted", "refused"})
         sha = done["file"]["sha256"]
-        stored = pydicom.dcmread(node.home / "blobs" / sha[:2] / sha[2:4] / sha,
+        stored = pydicom.dcmread(io.BytesIO(node.app.state.platform.store.read(sha)),
                                  stop_before_pixels=True)
         sent = pydicom.dcmread(path, stop_before_pixels=True)
         assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID

@@ -96,7 +96,8 @@ class Clock:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def hosp(request, pacs, tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch):
+def hosp(request, pacs, tmp_path, tfidf_model_dir, tiny_imaging_dir, tiny_mri_dir,
+         monkeypatch):
     server = pacs["server"]
     fhir = FhirServer().start()
     (tmp_path / "destinations.yaml").write_text(
@@ -108,7 +109,7 @@ def hosp(request, pacs, tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch
     monkeypatch.setenv("MEDAI_INSTITUTION_NAME", "Ankara Test Hastanesi")
     try:
         with clinic(request.param, tmp_path / "home", tfidf_model_dir, tiny_imaging_dir,
-                    outbox_threads=0) as (app, client):
+                    mri_model=str(tiny_mri_dir), outbox_threads=0) as (app, client):
             yield app, client, fhir, Clock()
     finally:
         fhir.stop()
@@ -192,6 +193,47 @@ def test_results_and_reports_reach_the_pacs_under_the_study(hosp, pacs, tmp_path
     assert reports[1].PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0] \
         .ReferencedSOPSequence[0].ReferencedSOPInstanceUID == reports[0].SOPInstanceUID
     assert fhir.reports()[f"medai-report-{sid}"]["status"] == "amended"
+
+
+def test_a_slice_with_geometry_also_gets_its_saliency_as_a_parametric_map(hosp, pacs,
+                                                                          tmp_path):
+    """An MR slice (Frame of Reference, image plane) gets, beside the SR and the picture, the
+    Grad-CAM as a Parametric Map on its own grid and geometry; its float values are the
+    stored overlay's saliency, 0..1, peaking at 1."""
+    import highdicom as hd
+    import numpy as np
+    from pydicom.uid import generate_uid
+
+    from medai.services.imaging import saliency_of_overlay
+
+    app, client, _fhir, clock = hosp
+    uid, frame = generate_uid(), generate_uid()
+    path = make_dicom(tmp_path / "mr.dcm", "MR", body_part="BRAIN", view=None, study=uid,
+                      rows=72, cols=64, accession="ACC-MR", FrameOfReferenceUID=frame,
+                      ImagePositionPatient=[-90.0, -100.0, 12.5],
+                      ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                      PixelSpacing=[0.9, 0.9], SliceThickness=5.0)
+    rad = bearer(client, "rad1")
+    r = client.post("/api/v1/studies", headers=rad, data={"task": "mri"},
+                    files={"file": ("mr.dcm", path.read_bytes(), "application/dicom")})
+    study = wait_status(client, rad, r.json()["id"], {"ai_drafted", "refused"})
+    assert study["status"] == "ai_drafted", study["ai_result"]
+    assert loop(app, clock).run_once() == {"delivered": 2}
+    objects = {ds.SOPClassUID.name: ds for ds in stored(pacs, uid)}
+    assert sorted(objects) == ["Comprehensive SR Storage", "Parametric Map Storage",
+                               "Secondary Capture Image Storage"]
+    pm = hd.pm.ParametricMap.from_dataset(objects["Parametric Map Storage"])
+    assert pm.FrameOfReferenceUID == frame and (pm.Rows, pm.Columns) == (72, 64)
+    assert pm.SourceImageSequence[0].ReferencedSOPInstanceUID == study["dicom"]["sop_uid"]
+    assert "not a diagnosis" in pm.ImageComments and pm.ContentLabel == "GRADCAM"
+    values = pm.pixel_array
+    assert values.dtype == np.float32 and values.min() >= 0.0 and values.max() == 1.0
+    with app.state.platform.db.reader() as db:
+        from medai.platform import studies
+
+        heat = studies.latest_result(db, study["id"]).heatmap_sha256
+    expected = saliency_of_overlay(app.state.platform.store.read(heat), 72, 64)
+    assert np.array_equal(values, expected)
 
 
 def test_a_pacs_that_was_down_gets_each_object_once(hosp, pacs, tmp_path):

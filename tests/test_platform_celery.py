@@ -107,3 +107,51 @@ def test_workers_analyse_every_study_once_even_when_one_is_killed(kind, tmp_path
     assert con.execute("SELECT COUNT(*) FROM report_versions").fetchone() == (len(ids),)
     assert con.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone() == (
         len(ids),)
+
+
+def test_a_worker_sends_what_it_analysed_without_serve(tmp_path, monkeypatch, tfidf_model_dir,
+                                                       tiny_imaging_dir):
+    """With no delivery thread in serve (MEDAI_OUTBOX_THREADS=0 there) and none run apart,
+    the preliminary FHIR reports still arrive: the worker that analysed each study delivers
+    it from its own outbox threads, woken by its own commit, and each once."""
+    from fastapi.testclient import TestClient
+
+    from medai.platform.api.app import create_platform_app
+    from outbox_peers import FhirServer
+
+    url = broker_url("redis", str(tmp_path) + "outbox")
+    _purge(url)
+    fhir = FhirServer().start()
+    db_url = f"sqlite:///{tmp_path / 'medai.db'}"
+    env = {**os.environ, "MEDAI_HOME": str(tmp_path), "MEDAI_BROKER_URL": url,
+           "MEDAI_DATABASE_URL": db_url, "MEDAI_FHIR_URL": fhir.url,
+           "MEDAI_CXR_MODEL": str(tiny_imaging_dir), "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir)}
+    monkeypatch.setenv("MEDAI_FHIR_URL", fhir.url)
+    use_home(tmp_path)
+    app = create_platform_app(database_url=db_url, triage_model=str(tfidf_model_dir),
+                              cxr_model=str(tiny_imaging_dir), broker_url=url, preload=False,
+                              outbox_threads=0)
+    add_users(app)
+    worker = start_worker(env)
+    try:
+        with TestClient(app, base_url="http://localhost") as client:
+            rad = bearer(client, "rad1")
+            ids = [client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
+                               files={"file": ("x.png", png_bytes(300 + i, (128, 128)),
+                                               "image/png")}).json()["id"]
+                   for i in range(3)]
+            deadline = time.time() + 120
+            while time.time() < deadline and len(fhir.reports()) < len(ids):
+                time.sleep(0.2)
+            rows = client.get("/api/v1/admin/outbox", headers=bearer(client, "admin")).json()
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
+        fhir.stop()
+        _purge(url)
+    assert len(fhir.reports()) == len(ids), rows
+    assert all(r["status"] == "preliminary" for r in fhir.reports().values())
+    con = sqlite3.connect(tmp_path / "medai.db")
+    assert con.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall() == [
+        ("delivered", len(ids))]

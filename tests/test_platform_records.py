@@ -127,13 +127,46 @@ def test_uploads_are_content_addressed_and_limited_while_streaming(tmp_path):
     data = b"x" * 3000
     sha, size = asyncio.run(store.put_stream(chunks([data[:1000], data[1000:]]), limit=4096))
     assert sha == hashlib.sha256(data).hexdigest() and size == 3000
-    assert store.path(sha).read_bytes() == data and store.put_bytes(data) == sha
+    assert store.read(sha) == data and store.put_bytes(data) == sha
+    assert b"xxxx" not in store.path(sha).read_bytes()  # encrypted as it streamed in
     with pytest.raises(TooLarge):
         asyncio.run(store.put_stream(chunks([b"y" * 4000, b"y" * 4000]), limit=4096))
     leftovers = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
     assert leftovers == [store.path(sha)]  # the refused upload left no partial file
     with pytest.raises(ValueError):
         store.path("../../etc/passwd")
+
+
+def test_blobs_are_sealed_rotated_and_refused_when_altered(tmp_path):
+    """Files at rest: a blob an older version stored in clear is still read and is encrypted
+    by rotation; rotation moves every blob to the newest key; a flipped byte or a key no
+    longer listed is refused (InvalidToken), never returned as altered plaintext."""
+    import hashlib
+
+    from medai.platform.crypto import BlobCipher, InvalidToken
+    from medai.platform.storage import BlobStore
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    store = BlobStore(tmp_path / "blobs", BlobCipher([old]))
+    sealed = store.put_bytes(b"sealed under the old key")
+    legacy = b"stored in clear by an older version"
+    clear = hashlib.sha256(legacy).hexdigest()
+    store.path(clear).parent.mkdir(parents=True, exist_ok=True)
+    store.path(clear).write_bytes(legacy)
+    assert store.read(clear) == legacy
+
+    rotated = BlobStore(tmp_path / "blobs", BlobCipher([new, old]))
+    assert rotated.rotate() == 2 and rotated.rotate() == 0  # done once, then nothing to do
+    newest = BlobStore(tmp_path / "blobs", BlobCipher([new]))
+    assert newest.read(sealed) == b"sealed under the old key" and newest.read(clear) == legacy
+    assert legacy not in store.path(clear).read_bytes()
+    with pytest.raises(InvalidToken):
+        BlobStore(tmp_path / "blobs", BlobCipher([old])).read(sealed)
+    raw = bytearray(store.path(sealed).read_bytes())
+    raw[-20] ^= 1
+    store.path(sealed).write_bytes(bytes(raw))
+    with pytest.raises(InvalidToken):
+        newest.read(sealed)
 
 
 def test_the_generated_key_is_the_same_for_concurrent_first_uses(tmp_path):

@@ -276,13 +276,18 @@ def keys_generate() -> None:
 
 @keys_app.command("rotate")
 def keys_rotate(as_json: JsonFlag = False) -> None:
-    """Re-encrypt every stored message and complaint with the first key of
-    MEDAI_SECRET_KEYS; afterwards the older keys can be removed."""
+    """Re-encrypt every stored message, complaint, patient name and stored file with the
+    first key of MEDAI_SECRET_KEYS (files an older version kept in clear are encrypted too);
+    afterwards the older keys can be removed."""
     from medai.platform.chat import rotate_all
+    from medai.platform.storage import BlobStore
+    from medai.settings import get_settings
 
     with _db().session() as db:
         n = rotate_all(db)
-    _emit({"re_encrypted": n}, as_json, f"re-encrypted {n} records")
+    files = BlobStore(get_settings().home / "blobs").rotate()
+    _emit({"re_encrypted": n, "files_re_encrypted": files}, as_json,
+          f"re-encrypted {n} records and {files} stored files")
 
 
 @db_app.command("upgrade")
@@ -316,6 +321,11 @@ def worker(
             min=1, help="Intra-op threads of each model call (torch and ONNX Runtime). Keep "
                         "workers × concurrency × threads at or below the cores: one worker "
                         "process per core with the default 1 uses a CPU machine fully.")] = 1,
+        outbox_threads: Annotated[int | None, typer.Option(
+            min=0, max=16, help="Threads delivering the outbox from this worker (default "
+                                "MEDAI_OUTBOX_THREADS; 0: leave delivery to serve or `medai "
+                                "outbox run`). A study analysed here is sent the moment it "
+                                "commits.")] = None,
         as_json: JsonFlag = False) -> None:
     """Run a Celery worker that analyses studies (needs MEDAI_BROKER_URL: redis:// or
     amqp://). Messages are acknowledged late: a worker killed mid-study loses nothing."""
@@ -337,6 +347,7 @@ def worker(
     # Runtime at two threads each, four busy threads fighting for two cores
     apply_thread_limits(CpuPlan(1, concurrency, threads))
     queue.WORKER_THREADS = threads
+    queue.start_delivery(settings.outbox_threads if outbox_threads is None else outbox_threads)
     app = celery_app(settings.broker_url)
     app.worker_main(["worker", "-Q", ",".join(wanted), "--concurrency", str(concurrency),
                      "--pool", "threads" if concurrency > 1 else "solo",

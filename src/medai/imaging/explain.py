@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,38 @@ CAM_FLOOR = 0.25
 CAM_MAX_ALPHA = 0.8
 
 
+@functools.lru_cache(maxsize=1)
+def colour_table() -> np.ndarray:
+    """The overlay's colour map, 256 distinct uint8 RGB entries (matplotlib's inferno)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import colormaps
+
+    table = colormaps["inferno"](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
+    table8 = (table * 255.0 + 0.5).astype(np.uint8)
+    table8.setflags(write=False)
+    return table8
+
+
+def saliency_of_overlay(rgba: np.ndarray) -> np.ndarray:
+    """The normalised Grad-CAM (float32, 0..1 in steps of 1/255) a stored overlay was drawn
+    from: ``overlay_rgba`` writes the colour-map entry of the activation into every pixel's
+    RGB, transparent or not, so the map comes back exactly as quantised (a Parametric Map for
+    the PACS is built from it without running the model again). Raises ``ValueError`` for a
+    picture that is not such an overlay."""
+    table = colour_table().astype(np.uint32)
+    keys = (table[:, 0] << 16) | (table[:, 1] << 8) | table[:, 2]
+    order = np.argsort(keys)
+    rgb = np.asarray(rgba)[..., :3].astype(np.uint32)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    pos = np.minimum(np.searchsorted(keys[order], packed), len(keys) - 1)
+    index = order[pos]
+    if not np.array_equal(keys[index], packed):
+        raise ValueError("the picture is not a heatmap overlay of this colour map")
+    return index.astype(np.float32) / 255.0
+
+
 def overlay_rgba(heat: np.ndarray, floor: float = CAM_FLOOR,
                  max_alpha: float = CAM_MAX_ALPHA) -> np.ndarray:
     """The heatmap alone as an RGBA uint8 array: a perceptual colour map whose alpha is 0 up
@@ -49,15 +82,9 @@ def overlay_rgba(heat: np.ndarray, floor: float = CAM_FLOOR,
     The colour comes from a 256-entry uint8 table and the alpha is computed in place, written
     straight into the output: a 2048² overlay costs ~4 bytes a pixel of temporaries (it cost
     ~70: float RGB and RGBA copies, ~130 MB for a 1500×1250 image, per concurrent heatmap)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import colormaps
-
     if not 0.0 <= floor < 1.0:
         raise ValueError(f"floor must be in [0, 1), not {floor}")
-    table = colormaps["inferno"](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
-    table8 = (table * 255.0 + 0.5).astype(np.uint8)
+    table8 = colour_table()
     heat = np.clip(np.nan_to_num(heat.astype(np.float32)), 0.0, 1.0)
     out = np.empty((*heat.shape, 4), dtype=np.uint8)
     out[..., :3] = table8[(heat * 255).astype(np.uint8)]

@@ -9,9 +9,11 @@ through the modality LUT, the VOI LUT / window, and MONOCHROME1 inversion.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -88,12 +90,12 @@ def load_image(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
     return _load_raster(data, max_pixels)
 
 
-def check_limits(path: str | Path, max_pixels: int = MAX_PIXELS) -> None:
-    """The header checks of ``load_image`` on a stored file, without decoding a pixel or
-    reading the pixel data into memory: raises ``ImageTooLarge`` for a bomb. Other problems
-    (not an image, corrupt) are left to the analysis, which names them."""
-    path = Path(path)
-    with path.open("rb") as fh:
+def check_limits(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> None:
+    """The header checks of ``load_image`` on a file (a path, or an open binary file such as
+    a decrypted blob), without decoding a pixel: raises ``ImageTooLarge`` for a bomb. Other
+    problems (not an image, corrupt) are left to the analysis, which names them."""
+    with contextlib.ExitStack() as stack:
+        fh = source if hasattr(source, "read") else stack.enter_context(Path(source).open("rb"))
         if fh.seek(0, 2) > MAX_BYTES:
             raise ImageTooLarge(f"file is too large ({fh.tell():,} bytes; limit "
                                 f"{MAX_BYTES:,})")

@@ -1,4 +1,5 @@
-"""Encryption at rest for patient text (chat messages, triage complaints).
+"""Encryption at rest for patient text (chat messages, triage complaints, DICOM names) and
+for every stored file (``BlobCipher``: a DICOM's header names the patient).
 
 Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``) with a key list: the first key
 encrypts, every key decrypts (``MultiFernet``), so a key is rotated by putting a new key first
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-__all__ = ["Cipher", "InvalidToken", "cipher"]
+__all__ = ["BlobCipher", "Cipher", "InvalidToken", "blob_cipher", "cipher"]
 
 
 class Cipher:
@@ -26,6 +27,7 @@ class Cipher:
             raise ValueError("at least one key is needed")
         self._fernet = MultiFernet([Fernet(k.encode() if isinstance(k, str) else k)
                                     for k in keys])
+        self.blobs = BlobCipher(keys)
 
     def encrypt(self, text: str) -> bytes:
         return self._fernet.encrypt(text.encode("utf-8"))
@@ -36,6 +38,92 @@ class Cipher:
     def rotate(self, token: bytes) -> bytes:
         """The same plaintext under the newest key."""
         return self._fernet.rotate(bytes(token))
+
+
+class BlobCipher:
+    """Stored files under AES-256-GCM, streamed (an upload is encrypted as it arrives, never
+    whole in memory and never in clear on disk): ``MAGIC · key id · nonce · ciphertext · tag``.
+    Each blob key is derived (HKDF-SHA256) from one of the same keys as ``Cipher``'s, so one
+    key list and one ``medai keys rotate`` serve both; the key id (8 bytes of a hash of the
+    derived key, not the key) says which key opens a blob. A file without the magic is one an
+    older version stored in clear: it is read as it is, and ``keys rotate`` encrypts it."""
+
+    MAGIC = b"MEDAIB1\n"
+    HEADER = len(MAGIC) + 8 + 12
+    TAG = 16
+
+    def __init__(self, keys: list[str]) -> None:
+        import base64
+        import hashlib
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        if not keys:
+            raise ValueError("at least one key is needed")
+        self._keys: dict[bytes, bytes] = {}
+        for i, k in enumerate(keys):
+            raw = base64.urlsafe_b64decode(k.encode() if isinstance(k, str) else k)
+            derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                           info=b"medai blob v1").derive(raw)
+            key_id = hashlib.sha256(b"medai blob key id" + derived).digest()[:8]
+            self._keys.setdefault(key_id, derived)
+            if i == 0:
+                self.newest = key_id
+
+    def encryptor(self) -> BlobSealer:
+        return BlobSealer(self.newest, self._keys[self.newest])
+
+    def seal(self, data: bytes) -> bytes:
+        s = self.encryptor()
+        return s.header + s.update(data) + s.finish()
+
+    def key_id(self, head: bytes) -> bytes | None:
+        """The key id of a stored blob's first bytes, None for one stored in clear."""
+        if len(head) >= self.HEADER and head.startswith(self.MAGIC):
+            return head[len(self.MAGIC):len(self.MAGIC) + 8]
+        return None
+
+    def open(self, blob: bytes) -> bytes:
+        """The plaintext of a stored blob (a clear legacy blob is returned as it is); raises
+        ``InvalidToken`` for a blob altered on disk or sealed with a key no longer listed."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers import Cipher as _Cipher
+        from cryptography.hazmat.primitives.ciphers import algorithms, modes
+
+        key_id = self.key_id(blob)
+        if key_id is None:
+            return blob
+        key = self._keys.get(key_id)
+        if key is None or len(blob) < self.HEADER + self.TAG:
+            raise InvalidToken
+        view = memoryview(blob)
+        dec = _Cipher(algorithms.AES(key), modes.GCM(bytes(view[self.HEADER - 12:self.HEADER]),
+                                                      bytes(view[-self.TAG:]))).decryptor()
+        dec.authenticate_additional_data(bytes(view[:self.HEADER]))
+        try:
+            return dec.update(view[self.HEADER:-self.TAG]) + dec.finalize()
+        except InvalidTag:
+            raise InvalidToken from None
+
+
+class BlobSealer:
+    """One blob being encrypted: write ``header``, then each ``update``, then ``finish``."""
+
+    def __init__(self, key_id: bytes, key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher as _Cipher
+        from cryptography.hazmat.primitives.ciphers import algorithms, modes
+
+        nonce = os.urandom(12)
+        self.header = BlobCipher.MAGIC + key_id + nonce
+        self._enc = _Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+        self._enc.authenticate_additional_data(self.header)
+
+    def update(self, chunk: bytes) -> bytes:
+        return self._enc.update(chunk)
+
+    def finish(self) -> bytes:
+        return self._enc.finalize() + self._enc.tag
 
 
 def _key_file(home: Path) -> list[str]:
@@ -61,9 +149,18 @@ def _key_file(home: Path) -> list[str]:
     return [path.read_text().strip()]
 
 
-@lru_cache(maxsize=1)
-def cipher() -> Cipher:
+def _keys() -> list[str]:
     from medai.settings import get_settings
 
     settings = get_settings()
-    return Cipher(settings.secret_keys or _key_file(settings.home))
+    return settings.secret_keys or _key_file(settings.home)
+
+
+@lru_cache(maxsize=1)
+def cipher() -> Cipher:
+    return Cipher(_keys())
+
+
+def blob_cipher() -> BlobCipher:
+    """The stored files' cipher, from the same (cached) key list as ``cipher``."""
+    return cipher().blobs

@@ -78,6 +78,22 @@ def _worker_platform():
     return p
 
 
+def start_delivery(threads: int):
+    """Delivery threads in this worker process (``medai worker --outbox-threads``), or None
+    when there are none or no destination is configured. An analysis that commits here wakes
+    them at once (``outbox.WAKE`` is per process), so a Celery study's SR and FHIR report leave
+    as soon as it is analysed instead of at serve's next poll, and in a backlog every worker
+    sends, not serve's threads alone; rows are claimed under leases, so nothing goes twice."""
+    from medai.settings import get_settings
+
+    if threads <= 0 or not get_settings().destinations():
+        return None
+    from medai.platform.integration.delivery import DeliveryLoop
+
+    return DeliveryLoop.from_settings(_worker_platform(), threads=threads,
+                                      name="celery-outbox").start()
+
+
 def _run(task, study_id: int, job_id: int) -> str:
     from sqlalchemy import select
 

@@ -1,6 +1,8 @@
 """Uploaded files, content-addressed under ``MEDAI_HOME/blobs``: a file is named by its sha256
 (never by a name a user chose), written while its size is checked, and stored once however
-often it is uploaded.
+often it is uploaded. Every blob is encrypted at rest (``crypto.BlobCipher``, AES-GCM under the
+platform's key list) as it is written, so a DICOM header's patient name is never on disk in
+clear; ``read`` returns the plaintext, ``rotate`` re-encrypts under the newest key.
 
 Everything medai keeps on disk is private to its account: folders 0700, files 0600, made so at
 creation and tightened at start for what an older version left (``private_dir``,
@@ -19,6 +21,10 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medai.platform.crypto import BlobCipher
 
 log = logging.getLogger("medai.platform")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -79,7 +85,12 @@ def private_file(path: str | Path) -> None:
 
 
 class BlobStore:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, blob_cipher: BlobCipher | None = None) -> None:
+        if blob_cipher is None:
+            from medai.platform.crypto import blob_cipher as platform_cipher
+
+            blob_cipher = platform_cipher()
+        self.cipher = blob_cipher
         self.root = private_dir(root)
         self._tighten()
 
@@ -128,12 +139,15 @@ class BlobStore:
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".upload-")  # created 0600
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                fh.write(self.cipher.seal(data))
         except BaseException as exc:
             Path(name).unlink(missing_ok=True)
             _name(exc, name)
             raise
         return Path(name)
+
+    def exists(self, sha: str) -> bool:
+        return self.path(sha).exists()
 
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
@@ -148,14 +162,17 @@ class BlobStore:
         h, size = hashlib.sha256(), 0
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".upload-")
         tmp = Path(name)
+        sealer = self.cipher.encryptor()
         try:
             with os.fdopen(fd, "wb") as fh:
+                fh.write(sealer.header)
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > limit:
                         raise TooLarge(f"file is larger than {limit:,} bytes")
                     h.update(chunk)
-                    fh.write(chunk)
+                    fh.write(sealer.update(chunk))
+                fh.write(sealer.finish())
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             _name(exc, tmp)
@@ -177,7 +194,29 @@ class BlobStore:
                         sha[:12], errno.errorcode.get(exc.errno or 0, type(exc).__name__))
 
     def read(self, sha: str) -> bytes:
-        return self.path(sha).read_bytes()
+        """The stored file's plaintext (raises ``crypto.InvalidToken`` for a blob altered on
+        disk or sealed under a key no longer configured)."""
+        return self.cipher.open(self.path(sha).read_bytes())
+
+    def rotate(self) -> int:
+        """Re-encrypt under the newest key every blob sealed with an older one, and encrypt
+        those an older version stored in clear; each is replaced atomically, so a reader
+        meanwhile sees the old or the new file, both readable while the old key is listed.
+        Returns how many blobs were rewritten."""
+        n = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for f in filenames:
+                if not _SHA.match(f):
+                    continue  # a temporary file under way
+                path = Path(dirpath) / f
+                with path.open("rb") as fh:
+                    head = fh.read(self.cipher.HEADER)
+                if self.cipher.key_id(head) == self.cipher.newest:
+                    continue
+                tmp = self._write_temp(self.cipher.open(path.read_bytes()))
+                os.replace(tmp, path)
+                n += 1
+        return n
 
     def check_writable(self) -> None:
         """Readiness: a small real file is written, synced and removed (raises the OSError

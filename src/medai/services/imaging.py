@@ -11,6 +11,7 @@ import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from medai.imaging.io import (
     MAX_BYTES,
@@ -83,11 +84,11 @@ def read_image(data: bytes) -> LoadedImage:
     return load_image(data)
 
 
-def check_upload(path: str | Path) -> None:
+def check_upload(source: str | Path | BinaryIO) -> None:
     """Refuse a stored upload whose header declares more than the decoders may allocate
     (``ImageTooLarge``), reading only the header; other problems are the analysis's to name."""
     try:
-        check_limits(path)
+        check_limits(source)
     except ImageTooLarge:
         raise
     except ImageInputError:  # not a bomb: unreadable files are refused by the analysis
@@ -177,3 +178,19 @@ def preview_png(data: bytes, max_side: int = 1024) -> bytes:
     """``display_png`` of an image's bytes (a stored rendition, for a smaller copy)."""
     with decoded(data) as image:
         return display_png(image, max_side)
+
+
+def saliency_of_overlay(png: bytes, rows: int, columns: int):
+    """The normalised Grad-CAM (float32 0..1, ``rows`` × ``columns``) a stored heatmap
+    overlay PNG was drawn from, resized (bilinear) to the source image's grid."""
+    import numpy as np
+    from PIL import Image
+
+    from medai.imaging.explain import saliency_of_overlay as invert
+
+    with Image.open(io.BytesIO(png)) as img:
+        saliency = invert(np.asarray(img.convert("RGBA")))
+    if saliency.shape != (rows, columns):
+        saliency = np.asarray(Image.fromarray(saliency, mode="F").resize(
+            (columns, rows), Image.Resampling.BILINEAR), dtype=np.float32)
+    return np.clip(saliency, 0.0, 1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from typing import Annotated, Any
 
@@ -72,6 +73,18 @@ async def _forget(p, sha: str, created: bool) -> None:
     await run_in_threadpool(studies.discard_unnamed, p, sha, "a failed upload")
 
 
+def _checked_identity(p, sha: str) -> dicom.DicomIdentity | None:
+    """The stored upload's limits checked from its header (``ImageTooLarge``), then its
+    DICOM identity, the same extraction as the DICOM node's (None when it has none; the
+    analysis names a bad file)."""
+    data = p.store.read(sha)
+    imaging_service.check_upload(io.BytesIO(data))
+    try:
+        return dicom.read(data)
+    except dicom.IdentityError:
+        return None
+
+
 @router.post("", response_model=StudyOut, status_code=201,
              responses={200: {"model": StudyOut, "description": (
                  "a DICOM instance of a study already here: it joined that study (or was "
@@ -99,14 +112,10 @@ async def upload_study(
         await _forget(p, sha, created)
         raise ApiError(422, "invalid", "the file is empty")
     try:  # a decompression bomb is refused now, from its header, not by a worker decoding it
-        await run_in_threadpool(imaging_service.check_upload, p.store.path(sha))
+        identity = await run_in_threadpool(_checked_identity, p, sha)
     except imaging_service.ImageTooLarge as exc:
         await _forget(p, sha, created)
         raise ApiError(413, "image_too_large", str(exc)) from None
-    try:  # the same identity extraction as the DICOM node (the analysis names a bad file)
-        identity = await run_in_threadpool(dicom.read, p.store.path(sha))
-    except dicom.IdentityError:
-        identity = None
     urgent = await run_in_threadpool(_question_is_urgent, request, clinical_question)
 
     def create() -> tuple[dict[str, Any], int | None, str]:

@@ -1,9 +1,16 @@
-"""The Grad-CAM heatmap as a DICOM Secondary Capture for the PACS.
+"""The Grad-CAM heatmap as DICOM for the PACS: a Secondary Capture every viewer shows, and a
+Parametric Map where the source has the geometry for one.
 
 The transparent RGBA overlay the platform stores is laid on the film (``overlay_on_film``) and
 sent as an RGB Secondary Capture image in the source's study, in a series of its own (one per
 model), referencing the source image (SourceImageSequence) and saying in its derivation
 description and comments that it is AI output for the named finding, not a diagnosis.
+
+A tomographic source (MR, CT: a Frame of Reference and an image plane, one frame) also gets
+the saliency itself as a Parametric Map (``heatmap_pm``): float values 0..1 on the source's
+own grid and geometry, with a real-world value mapping, so a viewer can fuse it with the
+slice, threshold it or window it. A projection radiograph has no patient geometry for one,
+so it gets the Secondary Capture alone (``pm_suitable``).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from medai.core.tasks import Task
 from medai.platform.integration.dicom_objects import (
     MANUFACTURER,
     SERIES_HEATMAP,
+    SERIES_HEATMAP_MAP,
     DicomObjectError,
     SourceImage,
     content_times,
@@ -26,6 +34,11 @@ from medai.platform.integration.dicom_objects import (
     pin_times,
     uid,
 )
+
+PM_GEOMETRY = ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient",
+               "PixelSpacing")
+_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                "AccessionNumber", "StudyID", "StudyDate", "StudyTime")
 
 
 def overlay_on_film(film: np.ndarray, overlay: np.ndarray) -> np.ndarray:
@@ -89,3 +102,68 @@ def heatmap_sc(source: SourceImage, rgb: np.ndarray, *, label: str, model: Mappi
     sc.ImageComments = ("AI output (medai), a suggestion for the radiologist; not a diagnosis. "
                         f"Model {model['content_hash']}")
     return sc
+
+
+def pm_suitable(header: Dataset) -> bool:
+    """Whether a source can carry a Parametric Map: one frame on a patient geometry (a Frame
+    of Reference and an image plane), as MR and CT slices have and radiographs do not."""
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    return frames == 1 and all(header.get(k) not in (None, "") for k in PM_GEOMETRY)
+
+
+def heatmap_pm(header: Dataset, saliency: np.ndarray, *, label: str,
+               model: Mapping[str, Any], created: dt.datetime, task: Task | None = None,
+               uid_root: str | None = None, institution: str | None = None) -> Dataset:
+    """The Grad-CAM saliency (``saliency``: the source's rows × columns, float 0..1) as a
+    Parametric Map on the source's grid, referencing it (``header``: the source's dataset,
+    pixels not needed). Raises ``DicomObjectError`` where the source is not suitable."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if not pm_suitable(header):
+        raise DicomObjectError("the source has no image plane geometry for a Parametric Map")
+    values = np.ascontiguousarray(saliency, dtype=np.float32)
+    if values.shape != (int(header.Rows), int(header.Columns)):
+        raise DicomObjectError("the saliency must be on the source's grid (rows × columns)")
+    model = model_of({"model": dict(model)})
+    name = task.label_name(label, "en") if task is not None else label
+    source = Dataset()  # the header highdicom copies from, with type 2 study attributes present
+    for element in header:
+        if element.tag.group != 0x7FE0:
+            source.add(element)
+    for keyword in _STUDY_TYPE2:
+        if keyword not in source:
+            setattr(source, keyword, None)
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label="GRADCAM", lut_explanation=f"Grad-CAM saliency: {name}"[:64],
+        unit=codes.UCUM.NoUnits, value_range=(0.0, 1.0), slope=1.0, intercept=0.0)
+    pm = hd.pm.ParametricMap(
+        source_images=[source], pixel_array=values,
+        series_instance_uid=uid("heatmap-map-series", header.StudyInstanceUID,
+                                model["content_hash"], root=uid_root),
+        series_number=SERIES_HEATMAP_MAP,
+        sop_instance_uid=uid("heatmap-map", header.SOPInstanceUID, model["content_hash"],
+                             model["version"], label, root=uid_root),
+        instance_number=1, manufacturer=MANUFACTURER,
+        manufacturer_model_name=model["name"][:64], software_versions=model["version"][:64],
+        device_serial_number=model["content_hash"][:64],
+        contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
+        content_label="GRADCAM",
+        content_description=f"medai AI saliency (suggestion, not a diagnosis): {name}"[:64],
+        series_description=f"medai AI saliency map: {name}"[:64],
+        institution_name=institution, **content_times(created))
+    pin_times(pm, created)
+    organization = uid("heatmap-map-dimensions", pm.SOPInstanceUID, root=uid_root)
+    for seq in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in pm.get(seq) or []:  # highdicom draws a fresh one: a resend is the same
+            item.DimensionOrganizationUID = organization
+    if header.get("BodyPartExamined"):  # a brain: unpaired, so no Laterality
+        pm.BodyPartExamined = str(header.BodyPartExamined)[:16]
+    else:  # type 2C, left empty: the part (paired or not) is unknown
+        pm.Laterality = None
+    pm.DerivationDescription = (f"Grad-CAM saliency of {model['name']} {model['version']} "
+                                f"for {name}; 0 = none, 1 = the map's peak")[:1024]
+    pm.ImageComments = ("AI output (medai), a suggestion for the radiologist; not a diagnosis. "
+                        f"Model {model['content_hash']}")
+    return pm

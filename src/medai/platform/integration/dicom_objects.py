@@ -28,7 +28,7 @@ from medai.core.tasks import get as get_task
 
 MANUFACTURER = "medai"
 UTF8 = "ISO_IR 192"  # names and report text in Turkish: every object is written in UTF-8
-SERIES_AI_SR, SERIES_HEATMAP, SERIES_REPORT = 9901, 9902, 9903
+SERIES_AI_SR, SERIES_HEATMAP, SERIES_REPORT, SERIES_HEATMAP_MAP = 9901, 9902, 9903, 9904
 PRESENT, ABSENT, INDETERMINATE = "present", "absent", "indeterminate"
 # private concepts of the findings SR (declared in the document with the label codes)
 BASIS = (PRIVATE_SCHEME, "BASIS", "Decision basis")

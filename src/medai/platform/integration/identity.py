@@ -9,10 +9,10 @@ and given back, decrypted, to every view and export. Log lines never carry any o
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from medai.platform.crypto import InvalidToken, cipher
@@ -100,21 +100,21 @@ def from_dataset(ds: Any) -> DicomIdentity:
         series_number=_int(ds, "SeriesNumber"), instance_number=_int(ds, "InstanceNumber"))
 
 
-def is_dicom(path: str | Path) -> bool:
-    with Path(path).open("rb") as fh:
-        head = fh.read(132)
-    return len(head) == 132 and head[128:] == b"DICM"
+def is_dicom(data: bytes) -> bool:
+    """A Part 10 file: the 128-byte preamble, then ``DICM``."""
+    return len(data) >= 132 and data[128:132] == b"DICM"
 
 
-def read(path: str | Path) -> DicomIdentity | None:
-    """The identity in a stored file's header, or None when the file is not DICOM. Call it
-    after the file's limits were checked (``services.imaging.check_upload``)."""
-    if not is_dicom(path):
+def read(data: bytes) -> DicomIdentity | None:
+    """The identity in a stored file's header (its plaintext bytes), or None when the file
+    is not DICOM. Call it after the file's limits were checked
+    (``services.imaging.check_upload``)."""
+    if not is_dicom(data):
         return None
     import pydicom
 
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types on a bad header
         raise IdentityError(f"malformed DICOM header ({type(exc).__name__})") from None
     return from_dataset(ds)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from medai.platform.integration.dicom_objects import DicomObjectError, SourceIma
 from medai.platform.tables import AIResultRow, OutboxItem, ReportVersion, Study
 
 SIGNED = ("final", "amended")
+log = logging.getLogger("medai.integration.outbox")
 
 
 class NothingToSend(Exception):
@@ -86,21 +88,21 @@ def settings():
     return get_settings()
 
 
-def source_image(p: Platform, sha: str) -> SourceImage:
-    """The identifiers of the stored DICOM image (its header only)."""
+def source_header(p: Platform, sha: str):
+    """The stored DICOM image's header (a pydicom Dataset without its pixels)."""
     import pydicom
 
     from medai.platform.integration.identity import is_dicom
 
-    path = p.store.path(sha)
-    if not is_dicom(path):
+    data = p.store.read(sha)
+    if not is_dicom(data):
         raise NothingToSend("no_dicom_identity", "the study's image is not DICOM")
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types; its messages can quote the header
         raise DicomObjectError(f"the stored DICOM header cannot be read "
                                f"({type(exc).__name__})") from None
-    return SourceImage.from_dataset(ds)
+    return ds
 
 
 def heatmap_rgb(p: Platform, parts: Parts):
@@ -123,12 +125,15 @@ def heatmap_rgb(p: Platform, parts: Parts):
 
 
 def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
-    """``analysed``: the findings SR and the heatmap SC; ``signed``: the report SR."""
-    from medai.platform.integration.dicom_heatmap import heatmap_sc
+    """``analysed``: the findings SR and the heatmap SC (and its Parametric Map where the
+    source has the geometry for one); ``signed``: the report SR."""
+    from medai.platform.integration.dicom_heatmap import heatmap_pm, heatmap_sc, pm_suitable
     from medai.platform.integration.dicom_objects import findings_sr
     from medai.platform.integration.dicom_report import report_sr
+    from medai.services import imaging as imaging_service
 
-    source = source_image(p, parts.source_sha)
+    header = source_header(p, parts.source_sha)
+    source = SourceImage.from_dataset(header)
     institution = settings().institution_name or None
     if item.event == "signed":
         return [report_sr(source, parts.report, organization=institution or "",
@@ -141,6 +146,16 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
         objects.append(heatmap_sc(source, heatmap_rgb(p, parts), label=parts.heatmap_label,
                                   model=parts.ai_payload["model"], created=parts.ai_created,
                                   institution=institution))
+        if pm_suitable(header):
+            try:  # the map is extra: the SR and the picture go even when it cannot be made
+                saliency = imaging_service.saliency_of_overlay(
+                    p.store.read(parts.heatmap_sha), int(header.Rows), int(header.Columns))
+                objects.append(heatmap_pm(header, saliency, label=parts.heatmap_label,
+                                          model=parts.ai_payload["model"],
+                                          created=parts.ai_created, institution=institution))
+            except (ValueError, DicomObjectError) as exc:
+                log.warning("outbox %s: no Parametric Map for study %s (%s)", item.id,
+                            item.study_id, type(exc).__name__)
     return objects
 
 

@@ -10,6 +10,7 @@ UIDs (``Unacceptable``: "Data Set does not match SOP Class" / "Cannot understand
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
 
@@ -80,32 +81,31 @@ def store(p: Platform, data: bytes, calling_ae: str, client: str | None = None,
     """File one received instance (Part 10 bytes: preamble, file meta, dataset)."""
     if len(data) > imaging_service.MAX_BYTES:
         raise TooLarge(f"the instance is larger than {imaging_service.MAX_BYTES:,} bytes")
-    sha = hashlib.sha256(data).hexdigest()
-    existed = p.store.path(sha).exists()
-    p.store.put_bytes(data)
-    try:
-        return _file(p, sha, len(data), calling_ae, client, language)
-    except BaseException:
-        if not existed:  # only the caller that created the blob may take it away
-            studies.discard_unnamed(p, sha, "a refused instance")
-        raise
-
-
-def _file(p: Platform, sha: str, size: int, calling_ae: str, client: str | None,
-          language: str) -> Received:
-    path = p.store.path(sha)
-    try:  # a bomb is refused from its header, before anything decodes a pixel
-        imaging_service.check_upload(path)
+    try:  # a bomb is refused from its header, before anything decodes a pixel or stores it
+        imaging_service.check_upload(io.BytesIO(data))
     except imaging_service.ImageTooLarge as exc:
         raise TooLarge(str(exc)) from None
     try:
-        ident = dicom.read(path)
+        ident = dicom.read(data)
     except dicom.IdentityError as exc:
         raise Refused(str(exc)) from None
     if ident is None:
         raise Refused("not a DICOM dataset")
     if ident.missing():
         raise Unacceptable(f"the dataset lacks {', '.join(ident.missing())}")
+    sha = hashlib.sha256(data).hexdigest()
+    existed = p.store.exists(sha)
+    p.store.put_bytes(data)
+    try:
+        return _file(p, sha, len(data), ident, calling_ae, client, language)
+    except BaseException:
+        if not existed:  # only the caller that created the blob may take it away
+            studies.discard_unnamed(p, sha, "a refused instance")
+        raise
+
+
+def _file(p: Platform, sha: str, size: int, ident: dicom.DicomIdentity, calling_ae: str,
+          client: str | None, language: str) -> Received:
     chosen = route(ident)
     for attempt in range(3):  # a concurrent first instance of the same study wins once
         try:
