@@ -154,7 +154,8 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
     from cryptography.fernet import Fernet
 
     from medai.platform.chat import rotate_all
-    from medai.platform.crypto import BlobCipher, InvalidToken, cipher
+    from medai.core.faults import StorageFault
+    from medai.platform.crypto import BlobCipher, cipher
     from medai.platform.storage import BlobStore
     from medai.settings import get_settings
 
@@ -178,7 +179,7 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
         only_new = BlobStore(home / "blobs", BlobCipher([new]))
         sha = client.get(f"/api/v1/studies/{sid}", headers=rad).json()["file"]["sha256"]
         assert only_new.read(sha) == (files / "rot.dcm").read_bytes()
-        with pytest.raises(InvalidToken):  # the old key alone no longer opens it
+        with pytest.raises(StorageFault):  # the old key alone no longer opens it
             BlobStore(home / "blobs", BlobCipher([old])).read(sha)
         monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([Fernet.generate_key().decode()]))
         cipher.cache_clear()
@@ -196,3 +197,25 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
         monkeypatch.delenv("MEDAI_SECRET_KEYS")
         get_settings.cache_clear()
         cipher.cache_clear()
+
+
+def test_a_stored_file_altered_on_disk_is_a_named_503_never_altered_bytes(env, caplog):
+    app, client, home, files = env
+    rad = bearer(client, "rad1")
+    sid = upload(client, rad, make_dicom(files / "tamper.dcm", accession="TAMPER-1")).json()["id"]
+    study = wait_status(client, rad, sid, {"ai_drafted"})
+    assert client.get(f"/api/v1/studies/{sid}/image", headers=rad).status_code == 200
+    shown = study["file"]["sha256"]
+    with app.state.platform.db.reader() as db:
+        from medai.platform.tables import Study
+
+        shown = db.get(Study, sid).display_sha256 or shown
+    path = app.state.platform.store.path(shown)
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF  # one bit of the tag: the whole file is refused
+    path.write_bytes(bytes(raw))
+    r = client.get(f"/api/v1/studies/{sid}/image", headers=rad)
+    assert r.status_code == 503 and r.json()["code"] == "storage_undecryptable", r.text
+    assert "decrypted" in r.json()["detail"]
+    assert any("storage_undecryptable" in m or "cannot be decrypted" in m
+               for m in caplog.messages) and not any(NAME in m for m in caplog.messages)

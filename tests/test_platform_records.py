@@ -143,7 +143,8 @@ def test_blobs_are_sealed_rotated_and_refused_when_altered(tmp_path):
     longer listed is refused (InvalidToken), never returned as altered plaintext."""
     import hashlib
 
-    from medai.platform.crypto import BlobCipher, InvalidToken
+    from medai.core.faults import StorageFault
+    from medai.platform.crypto import BlobCipher
     from medai.platform.storage import BlobStore
 
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
@@ -160,12 +161,13 @@ def test_blobs_are_sealed_rotated_and_refused_when_altered(tmp_path):
     newest = BlobStore(tmp_path / "blobs", BlobCipher([new]))
     assert newest.read(sealed) == b"sealed under the old key" and newest.read(clear) == legacy
     assert legacy not in store.path(clear).read_bytes()
-    with pytest.raises(InvalidToken):
+    with pytest.raises(StorageFault, match="cannot be decrypted") as refused:
         BlobStore(tmp_path / "blobs", BlobCipher([old])).read(sealed)
+    assert refused.value.code == "storage_undecryptable" and sealed in refused.value.where
     raw = bytearray(store.path(sealed).read_bytes())
     raw[-20] ^= 1
     store.path(sealed).write_bytes(bytes(raw))
-    with pytest.raises(InvalidToken):
+    with pytest.raises(StorageFault, match="cannot be decrypted"):
         newest.read(sealed)
 
 

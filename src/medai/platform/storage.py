@@ -23,6 +23,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medai.core.faults import StorageFault
+from medai.platform.crypto import InvalidToken
+
 if TYPE_CHECKING:
     from medai.platform.crypto import BlobCipher
 
@@ -194,9 +197,14 @@ class BlobStore:
                         sha[:12], errno.errorcode.get(exc.errno or 0, type(exc).__name__))
 
     def read(self, sha: str) -> bytes:
-        """The stored file's plaintext (raises ``crypto.InvalidToken`` for a blob altered on
-        disk or sealed under a key no longer configured)."""
-        return self.cipher.open(self.path(sha).read_bytes())
+        """The stored file's plaintext. A blob altered on disk, or sealed under a key no
+        longer configured, is a ``StorageFault`` (``storage_undecryptable``, naming the
+        file): the API answers 503 with that code, never altered bytes."""
+        path = self.path(sha)
+        try:
+            return self.cipher.open(path.read_bytes())
+        except InvalidToken:
+            raise StorageFault("storage_undecryptable", str(path), "InvalidToken") from None
 
     def rotate(self) -> int:
         """Re-encrypt under the newest key every blob sealed with an older one, and encrypt

@@ -30,6 +30,8 @@ _FAULT_DETAIL = {
     "storage_denied": "the server may not write its storage",
     "storage_io_error": "the server's storage failed to read or write",
     "storage_unavailable": "the server's storage cannot be opened",
+    "storage_undecryptable": ("a stored file cannot be decrypted with the configured keys "
+                              "(MEDAI_SECRET_KEYS or HOME/secret.key)"),
     "database_busy": "the database is busy",
     "database_unavailable": "the database cannot be reached",
 }
