@@ -153,8 +153,8 @@ def test_the_patient_name_and_id_are_not_stored_in_clear_text(env):
 def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
     from cryptography.fernet import Fernet
 
-    from medai.platform.chat import rotate_all
     from medai.core.faults import StorageFault
+    from medai.platform.chat import rotate_all
     from medai.platform.crypto import BlobCipher, cipher
     from medai.platform.storage import BlobStore
     from medai.settings import get_settings
@@ -200,7 +200,7 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
 
 
 def test_a_stored_file_altered_on_disk_is_a_named_503_never_altered_bytes(env, caplog):
-    app, client, home, files = env
+    app, client, _home, files = env
     rad = bearer(client, "rad1")
     sid = upload(client, rad, make_dicom(files / "tamper.dcm", accession="TAMPER-1")).json()["id"]
     study = wait_status(client, rad, sid, {"ai_drafted"})
