@@ -640,7 +640,7 @@ def profile(files: list[Path], sample: int) -> dict:
         blobs = {"film": display, "heat": png}
         p = types.SimpleNamespace(store=types.SimpleNamespace(read=blobs.__getitem__))
         parts = types.SimpleNamespace(film_sha="film", source_sha="source", heatmap_sha="heat")
-        rgb = timed("heatmap_film", payloads.heatmap_rgb, p, parts)
+        rgb = timed("heatmap_film", payloads.heatmap_rgb, p, parts, png)
         timed(
             "heatmap_sc",
             heatmap_sc,

@@ -170,7 +170,7 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
         cipher.cache_clear()
         with app.state.platform.db.session() as db:
             assert rotate_all(db) >= 1
-        assert BlobStore(home / "blobs", BlobCipher([new, old])).rotate() >= 1
+        assert BlobStore(home / "blobs", BlobCipher([new, old])).rotate()["rotated"] >= 1
         monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([new]))  # the old key removed
         get_settings.cache_clear()
         cipher.cache_clear()

@@ -299,6 +299,9 @@ def test_parametric_map_only_where_the_source_has_geometry_and_from_the_stored_o
 
     dx, mr = source_image("DX")[1], source_image("MR")[1]
     assert not pm_suitable(dx) and pm_suitable(mr)
+    thin = source_image("MR")[1]
+    del thin.SliceThickness  # removed by a de-identifier: no map rather than a failed send
+    assert not pm_suitable(thin)
     with pytest.raises(DicomObjectError):
         heatmap_pm(dx, np.zeros((16, 16), np.float32), label="Pneumothorax",
                    model=CXR_RESULT["model"], created=CREATED)

@@ -137,10 +137,16 @@ def test_uploads_are_content_addressed_and_limited_while_streaming(tmp_path):
         store.path("../../etc/passwd")
 
 
+async def _chunks(parts):
+    for part in parts:
+        yield part
+
+
 def test_blobs_are_sealed_rotated_and_refused_when_altered(tmp_path):
     """Files at rest: a blob an older version stored in clear is still read and is encrypted
     by rotation; rotation moves every blob to the newest key; a flipped byte or a key no
     longer listed is refused (InvalidToken), never returned as altered plaintext."""
+    import asyncio
     import hashlib
 
     from medai.core.faults import StorageFault
@@ -157,18 +163,42 @@ def test_blobs_are_sealed_rotated_and_refused_when_altered(tmp_path):
     assert store.read(clear) == legacy
 
     rotated = BlobStore(tmp_path / "blobs", BlobCipher([new, old]))
-    assert rotated.rotate() == 2 and rotated.rotate() == 0  # done once, then nothing to do
+    assert rotated.rotate() == {"rotated": 2, "unreadable": 0}
+    assert rotated.rotate() == {"rotated": 0, "unreadable": 0}  # done once, nothing to do
     newest = BlobStore(tmp_path / "blobs", BlobCipher([new]))
     assert newest.read(sealed) == b"sealed under the old key" and newest.read(clear) == legacy
     assert legacy not in store.path(clear).read_bytes()
     with pytest.raises(StorageFault, match="cannot be decrypted") as refused:
         BlobStore(tmp_path / "blobs", BlobCipher([old])).read(sealed)
     assert refused.value.code == "storage_undecryptable" and sealed in refused.value.where
-    raw = bytearray(store.path(sealed).read_bytes())
-    raw[-20] ^= 1
-    store.path(sealed).write_bytes(bytes(raw))
-    with pytest.raises(StorageFault, match="cannot be decrypted"):
-        newest.read(sealed)
+    # swapped: two valid sealed files exchanged on disk are refused, not served crossed
+    other = newest.put_bytes(b"another patient's image")
+    a, b = newest.path(sealed).read_bytes(), newest.path(other).read_bytes()
+    newest.path(sealed).write_bytes(b)
+    newest.path(other).write_bytes(a)
+    for sha in (sealed, other):
+        with pytest.raises(StorageFault, match="cannot be decrypted"):
+            newest.read(sha)
+    newest.path(sealed).write_bytes(a)
+    newest.path(other).write_bytes(b)
+    # truncated (to a few bytes of the header, or to its tag) or a flipped bit: refused
+    for cut in (a[:10], a[:-1], a[:-20] + bytes([a[-20] ^ 1]) + a[-19:]):
+        newest.path(sealed).write_bytes(cut)
+        with pytest.raises(StorageFault, match="cannot be decrypted"):
+            newest.read(sealed)
+    # a clear file planted under a name that is not its content's: refused
+    newest.path(other).write_bytes(b"planted in clear")
+    with pytest.raises(StorageFault):
+        newest.read(other)
+    # rotation names and counts what it cannot read, and rewrites the rest
+    assert BlobStore(tmp_path / "blobs", BlobCipher([old, new])).rotate() == {
+        "rotated": 1, "unreadable": 2}
+    # storing the same content again replaces a damaged copy
+    assert newest.put_bytes(b"sealed under the old key") == sealed
+    assert newest.read(sealed) == b"sealed under the old key"
+    newest.path(sealed).write_bytes(a[:10])
+    fresh = asyncio.run(newest.receive(_chunks([b"sealed under", b" the old key"]), 1 << 20))
+    assert fresh[0] == sealed and newest.read(sealed) == b"sealed under the old key"
 
 
 def test_the_generated_key_is_the_same_for_concurrent_first_uses(tmp_path):

@@ -286,8 +286,13 @@ def keys_rotate(as_json: JsonFlag = False) -> None:
     with _db().session() as db:
         n = rotate_all(db)
     files = BlobStore(get_settings().home / "blobs").rotate()
-    _emit({"re_encrypted": n, "files_re_encrypted": files}, as_json,
-          f"re-encrypted {n} records and {files} stored files")
+    _emit({"re_encrypted": n, "files_re_encrypted": files["rotated"],
+           "files_unreadable": files["unreadable"]}, as_json,
+          f"re-encrypted {n} records and {files['rotated']} stored files"
+          + (f"; {files['unreadable']} stored files could not be read (named in the log): "
+             "keep the old keys listed" if files["unreadable"] else ""))
+    if files["unreadable"]:
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")
@@ -323,9 +328,10 @@ def worker(
                         "process per core with the default 1 uses a CPU machine fully.")] = 1,
         outbox_threads: Annotated[int | None, typer.Option(
             min=0, max=16, help="Threads delivering the outbox from this worker (default "
-                                "MEDAI_OUTBOX_THREADS; 0: leave delivery to serve or `medai "
-                                "outbox run`). A study analysed here is sent the moment it "
-                                "commits.")] = None,
+                                "MEDAI_OUTBOX_THREADS for a cpu or gpu worker, 0 for a "
+                                "training-only one; 0: leave delivery to serve or `medai "
+                                "outbox run`, e.g. on a host that cannot reach the PACS). A "
+                                "study analysed here is sent the moment it commits.")] = None,
         as_json: JsonFlag = False) -> None:
     """Run a Celery worker that analyses studies (needs MEDAI_BROKER_URL: redis:// or
     amqp://). Messages are acknowledged late: a worker killed mid-study loses nothing."""
@@ -347,7 +353,9 @@ def worker(
     # Runtime at two threads each, four busy threads fighting for two cores
     apply_thread_limits(CpuPlan(1, concurrency, threads))
     queue.WORKER_THREADS = threads
-    queue.start_delivery(settings.outbox_threads if outbox_threads is None else outbox_threads)
+    if outbox_threads is None:  # a training-only worker analyses nothing, so sends nothing
+        outbox_threads = settings.outbox_threads if {"cpu", "gpu"} & set(wanted) else 0
+    queue.deliver_while_working(outbox_threads)
     app = celery_app(settings.broker_url)
     app.worker_main(["worker", "-Q", ",".join(wanted), "--concurrency", str(concurrency),
                      "--pool", "threads" if concurrency > 1 else "solo",

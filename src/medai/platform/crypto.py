@@ -79,9 +79,11 @@ class BlobCipher:
         return s.header + s.update(data) + s.finish()
 
     def key_id(self, head: bytes) -> bytes | None:
-        """The key id of a stored blob's first bytes, None for one stored in clear."""
-        if len(head) >= self.HEADER and head.startswith(self.MAGIC):
-            return head[len(self.MAGIC):len(self.MAGIC) + 8]
+        """The key id of a stored blob's first bytes, None for one stored in clear (a
+        blob that starts with the magic is sealed, however short: a truncated one is
+        refused by ``open``, never read as clear)."""
+        if head.startswith(self.MAGIC):
+            return bytes(head[len(self.MAGIC):len(self.MAGIC) + 8])
         return None
 
     def open(self, blob: bytes) -> bytes:

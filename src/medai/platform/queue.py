@@ -94,6 +94,27 @@ def start_delivery(threads: int):
                                       name="celery-outbox").start()
 
 
+def deliver_while_working(threads: int) -> None:
+    """Start ``start_delivery`` when the Celery worker is ready (after its logging is set
+    up) and stop it when the worker shuts down, so a send under way is marked before the
+    process exits instead of being resent after its lease."""
+    from celery.signals import worker_ready, worker_shutdown
+
+    if threads <= 0:
+        return
+    holder: dict = {}
+
+    @worker_ready.connect(weak=False)
+    def _start(**_kwargs) -> None:
+        holder["loop"] = start_delivery(threads)
+
+    @worker_shutdown.connect(weak=False)
+    def _stop(**_kwargs) -> None:
+        loop = holder.pop("loop", None)
+        if loop is not None:
+            loop.stop()
+
+
 def _run(task, study_id: int, job_id: int) -> str:
     from sqlalchemy import select
 

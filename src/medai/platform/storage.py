@@ -130,6 +130,15 @@ class BlobStore:
                 except FileExistsError:
                     pass
             if final.exists():
+                try:
+                    self.read(sha)
+                except FileNotFoundError:  # discarded meanwhile: this copy takes its place
+                    os.replace(tmp, final)
+                    return True
+                except StorageFault:  # the same content, but the stored copy is damaged
+                    log.warning("blob %s… was unreadable: replaced by the new copy", sha[:12])
+                    os.replace(tmp, final)
+                    return False
                 tmp.unlink()
                 return False
             os.replace(tmp, final)
@@ -143,6 +152,8 @@ class BlobStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(self.cipher.seal(data))
+                fh.flush()
+                os.fsync(fh.fileno())  # whole on disk before it is renamed into place
         except BaseException as exc:
             Path(name).unlink(missing_ok=True)
             _name(exc, name)
@@ -154,8 +165,7 @@ class BlobStore:
 
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if not self.path(sha).exists():
-            self._commit(self._write_temp(data), sha)
+        self._commit(self._write_temp(data), sha)  # a damaged stored copy is replaced
         return sha
 
     async def receive(self, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int, bool]:
@@ -176,6 +186,8 @@ class BlobStore:
                     h.update(chunk)
                     fh.write(sealer.update(chunk))
                 fh.write(sealer.finish())
+                fh.flush()
+                os.fsync(fh.fileno())
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             _name(exc, tmp)
@@ -197,34 +209,51 @@ class BlobStore:
                         sha[:12], errno.errorcode.get(exc.errno or 0, type(exc).__name__))
 
     def read(self, sha: str) -> bytes:
-        """The stored file's plaintext. A blob altered on disk, or sealed under a key no
-        longer configured, is a ``StorageFault`` (``storage_undecryptable``, naming the
-        file): the API answers 503 with that code, never altered bytes."""
+        """The stored file's plaintext, checked against its name. A blob altered on disk,
+        truncated, swapped with another or sealed under a key no longer configured (and a
+        clear legacy file whose content is not its name's) is a ``StorageFault``
+        (``storage_undecryptable``, naming the file): the API answers 503 with that code,
+        never other bytes."""
         path = self.path(sha)
         try:
-            return self.cipher.open(path.read_bytes())
+            data = self.cipher.open(path.read_bytes())
         except InvalidToken:
             raise StorageFault("storage_undecryptable", str(path), "InvalidToken") from None
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise StorageFault("storage_undecryptable", str(path), "content is not its name's")
+        return data
 
-    def rotate(self) -> int:
+    def rotate(self) -> dict[str, int]:
         """Re-encrypt under the newest key every blob sealed with an older one, and encrypt
         those an older version stored in clear; each is replaced atomically, so a reader
         meanwhile sees the old or the new file, both readable while the old key is listed.
-        Returns how many blobs were rewritten."""
-        n = 0
+        A blob that cannot be read (altered, or under a key not listed) is left as it is,
+        logged by name and counted: keep the old key until ``unreadable`` is 0. Returns
+        ``{"rotated": …, "unreadable": …}``."""
+        counts = {"rotated": 0, "unreadable": 0}
         for dirpath, _dirnames, filenames in os.walk(self.root):
             for f in filenames:
                 if not _SHA.match(f):
                     continue  # a temporary file under way
                 path = Path(dirpath) / f
-                with path.open("rb") as fh:
-                    head = fh.read(self.cipher.HEADER)
-                if self.cipher.key_id(head) == self.cipher.newest:
+                try:
+                    with path.open("rb") as fh:
+                        head = fh.read(self.cipher.HEADER)
+                    if self.cipher.key_id(head) == self.cipher.newest:
+                        continue
+                    tmp = self._write_temp(self.read(f))
+                except FileNotFoundError:
+                    continue  # discarded meanwhile (a failed upload)
+                except StorageFault as exc:
+                    log.error("blob %s… not re-encrypted: %s", f[:12], exc.reason)
+                    counts["unreadable"] += 1
                     continue
-                tmp = self._write_temp(self.cipher.open(path.read_bytes()))
+                if not path.exists():  # discarded while it was re-encrypted: stays gone
+                    tmp.unlink(missing_ok=True)
+                    continue
                 os.replace(tmp, path)
-                n += 1
-        return n
+                counts["rotated"] += 1
+        return counts
 
     def check_writable(self) -> None:
         """Readiness: a small real file is written, synced and removed (raises the OSError

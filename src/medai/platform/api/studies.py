@@ -116,6 +116,9 @@ async def upload_study(
     except imaging_service.ImageTooLarge as exc:
         await _forget(p, sha, created)
         raise ApiError(413, "image_too_large", str(exc)) from None
+    except BaseException:  # the stored file cannot be read back (a named storage fault)
+        await _forget(p, sha, created)
+        raise
     urgent = await run_in_threadpool(_question_is_urgent, request, clinical_question)
 
     def create() -> tuple[dict[str, Any], int | None, str]:
@@ -263,11 +266,12 @@ async def study_heatmap(study_id: RowId, request: Request,
     if label is None or label == heat_label:
         probability = next((f.get("probability") for f in (row.payload or {}).get("findings", [])
                             if isinstance(f, dict) and f.get("label") == heat_label), None)
-        return Response(p.store.read(row.heatmap_sha256), media_type="image/png",
+        return Response(await run_in_threadpool(p.store.read, row.heatmap_sha256),
+                        media_type="image/png",
                         headers=heatmap_headers(heat_label, probability, row.model_name,
                                                 row.model_hash))
-    return await computed_heatmap(request, model_for(request, task), p.store.read(file_sha),
-                                  label)
+    return await computed_heatmap(request, model_for(request, task),
+                                  await run_in_threadpool(p.store.read, file_sha), label)
 
 
 def _report_or_404(db, study_id: int):

@@ -36,7 +36,7 @@ from medai.platform.integration.dicom_objects import (
 )
 
 PM_GEOMETRY = ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient",
-               "PixelSpacing")
+               "PixelSpacing", "SliceThickness")
 _STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
                 "AccessionNumber", "StudyID", "StudyDate", "StudyTime")
 
@@ -139,7 +139,8 @@ def heatmap_pm(header: Dataset, saliency: np.ndarray, *, label: str,
         unit=codes.UCUM.NoUnits, value_range=(0.0, 1.0), slope=1.0, intercept=0.0)
     pm = hd.pm.ParametricMap(
         source_images=[source], pixel_array=values,
-        series_instance_uid=uid("heatmap-map-series", header.StudyInstanceUID,
+        # one map series per source series and model: a series has one Frame of Reference
+        series_instance_uid=uid("heatmap-map-series", header.SeriesInstanceUID,
                                 model["content_hash"], root=uid_root),
         series_number=SERIES_HEATMAP_MAP,
         sop_instance_uid=uid("heatmap-map", header.SOPInstanceUID, model["content_hash"],
@@ -149,7 +150,7 @@ def heatmap_pm(header: Dataset, saliency: np.ndarray, *, label: str,
         device_serial_number=model["content_hash"][:64],
         contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
         voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
-        content_label="GRADCAM",
+        content_label="GRADCAM", content_qualification="RESEARCH",  # not a certified product
         content_description=f"medai AI saliency (suggestion, not a diagnosis): {name}"[:64],
         series_description=f"medai AI saliency map: {name}"[:64],
         institution_name=institution, **content_times(created))

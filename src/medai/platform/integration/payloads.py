@@ -105,8 +105,9 @@ def source_header(p: Platform, sha: str):
     return ds
 
 
-def heatmap_rgb(p: Platform, parts: Parts):
-    """The Grad-CAM overlay laid on the film (the display rendition, at most 2048 px)."""
+def heatmap_rgb(p: Platform, parts: Parts, overlay_png: bytes):
+    """The Grad-CAM overlay (the stored PNG) laid on the film (the display rendition, at
+    most 2048 px)."""
     import numpy as np
     from PIL import Image
 
@@ -119,8 +120,7 @@ def heatmap_rgb(p: Platform, parts: Parts):
     film_png = raw if parts.film_sha != parts.source_sha else \
         imaging_service.preview_png(raw, 2048)
     film = np.asarray(Image.open(io.BytesIO(film_png)).convert("L"))
-    overlay = np.asarray(Image.open(io.BytesIO(p.store.read(parts.heatmap_sha)))
-                         .convert("RGBA"))
+    overlay = np.asarray(Image.open(io.BytesIO(overlay_png)).convert("RGBA"))
     return overlay_on_film(film, overlay)
 
 
@@ -143,17 +143,19 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
     objects = [findings_sr(source, parts.ai_payload, created=parts.ai_created,
                            institution=institution)]
     if parts.heatmap_sha and parts.heatmap_label:
-        objects.append(heatmap_sc(source, heatmap_rgb(p, parts), label=parts.heatmap_label,
+        overlay = p.store.read(parts.heatmap_sha)
+        objects.append(heatmap_sc(source, heatmap_rgb(p, parts, overlay),
+                                  label=parts.heatmap_label,
                                   model=parts.ai_payload["model"], created=parts.ai_created,
                                   institution=institution))
         if pm_suitable(header):
             try:  # the map is extra: the SR and the picture go even when it cannot be made
                 saliency = imaging_service.saliency_of_overlay(
-                    p.store.read(parts.heatmap_sha), int(header.Rows), int(header.Columns))
+                    overlay, int(header.Rows), int(header.Columns))
                 objects.append(heatmap_pm(header, saliency, label=parts.heatmap_label,
                                           model=parts.ai_payload["model"],
                                           created=parts.ai_created, institution=institution))
-            except (ValueError, DicomObjectError) as exc:
+            except Exception as exc:  # highdicom raises many types on an unusual source
                 log.warning("outbox %s: no Parametric Map for study %s (%s)", item.id,
                             item.study_id, type(exc).__name__)
     return objects
