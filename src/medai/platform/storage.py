@@ -151,7 +151,10 @@ class BlobStore:
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".upload-")  # created 0600
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(self.cipher.seal(data))
+                sealer = self.cipher.encryptor()  # in pieces: no second copy of a large file
+                fh.write(sealer.header)
+                fh.write(sealer.update(data))
+                fh.write(sealer.finish())
                 fh.flush()
                 os.fsync(fh.fileno())  # whole on disk before it is renamed into place
         except BaseException as exc:
