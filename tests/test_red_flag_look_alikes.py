@@ -88,3 +88,18 @@ def test_unless_anywhere_names_a_known_concept(tmp_path):
     (tmp_path / "flags.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
     with pytest.raises(RuleFileError, match="unless_anywhere"):
         load_rules(tmp_path)
+
+
+@pytest.mark.parametrize("text,flags", [
+    # the writer is the object: self-harm, not intent to harm others (found at the kiosk)
+    ("kendimi öldürmek istiyorum", {"suicidal"}),
+    ("Artık dayanamıyorum kendime zarar vermek istiyorum", {"suicidal"}),
+    ("kendimi oldurmeyi dusunuyorum", {"suicidal"}),
+    # someone else is the object, alone or beside the writer: both flags stay
+    ("Kocamı öldürmek istiyorum, elime bıçak aldım", {"harm_to_others"}),
+    ("Önce onu öldürüp sonra kendimi de öldürmek istiyorum", {"harm_to_others", "suicidal"}),
+    ("Bebeğime zarar vereceğim diye korkuyorum, kendimi öldürmek istiyorum",
+     {"harm_to_others", "suicidal"}),
+])
+def test_self_harm_is_not_read_as_harm_to_others(rules_engine, text, flags):
+    assert _flags(rules_engine, text) & {"suicidal", "harm_to_others"} == flags
