@@ -15,6 +15,7 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -71,12 +72,9 @@ class BlobCipher:
             if i == 0:
                 self.newest = key_id
 
-    def encryptor(self) -> BlobSealer:
-        return BlobSealer(self.newest, self._keys[self.newest])
-
-    def seal(self, data: bytes) -> bytes:
-        s = self.encryptor()
-        return s.header + s.update(data) + s.finish()
+    def writer(self, fh: BinaryIO) -> BlobWriter:
+        """Seal what is written to ``fh`` under the newest key (the header goes first)."""
+        return BlobWriter(fh, self.newest, self._keys[self.newest])
 
     def key_id(self, head: bytes) -> bytes | None:
         """The key id of a stored blob's first bytes, None for one stored in clear (a
@@ -109,23 +107,29 @@ class BlobCipher:
             raise InvalidToken from None
 
 
-class BlobSealer:
-    """One blob being encrypted: write ``header``, then each ``update``, then ``finish``."""
+class BlobWriter:
+    """One blob being sealed into an open file, a chunk at a time (never a second in-memory
+    copy of a large file): ``write`` each chunk, then ``close`` writes the tag and syncs the
+    file to disk, so it is whole before it is renamed into place."""
 
-    def __init__(self, key_id: bytes, key: bytes) -> None:
+    def __init__(self, fh: BinaryIO, key_id: bytes, key: bytes) -> None:
         from cryptography.hazmat.primitives.ciphers import Cipher as _Cipher
         from cryptography.hazmat.primitives.ciphers import algorithms, modes
 
         nonce = os.urandom(12)
-        self.header = BlobCipher.MAGIC + key_id + nonce
+        header = BlobCipher.MAGIC + key_id + nonce
+        self._fh = fh
         self._enc = _Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
-        self._enc.authenticate_additional_data(self.header)
+        self._enc.authenticate_additional_data(header)
+        fh.write(header)
 
-    def update(self, chunk: bytes) -> bytes:
-        return self._enc.update(chunk)
+    def write(self, chunk: bytes) -> None:
+        self._fh.write(self._enc.update(chunk))
 
-    def finish(self) -> bytes:
-        return self._enc.finalize() + self._enc.tag
+    def close(self) -> None:
+        self._fh.write(self._enc.finalize() + self._enc.tag)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
 
 
 def _key_file(home: Path) -> list[str]:

@@ -151,12 +151,9 @@ class BlobStore:
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".upload-")  # created 0600
         try:
             with os.fdopen(fd, "wb") as fh:
-                sealer = self.cipher.encryptor()  # in pieces: no second copy of a large file
-                fh.write(sealer.header)
-                fh.write(sealer.update(data))
-                fh.write(sealer.finish())
-                fh.flush()
-                os.fsync(fh.fileno())  # whole on disk before it is renamed into place
+                sealed = self.cipher.writer(fh)
+                sealed.write(data)
+                sealed.close()
         except BaseException as exc:
             Path(name).unlink(missing_ok=True)
             _name(exc, name)
@@ -178,19 +175,16 @@ class BlobStore:
         h, size = hashlib.sha256(), 0
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".upload-")
         tmp = Path(name)
-        sealer = self.cipher.encryptor()
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(sealer.header)
+                sealed = self.cipher.writer(fh)
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > limit:
                         raise TooLarge(f"file is larger than {limit:,} bytes")
                     h.update(chunk)
-                    fh.write(sealer.update(chunk))
-                fh.write(sealer.finish())
-                fh.flush()
-                os.fsync(fh.fileno())
+                    sealed.write(chunk)
+                sealed.close()
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             _name(exc, tmp)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 from typing import Annotated, Any
 
@@ -77,10 +76,8 @@ def _checked_identity(p, sha: str) -> dicom.DicomIdentity | None:
     """The stored upload's limits checked from its header (``ImageTooLarge``), then its
     DICOM identity, the same extraction as the DICOM node's (None when it has none; the
     analysis names a bad file)."""
-    data = p.store.read(sha)
-    imaging_service.check_upload(io.BytesIO(data))
     try:
-        return dicom.read(data)
+        return dicom.checked_read(p.store.read(sha))
     except dicom.IdentityError:
         return None
 

@@ -120,6 +120,16 @@ def read(data: bytes) -> DicomIdentity | None:
     return from_dataset(ds)
 
 
+def checked_read(data: bytes) -> DicomIdentity | None:
+    """What every way in does with a file's plaintext before filing it: its limits checked
+    from its header (``ImageTooLarge`` for a bomb, before anything decodes a pixel), then
+    its identity (``read``)."""
+    from medai.services import imaging as imaging_service
+
+    imaging_service.check_upload(io.BytesIO(data))
+    return read(data)
+
+
 # --- at rest ----------------------------------------------------------------------------------
 
 def seal(text: str) -> bytes | None:

@@ -10,7 +10,6 @@ UIDs (``Unacceptable``: "Data Set does not match SOP Class" / "Cannot understand
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import dataclass
 
@@ -81,12 +80,10 @@ def store(p: Platform, data: bytes, calling_ae: str, client: str | None = None,
     """File one received instance (Part 10 bytes: preamble, file meta, dataset)."""
     if len(data) > imaging_service.MAX_BYTES:
         raise TooLarge(f"the instance is larger than {imaging_service.MAX_BYTES:,} bytes")
-    try:  # a bomb is refused from its header, before anything decodes a pixel or stores it
-        imaging_service.check_upload(io.BytesIO(data))
+    try:  # checked before anything is stored
+        ident = dicom.checked_read(data)
     except imaging_service.ImageTooLarge as exc:
         raise TooLarge(str(exc)) from None
-    try:
-        ident = dicom.read(data)
     except dicom.IdentityError as exc:
         raise Refused(str(exc)) from None
     if ident is None:
