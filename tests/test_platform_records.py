@@ -112,6 +112,11 @@ def test_key_rotation_re_encrypts_everything(env, monkeypatch):
         cipher.cache_clear()
 
 
+async def _chunks(parts):
+    for part in parts:
+        yield part
+
+
 def test_uploads_are_content_addressed_and_limited_while_streaming(tmp_path):
     import asyncio
     import hashlib
@@ -120,26 +125,17 @@ def test_uploads_are_content_addressed_and_limited_while_streaming(tmp_path):
 
     store = BlobStore(tmp_path / "blobs")
 
-    async def chunks(parts):
-        for p in parts:
-            yield p
-
     data = b"x" * 3000
-    sha, size = asyncio.run(store.put_stream(chunks([data[:1000], data[1000:]]), limit=4096))
+    sha, size = asyncio.run(store.put_stream(_chunks([data[:1000], data[1000:]]), limit=4096))
     assert sha == hashlib.sha256(data).hexdigest() and size == 3000
     assert store.read(sha) == data and store.put_bytes(data) == sha
     assert b"xxxx" not in store.path(sha).read_bytes()  # encrypted as it streamed in
     with pytest.raises(TooLarge):
-        asyncio.run(store.put_stream(chunks([b"y" * 4000, b"y" * 4000]), limit=4096))
+        asyncio.run(store.put_stream(_chunks([b"y" * 4000, b"y" * 4000]), limit=4096))
     leftovers = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
     assert leftovers == [store.path(sha)]  # the refused upload left no partial file
     with pytest.raises(ValueError):
         store.path("../../etc/passwd")
-
-
-async def _chunks(parts):
-    for part in parts:
-        yield part
 
 
 def test_blobs_are_sealed_rotated_and_refused_when_altered(tmp_path):

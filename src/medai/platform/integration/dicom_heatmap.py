@@ -88,20 +88,27 @@ def heatmap_sc(source: SourceImage, rgb: np.ndarray, *, label: str, model: Mappi
     sc.DateOfSecondaryCapture = sc.ContentDate
     sc.TimeOfSecondaryCapture = sc.ContentTime
     pin_times(sc, created)
-    if source.body_part:  # a chest or a brain: unpaired, so no Laterality
-        sc.BodyPartExamined = source.body_part[:16]
-    else:  # type 2C, left empty: the part (paired or not) is unknown
-        sc.Laterality = None
     sc.BurnedInAnnotation = "NO"
     ref = Dataset()
     ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = source.sop_class_uid, \
         source.sop_instance_uid
     sc.SourceImageSequence = [ref]
-    sc.DerivationDescription = (f"Grad-CAM saliency of {model['name']} {model['version']} "
-                                f"for {name}, laid on the source image")[:1024]
-    sc.ImageComments = ("AI output (medai), a suggestion for the radiologist; not a diagnosis. "
-                        f"Model {model['content_hash']}")
+    _say_ai_derived(sc, source.body_part, model, name, ", laid on the source image")
     return sc
+
+
+def _say_ai_derived(ds: Dataset, body_part: str | None, model: Mapping[str, Any], name: str,
+                    how: str) -> None:
+    """What both heatmap objects say of themselves: the body part (or an empty Laterality),
+    how they were derived and by which model, and that they are AI output, not a diagnosis."""
+    if body_part:  # a chest or a brain: unpaired, so no Laterality
+        ds.BodyPartExamined = str(body_part)[:16]
+    else:  # type 2C, left empty: the part (paired or not) is unknown
+        ds.Laterality = None
+    ds.DerivationDescription = (f"Grad-CAM saliency of {model['name']} {model['version']} "
+                                f"for {name}{how}")[:1024]
+    ds.ImageComments = ("AI output (medai), a suggestion for the radiologist; not a diagnosis. "
+                        f"Model {model['content_hash']}")
 
 
 def pm_suitable(header: Dataset) -> bool:
@@ -159,12 +166,6 @@ def heatmap_pm(header: Dataset, saliency: np.ndarray, *, label: str,
     for seq in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
         for item in pm.get(seq) or []:  # highdicom draws a fresh one: a resend is the same
             item.DimensionOrganizationUID = organization
-    if header.get("BodyPartExamined"):  # a brain: unpaired, so no Laterality
-        pm.BodyPartExamined = str(header.BodyPartExamined)[:16]
-    else:  # type 2C, left empty: the part (paired or not) is unknown
-        pm.Laterality = None
-    pm.DerivationDescription = (f"Grad-CAM saliency of {model['name']} {model['version']} "
-                                f"for {name}; 0 = none, 1 = the map's peak")[:1024]
-    pm.ImageComments = ("AI output (medai), a suggestion for the radiologist; not a diagnosis. "
-                        f"Model {model['content_hash']}")
+    _say_ai_derived(pm, header.get("BodyPartExamined"), model, name,
+                    "; 0 = none, 1 = the map's peak")
     return pm
