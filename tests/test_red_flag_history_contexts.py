@@ -250,3 +250,86 @@ def test_a_history_with_nothing_new_does_not_raise_the_flag(rules_engine, text, 
 ])
 def test_the_same_history_beside_a_sign_told_as_now_still_raises_it(rules_engine, text, flag):
     assert flag in _flags(rules_engine, text)
+
+
+# An independent hostile review (2026-11-25) wrote emergencies beside each history context with
+# the ways people say "now" ("az evvel", "gece yarısından beri", "şu anda", "demin"); these were
+# silenced until every twin rule read one shared list of them (``told_now``).
+@pytest.mark.parametrize("text,flag", [
+    ("Gecen ay kardiyologa gittim efor testi temiz cikti. Az evvel gogsumde cok siddetli "
+     "bir agri basladi, nefes alamiyorum.",
+     "acute_coronary"),
+    ("Babamin 2 hafta once anjiyosu temiz cikti dediler. Gece yarisindan beri gogsu cok "
+     "agriyor, agri sol koluna yayiliyor, rengi soldu.",
+     "acute_coronary"),
+    ("Annem 10 yildir MS hastasi. Az evvel sag kolunu ve sag bacagini hic kaldiramiyor, "
+     "yere dustu.",
+     "stroke"),
+    ("babam dun bypass ameliyatindan taburcu oldu eve geldik. eve gelince sol tarafi "
+     "tutmuyor ve konusamiyor ne yapalim",
+     "stroke"),
+    ("Dedem yatalak, evde bakiyoruz. Sabah uyandiginda sag kolunu ve sag bacagini hic "
+     "oynatamiyor.",
+     "stroke"),
+    ("Oglumun geniz eti var, horluyor. Gece yarisindan beri nefes alamiyor, gogsu icine "
+     "cekiliyor, cok korkuyoruz.",
+     "infant_child"),
+    ("Sinuzit tedavisi goruyorum antibiyotik kullaniyorum. Az evvel yemekten sonra hic "
+     "nefes alamiyorum, gogsum sikisti.",
+     "respiratory_distress"),
+    ("Kızım epilepsi hastası, depakin kullanıyor. 8 aylık hamile, az evvel nöbet geçirdi "
+     "ve bayıldı.",
+     "altered_consciousness"),
+    ("Kardesim sara hastasi. Bir saat oldu baygin yatiyor, nobet gecirmedi, nefesi "
+     "horultulu.",
+     "altered_consciousness"),
+    ("Burnum ara ara kanar ama gece yarisindan beri kaniyor durmuyor, basim donuyor.",
+     "heavy_bleeding"),
+    ("Babam tansiyon ilacı kullanıyor. Az evvel yüzü felç oldu, sağ gözünü kapatamıyor.",
+     "stroke"),
+    ("Annem şu anda felç geçiriyor sanıyorum, lütfen acil ne yapayım", "stroke"),
+    ("Dedem felç geçiriyor diye korkuyoruz, hemen şimdi yatağa uzandı bize bakmıyor.", "stroke"),
+    ("Zaman zaman basim agrir fakat az evvel aniden cok siddetli baslayan bir bas agrim "
+     "var.",
+     "thunderclap_headache"),
+    ("Bazen gozlerim kararir ama az evvel sol gozum aniden tamamen gormez oldu.",
+     "eye_emergency"),
+    ("Babam hastanede yatiyor zaturre tedavisi goruyor, az evvel felc gecirdi hemsire yok.",
+     "stroke"),
+    ("Babama anjiyo yapilacakti, randevuyu beklerken su an kalp krizi geciriyor galiba.",
+     "acute_coronary"),
+    ("Babam 5 yil once stent takildi, az evvel yine kalp krizi geciriyor.", "acute_coronary"),
+    ("Bacagi 2 yil once kirilmisti platin takildi. Az evvel merdivenden dustu, bacagi "
+     "yamuldu, kiriktir.",
+     "major_trauma_burns"),
+    ("Oğlum geçen yıl kolundan ameliyat olduydu, kaynamıştı. Bugün parkta düştü, kolu "
+     "yerinden çıktı.",
+     "major_trauma_burns"),
+    ("8 aylik hamileyim, nezle oldum ama az evvel nefes alamaz oldum, gogsum sikisiyor.",
+     "pregnancy_emergency"),
+    ("Oğlumun alerjisi var. Gece yarısından beri nefes alamıyor, hırıltısı var, çok "
+     "korkuyoruz.",
+     "infant_child"),
+    ("Dedem yemek yerken sik sik bogulur ama az evvel yine bogulmaya basladi, lokma kaldi, "
+     "sesi cikmiyor.",
+     "respiratory_distress"),
+    ("Anafilaksi teshisi konmus kizim su an anafilaksiye giriyor, epipen yok.", "anaphylaxis"),
+    ("Kayınpederim protez ameliyatı oldu, taburcu olduk. Gece yarısından beri sol kolu ve "
+     "bacağı tutmuyor, konuşamıyor.",
+     "stroke"),
+    ("Oğlum epilepsi hastası depakin kullanıyor, şu anda nöbet geçiriyor, morardı.", "seizure"),
+    ("Annem epilepsi hastası. Az evvel nöbet geçirdi, nöbetten sonra tekrar nöbet geçirdi.",
+     "seizure"),
+    ("Annemin burnu sık sık kanar, az evvel başladı hala durmuyor, iki havlu doldu.",
+     "heavy_bleeding"),
+    ("Sinüzitim var. Biraz önce nefes alamamaya başladım.", "respiratory_distress"),
+    ("Sinüzitim var. Az evvel nefes alamamaya başladım.", "respiratory_distress"),
+    ("Babam 5 yıl önce stent takıldı, şu anda kalp krizi geçiriyor.", "acute_coronary"),
+    ("babam dun taburcu oldu, demin kalp krizi geciriyor gibi, 112 yi aradim", "acute_coronary"),
+    ("Babam şu an felç geçiriyor diye korkuyoruz, lütfen yardım edin.", "stroke"),
+    ("Oğluma fıstık alerjisi teşhisi konmuştu, şu an anafilaksi geçiriyor.", "anaphylaxis"),
+    ("Fizik tedavi görüyordu, şu anda düştü bacağı kırıldı.", "major_trauma_burns"),
+    ("Dedem sık sık boğulur, hemen şimdi boğuluyor, yüzü kızardı.", "respiratory_distress"),
+])
+def test_every_history_context_yields_to_a_sign_told_as_now(rules_engine, text, flag):
+    assert flag in _flags(rules_engine, text)
