@@ -335,3 +335,20 @@ def test_out_of_author_scores_in_parallel_equal_the_serial_ones():
     assert list(parallel) == list(serial)
     for k in serial:
         np.testing.assert_allclose(parallel[k], serial[k], rtol=1e-6)
+
+
+def test_every_concept_the_bundled_classifier_learned_is_still_read():
+    """The classifier's features include the concepts the rules found (``c:``/``p:``): a concept
+    renamed or removed from concepts.yaml silently drops weights it learned (removing four
+    'now' lists without retraining cost it five blind urgent texts, 2026-11-25)."""
+    import json
+
+    from medai.triage.red_flags import load_rules
+    from medai.triage.red_flags.schema import DATA_DIR
+
+    words = json.loads((DATA_DIR / "classifier" / "vocabulary.json").read_text())["word"]
+    learned = {t[2:] for w in words for t in w.split() if t[:2] in ("c:", "p:")}
+    assert learned, "the bundled classifier reads no concept"
+    known = set(load_rules().concepts)
+    assert learned <= known, f"concepts the classifier learned but the rules no longer read: " \
+                             f"{sorted(learned - known)}"
