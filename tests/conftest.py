@@ -120,6 +120,19 @@ def tiny_mri_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def rules_engine():
+    """The bundled red-flag rules alone (no e5, no classifier): what a rule change is tested on."""
+    from medai.triage.red_flags import build_engine
+
+    return build_engine(embeddings=False, classifier=False)
+
+
+def fired_flags(engine, text: str) -> set[str]:
+    """The ids of the red flags ``engine`` raises on ``text``."""
+    return {f.id for f in engine.check(text).flags}
+
+
+@pytest.fixture(scope="module")
 def browser():
     """Debian's chromium through Playwright, one per browser-test module."""
     from platform_helpers import launched_browser

@@ -1,23 +1,14 @@
-"""Look-alikes from the second reading of the real posts' validation quarter (2026-11-25): the
+"""Look-alikes from the first reading of the real posts' validation quarter (2026-11-25): the
 words of an emergency in a forum question about something else (a blocked nose, an old stroke in
 physiotherapy, acne cream, a heart already worked up, a rash that has lasted months), each family
 beside emergencies in the same words that must still fire. The texts are written for the test,
-not copied from the posts (docs/benchmarks/red_flags.md, "Halving the real-post firings")."""
+not copied from the posts (docs/benchmarks/red_flags.md, "Real-post firings and English")."""
 
 from __future__ import annotations
 
 import pytest
 
-from medai.triage.red_flags import build_engine
-
-
-@pytest.fixture(scope="module")
-def rules_engine():
-    return build_engine(embeddings=False, classifier=False)
-
-
-def _flags(engine, text: str) -> set[str]:
-    return {f.id for f in engine.check(text).flags}
+from conftest import fired_flags
 
 
 @pytest.mark.parametrize("text,flag", [
@@ -148,7 +139,7 @@ def _flags(engine, text: str) -> set[str]:
     ("Sağ kulağımın üstüne yatamıyorum ağrıdan, kulak iltihabı mı?", "acute_abdomen"),
 ])
 def test_forum_look_alike_does_not_raise_the_flag(rules_engine, text, flag):
-    assert flag not in _flags(rules_engine, text)
+    assert flag not in fired_flags(rules_engine, text)
 
 
 @pytest.mark.parametrize("text,flag", [
@@ -264,4 +255,4 @@ def test_forum_look_alike_does_not_raise_the_flag(rules_engine, text, flag):
     ("12 haftalık hamileyim, alttan kanama var, karnım ağrıyor.", "pregnancy_emergency"),
 ])
 def test_the_emergency_in_the_same_words_still_raises_it(rules_engine, text, flag):
-    assert flag in _flags(rules_engine, text)
+    assert flag in fired_flags(rules_engine, text)

@@ -8,16 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from medai.triage.red_flags import build_engine
-
-
-@pytest.fixture(scope="module")
-def rules_engine():
-    return build_engine(embeddings=False, classifier=False)
-
-
-def _flags(engine, text: str) -> set[str]:
-    return {f.id for f in engine.check(text).flags}
+from conftest import fired_flags
 
 
 @pytest.mark.parametrize("text,flag", [
@@ -109,7 +100,7 @@ def _flags(engine, text: str) -> set[str]:
     ("Başımda öldürecek derecede bir ağrı var, ilacı alınca geçiyor.", "harm_to_others"),
 ])
 def test_a_history_with_nothing_new_does_not_raise_the_flag(rules_engine, text, flag):
-    assert flag not in _flags(rules_engine, text)
+    assert flag not in fired_flags(rules_engine, text)
 
 
 @pytest.mark.parametrize("text,flag", [
@@ -249,7 +240,7 @@ def test_a_history_with_nothing_new_does_not_raise_the_flag(rules_engine, text, 
     ("Onu öldüreceğim, bıçağı aldım bile.", "harm_to_others"),
 ])
 def test_the_same_history_beside_a_sign_told_as_now_still_raises_it(rules_engine, text, flag):
-    assert flag in _flags(rules_engine, text)
+    assert flag in fired_flags(rules_engine, text)
 
 
 # An independent hostile review (2026-11-25) wrote emergencies beside each history context with
@@ -332,4 +323,4 @@ def test_the_same_history_beside_a_sign_told_as_now_still_raises_it(rules_engine
     ("Dedem sık sık boğulur, hemen şimdi boğuluyor, yüzü kızardı.", "respiratory_distress"),
 ])
 def test_every_history_context_yields_to_a_sign_told_as_now(rules_engine, text, flag):
-    assert flag in _flags(rules_engine, text)
+    assert flag in fired_flags(rules_engine, text)

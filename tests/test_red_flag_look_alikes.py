@@ -9,17 +9,9 @@ import shutil
 import pytest
 import yaml
 
-from medai.triage.red_flags import RuleFileError, build_engine, load_rules
+from conftest import fired_flags
+from medai.triage.red_flags import RuleFileError, load_rules
 from medai.triage.red_flags.schema import DATA_DIR
-
-
-@pytest.fixture(scope="module")
-def rules_engine():
-    return build_engine(embeddings=False, classifier=False)
-
-
-def _flags(engine, text: str) -> set[str]:
-    return {f.id for f in engine.check(text).flags}
 
 
 @pytest.mark.parametrize("text,flag", [
@@ -53,7 +45,7 @@ def _flags(engine, text: str) -> set[str]:
     ("Bademcik iltihabım var, antibiyotik kullanıyorum ama hâlâ yutkunamıyorum", "anaphylaxis"),
 ])
 def test_look_alikes_from_real_questions_do_not_fire(rules_engine, text, flag):
-    assert flag not in _flags(rules_engine, text)
+    assert flag not in fired_flags(rules_engine, text)
 
 
 @pytest.mark.parametrize("text,flag", [
@@ -72,7 +64,7 @@ def test_look_alikes_from_real_questions_do_not_fire(rules_engine, text, flag):
      "meningism"),
 ])
 def test_the_same_words_in_an_emergency_still_fire(rules_engine, text, flag):
-    assert flag in _flags(rules_engine, text)
+    assert flag in fired_flags(rules_engine, text)
 
 
 def test_unless_anywhere_names_a_known_concept(tmp_path):
@@ -102,4 +94,4 @@ def test_unless_anywhere_names_a_known_concept(tmp_path):
      {"harm_to_others", "suicidal"}),
 ])
 def test_self_harm_is_not_read_as_harm_to_others(rules_engine, text, flags):
-    assert _flags(rules_engine, text) & {"suicidal", "harm_to_others"} == flags
+    assert fired_flags(rules_engine, text) & {"suicidal", "harm_to_others"} == flags

@@ -19,11 +19,6 @@ PRESENTATIONS = Path(__file__).parents[1] / "data" / "red_flags" / "PRESENTATION
 
 
 @pytest.fixture(scope="module")
-def rules_engine():
-    return build_engine(embeddings=False, classifier=False)
-
-
-@pytest.fixture(scope="module")
 def full_engine():
     return build_engine()
 
