@@ -121,10 +121,15 @@ def tiny_mri_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def rules_engine():
-    """The bundled red-flag rules alone (no e5, no classifier): what a rule change is tested on."""
+    """The bundled red-flag rules alone (no e5, no classifier): what a rule change is tested on.
+    ``MEDAI_TEST_RED_FLAG_RULES`` names another rules folder (a candidate edit, before it is
+    sealed into the bundle) to run the same cases against."""
+    import os
+
     from medai.triage.red_flags import build_engine
 
-    return build_engine(embeddings=False, classifier=False)
+    folder = os.environ.get("MEDAI_TEST_RED_FLAG_RULES")
+    return build_engine(Path(folder) if folder else None, embeddings=False, classifier=False)
 
 
 def fired_flags(engine, text: str) -> set[str]:

@@ -204,6 +204,15 @@ def test_a_decimal_breaks_neither_sentence_nor_clause():
     assert tokens[3].clause == tokens[4].clause != tokens[2].clause  # "," between 5 and 37
 
 
+def test_digits_glued_to_a_word_are_read_as_two_words():
+    """Patients type "12yıl önce", "3gündür", "38derece": the date or the temperature counts as
+    if typed with a space."""
+    from medai.triage.red_flags.tokens import tokenize
+
+    assert [t.form for t in tokenize("12yıl önce 3gündür 38derece")] == [
+        "12", "yil", "once", "3", "gundur", "38", "derece"]
+
+
 def test_a_noun_ending_in_ti_does_not_stop_a_denial():
     """"bulantı" is not a past-tense verb (-tı follows only voiceless consonants)."""
     from medai.triage.red_flags.rules import negated_tokens

@@ -18,7 +18,9 @@ from functools import lru_cache
 from medai.core.text import ascii_fold, turkish_lower
 from medai.triage.red_flags.words import current
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# digits and letters are separate words: "12yıl önce", "3gündür", "38derece" read as typed
+# with a space
+_WORD = re.compile(r"\d+|[^\W\d_]+", re.UNICODE)
 
 
 @dataclass(frozen=True)
