@@ -34,6 +34,7 @@ MUST_NOT_FIRE = [
     "newborn check up and weight",
     "baby 10 weeks for vaccines, well",
     "kid hot and grumpy after the park",
+    "son günlerde ateşim var ve halsizim",  # Turkish "son" is "last", not a son
 ]
 
 
