@@ -6,6 +6,7 @@ sits beside the emergency in the same words."""
 from __future__ import annotations
 
 import pytest
+
 from conftest import fired_flags
 
 MUST_FIRE = [
