@@ -63,13 +63,15 @@ def raw_outputs(engine: RedFlagEngine, rows: list[dict]) -> list[dict]:
         out.append({"rules": {m.flag_id for m in a.matches if not m.past},
                     "history": {m.flag_id for m in a.matches if m.past},
                     "knn": [(h.flag_id, h.similarity, h.contrast_similarity) for h in a.knn],
-                    "clf": None, "n": len(a.tokens)})
+                    "clf": None, "n": len(a.tokens), "everyday": a.everyday})
     return out
 
 
 def decide(raw: dict, op: dict, use: tuple[str, ...] = USES) -> set[str]:
     """Flags fired at operating point ``op`` (threshold, margin, classifier) by ``use``."""
     fired = set(raw["rules"]) if "rules" in use else set()
+    if raw.get("everyday"):  # as the engine: the learned detectors do not decide (everyday.py)
+        return fired
     if "knn" in use:  # as the engine: only the nearest passing flag is named
         passing = sorted((s, f) for f, s, c in raw["knn"]
                          if s >= op["threshold"] and s - c >= op["margin"])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from medai.triage.language import detect_language
 from medai.triage.red_flags.classifier import ClassifierHit, RedFlagClassifier, features
+from medai.triage.red_flags.everyday import everyday_only
 from medai.triage.red_flags.exemplars import ExemplarDetector, KnnHit, KnnSettings, chunk_tokens
 from medai.triage.red_flags.identity import (
     CACHE_NAME,
@@ -105,6 +106,7 @@ class Analysis:
     matches: list[RuleMatch]
     knn: list[KnnHit]
     classifier: ClassifierHit | None
+    everyday: bool = False  # only everyday words: the learned detectors do not decide
 
 
 class RedFlagEngine:
@@ -157,14 +159,21 @@ class RedFlagEngine:
                       if not any(quiet[c.first:c.last + 1])]
             salience = [sum(1 for h in hits if c.first <= h.first <= c.last) for c in chunks]
             knn_hits = self.knn.detect(text, tokens, self.knn.select(chunks, salience))
-        return Analysis(tokens, matches, knn_hits, scored)
+        return Analysis(tokens, matches, knn_hits, scored, everyday_only(tokens))
 
     def check(self, text: str) -> RedFlagReport:
-        a = self.analyse(text)
-        passing = [h for h in a.knn if self.knn and self.knn.fires(h)]
+        return self.decide(text, self.analyse(text))
+
+    def decide(self, text: str, a: Analysis, everyday_guard: bool = True) -> RedFlagReport:
+        """The report on ``text`` from its analysis ``a``. On a short complaint of everyday
+        words only the rules decide (everyday.py); ``everyday_guard=False`` is the engine before
+        the guard, for its benchmark."""
+        learned_decide = not (everyday_guard and a.everyday)
+        passing = [h for h in a.knn if learned_decide and self.knn and self.knn.fires(h)]
         # e5-small puts every urgent exemplar close together: only the nearest flag is named
         knn_fired = {h.flag_id: h for h in sorted(passing, key=lambda h: -h.similarity)[:1]}
-        learned = a.classifier if a.classifier and self.classifier.fires(a.classifier) else None
+        learned = (a.classifier if learned_decide and a.classifier and
+                   self.classifier.fires(a.classifier) else None)
         return self.report(text, a.tokens, a.matches, knn_fired, learned)
 
     def report(self, text: str, tokens: list[Token], matches: list[RuleMatch],

@@ -113,6 +113,12 @@ ENTRIES: dict[str, tuple[str, str]] = {
     "fever_from": ("number", "the lowest whole degree that is a fever"),
     "fever_to": ("number", "the highest whole degree read as a temperature"),
     "bound": ("prefixes", "a bound or a change after a reading ('altında', 'geçti')"),
+    # -- the everyday guard (everyday.py) --------------------------------------------------------
+    "everyday_max_words": ("number", "the longest complaint (in words) the everyday guard "
+                                     "applies to"),
+    "everyday_max_degree": ("number", "the highest number an everyday complaint may hold"),
+    "everyday_stems": ("words", "stems of everyday symptoms, read with the suffix grammar"),
+    "everyday_words": ("words", "whole words of everyday complaints"),
 }
 KINDS = ("words", "prefixes", "pattern", "number", "phrases")
 
