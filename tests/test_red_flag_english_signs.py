@@ -5,6 +5,7 @@ must stay quiet (denied, over, a blocked nose, a teenager who will not get up fo
 from __future__ import annotations
 
 import pytest
+
 from conftest import fired_flags
 
 
