@@ -220,6 +220,32 @@ def launched_browser():
             b.close()
 
 
+def drain_output(proc) -> None:
+    """Read ``proc``'s piped output as it comes, in a thread, keeping all of it: a pipe nobody
+    reads fills (64 KiB) and then blocks the server on its next log line, so a browser module's
+    server hung mid-module once its access lines reached that size (a request that never
+    answers, a 30 s wait_for timeout)."""
+    import threading
+
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        for line in iter(proc.stdout.readline, b""):
+            chunks.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    proc.medai_output = (chunks, reader)
+
+
+def server_log(proc, timeout: float = 30) -> str:
+    """What ``proc`` (started with ``drain_output``) has written: all of it once it exited."""
+    chunks, reader = proc.medai_output
+    if proc.poll() is not None:
+        reader.join(timeout)
+    return b"".join(chunks).decode(errors="replace")
+
+
 @contextmanager
 def serving(env: dict):
     """``medai serve`` in its own process group for the duration; its base URL."""
@@ -244,6 +270,7 @@ def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0,
     proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "serve", "--port", str(port),
                              "--workers", str(workers), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    drain_output(proc)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
     while True:
@@ -253,7 +280,7 @@ def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0,
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise AssertionError(proc.stdout.read().decode()[-3000:])
+            raise AssertionError(server_log(proc)[-3000:])
         if time.time() > deadline:
             proc.kill()
             raise AssertionError("server did not become ready")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from dicom_helpers import echoscu, make_dicom, need_dcmtk, storescu
-from platform_helpers import cli_add_user, free_port, http_login, start_serve
+from platform_helpers import cli_add_user, free_port, http_login, server_log, start_serve
 
 
 def _env(home, **more) -> dict:
@@ -111,6 +111,6 @@ def test_serve_with_a_dicom_port_analyses_what_arrives(tmp_path, tfidf_model_dir
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
-    log = proc.stdout.read().decode()
+    log = server_log(proc)
     assert "DICOM node MEDAI listening" in log and "YILMAZ" not in log
 
