@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 from pathlib import Path
+
+from red_flag_change_benchmark import score_sets
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "red_flags"
 
@@ -79,22 +80,12 @@ def main() -> None:
     ap.add_argument("--complaints", default=None)
     ap.add_argument("--sets", default="", help="comma-separated set names (default: every set)")
     args = ap.parse_args()
-    wanted = set(filter(None, args.sets.split(",")))
     from medai.triage.red_flags import build_engine, learn
 
     engine = build_engine()
-    result: dict = {"engine": engine.identity, "sets": {}}
-    for folder in ("development", "blind"):
-        for name, rows in learn.read_sets(Path(args.data) / folder, scoring=True).items():
-            if wanted and name not in wanted:
-                continue
-            short = statistics.median(len(r["text"].split()) for r in rows) <= 8
-            entry = {kind: compare(engine, [r["text"] for r in rows
-                                            if r["urgent"] == (kind == "urgent")], short)
-                     for kind in ("urgent", "ordinary")}
-            entry.update(role=folder, short=short)
-            result["sets"][name] = entry
-            print(name, json.dumps(entry), flush=True)
+    result: dict = {"engine": engine.identity,
+                    "sets": score_sets(Path(args.data), args.sets,
+                                       lambda texts, whole: compare(engine, texts, whole))}
     result["everyday_grid"] = compare(engine, grid(), True)
     print("everyday grid", json.dumps(result["everyday_grid"]), flush=True)
     if args.complaints:

@@ -58,6 +58,28 @@ def compare(before, after, texts: list[str], whole: bool) -> dict:
     return out
 
 
+def score_sets(data: Path, sets: str, compare) -> dict:
+    """Every development and blind set under ``data`` (or the comma-separated ``sets``), its
+    urgent and its ordinary texts each scored by ``compare(texts, whole)``; ``whole`` for a short
+    set (median at most 8 words), decided text by text. Shared by the guard's benchmark."""
+    from medai.triage.red_flags import learn
+
+    wanted = set(filter(None, sets.split(",")))
+    out: dict = {}
+    for folder in ("development", "blind"):
+        for name, rows in learn.read_sets(data / folder, scoring=True).items():
+            if wanted and name not in wanted:
+                continue
+            short = statistics.median(len(r["text"].split()) for r in rows) <= 8
+            entry = {kind: compare([r["text"] for r in rows
+                                    if r["urgent"] == (kind == "urgent")], short)
+                     for kind in ("urgent", "ordinary")}
+            entry.update(role=folder, short=short)
+            out[name] = entry
+            print(name, json.dumps(entry), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--before", required=True, help="the engine folder before the change")
@@ -68,20 +90,10 @@ def main() -> None:
     args = ap.parse_args()
     from medai.triage.red_flags import build_engine, learn
 
-    wanted = set(filter(None, args.sets.split(",")))
     before, after = build_engine(Path(args.before)), build_engine()
-    result: dict = {"before": before.identity, "after": after.identity, "sets": {}}
-    for folder in ("development", "blind"):
-        for name, rows in learn.read_sets(Path(args.data) / folder, scoring=True).items():
-            if wanted and name not in wanted:
-                continue
-            short = statistics.median(len(r["text"].split()) for r in rows) <= 8
-            entry = {kind: compare(before, after, [r["text"] for r in rows
-                                                   if r["urgent"] == (kind == "urgent")], short)
-                     for kind in ("urgent", "ordinary")}
-            entry.update(role=folder, short=short)
-            result["sets"][name] = entry
-            print(name, json.dumps(entry), flush=True)
+    result: dict = {"before": before.identity, "after": after.identity,
+                    "sets": score_sets(Path(args.data), args.sets,
+                                       lambda texts, whole: compare(before, after, texts, whole))}
     if args.complaints:
         posts = [t for _, t in learn.read_real_posts(Path(args.complaints))]
         result["real_posts"] = compare(before, after, posts, False)
