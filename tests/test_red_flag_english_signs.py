@@ -1,6 +1,9 @@
-"""English signs read by the rules (ninth revision): written from PRESENTATIONS.md before any
-English development text was read; each urgent wording beside a look-alike in the same words that
-must stay quiet (denied, over, a blocked nose, a teenager who will not get up for school)."""
+"""English signs read by the rules: 13 presentations in the ninth revision, written from
+PRESENTATIONS.md before any English development text was read, and the other eight (a threat to
+someone else, cauda equina, a blocked bladder, pregnancy, eye, diabetic, head injury, sepsis) in
+the tenth; each urgent wording beside a look-alike in the same words that must stay quiet
+(denied, over, a blocked nose, a teenager who will not get up for school, an idiom, a minor
+complaint of the same body part)."""
 
 from __future__ import annotations
 
@@ -37,6 +40,27 @@ from conftest import fired_flags
     ("fell from a ladder", "major_trauma_burns"),
     ("severe stomach pain and vomiting", "acute_abdomen"),
     ("sudden pain in testicle", "acute_abdomen"),
+    # tenth revision: the eight presentations the ninth left to the classifier
+    ("my brother says he will kill dad", "harm_to_others"),
+    ("husband threatening to stab me", "harm_to_others"),
+    ("i am going to kill my neighbour tonight", "harm_to_others"),
+    ("bad back and numb between my legs", "cauda_equina"),
+    ("sciatica and now cant control my bladder", "cauda_equina"),
+    ("back pain, wet myself without knowing", "cauda_equina"),
+    ("cant pee since last night, bladder bursting", "urinary_retention"),
+    ("dad unable to pass urine 10 hours", "urinary_retention"),
+    ("32 weeks pregnant and bleeding", "pregnancy_emergency"),
+    ("pregnant, baby not moving since morning", "pregnancy_emergency"),
+    ("pregnant bad headache and blurry vision", "pregnancy_emergency"),
+    ("bleach splashed in my eye", "eye_emergency"),
+    ("bit of metal in my eye from grinding", "eye_emergency"),
+    ("sudden eye pain and cant see", "eye_emergency"),
+    ("diabetic and shaking, sweating, confused", "diabetic_emergency"),
+    ("type 1 sugar very high and vomiting", "diabetic_emergency"),
+    ("fell and hit his head, now vomiting", "head_injury"),
+    ("grandma banged her head, on blood thinners", "head_injury"),
+    ("fever and skin mottled", "sepsis"),
+    ("on chemo and have a fever", "sepsis"),
 ])
 def test_english_signs_fire(rules_engine, text, flag):
     assert flag in fired_flags(rules_engine, text)
@@ -55,6 +79,24 @@ def test_english_signs_fire(rules_engine, text, flag):
     "my ball hurts after football",
     "fell off my bike, grazed knee",
     "Boğazım ağrıyor, ateşim var",
+    # tenth revision
+    "my back is killing me",
+    "my mum will kill me if i fail",
+    "back pain after gardening",
+    "cant pee properly, it burns",
+    "pregnant and my gums are bleeding",
+    "pregnant with morning sickness",
+    "eyelash in my eye",
+    "eye itchy and red",
+    "diabetic, need my insulin prescription",
+    "shaky if i skip breakfast, not diabetic",
+    "toddler bumped his head, playing normally",
+    "bumped head, no vomiting",
+    "fever and cough for two days",
 ])
 def test_english_look_alikes_stay_quiet(rules_engine, text):
     assert not fired_flags(rules_engine, text)
+
+
+def test_a_threat_to_oneself_is_not_a_threat_to_others(rules_engine):
+    assert fired_flags(rules_engine, "i want to kill myself") == {"suicidal"}
