@@ -61,6 +61,7 @@ from conftest import fired_flags
     ("grandma banged her head, on blood thinners", "head_injury"),
     ("fever and skin mottled", "sepsis"),
     ("on chemo and have a fever", "sepsis"),
+    ("on chemo, high temp and shivering", "sepsis"),
 ])
 def test_english_signs_fire(rules_engine, text, flag):
     assert flag in fired_flags(rules_engine, text)
@@ -93,6 +94,9 @@ def test_english_signs_fire(rules_engine, text, flag):
     "toddler bumped his head, playing normally",
     "bumped head, no vomiting",
     "fever and cough for two days",
+    # vomiting is not a fever: a patient on chemotherapy who is sick is not sepsis by the rules
+    "on chemo and vomiting",
+    "chemo, feeling sick and vomiting",
 ])
 def test_english_look_alikes_stay_quiet(rules_engine, text):
     assert not fired_flags(rules_engine, text)
