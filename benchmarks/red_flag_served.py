@@ -23,15 +23,24 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "red_flags"
 
 def score_sets(engine, sets: dict[str, list[dict]]) -> dict:
     """Per set: recall, false alarms and their counts; urgent texts whose flags are all of
-    the wrong presentation still count as caught (any flag sends the patient to emergency)."""
+    the wrong presentation still count as caught (any flag sends the patient to emergency).
+    Also aggregates by an ordinary row's ``kind`` (everyday, decoy, ...: where a set marks it)
+    and the misses counted by presentation: counts only, never a text."""
     out = {}
     for name, rows in sets.items():
-        urgent = [bool(engine.check(r["text"]).flags) for r in rows if r["urgent"]]
-        ordinary = [bool(engine.check(r["text"]).flags) for r in rows if not r["urgent"]]
+        fired = [bool(engine.check(r["text"]).flags) for r in rows]
+        urgent = [f for f, r in zip(fired, rows, strict=True) if r["urgent"]]
+        ordinary = [(f, str(r.get("kind") or "ordinary"))
+                    for f, r in zip(fired, rows, strict=True) if not r["urgent"]]
         out[name] = {"n_urgent": len(urgent), "caught": sum(urgent),
                      "recall": sum(urgent) / max(1, len(urgent)),
-                     "n_ordinary": len(ordinary), "false_alarms": sum(ordinary),
-                     "false_alarm_rate": sum(ordinary) / max(1, len(ordinary))}
+                     "n_ordinary": len(ordinary), "false_alarms": sum(f for f, _ in ordinary),
+                     "false_alarm_rate": sum(f for f, _ in ordinary) / max(1, len(ordinary)),
+                     "ordinary_by_kind": dict(Counter(k for _, k in ordinary)),
+                     "false_alarms_by_kind": dict(Counter(k for f, k in ordinary if f)),
+                     "misses_by_presentation": dict(Counter(
+                         str(r["presentation"]) for f, r in zip(fired, rows, strict=True)
+                         if r["urgent"] and not f))}
         print(name, json.dumps(out[name]), flush=True)
     return out
 

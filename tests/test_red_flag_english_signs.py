@@ -1,9 +1,10 @@
 """English signs read by the rules: 13 presentations in the ninth revision, written from
-PRESENTATIONS.md before any English development text was read, and the other eight (a threat to
+PRESENTATIONS.md before any English development text was read, the other eight (a threat to
 someone else, cauda equina, a blocked bladder, pregnancy, eye, diabetic, head injury, sepsis) in
-the tenth; each urgent wording beside a look-alike in the same words that must stay quiet
-(denied, over, a blocked nose, a teenager who will not get up for school, an idiom, a minor
-complaint of the same body part)."""
+the tenth, and in the eleventh more of the ways short complaints tell six of them (stroke,
+meningism, seizure, unconsciousness, thunderclap headache, suicide); each urgent wording beside
+a look-alike in the same words that must stay quiet (denied, over, a blocked nose, a teenager
+who will not get up for school, an idiom, a minor complaint of the same body part, no onset)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,29 @@ from conftest import fired_flags
     ("fever and skin mottled", "sepsis"),
     ("on chemo and have a fever", "sepsis"),
     ("on chemo, high temp and shivering", "sepsis"),
+    # eleventh revision: six presentations as short complaints tell them
+    ("dad suddenly seeing double and cant walk straight", "stroke"),
+    ("my wife suddenly doesnt understand what i say", "stroke"),
+    ("granny's mouth is crooked", "stroke"),
+    ("half my face numb since 20 minutes", "stroke"),
+    ("went blind in one eye just now", "stroke"),
+    ("fever, bad headache and the light hurts my eyes", "meningism"),
+    ("my girl has a fever and cannot bend her neck", "meningism"),
+    ("spots that dont disappear under a glass", "meningism"),
+    ("high temp and a rash that wont fade", "meningism"),
+    ("husband shaking on the floor over 5 minutes", "seizure"),
+    ("son had 2 fits and didnt wake up between", "seizure"),
+    ("baby jerking, eyes rolled back", "seizure"),
+    ("my mum had a seizure, first time ever", "seizure"),
+    ("cant wake my dad up", "altered_consciousness"),
+    ("she fainted and hasnt come round", "altered_consciousness"),
+    ("grandma suddenly confused, doesnt know me", "altered_consciousness"),
+    ("headache came on in seconds, like being hit", "thunderclap_headache"),
+    ("sudden massive headache while lifting weights", "thunderclap_headache"),
+    ("my head, worst pain ever, never like this", "thunderclap_headache"),
+    ("saved up pills to end it tonight", "suicidal"),
+    ("my brother says he will kill himself, has a rope", "suicidal"),
+    ("cut my wrists an hour ago", "suicidal"),
 ])
 def test_english_signs_fire(rules_engine, text, flag):
     assert flag in fired_flags(rules_engine, text)
@@ -97,6 +121,27 @@ def test_english_signs_fire(rules_engine, text, flag):
     # vomiting is not a fever: a patient on chemotherapy who is sick is not sepsis by the rules
     "on chemo and vomiting",
     "chemo, feeling sick and vomiting",
+    # eleventh revision: the same words with no onset, a fever denied, a known or everyday cause
+    "cant walk straight after leg day",
+    "my husband doesnt understand what i say, we argue",
+    "double vision when tired, for years",
+    "migraine, light hurts my eyes",
+    "hay fever, headache and light hurts my eyes",
+    "acne spots that dont fade",
+    "rash fades under a glass, no fever",
+    "fits of coughing for 10 minutes",
+    "eye twitching for 10 minutes",
+    "epileptic, had my usual seizure, 1 minute, fine now",
+    "very sleepy after night shift and my son is not answering my texts",
+    "grandma with dementia confused, doesnt know me",
+    "my dad has been confused for months",
+    "confused about which tablets to take",
+    "my head is pounding like a hammer, hangover",
+    "my head is exploding with this cold",
+    "this is the worst ever flu, headache",
+    "should i take them all at once, antibiotics",
+    "cut my wrist on a broken glass",
+    "want to end things with my girlfriend",
 ])
 def test_english_look_alikes_stay_quiet(rules_engine, text):
     assert not fired_flags(rules_engine, text)
