@@ -86,6 +86,14 @@ from conftest import fired_flags
     ("saved up pills to end it tonight", "suicidal"),
     ("my brother says he will kill himself, has a rope", "suicidal"),
     ("cut my wrists an hour ago", "suicidal"),
+    # written by a hostile reviewer after reading the eleventh revision's forms
+    ("nan doesnt recognise me today", "altered_consciousness"),
+    ("grandma really disoriented since this morning", "altered_consciousness"),
+    ("son not waking after drinking", "altered_consciousness"),
+    ("wrote my goodbye notes", "suicidal"),
+    ("i have rope ready", "suicidal"),
+    ("kid feverish, rash like bruises spreading fast", "meningism"),
+    ("sudden explosion in my head", "thunderclap_headache"),
 ])
 def test_english_signs_fire(rules_engine, text, flag):
     assert flag in fired_flags(rules_engine, text)
@@ -142,6 +150,25 @@ def test_english_signs_fire(rules_engine, text, flag):
     "should i take them all at once, antibiotics",
     "cut my wrist on a broken glass",
     "want to end things with my girlfriend",
+    # the hostile reviewer's look-alikes of the eleventh revision's forms
+    "face numb from dentist an hour ago",
+    "cant walk straight right now so drunk",
+    "i dont understand what my doctor said right now",
+    "so hot today headache and light hurts my eyes",
+    "acne spots dont go away when i press them",
+    "did the glass test, rash went pale",
+    "had a fit of coughing cant stop",
+    "my dog had a seizure first time",
+    "cant wake my laptop from sleep mode",
+    "she has not come round to the idea of surgery",
+    "i keep passing out on the sofa after night shift",
+    "my head coach is the worst ever",
+    "collected pills from the pharmacy today",
+    "thinking of ending things with my boyfriend",
+    "he will kill himself laughing at this",
+    "our gym has a rope climb",
+    "cut my wrists on broken glass washing up, small cuts",
+    "self harmed as a teenager, doing well now",
 ])
 def test_english_look_alikes_stay_quiet(rules_engine, text):
     assert not fired_flags(rules_engine, text)
