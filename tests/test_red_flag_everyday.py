@@ -23,6 +23,8 @@ EVERYDAY = [
     "Burnum akıyor hapşırıyorum", "halsizim ateşim var", "Kulağım ağrıyor", "Grip oldum",
     "I have a fever", "fever and vomiting", "headache and sore throat",
     "stomach ache and diarrhoea", "feel sick", "earache",
+    # the English idiom of an everyday pain and a red eye (the classifier flagged all three)
+    "my head is killing me", "my knee is killing me", "my eye is red",
 ]
 
 DISCRIMINATED = [  # the same everyday words beside what makes them urgent
@@ -32,6 +34,7 @@ DISCRIMINATED = [  # the same everyday words beside what makes them urgent
     ("Kan kusuyorum", "heavy_bleeding"),
     ("Başımı çarptım, kusuyorum", "head_injury"),
     ("fever and stiff neck", "meningism"),
+    ("sudden pain in my eye, red, cant see", "eye_emergency"),
 ]
 
 
