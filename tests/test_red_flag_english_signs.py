@@ -169,6 +169,9 @@ def test_english_signs_fire(rules_engine, text, flag):
     "our gym has a rope climb",
     "cut my wrists on broken glass washing up, small cuts",
     "self harmed as a teenager, doing well now",
+    "i could kill myself for forgetting my keys",
+    "i just want to die of embarrassment",
+    "cant wake my son for school",
 ])
 def test_english_look_alikes_stay_quiet(rules_engine, text):
     assert not fired_flags(rules_engine, text)
