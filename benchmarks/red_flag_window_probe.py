@@ -1,0 +1,105 @@
+"""Would the classifier read a rule firing's own words better than the whole post? A probe:
+per rule firing on a long text, the classifier's urgent score on the whole text and on the
+words around each firing hit (a window of tokens, or the hit's sentence); per gate, the firing
+rate of every part of the real posts, the audited urgent/unsure posts it would silence, and the
+urgent texts of every development and blind set that would lose their last flag. Aggregates
+and post ids only: no text is printed or written.
+
+    python benchmarks/red_flag_window_probe.py --complaints ../shared/data/triage/complaints.csv \
+        --out /tmp/window_probe.json
+
+Rules and classifier of the bundled engine (e5 off, as in red_flag_gate_probe.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from red_flag_gate_probe import AUDITS, LONG, audited
+
+WINDOWS = (8, 10, 12)
+FLOORS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12)
+DATA = Path(__file__).resolve().parents[1] / "data" / "red_flags"
+
+
+def scores(engine, text: str) -> dict:
+    """Whether rules / the classifier fire on ``text`` and the classifier's scores on the
+    whole text and around each rule hit (max over hits)."""
+    from medai.triage.red_flags.tokens import span
+
+    a = engine.analyse(text)
+    flags = engine.decide(text, a).flags
+    out = {"n": len(a.tokens), "fired": bool(flags),
+           "classifier_fired": any("classifier" in f.detectors for f in flags),
+           "whole": a.classifier.score if a.classifier else 1.0}
+    if not out["fired"] or out["classifier_fired"] or out["n"] <= LONG:
+        return out
+    hits = [h for m in a.matches if not m.past for h in m.hits]
+    toks = a.tokens
+    for k in WINDOWS:
+        best = 0.0
+        for h in hits:
+            lo, hi = max(0, h.first - k), min(len(toks) - 1, h.last + k)
+            best = max(best, engine.analyse(span(text, toks, lo, hi)).classifier.score)
+        out[f"w{k}"] = best
+    best = 0.0
+    for h in hits:
+        sent = {toks[h.first].sentence, toks[h.last].sentence}
+        idx = [i for i, t in enumerate(toks) if t.sentence in sent]
+        best = max(best, engine.analyse(span(text, toks, idx[0], idx[-1])).classifier.score)
+    out["sentence"] = best
+    return out
+
+
+def kept(p: dict, variant: str, floor: float) -> bool:
+    """Does the text still fire under a gate silencing a long rules-only firing whose best
+    score (the whole text's or the variant's) is under ``floor``?"""
+    if not p["fired"]:
+        return False
+    if p["classifier_fired"] or p["n"] <= LONG or floor <= 0:
+        return True
+    return max(p["whole"], p.get(variant, 0.0)) >= floor
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--complaints", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--posts-out", default=None,
+                    help="also write each post's id, part and scores (no text) here")
+    args = ap.parse_args()
+    from medai.triage.red_flags import build_engine, learn
+
+    engine = build_engine(embeddings=False)
+    posts = [{"id": i, "part": learn.real_part(i), **scores(engine, t)}
+             for i, t in learn.read_real_posts(Path(args.complaints))]
+    print("posts read", flush=True)
+    if args.posts_out:
+        Path(args.posts_out).write_text(json.dumps(posts))
+    sets = {}
+    for folder in ("development", "blind"):
+        for name, rows in learn.read_sets(DATA / folder, scoring=True).items():
+            sets[name] = [scores(engine, r["text"]) for r in rows if r["urgent"]]
+    verdicts = audited(AUDITS)
+    rows = []
+    for variant in ("whole",) + tuple(f"w{k}" for k in WINDOWS) + ("sentence",):
+        for floor in FLOORS:
+            row = {"variant": variant, "floor": floor}
+            for part in ("train", "validation", "report"):
+                chosen = [p for p in posts if p["part"] == part]
+                row[part] = round(sum(kept(p, variant, floor) for p in chosen) / len(chosen), 4)
+            silenced = [verdicts[p["id"]] for p in posts if p["id"] in verdicts
+                        and p["fired"] and not kept(p, variant, floor)]
+            row["audited_silenced"] = {v: silenced.count(v) for v in ("urgent", "unsure")}
+            row["urgent_lost"] = {name: lost for name, texts in sets.items() if (lost := sum(
+                t["fired"] and not kept(t, variant, floor) for t in texts))}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    Path(args.out).write_text(json.dumps({"audited_urgent_or_unsure": len(verdicts),
+                                          "gates": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
