@@ -17,9 +17,6 @@ from conftest import fired_flags
     "nöbetçi eczane nerede, başım ağrıyor",
     "kedi düştü sandım yüreğim ağzıma geldi, kedi iyiymiş",  # a fright
     "gasping for a cuppa, is there a machine",  # thirsty
-    "yemeğinize bayıldım ama sonrasında midem ekşidi",  # to love: a dative before 'bayıl'
-    "annem yeni doktoruna bayildi ayni doktordan randevu alalim",
-    "sevgilime bayılıyorum ama horluyor, uyuyamıyorum",
 ])
 def test_an_idiom_is_no_sign(rules_engine, text):
     assert not fired_flags(rules_engine, text) - {"major_trauma_burns"}
@@ -34,11 +31,6 @@ def test_an_idiom_is_no_sign(rules_engine, text):
     ("babamın ağzı kaydı konuşamıyor", "stroke"),
     ("gasping, lips blue", "respiratory_distress"),
     ("gasping for air", "respiratory_distress"),
-    ("babam yere bayıldı ayılmıyor", "altered_consciousness"),  # 'yere' is a place
-    ("annem sonra bayıldı uyanmıyor", "altered_consciousness"),  # looks like a dative
-    ("motordan düştüm bir süre bayılmışım başım dönüyor", "head_injury"),
-    ("banyoya girince bayıldı", "altered_consciousness"),  # a converb, not a dative
-    ("sancının şiddetiyle bayıldım", "altered_consciousness"),  # an instrumental
 ])
 def test_the_literal_sign_still_fires(rules_engine, text, flag):
     assert flag in fired_flags(rules_engine, text)

@@ -83,16 +83,6 @@ def topic_tokens(tokens: list[Token]) -> set[int]:
     return out
 
 
-def adored_tokens(tokens: list[Token]) -> set[int]:
-    """"X'e bayılmak" is to love X: a faint verb right after a word in the dative, in its clause
-    ("yemeğinize bayıldım", "annem yeni doktoruna bayıldı"). "Yere bayıldı", "sonra bayıldı",
-    "iki defa bayıldı" and a faint with no dative before it still fire."""
-    w = current()
-    return {j for j in range(1, len(tokens))
-            if tokens[j].form.startswith(w.adore_verbs) and tokens[j - 1].clause == tokens[j].clause
-            and w.dative.search(tokens[j - 1].form) and tokens[j - 1].form not in w.not_dative}
-
-
 def hearsay_tokens(tokens: list[Token]) -> set[int]:
     """Clauses telling what happened to a friend or a neighbour ("arkadaşı intihar girişiminde
     bulunmuş", "iş arkadaşım kalp krizi geçirdi") when a later clause says the writer's own

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from medai.triage.red_flags.reading import (
     DEGREE_KINDS,
-    adored_tokens,
     asked_tokens,
     denied_degree,
     denied_sites,
@@ -124,7 +123,7 @@ class ConceptMatcher:
             walks = negation_walks(tokens, covered - self_negated)  # once: two readers use it
             negated = negated_tokens(tokens, covered - self_negated, walks)
             topical = (topic_tokens(tokens) | asked_tokens(tokens)
-                       | hearsay_tokens(tokens) | adored_tokens(tokens))
+                       | hearsay_tokens(tokens))
             degree_denied = denied_degree(tokens)
             sites = denied_sites(raw, tokens, walks)
             normal = normal_readings(tokens)

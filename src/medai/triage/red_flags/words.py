@@ -108,10 +108,6 @@ ENTRIES: dict[str, tuple[str, str]] = {
     "self_words": ("words", "the writer's own person ('bende', 'kızımda')"),
     "self_fine": ("words", "besides negators, words saying the writer's own person is fine"),
     "reported": ("pattern", "a past tense telling what happened to someone else"),
-    "adore_verbs": ("prefixes", "verbs meaning 'to love' after a thing in the dative "
-                                "('yemeğinize bayıldım'): not a faint"),
-    "dative": ("pattern", "a word in the dative (the thing loved), not a locative"),
-    "not_dative": ("words", "words that end like a dative and are not one ('sonra', 'defa')"),
     # -- reading: measured temperatures ------------------------------------------------------------
     "normal_reading": ("words", "temperatures (whole degrees) that are not a fever"),
     "fever_from": ("number", "the lowest whole degree that is a fever"),
