@@ -30,12 +30,33 @@ def audited(folder: Path) -> dict[str, str]:
     return out
 
 
-def fires(post: dict, floor: float) -> bool:
+def record(engine, text: str):
+    """The analysis of ``text`` and what a gate needs of it: its length, the classifier's
+    urgent score on the whole text, whether it fires and whether the classifier is among the
+    detectors that fire (shared with red_flag_window_probe.py)."""
+    a = engine.analyse(text)
+    flags = engine.decide(text, a).flags
+    return a, {"n": len(a.tokens), "whole": a.classifier.score if a.classifier else 1.0,
+               "fired": bool(flags),
+               "classifier_fired": any("classifier" in f.detectors for f in flags)}
+
+
+def kept(post: dict, floor: float, variant: str = "whole") -> bool:
+    """Does the text still fire under a gate silencing a rules-only firing on a text over
+    ``LONG`` words whose best score (the whole text's or ``variant``'s) is under ``floor``?"""
     if not post["fired"]:
         return False
-    if post["classifier_fired"]:
+    if post["classifier_fired"] or post["n"] <= LONG:
         return True
-    return not (post["n"] > LONG and post["score"] < floor)
+    return max(post["whole"], post.get(variant, 0.0)) >= floor
+
+
+def silenced(posts: list[dict], verdicts: dict[str, str], floor: float,
+             variant: str = "whole") -> dict[str, int]:
+    """How many firings the audits judged urgent or unsure the gate would silence."""
+    out = [verdicts[p["id"]] for p in posts
+           if p["id"] in verdicts and p["fired"] and not kept(p, floor, variant)]
+    return {"urgent": out.count("urgent"), "unsure": out.count("unsure")}
 
 
 def main() -> None:
@@ -46,25 +67,16 @@ def main() -> None:
     from medai.triage.red_flags import build_engine, learn
 
     engine = build_engine(embeddings=False)
-    posts = []
-    for post_id, text in learn.read_real_posts(Path(args.complaints)):
-        a = engine.analyse(text)
-        flags = engine.decide(text, a).flags
-        posts.append({"id": post_id, "part": learn.real_part(post_id), "n": len(a.tokens),
-                      "score": a.classifier.score if a.classifier else 1.0,
-                      "fired": bool(flags),
-                      "classifier_fired": any("classifier" in f.detectors for f in flags)})
+    posts = [{"id": post_id, "part": learn.real_part(post_id), **record(engine, text)[1]}
+             for post_id, text in learn.read_real_posts(Path(args.complaints))]
     verdicts = audited(AUDITS)
     rows = []
     for floor in FLOORS:
         row = {"floor": floor}
         for part in ("validation", "report"):
             chosen = [p for p in posts if p["part"] == part]
-            row[f"{part}_firing_rate"] = sum(fires(p, floor) for p in chosen) / len(chosen)
-        silenced = [verdicts[p["id"]] for p in posts
-                    if p["id"] in verdicts and p["fired"] and not fires(p, floor)]
-        row["audited_silenced"] = {"urgent": silenced.count("urgent"),
-                                   "unsure": silenced.count("unsure")}
+            row[f"{part}_firing_rate"] = sum(kept(p, floor) for p in chosen) / len(chosen)
+        row["audited_silenced"] = silenced(posts, verdicts, floor)
         rows.append(row)
         print(json.dumps(row), flush=True)
     Path(args.out).write_text(json.dumps({"audited_urgent_or_unsure": len(verdicts),

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from red_flag_gate_probe import AUDITS, LONG, audited
+from red_flag_gate_probe import AUDITS, LONG, audited, kept, record, silenced
 
 WINDOWS = (8, 10, 12)
 FLOORS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12)
@@ -29,38 +29,25 @@ def scores(engine, text: str) -> dict:
     whole text and around each rule hit (max over hits)."""
     from medai.triage.red_flags.tokens import span
 
-    a = engine.analyse(text)
-    flags = engine.decide(text, a).flags
-    out = {"n": len(a.tokens), "fired": bool(flags),
-           "classifier_fired": any("classifier" in f.detectors for f in flags),
-           "whole": a.classifier.score if a.classifier else 1.0}
+    a, out = record(engine, text)
     if not out["fired"] or out["classifier_fired"] or out["n"] <= LONG:
         return out
     hits = [h for m in a.matches if not m.past for h in m.hits]
     toks = a.tokens
+
+    def best(bounds) -> float:  # the highest score over the hits' spans
+        return max((engine.analyse(span(text, toks, *bounds(h))).classifier.score
+                    for h in hits), default=0.0)
+
+    def sentence(h) -> tuple[int, int]:
+        idx = [i for i, t in enumerate(toks)
+               if t.sentence in (toks[h.first].sentence, toks[h.last].sentence)]
+        return idx[0], idx[-1]
+
     for k in WINDOWS:
-        best = 0.0
-        for h in hits:
-            lo, hi = max(0, h.first - k), min(len(toks) - 1, h.last + k)
-            best = max(best, engine.analyse(span(text, toks, lo, hi)).classifier.score)
-        out[f"w{k}"] = best
-    best = 0.0
-    for h in hits:
-        sent = {toks[h.first].sentence, toks[h.last].sentence}
-        idx = [i for i, t in enumerate(toks) if t.sentence in sent]
-        best = max(best, engine.analyse(span(text, toks, idx[0], idx[-1])).classifier.score)
-    out["sentence"] = best
+        out[f"w{k}"] = best(lambda h, k=k: (max(0, h.first - k), min(len(toks) - 1, h.last + k)))
+    out["sentence"] = best(sentence)
     return out
-
-
-def kept(p: dict, variant: str, floor: float) -> bool:
-    """Does the text still fire under a gate silencing a long rules-only firing whose best
-    score (the whole text's or the variant's) is under ``floor``?"""
-    if not p["fired"]:
-        return False
-    if p["classifier_fired"] or p["n"] <= LONG or floor <= 0:
-        return True
-    return max(p["whole"], p.get(variant, 0.0)) >= floor
 
 
 def main() -> None:
@@ -89,12 +76,10 @@ def main() -> None:
             row = {"variant": variant, "floor": floor}
             for part in ("train", "validation", "report"):
                 chosen = [p for p in posts if p["part"] == part]
-                row[part] = round(sum(kept(p, variant, floor) for p in chosen) / len(chosen), 4)
-            silenced = [verdicts[p["id"]] for p in posts if p["id"] in verdicts
-                        and p["fired"] and not kept(p, variant, floor)]
-            row["audited_silenced"] = {v: silenced.count(v) for v in ("urgent", "unsure")}
+                row[part] = round(sum(kept(p, floor, variant) for p in chosen) / len(chosen), 4)
+            row["audited_silenced"] = silenced(posts, verdicts, floor, variant)
             row["urgent_lost"] = {name: lost for name, texts in sets.items() if (lost := sum(
-                t["fired"] and not kept(t, variant, floor) for t in texts))}
+                t["fired"] and not kept(t, floor, variant) for t in texts))}
             rows.append(row)
             print(json.dumps(row), flush=True)
     Path(args.out).write_text(json.dumps({"audited_urgent_or_unsure": len(verdicts),
