@@ -352,3 +352,29 @@ def test_every_concept_the_bundled_classifier_learned_is_still_read():
     known = set(load_rules().concepts)
     assert learned <= known, f"concepts the classifier learned but the rules no longer read: " \
                              f"{sorted(learned - known)}"
+
+
+def test_train_only_kinds_are_not_counted_in_the_false_alarm_budget():
+    # 10 urgent texts scoring 0.5..0.95; 20 everyday texts scoring low; 20 idioms scoring 0.6:
+    # counted, the idioms push the threshold above them and lose urgent texts; not counted,
+    # the lowest threshold within budget keeps every urgent text.
+    urgent = np.array([True] * 10 + [False] * 40)
+    scores = np.concatenate([np.linspace(0.5, 0.95, 10), np.full(20, 0.1), np.full(20, 0.6)])
+    idiom = np.array([False] * 30 + [True] * 20)
+    none = np.zeros(50, bool)
+    all_counted = learn.choose_threshold(urgent, none, scores, 0.05)
+    everyday = learn.choose_threshold(urgent, none, scores, 0.05, budget=~idiom)
+    assert all_counted["threshold"] > 0.6 and all_counted["recall"] < 1.0
+    assert everyday["threshold"] <= 0.5 and everyday["recall"] == 1.0
+    assert everyday["false_alarm_rate"] == 0.0  # of the 20 everyday texts, none fire
+
+
+def test_training_records_which_kinds_were_left_out_of_the_budget(tmp_path):
+    folder = write_sets(tmp_path)
+    sets = learn.read_sets(folder)
+    next(r for r in sets["a"] if not r["urgent"])["kind"] = "idiom"
+    trained = learn.train_with_choice(load_rules(), sets, None, 0.2)
+    assert trained.model.params["budget_excludes"] == {"kinds": ["idiom"], "rows": 1}
+    counted_all = learn.train_with_choice(load_rules(), sets, None, 0.2,
+                                          train_only_kinds=frozenset())
+    assert counted_all.model.params["budget_excludes"] == {"kinds": [], "rows": 0}

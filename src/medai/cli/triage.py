@@ -209,6 +209,10 @@ def triage_train_red_flags(
                       "the bundled data: docs/benchmarks/red_flags.md).")] = None,
     jobs: Annotated[int, typer.Option(min=1, max=64, help="Held-out classifiers fitted at "
                                                           "once (processes).")] = 1,
+    train_only_kind: Annotated[list[str] | None, typer.Option(
+        help="Ordinary rows of this 'kind' are learned from but not counted in the false-alarm "
+             "budget (repeat it; default: idiom, the adversarial figures of speech). Give "
+             "'none' to count every row.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train the red-flag classifier on written complaints; its threshold is chosen on
@@ -240,7 +244,9 @@ def triage_train_red_flags(
             engine.ruleset, found, knn, max_false_alarms,
             progress=lambda m: print(m, file=sys.stderr, flush=True),
             real_posts=posts,
-            real_weight=learn.REAL_WEIGHT if real_weight is None else real_weight, jobs=jobs)
+            real_weight=learn.REAL_WEIGHT if real_weight is None else real_weight, jobs=jobs,
+            train_only_kinds=(learn.TRAIN_ONLY_KINDS if train_only_kind is None else
+                              frozenset(k for k in train_only_kind if k != "none")))
         trained.model.save(out, {
             "name": name or out.name, "version": date.today().isoformat(),
             "description": "Red-flag classifier (medai triage train-red-flags)",

@@ -94,6 +94,12 @@ def read_sets(directory: Path, prefix: str = "", scoring: bool = False
     return sets
 
 
+# Ordinary rows of these kinds are learned from but never counted against the false-alarm budget:
+# an idiom set is written to be hard ("açlıktan bayılıyorum", "my boss will kill me" make up two
+# thirds of its ordinary rows), so counting it lets the adversarial share of the data, not what a
+# kiosk hears, set the threshold (the twelfth revision's retraining: 0.30 -> 0.39, blind recall
+# lost). Chronic, past, negated and decoy rows are what people do write, and stay counted.
+TRAIN_ONLY_KINDS = frozenset({"idiom"})
 SHORT_TOKENS = 8  # a complaint of at most this many words is short (its own threshold)
 REAL_PARTS = ("train", "train", "validation", "report")
 REAL_WEIGHT = 0.25  # chosen on the validation part of the bundled data (docs/red-flag-rules.md)
@@ -221,25 +227,33 @@ def out_of_author_scores(sets: dict[str, list[Analysed]], labels: dict[str, list
     return {held: scores[held] for held in sets}  # the sets' order, whatever finished first
 
 
+def counted(urgent: np.ndarray, budget: np.ndarray | None) -> np.ndarray:
+    """The ordinary texts whose false alarms count against the budget: all of them, or those
+    ``budget`` marks (``TRAIN_ONLY_KINDS`` are learned from, never counted)."""
+    return ~urgent if budget is None else ~urgent & budget
+
+
 def choose_threshold(urgent: np.ndarray, others_fire: np.ndarray, scores: np.ndarray,
-                     max_false_alarms: float) -> dict:
+                     max_false_alarms: float, budget: np.ndarray | None = None) -> dict:
     """The lowest threshold whose union with the other detectors keeps false alarms within
-    ``max_false_alarms``; ``others_fire`` says where the rules or neighbours already fire."""
+    ``max_false_alarms``; ``others_fire`` says where the rules or neighbours already fire;
+    ``budget`` which ordinary texts count (``counted``)."""
     best = None
+    neg = counted(urgent, budget)
     for t in THRESHOLDS:
         fired = others_fire | (scores >= t)
-        fa = float(fired[~urgent].mean())
+        fa = float(fired[neg].mean())
         if fa <= max_false_alarms:
             best = {"threshold": float(t), "recall": float(fired[urgent].mean()),
                     "false_alarm_rate": fa,
                     "classifier_recall": float((scores >= t)[urgent].mean()),
-                    "classifier_false_alarm_rate": float((scores >= t)[~urgent].mean())}
+                    "classifier_false_alarm_rate": float((scores >= t)[neg].mean())}
             break
     if best is None:  # even the highest threshold is over budget: the others are, alone
         t = float(THRESHOLDS[-1])
         fired = others_fire | (scores >= t)
         best = {"threshold": t, "recall": float(fired[urgent].mean()),
-                "false_alarm_rate": float(fired[~urgent].mean()), "over_budget": True}
+                "false_alarm_rate": float(fired[neg].mean()), "over_budget": True}
     return best
 
 
@@ -249,7 +263,7 @@ KNN_MARGINS = np.round(np.arange(-0.01, 0.0401, 0.0025), 4)
 
 def choose_operating_point(urgent: np.ndarray, rules: np.ndarray,
                            knn: list[list[tuple[float, float]]] | None, scores: np.ndarray,
-                           max_false_alarms: float) -> dict:
+                           max_false_alarms: float, budget: np.ndarray | None = None) -> dict:
     """The embedding threshold/margin and the classifier threshold together: the highest recall
     of all detectors whose false alarms stay within ``max_false_alarms`` (ties: fewer false
     alarms, then the stricter embedding). ``knn`` holds each text's (similarity, margin) per flag
@@ -258,13 +272,13 @@ def choose_operating_point(urgent: np.ndarray, rules: np.ndarray,
             else [(None, None)])
     sims = [(np.array([s for s, _d in x] or [0.0]), np.array([d for _s, d in x] or [-1.0]))
             for x in (knn or [])]
-    best = None
+    best, neg = None, counted(urgent, budget)
     for t, m in grid:
         fires = (np.array([bool(((s >= t) & (d >= m)).any()) for s, d in sims]) if knn
                  else np.zeros(len(urgent), bool))
-        if fires[~urgent].mean() > max_false_alarms:
+        if fires[neg].mean() > max_false_alarms:
             continue
-        choice = choose_threshold(urgent, rules | fires, scores, max_false_alarms)
+        choice = choose_threshold(urgent, rules | fires, scores, max_false_alarms, budget)
         if choice.get("over_budget"):
             continue
         key = (choice["recall"], -choice["false_alarm_rate"], t or 0, m or 0)
@@ -272,7 +286,7 @@ def choose_operating_point(urgent: np.ndarray, rules: np.ndarray,
             best = (key, {"classifier": choice["threshold"], "knn_threshold": t,
                           "knn_margin": m, **choice,
                           "embedding_only_recall": float(fires[urgent].mean()),
-                          "embedding_only_false_alarm_rate": float(fires[~urgent].mean())})
+                          "embedding_only_false_alarm_rate": float(fires[neg].mean())})
     if best is None:
         raise TrainingDataError(f"the rules alone raise more than {max_false_alarms:.1%} "
                                 "false alarms on these texts: no threshold can meet the budget")
@@ -281,31 +295,34 @@ def choose_operating_point(urgent: np.ndarray, rules: np.ndarray,
 
 def choose_with_short(urgent: np.ndarray, rules: np.ndarray,
                       knn: list[list[tuple[float, float]]] | None, scores: np.ndarray,
-                      short: np.ndarray, max_false_alarms: float) -> dict:
+                      short: np.ndarray, max_false_alarms: float,
+                      budget: np.ndarray | None = None) -> dict:
     """The operating point chosen on the longer texts (``choose_operating_point``), then a
     threshold of their own for the short ones, with the same budget on them alone.
 
     Every n-gram of a two-word complaint weighs more after normalisation than in a paragraph,
     so one threshold for both either calls 112 for "ateşim var" or misses long urgent texts.
     (With fewer than 50 short texts of each kind there is nothing to choose on: one threshold.)"""
-    if min((short & urgent).sum(), (short & ~urgent).sum()) < 50:
-        return choose_operating_point(urgent, rules, knn, scores, max_false_alarms)
+    neg = counted(urgent, budget)
+    if min((short & urgent).sum(), (short & neg).sum()) < 50:
+        return choose_operating_point(urgent, rules, knn, scores, max_false_alarms, budget)
     long_ = ~short
     choice = choose_operating_point(urgent[long_], rules[long_],
                                     [x for x, s in zip(knn, short, strict=True) if not s]
-                                    if knn else None, scores[long_], max_false_alarms)
+                                    if knn else None, scores[long_], max_false_alarms,
+                                    None if budget is None else budget[long_])
     t, m = choice["knn_threshold"], choice["knn_margin"]
     knn_fires = (np.array([any(sim >= t and d >= m for sim, d in x) for x in knn]) if knn
                  else np.zeros(len(urgent), bool))
     others = rules | knn_fires
     short_choice = choose_threshold(urgent[short], others[short], scores[short],
-                                    max_false_alarms)
+                                    max_false_alarms, None if budget is None else budget[short])
     fired = others | np.where(short, scores >= short_choice["threshold"],
                               scores >= choice["classifier"])
     return {**choice, "short": {**short_choice, "tokens": SHORT_TOKENS,
                                 "n": int(short.sum())},
             "all_texts": {"recall": float(fired[urgent].mean()),
-                          "false_alarm_rate": float(fired[~urgent].mean())}}
+                          "false_alarm_rate": float(fired[neg].mean())}}
 
 
 def fit_final(sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
@@ -333,11 +350,13 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
                       knn: list[list[tuple[float, float]]] | None, max_false_alarms: float,
                       progress: Callable[[str], None] = lambda _m: None,
                       real_posts: list[str] | None = None, real_weight: float = REAL_WEIGHT,
-                      jobs: int = 1, **train_kw) -> Trained:
+                      jobs: int = 1, train_only_kinds: frozenset[str] = TRAIN_ONLY_KINDS,
+                      **train_kw) -> Trained:
     """Out-of-author scores, the operating point chosen on them, and the classifier trained on
     every set with it. ``knn``: per row of the sets in order, (similarity, margin) per flag.
     ``real_posts``: real complaints to learn as negatives (pass their training part only:
-    ``real_part``). ``jobs``: held-out classifiers fitted at once."""
+    ``real_part``). ``jobs``: held-out classifiers fitted at once. Ordinary rows of a
+    ``train_only_kinds`` kind are trained on but not counted in the budget."""
     if len(sets) < 2:
         raise TrainingDataError("need at least two sets (authors) to choose a threshold out of "
                                 f"author; found {sorted(sets)}")
@@ -356,14 +375,17 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
     rules = np.array([bool(a.rules) for k in sets for a in analysed[k]])
     short = np.array([len(a.features.token_forms) <= SHORT_TOKENS
                       for k in sets for a in analysed[k]])
+    budget = np.array([r.get("kind") not in train_only_kinds for k in sets for r in sets[k]])
     choice = choose_with_short(urgent, rules, knn, np.concatenate(list(oof.values())), short,
-                               max_false_alarms)
+                               max_false_alarms, budget)
     knn_point = ({"threshold": choice["knn_threshold"], "margin": choice["knn_margin"]}
                  if knn else None)
     progress("training on every set")
     model = fit_final(analysed, labels, bank, bank_labels, choice["classifier"], knn_point,
                       real, **train_kw)
     model.params["max_false_alarms"] = max_false_alarms
+    model.params["budget_excludes"] = {"kinds": sorted(train_only_kinds),
+                                       "rows": int((~urgent & ~budget).sum())}
     if "short" in choice:
         model.params["short_tokens"] = SHORT_TOKENS
         model.params["short_threshold"] = choice["short"]["threshold"]
