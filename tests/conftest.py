@@ -16,6 +16,9 @@ os.environ.setdefault("MEDAI_CACHE_DIR", "/tmp/medai-test-home/cache")
 os.environ.setdefault("MEDAI_MODELS_DIR", "/tmp/medai-test-home/models")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MEDAI_TRUSTED_HOSTS", '["localhost", "127.0.0.1", "testserver"]')
+# argon2 at its least cost: the suite logs in ~2,000 times, and the served profile costs ~0.2 s
+# each on 2 cores; the default profile itself is tested (test_password_hash_profiles)
+os.environ.setdefault("MEDAI_PASSWORD_HASH", "insecure-fast")
 
 SYMPTOMS = {
     "Dermatoloji": ["sivilce", "kaşıntı", "egzama", "saç dökülmesi", "ciltte leke", "sedef",

@@ -311,7 +311,7 @@ def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
         migrate = migrator(engine)
 
         migrate(command.upgrade, "0002")
-        hashed = accounts._hasher.hash(PASSWORD)
+        hashed = accounts._hasher().hash(PASSWORD)
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO users (username, password_hash, role, active, "
                               "created_at) VALUES ('old', :h, 'clinician', true, :t)"),

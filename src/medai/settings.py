@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1,
                                     description="failed logins per user or client before 429")
     login_window_s: float = Field(default=900.0, gt=0, description="throttling window")
+    password_hash: Literal["rfc9106-low-memory", "owasp-minimum", "insecure-fast"] = Field(
+        default="rfc9106-low-memory",
+        description="argon2id cost of stored passwords (platform.passwords.HASH_PROFILES); "
+                    "a hash is upgraded at its user's next login. insecure-fast: tests only")
     kiosk_enabled: bool = Field(default=True, description="anonymous triage kiosk")
     kiosk_daily_quota: int = Field(default=3, ge=0,
                                    description="anonymous triage requests per client address "

@@ -17,7 +17,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -59,9 +58,29 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 CLIENT_FACTOR = 10
-_hasher = PasswordHasher()
-# verified against when the user does not exist, so both cases take the same time
-_DUMMY_HASH = _hasher.hash("medai-timing-equaliser")
+
+
+def _profile() -> str:
+    from medai.settings import get_settings
+
+    return get_settings().password_hash
+
+
+def _hasher():
+    """The hasher of the configured profile (``MEDAI_PASSWORD_HASH``, passwords.HASH_PROFILES)."""
+    return passwords.hasher(_profile())
+
+
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so both cases take the same time (one
+    per profile: the same cost as a real user's hash)."""
+    profile = _profile()
+    if profile not in _DUMMY_HASHES:
+        _DUMMY_HASHES[profile] = passwords.hasher(profile).hash("medai-timing-equaliser")
+    return _DUMMY_HASHES[profile]
+
+
+_DUMMY_HASHES: dict[str, str] = {}
 
 
 class AccountError(ValueError):
@@ -132,7 +151,7 @@ def set_password(user: User, password: str) -> None:
     verdict = passwords.check(password, user.username)
     if not verdict.ok:
         raise WeakPassword(verdict)
-    user.password_hash = _hasher.hash(password)
+    user.password_hash = _hasher().hash(password)
     user.enrol_code_hash = user.enrol_expires_at = None
 
 
@@ -289,15 +308,15 @@ def authenticate(db: Session, username: str, password: str, client: str,
     user = db.scalar(select(User).where(User.username == username[:64]))
     stored = user.password_hash if user is not None else NO_PASSWORD
     try:
-        _hasher.verify(stored or _DUMMY_HASH, password[:1024])
+        _hasher().verify(stored or _dummy_hash(), password[:1024])
         ok = stored != NO_PASSWORD and user.active
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:
         raise AuthFailed  # the caller records it (record_failure) in its own transaction
     db.execute(delete(LoginFailure).where(LoginFailure.key == keys[0]))
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    if _hasher().check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher().hash(password)
     return user
 
 

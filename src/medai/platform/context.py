@@ -3,6 +3,7 @@ store and the model handles (loaded once, read-only)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +54,10 @@ class Platform:
         db = Database(database_url)
         db.upgrade()
         cipher()  # the at-rest key exists before the first request needs it
+        if settings.password_hash == "insecure-fast":
+            logging.getLogger("medai.platform.accounts").warning(
+                "passwords are hashed with the 'insecure-fast' profile (tests only): set "
+                "MEDAI_PASSWORD_HASH=rfc9106-low-memory for any real use")
         home = home or settings.home
         store = BlobStore(home / "blobs")
         p = cls(db=db, store=store,

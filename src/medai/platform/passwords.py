@@ -12,6 +12,22 @@ Turkish passwords are most often built from (teams, cities, endearments), so tha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+from argon2 import PasswordHasher
+
+# How passwords are hashed (argon2id), looked up by ``MEDAI_PASSWORD_HASH``. A stored hash names
+# its own parameters, so changing the profile never locks anyone out: the next login verifies
+# under the old ones and re-hashes under the new (accounts.authenticate).
+HASH_PROFILES: dict[str, dict[str, int]] = {
+    # RFC 9106's second recommendation (argon2-cffi's default): 64 MiB, 3 passes, 4 lanes
+    "rfc9106-low-memory": {"time_cost": 3, "memory_cost": 64 * 1024, "parallelism": 4},
+    # OWASP's minimum for argon2id (19 MiB, 2 passes, 1 lane): for a small server
+    "owasp-minimum": {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1},
+    # the least argon2 accepts: for test suites only (the server says so in its log)
+    "insecure-fast": {"time_cost": 1, "memory_cost": 8, "parallelism": 1},
+}
+DEFAULT_HASH_PROFILE = "rfc9106-low-memory"
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
@@ -79,3 +95,13 @@ def check(password: str, username: str = "") -> Verdict:
            for m in words):
         return Verdict(False, "common", suggestions)
     return Verdict(False, "guessable", suggestions)
+
+
+@lru_cache(maxsize=len(HASH_PROFILES))
+def hasher(profile: str = DEFAULT_HASH_PROFILE) -> PasswordHasher:
+    """The argon2id hasher of a profile of ``HASH_PROFILES`` (a wrong name lists the valid)."""
+    if profile not in HASH_PROFILES:
+        raise ValueError(f"password hash profile {profile!r}: use one of "
+                         f"{', '.join(HASH_PROFILES)}")
+    return PasswordHasher(**HASH_PROFILES[profile])
+

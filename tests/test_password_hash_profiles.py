@@ -1,0 +1,73 @@
+"""How stored passwords are hashed (platform.passwords.HASH_PROFILES): the served default is
+RFC 9106's argon2id, the suite runs on the cheapest profile (conftest) for speed, and a hash made
+under one profile is upgraded to the configured one at its user's next login."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+from argon2 import extract_parameters
+
+from platform_helpers import PASSWORD, use_home
+
+
+def test_the_default_profile_is_rfc9106_and_the_setting_lists_every_profile(monkeypatch):
+    from medai.platform.passwords import DEFAULT_HASH_PROFILE, HASH_PROFILES, hasher
+    from medai.settings import Settings
+
+    monkeypatch.delenv("MEDAI_PASSWORD_HASH", raising=False)
+    assert Settings().password_hash == DEFAULT_HASH_PROFILE == "rfc9106-low-memory"
+    p = extract_parameters(hasher().hash(PASSWORD))
+    assert (p.memory_cost, p.time_cost, p.parallelism, p.type.name) == (65536, 3, 4, "ID")
+    options = typing.get_args(Settings.model_fields["password_hash"].annotation)
+    assert set(options) == set(HASH_PROFILES)  # one table: the setting offers exactly it
+
+
+def test_a_wrong_profile_names_the_valid_ones(monkeypatch):
+    from pydantic import ValidationError
+
+    from medai.platform.passwords import hasher
+    from medai.settings import Settings
+
+    monkeypatch.setenv("MEDAI_PASSWORD_HASH", "md5")
+    with pytest.raises(ValidationError, match="owasp-minimum"):
+        Settings()
+    with pytest.raises(ValueError, match="rfc9106-low-memory, owasp-minimum, insecure-fast"):
+        hasher("md5")
+
+
+def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(tmp_path, monkeypatch):
+    from medai.platform import accounts
+    from medai.platform.db import Database
+    from medai.platform.tables import User
+    from medai.settings import get_settings
+
+    use_home(tmp_path)
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    db.upgrade()
+    try:
+        monkeypatch.setenv("MEDAI_PASSWORD_HASH", "insecure-fast")
+        get_settings.cache_clear()
+        with db.session() as s:
+            accounts.create_user(s, "dr.ayse", PASSWORD, "clinician")
+        with db.session() as s:
+            old = s.query(User).one().password_hash
+        assert extract_parameters(old).memory_cost == 8
+
+        monkeypatch.setenv("MEDAI_PASSWORD_HASH", "owasp-minimum")
+        get_settings.cache_clear()
+        with db.session() as s, pytest.raises(accounts.AuthFailed):
+            accounts.authenticate(s, "dr.ayse", PASSWORD + "x", "10.0.0.1", 5, 900)
+        with db.session() as s:
+            assert s.query(User).one().password_hash == old  # a wrong password changes nothing
+            accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
+        with db.session() as s:
+            new = s.query(User).one().password_hash
+        p = extract_parameters(new)
+        assert (p.memory_cost, p.time_cost, p.parallelism) == (19 * 1024, 2, 1)
+        with db.session() as s:  # and the upgraded hash still lets the user in
+            assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
+    finally:
+        get_settings.cache_clear()
+        db.dispose()
