@@ -19,6 +19,7 @@ os.environ.setdefault("MEDAI_TRUSTED_HOSTS", '["localhost", "127.0.0.1", "testse
 # argon2 at its least cost: the suite logs in ~2,000 times, and the served profile costs ~0.2 s
 # each on 2 cores; the default profile itself is tested (test_password_hash_profiles)
 os.environ.setdefault("MEDAI_PASSWORD_HASH", "insecure-fast")
+os.environ.setdefault("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
 
 SYMPTOMS = {
     "Dermatoloji": ["sivilce", "kaşıntı", "egzama", "saç dökülmesi", "ciltte leke", "sedef",

@@ -71,3 +71,57 @@ def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(tmp_path
     finally:
         get_settings.cache_clear()
         db.dispose()
+
+
+def test_the_accounts_use_the_default_profile_when_nothing_is_set(monkeypatch):
+    from medai.platform import accounts
+    from medai.settings import get_settings
+
+    monkeypatch.delenv("MEDAI_PASSWORD_HASH", raising=False)
+    get_settings.cache_clear()
+    try:
+        for made in (accounts._hasher().hash(PASSWORD), accounts.dummy_hash()):
+            p = extract_parameters(made)
+            assert (p.memory_cost, p.time_cost, p.parallelism) == (65536, 3, 4)
+    finally:
+        get_settings.cache_clear()
+
+
+def test_the_test_profile_needs_a_second_explicit_yes(monkeypatch):
+    from pydantic import ValidationError
+
+    from medai.settings import Settings
+
+    monkeypatch.setenv("MEDAI_PASSWORD_HASH", "insecure-fast")
+    monkeypatch.delenv("MEDAI_PASSWORD_HASH_INSECURE_OK", raising=False)
+    with pytest.raises(ValidationError, match="MEDAI_PASSWORD_HASH_INSECURE_OK"):
+        Settings()
+    monkeypatch.setenv("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
+    assert Settings().password_hash == "insecure-fast"
+
+
+def test_a_cheaper_profile_never_weakens_a_stored_hash(tmp_path, monkeypatch):
+    from medai.platform import accounts
+    from medai.platform.db import Database
+    from medai.platform.tables import User
+    from medai.settings import get_settings
+
+    use_home(tmp_path)
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    db.upgrade()
+    try:
+        monkeypatch.setenv("MEDAI_PASSWORD_HASH", "owasp-minimum")
+        get_settings.cache_clear()
+        with db.session() as s:
+            accounts.create_user(s, "dr.ayse", PASSWORD, "clinician")
+        with db.session() as s:
+            strong = s.query(User).one().password_hash
+        monkeypatch.setenv("MEDAI_PASSWORD_HASH", "insecure-fast")  # a stray variable
+        get_settings.cache_clear()
+        with db.session() as s:
+            assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
+        with db.session() as s:
+            assert s.query(User).one().password_hash == strong
+    finally:
+        get_settings.cache_clear()
+        db.dispose()

@@ -375,3 +375,39 @@ def test_training_records_which_kinds_were_left_out_of_the_budget(tmp_path):
     next(r for r in sets["a"] if not r["urgent"])["kind"] = "idiom"
     trained = learn.train_with_choice(load_rules(), sets, None, 0.2)
     assert trained.model.params["budget_excludes"] == {"kinds": ["idiom"], "rows": 1}
+
+
+def test_the_budget_mask_follows_the_short_and_long_split():
+    # long texts: 60 urgent, 60 counted ordinary; short: 60 urgent, 60 everyday, 60 idioms that
+    # score like the weakest urgent ones. Counted, the idioms push the short threshold above
+    # them; left out, the short threshold keeps every short urgent text, and the card says how
+    # often the left-out rows fire.
+    rng = np.random.default_rng(0)
+    long_u, long_o = rng.uniform(0.6, 0.9, 60), rng.uniform(0.0, 0.1, 60)
+    short_u, short_o, idioms = rng.uniform(0.5, 0.9, 60), rng.uniform(0.0, 0.1, 60), \
+        np.full(60, 0.55)
+    scores = np.concatenate([long_u, long_o, short_u, short_o, idioms])
+    urgent = np.array([True] * 60 + [False] * 60 + [True] * 60 + [False] * 120)
+    short = np.array([False] * 120 + [True] * 180)
+    budget = np.array([True] * 240 + [False] * 60)
+    rules = np.zeros(300, bool)
+    counted = learn.choose_with_short(urgent, rules, None, scores, short, 0.04)
+    left_out = learn.choose_with_short(urgent, rules, None, scores, short, 0.04, budget)
+    assert counted["short"]["threshold"] > 0.55 > left_out["short"]["threshold"]
+    assert left_out["short"]["recall"] == 1.0 and counted["short"]["recall"] < 1.0
+    assert left_out["short"]["uncounted_false_alarm_rate"] == 1.0  # every idiom fires
+    assert left_out["short"]["uncounted_rows"] == 60
+    assert "uncounted_false_alarm_rate" not in left_out  # the long texts have none left out
+    assert left_out["classifier"] == counted["classifier"]
+
+
+def test_a_named_kind_that_no_row_has_is_refused_before_training(tmp_path):
+    sets = learn.read_sets(write_sets(tmp_path))
+    with pytest.raises(learn.TrainingDataError, match="no ordinary row is of kind idoim"):
+        learn.train_with_choice(load_rules(), sets, None, 0.2, train_only_kinds=frozenset({
+            "idoim"}))
+    for rows in sets.values():
+        for r in rows:
+            r["kind"] = "idiom"
+    with pytest.raises(learn.TrainingDataError, match="nothing to count"):
+        learn.train_with_choice(load_rules(), sets, None, 0.2)

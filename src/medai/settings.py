@@ -127,7 +127,11 @@ class Settings(BaseSettings):
     password_hash: Literal["rfc9106-low-memory", "owasp-minimum", "insecure-fast"] = Field(
         default="rfc9106-low-memory",
         description="argon2id cost of stored passwords (platform.passwords.HASH_PROFILES); "
-                    "a hash is upgraded at its user's next login. insecure-fast: tests only")
+                    "a hash is made stronger, never weaker, at its user's next login. "
+                    "insecure-fast: test suites only, with password_hash_insecure_ok")
+    password_hash_insecure_ok: bool = Field(
+        default=False, description="a second, explicit yes for password_hash=insecure-fast "
+                                   "(test suites): without it that profile is refused at start")
     kiosk_enabled: bool = Field(default=True, description="anonymous triage kiosk")
     kiosk_daily_quota: int = Field(default=3, ge=0,
                                    description="anonymous triage requests per client address "
@@ -281,6 +285,16 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}; give an IANA name such as "
                              "Europe/Istanbul or UTC (zoneinfo.available_timezones())") from None
         return value
+
+    @model_validator(mode="after")
+    def _password_hash(self) -> Settings:
+        """The test suites' profile needs a second setting: one stray variable must not
+        weaken every password a server stores."""
+        if self.password_hash == "insecure-fast" and not self.password_hash_insecure_ok:
+            raise ValueError("MEDAI_PASSWORD_HASH=insecure-fast is for test suites only; set "
+                             "MEDAI_PASSWORD_HASH_INSECURE_OK=true as well to use it, or choose "
+                             "rfc9106-low-memory or owasp-minimum")
+        return self
 
     @model_validator(mode="after")
     def _under_home(self) -> Settings:

@@ -245,7 +245,7 @@ def triage_train_red_flags(
             progress=lambda m: print(m, file=sys.stderr, flush=True),
             real_posts=posts,
             real_weight=learn.REAL_WEIGHT if real_weight is None else real_weight, jobs=jobs,
-            train_only_kinds=(learn.TRAIN_ONLY_KINDS if train_only_kind is None else
+            train_only_kinds=(None if train_only_kind is None else
                               frozenset(k for k in train_only_kind if k != "none")))
         trained.model.save(out, {
             "name": name or out.name, "version": date.today().isoformat(),
@@ -255,10 +255,14 @@ def triage_train_red_flags(
     result = {"out": str(out), "sets": {k: len(v) for k, v in found.items()},
               "chosen": trained.choice}
     c = trained.choice
+    left_out = trained.model.params["budget_excludes"]["kinds"]
+    uncounted = (f" ({', '.join(left_out)} rows not counted: they fire "
+                 f"{c['uncounted_false_alarm_rate']:.3f})"
+                 if "uncounted_false_alarm_rate" in c else "")
     _emit(result, as_json, f"wrote {out}: classifier threshold {c['classifier']}, out-of-author "
-                           f"recall {c['recall']:.3f}, false alarms {c['false_alarm_rate']:.3f}; "
-                           f"seal the engine folder it serves in: medai triage seal-red-flags "
-                           f"{out.parent}")
+                           f"recall {c['recall']:.3f}, false alarms {c['false_alarm_rate']:.3f}"
+                           f"{uncounted}; seal the engine folder it serves in: medai triage "
+                           f"seal-red-flags {out.parent}")
 
 
 @triage_app.command("seal-red-flags")

@@ -71,7 +71,7 @@ def _hasher():
     return passwords.hasher(_profile())
 
 
-def _dummy_hash() -> str:
+def dummy_hash() -> str:
     """Verified against when the user does not exist, so both cases take the same time (one
     per profile: the same cost as a real user's hash)."""
     profile = _profile()
@@ -308,15 +308,16 @@ def authenticate(db: Session, username: str, password: str, client: str,
     user = db.scalar(select(User).where(User.username == username[:64]))
     stored = user.password_hash if user is not None else NO_PASSWORD
     try:
-        _hasher().verify(stored or _dummy_hash(), password[:1024])
+        _hasher().verify(stored or dummy_hash(), password[:1024])
         ok = stored != NO_PASSWORD and user.active
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:
         raise AuthFailed  # the caller records it (record_failure) in its own transaction
     db.execute(delete(LoginFailure).where(LoginFailure.key == keys[0]))
-    if _hasher().check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher().hash(password)
+    h = _hasher()
+    if h.check_needs_rehash(user.password_hash) and not passwords.weaker(h, user.password_hash):
+        user.password_hash = h.hash(password)
     return user
 
 

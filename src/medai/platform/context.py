@@ -54,6 +54,9 @@ class Platform:
         db = Database(database_url)
         db.upgrade()
         cipher()  # the at-rest key exists before the first request needs it
+        from medai.platform.accounts import dummy_hash
+
+        dummy_hash()  # made now: the first unknown user's sign-in costs what a real one does
         if settings.password_hash == "insecure-fast":
             logging.getLogger("medai.platform.accounts").warning(
                 "passwords are hashed with the 'insecure-fast' profile (tests only): set "

@@ -97,6 +97,15 @@ def check(password: str, username: str = "") -> Verdict:
     return Verdict(False, "guessable", suggestions)
 
 
+def weaker(h: PasswordHasher, stored: str) -> bool:
+    """Whether ``h`` costs less than ``stored`` was made with: such a hash is never re-made
+    (a cheaper profile applies to new passwords only)."""
+    from argon2 import extract_parameters
+
+    p = extract_parameters(stored)
+    return h.memory_cost < p.memory_cost or h.time_cost < p.time_cost
+
+
 @lru_cache(maxsize=len(HASH_PROFILES))
 def hasher(profile: str = DEFAULT_HASH_PROFILE) -> PasswordHasher:
     """The argon2id hasher of a profile of ``HASH_PROFILES`` (a wrong name lists the valid)."""

@@ -233,6 +233,13 @@ def counted(urgent: np.ndarray, budget: np.ndarray | None) -> np.ndarray:
     return ~urgent if budget is None else ~urgent & budget
 
 
+def _uncounted(fired: np.ndarray, urgent: np.ndarray, budget: np.ndarray | None) -> dict:
+    """How often the ordinary rows left out of the budget fire (what leaving them out trades)."""
+    left_out = ~urgent & ~budget if budget is not None else np.zeros(len(urgent), bool)
+    return ({"uncounted_false_alarm_rate": float(fired[left_out].mean()),
+             "uncounted_rows": int(left_out.sum())} if left_out.any() else {})
+
+
 def choose_threshold(urgent: np.ndarray, others_fire: np.ndarray, scores: np.ndarray,
                      max_false_alarms: float, budget: np.ndarray | None = None) -> dict:
     """The lowest threshold whose union with the other detectors keeps false alarms within
@@ -247,7 +254,8 @@ def choose_threshold(urgent: np.ndarray, others_fire: np.ndarray, scores: np.nda
             best = {"threshold": float(t), "recall": float(fired[urgent].mean()),
                     "false_alarm_rate": fa,
                     "classifier_recall": float((scores >= t)[urgent].mean()),
-                    "classifier_false_alarm_rate": float((scores >= t)[neg].mean())}
+                    "classifier_false_alarm_rate": float((scores >= t)[neg].mean()),
+                    **_uncounted(fired, urgent, budget)}
             break
     if best is None:  # even the highest threshold is over budget: the others are, alone
         t = float(THRESHOLDS[-1])
@@ -322,7 +330,8 @@ def choose_with_short(urgent: np.ndarray, rules: np.ndarray,
     return {**choice, "short": {**short_choice, "tokens": SHORT_TOKENS,
                                 "n": int(short.sum())},
             "all_texts": {"recall": float(fired[urgent].mean()),
-                          "false_alarm_rate": float(fired[neg].mean())}}
+                          "false_alarm_rate": float(fired[neg].mean()),
+                          **_uncounted(fired, urgent, budget)}}
 
 
 def fit_final(sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
@@ -350,16 +359,29 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
                       knn: list[list[tuple[float, float]]] | None, max_false_alarms: float,
                       progress: Callable[[str], None] = lambda _m: None,
                       real_posts: list[str] | None = None, real_weight: float = REAL_WEIGHT,
-                      jobs: int = 1, train_only_kinds: frozenset[str] = TRAIN_ONLY_KINDS,
+                      jobs: int = 1, train_only_kinds: frozenset[str] | None = None,
                       **train_kw) -> Trained:
     """Out-of-author scores, the operating point chosen on them, and the classifier trained on
     every set with it. ``knn``: per row of the sets in order, (similarity, margin) per flag.
     ``real_posts``: real complaints to learn as negatives (pass their training part only:
     ``real_part``). ``jobs``: held-out classifiers fitted at once. Ordinary rows of a
-    ``train_only_kinds`` kind are trained on but not counted in the budget."""
+    ``train_only_kinds`` kind (default ``TRAIN_ONLY_KINDS``; a kind named here must occur) are
+    trained on but not counted in the budget."""
     if len(sets) < 2:
         raise TrainingDataError("need at least two sets (authors) to choose a threshold out of "
                                 f"author; found {sorted(sets)}")
+    named, train_only_kinds = train_only_kinds, (TRAIN_ONLY_KINDS if train_only_kinds is None
+                                                 else train_only_kinds)
+    budget = np.array([r.get("kind") not in train_only_kinds for k in sets for r in sets[k]])
+    found_kinds = {r.get("kind") for k in sets for r in sets[k] if not r.get("urgent")}
+    if named and (unknown := sorted(named - found_kinds)):
+        raise TrainingDataError(f"no ordinary row is of kind {', '.join(unknown)} (kinds here: "
+                                f"{', '.join(sorted(str(k) for k in found_kinds))})")
+    if not any(not r.get("urgent") and r.get("kind") not in train_only_kinds
+               for k in sets for r in sets[k]):
+        raise TrainingDataError("every ordinary row is of a kind left out of the budget "
+                                f"({', '.join(sorted(train_only_kinds))}): nothing to count "
+                                "false alarms on")
     progress("reading the texts with the rules")
     analysed = {k: analyse_rows(ruleset, [r["text"] for r in v]) for k, v in sets.items()}
     labels = {k: [label(r) for r in v] for k, v in sets.items()}
@@ -375,7 +397,6 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
     rules = np.array([bool(a.rules) for k in sets for a in analysed[k]])
     short = np.array([len(a.features.token_forms) <= SHORT_TOKENS
                       for k in sets for a in analysed[k]])
-    budget = np.array([r.get("kind") not in train_only_kinds for k in sets for r in sets[k]])
     choice = choose_with_short(urgent, rules, knn, np.concatenate(list(oof.values())), short,
                                max_false_alarms, budget)
     knn_point = ({"threshold": choice["knn_threshold"], "margin": choice["knn_margin"]}
