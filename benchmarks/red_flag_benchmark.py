@@ -381,7 +381,7 @@ def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget,
                     "classifier: without real negatives": {"real": None}, **variants}
     report = learn.analyse_rows(ruleset, report_posts) if report_posts else []
     # the served rule: idiom rows are learned from, not counted (learn.TRAIN_ONLY_KINDS)
-    counted = np.array([r.get("kind") not in learn.TRAIN_ONLY_KINDS for r in dev])
+    counted = learn.in_budget(dev)
     for name, kw in variants.items():
         oof = (out_of_author(trained, jobs, **kw) if kw
                else trained.out_of_author)  # served: reuse

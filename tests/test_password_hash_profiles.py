@@ -37,40 +37,56 @@ def test_a_wrong_profile_names_the_valid_ones(monkeypatch):
         hasher("md5")
 
 
-def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(tmp_path, monkeypatch):
-    from medai.platform import accounts
+@pytest.fixture
+def db(tmp_path):
     from medai.platform.db import Database
-    from medai.platform.tables import User
     from medai.settings import get_settings
 
     use_home(tmp_path)
-    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
-    db.upgrade()
-    try:
-        monkeypatch.setenv("MEDAI_PASSWORD_HASH", "insecure-fast")
-        get_settings.cache_clear()
-        with db.session() as s:
-            accounts.create_user(s, "dr.ayse", PASSWORD, "clinician")
-        with db.session() as s:
-            old = s.query(User).one().password_hash
-        assert extract_parameters(old).memory_cost == 8
+    database = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    database.upgrade()
+    yield database
+    get_settings.cache_clear()
+    database.dispose()
 
-        monkeypatch.setenv("MEDAI_PASSWORD_HASH", "owasp-minimum")
+
+@pytest.fixture
+def profile(monkeypatch):
+    """Switches the configured profile as a restart with another MEDAI_PASSWORD_HASH would."""
+    from medai.settings import get_settings
+
+    def use(name: str) -> None:
+        monkeypatch.setenv("MEDAI_PASSWORD_HASH", name)
         get_settings.cache_clear()
-        with db.session() as s, pytest.raises(accounts.AuthFailed):
-            accounts.authenticate(s, "dr.ayse", PASSWORD + "x", "10.0.0.1", 5, 900)
-        with db.session() as s:
-            assert s.query(User).one().password_hash == old  # a wrong password changes nothing
-            accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
-        with db.session() as s:
-            new = s.query(User).one().password_hash
-        p = extract_parameters(new)
-        assert (p.memory_cost, p.time_cost, p.parallelism) == (19 * 1024, 2, 1)
-        with db.session() as s:  # and the upgraded hash still lets the user in
-            assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
-    finally:
-        get_settings.cache_clear()
-        db.dispose()
+    return use
+
+
+def stored_hash(db) -> str:
+    from medai.platform.tables import User
+
+    with db.session() as s:
+        return s.query(User).one().password_hash
+
+
+def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(db, profile):
+    from medai.platform import accounts
+
+    profile("insecure-fast")
+    with db.session() as s:
+        accounts.create_user(s, "dr.ayse", PASSWORD, "clinician")
+    old = stored_hash(db)
+    assert extract_parameters(old).memory_cost == 8
+
+    profile("owasp-minimum")
+    with db.session() as s, pytest.raises(accounts.AuthFailed):
+        accounts.authenticate(s, "dr.ayse", PASSWORD + "x", "10.0.0.1", 5, 900)
+    assert stored_hash(db) == old  # a wrong password changes nothing
+    with db.session() as s:
+        accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
+    p = extract_parameters(stored_hash(db))
+    assert (p.memory_cost, p.time_cost, p.parallelism) == (19 * 1024, 2, 1)
+    with db.session() as s:  # and the upgraded hash still lets the user in
+        assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
 
 
 def test_the_accounts_use_the_default_profile_when_nothing_is_set(monkeypatch):
@@ -100,28 +116,14 @@ def test_the_test_profile_needs_a_second_explicit_yes(monkeypatch):
     assert Settings().password_hash == "insecure-fast"
 
 
-def test_a_cheaper_profile_never_weakens_a_stored_hash(tmp_path, monkeypatch):
+def test_a_cheaper_profile_never_weakens_a_stored_hash(db, profile):
     from medai.platform import accounts
-    from medai.platform.db import Database
-    from medai.platform.tables import User
-    from medai.settings import get_settings
 
-    use_home(tmp_path)
-    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
-    db.upgrade()
-    try:
-        monkeypatch.setenv("MEDAI_PASSWORD_HASH", "owasp-minimum")
-        get_settings.cache_clear()
-        with db.session() as s:
-            accounts.create_user(s, "dr.ayse", PASSWORD, "clinician")
-        with db.session() as s:
-            strong = s.query(User).one().password_hash
-        monkeypatch.setenv("MEDAI_PASSWORD_HASH", "insecure-fast")  # a stray variable
-        get_settings.cache_clear()
-        with db.session() as s:
-            assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
-        with db.session() as s:
-            assert s.query(User).one().password_hash == strong
-    finally:
-        get_settings.cache_clear()
-        db.dispose()
+    profile("owasp-minimum")
+    with db.session() as s:
+        accounts.create_user(s, "dr.ayse", PASSWORD, "clinician")
+    strong = stored_hash(db)
+    profile("insecure-fast")  # a stray variable
+    with db.session() as s:
+        assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
+    assert stored_hash(db) == strong

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 
 # How passwords are hashed (argon2id), looked up by ``MEDAI_PASSWORD_HASH``. A stored hash names
 # its own parameters, so changing the profile never locks anyone out: the next login verifies
@@ -100,8 +100,6 @@ def check(password: str, username: str = "") -> Verdict:
 def weaker(h: PasswordHasher, stored: str) -> bool:
     """Whether ``h`` costs less than ``stored`` was made with: such a hash is never re-made
     (a cheaper profile applies to new passwords only)."""
-    from argon2 import extract_parameters
-
     p = extract_parameters(stored)
     return h.memory_cost < p.memory_cost or h.time_cost < p.time_cost
 
@@ -113,4 +111,3 @@ def hasher(profile: str = DEFAULT_HASH_PROFILE) -> PasswordHasher:
         raise ValueError(f"password hash profile {profile!r}: use one of "
                          f"{', '.join(HASH_PROFILES)}")
     return PasswordHasher(**HASH_PROFILES[profile])
-

@@ -233,6 +233,11 @@ def counted(urgent: np.ndarray, budget: np.ndarray | None) -> np.ndarray:
     return ~urgent if budget is None else ~urgent & budget
 
 
+def in_budget(rows: list[dict], kinds: frozenset[str] = TRAIN_ONLY_KINDS) -> np.ndarray:
+    """Per row, whether it may count against the false-alarm budget (not of a left-out kind)."""
+    return np.array([r.get("kind") not in kinds for r in rows])
+
+
 def _uncounted(fired: np.ndarray, urgent: np.ndarray, budget: np.ndarray | None) -> dict:
     """How often the ordinary rows left out of the budget fire (what leaving them out trades)."""
     left_out = ~urgent & ~budget if budget is not None else np.zeros(len(urgent), bool)
@@ -311,6 +316,7 @@ def choose_with_short(urgent: np.ndarray, rules: np.ndarray,
     Every n-gram of a two-word complaint weighs more after normalisation than in a paragraph,
     so one threshold for both either calls 112 for "ateşim var" or misses long urgent texts.
     (With fewer than 50 short texts of each kind there is nothing to choose on: one threshold.)"""
+    budget = np.ones(len(urgent), bool) if budget is None else budget
     neg = counted(urgent, budget)
     if min((short & urgent).sum(), (short & neg).sum()) < 50:
         return choose_operating_point(urgent, rules, knn, scores, max_false_alarms, budget)
@@ -318,13 +324,13 @@ def choose_with_short(urgent: np.ndarray, rules: np.ndarray,
     choice = choose_operating_point(urgent[long_], rules[long_],
                                     [x for x, s in zip(knn, short, strict=True) if not s]
                                     if knn else None, scores[long_], max_false_alarms,
-                                    None if budget is None else budget[long_])
+                                    budget[long_])
     t, m = choice["knn_threshold"], choice["knn_margin"]
     knn_fires = (np.array([any(sim >= t and d >= m for sim, d in x) for x in knn]) if knn
                  else np.zeros(len(urgent), bool))
     others = rules | knn_fires
     short_choice = choose_threshold(urgent[short], others[short], scores[short],
-                                    max_false_alarms, None if budget is None else budget[short])
+                                    max_false_alarms, budget[short])
     fired = others | np.where(short, scores >= short_choice["threshold"],
                               scores >= choice["classifier"])
     return {**choice, "short": {**short_choice, "tokens": SHORT_TOKENS,
@@ -370,18 +376,17 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
     if len(sets) < 2:
         raise TrainingDataError("need at least two sets (authors) to choose a threshold out of "
                                 f"author; found {sorted(sets)}")
-    named, train_only_kinds = train_only_kinds, (TRAIN_ONLY_KINDS if train_only_kinds is None
-                                                 else train_only_kinds)
-    budget = np.array([r.get("kind") not in train_only_kinds for k in sets for r in sets[k]])
-    found_kinds = {r.get("kind") for k in sets for r in sets[k] if not r.get("urgent")}
-    if named and (unknown := sorted(named - found_kinds)):
+    kinds = TRAIN_ONLY_KINDS if train_only_kinds is None else train_only_kinds
+    rows_in_order = [r for k in sets for r in sets[k]]
+    ordinary = np.array([not r.get("urgent") for r in rows_in_order])
+    budget = in_budget(rows_in_order, kinds)
+    found_kinds = {r.get("kind") for r in rows_in_order if not r.get("urgent")}
+    if train_only_kinds and (unknown := sorted(train_only_kinds - found_kinds)):
         raise TrainingDataError(f"no ordinary row is of kind {', '.join(unknown)} (kinds here: "
                                 f"{', '.join(sorted(str(k) for k in found_kinds))})")
-    if not any(not r.get("urgent") and r.get("kind") not in train_only_kinds
-               for k in sets for r in sets[k]):
+    if not (ordinary & budget).any():
         raise TrainingDataError("every ordinary row is of a kind left out of the budget "
-                                f"({', '.join(sorted(train_only_kinds))}): nothing to count "
-                                "false alarms on")
+                                f"({', '.join(sorted(kinds))}): nothing to count false alarms on")
     progress("reading the texts with the rules")
     analysed = {k: analyse_rows(ruleset, [r["text"] for r in v]) for k, v in sets.items()}
     labels = {k: [label(r) for r in v] for k, v in sets.items()}
@@ -405,8 +410,8 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
     model = fit_final(analysed, labels, bank, bank_labels, choice["classifier"], knn_point,
                       real, **train_kw)
     model.params["max_false_alarms"] = max_false_alarms
-    model.params["budget_excludes"] = {"kinds": sorted(train_only_kinds),
-                                       "rows": int((~urgent & ~budget).sum())}
+    model.params["budget_excludes"] = {"kinds": sorted(kinds),
+                                       "rows": int((ordinary & ~budget).sum())}
     if "short" in choice:
         model.params["short_tokens"] = SHORT_TOKENS
         model.params["short_threshold"] = choice["short"]["threshold"]
