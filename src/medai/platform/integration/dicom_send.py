@@ -19,8 +19,9 @@ destination and counts, never an object's patient attributes or UIDs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -81,13 +82,27 @@ def _transfer_syntax(ds: Dataset) -> str:
     return str(getattr(meta, "TransferSyntaxUID", "") or ExplicitVRLittleEndian)
 
 
+def _rejection_seen(results: list[int]) -> Callable[[Any], None]:
+    """An EVT_PDU_RECV handler noting each A-ASSOCIATE-RJ's result (1 permanent, 2
+    transient). pynetdicom's requestor can miss a rejection that arrives, and closes the
+    connection, before it looks (under load it then reports an abort); the PDU itself is
+    still seen here, in the reader's thread, so a refusal is never mistaken for an outage."""
+    from pynetdicom.pdu import A_ASSOCIATE_RJ
+
+    def handler(event: Any) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            results.append(int(event.pdu.result))
+
+    return handler
+
+
 def c_store(objects: Sequence[Dataset], ae_title: str, host: str, port: int, *,
             calling_ae: str = "MEDAI", timeout: float = 30.0) -> list[StoreOutcome]:
     """C-STORE ``objects`` to ``ae_title@host:port`` in one association.
 
     Returns one outcome per object when all were stored (warnings included); raises
     ``DestinationUnavailable`` / ``DestinationRejected`` otherwise."""
-    from pynetdicom import AE
+    from pynetdicom import AE, evt
 
     where = f"{ae_title}@{host}:{port}"
     ae = AE(ae_title=calling_ae)
@@ -103,12 +118,14 @@ def c_store(objects: Sequence[Dataset], ae_title: str, host: str, port: int, *,
         raise ValueError("more than 128 SOP classes in one association")
     for sop_class, syntaxes in wanted.items():
         ae.add_requested_context(sop_class, syntaxes)
-    assoc = ae.associate(host, port, ae_title=ae_title)
+    rejections: list[int] = []
+    assoc = ae.associate(host, port, ae_title=ae_title,
+                         evt_handlers=[(evt.EVT_PDU_RECV, _rejection_seen(rejections))])
     not_sent = [StoreOutcome(*_uids(ds), NOT_SENT, False) for ds in objects]
     if not assoc.is_established:
-        if assoc.is_rejected:
-            result = getattr(assoc.acceptor.primitive, "result", None)
-            permanent = result == 0x01
+        if assoc.is_rejected or rejections:
+            permanent = (rejections or [getattr(assoc.acceptor.primitive, "result", None)]
+                         )[0] == 0x01
             log.warning("C-STORE to %s: association rejected (%s)", where,
                         "permanent" if permanent else "transient")
             kind = DestinationRejected if permanent else DestinationUnavailable
