@@ -49,10 +49,13 @@ integration-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	   orthanc orthanc-dicomweb dcmtk dicom3tools) || echo "integration-deps: not installed; PACS tests skip"
 
+# The suite in TEST_WORKERS processes (pytest-xdist), a test file per process at a time: its
+# module fixtures (servers, tiny models) are built once. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: install-dev browser-deps integration-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Re-create the bundled default triage model (needs ../shared/data; see its model card).
 train-default-triage: install

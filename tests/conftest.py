@@ -11,9 +11,12 @@ import pytest
 
 pytest_plugins = ["platform_helpers"]
 
-os.environ.setdefault("MEDAI_HOME", "/tmp/medai-test-home")
-os.environ.setdefault("MEDAI_CACHE_DIR", "/tmp/medai-test-home/cache")
-os.environ.setdefault("MEDAI_MODELS_DIR", "/tmp/medai-test-home/models")
+# one home per pytest-xdist worker (the suite runs in two processes, `make test`)
+_HOME = "/tmp/medai-test-home" + (f"-{os.environ['PYTEST_XDIST_WORKER']}"
+                                  if os.environ.get("PYTEST_XDIST_WORKER") else "")
+os.environ.setdefault("MEDAI_HOME", _HOME)
+os.environ.setdefault("MEDAI_CACHE_DIR", f"{_HOME}/cache")
+os.environ.setdefault("MEDAI_MODELS_DIR", f"{_HOME}/models")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MEDAI_TRUSTED_HOSTS", '["localhost", "127.0.0.1", "testserver"]')
 # argon2 at its least cost: the suite logs in ~2,000 times, and the served profile costs ~0.2 s
