@@ -20,6 +20,22 @@ USERS = {"admin": "admin", "rad1": "radiologist", "rad2": "radiologist",
 PG_ADMIN = os.environ.get("MEDAI_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1/postgres")
 
 
+@pytest.fixture
+def broker_lock() -> Iterator[None]:
+    """One broker test at a time across the suite's processes (pytest-xdist): the local Redis
+    and RabbitMQ are shared, and a Celery test purges the queues and starts workers that would
+    take another test's tasks."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "medai-test-broker.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _pg_admin():
     from sqlalchemy import create_engine
 

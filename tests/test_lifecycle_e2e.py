@@ -24,7 +24,7 @@ from test_monitoring import film
 from test_platform_celery import _purge, broker_url, start_worker
 from test_site_validation import _model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("broker_lock")]
 MONITOR = {"MEDAI_MONITOR_REFERENCE_N": "20", "MEDAI_MONITOR_WINDOW": "10",
            "MEDAI_MONITOR_MIN_WINDOW": "8", "MEDAI_MODEL_WATCH_S": "1"}
 

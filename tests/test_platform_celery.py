@@ -16,7 +16,7 @@ import pytest
 
 from platform_helpers import add_users, bearer, png_bytes, use_home
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("broker_lock")]
 BROKERS = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
 
 
