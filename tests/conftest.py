@@ -11,10 +11,11 @@ import pytest
 
 pytest_plugins = ["platform_helpers"]
 
-# one home per pytest-xdist worker (the suite runs in two processes, `make test`)
-_HOME = "/tmp/medai-test-home" + (f"-{os.environ['PYTEST_XDIST_WORKER']}"
-                                  if os.environ.get("PYTEST_XDIST_WORKER") else "")
-os.environ.setdefault("MEDAI_HOME", _HOME)
+# one home per pytest-xdist worker (the suite runs in two processes, `make test`), a home
+# given in the environment included
+_HOME = os.environ.get("MEDAI_HOME", "/tmp/medai-test-home") + (
+    f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else "")
+os.environ["MEDAI_HOME"] = _HOME
 os.environ.setdefault("MEDAI_CACHE_DIR", f"{_HOME}/cache")
 os.environ.setdefault("MEDAI_MODELS_DIR", f"{_HOME}/models")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

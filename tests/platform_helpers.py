@@ -273,6 +273,26 @@ def serving(env: dict):
         proc.wait(timeout=30)
 
 
+def listens(pid: int, port: int) -> bool:
+    """Does process ``pid`` (or a child of it) hold the listening socket on ``port``? A ready
+    answer on a port alone might come from another test process's server that took it."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for p in tree:
+        try:
+            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                   for c in p.net_connections("tcp")):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
 def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0,
                 extra: tuple[str, ...] = ()):
     """``medai serve`` as a real process (its own process group), once ready; ``extra``:
@@ -291,7 +311,8 @@ def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0,
     deadline = time.time() + timeout
     while True:
         try:
-            if httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200:
+            if (httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200
+                    and listens(proc.pid, port)):
                 return proc, base
         except httpx.HTTPError:
             pass

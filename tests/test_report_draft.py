@@ -4,7 +4,6 @@ redaction and prompt injection, the CLI and the server endpoint."""
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -88,15 +87,18 @@ def test_template_never_states_a_finding_that_was_not_an_input(flags):
 class _LLMServer:
     """A real OpenAI-compatible HTTP endpoint on localhost that answers what the test says."""
 
-    def __init__(self, answer, delay: float = 0.0, status: int = 200):
-        self.answer, self.delay, self.status, self.requests = answer, delay, status, []
+    def __init__(self, answer, status: int = 200, hold: threading.Event | None = None):
+        """``hold``: answer only once it is set (at most 30 s later): a server too slow for
+        any client timeout, without a clock in the test."""
+        self.answer, self.status, self.hold, self.requests = answer, status, hold, []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append({"path": self.path, "body": body})
-                time.sleep(outer.delay)
+                if outer.hold is not None:
+                    outer.hold.wait(30)
                 payload = outer.answer if isinstance(outer.answer, bytes) else json.dumps(
                     {"choices": [{"message": {"content": outer.answer}}]}).encode()
                 self.send_response(outer.status)
@@ -160,14 +162,16 @@ def test_unsafe_or_garbage_llm_answers_fall_back_to_the_template(answer, why):
 
 
 def test_timeouts_and_server_errors_are_retried_then_fall_back():
-    slow = _LLMServer(_answer(), delay=2.0)
+    released = threading.Event()  # the server answers only after the draft is done
+    slow = _LLMServer(_answer(), hold=released)
     try:
-        t0 = time.perf_counter()
         d = draft_report(parse_findings(FINDINGS), RETRIEVER, slow.backend(timeout_s=0.3))
-        assert time.perf_counter() - t0 < 1.9
     finally:
+        released.set()
         slow.close()
+    # a client that waited for the answer would have drafted with it ("openai")
     assert d["backend"] == "template" and "timed out" in d["warnings"][0]
+    assert len(slow.requests) == 1
     failing = _LLMServer(_answer(), status=503)
     try:
         with pytest.raises(LLMError, match="HTTP 503"):
