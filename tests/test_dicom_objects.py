@@ -44,7 +44,8 @@ from medai.platform.integration.dicom_send import (
     c_store,
     stow_rs,
 )
-from orthanc_helpers import MEDAI_AET, free_port, orthanc  # noqa: F401 (the fixture)
+from orthanc_helpers import MEDAI_AET, orthanc  # noqa: F401 (the fixture)
+from outbox_peers import refusing_port
 
 CREATED = dt.datetime(2024, 3, 5, 9, 30, 15)
 SIGNED_AT = "2024-03-05T10:02:03.456789Z"
@@ -515,8 +516,7 @@ def test_a_rejected_object_is_a_named_error(orthanc):  # noqa: F811
 
 def test_a_destination_that_is_down_is_a_named_error(orthanc):  # noqa: F811
     _, objects = all_objects()
-    closed = free_port()
-    with pytest.raises(DestinationUnavailable) as caught:
+    with refusing_port() as closed, pytest.raises(DestinationUnavailable) as caught:
         c_store(objects, "ANY", "127.0.0.1", closed, timeout=5)
     assert [o.stored for o in caught.value.outcomes] == [False] * len(objects)
     with pytest.raises(DestinationUnavailable):

@@ -18,7 +18,7 @@ from medai.platform.integration.dicom_send import (  # noqa: E402
     DestinationUnavailable,
     c_store,
 )
-from outbox_peers import free_port  # noqa: E402
+from outbox_peers import free_port, refusing_port  # noqa: E402
 
 SCP_AET = "STORE_SCP"
 
@@ -112,6 +112,6 @@ def test_a_busy_peer_is_unavailable_not_rejected(scp, monkeypatch):
 
 
 def test_nobody_listening_is_unavailable():
-    with pytest.raises(DestinationUnavailable) as err:
-        c_store([capture(4)], SCP_AET, "127.0.0.1", free_port(), timeout=5)
+    with refusing_port() as port, pytest.raises(DestinationUnavailable) as err:
+        c_store([capture(4)], SCP_AET, "127.0.0.1", port, timeout=5)
     assert "could not associate" in err.value.reason

@@ -15,7 +15,8 @@ import pytest
 
 from dicom_helpers import make_dicom
 from orthanc_helpers import orthanc  # noqa: F401 (the fixture)
-from platform_helpers import bearer, clinic, free_port, wait_status
+from outbox_peers import refusing_port
+from platform_helpers import bearer, clinic, wait_status
 
 DAY = date(2025, 11, 21)  # the test studies are of 2025-11-20: inside a one-day look-back
 
@@ -75,10 +76,11 @@ def test_a_pacs_that_is_down_is_a_named_error(site):
     from medai.platform.integration.dicomweb_pull import Puller, PullError
 
     app, *_ = site
-    down = Puller(app.state.platform, f"http://127.0.0.1:{free_port()}/dicom-web",
-                  timeout_s=2, today=lambda: DAY)
-    with pytest.raises(PullError, match=r"127\.0\.0\.1"):
-        down.pull()
+    with refusing_port() as port:
+        down = Puller(app.state.platform, f"http://127.0.0.1:{port}/dicom-web",
+                      timeout_s=2, today=lambda: DAY)
+        with pytest.raises(PullError, match=r"127\.0\.0\.1"):
+            down.pull()
 
 
 def test_an_instance_declaring_too_many_pixels_is_not_fetched():

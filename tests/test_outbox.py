@@ -20,7 +20,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from outbox_peers import FhirServer, MllpServer, free_port, unescape
+from outbox_peers import FhirServer, MllpServer, refusing_port, unescape
 from platform_helpers import bearer, clinic, png_bytes, wait_status
 
 MARKER = "Zeynep-Kaya-4471"  # patient text that must never reach a log or the admin view
@@ -74,10 +74,12 @@ def hospital(kind, tmp_path, triage_dir, cxr_dir, monkeypatch):
     fhir, hl7 = FhirServer().start(), MllpServer().start()
     monkeypatch.setenv("MEDAI_FHIR_URL", fhir.url)
     monkeypatch.setenv("MEDAI_HL7_MLLP", f"127.0.0.1:{hl7.port}")
-    monkeypatch.setenv("MEDAI_DICOM_SEND_TO", f"PACS@127.0.0.1:{free_port()}")
     try:
-        with clinic(kind, tmp_path, triage_dir, cxr_dir, outbox_threads=0) as (app, client):
-            yield Hospital(app, client, fhir, hl7, Clock())
+        with refusing_port() as pacs_port:  # a PACS that is down
+            monkeypatch.setenv("MEDAI_DICOM_SEND_TO", f"PACS@127.0.0.1:{pacs_port}")
+            with clinic(kind, tmp_path, triage_dir, cxr_dir, outbox_threads=0) as (app,
+                                                                                  client):
+                yield Hospital(app, client, fhir, hl7, Clock())
     finally:
         fhir.stop()
         hl7.stop()
