@@ -123,9 +123,8 @@ def c_store(objects: Sequence[Dataset], ae_title: str, host: str, port: int, *,
                          evt_handlers=[(evt.EVT_PDU_RECV, _rejection_seen(rejections))])
     not_sent = [StoreOutcome(*_uids(ds), NOT_SENT, False) for ds in objects]
     if not assoc.is_established:
-        if assoc.is_rejected or rejections:
-            answer = getattr(assoc.acceptor.primitive, "result", None)
-            permanent = (rejections[0] if rejections else answer) == 0x01
+        if rejections:  # every rejection, including those pynetdicom's is_rejected misses
+            permanent = rejections[0] == 0x01
             log.warning("C-STORE to %s: association rejected (%s)", where,
                         "permanent" if permanent else "transient")
             kind = DestinationRejected if permanent else DestinationUnavailable
