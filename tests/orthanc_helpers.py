@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from platform_helpers import free_port
+
 ORTHANC = os.environ.get("MEDAI_TEST_ORTHANC", "/usr/sbin/Orthanc")
 PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
 ORTHANC_AET = "ORTHANC_TEST"
@@ -79,12 +81,6 @@ def find_plugin() -> Path:
                 return path
     raise OrthancUnavailable(f"the Orthanc DICOMweb plugin is not in {', '.join(PLUGIN_DIRS)} "
                              "(Debian package orthanc-dicomweb)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def configuration(home: Path, http_port: int, dicom_port: int, plugin: Path,

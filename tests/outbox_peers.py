@@ -7,29 +7,13 @@ told to refuse (a destination that rejects)."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import ThreadingTCPServer
 from typing import Any
 
-
-@contextmanager
-def refusing_port() -> Iterator[int]:
-    """A port that refuses connections (bound, never listening) and that no other process
-    (the suite runs in two) can take while the block runs: a destination that is down."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from platform_helpers import free_port
 
 
 def unescape(value: str) -> str:

@@ -187,12 +187,21 @@ def clinic(kind: str, home: Path, triage_dir: Path, cxr_dir: Path, **options):
         app.state.platform.db.dispose()
 
 
-def free_port() -> int:
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port that refuses connections (bound, never listening) and that no other process
+    (the suite runs in two) can take while the block runs: a destination that is down."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
+
+
+def free_port() -> int:
+    """A port free now, for a server about to bind it (the one helper every test uses)."""
+    with refusing_port() as port:
+        return port
 
 
 def cli_add_user(env: dict, name: str, role: str) -> None:

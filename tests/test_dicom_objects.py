@@ -45,7 +45,7 @@ from medai.platform.integration.dicom_send import (
     stow_rs,
 )
 from orthanc_helpers import MEDAI_AET, orthanc  # noqa: F401 (the fixture)
-from outbox_peers import refusing_port
+from platform_helpers import refusing_port
 
 CREATED = dt.datetime(2024, 3, 5, 9, 30, 15)
 SIGNED_AT = "2024-03-05T10:02:03.456789Z"

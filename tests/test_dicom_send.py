@@ -18,7 +18,7 @@ from medai.platform.integration.dicom_send import (  # noqa: E402
     DestinationUnavailable,
     c_store,
 )
-from outbox_peers import free_port, refusing_port  # noqa: E402
+from platform_helpers import free_port, refusing_port  # noqa: E402
 
 SCP_AET = "STORE_SCP"
 

@@ -15,8 +15,7 @@ import pytest
 
 from dicom_helpers import make_dicom
 from orthanc_helpers import orthanc  # noqa: F401 (the fixture)
-from outbox_peers import refusing_port
-from platform_helpers import bearer, clinic, wait_status
+from platform_helpers import bearer, clinic, refusing_port, wait_status
 
 DAY = date(2025, 11, 21)  # the test studies are of 2025-11-20: inside a one-day look-back
 

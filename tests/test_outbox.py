@@ -20,8 +20,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from outbox_peers import FhirServer, MllpServer, refusing_port, unescape
-from platform_helpers import bearer, clinic, png_bytes, wait_status
+from outbox_peers import FhirServer, MllpServer, unescape
+from platform_helpers import bearer, clinic, png_bytes, refusing_port, wait_status
 
 MARKER = "Zeynep-Kaya-4471"  # patient text that must never reach a log or the admin view
 BASE, CAP = 30.0, 600.0

@@ -9,22 +9,16 @@ import time
 import httpx
 import pytest
 
-from platform_helpers import cli_add_user, http_login, start_serve
+from platform_helpers import cli_add_user, free_port, http_login, start_serve
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path_factory.mktemp("serve-home"))}
     cli_add_user(env, "clin", "clinician")
-    port = _free_port()
+    port = free_port()
     proc, base = start_serve(env, port, workers=2)
     try:
         yield base, port
