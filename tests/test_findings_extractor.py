@@ -74,3 +74,31 @@ def test_pneumonia_subtypes_are_kept_apart():
     assert {"Viral_Pneumonia", "Pneumonia"} <= positive_labels("Findings of viral pneumonia.")
     assert "Bacterial_Pneumonia" not in positive_labels("Findings of viral pneumonia.")
     assert "Bacterial_Pneumonia" in positive_labels("Right lower lobe lobar pneumonia.")
+
+
+@pytest.mark.parametrize("task,label", _labels_needing_patterns())
+def test_a_signed_text_denying_a_finding_in_either_language_states_nothing(task, label):
+    """The signature's labels read each sentence in its own language: a Turkish denial is never
+    read by the English reader (which sees "COVID-19" without an English "no")."""
+    from medai.reporting.findings import stated_labels
+    from medai.reporting.phrases import phrase
+
+    other = next(lab for t, lab in _labels_needing_patterns() if t == task and lab != label)
+    tr_list = f"{phrase(other, 'tr').capitalize()} ve {phrase(label, 'tr')} izlenmedi."
+    assert label not in stated_labels(tr_list)
+    assert label not in stated_labels(f"No {phrase(label, 'en')}. {tr_list}")
+    assert label in stated_labels(f"{tr_list} There is {phrase(label, 'en')}.")
+    assert label in stated_labels(f"{phrase(label, 'tr').capitalize()} izlenmektedir.")
+
+
+@pytest.mark.parametrize("text,normal", [
+    ("Akciğerler temizdir.", True), ("Tümör izlenmedi.", True), ("Akut patoloji saptanmadı.", True),
+    ("No acute abnormality.", True), ("Değerlendirilemedi.", False),
+    ("Çekim tekniği yetersiz, yorum yapılamadı.", False), ("Normal değildir.", False),
+    ("Sol frontalde kitle izlenmektedir.", False),
+    ("The AI could not decide on one class.", False),
+])
+def test_a_text_states_the_normal_study_only_when_it_says_so(text, normal):
+    from medai.reporting.findings import states_normal
+
+    assert states_normal(text) is normal

@@ -91,3 +91,30 @@ def test_without_clicks_the_signed_text_decides(study):
     # the draft states the decided finding, so signing it unchanged confirms it
     assert by["Pneumothorax"] == (True, "text")
     assert by["No Finding"] == (False, "text")
+
+
+def test_a_turkish_list_the_text_denies_is_absent_and_a_normal_text_is_normal(study):
+    """The draft of a normal film lists every disease it did not see; none of them is present
+    (the English reader never reads a Turkish sentence: "COVID-19" there has no English "no")."""
+    client, rad, sid = study
+    text = {"findings": "Viral pnömoni paterni, COVID-19 pnömonisi paterni, pnömoni ve "
+                        "bakteriyel pnömoni paterni izlenmedi. Pnömotoraks izlenmedi.",
+            "impression": "Akciğerler temizdir."}
+    by = _by_label(client.post(f"/api/v1/studies/{sid}/labels/suggest", headers=rad,
+                               json={"sections": text}).json())
+    assert {lab for lab, (present, _) in by.items() if present} == {"No Finding"}
+
+
+def test_a_text_that_decides_nothing_teaches_nothing(study):
+    """"Değerlendirilemedi" with no finding marked is not a normal study: the card shows every
+    label absent and the signature stores no labels at all."""
+    client, rad, sid = study
+    text = {"findings": "Çekim tekniği yetersiz.", "impression": "Değerlendirilemedi."}
+    by = _by_label(client.post(f"/api/v1/studies/{sid}/labels/suggest", headers=rad,
+                               json={"sections": text}).json())
+    assert not any(present for present, _ in by.values())
+    version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
+    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad,
+                    json={"version": version, "sections": text})
+    assert r.status_code == 200, r.text
+    assert client.get(f"/api/v1/studies/{sid}/labels", headers=rad).json()["labels"] == []

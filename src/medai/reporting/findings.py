@@ -176,3 +176,56 @@ def positive_labels_tr(text: str) -> set[str]:
                 continue
             found |= {lab for lab, pattern in _TR_MENTION.items() if pattern.search(clause)}
     return found
+
+
+# A sentence is read as Turkish when it has a Turkish letter or a Turkish report word; an English
+# reader run over Turkish text misses its negations ("COVID-19 pnömonisi paterni izlenmedi" has
+# no English "no" before "covid"), so each sentence is read by its own language's reader only.
+_TR_LETTER = re.compile(r"[çğıöşüâîÇĞİÖŞÜ]")  # case-sensitive: under IGNORECASE "i" is "İ"
+_TR_WORD = re.compile(r"\b(?:ve|ile|yok|var|veya|bulgu\w*|izlen\w*|saptan\w*|görül\w*|"
+                      r"mevcut\w*|paterni?|uyumlu\w*|değil\w*)\b")
+
+
+def is_turkish(sentence: str) -> bool:
+    """Read as given, not Turkish-lowered: "COVID" lowered the Turkish way has a dotless ı."""
+    sentence = str(sentence)
+    return bool(_TR_LETTER.search(sentence) or _TR_WORD.search(sentence.lower()))
+
+
+def stated_labels(text: str) -> set[str]:
+    """Labels a report text states as present, each sentence read by its language's reader (a
+    report may mix a Turkish draft with an English line the radiologist typed). The normal
+    label is not among them: ``states_normal`` reads that."""
+    turkish, english = [], []
+    for sentence in _SENTENCE.split(str(text)):
+        if sentence.strip():
+            (turkish if is_turkish(sentence) else english).append(sentence)
+    found = positive_labels_tr(" ".join(turkish)) if turkish else set()
+    if english:
+        found |= {lab for lab, s in extract("\n".join(english)).items()
+                  if s == "positive" and lab != "No Finding"}
+    return found
+
+
+_NORMAL_TR = re.compile(r"\b(?:normal\w*|olağan|temiz\w*|(?:bulgu|patoloji|anormallik|lezyon|"
+                        r"tümör|kitle)\w* (?:yok|(?:izlen|görül|gözlen)me(?:di|miş|mekte|z)\w*|"
+                        r"saptanma(?:dı|mış|makta|z)\w*))")
+_NORMAL_EN = re.compile(r"\b(?:normal|unremarkable|no (?:acute |significant |focal )?"
+                        r"(?:abnormalit\w*|findings?|pathology|disease|tumou?r|mass|lesion)|"
+                        r"lungs are clear|clear lungs)\b")
+_NOT_NORMAL = re.compile(r"\b(?:değil\w*|not normal|abnormal)\b")
+
+
+def states_normal(text: str) -> bool:
+    """Does the text say the study is normal ("Akciğerler temizdir", "Tümör izlenmedi", "No
+    acute abnormality")? The normal label is learned from a signature only when the text says
+    so or the model decided it: an undecided or refused study signed with "değerlendirilemedi"
+    is not a normal study."""
+    from medai.core.text import turkish_lower
+
+    for sentence in _SENTENCE.split(turkish_lower(str(text))):
+        if _NOT_NORMAL.search(sentence):
+            continue
+        if _NORMAL_TR.search(sentence) or _NORMAL_EN.search(sentence):
+            return True
+    return False

@@ -11,7 +11,7 @@ from medai.reporting.results import DraftResult
 from medai.reporting.service import Drafter
 
 __all__ = ["MAX_QUESTION_CHARS", "DraftResult", "Drafter", "FindingsInputError",
-           "chat_answer", "shared_drafter", "stated_labels"]
+           "chat_answer", "shared_drafter", "stated_labels", "states_normal"]
 
 _DRAFTERS: dict[str | None, Drafter] = {}
 _LOCK = threading.Lock()
@@ -56,6 +56,13 @@ def chat_answer(question: str, findings: list, impression: str | None, lang: str
 def stated_labels(text: str) -> set[str]:
     """The imaging labels a report text states as present (the findings extractor of the
     draft safety check, English and Turkish): the default labels of a signature."""
-    from medai.reporting.findings import positive_labels, positive_labels_tr
+    from medai.reporting.findings import stated_labels as stated
 
-    return positive_labels(text) | positive_labels_tr(text)
+    return stated(text)
+
+
+def states_normal(text: str) -> bool:
+    """Does a report text say the study is normal (either language)?"""
+    from medai.reporting.findings import states_normal as normal
+
+    return normal(text)

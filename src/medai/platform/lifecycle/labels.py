@@ -29,12 +29,15 @@ class LabelError(ValueError):
     status, code = 422, "invalid_labels"
 
 
+def _text(sections: dict[str, Any]) -> str:
+    return "\n".join(str((sections or {}).get(k) or "") for k in TEXT_SECTIONS)
+
+
 def text_positives(sections: dict[str, Any], task: tasks.Task) -> set[str]:
-    """The task's labels the report text states as present (either language)."""
+    """The task's labels the report text states as present (each sentence in its language)."""
     from medai.services.reports import stated_labels
 
-    text = "\n".join(str((sections or {}).get(k) or "") for k in TEXT_SECTIONS)
-    found = stated_labels(text)
+    found = stated_labels(_text(sections))
     return {lab for lab in found if lab in task.labels and lab != task.normal}
 
 
@@ -92,7 +95,12 @@ def suggest(db: Session, study: Study, sections: dict[str, Any],
             parent = task.parents.get(parent)
     present.update({lab: v for lab, v in choices.items() if lab in present})
     if task.normal and task.normal not in choices:
-        present[task.normal] = not any(v for lab, v in present.items() if lab != task.normal)
+        # normal only when nothing else is present and the text says so or the model decided
+        # it: an undecided or refused study signed "değerlendirilemedi" is not a normal study
+        from medai.services.reports import states_normal
+
+        present[task.normal] = not any(v for lab, v in present.items() if lab != task.normal) \
+            and (task.normal in ai_positive or states_normal(_text(sections)))
     out = []
     for lab in universe:
         ai = lab in ai_positive if model_labels else None
@@ -107,8 +115,12 @@ def suggest(db: Session, study: Study, sections: dict[str, Any],
 
 def record(db: Session, study: Study, signed: ReportVersion, choices: dict[str, bool] | None,
            user: User) -> list[dict[str, Any]]:
-    """Store the labels of a signed version (in the signature's transaction)."""
+    """Store the labels of a signed version (in the signature's transaction). A signature that
+    makes no label present (an undecided or refused study the text does not decide) teaches
+    nothing and stores nothing: every task has a normal label, so "all absent" is no label set."""
     items = suggest(db, study, signed.sections, choices)
+    if not any(item["present"] for item in items):
+        return []
     _, _, model_hash = _ai(db, study)
     for item in items:
         db.add(StudyLabel(study_id=study.id, report_version=signed.version,

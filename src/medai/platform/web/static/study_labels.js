@@ -58,7 +58,10 @@
     const r = await api(`/api/v1/studies/${id}/labels/suggest`, { method: "POST",
       json: { sections: sections(), labels: { ...choices } } });
     if (mine !== asked) return;
-    if (r.ok) show(r.data.labels, signedVersion ? M.fill(T.labels_signed_then_edit, { version: signedVersion }) : T.labels_hint);
+    if (!r.ok) return;
+    const none = !r.data.labels.some((e) => e.present);
+    show(r.data.labels, signedVersion ? M.fill(T.labels_signed_then_edit, { version: signedVersion })
+      : none ? T.labels_nothing_learned : T.labels_hint);
   }
 
   async function load() {
@@ -94,7 +97,7 @@
   // what the sign request carries, and what the sign dialog shows of it
   M.studyLabels = {
     choices: () => ({ ...choices }),
-    summary: () => shown.filter((e) => e.present).map((e) => labelName(task, e.label)).join(", ") || T.labels_none_present,
+    summary: () => shown.filter((e) => e.present).map((e) => labelName(task, e.label)).join(", ") || T.labels_nothing_stored,
     refresh: () => { signedVersion = null; for (const k of Object.keys(choices)) delete choices[k]; load(); },
   };
   load();
