@@ -171,3 +171,39 @@ def test_the_operating_points_file_is_part_of_the_model_hash(tmp_path):
     before = directory_hash(tmp_path)
     (tmp_path / POLICY_FILE).write_text('{"thresholds": {"Glioma": 0.6}}')
     assert directory_hash(tmp_path) != before
+
+
+@settings(max_examples=80, deadline=None)
+@given(case(), st.sampled_from(["tr", "en"]))
+def test_the_draft_says_nothing_of_what_no_model_label_reads(c, lang):
+    """The chest models read lung findings: a normal draft once said "the heart size and
+    mediastinal contours are within normal limits", which no model label decides."""
+    task, probs, policy = c
+    d = decide(task, probs, policy)
+    findings = [Finding(r.label, r.positive, r.probability, r.threshold) for r in d.labels]
+    text = " ".join(draft_report(findings, None, task=task.name, lang=lang,
+                                 decision=d)["sections"].values()).lower()
+    for unread in ("heart size", "mediastinal contours", "kalp boyutu", "mediasten konturları",
+                   "cardiopulmonary", "kardiyopulmoner"):
+        assert unread not in text
+
+
+def test_an_undecided_mri_is_drafted_from_its_candidates_not_from_no_tumour():
+    from medai.reporting.knowledge import builtin_chunks
+    from medai.reporting.retrieve import HybridRetriever
+
+    mri = next(t for t in TASKS if t.name == "mri")
+    unsure = decide(mri, {"Glioma": 0.2, "Meningioma": 0.656, "Pituitary": 0.04,
+                          "No_Tumor": 0.104}, OperatingPolicy(min_confidence=0.8))
+    assert unsure.state == "indeterminate"
+    retriever = HybridRetriever(builtin_chunks(), use_embeddings=False)
+    for lang in ("tr", "en"):
+        out = draft_report([Finding(r.label, r.positive, r.probability, r.threshold)
+                            for r in unsure.labels], retriever, task="mri", lang=lang,
+                           decision=unsure)
+        label_of = {c.id: c.label for c in builtin_chunks()}
+        cited = {label_of[c["id"]] for c in out["citations"]}
+        assert cited and cited <= set(unsure.candidates) and "No_Tumor" not in cited, cited
+        # no candidate's advice taken: each candidate's passage is cited for the differential
+        assert out["sections"]["recommendation"].startswith(
+            "Radyolog değerlendirmesi" if lang == "tr" else "Radiologist assessment")

@@ -29,8 +29,9 @@ def contradictions(sections: dict[str, str], decision: Decision, task: str,
     problems += [f"does not state {lab}, which the decision holds"
                  for lab in sorted(set(decision.stated) - said)]
     normal_words = {"tr": ("akut kardiyopulmoner patoloji saptanmadı", "akciğerler temizdir",
+                           "akut akciğer patolojisi saptanmadı",
                            "tümör düşündüren bulgu yok", "anormallik saptanmadı."),
-                    "en": ("no acute cardiopulmonary", "lungs are clear",
+                    "en": ("no acute cardiopulmonary", "lungs are clear", "no acute lung",
                            "no tumour suggested", "no tumour is suggested",
                            "no abnormality.")}[lang]
     says_normal = any(w in text.lower() for w in normal_words)

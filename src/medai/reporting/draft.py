@@ -40,8 +40,18 @@ STATUS_LABEL = {"en": "AI draft — to be reviewed by a radiologist",
 
 
 def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> list[Hit]:
-    """Passages for the positive findings (and the caption); the normal label otherwise."""
-    wanted = {f.label for f in ctx.positives} or {space(ctx.task).normal}
+    """Passages for the positive findings (and the caption); for an undecided image the classes
+    the model could not separate (never the normal label's passage alone: an undecided MRI is
+    not drafted from "no tumour"); the normal label otherwise."""
+    decision = ctx.decision
+    if ctx.positives:
+        wanted = {f.label for f in ctx.positives}
+    elif decision is not None and decision.state == "indeterminate":
+        wanted = set(decision.candidates)
+    else:
+        wanted = {space(ctx.task).normal}
+    if not wanted:
+        return []
     query = " ".join(phrase(lab, ctx.lang) for lab in sorted(wanted))
     if ctx.caption:
         query += " " + ctx.caption
@@ -49,7 +59,8 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
     # every positive label's own passage is wanted even when another ranks higher
     have = {h.chunk.label for h in hits}
     for lab in sorted(wanted - have):
-        hits += retriever.search(phrase(lab, ctx.lang), k=1, labels={lab}, lang=ctx.lang)
+        hits += (retriever.search(phrase(lab, ctx.lang), k=1, labels={lab}, lang=ctx.lang)
+                 or retriever.of_label(lab, ctx.lang))
     return hits
 
 

@@ -52,6 +52,14 @@ class HybridRetriever:
             except (ImportError, OSError, RuntimeError):  # engine missing: BM25 alone
                 self.encoder, self.vectors = None, None
 
+    def of_label(self, label: str, lang: str | None = None) -> list[Hit]:
+        """The first passage written for ``label`` (in ``lang`` when there is one): a finding's
+        own passage even when no query word matches it ("menenjiom" in a query, "Meningiomlar"
+        in the passage, no dense encoder)."""
+        mine = [c for c in self.chunks if c.label == label]
+        chosen = [c for c in mine if lang is None or c.lang == lang] or mine
+        return [Hit(chosen[0], 0.0, None, None)] if chosen else []
+
     def search(self, query: str, k: int = 5, labels: set[str] | None = None,
                lang: str | None = None) -> list[Hit]:
         """Top-``k`` chunks. ``labels``/``lang`` restrict chunks that carry those fields

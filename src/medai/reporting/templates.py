@@ -9,15 +9,15 @@ from medai.imaging.labels import space
 from medai.reporting.draft_input import DraftContext
 from medai.reporting.phrases import phrase
 
+# Only what the model reads: the chest models decide lung findings, never the heart size or the
+# mediastinum, so a normal draft says nothing of them (the radiologist adds what they see).
 NORMAL_SENTENCES = {
-    "cxr": ("The heart size and mediastinal contours are within normal limits. The lungs are "
-            "clear.", "Kalp boyutu ve mediasten konturları normal sınırlardadır. Akciğerler "
-                      "temizdir."),
+    "cxr": ("The lungs are clear.", "Akciğerler temizdir."),
     "mri": ("No tumour is suggested on this slice.", "Bu kesitte tümör düşündüren bulgu yoktur."),
 }
 NORMAL_IMPRESSIONS = {
-    "cxr": ("No acute cardiopulmonary abnormality (AI suggestion).",
-            "Akut kardiyopulmoner patoloji saptanmadı (YZ önerisi)."),
+    "cxr": ("No acute lung abnormality (AI suggestion).",
+            "Akut akciğer patolojisi saptanmadı (YZ önerisi)."),
     "mri": ("No tumour suggested (AI suggestion).", "Tümör düşündüren bulgu yok (YZ önerisi)."),
 }
 
@@ -102,7 +102,18 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
                       "(YZ önerisi)." if tr else
                       "No abnormality among the findings the model assessed (AI suggestion).")
     recs = []
-    for hit in ctx.hits:
+    if decision.state == "indeterminate":
+        # no candidate's advice (they differ); the passages to tell them apart, cited
+        first = {}
+        for hit in ctx.hits:
+            if hit.chunk.id in cite:
+                first.setdefault(hit.chunk.label, cite[hit.chunk.id])
+        sources = ", ".join(f"{phrase(lab, ctx.lang)} [{n}]" for lab, n in first.items())
+        recs.append(("Radyolog değerlendirmesi önerilir" if tr else
+                     "Radiologist assessment is recommended") + (
+            (f"; ayırıcı tanı kaynakları: {sources}." if tr else
+             f"; sources for the differential: {sources}.") if sources else "."))
+    for hit in ctx.hits if decision.state != "indeterminate" else []:
         sentence = _recommendation(hit.chunk.text, ctx.lang)
         if sentence and hit.chunk.id in cite:
             recs.append(f"{sentence} [{cite[hit.chunk.id]}]")
