@@ -315,6 +315,46 @@ def test_a_refused_study_says_why_and_is_reported_and_signed_by_hand(server, bro
     ctx.close()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["tr", "en"])
+def test_an_unreadable_or_tiny_upload_says_what_is_wrong_and_no_study_is_a_page_too(
+        server, browser, shots, lang):
+    """Not an image: the viewer says it cannot show it (never a broken black picture); a
+    thumbnail: the reason names its size; a study number that does not exist: a page that
+    says so (it rendered an empty study)."""
+    import io
+
+    from PIL import Image
+
+    catalogue = json.loads((SRC / "platform/web/messages.json").read_text(encoding="utf-8"))
+    t = catalogue[lang]
+    ctx, page = open_page(browser, server, viewport=PHONE, lang=lang)
+    junk = upload(page, b"this is a text file, not an image", f"P-JUNK-{lang}")
+    assert junk["status"] == "refused"
+    page.goto(f"/studies/{junk['id']}")
+    page.locator("#image-missing").wait_for(state="visible")
+    assert page.locator("#image-missing").inner_text() == t["viewer_no_image"]
+    assert page.locator("#viewer").is_hidden()
+    assert page.locator("#no-ai-reason").inner_text() == t["reason_unreadable"]
+    page.locator("#manual-report").wait_for(state="visible")
+    no_overflow(page)
+    page.screenshot(path=str(shots / f"study-unreadable-{lang}-phone.png"), full_page=True)
+
+    buf = io.BytesIO()
+    Image.new("L", (20, 20), 128).save(buf, format="PNG")
+    tiny = upload(page, buf.getvalue(), f"P-TINY-{lang}")
+    page.goto(f"/studies/{tiny['id']}")
+    page.locator("#no-ai").wait_for(state="visible")
+    reason = page.locator("#no-ai-reason").inner_text()
+    assert "20×20" in reason and reason != t["reason_unreadable"] and "{" not in reason
+
+    page.goto("/studies/987654")
+    page.get_by_role("alert").wait_for()
+    assert t["study_not_found"] in page.locator("main").inner_text()
+    assert page.locator("#viewer").count() == 0
+    ctx.close()
+
+
 def _labels_sit_on_their_controls(page) -> None:
     """Every viewer control has its own <label for> in the same box, and the control nearest
     to each label is its own (never a label beside another slider)."""

@@ -340,7 +340,7 @@ class Refusal:
 
 # every reason an image gets no findings (the web UI names each in Turkish and English)
 REFUSAL_CODES = ("wrong_modality", "colour_photo", "out_of_distribution", "unreadable",
-                 "no_model")
+                 "too_small", "no_model")
 
 
 def check_modality(image: LoadedImage, task: str) -> Refusal | None:

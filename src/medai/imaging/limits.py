@@ -26,6 +26,14 @@ class ImageInputError(ValueError):
     """An image that cannot be used, with the reason in words a radiologist understands."""
 
 
+class ImageTooSmall(ImageInputError):
+    """Fewer pixels a side than any model reads (a thumbnail or an icon, not a study)."""
+
+    def __init__(self, message: str, width: int, height: int, minimum: int) -> None:
+        super().__init__(message)
+        self.params = {"width": width, "height": height, "min": minimum}
+
+
 class ImageTooLarge(ImageInputError):
     """The header declares more pixels or bytes than the limits allow: refused before
     decoding (a decompression bomb, or a scan far larger than any radiograph)."""
@@ -46,8 +54,8 @@ def check_frame(width: int, height: int, decoded_bytes: int, max_pixels: int = M
                             f"{decoded_bytes / 2**20:,.0f} MiB; limit "
                             f"{MAX_FRAME_BYTES / 2**20:,.0f} MiB)")
     if min(width, height) < MIN_SIDE:
-        raise ImageInputError(f"image is too small ({width}×{height}); need at least "
-                              f"{MIN_SIDE} pixels a side")
+        raise ImageTooSmall(f"image is too small ({width}×{height}); need at least "
+                            f"{MIN_SIDE} pixels a side", width, height, MIN_SIDE)
 
 
 def pillow_decoded_bytes(img, declared: tuple[int, int]) -> int:

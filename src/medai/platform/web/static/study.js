@@ -117,9 +117,24 @@
     $("dicom-fields").replaceChildren(...rows.filter(([, v]) => v).flatMap(([k, v]) => [
       el("dt", { text: T["dicom_" + k] }), el("dd", { "data-field": k, text: String(v) })]));
   }
+  function notFound() {  // a study that does not exist (or was never this user's to see)
+    root.replaceChildren(el("h1", { text: `${T.study_title} ${id}` }),
+      el("section", { class: "card notice", role: "alert" },
+        el("h2", { text: T.study_not_found }), el("p", { text: T.study_not_found_hint }),
+        el("a", { href: "/worklist", text: T.study_back_to_worklist })));
+  }
+  // an image the browser cannot show (an unreadable upload): say so instead of a broken picture
+  img.addEventListener("error", () => {
+    if (!img.getAttribute("src")) return;
+    viewer.hidden = true;
+    document.querySelectorAll(".viewer-card .controls").forEach((c) => { c.hidden = true; });
+    if (!$("image-missing")) {
+      viewer.after(el("p", { id: "image-missing", class: "note", role: "status", text: T.viewer_no_image }));
+    }
+  });
   async function loadStudy() {
     const r = await api(`/api/v1/studies/${id}`);
-    if (!r.ok) return;
+    if (!r.ok) { if (r.status === 404 || r.status === 422) notFound(); return; }
     const s = study = r.data;
     $("study-task").textContent = taskName(s.task);
     $("study-task").hidden = !s.task;
