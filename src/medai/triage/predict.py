@@ -16,7 +16,7 @@ import numpy as np
 
 from medai.core.registry import ModelCard, ModelLoadError, model_identity
 from medai.core.text import validate_complaint
-from medai.triage import departments, red_flags
+from medai.triage import body_sites, departments, red_flags
 from medai.triage import models as model_families
 from medai.triage.language import detect_language
 from medai.triage.results import DepartmentScore, Recommendation, TriageResult
@@ -70,6 +70,7 @@ class TriagePredictor:
         self.min_confidence = float(card.thresholds.get("min_confidence",
                                                         DEFAULT_MIN_CONFIDENCE))
         self.identity = model_identity(directory, card)
+        self.department_ids = frozenset(model.labels)  # labels are department ids (checked)
 
     @property
     def flag_engine(self) -> red_flags.RedFlagEngine:
@@ -110,10 +111,16 @@ class TriagePredictor:
         flags = report.flags
         language = detect_language(text).language
         out_of_scope = p_other is not None and p_other >= self.scope.threshold
+        elsewhere = (body_sites.outside(text, self.department_ids)
+                     if language == "tr" and not out_of_scope else set())
+        out_of_scope = out_of_scope or bool(elsewhere)
         reason = ("not_turkish" if language != "tr" else "out_of_scope" if out_of_scope
                   else "low_confidence" if scores[0].probability < threshold else None)
         abstained = reason is not None
         warnings = []
+        if elsewhere:  # the learned gate missed it: say what the complaint names
+            warnings.append("a short complaint naming only body sites of departments this "
+                            f"model does not know ({', '.join(sorted(elsewhere))})")
         if len(self.labels) < len(departments.DEPARTMENTS):
             warnings.append(f"model knows {len(self.labels)} of {len(departments.DEPARTMENTS)} "
                             "departments")
