@@ -130,3 +130,32 @@ def test_a_configured_model_that_cannot_load_is_said_so(monkeypatch):
     a = reports.chat_answer("What is cardiomegaly?", FINDINGS, None, "en", [], None)
     assert a.backend == "retrieval" and "was not used" in a.text
     assert "No language model is configured" not in a.text and a.citations
+
+
+MRI = [{"label": "Glioma", "probability": 0.9, "positive": True},
+       {"label": "Meningioma", "probability": 0.05, "positive": False},
+       {"label": "Pituitary", "probability": 0.03, "positive": False},
+       {"label": "No_Tumor", "probability": 0.02, "positive": False}]
+
+
+@pytest.mark.parametrize("lang, question", [("tr", "Gliom ile menenjiomu nasıl ayırt ederim?"),
+                                            ("en", "How do I tell a glioma from a meningioma?")])
+def test_a_brain_mri_question_gets_brain_passages_only(retriever, lang, question):
+    """A glioma question on a brain MRI got atelectasis, hiatal hernia and cardiomegaly
+    passages: the passages come from the study's own task."""
+    a = chat.answer(None, retriever, question, chat.StudyFacts(findings=MRI, task="mri"),
+                    lang, [])
+    label_of = {c.id: c.label for c in load_chunks(None)}
+    cited = {label_of[c["id"]] for c in a.citations}
+    assert cited and cited <= {"Glioma", "Meningioma", "Pituitary", "No_Tumor"}, cited
+    assert {"Glioma", "Meningioma"} <= cited
+
+
+@pytest.mark.parametrize("lang, question, said", [
+    ("tr", "Pnömotoraks var mı?", "değerlendirmez: Pnömotoraks"),
+    ("en", "Is there a pneumothorax?", "does not assess: Pneumothorax")])
+def test_a_finding_the_model_does_not_read_is_said_so_first(retriever, lang, question, said):
+    a = chat.answer(None, retriever, question, facts(), lang, [])
+    assert a.text.startswith(said.split(":")[0].split()[0]) or said in a.text.split("\n")[0]
+    assert said in a.text.split("\n")[0]
+    assert chat.not_assessed("Is there cardiomegaly?", facts()) == []  # the model reads it

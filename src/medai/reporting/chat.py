@@ -58,6 +58,8 @@ WORDS = {
             "Bilgi tabanında sorunuzla eşleşen bir kaynak bulunamadı.",
         "licence": "lisans", "sources": "Kaynaklar",
         "uncited": "Bulunan kaynaklar (yanıtta atıf yapılmadı)",
+        "not_assessed": "Bu tetkikin modeli şunları değerlendirmez: {names}. Bunlar için "
+                        "görüntüye radyolog bakmalıdır.",
     },
     "en": {
         "no_model": ("No language model is configured on this system, so no free-text answer "
@@ -74,6 +76,8 @@ WORDS = {
             "The knowledge base holds no passage matching your question.",
         "licence": "licence", "sources": "Sources",
         "uncited": "Passages found (the answer cites none)",
+        "not_assessed": "This study's model does not assess: {names}. For these the "
+                        "radiologist must read the image.",
     },
 }
 
@@ -118,16 +122,43 @@ def label_name(task: str, label: str, lang: str) -> str:
 
 def retrieve(retriever, question: str, facts: StudyFacts, lang: str,
              k: int = MAX_PASSAGES) -> list[Hit]:
-    """Passages for the question; when nothing matches it, for the study's decided findings."""
+    """Passages for the question among the study's task's (a glioma question on a brain MRI
+    never gets atelectasis passages); when nothing matches it, for the decided findings."""
     if retriever is None:
         return []
-    hits = retriever.search(question, k=k, lang=lang)
+    hits = retriever.search(question, k=k, labels=_task_labels(facts.task), lang=lang)
     if not hits:
         wanted = {f["label"] for f in facts.findings
                   if f.get("positive") and f.get("label") not in NORMAL}
         query = " ".join(phrase(lab, lang) for lab in sorted(wanted))
         hits = retriever.search(query, k=k, labels=wanted or None, lang=lang) if query else []
     return hits
+
+
+def _task_labels(task: str | None) -> set[str] | None:
+    from medai.imaging.labels import space
+
+    try:
+        return set(space(task).labels) if task else None
+    except (KeyError, ValueError):  # a task no imaging model reads: every passage may serve
+        return None
+
+
+def not_assessed(question: str, facts: StudyFacts) -> list[str]:
+    """Findings the question names that the study's model does not read ("Plevral efüzyon var
+    mı?" on a four-class chest model): said plainly, not answered from a passage."""
+    from medai.core.text import turkish_lower
+    from medai.reporting.findings import _MENTION, _TR_MENTION
+
+    read = {f.get("label") for f in facts.findings if isinstance(f, dict)}
+    if not read:
+        return []
+    low, tr_low = question.lower(), turkish_lower(question)
+    named = {lab for lab, pat in _MENTION.items() if pat.search(low)}
+    named |= {lab for lab, pat in _TR_MENTION.items() if pat.search(tr_low)}
+    allowed = _task_labels(facts.task)
+    return sorted(lab for lab in named - read - set(NORMAL)
+                  if allowed is None or lab in allowed)
 
 
 def _percent(p: Any, lang: str) -> str:
@@ -295,5 +326,11 @@ def answer(backend, retriever, question: str, facts: StudyFacts, lang: str,
     """``history``: earlier (role, text) turns, oldest first."""
     hits = retrieve(retriever, question, facts, lang)
     if backend is None:
-        return retrieval_answer(hits, facts, lang)
-    return model_answer(backend, question, facts, hits, lang, history)
+        out = retrieval_answer(hits, facts, lang)
+    else:
+        out = model_answer(backend, question, facts, hits, lang, history)
+    missing = not_assessed(question, facts)
+    if missing:  # said before anything else: no passage answers for the model
+        names = ", ".join(label_name(facts.task, lab, lang) for lab in missing)
+        out.text = _words(lang)["not_assessed"].format(names=names) + "\n\n" + out.text
+    return out

@@ -19,8 +19,16 @@ RRF_K = 60
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
-def tokenize(text: str) -> list[str]:
-    return [ascii_fold(t) for t in _TOKEN.findall(turkish_lower(text)) if len(t) > 1]
+STEM = 5  # Turkish words also count by their first letters: "menenjiomu" finds "Menenjiom"
+
+
+def tokenize(text: str, lang: str | None = None) -> list[str]:
+    """Folded words; in Turkish each long word also as its first ``STEM`` letters (the
+    suffixes a query puts on a word — "menenjiomu", "gliomlar" — otherwise match nothing)."""
+    words = [ascii_fold(t) for t in _TOKEN.findall(turkish_lower(text)) if len(t) > 1]
+    if lang == "tr":
+        words += [w[:STEM] for w in words if len(w) > STEM]
+    return words
 
 
 @dataclass
@@ -39,7 +47,7 @@ class HybridRetriever:
         if not chunks:
             raise ValueError("the knowledge base is empty")
         self.chunks = chunks
-        self.bm25 = BM25Okapi([tokenize(f"{c.title} {c.text}") for c in chunks])
+        self.bm25 = BM25Okapi([tokenize(f"{c.title} {c.text}", c.lang) for c in chunks])
         self.encoder, self.vectors, self.mode = None, None, "bm25"
         if use_embeddings:
             try:
@@ -71,7 +79,7 @@ class HybridRetriever:
                              for c in self.chunks])
         if not eligible.any():
             return []
-        bm = np.asarray(self.bm25.get_scores(tokenize(query)), dtype=float)
+        bm = np.asarray(self.bm25.get_scores(tokenize(query, lang)), dtype=float)
         bm[~eligible] = -np.inf
         bm_order = [int(i) for i in np.argsort(-bm) if np.isfinite(bm[i]) and bm[i] > 0]
         fused: dict[int, float] = {}

@@ -84,7 +84,8 @@ async def ask(conv_id: RowId, body: ChatIn, request: Request,
         raise ApiError(404, "not_found", str(exc)) from None
     async with request.app.state.imaging_lane.slot():
         reply = await run_in_threadpool(
-            lambda: chat_answer(body.text, facts["findings"], facts["impression"], facts["lang"],
+            lambda: chat_answer(body.text, facts["findings"], facts["impression"],
+                                body.lang or facts["lang"],
                                 history, p.knowledge_dir, signed=facts["signed"],
                                 task=facts["task"]))
     text, backend = reply.text, reply.backend

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from medai.server.inputs import StrictBody
+from medai.server.schemas import Language
 
 Role = Literal["admin", "radiologist", "clinician", "patient"]
 StudyStatus = Literal["received", "analysing", "ai_drafted", "preliminary", "final", "amended",
@@ -270,6 +271,8 @@ class AuditList(BaseModel):
 
 class ChatIn(Strict):
     text: str = Field(..., min_length=1, max_length=4000)
+    lang: Language | None = Field(None, description="the language to answer in (the reader's; "
+                                                    "default: the study's report language)")
 
 
 class MessageOut(BaseModel):

@@ -36,7 +36,7 @@
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = document.getElementById("chat-text");
-    const r = await api(`/api/v1/conversations/${current}/messages`, { method: "POST", json: { text: text.value } });
+    const r = await api(`/api/v1/conversations/${current}/messages`, { method: "POST", json: { text: text.value, lang: window.medai.LANG } });
     if (r.ok) { text.value = ""; open(current); }
   });
   list().then((items) => {
