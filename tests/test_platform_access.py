@@ -356,3 +356,18 @@ def test_concurrent_kiosk_requests_cannot_exceed_the_quota(tmp_path, tfidf_model
             t.join()
         assert sorted(codes) == [200] * 3 + [429] * 5
         assert client.post("/api/v1/triage", json={"text": "?!"}).status_code in (422, 429)
+
+
+def test_a_chat_answer_is_in_the_language_asked_for(env):
+    """The page sends the reader's language: an English reader of a study drafted in Turkish
+    got a Turkish answer."""
+    _, client, ids = env
+    clin = bearer(client, "clin")
+    url = f"/api/v1/conversations/{ids['conv_id']}/messages"
+    en = client.post(url, headers=clin, json={"text": "What is this?", "lang": "en"})
+    tr = client.post(url, headers=clin, json={"text": "Bu nedir?", "lang": "tr"})
+    assert en.status_code == tr.status_code == 200
+    assert "No language model is configured" in en.json()["text"]
+    assert "dil modeli yok" in tr.json()["text"]
+    bad = client.post(url, headers=clin, json={"text": "?", "lang": "xx"})
+    assert bad.status_code == 422
