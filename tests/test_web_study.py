@@ -191,6 +191,7 @@ def test_signing_with_an_unsaved_edit_signs_the_text_on_screen(server, browser, 
     dialog = page.locator("#sign-dialog")
     dialog.wait_for(state="visible")
     assert "Şu metni imzalıyorsunuz" in dialog.inner_text() and EDIT in dialog.inner_text()
+    assert page.locator("#sign-ai-marks").count() == 0  # the edit removed the AI's mark
     page.get_by_role("button", name="Bu metni imzala").click()
     page.locator("#report-status[data-status='final']").wait_for()
     assert unsaved.is_hidden()
@@ -211,6 +212,23 @@ def test_signing_with_an_unsaved_edit_signs_the_text_on_screen(server, browser, 
     assert "YZ taslağı" in first and local(versions[0]["created_at"]) in first
     assert "Europe/Istanbul" in page.locator("#zone-note").inner_text()
     page.screenshot(path=str(shots / "study-signed-tr-desktop.png"), full_page=True)
+    ctx.close()
+
+
+@pytest.mark.slow
+def test_signing_the_ai_text_as_it_is_says_its_marks_are_signed_too(server, browser):
+    """The draft's "(YZ önerisi)" is signed as it stands unless the radiologist edits it: the
+    dialog says so (nothing is removed unasked: what is signed is the text on screen)."""
+    ctx, page = open_page(browser, server)
+    study = upload(page, png_bytes(8, (320, 320)), "P-SIGN-MARKS")
+    page.goto(f"/studies/{study['id']}")
+    page.locator("#report-form").wait_for()
+    page.get_by_role("button", name="İmzala", exact=True).click()
+    page.locator("#sign-dialog").wait_for(state="visible")
+    catalogue = json.loads((SRC / "platform/web/messages.json").read_text(encoding="utf-8"))
+    assert page.locator("#sign-ai-marks").inner_text() == catalogue["tr"]["sign_ai_marks"]
+    page.get_by_role("button", name="Vazgeç").click()
+    assert get(page, f"/api/v1/studies/{study['id']}/report")["signed_by"] is None
     ctx.close()
 
 

@@ -290,11 +290,16 @@
     if (r.ok && M.studyLabels) M.studyLabels.refresh();
   }
   const dialog = $("sign-dialog");
+  const AI_MARKS = ["(YZ önerisi", "(AI suggestion", "YZ bu kesit", "YZ bu görüntü", "The AI could not"];
   if (signBtn) signBtn.addEventListener("click", () => {
     const sections = onScreen();
     if (isEmpty(sections)) { message.textContent = T.report_empty; return; }
-    $("sign-preview").replaceChildren(...SECTIONS.flatMap((k) => [
-      el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]),
+    // the AI's own marks left in the text are signed with it: said here, never removed unasked
+    const marked = AI_MARKS.some((m) => SECTIONS.some((k) => (sections[k] || "").includes(m)));
+    $("sign-preview").replaceChildren(
+      ...(marked ? [el("p", { id: "sign-ai-marks", class: "warning", role: "note", text: T.sign_ai_marks })] : []),
+      ...SECTIONS.flatMap((k) => [
+        el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]),
       ...(M.studyLabels ? [el("h3", { text: T.labels_title }), el("p", { id: "sign-labels", text: M.studyLabels.summary() })] : []));
     dialog.showModal();
     $("sign-cancel").focus();
