@@ -344,6 +344,8 @@ def test_a_complaint_not_in_turkish_says_so_in_both_languages(page_for, shots, u
     if urgent:
         assert outcome(page) == "emergency"
         assert "İnme" in shown and "Signs of stroke" in shown  # the flag in both languages
+        line = page.locator("#triage-result .neutral-line").inner_text()  # and the line below
+        assert "Bölüm önerisi gösterilmiyor" in line and "No department is suggested" in line
         assert page.locator("#triage-result .bars").count() == 0
     else:
         assert outcome(page) == "not_turkish"

@@ -48,7 +48,8 @@
         : el("p", { text: lang === "en" ? rec.text_en : rec.text_tr }),
       level === "call_112" ? "" : el("p", { text: T.triage_urgent_call }));
     // one neutral line below the banner, which also says the warning is AI-assisted
-    return [banner, el("p", { class: "neutral-line", text: T.triage_emergency_no_department })];
+    return [banner, el("p", { class: "neutral-line" }, T.triage_emergency_no_department,
+      both ? el("span", { class: "other-lang", lang: otherLang, text: " / " + T.triage_emergency_no_department_other }) : "")];
   }
 
   function referral(kind) {
