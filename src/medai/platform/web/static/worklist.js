@@ -28,13 +28,14 @@
 
   function render(items) {
     body.replaceChildren(...items.map((s) => el("tr", { class: s.urgent ? "is-urgent" : null, "data-id": s.id },
-      el("td", {}, el("a", { href: "/studies/" + s.id, text: String(s.id) })),
+      // phones: each study is one block, its cells labelled (table.findings), patient in view
+      el("td", { class: "row-head" }, el("a", { href: "/studies/" + s.id, text: String(s.id), "aria-label": `${T.study_title} ${s.id}` })),
       el("td", {}, el("span", { class: "badge status-" + s.status, "data-status": s.status, text: statusLabel(s.status) }),
         s.urgent ? el("span", { class: "badge urgent", text: T.urgent }) : ""),
-      el("td", { text: [taskName(s.task) || "—", s.dicom && s.dicom.modality].filter(Boolean).join(" · ") }),
-      el("td", { text: (s.dicom && s.dicom.accession) || "—" }),
-      el("td", { text: patient(s) }),
-      el("td", {}, el("time", { datetime: s.created_at, text: fmtTime(s.created_at) })))));
+      el("td", { "data-label": T.col_task, text: [taskName(s.task) || "—", s.dicom && s.dicom.modality].filter(Boolean).join(" · ") }),
+      el("td", { "data-label": T.col_accession, text: (s.dicom && s.dicom.accession) || "—" }),
+      el("td", { "data-label": T.col_patient, text: patient(s) }),
+      el("td", { "data-label": T.col_created }, el("time", { datetime: s.created_at, text: fmtTime(s.created_at) })))));
     document.getElementById("worklist-empty").hidden = items.length > 0;
   }
 
