@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -173,6 +174,10 @@ def test_study_from_upload_to_signed_report_and_exports(server, browser, shots):
     page.get_by_label("Görüntü (PNG, JPEG veya DICOM)").set_input_files(str(image))
     page.get_by_label("Hasta referansı (takma ad)").fill("P-UI-1")
     page.get_by_role("button", name="Yükle").click()
+    done = page.locator("#upload-done")  # the upload says where the study went
+    done.wait_for()
+    assert re.fullmatch(r"Tetkik \d+ yüklendi; YZ analizi şimdi çalışıyor\. Tetkiki aç",
+                        done.inner_text()), done.inner_text()
     row = page.locator("#worklist tbody tr").filter(has_text="P-UI-1").first
     row.locator("[data-status='ai_drafted']").wait_for(timeout=90_000)  # live updates
     page.screenshot(path=str(shots / "worklist-desktop.png"))

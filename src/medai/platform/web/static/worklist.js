@@ -54,6 +54,8 @@
     const form = e.target;
     const error = document.getElementById("upload-error");
     showError(error, "");
+    const done = document.getElementById("upload-done");
+    done.hidden = true;
     const data = new FormData();
     data.set("file", form.file.files[0]);
     data.set("task", form.task.value);
@@ -63,6 +65,10 @@
     const r = await api("/api/v1/studies", { method: "POST", body: data });
     if (!r.ok) { showError(error, (r.data && r.data.detail) || T.error_generic); return; }
     form.reset();
+    // said where the study went: its number, a link, and that the analysis runs now
+    done.replaceChildren(window.medai.fill(T.worklist_uploaded, { id: r.data.id }), " ",
+      el("a", { href: "/studies/" + r.data.id, text: T.worklist_open_study }));
+    done.hidden = false;
     load();
   });
   load();
