@@ -192,12 +192,12 @@ MRI_MENTIONS_EN = {
 }
 MRI_MENTIONS_TR = {
     "Glioma": "gliom|glioblastom",
-    "Meningioma": "meningiom",
+    "Meningioma": "men[ei]n[gj]iom",  # both Turkish spellings: meningiom, menenjiom
     "Pituitary": "hipofiz (?:adenom|makroadenom|mikroadenom|tümör)",
 }
 MRI_PHRASES = {
     "Glioma": ("glioma", "gliom"),
-    "Meningioma": ("meningioma", "meningiom"),
+    "Meningioma": ("meningioma", "menenjiom"),
     "Pituitary": ("pituitary tumour", "hipofiz tümörü"),
     "No_Tumor": ("no tumour", "tümör saptanmadı"),
 }

@@ -72,7 +72,9 @@
     return String(template).replace(/\{(\w+)\}/g, (_, k) => (params && params[k] != null && params[k] !== "" ? String(params[k]) : "—"));
   }
 
-  function pct(p) { return (100 * p).toFixed(1) + "%"; }
+  // as the reader's language writes a percentage ("%98,4" in Turkish, as the PDF prints it)
+  const percent = new Intl.NumberFormat(LOCALE, { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  function pct(p) { return percent.format(p); }
 
   // --- times: ISO UTC instants from the API, shown in the hospital's zone (MEDAI_TIMEZONE)
   const ZONE = document.body.dataset.tz || "Europe/Istanbul";
