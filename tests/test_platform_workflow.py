@@ -236,5 +236,20 @@ def test_unusable_upload_is_refused_not_failed(env):
     assert r.status_code == 201
     done = wait_status(client, rad, r.json()["id"], {"refused", "failed"})
     assert done["status"] == "refused" and done["reason"]
+    # reported by hand, its PDF names the model and says it assessed nothing (it read as if
+    # the model had)
+    import io
+
+    from pypdf import PdfReader
+
+    by_hand = {"technique": "PA akciğer grafisi.", "findings": "Değerlendirilemedi.",
+               "impression": "Tekrar çekim önerilir.", "recommendation": ""}
+    assert client.put(f"/api/v1/studies/{done['id']}/report", headers=rad,
+                      json={"version": 0, "sections": by_hand}).status_code == 200
+    pdf = client.get(f"/api/v1/studies/{done['id']}/report/pdf", headers=rad)
+    assert pdf.status_code == 200, pdf.text
+    text = " ".join(" ".join((page.extract_text() or "").split())
+                    for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "Yapay zekâ modeli" in text and "bu görüntüyü değerlendirmedi" in text, text
     assert client.post("/api/v1/studies", headers=rad, files={"file": ("e.png", b"", "image/png")},
                        data={"task": "cxr"}).status_code == 422

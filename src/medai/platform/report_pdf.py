@@ -301,7 +301,8 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
         digest = str(model.get("content_hash") or "")
         version = _version(model.get("version"), lang, zone)
         rows.append((w["ai_model"], f"{model['name']} {version}".strip()
-                     + (f" ({digest[:23]}…)" if digest else "")))
+                     + (f" ({digest[:23]}…)" if digest else "")
+                     + (f" — {w['ai_refused']}" if model.get("refused") else "")))
     _meta(pdf, rows)
     pdf.ln(3)
     heat_name = rw.label_name(study.get("task"), heatmap_label, lang) if heatmap_label else ""

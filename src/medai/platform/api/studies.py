@@ -394,6 +394,8 @@ async def report_pdf(study_id: RowId, request: Request,
     study, report, _row, model, result = await run_in_threadpool(_export_parts, request, who,
                                                                  study_id, "pdf")
     report = exports.with_decision(report, result.payload if result else None)
+    if model and result is not None and (result.payload or {}).get("refused"):
+        model = {**model, "refused": True}  # named, and said to have assessed nothing
     try:  # from the display rendition (2048 px, 8-bit), never the original
         display = await _rendition(request, p, study_id)
     except ApiError:
