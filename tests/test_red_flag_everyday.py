@@ -25,6 +25,10 @@ EVERYDAY = [
     "stomach ache and diarrhoea", "feel sick", "earache",
     # the English idiom of an everyday pain and a red eye (the classifier flagged all three)
     "my head is killing me", "my knee is killing me", "my eye is red",
+    # a neck that hurts beside a fever (a sore throat's glands): the classifier called
+    # meningism, call 112; a stiff neck is the discriminator, not a sore one
+    "Ateşim var ve boynum ağrıyor", "ateşim var boğazım ve boynum ağrıyor",
+    "Ateşim var ve ensem ağrıyor", "I have a fever and my neck hurts",
 ]
 
 DISCRIMINATED = [  # the same everyday words beside what makes them urgent
@@ -34,6 +38,9 @@ DISCRIMINATED = [  # the same everyday words beside what makes them urgent
     ("Kan kusuyorum", "heavy_bleeding"),
     ("Başımı çarptım, kusuyorum", "head_injury"),
     ("fever and stiff neck", "meningism"),
+    ("Ateşim var, boynumu öne eğemiyorum", "meningism"),
+    ("ateşim 39 boynum tutuldu", "meningism"),
+    ("ateşim var boynum kaskatı", "meningism"),
     ("sudden pain in my eye, red, cant see", "eye_emergency"),
 ]
 
