@@ -30,6 +30,11 @@ BUNDLED = {"dermatology", "ent", "neurology", "physical_medicine_rehabilitation"
     ("Kasım ayından beri yorgunum", {"internal_medicine"}),  # November is not a muscle
     ("Derin bir iç çektim", set()),  # "derin" (deep) is not the skin
     ("Dişim ağrıyor", set()),
+    ("ayaklarımda karıncalanma yanma var",  # "karın" (belly) is not "karıncalanma" (tingling)
+     {"orthopedics", "physical_medicine_rehabilitation"}),
+    ("sürekli karıncalanma oluyor", {"neurology"}),
+    ("Kusuyorum", {"general_surgery", "internal_medicine"}),
+    ("kusurlu bir ürün aldım", set()),  # "kusur" (a fault) is not vomiting
 ])
 def test_the_departments_a_short_complaint_names(text, named):
     assert body_sites.named_departments(text) == named

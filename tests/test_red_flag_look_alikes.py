@@ -95,3 +95,28 @@ def test_unless_anywhere_names_a_known_concept(tmp_path):
 ])
 def test_self_harm_is_not_read_as_harm_to_others(rules_engine, text, flags):
     assert fired_flags(rules_engine, text) & {"suicidal", "harm_to_others"} == flags
+
+
+@pytest.mark.parametrize("text,flag", [
+    # a cast or a splint on: a fracture set and treated, not an injury to call 112 for
+    ("kırık kolumun alçısı ne zaman çıkacak", "major_trauma_burns"),
+    ("bileğim kırılmıştı alçıya aldılar, kaşınıyor ne yapayım", "major_trauma_burns"),
+    ("parmağım kırık, atel taktılar", "major_trauma_burns"),
+    # a finger caught in a door
+    ("parmağım kapıya sıkıştı şişti", "major_trauma_burns"),
+    ("oğlumun parmağı kapıya sıkıştı, şişti", "major_trauma_burns"),
+])
+def test_a_treated_fracture_or_a_jammed_finger_is_no_major_trauma(rules_engine, text, flag):
+    """From a short department set written for the tryout of 2026-11-26 (development)."""
+    assert flag not in fired_flags(rules_engine, text)
+
+
+@pytest.mark.parametrize("text", [
+    "düştü kolu kırıldı şekli bozuk",  # a deformed limb, told now
+    "kolu kırıldı kemik dışarı çıktı",  # an open fracture (its own rule: a cast does not mute)
+    "alçılı kolundan kemik dışarı çıktı",
+    "elini kapıya sıkıştırdı parmağı koptu",  # an amputated finger ('parmağı' was no limb)
+    "trafik kazası geçirdi arabada sıkıştı",
+])
+def test_the_same_words_in_an_injury_still_fire(rules_engine, text):
+    assert "major_trauma_burns" in fired_flags(rules_engine, text)

@@ -19,52 +19,56 @@ from medai.core.text import match_form
 
 MAX_WORDS = 10  # longer complaints say more than where it hurts: the learned gate reads them
 
-# department id -> (site stems, symptom stems); folded (match_form), read as prefixes of a word
+# department id -> (site stems, symptom stems), folded (match_form). A stem is read as the word
+# with a possessive or case ending ("goz" → gözüm, gözlerimde); "stem*" as any word it begins
+# ("kasint*" → kaşıntılı); "stem$" as the whole word only ("kas", never "kasım": November)
 SITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "dermatology": (("cilt", "cild", "deri$", "derim", "deris", "deride", "sac", "tirnag",
-                     "tirnak"),
-                    ("kasint", "kasin", "sivilce", "akne", "egzama", "sedef", "kurdesen",
-                     "sigil", "dokuntu", "mantar", "kepek")),
-    "ent": (("kulak", "kulag", "burun", "burn", "bogaz", "bademcik", "sinus", "sinuz", "geniz",
-             "girtlak"),
-            ("cinla", "isitme", "isitem", "yutkun", "horla", "sesim kis", "nezle", "hapsir")),
-    "neurology": (("bas", "kafa", "beyin", "sinir", "ense"),
-                  ("migren", "uyus", "karincalan", "unutkan", "havale", "nobet", "bayil",
-                   "denge")),
+    "dermatology": (("cilt", "cild", "deri$", "derim", "deris", "deride", "sac", "tirnak",
+                     "tirnag"),
+                    ("kasint*", "kasin*", "sivilce*", "akne*", "egzama*", "sedef*", "kurdesen*",
+                     "sigil*", "dokuntu*", "mantar*", "kepek*")),
+    "ent": (("kulak", "kulag", "burun", "burn", "bogaz", "bademcik", "sinus*", "sinuz*", "geniz",
+             "girtlak", "girtlag"),
+            ("cinla*", "isitme*", "isitem*", "yutkun*", "horla*", "sesim kis*", "nezle*",
+             "hapsir*")),
+    "neurology": (("bas", "kafa", "beyin", "beyn", "sinir", "ense"),
+                  ("migren*", "uyus*", "karincalan*", "unutkan*", "havale*", "nobet*", "bayil*",
+                   "denge*")),
     "physical_medicine_rehabilitation": (
-        ("bel", "boyun", "boyn", "sirt", "omuz", "omz", "diz", "eklem", "kas$", "kaslar", "topuk",
-         "topug", "kalca", "bilek", "dirsek", "omurga", "fitik"),
-        ("tutulma", "kramp", "burkul")),
-    "orthopedics": (("kemik", "bilek", "diz", "kalca", "omuz", "omz"), ("kirik", "cikik")),
-    "ophthalmology": (("goz", "gorme", "gorus"), ("cift gor", "bulanik gor")),
-    "cardiology": (("kalp", "kalb", "gogus", "gogs"), ("carpinti", "tansiyon")),
-    "pulmonology": (("akciger", "gogus", "gogs", "nefes"), ("oksur", "balgam", "hirilti", "astim")),
-    "general_surgery": (("karin", "karn", "mide", "bagirsak", "safra", "makat", "meme", "kasik",
-                         "kasig", "apandis"),
-                        ("ishal", "kabiz", "hazimsiz", "reflu", "hemoroid", "basur", "bulant",
-                         "bulaniyor", "kusu", "kusm", "kust")),
-    "internal_medicine": (("karin", "karn", "mide", "bagirsak", "tiroid", "karaciger"),
-                          ("ates", "halsiz", "yorgun", "seker", "ishal", "bulant",
-                           "bulaniyor", "kusu", "kusm", "kust", "istahsiz")),
-    "urology": (("idrar", "bobrek", "mesane", "prostat", "testis", "haya", "sidik"), ()),
-    "obstetrics_gynecology": (("rahim", "yumurtalik", "vajina", "dolyol"),
-                              ("adet", "regl", "gebe", "hamile", "lohusa", "dogum")),
-    "psychiatry": ((), ("kaygi", "panik", "depresyon", "mutsuz", "stres", "anksiyete",
-                        "moral", "evham", "kuruntu")),
+        ("bel", "boyun", "boyn", "sirt", "omuz", "omz", "diz", "eklem", "kas$", "kaslar*",
+         "topuk", "topug", "kalca", "bilek", "bileg", "dirsek", "omurga", "fitik", "fitig",
+         "ayak", "ayag", "kol"),
+        ("tutulma*", "kramp*", "burkul*")),
+    "orthopedics": (("kemik", "kemig", "bilek", "bileg", "diz", "kalca", "omuz", "omz", "ayak",
+                     "ayag", "kol"),
+                    ("kirik*", "cikik*")),
+    "ophthalmology": (("goz", "gorme*", "gorus*"), ("cift gor*", "bulanik gor*")),
+    "cardiology": (("kalp", "kalb", "gogus", "gogs"), ("carpinti*", "tansiyon*")),
+    "pulmonology": (("akciger", "gogus", "gogs", "nefes"),
+                    ("oksur*", "balgam*", "hirilti*", "astim*")),
+    "general_surgery": (("karin", "karn", "mide", "bagirsak*", "safra", "makat", "meme", "kasik",
+                         "kasig", "apandis*"),
+                        ("ishal*", "kabiz*", "hazimsiz*", "reflu*", "hemoroid*", "basur*",
+                         "bulant*", "bulaniyor*", "kusuyor*", "kusma*", "kustu*", "kusacak*")),
+    "internal_medicine": (("karin", "karn", "mide", "bagirsak*", "tiroid*", "karaciger"),
+                          ("ates", "atesl*", "halsiz*", "yorgun*", "seker", "ishal*", "bulant*",
+                           "bulaniyor*", "kusuyor*", "kusma*", "kustu*", "istahsiz*")),
+    "urology": (("idrar", "bobrek", "mesane", "prostat*", "testis*", "haya", "sidik*"), ()),
+    "obstetrics_gynecology": (("rahim", "rahm", "yumurtalik*", "vajina*", "dolyol*"),
+                              ("adet*", "regl*", "gebe*", "hamile*", "lohusa*", "dogum*")),
+    "psychiatry": ((), ("kaygi*", "panik*", "depresyon*", "mutsuz*", "stres*", "anksiyete*",
+                        "moral*", "evham*", "kuruntu*")),
 }
-SHORT_STEMS = 4  # a stem this short must be the whole word or take a suffix of the grammar
 
 
 def _named(form: str, stems: tuple[str, ...]) -> bool:
-    """Does the folded word ``form`` (or a two-word ``form``) start with one of ``stems``?
-    Stems of up to ``SHORT_STEMS`` letters ("bas", "kas", "diz") take only possessive or case
-    suffixes, so "kas" is not "kasım" (November) nor "kasık" (the groin)."""
+    """Does the folded word ``form`` (or a two-word ``form``) read as one of ``stems``?"""
     for stem in stems:
-        if stem.endswith("$"):  # the whole word only ("kas", not "kasım": November)
-            if form == stem[:-1]:
+        if stem.endswith("*"):
+            if form.startswith(stem[:-1]):
                 return True
-        elif len(stem) > SHORT_STEMS or " " in stem:
-            if form.startswith(stem):
+        elif stem.endswith("$"):
+            if form == stem[:-1]:
                 return True
         elif form == stem or (form.startswith(stem) and form[len(stem):] in _SUFFIXES):
             return True
