@@ -286,6 +286,40 @@ def test_nobody_reads_another_users_conversation(env):
     assert mine.status_code == 200
 
 
+def test_a_chat_answer_is_in_the_language_asked_for(env):
+    """The page sends the reader's language: an English reader of a study drafted in Turkish
+    got a Turkish answer."""
+    _, client, ids = env
+    clin = bearer(client, "clin")
+    url = f"/api/v1/conversations/{ids['conv_id']}/messages"
+    en = client.post(url, headers=clin, json={"text": "What is this?", "lang": "en"})
+    tr = client.post(url, headers=clin, json={"text": "Bu nedir?", "lang": "tr"})
+    assert en.status_code == tr.status_code == 200
+    assert "No language model is configured" in en.json()["text"]
+    assert "dil modeli yok" in tr.json()["text"]
+    bad = client.post(url, headers=clin, json={"text": "?", "lang": "xx"})
+    assert bad.status_code == 422
+
+
+def test_a_record_sealed_under_a_lost_key_is_a_named_503_not_a_500(env):
+    """A chat message the configured keys cannot open (a removed key, an altered row): the
+    API names it (503 record_undecryptable) instead of an unhandled 500."""
+    app, client, ids = env
+    from sqlalchemy import select
+
+    from medai.platform.tables import Message
+
+    clin = bearer(client, "clin")
+    conv = client.post(f"/api/v1/studies/{ids['study_id']}/conversations", headers=clin).json()
+    assert client.post(f"/api/v1/conversations/{conv['id']}/messages", headers=clin,
+                       json={"text": "?"}).status_code == 200
+    with app.state.platform.db.session() as db:
+        row = db.scalars(select(Message).where(Message.conversation_id == conv["id"])).first()
+        row.body = b"gAAAAAB" + b"x" * 80  # a token no key opens
+    r = client.get(f"/api/v1/conversations/{conv['id']}", headers=clin)
+    assert r.status_code == 503 and r.json()["code"] == "record_undecryptable", r.text
+    assert "MEDAI_SECRET_KEYS" in r.json()["detail"]
+
 def test_the_kiosk_allows_a_daily_quota_per_client(tmp_path, tfidf_model_dir, tiny_imaging_dir):
     with clinic("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as (_app, client):
         for _ in range(3):
@@ -357,17 +391,3 @@ def test_concurrent_kiosk_requests_cannot_exceed_the_quota(tmp_path, tfidf_model
         assert sorted(codes) == [200] * 3 + [429] * 5
         assert client.post("/api/v1/triage", json={"text": "?!"}).status_code in (422, 429)
 
-
-def test_a_chat_answer_is_in_the_language_asked_for(env):
-    """The page sends the reader's language: an English reader of a study drafted in Turkish
-    got a Turkish answer."""
-    _, client, ids = env
-    clin = bearer(client, "clin")
-    url = f"/api/v1/conversations/{ids['conv_id']}/messages"
-    en = client.post(url, headers=clin, json={"text": "What is this?", "lang": "en"})
-    tr = client.post(url, headers=clin, json={"text": "Bu nedir?", "lang": "tr"})
-    assert en.status_code == tr.status_code == 200
-    assert "No language model is configured" in en.json()["text"]
-    assert "dil modeli yok" in tr.json()["text"]
-    bad = client.post(url, headers=clin, json={"text": "?", "lang": "xx"})
-    assert bad.status_code == 422

@@ -17,6 +17,7 @@ REASONS = {
     "storage_io_error": "input/output error",
     "storage_unavailable": "cannot be opened",
     "storage_undecryptable": "cannot be decrypted with the configured keys",
+    "record_undecryptable": "cannot be decrypted with the configured keys",
     "database_busy": "busy (locked or out of connections)",
     "database_unavailable": "unreachable",
 }

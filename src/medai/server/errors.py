@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from cryptography.fernet import InvalidToken
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -32,6 +33,9 @@ _FAULT_DETAIL = {
     "storage_unavailable": "the server's storage cannot be opened",
     "storage_undecryptable": ("a stored file cannot be decrypted with the configured keys "
                               "(MEDAI_SECRET_KEYS or HOME/secret.key)"),
+    "record_undecryptable": ("a stored record (a complaint, a chat message, a patient name) "
+                             "cannot be decrypted with the configured keys (MEDAI_SECRET_KEYS "
+                             "or HOME/secret.key)"),
     "database_busy": "the database is busy",
     "database_unavailable": "the database cannot be reached",
 }
@@ -93,6 +97,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StorageFault)
     async def storage_fault(request: Request, exc: StorageFault) -> JSONResponse:
         return fault_response(request, exc)
+
+    @app.exception_handler(InvalidToken)
+    async def undecryptable(request: Request, _exc: InvalidToken) -> JSONResponse:
+        # a record sealed under a key no longer configured (or altered): named, not a 500
+        return fault_response(request, StorageFault("record_undecryptable", "a database record",
+                                                     "InvalidToken"))
 
     @app.exception_handler(OSError)
     async def os_error(request: Request, exc: OSError) -> JSONResponse:
