@@ -207,3 +207,24 @@ def test_an_undecided_mri_is_drafted_from_its_candidates_not_from_no_tumour():
         # no candidate's advice taken: each candidate's passage is cited for the differential
         assert out["sections"]["recommendation"].startswith(
             "Radyolog değerlendirmesi" if lang == "tr" else "Radiologist assessment")
+
+
+@settings(max_examples=120, deadline=None)
+@given(case(), st.sampled_from(["tr", "en"]))
+def test_the_signature_labels_read_back_the_decision_from_the_draft(c, lang):
+    """Signing a draft unchanged stores what the decision holds: its findings, normal only when
+    it decided normal, and nothing normal from an undecided draft (whose sentence names
+    "tümör yok" among the classes it could not separate)."""
+    from medai.reporting.findings import stated_labels, states_normal
+
+    task, probs, policy = c
+    d = decide(task, probs, policy)
+    findings = [Finding(r.label, r.positive, r.probability, r.threshold) for r in d.labels]
+    sections = draft_report(findings, None, task=task.name, lang=lang, decision=d)["sections"]
+    text = f"{sections['findings']}\n{sections['impression']}"
+    said = stated_labels(text) & set(task.labels) - {task.normal}
+    assert set(d.stated) - {task.normal} <= said
+    if d.state == "normal":
+        assert states_normal(text) and not said
+    if d.state == "indeterminate":
+        assert not states_normal(text) and not said

@@ -214,6 +214,8 @@ _NORMAL_EN = re.compile(r"\b(?:normal|unremarkable|no (?:acute |significant |foc
                         r"(?:abnormalit\w*|findings?|pathology|disease|tumou?r|mass|lesion)|"
                         r"lungs are clear|clear lungs)\b")
 _NOT_NORMAL = re.compile(r"\b(?:değil\w*|not normal|abnormal)\b")
+# an undecided draft names "tümör yok" / "no tumour" among the classes it could not separate
+_UNDECIDED = re.compile(r"karar veremedi|belirsiz|could not decide|indeterminate|undecided")
 
 
 def states_normal(text: str) -> bool:
@@ -224,7 +226,7 @@ def states_normal(text: str) -> bool:
     from medai.core.text import turkish_lower
 
     for sentence in _SENTENCE.split(turkish_lower(str(text))):
-        if _NOT_NORMAL.search(sentence):
+        if _NOT_NORMAL.search(sentence) or _UNDECIDED.search(sentence):
             continue
         if _NORMAL_TR.search(sentence) or _NORMAL_EN.search(sentence):
             return True
