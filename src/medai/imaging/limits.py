@@ -23,15 +23,24 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 class ImageInputError(ValueError):
-    """An image that cannot be used, with the reason in words a radiologist understands."""
+    """An image that cannot be used, with the reason in words a radiologist understands;
+    ``refusal_code`` and ``params`` are the refusal a study gets for it (the faces translate
+    them)."""
+
+    refusal_code = "unreadable"
+
+    def __init__(self, message: str = "", params: dict | None = None) -> None:
+        super().__init__(message)
+        self.params = dict(params or {})
 
 
 class ImageTooSmall(ImageInputError):
     """Fewer pixels a side than any model reads (a thumbnail or an icon, not a study)."""
 
+    refusal_code = "too_small"
+
     def __init__(self, message: str, width: int, height: int, minimum: int) -> None:
-        super().__init__(message)
-        self.params = {"width": width, "height": height, "min": minimum}
+        super().__init__(message, {"width": width, "height": height, "min": minimum})
 
 
 class ImageTooLarge(ImageInputError):

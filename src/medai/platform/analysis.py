@@ -81,9 +81,8 @@ def analyse_study(p: Platform, study_id: int) -> str:
                     row = _findings(p, study_id, predictor, image, meta)
         except imaging_service.ImageInputError as exc:
             if row is None:
-                small = getattr(exc, "params", None)  # ImageTooSmall names its size
                 return _refused(p, study_id, imaging_service.Refusal(
-                    "too_small" if small else "unreadable", str(exc), small or {}), ref)
+                    exc.refusal_code, str(exc), exc.params), ref)
         if isinstance(row, str):  # refused
             return row
     payload = row.payload

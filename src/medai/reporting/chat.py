@@ -147,15 +147,12 @@ def _task_labels(task: str | None) -> set[str] | None:
 def not_assessed(question: str, facts: StudyFacts) -> list[str]:
     """Findings the question names that the study's model does not read ("Plevral efüzyon var
     mı?" on a four-class chest model): said plainly, not answered from a passage."""
-    from medai.core.text import turkish_lower
-    from medai.reporting.findings import _MENTION, _TR_MENTION
+    from medai.reporting.findings import named_labels
 
     read = {f.get("label") for f in facts.findings if isinstance(f, dict)}
     if not read:
         return []
-    low, tr_low = question.lower(), turkish_lower(question)
-    named = {lab for lab, pat in _MENTION.items() if pat.search(low)}
-    named |= {lab for lab, pat in _TR_MENTION.items() if pat.search(tr_low)}
+    named = named_labels(question)
     allowed = _task_labels(facts.task)
     return sorted(lab for lab in named - read - set(NORMAL)
                   if allowed is None or lab in allowed)

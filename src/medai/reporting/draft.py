@@ -43,11 +43,10 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
     """Passages for the positive findings (and the caption); for an undecided image the classes
     the model could not separate (never the normal label's passage alone: an undecided MRI is
     not drafted from "no tumour"); the normal label otherwise."""
-    decision = ctx.decision
     if ctx.positives:
         wanted = {f.label for f in ctx.positives}
-    elif decision is not None and decision.state == "indeterminate":
-        wanted = set(decision.candidates)
+    elif ctx.decision.state == "indeterminate":  # set by DraftContext, never None
+        wanted = set(ctx.decision.candidates)
     else:
         wanted = {space(ctx.task).normal}
     if not wanted:

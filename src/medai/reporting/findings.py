@@ -202,9 +202,18 @@ def stated_labels(text: str) -> set[str]:
             (turkish if is_turkish(sentence) else english).append(sentence)
     found = positive_labels_tr(" ".join(turkish)) if turkish else set()
     if english:
-        found |= {lab for lab, s in extract("\n".join(english)).items()
-                  if s == "positive" and lab != "No Finding"}
+        found |= positive_labels("\n".join(english)) - {"No Finding"}
     return found
+
+
+def named_labels(text: str) -> set[str]:
+    """Labels a text names at all, stated, denied or asked about, in either language ("Plevral
+    efüzyon var mı?", "Is there a pneumothorax?")."""
+    from medai.core.text import turkish_lower
+
+    low, tr_low = str(text).lower(), turkish_lower(str(text))
+    return ({lab for lab, pat in _MENTION.items() if pat.search(low)}
+            | {lab for lab, pat in _TR_MENTION.items() if pat.search(tr_low)})
 
 
 _NORMAL_TR = re.compile(r"\b(?:normal\w*|olağan|temiz\w*|(?:bulgu|patoloji|anormallik|lezyon|"

@@ -113,10 +113,11 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
                      "Radiologist assessment is recommended") + (
             (f"; ayırıcı tanı kaynakları: {sources}." if tr else
              f"; sources for the differential: {sources}.") if sources else "."))
-    for hit in ctx.hits if decision.state != "indeterminate" else []:
-        sentence = _recommendation(hit.chunk.text, ctx.lang)
-        if sentence and hit.chunk.id in cite:
-            recs.append(f"{sentence} [{cite[hit.chunk.id]}]")
+    else:
+        for hit in ctx.hits:
+            sentence = _recommendation(hit.chunk.text, ctx.lang)
+            if sentence and hit.chunk.id in cite:
+                recs.append(f"{sentence} [{cite[hit.chunk.id]}]")
     if not recs:
         recs.append("Klinik korelasyon önerilir." if tr else "Clinical correlation is recommended.")
     return {"technique": _technique(ctx), "findings": " ".join(lines),

@@ -33,11 +33,11 @@ def _text(sections: dict[str, Any]) -> str:
     return "\n".join(str((sections or {}).get(k) or "") for k in TEXT_SECTIONS)
 
 
-def text_positives(sections: dict[str, Any], task: tasks.Task) -> set[str]:
-    """The task's labels the report text states as present (each sentence in its language)."""
+def text_positives(text: str, task: tasks.Task) -> set[str]:
+    """The task's labels a report text states as present (each sentence in its language)."""
     from medai.services.reports import stated_labels
 
-    found = stated_labels(_text(sections))
+    found = stated_labels(text)
     return {lab for lab in found if lab in task.labels and lab != task.normal}
 
 
@@ -81,7 +81,8 @@ def suggest(db: Session, study: Study, sections: dict[str, Any],
         return []
     choices = check_choices(task, choices)
     model_labels, ai_positive, _ = _ai(db, study)
-    said = text_positives(sections, task)
+    text = _text(sections)  # findings and impression: what the labels are read from
+    said = text_positives(text, task)
     universe = list(model_labels)
     universe += sorted(lab for lab in said | set(choices) if lab not in universe)
     if task.normal and task.normal not in universe:
@@ -100,7 +101,7 @@ def suggest(db: Session, study: Study, sections: dict[str, Any],
         from medai.services.reports import states_normal
 
         present[task.normal] = not any(v for lab, v in present.items() if lab != task.normal) \
-            and (task.normal in ai_positive or states_normal(_text(sections)))
+            and (task.normal in ai_positive or states_normal(text))
     out = []
     for lab in universe:
         ai = lab in ai_positive if model_labels else None

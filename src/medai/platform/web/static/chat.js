@@ -1,6 +1,6 @@
 "use strict";
 (function () {
-  const { T, api, el } = window.medai;
+  const { T, api, el, LANG } = window.medai;
   const root = document.getElementById("chat");
   const study = root.dataset.studyId;
   const form = document.getElementById("chat-form");
@@ -36,7 +36,7 @@
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = document.getElementById("chat-text");
-    const r = await api(`/api/v1/conversations/${current}/messages`, { method: "POST", json: { text: text.value, lang: window.medai.LANG } });
+    const r = await api(`/api/v1/conversations/${current}/messages`, { method: "POST", json: { text: text.value, lang: LANG } });
     if (r.ok) { text.value = ""; open(current); }
   });
   list().then((items) => {

@@ -1,6 +1,6 @@
 "use strict";
 (function () {
-  const { T, api, el, statusLabel, showError, taskName, fmtTime, personName } = window.medai;
+  const { T, api, el, fill, statusLabel, showError, taskName, fmtTime, personName } = window.medai;
   const body = document.querySelector("#worklist tbody");
   const filters = document.getElementById("filters");
   let timer = null;
@@ -66,7 +66,7 @@
     if (!r.ok) { showError(error, (r.data && r.data.detail) || T.error_generic); return; }
     form.reset();
     // said where the study went: its number, a link, and that the analysis runs now
-    done.replaceChildren(window.medai.fill(T.worklist_uploaded, { id: r.data.id }), " ",
+    done.replaceChildren(fill(T.worklist_uploaded, { id: r.data.id }), " ",
       el("a", { href: "/studies/" + r.data.id, text: T.worklist_open_study }));
     done.hidden = false;
     load();
