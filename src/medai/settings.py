@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     trusted_hosts: list[str] = Field(
         default=["localhost", "127.0.0.1"],
         description="Host headers the server answers (JSON list; '*' allows any)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (JSON list, e.g. [\"10.0.0.5\"]) of the reverse "
+                    "proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; empty "
+                    "(the default): none, the client is the connection's own address (quotas "
+                    "and sign-in throttles count it)")
     # --- the clinical platform (medai.platform) ---
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL (default: the SQLite file HOME/medai.db); "
@@ -160,6 +166,20 @@ class Settings(BaseSettings):
     dicom_allow: list[str] = Field(
         default_factory=list, description="calling AE titles allowed to send (JSON list); "
                                           "empty: any modality or PACS that can reach the port")
+    dicom_max_associations: int = Field(
+        default=12, ge=1, le=256, description="associations the DICOM node keeps open at once, "
+                                              "from all peers; one more is rejected (transient, "
+                                              "local limit exceeded)")
+    dicom_max_per_ae: int = Field(default=6, ge=1, le=256,
+                                  description="associations open at once from one calling AE "
+                                              "title")
+    dicom_max_per_address: int = Field(default=6, ge=1, le=256,
+                                       description="associations open at once from one peer "
+                                                   "address")
+    dicom_idle_s: float = Field(default=60.0, ge=1, le=3600,
+                                description="an association that has stored nothing (C-STORE) "
+                                            "for this long is aborted: C-ECHOs do not keep it "
+                                            "open")
     dicomweb_pull_url: str | None = Field(
         default=None, description="a PACS's DICOMweb base URL to pull new studies from "
                                   "(QIDO-RS, WADO-RS) on a schedule, for a PACS that does not "
@@ -210,6 +230,11 @@ class Settings(BaseSettings):
     @classmethod
     def _no_folder(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        return [check_proxy(v) for v in value]
 
     @field_validator("dicom_ae_title")
     @classmethod
@@ -316,6 +341,21 @@ class Settings(BaseSettings):
 
 
 AE_TITLE_CHARS = "letters, digits, space and the printable ASCII signs except '\\'"
+
+
+def check_proxy(value: str) -> str:
+    """An IP address or network (``10.0.0.0/8``) of a trusted proxy, or '*' (any peer: only
+    when nothing but the proxy can reach the server)."""
+    import ipaddress
+
+    value = value.strip()
+    if value != "*":
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"MEDAI_TRUSTED_PROXIES: {value!r} is not an IP address or "
+                             "network (e.g. 127.0.0.1, 10.0.0.0/8) nor '*'") from None
+    return value
 
 
 def check_ae_title(value: str) -> str:

@@ -104,7 +104,17 @@ def serve(
     uvicorn.run("medai.platform.api.app:platform_app_from_env", factory=True, host=bind,
                 port=port or settings.port, workers=workers, log_level=settings.log_level,
                 log_config=log_config(settings.log_level), server_header=False,
-                access_log=False, proxy_headers=True)
+                access_log=False, **proxy_options(settings.trusted_proxies))
+
+
+def proxy_options(trusted: list[str]) -> dict:
+    """uvicorn's proxy options from ``MEDAI_TRUSTED_PROXIES``: forwarded headers are believed
+    only from those peers. uvicorn's own default trusts 127.0.0.1 (and FORWARDED_ALLOW_IPS),
+    so any local process could forge X-Forwarded-For and reset the anonymous triage quota and
+    the sign-in throttle; with none listed, no forwarded header is read at all."""
+    if not trusted:
+        return {"proxy_headers": False, "forwarded_allow_ips": ""}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted)}
 
 
 @app.command("version")

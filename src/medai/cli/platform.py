@@ -242,7 +242,8 @@ def _set_active(name: str, active: bool, as_json: bool) -> None:
 
 @users_app.command("disable")
 def users_disable(name: str, as_json: JsonFlag = False) -> None:
-    """Disable a user; their sessions and tokens stop at once."""
+    """Disable a user; their sessions and tokens stop at once (never the last active,
+    enrolled admin: exit 2, code last_admin)."""
     _set_active(name, False, as_json)
 
 

@@ -8,6 +8,21 @@ its whole life (``role_conflict``), so an admin never holds a clinical role.
 Nobody sets another person's password: an admin creates an account (or resets one) and is shown
 a one-time enrolment code, stored only as its sha256, that expires; the user exchanges it for a
 password they choose (``enrol``), checked by ``passwords.check`` like every password.
+
+**A reset or a role change starts the account's own history anew** (``history_since``): the
+admin who resets an account sees its new enrolment code, so whoever enrols with it must not
+inherit what the person before them did. The account's own triage history and its
+conversations list only rows made at or after ``users.history_since`` (``own_since``); nothing
+is deleted, and clinicians still reach a triage by its record number (``triage_outcome``).
+
+**Failed sign-ins are counted before the password is checked** (``take_attempt``): the
+attempt's failure rows are inserted under a lock on their keys, and removed again when the
+password was right (``settle``), so concurrent attempts meet the limit exactly as serial ones
+do. A user name that names no account (often a password typed into the wrong field) is
+counted and audited only as a keyed hash (``name_key``, ``audit_name``).
+
+**The last active, enrolled admin cannot be disabled** (``LastAdmin``, 409 ``last_admin``):
+nobody could then manage users from the API; a reset stays possible (it returns a new code).
 """
 
 from __future__ import annotations
@@ -16,13 +31,15 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, true
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from medai.platform import audit, passwords
-from medai.platform.db import utcnow
+from medai.platform.db import lock_key, utcnow
 from medai.platform.tables import LoginFailure, Token, User
 
 ROLES = ("admin", "radiologist", "clinician", "patient")
@@ -55,6 +72,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # the second person of the two-person rule (platform.approval): a new, reset or re-roled
     # clinical account reads no patient data until a radiologist (or the server's shell) says so
     "accounts_approve": frozenset({"radiologist"}),
+    # identity conflicts (platform.identity_conflicts): a radiologist sees both identities and
+    # decides; an admin sees that they exist and why, identities masked (no patient data)
+    "conflicts_review": frozenset({"radiologist"}),
+    "conflicts_view": frozenset({"admin"}),
 }
 
 CLIENT_FACTOR = 10
@@ -100,6 +121,12 @@ class NoSuchUser(AccountError):
 
 class RoleConflict(AccountError):
     code = "role_conflict"
+
+
+class LastAdmin(AccountError):
+    """Disabling the only active, enrolled admin would leave nobody to manage accounts."""
+
+    status, code = 409, "last_admin"
 
 
 class EnrolmentRefused(AccountError):
@@ -212,6 +239,7 @@ def reset(db: Session, username: str, now: datetime,
     code = _set_code(user, now, hours)
     user.password_hash = NO_PASSWORD
     user.approved_at = user.approved_by = None  # whoever enrols next is approved anew
+    user.history_since = utcnow()  # ... and does not read what the account did before
     revoke_all(db, user)
     return user, code
 
@@ -243,6 +271,7 @@ def change_role(db: Session, username: str, role: str) -> tuple[User, str]:
                            f"nor the reverse ({before} -> {role}); create a separate account")
     if role != before:  # a new role's patient data needs a new approval (platform.approval)
         user.approved_at = user.approved_by = None
+        user.history_since = utcnow()  # and the old role's own history stays behind
     user.role = role
     return user, before
 
@@ -281,30 +310,112 @@ def revoke_all(db: Session, user: User) -> None:
         tok.revoked_at = utcnow()
 
 
+def own_since(user: User, created_at: Any) -> ColumnElement[bool]:
+    """The condition on a row's ``created_at`` that makes it part of ``user``'s own history:
+    made at or after the account's last reset or role change (``history_since``)."""
+    return true() if user.history_since is None else created_at >= user.history_since
+
+
+def _is_working_admin(user: User) -> bool:
+    return user.role in ADMIN and user.active and enrolled(user)
+
+
+def _check_not_last_admin(db: Session, user: User) -> None:
+    """Raise ``LastAdmin`` when ``user`` is the only active, enrolled admin. The admin rows
+    are locked first (FOR UPDATE; SQLite's write transaction already serialises), so two
+    admins disabling each other at once cannot both succeed."""
+    if not _is_working_admin(user):
+        return
+    admins = db.scalars(select(User).where(User.role.in_(sorted(ADMIN)), User.active.is_(True))
+                        .order_by(User.id).with_for_update()
+                        .execution_options(populate_existing=True)).all()
+    if not any(_is_working_admin(a) and a.id != user.id for a in admins):
+        raise LastAdmin(f"{user.username!r} is the last active administrator; enable or enrol "
+                        "another admin first")
+
+
 def set_active(db: Session, username: str, active: bool) -> User:
     user = get_user(db, username)
+    if not active:
+        _check_not_last_admin(db, user)
     user.active = active
     if not active:  # a disabled user's sessions and tokens stop at once
         revoke_all(db, user)
     return user
 
 
-def _failures(db: Session, key: str, window_s: float) -> int:
-    since = utcnow() - timedelta(seconds=window_s)
+def _failures(db: Session, key: str, since: datetime) -> int:
     return db.scalar(select(func.count()).select_from(LoginFailure).where(
         LoginFailure.key == key, LoginFailure.at >= since)) or 0
 
 
-def authenticate(db: Session, username: str, password: str, client: str,
-                 max_failures: int, window_s: float) -> User:
-    """The active user with this password; raises ``Throttled`` after ``max_failures``
-    failures for the user name (or ten times as many from one client) within the window,
-    else ``AuthFailed``."""
+def take_slots(db: Session, limits: dict[str, int], window_s: float,
+               at: datetime | None = None) -> tuple[int, ...] | None:
+    """Count one failure under each key of ``limits``, unless a key already holds its limit
+    within the window: then nothing is counted and the answer is None. The keys are locked
+    (in sorted order, so two takers never deadlock) before they are counted: concurrent
+    takers then count exactly like serial ones. Returns the new rows' ids (``give_back``)."""
+    at = at or utcnow()
+    since = at - timedelta(seconds=window_s)
+    for key in sorted(limits):
+        lock_key(db, key)
+    if any(_failures(db, k, since) >= n for k, n in limits.items()):
+        return None
+    rows = [LoginFailure(key=k, at=at) for k in limits]
+    db.add_all(rows)
+    db.flush()
+    return tuple(r.id for r in rows)
+
+
+def give_back(db: Session, ids: tuple[int, ...]) -> None:
+    """Un-count what ``take_slots`` counted (the attempt succeeded)."""
+    db.execute(delete(LoginFailure).where(LoginFailure.id.in_(ids)))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in attempt counted as a failure before its password is checked."""
+
+    user_key: str
+    ids: tuple[int, ...]
+
+
+def take_attempt(db: Session, username: str, client: str, max_failures: int,
+                 window_s: float) -> Attempt:
+    """Count a sign-in attempt as failed, atomically with the throttle's check; raises
+    ``Throttled`` after ``max_failures`` failures for the user name (or ten times as many
+    from one client) within the window. Commit it before checking the password, so that a
+    wrong password stays counted (``settle`` removes it when the password was right)."""
     keys = _throttle_keys(username, client)
     # a ward shares one address behind NAT: the per-client limit is ten times the per-user one
-    limits = (max_failures, max_failures * CLIENT_FACTOR)
-    if any(_failures(db, k, window_s) >= n for k, n in zip(keys, limits, strict=True)):
+    ids = take_slots(db, {keys[0]: max_failures, keys[1]: max_failures * CLIENT_FACTOR},
+                     window_s)
+    if ids is None:
         raise Throttled(int(window_s))
+    return Attempt(keys[0], ids)
+
+
+def settle(db: Session, attempt: Attempt) -> None:
+    """The password was right: the attempt and the user name's earlier failures are cleared
+    (the client's other failures stay)."""
+    give_back(db, attempt.ids)
+    db.execute(delete(LoginFailure).where(LoginFailure.key == attempt.user_key))
+
+
+def authenticate(db: Session, username: str, password: str, client: str,
+                 max_failures: int, window_s: float) -> User:
+    """``take_attempt``, ``verify`` and ``settle`` in the caller's one transaction (a console
+    or a test): an ``AuthFailed`` rolls the counted attempt back with it. The API takes the
+    attempt in a transaction of its own first (``api.auth.login``)."""
+    attempt = take_attempt(db, username, client, max_failures, window_s)
+    user = verify(db, username, password)
+    settle(db, attempt)
+    return user
+
+
+def verify(db: Session, username: str, password: str) -> User:
+    """The active, enrolled user with this password (its hash re-made under a stronger
+    configured profile), else ``AuthFailed``; an unknown name costs the same time."""
     user = db.scalar(select(User).where(User.username == username[:64]))
     stored = user.password_hash if user is not None else NO_PASSWORD
     try:
@@ -313,30 +424,39 @@ def authenticate(db: Session, username: str, password: str, client: str,
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:
-        raise AuthFailed  # the caller records it (record_failure) in its own transaction
-    db.execute(delete(LoginFailure).where(LoginFailure.key == keys[0]))
+        raise AuthFailed  # counted already (take_attempt)
     h = _hasher()
     if h.check_needs_rehash(user.password_hash) and not passwords.weaker(h, user.password_hash):
         user.password_hash = h.hash(password)
     return user
 
 
+def name_key(username: str) -> str:
+    """What the throttle stores of a typed user name: its keyed hash (``Cipher.pseudonym``),
+    never the text, which may be a password typed into the wrong field."""
+    from medai.platform.crypto import cipher
+
+    return cipher().pseudonym(username[:64].lower())
+
+
+def audit_name(db: Session, username: str) -> str:
+    """Who a sign-in attempt names, for the audit log: an account's own name, else
+    ``unknown:`` and the keyed hash of what was typed (repeats stay recognisable)."""
+    if db.scalar(select(User.id).where(User.username == username[:64])) is not None:
+        return username[:64]
+    return f"unknown:{name_key(username)}"
+
+
 def _throttle_keys(username: str, client: str) -> list[str]:
-    return [f"user:{username[:64].lower()}", f"client:{client}"]
+    return [f"user:{name_key(username)}", f"client:{client}"]
 
 
-def record_failure(db: Session, username: str, client: str) -> None:
-    for k in _throttle_keys(username, client):
-        db.add(LoginFailure(key=k))
-
-
-def enrol_throttled(db: Session, client: str, max_failures: int, window_s: float) -> bool:
-    """Wrong enrolment codes count per client, with the per-client sign-in limit."""
-    return _failures(db, f"enrol:{client}", window_s) >= max_failures * CLIENT_FACTOR
-
-
-def record_enrol_failure(db: Session, client: str) -> None:
-    db.add(LoginFailure(key=f"enrol:{client}"))
+def take_enrol_attempt(db: Session, client: str, max_failures: int,
+                       window_s: float) -> tuple[int, ...] | None:
+    """Count an enrolment attempt as a wrong code, atomically with the per-client check
+    (the per-client sign-in limit); None when throttled. ``give_back`` when the code was
+    right."""
+    return take_slots(db, {f"enrol:{client}": max_failures * CLIENT_FACTOR}, window_s)
 
 
 def digest(raw: str) -> str:

@@ -19,10 +19,11 @@ from medai.platform.tables import AuditEvent
 
 # "role": a role granted (a new account) or changed, or such a change refused; "approve": a
 # clinical account approved for patient data, or such an approval refused (platform.approval):
-# the events ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review
+# the events ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review;
+# "resolve": a person's decision on an identity conflict (platform.identity_conflicts)
 ACTIONS = ("login", "logout", "token", "view", "upload", "predict", "draft", "edit", "sign",
            "export", "triage", "chat", "admin", "role", "denied", "approve", "model",
-           "monitor")
+           "monitor", "resolve")
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,11 @@ def start(db: Session, study: Study, user: User) -> Conversation:
 
 
 def own(db: Session, conv_id: int, user: User) -> Conversation:
+    """The user's conversation; one started before the account's last reset or role change
+    is not theirs any more (``accounts.own_since``: whoever enrolled after a reset)."""
     conv = db.get(Conversation, conv_id)
-    if conv is None or conv.owner_id != user.id:
+    if (conv is None or conv.owner_id != user.id
+            or (user.history_since is not None and conv.created_at < user.history_since)):
         raise NotYours(f"no conversation {conv_id}")
     return conv
 

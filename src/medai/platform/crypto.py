@@ -29,6 +29,7 @@ class Cipher:
         self._fernet = MultiFernet([Fernet(k.encode() if isinstance(k, str) else k)
                                     for k in keys])
         self.blobs = BlobCipher(keys)
+        self._mac_key = _derive(keys[0], b"medai pseudonym v1")
 
     def encrypt(self, text: str) -> bytes:
         return self._fernet.encrypt(text.encode("utf-8"))
@@ -39,6 +40,28 @@ class Cipher:
     def rotate(self, token: bytes) -> bytes:
         """The same plaintext under the newest key."""
         return self._fernet.rotate(bytes(token))
+
+    def pseudonym(self, text: str) -> str:
+        """A keyed hash (HMAC-SHA256, 128 bits in hex) of text that is only ever compared,
+        never read back: what a stranger typed as a user name (often a password typed into
+        the wrong field) is counted and audited under it. Without the key (derived from the
+        newest key) a stolen database cannot test guesses against it; a key rotation starts
+        new pseudonyms (a throttle window then restarts)."""
+        import hashlib
+        import hmac
+
+        return hmac.new(self._mac_key, text.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def _derive(key: str | bytes, info: bytes) -> bytes:
+    """A 256-bit key for one purpose (``info``) from one of the Fernet keys (HKDF-SHA256)."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    raw = base64.urlsafe_b64decode(key.encode() if isinstance(key, str) else key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
 
 
 class BlobCipher:
@@ -54,19 +77,13 @@ class BlobCipher:
     TAG = 16
 
     def __init__(self, keys: list[str]) -> None:
-        import base64
         import hashlib
-
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
         if not keys:
             raise ValueError("at least one key is needed")
         self._keys: dict[bytes, bytes] = {}
         for i, k in enumerate(keys):
-            raw = base64.urlsafe_b64decode(k.encode() if isinstance(k, str) else k)
-            derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                           info=b"medai blob v1").derive(raw)
+            derived = _derive(k, b"medai blob v1")
             key_id = hashlib.sha256(b"medai blob key id" + derived).digest()[:8]
             self._keys.setdefault(key_id, derived)
             if i == 0:

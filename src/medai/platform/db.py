@@ -124,6 +124,18 @@ def describe(url: str) -> str:
 
 
 MIGRATION_LOCK_KEY = 0x6D65646169  # "medai": the PostgreSQL advisory lock migrations take
+COUNTER_LOCK_SPACE = 0x6D6564  # "med": first key of the advisory locks ``lock_key`` takes
+
+
+def lock_key(db: Session, key: str) -> None:
+    """Serialise, until this transaction ends, every transaction that locks the same ``key``:
+    a check-then-count (a throttle, a quota) is then atomic. PostgreSQL: a transaction-scoped
+    advisory lock on the key's hash (a collision only makes two keys wait for each other);
+    SQLite: nothing to do, a write session already holds the database's write lock from its
+    first statement (``_sqlite_begin``: BEGIN IMMEDIATE)."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+                   {"space": COUNTER_LOCK_SPACE, "key": key})
 
 
 class Database:

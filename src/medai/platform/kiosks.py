@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from medai.platform.accounts import digest
-from medai.platform.tables import Kiosk, LoginFailure, TriageRecord
+from medai.platform.accounts import CLIENT_FACTOR, digest, take_slots
+from medai.platform.db import lock_key
+from medai.platform.tables import Kiosk, TriageRecord
 
 # enrolment codes are typed on a touch screen: no 0/O, 1/I/L; 10 symbols of 31 ≈ 49 bits
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -140,13 +141,12 @@ def enrol(db: Session, code: str, now: datetime) -> tuple[Kiosk, str]:
     return kiosk, secret
 
 
-def enrol_failures(db: Session, client: str, since: datetime) -> int:
-    return db.scalar(select(func.count()).select_from(LoginFailure).where(
-        LoginFailure.key == f"kiosk-enrol:{client}", LoginFailure.at >= since)) or 0
-
-
-def record_enrol_failure(db: Session, client: str, now: datetime) -> None:
-    db.add(LoginFailure(key=f"kiosk-enrol:{client}", at=now))
+def take_enrol_attempt(db: Session, client: str, now: datetime, max_failures: int,
+                       window_s: float) -> tuple[int, ...] | None:
+    """Count a kiosk enrolment attempt as a wrong code, atomically with the per-client check
+    (the per-client sign-in limit, ``accounts.take_slots``); None when throttled."""
+    return take_slots(db, {f"kiosk-enrol:{client}": max_failures * CLIENT_FACTOR}, window_s,
+                      at=now)
 
 
 def by_credential(db: Session, raw: str, kind: str) -> Kiosk | None:
@@ -220,6 +220,26 @@ def reserve(db: Session, kiosk_id: int, complaint: bytes, now: datetime, zone: s
     if used >= kiosk.daily_quota:
         raise QuotaExhausted(kiosk.daily_quota, reset_in)
     row = TriageRecord(kiosk_id=kiosk_id, complaint=complaint, result={}, urgent=False,
+                       model_hash="", created_at=now)
+    db.add(row)
+    db.flush()
+    return row.id
+
+
+def reserve_anonymous(db: Session, client: str, complaint: bytes, now: datetime, zone: str,
+                      quota: int) -> int:
+    """Take one of an unregistered client's daily slots: the client's key is locked
+    (``db.lock_key``), its requests of today counted and the new one inserted in one
+    transaction, so concurrent requests never exceed the quota (on PostgreSQL too, where an
+    insert-then-count let two requests both see themselves within it). Returns the new
+    request's id; raises ``QuotaExhausted``."""
+    lock_key(db, f"anonymous-triage:{client}")
+    start, reset_in = day_window(now, zone)
+    used = db.scalar(select(func.count()).select_from(TriageRecord).where(
+        TriageRecord.kiosk_client == client, TriageRecord.created_at >= start)) or 0
+    if used >= quota:
+        raise QuotaExhausted(quota, reset_in)
+    row = TriageRecord(kiosk_client=client, complaint=complaint, result={}, urgent=False,
                        model_hash="", created_at=now)
     db.add(row)
     db.flush()

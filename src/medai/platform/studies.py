@@ -1,9 +1,12 @@
 """Studies: an uploaded image or DICOM for one imaging task, and the worklist.
 
-One way in for every study, whoever brings it: ``file`` stores a browser upload or a DICOM
+One way in for every study, whoever brings it: ``file_study`` files a browser upload or a DICOM
 instance received by the node (``integration.dicom_node``) the same way — a DICOM instance
-joins the study of its StudyInstanceUID (idempotent per SOPInstanceUID), a new study gets its
-analysis job, and a study no model reads is kept as ``no_model`` without one.
+joins the study of its StudyInstanceUID (idempotent per SOPInstanceUID) only when it names the
+same patient and order; one that names another, or a SOP instance sent again with other
+content, is quarantined as an identity conflict (``platform.identity_conflicts``) and never
+merged or analysed. A new study gets its analysis job, and a study no model reads is kept as
+``no_model`` without one.
 """
 
 from __future__ import annotations
@@ -16,9 +19,18 @@ from sqlalchemy.orm import Session
 
 from medai.core.tasks import TaskError
 from medai.core.tasks import get as get_task
+from medai.platform import identity_conflicts as conflicts
 from medai.platform.db import utcnow
 from medai.platform.integration import identity as dicom
-from medai.platform.tables import AIResultRow, DicomInstance, Job, Patient, Study, User
+from medai.platform.tables import (
+    AIResultRow,
+    DicomInstance,
+    IdentityConflict,
+    Job,
+    Patient,
+    Study,
+    User,
+)
 
 # no_model: a DICOM study no task's routing rule claims (stored, never analysed; reported by
 # hand like a refused one)
@@ -88,12 +100,15 @@ def create(db: Session, user: User, *, sha: str, size: int, content_type: str,
 @dataclass
 class Filed:
     """What ``file_study`` did: ``new`` study, ``joined`` a known one, ``routed`` (a study without a
-    model got one through this instance), or ``duplicate`` (this instance was stored
-    before: nothing changed). ``job`` is the analysis to dispatch, if one was queued."""
+    model got one through this instance), ``duplicate`` (this instance was stored
+    before: nothing changed) or ``conflict`` (quarantined: it names another patient than
+    ``study``, or resends a stored instance with other content; ``conflict`` is its row).
+    ``job`` is the analysis to dispatch, if one was queued."""
 
     study: Study
     job: Job | None
     outcome: str
+    conflict: IdentityConflict | None = None
 
 
 def file_study(db: Session, user: User, *, sha: str, size: int, content_type: str, task: str | None,
@@ -110,9 +125,19 @@ def file_study(db: Session, user: User, *, sha: str, size: int, content_type: st
     if grouped:
         known = db.scalar(select(DicomInstance).where(DicomInstance.sop_uid == identity.sop_uid))
         if known is not None:
-            return Filed(db.get(Study, known.study_id), None, "duplicate")
+            study = db.get(Study, known.study_id)
+            if known.file_sha256 == sha:
+                return Filed(study, None, "duplicate")
+            fields = conflicts.check(db, study, identity, options.get("patient_ref"))
+            return _quarantine(db, study, user, "sop_content_differs", fields or ["PixelData"],
+                               identity, sha, size, content_type, task, source, calling_ae,
+                               options)
         study = db.scalar(select(Study).where(Study.study_uid == identity.study_uid))
         if study is not None:
+            fields = conflicts.check(db, study, identity, options.get("patient_ref"))
+            if fields:
+                return _quarantine(db, study, user, "patient_mismatch", fields, identity, sha,
+                                   size, content_type, task, source, calling_ae, options)
             job = _route_late(db, study, task, sha, size, content_type)
             db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
             db.flush()
@@ -126,6 +151,17 @@ def file_study(db: Session, user: User, *, sha: str, size: int, content_type: st
     return Filed(study, job, "new")
 
 
+def _quarantine(db: Session, study: Study, user: User, reason: str, fields: list[str],
+                identity: dicom.DicomIdentity, sha: str, size: int, content_type: str,
+                task: str | None, source: str, calling_ae: str | None,
+                options: dict[str, Any]) -> Filed:
+    row = conflicts.quarantine(
+        db, study, user, reason=reason, fields=fields, identity=identity, sha=sha, size=size,
+        content_type=content_type, task=task, source=source, calling_ae=calling_ae,
+        language=options.get("language", "tr"), options=options)
+    return Filed(study, None, "conflict", row)
+
+
 def _route_late(db: Session, study: Study, task: str | None, sha: str, size: int,
                 content_type: str) -> Job | None:
     """A study kept without a model gets one when a later series is one a model reads (a
@@ -137,6 +173,22 @@ def _route_late(db: Session, study: Study, task: str | None, sha: str, size: int
     study.file_sha256, study.file_size, study.content_type = sha, size, content_type[:64]
     set_status(study, "received")
     return _queue(db, study, study.urgent)
+
+
+def reassign_conflict(db: Session, conflict_id: int, who: str,
+                      now: Any) -> tuple[Study, Job | None]:
+    """A person decided that a quarantined instance is another patient's: it becomes a study
+    of its own (its analysis queued when a model reads it)."""
+    row = conflicts.close(db, conflict_id, "reassigned", who, now)
+    ident, options = conflicts.incoming(row)
+    study, job = create(db, db.get(User, row.uploaded_by), sha=row.file_sha256,
+                        size=row.file_size, content_type=row.content_type, task=row.task,
+                        language=row.language, identity=ident, source=row.source,
+                        patient_ref=options["patient_ref"], question=options["question"],
+                        urgent=options["urgent"])
+    row.resolved_study_id = study.id
+    db.flush()
+    return study, job
 
 
 def set_status(study: Study, status: str, reason: str | None = None) -> None:
@@ -202,6 +254,7 @@ def as_dict(db: Session, study: Study, with_result: bool = True,
         "file": {"sha256": study.file_sha256, "size": study.file_size,
                  "content_type": study.content_type},
         "uploaded_by": study.uploaded_by,
+        "identity_conflicts": conflicts.open_ids(db, study.id),
         "dicom": dicom.as_dict(study, dicom_instances, with_series=with_result
                                if with_series is None else with_series),
         "created_at": study.created_at.isoformat() + "Z",
@@ -225,7 +278,10 @@ def discard_unnamed(p: Any, sha: str, what: str) -> None:
         with p.db.reader() as db:
             named = db.scalar(select(Study.id).where(Study.file_sha256 == sha).limit(1)) or \
                 db.scalar(select(DicomInstance.id).where(DicomInstance.file_sha256 == sha)
-                          .limit(1))
+                          .limit(1)) or \
+                db.scalar(select(IdentityConflict.id).where(
+                    IdentityConflict.file_sha256 == sha, IdentityConflict.state == "open")
+                    .limit(1))
     except Exception as exc:
         logging.getLogger("medai.platform").warning(
             "blob of %s kept: the database cannot be read (%s)", what, type(exc).__name__)

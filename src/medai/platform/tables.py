@@ -50,6 +50,9 @@ class User(Base):
     # someone other than the admin who made it approved it; None: pending
     approved_at: Mapped[datetime | None] = mapped_column(DateTime)
     approved_by: Mapped[str | None] = mapped_column(String(64))
+    # the account's own history (triage requests, conversations) starts here: a reset or a role
+    # change moves it, so whoever enrols next reads nothing made before (accounts.own_since)
+    history_since: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Token(Base):
@@ -115,6 +118,10 @@ class Study(Base):
     patient_name: Mapped[bytes | None] = mapped_column(LargeBinary)  # PatientName, encrypted
     study_date: Mapped[str | None] = mapped_column(String(8))  # DICOM DA, YYYYMMDD
     source: Mapped[str | None] = mapped_column(String(8))  # upload | dicom (None: upload)
+    # the patient every instance of the study must agree with (PatientID, issuer, name, birth
+    # date, accession: integration.identity.patient_identity), sealed JSON; None on a study
+    # filed before identity reconciliation (its ID, name and accession columns are compared)
+    patient_identity: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class DicomInstance(Base):
@@ -137,6 +144,34 @@ class DicomInstance(Base):
     file_size: Mapped[int] = mapped_column(Integer, nullable=False)
     calling_ae: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = _now()
+
+
+class IdentityConflict(Base):
+    """An instance (or upload) that would have joined ``study_id`` but names another patient,
+    or resends a stored SOP instance with other content: quarantined, never merged or
+    analysed, until a person reassigns it to a study of its own or rejects it
+    (``platform.identity_conflicts``). ``identity`` is the incoming identity, sealed JSON;
+    ``fields`` the DICOM keywords that disagree (names of attributes, never values)."""
+
+    __tablename__ = "identity_conflicts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False, index=True)
+    reason: Mapped[str] = mapped_column(String(32), nullable=False)
+    fields: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    identity: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    file_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    file_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    content_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    task: Mapped[str | None] = mapped_column(String(32))  # what routing chose for it
+    language: Mapped[str] = mapped_column(String(8), nullable=False, default="tr")
+    source: Mapped[str] = mapped_column(String(8), nullable=False)  # upload | dicom
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    created_at: Mapped[datetime] = _now()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
 
 
 class AIResultRow(Base):

@@ -132,10 +132,11 @@ def _set_active(request: Request, who: Principal, username: str, active: bool) -
 
 
 @router.post("/users/{username}/disable", response_model=UserOut,
-             responses=error_responses(401, 403, 404))
+             responses=error_responses(401, 403, 404, 409))
 def disable_user(username: str, request: Request,
                  who: Principal = Depends(require("users_manage"))) -> UserOut:
-    """Disable a user; their sessions and tokens stop working at once."""
+    """Disable a user; their sessions and tokens stop working at once. The last active,
+    enrolled admin cannot be disabled (409 ``last_admin``)."""
     return _set_active(request, who, username, False)
 
 

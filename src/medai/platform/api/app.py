@@ -16,6 +16,7 @@ from medai.platform.api import (
     approvals,
     auth,
     chat,
+    conflicts,
     dicomweb,
     jobs,
     kiosks,
@@ -107,7 +108,8 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
         from medai.platform.queue import check_broker
 
         checks["broker"] = lambda: check_broker(broker)
-    face = Face(routers=[auth.router, studies.router, study_labels.router, jobs.router,
+    face = Face(routers=[auth.router, studies.router, conflicts.router, study_labels.router,
+                         jobs.router,
                          dicomweb.router, chat.router, admin.router, model_jobs.router,
                          model_registry.router,
                          monitoring.router, approvals.router, outbox.router,

@@ -29,6 +29,7 @@ from medai.platform.api.schemas import (
     TokenIn,
     TokenOut,
 )
+from medai.platform.context import Platform
 from medai.platform.tables import Token
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
@@ -46,7 +47,9 @@ def _secure(request: Request) -> bool:
 @router.post("/login", response_model=LoginOut, responses=error_responses(401, 422, 429))
 def login(body: LoginIn, request: Request) -> JSONResponse:
     """Password sign-in: a bearer token in the body and a session cookie (HttpOnly,
-    SameSite=Strict) with its CSRF token for browser forms."""
+    SameSite=Strict) with its CSRF token for browser forms. The attempt is counted as a
+    failure (atomically with the throttle's check, in its own transaction) before the password
+    is checked, and un-counted when it was right: concurrent attempts never pass the limit."""
     from medai.settings import get_settings
 
     settings = get_settings()
@@ -54,8 +57,12 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
     client = client_key(request)
     try:
         with p.db.session() as db:
-            user = accounts.authenticate(db, body.username, body.password, client,
-                                         settings.login_max_failures, settings.login_window_s)
+            attempt = accounts.take_attempt(db, body.username, client,
+                                            settings.login_max_failures,
+                                            settings.login_window_s)
+        with p.db.session() as db:
+            user = accounts.verify(db, body.username, body.password)
+            accounts.settle(db, attempt)
             session_life = timedelta(hours=settings.session_hours)
             signin = accounts.new_signin()  # logout ends both credentials together
             bearer = accounts.issue(db, user, "bearer", session_life, name="login",
@@ -65,16 +72,11 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
                          "user", user.id)
             role = user.role
     except accounts.Throttled as exc:
-        with p.db.session() as db:
-            audit.record(db, audit.Actor(body.username[:64], client=client), "login", "user",
-                         None, outcome="throttled")
+        _record_failed_login(p, body.username, client, "throttled")
         raise ApiError(429, "throttled", str(exc),
                        headers={"Retry-After": str(exc.retry_after_s)}) from None
     except accounts.AuthFailed:
-        with p.db.session() as db:
-            accounts.record_failure(db, body.username, client)
-            audit.record(db, audit.Actor(body.username[:64], client=client), "login", "user",
-                         None, outcome="failed")
+        _record_failed_login(p, body.username, client, "failed")
         raise ApiError(401, "unauthenticated", "wrong user name or password") from None
     out = LoginOut(access_token=bearer.token, role=role, expires_in=bearer.expires_in_s,
                    csrf_token=session.csrf)
@@ -85,6 +87,14 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
     response.set_cookie(CSRF_COOKIE, session.csrf, max_age=session.expires_in_s,
                         httponly=False, samesite="strict", secure=secure, path="/")
     return response
+
+
+def _record_failed_login(p: Platform, username: str, client: str, outcome: str) -> None:
+    """Audit a refused sign-in under the name it gave: an account's name, else only the keyed
+    hash of what was typed (``accounts.audit_name``)."""
+    with p.db.session() as db:
+        audit.record(db, audit.Actor(accounts.audit_name(db, username), client=client),
+                     "login", "user", None, outcome=outcome)
 
 
 @router.post("/logout", response_model=OkOut, responses=error_responses(401, 403))
@@ -109,34 +119,38 @@ def enrol(body: EnrolIn, request: Request) -> EnrolOut:
     """A new (or reset) user chooses their password with the one-time code an administrator
     gave them; the code is then used up. A weak password is refused with 422
     ``weak_password`` (``errors[0].type``: too_short, too_long, contains_username, common,
-    context or guessable) and leaves the code valid. Wrong codes are throttled per client."""
+    context or guessable) and leaves the code valid. Wrong codes are throttled per client:
+    each attempt is counted (atomically with the check) before the code is tried, and
+    un-counted unless the code was wrong."""
     from medai.settings import get_settings
 
     settings = get_settings()
     p = platform_of(request)
     client, now = client_key(request), p.clock()
     with p.db.session() as db:
-        throttled = accounts.enrol_throttled(db, client, settings.login_max_failures,
-                                             settings.login_window_s)
-        if throttled:
+        taken = accounts.take_enrol_attempt(db, client, settings.login_max_failures,
+                                            settings.login_window_s)
+        if taken is None:
             audit.record(db, audit.Actor("enrol", client=client), "login", "user", None,
                          outcome="throttled", op="enrol")
-    if throttled:  # raised after the audit event is committed
+    if taken is None:  # raised after the audit event is committed
         raise ApiError(429, "throttled", "too many wrong enrolment codes; try again later",
                        headers={"Retry-After": str(int(settings.login_window_s))})
     try:
         with p.db.session() as db:
             user = accounts.enrol(db, body.code, body.password, now)
+            accounts.give_back(db, taken)
             audit.record(db, audit.Actor(user.username, user.id, user.role, client), "login",
                          "user", user.id, op="enrol")
             return EnrolOut(username=user.username, role=user.role)
     except accounts.EnrolmentRefused as exc:
-        with p.db.session() as db:
-            accounts.record_enrol_failure(db, client)
+        with p.db.session() as db:  # the attempt stays counted
             audit.record(db, audit.Actor("enrol", client=client), "login", "user", None,
                          outcome="failed", op="enrol")
         raise account_error(exc) from None
     except accounts.AccountError as exc:
+        with p.db.session() as db:  # a right code with a weak password is no wrong code
+            accounts.give_back(db, taken)
         raise account_error(exc) from None
 
 

@@ -1,4 +1,5 @@
-"""Image chat about a study (clinical roles; each user sees only their own conversations)."""
+"""Image chat about a study (clinical roles; each user sees only their own conversations, and
+only those started since the account's last reset or role change: ``accounts.own_since``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from medai.platform import audit, chat
+from medai.platform import accounts, audit, chat
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import ChatIn, ConversationList, ConversationOut, MessageOut
 from medai.platform.tables import Conversation, Study
@@ -44,8 +45,10 @@ def start_conversation(study_id: RowId, request: Request,
 def my_conversations(request: Request,
                      who: Principal = Depends(require("chat"))) -> ConversationList:
     with platform_of(request).db.session() as db:
-        rows = db.scalars(select(Conversation).where(Conversation.owner_id == who.user.id)
-                          .order_by(Conversation.id.desc()).limit(200))
+        rows = db.scalars(select(Conversation).where(
+            Conversation.owner_id == who.user.id,
+            accounts.own_since(who.user, Conversation.created_at))
+            .order_by(Conversation.id.desc()).limit(200))
         return ConversationList(items=[_conv_out(db, c, False) for c in rows])
 
 

@@ -4,7 +4,7 @@ its token as ``X-Kiosk-Token``. Every change is audited."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -154,25 +154,26 @@ def _secure(request: Request) -> bool:
 def enrol(body: KioskEnrolIn, request: Request) -> JSONResponse:
     """Make this browser the kiosk: exchange a one-time enrolment code for an HttpOnly,
     SameSite=Strict cookie (the code then stops working). Failed codes are throttled per
-    client like failed sign-ins."""
-    from medai.platform.accounts import CLIENT_FACTOR
+    client like failed sign-ins: each attempt is counted (atomically with the check) before
+    the code is tried, and un-counted when the code was right."""
+    from medai.platform.accounts import give_back
 
     settings = _settings()
     p = platform_of(request)
     now, client = p.clock(), client_key(request)
-    window = now - timedelta(seconds=settings.login_window_s)
     with p.db.session() as db:
-        throttled = (kiosks.enrol_failures(db, client, window)
-                     >= settings.login_max_failures * CLIENT_FACTOR)
-        if throttled:
+        taken = kiosks.take_enrol_attempt(db, client, now, settings.login_max_failures,
+                                          settings.login_window_s)
+        if taken is None:
             audit.record(db, audit.Actor("kiosk-enrol", client=client), "login", "kiosk", None,
                          outcome="throttled")
-    if throttled:  # raised after the audit event is committed
+    if taken is None:  # raised after the audit event is committed
         raise ApiError(429, "throttled", "too many wrong enrolment codes; try later",
                        headers={"Retry-After": str(int(settings.login_window_s))})
     try:
         with p.db.session() as db:
             kiosk, secret = kiosks.enrol(db, body.code, now)
+            give_back(db, taken)
             audit.record(db, audit.Actor(f"kiosk:{kiosk.name}"[:64], client=client), "login",
                          "kiosk", kiosk.id, op="enrol")
             used = kiosks.used_today(db, [kiosk.id], now, settings.timezone)[kiosk.id]
@@ -180,8 +181,7 @@ def enrol(body: KioskEnrolIn, request: Request) -> JSONResponse:
             out = KioskSelf(name=kiosk.name, daily_quota=kiosk.daily_quota, used_today=used,
                             resets_in_s=reset_in)
     except kiosks.KioskError as exc:
-        with p.db.session() as db:
-            kiosks.record_enrol_failure(db, client, now)
+        with p.db.session() as db:  # the attempt stays counted
             audit.record(db, audit.Actor("kiosk-enrol", client=client), "login", "kiosk", None,
                          outcome="failed")
         raise _failed(exc) from None

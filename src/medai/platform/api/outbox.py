@@ -18,12 +18,13 @@ from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-State = Literal["queued", "retrying", "sending", "delivered", "failed", "skipped"]
+State = Literal["queued", "retrying", "held", "sending", "delivered", "failed", "skipped"]
 
 
 class Counts(BaseModel):
     queued: int
     retrying: int
+    held: int = 0  # queued for a study with an open identity conflict
     sending: int
     delivered: int
     failed: int
@@ -81,8 +82,10 @@ def outbox_status(request: Request, who: Principal = Depends(require("outbox_man
     """Each destination's deliveries by state, and the deliveries (newest first)."""
     with platform_of(request).db.reader() as db:
         rows, total = outbox.items(db, destination, state, limit, offset)
+        held = outbox.held_studies(db, {r.study_id for r in rows})
         return OutboxOut(destinations=[DestinationOut(**d) for d in outbox.summary(db)],
-                         items=[DeliveryOut(**outbox.as_dict(r)) for r in rows], total=total)
+                         items=[DeliveryOut(**outbox.as_dict(r, r.study_id in held))
+                                for r in rows], total=total)
 
 
 @router.post("/outbox/{item_id}/retry", response_model=DeliveryOut,

@@ -186,6 +186,10 @@ class StudyOut(BaseModel):
     language: str
     file: dict[str, Any]
     uploaded_by: int
+    identity_conflicts: list[int] = Field(default_factory=list, description=(
+        "open identity conflicts naming this study: an instance of another patient or order "
+        "was quarantined; nothing of the study is exported or delivered until they are "
+        "decided"))
     created_at: str
     updated_at: str
     ai_result: dict[str, Any] | None = None

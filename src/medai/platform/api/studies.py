@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
 from medai.platform import analysis, audit, exports, review, studies
+from medai.platform import identity_conflicts as conflicts
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.jobs import HEATMAP_RESPONSES, computed_heatmap, heatmap_headers
 from medai.platform.api.schemas import (
@@ -125,9 +126,16 @@ async def upload_study(
                 content_type=file.content_type or "application/octet-stream", task=task,
                 identity=identity, patient_ref=patient_ref, question=clinical_question,
                 language=lang, urgent=urgent)
+            conflict = filed.conflict
             audit.record(db, who.actor, "upload", "study", filed.study.id, task=task,
                          bytes=size, urgent=urgent,
-                         **({"filed": filed.outcome} if identity else {}))
+                         **({"filed": filed.outcome} if identity else {}),
+                         **({"conflict": conflict.id, "reason": conflict.reason,
+                             "fields": conflict.fields} if conflict else {}))
+            if conflict is not None:
+                return ({"conflict_id": conflict.id, "study_id": filed.study.id,
+                         "reason": conflict.reason, "fields": list(conflict.fields)},
+                        None, filed.outcome)
             return (studies.as_dict(db, filed.study), filed.job.id if filed.job else None,
                     filed.outcome)
 
@@ -141,6 +149,17 @@ async def upload_study(
             raise ApiError(409, "conflict", "this DICOM study is being filed by another "
                                             "upload; retry") from None
         raise
+    if outcome == "conflict":  # kept aside (its file too) for a person to decide
+        log.warning("upload quarantined as identity conflict %s with study %s (%s: %s)",
+                    out["conflict_id"], out["study_id"], out["reason"],
+                    ", ".join(out["fields"]))
+        raise ApiError(409, "identity_conflict", (
+            f"this DICOM file names another patient or order than study {out['study_id']} "
+            f"it would join ({', '.join(out['fields'])}); it was not filed or analysed, and "
+            f"is kept as identity conflict {out['conflict_id']} for a radiologist or an "
+            "admin to reassign or reject"),
+            errors=[{"loc": ["file", field], "msg": "differs from the study it would join",
+                     "type": "identity_conflict"} for field in out["fields"]])
     if outcome == "duplicate":  # stored before (these bytes may differ from that copy)
         await _forget(p, sha, created)
     if job_id is not None:
@@ -362,6 +381,10 @@ def sign_report(study_id: RowId, body: SignIn, request: Request,
 def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
     with platform_of(request).db.session() as db:
         study = _study(db, study_id)
+        if conflicts.has_open(db, study_id):  # nothing leaves for a study in doubt
+            raise ApiError(409, "identity_conflict", (
+                f"study {study_id} has an open identity conflict (an instance naming another "
+                "patient or order); its report is exported once a radiologist has decided it"))
         row = _report_or_404(db, study_id)
         report = review.as_dict(db, row)
         result = studies.latest_result(db, study_id)
@@ -374,7 +397,7 @@ def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
 @router.get("/{study_id}/report/fhir", responses={
     200: {"content": {"application/fhir+json": {}},
           "description": "FHIR R4 Bundle: DiagnosticReport, Observations, Device"},
-    **error_responses(401, 403, 404)})
+    **error_responses(401, 403, 404, 409)})
 def report_fhir(study_id: RowId, request: Request,
                 who: Principal = Depends(require("report_export"))) -> Response:
     import json
@@ -387,7 +410,7 @@ def report_fhir(study_id: RowId, request: Request,
 
 
 @router.get("/{study_id}/report/pdf", response_class=Response, responses={
-    200: {"content": {"application/pdf": {}}}, **error_responses(401, 403, 404, 503)})
+    200: {"content": {"application/pdf": {}}}, **error_responses(401, 403, 404, 409, 503)})
 async def report_pdf(study_id: RowId, request: Request,
                      who: Principal = Depends(require("report_export"))) -> Response:
     p = platform_of(request)

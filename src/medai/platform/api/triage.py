@@ -45,8 +45,8 @@ def _kiosk_reserve(request: Request, kiosk: Kiosk, text: str) -> int:
 
 
 def _anonymous_reserve(request: Request, who: Principal, text: str) -> int:
-    """Take one of an unregistered client's daily slots: insert the request first, then count
-    the client's requests up to it, so concurrent requests cannot both take the last slot."""
+    """Take one of an unregistered client's daily slots (``kiosks.reserve_anonymous``: counted
+    and taken in one locked transaction, so concurrent requests never exceed the quota)."""
     from medai.settings import get_settings
 
     settings = get_settings()
@@ -54,26 +54,15 @@ def _anonymous_reserve(request: Request, who: Principal, text: str) -> int:
         raise ApiError(401, "unauthenticated", "sign in (or use a registered kiosk) to use "
                                                "triage", headers={"WWW-Authenticate": "Bearer"})
     p = platform_of(request)
-    now = p.clock()
-    start, reset_in = kiosks.day_window(now, settings.timezone)
-    with p.db.session() as db:
-        row = TriageRecord(kiosk_client=who.client, complaint=cipher().encrypt(text),
-                           result={}, urgent=False, model_hash="", created_at=now)
-        db.add(row)
-        db.flush()
-        record_id = row.id
-    with p.db.session() as db:
-        used = db.scalar(select(func.count()).select_from(TriageRecord).where(
-            TriageRecord.kiosk_client == who.client, TriageRecord.created_at >= start,
-            TriageRecord.id <= record_id)) or 0
-        over = used > settings.kiosk_daily_quota
-        if over:
-            db.execute(delete(TriageRecord).where(TriageRecord.id == record_id))
-    if over:
+    try:
+        with p.db.session() as db:
+            return kiosks.reserve_anonymous(db, who.client, cipher().encrypt(text), p.clock(),
+                                            settings.timezone, settings.kiosk_daily_quota)
+    except kiosks.QuotaExhausted as exc:
         raise ApiError(429, "throttled", f"anonymous triage allows {settings.kiosk_daily_quota} "
                                          "complaints a day from one address; sign in, or ask "
-                                         "at the desk", headers={"Retry-After": str(reset_in)})
-    return record_id
+                                         "at the desk",
+                       headers={"Retry-After": str(exc.reset_in_s)}) from None
 
 
 class TriageOut(TriageResult):
@@ -146,10 +135,12 @@ async def triage(req: TriageRequest, request: Request,
 def history(request: Request, who: Principal = Depends(require("triage_history")),
             limit: int = Query(50, ge=1, le=500),
             offset: int = Query(0, ge=0, le=10_000_000)) -> TriageHistory:
-    """Your own triage requests, newest first (a patient sees only theirs)."""
+    """Your own triage requests, newest first (a patient sees only theirs), since the
+    account's last reset or role change (``accounts.own_since``)."""
     c = cipher()
     with platform_of(request).db.session() as db:
-        q = select(TriageRecord).where(TriageRecord.user_id == who.user.id)
+        q = select(TriageRecord).where(TriageRecord.user_id == who.user.id,
+                                       accounts.own_since(who.user, TriageRecord.created_at))
         total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
         rows = db.scalars(q.order_by(TriageRecord.id.desc()).limit(limit).offset(offset))
         items = [TriageHistoryItem(id=r.id, complaint=c.decrypt(r.complaint), urgent=r.urgent,

@@ -10,6 +10,7 @@ and given back, decrypted, to every view and export. Log lines never carry any o
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class IdentityError(ValueError):
 class DicomIdentity:
     patient_id: str = ""
     patient_name: str = ""  # the DICOM PN value (Family^Given^Middle^Prefix^Suffix)
+    issuer: str = ""  # IssuerOfPatientID: whose PatientID it is
+    birth_date: str = ""  # PatientBirthDate, DICOM DA (YYYYMMDD)
     accession: str = ""
     study_uid: str = ""
     series_uid: str = ""
@@ -77,20 +80,25 @@ def _int(ds: Any, keyword: str) -> int | None:
         return None
 
 
+def _date(ds: Any, keyword: str) -> str:
+    date = _text(ds, keyword, 8)
+    return date if _DATE.match(date) else ""
+
+
 def from_dataset(ds: Any) -> DicomIdentity:
     """The identity of one instance (the file meta fills in a SOP class or instance UID the
     dataset itself lacks)."""
     meta = getattr(ds, "file_meta", None)
-    date = _text(ds, "StudyDate", 8)
     return DicomIdentity(
         patient_id=_text(ds, "PatientID", 64), patient_name=_text(ds, "PatientName", 324),
+        issuer=_text(ds, "IssuerOfPatientID", 64), birth_date=_date(ds, "PatientBirthDate"),
         accession=_text(ds, "AccessionNumber", 16), study_uid=_text(ds, "StudyInstanceUID", 64),
         series_uid=_text(ds, "SeriesInstanceUID", 64),
         sop_uid=_text(ds, "SOPInstanceUID", 64)
         or (_text(meta, "MediaStorageSOPInstanceUID", 64) if meta is not None else ""),
         sop_class=_text(ds, "SOPClassUID", 64)
         or (_text(meta, "MediaStorageSOPClassUID", 64) if meta is not None else ""),
-        study_date=date if _DATE.match(date) else "",
+        study_date=_date(ds, "StudyDate"),
         modality=_text(ds, "Modality", 16).upper(),
         view_position=_text(ds, "ViewPosition", 16).upper(),
         body_part=_text(ds, "BodyPartExamined", 64).upper(),
@@ -117,6 +125,9 @@ def read(data: bytes) -> DicomIdentity | None:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types on a bad header
         raise IdentityError(f"malformed DICOM header ({type(exc).__name__})") from None
+    from medai.platform.integration import dicom_values
+
+    dicom_values.check(ds)  # InvalidAttribute: a UID, name or ID that breaks its VR
     return from_dataset(ds)
 
 
@@ -147,11 +158,76 @@ def unseal(token: bytes | None, study_id: int) -> str | None:
         return None
 
 
+def seal_json(value: dict[str, Any]) -> bytes:
+    return cipher().encrypt(json.dumps(value, ensure_ascii=False, sort_keys=True))
+
+
+def unseal_json(token: bytes | None, study_id: int) -> dict[str, Any] | None:
+    text = unseal(token, study_id)
+    return json.loads(text) if text else None
+
+
+# --- one patient per study ---------------------------------------------------------------------
+
+PATIENT_FIELDS = {"patient_id": "PatientID", "issuer": "IssuerOfPatientID",
+                  "patient_name": "PatientName", "birth_date": "PatientBirthDate",
+                  "accession": "AccessionNumber"}
+"""What an instance must share with the study it joins: who the patient is (ID and its issuer,
+name, birth date) and which order it answers (accession)."""
+
+
+def patient_identity(identity: DicomIdentity) -> dict[str, str]:
+    return {attr: getattr(identity, attr) for attr in PATIENT_FIELDS}
+
+
+def _same_name(a: str, b: str) -> bool:
+    """Two PN values name the same person: their alphabetic groups agree, letter case, spaces
+    and empty trailing components aside (``YILMAZ^AYSE^^`` is ``Yilmaz^Ayse``)."""
+    def norm(pn: str) -> tuple[str, ...]:
+        parts = [p.strip().casefold() for p in pn.split("=")[0].split("^")]
+        while parts and not parts[-1]:
+            parts.pop()
+        return tuple(parts)
+    return norm(a) == norm(b)
+
+
+def disagreements(known: dict[str, str], incoming: dict[str, str]) -> list[str]:
+    """The DICOM keywords on which an incoming instance names another patient or order than
+    the study (``known``; a key it lacks was not recorded and is not compared). An attribute
+    one side has and the other lacks disagrees: an instance without a PatientID does not join
+    a study that has one."""
+    out = []
+    for attr, keyword in PATIENT_FIELDS.items():
+        if attr not in known:
+            continue
+        a, b = (known.get(attr) or "").strip(), (incoming.get(attr) or "").strip()
+        same = _same_name(a, b) if attr == "patient_name" else a == b
+        if not same:
+            out.append(keyword)
+    return out
+
+
+def known_patient(study: Study) -> dict[str, str] | None:
+    """The patient identity a study's instances must share (None: the study has no DICOM
+    identity to compare). A study filed before its whole identity was recorded compares the
+    PatientID, name and accession it kept."""
+    sealed = unseal_json(study.patient_identity, study.id)
+    if sealed is not None:
+        return sealed
+    if study.source is None and study.study_uid is None:
+        return None
+    return {"patient_id": unseal(study.patient_key, study.id) or "",
+            "patient_name": unseal(study.patient_name, study.id) or "",
+            "accession": study.accession or ""}
+
+
 def study_columns(identity: DicomIdentity, source: str) -> dict[str, Any]:
-    """The study's identity columns (patient ID and name encrypted)."""
+    """The study's identity columns (patient ID and name encrypted; the whole patient identity
+    its instances must agree with, sealed, for ``reconcile``)."""
     return {"study_uid": identity.study_uid or None, "accession": identity.accession or None,
             "patient_key": seal(identity.patient_id),
             "patient_name": seal(identity.patient_name),
+            "patient_identity": seal_json(patient_identity(identity)),
             "study_date": identity.study_date or None, "source": source}
 
 
@@ -222,6 +298,7 @@ def as_dict(study: Study, instances: list[DicomInstance] | None,
     return out
 
 
-__all__ = ["DicomIdentity", "IdentityError", "as_dict", "display_name", "from_dataset",
-           "instance_row", "is_dicom", "name_parts", "read", "seal", "study_columns",
-           "unseal"]
+__all__ = ["PATIENT_FIELDS", "DicomIdentity", "IdentityError", "as_dict", "disagreements",
+           "display_name", "from_dataset", "instance_row", "is_dicom", "known_patient",
+           "name_parts", "patient_identity", "read", "seal", "seal_json", "study_columns",
+           "unseal", "unseal_json"]

@@ -15,7 +15,9 @@ and marks it ``delivered`` when the destination acknowledged it; on failure it g
 dies between sending and marking loses its lease and the row is sent again: every message is
 the same on a resend (DICOM UIDs, FHIR ids, HL7 control ids are derived from the event), so a
 destination that had acknowledged it keeps one copy. Rows of one study and destination go in
-order: a row waits while an earlier one of the same pair is queued or being sent.
+order: a row waits while an earlier one of the same pair is queued or being sent. Nothing of a
+study with an open identity conflict is sent (``platform.identity_conflicts``): its rows wait,
+shown as ``held``, until a person has decided the conflict.
 """
 
 from __future__ import annotations
@@ -32,12 +34,19 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from medai.platform.identity_conflicts import open_conflict_clause
 from medai.platform.leases import claim_first
 from medai.platform.localtime import iso_utc
-from medai.platform.tables import DicomInstance, OutboxItem, ReportVersion, Study
+from medai.platform.tables import (
+    DicomInstance,
+    IdentityConflict,
+    OutboxItem,
+    ReportVersion,
+    Study,
+)
 
 STATES = ("queued", "sending", "delivered", "failed", "skipped")
-SHOWN = ("queued", "retrying", "sending", "delivered", "failed", "skipped")
+SHOWN = ("queued", "retrying", "held", "sending", "delivered", "failed", "skipped")
 DICOM_KINDS = ("dicom", "dicomweb")
 PENDING = ("queued", "sending")
 WAKE = threading.Event()
@@ -147,8 +156,10 @@ def _due(now: datetime):
     blocked = exists().where(earlier.destination == OutboxItem.destination,
                              earlier.study_id == OutboxItem.study_id,
                              earlier.id < OutboxItem.id, earlier.state.in_(PENDING))
+    held = open_conflict_clause(OutboxItem.study_id)  # the right patient, always
     waiting = (OutboxItem.state == "queued") & or_(OutboxItem.next_at.is_(None),
-                                                   OutboxItem.next_at <= now) & ~blocked
+                                                   OutboxItem.next_at <= now) & ~blocked \
+        & ~held
     orphaned = (OutboxItem.state == "sending") & (OutboxItem.lease_until < now)
     return or_(waiting, orphaned)
 
@@ -219,19 +230,35 @@ def retry(db: Session, item_id: int, now: datetime) -> OutboxItem:
 
 # --- what admins see: ids, destinations, states (never patient data) -------------------------
 
-def shown_state(item: OutboxItem) -> str:
+def shown_state(item: OutboxItem, held: bool = False) -> str:
+    """``held``: queued for a study with an open identity conflict (sent once decided)."""
+    if item.state == "queued" and held:
+        return "held"
     if item.state == "queued" and item.attempts > 0:
         return "retrying"
     return item.state
 
 
-def as_dict(item: OutboxItem) -> dict[str, Any]:
+def held_studies(db: Session, study_ids: Iterable[int]) -> set[int]:
+    """Those of ``study_ids`` whose deliveries are held by an open identity conflict."""
+    ids = list(study_ids)
+    if not ids:
+        return set()
+    return set(db.scalars(select(IdentityConflict.study_id).where(
+        IdentityConflict.study_id.in_(ids), IdentityConflict.state == "open")))
+
+
+def as_dict(item: OutboxItem, held: bool = False) -> dict[str, Any]:
+    shown = shown_state(item, held)
     return {"id": item.id, "event": item.event, "destination": item.destination,
             "kind": item.kind, "study_id": item.study_id,
-            "report_version": item.report_version, "state": shown_state(item),
+            "report_version": item.report_version, "state": shown,
             "attempts": item.attempts,
-            "next_attempt_at": iso_utc(item.next_at) if item.state == "queued" else None,
-            "code": item.code, "reason": item.reason, "sent": item.sent,
+            "next_attempt_at": iso_utc(item.next_at) if shown in ("queued", "retrying")
+            else None,
+            "code": "identity_conflict" if shown == "held" else item.code,
+            "reason": ("held: the study has an open identity conflict" if shown == "held"
+                       else item.reason), "sent": item.sent,
             "created_at": iso_utc(item.created_at), "updated_at": iso_utc(item.updated_at),
             "delivered_at": iso_utc(item.delivered_at)}
 
@@ -241,11 +268,13 @@ def summary(db: Session, destinations: Iterable[Any] | None = None) -> list[dict
     many rows are in each state, the next retry and the last failure."""
     dests = {d.name: d for d in (configured() if destinations is None else destinations)}
     counts: dict[str, dict[str, int]] = {}
-    for name, state, attempts, n in db.execute(
-            select(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts,
+    held = open_conflict_clause(OutboxItem.study_id)
+    for name, state, attempts, is_held, n in db.execute(
+            select(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts, held,
                    func.count()).group_by(OutboxItem.destination, OutboxItem.state,
-                                          OutboxItem.attempts)):
-        shown = "retrying" if state == "queued" and attempts > 0 else state
+                                          OutboxItem.attempts, held)):
+        shown = "held" if state == "queued" and is_held else \
+            "retrying" if state == "queued" and attempts > 0 else state
         c = counts.setdefault(name, dict.fromkeys(SHOWN, 0))
         c[shown] += n
     out = []
@@ -275,10 +304,13 @@ def items(db: Session, destination: str | None = None, state: str | None = None,
     q = select(OutboxItem)
     if destination:
         q = q.where(OutboxItem.destination == destination)
-    if state == "retrying":
-        q = q.where(OutboxItem.state == "queued", OutboxItem.attempts > 0)
+    held = open_conflict_clause(OutboxItem.study_id)
+    if state == "held":
+        q = q.where(OutboxItem.state == "queued", held)
+    elif state == "retrying":
+        q = q.where(OutboxItem.state == "queued", OutboxItem.attempts > 0, ~held)
     elif state == "queued":
-        q = q.where(OutboxItem.state == "queued", OutboxItem.attempts == 0)
+        q = q.where(OutboxItem.state == "queued", OutboxItem.attempts == 0, ~held)
     elif state:
         q = q.where(OutboxItem.state == state)
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0

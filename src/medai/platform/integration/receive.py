@@ -44,12 +44,33 @@ class Unacceptable(Refused):
     status = 0xA900  # Error: Data Set does not match SOP Class
 
 
+class Quarantined(Refused):
+    """Kept aside as an identity conflict (``platform.identity_conflicts``): not merged into
+    the study it names, not analysed. The sender gets a failure (its log shows it, and a
+    person at the modality or RIS can correct the instance); ``conflict_id`` and ``fields``
+    (the disagreeing DICOM keywords) say why."""
+
+    status = 0xC001  # Error: Cannot understand (C000-CFFF): identity conflict
+
+    def __init__(self, conflict_id: int, study_id: int, reason: str, fields: list[str]) -> None:
+        super().__init__(f"identity conflict {conflict_id} with study {study_id}: {reason} "
+                         f"({', '.join(fields)})")
+        self.conflict_id, self.study_id, self.reason, self.fields = (conflict_id, study_id,
+                                                                     reason, fields)
+
+    @property
+    def comment(self) -> str:
+        """The DICOM ErrorComment (LO, at most 64 characters): keywords, never values."""
+        return f"identity conflict: {' '.join(self.fields)}"[:64]
+
+
 @dataclass(frozen=True)
 class Received:
     study_id: int
     job_id: int | None
-    outcome: str  # new | joined | routed | duplicate
+    outcome: str  # new | joined | routed | duplicate | conflict
     task: str | None
+    conflict: tuple[int, str, list[str]] | None = None  # id, reason, fields
 
 
 def account(db) -> User:
@@ -94,11 +115,14 @@ def store(p: Platform, data: bytes, calling_ae: str, client: str | None = None,
     existed = p.store.exists(sha)
     p.store.put_bytes(data)
     try:
-        return _file(p, sha, len(data), ident, calling_ae, client, language)
+        got = _file(p, sha, len(data), ident, calling_ae, client, language)
     except BaseException:
         if not existed:  # only the caller that created the blob may take it away
             studies.discard_unnamed(p, sha, "a refused instance")
         raise
+    if got.conflict is not None:  # recorded (committed): the sender is told it failed
+        raise Quarantined(got.conflict[0], got.study_id, got.conflict[1], got.conflict[2])
+    return got
 
 
 def _file(p: Platform, sha: str, size: int, ident: dicom.DicomIdentity, calling_ae: str,
@@ -114,17 +138,27 @@ def _file(p: Platform, sha: str, size: int, ident: dicom.DicomIdentity, calling_
                     no_model_reason=chosen.reason, language=language)
                 actor = audit.Actor(name=f"dicom:{calling_ae}"[:64], id=user.id,
                                     role=user.role, client=client)
+                conflict = filed.conflict
                 audit.record(db, actor, "upload", "study", filed.study.id, source="dicom",
                              task=filed.study.task or None, filed=filed.outcome,
-                             sop_class=ident.sop_class, bytes=size)
+                             sop_class=ident.sop_class, bytes=size,
+                             **({"conflict": conflict.id, "reason": conflict.reason,
+                                 "fields": conflict.fields} if conflict else {}))
                 out = Received(filed.study.id, filed.job.id if filed.job else None,
-                               filed.outcome, filed.study.task or None)
+                               filed.outcome, filed.study.task or None,
+                               (conflict.id, conflict.reason, list(conflict.fields))
+                               if conflict else None)
             break
         except IntegrityError:
             if attempt == 2:
                 raise
             log.info("C-STORE from %s: another association filed this study or instance "
                      "first; filing again", calling_ae)
-    log.info("C-STORE from %s: study %s %s (%s, %s)", calling_ae, out.study_id, out.outcome,
-             _sop_name(ident.sop_class), out.task or "no model")
+    if out.conflict is not None:
+        log.warning("C-STORE from %s: instance quarantined as identity conflict %s with study "
+                    "%s (%s: %s)", calling_ae, out.conflict[0], out.study_id, out.conflict[1],
+                    ", ".join(out.conflict[2]))
+    else:
+        log.info("C-STORE from %s: study %s %s (%s, %s)", calling_ae, out.study_id,
+                 out.outcome, _sop_name(ident.sop_class), out.task or "no model")
     return out

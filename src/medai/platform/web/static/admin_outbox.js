@@ -4,7 +4,7 @@
 // gives ids, destinations and states only (no patient data).
 "use strict";
 (function () {
-  const { T, api, el, showError } = window.medai;
+  const { T, api, el, fill, showError } = window.medai;
   const when = (iso) => (iso ? (window.medai.fmtTime ? window.medai.fmtTime(iso)
     : new Date(iso).toLocaleString(document.documentElement.lang)) : "");
   const word = (prefix, key) => (key ? T[prefix + key] || key : "");
@@ -21,7 +21,9 @@
     return el("tr", { "data-destination": d.name },
       el("th", { scope: "row" }, el("span", { text: name }), el("br", {}),
         el("span", { class: "hint mono", text: [d.kind, d.where].filter(Boolean).join(" · ") })),
-      el("td", { text: String(c.queued + c.sending) }), el("td", { text: String(c.retrying) }),
+      el("td", { text: String(c.queued + c.sending) +
+        (c.held ? ` (${fill(T.outbox_held_count, { n: c.held })})` : "") }),
+      el("td", { text: String(c.retrying) }),
       el("td", { text: String(c.delivered) }), el("td", { text: String(c.failed) }),
       el("td", { text: String(c.skipped) }),
       el("td", { text: c.retrying ? when(d.next_attempt_at) : "" }),
@@ -53,17 +55,19 @@
   }
 
   async function load() {
-    const [failed, retrying] = await Promise.all([
+    const [failed, retrying, held] = await Promise.all([
       api("/api/v1/admin/outbox?state=failed&limit=100"),
-      api("/api/v1/admin/outbox?state=retrying&limit=100")]);
-    if (!failed.ok || !retrying.ok) {
+      api("/api/v1/admin/outbox?state=retrying&limit=100"),
+      api("/api/v1/admin/outbox?state=held&limit=100")]);
+    if (!failed.ok || !retrying.ok || !held.ok) {
       showError(error, T.error_generic);
       return;
     }
     const dests = failed.data.destinations;
     document.querySelector("#outbox-destinations tbody").replaceChildren(...dests.map(destinationRow));
     document.getElementById("outbox-empty").hidden = dests.length > 0;
-    const items = [...retrying.data.items, ...failed.data.items].sort((a, b) => b.id - a.id);
+    const items = [...retrying.data.items, ...held.data.items, ...failed.data.items]
+      .sort((a, b) => b.id - a.id);
     document.querySelector("#outbox-items tbody").replaceChildren(...items.map(itemRow));
     document.getElementById("outbox-items-empty").hidden = items.length > 0;
   }

@@ -143,6 +143,11 @@
     badge.textContent = statusLabel(s.status);
     badge.dataset.status = s.status;
     $("study-urgent").hidden = !s.urgent;
+    // an instance of another patient or order arrived with this study's UID: said first
+    const conflicts = s.identity_conflicts || [];
+    $("study-conflict").hidden = conflicts.length === 0;
+    $("study-conflict").textContent = conflicts.length
+      ? fill(T.study_conflict_banner, { ids: conflicts.join(", ") }) : "";
     if (!img.src) img.src = `/api/v1/studies/${id}/image`;
     showFindings(s);
     const noAi = refusedOrFailed(s);

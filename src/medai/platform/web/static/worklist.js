@@ -63,7 +63,13 @@
     if (form.patient_ref.value) data.set("patient_ref", form.patient_ref.value);
     if (form.clinical_question.value) data.set("clinical_question", form.clinical_question.value);
     const r = await api("/api/v1/studies", { method: "POST", body: data });
-    if (!r.ok) { showError(error, (r.data && r.data.detail) || T.error_generic); return; }
+    if (!r.ok) {
+      // an identity conflict is said in the reader's language (kept aside for a radiologist)
+      const conflict = r.data && r.data.code === "identity_conflict" && T.error_identity_conflict;
+      showError(error, conflict || (r.data && r.data.detail) || T.error_generic);
+      if (conflict && window.medai.reloadConflicts) window.medai.reloadConflicts();
+      return;
+    }
     form.reset();
     // said where the study went: its number, a link, and that the analysis runs now
     done.replaceChildren(fill(T.worklist_uploaded, { id: r.data.id }), " ",

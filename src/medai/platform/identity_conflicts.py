@@ -1,0 +1,193 @@
+"""Identity conflicts: the right patient, always.
+
+A DICOM instance (from the node, STOW-RS, a DICOMweb pull or a browser upload) joins the study
+of its StudyInstanceUID only when it names the same patient and order: PatientID and its issuer,
+PatientName, PatientBirthDate and AccessionNumber (``identity.PATIENT_FIELDS``), and, for an
+upload, the same pseudonymous patient reference. One that disagrees, or a stored SOP instance
+sent again with other content, is *quarantined* here instead: its file is kept, it is not
+merged into the study, not analysed, and nothing of the study it named leaves medai (the outbox
+holds that study's deliveries and the exports answer 409 ``identity_conflict``) until a person
+(a radiologist or an admin, both identities shown) decides:
+
+- **reassign**: the instance becomes a study of its own, under its own patient, analysed as any
+  new study. Its StudyInstanceUID is another patient's in medai (and may be in the PACS), so
+  the new study keeps no UID to file DICOM objects under: DICOM destinations skip it, saying
+  why, until the modality or RIS corrects the UIDs and sends it again;
+- **reject**: the instance is discarded (its file too, unless something else names it).
+
+Either way the decision is audited, and the study named by the conflict is released once it has
+no open conflict left. Rows hold the incoming identity sealed (like every patient attribute) and
+the keywords that disagreed, never values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from medai.platform.integration import identity as dicom
+from medai.platform.tables import IdentityConflict, Patient, Study, User
+
+STATES = ("open", "reassigned", "rejected")
+REASONS = {"patient_mismatch": "the instance names another patient or order than the study",
+           "sop_content_differs": "a stored SOP instance was sent again with other content"}
+
+
+class ConflictError(ValueError):
+    """A request about a conflict that cannot be done (``code``: not_found, conflict)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def open_conflict_clause(study_id_column: Any) -> Any:
+    """SQL: the study in ``study_id_column`` has an open identity conflict (what holds its
+    deliveries)."""
+    return exists().where(IdentityConflict.study_id == study_id_column,
+                          IdentityConflict.state == "open")
+
+
+def has_open(db: Session, study_id: int) -> bool:
+    return db.scalar(select(IdentityConflict.id).where(
+        IdentityConflict.study_id == study_id, IdentityConflict.state == "open")
+        .limit(1)) is not None
+
+
+def open_ids(db: Session, study_id: int) -> list[int]:
+    """The open conflicts naming this study (what its page warns about)."""
+    return list(db.scalars(select(IdentityConflict.id).where(
+        IdentityConflict.study_id == study_id, IdentityConflict.state == "open")
+        .order_by(IdentityConflict.id)))
+
+
+def open_count(db: Session) -> int:
+    return db.scalar(select(func.count()).select_from(IdentityConflict)
+                     .where(IdentityConflict.state == "open")) or 0
+
+
+def patient_ref(db: Session, study: Study) -> str | None:
+    patient = db.get(Patient, study.patient_id) if study.patient_id else None
+    return patient.ref if patient else None
+
+
+def check(db: Session, study: Study, identity: dicom.DicomIdentity,
+          upload_ref: str | None = None) -> list[str]:
+    """The attributes on which ``identity`` (and an upload's patient reference) disagrees
+    with ``study``; empty when the instance may join it."""
+    known = dicom.known_patient(study)
+    fields = dicom.disagreements(known, dicom.patient_identity(identity)) if known else []
+    if upload_ref:
+        ref = patient_ref(db, study)
+        if ref and ref != upload_ref:
+            fields.append("patient_ref")
+    return fields
+
+
+def quarantine(db: Session, study: Study, user: User, *, reason: str, fields: list[str],
+               identity: dicom.DicomIdentity, sha: str, size: int, content_type: str,
+               task: str | None, source: str, calling_ae: str | None, language: str = "tr",
+               options: dict[str, Any] | None = None) -> IdentityConflict:
+    """Keep the instance aside as a conflict with ``study`` (once: the same file sent again
+    for the same study finds the open conflict it already made)."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown conflict reason {reason!r}; valid: {', '.join(REASONS)}")
+    known = db.scalar(select(IdentityConflict).where(
+        IdentityConflict.study_id == study.id, IdentityConflict.file_sha256 == sha,
+        IdentityConflict.state == "open").limit(1))
+    if known is not None:
+        return known
+    options = options or {}
+    incoming = {**asdict(identity), "patient_ref": options.get("patient_ref"),
+                "question": options.get("question"), "urgent": bool(options.get("urgent"))}
+    row = IdentityConflict(
+        study_id=study.id, reason=reason, fields=fields, identity=dicom.seal_json(incoming),
+        file_sha256=sha, file_size=size, content_type=content_type[:64], task=task,
+        language=language if language in ("tr", "en") else "tr", source=source[:8],
+        calling_ae=calling_ae, uploaded_by=user.id, state="open")
+    db.add(row)
+    db.flush()
+    return row
+
+
+def get(db: Session, conflict_id: int) -> IdentityConflict:
+    row = db.get(IdentityConflict, conflict_id)
+    if row is None:
+        raise ConflictError("not_found", f"no identity conflict {conflict_id}")
+    return row
+
+
+def listing(db: Session, state: str | None = "open", limit: int = 50,
+            offset: int = 0) -> tuple[list[IdentityConflict], int]:
+    if state is not None and state not in STATES:
+        raise ConflictError("invalid", f"state must be one of {', '.join(STATES)}")
+    q = select(IdentityConflict)
+    if state is not None:
+        q = q.where(IdentityConflict.state == state)
+    total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = db.scalars(q.order_by(IdentityConflict.id.desc()).limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def _incoming(row: IdentityConflict) -> dict[str, Any]:
+    return dicom.unseal_json(row.identity, row.study_id) or {}
+
+
+def _identity_view(values: dict[str, Any] | None, ref: str | None) -> dict[str, Any]:
+    values = values or {}
+    return {"patient_id": values.get("patient_id") or None,
+            "issuer": values.get("issuer") or None,
+            "patient_name": values.get("patient_name") or None,
+            "birth_date": values.get("birth_date") or None,
+            "accession": values.get("accession") or None, "patient_ref": ref}
+
+
+def as_dict(db: Session, row: IdentityConflict) -> dict[str, Any]:
+    """Both identities, for the person who decides (the API requires patient-data access)."""
+    study = db.get(Study, row.study_id)
+    incoming = _incoming(row)
+    return {"id": row.id, "study_id": row.study_id, "state": row.state, "reason": row.reason,
+            "reason_text": REASONS.get(row.reason, row.reason), "fields": list(row.fields),
+            "source": row.source, "calling_ae": row.calling_ae, "task": row.task,
+            "study_uid": incoming.get("study_uid") or None,
+            "sop_uid": incoming.get("sop_uid") or None,
+            "study": _identity_view(dicom.known_patient(study) if study else None,
+                                    patient_ref(db, study) if study else None),
+            "incoming": _identity_view(incoming, incoming.get("patient_ref")),
+            "created_at": row.created_at.isoformat() + "Z",
+            "resolved_at": row.resolved_at.isoformat() + "Z" if row.resolved_at else None,
+            "resolved_by": row.resolved_by, "resolved_study_id": row.resolved_study_id}
+
+
+def close(db: Session, conflict_id: int, state: str, who: str,
+          now: datetime) -> IdentityConflict:
+    """Mark an open conflict decided (``reassigned`` or ``rejected``); a decided one is a
+    409."""
+    row = get(db, conflict_id)
+    if row.state != "open":
+        raise ConflictError("conflict", f"identity conflict {row.id} is already {row.state}")
+    row.state, row.resolved_by, row.resolved_at = state, who[:64], now
+    return row
+
+
+def incoming(row: IdentityConflict) -> tuple[dicom.DicomIdentity, dict[str, Any]]:
+    """The quarantined instance's identity, with no StudyInstanceUID (it is another
+    patient's study's: a reassigned study keeps no UID to group or file DICOM objects
+    under), and the upload's options (patient reference, question, urgency)."""
+    values = _incoming(row)
+    fields = {k: v for k, v in values.items() if k in dicom.DicomIdentity.__dataclass_fields__}
+    return (dicom.DicomIdentity(**{**fields, "study_uid": ""}),
+            {"patient_ref": values.get("patient_ref"), "question": values.get("question"),
+             "urgent": bool(values.get("urgent"))})
+
+
+def reject(db: Session, conflict_id: int, who: str, now: datetime) -> IdentityConflict:
+    """The quarantined instance is not filed (the caller discards its file if nothing else
+    names it)."""
+    row = close(db, conflict_id, "rejected", who, now)
+    db.flush()
+    return row
