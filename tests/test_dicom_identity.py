@@ -154,8 +154,8 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
     from cryptography.fernet import Fernet
 
     from medai.core.faults import StorageFault
-    from medai.platform.chat import rotate_all
     from medai.platform.crypto import BlobCipher, cipher
+    from medai.platform.rotation import rotate_all
     from medai.platform.storage import BlobStore
     from medai.settings import get_settings
 

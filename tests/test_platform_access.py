@@ -346,15 +346,20 @@ def test_users_cli(tmp_path):
     bad = _cli(env, "users", "add", "x", "--role", "nurse", "--password-stdin", "--json",
                stdin=PASSWORD + "\n")
     assert bad.returncode == 2 and "radiologist" in json.loads(bad.stdout)["error"]
+    last = _cli(env, "users", "disable", "boss", "--json")  # the only admin (issue 45)
+    assert last.returncode == 2 and json.loads(last.stdout)["code"] == "last_admin"
+    assert _cli(env, "users", "add", "deputy", "--role", "admin", "--password-stdin",
+                stdin=PASSWORD + "\n").returncode == 0
     assert _cli(env, "users", "disable", "boss", "--json").returncode == 0
     listed = json.loads(_cli(env, "users", "list", "--json").stdout)["users"]
-    assert listed == [{"id": 1, "username": "boss", "role": "admin", "active": False,
-                       "enrolled": True, "approval_pending": False}]
+    assert listed[0] == {"id": 1, "username": "boss", "role": "admin", "active": False,
+                         "enrolled": True, "approval_pending": False}
     out = tmp_path / "audit.jsonl"
     assert _cli(env, "audit", "export", "--out", str(out)).returncode == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(e["action"], e["detail"].get("op")) for e in events] == [
-        ("admin", "create"), ("role", "grant"), ("admin", "disable")]
+        ("admin", "create"), ("role", "grant"), ("admin", "create"), ("role", "grant"),
+        ("admin", "disable")]
 
 
 def test_every_role_has_a_user_in_the_fixtures():

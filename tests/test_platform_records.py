@@ -78,8 +78,8 @@ def test_chat_answers_from_the_findings_and_stores_messages_encrypted(env):
 def test_key_rotation_re_encrypts_everything(env, monkeypatch):
     import json
 
-    from medai.platform.chat import rotate_all
     from medai.platform.crypto import Cipher, cipher
+    from medai.platform.rotation import rotate_all
     from medai.settings import get_settings
 
     app, client, sid = env

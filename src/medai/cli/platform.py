@@ -280,7 +280,7 @@ def keys_rotate(as_json: JsonFlag = False) -> None:
     """Re-encrypt every stored message, complaint, patient name and stored file with the
     first key of MEDAI_SECRET_KEYS (files an older version kept in clear are encrypted too);
     afterwards the older keys can be removed."""
-    from medai.platform.chat import rotate_all
+    from medai.platform.rotation import rotate_all
     from medai.platform.storage import BlobStore
     from medai.settings import get_settings
 

@@ -61,25 +61,3 @@ def context(db: Session, conv: Conversation) -> dict[str, Any]:
             "impression": (report.sections or {}).get("impression") if report else None,
             "signed": bool(report and report.signed_by is not None),
             "task": study.task, "lang": study.language}
-
-
-def rotate_all(db: Session, batch: int = 500) -> int:
-    """Re-encrypt every stored message, complaint and DICOM patient ID and name under the
-    newest key."""
-    from medai.platform.tables import Study, TriageRecord
-
-    c, n = cipher(), 0
-    for model, column in ((Message, "body"), (TriageRecord, "complaint"),
-                          (Study, "patient_key"), (Study, "patient_name")):
-        last = 0
-        while True:
-            rows = db.scalars(select(model).where(model.id > last).order_by(model.id)
-                              .limit(batch)).all()
-            if not rows:
-                break
-            for r in rows:
-                if getattr(r, column) is not None:  # a study without a DICOM identity
-                    setattr(r, column, c.rotate(getattr(r, column)))
-            n, last = n + len(rows), rows[-1].id
-            db.flush()
-    return n

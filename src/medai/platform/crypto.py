@@ -29,7 +29,8 @@ class Cipher:
         self._fernet = MultiFernet([Fernet(k.encode() if isinstance(k, str) else k)
                                     for k in keys])
         self.blobs = BlobCipher(keys)
-        self._mac_key = _derive(keys[0], b"medai pseudonym v1")
+        self._mac_keys = [_derive(k, b"medai pseudonym v1") for k in keys]
+        self._mac_key = self._mac_keys[0]
 
     def encrypt(self, text: str) -> bytes:
         return self._fernet.encrypt(text.encode("utf-8"))
@@ -51,6 +52,16 @@ class Cipher:
         import hmac
 
         return hmac.new(self._mac_key, text.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+    def pseudonyms(self, text: str) -> list[str]:
+        """``text``'s pseudonym under every configured key, newest first: what a lookup by
+        pseudonym matches while a rotation (``medai keys rotate``) has not yet re-keyed
+        every stored one."""
+        import hashlib
+        import hmac
+
+        return [hmac.new(k, text.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+                for k in self._mac_keys]
 
 
 def _derive(key: str | bytes, info: bytes) -> bytes:

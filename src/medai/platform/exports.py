@@ -13,6 +13,10 @@ identity into the bundle: the Patient with the hospital's PatientID (type MR) an
 modality, body part and SOP class) that the DiagnosticReport names, and the accession number
 as the report's identifier too. An uploaded image has only its pseudonymous patient
 reference.
+
+Every text goes out ``printable`` (no bidi or control characters) and the DICOM identity as
+DICOM allows it (``dicom_values.outgoing_study``): a row stored before values were checked on
+the way in (a UID ``../etc/passwd``, a 324-character name) still exports.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medai.platform import report_words as rw
+from medai.platform.integration.dicom_values import outgoing_study
 from medai.platform.integration.identity import display_name, name_parts
 from medai.platform.localtime import as_utc, format_local
+from medai.platform.printable import printable, printable_tree
 from medai.platform.report_pdf import report_pdf
 
 __all__ = ["fhir_bundle", "prune", "report_pdf", "with_decision"]
@@ -156,6 +162,8 @@ def fhir_bundle(study: dict[str, Any], report: dict[str, Any], model: dict[str, 
                 ) -> dict[str, Any]:
     from fhir.resources.R4B.bundle import Bundle
 
+    study, report, model = outgoing_study(study), printable_tree(report), printable_tree(model)
+    signer = printable(signer).strip() or None if signer else None
     sid, lang = study["id"], rw.language(study)
     status = report.get("status") or "preliminary"
     signed = bool(signer)

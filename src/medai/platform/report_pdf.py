@@ -9,6 +9,8 @@
   the machine has them (``FALLBACK_FONTS``). fpdf2 logs the characters it had no glyph for; that
   record is dropped (it would put report text into the log) and one line with the count and
   the study id is logged instead.
+- Text is printed ``printable`` (no bidi or control characters: a name with U+202E would print
+  reversed) and the DICOM identity as DICOM allows it (``dicom_values.outgoing_study``).
 """
 
 from __future__ import annotations
@@ -254,6 +256,11 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
                heatmap_label: str | None, zone: str | None = None) -> bytes:
     """The PDF: stamp (unsigned), disclosure, study facts, image and heatmap, findings table,
     report sections, sources, a footer with study, version and page on every page."""
+    from medai.platform.integration.dicom_values import outgoing_study
+    from medai.platform.printable import printable_tree
+
+    study, report, model = outgoing_study(study), printable_tree(report), printable_tree(model)
+    heatmap_label = printable_tree(heatmap_label)
     lang = rw.language(study)
     w = rw.words(lang)
     signed = rw.is_signed(report)

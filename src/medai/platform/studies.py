@@ -55,11 +55,16 @@ def imaging_task(name: str) -> Any:
 
 
 def patient_for(db: Session, ref: str | None) -> Patient | None:
+    """The patient of a pseudonymous reference (made on first use), found by its keyed hash:
+    the reference itself is sealed at rest."""
     if not ref:
         return None
-    patient = db.scalar(select(Patient).where(Patient.ref == ref))
+    from medai.platform.crypto import cipher
+
+    hashes = cipher().pseudonyms(ref)
+    patient = db.scalar(select(Patient).where(Patient.ref_hash.in_(hashes)).limit(1))
     if patient is None:
-        patient = Patient(ref=ref)
+        patient = Patient(ref=ref, ref_hash=hashes[0])
         db.add(patient)
         db.flush()
     return patient

@@ -19,13 +19,13 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    Text,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medai.platform.db import Base, utcnow
+from medai.platform.sealed import SealedJSON, SealedText
 
 
 def _now() -> Mapped[datetime]:
@@ -80,11 +80,15 @@ class LoginFailure(Base):
 
 
 class Patient(Base):
-    """A pseudonymous reference only (the hospital's own identifier lives in its HIS)."""
+    """A pseudonymous reference only (the hospital's own identifier lives in its HIS), sealed;
+    found by its keyed hash (``crypto.Cipher.pseudonym``, under any configured key)."""
 
     __tablename__ = "patients"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    ref: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    # the database column "ref" holds the keyed hash (what lookups compare); "ref_sealed" the
+    # reference itself
+    ref_hash: Mapped[str] = mapped_column("ref", String(64), unique=True, nullable=False)
+    ref: Mapped[str | None] = mapped_column("ref_sealed", SealedText)
     created_at: Mapped[datetime] = _now()
 
 
@@ -101,7 +105,7 @@ class Study(Base):
     display_sha256: Mapped[str | None] = mapped_column(String(64))
     file_size: Mapped[int] = mapped_column(Integer, nullable=False)
     content_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    clinical_question: Mapped[str | None] = mapped_column(Text)
+    clinical_question: Mapped[str | None] = mapped_column(SealedText)  # patient text
     language: Mapped[str] = mapped_column(String(8), nullable=False, default="tr")
     status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
     urgent: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
@@ -202,7 +206,7 @@ class ReportVersion(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)  # preliminary|final|amended
     source: Mapped[str] = mapped_column(String(8), nullable=False)  # ai | human
-    sections: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    sections: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
     citations: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
     findings: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -246,7 +250,8 @@ class TriageRecord(Base):
     kiosk_client: Mapped[str | None] = mapped_column(String(64), index=True)
     kiosk_id: Mapped[int | None] = mapped_column(ForeignKey("kiosks.id"))
     complaint: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    result: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # the triage result: its red-flag evidence quotes the complaint (sealed like it)
+    result: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
     urgent: Mapped[bool] = mapped_column(Boolean, nullable=False)
     model_hash: Mapped[str] = mapped_column(String(80), nullable=False)
     created_at: Mapped[datetime] = _now()

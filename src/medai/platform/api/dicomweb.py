@@ -5,8 +5,10 @@ service root is ``/api/v1/dicomweb``), each filed exactly like a C-STORE to the 
 
 The caller signs in like any other client (a bearer token of an account that may upload
 studies); the answer is the standard's Store Instances Response (DICOM JSON): the instances
-stored (ReferencedSOPSequence) and those refused with a reason (FailedSOPSequence); 200 when
-every instance was stored, 202 when some were, 409 when none was."""
+stored (ReferencedSOPSequence) and those refused with a reason (FailedSOPSequence, with an
+Error Comment naming the rule and the attribute, e.g. ``PatientName: a component group longer
+than 64 characters``); 200 when every instance was stored, 202 when some were, 409 when none
+was. A part's UIDs are echoed only when they are UIDs."""
 
 from __future__ import annotations
 
@@ -53,19 +55,24 @@ def _parts(content_type: str, body: bytes) -> list[bytes]:
 
 
 def _uids(data: bytes) -> tuple[str | None, str | None]:
-    """SOP Class and Instance UIDs of a part, for the answer (None when unreadable)."""
+    """SOP Class and Instance UIDs of a part, for the answer (None when unreadable, or not a
+    UID: a refused ``../../etc/passwd`` is not sent back)."""
     from pydicom import dcmread
+
+    from medai.platform.integration.dicom_values import is_uid
 
     try:
         ds = dcmread(io.BytesIO(data), stop_before_pixels=True,
                      specific_tags=["SOPClassUID", "SOPInstanceUID"])
-        return (str(ds.get("SOPClassUID") or "") or None,
-                str(ds.get("SOPInstanceUID") or "") or None)
+        sop_class, sop_uid = (str(ds.get(k) or "").rstrip(" \x00")
+                              for k in ("SOPClassUID", "SOPInstanceUID"))
+        return (sop_class if is_uid(sop_class) else None), (sop_uid if is_uid(sop_uid) else None)
     except Exception:  # an unreadable part is reported as failed, not raised
         return None, None
 
 
-def _item(sop_class: str | None, sop_uid: str | None, reason: int | None = None) -> dict:
+def _item(sop_class: str | None, sop_uid: str | None, reason: int | None = None,
+          comment: str = "") -> dict:
     item: dict = {}
     if sop_class:
         item["00081150"] = {"vr": "UI", "Value": [sop_class]}
@@ -73,6 +80,8 @@ def _item(sop_class: str | None, sop_uid: str | None, reason: int | None = None)
         item["00081155"] = {"vr": "UI", "Value": [sop_uid]}
     if reason is not None:
         item["00081197"] = {"vr": "US", "Value": [reason]}
+    if comment:  # Error Comment (LO): the rule and the attribute, never a value
+        item["00000902"] = {"vr": "LO", "Value": [comment.replace("\\", "/")[:64]]}
     return item
 
 
@@ -84,7 +93,7 @@ def _store_all(request: Request, who: Principal, parts: list[bytes]) -> tuple[li
         try:
             got = receive.store(p, data, CALLING, who.client)
         except receive.Refused as exc:
-            failed.append(_item(sop_class, sop_uid, exc.status))
+            failed.append(_item(sop_class, sop_uid, exc.status, str(exc)))
             continue
         except OSError:  # a full or read-only disk: named by the error layer for the caller
             raise

@@ -76,9 +76,16 @@ async def _forget(p, sha: str, created: bool) -> None:
 def _checked_identity(p, sha: str) -> dicom.DicomIdentity | None:
     """The stored upload's limits checked from its header (``ImageTooLarge``), then its
     DICOM identity, the same extraction as the DICOM node's (None when it has none; the
-    analysis names a bad file)."""
+    analysis names a bad file). A UID, name or ID that breaks its VR is a 422 naming the
+    attribute (``dicom_values``), never filed."""
+    from medai.platform.integration.dicom_values import InvalidAttribute
+
     try:
         return dicom.checked_read(p.store.read(sha))
+    except InvalidAttribute as exc:
+        raise ApiError(422, "invalid_dicom_attribute", f"the DICOM file's {exc}", errors=[
+            {"loc": ["file", exc.keyword], "msg": exc.why, "type": "invalid_dicom_attribute"}]
+        ) from None
     except dicom.IdentityError:
         return None
 

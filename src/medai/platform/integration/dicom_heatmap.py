@@ -127,6 +127,9 @@ def heatmap_pm(header: Dataset, saliency: np.ndarray, *, label: str,
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
+    from medai.platform.integration.dicom_values import outgoing_header
+
+    header = outgoing_header(header)  # the identity as a PACS takes it (see SourceImage)
     if not pm_suitable(header):
         raise DicomObjectError("the source has no image plane geometry for a Parametric Map")
     values = np.ascontiguousarray(saliency, dtype=np.float32)

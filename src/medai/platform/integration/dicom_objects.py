@@ -70,7 +70,12 @@ class SourceImage:
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> SourceImage:
-        """The values of a received DICOM image (its pixels are not needed)."""
+        """The values of a received DICOM image (its pixels are not needed), as a PACS takes
+        them (``outgoing_header``: a file stored before values were checked on the way in may
+        hold a 3,000-character name or a UID that is none)."""
+        from medai.platform.integration.dicom_values import outgoing_header
+
+        ds = outgoing_header(ds)
         orientation = ds.get("PatientOrientation")
         text = lambda key: str(ds.get(key, "") or "")  # noqa: E731
         return cls(study_instance_uid=text("StudyInstanceUID"),

@@ -30,6 +30,8 @@ from medai.platform.integration.dicom_objects import (
     uid,
     utc_naive,
 )
+from medai.platform.integration.dicom_values import outgoing_person_name
+from medai.platform.printable import printable
 
 # report section -> (TID 2000 heading, the narrative item's concept) (PS3.16 CID 7001/7002)
 SECTIONS = {"technique": ("CurrentProcedureDescriptions", "ProcedureDescription"),
@@ -66,7 +68,7 @@ def _content(report: Mapping[str, Any], signer: str, source: SourceImage):
             name=signer)))
     sections = report.get("sections") or {}
     for key, (heading, element) in SECTIONS.items():
-        text = str(sections.get(key) or "").strip()
+        text = printable(str(sections.get(key) or ""), lines=True).strip()
         if not text:
             continue
         container = hd.sr.ContainerContentItem(name=getattr(codes.DCM, heading),
@@ -80,7 +82,7 @@ def _content(report: Mapping[str, Any], signer: str, source: SourceImage):
                 referenced_sop_instance_uid=source.sop_instance_uid))
         container.ContentSequence = hd.sr.ContentSequence(children)
         items.append(container)
-    disclosure = str(report.get("ai_disclosure") or "").strip()
+    disclosure = printable(str(report.get("ai_disclosure") or ""), lines=True).strip()
     if disclosure:
         items.append(hd.sr.TextContentItem(name=codes.DCM.Comment, value=disclosure,
                                            relationship_type="CONTAINS"))
@@ -114,7 +116,7 @@ def report_sr(source: SourceImage, report: Mapping[str, Any], *, organization: s
     if previous_version is not None and not 0 < int(previous_version) < version:
         raise DicomObjectError("an amendment follows an earlier version")
     signed_at = _when(report.get("signed_at"))
-    name = (signer or str(report["signed_by"]))[:63]
+    name = outgoing_person_name(signer or str(report["signed_by"]))[:63]
     name = name if "^" in name else name + "^"  # one component: a family name
     series, instance = report_uids(source, version, uid_root)
     previous = [_predecessor(source, int(previous_version), uid_root)] \

@@ -29,7 +29,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medai.platform.integration.dicom_send import DestinationRejected, DestinationUnavailable
+from medai.platform.integration.dicom_values import outgoing_study
 from medai.platform.integration.identity import name_parts
+from medai.platform.printable import printable, printable_tree
 
 log = logging.getLogger("medai.integration.send")
 START, END = b"\x0b", b"\x1c\x0d"
@@ -43,8 +45,8 @@ RESULT_STATUS = {"preliminary": "P", "final": "F", "amended": "C"}
 
 
 def escape(text: str) -> str:
-    """HL7 escaping of the separators, control characters dropped."""
-    text = "".join(c if c >= " " or c == "\t" else " " for c in str(text))
+    """HL7 escaping of the separators, bidi and control characters dropped (``printable``)."""
+    text = printable(str(text))
     for raw, esc in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"),
                      ("~", "\\R\\")):
         text = text.replace(raw, esc)
@@ -69,6 +71,7 @@ def oru_r01(study: dict[str, Any], report: dict[str, Any], *, control_id: str,
     from hl7apy.core import Message
     from hl7apy.parser import parse_message
 
+    study, report = outgoing_study(study), printable_tree(report)
     status = RESULT_STATUS.get(str(report.get("status")), "P")
     if status != "P" and not report.get("signed_by"):
         status = "P"  # an unsigned amendment is not a result yet

@@ -1,0 +1,108 @@
+"""Key rotation of everything sealed in the database (``medai keys rotate``).
+
+``SEALED`` is the one list of columns that hold patient data under a key: the ones the code
+seals itself (a chat message, a complaint, a DICOM patient ID, name and identity, a quarantined
+instance's identity) and the ``platform.sealed`` columns (a clinical question, a report's
+sections, a triage result, a patient reference). Each is re-encrypted under the newest key, and
+each patient's lookup hash recomputed with it, so that the older keys can then be removed.
+
+Report versions are append-only in the database itself (a trigger refuses an UPDATE): the
+rotation, run from the server's shell (the hospital's trust root, like a migration), lifts that
+trigger for its own transaction only, re-encrypts the sections (the same plaintext, checked) and
+puts the trigger back before it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Integer, select, table, text, update
+from sqlalchemy import column as sa_column
+from sqlalchemy.orm import Session
+
+from medai.platform.crypto import cipher
+from medai.platform.tables import (
+    IdentityConflict,
+    Message,
+    Patient,
+    ReportVersion,
+    Study,
+    TriageRecord,
+)
+
+# (table, column attribute): a bytes token, a token's text, or a JSON string holding one
+SEALED: tuple[tuple[Any, str], ...] = (
+    (Message, "body"), (TriageRecord, "complaint"), (TriageRecord, "result"),
+    (Study, "patient_key"), (Study, "patient_name"), (Study, "patient_identity"),
+    (Study, "clinical_question"), (IdentityConflict, "identity"), (ReportVersion, "sections"),
+    (Patient, "ref"))
+APPEND_ONLY = {"report_versions"}
+
+
+def _raw(model: Any, attr: str) -> tuple[Any, Any, Any]:
+    """A table clause with the id and the database column behind ``attr`` under its stored
+    type (the token, not the value the sealed type would decrypt): table, id, column."""
+    column = getattr(model, attr).property.columns[0]
+    stored = getattr(column.type, "impl_instance", column.type)
+    t = table(model.__tablename__, sa_column("id", Integer()), sa_column(column.name, stored))
+    return t, t.c.id, t.c[column.name]
+
+
+def _batches(db: Session, model: Any, attr: str, batch: int) -> Iterator[list[tuple[int, Any]]]:
+    _t, ids, column = _raw(model, attr)
+    last = 0
+    while True:
+        rows = db.execute(select(ids, column).where(ids > last, column.is_not(None))
+                          .order_by(ids).limit(batch)).all()
+        if not rows:
+            return
+        yield [(r[0], r[1]) for r in rows]
+        last = rows[-1][0]
+
+
+def _rotated(token: Any) -> Any:
+    """The same plaintext under the newest key, in the form it was stored (bytes or text)."""
+    c = cipher()
+    if isinstance(token, str):
+        return c.rotate(token.encode("ascii")).decode("ascii")
+    return c.rotate(bytes(token))
+
+
+def _trigger(db: Session, table: str, lift: bool) -> None:
+    """Drop or re-create the trigger that refuses an UPDATE of an append-only table (the DDL
+    of migration 0001)."""
+    name, dialect = f"{table}_no_update", db.get_bind().dialect.name
+    if lift:
+        db.execute(text(f"DROP TRIGGER IF EXISTS {name}" +
+                        (f" ON {table}" if dialect == "postgresql" else "")))
+    elif dialect == "sqlite":
+        db.execute(text(f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} "
+                        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"))
+    elif dialect == "postgresql":
+        db.execute(text(f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} "
+                        f"FOR EACH ROW EXECUTE FUNCTION {name}()"))
+
+
+def rotate_all(db: Session, batch: int = 500) -> int:
+    """Re-encrypt every sealed value under the newest key (and re-key the patients' lookup
+    hashes), in the caller's transaction; the number of values re-encrypted."""
+    n = 0
+    for name in APPEND_ONLY:
+        _trigger(db, name, lift=True)
+    for model, attr in SEALED:
+        t, ids, column = _raw(model, attr)
+        for rows in _batches(db, model, attr, batch):
+            for row_id, token in rows:
+                db.execute(update(t).where(ids == row_id).values({column: _rotated(token)}))
+            n += len(rows)
+    for (patient,) in db.execute(select(Patient)).all():
+        if patient.ref is not None:
+            patient.ref_hash = cipher().pseudonym(patient.ref)
+    db.flush()
+    for name in APPEND_ONLY:
+        _trigger(db, name, lift=False)
+    return n
+
+
+__all__ = ["SEALED", "rotate_all"]
