@@ -10,6 +10,11 @@ own trust root, and it bootstraps the first clinical users). A reset or a role c
 account pending again (``accounts.reset`` / ``accounts.change_role`` clear the approval).
 Approvals and refused approvals are audit events of action ``approve``, listed with the role
 grants for review.
+
+What approval does not cover: an account's *own* data (triage history, for every role; a
+patient account is never pending). That is protected by ``accounts.own_since`` instead: a
+reset or a role change starts the account's own history anew, so whoever enrols with a reset
+code lists nothing made before it.
 """
 
 from __future__ import annotations

@@ -35,25 +35,35 @@
     if (!list.children.length) list.hidden = true;
   }
 
+  // where it came from: the calling AE title of a DICOM sender, or an upload
+  function from(c) {
+    const source = T["conflicts_source_" + c.source] || c.source;
+    return c.calling_ae ? fill(T.conflicts_from, { id: c.id, source, ae: c.calling_ae })
+      : fill(T.conflicts_from_upload, { id: c.id, source });
+  }
+
   function card(c) {
     const rows = ATTRS.filter((a) => c.study[a] || c.incoming[a]).map((a) => {
       const differs = c.fields.includes(KEYWORD[a]);
       return el("tr", { class: differs ? "differs" : null },
         el("th", { scope: "row", text: T["conflicts_attr_" + a] || a }),
-        el("td", { text: shown(a, c.study[a], c.masked) }),
-        el("td", { text: shown(a, c.incoming[a], c.masked) + (differs ? " ≠" : "") }));
+        el("td", { "data-label": T.conflicts_col_study, text: shown(a, c.study[a], c.masked) }),
+        el("td", { "data-label": T.conflicts_col_incoming,
+          text: shown(a, c.incoming[a], c.masked) + (differs ? " ≠" : "") }));
     });
     if (c.fields.includes("PixelData")) {
       rows.push(el("tr", { class: "differs" }, el("th", { scope: "row", text: T.conflicts_attr_pixels }),
-        el("td", { text: "…" }), el("td", { text: "≠" })));
+        el("td", { "data-label": T.conflicts_col_study, text: "…" }),
+        el("td", { "data-label": T.conflicts_col_incoming, text: "≠" })));
     }
     const studyLink = c.masked ? el("span", { text: fill(T.conflicts_study, { id: c.study_id }) })
       : el("a", { href: `/studies/${c.study_id}`, text: fill(T.conflicts_study, { id: c.study_id }) });
     const item = el("li", { class: "card conflict", "data-conflict": String(c.id) },
       el("h3", {}, studyLink, " · ", el("span", { text: T["conflicts_reason_" + c.reason] || c.reason })),
-      el("p", { class: "hint", text: fill(T.conflicts_from, { id: c.id,
-        source: T["conflicts_source_" + c.source] || c.source, ae: c.calling_ae || "—" }) }),
-      el("div", { class: "table-wrap" }, el("table", { class: "list conflict-identities" },
+      el("p", { class: "hint", text: from(c) }),
+      el("div", { class: "table-wrap", tabindex: "0", role: "region",
+        "aria-label": from(c) },
+      el("table", { class: "list findings conflict-identities" },
         el("thead", {}, el("tr", {}, el("th", { scope: "col", text: T.conflicts_col_attr }),
           el("th", { scope: "col", text: T.conflicts_col_study }),
           el("th", { scope: "col", text: T.conflicts_col_incoming }))),
