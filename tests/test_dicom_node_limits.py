@@ -139,11 +139,11 @@ def test_echoes_do_not_keep_an_association_open_and_stores_do(start_node, site, 
     storer = associate(node.port, "PACS", store=True)
     assert echoer.is_established and storer.is_established
     clock.advance(20)
-    assert echoer.send_c_echo().Status == 0
+    assert echoer.send_c_echo().Status == 0  # answered, but no work
     path = make_dicom(tmp_path / "kept.dcm", accession="IDLE-1")
     assert storer.send_c_store(pydicom.dcmread(path)).Status == 0  # work, at 20 s
-    clock.advance(15)  # 35 s after it opened; an echo every 15 s is no work
     assert echoer.send_c_echo().Status == 0
+    clock.advance(15)  # 35 s after the echoer opened, 15 s after the storer stored
     node.reap()
     assert wait_for(lambda: echoer.is_aborted or not echoer.is_alive())
     assert storer.is_established and storer.send_c_echo().Status == 0

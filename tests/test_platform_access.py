@@ -93,6 +93,11 @@ TABLE: dict[tuple[str, str], object] = {
     ("GET", "/api/v1/audit"): {"admin"},
     ("GET", "/api/v1/admin/outbox"): {"admin"},
     ("POST", "/api/v1/admin/outbox/{item_id}/retry"): {"admin"},
+    # identity conflicts: a radiologist decides; an admin sees them masked
+    ("GET", "/api/v1/conflicts"): {"admin", "radiologist"},
+    ("GET", "/api/v1/conflicts/{conflict_id}"): {"admin", "radiologist"},
+    ("POST", "/api/v1/conflicts/{conflict_id}/reassign"): {"radiologist"},
+    ("POST", "/api/v1/conflicts/{conflict_id}/reject"): {"radiologist"},
 }
 
 
@@ -116,6 +121,7 @@ def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 def _request(client, method: str, path: str, ids: dict, headers: dict):
     url = path.format(task="cxr", token_id=999999, username="nobody", kiosk_id=999999,
                       item_id=999999, model_id=999999, record_id=999999, job_id=999999,
+                      conflict_id=999999,
                       **ids)
     files = {"file": ("x.png", png_bytes(2), "image/png")}
     body = {

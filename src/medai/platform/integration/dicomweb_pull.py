@@ -155,9 +155,11 @@ class Puller:
             return
         try:
             got = receive.store(self.p, data, CALLING, None, self.language)
-        except receive.Refused as exc:
+        except receive.Refused as exc:  # its text names the rule and attribute, no value
             name = type(exc).__name__.lower()
             report.refused[name] = report.refused.get(name, 0) + 1
+            log.warning("dicomweb pull %s: an instance refused with 0x%04X: %s", self.url,
+                        exc.status, exc)
             return
         report.fetched += 1
         if got.job_id is not None:
