@@ -422,3 +422,20 @@ def bare_platform(kind: str, home: Path, triage_dir: Path, cxr_dir: Path):
             accounts.create_user(db, "rad", PASSWORD, "radiologist")
         yield p
         p.db.dispose()
+
+
+def use_keys(monkeypatch, *keys: str) -> None:
+    """Configure ``MEDAI_SECRET_KEYS`` (newest first; none: back to the home's own key file)
+    and drop the cached settings and cipher, as a restart would."""
+    import json
+
+    from medai.platform.crypto import cipher
+    from medai.settings import get_settings
+
+    if keys:
+        monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps(list(keys)))
+    else:
+        monkeypatch.delenv("MEDAI_SECRET_KEYS", raising=False)
+        os.environ.pop("MEDAI_SECRET_KEYS", None)
+    get_settings.cache_clear()
+    cipher.cache_clear()

@@ -8,13 +8,12 @@ reference."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import inspect, text
 
-from platform_helpers import bearer, clinic, png_bytes, wait_status
+from platform_helpers import bearer, clinic, png_bytes, use_keys, wait_status
 
 QUESTION = "Ayşe Yılmaz 05321234567 öksürük"
 REF = "PREF-778899"
@@ -87,7 +86,6 @@ def test_nothing_a_patient_or_clinician_wrote_is_in_clear_in_the_database(site):
 
 
 def test_key_rotation_covers_every_sealed_text(site, monkeypatch):
-    from medai.platform.crypto import cipher
     from medai.platform.rotation import rotate_all
     from medai.settings import get_settings
 
@@ -95,14 +93,10 @@ def test_key_rotation_covers_every_sealed_text(site, monkeypatch):
     old = (get_settings().home / "secret.key").read_text().strip()
     new = Fernet.generate_key().decode()
     try:
-        monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([new, old]))
-        get_settings.cache_clear()
-        cipher.cache_clear()
+        use_keys(monkeypatch, new, old)
         with app.state.platform.db.session() as db:
             assert rotate_all(db) >= 5
-        monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([new]))  # the old key removed
-        get_settings.cache_clear()
-        cipher.cache_clear()
+        use_keys(monkeypatch, new)  # the old key removed
         rad = bearer(client, "rad1")
         study = client.get(f"/api/v1/studies/{sid}", headers=rad).json()
         assert study["clinical_question"] == QUESTION and study["patient_ref"] == REF
@@ -116,16 +110,11 @@ def test_key_rotation_covers_every_sealed_text(site, monkeypatch):
         with app.state.platform.db.session() as db:  # still one patient under the new key
             assert db.execute(text("SELECT count(*) FROM patients")).scalar() == 1
         assert _scan(app) == []
-    finally:
-        monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([old, new]))
-        get_settings.cache_clear()
-        cipher.cache_clear()
+    finally:  # back under the home's own key, for whatever runs after
+        use_keys(monkeypatch, old, new)
         with app.state.platform.db.session() as db:
             rotate_all(db)
-        monkeypatch.delenv("MEDAI_SECRET_KEYS")
-        os.environ.pop("MEDAI_SECRET_KEYS", None)
-        get_settings.cache_clear()
-        cipher.cache_clear()
+        use_keys(monkeypatch)
 
 
 def test_the_upgrade_seals_what_an_older_version_kept_in_clear(tmp_path, monkeypatch):
