@@ -33,7 +33,6 @@ import re
 import uuid
 from typing import Any
 
-from medai.platform.integration.identity import IdentityError
 from medai.platform.printable import printable, printable_tree
 
 UID_MAX = 64
@@ -48,6 +47,11 @@ META_UIDS = ("MediaStorageSOPInstanceUID", "MediaStorageSOPClassUID")
 TEXT_LIMITS = {"PatientID": 64, "IssuerOfPatientID": 64, "AccessionNumber": 16}
 PN_GROUP_MAX, PN_GROUPS, PN_COMPONENTS = 64, 3, 5
 _REPAIRED = uuid.UUID("6f0c2b1e-9d4a-5e7f-8a3b-2c1d0e9f8a7b")  # medai's namespace for them
+
+
+class IdentityError(ValueError):
+    """A DICOM header that cannot be read, or that lacks what grouping needs (re-exported by
+    ``identity``, whose readers raise it)."""
 
 
 class InvalidAttribute(IdentityError):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from medai.platform.crypto import InvalidToken, cipher
+from medai.platform.integration import dicom_values
+from medai.platform.integration.dicom_values import IdentityError
 from medai.platform.tables import DicomInstance, Study
 
 log = logging.getLogger("medai.integration")
@@ -24,10 +26,6 @@ _DATE = re.compile(r"^\d{8}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 REQUIRED = {"study_uid": "StudyInstanceUID", "series_uid": "SeriesInstanceUID",
             "sop_uid": "SOPInstanceUID", "sop_class": "SOPClassUID"}
-
-
-class IdentityError(ValueError):
-    """A DICOM header that cannot be read, or that lacks what grouping needs."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +123,6 @@ def read(data: bytes) -> DicomIdentity | None:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types on a bad header
         raise IdentityError(f"malformed DICOM header ({type(exc).__name__})") from None
-    from medai.platform.integration import dicom_values
-
     dicom_values.check(ds)  # InvalidAttribute: a UID, name or ID that breaks its VR
     return from_dataset(ds)
 
