@@ -101,7 +101,8 @@ def test_another_patients_instance_with_the_same_study_uid_is_quarantined_at_the
     admin = bearer(client, "admin")
     masked = next(c for c in _conflicts(client, admin)["items"] if c["id"] == item["id"])
     assert masked["masked"] is True and B["patient_id"] not in str(masked)
-    assert masked["incoming"]["patient_id"] != masked["study"]["patient_id"]
+    assert set(masked["incoming"].values()) | set(masked["study"].values()) <= {"•••", None}
+    assert masked["fields"] == item["fields"] and masked["sop_uid"] is None
     assert client.post(f"/api/v1/conflicts/{item['id']}/reject",
                        headers=admin).status_code == 403
     assert client.get("/api/v1/conflicts", headers=bearer(client, "clin")).status_code == 403
@@ -114,6 +115,11 @@ def test_another_patients_instance_with_the_same_study_uid_is_quarantined_at_the
     assert new["dicom"]["patient_id"] == B["patient_id"]
     assert new["dicom"]["patient_name"] == B["name"] and new["dicom"]["study_uid"] is None
     assert _study_of(client, rad, study["id"])["identity_conflicts"] == []
+    # the modality sends it again: it is where the radiologist put it, nothing new opens
+    assert storescu(port, b).returncode == 0
+    assert _study_of(client, rad, study["id"])["identity_conflicts"] == []
+    assert client.get("/api/v1/studies", headers=rad,
+                      params={"accession": B["accession"]}).json()["total"] == 1
     r = client.get(f"/api/v1/studies/{study['id']}/report/fhir", headers=rad)
     assert r.status_code == 200
     bundle = r.json()
@@ -151,6 +157,11 @@ def test_a_resent_sop_instance_with_other_content_is_a_conflict(site):
         assert r.status_code == 200 and r.json()["state"] == "rejected"
     assert _study_of(client, rad, sid)["identity_conflicts"] == []
     assert _study_of(client, rad, sid)["dicom"]["instances"] == 1
+    # sent again after the rejection: refused again, the decision stands (no new conflict)
+    assert storescu(port, other).returncode != 0
+    assert _study_of(client, rad, sid)["identity_conflicts"] == []
+    assert len([c for c in _conflicts(client, rad, state="rejected")["items"]
+                if c["study_id"] == sid]) == 2
 
 
 def test_an_upload_of_another_patients_dicom_is_a_named_409(site, tmp_path):
@@ -253,6 +264,110 @@ def test_held_deliveries_wait_for_the_decision(tmp_path, tfidf_model_dir, tiny_i
         with p.db.session() as db:
             got = outbox.claim(db, "w", utcnow(), 60)
             assert got is not None and got.study_id == sid
+
+
+def test_an_orphaned_delivery_of_a_study_in_conflict_is_not_reclaimed(
+        tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    from datetime import timedelta
+
+    from medai.platform import studies
+    from medai.platform.db import utcnow
+    from medai.platform.integration import identity as dicom
+    from medai.platform.integration import outbox
+    from medai.platform.tables import ReportVersion, User
+    from medai.settings import FhirDestination
+
+    dest = FhirDestination(name="ehr", kind="fhir", url="http://x")
+    with bare_platform("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
+        sha = p.store.put_bytes(png_bytes(2))
+        a = dicom.DicomIdentity(patient_id="A", study_uid="1.2.4", series_uid="1.2.4.1",
+                                sop_uid="1.2.4.1.1", sop_class="1.2")
+        b = dicom.DicomIdentity(patient_id="B", study_uid="1.2.4", series_uid="1.2.4.2",
+                                sop_uid="1.2.4.2.1", sop_class="1.2")
+        now = utcnow()
+        with p.db.session() as db:
+            user = db.scalar(select(User))
+            first = studies.file_study(db, user, sha=sha, size=1, content_type="image/png",
+                                       task="cxr", identity=a, source="dicom")
+            row = ReportVersion(study_id=first.study.id, version=1, status="final",
+                                source="human", sections={}, citations=[], findings=[],
+                                signed_by=user.id)
+            db.add(row)
+            db.flush()
+            outbox.on_signed(db, first.study, row, destinations=[dest])
+        with p.db.session() as db:
+            claimed = outbox.claim(db, "w1", now, 60)  # then the sender dies
+        with p.db.session() as db:
+            got = studies.file_study(db, db.scalar(select(User)), sha=sha, size=1,
+                                     content_type="image/png", task="cxr", identity=b,
+                                     source="dicom")
+            assert got.outcome == "conflict"
+        with p.db.session() as db:  # its lease ran out, but the study is in doubt now
+            assert outbox.claim(db, "w2", now + timedelta(seconds=120), 60) is None
+        with p.db.session() as db:  # a sender that claimed before the conflict puts it back
+            assert outbox.mark_held(db, claimed.id, "w1", now)
+            (item,), _ = outbox.items(db, state="held")
+            assert item.attempts == 0
+
+
+def test_two_people_deciding_one_conflict_at_once_make_one_decision(
+        tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    import threading
+
+    from medai.platform import identity_conflicts as conflicts
+    from medai.platform import studies
+    from medai.platform.db import utcnow
+    from medai.platform.integration import identity as dicom
+    from medai.platform.tables import Study, User
+
+    with bare_platform("postgresql", tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
+        sha = p.store.put_bytes(png_bytes(3))
+        with p.db.session() as db:
+            user = db.scalar(select(User))
+            for pid, series in (("A", "1"), ("B", "2")):
+                got = studies.file_study(db, user, sha=sha, size=1, content_type="image/png",
+                                         task="cxr", source="dicom", identity=dicom.DicomIdentity(
+                                             patient_id=pid, study_uid="1.2.5",
+                                             series_uid=f"1.2.5.{series}",
+                                             sop_uid=f"1.2.5.{series}.1", sop_class="1.2"))
+            cid = got.conflict.id
+        barrier, outcomes = threading.Barrier(2), []
+
+        def decide(op: str) -> None:
+            try:
+                with p.db.session() as db:
+                    barrier.wait(10)
+                    if op == "reassign":
+                        studies.reassign_conflict(db, cid, "rad1", utcnow())
+                    else:
+                        conflicts.reject(db, cid, "rad2", utcnow())
+                outcomes.append(op)
+            except conflicts.ConflictError as exc:
+                outcomes.append(exc.code)
+
+        threads = [threading.Thread(target=decide, args=(op,)) for op in ("reassign", "reject")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(outcomes) in (["conflict", "reassign"], ["conflict", "reject"])
+        with p.db.session() as db:
+            row = conflicts.get(db, cid)
+            made = db.scalar(select(func.count()).select_from(Study))
+            assert (row.state, made) in (("reassigned", 2), ("rejected", 1))
+
+
+def test_names_in_other_scripts_are_compared_group_by_group():
+    from medai.platform.integration.identity import disagreements
+
+    def differ(a: str, b: str) -> bool:
+        return disagreements({"patient_name": a}, {"patient_name": b}) == ["PatientName"]
+
+    assert differ("=山田^太郎", "=佐藤^花子")  # only ideographic, different people
+    assert not differ("YAMADA^TARO=山田^太郎", "Yamada^Taro")
+    assert differ("YAMADA^TARO=山田^太郎", "YAMADA^TARO=佐藤^花子")
+    assert differ("YAMADA^TARO", "=山田^太郎")  # nothing to compare: not taken as the same
+    assert not differ("YILMAZ^AYSE^^", "Yilmaz^Ayse") and not differ("", "")
 
 
 # --- the property: no instance ever joins a study of another patient --------------------------

@@ -26,7 +26,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from medai.platform.integration import identity as dicom
@@ -88,6 +88,14 @@ def check(db: Session, study: Study, identity: dicom.DicomIdentity,
     return fields
 
 
+def decided(db: Session, study_id: int, sha: str) -> IdentityConflict | None:
+    """The decided conflict these bytes already made with this study (a modality or a pull
+    sending them again): rejected stays rejected, reassigned stays where it went."""
+    return db.scalar(select(IdentityConflict).where(
+        IdentityConflict.study_id == study_id, IdentityConflict.file_sha256 == sha,
+        IdentityConflict.state != "open").order_by(IdentityConflict.id.desc()).limit(1))
+
+
 def quarantine(db: Session, study: Study, user: User, *, reason: str, fields: list[str],
                identity: dicom.DicomIdentity, sha: str, size: int, content_type: str,
                task: str | None, source: str, calling_ae: str | None, language: str = "tr",
@@ -107,6 +115,7 @@ def quarantine(db: Session, study: Study, user: User, *, reason: str, fields: li
     row = IdentityConflict(
         study_id=study.id, reason=reason, fields=fields, identity=dicom.seal_json(incoming),
         file_sha256=sha, file_size=size, content_type=content_type[:64], task=task,
+        sop_uid=identity.sop_uid or None,
         language=language if language in ("tr", "en") else "tr", source=source[:8],
         calling_ae=calling_ae, uploaded_by=user.id, state="open")
     db.add(row)
@@ -168,9 +177,14 @@ def close(db: Session, conflict_id: int, state: str, who: str,
     """Mark an open conflict decided (``reassigned`` or ``rejected``); a decided one is a
     409."""
     row = get(db, conflict_id)
-    if row.state != "open":
+    done = db.execute(update(IdentityConflict).where(  # two people deciding at once: one wins
+        IdentityConflict.id == conflict_id, IdentityConflict.state == "open")
+        .values(state=state, resolved_by=who[:64], resolved_at=now)
+        .execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        db.refresh(row)
         raise ConflictError("conflict", f"identity conflict {row.id} is already {row.state}")
-    row.state, row.resolved_by, row.resolved_at = state, who[:64], now
+    db.refresh(row)
     return row
 
 

@@ -3,13 +3,16 @@
 ``SEALED`` is the one list of columns that hold patient data under a key: the ones the code
 seals itself (a chat message, a complaint, a DICOM patient ID, name and identity, a quarantined
 instance's identity) and the ``platform.sealed`` columns (a clinical question, a report's
-sections, a triage result, a patient reference). Each is re-encrypted under the newest key, and
-each patient's lookup hash recomputed with it, so that the older keys can then be removed.
+sections, an AI result's payload with its draft, a triage result, a patient reference). Each
+is re-encrypted under the newest key, and each patient's lookup hash recomputed with it, so
+that the older keys can then be removed.
 
 Report versions are append-only in the database itself (a trigger refuses an UPDATE): the
 rotation, run from the server's shell (the hospital's trust root, like a migration), lifts that
 trigger for its own transaction only, re-encrypts the sections (the same plaintext, checked) and
-puts the trigger back before it commits.
+puts the trigger back before it commits. Lifting it locks ``report_versions`` (on PostgreSQL,
+reads wait too) from that point to the commit: report versions are therefore rotated last, and
+a large database is best rotated in a quiet hour.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from medai.platform.crypto import cipher
 from medai.platform.tables import (
+    AIResultRow,
     IdentityConflict,
     Message,
     Patient,
@@ -35,8 +39,8 @@ from medai.platform.tables import (
 SEALED: tuple[tuple[Any, str], ...] = (
     (Message, "body"), (TriageRecord, "complaint"), (TriageRecord, "result"),
     (Study, "patient_key"), (Study, "patient_name"), (Study, "patient_identity"),
-    (Study, "clinical_question"), (IdentityConflict, "identity"), (ReportVersion, "sections"),
-    (Patient, "ref"))
+    (Study, "clinical_question"), (IdentityConflict, "identity"), (AIResultRow, "payload"),
+    (Patient, "ref"), (ReportVersion, "sections"))  # append-only last: it locks the table
 APPEND_ONLY = {"report_versions"}
 
 
@@ -88,20 +92,21 @@ def rotate_all(db: Session, batch: int = 500) -> int:
     """Re-encrypt every sealed value under the newest key (and re-key the patients' lookup
     hashes), in the caller's transaction; the number of values re-encrypted."""
     n = 0
-    for name in APPEND_ONLY:
-        _trigger(db, name, lift=True)
+    for (patient,) in db.execute(select(Patient)).all():
+        if patient.ref is not None:  # the lookup hash under the newest key
+            patient.ref_hash = cipher().pseudonym(patient.ref)
+    db.flush()
     for model, attr in SEALED:
         t, ids, column = _raw(model, attr)
+        locked = model.__tablename__ in APPEND_ONLY
+        if locked:
+            _trigger(db, model.__tablename__, lift=True)
         for rows in _batches(db, model, attr, batch):
             for row_id, token in rows:
                 db.execute(update(t).where(ids == row_id).values({column: _rotated(token)}))
             n += len(rows)
-    for (patient,) in db.execute(select(Patient)).all():
-        if patient.ref is not None:
-            patient.ref_hash = cipher().pseudonym(patient.ref)
-    db.flush()
-    for name in APPEND_ONLY:
-        _trigger(db, name, lift=False)
+        if locked:
+            _trigger(db, model.__tablename__, lift=False)
     return n
 
 

@@ -160,7 +160,10 @@ def _quarantine(db: Session, study: Study, user: User, reason: str, fields: list
                 identity: dicom.DicomIdentity, sha: str, size: int, content_type: str,
                 task: str | None, source: str, calling_ae: str | None,
                 options: dict[str, Any]) -> Filed:
-    row = conflicts.quarantine(
+    decided = conflicts.decided(db, study.id, sha)
+    if decided is not None and decided.state == "reassigned":  # filed there already
+        return Filed(db.get(Study, decided.resolved_study_id), None, "duplicate")
+    row = decided or conflicts.quarantine(
         db, study, user, reason=reason, fields=fields, identity=identity, sha=sha, size=size,
         content_type=content_type, task=task, source=source, calling_ae=calling_ae,
         language=options.get("language", "tr"), options=options)

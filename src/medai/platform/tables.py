@@ -163,9 +163,12 @@ class IdentityConflict(Base):
     reason: Mapped[str] = mapped_column(String(32), nullable=False)
     fields: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     identity: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    file_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    file_sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     file_size: Mapped[int] = mapped_column(Integer, nullable=False)
     content_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    # the instance's SOP Instance UID (UIDs are kept plainly, as on every instance): a pull or a
+    # resend finds what was already decided
+    sop_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     task: Mapped[str | None] = mapped_column(String(32))  # what routing chose for it
     language: Mapped[str] = mapped_column(String(8), nullable=False, default="tr")
     source: Mapped[str] = mapped_column(String(8), nullable=False)  # upload | dicom
@@ -190,7 +193,8 @@ class AIResultRow(Base):
     model_name: Mapped[str] = mapped_column(String(128), nullable=False)
     model_version: Mapped[str] = mapped_column(String(64), nullable=False)
     model_hash: Mapped[str] = mapped_column(String(80), nullable=False)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # findings and, for a draft, its sections (patient text: sealed like report versions)
+    payload: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
     heatmap_sha256: Mapped[str | None] = mapped_column(String(64))
     heatmap_label: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now()

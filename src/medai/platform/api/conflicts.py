@@ -3,7 +3,7 @@ another patient or order than the study they would join, and a person's decision
 
 A radiologist (approved for patient data) sees both identities in full and decides: reassign
 the instance to a study of its own, or reject it. An admin sees that conflicts exist and why
-(the disagreeing attributes, the source, the calling AE title) with the identities masked, so
+(the disagreeing attributes, the source, the calling AE title), every value masked, so
 that a hospital's IT can chase the modality or RIS that sent them without reading patient data
 (admins read none: ``accounts.PERMISSIONS``).
 """
@@ -65,18 +65,15 @@ class ConflictList(BaseModel):
     open: int
 
 
-def _mask(value: str | None) -> str | None:
-    """Enough to see that two values differ, not to read them: first and last character."""
-    if not value:
-        return value
-    return value[0] + "•" * max(len(value) - 2, 1) + (value[-1] if len(value) > 1 else "")
+MASK = "•••"
 
 
 def _masked(out: dict[str, Any]) -> dict[str, Any]:
+    """What an admin sees: which attributes are present and which differ, never a character
+    of their values (not even the length)."""
     for side in ("study", "incoming"):
-        out[side] = {k: (v[:4] if k == "birth_date" and v else _mask(v))
-                     for k, v in out[side].items()}
-    return {**out, "masked": True}
+        out[side] = {k: (MASK if v else None) for k, v in out[side].items()}
+    return {**out, "masked": True, "study_uid": None, "sop_uid": None}
 
 
 def reviewer(request: Request, who: Principal = Depends(principal)) -> Principal:

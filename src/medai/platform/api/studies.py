@@ -33,7 +33,7 @@ from medai.platform.tables import Study
 from medai.server.errors import ApiError
 from medai.server.inputs import CleanText, RowId
 from medai.server.schemas import ImagingTask, Language, error_responses
-from medai.server.uploads import model_for
+from medai.server.uploads import model_for, no_empty
 from medai.services import imaging as imaging_service
 
 log = logging.getLogger("medai.platform")
@@ -94,7 +94,8 @@ def _checked_identity(p, sha: str) -> dicom.DicomIdentity | None:
              responses={200: {"model": StudyOut, "description": (
                  "a DICOM instance of a study already here: it joined that study (or was "
                  "stored before); the study is returned")},
-                 **error_responses(401, 403, 409, 413, 422)})
+                 **error_responses(401, 403, 409, 413, 422)},
+             dependencies=[Depends(no_empty("task", "lang", "patient_ref"))])
 async def upload_study(
         request: Request,
         file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM")],
@@ -141,7 +142,8 @@ async def upload_study(
                              "fields": conflict.fields} if conflict else {}))
             if conflict is not None:
                 return ({"conflict_id": conflict.id, "study_id": filed.study.id,
-                         "reason": conflict.reason, "fields": list(conflict.fields)},
+                         "reason": conflict.reason, "fields": list(conflict.fields),
+                         "rejected": conflict.state == "rejected"},
                         None, filed.outcome)
             return (studies.as_dict(db, filed.study), filed.job.id if filed.job else None,
                     filed.outcome)
@@ -162,9 +164,11 @@ async def upload_study(
                     ", ".join(out["fields"]))
         raise ApiError(409, "identity_conflict", (
             f"this DICOM file names another patient or order than study {out['study_id']} "
-            f"it would join ({', '.join(out['fields'])}); it was not filed or analysed, and "
-            f"is kept as identity conflict {out['conflict_id']} for a radiologist or an "
-            "admin to reassign or reject"),
+            f"it would join ({', '.join(out['fields'])}); it was not filed or analysed"
+            + (f": a radiologist rejected it before (identity conflict {out['conflict_id']})"
+               if out["rejected"] else
+               f", and is kept as identity conflict {out['conflict_id']} for a radiologist "
+               "to reassign or reject")),
             errors=[{"loc": ["file", field], "msg": "differs from the study it would join",
                      "type": "identity_conflict"} for field in out["fields"]])
     if outcome == "duplicate":  # stored before (these bytes may differ from that copy)

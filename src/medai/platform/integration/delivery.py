@@ -21,6 +21,7 @@ from typing import Any
 
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
+from medai.platform.identity_conflicts import has_open
 from medai.platform.integration import outbox, payloads
 from medai.platform.integration.dicom_objects import DicomObjectError
 from medai.platform.integration.dicom_send import DestinationRejected, DestinationUnavailable
@@ -126,6 +127,13 @@ class DeliveryLoop:
         skipped."""
         dest = self.destinations[item.destination]
         where = f"delivery {item.id} ({item.event}, {item.kind}) to {item.destination}"
+        with self.p.db.reader() as db:  # a conflict recorded since the claim: not sent
+            held = has_open(db, item.study_id)
+        if held:
+            with self.p.db.session() as db:
+                outbox.mark_held(db, item.id, self.worker, self.clock())
+            log.info("%s: held (the study has an open identity conflict)", where)
+            return "held"
         try:
             if dest.kind in ("fhir", "hl7"):
                 with self.p.db.reader() as db:

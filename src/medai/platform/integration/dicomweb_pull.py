@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from medai.platform.context import Platform
 from medai.platform.integration import receive
-from medai.platform.tables import DicomInstance
+from medai.platform.tables import DicomInstance, IdentityConflict
 
 log = logging.getLogger("medai.integration")
 CALLING = "DICOMWEB"  # what the audit names as the sender of a pulled instance
@@ -104,9 +104,11 @@ class Puller:
         uids = [u for u in sop_uids if u]
         if not uids:
             return set()
-        with self.p.db.reader() as db:
+        with self.p.db.reader() as db:  # stored, or kept aside as an identity conflict
             return set(db.scalars(select(DicomInstance.sop_uid)
-                                  .where(DicomInstance.sop_uid.in_(uids))))
+                                  .where(DicomInstance.sop_uid.in_(uids)))) | \
+                set(db.scalars(select(IdentityConflict.sop_uid)
+                               .where(IdentityConflict.sop_uid.in_(uids))))
 
     def _fetch(self, study_uid: str, item: dict) -> bytes:
         from pydicom import dcmwrite

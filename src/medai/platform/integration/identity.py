@@ -177,14 +177,25 @@ def patient_identity(identity: DicomIdentity) -> dict[str, str]:
 
 
 def _same_name(a: str, b: str) -> bool:
-    """Two PN values name the same person: their alphabetic groups agree, letter case, spaces
-    and empty trailing components aside (``YILMAZ^AYSE^^`` is ``Yilmaz^Ayse``)."""
-    def norm(pn: str) -> tuple[str, ...]:
-        parts = [p.strip().casefold() for p in pn.split("=")[0].split("^")]
-        while parts and not parts[-1]:
-            parts.pop()
-        return tuple(parts)
-    return norm(a) == norm(b)
+    """Two PN values name the same person: every component group (alphabetic, ideographic,
+    phonetic) that both write agrees, letter case, spaces and empty trailing components aside
+    (``YILMAZ^AYSE^^`` is ``Yilmaz^Ayse``), and they share at least one group, or both are
+    empty. ``=山田^太郎`` is not ``=佐藤^花子``, and a name written only in one script is not
+    taken for one written only in another."""
+    def groups(pn: str) -> list[tuple[str, ...]]:
+        out = []
+        for group in (pn.split("=") + ["", ""])[:3]:
+            parts = [p.strip().casefold() for p in group.split("^")]
+            while parts and not parts[-1]:
+                parts.pop()
+            out.append(tuple(parts))
+        return out
+
+    ga, gb = groups(a), groups(b)
+    both = [(x, y) for x, y in zip(ga, gb, strict=True) if x and y]
+    if not both:
+        return not any(ga) and not any(gb)
+    return all(x == y for x, y in both)
 
 
 def disagreements(known: dict[str, str], incoming: dict[str, str]) -> list[str]:

@@ -160,7 +160,7 @@ def _due(now: datetime):
     waiting = (OutboxItem.state == "queued") & or_(OutboxItem.next_at.is_(None),
                                                    OutboxItem.next_at <= now) & ~blocked \
         & ~held
-    orphaned = (OutboxItem.state == "sending") & (OutboxItem.lease_until < now)
+    orphaned = (OutboxItem.state == "sending") & (OutboxItem.lease_until < now) & ~held
     return or_(waiting, orphaned)
 
 
@@ -198,6 +198,13 @@ def mark_retry(db: Session, item_id: int, worker: str, now: datetime, delay_s: f
                code: str, reason: str) -> bool:
     return _mark(db, item_id, worker, now, state="queued", code=code, reason=reason[:200],
                  next_at=now + timedelta(seconds=delay_s))
+
+
+def mark_held(db: Session, item_id: int, worker: str, now: datetime) -> bool:
+    """Put a claimed row back, untried: its study got an open identity conflict after the
+    claim (the attempt the claim counted is given back)."""
+    return _mark(db, item_id, worker, now, state="queued",
+                 attempts=OutboxItem.attempts - 1, next_at=None)
 
 
 def mark_final(db: Session, item_id: int, worker: str, now: datetime, state: str, code: str,

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from medai.core import tasks
 from medai.platform.db import utcnow
+from medai.platform.identity_conflicts import has_open
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import Patient, ReportVersion, Study, StudyLabel
@@ -119,6 +120,9 @@ def export(p, task: str, out: Path, since: datetime | None = None, deidentify: b
         for study, version, signed_at in _labelled(db, task, since):
             if exclude_site_set and held_out(task, study.id):
                 skipped["held_out_for_validation"] += 1
+                continue
+            if has_open(db, study.id):  # a study in doubt of its patient teaches nothing
+                skipped["identity_conflict"] += 1
                 continue
             labels = db.scalars(select(StudyLabel).where(
                 StudyLabel.study_id == study.id, StudyLabel.report_version == version)).all()

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from medai.core import tasks
+from medai.platform.identity_conflicts import open_conflict_clause
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import SiteSet, Study, StudyLabel
@@ -35,13 +36,14 @@ def held_out(task: str, study_id: int, fraction: float | None = None) -> bool:
 
 
 def signed_labels(db, task: str) -> dict[int, dict[str, bool]]:
-    """{study_id: {label: present}} of the latest signed version of every labelled study."""
+    """{study_id: {label: present}} of the latest signed version of every labelled study (not
+    of a study with an open identity conflict: its patient is in doubt)."""
     latest = latest_versions().subquery()
     rows = db.execute(select(StudyLabel.study_id, StudyLabel.label, StudyLabel.present)
                       .join(latest, (latest.c.study_id == StudyLabel.study_id)
                             & (latest.c.v == StudyLabel.report_version))
                       .join(Study, Study.id == StudyLabel.study_id)
-                      .where(Study.task == task))
+                      .where(Study.task == task, ~open_conflict_clause(Study.id)))
     out: dict[int, dict[str, bool]] = {}
     for study_id, label, present in rows:
         out.setdefault(study_id, {})[label] = bool(present)

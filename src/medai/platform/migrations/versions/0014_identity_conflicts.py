@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column('file_sha256', sa.String(length=64), nullable=False),
         sa.Column('file_size', sa.Integer(), nullable=False),
         sa.Column('content_type', sa.String(length=64), nullable=False),
+        sa.Column('sop_uid', sa.String(length=64), nullable=True),
         sa.Column('task', sa.String(length=32), nullable=True),
         sa.Column('language', sa.String(length=8), nullable=False),
         sa.Column('source', sa.String(length=8), nullable=False),
@@ -50,9 +51,13 @@ def upgrade() -> None:
     )
     op.create_index('ix_identity_conflicts_study_id', 'identity_conflicts', ['study_id'])
     op.create_index('ix_identity_conflicts_state', 'identity_conflicts', ['state'])
+    op.create_index('ix_identity_conflicts_sop_uid', 'identity_conflicts', ['sop_uid'])
+    op.create_index('ix_identity_conflicts_file_sha256', 'identity_conflicts', ['file_sha256'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_identity_conflicts_file_sha256', table_name='identity_conflicts')
+    op.drop_index('ix_identity_conflicts_sop_uid', table_name='identity_conflicts')
     op.drop_index('ix_identity_conflicts_state', table_name='identity_conflicts')
     op.drop_index('ix_identity_conflicts_study_id', table_name='identity_conflicts')
     op.drop_table('identity_conflicts')

@@ -4,8 +4,9 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-11-26 09:00:00
 
-A clinical question ("Ayşe Yılmaz 05321234567"), a report version's sections, a triage result
-(its red-flag evidence quotes the complaint) and a patient reference were kept in clear beside
+A clinical question ("Ayşe Yılmaz 05321234567"), a report version's sections (and the AI
+draft's, kept in its result's payload), a triage result (its red-flag evidence quotes the
+complaint) and a patient reference were kept in clear beside
 the encrypted complaint and patient name. Each is now a Fernet token (``platform.sealed``):
 the columns keep their SQL types (a token is base64 text; a JSON column holds it as a JSON
 string), and every existing value is sealed here with the server's newest key. A patient is
@@ -74,6 +75,7 @@ def upgrade() -> None:
             ref=_cipher().pseudonym(ref), ref_sealed=_seal(ref)))
     _seal_column("studies", "clinical_question", "text")
     _seal_column("triage_requests", "result", "json")
+    _seal_column("ai_results", "payload", "json")
     _trigger(lift=True)
     _seal_column("report_versions", "sections", "json")
     _trigger(lift=False)
@@ -97,6 +99,7 @@ def downgrade() -> None:
     _open_column("report_versions", "sections", "json")
     _trigger(lift=False)
     _open_column("triage_requests", "result", "json")
+    _open_column("ai_results", "payload", "json")
     _open_column("studies", "clinical_question", "text")
     bind = op.get_bind()
     patients = sa.table("patients", sa.column("id", sa.Integer()), sa.column("ref", sa.String()),
