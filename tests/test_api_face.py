@@ -148,6 +148,9 @@ def test_the_document_describes_the_error_body_the_server_sends():
             if method in ("post", "put", "patch"):
                 assert {"413", "422"} <= set(responses), (method, path)
             for status, response in responses.items():
+                if (path, status) == ("/api/v1/dicomweb/studies", "409"):  # STOW-RS's own
+                    assert set(response["content"]) == {"application/dicom+json"}
+                    continue
                 if status[0] in "45":
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (path, status)

@@ -325,3 +325,53 @@ def test_faults_are_classified_by_errno_sqlite_code_and_sqlstate(exc, code):
     assert (fault.code if fault else None) == code
     if fault is not None and isinstance(exc, OSError) and exc.filename:
         assert fault.where == exc.filename
+
+
+def test_a_missing_blob_is_named_on_every_route_that_reads_it(tmp_path, tfidf_model_dir,
+                                                              tiny_imaging_dir, caplog):
+    """Issue 45 (7): a study's file deleted from MEDAI_HOME/blobs (by hand, or a backup restored
+    without its files) answers 503 ``storage_missing`` on the image, the heatmap and the PDF
+    alike (it was a bare 500), logs which file and which study (never the patient's text), and
+    leaves readiness as it was: the disk itself is fine."""
+    from medai.platform.tables import Study
+
+    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as (app, client):
+        rad = bearer(client, "rad1")
+        sid = client.post("/api/v1/studies", headers=rad,
+                          data={"task": "cxr", "clinical_question": "ZZPATIENT göğüs ağrısı"},
+                          files={"file": ("x.png", png_bytes(3), "image/png")}).json()["id"]
+        wait_status(client, rad, sid, {"ai_drafted"})
+        with app.state.platform.db.reader() as db:
+            display = db.get(Study, sid).display_sha256
+        for path in app.state.platform.store.root.rglob("*"):
+            if path.is_file():
+                path.unlink()
+        caplog.set_level(logging.ERROR, logger="medai.server")
+        for route in ("image", "heatmap", "report/pdf"):
+            r = client.get(f"/api/v1/studies/{sid}/{route}", headers=rad)
+            assert r.status_code == 503, (route, r.status_code, r.text)
+            assert r.json()["code"] == "storage_missing" and "missing" in r.json()["detail"]
+            assert r.headers["retry-after"]
+        line = _fault_logged(caplog, "missing", f"study_id={sid}")
+        assert display[:12] in line and "ZZPATIENT" not in caplog.text
+        ready = client.get("/api/v1/health/ready")
+        assert ready.status_code == 200 and ready.json()["storage"] == {"ready": True}
+
+
+def test_a_missing_blob_is_still_a_file_not_found_for_its_callers(tmp_path):
+    """The store's callers that expect ``FileNotFoundError`` (a delivery that cannot be built,
+    a blob discarded while it is read) still get one."""
+    from cryptography.fernet import Fernet
+
+    from medai.core.faults import StorageFault, classify
+    from medai.platform.crypto import BlobCipher
+    from medai.platform.storage import BlobStore
+
+    store = BlobStore(tmp_path / "blobs", BlobCipher([Fernet.generate_key().decode()]))
+    sha = store.put_bytes(b"image")
+    store.path(sha).unlink()
+    with pytest.raises(FileNotFoundError) as caught:
+        store.read(sha)
+    assert isinstance(caught.value, StorageFault) and caught.value.code == "storage_missing"
+    assert classify(caught.value) is caught.value and sha in caught.value.where
+    assert store.put_bytes(b"image") == sha and store.read(sha) == b"image"

@@ -45,6 +45,12 @@ def test_refusals_are_named(served):
     r = post({"kind": "retrain", "task": "cxr", "options": {"epochs": 0}})
     assert r.status_code == 422 and "from 1 to" in r.json()["detail"]
     assert post({"kind": "validate", "model_id": 999}).status_code == 404
+    # issue 45 (8): any job naming a model that does not exist is a 404 naming the id (a
+    # retrain with a model_id was the database's IntegrityError: a 500)
+    for kind in ("retrain", "validate"):
+        r = post({"kind": kind, "task": "cxr", "model_id": 2**31 - 1})
+        assert r.status_code == 404, r.text
+        assert r.json()["code"] == "not_found" and str(2**31 - 1) in r.json()["detail"]
     assert client.get("/api/v1/models/jobs/999", headers=admin).status_code == 404
 
 

@@ -180,6 +180,29 @@ def test_readiness_fails_when_a_configured_model_is_missing(tmp_path):
         assert t.status_code == 503 and t.json()["code"] == "unavailable"
 
 
+def test_readiness_shows_no_filesystem_path_but_to_an_admin(tmp_path, tfidf_model_dir):
+    """Issue 45: anonymous ``/health`` named every served model's absolute path (and a missing
+    one's in its error). Anyone but an admin reads names, versions and hashes only."""
+    import re
+
+    with signed_in(tmp_path / "home", "admin", triage_model=str(tfidf_model_dir),
+                   cxr_model=str(tmp_path / "nowhere" / "nope")) as (_app, c):
+        admin = c.get("/api/v1/health").json()["models"]
+        assert admin["triage"]["path"].startswith("/") and str(tmp_path) in admin["cxr"]["error"]
+        del c.headers["Authorization"]
+        c.cookies.clear()  # signing in also set the session cookie
+        for url in ("/api/v1/health", "/api/v1/health/ready"):
+            for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+                r = c.get(url, headers=headers)
+                assert r.status_code == 503 and r.json()["detail"] == "not ready: cxr"
+                assert not re.search(r"(?<![\w:])/[\w.~-]+/", r.text), r.text
+                models = r.json()["models"]
+                assert "path" not in models["triage"] and "path" not in models["mri"]
+                assert models["triage"]["model"]["name"] == "tiny-tfidf"
+                assert models["triage"]["model"]["content_hash"].startswith("sha256:")
+                assert "'nope'" in models["cxr"]["error"]  # the name the operator gave
+
+
 def test_a_full_inference_queue_answers_503_with_retry_after(tfidf_model_dir, tmp_path):
     import asyncio
 

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     inference_timeout_s: float = Field(default=15.0, gt=0,
                                        description="longest wait for a slot before a 503")
     imaging_runtime: str = Field(default="auto", description="auto | onnx | torch")
+    http_read_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="longest a client may take to send a request's headers, and the grace for "
+                    "its body; slower: 408 and the connection closed (server.http_timeouts)")
+    http_min_body_rate: int = Field(
+        default=16384, ge=1,
+        description="bytes per second a request body must keep after that grace (each "
+                    "such many bytes received extend its deadline by a second)")
     trusted_hosts: list[str] = Field(
         default=["localhost", "127.0.0.1"],
         description="Host headers the server answers (JSON list; '*' allows any)")

@@ -97,14 +97,16 @@ def serve(
         env["MEDAI_TRUSTED_HOSTS"] = json.dumps([*settings.trusted_hosts, bind])
     os.environ.update(env)  # worker processes build their app from the environment
     get_settings.cache_clear()
+    from medai.server.http_timeouts import serve_options
     from medai.server.logs import log_config
 
     # medai's access log (route templates, no query strings) replaces uvicorn's; libraries
-    # that can quote content are quietened and their messages withheld (server.logs)
+    # that can quote content are quietened and their messages withheld (server.logs); a
+    # request that trickles in is answered 408 and closed (MEDAI_HTTP_READ_TIMEOUT_S)
     uvicorn.run("medai.platform.api.app:platform_app_from_env", factory=True, host=bind,
                 port=port or settings.port, workers=workers, log_level=settings.log_level,
                 log_config=log_config(settings.log_level), server_header=False,
-                access_log=False, **proxy_options(settings.trusted_proxies))
+                access_log=False, **proxy_options(settings.trusted_proxies), **serve_options())
 
 
 def proxy_options(trusted: list[str]) -> dict:

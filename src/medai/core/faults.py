@@ -17,6 +17,7 @@ REASONS = {
     "storage_io_error": "input/output error",
     "storage_unavailable": "cannot be opened",
     "storage_undecryptable": "cannot be decrypted with the configured keys",
+    "storage_missing": "missing",
     "record_undecryptable": "cannot be decrypted with the configured keys",
     "database_busy": "busy (locked or out of connections)",
     "database_unavailable": "unreachable",
@@ -52,6 +53,17 @@ class StorageFault(Exception):
     @property
     def reason(self) -> str:
         return REASONS.get(self.code, self.code)
+
+
+class StorageMissing(StorageFault, FileNotFoundError):
+    """A stored file that a database row names is gone from the disk (deleted by hand, a
+    backup restored without its files): named ``storage_missing`` for the API (503, like any
+    storage fault, never a bare 500), and still the ``FileNotFoundError`` it is for the code
+    that expects one (a blob discarded while it was read, a delivery that cannot be built)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__("storage_missing", where, "ENOENT")
+        self.errno, self.strerror, self.filename = errno.ENOENT, self.reason, where
 
 
 def _sqlite_code(exc: BaseException) -> str | None:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medai.core.faults import StorageFault
+from medai.core.faults import StorageFault, StorageMissing
 from medai.platform.crypto import InvalidToken
 
 if TYPE_CHECKING:
@@ -210,10 +210,14 @@ class BlobStore:
         truncated, swapped with another or sealed under a key no longer configured (and a
         clear legacy file whose content is not its name's) is a ``StorageFault``
         (``storage_undecryptable``, naming the file): the API answers 503 with that code,
-        never other bytes."""
+        never other bytes. A blob gone from the disk is ``StorageMissing`` (a
+        ``storage_missing`` fault that is also a ``FileNotFoundError``): every route that reads
+        one answers the same 503, not a 500."""
         path = self.path(sha)
         try:
             data = self.cipher.open(path.read_bytes())
+        except FileNotFoundError:
+            raise StorageMissing(str(path)) from None
         except InvalidToken:
             raise StorageFault("storage_undecryptable", str(path), "InvalidToken") from None
         if hashlib.sha256(data).hexdigest() != sha:

@@ -1,8 +1,9 @@
 """One error shape (``ErrorOut``) for every failure, with short excerpts only.
 
 A storage fault (``core.faults``: a read-only or full disk, a database that cannot write or
-cannot be reached) is answered here for every route alike: 503 with its ``code``
-(``storage_read_only``, ``storage_full``, ...) and one log line saying which path and why."""
+cannot be reached, a stored file gone from the disk) is answered here for every route alike:
+503 with its ``code`` (``storage_read_only``, ``storage_full``, ``storage_missing``, ...) and
+one log line saying which path, why, and which row ids the request named."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from medai.core.text import excerpt
 from medai.services.runtime import Overloaded
 
 CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-         409: "conflict", 429: "throttled", 405: "method_not_allowed", 413: "too_large",
-         415: "unsupported_media_type", 422: "invalid", 503: "unavailable"}
+         408: "request_timeout", 409: "conflict", 429: "throttled", 405: "method_not_allowed",
+         413: "too_large", 415: "unsupported_media_type", 422: "invalid", 503: "unavailable"}
 
 
 log = logging.getLogger("medai.server")
@@ -31,6 +32,8 @@ _FAULT_DETAIL = {
     "storage_denied": "the server may not write its storage",
     "storage_io_error": "the server's storage failed to read or write",
     "storage_unavailable": "the server's storage cannot be opened",
+    "storage_missing": ("a stored file this request needs is missing from the server's "
+                        "storage (restore it from the backup of MEDAI_HOME/blobs)"),
     "storage_undecryptable": ("a stored file cannot be decrypted with the configured keys "
                               "(MEDAI_SECRET_KEYS or HOME/secret.key)"),
     "record_undecryptable": ("a stored record (a complaint, a chat message, a patient name) "
@@ -117,22 +120,38 @@ def fault_response(request: Request, fault: StorageFault) -> JSONResponse:
     never the request's content."""
     from medai.server.middleware import method_of, request_id, route_of
 
-    log.error("storage fault: %s is %s (%s) on %s %s rid=%s", fault.where, fault.reason,
+    log.error("storage fault: %s is %s (%s) on %s %s%s rid=%s", fault.where, fault.reason,
               fault.cause or "-", method_of(request.scope), route_of(request.scope),
-              request_id(request.scope))
+              _row_ids(request), request_id(request.scope))
     detail = _FAULT_DETAIL.get(fault.code, "the server's storage failed")
     return JSONResponse(_body(f"{detail}; the request was not processed", fault.code), 503,
                         headers={"Retry-After": str(FAULT_RETRY_AFTER_S)})
 
 
+def _row_ids(request: Request) -> str:
+    """The row ids in the path (`` study_id=7``), so the operator knows which study's file is
+    gone; never another path value (a user name is a person's)."""
+    ids = [f"{k}={v}" for k, v in (request.scope.get("path_params") or {}).items()
+           if k.endswith("_id") and str(v).isdigit() and len(str(v)) <= 10]
+    return (" " + " ".join(ids)) if ids else ""
+
+
 def allowed_methods(request: Request) -> list[str]:
     """The methods of all routes matching the request's path (Starlette's 405 names only the
-    first matching route's)."""
+    first matching route's); a parameterless path's own routes alone, as OpenAPI matches it
+    (``middleware.ConcretePaths``: ``/users/pending`` is not a ``/users/{username}``)."""
     from starlette.routing import Match
 
+    from medai.server.middleware import concrete_methods, route_path
+
+    routes = request.app.router.routes
+    own = concrete_methods(routes).get(route_path(request.scope))
     found = []
     for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
         probe = {**request.scope, "method": method}
-        if any(r.matches(probe)[0] == Match.FULL for r in request.app.router.routes):
+        if own is not None:
+            if method in own:
+                found.append(method)
+        elif any(r.matches(probe)[0] == Match.FULL for r in routes):
             found.append(method)
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -40,6 +41,8 @@ async def ready(request: Request) -> JSONResponse:
     every platform check passes (the database and the file storage take a real write); 503
     until then, so a load balancer sends no traffic to a worker that would fail it."""
     report = await run_in_threadpool(request.app.state.models.readiness)
+    if not await _shows_paths(request):
+        report = without_paths(report)
     ok = all(r["ready"] for r in report.values())
     body: dict[str, Any] = {"status": "ready", "version": medai.__version__, "models": report}
     codes = []
@@ -65,6 +68,34 @@ async def ready(request: Request) -> JSONResponse:
         body["detail"] = "not ready: " + ", ".join(failing)
         body["code"] = codes[0] if codes else "not_ready"
     return JSONResponse(body, 200 if ok else 503)
+
+
+async def _shows_paths(request: Request) -> bool:
+    """Whether this caller may read the server's file paths: the face decides
+    (``app.state.health_detail``, the platform's: an admin); without one, nobody. Readiness
+    is anonymous (load balancers probe it), and a path names the host's layout."""
+    decide = getattr(request.app.state, "health_detail", None)
+    return bool(decide is not None and await run_in_threadpool(decide, request))
+
+
+# an absolute path inside a message ("model '/srv/medai/models/x': ..."), not a URL's path
+_ABSOLUTE = re.compile(r"(?<![\w:/.~])~?/(?:[^\s'\"/:,;()\[\]]+/)*([^\s'\"/:,;()\[\]]*)")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ABSOLUTE.sub(lambda m: m.group(1) or "…", value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if k != "path"}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def without_paths(report: dict[str, Any]) -> dict[str, Any]:
+    """The readiness report with no filesystem path: each model's ``path`` dropped and any
+    path in an error reduced to its last part (names, versions and hashes stay)."""
+    return _scrub(report)
 
 
 def _note(request: Request, name: str, state: str | None, why: str | None) -> None:

@@ -19,7 +19,7 @@ import medai
 from medai.server import contract, errors, health
 from medai.server.docs import mount_docs
 from medai.server.inputs import HostCheck, UrlGuard
-from medai.server.middleware import BodyLimit, Guard, SecurityHeaders
+from medai.server.middleware import BodyLimit, ConcretePaths, Guard, SecurityHeaders
 from medai.services.models import ModelHandles
 from medai.services.runtime import CpuPlan, InferenceLane, apply_thread_limits, plan_cpu
 
@@ -102,7 +102,8 @@ def build_app(face: Face, triage_model: str | None = None, cxr_model: str | None
     mount_docs(app)
     # added last = outermost: security headers on every response (the Guard's 500 and the
     # host check's 400 included), then the Guard (access log, no tracebacks), host check,
-    # body limit, and the URL check innermost
+    # body limit, the URL check, and innermost a parameterless path's own methods
+    app.add_middleware(ConcretePaths, routes=app.router.routes)
     app.add_middleware(UrlGuard)
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(HostCheck, allowed_hosts=settings.trusted_hosts)

@@ -18,11 +18,13 @@ import logging
 import secrets
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger("medai.server")
 access_log = logging.getLogger("medai.access")
 REQUEST_ID = "medai.request_id"  # scope key of the request's id
+# scope key set by the HTTP protocol when it answered 408 itself (``server.http_timeouts``)
+READ_TIMED_OUT = "medai.read_timed_out"
 _ROOT_BEFORE = "medai.root_path"  # the root path before routing (a mount extends it)
 
 Scope = dict
@@ -126,6 +128,55 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+def route_path(scope: Scope) -> str:
+    """The path routes match (the request's, less the root path a proxy mounts it under)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def _flat(routes: list) -> Iterator[object]:
+    """Every route, those of an included router too (recent FastAPI keeps an included router
+    as one entry that lists its routes, each with its full path, on demand)."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        yield from (contexts() if callable(contexts) else (route,))
+
+
+def concrete_methods(routes: list) -> dict[str, set[str]]:
+    """Each parameterless route path and the methods its routes serve (a mount, serving any
+    path under it, is none)."""
+    found: dict[str, set[str]] = {}
+    for route in _flat(routes):
+        path, methods = getattr(route, "path", None), getattr(route, "methods", None)
+        if isinstance(path, str) and methods and "{" not in path:
+            found.setdefault(path, set()).update(methods)
+    return found
+
+
+class ConcretePaths:
+    """A path that names no parameter is served by its own routes only, as OpenAPI matches
+    it ("concrete paths before templated ones"): ``PATCH /api/v1/users/pending`` is a 405
+    (Allow: GET), not the role change of a user called "pending" that the router's
+    ``/users/{username}`` would have made of it. ``routes`` is the app's own list, read once
+    the app is complete (at its first request)."""
+
+    def __init__(self, app: ASGIApp, routes: list) -> None:
+        self.app, self.routes = app, routes
+        self._concrete: dict[str, set[str]] | None = None
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] == "http":
+            if self._concrete is None:
+                self._concrete = concrete_methods(self.routes)
+            methods = self._concrete.get(route_path(scope))
+            if methods is not None and scope["method"] not in methods:
+                allow = ", ".join(sorted(methods)).encode()
+                return await send_json(send, 405, {"detail": "Method Not Allowed",
+                                                   "code": "method_not_allowed"},
+                                       [(b"allow", allow)])
+        await self.app(scope, receive, send)
+
+
 def route_of(scope: Scope) -> str:
     """The matched route's template (``/api/v1/studies/{study_id}``, ``/ui/{path}``), or
     ``<unmatched>``: never the request's own path, whose values can hold patient data."""
@@ -191,5 +242,7 @@ class Guard:
                 await send_json(tracking_send, 500, {
                     "detail": "internal error; the request was not processed",
                     "code": "internal"})
+        if scope.get(READ_TIMED_OUT):  # what the client got, not the route's late answer
+            status = 408
         access_log.info("%s %s %d %.1fms rid=%s", method_of(scope), route_of(scope), status,
                         (self.clock() - start) * 1000, rid)

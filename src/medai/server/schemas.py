@@ -47,8 +47,11 @@ class ErrorOut(BaseModel):
                                        "enrol_code_invalid (404), and the storage faults "
                                        "(503: storage_read_only, storage_full, "
                                        "storage_denied, storage_io_error, "
-                                       "storage_unavailable, database_busy, "
-                                       "database_unavailable)")
+                                       "storage_unavailable, storage_missing, "
+                                       "storage_undecryptable, record_undecryptable, "
+                                       "database_busy, database_unavailable); "
+                                       "request_timeout (408) from the server itself "
+                                       "when a request is not received in time")
     errors: list[FieldError] | None = None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import Request, UploadFile
 
 from medai.server.errors import ApiError
@@ -15,6 +17,24 @@ def model_for(request: Request, task: str):
     except ModelUnavailable as exc:
         raise ApiError(503, "unavailable", str(exc)) from None
 
+
+
+def no_empty(*names: str) -> Callable[[Request], Awaitable[None]]:
+    """Dependency of a form route: ``names`` (fields whose schema admits no empty value: an
+    enum, a pattern) sent empty are refused 422. FastAPI reads an empty form value as an
+    absent one, so ``lang=`` silently became the default although the document allows only
+    ``en`` and ``tr``; leaving the field out still gives the default."""
+
+    async def check(request: Request) -> None:
+        form = await request.form()  # parsed once: the route's own fields read the same
+        for name in names:
+            if "" in form.getlist(name):
+                raise ApiError(422, "invalid", f"{name}: an empty value is not allowed (leave "
+                               "the field out for its default)", errors=[
+                                   {"loc": ["body", name], "msg": "empty value",
+                                    "type": "empty"}])
+
+    return check
 
 
 async def read_upload(file: UploadFile) -> bytes:

@@ -30,6 +30,7 @@ from medai.platform.api.schemas import (
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import User
 from medai.server.errors import ApiError
+from medai.server.inputs import UtcDateTime
 from medai.server.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -175,7 +176,7 @@ def audit_log(request: Request, who: Principal = Depends(require("audit_read")),
               actor: str | None = Query(None, max_length=64),
               target_type: str | None = Query(None, max_length=32),
               target_id: str | None = Query(None, max_length=64),
-              since: datetime | None = None, until: datetime | None = None,
+              since: UtcDateTime | None = None, until: UtcDateTime | None = None,
               limit: int = Query(100, ge=1, le=1000),
               offset: int = Query(0, ge=0, le=10_000_000)) -> AuditList:
     """The audit log, oldest first, filterable (append-only: nothing here can change it)."""

@@ -29,6 +29,7 @@ from medai.platform.api import (
     triage,
     triage_outcomes,
 )
+from medai.platform.api.deps import sees_server_paths
 from medai.platform.context import Platform
 from medai.platform.web import routes as web
 from medai.server.kernel import Face, build_app
@@ -133,6 +134,7 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
             holder["pool"].notify()
 
     app.state.dispatch = dispatch
+    app.state.health_detail = sees_server_paths  # model paths in readiness: admins only
     from medai.platform.lifecycle.model_jobs import dispatcher
 
     app.state.dispatch_model_job = dispatcher(app.state.platform, broker, holder)

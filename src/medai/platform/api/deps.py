@@ -85,6 +85,17 @@ def principal(request: Request) -> Principal:
     return who
 
 
+def sees_server_paths(request: Request) -> bool:
+    """Readiness shows the served models' file paths only to who manages the models (an
+    admin); anyone else, the anonymous load balancer included, reads names, versions and
+    hashes (``server.health``). A bad token here is simply not an admin."""
+    try:
+        who = principal(request)
+    except ApiError:
+        return False
+    return who.user is not None and accounts.allowed(who.role, "models_manage")
+
+
 def deny(request: Request, who: Principal, action: str) -> None:
     with platform_of(request).db.session() as db:
         audit.record(db, who.actor, "denied", "route", request.url.path[:64],

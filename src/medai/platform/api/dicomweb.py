@@ -113,7 +113,11 @@ def _store_all(request: Request, who: Principal, parts: list[bytes]) -> tuple[li
           "description": "some instances stored, others in FailedSOPSequence"},
     409: {"content": {"application/dicom+json": {}},
           "description": "no instance stored (each in FailedSOPSequence with its reason)"},
-    **error_responses(400, 401, 403, 413, 415)})
+    **error_responses(400, 401, 403, 413, 415)}, openapi_extra={"requestBody": {
+        "required": True, "description": "the DICOM instances, one part each (with its "
+                                         "boundary in the Content-Type)",
+        "content": {'multipart/related; type="application/dicom"': {
+            "schema": {"type": "string", "format": "binary"}}}}})
 async def store_instances(request: Request,
                           who: Principal = Depends(require("study_upload"))) -> JSONResponse:
     """STOW-RS: store the DICOM instances of a ``multipart/related`` body."""

@@ -20,7 +20,7 @@ from medai.platform.api.deps import Principal, platform_of, require
 from medai.server.errors import ApiError
 from medai.server.inputs import CleanText
 from medai.server.schemas import ImagingTask, Language, error_responses
-from medai.server.uploads import image_error, model_for, read_upload
+from medai.server.uploads import image_error, model_for, no_empty, read_upload
 from medai.services import imaging as imaging_service
 from medai.services.imaging import ImageInputError, ImagingResult
 from medai.services.reports import (
@@ -102,7 +102,8 @@ async def imaging_heatmap(task: ImagingTask, request: Request,
 
 
 @router.post("/reports/draft", response_model=DraftResult, tags=["reports"],
-             responses=error_responses(400, 401, 403, 413, 422, 503))
+             responses=error_responses(400, 401, 403, 413, 422, 503),
+             dependencies=[Depends(no_empty("task", "lang"))])
 async def report_draft(
         request: Request,
         file: Annotated[UploadFile | None, File(description="PNG, JPEG or DICOM")] = None,

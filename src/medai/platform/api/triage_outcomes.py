@@ -22,7 +22,10 @@ router = APIRouter(prefix="/api/v1/triage", tags=["triage"])
 
 
 class OutcomeIn(BaseModel):
-    department: str = Field(min_length=1, max_length=64, description="the department id")
+    # the document lists the ids the route accepts (the triage task's labels); the route's
+    # own check names the valid ones when another is sent
+    department: str = Field(min_length=1, max_length=64, description="the department id",
+                            json_schema_extra={"enum": list(triage_labels.departments())})
     urgent: bool = Field(False, description="staff judged it urgent")
 
 

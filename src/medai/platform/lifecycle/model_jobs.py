@@ -73,10 +73,14 @@ def submit(p: Platform, kind: str, actor: audit.Actor, task: str | None = None,
         raise JobRefused(f"unknown job kind {kind!r}; valid: {', '.join(KINDS)}")
     opts = _options(kind, options)
     with p.db.session() as db:
+        # any job names its model by a foreign key: one that does not exist is a 404 naming
+        # the id, before the insert (it was the database's IntegrityError: a 500)
+        model = db.get(RegisteredModel, model_id) if model_id is not None else None
+        if model_id is not None and model is None:
+            raise NoSuchModel(f"no registered model {model_id}")
         if kind == "validate":
-            model = db.get(RegisteredModel, model_id) if model_id is not None else None
             if model is None:
-                raise NoSuchModel(f"no registered model {model_id}")
+                raise NoSuchModel("a validate job names its candidate: model_id is missing")
             if model.state == "retired":
                 raise JobRefused(f"model {model_id} is retired")
             task = model.task
