@@ -162,6 +162,9 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
     app, client, home, files = env
     rad = bearer(client, "rad1")
     sid = upload(client, rad, make_dicom(files / "rot.dcm", accession="ROT-1")).json()["id"]
+    # the analysis seals its result and draft under the key of the moment: let it finish
+    # before the keys change under it (a real rotation restarts every process with the list)
+    wait_status(client, rad, sid, {"ai_drafted"})
     old = (home / "secret.key").read_text().strip()
     new = Fernet.generate_key().decode()
     try:
@@ -184,9 +187,14 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
         monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([Fernet.generate_key().decode()]))
         cipher.cache_clear()
         get_settings.cache_clear()
-        lost = client.get(f"/api/v1/studies/{sid}", headers=rad)  # a key nobody has: no 500
-        assert lost.status_code == 200 and lost.json()["dicom"]["patient_name"] is None
-        assert lost.json()["dicom"]["accession"] == "ROT-1"
+        # a key nobody has: never a 500. The study's AI result (sealed) cannot be opened: a
+        # named 503; its worklist row still reads, the patient attributes empty
+        lost = client.get(f"/api/v1/studies/{sid}", headers=rad)
+        assert lost.status_code == 503 and lost.json()["code"] == "record_undecryptable"
+        row = client.get("/api/v1/studies", headers=rad, params={"accession": "ROT-1"})
+        assert row.status_code == 200
+        assert row.json()["items"][0]["dicom"]["patient_name"] is None
+        assert row.json()["items"][0]["dicom"]["accession"] == "ROT-1"
     finally:  # back under the home's own key, for whatever runs after
         monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([old, new]))
         get_settings.cache_clear()

@@ -37,7 +37,7 @@ def server(tmp_path_factory) -> Iterator[tuple[int, object]]:
     get_settings.cache_clear()
     with signed_in(tmp_path_factory.mktemp("slow"), "clinician") as (app, _client):
         port = free_port()
-        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning",
+        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", log_config=None,
                                 lifespan="off", **serve_options())
         srv = uvicorn.Server(config)
         thread = threading.Thread(target=srv.run, daemon=True)

@@ -11,8 +11,10 @@ Report versions are append-only in the database itself (a trigger refuses an UPD
 rotation, run from the server's shell (the hospital's trust root, like a migration), lifts that
 trigger for its own transaction only, re-encrypts the sections (the same plaintext, checked) and
 puts the trigger back before it commits. Lifting it locks ``report_versions`` (on PostgreSQL,
-reads wait too) from that point to the commit: report versions are therefore rotated last, and
-a large database is best rotated in a quiet hour.
+reads wait too) until the commit, so report versions go last, in a transaction of their own that
+holds no other row: the rest is committed first. A server analysing meanwhile (it updates a
+study, then adds a report version) then only waits, where one transaction holding both would
+deadlock with it. A large database is best rotated in a quiet hour.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def _trigger(db: Session, table: str, lift: bool) -> None:
 
 def rotate_all(db: Session, batch: int = 500) -> int:
     """Re-encrypt every sealed value under the newest key (and re-key the patients' lookup
-    hashes), in the caller's transaction; the number of values re-encrypted."""
+    hashes) in the caller's session: two transactions, the second (report versions) left for
+    the caller to commit; the number of values re-encrypted."""
     n = 0
     for (patient,) in db.execute(select(Patient)).all():
         if patient.ref is not None:  # the lookup hash under the newest key
@@ -100,6 +103,7 @@ def rotate_all(db: Session, batch: int = 500) -> int:
         t, ids, column = _raw(model, attr)
         locked = model.__tablename__ in APPEND_ONLY
         if locked:
+            db.commit()  # no other row held while the table is locked (see above)
             _trigger(db, model.__tablename__, lift=True)
         for rows in _batches(db, model, attr, batch):
             for row_id, token in rows:
