@@ -47,6 +47,16 @@ def _conflicts(client, headers, **params) -> dict:
     return r.json()
 
 
+def _two_patients(folder, study_uid: str, accession: str, **b_extra) -> tuple[bytes, bytes]:
+    """Patient A's instance of a study, and patient B's carrying the same UIDs' study and
+    accession (the bytes of each)."""
+    a = make_dicom(folder / "a.dcm", "DX", study=study_uid, accession=accession,
+                   name=A["name"], patient_id=A["patient_id"])
+    b = make_dicom(folder / "b.dcm", "DX", study=study_uid, accession=accession,
+                   name=B["name"], patient_id=B["patient_id"], seed=5, **b_extra)
+    return a.read_bytes(), b.read_bytes()
+
+
 def _study_of(client, headers, study_id: int) -> dict:
     r = client.get(f"/api/v1/studies/{study_id}", headers=headers)
     assert r.status_code == 200, r.text
@@ -169,10 +179,7 @@ def test_an_upload_of_another_patients_dicom_is_a_named_409(site, tmp_path):
 
     _app, client, rad, _ = site
     study_uid = generate_uid()
-    a = make_dicom(tmp_path / "a.dcm", "DX", study=study_uid, accession="UP-A",
-                   name=A["name"], patient_id=A["patient_id"]).read_bytes()
-    b = make_dicom(tmp_path / "b.dcm", "DX", study=study_uid, accession="UP-A",
-                   name=B["name"], patient_id=B["patient_id"], seed=5).read_bytes()
+    a, b = _two_patients(tmp_path, study_uid, "UP-A")
     r = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
                     files={"file": ("a.dcm", a, "application/dicom")})
     assert r.status_code == 201, r.text
@@ -205,12 +212,7 @@ def test_stow_rs_names_the_quarantined_instance_as_failed(site, tmp_path):
     from pydicom.uid import generate_uid
 
     _app, client, rad, _ = site
-    study_uid = generate_uid()
-    a = make_dicom(tmp_path / "a.dcm", "DX", study=study_uid, accession="STOW-A",
-                   name=A["name"], patient_id=A["patient_id"]).read_bytes()
-    b = make_dicom(tmp_path / "b.dcm", "DX", study=study_uid, accession="STOW-A",
-                   name=B["name"], patient_id=B["patient_id"], seed=4,
-                   PatientBirthDate="19800101").read_bytes()
+    a, b = _two_patients(tmp_path, generate_uid(), "STOW-A", PatientBirthDate="19800101")
     boundary = uuid.uuid4().hex
     body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
                     + p + b"\r\n" for p in (a, b)) + b"--" + boundary.encode() + b"--\r\n"
