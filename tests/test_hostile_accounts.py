@@ -356,3 +356,25 @@ def test_the_cli_refuses_to_disable_the_last_admin(tmp_path):
     r = cli("disable", "boss")
     assert r.returncode == 2 and json.loads(r.stdout)["code"] == "last_admin"
     assert json.loads(cli("list").stdout)["users"][0]["active"] is True
+
+
+def test_the_dicom_nodes_own_account_is_no_person_waiting_for_approval(
+        tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    """Issue 46: `medai-dicom` was listed as a clinician "waiting for approval" with Reset and
+    Enable buttons; it is medai's own account, which nobody signs in as."""
+    from medai.platform.integration import receive
+
+    with clinic("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as (app, client):
+        with app.state.platform.db.session() as db:
+            receive.account(db)
+        admin, rad = bearer(client, "admin"), bearer(client, "rad1")
+        listed = {u["username"]: u for u in client.get("/api/v1/users", headers=admin).json()}
+        own = listed["medai-dicom"]
+        assert own["internal"] is True and own["approval_pending"] is False
+        assert "medai-dicom" not in {u["username"] for u in client.get(
+            "/api/v1/users/pending", headers=rad).json()}
+        for op in ("reset", "enable"):
+            r = client.post(f"/api/v1/users/medai-dicom/{op}", headers=admin)
+            assert r.status_code == 409 and r.json()["code"] == "internal_account", r.text
+        r = client.patch("/api/v1/users/medai-dicom", headers=admin, json={"role": "radiologist"})
+        assert r.status_code == 409

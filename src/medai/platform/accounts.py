@@ -49,6 +49,8 @@ ENROL_HOURS = 72  # how long a new account's (or a reset's) enrolment code is va
 MAX_ENROL_HOURS = 14 * 24
 CODE_LENGTH = 12  # of kiosks.CODE_ALPHABET (31 symbols, no 0/O, 1/I/L): about 59 bits
 NO_PASSWORD = ""  # the stored hash of an account whose user has not enrolled: matches nothing
+DICOM_ACCOUNT = "medai-dicom"  # what studies from the DICOM node are filed under (inactive)
+INTERNAL = frozenset({DICOM_ACCOUNT})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "triage": frozenset(ROLES),
@@ -121,6 +123,13 @@ class NoSuchUser(AccountError):
 
 class RoleConflict(AccountError):
     code = "role_conflict"
+
+
+class InternalAccount(AccountError):
+    """An account medai itself files studies under (``DICOM_ACCOUNT``): nobody signs in as
+    it, so it is never reset, enabled, re-roled or waiting for approval."""
+
+    status, code = 409, "internal_account"
 
 
 class LastAdmin(AccountError):
@@ -232,10 +241,18 @@ def get_user(db: Session, username: str) -> User:
     return user
 
 
+def _person(user: User) -> User:
+    """``user``, unless it is one of medai's own accounts (``InternalAccount``)."""
+    if user.username in INTERNAL:
+        raise InternalAccount(f"{user.username!r} is medai's own account for studies from the "
+                              "DICOM node; nobody signs in as it")
+    return user
+
+
 def reset(db: Session, username: str, now: datetime,
           hours: float = ENROL_HOURS) -> tuple[User, str]:
     """Forget the password, end every session and token, issue a new enrolment code."""
-    user = get_user(db, username)
+    user = _person(get_user(db, username))
     code = _set_code(user, now, hours)
     user.password_hash = NO_PASSWORD
     user.approved_at = user.approved_by = None  # whoever enrols next is approved anew
@@ -264,7 +281,7 @@ def change_role(db: Session, username: str, role: str) -> tuple[User, str]:
     """Move an account to another role within its side (administrative or not); the new
     role applies to the next request. Returns the user and the role before."""
     check_role(role)
-    user = get_user(db, username)
+    user = _person(get_user(db, username))
     before = user.role
     if (before in ADMIN) != (role in ADMIN):
         raise RoleConflict(f"an administrator account cannot hold a clinical or patient role, "
@@ -336,6 +353,8 @@ def _check_not_last_admin(db: Session, user: User) -> None:
 
 def set_active(db: Session, username: str, active: bool) -> User:
     user = get_user(db, username)
+    if active:
+        _person(user)
     if not active:
         _check_not_last_admin(db, user)
     user.active = active

@@ -51,7 +51,8 @@ class NotPending(accounts.AccountError):
 
 def is_pending(user: User) -> bool:
     """True while the account's role needs an approval it does not have."""
-    return user.role in NEEDS_APPROVAL and user.approved_at is None
+    return (user.role in NEEDS_APPROVAL and user.approved_at is None
+            and user.username not in accounts.INTERNAL)
 
 
 def check(user: User, action: str) -> None:
@@ -65,7 +66,8 @@ def check(user: User, action: str) -> None:
 def pending_users(db: Session) -> list[User]:
     """Active accounts awaiting approval, oldest first."""
     rows = db.scalars(select(User).where(User.role.in_(sorted(NEEDS_APPROVAL)),
-                                         User.approved_at.is_(None), User.active.is_(True))
+                                         User.approved_at.is_(None), User.active.is_(True),
+                                         User.username.not_in(sorted(accounts.INTERNAL)))
                       .order_by(User.id))
     return list(rows)
 

@@ -40,7 +40,8 @@ def user_out(u: User, now: datetime) -> dict[str, Any]:
     return {"id": u.id, "username": u.username, "role": u.role, "active": u.active,
             "created_at": iso_utc(u.created_at), "enrolled": accounts.enrolled(u),
             "enrol_code_expires_at": iso_utc(accounts.pending(u, now)),
-            "approval_pending": approval.is_pending(u)}
+            "approval_pending": approval.is_pending(u),
+            "internal": u.username in accounts.INTERNAL}
 
 
 def account_error(exc: accounts.AccountError) -> ApiError:

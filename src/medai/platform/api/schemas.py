@@ -78,6 +78,8 @@ class UserOut(BaseModel):
                                               "is valid until then")
     approval_pending: bool = Field(False, description="a clinical account not yet approved "
                                    "for patient data by a radiologist (two-person rule)")
+    internal: bool = Field(False, description="medai's own account (studies from the DICOM "
+                           "node are filed under it): nobody signs in as it")
 
 
 class UserIssued(UserOut):

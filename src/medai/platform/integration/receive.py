@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from medai.platform import audit, studies
+from medai.platform.accounts import DICOM_ACCOUNT
 from medai.platform.context import Platform
 from medai.platform.integration import identity as dicom
 from medai.platform.integration.routing import route
@@ -24,7 +25,7 @@ from medai.platform.tables import User
 from medai.services import imaging as imaging_service
 
 log = logging.getLogger("medai.integration")
-ACCOUNT = "medai-dicom"
+ACCOUNT = DICOM_ACCOUNT
 """The account a DICOM-received study is uploaded by: inactive, without a password, so
 nobody can sign in as it (a study names a user; the audit names the calling AE title)."""
 DICOM_TYPE = "application/dicom"

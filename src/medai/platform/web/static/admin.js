@@ -16,6 +16,7 @@
     userSecret.scrollIntoView({ block: "nearest" });
   }
   function passwordState(u) {
+    if (u.internal) return T.admin_internal_account;  // nobody signs in as it
     // the two-person rule: a clinical account reads no patient data until a radiologist approves it
     const approval = u.approval_pending ? " · " + T.admin_approval_pending : "";
     if (u.enrolled) return T.admin_enrolled + approval;
@@ -38,9 +39,10 @@
         showError(document.getElementById("user-error"), done.ok ? "" : (done.data && done.data.detail) || T.error_generic);
         if (done.ok) { showCode(done.data); users(); audit(); }
       });
-      return el("tr", {}, el("td", { text: u.username }), el("td", { text: roleName(u.role) }),
+      return el("tr", {}, el("td", { text: u.username }),
+        el("td", { text: u.internal ? T.admin_internal_role : roleName(u.role) }),
         el("td", { text: u.active ? T.yes : T.no }), el("td", { text: passwordState(u) }),
-        el("td", {}, el("span", { class: "actions" }, reset, b)));
+        el("td", {}, u.internal ? "" : el("span", { class: "actions" }, reset, b)));
     }));
   }
 
