@@ -172,6 +172,14 @@ def test_a_department_is_suggested_with_its_bars_labelled_as_ai(page_for, shots,
     assert page.locator("#triage-result .ai-label").inner_text() == (
         "Yapay zekâ önerisi" if lang == "tr" else "AI suggestion")
     assert page.locator("#triage-result .urgent-banner").count() == 0
+    # each bar as long as its probability, in both languages (issue 46: "%97,7", the Turkish
+    # way to write a percentage, is no CSS width, so every Turkish bar was full)
+    for item in page.locator("#triage-result .bars li").all():
+        shown = item.locator(".bar-value").inner_text()
+        share = float(shown.replace("%", "").replace(",", ".")) / 100
+        track = item.locator(".bar-track").bounding_box()["width"]
+        bar = item.locator(".bar").bounding_box()["width"]
+        assert abs(bar - share * track) <= 2, (shown, bar, track)
     page.screenshot(path=str(shots / f"department-{lang}-{viewport['width']}.png"),
                     full_page=True)
 

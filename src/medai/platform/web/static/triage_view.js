@@ -73,7 +73,8 @@
       el("p", { class: "bars-caption", text: T.triage_probabilities }),
       el("ul", { class: "bars" }, ...deps.map((d) => {
         const bar = el("span", { class: "bar" });
-        bar.style.width = pct(d.probability);
+        // a CSS length, whatever the reader's language writes ("%97,7" is no width)
+        bar.style.width = `${(100 * d.probability).toFixed(1)}%`;
         return el("li", {}, el("span", { class: "bar-label", text: name(d) }),
           el("span", { class: "bar-track", role: "img", "aria-label": `${name(d)} ${pct(d.probability)}` }, bar),
           el("span", { class: "bar-value", text: pct(d.probability) }));
