@@ -113,3 +113,21 @@ def test_a_killed_worker_is_replaced(server):
         time.sleep(0.5)
     r = httpx.post(f"{base}/api/v1/triage", json={"text": "kulağım ağrıyor"}, timeout=30)
     assert r.status_code == 200
+
+
+def test_serve_names_a_database_folder_that_does_not_exist(tmp_path):
+    """Issue 46: a database URL whose folder does not exist killed `medai serve` with a
+    129-line traceback; it is one line naming the folder, and exit status 2."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "no" / "such" / "folder"
+    env = {**os.environ, "MEDAI_HOME": str(tmp_path / "home"),
+           "MEDAI_DATABASE_URL": f"sqlite:///{missing / 'medai.db'}"}
+    run = subprocess.run([sys.executable, "-m", "medai.cli", "serve", "--port",
+                          str(free_port())], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert str(missing) in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) <= 3, run.stderr
+    assert not missing.exists()  # no folder tree made from a typo

@@ -60,9 +60,13 @@ def serve(
     in the background, review and sign-off, audit. Liveness: /api/v1/health/live; readiness
     (database, broker, every model): /api/v1/health/ready. Create the first admin with
     `medai users add NAME --role admin --password-stdin`."""
-    from medai.platform.db import Database
+    from medai.platform.db import Database, DatabaseLocationError
 
-    database = Database()
+    try:
+        database = Database()
+    except DatabaseLocationError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
     database.upgrade()  # once, before the worker processes start
     if not database.has_users():
         typer.echo("medai: no users yet. The triage kiosk works anonymously; for everything "

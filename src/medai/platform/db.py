@@ -138,12 +138,28 @@ def lock_key(db: Session, key: str) -> None:
                    {"space": COUNTER_LOCK_SPACE, "key": key})
 
 
+class DatabaseLocationError(ValueError):
+    """A SQLite database whose folder does not exist: named at start, not a traceback from
+    the driver."""
+
+
+def check_location(url: str) -> None:
+    """Raise ``DatabaseLocationError`` when a SQLite file's folder does not exist (medai makes
+    the file, not the folders above it: a typo in the URL should not make a tree)."""
+    path = sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
+        raise DatabaseLocationError(
+            f"the folder of the SQLite database {path} does not exist ({path.parent}); create "
+            "it, or set MEDAI_DATABASE_URL to a file in an existing folder")
+
+
 class Database:
     """An engine and its session factory. ``session()`` commits on success and rolls back on
     any error, so a route or a job never leaves half a change behind."""
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_url()
+        check_location(self.url)
         self.label = describe(self.url)
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
