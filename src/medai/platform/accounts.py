@@ -355,7 +355,7 @@ def set_active(db: Session, username: str, active: bool) -> User:
     user = get_user(db, username)
     if active:
         _person(user)
-    if not active:
+    else:
         _check_not_last_admin(db, user)
     user.active = active
     if not active:  # a disabled user's sessions and tokens stop at once

@@ -58,11 +58,16 @@ def has_open(db: Session, study_id: int) -> bool:
         .limit(1)) is not None
 
 
-def open_ids(db: Session, study_id: int) -> list[int]:
-    """The open conflicts naming this study (what its page warns about)."""
-    return list(db.scalars(select(IdentityConflict.id).where(
-        IdentityConflict.study_id == study_id, IdentityConflict.state == "open")
-        .order_by(IdentityConflict.id)))
+def open_by_study(db: Session, study_ids: list[int]) -> dict[int, list[int]]:
+    """The open conflicts naming each of these studies (one query; what their pages warn
+    about)."""
+    out: dict[int, list[int]] = {sid: [] for sid in study_ids}
+    if study_ids:
+        for cid, sid in db.execute(select(IdentityConflict.id, IdentityConflict.study_id).where(
+                IdentityConflict.study_id.in_(study_ids), IdentityConflict.state == "open")
+                .order_by(IdentityConflict.id)):
+            out[sid].append(cid)
+    return out
 
 
 def open_count(db: Session) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -206,6 +207,24 @@ def used_today(db: Session, kiosk_ids: list[int], now: datetime, zone: str) -> d
     return counts
 
 
+def _take_slot(db: Session, owner: dict[str, Any], quota: int, complaint: bytes,
+               now: datetime, zone: str) -> int:
+    """Count the requests ``owner`` (one TriageRecord column and its value) made since the
+    local midnight and insert one more, unless it holds its quota (``QuotaExhausted``). The
+    caller holds the owner's lock, so concurrent requests count like serial ones."""
+    ((column, value),) = owner.items()
+    start, reset_in = day_window(now, zone)
+    used = db.scalar(select(func.count()).select_from(TriageRecord).where(
+        getattr(TriageRecord, column) == value, TriageRecord.created_at >= start)) or 0
+    if used >= quota:
+        raise QuotaExhausted(quota, reset_in)
+    row = TriageRecord(**owner, complaint=complaint, result={}, urgent=False, model_hash="",
+                       created_at=now)
+    db.add(row)
+    db.flush()
+    return row.id
+
+
 def reserve(db: Session, kiosk_id: int, complaint: bytes, now: datetime, zone: str) -> int:
     """Take one of today's slots of the kiosk: the kiosk row is locked (FOR UPDATE on
     PostgreSQL; SQLite's write transaction already serialises), counted and the request
@@ -214,16 +233,7 @@ def reserve(db: Session, kiosk_id: int, complaint: bytes, now: datetime, zone: s
     kiosk = db.scalar(select(Kiosk).where(Kiosk.id == kiosk_id).with_for_update())
     if kiosk is None or kiosk.revoked_at is not None:
         raise KioskNotFound("kiosk revoked")
-    start, reset_in = day_window(now, zone)
-    used = db.scalar(select(func.count()).select_from(TriageRecord).where(
-        TriageRecord.kiosk_id == kiosk_id, TriageRecord.created_at >= start)) or 0
-    if used >= kiosk.daily_quota:
-        raise QuotaExhausted(kiosk.daily_quota, reset_in)
-    row = TriageRecord(kiosk_id=kiosk_id, complaint=complaint, result={}, urgent=False,
-                       model_hash="", created_at=now)
-    db.add(row)
-    db.flush()
-    return row.id
+    return _take_slot(db, {"kiosk_id": kiosk_id}, kiosk.daily_quota, complaint, now, zone)
 
 
 def reserve_anonymous(db: Session, client: str, complaint: bytes, now: datetime, zone: str,
@@ -234,13 +244,4 @@ def reserve_anonymous(db: Session, client: str, complaint: bytes, now: datetime,
     insert-then-count let two requests both see themselves within it). Returns the new
     request's id; raises ``QuotaExhausted``."""
     lock_key(db, f"anonymous-triage:{client}")
-    start, reset_in = day_window(now, zone)
-    used = db.scalar(select(func.count()).select_from(TriageRecord).where(
-        TriageRecord.kiosk_client == client, TriageRecord.created_at >= start)) or 0
-    if used >= quota:
-        raise QuotaExhausted(quota, reset_in)
-    row = TriageRecord(kiosk_client=client, complaint=complaint, result={}, urgent=False,
-                       model_hash="", created_at=now)
-    db.add(row)
-    db.flush()
-    return row.id
+    return _take_slot(db, {"kiosk_client": client}, quota, complaint, now, zone)

@@ -248,9 +248,11 @@ def instances(db: Session, study_ids: list[int]) -> dict[int, list[DicomInstance
 
 def as_dict(db: Session, study: Study, with_result: bool = True,
             dicom_instances: list[DicomInstance] | None = None,
-            with_series: bool | None = None) -> dict[str, Any]:
+            with_series: bool | None = None,
+            open_conflicts: list[int] | None = None) -> dict[str, Any]:
     """The study for the API; a worklist row (``with_result`` false) passes the instances
-    it read for the whole page and leaves out the series (unless ``with_series``)."""
+    and open identity conflicts it read for the whole page and leaves out the series (unless
+    ``with_series``)."""
     patient = db.get(Patient, study.patient_id) if study.patient_id else None
     if dicom_instances is None:
         dicom_instances = instances(db, [study.id])[study.id]
@@ -262,7 +264,8 @@ def as_dict(db: Session, study: Study, with_result: bool = True,
         "file": {"sha256": study.file_sha256, "size": study.file_size,
                  "content_type": study.content_type},
         "uploaded_by": study.uploaded_by,
-        "identity_conflicts": conflicts.open_ids(db, study.id),
+        "identity_conflicts": conflicts.open_by_study(db, [study.id])[study.id]
+        if open_conflicts is None else open_conflicts,
         "dicom": dicom.as_dict(study, dicom_instances, with_series=with_result
                                if with_series is None else with_series),
         "created_at": study.created_at.isoformat() + "Z",

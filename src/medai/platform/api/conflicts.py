@@ -17,9 +17,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from medai.platform import accounts, approval, audit, studies
+from medai.platform import accounts, audit, studies
 from medai.platform import identity_conflicts as conflicts
-from medai.platform.api.deps import Principal, deny, platform_of, principal, require
+from medai.platform.api.deps import Principal, platform_of, require
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
@@ -76,22 +76,8 @@ def _masked(out: dict[str, Any]) -> dict[str, Any]:
     return {**out, "masked": True, "study_uid": None, "sop_uid": None}
 
 
-def reviewer(request: Request, who: Principal = Depends(principal)) -> Principal:
-    """A radiologist (full identities) or an admin (masked); anyone else is refused."""
-    if who.user is None:
-        raise ApiError(401, "unauthenticated", "sign in first",
-                       headers={"WWW-Authenticate": "Bearer"})
-    if accounts.allowed(who.role, "conflicts_review"):
-        try:
-            approval.check(who.user, "conflicts_review")
-        except approval.ApprovalPending as exc:
-            deny(request, who, "conflicts_review")
-            raise ApiError(exc.status, exc.code, str(exc)) from None
-        return who
-    if accounts.allowed(who.role, "conflicts_view"):
-        return who
-    deny(request, who, "conflicts_view")
-    raise ApiError(403, "forbidden", f"role {who.role!r} may not see identity conflicts")
+# a radiologist (full identities, approved for patient data) or an admin (masked)
+reviewer = require("conflicts_review", "conflicts_view")
 
 
 def _shown(db, row, who: Principal) -> ConflictOut:

@@ -102,22 +102,26 @@ def deny(request: Request, who: Principal, action: str) -> None:
                      outcome="denied", method=request.method, needed=action)
 
 
-def require(action: str):
-    """Dependency: a signed-in user whose role may do ``action``, with the approval a
-    patient-data action needs (403 ``approval_pending``: the two-person rule)."""
+def require(action: str, *alternatives: str):
+    """Dependency: a signed-in user whose role may do ``action`` (or, failing that, the first
+    of ``alternatives`` it may do: a route that shows each role its own view), with the
+    approval a patient-data action needs (403 ``approval_pending``: the two-person rule)."""
+    actions = (action, *alternatives)
+
     def check(request: Request, who: Principal = Depends(principal)) -> Principal:
         if who.user is None:
             raise ApiError(401, "unauthenticated", "sign in first",
                            headers={"WWW-Authenticate": "Bearer"})
-        if not accounts.allowed(who.role, action):
+        held = next((a for a in actions if accounts.allowed(who.role, a)), None)
+        if held is None:
             deny(request, who, action)
             raise ApiError(403, "forbidden", f"role {who.role!r} may not {action}")
         try:
-            approval.check(who.user, action)
+            approval.check(who.user, held)
         except approval.ApprovalPending as exc:
-            deny(request, who, action)
+            deny(request, who, held)
             raise ApiError(exc.status, exc.code, str(exc)) from None
         return who
 
-    check.__name__ = f"require_{action}"
+    check.__name__ = f"require_{'_or_'.join(actions)}"
     return check

@@ -191,9 +191,11 @@ def worklist(request: Request, who: Principal = Depends(require("study_read")),
     """The worklist: urgent first, then oldest first."""
     with platform_of(request).db.session() as db:
         rows, total = studies.worklist(db, status, task, urgent, limit, offset, accession)
-        found = studies.instances(db, [s.id for s in rows])
+        ids = [s.id for s in rows]
+        found, held = studies.instances(db, ids), conflicts.open_by_study(db, ids)
         items = [StudyOut(**studies.as_dict(db, s, with_result=False,
-                                            dicom_instances=found[s.id])) for s in rows]
+                                            dicom_instances=found[s.id],
+                                            open_conflicts=held[s.id])) for s in rows]
         audit.record(db, who.actor, "view", "worklist", None, results=len(items))
     return StudyList(items=items, total=total, limit=limit, offset=offset)
 

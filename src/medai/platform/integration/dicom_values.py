@@ -38,6 +38,7 @@ from medai.platform.printable import printable, printable_tree
 UID_MAX = 64
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _DA = re.compile(r"^(\d{8}|\d{4}\.\d{2}\.\d{2})$")
+_DA8 = re.compile(r"^\d{8}$")  # what goes out: the pre-1993 form is not sent
 _TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 _CS = re.compile(r"^[A-Z0-9 _]*$")
 # C0 but ESC, DEL, C1, bidi embeddings/overrides/isolates: never part of a name or an id
@@ -180,7 +181,7 @@ def _matching(value: Any, pattern: re.Pattern[str], limit: int) -> str:
 
 # attribute -> how it goes out, for a dataset copied from a stored header
 _PN = ("PatientName", "ReferringPhysicianName")
-_LO = {"PatientID": 64, "IssuerOfPatientID": 64, "AccessionNumber": 16, "StudyID": 16}
+_LO = {**TEXT_LIMITS, "StudyID": 16}
 _DATES = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate")
 _TIMES = ("StudyTime", "SeriesTime", "ContentTime")
 _CODES = ("PatientSex", "Modality", "BodyPartExamined")
@@ -200,7 +201,7 @@ def _outgoing_value(keyword: str, value: Any) -> str:
     if keyword in _LO:
         return outgoing_text(value, _LO[keyword])
     if keyword in _DATES:
-        return _matching(value, re.compile(r"^\d{8}$"), 8)
+        return _matching(value, _DA8, 8)
     if keyword in _TIMES:
         return _matching(value, _TM, 16)
     if keyword in _CODES:
@@ -242,7 +243,8 @@ def outgoing_study(study: dict[str, Any]) -> dict[str, Any]:
     d = {**d, **{k: outgoing_uid(d[k]) or None for k in _STUDY_UIDS if d.get(k)}}
     if d.get("patient_name"):
         d["patient_name"] = outgoing_person_name(d["patient_name"]) or None
-    for key, limit in (("patient_id", 64), ("accession", 16)):
+    for key, limit in (("patient_id", TEXT_LIMITS["PatientID"]),
+                       ("accession", TEXT_LIMITS["AccessionNumber"])):
         if d.get(key):
             d[key] = outgoing_text(d[key], limit) or None
     d["series"] = [_outgoing_series(s) for s in d.get("series") or []] \

@@ -34,12 +34,11 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from medai.platform.identity_conflicts import open_conflict_clause
+from medai.platform.identity_conflicts import open_by_study, open_conflict_clause
 from medai.platform.leases import claim_first
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import (
     DicomInstance,
-    IdentityConflict,
     OutboxItem,
     ReportVersion,
     Study,
@@ -248,11 +247,7 @@ def shown_state(item: OutboxItem, held: bool = False) -> str:
 
 def held_studies(db: Session, study_ids: Iterable[int]) -> set[int]:
     """Those of ``study_ids`` whose deliveries are held by an open identity conflict."""
-    ids = list(study_ids)
-    if not ids:
-        return set()
-    return set(db.scalars(select(IdentityConflict.study_id).where(
-        IdentityConflict.study_id.in_(ids), IdentityConflict.state == "open")))
+    return {sid for sid, open_ids in open_by_study(db, list(study_ids)).items() if open_ids}
 
 
 def as_dict(item: OutboxItem, held: bool = False) -> dict[str, Any]:
