@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medai.core.tasks import all_tasks
-from medai.imaging.decision import OperatingPolicy, ancestors, decide, from_labels
+from medai.imaging.decision import OperatingPolicy, ancestors, decide, from_labels, read
 from medai.reporting.consistency import contradictions
 from medai.reporting.draft import draft_report
 from medai.reporting.draft_input import Finding
@@ -28,14 +28,28 @@ def _valid(task, d) -> None:
         return
     if task.normal is not None:
         assert not (task.normal in pos and len(pos) > 1), d
-        assert pos, "a task with a normal label always decides normal or a finding"
+        if d.state == "indeterminate":  # only a conflict leaves a multi-label task undecided
+            assert d.indeterminate_reason == "conflict" and not pos, d
+            assert task.normal in d.candidates and task.normal in d.conflict, d
+        else:
+            assert pos, "a task with a normal label decides normal, a finding or a conflict"
         assert (d.state == "normal") == (pos == {task.normal})
+        passing = {r.label for r in d.labels if r.probability >= r.threshold}
+        if d.conflict:  # the normal label passed beside a finding: never settled silently
+            assert task.normal in passing and task.normal in d.conflict, d
+            assert all(r.basis == "conflict" for r in d.labels if r.label in d.conflict), d
+        elif task.normal in passing:
+            assert pos == {task.normal}, d
+    undecided = {r.label for r in d.labels if r.state == "indeterminate"}
+    assert undecided >= set(d.candidates), d
+    assert bool(undecided) == (d.state == "indeterminate"), d
     for lab in pos:
         assert set(ancestors(task, lab)) & set(task.labels) <= pos, (lab, d)
     for group in task.siblings:
         branches = [m for m in group if any(lab == m or m in ancestors(task, lab) for lab in pos)]
         assert len(branches) <= 1, d
     assert {r.label for r in d.labels if r.positive} == pos
+    assert {r.label for r in d.labels if r.state == "present"} == pos
 
 
 @st.composite
@@ -45,7 +59,9 @@ def case(draw):
     if task.multilabel:
         probs = draw(st.lists(unit, min_size=n, max_size=n))
         thr = draw(st.lists(st.floats(0.02, 0.98), min_size=n, max_size=n))
-        policy = OperatingPolicy(thresholds=dict(zip(task.labels, thr, strict=True)))
+        policy = OperatingPolicy(thresholds=dict(zip(task.labels, thr, strict=True)),
+                                 normal_conflict=draw(st.sampled_from(["indeterminate",
+                                                                       "finding"])))
     else:
         raw = np.array(draw(st.lists(st.floats(0.001, 1.0), min_size=n, max_size=n)))
         probs = list(raw / raw.sum())
@@ -73,29 +89,71 @@ def test_the_draft_states_exactly_the_decided_findings(c, lang):
     assert out["decision"]["positives"] == d.positives
 
 
-def test_the_reported_contradictions_are_decided_by_margins():
+def test_a_normal_label_beside_a_finding_is_a_conflict_never_settled_silently():
     cxr = next(t for t in TASKS if t.name == "cxr")
     thr = {"Pneumonia": 0.58, "COVID-19": 0.089, "Viral_Pneumonia": 0.74,
            "Bacterial_Pneumonia": 0.41, "No Finding": 0.70}
-    pol = OperatingPolicy(thresholds=thr)
-    # the normal paediatric film: No Finding ~100 %, COVID-19 14 % over a 0.089 threshold
-    d = decide(cxr, {"No Finding": 0.999, "COVID-19": 0.14, "Pneumonia": 0.02,
-                     "Viral_Pneumonia": 0.03, "Bacterial_Pneumonia": 0.01}, pol)
-    assert d.state == "normal" and d.positives == ["No Finding"]
-    tr = draft_report([Finding(r.label, r.positive, r.probability, r.threshold)
-                       for r in d.labels], None, task="cxr", lang="tr", decision=d)
-    assert "COVID" not in tr["sections"]["impression"] + tr["sections"]["findings"]
-    assert "RT-PCR" not in tr["sections"]["recommendation"]
+    film = {"No Finding": 0.969, "COVID-19": 0.913, "Pneumonia": 0.3,
+            "Viral_Pneumonia": 0.2, "Bacterial_Pneumonia": 0.01}
+    # indeterminate (what the bundled model's validation chose): both are the candidates
+    d = decide(cxr, film, OperatingPolicy(thresholds=thr))
+    assert d.state == "indeterminate" and d.indeterminate_reason == "conflict"
+    assert d.positives == [] and d.candidates == ["No Finding", "COVID-19"]
+    states = {r.label: (r.state, r.basis) for r in d.labels}
+    assert states["No Finding"] == ("indeterminate", "conflict")
+    assert states["COVID-19"] == ("indeterminate", "conflict")
+    assert states["Viral_Pneumonia"] == ("indeterminate", "candidate")  # with its child
+    assert states["Bacterial_Pneumonia"] == ("absent", "below_threshold")
+    for lang in ("tr", "en"):
+        tr = draft_report([Finding(r.label, r.positive, r.probability, r.threshold)
+                           for r in d.labels], None, task="cxr", lang=lang, decision=d)
+        text = tr["sections"]["impression"] + tr["sections"]["findings"]
+        assert "Belirgin bulgu yok" not in text and "No definite finding" not in text
+    # the finding with the conflict flag: COVID-19 present, the normal label absent because
+    # of the conflict (its basis says so), the flag on the decision
+    d = decide(cxr, film, OperatingPolicy(thresholds=thr, normal_conflict="finding"))
+    assert d.state == "abnormal" and d.conflict == ["No Finding", "COVID-19"]
+    assert set(d.positives) == {"COVID-19", "Viral_Pneumonia", "Pneumonia"}
+    states = {r.label: (r.state, r.basis) for r in d.labels}
+    assert states["No Finding"] == ("absent", "conflict")
+    assert states["COVID-19"] == ("present", "conflict")
     # neither normal nor a disease passes: the most likely, said with low confidence
+    pol = OperatingPolicy(thresholds=thr)
     d = decide(cxr, {"No Finding": 0.5, "COVID-19": 0.01, "Pneumonia": 0.5,
                      "Viral_Pneumonia": 0.1, "Bacterial_Pneumonia": 0.39}, pol)
     assert d.low_confidence and d.state == "abnormal" and "Bacterial_Pneumonia" in d.positives
     assert "Pneumonia" in d.positives and d.stated == ["Bacterial_Pneumonia"]
+    assert not d.conflict
     # COVID-19 implies viral pneumonia and pneumonia; bacterial is the excluded sibling
     d = decide(cxr, {"No Finding": 0.01, "COVID-19": 0.9, "Pneumonia": 0.9,
                      "Viral_Pneumonia": 0.2, "Bacterial_Pneumonia": 0.5}, pol)
     assert set(d.positives) == {"COVID-19", "Viral_Pneumonia", "Pneumonia"}
     assert {r.label: r.basis for r in d.labels}["Bacterial_Pneumonia"] == "excluded"
+
+
+def test_an_undecided_mri_keeps_both_candidates_undecided_and_old_rows_read_the_same():
+    mri = next(t for t in TASKS if t.name == "mri")
+    probs = {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2, "No_Tumor": 0.031}
+    d = decide(mri, probs, OperatingPolicy(min_confidence=0.5))
+    states = {r.label: r.state for r in d.labels}
+    assert states == {"Pituitary": "indeterminate", "Meningioma": "indeterminate",
+                      "Glioma": "absent", "No_Tumor": "absent"}
+    # a result stored before labels had a state: the runner-up said basis "not_top" then,
+    # and must read back undecided (the candidates say so), not absent
+    old = d.model_dump(mode="json")
+    for row in old["labels"]:
+        row.pop("state")
+        row["basis"] = {"candidate": "indeterminate"}.get(row["basis"], row["basis"])
+    old["labels"][1]["basis"] = "not_top"
+    back = read({"task": "mri", "decision": old, "findings": old["labels"]}, mri)
+    assert {r.label: r.state for r in back.labels} == states
+    assert read({"task": "mri", "refused": True}, mri) is None
+    # a result stored before decisions existed: its positive flags
+    legacy = read({"task": "mri", "findings": [
+        {"label": "Glioma", "probability": 0.9, "threshold": 0.5, "positive": True},
+        {"label": "No_Tumor", "probability": 0.1, "threshold": 0.5, "positive": False}]}, mri)
+    assert legacy.state == "abnormal" and legacy.primary == "Glioma"
+    assert [r.state for r in legacy.labels] == ["present", "absent"]
 
 
 def test_an_exclusive_task_answers_one_class_or_indeterminate():

@@ -13,6 +13,8 @@ from datetime import datetime
 import pytest
 
 from medai.platform import report_words as rw
+from fhir.resources.R4B.bundle import Bundle
+
 from medai.platform.exports import fhir_bundle, report_pdf
 from medai.platform.localtime import format_local, local_times
 
@@ -236,33 +238,100 @@ def test_fhir_exports_every_report_state(state):
     assert ("Patient" in kinds) == bool(s.get("patient_ref"))
 
 
+def _obs(bundle: dict) -> list[dict]:
+    return [e["resource"] for e in bundle["entry"]
+            if e["resource"]["resourceType"] == "Observation"]
+
+
+def _code(o: dict) -> str:
+    return o["interpretation"][0]["coding"][0]["code"]
+
+
 def test_fhir_observations_follow_the_decision_and_the_signature():
     indeterminate = {"label": "Effusion", "probability": 0.5, "threshold": 0.5,
                      "positive": False, "basis": "indeterminate"}
     unsigned = fhir_bundle(study(), report(findings=[*FINDINGS, indeterminate]), MODEL, None,
                            CREATED, None)
-    obs = [e["resource"] for e in unsigned["entry"]
-           if e["resource"]["resourceType"] == "Observation"]
-    assert [o["interpretation"][0]["coding"][0]["code"] for o in obs] == ["POS", "NEG", "IND"]
+    obs = _obs(unsigned)
+    assert [_code(o) for o in obs] == ["POS", "NEG", "IND"]
     assert all(o["status"] == "preliminary" for o in obs)
     assert "henüz radyolog incelemesinden geçmedi" in obs[0]["method"]["text"]
     assert obs[0]["code"]["text"] == "Kardiyomegali"
+    # signed, but the signature stored no labels: the AI's suggestions stay preliminary
     final = fhir_bundle(study(), signed(), MODEL, "dr.ayse", CREATED, datetime(2026, 11, 23))
-    assert all(e["resource"]["status"] == "final" for e in final["entry"]
-               if e["resource"]["resourceType"] == "Observation")
+    assert all(o["status"] == "preliminary" for o in _obs(final))
     assert final["entry"][0]["resource"]["issued"] == "2026-11-23T00:00:00+00:00"
 
 
+def test_after_sign_off_the_signers_labels_are_the_final_results():
+    """The tryout's film: the AI said bacterial pneumonia, the radiologist signed a normal
+    film and rejected it. The EHR must receive a final NEG from the signer, the AI's POS
+    only as a preliminary suggestion the signer rejected, never a final positive."""
+    from medai.platform.finding_states import with_states
+
+    ai = {"task": "cxr", "findings": [
+        {"label": "Bacterial_Pneumonia", "probability": 0.81, "threshold": 0.41,
+         "positive": True, "basis": "above_threshold"},
+        {"label": "Pneumonia", "probability": 0.7, "threshold": 0.58, "positive": True,
+         "basis": "above_threshold"},
+        {"label": "No Finding", "probability": 0.2, "threshold": 0.7, "positive": False,
+         "basis": "below_threshold"}]}
+    said = [{"label": "Bacterial_Pneumonia", "present": False, "source": "rejected"},
+            {"label": "Pneumonia", "present": False, "source": "text"},
+            {"label": "No Finding", "present": True, "source": "text"}]
+    sections = {"findings": "Normal akciğer grafisi.", "impression": "Pnömoni bulgusu yok."}
+    r = with_states(signed(sections), ai, said)
+    bundle = fhir_bundle(study(), r, MODEL, "dr.ayse", CREATED, datetime(2026, 11, 23))
+    Bundle.model_validate(bundle)
+    obs = _obs(bundle)
+    finals = {o["code"]["coding"][0]["code"]: o for o in obs if o["status"] == "final"}
+    assert {k: (o["valueBoolean"], _code(o)) for k, o in finals.items()} == {
+        "Bacterial_Pneumonia": (False, "NEG"), "Pneumonia": (False, "NEG"),
+        "No Finding": (True, "POS")}
+    assert all(o["performer"][0]["reference"] == "Practitioner/signer-7"
+               for o in finals.values())
+    ai_obs = [o for o in obs if o["status"] != "final"]
+    assert all(o["status"] == "preliminary" and "device" in o for o in ai_obs)
+    bact = next(o for o in ai_obs if o["code"]["coding"][0]["code"] == "Bacterial_Pneumonia")
+    assert _code(bact) == "POS" and "radyolog reddetti" in bact["method"]["text"]
+    assert finals["Bacterial_Pneumonia"]["derivedFrom"][0]["reference"] == \
+        f"Observation/{bact['id']}"
+    assert not [o for o in obs if o["status"] == "final" and _code(o) == "POS"
+                and o["code"]["coding"][0]["code"] != "No Finding"]
+    dr = bundle["entry"][0]["resource"]
+    refs = [x["reference"] for x in dr["result"]]
+    assert refs[:3] == [f"Observation/{o['id']}" for o in obs if o["status"] == "final"]
+
+
+def test_an_undecided_mri_is_indeterminate_in_fhir_for_both_candidates():
+    from medai.platform.finding_states import with_states
+
+    ai = {"task": "mri", "decision": {
+        "kind": "exclusive", "state": "indeterminate", "indeterminate_reason": "low_confidence",
+        "candidates": ["Pituitary", "Meningioma"], "labels": [
+            {"label": "Pituitary", "probability": 0.408, "threshold": 0.9, "positive": False,
+             "basis": "indeterminate"},
+            {"label": "Meningioma", "probability": 0.361, "threshold": 0.9, "positive": False,
+             "basis": "not_top"},
+            {"label": "Glioma", "probability": 0.2, "threshold": 0.9, "positive": False,
+             "basis": "not_top"},
+            {"label": "No_Tumor", "probability": 0.031, "threshold": 0.9, "positive": False,
+             "basis": "not_top"}]}}
+    r = with_states(report(findings=[]), ai, None)
+    obs = _obs(fhir_bundle(study(task="mri"), r, MODEL, None, CREATED, None))
+    assert {o["code"]["coding"][0]["code"]: _code(o) for o in obs} == {
+        "Pituitary": "IND", "Meningioma": "IND", "Glioma": "NEG", "No_Tumor": "NEG"}
+
+
 def test_a_finding_implied_by_another_says_so():
-    from medai.platform.exports import with_decision
+    from medai.platform.finding_states import with_states
 
     stored = [{"label": "COVID-19", "probability": 0.76, "threshold": 0.04, "positive": True},
               {"label": "Viral_Pneumonia", "probability": 0.09, "threshold": 0.97,
                "positive": True}]
     payload = {"findings": [{**stored[0], "basis": "above_threshold"},
                             {**stored[1], "basis": "implied", "implied_by": "COVID-19"}]}
-    r = with_decision(report(findings=stored), payload)
+    r = with_states(report(findings=stored), payload, None)
     assert r["findings"][1]["implied_by"] == "COVID-19" and "basis" not in stored[1]
     whole = " ".join(render(study("tr"), r))
     assert "var (COVID-19 nedeniyle)" in whole
-    assert with_decision(report(findings=stored), None)["findings"] == stored

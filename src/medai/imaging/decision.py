@@ -8,11 +8,18 @@ from the task registry:
   most probable, or *indeterminate* when the top class is too unlikely or too close to the
   runner-up (``min_confidence`` / ``min_margin``, chosen on validation);
 - a **multi-label** task with a normal label (chest X-ray: "No Finding") never has the normal
-  label beside a disease: when both pass their thresholds the one that passes by the larger
-  log-odds margin wins; when neither does, the most likely of them is taken and marked
-  ``low_confidence``;
+  label beside a disease. When both pass their thresholds the model contradicts itself: a
+  *conflict*, never settled silently. The policy's ``normal_conflict`` (chosen on validation,
+  ``operating.choose_conflict``) makes it either ``indeterminate`` (the normal label and the
+  passing findings are the candidates) or ``finding`` (the findings are present, the normal
+  label is absent *because of the conflict*, and the decision carries ``conflict``). When
+  neither passes, the most likely of them is taken and marked ``low_confidence``;
 - a label hierarchy (COVID-19 ⇒ viral pneumonia ⇒ pneumonia) is kept closed upwards, and
   mutually exclusive siblings (bacterial vs viral pneumonia) keep only the stronger branch.
+
+Each label carries its one ``state`` (present, absent, indeterminate) and ``basis`` (why). Every
+output reads ``state``; a stored result is turned back into a ``Decision`` by ``read`` (results
+stored before states existed included), never re-derived from probabilities.
 """
 
 from __future__ import annotations
@@ -25,9 +32,17 @@ from pydantic import BaseModel, Field
 
 from medai.core.tasks import Task
 
+# why a label has its state: passed its threshold, implied by a present sub-finding, the most
+# likely when nothing passed, below its threshold, the weaker of exclusive siblings, not the top
+# class, among the candidates of an undecided result, or one side of a normal-vs-finding
+# conflict ("indeterminate" is what results stored before "candidate" said)
 Basis = Literal["above_threshold", "implied", "most_likely", "below_threshold", "excluded",
-                "not_top", "indeterminate"]
+                "not_top", "candidate", "conflict", "indeterminate"]
+BASES: tuple[str, ...] = Basis.__args__  # type: ignore[attr-defined]
 State = Literal["normal", "abnormal", "indeterminate", "none"]
+LabelState = Literal["present", "absent", "indeterminate"]
+LABEL_STATES: tuple[str, ...] = ("present", "absent", "indeterminate")
+Conflict = Literal["indeterminate", "finding"]
 
 
 class OperatingPolicy(BaseModel):
@@ -40,13 +55,17 @@ class OperatingPolicy(BaseModel):
                               description="exclusive tasks: top minus runner-up at least this")
     fragile: list[str] = Field(default_factory=list, description="labels whose operating point "
                                "a handful of validation images decided")
+    normal_conflict: Conflict = Field("indeterminate", description="multi-label tasks: what a "
+                                      "normal label passing beside a passing finding becomes "
+                                      "(chosen on validation)")
 
 
 class LabelDecision(BaseModel):
     label: str
     probability: float = Field(..., ge=0.0, le=1.0)
     threshold: float
-    positive: bool = Field(..., description="decided present (the one decision every view reads)")
+    positive: bool = Field(..., description="decided present (state == 'present')")
+    state: LabelState = Field("absent", description="the one state every view reads")
     basis: Basis
     implied_by: str | None = None
     fragile: bool = Field(False, description="its operating point rests on few validation "
@@ -63,13 +82,19 @@ class Decision(BaseModel):
     stated: list[str] = Field(default_factory=list, description="what a report states: the most "
                               "specific decided findings (parents implied by them left out)")
     low_confidence: bool = False
-    indeterminate_reason: Literal["low_confidence", "close_call"] | None = None
-    candidates: list[str] = Field(default_factory=list, description="indeterminate: the classes "
-                                  "the model could not separate")
+    indeterminate_reason: Literal["low_confidence", "close_call", "conflict"] | None = None
+    candidates: list[str] = Field(default_factory=list, description="indeterminate: the labels "
+                                  "the model could not separate, most probable first")
+    conflict: list[str] = Field(default_factory=list, description="the normal label and the "
+                                "findings that all passed their thresholds (shown on every "
+                                "face, whichever way the policy settled it)")
     labels: list[LabelDecision] = Field(default_factory=list)
 
     def decided(self, label: str) -> bool:
         return label in self.positives
+
+    def state_of(self, label: str) -> LabelState | None:
+        return next((row.state for row in self.labels if row.label == label), None)
 
 
 def _margin(p: float, t: float) -> float:
@@ -110,19 +135,23 @@ def _exclusive(task: Task, labels: list[str], p: dict[str, float],
         reason = "low_confidence"
     elif p[top] - runner < policy.min_margin:
         reason = "close_call"
+    candidates = order[:2] if reason is not None else []
     rows = []
     for lab in order:
         won = reason is None and lab == top
+        state: LabelState = "present" if won else (
+            "indeterminate" if lab in candidates else "absent")
         basis: Basis = "above_threshold" if won else (
-            "indeterminate" if reason and lab == top else "not_top")
+            "candidate" if lab in candidates else "not_top")
         rows.append(LabelDecision(label=lab, probability=p[lab], threshold=policy.min_confidence,
-                                  positive=won, basis=basis, fragile=lab in policy.fragile))
+                                  positive=won, state=state, basis=basis,
+                                  fragile=lab in policy.fragile))
     if reason is not None:
         return Decision(kind="exclusive", state="indeterminate", indeterminate_reason=reason,
-                        candidates=order[:2], labels=rows)
-    state: State = "normal" if top == task.normal else "abnormal"
-    return Decision(kind="exclusive", state=state, primary=top, positives=[top],
-                    stated=[top] if state == "abnormal" else [], labels=rows)
+                        candidates=candidates, labels=rows)
+    overall: State = "normal" if top == task.normal else "abnormal"
+    return Decision(kind="exclusive", state=overall, primary=top, positives=[top],
+                    stated=[top] if overall == "abnormal" else [], labels=rows)
 
 
 def _branch_strength(task: Task, member: str, margins: dict[str, float],
@@ -152,15 +181,19 @@ def _multilabel(task: Task, labels: list[str], p: dict[str, float],
     cand -= excluded
     diseases = {lab for lab in cand if lab != normal}
     low_confidence = False
+    conflict: list[str] = []
+    undecided: set[str] = set()
     if normal is not None:
-        if normal in cand and diseases:
-            if margins[normal] >= max(margins[d] for d in diseases):
-                excluded |= diseases
+        if normal in cand and diseases:  # the model says normal and a finding: a conflict
+            conflict = sorted({normal} | diseases, key=lambda lab: -p[lab])
+            basis.update({lab: "conflict" for lab in conflict})
+            if policy.normal_conflict == "indeterminate":
+                undecided = set(conflict)
+                for d in diseases:  # a candidate finding's parents are undecided with it
+                    undecided |= {a for a in ancestors(task, d) if a in labels}
                 diseases = set()
-            else:
-                excluded.add(normal)
-                cand.discard(normal)
-        if normal not in cand and not diseases:  # neither: the most likely, said to be unsure
+            cand.discard(normal)
+        elif normal not in cand and not diseases:  # neither: the most likely, said to be unsure
             pool = [lab for lab in labels if lab not in excluded]
             best = max(pool, key=lambda lab: margins[lab])
             low_confidence = True
@@ -179,26 +212,33 @@ def _multilabel(task: Task, labels: list[str], p: dict[str, float],
     positives = sorted(positives_set, key=lambda lab: -p[lab])
     rows = []
     for lab in sorted(labels, key=lambda lab: -p[lab]):
+        state: LabelState = "present" if lab in positives_set else (
+            "indeterminate" if lab in undecided else "absent")
         if lab in implied_by:
             b: Basis = "implied"
         elif lab in positives_set:
             b = basis.get(lab, "above_threshold")
+        elif lab in undecided or lab in conflict:  # a candidate, or the normal label overruled
+            b = "conflict" if lab in conflict else "candidate"
         else:
             b = "excluded" if lab in excluded else "below_threshold"
         rows.append(LabelDecision(label=lab, probability=p[lab], threshold=thr[lab],
-                                  positive=lab in positives_set, basis=b,
+                                  positive=lab in positives_set, state=state, basis=b,
                                   implied_by=implied_by.get(lab),
                                   fragile=lab in policy.fragile))
     stated = most_specific(task, [lab for lab in positives if lab != normal])
+    if undecided:
+        return Decision(kind="multilabel", state="indeterminate", indeterminate_reason="conflict",
+                        candidates=conflict, conflict=conflict, labels=rows)
     if diseases:  # the leading finding is the strongest of the most specific ones
-        state: State = "abnormal"
+        overall: State = "abnormal"
         primary = max(stated or diseases, key=lambda lab: margins[lab])
     elif normal is not None and normal in positives_set:
-        state, primary = "normal", normal
+        overall, primary = "normal", normal
     else:
-        state, primary = "none", None
-    return Decision(kind="multilabel", state=state, primary=primary, positives=positives,
-                    stated=stated, low_confidence=low_confidence, labels=rows)
+        overall, primary = "none", None
+    return Decision(kind="multilabel", state=overall, primary=primary, positives=positives,
+                    stated=stated, low_confidence=low_confidence, conflict=conflict, labels=rows)
 
 
 def decide_array(task: Task, labels: Sequence[str], probs: np.ndarray,
@@ -232,3 +272,54 @@ def from_labels(task: Task, positives: Sequence[str]) -> Decision:
                                               positive=False, basis="below_threshold")
                                 for lab in task.labels])
     return decide(task, probs, policy)
+
+
+def _stored_state(row: Mapping, undecided: set[str]) -> LabelState:
+    if row.get("state") in LABEL_STATES:
+        return row["state"]
+    if row.get("positive"):
+        return "present"
+    undecided_row = row.get("label") in undecided or row.get("basis") == "indeterminate"
+    return "indeterminate" if undecided_row else "absent"
+
+
+def read(payload: Mapping | None, task: Task | None = None) -> Decision | None:
+    """The decision of a stored imaging result (``ImagingResult`` as JSON): the one way back
+    from a stored row to states, for every output. A refused result has none. Results stored
+    before labels carried a ``state`` get it from what they said then (``positive``, and the
+    undecided candidates of an indeterminate decision), never from their probabilities: an
+    undecided MRI's runner-up stays undecided, not absent."""
+    if not payload or payload.get("refused"):
+        return None
+    raw = payload.get("decision") if isinstance(payload.get("decision"), Mapping) else None
+    rows = [r for r in ((raw or {}).get("labels") or payload.get("findings") or [])
+            if isinstance(r, Mapping) and r.get("label")]
+    if raw is None and not rows:
+        return None
+    undecided = set((raw or {}).get("candidates") or []) \
+        if (raw or {}).get("state") == "indeterminate" else set()
+    labels = []
+    for r in rows:
+        state = _stored_state(r, undecided)
+        basis = r.get("basis") if r.get("basis") in BASES else (
+            "above_threshold" if state == "present" else "below_threshold")
+        if basis == "indeterminate":
+            basis = "candidate"
+        labels.append(LabelDecision(
+            label=str(r["label"]), probability=min(max(float(r.get("probability") or 0.0), 0.0),
+                                                   1.0),
+            threshold=float(r.get("threshold") if r.get("threshold") is not None else 0.5),
+            positive=state == "present", state=state, basis=basis,
+            implied_by=r.get("implied_by"), fragile=bool(r.get("fragile"))))
+    if raw is not None:
+        return Decision.model_validate({**raw, "labels": [x.model_dump() for x in labels]})
+    positives = [x.label for x in sorted(labels, key=lambda x: -x.probability)
+                 if x.state == "present"]
+    normal = task.normal if task is not None else None
+    stated = [lab for lab in positives if lab != normal]
+    if task is not None:
+        stated = most_specific(task, stated)
+    overall: State = "abnormal" if stated else ("normal" if positives else "none")
+    kind = "multilabel" if task is None or task.multilabel else "exclusive"
+    return Decision(kind=kind, state=overall, primary=(stated or positives or [None])[0],
+                    positives=positives, stated=stated, labels=labels)

@@ -39,6 +39,7 @@ def load_policy(directory: Path | None, card, labels: Sequence[str]) -> Operatin
     return OperatingPolicy(thresholds={lab: thresholds[lab] for lab in labels},
                            min_confidence=float(raw.get("min_confidence", 0.0)),
                            min_margin=float(raw.get("min_margin", 0.0)),
+                           normal_conflict=raw.get("normal_conflict", "indeterminate"),
                            fragile=[lab for lab in raw.get("few_positives", []) if lab in labels])
 
 
@@ -155,6 +156,38 @@ def choose_exclusive(task: Task, labels: Sequence[str], targets: np.ndarray, pro
                     "target_accuracy": target_accuracy, "met": bool(ok)}
 
 
+CONFLICT_MIN_CASES = 10  # fewer validation conflicts than this: too few to trust a finding
+CONFLICT_FINDING_PRECISION = 0.8  # a conflict is settled as its finding only when this right
+
+
+def choose_conflict(task: Task, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray,
+                    policy: OperatingPolicy) -> tuple[OperatingPolicy, dict]:
+    """What a normal label passing beside a passing finding becomes (``normal_conflict``).
+
+    On the validation images where the model contradicts itself, the finding it would state is
+    checked against the truth: only when it is right on at least
+    ``CONFLICT_FINDING_PRECISION`` of at least ``CONFLICT_MIN_CASES`` such images is the
+    conflict settled as the finding (with its conflict flag shown); otherwise the result is
+    indeterminate between them, which never states what the model could not decide."""
+    trial = policy.model_copy(update={"normal_conflict": "finding"})
+    right = cases = 0
+    for i, d in enumerate(decide_array(task, labels, probs, trial)):
+        if not d.conflict or d.primary is None:
+            continue
+        j = list(labels).index(d.primary)
+        if np.isnan(targets[i, j]):
+            continue
+        cases += 1
+        right += int(targets[i, j] == 1)
+    precision = right / cases if cases else None
+    mode = "finding" if cases >= CONFLICT_MIN_CASES and precision is not None \
+        and precision >= CONFLICT_FINDING_PRECISION else "indeterminate"
+    return policy.model_copy(update={"normal_conflict": mode}), {
+        "validation_conflicts": cases, "conflict_finding_precision": precision,
+        "conflict_min_cases": CONFLICT_MIN_CASES,
+        "conflict_finding_precision_needed": CONFLICT_FINDING_PRECISION}
+
+
 def choose_policy(task: Task, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray,
                   start: dict[str, float], min_precision: float = MIN_PRECISION,
                   n_boot: int = 1000) -> dict:
@@ -164,6 +197,9 @@ def choose_policy(task: Task, labels: Sequence[str], targets: np.ndarray, probs:
     if task.multilabel:
         policy = choose_multilabel(task, labels, targets, probs, start, min_precision)
         extra["min_precision"] = min_precision
+        if task.normal in labels:
+            policy, conflict = choose_conflict(task, labels, targets, probs, policy)
+            extra.update(conflict)
     else:
         policy, extra = choose_exclusive(task, labels, targets, probs)
     decided = decided_matrix(task, labels, probs, policy)

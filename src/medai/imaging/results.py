@@ -7,21 +7,23 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from medai.core.results import AIResult
-from medai.imaging.decision import Basis, Decision
+from medai.imaging.decision import Basis, Decision, LabelState
 from medai.imaging.io import REFUSAL_CODES
 
 DISCLAIMER = "AI suggestion for a radiologist to review; not a diagnosis."
 
 
 class Finding(BaseModel):
-    """One label's row of the decision (``imaging.decision``): ``positive`` is the decided
+    """One label's row of the decision (``imaging.decision``): ``state`` is the decided
     answer, which every view reads; ``basis`` says why."""
 
     label: str
     probability: float = Field(..., ge=0.0, le=1.0)
     threshold: float = Field(..., description="the label's operating point (operating_points."
                                               "json; for one-class tasks the minimum confidence)")
-    positive: bool = Field(..., description="decided present (see `basis`)")
+    positive: bool = Field(..., description="decided present (state == 'present')")
+    state: LabelState = Field("absent", description="present, absent or indeterminate: the "
+                              "one state every view reads (`basis` says why)")
     basis: Basis = "above_threshold"
     implied_by: str | None = None
     fragile: bool = Field(False, description="operating point chosen on few validation images")

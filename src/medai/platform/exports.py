@@ -1,9 +1,13 @@
 """Reports leaving the hospital system: FHIR R4 JSON here, the PDF in ``report_pdf``.
 
 FHIR: a ``collection`` Bundle with the ``DiagnosticReport`` (status mapped from the report,
-``resultsInterpreter`` the signer, the report text in its own language as ``presentedForm``), an
-``Observation`` per AI finding (probability, threshold, positive/negative), and the AI model as
-a ``Device`` (name, version, content hash) that each Observation names as its ``device``.
+``resultsInterpreter`` the signer, the report text in its own language as ``presentedForm``), and
+the findings as ``finding_states`` gives them. Each AI suggestion is a ``preliminary``
+Observation (probability, threshold, its state as POS/NEG/IND, and after sign-off the signer's
+verdict on it) naming the AI model's ``Device`` (name, version, content hash); it is never
+final. Once the signer stated labels, each is a ``final`` (``amended``) Observation with
+``valueBoolean``, performed by the signer and derived from the AI's suggestion: a finding the
+signer rejected goes out as a final NEG beside a preliminary AI POS, never as a final POS.
 Validated with ``fhir.resources`` (R4B models, the R4-compatible release it ships) before it is
 returned. Empty strings, lists and objects are left out rather than sent (FHIR refuses ``""``),
 so every report state exports: unsigned, signed, amended, empty sections, no findings, no
@@ -25,6 +29,8 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
+from medai.platform import disclosure
+from medai.platform import finding_states
 from medai.platform import report_words as rw
 from medai.platform.integration.dicom_values import outgoing_study
 from medai.platform.integration.identity import display_name, name_parts
@@ -32,7 +38,7 @@ from medai.platform.localtime import as_utc, format_local
 from medai.platform.printable import printable, printable_tree
 from medai.platform.report_pdf import report_pdf
 
-__all__ = ["fhir_bundle", "prune", "report_pdf", "with_decision"]
+__all__ = ["fhir_bundle", "prune", "report_pdf"]
 _INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 _V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -54,21 +60,6 @@ def prune(value: Any) -> Any:
     if isinstance(value, str):
         return value if value.strip() else ""
     return value
-
-
-def with_decision(report: dict[str, Any], ai_payload: dict[str, Any] | None) -> dict[str, Any]:
-    """The report with each finding's decision basis (``basis``, ``implied_by``) from the AI
-    result it was drafted from: a report version stores label, probability, threshold and
-    ``positive`` only, and a finding implied by another reads oddly without it."""
-    decided = {f.get("label"): f for f in (ai_payload or {}).get("findings") or []
-               if isinstance(f, dict)}
-    findings = []
-    for f in report.get("findings") or []:
-        extra = decided.get(f.get("label")) if isinstance(f, dict) else None
-        if extra and bool(extra.get("positive")) == bool(f.get("positive")):
-            f = {**f, **{k: extra[k] for k in ("basis", "implied_by") if extra.get(k)}}
-        findings.append(f)
-    return {**report, "findings": findings}
 
 
 def _device(device_id: str, model: dict[str, Any]) -> dict[str, Any] | None:
@@ -129,32 +120,58 @@ def _imaging_study(study: dict[str, Any], iid: str, subject: dict[str, str]
             "series": series}
 
 
-def _interpretation(f: dict[str, Any]) -> str:
-    """POS / NEG from the decision; IND for an indeterminate one."""
-    if f.get("positive"):
-        return "POS"
-    return "IND" if f.get("basis") == "indeterminate" else "NEG"
+_POS_NEG = {"present": "POS", "absent": "NEG", "indeterminate": "IND"}
 
 
-def _observation(oid: str, f: dict[str, Any], study: dict[str, Any], status: str, lang: str,
-                 signed: bool) -> dict[str, Any]:
+def _interpretation(state: str) -> list[dict[str, Any]]:
+    return [{"coding": [{"system": _INTERPRETATION, "code": _POS_NEG[state]}]}]
+
+
+def _code(f: dict[str, Any], study: dict[str, Any], lang: str) -> dict[str, Any]:
     label = str(f["label"])
+    return {"coding": [{"system": "urn:medai:label", "code": label}],
+            "text": rw.label_name(study.get("task"), label, lang)}
+
+
+_CATEGORY = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                    "observation-category", "code": "imaging"}]}]
+
+
+def _ai_observation(oid: str, f: dict[str, Any], study: dict[str, Any], lang: str,
+                    signed: bool) -> dict[str, Any]:
+    """The AI's suggestion for one label: always ``preliminary`` (a suggestion is never a
+    final result), its state as the interpretation, and after sign-off what the signer said
+    of it in ``method``."""
+    w = rw.words(lang)
+    method = w["method_ai_verdict"].format(verdict=rw.verdict(f, lang)) if f.get("verdict") \
+        else w["method_signed" if signed else "method_unsigned"]
     obs: dict[str, Any] = {
-        "resourceType": "Observation", "id": oid,
-        "status": "final" if status in ("final", "amended") and signed else "preliminary",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                            "observation-category", "code": "imaging"}]}],
-        "code": {"coding": [{"system": "urn:medai:label", "code": label}],
-                 "text": rw.label_name(study.get("task"), label, lang)},
-        "interpretation": [{"coding": [{"system": _INTERPRETATION, "code": _interpretation(f)}]}],
-        "method": {"text": rw.words(lang)["method_signed" if signed else "method_unsigned"]},
-    }
+        "resourceType": "Observation", "id": oid, "status": "preliminary",
+        "category": _CATEGORY, "code": _code(f, study, lang),
+        "interpretation": _interpretation(f["state"]), "method": {"text": method}}
     if f.get("probability") is not None:
         obs["valueQuantity"] = {"value": round(float(f["probability"]), 4),
                                 "unit": "probability"}
+    notes = [rw.decision(f, lang, study.get("task"))]
     if f.get("threshold") is not None:
-        obs["note"] = [{"text": f"operating threshold {float(f['threshold']):.4f}"}]
+        notes.append(f"operating threshold {float(f['threshold']):.4f}")
+    obs["note"] = [{"text": n} for n in notes]
     return obs
+
+
+def _signer_observation(oid: str, f: dict[str, Any], study: dict[str, Any], lang: str,
+                        status: str, performer: dict[str, str], ai_ref: str | None
+                        ) -> dict[str, Any]:
+    """What the signing radiologist said of one label: the final result (present or absent),
+    performed by the signer, derived from the AI's suggestion when there was one."""
+    return {"resourceType": "Observation", "id": oid,
+            "status": "amended" if status == "amended" else "final",
+            "category": _CATEGORY, "code": _code(f, study, lang),
+            "valueBoolean": bool(f["signer"]),
+            "interpretation": _interpretation("present" if f["signer"] else "absent"),
+            "method": {"text": rw.words(lang)["method_signer"]},
+            "performer": [performer],
+            "derivedFrom": [{"reference": ai_ref}] if ai_ref else []}
 
 
 def fhir_bundle(study: dict[str, Any], report: dict[str, Any], model: dict[str, Any] | None,
@@ -162,6 +179,8 @@ def fhir_bundle(study: dict[str, Any], report: dict[str, Any], model: dict[str, 
                 ) -> dict[str, Any]:
     from fhir.resources.R4B.bundle import Bundle
 
+    if "signed_labels" not in report:  # not from finding_states: its own stored findings
+        report = finding_states.with_states(report, None, None)
     study, report, model = outgoing_study(study), printable_tree(report), printable_tree(model)
     signer = printable(signer).strip() or None if signer else None
     sid, lang = study["id"], rw.language(study)
@@ -184,21 +203,33 @@ def fhir_bundle(study: dict[str, Any], report: dict[str, Any], model: dict[str, 
         entries.append({"resourceType": "Practitioner", "id": f"signer-{sid}",
                         "identifier": [{"system": "urn:medai:user", "value": signer}],
                         "name": [{"text": signer}]})
-    obs_refs = []
+    obs_refs, ai_refs = [], []
+    performer = {"reference": f"Practitioner/signer-{sid}", "display": signer}
     for i, f in enumerate(report.get("findings") or []):
         if not isinstance(f, dict) or not str(f.get("label") or "").strip():
             continue  # nothing to name it by: not an Observation
-        oid = f"finding-{sid}-{i}"
-        obs = _observation(oid, f, study, status, lang, signed)
-        if device:
-            obs["device"] = {"reference": f"Device/{device_id}"}
-        if patient_ref:
-            obs["subject"] = patient_ref
-        entries.append(obs)
-        obs_refs.append({"reference": f"Observation/{oid}"})
+        ai_ref = None
+        if f.get("state") in _POS_NEG:
+            oid = f"ai-{sid}-{i}"
+            obs = _ai_observation(oid, f, study, lang, signed)
+            if device:
+                obs["device"] = {"reference": f"Device/{device_id}"}
+            if patient_ref:
+                obs["subject"] = patient_ref
+            entries.append(obs)
+            ai_ref = f"Observation/{oid}"
+            ai_refs.append({"reference": ai_ref})
+        if signed and f.get("signer") is not None:
+            oid = f"finding-{sid}-{i}"
+            obs = _signer_observation(oid, f, study, lang, status, performer, ai_ref)
+            if patient_ref:
+                obs["subject"] = patient_ref
+            entries.append(obs)
+            obs_refs.append({"reference": f"Observation/{oid}"})
+    obs_refs += ai_refs  # the signer's results first; the AI's suggestions after them
     when = format_local(signed_at or report.get("signed_at"), lang) if signed else None
     text = "\n\n".join(p for p in (rw.report_text(report, lang),
-                                    rw.disclosure(report, lang, when)) if p)
+                                    disclosure.text(report, lang, when)) if p)
     dr: dict[str, Any] = {
         "resourceType": "DiagnosticReport", "id": dr_id, "status": status,
         "identifier": [{"system": "urn:medai:report", "value": f"{sid}/{report['version']}"},

@@ -25,6 +25,17 @@ WORDS: dict[str, dict[str, str]] = {
         "col_finding": "Bulgu", "col_probability": "Olasılık", "col_threshold": "Eşik",
         "col_decision": "YZ kararı", "present": "var", "absent": "yok",
         "undecided": "belirsiz", "implied": "{present} ({by} nedeniyle)",
+        "candidate": "{state} (ayırt edilemeyen adaylardan)",
+        "conflict": "{state} (çelişki: model normal ile bulguyu birlikte işaretledi)",
+        "col_signer": "Radyolog", "confirmed": "radyolog onayladı",
+        "rejected": "radyolog reddetti", "added": "radyolog ekledi",
+        "decided": "radyolog karar verdi: {answer}",
+        "method_signer": "İmzalayan radyoloğun bulgusu",
+        "method_ai_verdict": "Yapay zekâ modeli önerisi (tanı değil); {verdict}",
+        "heatmap_rejected": ("Isı haritası gösterilmiyor: {label} bulgusunu imzalayan radyolog "
+                             "reddetti"),
+        "ai_candidates": "Yapay zekâ kararsız kaldı; adaylar: {labels}",
+        "ai_conflict": ("Yapay zekâ çelişkili: {labels} birlikte eşiğin üzerinde"),
         "technique": "Teknik", "findings": "Bulgular", "impression": "Sonuç",
         "recommendation": "Öneri", "sources": "Kaynaklar", "image": "Görüntü",
         "heatmap": "Grad-CAM ısı haritası: {label} (yapay zekâ önerisi)",
@@ -62,6 +73,16 @@ WORDS: dict[str, dict[str, str]] = {
         "col_probability": "Probability", "col_threshold": "Threshold",
         "col_decision": "AI decision", "present": "present", "absent": "absent",
         "undecided": "indeterminate", "implied": "{present} (implied by {by})",
+        "candidate": "{state} (one of the candidates it could not separate)",
+        "conflict": "{state} (conflict: the model marked normal and a finding together)",
+        "col_signer": "Radiologist", "confirmed": "confirmed by the signer",
+        "rejected": "rejected by the signer", "added": "added by the signer",
+        "decided": "decided by the signer: {answer}",
+        "method_signer": "Finding stated by the signing radiologist",
+        "method_ai_verdict": "AI model suggestion (not a diagnosis); {verdict}",
+        "heatmap_rejected": "Heatmap not shown: the signing radiologist rejected {label}",
+        "ai_candidates": "The AI was undecided between: {labels}",
+        "ai_conflict": "The AI contradicted itself: {labels} all above their thresholds",
         "technique": "Technique", "findings": "Findings", "impression": "Impression",
         "recommendation": "Recommendation", "sources": "Sources", "image": "Image",
         "heatmap": "Grad-CAM heatmap: {label} (AI suggestion)",
@@ -192,15 +213,47 @@ def disclosure(report: dict[str, Any], lang: str, signed_when: str | None) -> st
 
 
 def decision(finding: dict[str, Any], lang: str, task: str | None = None) -> str:
-    """The decided answer for one finding (``positive`` is the decision every view reads); one
-    implied by another decided finding says which (its own probability may be low)."""
+    """The AI's answer for one finding as people read it: its ``state`` (the decision's, never
+    re-derived), with why when it matters — implied by which finding, one of the undecided
+    candidates, one side of a conflict. A label only the signer named has none (—)."""
     w = words(lang)
-    if finding.get("positive"):
-        by = finding.get("implied_by") if finding.get("basis") == "implied" else None
-        if by:
-            return w["implied"].format(present=w["present"], by=label_name(task, str(by), lang))
-        return w["present"]
-    return w["undecided"] if finding.get("basis") == "indeterminate" else w["absent"]
+    state = finding.get("state")
+    if state not in ("present", "absent", "indeterminate"):
+        return w["empty"]
+    text = w["undecided" if state == "indeterminate" else state]
+    basis = finding.get("basis")
+    if state == "present" and basis == "implied" and finding.get("implied_by"):
+        return w["implied"].format(present=text,
+                                   by=label_name(task, str(finding["implied_by"]), lang))
+    if basis == "conflict":
+        return w["conflict"].format(state=text)
+    if state == "indeterminate":
+        return w["candidate"].format(state=text)
+    return text
+
+
+def verdict(finding: dict[str, Any], lang: str) -> str:
+    """The signer's verdict on the AI's answer (— when nothing was signed for the label)."""
+    w, v = words(lang), finding.get("verdict")
+    if v is None:
+        return w["empty"]
+    if v == "decided":
+        return w["decided"].format(answer=w["present" if finding.get("signer") else "absent"])
+    return w[v]
+
+
+def decision_note(decision: dict[str, Any] | None, task: str | None, lang: str) -> str:
+    """One line for an undecided or self-contradicting AI result, naming its labels; '' else."""
+    if not decision:
+        return ""
+    w = words(lang)
+    names = ", ".join(label_name(task, str(x), lang) for x in decision.get("conflict") or [])
+    if decision.get("conflict"):
+        return w["ai_conflict"].format(labels=names)
+    if decision.get("state") == "indeterminate" and decision.get("candidates"):
+        return w["ai_candidates"].format(labels=", ".join(
+            label_name(task, str(x), lang) for x in decision["candidates"]))
+    return ""
 
 
 def citation_line(citation: dict[str, Any], study: dict[str, Any], lang: str) -> str:

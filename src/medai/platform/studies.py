@@ -273,10 +273,21 @@ def as_dict(db: Session, study: Study, with_result: bool = True,
     }
     if with_result:
         row = latest_result(db, study.id)
-        out["ai_result"] = None if row is None else {
-            **row.payload, "heatmap_label": row.heatmap_label,
-            "has_heatmap": row.heatmap_sha256 is not None}
+        out["ai_result"] = None if row is None else with_states(row.payload) | {
+            "heatmap_label": row.heatmap_label, "has_heatmap": row.heatmap_sha256 is not None}
     return out
+
+
+def with_states(payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored imaging result as every view reads it: its decision with each label's one
+    ``state`` (results stored before states existed included), and ``findings`` the decision's
+    rows, so no view re-derives present, absent or undecided from probabilities."""
+    from medai.services.imaging import decision_of
+
+    decision = decision_of(payload) if payload.get("task") else None
+    if decision is None:
+        return dict(payload)
+    return {**payload, "decision": decision, "findings": decision["labels"]}
 
 
 def discard_unnamed(p: Any, sha: str, what: str) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "Refusal",
     "analyse",
     "check_upload",
+    "decision_of",
     "declared_too_large",
     "decoded",
     "display_png",
@@ -48,6 +49,22 @@ __all__ = [
     "preview_png",
     "refusal_of",
 ]
+
+def decision_of(payload: dict | None) -> dict | None:
+    """A stored imaging result's decision as plain JSON, each label with its one ``state``
+    (``imaging.decision.read``: results stored before states existed included); None for a
+    refused result or one with no findings. Every output reads this, nothing re-derives it."""
+    from medai.core import tasks
+    from medai.imaging.decision import read
+
+    task = None
+    try:
+        task = tasks.get(str((payload or {}).get("task") or ""))
+    except tasks.TaskError:
+        pass
+    decision = read(payload, task)
+    return None if decision is None else decision.model_dump(mode="json")
+
 
 def header_population(data: bytes) -> dict[str, str]:
     """View, device manufacturer, age band and sex from a DICOM file's header (pixels never

@@ -13,13 +13,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
-from medai.platform import analysis, audit, exports, review, studies
+from medai.platform import analysis, audit, exports, finding_states, review, studies
 from medai.platform import identity_conflicts as conflicts
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.jobs import HEATMAP_RESPONSES, computed_heatmap, heatmap_headers
 from medai.platform.api.schemas import (
     ReportEdit,
     ReportOut,
+    ReportVersionOut,
     ReportVersions,
     SignIn,
     StudyList,
@@ -328,7 +329,7 @@ def report_versions(study_id: RowId, request: Request,
                     who: Principal = Depends(require("study_read"))) -> ReportVersions:
     with platform_of(request).db.session() as db:
         _study(db, study_id)
-        items = [ReportOut(**review.as_dict(db, v)) for v in review.versions(db, study_id)]
+        items = [ReportVersionOut(**v) for v in review.history(db, study_id)]
         audit.record(db, who.actor, "view", "report_versions", study_id)
     return ReportVersions(items=items)
 
@@ -371,19 +372,20 @@ def edit_report(study_id: RowId, body: ReportEdit, request: Request,
 def sign_report(study_id: RowId, body: SignIn, request: Request,
                 who: Principal = Depends(require("report_sign"))) -> ReportOut:
     """Sign the current version (radiologists only); a second signature → 409. With
-    ``sections`` (the signer's screen), an unsaved edit is saved and signed at once."""
+    ``sections`` (the signer's screen), an unsaved edit is the signed version: one version
+    with that text, the signer its author."""
     sections = body.sections.model_dump() if body.sections is not None else None
 
     def apply(db, study):
         learnable = labels.task_of(study)  # None: a study no model reads keeps no labels
         choices = labels.check_choices(learnable, body.labels) if learnable else None
+        before = review.current(db, study.id)
         row = review.sign(db, study, body.version, who.user, sections)
         if learnable is not None:
             labels.record(db, study, row, choices, who.user)  # the site's labels, this version
-        if row.version > body.version + 1:  # the screen's unsaved edit was saved first
-            audit.record(db, who.actor, "edit", "report", study_id, version=row.version - 1,
-                         status="amended" if row.status == "amended" else "preliminary",
-                         with_signature=True)
+        if review.text_changed(before, row):  # the screen's unsaved edit, signed as it stood
+            audit.record(db, who.actor, "edit", "report", study_id, version=row.version,
+                         status=row.status, with_signature=True)
         return row
 
     out = _change(request, who, study_id, "sign", body.version, apply)
@@ -399,8 +401,9 @@ def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
                 f"study {study_id} has an open identity conflict (an instance naming another "
                 "patient or order); its report is exported once a radiologist has decided it"))
         row = _report_or_404(db, study_id)
-        report = review.as_dict(db, row)
         result = studies.latest_result(db, study_id)
+        report = finding_states.of_version(db, review.as_dict(db, row),
+                                           result.payload if result else None)
         audit.record(db, who.actor, "export", "report", study_id, format=fmt,
                      version=row.version)
         return (studies.as_dict(db, study, with_result=False, with_series=True), report, row,
@@ -415,8 +418,7 @@ def report_fhir(study_id: RowId, request: Request,
                 who: Principal = Depends(require("report_export"))) -> Response:
     import json
 
-    study, report, row, model, result = _export_parts(request, who, study_id, "fhir")
-    report = exports.with_decision(report, result.payload if result else None)
+    study, report, row, model, _result = _export_parts(request, who, study_id, "fhir")
     bundle = exports.fhir_bundle(study, report, model, report["signed_by"], row.created_at,
                                  row.signed_at)
     return Response(json.dumps(bundle, ensure_ascii=False), media_type="application/fhir+json")
@@ -429,7 +431,6 @@ async def report_pdf(study_id: RowId, request: Request,
     p = platform_of(request)
     study, report, _row, model, result = await run_in_threadpool(_export_parts, request, who,
                                                                  study_id, "pdf")
-    report = exports.with_decision(report, result.payload if result else None)
     if model and result is not None and (result.payload or {}).get("refused"):
         model = {**model, "refused": True}  # named, and said to have assessed nothing
     try:  # from the display rendition (2048 px, 8-bit), never the original

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from medai.platform import exports, review, studies
+from medai.platform import exports, finding_states, review, studies
 from medai.platform.context import Platform
 from medai.platform.integration.dicom_objects import DicomObjectError, SourceImage
 from medai.platform.tables import AIResultRow, OutboxItem, ReportVersion, Study
@@ -67,7 +67,8 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
             raise LookupError(f"study {study.id} has no report version {item.report_version}")
         ai = db.get(AIResultRow, item.ai_result_id) if item.ai_result_id else \
             studies.latest_result(db, study.id)
-        report = exports.with_decision(review.as_dict(db, row), ai.payload if ai else None)
+        report = finding_states.of_version(db, review.as_dict(db, row),
+                                          ai.payload if ai else None)
         previous = db.scalar(select(func.max(ReportVersion.version)).where(
             ReportVersion.study_id == study.id, ReportVersion.version < row.version,
             ReportVersion.signed_by.is_not(None))) if row.status == "amended" else None

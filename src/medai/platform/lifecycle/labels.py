@@ -138,14 +138,19 @@ def latest_versions(*where: Any) -> Select:
             .where(*where).group_by(StudyLabel.study_id))
 
 
+def version_labels(db: Session, study_id: int, version: int) -> list[dict[str, Any]]:
+    """The labels the signature of one report version stored (none: it stored none)."""
+    rows = db.scalars(select(StudyLabel).where(StudyLabel.study_id == study_id,
+                                               StudyLabel.report_version == version)
+                      .order_by(StudyLabel.id))
+    return [{"label": r.label, "ai_positive": r.ai_positive, "present": r.present,
+             "source": r.source} for r in rows]
+
+
 def signed_labels(db: Session, study_id: int) -> tuple[int | None, list[dict[str, Any]]]:
     """The labels of the study's latest signed version: (version, entries)."""
     version = db.scalar(select(StudyLabel.report_version).where(
         StudyLabel.study_id == study_id).order_by(StudyLabel.report_version.desc()).limit(1))
     if version is None:
         return None, []
-    rows = db.scalars(select(StudyLabel).where(StudyLabel.study_id == study_id,
-                                               StudyLabel.report_version == version)
-                      .order_by(StudyLabel.id))
-    return version, [{"label": r.label, "ai_positive": r.ai_positive, "present": r.present,
-                      "source": r.source} for r in rows]
+    return version, version_labels(db, study_id, version)

@@ -1,0 +1,100 @@
+"""Each finding's one state, as every output reads it: the AI's and, once signed, the signer's.
+
+The AI's state comes from the stored result's decision (``services.imaging.decision_of``:
+present, absent or indeterminate, with why) and is never re-derived from probabilities here or
+downstream. A signed report version adds what its signer said of each label (``study_labels``
+of *that* version, ``lifecycle.labels``) and the verdict on the AI's suggestion:
+
+- ``confirmed``: the signer agrees with the AI (present and present, absent and absent);
+- ``rejected``: the AI said present, the signer absent;
+- ``added``: the AI said absent (or did not read the label), the signer present;
+- ``decided``: the AI was undecided and the signer chose (``signer`` says which way).
+
+After sign-off the signer's labels rule: FHIR, the report SR, HL7 and the PDF state
+``signer``; the AI's ``state`` stays visible as a suggestion beside it. A version whose
+signature stored no labels (an undecided study signed "not assessable") keeps the AI's
+suggestions only, never a signer's word it lacks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERDICTS = ("confirmed", "rejected", "added", "decided")
+SUMMARY = ("state", "primary", "indeterminate_reason", "candidates", "conflict",
+           "low_confidence", "stated", "positives")
+
+
+def verdict(ai_state: str | None, signer: bool | None) -> str | None:
+    """The signer's verdict on the AI's state of one label (None: nothing signed)."""
+    if signer is None:
+        return None
+    if ai_state == "indeterminate":
+        return "decided"
+    if ai_state is None:
+        return "added" if signer else None
+    return "confirmed" if (ai_state == "present") == signer else (
+        "rejected" if ai_state == "present" else "added")
+
+
+def rows(decision: dict[str, Any] | None, signed: list[dict[str, Any]] | None
+         ) -> list[dict[str, Any]]:
+    """One row per label: the AI's (label, probability, threshold, state, basis, implied_by,
+    fragile) and the signer's (``signer`` present/absent/None, ``source`` of the click,
+    ``verdict``); labels only the signer named come last, with no AI state."""
+    said = {s["label"]: s for s in signed or [] if isinstance(s, dict) and s.get("label")}
+    out = []
+    for lab in (decision or {}).get("labels") or []:
+        s = said.pop(lab["label"], None)
+        signer = None if s is None else bool(s["present"])
+        out.append({"label": lab["label"], "probability": lab.get("probability"),
+                    "threshold": lab.get("threshold"), "state": lab["state"],
+                    "positive": lab["state"] == "present", "basis": lab.get("basis"),
+                    "implied_by": lab.get("implied_by"), "fragile": bool(lab.get("fragile")),
+                    "signer": signer, "source": None if s is None else s.get("source"),
+                    "verdict": verdict(lab["state"], signer)})
+    for label, s in said.items():
+        out.append({"label": label, "probability": None, "threshold": None, "state": None,
+                    "positive": False, "basis": None, "implied_by": None, "fragile": False,
+                    "signer": bool(s["present"]), "source": s.get("source"),
+                    "verdict": verdict(None, bool(s["present"]))})
+    return out
+
+
+def summary(decision: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The decision's overall answer (state, candidates, conflict, …) without its rows."""
+    return None if decision is None else {k: decision.get(k) for k in SUMMARY}
+
+
+def with_states(report: dict[str, Any], ai_payload: dict[str, Any] | None,
+                signed: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The report dict every output builds from: ``findings`` are ``rows`` (the AI's states
+    from ``ai_payload``, the signer's from ``signed``, the labels of this version's
+    signature), ``decision`` the AI's overall answer, ``signed_labels`` whether the signer's
+    labels rule. A report with no stored AI result reads its own stored findings (label,
+    probability, threshold, positive) through the same reader."""
+    from medai.services.imaging import decision_of
+
+    payload = ai_payload
+    if payload is None and report.get("findings"):
+        payload = {"task": report.get("task"), "findings": report["findings"]}
+    decision = decision_of(payload) if payload else None
+    signed = signed if report.get("signed_by") else None
+    return {**report, "findings": rows(decision, signed), "decision": summary(decision),
+            "signed_labels": bool(signed)}
+
+
+def signer_rules(report: dict[str, Any]) -> bool:
+    """Whether the report's signer stated labels (then they, not the AI, are the result)."""
+    return bool(report.get("signed_labels"))
+
+
+def of_version(db, report: dict[str, Any], ai_payload: dict[str, Any] | None
+               ) -> dict[str, Any]:
+    """``with_states`` with the labels the signature of ``report``'s own version stored (an
+    amendment's, not the first signature's)."""
+    from medai.platform.lifecycle.labels import version_labels
+
+    signed = version_labels(db, report["study_id"], report["version"]) \
+        if report.get("signed_by") else None
+    return with_states(report, ai_payload, signed)
