@@ -75,7 +75,8 @@ def test_the_answer_states_the_decision_and_the_conclusion_state(retriever):
         findings=[implied, *FINDINGS, undecided], impression="Kardiyomegali.", signed=True),
         "tr", [])
     assert "var: Kardiyomegali (olasılık %73), Pnömoni (COVID-19 nedeniyle)" in a.text
-    assert "yok: Plevral efüzyon" in a.text and "belirsiz: Pnömotoraks" in a.text
+    assert "yok: Plevral efüzyon" in a.text
+    assert "belirsiz (YZ bu adaylar arasında karar veremedi): Pnömotoraks" in a.text
     assert "İmzalı rapordaki sonuç: Kardiyomegali." in a.text
     draft = chat.answer(None, retriever, "Ne görülüyor?", facts(impression="X."), "tr", [])
     assert "Henüz imzalanmamış taslaktaki sonuç: X." in draft.text
@@ -159,3 +160,120 @@ def test_a_finding_the_model_does_not_read_is_said_so_first(retriever, lang, que
     assert a.text.startswith(said.split(":")[0].split()[0]) or said in a.text.split("\n")[0]
     assert said in a.text.split("\n")[0]
     assert chat.not_assessed("Is there cardiomegaly?", facts()) == []  # the model reads it
+
+
+# issue 46: every answer reads each label's one state, as the platform gives it
+CXR_THRESHOLDS = {"Pneumonia": 0.584, "COVID-19": 0.089, "Viral_Pneumonia": 0.737,
+                  "Bacterial_Pneumonia": 0.41, "No Finding": 0.699}
+
+
+def stored(task: str, probs: dict[str, float], policy) -> dict:
+    """An imaging result as the platform stores it: its decision and the decision's rows."""
+    from medai.core.tasks import get as get_task
+    from medai.imaging.decision import decide
+
+    d = decide(get_task(task), probs, policy).model_dump(mode="json")
+    return {"task": task, "decision": d, "findings": d["labels"]}
+
+
+def study_facts(payload: dict, signed: list[dict] | None = None, **kw) -> chat.StudyFacts:
+    """The chat's facts as the platform builds them (``finding_states.with_states``)."""
+    from medai.platform.finding_states import with_states
+
+    report = {"task": payload["task"], "signed_by": "dr.ayse" if signed else None,
+              "findings": []}
+    states = with_states(report, payload, signed)
+    if signed:
+        kw.update(decision=states["decision"], signed_labels=states["signed_labels"],
+                  signed=True)
+    return chat.StudyFacts(findings=states["findings"], task=payload["task"], **kw)
+
+
+def undecided_mri() -> dict:
+    """The tryout's MRI: pituitary 40.8 % against meningioma 36.1 %, too close to call."""
+    from medai.imaging.decision import OperatingPolicy
+
+    policy = OperatingPolicy(thresholds={}, min_confidence=0.5, min_margin=0.1)
+    payload = stored("mri", {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2,
+                             "No_Tumor": 0.031}, policy)
+    assert payload["decision"]["candidates"] == ["Pituitary", "Meningioma"]
+    return payload
+
+
+@pytest.mark.parametrize("lang, undecided, absent", [
+    ("tr", "belirsiz (YZ bu adaylar arasında karar veremedi): Hipofiz tümörü (olasılık %41), "
+           "Menenjiom (olasılık %36)", "yok: Gliom, Tümör yok"),
+    ("en", "indeterminate (the AI could not decide between these candidates): Pituitary "
+           "tumour (probability 41%), Meningioma (probability 36%)", "absent: Glioma, No tumour"),
+])
+def test_an_undecided_mri_names_its_candidates_and_never_calls_one_absent(retriever, lang,
+                                                                          undecided, absent):
+    """The tryout's chat said "yok: Menenjiom" of the runner-up the draft called undecided."""
+    facts = study_facts(undecided_mri())
+    a = chat.answer(None, retriever, "Ne görülüyor?", facts, lang, [])
+    line = next(li for li in a.text.splitlines() if li.startswith(chat.WORDS[lang]["decision"]))
+    said_absent = line.split("yok: " if lang == "tr" else "absent: ")[-1]
+    assert "Menenjiom" not in said_absent and "Meningioma" not in said_absent, line
+    assert undecided in a.text and absent in a.text
+    model = FakeModel("The AI could not decide [1].")
+    chat.answer(model, retriever, "What is it?", facts, lang, [])
+    user = model.prompts[0][1]
+    assert "- Meningioma: UNDECIDED" in user and "- Pituitary: UNDECIDED" in user
+    assert "- Glioma: absent" in user and "could not decide between: Pituitary, Meningioma" in user
+    assert "Meningioma: absent" not in user
+
+
+@pytest.mark.parametrize("policy", ["indeterminate", "finding"])
+@pytest.mark.parametrize("lang, said", [
+    ("tr", "Çelişki: model görüntüyü hem normal (Bulgu yok) hem de COVID-19 olarak "
+           "işaretledi; hepsi eşiğinin üzerinde."),
+    ("en", "Conflict: the model marked the image both as normal (No finding) and as COVID-19, "
+           "all above their thresholds.")])
+def test_a_conflict_is_said_in_words(retriever, policy, lang, said):
+    """No Finding and COVID-19 both above their thresholds: whichever way the policy settles
+    it, the answer says the model contradicted itself."""
+    from medai.imaging.decision import OperatingPolicy
+
+    payload = stored("cxr", {"No Finding": 0.8, "COVID-19": 0.5, "Viral_Pneumonia": 0.3,
+                             "Pneumonia": 0.4, "Bacterial_Pneumonia": 0.05},
+                     OperatingPolicy(thresholds=CXR_THRESHOLDS, normal_conflict=policy))
+    a = chat.answer(None, retriever, "?", study_facts(payload), lang, [])
+    assert said in a.text
+    covid = "COVID-19 (olasılık %50; çelişkili)" if lang == "tr" else \
+        "COVID-19 (probability 50%; conflicting)"
+    group = ("var: " if lang == "tr" else "present: ") if policy == "finding" else (
+        "belirsiz (YZ" if lang == "tr" else "indeterminate (the AI")
+    assert covid in a.text and group in a.text
+
+
+@pytest.mark.parametrize("lang, signed, ai", [
+    ("tr", "İmzalayan radyoloğun bulguları — var: Bulgu yok; yok: ",
+     "Yapay zekâ önerileri (tanı değil): Pnömoni: YZ önerisi: var, radyolog reddetti; "
+     "Bakteriyel pnömoni: YZ önerisi: var, radyolog reddetti"),
+    ("en", "Findings signed by the radiologist — present: No finding; absent: ",
+     "AI suggestions (not a diagnosis): Pneumonia: AI suggested present, rejected by the signer; "
+     "Bacterial pneumonia: AI suggested present, rejected by the signer")])
+def test_after_sign_off_the_answer_states_what_the_signer_signed(retriever, lang, signed, ai):
+    """Signed "Normal akciğer grafisi" with Bacterial_Pneumonia rejected: the chat states the
+    signed labels and names the AI's pneumonia only as a rejected suggestion; a model answer
+    stating the pneumonia is not used."""
+    from medai.imaging.decision import OperatingPolicy
+
+    payload = stored("cxr", {"Pneumonia": 0.81, "COVID-19": 0.03, "Viral_Pneumonia": 0.12,
+                             "Bacterial_Pneumonia": 0.78, "No Finding": 0.05},
+                     OperatingPolicy(thresholds=CXR_THRESHOLDS))
+    labels = [{"label": r["label"], "present": r["label"] == "No Finding",
+               "ai_positive": r["state"] == "present",
+               "source": "rejected" if r["label"] == "Bacterial_Pneumonia" else "text"}
+              for r in payload["decision"]["labels"]]
+    facts = study_facts(payload, labels, impression="Normal akciğer grafisi.")
+    assert chat.present_labels(facts) == {"No Finding"}
+    a = chat.answer(None, retriever, "Ne görülüyor?", facts, lang, [])
+    assert signed in a.text and ai in a.text
+    assert "var: Bakteriyel" not in a.text and "present: Bacterial" not in a.text
+    model = FakeModel("There is a bacterial pneumonia [1].")
+    out = chat.answer(model, retriever, "Is there pneumonia?", facts, "en", [])
+    assert out.backend == "retrieval" and "not decided" in out.text
+    user = model.prompts[0][1]
+    assert "- Bacterial_Pneumonia: absent (signed); AI suggested PRESENT, rejected by the " \
+           "signer" in user

@@ -118,3 +118,105 @@ def test_a_text_that_decides_nothing_teaches_nothing(study):
                     json={"version": version, "sections": text})
     assert r.status_code == 200, r.text
     assert client.get(f"/api/v1/studies/{sid}/labels", headers=rad).json()["labels"] == []
+
+
+# issue 46: the label card and the image chat read each label's one state, and after sign-off
+# the chat states what the signer signed
+CXR_THRESHOLDS = {"Pneumonia": 0.584, "COVID-19": 0.089, "Viral_Pneumonia": 0.737,
+                  "Bacterial_Pneumonia": 0.41, "No Finding": 0.699}
+
+
+@pytest.fixture()
+def stored(tmp_path, tfidf_model_dir, urgent_cxr_dir):  # noqa: F811
+    """A drafted study and a way to give it another stored AI result (a real decision of the
+    chest task, stored as the analysis stores it)."""
+    from medai.core.tasks import get as get_task
+    from medai.imaging.decision import OperatingPolicy, decide
+    from medai.platform import studies
+
+    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, urgent_cxr_dir,
+                job_threads=1) as (app, client):
+        rad = bearer(client, "rad1")
+        sid = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"}, files={
+            "file": ("x.png", png_bytes(7), "image/png")}).json()["id"]
+        wait_status(client, rad, sid, {"ai_drafted"})
+
+        def result(probs: dict[str, float], **policy) -> dict:
+            d = decide(get_task("cxr"), probs,
+                       OperatingPolicy(thresholds=CXR_THRESHOLDS, **policy)).model_dump(
+                mode="json")
+            with app.state.platform.db.session() as db:
+                row = studies.latest_result(db, sid)
+                row.payload = {**row.payload, "decision": d, "findings": d["labels"]}
+            return d
+
+        yield client, rad, sid, result
+
+
+def _ask(client, headers, sid: int, question: str, lang: str = "tr") -> str:
+    conv = client.post(f"/api/v1/studies/{sid}/conversations", headers=headers).json()["id"]
+    r = client.post(f"/api/v1/conversations/{conv}/messages", headers=headers,
+                    json={"text": question, "lang": lang})
+    assert r.status_code == 200, r.text
+    return r.json()["text"]
+
+
+def test_an_undecided_result_suggests_nothing_on_the_label_card_and_the_chat_says_why(stored):
+    """"No Finding" and COVID-19 both above their thresholds, made undecided: the card showed
+    the AI's suggestion "absent" for both; the chat listed them as absent."""
+    client, rad, sid, result = stored
+    d = result({"No Finding": 0.8, "COVID-19": 0.5, "Viral_Pneumonia": 0.3, "Pneumonia": 0.4,
+                "Bacterial_Pneumonia": 0.05})
+    assert d["state"] == "indeterminate" and d["candidates"] == ["No Finding", "COVID-19"]
+    text = {"findings": "Çekim tekniği yetersiz.", "impression": "Değerlendirilemedi."}
+    card = client.post(f"/api/v1/studies/{sid}/labels/suggest", headers=rad,
+                       json={"sections": text}).json()["labels"]
+    ai = {x["label"]: x["ai_positive"] for x in card}
+    assert {lab: ai[lab] for lab in ("No Finding", "COVID-19", "Viral_Pneumonia", "Pneumonia")
+            } == dict.fromkeys(("No Finding", "COVID-19", "Viral_Pneumonia", "Pneumonia"))
+    assert ai["Bacterial_Pneumonia"] is False
+    assert {x["label"]: x["ai_state"] for x in card}["COVID-19"] == "indeterminate"
+
+    said = _ask(client, rad, sid, "Ne görülüyor?")
+    assert "belirsiz (YZ bu adaylar arasında karar veremedi): Bulgu yok" in said
+    assert "yok: Bakteriyel pnömoni." in said and "yok: Bulgu yok" not in said
+    assert ("Çelişki: model görüntüyü hem normal (Bulgu yok) hem de COVID-19 olarak "
+            "işaretledi") in said
+
+
+def test_after_sign_off_the_chat_states_what_the_signer_signed(stored):
+    """Signed "Normal akciğer grafisi" with the AI's bacterial pneumonia rejected: the chat's
+    facts are the signed labels; the pneumonia is named only as the AI's rejected suggestion."""
+    from medai.platform import chat
+    from medai.platform.tables import Conversation
+
+    client, rad, sid, result = stored
+    result({"Pneumonia": 0.81, "COVID-19": 0.03, "Viral_Pneumonia": 0.12,
+            "Bacterial_Pneumonia": 0.78, "No Finding": 0.05})
+    before = _ask(client, rad, sid, "Ne görülüyor?")
+    assert "var: Pnömoni (olasılık %81), Bakteriyel pnömoni (olasılık %78)" in before
+
+    text = {"findings": "Normal akciğer grafisi. Pnömoni bulgusu yok.",
+            "impression": "Normal akciğer grafisi."}
+    version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
+    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json={
+        "version": version, "sections": text, "labels": {"Bacterial_Pneumonia": False}})
+    assert r.status_code == 200, r.text
+
+    said = _ask(client, rad, sid, "Ne görülüyor?")
+    assert "var: Pnömoni" not in said and "var: Bakteriyel" not in said
+    assert "İmzalayan radyoloğun bulguları — var: Bulgu yok; yok: " in said
+    assert "Bakteriyel pnömoni: YZ önerisi: var, radyolog reddetti" in said
+    assert "İmzalı rapordaki sonuç: Normal akciğer grafisi." in said
+    english = _ask(client, rad, sid, "What is seen?", "en")
+    assert "Findings signed by the radiologist — present: No finding; absent: " in english
+    assert "Bacterial pneumonia: AI suggested present, rejected by the signer" in english
+
+    with client.app.state.platform.db.session() as db:
+        conv = db.query(Conversation).filter_by(study_id=sid).first()
+        facts = chat.context(db, conv)
+    assert facts["signed"] and facts["signed_labels"]
+    rows = {f["label"]: f for f in facts["findings"]}
+    assert rows["Bacterial_Pneumonia"]["signer"] is False
+    assert rows["Bacterial_Pneumonia"]["verdict"] == "rejected"
+    assert {lab for lab, f in rows.items() if f["signer"]} == {"No Finding"}

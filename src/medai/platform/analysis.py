@@ -94,7 +94,7 @@ def analyse_study(p: Platform, study_id: int) -> str:
         draft = shared_drafter(p.knowledge_dir).draft(source, payload, task=task, lang=lang,
                                                       question=question, findings_model=ref)
         draft_row = save_result(p, study_id, "draft", ref, draft.model_dump(mode="json"))
-    urgent = bool(set(get_task(task).urgent) & set(decided_positives(payload)))
+    urgent = bool(urgent_labels(task, payload))
     with p.db.session() as db:
         study = db.get(Study, study_id)
         d = draft_row.payload
@@ -181,6 +181,16 @@ def decided_positives(payload: dict) -> list[str]:
     if decision:
         return list(decision.get("positives") or [])
     return [f["label"] for f in payload.get("findings", []) if f.get("positive")]
+
+
+def urgent_labels(task: str, payload: dict) -> list[str]:
+    """The task's urgent labels the result did not rule out: present, or undecided among the
+    candidates (a possible pneumothorax is read first too; a red flag is never hidden by the
+    model's doubt)."""
+    decision = imaging_service.decision_of(payload) or {}
+    urgent = set(get_task(task).urgent)
+    return [r["label"] for r in decision.get("labels") or []
+            if r["label"] in urgent and r["state"] in ("present", "indeterminate")]
 
 
 def _heatmap_label(result) -> str | None:

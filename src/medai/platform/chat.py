@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medai.platform import review, studies
+from medai.platform import finding_states, review, studies
 from medai.platform.crypto import cipher
-from medai.platform.tables import Conversation, Message, Study, User
+from medai.platform.tables import Conversation, Message, ReportVersion, Study, User
 
 
 class NotYours(LookupError):
@@ -52,12 +52,25 @@ def add(db: Session, conv: Conversation, role: str, text: str,
 
 
 def context(db: Session, conv: Conversation) -> dict[str, Any]:
-    """What an answer rests on: the study's decided findings, the current report's conclusion
+    """What an answer rests on: each label's one state (``finding_states``: the AI's decision,
+    and what the latest signature said of each label, which rules once it stored labels), the
+    AI decision's summary (undecided candidates, a conflict), the current report's conclusion
     (and whether that version is signed), the task and the study's language."""
+    from medai.platform.lifecycle.labels import version_labels
+
     study = db.get(Study, conv.study_id)
     row = studies.latest_result(db, study.id)
     report = review.current(db, study.id)
-    return {"findings": row.payload.get("findings", []) if row else [],
+    signed = db.scalar(select(ReportVersion).where(
+        ReportVersion.study_id == study.id, ReportVersion.signed_by.is_not(None))
+        .order_by(ReportVersion.version.desc()).limit(1))
+    basis = {"task": study.task, "signed_by": signed.signed_by if signed else None,
+             "findings": (signed or report).findings if (signed or report) else None}
+    states = finding_states.with_states(
+        basis, row.payload if row else None,
+        version_labels(db, study.id, signed.version) if signed else None)
+    return {"findings": states["findings"], "decision": states["decision"],
+            "signed_labels": states["signed_labels"],
             "impression": (report.sections or {}).get("impression") if report else None,
             "signed": bool(report and report.signed_by is not None),
             "task": study.task, "lang": study.language}

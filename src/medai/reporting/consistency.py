@@ -4,14 +4,16 @@ the LLM safety check uses (English CheXpert-style, Turkish clause by clause).
 A finding the decision holds must be stated; a finding it does not hold must not be (a parent
 the stated finding implies — "pneumonia" inside "COVID-19 pneumonia pattern" — is not extra);
 a normal decision states no finding, and an indeterminate one neither a finding nor normality.
-Used by the property tests and by ``benchmarks/draft_consistency_benchmark.py``.
+An undecided decision names its candidates (without stating them) and a conflicting one (the
+normal label and a finding both above their thresholds, whichever way the policy settled it)
+says so. Used by the property tests and by ``benchmarks/draft_consistency_benchmark.py``.
 """
 
 from __future__ import annotations
 
 from medai.imaging.decision import Decision, ancestors
 from medai.imaging.labels import space
-from medai.reporting.findings import positive_labels, positive_labels_tr
+from medai.reporting.findings import named_labels, positive_labels, positive_labels_tr
 from medai.reporting.safety import _implied
 
 
@@ -39,4 +41,21 @@ def contradictions(sections: dict[str, str], decision: Decision, task: str,
         problems.append("a normal decision whose draft does not say normal")
     if decision.state != "normal" and says_normal:
         problems.append(f"a {decision.state} decision whose draft says normal")
+    return problems + state_problems(text, decision, task)
+
+
+_CONFLICT_WORDS = ("çelişki", "conflict", "contradict")
+
+
+def state_problems(text: str, decision: Decision, task: str) -> list[str]:
+    """What a draft leaves unsaid of an undecided or conflicting decision: a candidate it does
+    not name, a conflict it does not mention."""
+    normal = space(task).normal
+    problems = []
+    if decision.state == "indeterminate":
+        named = named_labels(text)
+        problems += [f"does not name {lab}, a candidate of the undecided decision"
+                     for lab in decision.candidates if lab != normal and lab not in named]
+    if decision.conflict and not any(w in text.lower() for w in _CONFLICT_WORDS):
+        problems.append("a conflicting decision whose draft does not say so")
     return problems

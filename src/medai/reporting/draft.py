@@ -7,7 +7,10 @@ Safety rules the code enforces, not just the prompt:
 - citations are numbers into the passages actually retrieved; unknown numbers void the LLM draft;
 - patient-supplied text is redacted and quoted as data between markers it cannot close;
 - any LLM failure (not configured, timeout, garbage) still yields the template draft, with a
-  warning saying why.
+  warning saying why;
+- an undecided decision's draft names its candidates without stating them, and a conflicting
+  one (the normal label and a finding both above their thresholds) says so, whichever way the
+  policy settled it: an LLM draft that leaves this unsaid gets the template's sentence.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from medai.reporting.prompting import (  # noqa: F401
 )
 from medai.reporting.retrieve import Hit, HybridRetriever
 from medai.reporting.safety import _implied, check_no_new_findings  # noqa: F401
-from medai.reporting.templates import template_sections
+from medai.reporting.templates import state_sentence, template_sections
 
 STATUS_LABEL = {"en": "AI draft — to be reviewed by a radiologist",
                 "tr": "YZ taslağı — radyolog tarafından incelenmelidir"}
@@ -64,6 +67,17 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
 
 
 
+def _with_state(sections: dict[str, str], ctx: DraftContext) -> dict[str, str]:
+    """An LLM draft that does not name the undecided candidates or the conflict gets the
+    template's sentence for them first in its findings."""
+    from medai.reporting.consistency import state_problems
+
+    text = f"{sections['findings']} {sections['impression']}"
+    if not state_problems(text, ctx.decision, ctx.task):
+        return sections
+    return {**sections, "findings": f"{state_sentence(ctx)} {sections['findings']}"}
+
+
 def draft_report(findings: list[Finding], retriever: HybridRetriever | None,
                  backend: LLMBackend | None = None, *, task: str = "cxr", lang: str = "en",
                  question: str | None = None, caption: str | None = None,
@@ -84,6 +98,7 @@ def draft_report(findings: list[Finding], retriever: HybridRetriever | None,
             system, user = build_prompt(ctx)
             sections, cited = parse_llm_sections(backend.complete(system, user), len(ctx.hits))
             check_no_new_findings(sections, ctx)
+            sections = _with_state(sections, ctx)
             used_backend = backend.name
         except LLMError as exc:
             warnings.append(f"LLM draft not used ({exc}); template draft instead")

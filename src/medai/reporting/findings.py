@@ -223,8 +223,10 @@ _NORMAL_EN = re.compile(r"\b(?:normal|unremarkable|no (?:acute |significant |foc
                         r"(?:abnormalit\w*|findings?|pathology|disease|tumou?r|mass|lesion)|"
                         r"lungs are clear|clear lungs)\b")
 _NOT_NORMAL = re.compile(r"\b(?:değil\w*|not normal|abnormal)\b")
-# an undecided draft names "tümör yok" / "no tumour" among the classes it could not separate
-_UNDECIDED = re.compile(r"karar veremedi|belirsiz|could not decide|indeterminate|undecided")
+# an undecided draft names "tümör yok" / "no tumour" among the classes it could not separate;
+# a conflicting one says the model "also marked the image as normal"
+_UNDECIDED = re.compile(r"karar veremedi|belirsiz|could not decide|indeterminate|undecided|"
+                        r"çelişki|conflict")
 
 
 def states_normal(text: str) -> bool:

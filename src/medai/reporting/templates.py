@@ -24,14 +24,34 @@ NORMAL_IMPRESSIONS = {
 
 
 
+# An undecided result names its candidates; each sentence naming them keeps "karar veremedi" /
+# "could not decide" in it, so no reader takes a candidate (or "tümör yok") as stated or normal.
 INDETERMINATE = {
-    "mri": ("The AI could not decide on one class for this slice (tumour types and no tumour "
-            "included); classification is left to the radiologist.",
-            "YZ bu kesit için tek bir sınıfa karar veremedi (tümör türleri ve tümör yok dahil); "
-            "sınıflandırma radyoloğa bırakılmıştır."),
+    "mri": ("The AI could not decide on one class for this slice between {candidates}; "
+            "classification is left to the radiologist.",
+            "YZ bu kesit için tek bir sınıfa karar veremedi: {candidates}; sınıflandırma "
+            "radyoloğa bırakılmıştır."),
 }
+INDETERMINATE_OTHER = ("The AI could not decide on the findings of this image between "
+                       "{candidates}.",
+                       "YZ bu görüntünün bulgularına karar veremedi: {candidates}.")
 INDETERMINATE_IMPRESSION = ("Indeterminate (AI suggestion): radiologist assessment required.",
                             "Belirsiz (YZ önerisi): radyolog değerlendirmesi gerekir.")
+# A conflict: the normal label and a finding both passed their thresholds. Said whichever way
+# the policy settled it: undecided (the finding named as a candidate only), or the finding.
+CONFLICT_UNDECIDED = (
+    "The AI could not decide: it found {candidates} above threshold but also marked the image "
+    "as normal (a conflicting result); the decision is left to the radiologist.",
+    "YZ karar veremedi: {candidates} eşiğin üzerinde, ancak model görüntüyü normal olarak da "
+    "işaretledi; çelişkili sonuç, karar radyoloğa bırakılmıştır.")
+CONFLICT_FINDING = (
+    "The model also marked the image as normal (a conflicting result); the finding needs the "
+    "radiologist's confirmation.",
+    "Model görüntüyü ayrıca normal olarak da işaretledi (çelişkili sonuç), bulgu radyolog "
+    "tarafından doğrulanmalıdır.")
+CONFLICT_IMPRESSION = ("Indeterminate (AI suggestion, conflicting result): radiologist "
+                       "assessment required.",
+                       "Belirsiz (YZ önerisi, çelişkili sonuç): radyolog değerlendirmesi gerekir.")
 VIEWS = {"PA": ("PA", "PA"), "AP": ("AP", "AP"), "LL": ("lateral", "lateral"),
          "RL": ("lateral", "lateral"), "LATERAL": ("lateral", "lateral")}
 
@@ -50,6 +70,42 @@ def _technique(ctx: DraftContext) -> str:
         return "Beyin MR incelemesi (tek kesit)." if tr else "Brain MRI (single slice)."
     modality = space(ctx.task).modality
     return f"{modality[0].upper()}{modality[1:]}."
+
+
+def candidates(labels: list[str], task: str, lang: str) -> str:
+    """Undecided candidates by name, hedged so that no finding reader takes one as stated:
+    Turkish ends the list with "(olası tanılar)" (every comma-part joins that hedged clause),
+    English puts "possible" before each finding; the normal label reads as its name ("tümör
+    yok", "no tumour")."""
+    from medai.core.tasks import get as get_task
+
+    normal = space(task).normal
+    names = []
+    for lab in labels:
+        if lab == normal:
+            name = get_task(task).label_name(lab, lang)
+            names.append(name[:1].lower() + name[1:])
+        else:
+            names.append(phrase(lab, lang) if lang == "tr" else f"possible {phrase(lab, lang)}")
+    if lang == "tr":
+        return _join(names, "ve") + " (olası tanılar)"
+    return _join(names, "and")
+
+
+def state_sentence(ctx: DraftContext) -> str:
+    """The sentence an undecided or self-contradicting decision needs in the findings (its
+    candidates named, the conflict said); '' for a plain decision."""
+    decision, i = ctx.decision, 1 if ctx.lang == "tr" else 0
+    normal = space(ctx.task).normal
+    if decision.state == "indeterminate":
+        if decision.indeterminate_reason == "conflict":
+            found = [lab for lab in decision.candidates if lab != normal]
+            return CONFLICT_UNDECIDED[i].format(candidates=candidates(found, ctx.task, ctx.lang))
+        template = INDETERMINATE.get(ctx.task, INDETERMINATE_OTHER)[i]
+        return template.format(candidates=candidates(decision.candidates, ctx.task, ctx.lang))
+    if decision.conflict:
+        return CONFLICT_FINDING[i]
+    return ""
 
 
 def _sentence(name: str, tr: bool) -> str:
@@ -75,15 +131,17 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
                      if ctx.task in NORMAL_SENTENCES else
                      ("Anormallik saptanmadı." if tr else "No abnormality."))
     if decision.state == "indeterminate":
-        lines.insert(0, INDETERMINATE.get(ctx.task, (
-            "The AI could not decide on the findings of this image.",
-            "YZ bu görüntünün bulgularına karar veremedi."))[1 if tr else 0])
+        lines.insert(0, state_sentence(ctx))
+    elif decision.conflict:  # settled as the finding: said right after it
+        lines.insert(len(ctx.positives), state_sentence(ctx))
     if not lines:
         lines.append("Değerlendirilen bulgularda anormallik saptanmadı." if tr
                      else "No abnormality among the assessed findings.")
     unsure = " düşük güven" if tr else " low confidence"
+    conflicting = " çelişkili sonuç" if tr else " conflicting result"
     note = ("(YZ önerisi" if tr else "(AI suggestion") + (
-        ("," + unsure) if decision.low_confidence else "") + ")."
+        ("," + unsure) if decision.low_confidence else "") + (
+        ("," + conflicting) if decision.conflict else "") + ")."
     if ctx.positives:
         names = _join([phrase(f.label, ctx.lang) for f in ctx.positives], "ve" if tr else "and")
         impression = (f"{names[0].upper()}{names[1:]} ile uyumlu görünüm {note}" if tr
@@ -96,7 +154,8 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
             impression = impression.replace("(YZ önerisi)", "(YZ önerisi, düşük güven)").replace(
                 "(AI suggestion)", "(AI suggestion, low confidence)")
     elif decision.state == "indeterminate":
-        impression = INDETERMINATE_IMPRESSION[1 if tr else 0]
+        impression = (CONFLICT_IMPRESSION if decision.conflict
+                      else INDETERMINATE_IMPRESSION)[1 if tr else 0]
     else:
         impression = ("Modelin değerlendirdiği bulgular açısından patoloji saptanmadı "
                       "(YZ önerisi)." if tr else

@@ -28,16 +28,19 @@ def shared_drafter(knowledge_dir: str | Path | None = None) -> Drafter:
 
 def chat_answer(question: str, findings: list, impression: str | None, lang: str,
                 history: list[tuple[str, str]], knowledge_dir: str | Path | None = None, *,
-                signed: bool = False, task: str = "cxr"):
+                signed: bool = False, task: str = "cxr", decision: dict | None = None,
+                signed_labels: bool = False):
     """A ``reporting.chat.ChatAnswer`` about a study's image: the configured LLM backend's
     answer grounded in the findings and the passages retrieved for the question, or, without
-    one, the findings and those passages themselves, cited (see ``reporting.chat``)."""
+    one, the findings and those passages themselves, cited (see ``reporting.chat``).
+    ``findings``: each label's row with its one ``state`` (``finding_states``); ``decision``:
+    the AI decision's summary; ``signed_labels``: the signer's labels rule."""
     from medai.reporting import chat
     from medai.reporting.llm import LLMError
 
     drafter = shared_drafter(knowledge_dir)
     facts = chat.StudyFacts(findings=list(findings or []), impression=impression, signed=signed,
-                            task=task)
+                            task=task, decision=decision, signed_labels=signed_labels)
     try:
         retriever = drafter.retriever
     except (OSError, ValueError):  # no readable knowledge base: findings only, said so

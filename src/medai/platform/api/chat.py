@@ -70,8 +70,9 @@ def get_conversation(conv_id: RowId, request: Request,
 async def ask(conv_id: RowId, body: ChatIn, request: Request,
               who: Principal = Depends(require("chat"))) -> MessageOut:
     """Ask about the study's image. Without a language model (the default) the answer says so
-    and gives the study's decided findings and the knowledge-base passages retrieved for the
-    question, cited; with one, the model answers from those and cites the passages."""
+    and gives the study's findings (each label's one state; once signed, what the radiologist
+    signed, the AI's suggestions named as such) and the knowledge-base passages retrieved for
+    the question, cited; with one, the model answers from those and cites the passages."""
     p = platform_of(request)
 
     def load():
@@ -90,7 +91,8 @@ async def ask(conv_id: RowId, body: ChatIn, request: Request,
             lambda: chat_answer(body.text, facts["findings"], facts["impression"],
                                 body.lang or facts["lang"],
                                 history, p.knowledge_dir, signed=facts["signed"],
-                                task=facts["task"]))
+                                task=facts["task"], decision=facts["decision"],
+                                signed_labels=facts["signed_labels"]))
     text, backend = reply.text, reply.backend
 
     def save() -> MessageOut:

@@ -23,7 +23,11 @@ router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
 class LabelOut(BaseModel):
     label: str
     ai_positive: bool | None = Field(description="the AI decided it present (None: no AI "
-                                                 "finding to compare, e.g. a refused image)")
+                                                 "finding to compare: a refused image, an "
+                                                 "undecided label, one the model does not read)")
+    ai_state: Literal["present", "absent", "indeterminate"] | None = Field(
+        None, description="the AI's state of the label (suggestions only; None: the model did "
+                          "not read it, or a stored signature's label)")
     present: bool
     source: Literal["confirmed", "rejected", "added", "text"]
 

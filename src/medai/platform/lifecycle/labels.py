@@ -61,26 +61,32 @@ def check_choices(task: tasks.Task, choices: dict[str, bool] | None) -> dict[str
     return {lab: bool(v) for lab, v in choices.items()}
 
 
-def _ai(db: Session, study: Study) -> tuple[list[str], set[str], str | None]:
-    """The model's labels, its decided positives, and its content hash (none when refused)."""
-    from medai.platform.analysis import decided_positives
+def _ai(db: Session, study: Study) -> tuple[dict[str, str], str | None]:
+    """The model's state of each label (present, absent, indeterminate: the stored decision's,
+    ``services.imaging.decision_of``, never re-derived) and its content hash; no states when
+    refused."""
+    from medai.services.imaging import decision_of
 
     row = latest_result(db, study.id)
     if row is None or (row.payload or {}).get("refused"):
-        return [], set(), row.model_hash if row is not None else None
-    labels = [f["label"] for f in row.payload.get("findings", [])]
-    return labels, set(decided_positives(row.payload)), row.model_hash
+        return {}, row.model_hash if row is not None else None
+    decision = decision_of({"task": study.task, **(row.payload or {})}) or {}
+    return {r["label"]: r["state"] for r in decision.get("labels") or []}, row.model_hash
 
 
 def suggest(db: Session, study: Study, sections: dict[str, Any],
             choices: dict[str, bool] | None = None) -> list[dict[str, Any]]:
-    """One entry per label — {label, ai_positive, present, source} — for ``sections`` (the
-    text to sign) and the radiologist's ``choices``."""
+    """One entry per label — {label, ai_positive, ai_state, present, source} — for ``sections``
+    (the text to sign) and the radiologist's ``choices``. ``ai_positive`` is the AI's state: True
+    present, False absent, None when it suggested nothing (an undecided label, a refused
+    image, a label the model does not read)."""
     task = task_of(study)
     if task is None:
         return []
     choices = check_choices(task, choices)
-    model_labels, ai_positive, _ = _ai(db, study)
+    ai_states, _ = _ai(db, study)
+    model_labels = list(ai_states)
+    ai_positive = {lab for lab, state in ai_states.items() if state == "present"}
     text = _text(sections)  # findings and impression: what the labels are read from
     said = text_positives(text, task)
     universe = list(model_labels)
@@ -104,13 +110,16 @@ def suggest(db: Session, study: Study, sections: dict[str, Any],
             and (task.normal in ai_positive or states_normal(text))
     out = []
     for lab in universe:
-        ai = lab in ai_positive if model_labels else None
-        if lab in choices:
-            source = ("confirmed" if ai is None or present[lab] == ai
-                      else "rejected" if ai else "added")
+        state = ai_states.get(lab)
+        ai = None if state in (None, "indeterminate") else state == "present"
+        if lab in choices:  # a click: against what the AI called (nothing called: absent)
+            called = (lab in ai_positive) if model_labels else None
+            source = ("confirmed" if called is None or present[lab] == called
+                      else "rejected" if called else "added")
         else:
             source = "text"
-        out.append({"label": lab, "ai_positive": ai, "present": present[lab], "source": source})
+        out.append({"label": lab, "ai_positive": ai, "ai_state": state, "present": present[lab],
+                    "source": source})
     return out
 
 
@@ -122,7 +131,7 @@ def record(db: Session, study: Study, signed: ReportVersion, choices: dict[str, 
     items = suggest(db, study, signed.sections, choices)
     if not any(item["present"] for item in items):
         return []
-    _, _, model_hash = _ai(db, study)
+    _, model_hash = _ai(db, study)
     for item in items:
         db.add(StudyLabel(study_id=study.id, report_version=signed.version,
                           label=item["label"], present=item["present"],
