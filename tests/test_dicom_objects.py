@@ -23,6 +23,7 @@ from medai.core.tasks import PRIVATE_SCHEME, Task, TaskError
 from medai.core.tasks import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
+from medai.platform.finding_states import with_states
 from medai.platform.integration.dicom_heatmap import (
     heatmap_pm,
     heatmap_sc,
@@ -30,13 +31,14 @@ from medai.platform.integration.dicom_heatmap import (
     pm_suitable,
 )
 from medai.platform.integration.dicom_objects import (
+    BASES,
     DicomObjectError,
     SourceImage,
     findings_sr,
     read_findings_sr,
     save_bytes,
 )
-from medai.platform.integration.dicom_report import report_sr, report_uids
+from medai.platform.integration.dicom_report import read_report_findings, report_sr, report_uids
 from medai.platform.integration.dicom_send import (
     NOT_SENT,
     DestinationRejected,
@@ -44,6 +46,7 @@ from medai.platform.integration.dicom_send import (
     c_store,
     stow_rs,
 )
+from medai.services.imaging import decision_of
 from orthanc_helpers import MEDAI_AET, orthanc  # noqa: F401 (the fixture)
 from platform_helpers import refusing_port
 
@@ -86,8 +89,8 @@ CXR_EXPECTED = {"Pneumothorax": ("present", "above_threshold", 0.91, 0.6),
                 "No Finding": ("absent", "below_threshold", 0.10, 0.5)}
 MRI_EXPECTED = {"Glioma": ("present", "above_threshold", 0.81, 0.5),
                 "Meningioma": ("absent", "not_top", 0.10, 0.5)}
-MRI_CLOSE_EXPECTED = {"Glioma": ("indeterminate", "indeterminate", 0.46, 0.5),
-                      "Meningioma": ("indeterminate", "not_top", 0.40, 0.5),
+MRI_CLOSE_EXPECTED = {"Glioma": ("indeterminate", "candidate", 0.46, 0.5),
+                      "Meningioma": ("indeterminate", "candidate", 0.40, 0.5),
                       "Pituitary": ("absent", "not_top", 0.08, 0.5)}
 CXR_RESULT = result("cxr", {"Pneumothorax": 0.91, "Effusion": 0.40, "COVID-19": 0.83,
                             "No Finding": 0.10, "Hernia": 0.05}, CXR_POLICY)
@@ -95,6 +98,7 @@ MRI_RESULT = result("mri", {"Glioma": 0.81, "Meningioma": 0.10, "Pituitary": 0.0
                             "No_Tumor": 0.04}, MRI_POLICY)
 MRI_CLOSE = result("mri", {"Glioma": 0.46, "Meningioma": 0.40, "Pituitary": 0.08,
                            "No_Tumor": 0.06}, MRI_POLICY)
+CXR_DECISION, MRI_DECISION = decision_of(CXR_RESULT), decision_of(MRI_RESULT)
 
 
 def source_image(modality: str = "DX") -> tuple[SourceImage, Dataset]:
@@ -268,8 +272,8 @@ def test_overlay_on_film_keeps_the_film_where_transparent():
 def test_heatmap_sc_is_rgb_in_the_study_referencing_the_source():
     source, _ = source_image()
     rgb = np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)
-    sc = reread(heatmap_sc(source, rgb, label="Pneumothorax", model=CXR_RESULT["model"],
-                           created=CREATED, task=get_task("cxr")))
+    sc = reread(heatmap_sc(source, rgb, label="Pneumothorax", decision=CXR_DECISION,
+                           model=CXR_RESULT["model"], created=CREATED, task=get_task("cxr")))
     assert sc.SOPClassUID == SC and sc.PhotometricInterpretation == "RGB"
     assert np.array_equal(sc.pixel_array, rgb)
     assert sc.StudyInstanceUID == source.study_instance_uid
@@ -277,11 +281,13 @@ def test_heatmap_sc_is_rgb_in_the_study_referencing_the_source():
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == source.sop_instance_uid
     assert (sc.PatientID, str(sc.PatientName)) == (PATIENT_ID, PATIENT_NAME)
     assert "Pneumothorax" in sc.SeriesDescription and "not a diagnosis" in sc.ImageComments
-    again = heatmap_sc(source, rgb, label="Pneumothorax", model=CXR_RESULT["model"],
+    again = heatmap_sc(source, rgb, label="Pneumothorax", decision=CXR_DECISION,
+                       model=CXR_RESULT["model"],
                        created=CREATED)
     assert again.SOPInstanceUID == sc.SOPInstanceUID
     with pytest.raises(DicomObjectError):
-        heatmap_sc(source, rgb[..., 0], label="x", model=CXR_RESULT["model"], created=CREATED)
+        heatmap_sc(source, rgb[..., 0], label="x", decision=None, model=CXR_RESULT["model"],
+                   created=CREATED)
 
 
 # ---------------------------------------------------------------- signed report SR
@@ -304,7 +310,7 @@ def test_parametric_map_only_where_the_source_has_geometry_and_from_the_stored_o
     del thin.SliceThickness  # removed by a de-identifier: no map rather than a failed send
     assert not pm_suitable(thin)
     with pytest.raises(DicomObjectError):
-        heatmap_pm(dx, np.zeros((16, 16), np.float32), label="Pneumothorax",
+        heatmap_pm(dx, np.zeros((16, 16), np.float32), label="Pneumothorax", decision=None,
                    model=CXR_RESULT["model"], created=CREATED)
     heat = np.random.default_rng(1).random((40, 48)).astype(np.float32)
     png = io.BytesIO()
@@ -312,7 +318,8 @@ def test_parametric_map_only_where_the_source_has_geometry_and_from_the_stored_o
     assert np.array_equal(saliency_of_overlay(png.getvalue(), 40, 48),
                           np.floor(heat * 255) / 255)  # transparent pixels included
     saliency = saliency_of_overlay(png.getvalue(), 16, 16)  # onto the source's grid
-    built = heatmap_pm(mr, saliency, label="Glioma", model=MRI_RESULT["model"],
+    built = heatmap_pm(mr, saliency, label="Glioma", decision=MRI_DECISION,
+                       model=MRI_RESULT["model"],
                        created=CREATED)
     pm = reread(built)
     assert pm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30" and pm.Modality == "OT"
@@ -322,10 +329,12 @@ def test_parametric_map_only_where_the_source_has_geometry_and_from_the_stored_o
     mapping = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
     assert mapping.LUTLabel == "GRADCAM" and float(mapping.RealWorldValueSlope) == 1.0
     assert "not a diagnosis" in pm.ImageComments
-    assert save_bytes(heatmap_pm(mr, saliency, label="Glioma", model=MRI_RESULT["model"],
+    assert save_bytes(heatmap_pm(mr, saliency, label="Glioma", decision=MRI_DECISION,
+                                 model=MRI_RESULT["model"],
                                  created=CREATED)) == save_bytes(built)
     with pytest.raises(DicomObjectError):  # not on the source's grid
-        heatmap_pm(mr, saliency[:8], label="Glioma", model=MRI_RESULT["model"],
+        heatmap_pm(mr, saliency[:8], label="Glioma", decision=MRI_DECISION,
+                   model=MRI_RESULT["model"],
                    created=CREATED)
     with pytest.raises(ValueError):  # a picture that is no overlay of ours
         saliency_of_overlay(_gray_png(), 4, 4)
@@ -399,10 +408,12 @@ def all_objects(modality: str = "DX") -> tuple[Dataset, list[Dataset]]:
     rgb = np.zeros((16, 16, 3), dtype=np.uint8)
     maps = [] if modality == "DX" else [heatmap_pm(
         image, np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16),
-        label=payload["primary"], model=payload["model"], created=CREATED)]
+        label=payload["primary"], decision=decision_of(payload), model=payload["model"],
+        created=CREATED)]
     return image, [
         findings_sr(source, payload, created=CREATED),
-        heatmap_sc(source, rgb, label=payload["primary"], model=payload["model"],
+        heatmap_sc(source, rgb, label=payload["primary"], decision=decision_of(payload),
+                   model=payload["model"],
                    created=CREATED),
         report_sr(source, REPORT, organization="Test", signer="Demir^Elif"),
         report_sr(source, {**REPORT, "version": 5, "status": "amended"}, organization="Test",
@@ -415,8 +426,18 @@ def test_dciodvfy_finds_no_errors(tmp_path):
         pytest.skip("dciodvfy is not installed (Debian package dicom3tools)")
     _, objects = all_objects()
     _, more = all_objects("MR")
+    source = source_image("MR")[0]
+    undecided = [  # the objects of #46: an undecided MRI, a corrected and signed film
+        findings_sr(source, MRI_UNDECIDED, created=CREATED),
+        heatmap_sc(source, np.zeros((16, 16, 3), np.uint8), label="Pituitary",
+                   decision=decision_of(MRI_UNDECIDED), model=MRI_UNDECIDED["model"],
+                   created=CREATED, task=get_task("mri")),
+        report_sr(source, with_states(REPORT, MRI_UNDECIDED, []), organization="Test",
+                  task=get_task("mri")),
+        report_sr(source_image()[0], _signed(CORRECTED, CXR_BACTERIAL, {"No Finding"}),
+                  organization="Test", task=get_task("cxr"))]
     for i, ds in enumerate([*objects, *more, findings_sr(source_image("MR")[0], MRI_CLOSE,
-                                                         created=CREATED)]):
+                                                         created=CREATED), *undecided]):
         path = tmp_path / f"{i}.dcm"
         path.write_bytes(save_bytes(ds))
         out = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
@@ -490,6 +511,16 @@ def test_stow_rs_into_orthanc(orthanc):  # noqa: F811
     found = client.search_for_instances(image.StudyInstanceUID, search_filters={
         "SOPInstanceUID": objects[1].SOPInstanceUID})
     assert len(found) == 1
+    # a corrected, signed film: the PACS keeps the signer's findings and the AI's suggestions
+    film = source_image()[0]
+    corrected = report_sr(film, _signed(CORRECTED, CXR_BACTERIAL, {"No Finding"}),
+                          organization="Test", task=get_task("cxr"))
+    assert stow_rs([corrected], orthanc.dicomweb_url)[0].stored
+    back = read_report_findings(client.retrieve_instance(
+        film.study_instance_uid, corrected.SeriesInstanceUID, corrected.SOPInstanceUID))
+    bacterial = get_task("cxr").finding_code("Bacterial_Pneumonia")
+    assert dict(back["stated"])[bacterial] == "absent"
+    assert {r["code"]: r["verdict"] for r in back["ai"]}[bacterial] == "rejected"
 
 
 def test_a_rejected_object_is_a_named_error(orthanc):  # noqa: F811
@@ -525,3 +556,186 @@ def test_a_destination_that_is_down_is_a_named_error(orthanc):  # noqa: F811
     with pytest.raises(DestinationUnavailable, match="connection lost"):
         c_store(objects[:1], orthanc.aet, "127.0.0.1", orthanc.dicom_port,
                 calling_ae="STRANGER")
+
+
+# ---------------------------------------------------------------- one state per finding (#46)
+
+# the tryout's undecided MRI: Pituitary 40.8 % vs Meningioma 36.1 % (margin under 0.15)
+MRI_UNDECIDED = result("mri", {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.15,
+                               "No_Tumor": 0.081}, MRI_POLICY)
+# "No Finding" and COVID-19 both above their thresholds: a conflict, left undecided
+CXR_CONFLICT = result("cxr", {"No Finding": 0.71, "COVID-19": 0.83}, CXR_POLICY)
+# the tryout's corrected film: the AI said bacterial pneumonia; the signer, a normal film
+CXR_BACTERIAL = result("cxr", {"Bacterial_Pneumonia": 0.88, "No Finding": 0.10}, CXR_POLICY)
+
+
+def _findings_only(payload: dict) -> dict:
+    """The result as a row that kept its findings table and no decision object."""
+    return {**payload, "decision": None}
+
+
+def _sr_groups(sr: Dataset) -> dict[str, dict]:
+    """Per label, through highdicom's TID 1500 reader: the state's code and the basis code."""
+    report = hd.sr.MeasurementReport.from_sequence([reread(sr)])
+    out = {}
+    for group in report.get_image_measurement_groups():
+        values = {q.name.value: q.value for q in group.get_qualitative_evaluations()}
+        out[group.tracking_identifier] = {"state": values[group.finding_type.value],
+                                          "basis": values["BASIS"]}
+    return out
+
+
+@pytest.mark.parametrize("stored", [dict, _findings_only], ids=["as-stored", "findings-only"])
+def test_findings_sr_of_an_undecided_mri_states_both_candidates_indeterminate(stored):
+    from pydicom.sr.codedict import codes
+
+    source, _ = source_image("MR")
+    payload = stored(MRI_UNDECIDED)
+    groups = _sr_groups(findings_sr(source, payload, created=CREATED))
+    for label in ("Pituitary", "Meningioma"):  # neither is absent: the model could not choose
+        assert groups[label]["state"] == codes.SCT.Indeterminate, label
+        assert groups[label]["basis"].value == "candidate", label
+        assert groups[label]["basis"].meaning == BASES["candidate"], label
+    for label in ("Glioma", "No_Tumor"):
+        assert groups[label]["state"] == codes.SCT.Absent, label
+        assert groups[label]["basis"].value == "not_top", label
+    assert all(len(meaning) <= 64 for meaning in BASES.values())
+
+
+def test_findings_sr_of_a_conflict_keeps_the_candidates_parents_undecided():
+    """The decision leaves COVID-19's parents undecided with it (not among its candidates):
+    the SR says what the decision says, it does not fall back to absent."""
+    from pydicom.sr.codedict import codes
+
+    decision = decision_of(CXR_CONFLICT)
+    states = {row["label"]: row["state"] for row in decision["labels"]}
+    assert decision["state"] == "indeterminate" and decision["conflict"]
+    groups = _sr_groups(findings_sr(source_image()[0], CXR_CONFLICT, created=CREATED))
+    answer = {codes.SCT.Present.value: "present", codes.SCT.Absent.value: "absent",
+              codes.SCT.Indeterminate.value: "indeterminate"}
+    assert {label: answer[g["state"].value] for label, g in groups.items()} == states
+    assert states["Viral_Pneumonia"] == states["Pneumonia"] == "indeterminate"
+    assert groups["No Finding"]["basis"].value == "conflict"
+    assert groups["No Finding"]["basis"].meaning == BASES["conflict"]
+
+
+def test_the_heatmap_of_an_undecided_result_names_its_candidates():
+    source, mr = source_image("MR")
+    decision = decision_of(MRI_UNDECIDED)
+    rgb = np.zeros((16, 16, 3), dtype=np.uint8)
+    sc = reread(heatmap_sc(source, rgb, label="Pituitary", decision=decision,
+                           model=MRI_UNDECIDED["model"], created=CREATED, task=get_task("mri")))
+    pm = reread(heatmap_pm(mr, np.zeros((16, 16), np.float32), label="Pituitary",
+                           decision=decision, model=MRI_UNDECIDED["model"], created=CREATED,
+                           task=get_task("mri")))
+    for ds in (sc, pm):
+        assert "undecided" in ds.SeriesDescription and "Meningioma" in ds.SeriesDescription
+        assert len(ds.SeriesDescription) <= 64
+        for text in (ds.DerivationDescription, ds.ImageComments):
+            assert "undecided" in text and "Pituitary tumour" in text and "Meningioma" in text
+        assert "not a diagnosis" in ds.ImageComments
+    assert "undecided" in pm.ContentDescription
+    # a decided result says nothing of the kind
+    decided = reread(heatmap_sc(source, rgb, label="Glioma", decision=MRI_DECISION,
+                                model=MRI_RESULT["model"], created=CREATED, task=get_task("mri")))
+    assert decided.SeriesDescription == "medai AI heatmap: Glioma"
+    assert "undecided" not in decided.ImageComments
+
+
+def test_the_heatmap_of_a_self_contradicting_result_says_so():
+    source, _ = source_image()
+    sc = reread(heatmap_sc(source, np.zeros((16, 16, 3), dtype=np.uint8), label="COVID-19",
+                           decision=decision_of(CXR_CONFLICT), model=CXR_CONFLICT["model"],
+                           created=CREATED, task=get_task("cxr")))
+    assert "conflict" in sc.SeriesDescription and len(sc.SeriesDescription) <= 64
+    for text in (sc.DerivationDescription, sc.ImageComments):
+        assert "contradicted" in text and "No finding" in text and "COVID-19" in text
+
+
+def _signed(report: dict, payload: dict, present: set[str]) -> dict:
+    """The report as every export reads it (``finding_states``), signed with ``present``
+    present and every other label of the task absent (what a signature stores)."""
+    task = get_task("cxr")
+    labels = [{"label": lab, "present": lab in present, "source": "text",
+               "ai_positive": None} for lab in task.labels]
+    return with_states(report, payload, labels)
+
+
+def _items(ds: Dataset, path: tuple[str, ...] = ()):
+    """Every content item of an SR with the concept names of the containers above it."""
+    for item in ds.get("ContentSequence") or []:
+        yield path, item
+        yield from _items(item, (*path, item.ConceptNameCodeSequence[0].CodeMeaning))
+
+
+CORRECTED = {**REPORT, "sections": {"technique": "PA akciğer grafisi.",
+                                    "findings": "Akciğer alanları olağan.",
+                                    "impression": "Normal akciğer grafisi.",
+                                    "recommendation": ""}}
+
+
+def test_signed_report_sr_states_the_signers_findings_and_the_ai_only_as_suggestions():
+    """A corrected film: the AI said bacterial pneumonia, the signer rejected it and signed a
+    normal film. The SR's findings are the signer's; the AI's pneumonia is only a suggestion
+    the signer rejected, never a finding stated present."""
+    task = get_task("cxr")
+    report = _signed(CORRECTED, CXR_BACTERIAL, {"No Finding"})
+    sr = reread(report_sr(source_image()[0], report, organization="Test", task=task))
+    bacterial, normal = task.finding_code("Bacterial_Pneumonia"), task.finding_code("No Finding")
+    stated = dict(read_report_findings(sr)["stated"])
+    assert stated[bacterial] == "absent" and stated[normal] == "present"
+    assert {state for code, state in stated.items() if code != normal} == {"absent"}
+    # read independently of the reader: the Findings section holds the signer's codes
+    present, absent = "52101004", "272519000"
+    findings = [(path, i) for path, i in _items(sr) if path == ("Findings",)
+                and i.ValueType == "CODE"]
+    assert (normal[1], present) in {(i.ConceptNameCodeSequence[0].CodeValue,
+                                     i.ConceptCodeSequence[0].CodeValue) for _, i in findings}
+    # nowhere is bacterial pneumonia a concept stated present
+    for _, item in _items(sr):
+        if item.ValueType == "CODE" and item.ConceptNameCodeSequence[0].CodeValue == \
+                bacterial[1]:
+            assert item.ConceptCodeSequence[0].CodeValue == absent
+    # the AI's suggestions are marked as such, with the signer's verdict
+    ai = {row["code"]: row for row in read_report_findings(sr)["ai"]}
+    assert (ai[bacterial]["state"], ai[bacterial]["verdict"]) == ("present", "rejected")
+    assert ai[bacterial]["probability"] == pytest.approx(0.88)
+    assert (ai[normal]["state"], ai[normal]["verdict"]) == ("absent", "added")
+    suggestions = [i for path, i in _items(sr) if i.ValueType == "CODE"
+                   and i.ConceptCodeSequence[0].CodeValue == bacterial[1]]
+    assert len(suggestions) == 1  # the one AI suggestion, under the AI's own container
+    container = next(path for path, i in _items(sr) if i is suggestions[0])
+    assert container == ("AI suggestions (not a diagnosis)",)
+    assert suggestions[0].ConceptNameCodeSequence[0].CodeMeaning.startswith("AI suggestion")
+
+
+def test_an_amendment_sr_states_the_amendments_labels():
+    task = get_task("cxr")
+    bacterial = task.finding_code("Bacterial_Pneumonia")
+    source = source_image()[0]
+    first = read_report_findings(reread(report_sr(
+        source, _signed(CORRECTED, CXR_BACTERIAL, {"No Finding"}), organization="Test",
+        task=task)))
+    amended = read_report_findings(reread(report_sr(
+        source, _signed({**CORRECTED, "version": 5, "status": "amended"}, CXR_BACTERIAL,
+                        {"Bacterial_Pneumonia", "Pneumonia"}),
+        organization="Test", previous_version=3, task=task)))
+    assert dict(first["stated"])[bacterial] == "absent"
+    assert dict(amended["stated"])[bacterial] == "present"
+    assert {r["code"]: r["verdict"] for r in amended["ai"]}[bacterial] == "confirmed"
+
+
+def test_a_signature_without_labels_states_no_findings_and_keeps_the_ai_suggestions():
+    """An undecided study signed "not assessable" stored no labels: the SR claims no signer's
+    finding; the AI's suggestions stay, undecided, with the candidates named and no verdict."""
+    report = with_states(REPORT, MRI_UNDECIDED, [])
+    sr = reread(report_sr(source_image("MR")[0], report, organization="Test",
+                          task=get_task("mri")))
+    read = read_report_findings(sr)
+    assert read["stated"] == []
+    assert {r["code"][1]: r["state"] for r in read["ai"] if r["state"] != "absent"} == {
+        "MRI-PITUITARY": "indeterminate", "MRI-MENINGIOMA": "indeterminate"}
+    assert all("verdict" not in r for r in read["ai"])
+    notes = [i.TextValue for _, i in _items(sr) if i.ValueType == "TEXT"
+             and i.ConceptNameCodeSequence[0].CodeValue == "AI-NOTE"]
+    assert notes == ["The AI was undecided between: Pituitary tumour, Meningioma"]

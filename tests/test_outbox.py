@@ -152,6 +152,12 @@ def test_results_follow_the_report_to_fhir_and_hl7(hosp, caplog):
     (msg,) = h.hl7.messages
     assert oru_status(msg) == "F" and str(msg.msh.msh_9.value) == "ORU^R01^ORU_R01"
     assert signed["signed_by"] in msg.to_er7()
+    # the findings: a final result is the signer's only; the AI's suggestions preliminary
+    coded = [o.OBX for o in msg.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION
+             .ORU_R01_OBSERVATION if str(o.OBX.obx_2.value) == "CWE"]
+    ai = [o for o in coded if "AI-SUGGESTION" in o.to_er7()]
+    assert ai and {str(o.obx_11.value) for o in ai} == {"P"}
+    assert all("SIGNER" in o.to_er7() for o in coded if str(o.obx_11.value) != "P")
 
     # an amendment: a new signed version, status amended / corrected
     amended = sign(h, sid, f"Sağ alt lobda | konsolidasyon ^ {MARKER}\nikinci satır")

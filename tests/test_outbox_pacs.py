@@ -138,10 +138,11 @@ def dicom_study(client, tmp_path: Path, seed: int) -> tuple[int, str, dict]:
     return study["id"], uid, study
 
 
-def sign(client, sid: int, text: str | None = None) -> dict:
+def sign(client, sid: int, text: str | None = None, labels: dict | None = None) -> dict:
     rad = bearer(client, "rad1")
     version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
-    body = {"version": version, **({"sections": {"findings": text}} if text else {})}
+    body = {"version": version, **({"sections": {"findings": text}} if text else {}),
+            **({"labels": labels} if labels else {})}
     r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json=body)
     assert r.status_code == 200, r.text
     return r.json()
@@ -168,17 +169,27 @@ def test_results_and_reports_reach_the_pacs_under_the_study(hosp, pacs, tmp_path
     for label, f in got.items():
         assert f["code"] == task.finding_code(label)
         assert f["probability"] == pytest.approx(api[label]["probability"])
-        assert (f["state"] == "present") == api[label]["positive"]
+        assert f["state"] == api[label]["state"]  # the decision's one state, not re-derived
         assert f["source"] == [(study["dicom"]["sop_class"], study["dicom"]["sop_uid"])]
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == study["dicom"]["sop_uid"]
     assert sc.SamplesPerPixel == 3 and sc.Rows > 0
     assert fhir.reports()[f"medai-report-{sid}"]["status"] == "preliminary"
 
-    sign(client, sid)
+    sign(client, sid, labels={"Pneumothorax": True})  # the signer's label, not the AI's
     assert loop(app, clock).run_once() == {"delivered": 2}
     reports = [ds for ds in stored(pacs, uid) if ds.get("VerificationFlag") == "VERIFIED"]
     assert len(reports) == 1 and reports[0].VerifyingObserverSequence[0] \
         .VerifyingObserverName.family_name == "rad1"
+    # the signed SR states the signature's labels; the AI's states only as its suggestions
+    from medai.platform.integration.dicom_report import read_report_findings
+
+    said = read_report_findings(reports[0])
+    labels = client.get(f"/api/v1/studies/{sid}/labels", headers=bearer(client, "rad1")).json()
+    assert dict(said["stated"]) == {task.finding_code(x["label"]): "present" if x["present"]
+                                    else "absent" for x in labels["labels"]}
+    assert dict(said["stated"])[task.finding_code("Pneumothorax")] == "present"
+    assert {r["code"]: r["state"] for r in said["ai"]} == {
+        task.finding_code(label): f["state"] for label, f in api.items()}
     dr = fhir.reports()[f"medai-report-{sid}"]
     assert dr["status"] == "final"
     imaging = fhir.resources[("ImagingStudy", f"medai-study-{sid}")]
@@ -226,6 +237,9 @@ def test_a_slice_with_geometry_also_gets_its_saliency_as_a_parametric_map(hosp, 
     assert pm.FrameOfReferenceUID == frame and (pm.Rows, pm.Columns) == (72, 64)
     assert pm.SourceImageSequence[0].ReferencedSOPInstanceUID == study["dicom"]["sop_uid"]
     assert "not a diagnosis" in pm.ImageComments and pm.ContentLabel == "GRADCAM"
+    undecided = study["ai_result"]["decision"]["state"] == "indeterminate"
+    for ds in (pm, objects["Secondary Capture Image Storage"]):  # says so when it was
+        assert ("undecided" in ds.SeriesDescription) == undecided
     values = pm.pixel_array
     assert values.dtype == np.float32 and values.min() >= 0.0 and values.max() == 1.0
     with app.state.platform.db.reader() as db:

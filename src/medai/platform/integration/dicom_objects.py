@@ -33,10 +33,13 @@ PRESENT, ABSENT, INDETERMINATE = "present", "absent", "indeterminate"
 # private concepts of the findings SR (declared in the document with the label codes)
 BASIS = (PRIVATE_SCHEME, "BASIS", "Decision basis")
 FRAGILE = (PRIVATE_SCHEME, "FRAGILE", "Operating point from few validation images")
+# what each basis (``LabelDecision.basis``) means, as the basis code's meaning (at most 64)
 BASES = {"above_threshold": "Above operating threshold", "implied": "Implied by a sub-finding",
          "most_likely": "Most likely (none passed)", "below_threshold": "Below threshold",
          "excluded": "Excluded by a stronger finding", "not_top": "Not the top class",
-         "indeterminate": "Indeterminate"}
+         "candidate": "Undecided: one of the candidates the model could not separate",
+         "conflict": "Conflict: the normal label and a finding both passed",
+         "indeterminate": "Indeterminate"}  # what results stored before "candidate" said
 
 
 class DicomObjectError(ValueError):
@@ -166,28 +169,21 @@ def pin_times(ds: Dataset, when: dt.datetime) -> None:
 
 
 def finding_rows(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each label's row (label, probability, threshold, basis, fragile) with its decision
-    state: present when decided positive, indeterminate when the decision could not choose
-    between its candidates, else absent. Rows of results stored before decisions existed
-    come from their findings table."""
+    """Each label's row (label, probability, threshold, state, basis, fragile) as the stored
+    result's decision states it (``services.imaging.decision_of``, results stored before
+    states existed included): present, absent or indeterminate with why, read and never
+    derived here from probabilities."""
+    from medai.services.imaging import decision_of
+
     if payload.get("refused"):
         raise DicomObjectError("a refused result has no findings to send")
-    decision = payload.get("decision") or {}
-    rows = decision.get("labels") or payload.get("findings") or []
+    decision = decision_of(dict(payload))
+    rows = (decision or {}).get("labels") or []
     if not rows:
         raise DicomObjectError("the result has no findings")
-    undecided = set(decision.get("candidates") or []) \
-        if decision.get("state") == "indeterminate" else set()
-    out = []
-    for row in rows:
-        state = PRESENT if row.get("positive") else (
-            INDETERMINATE if row["label"] in undecided or row.get("basis") == "indeterminate"
-            else ABSENT)
-        out.append({"label": row["label"], "probability": float(row["probability"]),
-                    "threshold": float(row["threshold"]),
-                    "basis": row.get("basis") or "above_threshold",
-                    "fragile": bool(row.get("fragile")), "state": state})
-    return out
+    return [{"label": row["label"], "probability": float(row["probability"]),
+             "threshold": float(row["threshold"]), "basis": row["basis"],
+             "fragile": bool(row.get("fragile")), "state": row["state"]} for row in rows]
 
 
 def _procedure(modality: str):

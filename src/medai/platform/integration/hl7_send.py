@@ -13,6 +13,15 @@ The message (built with hl7apy, and parsed back by it before it leaves):
     NTE  the report's disclosure (AI-assisted or written by hand)
     OBX  one TX line per line of each section: technique 55111-9, findings 59776-5,
          impression 19005-8, recommendation 18783-1 (TID 2000's LOINC headings)
+    OBX  the findings, one CWE per label, as ``finding_states`` gives them (never re-derived):
+         after sign-off the signer's (OBX-3 the label's code, OBX-5 SNOMED CT Present or
+         Absent, OBX-11 F, or C in an amendment — the whole message replaces the earlier
+         result —, OBX-16 the signer, OBX-17 "stated by the signing radiologist"); and the
+         AI's suggestions, always OBX-11 P and OBX-17 "AI model suggestion" (with the signer's
+         verdict as a second repetition: confirmed, rejected, added, decided), OBX-5 the AI's
+         state (Present / Absent / Indeterminate), an NTE with its why, probability and
+         threshold. A finding the signer rejected is a final Absent beside a preliminary AI
+         Present, never a final Present. The AI's OBX of one label shares the signer's OBX-4.
 
 MLLP: the message framed by 0x0B … 0x1C 0x0D on a TCP connection; the receiver's ACK is
 parsed: MSA-1 AA/CA is delivered; AR (the receiver says it cannot take messages now) is
@@ -42,6 +51,14 @@ SECTION_CODES = {"technique": ("55111-9", "Current imaging procedure description
                  "impression": ("19005-8", "Radiology Impression"),
                  "recommendation": ("18783-1", "Radiology Study recommendation")}
 RESULT_STATUS = {"preliminary": "P", "final": "F", "amended": "C"}
+STATE_CODES = {"present": "52101004^Present^SCT", "absent": "272519000^Absent^SCT",
+               "indeterminate": "82334004^Indeterminate^SCT"}
+AI_METHOD = "AI-SUGGESTION^AI model suggestion (not a diagnosis)^99MEDAI"
+SIGNER_METHOD = "SIGNER^Stated by the signing radiologist^99MEDAI"
+VERDICT_CODES = {"confirmed": "CONFIRMED^Confirmed by the signer^99MEDAI",
+                 "rejected": "REJECTED^Rejected by the signer^99MEDAI",
+                 "added": "ADDED^Added by the signer^99MEDAI",
+                 "decided": "DECIDED^Decided by the signer (AI undecided)^99MEDAI"}
 
 
 def escape(text: str) -> str:
@@ -114,10 +131,11 @@ def oru_r01(study: dict[str, Any], report: dict[str, Any], *, control_id: str,
     order.obr.obr_25 = status
     if report.get("signed_by"):
         order.obr.obr_32 = escape(report["signed_by"])
-    if report.get("ai_disclosure"):
+    notes = [report.get("ai_disclosure"), _decision_note(study, report)]
+    for k, note in enumerate([x for x in notes if x], start=1):
         nte = order.add_segment("NTE")
-        nte.nte_1 = "1"
-        nte.nte_3 = escape(report["ai_disclosure"])
+        nte.nte_1 = str(k)
+        nte.nte_3 = escape(note)
     n = 0
     for sub, name in enumerate(SECTION_CODES, start=1):
         code, meaning = SECTION_CODES[name]
@@ -130,9 +148,78 @@ def oru_r01(study: dict[str, Any], report: dict[str, Any], *, control_id: str,
             obs.obx.obx_4 = str(sub)
             obs.obx.obx_5 = escape(line)
             obs.obx.obx_11 = status
+    _finding_obx(order, study, report, status, n)
     text = m.to_er7()
     parse_message(text, validation_level=2, find_groups=True)  # raises on a malformed message
     return text
+
+
+def _decision_note(study: dict[str, Any], report: dict[str, Any]) -> str:
+    """The line naming an undecided AI result's candidates or its conflict ('' otherwise)."""
+    from medai.platform.report_words import decision_note, language
+
+    return decision_note(report.get("decision"), study.get("task"), language(study))
+
+
+def _code(task: Any, label: str) -> str:
+    """OBX-3 of a label: its code (the task's, as the DICOM objects have it) as CWE."""
+    scheme, value, meaning = task.finding_code(label) if task is not None else \
+        ("99MEDAI", label, label)
+    return "^".join(escape(x) for x in (value, meaning, scheme))
+
+
+def _finding_obx(order: Any, study: dict[str, Any], report: dict[str, Any], status: str,
+                 n: int) -> None:
+    """The findings' OBX after the sections' (see the module doc): the signer's, once the
+    signature stated labels and the message is a result (F / C); the AI's, always P."""
+    from medai.core.tasks import TaskError
+    from medai.core.tasks import get as get_task
+    from medai.platform import report_words as rw
+
+    try:
+        task = get_task(str(study["task"])) if study.get("task") else None
+    except TaskError:
+        task = None
+    lang = rw.language(study)
+    signed = status != "P" and bool(report.get("signed_labels"))
+    rows = [f for f in report.get("findings") or []
+            if isinstance(f, dict) and str(f.get("label") or "").strip()]
+
+    def obx(sub: int, label: str, value: str, result: str, methods: list[str]) -> Any:
+        nonlocal n
+        n += 1
+        obs = order.add_group("ORU_R01_OBSERVATION")
+        obs.obx.obx_1 = str(n)
+        obs.obx.obx_2 = "CWE"
+        obs.obx.obx_3 = _code(task, label)
+        obs.obx.obx_4 = str(sub)
+        obs.obx.obx_5 = value
+        obs.obx.obx_11 = result
+        for method in methods:  # one repetition each
+            obs.obx.add_field("obx_17").value = method
+        return obs
+
+    for i, f in enumerate(rows, start=len(SECTION_CODES) + 1):
+        label = str(f["label"])
+        if signed and f.get("signer") is not None:
+            obs = obx(i, label, STATE_CODES["present" if f["signer"] else "absent"], status,
+                      [SIGNER_METHOD])
+            if report.get("signed_by"):
+                obs.obx.obx_16 = escape(report["signed_by"])
+        if f.get("state") in STATE_CODES:
+            verdict = VERDICT_CODES.get(str(f.get("verdict"))) if signed else None
+            obs = obx(i, label, STATE_CODES[f["state"]], "P",
+                      [AI_METHOD, *([verdict] if verdict else [])])
+            words = [f"{rw.words(lang)['col_decision']}: {rw.decision(f, lang, study.get('task'))}"]
+            if verdict:
+                words.append(rw.verdict(f, lang))
+            for key in ("probability", "threshold"):
+                if f.get(key) is not None:
+                    words.append(f"{rw.words(lang).get('col_' + key, key)} "
+                                 f"{float(f[key]):.4f}")
+            nte = obs.add_segment("NTE")
+            nte.nte_1 = "1"
+            nte.nte_3 = escape("; ".join(words))
 
 
 def _ack(data: bytes, control_id: str, where: str) -> str:

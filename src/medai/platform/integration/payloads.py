@@ -136,30 +136,46 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
     header = source_header(p, parts.source_sha)
     source = SourceImage.from_dataset(header)
     institution = settings().institution_name or None
-    if item.event == "signed":
+    task = _task(parts.study.get("task"))
+    if item.event == "signed":  # the signer's findings, the AI's suggestions marked as such
         return [report_sr(source, parts.report, organization=institution or "",
-                          previous_version=parts.previous_signed, institution=institution)]
+                          previous_version=parts.previous_signed, institution=institution,
+                          task=task)]
     if parts.ai_payload is None or parts.ai_created is None:
         raise NothingToSend("no_ai_result", "the analysis stored no AI result")
     objects = [findings_sr(source, parts.ai_payload, created=parts.ai_created,
                            institution=institution)]
     if parts.heatmap_sha and parts.heatmap_label:
         overlay = p.store.read(parts.heatmap_sha)
+        # the map says what the AI decided: an undecided result's candidates, a conflict
+        decision = imaging_service.decision_of(parts.ai_payload)
         objects.append(heatmap_sc(source, heatmap_rgb(p, parts, overlay),
-                                  label=parts.heatmap_label,
+                                  label=parts.heatmap_label, decision=decision,
                                   model=parts.ai_payload["model"], created=parts.ai_created,
-                                  institution=institution))
+                                  task=task, institution=institution))
         if pm_suitable(header):
             try:  # the map is extra: the SR and the picture go even when it cannot be made
                 saliency = imaging_service.saliency_of_overlay(
                     overlay, int(header.Rows), int(header.Columns))
                 objects.append(heatmap_pm(header, saliency, label=parts.heatmap_label,
-                                          model=parts.ai_payload["model"],
-                                          created=parts.ai_created, institution=institution))
+                                          decision=decision, model=parts.ai_payload["model"],
+                                          created=parts.ai_created, task=task,
+                                          institution=institution))
             except Exception as exc:  # highdicom raises many types on an unusual source
                 log.warning("outbox %s: no Parametric Map for study %s (%s)", item.id,
                             item.study_id, type(exc).__name__)
     return objects
+
+
+def _task(name: Any):
+    """The study's task (names its labels and their codes); None for one the registry lacks."""
+    from medai.core.tasks import TaskError
+    from medai.core.tasks import get as get_task
+
+    try:
+        return get_task(str(name)) if name else None
+    except TaskError:
+        return None
 
 
 def fhir_bundle(parts: Parts) -> dict[str, Any]:
