@@ -127,3 +127,152 @@ def test_an_urgent_label_the_model_could_not_rule_out_makes_the_study_urgent():
         assert urgent_labels("cxr", payload) == expected, mode
     d = decide(cxr, probs | {"Pneumothorax": 0.3}, OperatingPolicy(thresholds=thr))
     assert urgent_labels("cxr", {"task": "cxr", "decision": d.model_dump(mode="json")}) == []
+
+
+def _chat_states(text: str, task, names: dict[str, str]) -> dict[str, str]:
+    """Which group of the chat's findings sentence each label is named in."""
+    import re
+
+    from medai.reporting.chat import WORDS
+
+    w = WORDS["en"]
+    text = text.split(w["conflict"].split(":")[0] + ":")[0]  # the groups, not the conflict line
+    heads = {"present": f"{w['present']}: ", "indeterminate": f"{w['undecided_group']}: ",
+             "absent": f"{w['absent']}: "}
+    where = sorted((text.index(h), state) for state, h in heads.items() if h in text)
+    bounds = [(start, where[i + 1][0] if i + 1 < len(where) else len(text), state)
+              for i, (start, state) in enumerate(where)]
+    out = {}
+    for label, name in names.items():
+        pat = re.compile(r"(?:: |, )" + re.escape(name) + r"(?= \(|,|;|\.)")
+        hits = [state for start, end, state in bounds if pat.search(text[start:end])]
+        assert len(hits) == 1, (label, name, text)
+        out[label] = hits[0]
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stored())
+def test_the_chat_and_the_findings_sr_give_every_label_the_decisions_state(case):
+    from medai.reporting.chat import StudyFacts, findings_text, label_name
+
+    task, payload, states = case
+    report = with_states(_report(), payload, None)
+    facts = StudyFacts(findings=report["findings"], task=task.name,
+                       decision=report["decision"])
+    names = {lab: label_name(task.name, lab, "en") for lab in states}
+    assert len(set(names.values())) == len(names)
+    assert _chat_states(findings_text(facts, "en"), task, names) == states
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stored(), st.sampled_from(["tr", "en"]))
+def test_the_pdf_gives_every_label_the_decisions_state(case, lang):
+    import io
+    import re
+
+    from pypdf import PdfReader
+
+    from medai.platform import report_words as rw
+    from medai.platform.exports import report_pdf
+
+    task, payload, states = case
+    report = with_states(_report(), payload, None)
+    assert {r["label"]: r["state"] for r in report["findings"]} == states
+    pdf = report_pdf({**_study(task), "language": lang}, report, payload["model"], None, None,
+                     None)
+    text = " ".join(" ".join((p.extract_text() or "").split())
+                    for p in PdfReader(io.BytesIO(pdf)).pages)
+    for row in report["findings"]:
+        name = rw.label_name(task.name, row["label"], lang)
+        said = rw.decision(row, lang, task.name)
+        pattern = re.escape(name) + r" \S+ \S+ " + re.escape(said)
+        assert re.search(pattern, text), (row["label"], said, text)
+        # no other state's words follow the label's name and its two numbers
+        others = [rw.decision({**row, "state": s}, lang, task.name) for s in
+                  ("present", "absent", "indeterminate") if s != row["state"]]
+        for other in others:
+            if other != said and not said.startswith(other):
+                assert not re.search(re.escape(name) + r" \S+ \S+ " + re.escape(other) +
+                                     r"(?! \()", text), (row["label"], other)
+    note = rw.decision_note(report["decision"], task.name, lang)
+    if note:
+        assert " ".join(note.split()) in text
+
+
+def _source(task):
+    """A small DICOM source image of the task's modality (the SR references it)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from medai.platform.integration.dicom_objects import SourceImage
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1" if task.multilabel else \
+        "1.2.840.10008.5.1.4.1.1.4"
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (
+        generate_uid(), generate_uid(), generate_uid())
+    ds.Modality = "DX" if task.multilabel else "MR"
+    ds.PatientID, ds.PatientName, ds.AccessionNumber = "TR-1", "Yılmaz^Ayşe", "ACC-1"
+    ds.PatientBirthDate, ds.PatientSex, ds.StudyID = "19790412", "F", "1"
+    ds.StudyDate, ds.StudyTime, ds.ReferringPhysicianName = "20261126", "091000", ""
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    return SourceImage.from_dataset(ds)
+
+
+HL7_STATE = {"52101004": "present", "272519000": "absent", "82334004": "indeterminate"}
+
+
+def _hl7(text: str) -> list[dict]:
+    """The coded OBX of an ORU^R01, parsed with hl7apy: code, value, status, OBX-17."""
+    from hl7apy.parser import parse_message
+
+    msg = parse_message(text, validation_level=2, find_groups=True)
+    out = []
+    for group in msg.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION.ORU_R01_OBSERVATION:
+        obx = group.OBX
+        if str(obx.obx_2.value) == "CWE":
+            out.append({"code": str(obx.obx_3.value).split("^")[0],
+                        "value": str(obx.obx_5.value).split("^")[0],
+                        "status": str(obx.obx_11.value),
+                        "methods": [str(r.value).split("^")[0] for r in obx.obx_17]
+                        if obx.obx_17 else []})
+    return out
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stored(), st.data())
+def test_the_findings_sr_and_hl7_give_every_label_the_decisions_state(case, data):
+    import io
+
+    import pydicom
+
+    from medai.platform.integration.dicom_objects import (
+        findings_sr,
+        read_findings_sr,
+        save_bytes,
+    )
+    from medai.platform.integration.hl7_send import oru_r01
+
+    task, payload, states = case
+    sr = pydicom.dcmread(io.BytesIO(save_bytes(findings_sr(_source(task), payload,
+                                                           created=CREATED))))
+    assert {f["label"]: f["state"] for f in read_findings_sr(sr)["findings"]} == states
+    codes = {task.finding_code(lab)[1]: lab for lab in states}
+    report = with_states(_report(), payload, None)
+    rows = _hl7(oru_r01({**_study(task), "language": "en"}, report, control_id="P1"))
+    assert {codes[r["code"]]: HL7_STATE[r["value"]] for r in rows} == states
+    assert all(r["status"] == "P" for r in rows)
+    # signed: the final results are exactly the signer's labels
+    said = [{"label": lab, "present": data.draw(st.booleans()), "source": "text"}
+            for lab in data.draw(st.lists(st.sampled_from(list(states)), unique=True,
+                                          max_size=6))]
+    signed = with_states(_report(version=2, status="final", signed_by="dr.ayse",
+                                 signed_at="2026-11-26T10:00:00Z"), payload, said)
+    rows = _hl7(oru_r01({**_study(task), "language": "en"}, signed, control_id="S1"))
+    finals = {codes[r["code"]]: HL7_STATE[r["value"]] for r in rows if r["status"] == "F"}
+    assert finals == {s["label"]: "present" if s["present"] else "absent" for s in said}
+    assert {codes[r["code"]]: HL7_STATE[r["value"]] for r in rows if r["status"] == "P"} \
+        == states

@@ -99,11 +99,11 @@ def test_signing_with_an_unsaved_edit_saves_and_signs_that_text(env):
     assert signed.status_code == 200, signed.text
     body = signed.json()
     assert body["sections"]["impression"] == "Radyoloğun düzelttiği izlenim."
-    assert body["status"] == "final" and body["signed_by"] == "rad1" and body["version"] == 3
+    assert body["status"] == "final" and body["signed_by"] == "rad1" and body["version"] == 2
     assert body["signed_at_local"].endswith("(Europe/Istanbul)")  # as people read the time
     versions = client.get(f"{url}/versions", headers=rad).json()["items"]
-    assert [(v["version"], v["source"], v["signed_by"]) for v in versions] == [
-        (1, "ai", None), (2, "human", None), (3, "human", "rad1")]
+    assert [(v["version"], v["source"], v["author"], v["signed_by"]) for v in versions] == [
+        (1, "ai", None, None), (2, "human", "rad1", "rad1")]  # the text on screen, signed
     assert versions[0]["sections"] == ai["sections"]  # the AI draft is kept as it was
     # the same text as the version: no extra version, a plain signature
     sid2 = upload(client, rad, seed=6).json()["id"]
@@ -121,12 +121,51 @@ def test_signing_with_an_unsaved_edit_saves_and_signs_that_text(env):
     assert [e["outcome"] for e in edits] == ["ok"]
     # an amendment of a signed report, typed and signed at once: one transaction
     amended = client.post(f"{url}/sign", headers=rad, json={
-        "version": 3, "sections": {**screen, "impression": "Düzeltme."}}).json()
-    assert (amended["version"], amended["status"], amended["signed_by"]) == (5, "amended", "rad1")
+        "version": 2, "sections": {**screen, "impression": "Düzeltme."}}).json()
+    assert (amended["version"], amended["status"], amended["signed_by"]) == (3, "amended", "rad1")
     assert amended["sections"]["impression"] == "Düzeltme."
-    again = client.post(f"{url}/sign", headers=rad, json={"version": 5,
+    again = client.post(f"{url}/sign", headers=rad, json={"version": 3,
                                                           "sections": amended["sections"]})
     assert again.status_code == 409  # the same text, already signed
+
+
+def test_an_amendment_is_one_signed_version_and_the_history_shows_its_change(env):
+    """Amending signed version 2 makes one version (the amended text and the signature), not a
+    draft and an identical signed copy; a version signed as it was names its author (the
+    signer, for the AI draft); each signed version is read against the previous signed one, so
+    no signature shows an empty difference."""
+    _app, client = env
+    rad1, rad2 = bearer(client, "rad1"), bearer(client, "rad2")
+    sid = upload(client, rad1, seed=7).json()["id"]
+    wait_status(client, rad1, sid, {"ai_drafted"})
+    url = f"/api/v1/studies/{sid}/report"
+    ai = client.get(url, headers=rad1).json()
+    v2 = client.post(f"{url}/sign", headers=rad1, json={"version": 1}).json()
+    assert (v2["version"], v2["status"], v2["signed_by"]) == (2, "final", "rad1")
+    assert v2["author"] == "rad1"  # the AI draft signed as it was: the signer took it as theirs
+    amended = {**ai["sections"], "impression": "Düzeltme: sağ alt zonda konsolidasyon."}
+    v3 = client.post(f"{url}/sign", headers=rad1, json={"version": 2, "sections": amended})
+    assert v3.status_code == 200, v3.text
+    v3 = v3.json()
+    assert (v3["version"], v3["status"], v3["author"], v3["signed_by"]) == (
+        3, "amended", "rad1", "rad1")
+    assert v3["sections"] == amended
+    # saved first by one radiologist, signed by another: a draft, then its signed copy
+    again = {**amended, "recommendation": "Kontrol grafisi önerilir."}
+    assert client.put(url, headers=rad1, json={"version": 3, "sections": again}).json()[
+        "status"] == "amended"
+    v5 = client.post(f"{url}/sign", headers=rad2, json={"version": 4}).json()
+    assert (v5["version"], v5["author"], v5["signed_by"]) == (5, "rad1", "rad2")
+    items = client.get(f"{url}/versions", headers=rad1).json()["items"]
+    assert [(v["version"], v["status"], v["author"], v["signed_by"], v["compare_to"])
+            for v in items] == [(1, "preliminary", None, None, None),  # the AI draft
+                                (2, "final", "rad1", "rad1", 1),
+                                (3, "amended", "rad1", "rad1", 2),  # one amended version
+                                (4, "amended", "rad1", None, 3),
+                                (5, "amended", "rad1", "rad2", 3)]  # vs the last signed
+    text = {v["version"]: v["sections"] for v in items}
+    assert text[3] != text[2] and text[5] != text[3]  # every signed change shows
+    assert text[5] == text[4]  # (its draft's text: against which the difference was empty)
 
 
 def test_a_report_written_by_hand_is_saved_and_signed_at_once(env):
@@ -141,8 +180,11 @@ def test_a_report_written_by_hand_is_saved_and_signed_at_once(env):
     signed = client.post(f"{url}/sign", headers=rad, json={"version": 0, "sections": hand})
     assert signed.status_code == 200, signed.text
     body = signed.json()
-    assert (body["version"], body["status"], body["source"]) == (2, "final", "human")
-    assert body["ai_assisted"] is False and "without an AI draft" in body["ai_disclosure"]
+    assert (body["version"], body["status"], body["source"]) == (1, "final", "human")
+    assert body["author"] == "rad1" and body["ai_edited"] is None
+    # a Turkish study: written by hand, said in Turkish, claiming no AI assistance
+    assert body["ai_assisted"] is False and "elle yazılmış" in body["ai_disclosure"]
+    assert "desteğiyle" not in body["ai_disclosure"] and "tanı değil" not in body["ai_disclosure"]
     assert client.get(f"/api/v1/studies/{sid}", headers=rad).json()["status"] == "final"
 
 

@@ -11,16 +11,42 @@
   the study id is logged instead.
 - Text is printed ``printable`` (no bidi or control characters: a name with U+202E would print
   reversed) and the DICOM identity as DICOM allows it (``dicom_values.outgoing_study``).
+
+What the AI said and what the radiologist signed (the report dict of ``finding_states``):
+
+- The AI findings table prints each row's one ``state`` (``report_words.decision``), never
+  re-derived from ``positive`` or the probabilities. An undecided AI result (its candidates) or
+  a self-contradicting one (the normal label and a finding both above their thresholds) says
+  so in one line above the table (``report_words.decision_note``), and under the heatmap when
+  the heatmap is of one of those labels: the picture of one candidate is not the answer.
+- After sign-off with the signer's labels (``signed_labels``) the table gains the
+  radiologist's column (``report_words.verdict``: confirmed, rejected, added, decided); labels
+  the signer added that the model did not read are rows too. The title still says the AI's
+  findings are suggestions. Red marks only a suggestion the signer rejected.
+- A finding the signer ruled out (rejected, or undecided and decided absent) is never shown as
+  support for the signed conclusion:
+  * its heatmap is not printed; one line says the signing radiologist rejected it. A signed
+    report is read by clinicians who were not at the workstation: a coloured Grad-CAM over the
+    lungs beside "Normal akciğer grafisi", however captioned, reads as "the pneumonia is here".
+    The radiologist signs what the report says; the AI's suggestion stays on record in the
+    table (marked rejected) and the heatmap in the viewer.
+  * a cited passage about it (``report_words.citation_label``) is left out of the sources
+    when the signed text no longer cites its number; a number the signed text still cites
+    stays (a reference must resolve) and says it is about a suggestion the signer rejected.
+  Citation numbers are never renumbered: they are the text's ``[n]``.
+- Before sign-off none of this applies (there is no verdict): only the state and the note.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from medai.platform import disclosure
 from medai.platform import report_words as rw
 from medai.platform.localtime import format_local
 
@@ -170,25 +196,50 @@ def on_film(image_png: bytes | None, heatmap_png: bytes) -> bytes:
 
 
 def _images(pdf, w: dict[str, str], image_png: bytes | None, heatmap_png: bytes | None,
-            heatmap_caption: str) -> None:
-    heat = on_film(image_png, heatmap_png) if heatmap_png else None
+            heatmap_caption: str, withheld: str = "") -> None:
+    """The film and the heatmap side by side, each captioned; ``withheld``: the heatmap is not
+    printed and this line stands in its place (a finding the signer rejected)."""
+    heat = on_film(image_png, heatmap_png) if heatmap_png and not withheld else None
     shown = [(png, cap) for png, cap in ((image_png, w["image"]),
                                          (heat, heatmap_caption)) if png]
+    withheld = withheld if heatmap_png else ""
     if not shown:
+        if withheld:
+            _notice(pdf, withheld)
         return
     col = (pdf.epw - 6) / 2
     sizes = [_image_size(png, col, 72) for png, _ in shown]
-    height = max(h for _, h in sizes) + 6
+    height = max(h for _, h in sizes) + 10
     if pdf.get_y() + height > pdf.page_break_trigger:
         pdf.add_page()
     y = pdf.get_y()
+    bottom = y
     for i, ((png, caption), (iw, ih)) in enumerate(zip(shown, sizes, strict=True)):
         x = pdf.l_margin + i * (col + 6)
         pdf.image(io.BytesIO(png), x=x, y=y, w=iw, h=ih)
         pdf.set_xy(x, y + ih + 1)
         pdf.set_font(FONT, "", 7.5)
         pdf.multi_cell(col, 3.5, caption, align="L")
-    pdf.set_xy(pdf.l_margin, y + height + 2)
+        bottom = max(bottom, pdf.get_y())
+    if withheld and len(shown) == 1:  # in the heatmap's place, beside the film
+        pdf.set_xy(pdf.l_margin + col + 6, y)
+        _notice(pdf, withheld, width=col)
+        bottom = max(bottom, pdf.get_y())
+    pdf.set_xy(pdf.l_margin, bottom + 3)
+
+
+def _notice(pdf, text: str, width: float = 0, fill=(255, 243, 205)) -> None:
+    """One framed line the reader must not miss (an undecided or self-contradicting AI, a
+    heatmap withheld)."""
+    x = pdf.get_x()
+    pdf.set_font(FONT, "B", 8.5)
+    pdf.set_fill_color(*fill)
+    pdf.set_draw_color(176, 120, 0)
+    pdf.multi_cell(width, 4.5, text, border=1, fill=True, padding=1.5, align="L",
+                   new_x="LEFT", new_y="NEXT")
+    pdf.set_draw_color(0, 0, 0)
+    pdf.set_fill_color(255, 255, 255)
+    pdf.set_x(x)
 
 
 def _percent(p: Any, lang: str) -> str:
@@ -203,18 +254,93 @@ def _findings(pdf, study: dict[str, Any], report: dict[str, Any], w: dict[str, s
     findings = [f for f in report.get("findings") or [] if isinstance(f, dict)]
     if not findings:
         return
-    _heading(pdf, w["findings_title"], keep_with=24)
+    from fpdf.fonts import FontFace
+
+    task = study.get("task")
+    signer = bool(report.get("signed_labels"))
+    _heading(pdf, w["findings_title_signed" if signer else "findings_title"], keep_with=24)
+    note = rw.decision_note(report.get("decision"), task, lang)
+    if note:
+        _notice(pdf, note)
+        pdf.ln(1.5)
     pdf.set_font(FONT, "", 9)
     pdf.set_fill_color(255, 255, 255)
-    with pdf.table(col_widths=(60, 26, 26, 68), text_align="LEFT", line_height=5.5,
+    widths = (40, 23, 21, 52, 44) if signer else (60, 26, 26, 68)
+    heads = [w["col_finding"], w["col_probability"], w["col_threshold"], w["col_decision"]]
+    rejected = FontFace(family=FONT, emphasis="BOLD", color=(176, 0, 32))
+    said = FontFace(family=FONT, emphasis="BOLD")
+    with pdf.table(col_widths=widths, text_align="LEFT", line_height=5,
                    headings_style=_heading_style()) as table:
-        table.row([w["col_finding"], w["col_probability"], w["col_threshold"],
-                   w["col_decision"]])
+        table.row(heads + ([w["col_signer"]] if signer else []))
         for f in findings:
-            table.row([rw.label_name(study.get("task"), str(f.get("label") or ""), lang),
-                       _percent(f.get("probability"), lang), _percent(f.get("threshold"), lang),
-                       rw.decision(f, lang, study.get("task"))])
+            row = table.row()
+            for text in (rw.label_name(task, str(f.get("label") or ""), lang),
+                         _percent(f.get("probability"), lang),
+                         _percent(f.get("threshold"), lang), rw.decision(f, lang, task)):
+                row.cell(text)
+            if signer:  # red only for a suggestion the signer rejected; bold where the
+                # signer said what the AI did not (added) or decided what it could not
+                verdict = f.get("verdict")
+                row.cell(rw.verdict(f, lang),
+                         style=rejected if verdict == "rejected" else said
+                         if verdict in ("added", "decided") else None)
     pdf.ln(3)
+
+
+def _ruled_out(finding: dict[str, Any]) -> bool:
+    """The signer said absent what the AI suggested or could not decide (rejected, or decided
+    absent): nothing of the AI's may support it in the signed report."""
+    return finding.get("signer") is False and finding.get("state") in ("present",
+                                                                       "indeterminate")
+
+
+def _ruled_out_labels(report: dict[str, Any]) -> set[str]:
+    if not report.get("signed_labels"):
+        return set()
+    return {str(f.get("label")) for f in report.get("findings") or []
+            if isinstance(f, dict) and _ruled_out(f)}
+
+
+def _heatmap_words(study: dict[str, Any], report: dict[str, Any], label: str | None,
+                   w: dict[str, str], lang: str) -> tuple[str, str]:
+    """(caption, withheld line) of the heatmap of ``label``: withheld when the signer ruled the
+    label out; the caption names the undecided or conflicting AI result when the heatmap is of
+    one of its labels, and the signer's verdict once signed."""
+    task = study.get("task")
+    name = rw.label_name(task, label, lang) if label else ""
+    if label and label in _ruled_out_labels(report):
+        return "", w["heatmap_rejected"].format(label=name)
+    caption = w["heatmap"].format(label=name)
+    row = next((f for f in report.get("findings") or []
+                if isinstance(f, dict) and f.get("label") == label), None) if label else None
+    decision = report.get("decision") or {}
+    if label and (label in (decision.get("conflict") or [])
+                  or (decision.get("state") == "indeterminate"
+                      and label in (decision.get("candidates") or []))):
+        caption += "\n" + rw.decision_note(decision, task, lang)
+    if row is not None and report.get("signed_labels") and row.get("verdict"):
+        caption += "\n" + rw.verdict(row, lang)
+    return caption, ""
+
+
+def _sources(report: dict[str, Any], study: dict[str, Any], lang: str
+             ) -> list[tuple[dict[str, Any], str]]:
+    """The citations the PDF lists, each with what it says of a ruled-out finding: one about a
+    label the signer ruled out is left out unless the signed text still cites its number."""
+    out = []
+    ruled_out = _ruled_out_labels(report)
+    cited = {int(n) for text in (report.get("sections") or {}).values()
+             for n in re.findall(r"\[(\d+)\]", str(text or ""))}
+    for c in report.get("citations") or []:
+        if not isinstance(c, dict):
+            continue
+        label = rw.citation_label(c, study.get("task")) if ruled_out else None
+        if label not in ruled_out:
+            out.append((c, ""))
+        elif str(c.get("n")).isdigit() and int(c["n"]) in cited:
+            out.append((c, rw.words(lang)["citation_rejected"].format(
+                label=rw.label_name(study.get("task"), label, lang))))
+    return out
 
 
 def _heading_style():
@@ -291,7 +417,7 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
         pdf.set_fill_color(255, 246, 214)
     else:
         pdf.set_fill_color(253, 226, 228)
-    pdf.multi_cell(0, 5, rw.disclosure(report, lang, signed_when), fill=True, padding=2,
+    pdf.multi_cell(0, 5, disclosure.text(report, lang, signed_when), fill=True, padding=2,
                    align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     rows = [(w["status"], f"{rw.status_name(report, lang)} ({w['version']} "
@@ -312,8 +438,8 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
                      + (f" — {w['ai_refused']}" if model.get("refused") else "")))
     _meta(pdf, rows)
     pdf.ln(3)
-    heat_name = rw.label_name(study.get("task"), heatmap_label, lang) if heatmap_label else ""
-    _images(pdf, w, image_png, heatmap_png, w["heatmap"].format(label=heat_name))
+    caption, withheld = _heatmap_words(study, report, heatmap_label, w, lang)
+    _images(pdf, w, image_png, heatmap_png, caption, withheld)
     _findings(pdf, study, report, w, lang)
     sections = report.get("sections") or {}
     for name in rw.SECTIONS:
@@ -322,12 +448,20 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
         pdf.multi_cell(0, 5, (sections.get(name) or "").strip() or w["empty"], align="L",
                        new_x="LMARGIN", new_y="NEXT")
         pdf.ln(1)
-    if report.get("citations"):
-        _heading(pdf, w["sources"], keep_with=10)
-        pdf.set_font(FONT, "", 8)
-        for c in report["citations"]:
+    sources = _sources(report, study, lang)
+    if sources:
+        _heading(pdf, w["sources"], keep_with=4.5 * min(2, len(sources)))
+        for c, about_rejected in sources:
+            pdf.set_font(FONT, "", 8)
             pdf.multi_cell(0, 4, f"[{c.get('n')}] {rw.citation_line(c, study, lang)}",
                            align="L", new_x="LMARGIN", new_y="NEXT")
+            if about_rejected:  # on its own line under the passage it qualifies
+                pdf.set_font(FONT, "B", 8)
+                pdf.set_text_color(176, 0, 32)
+                pdf.set_x(pdf.l_margin + 5)
+                pdf.multi_cell(0, 4, about_rejected, align="L", new_x="LMARGIN",
+                               new_y="NEXT")
+                pdf.set_text_color(0, 0, 0)
     data = bytes(pdf.output())
     missing = {cp for font in pdf.fonts.values() for cp in getattr(font, "missing_glyphs", [])}
     if missing:

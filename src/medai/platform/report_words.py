@@ -8,6 +8,7 @@ report with no AI draft says it was written by hand; an amendment says so.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 LANGUAGES = ("tr", "en")
@@ -36,6 +37,10 @@ WORDS: dict[str, dict[str, str]] = {
                              "reddetti"),
         "ai_candidates": "Yapay zekâ kararsız kaldı; adaylar: {labels}",
         "ai_conflict": ("Yapay zekâ çelişkili: {labels} birlikte eşiğin üzerinde"),
+        "findings_title_signed": ("Yapay zekâ bulguları (öneri) ve imzalayan radyoloğun "
+                                  "kararı"),
+        "citation_rejected": ("(imzalayan radyoloğun reddettiği yapay zekâ önerisi {label} "
+                              "hakkında; bu raporun sonucunu desteklemez)"),
         "technique": "Teknik", "findings": "Bulgular", "impression": "Sonuç",
         "recommendation": "Öneri", "sources": "Kaynaklar", "image": "Görüntü",
         "heatmap": "Grad-CAM ısı haritası: {label} (yapay zekâ önerisi)",
@@ -83,6 +88,9 @@ WORDS: dict[str, dict[str, str]] = {
         "heatmap_rejected": "Heatmap not shown: the signing radiologist rejected {label}",
         "ai_candidates": "The AI was undecided between: {labels}",
         "ai_conflict": "The AI contradicted itself: {labels} all above their thresholds",
+        "findings_title_signed": "AI findings (suggestions) and the signing radiologist's verdict",
+        "citation_rejected": ("(about {label}, an AI suggestion the signing radiologist "
+                              "rejected; not support for this report's conclusion)"),
         "technique": "Technique", "findings": "Findings", "impression": "Impression",
         "recommendation": "Recommendation", "sources": "Sources", "image": "Image",
         "heatmap": "Grad-CAM heatmap: {label} (AI suggestion)",
@@ -266,6 +274,33 @@ def citation_line(citation: dict[str, Any], study: dict[str, Any], lang: str) ->
         title = label_name(study.get("task"), by_key[title.replace("_", " ").lower()], lang)
     return " — ".join(p for p in (title, str(citation.get("source") or ""),
                                   str(citation.get("licence") or "")) if p)
+
+
+def citation_label(citation: dict[str, Any], task_name: str | None) -> str | None:
+    """The label of the study's task a cited passage is about, or None (a site document about
+    no one label). Citations carry no label (``reporting.draft``: id, n, source, licence,
+    title, text); the bundled knowledge base tags each passage with one and gives it an id
+    ``medai-<label>-<lang>`` and a title that is the label's name in the passage's language
+    ("Bakteriyel pnömoni", "Bacterial Pneumonia"). In order: a ``label`` the citation names;
+    the title naming a label (either language, any case, ``_``/``-``/space alike); the id."""
+    task = _task(task_name)
+    labels = tuple(getattr(task, "labels", ()) or ())
+    named = citation.get("label")
+    if isinstance(named, str) and named and (named in labels or not labels):
+        return named
+
+    def key(text: Any) -> str:
+        return " ".join(re.split(r"[\s_\-]+", str(text))).strip().casefold()
+
+    names: dict[str, str] = {}
+    for lab in labels:
+        for name in (lab, label_name(task_name, lab, "en"), label_name(task_name, lab, "tr")):
+            names.setdefault(key(name), lab)
+    title = key(citation.get("title") or "")
+    if title in names:
+        return names[title]
+    bundled = re.fullmatch(r"medai-(.+)-[a-z]{2}", str(citation.get("id") or ""))
+    return names.get(key(bundled.group(1))) if bundled else None
 
 
 def report_text(report: dict[str, Any], lang: str) -> str:

@@ -6,6 +6,11 @@ version race for the same next version number, which the database lets exactly o
 
     (AI draft) v1 preliminary ──edit──► preliminary ──sign──► final
     final ──edit──► amended ──sign──► amended (signed) ──edit──► amended …
+
+A signature with the text on the signer's screen, when it differs, is one version carrying that
+text and the signature (``final``, or ``amended`` after an earlier signature): never a draft
+and a signed copy of it. A signed version's author is the person who wrote the text it carries
+(the signer, for an AI draft signed as it was).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from medai.platform import disclosure
 from medai.platform.db import utcnow
 from medai.platform.integration import outbox
 from medai.platform.studies import set_status
@@ -23,12 +29,6 @@ from medai.platform.tables import ReportVersion, Study, User
 
 SECTIONS = ("technique", "findings", "impression", "recommendation")
 MAX_SECTION_CHARS = 20_000
-AI_DISCLOSURE = ("Drafted with AI assistance (medai); reviewed, edited and signed by the "
-                 "radiologist named. AI output is a suggestion, not a diagnosis.")
-
-
-HAND_DISCLOSURE = ("Written by the radiologist named without an AI draft (the AI analysis did "
-                   "not produce one for this study).")
 
 
 class Conflict(Exception):
@@ -112,43 +112,44 @@ def edit(db: Session, study: Study, version: int, sections: dict[str, Any],
 def sign(db: Session, study: Study, version: int, user: User,
          sections: dict[str, Any] | None = None) -> ReportVersion:
     """Sign the current version: a new version carrying the signature (``final``, or
-    ``amended`` for a signed amendment).
+    ``amended`` once the report has been signed before).
 
     ``sections`` is the text on the signer's screen: when it differs from version ``version``
-    (or there is no report yet: ``version`` 0, a report written by hand), it is saved as a new
-    version (an amendment of a signed one) and that one is signed, in the caller's one
-    transaction (an unsaved edit is never lost, and never signed without being stored)."""
+    (or there is no report yet: ``version`` 0, a report written by hand), that text is the
+    signed version, the signer its author (an unsaved edit is never lost, and never signed
+    without being stored): one version, so the history shows the change where it was signed.
+    Without new text, the signed version carries version ``version``'s text and its author (the
+    signer, when that text is the AI's draft)."""
     cur = current(db, study.id)
     _expect(cur, version)
-    if sections is not None and (cur is None or check_sections(sections) != _text_of(cur)):
+    clean = check_sections(sections) if sections is not None else None
+    if clean is not None and (cur is None or clean != _text_of(cur)):
         # a first report written by hand, an edit, or an amendment of a signed report
-        cur = edit(db, study, version, sections, user)
-        version = cur.version
-    if cur is None:
+        text, author_id = clean, user.id
+    elif cur is None:
         raise Conflict("there is no report to sign")
-    if cur.signed_by is not None:
+    elif cur.signed_by is not None:
         raise Conflict(f"version {version} is already signed")
-    if not any(text.strip() for text in _text_of(cur).values()):
+    else:
+        text, author_id = cur.sections, cur.author_id or user.id
+    if not any((text.get(name) or "").strip() for name in SECTIONS):
         raise ReviewError("the report is empty: there is nothing to sign")
+    was_signed = any(v.signed_by is not None for v in versions(db, study.id))
     row = ReportVersion(study_id=study.id, version=version + 1,
-                        status="final" if cur.status == "preliminary" else "amended",
-                        source="human", sections=cur.sections, citations=cur.citations,
-                        findings=cur.findings, author_id=cur.author_id, signed_by=user.id,
-                        signed_at=utcnow(), ai_result_id=cur.ai_result_id)
+                        status="amended" if was_signed else "final", source="human",
+                        sections=text, citations=cur.citations if cur else [],
+                        findings=cur.findings if cur else [], author_id=author_id,
+                        signed_by=user.id, signed_at=utcnow(),
+                        ai_result_id=cur.ai_result_id if cur else None)
     _insert(db, row)
     set_status(study, row.status)
     outbox.on_signed(db, study, row)  # the signed version goes out, in this transaction
     return row
 
 
-def _local(db: Session, row: ReportVersion) -> dict[str, str | None]:
-    """When, as people read it: the hospital's time zone, in the study's report language."""
-    from medai.platform.localtime import format_local
-
-    study = db.get(Study, row.study_id)
-    lang = study.language if study is not None else "tr"
-    return {"created_at_local": format_local(row.created_at, lang),
-            "signed_at_local": format_local(row.signed_at, lang)}
+def text_changed(before: ReportVersion | None, after: ReportVersion) -> bool:
+    """Whether ``after`` carries other text than ``before`` (None: there was no report)."""
+    return before is None or _text_of(before) != _text_of(after)
 
 
 def _text_of(row: ReportVersion) -> dict[str, str]:
@@ -160,15 +161,55 @@ def ai_assisted(db: Session, study_id: int) -> bool:
     return any(v.source == "ai" or v.ai_result_id is not None for v in versions(db, study_id))
 
 
+def ai_edited(db: Session, row: ReportVersion) -> bool | None:
+    """Whether ``row``'s text differs from the AI's draft (None: the report has no AI draft)."""
+    draft = db.scalar(select(ReportVersion).where(ReportVersion.study_id == row.study_id,
+                                                  ReportVersion.source == "ai")
+                      .order_by(ReportVersion.version).limit(1))
+    return None if draft is None else _text_of(row) != _text_of(draft)
+
+
 def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
+    """A version as the API, the exports and the outbox read it; ``ai_disclosure`` in the
+    study's report language (``disclosure.text``, the sentence the PDF and FHIR carry too)."""
+    from medai.platform.localtime import format_local
+
+    study = db.get(Study, row.study_id)
+    lang = study.language if study is not None else "tr"
     signer = db.get(User, row.signed_by) if row.signed_by else None
-    author = db.get(User, row.author_id) if row.author_id else None
-    return {"study_id": row.study_id, "version": row.version, "status": row.status,
-            "source": row.source, "sections": row.sections, "citations": row.citations,
-            "findings": row.findings, "author": author.username if author else None,
-            "signed_by": signer.username if signer else None,
-            "signed_at": row.signed_at.isoformat() + "Z" if row.signed_at else None,
-            "created_at": row.created_at.isoformat() + "Z",
-            **_local(db, row),
-            "ai_assisted": (assisted := ai_assisted(db, row.study_id)),
-            "ai_disclosure": AI_DISCLOSURE if assisted else HAND_DISCLOSURE}
+    # a version signed before signatures named their text's author (an AI draft signed as it
+    # was): the signer took the text as theirs
+    author_id = row.author_id if row.author_id is not None else row.signed_by
+    author = db.get(User, author_id) if author_id else None
+    out = {"study_id": row.study_id, "version": row.version, "status": row.status,
+           "source": row.source, "sections": row.sections, "citations": row.citations,
+           "findings": row.findings, "author": author.username if author else None,
+           "signed_by": signer.username if signer else None,
+           "signed_at": row.signed_at.isoformat() + "Z" if row.signed_at else None,
+           "created_at": row.created_at.isoformat() + "Z",
+           # when, as people read it: the hospital's time zone, in the report's language
+           "created_at_local": format_local(row.created_at, lang),
+           "signed_at_local": format_local(row.signed_at, lang),
+           "ai_assisted": ai_assisted(db, row.study_id), "ai_edited": ai_edited(db, row)}
+    out["ai_disclosure"] = disclosure.text(out, lang, out["signed_at_local"])
+    return out
+
+
+def history(db: Session, study_id: int) -> list[dict[str, Any]]:
+    """Every version (``as_dict``), oldest first, each with ``compare_to``: the version its
+    differences are read against. A signed version is read against the previous signed one
+    (what this signature changed in the signed report), the first signed one against the
+    first version (what was signed of the AI draft or the first text); an unsigned version
+    against the one before it; the first against none."""
+    rows, out, last_signed = versions(db, study_id), [], None
+    for k, row in enumerate(rows):
+        if k == 0:
+            base = None
+        elif row.signed_by is not None:
+            base = last_signed if last_signed is not None else rows[0].version
+        else:
+            base = rows[k - 1].version
+        out.append({**as_dict(db, row), "compare_to": base})
+        if row.signed_by is not None:
+            last_signed = row.version
+    return out

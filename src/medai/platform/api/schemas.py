@@ -222,11 +222,20 @@ class ReportOut(BaseModel):
                                          "as the report's language writes dates")
     signed_at_local: str | None = None
     ai_assisted: bool = True
-    ai_disclosure: str
+    ai_edited: bool | None = Field(None, description="whether this version's text differs "
+                                   "from the AI draft (null: the report has no AI draft)")
+    ai_disclosure: str = Field(description="how the text was made, in the report's language "
+                               "(the sentence the PDF, FHIR, HL7 and DICOM SR carry)")
+
+
+class ReportVersionOut(ReportOut):
+    compare_to: int | None = Field(None, description=(
+        "the version this one's differences are read against: for a signed version the "
+        "previous signed one (the first signed: version 1), else the version before it"))
 
 
 class ReportVersions(BaseModel):
-    items: list[ReportOut]
+    items: list[ReportVersionOut]
 
 
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=64)]

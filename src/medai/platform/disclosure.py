@@ -1,0 +1,72 @@
+"""How a report version's text was made, in the report's language: the one sentence every copy
+of the report carries (the API's ``ai_disclosure``, the signed report's DICOM SR comment, the
+HL7 NTE, the PDF and the FHIR DiagnosticReport's text all read ``text``).
+
+It says what happened, never more: an unsigned AI draft awaits review and claims no signature;
+a signed AI-assisted version says whether the signer changed the AI's draft (``ai_edited``:
+the signed text differs from it) or signed it without changes; a report with no AI draft says
+it was written by hand and claims no AI assistance; an amendment says so. The words of the
+states ``report_words`` already names are its own (one source for the PDF's headings and this);
+the two signed AI-assisted sentences are here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medai.platform import report_words as rw
+
+WORDS: dict[str, dict[str, str]] = {
+    "tr": {
+        "ai_signed_edited": (
+            "Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından "
+            "incelenip düzenlenmiş ve {when} tarihinde imzalanmıştır."
+        ),
+        "ai_signed_unchanged": (
+            "Taslak yapay zekâ desteğiyle hazırlanmış; {signer} "
+            "tarafından incelenmiş ve {when} tarihinde değiştirilmeden "
+            "imzalanmıştır."
+        ),
+    },
+    "en": {
+        "ai_signed_edited": (
+            "Drafted with AI assistance; reviewed, edited and signed by {signer} on {when}."
+        ),
+        "ai_signed_unchanged": (
+            "Drafted with AI assistance; reviewed and signed without changes by {signer} on {when}."
+        ),
+    },
+}
+
+
+def words(lang: str) -> dict[str, str]:
+    return {**rw.words(lang), **WORDS[lang if lang in WORDS else "tr"]}
+
+
+def text(report: dict[str, Any], lang: str, signed_when: str | None = None) -> str:
+    """The disclosure of ``report`` (``review.as_dict``'s keys: ``status``, ``signed_by``,
+    ``ai_assisted``, ``ai_edited``) in ``lang``; ``signed_when``: the signing time as people
+    read it. ``ai_edited`` None (not known) says only "reviewed and signed"."""
+    w = words(lang)
+    assisted = report.get("ai_assisted", True) is not False
+    signer = report.get("signed_by")
+    amended = report.get("status") == "amended"
+    parts = []
+    if signer:
+        if amended:
+            parts.append(w["amended_signed"])
+        edited = report.get("ai_edited")
+        if not assisted:
+            key = "hand_signed"
+        elif edited is None:
+            key = "ai_signed"
+        else:
+            key = "ai_signed_edited" if edited else "ai_signed_unchanged"
+        parts.append(w[key].format(signer=signer, when=signed_when or w["unknown_time"]))
+    elif amended:
+        parts += [w["amended_unsigned"]] + ([w["ai_first_draft"]] if assisted else [])
+    else:
+        parts.append(w["ai_unsigned" if assisted else "hand_unsigned"])
+    if assisted:
+        parts.append(w["not_diagnosis"])
+    return " ".join(parts)
