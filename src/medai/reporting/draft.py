@@ -108,7 +108,8 @@ def draft_report(findings: list[Finding], retriever: HybridRetriever | None,
         cited = cited_numbers(sections)
     citations = [{"id": ctx.hits[n - 1].chunk.id, "n": n, "source": ctx.hits[n - 1].chunk.source,
                   "licence": ctx.hits[n - 1].chunk.licence, "title": ctx.hits[n - 1].chunk.title,
-                  "text": ctx.hits[n - 1].chunk.text} for n in cited]
+                  "text": ctx.hits[n - 1].chunk.text, "label": ctx.hits[n - 1].chunk.label}
+                 for n in cited]
     return {"status": "draft", "status_label": STATUS_LABEL[lang], "language": lang,
             "task": task, "sections": sections, "citations": citations,
             "findings_used": [f.as_dict() for f in findings], "backend": used_backend,

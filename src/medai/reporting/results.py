@@ -24,6 +24,9 @@ class Citation(BaseModel):
     licence: str | None = None
     title: str | None = None
     text: str
+    label: str | None = Field(None, description="the task label the passage is about (a site "
+                              "document about no one label: none); a signed PDF leaves out a "
+                              "passage about a finding the signer rejected")
 
 
 class FindingUsed(BaseModel):
