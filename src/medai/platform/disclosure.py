@@ -6,8 +6,7 @@ It says what happened, never more: an unsigned AI draft awaits review and claims
 a signed AI-assisted version says whether the signer changed the AI's draft (``ai_edited``:
 the signed text differs from it) or signed it without changes; a report with no AI draft says
 it was written by hand and claims no AI assistance; an amendment says so. The words of the
-states ``report_words`` already names are its own (one source for the PDF's headings and this);
-the two signed AI-assisted sentences are here.
+sentences are ``report_words``' (one source for the PDF's headings and this).
 """
 
 from __future__ import annotations
@@ -16,38 +15,12 @@ from typing import Any
 
 from medai.platform import report_words as rw
 
-WORDS: dict[str, dict[str, str]] = {
-    "tr": {
-        "ai_signed_edited": (
-            "Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından "
-            "incelenip düzenlenmiş ve {when} tarihinde imzalanmıştır."
-        ),
-        "ai_signed_unchanged": (
-            "Taslak yapay zekâ desteğiyle hazırlanmış; {signer} "
-            "tarafından incelenmiş ve {when} tarihinde değiştirilmeden "
-            "imzalanmıştır."
-        ),
-    },
-    "en": {
-        "ai_signed_edited": (
-            "Drafted with AI assistance; reviewed, edited and signed by {signer} on {when}."
-        ),
-        "ai_signed_unchanged": (
-            "Drafted with AI assistance; reviewed and signed without changes by {signer} on {when}."
-        ),
-    },
-}
-
-
-def words(lang: str) -> dict[str, str]:
-    return {**rw.words(lang), **WORDS[lang if lang in WORDS else "tr"]}
-
 
 def text(report: dict[str, Any], lang: str, signed_when: str | None = None) -> str:
     """The disclosure of ``report`` (``review.as_dict``'s keys: ``status``, ``signed_by``,
     ``ai_assisted``, ``ai_edited``) in ``lang``; ``signed_when``: the signing time as people
     read it. ``ai_edited`` None (not known) says only "reviewed and signed"."""
-    w = words(lang)
+    w = rw.words(lang)
     assisted = report.get("ai_assisted", True) is not False
     signer = report.get("signed_by")
     amended = report.get("status") == "amended"

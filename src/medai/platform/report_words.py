@@ -56,6 +56,11 @@ WORDS: dict[str, dict[str, str]] = {
                           "henüz imzalanmamıştır."),
         "ai_signed": ("Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından {when} "
                       "tarihinde incelenip imzalanmıştır."),
+        "ai_signed_edited": ("Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından "
+                             "incelenip düzenlenmiş ve {when} tarihinde imzalanmıştır."),
+        "ai_signed_unchanged": ("Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından "
+                                "incelenmiş ve {when} tarihinde değiştirilmeden "
+                                "imzalanmıştır."),
         "hand_signed": ("Bu rapor yapay zekâ taslağı kullanılmadan {signer} tarafından elle "
                         "yazılmış ve {when} tarihinde imzalanmıştır."),
         "amended_signed": "Düzeltilmiş rapor: daha önce imzalanmış bir raporun değişikliğidir.",
@@ -105,6 +110,10 @@ WORDS: dict[str, dict[str, str]] = {
         "hand_unsigned": "Written by hand without an AI draft; not signed yet.",
         "ai_signed": ("Drafted with AI assistance; reviewed and signed by {signer} on "
                       "{when}."),
+        "ai_signed_edited": ("Drafted with AI assistance; reviewed, edited and signed by {signer} "
+                             "on {when}."),
+        "ai_signed_unchanged": ("Drafted with AI assistance; reviewed and signed without changes "
+                                "by {signer} on {when}."),
         "hand_signed": "Written by {signer} by hand, without an AI draft; signed on {when}.",
         "amended_signed": "Amended report: a change to a report that had been signed.",
         "amended_unsigned": ("Amended draft: this change to a report that had been signed has "
@@ -197,27 +206,6 @@ def label_name(task_name: str | None, label: str, lang: str) -> str:
         text = pair[1] if lang == "tr" else pair[0]
         return upper(text[:1], lang) + text[1:]
     return label.replace("_", " ")
-
-
-def disclosure(report: dict[str, Any], lang: str, signed_when: str | None) -> str:
-    """What the reader must know about how the text was made, by state (see module doc)."""
-    w = words(lang)
-    assisted = report.get("ai_assisted", True) is not False
-    signer = report.get("signed_by")
-    amended = report.get("status") == "amended"
-    parts = []
-    if signer:
-        if amended:
-            parts.append(w["amended_signed"])
-        key = "ai_signed" if assisted else "hand_signed"
-        parts.append(w[key].format(signer=signer, when=signed_when or w["unknown_time"]))
-    elif amended:
-        parts += [w["amended_unsigned"]] + ([w["ai_first_draft"]] if assisted else [])
-    else:
-        parts.append(w["ai_unsigned" if assisted else "hand_unsigned"])
-    if assisted:
-        parts.append(w["not_diagnosis"])
-    return " ".join(parts)
 
 
 def decision(finding: dict[str, Any], lang: str, task: str | None = None) -> str:
