@@ -31,6 +31,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "medai"
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
 EDIT = "Radyolog: sağ alt zonda konsolidasyon, kaydedilmeden imzalandı."
+AMEND = "Düzeltme: sağ alt zonda konsolidasyon ve az miktarda plevral sıvı."
+RECOMMEND = "Kontrol grafisi önerilir."
 
 
 # --- names: every registry name and platform word in both languages (no browser)
@@ -201,8 +203,7 @@ def test_signing_with_an_unsaved_edit_signs_the_text_on_screen(server, browser, 
     versions = get(page, f"/api/v1/studies/{study['id']}/report/versions")["items"]
     assert [(v["version"], v["status"], v["source"], v["author"], v["signed_by"])
             for v in versions] == [(1, "preliminary", "ai", None, None),  # the AI draft
-                                   (2, "preliminary", "human", "rad1", None),  # the screen
-                                   (3, "final", "human", "rad1", "rad1")]  # signed with it
+                                   (2, "final", "human", "rad1", "rad1")]  # the screen, signed
     assert versions[-1]["sections"]["impression"] == EDIT
     # the history names who and when, in Istanbul time
     last = page.locator(f"#versions li[data-version='{versions[-1]['version']}']")
@@ -212,7 +213,45 @@ def test_signing_with_an_unsaved_edit_signs_the_text_on_screen(server, browser, 
     assert "YZ taslağı" in first and local(versions[0]["created_at"]) in first
     assert "Europe/Istanbul" in page.locator("#zone-note").inner_text()
     page.screenshot(path=str(shots / "study-signed-tr-desktop.png"), full_page=True)
+
+    # an amendment typed and signed at once: one version, its change shown against version 2
+    page.set_viewport_size(PHONE)
+    page.get_by_label("Sonuç", exact=True).fill(AMEND)
+    page.get_by_role("button", name="İmzala", exact=True).click()
+    page.get_by_role("button", name="Bu metni imzala").click()
+    page.locator("#report-status[data-status='amended']").wait_for()
+    versions = get(page, f"/api/v1/studies/{study['id']}/report/versions")["items"]
+    assert [(v["version"], v["status"], v["author"], v["signed_by"], v["compare_to"])
+            for v in versions[1:]] == [(2, "final", "rad1", "rad1", 1),
+                                       (3, "amended", "rad1", "rad1", 2)]
+    diff = show_differences(page, 3)
+    assert "Sürüm 3, sürüm 2 ile karşılaştırılıyor" in diff
+    assert f"- {EDIT}" in diff and f"+ {AMEND}" in diff
+    # saved first, then signed: the signed copy is read against the last signed version, so
+    # its change shows (against its own draft there would be none)
+    page.get_by_label("Öneri", exact=True).fill(RECOMMEND)
+    page.get_by_role("button", name="Kaydet").click()
+    page.locator("#report-message").filter(has_text="Kaydedildi").wait_for()
+    page.get_by_role("button", name="İmzala", exact=True).click()
+    page.get_by_role("button", name="Bu metni imzala").click()
+    page.locator("#report-message").filter(has_text="İmzalandı").wait_for()
+    page.locator("#versions li[data-version='5']").wait_for()
+    diff = show_differences(page, 5)
+    assert "Sürüm 5, sürüm 3 ile karşılaştırılıyor" in diff and f"+ {RECOMMEND}" in diff
+    assert "değişiklik yok" not in diff and f"  {AMEND}" in diff
+    assert "· rad1 ·" in page.locator("#versions li[data-version='5']").inner_text()
+    no_overflow(page)
+    page.locator("#versions-title").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "study-amended-history-tr-phone.png"), full_page=True)
     ctx.close()
+
+
+def show_differences(page, version: int) -> str:
+    """Press version ``version``'s "Farkları göster"; the heading and the differences shown."""
+    page.locator(f"#versions li[data-version='{version}']").get_by_role(
+        "button", name="Farkları göster").click()
+    page.locator("#diff").wait_for(state="visible")
+    return page.locator("#diff-title").inner_text() + "\n" + page.locator("#diff").inner_text()
 
 
 @pytest.mark.slow
@@ -229,6 +268,16 @@ def test_signing_the_ai_text_as_it_is_says_its_marks_are_signed_too(server, brow
     assert page.locator("#sign-ai-marks").inner_text() == catalogue["tr"]["sign_ai_marks"]
     page.get_by_role("button", name="Vazgeç").click()
     assert get(page, f"/api/v1/studies/{study['id']}/report")["signed_by"] is None
+    # signed as it is: the version names its author (the signer), never "—", and reads the
+    # same as the draft it signed
+    page.get_by_role("button", name="İmzala", exact=True).click()
+    page.get_by_role("button", name="Bu metni imzala").click()
+    page.locator("#report-status[data-status='final']").wait_for()
+    page.locator("#versions li[data-version='2']").wait_for()
+    line = page.locator("#versions li[data-version='2']").inner_text()
+    assert line.startswith("Sürüm 2 · kesin · rad1 · ") and "—" not in line, line
+    diff = show_differences(page, 2)
+    assert "Metin sürüm 1 ile aynı: değişiklik yok." in diff
     ctx.close()
 
 
@@ -326,7 +375,8 @@ def test_a_refused_study_says_why_and_is_reported_and_signed_by_hand(server, bro
     assert report["sections"] == sections and report["signed_by"] == "rad1"
     assert report["ai_assisted"] is False
     versions = get(page, f"/api/v1/studies/{study['id']}/report/versions")["items"]
-    assert [v["source"] for v in versions] == ["human", "human"]
+    assert [(v["source"], v["author"], v["signed_by"]) for v in versions] == [
+        ("human", "rad1", "rad1")]  # written and signed at once: one version
     assert page.locator("#report-by-hand").is_visible()
     no_overflow(page)
     page.screenshot(path=str(shots / f"study-by-hand-signed-{lang}-phone.png"), full_page=True)

@@ -39,12 +39,14 @@ def missing_keys() -> dict[str, list[str]]:
 
 def display_names(lang: str) -> dict[str, Any]:
     """What the page needs to name registry things in ``lang``: each task's name, its DICOM
-    modalities (refusal sentences name them) and its labels' names. Red flags name themselves
+    modalities (refusal sentences name them), its urgent labels (the study page says why a
+    study is urgent) and its labels' names. Red flags name themselves
     in every result (``name_tr``/``name_en``): the page gets only their tasks' names."""
     from medai.core.tasks import all_tasks
 
     return {t.name: {"name": t.display_name(lang), "kind": t.kind,
                      "modalities": "/".join(t.dicom_modalities),
+                     "urgent": list(t.urgent),  # a present one makes a study urgent: said why
                      "labels": {} if t.kind == "red_flags" else {
                          lab: t.label_name(lab, lang) for lab in t.labels}}
             for t in all_tasks()}

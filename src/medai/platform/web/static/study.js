@@ -14,6 +14,7 @@
   let report = null;     // the version on screen; {version: 0} while a hand report is new
   let loaded = {};       // its text, to tell an unsaved edit
   let busy = false;
+  let signedNow = null;  // GET /labels: the latest signature's labels (report_version null: none)
 
   // --- viewer: zoom (slider, wheel, keys), pan (drag, arrows), window/level as CSS filters
   const stage = $("stage"), viewer = $("viewer"), img = $("image"), heat = $("heatmap");
@@ -50,7 +51,11 @@
     caption.hidden = !on;
     if (!on) return;
     heat.src = `/api/v1/studies/${id}/heatmap?label=${encodeURIComponent(heatSelect.value)}`;
-    caption.textContent = fill(T.viewer_heatmap_caption, { label: labelName(study.task, heatSelect.value) });
+    const f = ((study.ai_result || {}).findings || []).find((x) => x.label === heatSelect.value);
+    const said = signedBy(signedNow) || {};
+    caption.textContent = [fill(T.viewer_heatmap_caption, { label: labelName(study.task, heatSelect.value) }),
+      f ? fill(T.heatmap_state, { state: stateWord(f.state) }) : "",
+      f && verdict(f.state, said[f.label]) === "rejected" ? T.heatmap_state_rejected : ""].filter(Boolean).join(" ");
   }
   heatOn.addEventListener("change", showHeat);
   heatSelect.addEventListener("change", showHeat);
@@ -71,26 +76,96 @@
       what: what(s.dicom) || "—", ...(s.reason_params || {}), ...(res.reason_params || {}) };
     return fill(T["reason_" + code] || T.reason_unknown, params);
   }
+  // --- findings: each label's one state as the server decided it (never re-derived here from
+  // probabilities), why, and after sign-off what the signer said of it
+  const names = (task, labels) => list((labels || []).map((l) => labelName(task, l)));
+  const conj = Intl.ListFormat ? new Intl.ListFormat(M.LOCALE, { type: "conjunction" }) : null;
+  function list(items) { return conj ? conj.format(items) : items.join(", "); }
+  function stateWord(state) { return state ? T["state_" + state] || state : T.state_not_read; }
   function basisNote(task, f) {
     if (f.basis === "implied" && f.implied_by) return fill(T.basis_implied, { label: labelName(task, f.implied_by) });
-    return { most_likely: T.basis_most_likely, indeterminate: T.basis_indeterminate }[f.basis] || "";
+    if (f.state === "indeterminate" && f.basis !== "conflict") return T.basis_candidate;
+    return { most_likely: T.basis_most_likely, conflict: T.basis_conflict, excluded: T.basis_excluded }[f.basis] || "";
   }
-  function showFindings(s) {
+  // the signer's verdict on the AI's state of one label (as finding_states.verdict says it)
+  function verdict(state, signer) {
+    if (signer === null || signer === undefined) return null;
+    if (state === "indeterminate") return "decided";
+    if (!state) return signer ? "added" : null;
+    return (state === "present") === signer ? "confirmed" : state === "present" ? "rejected" : "added";
+  }
+  function verdictWord(v, signer) {
+    if (!v) return T.verdict_none;
+    return v === "decided" ? fill(T.verdict_decided, { answer: stateWord(signer ? "present" : "absent") }) : T["verdict_" + v];
+  }
+  const signers = {};  // report version -> who signed it (from the version history)
+  function signedNote() {
+    const note = $("signed-note"), v = signedNow && signedNow.report_version;
+    note.hidden = !(v && signedBy(signedNow) && !$("findings-wrap").hidden);
+    note.textContent = note.hidden ? "" : fill(T.findings_signed_note, { version: v, who: signers[v] || "" })
+      .replace(" ()", "");
+  }
+  // the labels the latest signature stored ({label: present}); null before any signature
+  function signedBy(signed) {
+    if (!signed || signed.report_version === null || signed.report_version === undefined) return null;
+    return Object.fromEntries(signed.labels.map((x) => [x.label, x.present]));
+  }
+  function decisionNotes(task, d) {
+    const undecided = $("decision-note"), conflict = $("conflict-note");
+    undecided.hidden = conflict.hidden = true;
+    if (!d) return;
+    if ((d.conflict || []).length) {
+      conflict.textContent = fill(T.decision_conflict, { labels: names(task, d.conflict) });
+      conflict.hidden = false;
+    }
+    if (d.state === "indeterminate" && (d.candidates || []).length) {
+      undecided.textContent = fill(T.decision_undecided, { labels: names(task, d.candidates),
+        why: T["decision_why_" + d.indeterminate_reason] || "" }).replace(" ()", "");
+      undecided.hidden = false;
+    } else if (d.low_confidence) {
+      undecided.textContent = T.decision_low_confidence;
+      undecided.hidden = false;
+    }
+  }
+  function showFindings(s, signed) {
     const res = s.ai_result;
     const has = Boolean(res && res.findings && res.findings.length && !res.refused);
     $("findings-wrap").hidden = !has;
     $("findings-none").hidden = has || !refusedOrFailed(s);
     const heatmap = has && Boolean(res.has_heatmap);
     document.querySelectorAll(".heat-control").forEach((c) => { c.hidden = !heatmap; });
+    const said = has ? signedBy(signed) : null;
+    $("col-signer").hidden = !said;
+    signedNote();
+    decisionNotes(s.task, has ? res.decision : null);
+    const d = (has && res.decision) || {};
+    $("exclusive-note").hidden = d.kind !== "exclusive";
+    $("exclusive-note").textContent = d.kind === "exclusive" ? fill(T.findings_exclusive_note, { task: taskName(s.task) }) : "";
     if (!has) { $("model-line").textContent = ""; return; }
-    $("findings").tBodies[0].replaceChildren(...res.findings.map((f) => {
-      const note = basisNote(s.task, f);
-      return el("tr", { class: f.positive ? "positive" : null },
+    const rows = res.findings.map((f) => ({ ...f, signer: said ? (f.label in said ? said[f.label] : null) : undefined }));
+    if (said) {  // labels only the signer named (the AI does not read them): after the AI's
+      const read = new Set(res.findings.map((f) => f.label));
+      Object.entries(said).filter(([l, present]) => !read.has(l) && present)
+        .forEach(([label]) => rows.push({ label, state: null, signer: true }));
+    }
+    $("findings").tBodies[0].replaceChildren(...rows.map((f) => {
+      const note = f.state ? basisNote(s.task, f) : "";
+      const v = said ? verdict(f.state, f.signer) : null;
+      // bold: what holds — the AI's present findings; once signed, the signer's (the label and
+      // the verdict, never the AI's word the signer overruled)
+      const holds = said ? (f.signer === true ? "signed-present" : null) : f.state === "present" ? "positive" : null;
+      const cells = [
         el("th", { scope: "row", text: labelName(s.task, f.label) }),
-        el("td", { "data-label": T.col_probability, text: pct(f.probability) }),
-        el("td", { "data-label": T.col_threshold, text: pct(f.threshold) }),
-        el("td", { "data-label": T.col_decision }, f.positive ? T.yes : T.no,
-          note ? el("span", { class: "basis", text: note }) : ""));
+        // the probability beside its operating threshold, in one cell (five columns fit a card)
+        el("td", { "data-label": T.col_probability, class: "probability" }, f.probability == null ? "—" : pct(f.probability),
+          f.threshold == null ? "" : el("span", { class: "basis", text: fill(T.threshold_value, { value: pct(f.threshold) }) })),
+        el("td", { "data-label": T.col_decision, class: "state", "data-state": f.state || "none" },
+          el("span", { class: "state-word", text: stateWord(f.state) }),
+          note ? el("span", { class: "basis", text: note }) : "")];
+      if (said) cells.push(el("td", { "data-label": T.col_signer, class: "verdict-cell", "data-verdict": v || "none" },
+        el("span", { class: "verdict-word", text: verdictWord(v, f.signer) })));
+      return el("tr", { class: holds, "data-label": f.label, "data-state": f.state || "none",
+        "data-verdict": v || null }, ...cells);
     }));
     if (res.model) {
       // a version that is the model's creation time reads as a local date, not a raw ISO string
@@ -101,13 +176,47 @@
       heatSelect.replaceChildren(...res.findings.map((f) => el("option", {
         value: f.label, selected: f.label === res.heatmap_label, text: labelName(s.task, f.label) })));
     }
+    showHeat();
+  }
+  // --- who and what was asked: patient, order, the clinician's question, why it is urgent
+  function urgentWhy(s, said) {
+    const urgentLabels = (M.NAMES[s.task] || {}).urgent || [];
+    const res = s.ai_result || {};
+    const found = (res.findings || []).filter((f) => f.state === "present" && urgentLabels.includes(f.label)).map((f) => f.label);
+    const reasons = [];
+    if (found.length) {
+      const rejected = said && found.every((l) => said[l] === false);
+      reasons.push(fill(rejected ? T.urgent_reason_finding_rejected : T.urgent_reason_finding, { labels: names(s.task, found) }));
+    } else if (s.clinical_question) reasons.push(T.urgent_reason_question);
+    else reasons.push(T.urgent_reason_unknown);
+    return fill(T.urgent_why, { reasons: reasons.join("; ") });
+  }
+  function showHead(s, said) {
+    const d = s.dicom || {};
+    // the name wraps like words; an ID or reference moves to the next line whole
+    const person = [M.personName(d.patient_name), d.patient_id, s.patient_ref && s.patient_ref !== d.patient_id
+      ? (d.patient_name || d.patient_id ? fill(T.study_patient_ref, { ref: s.patient_ref }) : s.patient_ref) : ""]
+      .filter(Boolean).flatMap((x, k) => [k ? " · " : "", el("span", { class: k ? "id" : null, text: x })]);
+    const rows = [["patient", person], ["accession", d.accession], ["study_date", studyDate(d)],
+      ["question", s.clinical_question || T.study_question_none]];
+    $("study-facts").replaceChildren(...rows.filter(([, v]) => v && v.length).flatMap(([k, v]) => [
+      el("dt", { text: T[k === "study_date" ? "dicom_study_date" : "study_" + k] }),
+      el("dd", { "data-field": k, class: k === "question" && !s.clinical_question ? "none" : null },
+        ...(Array.isArray(v) ? v : [String(v)]))]));
+    const why = $("study-urgent-why");
+    why.hidden = !s.urgent;
+    why.textContent = s.urgent ? urgentWhy(s, said) : "";
+    $("study-head").hidden = false;
   }
   // --- the DICOM identity: patient, order, study, the series the AI reads, every series
+  function studyDate(d) {
+    const [y, m, day] = /^\d{8}$/.test(d.study_date || "") ? [d.study_date.slice(0, 4), d.study_date.slice(4, 6), d.study_date.slice(6)] : [];
+    return !y ? "" : M.LANG === "tr" ? `${day}.${m}.${y}` : `${y}-${m}-${day}`;  // as the PDF prints it
+  }
   function showIdentity(d) {
     $("dicom-identity").hidden = !d;
     if (!d) return;
-    const [y, m, day] = /^\d{8}$/.test(d.study_date || "") ? [d.study_date.slice(0, 4), d.study_date.slice(4, 6), d.study_date.slice(6)] : [];
-    const date = !y ? "" : M.LANG === "tr" ? `${day}.${m}.${y}` : `${y}-${m}-${day}`;  // as the PDF prints it
+    const date = studyDate(d);
     const series = (d.series || []).map((x) => [x.modality, x.view_position, x.body_part, x.series_description]
       .filter(Boolean).join(" · ") + " — " + fill(T.dicom_images, { n: x.instances.length }));
     const rows = [["patient_name", M.personName(d.patient_name)], ["patient_id", d.patient_id],
@@ -149,7 +258,12 @@
     $("study-conflict").textContent = conflicts.length
       ? fill(T.study_conflict_banner, { ids: conflicts.join(", ") }) : "";
     if (!img.src) img.src = `/api/v1/studies/${id}/image`;
-    showFindings(s);
+    const done = s.status !== "received" && s.status !== "analysing";
+    const labels = done ? await api(`/api/v1/studies/${id}/labels`) : null;
+    signedNow = labels && labels.ok ? labels.data : null;
+    if (study !== s) return;  // a newer load overtook this one
+    showHead(s, signedBy(signedNow));
+    showFindings(s, signedNow);
     const noAi = refusedOrFailed(s);
     $("no-ai").hidden = !noAi;
     $("no-ai-reason").textContent = noAi ? reasonSentence(s) : "";
@@ -244,17 +358,25 @@
     const r = await api(`/api/v1/studies/${id}/report/versions`);
     if (!r.ok) return;
     const items = r.data.items;
+    items.forEach((v) => { if (v.signed_by) signers[v.version] = v.signed_by; });
+    signedNote();
     $("versions-title").hidden = !items.length;
-    $("versions").replaceChildren(...items.map((v, k) => {
-      const author = v.source === "ai" && !v.author ? T.author_ai : v.author || "—";
+    $("versions").replaceChildren(...items.map((v) => {
+      // a signed version's author is whoever wrote the text it carries (the server says so)
+      const author = v.source === "ai" && !v.author ? T.author_ai : v.author || v.signed_by || "—";
       const li = el("li", { "data-version": v.version },
         `${T.report_version} ${v.version} · ${statusLabel(v.status)} · ${author} · `, when(v.created_at));
       if (v.signed_by) li.append(` · ${T.history_signed_by}: ${v.signed_by}, `, when(v.signed_at));
-      if (k > 0) {
+      // read against the version the server names: a signed one against the previous signed
+      // one (a draft and its signed copy carry the same text), else the one before it
+      const base = items.find((b) => b.version === v.compare_to);
+      if (base) {
         const b = el("button", { type: "button", class: "link", text: T.history_compare });
         b.addEventListener("click", () => {
-          const d = $("diff");
-          d.textContent = diffLines(asText(items[k - 1]), asText(v));
+          const from = asText(base), to = asText(v), d = $("diff"), title = $("diff-title");
+          title.textContent = fill(T.history_diff_title, { to: v.version, from: base.version });
+          d.textContent = from === to ? fill(T.history_no_change, { from: base.version }) : diffLines(from, to);
+          title.hidden = false;
           d.hidden = false;
         });
         li.append(" ", b);
@@ -305,7 +427,9 @@
       ...(marked ? [el("p", { id: "sign-ai-marks", class: "warning", role: "note", text: T.sign_ai_marks })] : []),
       ...SECTIONS.flatMap((k) => [
         el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]),
-      ...(M.studyLabels ? [el("h3", { text: T.labels_title }), el("p", { id: "sign-labels", text: M.studyLabels.summary() })] : []));
+      ...(M.studyLabels ? [el("h3", { text: T.labels_title }), el("p", { id: "sign-labels", text: M.studyLabels.summary() })] : []),
+      ...(M.studyLabels && M.studyLabels.rejected().length ? [el("p", { id: "sign-labels-rejected", class: "warning",
+        text: fill(T.sign_labels_rejected, { labels: list(M.studyLabels.rejected()) }) })] : []));
     dialog.showModal();
     $("sign-cancel").focus();
   });

@@ -15,6 +15,7 @@
   const choices = {};      // label -> true/false: the radiologist's clicks
   let shown = [];          // the last entries shown
   let task = null;
+  let aiStates = {};       // label -> the AI's state (GET /studies/{id}: ai_result.findings)
   let signedVersion = null;
   let timer = null;
   let asked = 0;           // suggestions answered out of order: only the latest is shown
@@ -33,8 +34,11 @@
       choices[e.label] = !e.present;
       suggest();
     });
-    const ai = e.ai_positive === null ? "—" : e.ai_positive ? T.labels_present : T.labels_absent;
-    return el("tr", { "data-label": e.label, "data-present": String(e.present), "data-source": e.source },
+    // the AI's one state of the label (the study's decision: present, absent or undecided),
+    // never re-derived; a label the AI does not read has none
+    const state = aiStates[e.label] || (e.ai_positive === null ? null : e.ai_positive ? "present" : "absent");
+    const ai = state ? T["state_" + state] : "—";
+    return el("tr", { "data-label": e.label, "data-ai-state": state || "none", "data-present": String(e.present), "data-source": e.source },
       el("th", { scope: "row", text: name }),
       el("td", { "data-label": T.labels_ai, text: ai }),
       el("td", { "data-label": T.labels_verdict }, toggle,
@@ -68,6 +72,7 @@
     const s = await api(`/api/v1/studies/${id}`);
     if (!s.ok) return;
     task = s.data.task;
+    aiStates = Object.fromEntries(((s.data.ai_result || {}).findings || []).map((f) => [f.label, f.state]));
     if (s.data.status === "received" || s.data.status === "analysing") { setTimeout(load, 1500); return; }
     card.hidden = false;
     const stored = await api(`/api/v1/studies/${id}/labels`);
@@ -98,6 +103,8 @@
   M.studyLabels = {
     choices: () => ({ ...choices }),
     summary: () => shown.filter((e) => e.present).map((e) => labelName(task, e.label)).join(", ") || T.labels_nothing_stored,
+    // the AI's present findings this signature says are absent (named in the sign dialog)
+    rejected: () => shown.filter((e) => !e.present && aiStates[e.label] === "present").map((e) => labelName(task, e.label)),
     refresh: () => { signedVersion = null; for (const k of Object.keys(choices)) delete choices[k]; load(); },
   };
   load();
