@@ -330,6 +330,12 @@ def test_a_conflicting_cxr_signed_corrected_shows_what_the_signer_said(
     caption = page.locator("#heatmap-caption")
     assert page.locator("#heatmap-label").input_value() == "Bacterial_Pneumonia"
     assert t["heatmap_state_rejected"] in caption.inner_text()
+    # a passage the draft cited about the rejected finding is said not to support the report
+    cited = page.locator("#citations li[data-label='Bacterial_Pneumonia'] .citation-rejected")
+    cited.first.wait_for()
+    assert cited.first.inner_text().startswith(t["citation_rejected"].split("{label}")[0])
+    assert page.locator("#citations li[data-label='No Finding'] .citation-rejected:visible"
+                        ).count() == 0
     # the header of an upload: its reference and question, no accession, not urgent
     assert page.locator("#study-facts dd[data-field=patient]").inner_text() == ref
     assert page.locator("#study-facts dd[data-field=accession]").count() == 0

@@ -105,6 +105,18 @@
     note.textContent = note.hidden ? "" : fill(T.findings_signed_note, { version: v, who: signers[v] || "" })
       .replace(" ()", "");
   }
+  // a cited passage about an AI finding the signer rejected is said not to support the report
+  // (the signed PDF leaves it out or marks it the same way)
+  function markCitations() {
+    const said = signedBy(signedNow) || {};
+    const states = Object.fromEntries(((study && study.ai_result || {}).findings || []).map((f) => [f.label, f.state]));
+    document.querySelectorAll("#citations li[data-label]").forEach((li) => {
+      const label = li.dataset.label, note = li.querySelector(".citation-rejected");
+      const rejected = verdict(states[label], said[label]) === "rejected";
+      note.hidden = !rejected;
+      note.textContent = rejected ? fill(T.citation_rejected, { label: labelName(study.task, label) }) : "";
+    });
+  }
   // the labels the latest signature stored ({label: present}); null before any signature
   function signedBy(signed) {
     if (!signed || signed.report_version === null || signed.report_version === undefined) return null;
@@ -264,6 +276,7 @@
     if (study !== s) return;  // a newer load overtook this one
     showHead(s, signedBy(signedNow));
     showFindings(s, signedNow);
+    markCitations();
     const noAi = refusedOrFailed(s);
     $("no-ai").hidden = !noAi;
     $("no-ai-reason").textContent = noAi ? reasonSentence(s) : "";
@@ -310,9 +323,11 @@
     $("export-pdf").hidden = fresh;
     $("export-fhir").hidden = fresh;
     $("citations").replaceChildren(...(r.citations || []).map((c) =>
-      el("li", { id: "cite-" + c.n }, el("details", {}, el("summary", { text: `[${c.n}] ${c.title || c.source}` }),
-        el("blockquote", { text: c.text }), el("p", { class: "note", text: `${c.source}${c.licence ? " · " + c.licence : ""}` })))));
+      el("li", { id: "cite-" + c.n, "data-label": c.label || null }, el("details", {}, el("summary", { text: `[${c.n}] ${c.title || c.source}` }),
+        el("blockquote", { text: c.text }), el("p", { class: "note", text: `${c.source}${c.licence ? " · " + c.licence : ""}` })),
+        el("p", { class: "citation-rejected", hidden: true }))));
     $("citations-title").hidden = !(r.citations || []).length;
+    markCitations();
     form.hidden = false;
     noReport("");
     refresh();
