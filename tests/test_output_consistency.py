@@ -124,7 +124,7 @@ def test_an_urgent_label_the_model_could_not_rule_out_makes_the_study_urgent():
     for mode, expected in (("indeterminate", ["Pneumothorax"]), ("finding", ["Pneumothorax"])):
         d = decide(cxr, probs, OperatingPolicy(thresholds=thr, normal_conflict=mode))
         payload = {"task": "cxr", "decision": d.model_dump(mode="json")}
-        assert urgent_labels("cxr", payload) == expected, mode
+        assert [lab for lab, _ in urgent_labels("cxr", payload)] == expected, mode
     d = decide(cxr, probs | {"Pneumothorax": 0.3}, OperatingPolicy(thresholds=thr))
     assert urgent_labels("cxr", {"task": "cxr", "decision": d.model_dump(mode="json")}) == []
 
@@ -276,3 +276,20 @@ def test_the_findings_sr_and_hl7_give_every_label_the_decisions_state(case, data
     assert finals == {s["label"]: "present" if s["present"] else "absent" for s in said}
     assert {codes[r["code"]]: HL7_STATE[r["value"]] for r in rows if r["status"] == "P"} \
         == states
+
+
+def test_a_study_keeps_why_it_is_urgent_once_per_reason():
+    import pytest
+
+    from medai.platform.studies import add_urgency
+    from medai.platform.tables import Study
+
+    study = Study(urgent=False)
+    add_urgency(study, "ai_possible_finding", "Pneumothorax")
+    add_urgency(study, "ai_possible_finding", "Pneumothorax")  # a re-run of the analysis
+    add_urgency(study, "question_red_flag")
+    assert study.urgent is True
+    assert study.urgent_because == [{"code": "ai_possible_finding", "label": "Pneumothorax"},
+                                    {"code": "question_red_flag"}]
+    with pytest.raises(ValueError, match="question_red_flag"):
+        add_urgency(study, "because I said so")

@@ -193,6 +193,7 @@ def test_an_undecided_mri_shows_both_candidates_undecided_with_who_and_why(
         clinical_question=STROKE,
     )
     assert study["status"] == "ai_drafted" and study["urgent"] is True
+    assert study["urgent_because"] == [{"code": "question_red_flag", "label": None}]
     assert study["ai_result"]["decision"]["candidates"] == ["Pituitary", "Meningioma"]
     page.goto(f"/studies/{study['id']}")
     page.locator("#findings tbody tr").first.wait_for()
@@ -260,6 +261,7 @@ def test_a_conflicting_cxr_signed_corrected_shows_what_the_signer_said(
         clinical_question="Ateş ve öksürük; pnömoni?",
     )
     assert study["status"] == "ai_drafted" and study["urgent"] is False
+    assert study["urgent_because"] == []
     assert study["ai_result"]["decision"]["conflict"] == [
         "Bacterial_Pneumonia",
         "Pneumonia",

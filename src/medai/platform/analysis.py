@@ -14,7 +14,7 @@ import time
 from sqlalchemy import select
 
 from medai.core.tasks import get as get_task
-from medai.platform import review
+from medai.platform import review, studies
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
 from medai.platform.integration import outbox
@@ -94,13 +94,15 @@ def analyse_study(p: Platform, study_id: int) -> str:
         draft = shared_drafter(p.knowledge_dir).draft(source, payload, task=task, lang=lang,
                                                       question=question, findings_model=ref)
         draft_row = save_result(p, study_id, "draft", ref, draft.model_dump(mode="json"))
-    urgent = bool(urgent_labels(task, payload))
+    urgent = urgent_labels(task, payload)
     with p.db.session() as db:
         study = db.get(Study, study_id)
         d = draft_row.payload
         made = review.ai_draft(db, study, d["sections"], d["citations"], d["findings_used"],
                                draft_row.id)
-        study.urgent = study.urgent or urgent
+        for label, state in urgent:
+            studies.add_urgency(study, "ai_finding" if state == "present" else
+                                "ai_possible_finding", label)
         if study.status == "analysing":
             set_status(study, "ai_drafted")
         if made is not None:
@@ -183,13 +185,13 @@ def decided_positives(payload: dict) -> list[str]:
     return [f["label"] for f in payload.get("findings", []) if f.get("positive")]
 
 
-def urgent_labels(task: str, payload: dict) -> list[str]:
-    """The task's urgent labels the result did not rule out: present, or undecided among the
-    candidates (a possible pneumothorax is read first too; a red flag is never hidden by the
-    model's doubt)."""
+def urgent_labels(task: str, payload: dict) -> list[tuple[str, str]]:
+    """The task's urgent labels the result did not rule out, with their state: present, or
+    undecided among the candidates (a possible pneumothorax is read first too; a red flag is
+    never hidden by the model's doubt)."""
     decision = imaging_service.decision_of(payload) or {}
     urgent = set(get_task(task).urgent)
-    return [r["label"] for r in decision.get("labels") or []
+    return [(r["label"], r["state"]) for r in decision.get("labels") or []
             if r["label"] in urgent and r["state"] in ("present", "indeterminate")]
 
 

@@ -78,6 +78,21 @@ def _queue(db: Session, study: Study, urgent: bool) -> Job:
     return job
 
 
+# why a study is urgent: its clinical question raised a red flag (triage's rules and model), or
+# the AI found an urgent label of the task present or could not rule it out (a candidate)
+URGENT_REASONS = ("question_red_flag", "ai_finding", "ai_possible_finding")
+
+
+def add_urgency(study: Study, code: str, label: str | None = None) -> None:
+    """Mark ``study`` urgent and say why (once per reason)."""
+    if code not in URGENT_REASONS:
+        raise ValueError(f"urgency reason {code!r} is not one of {', '.join(URGENT_REASONS)}")
+    reason = {"code": code, **({"label": label} if label else {})}
+    study.urgent = True
+    if reason not in (study.urgent_because or []):
+        study.urgent_because = [*(study.urgent_because or []), reason]
+
+
 def create(db: Session, user: User, *, sha: str, size: int, content_type: str,
            task: str | None, patient_ref: str | None = None, question: str | None = None,
            language: str = "tr", urgent: bool = False,
@@ -95,6 +110,7 @@ def create(db: Session, user: User, *, sha: str, size: int, content_type: str,
                   content_type=content_type[:64], clinical_question=question,
                   language=language, status="received" if spec else "no_model",
                   reason=None if spec else no_model_reason[:400], urgent=urgent,
+                  urgent_because=[{"code": "question_red_flag"}] if urgent else None,
                   uploaded_by=user.id,
                   **(dicom.study_columns(identity, source) if identity else {}))
     db.add(study)
@@ -258,7 +274,8 @@ def as_dict(db: Session, study: Study, with_result: bool = True,
         dicom_instances = instances(db, [study.id])[study.id]
     out: dict[str, Any] = {
         "id": study.id, "status": study.status, "task": study.task,
-        "modality": study.modality, "urgent": study.urgent, "reason": study.reason,
+        "modality": study.modality, "urgent": study.urgent,
+        "urgent_because": list(study.urgent_because or []), "reason": study.reason,
         "patient_ref": patient.ref if patient else None,
         "clinical_question": study.clinical_question, "language": study.language,
         "file": {"sha256": study.file_sha256, "size": study.file_size,

@@ -109,6 +109,9 @@ class Study(Base):
     language: Mapped[str] = mapped_column(String(8), nullable=False, default="tr")
     status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
     urgent: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # why it is urgent (``studies.URGENT_REASONS``: the clinical question raised a red flag, the
+    # AI found an urgent label or could not rule one out); codes and label names, no patient text
+    urgent_because: Mapped[list[Any] | None] = mapped_column(JSON)
     reason: Mapped[str | None] = mapped_column(String(400))  # refusal or failure, short
     uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
     created_at: Mapped[datetime] = _now()

@@ -176,12 +176,21 @@ class DicomOut(BaseModel):
     series: list[DicomSeriesOut] | None = None
 
 
+class UrgentReason(BaseModel):
+    code: Literal["question_red_flag", "ai_finding", "ai_possible_finding"] = Field(
+        description="the clinical question raised a red flag; the AI found an urgent label; "
+                    "the AI could not rule one out (an undecided candidate)")
+    label: str | None = Field(None, description="the urgent label (AI reasons)")
+
+
 class StudyOut(BaseModel):
     id: int
     status: StudyStatus
     task: str
     modality: str
     urgent: bool
+    urgent_because: list[UrgentReason] = Field(default_factory=list, description=(
+        "why the study is urgent (empty: not urgent, or marked so before reasons were kept)"))
     reason: str | None
     patient_ref: str | None
     clinical_question: str | None

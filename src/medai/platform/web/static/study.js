@@ -191,16 +191,18 @@
     showHeat();
   }
   // --- who and what was asked: patient, order, the clinician's question, why it is urgent
+  // the reasons the server kept when it made the study urgent (studies.urgent_because)
   function urgentWhy(s, said) {
-    const urgentLabels = (M.NAMES[s.task] || {}).urgent || [];
-    const res = s.ai_result || {};
-    const found = (res.findings || []).filter((f) => f.state === "present" && urgentLabels.includes(f.label)).map((f) => f.label);
+    const because = s.urgent_because || [];
     const reasons = [];
-    if (found.length) {
-      const rejected = said && found.every((l) => said[l] === false);
-      reasons.push(fill(rejected ? T.urgent_reason_finding_rejected : T.urgent_reason_finding, { labels: names(s.task, found) }));
-    } else if (s.clinical_question) reasons.push(T.urgent_reason_question);
-    else reasons.push(T.urgent_reason_unknown);
+    if (because.some((r) => r.code === "question_red_flag")) reasons.push(T.urgent_reason_question);
+    for (const [code, key] of [["ai_finding", "urgent_reason_finding"], ["ai_possible_finding", "urgent_reason_possible"]]) {
+      const labels = because.filter((r) => r.code === code && r.label).map((r) => r.label);
+      if (!labels.length) continue;
+      const rejected = said && labels.every((l) => said[l] === false);
+      reasons.push(fill(T[rejected ? key + "_rejected" : key], { labels: names(s.task, labels) }));
+    }
+    if (!reasons.length) reasons.push(T.urgent_reason_unknown);
     return fill(T.urgent_why, { reasons: reasons.join("; ") });
   }
   function showHead(s, said) {
