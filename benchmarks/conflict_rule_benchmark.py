@@ -26,7 +26,7 @@ import numpy as np
 
 from medai.core import registry
 from medai.imaging.datasets import load_dataset, patient_split
-from medai.imaging.decision import OperatingPolicy, _margin, decide_array
+from medai.imaging.decision import _margin, decide_array
 from medai.imaging.labels import space
 from medai.imaging.operating import _macro_f1, decided_matrix, load_policy
 from medai.imaging.pipeline import _subset, score, split_groups

@@ -11,10 +11,9 @@ import warnings
 from datetime import datetime
 
 import pytest
-
-from medai.platform import report_words as rw
 from fhir.resources.R4B.bundle import Bundle
 
+from medai.platform import report_words as rw
 from medai.platform.exports import fhir_bundle, report_pdf
 from medai.platform.localtime import format_local, local_times
 
@@ -257,6 +256,7 @@ def test_fhir_observations_follow_the_decision_and_the_signature():
     assert all(o["status"] == "preliminary" for o in obs)
     assert "henüz radyolog incelemesinden geçmedi" in obs[0]["method"]["text"]
     assert obs[0]["code"]["text"] == "Kardiyomegali"
+    assert [n["text"] for n in obs[0]["note"]] == ["var", "karar eşiği 0.5000"]  # Turkish
     # signed, but the signature stored no labels: the AI's suggestions stay preliminary
     final = fhir_bundle(study(), signed(), MODEL, "dr.ayse", CREATED, datetime(2026, 11, 23))
     assert all(o["status"] == "preliminary" for o in _obs(final))

@@ -293,3 +293,19 @@ def test_a_study_keeps_why_it_is_urgent_once_per_reason():
                                     {"code": "question_red_flag"}]
     with pytest.raises(ValueError, match="question_red_flag"):
         add_urgency(study, "because I said so")
+
+
+def test_the_default_heatmap_of_an_undecided_result_shows_a_finding_candidate():
+    """A conflict between No Finding and viral pneumonia shows the pneumonia's map: a map of
+    "no finding" shows a reader nothing to check."""
+    from medai.core.tasks import get as get_task
+    from medai.platform.analysis import _heatmap_label
+
+    cxr = get_task("cxr")
+    probs = {lab: 0.02 for lab in cxr.labels} | {"No Finding": 0.95, "Viral_Pneumonia": 0.8}
+    d = decide(cxr, probs, OperatingPolicy(thresholds={lab: 0.5 for lab in cxr.labels}))
+    assert d.candidates[0] == "No Finding"
+    result = ImagingResult(status="ai_suggestion", task="cxr", refused=False,
+                           findings=[Finding(**r.model_dump()) for r in d.labels], decision=d,
+                           model=MODEL)
+    assert _heatmap_label(result) == "Viral_Pneumonia"

@@ -197,10 +197,16 @@ def urgent_labels(task: str, payload: dict) -> list[tuple[str, str]]:
 
 def _heatmap_label(result) -> str | None:
     """The default heatmap shows the decision's leading finding (the one a reader most wants
-    to see); for a normal or indeterminate decision, the most probable label."""
+    to see); for an undecided one, its most probable candidate that is a finding (a map of
+    "no finding" shows a reader nothing to check); for a normal one, the most probable label."""
     d = result.decision
     if d is not None and d.state == "abnormal" and d.primary:
         return d.primary
+    if d is not None and d.state == "indeterminate":
+        normal = get_task(result.task).normal
+        findings = [c for c in d.candidates if c != normal]
+        if findings:
+            return findings[0]
     return max(result.findings, key=lambda f: f.probability).label if result.findings else None
 
 

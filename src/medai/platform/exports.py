@@ -29,8 +29,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from medai.platform import disclosure
-from medai.platform import finding_states
+from medai.platform import disclosure, finding_states
 from medai.platform import report_words as rw
 from medai.platform.integration.dicom_values import outgoing_study
 from medai.platform.integration.identity import display_name, name_parts
@@ -154,7 +153,8 @@ def _ai_observation(oid: str, f: dict[str, Any], study: dict[str, Any], lang: st
                                 "unit": "probability"}
     notes = [rw.decision(f, lang, study.get("task"))]
     if f.get("threshold") is not None:
-        notes.append(f"operating threshold {float(f['threshold']):.4f}")
+        notes.append(rw.words(lang)["threshold_note"].format(
+            threshold=f"{float(f['threshold']):.4f}"))
     obs["note"] = [{"text": n} for n in notes]
     return obs
 
