@@ -27,7 +27,7 @@ CONFLICT = {"No Finding": 0.8, "COVID-19": 0.5, "Viral_Pneumonia": 0.3, "Pneumon
             "Bacterial_Pneumonia": 0.05}
 SAID = {"tr": "Model görüntüyü ayrıca normal olarak da işaretledi (çelişkili sonuç)",
         "en": "The model also marked the image as normal (a conflicting result)"}
-UNDECIDED = {"tr": "YZ karar veremedi: COVID-19 pnömonisi paterni (olası tanılar) eşiğin "
+UNDECIDED = {"tr": "YZ karar veremedi: COVID-19 pnömonisi paterni (olası tanı) eşiğin "
                    "üzerinde, ancak model görüntüyü normal olarak da işaretledi; çelişkili sonuç",
              "en": "The AI could not decide: it found possible COVID-19 pneumonia pattern above "
                    "threshold but also marked the image as normal (a conflicting result)"}
@@ -98,8 +98,8 @@ def test_an_undecided_mri_with_no_tumour_among_the_candidates_is_not_read_as_nor
     d, out = draft("mri", {"Glioma": 0.45, "No_Tumor": 0.4, "Meningioma": 0.1,
                            "Pituitary": 0.05}, policy, lang)
     assert d.candidates == ["Glioma", "No_Tumor"]
-    assert ("gliom ve tümör yok (olası tanılar)" if lang == "tr"
-            else "possible glioma and no tumour") in out["sections"]["findings"]
+    assert ("gliom (olası tanı) ya da tümör yok" if lang == "tr"
+            else "possible glioma or no tumour") in out["sections"]["findings"]
     assert stated_labels(text(out)) == set() and not states_normal(text(out))
     assert contradictions(out["sections"], d, "mri", lang) == []
 

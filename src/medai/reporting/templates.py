@@ -74,22 +74,24 @@ def _technique(ctx: DraftContext) -> str:
 
 def candidates(labels: list[str], task: str, lang: str) -> str:
     """Undecided candidates by name, hedged so that no finding reader takes one as stated:
-    Turkish ends the list with "(olası tanılar)" (every comma-part joins that hedged clause),
-    English puts "possible" before each finding; the normal label reads as its name ("tümör
-    yok", "no tumour")."""
+    Turkish closes the findings with "(olası tanı)" / "(olası tanılar)", English puts
+    "possible" before each; the normal label comes last as the other possibility, by its name
+    ("… ya da tümör yok", "… or no tumour"), never as one more "possible diagnosis"."""
     from medai.core.tasks import get as get_task
 
     normal = space(task).normal
-    names = []
-    for lab in labels:
-        if lab == normal:
-            name = get_task(task).label_name(lab, lang)
-            names.append(name[:1].lower() + name[1:])
-        else:
-            names.append(phrase(lab, lang) if lang == "tr" else f"possible {phrase(lab, lang)}")
+    found = [lab for lab in labels if lab != normal]
     if lang == "tr":
-        return _join(names, "ve") + " (olası tanılar)"
-    return _join(names, "and")
+        names = [phrase(lab, lang) for lab in found]
+        text = _join(names, "ve") + (" (olası tanılar)" if len(names) > 1 else " (olası tanı)") \
+            if names else ""
+    else:
+        text = _join([f"possible {phrase(lab, lang)}" for lab in found], "and")
+    if normal in labels:
+        name = get_task(task).label_name(normal, lang)
+        name = name[:1].lower() + name[1:]
+        text = f"{text} {'ya da' if lang == 'tr' else 'or'} {name}" if text else name
+    return text
 
 
 def state_sentence(ctx: DraftContext) -> str:
