@@ -150,16 +150,22 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
 
 def old_rule(probs: np.ndarray, y: np.ndarray, conf, margin) -> tuple[float, float]:
     """The rule before the coverage target: the least abstaining point at >= 95 % answered
-    validation accuracy."""
+    validation accuracy; when no point reaches it, the most accurate one (as that rule did)."""
     srt = np.sort(probs, 1)
     right = probs.argmax(1) == y
-    rows = []
+    rows, every = [], []
     for c in conf:
         for m in margin:
             ans = (srt[:, -1] >= c) & (srt[:, -1] - srt[:, -2] >= m)
-            if ans.any() and right[ans].mean() >= TARGETS["answered_accuracy"]:
+            if not ans.any():
+                continue
+            every.append((c, m, float(right[ans].mean()), float(ans.mean())))
+            if right[ans].mean() >= TARGETS["answered_accuracy"]:
                 rows.append((c, m, ans.mean()))
-    c, m, _ = max(rows, key=lambda r: (r[2], -r[0], -r[1]))
+    if rows:
+        c, m, _ = max(rows, key=lambda r: (r[2], -r[0], -r[1]))
+    else:
+        c, m, _, _ = max(every, key=lambda r: (r[2], r[3]))
     return float(c), float(m)
 
 
