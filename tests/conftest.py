@@ -84,8 +84,10 @@ def tfidf_model_dir(tmp_path_factory, complaints_csv) -> Path:
 def make_imaging_model_dir(directory: Path, backbone: str = "efficientnet-lite0",
                            image_size: int = 64, seed: int = 0,
                            labels: tuple[str, ...] = ("Pneumonia", "COVID-19", "No Finding"),
-                           task: str = "cxr") -> Path:
-    """A tiny imaging model directory with random weights (the real save/load format)."""
+                           task: str = "cxr", version: str = "test") -> Path:
+    """A tiny imaging model directory with random weights (the real save/load format). Give
+    two models registered side by side their own ``version``: the registry refuses other
+    files under a name and version it holds."""
     import torch
 
     from medai.core.registry import ModelCard, save_card
@@ -98,7 +100,7 @@ def make_imaging_model_dir(directory: Path, backbone: str = "efficientnet-lite0"
                              image_size=image_size)
     save_model(net, cfg, directory)
     save_card(directory, ModelCard(task=task, model_type=backbone, labels=list(labels),
-                                   name=f"tiny-{backbone}", version="test"))
+                                   name=f"tiny-{backbone}", version=version))
     return directory
 
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def second_cxr(tmp_path_factory) -> Path:
     """A second tiny CXR model (other weights, so another content hash)."""
-    return make_imaging_model_dir(tmp_path_factory.mktemp("cxr-b") / "cxr-b", seed=1)
+    return make_imaging_model_dir(tmp_path_factory.mktemp("cxr-b") / "cxr-b", seed=1,
+                                  version="b")
 
 
 def _card_hash(directory: Path) -> str:
@@ -101,7 +102,7 @@ def test_the_database_keeps_one_active_model_per_task(kind, tmp_path, tfidf_mode
         with pytest.raises(IntegrityError), p.db.session() as db:
             db.get(RegisteredModel, second).state = "active"  # behind the registry's back
         # two admins promoting at once: one wins, the other is told, never two actives
-        third = make_imaging_model_dir(tmp_path / "cxr-c", seed=2)
+        third = make_imaging_model_dir(tmp_path / "cxr-c", seed=2, version="c")
         with p.db.session() as db:
             third = registry.register(db, p.home, third, _actor())[0].id
         outcomes: list[str] = []
@@ -194,7 +195,7 @@ def test_the_stored_copy_does_not_change_when_the_original_does(tmp_path, tfidf_
     from medai.core import registry as model_dirs
     from medai.platform.lifecycle import registry
 
-    source = make_imaging_model_dir(tmp_path / "editable", seed=5)
+    source = make_imaging_model_dir(tmp_path / "editable", seed=5, version="editable")
     sealed = _card_hash(source)
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
         with p.db.session() as db:
@@ -298,7 +299,7 @@ def test_admin_api_registers_promotes_and_rolls_back_with_audit(tmp_path, monkey
     home = tmp_path / "home"
     models_dir = tmp_path / "hospital-models"
     monkeypatch.setenv("MEDAI_MODELS_DIR", str(models_dir))
-    candidate = make_imaging_model_dir(models_dir / "cxr-site-1", seed=7)
+    candidate = make_imaging_model_dir(models_dir / "cxr-site-1", seed=7, version="site-1")
     with clinic("sqlite", home, tfidf_model_dir, tiny_imaging_dir) as (app, client):
         admin, rad = bearer(client, "admin"), bearer(client, "rad1")
         listed = client.get("/api/v1/models/registry", headers=admin).json()["items"]
@@ -317,6 +318,24 @@ def test_admin_api_registers_promotes_and_rolls_back_with_audit(tmp_path, monkey
         assert r.status_code == 201, r.text
         new = r.json()
         assert new["state"] == "candidate" and new["content_hash"] == _card_hash(candidate)
+        assert new.get("display_version") == f"site-1 · {new['content_hash'][7:19]}"
+        r = client.post("/api/v1/models/registry", headers=admin, json={"path": "cxr-site-1"})
+        assert r.status_code == 201 and not r.json()["new"] and r.json()["id"] == new["id"]
+        assert "model_card.json" in r.json()["note"] and f"#{new['id']}" in r.json()["note"]
+        edited = _copy_with_card(candidate, models_dir / "cxr-site-1-renamed",
+                                 name="cxr-site", version="2026-12")
+        r = client.post("/api/v1/models/registry", headers=admin, json={"path": edited.name})
+        assert r.status_code == 409 and r.json()["code"] == "already_registered", r.text
+        for part in (f"model #{new['id']} tiny-efficientnet-lite0 version site-1 (candidate",
+                     "content hash of its files", "model_card.json", f"Use model {new['id']}"):
+            assert part in r.json()["detail"], part
+        other = make_imaging_model_dir(models_dir / "cxr-site-1b", seed=8, version="site-1")
+        r = client.post("/api/v1/models/registry", headers=admin, json={"path": other.name})
+        assert r.status_code == 409 and r.json()["code"] == "version_taken", r.text
+        assert "version 'site-1'" in r.json()["detail"] and f"#{new['id']}" in r.json()["detail"]
+        r = client.post("/api/v1/models/site-sets", headers=admin, json={"task": "cxr"})
+        assert r.status_code == 409 and r.json()["code"] == "empty_site_set", r.text
+        assert "no signed cxr study with labels" in r.json()["detail"]
         url = f"/api/v1/models/registry/{new['id']}"
         r = client.post(f"{url}/promote", headers=admin, json={"reason": "  "})
         assert r.status_code == 422
@@ -329,11 +348,33 @@ def test_admin_api_registers_promotes_and_rolls_back_with_audit(tmp_path, monkey
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "active" and r.json()["served_here"]
         assert app.state.models.get("cxr").identity.content_hash == new["content_hash"]
+        listed = {m["id"]: m for m in client.get("/api/v1/models/registry",
+                                                 headers=admin).json()["items"]}
+        first_id = next(m["id"] for m in listed.values() if m["task"] == "cxr"
+                        and m["content_hash"] == _card_hash(tiny_imaging_dir))
+        target = listed[new["id"]]["rollback_to"]  # named before anyone confirms
+        assert target["id"] == first_id and target["content_hash"] == _card_hash(
+            tiny_imaging_dir)
+        assert target["display_version"] == f"test · {_card_hash(tiny_imaging_dir)[7:19]}"
+        r = client.post("/api/v1/models/rollback", headers=admin,
+                        json={"task": "cxr", "reason": "stale page", "to": new["id"]})
+        assert r.status_code == 409 and r.json()["code"] == "rollback_target_changed"
         r = client.post(f"{url}/retire", headers=admin, json={"reason": "no"})
         assert r.status_code == 409 and r.json()["code"] == "state_conflict"
         r = client.post("/api/v1/models/rollback", headers=admin,
-                        json={"task": "cxr", "reason": "false positives at night"})
+                        json={"task": "cxr", "reason": "false positives at night",
+                              "to": first_id})
         assert r.status_code == 200 and r.json()["replaced"] == new["id"]
+        assert app.state.models.get("cxr").identity.content_hash == _card_hash(
+            tiny_imaging_dir)
+        # no second rollback: the model rolled back from never comes back this way
+        listed = {m["id"]: m for m in client.get("/api/v1/models/registry",
+                                                 headers=admin).json()["items"]}
+        assert listed[first_id]["state"] == "active" and listed[first_id]["rollback_to"] is None
+        r = client.post("/api/v1/models/rollback", headers=admin,
+                        json={"task": "cxr", "reason": "again"})
+        assert r.status_code == 409 and r.json()["code"] == "no_rollback_target", r.text
+        assert f"#{new['id']}" in r.json()["detail"]
         assert app.state.models.get("cxr").identity.content_hash == _card_hash(
             tiny_imaging_dir)
         detail = client.get(url, headers=admin).json()
@@ -374,10 +415,152 @@ def test_cli_register_promote_and_rollback(tmp_path, monkeypatch, tiny_imaging_d
                "--override")["replaced"] == first["id"]
     back = cli("rollback", "--task", "cxr", "--reason", "regression")
     assert (back["id"], back["replaced"]) == (first["id"], second["id"])
+    again = cli("rollback", "--task", "cxr", "--reason", "again", code=1)
+    assert again["error_type"] == "no_rollback_target" and f"#{second['id']}" in again["error"]
+    same = cli("register", str(tiny_imaging_dir))
+    assert (same["id"], same["new"]) == (first["id"], False)
+    assert "content hash of its files" in same["note"]
+    edited = _copy_with_card(tiny_imaging_dir, tmp_path / "renamed", name="cxr-renamed",
+                             version="2")
+    refused = cli("register", str(edited), code=1)
+    assert refused["error_type"] == "already_registered"
+    assert f"model #{first['id']} tiny-efficientnet-lite0 version test (active" in \
+        refused["error"] and "model_card.json" in refused["error"]
+    taken = make_imaging_model_dir(tmp_path / "taken", seed=6, version="b")
+    refused = cli("register", str(taken), code=1)
+    assert refused["error_type"] == "version_taken" and "version 'b'" in refused["error"]
     states = {m["id"]: m["state"] for m in cli("list", "--task", "cxr")["models"]}
     assert states == {first["id"]: "active", second["id"]: "retired"}
     shown = cli("show", str(second["id"]))
     assert [h["to"] for h in shown["history"]] == ["candidate", "active", "retired"]
+
+
+def _copy_with_card(source: Path, target: Path, **card_fields) -> Path:
+    """A copy of a model directory whose card alone was edited (its files, and so its
+    content hash, are the source's)."""
+    import shutil
+
+    shutil.copytree(source, target)
+    card = json.loads((target / "model_card.json").read_text())
+    card.update(card_fields)
+    (target / "model_card.json").write_text(json.dumps(card))
+    return target
+
+
+def test_a_copy_whose_card_was_edited_is_refused_naming_the_model_it_is(
+        tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    """A model is identified by the content hash of its files, not its card: an identical
+    copy gives the registered entry (and says so); a copy renamed in its card is refused,
+    saying what the hash covers, which model holds it (id, name, version, state) and what
+    to do instead."""
+    from medai.platform.lifecycle import registry
+
+    with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
+        with p.db.reader() as db:
+            first = registry.active(db, "cxr").id
+        edited = _copy_with_card(tiny_imaging_dir, tmp_path / "edited", name="cxr-2026",
+                                 version="2026-12", description="retuned thresholds")
+        with p.db.session() as db, pytest.raises(registry.LifecycleError) as refused:
+            registry.register(db, p.home, edited, _actor())  # it used to say "already there"
+        said = str(refused.value)
+        assert (refused.value.status, refused.value.code) == (409, "already_registered")
+        for part in (f"model #{first} tiny-efficientnet-lite0 version test (active, "
+                     f"sha256:{_card_hash(tiny_imaging_dir)[7:19]}…)",
+                     "identified by the sha256 content hash of its files",
+                     "except model_card.json, evaluation/ and checkpoints/",
+                     "a copy with only its card edited is the same model",
+                     f"Use model {first}, or change the files", "reseal"):
+            assert part in said, part
+        assert len(said) <= 400  # the API's error detail (at most 400 characters) keeps it all
+        with p.db.reader() as db:
+            assert [r.id for r in registry.listing(db, "cxr")] == [first]
+        with p.db.session() as db:  # the same files and card: the registered entry, said so
+            same, new = registry.register(db, p.home, _copy_with_card(
+                tiny_imaging_dir, tmp_path / "same"), _actor())
+            assert (same.id, new) == (first, False)
+            note = registry.already_note(same)
+        assert f"#{first} tiny-efficientnet-lite0 version test (active" in note
+        assert "every file in its directory except model_card.json" in note
+        # a server's first start configured with the edited copy serves the registered model
+        with p.db.session() as db:
+            row, new = registry.register(db, p.home, edited, _actor(), edited_card="existing")
+            assert (row.id, new) == (first, False)
+
+
+def test_other_files_under_a_name_and_version_already_registered_are_refused(
+        tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    """A name and version name one set of files: a second model that reuses them is refused
+    with ``version_taken`` (the admin gives it its own version in its card), and wherever a
+    version is shown it carries a short content hash, so rows registered before this rule
+    read apart too."""
+    from medai.platform.lifecycle import registry
+    from medai.platform.tables import RegisteredModel
+
+    with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
+        other = make_imaging_model_dir(tmp_path / "other", seed=9)  # version "test" too
+        with p.db.session() as db, pytest.raises(registry.LifecycleError) as refused:
+            registry.register(db, p.home, other, _actor())  # it used to register it
+        said = str(refused.value)
+        assert (refused.value.status, refused.value.code) == (409, "version_taken")
+        assert "cxr model 'tiny-efficientnet-lite0' version 'test' is already registered" in said
+        assert f"sha256:{_card_hash(other)[7:19]}" in said and "model_card.json" in said
+        assert len(said) <= 400
+        with p.db.session() as db:
+            first = registry.active(db, "cxr")
+            # a duplicate left by the code before the rule, written behind the registry's back
+            legacy = RegisteredModel(task="cxr", name=first.name, version=first.version,
+                                     model_type=first.model_type,
+                                     content_hash=_card_hash(other), path="registry/x",
+                                     state="retired", source="old", card=first.card,
+                                     registered_by="old", registered_at=first.registered_at,
+                                     state_at=first.state_at)
+            db.add(legacy)
+            db.flush()
+            shown = {registry.as_dict(r)["display_version"] for r in (first, legacy)}
+        assert shown == {f"test · {_card_hash(tiny_imaging_dir)[7:19]}",
+                         f"test · {_card_hash(other)[7:19]}"}
+
+
+def test_rollback_goes_back_and_never_to_a_model_rolled_back_from(
+        tmp_path, tfidf_model_dir, tiny_imaging_dir, second_cxr):
+    """A active → B promoted → rollback to A → a second rollback is refused (it used to
+    re-activate B). A → B → C: rollbacks walk back C → B → A, then are refused."""
+    from medai.platform.lifecycle import registry
+
+    with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
+        with p.db.session() as db:
+            a = registry.active(db, "cxr").id
+            b = registry.register(db, p.home, second_cxr, _actor())[0].id
+            registry.promote(db, b, _actor(), "newer", override=True)
+            restored, replaced = registry.rollback(db, "cxr", _actor(), "regression")
+            assert (restored.id, replaced.id) == (a, b)
+        with p.db.session() as db, pytest.raises(registry.MoveRefused) as refused:
+            registry.rollback(db, "cxr", _actor(), "again")  # it used to re-activate B
+        assert (refused.value.status, refused.value.code) == (409, "no_rollback_target")
+        assert f"rolled back from, so never re-activated by a rollback: #{b}" in str(
+            refused.value)
+        with p.db.reader() as db:
+            assert registry.active(db, "cxr").id == a  # nothing moved
+            assert registry.rollback_preview(db, "cxr") is None  # what the page offers
+
+        with p.db.session() as db:
+            c_dir = make_imaging_model_dir(tmp_path / "cxr-c", seed=2, version="c")
+            c = registry.register(db, p.home, c_dir, _actor())[0].id
+            registry.promote(db, b, _actor(), "B again, on purpose", override=True)
+            registry.promote(db, c, _actor(), "newest", override=True)
+        walked = []
+        for _ in range(2):
+            with p.db.session() as db:
+                walked.append(registry.rollback(db, "cxr", _actor(), "back")[0].id)
+        assert walked == [b, a]  # it used to go from B forward to C again
+        with p.db.session() as db, pytest.raises(registry.MoveRefused) as refused:
+            registry.rollback(db, "cxr", _actor(), "once more")
+        assert refused.value.code == "no_rollback_target"
+        with p.db.session() as db:
+            registry.promote(db, c, _actor(), "newest again", override=True)
+            assert registry.rollback_preview(db, "cxr")["id"] == a
+        with p.db.session() as db, pytest.raises(registry.RollbackTargetChanged):
+            registry.rollback(db, "cxr", _actor(), "a page loaded earlier", expected=b)
 
 
 def test_a_shadow_model_analyses_live_studies_and_is_never_shown(tmp_path, tfidf_model_dir,

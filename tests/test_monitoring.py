@@ -252,3 +252,39 @@ def test_the_header_gives_age_band_sex_and_manufacturer_and_nothing_else(tmp_pat
     assert header(PatientAge="garbage", PatientSex="X") == {
         "view": "PA", "age_band": "", "sex": "", "manufacturer": ""}
     assert header_population(b"\x89PNG not a dicom") == {}
+
+
+def test_an_empty_window_has_no_numbers_and_agreement_covers_only_the_models_labels(plat):
+    """Five analyses, all still the reference: the window is empty, so no label, image
+    statistic, mix or embedding has a PSI, KS or p (None with n = 0, never 0.0 and 1.0, which
+    read as "no drift"). A radiologist adds a pneumothorax the model never outputs: agreement
+    is reported for the model's own labels only."""
+    from medai.platform import studies
+    from medai.platform.tables import StudyLabel, User
+
+    assert stream(plat, 5, 0) == []
+    model_hash = plat.models.get("cxr").identity.content_hash
+    with plat.db.session() as db:
+        user = db.scalar(select(User))
+        for i in range(3):
+            study, _ = studies.create(db, user, sha=f"{i:064x}", size=1,
+                                      content_type="image/png", task="cxr")
+            db.flush()
+            for label, present, ai in (("Pneumonia", True, True), ("Pneumothorax", True, False)):
+                db.add(StudyLabel(study_id=study.id, report_version=2, label=label,
+                                  present=present, ai_positive=ai, source="added",
+                                  model_hash=model_hash, decided_by=user.id))
+    summary = monitoring_summary(plat)
+    assert summary["volume"]["window_n"] == 0 and summary["volume"]["reference_n"] == 5
+    assert set(summary["labels"]) == {"Pneumonia", "COVID-19", "No Finding"}
+    for label, x in summary["labels"].items():  # they used to read PSI 0.0, KS p 1.0
+        assert (x["psi"], x["ks"], x["p"]) == (None, None, None), (label, x)
+        assert (x["window_n"], x["reference_n"], x["window_positive_rate"]) == (0, 5, None)
+    for name, x in summary["inputs"].items():
+        assert (x["ks"], x["p"], x["window_median"]) == (None, None, None), (name, x)
+        assert x["window_n"] == 0
+    assert (summary["metadata"]["psi"], summary["metadata"]["p"]) == (None, None)
+    assert summary["metadata"]["window_n"] == 0
+    assert (summary["embedding"]["distance"], summary["embedding"]["p"]) == (None, None)
+    assert set(summary["agreement"]) == {"Pneumonia"}  # not Pneumothorax: not the model's
+    assert summary["agreement"]["Pneumonia"]["n"] == 3

@@ -104,3 +104,83 @@ def test_the_admin_sees_drift_and_the_open_alert(server, browser, shots, tmp_pat
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     page.screenshot(path=str(shots / "monitoring-en-360.png"), full_page=True)
     phone.close()
+
+
+@pytest.fixture(scope="module")
+def quiet_server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
+    """A server whose CXR model has analysed three films (its reference is 20): the latest
+    window is still empty."""
+    home = tmp_path_factory.mktemp("monitoring-ui-quiet")
+    with ui_server(home, {"admin": "admin", "rad1": "radiologist"}, MEDAI_DATABASE_URL="",
+                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+                   MEDAI_CXR_MODEL=str(tiny_imaging_dir), MEDAI_MONITOR_REFERENCE_N="20",
+                   MEDAI_MONITOR_WINDOW="10", MEDAI_MONITOR_MIN_WINDOW="8") as base:
+        yield base, home
+
+
+def _legacy_labels(home, study_id: int, model_hash: str) -> None:
+    """Labels as signatures stored them before a label the model does not read was kept
+    without an AI state: the model's Pneumonia called and confirmed, and a pneumothorax the
+    radiologist added (the model never outputs it) stored as the AI's "absent"."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from medai.platform.tables import StudyLabel, User
+
+    engine = create_engine(f"sqlite:///{home / 'medai.db'}")
+    try:
+        with Session(engine) as db, db.begin():
+            rad = db.scalar(select(User.id).where(User.username == "rad1"))
+            for label, ai in (("Pneumonia", True), ("Pneumothorax", False)):
+                db.add(StudyLabel(study_id=study_id, report_version=2, label=label,
+                                  present=True, ai_positive=ai, source="added",
+                                  model_hash=model_hash, decided_by=rad))
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_window_says_no_data_and_agreement_shows_only_the_models_labels(
+        quiet_server, browser, shots, tmp_path):
+    """Three analyses, all reference: no label row, image statistic or mix reads "PSI 0.000 /
+    KS p 1.0000" (no drift) — each says it has no data, with n = 0. A radiologist signs a
+    pneumothorax the model never outputs (and older signatures stored one as the AI's
+    "absent"): agreement lists the model's labels only."""
+    from test_web_ui import sign_in
+
+    base, home = quiet_server
+    _upload_all(base, [dicom_film(tmp_path, i, "054Y") for i in range(3)])
+    rad = http_login(base, "rad1")
+    items = httpx.get(f"{base}/api/v1/studies", headers=rad, timeout=30).json()["items"]
+    sid = items[0]["id"]
+    version = httpx.get(f"{base}/api/v1/studies/{sid}/report", headers=rad,
+                        timeout=30).json()["version"]
+    r = httpx.post(f"{base}/api/v1/studies/{sid}/report/sign", headers=rad, timeout=60,
+                   json={"version": version, "labels": {"Pneumothorax": True}})
+    assert r.status_code == 200, r.text
+    other = httpx.get(f"{base}/api/v1/studies/{items[1]['id']}", headers=rad, timeout=30).json()
+    _legacy_labels(home, other["id"], other["ai_result"]["model"]["content_hash"])
+    for lang, width, no_data, pneumo, pneumonia in (
+            ("tr", 1280, "— (veri yok, n = 0)", "Pnömotoraks", "Pnömoni"),
+            ("en", 360, "— (no data, n = 0)", "Pneumothorax", "Pneumonia")):
+        ctx = browser.new_context(base_url=base, viewport={"width": width, "height": 900})
+        page = ctx.new_page()
+        sign_in(page, "admin")
+        page.goto(f"/monitoring?lang={lang}")
+        card = page.locator(".monitor-model[data-task='cxr']")
+        card.locator("svg.chart").first.wait_for()
+        text = card.inner_text()
+        assert no_data in text, text
+        assert "1.0000" not in text and "PSI 0.000" not in text, text  # no "no drift" numbers
+        rows = card.locator("table").nth(1).locator("tbody tr")  # the output drift table
+        assert rows.count() == 3  # Pneumonia, COVID-19, No Finding
+        for row in rows.all():
+            cells = row.locator("td").all_inner_texts()
+            assert cells == ["0", no_data, "—"], cells  # n, PSI, KS p
+        agreement = card.locator("table").last
+        assert pneumonia in agreement.inner_text(), agreement.inner_text()
+        assert pneumo not in agreement.inner_text()  # a label the model never outputs
+        assert agreement.locator("tbody tr").count() == 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(shots / f"monitoring-empty-window-{lang}-{width}.png"),
+                        full_page=True)
+        ctx.close()

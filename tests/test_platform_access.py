@@ -82,6 +82,7 @@ TABLE: dict[tuple[str, str], object] = {
     ("POST", "/api/v1/models/registry/{model_id}/shadow"): {"admin"},
     ("POST", "/api/v1/models/registry/{model_id}/retire"): {"admin"},
     ("POST", "/api/v1/models/rollback"): {"admin"},
+    ("POST", "/api/v1/models/site-sets"): {"admin"},
     ("GET", "/api/v1/models/registry/{model_id}/shadow"): {"admin"},
     ("GET", "/api/v1/studies/{study_id}/labels"): CLINICAL,
     ("POST", "/api/v1/studies/{study_id}/labels/suggest"): {"radiologist"},
@@ -147,6 +148,7 @@ def _request(client, method: str, path: str, ids: dict, headers: dict):
         ("POST", "/api/v1/models/registry/{model_id}/shadow"): {"json": {"reason": "r"}},
         ("POST", "/api/v1/models/registry/{model_id}/retire"): {"json": {"reason": "r"}},
         ("POST", "/api/v1/models/rollback"): {"json": {"task": "cxr", "reason": "r"}},
+        ("POST", "/api/v1/models/site-sets"): {"json": {"task": "cxr"}},
         ("POST", "/api/v1/studies/{study_id}/labels/suggest"): {"json": {"sections": {}}},
         ("POST", "/api/v1/triage/{record_id}/outcome"): {"json": {"department": "ent"}},
     }.get((method, path), {})

@@ -1,7 +1,8 @@
 """Site validation (issue 26): a site set is frozen from the held-out share of signed studies;
 a candidate is evaluated beside the active model on it; promotion without an override needs a
 passing verdict — refused for a candidate that misses what the active model finds, allowed
-for one that is as good — and a later amendment does not change a frozen set."""
+for one that is as good — and a later amendment does not change a frozen set. An empty set is
+never frozen, and a validation on too few studies is inconclusive, never passed."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ LABELS = ("Pneumothorax", "Effusion", "No Finding")
 
 def _model(directory: Path, threshold: float, nudge: float = 0.0) -> Path:
     """A tiny CXR model deciding every label positive (threshold 0) or none (1); ``nudge``
-    moves one bias a hair, so the files (and the hash) differ while the scores barely do."""
+    moves one bias a hair, so the files (and the hash) differ while the scores barely do. Its
+    card's version is the directory's name (a name and version name one set of files)."""
     from safetensors.torch import load_file, save_file
 
     from medai.core.registry import reseal
@@ -36,15 +38,15 @@ def _model(directory: Path, threshold: float, nudge: float = 0.0) -> Path:
     card = json.loads(card_path.read_text())
     # 0: both findings called on every film (the normal class never); 1: nothing called
     card["thresholds"] = {"Pneumothorax": threshold, "Effusion": threshold, "No Finding": 1.0}
+    card["version"] = directory.name
     card_path.write_text(json.dumps(card))
     reseal(directory)
     return directory
 
 
-@pytest.fixture()
-def site(tmp_path, monkeypatch, tfidf_model_dir):
-    """A platform whose active CXR model calls every finding, 40 studies signed (half with a
-    pneumothorax), half of them held out for validation."""
+def _signed_site(tmp_path, monkeypatch, tfidf_model_dir, n: int):
+    """A platform whose active CXR model calls every finding, ``n`` studies signed (half with a
+    pneumothorax), about half of them held out for validation."""
     from medai.platform import studies
     from medai.platform.tables import StudyLabel, User
     from medai.settings import get_settings
@@ -55,7 +57,7 @@ def site(tmp_path, monkeypatch, tfidf_model_dir):
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, active) as p:
         with p.db.session() as db:
             user = db.scalar(select(User))
-            for i in range(40):
+            for i in range(n):
                 sha = p.store.put_bytes(png_bytes(100 + i))
                 study, _ = studies.create(db, user, sha=sha, size=1,
                                           content_type="image/png", task="cxr")
@@ -66,6 +68,18 @@ def site(tmp_path, monkeypatch, tfidf_model_dir):
                                       present=present, ai_positive=True, source="text",
                                       decided_by=user.id))
         yield p, tmp_path
+
+
+@pytest.fixture()
+def site(tmp_path, monkeypatch, tfidf_model_dir):
+    """70 signed studies: 35 held out, more than a verdict's minimum (MIN_STUDIES)."""
+    yield from _signed_site(tmp_path, monkeypatch, tfidf_model_dir, 70)
+
+
+@pytest.fixture()
+def small_site(tmp_path, monkeypatch, tfidf_model_dir):
+    """12 signed studies: 8 held out, fewer than a verdict's minimum."""
+    yield from _signed_site(tmp_path, monkeypatch, tfidf_model_dir, 12)
 
 
 def _register(p, directory: Path) -> int:
@@ -87,7 +101,7 @@ def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted
     assert refused.value.code == "no_site_set"
     with p.db.session() as db:
         frozen = site_sets.build(db, "cxr", "admin")
-        assert 10 <= len(frozen.studies) <= 30 and frozen.version == 1
+        assert validation.MIN_STUDIES <= len(frozen.studies) <= 50 and frozen.version == 1
     with p.db.session() as db, pytest.raises(registry.PromotionRefused) as refused:
         registry.promote(db, blind, Actor("admin"), "try")
     assert refused.value.code == "not_validated"
@@ -101,10 +115,11 @@ def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted
     with p.db.session() as db, pytest.raises(registry.PromotionRefused) as refused:
         registry.promote(db, blind, Actor("admin"), "try")
     assert refused.value.code == "not_non_inferior"
+    assert v.metrics["outcome"] == "not_non_inferior" and "inconclusive" not in v.metrics
 
     twin = _register(p, _model(tmp / "twin", 0.0, nudge=1e-4))  # the same model, re-saved
     v = validation.validate(p, twin, "admin", n_boot=100)
-    assert v.passed, v.metrics["summary"]
+    assert v.passed and v.metrics["outcome"] == "passed", v.metrics["summary"]
     with p.db.session() as db:
         registry.promote(db, twin, Actor("admin"), "validated on the site set")
         assert registry.active(db, "cxr").id == twin
@@ -164,7 +179,7 @@ def test_a_validated_model_is_monitored_against_its_site_set_outputs(site):
 
     import os
 
-    os.environ["MEDAI_MONITOR_MIN_WINDOW"] = "10"  # the site set here holds ~20 studies
+    os.environ["MEDAI_MONITOR_MIN_WINDOW"] = "10"  # the site set here holds 35 studies
     from medai.settings import get_settings
 
     get_settings.cache_clear()
@@ -178,3 +193,98 @@ def test_a_validated_model_is_monitored_against_its_site_set_outputs(site):
     finally:
         del os.environ["MEDAI_MONITOR_MIN_WINDOW"]
         get_settings.cache_clear()
+
+
+def _cli(p, *args: str, code: int) -> tuple[dict, str]:
+    """``medai models … --json`` on this platform's database and home: (its JSON, stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MEDAI_HOME": str(p.home),
+           "MEDAI_DATABASE_URL": str(p.db.engine.url)}
+    r = subprocess.run([sys.executable, "-m", "medai.cli", "models", *args, "--json"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == code, r.stdout + r.stderr
+    return json.loads(r.stdout), r.stderr
+
+
+def test_an_empty_site_set_is_never_frozen_and_an_empty_one_is_blamed_not_the_candidate(
+        tmp_path, tfidf_model_dir):
+    """No signed study is held out yet: ``medai models site-set`` (and its API, in
+    test_model_registry) refuses to freeze an empty set with ``empty_site_set`` (CLI exit 2)
+    saying why. A set frozen empty before that rule makes validation and promotion say the
+    set is the problem, never the candidate."""
+    from medai.platform.audit import Actor
+    from medai.platform.lifecycle import registry, site_sets, validation
+    from medai.platform.tables import SiteSet
+
+    active = _model(tmp_path / "active", 0.0)
+    with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, active) as p:
+        with p.db.session() as db, pytest.raises(registry.LifecycleError) as refused:
+            site_sets.build(db, "cxr", "admin")  # it used to freeze an empty set
+        assert (refused.value.status, refused.value.code) == (409, "empty_site_set")
+        assert "no signed cxr study with labels is held out" in str(refused.value)
+        with p.db.reader() as db:
+            assert site_sets.latest(db, "cxr") is None  # nothing frozen
+        out, _ = _cli(p, "site-set", "--task", "cxr", code=2)
+        assert out["error_type"] == "empty_site_set"
+        assert "no signed cxr study with labels is held out" in out["error"]
+
+        twin = _register(p, _model(tmp_path / "twin", 0.0, nudge=1e-4))
+        with p.db.session() as db:  # as the code before this rule froze it
+            db.add(SiteSet(task="cxr", version=1, studies=[], label_counts={},
+                           content_hash="sha256:" + "0" * 64, created_by="admin"))
+        with pytest.raises(registry.LifecycleError) as refused:
+            validation.validate(p, twin, "admin", n_boot=20)
+        assert refused.value.code == "empty_site_set"  # it used to blame the candidate
+        said = str(refused.value)
+        assert "site set v1 of the cxr task is empty (0 studies)" in said
+        assert "the set is the problem, not the candidate" in said
+        with p.db.session() as db, pytest.raises(registry.PromotionRefused) as refused:
+            registry.promote(db, twin, Actor("admin"), "try")
+        assert refused.value.code == "empty_site_set" and "is empty" in str(refused.value)
+        out, _ = _cli(p, "validate", str(twin), code=2)
+        assert out["error_type"] == "empty_site_set"
+
+
+def test_a_validation_on_too_few_studies_is_inconclusive_and_never_passes(small_site):
+    """Eight held-out studies, a candidate that decides exactly like the active model: the
+    intervals collapse to "0.0 to 0.0". The validation is inconclusive (not passed), naming the
+    sample size and the minimum, in the CLI too, and a promotion without an override is
+    refused with ``validation_inconclusive``."""
+    from medai.platform.audit import Actor
+    from medai.platform.lifecycle import registry, site_sets, validation
+
+    p, tmp = small_site
+    twin = _register(p, _model(tmp / "twin", 0.0, nudge=1e-4))
+    with p.db.session() as db:
+        assert len(site_sets.build(db, "cxr", "admin").studies) == 8
+    v = validation.validate(p, twin, "admin", n_boot=100)
+    assert not v.passed and v.metrics["outcome"] == "inconclusive", v.metrics["summary"]
+    assert validation.MIN_STUDIES == 30  # the documented minimum (the pages' tests use it)
+    assert v.metrics["inconclusive"] == {"reason": "too_few_studies", "studies": 8,
+                                         "minimum": validation.MIN_STUDIES}
+    assert "only 8 studies" in v.metrics["summary"]
+    assert f"at least {validation.MIN_STUDIES}" in v.metrics["summary"]
+    shown = validation.as_dict(v)
+    assert shown["outcome"] == "inconclusive" and shown["inconclusive"]["studies"] == 8
+    with p.db.session() as db, pytest.raises(registry.PromotionRefused) as refused:
+        registry.promote(db, twin, Actor("admin"), "looks the same")
+    assert refused.value.code == "validation_inconclusive"
+    assert "only 8 studies" in str(refused.value) and "at least 30" in str(refused.value)
+
+    out, _ = _cli(p, "validate", str(twin), "--bootstrap", "50", code=0)
+    assert out["outcome"] == "inconclusive" and out["passed"] is False
+    assert out["inconclusive"]["reason"] == "too_few_studies"
+    import os
+    import subprocess
+    import sys
+
+    human = subprocess.run([sys.executable, "-m", "medai.cli", "models", "validate", str(twin),
+                            "--bootstrap", "50"], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "MEDAI_HOME": str(p.home),
+                                "MEDAI_DATABASE_URL": str(p.db.engine.url)})
+    assert human.returncode == 0, human.stderr
+    assert "INCONCLUSIVE" in human.stdout and "PASSED —" not in human.stdout
+    assert "only 8 studies" in human.stdout and "at least 30" in human.stdout

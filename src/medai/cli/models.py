@@ -62,7 +62,10 @@ def models_register(
     as_json: JsonFlag = False,
 ) -> None:
     """Copy a sealed model directory into the registry's content-addressed store as a
-    candidate (registering the same files again gives the same entry)."""
+    candidate. A model is identified by the content hash of its files (all but its
+    model_card.json): the same files again give the same entry; the same files under an
+    edited card, or other files under a name and version already registered, are refused
+    (exit 1) saying which model holds them."""
     from medai.platform.lifecycle import registry
     from medai.services.tracking import PREFIX
 
@@ -73,8 +76,10 @@ def models_register(
         row, new = registry.register(db, home, directory.resolve(), _actor(), task=task,
                                      source=source if tracked else None)
         out = {**registry.as_dict(row), "new": new}
-    _emit(out, as_json, f"{'registered' if new else 'already registered'}: "
-                        f"{_row_line(out)}")
+        if not new:
+            out["note"] = registry.already_note(row)
+    _emit(out, as_json, f"registered: {_row_line(out)}" if new else
+          f"already registered: {out['note']}\n{_row_line(out)}")
 
 
 @models_app.command("list")
@@ -181,7 +186,9 @@ def models_rollback(
     reason: ReasonOpt,
     as_json: JsonFlag = False,
 ) -> None:
-    """Re-activate the model that was active before the current one (which is retired)."""
+    """Re-activate the model that was active before the current one (which is retired); a
+    model rolled back from is never re-activated this way (exit 1, ``no_rollback_target``,
+    when there is none)."""
     from medai.platform.lifecycle import registry
 
     with _registry(as_json) as (db, _):
@@ -276,15 +283,18 @@ def models_site_set(
     as_json: JsonFlag = False,
 ) -> None:
     """Freeze the task's held-out signed studies (MEDAI_SITE_SET_FRACTION of them, never used
-    for retraining) as its next site evaluation set version."""
+    for retraining) as its next site evaluation set version; refused (exit 2,
+    ``empty_site_set``) while no signed study with labels is held out."""
     from medai.core.tasks import TaskError
-    from medai.platform.lifecycle import site_sets
+    from medai.platform.lifecycle import registry, site_sets
 
     with _registry(as_json) as (db, _):
         try:
             out = site_sets.as_dict(site_sets.build(db, task, _actor().name))
         except TaskError as exc:
             _error(str(exc), "TaskError", as_json, 2)
+        except registry.EmptySiteSet as exc:  # refused as asked: nothing to freeze yet
+            _error(str(exc), exc.code, as_json, 2)
     _emit(out, as_json, f"{task} site set v{out['version']}: {out['studies']} studies, "
                         f"labels {out['label_counts']} ({out['content_hash'][:19]}…)")
 
@@ -306,10 +316,12 @@ def models_validate(
     p = light_platform()
     try:
         v = validation.validate(p, model_id, _actor().name, margin=margin, n_boot=bootstrap)
-    except registry.LifecycleError as exc:
-        _error(str(exc), exc.code, as_json, 2 if exc.status == 422 else 1)
+    except registry.LifecycleError as exc:  # an empty site set: refused as asked (2)
+        _error(str(exc), exc.code, as_json,
+               2 if exc.status == 422 or isinstance(exc, registry.EmptySiteSet) else 1)
     finally:
         p.db.dispose()
     out = validation.as_dict(v)
-    _emit(out, as_json, f"model {model_id}: {'PASSED' if v.passed else 'NOT PASSED'} — "
-                        f"{v.metrics.get('summary')}")
+    said = {"passed": "PASSED", "not_non_inferior": "NOT PASSED",
+            "inconclusive": "INCONCLUSIVE (not passed)"}[out["outcome"]]
+    _emit(out, as_json, f"model {model_id}: {said} — {v.metrics.get('summary')}")

@@ -17,7 +17,7 @@ from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.lifecycle import registry
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
-from medai.server.schemas import error_responses
+from medai.server.schemas import ImagingTask, error_responses
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 State = Literal["candidate", "shadow", "active", "retired"]
@@ -29,6 +29,9 @@ class ModelOut(BaseModel):
     task: str
     name: str
     version: str
+    display_version: str = Field(description=(
+        "the version as people read it: the version and a short content hash, so two "
+        "different models never read alike"))
     model_type: str
     content_hash: str
     state: State
@@ -41,7 +44,11 @@ class ModelOut(BaseModel):
     state_at: str | None
     metrics: dict[str, Any]
     validation: dict[str, Any] | None = Field(None, description=(
-        "the latest site validation of this model: passed, site set version, summary"))
+        "the latest site validation of this model: passed, outcome (passed, "
+        "not_non_inferior or inconclusive, with why), site set version, summary"))
+    rollback_to: dict[str, Any] | None = Field(None, description=(
+        "for the active model: the model a rollback would re-activate (id, name, version, "
+        "display_version, content_hash, state); null when there is none"))
 
 
 class TransitionOut(BaseModel):
@@ -74,6 +81,9 @@ class RegisterIn(BaseModel):
 
 class Registered(ModelOut):
     new: bool
+    note: str | None = Field(None, description=(
+        "when ``new`` is false: these files were registered already, and what identifies a "
+        "model (the content hash of its files)"))
 
 
 class ReasonIn(BaseModel):
@@ -86,6 +96,24 @@ class PromoteIn(ReasonIn):
 
 class RollbackIn(ReasonIn):
     task: str = Field(min_length=1, max_length=32)
+    to: int | None = Field(None, ge=1, le=2**31 - 1, description=(
+        "the model the admin confirmed rolling back to (``rollback_to`` of the active model); "
+        "409 ``rollback_target_changed`` when the rollback would now go elsewhere"))
+
+
+class SiteSetIn(BaseModel):
+    task: ImagingTask
+
+
+class SiteSetOut(BaseModel):
+    id: int
+    task: str
+    version: int
+    studies: int
+    label_counts: dict[str, int]
+    content_hash: str
+    created_by: str
+    created_at: str | None
 
 
 class Moved(ModelOut):
@@ -121,7 +149,9 @@ def list_registered(request: Request, who: Principal = Depends(require("models_r
     from medai.platform.lifecycle.validation import latest_for
 
     with platform_of(request).db.reader() as db:
-        return ModelList(items=[ModelOut(**registry.as_dict(r), validation=latest_for(db, r.id))
+        return ModelList(items=[ModelOut(**registry.as_dict(r), validation=latest_for(db, r.id),
+                                         rollback_to=registry.rollback_preview(db, r.task)
+                                         if r.state == "active" else None)
                                 for r in registry.listing(db, task, state)])
 
 
@@ -144,8 +174,12 @@ def show_registered(model_id: RowId, request: Request,
              responses=error_responses(401, 403, 409, 422))
 async def register_model(body: RegisterIn, request: Request,
                          who: Principal = Depends(require("models_manage"))) -> Registered:
-    """Register a sealed model directory from MEDAI_MODELS_DIR as a candidate (the same files
-    again: the existing entry, ``new`` false)."""
+    """Register a sealed model directory from MEDAI_MODELS_DIR as a candidate. A model is
+    identified by the content hash of its files (every file but its model_card.json): the same
+    files and card again give the existing entry (``new`` false, ``note`` says so); the same
+    files under an edited card are refused (409 ``already_registered``, naming the model
+    registered with that hash), and so are other files under a name and version the task
+    already has (409 ``version_taken``)."""
     from medai.services.tracking import PREFIX
 
     p = platform_of(request)
@@ -156,7 +190,8 @@ async def register_model(body: RegisterIn, request: Request,
         with registry.fetched(source) as directory, p.db.session() as db:
             row, new = registry.register(db, p.home, directory, who.actor, task=body.task,
                                          source=source if tracked else None)
-            return Registered(**registry.as_dict(row), new=new)
+            return Registered(**registry.as_dict(row), new=new,
+                              note=None if new else registry.already_note(row))
 
     try:
         return await run_in_threadpool(run)  # copies and hashes the files
@@ -194,15 +229,34 @@ async def promote_model(model_id: RowId, body: PromoteIn, request: Request,
              responses=error_responses(401, 403, 409, 422))
 async def rollback_model(body: RollbackIn, request: Request,
                          who: Principal = Depends(require("models_manage"))) -> Moved:
-    """Re-activate the model that was active before the current one of ``task``."""
+    """Re-activate the model that was active before the current one of ``task`` — never one
+    that was rolled back from (409 ``no_rollback_target`` when there is none)."""
     p = platform_of(request)
     try:
         with p.db.session() as db:
-            restored, replaced = registry.rollback(db, body.task, who.actor, body.reason)
+            restored, replaced = registry.rollback(db, body.task, who.actor, body.reason,
+                                                   expected=body.to)
             row, replaced_id = registry.as_dict(restored), replaced.id
     except registry.LifecycleError as exc:
         raise lifecycle_error(exc) from None
     return await _then_serve(request, row, replaced_id)
+
+
+@router.post("/site-sets", response_model=SiteSetOut, status_code=201,
+             responses=error_responses(401, 403, 409, 422))
+def build_site_set(body: SiteSetIn, request: Request,
+                   who: Principal = Depends(require("models_manage"))) -> SiteSetOut:
+    """Freeze the task's held-out signed studies as its next site evaluation set (as
+    ``medai models site-set``); 409 ``empty_site_set`` while no signed study with labels is
+    held out (an empty set could judge no candidate)."""
+    from medai.platform.lifecycle import site_sets
+
+    try:
+        with platform_of(request).db.session() as db:
+            return SiteSetOut(**site_sets.as_dict(site_sets.build(db, body.task,
+                                                                  who.actor.name)))
+    except registry.LifecycleError as exc:
+        raise lifecycle_error(exc) from None
 
 
 def _set_state(request: Request, model_id: int, state: str, reason: str,

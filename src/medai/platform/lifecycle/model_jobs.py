@@ -236,12 +236,14 @@ def _execute(p: Platform, job_id: int, kind: str, task: str, model_id: int | Non
 
 
 def _site_set(p: Platform, task: str, actor: str) -> dict[str, Any] | None:
-    """A validation started from the page needs a site set: with none yet, freeze the
-    held-out signed studies as version 1 (returned); with none of those either, say so."""
+    """A validation started from the page needs a site set: with none yet (or only an empty
+    one, frozen before empty sets were refused), freeze the held-out signed studies as the
+    next version (returned); with none of those either, say so."""
     from medai.platform.lifecycle import site_sets
 
     with p.db.session() as db:
-        if site_sets.latest(db, task) is not None:
+        latest = site_sets.latest(db, task)
+        if latest is not None and latest.studies:
             return None
         if not any(site_sets.held_out(task, sid) for sid in site_sets.signed_labels(db, task)):
             refused = LifecycleError(f"no signed {task} study is held out for site validation "

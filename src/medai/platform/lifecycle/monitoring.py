@@ -23,7 +23,12 @@ validation (kept by ``validation``), or, for a model never validated here, its f
   the last signed studies (once MEDAI_MONITOR_AGREEMENT_N are signed).
 
 Both a test and an effect size must say so, so a stable stream of the same length stays quiet.
-A new alert is stored, audited, logged and, with MEDAI_MONITOR_WEBHOOK_URL, POSTed as JSON."""
+A new alert is stored, audited, logged and, with MEDAI_MONITOR_WEBHOOK_URL, POSTed as JSON.
+
+A comparison with no data on a side (an empty window, before the first analyses after the
+reference) has no statistic: its PSI, KS and p are None with its ``n``, never 0 and 1.0, which
+would read as "no drift". Agreement is reported only for the labels the monitored model has
+(a radiologist may add a label the model never outputs: that is no agreement with it)."""
 
 from __future__ import annotations
 
@@ -159,9 +164,27 @@ def _mix(samples: list[MonitorSample]) -> list[str]:
             for x in samples]
 
 
+def model_labels(db, task: str, model_hash: str) -> set[str] | None:
+    """The labels the model outputs: its registered card's, else those its samples carry
+    (None: unknown)."""
+    from medai.platform.tables import RegisteredModel
+
+    card = db.scalar(select(RegisteredModel.card).where(
+        RegisteredModel.task == task, RegisteredModel.content_hash == model_hash))
+    if card and card.get("labels"):
+        return set(card["labels"])
+    probs = db.scalar(select(MonitorSample.probs).where(
+        MonitorSample.task == task, MonitorSample.model_hash == model_hash,
+        MonitorSample.refused.is_(False)).limit(1))
+    return set(probs) if probs else None
+
+
 def _agreement(db, task: str, model_hash: str) -> dict[str, dict[str, Any]]:
-    """Per label, over the last signed studies this model analysed: agreement, sensitivity
-    and PPV of the AI against the signatures, with 95 % Wilson intervals."""
+    """Per label the model has, over the last signed studies this model analysed: agreement,
+    sensitivity and PPV of the AI against the signatures, with 95 % Wilson intervals (a label
+    the radiologist added that the model never outputs is left out: the model said nothing
+    about it)."""
+    own = model_labels(db, task, model_hash)
     latest = (latest_versions(StudyLabel.model_hash == model_hash)
               .order_by(StudyLabel.study_id.desc()).limit(AGREEMENT_WINDOW).subquery())
     rows = db.scalars(select(StudyLabel).join(
@@ -170,6 +193,8 @@ def _agreement(db, task: str, model_hash: str) -> dict[str, dict[str, Any]]:
         .where(StudyLabel.ai_positive.is_not(None)))
     counts: dict[str, list[int]] = {}
     for r in rows:
+        if own is not None and r.label not in own:
+            continue
         c = counts.setdefault(r.label, [0, 0, 0, 0])  # tp, fp, fn, tn
         c[(0 if r.present else 1) if r.ai_positive else (2 if r.present else 3)] += 1
     out = {}
@@ -195,32 +220,38 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
     for label in sorted({k for x in ref_ok for k in x.probs}):
         r = [x.probs[label] for x in ref_ok if label in x.probs]
         c = [x.probs[label] for x in win_ok if label in x.probs]
-        stat, p = drift.ks(r, c)
-        value = drift.psi(r, c) if c else 0.0
+        both = bool(r and c)  # else no statistic: None, never 0 / 1.0 ("no drift")
+        stat, p = drift.ks(r, c) if both else (None, None)
+        value = drift.psi(r, c) if both else None
         numbers["labels"][label] = {
             "reference_positive_rate": drift.wilson(
                 sum(label in x.positives for x in ref_ok), len(ref_ok))[0],
             "window_positive_rate": drift.wilson(
                 sum(label in x.positives for x in win_ok), len(win_ok))[0],
-            "psi": round(value, 4), "ks": round(stat, 4), "p": p}
-        if ready and p < s.monitor_p and value >= s.monitor_psi:
+            "reference_n": len(r), "window_n": len(c),
+            "psi": _round(value), "ks": _round(stat), "p": p}
+        if ready and both and p < s.monitor_p and value >= s.monitor_psi:
             crossed[("output", label)] = {"value": value, "threshold": s.monitor_psi, "p": p}
     for name in STATS:  # refused images too: a new device the gate refuses is input drift
         r = [x.stats[name] for x in reference if name in x.stats]
         c = [x.stats[name] for x in window if name in x.stats]
-        stat, p = drift.ks(r, c)
+        both = bool(r and c)
+        stat, p = drift.ks(r, c) if both else (None, None)
         rm, cm = drift.median(r), drift.median(c)
         shift = abs(cm - rm) if rm is not None and cm is not None else 0.0
         numbers["inputs"][name] = {"reference_median": rm, "window_median": cm,
-                                   "ks": round(stat, 4), "p": p}
-        if ready and p < s.monitor_p and shift >= s.monitor_shift:
+                                   "reference_n": len(r), "window_n": len(c),
+                                   "ks": _round(stat), "p": p}
+        if ready and both and p < s.monitor_p and shift >= s.monitor_shift:
             crossed[("input", name)] = {"value": shift, "threshold": s.monitor_shift, "p": p}
     rmix, cmix = _mix(reference), _mix(window)
-    p = drift.chi_square_p(rmix, cmix)
-    value = drift.categorical_psi(rmix, cmix) if cmix else 0.0
-    numbers["metadata"] = {"psi": round(value, 4), "p": p,
+    both = bool(rmix and cmix)
+    p = drift.chi_square_p(rmix, cmix) if both else None
+    value = drift.categorical_psi(rmix, cmix) if both else None
+    numbers["metadata"] = {"psi": _round(value), "p": p, "reference_n": len(rmix),
+                           "window_n": len(cmix),
                            "reference": _shares(rmix), "window": _shares(cmix)}
-    if ready and p < s.monitor_p and value >= s.monitor_psi:
+    if ready and both and p < s.monitor_p and value >= s.monitor_psi:
         crossed[("metadata", "mix")] = {"value": value, "threshold": s.monitor_psi, "p": p}
     numbers["population"] = {}
     for field in POPULATION:  # each on its own: a joint mix would be too sparse to test
@@ -228,18 +259,23 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
         c = [x.meta.get(field, "") for x in window]
         if not any(r) and not any(c):
             continue
-        p, value = drift.chi_square_p(r, c), drift.categorical_psi(r, c) if c else 0.0
-        numbers["population"][field] = {"psi": round(value, 4), "p": p,
+        both = bool(r and c)
+        p = drift.chi_square_p(r, c) if both else None
+        value = drift.categorical_psi(r, c) if both else None
+        numbers["population"][field] = {"psi": _round(value), "p": p, "reference_n": len(r),
+                                        "window_n": len(c),
                                         "reference": _shares(r), "window": _shares(c)}
-        if ready and p < s.monitor_p and value >= s.monitor_psi:
+        if ready and both and p < s.monitor_p and value >= s.monitor_psi:
             crossed[("metadata", field)] = {"value": value, "threshold": s.monitor_psi, "p": p}
     r_emb = [x.stats["embedding"] for x in ref_ok if x.stats.get("embedding")]
     c_emb = [x.stats["embedding"] for x in win_ok if x.stats.get("embedding")]
-    distance, p = drift.hotelling(r_emb, c_emb)
+    dims = len(r_emb[0]) if r_emb else 0
+    # Hotelling's test needs two vectors a side and more vectors than dimensions
+    testable = len(r_emb) >= 2 and len(c_emb) >= 2 and len(r_emb) + len(c_emb) - dims - 1 >= 1
+    distance, p = drift.hotelling(r_emb, c_emb) if testable else (None, None)
     numbers["embedding"] = {"reference_n": len(r_emb), "window_n": len(c_emb),
-                            "dimensions": len(r_emb[0]) if r_emb else 0,
-                            "distance": round(distance, 4), "p": p}
-    if ready and p < s.monitor_p and distance >= s.monitor_embedding_shift:
+                            "dimensions": dims, "distance": _round(distance), "p": p}
+    if ready and testable and p < s.monitor_p and distance >= s.monitor_embedding_shift:
         crossed[("input", "embedding")] = {"value": distance,
                                            "threshold": s.monitor_embedding_shift, "p": p}
     agreement = _agreement(db, task, model_hash)
@@ -261,6 +297,10 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
             crossed[("agreement", label)] = {"value": rate, "threshold": s.monitor_agreement,
                                              "n": a["n"]}
     return crossed, numbers
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _shares(values: list[str]) -> dict[str, float]:

@@ -5,12 +5,27 @@ States: ``candidate`` → ``shadow`` → ``active`` → ``retired``; exactly one
 (the database refuses a second). Every change of state is a ``model_transitions`` row and an
 audit event, each with its reason and who made it. Promotion needs the site validation to
 find the candidate non-inferior (``validation``) or an admin's override with a reason;
-rollback re-activates the model that was active before the current one.
+rollback re-activates the model that was active before the current one (``rollback_target``).
+
+What identifies a model is its **content hash**: the sha256 of every file in its directory
+(weights, configuration, gate, operating points, ONNX export, …) except its own
+``model_card.json`` and the ``evaluation/`` and ``checkpoints/`` folders (``HASHED``). A copy
+whose card alone was edited is the same model: registering it is refused
+(``AlreadyRegistered``, 409 ``already_registered``), naming the model registered with that
+hash, unless the card is unchanged (then the existing row is the answer). A model's **name and
+version** name one set of files per task: registering other files under a name and version the
+task already has is refused (``VersionTaken``, 409 ``version_taken``) — results, reports and the
+audit log cite the name and version, and a hospital's ML engineer reads "cxr-site 2026-11" as
+one artefact, so two must never share it; the card's version is edited instead (the card is
+outside the content hash: no reseal). Wherever a version is shown to people it travels with a
+short content hash (``display_version``), so rows registered before this rule are told apart
+too.
 
 Plain functions over a session, shared by the CLI, the API and the first start."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,9 +107,41 @@ class NotServed(MoveRefused):
     code = "not_served"
 
 
+class AlreadyRegistered(LifecycleError):
+    """These files are registered already, under another card (the card is not the model)."""
+
+    status, code = 409, "already_registered"
+
+
+class VersionTaken(LifecycleError):
+    """Another set of files is registered under this task, name and version."""
+
+    status, code = 409, "version_taken"
+
+
+class NoRollbackTarget(MoveRefused):
+    """No model was active before the current one (or each was rolled back from)."""
+
+    code = "no_rollback_target"
+
+
+class RollbackTargetChanged(MoveRefused):
+    """The rollback target is no longer the one the admin confirmed."""
+
+    code = "rollback_target_changed"
+
+
+class EmptySiteSet(LifecycleError):
+    """A site set with no study: nothing to freeze, or nothing to validate on (the site's
+    state, not the request, is wrong: 409; the CLI exits 2, refused as asked)."""
+
+    status, code = 409, "empty_site_set"
+
+
 class PromotionRefused(LifecycleError):
     """Site validation did not clear the candidate and no override was given (``code``:
-    ``no_site_set``, ``not_validated`` or ``not_non_inferior``)."""
+    ``no_site_set``, ``empty_site_set``, ``not_validated``, ``validation_inconclusive`` or
+    ``not_non_inferior``)."""
 
     status, code = 409, "not_validated"
 
@@ -163,27 +210,98 @@ def _reason(reason: str | None) -> str:
     return text
 
 
+# what the content hash covers (core.results.directory_hash)
+HASHED = ("the sha256 content hash of its files (every file in its directory except "
+          "model_card.json, evaluation/ and checkpoints/)")
+
+
+def short_hash(content_hash: str) -> str:
+    """The first 12 hex digits of a content hash: enough to tell two models apart."""
+    return content_hash.split(":", 1)[-1][:12]
+
+
+def display_version(row: RegisteredModel) -> str:
+    """A model's version as people read it: the version and a short content hash, so two
+    different models never read alike."""
+    return f"{row.version} · {short_hash(row.content_hash)}"
+
+
+def describe(row: RegisteredModel) -> str:
+    """``#3 cxr-site version 2026-11 (active, sha256:1a2b3c4d5e6f…)``"""
+    return (f"#{row.id} {row.name} version {row.version} ({row.state}, "
+            f"sha256:{short_hash(row.content_hash)}…)")
+
+
+def already_note(row: RegisteredModel) -> str:
+    """What a registration of files already registered says (the same card again)."""
+    return (f"these files are already registered as model {describe(row)}: a model is "
+            f"identified by {HASHED}; nothing new was registered (use model {row.id})")
+
+
 def find(db: Session, task: str, content_hash: str) -> RegisteredModel | None:
     return db.scalar(select(RegisteredModel).where(RegisteredModel.task == task,
                                                    RegisteredModel.content_hash == content_hash))
 
 
+def _card_json(card: dict[str, Any] | None) -> str:
+    return json.dumps({k: v for k, v in (card or {}).items() if k != "content_hash"},
+                      sort_keys=True, default=str)
+
+
+def _card_edited(directory: Path, card: model_dirs.ModelCard, registered: dict | None) -> bool:
+    """Whether ``directory``'s card differs from the card registered with the same files (a
+    field the card file leaves out, filled in when read — its date, medai's version — is
+    not an edit)."""
+    incoming = card.to_dict()
+    try:
+        written = json.loads((Path(directory) / model_dirs.CARD_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        written = incoming
+    for key in ("created_at", "medai_version"):
+        if key not in written:
+            incoming[key] = (registered or {}).get(key)
+    return _card_json(incoming) != _card_json(registered)
+
+
 def register(db: Session, home: Path, directory: Path, actor: audit.Actor, task: str | None = None,
              source: str | None = None, state: str = "candidate",
-             reason: str = "registered") -> tuple[RegisteredModel, bool]:
+             reason: str = "registered",
+             edited_card: str = "refuse") -> tuple[RegisteredModel, bool]:
     """Copy a sealed model directory into the store and record it (``state``: ``candidate``,
-    or ``active`` on a first start); returns the row and whether it is new (the same files
-    registered again for the same task give the existing row)."""
+    or ``active`` on a first start); returns the row and whether it is new.
+
+    A model is identified by its content hash (``HASHED``: its files, not its card). The same
+    files with the same card again give the existing row (``new`` false, ``already_note`` says
+    so). The same files under an edited card are refused with ``AlreadyRegistered``, which
+    names the model registered with that hash (``edited_card="existing"``: the existing row
+    instead, as a server's first start does). Other files under a name and version the task
+    already has are refused with ``VersionTaken`` (see the module docstring)."""
     checked = check_directory(directory, task)
     card, content_hash = checked.card, checked.content_hash
     existing = find(db, card.task, content_hash)
     if existing is not None:
-        return existing, False
+        if edited_card == "existing" or not _card_edited(directory, card, existing.card):
+            return existing, False
+        raise AlreadyRegistered(
+            f"these files are already registered: model {describe(existing)}. A model is "
+            f"identified by {HASHED}: a copy with only its card edited is the same model. Use "
+            f"model {existing.id}, or change the files (retrain, re-export) and reseal them "
+            "for a new one")
     name = card.name or Path(directory).name
+    version = (card.version or card.created_at)[:64]
+    clash = db.scalar(select(RegisteredModel).where(RegisteredModel.task == card.task,
+                                                    RegisteredModel.name == name[:128],
+                                                    RegisteredModel.version == version))
+    if clash is not None:
+        raise VersionTaken(
+            f"{card.task} model {name!r} version {version!r} is already registered with other "
+            f"files (model #{clash.id}, {clash.state}, sha256:{short_hash(clash.content_hash)}…"
+            f"; these are sha256:{short_hash(content_hash)}…). A name and version name one set "
+            "of files: give this model its own version in its model_card.json (outside the "
+            "content hash: no reseal needed) and register it again")
     relative = storage.store(home, Path(directory), content_hash, name)
     now = utcnow()
-    row = RegisteredModel(task=card.task, name=name[:128],
-                          version=(card.version or card.created_at)[:64],
+    row = RegisteredModel(task=card.task, name=name[:128], version=version,
                           model_type=card.model_type[:32], content_hash=content_hash,
                           path=relative, state=state, source=(source or str(directory))[:255],
                           card=card.to_dict(), registered_by=actor.name[:64],
@@ -297,29 +415,87 @@ def set_state(db: Session, model_id: int, state: str, actor: audit.Actor,
     return row
 
 
-def rollback(db: Session, task: str, actor: audit.Actor,
-             reason: str | None) -> tuple[RegisteredModel, RegisteredModel]:
-    """Re-activate the model that was active before the current one (the current one is
-    retired); returns (restored, replaced)."""
-    reason = _reason(reason)
+ROLLBACK = "rollback: "  # the reason of a rollback's activation starts so (``_activate``)
+
+
+def _active_stack(db: Session, task: str) -> tuple[list[int], set[int]]:
+    """The task's activations as rollbacks left them, oldest first (the top is the model
+    active now), and the models rolled back from. Walks ``model_transitions``: a promotion (or
+    a first start) puts its model on top; a rollback takes the model it rolled back from off
+    the top (it is never a target again, unless promoted again afterwards)."""
+    stack: list[int] = []
+    rolled_back_from: set[int] = set()
+    for t in db.scalars(select(ModelTransition).where(
+            ModelTransition.task == task, ModelTransition.to_state == "active")
+            .order_by(ModelTransition.id)):
+        if t.reason.startswith(ROLLBACK):
+            if stack:
+                rolled_back_from.add(stack.pop())
+            if not stack or stack[-1] != t.model_id:  # a history that went another way
+                stack = [m for m in stack if m != t.model_id] + [t.model_id]
+        else:
+            rolled_back_from.discard(t.model_id)
+            stack.append(t.model_id)
+    return stack, rolled_back_from
+
+
+def rollback_target(db: Session, task: str) -> tuple[RegisteredModel, RegisteredModel]:
+    """(current, target): the task's active model and the model that was active before it —
+    never one that was rolled back from. NoRollbackTarget (409 ``no_rollback_target``) says
+    why there is none."""
     current = active(db, task)
     if current is None:
-        raise MoveRefused(f"no active {task} model to roll back")
-    earlier = db.scalars(select(ModelTransition.model_id).where(
-        ModelTransition.task == task, ModelTransition.to_state == "active",
-        ModelTransition.model_id != current.id).order_by(ModelTransition.id.desc()))
-    for model_id in earlier:
+        raise NoRollbackTarget(f"no active {task} model to roll back")
+    stack, rolled_back_from = _active_stack(db, task)
+    while stack and stack[-1] != current.id:
+        stack.pop()
+    for model_id in reversed(stack[:-1]):
+        if model_id == current.id or model_id in rolled_back_from:
+            continue
         previous = db.get(RegisteredModel, model_id)
-        if previous is not None and previous.state == "retired":
-            _activate(db, previous, f"rollback: {reason}", actor)
-            return previous, current
-    raise MoveRefused(f"no earlier {task} model to roll back to")
+        if previous is not None and previous.state in ("retired", "shadow"):
+            return current, previous
+        break  # the model active before the current one cannot come back
+    gone = sorted(rolled_back_from - {current.id})
+    why = (f"; rolled back from, so never re-activated by a rollback: "
+           f"{', '.join(f'#{m}' for m in gone)} (promote one to serve it again)" if gone else "")
+    raise NoRollbackTarget(f"no earlier {task} model to roll back to: no model was active "
+                           f"before model {describe(current)}{why}")
+
+
+def rollback(db: Session, task: str, actor: audit.Actor, reason: str | None,
+             expected: int | None = None) -> tuple[RegisteredModel, RegisteredModel]:
+    """Re-activate the model that was active before the current one (``rollback_target``: a
+    model rolled back from never comes back this way; the current one is retired); returns
+    (restored, replaced). ``expected``: the target the admin confirmed (RollbackTargetChanged
+    when it is no longer the one)."""
+    reason = _reason(reason)
+    current, previous = rollback_target(db, task)
+    if expected is not None and previous.id != expected:
+        raise RollbackTargetChanged(f"the {task} rollback now goes to model "
+                                    f"{describe(previous)}, not model {expected}; look again "
+                                    "and confirm")
+    _activate(db, previous, f"{ROLLBACK}{reason}", actor)
+    return previous, current
+
+
+def rollback_preview(db: Session, task: str) -> dict[str, Any] | None:
+    """The model a rollback of ``task`` would re-activate, briefly (None: no rollback)."""
+    try:
+        _, target = rollback_target(db, task)
+    except NoRollbackTarget:
+        return None
+    return {"id": target.id, "name": target.name, "version": target.version,
+            "display_version": display_version(target), "content_hash": target.content_hash,
+            "state": target.state}
 
 
 def as_dict(row: RegisteredModel, card: bool = False) -> dict[str, Any]:
     from medai.services.models import served_tasks
 
     out = {"id": row.id, "task": row.task, "name": row.name, "version": row.version,
+           # the version as people read it: with a short content hash (two models differ)
+           "display_version": display_version(row),
            # False: kept as a record only (the red-flag engine); no move applies to it
            "served": row.task in served_tasks(),
            "model_type": row.model_type, "content_hash": row.content_hash,

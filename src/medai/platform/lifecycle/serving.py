@@ -62,7 +62,8 @@ def _adopt_task(p: Platform, task: str, configured: Path | None) -> RegisteredMo
             try:
                 row, _ = registry.register(db, p.home, configured, SYSTEM, task=task,
                                              source="bundled" if bundled else None,
-                                             state=state, reason=reason)
+                                             state=state, reason=reason,
+                                             edited_card="existing")
             except registry.LifecycleError as exc:
                 log.warning("model registry: %s model at %s not registered (%s); it is "
                             "served unregistered", task, configured, exc)

@@ -4,7 +4,9 @@ A fixed share of each task's signed studies (``MEDAI_SITE_SET_FRACTION``, chosen
 the study id, so a study is on the same side forever) is held out: never exported for
 retraining (``dataset.export(exclude_site_set=True)``), and frozen into a versioned set when
 ``build`` runs — the study ids and each study's signed labels at that moment, so a later
-amendment does not change a set a verdict was given on."""
+amendment does not change a set a verdict was given on. A set with no study is refused
+(``registry.EmptySiteSet``); a validation on an empty set (one frozen before this rule) says
+the set is the problem, not the candidate."""
 
 from __future__ import annotations
 
@@ -51,14 +53,26 @@ def signed_labels(db, task: str) -> dict[int, dict[str, bool]]:
 
 
 def build(db, task: str, actor: str) -> SiteSet:
-    """Freeze the task's held-out signed studies as its next site set version."""
-    from medai.platform.lifecycle.registry import require_served
+    """Freeze the task's held-out signed studies as its next site set version. An empty set
+    is never frozen (``EmptySiteSet``, 409 ``empty_site_set``: no held-out signed study with
+    labels), since a validation on it could judge nothing."""
+    from medai.platform.lifecycle.registry import EmptySiteSet, require_served
 
     tasks.get(task)
     require_served(task, "validated on a site set")
+    labelled = signed_labels(db, task)
     studies = [{"study_id": sid, "labels": labels}
-               for sid, labels in sorted(signed_labels(db, task).items())
+               for sid, labels in sorted(labelled.items())
                if held_out(task, sid)]
+    if not studies:
+        refused = EmptySiteSet(
+            f"no site set frozen: no signed {task} study with labels is held out for site "
+            f"validation yet ({len(labelled)} signed {task} studies have labels; "
+            f"MEDAI_SITE_SET_FRACTION={_fraction()} of them are held out, chosen by a hash of "
+            "the study id), and an empty set could judge no candidate. Sign more studies, then "
+            "build the set again")
+        refused.params = {"task": task, "labelled": len(labelled)}
+        raise refused
     counts = Counter(lab for s in studies for lab, present in s["labels"].items() if present)
     version = (db.scalar(select(func.max(SiteSet.version)).where(SiteSet.task == task)) or 0) + 1
     digest = hashlib.sha256(json.dumps(studies, sort_keys=True).encode()).hexdigest()

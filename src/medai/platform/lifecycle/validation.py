@@ -6,7 +6,18 @@ header says) — and is **non-inferior** when the 95 % lower bound of the paired
 bootstrap difference (candidate − active) of macro AUROC and of macro sensitivity is at least
 −margin (``MEDAI_VALIDATION_MARGIN``). Studies the candidate was trained on (its card's site
 signatures) are left out. Promotion without an override needs a passing validation of the
-candidate against the model active now on the newest site set."""
+candidate against the model active now on the newest site set.
+
+A validation has one of three outcomes (``metrics["outcome"]``): ``passed``,
+``not_non_inferior``, or ``inconclusive`` — on fewer than ``MIN_STUDIES`` studies (where
+intervals degenerate: "0.0 to 0.0" on a handful of studies), on a set where no label has both
+positive and negative studies, or when an interval is undefined (most resamples could not
+compute it). A zero-width interval on enough studies is said in the summary, never silently
+passed over. An inconclusive validation never passes: its
+``metrics["inconclusive"]`` names the reason, the number of studies and the minimum, and a
+promotion without an override is refused with ``validation_inconclusive``. A missing or
+empty site set is the set's problem, said as such (``no_site_set``, ``empty_site_set``), never
+a verdict on the candidate."""
 
 from __future__ import annotations
 
@@ -26,6 +37,13 @@ from medai.platform.localtime import iso_utc
 from medai.platform.tables import RegisteredModel, Study, Validation
 
 MIN_SUBGROUP = 10
+MIN_STUDIES = 30
+"""The fewest site-set studies (after leaving out those the candidate was trained on) a
+verdict is given on. Below it a paired bootstrap of a macro AUROC or sensitivity difference is
+too unstable to support non-inferiority — on a handful of studies it collapses to intervals
+such as "0.0 to 0.0" — so the validation is ``inconclusive``. A floor, not a power
+calculation: a site wanting a tighter bound needs many more studies."""
+INCONCLUSIVE_REASONS = ("too_few_studies", "no_positives", "undefined_interval")
 log = logging.getLogger("medai.platform.lifecycle")
 
 
@@ -36,6 +54,28 @@ class Verdict:
     code: str = "not_validated"
 
 
+def outcome_of(v: Validation) -> str:
+    """``passed``, ``not_non_inferior`` or ``inconclusive`` (rows from before the outcome was
+    kept: from ``passed``)."""
+    return (v.metrics or {}).get("outcome") or ("passed" if v.passed else "not_non_inferior")
+
+
+def inconclusive_text(detail: dict[str, Any]) -> str:
+    """Why a validation is inconclusive, naming the sample size and the minimum."""
+    n, minimum = detail.get("studies"), detail.get("minimum", MIN_STUDIES)
+    reason = detail.get("reason")
+    if reason == "too_few_studies":
+        why = f"only {n} studies were evaluated, and a verdict needs at least {minimum}"
+    elif reason == "no_positives":
+        why = (f"no label has both positive and negative studies among the {n} evaluated, so "
+               "no AUROC or sensitivity can be estimated")
+    else:
+        why = (f"the 95% interval of a difference is undefined on these {n} studies (most "
+               f"resamples had no positive or no negative study; at least {minimum} studies, "
+               "with positives and negatives of the labels judged, are needed)")
+    return f"inconclusive: {why}"
+
+
 def verdict(db: Session, candidate: RegisteredModel) -> Verdict:
     """Whether ``candidate`` may be promoted without an override."""
     site = site_sets.latest(db, candidate.task)
@@ -44,6 +84,8 @@ def verdict(db: Session, candidate: RegisteredModel) -> Verdict:
                               f"one from signed studies: medai models site-set --task "
                               f"{candidate.task}), so the candidate cannot be shown "
                               "non-inferior to the active model", "no_site_set")
+    if not site.studies:
+        return Verdict(False, _empty_message(site, candidate.id), "empty_site_set")
     from medai.platform.lifecycle.registry import active
 
     current = active(db, candidate.task)
@@ -55,11 +97,24 @@ def verdict(db: Session, candidate: RegisteredModel) -> Verdict:
         return Verdict(False, f"model {candidate.id} has not been validated against the active "
                               f"model on site set v{site.version} (medai models validate "
                               f"{candidate.id})")
+    if outcome_of(done) == "inconclusive":
+        return Verdict(False, f"the validation of model {candidate.id} on site set "
+                              f"v{site.version} was "
+                              f"{inconclusive_text(done.metrics.get('inconclusive') or {})}",
+                       "validation_inconclusive")
     if not done.passed:
         return Verdict(False, f"model {candidate.id} was not non-inferior on site set "
                               f"v{site.version}: {done.metrics.get('summary', '')}",
                        "not_non_inferior")
     return Verdict(True, f"non-inferior on site set v{site.version}", "validated")
+
+
+def _empty_message(site, model_id: int) -> str:
+    return (f"site set v{site.version} of the {site.task} task is empty (0 studies): it was "
+            f"frozen before any signed, labelled {site.task} study was held out, so model "
+            f"{model_id} cannot be judged on it — the set is the problem, not the candidate. "
+            f"Sign more studies, then build a new set (medai models site-set --task "
+            f"{site.task})")
 
 
 def _predict_all(p, row: RegisteredModel, data: list[bytes], metas: list[dict] | None = None,
@@ -136,16 +191,25 @@ def _paired(y, cand, act, stat, n_boot: int, seed: int) -> dict[str, float | Non
         x, z = stat(y, cand, idx), stat(y, act, idx)
         if x is not None and z is not None:
             diffs.append(x - z)
-    low, high = np.percentile(diffs, [2.5, 97.5]) if diffs else (None, None)
+    # an interval from fewer than half the resamples (the rest had no positive or no
+    # negative study) is undefined
+    low, high = np.percentile(diffs, [2.5, 97.5]) if 2 * len(diffs) >= n_boot else (None, None)
     return {"difference": round(a - b, 4), "low": None if low is None else round(float(low), 4),
-            "high": None if high is None else round(float(high), 4)}
+            "high": None if high is None else round(float(high), 4),
+            "resamples": len(diffs)}
 
 
 def validate(p, candidate_id: int, actor: str, margin: float | None = None,
              n_boot: int = 500, seed: int = 0) -> Validation:
     """Evaluate a candidate beside the active model on the newest site set; store the
     verdict (a ``Validation`` row) and return it."""
-    from medai.platform.lifecycle.registry import LifecycleError, active, get, require_served
+    from medai.platform.lifecycle.registry import (
+        EmptySiteSet,
+        LifecycleError,
+        active,
+        get,
+        require_served,
+    )
     from medai.settings import get_settings
 
     margin = get_settings().validation_margin if margin is None else margin
@@ -154,7 +218,11 @@ def validate(p, candidate_id: int, actor: str, margin: float | None = None,
         require_served(cand.task, "validated on a site set")
         site = site_sets.latest(db, cand.task)
         if site is None:
-            raise LifecycleError(verdict(db, cand).message)
+            missing = LifecycleError(verdict(db, cand).message)
+            missing.code = "no_site_set"
+            raise missing
+        if not site.studies:
+            raise EmptySiteSet(_empty_message(site, cand.id))
         current = active(db, cand.task)
         trained_on = {sid for d in (cand.card or {}).get("data", []) if isinstance(d, dict)
                       for sid in d.get("study_ids", [])}
@@ -204,8 +272,10 @@ def validate(p, candidate_id: int, actor: str, margin: float | None = None,
             entry["active"] = {**auroc_with_ci(y[:, j], aprob, n_boot=n_boot, seed=seed),
                                **_operating(y[:, j], adec)}
         metrics["labels"][lab] = entry
-    passed, summary = _decide(metrics, y, cs, cd, as_, ad, act_res is not None, margin,
-                              n_boot, seed)
+    outcome, summary = _decide(metrics, y, cs, cd, as_, ad, act_res is not None, margin,
+                               n_boot, seed)
+    passed = outcome == "passed"
+    metrics["outcome"] = outcome
     metrics["subgroups"] = _subgroups(groups, y, cs, as_)
     metrics["summary"] = summary
     metrics["monitor_reference"] = reference  # the candidate's outputs here: its drift baseline
@@ -218,28 +288,50 @@ def validate(p, candidate_id: int, actor: str, margin: float | None = None,
         from medai.platform import audit
 
         audit.record(db, audit.Actor(actor), "model", "model", candidate_id, op="validate",
-                     site_set=site_version, passed=passed, summary=summary)
+                     site_set=site_version, passed=passed, outcome=outcome, summary=summary)
         db.expunge(row)
     return row
 
 
-def _decide(metrics, y, cs, cd, as_, ad, has_active, margin, n_boot, seed):
-    if not cs or y.size == 0 or not y.any():
-        return False, "no label of the site set has a positive study; nothing to judge on"
+def _inconclusive(metrics: dict[str, Any], reason: str, n: int,
+                  judged: str = "") -> tuple[str, str]:
+    detail = {"reason": reason, "studies": n, "minimum": MIN_STUDIES}
+    metrics["inconclusive"] = detail
+    text = inconclusive_text(detail)
+    return "inconclusive", f"{text[0].upper()}{text[1:]}" + (f"; {judged}" if judged else "")
+
+
+def _decide(metrics, y, cs, cd, as_, ad, has_active, margin, n_boot, seed) -> tuple[str, str]:
+    """(outcome, summary): ``passed``, ``not_non_inferior`` or ``inconclusive``."""
+    n = len(y)
+    if not cs or y.size == 0 or not (y.any(axis=0) & ~y.all(axis=0)).any():
+        return _inconclusive(metrics, "no_positives", n)
     cand_s, cand_d = np.stack(cs, axis=1), np.stack(cd, axis=1)
     if not has_active:
         metrics["macro_auroc"] = _macro_auc(y, cand_s, np.arange(len(y)))
-        return True, "no active model to compare with; evaluated alone"
+        if n < MIN_STUDIES:
+            return _inconclusive(metrics, "too_few_studies", n, "no active model to compare with")
+        return "passed", f"no active model to compare with; evaluated alone on {n} studies"
     act_s, act_d = np.stack(as_, axis=1), np.stack(ad, axis=1)
     auc = _paired(y, cand_s, act_s, _macro_auc, n_boot, seed)
     sens = _paired(y, cand_d, act_d, _macro_sens, n_boot, seed + 1)
     metrics["macro_auroc_difference"], metrics["macro_sensitivity_difference"] = auc, sens
-    ok = all(d["low"] is not None and d["low"] >= -margin for d in (auc, sens))
-    summary = (f"macro AUROC difference {auc['difference']} (95% CI {auc['low']} to "
-               f"{auc['high']}), macro sensitivity difference {sens['difference']} (95% CI "
-               f"{sens['low']} to {sens['high']}); margin {margin}: "
-               f"{'non-inferior' if ok else 'not shown non-inferior'}")
-    return ok, summary
+    judged = (f"macro AUROC difference {auc['difference']} (95% CI {auc['low']} to "
+              f"{auc['high']}), macro sensitivity difference {sens['difference']} (95% CI "
+              f"{sens['low']} to {sens['high']}) on {n} studies; margin {margin}")
+    if n < MIN_STUDIES:
+        return _inconclusive(metrics, "too_few_studies", n, judged)
+    if any(d[k] is None for d in (auc, sens) for k in ("difference", "low", "high")):
+        return _inconclusive(metrics, "undefined_interval", n, judged)
+    # a zero-width interval (every resample gave one difference) on MIN_STUDIES or more is
+    # the models behaving alike (or one missing what the other finds) on every study: said
+    notes = [f"the {what} interval has zero width: every resample of the {n} studies gave "
+             f"the same difference" for d, what in ((auc, "AUROC"), (sens, "sensitivity"))
+             if d["low"] == d["high"]]
+    ok = all(d["low"] >= -margin for d in (auc, sens))
+    summary = (f"{judged}: {'non-inferior' if ok else 'not shown non-inferior'}"
+               + (f" ({'; '.join(notes)})" if notes else ""))
+    return ("passed" if ok else "not_non_inferior"), summary
 
 
 SUBGROUPS = ("source", "modality", "view", "manufacturer", "age_band", "sex")
@@ -270,6 +362,7 @@ def _subgroups(groups: list[dict[str, str]], y, cs, as_) -> dict[str, Any]:
 def as_dict(v: Validation) -> dict[str, Any]:
     return {"id": v.id, "model_id": v.model_id, "active_model_id": v.active_model_id,
             "site_set_id": v.site_set_id, "margin": v.margin, "passed": v.passed,
+            "outcome": outcome_of(v), "inconclusive": v.metrics.get("inconclusive"),
             "metrics": {k: x for k, x in v.metrics.items() if k != "monitor_reference"},
             "monitor_reference_n": len(v.metrics.get("monitor_reference", [])),
             "created_by": v.created_by, "created_at": iso_utc(v.created_at)}
@@ -284,6 +377,8 @@ def latest_for(db: Session, model_id: int) -> dict[str, Any] | None:
     if v is None:
         return None
     site = db.get(SiteSet, v.site_set_id)
-    return {"passed": v.passed, "site_set": site.version if site else None,
+    return {"passed": v.passed, "outcome": outcome_of(v),
+            "inconclusive": v.metrics.get("inconclusive"),
+            "site_set": site.version if site else None,
             "active_model_id": v.active_model_id, "summary": v.metrics.get("summary"),
             "at": iso_utc(v.created_at)}

@@ -1,6 +1,6 @@
 "use strict";
 (function () {
-  const { T, api, el, fill, showError, roleName, actionName, outcomeName, taskName, labelName, fmtTime, LOCALE } = window.medai;
+  const { T, api, el, fill, showError, roleName, actionName, outcomeName, taskName, labelName, modelVersion, fmtTime, LOCALE } = window.medai;
   // --- users: an admin never sets or sees a password; a new or reset account gets a
   // one-time enrolment code, shown here once, with which its user chooses one at /enrol
   const userSecret = document.getElementById("user-secret");
@@ -125,7 +125,7 @@
   function modelCard(task, m) {
     const card = m.card || {};
     const body = [
-      facts([[T.card_name, m.model.name], [T.card_version, m.model.version], [T.card_hash, m.model.content_hash, "mono"],
+      facts([[T.card_name, m.model.name], [T.card_version, modelVersion(m.model)], [T.card_hash, m.model.content_hash, "mono"],
         [T.card_task, `${taskName(task)} (${task})`], [T.card_type, card.model_type],
         [T.card_created, card.created_at ? fmtTime(card.created_at) : undefined], [T.card_medai, card.medai_version]]),
     ];
@@ -138,7 +138,7 @@
     if (card.training_command) body.push(el("h4", { text: T.card_training_command }), el("pre", { class: "card-json", text: card.training_command }));
     if (card.licence_notes) body.push(el("h4", { text: T.card_licence }), el("p", { text: card.licence_notes }));
     return el("details", { class: "model-card", id: "card-" + task },
-      el("summary", { text: `${T.card_open}: ${taskName(task)} — ${m.model.name} ${m.model.version}` }), ...body);
+      el("summary", { text: `${T.card_open}: ${taskName(task)} — ${m.model.name} ${modelVersion(m.model)}` }), ...body);
   }
   async function models() {
     const r = await api("/api/v1/models");
@@ -147,7 +147,7 @@
     document.querySelector("#models tbody").replaceChildren(...entries.map(([task, m]) =>
       el("tr", {}, el("td", { text: taskName(task) }),
         el("td", {}, m.model ? el("a", { href: "#card-" + task, text: m.model.name }) : (m.error || T.card_not_loaded)),
-        el("td", { text: m.model ? m.model.version : "—" }),
+        el("td", { text: m.model ? modelVersion(m.model) : "—" }),
         el("td", { class: "mono", text: m.model ? m.model.content_hash.slice(0, 23) + "…" : "—" }),
         el("td", { text: m.ready ? T.yes : T.no }))));
     document.getElementById("model-cards").replaceChildren(...entries.filter(([, m]) => m.model).map(([task, m]) => modelCard(task, m)));

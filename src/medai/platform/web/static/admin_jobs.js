@@ -37,6 +37,14 @@
       return fill(T.jobs_candidate, { id: j.result.model.id, studies: j.result.datasheet.studies });
     }
     const v = j.result.validation;
+    if (v.outcome === "inconclusive") {  // never a pass: why, with the sample size and minimum
+      const why = v.inconclusive || {};
+      return el("span", { class: "error-text", "data-outcome": "inconclusive",
+        title: (v.metrics && v.metrics.summary) || "",
+        text: fill(T.jobs_validation_inconclusive, { why: fill(
+          T["validation_inconclusive_" + why.reason] || T.validation_inconclusive_too_few_studies,
+          { studies: why.studies, minimum: why.minimum }) }) });
+    }
     return fill(v.passed ? T.jobs_validation_passed : T.jobs_validation_failed,
       { summary: (v.metrics && v.metrics.summary) || "" });
   }

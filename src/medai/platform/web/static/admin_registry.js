@@ -4,14 +4,13 @@
 // above is reloaded after a promotion or rollback (this server swaps before answering).
 "use strict";
 (function () {
-  const { T, api, el, fill, showError, taskName, fmtTime } = window.medai;
+  const { T, api, el, fill, showError, taskName, modelVersion, fmtTime } = window.medai;
   const error = document.getElementById("registry-error");
   const message = document.getElementById("registry-message");
   const form = document.getElementById("registry-move");
   const reason = document.getElementById("registry-reason");
   const override = document.getElementById("registry-override");
   let pending = null; // { url, extra, what }
-  let retiredTasks = new Set(); // tasks with an earlier model to roll back to
 
   // the API's refusal in the page's language; the technical detail (which labels, which
   // path) follows where the admin needs it
@@ -20,7 +19,25 @@
     const detail = (r.data && r.data.detail) || "";
     const known = code && T["registry_err_" + code];
     if (!known) return detail || T.error_generic;
-    return ["model_refused", "path_not_allowed", "not_non_inferior"].includes(code) ? `${known} (${detail})` : known;
+    // the detail names the model, version, hash, labels or path the admin needs
+    return ["model_refused", "path_not_allowed", "not_non_inferior", "already_registered",
+      "version_taken", "validation_inconclusive", "no_rollback_target", "empty_site_set"].includes(code)
+      ? `${known} (${detail})` : known;
+  }
+
+  // "#3 cxr-site 2026-11 · 1a2b3c4d5e6f": a model as people tell it apart
+  const modelName = (m) => `#${m.id} ${m.name} ${modelVersion(m)}`;
+
+  // the latest validation's outcome, in the page's language (inconclusive: why, with n)
+  function validationNote(v) {
+    const outcome = v.outcome || (v.passed ? "passed" : "not_non_inferior");
+    const why = v.inconclusive || {};
+    const text = outcome === "inconclusive"
+      ? fill(T["validation_inconclusive_" + why.reason] || T.validation_inconclusive_too_few_studies,
+        { studies: why.studies, minimum: why.minimum })
+      : outcome === "passed" ? T.registry_validated : T.registry_not_validated;
+    return el("span", { class: "basis", "data-outcome": outcome, title: v.summary || "",
+      text: `${outcome === "inconclusive" ? T.registry_inconclusive + ": " : ""}${text} (v${v.site_set})` });
   }
 
   function say(text) {
@@ -46,7 +63,7 @@
   }
 
   function actions(m) {
-    const name = `#${m.id} ${m.name} ${m.version}`;
+    const name = modelName(m);
     const out = [];
     if (m.served === false) { // a record of versions (the red-flag engine): no move applies
       return el("span", { class: "basis", text: T.registry_record_only,
@@ -70,9 +87,11 @@
       out.push(moveButton(T.registry_retire, `${T.registry_retire}: ${name}`,
         `/api/v1/models/registry/${m.id}/retire`, {}, false));
     }
-    if (m.state === "active" && retiredTasks.has(m.task)) {
-      out.push(moveButton(T.registry_rollback, `${T.registry_rollback}: ${taskName(m.task)}`,
-        "/api/v1/models/rollback", { task: m.task }, false));
+    if (m.state === "active" && m.rollback_to) {  // the server's target: never one rolled back from
+      const to = m.rollback_to;
+      const what = fill(T.registry_rollback_to, { task: taskName(m.task), from: name, to: modelName(to) });
+      out.push(moveButton(T.registry_rollback, what, "/api/v1/models/rollback",
+        { task: m.task, to: to.id }, false));
     }
     return el("span", { class: "actions" }, ...out);
   }
@@ -81,11 +100,10 @@
     const state = T["registry_state_" + m.state] || m.state;
     return el("tr", { "data-model": String(m.id), "data-state": m.state },
       el("td", { text: String(m.id) }), el("td", { text: taskName(m.task) }),
-      el("td", { text: m.name }), el("td", { text: m.version }),
+      el("td", { text: m.name }), el("td", { class: "model-version", text: modelVersion(m), title: m.content_hash }),
       el("td", { class: "mono", text: m.content_hash.slice(0, 19) + "…", title: m.content_hash }),
       el("td", {}, el("span", { class: "badge state-" + m.state, text: state }),
-        m.validation ? el("span", { class: "basis", title: m.validation.summary || "",
-          text: `${m.validation.passed ? T.registry_validated : T.registry_not_validated} (v${m.validation.site_set})` }) : ""),
+        m.validation ? validationNote(m.validation) : ""),
       el("td", { text: `${m.registered_by} · ${fmtTime(m.registered_at)}` }),
       el("td", {}, actions(m)));
   }
@@ -96,7 +114,6 @@
       showError(error, (r.data && r.data.detail) || T.error_generic);
       return;
     }
-    retiredTasks = new Set(r.data.items.filter((m) => m.state === "retired").map((m) => m.task));
     document.querySelector("#registry tbody").replaceChildren(...r.data.items.map(row));
     document.getElementById("registry-empty").hidden = r.data.items.length > 0;
   }
@@ -136,7 +153,8 @@
     }
     showError(error, "");
     say(fill(r.data.new ? T.registry_registered_new : T.registry_registered_again,
-      { id: r.data.id, name: r.data.name }));
+      { id: r.data.id, name: r.data.name, version: modelVersion(r.data),
+        state: T["registry_state_" + r.data.state] || r.data.state }));
     load();
   });
   document.addEventListener("medai:registry-changed", load);  // a retraining or validation ended

@@ -67,6 +67,14 @@
     const t = NAMES[task];
     return (t && t.labels && t.labels[label]) || label;
   }
+  // a model's version as people read it: the version and a short content hash, so two
+  // different models never read alike (the registry sends it as display_version)
+  function modelVersion(m) {
+    if (!m) return "—";
+    if (m.display_version) return m.display_version;
+    const short = String(m.content_hash || "").split(":").pop().slice(0, 12);
+    return short ? `${m.version || "—"} · ${short}` : (m.version || "—");
+  }
   // "{a} and {b}" with params; a missing one reads as a dash, never as "{b}"
   function fill(template, params) {
     return String(template).replace(/\{(\w+)\}/g, (_, k) => (params && params[k] != null && params[k] !== "" ? String(params[k]) : "—"));
@@ -134,6 +142,6 @@
   }
   window.medai = {
     T, NAMES, LANG, LOCALE, ZONE, api, el, statusLabel, roleName, actionName, outcomeName,
-    taskName, personName, labelName, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
+    taskName, personName, labelName, modelVersion, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
   };
 })();

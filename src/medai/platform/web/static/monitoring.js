@@ -4,7 +4,7 @@
 // median, and agreement with signatures with 95% intervals. Open alerts come first.
 "use strict";
 (function () {
-  const { T, api, el, fill, showError, taskName, labelName, fmtTime } = window.medai;
+  const { T, api, el, fill, showError, taskName, labelName, modelVersion, fmtTime } = window.medai;
   const SVG = "http://www.w3.org/2000/svg";
   const fmt = (v, d = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(d));
   const pctv = (v) => (v === null || v === undefined ? "—" : (100 * v).toFixed(1) + "%");
@@ -69,6 +69,10 @@
   }
 
   const ci = (t) => (t && t[0] !== null ? `${pctv(t[0])} (${pctv(t[1])}–${pctv(t[2])})` : "—");
+  // a comparison with no sample on a side has no statistic: "—" and n, never 0.000 / 1.0000
+  const empty = (x) => !x || x.window_n === 0 || x.reference_n === 0;
+  const noData = (x) => fill(T.monitor_no_data, { n: x && x.window_n === 0 ? 0 : (x ? x.reference_n : 0) });
+  const testLine = (x) => (empty(x) ? noData(x) : `${T.monitor_psi} ${fmt(x.psi)} · χ² p ${pv(x.p)}`);
 
   function modelCard(m) {
     const task = m.model.task, v = m.volume, s = m.settings;
@@ -77,7 +81,7 @@
       : Math.max(0, s.reference_n + s.min_window - v.total);
     const open = m.alerts.filter((a) => !a.cleared_at);
     const parts = [
-      el("h2", { text: `${taskName(task)} — ${m.model.name} ${m.model.version}` }),
+      el("h2", { text: `${taskName(task)} — ${m.model.name} ${modelVersion(m.model)}` }),
       el("p", { class: "note mono", text: m.model.content_hash }),
       table([T.monitor_volume, T.monitor_refused, T.monitor_abstained, T.monitor_latency], [[
         `${v.total} (${T.monitor_reference} ${v.reference_n}, ${T.monitor_window} ${v.window_n})`,
@@ -101,18 +105,18 @@
       return el("section", { class: "card monitor-model", "data-task": task, "data-alerts": "0" }, ...parts);
     }
     parts.push(el("h3", { text: T.monitor_positive_rates }), rateChart(task, m.labels),
-      table([T.col_finding, T.monitor_psi, T.monitor_p], Object.entries(m.labels).map(([l, x]) =>
-        [labelName(task, l), fmt(x.psi), pv(x.p)])));
+      table([T.col_finding, T.monitor_window_n, T.monitor_psi, T.monitor_p], Object.entries(m.labels).map(([l, x]) =>
+        [labelName(task, l), String(x.window_n ?? "—"), empty(x) ? noData(x) : fmt(x.psi), empty(x) ? "—" : pv(x.p)])));
     parts.push(el("h3", { text: T.monitor_intensity }),
       seriesChart(m.series, m.inputs.mean ? m.inputs.mean.reference_median : null),
       table([T.monitor_inputs, T.monitor_median_ref, T.monitor_median_win, T.monitor_p],
         Object.entries(m.inputs).map(([k, x]) => [T["monitor_stat_" + k] || k, fmt(x.reference_median),
-          fmt(x.window_median), pv(x.p)])));
+          empty(x) ? noData(x) : fmt(x.window_median), empty(x) ? "—" : pv(x.p)])));
     const mix = m.metadata;
     parts.push(el("h3", { text: T.monitor_mix }),
       table(["", T.monitor_reference, T.monitor_window], [...new Set([...Object.keys(mix.reference), ...Object.keys(mix.window)])]
-        .map((k) => [k, pctv(mix.reference[k] || 0), pctv(mix.window[k] || 0)])),
-      el("p", { class: "note", text: `${T.monitor_psi} ${fmt(mix.psi)} · χ² p ${pv(mix.p)}` }));
+        .map((k) => [k, pctv(mix.reference[k] || 0), mix.window_n === 0 ? "—" : pctv(mix.window[k] || 0)])),
+      el("p", { class: "note", text: testLine(mix) }));
     const population = Object.entries(m.population || {});
     if (population.length) {
       parts.push(el("h3", { text: T.monitor_population }));
@@ -120,13 +124,13 @@
         const keys = [...new Set([...Object.keys(x.reference), ...Object.keys(x.window)])];
         parts.push(el("div", { class: "population", "data-field": field },
           table([T["monitor_field_" + field] || field, T.monitor_reference, T.monitor_window],
-            keys.map((k) => [k || T.monitor_unknown, pctv(x.reference[k] || 0), pctv(x.window[k] || 0)])),
-          el("p", { class: "note", text: `${T.monitor_psi} ${fmt(x.psi)} · χ² p ${pv(x.p)}` })));
+            keys.map((k) => [k || T.monitor_unknown, pctv(x.reference[k] || 0), x.window_n === 0 ? "—" : pctv(x.window[k] || 0)])),
+          el("p", { class: "note", text: testLine(x) })));
       }
     }
     const e = m.embedding || {};
     parts.push(el("h3", { text: T.monitor_stat_embedding }), el("p", { class: "note", id: `embedding-${task}`,
-      text: e.window_n ? fill(T.monitor_embedding, { distance: fmt(e.distance), threshold: fmt(s.embedding_shift),
+      text: e.window_n && e.p !== null && e.p !== undefined ? fill(T.monitor_embedding, { distance: fmt(e.distance), threshold: fmt(s.embedding_shift),
         p: pv(e.p), dims: e.dimensions, n: `${e.reference_n} + ${e.window_n}` }) : T.monitor_embedding_none }));
     const agree = Object.entries(m.agreement);
     parts.push(el("h3", { text: T.monitor_agreement }), agree.length
