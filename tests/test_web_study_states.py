@@ -31,7 +31,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "medai"
 T = json.loads((SRC / "platform/web/messages.json").read_text(encoding="utf-8"))
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
-VIEWS = [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP), ("en", DESKTOP)]
+# Turkish at both widths (the clinicians' language), English at desktop width (its longer words
+# are the ones that overflow a table cell)
+VIEWS = [("tr", PHONE), ("tr", DESKTOP), ("en", DESKTOP)]
 STROKE = "hasta aniden konuşamıyor, yüzünün bir tarafı kaydı"  # a red flag: urgent
 MRI = {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.131, "No_Tumor": 0.1}
 CXR = {
