@@ -274,12 +274,17 @@ def from_labels(task: Task, positives: Sequence[str]) -> Decision:
     return decide(task, probs, policy)
 
 
-def _stored_state(row: Mapping, undecided: set[str]) -> LabelState:
+def stored_state(row: Mapping, undecided: set[str] | frozenset[str] = frozenset()
+                 ) -> LabelState:
+    """One stored label row's state: its ``state`` when it has one, else what it said then
+    (``positive``; undecided when among ``undecided`` or its basis says so), never its
+    probability."""
     if row.get("state") in LABEL_STATES:
         return row["state"]
     if row.get("positive"):
         return "present"
-    undecided_row = row.get("label") in undecided or row.get("basis") == "indeterminate"
+    undecided_row = row.get("label") in undecided or row.get("basis") in ("indeterminate",
+                                                                          "candidate")
     return "indeterminate" if undecided_row else "absent"
 
 
@@ -300,7 +305,7 @@ def read(payload: Mapping | None, task: Task | None = None) -> Decision | None:
         if (raw or {}).get("state") == "indeterminate" else set()
     labels = []
     for r in rows:
-        state = _stored_state(r, undecided)
+        state = stored_state(r, undecided)
         basis = r.get("basis") if r.get("basis") in BASES else (
             "above_threshold" if state == "present" else "below_threshold")
         if basis == "indeterminate":

@@ -143,11 +143,11 @@ def ai_state(f: dict[str, Any]) -> str | None:
     A row given without one (an older caller) is read by what it said, ``positive`` and an
     undecided ``basis``, as ``imaging.decision.read`` reads a stored result; never from its
     probability."""
+    from medai.imaging.decision import stored_state
+
     if "state" in f:
         return f["state"] if f["state"] in STATES else None
-    if f.get("positive"):
-        return "present"
-    return "indeterminate" if f.get("basis") in ("indeterminate", "candidate") else "absent"
+    return stored_state(f)
 
 
 def stated_state(f: dict[str, Any], facts: StudyFacts) -> str | None:
