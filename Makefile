@@ -55,7 +55,7 @@ TEST_WORKERS ?= 2
 test: install-dev browser-deps integration-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/pytest --durations=40 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Re-create the bundled default triage model (needs ../shared/data; see its model card).
 train-default-triage: install

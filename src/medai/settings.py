@@ -19,7 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MEDAI_", env_file=".env", extra="ignore")
+    # no input value in an error: a wrong setting must not print a secret beside it
+    model_config = SettingsConfigDict(env_prefix="MEDAI_", env_file=".env", extra="ignore",
+                                      hide_input_in_errors=True)
 
     home: Path = Field(default=Path.home() / ".medai", description="medai's working folder: "
                        "the default parent of models_dir and cache_dir")
@@ -86,6 +88,22 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, description="Celery broker (redis://… or amqp://…): studies are analysed "
                                   "by `medai worker` processes; unset: by the pool inside serve")
+    auto_migrate: bool = Field(
+        default=True, description="serve, worker and dicom listen migrate the database to "
+                                  "this release's schema on start; false (deployments with "
+                                  "replicas): only `medai migrate` does, and they exit 2 "
+                                  "naming the revisions on a database not at this release's")
+    database_url_file: Path | None = Field(
+        default=None, description="read MEDAI_DATABASE_URL from this file (a mounted secret)")
+    broker_url_file: Path | None = Field(
+        default=None, description="read MEDAI_BROKER_URL from this file")
+    secret_keys_file: Path | None = Field(
+        default=None, description="read MEDAI_SECRET_KEYS from this file: one key per line, "
+                                  "newest first (blank lines and # comments ignored)")
+    llm_api_key_file: Path | None = Field(
+        default=None, description="read MEDAI_LLM_API_KEY from this file")
+    gemini_api_key_file: Path | None = Field(
+        default=None, description="read MEDAI_GEMINI_API_KEY from this file")
     job_threads: int = Field(default=1, ge=0,
                              description="analysis threads inside serve (0: none in this "
                                          "process)")
@@ -232,7 +250,47 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text: one plain line per record; json: one JSON object "
+                                    "per line (time, level, logger, message, place; request "
+                                    "id and route on access lines), for a log shipper. The "
+                                    "same records are withheld either way (server.logs)")
+    # --- operations: GET /metrics (server.metrics; docs/deploy/metrics.md) ---
+    metrics: bool = Field(default=True, description="answer GET /metrics (Prometheus text) "
+                                                    "to the networks of metrics_allow; off: "
+                                                    "404")
+    metrics_allow: list[str] = Field(
+        default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                 "fc00::/7"],
+        description="client networks (JSON list of CIDRs) GET /metrics answers; any other "
+                    "client, and any request that came through a proxy (Forwarded, "
+                    "X-Forwarded-For or X-Real-IP present), gets 403: Prometheus scrapes each "
+                    "process directly, never through the front door")
+    build_commit: str | None = Field(
+        default=None, description="the source commit of this build, shown by "
+                                  "medai_build_info (the image sets it; a source checkout "
+                                  "reads its .git)")
     _file_destinations: list[Destination] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """``MEDAI_<NAME>_FILE``: the secret is read from a file (a Kubernetes or podman
+        secret, a systemd credential), so it is in no environment variable, process listing
+        or image. Setting both the value and its file is refused: which one wins would be a
+        guess."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FILES:
+            path = data.get(f"{name}_file")
+            if path in (None, ""):
+                continue
+            if data.get(name) not in (None, "", []):
+                raise ValueError(f"both MEDAI_{name.upper()} and MEDAI_{name.upper()}_FILE are "
+                                 "set: keep one (the file keeps the secret out of the "
+                                 "environment)")
+            data = {**data, name: read_secret_file(name, Path(path))}
+        return data
 
     @field_validator("red_flag_rules", mode="before")
     @classmethod
@@ -243,6 +301,19 @@ class Settings(BaseSettings):
     @classmethod
     def _proxies(cls, value: list[str]) -> list[str]:
         return [check_proxy(v) for v in value]
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for v in value:
+            try:
+                ipaddress.ip_network(v.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"MEDAI_METRICS_ALLOW: {v!r} is not an IP address or network "
+                                 "(e.g. 127.0.0.1, 10.0.0.0/8)") from None
+        return [v.strip() for v in value]
 
     @field_validator("dicom_ae_title")
     @classmethod
@@ -346,6 +417,52 @@ class Settings(BaseSettings):
         value = getattr(self, f"{task}_model", None) or os.environ.get(
             f"MEDAI_{task.upper()}_MODEL")
         return Path(value) if value else None
+
+
+SECRET_FILES = ("secret_keys", "database_url", "broker_url", "llm_api_key", "gemini_api_key")
+"""The settings that may be read from a file named by ``MEDAI_<NAME>_FILE``."""
+
+
+def read_secret_file(name: str, path: Path) -> str | list[str]:
+    """The value of ``MEDAI_<NAME>`` kept in ``path``: its text without the final newline,
+    or for the key list one key per line, newest first (blank lines and ``#`` comments
+    ignored). A missing, unreadable or empty file is refused naming the file, never the
+    secret (a line that is not a key is named by its number)."""
+    var = f"MEDAI_{name.upper()}_FILE"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{var} {path}: cannot be read "
+                         f"({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{var} {path}: not UTF-8 text") from None
+    if name != "secret_keys":
+        value = text.strip()
+        if not value:
+            raise ValueError(f"{var} {path}: the file is empty")
+        return value
+    keys = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not _is_fernet_key(line):
+            raise ValueError(f"{var} {path}: line {number} is not a key (44 characters of "
+                             "url-safe base64, as `medai keys generate` prints)")
+        keys.append(line)
+    if not keys:
+        raise ValueError(f"{var} {path}: no key in the file (one key per line, newest first)")
+    return keys
+
+
+def _is_fernet_key(line: str) -> bool:
+    import base64
+    import binascii
+
+    try:
+        return len(line) == 44 and len(base64.urlsafe_b64decode(line.encode("ascii"))) == 32
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return False
 
 
 AE_TITLE_CHARS = "letters, digits, space and the printable ASCII signs except '\\'"

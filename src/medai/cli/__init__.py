@@ -17,6 +17,7 @@ from medai.cli.dicom import dicom_app
 from medai.cli.imaging import imaging_app
 from medai.cli.kiosks import kiosks_app
 from medai.cli.models import models_app
+from medai.cli.operations import backup, migrate, open_database, restore
 from medai.cli.outbox import outbox_app
 from medai.cli.platform import audit_app, db_app, keys_app, users_app, worker
 from medai.cli.reporting import caption_app, kb_app, report_app
@@ -39,6 +40,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(dicom_app, name="dicom")
 app.command("worker")(worker)
+app.command("migrate")(migrate)
+app.command("backup")(backup)
+app.command("restore")(restore)
 
 
 @app.command("serve")
@@ -60,18 +64,15 @@ def serve(
     in the background, review and sign-off, audit. Liveness: /api/v1/health/live; readiness
     (database, broker, every model): /api/v1/health/ready. Create the first admin with
     `medai users add NAME --role admin --password-stdin`."""
-    from medai.platform.db import Database, DatabaseLocationError
-
-    try:
-        database = Database()
-    except DatabaseLocationError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    database.upgrade()  # once, before the worker processes start
+    # migrated once, before the worker processes start; with MEDAI_AUTO_MIGRATE=false an
+    # unmigrated (or newer) database exits 2 here, before anything binds the port
+    database = open_database()
     if not database.has_users():
-        typer.echo("medai: no users yet. The triage kiosk works anonymously; for everything "
-                   "else create the first admin:\n  printf '%s\\n' \"$PASSWORD\" | "
-                   "medai users add admin --role admin --password-stdin", err=True)
+        from medai.server.logs import notice
+
+        notice("medai: no users yet. The triage kiosk works anonymously; for everything "
+               "else create the first admin:\n  printf '%s\\n' \"$PASSWORD\" | "
+               "medai users add admin --role admin --password-stdin")
     database.dispose()
     import os
 
@@ -103,14 +104,24 @@ def serve(
     get_settings.cache_clear()
     from medai.server.http_timeouts import serve_options
     from medai.server.logs import log_config
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # must exist before prometheus_client
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)  # is imported
+    from medai.server.metrics import multiprocess_for_serve, remove_multiprocess_dir
 
+    # several workers: GET /metrics on any of them reports them all, through a private
+    # folder of value files (PROMETHEUS_MULTIPROC_DIR; docs/deploy/metrics.md)
+    metrics_dir = multiprocess_for_serve(workers)
     # medai's access log (route templates, no query strings) replaces uvicorn's; libraries
     # that can quote content are quietened and their messages withheld (server.logs); a
     # request that trickles in is answered 408 and closed (MEDAI_HTTP_READ_TIMEOUT_S)
-    uvicorn.run("medai.platform.api.app:platform_app_from_env", factory=True, host=bind,
-                port=port or settings.port, workers=workers, log_level=settings.log_level,
-                log_config=log_config(settings.log_level), server_header=False,
-                access_log=False, **proxy_options(settings.trusted_proxies), **serve_options())
+    try:
+        uvicorn.run("medai.platform.api.app:platform_app_from_env", factory=True, host=bind,
+                    port=port or settings.port, workers=workers, log_level=settings.log_level,
+                    log_config=log_config(settings.log_level), server_header=False,
+                    access_log=False, **proxy_options(settings.trusted_proxies),
+                    **serve_options())
+    finally:
+        remove_multiprocess_dir(metrics_dir)
 
 
 def proxy_options(trusted: list[str]) -> dict:

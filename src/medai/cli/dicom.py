@@ -51,6 +51,9 @@ def listen(
         allowed = [check_ae_title(a) for a in (allow or settings.dicom_allow)]
     except ValueError as exc:
         _error(str(exc), "ValueError", as_json, 2)
+    from medai.cli.operations import open_database
+
+    open_database(as_json).dispose()  # migrated, or exit 2 naming the revisions
     p = Platform.from_settings()
     dispatch, stop_jobs = standalone_dispatch(p)
     node = DicomNode(p, dispatch, ae_title=title, host=host or settings.dicom_host,

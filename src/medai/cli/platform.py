@@ -19,11 +19,10 @@ db_app = typer.Typer(help="The platform database.", no_args_is_help=True)
 
 
 def _db():
-    from medai.platform.db import Database
+    """The database, migrated (or exit 2 naming the revisions: ``cli.operations``)."""
+    from medai.cli.operations import open_database
 
-    db = Database()
-    db.upgrade()
-    return db
+    return open_database()
 
 
 def _account_failed(exc: Exception, as_json: bool) -> None:
@@ -275,6 +274,21 @@ def keys_generate() -> None:
     typer.echo(Fernet.generate_key().decode())
 
 
+@keys_app.command("ids")
+def keys_ids(as_json: JsonFlag = False) -> None:
+    """The ids of the configured keys, newest first (never the keys): what a backup's
+    manifest lists under keys.needed, to check that the key file kept apart is the right one
+    before a restore. Makes no key."""
+    from medai.platform.backup import configured_keys, key_id
+    from medai.settings import get_settings
+
+    ids = [key_id(k) for k in configured_keys(get_settings())]
+    _emit({"key_ids": ids}, as_json, "\n".join(ids) or "no key configured (MEDAI_SECRET_KEYS"
+          "_FILE, MEDAI_SECRET_KEYS or MEDAI_HOME/secret.key)")
+    if not ids:
+        raise typer.Exit(1)
+
+
 @keys_app.command("rotate")
 def keys_rotate(as_json: JsonFlag = False) -> None:
     """Re-encrypt every stored message, complaint, patient name and stored file with the
@@ -298,15 +312,19 @@ def keys_rotate(as_json: JsonFlag = False) -> None:
 
 @db_app.command("upgrade")
 def db_upgrade(as_json: JsonFlag = False) -> None:
-    """Apply the database migrations (serve does this on start too)."""
-    db = _db()
-    _emit({"database": db.engine.url.render_as_string(hide_password=True), "upgraded": True},
-          as_json, "database is up to date")
+    """Apply the database migrations: the same as `medai migrate` (serve, the workers and
+    the DICOM node do it on start too unless MEDAI_AUTO_MIGRATE=false)."""
+    from medai.cli.operations import migrate
+
+    migrate(as_json)
 
 
-def _worker_logging(level: str) -> None:
+def _worker_logging(level: str, log_format: str = "text") -> None:
     """The worker logs like ``serve``: content-echoing libraries (pydicom decoding a study,
-    fpdf) withheld, no tracebacks (Celery would otherwise install its own handlers)."""
+    fpdf) withheld, no tracebacks (Celery would otherwise install its own handlers). Applied
+    at once too, so that a warning Celery raises while it starts goes through the same
+    handler. With JSON logs, the lines Celery prints itself (its shutdown notice) are logged
+    instead, as JSON lines like every other."""
     import logging.config
 
     from celery.signals import setup_logging
@@ -316,6 +334,15 @@ def _worker_logging(level: str) -> None:
     @setup_logging.connect(weak=False)
     def configure(**_kwargs) -> None:
         logging.config.dictConfig(log_config(level))
+
+    logging.config.dictConfig(log_config(level))
+    if log_format == "json":
+        import celery.apps.worker as celery_worker
+
+        def say(message: str, *_args, **_kwargs) -> None:
+            logging.getLogger("celery.apps.worker").warning("%s", message)
+
+        celery_worker.safe_say = say
 
 
 def worker(
@@ -333,6 +360,10 @@ def worker(
                                 "training-only one; 0: leave delivery to serve or `medai "
                                 "outbox run`, e.g. on a host that cannot reach the PACS). A "
                                 "study analysed here is sent the moment it commits.")] = None,
+        metrics_port: Annotated[int | None, typer.Option(
+            min=1, max=65535, help="Serve GET /metrics of this worker (its model calls and "
+                                   "process) on this port, at MEDAI_HOST, to the networks "
+                                   "of MEDAI_METRICS_ALLOW (docs/deploy/metrics.md).")] = None,
         as_json: JsonFlag = False) -> None:
     """Run a Celery worker that analyses studies (needs MEDAI_BROKER_URL: redis:// or
     amqp://). Messages are acknowledged late: a worker killed mid-study loses nothing."""
@@ -348,8 +379,10 @@ def worker(
     bad = [q for q in wanted if q not in QUEUES]
     if bad or not wanted:
         _fail(ValueError(f"unknown queues {bad}; valid: {', '.join(QUEUES)}"), as_json)
-    _db()  # migrations before the first task
-    _worker_logging(settings.log_level)
+    from medai.cli.operations import open_database
+
+    open_database(as_json).dispose()  # migrated before the first task, or exit 2
+    _worker_logging(settings.log_level, settings.log_format)
     # sized like serve's pools (runtime.plan_cpu): two workers on two cores had torch and ONNX
     # Runtime at two threads each, four busy threads fighting for two cores
     apply_thread_limits(CpuPlan(1, concurrency, threads))
@@ -357,8 +390,18 @@ def worker(
     if outbox_threads is None:  # a training-only worker analyses nothing, so sends nothing
         outbox_threads = settings.outbox_threads if {"cpu", "gpu"} & set(wanted) else 0
     queue.deliver_while_working(outbox_threads)
+    if metrics_port is not None and settings.metrics:
+        from medai.server.metrics import start_metrics_server
+
+        try:
+            start_metrics_server(settings.host, metrics_port, settings.metrics_allow)
+        except OSError as exc:
+            _fail(ValueError(f"cannot serve metrics on {settings.host}:{metrics_port}: "
+                             f"{exc.strerror or type(exc).__name__}"), as_json)
     app = celery_app(settings.broker_url)
-    app.worker_main(["worker", "-Q", ",".join(wanted), "--concurrency", str(concurrency),
-                     "--pool", "threads" if concurrency > 1 else "solo",
+    # its start banner is printed, not logged: left out where the log is JSON lines
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    app.worker_main([*quiet, "worker", "-Q", ",".join(wanted), "--concurrency",
+                     str(concurrency), "--pool", "threads" if concurrency > 1 else "solo",
                      "--loglevel", "INFO", "--without-gossip", "--without-mingle",
                      "--without-heartbeat"])

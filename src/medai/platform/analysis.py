@@ -137,10 +137,12 @@ def _findings(p: Platform, study_id: int, predictor, image, meta: dict) -> AIRes
 
 
 def keep_display(p: Platform, study_id: int, png: bytes) -> str:
-    """Store a display rendition for the study (the first one stored wins)."""
+    """Store a display rendition for the study (the first one stored wins: the study's row is
+    locked, so two nodes making it at once agree on one — the per-process lock of the API's
+    ``_OnePerStudy`` only saves a second decode in the same process)."""
     sha = p.store.put_bytes(png)
     with p.db.session() as db:
-        study = db.get(Study, study_id)
+        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
         if study.display_sha256 is None:
             study.display_sha256 = sha
         return study.display_sha256

@@ -161,10 +161,12 @@ class BlobWriter:
 
 
 def _key_file(home: Path) -> list[str]:
-    """The generated key, created once: written whole to a private temporary file and linked
-    into place, so concurrent first uses (threads, worker processes) all read the same,
-    complete key."""
-    from medai.platform.storage import private_dir, private_file
+    """The generated key, created once: written whole to a private temporary file, synced and
+    linked into place, so concurrent first uses (threads, worker processes, nodes sharing one
+    MEDAI_HOME) all read the same, complete key. Nodes with homes of their own would each make
+    a different key and could not read each other's files: give them MEDAI_SECRET_KEYS (or its
+    _FILE) instead (docs/deploy/several-nodes.md)."""
+    from medai.platform.storage import private_dir, private_file, sync_dir
 
     path = private_dir(home) / "secret.key"
     if not path.exists():
@@ -173,10 +175,13 @@ def _key_file(home: Path) -> list[str]:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(Fernet.generate_key())
+                fh.flush()
+                os.fsync(fh.fileno())  # whole on disk before it has its name
             try:
                 os.link(tmp, path)
+                sync_dir(path.parent)
             except FileExistsError:
-                pass  # another process or thread made it first: use theirs
+                pass  # another process, thread or node (a shared home) made it first
         finally:
             os.unlink(tmp)
     private_file(path)

@@ -17,7 +17,9 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
@@ -153,6 +155,91 @@ def check_location(url: str) -> None:
             "it, or set MEDAI_DATABASE_URL to a file in an existing folder")
 
 
+@lru_cache(maxsize=1)
+def _scripts():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg)
+
+
+def migration_heads() -> tuple[str, ...]:
+    """This release's newest migration(s): the revision a current database is at."""
+    return tuple(sorted(_scripts().get_heads()))
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision this release's migrations know (a database at another one was made by
+    a newer release)."""
+    return frozenset(s.revision for s in _scripts().walk_revisions())
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """A database's migration revision(s) beside this release's head(s)."""
+
+    database: str
+    current: tuple[str, ...]
+    heads: tuple[str, ...]
+    known: frozenset[str]
+
+    @property
+    def at_head(self) -> bool:
+        return set(self.current) == set(self.heads)
+
+    @property
+    def empty(self) -> bool:
+        return not self.current
+
+    @property
+    def newer(self) -> bool:
+        """At a revision this code does not know: migrated by a newer release."""
+        return any(r not in self.known for r in self.current)
+
+    @property
+    def revision(self) -> str:
+        return ", ".join(self.current) or "none (no tables yet)"
+
+    @property
+    def head(self) -> str:
+        return ", ".join(self.heads)
+
+
+class SchemaMismatch(RuntimeError):
+    """The database's schema is not the one this release runs on: ``schema_behind`` (not
+    migrated yet, or empty, with ``MEDAI_AUTO_MIGRATE=false``: run ``medai migrate``) or
+    ``schema_newer`` (a newer release migrated it: run that release, or restore the backup
+    taken before the upgrade). ``code`` is what readiness and ``--json`` report."""
+
+    def __init__(self, state: SchemaState) -> None:
+        import medai
+
+        self.state = state
+        self.code = "schema_newer" if state.newer else "schema_behind"
+        if state.newer:
+            message = (
+                f"{state.database} is at migration revision {state.revision}, which medai "
+                f"{medai.__version__} does not know (its newest is {state.head}): a newer "
+                "release has migrated it. Run that release's medai, or restore the backup "
+                "taken before the upgrade (docs/deploy/backup.md); an older medai never "
+                "writes to a newer schema")
+        elif state.empty:
+            message = (
+                f"{state.database} has no tables yet (a new database); medai "
+                f"{medai.__version__} needs schema revision {state.head}. Run `medai migrate` "
+                "once to create it, then start serve, the workers and the DICOM node "
+                "(MEDAI_AUTO_MIGRATE=false: they do not migrate on their own)")
+        else:
+            message = (
+                f"{state.database} is at migration revision {state.revision}; medai "
+                f"{medai.__version__} needs {state.head}. Run `medai migrate` once (after a "
+                "backup: `medai backup DEST`), then start serve, the workers and the DICOM "
+                "node (MEDAI_AUTO_MIGRATE=false: they do not migrate on their own)")
+        super().__init__(message)
+
+
 class Database:
     """An engine and its session factory. ``session()`` commits on success and rolls back on
     any error, so a route or a job never leaves half a change behind."""
@@ -165,7 +252,7 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.readers = sessionmaker(self.engine.execution_options(medai_read_only=True),
                                     expire_on_commit=False)
-        self._migrated = False
+        self._found: SchemaState | None = None  # what upgrade() found (then at head)
         self._lock = threading.Lock()
 
     def _read_only(self) -> Engine:
@@ -197,26 +284,49 @@ class Database:
         finally:
             db.close()  # ends the transaction; loaded objects stay readable (detached)
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent; run on every start). A
-        database already at the newest is only read, so one on a read-only disk still starts
-        (and readiness says why it is not ready)."""
+    def schema(self) -> SchemaState:
+        """Where this database's schema stands against this release's migrations (read only;
+        a database on a read-only disk answers too)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._read_only().connect() as conn:
+            current = tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
+        return SchemaState(self.label, current, migration_heads(), known_revisions())
+
+    def upgrade(self, force: bool = False) -> SchemaState:
+        """Bring the schema to this release's newest migration (idempotent; serve, the
+        workers and the DICOM node call it on every start). A database already at the
+        newest is only read, so one on a read-only disk still starts (and readiness says why
+        it is not ready).
+
+        With ``MEDAI_AUTO_MIGRATE=false`` only ``force`` (``medai migrate``) migrates: a
+        deployment runs the migration once, as a job, after its backup, and the replicas it
+        then rolls refuse an unmigrated database (``SchemaMismatch``, exit 2) instead of each
+        altering tables under replicas of the previous release still serving. A database
+        newer than this code (an older image started after an upgrade) is refused either
+        way: this code would read and write a schema it does not know. Returns the state
+        found before migrating (``medai migrate`` reports from which revision)."""
         with self._lock:
-            if self._migrated:
-                return
+            if self._found is not None:
+                return self._found
+            state = self.schema()
+            if state.at_head:
+                self._found = state
+                return state
+            if state.newer:
+                raise SchemaMismatch(state)
+            if not force:
+                from medai.settings import get_settings
+
+                if not get_settings().auto_migrate:
+                    raise SchemaMismatch(state)
             from alembic import command
             from alembic.config import Config
             from alembic.runtime.migration import MigrationContext
-            from alembic.script import ScriptDirectory
 
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS))
-            heads = set(ScriptDirectory.from_config(cfg).get_heads())
-            with self._read_only().connect() as conn:
-                current = set(MigrationContext.configure(conn).get_current_heads())
-            if current == heads:
-                self._migrated = True
-                return
+            heads = set(migration_heads())
             with self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     # serve, its Celery workers and a DICOM node started at once on a fresh
@@ -227,7 +337,17 @@ class Database:
                 if set(MigrationContext.configure(conn).get_current_heads()) != heads:
                     cfg.attributes["connection"] = conn
                     command.upgrade(cfg, "head")
-            self._migrated = True
+            self._found = state
+            return state
+
+    def check_schema(self) -> None:
+        """Readiness: raise ``SchemaMismatch`` (code ``schema_behind`` or ``schema_newer``)
+        when the schema is not this release's head, e.g. a migration job ran for a newer
+        release while this replica still serves, or a backup of an older one was restored
+        under it."""
+        state = self.schema()
+        if not state.at_head:
+            raise SchemaMismatch(state)
 
     def check(self) -> None:
         """Raise when the database cannot answer (readiness)."""

@@ -7,7 +7,15 @@ clear; ``read`` returns the plaintext, ``rotate`` re-encrypts under the newest k
 Everything medai keeps on disk is private to its account: folders 0700, files 0600, made so at
 creation and tightened at start for what an older version left (``private_dir``,
 ``private_file``). A write the disk refuses (read-only, full) is raised as the ``OSError`` it is
-and named by the error layer (``core.faults``); a half-written upload never stays behind."""
+and named by the error layer (``core.faults``); a half-written upload never stays behind.
+
+Several hosts may share the folder (a ReadWriteMany volume, NFS): a blob is written to a
+private temporary file, synced, linked into place (the first writer of a content wins; an equal
+later copy is dropped) and its folder synced, so a row never names a file a crash or a power
+cut could lose or leave half-written. A failed upload takes its file away only under the
+database lock of that file (``studies.discard_unnamed``), and a row naming a file is written
+under the same lock after checking the file is there (``studies.hold_blob``), so one host's
+discard never removes a file another host's study has just filed."""
 
 from __future__ import annotations
 
@@ -57,6 +65,19 @@ def _name(exc: BaseException, path: str | Path) -> None:
     says which disk failed."""
     if isinstance(exc, OSError) and exc.filename is None:
         exc.filename = str(path)
+
+
+def sync_dir(path: Path) -> None:
+    """Make a rename or a new name in ``path`` durable (POSIX: a file's fsync does not cover
+    its directory entry). A file system that cannot sync a folder (EINVAL) is left as is."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def private_dir(path: str | Path) -> Path:
@@ -121,31 +142,57 @@ class BlobStore:
         return self.root / sha[:2] / sha[2:4] / sha
 
     def _commit(self, tmp: Path, sha: str) -> bool:
-        """Move ``tmp`` into place; True when this call created the blob."""
+        """Move ``tmp`` (whole and synced: ``BlobWriter.close``) into place and sync the
+        folder, so a blob a row names survives a power cut; True when this call created the
+        blob. Several writers on different hosts may store the same content at once (a shared
+        volume): the first link wins and the others keep its copy, so a file a reader on
+        another host has open is never replaced by an equal one."""
         final = self.path(sha)
         try:
             for d in (final.parent.parent, final.parent):
                 try:
                     d.mkdir(mode=DIR_MODE)
+                    sync_dir(d.parent)  # the new folder's name is durable too
                 except FileExistsError:
                     pass
             if final.exists():
                 try:
                     self.read(sha)
                 except FileNotFoundError:  # discarded meanwhile: this copy takes its place
-                    os.replace(tmp, final)
+                    self._place(tmp, final, replace=True)
                     return True
                 except StorageFault:  # the same content, but the stored copy is damaged
                     log.warning("blob %s… was unreadable: replaced by the new copy", sha[:12])
-                    os.replace(tmp, final)
+                    self._place(tmp, final, replace=True)
                     return False
                 tmp.unlink()
                 return False
-            os.replace(tmp, final)
-            return True
+            return self._place(tmp, final, replace=False)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    @staticmethod
+    def _place(tmp: Path, final: Path, replace: bool) -> bool:
+        """Rename ``tmp`` to ``final`` (``replace``), or link it there unless another writer
+        made ``final`` first (then theirs stays: the same content); then sync the folder.
+        True when this copy is the one in place."""
+        placed = True
+        if replace:
+            os.replace(tmp, final)
+        else:
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                placed = False  # a writer on this or another host was first
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
+                                     errno.EXDEV, errno.EMLINK):
+                    raise
+                os.replace(tmp, final)  # a file system without hard links: last rename wins
+            tmp.unlink(missing_ok=True)
+        sync_dir(final.parent)
+        return placed
 
     def _write_temp(self, data: bytes) -> Path:
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".upload-")  # created 0600
@@ -253,6 +300,7 @@ class BlobStore:
                     tmp.unlink(missing_ok=True)
                     continue
                 os.replace(tmp, path)
+                sync_dir(path.parent)
                 counts["rotated"] += 1
         return counts
 

@@ -29,9 +29,11 @@ def live() -> dict[str, Any]:
     return {"status": "alive", "version": medai.__version__}
 
 
-_READY_503 = {503: {"description": "A served model cannot be loaded, or the database or the "
-                                    "file storage cannot be written (``code`` names why: "
-                                    "``storage_read_only``, ``storage_full``, ...)"}}
+_READY_503 = {503: {"description": "A served model cannot be loaded, the database or the "
+                                    "file storage cannot be written, or the database's schema "
+                                    "is not this release's (``code`` names why: "
+                                    "``storage_read_only``, ``storage_full``, "
+                                    "``schema_behind``, ``schema_newer``, ...)"}}
 
 
 @router.get("/api/v1/health/ready", tags=["health"], responses=_READY_503)
@@ -53,12 +55,15 @@ async def ready(request: Request) -> JSONResponse:
             _note(request, name, None, None)
         except Exception as exc:  # reported, never raised: readiness answers 503
             fault = classify(exc)
+            # a check's own named failure (the schema's ``schema_behind``) carries its code
+            code = fault.code if fault else getattr(exc, "code", None)
             body[name] = {"ready": False, "error": type(exc).__name__}
-            if fault is not None:
-                body[name]["code"] = fault.code
-                codes.append(fault.code)
-            _note(request, name, fault.code if fault else type(exc).__name__,
+            if isinstance(code, str):
+                body[name]["code"] = code
+                codes.append(code)
+            _note(request, name, code if isinstance(code, str) else type(exc).__name__,
                   f"{fault.where} is {fault.reason} ({fault.cause or '-'})" if fault
+                  else str(exc) if isinstance(code, str)
                   else f"check failed: {type(exc).__name__}")
             ok = False
     body["status"] = "ready" if ok else "not_ready"

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -19,6 +20,7 @@ import medai
 from medai.server import contract, errors, health
 from medai.server.docs import mount_docs
 from medai.server.inputs import HostCheck, UrlGuard
+from medai.server.metrics import MetricsEndpoint, RequestMetrics, process_exiting
 from medai.server.middleware import BodyLimit, ConcretePaths, Guard, SecurityHeaders
 from medai.services.models import ModelHandles
 from medai.services.runtime import CpuPlan, InferenceLane, apply_thread_limits, plan_cpu
@@ -50,6 +52,9 @@ class Face:
 
     routers: list[APIRouter] = field(default_factory=list)
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    # read at each GET /metrics (server.metrics): each has a ``name`` and a ``collect()``
+    # yielding Prometheus metric families, e.g. what the database says (platform.metrics)
+    collectors: list[Any] = field(default_factory=list)
     on_start: Callable[[FastAPI], None] | None = None
     on_stop: Callable[[FastAPI], None] | None = None
 
@@ -80,6 +85,7 @@ def build_app(face: Face, triage_model: str | None = None, cxr_model: str | None
                 await asyncio.to_thread(face.on_stop, app_)
             if task is not None and not task.done():
                 task.cancel()
+            process_exiting()  # its requests in flight leave the other workers' /metrics
 
     app = FastAPI(title="medai API", version=medai.__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None,
@@ -101,13 +107,16 @@ def build_app(face: Face, triage_model: str | None = None, cxr_model: str | None
         app.include_router(router)
     mount_docs(app)
     # added last = outermost: security headers on every response (the Guard's 500 and the
-    # host check's 400 included), then the Guard (access log, no tracebacks), host check,
-    # body limit, the URL check, and innermost a parameterless path's own methods
+    # host check's 400 included), then the Guard (access log and request metrics, no
+    # tracebacks), GET /metrics (before the host check: Prometheus names a pod by address),
+    # host check, body limit, the URL check, and innermost a parameterless path's own methods
     app.add_middleware(ConcretePaths, routes=app.router.routes)
     app.add_middleware(UrlGuard)
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(HostCheck, allowed_hosts=settings.trusted_hosts)
-    app.add_middleware(Guard)
+    app.add_middleware(MetricsEndpoint, collectors=face.collectors, enabled=settings.metrics,
+                       allow=settings.metrics_allow)
+    app.add_middleware(Guard, metrics=RequestMetrics())
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -13,13 +13,20 @@ exception's message. So, on the one handler ``serve`` installs:
 - a record with a traceback keeps its message and the exception's type; the traceback is
   dropped;
 - uvicorn's own access log (the full path with its query string) is off.
+
+``MEDAI_LOG_FORMAT=json`` writes the same records, withheld the same way, as one JSON object
+per line (``JsonLines``): ``time`` (UTC), ``level``, ``logger``, ``message``, ``place``
+(module:line, or a withheld record's place), ``pid``, and on the access log's lines
+``method``, ``route``, ``status``, ``duration_ms`` and ``request_id`` (``middleware.Guard``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -57,7 +64,7 @@ class Withhold(logging.Filter):
         if _withheld(record.name):
             if record.levelno < logging.WARNING:
                 return False
-            place = _place(record)
+            place = record.place = _place(record)
             record.msg = "%s message withheld (it can quote content; from %s)"
             record.args = (record.levelname.lower(), place)
         if record.exc_info or record.exc_text or record.stack_info:
@@ -72,12 +79,38 @@ class Withhold(logging.Filter):
         return True
 
 
-def handler(stream: TextIO | None = None, level: int | str = logging.NOTSET) -> logging.Handler:
-    """The one handler of ``serve``: plain lines on stderr, ``Withhold`` applied. Python
-    warnings are routed to it (``py.warnings``) instead of being printed unfiltered."""
+# what the access line (and the Guard's error line) carry as record attributes
+FIELDS = ("method", "route", "status", "duration_ms", "request_id")
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record, on one line (a newline in a message is escaped). It
+    formats what ``Withhold`` left: never a traceback, a withheld library's message replaced."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: keep what is surely safe
+            message = f"{record.levelname.lower()} from {record.name}"
+        out = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                   timespec="milliseconds").replace("+00:00", "Z"),
+               "level": record.levelname, "logger": record.name, "message": message,
+               "place": getattr(record, "place", None) or f"{record.module}:{record.lineno}",
+               "pid": record.process}
+        out.update({k: getattr(record, k) for k in FIELDS if hasattr(record, k)})
+        return json.dumps(out, default=str)
+
+
+def handler(stream: TextIO | None = None, level: int | str = logging.NOTSET,
+            log_format: str = "text") -> logging.Handler:
+    """The one handler of ``serve``: plain lines (or JSON lines) on stderr, ``Withhold``
+    applied. Python warnings are routed to it (``py.warnings``) instead of being printed
+    unfiltered."""
+    if log_format not in ("text", "json"):
+        raise ValueError(f"log format {log_format!r}: text or json")
     out = logging.StreamHandler(stream or sys.stderr)
     out.setLevel(level)
-    out.setFormatter(logging.Formatter(FORMAT))
+    out.setFormatter(JsonLines() if log_format == "json" else logging.Formatter(FORMAT))
     out.addFilter(Withhold())
     logging.captureWarnings(True)
     return out
@@ -91,14 +124,37 @@ def logger_levels(level: str) -> dict[str, str]:
             "medai": level}
 
 
-def log_config(level: str = "info") -> dict[str, Any]:
-    """``uvicorn.run(log_config=...)``: applied in every worker process."""
+def log_config(level: str = "info", log_format: str | None = None) -> dict[str, Any]:
+    """``uvicorn.run(log_config=...)``: applied in every worker process (and by ``medai
+    worker``, ``dicom listen``, ``outbox run``). ``log_format``: text or json (default
+    ``MEDAI_LOG_FORMAT``)."""
+    if log_format is None:
+        from medai.settings import get_settings
+
+        log_format = get_settings().log_format
     level = level.upper()
     loggers: dict[str, dict[str, Any]] = {
         name: {"level": lvl, "handlers": [], "propagate": True}
         for name, lvl in logger_levels(level).items()}
     loggers["uvicorn.access"]["propagate"] = False
     return {"version": 1, "disable_existing_loggers": False,
-            "handlers": {"medai": {"()": "medai.server.logs.handler"}},
+            "handlers": {"medai": {"()": "medai.server.logs.handler",
+                                   "log_format": log_format}},
             "root": {"level": level, "handlers": ["medai"]},
             "loggers": loggers}
+
+
+def notice(message: str, name: str = "medai.cli", level: int = logging.WARNING,
+           stream: TextIO | None = None) -> None:
+    """A command's word to the operator before its logging is set up (``serve``'s "no users
+    yet"): the plain text on stderr, or, with ``MEDAI_LOG_FORMAT=json``, one JSON line like
+    every other, so that a log shipper reading the JSON never meets a stray line."""
+    from medai.settings import get_settings
+
+    out = stream or sys.stderr
+    if get_settings().log_format != "json":
+        print(message, file=out, flush=True)
+        return
+    record = logging.LogRecord(name, level, __file__, 0, "%s", (message,), None)
+    record.place = "cli"
+    print(JsonLines().format(record), file=out, flush=True)

@@ -19,6 +19,7 @@ import secrets
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 log = logging.getLogger("medai.server")
 access_log = logging.getLogger("medai.access")
@@ -26,6 +27,7 @@ REQUEST_ID = "medai.request_id"  # scope key of the request's id
 # scope key set by the HTTP protocol when it answered 408 itself (``server.http_timeouts``)
 READ_TIMED_OUT = "medai.read_timed_out"
 _ROOT_BEFORE = "medai.root_path"  # the root path before routing (a mount extends it)
+_STATUS = "medai.status"  # scope key of the status the client got (the Guard's metrics)
 
 Scope = dict
 ASGIApp = Callable
@@ -206,17 +208,40 @@ def request_id(scope: Scope) -> str:
     return scope.get(REQUEST_ID, "-")
 
 
+class RequestObserver(Protocol):
+    """Told of each request by the Guard, with the access line's labels (``server.metrics``)."""
+
+    def begin(self) -> None: ...
+
+    def end(self, method: str, route: str, status: int, seconds: float) -> None: ...
+
+
 class Guard:
     """Access log (method, route template, status, time, request id — no bodies, no query
     strings, no path values) and a plain 500 for anything unexpected, logged without its
-    message. The request id is ours (a client's ``X-Request-ID`` could carry anything)."""
+    message. The request id is ours (a client's ``X-Request-ID`` could carry anything).
+    ``metrics``, when given, is told of each request with the same labels. The access line
+    carries them as record attributes too (``method``, ``route``, ``status``, ``duration_ms``,
+    ``request_id``), which the JSON log format writes as fields (``server.logs``)."""
 
-    def __init__(self, app: ASGIApp, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.app, self.clock = app, clock
+    def __init__(self, app: ASGIApp, clock: Callable[[], float] = time.perf_counter,
+                 metrics: RequestObserver | None = None) -> None:
+        self.app, self.clock, self.metrics = app, clock, metrics
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.metrics is None:
+            return await self._guarded(scope, receive, send)
+        start = self.clock()
+        self.metrics.begin()
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.metrics.end(method_of(scope), route_of(scope), scope.get(_STATUS, 0),
+                             self.clock() - start)
+
+    async def _guarded(self, scope: Scope, receive, send) -> None:
         start, status = self.clock(), 0
         rid = scope[REQUEST_ID] = secrets.token_hex(8)
         scope[_ROOT_BEFORE] = scope.get("root_path", "")
@@ -224,7 +249,7 @@ class Guard:
         async def tracking_send(message):
             nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status = scope[_STATUS] = message["status"]
                 message = {**message, "headers": [
                     *(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
                     (b"x-request-id", rid.encode())]}
@@ -236,7 +261,8 @@ class Guard:
             where = traceback.extract_tb(exc.__traceback__)[-1]
             log.error("unhandled %s at %s:%d (%s) on %s %s rid=%s", type(exc).__name__,
                       where.filename.rsplit("/", 1)[-1], where.lineno, where.name,
-                      method_of(scope), route_of(scope), rid)
+                      method_of(scope), route_of(scope), rid,
+                      extra={"route": route_of(scope), "request_id": rid})
             if status == 0:
                 status = 500
                 await send_json(tracking_send, 500, {
@@ -244,5 +270,8 @@ class Guard:
                     "code": "internal"})
         if scope.get(READ_TIMED_OUT):  # what the client got, not the route's late answer
             status = 408
-        access_log.info("%s %s %d %.1fms rid=%s", method_of(scope), route_of(scope), status,
-                        (self.clock() - start) * 1000, rid)
+        scope[_STATUS] = status
+        method, route, ms = method_of(scope), route_of(scope), (self.clock() - start) * 1000
+        access_log.info("%s %s %d %.1fms rid=%s", method, route, status, ms, rid,
+                        extra={"method": method, "route": route, "status": status,
+                               "duration_ms": round(ms, 1), "request_id": rid})

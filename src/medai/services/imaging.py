@@ -26,6 +26,7 @@ from medai.imaging.io import (
 )
 from medai.imaging.limits import MAX_PIXELS, MAX_TOTAL_PIXELS
 from medai.imaging.results import HeatmapResult, ImagingResult
+from medai.services.model_metrics import timed
 from medai.services.runtime import release_memory, tune_allocator
 
 __all__ = [
@@ -143,7 +144,10 @@ def analyse(predictor, source: bytes | LoadedImage) -> ImagingResult:
     image, owned = None, False
     try:
         image, owned = _loaded(source)
-        result = predictor.predict(image)
+        with timed(predictor, refusals=(ImageInputError,)) as call:
+            result = predictor.predict(image)
+            if result.refused:
+                call.outcome = "refused"
     finally:
         if owned:
             _after(image)
@@ -166,7 +170,8 @@ def heatmap(predictor, source: bytes | LoadedImage, label: str | None = None,
     buf = io.BytesIO()
     try:
         image, owned = _loaded(source)
-        shown = explain(predictor, image, buf, label, max_side=max_side)
+        with timed(predictor, call="heatmap", refusals=(ImageInputError,)):
+            shown = explain(predictor, image, buf, label, max_side=max_side)
     finally:
         if owned:
             _after(image)

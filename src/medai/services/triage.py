@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from medai.core.text import TextInputError
+from medai.services.model_metrics import timed
 from medai.triage.results import TriageResult
 
 __all__ = ["TextInputError", "TriageResult", "raises_red_flag", "triage", "warm"]
@@ -16,7 +17,8 @@ def triage(predictor, text: str, top_k: int = 3,
         from medai.settings import get_settings
 
         min_confidence = get_settings().triage_min_confidence
-    return predictor.predict(text, top_k=top_k, min_confidence=min_confidence)
+    with timed(predictor, "triage", refusals=(TextInputError,)):
+        return predictor.predict(text, top_k=top_k, min_confidence=min_confidence)
 
 
 def warm(predictor) -> None:

@@ -31,6 +31,7 @@ from medai.platform.api import (
 )
 from medai.platform.api.deps import sees_server_paths
 from medai.platform.context import Platform
+from medai.platform.metrics import PlatformCollector
 from medai.platform.web import routes as web
 from medai.server.kernel import Face, build_app
 
@@ -102,8 +103,10 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
         if "outbox" in holder:
             holder.pop("outbox").stop()
 
-    # a real write to each (a read-only or full disk makes readiness 503 with its code)
+    # a real write to each (a read-only or full disk makes readiness 503 with its code); the
+    # schema at this release's head (a migration job for a newer release: schema_newer)
     checks = {"database": lambda: app.state.platform.db.check_writable(),
+              "schema": lambda: app.state.platform.db.check_schema(),
               "storage": lambda: app.state.platform.store.check_writable()}
     if broker:
         from medai.platform.queue import check_broker
@@ -115,7 +118,9 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
                          model_registry.router,
                          monitoring.router, approvals.router, outbox.router,
                          kiosks.router, triage.router, triage_outcomes.router, web.router],
-                readiness_checks=checks, on_start=start, on_stop=stop)
+                readiness_checks=checks, on_start=start, on_stop=stop,
+                # GET /metrics: queues, outbox, alerts, models read from the database
+                collectors=[PlatformCollector(lambda: app.state.platform.db)])
     app = build_app(face, triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
                     knowledge_dir=knowledge_dir, preload=preload)
     app.mount("/ui", web.STATIC, name="ui")

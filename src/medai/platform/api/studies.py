@@ -130,6 +130,7 @@ async def upload_study(
 
     def create() -> tuple[dict[str, Any], int | None, str]:
         with p.db.session() as db:
+            studies.hold_blob(db, p.store, sha)  # not discarded by a twin upload meanwhile
             filed = studies.file_study(
                 db, who.user, sha=sha, size=size,
                 content_type=file.content_type or "application/octet-stream", task=task,

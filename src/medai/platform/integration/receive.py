@@ -132,6 +132,7 @@ def _file(p: Platform, sha: str, size: int, ident: dicom.DicomIdentity, calling_
     for attempt in range(3):  # a concurrent first instance of the same study wins once
         try:
             with p.db.session() as db:
+                studies.hold_blob(db, p.store, sha)  # not discarded by a twin meanwhile
                 user = account(db)
                 filed = studies.file_study(
                     db, user, sha=sha, size=size, content_type=DICOM_TYPE, task=chosen.task,

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from medai.platform import audit
+from medai.platform.db import lock_key
 from medai.platform.lifecycle import drift
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.localtime import iso_utc
@@ -312,8 +313,12 @@ def _shares(values: list[str]) -> dict[str, float]:
 
 
 def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
-    """Raise the alerts newly crossed and clear those no longer crossed; returns the new."""
+    """Raise the alerts newly crossed and clear those no longer crossed; returns the new. The
+    model's checks are serialised (``db.lock_key``): workers on several nodes finishing studies
+    at once would otherwise each find no open alert and raise the same one twice (twice the
+    webhook)."""
     with p.db.session() as db:
+        lock_key(db, f"monitor:{task}:{model_hash}")
         crossed, numbers = conditions(db, task, model_hash)
         open_ = {(a.kind, a.key): a for a in db.scalars(select(MonitorAlert).where(
             MonitorAlert.task == task, MonitorAlert.model_hash == model_hash,

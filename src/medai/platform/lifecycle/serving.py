@@ -50,37 +50,45 @@ def adopt(p: Platform) -> None:
 
 
 def _adopt_task(p: Platform, task: str, configured: Path | None) -> RegisteredModel | None:
-    for _ in range(3):  # a sibling process registering at the same moment: read its row
-        with p.db.session() as db:
-            current = registry.active(db, task)
-            if configured is None:
-                return current
-            bundled = _is_bundled(configured)
-            state = "candidate" if current is not None else "active"
-            reason = ("first start: the model this server was configured with"
-                      if current is None else "configured at start; not the active model")
-            try:
-                row, _ = registry.register(db, p.home, configured, SYSTEM, task=task,
-                                             source="bundled" if bundled else None,
-                                             state=state, reason=reason,
-                                             edited_card="existing")
-            except registry.LifecycleError as exc:
-                log.warning("model registry: %s model at %s not registered (%s); it is "
-                            "served unregistered", task, configured, exc)
-                return current
-            except IntegrityError:
-                continue
-            if current is None:
-                log.info("model registry: %s model %s (%s) registered and active", task,
-                         row.name, row.content_hash[:19])
-                return row
-            if row.id != current.id:
-                log.warning("model registry: the configured %s model %s (%s) is registered "
-                            "as %s %s; the active model %s (%s) is served (promote it to "
-                            "serve it)", task, row.name, row.content_hash[:19], row.state,
-                            row.id, current.name, current.content_hash[:19])
-            return current
+    for _ in range(3):
+        try:
+            return _adopt_once(p, task, configured)
+        except IntegrityError:
+            # a sibling process (this node's worker or DICOM node, another node's serve)
+            # registered it at the same moment: its row is read in a new transaction (on
+            # PostgreSQL the failed one can only be rolled back, never committed)
+            continue
     return None
+
+
+def _adopt_once(p: Platform, task: str, configured: Path | None) -> RegisteredModel | None:
+    with p.db.session() as db:
+        current = registry.active(db, task)
+        if configured is None:
+            return current
+        bundled = _is_bundled(configured)
+        state = "candidate" if current is not None else "active"
+        reason = ("first start: the model this server was configured with"
+                  if current is None else "configured at start; not the active model")
+        try:
+            row, _ = registry.register(db, p.home, configured, SYSTEM, task=task,
+                                         source="bundled" if bundled else None,
+                                         state=state, reason=reason,
+                                         edited_card="existing")
+        except registry.LifecycleError as exc:
+            log.warning("model registry: %s model at %s not registered (%s); it is "
+                        "served unregistered", task, configured, exc)
+            return current
+        if current is None:
+            log.info("model registry: %s model %s (%s) registered and active", task,
+                     row.name, row.content_hash[:19])
+            return row
+        if row.id != current.id:
+            log.warning("model registry: the configured %s model %s (%s) is registered "
+                        "as %s %s; the active model %s (%s) is served (promote it to "
+                        "serve it)", task, row.name, row.content_hash[:19], row.state,
+                        row.id, current.name, current.content_hash[:19])
+        return current
 
 
 class ModelWatcher:

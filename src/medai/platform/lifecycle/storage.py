@@ -17,7 +17,7 @@ from pathlib import Path
 
 from medai.core import registry
 from medai.core.results import directory_hash
-from medai.platform.storage import private_dir, private_file
+from medai.platform.storage import private_dir, private_file, sync_dir
 
 STORE = "registry"
 
@@ -25,12 +25,20 @@ STORE = "registry"
 def _private_copy(src: str, dst: str) -> None:
     shutil.copyfile(src, dst)
     private_file(dst)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # on disk before the copy is renamed into place (a shared volume)
+    finally:
+        os.close(fd)
 
 
 def _tighten(root: Path) -> None:
+    """Folders 0700, and each folder's entries synced (the copy is whole on disk before it is
+    renamed into place)."""
     for dirpath, dirnames, _ in os.walk(root):
         for d in dirnames:
             private_dir(Path(dirpath) / d)
+        sync_dir(Path(dirpath))
     private_dir(root)
 
 
@@ -62,6 +70,7 @@ def store(home: Path, directory: Path, content_hash: str, name: str) -> str:
             shutil.rmtree(broken, ignore_errors=True)
         try:
             os.replace(staging, final)
+            sync_dir(final.parent)
         except OSError:  # renamed into place by a sibling between the check and here
             if not (final.is_dir() and directory_hash(final) == content_hash):
                 raise

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The compose stack's smoke test, end to end through the front door (HTTPS, the demo CA):
+# up (deploy/compose/up.sh), ready, the first admin signs in, a radiologist is added on the
+# server's shell (enrolment code, own password, the second person's approval), a chest image is
+# uploaded and analysed by a Celery worker (serve runs no analysis threads), the report is
+# signed, exported as FHIR through the API and delivered by the outbox to a FHIR server
+# (fhir-sink), HTTP redirects to HTTPS and /metrics is refused at the door; then `down -v`.
+# Exits non-zero at the first failure and prints the time of each step.
+#
+# It runs as its own compose project (medai-smoke) on its own ports, subnet and secrets, so a
+# site's `medai` project on the same host is not touched. KEEP=1 leaves the stack up.
+# MEDAI_SMOKE_IMAGE: the PNG to upload (default: a real chest film from ../shared/data when
+# present, else a generated one, which the chest model's gate refuses: then the report is
+# written and signed by hand, as for any refused study).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/deploy/image/containers.conf}
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-medai-smoke}
+export COMPOSE_PROFILES=smoke
+export MEDAI_SECRETS_DIR=${MEDAI_SECRETS_DIR:-$root/deploy/dist/smoke-secrets}
+export MEDAI_SITE_NAME=${MEDAI_SITE_NAME:-localhost}
+export MEDAI_HTTPS_PORT=${MEDAI_HTTPS_PORT:-18443}
+export MEDAI_HTTP_PORT=${MEDAI_HTTP_PORT:-18080}
+export MEDAI_DICOM_PUBLISH=${MEDAI_DICOM_PUBLISH:-21112}
+export MEDAI_SUBNET=${MEDAI_SUBNET:-10.89.147.0/24}
+export MEDAI_PROXY_ADDRESS=${MEDAI_PROXY_ADDRESS:-10.89.147.10}
+export MEDAI_FHIR_URL=http://fhir-sink:8080/fhir
+project=$COMPOSE_PROJECT_NAME
+PASSWORD=${MEDAI_SMOKE_PASSWORD:-mavi-deniz-fener-77-smoke}
+RAD=dr.smoke
+
+t0=$(date +%s); step_t=$t0
+timings=()
+say() { printf '[smoke %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*" >&2; }
+step() {  # NAME: closes the previous step's timing
+    local now; now=$(date +%s)
+    [ -z "${current:-}" ] || timings+=("$(printf '%-34s %4ss' "$current" "$(( now - step_t ))")")
+    current=$1; step_t=$now
+    [ -z "$1" ] || say "$1"
+}
+fail() { say "FAILED: $*"; exit 1; }
+
+compose=("${PODMAN_COMPOSE:-$root/deploy/dist/tools-venv/bin/podman-compose}" -p "$project"
+         -f "$here/compose.yaml")
+cleanup() {
+    local rc=$?
+    step ""
+    if [ "$rc" != 0 ]; then
+        say "logs of the failed run (last lines of each service):"
+        for c in $(podman ps -a --filter "label=io.podman.compose.project=$project" \
+                   --format '{{.Names}}'); do
+            echo "--- $c" >&2; podman logs --tail 25 "$c" 2>&1 | sed 's/^/    /' >&2 || true
+        done
+    fi
+    if [ -z "${KEEP:-}" ]; then
+        local d0; d0=$(date +%s)
+        "${compose[@]}" down -v >/dev/null 2>&1 || true
+        timings+=("$(printf '%-34s %4ss' "down -v" "$(( $(date +%s) - d0 ))")")
+    fi
+    printf '\nsmoke timings (%s):\n' "$([ "$rc" = 0 ] && echo passed || echo FAILED)" >&2
+    printf '  %s\n' "${timings[@]}" >&2
+    printf '  %-34s %4ss\n' total "$(( $(date +%s) - t0 ))" >&2
+    exit "$rc"
+}
+trap cleanup EXIT
+
+base="https://$MEDAI_SITE_NAME:$MEDAI_HTTPS_PORT"
+CURL=(curl -sS --max-time 60 --cacert "$MEDAI_SECRETS_DIR/tls/ca.crt"
+      --resolve "$MEDAI_SITE_NAME:$MEDAI_HTTPS_PORT:127.0.0.1")
+api() {  # METHOD PATH [curl args...]: the body on stdout; fails on a non-2xx answer
+    local method=$1 path=$2; shift 2
+    local out code
+    out=$("${CURL[@]}" -X "$method" -w '\n%{http_code}' "$@" "$base$path") || return 1
+    code=${out##*$'\n'}; out=${out%$'\n'*}
+    if [ "${code:0:1}" != 2 ]; then say "$method $path → $code: ${out:0:400}"; return 1; fi
+    printf '%s' "$out"
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+in_serve() { podman exec -i "${project}_serve_1" /usr/local/bin/medai-entrypoint "$@"; }
+
+# --- up ---------------------------------------------------------------------------------------
+step "up (certificate, secrets, up -d, ready)"
+"${compose[@]}" down -v >/dev/null 2>&1 || true  # a previous run's leftovers
+"$here/up.sh"
+
+step "first admin signs in"
+admin_pw=$(head -n1 "$MEDAI_SECRETS_DIR/admin_password")
+ADMIN=$(api POST /api/v1/auth/login -H 'content-type: application/json' \
+        -d "{\"username\": \"admin\", \"password\": \"$admin_pw\"}" | json 'd["access_token"]') \
+    || fail "admin login"
+role=$(api GET /api/v1/auth/me -H "Authorization: Bearer $ADMIN" | json 'd["role"]')
+[ "$role" = admin ] || fail "admin's role is $role"
+
+step "a radiologist (enrol, approve)"
+code=$(in_serve users add "$RAD" --role radiologist --json | json 'd["enrol_code"]') \
+    || fail "users add"
+printf '%s\n' "$PASSWORD" | in_serve users enrol "$code" --password-stdin >/dev/null \
+    || fail "users enrol"
+in_serve users approve "$RAD" >/dev/null || fail "users approve"
+TOKEN=$(api POST /api/v1/auth/login -H 'content-type: application/json' \
+        -d "{\"username\": \"$RAD\", \"password\": \"$PASSWORD\"}" | json 'd["access_token"]') \
+    || fail "radiologist login"
+AUTH=(-H "Authorization: Bearer $TOKEN")
+
+step "upload a chest image"
+image=${MEDAI_SMOKE_IMAGE:-$(ls "$root"/../shared/data/chest_xray/images/kermany_NORMAL*.png \
+                             2>/dev/null | head -1 || true)}
+if [ -z "$image" ]; then
+    image=$(mktemp --suffix=.png)
+    python3 - "$image" <<'PY'
+import random, struct, sys, zlib
+w, h = 96, 80  # a gray noise image: a valid PNG, no chest film
+rnd = random.Random(7)
+rows = b"".join(b"\0" + bytes(rnd.randrange(256) for _ in range(w)) for _ in range(h))
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+       + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+open(sys.argv[1], "wb").write(png)
+PY
+fi
+say "image: $image"
+study=$(api POST /api/v1/studies "${AUTH[@]}" -F "file=@$image;type=image/png" -F task=cxr \
+        -F lang=en -F patient_ref=SMOKE-1) || fail "upload"
+sid=$(json 'd["id"]' <<< "$study")
+
+step "analysed by a worker"
+status=
+for _ in $(seq 600); do
+    status=$(api GET "/api/v1/studies/$sid" "${AUTH[@]}" | json 'd["status"]') || fail "study"
+    case "$status" in received|analysing) sleep 1 ;; *) break ;; esac
+done
+case "$status" in
+    ai_drafted|refused) say "study $sid: $status" ;;
+    *) fail "study $sid ended $status" ;;
+esac
+podman logs "${project}_worker-cpu_1" 2>&1 | grep -q "succeeded" \
+    || fail "the cpu worker's log shows no finished task"
+if podman logs "${project}_serve_1" "${project}_serve_2" 2>&1 | grep -qi "analysing study"; then
+    fail "a serve replica analysed the study (MEDAI_JOB_THREADS=0 expected)"
+fi
+
+step "sign the report"
+if [ "$status" = ai_drafted ]; then
+    version=$(api GET "/api/v1/studies/$sid/report" "${AUTH[@]}" | json 'd["version"]')
+    body="{\"version\": $version}"
+else  # refused by the model's gate: reported by hand, as the UI offers
+    body='{"version": 0, "sections": {"technique": "PA chest radiograph.", "findings":
+          "Smoke test image; no diagnostic content.", "impression": "Not diagnostic.",
+          "recommendation": ""}}'
+fi
+signed=$(api POST "/api/v1/studies/$sid/report/sign" "${AUTH[@]}" \
+         -H 'content-type: application/json' -d "$body") || fail "sign"
+[ "$(json 'd["status"]' <<< "$signed")" = final ] || fail "signed report is not final: $signed"
+
+step "FHIR export (API)"
+fhir=$(api GET "/api/v1/studies/$sid/report/fhir" "${AUTH[@]}") || fail "FHIR export"
+python3 -c '
+import json, sys
+b = json.loads(sys.argv[1])
+assert b["resourceType"] == "Bundle", b.get("resourceType")
+reports = [e["resource"] for e in b["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+assert reports and reports[0]["status"] == "final", reports
+' "$fhir" || fail "the FHIR export is not a Bundle with a final DiagnosticReport"
+
+step "FHIR delivery (outbox → fhir-sink)"
+delivered=
+for _ in $(seq 120); do
+    got=$(podman exec "${project}_fhir-sink_1" /opt/medai/bin/python -c '
+import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:8080/fhir/DiagnosticReport").read().decode())' \
+          2>/dev/null || true)
+    if python3 -c 'import json,sys; r=json.loads(sys.argv[1])["reports"]; \
+                   sys.exit(0 if any(x["status"] == "final" for x in r) else 1)' "$got" 2>/dev/null
+    then delivered=1; break; fi
+    sleep 1
+done
+[ -n "$delivered" ] || fail "no final DiagnosticReport reached the FHIR server: $got"
+
+step "the front door (redirect, /metrics refused)"
+redirect=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 10 \
+           --resolve "$MEDAI_SITE_NAME:$MEDAI_HTTP_PORT:127.0.0.1" \
+           "http://$MEDAI_SITE_NAME:$MEDAI_HTTP_PORT/api/v1/health/live")
+[[ "$redirect" == "301 https://$MEDAI_SITE_NAME:$MEDAI_HTTPS_PORT/api/v1/health/live" ]] \
+    || fail "HTTP answered '$redirect', not a redirect to HTTPS"
+metrics=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "$base/metrics")
+[ "$metrics" = 403 ] || fail "/metrics through the front door answered $metrics"
+
+step ""
+say "passed"

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Bring medai up on this host with one command: site certificate and secrets made if missing,
+# images built if missing (BUILD=0: refuse instead), `podman-compose up -d`, then a wait until
+# https://SITE:PORT/api/v1/health/ready answers 200 through nginx.
+#
+# Environment (all optional): MEDAI_SITE_NAME (default localhost), MEDAI_HTTPS_PORT (443),
+# MEDAI_HTTP_PORT (80), MEDAI_SECRETS_DIR (deploy/compose/secrets), MEDAI_UP_TIMEOUT (900 s),
+# COMPOSE_PROJECT_NAME (medai), COMPOSE_PROFILES (e.g. pacs), PODMAN_COMPOSE (the command),
+# and every ${...} of compose.yaml. The first admin's password is printed once, when made,
+# and kept in SECRETS/admin_password (0640, group 10001).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/deploy/image/containers.conf}
+export MEDAI_SECRETS_DIR=${MEDAI_SECRETS_DIR:-$here/secrets}
+export MEDAI_SITE_NAME=${MEDAI_SITE_NAME:-localhost}
+export MEDAI_HTTPS_PORT=${MEDAI_HTTPS_PORT:-443}
+project=${COMPOSE_PROJECT_NAME:-medai}
+t0=$(date +%s)
+say() { printf '[up %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+compose_cmd() {
+    if [ -n "${PODMAN_COMPOSE:-}" ]; then echo "$PODMAN_COMPOSE"
+    elif [ -x "$root/deploy/dist/tools-venv/bin/podman-compose" ]; then
+        echo "$root/deploy/dist/tools-venv/bin/podman-compose"
+    elif command -v podman-compose >/dev/null; then command -v podman-compose
+    else
+        die "podman-compose is missing: python3 -m venv deploy/dist/tools-venv &&" \
+            "deploy/dist/tools-venv/bin/pip install 'podman-compose==1.6.*'"
+    fi
+}
+read -r -a compose <<< "$(compose_cmd)"
+compose+=(-p "$project" -f "$here/compose.yaml")
+
+# --- images ----------------------------------------------------------------------------------
+version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$root/src/medai/__init__.py" 2>/dev/null || true)
+export MEDAI_VERSION=${MEDAI_VERSION:-${version:-latest}}
+missing=()
+for image in medai medai-infra; do
+    podman image exists "localhost/$image:$MEDAI_VERSION" || missing+=("$image")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "${BUILD:-1}" != 0 ] || die "missing images: ${missing[*]} (deploy/image/build.sh all," \
+                                  "or podman load -i the saved images)"
+    case "${missing[*]}" in medai) what=medai ;; medai-infra) what=infra ;; *) what=all ;; esac
+    say "building the missing images (${missing[*]})"
+    "$root/deploy/image/build.sh" "$what"
+fi
+
+# --- the certificate and the secrets ------------------------------------------------------------
+"$here/make-cert.sh" "$MEDAI_SITE_NAME"
+s=$MEDAI_SECRETS_DIR
+umask 027
+mkdir -p "$s"
+new_secret() {  # NAME VALUE: written once, never overwritten
+    [ -s "$s/$1" ] && return 1
+    printf '%s\n' "$2" > "$s/$1.tmp" && mv "$s/$1.tmp" "$s/$1"
+}
+rand() { openssl rand -hex "${1:-24}"; }
+# a Fernet key: 32 random bytes, URL-safe base64 (what `medai keys generate` prints)
+new_secret secret_keys "$(openssl rand 32 | base64 | tr '+/' '-_')" && say "made secret_keys"
+if [ ! -s "$s/db_password" ] || [ ! -s "$s/database_url" ]; then
+    pw=$(rand)
+    new_secret db_password "$pw" || pw=$(head -n1 "$s/db_password")
+    new_secret database_url "postgresql+psycopg://medai:$pw@postgres:5432/medai" || true
+    say "made the database password and URL"
+fi
+if [ ! -s "$s/redis_password" ] || [ ! -s "$s/broker_url" ]; then
+    pw=$(rand)
+    new_secret redis_password "$pw" || pw=$(head -n1 "$s/redis_password")
+    new_secret broker_url "redis://:$pw@redis:6379/0" || true
+    say "made the broker password and URL"
+fi
+admin_made=
+if new_secret admin_password "$(openssl rand -base64 18 | tr '+/' '-_')"; then admin_made=1; fi
+# the containers run as uid/gid 10001 and see the files as they are here (bind mounts)
+chgrp 10001 "$s" "$s"/* 2>/dev/null || true
+chmod 0750 "$s"
+chmod 0640 "$s"/secret_keys "$s"/db_password "$s"/database_url "$s"/redis_password \
+    "$s"/broker_url "$s"/admin_password
+
+# --- up -------------------------------------------------------------------------------------------
+say "starting ($project, images $MEDAI_VERSION)"
+"${compose[@]}" up -d >&2
+up_at=$(date +%s)
+port=$MEDAI_HTTPS_PORT
+url="https://$MEDAI_SITE_NAME:$port/api/v1/health/ready"
+deadline=$(( $(date +%s) + ${MEDAI_UP_TIMEOUT:-900} ))
+code=000
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$s/tls/ca.crt" \
+           --resolve "$MEDAI_SITE_NAME:$port:127.0.0.1" "$url" || true)
+    [ "$code" = 200 ] && break
+    migrate_exit=$(podman inspect "${project}_migrate_1" --format '{{.State.Status}} {{.State.ExitCode}}' \
+                   2>/dev/null || true)
+    case "$migrate_exit" in exited\ [1-9]*)
+        "${compose[@]}" logs migrate >&2 || true
+        die "the migration job failed ($migrate_exit)" ;;
+    esac
+    sleep 3
+done
+[ "$code" = 200 ] || die "not ready after ${MEDAI_UP_TIMEOUT:-900} s (last answer $code):" \
+                         "${compose[*]} logs"
+say "ready: https://$MEDAI_SITE_NAME:$port/ ($(( $(date +%s) - up_at )) s after up -d)"
+if [ -n "$admin_made" ]; then
+    say "first admin: user 'admin', password $(cat "$s/admin_password") (shown once; kept in" \
+        "$s/admin_password)"
+fi

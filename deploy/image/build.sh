@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Build the medai image offline and reproducibly:
+#   deploy/image/build.sh            localhost/medai:VERSION and :latest
+#   deploy/image/build.sh infra      localhost/medai-infra:VERSION (PostgreSQL, Redis, nginx,
+#                                    Orthanc + DICOMweb: for sites that run none of their own)
+#   deploy/image/build.sh all        both
+# Options (environment): REFRESH_ROOT=1 rebuilds the cached Debian root (security updates);
+# SKIP_WHEELHOUSE=1 reuses deploy/dist/wheelhouse as it is; SAVE=1 also writes
+# deploy/dist/medai-VERSION.docker.tar (`podman load -i` it on a host without a build tool);
+# DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR override the mirrors apt uses on this host.
+#
+# How: no registry is reachable, so there is no upstream base image: the base is a Debian
+# bookworm root made by mmdebstrap (--variant=minbase) from the mirror apt uses here, cached in
+# deploy/dist/roots/; medai goes into a venv from deploy/dist/wheelhouse with no network at all
+# (`buildah run --network none`, `pip install --no-index`). Reproducible: the root is built with
+# a fixed SOURCE_DATE_EPOCH, bytecode is compiled hash-based (no timestamps) with a fixed hash
+# seed, and buildah commits with --timestamp = the commit's time, so the same checkout, root and
+# wheelhouse give the same image ID (measured in docs/deploy/image-and-compose.md).
+set -euo pipefail
+
+what=${1:-medai}
+case "$what" in medai|infra|all) ;; *) echo "usage: $0 [medai|infra|all]" >&2; exit 2 ;; esac
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here=$root/deploy/image
+dist=$root/deploy/dist
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
+cd "$root"
+
+log() { printf '[build %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+t0=$(date +%s)
+for tool in buildah podman mmdebstrap; do
+    command -v "$tool" >/dev/null || die "$tool is missing: apt-get install podman buildah mmdebstrap uidmap"
+done
+
+version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' src/medai/__init__.py)
+[ -n "$version" ] || die "no __version__ in src/medai/__init__.py"
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+revision=$commit
+if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    revision=$commit-dirty  # built from a modified tree: say so
+fi
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+licence=$(python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+l = p.get("license", ""); print(l.get("text", "") if isinstance(l, dict) else l)')
+source_url=${MEDAI_SOURCE_URL:-$(git remote get-url origin 2>/dev/null || true)}
+[ -n "$source_url" ] || log "no git remote: set MEDAI_SOURCE_URL for the image's source label"
+# the Debian root's own epoch: fixed, so the cached root does not change with every commit
+root_epoch=${ROOT_EPOCH:-1747699200}  # 2025-05-20, the date of this host's Debian snapshot
+root_recipe=1
+
+# --- the mirrors apt uses on this host --------------------------------------------------------
+read -r mirror security < <(python3 - <<'EOF'
+import glob, re
+uris = {}
+for path in glob.glob("/etc/apt/sources.list.d/*.sources"):
+    for stanza in open(path).read().split("\n\n"):
+        fields = dict(re.findall(r"^(\w[\w-]*):\s*(.+)$", stanza, re.M))
+        for suite in fields.get("Suites", "").split():
+            uris.setdefault(suite, fields.get("URIs", "").split()[0] if fields.get("URIs") else "")
+for path in ["/etc/apt/sources.list", *glob.glob("/etc/apt/sources.list.d/*.list")]:
+    try:
+        for line in open(path):
+            m = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if m:
+                uris.setdefault(m.group(2), m.group(1))
+    except OSError:
+        pass
+main = uris.get("bookworm") or "http://deb.debian.org/debian"
+sec = uris.get("bookworm-security") or "http://deb.debian.org/debian-security"
+print(main, sec)
+EOF
+)
+mirror=${DEBIAN_MIRROR:-$mirror}
+security=${DEBIAN_SECURITY_MIRROR:-$security}
+
+# --- a cached Debian root -------------------------------------------------------------------
+debian_root() {  # NAME PACKAGES... → prints the tarball's path
+    local name=$1; shift
+    local pkgs key tar
+    pkgs=$(printf '%s\n' "$@" | LC_ALL=C sort | paste -sd, -)
+    # bump root_recipe when the mmdebstrap options below change: it names the cached root
+    key=$(printf '%s|%s|%s|%s|%s' "$pkgs" "$mirror" "$security" "$root_epoch" "$root_recipe" \
+          | sha256sum | cut -c1-12)
+    tar=$dist/roots/debian-bookworm-$name-$key.tar
+    if [ -f "$tar" ] && [ -z "${REFRESH_ROOT:-}" ]; then
+        log "Debian root ($name): cached $(basename "$tar")"
+        echo "$tar"; return
+    fi
+    mkdir -p "$dist/roots"
+    log "Debian root ($name): mmdebstrap from $mirror ($pkgs)"
+    SOURCE_DATE_EPOCH=$root_epoch mmdebstrap --variant=minbase --mode=root --format=tar \
+        --include="$pkgs" \
+        --aptopt='Acquire::Check-Valid-Until "false"' \
+        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --customize-hook='rm -f "$1"/etc/ssl/private/ssl-cert-snakeoil.key "$1"/etc/ssl/certs/ssl-cert-snakeoil.pem' \
+        --customize-hook='if [ -d "$1"/etc/postgresql ]; then rm -rf "$1"/etc/postgresql/* "$1"/var/lib/postgresql/*; fi' \
+        --customize-hook='rm -f "$1"/etc/nginx/sites-enabled/default' \
+        bookworm "$tar.part" \
+        "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
+        "deb $security bookworm-security main" >&2
+    mv "$tar.part" "$tar"
+    log "Debian root ($name): $(du -h "$tar" | cut -f1), sha256 $(sha256sum "$tar" | cut -c1-16)"
+    echo "$tar"
+}
+
+labels() {  # the OCI labels both images carry
+    local title=$1 description=$2
+    printf -- '--label\0%s\0' \
+        "org.opencontainers.image.title=$title" \
+        "org.opencontainers.image.description=$description" \
+        "org.opencontainers.image.version=$version" \
+        "org.opencontainers.image.revision=$revision" \
+        "org.opencontainers.image.licenses=$licence" \
+        ${source_url:+"org.opencontainers.image.source=$source_url"} \
+        "org.opencontainers.image.created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" \
+        "org.opencontainers.image.base.name=debian:bookworm (mmdebstrap minbase)"
+}
+
+commit_image() {  # CONTAINER NAME → tags NAME:VERSION and NAME:latest
+    local ctr=$1 name=$2 id
+    id=$(buildah commit --quiet --format docker --timestamp "$SOURCE_DATE_EPOCH" --rm \
+         "$ctr" "$name:$version")
+    buildah tag "$name:$version" "$name:latest"
+    log "$name:$version = ${id:0:12} ($(podman image inspect --format '{{.Size}}' "$name:$version" \
+         | awk '{printf "%.0f MB", $1/1e6}'))"
+}
+
+build_medai() {
+    local base ctr
+    base=$(debian_root medai python3 python3-venv ca-certificates tini)
+    if [ -z "${SKIP_WHEELHOUSE:-}" ] || ! ls "$dist"/wheelhouse/medai-*.whl >/dev/null 2>&1; then
+        log "wheelhouse"
+        "$here/wheelhouse.sh"
+    fi
+    ls "$dist/wheelhouse/medai-$version-"*.whl >/dev/null 2>&1 \
+        || die "no medai $version wheel in $dist/wheelhouse"
+    ctr=$(buildah from --quiet scratch)
+    trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' RETURN
+    log "unpacking the root"
+    buildah add --quiet "$ctr" "$base" / >/dev/null
+    buildah copy --quiet --chmod 0755 "$ctr" "$here/entrypoint.sh" /usr/local/bin/medai-entrypoint >/dev/null
+    buildah copy --quiet --chmod 0755 "$ctr" "$here/healthcheck.py" \
+        /usr/local/bin/medai-healthcheck >/dev/null
+    buildah copy --quiet --chmod 0644 "$ctr" "$here/medai_wait.py" /usr/local/lib/medai-image/ \
+        >/dev/null
+    log "installing medai from the wheelhouse (no network)"
+    buildah run --network none --volume "$dist/wheelhouse:/wheelhouse:ro" \
+        --env PYTHONDONTWRITEBYTECODE=1 --env PYTHONHASHSEED=0 --env SOURCE_DATE_EPOCH \
+        "$ctr" -- /bin/sh -euc '
+        python3 -m venv --without-pip /opt/medai
+        pip=$(ls /usr/share/python-wheels/pip-*.whl | head -1)
+        /opt/medai/bin/python "$pip/pip" install --quiet --no-index --find-links /wheelhouse \
+            --no-compile --no-cache-dir --disable-pip-version-check "medai[dicom]"
+        # bytecode keyed by the source hash, not its mtime: the same on every build. Files
+        # that are not Python 3.11 (torch ships a py312-only test helper) fail to compile and
+        # are skipped, as pip skips them; they are counted
+        /opt/medai/bin/python -m compileall -q -j 0 --invalidation-mode checked-hash \
+            /opt/medai/lib/python3.11/site-packages /usr/local/lib/medai-image \
+            > /tmp/compileall.log || true
+        echo "bytecode: $(grep -c "^\*\*\* Error compiling" /tmp/compileall.log) files skipped" \
+            "($(grep "^\*\*\* Error compiling" /tmp/compileall.log | tr -d "\047" \
+                | sed "s|.*/site-packages/||;s|\.\.\.||" | paste -sd " " -))"
+        echo "medai:x:10001:10001:medai:/var/lib/medai:/usr/sbin/nologin" >> /etc/passwd
+        echo "medai:x:10001:" >> /etc/group
+        echo "medai:!:$((SOURCE_DATE_EPOCH / 86400))::::::" >> /etc/shadow
+        install -d -o 10001 -g 10001 -m 0750 /var/lib/medai
+        rm -rf /tmp/* /root/.cache
+        /opt/medai/bin/medai version'
+    log "configuring"
+    local args=()
+    while IFS= read -r -d '' a; do args+=("$a"); done < <(labels medai \
+        "medai: a hospital's own medical AI (serve, worker, dicom listen, migrate)")
+    buildah config "${args[@]}" \
+        --env PATH=/opt/medai/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --env LANG=C.UTF-8 --env PYTHONUNBUFFERED=1 --env PYTHONDONTWRITEBYTECODE=1 \
+        --env HOME=/var/lib/medai --env MEDAI_HOME=/var/lib/medai \
+        --env MEDAI_HOST=0.0.0.0 --env MEDAI_DICOM_HOST=0.0.0.0 \
+        --user 10001:10001 --workingdir /var/lib/medai --volume /var/lib/medai \
+        --port 8000/tcp --port 11112/tcp --stop-signal SIGTERM \
+        --entrypoint '["/usr/bin/tini", "--", "/usr/local/bin/medai-entrypoint"]' \
+        --cmd '["serve"]' \
+        --healthcheck 'CMD /usr/local/bin/medai-healthcheck' \
+        --healthcheck-interval 30s --healthcheck-timeout 10s --healthcheck-retries 3 \
+        --healthcheck-start-period 180s \
+        --created-by "deploy/image/build.sh" "$ctr"
+    commit_image "$ctr" localhost/medai
+    trap - RETURN
+}
+
+build_infra() {
+    local base ctr
+    base=$(debian_root infra ca-certificates tini postgresql redis-server nginx orthanc \
+           orthanc-dicomweb)
+    ctr=$(buildah from --quiet scratch)
+    trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' RETURN
+    buildah add --quiet "$ctr" "$base" / >/dev/null
+    buildah copy --quiet --chmod 0755 "$ctr" "$here/infra-entrypoint.sh" \
+        /usr/local/bin/infra-entrypoint >/dev/null
+    local args=()
+    while IFS= read -r -d '' a; do args+=("$a"); done < <(labels medai-infra \
+        "Debian's PostgreSQL 15, Redis 7, nginx and Orthanc for a medai site without its own")
+    buildah config "${args[@]}" --env LANG=C.UTF-8 \
+        --env PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --entrypoint '["/usr/bin/tini", "--", "/usr/local/bin/infra-entrypoint"]' \
+        --cmd '["help"]' --stop-signal SIGTERM --created-by "deploy/image/build.sh" "$ctr"
+    commit_image "$ctr" localhost/medai-infra
+    trap - RETURN
+}
+
+[ "$what" = infra ] || build_medai
+[ "$what" = medai ] || build_infra
+if [ -n "${SAVE:-}" ] && [ "$what" != infra ]; then
+    podman save --quiet --format docker-archive -o "$dist/medai-$version.docker.tar" \
+        "localhost/medai:$version"
+    log "saved $dist/medai-$version.docker.tar ($(du -h "$dist/medai-$version.docker.tar" | cut -f1))"
+fi
+log "done"

@@ -1,0 +1,163 @@
+"""Operating a site: ``medai migrate``, ``medai backup DEST``, ``medai restore SRC`` (the
+work is in ``platform.db``, ``platform.backup`` and ``platform.restore``), and the one way
+every long-running command opens the database (``open_database``: migrated, or exit 2 naming
+the revisions, ``MEDAI_AUTO_MIGRATE``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medai.cli.common import JsonFlag, _emit, _error
+
+
+def open_database(as_json: bool = False, force: bool = False):
+    """The database, migrated to this release's schema (``force``: even with
+    ``MEDAI_AUTO_MIGRATE=false``, as ``medai migrate``); a database in a missing folder, not
+    migrated (auto-migrate off) or newer than this release exits 2 with the message."""
+    from medai.platform.db import Database, DatabaseLocationError, SchemaMismatch
+
+    try:
+        database = Database()
+    except DatabaseLocationError as exc:
+        _error(str(exc), "DatabaseLocationError", as_json, 2)
+    try:
+        database.upgrade(force=force)
+    except SchemaMismatch as exc:
+        database.dispose()
+        if as_json:
+            _emit({"error": str(exc), "error_type": "SchemaMismatch", "code": exc.code,
+                   "revision": list(exc.state.current), "head": list(exc.state.heads)}, True)
+        else:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    return database
+
+
+def migrate(as_json: JsonFlag = False) -> None:
+    """Migrate the database to this release's schema, once, before the new release's serve,
+    workers and DICOM node start (with MEDAI_AUTO_MIGRATE=false they refuse an unmigrated
+    database). Take a backup first (`medai backup DEST`). Replicas of several processes
+    starting at once are safe: one migrates, the others wait (PostgreSQL advisory lock)."""
+    from medai.platform.db import migration_heads
+
+    database = open_database(as_json, force=True)
+    found = database.upgrade(force=True)  # done already: what it found before migrating
+    heads = list(migration_heads())
+    out = {"database": database.engine.url.render_as_string(hide_password=True),
+           "from": list(found.current), "to": heads, "upgraded": not found.at_head}
+    database.dispose()
+    _emit(out, as_json, f"{database.label}: migrated from {found.revision} to "
+          f"{', '.join(heads)}" if out["upgraded"] else
+          f"{database.label} is at {', '.join(heads)}: up to date")
+
+
+class _Progress:
+    """Progress of a long copy on standard error (stdout stays the ``--json`` answer): a
+    line rewritten in place on a terminal, a line every 10 % (and each phase) otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.phase, self.step, self.last = "", -1, 0.0
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase != self.phase:
+            if self.tty and self.phase:
+                sys.stderr.write("\n")
+            self.phase, self.step = phase, -1
+        step = done * 10 // total if total else -1
+        now = time.monotonic()
+        end = bool(total) and done >= total
+        if self.tty:
+            if now - self.last >= 0.2 or end:
+                self.last = now
+                shown = f"{done}/{total}" if total else str(done)
+                sys.stderr.write(f"\r{phase}: {shown}" + (" done" if end else ""))
+                if end:
+                    sys.stderr.write("\n")
+                    self.phase = ""
+                sys.stderr.flush()
+        elif step != self.step and (step >= 0 or done == 0):
+            self.step = step
+            shown = f"{done}/{total} ({step * 10} %)" if total else "started"
+            sys.stderr.write(f"{phase}: {shown}\n")
+            sys.stderr.flush()
+
+
+def _backup_failed(exc: Exception, as_json: bool) -> None:
+    code = getattr(exc, "code", "failed")
+    bad_input = code in ("destination_not_empty", "target_not_empty", "not_a_backup",
+                         "unknown_format", "keys_missing", "engine_mismatch", "schema_newer",
+                         "pg_tool_missing", "pg_tool_version", "no_database",
+                         "unsupported_database")
+    if as_json:
+        _emit({"error": str(exc), "error_type": type(exc).__name__, "code": code}, True)
+    else:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2 if bad_input else 1)
+
+
+def backup(dest: Annotated[Path, typer.Argument(
+        help="A new (or empty) folder to write the backup into.")],
+        as_json: JsonFlag = False) -> None:
+    """A consistent snapshot of this site while it runs: the database (SQLite online backup,
+    or pg_dump), then every stored file and model copy, the settings that are not secrets,
+    and manifest.json (sha256 of every file). The KEYS ARE NOT IN IT: keep the operator's
+    copy of MEDAI_SECRET_KEYS / the key file apart; the manifest names the key ids a restore
+    needs. docs/deploy/backup.md."""
+    from medai.platform import backup as bk
+    from medai.platform.pg_tools import PgToolError
+
+    try:
+        manifest = bk.backup(dest, progress=_Progress())
+    except (bk.BackupError, PgToolError) as exc:
+        _backup_failed(exc, as_json)
+    out = bk.summary(manifest, dest)
+    counts, keys = manifest["counts"], manifest["keys"]
+    _emit(out, as_json, "\n".join([
+        f"backup of medai {manifest['medai_version']} (schema {manifest['database']['revision']})"
+        f" in {dest}: {counts.get('studies', 0)} studies, {counts.get('signed_reports', 0)} "
+        f"signed reports, {counts.get('audit_events', 0)} audit events, {counts['files']} "
+        f"files, {counts['bytes'] / 1e6:.1f} MB in {manifest['seconds']} s",
+        "the keys are NOT in the backup: keep the operator's copy of the key file "
+        "(MEDAI_SECRET_KEYS_FILE or MEDAI_HOME/secret.key) apart from it; a restore needs "
+        f"key id(s) {', '.join(keys['needed']) or '(none: nothing sealed yet)'}"]))
+
+
+def restore(src: Annotated[Path, typer.Argument(help="A folder written by `medai backup`.")],
+            quick: Annotated[bool, typer.Option(
+                "--quick", help="Check stored files by hash and key id only, without "
+                                "decrypting each (faster on a large store).")] = False,
+            migrate_after: Annotated[bool | None, typer.Option(
+                "--migrate/--no-migrate", help="Migrate a backup of an older release to this "
+                                               "release's schema (default: "
+                                               "MEDAI_AUTO_MIGRATE).")] = None,
+            as_json: JsonFlag = False) -> None:
+    """Restore a backup into this process's EMPTY home and database (MEDAI_HOME,
+    MEDAI_DATABASE_URL), with the keys configured (the operator's copy: MEDAI_SECRET_KEYS_FILE,
+    or the key file at MEDAI_HOME/secret.key). Every file is checked against the manifest, and
+    afterwards every sealed value and stored file must decrypt; a missing key is named. The
+    non-secret settings are put in MEDAI_HOME/restored-config for you to apply."""
+    from medai.platform import backup as bk
+    from medai.platform.pg_tools import PgToolError
+    from medai.platform.restore import restore as run_restore
+
+    try:
+        out = run_restore(src, progress=_Progress(), quick=quick, migrate=migrate_after)
+    except (bk.BackupError, PgToolError) as exc:
+        _backup_failed(exc, as_json)
+    checked = out["checked"]
+    _emit(out, as_json, "\n".join(filter(None, [
+        f"restored {src} (medai {out['medai_version']}, {out['created_at']}) into "
+        f"{out['database']} and {out['home']}: {out['counts'].get('studies', 0)} studies, "
+        f"{out['counts'].get('signed_reports', 0)} signed reports; {checked['sealed_values']} "
+        f"sealed values and {checked['files_decrypted']} of {checked['files_named']} stored "
+        f"files decrypted with the configured keys ({out['seconds']} s)",
+        f"migrated to {out['migrated_to']}" if out["migrated_to"] else None,
+        f"schema {out['revision']} is older than this release's: run `medai migrate`"
+        if out["needs_migrate"] else None,
+        f"settings (not applied): {out['config']}" if out["config"] else None])))
