@@ -132,6 +132,7 @@ def drill(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
 def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
     from medai.platform import backup as bk
     from medai.platform.crypto import Cipher
+    from medai.platform.db import migration_heads
     from medai.platform.restore import restore
     from medai.platform.storage import BlobStore
 
@@ -159,6 +160,7 @@ def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
             writer.wait_for(writer.signed + 2)
 
     dest = tmp / "backup"
+    before = writer.signed  # committed before the backup began: in its snapshot
     manifest = bk.backup(dest, _settings(home, url), progress)
     writer.wait_for(writer.signed + 1)  # and it goes on after the backup
     writer.stop.set()
@@ -169,9 +171,9 @@ def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
     on_disk = json.loads((dest / "manifest.json").read_text())
     assert on_disk["files"] == manifest["files"]
     assert manifest["database"]["engine"] == kind
-    assert manifest["database"]["revision"] == "0017"
+    assert manifest["database"]["revision"] == ", ".join(migration_heads())
     counts = manifest["counts"]
-    assert counts["signed_reports"] >= 3 + seen["snapshot"]
+    assert counts["signed_reports"] >= 3 + before
     assert manifest["missing"] == {"files": [], "models": []}
     key = (home / "secret.key").read_text().strip()
     assert manifest["keys"]["needed"] == [bk.key_id(key)] == manifest["keys"]["configured"]
@@ -261,18 +263,15 @@ def test_a_restore_refuses_a_damaged_backup_and_a_home_with_files(tmp_path, bare
     assert full.value.code == "target_not_empty"
 
 
-@pytest.fixture
-def bare_site(tmp_path):
-    """A SQLite site with one stored file and a study naming it, made through the platform."""
+def _make_site(home: Path, url: str) -> None:
+    """One stored file and a study naming it, made through the platform (home made current)."""
     from medai.platform import accounts, studies
     from medai.platform.context import Platform
     from medai.services.models import ModelHandles
     from platform_helpers import use_home
 
-    home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     use_home(home)
-    url = f"sqlite:///{home / 'medai.db'}"
     p = Platform.from_settings(url, models=ModelHandles({}), adopt_models=False)
     sha = p.store.put_bytes(png_bytes(1))
     with p.db.session() as db:
@@ -280,7 +279,55 @@ def bare_site(tmp_path):
         studies.create(db, user, sha=sha, size=10, content_type="image/png", task="cxr",
                        question="öksürük 1")
     p.db.dispose()
+
+
+@pytest.fixture
+def bare_site(tmp_path):
+    """A SQLite site with one stored file and a study naming it."""
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'medai.db'}"
+    _make_site(home, url)
     return home, url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_restore_whose_check_fails_leaves_the_target_empty(tmp_path, kind):
+    """A value that does not decrypt after loading (here: one the manifest does not expect)
+    takes the loaded database and the moved files away again: the target is empty for the
+    next try, on both engines."""
+    from medai.platform import backup as bk
+    from medai.platform.restore import restore
+
+    home = tmp_path / "home"
+    with (empty_target(kind, tmp_path / "site-db") if kind == "postgresql"
+          else _nothing(f"sqlite:///{home / 'medai.db'}")) as url:
+        _make_site(home, url)
+        engine = create_engine(url)
+        with engine.begin() as conn:  # sealed under a key nobody has
+            conn.execute(text("UPDATE studies SET patient_name = :t"),
+                         {"t": Fernet(Fernet.generate_key()).encrypt(b"LOST^KEY")})
+        engine.dispose()
+        bk.backup(tmp_path / "b", _settings(home, url))
+    manifest_path = tmp_path / "b" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["keys"]["records"].pop("undecryptable")  # the manifest no longer expects it
+    manifest_path.write_text(json.dumps(manifest))
+    with empty_target(kind, tmp_path / "t") as target_url:
+        shutil.copy(home / "secret.key", tmp_path / "t" / "secret.key")
+        with pytest.raises(bk.BackupError, match="1 of 2 sealed values") as failed:
+            restore(tmp_path / "b", _settings(tmp_path / "t", target_url))
+        assert failed.value.code == "keys_missing"
+        assert "every key the backed-up site had is configured" in str(failed.value)
+        if kind == "postgresql":
+            assert _tables(target_url) == []
+        else:
+            assert not (tmp_path / "t" / "medai.db").exists()
+        assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["secret.key"]
+
+
+@contextmanager
+def _nothing(value):
+    yield value
 
 
 def test_the_settings_kept_leave_every_secret_out():
@@ -349,3 +396,26 @@ def test_the_cli_backs_up_and_restores_with_stable_json(tmp_path, bare_site):
     assert not (target / "secret.key").exists()  # no key made: the file's key was used
     with create_engine(f"sqlite:///{target / 'medai.db'}").connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM studies")).scalar_one() == 1
+
+
+def test_a_value_already_undecryptable_at_the_site_is_carried_not_refused(tmp_path, bare_site):
+    """A sealed value no key of the site opens (a key lost before the backup) is counted in
+    the manifest; the restore reports the same count instead of refusing the whole site."""
+    from medai.platform import backup as bk
+    from medai.platform.restore import restore
+
+    home, url = bare_site
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE studies SET patient_name = :t"),
+                     {"t": Fernet(Fernet.generate_key()).encrypt(b"LOST^KEY")})
+    engine.dispose()
+    manifest = bk.backup(tmp_path / "b", _settings(home, url))
+    assert manifest["keys"]["records"] == {
+        bk.key_id((home / "secret.key").read_text().strip()): 1, "undecryptable": 1}
+    target = tmp_path / "t"
+    target.mkdir()
+    shutil.copy(home / "secret.key", target / "secret.key")
+    out = restore(tmp_path / "b", _settings(target, f"sqlite:///{target / 'medai.db'}"))
+    assert out["checked"]["undecryptable_at_backup"] == 1
+    assert out["checked"]["sealed_values"] == 2

@@ -136,7 +136,7 @@ def test_a_database_of_the_previous_release_migrates_with_its_data(old_site):
     with p.db.session() as db:
         first = db.get(Study, sid)
         assert cipher().decrypt(first.patient_name) == SITE["patient_name"]
-        assert first.urgent_because is None  # the newest migration's column, added empty
+        assert first.urgent_because is None  # migration 0017's column, added empty
         assert cipher().decrypt(db.query(Message).one().body) == SITE["message"]
         triage = db.query(TriageRecord).one()
         assert cipher().decrypt(triage.complaint) == SITE["complaint"]
@@ -237,3 +237,29 @@ def test_readiness_names_a_schema_that_moved_under_a_running_server(tmp_path):
         assert client.get("/api/v1/health/ready").json()["schema"] == {"ready": True}
     engine.dispose()
     app.state.platform.db.dispose()
+
+
+@pytest.mark.parametrize("migrate", [True, False])
+def test_a_backup_of_the_previous_release_restores_and_migrates(tmp_path, migrate):
+    """The upgrade procedure's safety net: the backup taken before `medai migrate` (of the old
+    schema) restores into an empty site with this release, migrated on the way (or left for
+    `medai migrate`, as MEDAI_AUTO_MIGRATE=false deployments want)."""
+    from medai.platform import backup as bk
+    from medai.platform.restore import restore
+    from medai.settings import Settings
+
+    home = _old_home(tmp_path)
+    manifest = bk.backup(tmp_path / "b", Settings(home=home,
+                                                  database_url=f"sqlite:///{home / 'medai.db'}"))
+    assert manifest["database"]["revision"] == BUILD["revision"]  # a backup never migrates
+    assert manifest["counts"]["signed_reports"] == BUILD["made"]["signed_reports"]
+    target = tmp_path / "t"
+    target.mkdir()
+    shutil.copyfile(FIXTURE / "secret.key", target / "secret.key")
+    url = f"sqlite:///{target / 'medai.db'}"
+    out = restore(tmp_path / "b", Settings(home=target, database_url=url), migrate=migrate)
+    assert out["checked"]["files_decrypted"] == len(BUILD["files"])
+    assert out["checked"]["sealed_values"] >= 7
+    assert (out["migrated_to"], out["needs_migrate"]) == ((_head(), False) if migrate
+                                                          else (None, True))
+    assert _revision(url) == (_head() if migrate else BUILD["revision"])

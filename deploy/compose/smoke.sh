@@ -4,28 +4,37 @@
 # server's shell (enrolment code, own password, the second person's approval), a chest image is
 # uploaded and analysed by a Celery worker (serve runs no analysis threads), the report is
 # signed, exported as FHIR through the API and delivered by the outbox to a FHIR server
-# (fhir-sink), HTTP redirects to HTTPS and /metrics is refused at the door; then `down -v`.
+# (fhir-sink) and over DICOMweb to Orthanc (the `pacs` profile), HTTP redirects to HTTPS and /metrics is refused at the door; then `down -v`.
 # Exits non-zero at the first failure and prints the time of each step.
 #
 # It runs as its own compose project (medai-smoke) on its own ports, subnet and secrets, so a
 # site's `medai` project on the same host is not touched. KEEP=1 leaves the stack up.
 # MEDAI_SMOKE_IMAGE: the PNG to upload (default: a real chest film from ../shared/data when
-# present, else a generated one, which the chest model's gate refuses: then the report is
-# written and signed by hand, as for any refused study).
+# present, else — or when set empty — a generated one, which the chest model's gate refuses:
+# then the report is written and signed by hand, as for any refused study).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/deploy/image/containers.conf}
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-medai-smoke}
-export COMPOSE_PROFILES=smoke
+# PACS=0 leaves Orthanc out; with it, results also go to Orthanc over DICOMweb (STOW-RS)
+if [ "${PACS:-1}" != 0 ]; then
+    export COMPOSE_PROFILES=smoke,pacs
+    export MEDAI_DICOMWEB_URL=http://orthanc:8042/dicom-web
+    export MEDAI_ORTHANC_HTTP_PUBLISH=${MEDAI_ORTHANC_HTTP_PUBLISH:-18042}
+    export MEDAI_ORTHANC_DICOM_PUBLISH=${MEDAI_ORTHANC_DICOM_PUBLISH:-14242}
+else
+    export COMPOSE_PROFILES=smoke
+fi
 export MEDAI_SECRETS_DIR=${MEDAI_SECRETS_DIR:-$root/deploy/dist/smoke-secrets}
 export MEDAI_SITE_NAME=${MEDAI_SITE_NAME:-localhost}
 export MEDAI_HTTPS_PORT=${MEDAI_HTTPS_PORT:-18443}
 export MEDAI_HTTP_PORT=${MEDAI_HTTP_PORT:-18080}
 export MEDAI_DICOM_PUBLISH=${MEDAI_DICOM_PUBLISH:-21112}
 export MEDAI_SUBNET=${MEDAI_SUBNET:-10.89.147.0/24}
-export MEDAI_PROXY_ADDRESS=${MEDAI_PROXY_ADDRESS:-10.89.147.10}
+export MEDAI_SUBNET_RANGE=${MEDAI_SUBNET_RANGE:-10.89.147.0/25}
+export MEDAI_PROXY_ADDRESS=${MEDAI_PROXY_ADDRESS:-10.89.147.250}
 export MEDAI_FHIR_URL=http://fhir-sink:8080/fhir
 project=$COMPOSE_PROJECT_NAME
 PASSWORD=${MEDAI_SMOKE_PASSWORD:-mavi-deniz-fener-77-smoke}
@@ -54,6 +63,7 @@ cleanup() {
             echo "--- $c" >&2; podman logs --tail 25 "$c" 2>&1 | sed 's/^/    /' >&2 || true
         done
     fi
+    [ -z "${generated:-}" ] || rm -f "$generated"
     if [ -z "${KEEP:-}" ]; then
         local d0; d0=$(date +%s)
         "${compose[@]}" down -v >/dev/null 2>&1 || true
@@ -105,10 +115,11 @@ TOKEN=$(api POST /api/v1/auth/login -H 'content-type: application/json' \
 AUTH=(-H "Authorization: Bearer $TOKEN")
 
 step "upload a chest image"
-image=${MEDAI_SMOKE_IMAGE:-$(ls "$root"/../shared/data/chest_xray/images/kermany_NORMAL*.png \
+image=${MEDAI_SMOKE_IMAGE-$(ls "$root"/../shared/data/chest_xray/images/kermany_NORMAL*.png \
                              2>/dev/null | head -1 || true)}
 if [ -z "$image" ]; then
     image=$(mktemp --suffix=.png)
+    generated=$image
     python3 - "$image" <<'PY'
 import random, struct, sys, zlib
 w, h = 96, 80  # a gray noise image: a valid PNG, no chest film
@@ -136,11 +147,14 @@ case "$status" in
     ai_drafted|refused) say "study $sid: $status" ;;
     *) fail "study $sid ended $status" ;;
 esac
-podman logs "${project}_worker-cpu_1" 2>&1 | grep -q "succeeded" \
-    || fail "the cpu worker's log shows no finished task"
-if podman logs "${project}_serve_1" "${project}_serve_2" 2>&1 | grep -qi "analysing study"; then
-    fail "a serve replica analysed the study (MEDAI_JOB_THREADS=0 expected)"
-fi
+# serve runs no analysis threads (MEDAI_JOB_THREADS=0): the Celery worker did it
+for _ in $(seq 60); do
+    podman logs "${project}_worker-cpu_1" 2>&1 | grep -q "Task medai.analyse_study.* succeeded" \
+        && break
+    sleep 1
+done
+podman logs "${project}_worker-cpu_1" 2>&1 | grep -q "Task medai.analyse_study.* succeeded" \
+    || fail "the cpu worker's log shows no finished analysis"
 
 step "sign the report"
 if [ "$status" = ai_drafted ]; then
@@ -178,6 +192,42 @@ print(urllib.request.urlopen("http://127.0.0.1:8080/fhir/DiagnosticReport").read
     sleep 1
 done
 [ -n "$delivered" ] || fail "no final DiagnosticReport reached the FHIR server: $got"
+
+if [ "${PACS:-1}" != 0 ]; then
+    step "DICOMweb delivery (outbox → Orthanc)"
+    n=0
+    for _ in $(seq 120); do
+        n=$(curl -s --max-time 10 "http://127.0.0.1:$MEDAI_ORTHANC_HTTP_PUBLISH/instances" \
+            | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
+        [ "$n" -ge 2 ] && break  # the AI result and the signed report, at least
+        sleep 1
+    done
+    say "Orthanc holds $n instances from medai"
+    [ "$n" -ge 2 ] || fail "the results did not reach Orthanc over DICOMweb ($n instances)"
+fi
+
+step "every serve replica answered"
+replicas=$(podman ps --filter "label=io.podman.compose.project=$project" \
+           --filter "label=com.docker.compose.service=serve" --format '{{.Names}}' | sort)
+[ "$(wc -w <<< "$replicas")" = "${MEDAI_SERVE_REPLICAS:-2}" ] \
+    || fail "serve replicas running: $(echo $replicas)"
+for c in $replicas; do
+    n=$(podman logs "$c" 2>&1 | grep -c "medai.access: " || true)
+    say "$c: $n requests through the front door"
+    [ "$n" -gt 0 ] || fail "$c got no request: the front door does not balance"
+done
+
+step "healthchecks and the DICOM node (C-ECHO)"
+for c in $replicas "${project}_dicom_1" "${project}_worker-cpu_1"; do
+    podman healthcheck run "$c" >/dev/null 2>&1 || fail "HEALTHCHECK of $c failed"
+done
+podman exec "${project}_fhir-sink_1" /opt/medai/bin/python -c "
+from pynetdicom import AE
+ae = AE(ae_title='SMOKE'); ae.add_requested_context('1.2.840.10008.1.1')
+a = ae.associate('dicom', 11112, ae_title='${MEDAI_DICOM_AE_TITLE:-MEDAI}')
+ok = a.is_established and a.send_c_echo().Status == 0
+a.release() if a.is_established else None
+raise SystemExit(0 if ok else 1)" || fail "the DICOM node did not answer C-ECHO"
 
 step "the front door (redirect, /metrics refused)"
 redirect=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 10 \

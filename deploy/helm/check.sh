@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lints, renders, validates and packages the Helm chart offline (no cluster needed):
 #   1. `helm lint --strict` with the default values and with test-values/everything.yaml
-#   2. `helm template` of both -> deploy/dist/helm/rendered-{default,everything}.yaml
+#   2. `helm template` of both -> deploy/dist/helm/rendered-{default,everything}.yaml, and
+#      `helm install --dry-run=client` for NOTES.txt -> deploy/dist/helm/notes-*.txt
 #   3. `kubernetes-validate --strict` of every rendered object against each of K8S_VERSIONS
 #   4. values.schema.json and the chart's own checks refuse each test-values/bad-*.yaml
 #   5. `helm package` -> deploy/dist/helm/medai-<version>.tgz
@@ -30,6 +31,11 @@ for variant in default everything; do
     "$HELM" template medai "$CHART" --namespace medai --kube-version 1.30.0 "${args[@]}" \
         > "$OUT/rendered-$variant.yaml"
     echo "$(grep -c '^kind:' "$OUT/rendered-$variant.yaml") objects -> $OUT/rendered-$variant.yaml"
+    step "helm install --dry-run=client ($variant values: NOTES.txt renders)"
+    "$HELM" install medai "$CHART" --namespace medai --dry-run=client "${args[@]}" \
+        | sed -n '/^NOTES:/,$p' > "$OUT/notes-$variant.txt"
+    [[ -s "$OUT/notes-$variant.txt" ]] || { echo "FAIL: no NOTES rendered" >&2; exit 1; }
+    echo "ok: $(wc -l < "$OUT/notes-$variant.txt") lines -> $OUT/notes-$variant.txt"
 done
 
 for version in $K8S_VERSIONS; do

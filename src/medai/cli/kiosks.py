@@ -15,11 +15,9 @@ kiosks_app = typer.Typer(help="Triage kiosks: each has its own daily quota and c
 
 
 def _db():
-    from medai.platform.db import Database
+    from medai.cli.operations import open_database
 
-    db = Database()
-    db.upgrade()
-    return db
+    return open_database()
 
 
 def _row(k, used: int) -> dict:

@@ -32,12 +32,11 @@ def _actor():
 def _registry(as_json: bool):
     """A session on MEDAI_DATABASE_URL (migrated), the store's home, and registry errors as
     the CLI's error contract (2: refused as asked, 1: not found or a conflict)."""
-    from medai.platform.db import Database
+    from medai.cli.operations import open_database
     from medai.platform.lifecycle import registry
     from medai.settings import get_settings
 
-    db = Database()
-    db.upgrade()
+    db = open_database(as_json)
     try:
         with db.session() as s:
             yield s, get_settings().home

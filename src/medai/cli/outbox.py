@@ -47,12 +47,11 @@ def status(
         as_json: JsonFlag = False) -> None:
     """Per destination: deliveries queued, retrying (and the next attempt), being sent,
     delivered, failed (with the reason) and skipped. No patient data."""
-    from medai.platform.db import Database
+    from medai.cli.operations import open_database
     from medai.platform.integration import outbox
 
     _settings(as_json)
-    db = Database()
-    db.upgrade()
+    db = open_database(as_json)
     with db.reader() as s:
         dests = outbox.summary(s)
         rows = [outbox.as_dict(r) for r in outbox.items(s, state="failed", limit=1000)[0]] \
@@ -71,12 +70,12 @@ def status(
 def retry(item_id: Annotated[int, typer.Argument(help="The failed delivery's id.")],
           as_json: JsonFlag = False) -> None:
     """Send a failed delivery again (a running loop picks it up at once)."""
+    from medai.cli.operations import open_database
     from medai.platform import audit
-    from medai.platform.db import Database, utcnow
+    from medai.platform.db import utcnow
     from medai.platform.integration import outbox
 
-    db = Database()
-    db.upgrade()
+    db = open_database(as_json)
     try:
         with db.session() as s:
             item = outbox.retry(s, item_id, utcnow())

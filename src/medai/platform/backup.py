@@ -29,9 +29,11 @@ What it does not hold, by design: the keys (``MEDAI_SECRET_KEYS``, ``HOME/secret
 backup that carried its keys would hand a thief the patient data it seals; the operator keeps
 the key file apart (a sealed envelope, the site's secret store). The manifest records only the
 key ids (``BlobCipher``'s 8-byte ids, a hash of a derived key, never the key) of the keys
-configured and of those the data is sealed under, so ``medai restore`` can say which key is
-missing before it writes anything. The database URL, broker URL and API keys are left out of
-``settings.json`` too (the names of those left out are listed).
+configured and of those the data is sealed under (every stored file's header and every sealed
+value are attributed; a value no configured key opens is counted as such), so ``medai
+restore`` can say which key is missing before it writes anything. The database URL, broker
+URL and API keys are left out of ``settings.json`` too (the names of those left out are
+listed).
 
 A folder without ``manifest.json`` is not a backup: the manifest is written last, atomically.
 """
@@ -171,10 +173,11 @@ def file_columns(conn: Connection) -> list[tuple[str, str]]:
             for c in insp.get_columns(t) if c["name"].endswith("_sha256")]
 
 
-def survey(conn: Connection, keys: list[str], sample: int = 50) -> dict[str, Any]:
+def survey(conn: Connection, keys: list[str], sample: int | None = None) -> dict[str, Any]:
     """What a database snapshot holds: its revision, row counts and last ids, the stored
-    files and model copies it names, and which configured keys open a sample of its sealed
-    values (the newest ``sample`` of each sealed column)."""
+    files and model copies it names, and how many of its sealed values each configured key
+    opens (all of them, or the newest ``sample`` of each sealed column; "undecryptable": none
+    does — a site already damaged, which a restore then expects as it was)."""
     from cryptography.fernet import Fernet
 
     tables = set(inspect(conn).get_table_names())
@@ -489,7 +492,7 @@ def backup(dest: Path, settings: Any = None, progress: Progress | None = None) -
                    "files": len(files), "bytes": sum(f["size"] for f in files.values())},
         "last_ids": db["last_ids"],
         "keys": {"configured": configured, "needed": needed, "files": by_key,
-                 "records_sample": db["records"],
+                 "records": db["records"],
                  "note": "key ids only; the keys are kept apart from the backup"},
         "config": config,
         "missing": {"files": missing_files, "models": missing_models},

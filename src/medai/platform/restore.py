@@ -230,10 +230,13 @@ def _check_restored(url: str, home: Path, manifest: dict[str, Any], current: lis
         differ = {k: (want[k], got[k]) for k in want if got[k] != want[k]}
         raise BackupError(f"the restored database's counts differ from the manifest's "
                           f"(name: (manifest, restored)): {differ}", "restore_mismatch")
-    if bad:
+    damaged = manifest["keys"].get("records", {}).get("undecryptable", 0)
+    if bad > damaged:
         raise BackupError(f"{bad} of {values} sealed values (first in {first_bad}) do not "
-                          "decrypt with the configured keys; "
-                          f"{_missing_key_hint(manifest, current)}", "keys_missing")
+                          "decrypt with the configured keys"
+                          + (f" ({damaged} did not at the backed-up site either)"
+                             if damaged else "")
+                          + f"; {_missing_key_hint(manifest, current)}", "keys_missing")
     checked_files = 0
     if not quick:
         store = BlobStore(home / "blobs", Cipher(current).blobs)
@@ -249,8 +252,8 @@ def _check_restored(url: str, home: Path, manifest: dict[str, Any], current: lis
                                   "keys_missing") from None
             checked_files = n
             progress("check", n, len(found["files"]))
-    return {"sealed_values": values, "files_decrypted": checked_files,
-            "files_named": len(found["files"])}
+    return {"sealed_values": values, "undecryptable_at_backup": bad,
+            "files_decrypted": checked_files, "files_named": len(found["files"])}
 
 
 def _move_into_home(staging: Path, home: Path) -> list[Path]:
@@ -300,7 +303,10 @@ def restore(src: Path, settings: Any = None, progress: Progress | None = None,
         raise BackupError(f"the backup holds a {db_info['engine']} database and "
                           f"MEDAI_DATABASE_URL is {engine}: restore into the same kind "
                           "(then move data with the database's own tools)", "engine_mismatch")
-    check_location(url)
+    try:
+        check_location(url)
+    except ValueError as exc:  # DatabaseLocationError: the SQLite file's folder is missing
+        raise BackupError(str(exc), "target_missing") from None
     current = bk.configured_keys(settings)
     _check_keys(manifest, current)
     check_target(url, home)

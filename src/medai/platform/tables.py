@@ -354,6 +354,27 @@ class OutboxItem(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class UploadKey(Base):
+    """An ``Idempotency-Key`` an uploader sent with ``POST /api/v1/studies``
+    (``platform.idempotency``): inserted in the transaction that files the study, so a retry
+    with the same key answers that study instead of filing another, and two replicas racing
+    on one key file once (the unique key makes the loser's insert fail). ``fingerprint`` is a
+    keyed hash of the upload (its file and the fields that matter), never patient text.
+    ``study_id`` and ``status`` are set before the transaction commits (never committed
+    null); a key older than a day is forgotten (swept)."""
+
+    __tablename__ = "upload_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    key: Mapped[str] = mapped_column(String(128), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
+    status: Mapped[int | None] = mapped_column(Integer)  # the first answer's: 201 or 200
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False,
+                                                 index=True)
+
+
 # the model lifecycle's tables live in their own module; imported here so that every table
 # is known to the metadata (migrations, create_all) and reachable as ``tables.X``
 from medai.platform.tables_lifecycle import (  # noqa: E402, F401

@@ -147,10 +147,12 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
     return app
 
 
-def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict) -> None:
-    """With a broker: every lease period, publish again the jobs no worker holds (queued
-    ones whose message may have been lost, running ones whose worker died). A duplicate
-    message is harmless: the job row decides who runs it."""
+def sweep_once(p: Platform, broker: str) -> list[int]:
+    """Publish again the jobs no worker holds: queued ones whose message may have been lost,
+    and running ones whose worker died (lease expired). The latter go as urgent: their
+    message was taken by the dead worker, and a new one at the back of a long queue would
+    leave the study waiting for the whole backlog (minutes) instead of a lease. Returns the
+    job ids published."""
     from sqlalchemy import or_, select
 
     from medai.platform.db import utcnow
@@ -158,21 +160,28 @@ def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict)
     from medai.platform.queue import publish, publish_model_job
     from medai.platform.tables import Job
 
+    now = utcnow()
+    with p.db.session() as db:
+        rows = db.execute(select(Job.id, Job.study_id, Job.priority, Job.status).where(or_(
+            Job.status == "queued",
+            (Job.status == "running") & (Job.lease_until < now)))).all()
+    for job_id, study_id, priority, status in rows:
+        publish(broker, study_id, job_id, priority > 0 or status == "running")
+    for job_id in model_jobs.pending(p):  # retraining, validation
+        publish_model_job(broker, job_id)
+    return [r[0] for r in rows]
+
+
+def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict) -> None:
+    """With a broker: every lease period, ``sweep_once``. A duplicate message is harmless:
+    the job row decides who runs it."""
     stop = threading.Event()
     holder["stop"] = stop
 
     def sweep() -> None:
         while True:
             try:
-                now = utcnow()
-                with p.db.session() as db:
-                    rows = db.execute(select(Job.id, Job.study_id, Job.priority).where(or_(
-                        Job.status == "queued",
-                        (Job.status == "running") & (Job.lease_until < now)))).all()
-                for job_id, study_id, priority in rows:
-                    publish(broker, study_id, job_id, priority > 0)
-                for job_id in model_jobs.pending(p):  # retraining, validation
-                    publish_model_job(broker, job_id)
+                sweep_once(p, broker)
             except Exception as exc:  # broker or database briefly away: next round
                 log.error("job sweep failed: %s", type(exc).__name__)
             if stop.wait(lease_s):

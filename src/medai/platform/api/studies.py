@@ -8,12 +8,12 @@ import contextlib
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
-from medai.platform import analysis, audit, exports, finding_states, review, studies
+from medai.platform import analysis, audit, exports, finding_states, idempotency, review, studies
 from medai.platform import identity_conflicts as conflicts
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.jobs import HEATMAP_RESPONSES, computed_heatmap, heatmap_headers
@@ -91,11 +91,27 @@ def _checked_identity(p, sha: str) -> dicom.DicomIdentity | None:
         return None
 
 
+KEY_DOC = (
+    "Makes a retry safe (the IETF draft \"The Idempotency-Key HTTP Header Field\"): a key the "
+    "client chooses per upload (a UUID, say; 1 to 128 printable ASCII characters, else 400 "
+    "`invalid_idempotency_key`), kept for 24 hours per user. The same key again with the same "
+    "file and fields answers the study the first request filed (its status code, the study as "
+    "it is now, and `Idempotent-Replayed: true`): never a second study or analysis. The same "
+    "key with another file or other fields is refused (422 `idempotency_key_reused`). A retry "
+    "while the first is still being filed waits for it.")
+REPLAYED_HEADER = {idempotency.REPLAYED: {
+    "description": "`true` when this answers an earlier request with the same "
+                   "Idempotency-Key (nothing was filed again)",
+    "schema": {"type": "string", "enum": ["true"]}}}
+
+
 @router.post("", response_model=StudyOut, status_code=201,
-             responses={200: {"model": StudyOut, "description": (
+             responses={201: {"description": "filed as a new study, its analysis queued",
+                              "headers": REPLAYED_HEADER},
+                        200: {"model": StudyOut, "headers": REPLAYED_HEADER, "description": (
                  "a DICOM instance of a study already here: it joined that study (or was "
                  "stored before); the study is returned")},
-                 **error_responses(401, 403, 409, 413, 422)},
+                 **error_responses(400, 401, 403, 409, 413, 422)},
              dependencies=[Depends(no_empty("task", "lang", "patient_ref"))])
 async def upload_study(
         request: Request,
@@ -105,12 +121,21 @@ async def upload_study(
                                                 description="pseudonymous reference")] = None,
         clinical_question: Annotated[str | None, Form(max_length=2000), CleanText] = None,
         lang: Annotated[Language, Form(description="language of the AI draft")] = "tr",
+        idempotency_key: Annotated[str | None, Header(
+            alias=idempotency.HEADER, description=KEY_DOC, json_schema_extra={
+                "minLength": 1, "maxLength": idempotency.MAX_LENGTH,
+                "pattern": idempotency.PATTERN})] = None,
         who: Principal = Depends(require("study_upload"))) -> JSONResponse:
     """Store the file (content-addressed) and queue its analysis (findings → heatmap →
     draft); urgent studies (a red flag in the clinical question) are analysed first. A DICOM
     file keeps its identity (patient, accession, UIDs, modality, view, body part) and joins
-    the study of its StudyInstanceUID when that is already here (200)."""
+    the study of its StudyInstanceUID when that is already here (200). With an
+    ``Idempotency-Key`` a retry answers the study filed before (``platform.idempotency``)."""
     p = platform_of(request)
+    try:
+        key = idempotency.checked(idempotency_key)
+    except idempotency.InvalidKey as exc:
+        raise ApiError(400, "invalid_idempotency_key", str(exc)) from None
     try:
         sha, size, created = await p.store.receive(_chunks(file), imaging_service.MAX_BYTES)
     except TooLarge as exc:
@@ -126,10 +151,17 @@ async def upload_study(
     except BaseException:  # the stored file cannot be read back (a named storage fault)
         await _forget(p, sha, created)
         raise
+    prints = idempotency.fingerprints(sha, {
+        "task": task, "patient_ref": patient_ref, "clinical_question": clinical_question,
+        "lang": lang}) if key else []
+    if key and (earlier := await _earlier(p, who, key, prints, sha, created)):
+        return earlier
     urgent = await run_in_threadpool(_question_is_urgent, request, clinical_question)
 
     def create() -> tuple[dict[str, Any], int | None, str]:
         with p.db.session() as db:
+            # the key first: a request racing on it waits here, and files nothing
+            claimed = idempotency.claim(db, who.user.id, key, prints[0]) if key else None
             studies.hold_blob(db, p.store, sha)  # not discarded by a twin upload meanwhile
             filed = studies.file_study(
                 db, who.user, sha=sha, size=size,
@@ -142,6 +174,11 @@ async def upload_study(
                          **({"filed": filed.outcome} if identity else {}),
                          **({"conflict": conflict.id, "reason": conflict.reason,
                              "fields": conflict.fields} if conflict else {}))
+            if claimed is not None and conflict is None:
+                claimed.study_id = filed.study.id
+                claimed.status = 201 if filed.outcome == "new" else 200
+            elif claimed is not None:  # not filed: a retry finds the same conflict again
+                db.delete(claimed)
             if conflict is not None:
                 return ({"conflict_id": conflict.id, "study_id": filed.study.id,
                          "reason": conflict.reason, "fields": list(conflict.fields),
@@ -152,6 +189,13 @@ async def upload_study(
 
     try:
         out, job_id, outcome = await run_in_threadpool(create)
+    except idempotency.KeyTaken:  # a request with this key filed first (or is filing)
+        earlier = await _earlier(p, who, key, prints, sha, created)
+        if earlier is None:  # it failed and rolled back: this one may try again
+            await _forget(p, sha, created)
+            raise ApiError(409, "conflict", "an upload with this Idempotency-Key was being "
+                                            "filed and did not finish; retry") from None
+        return earlier
     except BaseException as exc:  # no row (a refusal, a read-only or full disk): no blob
         await _forget(p, sha, created)
         if isinstance(exc, studies.StudyError):
@@ -179,8 +223,55 @@ async def upload_study(
         request.app.state.dispatch(out["id"], job_id, urgent)
     log.info("study %s uploaded task=%s urgent=%s filed=%s", out["id"], task, urgent,
              outcome)
+    if key is not None:
+        await run_in_threadpool(_sweep_keys, p)
     return JSONResponse(StudyOut(**out).model_dump(mode="json"),
                         201 if outcome == "new" else 200)
+
+
+async def _earlier(p, who: Principal, key: str, prints: list[str], sha: str,
+                   created: bool) -> JSONResponse | None:
+    """``_replay``; when it answers (or refuses), this request's file goes unless a row
+    names it (the earlier upload's row does: same fingerprint, same file)."""
+    try:
+        answer = await run_in_threadpool(_replay, p, who, key, prints)
+    except BaseException:
+        await _forget(p, sha, created)
+        raise
+    if answer is not None:
+        await _forget(p, sha, created)
+    return answer
+
+
+def _replay(p, who: Principal, key: str, prints: list[str]) -> JSONResponse | None:
+    """The answer to an earlier upload of this user with ``key``: its study as it is now,
+    with the first answer's status and ``Idempotent-Replayed: true`` (None: no such upload
+    committed). The same key for another upload is refused (422). Read first without the
+    write lock (SQLite): most keyed uploads are first attempts."""
+    with p.db.reader() as db:
+        row = idempotency.find(db, who.user.id, key)
+    if row is None:
+        return None
+    if row.fingerprint not in prints:
+        raise ApiError(422, "idempotency_key_reused", (
+            f"this {idempotency.HEADER} was used for another upload (another file or other "
+            "fields) within 24 hours; use a new key for a new upload"))
+    with p.db.session() as db:
+        out = studies.as_dict(db, _study(db, row.study_id))
+        audit.record(db, who.actor, "view", "study", row.study_id, replayed_upload=True)
+    status = row.status or 201
+    log.info("study %s: upload answered again (same %s)", out["id"], idempotency.HEADER)
+    return JSONResponse(StudyOut(**out).model_dump(mode="json"), status,
+                        headers={idempotency.REPLAYED: "true"})
+
+
+def _sweep_keys(p) -> None:
+    """Forget keys older than a day (hourly at most per process; a failure waits for the
+    next time: an expired key is already ignored, the sweep only keeps the table small)."""
+    try:
+        idempotency.maybe_sweep(p.db)
+    except Exception as exc:
+        log.warning("sweeping old upload keys failed: %s", type(exc).__name__)
 
 
 @router.get("", response_model=StudyList, responses=error_responses(401, 403, 422))

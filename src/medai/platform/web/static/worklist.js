@@ -49,9 +49,25 @@
   filters.addEventListener("submit", (e) => { e.preventDefault(); load(); });
   let typing = null;
   filters.accession.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(load, 300); });
-  document.getElementById("upload-form").addEventListener("submit", async (e) => {
+  // One Idempotency-Key per chosen file and its fields: a retry of the same upload (an answer
+  // lost to the network or a restarted server, a second tap) answers the study already filed
+  // instead of filing it again. Changing the file or a field starts a new upload, a new key.
+  const uploadForm = document.getElementById("upload-form");
+  let uploadKey = null;
+  function newKey() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    // randomUUID needs a secure context (HTTPS or localhost); a site on plain HTTP has this
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+  for (const type of ["input", "change"]) uploadForm.addEventListener(type, () => { uploadKey = null; });
+  uploadForm.addEventListener("submit", async (e) => {
     e.preventDefault();
     const form = e.target;
+    uploadKey = uploadKey || newKey();
     const error = document.getElementById("upload-error");
     showError(error, "");
     const done = document.getElementById("upload-done");
@@ -62,7 +78,7 @@
     data.set("lang", form.lang.value);
     if (form.patient_ref.value) data.set("patient_ref", form.patient_ref.value);
     if (form.clinical_question.value) data.set("clinical_question", form.clinical_question.value);
-    const r = await api("/api/v1/studies", { method: "POST", body: data });
+    const r = await api("/api/v1/studies", { method: "POST", body: data, headers: { "Idempotency-Key": uploadKey } });
     if (!r.ok) {
       // an identity conflict is said in the reader's language (kept aside for a radiologist)
       const conflict = r.data && r.data.code === "identity_conflict" && T.error_identity_conflict;
@@ -71,6 +87,7 @@
       return;
     }
     form.reset();
+    uploadKey = null;  // the next file is another upload
     // said where the study went: its number, a link, and that the analysis runs now
     done.replaceChildren(fill(T.worklist_uploaded, { id: r.data.id }), " ",
       el("a", { href: "/studies/" + r.data.id, text: T.worklist_open_study }));

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Check a built image: what it must carry (labels, non-root user, entrypoint, HEALTHCHECK,
+# `medai version` = the tag) and what it must not (a secret key, an .env, a private key, any
+# file under /var/lib/medai, pip in the venv, a CUDA library).
+#   deploy/image/check.sh [IMAGE]   (default localhost/medai:VERSION)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/deploy/image/containers.conf}
+version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$root/src/medai/__init__.py")
+image=${1:-localhost/medai:$version}
+fails=0
+ok() { printf '  ok    %s\n' "$*"; }
+bad() { printf '  FAIL  %s\n' "$*"; fails=$((fails + 1)); }
+check() {  # DESCRIPTION COMMAND...
+    local what=$1; shift
+    if "$@"; then ok "$what"; else bad "$what"; fi
+}
+field() { podman image inspect "$image" --format "$1"; }
+run() { podman run --rm --network none --entrypoint /bin/sh "$image" -c "$1" 2>/dev/null; }
+
+echo "checking $image"
+for label in title version revision licenses created; do
+    value=$(field "{{index .Config.Labels \"org.opencontainers.image.$label\"}}")
+    check "label org.opencontainers.image.$label = ${value:-<none>}" test -n "$value"
+done
+check "label version = $version" \
+    test "$(field '{{index .Config.Labels "org.opencontainers.image.version"}}')" = "$version"
+check "user 10001:10001" test "$(field '{{.Config.User}}')" = 10001:10001
+check "entrypoint tini → medai-entrypoint" \
+    test "$(field '{{json .Config.Entrypoint}}')" = '["/usr/bin/tini","--","/usr/local/bin/medai-entrypoint"]'
+check "HEALTHCHECK medai-healthcheck" \
+    grep -q medai-healthcheck <<< "$(podman image inspect "$image" | grep -A3 '"Test"')"
+check "medai version = $version" test "$(podman run --rm --network none "$image" version \
+    2>/dev/null)" = "$version"
+check "/var/lib/medai is empty and owned by medai" \
+    test "$(run 'stat -c %u:%g /var/lib/medai; ls -A /var/lib/medai | wc -l')" = $'10001:10001\n0'
+found=$(run 'find / -xdev \( -name secret.key -o -name .env -o -name "*.key" -o -name "id_rsa*" \
+    -o -name "id_ed25519*" -o -path "/etc/ssl/private/*" -o -name "*.pem" -path "*private*" \) \
+    -not -path "/proc/*" 2>/dev/null' || true)
+check "no secret.key, .env or private key files${found:+ (found: $(echo $found))}" test -z "$found"
+check "no pip in the venv (installed from the wheelhouse, nothing to install later)" \
+    test -z "$(run 'ls /opt/medai/lib/python3.11/site-packages | grep -i "^pip" || true')"
+check "no CUDA libraries" test -z "$(run 'ls /opt/medai/lib/python3.11/site-packages | \
+    grep -Ei "^(nvidia|triton)" || true')"
+check "torch is the CPU build" test "$(run '/opt/medai/bin/python -c "import torch; \
+    print(torch.__version__)"')" = 2.13.0+cpu
+size=$(field '{{.Size}}')
+echo "  size  $((size / 1000000)) MB, id $(field '{{.Id}}' | cut -c1-12)"
+[ "$fails" = 0 ] && echo "image checks passed" || { echo "$fails image checks FAILED"; exit 1; }
