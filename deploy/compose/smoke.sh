@@ -137,16 +137,35 @@ study=$(api POST /api/v1/studies "${AUTH[@]}" -F "file=@$image;type=image/png" -
         -F lang=en -F patient_ref=SMOKE-1) || fail "upload"
 sid=$(json 'd["id"]' <<< "$study")
 
+analysed() {  # STUDY_ID: waits until a worker analysed it; prints its status
+    local status=
+    for _ in $(seq 600); do
+        status=$(api GET "/api/v1/studies/$1" "${AUTH[@]}" | json 'd["status"]') || return 1
+        case "$status" in received|analysing) sleep 1 ;; *) break ;; esac
+    done
+    case "$status" in
+        ai_drafted|refused) echo "$status" ;;
+        *) say "study $1 ended $status"; return 1 ;;
+    esac
+}
+sign() {  # STUDY_ID STATUS: the radiologist signs (a refused study is reported by hand)
+    local version body signed
+    if [ "$2" = ai_drafted ]; then
+        version=$(api GET "/api/v1/studies/$1/report" "${AUTH[@]}" | json 'd["version"]')
+        body="{\"version\": $version}"
+    else  # refused by the model's gate: written by hand, as the UI offers
+        body='{"version": 0, "sections": {"technique": "PA chest radiograph.", "findings":
+              "Smoke test image; no diagnostic content.", "impression": "Not diagnostic.",
+              "recommendation": ""}}'
+    fi
+    signed=$(api POST "/api/v1/studies/$1/report/sign" "${AUTH[@]}" \
+             -H 'content-type: application/json' -d "$body") || return 1
+    [ "$(json 'd["status"]' <<< "$signed")" = final ] || { say "not final: $signed"; return 1; }
+}
+
 step "analysed by a worker"
-status=
-for _ in $(seq 600); do
-    status=$(api GET "/api/v1/studies/$sid" "${AUTH[@]}" | json 'd["status"]') || fail "study"
-    case "$status" in received|analysing) sleep 1 ;; *) break ;; esac
-done
-case "$status" in
-    ai_drafted|refused) say "study $sid: $status" ;;
-    *) fail "study $sid ended $status" ;;
-esac
+status=$(analysed "$sid") || fail "study $sid was not analysed"
+say "study $sid: $status"
 # serve runs no analysis threads (MEDAI_JOB_THREADS=0): the Celery worker did it
 for _ in $(seq 60); do
     podman logs "${project}_worker-cpu_1" 2>&1 | grep -q "Task medai.analyse_study.* succeeded" \
@@ -157,17 +176,7 @@ podman logs "${project}_worker-cpu_1" 2>&1 | grep -q "Task medai.analyse_study.*
     || fail "the cpu worker's log shows no finished analysis"
 
 step "sign the report"
-if [ "$status" = ai_drafted ]; then
-    version=$(api GET "/api/v1/studies/$sid/report" "${AUTH[@]}" | json 'd["version"]')
-    body="{\"version\": $version}"
-else  # refused by the model's gate: reported by hand, as the UI offers
-    body='{"version": 0, "sections": {"technique": "PA chest radiograph.", "findings":
-          "Smoke test image; no diagnostic content.", "impression": "Not diagnostic.",
-          "recommendation": ""}}'
-fi
-signed=$(api POST "/api/v1/studies/$sid/report/sign" "${AUTH[@]}" \
-         -H 'content-type: application/json' -d "$body") || fail "sign"
-[ "$(json 'd["status"]' <<< "$signed")" = final ] || fail "signed report is not final: $signed"
+sign "$sid" "$status" || fail "sign study $sid"
 
 step "FHIR export (API)"
 fhir=$(api GET "/api/v1/studies/$sid/report/fhir" "${AUTH[@]}") || fail "FHIR export"
@@ -194,16 +203,40 @@ done
 [ -n "$delivered" ] || fail "no final DiagnosticReport reached the FHIR server: $got"
 
 if [ "${PACS:-1}" != 0 ]; then
-    step "DICOMweb delivery (outbox → Orthanc)"
-    n=0
+    step "a study over DICOM (C-STORE → node)"
+    sender=${project}_fhir-sink_1
+    podman cp "$here/smoke_dicom.py" "$sender:/tmp/smoke_dicom.py"
+    podman cp "$image" "$sender:/tmp/smoke.png"
+    uid=$(podman exec "$sender" /opt/medai/bin/python /tmp/smoke_dicom.py /tmp/smoke.png dicom \
+          11112 "${MEDAI_DICOM_AE_TITLE:-MEDAI}") || fail "C-STORE to the DICOM node"
+    dsid=
     for _ in $(seq 120); do
-        n=$(curl -s --max-time 10 "http://127.0.0.1:$MEDAI_ORTHANC_HTTP_PUBLISH/instances" \
-            | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
-        [ "$n" -ge 2 ] && break  # the AI result and the signed report, at least
+        dsid=$(api GET "/api/v1/studies?limit=100" "${AUTH[@]}" | python3 -c '
+import json, sys
+print(next((s["id"] for s in json.load(sys.stdin)["items"]
+            if (s.get("dicom") or {}).get("study_uid") == sys.argv[1]), ""))' "$uid")
+        [ -n "$dsid" ] && break
         sleep 1
     done
-    say "Orthanc holds $n instances from medai"
-    [ "$n" -ge 2 ] || fail "the results did not reach Orthanc over DICOMweb ($n instances)"
+    [ -n "$dsid" ] || fail "the DICOM study $uid is not in the worklist"
+    dstatus=$(analysed "$dsid") || fail "DICOM study $dsid was not analysed"
+    say "study $dsid (over DICOM): $dstatus"
+    sign "$dsid" "$dstatus" || fail "sign study $dsid"
+
+    step "DICOMweb delivery (outbox → Orthanc)"
+    orthanc=http://127.0.0.1:$MEDAI_ORTHANC_HTTP_PUBLISH
+    n=0
+    for _ in $(seq 120); do  # the AI result and the signed report, at least
+        n=$(curl -s --max-time 10 "$orthanc/instances" \
+            | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
+        [ "$n" -ge 2 ] && break
+        sleep 1
+    done
+    found=$(curl -s --max-time 10 "$orthanc/dicom-web/studies?StudyInstanceUID=$uid" \
+            | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
+    say "Orthanc holds $n instances; study $uid found by QIDO-RS: $found"
+    [ "$n" -ge 2 ] && [ "$found" = 1 ] \
+        || fail "the results did not reach Orthanc over DICOMweb ($n instances, study $found)"
 fi
 
 step "every serve replica answered"

@@ -33,7 +33,7 @@ from medai.platform.storage import TooLarge
 from medai.platform.tables import Study
 from medai.server.errors import ApiError
 from medai.server.inputs import CleanText, RowId
-from medai.server.schemas import ImagingTask, Language, error_responses
+from medai.server.schemas import ERROR_TEXT, ErrorOut, ImagingTask, Language, error_responses
 from medai.server.uploads import model_for, no_empty
 from medai.services import imaging as imaging_service
 
@@ -97,8 +97,9 @@ KEY_DOC = (
     "`invalid_idempotency_key`), kept for 24 hours per user. The same key again with the same "
     "file and fields answers the study the first request filed (its status code, the study as "
     "it is now, and `Idempotent-Replayed: true`): never a second study or analysis. The same "
-    "key with another file or other fields is refused (422 `idempotency_key_reused`). A retry "
-    "while the first is still being filed waits for it.")
+    "key with another file or other fields is refused (422 `idempotency_key_reused`). Two "
+    "requests with one key at once (a retry while the first is still in flight, on any "
+    "replica) file one study: the one that files second waits for the first and answers it.")
 REPLAYED_HEADER = {idempotency.REPLAYED: {
     "description": "`true` when this answers an earlier request with the same "
                    "Idempotency-Key (nothing was filed again)",
@@ -106,12 +107,20 @@ REPLAYED_HEADER = {idempotency.REPLAYED: {
 
 
 @router.post("", response_model=StudyOut, status_code=201,
-             responses={201: {"description": "filed as a new study, its analysis queued",
+             responses={201: {"description": (
+                              "filed as a new study, its analysis queued (with "
+                              "Idempotent-Replayed: by an earlier request with this key)"),
                               "headers": REPLAYED_HEADER},
                         200: {"model": StudyOut, "headers": REPLAYED_HEADER, "description": (
                  "a DICOM instance of a study already here: it joined that study (or was "
                  "stored before); the study is returned")},
-                 **error_responses(400, 401, 403, 409, 413, 422)},
+                 **error_responses(401, 403, 409, 413),
+                 400: {"model": ErrorOut, "description": ERROR_TEXT[400] + (
+                     "; an Idempotency-Key that is not 1 to 128 printable ASCII characters "
+                     "(invalid_idempotency_key)")},
+                 422: {"model": ErrorOut, "description": ERROR_TEXT[422] + (
+                     "; an Idempotency-Key already used for another upload "
+                     "(idempotency_key_reused)")}},
              dependencies=[Depends(no_empty("task", "lang", "patient_ref"))])
 async def upload_study(
         request: Request,
