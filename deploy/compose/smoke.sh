@@ -53,6 +53,12 @@ fail() { say "FAILED: $*"; exit 1; }
 
 compose=("${PODMAN_COMPOSE:-$root/deploy/dist/tools-venv/bin/podman-compose}" -p "$project"
          -f "$here/compose.yaml")
+teardown() {  # what `down -v` leaves (replicas beyond the file's count): by the project label
+    local label=label=io.podman.compose.project=$project
+    podman ps -a -q --filter "$label" | xargs -r podman rm -f -t 10 >/dev/null 2>&1 || true
+    podman volume ls -q --filter "$label" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
+    podman network ls -q --filter "$label" | xargs -r podman network rm -f >/dev/null 2>&1 || true
+}
 cleanup() {
     local rc=$?
     step ""
@@ -67,6 +73,7 @@ cleanup() {
     if [ -z "${KEEP:-}" ]; then
         local d0; d0=$(date +%s)
         "${compose[@]}" down -v >/dev/null 2>&1 || true
+        teardown
         timings+=("$(printf '%-34s %4ss' "down -v" "$(( $(date +%s) - d0 ))")")
     fi
     printf '\nsmoke timings (%s):\n' "$([ "$rc" = 0 ] && echo passed || echo FAILED)" >&2
@@ -93,6 +100,7 @@ in_serve() { podman exec -i "${project}_serve_1" /usr/local/bin/medai-entrypoint
 # --- up ---------------------------------------------------------------------------------------
 step "up (certificate, secrets, up -d, ready)"
 "${compose[@]}" down -v >/dev/null 2>&1 || true  # a previous run's leftovers
+teardown
 "$here/up.sh"
 
 step "first admin signs in"

@@ -25,10 +25,13 @@ compose_cmd() {
     if [ -n "${PODMAN_COMPOSE:-}" ]; then echo "$PODMAN_COMPOSE"
     elif [ -x "$root/deploy/dist/tools-venv/bin/podman-compose" ]; then
         echo "$root/deploy/dist/tools-venv/bin/podman-compose"
-    elif command -v podman-compose >/dev/null; then command -v podman-compose
-    else
-        die "podman-compose is missing: python3 -m venv deploy/dist/tools-venv &&" \
-            "deploy/dist/tools-venv/bin/pip install 'podman-compose==1.6.*'"
+    else  # Debian's 1.0.3 refuses host networking and lacks profiles: 1.6 from PyPI
+        say "installing podman-compose 1.6 into deploy/dist/tools-venv"
+        python3 -m venv "$root/deploy/dist/tools-venv" >&2 \
+            && "$root/deploy/dist/tools-venv/bin/pip" install -q 'podman-compose==1.6.*' >&2 \
+            || die "could not install podman-compose (offline? copy deploy/dist/tools-venv" \
+                   "from a connected host, or set PODMAN_COMPOSE)"
+        echo "$root/deploy/dist/tools-venv/bin/podman-compose"
     fi
 }
 read -r -a compose <<< "$(compose_cmd)"

@@ -47,9 +47,17 @@ case "$role" in
         exec medai "$@"
         ;;
     migrate)
-        "${WAIT[@]}" ready migrate
-        medai "$@"
-        first_admin
+        # a transient failure (the network's DNS answering "temporary failure" while the
+        # stack's containers start was seen) gets two more tries; migrations are
+        # transactional on PostgreSQL, so a try that failed left nothing half done
+        for attempt in 1 2 3; do
+            rc=0
+            "${WAIT[@]}" ready migrate && ( medai "$@" && first_admin ) || rc=$?
+            [ "$rc" = 0 ] && exit 0
+            [ "$attempt" = 3 ] && exit "$rc"
+            say "the migration exited $rc; trying again in 5 s ($attempt of 3)"
+            sleep 5
+        done
         ;;
     "")
         exec medai --help

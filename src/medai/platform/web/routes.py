@@ -3,7 +3,9 @@ CSRF header), so everything the UI does can be done through the API."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
@@ -195,11 +197,24 @@ def history_page(request: Request) -> Response:
     return render(request, "history")
 
 
+@lru_cache(maxsize=1)
+def _service_worker_source() -> str:
+    """sw.js with its cache named by the content of the files it caches: a release that
+    changes any of them is a new worker to the browser, which then drops the old shell (a
+    fixed name kept an upgraded site's browsers on the old scripts, cache-first, for good)."""
+    static = HERE / "static"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in static.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(static).as_posix().encode() + b"\0" + path.read_bytes())
+    return (static / "sw.js").read_text().replace(
+        '"medai-shell-v1"', f'"medai-shell-{digest.hexdigest()[:16]}"')
+
+
 @router.get("/sw.js")
 def service_worker() -> Response:
     """Served from the root so that its scope covers every page."""
-    return Response((HERE / "static" / "sw.js").read_text(), media_type="text/javascript",
-                    headers={"Service-Worker-Allowed": "/"})
+    return Response(_service_worker_source(), media_type="text/javascript",
+                    headers={"Service-Worker-Allowed": "/", "Cache-Control": "no-cache"})
 
 
 @router.get("/manifest.webmanifest")
