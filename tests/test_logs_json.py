@@ -168,7 +168,7 @@ def test_medai_serve_writes_only_json_lines(tmp_path, tfidf_model_dir, tiny_imag
     out = server_log(proc)
     assert not _leaks(out), [line for line in out.splitlines() if _leaks(line)][:5]
     records = json_lines(out)
-    assert any("no users yet" in r["message"] for r in records)
+    assert any("no admin yet" in r["message"] for r in records)
     assert any(r["logger"].startswith("uvicorn") for r in records)
     routes = {(r.get("route"), r.get("status")) for r in records if r["logger"] == "medai.access"}
     assert ("/api/v1/studies/{study_id}", 401) in routes or \

@@ -174,14 +174,13 @@ sign() {  # STUDY_ID STATUS: the radiologist signs (a refused study is reported 
 step "analysed by a worker"
 status=$(analysed "$sid") || fail "study $sid was not analysed"
 say "study $sid: $status"
-# serve runs no analysis threads (MEDAI_JOB_THREADS=0): the Celery worker did it
-for _ in $(seq 60); do
-    podman logs "${project}_worker-cpu_1" 2>&1 | grep -q "Task medai.analyse_study.* succeeded" \
-        && break
-    sleep 1
-done
-podman logs "${project}_worker-cpu_1" 2>&1 | grep -q "Task medai.analyse_study.* succeeded" \
-    || fail "the cpu worker's log shows no finished analysis"
+# serve runs no analysis threads (MEDAI_JOB_THREADS=0): the Celery worker did it (the log is
+# read whole before grep: `podman logs | grep -q` fails under pipefail when grep stops early)
+worker_done() {
+    grep -q "Task medai.analyse_study.* succeeded" <<< "$(podman logs "${project}_worker-cpu_1" 2>&1)"
+}
+for _ in $(seq 60); do worker_done && break; sleep 1; done
+worker_done || fail "the cpu worker's log shows no finished analysis"
 
 step "sign the report"
 sign "$sid" "$status" || fail "sign study $sid"

@@ -35,6 +35,7 @@ compose_cmd() {
     fi
 }
 read -r -a compose <<< "$(compose_cmd)"
+[ ${#compose[@]} -gt 0 ] || exit 1
 compose+=(-p "$project" -f "$here/compose.yaml")
 
 # --- images ----------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ PY
 
 build_medai() {
     local base
-    base=$(debian_root medai python3 python3-venv ca-certificates tini)
+    base=$(debian_root medai python3 python3-venv ca-certificates tini postgresql-client)
     if [ -z "${SKIP_WHEELHOUSE:-}" ] || ! ls "$dist"/wheelhouse/medai-*.whl >/dev/null 2>&1; then
         log "wheelhouse"
         "$here/wheelhouse.sh"

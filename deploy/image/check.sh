@@ -45,6 +45,8 @@ check "no CUDA libraries" test -z "$(run 'ls /opt/medai/lib/python3.11/site-pack
     grep -Ei "^(nvidia|triton)" || true')"
 check "torch is the CPU build" test "$(run '/opt/medai/bin/python -c "import torch; \
     print(torch.__version__)"')" = 2.13.0+cpu
+check "pg_dump and pg_restore (medai backup / restore on PostgreSQL)" test -n \
+    "$(run 'command -v pg_dump && command -v pg_restore' || true)"
 size=$(field '{{.Size}}')
 echo "  size  $((size / 1000000)) MB, id $(field '{{.Id}}' | cut -c1-12)"
 [ "$fails" = 0 ] && echo "image checks passed" || { echo "$fails image checks FAILED"; exit 1; }

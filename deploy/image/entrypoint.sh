@@ -7,8 +7,8 @@
 # MEDAI_AUTO_MIGRATE=false — for the migration job to bring the schema to this release's head
 # (podman-compose has no `depends_on: service_healthy`; Kubernetes starts pods in any order).
 # With MEDAI_ADMIN_PASSWORD_FILE set, `migrate` and `serve` create the first admin
-# (MEDAI_ADMIN_USER, default admin) when the database has no users yet; a site that already
-# has users is never touched. Then it execs medai, so medai gets the signals.
+# (MEDAI_ADMIN_USER, default admin) when the database has no admin yet (not "no user": the
+# DICOM node's own account exists from its first study); a site with an admin is never touched. Then it execs medai, so medai gets the signals.
 set -euo pipefail
 
 WAIT=(/opt/medai/bin/python /usr/local/lib/medai-image/medai_wait.py)
@@ -21,16 +21,16 @@ first_admin() {
         say "MEDAI_ADMIN_PASSWORD_FILE=$file cannot be read (mount the secret; uid $(id -u))"
         exit 2
     fi
-    "${WAIT[@]}" has-users || rc=$?
+    "${WAIT[@]}" has-admin || rc=$?
     case $rc in
-        0) return 0 ;;            # the site has users: the file is not used
+        0) return 0 ;;            # the site has an admin: the file is not used
         3) ;;
         *) exit "$rc" ;;
     esac
     if out=$(head -n 1 "$file" | medai users add "$user" --role admin --password-stdin \
              --json 2>&1); then
         say "created the first admin '$user' (password from $file)"
-    elif "${WAIT[@]}" has-users; then
+    elif "${WAIT[@]}" has-admin; then
         say "the first admin was created by another replica"
     else
         say "could not create the first admin '$user': $out"

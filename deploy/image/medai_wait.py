@@ -11,7 +11,7 @@ medai itself report what is still wrong.
 Commands (exit 0 when done, 1 when the bound passed, 2 for a wrong setting):
   ready ROLE   the database answers; the broker too when one is set; with
                MEDAI_AUTO_MIGRATE=false (not for ``migrate``) the schema is at this release's head
-  has-users    exit 0 when the database has a user, 3 when it has none
+  has-admin    exit 0 when the database has an admin, 3 when it has none
 """
 
 from __future__ import annotations
@@ -116,14 +116,14 @@ def ready(role: str) -> int:
     return 0 if ok else 1
 
 
-def has_users() -> int:
+def has_admin() -> int:
     from sqlalchemy.exc import DBAPIError
 
     from medai.platform.db import Database
 
     db = Database(settings().database_url)
     try:
-        return 0 if db.has_users() else 3
+        return 0 if db.has_admin() else 3
     except DBAPIError:  # no tables yet (serve migrates on its own start): no users either
         return 3
     finally:
@@ -133,9 +133,9 @@ def has_users() -> int:
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "ready":
         return ready(argv[1])
-    if argv == ["has-users"]:
-        return has_users()
-    log(f"usage: medai_wait.py ready ROLE | has-users (got {argv})")
+    if argv == ["has-admin"]:
+        return has_admin()
+    log(f"usage: medai_wait.py ready ROLE | has-admin (got {argv})")
     return 2
 
 

@@ -67,10 +67,10 @@ def serve(
     # migrated once, before the worker processes start; with MEDAI_AUTO_MIGRATE=false an
     # unmigrated (or newer) database exits 2 here, before anything binds the port
     database = open_database()
-    if not database.has_users():
+    if not database.has_admin():
         from medai.server.logs import notice
 
-        notice("medai: no users yet. The triage kiosk works anonymously; for everything "
+        notice("medai: no admin yet. The triage kiosk works anonymously; for everything "
                "else create the first admin:\n  printf '%s\\n' \"$PASSWORD\" | "
                "medai users add admin --role admin --password-stdin")
     database.dispose()

@@ -360,9 +360,14 @@ class Database:
         with self.engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
 
-    def has_users(self) -> bool:
+    def has_admin(self) -> bool:
+        """Whether an admin exists: the first admin is created only when none does. Not "any
+        user": the DICOM node files its first study under its own inactive account, so a study
+        that arrived before the admin was made once stopped the first admin from ever being
+        created."""
         with self._read_only().connect() as conn:
-            return conn.execute(text("SELECT 1 FROM users LIMIT 1")).first() is not None
+            return conn.execute(text(
+                "SELECT 1 FROM users WHERE role = 'admin' LIMIT 1")).first() is not None
 
     def dispose(self) -> None:
         self.engine.dispose()
