@@ -34,7 +34,7 @@ run: install
 	$(BIN)/medai serve
 
 lint: install-dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks deploy
 	$(BIN)/ruff format --check src tests benchmarks || true
 
 # Browser tests: Debian's chromium (driven by Playwright through executable_path; Playwright's
@@ -55,7 +55,7 @@ integration-deps:
 # module fixtures (servers, tiny models) are built once. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 test: install-dev browser-deps integration-deps
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks deploy
 	$(BIN)/lint-imports
 	$(BIN)/pytest --durations=40 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from run import ROOT, VENV, addr, pg_bin
+from hosts import ROOT, VENV, addr, pg_bin
 
 WATCH_S = 2.0  # MEDAI_MODEL_WATCH_S of both nodes
 LEASE_S = 10  # MEDAI_JOB_LEASE_S and MEDAI_OUTBOX_LEASE_S: how soon a dead node's work moves

@@ -38,19 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".venv" / "bin"
-NET = "10.47.0"
-HOSTS = {"mdb": 2, "mnode1": 11, "mnode2": 12, "mmod": 20}
-BRIDGE = "mbr"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hosts import BRIDGE, HOSTS, ROOT, VENV, addr, pg_bin  # beside this script
+
 NAMESPACES = (*HOSTS, BRIDGE)
 OUT = ROOT / "deploy" / "dist" / "two-node"
 IMAGES = Path(os.environ.get("MEDAI_TWO_NODE_IMAGES")
               or ROOT.parent / "shared" / "data" / "chest_xray" / "images")
-
-
-def addr(ns: str) -> str:
-    return f"{NET}.{HOSTS[ns]}"
 
 
 def sh(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -104,11 +98,6 @@ def setup_network() -> None:
         sh("ip", "-n", BRIDGE, "link", "set", port, "master", "br0", "up")
         sh("ip", "-n", ns, "addr", "add", f"{addr(ns)}/24", "dev", "eth0")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
-
-
-def pg_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    return found[-1].parent if found else None
 
 
 def preflight(images: Path) -> str | None:
@@ -181,7 +170,6 @@ def main() -> int:
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from driver import run
 
         return run(args.work, args.studies, OUT, args.images)
