@@ -230,5 +230,5 @@ two-node-check: install
 # The backup drill (while studies are written), the upgrade from the previous release, secrets.
 backup-drill: install-dev
 	$(BIN)/pytest -q tests/test_backup_drill.py tests/test_upgrade_from_previous_release.py tests/test_secret_files.py
-# Everything a release is checked with (≈ 20 min on 2 cores); CI runs the image-free part.
+# Everything a release is checked with (≈ 10–15 min on 2 cores, root); CI runs the image-free part.
 deploy-check: image chart-check units-check compose-smoke kube-play-smoke systemd-boot-smoke two-node-check backup-drill

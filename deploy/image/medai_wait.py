@@ -124,7 +124,7 @@ def has_admin() -> int:
     db = Database(settings().database_url)
     try:
         return 0 if db.has_admin() else 3
-    except DBAPIError:  # no tables yet (serve migrates on its own start): no users either
+    except DBAPIError:  # no tables yet (serve migrates on its own start): no admin either
         return 3
     finally:
         db.dispose()

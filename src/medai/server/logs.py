@@ -146,7 +146,7 @@ def log_config(level: str = "info", log_format: str | None = None) -> dict[str, 
 
 def notice(message: str, name: str = "medai.cli", level: int = logging.WARNING,
            stream: TextIO | None = None) -> None:
-    """A command's word to the operator before its logging is set up (``serve``'s "no users
+    """A command's word to the operator before its logging is set up (``serve``'s "no admin
     yet"): the plain text on stderr, or, with ``MEDAI_LOG_FORMAT=json``, one JSON line like
     every other, so that a log shipper reading the JSON never meets a stray line."""
     from medai.settings import get_settings
