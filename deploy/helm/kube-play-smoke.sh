@@ -11,29 +11,15 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/deploy/image/containers.conf}"
-IMAGE="${MEDAI_IMAGE:-localhost/medai:latest}"
-PG="${MEDAI_SMOKE_PG:-postgresql://postgres@127.0.0.1:5432/postgres}"
-REDIS="${MEDAI_SMOKE_REDIS:-redis://127.0.0.1:6379/12}"
+source "$ROOT/deploy/tools/smoke-common.sh"
 READY_S="${MEDAI_SMOKE_READY_S:-420}"
-PY="$ROOT/.venv/bin/python"
-skip() { echo "SKIP: $*" >&2; exit 77; }
-say() { printf '== %s\n' "$*"; }
 # podman turns the probes into healthchecks run by systemd timers; systemd is not PID 1 here,
 # so it logs an error per container (harmless: the script polls readiness itself)
 quiet() { "$@" 2>&1 | { grep -v 'unable to get systemd connection' || true; }
           return "${PIPESTATUS[0]}"; }
 
 command -v podman >/dev/null || skip "podman is not installed"
-[[ -x $PY ]] || skip "the project venv (.venv) is missing: make install"
-podman image exists "$IMAGE" || skip "image $IMAGE not found (make image builds it)"
-"$PY" - "$PG" "$REDIS" <<'PY' || skip "PostgreSQL ($PG) or Redis ($REDIS) does not answer"
-import socket, sys
-from urllib.parse import urlsplit
-for url in sys.argv[1:]:
-    u = urlsplit(url)
-    socket.create_connection((u.hostname, u.port), timeout=3).close()
-PY
+require_image_and_services
 "$ROOT/deploy/tools/get-helm.sh" >/dev/null
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/medai-kube-play.XXXXXX")"
@@ -44,7 +30,7 @@ cleanup() {
     for f in app migrate; do
         [[ -f $WORK/$f.yaml ]] && podman kube down "$WORK/$f.yaml" >/dev/null 2>&1
     done
-    [[ -f $WORK/db.py ]] && "$PY" "$WORK/db.py" "$PG" "$DB" drop >/dev/null 2>&1
+    [[ -n ${DB_MADE:-} ]] && throwaway_db drop "$DB" >/dev/null 2>&1
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -58,16 +44,8 @@ for s in socks:
 print(*(s.getsockname()[1] for s in socks))
 PY
 )
-cat > "$WORK/db.py" <<'PY'
-import sys
-import psycopg
-url, name, action = sys.argv[1:4]
-with psycopg.connect(url, autocommit=True) as conn:
-    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    if action == "create":
-        conn.execute(f'CREATE DATABASE "{name}"')
-PY
-"$PY" "$WORK/db.py" "$PG" "$DB" create
+DB_MADE=1
+throwaway_db create "$DB"
 
 # the Secret's files, as the projected volume would hold them (uid 10001 reads them)
 mkdir -p "$WORK/home" "$WORK/secrets"

@@ -14,27 +14,13 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/deploy/image/containers.conf}"
-IMAGE="${MEDAI_IMAGE:-localhost/medai:latest}"
-PG="${MEDAI_SMOKE_PG:-postgresql://postgres@127.0.0.1:5432/postgres}"
-REDIS="${MEDAI_SMOKE_REDIS:-redis://127.0.0.1:6379/12}"
+source "$ROOT/deploy/tools/smoke-common.sh"
 CACHE="$ROOT/deploy/dist/systemd-root"
-PY="$ROOT/.venv/bin/python"
-skip() { echo "SKIP: $*" >&2; exit 77; }
-say() { printf '== %s\n' "$*"; }
 
 for tool in systemd-nspawn mmdebstrap podman; do
     command -v $tool >/dev/null || skip "$tool is not installed"
 done
-[[ -x $PY ]] || skip "the project venv (.venv) is missing"
-podman image exists "$IMAGE" || skip "image $IMAGE not found (make image builds it)"
-"$PY" - "$PG" "$REDIS" <<'PY' || skip "PostgreSQL ($PG) or Redis ($REDIS) does not answer"
-import socket, sys
-from urllib.parse import urlsplit
-for url in sys.argv[1:]:
-    u = urlsplit(url)
-    socket.create_connection((u.hostname, u.port), timeout=3).close()
-PY
+require_image_and_services
 
 started=$(date +%s)
 if [[ ! -x $CACHE/lib/systemd/systemd ]]; then
@@ -54,20 +40,12 @@ MNT=""
 cleanup() {
     set +e
     [[ -n $MNT ]] && podman image unmount "$IMAGE" >/dev/null
-    [[ -f $WORK/db.py ]] && "$PY" "$WORK/db.py" "$PG" "$DB" drop >/dev/null 2>&1
+    [[ -n ${DB_MADE:-} ]] && throwaway_db drop "$DB" >/dev/null 2>&1
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-cat > "$WORK/db.py" <<'PY'
-import sys
-import psycopg
-url, name, action = sys.argv[1:4]
-with psycopg.connect(url, autocommit=True) as conn:
-    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    if action == "create":
-        conn.execute(f'CREATE DATABASE "{name}"')
-PY
-"$PY" "$WORK/db.py" "$PG" "$DB" create
+DB_MADE=1
+throwaway_db create "$DB"
 read -r PORT DICOM_PORT < <("$PY" -c '
 import socket
 socks = [socket.socket() for _ in range(2)]
