@@ -11,12 +11,13 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,66 +36,34 @@ def log(msg: str) -> None:
 # --- the FHIR receiver (a hospital's FHIR server: parses, keeps every resource by id) -------
 
 class FhirReceiver:
-    """POST a transaction Bundle to /fhir: validated as an R4B Bundle (400 otherwise); each
-    PUT is counted by its resource type and id (the deterministic id medai derives from the
-    event), so a resend shows as a second receipt of the same id."""
+    """The compose smoke's FHIR server (deploy/compose/fhir_sink.py) served here: a transaction
+    Bundle POSTed to /fhir is validated as R4B (400 otherwise) and each PUT is kept as a
+    receipt by its resource type and id (the deterministic id medai derives from the event), so
+    a resend shows as a second receipt of the same id; every receipt is journalled."""
 
     def __init__(self, host: str, port: int, journal: Path) -> None:
-        self.receipts: list[dict[str, Any]] = []
-        self.invalid: list[str] = []
-        self.lock = threading.Lock()
+        sys.path.insert(0, str(ROOT / "deploy" / "compose"))
+        import fhir_sink
+
+        self.sink = fhir_sink
         self.journal = journal.open("a", encoding="utf-8")
-        peer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _answer(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/fhir+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                from fhir.resources.R4B.bundle import Bundle
-
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                try:
-                    body = json.loads(raw)
-                    bundle = Bundle.model_validate(body)
-                    if bundle.type != "transaction" or self.path.rstrip("/") != "/fhir":
-                        raise ValueError("not a transaction to the base")
-                except Exception as exc:
-                    with peer.lock:
-                        peer.invalid.append(type(exc).__name__)
-                    return self._answer(400, {"resourceType": "OperationOutcome", "issue": [
-                        {"severity": "error", "code": "invalid"}]})
-                answers, now = [], time.time()
-                with peer.lock:
-                    for entry in body["entry"]:
-                        res = entry["resource"]
-                        row = {"type": res["resourceType"], "id": res["id"],
-                               "status": res.get("status"), "at": now}
-                        if res["resourceType"] == "DiagnosticReport":
-                            row["identifier"] = [i.get("value") for i in
-                                                 res.get("identifier", [])]
-                        peer.receipts.append(row)
-                        peer.journal.write(json.dumps(row) + "\n")
-                        answers.append({"response": {"status": "200 OK"}})
-                    peer.journal.flush()
-                self._answer(200, {"resourceType": "Bundle", "type": "transaction-response",
-                                   "entry": answers})
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        fhir_sink.LOG_REQUESTS = False
+        fhir_sink.ON_RECEIPT = self._journal
+        self.server = ThreadingHTTPServer((host, port), fhir_sink.Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def _journal(self, row: dict[str, Any]) -> None:  # called under the sink's lock
+        self.journal.write(json.dumps(row) + "\n")
+        self.journal.flush()
+
+    @property
+    def invalid(self) -> list[str]:
+        return self.sink.INVALID
+
     def reports(self) -> Counter:
-        with self.lock:
-            return Counter(r["id"] for r in self.receipts if r["type"] == "DiagnosticReport")
+        with self.sink.LOCK:
+            return Counter(r["id"] for r in self.sink.RECEIPTS if r["type"] == "DiagnosticReport")
 
     def stop(self) -> None:
         self.server.shutdown()
