@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,21 +73,34 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         cancel: Callable[[], bool] | None = None,
         on_epoch: Callable[[Any, int], dict | None] | None = None,
         log: Callable[[str], None] | None = None,
-        progress: Callable[[float], None] | None = None) -> tuple[Any, list[dict]]:
+        progress: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None) -> tuple[Any, list[dict]]:
     """Train with early stopping; returns the best model (``adapter.load_best``) and the
     per-epoch history. ``on_epoch(model, epoch)`` runs before each epoch (e.g. to change what
     is trainable) and may return fields for the history; ``progress(fraction)`` after each
-    batch (a job's progress bar)."""
+    batch (a job's progress bar); ``clock`` times the epochs' throughput (a fake one in tests).
+
+    Resuming is exact: the shuffle order is a function of (seed, epoch) (Accelerate's seedable
+    sampler; a dataset with ``set_epoch`` is told the epoch before its iterator starts), and a
+    checkpoint restores the trained tensors, optimizer, scheduler, scaler and generators at the
+    batch where it was taken (``core.checkpoint``)."""
+    import time
+
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
     from tqdm.auto import tqdm
 
+    from medai.core import checkpoint
+
+    clock = clock or time.perf_counter
     mp = auto_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
     handlers = ([DistributedDataParallelKwargs(find_unused_parameters=True)]
                 if cfg.find_unused_parameters else [])
     acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
-                      cpu=not torch.cuda.is_available(), kwargs_handlers=handlers)
+                      cpu=not torch.cuda.is_available(), kwargs_handlers=handlers,
+                      dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                                data_seed=cfg.seed))
     say = log or acc.print
     set_seed(cfg.seed)
     model = adapter.build()
@@ -100,37 +113,84 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
                                                                 val_dl, scheduler)
     ckpt = Path(work_dir) / "checkpoints"
     last, best_dir, state_file = ckpt / "last", ckpt / "best", ckpt / "trainer_state.json"
-    stopper, start = EarlyStopping(patience=cfg.patience), 1
-    if cfg.resume and state_file.is_file() and last.is_dir():
+    stopper = EarlyStopping(patience=cfg.patience)
+    position = checkpoint.Position(epoch=1)
+    trained_before: set[str] = set()
+    if cfg.resume and checkpoint.read_position(last) is not None:
+        position = checkpoint.load(last, model=acc.unwrap_model(model), optimizer=optimizer,
+                                   scheduler=scheduler, scaler=acc.scaler,
+                                   rank=acc.process_index)
+        stopper = EarlyStopping(**{**position.early_stopping, "patience": cfg.patience})
+        trained_before = set(position.trained)
+        acc.step = position.accumulation_step
+        if position.batches == 0:  # a complete epoch: the generators as they were after it
+            checkpoint.restore_rng(last, acc.process_index)
+            position = checkpoint.Position(epoch=position.epoch + 1, trained=position.trained)
+        say(f"resuming at epoch {position.epoch}, batch {position.batches} "
+            f"(best val loss {stopper.best:.4f})")
+    elif cfg.resume and state_file.is_file() and last.is_dir():
+        # a checkpoint written before medai-checkpoint/1 (Accelerate's whole-model state)
         acc.load_state(str(last))
         stopper = EarlyStopping.load(state_file)
-        start = stopper.history[-1]["epoch"] + 1 if stopper.history else 1
-        say(f"resuming after epoch {start - 1} (best val loss {stopper.best:.4f})")
+        position = checkpoint.Position(epoch=(stopper.history[-1]["epoch"] + 1
+                                              if stopper.history else 1))
+        say(f"resuming an older checkpoint at epoch {position.epoch}")
+    else:
+        names = checkpoint.trained_names(acc.unwrap_model(model))
+        sizes = checkpoint.estimate_bytes(acc.unwrap_model(model), names, optimizer)
+        free = checkpoint.check_space(ckpt, sum(sizes.values()))
+        say(f"checkpoints will hold {len(names)} trained tensors: about "
+            f"{checkpoint.human_size(sum(sizes.values()))} each "
+            f"({checkpoint.human_size(free)} free at {ckpt})")
+    unit = getattr(adapter, "throughput_unit", "samples")
+    count = getattr(adapter, "batch_samples", None)
 
-    def save_state() -> None:
+    def save_state(epoch: int, batches: int, sums) -> None:
         acc.wait_for_everyone()
-        ckpt.mkdir(parents=True, exist_ok=True)
-        acc.save_state(str(last))
+        names = checkpoint.trained_names(acc.unwrap_model(model), trained_before)
+        trained_before.update(names)
+        done = checkpoint.Position(epoch=epoch, batches=batches, accumulation_step=acc.step,
+                                   early_stopping=asdict(stopper))
+        checkpoint.save(last, model=acc.unwrap_model(model), names=names, optimizer=optimizer,
+                        scheduler=scheduler, scaler=acc.scaler, position=done,
+                        rank=acc.process_index, is_main=acc.is_main_process,
+                        barrier=acc.wait_for_everyone, say=say,
+                        local={"loss_sums": [float(v) for v in sums]})
         if acc.is_main_process:
             stopper.save(state_file)
         acc.wait_for_everyone()
 
-    for epoch in range(start, cfg.epochs + 1):
+    for epoch in range(position.epoch, cfg.epochs + 1):
         if stopper.should_stop:
             break
         extra = (on_epoch(acc.unwrap_model(model), epoch) if on_epoch else None) or {}
         model.train()
+        train_dl.set_epoch(epoch)
+        dataset = getattr(train_dl, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        skip = position.batches if epoch == position.epoch else 0
         sums = torch.zeros(2, device=acc.device)
-        bar = tqdm(train_dl, desc=f"epoch {epoch}/{cfg.epochs}",
+        if skip:  # this process's share of the epoch's loss before the checkpoint
+            sums += torch.tensor(checkpoint.local_state(last, acc.process_index)["loss_sums"],
+                                 device=acc.device)
+        batches = acc.skip_first_batches(train_dl, skip) if skip else train_dl
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", initial=skip,
+                   total=len(train_dl),
                    disable=not (cfg.progress and acc.is_local_main_process))
-        for i, batch in enumerate(bar):
+        bad = torch.zeros((), dtype=torch.bool, device=acc.device)
+        seen, started = 0, clock()
+        restored = not skip
+        for i, batch in enumerate(bar, start=skip):
+            if not restored:  # mid-epoch resume: the generators as they were at the
+                # checkpoint, once the loader's iterator has drawn its own seed
+                checkpoint.restore_rng(last, acc.process_index)
+                restored = True
             with acc.accumulate(model):
                 loss_sum, n = adapter.loss(model, batch)
                 n = torch.as_tensor(n, dtype=torch.float32, device=acc.device)
                 loss = loss_sum / n.clamp(min=1)
-                if not math.isfinite(float(loss.detach())):
-                    raise RuntimeError(f"training loss became {float(loss.detach())} at epoch "
-                                       f"{epoch}; lower the learning rate or use fp32/bf16")
+                bad |= ~torch.isfinite(loss.detach())
                 acc.backward(loss)
                 if cfg.clip_grad_norm and acc.sync_gradients:
                     acc.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
@@ -138,16 +198,32 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
                 scheduler.step()
                 optimizer.zero_grad()
             sums += torch.stack([loss_sum.detach().float(), n])
-            bar.set_postfix(loss=f"{float(sums[0] / sums[1].clamp(min=1)):.4f}")
+            seen += int(count(batch)) if count else 0
+            # reading a value off the GPU waits for it: only every few batches, so the
+            # device is never idle while the host checks
+            if i % 20 == 0 or i == len(train_dl) - 1:
+                if bool(bad):
+                    raise RuntimeError(f"training loss became non-finite at epoch {epoch}; "
+                                       "lower the learning rate or use fp32/bf16")
+                bar.set_postfix(loss=f"{float(sums[0] / sums[1].clamp(min=1)):.4f}")
             if progress is not None:
                 progress((epoch - 1 + (i + 1) / max(1, len(train_dl))) / cfg.epochs)
-            if cancel is not None and cancel():
-                save_state()
-                raise TrainingCancelled(f"cancelled during epoch {epoch}; its state is saved "
-                                        "and a resumed run starts that epoch again")
+            if cancel is not None and acc.sync_gradients and cancel():
+                save_state(epoch, i + 1, sums)
+                raise TrainingCancelled(f"cancelled during epoch {epoch} after batch {i + 1}; "
+                                        "its state is saved and a resumed run continues from "
+                                        "there")
+        if not restored:  # the checkpoint was taken after the epoch's last batch
+            checkpoint.restore_rng(last, acc.process_index)
+        if bool(bad):
+            raise RuntimeError(f"training loss became non-finite at epoch {epoch}; lower the "
+                               "learning rate or use fp32/bf16")
+        elapsed = clock() - started
         sums = acc.reduce(sums, "sum")  # the training loss over every process's batches
         record = {"train_loss": float(sums[0] / sums[1].clamp(min=1)),
                   **adapter.validate(model, val_dl, acc), **extra}
+        if count and elapsed > 0:
+            record[f"{unit}_per_s"] = round(seen * acc.num_processes / elapsed, 1)
         improved = stopper.update(epoch, record)
         say(f"epoch {epoch}: " + ", ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
@@ -155,6 +231,6 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         if improved and acc.is_main_process:
             best_dir.mkdir(parents=True, exist_ok=True)
             adapter.save_best(acc.unwrap_model(model), best_dir)
-        save_state()
+        save_state(epoch, 0, torch.zeros(2))
     acc.end_training()
     return adapter.load_best(best_dir), stopper.history

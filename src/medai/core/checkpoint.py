@@ -1,0 +1,270 @@
+"""Training checkpoints that hold what training changes, and nothing it does not.
+
+The first real-size BLIP-2 run (7.75 B parameters, LoRA r 16) wrote, at every epoch, the whole
+frozen model through Accelerate's ``save_state``: a 15.6 GB ``model.safetensors`` beside a 73 MB
+adapter, 16–35 s per epoch, and a second run on the same 64 GB disk died with "No space left on
+device" half-way through a write. A checkpoint here is instead:
+
+- ``trained.safetensors``: the parameters that train (``requires_grad``, now or earlier in the
+  run — a recipe may freeze a part it trained before) and the buffers of the modules that own
+  them (a trainable batch norm's running statistics), under their ``state_dict`` names. The
+  frozen base is rebuilt by the adapter as it was built the first time (same files, same seed),
+  never copied;
+- ``optimizer.pt``, ``scheduler.pt``, ``scaler.pt`` (fp16 only): their ``state_dict``;
+- ``rng-{rank}.safetensors`` + ``position.json``: every random generator a step draws from
+  (Python, NumPy, torch CPU and CUDA, per process) and where the run stands (epoch, batches done
+  in it, the epoch's loss sums, Accelerate's accumulation counter), so a resumed run continues
+  the exact sequence an uninterrupted one would have taken.
+
+Its size is computed before anything is written and checked against the free space of the
+disk (``CheckpointSpaceError`` names both), and it is written beside the previous one and
+swapped in by renames, so a run stopped mid-write still has its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TRAINED_FILE = "trained.safetensors"
+POSITION_FILE = "position.json"
+FORMAT = "medai-checkpoint/1"
+# Kept free beyond the checkpoint itself: the disk also holds logs, the best weights and
+# whatever else the machine writes while a checkpoint is being written.
+FREE_SPACE_MARGIN = 256 * 2**20
+
+
+class CheckpointSpaceError(OSError):
+    """The disk cannot hold the next checkpoint; raised before a byte of it is written."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that does not fit the model rebuilt to resume it (other base, other
+    trainable parts): resuming would silently train something else."""
+
+
+@dataclass
+class Position:
+    """Where a run stands: ``batches`` of ``epoch`` are done (0: the epoch is complete)."""
+
+    epoch: int
+    batches: int = 0
+    accumulation_step: int = 0
+    early_stopping: dict = field(default_factory=dict)
+    trained: list[str] = field(default_factory=list)
+    bytes: dict[str, int] = field(default_factory=dict)
+    format: str = FORMAT
+
+
+def trained_names(model: Any, before: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``state_dict`` names of what training changes: parameters that require a gradient,
+    the buffers of the modules that own them, and ``before`` (trained earlier in the run)."""
+    names = set(before)
+    for prefix, module in model.named_modules():
+        own = list(module.named_parameters(recurse=False))
+        if not any(p.requires_grad for _, p in own):
+            continue
+        dot = f"{prefix}." if prefix else ""
+        names.update(dot + n for n, p in own if p.requires_grad)
+        names.update(dot + n for n, _ in module.named_buffers(recurse=False))
+    keys = set(model.state_dict(keep_vars=True))
+    return sorted(names & keys)
+
+
+def _tensor_bytes(obj: Any) -> int:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def trained_state(model: Any, names: list[str]) -> dict[str, Any]:
+    """The named tensors on the CPU, each its own storage (safetensors refuses shared ones)."""
+    state = model.state_dict(keep_vars=True)
+    return {name: state[name].detach().to("cpu", copy=True).contiguous() for name in names}
+
+
+def estimate_bytes(model: Any, names: list[str], optimizer: Any) -> dict[str, int]:
+    """A checkpoint's size by part, before it is written. Before the first optimizer step an
+    optimizer holds no state yet: its share is then taken as two fp32 tensors per trained
+    parameter (AdamW's moments), the most the optimizers used here keep."""
+    state = model.state_dict(keep_vars=True)
+    trained = sum(_tensor_bytes(state[n]) for n in names)
+    opt = _tensor_bytes(optimizer.state_dict().get("state", {}))
+    if opt == 0:
+        opt = 2 * sum(state[n].numel() * 4 for n in names if getattr(state[n], "requires_grad",
+                                                                       False))
+    return {"trained": trained, "optimizer": opt}
+
+
+def check_space(directory: Path, needed: int, say: Callable[[str], None] | None = None) -> int:
+    """Raise ``CheckpointSpaceError`` unless ``directory``'s disk has ``needed`` bytes free
+    beyond a margin; returns the free bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if free < needed + FREE_SPACE_MARGIN:
+        raise CheckpointSpaceError(
+            f"checkpoint_space: the next checkpoint needs {_size(needed)} in {directory} and "
+            f"only {_size(free)} is free (keeping {_size(FREE_SPACE_MARGIN)} in reserve); free "
+            "some space or point the run's output at a bigger disk")
+    return free
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def human_size(n: float) -> str:
+    """Bytes in decimal units, as disks are sold and ``df -H`` prints them."""
+    return _size(n)
+
+
+# --- random generators ------------------------------------------------------------------
+
+def rng_snapshot() -> dict[str, Any]:
+    """Every generator a training step may draw from, as tensors and JSON-able values."""
+    import torch
+
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda{i}"] = s
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    meta = {"python": [version, list(internal), gauss],
+            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    return {"tensors": tensors, "meta": meta}
+
+
+def rng_restore(snapshot: dict[str, Any]) -> None:
+    import torch
+
+    tensors, meta = snapshot["tensors"], snapshot["meta"]
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda"))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+# --- writing and reading ----------------------------------------------------------------
+
+def save(directory: Path, *, model: Any, names: list[str], optimizer: Any, scheduler: Any,
+         scaler: Any, position: Position, rank: int, is_main: bool, barrier: Callable[[], None],
+         local: dict | None = None, say: Callable[[str], None] | None = None) -> Position:
+    """Write the checkpoint at ``directory`` (``…/last``), replacing the previous one only
+    once the new one is complete. Every process calls it: each writes its generators and
+    ``local`` (what differs per process, e.g. its share of the epoch's loss sums)."""
+    import torch
+    from safetensors.torch import save_file
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    if is_main:
+        sizes = estimate_bytes(model, names, optimizer)
+        check_space(directory.parent, sum(sizes.values()))
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(trained_state(model, names), str(tmp / TRAINED_FILE))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        if scaler is not None:
+            torch.save(scaler.state_dict(), tmp / "scaler.pt")
+        position.trained = list(names)
+        position.bytes = {p.name: p.stat().st_size for p in tmp.iterdir()}
+    barrier()
+    snapshot = rng_snapshot()
+    save_file(snapshot["tensors"], str(tmp / f"rng-{rank}.safetensors"))
+    (tmp / f"rng-{rank}.json").write_text(json.dumps({**snapshot["meta"],
+                                                       "local": local or {}}))
+    barrier()
+    if is_main:
+        (tmp / POSITION_FILE).write_text(json.dumps(asdict(position), indent=1))
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if directory.exists():
+            directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+        total = sum(p.stat().st_size for p in directory.iterdir())
+        if say is not None:
+            say(f"checkpoint: {_size(total)} at {directory} ({len(names)} trained tensors, "
+                f"{_size(position.bytes.get(TRAINED_FILE, 0))}; optimizer "
+                f"{_size(position.bytes.get('optimizer.pt', 0))}); "
+                f"{_size(shutil.disk_usage(directory).free)} free")
+    barrier()
+    return position
+
+
+def read_position(directory: Path) -> Position | None:
+    file = directory / POSITION_FILE
+    if not file.is_file():
+        return None
+    raw = json.loads(file.read_text())
+    if raw.get("format") != FORMAT:
+        raise CheckpointMismatchError(f"{directory}: not a {FORMAT} checkpoint "
+                                      f"({raw.get('format')!r})")
+    return Position(**raw)
+
+
+def load(directory: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any,
+         rank: int) -> Position:
+    """Put the checkpoint's trained tensors into the rebuilt ``model`` and restore the
+    optimizer, scheduler and scaler; the generators are restored by ``restore_rng`` at the
+    point of the loop where they were taken."""
+    import torch
+    from safetensors.torch import load_file
+
+    position = read_position(directory)
+    if position is None:
+        raise CheckpointMismatchError(f"{directory}: no {POSITION_FILE}")
+    trained = load_file(str(directory / TRAINED_FILE))
+    own = model.state_dict(keep_vars=True)
+    unknown = sorted(set(trained) - set(own))
+    wrong = sorted(k for k in set(trained) & set(own) if own[k].shape != trained[k].shape)
+    if unknown or wrong:
+        raise CheckpointMismatchError(
+            f"{directory}: the checkpoint does not fit the model rebuilt to resume it "
+            f"({len(unknown)} tensors it does not have, e.g. {unknown[:3]}; {len(wrong)} of "
+            f"another shape, e.g. {wrong[:3]}): was the base or the recipe changed?")
+    with torch.no_grad():
+        for name, value in trained.items():
+            own[name].copy_(value.to(own[name].device, own[name].dtype))
+    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True,
+                                         map_location="cpu"))
+    scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
+    if scaler is not None and (directory / "scaler.pt").is_file():
+        scaler.load_state_dict(torch.load(directory / "scaler.pt", weights_only=True))
+    return position
+
+
+def restore_rng(directory: Path, rank: int) -> None:
+    """This process's generators as they were when the checkpoint was taken."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(directory / f"rng-{rank}.safetensors"))
+    meta = json.loads((directory / f"rng-{rank}.json").read_text())
+    rng_restore({"tensors": tensors, "meta": meta})
+
+
+def local_state(directory: Path, rank: int) -> dict:
+    """What this process saved of its own (``save``'s ``local``)."""
+    return json.loads((directory / f"rng-{rank}.json").read_text()).get("local", {})
