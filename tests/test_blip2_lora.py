@@ -1,6 +1,6 @@
 """BLIP-2 + LoRA captioning on a tiny BLIP-2 built from a config (random weights, offline):
-targets, frozen parts, fp16 refusal, training with best-adapter saving, loading, generation
-length, and the 2-process Accelerate path on CPU."""
+targets, frozen parts, fp32 trainables under the fp16 plan, training with best-adapter saving,
+loading, generation length, and the 2-process Accelerate path on CPU."""
 
 import json
 import os
@@ -12,51 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from medai.reporting.blip2 import Blip2LoraConfig, _precision, load_base, lora_target
+from blip2_helpers import make_tiny_blip2
+from medai.reporting.blip2 import Blip2LoraConfig, _refuse_fp16_trainables, load_base, lora_target
+from medai.reporting.blip2_plan import plan_settings
 
 pytestmark = pytest.mark.slow
-WORDS = ["a", "the", "left", "right", "pleural", "effusion", "normal", "chest", "mass", "lobe",
-         "upper", "consolidation", "bilateral", "patchy", "sided", "radiograph"]
-
-
-def make_tiny_blip2(directory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        Blip2Config,
-        Blip2ForConditionalGeneration,
-        Blip2Processor,
-        Blip2QFormerConfig,
-        Blip2VisionConfig,
-        OPTConfig,
-        PreTrainedTokenizerFast,
-    )
-    from transformers.models.blip.image_processing_blip import BlipImageProcessor
-
-    vocab = ["<pad>", "<unk>", "</s>", "<image>", *WORDS]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                   eos_token="</s>", bos_token="</s>")
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    processor = Blip2Processor(image_processor=BlipImageProcessor(
-        size={"height": 32, "width": 32}), tokenizer=fast, num_query_tokens=4)
-    cfg = Blip2Config(
-        vision_config=Blip2VisionConfig(hidden_size=32, intermediate_size=64,
-                                        num_hidden_layers=1, num_attention_heads=2,
-                                        image_size=32, patch_size=8).to_dict(),
-        qformer_config=Blip2QFormerConfig(hidden_size=32, num_hidden_layers=1,
-                                          num_attention_heads=2, intermediate_size=64,
-                                          encoder_hidden_size=32,
-                                          vocab_size=len(vocab)).to_dict(),
-        text_config=OPTConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=1,
-                              ffn_dim=64, num_attention_heads=2, max_position_embeddings=64,
-                              word_embed_proj_dim=32, pad_token_id=0, bos_token_id=2,
-                              eos_token_id=2).to_dict(),
-        num_query_tokens=4, image_token_index=fast.convert_tokens_to_ids("<image>"))
-    torch.manual_seed(0)
-    Blip2ForConditionalGeneration(cfg).save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +76,35 @@ def test_lora_targets_for_a_t5_language_model():
     assert all("language_model" in n and "lora_" in n for n in trainable)
 
 
-def test_fp16_is_refused_and_cpu_runs_fp32():
+def test_fp16_plan_keeps_trainables_fp32_and_cpu_runs_fp32(tiny):
+    """fp16 *trainable* weights are what goes NaN: under the fp16 plan the frozen base is fp16
+    and every trainable parameter fp32 (loaded on CPU only; fp16 training needs a GPU)."""
+    _, base = tiny
+    cfg = Blip2LoraConfig(base=str(base), lora_r=4, precision="fp16")
+    model, _ = load_base(cfg, plan_settings("fp16", bf16=False))
+    params = dict(model.named_parameters())
+    trainable = {n: p for n, p in params.items() if p.requires_grad}
+    assert trainable and all(p.dtype == torch.float32 for p in trainable.values())
+    assert any("language_projection" in n for n in trainable)
+    frozen_lm = [p for n, p in params.items() if not p.requires_grad and "language_model" in n]
+    assert frozen_lm and all(p.dtype == torch.float16 for p in frozen_lm)
+    # transformers keeps the Q-Former in fp32 when loading in fp16 (_keep_in_fp32_modules)
+    assert all(p.dtype == torch.float32 for n, p in params.items() if ".qformer." in n)
+    bad = torch.nn.Linear(2, 2).half()
     with pytest.raises(ValueError, match="fp16"):
-        _precision("fp16")
-    assert _precision("auto") == ("bf16" if torch.cuda.is_available()
-                                  and torch.cuda.is_bf16_supported() else "no")
+        _refuse_fp16_trainables(bad)
+
+    auto, _ = load_base(Blip2LoraConfig(base=str(base), lora_r=4))  # auto on CPU: fp32
+    if not torch.cuda.is_available():
+        assert all(p.dtype == torch.float32 for p in auto.parameters())
+
+
+def test_saved_configs_from_before_precision_plans_still_load():
+    old = {"base": "b", "mixed_precision": "bf16", "load_in_8bit": False}
+    assert Blip2LoraConfig.from_dict(old).precision == "bf16"
+    assert Blip2LoraConfig.from_dict({**old, "mixed_precision": "no"}).precision == "fp32"
+    assert Blip2LoraConfig.from_dict({**old, "load_in_8bit": True}).precision == "int8"
+    assert Blip2LoraConfig.from_dict({"base": "b", "precision": "nf4"}).precision == "nf4"
 
 
 def test_train_save_load_generate(tiny, tmp_path):
@@ -133,6 +117,18 @@ def test_train_save_load_generate(tiny, tmp_path):
                               learning_rate=5e-3, lora_r=4, test_frac=0.25)
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert not (out / "adapter" / "model.safetensors").exists()  # only the adapter is saved
+    # the checkpoint holds the adapter and the trained projection, never the frozen base
+    from safetensors.torch import load_file
+
+    last = out / "checkpoints" / "last"
+    trained = load_file(str(last / "trained.safetensors"))
+    assert trained and all("lora_" in k or "language_projection.modules_to_save" in k
+                           for k in trained), sorted(trained)[:5]
+    assert not any("vision_model" in k or "qformer" in k for k in trained)
+    assert not (last / "model.safetensors").exists()
+    base_bytes = sum(f.stat().st_size for f in base.glob("*.safetensors"))
+    assert (last / "trained.safetensors").stat().st_size < base_bytes / 4
+    assert {"tokens_per_s", "images_per_s", "step_s"} <= set(m["history"][0])
     assert len(m["history"]) >= 2 and m["history"][-1]["train_loss"] < m["history"][0][
         "train_loss"]
     for key in ("bleu_1", "bleu_4", "rouge_l", "meteor", "cider", "n"):

@@ -23,8 +23,38 @@ RgbOpt = Annotated[bool, typer.Option(help="Keep only RGB images (the reference 
                                            "filter); default converts grayscale instead.")]
 
 
+PrecisionOpt = Annotated[str, typer.Option(
+    help="blip2: auto | bf16 | fp16 | fp32 | int8 | nf4 — auto takes the first that fits the "
+         "GPU (see `medai caption plan`); fp16 keeps the trainable weights fp32; int8 and nf4 "
+         "(4-bit QLoRA) need bitsandbytes and a CUDA GPU")]
+
+
+NormalisationOpt = Annotated[str | None, typer.Option(
+    help="Caption normalisation before scoring: imageclef2025 (ImageCLEFmedical 2025's) or "
+         "medai-v1 (medai's earlier numbers); default: imageclef2025 for the ROCOv2 layout, "
+         "medai-v1 for pairs.csv.")]
+
+
 def _reader(images: Path | None, concepts: Path | None, rgb_only: bool) -> dict[str, Any]:
     return {"images": images, "concepts": concepts, "rgb_only": rgb_only} if images else {}
+
+
+def _precision(precision: str, mixed_precision: str | None, load_in_8bit: bool) -> str:
+    """--precision, or what the deprecated --mixed-precision / --load-in-8bit meant."""
+    from medai.core.tasks import lookup
+
+    old = "int8" if load_in_8bit else (lookup({"auto": "auto", "bf16": "bf16", "no": "fp32",
+                                               "fp16": "fp16"}, mixed_precision,
+                                              "--mixed-precision")
+                                       if mixed_precision is not None else None)
+    if old is None:
+        return precision
+    if precision not in ("auto", old):
+        raise ValueError(f"--precision {precision} contradicts the deprecated "
+                         f"{'--load-in-8bit' if load_in_8bit else '--mixed-precision'}")
+    typer.echo(f"warning: --load-in-8bit and --mixed-precision are deprecated: use "
+               f"--precision {old}", err=True)
+    return old
 
 
 @caption_app.command("train")
@@ -69,13 +99,18 @@ def caption_train(
     grad_accum: int = 1,
     learning_rate: float = 1e-4,
     lora_r: int = 16,
-    mixed_precision: Annotated[str, typer.Option(help="blip2: auto | bf16 | no (fp16 is "
-                                                      "refused: its loss collapses)")] = "auto",
-    load_in_8bit: Annotated[bool, typer.Option(help="blip2: 8-bit base (bitsandbytes, GPU).")
-                            ] = False,
+    precision: PrecisionOpt = "auto",
+    load_in_8bit: Annotated[bool, typer.Option(hidden=True, help="Deprecated: --precision "
+                                                                 "int8.")] = False,
+    mixed_precision: Annotated[str | None, typer.Option(hidden=True, help="Deprecated: "
+                                                        "--precision.")] = None,
     gradient_checkpointing: bool = False,
     num_processes: Annotated[int, typer.Option(help="blip2: processes/GPUs (Accelerate).")
                              ] = 1,
+    num_workers: Annotated[int | None, typer.Option(
+        help="Processes decoding images while the model trains (default: the CPUs less one, "
+             "at most 8; 0: in the training process).")] = None,
+    normalisation: NormalisationOpt = None,
     images: ImagesOpt = None,
     concepts: ConceptsOpt = None,
     rgb_only: RgbOpt = False,
@@ -94,20 +129,93 @@ def caption_train(
             m = train_blip2_captioner(
                 data, out, str(base), epochs=epochs, batch_size=batch_size,
                 grad_accum=grad_accum, learning_rate=learning_rate, lora_r=lora_r,
-                mixed_precision=mixed_precision, load_in_8bit=load_in_8bit,
-                gradient_checkpointing=gradient_checkpointing, **reader)
+                precision=_precision(precision, mixed_precision, load_in_8bit),
+                gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
+                normalisation=normalisation, **reader)
             if not m:
                 return
         elif method == "retrieval":
             m = build_captioner(data, out, embedder, k, test_frac, selection=selection,
                                 temperature=temperature, self_credit=self_credit,
                                 image_weight=image_weight, index=index,
-                                repeats=repeats, **reader)
+                                repeats=repeats, normalisation=normalisation,
+                                num_workers=num_workers, **reader)
         else:
             raise ValueError(f"unknown captioning method {method!r}: retrieval or blip2")
     _emit(m, as_json, f"saved {out}: held-out n={m['n']} BLEU-4 {m['bleu_4']:.3f} "
                       f"ROUGE-L {m['rouge_l']:.3f} CIDEr {m['cider']:.3f}"
                       + (f"; {m['verdict']}" if m.get("verdict") else ""))
+
+
+@caption_app.command("plan")
+def caption_plan(
+    base: Annotated[Path, typer.Option(help="Local BLIP-2 directory (only its config.json is "
+                                            "read).")],
+    batch_size: Annotated[int, typer.Option(help="Per-process batch.")] = 4,
+    tokens: Annotated[int, typer.Option(help="Text tokens per example, besides the query "
+                                             "tokens (training truncates at 64 − 32 = 32).")
+                      ] = 32,
+    lora_r: int = 16,
+    gradient_checkpointing: bool = False,
+    precision: PrecisionOpt = "auto",
+    gpu_memory_gb: Annotated[float | None, typer.Option(
+        help="Plan for another GPU: its memory in GiB as nvidia-smi shows it (MiB / 1024; a "
+             "16 GB T4 shows 15). Default: this machine's GPUs.")] = None,
+    bf16: Annotated[bool, typer.Option(help="With --gpu-memory-gb: whether that GPU has bf16 "
+                                            "(--no-bf16 for a T4 or V100).")] = True,
+    gpus: Annotated[int, typer.Option(help="With --gpu-memory-gb: how many (DDP; each holds a "
+                                           "whole copy).")] = 1,
+    bitsandbytes: Annotated[bool | None, typer.Option(
+        help="Whether bitsandbytes will be installed (default: whether it is here).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Which precision a BLIP-2 + LoRA training would use — bf16, fp16, fp32, int8, nf4 — with
+    each plan's memory per GPU estimated from config.json alone, before anything is loaded.
+    Exit code 2 when nothing fits (the table and what would fit are still printed)."""
+    from medai.reporting.blip2_plan import (
+        GIB,
+        GpuInfo,
+        PlanRefused,
+        choose_plan,
+        describe,
+        detect_gpus,
+        load_config,
+    )
+
+    with _guard(as_json):
+        if gpu_memory_gb is not None:
+            if gpu_memory_gb <= 0 or gpus < 1:
+                raise ValueError("--gpu-memory-gb must be positive and --gpus at least 1")
+            gpu = GpuInfo(name="described GPU", total_bytes=int(gpu_memory_gb * GIB),
+                          bf16=bf16, capability=(8, 0) if bf16 else (7, 5), count=gpus)
+        else:
+            gpu = detect_gpus()
+        config = load_config(base)
+        try:
+            chosen = choose_plan(config, gpu, batch_size, tokens, lora_r,
+                                 gradient_checkpointing, bitsandbytes, precision)
+            plans, refused = chosen.table, None
+        except PlanRefused as exc:
+            chosen, plans, refused = None, exc.plans, exc
+    setting = plans[0].setting
+    assert setting is not None
+    result = {"base": str(base), "device": setting.device,
+              "gpu": None if gpu is None else {"name": gpu.name, "total_bytes": gpu.total_bytes,
+                                               "bf16": gpu.bf16, "count": gpu.count,
+                                               "capability": list(gpu.capability)},
+              "budget_bytes": setting.budget_bytes, "budget_fraction": setting.budget_fraction,
+              "parameters": setting.parameters, "trainable_parameters": setting.trainable,
+              "batch_size": batch_size, "tokens": tokens,
+              "tokens_in_batch": setting.tokens_in_batch, "lora_r": lora_r,
+              "gradient_checkpointing": gradient_checkpointing, "requested": precision,
+              "chosen": chosen.name if chosen else None,
+              "plans": [p.as_dict() for p in plans],
+              "advice": refused.advice if refused else []}
+    if refused is not None:
+        result.update(error=str(refused).splitlines()[0], error_type="PlanRefused")
+    _emit(result, as_json, str(refused) if refused else describe(plans, chosen))
+    if refused is not None:
+        raise typer.Exit(2)
 
 
 @caption_app.command("evaluate")
@@ -119,22 +227,26 @@ def caption_evaluate(
              "sentence here). Every row of --data is scored; nothing is trained.")] = None,
     bertscore_model: Annotated[str | None, typer.Option(
         help="Local Hugging Face encoder directory for BERTScore.")] = None,
+    normalisation: NormalisationOpt = None,
     images: ImagesOpt = None,
     concepts: ConceptsOpt = None,
     rgb_only: RgbOpt = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """BLEU-1..4, ROUGE-1/L, METEOR, CIDEr (ImageCLEFmedical preprocessing); BERTScore."""
+    """BLEU-1..4, ROUGE-1/L, METEOR, CIDEr and BERTScore, on captions normalised as the result's
+    "normalisation" says; a 2025 one lists the 2025 metrics not computed and why."""
     from medai.core import registry
     from medai.reporting.captions import load_captions
-    from medai.reporting.pipeline import score_captioner
+    from medai.reporting.pipeline import normalisation_for, score_captioner
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         reader = _reader(images, concepts, rgb_only)
+        norm = normalisation_for(reader, normalisation)
         directory = registry.resolve_model(model, "caption")
         captioner = registry.load(directory)
         ds = load_captions(data, **reader)
-        m = score_captioner(captioner, ds, list(range(len(ds.records))), bertscore_model)
+        m = score_captioner(captioner, ds, list(range(len(ds.records))), bertscore_model,
+                            normalisation=norm)
         m["data"] = ds.report
         m["model"] = captioner.identity.model_dump()
         trained_on = {d.get("sha256") for d in captioner.card.data} if captioner.card else set()
@@ -143,7 +255,8 @@ def caption_evaluate(
                             "these images, so the scores are optimistic")
     _emit(m, as_json, " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in m.items()
-                               if k not in ("examples", "split", "data", "model")))
+                               if k not in ("examples", "split", "data", "model",
+                                            "not_computed")))
 
 
 @caption_app.command("predict")

@@ -69,6 +69,18 @@ def _schedule(name: str, optimizer, total_steps: int, warmup_ratio: float):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _throughput_counter(adapter: Adapter) -> Callable[[Any], dict[str, int]] | None:
+    """What an adapter counts per batch for the per-epoch throughput line: ``throughput(batch)``
+    → ``{"images": n, "tokens": t}``, or ``batch_samples(batch)`` → n in its
+    ``throughput_unit`` ("samples" unless it says)."""
+    if hasattr(adapter, "throughput"):
+        return adapter.throughput
+    if hasattr(adapter, "batch_samples"):
+        unit = getattr(adapter, "throughput_unit", "samples")
+        return lambda batch: {unit: adapter.batch_samples(batch)}
+    return None
+
+
 def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         cancel: Callable[[], bool] | None = None,
         on_epoch: Callable[[Any, int], dict | None] | None = None,
@@ -142,8 +154,7 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         say(f"checkpoints will hold {len(names)} trained tensors: about "
             f"{checkpoint.human_size(sum(sizes.values()))} each "
             f"({checkpoint.human_size(free)} free at {ckpt})")
-    unit = getattr(adapter, "throughput_unit", "samples")
-    count = getattr(adapter, "batch_samples", None)
+    count = _throughput_counter(adapter)
 
     def save_state(epoch: int, batches: int, sums) -> None:
         acc.wait_for_everyone()
@@ -179,7 +190,8 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
                    total=len(train_dl),
                    disable=not (cfg.progress and acc.is_local_main_process))
         bad = torch.zeros((), dtype=torch.bool, device=acc.device)
-        seen, started = 0, clock()
+        seen: dict[str, int] = {}
+        started = clock()
         restored = not skip
         for i, batch in enumerate(bar, start=skip):
             if not restored:  # mid-epoch resume: the generators as they were at the
@@ -198,7 +210,9 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
                 scheduler.step()
                 optimizer.zero_grad()
             sums += torch.stack([loss_sum.detach().float(), n])
-            seen += int(count(batch)) if count else 0
+            if count is not None:
+                for key, value in count(batch).items():
+                    seen[key] = seen.get(key, 0) + int(value)
             # reading a value off the GPU waits for it: only every few batches, so the
             # device is never idle while the host checks
             if i % 20 == 0 or i == len(train_dl) - 1:
@@ -222,8 +236,10 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         sums = acc.reduce(sums, "sum")  # the training loss over every process's batches
         record = {"train_loss": float(sums[0] / sums[1].clamp(min=1)),
                   **adapter.validate(model, val_dl, acc), **extra}
-        if count and elapsed > 0:
-            record[f"{unit}_per_s"] = round(seen * acc.num_processes / elapsed, 1)
+        if count is not None and elapsed > 0:  # this process's batches, timed; all alike
+            for key, value in seen.items():
+                record[f"{key}_per_s"] = round(value * acc.num_processes / elapsed, 1)
+            record["step_s"] = round(elapsed / max(1, len(train_dl) - skip), 4)
         improved = stopper.update(epoch, record)
         say(f"epoch {epoch}: " + ", ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))

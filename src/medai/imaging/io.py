@@ -34,7 +34,8 @@ from medai.imaging.limits import (
 
 __all__ = ["MAX_BYTES", "MAX_FRAME_BYTES", "MAX_PIXELS", "MAX_TOTAL_PIXELS", "MIN_SIDE",
            "REFUSAL_CODES", "WORKING_SIDE", "ImageInputError", "ImageRefused", "ImageTooLarge",
-           "LoadedImage", "Refusal", "check_limits", "check_modality", "downscale", "load_image"]
+           "LoadedImage", "Refusal", "check_limits", "check_modality", "downscale", "load_image",
+           "load_rgb"]
 
 WORKING_SIDE = 2048
 """Images are reduced to at most this many pixels a side right after decoding (box average in
@@ -90,6 +91,48 @@ def load_image(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
     return _load_raster(data, max_pixels)
 
 
+def load_rgb(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
+             max_pixels: int = MAX_PIXELS, max_side: int = WORKING_SIDE) -> np.ndarray:
+    """uint8 H × W × 3 for a model that reads colour (BLIP-2 captioning of ROCOv2 figures, many
+    of them colour): a colour image stays in colour, a gray one is repeated on the three
+    channels. The limits of ``load_image`` are checked before decoding; a JPEG larger than
+    ``max_side`` is decoded at a reduced scale and every image is box-reduced to at most
+    ``max_side`` a side. DICOM goes through ``load_image`` (its LUTs and window) as gray."""
+    data = _read_source(source, max_bytes)
+    if _is_dicom(data):
+        gray = downscale(_load_dicom(data, max_pixels).pixels, max_side)
+        return np.repeat(_gray_uint8(gray)[..., None], 3, axis=2)
+    img, _ = _open_raster(io.BytesIO(data), max_pixels, draft_side=max_side)
+    try:
+        img.load()
+        if max(img.size) > max_side:
+            factor = -(-max(img.size) // max_side)
+            img = img.reduce(factor) if img.mode in _REDUCIBLE else _reduce_array(img, factor)
+        return _to_rgb(img)
+    except Exception as exc:  # any decoder failure is the file's fault, not a crash
+        raise ImageInputError(f"image data is corrupt or truncated ({exc})") from None
+
+
+def _gray_uint8(gray: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(gray, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _to_rgb(img) -> np.ndarray:
+    """Colour modes (palette, alpha over black as in ``_to_gray``, CMYK, YCbCr …) → RGB;
+    gray ones (1/8/16/32-bit) through ``_to_gray`` and repeated on three channels."""
+    from PIL import Image
+
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "PA"):
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA")).convert("RGB")
+    if img.mode in ("RGB", "CMYK", "YCbCr", "HSV", "LAB"):
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    gray, _ = _to_gray(img)
+    return np.repeat(_gray_uint8(gray)[..., None], 3, axis=2)
+
+
 def check_limits(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> None:
     """The header checks of ``load_image`` on a file (a path, or an open binary file such as
     a decrypted blob), without decoding a pixel: raises ``ImageTooLarge`` for a bomb. Other
@@ -133,9 +176,9 @@ def downscale(arr: np.ndarray, max_side: int = WORKING_SIDE) -> np.ndarray:
     return out.astype(arr.dtype)
 
 
-def _open_raster(source, max_pixels: int):
-    """Pillow's header read, with the size and decoded bytes checked before ``load``; a large
-    JPEG is set to decode at a reduced scale first."""
+def _open_raster(source, max_pixels: int, draft_side: int = WORKING_SIDE):
+    """Pillow's header read, with the size and decoded bytes checked before ``load``; a JPEG
+    larger than ``draft_side`` is set to decode at a reduced scale first."""
     from PIL import Image, UnidentifiedImageError
 
     if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > MAX_PIXELS:
@@ -150,8 +193,8 @@ def _open_raster(source, max_pixels: int):
         raise ImageInputError(f"image header is corrupt or truncated ({exc})") from None
     declared = img.size
     check_frame(img.width, img.height, 0, max_pixels)
-    if (img.format or "").lower() == "jpeg" and max(img.size) > WORKING_SIDE:
-        img.draft(img.mode, (WORKING_SIDE, WORKING_SIDE))  # decode at a reduced scale
+    if (img.format or "").lower() == "jpeg" and max(img.size) > draft_side:
+        img.draft(img.mode, (draft_side, draft_side))  # decode at a reduced scale
     check_frame(*declared, pillow_decoded_bytes(img, declared), max_pixels)
     return img, declared
 

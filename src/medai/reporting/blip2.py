@@ -2,21 +2,36 @@
 
 What the reference system learnt the hard way is built in: the vision encoder and the language
 model stay frozen (LoRA adapters on the LLM's attention projections, the Q-Former→LLM projection
-trained in full); bf16 on GPUs that support it and fp32 otherwise — fp16 training collapses the
-loss to NaN on BLIP-2-OPT, so it is refused; optional 8-bit loading (bitsandbytes, GPU) and
-gradient checkpointing for big models; early stopping on validation loss; only the adapter is
-saved. Generation has a minimum length and repetition controls, so no empty or one-word captions.
+trained in full); the precision is a plan chosen before loading from the GPU's memory and
+capabilities (``blip2_plan``: bf16, fp16 with fp32 trainables and a gradient scaler, fp32, an
+8-bit or 4-bit QLoRA base) — fp16 *trainable* weights collapse the loss to NaN on BLIP-2-OPT,
+so every trainable parameter is fp32 and a model with fp16 trainables is refused; gradient
+checkpointing for big models; early stopping on validation loss; only the adapter is saved.
+Generation has a minimum length and repetition controls, so no empty or one-word captions.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from medai.reporting.blip2_plan import (
+    MODULES_TO_SAVE,
+    Plan,
+    bitsandbytes_installed,
+    choose_plan,
+    describe,
+    detect_gpus,
+    host_memory_bytes,
+    load_config,
+    plan_settings,
+    quantisation_skips,
+)
 from medai.reporting.caption_predict import CaptionPredict
 
 ADAPTER_DIR = "adapter"
@@ -41,11 +56,23 @@ class Blip2LoraConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     patience: int = 2
-    mixed_precision: str = "auto"  # auto | bf16 | no (fp16 is refused)
-    load_in_8bit: bool = False
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32 | int8 | nf4 (blip2_plan); saved: what ran
     gradient_checkpointing: bool = False
     max_length: int = 64
     seed: int = 13
+    plan: dict | None = None  # recorded by train_blip2: the plan's estimate and hardware
+    trainable_parameters: int | None = None  # recorded by train_blip2
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Blip2LoraConfig:
+        """A saved ``blip2_lora.json``, including those from before precision plans
+        (``mixed_precision`` bf16 | no | auto and ``load_in_8bit``)."""
+        raw = dict(raw)
+        mixed, eight_bit = raw.pop("mixed_precision", None), raw.pop("load_in_8bit", False)
+        if "precision" not in raw:
+            raw["precision"] = "int8" if eight_bit else {"no": "fp32"}.get(mixed or "auto",
+                                                                           mixed or "auto")
+        return cls(**raw)
 
 
 def lora_target(text_model_type: str) -> str:
@@ -54,37 +81,65 @@ def lora_target(text_model_type: str) -> str:
     return LORA_TARGETS.get(text_model_type, LORA_TARGETS["default"])
 
 
-def _precision(requested: str) -> str:
-    if requested == "fp16":
-        raise ValueError("fp16 training of BLIP-2 is refused: its loss collapses to NaN (a "
-                         "known pitfall); use bf16 on a GPU that supports it, or fp32 ('no')")
-    if requested not in ("auto", "bf16", "no"):
-        raise ValueError(f"mixed precision must be auto, bf16 or no, not {requested!r}")
-    if requested == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return requested
+def training_plan(cfg: Blip2LoraConfig) -> Plan:
+    """The precision plan for ``cfg`` on this machine's GPUs, from the base's config.json
+    alone (nothing loaded); ``PlanRefused`` when the requested plan cannot run or fit."""
+    config, gpu = load_config(cfg.base), detect_gpus()
+    # on CPU the processes of one machine share its RAM, each with a whole copy
+    host = None if gpu else host_memory_bytes() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return choose_plan(config, gpu, batch_size=cfg.batch_size,
+                       tokens=max(1, cfg.max_length - config.num_query_tokens),
+                       lora_r=cfg.lora_r, gradient_checkpointing=cfg.gradient_checkpointing,
+                       requested=cfg.precision, host_bytes=host)
 
 
-def load_base(cfg: Blip2LoraConfig):
-    """Model with LoRA adapters attached, and its processor (all from local files)."""
+def _quantisation_config(plan: Plan, config):
+    """bitsandbytes' settings for an int8 or nf4 plan; the trained ``language_projection``
+    and transformers' default skips (the output embedding) stay in floating point."""
+    if not bitsandbytes_installed():
+        raise ValueError(f"the {plan.name} plan needs bitsandbytes (pip install bitsandbytes) "
+                         "and a CUDA GPU")
+    from transformers import BitsAndBytesConfig
+
+    skips = quantisation_skips(config)
+    if plan.quantisation == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skips)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=plan.torch_dtype,
+                              llm_int8_skip_modules=skips)
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _refuse_fp16_trainables(model) -> None:
+    """fp16 weights that train are what collapses BLIP-2-OPT's loss to NaN (and what a
+    gradient scaler cannot unscale): none may reach the optimiser."""
+    bad = [n for n, p in model.named_parameters() if p.requires_grad and p.dtype == torch.float16]
+    if bad:
+        raise ValueError(f"{len(bad)} trainable parameters are fp16 (e.g. {bad[0]}): fp16 "
+                         "trainable weights collapse BLIP-2's loss to NaN; keep them fp32")
+
+
+def load_base(cfg: Blip2LoraConfig, plan: Plan | None = None):
+    """Model with LoRA adapters attached, and its processor (all from local files), loaded as
+    ``plan`` says (default: ``training_plan(cfg)``). Every trainable parameter is fp32."""
     from peft import LoraConfig, get_peft_model
     from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
     base = Path(cfg.base)
-    if not (base / "config.json").is_file():
-        raise FileNotFoundError(f"{base}: not a Hugging Face BLIP-2 directory (no config.json)")
-    kwargs: dict = {"local_files_only": True}
-    if cfg.load_in_8bit:
-        try:
-            import bitsandbytes  # noqa: F401
-            from transformers import BitsAndBytesConfig
-        except ImportError:
-            raise ValueError("--load-in-8bit needs bitsandbytes (pip install bitsandbytes) "
-                             "and a CUDA GPU") from None
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    config = load_config(base)
+    plan = plan or training_plan(cfg)
+    kwargs: dict = {"local_files_only": True, "dtype": plan.torch_dtype}
+    if plan.quantisation:
+        kwargs["quantization_config"] = _quantisation_config(plan, config)
+        # a whole copy per DDP process, on its own GPU (torchrun's LOCAL_RANK)
+        kwargs["device_map"] = {"": _local_rank()}
     model = Blip2ForConditionalGeneration.from_pretrained(base, **kwargs)
     processor = Blip2Processor.from_pretrained(base, local_files_only=True)
-    if cfg.load_in_8bit:
+    if plan.quantisation:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
@@ -93,47 +148,75 @@ def load_base(cfg: Blip2LoraConfig):
         model.gradient_checkpointing_enable()
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       bias="none", target_modules=lora_target(model.config.text_config.model_type),
-                      modules_to_save=["language_projection"])
-    return get_peft_model(model, lora), processor
+                      modules_to_save=list(MODULES_TO_SAVE))
+    model = get_peft_model(model, lora)
+    for p in model.parameters():  # LoRA and the language_projection copy: fp32 in every plan
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    _refuse_fp16_trainables(model)
+    return model, processor
 
 
-class _Pairs(torch.utils.data.Dataset):
-    def __init__(self, pixels: list[np.ndarray], captions: list[str]) -> None:
-        self.pixels, self.captions = pixels, captions
+def _rgb_image(pixels: np.ndarray):
+    """A PIL RGB image from ``caption_stream.decode``'s uint8 H × W × 3 or a gray float array
+    in [0, 1] (``load_image``'s, as the draft service passes)."""
+    from PIL import Image
 
-    def __len__(self) -> int:
-        return len(self.captions)
-
-    def __getitem__(self, i: int):
-        from PIL import Image
-
-        gray = (np.clip(self.pixels[i], 0, 1) * 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB"), self.captions[i]
+    if pixels.ndim == 3:
+        return Image.fromarray(np.ascontiguousarray(pixels[..., :3], dtype=np.uint8), "RGB")
+    gray = np.rint(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB")
 
 
-def _collate(processor, max_length: int, image_token: int | None):
-    def collate(batch):
-        images, texts = zip(*batch, strict=True)
-        enc = processor(images=list(images), text=list(texts), return_tensors="pt",
-                        padding=True, truncation=True, max_length=max_length)
+# in a training batch beside the model's inputs, counted on the host by the collate (reading
+# them off the GPU in the loop would make every step wait)
+BATCH_COUNTS = ("n_images", "n_tokens", "unreadable")
+
+
+class _Collate:
+    """Streamed items → the processor's batch, in the DataLoader's workers (an object, so it
+    pickles): unreadable images are dropped and counted, pads and query-token placeholders are
+    masked out of the labels. A batch whose every image was unreadable still holds one blank
+    image with nothing to learn (``n_images`` 0), so every process runs the model."""
+
+    def __init__(self, processor, max_length: int, image_token: int | None) -> None:
+        self.processor, self.max_length, self.image_token = processor, max_length, image_token
+
+    def __call__(self, batch) -> dict:
+        from medai.reporting.caption_stream import readable
+
+        _, pixels, texts, unreadable = readable(batch)
+        n = len(pixels)
+        if not n:
+            pixels, texts = [np.zeros((32, 32, 3), dtype=np.uint8)], [""]
+        enc = self.processor(images=[_rgb_image(p) for p in pixels], text=list(texts),
+                             return_tensors="pt", padding=True, truncation=True,
+                             max_length=self.max_length)
         labels = enc["input_ids"].clone()
         labels[enc["attention_mask"] == 0] = -100
-        if image_token is not None:
-            labels[labels == image_token] = -100  # the query-token placeholders are not text
-        enc["labels"] = labels
-        return dict(enc)
-    return collate
+        if self.image_token is not None:
+            labels[labels == self.image_token] = -100  # the query-token placeholders are not text
+        if not n:
+            labels[:] = -100
+        tokens = int(enc["attention_mask"].sum()) if n else 0  # query placeholders + text
+        return {**dict(enc), "labels": labels, "n_images": n, "n_tokens": tokens,
+                "unreadable": unreadable}
 
 
 class _Blip2Adapter:
     """BLIP-2 + LoRA's part of the one training loop (``core.trainer``)."""
 
-    def __init__(self, cfg: Blip2LoraConfig, train, val) -> None:
-        self.cfg, self.train, self.val = cfg, train, val
+    def __init__(self, cfg: Blip2LoraConfig, train, val, num_workers: int | None = None
+                 ) -> None:
+        self.cfg, self.train, self.val, self.num_workers = cfg, train, val, num_workers
         self.processor, self.image_token = None, None
+        self.unreadable = 0  # images dropped since the last validation (train and validation)
+        self.plan: Plan | None = None  # train_blip2's; None: chosen when the model is built
 
     def build(self):
-        model, self.processor = load_base(self.cfg)
+        model, self.processor = load_base(self.cfg, self.plan)
+        self.cfg.trainable_parameters = sum(p.numel() for p in model.parameters()
+                                            if p.requires_grad)
         self.image_token = getattr(model.config, "image_token_index", None)
         return model
 
@@ -142,15 +225,24 @@ class _Blip2Adapter:
         return torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=0.01)
 
     def loaders(self):
-        collate = _collate(self.processor, self.cfg.max_length, self.image_token)
-        return (torch.utils.data.DataLoader(_Pairs(*self.train), batch_size=self.cfg.batch_size,
-                                            shuffle=True, collate_fn=collate),
-                torch.utils.data.DataLoader(_Pairs(*self.val), batch_size=self.cfg.batch_size,
-                                            collate_fn=collate))
+        from medai.reporting.caption_stream import loader
+
+        collate = _Collate(self.processor, self.cfg.max_length, self.image_token)
+        return (loader(self.train, self.cfg.batch_size, collate, shuffle=True,
+                       num_workers=self.num_workers),
+                loader(self.val, self.cfg.batch_size, collate, num_workers=self.num_workers))
+
+    def throughput(self, batch) -> dict[str, int]:
+        """What the loop counts per second: images and the language model's tokens."""
+        return {"images": batch["n_images"], "tokens": batch["n_tokens"]}
 
     def loss(self, model, batch):
-        n = len(batch["input_ids"])
-        return model(**batch).loss * n, n
+        n = batch["n_images"]
+        self.unreadable += batch["unreadable"]
+        out = model(**{k: v for k, v in batch.items() if k not in BATCH_COUNTS})
+        if not n:  # nothing readable: a zero that still went through the model
+            return out.logits.float().sum() * 0.0, 0
+        return out.loss * n, n
 
     def validate(self, model, loader, acc) -> dict:
         total = torch.zeros(2, device=acc.device)
@@ -161,7 +253,10 @@ class _Blip2Adapter:
                 total += torch.stack([loss_sum.detach().float(),
                                       torch.tensor(float(n), device=acc.device)])
         total = acc.reduce(total, "sum")
-        return {"val_loss": float(total[0] / total[1].clamp(min=1))}
+        dropped = acc.reduce(torch.tensor([float(self.unreadable)], device=acc.device), "sum")
+        self.unreadable = 0
+        return {"val_loss": float(total[0] / total[1].clamp(min=1)),
+                "unreadable_images": int(dropped.item())}
 
     def save_best(self, model, directory: Path) -> None:
         model.save_pretrained(directory / ADAPTER_DIR)
@@ -170,20 +265,32 @@ class _Blip2Adapter:
         return directory / ADAPTER_DIR
 
 
-def train_blip2(cfg: Blip2LoraConfig, train: tuple[list[np.ndarray], list[str]],
-                val: tuple[list[np.ndarray], list[str]], out: Path, resume: bool = False,
-                cancel=None) -> list[dict]:
-    """Fit LoRA adapters with the one training loop; the best epoch's adapter (validation
-    loss) is saved in ``out``."""
+def train_blip2(cfg: Blip2LoraConfig, train, val, out: Path, resume: bool = False,
+                cancel=None, num_workers: int | None = None) -> list[dict]:
+    """Fit LoRA adapters with the one training loop on two ``caption_stream.CaptionImages``
+    (images decoded as batches are drawn, in ``num_workers`` processes); the best epoch's
+    adapter (validation loss) is saved in ``out``. Each epoch's history says how many
+    images could not be read (``unreadable_images``: skipped, never a crash)."""
     import shutil
 
     from accelerate import PartialState
 
     from medai.core.trainer import LoopConfig, fit
 
-    adapter = _Blip2Adapter(cfg, train, val)
+    plan = training_plan(cfg)  # before loading anything: refused here if it cannot fit
+    if _local_rank() == 0 and os.environ.get("RANK", "0") == "0":
+        # (no PartialState here: created before the trainer's Accelerator, it would fix the
+        # process group without cpu=True and a CPU DDP run would become N lone processes)
+        print(describe(plan.table, plan), flush=True)
+    cfg.precision = plan.name  # blip2_lora.json and the model card record what ran
+    cfg.plan = {"name": plan.name, "description": plan.description,
+                "device": plan.setting.device if plan.setting else None,
+                "estimate_bytes": plan.total_bytes, "terms_bytes": plan.terms,
+                "budget_bytes": plan.setting.budget_bytes if plan.setting else None}
+    adapter = _Blip2Adapter(cfg, train, val, num_workers)
+    adapter.plan = plan
     loop = LoopConfig(epochs=cfg.epochs, patience=cfg.patience, grad_accum=cfg.grad_accum,
-                      clip_grad_norm=1.0, mixed_precision=_precision(cfg.mixed_precision),
+                      clip_grad_norm=1.0, mixed_precision=plan.mixed_precision,
                       seed=cfg.seed, resume=resume, schedule="constant")
     best, history = fit(adapter, loop, out, cancel=cancel)
     if PartialState().is_main_process:
@@ -236,26 +343,43 @@ def find_base(ref: str | dict, directory: Path) -> Path:
                          f"{candidates[0].resolve()} or {candidates[1]}")
 
 
+def inference_load_kwargs(precision: str, base: Path) -> dict:
+    """How a captioner loads its base: bf16 on GPUs with bf16, fp16 on older CUDA GPUs, fp32
+    on CPU; a base trained quantised (int8, nf4) is quantised the same way on CUDA when
+    bitsandbytes is installed."""
+    if not torch.cuda.is_available():
+        return {"dtype": torch.float32}
+    if precision in ("int8", "nf4") and bitsandbytes_installed():
+        plan = plan_settings(precision, bf16=torch.cuda.is_bf16_supported())
+        return {"dtype": plan.torch_dtype, "device_map": {"": torch.cuda.current_device()},
+                "quantization_config": _quantisation_config(plan, load_config(base))}
+    return {"dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16}
+
+
 class Blip2Captioner(CaptionPredict):
     """A BLIP-2 base directory plus a LoRA adapter, behind the retrieval captioner's interface."""
+
+    reads_colour = True  # trained on RGB: ``predict`` and scoring read images in colour
 
     def __init__(self, directory: Path, card=None) -> None:
         from peft import PeftModel
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-        cfg = Blip2LoraConfig(**json.loads((directory / CONFIG_FILE).read_text()))
-        dtype = torch.bfloat16 if _precision("auto") == "bf16" else torch.float32
-        base = Blip2ForConditionalGeneration.from_pretrained(
-            find_base(cfg.base, directory), local_files_only=True, dtype=dtype)
+        cfg = Blip2LoraConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+        base_dir = find_base(cfg.base, directory)
+        kwargs = inference_load_kwargs(cfg.precision, base_dir)
+        base = Blip2ForConditionalGeneration.from_pretrained(base_dir, local_files_only=True,
+                                                             **kwargs)
         self.model = PeftModel.from_pretrained(base, directory / ADAPTER_DIR).eval()
         self.processor = Blip2Processor.from_pretrained(directory / "processor",
                                                         local_files_only=True)
         self.card, self.cfg = card, cfg
-        if torch.cuda.is_available():
-            self.model.to("cuda")
+        if torch.cuda.is_available() and "quantization_config" not in kwargs:
+            self.model.to("cuda")  # a quantised base is placed on its GPU as it loads
 
     def caption_pixels(self, pixels: list[np.ndarray], **generation) -> list[dict]:
-        images = [_Pairs([p], [""])[0][0] for p in pixels]
+        """Captions for RGB uint8 (``caption_stream.decode``) or gray float images."""
+        images = [_rgb_image(p) for p in pixels]
         enc = self.processor(images=images, return_tensors="pt").to(self.model.device)
         enc["pixel_values"] = enc["pixel_values"].to(self.model.dtype)
         with torch.no_grad():

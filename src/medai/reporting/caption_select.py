@@ -14,8 +14,9 @@ caption with the highest mean ROUGE-L against the training captions, returned fo
 the nearest neighbour's caption, and the oracle ceiling (the training caption closest to each
 reference — what retrieval from this index could at best reach).
 
-ROUGE-L here is the LCS F-measure on the ImageCLEFmedical-normalised tokens
-(``caption_metrics.preprocess``), computed with ``rapidfuzz`` so a whole matrix costs
+ROUGE-L here is the LCS F-measure on the ``medai-v1``-normalised tokens
+(``caption_metrics.preprocess``; the saved indexes were chosen with it, so it stays whatever
+normalisation a run's scores use), computed with ``rapidfuzz`` so a whole matrix costs
 milliseconds.
 """
 
