@@ -12,7 +12,7 @@ TORCH  := torch==2.13.0
 	benchmark-imaging-little-data \
 	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
 	wheelhouse image image-check compose-up compose-smoke deploy-tools chart-check units-check kube-play-smoke \
-	systemd-boot-smoke two-node-check backup-drill deploy-check
+	systemd-boot-smoke two-node-check backup-drill deploy-check gpu-check gpu-check-tiny gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -232,3 +232,17 @@ backup-drill: install-dev
 	$(BIN)/pytest -q tests/test_backup_drill.py tests/test_upgrade_from_previous_release.py tests/test_secret_files.py
 # Everything a release is checked with (≈ 10–15 min on 2 cores, root); CI runs the image-free part.
 deploy-check: image chart-check units-check compose-smoke kube-play-smoke systemd-boot-smoke two-node-check backup-drill
+
+# ---- GPU (issue 48; docs/benchmarks/gpu.md). Nothing here installs anything: on a GPU machine
+# it runs on that machine's own python and torch (PYTHONPATH=src), .venv's where there is one.
+# BLIP-2-OPT-6.7B through caption train -> predict, a 4-bit/8-bit plan when bitsandbytes is
+# there, DenseNet121 imaging throughput vs its ceiling; <= 8 min on one GPU; build/gpu-check.json.
+GPU_PY = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-check:
+	PYTHONPATH=src$(if $(PYTHONPATH),:$(PYTHONPATH)) $(GPU_PY) benchmarks/gpu_check.py --size full --out build/gpu-check.json
+# every section at toy sizes, on any machine (what the test of the report's format runs)
+gpu-check-tiny:
+	PYTHONPATH=src$(if $(PYTHONPATH),:$(PYTHONPATH)) $(GPU_PY) benchmarks/gpu_check.py --size tiny --out build/gpu-check-tiny.json
+# the wheels a GPU machine without a package index lacks, into .whl/ (WITH_BNB=1: bitsandbytes)
+gpu-wheels:
+	benchmarks/gpu/wheels.sh

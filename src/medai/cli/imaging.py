@@ -55,8 +55,9 @@ def imaging_train(
     data: Annotated[Path, typer.Option(help="Manifest CSV, NIH Data_Entry CSV, CheXpert CSV "
                                             "or class folder.")],
     out: Annotated[Path, typer.Option(help="Model directory to create.")],
-    backbone: Annotated[str, typer.Option(help="efficientnet-lite0 | densenet121 | hf:DIR")
-                        ] = "efficientnet-lite0",
+    backbone: Annotated[str, typer.Option(
+        help="efficientnet-lite0 (ImageNet-pretrained) | densenet121 (MONAI, from scratch or "
+             "--weights) | hf:DIR")] = "efficientnet-lite0",
     weights: Annotated[str | None, typer.Option(help="Your weights file for the backbone.")
                        ] = None,
     epochs: int = 10,
@@ -80,6 +81,10 @@ def imaging_train(
         help="Augmentation strength: standard | strong.")] = "standard",
     resume: bool = False,
     num_processes: Annotated[int, typer.Option(help="Processes/GPUs (Accelerate).")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        help="Image-decoding worker processes per GPU/process (default: the CPUs shared "
+             "among the processes, one left over, at most 16; 0 decodes in the training "
+             "process). Speed only: results do not depend on it.", min=0)] = None,
     name: str = "",
     as_json: JsonFlag = False,
 ) -> None:
@@ -95,7 +100,7 @@ def imaging_train(
                                 image_size=image_size, seed=seed, resume=resume, name=name,
                                 trainable=trainable, probe_epochs=probe_epochs,
                                 backbone_lr_scale=backbone_lr_scale, split_seed=split_seed,
-                                augmentation=augment)
+                                augmentation=augment, num_workers=workers)
     if not summary:  # a non-main process of a distributed run
         return
     track(summary, task, dict(task=task, data=data, backbone=backbone, weights=weights,

@@ -111,8 +111,11 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
                 if cfg.find_unused_parameters else [])
     acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available(), kwargs_handlers=handlers,
-                      dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
-                                                                data_seed=cfg.seed))
+                      # the batch's copy to the GPU overlaps the step before it (loaders pin
+                      # their memory on CUDA); the order of an epoch is a function of the seed
+                      dataloader_config=DataLoaderConfiguration(
+                          use_seedable_sampler=True, data_seed=cfg.seed,
+                          non_blocking=torch.cuda.is_available()))
     say = log or acc.print
     set_seed(cfg.seed)
     model = adapter.build()

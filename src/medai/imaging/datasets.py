@@ -4,15 +4,27 @@ A record's ``targets`` vector spans the task's whole label space; ``nan`` means 
 not annotate this label", which the loss masks out instead of counting it as negative. Unknown
 label names are counted and reported. Splits group by patient (or, when a dataset has no patient
 ids, by near-identical thumbnails, since neighbouring slices of one patient look alike).
+
+A hospital's set has tens or hundreds of thousands of rows, so a dataset is held as a compact
+index (``RecordTable``: paths and patient ids as byte strings with offsets, targets as one
+float32 matrix, sources as integer codes), about 12 MB for 100,000 rows instead of a Python
+object per row; ``ImageRecord`` objects are made only when one is asked for. The CSV is read a
+row at a time, and whether each file exists is answered from one listing per folder (linear in
+rows plus folder entries) instead of one ``stat`` per row. No pixel is decoded here: the
+training and evaluation loaders decode an image when they need it.
 """
 
 from __future__ import annotations
 
 import csv
+import os
+import re
+from array import array
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -31,6 +43,9 @@ CHEXPERT_COLUMNS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", 
 IMPLIES = {"Viral_Pneumonia": ("Pneumonia",), "Bacterial_Pneumonia": ("Pneumonia",),
            "COVID-19": ("Viral_Pneumonia", "Pneumonia")}
 CHILDREN = {"Pneumonia": ("Viral_Pneumonia", "Bacterial_Pneumonia", "COVID-19")}
+# Thumbnail grouping compares every pair of images (n² correlations, each image decoded once):
+# beyond this many images without patient ids the split needs the data to name its patients.
+THUMBNAIL_GROUP_LIMIT = 20_000
 
 
 class DatasetFormatError(ValueError):
@@ -45,20 +60,201 @@ class ImageRecord:
     source: str | None = None
 
 
-@dataclass
+class RecordTable(Sequence[ImageRecord]):
+    """Image records as columns: an ``ImageRecord`` is built only when one is indexed.
+
+    Row i's path is ``dirs[dir_code[i]]`` joined with ``names[name_starts[i]:name_ends[i]]``
+    (UTF-8); its patient is ``patient_names[patient_starts[i]:patient_ends[i]]`` (empty: none);
+    its source is ``sources[source_code[i]]`` (−1: none); ``targets`` is the n × labels float32
+    matrix. A subset (``take``) shares the byte strings and copies only the per-row arrays."""
+
+    def __init__(self, dirs: list[str], dir_code: np.ndarray, names: bytes,
+                 name_starts: np.ndarray, name_ends: np.ndarray, targets: np.ndarray,
+                 patient_names: bytes, patient_starts: np.ndarray, patient_ends: np.ndarray,
+                 sources: list[str], source_code: np.ndarray) -> None:
+        self.dirs, self.dir_code = dirs, dir_code
+        self.names, self.name_starts, self.name_ends = names, name_starts, name_ends
+        self.patient_names = patient_names
+        self.patient_starts, self.patient_ends = patient_starts, patient_ends
+        self.sources, self.source_code = sources, source_code
+        targets.flags.writeable = False  # shared by subsets: nobody edits it in place
+        self.targets = targets
+
+    @classmethod
+    def from_records(cls, records: Iterable[ImageRecord], n_labels: int) -> RecordTable:
+        builder = TableBuilder(n_labels)
+        for r in records:
+            targets = np.asarray(r.targets, dtype=np.float32)
+            builder.add(str(r.path), targets.tobytes(), r.patient, r.source)
+        return builder.build(_from_float_key)
+
+    def __len__(self) -> int:
+        return len(self.name_starts)
+
+    def path(self, i: int) -> str:
+        """Row i's file path as a string (no ``Path`` object: a loader's hot path)."""
+        name = self.names[self.name_starts[i]:self.name_ends[i]].decode("utf-8",
+                                                                         "surrogateescape")
+        return os.path.join(self.dirs[self.dir_code[i]], name)
+
+    def patient(self, i: int) -> str | None:
+        start, end = self.patient_starts[i], self.patient_ends[i]
+        return self.patient_names[start:end].decode("utf-8", "surrogateescape") or None
+
+    def source(self, i: int) -> str | None:
+        code = self.source_code[i]
+        return self.sources[code] if code >= 0 else None
+
+    def has_patients(self) -> bool:
+        return bool((self.patient_ends > self.patient_starts).any())
+
+    def record(self, i: int) -> ImageRecord:
+        return ImageRecord(Path(self.path(i)), self.targets[i].copy(), self.patient(i),
+                           self.source(i))
+
+    @overload
+    def __getitem__(self, i: int) -> ImageRecord: ...
+    @overload
+    def __getitem__(self, i: slice) -> RecordTable: ...
+
+    def __getitem__(self, i: int | slice) -> ImageRecord | RecordTable:
+        if isinstance(i, slice):
+            return self.take(np.arange(len(self))[i])
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"record {i} of {n}")
+        return self.record(int(i) % n)
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return (self.record(i) for i in range(len(self)))
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> RecordTable:
+        idx = np.asarray(idx, dtype=np.int64)
+        return RecordTable(self.dirs, self.dir_code[idx], self.names, self.name_starts[idx],
+                           self.name_ends[idx], self.targets[idx], self.patient_names,
+                           self.patient_starts[idx], self.patient_ends[idx], self.sources,
+                           self.source_code[idx])
+
+    def nbytes(self) -> int:
+        """Bytes held by the arrays and byte strings (the few folder/source names aside)."""
+        return len(self.names) + len(self.patient_names) + sum(a.nbytes for a in (
+            self.dir_code, self.name_starts, self.name_ends, self.targets,
+            self.patient_starts, self.patient_ends, self.source_code))
+
+
+class TableBuilder:
+    """Collects rows into typed arrays and byte strings (no object per row); targets are
+    interned by a key (a reader's label set, or the target bytes) and computed once per
+    distinct key when the table is built; folders and sources (few) are interned."""
+
+    def __init__(self, n_labels: int) -> None:
+        self.n_labels = n_labels
+        self._dirs: dict[str, int] = {}
+        self._sources: dict[str, int] = {}
+        self._keys: dict[Hashable, int] = {}
+        self._names, self._patients = bytearray(), bytearray()
+        self._name_ends, self._patient_ends = array("q"), array("q")
+        self._dir_code, self._target_code, self._source_code = (array("i"), array("i"),
+                                                                 array("i"))
+
+    def __len__(self) -> int:
+        return len(self._name_ends)
+
+    @staticmethod
+    def _code(table: dict, value: Hashable) -> int:
+        code = table.get(value)
+        if code is None:
+            code = table[value] = len(table)
+        return code
+
+    def add(self, path: str, key: Hashable, patient: str | None = None,
+            source: str | None = None, folder: str | None = None) -> None:
+        """One row; ``folder``/``path`` may come pre-split (then ``path`` is the file name)."""
+        if folder is None:
+            folder, path = os.path.split(path)
+        self._dir_code.append(self._code(self._dirs, folder or "."))
+        self._names += path.encode("utf-8", "surrogateescape")
+        self._name_ends.append(len(self._names))
+        if patient:
+            self._patients += patient.encode("utf-8", "surrogateescape")
+        self._patient_ends.append(len(self._patients))
+        self._target_code.append(self._code(self._keys, key))
+        self._source_code.append(self._code(self._sources, source) if source else -1)
+
+    def build(self, make_targets: Callable[[Hashable], np.ndarray]) -> RecordTable:
+        table = np.zeros((len(self._keys), self.n_labels), dtype=np.float32)
+        for key, code in self._keys.items():
+            table[code] = make_targets(key)
+        # the arrays are views of the builder's buffers (no second copy while building)
+        name_ends = np.frombuffer(self._name_ends, dtype=np.int64)
+        patient_ends = np.frombuffer(self._patient_ends, dtype=np.int64)
+        return RecordTable(
+            list(self._dirs), np.frombuffer(self._dir_code, dtype=np.int32), bytes(self._names),
+            _starts(name_ends), name_ends,
+            table[np.frombuffer(self._target_code, dtype=np.int32)],
+            bytes(self._patients), _starts(patient_ends), patient_ends, list(self._sources),
+            np.frombuffer(self._source_code, dtype=np.int32))
+
+
+def _starts(ends: np.ndarray) -> np.ndarray:
+    """Where each of back-to-back strings starts, given where each ends."""
+    starts = np.zeros_like(ends)
+    starts[1:] = ends[:-1]
+    return starts
+
+
+def _from_float_key(key: Hashable) -> np.ndarray:
+    return np.frombuffer(key, dtype=np.float32)  # type: ignore[arg-type]
+
+
+class ExistingFiles:
+    """Answers "is this a file?" from one ``os.scandir`` per folder, cached: linear in rows
+    plus folder entries, instead of one ``stat`` system call per row. A name the listing lacks
+    is checked once with ``os.path.isfile`` (case-insensitive file systems, ``..`` parts)."""
+
+    def __init__(self) -> None:
+        self._listings: dict[str, frozenset[str]] = {}
+
+    def __call__(self, folder: str, name: str) -> bool:
+        listing = self._listings.get(folder)
+        if listing is None:
+            try:
+                with os.scandir(folder or ".") as entries:
+                    listing = frozenset(e.name for e in entries if e.is_file())
+            except OSError:
+                listing = frozenset()
+            self._listings[folder] = listing
+        return name in listing or os.path.isfile(os.path.join(folder, name))
+
+
 class ImageDataset:
-    task: str
-    records: list[ImageRecord]
-    unknown_labels: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
+    """A task's images and targets (``records``: a ``RecordTable``), with what was skipped."""
+
+    def __init__(self, task: str, records: RecordTable | Iterable[ImageRecord] = (),
+                 unknown_labels: Counter[str] | None = None,
+                 skipped: Counter[str] | None = None) -> None:
+        self.task = task
+        self.records: RecordTable = (records if isinstance(records, RecordTable) else
+                                     RecordTable.from_records(records, len(self.labels)))
+        self.unknown_labels: Counter[str] = Counter(unknown_labels or {})
+        self.skipped: Counter[str] = Counter(skipped or {})
 
     @property
     def labels(self) -> tuple[str, ...]:
         return space(self.task).labels
 
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> ImageDataset:
+        return ImageDataset(self.task, self.records.take(idx))
+
     def targets(self) -> np.ndarray:
-        return np.stack([r.targets for r in self.records]) if self.records else \
-            np.zeros((0, len(self.labels)), dtype=np.float32)
+        """The n × labels float32 matrix (read-only; index or copy it to change it)."""
+        return self.records.targets
+
+    def has_patients(self) -> bool:
+        return self.records.has_patients()
 
     def annotated_labels(self, min_positives: int = 1) -> list[str]:
         """Labels with enough positives and at least one annotated negative: learnable here."""
@@ -67,12 +263,15 @@ class ImageDataset:
                 if np.nansum(t[:, i] == 1) >= min_positives and np.nansum(t[:, i] == 0) > 0]
 
     def report(self) -> dict:
-        t = self.targets()
-        return {"task": self.task, "images": len(self.records),
+        t, r = self.targets(), self.records
+        counts = np.bincount(r.source_code + 1, minlength=len(r.sources) + 1)
+        sources = {("" if code < 0 else r.sources[code]): int(counts[code + 1])
+                   for code in range(-1, len(r.sources)) if counts[code + 1]}
+        return {"task": self.task, "images": len(r),
                 "positives": {lab: int(np.nansum(t[:, i] == 1)) for i, lab in
                               enumerate(self.labels) if np.nansum(t[:, i] == 1)},
                 "unknown_labels": dict(self.unknown_labels), "skipped": dict(self.skipped),
-                "sources": dict(Counter(r.source or "" for r in self.records))}
+                "sources": sources}
 
 
 def _targets(sp: LabelSpace, positives: Iterable[str], annotated: Iterable[str]) -> np.ndarray:
@@ -100,55 +299,70 @@ def _split_labels(raw: str) -> list[str]:
     return [p.strip() for p in raw.replace(";", "|").split("|") if p.strip()]
 
 
+class _LabelCache:
+    """``raw label cell → (names, resolved)``, once per distinct cell (a large manifest repeats
+    a few dozen label combinations)."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        self._seen: dict[str, tuple[list[str], list[str | None]]] = {}
+
+    def __call__(self, raw: str) -> tuple[list[str], list[str | None]]:
+        hit = self._seen.get(raw)
+        if hit is None:
+            names = _split_labels(raw)
+            hit = self._seen[raw] = (names, [resolve(self.task, n) for n in names])
+        return hit
+
+
 def read_manifest(path: str | Path, task: str, root: str | Path | None = None) -> ImageDataset:
     """``file,label[,patient,src]`` CSV (labels may be ``A|B``); paths relative to the CSV."""
     path = Path(path)
     sp = space(task)
-    root = Path(root) if root else path.parent
-    rows = _read_csv(path, {"file", "label"})
-    ds = ImageDataset(task, [])
-    parsed = []
-    for row in rows:
-        names = _split_labels(row.get("label", ""))
-        resolved = [resolve(task, n) for n in names]
+    base = str(root) if root else str(path.parent)
+    labels, exists = _LabelCache(task), ExistingFiles()
+    unknown, skipped = Counter(), Counter()
+    builder = TableBuilder(len(sp.labels))
+    annotated: set[str] = set()
+    for row in _iter_csv(path, {"file", "label"}):
+        names, resolved = labels(row.get("label", ""))
         if not names or any(r is None for r in resolved):
             for n, r in zip(names, resolved, strict=True):
                 if r is None:
-                    ds.unknown_labels[n] += 1
-            ds.skipped["unknown_label" if names else "empty_label"] += 1
+                    unknown[n] += 1
+            skipped["unknown_label" if names else "empty_label"] += 1
             continue
-        parsed.append((row, resolved))
-    annotated = {lab for _, labs in parsed for lab in labs}
+        annotated.update(resolved)  # every labelled row annotates, its file found or not
+        folder, name = os.path.split(os.path.join(base, row["file"]))
+        if not exists(folder, name):
+            skipped["missing_file"] += 1
+            continue
+        builder.add(name, tuple(resolved), row.get("patient") or None, row.get("src") or None,
+                    folder=folder)
     annotated |= {p for lab in annotated for p in IMPLIES.get(lab, ())}
-    for row, labs in parsed:
-        file = root / row["file"]
-        if not file.is_file():
-            ds.skipped["missing_file"] += 1
-            continue
-        ds.records.append(ImageRecord(file, _targets(sp, labs, annotated),
-                                      row.get("patient") or None, row.get("src") or None))
-    return ds
+    table = builder.build(lambda labs: _targets(sp, labs, annotated))
+    return ImageDataset(task, table, unknown, skipped)
 
 
 def read_nih(csv_path: str | Path, image_dir: str | Path) -> ImageDataset:
     """NIH ChestX-ray14 ``Data_Entry_2017.csv``: 'Finding Labels' as ``A|B``, 'Patient ID'."""
     sp = space("cxr")
-    rows = _read_csv(Path(csv_path), {"image index", "finding labels", "patient id"})
-    ds = ImageDataset("cxr", [])
-    for row in rows:
-        names = _split_labels(row["finding labels"])
-        labs = [resolve("cxr", n) for n in names]
+    labels, exists = _LabelCache("cxr"), ExistingFiles()
+    unknown, skipped = Counter(), Counter()
+    builder = TableBuilder(len(sp.labels))
+    for row in _iter_csv(Path(csv_path), {"image index", "finding labels", "patient id"}):
+        names, labs = labels(row["finding labels"])
         if any(lab is None for lab in labs) or not labs:
-            ds.unknown_labels.update(n for n, lab in zip(names, labs, strict=True) if lab is None)
-            ds.skipped["unknown_label"] += 1
+            unknown.update(n for n, lab in zip(names, labs, strict=True) if lab is None)
+            skipped["unknown_label"] += 1
             continue
-        file = Path(image_dir) / row["image index"]
-        if not file.is_file():
-            ds.skipped["missing_file"] += 1
+        folder, name = os.path.split(os.path.join(str(image_dir), row["image index"]))
+        if not exists(folder, name):
+            skipped["missing_file"] += 1
             continue
-        ds.records.append(ImageRecord(file, _targets(sp, labs, NIH_LABELS),
-                                      row["patient id"], "nih"))
-    return ds
+        builder.add(name, tuple(labs), row["patient id"], "nih", folder=folder)
+    table = builder.build(lambda labs: _targets(sp, labs, NIH_LABELS))
+    return ImageDataset("cxr", table, unknown, skipped)
 
 
 UNCERTAINTY_POLICIES = ("ones", "zeros", "ignore")
@@ -157,10 +371,7 @@ UNCERTAINTY_POLICIES = ("ones", "zeros", "ignore")
 def _chexpert_targets(row: dict, uncertainty: str, blank: str) -> np.ndarray:
     sp = space("cxr")
     t = np.full(len(sp.labels), np.nan, dtype=np.float32)
-    for col in CHEXPERT_COLUMNS:
-        lab = resolve("cxr", col)
-        if lab is None:  # "Pleural Other", "Support Devices": not in the unified space
-            continue
+    for col, lab in _chexpert_columns():
         raw = (row.get(col.lower()) or "").strip()
         if raw == "":
             value = 0.0 if blank == "zeros" else np.nan
@@ -174,6 +385,21 @@ def _chexpert_targets(row: dict, uncertainty: str, blank: str) -> np.ndarray:
     return t
 
 
+def _chexpert_columns() -> list[tuple[str, str]]:
+    """CheXpert columns with their label in the unified space ("Pleural Other" and "Support
+    Devices" have none and are left out)."""
+    out = []
+    for col in CHEXPERT_COLUMNS:
+        lab = resolve("cxr", col)
+        if lab is not None:
+            out.append((col, lab))
+    return out
+
+
+def _float_key(t: np.ndarray) -> bytes:
+    return t.tobytes()
+
+
 def read_chexpert(csv_path: str | Path, root: str | Path, uncertainty: str = "ignore",
                   blank: str = "zeros", source: str = "chexpert") -> ImageDataset:
     """CheXpert ``train.csv``/``valid.csv``: 1 positive, 0 negative, −1 uncertain, blank = not
@@ -181,18 +407,18 @@ def read_chexpert(csv_path: str | Path, root: str | Path, uncertainty: str = "ig
     if uncertainty not in UNCERTAINTY_POLICIES or blank not in ("zeros", "ignore"):
         raise DatasetFormatError(f"uncertainty must be one of {UNCERTAINTY_POLICIES}, "
                                  "blank one of zeros|ignore")
-    rows = _read_csv(Path(csv_path), {"path"})
-    ds = ImageDataset("cxr", [])
-    for row in rows:
+    exists, skipped = ExistingFiles(), Counter()
+    builder = TableBuilder(len(space("cxr").labels))
+    for row in _iter_csv(Path(csv_path), {"path"}):
         rel = row["path"]
-        file = Path(root) / rel
-        if not file.is_file():
-            ds.skipped["missing_file"] += 1
+        folder, name = os.path.split(os.path.join(str(root), rel))
+        if not exists(folder, name):
+            skipped["missing_file"] += 1
             continue
-        patient = next((p for p in Path(rel).parts if p.startswith("patient")), None)
-        ds.records.append(ImageRecord(file, _chexpert_targets(row, uncertainty, blank),
-                                      patient, source))
-    return ds
+        patient = next((p for p in re.split(r"[\\/]", rel) if p.startswith("patient")), None)
+        builder.add(name, _float_key(_chexpert_targets(row, uncertainty, blank)), patient,
+                    source, folder=folder)
+    return ImageDataset("cxr", builder.build(_from_float_key), skipped=skipped)
 
 
 def read_mimic(chexpert_csv: str | Path, metadata_csv: str | Path, root: str | Path,
@@ -201,23 +427,25 @@ def read_mimic(chexpert_csv: str | Path, metadata_csv: str | Path, root: str | P
     with ``mimic-cxr-2.0.0-metadata.csv`` (dicom_id → study) under ``files/pXX/pSUBJECT/sSTUDY``."""
     if uncertainty not in UNCERTAINTY_POLICIES:
         raise DatasetFormatError(f"uncertainty must be one of {UNCERTAINTY_POLICIES}")
-    studies = {row["study_id"]: row for row in _read_csv(Path(chexpert_csv),
-                                                          {"subject_id", "study_id"})}
-    ds = ImageDataset("cxr", [])
-    for meta in _read_csv(Path(metadata_csv), {"dicom_id", "subject_id", "study_id"}):
-        study = studies.get(meta["study_id"])
-        if study is None:
-            ds.skipped["no_labels"] += 1
+    # per study only its target bytes, not the whole CSV row
+    studies = {row["study_id"]: _float_key(_chexpert_targets(row, uncertainty, blank))
+               for row in _iter_csv(Path(chexpert_csv), {"subject_id", "study_id"})}
+    exists, skipped = ExistingFiles(), Counter()
+    builder = TableBuilder(len(space("cxr").labels))
+    for meta in _iter_csv(Path(metadata_csv), {"dicom_id", "subject_id", "study_id"}):
+        key = studies.get(meta["study_id"])
+        if key is None:
+            skipped["no_labels"] += 1
             continue
         subject = meta["subject_id"]
-        file = (Path(root) / "files" / f"p{subject[:2]}" / f"p{subject}" /
-                f"s{meta['study_id']}" / f"{meta['dicom_id']}.jpg")
-        if not file.is_file():
-            ds.skipped["missing_file"] += 1
+        folder = os.path.join(str(root), "files", f"p{subject[:2]}", f"p{subject}",
+                              f"s{meta['study_id']}")
+        name = f"{meta['dicom_id']}.jpg"
+        if not exists(folder, name):
+            skipped["missing_file"] += 1
             continue
-        ds.records.append(ImageRecord(file, _chexpert_targets(study, uncertainty, blank),
-                                      subject, "mimic"))
-    return ds
+        builder.add(name, key, subject, "mimic", folder=folder)
+    return ImageDataset("cxr", builder.build(_from_float_key), skipped=skipped)
 
 
 def read_folder(root: str | Path, task: str) -> ImageDataset:
@@ -226,21 +454,23 @@ def read_folder(root: str | Path, task: str) -> ImageDataset:
     sp = space(task)
     if not root.is_dir():
         raise DatasetFormatError(f"{root}: not a folder")
-    ds = ImageDataset(task, [])
+    unknown, skipped = Counter(), Counter()
+    builder = TableBuilder(len(sp.labels))
     classes = [d for d in sorted(root.iterdir()) if d.is_dir()]
     annotated = {resolve(task, d.name) for d in classes} - {None}
     for d in classes:
         lab = resolve(task, d.name)
         files = [f for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
         if lab is None:
-            ds.unknown_labels[d.name] += len(files)
-            ds.skipped["unknown_label"] += len(files)
+            unknown[d.name] += len(files)
+            skipped["unknown_label"] += len(files)
             continue
-        ds.records.extend(ImageRecord(f, _targets(sp, [lab], annotated), None, root.name)
-                          for f in files)
-    if not ds.records:
+        for f in files:
+            builder.add(str(f), lab, None, root.name)
+    if not len(builder):
         raise DatasetFormatError(f"{root}: no images in class folders")
-    return ds
+    table = builder.build(lambda lab: _targets(sp, [lab], annotated))
+    return ImageDataset(task, table, unknown, skipped)
 
 
 def load_dataset(path: str | Path, task: str, **kwargs) -> ImageDataset:
@@ -262,7 +492,9 @@ def _header(path: Path) -> set[str]:
         return {c.strip().lower() for c in next(csv.reader(fh), [])}
 
 
-def _read_csv(path: Path, required: set[str]) -> list[dict]:
+def _iter_csv(path: Path, required: set[str]) -> Iterator[dict[str, str]]:
+    """The rows of a CSV one at a time (lower-case keys, stripped values): a 100,000-row
+    manifest is never held as a list of dicts."""
     if not path.is_file():
         raise DatasetFormatError(f"{path}: no such file")
     try:
@@ -273,33 +505,62 @@ def _read_csv(path: Path, required: set[str]) -> list[dict]:
             if missing:
                 raise DatasetFormatError(f"{path}: missing column(s) {sorted(missing)}; "
                                          f"found {reader.fieldnames}")
-            return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()
-                     if k is not None} for row in reader]
+            for row in reader:
+                yield {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()
+                       if k is not None}
     except UnicodeDecodeError as exc:
         raise DatasetFormatError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     except csv.Error as exc:
         raise DatasetFormatError(f"{path}: malformed CSV ({exc})") from None
 
 
-def thumbnail_groups(paths: list[Path], threshold: float = 0.95, size: int = 16) -> np.ndarray:
+def thumbnail_groups(paths: Sequence[Path | str], threshold: float = 0.95, size: int = 16
+                     ) -> np.ndarray:
     """Group images whose 16×16 thumbnails correlate above ``threshold`` (near-identical
-    neighbouring slices); returns a group id per image for patient-free datasets."""
+    neighbouring slices); returns a group id per image for patient-free datasets.
+
+    Every pair is compared, a block of rows at a time (memory linear in the number of images);
+    above ``THUMBNAIL_GROUP_LIMIT`` images it refuses: the data must name its patients."""
     from PIL import Image
 
     from medai.core.dedup import _UnionFind
 
-    thumbs = []
-    for p in paths:
+    n = len(paths)
+    if n > THUMBNAIL_GROUP_LIMIT:
+        raise DatasetFormatError(
+            f"{n:,} images and no patient ids: grouping near-identical images would compare "
+            f"every pair ({n:,}² correlations), which is refused above "
+            f"{THUMBNAIL_GROUP_LIMIT:,} images. Add a patient column to the manifest "
+            "(file,label,patient) so that each patient's images stay on one side of the split.")
+    x = np.empty((n, size * size), dtype=np.float64)
+    for k, p in enumerate(paths):
         with Image.open(p) as img:
             t = np.asarray(img.convert("L").resize((size, size)), dtype=np.float64).ravel()
-        t = (t - t.mean()) / (t.std() + 1e-8)
-        thumbs.append(t)
-    x = np.stack(thumbs) / np.sqrt(size * size)
-    corr = x @ x.T
-    uf = _UnionFind(len(paths))
-    for i, j in zip(*np.where(np.triu(corr, 1) > threshold), strict=True):
-        uf.union(int(i), int(j))
-    return np.array([uf.find(i) for i in range(len(paths))])
+        x[k] = (t - t.mean()) / (t.std() + 1e-8)
+    x /= np.sqrt(size * size)
+    uf = _UnionFind(n)
+    block = 1024
+    for start in range(0, n, block):
+        corr = x[start:start + block] @ x.T
+        for i, j in zip(*np.where(corr > threshold), strict=True):
+            if j > start + i:  # the upper triangle, in the full matrix's row-major order
+                uf.union(int(start + i), int(j))
+    return np.array([uf.find(i) for i in range(n)])
+
+
+def _split_strata(targets: np.ndarray) -> np.ndarray:
+    """Each image's stratum: its exact set of positive label indices ("2+5", "" for none),
+    computed once per distinct set."""
+    if not len(targets):
+        return np.array([], dtype=str)
+    positive, inverse = np.unique(targets == 1, axis=0, return_inverse=True)
+    names = np.array(["+".join(map(str, np.flatnonzero(row))) for row in positive])
+    return names[inverse.reshape(-1)]
+
+
+def _patient_groups(records: RecordTable) -> np.ndarray:
+    """The patient id, or ``__image{i}`` for an image without one (its own group)."""
+    return np.array([records.patient(i) or f"__image{i}" for i in range(len(records))])
 
 
 def patient_split(ds: ImageDataset, test_frac: float = 0.2, val_frac: float = 0.15,
@@ -311,9 +572,9 @@ def patient_split(ds: ImageDataset, test_frac: float = 0.2, val_frac: float = 0.
 
     n = len(ds.records)
     if groups is None:
-        groups = np.array([r.patient or f"__image{i}" for i, r in enumerate(ds.records)])
+        groups = _patient_groups(ds.records)
     # stratum = the exact set of positive labels ("Pneumonia+COVID-19", "No Finding", ...)
-    strata = np.array(["+".join(map(str, np.flatnonzero(row == 1))) for row in ds.targets()])
+    strata = _split_strata(ds.targets())
 
     def holdout(idx: np.ndarray, frac: float, s: int) -> tuple[np.ndarray, np.ndarray]:
         k = max(2, round(1 / frac))

@@ -1,15 +1,26 @@
 """Imaging train/evaluate pipelines: data → patient split → fit → thresholds on validation →
-held-out test metrics → model directory with its card and plots."""
+held-out test metrics → model directory with its card and plots.
+
+Evaluation streams too: a split is decoded a chunk at a time (``EVAL_CHUNK`` images, each
+reduced to the model's input size at once), so memory stays bounded however large the split;
+only per-image probabilities and gate features are kept."""
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from medai.core.registry import ModelCard, file_sha256, save_card
-from medai.imaging.datasets import ImageDataset, load_dataset, patient_split, thumbnail_groups
+from medai.imaging.datasets import (
+    ImageDataset,
+    load_dataset,
+    patient_split,
+    thumbnail_groups,
+)
 from medai.imaging.evaluate import (
     choose_thresholds,
     evaluate_arrays,
@@ -18,6 +29,7 @@ from medai.imaging.evaluate import (
 )
 from medai.imaging.gate import FeatureGate
 from medai.imaging.io import ImageInputError, load_image
+from medai.imaging.models import to_tensor
 from medai.imaging.operating import choose_policy, load_policy, write_policy
 from medai.imaging.predict import ImagingPredictor
 from medai.imaging.train import ImagingTrainConfig, save_model, train_model
@@ -28,39 +40,97 @@ IMAGING_LICENCE_NOTE = (
     "redistributing the model.")
 
 
+EVAL_CHUNK = 256  # images decoded at a time when a split is scored
+
+
 def _subset(ds: ImageDataset, idx: np.ndarray) -> ImageDataset:
-    return ImageDataset(ds.task, [ds.records[i] for i in idx])
+    return ds.subset(idx)
 
 
 def split_groups(ds: ImageDataset) -> np.ndarray | None:
-    """Patients where the data has them; otherwise near-identical-thumbnail groups."""
-    if any(r.patient for r in ds.records):
+    """Patients where the data has them; otherwise near-identical-thumbnail groups (refused
+    above ``THUMBNAIL_GROUP_LIMIT`` images, before any is read: add a patient column)."""
+    if ds.has_patients():
         return None
-    return thumbnail_groups([r.path for r in ds.records])
+    return thumbnail_groups([ds.records.path(i) for i in range(len(ds.records))])
+
+
+class _DecodedImages(Dataset):
+    """Item i: (i, pixels or None, why not) — pixels reduced to ``size``² when given."""
+
+    def __init__(self, ds: ImageDataset, size: int | None) -> None:
+        self.records, self.size = ds.records, size
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+        try:
+            pixels = load_image(self.records.path(i)).pixels
+        except (ImageInputError, OSError) as exc:
+            return i, None, str(exc)
+        if self.size:
+            # the model's own resize (``to_tensor``); resizing again to the same size is an
+            # exact copy, so predictions equal those from the full-resolution pixels
+            pixels = to_tensor(pixels, self.size)[0].numpy()
+        return i, pixels, None
+
+
+def _as_list(items: list) -> list:
+    return items
+
+
+def readable_chunks(ds: ImageDataset, size: int | None = None, chunk: int = EVAL_CHUNK,
+                    workers: int = 0) -> Iterator[tuple[list[np.ndarray], list[int], dict]]:
+    """``readable`` a chunk at a time, decoded by ``workers`` processes (0: this one); with
+    ``size``, each image reduced to the model's input size as soon as it is decoded."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_DecodedImages(ds, size), batch_size=chunk, num_workers=workers,
+                        collate_fn=_as_list)
+    for items in loader:
+        yield ([p for _, p, _ in items if p is not None],
+               [i for i, p, _ in items if p is not None],
+               {str(ds.records[i].path): err for i, p, err in items if p is None})
 
 
 def readable(ds: ImageDataset) -> tuple[list[np.ndarray], list[int], dict]:
-    """Decoded pixels of the images that load, their indices, and why the others did not."""
+    """Decoded pixels of the images that load, their indices, and why the others did not
+    (every image at full resolution in memory: for small sets; ``readable_chunks`` streams)."""
     pixels, keep, errors = [], [], {}
-    for i, rec in enumerate(ds.records):
-        try:
-            pixels.append(load_image(rec.path).pixels)
-            keep.append(i)
-        except ImageInputError as exc:
-            errors[str(rec.path)] = str(exc)
+    for p, k, e in readable_chunks(ds):
+        pixels += p
+        keep += k
+        errors.update(e)
     return pixels, keep, errors
 
 
-def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000
+def predict_streamed(predictor: ImagingPredictor, ds: ImageDataset, workers: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, list[int], int]:
+    """Probabilities and gate features of the readable images, a chunk at a time; their
+    indices and how many could not be read."""
+    probs, feats, keep, unreadable = [], [], [], 0
+    for pixels, idx, errors in readable_chunks(ds, predictor.cfg.image_size, workers=workers):
+        if pixels:
+            p, f = predictor.proba_and_features(pixels)
+            probs.append(p)
+            feats.append(f)
+        keep += idx
+        unreadable += len(errors)
+    if not probs:
+        return np.zeros((0, len(predictor.labels))), np.zeros((0, 0)), keep, unreadable
+    return np.concatenate(probs), np.concatenate(feats), keep, unreadable
+
+
+def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000, workers: int = 0
           ) -> tuple[dict, np.ndarray, np.ndarray]:
-    pixels, keep, errors = readable(ds)
-    probs, feats = predictor.proba_and_features(pixels)
+    probs, feats, keep, unreadable = predict_streamed(predictor, ds, workers)
     cols = [ds.labels.index(lab) for lab in predictor.labels]
     targets = ds.targets()[keep][:, cols]
-    sources = [ds.records[i].source for i in keep]
+    sources = [ds.records.source(i) for i in keep]
     metrics = evaluate_arrays(ds.task, predictor.labels, targets, probs, predictor.policy,
                               sources, n_boot=n_boot)
-    metrics["unreadable_images"] = len(errors)
+    metrics["unreadable_images"] = unreadable
     if predictor.gate is not None and len(feats):
         # metrics above cover every image; this says how many the gate would have let through
         metrics["gate_acceptance"] = predictor.gate.acceptance(feats)
@@ -78,7 +148,7 @@ def refit_gate(directory: Path, data: Path, seed: int = 13) -> dict:
     tr, va, te = patient_split(ds, seed=seed, groups=split_groups(ds))
     predictor.gate = fit_gate(predictor, _subset(ds, tr), _subset(ds, va))
     predictor.gate.save(directory)
-    _, feats = predictor.proba_and_features(readable(_subset(ds, te))[0])
+    feats = predict_streamed(predictor, _subset(ds, te))[1]
     acceptance = predictor.gate.acceptance(feats)
     card = read_card(directory)
     card.params["gate"] = {"threshold": predictor.gate.threshold, "test_acceptance": acceptance}
@@ -117,10 +187,11 @@ def refit_operating_points(directory: Path, data: Path, seed: int = 13) -> dict:
             "thresholds": card.thresholds}
 
 
-def fit_gate(predictor: ImagingPredictor, train: ImageDataset, val: ImageDataset
-             ) -> FeatureGate:
-    """The out-of-distribution gate on this model's embeddings of its own training images."""
-    feats = [predictor.proba_and_features(readable(ds)[0])[1] for ds in (train, val)]
+def fit_gate(predictor: ImagingPredictor, train: ImageDataset, val: ImageDataset,
+             workers: int = 0) -> FeatureGate:
+    """The out-of-distribution gate on this model's embeddings of its own training images
+    (decoded a chunk at a time; only the pooled features are kept)."""
+    feats = [predict_streamed(predictor, ds, workers)[1] for ds in (train, val)]
     return FeatureGate.fit(feats[0], feats[1])
 
 
@@ -138,26 +209,32 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
                   seed: int = 13, resume: bool = False, name: str = "",
                   trainable: str = "all", probe_epochs: int = 0,
                   backbone_lr_scale: float = 1.0, split_seed: int | None = None,
-                  augmentation: str = "standard", cancel=None, progress=None) -> dict:
+                  augmentation: str = "standard", num_workers: int | None = None,
+                  cancel=None, progress=None) -> dict:
     """Split, train, set operating points and the gate, evaluate on the test split and save
     the sealed directory; ``cancel``/``progress``: a job's hooks (``core.trainer.fit``).
     ``split_seed`` (default: ``seed``) fixes the patient split apart from the training seed,
-    so members of a seed ensemble share one split and one validation set."""
+    so members of a seed ensemble share one split and one validation set. ``num_workers``:
+    image-decoding processes (default: from the CPU count; results do not depend on it)."""
     from medai.imaging.train import augmentation as check_augmentation
+    from medai.imaging.train import default_workers
 
     check_augmentation(augmentation)
     split_seed = seed if split_seed is None else split_seed
     ds = load_dataset(data, task)
     tr, va, te = patient_split(ds, seed=split_seed, groups=split_groups(ds))
     train, val, test = _subset(ds, tr), _subset(ds, va), _subset(ds, te)
-    labels = train.annotated_labels(min_positives=min(5, max(1, len(train.records) // 20)))
+    labels = train.annotated_labels(min_positives=min(5, max(1, len(train) // 20)))
     if (len(labels) < 2 and task == "mri") or not labels:
         raise ValueError(f"{data}: not enough annotated labels to train ({labels})")
     cfg = ImagingTrainConfig(task=task, backbone=backbone, weights=weights, labels=labels,
                              epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                              patience=patience, image_size=image_size, seed=seed,
                              trainable=trainable, probe_epochs=probe_epochs,
-                             backbone_lr_scale=backbone_lr_scale, augmentation=augmentation)
+                             backbone_lr_scale=backbone_lr_scale, augmentation=augmentation,
+                             num_workers=default_workers() if num_workers is None
+                             else num_workers)
+    workers = cfg.num_workers
     model, history = train_model(cfg, train, val, out, resume=resume, cancel=cancel,
                                  progress=progress)
     from accelerate import PartialState
@@ -185,14 +262,14 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
                      licence_notes=IMAGING_LICENCE_NOTE,
                      intended_use="Suggest findings for a radiologist to review.")
     predictor = ImagingPredictor(model, cfg, card)
-    _, val_targets, val_probs = score(predictor, val, n_boot=0)
+    _, val_targets, val_probs = score(predictor, val, n_boot=0, workers=workers)
     out.mkdir(parents=True, exist_ok=True)
     card.thresholds = _operating_points(out, task, labels, val_targets, val_probs, card)
     predictor.policy = load_policy(out, card, labels)
     predictor.thresholds = dict(predictor.policy.thresholds)
-    predictor.gate = fit_gate(predictor, train, val)
+    predictor.gate = fit_gate(predictor, train, val, workers=workers)
     predictor.gate.save(out)
-    metrics, targets, probs = score(predictor, test)
+    metrics, targets, probs = score(predictor, test, workers=workers)
     card.metrics = card_metrics(metrics)
     card.params["gate"] = {"threshold": predictor.gate.threshold,
                            "test_acceptance": metrics.get("gate_acceptance")}

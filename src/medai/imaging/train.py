@@ -4,26 +4,47 @@ Labels a source did not annotate (``nan`` targets) are masked out of the loss. A
 mild and anatomy-preserving (small rotations/scales/shifts, contrast; no left-right flip for
 chest X-rays, where the heart's side matters). Early stopping on validation loss with the best
 weights restored, resume from the last epoch, Accelerate for several processes/GPUs.
+
+Images stream from disk: decoded in DataLoader workers when a batch needs them, never cached
+(a hospital's 100,000 images would not fit), with augmentation that is a function of
+(seed, epoch, index) so the number of workers does not change what the model sees. An image
+that cannot be read is skipped and counted per epoch (``unreadable_images``), not a crash.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medai.imaging.datasets import ImageDataset, ImageRecord
-from medai.imaging.io import load_image
+from medai.imaging.datasets import ImageDataset, RecordTable
+from medai.imaging.io import ImageInputError, load_image
 from medai.imaging.labels import space
 from medai.imaging.models import IMAGE_SIZE, ImagingNet, to_tensor
 
 WEIGHTS_FILE = "model.safetensors"
 LEGACY_WEIGHTS_FILE = "model.pt"
 HF_BACKBONE_DIR = "backbone"
+
+
+def default_workers() -> int:
+    """DataLoader workers per training process: the CPUs this process may use, shared among
+    the processes of this machine (``LOCAL_WORLD_SIZE``), one left for the training loop, at
+    most 16. Decoding a 1024² PNG costs ~10 ms of a core, so a GPU at ~1,500 images/s needs
+    about that many; 0 (decode in the training process) on a one-CPU machine."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(0, min(16, per_process - 1))
 
 
 @dataclass
@@ -49,6 +70,10 @@ class ImagingTrainConfig:
     trainable: str = "all"
     probe_epochs: int = 0
     backbone_lr_scale: float = 1.0
+    # Throughput only (results do not depend on them): DataLoader worker processes per training
+    # process, and channels-last model/inputs on CUDA.
+    num_workers: int = field(default_factory=default_workers)
+    channels_last: bool = True
 
 
 # Training-time augmentation strengths (``--augment``): random affine (rotation in radians, scale,
@@ -68,16 +93,29 @@ def augmentation(name: str) -> dict[str, float]:
     return AUGMENTATIONS[name]
 
 
-class ImageTensorDataset(Dataset):
-    """Decodes each image once (small datasets fit in memory) and augments on the fly."""
+def item_random_state(seed: int, epoch: int, index: int) -> np.random.RandomState:
+    """The random state of one item's augmentation: a function of (seed, epoch, index) alone,
+    so an item looks the same whichever DataLoader worker (or none) makes it, and a resumed
+    run repeats the interrupted epoch exactly."""
+    return np.random.RandomState([seed & 0xFFFFFFFF, epoch, index])
 
-    def __init__(self, records: list[ImageRecord], label_idx: list[int], size: int,
+
+class StreamedImages(Dataset):
+    """Decodes an image only when the loader asks for it (no cache: 100,000 decoded images
+    would take 20 GB) and augments it with a random state derived from (seed, epoch, index).
+
+    An image that cannot be read returns ``None``; ``SkipUnreadable`` drops it from the batch
+    and counts it, so one bad file costs one image, not the run. The training loop calls
+    ``set_epoch`` before each epoch's iterator starts, so its fresh workers see it."""
+
+    def __init__(self, records: RecordTable, label_idx: list[int], size: int,
                  augment: bool, flip: bool, seed: int = 0, strength: str = "standard"
                  ) -> None:
-        self.records, self.label_idx, self.size = records, label_idx, size
-        self.augment, self.flip = augment, flip
-        self._cache: dict[int, torch.Tensor] = {}
+        self.records, self.size, self.seed = records, size, int(seed)
+        self.targets = np.ascontiguousarray(records.targets[:, label_idx], dtype=np.float32)
+        self.augment, self.flip, self.epoch = augment, flip, 0
         self._aug = None
+        self._random: list = []
         if augment:
             from monai.transforms import (
                 Compose,
@@ -86,6 +124,7 @@ class ImageTensorDataset(Dataset):
                 RandFlip,
                 RandGaussianNoise,
                 RandGaussianSmooth,
+                Randomizable,
             )
 
             a = augmentation(strength)
@@ -100,21 +139,56 @@ class ImageTensorDataset(Dataset):
                                                 sigma_y=(0.25, 1.0)))
             if flip:
                 steps.append(RandFlip(prob=0.5, spatial_axis=1))
-            # MONAI's random transforms keep their own random state: torch/accelerate seeding
-            # does not reach them, so two runs with one seed differed (a flaky int8 test)
-            self._aug = Compose(steps).set_random_state(seed=seed)
+            self._aug = Compose(steps)
+            # MONAI's random transforms keep their own random state, which torch/accelerate
+            # seeding does not reach; each item sets it (``item_random_state``)
+            self._random = [t for t in steps if isinstance(t, Randomizable)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int):
-        if i not in self._cache:
-            self._cache[i] = to_tensor(load_image(self.records[i].path).pixels, self.size)
-        x = self._cache[i]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        try:
+            x = to_tensor(load_image(self.records.path(i)).pixels, self.size)
+        except (ImageInputError, OSError):
+            return None
         if self._aug is not None:
-            x = torch.as_tensor(self._aug(x)).float().clamp(0, 1)
-        t = torch.from_numpy(self.records[i].targets[self.label_idx].astype(np.float32))
-        return x, t
+            state = item_random_state(self.seed, self.epoch, int(i))
+            for t in self._random:
+                t.set_random_state(state=state)
+            y = self._aug(x)
+            x = (y.as_tensor() if hasattr(y, "as_tensor") else torch.as_tensor(y)
+                 ).float().clamp(0, 1)
+        return x, torch.from_numpy(self.targets[i].copy())
+
+
+class ImageBatch(NamedTuple):
+    x: torch.Tensor  # B × 1 × size × size
+    targets: torch.Tensor  # B × labels (nan: not annotated)
+    skipped: int  # unreadable images dropped from this batch
+    images: int  # real images in ``x`` (0: a blank stand-in, see ``SkipUnreadable``)
+
+
+class SkipUnreadable:
+    """Collate that drops unreadable items (``None``) and counts them. A batch with nothing
+    readable becomes two blank images (batch norm needs more than one value per channel) whose
+    targets are all ``nan``: they add nothing to the loss or the metrics, and every process
+    still runs a forward and backward pass (DDP keeps step)."""
+
+    def __init__(self, size: int, n_labels: int) -> None:
+        self.size, self.n_labels = size, n_labels
+
+    def __call__(self, items: list[tuple[torch.Tensor, torch.Tensor] | None]) -> ImageBatch:
+        kept = [item for item in items if item is not None]
+        skipped = len(items) - len(kept)
+        if not kept:
+            return ImageBatch(torch.zeros(2, 1, self.size, self.size),
+                              torch.full((2, self.n_labels), float("nan")), skipped, 0)
+        return ImageBatch(torch.stack([x for x, _ in kept]), torch.stack([t for _, t in kept]),
+                          skipped, len(kept))
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor
@@ -129,9 +203,12 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Te
 
 def class_weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    y = targets.argmax(dim=1)
-    loss = torch.nn.functional.cross_entropy(logits.float(), y, weight=weight, reduction="sum")
-    return loss, weight[y].sum()
+    """Sum of class-weighted CE and the weight total; a row of ``nan`` targets (a blank
+    stand-in for an unreadable batch) counts for nothing."""
+    valid = ~torch.isnan(targets).any(dim=1)
+    y = torch.nan_to_num(targets, nan=0.0).argmax(dim=1)
+    loss = torch.nn.functional.cross_entropy(logits.float(), y, weight=weight, reduction="none")
+    return (loss * valid).sum(), (weight[y] * valid).sum()
 
 
 def _loss_weights(targets: np.ndarray, multilabel: bool) -> torch.Tensor:
@@ -146,7 +223,14 @@ def _loss_weights(targets: np.ndarray, multilabel: bool) -> torch.Tensor:
 
 
 class ImagingAdapter:
-    """The imaging task's part of the one training loop (``core.trainer``)."""
+    """The imaging task's part of the one training loop (``core.trainer``).
+
+    For a GPU: images are decoded and augmented in DataLoader worker processes
+    (``num_workers``, fresh each epoch so they see ``set_epoch``) into pinned memory; the model
+    and its inputs are channels-last on CUDA (the layout tensor cores want); mixed precision
+    comes from the loop. ``batch_samples`` lets the loop print images per second."""
+
+    throughput_unit = "images"
 
     def __init__(self, cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset) -> None:
         self.cfg, self.train, self.val = cfg, train, val
@@ -154,11 +238,41 @@ class ImagingAdapter:
         self.label_idx = [self.space.index(lab) for lab in cfg.labels]
         self.weights = _loss_weights(train.targets()[:, self.label_idx], self.space.multilabel)
         self.criterion = masked_bce if self.space.multilabel else class_weighted_ce
+        self.channels_last = cfg.channels_last and torch.cuda.is_available()
+        self.unreadable = 0  # training images skipped this epoch by this process
 
     def build(self) -> ImagingNet:
         model = ImagingNet(self.cfg.backbone, len(self.cfg.labels), weights=self.cfg.weights)
         model.set_trainable(self.cfg.trainable)  # the widest set, before DDP registers hooks
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True  # one input size: autotuned conv kernels
         return model
+
+    def weights_on(self, device: torch.device) -> torch.Tensor:
+        """The loss weights on ``device``, copied once: a copy from pageable host memory each
+        step would make the host wait for the GPU every batch."""
+        if self.weights.device != device:
+            self.weights = self.weights.to(device)
+        return self.weights
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def loader_options(self) -> dict:
+        """DataLoader settings shared by the training and validation loaders."""
+        workers = max(0, int(self.cfg.num_workers))
+        options = {"num_workers": workers, "pin_memory": torch.cuda.is_available(),
+                   "persistent_workers": False,  # fresh workers each epoch see set_epoch
+                   "collate_fn": SkipUnreadable(self.cfg.image_size, len(self.label_idx))}
+        if workers:
+            options["prefetch_factor"] = 2
+        return options
+
+    def batch_samples(self, batch: ImageBatch) -> int:
+        """Images in a batch (the loop's images/s)."""
+        return int(batch[3])
 
     def optimizer(self, model: ImagingNet):
         head, cfg = model.head_names(), self.cfg
@@ -170,27 +284,33 @@ class ImagingAdapter:
         return torch.optim.AdamW([g for g in groups if g["params"]],
                                  weight_decay=cfg.weight_decay)
 
-    def loaders(self):
+    def loaders(self) -> tuple[DataLoader, DataLoader]:
         cfg = self.cfg
-        train_ds = ImageTensorDataset(self.train.records, self.label_idx, cfg.image_size,
-                                      cfg.augment, cfg.task != "cxr", seed=cfg.seed,
-                                      strength=cfg.augmentation)
-        val_ds = ImageTensorDataset(self.val.records, self.label_idx, cfg.image_size, False,
-                                    False)
-        # its own generator: the shuffle order depends on the seed alone, not on how much of
-        # the global torch RNG model construction consumed
+        train_ds = StreamedImages(self.train.records, self.label_idx, cfg.image_size,
+                                  cfg.augment, cfg.task != "cxr", seed=cfg.seed,
+                                  strength=cfg.augmentation)
+        val_ds = StreamedImages(self.val.records, self.label_idx, cfg.image_size, False, False)
+        # no generator of our own: the loop's seedable sampler orders each epoch by
+        # (seed, epoch), and the loop tells the dataset the epoch (its augmentation), which a
+        # resumed run repeats
         return (DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
-                           generator=torch.Generator().manual_seed(cfg.seed)),
-                DataLoader(val_ds, batch_size=cfg.batch_size * 2))
+                           **self.loader_options()),
+                DataLoader(val_ds, batch_size=cfg.batch_size * 2, **self.loader_options()))
 
-    def loss(self, model, batch):
-        x, t = batch
-        return self.criterion(model(x), t, self.weights.to(x.device))
+    def loss(self, model, batch: ImageBatch):
+        x, t, skipped, _ = batch
+        self.unreadable += int(skipped)
+        return self.criterion(model(self.inputs(x)), t, self.weights_on(x.device))
 
     def validate(self, model, loader, acc) -> dict:
-        val_loss, auroc = _evaluate(model, loader, self.criterion,
-                                    self.weights.to(acc.device), acc, self.space.multilabel)
-        return {"val_loss": val_loss, "val_macro_auroc": auroc}
+        val_loss, auroc, skipped = _evaluate(model, loader, self.criterion,
+                                             self.weights_on(acc.device), acc,
+                                             self.space.multilabel, self.inputs)
+        counts = acc.reduce(torch.tensor([self.unreadable, skipped], dtype=torch.int64,
+                                         device=acc.device), "sum")
+        self.unreadable = 0
+        return {"val_loss": val_loss, "val_macro_auroc": auroc,
+                "unreadable_images": int(counts.sum())}
 
     def on_epoch(self, model: ImagingNet, epoch: int) -> dict:
         """Linear probe first (head only), then the chosen part learns."""
@@ -227,17 +347,20 @@ def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
                progress=progress)
 
 
-def _evaluate(model, loader, criterion, weights, acc, multilabel: bool
-              ) -> tuple[float, float | None]:
-    """Validation loss (the early-stopping signal) and macro AUROC (for the curves)."""
+def _evaluate(model, loader, criterion, weights, acc, multilabel: bool,
+              inputs: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
+              ) -> tuple[float, float | None, int]:
+    """Validation loss (the early-stopping signal), macro AUROC (for the curves) and how many
+    images could not be read."""
     from sklearn.metrics import roc_auc_score
 
     model.eval()
     total = torch.zeros(2, device=acc.device)
-    outs, golds = [], []
+    outs, golds, skipped = [], [], 0
     with torch.no_grad():
-        for x, t in loader:
-            logits = model(x)
+        for x, t, unreadable, _ in loader:
+            skipped += int(unreadable)
+            logits = model(inputs(x))
             loss_sum, n = criterion(logits, t, weights)
             total += torch.stack([loss_sum.detach().float(), n.detach().float()])
             logits, t = acc.gather_for_metrics((logits.float(), t))
@@ -252,7 +375,8 @@ def _evaluate(model, loader, criterion, weights, acc, multilabel: bool
         mask = ~np.isnan(gold[:, j])
         if len(np.unique(gold[mask, j])) == 2:
             aucs.append(roc_auc_score(gold[mask, j], scores[mask, j]))
-    return float(total[0] / total[1].clamp(min=1)), float(np.mean(aucs)) if aucs else None
+    return (float(total[0] / total[1].clamp(min=1)), float(np.mean(aucs)) if aucs else None,
+            skipped)
 
 
 def save_model(model: ImagingNet, cfg: ImagingTrainConfig, directory: Path) -> None:

@@ -1,0 +1,387 @@
+"""`make gpu-check`: what tiny CPU tests cannot show, measured on the GPU at hand in one run.
+
+1. **BLIP-2 at real size** through the project's own captioning path: BLIP-2-OPT-6.7B built
+   from its configuration with random weights (7.75 B parameters; a word-level tokenizer of
+   OPT's vocabulary size), saved as a model directory, then ``train_blip2_captioner`` on
+   synthetic image–caption pairs — split, memory plan, LoRA through the one trainer,
+   checkpoint, adapter save, reload, generation on the test part, scoring. Step time, tokens/s,
+   images/s, peak memory and checkpoint sizes.
+2. **A quantised base** (4-bit QLoRA, and 8-bit when time allows) the same way, when
+   bitsandbytes is importable: what the reference hardware (2× T4, 16 GB, no bf16) must use.
+3. **Imaging**: MONAI DenseNet121 at 224 px — the GPU's ceiling on synthetic batches and the
+   real pipeline (PNG decoding, augmentation, workers) trained through the project's loader;
+   images/s of each and their ratio (``benchmarks/imaging_gpu_throughput.py``).
+
+One JSON report (``--out``): device, versions, and per section its numbers or why it was
+skipped or failed — a failing section never loses the others. ``--size tiny`` runs every
+section at toy sizes on any machine (CPU included: the report's format is tested that way);
+``--size full`` is the real check, planned to finish within ``--budget-s`` (default 8 min) on
+one GPU: a section that would not fit in the time left is skipped and says so.
+
+It needs nothing but the checkout and works with the machine's own torch: run it as
+``PYTHONPATH=src python3 benchmarks/gpu_check.py`` (what ``make gpu-check`` does when there is
+no ``.venv``); missing packages are named up front (see docs/benchmarks/gpu.md for carrying
+them as wheels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+FORMAT = "medai-gpu-check/1"
+NEEDED = ("torch", "numpy", "PIL", "transformers", "peft", "accelerate", "safetensors", "monai",
+          "pydantic", "pydantic_settings", "nltk", "rouge_score", "sklearn", "tokenizers")
+VERSIONED = ("torch", "transformers", "peft", "accelerate", "monai", "bitsandbytes", "numpy",
+             "safetensors", "tokenizers")
+
+# BLIP-2 shapes: ``opt-6.7b`` is Salesforce/blip2-opt-6.7b's (ViT-g/14 at 224 px, a 12-layer
+# Q-Former with 32 queries, OPT-6.7B); ``tiny`` runs anywhere in seconds.
+BLIP2_SPECS: dict[str, dict] = {
+    "opt-6.7b": {"vision": {}, "qformer": {}, "query_tokens": 32, "image_size": 224,
+                 "text": {"hidden_size": 4096, "ffn_dim": 16384, "num_hidden_layers": 32,
+                          "num_attention_heads": 32, "vocab_size": 50272,
+                          "max_position_embeddings": 2048, "word_embed_proj_dim": 4096}},
+    "tiny": {"vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+             "qformer": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                         "intermediate_size": 64, "encoder_hidden_size": 32},
+             "query_tokens": 4, "image_size": 32,
+             "text": {"hidden_size": 32, "ffn_dim": 64, "num_hidden_layers": 1,
+                      "num_attention_heads": 2, "vocab_size": 64, "max_position_embeddings": 64,
+                      "word_embed_proj_dim": 32}},
+}
+# per size: the BLIP-2 spec, synthetic pairs, batch, epochs; imaging image size, batch, steps
+SIZES: dict[str, dict] = {
+    "full": {"blip2": "opt-6.7b", "pairs": 400, "batch_size": 8, "epochs": 2,
+             "imaging": {"image_size": 224, "batch_size": 64, "steps": 300,
+                         "ceiling_batch_size": 256, "workers": None}},
+    "tiny": {"blip2": "tiny", "pairs": 32, "batch_size": 4, "epochs": 1,
+             "imaging": {"image_size": 64, "batch_size": 4, "steps": 3, "warmup": 1,
+                         "ceiling_batch_size": 4, "workers": 0, "source_size": 96,
+                         "distinct_images": 8}},
+}
+FINDINGS = ("pleural effusion", "consolidation", "nodule", "mass", "atelectasis",
+            "pneumothorax", "cardiomegaly", "normal study")
+PLACES = ("left upper lobe", "left lower lobe", "right upper lobe", "right middle lobe",
+          "right lower lobe", "both lungs")
+
+
+def missing_packages() -> list[str]:
+    return [name for name in NEEDED if importlib.util.find_spec(name) is None]
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib.import_module(name).__version__
+        except Exception:  # absent or broken: reported as such
+            out[name] = None
+    try:
+        import torch
+
+        out["cuda"] = torch.version.cuda
+    except ImportError:
+        out["cuda"] = None
+    return out
+
+
+def device() -> dict:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"kind": "cpu", "name": platform.processor() or platform.machine(), "count": 0,
+                "cpu_count": os.cpu_count()}
+    props = torch.cuda.get_device_properties(0)
+    return {"kind": "cuda", "name": props.name, "count": torch.cuda.device_count(),
+            "total_memory_bytes": int(props.total_memory),
+            "capability": f"{props.major}.{props.minor}", "bf16": torch.cuda.is_bf16_supported(),
+            "cpu_count": os.cpu_count()}
+
+
+def _peak_reset() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak() -> int | None:
+    import torch
+
+    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+# --- BLIP-2 --------------------------------------------------------------------------------
+
+def build_blip2(directory: Path, spec_name: str, words: list[str]) -> dict:
+    """A BLIP-2 model directory with random weights: the configuration of ``spec_name``, a
+    word-level tokenizer over ``words`` padded with filler words to the text model's
+    vocabulary size, and a processor. Built on the GPU where there is one, saved in bf16
+    there (fp32 on CPU)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        OPTConfig,
+        PreTrainedTokenizerFast,
+    )
+    from transformers.models.blip.image_processing_blip import BlipImageProcessor
+
+    spec = BLIP2_SPECS[spec_name]
+    special = ["<pad>", "<unk>", "</s>", "<image>"]
+    vocab_size = spec["text"]["vocab_size"]
+    vocab = special + sorted(set(words) - set(special))
+    if len(vocab) > vocab_size:
+        raise ValueError(f"{len(vocab)} words do not fit a vocabulary of {vocab_size}")
+    vocab += [f"w{i}" for i in range(vocab_size - len(vocab))]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                   eos_token="</s>", bos_token="</s>")
+    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    size = spec["image_size"]
+    processor = Blip2Processor(image_processor=BlipImageProcessor(
+        size={"height": size, "width": size}), tokenizer=fast,
+        num_query_tokens=spec["query_tokens"])
+    text = OPTConfig(pad_token_id=0, bos_token_id=2, eos_token_id=2, **spec["text"])
+    cfg = Blip2Config(vision_config=Blip2VisionConfig(**spec["vision"]).to_dict(),
+                      qformer_config=Blip2QFormerConfig(vocab_size=max(64, len(special)),
+                                                        **spec["qformer"]).to_dict(),
+                      text_config=text.to_dict(), num_query_tokens=spec["query_tokens"],
+                      image_token_index=fast.convert_tokens_to_ids("<image>"))
+    cuda = torch.cuda.is_available()
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device("cuda" if cuda else "cpu"):
+        model = Blip2ForConditionalGeneration(cfg)
+    if cuda:
+        model = model.to(torch.bfloat16)
+    params = sum(p.numel() for p in model.parameters())
+    built = time.perf_counter() - started
+    started = time.perf_counter()
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    saved = time.perf_counter() - started
+    del model
+    _peak_reset()
+    return {"spec": spec_name, "parameters": params, "build_s": round(built, 2),
+            "save_s": round(saved, 2), "directory_bytes": _dir_bytes(directory),
+            "dtype": "bfloat16" if cuda else "float32"}
+
+
+def synthetic_roco(directory: Path, n: int, size: int, seed: int = 0
+                   ) -> tuple[Path, Path, list[str]]:
+    """``n`` RGB PNGs in ROCOv2's released layout (an image folder and an ``ID,Caption`` CSV),
+    each caption told by where two coloured bands lie. Captions combine a finding and a place
+    (48 distinct), so the case-group split has groups to hold out; the ROCOv2 reader, its RGB
+    filter and the ImageCLEF 2025 normalisation are the ones a real run goes through."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images = directory / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows, words = ["ID,Caption"], set()
+    for i in range(n):
+        f, p = i % len(FINDINGS), (i // len(FINDINGS)) % len(PLACES)
+        caption = f"{FINDINGS[f]} in the {PLACES[p]}"
+        arr = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+        band, column = max(1, size // len(FINDINGS)), max(1, size // len(PLACES))
+        arr[f * band:(f + 1) * band, :, 0] = 230
+        arr[:, p * column:(p + 1) * column, 1] = 200
+        Image.fromarray(arr).save(images / f"ROCOv2_synthetic_{i:05d}.png")
+        rows.append(f"ROCOv2_synthetic_{i:05d},{caption}")
+        words.update(caption.split())
+    (directory / "captions.csv").write_text("\n".join(rows) + "\n")
+    return directory / "captions.csv", images, sorted(words)
+
+
+def blip2_section(work: Path, size: dict, precision: str = "auto") -> dict:
+    """Build (once per ``work``), then train → save → reload → caption → score."""
+    from medai.reporting.pipeline import train_blip2_captioner
+
+    spec = BLIP2_SPECS[size["blip2"]]
+    data, images, words = synthetic_roco(work / "roco", size["pairs"],
+                                         max(64, spec["image_size"]))
+    base = work / f"blip2-{size['blip2']}"
+    built = json.loads((work / "built.json").read_text()) if (work / "built.json").is_file() \
+        else None
+    if built is None:
+        built = build_blip2(base, size["blip2"], words)
+        (work / "built.json").write_text(json.dumps(built))
+    out = work / f"captioner-{precision}"
+    shutil.rmtree(out, ignore_errors=True)
+    _peak_reset()
+    started = time.perf_counter()
+    metrics = train_blip2_captioner(data, out, str(base), epochs=size["epochs"],
+                                    batch_size=size["batch_size"], lora_r=16,
+                                    learning_rate=1e-4, precision=precision,
+                                    images=images, rgb_only=True)
+    total = time.perf_counter() - started
+    history = metrics.get("history", [])
+    last = history[-1] if history else {}  # the last epoch: warm (the first includes set-up)
+    card = json.loads((out / "model_card.json").read_text())
+    ckpt = out / "checkpoints" / "last"
+    position = json.loads((ckpt / "position.json").read_text()) if (
+        ckpt / "position.json").is_file() else {}
+    tokens_per_s = last.get("tokens_per_s")
+    step_s = last.get("step_s")
+    result = {
+        "base": built,
+        "plan": card.get("params", {}).get("plan"),
+        "parameters": {"total": built["parameters"],
+                       "trainable": card.get("params", {}).get("trainable_parameters")},
+        "train": {"epochs": len(history), "batch_size": size["batch_size"],
+                  "pairs": card.get("data", [{}])[0].get("split"),
+                  "step_s": step_s, "tokens_per_s": tokens_per_s,
+                  "tokens_per_step": round(tokens_per_s * step_s, 1)
+                  if tokens_per_s and step_s else None,
+                  "images_per_s": last.get("images_per_s"),
+                  "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss")},
+        "peak_memory_bytes": _peak(),
+        "checkpoint_bytes": {"total": _dir_bytes(ckpt), **position.get("bytes", {})},
+        "adapter_bytes": _dir_bytes(out / "adapter"),
+        "generation": {"images": metrics.get("n"),
+                       "seconds": metrics.get("generation_s")},
+        "scores": {k: metrics.get(k) for k in ("bleu_4", "rouge_l", "cider") if k in metrics},
+        "normalisation": metrics.get("normalisation"),
+        "wall_s": round(total, 1),
+    }
+    return result
+
+
+# --- imaging --------------------------------------------------------------------------------
+
+def imaging_section(work: Path, size: dict) -> dict:
+    from imaging_gpu_throughput import measure
+
+    return measure(work=work / "imaging", backbone="densenet121", **size["imaging"])
+
+
+# --- the run --------------------------------------------------------------------------------
+
+def _section(report: dict, name: str, run: Callable[[], dict], deadline: float,
+             needs_s: float, skip: str | None = None) -> None:
+    left = deadline - time.perf_counter()
+    if skip:
+        report["sections"][name] = {"status": "skipped", "reason": skip}
+        return
+    if left < needs_s:
+        report["sections"][name] = {"status": "skipped",
+                                    "reason": f"{left:.0f} s left of the budget, about "
+                                              f"{needs_s:.0f} s needed"}
+        return
+    started = time.perf_counter()
+    try:
+        report["sections"][name] = {"status": "ok", **run()}
+    except Exception as exc:  # a failing section is reported, never fatal
+        report["sections"][name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                                    "where": traceback.format_exc(limit=-3)}
+    report["sections"][name]["seconds"] = round(time.perf_counter() - started, 1)
+    print(f"gpu-check: {name}: {report['sections'][name]['status']} "
+          f"({report['sections'][name]['seconds']} s)", file=sys.stderr, flush=True)
+
+
+# rough seconds each section takes on one H200 at full size (measured 2026-11-26), so that a
+# section is skipped rather than cut off when the budget runs out
+NEEDS_S = {"full": {"blip2": 150, "blip2_nf4": 120, "blip2_int8": 150, "imaging": 90},
+           "tiny": {"blip2": 1, "blip2_nf4": 1, "blip2_int8": 1, "imaging": 1}}
+
+
+def run(size_name: str = "full", out: Path | None = None, budget_s: float = 480,
+        work: Path | None = None, sections: tuple[str, ...] = ("blip2", "blip2_nf4",
+                                                                "blip2_int8", "imaging")
+        ) -> dict:
+    started = time.perf_counter()
+    deadline = started + budget_s
+    missing = missing_packages()
+    report: dict = {"format": FORMAT, "size": size_name, "budget_s": budget_s,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "missing": missing,
+                    "versions": versions(), "sections": {}}
+    if missing:
+        report["error"] = ("missing packages: " + ", ".join(missing) + " (bring them as "
+                           "wheels: docs/benchmarks/gpu.md)")
+        report["device"] = None
+        return _finish(report, out, started)
+    report["device"] = device()
+    size = SIZES[size_name]
+    own = work is None
+    work = Path(work or tempfile.mkdtemp(prefix="medai-gpu-check-"))
+    cuda = report["device"]["kind"] == "cuda"
+    bnb = report["versions"].get("bitsandbytes") is not None
+    no_bnb = None if (cuda and bnb) else ("bitsandbytes is not installed" if cuda else
+                                          "quantised bases need a CUDA GPU")
+    try:
+        needs = NEEDS_S[size_name]
+        if "imaging" in sections:
+            _section(report, "imaging", lambda: imaging_section(work, size), deadline,
+                     needs["imaging"])
+        if "blip2" in sections:
+            _section(report, "blip2", lambda: blip2_section(work, size), deadline,
+                     needs["blip2"])
+        for name, precision in (("blip2_nf4", "nf4"), ("blip2_int8", "int8")):
+            if name in sections:
+                _section(report, name, lambda p=precision: blip2_section(work, size, p),
+                         deadline, needs[name], skip=no_bnb)
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+    return _finish(report, out, started)
+
+
+def _finish(report: dict, out: Path | None, started: float) -> dict:
+    report["elapsed_s"] = round(time.perf_counter() - started, 1)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--out", type=Path, default=Path("build/gpu-check.json"))
+    parser.add_argument("--budget-s", type=float, default=480.0)
+    parser.add_argument("--work", type=Path, default=None,
+                        help="where the model directories are written (default: a temporary "
+                             "folder, removed after; full size needs ~17 GB)")
+    parser.add_argument("--sections", default="blip2,blip2_nf4,blip2_int8,imaging")
+    args = parser.parse_args(argv)
+    report = run(args.size, args.out, args.budget_s, args.work,
+                 tuple(s.strip() for s in args.sections.split(",") if s.strip()))
+    print(json.dumps({k: report[k] for k in ("format", "size", "device", "elapsed_s")}
+                     | {"sections": {k: v["status"] for k, v in report["sections"].items()}},
+                     default=str))
+    failed = report.get("error") or any(s["status"] == "failed"
+                                        for s in report["sections"].values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
