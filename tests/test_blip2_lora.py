@@ -183,3 +183,20 @@ def test_two_process_training_on_cpu(tiny, tmp_path):
     lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
     assert len(lines) == 1 and "bleu_4" in lines[0]
     assert (out / "adapter" / "adapter_config.json").is_file()
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(tiny, tmp_path, capsys):
+    """A long run stopped after an epoch continues from the adapter's checkpoint (the frozen
+    base is rebuilt from its directory, not read from the checkpoint)."""
+    from medai.reporting.pipeline import train_blip2_captioner
+
+    root, base = tiny
+    out = tmp_path / "resumed"
+    first = train_blip2_captioner(root / "pairs.csv", out, str(base), epochs=1, batch_size=4,
+                                  lora_r=4, test_frac=0.25, num_workers=0)
+    assert [h["epoch"] for h in first["history"]] == [1]
+    again = train_blip2_captioner(root / "pairs.csv", out, str(base), epochs=2, batch_size=4,
+                                  lora_r=4, test_frac=0.25, num_workers=0, resume=True)
+    assert "resuming at epoch 2, batch 0" in capsys.readouterr().out
+    assert [h["epoch"] for h in again["history"]] == [1, 2]
+    assert again["history"][0] == first["history"][0]

@@ -111,6 +111,9 @@ def caption_train(
         help="Processes decoding images while the model trains (default: the CPUs less one, "
              "at most 8; 0: in the training process).")] = None,
     normalisation: NormalisationOpt = None,
+    resume: Annotated[bool, typer.Option(help="blip2: continue from OUT/checkpoints/last "
+                                              "where the run stopped (same data and options)")
+                      ] = False,
     images: ImagesOpt = None,
     concepts: ConceptsOpt = None,
     rgb_only: RgbOpt = False,
@@ -131,7 +134,7 @@ def caption_train(
                 grad_accum=grad_accum, learning_rate=learning_rate, lora_r=lora_r,
                 precision=_precision(precision, mixed_precision, load_in_8bit),
                 gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
-                normalisation=normalisation, **reader)
+                normalisation=normalisation, resume=resume, **reader)
             if not m:
                 return
         elif method == "retrieval":

@@ -273,8 +273,10 @@ def _nested_table(captioner: RetrievalCaptioner, feats: np.ndarray, captions: li
 
 def train_blip2_captioner(data: Path, out: Path, base: str, test_frac: float = 0.2,
                           seed: int = 13, normalisation: str | None = None,
-                          num_workers: int | None = None, **options) -> dict:
+                          num_workers: int | None = None, resume: bool = False,
+                          **options) -> dict:
     """LoRA fine-tune of a local BLIP-2 on a caption-group split (train / validation / test);
+    ``resume`` continues from ``out/checkpoints/last`` exactly where the run stopped;
     the test part is captioned and scored with the caption metrics (``normalisation_for``).
     Images are decoded in colour as the loaders draw them, in ``num_workers`` processes
     (``caption_stream.default_workers()`` if None); unreadable ones are skipped and counted
@@ -296,7 +298,7 @@ def train_blip2_captioner(data: Path, out: Path, base: str, test_frac: float = 0
     train, val = (CaptionImages([sub.records[i].path for i in idx],
                                 [sub.records[i].caption for i in idx]) for idx in (tr, va))
     out.mkdir(parents=True, exist_ok=True)
-    history = train_blip2(cfg, train, val, out, num_workers=num_workers)
+    history = train_blip2(cfg, train, val, out, resume=resume, num_workers=num_workers)
     if not PartialState().is_main_process:
         return {}
     card = ModelCard(task="caption", model_type="blip2-lora", labels=[], name=out.name,
