@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old),
                         args.before], check=True)
         try:
-            captions, images, words = synthetic_roco(work / "roco", args.pairs, 64)
+            captions, _images, words = synthetic_roco(work / "roco", args.pairs, 64)
             rows = ["file,caption"] + [  # the pairs layout: what both checkouts read
                 f"roco/images/{line.split(',', 1)[0]}.png,{line.split(',', 1)[1]}"
                 for line in captions.read_text().splitlines()[1:]]

@@ -125,8 +125,11 @@ def device() -> dict:
 
 
 def _peak_reset() -> None:
+    import gc
+
     import torch
 
+    gc.collect()  # a model dropped by the caller may still sit in a reference cycle
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -187,10 +190,11 @@ def build_blip2(directory: Path, spec_name: str, words: list[str]) -> dict:
     cuda = torch.cuda.is_available()
     started = time.perf_counter()
     torch.manual_seed(0)
+    # built in bf16 directly on the GPU: 15.5 GB, where fp32 then a cast held 46 GB at once
+    # (more than a 16–40 GB GPU, the ones the quantised sections are for)
     with torch.device("cuda" if cuda else "cpu"):
-        model = Blip2ForConditionalGeneration(cfg)
-    if cuda:
-        model = model.to(torch.bfloat16)
+        model = Blip2ForConditionalGeneration._from_config(
+            cfg, dtype=torch.bfloat16 if cuda else torch.float32)
     params = sum(p.numel() for p in model.parameters())
     built = time.perf_counter() - started
     started = time.perf_counter()
@@ -273,7 +277,10 @@ def blip2_section(work: Path, size: dict, precision: str = "auto") -> dict:
                   if tokens_per_s and step_s else None,
                   "images_per_s": last.get("images_per_s"),
                   "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss")},
-        "peak_memory_bytes": _peak(),
+        # training (the trainer's per-epoch peak) and the whole section (reload + generation)
+        "peak_memory_bytes": int(last["peak_gpu_memory_gb"] * 2**30)
+        if last.get("peak_gpu_memory_gb") is not None else None,
+        "peak_memory_with_generation_bytes": _peak(),
         "checkpoint_bytes": {"total": _dir_bytes(ckpt), **position.get("bytes", {})},
         "adapter_bytes": _dir_bytes(out / "adapter"),
         "generation": {"images": metrics.get("n"),
@@ -295,9 +302,28 @@ def imaging_section(work: Path, size: dict) -> dict:
 
 # --- the run --------------------------------------------------------------------------------
 
-def _section(report: dict, name: str, run: Callable[[], dict], deadline: float,
-             needs_s: float, skip: str | None = None) -> None:
+SECTIONS: dict[str, Callable[[Path, dict], dict]] = {
+    "imaging": imaging_section,
+    "blip2": lambda work, size: blip2_section(work, size),
+    "blip2_nf4": lambda work, size: blip2_section(work, size, "nf4"),
+    "blip2_int8": lambda work, size: blip2_section(work, size, "int8"),
+}
+# rough seconds each section needs on one H200 at full size, from the earlier run's parts
+# (build 6.7 B ~10 s, save ~18 s, load, 2 epochs of ~34 steps, generation on ~80 images), so
+# that a section is skipped rather than cut off; not yet timed as a whole (docs/benchmarks/gpu.md)
+NEEDS_S = {"full": {"blip2": 150, "blip2_nf4": 150, "blip2_int8": 170, "imaging": 90},
+           "tiny": {"blip2": 1, "blip2_nf4": 1, "blip2_int8": 1, "imaging": 1}}
+
+
+def _section(report: dict, name: str, size_name: str, work: Path, deadline: float,
+             skip: str | None = None) -> None:
+    """One section in a process of its own: the GPU's memory, its peak and Accelerate's
+    process-wide state start clean for each, and one that overruns what is left of the budget
+    is stopped there."""
+    import subprocess
+
     left = deadline - time.perf_counter()
+    needs_s = NEEDS_S[size_name][name]
     if skip:
         report["sections"][name] = {"status": "skipped", "reason": skip}
         return
@@ -307,25 +333,34 @@ def _section(report: dict, name: str, run: Callable[[], dict], deadline: float,
                                               f"{needs_s:.0f} s needed"}
         return
     started = time.perf_counter()
+    out = work / f"section-{name}.json"
+    out.unlink(missing_ok=True)
     try:
-        report["sections"][name] = {"status": "ok", **run()}
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", name,
+                        "--size", size_name, "--work", str(work), "--out", str(out)],
+                       timeout=max(1.0, left), check=False)
+        result = json.loads(out.read_text()) if out.is_file() else {
+            "status": "failed", "error": "the section's process ended without a report"}
+    except subprocess.TimeoutExpired:
+        result = {"status": "failed", "error": f"stopped at the budget's end ({left:.0f} s)"}
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    report["sections"][name] = result
+    print(f"gpu-check: {name}: {result['status']} ({result['seconds']} s)", file=sys.stderr,
+          flush=True)
+
+
+def run_child(name: str, size_name: str, work: Path, out: Path) -> None:
+    try:
+        result = {"status": "ok", **SECTIONS[name](work, SIZES[size_name])}
     except Exception as exc:  # a failing section is reported, never fatal
-        report["sections"][name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                                    "where": traceback.format_exc(limit=-3)}
-    report["sections"][name]["seconds"] = round(time.perf_counter() - started, 1)
-    print(f"gpu-check: {name}: {report['sections'][name]['status']} "
-          f"({report['sections'][name]['seconds']} s)", file=sys.stderr, flush=True)
-
-
-# rough seconds each section takes on one H200 at full size (measured 2026-11-26), so that a
-# section is skipped rather than cut off when the budget runs out
-NEEDS_S = {"full": {"blip2": 150, "blip2_nf4": 120, "blip2_int8": 150, "imaging": 90},
-           "tiny": {"blip2": 1, "blip2_nf4": 1, "blip2_int8": 1, "imaging": 1}}
+        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                  "where": traceback.format_exc(limit=-3)}
+    out.write_text(json.dumps(result, default=str))
 
 
 def run(size_name: str = "full", out: Path | None = None, budget_s: float = 480,
-        work: Path | None = None, sections: tuple[str, ...] = ("blip2", "blip2_nf4",
-                                                                "blip2_int8", "imaging")
+        work: Path | None = None, sections: tuple[str, ...] = ("imaging", "blip2",
+                                                                "blip2_nf4", "blip2_int8")
         ) -> dict:
     started = time.perf_counter()
     deadline = started + budget_s
@@ -338,26 +373,22 @@ def run(size_name: str = "full", out: Path | None = None, budget_s: float = 480,
                            "wheels: docs/benchmarks/gpu.md)")
         report["device"] = None
         return _finish(report, out, started)
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}: one of {', '.join(SECTIONS)}")
     report["device"] = device()
-    size = SIZES[size_name]
     own = work is None
     work = Path(work or tempfile.mkdtemp(prefix="medai-gpu-check-"))
+    work.mkdir(parents=True, exist_ok=True)
     cuda = report["device"]["kind"] == "cuda"
     bnb = report["versions"].get("bitsandbytes") is not None
     no_bnb = None if (cuda and bnb) else ("bitsandbytes is not installed" if cuda else
                                           "quantised bases need a CUDA GPU")
     try:
-        needs = NEEDS_S[size_name]
-        if "imaging" in sections:
-            _section(report, "imaging", lambda: imaging_section(work, size), deadline,
-                     needs["imaging"])
-        if "blip2" in sections:
-            _section(report, "blip2", lambda: blip2_section(work, size), deadline,
-                     needs["blip2"])
-        for name, precision in (("blip2_nf4", "nf4"), ("blip2_int8", "int8")):
+        for name in SECTIONS:  # in this order: imaging, then BLIP-2 (its build is reused)
             if name in sections:
-                _section(report, name, lambda p=precision: blip2_section(work, size, p),
-                         deadline, needs[name], skip=no_bnb)
+                _section(report, name, size_name, work, deadline,
+                         skip=no_bnb if name.startswith("blip2_") else None)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
@@ -380,8 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None,
                         help="where the model directories are written (default: a temporary "
                              "folder, removed after; full size needs ~17 GB)")
-    parser.add_argument("--sections", default="blip2,blip2_nf4,blip2_int8,imaging")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--child", choices=sorted(SECTIONS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:  # one section, in its own process (``_section``)
+        run_child(args.child, args.size, args.work, args.out)
+        return 0
     report = run(args.size, args.out, args.budget_s, args.work,
                  tuple(s.strip() for s in args.sections.split(",") if s.strip()))
     print(json.dumps({k: report[k] for k in ("format", "size", "device", "elapsed_s")}

@@ -183,3 +183,16 @@ def test_caption_plan_command(tiny_config_only):
     r = runner.invoke(app, ["caption", "plan", "--base", str(tiny_config_only),
                             "--gpu-memory-gb", "15", "--no-bf16", "--precision", "bf16"])
     assert r.exit_code == 2 and "cannot run here" in r.stdout and "fp16" in r.stdout
+
+
+def test_a_gpu_shared_with_another_process_budgets_what_is_free(opt67b):
+    """A training started beside the served models (or another training) plans with the
+    memory free now, not the card's total: a plan that fits an empty H200 may not fit one
+    that holds 130 GiB already."""
+    busy = GpuInfo("NVIDIA H200", H200.total_bytes, True, (9, 0), free_bytes=10 * GIB)
+    plan = _plan(opt67b, busy)
+    assert plan.name == "nf4" and plan.setting.budget_bytes == 10 * GIB
+    assert "10.0 GiB free now" in plan.setting.device
+    with pytest.raises(PlanRefused):
+        _plan(opt67b, busy, bitsandbytes_available=False)
+    assert _plan(opt67b, H200).name == "bf16"  # the same card, empty

@@ -211,3 +211,27 @@ def test_throughput_is_reported_per_epoch_with_the_adapters_unit(tmp_path):
     assert history[0]["images_per_s"] == 36.0  # 72 images between two readings 2 s apart
     assert any("images_per_s=36.0" in line for line in lines)
     assert any(line.startswith("checkpoint: ") for line in lines)
+
+
+def test_a_run_killed_between_the_renames_resumes_from_the_previous_checkpoint(tmp_path):
+    """``save`` renames the old checkpoint aside, then the new one in: killed in between, the
+    run has ``last.old`` and no ``last``; resuming takes the old one back, not epoch 1."""
+    _, straight_history, straight = _uninterrupted(tmp_path)
+    work = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        fit(Adapter(), _cfg(), work, on_epoch=lambda m, e: (_ for _ in ()).throw(
+            KeyboardInterrupt) if e == 3 else None)
+    last = work / "checkpoints" / "last"
+    last.rename(last.with_name("last.old"))
+    (work / "checkpoints" / "last.tmp").mkdir()  # the new one, half-written
+    lines: list[str] = []
+    _, history = fit(Adapter(), _cfg(resume=True), work, log=lines.append)
+    assert any(line.startswith("resuming at epoch 3") for line in lines)
+    _same(_last_state(work), straight)
+    assert history == straight_history
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path):
+    lines: list[str] = []
+    fit(Adapter(), _cfg(epochs=1, resume=True), tmp_path, log=lines.append)
+    assert any(line.startswith("no checkpoint to resume") for line in lines)

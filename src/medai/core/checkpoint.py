@@ -109,12 +109,17 @@ def estimate_bytes(model: Any, names: list[str], optimizer: Any) -> dict[str, in
     return {"trained": trained, "optimizer": opt}
 
 
-def check_space(directory: Path, needed: int, say: Callable[[str], None] | None = None) -> int:
+def check_space(directory: Path, needed: int,
+                agree: Callable[[bool], bool] | None = None) -> int:
     """Raise ``CheckpointSpaceError`` unless ``directory``'s disk has ``needed`` bytes free
-    beyond a margin; returns the free bytes."""
+    beyond a margin; returns the free bytes. ``agree`` (every process calls it) makes all
+    processes raise when one disk is short, instead of the others waiting at a barrier."""
     directory.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(directory).free
-    if free < needed + FREE_SPACE_MARGIN:
+    ok = free >= needed + FREE_SPACE_MARGIN
+    if agree is not None:
+        ok = agree(ok)
+    if not ok:
         raise CheckpointSpaceError(
             f"checkpoint_space: the next checkpoint needs {_size(needed)} in {directory} and "
             f"only {_size(free)} is free (keeping {_size(FREE_SPACE_MARGIN)} in reserve); free "
@@ -157,9 +162,18 @@ def rng_restore(snapshot: dict[str, Any]) -> None:
 
     tensors, meta = snapshot["tensors"], snapshot["meta"]
     torch.set_rng_state(tensors["torch"])
-    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda"))]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda")),
+                                       key=lambda k: int(k[4:]))]
+    if cuda and torch.cuda.is_available():
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            import warnings
+
+            warnings.warn(f"the checkpoint holds the generators of {len(cuda)} GPUs and this "
+                          f"machine has {torch.cuda.device_count()}: CUDA generators start "
+                          "afresh, so dropout on the GPU will not repeat the interrupted run",
+                          stacklevel=2)
     version, internal, gauss = meta["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = meta["numpy"]
@@ -170,7 +184,8 @@ def rng_restore(snapshot: dict[str, Any]) -> None:
 
 def save(directory: Path, *, model: Any, names: list[str], optimizer: Any, scheduler: Any,
          scaler: Any, position: Position, rank: int, is_main: bool, barrier: Callable[[], None],
-         local: dict | None = None, say: Callable[[str], None] | None = None) -> Position:
+         local: dict | None = None, agree: Callable[[bool], bool] | None = None,
+         say: Callable[[str], None] | None = None) -> Position:
     """Write the checkpoint at ``directory`` (``…/last``), replacing the previous one only
     once the new one is complete. Every process calls it: each writes its generators and
     ``local`` (what differs per process, e.g. its share of the epoch's loss sums)."""
@@ -178,9 +193,9 @@ def save(directory: Path, *, model: Any, names: list[str], optimizer: Any, sched
     from safetensors.torch import save_file
 
     tmp = directory.with_name(directory.name + ".tmp")
+    sizes = estimate_bytes(model, names, optimizer)
+    check_space(directory.parent, sum(sizes.values()), agree)  # every process, together
     if is_main:
-        sizes = estimate_bytes(model, names, optimizer)
-        check_space(directory.parent, sum(sizes.values()))
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_file(trained_state(model, names), str(tmp / TRAINED_FILE))
@@ -212,6 +227,15 @@ def save(directory: Path, *, model: Any, names: list[str], optimizer: Any, sched
                 f"{_size(shutil.disk_usage(directory).free)} free")
     barrier()
     return position
+
+
+def recover(directory: Path) -> None:
+    """A run killed between the two renames of ``save`` left the previous checkpoint as
+    ``last.old`` and no ``last``: put it back (``last.tmp``, possibly incomplete, is never
+    used)."""
+    old = directory.with_name(directory.name + ".old")
+    if not directory.exists() and (old / POSITION_FILE).is_file():
+        old.rename(directory)
 
 
 def read_position(directory: Path) -> Position | None:

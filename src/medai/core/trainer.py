@@ -81,6 +81,22 @@ def _throughput_counter(adapter: Adapter) -> Callable[[Any], dict[str, int]] | N
     return None
 
 
+def _any_process(acc: Any, flag: Any) -> bool:
+    """True when ``flag`` holds on any process, decided together: a stop one process took
+    alone (a cancel, a non-finite loss) left the others waiting in DDP's gradient exchange."""
+    import torch
+
+    if acc.num_processes == 1:
+        return bool(flag)
+    value = torch.as_tensor(flag, dtype=torch.float32, device=acc.device).reshape(1)
+    return bool(acc.reduce(value, "sum").item() > 0)
+
+
+def _agreement(acc: Any) -> Callable[[bool], bool]:
+    """``ok`` on every process (a collective: each process must call it)."""
+    return lambda ok: not _any_process(acc, not ok)
+
+
 def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         cancel: Callable[[], bool] | None = None,
         on_epoch: Callable[[Any, int], dict | None] | None = None,
@@ -121,8 +137,12 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
     model = adapter.build()
     optimizer = adapter.optimizer(model)
     train_dl, val_dl = adapter.loaders()
+    # Accelerate steps a prepared scheduler once per process at each optimizer step (the
+    # processes together see num_processes batches), so its length counts every process's
+    # steps: per-process steps alone ended a cosine at 1/N of the run on N GPUs
     steps_per_epoch = math.ceil(len(train_dl) / max(1, acc.num_processes) / cfg.grad_accum)
-    scheduler = _schedule(cfg.schedule, optimizer, max(1, steps_per_epoch * cfg.epochs),
+    scheduler = _schedule(cfg.schedule, optimizer,
+                          max(1, steps_per_epoch * acc.num_processes * cfg.epochs),
                           cfg.warmup_ratio)
     model, optimizer, train_dl, val_dl, scheduler = acc.prepare(model, optimizer, train_dl,
                                                                 val_dl, scheduler)
@@ -131,6 +151,10 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
     stopper = EarlyStopping(patience=cfg.patience)
     position = checkpoint.Position(epoch=1)
     trained_before: set[str] = set()
+    if cfg.resume:
+        checkpoint.recover(last)
+        if not last.is_dir():
+            say(f"no checkpoint to resume at {last}: starting from epoch 1")
     if cfg.resume and checkpoint.read_position(last) is not None:
         position = checkpoint.load(last, model=acc.unwrap_model(model), optimizer=optimizer,
                                    scheduler=scheduler, scaler=acc.scaler,
@@ -153,7 +177,7 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
     else:
         names = checkpoint.trained_names(acc.unwrap_model(model))
         sizes = checkpoint.estimate_bytes(acc.unwrap_model(model), names, optimizer)
-        free = checkpoint.check_space(ckpt, sum(sizes.values()))
+        free = checkpoint.check_space(ckpt, sum(sizes.values()), agree=_agreement(acc))
         say(f"checkpoints will hold {len(names)} trained tensors: about "
             f"{checkpoint.human_size(sum(sizes.values()))} each "
             f"({checkpoint.human_size(free)} free at {ckpt})")
@@ -168,7 +192,7 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         checkpoint.save(last, model=acc.unwrap_model(model), names=names, optimizer=optimizer,
                         scheduler=scheduler, scaler=acc.scaler, position=done,
                         rank=acc.process_index, is_main=acc.is_main_process,
-                        barrier=acc.wait_for_everyone, say=say,
+                        barrier=acc.wait_for_everyone, agree=_agreement(acc), say=say,
                         local={"loss_sums": [float(v) for v in sums]})
         if acc.is_main_process:
             stopper.save(state_file)
@@ -193,6 +217,8 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
                    total=len(train_dl),
                    disable=not (cfg.progress and acc.is_local_main_process))
         bad = torch.zeros((), dtype=torch.bool, device=acc.device)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats(acc.device)
         seen: dict[str, int] = {}
         started = clock()
         restored = not skip
@@ -219,20 +245,20 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
             # reading a value off the GPU waits for it: only every few batches, so the
             # device is never idle while the host checks
             if i % 20 == 0 or i == len(train_dl) - 1:
-                if bool(bad):
+                if _any_process(acc, bad):
                     raise RuntimeError(f"training loss became non-finite at epoch {epoch}; "
                                        "lower the learning rate or use fp32/bf16")
                 bar.set_postfix(loss=f"{float(sums[0] / sums[1].clamp(min=1)):.4f}")
             if progress is not None:
                 progress((epoch - 1 + (i + 1) / max(1, len(train_dl))) / cfg.epochs)
-            if cancel is not None and acc.sync_gradients and cancel():
+            if cancel is not None and acc.sync_gradients and _any_process(acc, cancel()):
                 save_state(epoch, i + 1, sums)
                 raise TrainingCancelled(f"cancelled during epoch {epoch} after batch {i + 1}; "
                                         "its state is saved and a resumed run continues from "
                                         "there")
         if not restored:  # the checkpoint was taken after the epoch's last batch
             checkpoint.restore_rng(last, acc.process_index)
-        if bool(bad):
+        if _any_process(acc, bad):
             raise RuntimeError(f"training loss became non-finite at epoch {epoch}; lower the "
                                "learning rate or use fp32/bf16")
         elapsed = clock() - started
@@ -243,6 +269,9 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
             for key, value in seen.items():
                 record[f"{key}_per_s"] = round(value * acc.num_processes / elapsed, 1)
             record["step_s"] = round(elapsed / max(1, len(train_dl) - skip), 4)
+        if torch.cuda.is_available():  # this process's GPU, training and validation
+            record["peak_gpu_memory_gb"] = round(
+                torch.cuda.max_memory_allocated(acc.device) / 2**30, 2)
         improved = stopper.update(epoch, record)
         say(f"epoch {epoch}: " + ", ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
@@ -252,4 +281,14 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
             adapter.save_best(acc.unwrap_model(model), best_dir)
         save_state(epoch, 0, torch.zeros(2))
     acc.end_training()
+    # Accelerate's autocast wrapper makes the prepared model refer to itself: without this the
+    # trained model, its gradients and the optimizer's moments stayed on the GPU beside the
+    # model loaded next (BLIP-2's reload for captioning the test part)
+    acc.free_memory()
+    model = optimizer = scheduler = train_dl = val_dl = None  # the last references here
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return adapter.load_best(best_dir), stopper.history

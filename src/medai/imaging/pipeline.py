@@ -216,8 +216,8 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
     ``split_seed`` (default: ``seed``) fixes the patient split apart from the training seed,
     so members of a seed ensemble share one split and one validation set. ``num_workers``:
     image-decoding processes (default: from the CPU count; results do not depend on it)."""
+    from medai.core.training import default_workers
     from medai.imaging.train import augmentation as check_augmentation
-    from medai.imaging.train import default_workers
 
     check_augmentation(augmentation)
     split_seed = seed if split_seed is None else split_seed

@@ -14,7 +14,6 @@ that cannot be read is skipped and counted per epoch (``unreadable_images``), no
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from medai.core.training import default_workers
 from medai.imaging.datasets import ImageDataset, RecordTable
 from medai.imaging.io import ImageInputError, load_image
 from medai.imaging.labels import space
@@ -32,19 +32,6 @@ from medai.imaging.models import IMAGE_SIZE, ImagingNet, to_tensor
 WEIGHTS_FILE = "model.safetensors"
 LEGACY_WEIGHTS_FILE = "model.pt"
 HF_BACKBONE_DIR = "backbone"
-
-
-def default_workers() -> int:
-    """DataLoader workers per training process: the CPUs this process may use, shared among
-    the processes of this machine (``LOCAL_WORLD_SIZE``), one left for the training loop, at
-    most 16. Decoding a 1024² PNG costs ~10 ms of a core, so a GPU at ~1,500 images/s needs
-    about that many; 0 (decode in the training process) on a one-CPU machine."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    return max(0, min(16, per_process - 1))
 
 
 @dataclass

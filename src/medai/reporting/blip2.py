@@ -135,7 +135,9 @@ def load_base(cfg: Blip2LoraConfig, plan: Plan | None = None):
     kwargs: dict = {"local_files_only": True, "dtype": plan.torch_dtype}
     if plan.quantisation:
         kwargs["quantization_config"] = _quantisation_config(plan, config)
-        # a whole copy per DDP process, on its own GPU (torchrun's LOCAL_RANK)
+    if torch.cuda.is_available():
+        # a whole copy per DDP process, loaded straight onto its own GPU (torchrun's
+        # LOCAL_RANK): through the host, 8 processes held 8 × 15.5 GB of RAM at once
         kwargs["device_map"] = {"": _local_rank()}
     model = Blip2ForConditionalGeneration.from_pretrained(base, **kwargs)
     processor = Blip2Processor.from_pretrained(base, local_files_only=True)
@@ -230,7 +232,10 @@ class _Blip2Adapter:
         collate = _Collate(self.processor, self.cfg.max_length, self.image_token)
         return (loader(self.train, self.cfg.batch_size, collate, shuffle=True,
                        num_workers=self.num_workers),
-                loader(self.val, self.cfg.batch_size, collate, num_workers=self.num_workers))
+                # its workers end after each validation: kept, they doubled the decoding
+                # processes per GPU for a pass a few minutes apart
+                loader(self.val, self.cfg.batch_size, collate, num_workers=self.num_workers,
+                       persistent=False))
 
     def throughput(self, batch) -> dict[str, int]:
         """What the loop counts per second: images and the language model's tokens."""

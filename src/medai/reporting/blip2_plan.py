@@ -115,6 +115,9 @@ class GpuInfo:
     bf16: bool
     capability: tuple[int, int]
     count: int = 1
+    # what is free now on the fullest of them (another process, the served models): None for
+    # a described GPU, whose whole memory is assumed to be the training's
+    free_bytes: int | None = None
 
     def describe(self) -> str:
         count = f"{self.count} × " if self.count > 1 else ""
@@ -134,8 +137,13 @@ def detect_gpus() -> GpuInfo | None:
     smallest = min(props, key=lambda p: p.total_memory)
     capability = min((p.major, p.minor) for p in props)
     names = sorted({p.name for p in props})
+    try:
+        free = min(int(torch.cuda.mem_get_info(i)[0]) for i in range(len(props)))
+    except RuntimeError:  # a GPU that cannot be queried now: its total is the best guess
+        free = None
     return GpuInfo(name=" / ".join(names), total_bytes=int(smallest.total_memory),
-                   bf16=capability >= BF16_CAPABILITY, capability=capability, count=len(props))
+                   bf16=capability >= BF16_CAPABILITY, capability=capability, count=len(props),
+                   free_bytes=free)
 
 
 def host_memory_bytes() -> int:
@@ -397,8 +405,15 @@ def evaluate_plans(config, gpu: GpuInfo | None, batch_size: int = 8, tokens: int
     else:
         total = host_memory_bytes() if host_bytes is None else host_bytes
         device = f"CPU, no CUDA GPU ({total / GIB:.1f} GiB RAM)"
+    budget = int(total * budget_fraction)
+    if gpu is not None and gpu.free_bytes is not None:
+        # a GPU shared with another process (the served models, a second training) has only
+        # what is free now; the CUDA context is counted in the estimate, not here
+        budget = min(budget, int(gpu.free_bytes))
+        if gpu.free_bytes < gpu.total_bytes * budget_fraction:
+            device += f", {gpu.free_bytes / GIB:.1f} GiB free now"
     setting = Setting(device=device, on_gpu=gpu is not None,
-                      budget_bytes=int(total * budget_fraction), budget_fraction=budget_fraction,
+                      budget_bytes=budget, budget_fraction=budget_fraction,
                       parameters=counts.parameters, trainable=counts.trainable(lora_r),
                       batch_size=batch_size, query_tokens=counts.query_tokens, tokens=tokens,
                       gradient_checkpointing=gradient_checkpointing, lora_r=lora_r)

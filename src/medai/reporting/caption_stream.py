@@ -12,12 +12,13 @@ images with their positions, so a held-out part is captioned with bounded memory
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from medai.core.training import default_workers
 
 DECODE_SIDE = 1024
 """Colour images are decoded (a JPEG at a reduced scale) and box-reduced to at most this many
@@ -25,16 +26,6 @@ pixels a side: BLIP-2 reads 224–490, and a 4000-pixel figure decoded in full w
 worker 48 MB and most of its time."""
 
 Item = tuple[int, np.ndarray | None, str]
-
-
-def default_workers() -> int:
-    """Decoding processes for a loader: the CPUs this process may use less one (the training
-    loop's), at most 8; 0 (decode in the loop) on a one-CPU machine."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(8, cpus - 1))
 
 
 def decode(source: str | Path | bytes, colour: bool) -> np.ndarray:
@@ -89,7 +80,7 @@ def loader(dataset: CaptionImages, batch_size: int, collate: Callable, shuffle: 
     """A DataLoader decoding in ``num_workers`` processes (``default_workers()`` if None),
     pinned memory when a GPU takes the batches; ``collate`` must be picklable (a module-level
     function or an object), as workers may be started by spawn or forkserver."""
-    workers = default_workers() if num_workers is None else int(num_workers)
+    workers = default_workers(cap=8) if num_workers is None else int(num_workers)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
         num_workers=workers, pin_memory=torch.cuda.is_available(),
