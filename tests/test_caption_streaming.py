@@ -206,3 +206,35 @@ def test_a_batch_with_no_readable_image_still_runs_the_model(tmp_path):
     assert good["n_images"] == 1 and good["unreadable"] == 1
     loss_sum, n = adapter.loss(model, good)
     assert n == 1 and float(loss_sum.detach()) > 0 and adapter.unreadable == 3
+
+
+def test_rocov2_at_full_size_is_indexed_without_decoding(tmp_path, monkeypatch):
+    """80,000 captions (ROCOv2's training part) become a dataset and a training loader's
+    dataset in bounded memory, one pass over the rows and one listing of the folder, with no
+    image decoded or held (the files are hard links of two small PNGs)."""
+    import os
+    import time
+    import tracemalloc
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for source in range(2):  # a file takes at most 65,000 links on ext4
+        Image.fromarray(_colour(source)).save(tmp_path / f"source{source}.png")
+    rows = ["ID,Caption"]
+    for k in range(80_000):
+        rid = f"ROCOv2_2023_train_{k:06d}"
+        os.link(tmp_path / f"source{k % 2}.png", images / f"{rid}.png")
+        rows.append(f'{rid},"{CAPTIONS[k % len(CAPTIONS)]}, case {k}."')
+    (tmp_path / "captions.csv").write_text("\n".join(rows) + "\n")
+    decoded = []
+    monkeypatch.setattr(image_io, "load_rgb", lambda *a, **k: decoded.append(a) or None)
+    tracemalloc.start()
+    started = time.process_time()
+    ds = load_captions(tmp_path / "captions.csv", images=images)
+    items = CaptionImages([r.path for r in ds.records], [r.caption for r in ds.records])
+    cpu_s = time.process_time() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"80k ROCOv2 rows: {peak / 2**20:.1f} MiB peak, {cpu_s:.2f} s CPU")
+    assert len(items) == 80_000 and ds.report["pairs"] == 80_000 and not decoded
+    assert peak < 200 * 2**20, peak  # ~2.5 kB a row with its caption; 80 k images: gigabytes
