@@ -179,12 +179,16 @@ def test_two_process_training_on_cpu(tmp_path):
         [sys.executable, "-m", "medai.cli", "imaging", "train", "--task", "cxr",
          "--data", str(tmp_path / "manifest.csv"), "--out", str(out), "--epochs", "2",
          "--batch-size", "4", "--image-size", "48", "--probe-epochs", "1",
-         "--trainable", "top", "--num-processes", "2", "--json"],
+         "--learning-rate", "0.001", "--trainable", "top", "--num-processes", "2", "--json"],
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 1  # only the main process reports
-    assert [h["trainable"] for h in summaries[0]["history"]] == ["head", "top"]
+    history = summaries[0]["history"]
+    assert [h["trainable"] for h in history] == ["head", "top"]
+    # the cosine is half-way after one epoch of two, with two processes as with one (it was
+    # at 0 there: Accelerate steps the schedule once per process)
+    assert 0.35 < history[0]["lr"] / 0.001 < 0.65, history[0]["lr"]
     assert (out / "model.safetensors").is_file() and (out / "model_card.json").is_file()
 
 

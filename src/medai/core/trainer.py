@@ -264,7 +264,8 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         elapsed = clock() - started
         sums = acc.reduce(sums, "sum")  # the training loss over every process's batches
         record = {"train_loss": float(sums[0] / sums[1].clamp(min=1)),
-                  **adapter.validate(model, val_dl, acc), **extra}
+                  **adapter.validate(model, val_dl, acc), **extra,
+                  "lr": float(scheduler.get_last_lr()[0])}  # the first group's, at the end
         if count is not None and elapsed > 0:  # this process's batches, timed; all alike
             for key, value in seen.items():
                 record[f"{key}_per_s"] = round(value * acc.num_processes / elapsed, 1)
