@@ -81,6 +81,20 @@ def _throughput_counter(adapter: Adapter) -> Callable[[Any], dict[str, int]] | N
     return None
 
 
+def _shown(key: str, value: Any) -> str:
+    """An epoch line's value as a person reads it: losses to 4 decimals, rates to 1, the
+    learning rate in 3 significant digits."""
+    if not isinstance(value, float):
+        return str(value)
+    if key.endswith("_per_s"):
+        return f"{value:.1f}"
+    if key == "lr":
+        return f"{value:.3g}"
+    if key.endswith("_gb"):
+        return f"{value:.2f}"
+    return f"{value:.4f}"
+
+
 def _any_process(acc: Any, flag: Any) -> bool:
     """True when ``flag`` holds on any process, decided together: a stop one process took
     alone (a cancel, a non-finite loss) left the others waiting in DDP's gradient exchange."""
@@ -274,8 +288,7 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
             record["peak_gpu_memory_gb"] = round(
                 torch.cuda.max_memory_allocated(acc.device) / 2**30, 2)
         improved = stopper.update(epoch, record)
-        say(f"epoch {epoch}: " + ", ".join(
-            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        say(f"epoch {epoch}: " + ", ".join(f"{k}={_shown(k, v)}" for k, v in record.items()))
         acc.wait_for_everyone()
         if improved and acc.is_main_process:
             best_dir.mkdir(parents=True, exist_ok=True)
