@@ -121,23 +121,21 @@ def check_space(directory: Path, needed: int,
         ok = agree(ok)
     if not ok:
         raise CheckpointSpaceError(
-            f"checkpoint_space: the next checkpoint needs {_size(needed)} in {directory} and "
-            f"only {_size(free)} is free (keeping {_size(FREE_SPACE_MARGIN)} in reserve); free "
-            "some space or point the run's output at a bigger disk")
+            f"checkpoint_space: the next checkpoint needs {human_size(needed)} in {directory} "
+            f"and only {human_size(free)} is free (keeping {human_size(FREE_SPACE_MARGIN)} in "
+            "reserve); free some space or point the run's output at a bigger disk")
     return free
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 def human_size(n: float) -> str:
     """Bytes in decimal units, as disks are sold and ``df -H`` prints them."""
-    return _size(n)
+    if n < 1000:
+        return f"{int(n)} B"
+    for unit in ("KB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
 
 
 # --- random generators ------------------------------------------------------------------
@@ -221,10 +219,10 @@ def save(directory: Path, *, model: Any, names: list[str], optimizer: Any, sched
         shutil.rmtree(old, ignore_errors=True)
         total = sum(p.stat().st_size for p in directory.iterdir())
         if say is not None:
-            say(f"checkpoint: {_size(total)} at {directory} ({len(names)} trained tensors, "
-                f"{_size(position.bytes.get(TRAINED_FILE, 0))}; optimizer "
-                f"{_size(position.bytes.get('optimizer.pt', 0))}); "
-                f"{_size(shutil.disk_usage(directory).free)} free")
+            say(f"checkpoint: {human_size(total)} at {directory} ({len(names)} trained tensors, "
+                f"{human_size(position.bytes.get(TRAINED_FILE, 0))}; optimizer "
+                f"{human_size(position.bytes.get('optimizer.pt', 0))}); "
+                f"{human_size(shutil.disk_usage(directory).free)} free")
     barrier()
     return position
 

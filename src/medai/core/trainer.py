@@ -161,7 +161,10 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
     model, optimizer, train_dl, val_dl, scheduler = acc.prepare(model, optimizer, train_dl,
                                                                 val_dl, scheduler)
     ckpt = Path(work_dir) / "checkpoints"
-    last, best_dir, state_file = ckpt / "last", ckpt / "best", ckpt / "trainer_state.json"
+    last, best_dir = ckpt / "last", ckpt / "best"
+    # early stopping's state now travels in the checkpoint; this file is read only to resume
+    # a checkpoint written before medai-checkpoint/1
+    state_file = ckpt / "trainer_state.json"
     stopper = EarlyStopping(patience=cfg.patience)
     position = checkpoint.Position(epoch=1)
     trained_before: set[str] = set()
@@ -208,9 +211,6 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
                         rank=acc.process_index, is_main=acc.is_main_process,
                         barrier=acc.wait_for_everyone, agree=_agreement(acc), say=say,
                         local={"loss_sums": [float(v) for v in sums]})
-        if acc.is_main_process:
-            stopper.save(state_file)
-        acc.wait_for_everyone()
 
     for epoch in range(position.epoch, cfg.epochs + 1):
         if stopper.should_stop:
@@ -272,9 +272,6 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
                                         "there")
         if not restored:  # the checkpoint was taken after the epoch's last batch
             checkpoint.restore_rng(last, acc.process_index)
-        if _any_process(acc, bad):
-            raise RuntimeError(f"training loss became non-finite at epoch {epoch}; lower the "
-                               "learning rate or use fp32/bf16")
         elapsed = clock() - started
         sums = acc.reduce(sums, "sum")  # the training loss over every process's batches
         record = {"train_loss": float(sums[0] / sums[1].clamp(min=1)),
