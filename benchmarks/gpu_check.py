@@ -147,43 +147,51 @@ def _dir_bytes(path: Path) -> int:
 
 # --- BLIP-2 --------------------------------------------------------------------------------
 
+SPECIAL_TOKENS = ["<pad>", "<unk>", "</s>", "<image>"]
+
+
+def word_level_processor(vocab: list[str], image_size: int, query_tokens: int):
+    """A BLIP-2 processor over a word-level tokenizer of exactly ``vocab`` (``SPECIAL_TOKENS``
+    first, in that order): offline, no tokenizer download, any vocabulary size."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import Blip2Processor, PreTrainedTokenizerFast
+    from transformers.models.blip.image_processing_blip import BlipImageProcessor
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                   eos_token="</s>", bos_token="</s>")
+    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return Blip2Processor(image_processor=BlipImageProcessor(
+        size={"height": image_size, "width": image_size}), tokenizer=fast,
+        num_query_tokens=query_tokens)
+
+
 def build_blip2(directory: Path, spec_name: str, words: list[str]) -> dict:
     """A BLIP-2 model directory with random weights: the configuration of ``spec_name``, a
     word-level tokenizer over ``words`` padded with filler words to the text model's
     vocabulary size, and a processor. Built on the GPU where there is one, saved in bf16
     there (fp32 on CPU)."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         Blip2Config,
         Blip2ForConditionalGeneration,
-        Blip2Processor,
         Blip2QFormerConfig,
         Blip2VisionConfig,
         OPTConfig,
-        PreTrainedTokenizerFast,
     )
-    from transformers.models.blip.image_processing_blip import BlipImageProcessor
 
     spec = BLIP2_SPECS[spec_name]
-    special = ["<pad>", "<unk>", "</s>", "<image>"]
     vocab_size = spec["text"]["vocab_size"]
-    vocab = special + sorted(set(words) - set(special))
+    vocab = SPECIAL_TOKENS + sorted(set(words) - set(SPECIAL_TOKENS))
     if len(vocab) > vocab_size:
         raise ValueError(f"{len(vocab)} words do not fit a vocabulary of {vocab_size}")
     vocab += [f"w{i}" for i in range(vocab_size - len(vocab))]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                   eos_token="</s>", bos_token="</s>")
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    size = spec["image_size"]
-    processor = Blip2Processor(image_processor=BlipImageProcessor(
-        size={"height": size, "width": size}), tokenizer=fast,
-        num_query_tokens=spec["query_tokens"])
+    processor = word_level_processor(vocab, spec["image_size"], spec["query_tokens"])
+    fast = processor.tokenizer
     text = OPTConfig(pad_token_id=0, bos_token_id=2, eos_token_id=2, **spec["text"])
     cfg = Blip2Config(vision_config=Blip2VisionConfig(**spec["vision"]).to_dict(),
-                      qformer_config=Blip2QFormerConfig(vocab_size=max(64, len(special)),
+                      qformer_config=Blip2QFormerConfig(vocab_size=64,
                                                         **spec["qformer"]).to_dict(),
                       text_config=text.to_dict(), num_query_tokens=spec["query_tokens"],
                       image_token_index=fast.convert_tokens_to_ids("<image>"))

@@ -1,33 +1,31 @@
 """A tiny BLIP-2 (OPT language model) built from a config with random weights, saved as a
 local Hugging Face directory: the BLIP-2 tests train and caption with it offline in seconds."""
 
+import sys
+from pathlib import Path
+
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from gpu_check import SPECIAL_TOKENS, word_level_processor
 
 WORDS = ["a", "the", "left", "right", "pleural", "effusion", "normal", "chest", "mass", "lobe",
          "upper", "consolidation", "bilateral", "patchy", "sided", "radiograph"]
 
 
 def make_tiny_blip2(directory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         Blip2Config,
         Blip2ForConditionalGeneration,
-        Blip2Processor,
         Blip2QFormerConfig,
         Blip2VisionConfig,
         OPTConfig,
-        PreTrainedTokenizerFast,
     )
-    from transformers.models.blip.image_processing_blip import BlipImageProcessor
 
-    vocab = ["<pad>", "<unk>", "</s>", "<image>", *WORDS]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                   eos_token="</s>", bos_token="</s>")
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    processor = Blip2Processor(image_processor=BlipImageProcessor(
-        size={"height": 32, "width": 32}), tokenizer=fast, num_query_tokens=4)
+    vocab = [*SPECIAL_TOKENS, *WORDS]
+    processor = word_level_processor(vocab, image_size=32, query_tokens=4)
+    fast = processor.tokenizer
     cfg = Blip2Config(
         vision_config=Blip2VisionConfig(hidden_size=32, intermediate_size=64,
                                         num_hidden_layers=1, num_attention_heads=2,

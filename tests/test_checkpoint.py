@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from medai.core import checkpoint
 from medai.core.trainer import LoopConfig, TrainingCancelled, fit
+from test_trainer import TinyAdapter
 
 
 class FrozenBaseNet(torch.nn.Module):
@@ -37,7 +38,9 @@ class FrozenBaseNet(torch.nn.Module):
         return self.head(self.drop(self.norm(self.base(x))))
 
 
-class Adapter:
+class Adapter(TinyAdapter):
+    """``test_trainer``'s adapter (its loss, best-weights save and load) on this model."""
+
     def __init__(self) -> None:
         g = torch.Generator().manual_seed(0)
         self.x = torch.rand(72, 4, generator=g)
@@ -54,23 +57,11 @@ class Adapter:
         return (torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True),
                 torch.utils.data.DataLoader(ds, batch_size=36))
 
-    def loss(self, model, batch):
-        x, y = batch
-        return ((model(x) - y) ** 2).sum(), len(x)
-
     def validate(self, model, loader, acc):
-        model.eval()
+        model.eval()  # dropout and the batch norm as they predict
         with torch.no_grad():
             total = sum(float(((model(x) - y) ** 2).sum()) for x, y in loader)
         return {"val_loss": total / 72}
-
-    def save_best(self, model, directory: Path):
-        torch.save(model.state_dict(), directory / "w.pt")
-
-    def load_best(self, directory: Path):
-        model = self.build()
-        model.load_state_dict(torch.load(directory / "w.pt", weights_only=True))
-        return model
 
 
 def _cfg(**kw) -> LoopConfig:
