@@ -35,7 +35,7 @@ run: install
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks deploy
-	$(BIN)/ruff format --check src tests benchmarks || true
+	$(BIN)/ruff format --check src tests benchmarks deploy
 
 # Browser tests: Debian's chromium (driven by Playwright through executable_path; Playwright's
 # own browser download does not work offline) and axe-core from npm for accessibility checks.
@@ -56,6 +56,7 @@ integration-deps:
 TEST_WORKERS ?= 2
 test: install-dev browser-deps integration-deps
 	$(BIN)/ruff check src tests benchmarks deploy
+	$(BIN)/ruff format --check src tests benchmarks deploy
 	$(BIN)/lint-imports
 	$(BIN)/pytest --durations=40 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 

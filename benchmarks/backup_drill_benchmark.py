@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 def _site(home: Path, url: str, n: int, kib: int) -> float:
     from medai.platform import accounts, audit, review, studies
     from medai.platform.context import Platform
-    from medai.services.models import ModelHandles
+    from medai.services.model_handles import ModelHandles
 
     started = time.monotonic()
     p = Platform.from_settings(url, models=ModelHandles({}), adopt_models=False)
@@ -43,14 +43,30 @@ def _site(home: Path, url: str, n: int, kib: int) -> float:
         with p.db.session() as db:
             user = db.merge(rad)
             for i, sha in enumerate(shas, start):
-                study, _job = studies.create(db, user, sha=sha, size=kib * 1024,
-                                             content_type="application/dicom", task="cxr",
-                                             patient_ref=f"P-{i}", question=f"öksürük {i}")
+                study, _job = studies.create(
+                    db,
+                    user,
+                    sha=sha,
+                    size=kib * 1024,
+                    content_type="application/dicom",
+                    task="cxr",
+                    patient_ref=f"P-{i}",
+                    question=f"öksürük {i}",
+                )
                 db.flush()
                 audit.record(db, actor, "upload", "study", study.id)
-                review.sign(db, study, 0, user, sections={
-                    "technique": "PA", "findings": f"bulgu {i}", "impression": f"sonuç {i}",
-                    "recommendation": ""})
+                review.sign(
+                    db,
+                    study,
+                    0,
+                    user,
+                    sections={
+                        "technique": "PA",
+                        "findings": f"bulgu {i}",
+                        "impression": f"sonuç {i}",
+                        "recommendation": "",
+                    },
+                )
                 audit.record(db, actor, "sign", "study", study.id)
     p.db.dispose()
     return time.monotonic() - started
@@ -80,8 +96,10 @@ def main() -> None:
             home.mkdir()
             target.mkdir()
             if args.engine == "sqlite":
-                url, target_url = (f"sqlite:///{home / 'medai.db'}",
-                                   f"sqlite:///{target / 'medai.db'}")
+                url, target_url = (
+                    f"sqlite:///{home / 'medai.db'}",
+                    f"sqlite:///{target / 'medai.db'}",
+                )
             else:
                 url = stack.enter_context(postgres_database())
                 target_url = stack.enter_context(postgres_database())
@@ -101,18 +119,26 @@ def main() -> None:
             out = restore(tmp / "backup", Settings(home=target, database_url=target_url))
             restore_s = time.monotonic() - t1
             db_file = tmp / "backup" / manifest["database"]["file"]
-            print(json.dumps({
-                "engine": args.engine, "studies": args.n, "file_kib": args.kib,
-                "make_site_s": round(made_s, 1), "backup_s": round(backup_s, 2),
-                "backup_database_s": round(marks["database"] - t0, 2),
-                "backup_files_s": round(marks.get("files", t0) - marks["database"], 2),
-                "restore_s": round(restore_s, 2),
-                "backup_bytes": _size(tmp / "backup"),
-                "database_bytes": db_file.stat().st_size,
-                "files": manifest["counts"]["files"],
-                "signed_reports": manifest["counts"]["signed_reports"],
-                "audit_events": manifest["counts"]["audit_events"],
-                "checked": out["checked"]}))
+            print(
+                json.dumps(
+                    {
+                        "engine": args.engine,
+                        "studies": args.n,
+                        "file_kib": args.kib,
+                        "make_site_s": round(made_s, 1),
+                        "backup_s": round(backup_s, 2),
+                        "backup_database_s": round(marks["database"] - t0, 2),
+                        "backup_files_s": round(marks.get("files", t0) - marks["database"], 2),
+                        "restore_s": round(restore_s, 2),
+                        "backup_bytes": _size(tmp / "backup"),
+                        "database_bytes": db_file.stat().st_size,
+                        "files": manifest["counts"]["files"],
+                        "signed_reports": manifest["counts"]["signed_reports"],
+                        "audit_events": manifest["counts"]["audit_events"],
+                        "checked": out["checked"],
+                    }
+                )
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -37,10 +37,19 @@ print(json.dumps({"files": files, "total_bytes": sum(files.values()),
 
 
 def _run(src: Path, data: Path, out: Path, base: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="2",
-               MEDAI_HOME=str(out.parent / f"home-{out.name}"))
-    proc = subprocess.run([sys.executable, "-c", TRAIN, str(data), str(out), str(base)],
-                          capture_output=True, text=True, env=env, timeout=1800)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(src),
+        OMP_NUM_THREADS="2",
+        MEDAI_HOME=str(out.parent / f"home-{out.name}"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN, str(data), str(out), str(base)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -56,25 +65,39 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="medai-ckpt-size-") as tmp:
         work = Path(tmp)
         old = work / "before"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old),
-                        args.before], check=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old), args.before],
+            check=True,
+        )
         try:
             captions, _images, words = synthetic_roco(work / "roco", args.pairs, 64)
-            rows = ["file,caption"] + [  # the pairs layout: what both checkouts read
-                f"roco/images/{line.split(',', 1)[0]}.png,{line.split(',', 1)[1]}"
-                for line in captions.read_text().splitlines()[1:]]
+            rows = (
+                ["file,caption"]
+                + [  # the pairs layout: what both checkouts read
+                    f"roco/images/{line.split(',', 1)[0]}.png,{line.split(',', 1)[1]}"
+                    for line in captions.read_text().splitlines()[1:]
+                ]
+            )
             (work / "pairs.csv").write_text("\n".join(rows) + "\n")
             base = work / "blip2-small"
             built = build_blip2(base, "small", words)
-            report = {"base": built, "before": {"commit": args.before},
-                      "after": {"commit": subprocess.run(
-                          ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()}}
+            report = {
+                "base": built,
+                "before": {"commit": args.before},
+                "after": {
+                    "commit": subprocess.run(
+                        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                        capture_output=True,
+                        text=True,
+                    ).stdout.strip()
+                },
+            }
             for name, src in (("before", old / "src"), ("after", ROOT / "src")):
                 report[name].update(_run(src, work / "pairs.csv", work / name / "out", base))
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
-                           check=False)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False
+            )
     report["ratio"] = round(report["after"]["total_bytes"] / report["before"]["total_bytes"], 4)
     print(json.dumps(report, indent=2))
     return 0

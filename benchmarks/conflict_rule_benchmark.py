@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medai.core import registry
+from medai.core import model_dir
 from medai.imaging.datasets import load_dataset, patient_split
 from medai.imaging.decision import _margin, decide_array
 from medai.imaging.labels import space
@@ -47,8 +47,12 @@ def _margin_rule(task, labels, probs, policy) -> list[set[str] | None]:
         if m[task.normal] >= max(v for k, v in m.items() if k != task.normal):
             out.append({task.normal})
         else:
-            found = decide_array(task, labels, probs[[len(out)]], policy.model_copy(
-                update={"normal_conflict": "finding"}))[0]
+            found = decide_array(
+                task,
+                labels,
+                probs[[len(out)]],
+                policy.model_copy(update={"normal_conflict": "finding"}),
+            )[0]
             out.append(set(found.positives))
     return out
 
@@ -74,16 +78,27 @@ def evaluate(task, labels, targets, probs, policy, rule: str, seed: int = 0) -> 
     for i, a in enumerate(answers):
         for lab in a or ():
             decided[i, labels.index(lab)] = 1
-    truth = [{lab for lab in LEAVES if targets[i, labels.index(lab)] == 1}
-             for i in range(len(targets))]
-    right = np.array([a is not None and {x for x in a if x in LEAVES} == t
-                      for a, t in zip(answers, truth, strict=True)], dtype=float)
+    truth = [
+        {lab for lab in LEAVES if targets[i, labels.index(lab)] == 1} for i in range(len(targets))
+    ]
+    right = np.array(
+        [
+            a is not None and {x for x in a if x in LEAVES} == t
+            for a, t in zip(answers, truth, strict=True)
+        ],
+        dtype=float,
+    )
     answered = np.array([a is not None for a in answers])
-    return {"n": len(targets), "conflicts": conflicts, "undecided": int((~answered).sum()),
-            "macro_f1": _macro_f1(targets, decided),
-            "answered_exact": float(right[answered].mean()) if answered.any() else None,
-            "answered_exact_ci95": _ci(right[answered], rng),
-            "overall_exact": float(right.mean()), "overall_exact_ci95": _ci(right, rng)}
+    return {
+        "n": len(targets),
+        "conflicts": conflicts,
+        "undecided": int((~answered).sum()),
+        "macro_f1": _macro_f1(targets, decided),
+        "answered_exact": float(right[answered].mean()) if answered.any() else None,
+        "answered_exact_ci95": _ci(right[answered], rng),
+        "overall_exact": float(right.mean()),
+        "overall_exact_ci95": _ci(right, rng),
+    }
 
 
 def main() -> None:
@@ -93,17 +108,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args()
-    predictor = registry.load(args.model)
+    predictor = model_dir.load(args.model)
     labels = list(predictor.labels)
     task = space(predictor.cfg.task)
-    policy = load_policy(args.model, registry.read_card(args.model), labels)
+    policy = load_policy(args.model, model_dir.read_card(args.model), labels)
     ds = load_dataset(args.data, predictor.cfg.task)
     _, va, te = patient_split(ds, seed=args.seed, groups=split_groups(ds))
     out = {"model": str(args.model), "chosen": policy.normal_conflict, "splits": {}}
     for name, idx in (("validation", va), ("test", te)):
         _, targets, probs = score(predictor, _subset(ds, idx), n_boot=0)
-        out["splits"][name] = {rule: evaluate(task, labels, targets, probs, policy, rule)
-                               for rule in ("margin", "indeterminate", "finding")}
+        out["splits"][name] = {
+            rule: evaluate(task, labels, targets, probs, policy, rule)
+            for rule in ("margin", "indeterminate", "finding")
+        }
         assert decided_matrix(task, labels, probs, policy).shape == targets.shape
     text = json.dumps(out, indent=2)
     print(text)

@@ -595,7 +595,7 @@ def profile(files: list[Path], sample: int) -> dict:
     from medai.platform.integration.dicom_heatmap import heatmap_sc
     from medai.platform.integration.dicom_objects import SourceImage, findings_sr
     from medai.services import imaging as imaging_service
-    from medai.services.models import ModelHandles
+    from medai.services.model_handles import ModelHandles
     from medai.services.reports import shared_drafter
     from medai.services.runtime import apply_thread_limits, plan_cpu
     from medai.settings import get_settings
@@ -684,8 +684,12 @@ def main() -> None:
     )
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--job-threads", type=int, default=None,
-                    help="embedded: MEDAI_JOB_THREADS for serve (default: the product's)")
+    ap.add_argument(
+        "--job-threads",
+        type=int,
+        default=None,
+        help="embedded: MEDAI_JOB_THREADS for serve (default: the product's)",
+    )
     args = ap.parse_args()
 
     from dicom_helpers import STORESCU

@@ -47,8 +47,12 @@ def main() -> None:
         sys.exit("dcmtk's storescu is not installed")
     files = home / "sent"
     files.mkdir()
-    paths = [make_dicom(files / f"{i:04d}.dcm", accession=f"B{i:06d}", rows=args.rows,
-                        cols=args.cols, seed=i) for i in range(args.n)]
+    paths = [
+        make_dicom(
+            files / f"{i:04d}.dcm", accession=f"B{i:06d}", rows=args.rows, cols=args.cols, seed=i
+        )
+        for i in range(args.n)
+    ]
     handler_s: list[float] = []
     store = receive.store
 
@@ -65,9 +69,20 @@ def main() -> None:
     node = dicom_node.DicomNode(p, lambda sid, jid, urgent: queued.append(jid), port=0).start()
     try:
         start = time.perf_counter()
-        sent = subprocess.run([STORESCU, "-aet", "BENCH", "-aec", "MEDAI", "127.0.0.1",
-                               str(node.port), *map(str, paths)], capture_output=True,
-                              text=True)
+        sent = subprocess.run(
+            [
+                STORESCU,
+                "-aet",
+                "BENCH",
+                "-aec",
+                "MEDAI",
+                "127.0.0.1",
+                str(node.port),
+                *map(str, paths),
+            ],
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - start
     finally:
         node.stop()
@@ -75,15 +90,26 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)  # a gigabyte of test instances
     assert sent.returncode == 0, sent.stderr[-2000:]
     ms = sorted(1000 * s for s in handler_s)
-    print(json.dumps({
-        "instances": args.n, "rows": args.rows, "cols": args.cols,
-        "bytes_each": paths[0].stat().st_size, "queued_jobs": len(queued),
-        "handler_ms": {"p50": round(statistics.median(ms), 1),
-                       "p95": round(ms[int(0.95 * (len(ms) - 1))], 1),
-                       "max": round(ms[-1], 1)},
-        "storescu_wall_s": round(wall, 2),
-        "instances_per_minute": round(60 * args.n / wall, 1),
-        "cpu_count": os.cpu_count()}, indent=2))
+    print(
+        json.dumps(
+            {
+                "instances": args.n,
+                "rows": args.rows,
+                "cols": args.cols,
+                "bytes_each": paths[0].stat().st_size,
+                "queued_jobs": len(queued),
+                "handler_ms": {
+                    "p50": round(statistics.median(ms), 1),
+                    "p95": round(ms[int(0.95 * (len(ms) - 1))], 1),
+                    "max": round(ms[-1], 1),
+                },
+                "storescu_wall_s": round(wall, 2),
+                "instances_per_minute": round(60 * args.n / wall, 1),
+                "cpu_count": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

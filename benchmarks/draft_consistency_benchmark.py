@@ -30,26 +30,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def emit(manifests: dict[str, Path], out: Path) -> None:
     """Worker: draft every image with the code on ``sys.path`` (this tree or a baseline)."""
-    from medai.core import registry
-    from medai.reporting.service import Drafter
+    from medai.core import model_dir
+    from medai.reporting.drafter import Drafter
 
     drafter = Drafter(embeddings=False)
     with out.open("w", encoding="utf-8") as fh:
         for task, manifest in manifests.items():
-            predictor = registry.load(registry.resolve_model(None, task))
+            predictor = model_dir.load(model_dir.resolve_model(None, task))
             rows = list(csv.DictReader(manifest.open(encoding="utf-8")))
             for i, row in enumerate(rows):
                 path = manifest.parent / row["file"]
                 result = predictor.predict(path)
                 if result.refused:
-                    fh.write(json.dumps({"file": row["file"], "task": task,
-                                         "refused": True}) + "\n")
+                    fh.write(
+                        json.dumps({"file": row["file"], "task": task, "refused": True}) + "\n"
+                    )
                     continue
                 payload = result.model_dump(mode="json")
-                rec = {"file": row["file"], "task": task, "refused": False,
-                       "findings": [{"label": f["label"], "positive": f["positive"]}
-                                    for f in payload["findings"]],
-                       "decision": payload.get("decision"), "drafts": {}}
+                rec = {
+                    "file": row["file"],
+                    "task": task,
+                    "refused": False,
+                    "findings": [
+                        {"label": f["label"], "positive": f["positive"]}
+                        for f in payload["findings"]
+                    ],
+                    "decision": payload.get("decision"),
+                    "drafts": {},
+                }
                 for lang in ("tr", "en"):
                     draft = drafter.draft(None, payload, task=task, lang=lang)
                     rec["drafts"][lang] = draft.sections.model_dump()
@@ -82,10 +90,21 @@ def judge(rec: dict) -> dict[str, list[str]]:
         problems["structure"].append(f"{len(held)} classes on a one-class task")
     if decision is None:  # the baseline: its findings as the decision it implied
         stated = most_specific(spec, diseases)
-        state = ("normal" if held == [spec.normal] else "abnormal" if diseases else
-                 "indeterminate" if not spec.multilabel else "none")
-        decision = Decision(kind="multilabel" if spec.multilabel else "exclusive", state=state,
-                            positives=held, stated=stated)
+        state = (
+            "normal"
+            if held == [spec.normal]
+            else "abnormal"
+            if diseases
+            else "indeterminate"
+            if not spec.multilabel
+            else "none"
+        )
+        decision = Decision(
+            kind="multilabel" if spec.multilabel else "exclusive",
+            state=state,
+            positives=held,
+            stated=stated,
+        )
     for lang, sections in rec["drafts"].items():
         problems[lang] = contradictions(sections, decision, rec["task"], lang)
     return problems
@@ -99,15 +118,21 @@ def summarise(records: list[dict]) -> dict:
         judged = [judge(r) for r in drafted]
         any_bad = [j for j in judged if any(j.values())]
         exclusive_rule = ("normal beside a disease", "neither normal nor a finding", "classes on")
-        out[task] = {"images": len(rs), "refused": len(rs) - len(drafted),
-                     "drafted": len(drafted), "contradicting": len(any_bad),
-                     "structure": sum(bool(j["structure"]) for j in judged),
-                     "issue_criterion": sum(any(k in p for p in j["structure"]
-                                                for k in exclusive_rule) for j in judged),
-                     "draft_tr": sum(bool(j.get("tr")) for j in judged),
-                     "draft_en": sum(bool(j.get("en")) for j in judged),
-                     "examples": [p for j in any_bad[:5] for p in
-                                  (j["structure"] + j.get("tr", []) + j.get("en", []))][:8]}
+        out[task] = {
+            "images": len(rs),
+            "refused": len(rs) - len(drafted),
+            "drafted": len(drafted),
+            "contradicting": len(any_bad),
+            "structure": sum(bool(j["structure"]) for j in judged),
+            "issue_criterion": sum(
+                any(k in p for p in j["structure"] for k in exclusive_rule) for j in judged
+            ),
+            "draft_tr": sum(bool(j.get("tr")) for j in judged),
+            "draft_en": sum(bool(j.get("en")) for j in judged),
+            "examples": [
+                p for j in any_bad[:5] for p in (j["structure"] + j.get("tr", []) + j.get("en", []))
+            ][:8],
+        }
         decisions = [r.get("decision") or {} for r in drafted]
         states = [d.get("state") for d in decisions if d]
         if states:
@@ -147,30 +172,40 @@ def main() -> None:
         work = Path(tmp)
         if args.baseline:
             tree = work / "baseline"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree),
-                            args.baseline], check=True, capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.baseline],
+                check=True,
+                capture_output=True,
+            )
             try:
-                results["baseline"] = summarise(run_version("baseline", tree / "src",
-                                                            manifests, work))
+                results["baseline"] = summarise(
+                    run_version("baseline", tree / "src", manifests, work)
+                )
             finally:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                                str(tree)], check=False)
-        results["this version"] = summarise(run_version("current", ROOT / "src", manifests,
-                                                        work))
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                    check=False,
+                )
+        results["this version"] = summarise(run_version("current", ROOT / "src", manifests, work))
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"baseline": args.baseline, "data": {t: str(p) for t, p in manifests.items()}}
-    (args.out / "results.json").write_text(json.dumps({**meta, **results}, indent=2,
-                                                      ensure_ascii=False) + "\n")
-    lines = ["| version | task | images | refused | drafted | contradicting (any) | normal beside "
-             "a disease, neither, or not one MRI class | impossible findings (hierarchy "
-             "included) | TR draft ≠ findings | EN draft ≠ findings |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    (args.out / "results.json").write_text(
+        json.dumps({**meta, **results}, indent=2, ensure_ascii=False) + "\n"
+    )
+    lines = [
+        "| version | task | images | refused | drafted | contradicting (any) | normal beside "
+        "a disease, neither, or not one MRI class | impossible findings (hierarchy "
+        "included) | TR draft ≠ findings | EN draft ≠ findings |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for version, per_task in results.items():
         for task, s in per_task.items():
-            lines.append(f"| {version} | {task} | {s['images']} | {s['refused']} | "
-                         f"{s['drafted']} | **{s['contradicting']}** | {s['issue_criterion']} | "
-                         f"{s['structure']} | "
-                         f"{s['draft_tr']} | {s['draft_en']} |")
+            lines.append(
+                f"| {version} | {task} | {s['images']} | {s['refused']} | "
+                f"{s['drafted']} | **{s['contradicting']}** | {s['issue_criterion']} | "
+                f"{s['structure']} | "
+                f"{s['draft_tr']} | {s['draft_en']} |"
+            )
     (args.out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

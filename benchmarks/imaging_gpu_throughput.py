@@ -50,8 +50,12 @@ def write_films(folder: Path, count: int, side: int, seed: int = 0) -> list[str]
     names = []
     for k in range(count):
         coarse = rng.random((side // 32 + 2, side // 32 + 2))
-        smooth = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize(
-            (side, side), Image.Resampling.BICUBIC), dtype=np.int16)
+        smooth = np.asarray(
+            Image.fromarray((coarse * 255).astype(np.uint8)).resize(
+                (side, side), Image.Resampling.BICUBIC
+            ),
+            dtype=np.int16,
+        )
         film = np.clip(smooth + rng.integers(-10, 11, (side, side)), 0, 255).astype(np.uint8)
         name = f"{k:05d}.png"
         Image.fromarray(film).save(folder / name)
@@ -86,16 +90,27 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _timed_steps(adapter, model, optimizer, batches: Iterable, steps: int, warmup: int,
-                 device: str, precision: str) -> tuple[float, int, float]:
+def _timed_steps(
+    adapter,
+    model,
+    optimizer,
+    batches: Iterable,
+    steps: int,
+    warmup: int,
+    device: str,
+    precision: str,
+) -> tuple[float, int, float]:
     """Train ``warmup`` then ``steps`` batches (forward, masked loss, backward, clip, AdamW);
     seconds and images of the timed steps, and the last loss."""
     import torch
 
     from medai.imaging.train import ImageBatch
 
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
     model.train()
     images, start, last = 0, 0.0, float("nan")
     it = iter(batches)
@@ -104,8 +119,12 @@ def _timed_steps(adapter, model, optimizer, batches: Iterable, steps: int, warmu
             _sync(device)
             start, images = time.perf_counter(), 0
         b = next(it)
-        batch = ImageBatch(b.x.to(device, non_blocking=True),
-                           b.targets.to(device, non_blocking=True), b.skipped, b.images)
+        batch = ImageBatch(
+            b.x.to(device, non_blocking=True),
+            b.targets.to(device, non_blocking=True),
+            b.skipped,
+            b.images,
+        )
         with autocast:
             loss_sum, n = adapter.loss(model, batch)
         loss = loss_sum / n.clamp(min=1)
@@ -138,7 +157,7 @@ def _cpu_cost(dataset, n: int) -> dict:
     """Milliseconds per image in this process (medians, after one image of warm-up): decode,
     resize to the model size, and the whole item (decode, resize, augmentation)."""
     from medai.imaging.io import load_image
-    from medai.imaging.models import to_tensor
+    from medai.imaging.networks import to_tensor
 
     decode, resize, item = [], [], []
     dataset[0]
@@ -153,16 +172,31 @@ def _cpu_cost(dataset, n: int) -> dict:
         decode.append(t1 - t0)
         resize.append(t2 - t1)
         item.append(t3 - t2)
-    ms = {k: float(np.median(v)) * 1e3 for k, v in
-          (("decode", decode), ("resize", resize), ("total", item))}
+    ms = {
+        k: float(np.median(v)) * 1e3
+        for k, v in (("decode", decode), ("resize", resize), ("total", item))
+    }
     ms["augment"] = max(0.0, ms["total"] - ms["decode"] - ms["resize"])
     return {k: round(v, 3) for k, v in ms.items()}
 
 
-def _run(result: dict, work: Path, device: str, precision: str, image_size: int,
-         batch_size: int, ceiling_batch_size: int, steps: int, warmup: int, pipe_warmup: int,
-         workers: int, source_size: int, distinct_images: int, backbone: str,
-         loader_batches: int) -> None:
+def _run(
+    result: dict,
+    work: Path,
+    device: str,
+    precision: str,
+    image_size: int,
+    batch_size: int,
+    ceiling_batch_size: int,
+    steps: int,
+    warmup: int,
+    pipe_warmup: int,
+    workers: int,
+    source_size: int,
+    distinct_images: int,
+    backbone: str,
+    loader_batches: int,
+) -> None:
     """The three measurements into ``result`` (films and manifest under ``work``)."""
     import torch
 
@@ -178,9 +212,18 @@ def _run(result: dict, work: Path, device: str, precision: str, image_size: int,
     result["index_seconds"] = round(time.perf_counter() - t1, 3)
     result["write_seconds"] = round(t1 - t0, 3)
     labels = ds.annotated_labels()
-    cfg = ImagingTrainConfig(task="cxr", backbone=backbone, labels=labels, epochs=1,
-                             batch_size=batch_size, image_size=image_size, seed=13,
-                             num_workers=workers, channels_last=True, augment=True)
+    cfg = ImagingTrainConfig(
+        task="cxr",
+        backbone=backbone,
+        labels=labels,
+        epochs=1,
+        batch_size=batch_size,
+        image_size=image_size,
+        seed=13,
+        num_workers=workers,
+        channels_last=True,
+        augment=True,
+    )
     adapter = ImagingAdapter(cfg, ds, ds.subset(np.arange(min(len(ds), batch_size))))
     torch.manual_seed(13)
     model = adapter.build().to(device)
@@ -190,31 +233,42 @@ def _run(result: dict, work: Path, device: str, precision: str, image_size: int,
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     synthetic = _synthetic(adapter, ceiling_batch_size, image_size, len(labels), device)
-    secs, images, loss = _timed_steps(adapter, model, optimizer, synthetic, steps, warmup,
-                                      device, precision)
+    secs, images, loss = _timed_steps(
+        adapter, model, optimizer, synthetic, steps, warmup, device, precision
+    )
     result["ceiling"] = {
-        "images_per_s": round(images / secs, 2), "seconds": round(secs, 3),
+        "images_per_s": round(images / secs, 2),
+        "seconds": round(secs, 3),
         "last_loss": round(loss, 4),
         "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        if device == "cuda" else None}
+        if device == "cuda"
+        else None,
+    }
 
     # (i b) the ceiling at the pipeline's own batch: the issue's ratio is against batch 256,
     # which mixes a small batch's lower GPU efficiency into the loader's share of the gap
     if ceiling_batch_size != batch_size:
         synthetic = _synthetic(adapter, batch_size, image_size, len(labels), device)
-        secs, images, _ = _timed_steps(adapter, model, optimizer, synthetic, min(steps, 100),
-                                       warmup, device, precision)
-        result["ceiling_at_pipeline_batch"] = {"images_per_s": round(images / secs, 2),
-                                               "seconds": round(secs, 3)}
+        secs, images, _ = _timed_steps(
+            adapter, model, optimizer, synthetic, min(steps, 100), warmup, device, precision
+        )
+        result["ceiling_at_pipeline_batch"] = {
+            "images_per_s": round(images / secs, 2),
+            "seconds": round(secs, 3),
+        }
 
     # (ii) the real pipeline: the adapter's loader (workers, pinned memory, collate)
     train_dl, _ = adapter.loaders()
     train_dl.dataset.set_epoch(1)
-    secs, images, loss = _timed_steps(adapter, model, optimizer, train_dl, steps,
-                                      pipe_warmup, device, precision)
-    result["pipeline"] = {"images_per_s": round(images / secs, 2),
-                          "seconds": round(secs, 3), "last_loss": round(loss, 4),
-                          "unreadable": adapter.unreadable}
+    secs, images, loss = _timed_steps(
+        adapter, model, optimizer, train_dl, steps, pipe_warmup, device, precision
+    )
+    result["pipeline"] = {
+        "images_per_s": round(images / secs, 2),
+        "seconds": round(secs, 3),
+        "last_loss": round(loss, 4),
+        "unreadable": adapter.unreadable,
+    }
 
     # (iii) the loader alone (what the CPUs feed), and one process's cost per image
     train_dl.dataset.set_epoch(2)
@@ -225,23 +279,34 @@ def _run(result: dict, work: Path, device: str, precision: str, image_size: int,
     fed = batches = 0
     for _, b in zip(range(loader_batches), it, strict=False):
         fed, batches = fed + b.images, batches + 1
-    result["loader_only"] = {"images_per_s": round(fed / (time.perf_counter() - t), 2),
-                             "batches": batches}
+    result["loader_only"] = {
+        "images_per_s": round(fed / (time.perf_counter() - t), 2),
+        "batches": batches,
+    }
     del it
     result["cpu_ms_per_image"] = _cpu_cost(train_dl.dataset, 32)
 
 
-def measure(image_size: int = 224, batch_size: int = 256, steps: int = 300, warmup: int = 10,
-            workers: int | None = None, source_size: int = 1024, distinct_images: int = 256,
-            backbone: str = "densenet121", loader_batches: int | None = None,
-            ceiling_batch_size: int | None = None, work: Path | None = None) -> dict:
+def measure(
+    image_size: int = 224,
+    batch_size: int = 256,
+    steps: int = 300,
+    warmup: int = 10,
+    workers: int | None = None,
+    source_size: int = 1024,
+    distinct_images: int = 256,
+    backbone: str = "densenet121",
+    loader_batches: int | None = None,
+    ceiling_batch_size: int | None = None,
+    work: Path | None = None,
+) -> dict:
     """The ceiling, the real pipeline and the loader alone, in one run (see the module).
 
     ``batch_size`` is the pipeline's, ``ceiling_batch_size`` the ceiling's (default: the same);
     the films and manifest go to ``work`` (kept) or a temporary folder (removed)."""
     import torch
 
-    from medai.core.training import default_workers
+    from medai.core.trainer import default_workers
 
     device, precision, channels_last = _device_setup()
     workers = default_workers() if workers is None else workers
@@ -253,26 +318,51 @@ def measure(image_size: int = 224, batch_size: int = 256, steps: int = 300, warm
     result: dict = {
         "device": device,
         "device_name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-        "torch": torch.__version__, "precision": precision, "channels_last": channels_last,
-        "backbone": backbone, "image_size": image_size, "batch_size": batch_size,
-        "ceiling_batch_size": ceiling_batch_size, "steps": steps, "warmup": warmup,
+        "torch": torch.__version__,
+        "precision": precision,
+        "channels_last": channels_last,
+        "backbone": backbone,
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "ceiling_batch_size": ceiling_batch_size,
+        "steps": steps,
+        "warmup": warmup,
         "workers": workers,
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        "cpus": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
-        "source_size": source_size, "distinct_images": distinct_images, "manifest_rows": rows}
+        "source_size": source_size,
+        "distinct_images": distinct_images,
+        "manifest_rows": rows,
+    }
     with contextlib.ExitStack() as stack:
         if work is None:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                prefix="medai-gpu-bench-")))
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medai-gpu-bench-")))
         work.mkdir(parents=True, exist_ok=True)
-        _run(result, work, device, precision, image_size, batch_size, ceiling_batch_size,
-             steps, warmup, pipe_warmup, workers, source_size, distinct_images, backbone,
-             loader_batches)
-    result["ratio"] = round(result["pipeline"]["images_per_s"]
-                            / result["ceiling"]["images_per_s"], 3)
+        _run(
+            result,
+            work,
+            device,
+            precision,
+            image_size,
+            batch_size,
+            ceiling_batch_size,
+            steps,
+            warmup,
+            pipe_warmup,
+            workers,
+            source_size,
+            distinct_images,
+            backbone,
+            loader_batches,
+        )
+    result["ratio"] = round(
+        result["pipeline"]["images_per_s"] / result["ceiling"]["images_per_s"], 3
+    )
     same = result.get("ceiling_at_pipeline_batch", result["ceiling"])
-    result["ratio_at_pipeline_batch"] = round(result["pipeline"]["images_per_s"]
-                                              / same["images_per_s"], 3)
+    result["ratio_at_pipeline_batch"] = round(
+        result["pipeline"]["images_per_s"] / same["images_per_s"], 3
+    )
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
@@ -283,22 +373,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="DataLoader workers (default: the training default)")
-    parser.add_argument("--source-size", type=int, default=1024,
-                        help="side of the PNG films written (NIH ChestX-ray14: 1024)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader workers (default: the training default)",
+    )
+    parser.add_argument(
+        "--source-size",
+        type=int,
+        default=1024,
+        help="side of the PNG films written (NIH ChestX-ray14: 1024)",
+    )
     parser.add_argument("--distinct-images", type=int, default=256)
     parser.add_argument("--backbone", default="densenet121")
-    parser.add_argument("--ceiling-batch-size", type=int, default=None,
-                        help="the ceiling's batch (default: --batch-size)")
-    parser.add_argument("--work", type=Path, default=None,
-                        help="keep the films and manifest here (default: a temporary folder)")
+    parser.add_argument(
+        "--ceiling-batch-size",
+        type=int,
+        default=None,
+        help="the ceiling's batch (default: --batch-size)",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="keep the films and manifest here (default: a temporary folder)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    result = measure(image_size=args.image_size, batch_size=args.batch_size, steps=args.steps,
-                     warmup=args.warmup, workers=args.workers, source_size=args.source_size,
-                     distinct_images=args.distinct_images, backbone=args.backbone,
-                     ceiling_batch_size=args.ceiling_batch_size, work=args.work)
+    result = measure(
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        workers=args.workers,
+        source_size=args.source_size,
+        distinct_images=args.distinct_images,
+        backbone=args.backbone,
+        ceiling_batch_size=args.ceiling_batch_size,
+        work=args.work,
+    )
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

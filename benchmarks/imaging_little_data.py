@@ -44,7 +44,7 @@ from bundled_imaging_benchmark import (
     probe_proba,
     split_parts,
 )
-from medai.core import registry
+from medai.core import model_dir
 from medai.imaging.datasets import load_dataset, patient_split
 from medai.imaging.evaluate import hierarchical_scores
 from medai.imaging.io import ImageInputError, load_image
@@ -56,15 +56,17 @@ BUNDLED = "bundled cxr-default (seed 13)"
 def centre_crop(p: np.ndarray, frac: float = 0.9) -> np.ndarray:
     h, w = p.shape[:2]
     dh, dw = round(h * (1 - frac) / 2), round(w * (1 - frac) / 2)
-    return np.ascontiguousarray(p[dh:h - dh, dw:w - dw])
+    return np.ascontiguousarray(p[dh : h - dh, dw : w - dw])
 
 
 def unlabelled_pool(pairs: Path, manifest: Path, held_dois: set[str]) -> tuple[list, dict]:
     """Chest X-rays of the caption pairs not in the labelled manifest (by the original file's
     SHA-1) and from no publication that has a validation or test image."""
     labelled = {r["sha1_original"] for r in csv.DictReader(manifest.open(encoding="utf-8"))}
-    pixels, report = [], {"x_ray_pairs": 0, "in_manifest": 0, "shares_held_out_publication": 0,
-                          "unreadable": 0}
+    pixels, report = (
+        [],
+        {"x_ray_pairs": 0, "in_manifest": 0, "shares_held_out_publication": 0, "unreadable": 0},
+    )
     for row in csv.DictReader(pairs.open(encoding="utf-8")):
         if row["modality"] != "X-ray":
             continue
@@ -98,8 +100,9 @@ def self_trained_probe(f_tr: np.ndarray, t_tr: np.ndarray, f_unl: np.ndarray) ->
         if len(set(y[y >= 0])) < 2:
             models.append(float(y[y >= 0].mean()))
             continue
-        base = make_pipeline(StandardScaler(), LogisticRegression(
-            C=0.1, max_iter=3000, class_weight="balanced"))
+        base = make_pipeline(
+            StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced")
+        )
         models.append(SelfTrainingClassifier(base, threshold=0.9).fit(x, y))
     return models
 
@@ -113,9 +116,11 @@ def rows_for(targets, probs_by_system, labels, sources, reference: str) -> dict:
         row["per_population"] = {}
         for pop in pops:
             idx = np.array([x == pop for x in sources])
-            row["per_population"][pop] = {"n": int(idx.sum()),
-                                          "macro_auroc": macro_auroc(targets[idx], s[idx]),
-                                          "macro_auroc_ci95": auroc_ci(targets[idx], s[idx])}
+            row["per_population"][pop] = {
+                "n": int(idx.sum()),
+                "macro_auroc": macro_auroc(targets[idx], s[idx]),
+                "macro_auroc_ci95": auroc_ci(targets[idx], s[idx]),
+            }
         if name != reference:
             row["vs_bundled"] = paired_auroc_ci(targets, s, scores[reference])
         out[name] = row
@@ -130,13 +135,24 @@ def adopt(val_rows: dict) -> dict[str, str]:
         if name == BUNDLED:
             continue
         ci = row["vs_bundled"]["ci95"]
-        worse = [p for p, v in row["per_population"].items()
-                 if v["macro_auroc"] < ref[p]["macro_auroc"]]
-        out[name] = ("ADOPT" if ci[0] > 0 and not worse else
-                     "keep bundled: " + ("; ".join(
-                         ([f"paired CI {ci[0]:+.3f}..{ci[1]:+.3f} includes or is below 0"]
-                          if ci[0] <= 0 else []) + ([f"worse on {', '.join(worse)}"]
-                                                    if worse else []))))
+        worse = [
+            p for p, v in row["per_population"].items() if v["macro_auroc"] < ref[p]["macro_auroc"]
+        ]
+        out[name] = (
+            "ADOPT"
+            if ci[0] > 0 and not worse
+            else "keep bundled: "
+            + (
+                "; ".join(
+                    (
+                        [f"paired CI {ci[0]:+.3f}..{ci[1]:+.3f} includes or is below 0"]
+                        if ci[0] <= 0
+                        else []
+                    )
+                    + ([f"worse on {', '.join(worse)}"] if worse else [])
+                )
+            )
+        )
     return out
 
 
@@ -157,33 +173,37 @@ def main() -> None:
     ap.add_argument("--members", type=Path, nargs="*", default=[])
     ap.add_argument("--strong", type=Path)
     ap.add_argument("--pairs", type=Path)
-    ap.add_argument("--out", type=Path,
-                    default=Path("docs/benchmarks/imaging/little_data.json"))
+    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/imaging/little_data.json"))
     args = ap.parse_args()
-    bundled = registry.load(registry.resolve_model(None, "cxr"))
+    bundled = model_dir.load(model_dir.resolve_model(None, "cxr"))
     labels = bundled.labels
     ds = load_dataset(args.cxr, "cxr")
     tr, va, te = patient_split(ds, seed=13, groups=split_groups(ds))
     parts = split_parts(ds, labels, tr, va, te)
-    members = [registry.load(m) for m in args.members]
+    members = [model_dir.load(m) for m in args.members]
     for m in members:
         if m.labels != labels:
             raise SystemExit(f"{m.card.name}: labels {m.labels} differ from {labels}")
-    strong = registry.load(args.strong) if args.strong else None
+    strong = model_dir.load(args.strong) if args.strong else None
     feats = {k: frozen_features(v[0]) for k, v in parts.items()}
     probe = fit_probe("cxr", feats["train"], parts["train"][1])
     manifest_rows = list(csv.DictReader(args.cxr.open(encoding="utf-8")))
     by_file = {str((args.cxr.parent / r["file"]).resolve()): r for r in manifest_rows}
-    held_dois = {(by_file.get(str(Path(ds.records[i].path).resolve()), {}).get("doi") or "")
-                 .lower() for i in list(va) + list(te)} - {""}
+    held_dois = {
+        (by_file.get(str(Path(ds.records[i].path).resolve()), {}).get("doi") or "").lower()
+        for i in list(va) + list(te)
+    } - {""}
     pool_report: dict = {}
     semi = None
     if args.pairs:
         pool, pool_report = unlabelled_pool(args.pairs, args.cxr, held_dois)
         if pool:
             semi = self_trained_probe(feats["train"], parts["train"][1], frozen_features(pool))
-    result: dict = {"split": {k: len(v[0]) for k, v in parts.items()},
-                    "unlabelled_pool": pool_report, "splits": {}}
+    result: dict = {
+        "split": {k: len(v[0]) for k, v in parts.items()},
+        "unlabelled_pool": pool_report,
+        "splits": {},
+    }
     for split in ("validation", "test"):
         pixels, targets, sources = parts[split]
         p = {BUNDLED: bundled.predict_proba_pixels(pixels)}
@@ -191,28 +211,34 @@ def main() -> None:
             p[f"{m.card.name} alone"] = m.predict_proba_pixels(pixels)
         if members:
             p[f"seed ensemble ({1 + len(members)} members)"] = np.mean(
-                [p[BUNDLED]] + [p[f"{m.card.name} alone"] for m in members], axis=0)
+                [p[BUNDLED]] + [p[f"{m.card.name} alone"] for m in members], axis=0
+            )
         if strong is not None:
-            p[f"{strong.card.name}: longer schedule, strong augmentation"] = \
+            p[f"{strong.card.name}: longer schedule, strong augmentation"] = (
                 strong.predict_proba_pixels(pixels)
+            )
         lr = probe_proba("cxr", probe, feats[split])
         p["baseline: frozen EfficientNet-Lite0 + LR"] = lr
         p["backbone ensemble (bundled + frozen features LR)"] = (p[BUNDLED] + lr) / 2
-        mirror = bundled.predict_proba_pixels([np.ascontiguousarray(x[:, ::-1])
-                                               for x in pixels])
+        mirror = bundled.predict_proba_pixels([np.ascontiguousarray(x[:, ::-1]) for x in pixels])
         p["TTA: mirror"] = (p[BUNDLED] + mirror) / 2
         crop = bundled.predict_proba_pixels([centre_crop(x) for x in pixels])
         p["TTA: mirror + 90 % centre crop"] = (p[BUNDLED] + mirror + crop) / 3
         if semi is not None:
-            p[f"semi-supervised: frozen features LR self-trained (+{len(pool)} unlabelled)"] = \
+            p[f"semi-supervised: frozen features LR self-trained (+{len(pool)} unlabelled)"] = (
                 probe_proba("cxr", semi, feats[split])
+            )
         result["splits"][split] = rows_for(targets, p, labels, sources, BUNDLED)
     result["decision"] = adopt(result["splits"]["validation"])
     one = parts["test"][0][0]
     result["p50_ms_per_image_pytorch_cpu"] = {
         "bundled": p50_ms([bundled], one),
-        **({f"seed ensemble ({1 + len(members)})": p50_ms([bundled, *members], one)}
-           if members else {})}
+        **(
+            {f"seed ensemble ({1 + len(members)})": p50_ms([bundled, *members], one)}
+            if members
+            else {}
+        ),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(summary(result))
@@ -228,11 +254,18 @@ def summary(result: dict) -> str:
     for split, rows in result["splits"].items():
         lines.append(f"== {split}")
         for name, row in rows.items():
-            pops = "; ".join(f"{pop} {_fmt(v)} (n={v['n']})"
-                             for pop, v in row["per_population"].items())
+            pops = "; ".join(
+                f"{pop} {_fmt(v)} (n={v['n']})" for pop, v in row["per_population"].items()
+            )
             diff = row.get("vs_bundled")
-            d = (f" | Δ {diff['mean_difference']:+.3f} [{diff['ci95'][0]:+.3f}, "
-                 f"{diff['ci95'][1]:+.3f}]") if diff else ""
+            d = (
+                (
+                    f" | Δ {diff['mean_difference']:+.3f} [{diff['ci95'][0]:+.3f}, "
+                    f"{diff['ci95'][1]:+.3f}]"
+                )
+                if diff
+                else ""
+            )
             lines.append(f"  {name}: macro-AUROC {_fmt(row)}{d} | {pops}")
     lines.append("== decision (validation)")
     lines += [f"  {name}: {d}" for name, d in result["decision"].items()]

@@ -56,18 +56,27 @@ USER, PASSWORD = "bench-rad", "Vq7#memory-bench-Lx2!"
 
 # --- images -----------------------------------------------------------------------------------
 
+
 def bomb_png(width: int = 6000, height: int = 6600) -> bytes:
     """A valid PNG of zeros declaring 16-bit RGBA: ~300 KB on disk, 317 MB decoded."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     z = zlib.compressobj(9)
     row = b"\0" * (1 + width * 8)
     idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6,
-                                                             0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def radiograph(size: tuple[int, int], noise: float = 40.0) -> bytes:
@@ -95,8 +104,12 @@ def radiograph(size: tuple[int, int], noise: float = 40.0) -> bytes:
 
 
 def make_images(work: Path) -> dict[str, Path]:
-    out = {"bomb": bomb_png(), "large": radiograph((6000, 6600), noise=0),
-           "normal": radiograph((3000, 2500)), "small": radiograph((1024, 1024))}
+    out = {
+        "bomb": bomb_png(),
+        "large": radiograph((6000, 6600), noise=0),
+        "normal": radiograph((3000, 2500)),
+        "small": radiograph((1024, 1024)),
+    }
     paths = {}
     for name, data in out.items():
         paths[name] = work / f"{name}.png"
@@ -105,6 +118,7 @@ def make_images(work: Path) -> dict[str, Path]:
 
 
 # --- the server ---------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     import socket
@@ -121,8 +135,14 @@ class Server:
         self.label, self.guard_mb, self.guarded = label, guard_mb, False
         self.home = work / f"home-{label}"
         self.home.mkdir()
-        self.env = dict(os.environ, PYTHONPATH=str(tree / "src"), MEDAI_HOME=str(self.home),
-                        MEDAI_JOB_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self.env = dict(
+            os.environ,
+            PYTHONPATH=str(tree / "src"),
+            MEDAI_HOME=str(self.home),
+            MEDAI_JOB_THREADS="1",
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+        )
         for var in ("MEDAI_DATABASE_URL", "MEDAI_BROKER_URL"):
             self.env.pop(var, None)
         self.cwd = tree
@@ -132,11 +152,18 @@ class Server:
         self.log_path = work / f"serve-{label}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "medai.cli", "serve", "--port", str(self.port)],
-            cwd=tree, env=self.env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            cwd=tree,
+            env=self.env,
+            stdout=self.log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._wait_ready()
-        r = httpx.post(f"{self.base}/api/v1/auth/login", timeout=30,
-                       json={"username": USER, "password": PASSWORD})
+        r = httpx.post(
+            f"{self.base}/api/v1/auth/login",
+            timeout=30,
+            json={"username": USER, "password": PASSWORD},
+        )
         r.raise_for_status()
         self.headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
         self._stop_watch = threading.Event()
@@ -144,9 +171,15 @@ class Server:
         threading.Thread(target=self._watch, daemon=True).start()
 
     def _cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "medai.cli", *args], cwd=self.cwd,
-                              env=self.env, input=stdin, text=True, capture_output=True,
-                              timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "medai.cli", *args],
+            cwd=self.cwd,
+            env=self.env,
+            input=stdin,
+            text=True,
+            capture_output=True,
+            timeout=300,
+        )
 
     def _add_user(self) -> None:
         """A radiologist: with a password at once (older trees), or by enrolment code."""
@@ -155,8 +188,15 @@ class Server:
             code = json.loads(made.stdout)["enrol_code"]
             done = self._cli("users", "enrol", code, "--password-stdin", stdin=PASSWORD + "\n")
         else:
-            done = self._cli("users", "add", USER, "--role", "radiologist",
-                             "--password-stdin", stdin=PASSWORD + "\n")
+            done = self._cli(
+                "users",
+                "add",
+                USER,
+                "--role",
+                "radiologist",
+                "--password-stdin",
+                stdin=PASSWORD + "\n",
+            )
         if done.returncode != 0:
             raise RuntimeError(f"{self.label}: cannot add a user: {done.stdout}{done.stderr}")
 
@@ -188,8 +228,10 @@ class Server:
             self.peak = max(self.peak, rss)
             if rss > self.guard_mb and not self.guarded:
                 self.guarded = True
-                print(f"[{self.label}] RSS {rss:.0f} MB passed the guard: stopping the server",
-                      file=sys.stderr)
+                print(
+                    f"[{self.label}] RSS {rss:.0f} MB passed the guard: stopping the server",
+                    file=sys.stderr,
+                )
                 self.stop()
 
     def alive(self) -> bool:
@@ -214,23 +256,37 @@ class Server:
 
 # --- measurements -------------------------------------------------------------------------------
 
+
 def upload(server: Server, path: Path) -> dict:
     with path.open("rb") as fh:
-        r = httpx.post(f"{server.base}/api/v1/studies", headers=server.headers, timeout=300,
-                       files={"file": (path.name, fh, "image/png")}, data={"task": "cxr"})
+        r = httpx.post(
+            f"{server.base}/api/v1/studies",
+            headers=server.headers,
+            timeout=300,
+            files={"file": (path.name, fh, "image/png")},
+            data={"task": "cxr"},
+        )
     body = r.json()
     if r.status_code != 201:
-        return {"status_code": r.status_code, "code": body.get("code"),
-                "detail": body.get("detail")}
+        return {
+            "status_code": r.status_code,
+            "code": body.get("code"),
+            "detail": body.get("detail"),
+        }
     sid = body["id"]
     deadline = time.time() + 600
     while time.time() < deadline and server.alive():
-        s = httpx.get(f"{server.base}/api/v1/studies/{sid}", headers=server.headers,
-                      timeout=60).json()
+        s = httpx.get(
+            f"{server.base}/api/v1/studies/{sid}", headers=server.headers, timeout=60
+        ).json()
         if s["status"] not in ("received", "analysing"):
-            return {"status_code": 201, "id": sid, "study_status": s["status"],
-                    "labels": [f["label"] for f in (s.get("ai_result") or {}).get("findings", [])],
-                    "heatmap_label": (s.get("ai_result") or {}).get("heatmap_label")}
+            return {
+                "status_code": 201,
+                "id": sid,
+                "study_status": s["status"],
+                "labels": [f["label"] for f in (s.get("ai_result") or {}).get("findings", [])],
+                "heatmap_label": (s.get("ai_result") or {}).get("heatmap_label"),
+            }
         time.sleep(0.5)
     return {"status_code": 201, "id": sid, "study_status": "timeout"}
 
@@ -266,30 +322,53 @@ def views(server: Server, sid: int, n: int, idle: float) -> dict:
     codes, wall = _fire(server, n, [[f"/api/v1/studies/{sid}/image"]] * n)
     peak = server.peak
     after = server.settle() if server.alive() else None
-    return {"concurrent": n, "codes": codes, "wall_s": wall, "peak_mb": round(peak, 1),
-            "peak_over_idle_mb": round(peak - idle, 1),
-            "after_mb": after, "after_over_idle_mb": round(after - idle, 1) if after else None,
-            "guard_stopped": server.guarded}
+    return {
+        "concurrent": n,
+        "codes": codes,
+        "wall_s": wall,
+        "peak_mb": round(peak, 1),
+        "peak_over_idle_mb": round(peak - idle, 1),
+        "after_mb": after,
+        "after_over_idle_mb": round(after - idle, 1) if after else None,
+        "guard_stopped": server.guarded,
+    }
 
 
-def heatmap_bursts(server: Server, study: dict, bursts: int, clients: int,
-                   per_client: int) -> list[dict]:
+def heatmap_bursts(
+    server: Server, study: dict, bursts: int, clients: int, per_client: int
+) -> list[dict]:
     labels = [x for x in study["labels"] if x != study["heatmap_label"]] or study["labels"]
     out = []
     for b in range(bursts):
         if not server.alive():
             break
-        plan = [[f"/api/v1/studies/{study['id']}/heatmap?label={labels[(c + i) % len(labels)]}"
-                 for i in range(per_client)] for c in range(clients)]
+        plan = [
+            [
+                f"/api/v1/studies/{study['id']}/heatmap?label={labels[(c + i) % len(labels)]}"
+                for i in range(per_client)
+            ]
+            for c in range(clients)
+        ]
         server.peak = server.rss_mb()
         before = server.peak
         codes, wall = _fire(server, clients, plan)
         peak = server.peak
         after = server.settle()
-        out.append({"burst": b + 1, "start_mb": round(before, 1), "peak_mb": round(peak, 1),
-                    "after_mb": after, "codes": codes, "wall_s": wall})
-        print(f"[{server.label}] heatmap burst {b + 1}: peak {peak:.0f} MB, after {after} MB, "
-              f"{codes}, {wall} s", file=sys.stderr)
+        out.append(
+            {
+                "burst": b + 1,
+                "start_mb": round(before, 1),
+                "peak_mb": round(peak, 1),
+                "after_mb": after,
+                "codes": codes,
+                "wall_s": wall,
+            }
+        )
+        print(
+            f"[{server.label}] heatmap burst {b + 1}: peak {peak:.0f} MB, after {after} MB, "
+            f"{codes}, {wall} s",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -300,13 +379,14 @@ def run_variant(label: str, tree: Path, images: dict[str, Path], args, work: Pat
     if "views" in args.phases:
         result["uploads"], result["idle_mb"], result["views"] = {}, {}, {}
         for name in ("bomb", "large", "normal"):  # a fresh server per film: its own idle
-            print(f"[{label}] views of {name}: starting medai serve from {tree}",
-                  file=sys.stderr)
+            print(f"[{label}] views of {name}: starting medai serve from {tree}", file=sys.stderr)
             server = Server(tree, f"{label}-views-{name}", work, args.guard_mb)
             try:
                 study = result["uploads"][name] = upload(server, images[name])
-                print(f"[{label}] upload of {name}: "
-                      f"{study.get('study_status', study.get('code'))}", file=sys.stderr)
+                print(
+                    f"[{label}] upload of {name}: {study.get('study_status', study.get('code'))}",
+                    file=sys.stderr,
+                )
                 if "id" not in study:
                     result["views"][name] = {"refused_at_upload": study}
                     continue
@@ -328,8 +408,9 @@ def run_variant(label: str, tree: Path, images: dict[str, Path], args, work: Pat
             result["heatmap_idle_mb"] = server.settle(6.0)
             result["heatmaps"] = {}
             for name, study in films.items():
-                result["heatmaps"][name] = heatmap_bursts(server, study, args.bursts,
-                                                          args.clients, args.per_client)
+                result["heatmaps"][name] = heatmap_bursts(
+                    server, study, args.bursts, args.clients, args.per_client
+                )
         finally:
             server.stop()
     return result
@@ -337,22 +418,28 @@ def run_variant(label: str, tree: Path, images: dict[str, Path], args, work: Pat
 
 # --- report -------------------------------------------------------------------------------------
 
+
 def _views_rows(r: dict) -> list[str]:
     rows = []
     for name, entries in r.get("views", {}).items():
         if isinstance(entries, dict):
             up = entries["refused_at_upload"]
-            rows.append(f"| {r['label']} | {name} | – | upload refused: {up['status_code']} "
-                        f"`{up['code']}` | – | – | – |")
+            rows.append(
+                f"| {r['label']} | {name} | – | upload refused: {up['status_code']} "
+                f"`{up['code']}` | – | – | – |"
+            )
             continue
         idle = r["idle_mb"].get(name)
         for e in entries:
-            guard = f" (passed the {r['guard_mb']:.0f} MB guard: stopped)" \
-                if e["guard_stopped"] else ""
+            guard = (
+                f" (passed the {r['guard_mb']:.0f} MB guard: stopped)" if e["guard_stopped"] else ""
+            )
             after = e["after_over_idle_mb"]
-            rows.append(f"| {r['label']} | {name} | {idle:.0f} | {e['concurrent']} concurrent "
-                        f"views{guard} | {e['peak_over_idle_mb']:+.0f} | "
-                        f"{'–' if after is None else f'{after:+.0f}'} | {e['codes']} |")
+            rows.append(
+                f"| {r['label']} | {name} | {idle:.0f} | {e['concurrent']} concurrent "
+                f"views{guard} | {e['peak_over_idle_mb']:+.0f} | "
+                f"{'–' if after is None else f'{after:+.0f}'} | {e['codes']} |"
+            )
     return rows
 
 
@@ -362,27 +449,40 @@ def _burst_rows(r: dict) -> list[str]:
         if not bursts:
             continue
         first = bursts[0]["peak_mb"]
-        rows += [f"| {r['label']} | {name} | {b['burst']} | {b['start_mb']:.0f} | "
-                 f"{b['peak_mb']:.0f} | {(b['peak_mb'] / first - 1) * 100:+.1f} % | "
-                 f"{b['after_mb']:.0f} | {b['codes']} |" for b in bursts]
+        rows += [
+            f"| {r['label']} | {name} | {b['burst']} | {b['start_mb']:.0f} | "
+            f"{b['peak_mb']:.0f} | {(b['peak_mb'] / first - 1) * 100:+.1f} % | "
+            f"{b['after_mb']:.0f} | {b['codes']} |"
+            for b in bursts
+        ]
     return rows or [f"| {r['label']} | – | – | – | – | – | – | – |"]
 
 
 def render(results: dict) -> str:
-    lines = [f"Before: `{results['baseline']}`; after: `{results['after_ref']}`. "
-             f"{results['machine']}. Files: "
-             + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in results["images"].items()) + ".",
-             "", "Image views (a fresh server per film; idle = RSS after its upload's analysis)."
-             "", "", "| server | film | idle RSS MB | load | peak − idle MB | 3 s after − idle MB"
-             " | statuses |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Before: `{results['baseline']}`; after: `{results['after_ref']}`. "
+        f"{results['machine']}. Files: "
+        + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in results["images"].items())
+        + ".",
+        "",
+        "Image views (a fresh server per film; idle = RSS after its upload's analysis).",
+        "",
+        "| server | film | idle RSS MB | load | peak − idle MB | 3 s after − idle MB | statuses |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results["runs"]:
         lines += _views_rows(r)
-    lines += ["", "Heatmap bursts (each: 160 Grad-CAM requests from 8 clients; RSS of a fresh "
-              "server after the two uploads' analyses: "
-              + ", ".join(f"{r['label']} {r.get('heatmap_idle_mb', '–')} MB"
-                          for r in results["runs"]) + ").", "",
-              "| server | film | burst | RSS at start MB | peak RSS MB | vs first burst's peak"
-              " | settled RSS MB | statuses |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Heatmap bursts (each: 160 Grad-CAM requests from 8 clients; RSS of a fresh "
+        "server after the two uploads' analyses: "
+        + ", ".join(f"{r['label']} {r.get('heatmap_idle_mb', '–')} MB" for r in results["runs"])
+        + ").",
+        "",
+        "| server | film | burst | RSS at start MB | peak RSS MB | vs first burst's peak"
+        " | settled RSS MB | statuses |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["runs"]:
         lines += _burst_rows(r)
     return "\n".join(lines) + "\n"
@@ -390,24 +490,35 @@ def render(results: dict) -> str:
 
 def worktree(ref: str, work: Path, name: str) -> Path:
     tree = work / name
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=ROOT,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(tree), ref],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return tree
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--baseline", default=None, help="git ref of the 'before' code (none: "
-                                                     "measure this checkout only)")
-    ap.add_argument("--after", default=None, help="git ref of the 'after' code (default: this "
-                                                  "checkout's working tree)")
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        help="git ref of the 'before' code (none: measure this checkout only)",
+    )
+    ap.add_argument(
+        "--after",
+        default=None,
+        help="git ref of the 'after' code (default: this checkout's working tree)",
+    )
     ap.add_argument("--concurrency", type=int, nargs="+", default=[10, 50])
     ap.add_argument("--bursts", type=int, default=4)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--per-client", type=int, default=20)
     ap.add_argument("--guard-mb", type=float, default=5000.0)
-    ap.add_argument("--phases", nargs="+", default=["views", "heatmaps"],
-                    choices=["views", "heatmaps"])
+    ap.add_argument(
+        "--phases", nargs="+", default=["views", "heatmaps"], choices=["views", "heatmaps"]
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="medai-memory-bench-"))
@@ -419,27 +530,35 @@ def main() -> None:
     trees["after"] = worktree(args.after, work, "after") if args.after else ROOT
 
     def short(ref: str) -> str:
-        return subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, text=True,
-                              capture_output=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", ref], cwd=ROOT, text=True, capture_output=True
+        ).stdout.strip()
 
-    results = {"baseline": short(args.baseline) if args.baseline else None,
-               "after_ref": short(args.after) if args.after else f"{short('HEAD')} + working tree",
-               "machine": f"{psutil.cpu_count()} cores, "
-                          f"{psutil.virtual_memory().total / 2**30:.0f} GB, OMP_NUM_THREADS="
-                          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}",
-               "images": {k: p.stat().st_size for k, p in images.items()},
-               "args": {k: v for k, v in vars(args).items() if k != "out"}, "runs": []}
+    results = {
+        "baseline": short(args.baseline) if args.baseline else None,
+        "after_ref": short(args.after) if args.after else f"{short('HEAD')} + working tree",
+        "machine": f"{psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GB, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}",
+        "images": {k: p.stat().st_size for k, p in images.items()},
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "runs": [],
+    }
     try:
         for label, tree in trees.items():
             results["runs"].append(run_variant(label, tree, images, args, work))
     finally:
         for tree in trees.values():
             if tree != ROOT:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
-                               capture_output=True)
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(tree)],
+                    cwd=ROOT,
+                    capture_output=True,
+                )
     args.out.mkdir(parents=True, exist_ok=True)
-    results["args"]["out"] = str(args.out.relative_to(ROOT)) if args.out.is_relative_to(
-        ROOT) else str(args.out)
+    results["args"]["out"] = (
+        str(args.out.relative_to(ROOT)) if args.out.is_relative_to(ROOT) else str(args.out)
+    )
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "results.md").write_text(render(results))
     print(render(results))

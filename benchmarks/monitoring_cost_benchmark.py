@@ -62,29 +62,41 @@ def main() -> None:
         payload = result.model_dump(mode="json")
         predict_ms.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()  # everything: embedding (T²) and population mix too
-        monitoring.record(p, None, "cxr", ref.content_hash, payload, image, predict_ms[-1],
-                          meta, result.embedding)
+        monitoring.record(
+            p, None, "cxr", ref.content_hash, payload, image, predict_ms[-1], meta, result.embedding
+        )
         record_ms.append((time.perf_counter() - start) * 1000)
         image.metadata.update(manufacturer="", age_band="", sex="")
         start = time.perf_counter()  # the checks before this change, in the same run
-        monitoring.record(p, None, "cxr", "sha256:before-embedding-and-population", payload,
-                          image, predict_ms[-1], meta)
+        monitoring.record(
+            p,
+            None,
+            "cxr",
+            "sha256:before-embedding-and-population",
+            payload,
+            image,
+            predict_ms[-1],
+            meta,
+        )
         plain_ms.append((time.perf_counter() - start) * 1000)
 
     def med(xs: list[float]) -> float:
         return round(statistics.median(xs), 2)
 
     filled, plain = record_ms[150:] or record_ms, plain_ms[150:] or plain_ms
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, "
-              f"{platform.machine()}, Python {platform.python_version()}",
-              "studies": args.studies, "model": ref.name,
-              "predict_ms_median": med(predict_ms),
-              "record_ms_median_during_reference": med(record_ms[:100]),
-              "record_ms_median_full_window": med(filled),
-              "record_ms_p95_full_window": round(sorted(filled)[int(0.95 * len(filled))], 2),
-              "record_ms_median_full_window_without_embedding_and_population": med(plain),
-              "share_of_predict": round(statistics.median(filled)
-                                        / statistics.median(predict_ms), 3)}
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, "
+        f"{platform.machine()}, Python {platform.python_version()}",
+        "studies": args.studies,
+        "model": ref.name,
+        "predict_ms_median": med(predict_ms),
+        "record_ms_median_during_reference": med(record_ms[:100]),
+        "record_ms_median_full_window": med(filled),
+        "record_ms_p95_full_window": round(sorted(filled)[int(0.95 * len(filled))], 2),
+        "record_ms_median_full_window_without_embedding_and_population": med(plain),
+        "share_of_predict": round(statistics.median(filled) / statistics.median(predict_ms), 3),
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "monitoring_cost.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

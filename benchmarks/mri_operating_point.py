@@ -39,8 +39,10 @@ BEFORE = (0.9, 0.0)
 TARGETS = {"coverage": 0.90, "answered_accuracy": 0.95}
 GRIDS = {
     "old (0.1 steps)": ((0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), (0.0, 0.05, 0.1, 0.2, 0.3)),
-    "0.01 steps": (tuple(np.round(np.arange(0.0, 1.0, 0.01), 2)),
-                   tuple(np.round(np.arange(0.0, 0.61, 0.02), 2))),
+    "0.01 steps": (
+        tuple(np.round(np.arange(0.0, 1.0, 0.01), 2)),
+        tuple(np.round(np.arange(0.0, 0.61, 0.02), 2)),
+    ),
 }
 
 
@@ -56,15 +58,16 @@ def outcomes(task, labels, probs, policy) -> tuple[np.ndarray, list]:
 def stats(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     answered = pred >= 0
     right = pred == y
-    return (float(answered.mean()),
-            float(right[answered].mean()) if answered.any() else float("nan"),
-            float(right.mean()))
+    return (
+        float(answered.mean()),
+        float(right[answered].mean()) if answered.any() else float("nan"),
+        float(right.mean()),
+    )
 
 
 def ci(values: np.ndarray) -> list[float | None]:
     v = values[~np.isnan(values)]
-    return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else [None,
-                                                                                          None]
+    return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else [None, None]
 
 
 def compare(pred_before, pred_after, y, n_boot, seed) -> dict:
@@ -83,11 +86,13 @@ def compare(pred_before, pred_after, y, n_boot, seed) -> dict:
         pred = pred_before if when == "before" else pred_after
         out[when]["answered"] = int((pred >= 0).sum())
         out[when]["answered_wrong"] = int(((pred >= 0) & (pred != y)).sum())
-        out[when]["meets_both"] = bool(est[0] >= TARGETS["coverage"]
-                                       and est[1] >= TARGETS["answered_accuracy"])
+        out[when]["meets_both"] = bool(
+            est[0] >= TARGETS["coverage"] and est[1] >= TARGETS["answered_accuracy"]
+        )
     out["difference_after_minus_before"] = {
         name: {"estimate": a[k] - b[k], "ci95": ci(boots[:, 3 + k] - boots[:, k])}
-        for k, name in enumerate(names)}
+        for k, name in enumerate(names)
+    }
     return out
 
 
@@ -97,11 +102,14 @@ def abstention_scores(probs: np.ndarray, temperature: float) -> dict[str, np.nda
     q = np.exp(lt - lt.max(axis=1, keepdims=True))
     q /= q.sum(axis=1, keepdims=True)
     s, sq, sl = np.sort(probs, 1), np.sort(q, 1), np.sort(logp, 1)
-    return {"top-1 probability": s[:, -1], "top-1 minus runner-up": s[:, -1] - s[:, -2],
-            "top-1 probability, temperature-scaled": sq[:, -1],
-            "top-1 minus runner-up, temperature-scaled": sq[:, -1] - sq[:, -2],
-            "log-probability margin": sl[:, -1] - sl[:, -2],
-            "negative entropy, temperature-scaled": (q * np.log(np.clip(q, 1e-12, 1))).sum(1)}
+    return {
+        "top-1 probability": s[:, -1],
+        "top-1 minus runner-up": s[:, -1] - s[:, -2],
+        "top-1 probability, temperature-scaled": sq[:, -1],
+        "top-1 minus runner-up, temperature-scaled": sq[:, -1] - sq[:, -2],
+        "log-probability margin": sl[:, -1] - sl[:, -2],
+        "negative entropy, temperature-scaled": (q * np.log(np.clip(q, 1e-12, 1))).sum(1),
+    }
 
 
 def frontier(score: np.ndarray, right: np.ndarray) -> tuple[float, float]:
@@ -126,13 +134,14 @@ def reachability(probs, y, temperature, n_boot, seed) -> dict:
     for name, s in abstention_scores(probs, temperature).items():
         acc, cov = frontier(s, right)
         boots = np.array([frontier(s[i], right[i]) for i in idx])
-        out[name] = {"best_answered_accuracy_at_coverage_0.90": acc,
-                     "best_answered_accuracy_at_coverage_0.90_ci95": ci(boots[:, 0]),
-                     "max_coverage_at_answered_accuracy_0.95": cov,
-                     "max_coverage_at_answered_accuracy_0.95_ci95": ci(boots[:, 1]),
-                     "reachable": bool(cov >= TARGETS["coverage"]),
-                     "reachable_share_of_resamples": float(
-                         (boots[:, 1] >= TARGETS["coverage"]).mean())}
+        out[name] = {
+            "best_answered_accuracy_at_coverage_0.90": acc,
+            "best_answered_accuracy_at_coverage_0.90_ci95": ci(boots[:, 0]),
+            "max_coverage_at_answered_accuracy_0.95": cov,
+            "max_coverage_at_answered_accuracy_0.95_ci95": ci(boots[:, 1]),
+            "reachable": bool(cov >= TARGETS["coverage"]),
+            "reachable_share_of_resamples": float((boots[:, 1] >= TARGETS["coverage"]).mean()),
+        }
     return out
 
 
@@ -183,35 +192,49 @@ def grid_rows(task, labels, val, test, n_boot: int = 300) -> dict:
     eye = np.eye(len(labels))
 
     def split_stats(policy) -> dict:
-        return {f"{split}_{k}": v for split, (p, y) in (("validation", val), ("test", test))
-                for k, v in zip(("coverage", "answered_accuracy", "accuracy"),
-                                stats(outcomes(task, labels, p, policy)[0], y), strict=True)}
+        return {
+            f"{split}_{k}": v
+            for split, (p, y) in (("validation", val), ("test", test))
+            for k, v in zip(
+                ("coverage", "answered_accuracy", "accuracy"),
+                stats(outcomes(task, labels, p, policy)[0], y),
+                strict=True,
+            )
+        }
 
     out = {}
     try:
         for name, (conf, margin) in grids.items():
             operating.CONFIDENCE_GRID, operating.MARGIN_GRID = conf, margin
-            policy, rep = operating.choose_exclusive(task, labels, eye[val[1]], val[0],
-                                                     n_boot=0)
+            policy, rep = operating.choose_exclusive(task, labels, eye[val[1]], val[0], n_boot=0)
             boot = []
             for i in resamples:
-                pol, _ = operating.choose_exclusive(task, labels, eye[val[1][i]], val[0][i],
-                                                    n_boot=0)
+                pol, _ = operating.choose_exclusive(
+                    task, labels, eye[val[1][i]], val[0][i], n_boot=0
+                )
                 boot.append(stats(outcomes(task, labels, test[0], pol)[0], test[1]))
             boot = np.array(boot)
             c, m = old_rule(*val, conf, margin)
-            old = OperatingPolicy(thresholds={lab: c for lab in labels}, min_confidence=c,
-                                  min_margin=m)
-            out[name] = {"min_confidence": policy.min_confidence,
-                         "min_margin": policy.min_margin, "met": rep["met"],
-                         **split_stats(policy),
-                         "procedure_test_mean": dict(zip(
-                             ("coverage", "answered_accuracy", "accuracy"),
-                             np.nanmean(boot, axis=0).tolist(), strict=True)),
-                         "procedure_test_coverage_below_0.90": float(
-                             (boot[:, 0] < TARGETS["coverage"]).mean()),
-                         "old_rule": {"min_confidence": c, "min_margin": m,
-                                      **split_stats(old)}}
+            old = OperatingPolicy(
+                thresholds={lab: c for lab in labels}, min_confidence=c, min_margin=m
+            )
+            out[name] = {
+                "min_confidence": policy.min_confidence,
+                "min_margin": policy.min_margin,
+                "met": rep["met"],
+                **split_stats(policy),
+                "procedure_test_mean": dict(
+                    zip(
+                        ("coverage", "answered_accuracy", "accuracy"),
+                        np.nanmean(boot, axis=0).tolist(),
+                        strict=True,
+                    )
+                ),
+                "procedure_test_coverage_below_0.90": float(
+                    (boot[:, 0] < TARGETS["coverage"]).mean()
+                ),
+                "old_rule": {"min_confidence": c, "min_margin": m, **split_stats(old)},
+            }
     finally:
         operating.CONFIDENCE_GRID, operating.MARGIN_GRID = keep
     return out
@@ -219,14 +242,16 @@ def grid_rows(task, labels, val, test, n_boot: int = 300) -> dict:
 
 def candidates_hold_truth(decisions, y, labels) -> dict:
     undecided = [(d, t) for d, t in zip(decisions, y, strict=True) if d.state == "indeterminate"]
-    return {"undecided": len(undecided),
-            "named_two_candidates": sum(len(d.candidates) == 2 for d, _ in undecided),
-            "truth_among_candidates": sum(labels[t] in d.candidates for d, t in undecided)}
+    return {
+        "undecided": len(undecided),
+        "named_two_candidates": sum(len(d.candidates) == 2 for d, _ in undecided),
+        "truth_among_candidates": sum(labels[t] in d.candidates for d, t in undecided),
+    }
 
 
 def main() -> None:
-    from medai.core import registry
-    from medai.core.registry import read_card, save_card
+    from medai.core import model_dir
+    from medai.core.model_dir import read_card, save_card
     from medai.imaging.datasets import load_dataset, patient_split
     from medai.imaging.decision import OperatingPolicy
     from medai.imaging.labels import space
@@ -234,9 +259,13 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--model", type=Path, default=registry.bundled_models_dir() / "mri-default")
-    ap.add_argument("--seed", type=int, default=13, help="the split seed the model was trained "
-                    "with (its card's training command)")
+    ap.add_argument("--model", type=Path, default=model_dir.bundled_models_dir() / "mri-default")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=13,
+        help="the split seed the model was trained with (its card's training command)",
+    )
     ap.add_argument("--before-confidence", type=float, default=BEFORE[0])
     ap.add_argument("--before-margin", type=float, default=BEFORE[1])
     ap.add_argument("--n-boot", type=int, default=1000)
@@ -245,7 +274,7 @@ def main() -> None:
     args = ap.parse_args()
 
     start = time.time()
-    predictor = registry.load(args.model)
+    predictor = model_dir.load(args.model)
     labels = list(predictor.labels)
     task = space(predictor.cfg.task)
     ds = load_dataset(args.data, predictor.cfg.task)
@@ -260,28 +289,37 @@ def main() -> None:
         probs, _ = predictor.proba_and_features(pixels)
         arrays[split] = (probs, np.nan_to_num(sub.targets()[keep][:, cols]).argmax(1))
 
-    before = OperatingPolicy(thresholds={lab: args.before_confidence for lab in labels},
-                             min_confidence=args.before_confidence,
-                             min_margin=args.before_margin)
+    before = OperatingPolicy(
+        thresholds={lab: args.before_confidence for lab in labels},
+        min_confidence=args.before_confidence,
+        min_margin=args.before_margin,
+    )
     after = predictor.policy
     temperature = fit_temperature(*arrays["validation"])
-    result = {"model": str(args.model), "content_hash": read_card(args.model).content_hash,
-              "data": str(args.data), "seed": args.seed, "targets": TARGETS,
-              "before_policy": {"min_confidence": before.min_confidence,
-                                "min_margin": before.min_margin},
-              "after_policy": {"min_confidence": after.min_confidence,
-                               "min_margin": after.min_margin},
-              "n_boot": args.n_boot, "temperature_fitted_on_validation": temperature,
-              "splits": {}, "reachable": {}}
+    result = {
+        "model": str(args.model),
+        "content_hash": read_card(args.model).content_hash,
+        "data": str(args.data),
+        "seed": args.seed,
+        "targets": TARGETS,
+        "before_policy": {"min_confidence": before.min_confidence, "min_margin": before.min_margin},
+        "after_policy": {"min_confidence": after.min_confidence, "min_margin": after.min_margin},
+        "n_boot": args.n_boot,
+        "temperature_fitted_on_validation": temperature,
+        "splits": {},
+        "reachable": {},
+    }
     for split, (probs, y) in arrays.items():
         pb, _ = outcomes(task, labels, probs, before)
         pa, decisions = outcomes(task, labels, probs, after)
-        result["splits"][split] = {**compare(pb, pa, y, args.n_boot, seed=0),
-                                   "top1_accuracy": float((probs.argmax(1) == y).mean()),
-                                   "candidates_after": candidates_hold_truth(decisions, y,
-                                                                             labels)}
-        result["reachable"][split] = reachability(probs, y, temperature,
-                                                  min(args.n_boot, 1000), seed=1)
+        result["splits"][split] = {
+            **compare(pb, pa, y, args.n_boot, seed=0),
+            "top1_accuracy": float((probs.argmax(1) == y).mean()),
+            "candidates_after": candidates_hold_truth(decisions, y, labels),
+        }
+        result["reachable"][split] = reachability(
+            probs, y, temperature, min(args.n_boot, 1000), seed=1
+        )
     result["grids"] = grid_rows(task, labels, arrays["validation"], arrays["test"])
     result["seconds"] = round(time.time() - start, 1)
 
@@ -290,12 +328,18 @@ def main() -> None:
         card = read_card(args.model)
         card.metrics["operating_point"] = {
             "command": "python benchmarks/mri_operating_point.py --data "
-                       f"{args.data} --out {args.out} --update-card",
-            "targets": TARGETS, "before_policy": result["before_policy"],
+            f"{args.data} --out {args.out} --update-card",
+            "targets": TARGETS,
+            "before_policy": result["before_policy"],
             "after_policy": result["after_policy"],
-            **{split: {k: result["splits"][split][k] for k in (
-                "n", "before", "after", "difference_after_minus_before")}
-               for split in result["splits"]}}
+            **{
+                split: {
+                    k: result["splits"][split][k]
+                    for k in ("n", "before", "after", "difference_after_minus_before")
+                }
+                for split in result["splits"]
+            },
+        }
         save_card(args.model, card)
         result["card_updated"] = str(args.model / "model_card.json")
     text = json.dumps(result, indent=2, ensure_ascii=False)

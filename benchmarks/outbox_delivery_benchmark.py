@@ -37,8 +37,13 @@ def main(n: int) -> None:
     (tmp / "orthanc").mkdir()
     pacs = start_orthanc(tmp / "orthanc")
     fhir, hl7 = FhirServer().start(), MllpServer().start()
-    os.environ.update({"MEDAI_DICOM_SEND_TO": f"{pacs.aet}@127.0.0.1:{pacs.dicom_port}",
-                       "MEDAI_FHIR_URL": fhir.url, "MEDAI_HL7_MLLP": f"127.0.0.1:{hl7.port}"})
+    os.environ.update(
+        {
+            "MEDAI_DICOM_SEND_TO": f"{pacs.aet}@127.0.0.1:{pacs.dicom_port}",
+            "MEDAI_FHIR_URL": fhir.url,
+            "MEDAI_HL7_MLLP": f"127.0.0.1:{hl7.port}",
+        }
+    )
     cxr = make_imaging_model_dir(tmp / "cxr")
     triage = ROOT / "src/medai/assets/models/triage-default"
     try:
@@ -46,15 +51,19 @@ def main(n: int) -> None:
             rad = bearer(client, "rad1")
             ids = []
             for i in range(n):
-                path = make_dicom(tmp / f"s{i}.dcm", "CR", study=generate_uid(), seed=i,
-                                  rows=1024, cols=1024)
-                r = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
-                                files={"file": ("s.dcm", path.read_bytes(), "application/dicom")})
+                path = make_dicom(
+                    tmp / f"s{i}.dcm", "CR", study=generate_uid(), seed=i, rows=1024, cols=1024
+                )
+                r = client.post(
+                    "/api/v1/studies",
+                    headers=rad,
+                    data={"task": "cxr"},
+                    files={"file": ("s.dcm", path.read_bytes(), "application/dicom")},
+                )
                 ids.append(r.json()["id"])
             for sid in ids:
                 wait_status(client, rad, sid, {"ai_drafted"}, timeout=600)
-                client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad,
-                            json={"version": 1})
+                client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": 1})
             loop = DeliveryLoop(app.state.platform)
             per: dict[tuple[str, str], list[float]] = {}
             deliver = loop.deliver
@@ -69,13 +78,19 @@ def main(n: int) -> None:
             wall, cpu = time.perf_counter(), time.process_time()
             counts = loop.run_once()
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            print(f"{n} studies (1024x1024 CR): {counts} in {wall:.2f} s wall "
-                  f"({wall / n * 1000:.0f} ms per study), {cpu:.2f} s CPU of this process")
+            print(
+                f"{n} studies (1024x1024 CR): {counts} in {wall:.2f} s wall "
+                f"({wall / n * 1000:.0f} ms per study), {cpu:.2f} s CPU of this process"
+            )
             for (event, kind), times in sorted(per.items()):
-                print(f"  {event:<8} {kind:<6} median {statistics.median(times) * 1000:5.0f} ms"
-                      f"  worst {max(times) * 1000:5.0f} ms  ({len(times)})")
-            print(f"  received: FHIR {fhir.requests} transactions, HL7 {len(hl7.messages)} "
-                  f"messages, Orthanc {len(pacs.rest('/instances'))} instances")
+                print(
+                    f"  {event:<8} {kind:<6} median {statistics.median(times) * 1000:5.0f} ms"
+                    f"  worst {max(times) * 1000:5.0f} ms  ({len(times)})"
+                )
+            print(
+                f"  received: FHIR {fhir.requests} transactions, HL7 {len(hl7.messages)} "
+                f"messages, Orthanc {len(pacs.rest('/instances'))} instances"
+            )
     finally:
         fhir.stop()
         hl7.stop()

@@ -36,7 +36,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from serving_benchmark import free_port, image_listing, inputs  # noqa: E402
 
 OUT = ROOT / "docs" / "benchmarks" / "platform"
-PG_ADMIN = os.environ.get("MEDAI_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1/postgres")
+PG_ADMIN = os.environ.get(
+    "MEDAI_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1/postgres"
+)
 REDIS = os.environ.get("MEDAI_BENCH_REDIS", "redis://127.0.0.1:6379/9")
 PASSWORD = "kestane-kebap-ilkbahar"  # passes the password policy (not built from "bench")
 
@@ -88,14 +90,27 @@ def start(mode: str, env: dict, log_dir: Path) -> tuple[list[subprocess.Popen], 
     procs = []
     cmd = [sys.executable, "-m", "medai.cli"]
     log = open(log_dir / f"{mode}-serve.log", "w")  # noqa: SIM115
-    procs.append(subprocess.Popen([*cmd, "serve", "--port", str(port)], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True))
+    procs.append(
+        subprocess.Popen(
+            [*cmd, "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    )
     if mode == "celery":
         for i in range(2):
             wlog = open(log_dir / f"{mode}-worker{i}.log", "w")  # noqa: SIM115
-            procs.append(subprocess.Popen([*cmd, "worker", "--queues", "cpu"], env=env,
-                                          stdout=wlog, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [*cmd, "worker", "--queues", "cpu"],
+                    env=env,
+                    stdout=wlog,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -123,16 +138,32 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.wait(10)
 
 
-def wrk(base: str, token: str, listing: Path, duration: int, connections: int,
-        share: float) -> dict:
-    env = dict(os.environ, BENCH_TOKEN=token, BENCH_FILES=str(listing),
-               BENCH_UPLOAD_SHARE=str(share))
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency",
-                          "--timeout", "30s", "-s",
-                          str(ROOT / "benchmarks" / "platform" / "wrk_platform.lua"), base],
-                         env=env, capture_output=True, text=True, check=True)
+def wrk(
+    base: str, token: str, listing: Path, duration: int, connections: int, share: float
+) -> dict:
+    env = dict(
+        os.environ, BENCH_TOKEN=token, BENCH_FILES=str(listing), BENCH_UPLOAD_SHARE=str(share)
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "--timeout",
+            "30s",
+            "-s",
+            str(ROOT / "benchmarks" / "platform" / "wrk_platform.lua"),
+            base,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     result["rps"] = round(result["requests"] / result["duration_s"], 1)
     return result
 
@@ -145,11 +176,14 @@ def count(db_url: str) -> dict:
             "studies": q("SELECT COUNT(*) FROM studies")[0][0],
             "study_status": dict(q("SELECT status, COUNT(*) FROM studies GROUP BY status")),
             "job_status": dict(q("SELECT status, COUNT(*) FROM jobs GROUP BY status")),
-            "duplicated_results": q("SELECT COUNT(*) FROM (SELECT study_id, kind FROM "
-                                    "ai_results GROUP BY study_id, kind HAVING COUNT(*) > 1) x"
-                                    )[0][0],
-            "duplicated_reports": q("SELECT COUNT(*) FROM (SELECT study_id FROM report_versions"
-                                    " GROUP BY study_id HAVING COUNT(*) > 1) x")[0][0],
+            "duplicated_results": q(
+                "SELECT COUNT(*) FROM (SELECT study_id, kind FROM "
+                "ai_results GROUP BY study_id, kind HAVING COUNT(*) > 1) x"
+            )[0][0],
+            "duplicated_reports": q(
+                "SELECT COUNT(*) FROM (SELECT study_id FROM report_versions"
+                " GROUP BY study_id HAVING COUNT(*) > 1) x"
+            )[0][0],
             "job_attempts_over_1": q("SELECT COUNT(*) FROM jobs WHERE attempts > 1")[0][0],
         }
         span = q("SELECT MIN(created_at), MAX(finished_at) FROM jobs WHERE status = 'done'")[0]
@@ -167,8 +201,9 @@ def drain(db_url: str, timeout: float) -> float:
     try:
         while time.time() - start < timeout:
             with engine.connect() as c:
-                left = c.execute(text("SELECT COUNT(*) FROM jobs WHERE status IN "
-                                      "('queued', 'running')")).scalar()
+                left = c.execute(
+                    text("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')")
+                ).scalar()
             if not left:
                 break
             time.sleep(1)
@@ -181,44 +216,85 @@ def run_mode(mode: str, listing: Path, args, work: Path) -> dict:
     db_url, drop = fresh_database()
     home = work / mode
     home.mkdir()
-    env = dict(os.environ, MEDAI_HOME=str(home), MEDAI_DATABASE_URL=db_url,
-               MEDAI_JOB_THREADS="1" if mode == "embedded" else "0")
+    env = dict(
+        os.environ,
+        MEDAI_HOME=str(home),
+        MEDAI_DATABASE_URL=db_url,
+        MEDAI_JOB_THREADS="1" if mode == "embedded" else "0",
+    )
     if mode == "celery":
         env["MEDAI_BROKER_URL"] = REDIS
     # a radiologist chooses their own password with the enrolment code `users add` prints
-    add = subprocess.run([sys.executable, "-m", "medai.cli", "users", "add", "bench", "--role",
-                          "radiologist", "--json"], text=True, env=env, capture_output=True)
+    add = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "users",
+            "add",
+            "bench",
+            "--role",
+            "radiologist",
+            "--json",
+        ],
+        text=True,
+        env=env,
+        capture_output=True,
+    )
     assert add.returncode == 0, add.stderr
-    enrol = subprocess.run([sys.executable, "-m", "medai.cli", "users", "enrol",
-                            json.loads(add.stdout)["enrol_code"], "--password-stdin"],
-                           input=PASSWORD + "\n", text=True, env=env, capture_output=True)
+    enrol = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "users",
+            "enrol",
+            json.loads(add.stdout)["enrol_code"],
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        text=True,
+        env=env,
+        capture_output=True,
+    )
     assert enrol.returncode == 0, enrol.stderr
     procs, base = start(mode, env, work)
     try:
-        token = httpx.post(f"{base}/api/v1/auth/login", json={
-            "username": "bench", "password": PASSWORD}, timeout=30).json()["access_token"]
+        token = httpx.post(
+            f"{base}/api/v1/auth/login",
+            json={"username": "bench", "password": PASSWORD},
+            timeout=30,
+        ).json()["access_token"]
         memory = Memory(procs)
         print(f"[{mode}] wrk {args.duration}s, {args.connections} clients", file=sys.stderr)
         load = wrk(base, token, listing, args.duration, args.connections, args.upload_share)
         at_end = count(db_url)
         print(f"[{mode}] draining {at_end['job_status']}", file=sys.stderr)
         drained_s = drain(db_url, args.drain_timeout)
-        result = {"mode": mode, "load": load, "drain_s": drained_s,
-                  "peak_rss_mb": memory.stop(), "jobs_at_end_of_load": at_end["job_status"],
-                  **count(db_url)}
+        result = {
+            "mode": mode,
+            "load": load,
+            "drain_s": drained_s,
+            "peak_rss_mb": memory.stop(),
+            "jobs_at_end_of_load": at_end["job_status"],
+            **count(db_url),
+        }
     finally:
         stop(procs)
         drop()
     result["lost_studies"] = result["load"]["created"] - result["studies"]
-    result["unfinished_jobs"] = sum(v for k, v in result["job_status"].items()
-                                    if k not in ("done", "failed"))
+    result["unfinished_jobs"] = sum(
+        v for k, v in result["job_status"].items() if k not in ("done", "failed")
+    )
     return result
 
 
 def render(results: list[dict], meta: dict) -> str:
-    lines = ["| mode | req/s | p50 ms | p95 ms | p99 ms | errors | studies accepted / stored | "
-             "unfinished | duplicated | jobs/min | drain s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| mode | req/s | p50 ms | p95 ms | p99 ms | errors | studies accepted / stored | "
+        "unfinished | duplicated | jobs/min | drain s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         load = r["load"]
         lines.append(
@@ -226,10 +302,13 @@ def render(results: list[dict], meta: dict) -> str:
             f"{load['p99_ms']} | {load['non_2xx'] + load['socket_errors']} | "
             f"{load['created']} / {r['studies']} | {r['unfinished_jobs']} | "
             f"{r['duplicated_results'] + r['duplicated_reports']} | {r.get('jobs_per_minute')} | "
-            f"{r['drain_s']} | {r['peak_rss_mb']} |")
-    return (f"Run {meta['date']} on {meta['machine']}; {meta['connections']} wrk clients, "
-            f"{meta['duration_s']} s each, {meta['upload_share']:.0%} uploads, images: "
-            f"{meta['images']}.\n\n" + "\n".join(lines) + "\n")
+            f"{r['drain_s']} | {r['peak_rss_mb']} |"
+        )
+    return (
+        f"Run {meta['date']} on {meta['machine']}; {meta['connections']} wrk clients, "
+        f"{meta['duration_s']} s each, {meta['upload_share']:.0%} uploads, images: "
+        f"{meta['images']}.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def main() -> None:
@@ -244,14 +323,20 @@ def main() -> None:
     _texts, images = inputs(work, 1, 40)
     listing = image_listing(work, images)
     results = [run_mode(m, listing, args, work) for m in args.modes.split(",")]
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPU cores, no GPU",
-            "connections": args.connections, "duration_s": args.duration,
-            "upload_share": args.upload_share,
-            "images": "real chest X-rays (shared data)" if "shared" in str(images[0])
-            else "made-up PNGs"}
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPU cores, no GPU",
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "upload_share": args.upload_share,
+        "images": "real chest X-rays (shared data)"
+        if "shared" in str(images[0])
+        else "made-up PNGs",
+    }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2)
-                                      + "\n")
+    (OUT / "results.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2) + "\n"
+    )
     (OUT / "results.md").write_text(render(results, meta))
     print(render(results, meta))
 

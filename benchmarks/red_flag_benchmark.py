@@ -60,10 +60,16 @@ def raw_outputs(engine: RedFlagEngine, rows: list[dict]) -> list[dict]:
     out = []
     for r in rows:
         a = engine.analyse(r["text"])
-        out.append({"rules": {m.flag_id for m in a.matches if not m.past},
-                    "history": {m.flag_id for m in a.matches if m.past},
-                    "knn": [(h.flag_id, h.similarity, h.contrast_similarity) for h in a.knn],
-                    "clf": None, "n": len(a.tokens), "everyday": a.everyday})
+        out.append(
+            {
+                "rules": {m.flag_id for m in a.matches if not m.past},
+                "history": {m.flag_id for m in a.matches if m.past},
+                "knn": [(h.flag_id, h.similarity, h.contrast_similarity) for h in a.knn],
+                "clf": None,
+                "n": len(a.tokens),
+                "everyday": a.everyday,
+            }
+        )
     return out
 
 
@@ -73,8 +79,9 @@ def decide(raw: dict, op: dict, use: tuple[str, ...] = USES) -> set[str]:
     if raw.get("everyday"):  # as the engine: the learned detectors do not decide (everyday.py)
         return fired
     if "knn" in use:  # as the engine: only the nearest passing flag is named
-        passing = sorted((s, f) for f, s, c in raw["knn"]
-                         if s >= op["threshold"] and s - c >= op["margin"])
+        passing = sorted(
+            (s, f) for f, s, c in raw["knn"] if s >= op["threshold"] and s - c >= op["margin"]
+        )
         fired |= {passing[-1][1]} if passing else set()
     short = op.get("short_tokens") is not None and raw["n"] <= op["short_tokens"]
     threshold = op.get("classifier_short" if short else "classifier", 2.0)
@@ -87,8 +94,12 @@ def score(rows, raws, op, use=USES) -> dict:
     fired = [bool(decide(x, op, use)) for x in raws]
     urgent = [f for r, f in zip(rows, fired, strict=True) if r["urgent"]]
     ordinary = [f for r, f in zip(rows, fired, strict=True) if not r["urgent"]]
-    return {"recall": float(np.mean(urgent)), "false_alarm_rate": float(np.mean(ordinary)),
-            "n_urgent": len(urgent), "n_ordinary": len(ordinary)}
+    return {
+        "recall": float(np.mean(urgent)),
+        "false_alarm_rate": float(np.mean(ordinary)),
+        "n_urgent": len(urgent),
+        "n_ordinary": len(ordinary),
+    }
 
 
 def describe(rows: list[dict]) -> dict:
@@ -96,8 +107,12 @@ def describe(rows: list[dict]) -> dict:
     langs = Counter(detect_language(r["text"]).language for r in rows)
     words = sorted(len(r["text"].split()) for r in rows)
     language = langs.most_common(1)[0][0]
-    return {"language": language, "language_detected": langs[language] / len(rows),
-            "median_words": words[len(words) // 2], "short": words[len(words) // 2] <= SHORT_WORDS}
+    return {
+        "language": language,
+        "language_detected": langs[language] / len(rows),
+        "median_words": words[len(words) // 2],
+        "short": words[len(words) // 2] <= SHORT_WORDS,
+    }
 
 
 def report(rows, raws, op) -> dict:
@@ -120,18 +135,24 @@ def report(rows, raws, op) -> dict:
             errors["false_alarms"] += bool(fired)
     return {
         "recall_per_presentation": {k: float(np.mean(v)) for k, v in sorted(per.items())},
-        "expected_flag_rate_per_presentation": {k: float(np.mean(v))
-                                                for k, v in sorted(expected.items())},
+        "expected_flag_rate_per_presentation": {
+            k: float(np.mean(v)) for k, v in sorted(expected.items())
+        },
         "false_alarm_rate_per_kind": {k: float(np.mean(v)) for k, v in sorted(by_kind.items())},
-        "urgent_caught_by": dict(caught_by), "error_counts": dict(errors), **describe(rows),
+        "urgent_caught_by": dict(caught_by),
+        "error_counts": dict(errors),
+        **describe(rows),
         **score(rows, raws, op),
-        "by_detector": {"+".join(u): score(rows, raws, op, u) for u in (
-            ("rules",), ("knn",), ("clf",), ("rules", "knn"), ("rules", "clf"))},
+        "by_detector": {
+            "+".join(u): score(rows, raws, op, u)
+            for u in (("rules",), ("knn",), ("clf",), ("rules", "knn"), ("rules", "clf"))
+        },
     }
 
 
-def real_complaints(engine: RedFlagEngine, posts: list[tuple[str, str]], out: Path,
-                    seed: int = 7) -> dict:
+def real_complaints(
+    engine: RedFlagEngine, posts: list[tuple[str, str]], out: Path, seed: int = 7
+) -> dict:
     """Firing on every real complaint, and per part (learn.real_part): the classifier learned
     the training half as negatives, so the report quarter is the honest rate, and the audit
     sample is drawn from it."""
@@ -154,23 +175,37 @@ def real_complaints(engine: RedFlagEngine, posts: list[tuple[str, str]], out: Pa
         if i % 2000 == 0:
             print(f"  real complaints {i}/{len(posts)}", flush=True)
     rng = random.Random(seed)
-    sample = {"part": "report", "fired": rng.sample(fired_ids, min(50, len(fired_ids))),
-              "not_fired": rng.sample(quiet_ids, min(50, len(quiet_ids)))}
+    sample = {
+        "part": "report",
+        "fired": rng.sample(fired_ids, min(50, len(fired_ids))),
+        "not_fired": rng.sample(quiet_ids, min(50, len(quiet_ids))),
+    }
     (out / "audit_sample_ids.json").write_text(json.dumps(sample, indent=1))
     n, fired = len(posts), sum(p["fired"] for p in parts.values())
-    return {"n": n, "fired": fired, "firing_rate": fired / n,
-            "parts": {k: {"n": p["n"], "fired": p["fired"], "firing_rate": p["fired"] / p["n"],
-                          "detectors": dict(p["detectors"])} for k, p in sorted(parts.items())},
-            "per_flag": {k: {"n": v, "rate": v / n} for k, v in per_flag.most_common()},
-            "detectors": dict(sum((p["detectors"] for p in parts.values()), Counter())),
-            "red_flag_latency": latency_summary(times)}
+    return {
+        "n": n,
+        "fired": fired,
+        "firing_rate": fired / n,
+        "parts": {
+            k: {
+                "n": p["n"],
+                "fired": p["fired"],
+                "firing_rate": p["fired"] / p["n"],
+                "detectors": dict(p["detectors"]),
+            }
+            for k, p in sorted(parts.items())
+        },
+        "per_flag": {k: {"n": v, "rate": v / n} for k, v in per_flag.most_common()},
+        "detectors": dict(sum((p["detectors"] for p in parts.values()), Counter())),
+        "red_flag_latency": latency_summary(times),
+    }
 
 
 def triage_latency(texts: list[str]) -> dict:
     """The whole triage path (validation, model, both detectors) through the served predictor."""
-    from medai.core import registry
+    from medai.core import model_dir
 
-    predictor = registry.load(registry.resolve_model(None, "triage"))
+    predictor = model_dir.load(model_dir.resolve_model(None, "triage"))
     for t in texts[:5]:
         predictor.predict(t)
     times = []
@@ -191,39 +226,69 @@ def out_of_author(trained: learn.Trained, jobs: int = 1, **kw) -> dict[str, np.n
     analysed, bank = trained.analysed, trained.bank
     kw.setdefault("real", trained.real)
     if kw.pop("no_concepts", False):
-        strip = lambda f: replace(f, words=" ".join(w for w in f.words.split()  # noqa: E731
-                                                    if not w.startswith(("c:", "p:"))))
-        analysed = {k: [learn.Analysed(strip(a.features), a.rules) for a in v]
-                    for k, v in analysed.items()}
+
+        def strip(f):
+            return replace(
+                f,
+                words=" ".join(w for w in f.words.split() if not w.startswith(("c:", "p:"))),
+            )
+
+        analysed = {
+            k: [learn.Analysed(strip(a.features), a.rules) for a in v] for k, v in analysed.items()
+        }
         bank = [learn.Analysed(strip(a.features), a.rules) for a in bank]
-    return learn.out_of_author_scores(analysed, trained.labels, bank, trained.bank_labels,
-                                      progress=lambda m: print(" ", m, flush=True), jobs=jobs,
-                                      **kw)
+    return learn.out_of_author_scores(
+        analysed,
+        trained.labels,
+        bank,
+        trained.bank_labels,
+        progress=lambda m: print(" ", m, flush=True),
+        jobs=jobs,
+        **kw,
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="docs/benchmarks/red_flags")
-    ap.add_argument("--data", default=str(DATA),
-                    help="folder with development/ and blind/ folders of "
-                         "<set>_urgent/ordinary.jsonl files and their datasheets")
+    ap.add_argument(
+        "--data",
+        default=str(DATA),
+        help="folder with development/ and blind/ folders of "
+        "<set>_urgent/ordinary.jsonl files and their datasheets",
+    )
     ap.add_argument("--complaints", default=None)
-    ap.add_argument("--max-false-alarms", type=float, default=None,
-                    help="false-alarm budget of all detectors together on dev (the classifier "
-                         "scored out of author); default: the bundled classifier's, so the "
-                         "benchmark reports the served operating point")
-    ap.add_argument("--max-chunks", type=int, default=1,
-                    help="windows embedded per text (latency ~30 ms each on 2 cores)")
+    ap.add_argument(
+        "--max-false-alarms",
+        type=float,
+        default=None,
+        help="false-alarm budget of all detectors together on dev (the classifier "
+        "scored out of author); default: the bundled classifier's, so the "
+        "benchmark reports the served operating point",
+    )
+    ap.add_argument(
+        "--max-chunks",
+        type=int,
+        default=1,
+        help="windows embedded per text (latency ~30 ms each on 2 cores)",
+    )
     ap.add_argument("--ablations", action="store_true", help="also run the dev ablations")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="held-out classifiers fitted at once (processes)")
-    ap.add_argument("--latency-texts", type=int, default=0,
-                    help="time the whole triage path on this many test texts (a seeded sample; "
-                         "0: all of them)")
-    ap.add_argument("--compare-with", default=None,
-                    help="an older checkout (a folder with src/): its served engine and this "
-                         "one's are scored on the same sets and real posts, one after the other "
-                         "(red_flag_served.py), for a before/after table")
+    ap.add_argument(
+        "--jobs", type=int, default=1, help="held-out classifiers fitted at once (processes)"
+    )
+    ap.add_argument(
+        "--latency-texts",
+        type=int,
+        default=0,
+        help="time the whole triage path on this many test texts (a seeded sample; 0: all of them)",
+    )
+    ap.add_argument(
+        "--compare-with",
+        default=None,
+        help="an older checkout (a folder with src/): its served engine and this "
+        "one's are scored on the same sets and real posts, one after the other "
+        "(red_flag_served.py), for a before/after table",
+    )
     args = ap.parse_args()
     served = load_classifier()
     if args.max_false_alarms is None:
@@ -234,28 +299,47 @@ def main() -> None:
     dev_sets = learn.read_sets(data / "development")
     test_sets = learn.read_sets(data / "blind", scoring=True)  # scored, never trained on
     dev = flatten(dev_sets)
-    posts = (learn.read_real_posts(Path(args.complaints))
-             if args.complaints and Path(args.complaints).is_file() else [])
+    posts = (
+        learn.read_real_posts(Path(args.complaints))
+        if args.complaints and Path(args.complaints).is_file()
+        else []
+    )
     ruleset = load_rules()
     engine = cache_embeddings(build_engine(classifier=False))
-    engine = RedFlagEngine(ruleset, encoder=engine.knn.encoder,
-                           knn=KnnSettings(0.0, -1.0, args.max_chunks), cache_file=SHIPPED_CACHE)
-    print(f"== rules and neighbours on {len(dev_sets)} dev and {len(test_sets)} test sets",
-          flush=True)
+    engine = RedFlagEngine(
+        ruleset,
+        encoder=engine.knn.encoder,
+        knn=KnnSettings(0.0, -1.0, args.max_chunks),
+        cache_file=SHIPPED_CACHE,
+    )
+    print(
+        f"== rules and neighbours on {len(dev_sets)} dev and {len(test_sets)} test sets", flush=True
+    )
     raw_dev = raw_outputs(engine, dev)
     raw_test = {k: raw_outputs(engine, v) for k, v in test_sets.items()}
     print("== classifier out of author on dev", flush=True)
     knn = [[(s, s - c) for _f, s, c in x["knn"]] for x in raw_dev]
     trained = learn.train_with_choice(
-        ruleset, dev_sets, knn, args.max_false_alarms,
+        ruleset,
+        dev_sets,
+        knn,
+        args.max_false_alarms,
         progress=lambda m: print(" ", m, flush=True),
         real_posts=[t for i, t in posts if learn.real_part(i) == "train"] or None,
-        real_weight=float((served.params.get("real_negatives") or {})
-                          .get("weight", learn.REAL_WEIGHT)) if served else learn.REAL_WEIGHT,
-        jobs=args.jobs)
+        real_weight=float(
+            (served.params.get("real_negatives") or {}).get("weight", learn.REAL_WEIGHT)
+        )
+        if served
+        else learn.REAL_WEIGHT,
+        jobs=args.jobs,
+    )
     model, chosen = trained.model, trained.choice
-    op = {"threshold": chosen["knn_threshold"], "margin": chosen["knn_margin"],
-          "classifier": chosen["classifier"], "classifier_choice": chosen}
+    op = {
+        "threshold": chosen["knn_threshold"],
+        "margin": chosen["knn_margin"],
+        "classifier": chosen["classifier"],
+        "classifier_choice": chosen,
+    }
     if "short" in chosen:  # short complaints have a threshold of their own
         op["classifier_short"] = chosen["short"]["threshold"]
         op["short_tokens"] = chosen["short"]["tokens"]
@@ -265,25 +349,33 @@ def main() -> None:
     # the out-of-author flag is not kept: dev reports use the score only through "any flag"
     for x, s in zip(raw_dev, dev_scores, strict=True):
         x["clf"] = ("?", float(s))
-    print(f"chosen on dev: embedding {op['threshold']}/{op['margin']}, classifier {chosen}",
-          flush=True)
-    op["same_as_served"] = bool(served and abs(served.threshold - chosen["classifier"]) < 1e-9
-                                and abs(served.short_threshold - op.get(
-                                    "classifier_short", chosen["classifier"])) < 1e-9
-                                and served.knn == {"threshold": chosen["knn_threshold"],
-                                                   "margin": chosen["knn_margin"]})
+    print(
+        f"chosen on dev: embedding {op['threshold']}/{op['margin']}, classifier {chosen}",
+        flush=True,
+    )
+    op["same_as_served"] = bool(
+        served
+        and abs(served.threshold - chosen["classifier"]) < 1e-9
+        and abs(served.short_threshold - op.get("classifier_short", chosen["classifier"])) < 1e-9
+        and served.knn == {"threshold": chosen["knn_threshold"], "margin": chosen["knn_margin"]}
+    )
     if not op["same_as_served"]:
-        print("warning: this operating point differs from the bundled classifier's "
-              "(retrain it with make train-red-flag-classifier)", flush=True)
+        print(
+            "warning: this operating point differs from the bundled classifier's "
+            "(retrain it with make train-red-flag-classifier)",
+            flush=True,
+        )
     for name, rows in test_sets.items():
         feats = learn.analyse_rows(ruleset, [r["text"] for r in rows])
         for x, a in zip(raw_test[name], feats, strict=True):
             hit = model.score(a.features)
             x["clf"] = (hit.flag_id, hit.score)
     served_engine = build_engine(embeddings=True)  # the served engine's identity, as shipped
-    print(f"served engine: {served_engine.identity['name']} "
-          f"{served_engine.identity['version']} {served_engine.identity['content_hash']}",
-          flush=True)
+    print(
+        f"served engine: {served_engine.identity['name']} "
+        f"{served_engine.identity['version']} {served_engine.identity['content_hash']}",
+        flush=True,
+    )
     results: dict = {
         "engine": served_engine.identity,
         "chosen_on_dev": {**op, "dev_sets": {k: len(v) for k, v in dev_sets.items()}},
@@ -294,13 +386,18 @@ def main() -> None:
     }
     if args.ablations:
         report_posts = [t for i, t in posts if learn.real_part(i) == "report"]
-        results["dev_ablations"] = ablations(ruleset, dev, trained, urgent, others,
-                                             args.max_false_alarms, report_posts, args.jobs)
+        results["dev_ablations"] = ablations(
+            ruleset, dev, trained, urgent, others, args.max_false_alarms, report_posts, args.jobs
+        )
     if posts:
         print("== real complaints", flush=True)
-        engine = RedFlagEngine(ruleset, encoder=engine.knn.encoder,
-                               knn=KnnSettings(op["threshold"], op["margin"], args.max_chunks),
-                               cache_file=SHIPPED_CACHE, classifier=model)
+        engine = RedFlagEngine(
+            ruleset,
+            encoder=engine.knn.encoder,
+            knn=KnnSettings(op["threshold"], op["margin"], args.max_chunks),
+            cache_file=SHIPPED_CACHE,
+            classifier=model,
+        )
         results["real_complaints"] = real_complaints(engine, posts, out)
         save(out, results)  # the latency below loads the served predictor: keep what is done
         texts = [r["text"] for rows in test_sets.values() for r in rows]
@@ -309,15 +406,24 @@ def main() -> None:
         results["triage_latency_test_texts"] = {**triage_latency(texts), "texts": len(texts)}
     if args.compare_with:
         results["served_before_after"] = compare_served(
-            Path(args.compare_with), data, args.complaints, [*test_sets, *dev_sets], out)
+            Path(args.compare_with), data, args.complaints, [*test_sets, *dev_sets], out
+        )
     save(out, results)
     for name, t in results["tests"].items():
-        print(name, json.dumps({k: t[k] for k in ("recall", "false_alarm_rate", "n_urgent",
-                                                  "n_ordinary", "language")}))
+        print(
+            name,
+            json.dumps(
+                {
+                    k: t[k]
+                    for k in ("recall", "false_alarm_rate", "n_urgent", "n_ordinary", "language")
+                }
+            ),
+        )
 
 
-def compare_served(before: Path, data: Path, complaints: str | None, sets: list[str],
-                   out: Path) -> dict:
+def compare_served(
+    before: Path, data: Path, complaints: str | None, sets: list[str], out: Path
+) -> dict:
     """The served engine of ``before`` (an older checkout) and of this checkout, each in its own
     process, on the same sets and real posts (aggregates only)."""
     import os
@@ -329,8 +435,16 @@ def compare_served(before: Path, data: Path, complaints: str | None, sets: list[
     for name, src in (("before", before / "src"), ("after", Path(__file__).parent.parent / "src")):
         print(f"== served engine, {name} ({src})", flush=True)
         target = out / f"served_{name}.json"
-        cmd = [sys.executable, str(script), "--out", str(target), "--data", str(data),
-               "--sets", ",".join(sets)] + (["--complaints", complaints] if complaints else [])
+        cmd = [
+            sys.executable,
+            str(script),
+            "--out",
+            str(target),
+            "--data",
+            str(data),
+            "--sets",
+            ",".join(sets),
+        ] + (["--complaints", complaints] if complaints else [])
         env = {**os.environ, "PYTHONPATH": str(src.resolve())}
         subprocess.run(cmd, check=True, env=env)
         result[name] = json.loads(target.read_text())
@@ -348,28 +462,42 @@ def overlap_with_dev(dev: list[dict], test_sets: dict[str, list[dict]]) -> dict:
     """How many texts of each blind set also stand, word for word (case and spacing aside), in a
     development set: short everyday complaints repeat across authors, and a copy is not blind."""
     seen = {" ".join(r["text"].lower().split()) for r in dev}
-    return {name: sum(" ".join(r["text"].lower().split()) in seen for r in rows)
-            for name, rows in test_sets.items()}
+    return {
+        name: sum(" ".join(r["text"].lower().split()) in seen for r in rows)
+        for name, rows in test_sets.items()
+    }
 
 
 def per_set(sets: dict[str, list[dict]], raws: list[dict], op: dict) -> dict:
     out, start = {}, 0
     for name, rows in sets.items():
-        out[name] = score(rows, raws[start:start + len(rows)], op)
+        out[name] = score(rows, raws[start : start + len(rows)], op)
         start += len(rows)
     return out
 
 
-def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget,
-              report_posts: list[str], jobs: int = 1) -> dict:
+def ablations(
+    ruleset,
+    dev,
+    trained: learn.Trained,
+    urgent,
+    others,
+    budget,
+    report_posts: list[str],
+    jobs: int = 1,
+) -> dict:
     """Rules-only variants (stemming, negation, timing) and classifier variants (out of author,
     each at its own threshold chosen like the served one; with real posts, also how often the
     variant trained on every dev set fires alone on the report quarter of them)."""
     out = {}
-    for name, kw in {"suffix (default)": {}, "snowball": {"matcher": "snowball"},
-                     "exact": {"matcher": "exact"}, "no negation": {"negation": False},
-                     "no timing": {"timing": False},
-                     "no negation, no timing": {"negation": False, "timing": False}}.items():
+    for name, kw in {
+        "suffix (default)": {},
+        "snowball": {"matcher": "snowball"},
+        "exact": {"matcher": "exact"},
+        "no negation": {"negation": False},
+        "no timing": {"timing": False},
+        "no negation, no timing": {"negation": False, "timing": False},
+    }.items():
         eng = RedFlagEngine(ruleset, **kw)
         t0 = time.perf_counter()
         raws = raw_outputs(eng, dev)
@@ -377,23 +505,35 @@ def ablations(ruleset, dev, trained: learn.Trained, urgent, others, budget,
         out[f"rules: {name}"] = {**score(dev, raws, {}, ("rules",)), "ms_per_text": ms}
     variants = {"classifier: no concept features": {"no_concepts": True}}
     if trained.real:
-        variants = {"classifier: served (real negatives)": {},
-                    "classifier: without real negatives": {"real": None}, **variants}
+        variants = {
+            "classifier: served (real negatives)": {},
+            "classifier: without real negatives": {"real": None},
+            **variants,
+        }
     report = learn.analyse_rows(ruleset, report_posts) if report_posts else []
     # the served rule: idiom rows are learned from, not counted (learn.TRAIN_ONLY_KINDS)
     counted = learn.in_budget(dev)
     for name, kw in variants.items():
-        oof = (out_of_author(trained, jobs, **kw) if kw
-               else trained.out_of_author)  # served: reuse
+        oof = out_of_author(trained, jobs, **kw) if kw else trained.out_of_author  # served: reuse
         s = np.concatenate([oof[k] for k in trained.analysed])
         out[name] = learn.choose_threshold(urgent, others, s, budget, counted)
         if report and not kw.get("no_concepts"):
-            model = trained.model if not kw else learn.fit_final(  # served: already fitted
-                trained.analysed, trained.labels, trained.bank, trained.bank_labels,
-                out[name]["threshold"], real=kw.get("real", trained.real))
+            model = (
+                trained.model
+                if not kw
+                else learn.fit_final(  # served: already fitted
+                    trained.analysed,
+                    trained.labels,
+                    trained.bank,
+                    trained.bank_labels,
+                    out[name]["threshold"],
+                    real=kw.get("real", trained.real),
+                )
+            )
             p = model.probabilities([a.features for a in report])
             alone = (1 - p[:, model.labels.index(learn.NONE)] >= model.threshold) & ~np.array(
-                [bool(a.rules) for a in report])
+                [bool(a.rules) for a in report]
+            )
             out[name]["real_report_classifier_alone_rate"] = float(alone.mean())
     return out
 
@@ -419,8 +559,9 @@ def group_totals(tests: dict) -> dict:
     """Recall and false alarms over every set of a group (counts, then rates)."""
     out: dict[str, dict] = {}
     for t in tests.values():
-        g = out.setdefault(group_of(t), {"n_urgent": 0, "n_ordinary": 0, "caught": 0,
-                                         "false_alarms": 0})
+        g = out.setdefault(
+            group_of(t), {"n_urgent": 0, "n_ordinary": 0, "caught": 0, "false_alarms": 0}
+        )
         g["n_urgent"] += t["n_urgent"]
         g["n_ordinary"] += t["n_ordinary"]
         g["caught"] += round(t["recall"] * t["n_urgent"])
@@ -436,19 +577,33 @@ def markdown(r: dict) -> str:
     c = r["chosen_on_dev"]
     cc = c["classifier_choice"]
     engine = r.get("engine") or {}
-    lines = [f"Engine `{engine.get('name')}` {engine.get('version')}, content hash "
-             f"`{engine.get('content_hash')}`.", ""] if engine else []
-    lines += [f"Embedding threshold {c['threshold']}, margin {c['margin']}; classifier threshold "
-             f"{c['classifier']} (chosen on {len(c['dev_sets'])} dev sets, out of author: "
-             f"recall {_pct(cc['recall'])}, false alarms {_pct(cc['false_alarm_rate'])}).", ""]
+    lines = (
+        [
+            f"Engine `{engine.get('name')}` {engine.get('version')}, content hash "
+            f"`{engine.get('content_hash')}`.",
+            "",
+        ]
+        if engine
+        else []
+    )
+    lines += [
+        f"Embedding threshold {c['threshold']}, margin {c['margin']}; classifier threshold "
+        f"{c['classifier']} (chosen on {len(c['dev_sets'])} dev sets, out of author: "
+        f"recall {_pct(cc['recall'])}, false alarms {_pct(cc['false_alarm_rate'])}).",
+        "",
+    ]
     if "short" in cc:
         sc = cc["short"]
-        lines[-2] += (f" Complaints of at most {sc['tokens']} words: threshold {sc['threshold']} "
-                      f"(chosen on the {sc['n']} short dev texts, out of author: recall "
-                      f"{_pct(sc['recall'])}, false alarms {_pct(sc['false_alarm_rate'])}).")
-    lines += ["| test set | kind | language detected | urgent/ordinary | recall | false alarms "
-              "| rules alone | classifier alone | lowest presentation |",
-              "|---|---|---|---|---|---|---|---|---|"]
+        lines[-2] += (
+            f" Complaints of at most {sc['tokens']} words: threshold {sc['threshold']} "
+            f"(chosen on the {sc['n']} short dev texts, out of author: recall "
+            f"{_pct(sc['recall'])}, false alarms {_pct(sc['false_alarm_rate'])})."
+        )
+    lines += [
+        "| test set | kind | language detected | urgent/ordinary | recall | false alarms "
+        "| rules alone | classifier alone | lowest presentation |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, t in r["tests"].items():
         bd = t["by_detector"]
         lines.append(
@@ -457,74 +612,122 @@ def markdown(r: dict) -> str:
             f"{_pct(t['false_alarm_rate'])} | {_pct(bd['rules']['recall'])} / "
             f"{_pct(bd['rules']['false_alarm_rate'])} | {_pct(bd['clf']['recall'])} / "
             f"{_pct(bd['clf']['false_alarm_rate'])} | "
-            f"{_pct(min(t['recall_per_presentation'].values()))} |")
+            f"{_pct(min(t['recall_per_presentation'].values()))} |"
+        )
     for group, g in group_totals(r["tests"]).items():
-        lines.append(f"| all {group} | | | {g['n_urgent']}/{g['n_ordinary']} | "
-                     f"{_pct(g['recall'])} ({g['caught']}) | {_pct(g['false_alarm_rate'])} "
-                     f"({g['false_alarms']}) | | | |")
+        lines.append(
+            f"| all {group} | | | {g['n_urgent']}/{g['n_ordinary']} | "
+            f"{_pct(g['recall'])} ({g['caught']}) | {_pct(g['false_alarm_rate'])} "
+            f"({g['false_alarms']}) | | | |"
+        )
     lines.append("")
     for name, t in r["tests"].items():
-        lines += [f"### Test set `{name}` ({t['n_urgent']} urgent, {t['n_ordinary']} ordinary)",
-                  "", "| detectors | urgent recall | false alarms (ordinary) |", "|---|---|---|",
-                  f"| all three (served) | {_pct(t['recall'])} | {_pct(t['false_alarm_rate'])} |"]
-        lines += [f"| {_who(k)} | {_pct(v['recall'])} | {_pct(v['false_alarm_rate'])} |"
-                  for k, v in t["by_detector"].items()]
+        lines += [
+            f"### Test set `{name}` ({t['n_urgent']} urgent, {t['n_ordinary']} ordinary)",
+            "",
+            "| detectors | urgent recall | false alarms (ordinary) |",
+            "|---|---|---|",
+            f"| all three (served) | {_pct(t['recall'])} | {_pct(t['false_alarm_rate'])} |",
+        ]
+        lines += [
+            f"| {_who(k)} | {_pct(v['recall'])} | {_pct(v['false_alarm_rate'])} |"
+            for k, v in t["by_detector"].items()
+        ]
         lines += ["", "| presentation | recall (any flag) | its own flag |", "|---|---|---|"]
         for k, v in t["recall_per_presentation"].items():
-            lines.append(f"| {k} | {_pct(v)} | "
-                         f"{_pct(t['expected_flag_rate_per_presentation'][k])} |")
+            lines.append(
+                f"| {k} | {_pct(v)} | {_pct(t['expected_flag_rate_per_presentation'][k])} |"
+            )
         lines += ["", "| ordinary kind | false alarms |", "|---|---|"]
         lines += [f"| {k} | {_pct(v)} |" for k, v in t["false_alarm_rate_per_kind"].items()]
-        lines += ["", "Urgent texts caught by: " + ", ".join(
-            f"{_who(k)} {v}" for k, v in sorted(t["urgent_caught_by"].items())) + ".", ""]
+        lines += [
+            "",
+            "Urgent texts caught by: "
+            + ", ".join(f"{_who(k)} {v}" for k, v in sorted(t["urgent_caught_by"].items()))
+            + ".",
+            "",
+        ]
     ba = r.get("served_before_after")
     if ba:
-        lines += ["### The served engine before and after this change (same run, same sets)", "",
-                  "| set | before: recall / false alarms | after: recall / false alarms |",
-                  "|---|---|---|"]
+        lines += [
+            "### The served engine before and after this change (same run, same sets)",
+            "",
+            "| set | before: recall / false alarms | after: recall / false alarms |",
+            "|---|---|---|",
+        ]
         for name, b in ba["before"]["sets"].items():
             a = ba["after"]["sets"].get(name, {})
-            lines.append(f"| `{name}` | {_pct(b['recall'])} / {_pct(b['false_alarm_rate'])} | "
-                         + (f"{_pct(a['recall'])} / {_pct(a['false_alarm_rate'])} |" if a
-                            else "– |"))
+            lines.append(
+                f"| `{name}` | {_pct(b['recall'])} / {_pct(b['false_alarm_rate'])} | "
+                + (f"{_pct(a['recall'])} / {_pct(a['false_alarm_rate'])} |" if a else "– |")
+            )
         if "real_complaints" in ba["before"]:
             b, a = ba["before"]["real_complaints"], ba["after"]["real_complaints"]
-            lines.append(f"| real posts, {b['part']} quarter (fire) | {b['fired']} of {b['n']} "
-                         f"({_pct(b['firing_rate'])}) | {a['fired']} of {a['n']} "
-                         f"({_pct(a['firing_rate'])}) |")
+            lines.append(
+                f"| real posts, {b['part']} quarter (fire) | {b['fired']} of {b['n']} "
+                f"({_pct(b['firing_rate'])}) | {a['fired']} of {a['n']} "
+                f"({_pct(a['firing_rate'])}) |"
+            )
         lines.append("")
-    lines += ["### Development sets (classifier scores out of author)", "",
-              "| set | urgent recall | false alarms |", "|---|---|---|"]
-    lines += [f"| {k} | {_pct(v['recall'])} | {_pct(v['false_alarm_rate'])} |"
-              for k, v in r["dev_per_set"].items()]
+    lines += [
+        "### Development sets (classifier scores out of author)",
+        "",
+        "| set | urgent recall | false alarms |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {_pct(v['recall'])} | {_pct(v['false_alarm_rate'])} |"
+        for k, v in r["dev_per_set"].items()
+    ]
     if r.get("dev_ablations"):
-        lines += ["", "| dev ablation | recall | false alarms | ms/text or threshold |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "| dev ablation | recall | false alarms | ms/text or threshold |",
+            "|---|---|---|---|",
+        ]
         for k, v in r["dev_ablations"].items():
-            extra = (f"{v['ms_per_text']:.1f} ms" if "ms_per_text" in v
-                     else f"threshold {v['threshold']}")
+            extra = (
+                f"{v['ms_per_text']:.1f} ms"
+                if "ms_per_text" in v
+                else f"threshold {v['threshold']}"
+            )
             if "real_report_classifier_alone_rate" in v:
-                extra += (f"; alone on real posts (report part) "
-                          f"{_pct(v['real_report_classifier_alone_rate'])}")
-            lines.append(f"| {k} | {_pct(v['recall'])} | {_pct(v['false_alarm_rate'])} | "
-                         f"{extra} |")
+                extra += (
+                    f"; alone on real posts (report part) "
+                    f"{_pct(v['real_report_classifier_alone_rate'])}"
+                )
+            lines.append(f"| {k} | {_pct(v['recall'])} | {_pct(v['false_alarm_rate'])} | {extra} |")
     real = r.get("real_complaints")
     if real:
-        lines += ["", f"Real complaints: {real['fired']} of {real['n']} fire "
-                      f"({_pct(real['firing_rate'])}); by detector: " + ", ".join(
-                          f"{k} {v}" for k, v in real["detectors"].items()) + ".", "",
-                  "| flag | firings | rate |", "|---|---|---|"]
+        lines += [
+            "",
+            f"Real complaints: {real['fired']} of {real['n']} fire "
+            f"({_pct(real['firing_rate'])}); by detector: "
+            + ", ".join(f"{k} {v}" for k, v in real["detectors"].items())
+            + ".",
+            "",
+            "| flag | firings | rate |",
+            "|---|---|---|",
+        ]
         lines += [f"| {k} | {v['n']} | {_pct(v['rate'])} |" for k, v in real["per_flag"].items()]
-        lines += ["", "| part (learn.real_part) | posts | fire | by detector |",
-                  "|---|---|---|---|"]
-        lines += [f"| {k} | {p['n']} | {_pct(p['firing_rate'])} | " + ", ".join(
-            f"{d} {n}" for d, n in p["detectors"].items()) + " |"
-            for k, p in real.get("parts", {}).items()]
-        lat = r.get("triage_latency_test_texts", {"p50_ms": float("nan"),
-                                                    "p95_ms": float("nan")})
-        lines += ["", f"Whole triage path on the test texts: p50 {lat['p50_ms']:.1f} ms, p95 "
-                      f"{lat['p95_ms']:.1f} ms; red flags alone on the real complaints: p50 "
-                      f"{real['red_flag_latency']['p50_ms']:.1f} ms."]
+        lines += [
+            "",
+            "| part (learn.real_part) | posts | fire | by detector |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {p['n']} | {_pct(p['firing_rate'])} | "
+            + ", ".join(f"{d} {n}" for d, n in p["detectors"].items())
+            + " |"
+            for k, p in real.get("parts", {}).items()
+        ]
+        lat = r.get("triage_latency_test_texts", {"p50_ms": float("nan"), "p95_ms": float("nan")})
+        lines += [
+            "",
+            f"Whole triage path on the test texts: p50 {lat['p50_ms']:.1f} ms, p95 "
+            f"{lat['p95_ms']:.1f} ms; red flags alone on the real complaints: p50 "
+            f"{real['red_flag_latency']['p50_ms']:.1f} ms.",
+        ]
     return "\n".join(lines) + "\n"
 
 

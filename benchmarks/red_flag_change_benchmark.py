@@ -33,8 +33,9 @@ def hits(engine, text: str) -> set[tuple[str, int, int]]:
 
     with using(engine.ruleset.words):
         tokens = tokenize(text)
-        return {(h.concept, h.first, h.last)
-                for h in engine.concepts.find(tokens, token_times(tokens))}
+        return {
+            (h.concept, h.first, h.last) for h in engine.concepts.find(tokens, token_times(tokens))
+        }
 
 
 def compare(before, after, texts: list[str], whole: bool) -> dict:
@@ -71,9 +72,10 @@ def score_sets(data: Path, sets: str, compare) -> dict:
             if wanted and name not in wanted:
                 continue
             short = statistics.median(len(r["text"].split()) for r in rows) <= 8
-            entry = {kind: compare([r["text"] for r in rows
-                                    if r["urgent"] == (kind == "urgent")], short)
-                     for kind in ("urgent", "ordinary")}
+            entry = {
+                kind: compare([r["text"] for r in rows if r["urgent"] == (kind == "urgent")], short)
+                for kind in ("urgent", "ordinary")
+            }
             entry.update(role=folder, short=short)
             out[name] = entry
             print(name, json.dumps(entry), flush=True)
@@ -91,9 +93,13 @@ def main() -> None:
     from medai.triage.red_flags import build_engine, learn
 
     before, after = build_engine(Path(args.before)), build_engine()
-    result: dict = {"before": before.identity, "after": after.identity,
-                    "sets": score_sets(Path(args.data), args.sets,
-                                       lambda texts, whole: compare(before, after, texts, whole))}
+    result: dict = {
+        "before": before.identity,
+        "after": after.identity,
+        "sets": score_sets(
+            Path(args.data), args.sets, lambda texts, whole: compare(before, after, texts, whole)
+        ),
+    }
     if args.complaints:
         posts = [t for _, t in learn.read_real_posts(Path(args.complaints))]
         result["real_posts"] = compare(before, after, posts, False)

@@ -36,9 +36,12 @@ def record(engine, text: str):
     detectors that fire (shared with red_flag_window_probe.py)."""
     a = engine.analyse(text)
     flags = engine.decide(text, a).flags
-    return a, {"n": len(a.tokens), "whole": a.classifier.score if a.classifier else 1.0,
-               "fired": bool(flags),
-               "classifier_fired": any("classifier" in f.detectors for f in flags)}
+    return a, {
+        "n": len(a.tokens),
+        "whole": a.classifier.score if a.classifier else 1.0,
+        "fired": bool(flags),
+        "classifier_fired": any("classifier" in f.detectors for f in flags),
+    }
 
 
 def kept(post: dict, floor: float, variant: str = "whole") -> bool:
@@ -51,11 +54,15 @@ def kept(post: dict, floor: float, variant: str = "whole") -> bool:
     return max(post["whole"], post.get(variant, 0.0)) >= floor
 
 
-def silenced(posts: list[dict], verdicts: dict[str, str], floor: float,
-             variant: str = "whole") -> dict[str, int]:
+def silenced(
+    posts: list[dict], verdicts: dict[str, str], floor: float, variant: str = "whole"
+) -> dict[str, int]:
     """How many firings the audits judged urgent or unsure the gate would silence."""
-    out = [verdicts[p["id"]] for p in posts
-           if p["id"] in verdicts and p["fired"] and not kept(p, floor, variant)]
+    out = [
+        verdicts[p["id"]]
+        for p in posts
+        if p["id"] in verdicts and p["fired"] and not kept(p, floor, variant)
+    ]
     return {"urgent": out.count("urgent"), "unsure": out.count("unsure")}
 
 
@@ -67,8 +74,10 @@ def main() -> None:
     from medai.triage.red_flags import build_engine, learn
 
     engine = build_engine(embeddings=False)
-    posts = [{"id": post_id, "part": learn.real_part(post_id), **record(engine, text)[1]}
-             for post_id, text in learn.read_real_posts(Path(args.complaints))]
+    posts = [
+        {"id": post_id, "part": learn.real_part(post_id), **record(engine, text)[1]}
+        for post_id, text in learn.read_real_posts(Path(args.complaints))
+    ]
     verdicts = audited(AUDITS)
     rows = []
     for floor in FLOORS:
@@ -79,8 +88,9 @@ def main() -> None:
         row["audited_silenced"] = silenced(posts, verdicts, floor)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    Path(args.out).write_text(json.dumps({"audited_urgent_or_unsure": len(verdicts),
-                                          "floors": rows}, indent=1))
+    Path(args.out).write_text(
+        json.dumps({"audited_urgent_or_unsure": len(verdicts), "floors": rows}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def main() -> None:
 
     def strict(self, pattern, token):
         if pattern.mode == "prefix":
-            rest = token[len(pattern.stem):]
+            rest = token[len(pattern.stem) :]
             return token.startswith(pattern.stem) and (not rest or is_suffix_chain(rest))
         return served(self, pattern, token)
 

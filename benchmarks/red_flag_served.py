@@ -30,17 +30,28 @@ def score_sets(engine, sets: dict[str, list[dict]]) -> dict:
     for name, rows in sets.items():
         fired = [bool(engine.check(r["text"]).flags) for r in rows]
         urgent = [f for f, r in zip(fired, rows, strict=True) if r["urgent"]]
-        ordinary = [(f, str(r.get("kind") or "ordinary"))
-                    for f, r in zip(fired, rows, strict=True) if not r["urgent"]]
-        out[name] = {"n_urgent": len(urgent), "caught": sum(urgent),
-                     "recall": sum(urgent) / max(1, len(urgent)),
-                     "n_ordinary": len(ordinary), "false_alarms": sum(f for f, _ in ordinary),
-                     "false_alarm_rate": sum(f for f, _ in ordinary) / max(1, len(ordinary)),
-                     "ordinary_by_kind": dict(Counter(k for _, k in ordinary)),
-                     "false_alarms_by_kind": dict(Counter(k for f, k in ordinary if f)),
-                     "misses_by_presentation": dict(Counter(
-                         str(r["presentation"]) for f, r in zip(fired, rows, strict=True)
-                         if r["urgent"] and not f))}
+        ordinary = [
+            (f, str(r.get("kind") or "ordinary"))
+            for f, r in zip(fired, rows, strict=True)
+            if not r["urgent"]
+        ]
+        out[name] = {
+            "n_urgent": len(urgent),
+            "caught": sum(urgent),
+            "recall": sum(urgent) / max(1, len(urgent)),
+            "n_ordinary": len(ordinary),
+            "false_alarms": sum(f for f, _ in ordinary),
+            "false_alarm_rate": sum(f for f, _ in ordinary) / max(1, len(ordinary)),
+            "ordinary_by_kind": dict(Counter(k for _, k in ordinary)),
+            "false_alarms_by_kind": dict(Counter(k for f, k in ordinary if f)),
+            "misses_by_presentation": dict(
+                Counter(
+                    str(r["presentation"])
+                    for f, r in zip(fired, rows, strict=True)
+                    if r["urgent"] and not f
+                )
+            ),
+        }
         print(name, json.dumps(out[name]), flush=True)
     return out
 
@@ -57,9 +68,14 @@ def score_real(engine, posts: list[tuple[str, str]], part: str = "report") -> di
         if flags:
             fired_ids.append(post_id)
         detectors.update("+".join(f.detectors) for f in flags)
-    return {"part": part, "n": len(chosen), "fired": len(fired_ids),
-            "firing_rate": len(fired_ids) / len(chosen), "detectors": dict(detectors),
-            "fired_ids": fired_ids}
+    return {
+        "part": part,
+        "n": len(chosen),
+        "fired": len(fired_ids),
+        "firing_rate": len(fired_ids) / len(chosen),
+        "detectors": dict(detectors),
+        "fired_ids": fired_ids,
+    }
 
 
 def read_all(learn, root: Path) -> dict:
@@ -94,15 +110,20 @@ def main() -> None:
         from medai.settings import get_settings
 
         engine.knn.encoder = E5Encoder(cache_dir=get_settings().cache_dir / "red_flags")
-    result = {"engine": {"detectors": engine.detectors,
-                         "classifier": dict(engine.classifier.identity)
-                         if engine.classifier else {}},
-              "sets": score_sets(engine, sets)}
+    result = {
+        "engine": {
+            "detectors": engine.detectors,
+            "classifier": dict(engine.classifier.identity) if engine.classifier else {},
+        },
+        "sets": score_sets(engine, sets),
+    }
     if args.complaints and Path(args.complaints).is_file():
-        result["real_complaints"] = score_real(engine, learn.read_real_posts(
-            Path(args.complaints)))
-        print("real", json.dumps({k: v for k, v in result["real_complaints"].items()
-                                  if k != "fired_ids"}), flush=True)
+        result["real_complaints"] = score_real(engine, learn.read_real_posts(Path(args.complaints)))
+        print(
+            "real",
+            json.dumps({k: v for k, v in result["real_complaints"].items() if k != "fired_ids"}),
+            flush=True,
+        )
     Path(args.out).write_text(json.dumps(result, indent=1))
 
 

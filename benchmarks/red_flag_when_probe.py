@@ -24,8 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS = (Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "red_flags"
-          / "when_labels_2026-11-26.jsonl")
+LABELS = (
+    Path(__file__).resolve().parents[1]
+    / "docs"
+    / "benchmarks"
+    / "red_flags"
+    / "when_labels_2026-11-26.jsonl"
+)
 CURRENT = ("now", "recent")
 
 
@@ -39,8 +44,11 @@ def post_features(engine, text: str) -> dict:
     hits = [h for m in a.matches if not m.past and m.flag_id in fired for h in m.hits]
 
     def sentence(h):
-        idx = [i for i, t in enumerate(toks)
-               if t.sentence in (toks[h.first].sentence, toks[h.last].sentence)]
+        idx = [
+            i
+            for i, t in enumerate(toks)
+            if t.sentence in (toks[h.first].sentence, toks[h.last].sentence)
+        ]
         return idx[0], idx[-1]
 
     def window(h, k=10):
@@ -52,15 +60,29 @@ def post_features(engine, text: str) -> dict:
     def best(parts):
         return max((engine.analyse(p).classifier.score for p in parts), default=0.0)
 
-    return {"n": len(toks), "whole": a.classifier.score, "window": best(wins),
-            "sentence": best(sents), "present": sum(h.time == "present" for h in hits),
-            "unclear": sum(h.time == "unclear" for h in hits), "hits": len(hits),
-            "sents": sents, "wins": wins}
+    return {
+        "n": len(toks),
+        "whole": a.classifier.score,
+        "window": best(wins),
+        "sentence": best(sents),
+        "present": sum(h.time == "present" for h in hits),
+        "unclear": sum(h.time == "unclear" for h in hits),
+        "hits": len(hits),
+        "sents": sents,
+        "wins": wins,
+    }
 
 
 def scalars(f: dict) -> list[float]:
-    return [np.log(f["whole"] + 1e-4), np.log(f["window"] + 1e-4), np.log(f["sentence"] + 1e-4),
-            float(f["present"] > 0), float(f["unclear"] > 0), np.log(f["n"]), f["hits"]]
+    return [
+        np.log(f["whole"] + 1e-4),
+        np.log(f["window"] + 1e-4),
+        np.log(f["sentence"] + 1e-4),
+        float(f["present"] > 0),
+        float(f["unclear"] > 0),
+        np.log(f["n"]),
+        f["hits"],
+    ]
 
 
 def gate_shares(p: np.ndarray, verdict: np.ndarray) -> dict:
@@ -102,43 +124,77 @@ def main() -> None:
     def mean_embedding(key):
         flat = [t for f in feats for t in f[key]]
         vecs = dict(zip(flat, encoder.encode(flat), strict=True))
-        return np.array([np.mean([vecs[t] for t in f[key]], axis=0) if f[key]
-                         else np.zeros(encoder.dim, np.float32) for f in feats])
+        return np.array(
+            [
+                np.mean([vecs[t] for t in f[key]], axis=0)
+                if f[key]
+                else np.zeros(encoder.dim, np.float32)
+                for f in feats
+            ]
+        )
 
-    X = {"scores and times": np.array([scalars(f) for f in feats]),
-         "e5 hit sentences": mean_embedding("sents"), "e5 hit windows": mean_embedding("wins"),
-         "e5 whole post": encoder.encode([texts[i] for i in ids])}
+    X = {
+        "scores and times": np.array([scalars(f) for f in feats]),
+        "e5 hit sentences": mean_embedding("sents"),
+        "e5 hit windows": mean_embedding("wins"),
+        "e5 whole post": encoder.encode([texts[i] for i in ids]),
+    }
     X["e5 sentences + scores"] = np.hstack([X["e5 hit sentences"], X["scores and times"]])
     chars = [" ".join(f["sents"]).lower() for f in feats]
     verdict = np.array([labels[i]["verdict"] for i in ids])
-    targets = {"when: now or recent": np.array([labels[i]["when"] in CURRENT for i in ids]),
-               "urgent or unsure": verdict != "not_urgent"}
+    targets = {
+        "when: now or recent": np.array([labels[i]["when"] in CURRENT for i in ids]),
+        "urgent or unsure": verdict != "not_urgent",
+    }
     rows = []
     for target, y in targets.items():
         for name, data in [*X.items(), ("char n-grams of hit sentences", chars)]:
             dense = name != "char n-grams of hit sentences"
             ps = []
             for seed in range(5):
-                model = (make_pipeline(StandardScaler(), LogisticRegression(
-                             C=1.0 if name == "scores and times" else 0.01, max_iter=5000,
-                             class_weight="balanced")) if dense else
-                         make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5),
-                                                       sublinear_tf=True, min_df=2),
-                                       LogisticRegression(C=1.0, max_iter=5000,
-                                                          class_weight="balanced")))
-                ps.append(cross_val_predict(model, data, y, method="predict_proba",
-                                            cv=StratifiedKFold(10, shuffle=True,
-                                                               random_state=seed))[:, 1])
+                model = (
+                    make_pipeline(
+                        StandardScaler(),
+                        LogisticRegression(
+                            C=1.0 if name == "scores and times" else 0.01,
+                            max_iter=5000,
+                            class_weight="balanced",
+                        ),
+                    )
+                    if dense
+                    else make_pipeline(
+                        TfidfVectorizer(
+                            analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2
+                        ),
+                        LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced"),
+                    )
+                )
+                ps.append(
+                    cross_val_predict(
+                        model,
+                        data,
+                        y,
+                        method="predict_proba",
+                        cv=StratifiedKFold(10, shuffle=True, random_state=seed),
+                    )[:, 1]
+                )
             p = np.mean(ps, axis=0)
-            rows.append({"target": target, "features": name,
-                         "auroc_urgent_or_unsure": round(float(roc_auc_score(
-                             verdict != "not_urgent", p)), 4),
-                         "auroc_target": round(float(roc_auc_score(y, p)), 4),
-                         **gate_shares(p, verdict)})
+            rows.append(
+                {
+                    "target": target,
+                    "features": name,
+                    "auroc_urgent_or_unsure": round(
+                        float(roc_auc_score(verdict != "not_urgent", p)), 4
+                    ),
+                    "auroc_target": round(float(roc_auc_score(y, p)), 4),
+                    **gate_shares(p, verdict),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     counts = {v: int((verdict == v).sum()) for v in ("urgent", "unsure", "not_urgent")}
-    Path(args.out).write_text(json.dumps({"posts": len(ids), "verdicts": counts,
-                                          "rows": rows}, indent=1))
+    Path(args.out).write_text(
+        json.dumps({"posts": len(ids), "verdicts": counts, "rows": rows}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -36,12 +36,17 @@ def scores(engine, text: str) -> dict:
     toks = a.tokens
 
     def best(bounds) -> float:  # the highest score over the hits' spans
-        return max((engine.analyse(span(text, toks, *bounds(h))).classifier.score
-                    for h in hits), default=0.0)
+        return max(
+            (engine.analyse(span(text, toks, *bounds(h))).classifier.score for h in hits),
+            default=0.0,
+        )
 
     def sentence(h) -> tuple[int, int]:
-        idx = [i for i, t in enumerate(toks)
-               if t.sentence in (toks[h.first].sentence, toks[h.last].sentence)]
+        idx = [
+            i
+            for i, t in enumerate(toks)
+            if t.sentence in (toks[h.first].sentence, toks[h.last].sentence)
+        ]
         return idx[0], idx[-1]
 
     for k in WINDOWS:
@@ -54,14 +59,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--complaints", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--posts-out", default=None,
-                    help="also write each post's id, part and scores (no text) here")
+    ap.add_argument(
+        "--posts-out",
+        default=None,
+        help="also write each post's id, part and scores (no text) here",
+    )
     args = ap.parse_args()
     from medai.triage.red_flags import build_engine, learn
 
     engine = build_engine(embeddings=False)
-    posts = [{"id": i, "part": learn.real_part(i), **scores(engine, t)}
-             for i, t in learn.read_real_posts(Path(args.complaints))]
+    posts = [
+        {"id": i, "part": learn.real_part(i), **scores(engine, t)}
+        for i, t in learn.read_real_posts(Path(args.complaints))
+    ]
     print("posts read", flush=True)
     if args.posts_out:
         Path(args.posts_out).write_text(json.dumps(posts))
@@ -78,12 +88,16 @@ def main() -> None:
                 chosen = [p for p in posts if p["part"] == part]
                 row[part] = round(sum(kept(p, floor, variant) for p in chosen) / len(chosen), 4)
             row["audited_silenced"] = silenced(posts, verdicts, floor, variant)
-            row["urgent_lost"] = {name: lost for name, texts in sets.items() if (lost := sum(
-                t["fired"] and not kept(t, floor, variant) for t in texts))}
+            row["urgent_lost"] = {
+                name: lost
+                for name, texts in sets.items()
+                if (lost := sum(t["fired"] and not kept(t, floor, variant) for t in texts))
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    Path(args.out).write_text(json.dumps({"audited_urgent_or_unsure": len(verdicts),
-                                          "gates": rows}, indent=1))
+    Path(args.out).write_text(
+        json.dumps({"audited_urgent_or_unsure": len(verdicts), "gates": rows}, indent=1)
+    )
 
 
 if __name__ == "__main__":

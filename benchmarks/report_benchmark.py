@@ -27,16 +27,31 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from medai.reporting.caption_metrics import bleu, rouge
+from medai.reporting.captioning.caption_metrics import bleu, rouge
 from medai.reporting.draft import Finding, draft_report
 from medai.reporting.findings import mesh_labels, positive_labels
 from medai.reporting.knowledge import builtin_chunks
 from medai.reporting.retrieve import HybridRetriever
 
 # labels the IU MeSH headings can express and the extractor can read
-EVAL_LABELS = ["Cardiomegaly", "Effusion", "Atelectasis", "Lung Opacity", "Nodule",
-               "Consolidation", "Edema", "Emphysema", "Pneumothorax", "Fracture", "Hernia",
-               "Infiltration", "Pneumonia", "Mass", "Fibrosis", "No Finding"]
+EVAL_LABELS = [
+    "Cardiomegaly",
+    "Effusion",
+    "Atelectasis",
+    "Lung Opacity",
+    "Nodule",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Pneumothorax",
+    "Fracture",
+    "Hernia",
+    "Infiltration",
+    "Pneumonia",
+    "Mass",
+    "Fibrosis",
+    "No Finding",
+]
 # what a chest X-ray model assesses besides the positives: stated as negatives in the draft
 ASSESSED = ["Pneumothorax", "Effusion", "Consolidation", "Edema", "Cardiomegaly"]
 
@@ -59,8 +74,11 @@ def label_f1(gold: list[set[str]], pred: list[set[str]]) -> dict:
         per[lab] = {"support": support, "f1": f1}
     macro = [v["f1"] for v in per.values() if v["support"] >= 10 and v["f1"] is not None]
     micro = 2 * tp_all / (2 * tp_all + fp_all + fn_all) if tp_all + fp_all + fn_all else None
-    return {"micro_f1": micro, "macro_f1": float(np.mean(macro)) if macro else None,
-            "per_label": per}
+    return {
+        "micro_f1": micro,
+        "macro_f1": float(np.mean(macro)) if macro else None,
+        "per_label": per,
+    }
 
 
 def iu_benchmark(path: Path, seed: int = 13) -> dict:
@@ -81,7 +99,8 @@ def iu_benchmark(path: Path, seed: int = 13) -> dict:
     for labels in tqdm(mesh, desc="drafting"):
         positives = [lab for lab in labels if lab != "No Finding"]
         findings = [Finding(lab, True) for lab in labels] + [
-            Finding(lab, False) for lab in ASSESSED if lab not in positives]
+            Finding(lab, False) for lab in ASSESSED if lab not in positives
+        ]
         d = draft_report(findings, retriever)
         drafts.append(d["sections"]["findings"] + " " + d["sections"]["impression"])
     out["draft_ms_per_report"] = 1000 * (time.perf_counter() - t0) / max(1, len(mesh))
@@ -95,18 +114,24 @@ def iu_benchmark(path: Path, seed: int = 13) -> dict:
         pool = by_labels.get(frozenset(labels))
         retrieved.append(pool.most_common(1)[0][0] if pool else normal)
 
-    systems = {"template drafter (medai)": drafts,
-               "baseline: label-conditioned report retrieval": retrieved,
-               "baseline: always the commonest normal report": [normal] * len(refs)}
+    systems = {
+        "template drafter (medai)": drafts,
+        "baseline: label-conditioned report retrieval": retrieved,
+        "baseline: always the commonest normal report": [normal] * len(refs),
+    }
     out["systems"] = {}
     for name, texts in systems.items():
         found = [positive_labels(t) for t in texts]
         out["systems"][name] = {
             "finding_f1_vs_reference_extraction": label_f1(ref_found, found),
             "finding_f1_vs_mesh": label_f1(mesh, found),
-            **bleu(texts, [[r] for r in refs]), **rouge(texts, [[r] for r in refs])}
-    out["examples"] = [{"labels": sorted(m), "reference": r, "draft": d}
-                       for m, r, d in list(zip(mesh, refs, drafts, strict=True))[:5]]
+            **bleu(texts, [[r] for r in refs]),
+            **rouge(texts, [[r] for r in refs]),
+        }
+    out["examples"] = [
+        {"labels": sorted(m), "reference": r, "draft": d}
+        for m, r, d in list(zip(mesh, refs, drafts, strict=True))[:5]
+    ]
     return out
 
 
@@ -115,13 +140,15 @@ def caption_benchmark(pairs: Path) -> dict:
     caption, oracle ceiling) on the same caption-group split, in one run; the earlier
     word-vote consensus (k=5) is the code before the expected-overlap selection. Each also
     gets the nested repeated-split comparison that decides its card's verdict."""
-    from medai.core.registry import bundled_models_dir
+    from medai.core.model_dir import bundled_models_dir
     from medai.reporting.pipeline import build_captioner
 
     cxr = str(bundled_models_dir() / "cxr-default")
-    runs = {"expected-overlap, EfficientNet-Lite0 (bundled)": {},
-            "expected-overlap, cxr-default features": {"embedder": cxr},
-            "before: word-vote consensus, k=5": {"selection": "consensus", "k": 5}}
+    runs = {
+        "expected-overlap, EfficientNet-Lite0 (bundled)": {},
+        "expected-overlap, cxr-default features": {"embedder": cxr},
+        "before: word-vote consensus, k=5": {"selection": "consensus", "k": 5},
+    }
     results = {}
     for name, options in runs.items():
         m = build_captioner(pairs, None, **options)
@@ -143,19 +170,25 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     for name, s in result["iu_xray"]["systems"].items():
         f = s["finding_f1_vs_reference_extraction"]
-        print(f"{name}: finding micro-F1 {f['micro_f1']:.3f} macro-F1 {f['macro_f1']:.3f} "
-              f"ROUGE-L {s['rouge_l']:.3f} BLEU-4 {s['bleu_4']:.3f}")
+        print(
+            f"{name}: finding micro-F1 {f['micro_f1']:.3f} macro-F1 {f['macro_f1']:.3f} "
+            f"ROUGE-L {s['rouge_l']:.3f} BLEU-4 {s['bleu_4']:.3f}"
+        )
     e = result["iu_xray"]["extractor_vs_mesh"]
     print(f"extractor vs MeSH: micro-F1 {e['micro_f1']:.3f} macro-F1 {e['macro_f1']:.3f}")
     for name, m in result.get("captions", {}).items():
-        print(f"{name}: n={m['n']} BLEU-1 {m['bleu_1']:.3f} BLEU-4 {m['bleu_4']:.3f} "
-              f"ROUGE-L {m['rouge_l']:.3f} METEOR {m['meteor']:.3f} CIDEr {m['cider']:.3f}")
+        print(
+            f"{name}: n={m['n']} BLEU-1 {m['bleu_1']:.3f} BLEU-4 {m['bleu_4']:.3f} "
+            f"ROUGE-L {m['rouge_l']:.3f} METEOR {m['meteor']:.3f} CIDEr {m['cider']:.3f}"
+        )
         base = m["baselines"]
         for row, values in base["table"].items():
             print(f"    {row}: ROUGE-L {values['rouge_l']}")
         for key, paired in base.get("paired", {}).items():
-            print(f"    {key}: {paired['mean_difference']:+.4f} (95 % CI {paired['ci95']}), "
-                  f"splits won {paired['splits_won']:.0%}")
+            print(
+                f"    {key}: {paired['mean_difference']:+.4f} (95 % CI {paired['ci95']}), "
+                f"splits won {paired['splits_won']:.0%}"
+            )
         print(f"    → {m['verdict']}")
 
 

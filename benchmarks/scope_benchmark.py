@@ -20,14 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from medai.core import registry
+from medai.core import model_dir
 from medai.core.metrics import classification_report
 from medai.triage import departments
 from medai.triage.data import load_complaints, split
 from medai.triage.train import out_of_scope_split
 
-IN_SCOPE_WRITTEN = {"dermatology": "dermatology", "ent": "ent", "neurology": "neurology",
-                    "physical_therapy": "physical_medicine_rehabilitation"}
+IN_SCOPE_WRITTEN = {
+    "dermatology": "dermatology",
+    "ent": "ent",
+    "neurology": "neurology",
+    "physical_therapy": "physical_medicine_rehabilitation",
+}
 
 
 def evaluate(predictor, in_texts, in_labels, out_texts, gate: bool, min_conf: float) -> dict:
@@ -42,21 +46,33 @@ def evaluate(predictor, in_texts, in_labels, out_texts, gate: bool, min_conf: fl
     y = np.array([labels.index(x) for x in in_labels])
     names = departments.display_names(labels)
     rep = classification_report(y, p_in, labels, names)
-    answered = classification_report(y[ans_in], p_in[ans_in], labels, names) if ans_in.any() \
-        else None
-    return {"in_scope": {"n": len(in_texts), "macro_f1_all": rep["macro_f1"],
-                         "coverage": float(ans_in.mean()),
-                         "macro_f1_answered": answered["macro_f1"] if answered else None,
-                         "accuracy_answered": answered["accuracy"] if answered else None},
-            "other_departments": {"n": len(out_texts),
-                                  "confidently_misrouted": float(ans_out.mean()),
-                                  "referred_or_abstained": float(1 - ans_out.mean())}}
+    answered = (
+        classification_report(y[ans_in], p_in[ans_in], labels, names) if ans_in.any() else None
+    )
+    return {
+        "in_scope": {
+            "n": len(in_texts),
+            "macro_f1_all": rep["macro_f1"],
+            "coverage": float(ans_in.mean()),
+            "macro_f1_answered": answered["macro_f1"] if answered else None,
+            "accuracy_answered": answered["accuracy"] if answered else None,
+        },
+        "other_departments": {
+            "n": len(out_texts),
+            "confidently_misrouted": float(ans_out.mean()),
+            "referred_or_abstained": float(1 - ans_out.mean()),
+        },
+    }
 
 
 def written_ordinary() -> tuple[list[str], list[str], list[str]]:
     base = Path(__file__).resolve().parents[1] / "data" / "red_flags"
-    rows = [json.loads(line) for f in sorted(base.glob("*/*_ordinary.jsonl"))
-            for line in f.read_text().splitlines() if line]
+    rows = [
+        json.loads(line)
+        for f in sorted(base.glob("*/*_ordinary.jsonl"))
+        for line in f.read_text().splitlines()
+        if line
+    ]
     ins = [r for r in rows if r.get("department") in IN_SCOPE_WRITTEN]
     outs = [r["text"] for r in rows if r.get("department") not in IN_SCOPE_WRITTEN]
     return [r["text"] for r in ins], [IN_SCOPE_WRITTEN[r["department"]] for r in ins], outs
@@ -71,25 +87,30 @@ def main() -> None:
     args = ap.parse_args()
     if not Path(args.data).is_file() or not Path(args.other).is_file():
         raise SystemExit("skip: shared data not found")
-    predictor = registry.load(registry.resolve_model(args.model, "triage"))
+    predictor = model_dir.load(model_dir.resolve_model(args.model, "triage"))
     card = predictor.card
     seed = next((d.get("split_seed", 13) for d in card.data if "split" in d), 13)
     data = load_complaints(args.data)
     test = data.subset(split(data, seed=seed).test)
     _train, held = out_of_scope_split(Path(args.other))
-    other = [t for t, lab in zip(held.texts, held.labels, strict=True)
-             if lab not in predictor.labels]
+    other = [
+        t for t, lab in zip(held.texts, held.labels, strict=True) if lab not in predictor.labels
+    ]
     w_in, w_in_labels, w_out = written_ordinary()
     base = predictor.min_confidence
     variants = {"gate (served)": (True, base), "no gate (before)": (False, base)}
     for m in (0.7, 0.8, 0.9):
         variants[f"no gate, abstain below {m}"] = (False, m)
-    results = {"model": card.name, "gate_threshold": getattr(predictor.scope, "threshold", None),
-               "variants": {}}
+    results = {
+        "model": card.name,
+        "gate_threshold": getattr(predictor.scope, "threshold", None),
+        "variants": {},
+    }
     for name, (gate, m) in variants.items():
         results["variants"][name] = {
             "shared": evaluate(predictor, test.texts, test.labels, other, gate, m),
-            "team_written": evaluate(predictor, w_in, w_in_labels, w_out, gate, m)}
+            "team_written": evaluate(predictor, w_in, w_in_labels, w_out, gate, m),
+        }
         print(name, json.dumps(results["variants"][name]["shared"]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -44,8 +44,9 @@ def free_port() -> int:
 class Server:
     """One `medai serve` process tree from a source tree (``src`` on PYTHONPATH)."""
 
-    def __init__(self, tree: Path, workers: int | None, label: str,
-                 extra_env: dict | None = None) -> None:
+    def __init__(
+        self, tree: Path, workers: int | None, label: str, extra_env: dict | None = None
+    ) -> None:
         self.tree, self.workers, self.label = tree, workers, label
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -53,12 +54,14 @@ class Server:
         if workers:
             cmd += ["--workers", str(workers)]
         self.home = tempfile.mkdtemp(prefix=f"medai-bench-{label}-")
-        env = dict(os.environ, PYTHONPATH=str(tree / "src"), MEDAI_HOME=self.home,
-                   **(extra_env or {}))
+        env = dict(
+            os.environ, PYTHONPATH=str(tree / "src"), MEDAI_HOME=self.home, **(extra_env or {})
+        )
         self.env, self.headers = env, {}
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=tree, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         self.crashes = 0
 
     def wait_ready(self, timeout: float = 180) -> None:
@@ -82,31 +85,48 @@ class Server:
     def _sign_in(self) -> None:
         """Since the clinical platform, every model route needs a signed-in clinician: create
         one in this server's MEDAI_HOME (a tree without `medai users` serves openly)."""
+
         def users(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "medai.cli", "users", *args],
-                                  cwd=self.tree, env=self.env, input=stdin, text=True,
-                                  capture_output=True)
+            return subprocess.run(
+                [sys.executable, "-m", "medai.cli", "users", *args],
+                cwd=self.tree,
+                env=self.env,
+                input=stdin,
+                text=True,
+                capture_output=True,
+            )
 
         password = "kestane-kebap-ilkbahar"
-        made = users("add", "bench", "--role", "radiologist", "--password-stdin",
-                     stdin=password + "\n")
+        made = users(
+            "add", "bench", "--role", "radiologist", "--password-stdin", stdin=password + "\n"
+        )
         if made.returncode != 0:  # newer trees: the user chooses it with an enrolment code
             made = users("add", "bench", "--role", "radiologist", "--json")
             if made.returncode != 0:
                 return
-            made = users("enrol", json.loads(made.stdout)["enrol_code"], "--password-stdin",
-                         stdin=password + "\n")
+            made = users(
+                "enrol",
+                json.loads(made.stdout)["enrol_code"],
+                "--password-stdin",
+                stdin=password + "\n",
+            )
             if made.returncode != 0:
                 return
-        token = httpx.post(f"{self.base}/api/v1/auth/login", timeout=30, json={
-            "username": "bench", "password": password}).json()["access_token"]
+        token = httpx.post(
+            f"{self.base}/api/v1/auth/login",
+            timeout=30,
+            json={"username": "bench", "password": password},
+        ).json()["access_token"]
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def _warm(self) -> None:
         for task in ("cxr", "mri"):  # the old server loads imaging models on first use
-            httpx.post(f"{self.base}/api/v1/imaging/{task}/predict", timeout=120,
-                       headers=self.headers,
-                       files={"file": ("w.png", _tiny_png(), "image/png")})
+            httpx.post(
+                f"{self.base}/api/v1/imaging/{task}/predict",
+                timeout=120,
+                headers=self.headers,
+                files={"file": ("w.png", _tiny_png(), "image/png")},
+            )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -135,8 +155,9 @@ def _tiny_png() -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray((np.random.default_rng(0).random((256, 256)) * 255).astype("uint8")
-                    ).save(buf, "PNG")
+    Image.fromarray((np.random.default_rng(0).random((256, 256)) * 255).astype("uint8")).save(
+        buf, "PNG"
+    )
     return buf.getvalue()
 
 
@@ -166,21 +187,40 @@ class RssSampler:
         return max((m for _, m in self.samples), default=0.0)
 
 
-def run_wrk(server: Server, path: str, kind: str, listing: Path, connections: int,
-            duration: int) -> dict:
-    env = dict(os.environ, BENCH_PATH=path, BENCH_KIND=kind, BENCH_FILES=str(listing),
-               BENCH_AUTH=server.headers.get("Authorization", ""))
+def run_wrk(
+    server: Server, path: str, kind: str, listing: Path, connections: int, duration: int
+) -> dict:
+    env = dict(
+        os.environ,
+        BENCH_PATH=path,
+        BENCH_KIND=kind,
+        BENCH_FILES=str(listing),
+        BENCH_AUTH=server.headers.get("Authorization", ""),
+    )
     with RssSampler(server, 0.5) as rss:
-        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s",
-                              "--timeout", "10s", "-s", str(LUA), server.base],
-                             env=env, capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(LUA),
+                server.base,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         return {"error": out.stdout[-500:] + out.stderr[-500:], "alive": server.alive()}
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     result["requests_per_s"] = round(result["requests"] / result["duration_s"], 1)
-    result.update(connections=connections, alive_after=server.alive(),
-                  peak_rss_mb=round(rss.peak))
+    result.update(connections=connections, alive_after=server.alive(), peak_rss_mb=round(rss.peak))
     return result
 
 
@@ -190,10 +230,15 @@ def heatmap_soak(server: Server, images: list[Path], clients: int, duration: int
     data = [p.read_bytes() for p in images]
     url = f"{server.base}/api/v1/imaging/cxr/heatmap"
     with httpx.Client(timeout=120, headers=server.headers) as c:
-        reference = [c.post(url, files={"file": ("x.png", d, "image/png")}).content
-                     for d in data]
-    counts = {"requests": 0, "equal": 0, "different": 0, "5xx": 0, "other_status": 0,
-              "connection_errors": 0}
+        reference = [c.post(url, files={"file": ("x.png", d, "image/png")}).content for d in data]
+    counts = {
+        "requests": 0,
+        "equal": 0,
+        "different": 0,
+        "5xx": 0,
+        "other_status": 0,
+        "connection_errors": 0,
+    }
     lock = threading.Lock()
     stop = time.time() + duration
 
@@ -227,16 +272,22 @@ def heatmap_soak(server: Server, images: list[Path], clients: int, duration: int
         for t in threads:
             t.join()
     warm = [m for t, m in rss.samples if t >= min(60, duration / 4) and m > 0]
-    return {**counts, "clients": clients, "duration_s": duration, "alive_after": server.alive(),
-            "rss_mb_after_warmup": round(warm[0]) if warm else None,
-            "rss_mb_end": round(rss.samples[-1][1]) if rss.samples else None,
-            "rss_growth_after_warmup": round(warm[-1] / warm[0] - 1, 4) if warm else None,
-            "peak_rss_mb": round(rss.peak),
-            "requests_per_s": round(counts["requests"] / duration, 2)}
+    return {
+        **counts,
+        "clients": clients,
+        "duration_s": duration,
+        "alive_after": server.alive(),
+        "rss_mb_after_warmup": round(warm[0]) if warm else None,
+        "rss_mb_end": round(rss.samples[-1][1]) if rss.samples else None,
+        "rss_growth_after_warmup": round(warm[-1] / warm[0] - 1, 4) if warm else None,
+        "peak_rss_mb": round(rss.peak),
+        "requests_per_s": round(counts["requests"] / duration, 2),
+    }
 
 
-def mixed_soak(server: Server, texts: Path, images: list[Path], duration: int,
-               triage_connections: int) -> dict:
+def mixed_soak(
+    server: Server, texts: Path, images: list[Path], duration: int, triage_connections: int
+) -> dict:
     """Triage measured by wrk while predict, heatmap and draft clients load the server."""
     data = [p.read_bytes() for p in images]
     counts = {"predict": 0, "heatmap": 0, "draft": 0, "5xx": 0, "connection_errors": 0}
@@ -245,14 +296,20 @@ def mixed_soak(server: Server, texts: Path, images: list[Path], duration: int,
 
     def client(route: str, seed: int) -> None:
         rng = random.Random(seed)
-        url = {"predict": "/api/v1/imaging/cxr/predict", "heatmap": "/api/v1/imaging/cxr/heatmap",
-               "draft": "/api/v1/reports/draft"}[route]
+        url = {
+            "predict": "/api/v1/imaging/cxr/predict",
+            "heatmap": "/api/v1/imaging/cxr/heatmap",
+            "draft": "/api/v1/reports/draft",
+        }[route]
         with httpx.Client(timeout=120, headers=server.headers) as c:
             while time.time() < stop:
                 try:
                     form = {"task": "cxr"} if route == "draft" else None
-                    r = c.post(server.base + url, data=form,
-                               files={"file": ("x.png", rng.choice(data), "image/png")})
+                    r = c.post(
+                        server.base + url,
+                        data=form,
+                        files={"file": ("x.png", rng.choice(data), "image/png")},
+                    )
                 except httpx.HTTPError:
                     with lock:
                         counts["connection_errors"] += 1
@@ -262,17 +319,23 @@ def mixed_soak(server: Server, texts: Path, images: list[Path], duration: int,
                     counts[route] += 1
                     counts["5xx"] += r.status_code >= 500
 
-    threads = [threading.Thread(target=client, args=(route, k)) for k, route in
-               enumerate(["predict", "predict", "heatmap", "heatmap", "draft"])]
+    threads = [
+        threading.Thread(target=client, args=(route, k))
+        for k, route in enumerate(["predict", "predict", "heatmap", "heatmap", "draft"])
+    ]
     with RssSampler(server, 1.0) as rss:
         for t in threads:
             t.start()
-        triage = run_wrk(server, "/api/v1/triage", "json", texts, triage_connections,
-                         duration)
+        triage = run_wrk(server, "/api/v1/triage", "json", texts, triage_connections, duration)
         for t in threads:
             t.join()
-    return {"triage_under_load": triage, **counts, "duration_s": duration,
-            "peak_rss_mb": round(rss.peak), "alive_after": server.alive()}
+    return {
+        "triage_under_load": triage,
+        **counts,
+        "duration_s": duration,
+        "peak_rss_mb": round(rss.peak),
+        "alive_after": server.alive(),
+    }
 
 
 def inputs(work: Path, n_texts: int, n_images: int) -> tuple[Path, list[Path]]:
@@ -286,8 +349,10 @@ def inputs(work: Path, n_texts: int, n_images: int) -> tuple[Path, list[Path]]:
     else:
         texts = [f"{i} gündür başım ve kulağım ağrıyor, ne yapmalıyım" for i in range(n_texts)]
     listing = work / "texts.jsonl"
-    listing.write_text("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in texts)
-                       + "\n", encoding="utf-8")
+    listing.write_text(
+        "\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in texts) + "\n",
+        encoding="utf-8",
+    )
     manifest = SHARED / "chest_xray" / "manifest.csv"
     images: list[Path] = []
     if manifest.is_file():
@@ -314,55 +379,81 @@ def image_listing(work: Path, images: list[Path]) -> Path:
 
 def worktree(ref: str, work: Path) -> Path:
     tree = work / "before"
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=ROOT,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(tree), ref],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return tree
 
 
 def _row(name: str, r: dict | None) -> str:
     if not r or "requests_per_s" not in r:
         return f"| {name} | – | – | – | – | – |"
-    return (f"| {name} | {r['requests_per_s']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
-            f"{r['non_2xx']} + {r['socket_errors']} | {r['peak_rss_mb']} |")
+    return (
+        f"| {name} | {r['requests_per_s']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
+        f"{r['non_2xx']} + {r['socket_errors']} | {r['peak_rss_mb']} |"
+    )
 
 
 def render(results: dict) -> str:
     """results.md: the tables of docs/benchmarks/serving.md."""
     b, a = results.get("before", {}), results.get("after", {})
-    lines = ["| load (wrk, 20 connections) | req/s | p50 ms | p95 ms | non-2xx + socket errors "
-             "| peak RSS MB |", "|---|---|---|---|---|---|",
-             _row("triage, before", b.get("triage")), _row("triage, after", a.get("triage")),
-             _row("triage, after, rules only (no e5 detector)", a.get("triage_rules_only")),
-             _row("chest X-ray predict, before", b.get("cxr_predict")),
-             _row("chest X-ray predict, after", a.get("cxr_predict")), ""]
-    lines += ["| heatmap soak (8 clients) | requests | equal to serial | different | 5xx | "
-              "connection errors | alive after | RSS after warm-up → end MB | growth |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| load (wrk, 20 connections) | req/s | p50 ms | p95 ms | non-2xx + socket errors "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|",
+        _row("triage, before", b.get("triage")),
+        _row("triage, after", a.get("triage")),
+        _row("triage, after, rules only (no e5 detector)", a.get("triage_rules_only")),
+        _row("chest X-ray predict, before", b.get("cxr_predict")),
+        _row("chest X-ray predict, after", a.get("cxr_predict")),
+        "",
+    ]
+    lines += [
+        "| heatmap soak (8 clients) | requests | equal to serial | different | 5xx | "
+        "connection errors | alive after | RSS after warm-up → end MB | growth |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in (("before", b.get("heatmap_soak")), ("after", a.get("heatmap_soak"))):
         if r:
-            lines.append(f"| {name}, {r['duration_s']} s | {r['requests']} | {r['equal']} | "
-                         f"{r['different']} | {r['5xx']} | {r['connection_errors']} | "
-                         f"{r['alive_after']} | {r['rss_mb_after_warmup']} → {r['rss_mb_end']} "
-                         f"| {r['rss_growth_after_warmup']} |")
+            lines.append(
+                f"| {name}, {r['duration_s']} s | {r['requests']} | {r['equal']} | "
+                f"{r['different']} | {r['5xx']} | {r['connection_errors']} | "
+                f"{r['alive_after']} | {r['rss_mb_after_warmup']} → {r['rss_mb_end']} "
+                f"| {r['rss_growth_after_warmup']} |"
+            )
     m = a.get("mixed_soak")
     if m:
         t, alone = m["triage_under_load"], a.get("triage_alone_8", {})
-        lines += ["", "| mixed soak | value |", "|---|---|",
-                  f"| duration | {m['duration_s']} s |",
-                  f"| predict / heatmap / draft requests | {m['predict']} / {m['heatmap']} / "
-                  f"{m['draft']} |", f"| 5xx (imaging clients + triage) | {m['5xx']} + "
-                  f"{t.get('non_2xx')} |", f"| connection errors | {m['connection_errors']} |",
-                  f"| peak RSS | {m['peak_rss_mb']} MB |",
-                  f"| triage p95 alone (8 connections) | {alone.get('p95_ms', 0):.0f} ms |",
-                  f"| triage p95 under imaging load | {t.get('p95_ms', 0):.0f} ms |"]
+        lines += [
+            "",
+            "| mixed soak | value |",
+            "|---|---|",
+            f"| duration | {m['duration_s']} s |",
+            f"| predict / heatmap / draft requests | {m['predict']} / {m['heatmap']} / "
+            f"{m['draft']} |",
+            f"| 5xx (imaging clients + triage) | {m['5xx']} + {t.get('non_2xx')} |",
+            f"| connection errors | {m['connection_errors']} |",
+            f"| peak RSS | {m['peak_rss_mb']} MB |",
+            f"| triage p95 alone (8 connections) | {alone.get('p95_ms', 0):.0f} ms |",
+            f"| triage p95 under imaging load | {t.get('p95_ms', 0):.0f} ms |",
+        ]
     for name in ("before", "after"):
         rows = results.get(name, {}).get("bad_inputs")
         if rows:
-            lines += ["", f"| bad input ({name}) | status | seconds | RSS before → peak MB |",
-                      "|---|---|---|---|"]
+            lines += [
+                "",
+                f"| bad input ({name}) | status | seconds | RSS before → peak MB |",
+                "|---|---|---|---|",
+            ]
             for r in rows:
-                rss = (f"{r['rss_before_mb']} → {r['peak_rss_mb']}" if "rss_before_mb" in r
-                       else r.get("peak_rss_mb", ""))
+                rss = (
+                    f"{r['rss_before_mb']} → {r['peak_rss_mb']}"
+                    if "rss_before_mb" in r
+                    else r.get("peak_rss_mb", "")
+                )
                 lines.append(f"| {r['case']} | {r['status']} | {r.get('seconds', '')} | {rss} |")
     return "\n".join(lines) + "\n"
 
@@ -375,8 +466,7 @@ def main() -> None:
     ap.add_argument("--heatmap-duration", type=int, default=300)
     ap.add_argument("--mixed-duration", type=int, default=600)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: load heatmap "
-                                                          "mixed bad")
+    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: load heatmap mixed bad")
     ap.add_argument("--render", default=None, help="only write results.md from a results.json")
     args = ap.parse_args()
     if args.render:
@@ -388,11 +478,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="medai-serving-"))
     texts, images = inputs(work, 400, 16)
     img_list = image_listing(work, images)
-    results: dict = {"machine": {"cpus": os.cpu_count(),
-                                 "memory_gb": round(psutil.virtual_memory().total / 2**30)},
-                     "inputs": {"texts": sum(1 for _ in texts.open()), "images": len(images),
-                                "real_data": (SHARED / "triage").is_dir()},
-                     "settings": vars(args)}
+    results: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        },
+        "inputs": {
+            "texts": sum(1 for _ in texts.open()),
+            "images": len(images),
+            "real_data": (SHARED / "triage").is_dir(),
+        },
+        "settings": vars(args),
+    }
     trees = {"after": (ROOT, args.workers)}
     if args.baseline:
         trees = {"before": (worktree(args.baseline, work), None), **trees}
@@ -401,18 +498,29 @@ def main() -> None:
             res: dict = {}
             if "load" not in args.skip:
                 for route, path, kind, listing in [
-                        ("triage", "/api/v1/triage", "json", texts),
-                        ("cxr_predict", "/api/v1/imaging/cxr/predict", "multipart", img_list)]:
+                    ("triage", "/api/v1/triage", "json", texts),
+                    ("cxr_predict", "/api/v1/imaging/cxr/predict", "multipart", img_list),
+                ]:
                     server = Server(tree, workers, name)
                     try:
                         server.wait_ready()
                         if route == "triage":  # which red-flag engine this tree serves
-                            res["red_flag_engine"] = httpx.post(
-                                server.base + path, headers=server.headers, timeout=60,
-                                json={"text": "Göğsümde baskı var, sol koluma vuruyor"},
-                            ).json().get("red_flag_engine", {})
-                            print(name, "red_flag_engine", json.dumps(res["red_flag_engine"]),
-                                  flush=True)
+                            res["red_flag_engine"] = (
+                                httpx.post(
+                                    server.base + path,
+                                    headers=server.headers,
+                                    timeout=60,
+                                    json={"text": "Göğsümde baskı var, sol koluma vuruyor"},
+                                )
+                                .json()
+                                .get("red_flag_engine", {})
+                            )
+                            print(
+                                name,
+                                "red_flag_engine",
+                                json.dumps(res["red_flag_engine"]),
+                                flush=True,
+                            )
                         run_wrk(server, path, kind, listing, 20, 5)  # warm-up
                         res[route] = run_wrk(server, path, kind, listing, 20, args.duration)
                     finally:
@@ -423,18 +531,19 @@ def main() -> None:
                 try:
                     server.wait_ready()
                     run_wrk(server, "/api/v1/triage", "json", texts, 20, 5)
-                    res["triage_rules_only"] = run_wrk(server, "/api/v1/triage", "json", texts,
-                                                       20, args.duration)
+                    res["triage_rules_only"] = run_wrk(
+                        server, "/api/v1/triage", "json", texts, 20, args.duration
+                    )
                 finally:
                     server.stop()
-                print(name, "triage_rules_only", json.dumps(res["triage_rules_only"]),
-                      flush=True)
+                print(name, "triage_rules_only", json.dumps(res["triage_rules_only"]), flush=True)
             if "heatmap" not in args.skip:
                 server = Server(tree, workers, name)
                 try:
                     server.wait_ready()
-                    dur = args.heatmap_duration if name == "after" else min(
-                        60, args.heatmap_duration)
+                    dur = (
+                        args.heatmap_duration if name == "after" else min(60, args.heatmap_duration)
+                    )
                     res["heatmap_soak"] = heatmap_soak(server, images[:8], 8, dur)
                 finally:
                     server.stop()
@@ -443,8 +552,9 @@ def main() -> None:
                 server = Server(tree, workers, name)
                 try:
                     server.wait_ready()
-                    res["triage_alone_8"] = run_wrk(server, "/api/v1/triage", "json", texts, 8,
-                                                    args.duration)
+                    res["triage_alone_8"] = run_wrk(
+                        server, "/api/v1/triage", "json", texts, 8, args.duration
+                    )
                     res["mixed_soak"] = mixed_soak(server, texts, images, args.mixed_duration, 8)
                 finally:
                     server.stop()
@@ -453,8 +563,9 @@ def main() -> None:
                 server = Server(tree, workers, name)
                 try:
                     server.wait_ready()
-                    res["bad_inputs"] = bad_input_table(server, work, RssSampler,
-                                                        cli=name == "after", xray=images[0])
+                    res["bad_inputs"] = bad_input_table(
+                        server, work, RssSampler, cli=name == "after", xray=images[0]
+                    )
                 finally:
                     server.stop()
                 print(name, "bad", json.dumps(res["bad_inputs"]), flush=True)
@@ -462,8 +573,12 @@ def main() -> None:
             (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     finally:
         if args.baseline:
-            subprocess.run(["git", "worktree", "remove", "--force", str(work / "before")],
-                           cwd=ROOT, check=False, capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(work / "before")],
+                cwd=ROOT,
+                check=False,
+                capture_output=True,
+            )
         shutil.rmtree(work, ignore_errors=True)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "results.md").write_text(render(results))

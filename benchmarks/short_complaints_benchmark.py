@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     import medai
-    from medai.core.registry import read_card
+    from medai.core.model_dir import read_card
     from medai.triage.predict import load_predictor
 
     folder = args.model or Path(medai.__file__).parent / "assets" / "models" / "triage-default"
@@ -33,9 +33,12 @@ def main() -> None:
     known = set(predictor.labels)
     with args.data.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    out = {"model": folder.name, "known_departments": sorted(known),
-           "known": {"n": 0, "right": 0, "wrong": 0, "referred": 0, "red_flag": 0},
-           "other": {"n": 0, "misrouted": 0, "referred": 0, "red_flag": 0}}
+    out = {
+        "model": folder.name,
+        "known_departments": sorted(known),
+        "known": {"n": 0, "right": 0, "wrong": 0, "referred": 0, "red_flag": 0},
+        "other": {"n": 0, "misrouted": 0, "referred": 0, "red_flag": 0},
+    }
     for row in rows:
         result = predictor.predict(row["text"])
         side = out["known" if row["department"] in known else "other"]

@@ -31,43 +31,69 @@ OUT = ROOT / "docs" / "benchmarks" / "triage_throughput"
 
 
 def bodies(work: Path) -> Path:
-    texts = [json.loads(line)["text"] for folder in ("development", "blind")
-             for f in sorted((DATA / folder).glob("*.jsonl"))
-             for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [
+        json.loads(line)["text"]
+        for folder in ("development", "blind")
+        for f in sorted((DATA / folder).glob("*.jsonl"))
+        for line in f.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     listing = work / "bodies.jsonl"
-    listing.write_text("".join(json.dumps({"text": t[:4000]}, ensure_ascii=False) + "\n"
-                               for t in dict.fromkeys(texts)), encoding="utf-8")
+    listing.write_text(
+        "".join(
+            json.dumps({"text": t[:4000]}, ensure_ascii=False) + "\n" for t in dict.fromkeys(texts)
+        ),
+        encoding="utf-8",
+    )
     return listing
 
 
 def kiosk_token(server: Server) -> str | None:
-    made = subprocess.run([sys.executable, "-m", "medai.cli", "kiosks", "add", "bench",
-                           "--quota", "1000000", "--json"], cwd=server.tree, env=server.env,
-                          capture_output=True, text=True)
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "kiosks",
+            "add",
+            "bench",
+            "--quota",
+            "1000000",
+            "--json",
+        ],
+        cwd=server.tree,
+        env=server.env,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(made.stdout)["token"] if made.returncode == 0 else None
 
 
 def measure(name: str, tree: Path, extra_env: dict, listing: Path, args) -> dict:
-    server = Server(tree, args.workers, name, extra_env={"MEDAI_DATABASE_URL": "",
-                                                         **extra_env})
+    server = Server(tree, args.workers, name, extra_env={"MEDAI_DATABASE_URL": "", **extra_env})
     try:
         server.wait_ready()
         token = kiosk_token(server)
         headers = {"X-Kiosk-Token": token} if token else server.headers
-        probe = httpx.post(server.base + "/api/v1/triage", headers=headers, timeout=120,
-                           json={"text": "Göğsümde baskı var, sol koluma vuruyor"}).json()
+        probe = httpx.post(
+            server.base + "/api/v1/triage",
+            headers=headers,
+            timeout=120,
+            json={"text": "Göğsümde baskı var, sol koluma vuruyor"},
+        ).json()
         os.environ["BENCH_HEADER"] = f"X-Kiosk-Token: {token}" if token else ""
         auth = server.headers
         if token:
             server.headers = {}  # the kiosk's token alone, as a kiosk sends it
         run_wrk(server, "/api/v1/triage", "json", listing, args.connections, 5)  # warm-up
-        result = run_wrk(server, "/api/v1/triage", "json", listing, args.connections,
-                         args.duration)
+        result = run_wrk(server, "/api/v1/triage", "json", listing, args.connections, args.duration)
         server.headers = auth
         result["route"] = "kiosk" if token else "signed-in user"
-        result["red_flag_engine"] = {k: v for k, v in probe.get("red_flag_engine", {}).items()
-                                     if k in ("name", "version", "content_hash",
-                                              "rules_version", "detectors")}
+        result["red_flag_engine"] = {
+            k: v
+            for k, v in probe.get("red_flag_engine", {}).items()
+            if k in ("name", "version", "content_hash", "rules_version", "detectors")
+        }
         print(name, json.dumps(result), flush=True)
         return result
     finally:
@@ -76,19 +102,25 @@ def measure(name: str, tree: Path, extra_env: dict, listing: Path, args) -> dict
 
 
 def render(r: dict) -> str:
-    lines = [f"Run {r['date']} on {r['machine']}; wrk {r['connections']} clients, "
-             f"{r['duration_s']} s, `medai serve --workers {r['workers']}`, embedded SQLite, "
-             f"{r['texts']} different written complaints.", "",
-             "| configuration | complaints/s | p50 ms | p95 ms | non-2xx + socket errors | "
-             "red-flag engine |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Run {r['date']} on {r['machine']}; wrk {r['connections']} clients, "
+        f"{r['duration_s']} s, `medai serve --workers {r['workers']}`, embedded SQLite, "
+        f"{r['texts']} different written complaints.",
+        "",
+        "| configuration | complaints/s | p50 ms | p95 ms | non-2xx + socket errors | "
+        "red-flag engine |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, x in r["configurations"].items():
         if "requests_per_s" not in x:
             lines.append(f"| {name} | – | – | – | {x.get('error', '')[:60]} | – |")
             continue
         e = x.get("red_flag_engine", {})
-        lines.append(f"| {name} | {x['requests_per_s']} | {x['p50_ms']:.0f} | "
-                     f"{x['p95_ms']:.0f} | {x['non_2xx']} + {x['socket_errors']} | "
-                     f"{(e.get('content_hash') or e.get('rules_version') or '')[:19]} |")
+        lines.append(
+            f"| {name} | {x['requests_per_s']} | {x['p50_ms']:.0f} | "
+            f"{x['p95_ms']:.0f} | {x['non_2xx']} + {x['socket_errors']} | "
+            f"{(e.get('content_hash') or e.get('rules_version') or '')[:19]} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -104,20 +136,29 @@ def main() -> None:
     configs = []
     if args.baseline:
         configs.append((f"before ({args.baseline})", worktree(args.baseline, work), {}))
-    configs += [("this code", ROOT, {}),
-                ("this code, e5 micro-batching on", ROOT, {"MEDAI_E5_MICRO_BATCH": "32"})]
-    result = {"date": time.strftime("%Y-%m-%d"),
-              "machine": f"{os.cpu_count()} cores, {platform.machine()}",
-              "connections": args.connections, "duration_s": args.duration,
-              "workers": args.workers, "texts": sum(1 for _ in listing.open()),
-              "configurations": {}}
+    configs += [
+        ("this code", ROOT, {}),
+        ("this code, e5 micro-batching on", ROOT, {"MEDAI_E5_MICRO_BATCH": "32"}),
+    ]
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "workers": args.workers,
+        "texts": sum(1 for _ in listing.open()),
+        "configurations": {},
+    }
     try:
         for name, tree, env in configs:
             result["configurations"][name] = measure(name, tree, env, listing, args)
     finally:
         if args.baseline:
-            subprocess.run(["git", "worktree", "remove", "--force", str(work / "before")],
-                           cwd=ROOT, capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(work / "before")],
+                cwd=ROOT,
+                capture_output=True,
+            )
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     (OUT / "results.md").write_text(render(result))

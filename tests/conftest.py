@@ -14,7 +14,8 @@ pytest_plugins = ["platform_helpers"]
 # one home per pytest-xdist worker (the suite runs in two processes, `make test`), a home
 # given in the environment included
 _HOME = os.environ.get("MEDAI_HOME", "/tmp/medai-test-home") + (
-    f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else "")
+    f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
+)
 os.environ["MEDAI_HOME"] = _HOME
 os.environ.setdefault("MEDAI_CACHE_DIR", f"{_HOME}/cache")
 os.environ.setdefault("MEDAI_MODELS_DIR", f"{_HOME}/models")
@@ -26,16 +27,54 @@ os.environ.setdefault("MEDAI_PASSWORD_HASH", "insecure-fast")
 os.environ.setdefault("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
 
 SYMPTOMS = {
-    "Dermatoloji": ["sivilce", "kaşıntı", "egzama", "saç dökülmesi", "ciltte leke", "sedef",
-                    "akne", "siğil", "ciltte kızarıklık", "mantar"],
-    "Kulak Burun Boğaz": ["kulak çınlaması", "bademcik iltihabı", "burun tıkanıklığı",
-                          "geniz akıntısı", "işitme kaybı", "sinüzit", "kulak ağrısı",
-                          "horlama", "ses kısıklığı", "burun eğriliği"],
-    "Nöroloji": ["migren", "baş dönmesi", "ellerde uyuşma", "epilepsi", "titreme",
-                 "unutkanlık", "sinir sıkışması", "baş ağrısı", "denge kaybı", "karıncalanma"],
-    "Fizik Tedavi ve Rehabilitasyon": ["bel fıtığı", "boyun düzleşmesi", "diz ağrısı",
-                                       "omuz ağrısı", "skolyoz", "kireçlenme", "tendinit",
-                                       "kas ağrısı", "topuk dikeni", "menisküs"],
+    "Dermatoloji": [
+        "sivilce",
+        "kaşıntı",
+        "egzama",
+        "saç dökülmesi",
+        "ciltte leke",
+        "sedef",
+        "akne",
+        "siğil",
+        "ciltte kızarıklık",
+        "mantar",
+    ],
+    "Kulak Burun Boğaz": [
+        "kulak çınlaması",
+        "bademcik iltihabı",
+        "burun tıkanıklığı",
+        "geniz akıntısı",
+        "işitme kaybı",
+        "sinüzit",
+        "kulak ağrısı",
+        "horlama",
+        "ses kısıklığı",
+        "burun eğriliği",
+    ],
+    "Nöroloji": [
+        "migren",
+        "baş dönmesi",
+        "ellerde uyuşma",
+        "epilepsi",
+        "titreme",
+        "unutkanlık",
+        "sinir sıkışması",
+        "baş ağrısı",
+        "denge kaybı",
+        "karıncalanma",
+    ],
+    "Fizik Tedavi ve Rehabilitasyon": [
+        "bel fıtığı",
+        "boyun düzleşmesi",
+        "diz ağrısı",
+        "omuz ağrısı",
+        "skolyoz",
+        "kireçlenme",
+        "tendinit",
+        "kas ağrısı",
+        "topuk dikeni",
+        "menisküs",
+    ],
 }
 TEMPLATES = [
     "Merhaba hocam {n} haftadır {s} şikayetim var, ne yapmalıyım?",
@@ -81,26 +120,40 @@ def tfidf_model_dir(tmp_path_factory, complaints_csv) -> Path:
     return out
 
 
-def make_imaging_model_dir(directory: Path, backbone: str = "efficientnet-lite0",
-                           image_size: int = 64, seed: int = 0,
-                           labels: tuple[str, ...] = ("Pneumonia", "COVID-19", "No Finding"),
-                           task: str = "cxr", version: str = "test") -> Path:
+def make_imaging_model_dir(
+    directory: Path,
+    backbone: str = "efficientnet-lite0",
+    image_size: int = 64,
+    seed: int = 0,
+    labels: tuple[str, ...] = ("Pneumonia", "COVID-19", "No Finding"),
+    task: str = "cxr",
+    version: str = "test",
+) -> Path:
     """A tiny imaging model directory with random weights (the real save/load format). Give
     two models registered side by side their own ``version``: the registry refuses other
     files under a name and version it holds."""
     import torch
 
-    from medai.core.registry import ModelCard, save_card
-    from medai.imaging.models import ImagingNet
+    from medai.core.model_dir import ModelCard, save_card
+    from medai.imaging.networks import ImagingNet
     from medai.imaging.train import ImagingTrainConfig, save_model
 
     torch.manual_seed(seed)
     net = ImagingNet(backbone, len(labels), pretrained=False).eval()
-    cfg = ImagingTrainConfig(task=task, backbone=backbone, labels=list(labels),
-                             image_size=image_size)
+    cfg = ImagingTrainConfig(
+        task=task, backbone=backbone, labels=list(labels), image_size=image_size
+    )
     save_model(net, cfg, directory)
-    save_card(directory, ModelCard(task=task, model_type=backbone, labels=list(labels),
-                                   name=f"tiny-{backbone}", version=version))
+    save_card(
+        directory,
+        ModelCard(
+            task=task,
+            model_type=backbone,
+            labels=list(labels),
+            name=f"tiny-{backbone}",
+            version=version,
+        ),
+    )
     return directory
 
 
@@ -124,9 +177,11 @@ def tiny_imaging_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_mri_dir(tmp_path_factory) -> Path:
     """A tiny four-class brain MRI model (the mri task's labels)."""
-    return make_imaging_model_dir(tmp_path_factory.mktemp("mri") / "tiny-mri",
-                                  labels=("Glioma", "Meningioma", "Pituitary", "No_Tumor"),
-                                  task="mri")
+    return make_imaging_model_dir(
+        tmp_path_factory.mktemp("mri") / "tiny-mri",
+        labels=("Glioma", "Meningioma", "Pituitary", "No_Tumor"),
+        task="mri",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -11,25 +11,44 @@ import pytest
 
 STORESCU = shutil.which("storescu")
 ECHOSCU = shutil.which("echoscu")
-SOP_CLASSES = {"CR": "1.2.840.10008.5.1.4.1.1.1", "DX": "1.2.840.10008.5.1.4.1.1.1.1",
-               "MR": "1.2.840.10008.5.1.4.1.1.4", "US": "1.2.840.10008.5.1.4.1.1.6.1",
-               "CT": "1.2.840.10008.5.1.4.1.1.2"}
+SOP_CLASSES = {
+    "CR": "1.2.840.10008.5.1.4.1.1.1",
+    "DX": "1.2.840.10008.5.1.4.1.1.1.1",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "US": "1.2.840.10008.5.1.4.1.1.6.1",
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+}
 NAME = "YILMAZ^AYSE^NUR"  # a patient name that must never be stored or logged in clear text
 PATIENT_ID = "TC-48213950172"
 
 
 def need_dcmtk() -> None:
     if STORESCU is None or ECHOSCU is None:
-        pytest.skip("dcmtk's storescu/echoscu are not installed (apt-get install dcmtk; "
-                    "make test installs it when it can)")
+        pytest.skip(
+            "dcmtk's storescu/echoscu are not installed (apt-get install dcmtk; "
+            "make test installs it when it can)"
+        )
 
 
-def make_dicom(path: Path, modality: str = "CR", *, body_part: str | None = "CHEST",
-               view: str | None = "PA", study: str | None = None, series: str | None = None,
-               sop: str | None = None, accession: str | None = "ACC-1001",
-               name: str = NAME, patient_id: str = PATIENT_ID, description: str | None = None,
-               rows: int = 64, cols: int = 64, seed: int = 0, drop: tuple[str, ...] = (),
-               **extra) -> Path:
+def make_dicom(
+    path: Path,
+    modality: str = "CR",
+    *,
+    body_part: str | None = "CHEST",
+    view: str | None = "PA",
+    study: str | None = None,
+    series: str | None = None,
+    sop: str | None = None,
+    accession: str | None = "ACC-1001",
+    name: str = NAME,
+    patient_id: str = PATIENT_ID,
+    description: str | None = None,
+    rows: int = 64,
+    cols: int = 64,
+    seed: int = 0,
+    drop: tuple[str, ...] = (),
+    **extra,
+) -> Path:
     """A small valid instance (16-bit MONOCHROME2, explicit VR little endian); ``drop``
     removes attributes after it is built, ``extra`` sets more."""
     import numpy as np
@@ -47,8 +66,12 @@ def make_dicom(path: Path, modality: str = "CR", *, body_part: str | None = "CHE
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study or generate_uid(), series or generate_uid()
     ds.PatientName, ds.PatientID, ds.StudyDate = name, patient_id, "20251120"
     ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 1, 1
-    for keyword, value in (("AccessionNumber", accession), ("BodyPartExamined", body_part),
-                           ("ViewPosition", view), ("SeriesDescription", description)):
+    for keyword, value in (
+        ("AccessionNumber", accession),
+        ("BodyPartExamined", body_part),
+        ("ViewPosition", view),
+        ("SeriesDescription", description),
+    ):
         if value is not None:
             setattr(ds, keyword, value)
     ds.Rows, ds.Columns = rows, cols
@@ -66,16 +89,40 @@ def make_dicom(path: Path, modality: str = "CR", *, body_part: str | None = "CHE
     return path
 
 
-def storescu(port: int, *files: Path, aet: str = "MODALITY", aec: str = "MEDAI",
-             options: tuple[str, ...] = (), timeout: float = 120) -> subprocess.CompletedProcess:
+def storescu(
+    port: int,
+    *files: Path,
+    aet: str = "MODALITY",
+    aec: str = "MEDAI",
+    options: tuple[str, ...] = (),
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
     """Send files in one association; dcmtk exits with the failure status's high byte
     (0xA7 → 167) or 1 when the association is rejected. ``options``: e.g. ``("-xy",)`` to
     propose JPEG baseline (storescu otherwise converts to an uncompressed syntax)."""
-    return subprocess.run([STORESCU, "-v", "-aet", aet, "-aec", aec, *options, "127.0.0.1",
-                           str(port), *map(str, files)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [
+            STORESCU,
+            "-v",
+            "-aet",
+            aet,
+            "-aec",
+            aec,
+            *options,
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def echoscu(port: int, aet: str = "MODALITY", aec: str = "MEDAI") -> subprocess.CompletedProcess:
-    return subprocess.run([ECHOSCU, "-aet", aet, "-aec", aec, "127.0.0.1", str(port)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [ECHOSCU, "-aet", aet, "-aec", aec, "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -79,12 +79,15 @@ def find_plugin() -> Path:
         for path in sorted(Path(folder).glob("libOrthancDicomWeb.so*")):
             if path.is_file():
                 return path
-    raise OrthancUnavailable(f"the Orthanc DICOMweb plugin is not in {', '.join(PLUGIN_DIRS)} "
-                             "(Debian package orthanc-dicomweb)")
+    raise OrthancUnavailable(
+        f"the Orthanc DICOMweb plugin is not in {', '.join(PLUGIN_DIRS)} "
+        "(Debian package orthanc-dicomweb)"
+    )
 
 
-def configuration(home: Path, http_port: int, dicom_port: int, plugin: Path,
-                  medai_port: int = 11112) -> dict:
+def configuration(
+    home: Path, http_port: int, dicom_port: int, plugin: Path, medai_port: int = 11112
+) -> dict:
     """Orthanc's JSON configuration: storage in ``home``, localhost only, DICOMweb on."""
     return {
         "Name": "medai-test-pacs",
@@ -102,8 +105,9 @@ def configuration(home: Path, http_port: int, dicom_port: int, plugin: Path,
         "DicomAlwaysAllowEcho": True,
         "DicomAlwaysAllowStore": False,
         "DicomCheckModalityHost": True,
-        "DicomModalities": {"medai": {"AET": MEDAI_AET, "Host": "127.0.0.1",
-                                      "Port": medai_port, "AllowStore": True}},
+        "DicomModalities": {
+            "medai": {"AET": MEDAI_AET, "Host": "127.0.0.1", "Port": medai_port, "AllowStore": True}
+        },
         "UnknownSopClassAccepted": False,
         "Plugins": [str(plugin)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
@@ -141,20 +145,25 @@ def start_orthanc(home: Path, attempts: int = 3) -> OrthancServer:
     """Start Orthanc in ``home`` and wait until its REST API and DICOM port answer (a port
     taken between choosing it and binding it is retried with new ports)."""
     if not (os.path.isfile(ORTHANC) and os.access(ORTHANC, os.X_OK)):
-        raise OrthancUnavailable(f"Orthanc is not installed ({ORTHANC} missing; Debian "
-                                 "packages orthanc and orthanc-dicomweb)")
+        raise OrthancUnavailable(
+            f"Orthanc is not installed ({ORTHANC} missing; Debian "
+            "packages orthanc and orthanc-dicomweb)"
+        )
     plugin = find_plugin()
     last = ""
     for _ in range(attempts):
         http_port, dicom_port = free_port(), free_port()
         config = home / "orthanc.json"
-        config.write_text(json.dumps(configuration(home, http_port, dicom_port, plugin),
-                                     indent=2))
+        config.write_text(json.dumps(configuration(home, http_port, dicom_port, plugin), indent=2))
         log = home / "orthanc.log"
         with log.open("wb") as out:
-            process = subprocess.Popen([ORTHANC, f"--logfile={log}", str(config)],
-                                       stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                [ORTHANC, f"--logfile={log}", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         server = OrthancServer(http_port, dicom_port, ORTHANC_AET, home, process)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and process.poll() is None:

@@ -19,8 +19,13 @@ from platform_helpers import free_port
 def unescape(value: str) -> str:
     """HL7 escape sequences back to text."""
     out = value
-    for esc, raw in (("\\F\\", "|"), ("\\S\\", "^"), ("\\T\\", "&"), ("\\R\\", "~"),
-                     ("\\E\\", "\\")):
+    for esc, raw in (
+        ("\\F\\", "|"),
+        ("\\S\\", "^"),
+        ("\\T\\", "&"),
+        ("\\R\\", "~"),
+        ("\\E\\", "\\"),
+    ):
         out = out.replace(esc, raw)
     return out
 
@@ -36,8 +41,9 @@ class _Restartable:
 
     def start(self):
         self._server = self._make()
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -98,16 +104,38 @@ class FhirServer(_Restartable):
                     bundle = Bundle.model_validate(body)
                 except Exception as exc:
                     peer.invalid.append(type(exc).__name__)
-                    return self._answer(400, {"resourceType": "OperationOutcome", "issue": [
-                        {"severity": "error", "code": "invalid", "diagnostics": str(exc)}]})
+                    return self._answer(
+                        400,
+                        {
+                            "resourceType": "OperationOutcome",
+                            "issue": [
+                                {"severity": "error", "code": "invalid", "diagnostics": str(exc)}
+                            ],
+                        },
+                    )
                 if self.path.rstrip("/") != "/fhir" or bundle.type != "transaction":
                     peer.invalid.append("not a transaction to the base")
-                    return self._answer(400, {"resourceType": "OperationOutcome", "issue": [
-                        {"severity": "error", "code": "not-supported"}]})
+                    return self._answer(
+                        400,
+                        {
+                            "resourceType": "OperationOutcome",
+                            "issue": [{"severity": "error", "code": "not-supported"}],
+                        },
+                    )
                 if peer.reject:
-                    return self._answer(422, {"resourceType": "OperationOutcome", "issue": [
-                        {"severity": "error", "code": "business-rule",
-                         "diagnostics": raw.decode(errors="replace")[:2000]}]})
+                    return self._answer(
+                        422,
+                        {
+                            "resourceType": "OperationOutcome",
+                            "issue": [
+                                {
+                                    "severity": "error",
+                                    "code": "business-rule",
+                                    "diagnostics": raw.decode(errors="replace")[:2000],
+                                }
+                            ],
+                        },
+                    )
                 answers = []
                 with peer.lock:
                     for entry in body["entry"]:
@@ -117,11 +145,18 @@ class FhirServer(_Restartable):
                         created = key not in peer.resources
                         peer.resources[key] = res
                         peer.history.append((*key, res.get("status")))
-                        answers.append({"response": {
-                            "status": "201 Created" if created else "200 OK",
-                            "location": f"{key[0]}/{key[1]}/_history/1"}})
-                self._answer(200, {"resourceType": "Bundle", "type": "transaction-response",
-                                   "entry": answers})
+                        answers.append(
+                            {
+                                "response": {
+                                    "status": "201 Created" if created else "200 OK",
+                                    "location": f"{key[0]}/{key[1]}/_history/1",
+                                }
+                            }
+                        )
+                self._answer(
+                    200,
+                    {"resourceType": "Bundle", "type": "transaction-response", "entry": answers},
+                )
 
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
@@ -154,8 +189,7 @@ class MllpServer(_Restartable):
                 from hl7apy.parser import parse_message
 
                 try:
-                    msg = parse_message(self.incoming_message, validation_level=2,
-                                        find_groups=True)
+                    msg = parse_message(self.incoming_message, validation_level=2, find_groups=True)
                 except Exception as exc:
                     peer.unparsed.append(type(exc).__name__)
                     raise
@@ -169,7 +203,8 @@ class MllpServer(_Restartable):
                 ack.msa.msa_2 = msg.msh.msh_10.value
                 if peer.ack != "AA":
                     ack.msa.msa_3 = "refused: " + self.incoming_message[:200].replace(
-                        "|", " ").replace("^", " ").replace("\r", " ")
+                        "|", " "
+                    ).replace("^", " ").replace("\r", " ")
                 return "\x0b" + ack.to_er7() + "\x1c\x0d"
 
         handlers = {"ORU^R01^ORU_R01": (OruHandler,), "ORU^R01": (OruHandler,)}

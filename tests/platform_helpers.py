@@ -15,8 +15,14 @@ from pathlib import Path
 import pytest
 
 PASSWORD = "correct-horse-1"
-USERS = {"admin": "admin", "rad1": "radiologist", "rad2": "radiologist",
-         "clin": "clinician", "pat1": "patient", "pat2": "patient"}
+USERS = {
+    "admin": "admin",
+    "rad1": "radiologist",
+    "rad2": "radiologist",
+    "clin": "clinician",
+    "pat1": "patient",
+    "pat2": "patient",
+}
 PG_ADMIN = os.environ.get("MEDAI_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1/postgres")
 
 
@@ -109,9 +115,12 @@ def colour_png() -> bytes:
 
 def refused_study(app, client, headers) -> int:
     """A study whose image the AI refuses (a colour photograph), analysed: its id."""
-    r = client.post("/api/v1/studies", headers=headers,
-                    files={"file": ("photo.png", colour_png(), "image/png")},
-                    data={"task": "cxr"})
+    r = client.post(
+        "/api/v1/studies",
+        headers=headers,
+        files={"file": ("photo.png", colour_png(), "image/png")},
+        data={"task": "cxr"},
+    )
     assert r.status_code == 201, r.text
     study = wait_status(client, headers, r.json()["id"], {"refused"})
     assert study["ai_result"]["reason_code"] == "colour_photo"
@@ -157,10 +166,11 @@ def urgent_cxr_dir(tmp_path_factory) -> Path:
     import json
 
     from conftest import make_imaging_model_dir
-    from medai.core.registry import reseal
+    from medai.core.model_dir import reseal
 
-    d = make_imaging_model_dir(tmp_path_factory.mktemp("urgent") / "cxr",
-                               labels=("Pneumothorax", "Effusion", "No Finding"))
+    d = make_imaging_model_dir(
+        tmp_path_factory.mktemp("urgent") / "cxr", labels=("Pneumothorax", "Effusion", "No Finding")
+    )
     card_path = d / "model_card.json"
     card = json.loads(card_path.read_text())
     card["thresholds"] = {"Pneumothorax": 0.0, "Effusion": 1.0, "No Finding": 1.0}
@@ -179,8 +189,13 @@ def clinic(kind: str, home: Path, triage_dir: Path, cxr_dir: Path, **options):
     home.mkdir(parents=True, exist_ok=True)
     use_home(home)
     with database_url(kind, home) as url:
-        app = create_platform_app(database_url=url, triage_model=str(triage_dir),
-                                  cxr_model=str(cxr_dir), preload=False, **options)
+        app = create_platform_app(
+            database_url=url,
+            triage_model=str(triage_dir),
+            cxr_model=str(cxr_dir),
+            preload=False,
+            **options,
+        )
         add_users(app)
         with TestClient(app, base_url="http://localhost") as client:
             yield app, client
@@ -213,8 +228,14 @@ def cli_add_user(env: dict, name: str, role: str) -> None:
     import sys
 
     def cli(*args: str, stdin: str = "") -> str:
-        r = subprocess.run([sys.executable, "-m", "medai.cli", "users", *args, "--json"],
-                           input=stdin, text=True, capture_output=True, env=env, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "medai.cli", "users", *args, "--json"],
+            input=stdin,
+            text=True,
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         return r.stdout
 
@@ -228,8 +249,14 @@ def cli_add_user(env: dict, name: str, role: str) -> None:
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @contextmanager
@@ -294,16 +321,19 @@ def listens(pid: int, port: int) -> bool:
         return False
     for p in tree:
         try:
-            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-                   for c in p.net_connections("tcp")):
+            if any(
+                c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                for c in p.net_connections("tcp")
+            ):
                 return True
         except psutil.Error:
             continue
     return False
 
 
-def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0,
-                extra: tuple[str, ...] = ()):
+def start_serve(
+    env: dict, port: int, workers: int = 1, timeout: float = 180.0, extra: tuple[str, ...] = ()
+):
     """``medai serve`` as a real process (its own process group), once ready; ``extra``:
     more options (e.g. ``--dicom-port``)."""
     import subprocess
@@ -312,16 +342,31 @@ def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0,
 
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "serve", "--port", str(port),
-                             "--workers", str(workers), *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     drain_output(proc)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
     while True:
         try:
-            if (httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200
-                    and listens(proc.pid, port)):
+            if httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200 and listens(
+                proc.pid, port
+            ):
                 return proc, base
         except httpx.HTTPError:
             pass
@@ -336,8 +381,9 @@ def start_serve(env: dict, port: int, workers: int = 1, timeout: float = 180.0,
 def http_login(base: str, name: str) -> dict[str, str]:
     import httpx
 
-    r = httpx.post(f"{base}/api/v1/auth/login", json={"username": name, "password": PASSWORD},
-                   timeout=30)
+    r = httpx.post(
+        f"{base}/api/v1/auth/login", json={"username": name, "password": PASSWORD}, timeout=30
+    )
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
@@ -354,8 +400,9 @@ def signed_in(home: Path, role: str = "radiologist", **models):
     home.mkdir(parents=True, exist_ok=True)
     use_home(home)
     models.setdefault("preload", False)
-    app = create_platform_app(database_url=f"sqlite:///{home / 'medai.sqlite'}",
-                              job_threads=0, **models)
+    app = create_platform_app(
+        database_url=f"sqlite:///{home / 'medai.sqlite'}", job_threads=0, **models
+    )
     add_users(app, {"user": role})
     with TestClient(app, base_url="http://localhost") as client:
         client.headers.update(bearer(client, "user"))
@@ -411,13 +458,14 @@ def bare_platform(kind: str, home: Path, triage_dir: Path, cxr_dir: Path):
     """A ``Platform`` (no app) on SQLite or PostgreSQL with one radiologist, ``rad``."""
     from medai.platform import accounts
     from medai.platform.context import Platform
-    from medai.services.models import ModelHandles
+    from medai.services.model_handles import ModelHandles
 
     home.mkdir(parents=True, exist_ok=True)
     use_home(home)
     with database_url(kind, home) as url:
-        p = Platform.from_settings(url, models=ModelHandles(
-            {"triage": str(triage_dir), "cxr": str(cxr_dir)}))
+        p = Platform.from_settings(
+            url, models=ModelHandles({"triage": str(triage_dir), "cxr": str(cxr_dir)})
+        )
         with p.db.session() as db:
             accounts.create_user(db, "rad", PASSWORD, "radiologist")
         yield p

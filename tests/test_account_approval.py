@@ -18,14 +18,18 @@ from platform_helpers import PASSWORD, bearer, clinic, database_url, migrator, u
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    with clinic(request.param, tmp_path / request.param, tfidf_model_dir,
-                tiny_imaging_dir) as (app, client):
+    with clinic(request.param, tmp_path / request.param, tfidf_model_dir, tiny_imaging_dir) as (
+        app,
+        client,
+    ):
         yield app, client
 
 
 def _enrol(client, code: str) -> None:
-    assert client.post("/api/v1/auth/enrol", json={"code": code, "password": PASSWORD}
-                       ).status_code == 200
+    assert (
+        client.post("/api/v1/auth/enrol", json={"code": code, "password": PASSWORD}).status_code
+        == 200
+    )
 
 
 def _admin_makes_and_enrols(client, admin, name: str, role: str = "clinician") -> dict:
@@ -44,8 +48,11 @@ def test_an_admin_alone_cannot_make_an_account_that_reads_patient_data(env):
     assert client.get("/api/v1/auth/me", headers=mine).status_code == 200  # may sign in
     r = client.get("/api/v1/studies", headers=mine)
     assert r.status_code == 403 and r.json()["code"] == "approval_pending"
-    for method, path in (("POST", "/api/v1/studies/1/conversations"),
-                         ("GET", "/api/v1/conversations"), ("GET", "/api/v1/studies/1")):
+    for method, path in (
+        ("POST", "/api/v1/studies/1/conversations"),
+        ("GET", "/api/v1/conversations"),
+        ("GET", "/api/v1/studies/1"),
+    ):
         r = client.request(method, path, headers=mine)
         assert r.status_code == 403 and r.json()["code"] == "approval_pending", (method, path)
     assert client.get("/api/v1/triage/history", headers=mine).status_code == 200  # own data
@@ -54,7 +61,8 @@ def test_an_admin_alone_cannot_make_an_account_that_reads_patient_data(env):
     r = client.post("/api/v1/users/dr.sahte/approve", headers=admin)
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
     assert client.get("/api/v1/users/pending", headers=rad).json() == [
-        {"username": "dr.sahte", "role": "clinician"}]
+        {"username": "dr.sahte", "role": "clinician"}
+    ]
     # a radiologist approves: the account reads studies
     r = client.post("/api/v1/users/dr.sahte/approve", headers=rad)
     assert r.status_code == 200 and r.json()["approval_pending"] is False
@@ -71,8 +79,9 @@ def test_an_admin_alone_cannot_make_an_account_that_reads_patient_data(env):
     listed = {u["username"]: u for u in client.get("/api/v1/users", headers=admin).json()}
     assert listed["dr.sahte"]["approval_pending"] and not listed["rad1"]["approval_pending"]
     # the refusals are audited as denied with what was needed
-    events = client.get("/api/v1/audit", headers=admin, params={
-        "action": "denied", "actor": "dr.sahte"}).json()["items"]
+    events = client.get(
+        "/api/v1/audit", headers=admin, params={"action": "denied", "actor": "dr.sahte"}
+    ).json()["items"]
     assert {e["detail"]["needed"] for e in events} >= {"study_read", "chat"}
 
 
@@ -110,24 +119,32 @@ def test_a_role_change_into_a_clinical_role_needs_approval_again(env):
     assert r.json()["code"] == "approval_pending"
     # a clinician made a radiologist gains signing: approved again first
     client.patch("/api/v1/users/clin", headers=admin, json={"role": "radiologist"})
-    assert client.get("/api/v1/studies", headers=bearer(client, "clin")
-                      ).json()["code"] == "approval_pending"
+    assert (
+        client.get("/api/v1/studies", headers=bearer(client, "clin")).json()["code"]
+        == "approval_pending"
+    )
     assert client.post("/api/v1/users/clin/approve", headers=rad).status_code == 200
     assert client.get("/api/v1/studies", headers=bearer(client, "clin")).status_code == 200
     grants = client.get("/api/v1/audit/role-grants", headers=admin).json()["items"]
-    assert [(g["op"], g["username"], g["outcome"]) for g in grants][-1] == (
-        "approve", "clin", "ok")
+    assert [(g["op"], g["username"], g["outcome"]) for g in grants][-1] == ("approve", "clin", "ok")
 
 
 def _cli(env: dict, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medai.cli", "users", *args], input=stdin,
-                          text=True, capture_output=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "medai.cli", "users", *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_the_server_shell_approves_and_the_review_lists_it(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
-    code = json.loads(_cli(env, "add", "dr.ilk", "--role", "radiologist", "--json").stdout
-                      )["enrol_code"]
+    code = json.loads(_cli(env, "add", "dr.ilk", "--role", "radiologist", "--json").stdout)[
+        "enrol_code"
+    ]
     assert _cli(env, "enrol", code, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
     listed = json.loads(_cli(env, "list", "--json").stdout)["users"]
     assert listed[0]["approval_pending"] is True
@@ -140,7 +157,10 @@ def test_the_server_shell_approves_and_the_review_lists_it(tmp_path):
     assert json.loads(_cli(env, "list", "--json").stdout)["users"][0]["approval_pending"] is False
     grants = json.loads(_cli(env, "grants", "--json").stdout)["grants"]
     assert [(g["op"], g["by"], g["outcome"]) for g in grants] == [
-        ("grant", "cli", "ok"), ("approve", "cli", "ok"), ("approve", "cli", "denied")]
+        ("grant", "cli", "ok"),
+        ("approve", "cli", "ok"),
+        ("approve", "cli", "denied"),
+    ]
     assert "REFUSED" in _cli(env, "grants").stdout.splitlines()[-1]
 
 
@@ -159,17 +179,28 @@ def test_the_migration_approves_enrolled_clinical_users_only(kind, tmp_path):
 
         migrate(command.upgrade, "0006")
         with engine.begin() as conn:
-            for name, role, pw in (("boss", "admin", "$argon2id$x"), ("rad", "radiologist",
-                                   "$argon2id$x"), ("clin", "clinician", "$argon2id$x"),
-                                   ("invited", "clinician", ""), ("pat", "patient", "$a")):
-                conn.execute(text("INSERT INTO users (username, password_hash, role, active, "
-                                  "created_at) VALUES (:n, :p, :r, :a, CURRENT_TIMESTAMP)"),
-                             {"n": name, "p": pw, "r": role, "a": True})
+            for name, role, pw in (
+                ("boss", "admin", "$argon2id$x"),
+                ("rad", "radiologist", "$argon2id$x"),
+                ("clin", "clinician", "$argon2id$x"),
+                ("invited", "clinician", ""),
+                ("pat", "patient", "$a"),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO users (username, password_hash, role, active, "
+                        "created_at) VALUES (:n, :p, :r, :a, CURRENT_TIMESTAMP)"
+                    ),
+                    {"n": name, "p": pw, "r": role, "a": True},
+                )
         migrate(command.upgrade, "head")
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-            approved = dict(conn.execute(text(
-                "SELECT username, approved_by FROM users WHERE approved_at IS NOT NULL")).all())
+            approved = dict(
+                conn.execute(
+                    text("SELECT username, approved_by FROM users WHERE approved_at IS NOT NULL")
+                ).all()
+            )
         assert approved == {"rad": "migration 0007", "clin": "migration 0007"}
         migrate(command.downgrade, "0006")
         migrate(command.upgrade, "head")
@@ -183,8 +214,15 @@ def test_the_messages_exist_in_both_languages():
     assert missing_keys() == {}
     assert missing_names({"audit_": ACTIONS}) == []
     for lang in ("tr", "en"):
-        for key in ("approval_pending_notice", "approvals_title", "approvals_approve",
-                    "error_approval_pending", "error_approval_self", "error_not_pending"):
+        for key in (
+            "approval_pending_notice",
+            "approvals_title",
+            "approvals_approve",
+            "error_approval_pending",
+            "error_approval_self",
+            "error_not_pending",
+        ):
             assert catalogue()[lang][key].strip(), (lang, key)
-    assert catalogue()["tr"]["approval_pending_notice"] != catalogue()["en"][
-        "approval_pending_notice"]
+    assert (
+        catalogue()["tr"]["approval_pending_notice"] != catalogue()["en"]["approval_pending_notice"]
+    )

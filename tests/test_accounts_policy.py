@@ -23,8 +23,10 @@ GOOD = "kestane-kebap-ilkbahar"
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    with clinic(request.param, tmp_path / request.param, tfidf_model_dir,
-                tiny_imaging_dir) as (app, client):
+    with clinic(request.param, tmp_path / request.param, tfidf_model_dir, tiny_imaging_dir) as (
+        app,
+        client,
+    ):
         clock = FakeClock(datetime(2026, 3, 10, 9, 0))
         app.state.platform.clock = clock
         admin = bearer(client, "admin")
@@ -49,18 +51,21 @@ def enrol(client, code: str, password: str):
 # --- the policy itself
 
 
-@pytest.mark.parametrize(("password", "username", "reason"), [
-    ("12345678", "boss", "common"),
-    ("password", "boss", "common"),
-    ("        ", "boss", "guessable"),  # eight spaces
-    ("dr.ayse.yilmaz", "dr.ayse.yilmaz", "contains_username"),  # the user's own name
-    ("Dr.Ayse.Yilmaz1", "dr.ayse.yilmaz", "contains_username"),
-    ("galatasaray1905", "boss", "common"),  # Turkish common words count too
-    ("medai2024!", "boss", "context"),  # the service's own name
-    ("xK9#mQ2v", "boss", "guessable"),  # 8 random characters: fewer than 10^8 guesses
-    ("short", "boss", "too_short"),
-    ("k" * 1025, "boss", "too_long"),
-])
+@pytest.mark.parametrize(
+    ("password", "username", "reason"),
+    [
+        ("12345678", "boss", "common"),
+        ("password", "boss", "common"),
+        ("        ", "boss", "guessable"),  # eight spaces
+        ("dr.ayse.yilmaz", "dr.ayse.yilmaz", "contains_username"),  # the user's own name
+        ("Dr.Ayse.Yilmaz1", "dr.ayse.yilmaz", "contains_username"),
+        ("galatasaray1905", "boss", "common"),  # Turkish common words count too
+        ("medai2024!", "boss", "context"),  # the service's own name
+        ("xK9#mQ2v", "boss", "guessable"),  # 8 random characters: fewer than 10^8 guesses
+        ("short", "boss", "too_short"),
+        ("k" * 1025, "boss", "too_long"),
+    ],
+)
 def test_the_policy_refuses_weak_passwords_and_says_why(password, username, reason):
     from medai.platform.passwords import REASONS, check
 
@@ -72,9 +77,14 @@ def test_the_policy_refuses_weak_passwords_and_says_why(password, username, reas
 def test_the_policy_accepts_passphrases_long_ones_and_any_characters():
     from medai.platform.passwords import check
 
-    for password in (PASSWORD, GOOD, "ilkbahar yağmuru 🌧 sokakta", "xK9#mQ2vLp",
-                     "uzun bir cümle " * 4 + "ve sonu",  # 64+ characters
-                     "Zq4!" + "".join(chr(0x61 + (i * 7) % 26) for i in range(1020))):
+    for password in (
+        PASSWORD,
+        GOOD,
+        "ilkbahar yağmuru 🌧 sokakta",
+        "xK9#mQ2vLp",
+        "uzun bir cümle " * 4 + "ve sonu",  # 64+ characters
+        "Zq4!" + "".join(chr(0x61 + (i * 7) % 26) for i in range(1020)),
+    ):
         assert check(password, "dr.ayse").ok, password
     assert len("uzun bir cümle " * 4 + "ve sonu") >= 64
 
@@ -108,18 +118,21 @@ def test_no_permission_is_shared_by_admins_and_clinical_roles():
 
 def test_an_admin_cannot_set_a_password_and_the_user_enrols_with_a_one_time_code(env):
     app, client, admin, _ = env
-    refused = client.post("/api/v1/users", headers=admin, json={
-        "username": "spy", "password": PASSWORD, "role": "clinician"})
+    refused = client.post(
+        "/api/v1/users",
+        headers=admin,
+        json={"username": "spy", "password": PASSWORD, "role": "clinician"},
+    )
     assert refused.status_code == 422  # there is no password to set
     made = invite(client, admin, "dr.ayse", "radiologist")
     code = made["enrol_code"]
     assert made["enrolled"] is False and made["enrol_code_expires_at"].startswith("2026-03-13")
     assert login(client, "dr.ayse", PASSWORD).status_code == 401  # no password yet
     with app.state.platform.db.session() as db:  # only the digest is stored
-        row = db.execute(text("SELECT password_hash, enrol_code_hash FROM users "
-                              "WHERE username = 'dr.ayse'")).one()
-        dump = " ".join(str(v) for r in db.execute(text("SELECT * FROM users")).all()
-                        for v in r)
+        row = db.execute(
+            text("SELECT password_hash, enrol_code_hash FROM users WHERE username = 'dr.ayse'")
+        ).one()
+        dump = " ".join(str(v) for r in db.execute(text("SELECT * FROM users")).all() for v in r)
     assert row == ("", hashlib.sha256(code.encode()).hexdigest()) and code not in dump
 
     weak = enrol(client, code, "12345678")
@@ -130,8 +143,7 @@ def test_an_admin_cannot_set_a_password_and_the_user_enrols_with_a_one_time_code
     assert own.status_code == 422 and own.json()["errors"][0]["type"] == "contains_username"
 
     done = enrol(client, code, GOOD)  # the weak tries left the code valid
-    assert done.status_code == 200 and done.json() == {"username": "dr.ayse",
-                                                        "role": "radiologist"}
+    assert done.status_code == 200 and done.json() == {"username": "dr.ayse", "role": "radiologist"}
     again = enrol(client, code, GOOD + "x")  # single use
     assert again.status_code == 404 and again.json()["code"] == "enrol_code_invalid"
     me = login(client, "dr.ayse", GOOD)
@@ -171,13 +183,18 @@ def test_a_reset_ends_every_credential_and_issues_a_new_code(env):
     signed = login(client, "clin", PASSWORD)
     session = client.cookies.get("medai_session")
     client.cookies.clear()
-    machine = client.post("/api/v1/auth/tokens", json={"name": "pacs"}, headers={
-        "Authorization": f"Bearer {signed.json()['access_token']}"}).json()["token"]
+    machine = client.post(
+        "/api/v1/auth/tokens",
+        json={"name": "pacs"},
+        headers={"Authorization": f"Bearer {signed.json()['access_token']}"},
+    ).json()["token"]
     r = client.post("/api/v1/users/clin/reset", headers=admin)
     assert r.status_code == 200 and r.json()["enrolled"] is False
-    for headers in ({"Authorization": f"Bearer {signed.json()['access_token']}"},
-                    {"Authorization": f"Bearer {machine}"},
-                    {"Cookie": f"medai_session={session}"}):
+    for headers in (
+        {"Authorization": f"Bearer {signed.json()['access_token']}"},
+        {"Authorization": f"Bearer {machine}"},
+        {"Cookie": f"medai_session={session}"},
+    ):
         assert client.get("/api/v1/auth/me", headers=headers).status_code == 401
     assert login(client, "clin", PASSWORD).status_code == 401  # the old password is gone
     assert enrol(client, r.json()["enrol_code"], GOOD).status_code == 200
@@ -191,8 +208,12 @@ def test_a_reset_ends_every_credential_and_issues_a_new_code(env):
 def test_an_admin_account_never_holds_a_clinical_role_and_grants_are_listed(env):
     _, client, admin, _ = env
     assert client.get("/api/v1/studies", headers=admin).status_code == 403
-    for name, role in (("admin", "clinician"), ("admin", "radiologist"), ("rad1", "admin"),
-                       ("pat1", "admin")):
+    for name, role in (
+        ("admin", "clinician"),
+        ("admin", "radiologist"),
+        ("rad1", "admin"),
+        ("pat1", "admin"),
+    ):
         r = client.patch(f"/api/v1/users/{name}", headers=admin, json={"role": role})
         assert r.status_code == 422 and r.json()["code"] == "role_conflict", (name, role)
     assert client.get("/api/v1/auth/me", headers=admin).json()["role"] == "admin"
@@ -201,14 +222,18 @@ def test_an_admin_account_never_holds_a_clinical_role_and_grants_are_listed(env)
     invite(client, admin, "dr.can", "clinician")
 
     grants = client.get("/api/v1/audit/role-grants", headers=admin).json()
-    seen = [(g["username"], g["op"], g["before"], g["role"], g["outcome"], g["by"])
-            for g in grants["items"]]
-    assert seen == [("admin", "change", "admin", "clinician", "denied", "admin"),
-                    ("admin", "change", "admin", "radiologist", "denied", "admin"),
-                    ("rad1", "change", "radiologist", "admin", "denied", "admin"),
-                    ("pat1", "change", "patient", "admin", "denied", "admin"),
-                    ("clin", "change", "clinician", "radiologist", "ok", "admin"),
-                    ("dr.can", "grant", None, "clinician", "ok", "admin")]
+    seen = [
+        (g["username"], g["op"], g["before"], g["role"], g["outcome"], g["by"])
+        for g in grants["items"]
+    ]
+    assert seen == [
+        ("admin", "change", "admin", "clinician", "denied", "admin"),
+        ("admin", "change", "admin", "radiologist", "denied", "admin"),
+        ("rad1", "change", "radiologist", "admin", "denied", "admin"),
+        ("pat1", "change", "patient", "admin", "denied", "admin"),
+        ("clin", "change", "clinician", "radiologist", "ok", "admin"),
+        ("dr.can", "grant", None, "clinician", "ok", "admin"),
+    ]
     assert grants["total"] == 6
     rad = bearer(client, "rad1")
     assert client.get("/api/v1/audit/role-grants", headers=rad).status_code == 403
@@ -224,62 +249,134 @@ def test_logout_ends_the_session_and_the_bearer_token_of_that_sign_in(env):
     first = login(client, "rad1", PASSWORD)
     bearer_1 = {"Authorization": f"Bearer {first.json()['access_token']}"}
     session_1 = client.cookies.get("medai_session")
-    named = client.post("/api/v1/auth/tokens", headers=bearer_1,
-                        json={"name": "pacs-bridge"}).json()["token"]
+    named = client.post(
+        "/api/v1/auth/tokens", headers=bearer_1, json={"name": "pacs-bridge"}
+    ).json()["token"]
     client.cookies.clear()
     other = login(client, "rad1", PASSWORD)  # a second sign-in, e.g. another workstation
     client.cookies.clear()
 
-    out = client.post("/api/v1/auth/logout", headers={
-        "Cookie": f"medai_session={session_1}", "X-CSRF-Token": first.json()["csrf_token"]})
+    out = client.post(
+        "/api/v1/auth/logout",
+        headers={
+            "Cookie": f"medai_session={session_1}",
+            "X-CSRF-Token": first.json()["csrf_token"],
+        },
+    )
     assert out.status_code == 200
     assert client.get("/api/v1/auth/me", headers=bearer_1).status_code == 401
-    assert client.get("/api/v1/auth/me", headers={
-        "Cookie": f"medai_session={session_1}"}).status_code == 401
-    assert client.get("/api/v1/auth/me", headers={  # another sign-in is untouched
-        "Authorization": f"Bearer {other.json()['access_token']}"}).status_code == 200
-    assert client.get("/api/v1/auth/me", headers={  # a named machine token is its own thing
-        "Authorization": f"Bearer {named}"}).status_code == 200
+    assert (
+        client.get("/api/v1/auth/me", headers={"Cookie": f"medai_session={session_1}"}).status_code
+        == 401
+    )
+    assert (
+        client.get(
+            "/api/v1/auth/me",
+            headers={  # another sign-in is untouched
+                "Authorization": f"Bearer {other.json()['access_token']}"
+            },
+        ).status_code
+        == 200
+    )
+    assert (
+        client.get(
+            "/api/v1/auth/me",
+            headers={  # a named machine token is its own thing
+                "Authorization": f"Bearer {named}"
+            },
+        ).status_code
+        == 200
+    )
 
     second = login(client, "rad1", PASSWORD)  # and the other way round
     session_2 = client.cookies.get("medai_session")
     client.cookies.clear()
-    assert client.post("/api/v1/auth/logout", headers={
-        "Authorization": f"Bearer {second.json()['access_token']}"}).status_code == 200
-    assert client.get("/api/v1/auth/me", headers={
-        "Cookie": f"medai_session={session_2}"}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/auth/logout",
+            headers={"Authorization": f"Bearer {second.json()['access_token']}"},
+        ).status_code
+        == 200
+    )
+    assert (
+        client.get("/api/v1/auth/me", headers={"Cookie": f"medai_session={session_2}"}).status_code
+        == 401
+    )
 
 
 # --- the CLI
 
 
 def _cli(env: dict, *args: str, stdin: str = ""):
-    return subprocess.run([sys.executable, "-m", "medai.cli", *args], input=stdin, text=True,
-                          capture_output=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "medai.cli", *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_users_cli_applies_the_same_rules(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
-    weak = _cli(env, "users", "add", "boss", "--role", "admin", "--password-stdin", "--json",
-                stdin="12345678\n")
+    weak = _cli(
+        env,
+        "users",
+        "add",
+        "boss",
+        "--role",
+        "admin",
+        "--password-stdin",
+        "--json",
+        stdin="12345678\n",
+    )
     assert weak.returncode == 2
     assert json.loads(weak.stdout)["code"] == "weak_password"
     assert json.loads(weak.stdout)["reason"] == "common"
-    assert _cli(env, "users", "add", "boss", "--role", "admin", "--password-stdin",
-                stdin=GOOD + "\n").returncode == 0
-    set_for_other = _cli(env, "users", "add", "dr.x", "--role", "clinician",
-                         "--password-stdin", "--json", stdin=GOOD + "\n")
+    assert (
+        _cli(
+            env, "users", "add", "boss", "--role", "admin", "--password-stdin", stdin=GOOD + "\n"
+        ).returncode
+        == 0
+    )
+    set_for_other = _cli(
+        env,
+        "users",
+        "add",
+        "dr.x",
+        "--role",
+        "clinician",
+        "--password-stdin",
+        "--json",
+        stdin=GOOD + "\n",
+    )
     assert set_for_other.returncode == 2 and "enrolment code" in set_for_other.stdout
 
     made = json.loads(_cli(env, "users", "add", "dr.x", "--role", "clinician", "--json").stdout)
     assert made["role"] == "clinician" and len(made["enrol_code"]) == 12
-    weak = _cli(env, "users", "enrol", made["enrol_code"], "--password-stdin", "--json",
-                stdin="dr.x-dr.x-dr.x\n")
+    weak = _cli(
+        env,
+        "users",
+        "enrol",
+        made["enrol_code"],
+        "--password-stdin",
+        "--json",
+        stdin="dr.x-dr.x-dr.x\n",
+    )
     assert weak.returncode == 2 and json.loads(weak.stdout)["reason"] == "contains_username"
-    assert _cli(env, "users", "enrol", made["enrol_code"], "--password-stdin",
-                stdin=GOOD + "\n").returncode == 0
-    assert _cli(env, "users", "enrol", made["enrol_code"], "--password-stdin",
-                stdin=GOOD + "\n").returncode == 2  # used up
+    assert (
+        _cli(
+            env, "users", "enrol", made["enrol_code"], "--password-stdin", stdin=GOOD + "\n"
+        ).returncode
+        == 0
+    )
+    assert (
+        _cli(
+            env, "users", "enrol", made["enrol_code"], "--password-stdin", stdin=GOOD + "\n"
+        ).returncode
+        == 2
+    )  # used up
 
     conflict = _cli(env, "users", "role", "boss", "radiologist", "--json")
     assert conflict.returncode == 2 and json.loads(conflict.stdout)["code"] == "role_conflict"
@@ -288,11 +385,16 @@ def test_users_cli_applies_the_same_rules(tmp_path):
     assert reset["enrol_code"] != made["enrol_code"]
     users = json.loads(_cli(env, "users", "list", "--json").stdout)["users"]
     assert [(u["username"], u["role"], u["enrolled"]) for u in users] == [
-        ("boss", "admin", True), ("dr.x", "radiologist", False)]
+        ("boss", "admin", True),
+        ("dr.x", "radiologist", False),
+    ]
     grants = json.loads(_cli(env, "users", "grants", "--json").stdout)["grants"]
     assert [(g["username"], g["op"], g["role"], g["outcome"]) for g in grants] == [
-        ("boss", "grant", "admin", "ok"), ("dr.x", "grant", "clinician", "ok"),
-        ("boss", "change", "radiologist", "denied"), ("dr.x", "change", "radiologist", "ok")]
+        ("boss", "grant", "admin", "ok"),
+        ("dr.x", "grant", "clinician", "ok"),
+        ("boss", "change", "radiologist", "denied"),
+        ("dr.x", "change", "radiologist", "ok"),
+    ]
 
 
 # --- the migration
@@ -313,13 +415,24 @@ def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
         migrate(command.upgrade, "0002")
         hashed = accounts._hasher().hash(PASSWORD)
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO users (username, password_hash, role, active, "
-                              "created_at) VALUES ('old', :h, 'clinician', true, :t)"),
-                         {"h": hashed, "t": datetime(2026, 1, 1)})
-            conn.execute(text("INSERT INTO tokens (user_id, token_hash, kind, created_at, "
-                              "expires_at) VALUES (1, :d, 'bearer', :t, :e)"),
-                         {"d": accounts.digest("raw-token"), "t": datetime(2026, 1, 1),
-                          "e": datetime(2099, 1, 1)})
+            conn.execute(
+                text(
+                    "INSERT INTO users (username, password_hash, role, active, "
+                    "created_at) VALUES ('old', :h, 'clinician', true, :t)"
+                ),
+                {"h": hashed, "t": datetime(2026, 1, 1)},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO tokens (user_id, token_hash, kind, created_at, "
+                    "expires_at) VALUES (1, :d, 'bearer', :t, :e)"
+                ),
+                {
+                    "d": accounts.digest("raw-token"),
+                    "t": datetime(2026, 1, 1),
+                    "e": datetime(2099, 1, 1),
+                },
+            )
         migrate(command.upgrade, "head")
         db = Database(url)
         with db.session() as s:
@@ -328,8 +441,7 @@ def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
             accounts.invite(s, "new", "radiologist", datetime(2026, 1, 2))
         migrate(command.downgrade, "0002")  # a pending account matches no password there
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT username, password_hash FROM users ORDER BY id")
-                                ).all()
+            rows = conn.execute(text("SELECT username, password_hash FROM users ORDER BY id")).all()
         assert rows == [("old", hashed), ("new", "")]
         migrate(command.upgrade, "head")
         db.dispose()

@@ -10,23 +10,33 @@ from sqlalchemy import select
 
 from platform_helpers import bearer, clinic, png_bytes, wait_status
 
-ID_ROUTES = [("GET", "/api/v1/studies/{id}"), ("GET", "/api/v1/studies/{id}/image"),
-             ("GET", "/api/v1/studies/{id}/heatmap"), ("GET", "/api/v1/studies/{id}/report"),
-             ("GET", "/api/v1/studies/{id}/report/versions"),
-             ("GET", "/api/v1/studies/{id}/report/fhir"),
-             ("GET", "/api/v1/studies/{id}/report/pdf"),
-             ("POST", "/api/v1/studies/{id}/conversations"),
-             ("GET", "/api/v1/conversations/{id}"), ("DELETE", "/api/v1/auth/tokens/{id}")]
+ID_ROUTES = [
+    ("GET", "/api/v1/studies/{id}"),
+    ("GET", "/api/v1/studies/{id}/image"),
+    ("GET", "/api/v1/studies/{id}/heatmap"),
+    ("GET", "/api/v1/studies/{id}/report"),
+    ("GET", "/api/v1/studies/{id}/report/versions"),
+    ("GET", "/api/v1/studies/{id}/report/fhir"),
+    ("GET", "/api/v1/studies/{id}/report/pdf"),
+    ("POST", "/api/v1/studies/{id}/conversations"),
+    ("GET", "/api/v1/conversations/{id}"),
+    ("DELETE", "/api/v1/auth/tokens/{id}"),
+]
 HUGE_IDS = [2**31, 2**63 - 1, 2**63, 2**64 + 5, 10**30]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def env(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    with clinic(request.param, tmp_path_factory.mktemp("face"), tfidf_model_dir,
-                tiny_imaging_dir) as (app, client):
+    with clinic(
+        request.param, tmp_path_factory.mktemp("face"), tfidf_model_dir, tiny_imaging_dir
+    ) as (app, client):
         rad = bearer(client, "rad1")
-        sid = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
-                          files={"file": ("x.png", png_bytes(3), "image/png")}).json()["id"]
+        sid = client.post(
+            "/api/v1/studies",
+            headers=rad,
+            data={"task": "cxr"},
+            files={"file": ("x.png", png_bytes(3), "image/png")},
+        ).json()["id"]
         wait_status(client, rad, sid, {"ai_drafted"})
         yield app, client, rad, sid
 
@@ -49,9 +59,12 @@ def test_nul_and_control_characters_are_refused_before_the_database(env):
     assert r.status_code == 422 and r.json()["code"] == "invalid"
     r = client.post("/api/v1/auth/tokens", headers=rad, json={"name": "ci\x00"})
     assert r.status_code == 422
-    r = client.post("/api/v1/studies", headers=rad, data={"task": "cxr",
-                                                          "clinical_question": "öksürük\x00"},
-                    files={"file": ("x.png", png_bytes(4), "image/png")})
+    r = client.post(
+        "/api/v1/studies",
+        headers=rad,
+        data={"task": "cxr", "clinical_question": "öksürük\x00"},
+        files={"file": ("x.png", png_bytes(4), "image/png")},
+    )
     assert r.status_code == 422
     admin = bearer(client, "admin")
     for query in ("actor=rad%001", "target_id=%00", "action=login%1b"):
@@ -59,14 +72,22 @@ def test_nul_and_control_characters_are_refused_before_the_database(env):
         assert r.status_code == 422 and r.json()["code"] == "invalid", query
     r = client.post("/api/v1/users/no%00body/disable", headers=admin)
     assert r.status_code == 422
-    r = client.put(f"/api/v1/studies/{sid}/report", headers=rad,
-                   json={"version": 1, "sections": {"findings": "a\x00b"}})
+    r = client.put(
+        f"/api/v1/studies/{sid}/report",
+        headers=rad,
+        json={"version": 1, "sections": {"findings": "a\x00b"}},
+    )
     assert r.status_code == 422
     # line breaks and tabs are what people type in a report
     current = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()
-    r = client.put(f"/api/v1/studies/{sid}/report", headers=rad, json={
-        "version": current["version"], "sections": {**current["sections"],
-                                                    "findings": "Satır 1\n\tSatır 2\r\n"}})
+    r = client.put(
+        f"/api/v1/studies/{sid}/report",
+        headers=rad,
+        json={
+            "version": current["version"],
+            "sections": {**current["sections"], "findings": "Satır 1\n\tSatır 2\r\n"},
+        },
+    )
     assert r.status_code == 200, r.text
 
 
@@ -74,9 +95,10 @@ def test_a_report_at_the_schemas_limits_is_accepted_not_413(env):
     _, client, rad, sid = env
     current = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()
     long = "ğüşıöç Ü" * 2500  # 20,000 characters, 2 bytes each mostly
-    body = {"version": current["version"],
-            "sections": {k: long for k in ("technique", "findings", "impression",
-                                           "recommendation")}}
+    body = {
+        "version": current["version"],
+        "sections": {k: long for k in ("technique", "findings", "impression", "recommendation")},
+    }
     r = client.put(f"/api/v1/studies/{sid}/report", headers=rad, json=body)
     assert r.status_code == 200, r.text[:200]
     body["sections"]["findings"] += "x"  # one character over: the schema's 422, not a 413
@@ -96,13 +118,18 @@ def test_405_names_every_method_the_path_serves(env):
 def test_every_error_has_the_security_headers_and_one_shape(env):
     _, client, rad, _ = env
     client.cookies.clear()  # signing in for a bearer token also set a session cookie
-    answers = [client.get("/api/v1/studies/abc", headers=rad),
-               client.get("/api/v1/health/live", headers={"host": "evil.example"}),
-               client.post("/api/v1/triage", content=b"{not json",
-                           headers={"content-type": "application/json"}),
-               client.post("/api/v1/triage", content=b" " * 70_000,
-                           headers={"content-type": "application/json"}),
-               client.get("/api/v1/studies"), client.get("/api/v1/nothing-here")]
+    answers = [
+        client.get("/api/v1/studies/abc", headers=rad),
+        client.get("/api/v1/health/live", headers={"host": "evil.example"}),
+        client.post(
+            "/api/v1/triage", content=b"{not json", headers={"content-type": "application/json"}
+        ),
+        client.post(
+            "/api/v1/triage", content=b" " * 70_000, headers={"content-type": "application/json"}
+        ),
+        client.get("/api/v1/studies"),
+        client.get("/api/v1/nothing-here"),
+    ]
     assert [r.status_code for r in answers] == [422, 400, 422, 413, 401, 404]
     for r in answers:
         assert r.headers["content-security-policy"] and r.headers["cache-control"] == "no-store"
@@ -117,14 +144,22 @@ def test_stateless_job_calls_are_audited(env):
     files = {"file": ("x.png", png_bytes(5), "image/png")}
     assert client.post("/api/v1/imaging/cxr/predict", headers=rad, files=files).status_code == 200
     assert client.post("/api/v1/imaging/cxr/heatmap", headers=rad, files=files).status_code == 200
-    assert client.post("/api/v1/reports/draft", headers=rad,
-                       data={"findings": '["Pneumonia"]'}).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/reports/draft", headers=rad, data={"findings": '["Pneumonia"]'}
+        ).status_code
+        == 200
+    )
     with app.state.platform.db.session() as db:
-        events = db.scalars(select(AuditEvent).where(AuditEvent.target_type == "upload")
-                            .order_by(AuditEvent.id)).all()
+        events = db.scalars(
+            select(AuditEvent).where(AuditEvent.target_type == "upload").order_by(AuditEvent.id)
+        ).all()
         seen = [(e.action, e.actor, (e.detail or {}).get("output")) for e in events][-3:]
-    assert seen == [("predict", "rad1", None), ("predict", "rad1", "heatmap"),
-                    ("draft", "rad1", None)]
+    assert seen == [
+        ("predict", "rad1", None),
+        ("predict", "rad1", "heatmap"),
+        ("draft", "rad1", None),
+    ]
 
 
 def _spec():

@@ -16,10 +16,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    with ui_server(tmp_path_factory.mktemp("approval-home"),
-                   {"admin": "admin", "rad1": "radiologist"},
-                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
+    with ui_server(
+        tmp_path_factory.mktemp("approval-home"),
+        {"admin": "admin", "rad1": "radiologist"},
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+    ) as base:
         yield base
 
 
@@ -37,10 +39,20 @@ def _sign_in(browser, base: str, name: str, lang: str):
 def test_a_radiologist_approves_a_pending_colleague_on_a_phone(server, browser):
     base = server
     admin = http_login(base, "admin")
-    made = httpx.post(f"{base}/api/v1/users", headers=admin, timeout=30,
-                      json={"username": "dr.yeni", "role": "clinician"}).json()
-    assert httpx.post(f"{base}/api/v1/auth/enrol", timeout=30, json={
-        "code": made["enrol_code"], "password": PASSWORD}).status_code == 200
+    made = httpx.post(
+        f"{base}/api/v1/users",
+        headers=admin,
+        timeout=30,
+        json={"username": "dr.yeni", "role": "clinician"},
+    ).json()
+    assert (
+        httpx.post(
+            f"{base}/api/v1/auth/enrol",
+            timeout=30,
+            json={"code": made["enrol_code"], "password": PASSWORD},
+        ).status_code
+        == 200
+    )
 
     ctx, page = _sign_in(browser, base, "dr.yeni", "tr")
     notice = page.locator("#approval-pending")

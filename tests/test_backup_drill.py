@@ -28,21 +28,32 @@ def _sign_one(client, rad, n: int, files: Path) -> int:
     """Upload a study (a PNG or a DICOM, by turns), wait for its AI draft, sign it with an
     impression of its own: the study's id."""
     if n % 2:
-        path = make_dicom(files / f"s{n}.dcm", accession=f"DRILL-{n}", patient_id=f"P-{n}",
-                          name=f"DRILL^PATIENT{n}", seed=n)
+        path = make_dicom(
+            files / f"s{n}.dcm",
+            accession=f"DRILL-{n}",
+            patient_id=f"P-{n}",
+            name=f"DRILL^PATIENT{n}",
+            seed=n,
+        )
         upload = ("s.dcm", path.read_bytes(), "application/dicom")
     else:
         upload = ("s.png", png_bytes(100 + n), "image/png")
-    r = client.post("/api/v1/studies", headers=rad, files={"file": upload},
-                    data={"task": "cxr", "patient_ref": f"REF-{n}",
-                          "clinical_question": f"öksürük {n}"})
+    r = client.post(
+        "/api/v1/studies",
+        headers=rad,
+        files={"file": upload},
+        data={"task": "cxr", "patient_ref": f"REF-{n}", "clinical_question": f"öksürük {n}"},
+    )
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
     wait_status(client, rad, sid, {"ai_drafted"})
     report = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()
     sections = {**report["sections"], "impression": f"drill impression {n}"}
-    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad,
-                    json={"version": report["version"], "sections": sections})
+    r = client.post(
+        f"/api/v1/studies/{sid}/report/sign",
+        headers=rad,
+        json={"version": report["version"], "sections": sections},
+    )
     assert r.status_code == 200, r.text
     return sid
 
@@ -102,13 +113,20 @@ def _rows(url: str) -> dict:
             from sqlalchemy.orm import Session
 
             with Session(conn) as db:
-                signed = {r.id: (r.study_id, r.version, r.sections, r.signed_by)
-                          for r in db.scalars(select(ReportVersion).where(
-                              ReportVersion.signed_by.is_not(None)))}
-                audit = {e.id: (e.action, e.actor, e.target_id, e.outcome, e.detail)
-                         for e in db.scalars(select(AuditEvent))}
-                studies = {s.id: (s.file_sha256, s.display_sha256, s.clinical_question)
-                           for s in db.scalars(select(Study))}
+                signed = {
+                    r.id: (r.study_id, r.version, r.sections, r.signed_by)
+                    for r in db.scalars(
+                        select(ReportVersion).where(ReportVersion.signed_by.is_not(None))
+                    )
+                }
+                audit = {
+                    e.id: (e.action, e.actor, e.target_id, e.outcome, e.detail)
+                    for e in db.scalars(select(AuditEvent))
+                }
+                studies = {
+                    s.id: (s.file_sha256, s.display_sha256, s.clinical_question)
+                    for s in db.scalars(select(Study))
+                }
     finally:
         engine.dispose()
     return {"signed": signed, "audit": audit, "studies": studies}
@@ -131,10 +149,10 @@ def drill(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
 
 def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
     from medai.platform import backup as bk
+    from medai.platform.blobs import BlobStore
     from medai.platform.crypto import Cipher
     from medai.platform.db import migration_heads
     from medai.platform.restore import restore
-    from medai.platform.storage import BlobStore
 
     kind, app, client, home, tmp = drill
     url = str(app.state.platform.db.engine.url.render_as_string(hide_password=False))
@@ -143,8 +161,11 @@ def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
     rad = bearer(client, "rad1")
     for n in range(3):  # the site before the backup
         _sign_one(client, rad, n, files)
-    r = client.post("/api/v1/triage", headers=bearer(client, "pat1"),
-                    json={"text": "Kızım nefes alamıyor, dudakları morardı"})
+    r = client.post(
+        "/api/v1/triage",
+        headers=bearer(client, "pat1"),
+        json={"text": "Kızım nefes alamıyor, dudakları morardı"},
+    )
     assert r.status_code == 200, r.text
 
     writer = Writer(client, rad, files, 100)
@@ -180,8 +201,10 @@ def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
     assert key not in json.dumps(manifest) and not list(dest.rglob("secret.key"))
     for relative, entry in manifest["files"].items():  # every file hashed, and nothing else
         assert bk.sha256_file(dest / relative) == (entry["sha256"], entry["size"])
-    assert {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()} == \
-        {*manifest["files"], "manifest.json"}
+    assert {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()} == {
+        *manifest["files"],
+        "manifest.json",
+    }
     source = _rows(url)
     assert len(source["signed"]) > counts["signed_reports"]  # the site went on meanwhile
 
@@ -267,7 +290,7 @@ def _make_site(home: Path, url: str) -> None:
     """One stored file and a study naming it, made through the platform (home made current)."""
     from medai.platform import accounts, studies
     from medai.platform.context import Platform
-    from medai.services.models import ModelHandles
+    from medai.services.model_handles import ModelHandles
     from platform_helpers import use_home
 
     home.mkdir(exist_ok=True)
@@ -276,8 +299,9 @@ def _make_site(home: Path, url: str) -> None:
     sha = p.store.put_bytes(png_bytes(1))
     with p.db.session() as db:
         user = accounts.create_user(db, "rad", "correct-horse-1", "radiologist")
-        studies.create(db, user, sha=sha, size=10, content_type="image/png", task="cxr",
-                       question="öksürük 1")
+        studies.create(
+            db, user, sha=sha, size=10, content_type="image/png", task="cxr", question="öksürük 1"
+        )
     p.db.dispose()
 
 
@@ -299,13 +323,18 @@ def test_a_restore_whose_check_fails_leaves_the_target_empty(tmp_path, kind):
     from medai.platform.restore import restore
 
     home = tmp_path / "home"
-    with (empty_target(kind, tmp_path / "site-db") if kind == "postgresql"
-          else _nothing(f"sqlite:///{home / 'medai.db'}")) as url:
+    with (
+        empty_target(kind, tmp_path / "site-db")
+        if kind == "postgresql"
+        else _nothing(f"sqlite:///{home / 'medai.db'}")
+    ) as url:
         _make_site(home, url)
         engine = create_engine(url)
         with engine.begin() as conn:  # sealed under a key nobody has
-            conn.execute(text("UPDATE studies SET patient_name = :t"),
-                         {"t": Fernet(Fernet.generate_key()).encrypt(b"LOST^KEY")})
+            conn.execute(
+                text("UPDATE studies SET patient_name = :t"),
+                {"t": Fernet(Fernet.generate_key()).encrypt(b"LOST^KEY")},
+            )
         engine.dispose()
         bk.backup(tmp_path / "b", _settings(home, url))
     manifest_path = tmp_path / "b" / "manifest.json"
@@ -333,19 +362,34 @@ def _nothing(value):
 def test_the_settings_kept_leave_every_secret_out():
     from medai.platform.backup import settings_snapshot
 
-    env = {"MEDAI_HOME": "/var/lib/medai", "MEDAI_DATABASE_URL": "postgresql://u:pw@db/m",
-           "MEDAI_SECRET_KEYS": "[\"k\"]", "MEDAI_SECRET_KEYS_FILE": "/run/secrets/keys",
-           "MEDAI_LLM_API_KEY": "sk-1", "MEDAI_BROKER_URL": "redis://:pw@r/0",
-           "MEDAI_ADMIN_PASSWORD_FILE": "/run/secrets/admin", "MEDAI_FHIR_TOKEN": "t",
-           "MEDAI_DICOM_PORT": "104", "PATH": "/bin"}
+    env = {
+        "MEDAI_HOME": "/var/lib/medai",
+        "MEDAI_DATABASE_URL": "postgresql://u:pw@db/m",
+        "MEDAI_SECRET_KEYS": '["k"]',
+        "MEDAI_SECRET_KEYS_FILE": "/run/secrets/keys",
+        "MEDAI_LLM_API_KEY": "sk-1",
+        "MEDAI_BROKER_URL": "redis://:pw@r/0",
+        "MEDAI_ADMIN_PASSWORD_FILE": "/run/secrets/admin",
+        "MEDAI_FHIR_TOKEN": "t",
+        "MEDAI_DICOM_PORT": "104",
+        "PATH": "/bin",
+    }
     snap = settings_snapshot(env)
-    assert snap["environment"] == {"MEDAI_HOME": "/var/lib/medai",
-                                   "MEDAI_SECRET_KEYS_FILE": "/run/secrets/keys",
-                                   "MEDAI_ADMIN_PASSWORD_FILE": "/run/secrets/admin",
-                                   "MEDAI_DICOM_PORT": "104"}
+    assert snap["environment"] == {
+        "MEDAI_HOME": "/var/lib/medai",
+        "MEDAI_SECRET_KEYS_FILE": "/run/secrets/keys",
+        "MEDAI_ADMIN_PASSWORD_FILE": "/run/secrets/admin",
+        "MEDAI_DICOM_PORT": "104",
+    }
     assert sorted(snap["secrets_left_out"]) == sorted(
-        ["MEDAI_DATABASE_URL", "MEDAI_SECRET_KEYS", "MEDAI_LLM_API_KEY", "MEDAI_BROKER_URL",
-         "MEDAI_FHIR_TOKEN"])
+        [
+            "MEDAI_DATABASE_URL",
+            "MEDAI_SECRET_KEYS",
+            "MEDAI_LLM_API_KEY",
+            "MEDAI_BROKER_URL",
+            "MEDAI_FHIR_TOKEN",
+        ]
+    )
     assert "pw" not in json.dumps(snap) and "sk-1" not in json.dumps(snap)
 
 
@@ -361,14 +405,29 @@ def test_the_cli_backs_up_and_restores_with_stable_json(tmp_path, bare_site):
     env.pop("MEDAI_DATABASE_URL", None)
 
     def medai(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "medai.cli", *args], capture_output=True,
-                              text=True, env={**env, **extra}, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "medai.cli", *args],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=300,
+        )
 
     done = medai("backup", str(tmp_path / "b"), "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert set(out) >= {"backup", "format", "medai_version", "created_at", "database",
-                        "counts", "keys", "config", "missing", "seconds"}
+    assert set(out) >= {
+        "backup",
+        "format",
+        "medai_version",
+        "created_at",
+        "database",
+        "counts",
+        "keys",
+        "config",
+        "missing",
+        "seconds",
+    }
     assert "files" not in out and out["counts"]["studies"] == 1
     key = (home / "secret.key").read_text().strip()
     assert key not in done.stdout + done.stderr
@@ -379,8 +438,13 @@ def test_the_cli_backs_up_and_restores_with_stable_json(tmp_path, bare_site):
 
     target = tmp_path / "t"
     target.mkdir()
-    refused = medai("restore", str(tmp_path / "b"), "--json", MEDAI_HOME=str(target),
-                    MEDAI_SECRET_KEYS=json.dumps([Fernet.generate_key().decode()]))
+    refused = medai(
+        "restore",
+        str(tmp_path / "b"),
+        "--json",
+        MEDAI_HOME=str(target),
+        MEDAI_SECRET_KEYS=json.dumps([Fernet.generate_key().decode()]),
+    )
     assert refused.returncode == 2, refused.stderr
     assert json.loads(refused.stdout)["code"] == "keys_missing"
     assert out["keys"]["needed"][0] in json.loads(refused.stdout)["error"]
@@ -388,8 +452,13 @@ def test_the_cli_backs_up_and_restores_with_stable_json(tmp_path, bare_site):
     keys.write_text(f"# the operator's copy\n{key}\n")
     ids = medai("keys", "ids", "--json", MEDAI_HOME=str(target), MEDAI_SECRET_KEYS_FILE=str(keys))
     assert json.loads(ids.stdout) == {"key_ids": out["keys"]["needed"]}  # the envelope's key
-    done = medai("restore", str(tmp_path / "b"), "--json", MEDAI_HOME=str(target),
-                 MEDAI_SECRET_KEYS_FILE=str(keys))
+    done = medai(
+        "restore",
+        str(tmp_path / "b"),
+        "--json",
+        MEDAI_HOME=str(target),
+        MEDAI_SECRET_KEYS_FILE=str(keys),
+    )
     assert done.returncode == 0, done.stderr
     restored = json.loads(done.stdout)
     assert restored["counts"]["studies"] == 1 and restored["checked"]["files_decrypted"] == 1
@@ -407,12 +476,16 @@ def test_a_value_already_undecryptable_at_the_site_is_carried_not_refused(tmp_pa
     home, url = bare_site
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE studies SET patient_name = :t"),
-                     {"t": Fernet(Fernet.generate_key()).encrypt(b"LOST^KEY")})
+        conn.execute(
+            text("UPDATE studies SET patient_name = :t"),
+            {"t": Fernet(Fernet.generate_key()).encrypt(b"LOST^KEY")},
+        )
     engine.dispose()
     manifest = bk.backup(tmp_path / "b", _settings(home, url))
     assert manifest["keys"]["records"] == {
-        bk.key_id((home / "secret.key").read_text().strip()): 1, "undecryptable": 1}
+        bk.key_id((home / "secret.key").read_text().strip()): 1,
+        "undecryptable": 1,
+    }
     target = tmp_path / "t"
     target.mkdir()
     shutil.copy(home / "secret.key", target / "secret.key")

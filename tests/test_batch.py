@@ -29,10 +29,24 @@ def test_a_csv_of_complaints_one_line_each_bad_rows_reported(tmp_path, tfidf_mod
         "a2,\n"
         'a3,"İki satırlı\nbir şikayet, ""tırnaklı"" sözlerle"\n'
         f"a4,{'x' * (MAX_LINE_BYTES + 10)}\n"
-        "a5,Dizim şişti ve ağrıyor\n", encoding="utf-8")
+        "a5,Dizim şişti ve ağrıyor\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
-    r = runner.invoke(app, ["triage", "predict", "--batch", str(data), "--model",
-                            str(tfidf_model_dir), "--out", str(out), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "triage",
+            "predict",
+            "--batch",
+            str(data),
+            "--model",
+            str(tfidf_model_dir),
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = _lines(out.read_text())
     assert [x["row"] for x in rows] == [1, 2, 3, 4, 5]
@@ -48,16 +62,28 @@ def test_a_csv_of_complaints_one_line_each_bad_rows_reported(tmp_path, tfidf_mod
 
 def test_json_lines_in_json_lines_out_on_stdout(tmp_path, tfidf_model_dir):
     data = tmp_path / "complaints.jsonl"
-    data.write_text("\n".join([
-        json.dumps({"id": 7, "text": "Boğazım ağrıyor ve yutkunamıyorum"}, ensure_ascii=False),
-        "{not json",
-        json.dumps(["a list"]),
-        json.dumps({"id": "no-text", "body": "x"}),
-        "",
-        json.dumps({"text": "Göğsümde baskı var, sol koluma vuruyor, terliyorum"},
-                   ensure_ascii=False)]) + "\n", encoding="utf-8")
-    r = runner.invoke(app, ["triage", "predict", "--batch", str(data), "--model",
-                            str(tfidf_model_dir)])
+    data.write_text(
+        "\n".join(
+            [
+                json.dumps(
+                    {"id": 7, "text": "Boğazım ağrıyor ve yutkunamıyorum"}, ensure_ascii=False
+                ),
+                "{not json",
+                json.dumps(["a list"]),
+                json.dumps({"id": "no-text", "body": "x"}),
+                "",
+                json.dumps(
+                    {"text": "Göğsümde baskı var, sol koluma vuruyor, terliyorum"},
+                    ensure_ascii=False,
+                ),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    r = runner.invoke(
+        app, ["triage", "predict", "--batch", str(data), "--model", str(tfidf_model_dir)]
+    )
     assert r.exit_code == 0, r.output
     rows = _lines(r.stdout)
     assert [x["ok"] for x in rows] == [True, False, False, False, True]
@@ -69,12 +95,23 @@ def test_json_lines_in_json_lines_out_on_stdout(tmp_path, tfidf_model_dir):
 def test_a_file_that_cannot_be_read_is_refused_whole(tmp_path, tfidf_model_dir):
     data = tmp_path / "wrong.csv"
     data.write_text("name,age\nAli,3\n")
-    r = runner.invoke(app, ["triage", "predict", "--batch", str(data), "--model",
-                            str(tfidf_model_dir), "--json"])
+    r = runner.invoke(
+        app, ["triage", "predict", "--batch", str(data), "--model", str(tfidf_model_dir), "--json"]
+    )
     assert r.exit_code == 2
     assert "no text column" in json.loads(r.stdout.strip().splitlines()[-1])["error"]
-    r = runner.invoke(app, ["triage", "predict", "--batch", str(tmp_path / "none.csv"),
-                            "--model", str(tfidf_model_dir), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "triage",
+            "predict",
+            "--batch",
+            str(tmp_path / "none.csv"),
+            "--model",
+            str(tfidf_model_dir),
+            "--json",
+        ],
+    )
     assert r.exit_code == 2
 
 
@@ -86,8 +123,9 @@ def test_a_folder_and_a_manifest_of_images(tmp_path, tiny_imaging_dir):
     (folder / "c.jpg").write_bytes(colour_png())  # a colour photo: refused, not an error
     (folder / "d.dcm").write_bytes(b"DICM but not really")
     (folder / "notes.txt").write_text("skipped: not an image suffix")
-    r = runner.invoke(app, ["imaging", "predict", str(folder), "--task", "cxr", "--model",
-                            str(tiny_imaging_dir)])
+    r = runner.invoke(
+        app, ["imaging", "predict", str(folder), "--task", "cxr", "--model", str(tiny_imaging_dir)]
+    )
     assert r.exit_code == 0, r.output
     rows = _lines(r.stdout)
     assert [x["id"] for x in rows] == ["a.png", "c.jpg", "d.dcm", "sub/b.png"]
@@ -98,8 +136,21 @@ def test_a_folder_and_a_manifest_of_images(tmp_path, tiny_imaging_dir):
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("file,label\nfilms/a.png,No Finding\nfilms/missing.png,x\n,\n")
     out = tmp_path / "img.jsonl"
-    r = runner.invoke(app, ["imaging", "predict", str(manifest), "--task", "cxr", "--model",
-                            str(tiny_imaging_dir), "--out", str(out), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "imaging",
+            "predict",
+            str(manifest),
+            "--task",
+            "cxr",
+            "--model",
+            str(tiny_imaging_dir),
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = _lines(out.read_text())
     assert [x["ok"] for x in rows] == [True, False, False]
@@ -112,11 +163,14 @@ def test_quotes_semicolons_and_the_output_file_are_handled(tmp_path, tfidf_model
     Turkish spreadsheet's semicolons are read; --out may not overwrite the input; a batch in
     which no row got a result exits 1."""
     data = tmp_path / "c.csv"
-    data.write_text('id,text\n1,Başım ağrıyor\n2,Kolumda 5" uzunluğunda yara var\n'
-                    '3,"unterminated quote\n4,Kulağım çınlıyor\n5,Dizim ağrıyor\n',
-                    encoding="utf-8")
-    r = runner.invoke(app, ["triage", "predict", "--batch", str(data), "--model",
-                            str(tfidf_model_dir)])
+    data.write_text(
+        'id,text\n1,Başım ağrıyor\n2,Kolumda 5" uzunluğunda yara var\n'
+        '3,"unterminated quote\n4,Kulağım çınlıyor\n5,Dizim ağrıyor\n',
+        encoding="utf-8",
+    )
+    r = runner.invoke(
+        app, ["triage", "predict", "--batch", str(data), "--model", str(tfidf_model_dir)]
+    )
     assert r.exit_code == 0, r.output
     rows = _lines(r.stdout)
     assert [x["row"] for x in rows] == [1, 2, 3, 4, 5]
@@ -126,26 +180,51 @@ def test_quotes_semicolons_and_the_output_file_are_handled(tmp_path, tfidf_model
 
     semi = tmp_path / "semi.csv"
     semi.write_text("id;text\n1;Boğazım ağrıyor, yutkunamıyorum\n", encoding="utf-8")
-    r = runner.invoke(app, ["triage", "predict", "--batch", str(semi), "--model",
-                            str(tfidf_model_dir)])
+    r = runner.invoke(
+        app, ["triage", "predict", "--batch", str(semi), "--model", str(tfidf_model_dir)]
+    )
     assert r.exit_code == 0 and _lines(r.stdout)[0]["ok"], r.output
 
     before = data.read_bytes()
-    r = runner.invoke(app, ["triage", "predict", "--batch", str(data), "--out", str(data),
-                            "--model", str(tfidf_model_dir), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "triage",
+            "predict",
+            "--batch",
+            str(data),
+            "--out",
+            str(data),
+            "--model",
+            str(tfidf_model_dir),
+            "--json",
+        ],
+    )
     assert r.exit_code == 2 and "is the input file" in r.stdout
     assert data.read_bytes() == before
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": ""}\n\n{oops\n', encoding="utf-8")
-    r = runner.invoke(app, ["triage", "predict", "--batch", str(bad), "--model",
-                            str(tfidf_model_dir)])
+    r = runner.invoke(
+        app, ["triage", "predict", "--batch", str(bad), "--model", str(tfidf_model_dir)]
+    )
     assert r.exit_code == 1  # nothing triaged
     assert [x["row"] for x in _lines(r.stdout)] == [1, 3]  # line numbers, blank ones counted
 
 
 def test_an_empty_folder_is_refused(tmp_path, tiny_imaging_dir):
     (tmp_path / "empty").mkdir()
-    r = runner.invoke(app, ["imaging", "predict", str(tmp_path / "empty"), "--task", "cxr",
-                            "--model", str(tiny_imaging_dir), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "imaging",
+            "predict",
+            str(tmp_path / "empty"),
+            "--task",
+            "cxr",
+            "--model",
+            str(tiny_imaging_dir),
+            "--json",
+        ],
+    )
     assert r.exit_code == 2 and "no image in it" in r.stdout

@@ -13,8 +13,13 @@ import torch
 from PIL import Image
 
 from blip2_helpers import make_tiny_blip2
-from medai.reporting.blip2 import Blip2LoraConfig, _refuse_fp16_trainables, load_base, lora_target
-from medai.reporting.blip2_plan import plan_settings
+from medai.reporting.captioning.blip2 import (
+    Blip2LoraConfig,
+    _refuse_fp16_trainables,
+    load_base,
+    lora_target,
+)
+from medai.reporting.captioning.blip2_plan import plan_settings
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +28,18 @@ pytestmark = pytest.mark.slow
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("blip2")
     base = make_tiny_blip2(root / "base")
-    captions = ["left pleural effusion", "normal chest radiograph", "right upper lobe mass",
-                "bilateral patchy consolidation"]
+    captions = [
+        "left pleural effusion",
+        "normal chest radiograph",
+        "right upper lobe mass",
+        "bilateral patchy consolidation",
+    ]
     rows = ["file,caption"]
     rng = np.random.default_rng(0)
     for c, caption in enumerate(captions):
         for i in range(3):
             arr = rng.integers(0, 50, (40, 40)).astype(np.uint8)
-            arr[c * 10:(c + 1) * 10] = 220
+            arr[c * 10 : (c + 1) * 10] = 220
             Image.fromarray(arr).save(root / f"{c}_{i}.png")
             rows.append(f"{c}_{i}.png,{caption}")
     (root / "pairs.csv").write_text("\n".join(rows) + "\n")
@@ -59,17 +68,37 @@ def test_lora_targets_for_a_t5_language_model():
     )
 
     cfg = Blip2Config(
-        vision_config=Blip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=2, image_size=32,
-                                        patch_size=8).to_dict(),
-        qformer_config=Blip2QFormerConfig(hidden_size=32, num_hidden_layers=1,
-                                          num_attention_heads=2, intermediate_size=64,
-                                          encoder_hidden_size=32, vocab_size=50).to_dict(),
-        text_config=T5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=64, num_layers=1,
-                             num_heads=2, decoder_start_token_id=0).to_dict(), num_query_tokens=4)
+        vision_config=Blip2VisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ).to_dict(),
+        qformer_config=Blip2QFormerConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            encoder_hidden_size=32,
+            vocab_size=50,
+        ).to_dict(),
+        text_config=T5Config(
+            vocab_size=50,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=1,
+            num_heads=2,
+            decoder_start_token_id=0,
+        ).to_dict(),
+        num_query_tokens=4,
+    )
     model = Blip2ForConditionalGeneration(cfg)
-    peft = get_peft_model(model, LoraConfig(r=4, target_modules=lora_target(
-        model.config.text_config.model_type)))
+    peft = get_peft_model(
+        model, LoraConfig(r=4, target_modules=lora_target(model.config.text_config.model_type))
+    )
     trainable = [n for n, p in peft.named_parameters() if p.requires_grad]
     # encoder self-attention, decoder self- and cross-attention: 3 × 4 projections × (A, B)
     assert len(trainable) == 24
@@ -108,13 +137,21 @@ def test_saved_configs_from_before_precision_plans_still_load():
 
 
 def test_train_save_load_generate(tiny, tmp_path):
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.reporting.pipeline import train_blip2_captioner
 
     root, base = tiny
     out = tmp_path / "captioner"
-    m = train_blip2_captioner(root / "pairs.csv", out, str(base), epochs=3, batch_size=4,
-                              learning_rate=5e-3, lora_r=4, test_frac=0.25)
+    m = train_blip2_captioner(
+        root / "pairs.csv",
+        out,
+        str(base),
+        epochs=3,
+        batch_size=4,
+        learning_rate=5e-3,
+        lora_r=4,
+        test_frac=0.25,
+    )
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert not (out / "adapter" / "model.safetensors").exists()  # only the adapter is saved
     # the checkpoint holds the adapter and the trained projection, never the frozen base
@@ -122,20 +159,20 @@ def test_train_save_load_generate(tiny, tmp_path):
 
     last = out / "checkpoints" / "last"
     trained = load_file(str(last / "trained.safetensors"))
-    assert trained and all("lora_" in k or "language_projection.modules_to_save" in k
-                           for k in trained), sorted(trained)[:5]
+    assert trained and all(
+        "lora_" in k or "language_projection.modules_to_save" in k for k in trained
+    ), sorted(trained)[:5]
     assert not any("vision_model" in k or "qformer" in k for k in trained)
     assert not (last / "model.safetensors").exists()
     base_bytes = sum(f.stat().st_size for f in base.glob("*.safetensors"))
     assert (last / "trained.safetensors").stat().st_size < base_bytes / 4
     assert {"tokens_per_s", "images_per_s", "step_s"} <= set(m["history"][0])
-    assert len(m["history"]) >= 2 and m["history"][-1]["train_loss"] < m["history"][0][
-        "train_loss"]
+    assert len(m["history"]) >= 2 and m["history"][-1]["train_loss"] < m["history"][0]["train_loss"]
     for key in ("bleu_1", "bleu_4", "rouge_l", "meteor", "cider", "n"):
         assert key in m
     card = json.loads((out / "model_card.json").read_text())
     assert card["model_type"] == "blip2-lora" and card["metrics"]["n"] == m["n"]
-    captioner = registry.load(out)
+    captioner = model_dir.load(out)
     result = captioner.predict(root / "0_0.png")
     assert result.status == "ai_suggestion" and len(result.caption.split()) >= 2
     assert result.model.content_hash.startswith("sha256:") and result.method == "blip2-lora"
@@ -159,7 +196,7 @@ def test_train_save_load_generate(tiny, tmp_path):
     get_settings.cache_clear()
     try:
         shutil.rmtree(out)
-        moved = registry.load(elsewhere / "captioner").predict(root / "0_0.png")
+        moved = model_dir.load(elsewhere / "captioner").predict(root / "0_0.png")
         assert moved.caption == result.caption
     finally:
         if old is None:
@@ -175,10 +212,35 @@ def test_two_process_training_on_cpu(tiny, tmp_path):
     env.pop("MEDAI_DISTRIBUTED_CHILD", None)
     out = tmp_path / "ddp"
     proc = subprocess.run(
-        [sys.executable, "-m", "medai.cli", "caption", "train", "--method", "blip2", "--base",
-         str(base), "--data", str(root / "pairs.csv"), "--out", str(out), "--epochs", "1",
-         "--batch-size", "2", "--lora-r", "4", "--num-processes", "2", "--json"],
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "caption",
+            "train",
+            "--method",
+            "blip2",
+            "--base",
+            str(base),
+            "--data",
+            str(root / "pairs.csv"),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--lora-r",
+            "4",
+            "--num-processes",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
     assert len(lines) == 1 and "bleu_4" in lines[0]
@@ -192,11 +254,28 @@ def test_a_stopped_run_resumes_from_its_checkpoint(tiny, tmp_path, capsys):
 
     root, base = tiny
     out = tmp_path / "resumed"
-    first = train_blip2_captioner(root / "pairs.csv", out, str(base), epochs=1, batch_size=4,
-                                  lora_r=4, test_frac=0.25, num_workers=0)
+    first = train_blip2_captioner(
+        root / "pairs.csv",
+        out,
+        str(base),
+        epochs=1,
+        batch_size=4,
+        lora_r=4,
+        test_frac=0.25,
+        num_workers=0,
+    )
     assert [h["epoch"] for h in first["history"]] == [1]
-    again = train_blip2_captioner(root / "pairs.csv", out, str(base), epochs=2, batch_size=4,
-                                  lora_r=4, test_frac=0.25, num_workers=0, resume=True)
+    again = train_blip2_captioner(
+        root / "pairs.csv",
+        out,
+        str(base),
+        epochs=2,
+        batch_size=4,
+        lora_r=4,
+        test_frac=0.25,
+        num_workers=0,
+        resume=True,
+    )
     assert "resuming at epoch 2, batch 0" in capsys.readouterr().out
     assert [h["epoch"] for h in again["history"]] == [1, 2]
     assert again["history"][0] == first["history"][0]

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from blip2_helpers import make_tiny_blip2
 from medai.cli import app
-from medai.reporting.blip2_plan import (
+from medai.reporting.captioning.blip2_plan import (
     GIB,
     GpuInfo,
     PlanRefused,
@@ -35,17 +35,32 @@ def opt67b():
     """BLIP-2-OPT-6.7B's configuration (ViT-g, the default Q-Former, OPT-6.7B), in code."""
     from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, OPTConfig
 
-    text = OPTConfig(hidden_size=4096, ffn_dim=16384, num_hidden_layers=32,
-                     num_attention_heads=32, vocab_size=50272, max_position_embeddings=2048,
-                     word_embed_proj_dim=4096)
-    return Blip2Config(vision_config=Blip2VisionConfig().to_dict(),
-                       qformer_config=Blip2QFormerConfig().to_dict(),
-                       text_config=text.to_dict(), num_query_tokens=32)
+    text = OPTConfig(
+        hidden_size=4096,
+        ffn_dim=16384,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        vocab_size=50272,
+        max_position_embeddings=2048,
+        word_embed_proj_dim=4096,
+    )
+    return Blip2Config(
+        vision_config=Blip2VisionConfig().to_dict(),
+        qformer_config=Blip2QFormerConfig().to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=32,
+    )
 
 
 def _plan(config, gpu, **kw):
-    kw = {"batch_size": BATCH, "tokens": TEXT, "lora_r": 16, "gradient_checkpointing": False,
-          "bitsandbytes_available": True, **kw}
+    kw = {
+        "batch_size": BATCH,
+        "tokens": TEXT,
+        "lora_r": 16,
+        "gradient_checkpointing": False,
+        "bitsandbytes_available": True,
+        **kw,
+    }
     return choose_plan(config, gpu, **kw)
 
 
@@ -153,8 +168,9 @@ def tiny_config_only(tmp_path_factory):
 
 
 def test_tiny_blip2_estimates_without_weights(tiny_config_only):
-    plan = choose_plan(load_config(tiny_config_only), None, batch_size=4, tokens=28, lora_r=4,
-                       host_bytes=8 * GIB)
+    plan = choose_plan(
+        load_config(tiny_config_only), None, batch_size=4, tokens=28, lora_r=4, host_bytes=8 * GIB
+    )
     assert plan.name == "fp32" and plan.fits
     counts = model_counts(tiny_config_only)
     assert counts.query_tokens == 4 and counts.trainable(4) > 0
@@ -164,9 +180,24 @@ def test_tiny_blip2_estimates_without_weights(tiny_config_only):
 
 def test_caption_plan_command(tiny_config_only):
     runner = CliRunner()
-    r = runner.invoke(app, ["caption", "plan", "--base", str(tiny_config_only),
-                            "--gpu-memory-gb", "15", "--no-bf16", "--gpus", "2",
-                            "--batch-size", "8", "--no-bitsandbytes", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "caption",
+            "plan",
+            "--base",
+            str(tiny_config_only),
+            "--gpu-memory-gb",
+            "15",
+            "--no-bf16",
+            "--gpus",
+            "2",
+            "--batch-size",
+            "8",
+            "--no-bitsandbytes",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["chosen"] == "fp16" and out["gpu"]["count"] == 2 and not out["gpu"]["bf16"]
@@ -174,14 +205,28 @@ def test_caption_plan_command(tiny_config_only):
     assert {"runs", "fits", "estimate_bytes", "terms_bytes", "why_not"} <= set(out["plans"][0])
     assert out["tokens_in_batch"] == 8 * (4 + 32)
 
-    r = runner.invoke(app, ["caption", "plan", "--base", str(tiny_config_only),
-                            "--gpu-memory-gb", "0.5", "--json"])
+    r = runner.invoke(
+        app,
+        ["caption", "plan", "--base", str(tiny_config_only), "--gpu-memory-gb", "0.5", "--json"],
+    )
     assert r.exit_code == 2
     out = json.loads(r.stdout)
     assert out["error_type"] == "PlanRefused" and out["chosen"] is None and out["plans"]
 
-    r = runner.invoke(app, ["caption", "plan", "--base", str(tiny_config_only),
-                            "--gpu-memory-gb", "15", "--no-bf16", "--precision", "bf16"])
+    r = runner.invoke(
+        app,
+        [
+            "caption",
+            "plan",
+            "--base",
+            str(tiny_config_only),
+            "--gpu-memory-gb",
+            "15",
+            "--no-bf16",
+            "--precision",
+            "bf16",
+        ],
+    )
     assert r.exit_code == 2 and "cannot run here" in r.stdout and "fp16" in r.stdout
 
 

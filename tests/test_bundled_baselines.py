@@ -6,17 +6,20 @@ comparison too, and one that does not beat its baselines is not named a default.
 import pytest
 
 from medai.core.baselines import verdict
-from medai.core.registry import bundled_models_dir, read_card
+from medai.core.model_dir import bundled_models_dir, read_card
 
-DEFAULTS = {"cxr-default": "macro_auroc", "mri-default": "macro_auroc",
-            "triage-default": "macro_f1"}
+DEFAULTS = {
+    "cxr-default": "macro_auroc",
+    "mri-default": "macro_auroc",
+    "triage-default": "macro_f1",
+}
 # bundled, not defaults: a hospital names them (--model, MEDAI_<TASK>_MODEL)
 OTHERS = {"caption-retrieval": "rouge_l", "triage-extended": "macro_f1"}
 
 
 @pytest.mark.parametrize("name", sorted(OTHERS))
 def test_every_other_bundled_model_says_how_it_compares_and_is_no_default(name):
-    from medai.core import registry
+    from medai.core import model_dir
 
     card = read_card(bundled_models_dir() / name)
     entry = card.baselines
@@ -24,9 +27,10 @@ def test_every_other_bundled_model_says_how_it_compares_and_is_no_default(name):
     assert verdict(entry)
     assert not name.endswith("-default")
     if card.task == "caption":  # the captioner ties one fixed sentence: no caption default
-        with pytest.raises(registry.ModelLoadError, match="bundled, not a default: "
-                                                           "caption-retrieval"):
-            registry.resolve_model(None, "caption")
+        with pytest.raises(
+            model_dir.ModelLoadError, match="bundled, not a default: caption-retrieval"
+        ):
+            model_dir.resolve_model(None, "caption")
 
 
 def test_every_bundled_model_directory_is_listed_here():
@@ -42,11 +46,13 @@ def test_bundled_default_beats_its_baselines_on_its_card(name):
     assert entry["metric"] == DEFAULTS[name]
     assert entry["beats"], f"{name}: no baseline was measured"
     assert all(key.startswith("baseline:") for key in entry["beats"])
-    outcomes = entry.get("outcomes") or {n: "beats" if ok else "loses"
-                                         for n, ok in entry["beats"].items()}
+    outcomes = entry.get("outcomes") or {
+        n: "beats" if ok else "loses" for n, ok in entry["beats"].items()
+    }
     # never shipped as the default while worse than a baseline
-    assert "loses" not in outcomes.values() and "unmeasured" not in outcomes.values(), \
+    assert "loses" not in outcomes.values() and "unmeasured" not in outcomes.values(), (
         f"{name}: {verdict(entry)}"
+    )
     if not entry["beats_baselines"]:
         # a tie (the paired CI spans 0) is said on the card, with why it is still the default
         assert set(outcomes.values()) <= {"beats", "ties"}

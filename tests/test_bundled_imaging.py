@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medai.core import registry
-from medai.core.registry import bundled_models_dir
+from medai.core import model_dir
+from medai.core.model_dir import bundled_models_dir
 
 TASKS = [t for t in ("cxr", "mri") if (bundled_models_dir() / f"{t}-default").is_dir()]
 
@@ -22,7 +22,7 @@ def test_bundled_imaging_model(task, tmp_path):
     for f in directory.rglob("*"):
         if "checkpoints" not in f.parts:  # resumable training state, never committed
             assert f.stat().st_size <= 25 * 1024 * 1024, f
-    predictor = registry.load(registry.resolve_model(None, task))
+    predictor = model_dir.load(model_dir.resolve_model(None, task))
     gray = (np.tile(np.linspace(0, 255, 256), (256, 1))).astype(np.uint8)
     Image.fromarray(gray).save(tmp_path / "g.png")
     # a synthetic gradient is no radiograph or MRI slice: the learned gate refuses it (real
@@ -38,8 +38,10 @@ def test_bundled_imaging_model(task, tmp_path):
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-MANIFESTS = {"cxr": SHARED / "chest_xray" / "manifest.csv",
-             "mri": SHARED / "brain_mri" / "manifest.csv"}
+MANIFESTS = {
+    "cxr": SHARED / "chest_xray" / "manifest.csv",
+    "mri": SHARED / "brain_mri" / "manifest.csv",
+}
 
 
 @pytest.mark.shared_data
@@ -57,7 +59,7 @@ def test_bundled_imaging_model_accepts_and_separates_real_images(task, tmp_path)
     ds = load_dataset(MANIFESTS[task], task)
     rng = np.random.default_rng(0)
     idx = rng.choice(len(ds.records), size=min(120, len(ds.records)), replace=False)
-    predictor = registry.load(registry.resolve_model(None, task))
+    predictor = model_dir.load(model_dir.resolve_model(None, task))
     images = [load_image(ds.records[i].path) for i in idx]
     results = [predictor.predict(img) for img in images]
     accepted = np.mean([not r.refused for r in results])
@@ -65,6 +67,7 @@ def test_bundled_imaging_model_accepts_and_separates_real_images(task, tmp_path)
     probs, _ = predictor.proba_and_features([img.pixels for img in images])
     cols = [ds.labels.index(lab) for lab in predictor.labels]
     targets = ds.targets()[idx][:, cols]
-    metrics = evaluate_arrays(task, predictor.labels, targets, probs, predictor.thresholds,
-                              n_boot=0)
+    metrics = evaluate_arrays(
+        task, predictor.labels, targets, probs, predictor.thresholds, n_boot=0
+    )
     assert metrics["macro_auroc"] > 0.8, metrics["macro_auroc"]

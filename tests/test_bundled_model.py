@@ -4,16 +4,26 @@ import json
 
 import pytest
 
-from medai.core import registry
-from medai.core.registry import bundled_models_dir
+from medai.core import model_dir
+from medai.core.model_dir import bundled_models_dir
 
 DEFAULT = bundled_models_dir() / "triage-default"
 
 
 def test_bundled_model_card_is_complete():
     card = json.loads((DEFAULT / "model_card.json").read_text(encoding="utf-8"))
-    for key in ("task", "model_type", "labels", "thresholds", "training_command", "data",
-                "metrics", "created_at", "medai_version", "licence_notes"):
+    for key in (
+        "task",
+        "model_type",
+        "labels",
+        "thresholds",
+        "training_command",
+        "data",
+        "metrics",
+        "created_at",
+        "medai_version",
+        "licence_notes",
+    ):
         assert card[key], key
     assert card["task"] == "triage" and "min_confidence" in card["thresholds"]
     assert len(card["data"][0]["sha256"]) == 64
@@ -27,13 +37,11 @@ def test_bundled_artifacts_are_under_the_size_limit():
 
 
 def test_default_model_predicts_sensibly():
-    predictor = registry.load(registry.resolve_model(None, "triage"))
+    predictor = model_dir.load(model_dir.resolve_model(None, "triage"))
     cases = {
         "İki haftadır kulağımda çınlama var ve işitmem azaldı, burnum da tıkalı": "ent",
-        "Yüzümde kaşıntılı kırmızı lekeler ve sivilceler çıktı, krem kullandım geçmedi":
-            "dermatology",
-        "Bel fıtığım var, fizik tedavi almam gerekiyor mu, bacağıma vuruyor":
-            "physical_medicine_rehabilitation",
+        "Yüzümde kaşıntılı kırmızı lekeler ve sivilceler çıktı, krem kullandım geçmedi": "dermatology",
+        "Bel fıtığım var, fizik tedavi almam gerekiyor mu, bacağıma vuruyor": "physical_medicine_rehabilitation",
         "Sık sık migren ataklarım oluyor ve ellerimde uyuşma, karıncalanma var": "neurology",
     }
     for text, expected in cases.items():
@@ -45,9 +53,10 @@ def test_extended_model_covers_more_departments():
     card = json.loads((extended / "model_card.json").read_text(encoding="utf-8"))
     assert len(card["labels"]) == 13
     assert card["data"][1]["role"] == "train_only_weak"
-    predictor = registry.load(extended)
-    result = predictor.predict("Adetim 10 gün gecikti ve kasıklarımda ağrı var, hamile olabilir "
-                               "miyim?")
+    predictor = model_dir.load(extended)
+    result = predictor.predict(
+        "Adetim 10 gün gecikti ve kasıklarımda ağrı var, hamile olabilir miyim?"
+    )
     assert result.departments[0].id == "obstetrics_gynecology"
     assert any("13 of 15" in w for w in result.warnings)
 
@@ -63,6 +72,6 @@ def test_default_model_quality_is_recomputed_on_real_complaints(tmp_path):
         pytest.skip(f"{data} not present (../shared/data is optional)")
     from medai.triage.evaluate import evaluate_file
 
-    predictor = registry.load(registry.resolve_model(None, "triage"))
+    predictor = model_dir.load(model_dir.resolve_model(None, "triage"))
     metrics = evaluate_file(predictor, data, out_dir=None, limit=600)
     assert metrics["n"] == 600 and metrics["macro_f1"] > 0.85, metrics["macro_f1"]

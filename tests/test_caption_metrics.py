@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from medai.reporting.caption_metrics import (
+from medai.reporting.captioning.caption_metrics import (
     NORMALISATIONS,
     NOT_COMPUTED_2025,
     caption_scores,
@@ -17,21 +17,27 @@ from medai.reporting.caption_metrics import (
 
 
 def test_medai_v1_normalisation_is_unchanged():
-    assert preprocess("Chest X-ray, 2 views: 3.5 cm Nodule!") == \
-        "chest x ray number views number cm nodule"
-    assert normalise("Chest X-ray, 2 views: 3.5 cm Nodule!", "medai-v1") == \
+    assert (
         preprocess("Chest X-ray, 2 views: 3.5 cm Nodule!")
+        == "chest x ray number views number cm nodule"
+    )
+    assert normalise("Chest X-ray, 2 views: 3.5 cm Nodule!", "medai-v1") == preprocess(
+        "Chest X-ray, 2 views: 3.5 cm Nodule!"
+    )
 
 
-@pytest.mark.parametrize(("text", "want"), [
-    # lowercase; each run of digits → "number" with no space; punctuation deleted, not spaced
-    ("Chest X-ray, 2 views: 3.5 cm Nodule!", "chest xray number views numbernumber cm nodule"),
-    ("Axial T2-weighted MRI (arrow)", "axial tnumberweighted mri arrow"),
-    ("CT 12/03/2019 shows a 10mm lesion", "ct numbernumbernumber shows a numbermm lesion"),
-    # whitespace is left as it is; non-ASCII punctuation and symbols are not in the table
-    ("Left  lobe – 5 × 4 cm", "left  lobe – number × number cm"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # lowercase; each run of digits → "number" with no space; punctuation deleted, not spaced
+        ("Chest X-ray, 2 views: 3.5 cm Nodule!", "chest xray number views numbernumber cm nodule"),
+        ("Axial T2-weighted MRI (arrow)", "axial tnumberweighted mri arrow"),
+        ("CT 12/03/2019 shows a 10mm lesion", "ct numbernumbernumber shows a numbermm lesion"),
+        # whitespace is left as it is; non-ASCII punctuation and symbols are not in the table
+        ("Left  lobe – 5 × 4 cm", "left  lobe – number × number cm"),
+        ("", ""),
+    ],
+)
 def test_imageclef2025_normalisation(text, want):
     assert normalise(text, "imageclef2025") == want
 
@@ -52,22 +58,36 @@ def test_scores_name_their_normalisation_and_what_2025_lacks():
     assert new["normalisation"] == "imageclef2025"
     # "xray" is one word in 2025 (two before): only "chest" matches, P 1/2, R 1/3
     assert new["rouge_1"] == pytest.approx(2 * (1 / 2) * (1 / 3) / (1 / 2 + 1 / 3))
-    assert set(new["not_computed"]) == set(NOT_COMPUTED_2025) >= {
-        "relevance", "factuality", "bleurt", "alignscore", "umls_concept_f1",
-        "image_caption_similarity", "bertscore"}
+    assert (
+        set(new["not_computed"])
+        == set(NOT_COMPUTED_2025)
+        >= {
+            "relevance",
+            "factuality",
+            "bleurt",
+            "alignscore",
+            "umls_concept_f1",
+            "image_caption_similarity",
+            "bertscore",
+        }
+    )
 
 
 def test_imageclef2025_rouge1_by_hand():
     # per pair on the normalised text, then averaged; two empty captions score 1 (2025 rule)
-    r = rouge(["Small L-sided effusion", ""], [["small lsided pleural effusion"], [""]],
-              "imageclef2025")
+    r = rouge(
+        ["Small L-sided effusion", ""], [["small lsided pleural effusion"], [""]], "imageclef2025"
+    )
     assert r["rouge_1"] == pytest.approx((2 * 1.0 * 0.75 / 1.75 + 1.0) / 2)
     assert rouge([""], [[""]])["rouge_1"] == 0.0  # medai-v1 kept its own rule
 
 
 def test_identical_captions_score_top_and_disjoint_score_zero():
-    refs = ["small left pleural effusion", "no acute cardiopulmonary disease",
-            "right upper lobe consolidation"]
+    refs = [
+        "small left pleural effusion",
+        "no acute cardiopulmonary disease",
+        "right upper lobe consolidation",
+    ]
     same = caption_scores(refs, refs)
     for key in ("bleu_1", "bleu_4", "rouge_1", "rouge_l"):
         assert same[key] == pytest.approx(1.0)
@@ -104,26 +124,55 @@ def test_bertscore_with_a_local_tiny_model(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    from medai.reporting.caption_metrics import bertscore
+    from medai.reporting.captioning.caption_metrics import bertscore
 
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "small", "left", "pleural", "effusion", "no",
-             "acute", "disease", "zebra"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "small",
+        "left",
+        "pleural",
+        "effusion",
+        "no",
+        "acute",
+        "disease",
+        "zebra",
+    ]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                   cls_token="[CLS]", sep_token="[SEP]")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
     fast.save_pretrained(tmp_path)
-    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=32)).save_pretrained(tmp_path)
-    same = bertscore(["small left pleural effusion"], ["small left pleural effusion"],
-                     str(tmp_path))
+    BertModel(
+        BertConfig(
+            vocab_size=len(words),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
+    ).save_pretrained(tmp_path)
+    same = bertscore(
+        ["small left pleural effusion"], ["small left pleural effusion"], str(tmp_path)
+    )
     assert same["bertscore_f1"] == pytest.approx(1.0, abs=1e-5)
     other = bertscore(["zebra"], ["no acute disease"], str(tmp_path))
     assert other["bertscore_f1"] < same["bertscore_f1"]
     # the 2025 way: normalised captions, idf weights from the references, 1 for two empties
     refs = ["small left pleural effusion", "no acute disease", ""]
-    official = bertscore(["Small left pleural effusion!", "zebra", ""], refs, str(tmp_path),
-                         normalisation="imageclef2025")
+    official = bertscore(
+        ["Small left pleural effusion!", "zebra", ""],
+        refs,
+        str(tmp_path),
+        normalisation="imageclef2025",
+    )
     plain = bertscore(["Small left pleural effusion!", "zebra", ""], refs, str(tmp_path))
     assert official != plain
     perfect = bertscore(refs, refs, str(tmp_path), normalisation="imageclef2025")

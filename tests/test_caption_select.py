@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medai.core.baselines import compare, verdict
-from medai.reporting.caption_metrics import preprocess
-from medai.reporting.caption_select import (
+from medai.reporting.captioning.caption_metrics import preprocess
+from medai.reporting.captioning.caption_select import (
     baselines,
     best_constant,
     expected_overlap,
@@ -17,15 +17,29 @@ from medai.reporting.caption_select import (
     select,
     tokens,
 )
-from medai.reporting.caption_tuning import nested_comparison, repeated_group_splits
+from medai.reporting.captioning.caption_tuning import nested_comparison, repeated_group_splits
 
-WORDS = ["left", "right", "pleural", "effusion", "consolidation", "lobe", "upper", "lower",
-         "opacity", "bilateral", "ground", "glass", "2", "mm", "nodule"]
+WORDS = [
+    "left",
+    "right",
+    "pleural",
+    "effusion",
+    "consolidation",
+    "lobe",
+    "upper",
+    "lower",
+    "opacity",
+    "bilateral",
+    "ground",
+    "glass",
+    "2",
+    "mm",
+    "nodule",
+]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.sampled_from(WORDS), min_size=0, max_size=12), min_size=2,
-                max_size=5))
+@given(st.lists(st.lists(st.sampled_from(WORDS), min_size=0, max_size=12), min_size=2, max_size=5))
 def test_rouge_matrix_equals_the_rouge_score_package(texts):
     from rouge_score import rouge_scorer
 
@@ -39,10 +53,12 @@ def test_rouge_matrix_equals_the_rouge_score_package(texts):
 
 
 def test_the_caption_the_neighbours_share_wins_over_the_nearest_odd_one():
-    caps = ["zebra crossing at night",
-            "small left pleural effusion",
-            "left pleural effusion with basal atelectasis",
-            "moderate left pleural effusion"]
+    caps = [
+        "zebra crossing at night",
+        "small left pleural effusion",
+        "left pleural effusion with basal atelectasis",
+        "moderate left pleural effusion",
+    ]
     sims = np.array([0.95, 0.9, 0.89, 0.88])
     pick = expected_overlap(caps, sims, temperature=0.1, self_credit=0.0)
     assert "effusion" in caps[pick]
@@ -56,16 +72,22 @@ def test_the_caption_the_neighbours_share_wins_over_the_nearest_odd_one():
 def test_a_caption_repeated_under_many_images_is_one_piece_of_evidence():
     # five images of one case share a caption; three single cases agree with each other
     caps = ["covid pneumonia case report figure"] * 5 + [
-        "bilateral lower lobe consolidation", "bilateral lower lobe opacities",
-        "lower lobe consolidation bilateral"]
+        "bilateral lower lobe consolidation",
+        "bilateral lower lobe opacities",
+        "lower lobe consolidation bilateral",
+    ]
     sims = np.full(len(caps), 0.9)
     assert "lower lobe" in caps[expected_overlap(caps, sims, 1.0, self_credit=0.2)]
 
 
 def test_baselines_on_a_split_and_the_oracle_is_a_ceiling():
     rng = np.random.default_rng(0)
-    train = ["right upper lobe consolidation", "left pleural effusion",
-             "normal chest radiograph", "right upper lobe pneumonia"]
+    train = [
+        "right upper lobe consolidation",
+        "left pleural effusion",
+        "normal chest radiograph",
+        "right upper lobe pneumonia",
+    ]
     test = ["right upper lobe consolidation and effusion", "normal chest"]
     f_tr = rng.normal(size=(4, 8))
     f_te = f_tr[[0, 2]] + 0.01 * rng.normal(size=(2, 8))
@@ -95,14 +117,19 @@ def test_repeated_splits_never_straddle_a_caption_group_and_nested_is_paired():
 
 
 def test_compare_names_what_a_model_does_not_beat_and_ignores_ceilings():
-    systems = {"m": {"f1": 0.8, "acc": 0.9}, "baseline: svm": {"f1": 0.82, "acc": 0.91},
-               "baseline: constant": {"f1": 0.3}, "ceiling: oracle": {"f1": 0.99}}
+    systems = {
+        "m": {"f1": 0.8, "acc": 0.9},
+        "baseline: svm": {"f1": 0.82, "acc": 0.91},
+        "baseline: constant": {"f1": 0.3},
+        "ceiling: oracle": {"f1": 0.99},
+    }
     table = compare("m", systems, "f1", on="validation", also=("acc",))
     assert table["beats"] == {"baseline: svm": False, "baseline: constant": True}
     assert not table["beats_baselines"] and table["table"]["baseline: constant"]["acc"] is None
     assert verdict(table) == "does NOT beat baseline: svm on f1 (validation)"
-    lower = compare("m", {"m": {"ece": 0.02}, "baseline: x": {"ece": 0.2}}, "ece", "test",
-                    lower_is_better=True)
+    lower = compare(
+        "m", {"m": {"ece": 0.02}, "baseline: x": {"ece": 0.2}}, "ece", "test", lower_is_better=True
+    )
     assert lower["beats_baselines"] and verdict(lower).startswith("beats every baseline")
     with pytest.raises(ValueError, match="not among"):
         compare("nope", systems, "f1", "x")
@@ -110,21 +137,32 @@ def test_compare_names_what_a_model_does_not_beat_and_ignores_ceilings():
 
 
 def test_saved_selection_round_trips_and_old_indexes_keep_their_vote(tmp_path):
-    from medai.core.registry import ModelCard, load, save_card
-    from medai.reporting.captioner import CAPTIONS_FILE, ImageEmbedder, RetrievalCaptioner
+    from medai.core.model_dir import ModelCard, load, save_card
+    from medai.reporting.captioning.captioner import (
+        CAPTIONS_FILE,
+        ImageEmbedder,
+        RetrievalCaptioner,
+    )
 
     rng = np.random.default_rng(3)
     pixels = [rng.integers(0, 255, (48, 48)).astype(np.uint8) for _ in range(4)]
     emb = ImageEmbedder()
-    cap = RetrievalCaptioner.fit(pixels, ["a b c", "b c d", "c d e", "d e f"], list("wxyz"),
-                                 emb, k=3, temperature=0.2, self_credit=0.4)
+    cap = RetrievalCaptioner.fit(
+        pixels,
+        ["a b c", "b c d", "c d e", "d e f"],
+        list("wxyz"),
+        emb,
+        k=3,
+        temperature=0.2,
+        self_credit=0.4,
+    )
     cap.save(tmp_path)
     save_card(tmp_path, ModelCard(task="caption", model_type="retrieval", labels=[]))
     again = load(tmp_path)
-    assert (again.selection, again.temperature, again.self_credit) == (
-        "expected-overlap", 0.2, 0.4)
+    assert (again.selection, again.temperature, again.self_credit) == ("expected-overlap", 0.2, 0.4)
     assert [r["caption"] for r in again.caption_pixels(pixels)] == [
-        r["caption"] for r in cap.caption_pixels(pixels)]
+        r["caption"] for r in cap.caption_pixels(pixels)
+    ]
     meta = json.loads((tmp_path / CAPTIONS_FILE).read_text())
     for key in ("selection", "temperature", "self_credit"):
         meta.pop(key)
@@ -137,9 +175,14 @@ def test_saved_selection_round_trips_and_old_indexes_keep_their_vote(tmp_path):
 
 def test_a_paired_interval_across_zero_is_a_tie_and_needs_a_reason_to_stay_default():
     systems = {"m": {"f1": 0.90}, "baseline: svm": {"f1": 0.89}, "baseline: const": {"f1": 0.3}}
-    table = compare("m", systems, "f1", "validation",
-                    paired={"baseline: svm": [-0.007, 0.009], "baseline: const": [0.5, 0.7]},
-                    kept_because="calibrated")
+    table = compare(
+        "m",
+        systems,
+        "f1",
+        "validation",
+        paired={"baseline: svm": [-0.007, 0.009], "baseline: const": [0.5, 0.7]},
+        kept_because="calibrated",
+    )
     assert table["outcomes"] == {"baseline: svm": "ties", "baseline: const": "beats"}
     assert not table["beats_baselines"] and table["kept_because"] == "calibrated"
     assert verdict(table).startswith("ties baseline: svm on f1")
@@ -154,12 +197,18 @@ def test_a_paired_interval_across_zero_is_a_tie_and_needs_a_reason_to_stay_defau
 def test_cases_group_by_publication_as_well_as_by_caption(tmp_path):
     from PIL import Image
 
-    from medai.reporting.captions import group_split, read_pairs
+    from medai.reporting.captioning.captions import group_split, read_pairs
 
     rows = ["file,caption,doi"]
-    for i, (caption, doi) in enumerate([("day one film", "10.1/a"), ("day five film", "10.1/a"),
-                                        ("other case", "10.1/b"), ("other case", ""),
-                                        ("third case", "")]):
+    for i, (caption, doi) in enumerate(
+        [
+            ("day one film", "10.1/a"),
+            ("day five film", "10.1/a"),
+            ("other case", "10.1/b"),
+            ("other case", ""),
+            ("third case", ""),
+        ]
+    ):
         Image.fromarray(np.full((32, 32), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
         rows.append(f"{i}.png,{caption},{doi}")
     (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
@@ -178,43 +227,61 @@ def test_the_nested_interval_is_wider_than_the_naive_one():
     out = nested_comparison(feats, caps, k=10, repeats=6, inner=2)
     lo, hi = out["vs_nearest"]["ci95"]
     assert "Nadeau" in out["vs_nearest"]["interval"] and hi > lo
-    fixed = nested_comparison(feats, caps, k=10, repeats=3,
-                              fixed={"temperature": 0.1, "self_credit": 0.4,
-                                     "image_weight": 1.0})
+    fixed = nested_comparison(
+        feats,
+        caps,
+        k=10,
+        repeats=3,
+        fixed={"temperature": 0.1, "self_credit": 0.4, "image_weight": 1.0},
+    )
     assert fixed["repeats_inner"] == 0
     assert nested_comparison(feats[:2], ["a", "a"], k=2, repeats=3) == {
-        "splits": 0, "repeats_inner": 5, "held_fixed": {}}
+        "splits": 0,
+        "repeats_inner": 5,
+        "held_fixed": {},
+    }
 
 
 @pytest.mark.parametrize("floor", [None, 1.5])
 def test_a_draft_says_when_its_captioner_declined_the_image(tmp_path, floor):
     from PIL import Image
 
-    from medai.core.registry import ModelCard, save_card
-    from medai.reporting.captioner import ImageEmbedder, RetrievalCaptioner
-    from medai.reporting.service import Drafter
+    from medai.core.model_dir import ModelCard, save_card
+    from medai.reporting.captioning.captioner import ImageEmbedder, RetrievalCaptioner
+    from medai.reporting.drafter import Drafter
 
     rng = np.random.default_rng(5)
     pixels = [rng.integers(0, 255, (48, 48)).astype(np.uint8) for _ in range(3)]
-    cap = RetrievalCaptioner.fit(pixels, ["left effusion", "right effusion", "clear lungs"],
-                                 list("abc"), ImageEmbedder(), min_similarity=floor)
+    cap = RetrievalCaptioner.fit(
+        pixels,
+        ["left effusion", "right effusion", "clear lungs"],
+        list("abc"),
+        ImageEmbedder(),
+        min_similarity=floor,
+    )
     cap.save(tmp_path / "cap")
     save_card(tmp_path / "cap", ModelCard(task="caption", model_type="retrieval", labels=[]))
     Image.fromarray(pixels[0]).save(tmp_path / "film.png")
     findings = [{"label": "Effusion", "probability": 0.9, "threshold": 0.5}]
     draft = Drafter(caption_model=tmp_path / "cap", embeddings=False).draft(
-        (tmp_path / "film.png").read_bytes(), findings)
+        (tmp_path / "film.png").read_bytes(), findings
+    )
     if floor is None:
         assert draft.caption and draft.caption_note
         assert not any("no automatic caption" in w for w in draft.warnings)
     else:  # no image reaches a similarity of 1.5: the captioner declines, and the draft says so
         assert draft.caption is None
-        assert any(w.startswith("no automatic caption: unlike every indexed image")
-                   for w in draft.warnings)
+        assert any(
+            w.startswith("no automatic caption: unlike every indexed image") for w in draft.warnings
+        )
 
 
-CLUSTER_CAPTIONS = ["left lower lobe consolidation", "bilateral ground glass opacity",
-                    "right pleural effusion", "normal chest radiograph"]
+CLUSTER_CAPTIONS = [
+    "left lower lobe consolidation",
+    "bilateral ground glass opacity",
+    "right pleural effusion",
+    "normal chest radiograph",
+]
 
 
 def _clustered(informative: bool, per: int = 12, seed: int = 0):
@@ -232,10 +299,13 @@ def _clustered(informative: bool, per: int = 12, seed: int = 0):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8), min_size=2,
-                max_size=7), st.floats(0.01, 5.0), st.sampled_from([0.0, 0.2, 1.0]))
+@given(
+    st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8), min_size=2, max_size=7),
+    st.floats(0.01, 5.0),
+    st.sampled_from([0.0, 0.2, 1.0]),
+)
 def test_candidate_scores_equal_the_weighted_overlap_written_out(texts, temperature, credit):
-    from medai.reporting.caption_select import candidate_scores, softmax_weights
+    from medai.reporting.captioning.caption_select import candidate_scores, softmax_weights
 
     caps = [" ".join(t) for t in texts]
     keys = [c.lower() for c in caps]
@@ -245,13 +315,16 @@ def test_candidate_scores_equal_the_weighted_overlap_written_out(texts, temperat
     w = softmax_weights(sims, temperature) / np.array([keys.count(k) for k in keys])
     w /= w.sum()
     for i in range(len(caps)):
-        want = sum(w[j] * (credit if keys[i] == keys[j] else util[i, j])
-                   for j in range(len(caps)))
+        want = sum(w[j] * (credit if keys[i] == keys[j] else util[i, j]) for j in range(len(caps)))
         assert got[i] == pytest.approx(want, abs=1e-12)
 
 
 def test_image_weight_zero_is_the_best_constant_and_one_lets_the_neighbours_decide():
-    from medai.reporting.caption_select import index_prior, prior_candidates, shrunk_choice
+    from medai.reporting.captioning.caption_select import (
+        index_prior,
+        prior_candidates,
+        shrunk_choice,
+    )
 
     feats, caps = _clustered(informative=True)
     keys, toks = [c.lower() for c in caps], tokens(caps)
@@ -262,8 +335,7 @@ def test_image_weight_zero_is_the_best_constant_and_one_lets_the_neighbours_deci
     query = feats[3]  # a "left lower lobe" image
     sims = feats @ query
     top = np.argsort(-sims)[:10]
-    picks = shrunk_choice(top, sims[top], keys, toks, prior, top_prior, (0.1,), (0.0,),
-                          (0.0, 1.0))
+    picks = shrunk_choice(top, sims[top], keys, toks, prior, top_prior, (0.1,), (0.0,), (0.0, 1.0))
     assert caps[picks[0, 0, 0]] == best_constant(caps)
     assert caps[picks[1, 0, 0]].startswith("left lower lobe consolidation")
 
@@ -273,7 +345,7 @@ def test_the_image_weight_is_chosen_on_held_out_cases(informative):
     """Where images tell the caption family, the neighbours get weight and the captioner
     beats the constant caption on held-out cases; where they do not, it shrinks towards the
     constant instead of doing worse than it."""
-    from medai.reporting.caption_tuning import choose_selection
+    from medai.reporting.captioning.caption_tuning import choose_selection
 
     feats, caps = _clustered(informative)
     chosen, table = choose_selection(feats, caps, k=10, repeats=6)
@@ -288,8 +360,8 @@ def test_the_image_weight_is_chosen_on_held_out_cases(informative):
 
 
 def test_a_saved_image_weight_and_its_prior_round_trip(tmp_path):
-    from medai.core.registry import ModelCard, load, save_card
-    from medai.reporting.captioner import (
+    from medai.core.model_dir import ModelCard, load, save_card
+    from medai.reporting.captioning.captioner import (
         CAPTIONS_FILE,
         INDEX_FILE,
         ImageEmbedder,
@@ -299,8 +371,16 @@ def test_a_saved_image_weight_and_its_prior_round_trip(tmp_path):
     rng = np.random.default_rng(5)
     pixels = [rng.integers(0, 255, (48, 48)).astype(np.uint8) for _ in range(5)]
     caps = ["a b c", "b c d", "a b c d", "x y", "q"]
-    cap = RetrievalCaptioner.fit(pixels, caps, list("vwxyz"), ImageEmbedder(), k=3,
-                                 temperature=0.2, self_credit=0.4, image_weight=0.0)
+    cap = RetrievalCaptioner.fit(
+        pixels,
+        caps,
+        list("vwxyz"),
+        ImageEmbedder(),
+        k=3,
+        temperature=0.2,
+        self_credit=0.4,
+        image_weight=0.0,
+    )
     assert {r["caption"] for r in cap.caption_pixels(pixels)} == {best_constant(caps)}
     cap.save(tmp_path)
     save_card(tmp_path, ModelCard(task="caption", model_type="retrieval", labels=[]))

@@ -13,11 +13,16 @@ from typer.testing import CliRunner
 from blip2_helpers import make_tiny_blip2
 from medai.cli import app
 from medai.imaging import io as image_io
-from medai.reporting.caption_stream import CaptionImages, readable, stream_images
-from medai.reporting.captions import load_captions, read_roco
+from medai.reporting.captioning.caption_stream import CaptionImages, readable, stream_images
+from medai.reporting.captioning.captions import load_captions, read_roco
 
-CAPTIONS = ["left pleural effusion", "normal chest radiograph", "right upper lobe mass",
-            "bilateral patchy consolidation", "a left lobe mass"]
+CAPTIONS = [
+    "left pleural effusion",
+    "normal chest radiograph",
+    "right upper lobe mass",
+    "bilateral patchy consolidation",
+    "a left lobe mass",
+]
 
 
 def _colour(i: int) -> np.ndarray:
@@ -29,7 +34,7 @@ def _colour(i: int) -> np.ndarray:
 
 def _gray(i: int) -> np.ndarray:
     arr = np.random.default_rng(100 + i).integers(0, 50, (40, 40)).astype(np.uint8)
-    arr[(i % 4) * 10:(i % 4 + 1) * 10] = 220
+    arr[(i % 4) * 10 : (i % 4 + 1) * 10] = 220
     return arr
 
 
@@ -60,8 +65,7 @@ def test_rgb_filter_reads_headers_only_and_reports_what_it_dropped(tmp_path, mon
     images, captions, concepts = _roco(tmp_path, n_rgb=3, n_gray=2)
     decoded = []
     real = ImageFile.ImageFile.load
-    monkeypatch.setattr(ImageFile.ImageFile, "load",
-                        lambda self: decoded.append(1) or real(self))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or real(self))
     ds = read_roco(images, captions, concepts, rgb_only=True)
     assert not decoded  # the mode comes from the header: no pixel was decoded
     assert ds.report["pairs"] == 3 and ds.report["dropped_not_rgb"] == 2
@@ -136,12 +140,17 @@ def test_score_captioner_captions_a_batch_at_a_time(tmp_path):
         def caption_pixels(self, pixels):
             self.sizes.append(len(pixels))
             assert all(p.ndim == 3 for p in pixels)
-            return [{"caption": "left pleural effusion", "status": "ai_suggestion"}
-                    for _ in pixels]
+            return [{"caption": "left pleural effusion", "status": "ai_suggestion"} for _ in pixels]
 
     captioner = Recorder()
-    m = score_captioner(captioner, ds, list(range(len(ds.records))), batch_size=2,
-                        normalisation="imageclef2025", num_workers=0)
+    m = score_captioner(
+        captioner,
+        ds,
+        list(range(len(ds.records))),
+        batch_size=2,
+        normalisation="imageclef2025",
+        num_workers=0,
+    )
     assert max(captioner.sizes) <= 2 and sum(captioner.sizes) == 6
     assert m["n"] == 6 and m["unreadable_images"] == 1
     assert m["normalisation"] == "imageclef2025" and "relevance" in m["not_computed"]
@@ -154,10 +163,32 @@ def test_blip2_trains_on_the_roco_layout(tmp_path):
     images, captions, concepts = _roco(tmp_path)
     base = make_tiny_blip2(tmp_path / "base")
     out = tmp_path / "captioner"
-    result = CliRunner().invoke(app, [
-        "caption", "train", "--method", "blip2", "--base", str(base), "--data", str(captions),
-        "--images", str(images), "--concepts", str(concepts), "--out", str(out),
-        "--epochs", "1", "--batch-size", "2", "--lora-r", "4", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "caption",
+            "train",
+            "--method",
+            "blip2",
+            "--base",
+            str(base),
+            "--data",
+            str(captions),
+            "--images",
+            str(images),
+            "--concepts",
+            str(concepts),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--lora-r",
+            "4",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout.strip().splitlines()[-1])
     assert m["normalisation"] == "imageclef2025" and "bleurt" in m["not_computed"]
@@ -167,16 +198,29 @@ def test_blip2_trains_on_the_roco_layout(tmp_path):
     assert card["metrics"]["normalisation"] == "imageclef2025"
     assert card["data"][0]["report"]["pairs"] == 12
     assert f"--images {images}" in card["training_command"]
-    from medai.core import registry
+    from medai.core import model_dir
 
-    captioner = registry.load(out)
+    captioner = model_dir.load(out)
     assert captioner.reads_colour
     result = captioner.predict(images / "ROCOv2_2023_train_000000.png")  # a colour figure
     assert result.status == "ai_suggestion" and result.caption
     # earlier numbers stay reproducible: the normalisation is a choice, named in the result
-    ev = CliRunner().invoke(app, [
-        "caption", "evaluate", "--data", str(captions), "--images", str(images),
-        "--model", str(out), "--normalisation", "medai-v1", "--json"])
+    ev = CliRunner().invoke(
+        app,
+        [
+            "caption",
+            "evaluate",
+            "--data",
+            str(captions),
+            "--images",
+            str(images),
+            "--model",
+            str(out),
+            "--normalisation",
+            "medai-v1",
+            "--json",
+        ],
+    )
     assert ev.exit_code == 0, ev.output
     e = json.loads(ev.stdout.strip().splitlines()[-1])
     assert e["normalisation"] == "medai-v1" and "not_computed" not in e
@@ -189,7 +233,7 @@ def test_a_batch_with_no_readable_image_still_runs_the_model(tmp_path):
     backpropagates."""
     from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-    from medai.reporting.blip2 import _Blip2Adapter, _Collate
+    from medai.reporting.captioning.blip2 import _Blip2Adapter, _Collate
 
     base = make_tiny_blip2(tmp_path / "base")
     processor = Blip2Processor.from_pretrained(base)

@@ -14,8 +14,10 @@ from medai.reporting.knowledge import load_chunks
 from medai.reporting.llm import LLMError
 from medai.reporting.retrieve import HybridRetriever
 
-FINDINGS = [{"label": "Cardiomegaly", "probability": 0.73, "threshold": 0.5, "positive": True},
-            {"label": "Effusion", "probability": 0.12, "threshold": 0.4, "positive": False}]
+FINDINGS = [
+    {"label": "Cardiomegaly", "probability": 0.73, "threshold": 0.5, "positive": True},
+    {"label": "Effusion", "probability": 0.12, "threshold": 0.4, "positive": False},
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +45,24 @@ class FakeModel:
         return self.reply
 
 
-@pytest.mark.parametrize("lang, questions, lead", [
-    ("tr", ("Pnömotoraks grafide nasıl görülür?", "Plevral efüzyon nedir, nasıl anlaşılır?"),
-     "yapılandırılmış bir dil modeli yok"),
-    ("en", ("How does a pneumothorax look on a film?", "What is a pleural effusion?"),
-     "No language model is configured"),
-])
-def test_without_a_model_each_question_gets_its_own_cited_passages(retriever, lang, questions,
-                                                                   lead):
+@pytest.mark.parametrize(
+    "lang, questions, lead",
+    [
+        (
+            "tr",
+            ("Pnömotoraks grafide nasıl görülür?", "Plevral efüzyon nedir, nasıl anlaşılır?"),
+            "yapılandırılmış bir dil modeli yok",
+        ),
+        (
+            "en",
+            ("How does a pneumothorax look on a film?", "What is a pleural effusion?"),
+            "No language model is configured",
+        ),
+    ],
+)
+def test_without_a_model_each_question_gets_its_own_cited_passages(
+    retriever, lang, questions, lead
+):
     answers = [chat.answer(None, retriever, q, facts(), lang, []) for q in questions]
     ids = [[c["id"] for c in a.citations] for a in answers]
     assert all(ids) and ids[0][0] != ids[1][0]  # different questions, different passages
@@ -67,13 +79,29 @@ def test_without_a_model_each_question_gets_its_own_cited_passages(retriever, la
 
 
 def test_the_answer_states_the_decision_and_the_conclusion_state(retriever):
-    undecided = {"label": "Pneumothorax", "probability": 0.5, "threshold": 0.5,
-                 "positive": False, "basis": "indeterminate"}
-    implied = {"label": "Pneumonia", "probability": 0.09, "threshold": 0.5, "positive": True,
-               "basis": "implied", "implied_by": "COVID-19"}
-    a = chat.answer(None, retriever, "Ne görülüyor?", facts(
-        findings=[implied, *FINDINGS, undecided], impression="Kardiyomegali.", signed=True),
-        "tr", [])
+    undecided = {
+        "label": "Pneumothorax",
+        "probability": 0.5,
+        "threshold": 0.5,
+        "positive": False,
+        "basis": "indeterminate",
+    }
+    implied = {
+        "label": "Pneumonia",
+        "probability": 0.09,
+        "threshold": 0.5,
+        "positive": True,
+        "basis": "implied",
+        "implied_by": "COVID-19",
+    }
+    a = chat.answer(
+        None,
+        retriever,
+        "Ne görülüyor?",
+        facts(findings=[implied, *FINDINGS, undecided], impression="Kardiyomegali.", signed=True),
+        "tr",
+        [],
+    )
     assert "var: Kardiyomegali (olasılık %73), Pnömoni (COVID-19 nedeniyle)" in a.text
     assert "yok: Plevral efüzyon" in a.text
     assert "belirsiz (YZ bu adaylar arasında karar veremedi): Pnömotoraks" in a.text
@@ -88,11 +116,18 @@ def test_a_question_matching_nothing_gets_the_passages_of_the_decided_findings(r
 
 
 def test_a_model_answers_from_the_findings_and_cites_the_passages(retriever):
-    model = FakeModel("The heart is enlarged, as the AI decided; echocardiography is the "
-                      "usual next step [1].")
+    model = FakeModel(
+        "The heart is enlarged, as the AI decided; echocardiography is the usual next step [1]."
+    )
     q = "Is the heart enlarged? Call me on 0532 123 45 67"
-    a = chat.answer(model, retriever, q, facts(impression="Cardiomegaly."), "en",
-                    [("user", "hello"), ("assistant", "hi")])
+    a = chat.answer(
+        model,
+        retriever,
+        q,
+        facts(impression="Cardiomegaly."),
+        "en",
+        [("user", "hello"), ("assistant", "hi")],
+    )
     system, user = model.prompts[0]
     assert "Cite every passage" in system and "English" in system
     assert "- Cardiomegaly: PRESENT, p=0.73" in user and "- Effusion: absent" in user
@@ -110,12 +145,15 @@ def test_a_turkish_model_answer_is_asked_for_in_turkish(retriever):
     assert a.backend == "fake" and "Kaynaklar:" in a.text and chat.NOTE["tr"] in a.text
 
 
-@pytest.mark.parametrize("reply, why", [
-    ("Echocardiography is advised [7].", "not retrieved"),
-    ("There is a large pneumothorax on the left.", "not decided"),
-    (LLMError("timed out"), "timed out"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "reply, why",
+    [
+        ("Echocardiography is advised [7].", "not retrieved"),
+        ("There is a large pneumothorax on the left.", "not decided"),
+        (LLMError("timed out"), "timed out"),
+        ("", "empty"),
+    ],
+)
 def test_an_ungrounded_model_answer_is_replaced_by_the_retrieval_answer(retriever, reply, why):
     a = chat.answer(FakeModel(reply), retriever, "What is cardiomegaly?", facts(), "en", [])
     assert a.backend == "retrieval" and why in a.text and why in a.warnings[0]
@@ -123,7 +161,7 @@ def test_an_ungrounded_model_answer_is_replaced_by_the_retrieval_answer(retrieve
 
 
 def test_a_configured_model_that_cannot_load_is_said_so(monkeypatch):
-    from medai.reporting.service import Drafter
+    from medai.reporting.drafter import Drafter
     from medai.services import reports
 
     monkeypatch.setitem(reports._DRAFTERS, "kb-test", Drafter(embeddings=False, llm="llamacpp"))
@@ -133,28 +171,38 @@ def test_a_configured_model_that_cannot_load_is_said_so(monkeypatch):
     assert "No language model is configured" not in a.text and a.citations
 
 
-MRI = [{"label": "Glioma", "probability": 0.9, "positive": True},
-       {"label": "Meningioma", "probability": 0.05, "positive": False},
-       {"label": "Pituitary", "probability": 0.03, "positive": False},
-       {"label": "No_Tumor", "probability": 0.02, "positive": False}]
+MRI = [
+    {"label": "Glioma", "probability": 0.9, "positive": True},
+    {"label": "Meningioma", "probability": 0.05, "positive": False},
+    {"label": "Pituitary", "probability": 0.03, "positive": False},
+    {"label": "No_Tumor", "probability": 0.02, "positive": False},
+]
 
 
-@pytest.mark.parametrize("lang, question", [("tr", "Gliom ile menenjiomu nasıl ayırt ederim?"),
-                                            ("en", "How do I tell a glioma from a meningioma?")])
+@pytest.mark.parametrize(
+    "lang, question",
+    [
+        ("tr", "Gliom ile menenjiomu nasıl ayırt ederim?"),
+        ("en", "How do I tell a glioma from a meningioma?"),
+    ],
+)
 def test_a_brain_mri_question_gets_brain_passages_only(retriever, lang, question):
     """A glioma question on a brain MRI got atelectasis, hiatal hernia and cardiomegaly
     passages: the passages come from the study's own task."""
-    a = chat.answer(None, retriever, question, chat.StudyFacts(findings=MRI, task="mri"),
-                    lang, [])
+    a = chat.answer(None, retriever, question, chat.StudyFacts(findings=MRI, task="mri"), lang, [])
     label_of = {c.id: c.label for c in load_chunks(None)}
     cited = {label_of[c["id"]] for c in a.citations}
     assert cited and cited <= {"Glioma", "Meningioma", "Pituitary", "No_Tumor"}, cited
     assert {"Glioma", "Meningioma"} <= cited
 
 
-@pytest.mark.parametrize("lang, question, said", [
-    ("tr", "Pnömotoraks var mı?", "değerlendirmez: Pnömotoraks"),
-    ("en", "Is there a pneumothorax?", "does not assess: Pneumothorax")])
+@pytest.mark.parametrize(
+    "lang, question, said",
+    [
+        ("tr", "Pnömotoraks var mı?", "değerlendirmez: Pnömotoraks"),
+        ("en", "Is there a pneumothorax?", "does not assess: Pneumothorax"),
+    ],
+)
 def test_a_finding_the_model_does_not_read_is_said_so_first(retriever, lang, question, said):
     a = chat.answer(None, retriever, question, facts(), lang, [])
     assert a.text.startswith(said.split(":")[0].split()[0]) or said in a.text.split("\n")[0]
@@ -163,13 +211,18 @@ def test_a_finding_the_model_does_not_read_is_said_so_first(retriever, lang, que
 
 
 # issue 46: every answer reads each label's one state, as the platform gives it
-CXR_THRESHOLDS = {"Pneumonia": 0.584, "COVID-19": 0.089, "Viral_Pneumonia": 0.737,
-                  "Bacterial_Pneumonia": 0.41, "No Finding": 0.699}
+CXR_THRESHOLDS = {
+    "Pneumonia": 0.584,
+    "COVID-19": 0.089,
+    "Viral_Pneumonia": 0.737,
+    "Bacterial_Pneumonia": 0.41,
+    "No Finding": 0.699,
+}
 
 
 def stored(task: str, probs: dict[str, float], policy) -> dict:
     """An imaging result as the platform stores it: its decision and the decision's rows."""
-    from medai.core.tasks import get as get_task
+    from medai.core.task_registry import get as get_task
     from medai.imaging.decision import decide
 
     d = decide(get_task(task), probs, policy).model_dump(mode="json")
@@ -180,12 +233,10 @@ def study_facts(payload: dict, signed: list[dict] | None = None, **kw) -> chat.S
     """The chat's facts as the platform builds them (``finding_states.with_states``)."""
     from medai.platform.finding_states import with_states
 
-    report = {"task": payload["task"], "signed_by": "dr.ayse" if signed else None,
-              "findings": []}
+    report = {"task": payload["task"], "signed_by": "dr.ayse" if signed else None, "findings": []}
     states = with_states(report, payload, signed)
     if signed:
-        kw.update(decision=states["decision"], signed_labels=states["signed_labels"],
-                  signed=True)
+        kw.update(decision=states["decision"], signed_labels=states["signed_labels"], signed=True)
     return chat.StudyFacts(findings=states["findings"], task=payload["task"], **kw)
 
 
@@ -194,20 +245,33 @@ def undecided_mri() -> dict:
     from medai.imaging.decision import OperatingPolicy
 
     policy = OperatingPolicy(thresholds={}, min_confidence=0.5, min_margin=0.1)
-    payload = stored("mri", {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2,
-                             "No_Tumor": 0.031}, policy)
+    payload = stored(
+        "mri", {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2, "No_Tumor": 0.031}, policy
+    )
     assert payload["decision"]["candidates"] == ["Pituitary", "Meningioma"]
     return payload
 
 
-@pytest.mark.parametrize("lang, undecided, absent", [
-    ("tr", "belirsiz (YZ bu adaylar arasında karar veremedi): Hipofiz tümörü (olasılık %41), "
-           "Menenjiom (olasılık %36)", "yok: Gliom, Tümör yok"),
-    ("en", "indeterminate (the AI could not decide between these candidates): Pituitary "
-           "tumour (probability 41%), Meningioma (probability 36%)", "absent: Glioma, No tumour"),
-])
-def test_an_undecided_mri_names_its_candidates_and_never_calls_one_absent(retriever, lang,
-                                                                          undecided, absent):
+@pytest.mark.parametrize(
+    "lang, undecided, absent",
+    [
+        (
+            "tr",
+            "belirsiz (YZ bu adaylar arasında karar veremedi): Hipofiz tümörü (olasılık %41), "
+            "Menenjiom (olasılık %36)",
+            "yok: Gliom, Tümör yok",
+        ),
+        (
+            "en",
+            "indeterminate (the AI could not decide between these candidates): Pituitary "
+            "tumour (probability 41%), Meningioma (probability 36%)",
+            "absent: Glioma, No tumour",
+        ),
+    ],
+)
+def test_an_undecided_mri_names_its_candidates_and_never_calls_one_absent(
+    retriever, lang, undecided, absent
+):
     """The tryout's chat said "yok: Menenjiom" of the runner-up the draft called undecided."""
     facts = study_facts(undecided_mri())
     a = chat.answer(None, retriever, "Ne görülüyor?", facts, lang, [])
@@ -224,48 +288,95 @@ def test_an_undecided_mri_names_its_candidates_and_never_calls_one_absent(retrie
 
 
 @pytest.mark.parametrize("policy", ["indeterminate", "finding"])
-@pytest.mark.parametrize("lang, said", [
-    ("tr", "Çelişki: model görüntüyü hem normal (Bulgu yok) hem de COVID-19 olarak "
-           "işaretledi; hepsi eşiğinin üzerinde."),
-    ("en", "Conflict: the model marked the image both as normal (No finding) and as COVID-19, "
-           "all above their thresholds.")])
+@pytest.mark.parametrize(
+    "lang, said",
+    [
+        (
+            "tr",
+            "Çelişki: model görüntüyü hem normal (Bulgu yok) hem de COVID-19 olarak "
+            "işaretledi; hepsi eşiğinin üzerinde.",
+        ),
+        (
+            "en",
+            "Conflict: the model marked the image both as normal (No finding) and as COVID-19, "
+            "all above their thresholds.",
+        ),
+    ],
+)
 def test_a_conflict_is_said_in_words(retriever, policy, lang, said):
     """No Finding and COVID-19 both above their thresholds: whichever way the policy settles
     it, the answer says the model contradicted itself."""
     from medai.imaging.decision import OperatingPolicy
 
-    payload = stored("cxr", {"No Finding": 0.8, "COVID-19": 0.5, "Viral_Pneumonia": 0.3,
-                             "Pneumonia": 0.4, "Bacterial_Pneumonia": 0.05},
-                     OperatingPolicy(thresholds=CXR_THRESHOLDS, normal_conflict=policy))
+    payload = stored(
+        "cxr",
+        {
+            "No Finding": 0.8,
+            "COVID-19": 0.5,
+            "Viral_Pneumonia": 0.3,
+            "Pneumonia": 0.4,
+            "Bacterial_Pneumonia": 0.05,
+        },
+        OperatingPolicy(thresholds=CXR_THRESHOLDS, normal_conflict=policy),
+    )
     a = chat.answer(None, retriever, "?", study_facts(payload), lang, [])
     assert said in a.text
-    covid = "COVID-19 (olasılık %50; çelişkili)" if lang == "tr" else \
-        "COVID-19 (probability 50%; conflicting)"
-    group = ("var: " if lang == "tr" else "present: ") if policy == "finding" else (
-        "belirsiz (YZ" if lang == "tr" else "indeterminate (the AI")
+    covid = (
+        "COVID-19 (olasılık %50; çelişkili)"
+        if lang == "tr"
+        else "COVID-19 (probability 50%; conflicting)"
+    )
+    group = (
+        ("var: " if lang == "tr" else "present: ")
+        if policy == "finding"
+        else ("belirsiz (YZ" if lang == "tr" else "indeterminate (the AI")
+    )
     assert covid in a.text and group in a.text
 
 
-@pytest.mark.parametrize("lang, signed, ai", [
-    ("tr", "İmzalayan radyoloğun bulguları — var: Bulgu yok; yok: ",
-     "Yapay zekâ önerileri (tanı değil): Pnömoni: YZ önerisi: var, radyolog reddetti; "
-     "Bakteriyel pnömoni: YZ önerisi: var, radyolog reddetti"),
-    ("en", "Findings signed by the radiologist — present: No finding; absent: ",
-     "AI suggestions (not a diagnosis): Pneumonia: AI suggested present, rejected by the signer; "
-     "Bacterial pneumonia: AI suggested present, rejected by the signer")])
+@pytest.mark.parametrize(
+    "lang, signed, ai",
+    [
+        (
+            "tr",
+            "İmzalayan radyoloğun bulguları — var: Bulgu yok; yok: ",
+            "Yapay zekâ önerileri (tanı değil): Pnömoni: YZ önerisi: var, radyolog reddetti; "
+            "Bakteriyel pnömoni: YZ önerisi: var, radyolog reddetti",
+        ),
+        (
+            "en",
+            "Findings signed by the radiologist — present: No finding; absent: ",
+            "AI suggestions (not a diagnosis): Pneumonia: AI suggested present, rejected by the signer; "
+            "Bacterial pneumonia: AI suggested present, rejected by the signer",
+        ),
+    ],
+)
 def test_after_sign_off_the_answer_states_what_the_signer_signed(retriever, lang, signed, ai):
     """Signed "Normal akciğer grafisi" with Bacterial_Pneumonia rejected: the chat states the
     signed labels and names the AI's pneumonia only as a rejected suggestion; a model answer
     stating the pneumonia is not used."""
     from medai.imaging.decision import OperatingPolicy
 
-    payload = stored("cxr", {"Pneumonia": 0.81, "COVID-19": 0.03, "Viral_Pneumonia": 0.12,
-                             "Bacterial_Pneumonia": 0.78, "No Finding": 0.05},
-                     OperatingPolicy(thresholds=CXR_THRESHOLDS))
-    labels = [{"label": r["label"], "present": r["label"] == "No Finding",
-               "ai_positive": r["state"] == "present",
-               "source": "rejected" if r["label"] == "Bacterial_Pneumonia" else "text"}
-              for r in payload["decision"]["labels"]]
+    payload = stored(
+        "cxr",
+        {
+            "Pneumonia": 0.81,
+            "COVID-19": 0.03,
+            "Viral_Pneumonia": 0.12,
+            "Bacterial_Pneumonia": 0.78,
+            "No Finding": 0.05,
+        },
+        OperatingPolicy(thresholds=CXR_THRESHOLDS),
+    )
+    labels = [
+        {
+            "label": r["label"],
+            "present": r["label"] == "No Finding",
+            "ai_positive": r["state"] == "present",
+            "source": "rejected" if r["label"] == "Bacterial_Pneumonia" else "text",
+        }
+        for r in payload["decision"]["labels"]
+    ]
     facts = study_facts(payload, labels, impression="Normal akciğer grafisi.")
     assert chat.present_labels(facts) == {"No Finding"}
     a = chat.answer(None, retriever, "Ne görülüyor?", facts, lang, [])
@@ -275,5 +386,7 @@ def test_after_sign_off_the_answer_states_what_the_signer_signed(retriever, lang
     out = chat.answer(model, retriever, "Is there pneumonia?", facts, "en", [])
     assert out.backend == "retrieval" and "not decided" in out.text
     user = model.prompts[0][1]
-    assert "- Bacterial_Pneumonia: absent (signed); AI suggested PRESENT, rejected by the " \
-           "signer" in user
+    assert (
+        "- Bacterial_Pneumonia: absent (signed); AI suggested PRESENT, rejected by the "
+        "signer" in user
+    )

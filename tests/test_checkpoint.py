@@ -27,8 +27,9 @@ class FrozenBaseNet(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.base = torch.nn.Sequential(torch.nn.Linear(4, 1024), torch.nn.Tanh(),
-                                        torch.nn.Linear(1024, 64))
+        self.base = torch.nn.Sequential(
+            torch.nn.Linear(4, 1024), torch.nn.Tanh(), torch.nn.Linear(1024, 64)
+        )
         self.base.requires_grad_(False)
         self.norm = torch.nn.BatchNorm1d(64)
         self.drop = torch.nn.Dropout(0.3)
@@ -54,8 +55,10 @@ class Adapter(TinyAdapter):
 
     def loaders(self):
         ds = torch.utils.data.TensorDataset(self.x, self.y)
-        return (torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True),
-                torch.utils.data.DataLoader(ds, batch_size=36))
+        return (
+            torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True),
+            torch.utils.data.DataLoader(ds, batch_size=36),
+        )
 
     def validate(self, model, loader, acc):
         model.eval()  # dropout and the batch norm as they predict
@@ -65,8 +68,9 @@ class Adapter(TinyAdapter):
 
 
 def _cfg(**kw) -> LoopConfig:
-    return LoopConfig(**{"epochs": 4, "patience": 10, "schedule": "cosine", "progress": False,
-                         "seed": 7, **kw})
+    return LoopConfig(
+        **{"epochs": 4, "patience": 10, "schedule": "cosine", "progress": False, "seed": 7, **kw}
+    )
 
 
 def _last_state(work: Path) -> dict:
@@ -89,12 +93,24 @@ def test_a_checkpoint_holds_the_trained_part_never_the_frozen_base(tmp_path):
     fit(Adapter(), _cfg(epochs=1), tmp_path)
     last = tmp_path / "checkpoints" / "last"
     saved = load_file(str(last / checkpoint.TRAINED_FILE))
-    assert set(saved) == {"norm.weight", "norm.bias", "norm.running_mean", "norm.running_var",
-                          "norm.num_batches_tracked", "head.weight", "head.bias"}
+    assert set(saved) == {
+        "norm.weight",
+        "norm.bias",
+        "norm.running_mean",
+        "norm.running_var",
+        "norm.num_batches_tracked",
+        "head.weight",
+        "head.bias",
+    }
     assert not any(k.startswith("base.") for k in saved)
     files = {p.name for p in last.iterdir()}
-    assert {"optimizer.pt", "scheduler.pt", "position.json", "rng-0.safetensors",
-            "rng-0.json"} <= files
+    assert {
+        "optimizer.pt",
+        "scheduler.pt",
+        "position.json",
+        "rng-0.safetensors",
+        "rng-0.json",
+    } <= files
     assert "model.safetensors" not in files  # Accelerate's whole-model state is gone
     size = sum(p.stat().st_size for p in last.iterdir())
     base_bytes = sum(p.numel() * 4 for p in FrozenBaseNet().base.parameters())
@@ -158,8 +174,9 @@ def test_no_room_for_a_checkpoint_is_named_before_training(tmp_path, monkeypatch
     from collections import namedtuple
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage",
-                        lambda _p: usage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(
+        checkpoint.shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 1000, 1000)
+    )
     with pytest.raises(checkpoint.CheckpointSpaceError, match=r"checkpoint_space.*free"):
         fit(Adapter(), _cfg(epochs=1), tmp_path)
     assert not (tmp_path / "checkpoints" / "last").exists()
@@ -197,8 +214,9 @@ def test_throughput_is_reported_per_epoch_with_the_adapters_unit(tmp_path):
 
     ticks = iter(range(0, 1000, 2))  # a fake clock: 2 s per reading
     lines: list[str] = []
-    _, history = fit(Counted(), _cfg(epochs=2), tmp_path, log=lines.append,
-                     clock=lambda: float(next(ticks)))
+    _, history = fit(
+        Counted(), _cfg(epochs=2), tmp_path, log=lines.append, clock=lambda: float(next(ticks))
+    )
     assert history[0]["images_per_s"] == 36.0  # 72 images between two readings 2 s apart
     assert any("images_per_s=36.0" in line for line in lines)
     assert any(line.startswith("checkpoint: ") for line in lines)
@@ -210,8 +228,12 @@ def test_a_run_killed_between_the_renames_resumes_from_the_previous_checkpoint(t
     _, straight_history, straight = _uninterrupted(tmp_path)
     work = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        fit(Adapter(), _cfg(), work, on_epoch=lambda m, e: (_ for _ in ()).throw(
-            KeyboardInterrupt) if e == 3 else None)
+        fit(
+            Adapter(),
+            _cfg(),
+            work,
+            on_epoch=lambda m, e: (_ for _ in ()).throw(KeyboardInterrupt) if e == 3 else None,
+        )
     last = work / "checkpoints" / "last"
     last.rename(last.with_name("last.old"))
     (work / "checkpoints" / "last.tmp").mkdir()  # the new one, half-written

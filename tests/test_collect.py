@@ -20,16 +20,21 @@ QUESTIONS = {
 
 def listing(page: int) -> str:
     links = {1: ["/soru/1", "/soru/2", "/private/soru/5"], 2: ["/soru/3", "/soru/4"]}[page]
-    nxt = '<a rel="next" href="/blog/sorular/kulak-burun-bogaz?sayfa=2">Sonraki</a>' \
-        if page == 1 else ""
+    nxt = (
+        '<a rel="next" href="/blog/sorular/kulak-burun-bogaz?sayfa=2">Sonraki</a>'
+        if page == 1
+        else ""
+    )
     items = "".join(f'<li><a class="question-link" href="{u}">soru</a></li>' for u in links)
     return f"<html><body><ul class='question-list'>{items}</ul>{nxt}</body></html>"
 
 
 def question(text: str, dep: str) -> str:
     dep_html = f'<span class="department">{dep}</span>' if dep else ""
-    return (f"<html><body><article>{dep_html}<div itemprop='text'>{text}</div>"
-            f"<div class='answer'>Doktor yanıtı</div></article></body></html>")
+    return (
+        f"<html><body><article>{dep_html}<div itemprop='text'>{text}</div>"
+        f"<div class='answer'>Doktor yanıtı</div></article></body></html>"
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,7 +89,8 @@ def test_collects_politely_and_writes_trainer_csv(site, tmp_path):
     fake = FakeClock()
     cfg = CollectorConfig(delay=1.5, redact=True, user_agent="medai-test/1.0 (+ops@hospital)")
     stats = Collector(cfg, out, sleep=fake.sleep, clock=fake.clock).run(
-        [f"{base}/blog/sorular/kulak-burun-bogaz"])
+        [f"{base}/blog/sorular/kulak-burun-bogaz"]
+    )
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["url"].removeprefix(base) for r in rows] == ["/soru/1", "/soru/2", "/soru/3"]
     assert {r["label"] for r in rows} == {"Kulak Burun Boğaz"}
@@ -105,12 +111,14 @@ def test_resume_does_not_refetch(site, tmp_path):
     base, log = site
     out = tmp_path / "out.csv"
     fake = FakeClock()
-    first = Collector(CollectorConfig(delay=0, max_pages=2), out, sleep=fake.sleep,
-                      clock=fake.clock).run([f"{base}/blog/sorular/kulak-burun-bogaz"])
+    first = Collector(
+        CollectorConfig(delay=0, max_pages=2), out, sleep=fake.sleep, clock=fake.clock
+    ).run([f"{base}/blog/sorular/kulak-burun-bogaz"])
     assert first["resumed"] is False and first["queue_left"] > 0
     fetched_first = [p for p, _ in log if p != "/robots.txt"]
     second = Collector(CollectorConfig(delay=0), out, sleep=fake.sleep, clock=fake.clock).run(
-        [f"{base}/blog/sorular/kulak-burun-bogaz"])
+        [f"{base}/blog/sorular/kulak-burun-bogaz"]
+    )
     assert second["resumed"] is True and second["queue_left"] == 0
     fetched = [p for p, _ in log if p != "/robots.txt"]
     assert len(fetched) == len(set(fetched)), "a page was fetched twice"
@@ -128,9 +136,13 @@ def test_crawl_delay_from_robots_wins(tmp_path):
         return httpx.Response(200, text="<html></html>")
 
     fake = FakeClock()
-    Collector(CollectorConfig(delay=1), tmp_path / "o.csv", sleep=fake.sleep, clock=fake.clock,
-              transport=httpx.MockTransport(handler)).run(
-        ["http://example.test/a", "http://example.test/b"])
+    Collector(
+        CollectorConfig(delay=1),
+        tmp_path / "o.csv",
+        sleep=fake.sleep,
+        clock=fake.clock,
+        transport=httpx.MockTransport(handler),
+    ).run(["http://example.test/a", "http://example.test/b"])
     assert fake.sleeps and min(fake.sleeps) >= 5
 
 
@@ -146,8 +158,12 @@ def test_server_errors_are_retried_then_counted(tmp_path):
         return httpx.Response(503, headers={"Retry-After": "3"})
 
     fake = FakeClock()
-    stats = Collector(CollectorConfig(delay=0, retries=2), tmp_path / "o.csv", sleep=fake.sleep,
-                      clock=fake.clock, transport=httpx.MockTransport(handler)).run(
-        ["http://example.test/list"])
+    stats = Collector(
+        CollectorConfig(delay=0, retries=2),
+        tmp_path / "o.csv",
+        sleep=fake.sleep,
+        clock=fake.clock,
+        transport=httpx.MockTransport(handler),
+    ).run(["http://example.test/list"])
     assert calls.count("/list") == 3 and stats["http_errors"] == 1
     assert 3.0 in fake.sleeps

@@ -20,26 +20,47 @@ DESKTOP = {"width": 1280, "height": 900}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    with ui_server(tmp_path_factory.mktemp("conflicts-home"),
-                   {"admin": "admin", "rad1": "radiologist"},
-                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
+    with ui_server(
+        tmp_path_factory.mktemp("conflicts-home"),
+        {"admin": "admin", "rad1": "radiologist"},
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+    ) as base:
         yield base
 
 
 def test_a_radiologist_sees_and_decides_a_conflict_and_an_admin_sees_it_masked(
-        server, browser, tmp_path):
+    server, browser, tmp_path
+):
     from pydicom.uid import generate_uid
 
     base = server
     study_uid = generate_uid()
-    first = make_dicom(tmp_path / "a.dcm", "DX", study=study_uid, accession="ACC-UI-1",
-                       name="YILMAZ^AYSE", patient_id="PID-A-111")
-    other = make_dicom(tmp_path / "b.dcm", "DX", study=study_uid, accession="ACC-UI-2",
-                       name="KAYA^MEHMET", patient_id="PID-B-222", seed=4)
+    first = make_dicom(
+        tmp_path / "a.dcm",
+        "DX",
+        study=study_uid,
+        accession="ACC-UI-1",
+        name="YILMAZ^AYSE",
+        patient_id="PID-A-111",
+    )
+    other = make_dicom(
+        tmp_path / "b.dcm",
+        "DX",
+        study=study_uid,
+        accession="ACC-UI-2",
+        name="KAYA^MEHMET",
+        patient_id="PID-B-222",
+        seed=4,
+    )
     rad = http_login(base, "rad1")
-    r = httpx.post(f"{base}/api/v1/studies", headers=rad, timeout=60, data={"task": "cxr"},
-                   files={"file": ("a.dcm", first.read_bytes(), "application/dicom")})
+    r = httpx.post(
+        f"{base}/api/v1/studies",
+        headers=rad,
+        timeout=60,
+        data={"task": "cxr"},
+        files={"file": ("a.dcm", first.read_bytes(), "application/dicom")},
+    )
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
 

@@ -12,8 +12,12 @@ from medai.triage.data import DataFormatError, load_complaints, split
 
 def test_near_duplicates_are_grouped():
     base = "Hocam merhaba iki haftadır kulağımda çınlama var ve geceleri uyuyamıyorum ne yapmalıyım"
-    texts = [base, base.replace("iki", "üç") + "?", "Sırtımda kaşıntılı kırmızı lekeler çıktı",
-             "Bel fıtığı ameliyatı sonrası fizik tedavi gerekli mi"]
+    texts = [
+        base,
+        base.replace("iki", "üç") + "?",
+        "Sırtımda kaşıntılı kırmızı lekeler çıktı",
+        "Bel fıtığı ameliyatı sonrası fizik tedavi gerekli mi",
+    ]
     groups = near_duplicate_groups(texts, threshold=0.8)
     assert groups[0] == groups[1]
     assert len({groups[0], groups[2], groups[3]}) == 3
@@ -22,8 +26,13 @@ def test_near_duplicates_are_grouped():
 def test_split_is_stratified_and_keeps_groups_whole(tmp_path):
     rows = make_rows(per_class=60)
     # a near-duplicate family of 6 rows that must not straddle splits
-    family = [{"text": "Kulağımda sürekli uğultu ve dolgunluk hissi var, ilaç işe yaramadı "
-                       f"{'!' * i}", "label": "KBB"} for i in range(6)]
+    family = [
+        {
+            "text": f"Kulağımda sürekli uğultu ve dolgunluk hissi var, ilaç işe yaramadı {'!' * i}",
+            "label": "KBB",
+        }
+        for i in range(6)
+    ]
     data = load_complaints(write_csv(tmp_path / "d.csv", rows + family))
     parts = split(data, test_frac=0.2, val_frac=0.2, seed=1)
     sides = [set(data.groups[idx].tolist()) for idx in (parts.train, parts.validation, parts.test)]
@@ -36,8 +45,12 @@ def test_split_is_stratified_and_keeps_groups_whole(tmp_path):
 
 def test_near_duplicates_can_be_dropped(tmp_path):
     rows = make_rows(per_class=5) + [
-        {"text": "Kulağımda sürekli uğultu ve dolgunluk hissi var, ilaç işe yaramadı" + "!" * i,
-         "label": "KBB"} for i in range(4)]
+        {
+            "text": "Kulağımda sürekli uğultu ve dolgunluk hissi var, ilaç işe yaramadı" + "!" * i,
+            "label": "KBB",
+        }
+        for i in range(4)
+    ]
     path = write_csv(tmp_path / "d.csv", rows)
     grouped = load_complaints(path)
     dropped = load_complaints(path, drop_near_duplicates=True)
@@ -63,22 +76,31 @@ def test_report_counts_every_skip(tmp_path):
     assert r.unknown_labels == {"Diş Hekimliği": 1}
     assert r.skipped["exact_duplicate"] == 2 and r.skipped["conflicting_labels"] == 1
     assert r.rows_kept == len(data) == 20 + 1
-    assert all(lab in {"dermatology", "ent", "neurology", "physical_medicine_rehabilitation"}
-               for lab in data.labels)
+    assert all(
+        lab in {"dermatology", "ent", "neurology", "physical_medicine_rehabilitation"}
+        for lab in data.labels
+    )
 
 
 def test_jsonl_and_redaction(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text("\n".join(json.dumps({"text": t, "label": "KBB"}, ensure_ascii=False) for t in
-                              ["Merhaba Ayşe hanım kulağım ağrıyor", "mail a@b.com boğazım"]))
+    path.write_text(
+        "\n".join(
+            json.dumps({"text": t, "label": "KBB"}, ensure_ascii=False)
+            for t in ["Merhaba Ayşe hanım kulağım ağrıyor", "mail a@b.com boğazım"]
+        )
+    )
     data = load_complaints(path, redact=True)
     assert data.texts == ["Merhaba [İSİM] hanım kulağım ağrıyor", "mail [E-POSTA] boğazım"]
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b"metin,etiket\nx,y\n", "missing column"),
-    ("text,label\nkulağım,KBB\n".encode("iso-8859-9"), "UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b"metin,etiket\nx,y\n", "missing column"),
+        ("text,label\nkulağım,KBB\n".encode("iso-8859-9"), "UTF-8"),
+    ],
+)
 def test_bad_files_raise_clear_errors(tmp_path, content, needle):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)
@@ -98,8 +120,9 @@ def test_missing_file():
         load_complaints("/nonexistent/file.csv")
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_never_crash_the_loader(tmp_path, blob):
     path = tmp_path / "fuzz.csv"

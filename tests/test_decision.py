@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medai.core.tasks import all_tasks
+from medai.core.task_registry import all_tasks
 from medai.imaging.decision import OperatingPolicy, ancestors, decide, from_labels, read
 from medai.reporting.consistency import contradictions
 from medai.reporting.draft import draft_report
@@ -59,15 +59,18 @@ def case(draw):
     if task.multilabel:
         probs = draw(st.lists(unit, min_size=n, max_size=n))
         thr = draw(st.lists(st.floats(0.02, 0.98), min_size=n, max_size=n))
-        policy = OperatingPolicy(thresholds=dict(zip(task.labels, thr, strict=True)),
-                                 normal_conflict=draw(st.sampled_from(["indeterminate",
-                                                                       "finding"])))
+        policy = OperatingPolicy(
+            thresholds=dict(zip(task.labels, thr, strict=True)),
+            normal_conflict=draw(st.sampled_from(["indeterminate", "finding"])),
+        )
     else:
         raw = np.array(draw(st.lists(st.floats(0.001, 1.0), min_size=n, max_size=n)))
         probs = list(raw / raw.sum())
-        policy = OperatingPolicy(thresholds={lab: 0.5 for lab in task.labels},
-                                 min_confidence=draw(st.sampled_from([0.0, 0.5, 0.8])),
-                                 min_margin=draw(st.sampled_from([0.0, 0.1])))
+        policy = OperatingPolicy(
+            thresholds={lab: 0.5 for lab in task.labels},
+            min_confidence=draw(st.sampled_from([0.0, 0.5, 0.8])),
+            min_margin=draw(st.sampled_from([0.0, 0.1])),
+        )
     return task, dict(zip(task.labels, map(float, probs), strict=True)), policy
 
 
@@ -91,10 +94,20 @@ def test_the_draft_states_exactly_the_decided_findings(c, lang):
 
 def test_a_normal_label_beside_a_finding_is_a_conflict_never_settled_silently():
     cxr = next(t for t in TASKS if t.name == "cxr")
-    thr = {"Pneumonia": 0.58, "COVID-19": 0.089, "Viral_Pneumonia": 0.74,
-           "Bacterial_Pneumonia": 0.41, "No Finding": 0.70}
-    film = {"No Finding": 0.969, "COVID-19": 0.913, "Pneumonia": 0.3,
-            "Viral_Pneumonia": 0.2, "Bacterial_Pneumonia": 0.01}
+    thr = {
+        "Pneumonia": 0.58,
+        "COVID-19": 0.089,
+        "Viral_Pneumonia": 0.74,
+        "Bacterial_Pneumonia": 0.41,
+        "No Finding": 0.70,
+    }
+    film = {
+        "No Finding": 0.969,
+        "COVID-19": 0.913,
+        "Pneumonia": 0.3,
+        "Viral_Pneumonia": 0.2,
+        "Bacterial_Pneumonia": 0.01,
+    }
     # indeterminate (what the bundled model's validation chose): both are the candidates
     d = decide(cxr, film, OperatingPolicy(thresholds=thr))
     assert d.state == "indeterminate" and d.indeterminate_reason == "conflict"
@@ -105,8 +118,13 @@ def test_a_normal_label_beside_a_finding_is_a_conflict_never_settled_silently():
     assert states["Viral_Pneumonia"] == ("indeterminate", "candidate")  # with its child
     assert states["Bacterial_Pneumonia"] == ("absent", "below_threshold")
     for lang in ("tr", "en"):
-        tr = draft_report([Finding(r.label, r.positive, r.probability, r.threshold)
-                           for r in d.labels], None, task="cxr", lang=lang, decision=d)
+        tr = draft_report(
+            [Finding(r.label, r.positive, r.probability, r.threshold) for r in d.labels],
+            None,
+            task="cxr",
+            lang=lang,
+            decision=d,
+        )
         text = tr["sections"]["impression"] + tr["sections"]["findings"]
         assert "Belirgin bulgu yok" not in text and "No definite finding" not in text
     # the finding with the conflict flag: COVID-19 present, the normal label absent because
@@ -119,14 +137,32 @@ def test_a_normal_label_beside_a_finding_is_a_conflict_never_settled_silently():
     assert states["COVID-19"] == ("present", "conflict")
     # neither normal nor a disease passes: the most likely, said with low confidence
     pol = OperatingPolicy(thresholds=thr)
-    d = decide(cxr, {"No Finding": 0.5, "COVID-19": 0.01, "Pneumonia": 0.5,
-                     "Viral_Pneumonia": 0.1, "Bacterial_Pneumonia": 0.39}, pol)
+    d = decide(
+        cxr,
+        {
+            "No Finding": 0.5,
+            "COVID-19": 0.01,
+            "Pneumonia": 0.5,
+            "Viral_Pneumonia": 0.1,
+            "Bacterial_Pneumonia": 0.39,
+        },
+        pol,
+    )
     assert d.low_confidence and d.state == "abnormal" and "Bacterial_Pneumonia" in d.positives
     assert "Pneumonia" in d.positives and d.stated == ["Bacterial_Pneumonia"]
     assert not d.conflict
     # COVID-19 implies viral pneumonia and pneumonia; bacterial is the excluded sibling
-    d = decide(cxr, {"No Finding": 0.01, "COVID-19": 0.9, "Pneumonia": 0.9,
-                     "Viral_Pneumonia": 0.2, "Bacterial_Pneumonia": 0.5}, pol)
+    d = decide(
+        cxr,
+        {
+            "No Finding": 0.01,
+            "COVID-19": 0.9,
+            "Pneumonia": 0.9,
+            "Viral_Pneumonia": 0.2,
+            "Bacterial_Pneumonia": 0.5,
+        },
+        pol,
+    )
     assert set(d.positives) == {"COVID-19", "Viral_Pneumonia", "Pneumonia"}
     assert {r.label: r.basis for r in d.labels}["Bacterial_Pneumonia"] == "excluded"
 
@@ -136,8 +172,12 @@ def test_an_undecided_mri_keeps_both_candidates_undecided_and_old_rows_read_the_
     probs = {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2, "No_Tumor": 0.031}
     d = decide(mri, probs, OperatingPolicy(min_confidence=0.5))
     states = {r.label: r.state for r in d.labels}
-    assert states == {"Pituitary": "indeterminate", "Meningioma": "indeterminate",
-                      "Glioma": "absent", "No_Tumor": "absent"}
+    assert states == {
+        "Pituitary": "indeterminate",
+        "Meningioma": "indeterminate",
+        "Glioma": "absent",
+        "No_Tumor": "absent",
+    }
     # a result stored before labels had a state: the runner-up said basis "not_top" then,
     # and must read back undecided (the candidates say so), not absent
     old = d.model_dump(mode="json")
@@ -149,9 +189,16 @@ def test_an_undecided_mri_keeps_both_candidates_undecided_and_old_rows_read_the_
     assert {r.label: r.state for r in back.labels} == states
     assert read({"task": "mri", "refused": True}, mri) is None
     # a result stored before decisions existed: its positive flags
-    legacy = read({"task": "mri", "findings": [
-        {"label": "Glioma", "probability": 0.9, "threshold": 0.5, "positive": True},
-        {"label": "No_Tumor", "probability": 0.1, "threshold": 0.5, "positive": False}]}, mri)
+    legacy = read(
+        {
+            "task": "mri",
+            "findings": [
+                {"label": "Glioma", "probability": 0.9, "threshold": 0.5, "positive": True},
+                {"label": "No_Tumor", "probability": 0.1, "threshold": 0.5, "positive": False},
+            ],
+        },
+        mri,
+    )
     assert legacy.state == "abnormal" and legacy.primary == "Glioma"
     assert [r.state for r in legacy.labels] == ["present", "absent"]
 
@@ -164,13 +211,20 @@ def test_an_exclusive_task_answers_one_class_or_indeterminate():
     assert unsure.state == "indeterminate" and unsure.positives == []
     assert unsure.indeterminate_reason == "low_confidence"
     assert unsure.candidates == ["Glioma", "Meningioma"]
-    close = decide(mri, {"Glioma": 0.45, "Meningioma": 0.43, "Pituitary": 0.1, "No_Tumor": 0.02},
-                   OperatingPolicy(min_margin=0.1))
+    close = decide(
+        mri,
+        {"Glioma": 0.45, "Meningioma": 0.43, "Pituitary": 0.1, "No_Tumor": 0.02},
+        OperatingPolicy(min_margin=0.1),
+    )
     assert close.indeterminate_reason == "close_call"
     for lang in ("tr", "en"):
-        out = draft_report([Finding(r.label, r.positive, r.probability, r.threshold)
-                            for r in unsure.labels], None, task="mri", lang=lang,
-                           decision=unsure)
+        out = draft_report(
+            [Finding(r.label, r.positive, r.probability, r.threshold) for r in unsure.labels],
+            None,
+            task="mri",
+            lang=lang,
+            decision=unsure,
+        )
         text = out["sections"]["findings"] + out["sections"]["impression"]
         assert "Belirgin bulgu yok" not in text and "No definite finding" not in text
         assert ("Belirsiz" if lang == "tr" else "Indeterminate") in text
@@ -179,7 +233,10 @@ def test_an_exclusive_task_answers_one_class_or_indeterminate():
 def test_findings_a_person_names_are_checked():
     cxr = next(t for t in TASKS if t.name == "cxr")
     assert set(from_labels(cxr, ["COVID-19"]).positives) == {
-        "COVID-19", "Viral_Pneumonia", "Pneumonia"}
+        "COVID-19",
+        "Viral_Pneumonia",
+        "Pneumonia",
+    }
     with pytest.raises(ValueError, match="No Finding"):
         from_labels(cxr, ["No Finding", "Effusion"])
     with pytest.raises(ValueError, match="exclude each other"):
@@ -239,10 +296,17 @@ def test_the_draft_says_nothing_of_what_no_model_label_reads(c, lang):
     task, probs, policy = c
     d = decide(task, probs, policy)
     findings = [Finding(r.label, r.positive, r.probability, r.threshold) for r in d.labels]
-    text = " ".join(draft_report(findings, None, task=task.name, lang=lang,
-                                 decision=d)["sections"].values()).lower()
-    for unread in ("heart size", "mediastinal contours", "kalp boyutu", "mediasten konturları",
-                   "cardiopulmonary", "kardiyopulmoner"):
+    text = " ".join(
+        draft_report(findings, None, task=task.name, lang=lang, decision=d)["sections"].values()
+    ).lower()
+    for unread in (
+        "heart size",
+        "mediastinal contours",
+        "kalp boyutu",
+        "mediasten konturları",
+        "cardiopulmonary",
+        "kardiyopulmoner",
+    ):
         assert unread not in text
 
 
@@ -251,20 +315,28 @@ def test_an_undecided_mri_is_drafted_from_its_candidates_not_from_no_tumour():
     from medai.reporting.retrieve import HybridRetriever
 
     mri = next(t for t in TASKS if t.name == "mri")
-    unsure = decide(mri, {"Glioma": 0.2, "Meningioma": 0.656, "Pituitary": 0.04,
-                          "No_Tumor": 0.104}, OperatingPolicy(min_confidence=0.8))
+    unsure = decide(
+        mri,
+        {"Glioma": 0.2, "Meningioma": 0.656, "Pituitary": 0.04, "No_Tumor": 0.104},
+        OperatingPolicy(min_confidence=0.8),
+    )
     assert unsure.state == "indeterminate"
     retriever = HybridRetriever(builtin_chunks(), use_embeddings=False)
     for lang in ("tr", "en"):
-        out = draft_report([Finding(r.label, r.positive, r.probability, r.threshold)
-                            for r in unsure.labels], retriever, task="mri", lang=lang,
-                           decision=unsure)
+        out = draft_report(
+            [Finding(r.label, r.positive, r.probability, r.threshold) for r in unsure.labels],
+            retriever,
+            task="mri",
+            lang=lang,
+            decision=unsure,
+        )
         label_of = {c.id: c.label for c in builtin_chunks()}
         cited = {label_of[c["id"]] for c in out["citations"]}
         assert cited and cited <= set(unsure.candidates) and "No_Tumor" not in cited, cited
         # no candidate's advice taken: each candidate's passage is cited for the differential
         assert out["sections"]["recommendation"].startswith(
-            "Radyolog değerlendirmesi" if lang == "tr" else "Radiologist assessment")
+            "Radyolog değerlendirmesi" if lang == "tr" else "Radiologist assessment"
+        )
 
 
 @settings(max_examples=120, deadline=None)

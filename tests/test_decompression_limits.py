@@ -18,16 +18,24 @@ from medai.imaging.io import ImageTooLarge, check_limits, load_image
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack(">I", len(data)) + kind + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def bomb_png(width: int = 6000, height: int = 6600, depth: int = 16, colour: int = 6) -> bytes:
     """The issue's bomb: a small PNG declaring 6000×6600 16-bit RGBA (317 MB decoded). The
     pixel data is one compressed empty row: only the header matters before decoding."""
     ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
-            + _chunk(b"IDAT", zlib.compress(b"\0" * (1 + width * 8))) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * (1 + width * 8)))
+        + _chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -68,13 +76,20 @@ def test_a_progressive_jpeg_is_charged_its_full_coefficient_buffer(no_decoding):
     Image.new("RGB", (64, 64)).save(small, format="JPEG", progressive=True)
     data = bytearray(small.getvalue())
     sof = data.index(b"\xff\xc2")  # progressive frame header: claim 5000×5000
-    data[sof + 5:sof + 9] = struct.pack(">HH", 5000, 5000)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 5000, 5000)
     with pytest.raises(ImageTooLarge):  # 25 M pixels × 3 samples × 2 bytes of coefficients
         load_image(bytes(data))
 
 
-def _dicom(rows: int, cols: int, frames: int = 1, samples: int = 1, pixel_bytes: bytes = b"",
-           syntax=None, encapsulated: list[bytes] | None = None) -> bytes:
+def _dicom(
+    rows: int,
+    cols: int,
+    frames: int = 1,
+    samples: int = 1,
+    pixel_bytes: bytes = b"",
+    syntax=None,
+    encapsulated: list[bytes] | None = None,
+) -> bytes:
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.encaps import encapsulate
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -120,12 +135,11 @@ def test_a_multi_frame_dicom_declaring_too_many_frames_is_refused_before_decodin
 
 def _jpeg_frame(width: int, height: int, claim: tuple[int, int] | None = None) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.tile(np.arange(width, dtype=np.uint8), (height, 1))).save(
-        buf, format="JPEG")
+    Image.fromarray(np.tile(np.arange(width, dtype=np.uint8), (height, 1))).save(buf, format="JPEG")
     data = bytearray(buf.getvalue())
     if claim:
         sof = data.index(b"\xff\xc0")
-        data[sof + 5:sof + 9] = struct.pack(">HH", claim[1], claim[0])
+        data[sof + 5 : sof + 9] = struct.pack(">HH", claim[1], claim[0])
     return bytes(data)
 
 

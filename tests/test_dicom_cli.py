@@ -21,9 +21,14 @@ def _env(home, **more) -> dict:
 
 
 def _listen(env, *args):
-    return subprocess.Popen([sys.executable, "-m", "medai.cli", "dicom", "listen", "--json",
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "medai.cli", "dicom", "listen", "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _rows(home) -> list[tuple]:
@@ -40,8 +45,9 @@ def _rows(home) -> list[tuple]:
 def test_dicom_listen_files_studies_until_stopped(tmp_path):
     need_dcmtk()
     env = _env(tmp_path, MEDAI_JOB_THREADS="0")  # analysis left to a serve on the same db
-    proc = _listen(env, "--port", "0", "--ae-title", "MEDAI", "--allow", "MODALITY",
-                   "--allow", "PACS")
+    proc = _listen(
+        env, "--port", "0", "--ae-title", "MEDAI", "--allow", "MODALITY", "--allow", "PACS"
+    )
     try:
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
@@ -63,9 +69,13 @@ def test_dicom_listen_files_studies_until_stopped(tmp_path):
 
 def test_dicom_listen_names_a_bad_ae_title_and_a_taken_port(tmp_path):
     env = _env(tmp_path)
-    bad = subprocess.run([sys.executable, "-m", "medai.cli", "dicom", "listen", "--json",
-                          "--allow", "BAD\\TITLE"], capture_output=True, text=True, env=env,
-                         timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "medai.cli", "dicom", "listen", "--json", "--allow", "BAD\\TITLE"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert "1 to 16 characters" in json.loads(bad.stdout)["error"]
     import socket
@@ -73,22 +83,51 @@ def test_dicom_listen_names_a_bad_ae_title_and_a_taken_port(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        busy = subprocess.run([sys.executable, "-m", "medai.cli", "dicom", "listen", "--json",
-                               "--port", str(taken.getsockname()[1])], capture_output=True,
-                              text=True, env=env, timeout=120)
+        busy = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "medai.cli",
+                "dicom",
+                "listen",
+                "--json",
+                "--port",
+                str(taken.getsockname()[1]),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
     assert busy.returncode == 1 and "cannot listen" in json.loads(busy.stdout)["error"]
 
 
 @pytest.mark.slow
-def test_serve_with_a_dicom_port_analyses_what_arrives(tmp_path, tfidf_model_dir,
-                                                       tiny_imaging_dir):
+def test_serve_with_a_dicom_port_analyses_what_arrives(tmp_path, tfidf_model_dir, tiny_imaging_dir):
     need_dcmtk()
-    env = _env(tmp_path, MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-               MEDAI_CXR_MODEL=str(tiny_imaging_dir), MEDAI_DICOM_ALLOW='["MODALITY"]')
+    env = _env(
+        tmp_path,
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+        MEDAI_DICOM_ALLOW='["MODALITY"]',
+    )
     cli_add_user(env, "rad1", "radiologist")
-    refused = subprocess.run([sys.executable, "-m", "medai.cli", "serve", "--workers", "2",
-                              "--dicom-port", str(free_port())], capture_output=True,
-                             text=True, env=env, timeout=120)
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "serve",
+            "--workers",
+            "2",
+            "--dicom-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "one process" in refused.stderr
     dicom_port = free_port()
     proc, base = start_serve(env, free_port(), extra=("--dicom-port", str(dicom_port)))
@@ -101,8 +140,9 @@ def test_serve_with_a_dicom_port_analyses_what_arrives(tmp_path, tfidf_model_dir
         rad = http_login(base, "rad1")
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            items = httpx.get(f"{base}/api/v1/studies", headers=rad, timeout=30,
-                              params={"accession": "SERVE-1"}).json()["items"]
+            items = httpx.get(
+                f"{base}/api/v1/studies", headers=rad, timeout=30, params={"accession": "SERVE-1"}
+            ).json()["items"]
             if items and items[0]["status"] == "ai_drafted":
                 break
             time.sleep(0.2)
@@ -113,4 +153,3 @@ def test_serve_with_a_dicom_port_analyses_what_arrives(tmp_path, tfidf_model_dir
         proc.wait(timeout=60)
     log = server_log(proc)
     assert "DICOM node MEDAI listening" in log and "YILMAZ" not in log
-

@@ -28,9 +28,12 @@ def env(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 
 def upload(client, headers, path, **form):
-    return client.post("/api/v1/studies", headers=headers,
-                       files={"file": (path.name, path.read_bytes(), "application/dicom")},
-                       data={"task": "cxr", **form})
+    return client.post(
+        "/api/v1/studies",
+        headers=headers,
+        files={"file": (path.name, path.read_bytes(), "application/dicom")},
+        data={"task": "cxr", **form},
+    )
 
 
 def test_a_dicom_upload_keeps_its_identity_and_joins_its_study(env):
@@ -45,9 +48,17 @@ def test_a_dicom_upload_keeps_its_identity_and_joins_its_study(env):
     out = r.json()
     d = out["dicom"]
     assert (d["patient_name"], d["patient_id"], d["accession"], d["study_uid"]) == (
-        NAME, PATIENT_ID, "UP-0001", study)
+        NAME,
+        PATIENT_ID,
+        "UP-0001",
+        study,
+    )
     assert (d["modality"], d["view_position"], d["body_part"], d["source"]) == (
-        "CR", "PA", "CHEST", "upload")
+        "CR",
+        "PA",
+        "CHEST",
+        "upload",
+    )
     again = upload(client, rad, first)  # the same instance: stored once, the same study
     assert again.status_code == 200 and again.json()["id"] == out["id"]
     second = make_dicom(files / "b.dcm", study=study, accession="UP-0001", view="LL", seed=2)
@@ -61,15 +72,18 @@ def test_a_dicom_upload_keeps_its_identity_and_joins_its_study(env):
 def test_a_dicom_without_its_uids_is_its_own_study_and_a_png_has_no_identity(env):
     _app, client, _home, files = env
     rad = bearer(client, "rad1")
-    path = make_dicom(files / "no-uid.dcm", accession="UP-NOUID",
-                      drop=("StudyInstanceUID",))
+    path = make_dicom(files / "no-uid.dcm", accession="UP-NOUID", drop=("StudyInstanceUID",))
     a, b = upload(client, rad, path).json(), upload(client, rad, path).json()
     assert a["id"] != b["id"]  # nothing to group by
     assert a["dicom"]["study_uid"] is None and a["dicom"]["accession"] == "UP-NOUID"
     from platform_helpers import png_bytes
 
-    png = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
-                      files={"file": ("x.png", png_bytes(3), "image/png")}).json()
+    png = client.post(
+        "/api/v1/studies",
+        headers=rad,
+        data={"task": "cxr"},
+        files={"file": ("x.png", png_bytes(3), "image/png")},
+    ).json()
     assert png["dicom"] is None
 
 
@@ -80,15 +94,19 @@ def test_the_worklist_finds_an_accession_and_only_it(env):
     upload(client, rad, make_dicom(files / "w2.dcm", accession="WX-2"))
     got = client.get("/api/v1/studies", headers=rad, params={"accession": "W%_"}).json()
     assert [s["dicom"]["accession"] for s in got["items"]] == ["W%_1"]  # % and _ are literal
-    assert client.get("/api/v1/studies", headers=rad,
-                      params={"accession": "%"}).json()["total"] == 0
-    assert client.get("/api/v1/studies", headers=rad,
-                      params={"accession": "X" * 17}).status_code == 422
+    assert (
+        client.get("/api/v1/studies", headers=rad, params={"accession": "%"}).json()["total"] == 0
+    )
+    assert (
+        client.get("/api/v1/studies", headers=rad, params={"accession": "X" * 17}).status_code
+        == 422
+    )
 
 
 def _drafted_and_signed(client, rad, files, accession: str) -> int:
-    sid = upload(client, rad, make_dicom(files / f"{accession}.dcm",
-                                         accession=accession)).json()["id"]
+    sid = upload(client, rad, make_dicom(files / f"{accession}.dcm", accession=accession)).json()[
+        "id"
+    ]
     wait_status(client, rad, sid, {"ai_drafted"})
     r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": 1})
     assert r.status_code == 200, r.text
@@ -103,13 +121,18 @@ def test_the_identity_is_carried_into_fhir_and_the_pdf(env):
     bundle = client.get(f"/api/v1/studies/{sid}/report/fhir", headers=rad).json()
     res = {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
     patient, imaging, dr = res["Patient"], res["ImagingStudy"], res["DiagnosticReport"]
-    assert {"system": "urn:medai:dicom-patient-id", "value": PATIENT_ID,
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                 "code": "MR"}]}} in patient["identifier"]
+    assert {
+        "system": "urn:medai:dicom-patient-id",
+        "value": PATIENT_ID,
+        "type": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]
+        },
+    } in patient["identifier"]
     assert patient["name"][0]["family"] == "YILMAZ"
     assert patient["name"][0]["given"] == ["AYSE", "NUR"]
-    ids = {i.get("system") or i["type"]["coding"][0]["code"]: i["value"]
-           for i in imaging["identifier"]}
+    ids = {
+        i.get("system") or i["type"]["coding"][0]["code"]: i["value"] for i in imaging["identifier"]
+    }
     assert ids == {"urn:dicom:uid": f"urn:oid:{study['study_uid']}", "ACSN": "OUT-0001"}
     assert imaging["subject"] == {"reference": f"Patient/{patient['id']}"}
     assert imaging["started"] == "2025-11-20" and imaging["numberOfInstances"] == 1
@@ -117,8 +140,12 @@ def test_the_identity_is_carried_into_fhir_and_the_pdf(env):
     assert series["uid"] == study["series_uid"] and series["modality"]["code"] == "CR"
     assert series["instance"][0]["uid"] == study["sop_uid"]
     assert dr["imagingStudy"] == [{"reference": f"ImagingStudy/{imaging['id']}"}]
-    assert {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                 "code": "ACSN"}]}, "value": "OUT-0001"} in dr["identifier"]
+    assert {
+        "type": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]
+        },
+        "value": "OUT-0001",
+    } in dr["identifier"]
     from pypdf import PdfReader
 
     pdf = client.get(f"/api/v1/studies/{sid}/report/pdf", headers=rad)
@@ -137,8 +164,11 @@ def test_the_patient_name_and_id_are_not_stored_in_clear_text(env):
     with db.engine.connect() as conn:  # every row of every table, as the database prints it
         for table in inspect(conn).get_table_names():
             quoted = conn.dialect.identifier_preparer.quote(table)
-            sql = (f"SELECT {quoted}::text FROM {quoted}" if conn.dialect.name == "postgresql"
-                   else f"SELECT * FROM {quoted}")
+            sql = (
+                f"SELECT {quoted}::text FROM {quoted}"
+                if conn.dialect.name == "postgresql"
+                else f"SELECT * FROM {quoted}"
+            )
             for row in conn.execute(text(sql)):
                 assert not any(s in repr(tuple(row)) for s in secrets), table
     if db.is_sqlite:  # and the file itself, with its write-ahead log
@@ -154,9 +184,9 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
     from cryptography.fernet import Fernet
 
     from medai.core.faults import StorageFault
+    from medai.platform.blobs import BlobStore
     from medai.platform.crypto import BlobCipher, cipher
     from medai.platform.rotation import rotate_all
-    from medai.platform.storage import BlobStore
     from medai.settings import get_settings
 
     app, client, home, files = env
@@ -225,5 +255,6 @@ def test_a_stored_file_altered_on_disk_is_a_named_503_never_altered_bytes(env, c
     r = client.get(f"/api/v1/studies/{sid}/image", headers=rad)
     assert r.status_code == 503 and r.json()["code"] == "storage_undecryptable", r.text
     assert "decrypted" in r.json()["detail"]
-    assert any("storage_undecryptable" in m or "cannot be decrypted" in m
-               for m in caplog.messages) and not any(NAME in m for m in caplog.messages)
+    assert any(
+        "storage_undecryptable" in m or "cannot be decrypted" in m for m in caplog.messages
+    ) and not any(NAME in m for m in caplog.messages)

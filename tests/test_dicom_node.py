@@ -29,12 +29,24 @@ def node(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir, tiny_mri_
     home = tmp_path_factory.mktemp(f"dicom-{request.param}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDAI_DICOM_ALLOW", '["MODALITY", "PACS"]')
-        with clinic(request.param, home, tfidf_model_dir, tiny_imaging_dir,
-                    mri_model=str(tiny_mri_dir), dicom_port=0) as (app, client):
+        with clinic(
+            request.param,
+            home,
+            tfidf_model_dir,
+            tiny_imaging_dir,
+            mri_model=str(tiny_mri_dir),
+            dicom_port=0,
+        ) as (app, client):
             files = home / "sent"
             files.mkdir()
-            yield SimpleNamespace(app=app, client=client, port=app.state.dicom_node.port,
-                                  home=home, files=files, rad=bearer(client, "rad1"))
+            yield SimpleNamespace(
+                app=app,
+                client=client,
+                port=app.state.dicom_node.port,
+                home=home,
+                files=files,
+                rad=bearer(client, "rad1"),
+            )
     get_settings.cache_clear()
 
 
@@ -77,7 +89,11 @@ def test_echo_answers_and_a_chest_radiograph_is_filed_analysed_and_identified(no
     assert done["ai_result"]["model"]["name"] == "tiny-efficientnet-lite0"
     d = done["dicom"]
     assert (d["modality"], d["view_position"], d["body_part"], d["study_date"]) == (
-        "CR", "PA", "CHEST", "20251120")
+        "CR",
+        "PA",
+        "CHEST",
+        "20251120",
+    )
     assert d["instances"] == 1 and len(d["series"]) == 1
     medai_lines = [r.getMessage() for r in caplog.records if r.name.startswith("medai")]
     assert any("C-STORE from MODALITY" in line for line in medai_lines)
@@ -86,8 +102,14 @@ def test_echo_answers_and_a_chest_radiograph_is_filed_analysed_and_identified(no
 
 
 def test_a_brain_mri_goes_to_the_mri_model(node):
-    path = make_dicom(node.files / "mr.dcm", "MR", body_part=None, view=None,
-                      accession="MR-0001", description="T1 AX BRAIN")
+    path = make_dicom(
+        node.files / "mr.dcm",
+        "MR",
+        body_part=None,
+        view=None,
+        accession="MR-0001",
+        description="T1 AX BRAIN",
+    )
     assert storescu(node.port, path).returncode == 0
     row = _by_accession(node, "MR-0001")
     assert row["task"] == "mri"
@@ -97,8 +119,9 @@ def test_a_brain_mri_goes_to_the_mri_model(node):
 
 
 def test_a_study_no_model_reads_is_kept_marked_and_reported_by_hand(node):
-    path = make_dicom(node.files / "us.dcm", "US", body_part="ABDOMEN", view=None,
-                      accession="US-0001")
+    path = make_dicom(
+        node.files / "us.dcm", "US", body_part="ABDOMEN", view=None, accession="US-0001"
+    )
     assert storescu(node.port, path).returncode == 0
     row = _by_accession(node, "US-0001")
     assert row["status"] == "no_model" and row["task"] == ""
@@ -111,10 +134,15 @@ def test_a_study_no_model_reads_is_kept_marked_and_reported_by_hand(node):
     assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
     url = f"/api/v1/studies/{row['id']}/report"
     assert node.client.get(url, headers=node.rad).status_code == 404
-    sections = {"technique": "Abdomen US.", "findings": "Karaciğer normal.",
-                "impression": "Normal.", "recommendation": ""}
-    signed = node.client.post(f"{url}/sign", headers=node.rad,
-                              json={"version": 0, "sections": sections})
+    sections = {
+        "technique": "Abdomen US.",
+        "findings": "Karaciğer normal.",
+        "impression": "Normal.",
+        "recommendation": "",
+    }
+    signed = node.client.post(
+        f"{url}/sign", headers=node.rad, json={"version": 0, "sections": sections}
+    )
     assert signed.status_code == 200, signed.text
     assert signed.json()["status"] == "final" and signed.json()["ai_assisted"] is False
 
@@ -124,8 +152,15 @@ def test_a_second_series_joins_its_study_and_a_repeated_instance_is_stored_once(
 
     study = generate_uid()
     pa = make_dicom(node.files / "pa.dcm", "DX", study=study, accession="JOIN-1", view="PA")
-    lateral = make_dicom(node.files / "ll.dcm", "DX", study=study, accession="JOIN-1",
-                         view="LL", seed=3, SeriesNumber=2)
+    lateral = make_dicom(
+        node.files / "ll.dcm",
+        "DX",
+        study=study,
+        accession="JOIN-1",
+        view="LL",
+        seed=3,
+        SeriesNumber=2,
+    )
     assert storescu(node.port, pa).returncode == 0
     sid = _by_accession(node, "JOIN-1")["id"]
     assert storescu(node.port, lateral, pa).returncode == 0  # a new series, and pa again
@@ -135,8 +170,9 @@ def test_a_second_series_joins_its_study_and_a_repeated_instance_is_stored_once(
     assert d["view_position"] == "PA"  # the series the AI reads
     assert _jobs(node, sid) == 1
     admin = bearer(node.client, "admin")
-    events = node.client.get("/api/v1/audit", headers=admin, params={
-        "action": "upload", "target_id": str(sid)}).json()["items"]
+    events = node.client.get(
+        "/api/v1/audit", headers=admin, params={"action": "upload", "target_id": str(sid)}
+    ).json()["items"]
     assert sorted(e["detail"]["filed"] for e in events) == ["duplicate", "joined", "new"]
     assert {e["actor"] for e in events} == {"dicom:MODALITY"}
     wait_status(node.client, node.rad, sid, {"ai_drafted"})
@@ -146,10 +182,12 @@ def test_a_study_sent_lateral_first_gets_its_model_with_the_frontal_series(node)
     from pydicom.uid import generate_uid
 
     study = generate_uid()
-    lateral = make_dicom(node.files / "late-ll.dcm", "CR", study=study, accession="LATE-1",
-                         view="LL")
-    frontal = make_dicom(node.files / "late-pa.dcm", "CR", study=study, accession="LATE-1",
-                         view="PA", seed=5)
+    lateral = make_dicom(
+        node.files / "late-ll.dcm", "CR", study=study, accession="LATE-1", view="LL"
+    )
+    frontal = make_dicom(
+        node.files / "late-pa.dcm", "CR", study=study, accession="LATE-1", view="PA", seed=5
+    )
     assert storescu(node.port, lateral).returncode == 0
     row = _by_accession(node, "LATE-1")
     assert row["status"] == "no_model" and _jobs(node, row["id"]) == 0
@@ -163,8 +201,7 @@ def test_refused_instances_get_a_dicom_failure_status_and_leave_nothing(node, mo
     from medai.platform.integration import dicom_node
 
     before, blobs = _studies(node)["total"], _blobs(node)
-    no_uid = make_dicom(node.files / "no-uid.dcm", accession="BAD-1",
-                        drop=("StudyInstanceUID",))
+    no_uid = make_dicom(node.files / "no-uid.dcm", accession="BAD-1", drop=("StudyInstanceUID",))
     r = storescu(node.port, no_uid)
     assert r.returncode == 0xA9 and "DataSetDoesNotMatchSOPClass" in r.stderr
     bomb = make_dicom(node.files / "bomb.dcm", accession="BAD-2")
@@ -183,11 +220,19 @@ def test_refused_instances_get_a_dicom_failure_status_and_leave_nothing(node, mo
     assert _studies(node)["total"] == before and _blobs(node) == blobs
     assert echoscu(node.port).returncode == 0  # the node is still answering
     admin = bearer(node.client, "admin")
-    refused = [e["detail"] for e in node.client.get("/api/v1/audit", headers=admin, params={
-        "action": "upload", "actor": "dicom:MODALITY", "limit": 500}).json()["items"]
-        if e["outcome"] == "refused"]
+    refused = [
+        e["detail"]
+        for e in node.client.get(
+            "/api/v1/audit",
+            headers=admin,
+            params={"action": "upload", "actor": "dicom:MODALITY", "limit": 500},
+        ).json()["items"]
+        if e["outcome"] == "refused"
+    ]
     assert {(d["status"], d["reason"]) for d in refused} >= {
-        ("0xA900", "Unacceptable"), ("0xA700", "TooLarge")}
+        ("0xA900", "Unacceptable"),
+        ("0xA700", "TooLarge"),
+    }
 
 
 def test_associations_from_unknown_or_misaddressed_ae_titles_are_rejected(node):
@@ -200,8 +245,9 @@ def test_associations_from_unknown_or_misaddressed_ae_titles_are_rejected(node):
     assert _studies(node, accession="STRANGE-1")["total"] == 0
     assert storescu(node.port, path, aet="PACS").returncode == 0  # an allowed one may
     admin = bearer(node.client, "admin")
-    denied = node.client.get("/api/v1/audit", headers=admin, params={
-        "action": "denied", "actor": "dicom:STRANGER"}).json()["items"]
+    denied = node.client.get(
+        "/api/v1/audit", headers=admin, params={"action": "denied", "actor": "dicom:STRANGER"}
+    ).json()["items"]
     assert denied and denied[0]["target_type"] == "dicom_association"
 
 
@@ -215,8 +261,11 @@ def test_compressed_studies_are_stored_as_sent_and_decoded_or_refused_clearly(no
         pytest.skip("dcmtk's dcmcjpeg/dcmcrle are not installed")
     made = {}
     proposed = {"jpeg": "-xy", "rle": "-xr", "lossless": "-xs"}  # storescu offers the syntax
-    for name, tool, options in (("jpeg", "dcmcjpeg", ["+eb"]), ("rle", "dcmcrle", []),
-                                ("lossless", "dcmcjpeg", ["+e1"])):
+    for name, tool, options in (
+        ("jpeg", "dcmcjpeg", ["+eb"]),
+        ("rle", "dcmcrle", []),
+        ("lossless", "dcmcjpeg", ["+e1"]),
+    ):
         plain = make_dicom(node.files / f"{name}-plain.dcm", accession=f"CMP-{name.upper()}")
         if name == "jpeg":  # baseline JPEG is 8-bit
             ds = pydicom.dcmread(plain)
@@ -234,8 +283,9 @@ def test_compressed_studies_are_stored_as_sent_and_decoded_or_refused_clearly(no
         row = _by_accession(node, f"CMP-{name.upper()}")
         done = wait_status(node.client, node.rad, row["id"], {"ai_drafted", "refused"})
         sha = done["file"]["sha256"]
-        stored = pydicom.dcmread(io.BytesIO(node.app.state.platform.store.read(sha)),
-                                 stop_before_pixels=True)
+        stored = pydicom.dcmread(
+            io.BytesIO(node.app.state.platform.store.read(sha)), stop_before_pixels=True
+        )
         sent = pydicom.dcmread(path, stop_before_pixels=True)
         assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
         if name in ("jpeg", "rle"):  # Pillow and pydicom decode these themselves
@@ -251,8 +301,17 @@ def test_instances_of_one_new_study_sent_at_once_make_one_study(node):
     from pydicom.uid import generate_uid
 
     study, series = generate_uid(), generate_uid()
-    paths = [make_dicom(node.files / f"race-{i}.dcm", study=study, series=series,
-                        accession="RACE-1", seed=i, InstanceNumber=i + 1) for i in range(6)]
+    paths = [
+        make_dicom(
+            node.files / f"race-{i}.dcm",
+            study=study,
+            series=series,
+            accession="RACE-1",
+            seed=i,
+            InstanceNumber=i + 1,
+        )
+        for i in range(6)
+    ]
     with ThreadPoolExecutor(6) as pool:  # six modalities' associations at the same moment
         results = list(pool.map(lambda p: storescu(node.port, p), paths))
     assert [r.returncode for r in results] == [0] * 6, [r.stderr[-300:] for r in results]

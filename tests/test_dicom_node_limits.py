@@ -46,8 +46,9 @@ def start_node(site):
     started = []
 
     def start(clock=time.monotonic, **limits):
-        node = DicomNode(site.p, lambda *_: None, port=0, limits=Limits(**limits),
-                         clock=clock).start()
+        node = DicomNode(
+            site.p, lambda *_: None, port=0, limits=Limits(**limits), clock=clock
+        ).start()
         started.append(node)
         return node
 
@@ -56,8 +57,7 @@ def start_node(site):
         node.stop()
 
 
-def associate(port: int, aet: str = "MODALITY", source: str = "127.0.0.1",
-              store: bool = False):
+def associate(port: int, aet: str = "MODALITY", source: str = "127.0.0.1", store: bool = False):
     """An association from a pynetdicom peer (Verification; CR storage with ``store``)."""
     from pydicom.uid import ExplicitVRLittleEndian
     from pynetdicom import AE
@@ -74,7 +74,10 @@ def associate(port: int, aet: str = "MODALITY", source: str = "127.0.0.1",
 def rejected_for_a_limit(assoc) -> bool:
     rj = assoc.acceptor.primitive
     return assoc.is_rejected and (rj.result, rj.result_source, rj.diagnostic) == (
-        REJECTED_TRANSIENT, PRESENTATION_PROVIDER, LOCAL_LIMIT)
+        REJECTED_TRANSIENT,
+        PRESENTATION_PROVIDER,
+        LOCAL_LIMIT,
+    )
 
 
 def wait_for(condition, timeout: float = 20.0) -> bool:
@@ -88,8 +91,11 @@ def wait_for(condition, timeout: float = 20.0) -> bool:
 
 
 def refusals(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "medai.integration" and "refused:" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "medai.integration" and "refused:" in r.getMessage()
+    ]
 
 
 def test_associations_over_each_limit_are_rejected_naming_the_limit(start_node, caplog):
@@ -114,8 +120,8 @@ def test_associations_over_each_limit_are_rejected_naming_the_limit(start_node, 
         "AE title (limit 2)",
         "DICOM association from AE PACS at 127.0.0.1 refused: 3 already open from this "
         "address (limit 3)",
-        "DICOM association from AE US at 127.0.0.3 refused: 4 associations already open "
-        "(limit 4)"]
+        "DICOM association from AE US at 127.0.0.3 refused: 4 associations already open (limit 4)",
+    ]
     assert not any("AE title not" in r.getMessage() for r in caplog.records)
     assert all(a.send_c_echo().Status == 0 for a in held)  # the admitted ones still work
 
@@ -128,8 +134,7 @@ def test_associations_over_each_limit_are_rejected_naming_the_limit(start_node, 
     assert wait_for(lambda: node.open_associations() == 0)
 
 
-def test_echoes_do_not_keep_an_association_open_and_stores_do(start_node, site, caplog,
-                                                               tmp_path):
+def test_echoes_do_not_keep_an_association_open_and_stores_do(start_node, site, caplog, tmp_path):
     import pydicom
 
     caplog.set_level(logging.INFO, logger="medai.integration")
@@ -148,8 +153,10 @@ def test_echoes_do_not_keep_an_association_open_and_stores_do(start_node, site, 
     assert wait_for(lambda: echoer.is_aborted or not echoer.is_alive())
     assert storer.is_established and storer.send_c_echo().Status == 0
     aborted = [r.getMessage() for r in caplog.records if "aborted:" in r.getMessage()]
-    assert aborted == ["DICOM association from AE MODALITY at 127.0.0.1 aborted: nothing "
-                       "stored for 35 s (limit 30 s; C-ECHO does not count)"]
+    assert aborted == [
+        "DICOM association from AE MODALITY at 127.0.0.1 aborted: nothing "
+        "stored for 35 s (limit 30 s; C-ECHO does not count)"
+    ]
     clock.advance(31)  # the storer has stored nothing since
     node.reap()
     assert wait_for(lambda: storer.is_aborted or not storer.is_alive())

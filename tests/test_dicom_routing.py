@@ -5,43 +5,55 @@ from __future__ import annotations
 
 import pytest
 
-from medai.core.tasks import Task, TaskError, loader_from
+from medai.core.task_registry import Task, TaskError, loader_from
 from medai.platform.integration.identity import DicomIdentity
 from medai.platform.integration.routing import route
 
 
-def ident(modality: str, body_part: str = "", view: str = "", description: str = "",
-          **more) -> DicomIdentity:
-    return DicomIdentity(modality=modality, body_part=body_part, view_position=view,
-                         series_description=description, **more)
+def ident(
+    modality: str, body_part: str = "", view: str = "", description: str = "", **more
+) -> DicomIdentity:
+    return DicomIdentity(
+        modality=modality,
+        body_part=body_part,
+        view_position=view,
+        series_description=description,
+        **more,
+    )
 
 
-@pytest.mark.parametrize(("identity", "task", "basis"), [
-    (ident("CR", "CHEST", "PA"), "cxr", "body_part"),
-    (ident("DX", "chest", "ap"), "cxr", "body_part"),
-    (ident("DX", "", "", "PA Chest 2 views"), "cxr", "description"),
-    (ident("CR", "", "", protocol_name="Akciğer PA"), "cxr", "description"),
-    (ident("MR", "BRAIN"), "mri", "body_part"),
-    (ident("MR", "", "", "T1 AX BRAIN post"), "mri", "description"),
-    (ident("MR", "HEAD", "", "knee"), "mri", "body_part"),  # a body part, when given, decides
-])
+@pytest.mark.parametrize(
+    ("identity", "task", "basis"),
+    [
+        (ident("CR", "CHEST", "PA"), "cxr", "body_part"),
+        (ident("DX", "chest", "ap"), "cxr", "body_part"),
+        (ident("DX", "", "", "PA Chest 2 views"), "cxr", "description"),
+        (ident("CR", "", "", protocol_name="Akciğer PA"), "cxr", "description"),
+        (ident("MR", "BRAIN"), "mri", "body_part"),
+        (ident("MR", "", "", "T1 AX BRAIN post"), "mri", "description"),
+        (ident("MR", "HEAD", "", "knee"), "mri", "body_part"),  # a body part, when given, decides
+    ],
+)
 def test_chest_radiographs_and_brain_mri_reach_their_model(identity, task, basis):
     got = route(identity)
     assert (got.task, got.basis) == (task, basis)
     assert got.reason == ""
 
 
-@pytest.mark.parametrize("identity", [
-    ident("US", "ABDOMEN"),  # no model reads ultrasound
-    ident("CR", "HAND", "PA"),  # a radiograph of another body part
-    ident("CR", "CHEST", "LL"),  # a lateral view: the CXR model reads frontal ones only
-    ident("CR", "CHEST", "LATERAL"),
-    ident("CR"),  # says nothing of what it shows
-    ident("MR", "KNEE"),
-    ident("MR", "", "", "sag T2 lumbar spine"),
-    ident("CT", "CHEST"),  # a chest, but not a radiograph
-    ident(""),
-])
+@pytest.mark.parametrize(
+    "identity",
+    [
+        ident("US", "ABDOMEN"),  # no model reads ultrasound
+        ident("CR", "HAND", "PA"),  # a radiograph of another body part
+        ident("CR", "CHEST", "LL"),  # a lateral view: the CXR model reads frontal ones only
+        ident("CR", "CHEST", "LATERAL"),
+        ident("CR"),  # says nothing of what it shows
+        ident("MR", "KNEE"),
+        ident("MR", "", "", "sag T2 lumbar spine"),
+        ident("CT", "CHEST"),  # a chest, but not a radiograph
+        ident(""),
+    ],
+)
 def test_anything_else_is_given_to_no_model(identity):
     got = route(identity)
     assert got.task is None and got.basis == "none"
@@ -49,9 +61,17 @@ def test_anything_else_is_given_to_no_model(identity):
 
 
 def _task(name: str, **rule) -> Task:
-    return Task(name=name, kind="imaging", loader=loader_from("x:y"), labels=("A", "N"),
-                normal="N", mentions_en={"A": "aaa"}, mentions_tr={"A": "aaa"},
-                phrases={"A": ("a", "a")}, **rule)
+    return Task(
+        name=name,
+        kind="imaging",
+        loader=loader_from("x:y"),
+        labels=("A", "N"),
+        normal="N",
+        mentions_en={"A": "aaa"},
+        mentions_tr={"A": "aaa"},
+        phrases={"A": ("a", "a")},
+        **rule,
+    )
 
 
 def test_a_rule_is_declared_by_the_task_and_checked_when_it_registers():
@@ -68,14 +88,17 @@ def test_a_rule_is_declared_by_the_task_and_checked_when_it_registers():
 
 
 def test_two_tasks_claiming_a_study_equally_give_it_to_neither(monkeypatch):
-    from medai.core import tasks
+    from medai.core import task_registry
 
     twin = _task("cxr2", dicom_modalities=("CR",), dicom_body_parts=("CHEST",))
-    monkeypatch.setitem(tasks._TASKS, "cxr2", twin)
+    monkeypatch.setitem(task_registry._TASKS, "cxr2", twin)
     got = route(ident("CR", "CHEST", "PA"))
     assert (got.task, got.basis) == (None, "ambiguous")
     assert "equally" in got.reason
     # a stronger claim still wins: the body part over a description
-    monkeypatch.setitem(tasks._TASKS, "cxr2", _task(
-        "cxr2", dicom_modalities=("CR",), dicom_description=r"\bchest\b"))
+    monkeypatch.setitem(
+        task_registry._TASKS,
+        "cxr2",
+        _task("cxr2", dicom_modalities=("CR",), dicom_description=r"\bchest\b"),
+    )
     assert route(ident("CR", "CHEST", "PA")).task == "cxr"

@@ -49,8 +49,9 @@ def scp():
     ae.require_called_aet = True
     ae.add_supported_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
     port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
     yield port, stored, ae
     server.shutdown()
 
@@ -66,7 +67,8 @@ def late_looker(monkeypatch):
     def associate(self, *args, evt_handlers=None, **kwargs):
         hooks = list(evt_handlers or []) + [
             (evt.EVT_CONN_CLOSE, lambda event: closed.set()),
-            (evt.EVT_REQUESTED, lambda event: closed.wait(30))]
+            (evt.EVT_REQUESTED, lambda event: closed.wait(30)),
+        ]
         return real(self, *args, evt_handlers=hooks, **kwargs)
 
     monkeypatch.setattr(AE, "associate", associate)
@@ -80,8 +82,7 @@ def test_a_store_to_the_right_title_is_stored(scp):
 
 
 @pytest.mark.parametrize("late", [False, True], ids=["prompt", "rejection-seen-late"])
-def test_a_wrong_called_title_is_a_rejection_however_late_it_is_read(scp, late,
-                                                                    monkeypatch):
+def test_a_wrong_called_title_is_a_rejection_however_late_it_is_read(scp, late, monkeypatch):
     port, stored, _ae = scp
     closed = late_looker(monkeypatch) if late else None
     with pytest.raises(DestinationRejected) as err:

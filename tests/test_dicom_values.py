@@ -42,19 +42,31 @@ CRAFTED = [
 
 def crafted(path, values: dict, **more):
     """A small instance with ``values`` (in UTF-8 unless they say otherwise)."""
-    return make_dicom(path, **{"accession": f"BAD-{uuid.uuid4().hex[:8]}",
-                               "SpecificCharacterSet": "ISO_IR 192", **values, **more})
+    return make_dicom(
+        path,
+        **{
+            "accession": f"BAD-{uuid.uuid4().hex[:8]}",
+            "SpecificCharacterSet": "ISO_IR 192",
+            **values,
+            **more,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     home = tmp_path_factory.mktemp("dicom-values")
-    with clinic("sqlite", home, tfidf_model_dir, tiny_imaging_dir, dicom_port=0) as (app,
-                                                                                      client):
+    with clinic("sqlite", home, tfidf_model_dir, tiny_imaging_dir, dicom_port=0) as (app, client):
         files = home / "files"
         files.mkdir()
-        yield SimpleNamespace(app=app, client=client, port=app.state.dicom_node.port,
-                              rad=bearer(client, "rad1"), files=files, home=home)
+        yield SimpleNamespace(
+            app=app,
+            client=client,
+            port=app.state.dicom_node.port,
+            rad=bearer(client, "rad1"),
+            files=files,
+            home=home,
+        )
 
 
 def _total(site) -> int:
@@ -62,6 +74,7 @@ def _total(site) -> int:
 
 
 # --- the rules ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("values", "keyword"), CRAFTED, ids=[k for _v, k in CRAFTED])
 def test_each_crafted_value_is_refused_naming_its_attribute(values, keyword, tmp_path):
@@ -77,14 +90,18 @@ def test_each_crafted_value_is_refused_naming_its_attribute(values, keyword, tmp
         assert str(value)[:12] not in str(refused.value)
 
 
-@pytest.mark.parametrize("values", [
-    {"sop": "1.2.840.0113654.2.70.1.123"},  # a leading zero, as some modalities send
-    {"name": "Yamada^Tarou=山田^太郎", "SpecificCharacterSet": ["", "ISO 2022 IR 87"]},
-    {"name": "\u200fمحمد^علي"},  # a right-to-left mark: allowed in, stripped out
-    {"name": "A" * 30 + "^" + "B" * 33, "patient_id": "P" * 64, "accession": "A" * 16},
-    {"PatientBirthDate": "19900101"}, {"PatientBirthDate": "1990.01.01"},
-    {"name": "DOE^JOHN  ", "sop": "1.2.3.4\x00"},  # padding is not content
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"sop": "1.2.840.0113654.2.70.1.123"},  # a leading zero, as some modalities send
+        {"name": "Yamada^Tarou=山田^太郎", "SpecificCharacterSet": ["", "ISO 2022 IR 87"]},
+        {"name": "\u200fمحمد^علي"},  # a right-to-left mark: allowed in, stripped out
+        {"name": "A" * 30 + "^" + "B" * 33, "patient_id": "P" * 64, "accession": "A" * 16},
+        {"PatientBirthDate": "19900101"},
+        {"PatientBirthDate": "1990.01.01"},
+        {"name": "DOE^JOHN  ", "sop": "1.2.3.4\x00"},  # padding is not content
+    ],
+)
 def test_what_real_equipment_sends_is_accepted(values, tmp_path):
     from medai.platform.integration import identity
 
@@ -121,6 +138,7 @@ def test_outgoing_values_are_what_dicom_allows():
 
 # --- every way in ---------------------------------------------------------------------------
 
+
 def _c_store(port: int, path):
     """A C-STORE from a pynetdicom peer: its response (Status, ErrorComment)."""
     import pydicom
@@ -142,8 +160,7 @@ SENDABLE = [(v, k) for v, k in CRAFTED if v.get("sop") != LONG_UID]  # see below
 
 
 @pytest.mark.parametrize(("values", "keyword"), SENDABLE, ids=[k for _v, k in SENDABLE])
-def test_the_node_refuses_with_a_failure_status_naming_the_attribute(site, values, keyword,
-                                                                     caplog):
+def test_the_node_refuses_with_a_failure_status_naming_the_attribute(site, values, keyword, caplog):
     caplog.set_level(logging.INFO)
     before = _total(site)
     rsp = _c_store(site.port, crafted(site.files / f"node-{keyword}.dcm", values))
@@ -172,17 +189,26 @@ def test_the_node_refuses_a_201_character_uid_sent_by_dcmtk(site):
 
 def _stow(site, *parts: bytes):
     boundary = uuid.uuid4().hex
-    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
-                    + p + b"\r\n" for p in parts) + b"--" + boundary.encode() + b"--\r\n"
+    body = (
+        b"".join(
+            b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + p + b"\r\n"
+            for p in parts
+        )
+        + b"--"
+        + boundary.encode()
+        + b"--\r\n"
+    )
     ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    return site.client.post("/api/v1/dicomweb/studies", content=body,
-                            headers={**site.rad, "content-type": ctype})
+    return site.client.post(
+        "/api/v1/dicomweb/studies", content=body, headers={**site.rad, "content-type": ctype}
+    )
 
 
 def test_stow_rs_names_the_attribute_of_each_refused_instance(site):
     before = _total(site)
-    parts = [crafted(site.files / f"stow-{i}.dcm", v).read_bytes()
-             for i, (v, _k) in enumerate(CRAFTED)]
+    parts = [
+        crafted(site.files / f"stow-{i}.dcm", v).read_bytes() for i, (v, _k) in enumerate(CRAFTED)
+    ]
     r = _stow(site, *parts)
     assert r.status_code == 409, r.text
     failed = r.json()[FAILED]["Value"]
@@ -197,8 +223,12 @@ def test_stow_rs_names_the_attribute_of_each_refused_instance(site):
 def test_an_upload_is_a_422_naming_the_attribute(site, values, keyword):
     before = _total(site)
     path = crafted(site.files / f"up-{keyword}.dcm", values)
-    r = site.client.post("/api/v1/studies", headers=site.rad, data={"task": "cxr"},
-                         files={"file": ("x.dcm", path.read_bytes(), "application/dicom")})
+    r = site.client.post(
+        "/api/v1/studies",
+        headers=site.rad,
+        data={"task": "cxr"},
+        files={"file": ("x.dcm", path.read_bytes(), "application/dicom")},
+    )
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["code"] == "invalid_dicom_attribute" and keyword in body["detail"]
@@ -207,6 +237,7 @@ def test_an_upload_is_a_422_naming_the_attribute(site, values, keyword):
 
 
 # --- rows stored before the checks still export ---------------------------------------------
+
 
 def _old_row(site, path) -> int:
     """A study filed as the code before ``dicom_values`` filed it (no checks), its report
@@ -223,26 +254,51 @@ def _old_row(site, path) -> int:
     ident = identity.from_dataset(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True))
     chosen = route(ident)
     with p.db.session() as db:
-        filed = studies.file_study(db, receive.account(db), sha=sha, size=len(data),
-                                   content_type="application/dicom", task=chosen.task,
-                                   identity=ident, source="dicom", calling_ae="MODALITY",
-                                   no_model_reason=chosen.reason, language="en")
+        filed = studies.file_study(
+            db,
+            receive.account(db),
+            sha=sha,
+            size=len(data),
+            content_type="application/dicom",
+            task=chosen.task,
+            identity=ident,
+            source="dicom",
+            calling_ae="MODALITY",
+            no_model_reason=chosen.reason,
+            language="en",
+        )
         sid = filed.study.id
-    sections = {"technique": "Abdomen US.", "findings": "Normal\u202e liver.",
-                "impression": "Normal.", "recommendation": ""}
-    r = site.client.post(f"/api/v1/studies/{sid}/report/sign", headers=site.rad,
-                         json={"version": 0, "sections": sections})
+    sections = {
+        "technique": "Abdomen US.",
+        "findings": "Normal\u202e liver.",
+        "impression": "Normal.",
+        "recommendation": "",
+    }
+    r = site.client.post(
+        f"/api/v1/studies/{sid}/report/sign",
+        headers=site.rad,
+        json={"version": 0, "sections": sections},
+    )
     assert r.status_code == 200, r.text
     return sid
 
 
 @pytest.fixture(scope="module")
 def old_rows(site):
-    bidi = crafted(site.files / "old-bidi.dcm", {"name": BIDI_NAME, "sop": TRAVERSAL,
-                                                 "study": TRAVERSAL + "/study"},
-                   modality="US", view=None, body_part="ABDOMEN")
-    long = crafted(site.files / "old-long.dcm", {"name": "UZUN" * 750 + "^AD", "sop": LONG_UID},
-                   modality="US", view=None, body_part="ABDOMEN")
+    bidi = crafted(
+        site.files / "old-bidi.dcm",
+        {"name": BIDI_NAME, "sop": TRAVERSAL, "study": TRAVERSAL + "/study"},
+        modality="US",
+        view=None,
+        body_part="ABDOMEN",
+    )
+    long = crafted(
+        site.files / "old-long.dcm",
+        {"name": "UZUN" * 750 + "^AD", "sop": LONG_UID},
+        modality="US",
+        view=None,
+        body_part="ABDOMEN",
+    )
     return {"bidi": (_old_row(site, bidi), bidi), "long": (_old_row(site, long), long)}
 
 
@@ -265,9 +321,11 @@ def test_an_old_row_exports_as_fhir_without_bidi_or_invalid_uids(site, old_rows,
     assert "\u202e" not in r.text and "\\u202e" not in r.text
     res = {e["resource"]["resourceType"]: e["resource"] for e in r.json()["entry"]}
     imaging = res["ImagingStudy"]
-    uids = [imaging["identifier"][0]["value"].removeprefix("urn:oid:"),
-            *(s["uid"] for s in imaging["series"]),
-            *(i["uid"] for s in imaging["series"] for i in s["instance"])]
+    uids = [
+        imaging["identifier"][0]["value"].removeprefix("urn:oid:"),
+        *(s["uid"] for s in imaging["series"]),
+        *(i["uid"] for s in imaging["series"] for i in s["instance"]),
+    ]
     assert all(is_uid(u) for u in uids), uids
     name = res["Patient"]["name"][0]
     if row == "bidi":
@@ -285,8 +343,11 @@ def test_an_old_row_exports_as_a_pdf_without_bidi_characters(site, old_rows, row
     assert r.status_code == 200, r.text
     text = "".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(r.content)).pages)
     assert "\u202e" not in text
-    assert ("ALIZEM, AYSE" in text and "Normal liver." in text) if row == "bidi" else \
-        "UZUNUZUN" in text
+    assert (
+        ("ALIZEM, AYSE" in text and "Normal liver." in text)
+        if row == "bidi"
+        else "UZUNUZUN" in text
+    )
 
 
 @pytest.mark.parametrize("row", ["bidi", "long"])

@@ -33,8 +33,12 @@ def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     with ui_server(home, {"rad1": "radiologist"}, **env) as base:
         node = subprocess.Popen(
             [sys.executable, "-m", "medai.cli", "dicom", "listen", "--json", "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-            env={**os.environ, "MEDAI_HOME": str(home), "MEDAI_JOB_THREADS": "0", **env})
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, "MEDAI_HOME": str(home), "MEDAI_JOB_THREADS": "0", **env},
+        )
         try:
             port = json.loads(node.stdout.readline())["port"]
             yield base, port, home
@@ -60,8 +64,11 @@ def axe_violations(page) -> list[dict]:
         return []
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "impact": v["impact"]} for v in result["violations"]
-            if v["impact"] in ("serious", "critical")]
+    return [
+        {"id": v["id"], "impact": v["impact"]}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 def wait_for(page, accession: str, statuses: set[str]) -> dict:
@@ -80,17 +87,24 @@ def test_the_worklist_and_the_study_page_show_the_dicom_identity(site, browser, 
     t = T[lang]
     accession = f"WEB-{lang.upper()}-1"
     cr = make_dicom(home / f"{accession}.dcm", accession=accession, description="PA chest")
-    us = make_dicom(home / f"{accession}-us.dcm", "US", body_part="ABDOMEN", view=None,
-                    accession=f"WEB-{lang.upper()}-US")
+    us = make_dicom(
+        home / f"{accession}-us.dcm",
+        "US",
+        body_part="ABDOMEN",
+        view=None,
+        accession=f"WEB-{lang.upper()}-US",
+    )
     assert storescu(port, cr, us).returncode == 0
     ctx, page = sign_in(browser, base, lang)
     wait_for(page, accession, {"ai_drafted"})
     page.goto("/worklist")
     page.locator("#f-accession").fill(accession)
     row = page.locator("#worklist tbody tr")
-    page.wait_for_function("(a) => { const r = document.querySelectorAll('#worklist tbody tr');"
-                           " return r.length === 1 && r[0].innerText.includes(a); }",
-                           arg=accession)
+    page.wait_for_function(
+        "(a) => { const r = document.querySelectorAll('#worklist tbody tr');"
+        " return r.length === 1 && r[0].innerText.includes(a); }",
+        arg=accession,
+    )
     text = row.inner_text()
     assert "YILMAZ, AYSE NUR" in text and PATIENT_ID in text and "CR" in text
     assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
@@ -101,14 +115,31 @@ def test_the_worklist_and_the_study_page_show_the_dicom_identity(site, browser, 
     box = page.locator("#dicom-identity")
     box.wait_for(state="visible")
     assert page.locator("#dicom-title").inner_text() == t["dicom_title"]
-    fields = {k: page.locator(f"#dicom-fields dd[data-field={k}]").inner_text()
-              for k in ("patient_name", "patient_id", "accession", "study_date", "modality",
-                        "view", "body_part", "series_description", "source")}
-    assert fields == {"patient_name": "YILMAZ, AYSE NUR", "patient_id": PATIENT_ID,
-                      "accession": accession, "modality": "CR",
-                      "study_date": "20.11.2025" if lang == "tr" else "2025-11-20",
-                      "view": "PA", "body_part": "CHEST", "series_description": "PA chest",
-                      "source": t["dicom_source_dicom"]}
+    fields = {
+        k: page.locator(f"#dicom-fields dd[data-field={k}]").inner_text()
+        for k in (
+            "patient_name",
+            "patient_id",
+            "accession",
+            "study_date",
+            "modality",
+            "view",
+            "body_part",
+            "series_description",
+            "source",
+        )
+    }
+    assert fields == {
+        "patient_name": "YILMAZ, AYSE NUR",
+        "patient_id": PATIENT_ID,
+        "accession": accession,
+        "modality": "CR",
+        "study_date": "20.11.2025" if lang == "tr" else "2025-11-20",
+        "view": "PA",
+        "body_part": "CHEST",
+        "series_description": "PA chest",
+        "source": t["dicom_source_dicom"],
+    }
     assert t["dicom_patient_name"] in box.inner_text()
     assert axe_violations(page) == []
     page.screenshot(path=str(shots / f"dicom-study-{lang}-phone.png"), full_page=True)
@@ -118,7 +149,8 @@ def test_the_worklist_and_the_study_page_show_the_dicom_identity(site, browser, 
     page.locator("#no-ai").wait_for(state="visible")
     assert page.locator("#study-status").inner_text() == t["status_no_model"]
     assert page.locator("#no-ai-reason").inner_text() == t["reason_no_route"].replace(
-        "{what}", "US · ABDOMEN")
+        "{what}", "US · ABDOMEN"
+    )
     page.locator("#manual-report").wait_for(state="visible")
     assert axe_violations(page) == []
     page.screenshot(path=str(shots / f"dicom-no-model-{lang}-phone.png"), full_page=True)

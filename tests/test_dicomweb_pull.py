@@ -45,8 +45,12 @@ def test_new_studies_are_pulled_once_filed_and_analysed(site, orthanc, tmp_path)
     app, client, rad, _ = site
     study = generate_uid()
     _put(orthanc, make_dicom(tmp_path / "a.dcm", study=study, accession="PULL-1", seed=1))
-    _put(orthanc, make_dicom(tmp_path / "u.dcm", "CR", body_part="ABDOMEN", view=None,
-                             accession="PULL-2", seed=2))
+    _put(
+        orthanc,
+        make_dicom(
+            tmp_path / "u.dcm", "CR", body_part="ABDOMEN", view=None, accession="PULL-2", seed=2
+        ),
+    )
     p = app.state.platform
     puller = Puller(p, orthanc.dicomweb_url, app.state.dispatch, today=lambda: DAY)
     first = puller.pull()
@@ -61,8 +65,10 @@ def test_new_studies_are_pulled_once_filed_and_analysed(site, orthanc, tmp_path)
     assert (again.fetched, again.known) == (0, 2)
 
     series = generate_uid()  # a series the PACS gains later joins the study
-    _put(orthanc, make_dicom(tmp_path / "b.dcm", study=study, series=series,
-                             accession="PULL-1", seed=3))
+    _put(
+        orthanc,
+        make_dicom(tmp_path / "b.dcm", study=study, series=series, accession="PULL-1", seed=3),
+    )
     third = puller.pull()
     assert (third.fetched, third.known) == (1, 2)
     assert [s["id"] for s in _by_accession(client, rad, "PULL-1")] == [chest["id"]]
@@ -76,8 +82,9 @@ def test_a_pacs_that_is_down_is_a_named_error(site):
 
     app, *_ = site
     with refusing_port() as port:
-        down = Puller(app.state.platform, f"http://127.0.0.1:{port}/dicom-web",
-                      timeout_s=2, today=lambda: DAY)
+        down = Puller(
+            app.state.platform, f"http://127.0.0.1:{port}/dicom-web", timeout_s=2, today=lambda: DAY
+        )
         with pytest.raises(PullError, match=r"127\.0\.0\.1"):
             down.pull()
 
@@ -100,16 +107,38 @@ def test_an_instance_declaring_too_many_pixels_is_not_fetched():
 def test_the_command_pulls_once_and_says_what_it_did(site, orthanc, tmp_path):  # noqa: F811
     _, client, rad, home = site
     _put(orthanc, make_dicom(tmp_path / "c.dcm", accession="PULL-CLI", seed=4))
-    env = {**os.environ, "MEDAI_HOME": str(home),
-           "MEDAI_DATABASE_URL": f"sqlite:///{home / 'medai.db'}"}
-    run = subprocess.run([sys.executable, "-m", "medai.cli", "dicom", "pull", "--url",
-                          orthanc.dicomweb_url, "--lookback-days", "400", "--json"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "MEDAI_HOME": str(home),
+        "MEDAI_DATABASE_URL": f"sqlite:///{home / 'medai.db'}",
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "dicom",
+            "pull",
+            "--url",
+            orthanc.dicomweb_url,
+            "--lookback-days",
+            "400",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["fetched"] >= 1 and out["refused"] == {}
     assert _by_accession(client, rad, "PULL-CLI")
-    bad = subprocess.run([sys.executable, "-m", "medai.cli", "dicom", "pull", "--url",
-                          "ftp://pacs", "--json"], capture_output=True, text=True, env=env,
-                         timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "medai.cli", "dicom", "pull", "--url", "ftp://pacs", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "error" in json.loads(bad.stdout)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medai.core.tasks import get as get_task
+from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.reporting.consistency import contradictions
 from medai.reporting.draft import draft_report
@@ -20,21 +20,34 @@ from medai.reporting.draft_input import Finding
 from medai.reporting.findings import stated_labels, states_normal
 
 # the bundled CXR model's operating points (assets/models/cxr-default/operating_points.json)
-CXR_THRESHOLDS = {"Pneumonia": 0.584, "COVID-19": 0.089, "Viral_Pneumonia": 0.737,
-                  "Bacterial_Pneumonia": 0.41, "No Finding": 0.699}
+CXR_THRESHOLDS = {
+    "Pneumonia": 0.584,
+    "COVID-19": 0.089,
+    "Viral_Pneumonia": 0.737,
+    "Bacterial_Pneumonia": 0.41,
+    "No Finding": 0.699,
+}
 # "No Finding" and COVID-19 both above their thresholds: the model contradicts itself
-CONFLICT = {"No Finding": 0.8, "COVID-19": 0.5, "Viral_Pneumonia": 0.3, "Pneumonia": 0.4,
-            "Bacterial_Pneumonia": 0.05}
-SAID = {"tr": "Model görüntüyü ayrıca normal olarak da işaretledi (çelişkili sonuç)",
-        "en": "The model also marked the image as normal (a conflicting result)"}
-UNDECIDED = {"tr": "YZ karar veremedi: COVID-19 pnömonisi paterni (olası tanı) eşiğin "
-                   "üzerinde, ancak model görüntüyü normal olarak da işaretledi; çelişkili sonuç",
-             "en": "The AI could not decide: it found possible COVID-19 pneumonia pattern above "
-                   "threshold but also marked the image as normal (a conflicting result)"}
+CONFLICT = {
+    "No Finding": 0.8,
+    "COVID-19": 0.5,
+    "Viral_Pneumonia": 0.3,
+    "Pneumonia": 0.4,
+    "Bacterial_Pneumonia": 0.05,
+}
+SAID = {
+    "tr": "Model görüntüyü ayrıca normal olarak da işaretledi (çelişkili sonuç)",
+    "en": "The model also marked the image as normal (a conflicting result)",
+}
+UNDECIDED = {
+    "tr": "YZ karar veremedi: COVID-19 pnömonisi paterni (olası tanı) eşiğin "
+    "üzerinde, ancak model görüntüyü normal olarak da işaretledi; çelişkili sonuç",
+    "en": "The AI could not decide: it found possible COVID-19 pneumonia pattern above "
+    "threshold but also marked the image as normal (a conflicting result)",
+}
 
 
-def draft(task: str, probs: dict[str, float], policy: OperatingPolicy, lang: str,
-          backend=None):
+def draft(task: str, probs: dict[str, float], policy: OperatingPolicy, lang: str, backend=None):
     d = decide(get_task(task), probs, policy)
     findings = [Finding(r.label, r.positive, r.probability, r.threshold) for r in d.labels]
     return d, draft_report(findings, None, backend, task=task, lang=lang, decision=d)
@@ -51,23 +64,27 @@ def test_a_conflict_made_undecided_says_so_and_states_neither_side(lang):
     assert d.candidates == ["No Finding", "COVID-19"]
     said = text(out)
     assert UNDECIDED[lang] in out["sections"]["findings"], out["sections"]
-    assert ("çelişkili sonuç" if lang == "tr" else "conflicting result") in \
-        out["sections"]["impression"]
+    assert ("çelişkili sonuç" if lang == "tr" else "conflicting result") in out["sections"][
+        "impression"
+    ]
     # neither side is stated: a signature of this draft as it is learns no finding and no
     # normal study
     assert stated_labels(said) == set() and not states_normal(said)
     assert contradictions(out["sections"], d, "cxr", lang) == []
 
 
-@pytest.mark.parametrize("lang, finding", [("tr", "COVID-19 pnömonisi paterni izlenmektedir."),
-                                           ("en", "COVID-19 pneumonia pattern.")])
+@pytest.mark.parametrize(
+    "lang, finding",
+    [("tr", "COVID-19 pnömonisi paterni izlenmektedir."), ("en", "COVID-19 pneumonia pattern.")],
+)
 def test_a_conflict_settled_as_the_finding_states_it_with_the_conflict(lang, finding):
     policy = OperatingPolicy(thresholds=CXR_THRESHOLDS, normal_conflict="finding")
     d, out = draft("cxr", CONFLICT, policy, lang)
     assert d.state == "abnormal" and d.conflict == ["No Finding", "COVID-19"]
     assert out["sections"]["findings"].startswith(f"{finding} {SAID[lang]}")
-    assert ("çelişkili sonuç" if lang == "tr" else "conflicting result") in \
-        out["sections"]["impression"]
+    assert ("çelişkili sonuç" if lang == "tr" else "conflicting result") in out["sections"][
+        "impression"
+    ]
     said = text(out)
     assert "COVID-19" in stated_labels(said) <= set(d.positives) and not states_normal(said)
     assert contradictions(out["sections"], d, "cxr", lang) == []
@@ -76,16 +93,30 @@ def test_a_conflict_settled_as_the_finding_states_it_with_the_conflict(lang, fin
     assert not states_normal(SAID[lang] + ".")
 
 
-@pytest.mark.parametrize("lang, sentence", [
-    ("tr", "YZ bu kesit için tek bir sınıfa karar veremedi: hipofiz tümörü ve menenjiom "
-           "(olası tanılar); sınıflandırma radyoloğa bırakılmıştır."),
-    ("en", "The AI could not decide on one class for this slice between possible pituitary "
-           "tumour and possible meningioma; classification is left to the radiologist.")])
+@pytest.mark.parametrize(
+    "lang, sentence",
+    [
+        (
+            "tr",
+            "YZ bu kesit için tek bir sınıfa karar veremedi: hipofiz tümörü ve menenjiom "
+            "(olası tanılar); sınıflandırma radyoloğa bırakılmıştır.",
+        ),
+        (
+            "en",
+            "The AI could not decide on one class for this slice between possible pituitary "
+            "tumour and possible meningioma; classification is left to the radiologist.",
+        ),
+    ],
+)
 def test_an_undecided_mri_names_its_candidates_without_stating_them(lang, sentence):
     """The tryout's MRI: pituitary 40.8 % against meningioma 36.1 %."""
     policy = OperatingPolicy(min_confidence=0.5, min_margin=0.1)
-    d, out = draft("mri", {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2,
-                           "No_Tumor": 0.031}, policy, lang)
+    d, out = draft(
+        "mri",
+        {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2, "No_Tumor": 0.031},
+        policy,
+        lang,
+    )
     assert d.candidates == ["Pituitary", "Meningioma"]
     assert out["sections"]["findings"] == sentence
     assert stated_labels(text(out)) == set() and not states_normal(text(out))
@@ -95,31 +126,46 @@ def test_an_undecided_mri_names_its_candidates_without_stating_them(lang, senten
 @pytest.mark.parametrize("lang", ["tr", "en"])
 def test_an_undecided_mri_with_no_tumour_among_the_candidates_is_not_read_as_normal(lang):
     policy = OperatingPolicy(min_confidence=0.5, min_margin=0.1)
-    d, out = draft("mri", {"Glioma": 0.45, "No_Tumor": 0.4, "Meningioma": 0.1,
-                           "Pituitary": 0.05}, policy, lang)
+    d, out = draft(
+        "mri", {"Glioma": 0.45, "No_Tumor": 0.4, "Meningioma": 0.1, "Pituitary": 0.05}, policy, lang
+    )
     assert d.candidates == ["Glioma", "No_Tumor"]
-    assert ("gliom (olası tanı) ya da tümör yok" if lang == "tr"
-            else "possible glioma or no tumour") in out["sections"]["findings"]
+    assert (
+        "gliom (olası tanı) ya da tümör yok" if lang == "tr" else "possible glioma or no tumour"
+    ) in out["sections"]["findings"]
     assert stated_labels(text(out)) == set() and not states_normal(text(out))
     assert contradictions(out["sections"], d, "mri", lang) == []
 
 
 @pytest.mark.parametrize("lang", ["tr", "en"])
 def test_the_checker_finds_a_draft_that_hides_the_conflict_or_the_candidates(lang):
-    d = decide(get_task("cxr"), CONFLICT, OperatingPolicy(thresholds=CXR_THRESHOLDS,
-                                                          normal_conflict="finding"))
-    hidden = {"findings": "COVID-19 pnömonisi paterni izlenmektedir." if lang == "tr" else
-              "COVID-19 pneumonia pattern.", "impression": ""}
+    d = decide(
+        get_task("cxr"),
+        CONFLICT,
+        OperatingPolicy(thresholds=CXR_THRESHOLDS, normal_conflict="finding"),
+    )
+    hidden = {
+        "findings": "COVID-19 pnömonisi paterni izlenmektedir."
+        if lang == "tr"
+        else "COVID-19 pneumonia pattern.",
+        "impression": "",
+    }
     assert contradictions(hidden, d, "cxr", lang) == [
-        "a conflicting decision whose draft does not say so"]
-    mri = decide(get_task("mri"), {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2,
-                                   "No_Tumor": 0.031},
-                 OperatingPolicy(min_confidence=0.5, min_margin=0.1))
-    vague = {"findings": "YZ karar veremedi." if lang == "tr" else "The AI could not decide.",
-             "impression": ""}
+        "a conflicting decision whose draft does not say so"
+    ]
+    mri = decide(
+        get_task("mri"),
+        {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2, "No_Tumor": 0.031},
+        OperatingPolicy(min_confidence=0.5, min_margin=0.1),
+    )
+    vague = {
+        "findings": "YZ karar veremedi." if lang == "tr" else "The AI could not decide.",
+        "impression": "",
+    }
     assert contradictions(vague, mri, "mri", lang) == [
         "does not name Pituitary, a candidate of the undecided decision",
-        "does not name Meningioma, a candidate of the undecided decision"]
+        "does not name Meningioma, a candidate of the undecided decision",
+    ]
 
 
 class SilentModel:
@@ -133,12 +179,20 @@ class SilentModel:
 
     def complete(self, system: str, user: str) -> str:
         self.prompts.append(user)
-        return json.dumps({"technique": "Chest radiograph.", "findings": self.findings,
-                           "impression": self.findings, "recommendation": "Correlate."})
+        return json.dumps(
+            {
+                "technique": "Chest radiograph.",
+                "findings": self.findings,
+                "impression": self.findings,
+                "recommendation": "Correlate.",
+            }
+        )
 
 
-@pytest.mark.parametrize("lang, finding", [("tr", "COVID-19 pnömonisi paterni izlenmektedir."),
-                                           ("en", "COVID-19 pneumonia pattern.")])
+@pytest.mark.parametrize(
+    "lang, finding",
+    [("tr", "COVID-19 pnömonisi paterni izlenmektedir."), ("en", "COVID-19 pneumonia pattern.")],
+)
 def test_an_llm_draft_that_hides_the_conflict_gets_the_conflict_sentence(lang, finding):
     policy = OperatingPolicy(thresholds=CXR_THRESHOLDS, normal_conflict="finding")
     model = SilentModel(finding)
@@ -164,9 +218,12 @@ DISEASES = [lab for lab in CXR.labels if lab != CXR.normal]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(DISEASES), min_size=1, max_size=4, unique=True),
-       st.sampled_from(["indeterminate", "finding"]), st.sampled_from(["tr", "en"]),
-       st.floats(0.55, 0.99))
+@given(
+    st.lists(st.sampled_from(DISEASES), min_size=1, max_size=4, unique=True),
+    st.sampled_from(["indeterminate", "finding"]),
+    st.sampled_from(["tr", "en"]),
+    st.floats(0.55, 0.99),
+)
 def test_every_conflict_is_said_and_states_only_what_was_decided(passing, mode, lang, p):
     """Any set of findings passing beside "No Finding", either policy, either language."""
     probs = {lab: (p if lab in passing else 0.01) for lab in CXR.labels}

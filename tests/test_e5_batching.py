@@ -17,8 +17,9 @@ FIXTURE = Path(__file__).parent / "data" / "red_flag_texts.jsonl"  # from develo
 
 
 def _texts() -> list[str]:
-    return [json.loads(x)["text"] for x in FIXTURE.read_text(encoding="utf-8").splitlines()
-            if x.strip()]
+    return [
+        json.loads(x)["text"] for x in FIXTURE.read_text(encoding="utf-8").splitlines() if x.strip()
+    ]
 
 
 def test_concurrent_vectors_equal_serial_ones_and_a_batch_forms():
@@ -31,8 +32,12 @@ def test_concurrent_vectors_equal_serial_ones_and_a_batch_forms():
     results: dict[int, np.ndarray] = {}
     batched._lock.acquire()  # the engine busy: every request queues behind the first
     try:
-        threads = [threading.Thread(target=lambda i=i: results.__setitem__(
-            i, batched.encode([texts[i]])[0])) for i in range(len(texts))]
+        threads = [
+            threading.Thread(
+                target=lambda i=i: results.__setitem__(i, batched.encode([texts[i]])[0])
+            )
+            for i in range(len(texts))
+        ]
         for t in threads:
             t.start()
         for _ in range(2000):  # every request queued (the first is waiting for the engine)

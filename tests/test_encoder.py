@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medai.core import registry
+from medai.core import model_dir
 from medai.core.embeddings import E5Encoder, EmbeddingCache
 from medai.triage.train import TrainOptions, train
 
@@ -32,7 +32,7 @@ def test_train_save_load_roundtrip(tmp_path, complaints_csv, model_type):
     # the tiny synthetic set shares templates across departments: the encoder alone sees
     # mostly template, so its bar is lower (chance is 0.25)
     assert summary["test"]["macro_f1"] > (0.8 if "tfidf" in model_type else 0.5)
-    predictor = registry.load(out)
+    predictor = model_dir.load(out)
     assert predictor.card.model_type == model_type
     texts = ["Kulak çınlaması ve işitme kaybı var", "Sırtımda sivilce ve kaşıntı var"]
     proba = predictor.predict_proba(texts)

@@ -25,9 +25,12 @@ CHOSEN = "kestane-kebap-ilkbahar"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    with ui_server(tmp_path_factory.mktemp("enrol-home"), {"admin": "admin"},
-                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
+    with ui_server(
+        tmp_path_factory.mktemp("enrol-home"),
+        {"admin": "admin"},
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+    ) as base:
         yield base
 
 
@@ -44,8 +47,11 @@ def _axe(page) -> list[dict]:
         return []
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "impact": v["impact"]} for v in result["violations"]
-            if v["impact"] in ("serious", "critical")]
+    return [
+        {"id": v["id"], "impact": v["impact"]}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 def test_a_new_user_enrols_on_a_phone_in_turkish_and_signs_in(server, browser):
@@ -95,8 +101,9 @@ def test_a_new_user_enrols_on_a_phone_in_turkish_and_signs_in(server, browser):
     page.get_by_role("button", name="Parolayı kaydet").click()
     done = page.locator("#enrol-done-text")
     done.wait_for(state="visible")
-    assert done.inner_text() == ("dr.zeynep için parola kaydedildi. Artık bu parolayla giriş "
-                                 "yapabilirsiniz.")
+    assert done.inner_text() == (
+        "dr.zeynep için parola kaydedildi. Artık bu parolayla giriş yapabilirsiniz."
+    )
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert _axe(page) == []
     _shot(page, "enrol-tr-360-done.png")

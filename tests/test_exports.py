@@ -17,35 +17,61 @@ from medai.platform import report_words as rw
 from medai.platform.exports import fhir_bundle, report_pdf
 from medai.platform.localtime import format_local, local_times
 
-FINDINGS = [{"label": "Cardiomegaly", "probability": 0.734, "threshold": 0.5, "positive": True},
-            {"label": "Effusion", "probability": 0.12, "threshold": 0.4, "positive": False}]
+FINDINGS = [
+    {"label": "Cardiomegaly", "probability": 0.734, "threshold": 0.5, "positive": True},
+    {"label": "Effusion", "probability": 0.12, "threshold": 0.4, "positive": False},
+]
 MODEL = {"name": "medai-cxr-test", "version": "1.0.0", "content_hash": "sha256:" + "ab" * 32}
-TR = {"technique": "PA akciğer grafisi.", "findings": "Kalp gölgesi genişlemiş [1].",
-      "impression": "Kardiyomegali ile uyumlu görünüm.",
-      "recommendation": "Ekokardiyografi önerilir."}
-EN = {"technique": "PA chest radiograph.", "findings": "The heart is enlarged [1].",
-      "impression": "Cardiomegaly.", "recommendation": "Echocardiography."}
-CITES = [{"n": 1, "title": "Cardiomegaly", "source": "medai knowledge base",
-          "licence": "CC BY 4.0"}]
+TR = {
+    "technique": "PA akciğer grafisi.",
+    "findings": "Kalp gölgesi genişlemiş [1].",
+    "impression": "Kardiyomegali ile uyumlu görünüm.",
+    "recommendation": "Ekokardiyografi önerilir.",
+}
+EN = {
+    "technique": "PA chest radiograph.",
+    "findings": "The heart is enlarged [1].",
+    "impression": "Cardiomegaly.",
+    "recommendation": "Echocardiography.",
+}
+CITES = [
+    {"n": 1, "title": "Cardiomegaly", "source": "medai knowledge base", "licence": "CC BY 4.0"}
+]
 SIGNED_AT = "2026-11-23T11:05:00Z"  # 14:05 in Istanbul
 
 
 def study(lang: str = "tr", **kw) -> dict:
-    return {"id": 7, "task": "cxr", "modality": "chest X-ray", "patient_ref": "P-1",
-            "language": lang, **kw}
+    return {
+        "id": 7,
+        "task": "cxr",
+        "modality": "chest X-ray",
+        "patient_ref": "P-1",
+        "language": lang,
+        **kw,
+    }
 
 
 def report(sections=None, **kw) -> dict:
-    out = {"version": 1, "status": "preliminary", "sections": dict(sections or TR),
-           "citations": CITES, "findings": FINDINGS, "signed_by": None, "signed_at": None,
-           "created_at": "2026-11-23T11:01:00Z", "ai_assisted": True}
+    out = {
+        "version": 1,
+        "status": "preliminary",
+        "sections": dict(sections or TR),
+        "citations": CITES,
+        "findings": FINDINGS,
+        "signed_by": None,
+        "signed_at": None,
+        "created_at": "2026-11-23T11:01:00Z",
+        "ai_assisted": True,
+    }
     out.update(kw)
     return out
 
 
 def signed(sections=None, **kw) -> dict:
-    return report(sections, **{"version": 2, "status": "final", "signed_by": "dr.ayse",
-                               "signed_at": SIGNED_AT, **kw})
+    return report(
+        sections,
+        **{"version": 2, "status": "final", "signed_by": "dr.ayse", "signed_at": SIGNED_AT, **kw},
+    )
 
 
 def pages(pdf: bytes) -> list[str]:
@@ -58,8 +84,13 @@ def render(s: dict, r: dict, zone: str = "Europe/Istanbul") -> list[str]:
     return pages(report_pdf(s, r, MODEL, None, None, None, zone=zone))
 
 
-CLAIMS = ("imzalanmıştır", "incelenip imzalan", "signed by the radiologist",
-          "reviewed and signed", "reviewed, edited and signed")
+CLAIMS = (
+    "imzalanmıştır",
+    "incelenip imzalan",
+    "signed by the radiologist",
+    "reviewed and signed",
+    "reviewed, edited and signed",
+)
 
 
 @pytest.mark.parametrize("lang", ["tr", "en"])
@@ -74,8 +105,10 @@ def test_an_unsigned_pdf_is_stamped_on_every_page_and_claims_no_signature(lang):
     assert rw.WORDS[lang]["not_signed"] in whole
 
 
-@pytest.mark.parametrize("lang, when", [("tr", "23.11.2026 14:05 (Europe/Istanbul)"),
-                                        ("en", "23 Nov 2026 14:05 (Europe/Istanbul)")])
+@pytest.mark.parametrize(
+    "lang, when",
+    [("tr", "23.11.2026 14:05 (Europe/Istanbul)"), ("en", "23 Nov 2026 14:05 (Europe/Istanbul)")],
+)
 def test_a_signed_pdf_names_the_signer_and_the_local_time(lang, when):
     texts = render(study(lang), signed(TR if lang == "tr" else EN))
     whole = " ".join(texts)
@@ -105,26 +138,64 @@ def test_local_times_accept_stored_and_api_forms():
     assert format_local(naive, "tr", "Europe/Istanbul") == "23.11.2026 14:05 (Europe/Istanbul)"
     assert format_local(None, "tr") is None
     assert local_times({"created_at": SIGNED_AT, "signed_at": None}, "en", "UTC") == {
-        "created_at_local": "23 Nov 2026 11:05 (UTC)", "signed_at_local": None}
+        "created_at_local": "23 Nov 2026 11:05 (UTC)",
+        "signed_at_local": None,
+    }
 
 
-ENGLISH_IN_A_TURKISH_PDF = [v for k, v in rw.WORDS["en"].items() if k in (
-    "title", "status", "examination", "patient", "signed_by", "signed_at", "version_date",
-    "ai_model", "findings_title", "col_finding", "col_probability", "col_threshold",
-    "col_decision", "technique", "findings", "impression", "recommendation", "sources",
-    "image", "preliminary", "final", "present", "absent", "not_signed", "stamp")] + [
-    "Cardiomegaly", "Pleural effusion", "Chest X-ray", "not a diagnosis", "AI "]
+ENGLISH_IN_A_TURKISH_PDF = [
+    v
+    for k, v in rw.WORDS["en"].items()
+    if k
+    in (
+        "title",
+        "status",
+        "examination",
+        "patient",
+        "signed_by",
+        "signed_at",
+        "version_date",
+        "ai_model",
+        "findings_title",
+        "col_finding",
+        "col_probability",
+        "col_threshold",
+        "col_decision",
+        "technique",
+        "findings",
+        "impression",
+        "recommendation",
+        "sources",
+        "image",
+        "preliminary",
+        "final",
+        "present",
+        "absent",
+        "not_signed",
+        "stamp",
+    )
+] + ["Cardiomegaly", "Pleural effusion", "Chest X-ray", "not a diagnosis", "AI "]
 
 
 @pytest.mark.parametrize("make", [report, signed])
 def test_a_turkish_pdf_has_no_english_headings_or_names(make):
-    pdf = report_pdf(study("tr"), make(), MODEL, _png(), _png(1), "Cardiomegaly",
-                     zone="Europe/Istanbul")
+    pdf = report_pdf(
+        study("tr"), make(), MODEL, _png(), _png(1), "Cardiomegaly", zone="Europe/Istanbul"
+    )
     whole = " ".join(pages(pdf))
     found = [w for w in ENGLISH_IN_A_TURKISH_PDF if re.search(rf"\b{re.escape(w)}", whole)]
     assert not found
-    for word in ("Rapor durumu", "Bulgu", "Olasılık", "YZ kararı", "Sonuç", "Kardiyomegali",
-                 "Akciğer grafisi", "Kaynaklar", "Grad-CAM ısı haritası"):
+    for word in (
+        "Rapor durumu",
+        "Bulgu",
+        "Olasılık",
+        "YZ kararı",
+        "Sonuç",
+        "Kardiyomegali",
+        "Akciğer grafisi",
+        "Kaynaklar",
+        "Grad-CAM ısı haritası",
+    ):
         assert word in whole
 
 
@@ -143,8 +214,7 @@ def test_the_disclosure_follows_the_state():
     assert "Düzeltilmiş rapor taslağı" in amended and "Düzeltilmiş rapor (sürüm 4)" in amended
     assert not any(c in amended for c in CLAIMS)
     amended_signed = text(signed(status="amended", version=5), "en")
-    assert "Amended report" in amended_signed and "reviewed and signed by dr.ayse" in \
-        amended_signed
+    assert "Amended report" in amended_signed and "reviewed and signed by dr.ayse" in amended_signed
 
 
 UNUSUAL = "ğüşıöçĞÜŞİÖÇ αβγΩ Привет 胸部検査 🙂👍 \ue000"
@@ -238,8 +308,9 @@ def test_fhir_exports_every_report_state(state):
 
 
 def _obs(bundle: dict) -> list[dict]:
-    return [e["resource"] for e in bundle["entry"]
-            if e["resource"]["resourceType"] == "Observation"]
+    return [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+    ]
 
 
 def _code(o: dict) -> str:
@@ -247,10 +318,16 @@ def _code(o: dict) -> str:
 
 
 def test_fhir_observations_follow_the_decision_and_the_signature():
-    indeterminate = {"label": "Effusion", "probability": 0.5, "threshold": 0.5,
-                     "positive": False, "basis": "indeterminate"}
-    unsigned = fhir_bundle(study(), report(findings=[*FINDINGS, indeterminate]), MODEL, None,
-                           CREATED, None)
+    indeterminate = {
+        "label": "Effusion",
+        "probability": 0.5,
+        "threshold": 0.5,
+        "positive": False,
+        "basis": "indeterminate",
+    }
+    unsigned = fhir_bundle(
+        study(), report(findings=[*FINDINGS, indeterminate]), MODEL, None, CREATED, None
+    )
     obs = _obs(unsigned)
     assert [_code(o) for o in obs] == ["POS", "NEG", "IND"]
     assert all(o["status"] == "preliminary" for o in obs)
@@ -269,16 +346,37 @@ def test_after_sign_off_the_signers_labels_are_the_final_results():
     only as a preliminary suggestion the signer rejected, never a final positive."""
     from medai.platform.finding_states import with_states
 
-    ai = {"task": "cxr", "findings": [
-        {"label": "Bacterial_Pneumonia", "probability": 0.81, "threshold": 0.41,
-         "positive": True, "basis": "above_threshold"},
-        {"label": "Pneumonia", "probability": 0.7, "threshold": 0.58, "positive": True,
-         "basis": "above_threshold"},
-        {"label": "No Finding", "probability": 0.2, "threshold": 0.7, "positive": False,
-         "basis": "below_threshold"}]}
-    said = [{"label": "Bacterial_Pneumonia", "present": False, "source": "rejected"},
-            {"label": "Pneumonia", "present": False, "source": "text"},
-            {"label": "No Finding", "present": True, "source": "text"}]
+    ai = {
+        "task": "cxr",
+        "findings": [
+            {
+                "label": "Bacterial_Pneumonia",
+                "probability": 0.81,
+                "threshold": 0.41,
+                "positive": True,
+                "basis": "above_threshold",
+            },
+            {
+                "label": "Pneumonia",
+                "probability": 0.7,
+                "threshold": 0.58,
+                "positive": True,
+                "basis": "above_threshold",
+            },
+            {
+                "label": "No Finding",
+                "probability": 0.2,
+                "threshold": 0.7,
+                "positive": False,
+                "basis": "below_threshold",
+            },
+        ],
+    }
+    said = [
+        {"label": "Bacterial_Pneumonia", "present": False, "source": "rejected"},
+        {"label": "Pneumonia", "present": False, "source": "text"},
+        {"label": "No Finding", "present": True, "source": "text"},
+    ]
     sections = {"findings": "Normal akciğer grafisi.", "impression": "Pnömoni bulgusu yok."}
     r = with_states(signed(sections), ai, said)
     bundle = fhir_bundle(study(), r, MODEL, "dr.ayse", CREATED, datetime(2026, 11, 23))
@@ -286,18 +384,25 @@ def test_after_sign_off_the_signers_labels_are_the_final_results():
     obs = _obs(bundle)
     finals = {o["code"]["coding"][0]["code"]: o for o in obs if o["status"] == "final"}
     assert {k: (o["valueBoolean"], _code(o)) for k, o in finals.items()} == {
-        "Bacterial_Pneumonia": (False, "NEG"), "Pneumonia": (False, "NEG"),
-        "No Finding": (True, "POS")}
-    assert all(o["performer"][0]["reference"] == "Practitioner/signer-7"
-               for o in finals.values())
+        "Bacterial_Pneumonia": (False, "NEG"),
+        "Pneumonia": (False, "NEG"),
+        "No Finding": (True, "POS"),
+    }
+    assert all(o["performer"][0]["reference"] == "Practitioner/signer-7" for o in finals.values())
     ai_obs = [o for o in obs if o["status"] != "final"]
     assert all(o["status"] == "preliminary" and "device" in o for o in ai_obs)
     bact = next(o for o in ai_obs if o["code"]["coding"][0]["code"] == "Bacterial_Pneumonia")
     assert _code(bact) == "POS" and "radyolog reddetti" in bact["method"]["text"]
-    assert finals["Bacterial_Pneumonia"]["derivedFrom"][0]["reference"] == \
-        f"Observation/{bact['id']}"
-    assert not [o for o in obs if o["status"] == "final" and _code(o) == "POS"
-                and o["code"]["coding"][0]["code"] != "No Finding"]
+    assert (
+        finals["Bacterial_Pneumonia"]["derivedFrom"][0]["reference"] == f"Observation/{bact['id']}"
+    )
+    assert not [
+        o
+        for o in obs
+        if o["status"] == "final"
+        and _code(o) == "POS"
+        and o["code"]["coding"][0]["code"] != "No Finding"
+    ]
     dr = bundle["entry"][0]["resource"]
     refs = [x["reference"] for x in dr["result"]]
     assert refs[:3] == [f"Observation/{o['id']}" for o in obs if o["status"] == "final"]
@@ -306,31 +411,68 @@ def test_after_sign_off_the_signers_labels_are_the_final_results():
 def test_an_undecided_mri_is_indeterminate_in_fhir_for_both_candidates():
     from medai.platform.finding_states import with_states
 
-    ai = {"task": "mri", "decision": {
-        "kind": "exclusive", "state": "indeterminate", "indeterminate_reason": "low_confidence",
-        "candidates": ["Pituitary", "Meningioma"], "labels": [
-            {"label": "Pituitary", "probability": 0.408, "threshold": 0.9, "positive": False,
-             "basis": "indeterminate"},
-            {"label": "Meningioma", "probability": 0.361, "threshold": 0.9, "positive": False,
-             "basis": "not_top"},
-            {"label": "Glioma", "probability": 0.2, "threshold": 0.9, "positive": False,
-             "basis": "not_top"},
-            {"label": "No_Tumor", "probability": 0.031, "threshold": 0.9, "positive": False,
-             "basis": "not_top"}]}}
+    ai = {
+        "task": "mri",
+        "decision": {
+            "kind": "exclusive",
+            "state": "indeterminate",
+            "indeterminate_reason": "low_confidence",
+            "candidates": ["Pituitary", "Meningioma"],
+            "labels": [
+                {
+                    "label": "Pituitary",
+                    "probability": 0.408,
+                    "threshold": 0.9,
+                    "positive": False,
+                    "basis": "indeterminate",
+                },
+                {
+                    "label": "Meningioma",
+                    "probability": 0.361,
+                    "threshold": 0.9,
+                    "positive": False,
+                    "basis": "not_top",
+                },
+                {
+                    "label": "Glioma",
+                    "probability": 0.2,
+                    "threshold": 0.9,
+                    "positive": False,
+                    "basis": "not_top",
+                },
+                {
+                    "label": "No_Tumor",
+                    "probability": 0.031,
+                    "threshold": 0.9,
+                    "positive": False,
+                    "basis": "not_top",
+                },
+            ],
+        },
+    }
     r = with_states(report(findings=[]), ai, None)
     obs = _obs(fhir_bundle(study(task="mri"), r, MODEL, None, CREATED, None))
     assert {o["code"]["coding"][0]["code"]: _code(o) for o in obs} == {
-        "Pituitary": "IND", "Meningioma": "IND", "Glioma": "NEG", "No_Tumor": "NEG"}
+        "Pituitary": "IND",
+        "Meningioma": "IND",
+        "Glioma": "NEG",
+        "No_Tumor": "NEG",
+    }
 
 
 def test_a_finding_implied_by_another_says_so():
     from medai.platform.finding_states import with_states
 
-    stored = [{"label": "COVID-19", "probability": 0.76, "threshold": 0.04, "positive": True},
-              {"label": "Viral_Pneumonia", "probability": 0.09, "threshold": 0.97,
-               "positive": True}]
-    payload = {"findings": [{**stored[0], "basis": "above_threshold"},
-                            {**stored[1], "basis": "implied", "implied_by": "COVID-19"}]}
+    stored = [
+        {"label": "COVID-19", "probability": 0.76, "threshold": 0.04, "positive": True},
+        {"label": "Viral_Pneumonia", "probability": 0.09, "threshold": 0.97, "positive": True},
+    ]
+    payload = {
+        "findings": [
+            {**stored[0], "basis": "above_threshold"},
+            {**stored[1], "basis": "implied", "implied_by": "COVID-19"},
+        ]
+    }
     r = with_states(report(findings=stored), payload, None)
     assert r["findings"][1]["implied_by"] == "COVID-19" and "basis" not in stored[1]
     whole = " ".join(render(study("tr"), r))

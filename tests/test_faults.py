@@ -22,20 +22,23 @@ from sqlalchemy import event, func, select, text
 
 from platform_helpers import bearer, clinic, png_bytes, wait_status
 
-STORAGE = "medai.platform.storage"
+STORAGE = "medai.platform.blobs"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def env(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    with clinic(request.param, tmp_path / "home", tfidf_model_dir, tiny_imaging_dir,
-                job_threads=0) as (app, client):
+    with clinic(
+        request.param, tmp_path / "home", tfidf_model_dir, tiny_imaging_dir, job_threads=0
+    ) as (app, client):
         yield app, client, bearer(client, "rad1")
 
 
 @pytest.fixture
 def sqlite_env(tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir,
-                job_threads=0) as (app, client):
+    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir, job_threads=0) as (
+        app,
+        client,
+    ):
         yield app, client, bearer(client, "rad1")
 
 
@@ -52,8 +55,12 @@ def _studies(app) -> int:
 
 
 def _upload(client, headers, seed: int):
-    return client.post("/api/v1/studies", headers=headers, data={"task": "cxr"},
-                       files={"file": ("x.png", png_bytes(seed), "image/png")})
+    return client.post(
+        "/api/v1/studies",
+        headers=headers,
+        data={"task": "cxr"},
+        files={"file": ("x.png", png_bytes(seed), "image/png")},
+    )
 
 
 def _fault_logged(caplog, *needles: str) -> str:
@@ -128,8 +135,11 @@ def test_a_read_only_database_is_named_and_leaves_no_file(env, caplog):
         assert r.status_code == 503, r.text
         body = r.json()
         assert body["code"] == "storage_read_only" and body["detail"]
-        assert body["database"] == {"ready": False, "error": "StorageFault",
-                                    "code": "storage_read_only"}
+        assert body["database"] == {
+            "ready": False,
+            "error": "StorageFault",
+            "code": "storage_read_only",
+        }
         assert body["storage"] == {"ready": True}
         line = _fault_logged(caplog, "readiness", where, "read-only")
 
@@ -138,8 +148,7 @@ def test_a_read_only_database_is_named_and_leaves_no_file(env, caplog):
         assert r.json()["code"] == "storage_read_only"
         assert r.headers["retry-after"]
         assert "x-request-id" in r.headers
-        line = _fault_logged(caplog, "storage fault", where, "read-only",
-                             "POST /api/v1/studies")
+        line = _fault_logged(caplog, "storage fault", where, "read-only", "POST /api/v1/studies")
     assert "x.png" not in line
     assert _studies(app) == studies
     assert _files(app) == files  # the file of the refused row went with it
@@ -193,10 +202,13 @@ def _chmod_0500(monkeypatch, app) -> None:
     app.state.platform.store.root.chmod(0o500)  # the test makes it 0700 again
 
 
-@pytest.mark.parametrize("fault,code,reason", [(_read_only_fs, "storage_read_only", "read-only"),
-                                               (_chmod_0500, "storage_denied", "denied")])
-def test_an_unwritable_blob_folder_is_named_and_leaves_no_row(sqlite_env, monkeypatch, caplog,
-                                                              fault, code, reason):
+@pytest.mark.parametrize(
+    "fault,code,reason",
+    [(_read_only_fs, "storage_read_only", "read-only"), (_chmod_0500, "storage_denied", "denied")],
+)
+def test_an_unwritable_blob_folder_is_named_and_leaves_no_row(
+    sqlite_env, monkeypatch, caplog, fault, code, reason
+):
     app, client, rad = sqlite_env
     root = app.state.platform.store.root
     studies, files = _studies(app), _files(app)
@@ -248,8 +260,9 @@ def _dev_full(monkeypatch) -> None:
     monkeypatch.setattr(f"{STORAGE}.tempfile.mkstemp", mkstemp)
 
 
-def test_a_background_analysis_on_a_full_disk_logs_which_path_and_why(sqlite_env, monkeypatch,
-                                                                      caplog):
+def test_a_background_analysis_on_a_full_disk_logs_which_path_and_why(
+    sqlite_env, monkeypatch, caplog
+):
     """The upload is stored; then the disk fills: the analysis cannot store its rendition or
     heatmap, and its failure is logged with the path and the reason, not only a type."""
     from medai.platform.jobs import MAX_ATTEMPTS, JobPool
@@ -304,20 +317,23 @@ class _Wrapped(Exception):
         self.orig = orig
 
 
-@pytest.mark.parametrize("exc,code", [
-    (OSError(errno.EROFS, "Read-only file system", "/srv/medai/blobs/x"), "storage_read_only"),
-    (OSError(errno.ENOSPC, "No space left on device"), "storage_full"),
-    (OSError(errno.EDQUOT, "Disk quota exceeded"), "storage_full"),
-    (PermissionError(errno.EACCES, "Permission denied", "/srv"), "storage_denied"),
-    (OSError(errno.EIO, "Input/output error"), "storage_io_error"),
-    (_Wrapped(_PgError("53100")), "storage_full"),
-    (_Wrapped(_PgError("25006")), "storage_read_only"),
-    (_Wrapped(_PgError("08006")), "database_unavailable"),
-    (_Wrapped(_PgError("23505")), None),  # a unique violation is no storage fault
-    (ConnectionResetError(errno.ECONNRESET, "reset"), None),
-    (FileNotFoundError(errno.ENOENT, "missing", "/srv/x"), None),
-    (ValueError("ZZMARKER"), None),
-])
+@pytest.mark.parametrize(
+    "exc,code",
+    [
+        (OSError(errno.EROFS, "Read-only file system", "/srv/medai/blobs/x"), "storage_read_only"),
+        (OSError(errno.ENOSPC, "No space left on device"), "storage_full"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "storage_full"),
+        (PermissionError(errno.EACCES, "Permission denied", "/srv"), "storage_denied"),
+        (OSError(errno.EIO, "Input/output error"), "storage_io_error"),
+        (_Wrapped(_PgError("53100")), "storage_full"),
+        (_Wrapped(_PgError("25006")), "storage_read_only"),
+        (_Wrapped(_PgError("08006")), "database_unavailable"),
+        (_Wrapped(_PgError("23505")), None),  # a unique violation is no storage fault
+        (ConnectionResetError(errno.ECONNRESET, "reset"), None),
+        (FileNotFoundError(errno.ENOENT, "missing", "/srv/x"), None),
+        (ValueError("ZZMARKER"), None),
+    ],
+)
 def test_faults_are_classified_by_errno_sqlite_code_and_sqlstate(exc, code):
     from medai.core.faults import classify
 
@@ -327,8 +343,9 @@ def test_faults_are_classified_by_errno_sqlite_code_and_sqlstate(exc, code):
         assert fault.where == exc.filename
 
 
-def test_a_missing_blob_is_named_on_every_route_that_reads_it(tmp_path, tfidf_model_dir,
-                                                              tiny_imaging_dir, caplog):
+def test_a_missing_blob_is_named_on_every_route_that_reads_it(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir, caplog
+):
     """Issue 45 (7): a study's file deleted from MEDAI_HOME/blobs (by hand, or a backup restored
     without its files) answers 503 ``storage_missing`` on the image, the heatmap and the PDF
     alike (it was a bare 500), logs which file and which study (never the patient's text), and
@@ -337,9 +354,12 @@ def test_a_missing_blob_is_named_on_every_route_that_reads_it(tmp_path, tfidf_mo
 
     with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as (app, client):
         rad = bearer(client, "rad1")
-        sid = client.post("/api/v1/studies", headers=rad,
-                          data={"task": "cxr", "clinical_question": "ZZPATIENT göğüs ağrısı"},
-                          files={"file": ("x.png", png_bytes(3), "image/png")}).json()["id"]
+        sid = client.post(
+            "/api/v1/studies",
+            headers=rad,
+            data={"task": "cxr", "clinical_question": "ZZPATIENT göğüs ağrısı"},
+            files={"file": ("x.png", png_bytes(3), "image/png")},
+        ).json()["id"]
         wait_status(client, rad, sid, {"ai_drafted"})
         with app.state.platform.db.reader() as db:
             display = db.get(Study, sid).display_sha256
@@ -364,8 +384,8 @@ def test_a_missing_blob_is_still_a_file_not_found_for_its_callers(tmp_path):
     from cryptography.fernet import Fernet
 
     from medai.core.faults import StorageFault, classify
+    from medai.platform.blobs import BlobStore
     from medai.platform.crypto import BlobCipher
-    from medai.platform.storage import BlobStore
 
     store = BlobStore(tmp_path / "blobs", BlobCipher([Fernet.generate_key().decode()]))
     sha = store.put_bytes(b"image")

@@ -21,19 +21,27 @@ def _modes(home: Path) -> dict[str, int]:
 
 
 def _loose(modes: dict[str, int], home: Path) -> dict[str, str]:
-    return {name: oct(mode) for name, mode in modes.items()
-            if mode != (0o700 if (home / name).is_dir() else 0o600)}
+    return {
+        name: oct(mode)
+        for name, mode in modes.items()
+        if mode != (0o700 if (home / name).is_dir() else 0o600)
+    }
 
 
-def test_a_fresh_platform_makes_every_file_0600_in_a_0700_home(tmp_path, tfidf_model_dir,
-                                                                tiny_imaging_dir):
+def test_a_fresh_platform_makes_every_file_0600_in_a_0700_home(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
     home = tmp_path / "home"
     old = os.umask(0o022)  # the usual umask: SQLite alone would make the database 0644
     try:
         with clinic("sqlite", home, tfidf_model_dir, tiny_imaging_dir) as (_app, client):
             rad = bearer(client, "rad1")
-            r = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
-                            files={"file": ("x.png", png_bytes(3), "image/png")})
+            r = client.post(
+                "/api/v1/studies",
+                headers=rad,
+                data={"task": "cxr"},
+                files={"file": ("x.png", png_bytes(3), "image/png")},
+            )
             assert r.status_code == 201, r.text
             wait_status(client, rad, r.json()["id"], {"ai_drafted", "refused", "failed"})
             modes = _modes(home)  # while the server runs: -wal and -shm exist
@@ -67,7 +75,7 @@ def test_files_an_older_version_left_loose_are_tightened_at_start(tmp_path):
 
 
 def test_a_shared_folder_is_never_made_private(tmp_path):
-    from medai.platform.storage import private_dir
+    from medai.platform.blobs import private_dir
 
     shared = tmp_path / "shared"
     shared.mkdir()

@@ -5,19 +5,26 @@ import pytest
 from medai.reporting.findings import extract, mesh_labels, positive_labels
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("There is no pneumothorax.", {"Pneumothorax": "negative"}),
-    ("No focal airspace disease, pleural effusion, or pneumothorax.",
-     {"Consolidation": "negative", "Effusion": "negative", "Pneumothorax": "negative"}),
-    ("Small bilateral pleural effusions.", {"Effusion": "positive"}),
-    ("Heart size is enlarged.", {"Cardiomegaly": "positive"}),
-    ("Possible right lower lobe pneumonia.", {"Pneumonia": "uncertain"}),
-    ("Pneumonia cannot be excluded.", {"Pneumonia": "uncertain"}),
-    ("The previously seen effusion has resolved.", {"Effusion": "negative"}),
-    ("No effusion but there is a large right pneumothorax.",
-     {"Effusion": "negative", "Pneumothorax": "positive"}),
-    ("There are no XXXX of a pleural effusion.", {"Effusion": "negative"}),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("There is no pneumothorax.", {"Pneumothorax": "negative"}),
+        (
+            "No focal airspace disease, pleural effusion, or pneumothorax.",
+            {"Consolidation": "negative", "Effusion": "negative", "Pneumothorax": "negative"},
+        ),
+        ("Small bilateral pleural effusions.", {"Effusion": "positive"}),
+        ("Heart size is enlarged.", {"Cardiomegaly": "positive"}),
+        ("Possible right lower lobe pneumonia.", {"Pneumonia": "uncertain"}),
+        ("Pneumonia cannot be excluded.", {"Pneumonia": "uncertain"}),
+        ("The previously seen effusion has resolved.", {"Effusion": "negative"}),
+        (
+            "No effusion but there is a large right pneumothorax.",
+            {"Effusion": "negative", "Pneumothorax": "positive"},
+        ),
+        ("There are no XXXX of a pleural effusion.", {"Effusion": "negative"}),
+    ],
+)
 def test_statuses(text, expected):
     got = extract(text)
     for label, status in expected.items():
@@ -33,7 +40,9 @@ def test_no_finding_only_without_positive_or_uncertain_mentions():
 
 def test_mesh_headings_map_to_labels():
     assert mesh_labels("Cardiomegaly/borderline;Pulmonary Atelectasis/base/left") == {
-        "Cardiomegaly", "Atelectasis"}
+        "Cardiomegaly",
+        "Atelectasis",
+    }
     assert mesh_labels("normal") == {"No Finding"}
     assert mesh_labels("Thoracic Vertebrae/degenerative") == set()
 
@@ -41,8 +50,9 @@ def test_mesh_headings_map_to_labels():
 def _labels_needing_patterns():
     from medai.imaging.labels import imaging_tasks
 
-    return [(task, lab) for task, sp in imaging_tasks().items() for lab in sp.labels
-            if lab != sp.normal]
+    return [
+        (task, lab) for task, sp in imaging_tasks().items() for lab in sp.labels if lab != sp.normal
+    ]
 
 
 @pytest.mark.parametrize("task,label", _labels_needing_patterns())
@@ -57,13 +67,16 @@ def test_every_label_of_every_task_has_patterns_that_read_its_own_phrase(task, l
     assert label not in positive_labels_tr(f"{phrase(label, 'tr').capitalize()} izlenmedi.")
 
 
-@pytest.mark.parametrize("text,stated", [
-    ("Plevral efüzyon yok, sağ akciğerde kitle izlenmektedir.", {"Mass"}),
-    ("Plevral efüzyon, pnömotoraks izlenmedi.", set()),
-    ("Pnömotoraks saptanmadı; ancak sol alt zonda konsolidasyon mevcuttur.", {"Consolidation"}),
-    ("Kardiyomegali mevcut, efüzyon ekarte edilemez.", {"Cardiomegaly"}),
-    ("Bakteriyel pnömoni ile uyumlu görünüm.", {"Bacterial_Pneumonia", "Pneumonia"}),
-])
+@pytest.mark.parametrize(
+    "text,stated",
+    [
+        ("Plevral efüzyon yok, sağ akciğerde kitle izlenmektedir.", {"Mass"}),
+        ("Plevral efüzyon, pnömotoraks izlenmedi.", set()),
+        ("Pnömotoraks saptanmadı; ancak sol alt zonda konsolidasyon mevcuttur.", {"Consolidation"}),
+        ("Kardiyomegali mevcut, efüzyon ekarte edilemez.", {"Cardiomegaly"}),
+        ("Bakteriyel pnömoni ile uyumlu görünüm.", {"Bacterial_Pneumonia", "Pneumonia"}),
+    ],
+)
 def test_turkish_is_read_clause_by_clause(text, stated):
     from medai.reporting.findings import positive_labels_tr
 
@@ -91,13 +104,20 @@ def test_a_signed_text_denying_a_finding_in_either_language_states_nothing(task,
     assert label in stated_labels(f"{phrase(label, 'tr').capitalize()} izlenmektedir.")
 
 
-@pytest.mark.parametrize("text,normal", [
-    ("Akciğerler temizdir.", True), ("Tümör izlenmedi.", True), ("Akut patoloji saptanmadı.", True),
-    ("No acute abnormality.", True), ("Değerlendirilemedi.", False),
-    ("Çekim tekniği yetersiz, yorum yapılamadı.", False), ("Normal değildir.", False),
-    ("Sol frontalde kitle izlenmektedir.", False),
-    ("The AI could not decide on one class.", False),
-])
+@pytest.mark.parametrize(
+    "text,normal",
+    [
+        ("Akciğerler temizdir.", True),
+        ("Tümör izlenmedi.", True),
+        ("Akut patoloji saptanmadı.", True),
+        ("No acute abnormality.", True),
+        ("Değerlendirilemedi.", False),
+        ("Çekim tekniği yetersiz, yorum yapılamadı.", False),
+        ("Normal değildir.", False),
+        ("Sol frontalde kitle izlenmektedir.", False),
+        ("The AI could not decide on one class.", False),
+    ],
+)
 def test_a_text_states_the_normal_study_only_when_it_says_so(text, normal):
     from medai.reporting.findings import states_normal
 

@@ -25,14 +25,32 @@ pytestmark = pytest.mark.slow
 def report(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("gpu-check") / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--size", "tiny",
-         "--out", str(out)], capture_output=True, text=True, timeout=600,
-        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(out.parent),
-             "MEDAI_HOME": str(out.parent / "home")})
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_check.py"),
+            "--size",
+            "tiny",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": "1",
+            "HOME": str(out.parent),
+            "MEDAI_HOME": str(out.parent / "home"),
+        },
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["sections"] == {"imaging": "ok", "blip2": "ok", "blip2_nf4": "skipped",
-                                   "blip2_int8": "skipped"}
+    assert summary["sections"] == {
+        "imaging": "ok",
+        "blip2": "ok",
+        "blip2_nf4": "skipped",
+        "blip2_int8": "skipped",
+    }
     return json.loads(out.read_text())
 
 
@@ -47,8 +65,7 @@ def test_the_report_names_the_machine_and_the_versions(report):
 def test_the_blip2_section_trains_predicts_and_measures(report):
     b = report["sections"]["blip2"]
     assert b["base"]["parameters"] > 0 and b["base"]["directory_bytes"] > 0
-    assert b["parameters"]["trainable"] and b["parameters"]["trainable"] < b["base"][
-        "parameters"]
+    assert b["parameters"]["trainable"] and b["parameters"]["trainable"] < b["base"]["parameters"]
     assert b["plan"]["name"] == "fp32" and b["plan"]["estimate_bytes"] > 0  # a CPU's plan
     train = b["train"]
     for key in ("step_s", "tokens_per_s", "images_per_s", "tokens_per_step", "train_loss"):
@@ -69,14 +86,17 @@ def test_the_imaging_section_measures_the_ceiling_and_the_pipeline(report):
     m = report["sections"]["imaging"]
     assert m["backbone"] == "densenet121"
     assert m["ceiling"]["images_per_s"] > 0 and m["pipeline"]["images_per_s"] > 0
-    assert m["ratio"] == pytest.approx(m["pipeline"]["images_per_s"]
-                                       / m["ceiling"]["images_per_s"], abs=1e-3)
+    assert m["ratio"] == pytest.approx(
+        m["pipeline"]["images_per_s"] / m["ceiling"]["images_per_s"], abs=1e-3
+    )
 
 
 def test_quantised_sections_say_why_they_were_skipped(report):
     for name in ("blip2_nf4", "blip2_int8"):
-        assert report["sections"][name] == {"status": "skipped",
-                                            "reason": "quantised bases need a CUDA GPU"}
+        assert report["sections"][name] == {
+            "status": "skipped",
+            "reason": "quantised bases need a CUDA GPU",
+        }
 
 
 def test_a_spent_budget_skips_sections_and_says_so(tmp_path):

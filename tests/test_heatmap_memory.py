@@ -40,8 +40,10 @@ def test_the_allocator_gets_one_arena_per_core_and_a_fixed_mmap_threshold(libc, 
     monkeypatch.setattr(runtime, "cpu_count", lambda: 4)
     runtime.tune_allocator()
     runtime.tune_allocator()  # once per process
-    assert libc.calls == [("mallopt", runtime.M_ARENA_MAX, 4),
-                          ("mallopt", runtime.M_MMAP_THRESHOLD, 1 << 20)]
+    assert libc.calls == [
+        ("mallopt", runtime.M_ARENA_MAX, 4),
+        ("mallopt", runtime.M_MMAP_THRESHOLD, 1 << 20),
+    ]
 
 
 def test_the_lane_gives_memory_back_once_when_a_burst_leaves_it_idle(libc):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import gray_png, make_imaging_model_dir
-from medai.core import registry
+from medai.core import model_dir
 from medai.imaging.explain import CAM_FLOOR, explain, gradcam, overlay_png, overlay_rgba
 from medai.imaging.io import downscale, load_image
 
@@ -62,7 +62,7 @@ def test_overlay_on_film_keeps_the_film_untinted_and_the_label_below_it():
 @pytest.fixture(scope="module")
 def tiny_predictor(tmp_path_factory):
     root = tmp_path_factory.mktemp("overlay")
-    return registry.load(make_imaging_model_dir(root / "model"), runtime="torch"), root
+    return model_dir.load(make_imaging_model_dir(root / "model"), runtime="torch"), root
 
 
 def test_explain_png_is_transparent_where_the_cam_is_low(tiny_predictor):
@@ -73,8 +73,9 @@ def test_explain_png_is_transparent_where_the_cam_is_low(tiny_predictor):
     img = Image.open(io.BytesIO(buf.getvalue()))
     assert img.mode == "RGBA" and img.size == (shown["width"], shown["height"])
     pixels = downscale(load_image(path).pixels, 256)
-    heat = gradcam(predictor.torch_model, pixels, predictor.labels.index("Pneumonia"),
-                   predictor.cfg.image_size)
+    heat = gradcam(
+        predictor.torch_model, pixels, predictor.labels.index("Pneumonia"), predictor.cfg.image_size
+    )
     alpha = np.asarray(img)[..., 3]
     low, high = heat <= CAM_FLOOR, heat >= 0.6
     assert low.any() and high.any()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from medai.core.results import ModelRef
-from medai.core.tasks import get as get_task
+from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
 from medai.platform.finding_states import with_states

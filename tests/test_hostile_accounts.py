@@ -37,8 +37,10 @@ COMPLAINT = "iki haftadır başım ağrıyor"
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    with clinic(request.param, tmp_path / request.param, tfidf_model_dir,
-                tiny_imaging_dir) as (app, client):
+    with clinic(request.param, tmp_path / request.param, tfidf_model_dir, tiny_imaging_dir) as (
+        app,
+        client,
+    ):
         admin = bearer(client, "admin")
         client.cookies.clear()  # each request below carries only the headers it names
         yield app, client, admin
@@ -82,8 +84,12 @@ def reset_and_enrol(client, admin, name: str) -> dict[str, str]:
     """What the issue's admin did: reset the account, enrol its code, sign in as it."""
     r = client.post(f"/api/v1/users/{name}/reset", headers=admin)
     assert r.status_code == 200, r.text
-    assert client.post("/api/v1/auth/enrol", json={"code": r.json()["enrol_code"],
-                                                   "password": NEW_PASSWORD}).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/auth/enrol", json={"code": r.json()["enrol_code"], "password": NEW_PASSWORD}
+        ).status_code
+        == 200
+    )
     r = client.post("/api/v1/auth/login", json={"username": name, "password": NEW_PASSWORD})
     assert r.status_code == 200, r.text
     client.cookies.clear()
@@ -109,12 +115,12 @@ def test_a_reset_does_not_hand_the_triage_history_to_whoever_enrols(env):
     assert history(client, pat) == ["cildimde kaşıntı var"]
     mine = reset_and_enrol(client, admin, "pat1")
     assert history(client, mine) == []  # the admin reads nothing of the patient's
-    assert client.post("/api/v1/triage", headers=mine, json={"text": COMPLAINT}
-                       ).status_code == 200
+    assert client.post("/api/v1/triage", headers=mine, json={"text": COMPLAINT}).status_code == 200
     assert history(client, mine) == [COMPLAINT]  # the new credentials' own history
     # nothing was deleted: a clinician still reaches the triage by its record number
-    record = client.get(f"/api/v1/triage/{before.json()['record_id']}",
-                        headers=bearer(client, "clin"))
+    record = client.get(
+        f"/api/v1/triage/{before.json()['record_id']}", headers=bearer(client, "clin")
+    )
     assert record.status_code == 200 and record.json()["complaint"] == "cildimde kaşıntı var"
 
 
@@ -125,12 +131,12 @@ def test_a_role_change_leaves_the_old_roles_history_behind(env):
     assert client.post("/api/v1/triage", headers=pat, json={"text": COMPLAINT}).status_code == 200
     r = client.patch("/api/v1/users/pat2", headers=admin, json={"role": "clinician"})
     assert r.status_code == 200
-    assert client.post("/api/v1/users/pat2/approve", headers=bearer(client, "rad1")
-                       ).status_code == 200
+    assert (
+        client.post("/api/v1/users/pat2/approve", headers=bearer(client, "rad1")).status_code == 200
+    )
     assert history(client, bearer(client, "pat2")) == []
     rad2 = bearer(client, "rad2")
-    assert client.post("/api/v1/triage", headers=rad2, json={"text": COMPLAINT}
-                       ).status_code == 200
+    assert client.post("/api/v1/triage", headers=rad2, json={"text": COMPLAINT}).status_code == 200
     same = client.patch("/api/v1/users/rad2", headers=admin, json={"role": "radiologist"})
     assert same.status_code == 200  # the same role: nothing moves
     assert history(client, rad2) == [COMPLAINT]
@@ -140,19 +146,28 @@ def test_a_reset_does_not_hand_the_conversations_to_whoever_enrols(env):
     _, client, admin = env
     clin, rad = bearer(client, "clin"), bearer(client, "rad1")
     client.cookies.clear()
-    sid = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
-                      files={"file": ("x.png", png_bytes(3), "image/png")}).json()["id"]
+    sid = client.post(
+        "/api/v1/studies",
+        headers=rad,
+        data={"task": "cxr"},
+        files={"file": ("x.png", png_bytes(3), "image/png")},
+    ).json()["id"]
     wait_status(client, rad, sid, {"ai_drafted"})
     conv = client.post(f"/api/v1/studies/{sid}/conversations", headers=clin).json()["id"]
-    assert client.post(f"/api/v1/conversations/{conv}/messages", headers=clin,
-                       json={"text": "Bu nedir?"}).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/conversations/{conv}/messages", headers=clin, json={"text": "Bu nedir?"}
+        ).status_code
+        == 200
+    )
     mine = reset_and_enrol(client, admin, "clin")
     # even once a radiologist approves the reset account (the two-person rule's second person)
     assert client.post("/api/v1/users/clin/approve", headers=rad).status_code == 200
     assert client.get("/api/v1/conversations", headers=mine).json()["items"] == []
-    for method, path, body in (("GET", f"/api/v1/conversations/{conv}", None),
-                               ("POST", f"/api/v1/conversations/{conv}/messages",
-                                {"text": "?"})):
+    for method, path, body in (
+        ("GET", f"/api/v1/conversations/{conv}", None),
+        ("POST", f"/api/v1/conversations/{conv}/messages", {"text": "?"}),
+    ):
         r = client.request(method, path, headers=mine, json=body)
         assert r.status_code == 404 and r.json()["code"] == "not_found", (method, r.text)
     new = client.post(f"/api/v1/studies/{sid}/conversations", headers=mine).json()["id"]
@@ -174,22 +189,28 @@ def _everything_stored(app) -> str:
                 for value in row:
                     if isinstance(value, bytes | memoryview):
                         value = bytes(value).decode("latin-1")
-                    out.append(json.dumps(value, default=str, ensure_ascii=False)
-                               if isinstance(value, dict | list) else str(value))
+                    out.append(
+                        json.dumps(value, default=str, ensure_ascii=False)
+                        if isinstance(value, dict | list)
+                        else str(value)
+                    )
     return "\n".join(out).lower()
 
 
-def test_an_unknown_user_name_is_stored_and_audited_only_as_a_keyed_hash(env, monkeypatch,
-                                                                         caplog):
+def test_an_unknown_user_name_is_stored_and_audited_only_as_a_keyed_hash(env, monkeypatch, caplog):
     app, client, admin = env
     settings_env(monkeypatch, LOGIN_MAX_FAILURES="2")
     typed = "Galata-Kulesi-Sifrem-1905"  # the password, typed into the user field
     caplog.set_level(logging.DEBUG)
-    codes = [client.post("/api/v1/auth/login", json={"username": typed, "password": "x"}
-                         ).status_code for _ in range(3)]
+    codes = [
+        client.post("/api/v1/auth/login", json={"username": typed, "password": "x"}).status_code
+        for _ in range(3)
+    ]
     assert codes == [401, 401, 429]  # still counted (and throttled) per name
-    assert client.post("/api/v1/auth/login", json={"username": "clin", "password": "x"}
-                       ).status_code == 401
+    assert (
+        client.post("/api/v1/auth/login", json={"username": "clin", "password": "x"}).status_code
+        == 401
+    )
     stored = _everything_stored(app)
     assert typed.lower() not in stored and "galata-kulesi" not in stored
     assert typed.lower() not in caplog.text.lower()
@@ -211,11 +232,15 @@ def test_uvicorn_trusts_no_forwarded_header_unless_a_proxy_is_configured(monkeyp
 
     monkeypatch.delenv("MEDAI_TRUSTED_PROXIES", raising=False)
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # uvicorn's own variable: not read
-    assert proxy_options(Settings().trusted_proxies) == {"proxy_headers": False,
-                                                         "forwarded_allow_ips": ""}
+    assert proxy_options(Settings().trusted_proxies) == {
+        "proxy_headers": False,
+        "forwarded_allow_ips": "",
+    }
     monkeypatch.setenv("MEDAI_TRUSTED_PROXIES", '["10.0.0.5", "192.168.0.0/16"]')
     assert proxy_options(Settings().trusted_proxies) == {
-        "proxy_headers": True, "forwarded_allow_ips": ["10.0.0.5", "192.168.0.0/16"]}
+        "proxy_headers": True,
+        "forwarded_allow_ips": ["10.0.0.5", "192.168.0.0/16"],
+    }
     monkeypatch.setenv("MEDAI_TRUSTED_PROXIES", '["proxy.local"]')
     with pytest.raises(ValueError, match="MEDAI_TRUSTED_PROXIES"):
         Settings()
@@ -227,23 +252,39 @@ def _forged(i: int) -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trusted", [None, '["127.0.0.1"]'])
-def test_a_forged_forwarded_for_resets_no_quota_or_throttle(trusted, tmp_path, tfidf_model_dir,
-                                                             tiny_imaging_dir):
-    env = {**os.environ, "MEDAI_HOME": str(tmp_path), "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
-           "MEDAI_CXR_MODEL": str(tiny_imaging_dir), "MEDAI_KIOSK_DAILY_QUOTA": "1",
-           "MEDAI_LOGIN_MAX_FAILURES": "1", "MEDAI_RED_FLAG_EMBEDDINGS": "false"}
+def test_a_forged_forwarded_for_resets_no_quota_or_throttle(
+    trusted, tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
+    env = {
+        **os.environ,
+        "MEDAI_HOME": str(tmp_path),
+        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
+        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
+        "MEDAI_KIOSK_DAILY_QUOTA": "1",
+        "MEDAI_LOGIN_MAX_FAILURES": "1",
+        "MEDAI_RED_FLAG_EMBEDDINGS": "false",
+    }
     env.pop("MEDAI_TRUSTED_PROXIES", None)
     env.pop("FORWARDED_ALLOW_IPS", None)
     if trusted:
         env["MEDAI_TRUSTED_PROXIES"] = trusted
     proc, base = start_serve(env, free_port())
     try:
-        triage = [httpx.post(f"{base}/api/v1/triage", json={"text": COMPLAINT},
-                             headers=_forged(i), timeout=60).status_code
-                  for i in range(2)]
-        logins = [httpx.post(f"{base}/api/v1/auth/login", headers=_forged(i),
-                             json={"username": f"guess{i}", "password": "x"},
-                             timeout=60).status_code for i in range(11)]
+        triage = [
+            httpx.post(
+                f"{base}/api/v1/triage", json={"text": COMPLAINT}, headers=_forged(i), timeout=60
+            ).status_code
+            for i in range(2)
+        ]
+        logins = [
+            httpx.post(
+                f"{base}/api/v1/auth/login",
+                headers=_forged(i),
+                json={"username": f"guess{i}", "password": "x"},
+                timeout=60,
+            ).status_code
+            for i in range(11)
+        ]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -261,8 +302,9 @@ def test_concurrent_failed_logins_pass_the_limit_exactly_as_serial_ones(env, mon
     settings_env(monkeypatch, LOGIN_MAX_FAILURES="1")  # 10 per client
 
     def login(i: int) -> int:
-        return client.post("/api/v1/auth/login",
-                           json={"username": f"guess{i}", "password": "x"}).status_code
+        return client.post(
+            "/api/v1/auth/login", json={"username": f"guess{i}", "password": "x"}
+        ).status_code
 
     codes = at_once(30, login)
     assert sorted(codes) == [401] * 10 + [429] * 20
@@ -273,8 +315,9 @@ def test_concurrent_wrong_enrolment_codes_pass_the_limit_exactly(env, monkeypatc
     settings_env(monkeypatch, LOGIN_MAX_FAILURES="1")
 
     def enrol(i: int) -> int:
-        return client.post("/api/v1/auth/enrol", json={"code": f"NOSUCHCODE{i}",
-                                                       "password": NEW_PASSWORD}).status_code
+        return client.post(
+            "/api/v1/auth/enrol", json={"code": f"NOSUCHCODE{i}", "password": NEW_PASSWORD}
+        ).status_code
 
     assert sorted(at_once(24, enrol)) == [404] * 10 + [429] * 14
 
@@ -293,8 +336,12 @@ def test_a_right_password_gives_its_counted_attempt_back(env, monkeypatch):
     _, client, _ = env
     settings_env(monkeypatch, LOGIN_MAX_FAILURES="2")
     for _ in range(25):  # far more than the 20 per client: successes are not failures
-        assert client.post("/api/v1/auth/login", json={"username": "clin",
-                                                       "password": PASSWORD}).status_code == 200
+        assert (
+            client.post(
+                "/api/v1/auth/login", json={"username": "clin", "password": PASSWORD}
+            ).status_code
+            == 200
+        )
     client.cookies.clear()
     for _ in range(2):
         client.post("/api/v1/auth/login", json={"username": "clin", "password": "x"})
@@ -309,14 +356,23 @@ def test_the_last_active_admin_cannot_be_disabled(env):
     _, client, admin = env
     r = client.post("/api/v1/users/admin/disable", headers=admin)
     assert r.status_code == 409 and r.json()["code"] == "last_admin", r.text
-    made = client.post("/api/v1/users", headers=admin, json={"username": "deputy",
-                                                             "role": "admin"}).json()
+    made = client.post(
+        "/api/v1/users", headers=admin, json={"username": "deputy", "role": "admin"}
+    ).json()
     r = client.post("/api/v1/users/admin/disable", headers=admin)  # deputy has not enrolled
     assert r.status_code == 409 and r.json()["code"] == "last_admin"
-    assert client.post("/api/v1/auth/enrol", json={"code": made["enrol_code"],
-                                                   "password": NEW_PASSWORD}).status_code == 200
-    deputy = {"Authorization": "Bearer " + client.post("/api/v1/auth/login", json={
-        "username": "deputy", "password": NEW_PASSWORD}).json()["access_token"]}
+    assert (
+        client.post(
+            "/api/v1/auth/enrol", json={"code": made["enrol_code"], "password": NEW_PASSWORD}
+        ).status_code
+        == 200
+    )
+    deputy = {
+        "Authorization": "Bearer "
+        + client.post(
+            "/api/v1/auth/login", json={"username": "deputy", "password": NEW_PASSWORD}
+        ).json()["access_token"]
+    }
     client.cookies.clear()
     assert client.post("/api/v1/users/admin/disable", headers=admin).status_code == 200
     r = client.post("/api/v1/users/deputy/disable", headers=deputy)
@@ -330,18 +386,27 @@ def test_two_admins_disabling_each_other_at_once_leave_one(env):
 
     with app.state.platform.db.session() as db:
         accounts.create_user(db, "deputy", NEW_PASSWORD, "admin")
-    deputy = {"Authorization": "Bearer " + client.post("/api/v1/auth/login", json={
-        "username": "deputy", "password": NEW_PASSWORD}).json()["access_token"]}
+    deputy = {
+        "Authorization": "Bearer "
+        + client.post(
+            "/api/v1/auth/login", json={"username": "deputy", "password": NEW_PASSWORD}
+        ).json()["access_token"]
+    }
     client.cookies.clear()
     calls = [(admin, "deputy"), (deputy, "admin")]
-    codes = at_once(2, lambda i: client.post(f"/api/v1/users/{calls[i][1]}/disable",
-                                             headers=calls[i][0]).status_code)
+    codes = at_once(
+        2,
+        lambda i: (
+            client.post(f"/api/v1/users/{calls[i][1]}/disable", headers=calls[i][0]).status_code
+        ),
+    )
     assert sorted(codes)[0] == 200 and sorted(codes)[1] in (401, 409)
     with app.state.platform.db.session() as db:
         from medai.platform.tables import User
 
-        active = db.scalars(select(User.username).where(User.role == "admin",
-                                                        User.active.is_(True))).all()
+        active = db.scalars(
+            select(User.username).where(User.role == "admin", User.active.is_(True))
+        ).all()
     assert len(active) == 1
 
 
@@ -350,8 +415,13 @@ def test_the_cli_refuses_to_disable_the_last_admin(tmp_path):
     cli_add_user(env, "boss", "admin")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "medai.cli", "users", *args, "--json"],
-                              capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "medai.cli", "users", *args, "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
 
     r = cli("disable", "boss")
     assert r.returncode == 2 and json.loads(r.stdout)["code"] == "last_admin"
@@ -359,7 +429,8 @@ def test_the_cli_refuses_to_disable_the_last_admin(tmp_path):
 
 
 def test_the_dicom_nodes_own_account_is_no_person_waiting_for_approval(
-        tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
     """Issue 46: `medai-dicom` was listed as a clinician "waiting for approval" with Reset and
     Enable buttons; it is medai's own account, which nobody signs in as."""
     from medai.platform.integration import receive
@@ -371,8 +442,9 @@ def test_the_dicom_nodes_own_account_is_no_person_waiting_for_approval(
         listed = {u["username"]: u for u in client.get("/api/v1/users", headers=admin).json()}
         own = listed["medai-dicom"]
         assert own["internal"] is True and own["approval_pending"] is False
-        assert "medai-dicom" not in {u["username"] for u in client.get(
-            "/api/v1/users/pending", headers=rad).json()}
+        assert "medai-dicom" not in {
+            u["username"] for u in client.get("/api/v1/users/pending", headers=rad).json()
+        }
         for op in ("reset", "enable"):
             r = client.post(f"/api/v1/users/medai-dicom/{op}", headers=admin)
             assert r.status_code == 409 and r.json()["code"] == "internal_account", r.text

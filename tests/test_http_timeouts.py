@@ -37,8 +37,15 @@ def server(tmp_path_factory) -> Iterator[tuple[int, object]]:
     get_settings.cache_clear()
     with signed_in(tmp_path_factory.mktemp("slow"), "clinician") as (app, _client):
         port = free_port()
-        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning", log_config=None,
-                                lifespan="off", **serve_options())
+        config = uvicorn.Config(
+            app,
+            host=HOST,
+            port=port,
+            log_level="warning",
+            log_config=None,
+            lifespan="off",
+            **serve_options(),
+        )
         srv = uvicorn.Server(config)
         thread = threading.Thread(target=srv.run, daemon=True)
         thread.start()
@@ -75,7 +82,7 @@ def _trickle_until_closed(sock: socket.socket, first: bytes, drip: bytes) -> byt
     sock.settimeout(0.1)
     received = b""
     end = time.monotonic() + GIVE_UP_S
-    for byte in (drip[i:i + 1] for i in range(len(drip))):
+    for byte in (drip[i : i + 1] for i in range(len(drip))):
         assert time.monotonic() < end, "the trickling connection is still open"
         try:
             sock.sendall(byte)
@@ -101,15 +108,18 @@ def _timed_out(answer: bytes) -> None:
 def test_a_request_head_that_trickles_is_answered_408_and_closed(server):
     port, _srv = server
     with _connection(port) as sock:
-        answer = _trickle_until_closed(sock, b"GET /api/v1/health/live HTTP/1.1\r\n",
-                                       b"X-Slow: " + b"a" * 100_000)
+        answer = _trickle_until_closed(
+            sock, b"GET /api/v1/health/live HTTP/1.1\r\n", b"X-Slow: " + b"a" * 100_000
+        )
     _timed_out(answer)
 
 
 def test_a_body_that_trickles_is_answered_408_and_closed(server):
     port, _srv = server
-    head = (b"POST /api/v1/triage HTTP/1.1\r\nHost: localhost\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 50000\r\n\r\n")
+    head = (
+        b"POST /api/v1/triage HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 50000\r\n\r\n"
+    )
     with _connection(port) as sock:  # within the route's body limit (64 KiB): it reads it
         answer = _trickle_until_closed(sock, head, b'{"text": "' + b"a" * 49_000)
     _timed_out(answer)
@@ -119,8 +129,9 @@ def test_a_body_the_route_never_reads_cannot_keep_the_connection(server):
     """A route that answers before the body (here a 404) leaves the rest unread: it may not
     trickle in for ever either (each byte used to restart uvicorn's keep-alive timer)."""
     port, _srv = server
-    head = (b"POST /api/v1/no-such-route HTTP/1.1\r\nHost: localhost\r\n"
-            b"Content-Length: 50000\r\n\r\n")
+    head = (
+        b"POST /api/v1/no-such-route HTTP/1.1\r\nHost: localhost\r\nContent-Length: 50000\r\n\r\n"
+    )
     with _connection(port) as sock:
         answer = _trickle_until_closed(sock, head, b"a" * 49_000)
     assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
@@ -131,9 +142,12 @@ def test_many_slow_clients_are_all_closed_and_an_honest_one_is_served(server):
     socks = [socket.create_connection((HOST, port), timeout=GIVE_UP_S) for _ in range(40)]
     try:
         for i, sock in enumerate(socks):  # half trickle the head, half a body
-            sock.sendall(b"GET / HTTP/1.1\r\nX-A: b" if i % 2 else
-                         b"POST /api/v1/triage HTTP/1.1\r\nHost: localhost\r\n"
-                         b"Content-Length: 50\r\n\r\n{")
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nX-A: b"
+                if i % 2
+                else b"POST /api/v1/triage HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Length: 50\r\n\r\n{"
+            )
         with _connection(port) as honest:
             honest.sendall(b"GET /api/v1/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
             assert honest.recv(65536).startswith(b"HTTP/1.1 200")

@@ -39,8 +39,12 @@ def decodes(monkeypatch):
 
 
 def _upload(client, headers, data: bytes):
-    return client.post("/api/v1/studies", headers=headers,
-                       files={"file": ("x.png", data, "image/png")}, data={"task": "cxr"})
+    return client.post(
+        "/api/v1/studies",
+        headers=headers,
+        files={"file": ("x.png", data, "image/png")},
+        data={"task": "cxr"},
+    )
 
 
 def test_uploading_the_bomb_is_refused_with_a_named_413(env):
@@ -119,6 +123,9 @@ def test_an_unreadable_study_answers_422_without_decoding_again(env, decodes):
 def test_the_bomb_sent_to_a_stateless_route_is_a_named_422(env):
     _app, client = env
     rad = bearer(client, "rad1")
-    r = client.post("/api/v1/imaging/cxr/predict", headers=rad,
-                    files={"file": ("x.png", bomb_png(), "image/png")})
+    r = client.post(
+        "/api/v1/imaging/cxr/predict",
+        headers=rad,
+        files={"file": ("x.png", bomb_png(), "image/png")},
+    )
     assert r.status_code == 422 and r.json()["code"] == "image_too_large", r.text

@@ -26,9 +26,24 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("img")
     _pattern_dataset(root, n_per_class=12)
     out = root / "model"
-    run_json("imaging", "train", "--task", "cxr", "--data", str(root / "manifest.csv"),
-             "--out", str(out), "--epochs", "2", "--batch-size", "8", "--learning-rate", "1e-3",
-             "--image-size", "48")
+    run_json(
+        "imaging",
+        "train",
+        "--task",
+        "cxr",
+        "--data",
+        str(root / "manifest.csv"),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "1e-3",
+        "--image-size",
+        "48",
+    )
     return root, out
 
 
@@ -36,8 +51,18 @@ def test_evaluate_json(tiny, tmp_path):
     root, model = tiny
     with (root / "manifest.csv").open("a") as fh:
         fh.write("0_0.png,Alien finding,px\n")
-    m = run_json("imaging", "evaluate", "--task", "cxr", "--data", str(root / "manifest.csv"),
-                 "--model", str(model), "--out", str(tmp_path / "ev"))
+    m = run_json(
+        "imaging",
+        "evaluate",
+        "--task",
+        "cxr",
+        "--data",
+        str(root / "manifest.csv"),
+        "--model",
+        str(model),
+        "--out",
+        str(tmp_path / "ev"),
+    )
     for key in ("macro_auroc", "accuracy", "macro_f1", "per_label"):
         assert key in m
     assert {"auroc", "threshold"} <= set(m["per_label"]["COVID-19"])
@@ -52,14 +77,16 @@ def test_predict_explain_and_onnx_agree(tiny, tmp_path):
     assert eager["refused"] is False and eager["status"] == "ai_suggestion"
     exported = run_json("imaging", "export", "--task", "cxr", "--model", str(model))
     assert exported["max_abs_logit_diff"] < 1e-3
-    onnx = run_json("imaging", "predict", str(image), "--task", "cxr", "--model", str(model),
-                    "--onnx")
+    onnx = run_json(
+        "imaging", "predict", str(image), "--task", "cxr", "--model", str(model), "--onnx"
+    )
     for a, b in zip(eager["findings"], onnx["findings"], strict=True):
         assert a["label"] == b["label"] and abs(a["probability"] - b["probability"]) < 1e-4
         assert a["positive"] == b["positive"]
     out = tmp_path / "cam.png"
-    r = run_json("imaging", "explain", str(image), "--task", "cxr", "--model", str(model),
-                 "--out", str(out))
+    r = run_json(
+        "imaging", "explain", str(image), "--task", "cxr", "--model", str(model), "--out", str(out)
+    )
     assert r["label"] in {f["label"] for f in eager["findings"]}
     cam = np.asarray(Image.open(out))
     assert cam.shape[1] == 48 and cam.shape[0] > 48 and cam.ndim == 3  # film, label band under
@@ -67,25 +94,44 @@ def test_predict_explain_and_onnx_agree(tiny, tmp_path):
 
 def test_wrong_task_and_bad_images(tiny, tmp_path):
     root, model = tiny
-    r = run_json("imaging", "predict", str(root / "1_3.png"), "--task", "mri", "--model",
-                 str(model), code=2)
+    r = run_json(
+        "imaging", "predict", str(root / "1_3.png"), "--task", "mri", "--model", str(model), code=2
+    )
     assert "cxr model" in r["error"]
     text = tmp_path / "notes.png"
     text.write_text("bu bir görüntü değil")
-    r = run_json("imaging", "predict", str(text), "--task", "cxr", "--model", str(model),
-                 code=2)
+    r = run_json("imaging", "predict", str(text), "--task", "cxr", "--model", str(model), code=2)
     assert "not an image" in r["error"]
-    r = run_json("imaging", "predict", str(tmp_path / "missing.png"), "--task", "cxr",
-                 "--model", str(model), code=2)
+    r = run_json(
+        "imaging",
+        "predict",
+        str(tmp_path / "missing.png"),
+        "--task",
+        "cxr",
+        "--model",
+        str(model),
+        code=2,
+    )
     assert "no such file" in r["error"]
     # a folder is a batch (issue 27): its one file is not an image, so no row gets a result
-    r = runner.invoke(app, ["imaging", "predict", str(tmp_path), "--task", "cxr", "--model",
-                            str(model)])
+    r = runner.invoke(
+        app, ["imaging", "predict", str(tmp_path), "--task", "cxr", "--model", str(model)]
+    )
     assert r.exit_code == 1, r.output
     row = json.loads(next(x for x in r.stdout.splitlines() if x.startswith("{")))
     assert row["id"] == "notes.png" and "not an image" in row["error"]
-    r = run_json("imaging", "explain", str(text), "--task", "cxr", "--model", str(model),
-                 "--out", str(tmp_path / "x.png"), code=2)
+    r = run_json(
+        "imaging",
+        "explain",
+        str(text),
+        "--task",
+        "cxr",
+        "--model",
+        str(model),
+        "--out",
+        str(tmp_path / "x.png"),
+        code=2,
+    )
     assert "not an image" in r["error"]
 
 
@@ -94,7 +140,9 @@ def test_server_imaging_endpoints(tiny, tmp_path):
 
     root, model = tiny
     with signed_in(tmp_path / "home", cxr_model=str(model), mri_model=str(tmp_path)) as (
-            _app, client):
+        _app,
+        client,
+    ):
         _server_imaging_checks(root, client)
 
 
@@ -109,21 +157,32 @@ def _server_imaging_checks(root, client):
     for route in ("predict", "heatmap"):  # one contract for an unusable image
         r = client.post(f"/api/v1/imaging/cxr/{route}", files={"file": ("x.png", bad, "image/png")})
         assert r.status_code == 422 and r.json()["code"] == "unusable_image"
-    r = client.post("/api/v1/reports/draft", data={"task": "cxr"},
-                    files={"file": ("x.png", bad, "image/png")})
+    r = client.post(
+        "/api/v1/reports/draft", data={"task": "cxr"}, files={"file": ("x.png", bad, "image/png")}
+    )
     assert r.status_code == 422 and r.json()["code"] == "unusable_image"
-    heat = client.post("/api/v1/imaging/cxr/heatmap?label=COVID-19",
-                       files={"file": ("x.png", png, "image/png")})
+    heat = client.post(
+        "/api/v1/imaging/cxr/heatmap?label=COVID-19", files={"file": ("x.png", png, "image/png")}
+    )
     assert heat.status_code == 200 and heat.headers["content-type"] == "image/png"
     assert heat.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert heat.headers["x-medai-label"] == "COVID-19" and heat.headers["x-medai-model-hash"]
-    bad_label = client.post("/api/v1/imaging/cxr/heatmap?label=Unicorn",
-                            files={"file": ("x.png", png, "image/png")})
+    bad_label = client.post(
+        "/api/v1/imaging/cxr/heatmap?label=Unicorn", files={"file": ("x.png", png, "image/png")}
+    )
     assert bad_label.status_code == 422
-    assert client.post("/api/v1/imaging/ct/predict",
-                       files={"file": ("x.png", png, "image/png")}).status_code == 422
-    assert client.post("/api/v1/imaging/mri/predict",
-                       files={"file": ("x.png", png, "image/png")}).status_code == 503
+    assert (
+        client.post(
+            "/api/v1/imaging/ct/predict", files={"file": ("x.png", png, "image/png")}
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/api/v1/imaging/mri/predict", files={"file": ("x.png", png, "image/png")}
+        ).status_code
+        == 503
+    )
 
 
 def test_int8_export_is_gated_on_auroc(tiny, tmp_path):
@@ -135,15 +194,48 @@ def test_int8_export_is_gated_on_auroc(tiny, tmp_path):
     manifest = str(root / "manifest.csv")
     r = run_json("imaging", "export", "--task", "cxr", "--model", str(model), "--int8", code=2)
     assert "--data" in r["error"]
-    r = run_json("imaging", "predict", str(root / "1_3.png"), "--task", "cxr", "--model",
-                 str(model), "--int8", code=2)
+    r = run_json(
+        "imaging",
+        "predict",
+        str(root / "1_3.png"),
+        "--task",
+        "cxr",
+        "--model",
+        str(model),
+        "--int8",
+        code=2,
+    )
     assert "export --int8" in r["error"]
     # an impossible gate (AUROC must *rise* by 1) refuses the int8 model and removes it
-    refused = run_json("imaging", "export", "--task", "cxr", "--model", str(model), "--int8",
-                       "--data", manifest, "--max-auroc-drop", "-1")
+    refused = run_json(
+        "imaging",
+        "export",
+        "--task",
+        "cxr",
+        "--model",
+        str(model),
+        "--int8",
+        "--data",
+        manifest,
+        "--max-auroc-drop",
+        "-1",
+    )
     assert refused["int8"]["accepted"] is False and not (model / "model.int8.onnx").exists()
-    q = run_json("imaging", "export", "--task", "cxr", "--model", str(model), "--int8",
-                 "--data", manifest, "--max-auroc-drop", "0.05", "--calibration-images", "16")
+    q = run_json(
+        "imaging",
+        "export",
+        "--task",
+        "cxr",
+        "--model",
+        str(model),
+        "--int8",
+        "--data",
+        manifest,
+        "--max-auroc-drop",
+        "0.05",
+        "--calibration-images",
+        "16",
+    )
     assert q["int8"]["calibration_images"] == 16 and q["int8"]["n"] >= 20
     assert q["int8"]["judged_on"] == "images not used for calibration"
     assert q["int8"]["macro_auroc_int8"] >= q["int8"]["macro_auroc_fp32"] - 0.05
@@ -153,10 +245,28 @@ def test_int8_export_is_gated_on_auroc(tiny, tmp_path):
     # on the images both runtimes accept (the tiny model's gate refuses many of its own)
     agreed = 0
     for name in ("1_3.png", "0_1.png", "1_5.png", "2_2.png", "0_7.png"):
-        fp32 = run_json("imaging", "predict", str(root / name), "--task", "cxr", "--model",
-                        str(model), "--onnx", code=None)
-        int8 = run_json("imaging", "predict", str(root / name), "--task", "cxr", "--model",
-                        str(model), "--int8", code=None)
+        fp32 = run_json(
+            "imaging",
+            "predict",
+            str(root / name),
+            "--task",
+            "cxr",
+            "--model",
+            str(model),
+            "--onnx",
+            code=None,
+        )
+        int8 = run_json(
+            "imaging",
+            "predict",
+            str(root / name),
+            "--task",
+            "cxr",
+            "--model",
+            str(model),
+            "--int8",
+            code=None,
+        )
         if fp32["refused"] or int8["refused"]:
             continue
         agreed += 1

@@ -45,13 +45,17 @@ def t(ds, i, label):
 def test_manifest_masks_unannotated_labels_and_reports_unknown(tmp_path):
     for i in range(4):
         img(tmp_path / "images" / f"{i}.png", i)
-    m = write(tmp_path / "manifest.csv", ["file", "label", "patient", "src"], [
-        ["images/0.png", "COVID-19", "p1", "a"],
-        ["images/1.png", "No Finding", "p2", "b"],
-        ["images/2.png", "Pleural Effusion|Pneumonia", "p3", "a"],
-        ["images/3.png", "ARDS", "p4", "a"],
-        ["images/missing.png", "No Finding", "p5", "a"],
-    ])
+    m = write(
+        tmp_path / "manifest.csv",
+        ["file", "label", "patient", "src"],
+        [
+            ["images/0.png", "COVID-19", "p1", "a"],
+            ["images/1.png", "No Finding", "p2", "b"],
+            ["images/2.png", "Pleural Effusion|Pneumonia", "p3", "a"],
+            ["images/3.png", "ARDS", "p4", "a"],
+            ["images/missing.png", "No Finding", "p5", "a"],
+        ],
+    )
     ds = read_manifest(m, "cxr")
     assert len(ds.records) == 3
     assert ds.unknown_labels == {"ARDS": 1} and ds.skipped["missing_file"] == 1
@@ -65,10 +69,11 @@ def test_manifest_masks_unannotated_labels_and_reports_unknown(tmp_path):
 def test_nih_layout(tmp_path):
     for name in ("a.png", "b.png"):
         img(tmp_path / "images" / name)
-    csv_path = write(tmp_path / "Data_Entry_2017.csv",
-                     ["Image Index", "Finding Labels", "Follow-up #", "Patient ID"],
-                     [["a.png", "Cardiomegaly|Effusion", "0", "11"], ["b.png", "No Finding", "0",
-                                                                       "12"]])
+    csv_path = write(
+        tmp_path / "Data_Entry_2017.csv",
+        ["Image Index", "Finding Labels", "Follow-up #", "Patient ID"],
+        [["a.png", "Cardiomegaly|Effusion", "0", "11"], ["b.png", "No Finding", "0", "12"]],
+    )
     ds = load_dataset(csv_path, "cxr")
     assert [r.patient for r in ds.records] == ["11", "12"]
     assert t(ds, 0, "Cardiomegaly") == 1 and t(ds, 0, "Hernia") == 0
@@ -80,19 +85,55 @@ def test_nih_layout(tmp_path):
 def test_chexpert_uncertainty_policies(tmp_path, policy, expected):
     rel = "CheXpert-v1.0/train/patient00001/study1/view1_frontal.jpg"
     img(tmp_path / rel)
-    header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding",
-              "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion",
-              "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax",
-              "Pleural Effusion", "Pleural Other", "Fracture", "Support Devices"]
-    row = [rel, "F", "60", "Frontal", "AP", "", "", "1.0", "", "", "-1.0", "0.0", "", "", "",
-           "1.0", "", "", "1.0"]
+    header = [
+        "Path",
+        "Sex",
+        "Age",
+        "Frontal/Lateral",
+        "AP/PA",
+        "No Finding",
+        "Enlarged Cardiomediastinum",
+        "Cardiomegaly",
+        "Lung Opacity",
+        "Lung Lesion",
+        "Edema",
+        "Consolidation",
+        "Pneumonia",
+        "Atelectasis",
+        "Pneumothorax",
+        "Pleural Effusion",
+        "Pleural Other",
+        "Fracture",
+        "Support Devices",
+    ]
+    row = [
+        rel,
+        "F",
+        "60",
+        "Frontal",
+        "AP",
+        "",
+        "",
+        "1.0",
+        "",
+        "",
+        "-1.0",
+        "0.0",
+        "",
+        "",
+        "",
+        "1.0",
+        "",
+        "",
+        "1.0",
+    ]
     ds = read_chexpert(write(tmp_path / "train.csv", header, [row]), tmp_path, policy)
     (rec,) = ds.records
     assert rec.patient == "patient00001"
     assert t(ds, 0, "Cardiomegaly") == 1 and t(ds, 0, "Effusion") == 1
     assert t(ds, 0, "Consolidation") == 0 and t(ds, 0, "Fracture") == 0  # blank → 0
     edema = t(ds, 0, "Edema")
-    assert (math.isnan(edema) if expected is None else edema == expected)
+    assert math.isnan(edema) if expected is None else edema == expected
     assert math.isnan(t(ds, 0, "COVID-19"))
 
 
@@ -103,10 +144,16 @@ def test_chexpert_bad_policy(tmp_path):
 
 def test_mimic_join(tmp_path):
     img(tmp_path / "files" / "p10" / "p10000032" / "s50414267" / "abc.jpg")
-    labels = write(tmp_path / "chexpert.csv", ["subject_id", "study_id", "Cardiomegaly", "Edema"],
-                   [["10000032", "50414267", "1.0", "-1.0"]])
-    meta = write(tmp_path / "metadata.csv", ["dicom_id", "subject_id", "study_id"],
-                 [["abc", "10000032", "50414267"], ["zzz", "10000033", "1"]])
+    labels = write(
+        tmp_path / "chexpert.csv",
+        ["subject_id", "study_id", "Cardiomegaly", "Edema"],
+        [["10000032", "50414267", "1.0", "-1.0"]],
+    )
+    meta = write(
+        tmp_path / "metadata.csv",
+        ["dicom_id", "subject_id", "study_id"],
+        [["abc", "10000032", "50414267"], ["zzz", "10000033", "1"]],
+    )
     ds = read_mimic(labels, meta, tmp_path, uncertainty="ones")
     assert len(ds.records) == 1 and ds.skipped["no_labels"] == 1
     assert t(ds, 0, "Cardiomegaly") == 1 and t(ds, 0, "Edema") == 1
@@ -141,11 +188,11 @@ def test_patient_split_keeps_patients_whole(tmp_path):
     rows = []
     for i in range(60):
         img(tmp_path / f"{i}.png", i, size=34)
-        rows.append([f"{i}.png", ["No Finding", "COVID-19", "Pneumonia (viral)"][i % 3],
-                     f"p{i // 3}"])
+        rows.append(
+            [f"{i}.png", ["No Finding", "COVID-19", "Pneumonia (viral)"][i % 3], f"p{i // 3}"]
+        )
     ds = read_manifest(write(tmp_path / "m.csv", ["file", "label", "patient"], rows), "cxr")
     tr, va, te = patient_split(ds, test_frac=0.25, val_frac=0.2)
     patients = [{ds.records[i].patient for i in part} for part in (tr, va, te)]
-    assert not (patients[0] & patients[1] or patients[0] & patients[2] or
-                patients[1] & patients[2])
+    assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
     assert len(tr) + len(va) + len(te) == 60

@@ -29,20 +29,29 @@ def test_gate_accepts_in_distribution_and_refuses_shifted(tmp_path):
 
 @pytest.mark.slow
 def test_trained_model_refuses_another_kind_of_image(tmp_path):
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.imaging.pipeline import train_imaging
     from test_imaging_train import _pattern_dataset
 
     _pattern_dataset(tmp_path, n_per_class=16)
     out = tmp_path / "model"
-    summary = train_imaging("cxr", tmp_path / "manifest.csv", out, epochs=2, batch_size=8,
-                            learning_rate=1e-3, image_size=48)
+    summary = train_imaging(
+        "cxr",
+        tmp_path / "manifest.csv",
+        out,
+        epochs=2,
+        batch_size=8,
+        learning_rate=1e-3,
+        image_size=48,
+    )
     assert (out / "gate.npz").is_file()
-    card = registry.read_card(out)
+    card = model_dir.read_card(out)
     assert card.params["gate"]["test_acceptance"] >= 0.5
-    predictor = registry.load(out)
-    accepted = [predictor.predict(p).model_dump()["refused"] is False
-                for p in sorted(tmp_path.glob("[012]_*.png"))]
+    predictor = model_dir.load(out)
+    accepted = [
+        predictor.predict(p).model_dump()["refused"] is False
+        for p in sorted(tmp_path.glob("[012]_*.png"))
+    ]
     assert np.mean(accepted) > 0.9
     # an "MRI-like" slice: a bright ring on black, nothing like the training patterns
     yy, xx = np.mgrid[:48, :48]

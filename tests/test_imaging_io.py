@@ -24,8 +24,15 @@ def gradient(w=64, h=48) -> np.ndarray:
     return np.tile(np.linspace(0, 255, w, dtype=np.uint8), (h, 1))
 
 
-def dicom_bytes(pixels: np.ndarray, photometric="MONOCHROME2", modality="CR", bits=16,
-                window=None, with_pixels=True, rescale=None) -> bytes:
+def dicom_bytes(
+    pixels: np.ndarray,
+    photometric="MONOCHROME2",
+    modality="CR",
+    bits=16,
+    window=None,
+    with_pixels=True,
+    rescale=None,
+) -> bytes:
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -58,8 +65,11 @@ def dicom_bytes(pixels: np.ndarray, photometric="MONOCHROME2", modality="CR", bi
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "LA", "1"])
 def test_png_modes_become_gray_unit_range(mode):
     base = Image.fromarray(gradient())
-    img = base.convert(mode) if mode != "I;16" else Image.fromarray(
-        gradient().astype(np.uint16) * 257)
+    img = (
+        base.convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(gradient().astype(np.uint16) * 257)
+    )
     out = load_image(png_bytes(img))
     assert out.pixels.shape == (48, 64) and out.pixels.dtype == np.float32
     assert out.pixels.min() >= 0.0 and out.pixels.max() <= 1.0
@@ -105,18 +115,22 @@ def test_malformed_dicom():
         load_image(good[:200])
 
 
-@pytest.mark.parametrize("data,needle", [
-    (b"", "empty"),
-    (b"merhaba, bu bir metin dosyasi\n" * 20, "not an image"),
-])
+@pytest.mark.parametrize(
+    "data,needle",
+    [
+        (b"", "empty"),
+        (b"merhaba, bu bir metin dosyasi\n" * 20, "not an image"),
+    ],
+)
 def test_not_images(data, needle):
     with pytest.raises(ImageInputError, match=needle):
         load_image(data)
 
 
 def test_truncated_png():
-    data = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200),
-                                                                        dtype=np.uint8)))
+    data = png_bytes(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8))
+    )
     with pytest.raises(ImageInputError, match="corrupt or truncated"):
         load_image(data[: len(data) // 2])
 
@@ -160,19 +174,28 @@ def test_modality_check():
     assert check_modality(load_image(png_bytes(Image.fromarray(gradient()))), "cxr") is None
 
 
-@pytest.mark.parametrize("task,raw,label", [
-    ("cxr", "Pleural Effusion", "Effusion"), ("cxr", "Pneumonia (viral)", "Viral_Pneumonia"),
-    ("cxr", "Pneumonia (bacterial)", "Bacterial_Pneumonia"), ("cxr", "normal", "No Finding"),
-    ("mri", "No tumour", "No_Tumor"), ("mri", "glioma_tumor", "Glioma"),
-    ("cxr", "Support Devices", None), ("mri", "Astrocytoma?", None),
-])
+@pytest.mark.parametrize(
+    "task,raw,label",
+    [
+        ("cxr", "Pleural Effusion", "Effusion"),
+        ("cxr", "Pneumonia (viral)", "Viral_Pneumonia"),
+        ("cxr", "Pneumonia (bacterial)", "Bacterial_Pneumonia"),
+        ("cxr", "normal", "No Finding"),
+        ("mri", "No tumour", "No_Tumor"),
+        ("mri", "glioma_tumor", "Glioma"),
+        ("cxr", "Support Devices", None),
+        ("mri", "Astrocytoma?", None),
+    ],
+)
 def test_label_synonyms(task, raw, label):
     assert resolve(task, raw) == label
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.binary(max_size=3000), st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff",
-                                                  b"\0" * 128 + b"DICM"]))
+@given(
+    st.binary(max_size=3000),
+    st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"\0" * 128 + b"DICM"]),
+)
 def test_arbitrary_bytes_never_crash(blob, prefix):
     try:
         out = load_image(prefix + blob)

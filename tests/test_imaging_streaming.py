@@ -46,8 +46,9 @@ def _manifest(path: Path, names: list[str], rows: int, extra: list[str] = ()) ->
     with path.open("w", encoding="utf-8") as fh:
         fh.write("file,label,patient,src\n")
         for i in range(rows):
-            fh.write(f"img/{names[i % len(names)]},{LABELS[i % len(LABELS)]},p{i // 2},"
-                     f"site{i % 3}\n")
+            fh.write(
+                f"img/{names[i % len(names)]},{LABELS[i % len(LABELS)]},p{i // 2},site{i % 3}\n"
+            )
         fh.writelines(extra)
     return path
 
@@ -58,20 +59,26 @@ def _record_objects_bytes(ds: ImageDataset, n: int) -> int:
     sample = n // 10
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    records = [ImageRecord(Path(f"{ds.records.path(i % len(ds))}"),
-                           np.array(ds.records.targets[i % len(ds)]), f"p{i // 2}",
-                           f"site{i % 3}") for i in range(sample)]
+    records = [
+        ImageRecord(
+            Path(f"{ds.records.path(i % len(ds))}"),
+            np.array(ds.records.targets[i % len(ds)]),
+            f"p{i // 2}",
+            f"site{i % 3}",
+        )
+        for i in range(sample)
+    ]
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     del records
     return used * (n // sample)
 
 
-def test_a_100k_row_manifest_is_indexed_in_bounded_memory_without_decoding(tmp_path,
-                                                                         monkeypatch):
+def test_a_100k_row_manifest_is_indexed_in_bounded_memory_without_decoding(tmp_path, monkeypatch):
     names = _films(tmp_path / "img", 5)
-    manifest = _manifest(tmp_path / "manifest.csv", names, ROWS,
-                         ["img/missing.png,No Finding,px,site0\n"])
+    manifest = _manifest(
+        tmp_path / "manifest.csv", names, ROWS, ["img/missing.png,No Finding,px,site0\n"]
+    )
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("an image was decoded while indexing")
@@ -84,8 +91,7 @@ def test_a_100k_row_manifest_is_indexed_in_bounded_memory_without_decoding(tmp_p
     monkeypatch.setattr(medai.imaging.io, "load_image", no_decoding)
     listings = []
     real_scandir = os.scandir
-    monkeypatch.setattr(datasets.os, "scandir",
-                        lambda p: listings.append(p) or real_scandir(p))
+    monkeypatch.setattr(datasets.os, "scandir", lambda p: listings.append(p) or real_scandir(p))
     tracemalloc.start()
     ds = read_manifest(manifest, "cxr")
     _, peak = tracemalloc.get_traced_memory()
@@ -96,9 +102,11 @@ def test_a_100k_row_manifest_is_indexed_in_bounded_memory_without_decoding(tmp_p
     assert listings == [str(tmp_path / "img")]  # one listing, not 100,000 stat calls
     held = ds.records.nbytes()
     objects = _record_objects_bytes(ds, ROWS)
-    print(f"\n100,000-row manifest: peak while indexing {peak / 2**20:.1f} MiB, index arrays "
-          f"{held / 2**20:.1f} MiB; the same rows as ImageRecord objects "
-          f"{objects / 2**20:.1f} MiB")
+    print(
+        f"\n100,000-row manifest: peak while indexing {peak / 2**20:.1f} MiB, index arrays "
+        f"{held / 2**20:.1f} MiB; the same rows as ImageRecord objects "
+        f"{objects / 2**20:.1f} MiB"
+    )
     assert peak < 40 * 2**20 and peak < objects / 2
     assert held < 16 * 2**20  # mostly the 100,000 × labels float32 targets
 
@@ -111,7 +119,10 @@ def test_a_100k_row_manifest_is_indexed_in_bounded_memory_without_decoding(tmp_p
     assert ds.targets().shape == (ROWS, len(cxr.labels))
     report = ds.report()
     assert report["images"] == ROWS and report["sources"] == {
-        "site0": 33_334, "site1": 33_333, "site2": 33_333}
+        "site0": 33_334,
+        "site1": 33_333,
+        "site2": 33_333,
+    }
     assert report["positives"]["Effusion"] == ROWS // 2
     part = ds.subset(np.arange(10, ROWS, 1000))
     assert len(part) == 100 and part.records[0].path == ds.records[10].path
@@ -122,13 +133,15 @@ def test_a_100k_row_manifest_is_indexed_in_bounded_memory_without_decoding(tmp_p
 def test_augmentation_depends_on_seed_epoch_and_index_not_on_workers(tmp_path):
     names = _films(tmp_path / "img", 6, size=(40, 48))
     ds = read_manifest(_manifest(tmp_path / "m.csv", names, 6), "cxr")
-    images = StreamedImages(ds.records, [0, 1], 32, augment=True, flip=True, seed=5,
-                            strength="strong")
+    images = StreamedImages(
+        ds.records, [0, 1], 32, augment=True, flip=True, seed=5, strength="strong"
+    )
 
     def epoch_batches(epoch: int, workers: int) -> torch.Tensor:
         images.set_epoch(epoch)
-        loader = DataLoader(images, batch_size=2, num_workers=workers,
-                            collate_fn=SkipUnreadable(32, 2))
+        loader = DataLoader(
+            images, batch_size=2, num_workers=workers, collate_fn=SkipUnreadable(32, 2)
+        )
         return torch.cat([b.x for b in loader])
 
     alone, two_workers = epoch_batches(3, 0), epoch_batches(3, 2)
@@ -145,8 +158,15 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path):
     names = _films(tmp_path / "img", 3, size=(40, 48))
     (tmp_path / "img" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (tmp_path / "img" / "empty.png").write_bytes(b"")
-    ds = read_manifest(_manifest(tmp_path / "m.csv", names, 3, [
-        "img/broken.png,No Finding,pb,site0\n", "img/empty.png,Pneumonia,pe,site0\n"]), "cxr")
+    ds = read_manifest(
+        _manifest(
+            tmp_path / "m.csv",
+            names,
+            3,
+            ["img/broken.png,No Finding,pb,site0\n", "img/empty.png,Pneumonia,pe,site0\n"],
+        ),
+        "cxr",
+    )
     assert len(ds) == 5  # they exist; whether they decode is the loader's business
     images = StreamedImages(ds.records, [0, 1, 2], 32, augment=True, flip=False)
     batches = list(DataLoader(images, batch_size=4, collate_fn=SkipUnreadable(32, 3)))
@@ -175,8 +195,9 @@ def test_split_groups_refuse_through_the_pipeline(tmp_path, monkeypatch):
     from medai.imaging.pipeline import split_groups
 
     names = _films(tmp_path / "img", 4, size=(40, 48))
-    (tmp_path / "m.csv").write_text("file,label\n" + "".join(
-        f"img/{n},No Finding\n" for n in names))
+    (tmp_path / "m.csv").write_text(
+        "file,label\n" + "".join(f"img/{n},No Finding\n" for n in names)
+    )
     ds = read_manifest(tmp_path / "m.csv", "cxr")
     assert len(split_groups(ds)) == 4
     monkeypatch.setattr(datasets, "THUMBNAIL_GROUP_LIMIT", 3)
@@ -186,7 +207,7 @@ def test_split_groups_refuse_through_the_pipeline(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("backbone", ["densenet121", "efficientnet-lite0"])
 def test_backbones_accept_channels_last(backbone):
-    from medai.imaging.models import ImagingNet
+    from medai.imaging.networks import ImagingNet
 
     torch.manual_seed(0)
     net = ImagingNet(backbone, 3, pretrained=False).eval()
@@ -199,23 +220,24 @@ def test_backbones_accept_channels_last(backbone):
 
 
 def test_streamed_scoring_equals_scoring_every_image_at_once(tmp_path, tiny_imaging_dir):
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.imaging.pipeline import predict_streamed, readable, readable_chunks, score
 
     folder = tmp_path / "img"
     folder.mkdir()
-    names = [gray_png(folder / f"{k}.png", seed=k, size=(60 + 7 * k, 50 + 5 * k)).name
-             for k in range(7)]
+    names = [
+        gray_png(folder / f"{k}.png", seed=k, size=(60 + 7 * k, 50 + 5 * k)).name for k in range(7)
+    ]
     (folder / "bad.png").write_bytes(b"not an image")
-    ds = read_manifest(_manifest(tmp_path / "m.csv", names, 7,
-                                 ["img/bad.png,No Finding,pb,site0\n"]), "cxr")
-    predictor = registry.load(tiny_imaging_dir, runtime="torch")
+    ds = read_manifest(
+        _manifest(tmp_path / "m.csv", names, 7, ["img/bad.png,No Finding,pb,site0\n"]), "cxr"
+    )
+    predictor = model_dir.load(tiny_imaging_dir, runtime="torch")
     pixels, keep, errors = readable(ds)
     probs, feats = predictor.proba_and_features(pixels)
     chunked = list(readable_chunks(ds, predictor.cfg.image_size, chunk=3))
     assert [len(k) for _, k, _ in chunked] == [3, 3, 1]
-    assert {e for _, _, errs in chunked for e in errs} == set(errors) == {
-        str(folder / "bad.png")}
+    assert {e for _, _, errs in chunked for e in errs} == set(errors) == {str(folder / "bad.png")}
     s_probs, s_feats, s_keep, unreadable = predict_streamed(predictor, ds, workers=2)
     assert s_keep == keep and unreadable == 1
     np.testing.assert_allclose(s_probs, probs, atol=1e-6)
@@ -248,10 +270,30 @@ def test_cli_trains_densenet_from_a_streamed_manifest_with_workers(tmp_path):
     rows.append("img/broken.png,Pneumonia,p99\n")
     (tmp_path / "manifest.csv").write_text("file,label,patient\n" + "".join(rows))
     out = tmp_path / "model"
-    result = CliRunner().invoke(app, [
-        "imaging", "train", "--task", "cxr", "--data", str(tmp_path / "manifest.csv"),
-        "--out", str(out), "--backbone", "densenet121", "--epochs", "2", "--batch-size", "8",
-        "--image-size", "32", "--workers", "2", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "imaging",
+            "train",
+            "--task",
+            "cxr",
+            "--data",
+            str(tmp_path / "manifest.csv"),
+            "--out",
+            str(out),
+            "--backbone",
+            "densenet121",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--image-size",
+            "32",
+            "--workers",
+            "2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     history = summary["history"]
@@ -268,19 +310,51 @@ def test_gpu_throughput_benchmark_runs_tiny_on_cpu(tmp_path):
     from imaging_gpu_throughput import main
 
     out = tmp_path / "bench.json"
-    assert main(["--image-size", "64", "--batch-size", "4", "--steps", "3", "--warmup", "1",
-                 "--workers", "1", "--source-size", "96", "--distinct-images", "4",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--image-size",
+                "64",
+                "--batch-size",
+                "4",
+                "--steps",
+                "3",
+                "--warmup",
+                "1",
+                "--workers",
+                "1",
+                "--source-size",
+                "96",
+                "--distinct-images",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
-    assert {"device", "precision", "channels_last", "ceiling", "pipeline", "loader_only",
-            "cpu_ms_per_image", "ratio", "manifest_rows", "workers"} <= set(result)
+    assert {
+        "device",
+        "precision",
+        "channels_last",
+        "ceiling",
+        "pipeline",
+        "loader_only",
+        "cpu_ms_per_image",
+        "ratio",
+        "manifest_rows",
+        "workers",
+    } <= set(result)
     assert result["device"] == "cpu" and result["precision"] == "fp32"
     for part in ("ceiling", "pipeline", "loader_only"):
         assert result[part]["images_per_s"] > 0
     assert result["pipeline"]["unreadable"] == 0 and result["ratio"] > 0
-    print(f"\ntiny CPU benchmark: ceiling {result['ceiling']['images_per_s']} images/s, "
-          f"pipeline {result['pipeline']['images_per_s']} images/s, loader alone "
-          f"{result['loader_only']['images_per_s']} images/s")
+    print(
+        f"\ntiny CPU benchmark: ceiling {result['ceiling']['images_per_s']} images/s, "
+        f"pipeline {result['pipeline']['images_per_s']} images/s, loader alone "
+        f"{result['loader_only']['images_per_s']} images/s"
+    )
 
 
 @pytest.mark.slow
@@ -295,10 +369,19 @@ def test_a_cancelled_and_resumed_run_with_workers_repeats_a_straight_run(tmp_pat
     ds = _pattern_dataset(tmp_path, n_per_class=4)
 
     def cfg(workers: int) -> ImagingTrainConfig:
-        return ImagingTrainConfig(task="cxr", labels=ds.annotated_labels(), epochs=2,
-                                  batch_size=4, learning_rate=1e-3, image_size=32, patience=5,
-                                  seed=7, augment=True, augmentation="strong",
-                                  num_workers=workers)
+        return ImagingTrainConfig(
+            task="cxr",
+            labels=ds.annotated_labels(),
+            epochs=2,
+            batch_size=4,
+            learning_rate=1e-3,
+            image_size=32,
+            patience=5,
+            seed=7,
+            augment=True,
+            augmentation="strong",
+            num_workers=workers,
+        )
 
     straight, _ = train_model(cfg(0), ds, ds, tmp_path / "straight")
     batches = iter(range(1, 100))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from medai.imaging.datasets import read_manifest
 from medai.imaging.io import ImageInputError
-from medai.imaging.models import ImagingNet, to_tensor
+from medai.imaging.networks import ImagingNet, to_tensor
 from medai.imaging.train import (
     ImagingTrainConfig,
     load_model,
@@ -40,8 +40,9 @@ def test_backbones_take_gray_unit_images(backbone):
 def test_hf_backbone_from_local_directory(tmp_path):
     from transformers import ConvNextConfig, ConvNextForImageClassification
 
-    cfg = ConvNextConfig(num_channels=3, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1],
-                         num_labels=2)
+    cfg = ConvNextConfig(
+        num_channels=3, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_labels=2
+    )
     ConvNextForImageClassification(cfg).save_pretrained(tmp_path / "hf")
     net = ImagingNet(f"hf:{tmp_path / 'hf'}", 4).eval()
     with torch.no_grad():
@@ -75,17 +76,34 @@ def test_train_restores_best_and_roundtrips(tmp_path):
     ds = _pattern_dataset(tmp_path)
     labels = ds.annotated_labels()
     # COVID-19 is a viral pneumonia (the task's hierarchy), so its images annotate both
-    assert set(labels) == {"No Finding", "COVID-19", "Viral_Pneumonia", "Bacterial_Pneumonia",
-                           "Pneumonia"}
-    cfg = ImagingTrainConfig(task="cxr", backbone="efficientnet-lite0", labels=labels, epochs=3,
-                             batch_size=8, learning_rate=1e-3, image_size=48, patience=5)
+    assert set(labels) == {
+        "No Finding",
+        "COVID-19",
+        "Viral_Pneumonia",
+        "Bacterial_Pneumonia",
+        "Pneumonia",
+    }
+    cfg = ImagingTrainConfig(
+        task="cxr",
+        backbone="efficientnet-lite0",
+        labels=labels,
+        epochs=3,
+        batch_size=8,
+        learning_rate=1e-3,
+        image_size=48,
+        patience=5,
+    )
     model, history = train_model(cfg, ds, ds, tmp_path / "work")
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     save_model(model, cfg, tmp_path / "model")
     loaded, loaded_cfg = load_model(tmp_path / "model")
-    x = torch.stack([to_tensor(np.asarray(Image.open(r.path), dtype=np.float32) / 255, 48)
-                     for r in ds.records[:4]])
+    x = torch.stack(
+        [
+            to_tensor(np.asarray(Image.open(r.path), dtype=np.float32) / 255, 48)
+            for r in ds.records[:4]
+        ]
+    )
     with torch.no_grad():
         assert torch.allclose(model(x), loaded(x), atol=1e-5)
     assert loaded_cfg.labels == labels
@@ -100,24 +118,32 @@ def test_train_restores_best_and_roundtrips(tmp_path):
 def test_pipeline_writes_card_metrics_and_plots(tmp_path):
     import json
 
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.imaging.pipeline import train_imaging
 
     _pattern_dataset(tmp_path, n_per_class=12)
     out = tmp_path / "cxr-model"
-    summary = train_imaging("cxr", tmp_path / "manifest.csv", out, epochs=2, batch_size=8,
-                            learning_rate=1e-3, image_size=48)
+    summary = train_imaging(
+        "cxr",
+        tmp_path / "manifest.csv",
+        out,
+        epochs=2,
+        batch_size=8,
+        learning_rate=1e-3,
+        image_size=48,
+    )
     card = json.loads((out / "model_card.json").read_text())
     assert card["task"] == "cxr" and set(card["thresholds"]) == set(card["labels"])
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     for key in ("macro_auroc", "accuracy", "macro_f1", "per_label"):
         assert key in metrics
     assert {"auroc", "ci_low", "ci_high", "threshold", "sensitivity", "specificity"} <= set(
-        metrics["per_label"]["COVID-19"])
+        metrics["per_label"]["COVID-19"]
+    )
     assert (out / "evaluation" / "roc_curves.png").is_file()
     assert (out / "evaluation" / "training_curves.png").is_file()
     assert summary["test"]["n"] == metrics["n"]
-    predictor = registry.load(out)
+    predictor = model_dir.load(out)
     result = predictor.predict(tmp_path / "1_0.png").model_dump()
     assert result["refused"] is False and len(result["findings"]) == len(card["labels"])
     # a two-epoch model may lead with any decided label, an implied parent ("Pneumonia" of
@@ -125,7 +151,8 @@ def test_pipeline_writes_card_metrics_and_plots(tmp_path):
     decision = result["decision"]
     assert result["primary"] == decision["primary"]
     assert result["primary"] is None or result["primary"] in (
-        set(decision["positives"]) | {"No Finding"})
+        set(decision["positives"]) | {"No Finding"}
+    )
     assert {"label", "probability", "threshold", "positive"} <= set(result["findings"][0])
     photo = np.zeros((48, 48, 3), dtype=np.uint8)
     photo[..., 0] = 220
@@ -139,10 +166,20 @@ def test_pipeline_writes_card_metrics_and_plots(tmp_path):
 def test_linear_probe_then_partial_fine_tune_freezes_the_right_parts(tmp_path):
     ds = _pattern_dataset(tmp_path)
     labels = ds.annotated_labels()
-    cfg = ImagingTrainConfig(task="cxr", backbone="efficientnet-lite0", labels=labels, epochs=3,
-                             batch_size=8, learning_rate=1e-3, image_size=48, patience=5,
-                             augment=False, trainable="top", probe_epochs=1,
-                             backbone_lr_scale=0.5)
+    cfg = ImagingTrainConfig(
+        task="cxr",
+        backbone="efficientnet-lite0",
+        labels=labels,
+        epochs=3,
+        batch_size=8,
+        learning_rate=1e-3,
+        image_size=48,
+        patience=5,
+        augment=False,
+        trainable="top",
+        probe_epochs=1,
+        backbone_lr_scale=0.5,
+    )
     start = ImagingNet("efficientnet-lite0", len(labels)).state_dict()
     torch.manual_seed(0)
     best, history = train_model(cfg, ds, ds, tmp_path / "work")
@@ -176,11 +213,39 @@ def test_two_process_training_on_cpu(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("MEDAI_DISTRIBUTED_CHILD", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "medai.cli", "imaging", "train", "--task", "cxr",
-         "--data", str(tmp_path / "manifest.csv"), "--out", str(out), "--epochs", "2",
-         "--batch-size", "4", "--image-size", "48", "--probe-epochs", "1",
-         "--learning-rate", "0.001", "--trainable", "top", "--num-processes", "2", "--json"],
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "imaging",
+            "train",
+            "--task",
+            "cxr",
+            "--data",
+            str(tmp_path / "manifest.csv"),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--image-size",
+            "48",
+            "--probe-epochs",
+            "1",
+            "--learning-rate",
+            "0.001",
+            "--trainable",
+            "top",
+            "--num-processes",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 1  # only the main process reports
@@ -199,9 +264,18 @@ def test_one_seed_gives_identical_weights(tmp_path):
     labels = ds.annotated_labels()
 
     def run(seed: int, name: str) -> dict:
-        cfg = ImagingTrainConfig(task="cxr", backbone="efficientnet-lite0", labels=labels,
-                                 epochs=2, batch_size=4, learning_rate=1e-3, image_size=32,
-                                 patience=5, seed=seed, augment=True)
+        cfg = ImagingTrainConfig(
+            task="cxr",
+            backbone="efficientnet-lite0",
+            labels=labels,
+            epochs=2,
+            batch_size=4,
+            learning_rate=1e-3,
+            image_size=32,
+            patience=5,
+            seed=seed,
+            augment=True,
+        )
         model, _ = train_model(cfg, ds, ds, tmp_path / name)
         return model.state_dict()
 

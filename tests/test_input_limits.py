@@ -30,8 +30,9 @@ def test_triage_predict_file_is_read_with_limits(kind, tmp_path, tfidf_model_dir
     if kind == "too_large":
         (tmp_path / "big.txt").write_text("kulak ağrısı " * 20_000)
         path["too_large"] = str(tmp_path / "big.txt")
-    r = runner.invoke(app, ["triage", "predict", "--file", path[kind], "--model",
-                            str(tfidf_model_dir), "--json"])
+    r = runner.invoke(
+        app, ["triage", "predict", "--file", path[kind], "--model", str(tfidf_model_dir), "--json"]
+    )
     assert r.exit_code == 2, r.output
     assert _json(r)["error"]
 
@@ -42,8 +43,9 @@ def test_imaging_predict_exits_non_zero_on_unreadable_paths(kind, tmp_path, tiny
     if kind == "fifo":
         os.mkfifo(tmp_path / "fifo")
         path["fifo"] = str(tmp_path / "fifo")
-    r = runner.invoke(app, ["imaging", "predict", path[kind], "--model", str(tiny_imaging_dir),
-                            "--json"])
+    r = runner.invoke(
+        app, ["imaging", "predict", path[kind], "--model", str(tiny_imaging_dir), "--json"]
+    )
     assert r.exit_code == 2, r.output
     if kind == "directory":  # a folder is a batch (issue 27): one with no image is refused
         assert _json(r)["error_type"] == "BatchInputError"
@@ -61,19 +63,20 @@ def test_onnx_predict_never_writes_into_the_model_directory(tmp_path, tiny_imagi
     try:
         before = sorted(p.name for p in model.iterdir())
         image = gray_png(tmp_path / "a.png", 1)
-        r = runner.invoke(app, ["imaging", "predict", str(image), "--model", str(model),
-                                "--onnx", "--json"])
+        r = runner.invoke(
+            app, ["imaging", "predict", str(image), "--model", str(model), "--onnx", "--json"]
+        )
         assert r.exit_code != 0 and "medai imaging export" in _json(r)["error"]
-        r = runner.invoke(app, ["imaging", "predict", str(image), "--model", str(model),
-                                "--json"])
+        r = runner.invoke(app, ["imaging", "predict", str(image), "--model", str(model), "--json"])
         assert r.exit_code == 0, r.output
         assert sorted(p.name for p in model.iterdir()) == before
     finally:
         os.chmod(model, 0o755)
     r = runner.invoke(app, ["imaging", "export", "--task", "cxr", "--model", str(model), "--json"])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["imaging", "predict", str(image), "--model", str(model), "--onnx",
-                            "--json"])
+    r = runner.invoke(
+        app, ["imaging", "predict", str(image), "--model", str(model), "--onnx", "--json"]
+    )
     assert r.exit_code == 0 and _json(r)["findings"]
 
 
@@ -82,23 +85,23 @@ def test_stale_onnx_export_is_not_served(tmp_path, tiny_imaging_dir):
 
     from safetensors.torch import load_file, save_file
 
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.imaging.export import ONNX_FILE, export_model_dir
 
     model = tmp_path / "model"
     shutil.copytree(tiny_imaging_dir, model)
-    p = registry.load(model, runtime="torch")
+    p = model_dir.load(model, runtime="torch")
     export_model_dir(p.torch_model, p.cfg.image_size, model)
-    assert registry.load(model).runtime == "onnx"
+    assert model_dir.load(model).runtime == "onnx"
     state = load_file(model / "model.safetensors")
     state = {k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, model / "model.safetensors")  # "retrained": the export no longer matches
-    with pytest.raises(registry.ModelLoadError, match="differ"):  # the card notices first
-        registry.load(model)
-    registry.reseal(model)  # what training does after writing new weights
-    assert (model / ONNX_FILE).is_file() and registry.load(model).runtime == "torch"
-    with pytest.raises(registry.ModelLoadError):
-        registry.load(model, runtime="onnx")
+    with pytest.raises(model_dir.ModelLoadError, match="differ"):  # the card notices first
+        model_dir.load(model)
+    model_dir.reseal(model)  # what training does after writing new weights
+    assert (model / ONNX_FILE).is_file() and model_dir.load(model).runtime == "torch"
+    with pytest.raises(model_dir.ModelLoadError):
+        model_dir.load(model, runtime="onnx")
 
 
 def _dicom(path, frames: int, rows: int, cols: int, pixel_frames: int | None = None):

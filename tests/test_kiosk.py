@@ -19,19 +19,23 @@ from sqlalchemy import text
 from platform_helpers import FakeClock, bearer, clinic, database_url, migrator, use_home
 
 COMPLAINT = "iki haftadır başım ağrıyor"
-ADMIN_ROUTES = [("GET", "/api/v1/admin/kiosks", None),
-                ("POST", "/api/v1/admin/kiosks", {"name": "x"}),
-                ("PATCH", "/api/v1/admin/kiosks/{id}", {"daily_quota": 9}),
-                ("POST", "/api/v1/admin/kiosks/{id}/enrolment", None),
-                ("POST", "/api/v1/admin/kiosks/{id}/revoke", None)]
+ADMIN_ROUTES = [
+    ("GET", "/api/v1/admin/kiosks", None),
+    ("POST", "/api/v1/admin/kiosks", {"name": "x"}),
+    ("PATCH", "/api/v1/admin/kiosks/{id}", {"daily_quota": 9}),
+    ("POST", "/api/v1/admin/kiosks/{id}/enrolment", None),
+    ("POST", "/api/v1/admin/kiosks/{id}/revoke", None),
+]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request, tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch):
     monkeypatch.setenv("MEDAI_KIOSK_DAILY_QUOTA", "3")
     monkeypatch.setenv("MEDAI_TIMEZONE", "Europe/Istanbul")
-    with clinic(request.param, tmp_path / request.param, tfidf_model_dir,
-                tiny_imaging_dir) as (app, client):
+    with clinic(request.param, tmp_path / request.param, tfidf_model_dir, tiny_imaging_dir) as (
+        app,
+        client,
+    ):
         clock = FakeClock(datetime(2026, 3, 10, 9, 0))
         app.state.platform.clock = clock
         admin = bearer(client, "admin")
@@ -62,8 +66,9 @@ def test_an_admin_registers_a_kiosk_whose_secrets_are_shown_once(env):
     with app.state.platform.db.session() as db:
         row = db.execute(text("SELECT * FROM kiosks")).mappings().one()
     assert k["token"] not in str(dict(row)) and k["enrol_code"] not in str(dict(row))
-    events = client.get("/api/v1/audit", headers=admin,
-                        params={"target_type": "kiosk"}).json()["items"]
+    events = client.get("/api/v1/audit", headers=admin, params={"target_type": "kiosk"}).json()[
+        "items"
+    ]
     assert [(e["action"], e["detail"]["op"]) for e in events] == [("admin", "create")]
     assert k["token"] not in str(events) and k["enrol_code"] not in str(events)
     again = client.post("/api/v1/admin/kiosks", headers=admin, json={"name": "Acil giriş 1"})
@@ -98,13 +103,16 @@ def test_a_kiosk_uses_its_own_quota_not_the_addresss(env):
     assert ask(client).json()["code"] == "throttled"
     listed = client.get("/api/v1/admin/kiosks", headers=admin).json()
     assert listed[0]["used_today"] == 4
-    raised = client.patch(f"/api/v1/admin/kiosks/{k['id']}", headers=admin,
-                          json={"daily_quota": 5})
+    raised = client.patch(f"/api/v1/admin/kiosks/{k['id']}", headers=admin, json={"daily_quota": 5})
     assert raised.status_code == 200 and raised.json()["daily_quota"] == 5
     assert ask(client, device).status_code == 200 and ask(client, device).status_code == 429
     own = client.get("/api/v1/kiosk", headers=device).json()
-    assert own == {"name": "Acil giriş 1", "daily_quota": 5, "used_today": 5,
-                   "resets_in_s": 12 * 3600 + 1}
+    assert own == {
+        "name": "Acil giriş 1",
+        "daily_quota": 5,
+        "used_today": 5,
+        "resets_in_s": 12 * 3600 + 1,
+    }
 
 
 def test_the_quota_restarts_at_midnight_in_the_hospital_time_zone(env):
@@ -153,17 +161,21 @@ def test_a_kiosk_browser_enrols_once_by_code_into_an_httponly_cookie(env):
     # a replacement browser: a new code; once used, the old browser's cookie stops
     code = client.post(f"/api/v1/admin/kiosks/{k['id']}/enrolment", headers=admin).json()
     clock.at += timedelta(minutes=31)
-    assert client.post("/api/v1/kiosk/enrol", json={"code": code["enrol_code"]}
-                       ).status_code == 404  # expired (MEDAI_KIOSK_ENROL_MINUTES = 30)
+    assert (
+        client.post("/api/v1/kiosk/enrol", json={"code": code["enrol_code"]}).status_code == 404
+    )  # expired (MEDAI_KIOSK_ENROL_MINUTES = 30)
     code = client.post(f"/api/v1/admin/kiosks/{k['id']}/enrolment", headers=admin).json()
-    assert client.post("/api/v1/kiosk/enrol", json={"code": code["enrol_code"]}
-                       ).status_code == 200
+    assert client.post("/api/v1/kiosk/enrol", json={"code": code["enrol_code"]}).status_code == 200
     client.cookies.clear()
     client.cookies.set("medai_kiosk", stolen)
     old = ask(client)
     assert old.status_code == 401 and old.json()["code"] == "kiosk_unknown"
-    ops = [e["detail"].get("op") for e in client.get(
-        "/api/v1/audit", headers=admin, params={"target_type": "kiosk"}).json()["items"]]
+    ops = [
+        e["detail"].get("op")
+        for e in client.get("/api/v1/audit", headers=admin, params={"target_type": "kiosk"}).json()[
+            "items"
+        ]
+    ]
     assert ops == ["create", "enrol", None, "enrol_code", None, "enrol_code", "enrol"]
 
 
@@ -174,13 +186,18 @@ def test_wrong_enrolment_codes_are_throttled(env, monkeypatch):
     monkeypatch.setenv("MEDAI_LOGIN_MAX_FAILURES", "1")  # ten per client and window
     get_settings.cache_clear()
     code = register(client, admin)["enrol_code"]
-    codes = [client.post("/api/v1/kiosk/enrol", json={"code": "WRONG23456"}).status_code
-             for _ in range(11)]
+    codes = [
+        client.post("/api/v1/kiosk/enrol", json={"code": "WRONG23456"}).status_code
+        for _ in range(11)
+    ]
     assert codes == [404] * 10 + [429]
     assert client.post("/api/v1/kiosk/enrol", json={"code": code}).status_code == 429
-    outcomes = [e["outcome"] for e in client.get(
-        "/api/v1/audit", headers=admin, params={"action": "login", "target_type": "kiosk"}
-    ).json()["items"]]
+    outcomes = [
+        e["outcome"]
+        for e in client.get(
+            "/api/v1/audit", headers=admin, params={"action": "login", "target_type": "kiosk"}
+        ).json()["items"]
+    ]
     assert outcomes == ["failed"] * 10 + ["throttled"] * 2
 
 
@@ -195,8 +212,9 @@ def test_a_revoked_kiosk_stops_at_once_and_its_name_is_free_again(env):
     for headers in ({}, {"X-Kiosk-Token": k["token"]}):
         r = ask(client, headers)
         assert r.status_code == 401 and r.json()["code"] == "kiosk_revoked"
-    assert client.post(f"/api/v1/admin/kiosks/{k['id']}/enrolment",
-                       headers=admin).status_code == 409
+    assert (
+        client.post(f"/api/v1/admin/kiosks/{k['id']}/enrolment", headers=admin).status_code == 409
+    )
     client.cookies.clear()
     bogus = ask(client, {"X-Kiosk-Token": "not-a-token"})
     assert bogus.status_code == 401 and bogus.json()["code"] == "kiosk_unknown"
@@ -249,20 +267,26 @@ def test_the_migration_adds_kiosks_and_keeps_triage_records(kind, tmp_path):
 
         def columns(table):
             with engine.connect() as conn:
-                return {r[0] for r in conn.execute(text(f"SELECT * FROM {table} LIMIT 0")
-                                                   ).cursor.description}
+                return {
+                    r[0]
+                    for r in conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).cursor.description
+                }
 
         migrate(command.upgrade, "0001")
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO triage_requests (kiosk_client, complaint, result, urgent, "
-                "model_hash, created_at) VALUES ('c1', :b, '{}', false, 'h', :t)"),
-                {"b": b"x", "t": datetime(2026, 1, 1)})
+            conn.execute(
+                text(
+                    "INSERT INTO triage_requests (kiosk_client, complaint, result, urgent, "
+                    "model_hash, created_at) VALUES ('c1', :b, '{}', false, 'h', :t)"
+                ),
+                {"b": b"x", "t": datetime(2026, 1, 1)},
+            )
         migrate(command.upgrade, "head")
         assert "kiosk_id" in columns("triage_requests") and "cookie_hash" in columns("kiosks")
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT kiosk_client, kiosk_id FROM triage_requests")
-                                ).all() == [("c1", None)]
+            assert conn.execute(
+                text("SELECT kiosk_client, kiosk_id FROM triage_requests")
+            ).all() == [("c1", None)]
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         migrate(command.downgrade, "0001")
         assert "kiosk_id" not in columns("triage_requests")
@@ -273,8 +297,13 @@ def test_the_migration_adds_kiosks_and_keeps_triage_records(kind, tmp_path):
 
 
 def _cli(env, *args):
-    return subprocess.run([sys.executable, "-m", "medai.cli", *args], text=True,
-                          capture_output=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "medai.cli", *args],
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_kiosks_cli(tmp_path):
@@ -288,7 +317,8 @@ def test_kiosks_cli(tmp_path):
     assert _cli(env, "kiosks", "add", "Bad", "--quota", "-1").returncode == 2
     listed = json.loads(_cli(env, "kiosks", "list", "--json").stdout)["kiosks"]
     assert [(x["name"], x["daily_quota"], x["used_today"]) for x in listed] == [
-        ("Poliklinik 2", 250, 0)]
+        ("Poliklinik 2", 250, 0)
+    ]
     assert "token" not in listed[0]
     code = json.loads(_cli(env, "kiosks", "enrol-code", "Poliklinik 2", "--json").stdout)
     assert len(code["enrol_code"]) == 10

@@ -64,10 +64,15 @@ def server(tmp_path_factory, gated_model, tiny_imaging_dir):
     import httpx
 
     home = tmp_path_factory.mktemp("kiosk-home")
-    with ui_server(home, {"admin": "admin", "pat1": "patient"}, MEDAI_DATABASE_URL="",
-                   MEDAI_KIOSK_DAILY_QUOTA="200", MEDAI_KIOSK_IDLE_S=str(IDLE_S),
-                   MEDAI_TRIAGE_MODEL=str(gated_model),
-                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
+    with ui_server(
+        home,
+        {"admin": "admin", "pat1": "patient"},
+        MEDAI_DATABASE_URL="",
+        MEDAI_KIOSK_DAILY_QUOTA="200",
+        MEDAI_KIOSK_IDLE_S=str(IDLE_S),
+        MEDAI_TRIAGE_MODEL=str(gated_model),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+    ) as base:
         # the first complaint loads the red-flag detectors: not in a page's wait
         httpx.post(f"{base}/api/v1/triage", json={"text": CALM}, timeout=300)
         yield base
@@ -121,8 +126,9 @@ def assert_clean(page, *gone: str) -> None:
     assert stored == {"local": 0, "session": 0, "api": []}
 
 
-@pytest.mark.parametrize("lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP),
-                                            ("en", DESKTOP)])
+@pytest.mark.parametrize(
+    "lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP), ("en", DESKTOP)]
+)
 def test_an_urgent_complaint_shows_only_the_banner(page_for, shots, lang, viewport):
     page = page_for(viewport)
     ask(page, URGENT, lang)
@@ -143,10 +149,12 @@ def test_an_urgent_complaint_shows_only_the_banner(page_for, shots, lang, viewpo
     page.screenshot(path=str(shots / f"urgent-{lang}-{viewport['width']}.png"), full_page=True)
 
 
-@pytest.mark.parametrize("lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP),
-                                            ("en", DESKTOP)])
+@pytest.mark.parametrize(
+    "lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP), ("en", DESKTOP)]
+)
 def test_a_complaint_outside_the_departments_sends_to_the_desk_without_bars(
-        page_for, shots, lang, viewport):
+    page_for, shots, lang, viewport
+):
     page = page_for(viewport)
     ask(page, OTHER_DEPARTMENT, lang)
     assert outcome(page) == "out_of_scope"
@@ -155,14 +163,15 @@ def test_a_complaint_outside_the_departments_sends_to_the_desk_without_bars(
     assert page.locator("#triage-result .bars, #triage-result .urgent-banner").count() == 0
     assert "%" not in shown
     assert page.locator("#triage-result .ai-label").is_visible()
-    page.screenshot(path=str(shots / f"out-of-scope-{lang}-{viewport['width']}.png"),
-                    full_page=True)
+    page.screenshot(
+        path=str(shots / f"out-of-scope-{lang}-{viewport['width']}.png"), full_page=True
+    )
 
 
-@pytest.mark.parametrize("lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP),
-                                            ("en", DESKTOP)])
-def test_a_department_is_suggested_with_its_bars_labelled_as_ai(page_for, shots, lang,
-                                                                 viewport):
+@pytest.mark.parametrize(
+    "lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP), ("en", DESKTOP)]
+)
+def test_a_department_is_suggested_with_its_bars_labelled_as_ai(page_for, shots, lang, viewport):
     page = page_for(viewport)
     ask(page, CALM, lang)
     assert outcome(page) == "department"
@@ -170,7 +179,8 @@ def test_a_department_is_suggested_with_its_bars_labelled_as_ai(page_for, shots,
     heading = page.locator("#triage-result h2").inner_text()
     assert heading.startswith("Önerilen bölüm: " if lang == "tr" else "Suggested department: ")
     assert page.locator("#triage-result .ai-label").inner_text() == (
-        "Yapay zekâ önerisi" if lang == "tr" else "AI suggestion")
+        "Yapay zekâ önerisi" if lang == "tr" else "AI suggestion"
+    )
     assert page.locator("#triage-result .urgent-banner").count() == 0
     # each bar as long as its probability, in both languages (issue 46: "%97,7", the Turkish
     # way to write a percentage, is no CSS width, so every Turkish bar was full)
@@ -180,15 +190,18 @@ def test_a_department_is_suggested_with_its_bars_labelled_as_ai(page_for, shots,
         track = item.locator(".bar-track").bounding_box()["width"]
         bar = item.locator(".bar").bounding_box()["width"]
         assert abs(bar - share * track) <= 2, (shown, bar, track)
-    page.screenshot(path=str(shots / f"department-{lang}-{viewport['width']}.png"),
-                    full_page=True)
+    page.screenshot(path=str(shots / f"department-{lang}-{viewport['width']}.png"), full_page=True)
 
 
 def test_an_unsure_model_says_so_without_bars(page_for, shots):
     page = page_for(PHONE)
     # the same server, asked with a threshold no answer reaches (the API's min_confidence)
-    page.route("**/api/v1/triage", lambda route: route.continue_(
-        post_data=json.dumps({**json.loads(route.request.post_data), "min_confidence": 1.0})))
+    page.route(
+        "**/api/v1/triage",
+        lambda route: route.continue_(
+            post_data=json.dumps({**json.loads(route.request.post_data), "min_confidence": 1.0})
+        ),
+    )
     ask(page, CALM)
     assert outcome(page) == "low_confidence"
     shown = page.locator("#triage-result").inner_text()
@@ -270,8 +283,7 @@ def test_the_history_shows_exactly_what_the_screen_showed(page_for, shots):
         assert page.locator("#new-patient").inner_text() == "Yeni şikâyet"
     page.goto("/history")
     page.locator("#history li .triage-outcome").nth(2).wait_for()
-    shown = [page.locator("#history > li .triage-outcome").nth(i).evaluate(LOOKS)
-             for i in range(3)]
+    shown = [page.locator("#history > li .triage-outcome").nth(i).evaluate(LOOKS) for i in range(3)]
     assert shown == screens[::-1]  # newest first, the same elements, text and colours
     assert page.locator("#history li .urgent-banner[role=alert]").count() == 0
     page.screenshot(path=str(shots / "history-tr-1280.png"), full_page=True)
@@ -316,8 +328,9 @@ def test_a_kiosk_registered_on_the_admin_page_enrols_by_its_code(page_for, shots
     assert urlparse(kiosk.url).path == "/kiosk"
 
 
-def test_an_english_complaint_is_checked_for_red_flags_but_gets_no_department(page_for, shots,
-                                                                              server):
+def test_an_english_complaint_is_checked_for_red_flags_but_gets_no_department(
+    page_for, shots, server
+):
     import httpx
 
     body = httpx.post(f"{server}/api/v1/triage", json={"text": ENGLISH}, timeout=120).json()
@@ -342,8 +355,11 @@ def test_a_complaint_not_in_turkish_says_so_in_both_languages(page_for, shots, u
     def as_english(route):
         response = route.fetch()
         body = response.json()
-        body.update(language="en", abstain_reason=None if body["urgent"] else "not_turkish",
-                    abstained=not body["urgent"])
+        body.update(
+            language="en",
+            abstain_reason=None if body["urgent"] else "not_turkish",
+            abstained=not body["urgent"],
+        )
         route.fulfill(response=response, json=body)
 
     page.route("**/api/v1/triage", as_english)
@@ -360,8 +376,9 @@ def test_a_complaint_not_in_turkish_says_so_in_both_languages(page_for, shots, u
         assert "yalnızca Türkçe" in shown and "read complaints written in Turkish" in shown
         assert page.locator("#triage-result [lang=en]").count() >= 1
         assert page.locator("#triage-result .bars").count() == 0 and "%" not in shown
-    page.screenshot(path=str(shots / f"not-turkish-{'urgent' if urgent else 'calm'}-360.png"),
-                    full_page=True)
+    page.screenshot(
+        path=str(shots / f"not-turkish-{'urgent' if urgent else 'calm'}-360.png"), full_page=True
+    )
 
 
 @pytest.mark.parametrize("text", [URGENT, OTHER_DEPARTMENT, CALM])
@@ -373,5 +390,8 @@ def test_result_screens_have_no_serious_accessibility_violations(page_for, text)
     ask(page, text)
     page.add_script_tag(path=str(axe))
     found = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    assert [(v["id"], len(v["nodes"])) for v in found["violations"]
-            if v["impact"] in ("serious", "critical")] == []
+    assert [
+        (v["id"], len(v["nodes"]))
+        for v in found["violations"]
+        if v["impact"] in ("serious", "critical")
+    ] == []

@@ -44,11 +44,17 @@ def test_split_text_respects_the_limit_and_keeps_words():
 
 def test_ingest_markdown_csv_pdf(tmp_path):
     md = tmp_path / "protocol.md"
-    md.write_text("# Hospital CXR protocol\n\nPortable films in ICU are AP.\n\n"
-                  "Report line positions for every ICU film.", encoding="utf-8")
+    md.write_text(
+        "# Hospital CXR protocol\n\nPortable films in ICU are AP.\n\n"
+        "Report line positions for every ICU film.",
+        encoding="utf-8",
+    )
     csv = tmp_path / "reports.csv"
-    csv.write_text("uid,findings,impression\nR1,Small left effusion.,Left effusion.\n"
-                   "R2,Clear lungs.,Normal.\n", encoding="utf-8")
+    csv.write_text(
+        "uid,findings,impression\nR1,Small left effusion.,Left effusion.\n"
+        "R2,Clear lungs.,Normal.\n",
+        encoding="utf-8",
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,8 +65,17 @@ def test_ingest_markdown_csv_pdf(tmp_path):
     fig.savefig(tmp_path / "escalation.pdf")
     plt.close(fig)
     out = tmp_path / "kb"
-    r = run_json("kb", "ingest", str(md), str(csv), str(tmp_path / "escalation.pdf"), "--out",
-                 str(out), "--licence", "internal use only")
+    r = run_json(
+        "kb",
+        "ingest",
+        str(md),
+        str(csv),
+        str(tmp_path / "escalation.pdf"),
+        "--out",
+        str(out),
+        "--licence",
+        "internal use only",
+    )
     assert r["chunks_added"] >= 4
     again = run_json("kb", "ingest", str(md), "--out", str(out), "--licence", "internal")
     assert again["chunks_added"] == 0  # same text, same ids: no duplicates
@@ -68,25 +83,33 @@ def test_ingest_markdown_csv_pdf(tmp_path):
     assert {c.licence for c in chunks} == {"internal use only"}
     assert any("FINDINGS: Small left effusion." in c.text for c in chunks)
     assert any("thoracic surgeon" in c.text for c in chunks)
-    hits = run_json("kb", "search", "pneumothorax thoracic surgeon escalation", "--kb", str(out),
-                    "--no-embeddings")
+    hits = run_json(
+        "kb",
+        "search",
+        "pneumothorax thoracic surgeon escalation",
+        "--kb",
+        str(out),
+        "--no-embeddings",
+    )
     assert hits["mode"] == "bm25" and hits["hits"][0]["source"] == "escalation.pdf"
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("scan.md", b"\x00\x01\x02binary" * 10, "binary"),
-    ("latin1.txt", "Akciğer grafisi".encode("latin-1", errors="replace") + b"\xfe", "UTF-8"),
-    ("fake.pdf", b"this is not a pdf", "PDF"),
-    ("data.xlsx", b"PK\x03\x04", "unsupported"),
-    ("empty.md", b"   \n\n  ", "no text"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("scan.md", b"\x00\x01\x02binary" * 10, "binary"),
+        ("latin1.txt", "Akciğer grafisi".encode("latin-1", errors="replace") + b"\xfe", "UTF-8"),
+        ("fake.pdf", b"this is not a pdf", "PDF"),
+        ("data.xlsx", b"PK\x03\x04", "unsupported"),
+        ("empty.md", b"   \n\n  ", "no text"),
+    ],
+)
 def test_files_that_are_not_text_are_refused_whole(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(KnowledgeInputError, match=message):
         read_document(path, "x")
-    r = run_json("kb", "ingest", str(path), "--out", str(tmp_path / "kb"), "--licence", "x",
-                 code=2)
+    r = run_json("kb", "ingest", str(path), "--out", str(tmp_path / "kb"), "--licence", "x", code=2)
     assert message.lower() in r["error"].lower()
     assert not (tmp_path / "kb" / "chunks.jsonl").exists()
 

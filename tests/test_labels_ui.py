@@ -17,9 +17,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, urgent_cxr_dir):  # noqa: F811
     home = tmp_path_factory.mktemp("labels-ui")
-    with ui_server(home, {"rad1": "radiologist"}, MEDAI_DATABASE_URL="",
-                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-                   MEDAI_CXR_MODEL=str(urgent_cxr_dir)) as base:
+    with ui_server(
+        home,
+        {"rad1": "radiologist"},
+        MEDAI_DATABASE_URL="",
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(urgent_cxr_dir),
+    ) as base:
         yield base
 
 
@@ -27,12 +31,18 @@ def _study(base: str, seed: int) -> int:
     import time
 
     headers = http_login(base, "rad1")
-    sid = httpx.post(f"{base}/api/v1/studies", headers=headers, timeout=60,
-                     data={"task": "cxr", "patient_ref": f"P-LBL-{seed}"},
-                     files={"file": ("x.png", png_bytes(seed), "image/png")}).json()["id"]
+    sid = httpx.post(
+        f"{base}/api/v1/studies",
+        headers=headers,
+        timeout=60,
+        data={"task": "cxr", "patient_ref": f"P-LBL-{seed}"},
+        files={"file": ("x.png", png_bytes(seed), "image/png")},
+    ).json()["id"]
     for _ in range(900):
-        if httpx.get(f"{base}/api/v1/studies/{sid}", headers=headers,
-                     timeout=30).json()["status"] == "ai_drafted":
+        if (
+            httpx.get(f"{base}/api/v1/studies/{sid}", headers=headers, timeout=30).json()["status"]
+            == "ai_drafted"
+        ):
             return sid
         time.sleep(0.1)
     raise AssertionError("not drafted")
@@ -42,8 +52,9 @@ def test_the_radiologist_rejects_one_finding_adds_one_and_signs(server, browser,
     from test_web_ui import AXE, axe_violations, sign_in
 
     sid = _study(server, 21)
-    ctx = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900},
-                              bypass_csp=True)
+    ctx = browser.new_context(
+        base_url=server, viewport={"width": 1280, "height": 900}, bypass_csp=True
+    )
     page = ctx.new_page()
     sign_in(page, "rad1")
     page.goto(f"/studies/{sid}")
@@ -76,8 +87,9 @@ def test_the_radiologist_rejects_one_finding_adds_one_and_signs(server, browser,
     page.get_by_role("button", name="Bu metni imzala").click()
     page.locator("#report-status[data-status='final']").wait_for()
     card.locator("#labels-note").filter(has_text="İmzalı sürüm").wait_for()
-    labels = httpx.get(f"{server}/api/v1/studies/{sid}/labels",
-                       headers=http_login(server, "rad1")).json()
+    labels = httpx.get(
+        f"{server}/api/v1/studies/{sid}/labels", headers=http_login(server, "rad1")
+    ).json()
     by = {x["label"]: (x["present"], x["source"]) for x in labels["labels"]}
     assert by["Pneumothorax"] == (False, "rejected")
     assert by["Effusion"] == (True, "added")

@@ -100,17 +100,24 @@ def test_withheld_records_are_withheld_in_json_too(json_logging):
     assert by_logger["pydicom.valuerep"]["place"].startswith("test_logs_json:")
     assert by_logger["py.warnings"]["place"].startswith("UserWarning at tests/test_logs_json.py")
     assert by_logger["uvicorn.error"]["message"] == (
-        "Exception in ASGI application [ValueError; traceback withheld]")
+        "Exception in ASGI application [ValueError; traceback withheld]"
+    )
     assert by_logger["medai.platform"]["message"] == "two\nlines"  # one line, escaped
     assert "python_multipart.multipart" not in by_logger
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"])
-               for r in records)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"]) for r in records)
 
 
-def test_access_lines_carry_route_and_request_id_fields(tmp_path, tfidf_model_dir,
-                                                        tiny_imaging_dir, json_logging):
-    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir,
-                job_threads=0, outbox_threads=0) as (_app, client):
+def test_access_lines_carry_route_and_request_id_fields(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir, json_logging
+):
+    with clinic(
+        "sqlite",
+        tmp_path / "home",
+        tfidf_model_dir,
+        tiny_imaging_dir,
+        job_threads=0,
+        outbox_threads=0,
+    ) as (_app, client):
         clin = bearer(client, "clin")
         client.cookies.clear()
         r = client.get(f"/api/v1/studies/987654?patient_name={MARK}", headers=clin)
@@ -133,14 +140,24 @@ def test_access_lines_carry_route_and_request_id_fields(tmp_path, tfidf_model_di
 def test_medai_serve_writes_only_json_lines(tmp_path, tfidf_model_dir, tiny_imaging_dir):
     """A real ``medai serve``: its first-start notice, uvicorn's lines and the access log, all
     JSON, none quoting what the requests carried."""
-    env = {**os.environ, "MEDAI_HOME": str(tmp_path / "home"), "MEDAI_LOG_FORMAT": "json",
-           "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir), "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
-           "MEDAI_MRI_MODEL": str(tiny_imaging_dir), "MEDAI_JOB_THREADS": "0",
-           "MEDAI_LOG_LEVEL": "debug"}
+    env = {
+        **os.environ,
+        "MEDAI_HOME": str(tmp_path / "home"),
+        "MEDAI_LOG_FORMAT": "json",
+        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
+        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
+        "MEDAI_MRI_MODEL": str(tiny_imaging_dir),
+        "MEDAI_JOB_THREADS": "0",
+        "MEDAI_LOG_LEVEL": "debug",
+    }
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medai.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     drain_output(proc)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -155,13 +172,19 @@ def test_medai_serve_writes_only_json_lines(tmp_path, tfidf_model_dir, tiny_imag
             assert time.monotonic() < deadline, "medai serve did not start"
             time.sleep(0.3)
         # generous timeouts: the first triage loads its model while the machine is busy
-        assert httpx.get(f"{base}/api/v1/studies/{ASCII_MARK}", params={"q": MARK},
-                         timeout=60).status_code in (401, 422)
-        r = httpx.post(f"{base}/api/v1/auth/login", json={"username": MARK,
-                                                          "password": PASSWORD}, timeout=60)
+        assert httpx.get(
+            f"{base}/api/v1/studies/{ASCII_MARK}", params={"q": MARK}, timeout=60
+        ).status_code in (401, 422)
+        r = httpx.post(
+            f"{base}/api/v1/auth/login", json={"username": MARK, "password": PASSWORD}, timeout=60
+        )
         assert r.status_code == 401
-        assert httpx.post(f"{base}/api/v1/triage", json={"text": f"Başım ağrıyor {MARK}"},
-                          timeout=120).status_code == 200
+        assert (
+            httpx.post(
+                f"{base}/api/v1/triage", json={"text": f"Başım ağrıyor {MARK}"}, timeout=120
+            ).status_code
+            == 200
+        )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
@@ -171,15 +194,18 @@ def test_medai_serve_writes_only_json_lines(tmp_path, tfidf_model_dir, tiny_imag
     assert any("no admin yet" in r["message"] for r in records)
     assert any(r["logger"].startswith("uvicorn") for r in records)
     routes = {(r.get("route"), r.get("status")) for r in records if r["logger"] == "medai.access"}
-    assert ("/api/v1/studies/{study_id}", 401) in routes or \
-        ("/api/v1/studies/{study_id}", 422) in routes
+    assert ("/api/v1/studies/{study_id}", 401) in routes or (
+        "/api/v1/studies/{study_id}",
+        422,
+    ) in routes
     assert ("/api/v1/triage", 200) in routes
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("broker_lock")
-def test_medai_worker_writes_only_json_lines_and_serves_its_metrics(tmp_path, tfidf_model_dir,
-                                                                    tiny_imaging_dir):
+def test_medai_worker_writes_only_json_lines_and_serves_its_metrics(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
     import socket
 
     try:
@@ -187,13 +213,31 @@ def test_medai_worker_writes_only_json_lines_and_serves_its_metrics(tmp_path, tf
     except OSError:
         pytest.skip("Redis not reachable on 127.0.0.1:6379")
     port = free_port()
-    env = {**os.environ, "MEDAI_HOME": str(tmp_path / "home"), "MEDAI_LOG_FORMAT": "json",
-           "MEDAI_BROKER_URL": "redis://127.0.0.1:6379/15",
-           "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir), "MEDAI_CXR_MODEL": str(tiny_imaging_dir)}
+    env = {
+        **os.environ,
+        "MEDAI_HOME": str(tmp_path / "home"),
+        "MEDAI_LOG_FORMAT": "json",
+        "MEDAI_BROKER_URL": "redis://127.0.0.1:6379/15",
+        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
+        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
+    }
     (tmp_path / "home").mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "worker", "--queues", "cpu",
-                             "--metrics-port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "worker",
+            "--queues",
+            "cpu",
+            "--metrics-port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     drain_output(proc)
     try:
         deadline = time.monotonic() + 120
@@ -204,8 +248,11 @@ def test_medai_worker_writes_only_json_lines_and_serves_its_metrics(tmp_path, tf
         r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
         assert r.status_code == 200, r.text
         assert "medai_build_info" in r.text and "medai_database_up" not in r.text
-        refused = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10,
-                            headers={"X-Forwarded-For": "203.0.113.7"})
+        refused = httpx.get(
+            f"http://127.0.0.1:{port}/metrics",
+            timeout=10,
+            headers={"X-Forwarded-For": "203.0.113.7"},
+        )
         assert refused.status_code == 403
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -57,35 +57,79 @@ def scrape(app, client=LOCAL, **kw) -> httpx.Response:
     return TestClient(app, base_url="http://localhost", client=client).get("/metrics", **kw)
 
 
-def test_requests_by_template_and_model_calls_without_patient_text(tmp_path, tfidf_model_dir,
-                                                                     tiny_imaging_dir):
-    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir,
-                job_threads=0, outbox_threads=0) as (app, client):
+def test_requests_by_template_and_model_calls_without_patient_text(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
+    with clinic(
+        "sqlite",
+        tmp_path / "home",
+        tfidf_model_dir,
+        tiny_imaging_dir,
+        job_threads=0,
+        outbox_threads=0,
+    ) as (app, client):
         clin = bearer(client, "clin")
         client.cookies.clear()  # the bearer token only (a sign-in cookie asks for CSRF)
         before = samples(scrape(app).text)
-        assert client.get(f"/api/v1/studies/987654?patient_name={MARK}&tc={ASCII_MARK}",
-                          headers=clin).status_code == 404
+        assert (
+            client.get(
+                f"/api/v1/studies/987654?patient_name={MARK}&tc={ASCII_MARK}", headers=clin
+            ).status_code
+            == 404
+        )
         assert client.get(f"/api/v1/studies/{ASCII_MARK}", headers=clin).status_code == 422
         r = client.post("/api/v1/triage", json={"text": f"Başım çok ağrıyor {MARK} iki gündür"})
         assert r.status_code == 200, r.text
         model = r.json()["model"]
-        r = client.post("/api/v1/imaging/cxr/predict", headers=clin,
-                        files={"file": (f"{ASCII_MARK}.png", png_bytes(3), "image/png")})
+        r = client.post(
+            "/api/v1/imaging/cxr/predict",
+            headers=clin,
+            files={"file": (f"{ASCII_MARK}.png", png_bytes(3), "image/png")},
+        )
         assert r.status_code == 200, r.text
         r = scrape(app)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=")
     found = samples(r.text)
-    assert grew(before, found, "medai_http_request_seconds_count", method="GET",
-                route="/api/v1/studies/{study_id}", status_class="4xx") == 2
-    assert grew(before, found, "medai_http_request_seconds_count", method="POST",
-                route="/api/v1/triage", status_class="2xx") == 1
-    assert grew(before, found, "medai_model_call_seconds_count", task="triage",
-                model=model["name"], version=model["version"], call="predict",
-                outcome="ok") == 1
-    assert any(name == "medai_model_call_seconds_count" and dict(labels)["task"] == "cxr"
-               for name, labels in found)
+    assert (
+        grew(
+            before,
+            found,
+            "medai_http_request_seconds_count",
+            method="GET",
+            route="/api/v1/studies/{study_id}",
+            status_class="4xx",
+        )
+        == 2
+    )
+    assert (
+        grew(
+            before,
+            found,
+            "medai_http_request_seconds_count",
+            method="POST",
+            route="/api/v1/triage",
+            status_class="2xx",
+        )
+        == 1
+    )
+    assert (
+        grew(
+            before,
+            found,
+            "medai_model_call_seconds_count",
+            task="triage",
+            model=model["name"],
+            version=model["version"],
+            call="predict",
+            outcome="ok",
+        )
+        == 1
+    )
+    assert any(
+        name == "medai_model_call_seconds_count" and dict(labels)["task"] == "cxr"
+        for name, labels in found
+    )
     assert value(found, "medai_database_up") == 1
     assert value(found, "medai_metrics_source_up", source="database") == 1
     build = [dict(labels) for name, labels in found if name == "medai_build_info"]
@@ -95,34 +139,60 @@ def test_requests_by_template_and_model_calls_without_patient_text(tmp_path, tfi
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_queues_outbox_and_alerts_come_from_the_database(kind, tmp_path, tfidf_model_dir,
-                                                         tiny_imaging_dir, monkeypatch):
+def test_queues_outbox_and_alerts_come_from_the_database(
+    kind, tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch
+):
     from medai.platform.db import utcnow
     from medai.platform.tables import Job, ModelJob, MonitorAlert, OutboxItem
 
     monkeypatch.setenv("MEDAI_FHIR_URL", "http://127.0.0.1:9/fhir")  # one destination
-    with clinic(kind, tmp_path / "home", tfidf_model_dir, tiny_imaging_dir,
-                job_threads=0, outbox_threads=0) as (app, client):
+    with clinic(
+        kind, tmp_path / "home", tfidf_model_dir, tiny_imaging_dir, job_threads=0, outbox_threads=0
+    ) as (app, client):
         clin = bearer(client, "clin")
         client.cookies.clear()
-        r = client.post("/api/v1/studies", headers=clin, data={"task": "cxr"},
-                        files={"file": ("x.png", png_bytes(5), "image/png")})
+        r = client.post(
+            "/api/v1/studies",
+            headers=clin,
+            data={"task": "cxr"},
+            files={"file": ("x.png", png_bytes(5), "image/png")},
+        )
         assert r.status_code == 201, r.text
         sid = r.json()["id"]
         now = utcnow()
         with app.state.platform.db.session() as db:
             assert db.query(Job).filter_by(study_id=sid, status="queued").count() == 1
-            db.add(ModelJob(kind="retrain", task="cxr", options={}, status="queued",
-                            created_by="admin"))
-            for n, (state, attempts) in enumerate([("failed", 5), ("queued", 3),
-                                                   ("queued", 0)]):
-                db.add(OutboxItem(event="analysed", event_key=f"k{n}", destination="pacs-b",
-                                  kind="dicomweb", study_id=sid, state=state,
-                                  attempts=attempts, code="refused" if attempts else None,
-                                  next_at=now))
-            db.add(MonitorAlert(task="cxr", model_hash="sha256:x", kind="input",
-                                key="brightness", value=0.4, threshold=0.05, samples=30,
-                                detail={}))
+            db.add(
+                ModelJob(
+                    kind="retrain", task="cxr", options={}, status="queued", created_by="admin"
+                )
+            )
+            for n, (state, attempts) in enumerate([("failed", 5), ("queued", 3), ("queued", 0)]):
+                db.add(
+                    OutboxItem(
+                        event="analysed",
+                        event_key=f"k{n}",
+                        destination="pacs-b",
+                        kind="dicomweb",
+                        study_id=sid,
+                        state=state,
+                        attempts=attempts,
+                        code="refused" if attempts else None,
+                        next_at=now,
+                    )
+                )
+            db.add(
+                MonitorAlert(
+                    task="cxr",
+                    model_hash="sha256:x",
+                    kind="input",
+                    key="brightness",
+                    value=0.4,
+                    threshold=0.05,
+                    samples=30,
+                    detail={},
+                )
+            )
         r = scrape(app)
     assert r.status_code == 200
     found = samples(r.text)
@@ -150,8 +220,14 @@ def test_queues_outbox_and_alerts_come_from_the_database(kind, tmp_path, tfidf_m
 def test_database_down_gives_up_zero_not_5xx(tmp_path, tfidf_model_dir, tiny_imaging_dir):
     from medai.platform.db import Database
 
-    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir,
-                job_threads=0, outbox_threads=0) as (app, client):
+    with clinic(
+        "sqlite",
+        tmp_path / "home",
+        tfidf_model_dir,
+        tiny_imaging_dir,
+        job_threads=0,
+        outbox_threads=0,
+    ) as (app, client):
         before = samples(scrape(app).text)
         assert client.get("/api/v1/health/live").status_code == 200
         real = app.state.platform.db
@@ -167,8 +243,17 @@ def test_database_down_gives_up_zero_not_5xx(tmp_path, tfidf_model_dir, tiny_ima
     found = samples(r.text)
     assert value(found, "medai_database_up") == 0
     assert not any(name.startswith(("medai_queue_", "medai_outbox_")) for name, _ in found)
-    assert grew(before, found, "medai_http_request_seconds_count", method="GET",
-                route="/api/v1/health/live", status_class="2xx") == 1
+    assert (
+        grew(
+            before,
+            found,
+            "medai_http_request_seconds_count",
+            method="GET",
+            route="/api/v1/health/live",
+            status_class="2xx",
+        )
+        == 1
+    )
     assert value(samples(again.text), "medai_database_up") == 1  # back once it answers
 
 
@@ -209,10 +294,17 @@ def test_a_failing_source_is_reported_and_the_rest_answered():
     assert any(name == "medai_build_info" for name, _ in found)
 
 
-def test_only_allowed_clients_not_through_a_proxy_and_any_host(tmp_path, tfidf_model_dir,
-                                                                tiny_imaging_dir):
-    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir,
-                job_threads=0, outbox_threads=0) as (app, _client):
+def test_only_allowed_clients_not_through_a_proxy_and_any_host(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
+    with clinic(
+        "sqlite",
+        tmp_path / "home",
+        tfidf_model_dir,
+        tiny_imaging_dir,
+        job_threads=0,
+        outbox_threads=0,
+    ) as (app, _client):
         before = samples(scrape(app).text)
         public = scrape(app, client=("203.0.113.7", 40000))
         proxied = scrape(app, headers={"X-Forwarded-For": "203.0.113.7"})
@@ -221,7 +313,8 @@ def test_only_allowed_clients_not_through_a_proxy_and_any_host(tmp_path, tfidf_m
         mapped = scrape(app, client=("::ffff:192.168.1.20", 40000))
         posted = TestClient(app, base_url="http://localhost", client=LOCAL).post("/metrics")
         other_host = TestClient(app, base_url="http://10.42.0.9:8000", client=LOCAL).get(
-            "/api/v1/health/live")
+            "/api/v1/health/live"
+        )
     for refused in (public, proxied, forwarded):
         assert refused.status_code == 403
         assert refused.json()["code"] == "forbidden"
@@ -231,8 +324,17 @@ def test_only_allowed_clients_not_through_a_proxy_and_any_host(tmp_path, tfidf_m
     assert posted.status_code == 405
     assert other_host.status_code == 400  # the Host check stands for every other path
     found = samples(pod.text)  # the three refusals before it, under the route's template
-    assert grew(before, found, "medai_http_request_seconds_count", method="GET",
-                route="/metrics", status_class="4xx") == 3
+    assert (
+        grew(
+            before,
+            found,
+            "medai_http_request_seconds_count",
+            method="GET",
+            route="/metrics",
+            status_class="4xx",
+        )
+        == 3
+    )
     assert "203.0.113.7" not in pod.text
 
 
@@ -276,17 +378,24 @@ def test_dead_workers_in_flight_gauges_are_pruned(tmp_path):
 
 
 @pytest.mark.slow
-def test_serve_with_two_workers_reports_every_workers_requests(tmp_path, tfidf_model_dir,
-                                                               tiny_imaging_dir, tiny_mri_dir):
+def test_serve_with_two_workers_reports_every_workers_requests(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir, tiny_mri_dir
+):
     """``medai serve --workers 2``: each scrape, whichever worker answers it, counts every
     request both workers served; the folder given is emptied of a previous run's values."""
     prom = tmp_path / "prom"
     prom.mkdir()
     (prom / "counter_1.db").write_bytes(b"left by a previous run")
-    env = {**os.environ, "MEDAI_HOME": str(tmp_path / "home"),
-           "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir), "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
-           "MEDAI_MRI_MODEL": str(tiny_mri_dir), "MEDAI_JOB_THREADS": "0",
-           "MEDAI_OUTBOX_THREADS": "0", "PROMETHEUS_MULTIPROC_DIR": str(prom)}
+    env = {
+        **os.environ,
+        "MEDAI_HOME": str(tmp_path / "home"),
+        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
+        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
+        "MEDAI_MRI_MODEL": str(tiny_mri_dir),
+        "MEDAI_JOB_THREADS": "0",
+        "MEDAI_OUTBOX_THREADS": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(prom),
+    }
     proc, base = start_serve(env, free_port(), workers=2)
     try:
         assert not (prom / "counter_1.db").exists()
@@ -297,8 +406,10 @@ def test_serve_with_two_workers_reports_every_workers_requests(tmp_path, tfidf_m
         n = 0
         while n < 10 or (len(writers()) < 2 and n < 400):
             with httpx.Client(timeout=60) as c:  # a new connection each: either worker
-                assert c.get(f"{base}/api/v1/health/live", params={"q": f"{MARK}{n}"}
-                             ).status_code == 200
+                assert (
+                    c.get(f"{base}/api/v1/health/live", params={"q": f"{MARK}{n}"}).status_code
+                    == 200
+                )
             n += 1
         assert len(writers()) == 2, f"one worker answered all {n} requests"
         counts = set()
@@ -308,8 +419,15 @@ def test_serve_with_two_workers_reports_every_workers_requests(tmp_path, tfidf_m
             assert r.status_code == 200
             found = samples(r.text)
             assert value(found, "medai_metrics_multiprocess") == 1
-            counts.add(value(found, "medai_http_request_seconds_count", method="GET",
-                             route="/api/v1/health/live", status_class="2xx"))
+            counts.add(
+                value(
+                    found,
+                    "medai_http_request_seconds_count",
+                    method="GET",
+                    route="/api/v1/health/live",
+                    status_class="2xx",
+                )
+            )
             assert "zzmarker" not in r.text.lower()
         assert counts == {n}
     finally:
@@ -319,7 +437,8 @@ def test_serve_with_two_workers_reports_every_workers_requests(tmp_path, tfidf_m
 
 
 def test_serve_makes_a_private_folder_for_several_workers_and_empties_a_given_one(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     from medai.server.metrics import (
         MULTIPROC_ENV,
         multiprocess_for_serve,

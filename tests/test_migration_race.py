@@ -10,14 +10,23 @@ import sys
 
 from platform_helpers import postgres_database
 
-UPGRADE = ("import sys; from medai.platform.db import Database; "
-           "Database(sys.argv[1]).upgrade(); print('ok')")
+UPGRADE = (
+    "import sys; from medai.platform.db import Database; "
+    "Database(sys.argv[1]).upgrade(); print('ok')"
+)
 
 
 def test_processes_migrating_a_fresh_postgres_database_at_once_all_start():
     with postgres_database() as url:
-        procs = [subprocess.Popen([sys.executable, "-c", UPGRADE, url], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", UPGRADE, url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
         results = [p.communicate(timeout=240) + (p.returncode,) for p in procs]
         failed = [(rc, err.strip().splitlines()[-1:]) for out, err, rc in results if rc != 0]
         assert not failed, failed

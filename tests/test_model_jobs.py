@@ -57,8 +57,11 @@ def test_refusals_are_named(served):
 def test_a_retrain_with_too_few_signed_studies_fails_with_the_reason(served):
     _app, client = served
     admin = bearer(client, "admin")
-    r = client.post("/api/v1/models/jobs", headers=admin,
-                    json={"kind": "retrain", "task": "cxr", "options": {"epochs": 1}})
+    r = client.post(
+        "/api/v1/models/jobs",
+        headers=admin,
+        json={"kind": "retrain", "task": "cxr", "options": {"epochs": 1}},
+    )
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "queued" and r.json()["options"]["epochs"] == 1
     job = _wait(client, admin, r.json()["id"])
@@ -67,13 +70,13 @@ def test_a_retrain_with_too_few_signed_studies_fails_with_the_reason(served):
     assert job["result"] == {"error_code": "too_few_studies", "studies": 0, "needed": 10}
     listed = client.get("/api/v1/models/jobs", headers=admin).json()["items"]
     assert [j["id"] for j in listed] == [job["id"]]
-    events = client.get("/api/v1/audit", headers=admin,
-                        params={"action": "model"}).json()["items"]
+    events = client.get("/api/v1/audit", headers=admin, params={"action": "model"}).json()["items"]
     assert any(e["detail"].get("op") == "retrain_job" for e in events)
 
 
-def test_the_same_job_twice_conflicts_and_a_queued_job_cancels(tmp_path, tfidf_model_dir,
-                                                               tiny_imaging_dir):
+def test_the_same_job_twice_conflicts_and_a_queued_job_cancels(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
     from medai.platform import audit
     from medai.platform.lifecycle import model_jobs
 
@@ -91,8 +94,7 @@ def test_the_same_job_twice_conflicts_and_a_queued_job_cancels(tmp_path, tfidf_m
         assert model_jobs.pending(p) == [other["id"]]
 
 
-def test_a_job_whose_worker_died_is_taken_over_once(tmp_path, tfidf_model_dir,
-                                                    tiny_imaging_dir):
+def test_a_job_whose_worker_died_is_taken_over_once(tmp_path, tfidf_model_dir, tiny_imaging_dir):
     from concurrent.futures import ThreadPoolExecutor
 
     from medai.platform import audit
@@ -103,8 +105,11 @@ def test_a_job_whose_worker_died_is_taken_over_once(tmp_path, tfidf_model_dir,
         assert model_jobs.claim(p, job["id"], "dead-worker", lease_s=-1)  # lease already out
         assert model_jobs.pending(p) == [job["id"]]
         with ThreadPoolExecutor(4) as pool:
-            won = list(pool.map(lambda w: model_jobs.claim(p, job["id"], w, 60),
-                                [f"w{i}" for i in range(4)]))
+            won = list(
+                pool.map(
+                    lambda w: model_jobs.claim(p, job["id"], w, 60), [f"w{i}" for i in range(4)]
+                )
+            )
         assert won.count(True) == 1
         assert model_jobs.pending(p) == []
         assert model_jobs.get(p, job["id"])["attempts"] == 2

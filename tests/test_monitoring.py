@@ -34,8 +34,7 @@ def film(seed: int, brighter: float = 0.0) -> bytes:
     return buf.getvalue()
 
 
-def stream(p, n: int, start: int, brighter: float = 0.0, view: str = "PA",
-           files=None) -> list[int]:
+def stream(p, n: int, start: int, brighter: float = 0.0, view: str = "PA", files=None) -> list[int]:
     """Analyse ``n`` films (or the images ``files(i)`` returns) the way a study's analysis
     does and keep their samples; returns the 1-based positions in this stream at which a new
     alert appeared."""
@@ -51,9 +50,17 @@ def stream(p, n: int, start: int, brighter: float = 0.0, view: str = "PA",
         payload = result.model_dump(mode="json")
         assert "embedding" not in payload  # kept for monitoring, never stored with the result
         before = _alerts(p)
-        monitoring.record(p, None, "cxr", predictor.identity.content_hash, payload, image,
-                          5.0, {"modality": "CR", "view": view, "source": "dicom"},
-                          result.embedding)
+        monitoring.record(
+            p,
+            None,
+            "cxr",
+            predictor.identity.content_hash,
+            payload,
+            image,
+            5.0,
+            {"modality": "CR", "view": view, "source": "dicom"},
+            result.embedding,
+        )
         if len(_alerts(p)) > len(before):
             fired.append(i + 1)
     return fired
@@ -130,11 +137,19 @@ def _film_dicom(tmp_path, age: str, sex: str, maker: str):
     from dicom_helpers import make_dicom
 
     def make(i: int) -> bytes:
-        path = make_dicom(tmp_path / f"f{i}.dcm", seed=i, rows=96, cols=80, PatientAge=age,
-                          PatientSex=sex, Manufacturer=maker)
+        path = make_dicom(
+            tmp_path / f"f{i}.dcm",
+            seed=i,
+            rows=96,
+            cols=80,
+            PatientAge=age,
+            PatientSex=sex,
+            Manufacturer=maker,
+        )
         data = path.read_bytes()
         path.unlink()
         return data
+
     return make
 
 
@@ -186,13 +201,23 @@ def test_disagreeing_signatures_raise_an_agreement_alert(plat):
     with plat.db.session() as db:
         user = db.scalar(select(User))
         for i in range(25):
-            study, _ = studies.create(db, user, sha=f"{i:064x}", size=1,
-                                      content_type="image/png", task="cxr")
+            study, _ = studies.create(
+                db, user, sha=f"{i:064x}", size=1, content_type="image/png", task="cxr"
+            )
             db.flush()
             # the AI calls pneumonia; the radiologist agrees on 5 of 25
-            db.add(StudyLabel(study_id=study.id, report_version=2, label="Pneumonia",
-                              present=i < 5, ai_positive=True, source="text",
-                              model_hash=model_hash, decided_by=user.id))
+            db.add(
+                StudyLabel(
+                    study_id=study.id,
+                    report_version=2,
+                    label="Pneumonia",
+                    present=i < 5,
+                    ai_positive=True,
+                    source="text",
+                    model_hash=model_hash,
+                    decided_by=user.id,
+                )
+            )
     new = monitoring.check(plat, "cxr", model_hash)
     assert [(a.kind, a.key) for a in new] == [("agreement", "Pneumonia")]
     summary = monitoring.summary(plat, "cxr", model_hash)
@@ -244,13 +269,21 @@ def test_the_header_gives_age_band_sex_and_manufacturer_and_nothing_else(tmp_pat
         return header_population(make_dicom(tmp_path / "h.dcm", **attrs).read_bytes())
 
     assert header(PatientAge="006M", PatientSex="F", Manufacturer="ACME") == {
-        "view": "PA", "age_band": "0-1", "sex": "F", "manufacturer": "ACME"}
+        "view": "PA",
+        "age_band": "0-1",
+        "sex": "F",
+        "manufacturer": "ACME",
+    }
     assert header(PatientAge="017Y")["age_band"] == "12-17"
     assert header(PatientAge="065Y")["age_band"] == "65+"
     assert header(PatientBirthDate="19801121")["age_band"] == "40-64"  # study 2025-11-20
     assert header(PatientBirthDate="20071121")["age_band"] == "12-17"  # 17 the day before 18
     assert header(PatientAge="garbage", PatientSex="X") == {
-        "view": "PA", "age_band": "", "sex": "", "manufacturer": ""}
+        "view": "PA",
+        "age_band": "",
+        "sex": "",
+        "manufacturer": "",
+    }
     assert header_population(b"\x89PNG not a dicom") == {}
 
 
@@ -267,13 +300,23 @@ def test_an_empty_window_has_no_numbers_and_agreement_covers_only_the_models_lab
     with plat.db.session() as db:
         user = db.scalar(select(User))
         for i in range(3):
-            study, _ = studies.create(db, user, sha=f"{i:064x}", size=1,
-                                      content_type="image/png", task="cxr")
+            study, _ = studies.create(
+                db, user, sha=f"{i:064x}", size=1, content_type="image/png", task="cxr"
+            )
             db.flush()
             for label, present, ai in (("Pneumonia", True, True), ("Pneumothorax", True, False)):
-                db.add(StudyLabel(study_id=study.id, report_version=2, label=label,
-                                  present=present, ai_positive=ai, source="added",
-                                  model_hash=model_hash, decided_by=user.id))
+                db.add(
+                    StudyLabel(
+                        study_id=study.id,
+                        report_version=2,
+                        label=label,
+                        present=present,
+                        ai_positive=ai,
+                        source="added",
+                        model_hash=model_hash,
+                        decided_by=user.id,
+                    )
+                )
     summary = monitoring_summary(plat)
     assert summary["volume"]["window_n"] == 0 and summary["volume"]["reference_n"] == 5
     assert set(summary["labels"]) == {"Pneumonia", "COVID-19", "No Finding"}

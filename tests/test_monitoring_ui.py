@@ -19,10 +19,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     home = tmp_path_factory.mktemp("monitoring-ui")
-    with ui_server(home, {"admin": "admin", "rad1": "radiologist"}, MEDAI_DATABASE_URL="",
-                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-                   MEDAI_CXR_MODEL=str(tiny_imaging_dir), MEDAI_MONITOR_REFERENCE_N="20",
-                   MEDAI_MONITOR_WINDOW="10", MEDAI_MONITOR_MIN_WINDOW="8") as base:
+    with ui_server(
+        home,
+        {"admin": "admin", "rad1": "radiologist"},
+        MEDAI_DATABASE_URL="",
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+        MEDAI_MONITOR_REFERENCE_N="20",
+        MEDAI_MONITOR_WINDOW="10",
+        MEDAI_MONITOR_MIN_WINDOW="8",
+    ) as base:
         yield base
 
 
@@ -37,11 +43,17 @@ def dicom_film(directory, seed: int, age: str, lighter: bool = False) -> bytes:
 
     from dicom_helpers import make_dicom
 
-    path = make_dicom(directory / f"{seed}.dcm", rows=96, cols=80, PatientAge=age,
-                      PatientSex="F", Manufacturer="ACME")
+    path = make_dicom(
+        directory / f"{seed}.dcm",
+        rows=96,
+        cols=80,
+        PatientAge=age,
+        PatientSex="F",
+        Manufacturer="ACME",
+    )
     ds = dcmread(path)
     pixels = np.asarray(Image.open(io.BytesIO(film(seed))), dtype=np.float64) / 255
-    ds.PixelData = ((pixels ** 0.3 if lighter else pixels) * 4000).astype("<u2").tobytes()
+    ds.PixelData = ((pixels**0.3 if lighter else pixels) * 4000).astype("<u2").tobytes()
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
@@ -49,13 +61,21 @@ def dicom_film(directory, seed: int, age: str, lighter: bool = False) -> bytes:
 
 def _upload_all(base: str, images: list[bytes]) -> None:
     rad = http_login(base, "rad1")
-    ids = [httpx.post(f"{base}/api/v1/studies", headers=rad, timeout=60, data={"task": "cxr"},
-                      files={"file": ("f.dcm", data, "application/dicom")}).json()["id"]
-           for data in images]
+    ids = [
+        httpx.post(
+            f"{base}/api/v1/studies",
+            headers=rad,
+            timeout=60,
+            data={"task": "cxr"},
+            files={"file": ("f.dcm", data, "application/dicom")},
+        ).json()["id"]
+        for data in images
+    ]
     end = time.monotonic() + 300
     for sid in ids:
         while httpx.get(f"{base}/api/v1/studies/{sid}", headers=rad, timeout=30).json()[
-                "status"] in ("received", "analysing"):
+            "status"
+        ] in ("received", "analysing"):
             assert time.monotonic() < end
             time.sleep(0.1)
 
@@ -65,16 +85,20 @@ def test_the_admin_sees_drift_and_the_open_alert(server, browser, shots, tmp_pat
     shift, both alerting and both on the page."""
     from test_web_ui import AXE, axe_violations, sign_in
 
-    _upload_all(server, [dicom_film(tmp_path, i, "054Y") for i in range(20)]
-                + [dicom_film(tmp_path, 100 + i, "006Y", lighter=True) for i in range(10)])
+    _upload_all(
+        server,
+        [dicom_film(tmp_path, i, "054Y") for i in range(20)]
+        + [dicom_film(tmp_path, 100 + i, "006Y", lighter=True) for i in range(10)],
+    )
     admin = http_login(server, "admin")
-    alerts = httpx.get(f"{server}/api/v1/models/alerts", headers=admin,
-                       params={"open": "true"}).json()["items"]
-    assert {("input", "mean"), ("metadata", "age_band")} <= {
-        (a["kind"], a["key"]) for a in alerts}
+    alerts = httpx.get(
+        f"{server}/api/v1/models/alerts", headers=admin, params={"open": "true"}
+    ).json()["items"]
+    assert {("input", "mean"), ("metadata", "age_band")} <= {(a["kind"], a["key"]) for a in alerts}
 
-    ctx = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900},
-                              bypass_csp=True)
+    ctx = browser.new_context(
+        base_url=server, viewport={"width": 1280, "height": 900}, bypass_csp=True
+    )
     page = ctx.new_page()
     sign_in(page, "admin")
     page.goto("/monitoring")
@@ -111,10 +135,16 @@ def quiet_server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     """A server whose CXR model has analysed three films (its reference is 20): the latest
     window is still empty."""
     home = tmp_path_factory.mktemp("monitoring-ui-quiet")
-    with ui_server(home, {"admin": "admin", "rad1": "radiologist"}, MEDAI_DATABASE_URL="",
-                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-                   MEDAI_CXR_MODEL=str(tiny_imaging_dir), MEDAI_MONITOR_REFERENCE_N="20",
-                   MEDAI_MONITOR_WINDOW="10", MEDAI_MONITOR_MIN_WINDOW="8") as base:
+    with ui_server(
+        home,
+        {"admin": "admin", "rad1": "radiologist"},
+        MEDAI_DATABASE_URL="",
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+        MEDAI_MONITOR_REFERENCE_N="20",
+        MEDAI_MONITOR_WINDOW="10",
+        MEDAI_MONITOR_MIN_WINDOW="8",
+    ) as base:
         yield base, home
 
 
@@ -132,15 +162,25 @@ def _legacy_labels(home, study_id: int, model_hash: str) -> None:
         with Session(engine) as db, db.begin():
             rad = db.scalar(select(User.id).where(User.username == "rad1"))
             for label, ai in (("Pneumonia", True), ("Pneumothorax", False)):
-                db.add(StudyLabel(study_id=study_id, report_version=2, label=label,
-                                  present=True, ai_positive=ai, source="added",
-                                  model_hash=model_hash, decided_by=rad))
+                db.add(
+                    StudyLabel(
+                        study_id=study_id,
+                        report_version=2,
+                        label=label,
+                        present=True,
+                        ai_positive=ai,
+                        source="added",
+                        model_hash=model_hash,
+                        decided_by=rad,
+                    )
+                )
     finally:
         engine.dispose()
 
 
 def test_an_empty_window_says_no_data_and_agreement_shows_only_the_models_labels(
-        quiet_server, browser, shots, tmp_path):
+    quiet_server, browser, shots, tmp_path
+):
     """Three analyses, all reference: no label row, image statistic or mix reads "PSI 0.000 /
     KS p 1.0000" (no drift) — each says it has no data, with n = 0. A radiologist signs a
     pneumothorax the model never outputs (and older signatures stored one as the AI's
@@ -152,16 +192,22 @@ def test_an_empty_window_says_no_data_and_agreement_shows_only_the_models_labels
     rad = http_login(base, "rad1")
     items = httpx.get(f"{base}/api/v1/studies", headers=rad, timeout=30).json()["items"]
     sid = items[0]["id"]
-    version = httpx.get(f"{base}/api/v1/studies/{sid}/report", headers=rad,
-                        timeout=30).json()["version"]
-    r = httpx.post(f"{base}/api/v1/studies/{sid}/report/sign", headers=rad, timeout=60,
-                   json={"version": version, "labels": {"Pneumothorax": True}})
+    version = httpx.get(f"{base}/api/v1/studies/{sid}/report", headers=rad, timeout=30).json()[
+        "version"
+    ]
+    r = httpx.post(
+        f"{base}/api/v1/studies/{sid}/report/sign",
+        headers=rad,
+        timeout=60,
+        json={"version": version, "labels": {"Pneumothorax": True}},
+    )
     assert r.status_code == 200, r.text
     other = httpx.get(f"{base}/api/v1/studies/{items[1]['id']}", headers=rad, timeout=30).json()
     _legacy_labels(home, other["id"], other["ai_result"]["model"]["content_hash"])
     for lang, width, no_data, pneumo, pneumonia in (
-            ("tr", 1280, "— (veri yok, n = 0)", "Pnömotoraks", "Pnömoni"),
-            ("en", 360, "— (no data, n = 0)", "Pneumothorax", "Pneumonia")):
+        ("tr", 1280, "— (veri yok, n = 0)", "Pnömotoraks", "Pnömoni"),
+        ("en", 360, "— (no data, n = 0)", "Pneumothorax", "Pneumonia"),
+    ):
         ctx = browser.new_context(base_url=base, viewport={"width": width, "height": 900})
         page = ctx.new_page()
         sign_in(page, "admin")
@@ -181,6 +227,7 @@ def test_an_empty_window_says_no_data_and_agreement_shows_only_the_models_labels
         assert pneumo not in agreement.inner_text()  # a label the model never outputs
         assert agreement.locator("tbody tr").count() == 1
         assert page.evaluate("document.documentElement.scrollWidth") <= width
-        page.screenshot(path=str(shots / f"monitoring-empty-window-{lang}-{width}.png"),
-                        full_page=True)
+        page.screenshot(
+            path=str(shots / f"monitoring-empty-window-{lang}-{width}.png"), full_page=True
+        )
         ctx.close()

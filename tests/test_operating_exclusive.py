@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from medai.core.tasks import all_tasks
+from medai.core.task_registry import all_tasks
 from medai.imaging.decision import decide_array
 from medai.imaging.operating import MIN_COVERAGE, TARGET_ACCURACY, choose_exclusive
 
@@ -41,18 +41,21 @@ def test_both_constraints_reachable_chooses_a_point_meeting_both_with_room_to_sp
         assert lo <= rep[key] <= hi
     assert rep["min_coverage"] == MIN_COVERAGE and rep["target_accuracy"] == TARGET_ACCURACY
     # served through the decision: the four unsure images are undecided, naming both candidates
-    undecided = [(d, t) for d, t in zip(decide_array(MRI, LABELS, probs, policy), targets,
-                                        strict=True) if d.state == "indeterminate"]
+    undecided = [
+        (d, t)
+        for d, t in zip(decide_array(MRI, LABELS, probs, policy), targets, strict=True)
+        if d.state == "indeterminate"
+    ]
     assert len(undecided) == 4
-    assert all(LABELS[int(t.argmax())] in d.candidates and len(d.candidates) == 2
-               for d, t in undecided)
+    assert all(
+        LABELS[int(t.argmax())] in d.candidates and len(d.candidates) == 2 for d, t in undecided
+    )
 
 
 def test_unreachable_constraints_are_recorded_not_met_and_say_which_failed():
     # 70 sure and right; 30 unsure, half of them wrong: 95 % answered accuracy needs leaving
     # out all 30 (coverage 0.70); answering >= 90 % means 85 % answered accuracy
-    targets, probs = _images([(70, 0.97, 0.01, True), (15, 0.6, 0.3, True),
-                               (15, 0.6, 0.3, False)])
+    targets, probs = _images([(70, 0.97, 0.01, True), (15, 0.6, 0.3, True), (15, 0.6, 0.3, False)])
     policy, rep = choose_exclusive(MRI, LABELS, targets, probs, n_boot=200)
     assert rep["met"] is False
     assert rep["failed"] == ["answered_accuracy"]
@@ -60,8 +63,10 @@ def test_unreachable_constraints_are_recorded_not_met_and_say_which_failed():
     # documented fallback: the most accurate point that still answers >= 90 %
     assert rep["validation_coverage"] >= MIN_COVERAGE
     assert abs(rep["validation_answered_accuracy"] - 0.85) < 1e-9
-    assert rep["frontier"] == {"max_coverage_at_target_accuracy": 0.7,
-                               "max_answered_accuracy_at_min_coverage": 0.85}
+    assert rep["frontier"] == {
+        "max_coverage_at_target_accuracy": 0.7,
+        "max_answered_accuracy_at_min_coverage": 0.85,
+    }
     lo, hi = rep["validation_answered_accuracy_ci95"]
     assert lo <= 0.85 <= hi
     assert policy.min_confidence <= 0.6 and policy.min_margin <= 0.3

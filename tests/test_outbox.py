@@ -58,15 +58,23 @@ class Hospital:
         from medai.platform.integration.delivery import DeliveryLoop
         from medai.platform.integration.outbox import Backoff
 
-        return DeliveryLoop(self.p, clock=self.clock, rng=random.Random(7),
-                            backoff=Backoff(BASE, CAP), lease_s=120, **options)
+        return DeliveryLoop(
+            self.p,
+            clock=self.clock,
+            rng=random.Random(7),
+            backoff=Backoff(BASE, CAP),
+            lease_s=120,
+            **options,
+        )
 
     def rows(self, study_id: int):
         from medai.platform.tables import OutboxItem
 
         with self.p.db.reader() as db:
-            return {(r.event, r.report_version, r.destination): r for r in db.scalars(
-                select(OutboxItem).where(OutboxItem.study_id == study_id))}
+            return {
+                (r.event, r.report_version, r.destination): r
+                for r in db.scalars(select(OutboxItem).where(OutboxItem.study_id == study_id))
+            }
 
 
 @contextmanager
@@ -77,8 +85,7 @@ def hospital(kind, tmp_path, triage_dir, cxr_dir, monkeypatch):
     try:
         with refusing_port() as pacs_port:  # a PACS that is down
             monkeypatch.setenv("MEDAI_DICOM_SEND_TO", f"PACS@127.0.0.1:{pacs_port}")
-            with clinic(kind, tmp_path, triage_dir, cxr_dir, outbox_threads=0) as (app,
-                                                                                  client):
+            with clinic(kind, tmp_path, triage_dir, cxr_dir, outbox_threads=0) as (app, client):
                 yield Hospital(app, client, fhir, hl7, Clock())
     finally:
         fhir.stop()
@@ -87,8 +94,7 @@ def hospital(kind, tmp_path, triage_dir, cxr_dir, monkeypatch):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def hosp(request, tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch):
-    with hospital(request.param, tmp_path, tfidf_model_dir, tiny_imaging_dir,
-                  monkeypatch) as h:
+    with hospital(request.param, tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch) as h:
         yield h
 
 
@@ -100,9 +106,12 @@ def lite(tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch):
 
 def analysed_study(h: Hospital, seed: int = 1) -> int:
     rad = bearer(h.client, "rad1")
-    r = h.client.post("/api/v1/studies", headers=rad, data={
-        "task": "cxr", "patient_ref": MARKER, "clinical_question": f"öksürük {MARKER}"},
-        files={"file": ("x.png", png_bytes(seed), "image/png")})
+    r = h.client.post(
+        "/api/v1/studies",
+        headers=rad,
+        data={"task": "cxr", "patient_ref": MARKER, "clinical_question": f"öksürük {MARKER}"},
+        files={"file": ("x.png", png_bytes(seed), "image/png")},
+    )
     assert r.status_code == 201, r.text
     return wait_status(h.client, rad, r.json()["id"], {"ai_drafted"})["id"]
 
@@ -140,7 +149,9 @@ def test_results_follow_the_report_to_fhir_and_hl7(hosp, caplog):
     # the analysis enqueued once per destination that takes it: FHIR preliminary; DICOM
     # skipped (an uploaded PNG has no DICOM identity); HL7 takes signed reports only
     assert {k: r.state for k, r in rows.items()} == {
-        ("analysed", 1, "fhir"): "queued", ("analysed", 1, "dicom"): "skipped"}
+        ("analysed", 1, "fhir"): "queued",
+        ("analysed", 1, "dicom"): "skipped",
+    }
     assert rows[("analysed", 1, "dicom")].code == "no_dicom_identity"
     assert h.loop().run_once() == {"delivered": 1}
     dr = h.fhir.reports()[f"medai-report-{sid}"]
@@ -153,8 +164,11 @@ def test_results_follow_the_report_to_fhir_and_hl7(hosp, caplog):
     assert oru_status(msg) == "F" and str(msg.msh.msh_9.value) == "ORU^R01^ORU_R01"
     assert signed["signed_by"] in msg.to_er7()
     # the findings: a final result is the signer's only; the AI's suggestions preliminary
-    coded = [o.OBX for o in msg.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION
-             .ORU_R01_OBSERVATION if str(o.OBX.obx_2.value) == "CWE"]
+    coded = [
+        o.OBX
+        for o in msg.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION.ORU_R01_OBSERVATION
+        if str(o.OBX.obx_2.value) == "CWE"
+    ]
     ai = [o for o in coded if "AI-SUGGESTION" in o.to_er7()]
     assert ai and {str(o.obx_11.value) for o in ai} == {"P"}
     assert all("SIGNER" in o.to_er7() for o in coded if str(o.obx_11.value) != "P")
@@ -169,20 +183,33 @@ def test_results_follow_the_report_to_fhir_and_hl7(hosp, caplog):
     assert f"Sağ alt lobda | konsolidasyon ^ {MARKER}" in text
     last = h.hl7.messages[-1]
     assert oru_status(last) == "C" and len(h.hl7.distinct) == 2
-    obx = [unescape(str(o.OBX.obx_5.value)) for o in
-           last.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION.ORU_R01_OBSERVATION]
+    obx = [
+        unescape(str(o.OBX.obx_5.value))
+        for o in last.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION.ORU_R01_OBSERVATION
+    ]
     assert f"Sağ alt lobda | konsolidasyon ^ {MARKER}" in obx and "ikinci satır" in obx
     assert [s for t, _, s in h.fhir.history if t == "DiagnosticReport"] == [
-        "preliminary", "final", "amended"]
+        "preliminary",
+        "final",
+        "amended",
+    ]
     assert not h.fhir.invalid and not h.hl7.unparsed
     # nothing more is due, and nothing was sent twice
     assert h.loop().run_once() == {}
     assert h.fhir.requests == 3 and len(h.hl7.messages) == 2
     # every delivery is an audit event naming the destination
-    events = h.client.get("/api/v1/audit", headers=bearer(h.client, "admin"), params={
-        "action": "export", "actor": "medai-outbox"}).json()["items"]
+    events = h.client.get(
+        "/api/v1/audit",
+        headers=bearer(h.client, "admin"),
+        params={"action": "export", "actor": "medai-outbox"},
+    ).json()["items"]
     assert sorted(e["detail"]["destination"] for e in events) == [
-        "fhir", "fhir", "fhir", "hl7", "hl7"]
+        "fhir",
+        "fhir",
+        "fhir",
+        "hl7",
+        "hl7",
+    ]
 
     view = admin_view(h)
     d = by_name(view)
@@ -211,8 +238,7 @@ def test_a_destination_that_is_down_gets_everything_when_it_is_back(hosp):
     assert BASE * 0.8 <= hl7_wait <= BASE
     view = by_name(admin_view(h))
     assert view["fhir"]["counts"]["retrying"] == 1 and view["fhir"]["counts"]["queued"] == 1
-    assert view["fhir"]["next_attempt_at"] and view["fhir"]["last_problem"]["code"] == \
-        "unavailable"
+    assert view["fhir"]["next_attempt_at"] and view["fhir"]["last_problem"]["code"] == "unavailable"
     assert admin_view(h, state="retrying")["total"] == 2
 
     assert loop.run_once() == {}  # not due yet
@@ -234,8 +260,7 @@ def test_a_destination_that_is_down_gets_everything_when_it_is_back(hosp):
     h.clock.advance(CAP)
     assert h.loop().run_once() == {"delivered": 3}
     assert h.fhir.reports()[f"medai-report-{sid}"]["status"] == "final"
-    assert [s for t, _, s in h.fhir.history if t == "DiagnosticReport"] == [
-        "preliminary", "final"]
+    assert [s for t, _, s in h.fhir.history if t == "DiagnosticReport"] == ["preliminary", "final"]
     assert len(h.hl7.messages) == 1 and oru_status(h.hl7.messages[0]) == "F"
     assert {r.state for r in h.rows(sid).values()} == {"delivered", "skipped"}
 
@@ -255,8 +280,7 @@ def test_a_sender_killed_between_send_and_mark_sends_it_again_as_the_same(lite):
 
     with pytest.raises(Crash):
         h.loop(after_send=die).run_once()
-    (fhir_row,) = [r for k, r in h.rows(sid).items() if k[0] == "signed" and r.state ==
-                   "sending"]
+    (fhir_row,) = [r for k, r in h.rows(sid).items() if k[0] == "signed" and r.state == "sending"]
     assert h.fhir.reports()[f"medai-report-{sid}"]["status"] == "final"  # it had arrived
     assert h.loop().run_once() == {"delivered": 1}  # the HL7 row; FHIR's lease still holds
     h.clock.advance(121)  # the dead sender's lease runs out
@@ -269,7 +293,11 @@ def test_a_sender_killed_between_send_and_mark_sends_it_again_as_the_same(lite):
     # the FHIR server got the same transaction three times and keeps one report
     assert h.fhir.requests == 4 and len(h.fhir.reports()) == 1
     assert [s for t, _, s in h.fhir.history if t == "DiagnosticReport"] == [
-        "preliminary", "final", "final", "final"]
+        "preliminary",
+        "final",
+        "final",
+        "final",
+    ]
 
 
 def test_a_resent_hl7_message_keeps_its_control_id(lite):
@@ -282,8 +310,7 @@ def test_a_resent_hl7_message_keeps_its_control_id(lite):
             raise Crash()
 
     with pytest.raises(Crash):
-        h.loop(after_send=die, destinations=[d for d in _dests() if d.name == "hl7"]
-               ).run_once()
+        h.loop(after_send=die, destinations=[d for d in _dests() if d.name == "hl7"]).run_once()
     h.clock.advance(121)
     assert h.loop().run_once() == {"delivered": 3}
     assert len(h.hl7.messages) == 2 and len(h.hl7.distinct) == 1  # same MSH-10
@@ -320,16 +347,21 @@ def test_a_refusal_fails_for_a_person_and_an_admin_retries_it(lite, caplog):
     admin = bearer(h.client, "admin")
     failed = {(i["event"], i["destination"]): i["id"] for i in view["items"]}
     radiologist = bearer(h.client, "rad1")
-    assert h.client.post(f"/api/v1/admin/outbox/{failed[('signed', 'fhir')]}/retry",
-                         headers=radiologist).status_code == 403
+    assert (
+        h.client.post(
+            f"/api/v1/admin/outbox/{failed[('signed', 'fhir')]}/retry", headers=radiologist
+        ).status_code
+        == 403
+    )
     for key in (("signed", "fhir"), ("signed", "hl7")):
         r = h.client.post(f"/api/v1/admin/outbox/{failed[key]}/retry", headers=admin)
         assert r.status_code == 200 and r.json()["state"] == "queued"
-    again = h.client.post(f"/api/v1/admin/outbox/{failed[('signed', 'hl7')]}/retry",
-                          headers=admin)
+    again = h.client.post(f"/api/v1/admin/outbox/{failed[('signed', 'hl7')]}/retry", headers=admin)
     assert again.status_code == 409 and again.json()["code"] == "conflict"
-    assert h.client.post("/api/v1/admin/outbox/999999/retry",
-                         headers=admin).json()["code"] == "not_found"
+    assert (
+        h.client.post("/api/v1/admin/outbox/999999/retry", headers=admin).json()["code"]
+        == "not_found"
+    )
     assert h.loop().run_once() == {"delivered": 2}
     assert h.fhir.reports()[f"medai-report-{sid}"]["status"] == "final"
     # the old preliminary report retried now would move the status back: not sent
@@ -337,8 +369,9 @@ def test_a_refusal_fails_for_a_person_and_an_admin_retries_it(lite, caplog):
     assert h.loop().run_once() == {"skipped": 1}
     assert h.rows(sid)[("analysed", 1, "fhir")].code == "superseded"
     assert h.fhir.reports()[f"medai-report-{sid}"]["status"] == "final"
-    audit = h.client.get("/api/v1/audit", headers=admin, params={
-        "action": "admin", "target_type": "outbox"}).json()["items"]
+    audit = h.client.get(
+        "/api/v1/audit", headers=admin, params={"action": "admin", "target_type": "outbox"}
+    ).json()["items"]
     assert len(audit) == 3 and {e["detail"]["op"] for e in audit} == {"retry"}
 
 
@@ -351,9 +384,13 @@ def test_the_status_command_and_a_destination_no_longer_configured(lite, monkeyp
     h.loop().run_once()
     env = {**os.environ}
     env.pop("MEDAI_FHIR_URL")  # the FHIR destination was removed from the configuration
-    out = subprocess.run([sys.executable, "-m", "medai.cli", "outbox", "status", "--json",
-                          "--failed"], env={**env, "MEDAI_DATABASE_URL": str(
-                              h.p.db.engine.url)}, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "medai.cli", "outbox", "status", "--json", "--failed"],
+        env={**env, "MEDAI_DATABASE_URL": str(h.p.db.engine.url)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     status = {d["name"]: d for d in json.loads(out.stdout)["destinations"]}
     assert status["fhir"]["configured"] is False and status["fhir"]["counts"]["retrying"] == 1
@@ -368,15 +405,18 @@ def test_the_status_command_and_a_destination_no_longer_configured(lite, monkeyp
     assert h.rows(sid)[("analysed", 1, "fhir")].state == "queued"
 
 
-def test_the_serve_loop_delivers_without_being_asked(tmp_path, tfidf_model_dir,
-                                                     tiny_imaging_dir, monkeypatch):
+def test_the_serve_loop_delivers_without_being_asked(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch
+):
     import time
 
     fhir = FhirServer().start()
     monkeypatch.setenv("MEDAI_FHIR_URL", fhir.url)
     try:
-        with clinic("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir,
-                    outbox_threads=1) as (app, client):
+        with clinic("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir, outbox_threads=1) as (
+            app,
+            client,
+        ):
             assert "outbox" in app.state.job_pool
             h = Hospital(app, client, fhir, None, Clock())
             sid = analysed_study(h)

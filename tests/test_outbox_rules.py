@@ -36,9 +36,16 @@ def test_the_migration_makes_the_table_of_the_model(kind, tmp_path):
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         migrate(command.downgrade, "0005")
         with engine.connect() as conn:
-            tables = {r[0] for r in conn.execute(text(
-                "SELECT name FROM sqlite_master WHERE type='table'" if kind == "sqlite" else
-                "SELECT tablename FROM pg_tables WHERE schemaname='public'"))}
+            tables = {
+                r[0]
+                for r in conn.execute(
+                    text(
+                        "SELECT name FROM sqlite_master WHERE type='table'"
+                        if kind == "sqlite"
+                        else "SELECT tablename FROM pg_tables WHERE schemaname='public'"
+                    )
+                )
+            }
         assert "outbox" not in tables and "studies" in tables
         migrate(command.upgrade, "head")
         engine.dispose()
@@ -60,39 +67,55 @@ def test_destinations_from_the_variables_and_a_file(tmp_path, monkeypatch):
         "  - {name: pacs-2, kind: dicom, ae_title: ARCHIVE, host: 10.0.0.9, port: 11112,\n"
         "     events: [signed]}\n"
         "  - {name: ris, kind: hl7, host: ris.local, port: 6661, receiving_facility: RAD,\n"
-        "     events: [analysed, signed]}\n")
+        "     events: [analysed, signed]}\n"
+    )
     monkeypatch.setenv("MEDAI_DESTINATIONS_FILE", str(yaml_file))
     dests = {d.name: d for d in Settings().destinations()}
     assert list(dests) == ["dicom", "dicomweb", "fhir", "hl7", "pacs-2", "ris"]
-    assert (dests["dicom"].ae_title, dests["dicom"].port, dests["dicom"].calling_ae) == \
-        ("PACS", 104, "MEDAI")
+    assert (dests["dicom"].ae_title, dests["dicom"].port, dests["dicom"].calling_ae) == (
+        "PACS",
+        104,
+        "MEDAI",
+    )
     assert dests["dicomweb"].where == "https://pacs.local/dicom-web"  # no credentials shown
-    assert dests["hl7"].events == ("signed",) and dests["fhir"].events == ("analysed",
-                                                                           "signed")
+    assert dests["hl7"].events == ("signed",) and dests["fhir"].events == ("analysed", "signed")
     assert dests["pacs-2"].events == ("signed",) and dests["ris"].receiving_facility == "RAD"
     json_file = tmp_path / "d.json"
-    json_file.write_text(json.dumps([{"name": "fhir-2", "kind": "fhir",
-                                      "url": "http://x/fhir", "id_prefix": "ank-"}]))
+    json_file.write_text(
+        json.dumps(
+            [{"name": "fhir-2", "kind": "fhir", "url": "http://x/fhir", "id_prefix": "ank-"}]
+        )
+    )
     monkeypatch.setenv("MEDAI_DESTINATIONS_FILE", str(json_file))
     assert Settings().destinations()[-1].id_prefix == "ank-"
 
 
-@pytest.mark.parametrize(("body", "says"), [
-    ("destinations:\n  - {name: a, kind: ftp, host: h}\n",
-     "expected tags: 'dicom', 'dicomweb', 'fhir', 'hl7'"),
-    ("destinations:\n  - {name: a, host: h}\n", "kind: dicom, dicomweb, fhir, hl7"),
-    ("destinations:\n  - {name: a, kind: hl7, host: h, port: 1, colour: red}\n",
-     "unknown field(s) 'colour' for a hl7 destination; valid: name, events"),
-    ("destinations:\n  - {name: a, kind: fhir, url: 'x', events: [sent]}\n",
-     "Input should be 'analysed' or 'signed'"),
-    ("destinations:\n  - {name: a, kind: fhir, url: 'ftp://x'}\n", "not an http"),
-    ("destinations:\n  - {name: a, kind: dicom, ae_title: 'A\\\\B', host: h, port: 1}\n",
-     "AE title"),
-    ("destinations:\n  - {name: fhir, kind: fhir, url: 'http://x'}\n", "given twice"),
-    ("destinations: [\n", "not valid YAML"),
-])
-def test_a_wrong_destination_is_refused_with_the_valid_values(tmp_path, monkeypatch, body,
-                                                               says):
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (
+            "destinations:\n  - {name: a, kind: ftp, host: h}\n",
+            "expected tags: 'dicom', 'dicomweb', 'fhir', 'hl7'",
+        ),
+        ("destinations:\n  - {name: a, host: h}\n", "kind: dicom, dicomweb, fhir, hl7"),
+        (
+            "destinations:\n  - {name: a, kind: hl7, host: h, port: 1, colour: red}\n",
+            "unknown field(s) 'colour' for a hl7 destination; valid: name, events",
+        ),
+        (
+            "destinations:\n  - {name: a, kind: fhir, url: 'x', events: [sent]}\n",
+            "Input should be 'analysed' or 'signed'",
+        ),
+        ("destinations:\n  - {name: a, kind: fhir, url: 'ftp://x'}\n", "not an http"),
+        (
+            "destinations:\n  - {name: a, kind: dicom, ae_title: 'A\\\\B', host: h, port: 1}\n",
+            "AE title",
+        ),
+        ("destinations:\n  - {name: fhir, kind: fhir, url: 'http://x'}\n", "given twice"),
+        ("destinations: [\n", "not valid YAML"),
+    ],
+)
+def test_a_wrong_destination_is_refused_with_the_valid_values(tmp_path, monkeypatch, body, says):
     from medai.settings import Settings
 
     monkeypatch.setenv("MEDAI_FHIR_URL", "http://his.local/fhir")
@@ -104,10 +127,16 @@ def test_a_wrong_destination_is_refused_with_the_valid_values(tmp_path, monkeypa
     assert says in str(err.value)
 
 
-@pytest.mark.parametrize(("var", "value"), [
-    ("MEDAI_DICOM_SEND_TO", "pacs.local:104"), ("MEDAI_DICOM_SEND_TO", "PACS@pacs.local"),
-    ("MEDAI_HL7_MLLP", "his.local"), ("MEDAI_HL7_MLLP", "his.local:99999"),
-    ("MEDAI_FHIR_URL", "his.local/fhir")])
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("MEDAI_DICOM_SEND_TO", "pacs.local:104"),
+        ("MEDAI_DICOM_SEND_TO", "PACS@pacs.local"),
+        ("MEDAI_HL7_MLLP", "his.local"),
+        ("MEDAI_HL7_MLLP", "his.local:99999"),
+        ("MEDAI_FHIR_URL", "his.local/fhir"),
+    ],
+)
 def test_a_wrong_destination_variable_is_refused(monkeypatch, var, value):
     from medai.settings import Settings
 
@@ -136,12 +165,18 @@ def enqueue(p, n_studies: int, dests) -> list[int]:
         sha = p.store.put_bytes(png_bytes(i))
         with p.db.session() as db:
             user = db.scalar(select(User))
-            s, _ = studies.create(db, user, sha=sha, size=1, content_type="image/png",
-                                  task="cxr")
+            s, _ = studies.create(db, user, sha=sha, size=1, content_type="image/png", task="cxr")
             for v in (1, 2):
-                row = ReportVersion(study_id=s.id, version=v, status="final", source="human",
-                                    sections={}, citations=[], findings=[],
-                                    signed_by=user.id)
+                row = ReportVersion(
+                    study_id=s.id,
+                    version=v,
+                    status="final",
+                    source="human",
+                    sections={},
+                    citations=[],
+                    findings=[],
+                    signed_by=user.id,
+                )
                 db.add(row)
                 db.flush()
                 assert outbox.on_signed(db, s, row, destinations=dests)
@@ -211,8 +246,10 @@ def test_leases_order_and_retries(plat):
         assert second.report_version == 2
         assert outbox.mark_final(db, second.id, "c", later, "failed", "rejected", "HTTP 400")
     with plat.db.reader() as db:
-        rows = {r.report_version: r for r in db.scalars(select(OutboxItem).where(
-            OutboxItem.study_id == sid))}
+        rows = {
+            r.report_version: r
+            for r in db.scalars(select(OutboxItem).where(OutboxItem.study_id == sid))
+        }
         assert (rows[1].state, rows[2].state) == ("delivered", "failed")
         (summary,) = outbox.summary(db, [dest])
         assert summary["counts"]["delivered"] == 1 and summary["counts"]["failed"] == 1

@@ -28,10 +28,16 @@ def peers():
 def server(tmp_path_factory, peers, tfidf_model_dir, tiny_imaging_dir):
     fhir, hl7 = peers
     home = tmp_path_factory.mktemp("outbox-ui")
-    with ui_server(home, {"admin": "admin", "rad1": "radiologist"}, MEDAI_DATABASE_URL="",
-                   MEDAI_FHIR_URL=fhir.url, MEDAI_HL7_MLLP=f"127.0.0.1:{hl7.port}",
-                   MEDAI_OUTBOX_POLL_S="0.2", MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
+    with ui_server(
+        home,
+        {"admin": "admin", "rad1": "radiologist"},
+        MEDAI_DATABASE_URL="",
+        MEDAI_FHIR_URL=fhir.url,
+        MEDAI_HL7_MLLP=f"127.0.0.1:{hl7.port}",
+        MEDAI_OUTBOX_POLL_S="0.2",
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+    ) as base:
         yield base
 
 
@@ -55,13 +61,22 @@ def test_the_admin_sees_deliveries_and_retries_a_failed_one(server, peers, brows
 
     fhir, _ = peers
     rad, admin = _token(server, "rad1"), _token(server, "admin")
-    sid = httpx.post(f"{server}/api/v1/studies", headers=rad, timeout=60,
-                     data={"task": "cxr", "patient_ref": MARKER},
-                     files={"file": ("x.png", png_bytes(3), "image/png")}).json()["id"]
-    _until(lambda: httpx.get(f"{server}/api/v1/studies/{sid}", headers=rad)
-           .json()["status"] == "ai_drafted")
-    r = httpx.post(f"{server}/api/v1/studies/{sid}/report/sign", headers=rad,
-                   json={"version": 1}, timeout=60)
+    sid = httpx.post(
+        f"{server}/api/v1/studies",
+        headers=rad,
+        timeout=60,
+        data={"task": "cxr", "patient_ref": MARKER},
+        files={"file": ("x.png", png_bytes(3), "image/png")},
+    ).json()["id"]
+    _until(
+        lambda: (
+            httpx.get(f"{server}/api/v1/studies/{sid}", headers=rad).json()["status"]
+            == "ai_drafted"
+        )
+    )
+    r = httpx.post(
+        f"{server}/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": 1}, timeout=60
+    )
     assert r.status_code == 200, r.text
 
     def counts():
@@ -70,8 +85,9 @@ def test_the_admin_sees_deliveries_and_retries_a_failed_one(server, peers, brows
         return d if d["fhir"]["failed"] == 2 and d["hl7"]["retrying"] == 1 else None
 
     _until(counts)
-    ctx = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900},
-                              bypass_csp=True)
+    ctx = browser.new_context(
+        base_url=server, viewport={"width": 1280, "height": 900}, bypass_csp=True
+    )
     page = ctx.new_page()
     sign_in(page, "admin")
     page.goto("/admin")

@@ -17,8 +17,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medai.core.registry import ModelRef
-from medai.core.tasks import all_tasks
+from medai.core.model_dir import ModelRef
+from medai.core.task_registry import all_tasks
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
 from medai.platform.exports import fhir_bundle
@@ -27,8 +27,13 @@ from medai.services.imaging import decision_of
 
 TASKS = list(all_tasks("imaging"))
 CREATED = dt.datetime(2026, 11, 26, 9, 30)
-MODEL = ModelRef(name="tiny", version="1.0.0", content_hash="sha256:" + "ab" * 32, task="cxr",
-                 model_type="efficientnet-lite0")
+MODEL = ModelRef(
+    name="tiny",
+    version="1.0.0",
+    content_hash="sha256:" + "ab" * 32,
+    task="cxr",
+    model_type="efficientnet-lite0",
+)
 FHIR_STATE = {"POS": "present", "NEG": "absent", "IND": "indeterminate"}
 unit = st.floats(0.0, 1.0, allow_nan=False)
 
@@ -41,19 +46,28 @@ def stored(draw):
     if task.multilabel:
         probs = draw(st.lists(unit, min_size=n, max_size=n))
         thr = draw(st.lists(st.floats(0.02, 0.98), min_size=n, max_size=n))
-        policy = OperatingPolicy(thresholds=dict(zip(task.labels, thr, strict=True)),
-                                 normal_conflict=draw(st.sampled_from(
-                                     ["indeterminate", "finding"])))
+        policy = OperatingPolicy(
+            thresholds=dict(zip(task.labels, thr, strict=True)),
+            normal_conflict=draw(st.sampled_from(["indeterminate", "finding"])),
+        )
     else:
         raw = np.array(draw(st.lists(st.floats(0.001, 1.0), min_size=n, max_size=n)))
         probs = list(raw / raw.sum())
-        policy = OperatingPolicy(min_confidence=draw(st.sampled_from([0.0, 0.5, 0.8])),
-                                 min_margin=draw(st.sampled_from([0.0, 0.1])))
+        policy = OperatingPolicy(
+            min_confidence=draw(st.sampled_from([0.0, 0.5, 0.8])),
+            min_margin=draw(st.sampled_from([0.0, 0.1])),
+        )
     d = decide(task, dict(zip(task.labels, map(float, probs), strict=True)), policy)
     model = MODEL.model_copy(update={"task": task.name})
-    payload = ImagingResult(status="ai_suggestion", task=task.name, refused=False,
-                            findings=[Finding(**r.model_dump()) for r in d.labels],
-                            primary=d.primary, decision=d, model=model).model_dump(mode="json")
+    payload = ImagingResult(
+        status="ai_suggestion",
+        task=task.name,
+        refused=False,
+        findings=[Finding(**r.model_dump()) for r in d.labels],
+        primary=d.primary,
+        decision=d,
+        model=model,
+    ).model_dump(mode="json")
     if not d.conflict and draw(st.booleans()):  # stored before labels had a state (and
         # before conflicts existed): the same states read back
         for row in payload["decision"]["labels"] + payload["findings"]:
@@ -64,15 +78,29 @@ def stored(draw):
 
 
 def _study(task) -> dict:
-    return {"id": 5, "task": task.name, "modality": task.modality, "patient_ref": "P-9",
-            "language": "tr"}
+    return {
+        "id": 5,
+        "task": task.name,
+        "modality": task.modality,
+        "patient_ref": "P-9",
+        "language": "tr",
+    }
 
 
 def _report(**kw) -> dict:
-    return {"study_id": 5, "version": 1, "status": "preliminary", "findings": [],
-            "sections": {"findings": "—", "impression": "—"}, "citations": [],
-            "signed_by": None, "signed_at": None, "created_at": "2026-11-26T09:31:00Z",
-            "ai_assisted": True, **kw}
+    return {
+        "study_id": 5,
+        "version": 1,
+        "status": "preliminary",
+        "findings": [],
+        "sections": {"findings": "—", "impression": "—"},
+        "citations": [],
+        "signed_by": None,
+        "signed_at": None,
+        "created_at": "2026-11-26T09:31:00Z",
+        "ai_assisted": True,
+        **kw,
+    }
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -84,10 +112,11 @@ def test_the_reader_and_fhir_give_every_label_the_decisions_state(case):
     report = with_states(_report(), payload, None)
     assert {r["label"]: r["state"] for r in report["findings"]} == states
     bundle = fhir_bundle(_study(task), report, payload["model"], None, CREATED, None)
-    obs = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] ==
-           "Observation"]
-    assert {o["code"]["coding"][0]["code"]: FHIR_STATE[o["interpretation"][0]["coding"][0]
-                                                       ["code"]] for o in obs} == states
+    obs = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert {
+        o["code"]["coding"][0]["code"]: FHIR_STATE[o["interpretation"][0]["coding"][0]["code"]]
+        for o in obs
+    } == states
     assert all(o["status"] == "preliminary" for o in obs)
 
 
@@ -96,26 +125,33 @@ def test_the_reader_and_fhir_give_every_label_the_decisions_state(case):
 def test_after_sign_off_fhir_states_what_the_signer_signed(case, data):
     task, payload, states = case
     labels = list(states)
-    said = [{"label": lab, "present": data.draw(st.booleans()), "source": "text"}
-            for lab in data.draw(st.lists(st.sampled_from(labels), unique=True, max_size=6))]
-    report = with_states(_report(version=2, status="final", signed_by="dr.ayse",
-                                 signed_at="2026-11-26T10:00:00Z"), payload, said)
+    said = [
+        {"label": lab, "present": data.draw(st.booleans()), "source": "text"}
+        for lab in data.draw(st.lists(st.sampled_from(labels), unique=True, max_size=6))
+    ]
+    report = with_states(
+        _report(version=2, status="final", signed_by="dr.ayse", signed_at="2026-11-26T10:00:00Z"),
+        payload,
+        said,
+    )
     bundle = fhir_bundle(_study(task), report, payload["model"], "dr.ayse", CREATED, CREATED)
-    obs = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] ==
-           "Observation"]
-    finals = {o["code"]["coding"][0]["code"]: o["valueBoolean"] for o in obs
-              if o["status"] == "final"}
+    obs = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    finals = {
+        o["code"]["coding"][0]["code"]: o["valueBoolean"] for o in obs if o["status"] == "final"
+    }
     assert finals == {s["label"]: s["present"] for s in said}
-    ai = {o["code"]["coding"][0]["code"]: FHIR_STATE[o["interpretation"][0]["coding"][0]
-                                                     ["code"]]
-          for o in obs if o["status"] == "preliminary"}
+    ai = {
+        o["code"]["coding"][0]["code"]: FHIR_STATE[o["interpretation"][0]["coding"][0]["code"]]
+        for o in obs
+        if o["status"] == "preliminary"
+    }
     assert ai == states  # the AI's suggestions stay, as suggestions
 
 
 def test_an_urgent_label_the_model_could_not_rule_out_makes_the_study_urgent():
     """A pneumothorax among the candidates of a conflict is read first, like a decided one;
     one the decision ruled out is not."""
-    from medai.core.tasks import get as get_task
+    from medai.core.task_registry import get as get_task
     from medai.platform.analysis import urgent_labels
 
     cxr = get_task("cxr")
@@ -137,11 +173,16 @@ def _chat_states(text: str, task, names: dict[str, str]) -> dict[str, str]:
 
     w = WORDS["en"]
     text = text.split(w["conflict"].split(":")[0] + ":")[0]  # the groups, not the conflict line
-    heads = {"present": f"{w['present']}: ", "indeterminate": f"{w['undecided_group']}: ",
-             "absent": f"{w['absent']}: "}
+    heads = {
+        "present": f"{w['present']}: ",
+        "indeterminate": f"{w['undecided_group']}: ",
+        "absent": f"{w['absent']}: ",
+    }
     where = sorted((text.index(h), state) for state, h in heads.items() if h in text)
-    bounds = [(start, where[i + 1][0] if i + 1 < len(where) else len(text), state)
-              for i, (start, state) in enumerate(where)]
+    bounds = [
+        (start, where[i + 1][0] if i + 1 < len(where) else len(text), state)
+        for i, (start, state) in enumerate(where)
+    ]
     out = {}
     for label, name in names.items():
         pat = re.compile(r"(?:: |, )" + re.escape(name) + r"(?= \(|,|;|\.)")
@@ -158,8 +199,7 @@ def test_the_chat_and_the_findings_sr_give_every_label_the_decisions_state(case)
 
     task, payload, states = case
     report = with_states(_report(), payload, None)
-    facts = StudyFacts(findings=report["findings"], task=task.name,
-                       decision=report["decision"])
+    facts = StudyFacts(findings=report["findings"], task=task.name, decision=report["decision"])
     names = {lab: label_name(task.name, lab, "en") for lab in states}
     assert len(set(names.values())) == len(names)
     assert _chat_states(findings_text(facts, "en"), task, names) == states
@@ -179,22 +219,26 @@ def test_the_pdf_gives_every_label_the_decisions_state(case, lang):
     task, payload, states = case
     report = with_states(_report(), payload, None)
     assert {r["label"]: r["state"] for r in report["findings"]} == states
-    pdf = report_pdf({**_study(task), "language": lang}, report, payload["model"], None, None,
-                     None)
-    text = " ".join(" ".join((p.extract_text() or "").split())
-                    for p in PdfReader(io.BytesIO(pdf)).pages)
+    pdf = report_pdf({**_study(task), "language": lang}, report, payload["model"], None, None, None)
+    text = " ".join(
+        " ".join((p.extract_text() or "").split()) for p in PdfReader(io.BytesIO(pdf)).pages
+    )
     for row in report["findings"]:
         name = rw.label_name(task.name, row["label"], lang)
         said = rw.decision(row, lang, task.name)
         pattern = re.escape(name) + r" \S+ \S+ " + re.escape(said)
         assert re.search(pattern, text), (row["label"], said, text)
         # no other state's words follow the label's name and its two numbers
-        others = [rw.decision({**row, "state": s}, lang, task.name) for s in
-                  ("present", "absent", "indeterminate") if s != row["state"]]
+        others = [
+            rw.decision({**row, "state": s}, lang, task.name)
+            for s in ("present", "absent", "indeterminate")
+            if s != row["state"]
+        ]
         for other in others:
             if other != said and not said.startswith(other):
-                assert not re.search(re.escape(name) + r" \S+ \S+ " + re.escape(other) +
-                                     r"(?! \()", text), (row["label"], other)
+                assert not re.search(
+                    re.escape(name) + r" \S+ \S+ " + re.escape(other) + r"(?! \()", text
+                ), (row["label"], other)
     note = rw.decision_note(report["decision"], task.name, lang)
     if note:
         assert " ".join(note.split()) in text
@@ -210,10 +254,14 @@ def _source(task):
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1" if task.multilabel else \
-        "1.2.840.10008.5.1.4.1.1.4"
+    ds.SOPClassUID = (
+        "1.2.840.10008.5.1.4.1.1.1.1" if task.multilabel else "1.2.840.10008.5.1.4.1.1.4"
+    )
     ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (
-        generate_uid(), generate_uid(), generate_uid())
+        generate_uid(),
+        generate_uid(),
+        generate_uid(),
+    )
     ds.Modality = "DX" if task.multilabel else "MR"
     ds.PatientID, ds.PatientName, ds.AccessionNumber = "TR-1", "Yılmaz^Ayşe", "ACC-1"
     ds.PatientBirthDate, ds.PatientSex, ds.StudyID = "19790412", "F", "1"
@@ -234,11 +282,16 @@ def _hl7(text: str) -> list[dict]:
     for group in msg.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION.ORU_R01_OBSERVATION:
         obx = group.OBX
         if str(obx.obx_2.value) == "CWE":
-            out.append({"code": str(obx.obx_3.value).split("^")[0],
-                        "value": str(obx.obx_5.value).split("^")[0],
-                        "status": str(obx.obx_11.value),
-                        "methods": [str(r.value).split("^")[0] for r in obx.obx_17]
-                        if obx.obx_17 else []})
+            out.append(
+                {
+                    "code": str(obx.obx_3.value).split("^")[0],
+                    "value": str(obx.obx_5.value).split("^")[0],
+                    "status": str(obx.obx_11.value),
+                    "methods": [str(r.value).split("^")[0] for r in obx.obx_17]
+                    if obx.obx_17
+                    else [],
+                }
+            )
     return out
 
 
@@ -257,8 +310,9 @@ def test_the_findings_sr_and_hl7_give_every_label_the_decisions_state(case, data
     from medai.platform.integration.hl7_send import oru_r01
 
     task, payload, states = case
-    sr = pydicom.dcmread(io.BytesIO(save_bytes(findings_sr(_source(task), payload,
-                                                           created=CREATED))))
+    sr = pydicom.dcmread(
+        io.BytesIO(save_bytes(findings_sr(_source(task), payload, created=CREATED)))
+    )
     assert {f["label"]: f["state"] for f in read_findings_sr(sr)["findings"]} == states
     codes = {task.finding_code(lab)[1]: lab for lab in states}
     report = with_states(_report(), payload, None)
@@ -266,16 +320,19 @@ def test_the_findings_sr_and_hl7_give_every_label_the_decisions_state(case, data
     assert {codes[r["code"]]: HL7_STATE[r["value"]] for r in rows} == states
     assert all(r["status"] == "P" for r in rows)
     # signed: the final results are exactly the signer's labels
-    said = [{"label": lab, "present": data.draw(st.booleans()), "source": "text"}
-            for lab in data.draw(st.lists(st.sampled_from(list(states)), unique=True,
-                                          max_size=6))]
-    signed = with_states(_report(version=2, status="final", signed_by="dr.ayse",
-                                 signed_at="2026-11-26T10:00:00Z"), payload, said)
+    said = [
+        {"label": lab, "present": data.draw(st.booleans()), "source": "text"}
+        for lab in data.draw(st.lists(st.sampled_from(list(states)), unique=True, max_size=6))
+    ]
+    signed = with_states(
+        _report(version=2, status="final", signed_by="dr.ayse", signed_at="2026-11-26T10:00:00Z"),
+        payload,
+        said,
+    )
     rows = _hl7(oru_r01({**_study(task), "language": "en"}, signed, control_id="S1"))
     finals = {codes[r["code"]]: HL7_STATE[r["value"]] for r in rows if r["status"] == "F"}
     assert finals == {s["label"]: "present" if s["present"] else "absent" for s in said}
-    assert {codes[r["code"]]: HL7_STATE[r["value"]] for r in rows if r["status"] == "P"} \
-        == states
+    assert {codes[r["code"]]: HL7_STATE[r["value"]] for r in rows if r["status"] == "P"} == states
 
 
 def test_a_study_keeps_why_it_is_urgent_once_per_reason():
@@ -289,8 +346,10 @@ def test_a_study_keeps_why_it_is_urgent_once_per_reason():
     add_urgency(study, "ai_possible_finding", "Pneumothorax")  # a re-run of the analysis
     add_urgency(study, "question_red_flag")
     assert study.urgent is True
-    assert study.urgent_because == [{"code": "ai_possible_finding", "label": "Pneumothorax"},
-                                    {"code": "question_red_flag"}]
+    assert study.urgent_because == [
+        {"code": "ai_possible_finding", "label": "Pneumothorax"},
+        {"code": "question_red_flag"},
+    ]
     with pytest.raises(ValueError, match="question_red_flag"):
         add_urgency(study, "because I said so")
 
@@ -298,14 +357,19 @@ def test_a_study_keeps_why_it_is_urgent_once_per_reason():
 def test_the_default_heatmap_of_an_undecided_result_shows_a_finding_candidate():
     """A conflict between No Finding and viral pneumonia shows the pneumonia's map: a map of
     "no finding" shows a reader nothing to check."""
-    from medai.core.tasks import get as get_task
+    from medai.core.task_registry import get as get_task
     from medai.platform.analysis import _heatmap_label
 
     cxr = get_task("cxr")
     probs = {lab: 0.02 for lab in cxr.labels} | {"No Finding": 0.95, "Viral_Pneumonia": 0.8}
     d = decide(cxr, probs, OperatingPolicy(thresholds={lab: 0.5 for lab in cxr.labels}))
     assert d.candidates[0] == "No Finding"
-    result = ImagingResult(status="ai_suggestion", task="cxr", refused=False,
-                           findings=[Finding(**r.model_dump()) for r in d.labels], decision=d,
-                           model=MODEL)
+    result = ImagingResult(
+        status="ai_suggestion",
+        task="cxr",
+        refused=False,
+        findings=[Finding(**r.model_dump()) for r in d.labels],
+        decision=d,
+        model=MODEL,
+    )
     assert _heatmap_label(result) == "Viral_Pneumonia"

@@ -58,6 +58,7 @@ def profile(monkeypatch):
     def use(name: str) -> None:
         monkeypatch.setenv("MEDAI_PASSWORD_HASH", name)
         get_settings.cache_clear()
+
     return use
 
 

@@ -106,24 +106,38 @@ TABLE: dict[tuple[str, str], object] = {
 def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     os.environ["MEDAI_KIOSK_DAILY_QUOTA"] = "3"
     try:
-        with clinic("sqlite", tmp_path_factory.mktemp("access"), tfidf_model_dir,
-                    tiny_imaging_dir) as (app, client):
+        with clinic(
+            "sqlite", tmp_path_factory.mktemp("access"), tfidf_model_dir, tiny_imaging_dir
+        ) as (app, client):
             rad = bearer(client, "rad1")
-            sid = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
-                              files={"file": ("x.png", png_bytes(1), "image/png")}).json()["id"]
+            sid = client.post(
+                "/api/v1/studies",
+                headers=rad,
+                data={"task": "cxr"},
+                files={"file": ("x.png", png_bytes(1), "image/png")},
+            ).json()["id"]
             wait_status(client, rad, sid, {"ai_drafted"})
-            conv = client.post(f"/api/v1/studies/{sid}/conversations",
-                               headers=bearer(client, "clin")).json()["id"]
+            conv = client.post(
+                f"/api/v1/studies/{sid}/conversations", headers=bearer(client, "clin")
+            ).json()["id"]
             yield app, client, {"study_id": sid, "conv_id": conv}
     finally:
         os.environ.pop("MEDAI_KIOSK_DAILY_QUOTA", None)
 
 
 def _request(client, method: str, path: str, ids: dict, headers: dict):
-    url = path.format(task="cxr", token_id=999999, username="nobody", kiosk_id=999999,
-                      item_id=999999, model_id=999999, record_id=999999, job_id=999999,
-                      conflict_id=999999,
-                      **ids)
+    url = path.format(
+        task="cxr",
+        token_id=999999,
+        username="nobody",
+        kiosk_id=999999,
+        item_id=999999,
+        model_id=999999,
+        record_id=999999,
+        job_id=999999,
+        conflict_id=999999,
+        **ids,
+    )
     files = {"file": ("x.png", png_bytes(2), "image/png")}
     body = {
         ("POST", "/api/v1/auth/login"): {"json": {"username": "pat2", "password": PASSWORD}},
@@ -157,8 +171,12 @@ def _request(client, method: str, path: str, ids: dict, headers: dict):
 
 def test_the_table_covers_every_route(env):
     app, _, _ = env
-    routes = {(method.upper(), path) for path, ops in app.openapi()["paths"].items()
-              for method in ops if path.startswith("/api/")}
+    routes = {
+        (method.upper(), path)
+        for path, ops in app.openapi()["paths"].items()
+        for method in ops
+        if path.startswith("/api/")
+    }
     assert routes == set(TABLE)
 
 
@@ -191,10 +209,12 @@ def test_every_route_for_every_role(env, role):
 def test_refusals_are_audited(env):
     _, client, ids = env
     clin = bearer(client, "clin")
-    client.post(f"/api/v1/studies/{ids['study_id']}/report/sign", headers=clin,
-                json={"version": 1})
-    events = client.get("/api/v1/audit", headers=bearer(client, "admin"),
-                        params={"action": "denied", "actor": "clin"}).json()["items"]
+    client.post(f"/api/v1/studies/{ids['study_id']}/report/sign", headers=clin, json={"version": 1})
+    events = client.get(
+        "/api/v1/audit",
+        headers=bearer(client, "admin"),
+        params={"action": "denied", "actor": "clin"},
+    ).json()["items"]
     assert any(e["detail"].get("needed") == "report_sign" for e in events)
 
 
@@ -217,8 +237,9 @@ def test_cookie_sessions_need_the_csrf_token_on_unsafe_methods(env):
     client.cookies.set("medai_session", cookies["medai_session"])
     assert client.get("/api/v1/auth/me").status_code == 401  # revoked on logout
     client.cookies.clear()
-    tls = client.post("https://localhost/api/v1/auth/login",
-                      json={"username": "clin", "password": PASSWORD})
+    tls = client.post(
+        "https://localhost/api/v1/auth/login", json={"username": "clin", "password": PASSWORD}
+    )
     assert all("Secure" in c for c in tls.headers.get_list("set-cookie"))
     assert not any("Secure" in c for c in set_cookie)  # plain HTTP (e.g. localhost)
     client.cookies.clear()
@@ -244,10 +265,13 @@ def test_passwords_are_argon2_hashes_and_disabled_users_lose_their_tokens(env):
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)
     assert all(PASSWORD not in h for h in hashes)
     admin = bearer(client, "admin")
-    code = client.post("/api/v1/users", headers=admin, json={
-        "username": "temp", "role": "clinician"}).json()["enrol_code"]
-    assert client.post("/api/v1/auth/enrol", json={"code": code, "password": PASSWORD}
-                       ).status_code == 200
+    code = client.post(
+        "/api/v1/users", headers=admin, json={"username": "temp", "role": "clinician"}
+    ).json()["enrol_code"]
+    assert (
+        client.post("/api/v1/auth/enrol", json={"code": code, "password": PASSWORD}).status_code
+        == 200
+    )
     temp = bearer(client, "temp")
     assert client.get("/api/v1/auth/me", headers=temp).status_code == 200
     assert client.post("/api/v1/users/temp/disable", headers=admin).json()["active"] is False
@@ -273,10 +297,8 @@ def test_patients_see_only_their_own_triage_history(env):
     p1, p2 = bearer(client, "pat1"), bearer(client, "pat2")
     client.post("/api/v1/triage", headers=p1, json={"text": "cildimde kaşıntı var"})
     client.post("/api/v1/triage", headers=p2, json={"text": "kulağım çınlıyor"})
-    h1 = [i["complaint"] for i in client.get("/api/v1/triage/history", headers=p1
-                                              ).json()["items"]]
-    h2 = [i["complaint"] for i in client.get("/api/v1/triage/history", headers=p2
-                                              ).json()["items"]]
+    h1 = [i["complaint"] for i in client.get("/api/v1/triage/history", headers=p1).json()["items"]]
+    h2 = [i["complaint"] for i in client.get("/api/v1/triage/history", headers=p2).json()["items"]]
     assert h1[0] == "cildimde kaşıntı var" and h2 == ["kulağım çınlıyor"]
     assert "kulağım çınlıyor" not in h1
     with app.state.platform.db.session() as db:  # stored encrypted, never as text
@@ -288,8 +310,12 @@ def test_nobody_reads_another_users_conversation(env):
     _, client, ids = env
     rad = bearer(client, "rad1")
     assert client.get(f"/api/v1/conversations/{ids['conv_id']}", headers=rad).status_code == 404
-    assert client.post(f"/api/v1/conversations/{ids['conv_id']}/messages", headers=rad,
-                       json={"text": "?"}).status_code == 404
+    assert (
+        client.post(
+            f"/api/v1/conversations/{ids['conv_id']}/messages", headers=rad, json={"text": "?"}
+        ).status_code
+        == 404
+    )
     mine = client.get(f"/api/v1/conversations/{ids['conv_id']}", headers=bearer(client, "clin"))
     assert mine.status_code == 200
 
@@ -319,8 +345,12 @@ def test_a_record_sealed_under_a_lost_key_is_a_named_503_not_a_500(env):
 
     clin = bearer(client, "clin")
     conv = client.post(f"/api/v1/studies/{ids['study_id']}/conversations", headers=clin).json()
-    assert client.post(f"/api/v1/conversations/{conv['id']}/messages", headers=clin,
-                       json={"text": "?"}).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/conversations/{conv['id']}/messages", headers=clin, json={"text": "?"}
+        ).status_code
+        == 200
+    )
     with app.state.platform.db.session() as db:
         row = db.scalars(select(Message).where(Message.conversation_id == conv["id"])).first()
         row.body = b"gAAAAAB" + b"x" * 80  # a token no key opens
@@ -328,46 +358,106 @@ def test_a_record_sealed_under_a_lost_key_is_a_named_503_not_a_500(env):
     assert r.status_code == 503 and r.json()["code"] == "record_undecryptable", r.text
     assert "MEDAI_SECRET_KEYS" in r.json()["detail"]
 
+
 def test_the_kiosk_allows_a_daily_quota_per_client(tmp_path, tfidf_model_dir, tiny_imaging_dir):
     with clinic("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as (_app, client):
         for _ in range(3):
-            assert client.post("/api/v1/triage", json={"text": "başım ağrıyor"}
-                               ).status_code == 200
+            assert client.post("/api/v1/triage", json={"text": "başım ağrıyor"}).status_code == 200
         r = client.post("/api/v1/triage", json={"text": "başım ağrıyor"})
         assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
-        assert client.post("/api/v1/triage", headers=bearer(client, "pat1"),
-                           json={"text": "başım ağrıyor"}).status_code == 200
+        assert (
+            client.post(
+                "/api/v1/triage", headers=bearer(client, "pat1"), json={"text": "başım ağrıyor"}
+            ).status_code
+            == 200
+        )
 
 
 def _cli(env, *args, stdin=""):
-    return subprocess.run([sys.executable, "-m", "medai.cli", *args], input=stdin, text=True,
-                          capture_output=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "medai.cli", *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_users_cli(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
-    r = _cli(env, "users", "add", "boss", "--role", "admin", "--password-stdin", "--json",
-             stdin=PASSWORD + "\n")
+    r = _cli(
+        env,
+        "users",
+        "add",
+        "boss",
+        "--role",
+        "admin",
+        "--password-stdin",
+        "--json",
+        stdin=PASSWORD + "\n",
+    )
     assert r.returncode == 0 and json.loads(r.stdout)["role"] == "admin"
-    assert _cli(env, "users", "add", "boss", "--role", "admin", "--password-stdin",
-                stdin=PASSWORD + "\n").returncode == 2
-    bad = _cli(env, "users", "add", "x", "--role", "nurse", "--password-stdin", "--json",
-               stdin=PASSWORD + "\n")
+    assert (
+        _cli(
+            env,
+            "users",
+            "add",
+            "boss",
+            "--role",
+            "admin",
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        ).returncode
+        == 2
+    )
+    bad = _cli(
+        env,
+        "users",
+        "add",
+        "x",
+        "--role",
+        "nurse",
+        "--password-stdin",
+        "--json",
+        stdin=PASSWORD + "\n",
+    )
     assert bad.returncode == 2 and "radiologist" in json.loads(bad.stdout)["error"]
     last = _cli(env, "users", "disable", "boss", "--json")  # the only admin (issue 45)
     assert last.returncode == 2 and json.loads(last.stdout)["code"] == "last_admin"
-    assert _cli(env, "users", "add", "deputy", "--role", "admin", "--password-stdin",
-                stdin=PASSWORD + "\n").returncode == 0
+    assert (
+        _cli(
+            env,
+            "users",
+            "add",
+            "deputy",
+            "--role",
+            "admin",
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        ).returncode
+        == 0
+    )
     assert _cli(env, "users", "disable", "boss", "--json").returncode == 0
     listed = json.loads(_cli(env, "users", "list", "--json").stdout)["users"]
-    assert listed[0] == {"id": 1, "username": "boss", "role": "admin", "active": False,
-                         "enrolled": True, "approval_pending": False}
+    assert listed[0] == {
+        "id": 1,
+        "username": "boss",
+        "role": "admin",
+        "active": False,
+        "enrolled": True,
+        "approval_pending": False,
+    }
     out = tmp_path / "audit.jsonl"
     assert _cli(env, "audit", "export", "--out", str(out)).returncode == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(e["action"], e["detail"].get("op")) for e in events] == [
-        ("admin", "create"), ("role", "grant"), ("admin", "create"), ("role", "grant"),
-        ("admin", "disable")]
+        ("admin", "create"),
+        ("role", "grant"),
+        ("admin", "create"),
+        ("role", "grant"),
+        ("admin", "disable"),
+    ]
 
 
 def test_every_role_has_a_user_in_the_fixtures():
@@ -383,8 +473,9 @@ def test_admins_see_the_models_in_use_with_their_cards(env):
     assert "training_command" not in cxr["card"]  # holds local paths
 
 
-def test_concurrent_kiosk_requests_cannot_exceed_the_quota(tmp_path, tfidf_model_dir,
-                                                           tiny_imaging_dir):
+def test_concurrent_kiosk_requests_cannot_exceed_the_quota(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
     import threading
 
     with clinic("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as (_app, client):
@@ -393,8 +484,7 @@ def test_concurrent_kiosk_requests_cannot_exceed_the_quota(tmp_path, tfidf_model
 
         def ask():
             barrier.wait()
-            codes.append(client.post("/api/v1/triage", json={"text": "başım ağrıyor"}
-                                     ).status_code)
+            codes.append(client.post("/api/v1/triage", json={"text": "başım ağrıyor"}).status_code)
 
         threads = [threading.Thread(target=ask) for _ in range(8)]
         for t in threads:
@@ -403,4 +493,3 @@ def test_concurrent_kiosk_requests_cannot_exceed_the_quota(tmp_path, tfidf_model
             t.join()
         assert sorted(codes) == [200] * 3 + [429] * 5
         assert client.post("/api/v1/triage", json={"text": "?!"}).status_code in (422, 429)
-

@@ -36,12 +36,16 @@ SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "cache-
 # its boundary in the Content-Type, which schemathesis cannot send (400/415, both listed).
 # An upload's Idempotency-Key sent again with another file or fields is 422 (a generated key
 # repeats across examples).
-CONTENT_CHECKED = {"POST /api/v1/studies",
-                   "POST /api/v1/triage", "POST /api/v1/imaging/{task}/heatmap",
-                   "GET /api/v1/studies/{study_id}/heatmap", "POST /api/v1/reports/draft",
-                   "POST /api/v1/studies/{study_id}/labels/suggest",
-                   "POST /api/v1/studies/{study_id}/report/sign",
-                   "POST /api/v1/dicomweb/studies"}
+CONTENT_CHECKED = {
+    "POST /api/v1/studies",
+    "POST /api/v1/triage",
+    "POST /api/v1/imaging/{task}/heatmap",
+    "GET /api/v1/studies/{study_id}/heatmap",
+    "POST /api/v1/reports/draft",
+    "POST /api/v1/studies/{study_id}/labels/suggest",
+    "POST /api/v1/studies/{study_id}/report/sign",
+    "POST /api/v1/dicomweb/studies",
+}
 STOW = 'multipart/related; type="application/dicom"'
 schemathesis.serializer.alias(STOW, "application/octet-stream")
 POSITIVE, NEGATIVE = 25, 10  # examples per operation and role served (a refused role: 4)
@@ -57,14 +61,20 @@ def all_checks() -> list:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     root = tmp_path_factory.mktemp("contract")
-    mri = make_imaging_model_dir(root / "mri", labels=("Glioma", "Meningioma", "Pituitary",
-                                                       "No_Tumor"), task="mri")
-    with clinic("sqlite", root / "home", tfidf_model_dir, tiny_imaging_dir,
-                mri_model=str(mri)) as (app, client):
+    mri = make_imaging_model_dir(
+        root / "mri", labels=("Glioma", "Meningioma", "Pituitary", "No_Tumor"), task="mri"
+    )
+    with clinic("sqlite", root / "home", tfidf_model_dir, tiny_imaging_dir, mri_model=str(mri)) as (
+        app,
+        client,
+    ):
         tokens = {role: bearer(client, name) for role, name in USER_OF.items()}
-        sid = client.post("/api/v1/studies", headers=tokens["radiologist"],
-                          data={"task": "cxr"},
-                          files={"file": ("x.png", png_bytes(9), "image/png")}).json()["id"]
+        sid = client.post(
+            "/api/v1/studies",
+            headers=tokens["radiologist"],
+            data={"task": "cxr"},
+            files={"file": ("x.png", png_bytes(9), "image/png")},
+        ).json()["id"]
         wait_status(client, tokens["radiologist"], sid, {"ai_drafted"})
         tokens[None] = {}
         yield schemathesis.openapi.from_asgi("/openapi.json", app), tokens, client
@@ -81,14 +91,18 @@ def test_the_document_excludes_what_the_server_refuses(env):
     _schema, tokens, client = env
     spec = client.get("/openapi.json").json()
     parts = spec["components"]["schemas"]
-    params = {(p["in"], p["name"]): p["schema"]
-              for p in spec["paths"]["/api/v1/audit"]["get"]["parameters"]}
+    params = {
+        (p["in"], p["name"]): p["schema"]
+        for p in spec["paths"]["/api/v1/audit"]["get"]["parameters"]
+    }
     upload = parts["Body_upload_study_api_v1_studies_post"]["properties"]
-    for text in (parts["TriageRequest"]["properties"]["text"],
-                 parts["LoginIn"]["properties"]["username"],
-                 params["query", "target_id"]["anyOf"][0],
-                 upload["clinical_question"]["anyOf"][0],
-                 spec["paths"]["/api/v1/users/{username}"]["patch"]["parameters"][0]["schema"]):
+    for text in (
+        parts["TriageRequest"]["properties"]["text"],
+        parts["LoginIn"]["properties"]["username"],
+        params["query", "target_id"]["anyOf"][0],
+        upload["clinical_question"]["anyOf"][0],
+        spec["paths"]["/api/v1/users/{username}"]["patch"]["parameters"][0]["schema"],
+    ):
         assert text["pattern"] == NO_CONTROL_PATTERN
     assert re.search(NO_CONTROL_PATTERN, "tab\tand line\nfeed ç")
     assert not re.search(NO_CONTROL_PATTERN, "nul\x00")
@@ -97,15 +111,25 @@ def test_the_document_excludes_what_the_server_refuses(env):
     assert "image/png" in form["encoding"]["file"]["contentType"]
 
     admin, rad = tokens["admin"], tokens["radiologist"]
-    for until, status in (("0.5", 422), ("2026-05-01T08:00:00", 422), ("2026-05-01", 422),
-                          ("2026-05-01T08:00:00Z", 200), ("9999-12-31T23:59:59-23:59", 200),
-                          ("0001-01-01T00:00:00+23:59", 200)):
+    for until, status in (
+        ("0.5", 422),
+        ("2026-05-01T08:00:00", 422),
+        ("2026-05-01", 422),
+        ("2026-05-01T08:00:00Z", 200),
+        ("9999-12-31T23:59:59-23:59", 200),
+        ("0001-01-01T00:00:00+23:59", 200),
+    ):
         r = client.get("/api/v1/audit", headers=admin, params={"until": until, "limit": 1})
         assert r.status_code == status, (until, r.text)
 
     def upload_with(**fields):
-        return client.post("/api/v1/studies", headers=rad, data={"task": "cxr", **fields},
-                           files={"file": ("x.png", png_bytes(5), "image/png")})
+        return client.post(
+            "/api/v1/studies",
+            headers=rad,
+            data={"task": "cxr", **fields},
+            files={"file": ("x.png", png_bytes(5), "image/png")},
+        )
+
     for field in ("lang", "task", "patient_ref"):
         r = upload_with(**{field: ""})
         assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", field]
@@ -129,8 +153,12 @@ def _operations() -> list[str]:
 
     os.environ.setdefault("MEDAI_HOME", tempfile.mkdtemp())
     app = create_platform_app(database_url="sqlite://", preload=False, job_threads=0)
-    return sorted(f"{method.upper()} {path}" for path, ops in app.openapi()["paths"].items()
-                  for method in ops if f"{method.upper()} {path}" not in NOT_FUZZED)
+    return sorted(
+        f"{method.upper()} {path}"
+        for path, ops in app.openapi()["paths"].items()
+        for method in ops
+        if f"{method.upper()} {path}" not in NOT_FUZZED
+    )
 
 
 def _served(label: str, role: str | None) -> bool:
@@ -139,7 +167,8 @@ def _served(label: str, role: str | None) -> bool:
     method, path = label.split(" ", 1)
     who = access.TABLE.get((method, path), set())
     return who in (access.PUBLIC, access.KIOSK) or (
-        role is not None and (who == access.SIGNED_IN or role in who))
+        role is not None and (who == access.SIGNED_IN or role in who)
+    )
 
 
 def _examples(label: str, role: str | None) -> int:
@@ -170,10 +199,15 @@ def _sent_as_valid_text(case) -> bool:
     if case.media_type != "multipart/form-data" or not isinstance(case.body, dict):
         return False
     body = case.operation.get_body_for_media_type(case.media_type)
-    wire = {k: "file" if isinstance(v, bytes) or hasattr(v, "data") else
-            ("true" if v is True else "false" if v is False else
-             v if isinstance(v, str) else str(v))
-            for k, v in case.body.items() if not isinstance(v, list | dict) and v is not None}
+    wire = {
+        k: "file"
+        if isinstance(v, bytes) or hasattr(v, "data")
+        else (
+            "true" if v is True else "false" if v is False else v if isinstance(v, str) else str(v)
+        )
+        for k, v in case.body.items()
+        if not isinstance(v, list | dict) and v is not None
+    }
     return jsonschema_rs.validator_for(body.optimized_schema).is_valid(wire)
 
 
@@ -194,8 +228,7 @@ def _operation(schema, label: str):
 def _checks(label: str) -> tuple[list, list]:
     """The checks to run, and a test's own, for ``label``."""
     if label in CONTENT_CHECKED:
-        return [c for c in all_checks() if c is not positive_data_acceptance], [
-            _refused_on_content]
+        return [c for c in all_checks() if c is not positive_data_acceptance], [_refused_on_content]
     return all_checks(), []
 
 
@@ -206,8 +239,13 @@ def test_operation_matches_its_openapi(env, label, role):
     checks, own = _checks(label)
 
     @given(case=_operation(schema, label).as_strategy())
-    @settings(max_examples=_examples(label, role), deadline=None, derandomize=True,
-              database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=_examples(label, role),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case):
         assume(_spares_the_fuzzers(case))
         case.headers = {**(case.headers or {}), **tokens[role]}
@@ -229,8 +267,13 @@ def test_operation_refuses_what_its_openapi_excludes(env, label, role):
     schema, tokens, _client = env
 
     @given(case=_operation(schema, label).as_strategy(generation_mode=GenerationMode.NEGATIVE))
-    @settings(max_examples=NEGATIVE, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=NEGATIVE,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case):
         assume(_spares_the_fuzzers(case) and not _sent_as_valid_text(case))
         case.headers = {**(case.headers or {}), **tokens[role]}
@@ -243,16 +286,26 @@ def test_operation_refuses_what_its_openapi_excludes(env, label, role):
         operation = _operation(schema, label)
         assert not list(operation.iter_parameters()), label
         assert not {"application/json", "multipart/form-data"} & set(
-            operation.get_request_payload_content_types()), label
+            operation.get_request_payload_content_types()
+        ), label
 
 
 def test_every_check_of_schemathesis_runs():
     """No check is left out of the fuzzing (a newer schemathesis's new ones included)."""
     names = {c.__name__ for c in all_checks()}
-    assert {"not_a_server_error", "status_code_conformance", "content_type_conformance",
-            "response_headers_conformance", "response_schema_conformance",
-            "negative_data_rejection", "positive_data_acceptance", "unsupported_method",
-            "allow_header_conformance", "missing_required_header", "ignored_auth"} <= names
+    assert {
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "positive_data_acceptance",
+        "unsupported_method",
+        "allow_header_conformance",
+        "missing_required_header",
+        "ignored_auth",
+    } <= names
 
 
 def test_every_route_is_served_once():

@@ -38,8 +38,15 @@ def make_studies(p, n: int, urgent_every: int = 0) -> list[tuple[int, int]]:
         sha = p.store.put_bytes(png_bytes(i))
         with p.db.session() as db:
             user = db.scalar(select(User))
-            s, j = studies.create(db, user, sha=sha, size=1, content_type="image/png",
-                                  task="cxr", urgent=bool(urgent_every and i % urgent_every == 0))
+            s, j = studies.create(
+                db,
+                user,
+                sha=sha,
+                size=1,
+                content_type="image/png",
+                task="cxr",
+                urgent=bool(urgent_every and i % urgent_every == 0),
+            )
             out.append((s.id, j.id))
     return out
 
@@ -90,7 +97,7 @@ def test_a_repeated_analysis_duplicates_nothing(plat):
     from medai.platform.analysis import analyse_study
     from medai.platform.tables import AIResultRow, ReportVersion, Study
 
-    (sid, _), = make_studies(plat, 1)
+    ((sid, _),) = make_studies(plat, 1)
     assert analyse_study(plat, sid) == "ai_drafted"
     with plat.db.session() as db:  # as if a crash hit after the work, before the job closed
         db.get(Study, sid).status = "analysing"
@@ -105,7 +112,7 @@ def test_a_failing_analysis_is_retried_then_marked_failed(plat, monkeypatch):
     from medai.platform.jobs import MAX_ATTEMPTS, JobPool
     from medai.platform.tables import Job, Study
 
-    (sid, jid), = make_studies(plat, 1)
+    ((sid, jid),) = make_studies(plat, 1)
     calls = []
 
     def broken(p, study_id):
@@ -127,28 +134,37 @@ def test_a_failing_analysis_is_retried_then_marked_failed(plat, monkeypatch):
 
 
 @pytest.mark.slow
-def test_server_killed_mid_analysis_finishes_every_study_after_restart(tmp_path,
-                                                                     tiny_imaging_dir):
+def test_server_killed_mid_analysis_finishes_every_study_after_restart(tmp_path, tiny_imaging_dir):
     """SIGKILL the whole server (supervisor and worker) while a study is being analysed and
     the rest wait; restarted, it resumes: every study reaches ai_drafted, with exactly one AI
     result of each kind and one AI report version per study."""
-    env = {**os.environ, "MEDAI_HOME": str(tmp_path), "MEDAI_JOB_LEASE_S": "3",
-           "MEDAI_CXR_MODEL": str(tiny_imaging_dir)}
+    env = {
+        **os.environ,
+        "MEDAI_HOME": str(tmp_path),
+        "MEDAI_JOB_LEASE_S": "3",
+        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
+    }
     cli_add_user(env, "rad", "radiologist")
     port = free_port()
     proc, base = start_serve(env, port)
     headers = http_login(base, "rad")
     ids = []
     for i in range(30):
-        r = httpx.post(f"{base}/api/v1/studies", headers=headers, data={"task": "cxr"},
-                       files={"file": ("x.png", png_bytes(100 + i, (512, 512)), "image/png")},
-                       timeout=30)
+        r = httpx.post(
+            f"{base}/api/v1/studies",
+            headers=headers,
+            data={"task": "cxr"},
+            files={"file": ("x.png", png_bytes(100 + i, (512, 512)), "image/png")},
+            timeout=30,
+        )
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
     deadline = time.time() + 60
     while time.time() < deadline:
-        statuses = [httpx.get(f"{base}/api/v1/studies/{i}", headers=headers,
-                              timeout=30).json()["status"] for i in ids]
+        statuses = [
+            httpx.get(f"{base}/api/v1/studies/{i}", headers=headers, timeout=30).json()["status"]
+            for i in ids
+        ]
         if "analysing" in statuses:
             break
         time.sleep(0.02)
@@ -161,15 +177,20 @@ def test_server_killed_mid_analysis_finishes_every_study_after_restart(tmp_path,
         headers = http_login(base, "rad")
         deadline = time.time() + 180
         while time.time() < deadline:
-            statuses = [httpx.get(f"{base}/api/v1/studies/{i}", headers=headers,
-                                  timeout=30).json()["status"] for i in ids]
+            statuses = [
+                httpx.get(f"{base}/api/v1/studies/{i}", headers=headers, timeout=30).json()[
+                    "status"
+                ]
+                for i in ids
+            ]
             if all(s == "ai_drafted" for s in statuses):
                 break
             time.sleep(0.5)
         assert statuses == ["ai_drafted"] * len(ids)
         for i in ids:
-            versions = httpx.get(f"{base}/api/v1/studies/{i}/report/versions",
-                                 headers=headers, timeout=30).json()["items"]
+            versions = httpx.get(
+                f"{base}/api/v1/studies/{i}/report/versions", headers=headers, timeout=30
+            ).json()["items"]
             assert [v["version"] for v in versions] == [1]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -177,7 +198,8 @@ def test_server_killed_mid_analysis_finishes_every_study_after_restart(tmp_path,
     import sqlite3
 
     con = sqlite3.connect(tmp_path / "medai.db")
-    per_study = con.execute("SELECT study_id, kind, COUNT(*) FROM ai_results "
-                            "GROUP BY study_id, kind").fetchall()
+    per_study = con.execute(
+        "SELECT study_id, kind, COUNT(*) FROM ai_results GROUP BY study_id, kind"
+    ).fetchall()
     assert sorted(per_study) == sorted((i, k, 1) for i in ids for k in ("imaging", "draft"))
     assert con.execute("SELECT COUNT(*) FROM jobs WHERE status != 'done'").fetchone() == (0,)

@@ -17,18 +17,32 @@ from platform_helpers import bearer, clinic, png_bytes, wait_status
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def env(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    with clinic(request.param, tmp_path_factory.mktemp(f"records-{request.param}"),
-                tfidf_model_dir, tiny_imaging_dir) as (app, client):
+    with clinic(
+        request.param,
+        tmp_path_factory.mktemp(f"records-{request.param}"),
+        tfidf_model_dir,
+        tiny_imaging_dir,
+    ) as (app, client):
         rad = bearer(client, "rad1")
-        sid = client.post("/api/v1/studies", headers=rad, data={"task": "cxr"},
-                          files={"file": ("x.png", png_bytes(5), "image/png")}).json()["id"]
+        sid = client.post(
+            "/api/v1/studies",
+            headers=rad,
+            data={"task": "cxr"},
+            files={"file": ("x.png", png_bytes(5), "image/png")},
+        ).json()["id"]
         wait_status(client, rad, sid, {"ai_drafted"})
         yield app, client, sid
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_events SET outcome = 'ok'", "DELETE FROM audit_events",
-    "UPDATE report_versions SET status = 'final'", "DELETE FROM report_versions"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET outcome = 'ok'",
+        "DELETE FROM audit_events",
+        "UPDATE report_versions SET status = 'final'",
+        "DELETE FROM report_versions",
+    ],
+)
 def test_the_database_refuses_to_rewrite_history(env, statement):
     app, _, _ = env
     with pytest.raises(DBAPIError, match="append-only"), app.state.platform.db.session() as db:
@@ -48,8 +62,9 @@ def test_the_audit_log_records_the_workflow_without_patient_text(env):
     assert not any("Ayşe" in str(e) or "12345678901" in str(e) for e in items)
     exported = [e for e in items if e["action"] == "export"]
     assert exported[-1]["detail"]["format"] == "fhir" and exported[-1]["actor"] == "clin"
-    since = client.get("/api/v1/audit", headers=admin,
-                       params={"action": "export", "since": exported[-1]["at"]}).json()
+    since = client.get(
+        "/api/v1/audit", headers=admin, params={"action": "export", "since": exported[-1]["at"]}
+    ).json()
     assert since["total"] >= 1
 
 
@@ -57,8 +72,11 @@ def test_chat_answers_from_the_findings_and_stores_messages_encrypted(env):
     app, client, sid = env
     clin = bearer(client, "clin")
     conv = client.post(f"/api/v1/studies/{sid}/conversations", headers=clin).json()["id"]
-    r = client.post(f"/api/v1/conversations/{conv}/messages", headers=clin,
-                    json={"text": "Bu görüntüde pnömoni var mı?"})
+    r = client.post(
+        f"/api/v1/conversations/{conv}/messages",
+        headers=clin,
+        json={"text": "Bu görüntüde pnömoni var mı?"},
+    )
     assert r.status_code == 200
     answer = r.json()
     assert answer["backend"] == "retrieval" and answer["role"] == "assistant"
@@ -97,8 +115,7 @@ def test_key_rotation_re_encrypts_everything(env, monkeypatch):
         only_new = Cipher([new_key])
         with app.state.platform.db.session() as db:
             bodies = db.execute(text("SELECT body FROM messages")).scalars().all()
-            complaints = db.execute(text("SELECT complaint FROM triage_requests")
-                                    ).scalars().all()
+            complaints = db.execute(text("SELECT complaint FROM triage_requests")).scalars().all()
         assert all(only_new.decrypt(b) for b in [*bodies, *complaints])
         monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([new_key]))
         get_settings.cache_clear()
@@ -121,7 +138,7 @@ def test_uploads_are_content_addressed_and_limited_while_streaming(tmp_path):
     import asyncio
     import hashlib
 
-    from medai.platform.storage import BlobStore, TooLarge
+    from medai.platform.blobs import BlobStore, TooLarge
 
     store = BlobStore(tmp_path / "blobs")
 
@@ -146,8 +163,8 @@ def test_blobs_are_sealed_rotated_and_refused_when_altered(tmp_path):
     import hashlib
 
     from medai.core.faults import StorageFault
+    from medai.platform.blobs import BlobStore
     from medai.platform.crypto import BlobCipher
-    from medai.platform.storage import BlobStore
 
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     store = BlobStore(tmp_path / "blobs", BlobCipher([old]))
@@ -188,7 +205,9 @@ def test_blobs_are_sealed_rotated_and_refused_when_altered(tmp_path):
         newest.read(other)
     # rotation names and counts what it cannot read, and rewrites the rest
     assert BlobStore(tmp_path / "blobs", BlobCipher([old, new])).rotate() == {
-        "rotated": 1, "unreadable": 2}
+        "rotated": 1,
+        "unreadable": 2,
+    }
     # storing the same content again replaces a damaged copy
     assert newest.put_bytes(b"sealed under the old key") == sealed
     assert newest.read(sealed) == b"sealed under the old key"

@@ -5,20 +5,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medai.core import registry
+from medai.core import model_dir
 from medai.core.text import TextInputError
 from medai.triage.predict import choose_min_confidence
 
 
 @pytest.fixture(scope="module")
 def predictor(tfidf_model_dir):
-    return registry.load(tfidf_model_dir)
+    return model_dir.load(tfidf_model_dir)
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.one_of(st.text(max_size=600), st.binary(max_size=300).map(
-    lambda b: b.decode("latin-1"))), top_k=st.integers(1, 15))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.one_of(
+        st.text(max_size=600), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))
+    ),
+    top_k=st.integers(1, 15),
+)
 def test_any_text_gives_error_or_valid_result(predictor, text, top_k):
     try:
         r = predictor.predict(text, top_k=top_k)
@@ -35,14 +40,16 @@ def test_any_text_gives_error_or_valid_result(predictor, text, top_k):
         assert r.abstained == (probs[0] < r.min_confidence)
         assert r.abstain_reason in (None, "low_confidence")
     assert r.urgent == bool(r.red_flags)
-    assert r.recommendation.kind == ("emergency" if r.urgent else
-                                     "general_triage" if r.abstained else "department")
+    assert r.recommendation.kind == (
+        "emergency" if r.urgent else "general_triage" if r.abstained else "department"
+    )
     assert r.status == "ai_suggestion"
 
 
 def test_red_flag_wins_even_when_the_model_is_sure(predictor):
-    r = predictor.predict("Kulak ağrısı, kulak çınlaması, işitme kaybı ve intihar düşüncesi",
-                          min_confidence=0.0)
+    r = predictor.predict(
+        "Kulak ağrısı, kulak çınlaması, işitme kaybı ve intihar düşüncesi", min_confidence=0.0
+    )
     assert r.departments[0].id == "ent" and not r.abstained
     assert r.urgent and r.recommendation.kind == "emergency"
 
@@ -77,10 +84,13 @@ def test_choose_min_confidence_unreachable_target_uses_ceiling():
     assert out["min_confidence"] == 0.9
 
 
-@pytest.mark.parametrize("text,language", [
-    ("I have had an earache since yesterday", "en"),
-    ("Ich habe seit gestern Ohrenschmerzen", "other"),
-])
+@pytest.mark.parametrize(
+    "text,language",
+    [
+        ("I have had an earache since yesterday", "en"),
+        ("Ich habe seit gestern Ohrenschmerzen", "other"),
+    ],
+)
 def test_a_complaint_not_in_turkish_abstains_from_a_department(predictor, text, language):
     """The department model reads only Turkish: whatever its top probability, no department."""
     r = predictor.predict(text, min_confidence=0.0)

@@ -32,24 +32,39 @@ def test_the_quick_start_works_as_written(tmp_path, tfidf_model_dir, tiny_imagin
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDAI_") or k in keep}
     # the tiny test models stand in for the bundled ones (a noise PNG is no chest film to the
     # bundled modality gate); every command is the README's
-    env.update(MEDAI_HOME=str(home), MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-               MEDAI_CXR_MODEL=str(tiny_imaging_dir))
+    env.update(
+        MEDAI_HOME=str(home),
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+    )
     (tmp_path / "chest.png").write_bytes(png_bytes(7))
     medai = str(Path(sys.executable).parent / "medai")
     with serving(env) as base:
         host = base.removeprefix("http://127.0.0.1:")
-        script = _quick_start().replace(".venv/bin/medai", medai).replace(
-            "localhost:8000", f"localhost:{host}")
+        script = (
+            _quick_start()
+            .replace(".venv/bin/medai", medai)
+            .replace("localhost:8000", f"localhost:{host}")
+        )
         upload = next(line for line in script.splitlines() if "-F file=@chest.png" in line)
-        wait = (f'for _ in $(seq 600); do r=$(curl -s -H "Authorization: Bearer $TOKEN" '
-                f'localhost:{host}/api/v1/studies/1); '
-                'case "$r" in *\'"status":"ai_drafted"\'*) break;; *\'"code":\'*) '
-                'echo "$r" >&2; exit 3;; esac; sleep 0.5; done')
+        wait = (
+            f'for _ in $(seq 600); do r=$(curl -s -H "Authorization: Bearer $TOKEN" '
+            f"localhost:{host}/api/v1/studies/1); "
+            'case "$r" in *\'"status":"ai_drafted"\'*) break;; *\'"code":\'*) '
+            'echo "$r" >&2; exit 3;; esac; sleep 0.5; done'
+        )
         script = script.replace(upload, upload + "\necho\n" + wait)
         script = script.replace("/report\n", "/report\necho\n").replace(
-            "/report/sign\n", "/report/sign\necho\n")
-        run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=600)
+            "/report/sign\n", "/report/sign\necho\n"
+        )
+        run = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     assert run.returncode == 0, run.stderr[-2000:]
     answers = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     study, report, signed, fhir = answers[-4:]

@@ -12,33 +12,47 @@ import pytest
 from typer.testing import CliRunner
 
 from medai.cli import app
-from medai.core.registry import ModelLoadError, file_sha256
+from medai.core.model_dir import ModelLoadError, file_sha256
 from medai.triage.red_flags import build_engine, learn, load_rules
 from medai.triage.red_flags.classifier import RedFlagClassifier
 from medai.triage.red_flags.engine import CLASSIFIER_DIR, RedFlagEngine
 from medai.triage.red_flags.schema import DATA_DIR
 
 URGENT = {
-    "a": [("babam yere yığıldı gözlerini açmıyor", "altered_consciousness"),
-          ("annem kendinden geçti seslenince tepki yok", "altered_consciousness"),
-          ("oğlum deterjan içmiş ağzı yanıyor", "poisoning_overdose"),
-          ("kızım kutudaki bütün hapları yutmuş", "poisoning_overdose"),
-          ("dedemin dudakları morardı hırıltıyla soluyor", "respiratory_distress"),
-          ("eşim lokma kaçırdı boğuluyor", "respiratory_distress")],
-    "b": [("teyzem bayılıp kaldı uyandıramıyoruz", "altered_consciousness"),
-          ("babaannem yerde yatıyor cevap vermiyor", "altered_consciousness"),
-          ("çocuk çamaşır suyunu içti kusuyor", "poisoning_overdose"),
-          ("yeğenim ilaç kutusunu boşaltmış hepsini içmiş", "poisoning_overdose"),
-          ("amcamın yüzü mosmor nefes alamıyor", "respiratory_distress"),
-          ("kızım boğazına şeker kaçtı soluk alamıyor", "respiratory_distress")],
+    "a": [
+        ("babam yere yığıldı gözlerini açmıyor", "altered_consciousness"),
+        ("annem kendinden geçti seslenince tepki yok", "altered_consciousness"),
+        ("oğlum deterjan içmiş ağzı yanıyor", "poisoning_overdose"),
+        ("kızım kutudaki bütün hapları yutmuş", "poisoning_overdose"),
+        ("dedemin dudakları morardı hırıltıyla soluyor", "respiratory_distress"),
+        ("eşim lokma kaçırdı boğuluyor", "respiratory_distress"),
+    ],
+    "b": [
+        ("teyzem bayılıp kaldı uyandıramıyoruz", "altered_consciousness"),
+        ("babaannem yerde yatıyor cevap vermiyor", "altered_consciousness"),
+        ("çocuk çamaşır suyunu içti kusuyor", "poisoning_overdose"),
+        ("yeğenim ilaç kutusunu boşaltmış hepsini içmiş", "poisoning_overdose"),
+        ("amcamın yüzü mosmor nefes alamıyor", "respiratory_distress"),
+        ("kızım boğazına şeker kaçtı soluk alamıyor", "respiratory_distress"),
+    ],
 }
 ORDINARY = {
-    "a": ["yüzümde sivilceler var krem önerir misiniz", "dizim merdivende ağrıyor",
-          "saçlarım dökülüyor vitamin almalı mıyım", "kulağım kaşınıyor",
-          "göğüs ağrım yok sadece öksürüğüm var", "sırtımda ben var kontrol ettirmeli miyim"],
-    "b": ["ayağımda mantar var ne sürmeliyim", "boynum tutuldu yastık önerir misiniz",
-          "gözlerim kuruyor damla kullanabilir miyim", "midem yanıyor yemekten sonra",
-          "nefes darlığım yok ama horluyorum", "tırnaklarım kırılıyor"],
+    "a": [
+        "yüzümde sivilceler var krem önerir misiniz",
+        "dizim merdivende ağrıyor",
+        "saçlarım dökülüyor vitamin almalı mıyım",
+        "kulağım kaşınıyor",
+        "göğüs ağrım yok sadece öksürüğüm var",
+        "sırtımda ben var kontrol ettirmeli miyim",
+    ],
+    "b": [
+        "ayağımda mantar var ne sürmeliyim",
+        "boynum tutuldu yastık önerir misiniz",
+        "gözlerim kuruyor damla kullanabilir miyim",
+        "midem yanıyor yemekten sonra",
+        "nefes darlığım yok ama horluyorum",
+        "tırnaklarım kırılıyor",
+    ],
 }
 
 
@@ -47,12 +61,22 @@ def write_sets(folder: Path, sets=("a", "b")) -> Path:
     for s in sets:
         with (folder / f"{s}_urgent.jsonl").open("w", encoding="utf-8") as fh:
             for i, (text, flag) in enumerate(URGENT[s]):
-                fh.write(json.dumps({"id": f"{s}-u-{i}", "text": text, "urgent": True,
-                                     "presentation": flag}, ensure_ascii=False) + "\n")
+                fh.write(
+                    json.dumps(
+                        {"id": f"{s}-u-{i}", "text": text, "urgent": True, "presentation": flag},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
         with (folder / f"{s}_ordinary.jsonl").open("w", encoding="utf-8") as fh:
             for i, text in enumerate(ORDINARY[s]):
-                fh.write(json.dumps({"id": f"{s}-o-{i}", "text": text, "urgent": False,
-                                     "presentation": None}, ensure_ascii=False) + "\n")
+                fh.write(
+                    json.dumps(
+                        {"id": f"{s}-o-{i}", "text": text, "urgent": False, "presentation": None},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
     return folder
 
 
@@ -92,8 +116,9 @@ def test_save_load_round_trip_and_seal(tiny, tmp_path):
 def test_engine_names_the_classifier_and_its_evidence(tiny):
     _folder, trained = tiny
     model = trained.model
-    model_low = RedFlagClassifier(model.labels, model.vectorizers, model.coef, model.intercept,
-                                  0.05, model.params)
+    model_low = RedFlagClassifier(
+        model.labels, model.vectorizers, model.coef, model.intercept, 0.05, model.params
+    )
     engine = RedFlagEngine(load_rules(), classifier=model_low)
     text = "Dün akşamdan beri kızım bütün hapları yutmuş olabilir"
     report = engine.check(text)
@@ -125,30 +150,53 @@ def test_training_command_writes_a_servable_classifier(tmp_path):
     for name in ("concepts.yaml", "flags.yaml", "exemplars.yaml"):
         shutil.copy(DATA_DIR / name, rules / name)
     out = rules / CLASSIFIER_DIR
-    r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder), "--out",
-                                 str(out), "--no-embeddings", "--max-false-alarms", "0.2",
-                                 "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "triage",
+            "train-red-flags",
+            "--data",
+            str(folder),
+            "--out",
+            str(out),
+            "--no-embeddings",
+            "--max-false-alarms",
+            "0.2",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert result["sets"] == {"a": 12, "b": 12} and 0 < result["chosen"]["classifier"] < 1
     engine = build_engine(rules, embeddings=False)  # the hospital's folder serves its own
-    assert engine.classifier is not None and engine.classifier.params["sets"] == {"a": 12,
-                                                                                  "b": 12}
+    assert engine.classifier is not None and engine.classifier.params["sets"] == {"a": 12, "b": 12}
 
 
 def test_training_command_needs_two_authors(tmp_path):
     folder = write_sets(tmp_path / "sets", sets=("a",))
-    r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder), "--out",
-                                 str(tmp_path / "clf"), "--no-embeddings", "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "triage",
+            "train-red-flags",
+            "--data",
+            str(folder),
+            "--out",
+            str(tmp_path / "clf"),
+            "--no-embeddings",
+            "--json",
+        ],
+    )
     assert r.exit_code != 0 and "at least two sets" in r.output
 
 
 BUNDLED_URGENT = [
-    ("annemin dudakları mosmor oldu, konuşurken kelimeleri yutuyor, nefesi yetmiyor",
-     "respiratory_distress"),
+    (
+        "annemin dudakları mosmor oldu, konuşurken kelimeleri yutuyor, nefesi yetmiyor",
+        "respiratory_distress",
+    ),
     ("kocam elinde bıçakla komşuyu bitireceğini söyleyip çıktı", "harm_to_others"),
-    ("dedem az önce kendini kaybetti, sarsıyoruz ama gözlerini açmıyor",
-     "altered_consciousness"),
+    ("dedem az önce kendini kaybetti, sarsıyoruz ama gözlerini açmıyor", "altered_consciousness"),
     ("kızım kapıyı kilitledi, veda mektubu yazmış, hap kutuları boş", "suicidal"),
     ("bebeğim 6 haftalık, sabahtan beri emmiyor, çok uykulu ve ateşi var", "infant_child"),
     ("hamileyim 8 aylık, bebek bugün hiç kıpırdamadı", "pregnancy_emergency"),
@@ -194,8 +242,9 @@ def test_bundled_classifier_is_sealed_and_carries_its_operating_point(bundled_en
     named = bundled_engine.check("dizim ağrıyor").classifier
     assert named == model.identity and named["content_hash"].startswith("sha256:")
     assert 0 < model.threshold < 1 and set(model.knn) == {"threshold", "margin"}
-    assert len(model.params["sets"]) >= 2 and not any(s.startswith("test")
-                                                      for s in model.params["sets"])
+    assert len(model.params["sets"]) >= 2 and not any(
+        s.startswith("test") for s in model.params["sets"]
+    )
 
 
 REAL_POSTS = [  # forum questions about pills the patient was prescribed: no emergency in them
@@ -221,16 +270,18 @@ def test_real_posts_are_split_by_a_stable_hash_of_their_id():
 
 def test_read_real_posts_reads_ids_and_refuses_a_file_without_text(tmp_path):
     f = tmp_path / "posts.csv"
-    f.write_text('id,text,label\nq1,"dizim ağrıyor, ne yapmalıyım",ortopedi\nq2,,x\n',
-                 encoding="utf-8-sig")  # Excel writes a byte-order mark
+    f.write_text(
+        'id,text,label\nq1,"dizim ağrıyor, ne yapmalıyım",ortopedi\nq2,,x\n', encoding="utf-8-sig"
+    )  # Excel writes a byte-order mark
     assert learn.read_real_posts(f) == [("q1", "dizim ağrıyor, ne yapmalıyım")]
     # without an id a post is known by its text: re-sorting the file never moves it
     f.write_text("text\nbaşım ağrıyor\nkulağım çınlıyor\n", encoding="utf-8")
     g = tmp_path / "sorted.csv"
     g.write_text("text\nkulağım çınlıyor\nbaşım ağrıyor\n", encoding="utf-8")
     assert sorted(learn.read_real_posts(f)) == sorted(learn.read_real_posts(g))
-    f.write_text("id,text\nq1,başım ağrıyor\n".encode("cp1254").decode("latin-1"),
-                 encoding="latin-1")  # a Windows-Turkish file
+    f.write_text(
+        "id,text\nq1,başım ağrıyor\n".encode("cp1254").decode("latin-1"), encoding="latin-1"
+    )  # a Windows-Turkish file
     with pytest.raises(learn.TrainingDataError, match=r"posts\.csv: not a readable UTF-8"):
         learn.read_real_posts(f)
     with pytest.raises(learn.TrainingDataError, match="not a readable"):
@@ -246,7 +297,8 @@ def test_real_posts_the_rules_fire_on_are_not_learned_as_negatives():
     urgent_post = "babam yere yığıldı, gözlerini açmıyor, seslenince tepki yok"
     real = learn.RealNegatives.read(load_rules(), [urgent_post, REAL_POSTS[0]])
     assert [a.features.active for a in real.analysed] == [
-        learn.analyse_rows(load_rules(), [REAL_POSTS[0]])[0].features.active]
+        learn.analyse_rows(load_rules(), [REAL_POSTS[0]])[0].features.active
+    ]
 
 
 def test_real_negatives_teach_the_classifier_the_forum_register(tmp_path):
@@ -259,8 +311,7 @@ def test_real_negatives_teach_the_classifier_the_forum_register(tmp_path):
         trained = learn.train_with_choice(load_rules(), sets, None, 0.2, real_posts=posts)
         feats = learn.analyse_rows(load_rules(), [question])[0].features
         scores[name] = trained.model.score(feats).score
-        vocabularies[name] = {k: set(v.vocabulary_)
-                              for k, v in trained.model.vectorizers.items()}
+        vocabularies[name] = {k: set(v.vocabulary_) for k, v in trained.model.vectorizers.items()}
         assert (trained.real is not None) == bool(posts)
     assert scores["with"] < scores["without"] - 0.05, scores
     # the saved vocabulary holds the written texts' n-grams only, none of the real posts'
@@ -276,9 +327,25 @@ def test_training_command_learns_real_posts_from_their_training_part(tmp_path):
     lines = "".join(f'{i},"{t}"\n' for i, t in zip(ids, REAL_POSTS, strict=True))
     posts.write_text("id,text\n" + lines, encoding="utf-8")
     out = tmp_path / "clf"
-    r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder), "--out",
-                                 str(out), "--no-embeddings", "--max-false-alarms", "0.2",
-                                 "--real-posts", str(posts), "--real-weight", "0.5", "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "triage",
+            "train-red-flags",
+            "--data",
+            str(folder),
+            "--out",
+            str(out),
+            "--no-embeddings",
+            "--max-false-alarms",
+            "0.2",
+            "--real-posts",
+            str(posts),
+            "--real-weight",
+            "0.5",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     train = [t for i, t in zip(ids, REAL_POSTS, strict=True) if learn.real_part(i) == "train"]
     n_train, quiet = len(train), sum(not a.rules for a in learn.analyse_rows(load_rules(), train))
@@ -286,12 +353,28 @@ def test_training_command_learns_real_posts_from_their_training_part(tmp_path):
     params = RedFlagClassifier.load(out).params["real_negatives"]
     assert params == {"posts": n_train, "used": quiet, "weight": 0.5}
     card = json.loads((out / "model_card.json").read_text())
-    assert {"real_posts": "posts.csv", "rows": n_train, "part": "train (learn.real_part)",
-            "sha256": file_sha256(posts)} in card["data"]
+    assert {
+        "real_posts": "posts.csv",
+        "rows": n_train,
+        "part": "train (learn.real_part)",
+        "sha256": file_sha256(posts),
+    } in card["data"]
     for bad in (tmp_path / "missing.csv", tmp_path):  # no such file; a folder
-        r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(folder),
-                                     "--out", str(tmp_path / "clf2"), "--no-embeddings",
-                                     "--real-posts", str(bad), "--json"])
+        r = CliRunner().invoke(
+            app,
+            [
+                "triage",
+                "train-red-flags",
+                "--data",
+                str(folder),
+                "--out",
+                str(tmp_path / "clf2"),
+                "--no-embeddings",
+                "--real-posts",
+                str(bad),
+                "--json",
+            ],
+        )
         assert r.exit_code == 2 and "Traceback" not in r.output, r.output
         assert not (tmp_path / "clf2").exists()
 
@@ -320,15 +403,19 @@ def test_rows_after_the_vocabulary_rows_do_not_weigh_the_written_rows_more():
     feats = [a.features for a in rows]
     alone = train(feats, ys, c=1.0)
     weight = np.r_[np.ones(len(rows)), np.full(len(extra), 1e-9)]
-    with_extra = train(feats + [a.features for a in extra], ys + [NONE] * len(extra), c=1.0,
-                       sample_weight=weight, vocabulary_rows=len(rows))
+    with_extra = train(
+        feats + [a.features for a in extra],
+        ys + [NONE] * len(extra),
+        c=1.0,
+        sample_weight=weight,
+        vocabulary_rows=len(rows),
+    )
     np.testing.assert_allclose(with_extra.coef, alone.coef, atol=2e-3)
 
 
 def test_out_of_author_scores_in_parallel_equal_the_serial_ones():
     rules = load_rules()
-    sets = {k: learn.analyse_rows(rules, [t for t, _f in URGENT[k]] + ORDINARY[k])
-            for k in URGENT}
+    sets = {k: learn.analyse_rows(rules, [t for t, _f in URGENT[k]] + ORDINARY[k]) for k in URGENT}
     labels = {k: [f for _t, f in URGENT[k]] + [learn.NONE] * len(ORDINARY[k]) for k in URGENT}
     serial = learn.out_of_author_scores(sets, labels, [], [])
     parallel = learn.out_of_author_scores(sets, labels, [], [], jobs=2)
@@ -350,8 +437,9 @@ def test_every_concept_the_bundled_classifier_learned_is_still_read():
     learned = {t[2:] for w in words for t in w.split() if t[:2] in ("c:", "p:")}
     assert learned, "the bundled classifier reads no concept"
     known = set(load_rules().concepts)
-    assert learned <= known, f"concepts the classifier learned but the rules no longer read: " \
-                             f"{sorted(learned - known)}"
+    assert learned <= known, (
+        f"concepts the classifier learned but the rules no longer read: {sorted(learned - known)}"
+    )
 
 
 def test_train_only_kinds_are_not_counted_in_the_false_alarm_budget():
@@ -384,8 +472,11 @@ def test_the_budget_mask_follows_the_short_and_long_split():
     # often the left-out rows fire.
     rng = np.random.default_rng(0)
     long_u, long_o = rng.uniform(0.6, 0.9, 60), rng.uniform(0.0, 0.1, 60)
-    short_u, short_o, idioms = rng.uniform(0.5, 0.9, 60), rng.uniform(0.0, 0.1, 60), \
-        np.full(60, 0.55)
+    short_u, short_o, idioms = (
+        rng.uniform(0.5, 0.9, 60),
+        rng.uniform(0.0, 0.1, 60),
+        np.full(60, 0.55),
+    )
     scores = np.concatenate([long_u, long_o, short_u, short_o, idioms])
     urgent = np.array([True] * 60 + [False] * 60 + [True] * 60 + [False] * 120)
     short = np.array([False] * 120 + [True] * 180)
@@ -404,8 +495,9 @@ def test_the_budget_mask_follows_the_short_and_long_split():
 def test_a_named_kind_that_no_row_has_is_refused_before_training(tmp_path):
     sets = learn.read_sets(write_sets(tmp_path))
     with pytest.raises(learn.TrainingDataError, match="no ordinary row is of kind idoim"):
-        learn.train_with_choice(load_rules(), sets, None, 0.2, train_only_kinds=frozenset({
-            "idoim"}))
+        learn.train_with_choice(
+            load_rules(), sets, None, 0.2, train_only_kinds=frozenset({"idoim"})
+        )
     for rows in sets.values():
         for r in rows:
             r["kind"] = "idiom"

@@ -18,7 +18,7 @@ def test_every_bundled_set_has_a_datasheet_that_agrees_with_its_folder_and_files
     seen = 0
     for role in ("development", "blind"):
         folder = DATA / role
-        sets = sorted(p.name[:-len("_urgent.jsonl")] for p in folder.glob("*_urgent.jsonl"))
+        sets = sorted(p.name[: -len("_urgent.jsonl")] for p in folder.glob("*_urgent.jsonl"))
         assert sets, role
         for name in sets:
             sheet = json.loads((folder / f"{name}.datasheet.json").read_text(encoding="utf-8"))
@@ -28,22 +28,35 @@ def test_every_bundled_set_has_a_datasheet_that_agrees_with_its_folder_and_files
             assert {"written_by", "saw", "language", "ids", "rows"} <= sheet.keys()
             urgent = (folder / f"{name}_urgent.jsonl").read_bytes()
             ordinary = (folder / f"{name}_ordinary.jsonl").read_bytes()
-            assert sheet["content_sha256"] == hashlib.sha256(
-                urgent + b"\0" + ordinary).hexdigest(), f"{name}: edited without its datasheet"
-            assert sheet["rows"] == {"urgent": urgent.count(b"\n"),
-                                     "ordinary": ordinary.count(b"\n")}
+            assert (
+                sheet["content_sha256"] == hashlib.sha256(urgent + b"\0" + ordinary).hexdigest()
+            ), f"{name}: edited without its datasheet"
+            assert sheet["rows"] == {
+                "urgent": urgent.count(b"\n"),
+                "ordinary": ordinary.count(b"\n"),
+            }
             seen += 1
     assert seen >= 20
 
 
 def _set(folder: Path, name: str, role: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}_urgent.jsonl").write_text(json.dumps(
-        {"text": "göğsüm sıkışıyor terliyorum", "urgent": True,
-         "presentation": "acute_coronary"}, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / f"{name}_ordinary.jsonl").write_text(json.dumps(
-        {"text": "dizim ağrıyor", "urgent": False}, ensure_ascii=False) + "\n",
-        encoding="utf-8")
+    (folder / f"{name}_urgent.jsonl").write_text(
+        json.dumps(
+            {
+                "text": "göğsüm sıkışıyor terliyorum",
+                "urgent": True,
+                "presentation": "acute_coronary",
+            },
+            ensure_ascii=False,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    (folder / f"{name}_ordinary.jsonl").write_text(
+        json.dumps({"text": "dizim ağrıyor", "urgent": False}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     if role:
         (folder / f"{name}.datasheet.json").write_text(json.dumps({"set": name, "role": role}))
     return folder
@@ -71,8 +84,18 @@ def test_the_cli_refuses_to_train_on_the_bundled_blind_sets(tmp_path):
 
     from medai.cli import app
 
-    r = CliRunner().invoke(app, ["triage", "train-red-flags", "--data", str(DATA / "blind"),
-                                 "--out", str(tmp_path / "clf"), "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "triage",
+            "train-red-flags",
+            "--data",
+            str(DATA / "blind"),
+            "--out",
+            str(tmp_path / "clf"),
+            "--json",
+        ],
+    )
     assert r.exit_code != 0
     assert "blind" in r.stdout
     assert not (tmp_path / "clf").exists()

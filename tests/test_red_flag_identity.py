@@ -28,37 +28,49 @@ def engine_copy(tmp_path_factory) -> Path:
 
 
 def test_the_bundled_engine_is_sealed_and_registered_as_a_task():
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.triage.red_flags.engine import build_engine
     from medai.triage.red_flags.schema import DATA_DIR
 
-    card = registry.read_card(DATA_DIR)
+    card = model_dir.read_card(DATA_DIR)
     assert card.task == "red_flags" and card.model_type == "red_flag_engine"
     engine = build_engine(embeddings=True)
     # after any edit of the package's Python or data: `make seal-red-flags`
     assert engine.identity["sealed"], "the bundled engine is not sealed for this code"
     assert engine.identity["content_hash"] == card.content_hash
     assert engine.identity["rules_version"] == card.content_hash[7:19]
-    served = registry.load(DATA_DIR)
+    served = model_dir.load(DATA_DIR)
     assert served.identity == engine.identity and served.check(CHEST).flags
-    classifier = registry.load(DATA_DIR / "classifier")
+    classifier = model_dir.load(DATA_DIR / "classifier")
     assert classifier.threshold == card.thresholds["urgent"]  # the threshold is the card's
-    assert registry.read_card(DATA_DIR / "classifier").task == "red_flag_classifier"
+    assert model_dir.read_card(DATA_DIR / "classifier").task == "red_flag_classifier"
 
 
 def test_each_file_of_a_sealed_engine_is_covered_and_an_edit_stops_it_loading(engine_copy):
-    from medai.core.registry import ModelLoadError
+    from medai.core.model_dir import ModelLoadError
     from medai.triage.red_flags.engine import build_engine
 
     bundled = build_engine(embeddings=False)
     copy = build_engine(engine_copy, embeddings=False)
     assert copy.identity["content_hash"] == bundled.identity["content_hash"]  # location-free
-    files = sorted(p for p in engine_copy.rglob("*") if p.is_file()
-                   and p.relative_to(engine_copy).as_posix() != "model_card.json")
+    files = sorted(
+        p
+        for p in engine_copy.rglob("*")
+        if p.is_file() and p.relative_to(engine_copy).as_posix() != "model_card.json"
+    )
     names = {p.relative_to(engine_copy).as_posix() for p in files}
-    assert {"concepts.yaml", "flags.yaml", "exemplars.yaml", "reader.yaml", "config.json",
-            "exemplars.e5.npz", "classifier/model.safetensors", "classifier/config.json",
-            "classifier/model_card.json", "classifier/vocabulary.json"} <= names
+    assert {
+        "concepts.yaml",
+        "flags.yaml",
+        "exemplars.yaml",
+        "reader.yaml",
+        "config.json",
+        "exemplars.e5.npz",
+        "classifier/model.safetensors",
+        "classifier/config.json",
+        "classifier/model_card.json",
+        "classifier/vocabulary.json",
+    } <= names
     for path in files:
         original = path.read_bytes()
         path.write_bytes(original + b"\n")
@@ -69,7 +81,7 @@ def test_each_file_of_a_sealed_engine_is_covered_and_an_edit_stops_it_loading(en
 
 
 def test_resealing_an_edited_folder_gives_another_engine_that_serves(engine_copy, tmp_path):
-    from medai.core.registry import read_card
+    from medai.core.model_dir import read_card
     from medai.triage.red_flags.engine import build_engine
     from medai.triage.red_flags.identity import seal
 
@@ -80,24 +92,38 @@ def test_resealing_an_edited_folder_gives_another_engine_that_serves(engine_copy
         fh.write("\n# hospital edit: reviewed 2026-11-24\n")
     card = seal(own, version="h1")
     after = build_engine(own).identity
-    assert after["sealed"] and after["content_hash"] == card["content_hash"] \
-        == read_card(own).content_hash
+    assert (
+        after["sealed"]
+        and after["content_hash"] == card["content_hash"] == read_card(own).content_hash
+    )
     assert after["content_hash"] != before["content_hash"] and after["version"] == "h1"
     report = build_engine(own).check(CHEST)
     assert report.flags and report.engine == after
     assert report.rules_version == after["rules_version"]
 
 
-def test_code_and_settings_count_a_changed_one_is_not_the_sealed_engine(engine_copy,
-                                                                       tmp_path, monkeypatch):
+def test_code_and_settings_count_a_changed_one_is_not_the_sealed_engine(
+    engine_copy, tmp_path, monkeypatch
+):
     from medai.triage.red_flags import identity
     from medai.triage.red_flags.engine import build_engine
 
     sealed = build_engine(engine_copy).identity
     assert sealed["sealed"]
     names = {p.name for p in identity.code_files()}
-    assert {"reading.py", "timing.py", "rules.py", "tokens.py", "words.py", "engine.py",
-            "classifier.py", "exemplars.py", "schema.py", "language.py", "text.py"} <= names
+    assert {
+        "reading.py",
+        "timing.py",
+        "rules.py",
+        "tokens.py",
+        "words.py",
+        "engine.py",
+        "classifier.py",
+        "exemplars.py",
+        "schema.py",
+        "language.py",
+        "text.py",
+    } <= names
     copies = []
     for path in identity.code_files():  # edit a private copy of each module in turn
         copy = tmp_path / f"{path.parent.name}__{path.name}"
@@ -123,7 +149,8 @@ def test_code_and_settings_count_a_changed_one_is_not_the_sealed_engine(engine_c
 
 
 def test_an_unsealed_folder_is_refused_where_it_would_serve_and_sealing_makes_it_whole(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     from medai.settings import get_settings
     from medai.triage.red_flags import engine as engine_module
     from medai.triage.red_flags.identity import EngineSealError, seal
@@ -144,15 +171,17 @@ def test_an_unsealed_folder_is_refused_where_it_would_serve_and_sealing_makes_it
         served = engine_module.default_engine()
         assert served.identity["sealed"]
         # the same files as the bundled engine: the same engine
-        assert served.identity["content_hash"] == engine_module.build_engine().identity[
-            "content_hash"]
+        assert (
+            served.identity["content_hash"] == engine_module.build_engine().identity["content_hash"]
+        )
     finally:
         get_settings.cache_clear()
 
 
-def test_the_served_triage_is_not_ready_without_its_red_flag_engine(tmp_path, monkeypatch,
-                                                                    tfidf_model_dir):
-    from medai.core import registry
+def test_the_served_triage_is_not_ready_without_its_red_flag_engine(
+    tmp_path, monkeypatch, tfidf_model_dir
+):
+    from medai.core import model_dir
     from medai.settings import get_settings
     from medai.triage.red_flags import engine as engine_module
 
@@ -162,8 +191,8 @@ def test_the_served_triage_is_not_ready_without_its_red_flag_engine(tmp_path, mo
     get_settings.cache_clear()
     monkeypatch.setattr(engine_module, "_DEFAULT", {})
     try:
-        with pytest.raises(registry.ModelLoadError, match="red-flag engine"):
-            registry.load(tfidf_model_dir)
+        with pytest.raises(model_dir.ModelLoadError, match="red-flag engine"):
+            model_dir.load(tfidf_model_dir)
     finally:
         get_settings.cache_clear()
 
@@ -172,20 +201,28 @@ def test_the_served_triage_is_not_ready_without_its_red_flag_engine(tmp_path, mo
 def test_the_served_result_names_the_engine_and_another_process_agrees(tfidf_model_dir):
     import json
 
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.services.triage import triage
     from medai.triage.red_flags.engine import default_engine
 
-    result = triage(registry.load(tfidf_model_dir), "Nefes alamıyorum, dudaklarım morardı")
+    result = triage(model_dir.load(tfidf_model_dir), "Nefes alamıyorum, dudaklarım morardı")
     engine = result.to_dict()["red_flag_engine"]
     assert engine["content_hash"] == default_engine().identity["content_hash"]
     assert engine["name"] == "red-flag-engine" and engine["version"] and engine["sealed"]
-    out = subprocess.run([sys.executable, "-c", (
-        "import json; from medai.triage.red_flags.engine import default_engine; "
-        "print(json.dumps(default_engine().identity))")], capture_output=True, text=True,
-        timeout=300)
-    assert json.loads(out.stdout.strip().splitlines()[-1])["content_hash"] == \
-        engine["content_hash"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import json; from medai.triage.red_flags.engine import default_engine; "
+                "print(json.dumps(default_engine().identity))"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1])["content_hash"] == engine["content_hash"]
 
 
 def test_what_a_hospital_gets_wrong_is_named(tmp_path, monkeypatch, engine_copy):

@@ -25,23 +25,27 @@ def _folder(tmp_path: Path, edit=None) -> Path:
     if edit is not None:
         raw = yaml.safe_load((folder / "reader.yaml").read_text(encoding="utf-8"))
         edit(raw["words"])
-        (folder / "reader.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True),
-                                            encoding="utf-8")
+        (folder / "reader.yaml").write_text(
+            yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8"
+        )
     return folder
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda w: w.update(negatorz=["yok"]), "negatorz: unknown entry; valid: sentence_break"),
-    (lambda w: w.pop("negators"), "negators: missing"),
-    (lambda w: w.update(negators=["yok", "Değil"]), "negators: .*not folded"),
-    (lambda w: w.update(negators=["yok", "yok"]), "negators: lists .*twice"),
-    (lambda w: w.update(negators=[]), "negators: must be a non-empty list"),
-    (lambda w: w.update(pluperfect="(?:mist"), "pluperfect: is not a regular expression"),
-    (lambda w: w.update(pluperfect="x*"), "pluperfect: matches an empty word"),
-    (lambda w: w.update(negation_reach=0), "negation_reach: must be a whole number"),
-    (lambda w: w.update(past_phrases=[["bir"]]), "past_phrases: each phrase is a pair"),
-    (lambda w: w.update(fever_from=43), "fever_from: is above fever_to"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda w: w.update(negatorz=["yok"]), "negatorz: unknown entry; valid: sentence_break"),
+        (lambda w: w.pop("negators"), "negators: missing"),
+        (lambda w: w.update(negators=["yok", "Değil"]), "negators: .*not folded"),
+        (lambda w: w.update(negators=["yok", "yok"]), "negators: lists .*twice"),
+        (lambda w: w.update(negators=[]), "negators: must be a non-empty list"),
+        (lambda w: w.update(pluperfect="(?:mist"), "pluperfect: is not a regular expression"),
+        (lambda w: w.update(pluperfect="x*"), "pluperfect: matches an empty word"),
+        (lambda w: w.update(negation_reach=0), "negation_reach: must be a whole number"),
+        (lambda w: w.update(past_phrases=[["bir"]]), "past_phrases: each phrase is a pair"),
+        (lambda w: w.update(fever_from=43), "fever_from: is above fever_to"),
+    ],
+)
 def test_a_wrong_reader_file_is_refused_with_the_entry_named(tmp_path, edit, message):
     from medai.triage.red_flags.schema import RuleFileError, load_rules
 
@@ -53,9 +57,11 @@ def test_each_engine_reads_with_its_own_folders_words_even_in_concurrent_threads
     from medai.triage.red_flags.engine import build_engine
 
     bundled = build_engine(embeddings=False, classifier=False)
-    no_yok = build_engine(_folder(tmp_path, lambda w: w.update(
-        negators=[x for x in w["negators"] if x != "yok"])), embeddings=False,
-        classifier=False)
+    no_yok = build_engine(
+        _folder(tmp_path, lambda w: w.update(negators=[x for x in w["negators"] if x != "yok"])),
+        embeddings=False,
+        classifier=False,
+    )
     assert not bundled.check(DENIED).flags  # "yok" denies the pressure
     assert [f.id for f in no_yok.check(DENIED).flags] == ["acute_coronary"]
     assert bundled.identity["content_hash"] != no_yok.identity["content_hash"]

@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from medai.core import registry
+from medai.core import model_dir
 from medai.triage.scope import SCOPE_FILE, ScopeGate
 from medai.triage.train import TrainOptions, train
 
@@ -41,8 +41,8 @@ def gated_model(tmp_path_factory, complaints_csv):
 def test_gate_is_saved_with_its_threshold_and_data(gated_model):
     out, _ = gated_model
     assert (out / SCOPE_FILE).is_file()
-    card = registry.read_card(out)
-    predictor = registry.load(out)
+    card = model_dir.read_card(out)
+    predictor = model_dir.load(out)
     assert predictor.scope is not None
     assert card.thresholds["out_of_scope"] == predictor.scope.threshold
     assert any(d.get("role") == "out_of_scope_gate" for d in card.data)
@@ -50,9 +50,11 @@ def test_gate_is_saved_with_its_threshold_and_data(gated_model):
 
 
 def test_other_department_is_not_confidently_misrouted(gated_model):
-    predictor = registry.load(gated_model[0])
-    texts = ["çocuğum 9 yaşında, aşı takvimini sormak istiyorum",
-             "dişim 3 gündür sızlıyor, dolgu mu kanal tedavisi mi"]
+    predictor = model_dir.load(gated_model[0])
+    texts = [
+        "çocuğum 9 yaşında, aşı takvimini sormak istiyorum",
+        "dişim 3 gündür sızlıyor, dolgu mu kanal tedavisi mi",
+    ]
     for r in predictor.predict_many(texts):
         assert r.abstained and r.recommendation.kind == "general_triage"
     skin = predictor.predict("Yüzümde sivilce ve akne var, kaşıntı da var")
@@ -66,7 +68,7 @@ def test_out_of_scope_referral_says_why(gated_model):
 
     from medai.triage.predict import TriagePredictor
 
-    base = registry.load(gated_model[0])
+    base = model_dir.load(gated_model[0])
     strict = TriagePredictor(base.model, base.card, scope=replace(base.scope, threshold=0.0))
     r = strict.predict("kulağım çınlıyor")
     assert r.out_of_scope and r.abstained and r.recommendation.kind == "general_triage"
@@ -74,7 +76,7 @@ def test_out_of_scope_referral_says_why(gated_model):
 
 
 def test_red_flag_wins_over_out_of_scope(gated_model):
-    predictor = registry.load(gated_model[0])
+    predictor = model_dir.load(gated_model[0])
     r = predictor.predict("30 haftalık hamileyim, kanamam başladı, karnım çok ağrıyor")
     assert r.urgent and r.recommendation.kind == "emergency"
 
@@ -89,5 +91,5 @@ def test_gate_save_load_round_trip(gated_model, tmp_path):
 
 
 def test_model_without_gate_reports_none(tfidf_model_dir):
-    r = registry.load(tfidf_model_dir).predict("kulağım çınlıyor")
+    r = model_dir.load(tfidf_model_dir).predict("kulağım çınlıyor")
     assert r.out_of_scope is False and r.out_of_scope_probability is None

@@ -46,19 +46,31 @@ def _scan(app, markers=MARKERS) -> list[str]:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def site(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    with clinic(request.param, tmp_path_factory.mktemp(f"sealed-{request.param}"),
-                tfidf_model_dir, tiny_imaging_dir) as (app, client):
+    with clinic(
+        request.param,
+        tmp_path_factory.mktemp(f"sealed-{request.param}"),
+        tfidf_model_dir,
+        tiny_imaging_dir,
+    ) as (app, client):
         rad = bearer(client, "rad1")
-        r = client.post("/api/v1/studies", headers=rad, data={
-            "task": "cxr", "patient_ref": REF, "clinical_question": QUESTION},
-            files={"file": ("x.png", png_bytes(3), "image/png")})
+        r = client.post(
+            "/api/v1/studies",
+            headers=rad,
+            data={"task": "cxr", "patient_ref": REF, "clinical_question": QUESTION},
+            files={"file": ("x.png", png_bytes(3), "image/png")},
+        )
         assert r.status_code == 201, r.text
         sid = r.json()["id"]
         wait_status(client, rad, sid, {"ai_drafted"})
         report = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()
-        r = client.put(f"/api/v1/studies/{sid}/report", headers=rad, json={
-            "version": report["version"], "sections": {**report["sections"],
-                                                       "impression": EDIT}})
+        r = client.put(
+            f"/api/v1/studies/{sid}/report",
+            headers=rad,
+            json={
+                "version": report["version"],
+                "sections": {**report["sections"], "impression": EDIT},
+            },
+        )
         assert r.status_code == 200, r.text
         pat = bearer(client, "pat1")
         r = client.post("/api/v1/triage", headers=pat, json={"text": COMPLAINT})
@@ -73,13 +85,19 @@ def test_nothing_a_patient_or_clinician_wrote_is_in_clear_in_the_database(site):
     rad = bearer(client, "rad1")
     study = client.get(f"/api/v1/studies/{sid}", headers=rad).json()
     assert study["clinical_question"] == QUESTION and study["patient_ref"] == REF
-    assert client.get(f"/api/v1/studies/{sid}/report",
-                      headers=rad).json()["sections"]["impression"] == EDIT
+    assert (
+        client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["sections"]["impression"]
+        == EDIT
+    )
     history = client.get("/api/v1/triage/history", headers=bearer(client, "pat1")).json()
     assert history["items"][0]["result"]  # the result reads back whole
     # the same reference again finds the same patient (by its keyed hash)
-    r = client.post("/api/v1/studies", headers=rad, data={"task": "cxr", "patient_ref": REF},
-                    files={"file": ("y.png", png_bytes(4), "image/png")})
+    r = client.post(
+        "/api/v1/studies",
+        headers=rad,
+        data={"task": "cxr", "patient_ref": REF},
+        files={"file": ("y.png", png_bytes(4), "image/png")},
+    )
     with app.state.platform.db.session() as db:
         assert db.execute(text("SELECT count(*) FROM patients")).scalar() == 1
     assert r.json()["patient_ref"] == REF
@@ -100,12 +118,20 @@ def test_key_rotation_covers_every_sealed_text(site, monkeypatch):
         rad = bearer(client, "rad1")
         study = client.get(f"/api/v1/studies/{sid}", headers=rad).json()
         assert study["clinical_question"] == QUESTION and study["patient_ref"] == REF
-        assert client.get(f"/api/v1/studies/{sid}/report",
-                          headers=rad).json()["sections"]["impression"] == EDIT
+        assert (
+            client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["sections"][
+                "impression"
+            ]
+            == EDIT
+        )
         history = client.get("/api/v1/triage/history", headers=bearer(client, "pat1"))
         assert history.status_code == 200 and history.json()["items"][0]["result"]
-        r = client.post("/api/v1/studies", headers=rad, data={"task": "cxr", "patient_ref": REF},
-                        files={"file": ("z.png", png_bytes(6), "image/png")})
+        r = client.post(
+            "/api/v1/studies",
+            headers=rad,
+            data={"task": "cxr", "patient_ref": REF},
+            files={"file": ("z.png", png_bytes(6), "image/png")},
+        )
         assert r.status_code == 201
         with app.state.platform.db.session() as db:  # still one patient under the new key
             assert db.execute(text("SELECT count(*) FROM patients")).scalar() == 1
@@ -132,24 +158,44 @@ def test_the_upgrade_seals_what_an_older_version_kept_in_clear(tmp_path, monkeyp
     migrate = migrator(engine)
     migrate(command.upgrade, "0015")
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO users (id, username, password_hash, role, active, "
-                          "created_at) VALUES (1, 'u', '', 'radiologist', 1, '2026-01-01')"))
-        conn.execute(text("INSERT INTO patients (id, ref, created_at) VALUES "
-                          f"(1, '{REF}', '2026-01-01')"))
-        conn.execute(text("INSERT INTO studies (id, patient_id, task, modality, file_sha256, "
-                          "file_size, content_type, clinical_question, language, status, urgent, "
-                          "uploaded_by, created_at, updated_at) VALUES (1, 1, 'cxr', 'CR', 'x', "
-                          f"1, 'image/png', '{QUESTION}', 'tr', 'received', 0, 1, '2026-01-01', "
-                          "'2026-01-01')"))
-        conn.execute(text("INSERT INTO triage_requests (id, user_id, complaint, result, urgent, "
-                          "model_hash, created_at) VALUES (1, 1, x'00', :r, 0, 'h', "
-                          "'2026-01-01')"),
-                     {"r": json.dumps({"red_flags": [{"evidence": COMPLAINT}]})})
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, password_hash, role, active, "
+                "created_at) VALUES (1, 'u', '', 'radiologist', 1, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(f"INSERT INTO patients (id, ref, created_at) VALUES (1, '{REF}', '2026-01-01')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, patient_id, task, modality, file_sha256, "
+                "file_size, content_type, clinical_question, language, status, urgent, "
+                "uploaded_by, created_at, updated_at) VALUES (1, 1, 'cxr', 'CR', 'x', "
+                f"1, 'image/png', '{QUESTION}', 'tr', 'received', 0, 1, '2026-01-01', "
+                "'2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO triage_requests (id, user_id, complaint, result, urgent, "
+                "model_hash, created_at) VALUES (1, 1, x'00', :r, 0, 'h', "
+                "'2026-01-01')"
+            ),
+            {"r": json.dumps({"red_flags": [{"evidence": COMPLAINT}]})},
+        )
     migrate(command.upgrade, "head")
     with engine.begin() as conn:
-        raw = [str(v) for row in conn.execute(text(
-            "SELECT p.ref, p.ref_sealed, s.clinical_question, t.result FROM patients p, "
-            "studies s, triage_requests t")).all() for v in row]
+        raw = [
+            str(v)
+            for row in conn.execute(
+                text(
+                    "SELECT p.ref, p.ref_sealed, s.clinical_question, t.result FROM patients p, "
+                    "studies s, triage_requests t"
+                )
+            ).all()
+            for v in row
+        ]
     assert not any(m in v for v in raw for m in MARKERS)
     db = Database(url)
     with db.session() as s:

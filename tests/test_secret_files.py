@@ -36,14 +36,20 @@ def _file(tmp_path: Path, name: str, content: str) -> Path:
 
 def test_each_secret_reads_from_its_file(tmp_path, clean_env):
     new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    values = {"database_url": "postgresql+psycopg://medai:s3cret@db/medai",
-              "broker_url": "redis://:s3cret@redis:6379/0", "llm_api_key": "sk-test-1",
-              "gemini_api_key": "g-test-2"}
+    values = {
+        "database_url": "postgresql+psycopg://medai:s3cret@db/medai",
+        "broker_url": "redis://:s3cret@redis:6379/0",
+        "llm_api_key": "sk-test-1",
+        "gemini_api_key": "g-test-2",
+    }
     for name, value in values.items():
-        clean_env.setenv(f"MEDAI_{name.upper()}_FILE",
-                         str(_file(tmp_path, name, value + "\n")))  # a final newline, as editors
-    clean_env.setenv("MEDAI_SECRET_KEYS_FILE", str(_file(
-        tmp_path, "keys", f"# rotated 2026-11-26: newest first\n{new}\n\n  {old}  \n")))
+        clean_env.setenv(
+            f"MEDAI_{name.upper()}_FILE", str(_file(tmp_path, name, value + "\n"))
+        )  # a final newline, as editors
+    clean_env.setenv(
+        "MEDAI_SECRET_KEYS_FILE",
+        str(_file(tmp_path, "keys", f"# rotated 2026-11-26: newest first\n{new}\n\n  {old}  \n")),
+    )
     settings = Settings()
     assert {name: getattr(settings, name) for name in values} == values
     assert settings.secret_keys == [new, old]
@@ -70,8 +76,11 @@ def test_the_key_file_is_the_key_list_the_platform_uses(tmp_path, clean_env):
 
 @pytest.mark.parametrize("name", SECRET_FILES)
 def test_a_value_given_both_ways_is_refused(tmp_path, clean_env, name):
-    value = json.dumps([Fernet.generate_key().decode()]) if name == "secret_keys" \
+    value = (
+        json.dumps([Fernet.generate_key().decode()])
+        if name == "secret_keys"
         else "top-secret-value"
+    )
     clean_env.setenv(f"MEDAI_{name.upper()}", value)
     clean_env.setenv(f"MEDAI_{name.upper()}_FILE", str(_file(tmp_path, "f", "other\n")))
     with pytest.raises(ValidationError) as refused:
@@ -81,12 +90,15 @@ def test_a_value_given_both_ways_is_refused(tmp_path, clean_env, name):
     assert value not in message and "top-secret" not in message
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    (None, "cannot be read (No such file or directory)"),
-    ("dir", "cannot be read (Is a directory)"),
-    ("", "the file is empty"),
-    ("\n  \n", "the file is empty"),
-])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "cannot be read (No such file or directory)"),
+        ("dir", "cannot be read (Is a directory)"),
+        ("", "the file is empty"),
+        ("\n  \n", "the file is empty"),
+    ],
+)
 def test_a_file_that_gives_nothing_is_named(tmp_path, clean_env, content, reason):
     path = tmp_path / "url"
     if content == "dir":
@@ -101,8 +113,10 @@ def test_a_file_that_gives_nothing_is_named(tmp_path, clean_env, content, reason
 
 def test_a_key_file_names_the_line_that_is_not_a_key_never_the_line(tmp_path, clean_env):
     good = Fernet.generate_key().decode()
-    clean_env.setenv("MEDAI_SECRET_KEYS_FILE", str(_file(
-        tmp_path, "keys", f"{good}\n# a comment\nhunter2-not-a-key\n")))
+    clean_env.setenv(
+        "MEDAI_SECRET_KEYS_FILE",
+        str(_file(tmp_path, "keys", f"{good}\n# a comment\nhunter2-not-a-key\n")),
+    )
     with pytest.raises(ValidationError) as refused:
         Settings()
     message = str(refused.value)
@@ -127,13 +141,34 @@ def test_the_cli_runs_on_a_database_url_from_a_file(tmp_path):
     url_file = _file(tmp_path, "db-url", f"sqlite:///{tmp_path / 'site.db'}\n")
     env = {k: v for k, v in os.environ.items() if k != "MEDAI_DATABASE_URL"}
     env.update(MEDAI_HOME=str(tmp_path / "home"), MEDAI_DATABASE_URL_FILE=str(url_file))
-    add = subprocess.run([sys.executable, "-m", "medai.cli", "users", "add", "admin", "--role",
-                          "admin", "--password-stdin", "--json"], input="correct-horse-1\n",
-                         capture_output=True, text=True, env=env, timeout=120)
+    add = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medai.cli",
+            "users",
+            "add",
+            "admin",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--json",
+        ],
+        input="correct-horse-1\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert add.returncode == 0, add.stderr
     assert (tmp_path / "site.db").is_file() and not (tmp_path / "home" / "medai.db").exists()
-    bad = subprocess.run([sys.executable, "-m", "medai.cli", "users", "list"],
-                         capture_output=True, text=True, timeout=120,
-                         env={**env, "MEDAI_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
-    assert bad.returncode != 0 and "both MEDAI_DATABASE_URL and MEDAI_DATABASE_URL_FILE" \
-        in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "medai.cli", "users", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "MEDAI_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"},
+    )
+    assert (
+        bad.returncode != 0 and "both MEDAI_DATABASE_URL and MEDAI_DATABASE_URL_FILE" in bad.stderr
+    )

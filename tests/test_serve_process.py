@@ -30,8 +30,12 @@ def server(tmp_path_factory):
 def test_serve_answers_triage_requests(server):
     base, _ = server
     headers = http_login(base, "clin")
-    r = httpx.post(f"{base}/api/v1/triage", json={"text": "Boğazım ve kulağım ağrıyor"},
-                   headers=headers, timeout=30)
+    r = httpx.post(
+        f"{base}/api/v1/triage",
+        json={"text": "Boğazım ve kulağım ağrıyor"},
+        headers=headers,
+        timeout=30,
+    )
     assert r.status_code == 200
     assert r.json()["departments"][0]["id"] == "ent"
     assert "server" not in r.headers
@@ -47,8 +51,10 @@ def test_a_streamed_body_is_cut_off_at_its_limit(server):
     _, port = server
     sent, response = 0, b""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /api/v1/triage HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(
+            b"POST /api/v1/triage HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         chunk = b" " * 16_384
         framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         while sent < 20_000_000:
@@ -80,9 +86,12 @@ def test_a_killed_worker_is_replaced(server):
     import psutil
 
     base, port = server
-    supervisor = next(p for p in psutil.process_iter(["cmdline"])
-                      if "serve" in (p.info["cmdline"] or []) and str(port) in
-                      (p.info["cmdline"] or []))
+    supervisor = next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "serve" in (p.info["cmdline"] or []) and str(port) in (p.info["cmdline"] or [])
+    )
+
     def workers() -> set[int]:
         found = set()
         for child in supervisor.children():
@@ -122,11 +131,18 @@ def test_serve_names_a_database_folder_that_does_not_exist(tmp_path):
     import sys
 
     missing = tmp_path / "no" / "such" / "folder"
-    env = {**os.environ, "MEDAI_HOME": str(tmp_path / "home"),
-           "MEDAI_DATABASE_URL": f"sqlite:///{missing / 'medai.db'}"}
-    run = subprocess.run([sys.executable, "-m", "medai.cli", "serve", "--port",
-                          str(free_port())], env=env, capture_output=True, text=True,
-                         timeout=120)
+    env = {
+        **os.environ,
+        "MEDAI_HOME": str(tmp_path / "home"),
+        "MEDAI_DATABASE_URL": f"sqlite:///{missing / 'medai.db'}",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "medai.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2, run.stderr[-2000:]
     assert str(missing) in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) <= 3, run.stderr

@@ -14,14 +14,16 @@ PATIENT = "Adım Ayşe Yılmaz TC 12345678901 tel 05321234567 göğsüm çok ağ
 
 @pytest.fixture(scope="module")
 def client(tfidf_model_dir, tmp_path_factory):
-    with signed_in(tmp_path_factory.mktemp("server"), "clinician",
-                   triage_model=str(tfidf_model_dir)) as (_app, c):
+    with signed_in(
+        tmp_path_factory.mktemp("server"), "clinician", triage_model=str(tfidf_model_dir)
+    ) as (_app, c):
         yield c
 
 
 def test_triage_endpoint(client):
-    r = client.post("/api/v1/triage", json={"text": "Yüzümde sivilce ve akne var, kaşıntı da var",
-                                            "top_k": 2})
+    r = client.post(
+        "/api/v1/triage", json={"text": "Yüzümde sivilce ve akne var, kaşıntı da var", "top_k": 2}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ai_suggestion" and body["schema_version"] == "1"
@@ -42,18 +44,32 @@ def test_triage_endpoint_red_flag(client):
 
 
 def test_triage_endpoint_history_note_is_not_urgent(client):
-    r = client.post("/api/v1/triage", json={
-        "text": "3 yıl önce felç geçirdim, şimdi fizik tedavi görüyorum, bel ağrım var"})
+    r = client.post(
+        "/api/v1/triage",
+        json={"text": "3 yıl önce felç geçirdim, şimdi fizik tedavi görüyorum, bel ağrım var"},
+    )
     body = r.json()
     assert r.status_code == 200 and body["urgent"] is False
     assert [h["id"] for h in body["red_flag_history"]] == ["stroke"]
 
 
-@pytest.mark.parametrize("payload", [
-    {"text": ""}, {"text": "   "}, {"text": "a" * 5001}, {"text": "\x00\x01"}, {}, {"text": 5},
-    {"text": "kulak", "top_k": 0}, {"text": "kulak", "top_k": True},
-    {"text": "kulak", "min_confidence": False}, {"text": "kulak", "min_confidence": "0.5"},
-    {"text": "kulak", "min_confidence": 1.5}, {"text": "kulak", "unknown_field": 1}])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"text": ""},
+        {"text": "   "},
+        {"text": "a" * 5001},
+        {"text": "\x00\x01"},
+        {},
+        {"text": 5},
+        {"text": "kulak", "top_k": 0},
+        {"text": "kulak", "top_k": True},
+        {"text": "kulak", "min_confidence": False},
+        {"text": "kulak", "min_confidence": "0.5"},
+        {"text": "kulak", "min_confidence": 1.5},
+        {"text": "kulak", "unknown_field": 1},
+    ],
+)
 def test_bad_requests_get_422_with_one_error_shape(client, payload):
     r = client.post("/api/v1/triage", json=payload)
     assert r.status_code == 422, r.text
@@ -62,17 +78,25 @@ def test_bad_requests_get_422_with_one_error_shape(client, payload):
     assert all({"loc", "msg", "type"} <= set(e) for e in body.get("errors") or [])
 
 
-@pytest.mark.parametrize("raw", ['{"text": "kulak", "min_confidence": NaN}',
-                                 '{"text": "kulak", "min_confidence": Infinity}',
-                                 '{"text": "kulak", "min_confidence": -Infinity}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"text": "kulak", "min_confidence": NaN}',
+        '{"text": "kulak", "min_confidence": Infinity}',
+        '{"text": "kulak", "min_confidence": -Infinity}',
+    ],
+)
 def test_nan_and_infinity_are_refused(client, raw):
     r = client.post("/api/v1/triage", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422
 
 
 def test_non_utf8_and_deeply_nested_bodies_are_4xx(client):
-    r = client.post("/api/v1/triage", content='{"text": "kulağım"}'.encode("iso-8859-9"),
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/api/v1/triage",
+        content='{"text": "kulağım"}'.encode("iso-8859-9"),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code in (400, 422)
     deep = '{"text": "kulak", "x": ' + "[" * 5000 + "]" * 5000 + "}"
     r = client.post("/api/v1/triage", content=deep, headers={"content-type": "application/json"})
@@ -99,8 +123,10 @@ def test_body_limits_are_enforced_before_reading(client):
     def chunks():  # no Content-Length: counted while streaming (see test_serve_process for
         for _ in range(64):  # a real socket that shows the server stops reading)
             yield b" " * 16_384
-    r = client.post("/api/v1/triage", content=chunks(),
-                    headers={"content-type": "application/json"})
+
+    r = client.post(
+        "/api/v1/triage", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
 
 
@@ -143,7 +169,8 @@ def test_readiness_reports_every_model(client):
 
 
 def test_readiness_names_the_red_flag_engine_and_an_unsealed_one_is_not_ready(
-        client, tfidf_model_dir, tmp_path, monkeypatch):
+    client, tfidf_model_dir, tmp_path, monkeypatch
+):
     """Issue 27: hospital IT sees which engine reads every complaint; an engine folder that
     was never sealed makes triage not ready (503 with a code), never triage without flags."""
     from medai.settings import get_settings
@@ -158,8 +185,10 @@ def test_readiness_names_the_red_flag_engine_and_an_unsealed_one_is_not_ready(
     get_settings.cache_clear()
     monkeypatch.setattr(engine_module, "_DEFAULT", {})
     try:
-        with signed_in(tmp_path / "home", "clinician",
-                       triage_model=str(tfidf_model_dir)) as (_app, c):
+        with signed_in(tmp_path / "home", "clinician", triage_model=str(tfidf_model_dir)) as (
+            _app,
+            c,
+        ):
             r = c.get("/api/v1/health/ready")
             assert r.status_code == 503 and r.json()["models"]["triage"]["ready"] is False
             assert "seal-red-flags" in r.json()["models"]["triage"]["error"]
@@ -185,8 +214,12 @@ def test_readiness_shows_no_filesystem_path_but_to_an_admin(tmp_path, tfidf_mode
     one's in its error). Anyone but an admin reads names, versions and hashes only."""
     import re
 
-    with signed_in(tmp_path / "home", "admin", triage_model=str(tfidf_model_dir),
-                   cxr_model=str(tmp_path / "nowhere" / "nope")) as (_app, c):
+    with signed_in(
+        tmp_path / "home",
+        "admin",
+        triage_model=str(tfidf_model_dir),
+        cxr_model=str(tmp_path / "nowhere" / "nope"),
+    ) as (_app, c):
         admin = c.get("/api/v1/health").json()["models"]
         assert admin["triage"]["path"].startswith("/") and str(tmp_path) in admin["cxr"]["error"]
         del c.headers["Authorization"]
@@ -217,6 +250,7 @@ def test_a_full_inference_queue_answers_503_with_retry_after(tfidf_model_dir, tm
                     pass
         async with lane.slot():  # free again
             return True
+
     assert asyncio.run(scenario())
     with signed_in(tmp_path / "home", triage_model=str(tfidf_model_dir)) as (app, c):
         app.state.triage_lane = lane
@@ -224,7 +258,9 @@ def test_a_full_inference_queue_answers_503_with_retry_after(tfidf_model_dir, tm
         async def busy():
             async with lane.slot():
                 return await asyncio.to_thread(
-                    c.post, "/api/v1/triage", json={"text": "kulağım ağrıyor"})
+                    c.post, "/api/v1/triage", json={"text": "kulağım ağrıyor"}
+                )
+
         r = asyncio.run(busy())
     assert r.status_code == 503 and r.json()["code"] == "overloaded"
     assert int(r.headers["retry-after"]) >= 1

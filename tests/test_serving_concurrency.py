@@ -7,22 +7,24 @@ import numpy as np
 import pytest
 
 from conftest import gray_png, make_imaging_model_dir
-from medai.core import registry
+from medai.core import model_dir
 from medai.imaging.explain import gradcam
 from medai.imaging.io import load_image
 
 
 def _hooks(model) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               for m in model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )
 
 
 @pytest.fixture(scope="module", params=["efficientnet-lite0", "densenet121"])
 def predictor_and_images(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
-    model_dir = make_imaging_model_dir(root / "model", request.param)
+    directory = make_imaging_model_dir(root / "model", request.param)
     images = [load_image(gray_png(root / f"{i}.png", i)).pixels for i in range(12)]
-    return registry.load(model_dir, runtime="torch"), images
+    return model_dir.load(directory, runtime="torch"), images
 
 
 def test_concurrent_features_equal_serial(predictor_and_images):
@@ -56,7 +58,7 @@ def test_gradcam_matches_a_reference_computed_by_hand(predictor_and_images):
     """The hook-free Grad-CAM is Grad-CAM: ReLU of the gradient-weighted activation sum."""
     import torch
 
-    from medai.imaging.models import to_tensor
+    from medai.imaging.networks import to_tensor
 
     predictor, images = predictor_and_images
     model, size = predictor.torch_model, predictor.cfg.image_size
@@ -80,11 +82,17 @@ def test_gradcam_matches_a_reference_computed_by_hand(predictor_and_images):
 def test_concurrent_triage_equals_serial(tfidf_model_dir):
     from medai.services.triage import triage
 
-    predictor = registry.load(tfidf_model_dir)
-    texts = ["Yüzümde sivilce ve akne var", "kulağım çınlıyor ve ağrıyor",
-             "babamın yüzü bir tarafa kaydı, konuşamıyor", "belim ağrıyor, bacağıma vuruyor",
-             "intihar etmeyi düşünüyorum", "3 yıl önce felç geçirdim, şimdi iyiyim",
-             "göğsüm sıkışıyor, sol koluma yayılıyor, terliyorum", "burnum tıkalı"] * 3
+    predictor = model_dir.load(tfidf_model_dir)
+    texts = [
+        "Yüzümde sivilce ve akne var",
+        "kulağım çınlıyor ve ağrıyor",
+        "babamın yüzü bir tarafa kaydı, konuşamıyor",
+        "belim ağrıyor, bacağıma vuruyor",
+        "intihar etmeyi düşünüyorum",
+        "3 yıl önce felç geçirdim, şimdi iyiyim",
+        "göğsüm sıkışıyor, sol koluma yayılıyor, terliyorum",
+        "burnum tıkalı",
+    ] * 3
     serial = [triage(predictor, t).to_dict() for t in texts]
     with ThreadPoolExecutor(8) as pool:
         parallel = [r.to_dict() for r in pool.map(lambda t: triage(predictor, t), texts)]

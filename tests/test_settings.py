@@ -18,22 +18,22 @@ def test_home_moves_the_models_and_cache_folders(monkeypatch, tmp_path):
 def test_models_dir_is_searched_by_the_registry(monkeypatch, tmp_path, tfidf_model_dir):
     import shutil
 
-    from medai.core import registry
+    from medai.core import model_dir
 
     shutil.copytree(tfidf_model_dir, tmp_path / "models" / "mine")
     monkeypatch.setenv("MEDAI_MODELS_DIR", str(tmp_path / "models"))
     get_settings.cache_clear()
     try:
-        assert registry.resolve_model("mine", "triage") == tmp_path / "models" / "mine"
+        assert model_dir.resolve_model("mine", "triage") == tmp_path / "models" / "mine"
     finally:
         get_settings.cache_clear()
 
 
 def test_triage_min_confidence_setting_is_applied(monkeypatch, tfidf_model_dir):
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.services.triage import triage
 
-    predictor = registry.load(tfidf_model_dir)
+    predictor = model_dir.load(tfidf_model_dir)
     text = "Yüzümde sivilce ve akne var"
     assert triage(predictor, text).min_confidence == predictor.min_confidence
     monkeypatch.setenv("MEDAI_TRIAGE_MIN_CONFIDENCE", "1.0")

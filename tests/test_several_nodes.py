@@ -21,8 +21,7 @@ from platform_helpers import png_bytes, postgres_database
 
 def _waiting_for_a_lock(engine) -> bool:
     with engine.connect() as conn:
-        return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
-                    .scalar())
+        return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar())
 
 
 def _poll(check, timeout: float = 60.0) -> None:
@@ -35,14 +34,15 @@ def _poll(check, timeout: float = 60.0) -> None:
 
 
 def test_a_sibling_registering_the_same_model_at_the_same_moment_is_read_not_fatal(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """serve, worker and DICOM node of two nodes start at once on a fresh PostgreSQL: each
     finds no registered model and inserts the bundled one; all but one insert fail on the
     unique (task, content hash). That failure must make the process read the winner's row,
     not crash at start (a failed PostgreSQL transaction cannot be committed)."""
-    from medai.core import registry as model_dirs
+    from medai.core import model_dir as model_dirs
     from medai.platform.context import Platform
-    from medai.platform.lifecycle import registry, serving
+    from medai.platform.lifecycle import model_registry, serving
     from medai.settings import get_settings
 
     monkeypatch.setenv("MEDAI_HOME", str(tmp_path))
@@ -50,23 +50,31 @@ def test_a_sibling_registering_the_same_model_at_the_same_moment_is_read_not_fat
     with postgres_database() as url:
         p = Platform.from_settings(url, home=tmp_path, adopt_models=False)
         configured = model_dirs.bundled_models_dir() / "triage-default"
-        real_store = registry.storage.store
+        real_store = model_registry.storage.store
         raced = []
 
         def store(*args, **kwargs):  # after the look-ups, before the insert: the sibling wins
             if not raced:
                 raced.append(True)
                 with p.db.session() as other:
-                    registry.register(other, p.home, configured, serving.SYSTEM, task="triage",
-                                      source="bundled", state="active", reason="sibling")
+                    model_registry.register(
+                        other,
+                        p.home,
+                        configured,
+                        serving.SYSTEM,
+                        task="triage",
+                        source="bundled",
+                        state="active",
+                        reason="sibling",
+                    )
             return real_store(*args, **kwargs)
 
-        monkeypatch.setattr(registry.storage, "store", store)
+        monkeypatch.setattr(model_registry.storage, "store", store)
         try:
             row = serving._adopt_task(p, "triage", configured)
             assert raced and row is not None and row.state == "active"
             with p.db.session() as db:
-                assert len(registry.listing(db, task="triage")) == 1
+                assert len(model_registry.listing(db, task="triage")) == 1
         finally:
             p.db.dispose()
 
@@ -75,22 +83,24 @@ def test_two_nodes_making_a_display_rendition_at_once_agree_on_one(tmp_path):
     """Node A is storing its rendition of a study (its row locked, not yet committed) when
     node B makes one too: B waits for A's and returns it, instead of overwriting it."""
     from medai.platform import accounts, analysis, studies
+    from medai.platform.blobs import BlobStore
     from medai.platform.crypto import BlobCipher
     from medai.platform.db import Database
-    from medai.platform.storage import BlobStore
     from medai.platform.tables import Study
 
     with postgres_database() as url:
         db = Database(url)
         db.upgrade()
-        p = SimpleNamespace(db=db, store=BlobStore(tmp_path / "blobs",
-                                                   BlobCipher([Fernet.generate_key().decode()])))
+        p = SimpleNamespace(
+            db=db, store=BlobStore(tmp_path / "blobs", BlobCipher([Fernet.generate_key().decode()]))
+        )
         try:
             with db.session() as s:
                 user = accounts.create_user(s, "uploader", "correct-horse-1", "radiologist")
                 sha = p.store.put_bytes(png_bytes(1))
-                study, _ = studies.create(s, user, sha=sha, size=1, content_type="image/png",
-                                          task="cxr")
+                study, _ = studies.create(
+                    s, user, sha=sha, size=1, content_type="image/png", task="cxr"
+                )
                 sid = study.id
             first = p.store.put_bytes(png_bytes(2))
             got: list[str] = []
@@ -98,8 +108,9 @@ def test_two_nodes_making_a_display_rendition_at_once_agree_on_one(tmp_path):
                 row = node_a.get(Study, sid, with_for_update=True)
                 row.display_sha256 = first
                 node_a.flush()
-                node_b = threading.Thread(target=lambda: got.append(
-                    analysis.keep_display(p, sid, png_bytes(3))))
+                node_b = threading.Thread(
+                    target=lambda: got.append(analysis.keep_display(p, sid, png_bytes(3)))
+                )
                 node_b.start()
                 _poll(lambda: _waiting_for_a_lock(db.engine))
             node_b.join(60)
@@ -133,11 +144,10 @@ def test_the_generated_key_is_synced_before_it_gets_its_name(tmp_path, monkeypat
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".secret-")]
 
 
-def test_a_registered_model_copy_is_synced_before_it_is_renamed_into_place(tmp_path,
-                                                                          monkeypatch):
-    from medai.core import registry as model_dirs
+def test_a_registered_model_copy_is_synced_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    from medai.core import model_dir as model_dirs
     from medai.core.results import directory_hash
-    from medai.platform.lifecycle import storage
+    from medai.platform.lifecycle import model_store
 
     source = model_dirs.bundled_models_dir() / "triage-extended"
     files = sum(1 for p in source.rglob("*") if p.is_file())
@@ -155,11 +165,11 @@ def test_a_registered_model_copy_is_synced_before_it_is_renamed_into_place(tmp_p
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     content_hash = directory_hash(source)
-    relative = storage.store(tmp_path, source, content_hash, "triage-extended")
+    relative = model_store.store(tmp_path, source, content_hash, "triage-extended")
     assert directory_hash(tmp_path / relative) == content_hash
     placed = calls.index("replace")
     assert calls[:placed].count("fsync-file") == files and "fsync-dir" in calls[:placed]
-    assert calls[placed + 1:] == ["fsync-dir"]
+    assert calls[placed + 1 :] == ["fsync-dir"]
 
 
 @pytest.fixture(autouse=True)
@@ -187,11 +197,13 @@ def test_workers_on_two_nodes_checking_a_model_at_once_raise_one_alert(monkeypat
         real_record = monitoring.audit.record
 
         def conditions(_db, task, model_hash):
-            return ({("psi", "mean_intensity"): {"value": 0.9, "threshold": 0.25}},
-                    {"window_n": 50})
+            return (
+                {("psi", "mean_intensity"): {"value": 0.9, "threshold": 0.25}},
+                {"window_n": 50},
+            )
 
         def record(*args, **kwargs):  # the first checker holds here: its alert inserted,
-            if not inside.is_set():   # not committed, while the second checker runs
+            if not inside.is_set():  # not committed, while the second checker runs
                 inside.set()
                 go.wait(60)
             return real_record(*args, **kwargs)
@@ -217,8 +229,7 @@ def test_workers_on_two_nodes_checking_a_model_at_once_raise_one_alert(monkeypat
             db.dispose()
 
 
-def test_the_sweeper_republishes_a_dead_workers_job_ahead_of_the_backlog(tmp_path,
-                                                                        monkeypatch):
+def test_the_sweeper_republishes_a_dead_workers_job_ahead_of_the_backlog(tmp_path, monkeypatch):
     """A node dies while its worker holds a job: after the lease, any serve replica's sweeper
     publishes it again as urgent (measured before: a plain republish waited behind the whole
     backlog, 90 s in the two-node run, instead of about a lease); jobs under a live lease are
@@ -235,15 +246,21 @@ def test_the_sweeper_republishes_a_dead_workers_job_ahead_of_the_backlog(tmp_pat
     p = SimpleNamespace(db=db)
     with db.session() as s:
         user = accounts.create_user(s, "uploader", "correct-horse-1", "radiologist")
-        jobs = [studies.create(s, user, sha=f"{i:064x}", size=1, content_type="image/png",
-                               task="cxr")[1].id for i in range(3)]
+        jobs = [
+            studies.create(s, user, sha=f"{i:064x}", size=1, content_type="image/png", task="cxr")[
+                1
+            ].id
+            for i in range(3)
+        ]
         dead, alive, queued = (s.get(Job, j) for j in jobs)
         dead.status, dead.lease_until = "running", utcnow() - timedelta(seconds=1)
         alive.status, alive.lease_until = "running", utcnow() + timedelta(seconds=60)
     sent: list[tuple[int, bool]] = []
-    monkeypatch.setattr(queue, "publish",
-                        lambda broker, study_id, job_id, urgent, queue="cpu":
-                        sent.append((job_id, urgent)))
+    monkeypatch.setattr(
+        queue,
+        "publish",
+        lambda broker, study_id, job_id, urgent, queue="cpu": sent.append((job_id, urgent)),
+    )
     try:
         assert sorted(sweep_once(p, "redis://unused")) == sorted([dead.id, queued.id])
         assert sorted(sent) == sorted([(dead.id, True), (queued.id, False)])

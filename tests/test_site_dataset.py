@@ -23,9 +23,15 @@ pytestmark = pytest.mark.slow
 
 def _sign(client, rad, sid: int, labels: dict | None, text: str) -> None:
     version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
-    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json={
-        "version": version, "labels": labels,
-        "sections": {"findings": text, "impression": text}})
+    r = client.post(
+        f"/api/v1/studies/{sid}/report/sign",
+        headers=rad,
+        json={
+            "version": version,
+            "labels": labels,
+            "sections": {"findings": text, "impression": text},
+        },
+    )
     assert r.status_code == 200, r.text
 
 
@@ -35,13 +41,15 @@ def _sign(client, rad, sid: int, labels: dict | None, text: str) -> None:
 SITE_KEY = "bWVkYWktc2l0ZS1kYXRhc2V0LXRlc3Qta2V5LTAwMDE="
 
 
-def test_ten_signatures_become_a_training_set_and_a_candidate(tmp_path, tfidf_model_dir,
-                                                              urgent_cxr_dir,  # noqa: F811
-                                                              monkeypatch):
+def test_ten_signatures_become_a_training_set_and_a_candidate(
+    tmp_path,
+    tfidf_model_dir,
+    urgent_cxr_dir,  # noqa: F811
+    monkeypatch,
+):
     monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([SITE_KEY]))
     home = tmp_path / "home"
-    with clinic("sqlite", home, tfidf_model_dir, urgent_cxr_dir, job_threads=1) as (app,
-                                                                                    client):
+    with clinic("sqlite", home, tfidf_model_dir, urgent_cxr_dir, job_threads=1) as (app, client):
         rad = bearer(client, "rad1")
         ids = []
         for seed in range(10):
@@ -56,18 +64,15 @@ def test_ten_signatures_become_a_training_set_and_a_candidate(tmp_path, tfidf_mo
             wait_status(client, rad, sid, {"ai_drafted"})
         # the model calls pneumothorax on every film; the radiologist rejects it on the
         # first, confirms it on five, and reports effusion instead on four
-        _sign(client, rad, ids[0], {"Pneumothorax": False},
-              "Akciğerler normal görünümdedir.")
+        _sign(client, rad, ids[0], {"Pneumothorax": False}, "Akciğerler normal görünümdedir.")
         for sid in ids[1:6]:
             _sign(client, rad, sid, {"Pneumothorax": True}, "Sağ apikal pnömotoraks izlendi.")
         for sid in ids[6:]:
-            _sign(client, rad, sid, None, "Sol plevral efüzyon izlenmektedir. "
-                                          "Pnömotoraks yoktur.")
+            _sign(client, rad, sid, None, "Sol plevral efüzyon izlenmektedir. Pnömotoraks yoktur.")
 
         from medai.platform.lifecycle import dataset
 
-        sheet = dataset.export(app.state.platform, "cxr", tmp_path / "export",
-                               deidentify=True)
+        sheet = dataset.export(app.state.platform, "cxr", tmp_path / "export", deidentify=True)
     assert sheet["studies"] == 10 and sorted(sheet["study_ids"]) == sorted(ids)
     assert sheet["label_counts"] == {"Effusion": 4, "No Finding": 1, "Pneumothorax": 5}
     assert sheet["label_sources"]["rejected"] == 1 and sheet["deidentified"]
@@ -85,20 +90,42 @@ def test_ten_signatures_become_a_training_set_and_a_candidate(tmp_path, tfidf_mo
     ds = load_dataset(tmp_path / "export" / "manifest.csv", "cxr")
     assert len(ds.records) == 10 and not ds.skipped  # exactly what imaging train reads
 
-    env = {**os.environ, "MEDAI_HOME": str(home),
-           "MEDAI_DATABASE_URL": f"sqlite:///{home / 'medai.db'}", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "MEDAI_HOME": str(home),
+        "MEDAI_DATABASE_URL": f"sqlite:///{home / 'medai.db'}",
+        "OMP_NUM_THREADS": "1",
+    }
 
     def cli(*args: str, code: int = 0) -> dict:
-        r = subprocess.run([sys.executable, "-m", "medai.cli", *args, "--json"], env=env,
-                           capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            [sys.executable, "-m", "medai.cli", *args, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert r.returncode == code, r.stdout[-2000:] + r.stderr[-3000:]
         return json.loads(r.stdout)
 
-    refused = cli("dataset", "export", "--task", "cxr", "--out", str(tmp_path / "export"),
-                  code=2)
+    refused = cli("dataset", "export", "--task", "cxr", "--out", str(tmp_path / "export"), code=2)
     assert "not empty" in refused["error"]
-    out = cli("models", "retrain", "--task", "cxr", "--work", str(tmp_path / "retrain"),
-              "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--min-studies", "5")
+    out = cli(
+        "models",
+        "retrain",
+        "--task",
+        "cxr",
+        "--work",
+        str(tmp_path / "retrain"),
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--min-studies",
+        "5",
+    )
     model = out["model"]
     assert model["state"] == "candidate" and model["task"] == "cxr"
     shown = cli("models", "show", str(model["id"]))

@@ -25,7 +25,7 @@ def _model(directory: Path, threshold: float, nudge: float = 0.0) -> Path:
     card's version is the directory's name (a name and version name one set of files)."""
     from safetensors.torch import load_file, save_file
 
-    from medai.core.registry import reseal
+    from medai.core.model_dir import reseal
 
     make_imaging_model_dir(directory, labels=LABELS, seed=0)
     if nudge:
@@ -59,14 +59,26 @@ def _signed_site(tmp_path, monkeypatch, tfidf_model_dir, n: int):
             user = db.scalar(select(User))
             for i in range(n):
                 sha = p.store.put_bytes(png_bytes(100 + i))
-                study, _ = studies.create(db, user, sha=sha, size=1,
-                                          content_type="image/png", task="cxr")
+                study, _ = studies.create(
+                    db, user, sha=sha, size=1, content_type="image/png", task="cxr"
+                )
                 db.flush()
-                for label, present in (("Pneumothorax", i % 2 == 0), ("Effusion", i % 3 == 0),
-                                       ("No Finding", i % 2 == 1 and i % 3 != 0)):
-                    db.add(StudyLabel(study_id=study.id, report_version=2, label=label,
-                                      present=present, ai_positive=True, source="text",
-                                      decided_by=user.id))
+                for label, present in (
+                    ("Pneumothorax", i % 2 == 0),
+                    ("Effusion", i % 3 == 0),
+                    ("No Finding", i % 2 == 1 and i % 3 != 0),
+                ):
+                    db.add(
+                        StudyLabel(
+                            study_id=study.id,
+                            report_version=2,
+                            label=label,
+                            present=present,
+                            ai_positive=True,
+                            source="text",
+                            decided_by=user.id,
+                        )
+                    )
         yield p, tmp_path
 
 
@@ -84,26 +96,26 @@ def small_site(tmp_path, monkeypatch, tfidf_model_dir):
 
 def _register(p, directory: Path) -> int:
     from medai.platform.audit import Actor
-    from medai.platform.lifecycle import registry
+    from medai.platform.lifecycle import model_registry
 
     with p.db.session() as db:
-        return registry.register(db, p.home, directory, Actor("ml"))[0].id
+        return model_registry.register(db, p.home, directory, Actor("ml"))[0].id
 
 
 def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted(site):
     from medai.platform.audit import Actor
-    from medai.platform.lifecycle import registry, site_sets, validation
+    from medai.platform.lifecycle import model_registry, site_sets, validation
 
     p, tmp = site
     blind = _register(p, _model(tmp / "blind", 1.0, nudge=1e-3))  # decides nothing
-    with p.db.session() as db, pytest.raises(registry.PromotionRefused) as refused:
-        registry.promote(db, blind, Actor("admin"), "try")
+    with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
+        model_registry.promote(db, blind, Actor("admin"), "try")
     assert refused.value.code == "no_site_set"
     with p.db.session() as db:
         frozen = site_sets.build(db, "cxr", "admin")
         assert validation.MIN_STUDIES <= len(frozen.studies) <= 50 and frozen.version == 1
-    with p.db.session() as db, pytest.raises(registry.PromotionRefused) as refused:
-        registry.promote(db, blind, Actor("admin"), "try")
+    with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
+        model_registry.promote(db, blind, Actor("admin"), "try")
     assert refused.value.code == "not_validated"
 
     v = validation.validate(p, blind, "admin", n_boot=100)
@@ -112,8 +124,8 @@ def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted
     label = v.metrics["labels"]["Pneumothorax"]
     assert label["candidate"]["sensitivity"][0] == 0.0 and label["active"]["sensitivity"][0] == 1.0
     assert label["positives"] > 0 and label["candidate"]["auroc"] is not None
-    with p.db.session() as db, pytest.raises(registry.PromotionRefused) as refused:
-        registry.promote(db, blind, Actor("admin"), "try")
+    with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
+        model_registry.promote(db, blind, Actor("admin"), "try")
     assert refused.value.code == "not_non_inferior"
     assert v.metrics["outcome"] == "not_non_inferior" and "inconclusive" not in v.metrics
 
@@ -121,8 +133,8 @@ def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted
     v = validation.validate(p, twin, "admin", n_boot=100)
     assert v.passed and v.metrics["outcome"] == "passed", v.metrics["summary"]
     with p.db.session() as db:
-        registry.promote(db, twin, Actor("admin"), "validated on the site set")
-        assert registry.active(db, "cxr").id == twin
+        model_registry.promote(db, twin, Actor("admin"), "validated on the site set")
+        assert model_registry.active(db, "cxr").id == twin
 
 
 def test_a_frozen_site_set_keeps_the_labels_it_was_built_with(site):
@@ -135,9 +147,17 @@ def test_a_frozen_site_set_keeps_the_labels_it_was_built_with(site):
         first = frozen.studies[0]
         user = db.scalar(select(User))
         for label, present in first["labels"].items():  # an amendment flips every label
-            db.add(StudyLabel(study_id=first["study_id"], report_version=4, label=label,
-                              present=not present, ai_positive=True, source="text",
-                              decided_by=user.id))
+            db.add(
+                StudyLabel(
+                    study_id=first["study_id"],
+                    report_version=4,
+                    label=label,
+                    present=not present,
+                    ai_positive=True,
+                    source="text",
+                    decided_by=user.id,
+                )
+            )
     with p.db.session() as db:
         again = site_sets.latest(db, "cxr")
         assert again.studies[0] == first  # v1 as frozen
@@ -161,7 +181,7 @@ def test_a_validated_model_is_monitored_against_its_site_set_outputs(site):
     v = validation.validate(p, twin, "admin", n_boot=50)
     kept = validation.as_dict(v)
     assert kept["monitor_reference_n"] >= 10 and "monitor_reference" not in kept["metrics"]
-    predictor = __import__("medai.core.registry", fromlist=["load"]).load(tmp / "twin")
+    predictor = __import__("medai.core.model_dir", fromlist=["load"]).load(tmp / "twin")
     content_hash = predictor.identity.content_hash
 
     def stream(images) -> list[int]:
@@ -170,9 +190,17 @@ def test_a_validated_model_is_monitored_against_its_site_set_outputs(site):
             image = imaging_service.read_image(data)
             result = predictor.predict(image)
             before = len(_alerts(p))
-            monitoring.record(p, None, "cxr", content_hash, result.model_dump(mode="json"),
-                              image, 5.0, {"modality": "chest X-ray", "source": "upload"},
-                              result.embedding)
+            monitoring.record(
+                p,
+                None,
+                "cxr",
+                content_hash,
+                result.model_dump(mode="json"),
+                image,
+                5.0,
+                {"modality": "chest X-ray", "source": "upload"},
+                result.embedding,
+            )
             if len(_alerts(p)) > before:
                 fired.append(i + 1)
         return fired
@@ -201,27 +229,32 @@ def _cli(p, *args: str, code: int) -> tuple[dict, str]:
     import subprocess
     import sys
 
-    env = {**os.environ, "MEDAI_HOME": str(p.home),
-           "MEDAI_DATABASE_URL": str(p.db.engine.url)}
-    r = subprocess.run([sys.executable, "-m", "medai.cli", "models", *args, "--json"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    env = {**os.environ, "MEDAI_HOME": str(p.home), "MEDAI_DATABASE_URL": str(p.db.engine.url)}
+    r = subprocess.run(
+        [sys.executable, "-m", "medai.cli", "models", *args, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == code, r.stdout + r.stderr
     return json.loads(r.stdout), r.stderr
 
 
 def test_an_empty_site_set_is_never_frozen_and_an_empty_one_is_blamed_not_the_candidate(
-        tmp_path, tfidf_model_dir):
+    tmp_path, tfidf_model_dir
+):
     """No signed study is held out yet: ``medai models site-set`` (and its API, in
     test_model_registry) refuses to freeze an empty set with ``empty_site_set`` (CLI exit 2)
     saying why. A set frozen empty before that rule makes validation and promotion say the
     set is the problem, never the candidate."""
     from medai.platform.audit import Actor
-    from medai.platform.lifecycle import registry, site_sets, validation
+    from medai.platform.lifecycle import model_registry, site_sets, validation
     from medai.platform.tables import SiteSet
 
     active = _model(tmp_path / "active", 0.0)
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, active) as p:
-        with p.db.session() as db, pytest.raises(registry.LifecycleError) as refused:
+        with p.db.session() as db, pytest.raises(model_registry.LifecycleError) as refused:
             site_sets.build(db, "cxr", "admin")  # it used to freeze an empty set
         assert (refused.value.status, refused.value.code) == (409, "empty_site_set")
         assert "no signed cxr study with labels is held out" in str(refused.value)
@@ -233,16 +266,24 @@ def test_an_empty_site_set_is_never_frozen_and_an_empty_one_is_blamed_not_the_ca
 
         twin = _register(p, _model(tmp_path / "twin", 0.0, nudge=1e-4))
         with p.db.session() as db:  # as the code before this rule froze it
-            db.add(SiteSet(task="cxr", version=1, studies=[], label_counts={},
-                           content_hash="sha256:" + "0" * 64, created_by="admin"))
-        with pytest.raises(registry.LifecycleError) as refused:
+            db.add(
+                SiteSet(
+                    task="cxr",
+                    version=1,
+                    studies=[],
+                    label_counts={},
+                    content_hash="sha256:" + "0" * 64,
+                    created_by="admin",
+                )
+            )
+        with pytest.raises(model_registry.LifecycleError) as refused:
             validation.validate(p, twin, "admin", n_boot=20)
         assert refused.value.code == "empty_site_set"  # it used to blame the candidate
         said = str(refused.value)
         assert "site set v1 of the cxr task is empty (0 studies)" in said
         assert "the set is the problem, not the candidate" in said
-        with p.db.session() as db, pytest.raises(registry.PromotionRefused) as refused:
-            registry.promote(db, twin, Actor("admin"), "try")
+        with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
+            model_registry.promote(db, twin, Actor("admin"), "try")
         assert refused.value.code == "empty_site_set" and "is empty" in str(refused.value)
         out, _ = _cli(p, "validate", str(twin), code=2)
         assert out["error_type"] == "empty_site_set"
@@ -254,7 +295,7 @@ def test_a_validation_on_too_few_studies_is_inconclusive_and_never_passes(small_
     sample size and the minimum, in the CLI too, and a promotion without an override is
     refused with ``validation_inconclusive``."""
     from medai.platform.audit import Actor
-    from medai.platform.lifecycle import registry, site_sets, validation
+    from medai.platform.lifecycle import model_registry, site_sets, validation
 
     p, tmp = small_site
     twin = _register(p, _model(tmp / "twin", 0.0, nudge=1e-4))
@@ -263,14 +304,17 @@ def test_a_validation_on_too_few_studies_is_inconclusive_and_never_passes(small_
     v = validation.validate(p, twin, "admin", n_boot=100)
     assert not v.passed and v.metrics["outcome"] == "inconclusive", v.metrics["summary"]
     assert validation.MIN_STUDIES == 30  # the documented minimum (the pages' tests use it)
-    assert v.metrics["inconclusive"] == {"reason": "too_few_studies", "studies": 8,
-                                         "minimum": validation.MIN_STUDIES}
+    assert v.metrics["inconclusive"] == {
+        "reason": "too_few_studies",
+        "studies": 8,
+        "minimum": validation.MIN_STUDIES,
+    }
     assert "only 8 studies" in v.metrics["summary"]
     assert f"at least {validation.MIN_STUDIES}" in v.metrics["summary"]
     shown = validation.as_dict(v)
     assert shown["outcome"] == "inconclusive" and shown["inconclusive"]["studies"] == 8
-    with p.db.session() as db, pytest.raises(registry.PromotionRefused) as refused:
-        registry.promote(db, twin, Actor("admin"), "looks the same")
+    with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
+        model_registry.promote(db, twin, Actor("admin"), "looks the same")
     assert refused.value.code == "validation_inconclusive"
     assert "only 8 studies" in str(refused.value) and "at least 30" in str(refused.value)
 
@@ -281,10 +325,13 @@ def test_a_validation_on_too_few_studies_is_inconclusive_and_never_passes(small_
     import subprocess
     import sys
 
-    human = subprocess.run([sys.executable, "-m", "medai.cli", "models", "validate", str(twin),
-                            "--bootstrap", "50"], capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "MEDAI_HOME": str(p.home),
-                                "MEDAI_DATABASE_URL": str(p.db.engine.url)})
+    human = subprocess.run(
+        [sys.executable, "-m", "medai.cli", "models", "validate", str(twin), "--bootstrap", "50"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MEDAI_HOME": str(p.home), "MEDAI_DATABASE_URL": str(p.db.engine.url)},
+    )
     assert human.returncode == 0, human.stderr
     assert "INCONCLUSIVE" in human.stdout and "PASSED —" not in human.stdout
     assert "only 8 studies" in human.stdout and "at least 30" in human.stdout

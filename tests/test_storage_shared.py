@@ -26,8 +26,8 @@ CONTENTS = [f"study {i} ".encode() * (200 + 37 * i) for i in range(24)]
 
 def _writer(root: str, key: str, start, out) -> None:
     """One process (a node): wait for the start, then store every content."""
+    from medai.platform.blobs import BlobStore
     from medai.platform.crypto import BlobCipher
-    from medai.platform.storage import BlobStore
 
     store = BlobStore(root, BlobCipher([key]))
     start.wait(60)
@@ -39,8 +39,8 @@ def _writer(root: str, key: str, start, out) -> None:
 
 
 def test_processes_storing_the_same_content_at_once_leave_one_readable_blob(tmp_path):
+    from medai.platform.blobs import BlobStore
     from medai.platform.crypto import BlobCipher
-    from medai.platform.storage import BlobStore
 
     root = tmp_path / "blobs"
     BlobStore(root, BlobCipher([KEY]))
@@ -65,10 +65,10 @@ def test_processes_storing_the_same_content_at_once_leave_one_readable_blob(tmp_
 
 
 def test_a_blob_is_synced_before_its_rename_and_its_folder_after(tmp_path, monkeypatch):
-    from medai.platform import storage
+    from medai.platform import blobs
     from medai.platform.crypto import BlobCipher
 
-    store = storage.BlobStore(tmp_path / "blobs", BlobCipher([KEY]))
+    store = blobs.BlobStore(tmp_path / "blobs", BlobCipher([KEY]))
     calls: list[tuple[str, str]] = []
     real_fsync, real_link, real_replace = os.fsync, os.link, os.replace
 
@@ -86,9 +86,9 @@ def test_a_blob_is_synced_before_its_rename_and_its_folder_after(tmp_path, monke
         calls.append(("replace", str(dst)))
         real_replace(src, dst, **kw)
 
-    monkeypatch.setattr(storage.os, "fsync", fsync)
-    monkeypatch.setattr(storage.os, "link", link)
-    monkeypatch.setattr(storage.os, "replace", replace)  # os itself: crypto's fsync too
+    monkeypatch.setattr(blobs.os, "fsync", fsync)
+    monkeypatch.setattr(blobs.os, "link", link)
+    monkeypatch.setattr(blobs.os, "replace", replace)  # os itself: crypto's fsync too
     sha = store.put_bytes(b"a radiograph")
     final = store.path(sha)
     kinds = [c[0] for c in calls]
@@ -107,9 +107,9 @@ def test_a_blob_is_synced_before_its_rename_and_its_folder_after(tmp_path, monke
 
 
 def _platform(url: str, home: Path):
+    from medai.platform.blobs import BlobStore
     from medai.platform.crypto import BlobCipher
     from medai.platform.db import Database
-    from medai.platform.storage import BlobStore
 
     db = Database(url)
     db.upgrade()
@@ -149,8 +149,14 @@ def test_a_discard_waits_for_a_twin_upload_filing_the_same_file(kind, tmp_path):
                 try:
                     with p.db.session() as db:
                         studies.hold_blob(db, p.store, sha)
-                        studies.create(db, db.get(User, uid), sha=sha, size=len(data),
-                                       content_type="image/png", task="cxr")
+                        studies.create(
+                            db,
+                            db.get(User, uid),
+                            sha=sha,
+                            size=len(data),
+                            content_type="image/png",
+                            task="cxr",
+                        )
                         held.set()
                         assert filed.wait(60)  # commits only once the discard has started
                 except BaseException as exc:
@@ -160,8 +166,9 @@ def test_a_discard_waits_for_a_twin_upload_filing_the_same_file(kind, tmp_path):
             twin = threading.Thread(target=file_twin)
             twin.start()
             assert held.wait(60) and not errors
-            discard = threading.Thread(target=studies.discard_unnamed,
-                                       args=(p, sha, "a failed upload"))
+            discard = threading.Thread(
+                target=studies.discard_unnamed, args=(p, sha, "a failed upload")
+            )
             discard.start()
             if kind == "postgresql":  # the discard is waiting on the file's lock
                 _wait_for_advisory_lock_wait(p)
@@ -186,8 +193,9 @@ def _wait_for_advisory_lock_wait(p) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with p.db.engine.connect() as conn:
-            if conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                 "AND NOT granted")).scalar():
+            if conn.execute(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            ).scalar():
                 return
         time.sleep(0.02)
     raise AssertionError("the discard never waited for the file's lock")
@@ -211,8 +219,9 @@ def test_a_study_is_not_filed_when_its_file_was_discarded_first(kind, tmp_path):
             assert not p.store.exists(sha)
             with pytest.raises(StorageMissing), p.db.session() as db:
                 studies.hold_blob(db, p.store, sha)
-                studies.create(db, db.get(User, uid), sha=sha, size=1,
-                               content_type="image/png", task="cxr")
+                studies.create(
+                    db, db.get(User, uid), sha=sha, size=1, content_type="image/png", task="cxr"
+                )
             with p.db.session() as db:
                 assert db.scalar(select(Study.id)) is None
         finally:
@@ -229,8 +238,9 @@ def test_a_discard_keeps_a_file_a_row_names(tmp_path):
         sha = p.store.put_bytes(b"named")
         with p.db.session() as db:
             studies.hold_blob(db, p.store, sha)
-            studies.create(db, db.get(User, uid), sha=sha, size=5, content_type="image/png",
-                           task="cxr")
+            studies.create(
+                db, db.get(User, uid), sha=sha, size=5, content_type="image/png", task="cxr"
+            )
         studies.discard_unnamed(p, sha, "a failed upload")
         assert p.store.read(sha) == b"named"
         p.db.dispose()

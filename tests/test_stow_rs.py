@@ -24,15 +24,23 @@ def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 def _multipart(*parts: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
-                    + p + b"\r\n" for p in parts) + b"--" + boundary.encode() + b"--\r\n"
+    body = (
+        b"".join(
+            b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + p + b"\r\n"
+            for p in parts
+        )
+        + b"--"
+        + boundary.encode()
+        + b"--\r\n"
+    )
     return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
 def _stow(client, headers, *parts: bytes):
     body, ctype = _multipart(*parts)
-    return client.post("/api/v1/dicomweb/studies", content=body,
-                       headers={**headers, "content-type": ctype})
+    return client.post(
+        "/api/v1/dicomweb/studies", content=body, headers={**headers, "content-type": ctype}
+    )
 
 
 def test_stored_instances_are_filed_analysed_and_answered(site, tmp_path):
@@ -46,21 +54,29 @@ def test_stored_instances_are_filed_analysed_and_answered(site, tmp_path):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/dicom+json")
     assert len(r.json()[REFERENCED]["Value"]) == 2 and FAILED not in r.json()
-    (found,) = client.get("/api/v1/studies", headers=rad,
-                          params={"accession": "STOW-1"}).json()["items"]
+    (found,) = client.get("/api/v1/studies", headers=rad, params={"accession": "STOW-1"}).json()[
+        "items"
+    ]
     assert found["task"] == "cxr"
     assert wait_status(client, rad, found["id"], {"ai_drafted"})["status"] == "ai_drafted"
     again = _stow(client, rad, a)  # the same instance again: stored once, answered as stored
     assert again.status_code == 200
-    assert len(client.get("/api/v1/studies", headers=rad,
-                          params={"accession": "STOW-1"}).json()["items"]) == 1
+    assert (
+        len(
+            client.get("/api/v1/studies", headers=rad, params={"accession": "STOW-1"}).json()[
+                "items"
+            ]
+        )
+        == 1
+    )
 
 
 def test_refused_instances_are_named_with_their_reason(site, tmp_path):
     _, client, rad, _ = site
     good = make_dicom(tmp_path / "g.dcm", accession="STOW-2", seed=3).read_bytes()
-    no_uid = make_dicom(tmp_path / "n.dcm", accession="STOW-3",
-                        drop=("StudyInstanceUID",)).read_bytes()
+    no_uid = make_dicom(
+        tmp_path / "n.dcm", accession="STOW-3", drop=("StudyInstanceUID",)
+    ).read_bytes()
     r = _stow(client, rad, good, no_uid, b"not a dicom file at all")
     assert r.status_code == 202, r.text
     failed = r.json()[FAILED]["Value"]
@@ -73,16 +89,27 @@ def test_refused_instances_are_named_with_their_reason(site, tmp_path):
 def test_wrong_media_type_and_callers_are_refused(site, tmp_path):
     _, client, rad, _ = site
     data = make_dicom(tmp_path / "x.dcm", accession="STOW-4").read_bytes()
-    r = client.post("/api/v1/dicomweb/studies", content=data,
-                    headers={**rad, "content-type": "application/dicom"})
+    r = client.post(
+        "/api/v1/dicomweb/studies",
+        content=data,
+        headers={**rad, "content-type": "application/dicom"},
+    )
     assert r.status_code == 415 and r.json()["code"] == "unsupported_media_type"
     body, ctype = _multipart(data)
     client.cookies.clear()
-    assert client.post("/api/v1/dicomweb/studies", content=body,
-                       headers={"content-type": ctype}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/dicomweb/studies", content=body, headers={"content-type": ctype}
+        ).status_code
+        == 401
+    )
     patient = bearer(client, "pat1")
-    assert client.post("/api/v1/dicomweb/studies", content=body,
-                       headers={**patient, "content-type": ctype}).status_code == 403
+    assert (
+        client.post(
+            "/api/v1/dicomweb/studies", content=body, headers={**patient, "content-type": ctype}
+        ).status_code
+        == 403
+    )
 
 
 def test_a_dicomweb_client_stores_through_it(tmp_path):
@@ -102,10 +129,12 @@ def test_a_dicomweb_client_stores_through_it(tmp_path):
 
         from platform_helpers import PASSWORD
 
-        token = httpx.post(f"{base}/api/v1/auth/login",
-                           json={"username": "rad9", "password": PASSWORD}).json()["access_token"]
-        web = DICOMwebClient(f"{base}/api/v1/dicomweb",
-                             headers={"Authorization": f"Bearer {token}"})
+        token = httpx.post(
+            f"{base}/api/v1/auth/login", json={"username": "rad9", "password": PASSWORD}
+        ).json()["access_token"]
+        web = DICOMwebClient(
+            f"{base}/api/v1/dicomweb", headers={"Authorization": f"Bearer {token}"}
+        )
         ds = dcmread(make_dicom(tmp_path / "c.dcm", accession="STOW-5", seed=5))
         answer = web.store_instances([ds])
         assert answer.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID

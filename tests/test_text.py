@@ -27,28 +27,37 @@ def test_normalise_entities_tags_whitespace_nfc():
     assert normalise("go\u0308z") == "göz" and decomposed
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("Merhaba Gökhan bey, kulağım ağrıyor", "Merhaba [İSİM] bey, kulağım ağrıyor"),
-    ("merhaba gökhan bey nasılsınız", "merhaba [İSİM] bey nasılsınız"),
-    ("Nuran Hanım merhaba", "[İSİM] Hanım merhaba"),
-    ("Ümit hocam sağ beyin tarafımda ağrı", "[İSİM] hocam sağ beyin tarafımda ağrı"),
-    ("Dr. Ahmet Yılmaz ameliyat etti", "Dr. [İSİM] ameliyat etti"),
-    ("sayın Akyüz; annem 59 yaşında", "sayın [İSİM]; annem 59 yaşında"),
-    ("Sayın Ayşe Demir merhaba", "Sayın [İSİM] merhaba"),
-    ("Sayın hocam merhaba", "Sayın hocam merhaba"),
-    ("Sayın doktor bey", "Sayın doktor bey"),
-    ("mail: ali.veli@gmail.com", "mail: [E-POSTA]"),
-    ("tel 0532 123 45 67 arayın", "tel [TELEFON] arayın"),
-    ("TC 10000000146 numaram", "TC [TCKN] numaram"),
-    ("bkz www.doktorsitesi.com/soru/1 sayfası", "bkz [URL] sayfası"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Merhaba Gökhan bey, kulağım ağrıyor", "Merhaba [İSİM] bey, kulağım ağrıyor"),
+        ("merhaba gökhan bey nasılsınız", "merhaba [İSİM] bey nasılsınız"),
+        ("Nuran Hanım merhaba", "[İSİM] Hanım merhaba"),
+        ("Ümit hocam sağ beyin tarafımda ağrı", "[İSİM] hocam sağ beyin tarafımda ağrı"),
+        ("Dr. Ahmet Yılmaz ameliyat etti", "Dr. [İSİM] ameliyat etti"),
+        ("sayın Akyüz; annem 59 yaşında", "sayın [İSİM]; annem 59 yaşında"),
+        ("Sayın Ayşe Demir merhaba", "Sayın [İSİM] merhaba"),
+        ("Sayın hocam merhaba", "Sayın hocam merhaba"),
+        ("Sayın doktor bey", "Sayın doktor bey"),
+        ("mail: ali.veli@gmail.com", "mail: [E-POSTA]"),
+        ("tel 0532 123 45 67 arayın", "tel [TELEFON] arayın"),
+        ("TC 10000000146 numaram", "TC [TCKN] numaram"),
+        ("bkz www.doktorsitesi.com/soru/1 sayfası", "bkz [URL] sayfası"),
+    ],
+)
 def test_redaction(text, expected):
     assert redact_pii(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "bilgi verir misiniz hocam", "Teşekkürler hocam", "Sağ Beyin bölgesinde", "3 yıldır 2 cm",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "bilgi verir misiniz hocam",
+        "Teşekkürler hocam",
+        "Sağ Beyin bölgesinde",
+        "3 yıldır 2 cm",
+    ],
+)
 def test_redaction_leaves_ordinary_text(text):
     assert redact_pii(text) == text
 
@@ -59,10 +68,17 @@ def test_tckn_checksum():
     assert not is_valid_tckn("01234567890")
 
 
-@pytest.mark.parametrize("bad,needle", [
-    ("", "empty"), ("   \n\t ", "empty"), ("a" * 1_000_000, "too long"),
-    ("abc\x00def", "binary"), ("\x01\x02\x03\x04\x05ab", "binary"), ("12345 !!!", "no words"),
-])
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("a" * 1_000_000, "too long"),
+        ("abc\x00def", "binary"),
+        ("\x01\x02\x03\x04\x05ab", "binary"),
+        ("12345 !!!", "no words"),
+    ],
+)
 def test_validate_complaint_rejects(bad, needle):
     with pytest.raises(TextInputError, match=needle):
         validate_complaint(bad)

@@ -26,9 +26,12 @@ class TinyAdapter:
 
     def loaders(self):
         ds = torch.utils.data.TensorDataset(self.x, self.y)
-        return (torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True,
-                                            generator=torch.Generator().manual_seed(1)),
-                torch.utils.data.DataLoader(ds, batch_size=32))
+        return (
+            torch.utils.data.DataLoader(
+                ds, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(1)
+            ),
+            torch.utils.data.DataLoader(ds, batch_size=32),
+        )
 
     def loss(self, model, batch):
         x, y = batch
@@ -49,8 +52,11 @@ class TinyAdapter:
 
 
 def test_fit_learns_and_restores_the_best_epoch(tmp_path):
-    model, history = fit(TinyAdapter(), LoopConfig(epochs=6, patience=3, schedule="constant",
-                                                   progress=False), tmp_path)
+    model, history = fit(
+        TinyAdapter(),
+        LoopConfig(epochs=6, patience=3, schedule="constant", progress=False),
+        tmp_path,
+    )
     assert history[-1]["val_loss"] < history[0]["val_loss"]
     best = min(history, key=lambda h: h["val_loss"])
     with torch.no_grad():
@@ -74,6 +80,8 @@ def test_cancel_saves_state_and_resume_continues(tmp_path):
 
 
 def test_one_seed_one_result(tmp_path):
-    runs = [fit(TinyAdapter(), LoopConfig(epochs=2, seed=5, progress=False), tmp_path / str(i))
-            for i in range(2)]
+    runs = [
+        fit(TinyAdapter(), LoopConfig(epochs=2, seed=5, progress=False), tmp_path / str(i))
+        for i in range(2)
+    ]
     assert torch.equal(runs[0][0].weight, runs[1][0].weight)

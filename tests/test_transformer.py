@@ -34,23 +34,38 @@ def build_tiny_bert(directory: Path, texts: list[str]) -> Path:
             counts[word] = counts.get(word, 0) + 1
     chars = sorted({c for w in counts for c in w})
     words = [w for w, _n in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if len(w) > 1]
-    vocab = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
-             + words)[:400]
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + words
+    )[:400]
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizer
     tok.pre_tokenizer = split
-    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                             cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    fast = BertTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     from tokenizers.processors import TemplateProcessing
 
     fast._tokenizer.post_processor = TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", fast.cls_token_id), ("[SEP]", fast.sep_token_id)])
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", fast.cls_token_id), ("[SEP]", fast.sep_token_id)],
+    )
     import torch
 
     torch.manual_seed(0)  # the random init decides the training dynamics some tests rely on
-    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertForSequenceClassification(config).save_pretrained(directory)
     fast.save_pretrained(directory)
     return directory
@@ -68,15 +83,24 @@ def tiny_setup(tmp_path_factory):
 def _fit(root, data, base, out, **kw):
     from medai.triage.train import TrainOptions, train
 
-    opts = dict(epochs=3, batch_size=16, learning_rate=3e-3, patience=2, max_length=64,
-                mixed_precision="no")
+    opts = dict(
+        epochs=3, batch_size=16, learning_rate=3e-3, patience=2, max_length=64, mixed_precision="no"
+    )
     opts.update(kw)
-    return train(TrainOptions(data=data, out=out, model_type="transformer", base=base,
-                              name="tiny-bert-triage", model_options=opts))
+    return train(
+        TrainOptions(
+            data=data,
+            out=out,
+            model_type="transformer",
+            base=base,
+            name="tiny-bert-triage",
+            model_options=opts,
+        )
+    )
 
 
 def test_train_save_load_predict(tiny_setup):
-    from medai.core import registry
+    from medai.core import model_dir
 
     root, data, base = tiny_setup
     out = root / "model"
@@ -90,7 +114,7 @@ def test_train_save_load_predict(tiny_setup):
     assert (out / "hf" / "model.safetensors").is_file()
     assert (out / "hf" / "tokenizer.json").is_file()
 
-    predictor = registry.load(out)
+    predictor = model_dir.load(out)
     proba = predictor.predict_proba(["kulak çınlaması ve işitme kaybı", "sivilce ve akne"])
     assert proba.shape == (2, 4) and np.allclose(proba.sum(1), 1, atol=1e-5)
     result = predictor.predict("Kulak ağrısı ve işitme kaybı var")
@@ -102,7 +126,7 @@ def test_best_checkpoint_is_restored(tiny_setup):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from medai.core.training import balanced_class_weights
+    from medai.core.trainer import balanced_class_weights
     from medai.triage.data import load_complaints, split
 
     root, _, base = tiny_setup
@@ -162,10 +186,34 @@ def test_two_processes_on_cpu(tiny_setup):
     root, data, base = tiny_setup
     out = root / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "medai.cli", "triage", "train", "--data", str(data),
-           "--out", str(out), "--model-type", "transformer", "--base", str(base),
-           "--epochs", "2", "--batch-size", "8", "--learning-rate", "3e-3", "--max-length", "64",
-           "--mixed-precision", "no", "--num-processes", "2", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "medai.cli",
+        "triage",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--model-type",
+        "transformer",
+        "--base",
+        str(base),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "3e-3",
+        "--max-length",
+        "64",
+        "--mixed-precision",
+        "no",
+        "--num-processes",
+        "2",
+        "--json",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

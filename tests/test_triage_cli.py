@@ -22,8 +22,12 @@ def test_train_writes_model_card_and_plots(tmp_path, complaints_csv):
     summary = run_json("triage", "train", "--data", str(complaints_csv), "--out", str(out))
     card = json.loads((out / "model_card.json").read_text())
     assert card["task"] == "triage" and card["model_type"] == "tfidf"
-    assert set(card["labels"]) == {"dermatology", "ent", "neurology",
-                                   "physical_medicine_rehabilitation"}
+    assert set(card["labels"]) == {
+        "dermatology",
+        "ent",
+        "neurology",
+        "physical_medicine_rehabilitation",
+    }
     assert len(card["data"][0]["sha256"]) == 64
     assert "medai triage train" in card["training_command"]
     assert 0.4 <= card["thresholds"]["min_confidence"] <= 0.9
@@ -33,13 +37,30 @@ def test_train_writes_model_card_and_plots(tmp_path, complaints_csv):
 
 
 def test_evaluate_json_counts_unknown_labels(tmp_path, tfidf_model_dir):
-    rows = make_rows(per_class=10, seed=5) + [{"text": "Gözümde bulanıklık var", "label": "Göz"},
-                                              {"text": "Dişim ağrıyor", "label": "Diş"}]
+    rows = make_rows(per_class=10, seed=5) + [
+        {"text": "Gözümde bulanıklık var", "label": "Göz"},
+        {"text": "Dişim ağrıyor", "label": "Diş"},
+    ]
     data = write_csv(tmp_path / "eval.csv", rows)
-    m = run_json("triage", "evaluate", "--data", str(data), "--model", str(tfidf_model_dir),
-                 "--out", str(tmp_path / "ev"))
-    for key in ("accuracy", "macro_f1", "weighted_f1", "top2_accuracy", "top3_accuracy", "ece",
-                "per_class"):
+    m = run_json(
+        "triage",
+        "evaluate",
+        "--data",
+        str(data),
+        "--model",
+        str(tfidf_model_dir),
+        "--out",
+        str(tmp_path / "ev"),
+    )
+    for key in (
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "top2_accuracy",
+        "top3_accuracy",
+        "ece",
+        "per_class",
+    ):
         assert key in m
     assert m["n"] == 40 and m["accuracy"] > 0.8
     # 'Göz' is a real department the model does not know; 'Diş' is no department at all
@@ -51,19 +72,36 @@ def test_evaluate_json_counts_unknown_labels(tmp_path, tfidf_model_dir):
 
 
 def test_error_file_is_redacted(tmp_path, tfidf_model_dir):
-    rows = [{"text": "Merhaba Gökhan bey, sivilce ve akne sorunum var, tel 0532 111 22 33",
-             "label": "Nöroloji"}]  # deliberately mislabelled so it lands in errors.csv
+    rows = [
+        {
+            "text": "Merhaba Gökhan bey, sivilce ve akne sorunum var, tel 0532 111 22 33",
+            "label": "Nöroloji",
+        }
+    ]  # deliberately mislabelled so it lands in errors.csv
     data = write_csv(tmp_path / "e.csv", rows)
-    run_json("triage", "evaluate", "--data", str(data), "--model", str(tfidf_model_dir),
-             "--out", str(tmp_path / "ev"))
+    run_json(
+        "triage",
+        "evaluate",
+        "--data",
+        str(data),
+        "--model",
+        str(tfidf_model_dir),
+        "--out",
+        str(tmp_path / "ev"),
+    )
     errors = (tmp_path / "ev" / "errors.csv").read_text(encoding="utf-8")
     assert "[İSİM] bey" in errors and "[TELEFON]" in errors
     assert "Gökhan" not in errors and "0532" not in errors
 
 
 def test_predict_json_contract(tfidf_model_dir):
-    r = run_json("triage", "predict", "--model", str(tfidf_model_dir),
-                 "İki haftadır kulak çınlaması ve işitme kaybı var")
+    r = run_json(
+        "triage",
+        "predict",
+        "--model",
+        str(tfidf_model_dir),
+        "İki haftadır kulak çınlaması ve işitme kaybı var",
+    )
     assert r["status"] == "ai_suggestion"
     assert r["departments"][0]["id"] == "ent"
     assert r["departments"][0]["name"] == "Kulak Burun Boğaz"
@@ -75,8 +113,13 @@ def test_predict_json_contract(tfidf_model_dir):
 
 
 def test_predict_red_flag_overrides(tfidf_model_dir):
-    r = run_json("triage", "predict", "--model", str(tfidf_model_dir),
-                 "Göğsümde sıkışma ve nefes darlığı var, kolum uyuşuyor")
+    r = run_json(
+        "triage",
+        "predict",
+        "--model",
+        str(tfidf_model_dir),
+        "Göğsümde sıkışma ve nefes darlığı var, kolum uyuşuyor",
+    )
     assert r["urgent"] is True
     assert r["recommendation"]["kind"] == "emergency"
     flag = {f["id"]: f for f in r["red_flags"]}["acute_coronary"]
@@ -93,8 +136,15 @@ def test_predict_red_flag_overrides(tfidf_model_dir):
 
 
 def test_predict_abstains_below_threshold(tfidf_model_dir):
-    r = run_json("triage", "predict", "--model", str(tfidf_model_dir), "--min-confidence", "0.99",
-                 "Merhaba, bir sorum olacaktı")
+    r = run_json(
+        "triage",
+        "predict",
+        "--model",
+        str(tfidf_model_dir),
+        "--min-confidence",
+        "0.99",
+        "Merhaba, bir sorum olacaktı",
+    )
     assert r["abstained"] is True and r["recommendation"]["kind"] == "general_triage"
 
 
@@ -107,21 +157,20 @@ def test_predict_bad_text_is_a_clear_error(tfidf_model_dir, args):
 def test_predict_non_utf8_and_binary_files(tmp_path, tfidf_model_dir):
     latin = tmp_path / "latin.txt"
     latin.write_bytes("kulağım ağrıyor".encode("iso-8859-9"))
-    r = run_json("triage", "predict", "--model", str(tfidf_model_dir), "--file", str(latin),
-                 code=2)
+    r = run_json("triage", "predict", "--model", str(tfidf_model_dir), "--file", str(latin), code=2)
     assert "UTF-8" in r["error"]
     binary = tmp_path / "bin.txt"
     binary.write_bytes(bytes(range(256)) * 10)
-    r = run_json("triage", "predict", "--model", str(tfidf_model_dir), "--file", str(binary),
-                 code=2)
+    r = run_json(
+        "triage", "predict", "--model", str(tfidf_model_dir), "--file", str(binary), code=2
+    )
     assert r["error_type"] == "TextInputError"
 
 
 def test_evaluate_bad_csv_is_a_clear_error(tmp_path, tfidf_model_dir):
     bad = tmp_path / "bad.csv"
     bad.write_text("metin,etiket\nx,y\n")
-    r = run_json("triage", "evaluate", "--data", str(bad), "--model", str(tfidf_model_dir),
-                 code=2)
+    r = run_json("triage", "evaluate", "--data", str(bad), "--model", str(tfidf_model_dir), code=2)
     assert "missing column" in r["error"]
 
 
@@ -139,8 +188,17 @@ def test_models_show_not_a_model(tmp_path):
 
 
 def test_train_rejects_unknown_model_type(tmp_path, complaints_csv):
-    r = run_json("triage", "train", "--data", str(complaints_csv), "--out", str(tmp_path / "x"),
-                 "--model-type", "magic", code=2)
+    r = run_json(
+        "triage",
+        "train",
+        "--data",
+        str(complaints_csv),
+        "--out",
+        str(tmp_path / "x"),
+        "--model-type",
+        "magic",
+        code=2,
+    )
     assert "unknown model type" in r["error"]
 
 
@@ -154,19 +212,35 @@ def test_train_with_a_rare_department(tmp_path):
     """A department with 3 rows cannot be on every side of the split; training must cope."""
     rows = make_rows(per_class=30) + [
         {"text": f"Gözümde bulanıklık ve kızarıklık var {i}", "label": "Göz Hastalıkları"}
-        for i in range(3)]
+        for i in range(3)
+    ]
     data = write_csv(tmp_path / "rare.csv", rows)
     summary = run_json("triage", "train", "--data", str(data), "--out", str(tmp_path / "m"))
     assert "ophthalmology" in summary["labels"]
 
 
 def test_extra_train_source_is_training_only(tmp_path, complaints_csv):
-    extra = write_csv(tmp_path / "weak.csv", [
-        {"text": f"Gözümde bulanıklık ve sulanma var, gözlük numaram arttı {i}",
-         "label": "Göz Hastalıkları"} for i in range(12)])
+    extra = write_csv(
+        tmp_path / "weak.csv",
+        [
+            {
+                "text": f"Gözümde bulanıklık ve sulanma var, gözlük numaram arttı {i}",
+                "label": "Göz Hastalıkları",
+            }
+            for i in range(12)
+        ],
+    )
     out = tmp_path / "m"
-    summary = run_json("triage", "train", "--data", str(complaints_csv), "--out", str(out),
-                       "--extra-train", str(extra))
+    summary = run_json(
+        "triage",
+        "train",
+        "--data",
+        str(complaints_csv),
+        "--out",
+        str(out),
+        "--extra-train",
+        str(extra),
+    )
     assert "ophthalmology" in summary["labels"]
     card = json.loads((out / "model_card.json").read_text())
     assert card["data"][1]["role"] == "train_only_weak" and card["data"][1]["rows_added"] == 12

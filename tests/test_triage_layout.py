@@ -13,19 +13,22 @@ FIXTURE = Path(__file__).parent / "data" / "red_flag_texts.jsonl"  # from develo
 
 
 def _texts() -> list[str]:
-    return [json.loads(line)["text"]
-            for line in FIXTURE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line)["text"]
+        for line in FIXTURE.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def test_fast_layouts_give_the_same_probabilities():
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.triage.red_flags.classifier import features
     from medai.triage.red_flags.engine import build_engine
     from medai.triage.red_flags.rules import quiet_tokens, token_times
     from medai.triage.red_flags.tokens import tokenize
 
     texts = _texts()
-    predictor = registry.load(registry.resolve_model(None, "triage"))
+    predictor = model_dir.load(model_dir.resolve_model(None, "triage"))
     svm = predictor.model.svm
     assert svm.coef_.flags.f_contiguous  # laid out at load
     fast = predictor.model.predict_proba(texts)

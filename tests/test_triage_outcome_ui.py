@@ -18,17 +18,22 @@ COMPLAINT = "iki haftadır kulağımda çınlama ve ağrı var"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     home = tmp_path_factory.mktemp("outcome-ui")
-    with ui_server(home, {"clin": "clinician"}, MEDAI_DATABASE_URL="",
-                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
+    with ui_server(
+        home,
+        {"clin": "clinician"},
+        MEDAI_DATABASE_URL="",
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+    ) as base:
         yield base
 
 
 def test_a_clinician_records_the_referral_of_a_kiosk_triage(server, browser, shots):
     from test_web_ui import AXE, axe_violations, sign_in
 
-    ctx = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900},
-                              bypass_csp=True)
+    ctx = browser.new_context(
+        base_url=server, viewport={"width": 1280, "height": 900}, bypass_csp=True
+    )
     page = ctx.new_page()
     page.goto("/triage")
     page.get_by_label("Şikâyetiniz (Türkçe)").fill(COMPLAINT)

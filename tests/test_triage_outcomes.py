@@ -18,8 +18,7 @@ TEXT = "Ahmet Yılmaz, TC 10000000146, iki haftadır kulağım ağrıyor ve akı
 
 @pytest.fixture()
 def site(tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as (app,
-                                                                                    client):
+    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as (app, client):
         yield app, client
 
 
@@ -34,14 +33,21 @@ def test_a_clinician_records_where_the_patient_was_sent(site, tmp_path):
     shown = client.get(f"/api/v1/triage/{record}", headers=clin).json()
     assert shown["complaint"] == TEXT and shown["outcome"] is None
     assert shown["result"]["departments"]
-    r = client.post(f"/api/v1/triage/{record}/outcome", headers=clin,
-                    json={"department": "kulak burun", "urgent": False})
+    r = client.post(
+        f"/api/v1/triage/{record}/outcome",
+        headers=clin,
+        json={"department": "kulak burun", "urgent": False},
+    )
     assert r.status_code == 422 and "ent" in r.json()["detail"]
-    r = client.post(f"/api/v1/triage/{record}/outcome", headers=clin,
-                    json={"department": "neurology"})
+    r = client.post(
+        f"/api/v1/triage/{record}/outcome", headers=clin, json={"department": "neurology"}
+    )
     assert r.status_code == 200 and r.json()["outcome"]["department"] == "neurology"
-    r = client.post(f"/api/v1/triage/{record}/outcome", headers=clin,
-                    json={"department": "ent", "urgent": False})  # corrected: the latest wins
+    r = client.post(
+        f"/api/v1/triage/{record}/outcome",
+        headers=clin,
+        json={"department": "ent", "urgent": False},
+    )  # corrected: the latest wins
     assert r.json()["outcome"] == {**r.json()["outcome"], "department": "ent"}
     assert client.get("/api/v1/triage/999999", headers=clin).status_code == 404
     assert client.get("/api/v1/triage/history", headers=pat).status_code == 200
@@ -61,16 +67,24 @@ def test_staff_disagreeing_with_the_model_raises_a_department_alert(site):
     _app, client = site
     clin, pat = bearer(client, "clin"), bearer(client, "pat1")
     for i in range(22):
-        r = client.post("/api/v1/triage", headers=pat,
-                        json={"text": f"{i + 2} gündür kulağım ağrıyor ve çınlıyor"})
+        r = client.post(
+            "/api/v1/triage",
+            headers=pat,
+            json={"text": f"{i + 2} gündür kulağım ağrıyor ve çınlıyor"},
+        )
         record, result = r.json()["record_id"], r.json()
         suggested = (result["departments"] or [{"id": "ent"}])[0]["id"]
         sent = "psychiatry" if suggested != "psychiatry" else "ent"  # never the suggestion
-        assert client.post(f"/api/v1/triage/{record}/outcome", headers=clin,
-                           json={"department": sent}).status_code == 200
+        assert (
+            client.post(
+                f"/api/v1/triage/{record}/outcome", headers=clin, json={"department": sent}
+            ).status_code
+            == 200
+        )
     admin = bearer(client, "admin")
-    report = client.get("/api/v1/models/monitoring", headers=admin,
-                        params={"task": "triage"}).json()["models"][0]
+    report = client.get(
+        "/api/v1/models/monitoring", headers=admin, params={"task": "triage"}
+    ).json()["models"][0]
     assert report["triage"]["n"] == 22 and report["triage"]["department"][0] == 0.0
     alerts = client.get("/api/v1/models/alerts", headers=admin, params={"open": "true"}).json()
     assert ("agreement", "department") in {(a["kind"], a["key"]) for a in alerts["items"]}

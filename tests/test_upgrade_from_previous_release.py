@@ -58,7 +58,8 @@ def test_the_previous_releases_migrations_are_unchanged():
         assert current.is_file(), f"released migration {name} was removed"
         assert hashlib.sha256(current.read_bytes()).hexdigest() == digest, (
             f"released migration {name} was edited: a site already past it never runs the "
-            "change; write a new migration instead")
+            "change; write a new migration instead"
+        )
 
 
 def _head() -> str:
@@ -81,8 +82,17 @@ def old_site(request, tmp_path):
         from sqlalchemy.engine import make_url
 
         libpq = make_url(url).set(drivername="postgresql").render_as_string(False)
-        subprocess.run([restore, "--no-owner", "--exit-on-error", f"--dbname={libpq}",
-                        str(FIXTURE / "medai.pgdump")], check=True, capture_output=True)
+        subprocess.run(
+            [
+                restore,
+                "--no-owner",
+                "--exit-on-error",
+                f"--dbname={libpq}",
+                str(FIXTURE / "medai.pgdump"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         yield home, url
 
 
@@ -101,13 +111,13 @@ def test_a_database_of_the_previous_release_migrates_with_its_data(old_site):
     assert found.current == (BUILD["revision"],)
     assert _revision(url) == _head()
 
-    app = create_platform_app(database_url=url, preload=False, job_threads=0,
-                              outbox_threads=0)
+    app = create_platform_app(database_url=url, preload=False, job_threads=0, outbox_threads=0)
     with TestClient(app, base_url="http://localhost") as client:
         tokens = {}
         for name in SITE["users"]:  # every user signs in with the password they had
-            r = client.post("/api/v1/auth/login",
-                            json={"username": name, "password": BUILD["password"]})
+            r = client.post(
+                "/api/v1/auth/login", json={"username": name, "password": BUILD["password"]}
+            )
             assert r.status_code == 200, (name, r.text)
             tokens[name] = {"Authorization": f"Bearer {r.json()['access_token']}"}
         rad = tokens["rad"]
@@ -124,9 +134,8 @@ def test_a_database_of_the_previous_release_migrates_with_its_data(old_site):
         assert items[0]["sections"] == SITE["signed"] and items[0]["signed_by"] == "rad"
         image = client.get(f"/api/v1/studies/{sid}/image", headers=rad)
         assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
-        audit = client.get("/api/v1/audit", headers=tokens["admin"],
-                           params={"limit": 500}).json()
-        old = audit["items"][:BUILD["made"]["audit_events"]]  # oldest first: the old ones
+        audit = client.get("/api/v1/audit", headers=tokens["admin"], params={"limit": 500}).json()
+        old = audit["items"][: BUILD["made"]["audit_events"]]  # oldest first: the old ones
         assert [e["action"] for e in old] == ["admin"] * 3 + ["sign", "sign", "triage"]
         assert audit["total"] >= len(old) + len(SITE["users"])  # then these sign-ins
         assert client.get("/api/v1/health/ready").json()["schema"] == {"ready": True}
@@ -145,13 +154,21 @@ def test_a_database_of_the_previous_release_migrates_with_its_data(old_site):
 
 
 def _medai(args: list[str], env: dict, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medai.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "medai.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def _env(home: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MEDAI_DATABASE_URL", "MEDAI_SECRET_KEYS", "MEDAI_BROKER_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MEDAI_DATABASE_URL", "MEDAI_SECRET_KEYS", "MEDAI_BROKER_URL")
+    }
     return {**env, "MEDAI_HOME": str(home), **extra}
 
 
@@ -162,9 +179,14 @@ def test_serve_refuses_an_unmigrated_database_when_auto_migrate_is_off(tmp_path)
     home = _old_home(tmp_path)
     env = _env(home, MEDAI_AUTO_MIGRATE="false")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "medai.cli", "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medai.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=180)
     finally:
@@ -186,7 +208,11 @@ def test_serve_refuses_an_unmigrated_database_when_auto_migrate_is_off(tmp_path)
     done = _medai(["migrate", "--json"], env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) | {"database": None} == {
-        "database": None, "from": [BUILD["revision"]], "to": [_head()], "upgraded": True}
+        "database": None,
+        "from": [BUILD["revision"]],
+        "to": [_head()],
+        "upgraded": True,
+    }
     again = _medai(["migrate", "--json"], env)
     assert json.loads(again.stdout)["upgraded"] is False
     assert _medai(["users", "list", "--json"], env).returncode == 0  # at head: it runs
@@ -203,8 +229,9 @@ def test_a_database_newer_than_this_release_is_refused_either_way(tmp_path):
         env = _env(home, MEDAI_AUTO_MIGRATE=auto)
         done = _medai(["serve", "--port", str(free_port())], env)
         assert done.returncode == 2, done.stdout + done.stderr
-        assert "revision 9999, which medai" in done.stderr and "does not know" in \
-            done.stderr, done.stderr
+        assert "revision 9999, which medai" in done.stderr and "does not know" in done.stderr, (
+            done.stderr
+        )
         migrate = _medai(["migrate", "--json"], env)
         assert migrate.returncode == 2
         assert json.loads(migrate.stdout)["code"] == "schema_newer"
@@ -220,8 +247,7 @@ def test_readiness_names_a_schema_that_moved_under_a_running_server(tmp_path):
     home.mkdir()
     use_home(home)
     url = f"sqlite:///{home / 'medai.db'}"
-    app = create_platform_app(database_url=url, preload=False, job_threads=0,
-                              outbox_threads=0)
+    app = create_platform_app(database_url=url, preload=False, job_threads=0, outbox_threads=0)
     engine = create_engine(url)
     with TestClient(app, base_url="http://localhost") as client:
         for revision, code in ((BUILD["revision"], "schema_behind"), ("9999", "schema_newer")):
@@ -229,8 +255,7 @@ def test_readiness_names_a_schema_that_moved_under_a_running_server(tmp_path):
                 conn.execute(text(f"UPDATE alembic_version SET version_num = '{revision}'"))
             r = client.get("/api/v1/health/ready")
             assert r.status_code == 503, r.text
-            assert r.json()["schema"] == {"ready": False, "error": "SchemaMismatch",
-                                          "code": code}
+            assert r.json()["schema"] == {"ready": False, "error": "SchemaMismatch", "code": code}
             assert r.json()["code"] == code and "schema" in r.json()["detail"]
         with engine.begin() as conn:
             conn.execute(text(f"UPDATE alembic_version SET version_num = '{_head()}'"))
@@ -249,8 +274,9 @@ def test_a_backup_of_the_previous_release_restores_and_migrates(tmp_path, migrat
     from medai.settings import Settings
 
     home = _old_home(tmp_path)
-    manifest = bk.backup(tmp_path / "b", Settings(home=home,
-                                                  database_url=f"sqlite:///{home / 'medai.db'}"))
+    manifest = bk.backup(
+        tmp_path / "b", Settings(home=home, database_url=f"sqlite:///{home / 'medai.db'}")
+    )
     assert manifest["database"]["revision"] == BUILD["revision"]  # a backup never migrates
     assert manifest["counts"]["signed_reports"] == BUILD["made"]["signed_reports"]
     target = tmp_path / "t"
@@ -260,6 +286,7 @@ def test_a_backup_of_the_previous_release_restores_and_migrates(tmp_path, migrat
     out = restore(tmp_path / "b", Settings(home=target, database_url=url), migrate=migrate)
     assert out["checked"]["files_decrypted"] == len(BUILD["files"])
     assert out["checked"]["sealed_values"] >= 7
-    assert (out["migrated_to"], out["needs_migrate"]) == ((_head(), False) if migrate
-                                                          else (None, True))
+    assert (out["migrated_to"], out["needs_migrate"]) == (
+        (_head(), False) if migrate else (None, True)
+    )
     assert _revision(url) == (_head() if migrate else BUILD["revision"])

@@ -43,17 +43,26 @@ REPLAYED = "Idempotent-Replayed"
 def env(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
     """A platform whose analysis never runs (no job threads) and whose dispatches are
     counted: a second analysis would show as a second job row or dispatch."""
-    with clinic(request.param, tmp_path / "home", tfidf_model_dir, tiny_imaging_dir,
-                job_threads=0, outbox_threads=0) as (app, client):
+    with clinic(
+        request.param,
+        tmp_path / "home",
+        tfidf_model_dir,
+        tiny_imaging_dir,
+        job_threads=0,
+        outbox_threads=0,
+    ) as (app, client):
         sent: list[int] = []
         app.state.dispatch = lambda study_id, job_id, urgent: sent.append(job_id)
         yield app, client, sent
 
 
 def _upload(client, headers, key: str | None = None, *, seed: int = 0, **form):
-    return client.post("/api/v1/studies", headers={**headers, **({KEY: key} if key else {})},
-                       data={"task": "cxr", **form},
-                       files={"file": ("x.png", png_bytes(seed), "image/png")})
+    return client.post(
+        "/api/v1/studies",
+        headers={**headers, **({KEY: key} if key else {})},
+        data={"task": "cxr", **form},
+        files={"file": ("x.png", png_bytes(seed), "image/png")},
+    )
 
 
 def _count(app, table: str) -> int:
@@ -76,8 +85,9 @@ def test_the_same_key_twice_files_one_study_one_job(env):
     assert (_count(app, "studies"), _count(app, "jobs"), len(sent)) == (1, 1, 1)
     assert _count(app, "upload_keys") == 1
     with app.state.platform.db.reader() as db:  # one upload audited; the replay as a view
-        actions = db.execute(text("SELECT action, detail FROM audit_events WHERE "
-                                  "target_type = 'study'")).all()
+        actions = db.execute(
+            text("SELECT action, detail FROM audit_events WHERE target_type = 'study'")
+        ).all()
     assert [a for a, _ in actions].count("upload") == 1
     assert any(a == "view" and "replayed_upload" in str(d) for a, d in actions)
     # without a key nothing changes: the same upload again is another study
@@ -92,8 +102,12 @@ def test_the_same_key_for_another_upload_is_refused(env):
     key = "order-4711/attempt"
     assert _upload(client, rad, key, seed=1, patient_ref="P-2").status_code == 201
     store = app.state.platform.store
-    for change in ({"seed": 2}, {"patient_ref": "P-3"}, {"clinical_question": "ateş"},
-                   {"lang": "en"}):
+    for change in (
+        {"seed": 2},
+        {"patient_ref": "P-3"},
+        {"clinical_question": "ateş"},
+        {"lang": "en"},
+    ):
         r = _upload(client, rad, key, **{"seed": 1, "patient_ref": "P-2", **change})
         assert r.status_code == 422, (change, r.text)
         assert r.json()["code"] == "idempotency_key_reused"
@@ -109,9 +123,12 @@ def test_a_malformed_key_is_400_and_files_nothing(env):
     rad = bearer(client, "rad1")
     for bad in (b"", b"a" * 129, b"tab\tin-between", b"del\x7f", "é".encode("latin-1")):
         # raw bytes: the client library would refuse some of these values
-        r = client.post("/api/v1/studies", headers={**rad, KEY.encode(): bad},
-                        data={"task": "cxr"},
-                        files={"file": ("x.png", png_bytes(0), "image/png")})
+        r = client.post(
+            "/api/v1/studies",
+            headers={**rad, KEY.encode(): bad},
+            data={"task": "cxr"},
+            files={"file": ("x.png", png_bytes(0), "image/png")},
+        )
         assert r.status_code == 400, (bad, r.text)
         assert r.json()["code"] == "invalid_idempotency_key"
     assert (_count(app, "studies"), _count(app, "upload_keys"), len(sent)) == (0, 0, 0)
@@ -140,8 +157,13 @@ def test_a_replay_answers_the_first_status_of_a_dicom_that_joined(env, tmp_path)
     study = generate_uid()
 
     def send(path, key):
-        return client.post("/api/v1/studies", headers={**rad, KEY: key}, data={"task": "cxr"},
-                           files={"file": (path.name, path.read_bytes(), "application/dicom")})
+        return client.post(
+            "/api/v1/studies",
+            headers={**rad, KEY: key},
+            data={"task": "cxr"},
+            files={"file": (path.name, path.read_bytes(), "application/dicom")},
+        )
+
     one = send(make_dicom(tmp_path / "1.dcm", study=study, seed=1), "k-1")
     assert one.status_code == 201, one.text
     second = make_dicom(tmp_path / "2.dcm", study=study, seed=2)
@@ -164,8 +186,10 @@ def test_an_expired_key_is_forgotten_and_swept(env):
     first = _upload(client, rad, "old-key")
     assert first.status_code == 201
     with p.db.session() as db:  # a day and a minute ago
-        db.execute(text("UPDATE upload_keys SET created_at = :at"),
-                   {"at": utcnow() - idempotency.TTL - timedelta(minutes=1)})
+        db.execute(
+            text("UPDATE upload_keys SET created_at = :at"),
+            {"at": utcnow() - idempotency.TTL - timedelta(minutes=1)},
+        )
     later = _upload(client, rad, "old-key")  # forgotten: a new upload, a new study
     assert later.status_code == 201 and REPLAYED not in later.headers
     assert later.json()["id"] != first.json()["id"]
@@ -175,9 +199,19 @@ def test_an_expired_key_is_forgotten_and_swept(env):
     now = utcnow()
     with p.db.session() as db:
         user = db.scalar(text("SELECT id FROM users WHERE username = 'rad1'"))
-        db.add_all([UploadKey(user_id=user, key=f"k{i}", fingerprint="x", study_id=None,
-                              status=None, created_at=now - timedelta(hours=h))
-                    for i, h in enumerate((1, 23, 25, 48))])
+        db.add_all(
+            [
+                UploadKey(
+                    user_id=user,
+                    key=f"k{i}",
+                    fingerprint="x",
+                    study_id=None,
+                    status=None,
+                    created_at=now - timedelta(hours=h),
+                )
+                for i, h in enumerate((1, 23, 25, 48))
+            ]
+        )
     with p.db.session() as db:
         assert idempotency.sweep(db, now) == 2  # the ones older than a day
     with p.db.reader() as db:
@@ -191,14 +225,18 @@ def test_an_expired_key_is_forgotten_and_swept(env):
 
 # --- two replicas racing on one key ------------------------------------------------------------
 
+
 @contextmanager
 def _served(app) -> Iterator[str]:
     """``app`` under uvicorn in a thread (a replica); its base URL."""
     import uvicorn
 
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                        log_config=None, lifespan="off"))
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", log_config=None, lifespan="off"
+        )
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     end = time.monotonic() + 60
@@ -213,8 +251,9 @@ def _served(app) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_two_replicas_racing_on_one_key_file_one_study(kind, tmp_path, tfidf_model_dir,
-                                                       tiny_imaging_dir, monkeypatch):
+def test_two_replicas_racing_on_one_key_file_one_study(
+    kind, tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch
+):
     """Both requests pass the first look for the key (held at a barrier until both did), so
     both reach the insert: the unique key lets one file and makes the other answer it."""
     from fastapi.testclient import TestClient
@@ -237,25 +276,41 @@ def test_two_replicas_racing_on_one_key_file_one_study(kind, tmp_path, tfidf_mod
 
     monkeypatch.setattr(idempotency, "find", find_together)
     with database_url(kind, home) as url:
-        apps = [create_platform_app(database_url=url, triage_model=str(tfidf_model_dir),
-                                    cxr_model=str(tiny_imaging_dir), preload=False,
-                                    job_threads=0, outbox_threads=0) for _ in range(2)]
+        apps = [
+            create_platform_app(
+                database_url=url,
+                triage_model=str(tfidf_model_dir),
+                cxr_model=str(tiny_imaging_dir),
+                preload=False,
+                job_threads=0,
+                outbox_threads=0,
+            )
+            for _ in range(2)
+        ]
         add_users(apps[0])
         sent: list[int] = []
         for app in apps:
             app.state.dispatch = lambda study_id, job_id, urgent: sent.append(job_id)
-        with TestClient(apps[0], base_url="http://localhost") as c0, \
-                TestClient(apps[1], base_url="http://localhost"), \
-                _served(apps[0]) as one, _served(apps[1]) as two:
+        with (
+            TestClient(apps[0], base_url="http://localhost") as c0,
+            TestClient(apps[1], base_url="http://localhost"),
+            _served(apps[0]) as one,
+            _served(apps[1]) as two,
+        ):
             rad = bearer(c0, "rad1")
             answers: list[httpx.Response | BaseException] = []
 
             def post(base: str) -> None:
                 try:
-                    answers.append(httpx.post(
-                        f"{base}/api/v1/studies", headers={**rad, KEY: "race-1"},
-                        data={"task": "cxr", "patient_ref": "P-race"},
-                        files={"file": ("x.png", png_bytes(7), "image/png")}, timeout=120))
+                    answers.append(
+                        httpx.post(
+                            f"{base}/api/v1/studies",
+                            headers={**rad, KEY: "race-1"},
+                            data={"task": "cxr", "patient_ref": "P-race"},
+                            files={"file": ("x.png", png_bytes(7), "image/png")},
+                            timeout=120,
+                        )
+                    )
                 except BaseException as exc:
                     answers.append(exc)
 
@@ -265,8 +320,7 @@ def test_two_replicas_racing_on_one_key_file_one_study(kind, tmp_path, tfidf_mod
             for t in threads:
                 t.join(180)
             assert all(isinstance(a, httpx.Response) for a in answers), answers
-            assert sorted(a.status_code for a in answers) == [201, 201], \
-                [a.text for a in answers]
+            assert sorted(a.status_code for a in answers) == [201, 201], [a.text for a in answers]
             assert len({a.json()["id"] for a in answers}) == 1
             assert sorted(a.headers.get(REPLAYED, "") for a in answers) == ["", "true"]
             # both got past the first look; the loser looked again after its insert failed
@@ -279,7 +333,8 @@ def test_two_replicas_racing_on_one_key_file_one_study(kind, tmp_path, tfidf_mod
 
 
 def test_a_claim_waits_for_an_uncommitted_one_and_loses_on_postgresql(
-        tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
     """The unique index itself, not a look before it: the second insert waits for the first
     transaction and fails once it commits (``KeyTaken``)."""
     from medai.platform import idempotency
@@ -317,12 +372,18 @@ def _waiting_on_a_lock(p) -> bool:
     """Whether a session of this database waits on a lock (a new transaction each time: one
     transaction sees a single snapshot of ``pg_stat_activity``)."""
     with p.db.reader() as db:
-        return bool(db.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'")))
+        return bool(
+            db.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+        )
 
 
 # --- the migration ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_the_migration_makes_the_table_of_the_model(kind, tmp_path):
@@ -338,9 +399,13 @@ def test_the_migration_makes_the_table_of_the_model(kind, tmp_path):
         migrate = migrator(engine)
         migrate(command.upgrade, "0017")
         with engine.begin() as conn:  # a study filed before the upgrade
-            conn.execute(text("INSERT INTO users (username, password_hash, role, active, "
-                              "created_at) VALUES ('u', '', 'radiologist', true, "
-                              "CURRENT_TIMESTAMP)"))
+            conn.execute(
+                text(
+                    "INSERT INTO users (username, password_hash, role, active, "
+                    "created_at) VALUES ('u', '', 'radiologist', true, "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
         migrate(command.upgrade, "head")
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
@@ -353,13 +418,21 @@ def test_the_migration_makes_the_table_of_the_model(kind, tmp_path):
 
 
 def _tables(conn, kind: str) -> set[str]:
-    return {r[0] for r in conn.execute(text(
-        "SELECT name FROM sqlite_master WHERE type='table'" if kind == "sqlite" else
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))}
+    return {
+        r[0]
+        for r in conn.execute(
+            text(
+                "SELECT name FROM sqlite_master WHERE type='table'"
+                if kind == "sqlite"
+                else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        )
+    }
 
 
-def test_a_database_of_the_previous_release_takes_keyed_uploads(tmp_path, tfidf_model_dir,
-                                                                tiny_imaging_dir):
+def test_a_database_of_the_previous_release_takes_keyed_uploads(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
     """The previous release's site (``tests/fixtures/previous_release``) migrates, and its
     users' keyed uploads are filed once."""
     from fastapi.testclient import TestClient
@@ -377,12 +450,18 @@ def test_a_database_of_the_previous_release_takes_keyed_uploads(tmp_path, tfidf_
         studies = conn.execute(text("SELECT count(*) FROM studies")).scalar()
     db.upgrade()
     db.dispose()
-    app = create_platform_app(database_url=url, triage_model=str(tfidf_model_dir),
-                              cxr_model=str(tiny_imaging_dir), preload=False, job_threads=0,
-                              outbox_threads=0)
+    app = create_platform_app(
+        database_url=url,
+        triage_model=str(tfidf_model_dir),
+        cxr_model=str(tiny_imaging_dir),
+        preload=False,
+        job_threads=0,
+        outbox_threads=0,
+    )
     with TestClient(app, base_url="http://localhost") as client:
-        r = client.post("/api/v1/auth/login",
-                        json={"username": "rad", "password": BUILD["password"]})
+        r = client.post(
+            "/api/v1/auth/login", json={"username": "rad", "password": BUILD["password"]}
+        )
         rad = {"Authorization": f"Bearer {r.json()['access_token']}"}
         first, again = (_upload(client, rad, "after-upgrade") for _ in range(2))
         assert first.status_code == again.status_code == 201, first.text
@@ -410,9 +489,9 @@ LOSE_THE_FIRST_UPLOAD_ANSWER = """(() => {
 
 
 @pytest.mark.slow
-def test_the_web_upload_retried_after_a_lost_answer_files_once(tmp_path, browser,
-                                                               tfidf_model_dir,
-                                                               tiny_imaging_dir):
+def test_the_web_upload_retried_after_a_lost_answer_files_once(
+    tmp_path, browser, tfidf_model_dir, tiny_imaging_dir
+):
     """The worklist's upload sends a random key per chosen file: its first answer is lost
     (the request reached the server, the page saw a network failure), the user presses
     Upload again, and the study is filed once; the next file gets another key."""
@@ -421,17 +500,31 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(tmp_path, browser
 
     image = tmp_path / "chest.png"
     image.write_bytes(png_bytes(42, (160, 160)))
-    with ui_server(tmp_path / "home", {"rad1": "radiologist"},
-                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-                   MEDAI_CXR_MODEL=str(tiny_imaging_dir)) as base:
+    with ui_server(
+        tmp_path / "home",
+        {"rad1": "radiologist"},
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+    ) as base:
         ctx, page, _ = new_page(browser, base)
         keys: list[str] = []
         replayed: list[str] = []
-        page.on("request", lambda r: keys.append(r.headers.get(KEY.lower(), "")) if (
-            r.method == "POST" and r.url.endswith("/api/v1/studies")) else None)
-        page.on("response", lambda r: replayed.append(r.headers.get(REPLAYED.lower(), ""))
+        page.on(
+            "request",
+            lambda r: (
+                keys.append(r.headers.get(KEY.lower(), ""))
+                if (r.method == "POST" and r.url.endswith("/api/v1/studies"))
+                else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda r: (
+                replayed.append(r.headers.get(REPLAYED.lower(), ""))
                 if (r.request.method == "POST" and r.url.endswith("/api/v1/studies"))
-                else None)
+                else None
+            ),
+        )
         # the first upload reaches the server, and its answer never reaches the page
         page.add_init_script(LOSE_THE_FIRST_UPLOAD_ANSWER)
         sign_in(page, "rad1")
@@ -450,9 +543,11 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(tmp_path, browser
         assert keys == [keys[0], keys[0]]
         page.get_by_label("Görüntü (PNG, JPEG veya DICOM)").set_input_files(str(image))
         upload.click()  # another file chosen: another upload, another key
-        page.wait_for_function("(said) => !document.getElementById('upload-done').hidden && "
-                               "document.getElementById('upload-done').textContent !== said",
-                               arg=said)
+        page.wait_for_function(
+            "(said) => !document.getElementById('upload-done').hidden && "
+            "document.getElementById('upload-done').textContent !== said",
+            arg=said,
+        )
         assert len(keys) == 3 and keys[2] != keys[0] and len(keys[2]) == 36
         assert replayed == ["", "true", ""]
         ctx.close()
@@ -460,8 +555,14 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(tmp_path, browser
         # a site on plain HTTP (no secure context) has no crypto.randomUUID: the same kind of key
         ctx, page, _ = new_page(browser, base)
         page.add_init_script("delete Crypto.prototype.randomUUID")
-        page.on("request", lambda r: keys.append(r.headers.get(KEY.lower(), "")) if (
-            r.method == "POST" and r.url.endswith("/api/v1/studies")) else None)
+        page.on(
+            "request",
+            lambda r: (
+                keys.append(r.headers.get(KEY.lower(), ""))
+                if (r.method == "POST" and r.url.endswith("/api/v1/studies"))
+                else None
+            ),
+        )
         sign_in(page, "rad1")
         assert page.evaluate("() => crypto.randomUUID") is None
         page.locator("#upload-panel summary").click()
@@ -471,6 +572,7 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(tmp_path, browser
         page.locator("#upload-done").wait_for()
         assert len(keys) == 4 and UUID4.fullmatch(keys[3]) and keys[3] not in keys[:3], keys
         ctx.close()
-        items = httpx.get(f"{base}/api/v1/studies", headers=http_login(base, "rad1"),
-                          timeout=30).json()["items"]
+        items = httpx.get(
+            f"{base}/api/v1/studies", headers=http_login(base, "rad1"), timeout=30
+        ).json()["items"]
         assert sorted(s["patient_ref"] or "" for s in items) == ["", "P-UI-HTTP", "P-UI-KEY"]

@@ -37,6 +37,7 @@ RECOMMEND = "Kontrol grafisi önerilir."
 
 # --- names: every registry name and platform word in both languages (no browser)
 
+
 def _audit_outcomes() -> set[str]:
     """Every outcome the code records (``outcome="…"``), besides the default ``ok``."""
     found = {"ok"}
@@ -54,9 +55,18 @@ def test_every_name_the_ui_shows_exists_in_turkish_and_english():
 
     roles = set().union(*PERMISSIONS.values())
     assert missing_keys() == {}
-    assert missing_names({"role_": roles, "status_": STATUSES, "audit_": ACTIONS,
-                          "outcome_": _audit_outcomes(),
-                          "reason_": (*REFUSAL_CODES, "failed", "unknown")}) == []
+    assert (
+        missing_names(
+            {
+                "role_": roles,
+                "status_": STATUSES,
+                "audit_": ACTIONS,
+                "outcome_": _audit_outcomes(),
+                "reason_": (*REFUSAL_CODES, "failed", "unknown"),
+            }
+        )
+        == []
+    )
 
 
 def test_missing_names_names_what_lacks_a_language():
@@ -71,55 +81,94 @@ def test_display_names_read_like_a_findings_table():
 
     tr, en = display_names("tr"), display_names("en")
     assert tr["cxr"]["name"] == "Akciğer grafisi" and en["cxr"]["name"] == "Chest X-ray"
-    assert {tr["cxr"]["labels"][k] for k in ("COVID-19", "Viral_Pneumonia",
-                                             "Bacterial_Pneumonia", "Pneumonia",
-                                             "No Finding")} == {
-        "COVID-19", "Viral pnömoni", "Bakteriyel pnömoni", "Pnömoni", "Bulgu yok"}
+    assert {
+        tr["cxr"]["labels"][k]
+        for k in ("COVID-19", "Viral_Pneumonia", "Bacterial_Pneumonia", "Pneumonia", "No Finding")
+    } == {"COVID-19", "Viral pnömoni", "Bakteriyel pnömoni", "Pnömoni", "Bulgu yok"}
     assert [tr["mri"]["labels"][k] for k in ("Glioma", "Meningioma", "Pituitary", "No_Tumor")] == [
-        "Gliom", "Menenjiom", "Hipofiz tümörü", "Tümör yok"]
+        "Gliom",
+        "Menenjiom",
+        "Hipofiz tümörü",
+        "Tümör yok",
+    ]
     assert en["mri"]["labels"]["No_Tumor"] == "No tumour"
     assert tr["triage"]["labels"]["ent"] == "Kulak Burun Boğaz"
     assert tr["cxr"]["modalities"] == "CR/DX/DR/RG"
 
 
 def test_a_label_name_for_a_label_the_task_lacks_is_refused():
-    from medai.core.tasks import Task, TaskError
+    from medai.core.task_registry import Task, TaskError
 
     with pytest.raises(TaskError, match="Unicorn"):
-        Task(name="t", kind="triage", loader=print, labels=("a",),
-             label_names={"Unicorn": ("Unicorn", "Tekboynuz")}).validate()
+        Task(
+            name="t",
+            kind="triage",
+            loader=print,
+            labels=("a",),
+            label_names={"Unicorn": ("Unicorn", "Tekboynuz")},
+        ).validate()
 
 
 # --- the browser
 
+
 def carded_model(tiny_imaging_dir: Path, out: Path) -> Path:
     """The tiny chest model with a card like a trained one's: thresholds, metrics (overall, per
     label, per source), training data and licence notes, sealed again."""
-    from medai.core.registry import reseal
+    from medai.core.model_dir import reseal
 
     shutil.copytree(tiny_imaging_dir, out)
     card = json.loads((out / "model_card.json").read_text())
     card.update(
         thresholds={"Pneumonia": 0.42, "COVID-19": 0.3, "No Finding": 0.55},
-        metrics={"split": "test", "n": 40, "macro_auroc": 0.9123,
-                 "per_label_auroc": {"Pneumonia": 0.91, "COVID-19": 0.95, "No Finding": 0.88},
-                 "per_source": {"site_a": {"n": 30, "macro_auroc": 0.93},
-                                "site_b": {"n": 10, "macro_auroc": None}}},
-        data=[{"path": "data/manifest.csv", "sha256": "ab" * 32,
-               "report": {"images": 200, "positives": {"Pneumonia": 80, "No Finding": 120},
-                          "sources": {"site_a": 150, "site_b": 50}},
-               "split": {"train": 120, "validation": 40, "test": 40}}],
+        metrics={
+            "split": "test",
+            "n": 40,
+            "macro_auroc": 0.9123,
+            "per_label_auroc": {"Pneumonia": 0.91, "COVID-19": 0.95, "No Finding": 0.88},
+            "per_source": {
+                "site_a": {"n": 30, "macro_auroc": 0.93},
+                "site_b": {"n": 10, "macro_auroc": None},
+            },
+        },
+        data=[
+            {
+                "path": "data/manifest.csv",
+                "sha256": "ab" * 32,
+                "report": {
+                    "images": 200,
+                    "positives": {"Pneumonia": 80, "No Finding": 120},
+                    "sources": {"site_a": 150, "site_b": 50},
+                },
+                "split": {"train": 120, "validation": 40, "test": 40},
+            }
+        ],
         licence_notes="Public images under CC BY 4.0; see each source's PROVENANCE.",
-        baselines={**compare("tiny-cxr", {
-            "tiny-cxr": {"macro_auroc": 0.94, "accuracy": 0.8},
-            "baseline: frozen features + LR": {"macro_auroc": 0.93, "accuracy": 0.82},
-            "ceiling: oracle": {"macro_auroc": 1.0}}, "macro_auroc", on="test split (40)",
-            also=("accuracy",), paired={"baseline: frozen features + LR": [-0.02, 0.04]},
-            kept_because="it is calibrated"),
-            "validation": compare("tiny-cxr", {
-                "tiny-cxr": {"macro_auroc": 0.90},
-                "baseline: frozen features + LR": {"macro_auroc": 0.93}}, "macro_auroc",
-                on="validation split (40)")})
+        baselines={
+            **compare(
+                "tiny-cxr",
+                {
+                    "tiny-cxr": {"macro_auroc": 0.94, "accuracy": 0.8},
+                    "baseline: frozen features + LR": {"macro_auroc": 0.93, "accuracy": 0.82},
+                    "ceiling: oracle": {"macro_auroc": 1.0},
+                },
+                "macro_auroc",
+                on="test split (40)",
+                also=("accuracy",),
+                paired={"baseline: frozen features + LR": [-0.02, 0.04]},
+                kept_because="it is calibrated",
+            ),
+            "validation": compare(
+                "tiny-cxr",
+                {
+                    "tiny-cxr": {"macro_auroc": 0.90},
+                    "baseline: frozen features + LR": {"macro_auroc": 0.93},
+                },
+                "macro_auroc",
+                on="validation split (40)",
+            ),
+        },
+    )
     (out / "model_card.json").write_text(json.dumps(card))
     reseal(out)
     return out
@@ -130,8 +179,13 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     home = tmp_path_factory.mktemp("web-study-home")
     cxr = carded_model(tiny_imaging_dir, home / "cxr-model")
     users = {"admin": "admin", "rad1": "radiologist", "clin": "clinician"}
-    with ui_server(home, users, MEDAI_TIMEZONE="Europe/Istanbul",
-                   MEDAI_TRIAGE_MODEL=str(tfidf_model_dir), MEDAI_CXR_MODEL=str(cxr)) as base:
+    with ui_server(
+        home,
+        users,
+        MEDAI_TIMEZONE="Europe/Istanbul",
+        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
+        MEDAI_CXR_MODEL=str(cxr),
+    ) as base:
         yield base
 
 
@@ -150,9 +204,16 @@ def open_page(browser, base, viewport=DESKTOP, user: str | None = "rad1", lang: 
 def upload(page, data: bytes, ref: str) -> dict:
     """Upload through the API with the page's session; wait until the analysis is over."""
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "medai_csrf")
-    r = page.request.post("/api/v1/studies", headers={"X-CSRF-Token": csrf}, multipart={
-        "file": {"name": f"{ref}.png", "mimeType": "image/png", "buffer": data},
-        "task": "cxr", "patient_ref": ref, "lang": "tr"})
+    r = page.request.post(
+        "/api/v1/studies",
+        headers={"X-CSRF-Token": csrf},
+        multipart={
+            "file": {"name": f"{ref}.png", "mimeType": "image/png", "buffer": data},
+            "task": "cxr",
+            "patient_ref": ref,
+            "lang": "tr",
+        },
+    )
     assert r.status == 201, r.text()
     study = r.json()
     for _ in range(600):
@@ -201,9 +262,12 @@ def test_signing_with_an_unsaved_edit_signs_the_text_on_screen(server, browser, 
     assert signed["status"] == "final" and signed["signed_by"] == "rad1"
     assert signed["sections"]["impression"] == EDIT  # not the untouched AI text
     versions = get(page, f"/api/v1/studies/{study['id']}/report/versions")["items"]
-    assert [(v["version"], v["status"], v["source"], v["author"], v["signed_by"])
-            for v in versions] == [(1, "preliminary", "ai", None, None),  # the AI draft
-                                   (2, "final", "human", "rad1", "rad1")]  # the screen, signed
+    assert [
+        (v["version"], v["status"], v["source"], v["author"], v["signed_by"]) for v in versions
+    ] == [
+        (1, "preliminary", "ai", None, None),  # the AI draft
+        (2, "final", "human", "rad1", "rad1"),
+    ]  # the screen, signed
     assert versions[-1]["sections"]["impression"] == EDIT
     # the history names who and when, in Istanbul time
     last = page.locator(f"#versions li[data-version='{versions[-1]['version']}']")
@@ -221,9 +285,10 @@ def test_signing_with_an_unsaved_edit_signs_the_text_on_screen(server, browser, 
     page.get_by_role("button", name="Bu metni imzala").click()
     page.locator("#report-status[data-status='amended']").wait_for()
     versions = get(page, f"/api/v1/studies/{study['id']}/report/versions")["items"]
-    assert [(v["version"], v["status"], v["author"], v["signed_by"], v["compare_to"])
-            for v in versions[1:]] == [(2, "final", "rad1", "rad1", 1),
-                                       (3, "amended", "rad1", "rad1", 2)]
+    assert [
+        (v["version"], v["status"], v["author"], v["signed_by"], v["compare_to"])
+        for v in versions[1:]
+    ] == [(2, "final", "rad1", "rad1", 1), (3, "amended", "rad1", "rad1", 2)]
     diff = show_differences(page, 3)
     assert "Sürüm 3, sürüm 2 ile karşılaştırılıyor" in diff
     assert f"- {EDIT}" in diff and f"+ {AMEND}" in diff
@@ -249,7 +314,8 @@ def test_signing_with_an_unsaved_edit_signs_the_text_on_screen(server, browser, 
 def show_differences(page, version: int) -> str:
     """Press version ``version``'s "Farkları göster"; the heading and the differences shown."""
     page.locator(f"#versions li[data-version='{version}']").get_by_role(
-        "button", name="Farkları göster").click()
+        "button", name="Farkları göster"
+    ).click()
     page.locator("#diff").wait_for(state="visible")
     return page.locator("#diff-title").inner_text() + "\n" + page.locator("#diff").inner_text()
 
@@ -288,9 +354,11 @@ def test_a_stale_signature_is_refused_and_the_text_stays_on_screen(server, brows
     page.goto(f"/studies/{study['id']}")
     page.locator("#report-form").wait_for()
     csrf = next(c["value"] for c in ctx.cookies() if c["name"] == "medai_csrf")
-    other = page.request.put(f"/api/v1/studies/{study['id']}/report",  # someone else saves
-                             headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"},
-                             data=json.dumps({"version": 1, "sections": {"impression": "x"}}))
+    other = page.request.put(
+        f"/api/v1/studies/{study['id']}/report",  # someone else saves
+        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"},
+        data=json.dumps({"version": 1, "sections": {"impression": "x"}}),
+    )
     assert other.status == 200
     page.get_by_label("Sonuç", exact=True).fill(EDIT)
     page.get_by_role("button", name="İmzala", exact=True).click()
@@ -342,8 +410,7 @@ def test_leaving_with_unsaved_text_asks_first(server, browser):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lang", ["tr", "en"])
-def test_a_refused_study_says_why_and_is_reported_and_signed_by_hand(server, browser, shots,
-                                                                     lang):
+def test_a_refused_study_says_why_and_is_reported_and_signed_by_hand(server, browser, shots, lang):
     ctx, page = open_page(browser, server, viewport=PHONE, lang=lang)
     study = upload(page, colour_png(), f"P-REFUSED-{lang}")
     assert study["status"] == "refused"
@@ -363,8 +430,12 @@ def test_a_refused_study_says_why_and_is_reported_and_signed_by_hand(server, bro
     page.screenshot(path=str(shots / f"study-refused-{lang}-phone.png"), full_page=True)
     page.locator("#manual-report").click()
     assert page.locator("#report-by-hand").is_visible()
-    sections = {"technique": "PA akciğer grafisi.", "findings": "Sağ alt zonda opasite.",
-                "impression": "Pnömoni ile uyumlu.", "recommendation": "Klinik korelasyon."}
+    sections = {
+        "technique": "PA akciğer grafisi.",
+        "findings": "Sağ alt zonda opasite.",
+        "impression": "Pnömoni ile uyumlu.",
+        "recommendation": "Klinik korelasyon.",
+    }
     for key, text in sections.items():
         page.get_by_label(t["section_" + key], exact=True).fill(text)
     assert page.locator("#unsaved").is_visible()
@@ -376,7 +447,8 @@ def test_a_refused_study_says_why_and_is_reported_and_signed_by_hand(server, bro
     assert report["ai_assisted"] is False
     versions = get(page, f"/api/v1/studies/{study['id']}/report/versions")["items"]
     assert [(v["source"], v["author"], v["signed_by"]) for v in versions] == [
-        ("human", "rad1", "rad1")]  # written and signed at once: one version
+        ("human", "rad1", "rad1")
+    ]  # written and signed at once: one version
     assert page.locator("#report-by-hand").is_visible()
     no_overflow(page)
     page.screenshot(path=str(shots / f"study-by-hand-signed-{lang}-phone.png"), full_page=True)
@@ -386,7 +458,8 @@ def test_a_refused_study_says_why_and_is_reported_and_signed_by_hand(server, bro
 @pytest.mark.slow
 @pytest.mark.parametrize("lang", ["tr", "en"])
 def test_an_unreadable_or_tiny_upload_says_what_is_wrong_and_no_study_is_a_page_too(
-        server, browser, shots, lang):
+    server, browser, shots, lang
+):
     """Not an image: the viewer says it cannot show it (never a broken black picture); a
     thumbnail: the reason names its size; a study number that does not exist: a page that
     says so (it rendered an empty study)."""
@@ -445,31 +518,45 @@ def _labels_sit_on_their_controls(page) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP),
-                                            ("en", DESKTOP)])
-def test_the_study_page_fits_and_names_things_in_the_readers_language(server, browser, shots,
-                                                                      lang, viewport):
+@pytest.mark.parametrize(
+    "lang, viewport", [("tr", PHONE), ("en", PHONE), ("tr", DESKTOP), ("en", DESKTOP)]
+)
+def test_the_study_page_fits_and_names_things_in_the_readers_language(
+    server, browser, shots, lang, viewport
+):
     ctx, page = open_page(browser, server, viewport=viewport, lang=lang)
     study = upload(page, png_bytes(11, (320, 320)), f"P-FIT-{lang}-{viewport['width']}")
     page.goto(f"/studies/{study['id']}")
     page.locator("#findings tbody tr").first.wait_for()
     rows = page.locator("#findings tbody th").all_inner_texts()
-    want = {"tr": {"Pnömoni", "COVID-19", "Bulgu yok"},
-            "en": {"Pneumonia", "COVID-19", "No finding"}}[lang]
+    want = {
+        "tr": {"Pnömoni", "COVID-19", "Bulgu yok"},
+        "en": {"Pneumonia", "COVID-19", "No finding"},
+    }[lang]
     assert set(rows) == want
-    assert page.locator("#study-task").inner_text() == {"tr": "Akciğer grafisi",
-                                                        "en": "Chest X-ray"}[lang]
-    assert page.locator(".who").inner_text().endswith({"tr": "(Radyolog)",
-                                                       "en": "(Radiologist)"}[lang])
+    assert (
+        page.locator("#study-task").inner_text()
+        == {"tr": "Akciğer grafisi", "en": "Chest X-ray"}[lang]
+    )
+    assert (
+        page.locator(".who")
+        .inner_text()
+        .endswith({"tr": "(Radyolog)", "en": "(Radiologist)"}[lang])
+    )
     page.locator("#heatmap-on").check()
     page.wait_for_function("() => document.getElementById('heatmap').naturalWidth > 0")
     cap = page.locator("#heatmap-caption")
-    assert cap.is_visible() and ("YZ önerisi" if lang == "tr" else "AI suggestion") in \
-        cap.inner_text()
+    assert (
+        cap.is_visible() and ("YZ önerisi" if lang == "tr" else "AI suggestion") in cap.inner_text()
+    )
     film, heat = page.locator("#image").bounding_box(), page.locator("#heatmap").bounding_box()
     assert film == heat  # the overlay lies exactly on the film
-    assert cap.bounding_box()["y"] >= page.locator("#viewer").bounding_box()["y"] + \
-        page.locator("#viewer").bounding_box()["height"] - 1  # the label is under the film
+    assert (
+        cap.bounding_box()["y"]
+        >= page.locator("#viewer").bounding_box()["y"]
+        + page.locator("#viewer").bounding_box()["height"]
+        - 1
+    )  # the label is under the film
     _labels_sit_on_their_controls(page)
     no_overflow(page)
     name = "phone" if viewport is PHONE else "desktop"
@@ -485,8 +572,7 @@ def test_the_study_page_fits_and_names_things_in_the_readers_language(server, br
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lang", ["tr", "en"])
-def test_admin_names_roles_actions_and_shows_a_readable_model_card(server, browser, shots,
-                                                                   lang):
+def test_admin_names_roles_actions_and_shows_a_readable_model_card(server, browser, shots, lang):
     ctx, page = open_page(browser, server, user="admin", lang=lang)
     page.locator("#users tbody tr").first.wait_for()
     t = json.loads((SRC / "platform/web/messages.json").read_text(encoding="utf-8"))[lang]
@@ -499,17 +585,27 @@ def test_admin_names_roles_actions_and_shows_a_readable_model_card(server, brows
     card = page.locator("#card-cxr")
     card.locator("summary").click()
     text = card.inner_text()
-    for key in ("card_name", "card_version", "card_hash", "card_labels", "card_threshold",
-                "card_licence"):
+    for key in (
+        "card_name",
+        "card_version",
+        "card_hash",
+        "card_labels",
+        "card_threshold",
+        "card_licence",
+    ):
         assert t[key] in text, key
     assert "sha256:" in text and "{" not in text  # readable, not raw JSON
     assert ("Bulgu yok" if lang == "tr" else "No finding") in text
     labels = card.locator("table").filter(has_text=t["card_labels"])
-    assert labels.locator("tbody tr").filter(has_text="Pneumonia").inner_text().split("\t")[-2:] \
-        == (["0,42", "0,91"] if lang == "tr" else ["0.42", "0.91"])  # threshold, AUROC
+    assert labels.locator("tbody tr").filter(has_text="Pneumonia").inner_text().split("\t")[
+        -2:
+    ] == (["0,42", "0,91"] if lang == "tr" else ["0.42", "0.91"])  # threshold, AUROC
     sources = card.locator("table").filter(has_text=t["metric_per_source"])
     assert sources.locator("tbody tr").filter(has_text="site_b").inner_text().split("\t") == [
-        "site_b", "10", "—"]
+        "site_b",
+        "10",
+        "—",
+    ]
     assert "train: 120" in text and t["card_data_positives"] in text
     assert "CC BY 4.0" in text
     # beside its baselines, in the page's language: a tie on test (the paired CI spans 0) with
@@ -517,10 +613,10 @@ def test_admin_names_roles_actions_and_shows_a_readable_model_card(server, brows
     assert t["card_baselines"] in text
     tie, lost = card.locator("p.verdict").all_inner_texts()
     assert tie.startswith(t["card_ties"].split("{names}")[0])
-    assert f'{t["card_baseline_prefix"]}: frozen' in tie and "test split (40)" in tie
+    assert f"{t['card_baseline_prefix']}: frozen" in tie and "test split (40)" in tie
     assert lost.startswith(t["card_beats_not_split"].split("{names}")[0])
     assert "validation split (40)" in lost and lost.endswith("(40)).")  # the test split decides
-    assert f'{t["card_kept_because"]} it is calibrated' in text
+    assert f"{t['card_kept_because']} it is calibrated" in text
     assert t["card_ceiling_prefix"] in text and "tiny-cxr ★" in text
     no_overflow(page)
     page.screenshot(path=str(shots / f"admin-{lang}-desktop.png"), full_page=True)

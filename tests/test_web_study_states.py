@@ -79,7 +79,7 @@ def answering_model(directory: Path, task: str, probs: dict[str, float], policy:
     from safetensors.torch import load_file, save_file
 
     from conftest import make_imaging_model_dir
-    from medai.core.registry import reseal
+    from medai.core.model_dir import reseal
     from medai.imaging.operating import POLICY_FILE
 
     d = make_imaging_model_dir(directory, labels=tuple(probs), task=task)
@@ -338,8 +338,10 @@ def test_a_conflicting_cxr_signed_corrected_shows_what_the_signer_said(
     cited = page.locator("#citations li[data-label='Bacterial_Pneumonia'] .citation-rejected")
     cited.first.wait_for()
     assert cited.first.inner_text().startswith(t["citation_rejected"].split("{label}")[0])
-    assert page.locator("#citations li[data-label='No Finding'] .citation-rejected:visible"
-                        ).count() == 0
+    assert (
+        page.locator("#citations li[data-label='No Finding'] .citation-rejected:visible").count()
+        == 0
+    )
     # the header of an upload: its reference and question, no accession, not urgent
     assert page.locator("#study-facts dd[data-field=patient]").inner_text() == ref
     assert page.locator("#study-facts dd[data-field=accession]").count() == 0

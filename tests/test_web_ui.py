@@ -37,11 +37,13 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
         image = home / "chest.png"
         image.write_bytes(png_bytes(42, (320, 320)))
     users = {"admin": "admin", "rad1": "radiologist", "clin": "clinician", "pat1": "patient"}
-    with ui_server(home, users, MEDAI_KIOSK_DAILY_QUOTA="50",
-                   MEDAI_TRIAGE_MODEL=os.environ.get("MEDAI_UI_TRIAGE_MODEL",
-                                                     str(tfidf_model_dir)),
-                   MEDAI_CXR_MODEL=os.environ.get("MEDAI_UI_CXR_MODEL",
-                                                  str(tiny_imaging_dir))) as base:
+    with ui_server(
+        home,
+        users,
+        MEDAI_KIOSK_DAILY_QUOTA="50",
+        MEDAI_TRIAGE_MODEL=os.environ.get("MEDAI_UI_TRIAGE_MODEL", str(tfidf_model_dir)),
+        MEDAI_CXR_MODEL=os.environ.get("MEDAI_UI_CXR_MODEL", str(tiny_imaging_dir)),
+    ) as base:
         yield base, image
 
 
@@ -55,14 +57,19 @@ def a_study(server) -> int:
 
     base, image = server
     headers = http_login(base, "rad1")
-    r = httpx.post(f"{base}/api/v1/studies", headers=headers, timeout=60,
-                   files={"file": ("fixture.png", image.read_bytes(), "image/png")},
-                   data={"task": "cxr", "patient_ref": "P-FIXTURE", "lang": "tr"})
+    r = httpx.post(
+        f"{base}/api/v1/studies",
+        headers=headers,
+        timeout=60,
+        files={"file": ("fixture.png", image.read_bytes(), "image/png")},
+        data={"task": "cxr", "patient_ref": "P-FIXTURE", "lang": "tr"},
+    )
     assert r.status_code == 201, r.text
     study = r.json()
     for _ in range(900):
-        study = httpx.get(f"{base}/api/v1/studies/{study['id']}", headers=headers,
-                          timeout=30).json()
+        study = httpx.get(
+            f"{base}/api/v1/studies/{study['id']}", headers=headers, timeout=30
+        ).json()
         if study["status"] not in ("received", "analysing"):
             return study["id"]
         time.sleep(0.1)
@@ -78,8 +85,9 @@ class Watch:
 
 
 def new_page(browser, base, viewport=DESKTOP, bypass_csp=False):
-    ctx = browser.new_context(base_url=base, viewport=viewport, accept_downloads=True,
-                              bypass_csp=bypass_csp)
+    ctx = browser.new_context(
+        base_url=base, viewport=viewport, accept_downloads=True, bypass_csp=bypass_csp
+    )
     page = ctx.new_page()
     return ctx, page, Watch(page)
 
@@ -95,14 +103,24 @@ def sign_in(page, username: str) -> None:
 def axe_violations(page) -> list[dict]:
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "impact": v["impact"], "nodes": len(v["nodes"])}
-            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": len(v["nodes"])}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
-@pytest.mark.parametrize("next_, lands", [
-    ("/\\evil.example/x", "/worklist"), ("//evil.example/x", "/worklist"),
-    ("/%5Cevil.example/x", None), ("https://evil.example/", "/worklist"),
-    ("/\t/evil.example/", "/worklist"), ("/studies/1?x=1", "/studies/1")])
+@pytest.mark.parametrize(
+    "next_, lands",
+    [
+        ("/\\evil.example/x", "/worklist"),
+        ("//evil.example/x", "/worklist"),
+        ("/%5Cevil.example/x", None),
+        ("https://evil.example/", "/worklist"),
+        ("/\t/evil.example/", "/worklist"),
+        ("/studies/1?x=1", "/studies/1"),
+    ],
+)
 def test_sign_in_follows_next_only_to_a_path_of_this_site(server, browser, next_, lands):
     from urllib.parse import quote
 
@@ -119,8 +137,10 @@ def test_sign_in_follows_next_only_to_a_path_of_this_site(server, browser, next_
     ctx.close()
 
 
-@pytest.mark.parametrize("username, home", [("admin", "/admin"), ("rad1", "/worklist"),
-                                            ("clin", "/worklist"), ("pat1", "/triage")])
+@pytest.mark.parametrize(
+    "username, home",
+    [("admin", "/admin"), ("rad1", "/worklist"), ("clin", "/worklist"), ("pat1", "/triage")],
+)
 def test_each_role_signs_in_to_its_home_page(server, browser, username, home):
     base, _ = server
     ctx, page, watch = new_page(browser, base)
@@ -176,8 +196,9 @@ def test_study_from_upload_to_signed_report_and_exports(server, browser, shots):
     page.get_by_role("button", name="Yükle").click()
     done = page.locator("#upload-done")  # the upload says where the study went
     done.wait_for()
-    assert re.fullmatch(r"Tetkik \d+ yüklendi; YZ analizi şimdi çalışıyor\. Tetkiki aç",
-                        done.inner_text()), done.inner_text()
+    assert re.fullmatch(
+        r"Tetkik \d+ yüklendi; YZ analizi şimdi çalışıyor\. Tetkiki aç", done.inner_text()
+    ), done.inner_text()
     row = page.locator("#worklist tbody tr").filter(has_text="P-UI-1").first
     row.locator("[data-status='ai_drafted']").wait_for(timeout=90_000)  # live updates
     page.screenshot(path=str(shots / "worklist-desktop.png"))
@@ -223,10 +244,13 @@ def test_a_clinician_sees_no_sign_button_and_the_api_refuses(server, browser):
     page.locator("#report-form").wait_for()
     assert page.locator("#sign").count() == 0
     study_id = page.locator("#study").get_attribute("data-study-id")
-    status = page.evaluate("""async (id) => {
+    status = page.evaluate(
+        """async (id) => {
         const r = await window.medai.api(`/api/v1/studies/${id}/report/sign`,
                                          {method: 'POST', json: {version: 1}});
-        return r.status; }""", study_id)
+        return r.status; }""",
+        study_id,
+    )
     assert status == 403
     ctx.close()
 
@@ -241,12 +265,22 @@ def test_phone_worklist_has_no_horizontal_scroll(server, a_study, browser, shots
     ctx.close()
 
 
-@pytest.mark.parametrize("username, path", [(None, "/triage"), (None, "/kiosk"), (None, "/login"),
-                                            ("rad1", "/worklist"), ("rad1", "/studies/{id}"),
-                                            ("clin", "/chat?study={id}"), ("admin", "/admin"),
-                                            ("pat1", "/history")])
-def test_pages_have_no_serious_accessibility_violations(server, a_study, browser, shots,
-                                                        username, path):
+@pytest.mark.parametrize(
+    "username, path",
+    [
+        (None, "/triage"),
+        (None, "/kiosk"),
+        (None, "/login"),
+        ("rad1", "/worklist"),
+        ("rad1", "/studies/{id}"),
+        ("clin", "/chat?study={id}"),
+        ("admin", "/admin"),
+        ("pat1", "/history"),
+    ],
+)
+def test_pages_have_no_serious_accessibility_violations(
+    server, a_study, browser, shots, username, path
+):
     if not AXE.is_file():
         pytest.skip("axe-core is not installed (make browser-deps runs npm ci)")
     base, _ = server
@@ -267,9 +301,13 @@ def test_the_app_is_installable_and_caches_no_patient_data(server, browser):
     page.goto("/triage")
     manifest = page.evaluate("fetch('/manifest.webmanifest').then(r => r.json())")
     assert manifest["display"] == "standalone" and {i["sizes"] for i in manifest["icons"]} >= {
-        "192x192", "512x512"}
-    page.wait_for_function("navigator.serviceWorker.controller !== null || "
-                           "navigator.serviceWorker.ready.then(() => true)")
+        "192x192",
+        "512x512",
+    }
+    page.wait_for_function(
+        "navigator.serviceWorker.controller !== null || "
+        "navigator.serviceWorker.ready.then(() => true)"
+    )
     page.reload()
     cached = page.evaluate("""async () => {
         const keys = await caches.keys(); const urls = [];

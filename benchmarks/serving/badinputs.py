@@ -69,10 +69,14 @@ def _raw_stream(port: int, path: str, content_type: str, total: int) -> tuple[in
     """Stream up to ``total`` bytes chunked; returns (status, bytes sent before the answer)."""
     sent, response = 0, b""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                     f"{content_type}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
-        head = (b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.dcm\"\r\n"
-                b"Content-Type: application/octet-stream\r\n\r\n")
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+            f"{content_type}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        head = (
+            b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.dcm"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n"
+        )
         sock.sendall(b"%x\r\n%s\r\n" % (len(head), head))
         chunk = b"\0" * (1 << 20)
         framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
@@ -96,15 +100,18 @@ def _raw_stream(port: int, path: str, content_type: str, total: int) -> tuple[in
 
 def _declared_length(port: int, path: str, length: int) -> int:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                     f"application/json\r\nContent-Length: {length}\r\n\r\n".encode())
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+            f"application/json\r\nContent-Length: {length}\r\n\r\n".encode()
+        )
         sock.sendall(b'{"text": "' + b"a" * (1 << 20))
         response = sock.recv(4096)
     return int(response.split()[1]) if response.startswith(b"HTTP/") else 0
 
 
-def bad_input_table(server, work: Path, sampler_cls, cli: bool = True,
-                    xray: Path | None = None) -> list[dict]:
+def bad_input_table(
+    server, work: Path, sampler_cls, cli: bool = True, xray: Path | None = None
+) -> list[dict]:
     base, port = server.base, server.port
     multiframe = _dicom(work / "multiframe.dcm", 110, 540, 540, xray)
     bomb_png = _big_png(work / "bomb.png", xray, smooth=True)
@@ -114,16 +121,26 @@ def bad_input_table(server, work: Path, sampler_cls, cli: bool = True,
 
     def upload(route: str, path: Path, form: dict | None = None) -> str:
         with httpx.Client(timeout=300, headers=server.headers) as c:
-            r = c.post(f"{base}{route}", data=form,
-                       files={"file": (path.name, path.read_bytes(), "image/png")})
-        code = r.json().get("code", "") if r.headers.get("content-type") == \
-            "application/json" and r.status_code >= 400 else ""
+            r = c.post(
+                f"{base}{route}",
+                data=form,
+                files={"file": (path.name, path.read_bytes(), "image/png")},
+            )
+        code = (
+            r.json().get("code", "")
+            if r.headers.get("content-type") == "application/json" and r.status_code >= 400
+            else ""
+        )
         return f"{r.status_code} {code}".strip()
 
     def four_at_once() -> str:
         statuses: list[int] = []
-        threads = [threading.Thread(target=lambda: statuses.append(
-            upload("/api/v1/imaging/cxr/predict", dicom_11mb))) for _ in range(4)]
+        threads = [
+            threading.Thread(
+                target=lambda: statuses.append(upload("/api/v1/imaging/cxr/predict", dicom_11mb))
+            )
+            for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -131,35 +148,63 @@ def bad_input_table(server, work: Path, sampler_cls, cli: bool = True,
         return ",".join(str(s) for s in sorted(statuses))
 
     def triage_raw(body: bytes) -> int:
-        return httpx.post(f"{base}/api/v1/triage", content=body, timeout=60,
-                          headers={**server.headers, "content-type": "application/json"}
-                          ).status_code
+        return httpx.post(
+            f"{base}/api/v1/triage",
+            content=body,
+            timeout=60,
+            headers={**server.headers, "content-type": "application/json"},
+        ).status_code
 
     long_nan = (json.dumps({"text": PATIENT * 300})[:-1] + ', "min_confidence": NaN}').encode()
     deep = "[" * 5000 + "]" * 5000
     table = [
-        ("multi-frame DICOM, 110 frames 540×540, "
-         f"{multiframe.stat().st_size / 2**20:.0f} MB", lambda: upload(
-             "/api/v1/imaging/cxr/predict", multiframe)),
-        (f"PNG 6000×6600 flat gradient, {bomb_png.stat().st_size / 1024:.0f} KB", lambda: upload(
-            "/api/v1/imaging/cxr/predict", bomb_png)),
-        (f"PNG 6000×6600 X-ray, {big_png.stat().st_size / 2**20:.0f} MB", lambda: upload(
-            "/api/v1/imaging/cxr/predict", big_png)),
-        ("PNG 6000×6600 X-ray, heatmap", lambda: upload("/api/v1/imaging/cxr/heatmap",
-                                                         big_png)),
+        (
+            f"multi-frame DICOM, 110 frames 540×540, {multiframe.stat().st_size / 2**20:.0f} MB",
+            lambda: upload("/api/v1/imaging/cxr/predict", multiframe),
+        ),
+        (
+            f"PNG 6000×6600 flat gradient, {bomb_png.stat().st_size / 1024:.0f} KB",
+            lambda: upload("/api/v1/imaging/cxr/predict", bomb_png),
+        ),
+        (
+            f"PNG 6000×6600 X-ray, {big_png.stat().st_size / 2**20:.0f} MB",
+            lambda: upload("/api/v1/imaging/cxr/predict", big_png),
+        ),
+        ("PNG 6000×6600 X-ray, heatmap", lambda: upload("/api/v1/imaging/cxr/heatmap", big_png)),
         (f"four {dicom_11mb.stat().st_size / 2**20:.0f} MB DICOMs at once", four_at_once),
-        ("triage JSON declaring 100 MB", lambda: _declared_length(port, "/api/v1/triage",
-                                                                   100 * 2**20)),
-        ("2 GB chunked upload (no Content-Length)", lambda: "{} after {:.0f} MB".format(
-            *(lambda s, n: (s, n / 2**20))(*_raw_stream(
-                port, "/api/v1/imaging/cxr/predict", "multipart/form-data; boundary=x",
-                2 * 2**30)))),
+        (
+            "triage JSON declaring 100 MB",
+            lambda: _declared_length(port, "/api/v1/triage", 100 * 2**20),
+        ),
+        (
+            "2 GB chunked upload (no Content-Length)",
+            lambda: "{} after {:.0f} MB".format(
+                *(lambda s, n: (s, n / 2**20))(
+                    *_raw_stream(
+                        port,
+                        "/api/v1/imaging/cxr/predict",
+                        "multipart/form-data; boundary=x",
+                        2 * 2**30,
+                    )
+                )
+            ),
+        ),
         ("20,000+ character complaint with min_confidence NaN", lambda: triage_raw(long_nan)),
-        ('min_confidence: false', lambda: triage_raw(b'{"text": "kulak", "min_confidence": '
-                                                     b'false}')),
-        ("findings nested 5,000 deep", lambda: httpx.post(
-            f"{base}/api/v1/reports/draft", data={"findings": deep}, timeout=60,
-            headers=server.headers).status_code),
+        (
+            "min_confidence: false",
+            lambda: triage_raw(b'{"text": "kulak", "min_confidence": false}'),
+        ),
+        (
+            "findings nested 5,000 deep",
+            lambda: (
+                httpx.post(
+                    f"{base}/api/v1/reports/draft",
+                    data={"findings": deep},
+                    timeout=60,
+                    headers=server.headers,
+                ).status_code
+            ),
+        ),
     ]
     for name, call in table:
         before = server.rss_mb()
@@ -170,14 +215,25 @@ def bad_input_table(server, work: Path, sampler_cls, cli: bool = True,
             except Exception as exc:  # a crash or a dropped connection is a result too
                 status = f"client error: {type(exc).__name__}"
             elapsed = time.perf_counter() - start
-        cases.append({"case": name, "status": status, "seconds": round(elapsed, 2),
-                      "rss_before_mb": round(before), "peak_rss_mb": round(rss.peak),
-                      "server_alive": server.alive()})
+        cases.append(
+            {
+                "case": name,
+                "status": status,
+                "seconds": round(elapsed, 2),
+                "rss_before_mb": round(before),
+                "peak_rss_mb": round(rss.peak),
+                "server_alive": server.alive(),
+            }
+        )
         if not server.alive():
             break
     log = Path(server.log.name).read_text(errors="replace")
-    cases.append({"case": "server log holds patient text", "status": str(
-        "12345678901" in log or "Yılmaz" in log).lower()})
+    cases.append(
+        {
+            "case": "server log holds patient text",
+            "status": str("12345678901" in log or "Yılmaz" in log).lower(),
+        }
+    )
     if cli:
         cases += _cli_cases(work)
     return cases
@@ -191,17 +247,35 @@ def _cli_cases(work: Path) -> list[dict]:
     if not fifo.exists():
         os.mkfifo(fifo)
     rows = []
-    for name, args in [("triage predict --file /dev/zero", ["triage", "predict", "--file",
-                                                             "/dev/zero"]),
-                       ("imaging predict on a directory", ["imaging", "predict", str(work)]),
-                       ("imaging predict on a FIFO", ["imaging", "predict", str(fifo)]),
-                       ("imaging predict on a missing file", ["imaging", "predict",
-                                                              str(work / "missing.png")])]:
-        out = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", sys.executable, "-m",
-                              "medai.cli", *args, "--json"], capture_output=True, text=True,
-                             timeout=300)
-        rss = next((int(x.split()[1]) for x in out.stderr.splitlines()
-                    if x.startswith("MAXRSS")), 0)
-        rows.append({"case": f"CLI: {name}", "status": f"exit {out.returncode}",
-                     "peak_rss_mb": round(rss / 1024)})
+    for name, args in [
+        ("triage predict --file /dev/zero", ["triage", "predict", "--file", "/dev/zero"]),
+        ("imaging predict on a directory", ["imaging", "predict", str(work)]),
+        ("imaging predict on a FIFO", ["imaging", "predict", str(fifo)]),
+        ("imaging predict on a missing file", ["imaging", "predict", str(work / "missing.png")]),
+    ]:
+        out = subprocess.run(
+            [
+                "/usr/bin/time",
+                "-f",
+                "MAXRSS %M",
+                sys.executable,
+                "-m",
+                "medai.cli",
+                *args,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        rss = next(
+            (int(x.split()[1]) for x in out.stderr.splitlines() if x.startswith("MAXRSS")), 0
+        )
+        rows.append(
+            {
+                "case": f"CLI: {name}",
+                "status": f"exit {out.returncode}",
+                "peak_rss_mb": round(rss / 1024),
+            }
+        )
     return rows

@@ -49,8 +49,13 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _outcome(self, code: int, issue: str, text: str) -> None:
-        self._answer(code, {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": issue, "diagnostics": text[:500]}]})
+        self._answer(
+            code,
+            {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": issue, "diagnostics": text[:500]}],
+            },
+        )
 
     def _refuse(self, code: int, issue: str, text: str) -> None:
         """A transaction not taken: answered as a FHIR server would, and counted."""
@@ -81,16 +86,26 @@ class Handler(BaseHTTPRequestHandler):
                 RECEIPTS.append(_receipt(res, now))
                 if ON_RECEIPT is not None:
                     ON_RECEIPT(RECEIPTS[-1])
-                answers.append({"response": {"status": "201 Created" if created else "200 OK",
-                                             "location": f"{key[0]}/{key[1]}/_history/1"}})
-        self._answer(200, {"resourceType": "Bundle", "type": "transaction-response",
-                           "entry": answers})
+                answers.append(
+                    {
+                        "response": {
+                            "status": "201 Created" if created else "200 OK",
+                            "location": f"{key[0]}/{key[1]}/_history/1",
+                        }
+                    }
+                )
+        self._answer(
+            200, {"resourceType": "Bundle", "type": "transaction-response", "entry": answers}
+        )
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/fhir/DiagnosticReport":
             with LOCK:
-                reports = [{"id": rid, "status": r.get("status")}
-                           for (kind, rid), r in RESOURCES.items() if kind == "DiagnosticReport"]
+                reports = [
+                    {"id": rid, "status": r.get("status")}
+                    for (kind, rid), r in RESOURCES.items()
+                    if kind == "DiagnosticReport"
+                ]
             return self._answer(200, {"reports": reports})
         self._outcome(404, "not-found", self.path)
 

@@ -48,8 +48,9 @@ def local_pod_spec(spec: dict[str, Any], pod: str, home: str, secrets: str) -> d
         # name the port by number instead of by its name
         numbers = {p["name"]: p["containerPort"] for p in container.pop("ports", [])}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            action = container.get(probe, {}).get("httpGet") or container.get(
-                probe, {}).get("tcpSocket")
+            action = container.get(probe, {}).get("httpGet") or container.get(probe, {}).get(
+                "tcpSocket"
+            )
             if action and action.get("port") in numbers:
                 action["port"] = numbers[action["port"]]
         for mount in container.get("volumeMounts", []):
@@ -69,20 +70,29 @@ def main(rendered: Path, work: Path, home: str, secrets: str) -> None:
         if kind == "ConfigMap":
             app.insert(0, doc)
         elif kind == "Deployment":
-            local_pod_spec(doc["spec"]["template"]["spec"], doc["metadata"]["name"], home,
-                           secrets)
+            local_pod_spec(doc["spec"]["template"]["spec"], doc["metadata"]["name"], home, secrets)
             app.append(doc)
         elif kind == "Job":
             template = doc["spec"]["template"]
-            migrate.append({"apiVersion": "v1", "kind": "Pod",
-                            "metadata": {"name": doc["metadata"]["name"],
-                                         "labels": template["metadata"]["labels"]},
-                            "spec": local_pod_spec(template["spec"], doc["metadata"]["name"],
-                                                   home, secrets)})
+            migrate.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": doc["metadata"]["name"],
+                        "labels": template["metadata"]["labels"],
+                    },
+                    "spec": local_pod_spec(
+                        template["spec"], doc["metadata"]["name"], home, secrets
+                    ),
+                }
+            )
     (work / "app.yaml").write_text(yaml.safe_dump_all(app, sort_keys=False))
     (work / "migrate.yaml").write_text(yaml.safe_dump_all(migrate, sort_keys=False))
-    print(f"{len(migrate)} migration pod, {len(app) - 1} deployments: "
-          + ", ".join(d["metadata"]["name"] for d in app if d["kind"] == "Deployment"))
+    print(
+        f"{len(migrate)} migration pod, {len(app) - 1} deployments: "
+        + ", ".join(d["metadata"]["name"] for d in app if d["kind"] == "Deployment")
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def role_args() -> list[str]:
     args = Path("/proc/1/cmdline").read_bytes().decode().split("\0")
     for i, arg in enumerate(args):
         if arg.endswith("medai-entrypoint"):
-            return [a for a in args[i + 1:] if a]
+            return [a for a in args[i + 1 :] if a]
     return [a for a in args[1:] if a]
 
 

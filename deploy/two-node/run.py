@@ -43,8 +43,10 @@ from hosts import BRIDGE, HOSTS, ROOT, VENV, addr, pg_bin  # beside this script
 
 NAMESPACES = (*HOSTS, BRIDGE)
 OUT = ROOT / "deploy" / "dist" / "two-node"
-IMAGES = Path(os.environ.get("MEDAI_TWO_NODE_IMAGES")
-              or ROOT.parent / "shared" / "data" / "chest_xray" / "images")
+IMAGES = Path(
+    os.environ.get("MEDAI_TWO_NODE_IMAGES")
+    or ROOT.parent / "shared" / "data" / "chest_xray" / "images"
+)
 
 
 def sh(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -52,6 +54,7 @@ def sh(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 
 
 # --- outside: the namespaces, and their removal whatever happens ---------------------------
+
 
 def _ns_pids(ns: str) -> list[int]:
     out = sh("ip", "netns", "pids", ns, check=False).stdout.split()
@@ -63,9 +66,25 @@ def teardown(work: Path | None) -> None:
     started by this run), delete the namespaces."""
     pg = pg_bin()
     if work is not None and pg and (work / "pg" / "data" / "postmaster.pid").exists():
-        sh("ip", "netns", "exec", "mdb", "runuser", "-u", "postgres", "--",
-           str(pg / "pg_ctl"), "-D", str(work / "pg" / "data"), "-m", "immediate", "-w",
-           "stop", check=False, timeout=60)
+        sh(
+            "ip",
+            "netns",
+            "exec",
+            "mdb",
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            str(pg / "pg_ctl"),
+            "-D",
+            str(work / "pg" / "data"),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+            check=False,
+            timeout=60,
+        )
     existing = set(sh("ip", "netns", "list", check=False).stdout.split())
     for ns in NAMESPACES:
         if ns not in existing:
@@ -93,8 +112,21 @@ def setup_network() -> None:
     sh("ip", "-n", BRIDGE, "link", "set", "br0", "up")
     for ns, host in HOSTS.items():
         port = f"v{host}"
-        sh("ip", "-n", BRIDGE, "link", "add", port, "type", "veth", "peer", "name", "eth0",
-           "netns", ns)
+        sh(
+            "ip",
+            "-n",
+            BRIDGE,
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns,
+        )
         sh("ip", "-n", BRIDGE, "link", "set", port, "master", "br0", "up")
         sh("ip", "-n", ns, "addr", "add", f"{addr(ns)}/24", "dev", "eth0")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
@@ -107,8 +139,10 @@ def preflight(images: Path) -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt-get install iproute2 redis-server dcmtk)"
     if not any(Path(images).glob("*.png")):
-        return (f"no chest radiographs (PNG) in {images}: give --images DIR or "
-                "MEDAI_TWO_NODE_IMAGES (analysed studies are what is delivered)")
+        return (
+            f"no chest radiographs (PNG) in {images}: give --images DIR or "
+            "MEDAI_TWO_NODE_IMAGES (analysed studies are what is delivered)"
+        )
     if pg_bin() is None:
         return "PostgreSQL's server binaries are not installed (apt-get install postgresql)"
     if not (VENV / "medai").exists():
@@ -140,9 +174,21 @@ def outer(args: argparse.Namespace) -> int:
     rc = 1
     try:
         setup_network()
-        cmd = ["ip", "netns", "exec", "mmod", str(VENV / "python"), __file__, "--inner",
-               "--work", str(work), "--studies", str(args.studies), "--images",
-               str(args.images)]
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            "mmod",
+            str(VENV / "python"),
+            __file__,
+            "--inner",
+            "--work",
+            str(work),
+            "--studies",
+            str(args.studies),
+            "--images",
+            str(args.images),
+        ]
         rc = subprocess.call(cmd, timeout=args.timeout)
     except subprocess.TimeoutExpired:
         print(f"two-node: gave up after {args.timeout} s", file=sys.stderr)
@@ -164,8 +210,12 @@ def main() -> int:
     ap.add_argument("--studies", type=int, default=100, help="studies sent (even)")
     ap.add_argument("--timeout", type=int, default=900, help="whole run, seconds")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    ap.add_argument("--images", type=Path, default=IMAGES,
-                    help="a folder of chest radiographs (PNG) to send (default %(default)s)")
+    ap.add_argument(
+        "--images",
+        type=Path,
+        default=IMAGES,
+        help="a folder of chest radiographs (PNG) to send (default %(default)s)",
+    )
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -20,256 +20,437 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     # no input value in an error: a wrong setting must not print a secret beside it
-    model_config = SettingsConfigDict(env_prefix="MEDAI_", env_file=".env", extra="ignore",
-                                      hide_input_in_errors=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MEDAI_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
-    home: Path = Field(default=Path.home() / ".medai", description="medai's working folder: "
-                       "the default parent of models_dir and cache_dir")
+    home: Path = Field(
+        default=Path.home() / ".medai",
+        description="medai's working folder: the default parent of models_dir and cache_dir",
+    )
     models_dir: Path | None = Field(
-        default=None, description="where user models are registered (default HOME/models)")
+        default=None, description="where user models are registered (default HOME/models)"
+    )
     cache_dir: Path | None = Field(
-        default=None, description="embedding cache and other recomputable files "
-                                  "(default HOME/cache)")
+        default=None,
+        description="embedding cache and other recomputable files (default HOME/cache)",
+    )
     triage_model: Path | None = Field(default=None, description="triage model served by default")
     cxr_model: Path | None = Field(default=None, description="chest X-ray model served")
     mri_model: Path | None = Field(default=None, description="brain MRI model served")
     triage_min_confidence: float | None = Field(
-        default=None, ge=0.0, le=1.0,
-        description="abstain below this top probability (default: the model card's value)")
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="abstain below this top probability (default: the model card's value)",
+    )
     red_flag_rules: Path | None = Field(
-        default=None, description="a sealed red-flag engine folder (medai triage "
-                                  "seal-red-flags; default, or when empty: the bundled engine)")
+        default=None,
+        description="a sealed red-flag engine folder (medai triage "
+        "seal-red-flags; default, or when empty: the bundled engine)",
+    )
     red_flag_embeddings: bool = Field(
-        default=True, description="run the e5 nearest-exemplar red-flag detector beside the rules")
+        default=True, description="run the e5 nearest-exemplar red-flag detector beside the rules"
+    )
     red_flag_classifier: bool = Field(
-        default=True, description="run the learned red-flag classifier (RED_FLAG_RULES/classifier "
-                                  "or the bundled one) beside the rules")
+        default=True,
+        description="run the learned red-flag classifier (RED_FLAG_RULES/classifier "
+        "or the bundled one) beside the rules",
+    )
     knowledge_dir: Path | None = Field(
-        default=None, description="extra knowledge base (from `medai kb ingest`) for drafts")
-    llm_backend: str = Field(default="template",
-                             description="template | openai | gemini | llamacpp")
+        default=None, description="extra knowledge base (from `medai kb ingest`) for drafts"
+    )
+    llm_backend: str = Field(
+        default="template", description="template | openai | gemini | llamacpp"
+    )
     llm_url: str | None = Field(default=None, description="OpenAI-compatible base URL")
     llm_model: str | None = None
     llm_api_key: str | None = None
     gemini_api_key: str | None = Field(
-        default=None, description="enables the Gemini backend (text leaves the hospital)")
+        default=None, description="enables the Gemini backend (text leaves the hospital)"
+    )
     llm_gguf: str | None = Field(default=None, description="local GGUF file for llamacpp")
     llm_timeout_s: float = 60.0
     workers: int = Field(default=1, ge=1, description="server worker processes")
     inference_concurrency: int | None = Field(
-        default=None, ge=1, description="model calls at once per worker (default: cores / "
-                                        "workers)")
-    inference_queue: int = Field(default=32, ge=0,
-                                 description="requests that may wait for a model slot")
-    inference_timeout_s: float = Field(default=15.0, gt=0,
-                                       description="longest wait for a slot before a 503")
+        default=None, ge=1, description="model calls at once per worker (default: cores / workers)"
+    )
+    inference_queue: int = Field(
+        default=32, ge=0, description="requests that may wait for a model slot"
+    )
+    inference_timeout_s: float = Field(
+        default=15.0, gt=0, description="longest wait for a slot before a 503"
+    )
     imaging_runtime: str = Field(default="auto", description="auto | onnx | torch")
     http_read_timeout_s: float = Field(
-        default=30.0, gt=0, le=3600,
+        default=30.0,
+        gt=0,
+        le=3600,
         description="longest a client may take to send a request's headers, and the grace for "
-                    "its body; slower: 408 and the connection closed (server.http_timeouts)")
+        "its body; slower: 408 and the connection closed (server.http_timeouts)",
+    )
     http_min_body_rate: int = Field(
-        default=16384, ge=1,
+        default=16384,
+        ge=1,
         description="bytes per second a request body must keep after that grace (each "
-                    "such many bytes received extend its deadline by a second)")
+        "such many bytes received extend its deadline by a second)",
+    )
     trusted_hosts: list[str] = Field(
         default=["localhost", "127.0.0.1"],
-        description="Host headers the server answers (JSON list; '*' allows any)")
+        description="Host headers the server answers (JSON list; '*' allows any)",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description="addresses or networks (JSON list, e.g. [\"10.0.0.5\"]) of the reverse "
-                    "proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; empty "
-                    "(the default): none, the client is the connection's own address (quotas "
-                    "and sign-in throttles count it)")
+        description='addresses or networks (JSON list, e.g. ["10.0.0.5"]) of the reverse '
+        "proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; empty "
+        "(the default): none, the client is the connection's own address (quotas "
+        "and sign-in throttles count it)",
+    )
     # --- the clinical platform (medai.platform) ---
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL (default: the SQLite file HOME/medai.db); "
-                                  "e.g. postgresql+psycopg://user@host/medai")
+        default=None,
+        description="SQLAlchemy URL (default: the SQLite file HOME/medai.db); "
+        "e.g. postgresql+psycopg://user@host/medai",
+    )
     broker_url: str | None = Field(
-        default=None, description="Celery broker (redis://… or amqp://…): studies are analysed "
-                                  "by `medai worker` processes; unset: by the pool inside serve")
+        default=None,
+        description="Celery broker (redis://… or amqp://…): studies are analysed "
+        "by `medai worker` processes; unset: by the pool inside serve",
+    )
     auto_migrate: bool = Field(
-        default=True, description="serve, worker and dicom listen migrate the database to "
-                                  "this release's schema on start; false (deployments with "
-                                  "replicas): only `medai migrate` does, and they exit 2 "
-                                  "naming the revisions on a database not at this release's")
+        default=True,
+        description="serve, worker and dicom listen migrate the database to "
+        "this release's schema on start; false (deployments with "
+        "replicas): only `medai migrate` does, and they exit 2 "
+        "naming the revisions on a database not at this release's",
+    )
     database_url_file: Path | None = Field(
-        default=None, description="read MEDAI_DATABASE_URL from this file (a mounted secret)")
+        default=None, description="read MEDAI_DATABASE_URL from this file (a mounted secret)"
+    )
     broker_url_file: Path | None = Field(
-        default=None, description="read MEDAI_BROKER_URL from this file")
+        default=None, description="read MEDAI_BROKER_URL from this file"
+    )
     secret_keys_file: Path | None = Field(
-        default=None, description="read MEDAI_SECRET_KEYS from this file: one key per line, "
-                                  "newest first (blank lines and # comments ignored)")
+        default=None,
+        description="read MEDAI_SECRET_KEYS from this file: one key per line, "
+        "newest first (blank lines and # comments ignored)",
+    )
     llm_api_key_file: Path | None = Field(
-        default=None, description="read MEDAI_LLM_API_KEY from this file")
+        default=None, description="read MEDAI_LLM_API_KEY from this file"
+    )
     gemini_api_key_file: Path | None = Field(
-        default=None, description="read MEDAI_GEMINI_API_KEY from this file")
-    job_threads: int = Field(default=1, ge=0,
-                             description="analysis threads inside serve (0: none in this "
-                                         "process)")
-    job_lease_s: float = Field(default=60.0, gt=0,
-                               description="a running job whose worker has not renewed its "
-                                           "lease for this long is taken over by another")
-    model_watch_s: float = Field(default=5.0, gt=0, le=3600,
-                                 description="how often each serve process, Celery worker and "
-                                             "DICOM node looks for a newly promoted or rolled "
-                                             "back model in the registry (seconds)")
-    monitor_reference_n: int = Field(default=100, ge=20, le=100_000, description=(
-        "monitoring: the first N analyses of a model at this site are its reference"))
-    monitor_window: int = Field(default=50, ge=10, le=10_000, description=(
-        "monitoring: the most recent analyses compared with the reference"))
-    monitor_min_window: int = Field(default=30, ge=5, le=10_000, description=(
-        "monitoring: no drift verdict on fewer analyses than this after the reference"))
-    monitor_p: float = Field(default=1e-4, gt=0, lt=1, description=(
-        "monitoring: a two-sample test's p-value under which a distribution has moved"))
-    monitor_psi: float = Field(default=0.25, gt=0, description=(
-        "monitoring: the population stability index at which a shift is large enough"))
-    monitor_shift: float = Field(default=0.05, gt=0, description=(
-        "monitoring: the least change of an image statistic's median (0-1 scale) that counts"))
-    e5_micro_batch: int = Field(default=1, ge=1, le=256, description=(
-        "the most complaint windows embedded in one e5 call when requests arrive together "
-        "(1: each on its own — the default: on 2 CPU cores e5 costs the same per text in a "
-        "batch, and the hand-over cost 8-14 % of throughput; docs/benchmarks.md)"))
-    monitor_embedding_shift: float = Field(default=0.5, gt=0, description=(
-        "monitoring: the least Mahalanobis distance between the reference's and the window's "
-        "mean embedding (whitened penultimate features) that counts as embedding drift"))
-    monitor_agreement: float = Field(default=0.7, gt=0, le=1, description=(
-        "monitoring: per-label agreement with signatures below which an alert is raised"))
-    monitor_agreement_n: int = Field(default=20, ge=5, le=100_000, description=(
-        "monitoring: signed studies needed before agreement can alert"))
-    site_set_fraction: float = Field(default=0.3, gt=0, lt=1, description=(
-        "the share of each task's signed studies held out for site validation (never used "
-        "for retraining)"))
-    validation_margin: float = Field(default=0.05, ge=0, le=0.5, description=(
-        "non-inferiority margin: a candidate's macro AUROC and sensitivity may be at most "
-        "this much below the active model's (95 % lower bound of the paired difference)"))
-    monitor_webhook_url: str | None = Field(default=None, description=(
-        "monitoring: an http(s) URL each new alert is POSTed to as JSON (optional)"))
+        default=None, description="read MEDAI_GEMINI_API_KEY from this file"
+    )
+    job_threads: int = Field(
+        default=1, ge=0, description="analysis threads inside serve (0: none in this process)"
+    )
+    job_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a running job whose worker has not renewed its "
+        "lease for this long is taken over by another",
+    )
+    model_watch_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="how often each serve process, Celery worker and "
+        "DICOM node looks for a newly promoted or rolled "
+        "back model in the registry (seconds)",
+    )
+    monitor_reference_n: int = Field(
+        default=100,
+        ge=20,
+        le=100_000,
+        description=("monitoring: the first N analyses of a model at this site are its reference"),
+    )
+    monitor_window: int = Field(
+        default=50,
+        ge=10,
+        le=10_000,
+        description=("monitoring: the most recent analyses compared with the reference"),
+    )
+    monitor_min_window: int = Field(
+        default=30,
+        ge=5,
+        le=10_000,
+        description=(
+            "monitoring: no drift verdict on fewer analyses than this after the reference"
+        ),
+    )
+    monitor_p: float = Field(
+        default=1e-4,
+        gt=0,
+        lt=1,
+        description=(
+            "monitoring: a two-sample test's p-value under which a distribution has moved"
+        ),
+    )
+    monitor_psi: float = Field(
+        default=0.25,
+        gt=0,
+        description=("monitoring: the population stability index at which a shift is large enough"),
+    )
+    monitor_shift: float = Field(
+        default=0.05,
+        gt=0,
+        description=(
+            "monitoring: the least change of an image statistic's median (0-1 scale) that counts"
+        ),
+    )
+    e5_micro_batch: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description=(
+            "the most complaint windows embedded in one e5 call when requests arrive together "
+            "(1: each on its own — the default: on 2 CPU cores e5 costs the same per text in a "
+            "batch, and the hand-over cost 8-14 % of throughput; docs/benchmarks.md)"
+        ),
+    )
+    monitor_embedding_shift: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "monitoring: the least Mahalanobis distance between the reference's and the window's "
+            "mean embedding (whitened penultimate features) that counts as embedding drift"
+        ),
+    )
+    monitor_agreement: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description=(
+            "monitoring: per-label agreement with signatures below which an alert is raised"
+        ),
+    )
+    monitor_agreement_n: int = Field(
+        default=20,
+        ge=5,
+        le=100_000,
+        description=("monitoring: signed studies needed before agreement can alert"),
+    )
+    site_set_fraction: float = Field(
+        default=0.3,
+        gt=0,
+        lt=1,
+        description=(
+            "the share of each task's signed studies held out for site validation (never used "
+            "for retraining)"
+        ),
+    )
+    validation_margin: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.5,
+        description=(
+            "non-inferiority margin: a candidate's macro AUROC and sensitivity may be at most "
+            "this much below the active model's (95 % lower bound of the paired difference)"
+        ),
+    )
+    monitor_webhook_url: str | None = Field(
+        default=None,
+        description=("monitoring: an http(s) URL each new alert is POSTed to as JSON (optional)"),
+    )
     secret_keys: list[str] = Field(
         default_factory=list,
         description="Fernet keys (JSON list, newest first) encrypting chat messages and "
-                    "complaints at rest; default: a key generated once in HOME/secret.key")
+        "complaints at rest; default: a key generated once in HOME/secret.key",
+    )
     session_hours: float = Field(default=12.0, gt=0, description="session cookie lifetime")
     token_days: float = Field(default=90.0, gt=0, description="bearer token lifetime")
-    secure_cookies: bool = Field(default=False,
-                                 description="mark cookies Secure (set behind TLS)")
-    login_max_failures: int = Field(default=5, ge=1,
-                                    description="failed logins per user or client before 429")
+    secure_cookies: bool = Field(default=False, description="mark cookies Secure (set behind TLS)")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="failed logins per user or client before 429"
+    )
     login_window_s: float = Field(default=900.0, gt=0, description="throttling window")
     password_hash: Literal["rfc9106-low-memory", "owasp-minimum", "insecure-fast"] = Field(
         default="rfc9106-low-memory",
         description="argon2id cost of stored passwords (platform.passwords.HASH_PROFILES); "
-                    "a hash is made stronger, never weaker, at its user's next login. "
-                    "insecure-fast: test suites only, with password_hash_insecure_ok")
+        "a hash is made stronger, never weaker, at its user's next login. "
+        "insecure-fast: test suites only, with password_hash_insecure_ok",
+    )
     password_hash_insecure_ok: bool = Field(
-        default=False, description="a second, explicit yes for password_hash=insecure-fast "
-                                   "(test suites): without it that profile is refused at start")
+        default=False,
+        description="a second, explicit yes for password_hash=insecure-fast "
+        "(test suites): without it that profile is refused at start",
+    )
     kiosk_enabled: bool = Field(default=True, description="anonymous triage kiosk")
-    kiosk_daily_quota: int = Field(default=3, ge=0,
-                                   description="anonymous triage requests per client address "
-                                               "per day (registered kiosks have their own)")
-    kiosk_device_quota: int = Field(default=500, ge=0, le=1_000_000,
-                                    description="daily quota of a newly registered kiosk device "
-                                                "(each kiosk's own can be changed)")
-    kiosk_idle_s: int = Field(default=75, ge=10, le=3600,
-                              description="seconds without a touch after which the triage "
-                                          "kiosk screen clears itself for the next patient")
-    kiosk_enrol_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60,
-                                     description="how long a kiosk's one-time enrolment code "
-                                                 "stays valid")
-    timezone: str = Field(default="Europe/Istanbul",
-                          description="the hospital's IANA time zone: every date people read "
-                                      "(report history, signatures, PDFs) is shown in it, and "
-                                      "daily quotas restart at its midnight")
+    kiosk_daily_quota: int = Field(
+        default=3,
+        ge=0,
+        description="anonymous triage requests per client address "
+        "per day (registered kiosks have their own)",
+    )
+    kiosk_device_quota: int = Field(
+        default=500,
+        ge=0,
+        le=1_000_000,
+        description="daily quota of a newly registered kiosk device "
+        "(each kiosk's own can be changed)",
+    )
+    kiosk_idle_s: int = Field(
+        default=75,
+        ge=10,
+        le=3600,
+        description="seconds without a touch after which the triage "
+        "kiosk screen clears itself for the next patient",
+    )
+    kiosk_enrol_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=7 * 24 * 60,
+        description="how long a kiosk's one-time enrolment code stays valid",
+    )
+    timezone: str = Field(
+        default="Europe/Istanbul",
+        description="the hospital's IANA time zone: every date people read "
+        "(report history, signatures, PDFs) is shown in it, and "
+        "daily quotas restart at its midnight",
+    )
     # --- the DICOM node (medai.platform.integration) ---
     dicom_ae_title: str = Field(
-        default="MEDAI", description="the DICOM node's AE title; associations must call it")
-    dicom_host: str = Field(default="127.0.0.1",
-                            description="bind address of `medai dicom listen`")
-    dicom_port: int = Field(default=11112, ge=1, le=65535,
-                            description="port of `medai dicom listen` (`medai serve` starts "
-                                        "the node only when given --dicom-port)")
+        default="MEDAI", description="the DICOM node's AE title; associations must call it"
+    )
+    dicom_host: str = Field(default="127.0.0.1", description="bind address of `medai dicom listen`")
+    dicom_port: int = Field(
+        default=11112,
+        ge=1,
+        le=65535,
+        description="port of `medai dicom listen` (`medai serve` starts "
+        "the node only when given --dicom-port)",
+    )
     dicom_allow: list[str] = Field(
-        default_factory=list, description="calling AE titles allowed to send (JSON list); "
-                                          "empty: any modality or PACS that can reach the port")
+        default_factory=list,
+        description="calling AE titles allowed to send (JSON list); "
+        "empty: any modality or PACS that can reach the port",
+    )
     dicom_max_associations: int = Field(
-        default=12, ge=1, le=256, description="associations the DICOM node keeps open at once, "
-                                              "from all peers; one more is rejected (transient, "
-                                              "local limit exceeded)")
-    dicom_max_per_ae: int = Field(default=6, ge=1, le=256,
-                                  description="associations open at once from one calling AE "
-                                              "title")
-    dicom_max_per_address: int = Field(default=6, ge=1, le=256,
-                                       description="associations open at once from one peer "
-                                                   "address")
-    dicom_idle_s: float = Field(default=60.0, ge=1, le=3600,
-                                description="an association that has stored nothing (C-STORE) "
-                                            "for this long is aborted: C-ECHOs do not keep it "
-                                            "open")
+        default=12,
+        ge=1,
+        le=256,
+        description="associations the DICOM node keeps open at once, "
+        "from all peers; one more is rejected (transient, "
+        "local limit exceeded)",
+    )
+    dicom_max_per_ae: int = Field(
+        default=6, ge=1, le=256, description="associations open at once from one calling AE title"
+    )
+    dicom_max_per_address: int = Field(
+        default=6, ge=1, le=256, description="associations open at once from one peer address"
+    )
+    dicom_idle_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="an association that has stored nothing (C-STORE) "
+        "for this long is aborted: C-ECHOs do not keep it "
+        "open",
+    )
     dicomweb_pull_url: str | None = Field(
-        default=None, description="a PACS's DICOMweb base URL to pull new studies from "
-                                  "(QIDO-RS, WADO-RS) on a schedule, for a PACS that does not "
-                                  "push; `medai serve` polls it, or `medai dicom pull`")
-    dicomweb_pull_every_s: float = Field(default=60.0, ge=5, le=86_400,
-                                         description="seconds between two pulls")
-    dicomweb_pull_lookback_days: int = Field(default=1, ge=0, le=3650,
-                                             description="a pull asks for the studies of "
-                                                         "this many days back (StudyDate)")
+        default=None,
+        description="a PACS's DICOMweb base URL to pull new studies from "
+        "(QIDO-RS, WADO-RS) on a schedule, for a PACS that does not "
+        "push; `medai serve` polls it, or `medai dicom pull`",
+    )
+    dicomweb_pull_every_s: float = Field(
+        default=60.0, ge=5, le=86_400, description="seconds between two pulls"
+    )
+    dicomweb_pull_lookback_days: int = Field(
+        default=1,
+        ge=0,
+        le=3650,
+        description="a pull asks for the studies of this many days back (StudyDate)",
+    )
     # --- where results go (platform.integration outbox; several: MEDAI_DESTINATIONS_FILE) ---
     dicom_send_to: str | None = Field(
-        default=None, description="a PACS to C-STORE AI results and signed reports to: "
-                                  "AE@HOST:PORT (destination name 'dicom')")
+        default=None,
+        description="a PACS to C-STORE AI results and signed reports to: "
+        "AE@HOST:PORT (destination name 'dicom')",
+    )
     dicomweb_url: str | None = Field(
-        default=None, description="a DICOMweb service to STOW-RS them to, e.g. "
-                                  "http://pacs/dicom-web (destination name 'dicomweb')")
+        default=None,
+        description="a DICOMweb service to STOW-RS them to, e.g. "
+        "http://pacs/dicom-web (destination name 'dicomweb')",
+    )
     fhir_url: str | None = Field(
-        default=None, description="a FHIR R4 server's base URL: DiagnosticReports as "
-                                  "transactions (destination name 'fhir')")
+        default=None,
+        description="a FHIR R4 server's base URL: DiagnosticReports as "
+        "transactions (destination name 'fhir')",
+    )
     hl7_mllp: str | None = Field(
-        default=None, description="an HL7 v2 receiver for ORU^R01 over MLLP: HOST:PORT "
-                                  "(destination name 'hl7')")
+        default=None,
+        description="an HL7 v2 receiver for ORU^R01 over MLLP: HOST:PORT (destination name 'hl7')",
+    )
     destinations_file: Path | None = Field(
-        default=None, description="a YAML or JSON file listing several destinations "
-                                  "(docs/integration.md); beside the variables above")
+        default=None,
+        description="a YAML or JSON file listing several destinations "
+        "(docs/integration.md); beside the variables above",
+    )
     institution_name: str = Field(
-        default="", max_length=64,
-        description="the hospital's name, written into the DICOM objects and messages sent")
-    outbox_threads: int = Field(default=1, ge=0, le=16,
-                                description="delivery threads inside serve (0: none; run "
-                                            "`medai outbox run` instead)")
-    outbox_lease_s: float = Field(default=300.0, ge=5,
-                                  description="a delivery whose sender died is taken over "
-                                              "after this long")
-    outbox_retry_s: float = Field(default=30.0, gt=0,
-                                  description="first wait after a failed delivery; it doubles "
-                                              "each time, with jitter")
-    outbox_retry_max_s: float = Field(default=3600.0, gt=0,
-                                      description="longest wait between delivery attempts")
-    outbox_poll_s: float = Field(default=5.0, gt=0,
-                                 description="how often the delivery loop looks for due work")
+        default="",
+        max_length=64,
+        description="the hospital's name, written into the DICOM objects and messages sent",
+    )
+    outbox_threads: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="delivery threads inside serve (0: none; run `medai outbox run` instead)",
+    )
+    outbox_lease_s: float = Field(
+        default=300.0,
+        ge=5,
+        description="a delivery whose sender died is taken over after this long",
+    )
+    outbox_retry_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="first wait after a failed delivery; it doubles each time, with jitter",
+    )
+    outbox_retry_max_s: float = Field(
+        default=3600.0, gt=0, description="longest wait between delivery attempts"
+    )
+    outbox_poll_s: float = Field(
+        default=5.0, gt=0, description="how often the delivery loop looks for due work"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field(
-        default="text", description="text: one plain line per record; json: one JSON object "
-                                    "per line (time, level, logger, message, place; request "
-                                    "id and route on access lines), for a log shipper. The "
-                                    "same records are withheld either way (server.logs)")
+        default="text",
+        description="text: one plain line per record; json: one JSON object "
+        "per line (time, level, logger, message, place; request "
+        "id and route on access lines), for a log shipper. The "
+        "same records are withheld either way (server.logs)",
+    )
     # --- operations: GET /metrics (server.metrics; docs/deploy/metrics.md) ---
-    metrics: bool = Field(default=True, description="answer GET /metrics (Prometheus text) "
-                                                    "to the networks of metrics_allow; off: "
-                                                    "404")
+    metrics: bool = Field(
+        default=True,
+        description="answer GET /metrics (Prometheus text) "
+        "to the networks of metrics_allow; off: "
+        "404",
+    )
     metrics_allow: list[str] = Field(
-        default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                 "fc00::/7"],
+        default=[
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "fc00::/7",
+        ],
         description="client networks (JSON list of CIDRs) GET /metrics answers; any other "
-                    "client, and any request that came through a proxy (Forwarded, "
-                    "X-Forwarded-For or X-Real-IP present), gets 403: Prometheus scrapes each "
-                    "process directly, never through the front door")
+        "client, and any request that came through a proxy (Forwarded, "
+        "X-Forwarded-For or X-Real-IP present), gets 403: Prometheus scrapes each "
+        "process directly, never through the front door",
+    )
     build_commit: str | None = Field(
-        default=None, description="the source commit of this build, shown by "
-                                  "medai_build_info (the image sets it; a source checkout "
-                                  "reads its .git)")
+        default=None,
+        description="the source commit of this build, shown by "
+        "medai_build_info (the image sets it; a source checkout "
+        "reads its .git)",
+    )
     _file_destinations: list[Destination] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="before")
@@ -286,9 +467,11 @@ class Settings(BaseSettings):
             if path in (None, ""):
                 continue
             if data.get(name) not in (None, "", []):
-                raise ValueError(f"both MEDAI_{name.upper()} and MEDAI_{name.upper()}_FILE are "
-                                 "set: keep one (the file keeps the secret out of the "
-                                 "environment)")
+                raise ValueError(
+                    f"both MEDAI_{name.upper()} and MEDAI_{name.upper()}_FILE are "
+                    "set: keep one (the file keeps the secret out of the "
+                    "environment)"
+                )
             data = {**data, name: read_secret_file(name, Path(path))}
         return data
 
@@ -311,8 +494,10 @@ class Settings(BaseSettings):
             try:
                 ipaddress.ip_network(v.strip(), strict=False)
             except ValueError:
-                raise ValueError(f"MEDAI_METRICS_ALLOW: {v!r} is not an IP address or network "
-                                 "(e.g. 127.0.0.1, 10.0.0.0/8)") from None
+                raise ValueError(
+                    f"MEDAI_METRICS_ALLOW: {v!r} is not an IP address or network "
+                    "(e.g. 127.0.0.1, 10.0.0.0/8)"
+                ) from None
         return [v.strip() for v in value]
 
     @field_validator("dicom_ae_title")
@@ -350,8 +535,9 @@ class Settings(BaseSettings):
     def _destinations(self) -> Settings:
         """The destinations file is read and checked at start: a wrong one stops serve
         with every mistake named (and the valid values)."""
-        self._file_destinations = (load_destinations(self.destinations_file)
-                                   if self.destinations_file else [])
+        self._file_destinations = (
+            load_destinations(self.destinations_file) if self.destinations_file else []
+        )
         self.destinations()  # duplicate names refused here too
         return self
 
@@ -360,11 +546,18 @@ class Settings(BaseSettings):
         out: list[Destination] = []
         if self.dicom_send_to:
             ae, host, port = parse_dicom_address(self.dicom_send_to)
-            out.append(DicomDestination(name="dicom", kind="dicom", ae_title=ae, host=host,
-                                        port=port, calling_ae=self.dicom_ae_title))
+            out.append(
+                DicomDestination(
+                    name="dicom",
+                    kind="dicom",
+                    ae_title=ae,
+                    host=host,
+                    port=port,
+                    calling_ae=self.dicom_ae_title,
+                )
+            )
         if self.dicomweb_url:
-            out.append(DicomWebDestination(name="dicomweb", kind="dicomweb",
-                                           url=self.dicomweb_url))
+            out.append(DicomWebDestination(name="dicomweb", kind="dicomweb", url=self.dicomweb_url))
         if self.fhir_url:
             out.append(FhirDestination(name="fhir", kind="fhir", url=self.fhir_url))
         if self.hl7_mllp:
@@ -374,8 +567,10 @@ class Settings(BaseSettings):
         names = [d.name for d in out]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"destination names must be unique: {', '.join(twice)} given "
-                             "twice (the variables use dicom, dicomweb, fhir, hl7)")
+            raise ValueError(
+                f"destination names must be unique: {', '.join(twice)} given "
+                "twice (the variables use dicom, dicomweb, fhir, hl7)"
+            )
         return out
 
     @field_validator("timezone")
@@ -386,8 +581,10 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; give an IANA name such as "
-                             "Europe/Istanbul or UTC (zoneinfo.available_timezones())") from None
+            raise ValueError(
+                f"unknown time zone {value!r}; give an IANA name such as "
+                "Europe/Istanbul or UTC (zoneinfo.available_timezones())"
+            ) from None
         return value
 
     @model_validator(mode="after")
@@ -395,9 +592,11 @@ class Settings(BaseSettings):
         """The test suites' profile needs a second setting: one stray variable must not
         weaken every password a server stores."""
         if self.password_hash == "insecure-fast" and not self.password_hash_insecure_ok:
-            raise ValueError("MEDAI_PASSWORD_HASH=insecure-fast is for test suites only; set "
-                             "MEDAI_PASSWORD_HASH_INSECURE_OK=true as well to use it, or choose "
-                             "rfc9106-low-memory or owasp-minimum")
+            raise ValueError(
+                "MEDAI_PASSWORD_HASH=insecure-fast is for test suites only; set "
+                "MEDAI_PASSWORD_HASH_INSECURE_OK=true as well to use it, or choose "
+                "rfc9106-low-memory or owasp-minimum"
+            )
         return self
 
     @model_validator(mode="after")
@@ -415,7 +614,8 @@ class Settings(BaseSettings):
         import os
 
         value = getattr(self, f"{task}_model", None) or os.environ.get(
-            f"MEDAI_{task.upper()}_MODEL")
+            f"MEDAI_{task.upper()}_MODEL"
+        )
         return Path(value) if value else None
 
 
@@ -432,8 +632,9 @@ def read_secret_file(name: str, path: Path) -> str | list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"{var} {path}: cannot be read "
-                         f"({exc.strerror or type(exc).__name__})") from None
+        raise ValueError(
+            f"{var} {path}: cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
     except UnicodeDecodeError:
         raise ValueError(f"{var} {path}: not UTF-8 text") from None
     if name != "secret_keys":
@@ -447,8 +648,10 @@ def read_secret_file(name: str, path: Path) -> str | list[str]:
         if not line or line.startswith("#"):
             continue
         if not _is_fernet_key(line):
-            raise ValueError(f"{var} {path}: line {number} is not a key (44 characters of "
-                             "url-safe base64, as `medai keys generate` prints)")
+            raise ValueError(
+                f"{var} {path}: line {number} is not a key (44 characters of "
+                "url-safe base64, as `medai keys generate` prints)"
+            )
         keys.append(line)
     if not keys:
         raise ValueError(f"{var} {path}: no key in the file (one key per line, newest first)")
@@ -478,8 +681,10 @@ def check_proxy(value: str) -> str:
         try:
             ipaddress.ip_network(value, strict=False)
         except ValueError:
-            raise ValueError(f"MEDAI_TRUSTED_PROXIES: {value!r} is not an IP address or "
-                             "network (e.g. 127.0.0.1, 10.0.0.0/8) nor '*'") from None
+            raise ValueError(
+                f"MEDAI_TRUSTED_PROXIES: {value!r} is not an IP address or "
+                "network (e.g. 127.0.0.1, 10.0.0.0/8) nor '*'"
+            ) from None
     return value
 
 
@@ -487,10 +692,8 @@ def check_ae_title(value: str) -> str:
     """A DICOM AE title (PS3.5 AE: 1–16 characters, leading and trailing spaces not
     significant); a wrong one is refused with what is allowed."""
     title = str(value).strip()
-    if not 1 <= len(title) <= 16 or any(not (32 <= ord(c) < 127) or c == "\\"
-                                          for c in title):
-        raise ValueError(f"AE title {value!r} is not valid: 1 to 16 characters, "
-                         f"{AE_TITLE_CHARS}")
+    if not 1 <= len(title) <= 16 or any(not (32 <= ord(c) < 127) or c == "\\" for c in title):
+        raise ValueError(f"AE title {value!r} is not valid: 1 to 16 characters, {AE_TITLE_CHARS}")
     return title
 
 
@@ -504,8 +707,10 @@ ORU^R01)."""
 
 class _Destination(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$",
-                      description="a short unique name (lower-case letters, digits, . _ -)")
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$",
+        description="a short unique name (lower-case letters, digits, . _ -)",
+    )
     events: tuple[Literal["analysed", "signed"], ...] = EVENTS
     timeout_s: float = Field(default=30.0, gt=0, le=600)
 
@@ -515,9 +720,11 @@ class _Destination(BaseModel):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(cls.model_fields))
             if unknown:
-                raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} for a "
-                                 f"{data.get('kind', '?')} destination; valid: "
-                                 f"{', '.join(cls.model_fields)}")
+                raise ValueError(
+                    f"unknown field(s) {', '.join(map(repr, unknown))} for a "
+                    f"{data.get('kind', '?')} destination; valid: "
+                    f"{', '.join(cls.model_fields)}"
+                )
         return data
 
     @property
@@ -570,11 +777,16 @@ class FhirDestination(_UrlDestination):
     """A FHIR R4 server: each report as a transaction of PUTs with stable ids."""
 
     kind: Literal["fhir"]
-    id_prefix: str = Field(default="medai-", pattern=r"^[A-Za-z0-9.-]{0,20}$",
-                           description="put before every resource id medai sends")
+    id_prefix: str = Field(
+        default="medai-",
+        pattern=r"^[A-Za-z0-9.-]{0,20}$",
+        description="put before every resource id medai sends",
+    )
     token_env: str | None = Field(
-        default=None, pattern=r"^[A-Z_][A-Z0-9_]*$",
-        description="name of the environment variable holding a bearer token")
+        default=None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="name of the environment variable holding a bearer token",
+    )
 
 
 class Hl7Destination(_Destination):
@@ -594,8 +806,10 @@ class Hl7Destination(_Destination):
         return f"{self.host}:{self.port}"
 
 
-Destination = Annotated[DicomDestination | DicomWebDestination | FhirDestination
-                        | Hl7Destination, Field(discriminator="kind")]
+Destination = Annotated[
+    DicomDestination | DicomWebDestination | FhirDestination | Hl7Destination,
+    Field(discriminator="kind"),
+]
 DESTINATION_KINDS = ("dicom", "dicomweb", "fhir", "hl7")
 
 
@@ -649,14 +863,17 @@ def load_destinations(path: Path) -> list[Destination]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"destinations file {path}: cannot be read "
-                         f"({exc.strerror or type(exc).__name__})") from None
+        raise ValueError(
+            f"destinations file {path}: cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
     try:
         data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"destinations file {path}: not valid "
-                         f"{'JSON' if str(path).endswith('.json') else 'YAML'} "
-                         f"({type(exc).__name__})") from None
+        raise ValueError(
+            f"destinations file {path}: not valid "
+            f"{'JSON' if str(path).endswith('.json') else 'YAML'} "
+            f"({type(exc).__name__})"
+        ) from None
     if isinstance(data, list):
         data = {"destinations": data}
     try:
@@ -664,9 +881,13 @@ def load_destinations(path: Path) -> list[Destination]:
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}"
-            + (f" (kind: {', '.join(DESTINATION_KINDS)})"
-               if e["type"] == "union_tag_not_found" else "")
-            for e in exc.errors(include_url=False))
+            + (
+                f" (kind: {', '.join(DESTINATION_KINDS)})"
+                if e["type"] == "union_tag_not_found"
+                else ""
+            )
+            for e in exc.errors(include_url=False)
+        )
         raise ValueError(f"destinations file {path}: {problems}") from None
 
 

@@ -11,20 +11,27 @@ from typing import Annotated
 
 import typer
 
+from medai.cli.audit import audit_app
 from medai.cli.common import JsonFlag, _emit
 from medai.cli.dataset import dataset_app
+from medai.cli.db import db_app
 from medai.cli.dicom import dicom_app
 from medai.cli.imaging import imaging_app
+from medai.cli.keys import keys_app
 from medai.cli.kiosks import kiosks_app
 from medai.cli.models import models_app
 from medai.cli.operations import backup, migrate, open_database, restore
 from medai.cli.outbox import outbox_app
-from medai.cli.platform import audit_app, db_app, keys_app, users_app, worker
 from medai.cli.reporting import caption_app, kb_app, report_app
 from medai.cli.triage import triage_app
+from medai.cli.users import users_app
+from medai.cli.worker import worker
 
-app = typer.Typer(help="medai: a hospital's own medical AI (triage, imaging, reports).",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="medai: a hospital's own medical AI (triage, imaging, reports).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.add_typer(triage_app, name="triage")
 app.add_typer(models_app, name="models")
 app.add_typer(dataset_app, name="dataset")
@@ -49,16 +56,26 @@ app.command("restore")(restore)
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="Worker processes (default MEDAI_WORKERS or 1); each loads the models once and "
-             "gets cores / workers inference threads.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes (default MEDAI_WORKERS or 1); each loads the models once and "
+            "gets cores / workers inference threads."
+        ),
+    ] = None,
     triage_model: Annotated[str | None, typer.Option(help="Triage model to serve.")] = None,
     cxr_model: Annotated[str | None, typer.Option(help="Chest X-ray model to serve.")] = None,
     mri_model: Annotated[str | None, typer.Option(help="Brain MRI model to serve.")] = None,
-    dicom_port: Annotated[int | None, typer.Option(
-        min=1, max=65535, help="Also receive studies over DICOM on this port (C-STORE, "
-                               "C-ECHO; AE title MEDAI_DICOM_AE_TITLE, allowed senders "
-                               "MEDAI_DICOM_ALLOW), in this process; one worker only.")] = None,
+    dicom_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Also receive studies over DICOM on this port (C-STORE, "
+            "C-ECHO; AE title MEDAI_DICOM_AE_TITLE, allowed senders "
+            "MEDAI_DICOM_ALLOW), in this process; one worker only.",
+        ),
+    ] = None,
 ) -> None:
     """Start the platform (OpenAPI docs at /docs): the API behind sign-in, studies analysed
     in the background, review and sign-off, audit. Liveness: /api/v1/health/live; readiness
@@ -70,9 +87,11 @@ def serve(
     if not database.has_admin():
         from medai.server.logs import notice
 
-        notice("medai: no admin yet. The triage kiosk works anonymously; for everything "
-               "else create the first admin:\n  printf '%s\\n' \"$PASSWORD\" | "
-               "medai users add admin --role admin --password-stdin")
+        notice(
+            "medai: no admin yet. The triage kiosk works anonymously; for everything "
+            "else create the first admin:\n  printf '%s\\n' \"$PASSWORD\" | "
+            "medai users add admin --role admin --password-stdin"
+        )
     database.dispose()
     import os
 
@@ -83,13 +102,22 @@ def serve(
     settings = get_settings()
     workers = workers or settings.workers
     if dicom_port is not None and workers > 1:
-        typer.secho("error: the DICOM node runs in one process: use --workers 1 with "
-                    "--dicom-port, or run `medai dicom listen` beside serve", fg="red", err=True)
+        typer.secho(
+            "error: the DICOM node runs in one process: use --workers 1 with "
+            "--dicom-port, or run `medai dicom listen` beside serve",
+            fg="red",
+            err=True,
+        )
         raise typer.Exit(2)
     bind = host or settings.host
-    env = {"MEDAI_WORKERS": str(workers), "MEDAI_SERVE_TRIAGE_MODEL": triage_model or "",
-           "MEDAI_SERVE_CXR_MODEL": cxr_model or "", "MEDAI_SERVE_MRI_MODEL": mri_model or "",
-           "MEDAI_SERVE_DICOM_PORT": str(dicom_port or ""), "MEDAI_SERVE_DICOM_HOST": bind}
+    env = {
+        "MEDAI_WORKERS": str(workers),
+        "MEDAI_SERVE_TRIAGE_MODEL": triage_model or "",
+        "MEDAI_SERVE_CXR_MODEL": cxr_model or "",
+        "MEDAI_SERVE_MRI_MODEL": mri_model or "",
+        "MEDAI_SERVE_DICOM_PORT": str(dicom_port or ""),
+        "MEDAI_SERVE_DICOM_HOST": bind,
+    }
     from medai.services.runtime import plan_cpu
 
     plan = plan_cpu(workers, settings.inference_concurrency)
@@ -104,6 +132,7 @@ def serve(
     get_settings.cache_clear()
     from medai.server.http_timeouts import serve_options
     from medai.server.logs import log_config
+
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # must exist before prometheus_client
         os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)  # is imported
     from medai.server.metrics import multiprocess_for_serve, remove_multiprocess_dir
@@ -115,11 +144,19 @@ def serve(
     # that can quote content are quietened and their messages withheld (server.logs); a
     # request that trickles in is answered 408 and closed (MEDAI_HTTP_READ_TIMEOUT_S)
     try:
-        uvicorn.run("medai.platform.api.app:platform_app_from_env", factory=True, host=bind,
-                    port=port or settings.port, workers=workers, log_level=settings.log_level,
-                    log_config=log_config(settings.log_level), server_header=False,
-                    access_log=False, **proxy_options(settings.trusted_proxies),
-                    **serve_options())
+        uvicorn.run(
+            "medai.platform.api.app:platform_app_from_env",
+            factory=True,
+            host=bind,
+            port=port or settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            log_config=log_config(settings.log_level),
+            server_header=False,
+            access_log=False,
+            **proxy_options(settings.trusted_proxies),
+            **serve_options(),
+        )
     finally:
         remove_multiprocess_dir(metrics_dir)
 

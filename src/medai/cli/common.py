@@ -12,16 +12,21 @@ from typing import Annotated, Any
 import typer
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys).")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Model directory or registered "
-                                                           "name; default: the bundled model.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Model directory or registered name; default: the bundled model."),
+]
 
 
 def _emit(obj: Any, as_json: bool, human: str | None = None) -> None:
     if as_json:
         sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
     else:
-        typer.echo(human if human is not None else json.dumps(obj, ensure_ascii=False, indent=2,
-                                                              default=str))
+        typer.echo(
+            human
+            if human is not None
+            else json.dumps(obj, ensure_ascii=False, indent=2, default=str)
+        )
 
 
 @contextlib.contextmanager
@@ -42,8 +47,10 @@ def report_batch(summary, out: Path | None, as_json: bool) -> None:
     (every row bad), 0 otherwise — bad rows are in the output, one line each."""
     data = summary.as_dict()
     outcomes = ", ".join(f"{k} {v}" for k, v in data["outcomes"].items())
-    human = (f"{data['rows']} rows: {data['ok']} with a result, {data['errors']} bad "
-             f"({data['seconds']} s)" + (f"; {outcomes}" if outcomes else ""))
+    human = (
+        f"{data['rows']} rows: {data['ok']} with a result, {data['errors']} bad "
+        f"({data['seconds']} s)" + (f"; {outcomes}" if outcomes else "")
+    )
     if out is None:
         typer.echo(human, err=True)
     else:
@@ -61,12 +68,16 @@ def track(summary: dict, task: str, params: dict) -> None:
         return
     summary["mlflow"] = tracking.log_training(task, params, summary)
     if "error" in summary["mlflow"]:
-        typer.echo(f"warning: the model is saved, but MLflow logging failed: "
-                   f"{summary['mlflow']['error']}", err=True)
+        typer.echo(
+            f"warning: the model is saved, but MLflow logging failed: {summary['mlflow']['error']}",
+            err=True,
+        )
     else:
-        typer.echo(f"MLflow run {summary['mlflow']['run_id']} "
-                   f"(register it: medai models register mlflow:{summary['mlflow']['run_id']})",
-                   err=True)
+        typer.echo(
+            f"MLflow run {summary['mlflow']['run_id']} "
+            f"(register it: medai models register mlflow:{summary['mlflow']['run_id']})",
+            err=True,
+        )
 
 
 def _error(message: str, kind: str, as_json: bool, code: int) -> None:
@@ -92,17 +103,21 @@ def _fail(exc: BaseException, as_json: bool) -> None:
 
 @contextlib.contextmanager
 def _guard(as_json: bool):
-    from medai.core.registry import ModelLoadError
+    from medai.core.model_dir import ModelLoadError
     from medai.core.text import TextInputError
     from medai.triage.data import DataFormatError
 
     try:
         yield
-    except (TextInputError, DataFormatError, ModelLoadError, ValueError, FileNotFoundError,
-            RuntimeError) as exc:
+    except (
+        TextInputError,
+        DataFormatError,
+        ModelLoadError,
+        ValueError,
+        FileNotFoundError,
+        RuntimeError,
+    ) as exc:
         _fail(exc, as_json)
-
-
 
 
 def _distributed_child() -> bool:
@@ -124,8 +139,17 @@ def _relaunch_distributed(num_processes: int) -> None:
             skip = True
         elif not arg.startswith("--num-processes="):
             args.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           "--nproc_per_node", str(num_processes), "-m", "medai.cli", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(num_processes),
+        "-m",
+        "medai.cli",
+        *args,
+    ]
     env = dict(os.environ, MEDAI_DISTRIBUTED_CHILD="1")
     env.setdefault("OMP_NUM_THREADS", "1")
     raise typer.Exit(subprocess.call(cmd, env=env))

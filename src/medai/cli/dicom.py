@@ -10,25 +10,41 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
 
-dicom_app = typer.Typer(help="Receive studies from modalities and the PACS over DICOM.",
-                        no_args_is_help=True)
+dicom_app = typer.Typer(
+    help="Receive studies from modalities and the PACS over DICOM.", no_args_is_help=True
+)
 
 
 @dicom_app.command("listen")
 def listen(
-        host: Annotated[str | None, typer.Option(
-            help="Bind address (default MEDAI_DICOM_HOST, 127.0.0.1).")] = None,
-        port: Annotated[int | None, typer.Option(
-            min=0, max=65535, help="Port (default MEDAI_DICOM_PORT, 11112; 0: a free one, "
-                                   "printed).")] = None,
-        ae_title: Annotated[str | None, typer.Option(
-            "--ae-title", help="This node's AE title; senders must call it (default "
-                               "MEDAI_DICOM_AE_TITLE, MEDAI).")] = None,
-        allow: Annotated[list[str] | None, typer.Option(
-            "--allow", help="A calling AE title allowed to send (repeat for several; default "
-                            "MEDAI_DICOM_ALLOW). Associations from any other are rejected. "
-                            "Without it, any caller that can reach the port may send.")] = None,
-        as_json: JsonFlag = False) -> None:
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default MEDAI_DICOM_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="Port (default MEDAI_DICOM_PORT, 11112; 0: a free one, printed)."
+        ),
+    ] = None,
+    ae_title: Annotated[
+        str | None,
+        typer.Option(
+            "--ae-title",
+            help="This node's AE title; senders must call it (default "
+            "MEDAI_DICOM_AE_TITLE, MEDAI).",
+        ),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            help="A calling AE title allowed to send (repeat for several; default "
+            "MEDAI_DICOM_ALLOW). Associations from any other are rejected. "
+            "Without it, any caller that can reach the port may send.",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Answer C-ECHO and C-STORE until stopped (Ctrl-C, SIGTERM). Received studies go to the
     same database and files as `medai serve` (MEDAI_DATABASE_URL, MEDAI_HOME): they show in
     the worklist, are routed to the model that reads them (CR/DX chest → cxr, MR brain → mri;
@@ -56,21 +72,45 @@ def listen(
     open_database(as_json).dispose()  # migrated, or exit 2 naming the revisions
     p = Platform.from_settings()
     dispatch, stop_jobs = standalone_dispatch(p)
-    node = DicomNode(p, dispatch, ae_title=title, host=host or settings.dicom_host,
-                     port=settings.dicom_port if port is None else port, allow=allowed)
+    node = DicomNode(
+        p,
+        dispatch,
+        ae_title=title,
+        host=host or settings.dicom_host,
+        port=settings.dicom_port if port is None else port,
+        allow=allowed,
+    )
     try:
         node.start()
     except OSError as exc:  # the port is taken or not ours to bind
         stop_jobs()
-        _error(f"cannot listen on {node.host}:{node.port}: {exc.strerror or exc}", "OSError",
-               as_json, 1)
-    analysis = ("celery" if settings.broker_url else
-                "threads" if settings.job_threads > 0 else "medai serve")
-    _emit({"listening": True, "ae_title": node.ae_title, "host": node.host, "port": node.port,
-           "allow": list(node.allow), "analysis": analysis}, as_json,
-          f"DICOM node {node.ae_title} listening on {node.host}:{node.port} "
-          f"({'from ' + ', '.join(node.allow) if node.allow else 'any calling AE title'}; "
-          f"analysis by {analysis})")
+        _error(
+            f"cannot listen on {node.host}:{node.port}: {exc.strerror or exc}",
+            "OSError",
+            as_json,
+            1,
+        )
+    analysis = (
+        "celery"
+        if settings.broker_url
+        else "threads"
+        if settings.job_threads > 0
+        else "medai serve"
+    )
+    _emit(
+        {
+            "listening": True,
+            "ae_title": node.ae_title,
+            "host": node.host,
+            "port": node.port,
+            "allow": list(node.allow),
+            "analysis": analysis,
+        },
+        as_json,
+        f"DICOM node {node.ae_title} listening on {node.host}:{node.port} "
+        f"({'from ' + ', '.join(node.allow) if node.allow else 'any calling AE title'}; "
+        f"analysis by {analysis})",
+    )
     import sys
 
     sys.stdout.flush()
@@ -85,15 +125,27 @@ def listen(
 
 @dicom_app.command("pull")
 def pull(
-        url: Annotated[str | None, typer.Option(
-            help="The PACS's DICOMweb base URL (default MEDAI_DICOMWEB_PULL_URL).")] = None,
-        every: Annotated[float | None, typer.Option(
-            min=5, help="Pull again every this many seconds until stopped (default: once).")
-        ] = None,
-        lookback_days: Annotated[int | None, typer.Option(
-            min=0, max=3650, help="Ask for the studies of this many days back (default "
-                                 "MEDAI_DICOMWEB_PULL_LOOKBACK_DAYS, 1).")] = None,
-        as_json: JsonFlag = False) -> None:
+    url: Annotated[
+        str | None,
+        typer.Option(help="The PACS's DICOMweb base URL (default MEDAI_DICOMWEB_PULL_URL)."),
+    ] = None,
+    every: Annotated[
+        float | None,
+        typer.Option(
+            min=5, help="Pull again every this many seconds until stopped (default: once)."
+        ),
+    ] = None,
+    lookback_days: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=3650,
+            help="Ask for the studies of this many days back (default "
+            "MEDAI_DICOMWEB_PULL_LOOKBACK_DAYS, 1).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Fetch the studies medai does not hold yet from a PACS over DICOMweb (QIDO-RS finds
     them, WADO-RS fetches only the instances not stored yet) and file them like received
     ones: routed and queued for analysis. Once (the default) prints what it did and leaves
@@ -123,10 +175,13 @@ def pull(
                 report = Puller(p, target, None, lookback_days=days).pull()
             except PullError as exc:
                 _error(f"the PACS could not be asked: {exc}", "PullError", as_json, 1)
-            _emit(report.as_dict(), as_json,
-                  f"{report.studies} studies; fetched {report.fetched} new instances, "
-                  f"{report.known} already held, refused {sum(report.refused.values())}; "
-                  f"{len(set(report.queued))} analyses queued")
+            _emit(
+                report.as_dict(),
+                as_json,
+                f"{report.studies} studies; fetched {report.fetched} new instances, "
+                f"{report.known} already held, refused {sum(report.refused.values())}; "
+                f"{len(set(report.queued))} analyses queued",
+            )
             return
         dispatch, stop_jobs = standalone_dispatch(p)
         puller = Puller(p, target, dispatch, every_s=every, lookback_days=days).start()
@@ -142,12 +197,20 @@ def pull(
 
 @dicom_app.command("deidentify")
 def deidentify(
-        sources: Annotated[list[Path], typer.Argument(
-            exists=True, help="DICOM files or folders (searched recursively).")],
-        out: Annotated[Path, typer.Option(
-            "--out", help="Folder for the de-identified files (created; never inside "
-                          "MEDAI_HOME's blob store).")],
-        as_json: JsonFlag = False) -> None:
+    sources: Annotated[
+        list[Path],
+        typer.Argument(exists=True, help="DICOM files or folders (searched recursively)."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Folder for the de-identified files (created; never inside "
+            "MEDAI_HOME's blob store).",
+        ),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
     """Write de-identified copies (DICOM PS3.15 Basic Application Level Confidentiality
     Profile) for training or for leaving the hospital, each named by its new SOP Instance UID.
     UIDs and the PatientID are replaced by HMACs under this site's secret: the same study
@@ -163,21 +226,30 @@ def deidentify(
 
     settings = get_settings()
     try:
-        report = deidentify_files(list(sources), out, Deidentifier(site_secret()),
-                                  forbidden=settings.home / "blobs")
+        report = deidentify_files(
+            list(sources), out, Deidentifier(site_secret()), forbidden=settings.home / "blobs"
+        )
     except DeidError as exc:
         _error(str(exc), "DeidError", as_json, 2)
-    _emit(report, as_json, f"{report['written']} instances of {report['studies']} studies "
-                           f"de-identified into {report['out']}"
-                           + (f"; {report['skipped']} non-DICOM files skipped"
-                              if report["skipped"] else "")
-                           + (f"; {report['burned_in']} with burned-in annotation left out"
-                              if report["burned_in"] else ""))
+    _emit(
+        report,
+        as_json,
+        f"{report['written']} instances of {report['studies']} studies "
+        f"de-identified into {report['out']}"
+        + (f"; {report['skipped']} non-DICOM files skipped" if report["skipped"] else "")
+        + (
+            f"; {report['burned_in']} with burned-in annotation left out"
+            if report["burned_in"]
+            else ""
+        ),
+    )
 
 
 @dicom_app.command("pseudonym")
-def pseudonym(patient_id: Annotated[str, typer.Argument(help="The hospital's PatientID.")],
-              as_json: JsonFlag = False) -> None:
+def pseudonym(
+    patient_id: Annotated[str, typer.Argument(help="The hospital's PatientID.")],
+    as_json: JsonFlag = False,
+) -> None:
     """The pseudonym this site's de-identified exports give a patient: re-identification is
     this check, made inside medai with its key, never a table shipped with an export."""
     from medai.platform.integration.deid import pseudonym_of

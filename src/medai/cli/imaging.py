@@ -20,8 +20,7 @@ from medai.cli.common import (
     track,
 )
 
-imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.",
-                          no_args_is_help=True)
+imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.", no_args_is_help=True)
 TaskOpt = Annotated[str, typer.Option("--task", help="cxr | mri")]
 OnnxOpt = Annotated[bool, typer.Option(help="Run with ONNX Runtime.")]
 Int8Opt = Annotated[bool, typer.Option(help="Run the int8 ONNX model (see export --int8).")]
@@ -31,20 +30,22 @@ def _load_imaging(task: str, model: str | None, onnx: bool = False, int8: bool =
     """The task's imaging predictor. ``--onnx`` requires an exported ``model.onnx`` (never
     written here: a predictor does not write into a model directory); without it the model
     runs on ONNX Runtime when a current export exists, else on PyTorch."""
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.imaging.labels import space
 
     space(task)  # validates the task name
-    directory = registry.resolve_model(model, task)
-    predictor = registry.load(directory, runtime="onnx" if onnx else "auto")
+    directory = model_dir.resolve_model(model, task)
+    predictor = model_dir.load(directory, runtime="onnx" if onnx else "auto")
     if predictor.cfg.task != task:
         raise ValueError(f"{directory} is a {predictor.cfg.task} model, not {task}")
     if int8:
         from medai.imaging.export import INT8_FILE, OnnxModel
 
         if not (directory / INT8_FILE).is_file():
-            raise FileNotFoundError(f"{directory / INT8_FILE} does not exist: create it with "
-                                    f"`medai imaging export --int8 --data LABELLED_IMAGES`")
+            raise FileNotFoundError(
+                f"{directory / INT8_FILE} does not exist: create it with "
+                f"`medai imaging export --int8 --data LABELLED_IMAGES`"
+            )
         predictor.model, predictor.runtime = OnnxModel(directory / INT8_FILE), "onnx-int8"
     return predictor
 
@@ -52,39 +53,61 @@ def _load_imaging(task: str, model: str | None, onnx: bool = False, int8: bool =
 @imaging_app.command("train")
 def imaging_train(
     task: TaskOpt,
-    data: Annotated[Path, typer.Option(help="Manifest CSV, NIH Data_Entry CSV, CheXpert CSV "
-                                            "or class folder.")],
+    data: Annotated[
+        Path, typer.Option(help="Manifest CSV, NIH Data_Entry CSV, CheXpert CSV or class folder.")
+    ],
     out: Annotated[Path, typer.Option(help="Model directory to create.")],
-    backbone: Annotated[str, typer.Option(
-        help="efficientnet-lite0 (ImageNet-pretrained) | densenet121 (MONAI, from scratch or "
-             "--weights) | hf:DIR")] = "efficientnet-lite0",
-    weights: Annotated[str | None, typer.Option(help="Your weights file for the backbone.")
-                       ] = None,
+    backbone: Annotated[
+        str,
+        typer.Option(
+            help="efficientnet-lite0 (ImageNet-pretrained) | densenet121 (MONAI, from scratch or "
+            "--weights) | hf:DIR"
+        ),
+    ] = "efficientnet-lite0",
+    weights: Annotated[str | None, typer.Option(help="Your weights file for the backbone.")] = None,
     epochs: int = 10,
     batch_size: int = 16,
     learning_rate: float = 3e-4,
     patience: int = 3,
     image_size: int = 224,
     seed: int = 13,
-    trainable: Annotated[str, typer.Option(
-        help="What learns after the probe epochs: head (linear probe on frozen features) | "
-             "top (last backbone stage + head) | all.")] = "all",
-    probe_epochs: Annotated[int, typer.Option(
-        help="Head-only epochs before --trainable takes over (linear probe, then fine-tune)."
-    )] = 0,
-    backbone_lr_scale: Annotated[float, typer.Option(
-        help="Backbone learning rate = --learning-rate × this.")] = 1.0,
-    split_seed: Annotated[int | None, typer.Option(
-        help="Seed of the patient split (default: --seed); fix it to train seed-ensemble "
-             "members on one split.")] = None,
-    augment: Annotated[str, typer.Option(
-        help="Augmentation strength: standard | strong.")] = "standard",
+    trainable: Annotated[
+        str,
+        typer.Option(
+            help="What learns after the probe epochs: head (linear probe on frozen features) | "
+            "top (last backbone stage + head) | all."
+        ),
+    ] = "all",
+    probe_epochs: Annotated[
+        int,
+        typer.Option(
+            help="Head-only epochs before --trainable takes over (linear probe, then fine-tune)."
+        ),
+    ] = 0,
+    backbone_lr_scale: Annotated[
+        float, typer.Option(help="Backbone learning rate = --learning-rate × this.")
+    ] = 1.0,
+    split_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the patient split (default: --seed); fix it to train seed-ensemble "
+            "members on one split."
+        ),
+    ] = None,
+    augment: Annotated[
+        str, typer.Option(help="Augmentation strength: standard | strong.")
+    ] = "standard",
     resume: bool = False,
     num_processes: Annotated[int, typer.Option(help="Processes/GPUs (Accelerate).")] = 1,
-    workers: Annotated[int | None, typer.Option(
-        help="Image-decoding worker processes per GPU/process (default: the CPUs shared "
-             "among the processes, one left over, at most 16; 0 decodes in the training "
-             "process). Speed only: results do not depend on it.", min=0)] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Image-decoding worker processes per GPU/process (default: the CPUs shared "
+            "among the processes, one left over, at most 16; 0 decodes in the training "
+            "process). Speed only: results do not depend on it.",
+            min=0,
+        ),
+    ] = None,
     name: str = "",
     as_json: JsonFlag = False,
 ) -> None:
@@ -94,23 +117,55 @@ def imaging_train(
     from medai.imaging.pipeline import train_imaging
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
-        summary = train_imaging(task, data, out, backbone=backbone, weights=weights,
-                                epochs=epochs, batch_size=batch_size,
-                                learning_rate=learning_rate, patience=patience,
-                                image_size=image_size, seed=seed, resume=resume, name=name,
-                                trainable=trainable, probe_epochs=probe_epochs,
-                                backbone_lr_scale=backbone_lr_scale, split_seed=split_seed,
-                                augmentation=augment, num_workers=workers)
+        summary = train_imaging(
+            task,
+            data,
+            out,
+            backbone=backbone,
+            weights=weights,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            image_size=image_size,
+            seed=seed,
+            resume=resume,
+            name=name,
+            trainable=trainable,
+            probe_epochs=probe_epochs,
+            backbone_lr_scale=backbone_lr_scale,
+            split_seed=split_seed,
+            augmentation=augment,
+            num_workers=workers,
+        )
     if not summary:  # a non-main process of a distributed run
         return
-    track(summary, task, dict(task=task, data=data, backbone=backbone, weights=weights,
-                              epochs=epochs, batch_size=batch_size,
-                              learning_rate=learning_rate, patience=patience,
-                              image_size=image_size, seed=seed, trainable=trainable,
-                              probe_epochs=probe_epochs, backbone_lr_scale=backbone_lr_scale))
+    track(
+        summary,
+        task,
+        dict(
+            task=task,
+            data=data,
+            backbone=backbone,
+            weights=weights,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            image_size=image_size,
+            seed=seed,
+            trainable=trainable,
+            probe_epochs=probe_epochs,
+            backbone_lr_scale=backbone_lr_scale,
+        ),
+    )
     t = summary["test"]
-    _emit(summary, as_json, f"saved {summary['model_dir']}: test macro AUROC "
-                            f"{t['macro_auroc']}, accuracy {t['accuracy']}")
+    _emit(
+        summary,
+        as_json,
+        f"saved {summary['model_dir']}: test macro AUROC "
+        f"{t['macro_auroc']}, accuracy {t['accuracy']}",
+    )
 
 
 @imaging_app.command("evaluate")
@@ -133,27 +188,43 @@ def imaging_evaluate(
         ds = load_dataset(data, task)
         metrics, targets, probs = score(predictor, ds)
         t = ds.targets()
-        metrics["data"] = {**ds.report(), "labels_not_in_model": sorted(
-            lab for j, lab in enumerate(ds.labels)
-            if lab not in predictor.labels and (t[:, j] == 1).any())}
+        metrics["data"] = {
+            **ds.report(),
+            "labels_not_in_model": sorted(
+                lab
+                for j, lab in enumerate(ds.labels)
+                if lab not in predictor.labels and (t[:, j] == 1).any()
+            ),
+        }
         metrics["data"]["unknown_label_rows"] = sum(ds.unknown_labels.values())
         if out is not None:
             write_metrics(metrics, out)
             metrics["files"] = write_plots(metrics, targets, probs, predictor.labels, out)
-    _emit(metrics, as_json, f"n={metrics['n']} macro_auroc={metrics['macro_auroc']} "
-                            f"accuracy={metrics['accuracy']} macro_f1={metrics['macro_f1']}")
+    _emit(
+        metrics,
+        as_json,
+        f"n={metrics['n']} macro_auroc={metrics['macro_auroc']} "
+        f"accuracy={metrics['accuracy']} macro_f1={metrics['macro_f1']}",
+    )
 
 
 @imaging_app.command("predict")
 def imaging_predict(
-    image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file; or a folder of them, "
-                                               "or a manifest CSV (a file column): a batch.")],
+    image: Annotated[
+        Path,
+        typer.Argument(
+            help="PNG, JPEG or DICOM file; or a folder of them, "
+            "or a manifest CSV (a file column): a batch."
+        ),
+    ],
     task: TaskOpt = "cxr",
     model: ModelOpt = None,
     onnx: OnnxOpt = False,
     int8: Int8Opt = False,
-    out: Annotated[Path | None, typer.Option(
-        help="A batch: write the JSON lines here (default: standard output).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="A batch: write the JSON lines here (default: standard output)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Findings with probabilities and thresholds; refuses images of the wrong kind. Given a
@@ -175,8 +246,11 @@ def imaging_predict(
     if result["refused"]:
         human = f"refused: {result['reason']}"
     else:
-        human = "\n".join(f"{'+' if f['positive'] else ' '} {f['probability']:.3f} "
-                          f"(thr {f['threshold']:.3f})  {f['label']}" for f in result["findings"])
+        human = "\n".join(
+            f"{'+' if f['positive'] else ' '} {f['probability']:.3f} "
+            f"(thr {f['threshold']:.3f})  {f['label']}"
+            for f in result["findings"]
+        )
     _emit(result, as_json, human)
     if result["refused"]:
         raise typer.Exit(3)
@@ -185,12 +259,20 @@ def imaging_predict(
 def _imaging_outcome(result: dict) -> list[str]:
     if result["refused"]:
         return [f"refused:{result.get('reason_code') or 'refused'}"]
-    return ["analysed"] + [f"positive:{label}" for label in
-                           (result.get("decision") or {}).get("positives", [])]
+    return ["analysed"] + [
+        f"positive:{label}" for label in (result.get("decision") or {}).get("positives", [])
+    ]
 
 
-def _imaging_batch(source: Path, task: str, model: str | None, onnx: bool, int8: bool,
-                   out: Path | None, as_json: bool) -> None:
+def _imaging_batch(
+    source: Path,
+    task: str,
+    model: str | None,
+    onnx: bool,
+    int8: bool,
+    out: Path | None,
+    as_json: bool,
+) -> None:
     from medai.core.files import read_limited
     from medai.imaging.io import MAX_BYTES
     from medai.services import batch as batch_service
@@ -199,9 +281,14 @@ def _imaging_batch(source: Path, task: str, model: str | None, onnx: bool, int8:
         predictor = _load_imaging(task, model, onnx, int8)
         items = list(batch_service.images(source))  # paths only: a known total for the bar
         summary = batch_service.run(
-            iter(items), lambda item: predictor.predict(
-                read_limited(item.value, MAX_BYTES)).model_dump(mode="json"),
-            _imaging_outcome, sink, total=len(items))
+            iter(items),
+            lambda item: predictor.predict(read_limited(item.value, MAX_BYTES)).model_dump(
+                mode="json"
+            ),
+            _imaging_outcome,
+            sink,
+            total=len(items),
+        )
     report_batch(summary, out, as_json)
 
 
@@ -210,8 +297,9 @@ def imaging_explain(
     image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file.")],
     out: Annotated[Path, typer.Option(help="PNG to write.")],
     task: TaskOpt = "cxr",
-    label: Annotated[str | None, typer.Option(help="Label to explain (default: the most "
-                                                   "probable).")] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Label to explain (default: the most probable).")
+    ] = None,
     model: ModelOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -221,11 +309,15 @@ def imaging_explain(
     from medai.imaging.io import MAX_BYTES
 
     with _guard(as_json):
-        r = explain(_load_imaging(task, model), read_limited(image, MAX_BYTES), out, label,
-                    on_film=True)  # a file a person opens: the film with the overlay on it
+        r = explain(
+            _load_imaging(task, model), read_limited(image, MAX_BYTES), out, label, on_film=True
+        )  # a file a person opens: the film with the overlay on it
     lab, p = r["label"], r["probability"]
-    _emit({"out": str(out), "label": lab, "probability": p}, as_json,
-          f"wrote {out} ({lab}, p={p:.3f})")
+    _emit(
+        {"out": str(out), "label": lab, "probability": p},
+        as_json,
+        f"wrote {out} ({lab}, p={p:.3f})",
+    )
 
 
 @imaging_app.command("fit-gate")
@@ -242,8 +334,12 @@ def imaging_fit_gate(
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         directory = _load_imaging(task, model).directory
         result = refit_gate(directory, data, seed)
-    _emit(result, as_json, f"gate threshold {result['threshold']:.2f}; accepts "
-                           f"{result['test_acceptance']:.1%} of the held-out test images")
+    _emit(
+        result,
+        as_json,
+        f"gate threshold {result['threshold']:.2f}; accepts "
+        f"{result['test_acceptance']:.1%} of the held-out test images",
+    )
 
 
 @imaging_app.command("operating-points")
@@ -262,21 +358,32 @@ def imaging_operating_points(
         directory = _load_imaging(task, model).directory
         result = refit_operating_points(directory, data, seed)
     few = ", ".join(result["few_positives"]) or "none"
-    _emit(result, as_json, f"operating points chosen on {result['n_validation']} validation "
-                           f"images; validation macro-F1 {result['validation_macro_f1']:.3f}; "
-                           f"labels decided by fewer than 10 validation positives: {few}")
+    _emit(
+        result,
+        as_json,
+        f"operating points chosen on {result['n_validation']} validation "
+        f"images; validation macro-F1 {result['validation_macro_f1']:.3f}; "
+        f"labels decided by fewer than 10 validation positives: {few}",
+    )
 
 
 @imaging_app.command("export")
 def imaging_export(
     task: TaskOpt,
     model: ModelOpt = None,
-    int8: Annotated[bool, typer.Option(
-        help="Also write a statically quantised int8 model, kept only if its macro AUROC on "
-             "--data is within --max-auroc-drop of the fp32 model's.")] = False,
-    data: Annotated[Path | None, typer.Option(
-        help="Labelled images (manifest/CSV/folder) for int8 calibration and the AUROC check."
-    )] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            help="Also write a statically quantised int8 model, kept only if its macro AUROC on "
+            "--data is within --max-auroc-drop of the fp32 model's."
+        ),
+    ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled images (manifest/CSV/folder) for int8 calibration and the AUROC check."
+        ),
+    ] = None,
     max_auroc_drop: float = 0.005,
     calibration_images: int = 128,
     as_json: JsonFlag = False,
@@ -286,29 +393,33 @@ def imaging_export(
     import numpy as np
     import torch
 
-    from medai.core import registry
+    from medai.core import model_dir
     from medai.imaging.export import OnnxModel, export_model_dir
 
     with _guard(as_json):
-        predictor = registry.load(registry.resolve_model(model, task), runtime="torch")
-        path = export_model_dir(predictor.torch_model, predictor.cfg.image_size,
-                                predictor.directory)
+        predictor = model_dir.load(model_dir.resolve_model(model, task), runtime="torch")
+        path = export_model_dir(
+            predictor.torch_model, predictor.cfg.image_size, predictor.directory
+        )
         x = torch.rand(2, 1, predictor.cfg.image_size, predictor.cfg.image_size)
         with torch.no_grad():
-            diff = float(np.abs(predictor.torch_model(x).numpy()
-                                - OnnxModel(path)(x).numpy()).max())
+            diff = float(
+                np.abs(predictor.torch_model(x).numpy() - OnnxModel(path)(x).numpy()).max()
+            )
         result: dict[str, Any] = {"onnx": str(path), "max_abs_logit_diff": diff}
         if int8:
             if data is None:
-                raise ValueError("--int8 needs --data: labelled images to calibrate on and to "
-                                 "check that AUROC holds")
+                raise ValueError(
+                    "--int8 needs --data: labelled images to calibrate on and to "
+                    "check that AUROC holds"
+                )
             from medai.imaging.pipeline import quantize_checked
 
-            result["int8"] = quantize_checked(predictor, data, max_auroc_drop,
-                                              calibration_images)
+            result["int8"] = quantize_checked(predictor, data, max_auroc_drop, calibration_images)
     human = f"wrote {path} (max |Δlogit| {diff:.2e})"
     if "int8" in result:
         q = result["int8"]
-        human += (f"; int8 macro AUROC {q['macro_auroc_int8']} vs fp32 {q['macro_auroc_fp32']}: "
-                  + ("kept " + q["path"] if q["accepted"] else "not kept (AUROC dropped)"))
+        human += f"; int8 macro AUROC {q['macro_auroc_int8']} vs fp32 {q['macro_auroc_fp32']}: " + (
+            "kept " + q["path"] if q["accepted"] else "not kept (AUROC dropped)"
+        )
     _emit(result, as_json, human)

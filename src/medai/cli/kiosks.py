@@ -10,8 +10,9 @@ import typer
 from medai.cli.common import JsonFlag, _emit, _fail
 from medai.platform.localtime import iso_utc
 
-kiosks_app = typer.Typer(help="Triage kiosks: each has its own daily quota and credentials.",
-                         no_args_is_help=True)
+kiosks_app = typer.Typer(
+    help="Triage kiosks: each has its own daily quota and credentials.", no_args_is_help=True
+)
 
 
 def _db():
@@ -21,17 +22,25 @@ def _db():
 
 
 def _row(k, used: int) -> dict:
-    return {"id": k.id, "name": k.name, "daily_quota": k.daily_quota, "used_today": used,
-            "enrolled": k.cookie_hash is not None and k.revoked_at is None,
-            "created_at": iso_utc(k.created_at), "revoked": k.revoked_at is not None}
+    return {
+        "id": k.id,
+        "name": k.name,
+        "daily_quota": k.daily_quota,
+        "used_today": used,
+        "enrolled": k.cookie_hash is not None and k.revoked_at is None,
+        "created_at": iso_utc(k.created_at),
+        "revoked": k.revoked_at is not None,
+    }
 
 
 @kiosks_app.command("add")
 def kiosks_add(
-        name: Annotated[str, typer.Argument(help="A name staff recognise, e.g. 'Acil giriş 1'.")],
-        quota: Annotated[int | None, typer.Option(
-            help="Triage requests a day (default MEDAI_KIOSK_DEVICE_QUOTA).")] = None,
-        as_json: JsonFlag = False) -> None:
+    name: Annotated[str, typer.Argument(help="A name staff recognise, e.g. 'Acil giriş 1'.")],
+    quota: Annotated[
+        int | None, typer.Option(help="Triage requests a day (default MEDAI_KIOSK_DEVICE_QUOTA).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Register a kiosk. Its API token and one-time enrolment code are printed once: type the
     code on the kiosk's /kiosk page (or send the token as X-Kiosk-Token)."""
     from medai.platform import audit, kiosks
@@ -43,18 +52,33 @@ def kiosks_add(
     try:
         with _db().session() as db:
             issued = kiosks.register(db, name, daily, utcnow(), settings.kiosk_enrol_minutes)
-            audit.record(db, audit.Actor("cli"), "admin", "kiosk", issued.kiosk.id,
-                         op="create", daily_quota=daily)
-            out = {**_row(issued.kiosk, 0), "token": issued.token,
-                   "enrol_code": issued.enrol_code,
-                   "enrol_code_expires_at": iso_utc(issued.kiosk.enrol_expires_at)}
+            audit.record(
+                db,
+                audit.Actor("cli"),
+                "admin",
+                "kiosk",
+                issued.kiosk.id,
+                op="create",
+                daily_quota=daily,
+            )
+            out = {
+                **_row(issued.kiosk, 0),
+                "token": issued.token,
+                "enrol_code": issued.enrol_code,
+                "enrol_code_expires_at": iso_utc(issued.kiosk.enrol_expires_at),
+            }
     except kiosks.KioskError as exc:
         _fail(ValueError(str(exc)), as_json)
-    _emit(out, as_json, (
-        f"registered kiosk {out['name']!r} (id {out['id']}, {daily} a day)\n"
-        f"enrolment code (one use, until {out['enrol_code_expires_at']}): {out['enrol_code']}\n"
-        f"API token (X-Kiosk-Token): {out['token']}\n"
-        "both are shown once: medai keeps only their hashes"))
+    _emit(
+        out,
+        as_json,
+        (
+            f"registered kiosk {out['name']!r} (id {out['id']}, {daily} a day)\n"
+            f"enrolment code (one use, until {out['enrol_code_expires_at']}): {out['enrol_code']}\n"
+            f"API token (X-Kiosk-Token): {out['token']}\n"
+            "both are shown once: medai keeps only their hashes"
+        ),
+    )
 
 
 @kiosks_app.command("list")
@@ -68,10 +92,16 @@ def kiosks_list(as_json: JsonFlag = False) -> None:
         rows = kiosks.listing(db)
         used = kiosks.used_today(db, [k.id for k in rows], utcnow(), get_settings().timezone)
         out = [_row(k, used[k.id]) for k in rows]
-    _emit({"kiosks": out}, as_json, "\n".join(
-        f"{r['id']:>4}  {r['name']:<28} {r['used_today']:>6}/{r['daily_quota']:<7} "
-        f"{'revoked' if r['revoked'] else 'enrolled' if r['enrolled'] else 'not enrolled'}"
-        for r in out) or "no kiosks")
+    _emit(
+        {"kiosks": out},
+        as_json,
+        "\n".join(
+            f"{r['id']:>4}  {r['name']:<28} {r['used_today']:>6}/{r['daily_quota']:<7} "
+            f"{'revoked' if r['revoked'] else 'enrolled' if r['enrolled'] else 'not enrolled'}"
+            for r in out
+        )
+        or "no kiosks",
+    )
 
 
 @kiosks_app.command("enrol-code")
@@ -87,12 +117,19 @@ def kiosks_enrol_code(name: str, as_json: JsonFlag = False) -> None:
             kiosk = kiosks.by_name(db, name)
             code = kiosks.new_enrol_code(db, kiosk, utcnow(), get_settings().kiosk_enrol_minutes)
             audit.record(db, audit.Actor("cli"), "admin", "kiosk", kiosk.id, op="enrol_code")
-            out = {"name": kiosk.name, "enrol_code": code,
-                   "enrol_code_expires_at": iso_utc(kiosk.enrol_expires_at)}
+            out = {
+                "name": kiosk.name,
+                "enrol_code": code,
+                "enrol_code_expires_at": iso_utc(kiosk.enrol_expires_at),
+            }
     except kiosks.KioskError as exc:
         _fail(ValueError(str(exc)), as_json)
-    _emit(out, as_json, f"enrolment code for {out['name']!r} (one use, until "
-                        f"{out['enrol_code_expires_at']}): {out['enrol_code']}")
+    _emit(
+        out,
+        as_json,
+        f"enrolment code for {out['name']!r} (one use, until "
+        f"{out['enrol_code_expires_at']}): {out['enrol_code']}",
+    )
 
 
 @kiosks_app.command("revoke")

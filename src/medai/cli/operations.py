@@ -30,8 +30,16 @@ def open_database(as_json: bool = False, force: bool = False):
     except SchemaMismatch as exc:
         database.dispose()
         if as_json:
-            _emit({"error": str(exc), "error_type": "SchemaMismatch", "code": exc.code,
-                   "revision": list(exc.state.current), "head": list(exc.state.heads)}, True)
+            _emit(
+                {
+                    "error": str(exc),
+                    "error_type": "SchemaMismatch",
+                    "code": exc.code,
+                    "revision": list(exc.state.current),
+                    "head": list(exc.state.heads),
+                },
+                True,
+            )
         else:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
@@ -48,12 +56,20 @@ def migrate(as_json: JsonFlag = False) -> None:
     database = open_database(as_json, force=True)
     found = database.upgrade(force=True)  # done already: what it found before migrating
     heads = list(migration_heads())
-    out = {"database": database.engine.url.render_as_string(hide_password=True),
-           "from": list(found.current), "to": heads, "upgraded": not found.at_head}
+    out = {
+        "database": database.engine.url.render_as_string(hide_password=True),
+        "from": list(found.current),
+        "to": heads,
+        "upgraded": not found.at_head,
+    }
     database.dispose()
-    _emit(out, as_json, f"{database.label}: migrated from {found.revision} to "
-          f"{', '.join(heads)}" if out["upgraded"] else
-          f"{database.label} is at {', '.join(heads)}: up to date")
+    _emit(
+        out,
+        as_json,
+        f"{database.label}: migrated from {found.revision} to {', '.join(heads)}"
+        if out["upgraded"]
+        else f"{database.label} is at {', '.join(heads)}: up to date",
+    )
 
 
 class _Progress:
@@ -90,10 +106,19 @@ class _Progress:
 
 def _backup_failed(exc: Exception, as_json: bool) -> None:
     code = getattr(exc, "code", "failed")
-    bad_input = code in ("destination_not_empty", "target_not_empty", "not_a_backup",
-                         "unknown_format", "keys_missing", "engine_mismatch", "schema_newer",
-                         "pg_tool_missing", "pg_tool_version", "no_database",
-                         "unsupported_database")
+    bad_input = code in (
+        "destination_not_empty",
+        "target_not_empty",
+        "not_a_backup",
+        "unknown_format",
+        "keys_missing",
+        "engine_mismatch",
+        "schema_newer",
+        "pg_tool_missing",
+        "pg_tool_version",
+        "no_database",
+        "unsupported_database",
+    )
     if as_json:
         _emit({"error": str(exc), "error_type": type(exc).__name__, "code": code}, True)
     else:
@@ -101,9 +126,10 @@ def _backup_failed(exc: Exception, as_json: bool) -> None:
     raise typer.Exit(2 if bad_input else 1)
 
 
-def backup(dest: Annotated[Path, typer.Argument(
-        help="A new (or empty) folder to write the backup into.")],
-        as_json: JsonFlag = False) -> None:
+def backup(
+    dest: Annotated[Path, typer.Argument(help="A new (or empty) folder to write the backup into.")],
+    as_json: JsonFlag = False,
+) -> None:
     """A consistent snapshot of this site while it runs: the database (SQLite online backup,
     or pg_dump), then every stored file and model copy, the settings that are not secrets,
     and manifest.json (sha256 of every file). The KEYS ARE NOT IN IT: keep the operator's
@@ -118,25 +144,44 @@ def backup(dest: Annotated[Path, typer.Argument(
         _backup_failed(exc, as_json)
     out = bk.summary(manifest, dest)
     counts, keys = manifest["counts"], manifest["keys"]
-    _emit(out, as_json, "\n".join([
-        f"backup of medai {manifest['medai_version']} (schema {manifest['database']['revision']})"
-        f" in {dest}: {counts.get('studies', 0)} studies, {counts.get('signed_reports', 0)} "
-        f"signed reports, {counts.get('audit_events', 0)} audit events, {counts['files']} "
-        f"files, {counts['bytes'] / 1e6:.1f} MB in {manifest['seconds']} s",
-        "the keys are NOT in the backup: keep the operator's copy of the key file "
-        "(MEDAI_SECRET_KEYS_FILE or MEDAI_HOME/secret.key) apart from it; a restore needs "
-        f"key id(s) {', '.join(keys['needed']) or '(none: nothing sealed yet)'}"]))
+    _emit(
+        out,
+        as_json,
+        "\n".join(
+            [
+                f"backup of medai {manifest['medai_version']} (schema {manifest['database']['revision']})"
+                f" in {dest}: {counts.get('studies', 0)} studies, {counts.get('signed_reports', 0)} "
+                f"signed reports, {counts.get('audit_events', 0)} audit events, {counts['files']} "
+                f"files, {counts['bytes'] / 1e6:.1f} MB in {manifest['seconds']} s",
+                "the keys are NOT in the backup: keep the operator's copy of the key file "
+                "(MEDAI_SECRET_KEYS_FILE or MEDAI_HOME/secret.key) apart from it; a restore needs "
+                f"key id(s) {', '.join(keys['needed']) or '(none: nothing sealed yet)'}",
+            ]
+        ),
+    )
 
 
-def restore(src: Annotated[Path, typer.Argument(help="A folder written by `medai backup`.")],
-            quick: Annotated[bool, typer.Option(
-                "--quick", help="Check stored files by hash and key id only, without "
-                                "decrypting each (faster on a large store).")] = False,
-            migrate_after: Annotated[bool | None, typer.Option(
-                "--migrate/--no-migrate", help="Migrate a backup of an older release to this "
-                                               "release's schema (default: "
-                                               "MEDAI_AUTO_MIGRATE).")] = None,
-            as_json: JsonFlag = False) -> None:
+def restore(
+    src: Annotated[Path, typer.Argument(help="A folder written by `medai backup`.")],
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="Check stored files by hash and key id only, without "
+            "decrypting each (faster on a large store).",
+        ),
+    ] = False,
+    migrate_after: Annotated[
+        bool | None,
+        typer.Option(
+            "--migrate/--no-migrate",
+            help="Migrate a backup of an older release to this "
+            "release's schema (default: "
+            "MEDAI_AUTO_MIGRATE).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Restore a backup into this process's EMPTY home and database (MEDAI_HOME,
     MEDAI_DATABASE_URL), with the keys configured (the operator's copy: MEDAI_SECRET_KEYS_FILE,
     or the key file at MEDAI_HOME/secret.key). Every file is checked against the manifest, and
@@ -151,13 +196,24 @@ def restore(src: Annotated[Path, typer.Argument(help="A folder written by `medai
     except (bk.BackupError, PgToolError) as exc:
         _backup_failed(exc, as_json)
     checked = out["checked"]
-    _emit(out, as_json, "\n".join(filter(None, [
-        f"restored {src} (medai {out['medai_version']}, {out['created_at']}) into "
-        f"{out['database']} and {out['home']}: {out['counts'].get('studies', 0)} studies, "
-        f"{out['counts'].get('signed_reports', 0)} signed reports; {checked['sealed_values']} "
-        f"sealed values and {checked['files_decrypted']} of {checked['files_named']} stored "
-        f"files decrypted with the configured keys ({out['seconds']} s)",
-        f"migrated to {out['migrated_to']}" if out["migrated_to"] else None,
-        f"schema {out['revision']} is older than this release's: run `medai migrate`"
-        if out["needs_migrate"] else None,
-        f"settings (not applied): {out['config']}" if out["config"] else None])))
+    _emit(
+        out,
+        as_json,
+        "\n".join(
+            filter(
+                None,
+                [
+                    f"restored {src} (medai {out['medai_version']}, {out['created_at']}) into "
+                    f"{out['database']} and {out['home']}: {out['counts'].get('studies', 0)} studies, "
+                    f"{out['counts'].get('signed_reports', 0)} signed reports; {checked['sealed_values']} "
+                    f"sealed values and {checked['files_decrypted']} of {checked['files_named']} stored "
+                    f"files decrypted with the configured keys ({out['seconds']} s)",
+                    f"migrated to {out['migrated_to']}" if out["migrated_to"] else None,
+                    f"schema {out['revision']} is older than this release's: run `medai migrate`"
+                    if out["needs_migrate"]
+                    else None,
+                    f"settings (not applied): {out['config']}" if out["config"] else None,
+                ],
+            )
+        ),
+    )

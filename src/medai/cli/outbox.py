@@ -9,8 +9,9 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
 
-outbox_app = typer.Typer(help="Deliveries of results to the PACS, FHIR and HL7 destinations.",
-                         no_args_is_help=True)
+outbox_app = typer.Typer(
+    help="Deliveries of results to the PACS, FHIR and HL7 destinations.", no_args_is_help=True
+)
 
 
 def _settings(as_json: bool):
@@ -24,8 +25,10 @@ def _settings(as_json: bool):
 
 def _text(dests: list[dict]) -> str:
     if not dests:
-        return ("no destinations (set MEDAI_DICOM_SEND_TO, MEDAI_DICOMWEB_URL, MEDAI_FHIR_URL, "
-                "MEDAI_HL7_MLLP or MEDAI_DESTINATIONS_FILE)")
+        return (
+            "no destinations (set MEDAI_DICOM_SEND_TO, MEDAI_DICOMWEB_URL, MEDAI_FHIR_URL, "
+            "MEDAI_HL7_MLLP or MEDAI_DESTINATIONS_FILE)"
+        )
     lines = []
     for d in dests:
         c = d["counts"]
@@ -35,16 +38,19 @@ def _text(dests: list[dict]) -> str:
             lines.append(f"  next attempt {d['next_attempt_at']}")
         if d["last_problem"]:
             p = d["last_problem"]
-            lines.append(f"  last problem: delivery {p['id']} {p['state']}: {p['code']} "
-                         f"({p['reason']})")
+            lines.append(
+                f"  last problem: delivery {p['id']} {p['state']}: {p['code']} ({p['reason']})"
+            )
     return "\n".join(lines)
 
 
 @outbox_app.command("status")
 def status(
-        failed: Annotated[bool, typer.Option(
-            "--failed", help="Also list the failed deliveries (ids to retry).")] = False,
-        as_json: JsonFlag = False) -> None:
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Also list the failed deliveries (ids to retry).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """Per destination: deliveries queued, retrying (and the next attempt), being sent,
     delivered, failed (with the reason) and skipped. No patient data."""
     from medai.cli.operations import open_database
@@ -54,21 +60,28 @@ def status(
     db = open_database(as_json)
     with db.reader() as s:
         dests = outbox.summary(s)
-        rows = [outbox.as_dict(r) for r in outbox.items(s, state="failed", limit=1000)[0]] \
-            if failed else None
+        rows = (
+            [outbox.as_dict(r) for r in outbox.items(s, state="failed", limit=1000)[0]]
+            if failed
+            else None
+        )
     db.dispose()
     out = {"destinations": dests, **({"failed": rows} if rows is not None else {})}
     text = _text(dests)
     if rows:
         text += "\nfailed:\n" + "\n".join(
             f"  {r['id']:>6}  {r['destination']:<12} {r['event']:<8} study {r['study_id']} "
-            f"{r['code']}: {r['reason']}" for r in rows)
+            f"{r['code']}: {r['reason']}"
+            for r in rows
+        )
     _emit(out, as_json, text)
 
 
 @outbox_app.command("retry")
-def retry(item_id: Annotated[int, typer.Argument(help="The failed delivery's id.")],
-          as_json: JsonFlag = False) -> None:
+def retry(
+    item_id: Annotated[int, typer.Argument(help="The failed delivery's id.")],
+    as_json: JsonFlag = False,
+) -> None:
     """Send a failed delivery again (a running loop picks it up at once)."""
     from medai.cli.operations import open_database
     from medai.platform import audit
@@ -79,8 +92,15 @@ def retry(item_id: Annotated[int, typer.Argument(help="The failed delivery's id.
     try:
         with db.session() as s:
             item = outbox.retry(s, item_id, utcnow())
-            audit.record(s, audit.Actor("cli"), "admin", "outbox", item_id, op="retry",
-                         destination=item.destination)
+            audit.record(
+                s,
+                audit.Actor("cli"),
+                "admin",
+                "outbox",
+                item_id,
+                op="retry",
+                destination=item.destination,
+            )
             out = outbox.as_dict(item)
     except outbox.OutboxError as exc:
         _error(str(exc), exc.code, as_json, 2)
@@ -91,12 +111,17 @@ def retry(item_id: Annotated[int, typer.Argument(help="The failed delivery's id.
 
 @outbox_app.command("run")
 def run(
-        threads: Annotated[int | None, typer.Option(
-            min=1, max=16, help="Delivery threads (default MEDAI_OUTBOX_THREADS, at least 1).")
-        ] = None,
-        once: Annotated[bool, typer.Option(
-            "--once", help="Deliver what is due now, then exit.")] = False,
-        as_json: JsonFlag = False) -> None:
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=16, help="Delivery threads (default MEDAI_OUTBOX_THREADS, at least 1)."
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Deliver what is due now, then exit.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """Deliver the outbox until stopped (Ctrl-C, SIGTERM), beside or instead of the loop in
     `medai serve` (MEDAI_OUTBOX_THREADS=0 there): same database (MEDAI_DATABASE_URL) and files
     (MEDAI_HOME). Several may run at once; each delivery is claimed by one."""
@@ -112,21 +137,30 @@ def run(
     settings = _settings(as_json)
     logging.config.dictConfig(log_config(settings.log_level))
     if not settings.destinations():
-        _error("no destinations configured (MEDAI_DICOM_SEND_TO, MEDAI_DICOMWEB_URL, "
-               "MEDAI_FHIR_URL, MEDAI_HL7_MLLP, MEDAI_DESTINATIONS_FILE)", "ValueError",
-               as_json, 2)
+        _error(
+            "no destinations configured (MEDAI_DICOM_SEND_TO, MEDAI_DICOMWEB_URL, "
+            "MEDAI_FHIR_URL, MEDAI_HL7_MLLP, MEDAI_DESTINATIONS_FILE)",
+            "ValueError",
+            as_json,
+            2,
+        )
     p = Platform.from_settings()
     loop = DeliveryLoop.from_settings(p, threads=threads or max(settings.outbox_threads, 1))
     if once:
         counts = loop.run_once()
         p.db.dispose()
-        _emit({"delivered": counts.get("delivered", 0), "outcomes": counts}, as_json,
-              ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing due")
+        _emit(
+            {"delivered": counts.get("delivered", 0), "outcomes": counts},
+            as_json,
+            ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing due",
+        )
         return
     loop.start()
-    _emit({"running": True, "destinations": sorted(loop.destinations),
-           "threads": loop.threads}, as_json,
-          f"delivering to {', '.join(sorted(loop.destinations))} ({loop.threads} thread(s))")
+    _emit(
+        {"running": True, "destinations": sorted(loop.destinations), "threads": loop.threads},
+        as_json,
+        f"delivering to {', '.join(sorted(loop.destinations))} ({loop.threads} thread(s))",
+    )
     sys.stdout.flush()
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

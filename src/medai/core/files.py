@@ -29,8 +29,7 @@ def read_limited(path: str | Path, max_bytes: int) -> bytes:
     if not stat.S_ISREG(info.st_mode):
         raise InputFileError(f"{path}: not a regular file (a device, FIFO or socket)")
     if info.st_size > max_bytes:
-        raise InputFileError(f"{path}: too large ({info.st_size:,} bytes; limit "
-                             f"{max_bytes:,})")
+        raise InputFileError(f"{path}: too large ({info.st_size:,} bytes; limit {max_bytes:,})")
     try:
         with path.open("rb") as fh:
             return read_stream_limited(fh, max_bytes, str(path))

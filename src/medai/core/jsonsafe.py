@@ -51,16 +51,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads_limited(text: str, what: str = "JSON", max_chars: int = MAX_JSON_CHARS,
-                  max_depth: int = MAX_JSON_DEPTH) -> Any:
+def loads_limited(
+    text: str, what: str = "JSON", max_chars: int = MAX_JSON_CHARS, max_depth: int = MAX_JSON_DEPTH
+) -> Any:
     if len(text) > max_chars:
-        raise JsonInputError(f"{what} is too large ({len(text):,} characters; limit "
-                             f"{max_chars:,})")
+        raise JsonInputError(f"{what} is too large ({len(text):,} characters; limit {max_chars:,})")
     depth = nesting_depth(text)
     if depth > max_depth:
         raise JsonInputError(f"{what} is nested too deeply ({depth} levels; limit {max_depth})")
     try:
         return json.loads(text, parse_constant=_no_constants, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        raise JsonInputError(f"{what} is not valid JSON ({exc.msg} at position {exc.pos})") \
-            from None
+        raise JsonInputError(
+            f"{what} is not valid JSON ({exc.msg} at position {exc.pos})"
+        ) from None

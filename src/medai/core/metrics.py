@@ -31,7 +31,9 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int 
 
 
 def classification_report(
-    y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str],
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    labels: Sequence[str],
     display: Sequence[str] | None = None,
 ) -> dict:
     """Accuracy, macro/weighted F1, per-class P/R/F1/support, top-2/3 accuracy, ECE, confusion.
@@ -56,8 +58,13 @@ def classification_report(
         "top3_accuracy": top_k_accuracy(y_true, proba, 3),
         "ece": expected_calibration_error(y_true, proba),
         "per_class": {
-            lab: {"name": names[i], "precision": float(p[i]), "recall": float(r[i]),
-                  "f1": float(f[i]), "support": int(s[i])}
+            lab: {
+                "name": names[i],
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
             for i, lab in enumerate(labels)
         },
         "labels": list(labels),
@@ -67,19 +74,29 @@ def classification_report(
 
 def latency_summary(seconds: Sequence[float]) -> dict:
     ms = np.asarray(seconds) * 1000.0
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "mean_ms": float(ms.mean()), "n": len(ms)}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "mean_ms": float(ms.mean()),
+        "n": len(ms),
+    }
 
 
-def auroc_with_ci(y: np.ndarray, score: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                  alpha: float = 0.05) -> dict:
+def auroc_with_ci(
+    y: np.ndarray, score: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict:
     """AUROC and a percentile-bootstrap confidence interval (resampling images)."""
     from sklearn.metrics import roc_auc_score
 
     y, score = np.asarray(y), np.asarray(score)
     if len(np.unique(y)) < 2:
-        return {"auroc": None, "ci_low": None, "ci_high": None, "n": len(y),
-                "positives": int(y.sum())}
+        return {
+            "auroc": None,
+            "ci_low": None,
+            "ci_high": None,
+            "n": len(y),
+            "positives": int(y.sum()),
+        }
     auc = float(roc_auc_score(y, score))
     rng = np.random.default_rng(seed)
     boots = []
@@ -87,11 +104,16 @@ def auroc_with_ci(y: np.ndarray, score: np.ndarray, n_boot: int = 1000, seed: in
         idx = rng.integers(0, len(y), len(y))
         if len(np.unique(y[idx])) == 2:
             boots.append(roc_auc_score(y[idx], score[idx]))
-    low, high = (np.percentile(boots, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-                 if boots else (None, None))
-    return {"auroc": auc, "ci_low": float(low) if low is not None else None,
-            "ci_high": float(high) if high is not None else None, "n": len(y),
-            "positives": int(y.sum())}
+    low, high = (
+        np.percentile(boots, [100 * alpha / 2, 100 * (1 - alpha / 2)]) if boots else (None, None)
+    )
+    return {
+        "auroc": auc,
+        "ci_low": float(low) if low is not None else None,
+        "ci_high": float(high) if high is not None else None,
+        "n": len(y),
+        "positives": int(y.sum()),
+    }
 
 
 def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
@@ -114,5 +136,14 @@ def binary_at_threshold(y: np.ndarray, score: np.ndarray, threshold: float) -> d
     spec = tn / (tn + fp) if tn + fp else None
     prec = tp / (tp + fp) if tp + fp else None
     f1 = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None
-    return {"threshold": float(threshold), "sensitivity": sens, "specificity": spec,
-            "precision": prec, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    return {
+        "threshold": float(threshold),
+        "sensitivity": sens,
+        "specificity": spec,
+        "precision": prec,
+        "f1": f1,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+    }

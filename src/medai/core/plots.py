@@ -17,8 +17,12 @@ def _plt():
     return plt
 
 
-def confusion_matrix_plot(matrix: Sequence[Sequence[int]], names: Sequence[str], out: Path,
-                          title: str = "Confusion matrix") -> Path:
+def confusion_matrix_plot(
+    matrix: Sequence[Sequence[int]],
+    names: Sequence[str],
+    out: Path,
+    title: str = "Confusion matrix",
+) -> Path:
     """Row-normalised matrix with counts; DejaVu Sans renders Turkish letters (ğ, ş, İ)."""
     plt = _plt()
     m = np.asarray(matrix, dtype=float)
@@ -33,8 +37,15 @@ def confusion_matrix_plot(matrix: Sequence[Sequence[int]], names: Sequence[str],
     for i in range(len(names)):
         for j in range(len(names)):
             colour = "white" if norm[i, j] > 0.5 else "black"
-            ax.text(j, i, f"{int(m[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center",
-                    fontsize=8, color=colour)
+            ax.text(
+                j,
+                i,
+                f"{int(m[i, j])}\n{norm[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=colour,
+            )
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()

@@ -47,9 +47,13 @@ def directory_hash(directory: str | Path) -> str:
     in a fixed order: two copies of a model directory hash alike wherever they live.
     Remembered per (path, sizes, mtimes): a second call is a stat."""
     directory = Path(directory).resolve()
-    files = sorted(p for p in directory.rglob("*") if p.is_file()
-                   and not (p.parent == directory and p.name in _NOT_HASHED_FILES)
-                   and not _NOT_HASHED_DIRS & set(p.relative_to(directory).parts[:-1]))
+    files = sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file()
+        and not (p.parent == directory and p.name in _NOT_HASHED_FILES)
+        and not _NOT_HASHED_DIRS & set(p.relative_to(directory).parts[:-1])
+    )
     key = (str(directory), *((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
     if key in _HASHES:
         return _HASHES[key]

@@ -69,8 +69,7 @@ def decode_text(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise TextInputError(
-            f"input is not valid UTF-8 (bad byte at offset {exc.start}); "
-            "convert it to UTF-8 first"
+            f"input is not valid UTF-8 (bad byte at offset {exc.start}); convert it to UTF-8 first"
         ) from None
 
 
@@ -82,8 +81,11 @@ def validate_complaint(text: str, max_chars: int = MAX_TEXT_CHARS) -> str:
         raise TextInputError("input looks binary (contains NUL bytes), not a text complaint")
     if len(text) > 4 * max_chars:
         raise TextInputError(f"complaint is too long ({len(text)} characters; limit {max_chars})")
-    controls = sum(1 for ch in text if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn")
-                   and ch not in "\t\n\r")
+    controls = sum(
+        1
+        for ch in text
+        if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in "\t\n\r"
+    )
     if text and controls / len(text) > 0.05:
         raise TextInputError("input looks binary (many control characters), not a text complaint")
     clean = normalise(text)
@@ -100,20 +102,89 @@ def validate_complaint(text: str, max_chars: int = MAX_TEXT_CHARS) -> str:
 
 _L = "A-Za-zÇĞİÖŞÜÂÎÛçğıöşüâîû"
 _UP = "A-ZÇĞİÖŞÜÂÎÛ"
-_TITLES = (r"(?i:hanımefendi|hanımcım|hanıma|hanım|hanim|beyefendi|beyciğim|beye|bey"
-           r"|hocamın|hocama|hocam|hocaya|hoca)")
+_TITLES = (
+    r"(?i:hanımefendi|hanımcım|hanıma|hanım|hanim|beyefendi|beyciğim|beye|bey"
+    r"|hocamın|hocama|hocam|hocaya|hoca)"
+)
 _GREETINGS = {
-    "merhaba", "merhabalar", "selam", "selamlar", "sayın", "sayin", "değerli", "degerli",
-    "sevgili", "saygıdeğer", "saygideger", "doktor", "dr", "iyi", "günler", "gunler",
-    "akşamlar", "aksamlar", "teşekkürler", "tesekkurler", "teşekkür", "tşk", "kolay", "gelsin",
-    "hocam", "hoca", "bey", "hanım", "rica", "ederim", "acaba", "lütfen", "lutfen", "saygılar",
-    "saygılarımla", "günaydın", "gunaydin", "hayırlı", "nasılsınız", "sağolun", "sağ", "olun",
-    "op", "doç", "doc", "prof", "uzm", "uzman", "operatör", "operator", "ben", "size", "sizin",
-    "çok", "cok", "bir", "bu", "şu", "o", "ama", "fakat", "yani", "evet", "hayır", "tamam",
-    "ve", "ile", "de", "da", "ki", "mi", "hocamız", "doktorum", "hekim",
+    "merhaba",
+    "merhabalar",
+    "selam",
+    "selamlar",
+    "sayın",
+    "sayin",
+    "değerli",
+    "degerli",
+    "sevgili",
+    "saygıdeğer",
+    "saygideger",
+    "doktor",
+    "dr",
+    "iyi",
+    "günler",
+    "gunler",
+    "akşamlar",
+    "aksamlar",
+    "teşekkürler",
+    "tesekkurler",
+    "teşekkür",
+    "tşk",
+    "kolay",
+    "gelsin",
+    "hocam",
+    "hoca",
+    "bey",
+    "hanım",
+    "rica",
+    "ederim",
+    "acaba",
+    "lütfen",
+    "lutfen",
+    "saygılar",
+    "saygılarımla",
+    "günaydın",
+    "gunaydin",
+    "hayırlı",
+    "nasılsınız",
+    "sağolun",
+    "sağ",
+    "olun",
+    "op",
+    "doç",
+    "doc",
+    "prof",
+    "uzm",
+    "uzman",
+    "operatör",
+    "operator",
+    "ben",
+    "size",
+    "sizin",
+    "çok",
+    "cok",
+    "bir",
+    "bu",
+    "şu",
+    "o",
+    "ama",
+    "fakat",
+    "yani",
+    "evet",
+    "hayır",
+    "tamam",
+    "ve",
+    "ile",
+    "de",
+    "da",
+    "ki",
+    "mi",
+    "hocamız",
+    "doktorum",
+    "hekim",
 }
-_GREETING_ALT = "|".join(sorted((re.escape(g) for g in _GREETINGS if len(g) > 2), key=len,
-                                reverse=True))
+_GREETING_ALT = "|".join(
+    sorted((re.escape(g) for g in _GREETINGS if len(g) > 2), key=len, reverse=True)
+)
 # A capitalised word or two right before a title ("Gökhan bey", "Ayşe Yılmaz hanım") ...
 _CAP_NAME_BEFORE_TITLE = re.compile(
     rf"(?<![{_L}])((?:[{_UP}][{_L}]*\s+)?[{_UP}][{_L}]*)(\s+){_TITLES}(?![{_L}])"
@@ -129,8 +200,10 @@ _NAME_AFTER_DR = re.compile(
 # "Sayın Akyüz", "sayın ahmet yılmaz": Sayın is always followed by a name or a title.
 _NAME_AFTER_SAYIN = re.compile(rf"(?<![{_L}])((?i:sayın|sayin)\s+)([{_L}]+(?:\s+[{_UP}][{_L}]+)?)")
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
-_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']+|\b[\w-]+\.(?:com|net|org|gov|edu)(?:\.tr)?\b[^\s]*",
-                  re.IGNORECASE)
+_URL = re.compile(
+    r"(?:https?://|www\.)[^\s<>\"']+|\b[\w-]+\.(?:com|net|org|gov|edu)(?:\.tr)?\b[^\s]*",
+    re.IGNORECASE,
+)
 _DIGIT_RUN = re.compile(r"(?<![\d])(?:\+?\d[\d\s().-]{8,}\d)(?![\d])")
 
 
@@ -157,7 +230,7 @@ def _redact_digits(match: re.Match[str]) -> str:
 def _redact_cap_name(match: re.Match[str]) -> str:
     words = match.group(1).split()
     whole = match.group(0)
-    rest = whole[len(match.group(1)):]
+    rest = whole[len(match.group(1)) :]
     if turkish_lower(words[-1]) in _GREETINGS:
         return whole
     if len(words) == 2 and turkish_lower(words[0]) in _GREETINGS:
@@ -175,7 +248,7 @@ def _redact_after_sayin(match: re.Match[str]) -> str:
 def _redact_greeted_name(match: re.Match[str]) -> str:
     if turkish_lower(match.group(2)) in _GREETINGS:
         return match.group(0)
-    return match.group(1) + "[İSİM]" + match.group(0)[match.end(2) - match.start(0):]
+    return match.group(1) + "[İSİM]" + match.group(0)[match.end(2) - match.start(0) :]
 
 
 def redact_pii(text: str) -> str:

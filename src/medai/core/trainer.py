@@ -11,14 +11,84 @@ from the last epoch, progress bars, and a cancel hook the job queue uses to stop
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from medai.core.tasks import lookup
-from medai.core.training import EarlyStopping, auto_mixed_precision
+import numpy as np
+
+from medai.core.task_registry import lookup
+
+# Task-agnostic helpers: class weights, early stopping, the default number of loader workers.
+
+
+def balanced_class_weights(y: Sequence[int], n_classes: int) -> np.ndarray:
+    """n / (k * count_c), the reference system's class weighting; absent classes get 0."""
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=n_classes).astype(float)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    patience: int = 2
+    min_delta: float = 1e-4
+    best: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def update(self, epoch: int, record: dict) -> bool:
+        """Record an epoch; True when it is the new best (save a checkpoint then)."""
+        self.history.append(dict(record, epoch=epoch))
+        loss = record["val_loss"]
+        if loss < self.best - self.min_delta:
+            self.best, self.best_epoch, self.bad_epochs = float(loss), epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> EarlyStopping:
+        return cls(**json.loads(path.read_text()))
+
+
+def auto_mixed_precision() -> str:
+    """bf16 where the GPU supports it (fp16 overflows more easily), fp16 on older GPUs, else no."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def default_workers(cap: int = 16) -> int:
+    """DataLoader workers per training process: the CPUs this process may use, shared among
+    the processes of this machine (``LOCAL_WORLD_SIZE``), one left for the training loop, at
+    most ``cap``. Decoding a 1024² PNG costs ~10 ms of a core, so a GPU at ~1,500 images/s
+    needs about that many; 0 (decode in the training process) on a one-CPU machine."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(0, min(cap, per_process - 1))
+
 
 SCHEDULES = ("cosine", "linear_warmup", "constant")
 
@@ -64,8 +134,11 @@ def _schedule(name: str, optimizer, total_steps: int, warmup_ratio: float):
             return (step + 1) / max(1, warm)
         return max(0.0, (total_steps - step) / max(1, total_steps - warm))
 
-    factor = lookup({"cosine": cosine, "linear_warmup": linear_warmup,
-                     "constant": lambda _step: 1.0}, name, "learning-rate schedule")
+    factor = lookup(
+        {"cosine": cosine, "linear_warmup": linear_warmup, "constant": lambda _step: 1.0},
+        name,
+        "learning-rate schedule",
+    )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -111,12 +184,16 @@ def _agreement(acc: Any) -> Callable[[bool], bool]:
     return lambda ok: not _any_process(acc, not ok)
 
 
-def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
-        cancel: Callable[[], bool] | None = None,
-        on_epoch: Callable[[Any, int], dict | None] | None = None,
-        log: Callable[[str], None] | None = None,
-        progress: Callable[[float], None] | None = None,
-        clock: Callable[[], float] | None = None) -> tuple[Any, list[dict]]:
+def fit(
+    adapter: Adapter,
+    cfg: LoopConfig,
+    work_dir: Path,
+    cancel: Callable[[], bool] | None = None,
+    on_epoch: Callable[[Any, int], dict | None] | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> tuple[Any, list[dict]]:
     """Train with early stopping; returns the best model (``adapter.load_best``) and the
     per-epoch history. ``on_epoch(model, epoch)`` runs before each epoch (e.g. to change what
     is trainable) and may return fields for the history; ``progress(fraction)`` after each
@@ -137,15 +214,22 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
 
     clock = clock or time.perf_counter
     mp = auto_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
-    handlers = ([DistributedDataParallelKwargs(find_unused_parameters=True)]
-                if cfg.find_unused_parameters else [])
-    acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
-                      cpu=not torch.cuda.is_available(), kwargs_handlers=handlers,
-                      # the batch's copy to the GPU overlaps the step before it (loaders pin
-                      # their memory on CUDA); the order of an epoch is a function of the seed
-                      dataloader_config=DataLoaderConfiguration(
-                          use_seedable_sampler=True, data_seed=cfg.seed,
-                          non_blocking=torch.cuda.is_available()))
+    handlers = (
+        [DistributedDataParallelKwargs(find_unused_parameters=True)]
+        if cfg.find_unused_parameters
+        else []
+    )
+    acc = Accelerator(
+        mixed_precision=mp,
+        gradient_accumulation_steps=cfg.grad_accum,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=handlers,
+        # the batch's copy to the GPU overlaps the step before it (loaders pin
+        # their memory on CUDA); the order of an epoch is a function of the seed
+        dataloader_config=DataLoaderConfiguration(
+            use_seedable_sampler=True, data_seed=cfg.seed, non_blocking=torch.cuda.is_available()
+        ),
+    )
     say = log or acc.print
     set_seed(cfg.seed)
     model = adapter.build()
@@ -155,11 +239,15 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
     # processes together see num_processes batches), so its length counts every process's
     # steps: per-process steps alone ended a cosine at 1/N of the run on N GPUs
     steps_per_epoch = math.ceil(len(train_dl) / max(1, acc.num_processes) / cfg.grad_accum)
-    scheduler = _schedule(cfg.schedule, optimizer,
-                          max(1, steps_per_epoch * acc.num_processes * cfg.epochs),
-                          cfg.warmup_ratio)
-    model, optimizer, train_dl, val_dl, scheduler = acc.prepare(model, optimizer, train_dl,
-                                                                val_dl, scheduler)
+    scheduler = _schedule(
+        cfg.schedule,
+        optimizer,
+        max(1, steps_per_epoch * acc.num_processes * cfg.epochs),
+        cfg.warmup_ratio,
+    )
+    model, optimizer, train_dl, val_dl, scheduler = acc.prepare(
+        model, optimizer, train_dl, val_dl, scheduler
+    )
     ckpt = Path(work_dir) / "checkpoints"
     last, best_dir = ckpt / "last", ckpt / "best"
     # early stopping's state now travels in the checkpoint; this file is read only to resume
@@ -173,44 +261,65 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         if not last.is_dir():
             say(f"no checkpoint to resume at {last}: starting from epoch 1")
     if cfg.resume and checkpoint.read_position(last) is not None:
-        position = checkpoint.load(last, model=acc.unwrap_model(model), optimizer=optimizer,
-                                   scheduler=scheduler, scaler=acc.scaler,
-                                   rank=acc.process_index)
+        position = checkpoint.load(
+            last,
+            model=acc.unwrap_model(model),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=acc.scaler,
+            rank=acc.process_index,
+        )
         stopper = EarlyStopping(**{**position.early_stopping, "patience": cfg.patience})
         trained_before = set(position.trained)
         acc.step = position.accumulation_step
         if position.batches == 0:  # a complete epoch: the generators as they were after it
             checkpoint.restore_rng(last, acc.process_index)
             position = checkpoint.Position(epoch=position.epoch + 1, trained=position.trained)
-        say(f"resuming at epoch {position.epoch}, batch {position.batches} "
-            f"(best val loss {stopper.best:.4f})")
+        say(
+            f"resuming at epoch {position.epoch}, batch {position.batches} "
+            f"(best val loss {stopper.best:.4f})"
+        )
     elif cfg.resume and state_file.is_file() and last.is_dir():
         # a checkpoint written before medai-checkpoint/1 (Accelerate's whole-model state)
         acc.load_state(str(last))
         stopper = EarlyStopping.load(state_file)
-        position = checkpoint.Position(epoch=(stopper.history[-1]["epoch"] + 1
-                                              if stopper.history else 1))
+        position = checkpoint.Position(
+            epoch=(stopper.history[-1]["epoch"] + 1 if stopper.history else 1)
+        )
         say(f"resuming an older checkpoint at epoch {position.epoch}")
     else:
         names = checkpoint.trained_names(acc.unwrap_model(model))
         sizes = checkpoint.estimate_bytes(acc.unwrap_model(model), names, optimizer)
         free = checkpoint.check_space(ckpt, sum(sizes.values()), agree=_agreement(acc))
-        say(f"checkpoints will hold {len(names)} trained tensors: about "
+        say(
+            f"checkpoints will hold {len(names)} trained tensors: about "
             f"{checkpoint.human_size(sum(sizes.values()))} each "
-            f"({checkpoint.human_size(free)} free at {ckpt})")
+            f"({checkpoint.human_size(free)} free at {ckpt})"
+        )
     count = _throughput_counter(adapter)
 
     def save_state(epoch: int, batches: int, sums) -> None:
         acc.wait_for_everyone()
         names = checkpoint.trained_names(acc.unwrap_model(model), trained_before)
         trained_before.update(names)
-        done = checkpoint.Position(epoch=epoch, batches=batches, accumulation_step=acc.step,
-                                   early_stopping=asdict(stopper))
-        checkpoint.save(last, model=acc.unwrap_model(model), names=names, optimizer=optimizer,
-                        scheduler=scheduler, scaler=acc.scaler, position=done,
-                        rank=acc.process_index, is_main=acc.is_main_process,
-                        barrier=acc.wait_for_everyone, agree=_agreement(acc), say=say,
-                        local={"loss_sums": [float(v) for v in sums]})
+        done = checkpoint.Position(
+            epoch=epoch, batches=batches, accumulation_step=acc.step, early_stopping=asdict(stopper)
+        )
+        checkpoint.save(
+            last,
+            model=acc.unwrap_model(model),
+            names=names,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=acc.scaler,
+            position=done,
+            rank=acc.process_index,
+            is_main=acc.is_main_process,
+            barrier=acc.wait_for_everyone,
+            agree=_agreement(acc),
+            say=say,
+            local={"loss_sums": [float(v) for v in sums]},
+        )
 
     for epoch in range(position.epoch, cfg.epochs + 1):
         if stopper.should_stop:
@@ -224,12 +333,17 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
         skip = position.batches if epoch == position.epoch else 0
         sums = torch.zeros(2, device=acc.device)
         if skip:  # this process's share of the epoch's loss before the checkpoint
-            sums += torch.tensor(checkpoint.local_state(last, acc.process_index)["loss_sums"],
-                                 device=acc.device)
+            sums += torch.tensor(
+                checkpoint.local_state(last, acc.process_index)["loss_sums"], device=acc.device
+            )
         batches = acc.skip_first_batches(train_dl, skip) if skip else train_dl
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", initial=skip,
-                   total=len(train_dl),
-                   disable=not (cfg.progress and acc.is_local_main_process))
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            initial=skip,
+            total=len(train_dl),
+            disable=not (cfg.progress and acc.is_local_main_process),
+        )
         bad = torch.zeros((), dtype=torch.bool, device=acc.device)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats(acc.device)
@@ -260,30 +374,38 @@ def fit(adapter: Adapter, cfg: LoopConfig, work_dir: Path,
             # device is never idle while the host checks
             if i % 20 == 0 or i == len(train_dl) - 1:
                 if _any_process(acc, bad):
-                    raise RuntimeError(f"training loss became non-finite at epoch {epoch}; "
-                                       "lower the learning rate or use fp32/bf16")
+                    raise RuntimeError(
+                        f"training loss became non-finite at epoch {epoch}; "
+                        "lower the learning rate or use fp32/bf16"
+                    )
                 bar.set_postfix(loss=f"{float(sums[0] / sums[1].clamp(min=1)):.4f}")
             if progress is not None:
                 progress((epoch - 1 + (i + 1) / max(1, len(train_dl))) / cfg.epochs)
             if cancel is not None and acc.sync_gradients and _any_process(acc, cancel()):
                 save_state(epoch, i + 1, sums)
-                raise TrainingCancelled(f"cancelled during epoch {epoch} after batch {i + 1}; "
-                                        "its state is saved and a resumed run continues from "
-                                        "there")
+                raise TrainingCancelled(
+                    f"cancelled during epoch {epoch} after batch {i + 1}; "
+                    "its state is saved and a resumed run continues from "
+                    "there"
+                )
         if not restored:  # the checkpoint was taken after the epoch's last batch
             checkpoint.restore_rng(last, acc.process_index)
         elapsed = clock() - started
         sums = acc.reduce(sums, "sum")  # the training loss over every process's batches
-        record = {"train_loss": float(sums[0] / sums[1].clamp(min=1)),
-                  **adapter.validate(model, val_dl, acc), **extra,
-                  "lr": float(scheduler.get_last_lr()[0])}  # the first group's, at the end
+        record = {
+            "train_loss": float(sums[0] / sums[1].clamp(min=1)),
+            **adapter.validate(model, val_dl, acc),
+            **extra,
+            "lr": float(scheduler.get_last_lr()[0]),
+        }  # the first group's, at the end
         if count is not None and elapsed > 0:  # this process's batches, timed; all alike
             for key, value in seen.items():
                 record[f"{key}_per_s"] = round(value * acc.num_processes / elapsed, 1)
             record["step_s"] = round(elapsed / max(1, len(train_dl) - skip), 4)
         if torch.cuda.is_available():  # this process's GPU, training and validation
             record["peak_gpu_memory_gb"] = round(
-                torch.cuda.max_memory_allocated(acc.device) / 2**30, 2)
+                torch.cuda.max_memory_allocated(acc.device) / 2**30, 2
+            )
         improved = stopper.update(epoch, record)
         say(f"epoch {epoch}: " + ", ".join(f"{k}={_shown(k, v)}" for k, v in record.items()))
         acc.wait_for_everyone()

@@ -31,17 +31,46 @@ import numpy as np
 from medai.imaging.labels import LabelSpace, resolve, space
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff"}
-NIH_LABELS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
-              "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis",
-              "Pleural_Thickening", "Hernia", "No Finding")
-CHEXPERT_COLUMNS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity",
-                    "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis",
-                    "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
-                    "Support Devices")
+NIH_LABELS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+    "No Finding",
+)
+CHEXPERT_COLUMNS = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
 # A subtype implies its parent; a bare parent leaves the subtype unknown.
 # (the task registry's hierarchy: COVID-19 is a viral pneumonia, which is a pneumonia)
-IMPLIES = {"Viral_Pneumonia": ("Pneumonia",), "Bacterial_Pneumonia": ("Pneumonia",),
-           "COVID-19": ("Viral_Pneumonia", "Pneumonia")}
+IMPLIES = {
+    "Viral_Pneumonia": ("Pneumonia",),
+    "Bacterial_Pneumonia": ("Pneumonia",),
+    "COVID-19": ("Viral_Pneumonia", "Pneumonia"),
+}
 CHILDREN = {"Pneumonia": ("Viral_Pneumonia", "Bacterial_Pneumonia", "COVID-19")}
 # Thumbnail grouping compares every pair of images (n² correlations, each image decoded once):
 # beyond this many images without patient ids the split needs the data to name its patients.
@@ -68,10 +97,20 @@ class RecordTable(Sequence[ImageRecord]):
     its source is ``sources[source_code[i]]`` (−1: none); ``targets`` is the n × labels float32
     matrix. A subset (``take``) shares the byte strings and copies only the per-row arrays."""
 
-    def __init__(self, dirs: list[str], dir_code: np.ndarray, names: bytes,
-                 name_starts: np.ndarray, name_ends: np.ndarray, targets: np.ndarray,
-                 patient_names: bytes, patient_starts: np.ndarray, patient_ends: np.ndarray,
-                 sources: list[str], source_code: np.ndarray) -> None:
+    def __init__(
+        self,
+        dirs: list[str],
+        dir_code: np.ndarray,
+        names: bytes,
+        name_starts: np.ndarray,
+        name_ends: np.ndarray,
+        targets: np.ndarray,
+        patient_names: bytes,
+        patient_starts: np.ndarray,
+        patient_ends: np.ndarray,
+        sources: list[str],
+        source_code: np.ndarray,
+    ) -> None:
         self.dirs, self.dir_code = dirs, dir_code
         self.names, self.name_starts, self.name_ends = names, name_starts, name_ends
         self.patient_names = patient_names
@@ -93,8 +132,9 @@ class RecordTable(Sequence[ImageRecord]):
 
     def path(self, i: int) -> str:
         """Row i's file path as a string (no ``Path`` object: a loader's hot path)."""
-        name = self.names[self.name_starts[i]:self.name_ends[i]].decode("utf-8",
-                                                                         "surrogateescape")
+        name = self.names[self.name_starts[i] : self.name_ends[i]].decode(
+            "utf-8", "surrogateescape"
+        )
         return os.path.join(self.dirs[self.dir_code[i]], name)
 
     def patient(self, i: int) -> str | None:
@@ -109,8 +149,9 @@ class RecordTable(Sequence[ImageRecord]):
         return bool((self.patient_ends > self.patient_starts).any())
 
     def record(self, i: int) -> ImageRecord:
-        return ImageRecord(Path(self.path(i)), self.targets[i].copy(), self.patient(i),
-                           self.source(i))
+        return ImageRecord(
+            Path(self.path(i)), self.targets[i].copy(), self.patient(i), self.source(i)
+        )
 
     @overload
     def __getitem__(self, i: int) -> ImageRecord: ...
@@ -130,16 +171,38 @@ class RecordTable(Sequence[ImageRecord]):
 
     def take(self, idx: Sequence[int] | np.ndarray) -> RecordTable:
         idx = np.asarray(idx, dtype=np.int64)
-        return RecordTable(self.dirs, self.dir_code[idx], self.names, self.name_starts[idx],
-                           self.name_ends[idx], self.targets[idx], self.patient_names,
-                           self.patient_starts[idx], self.patient_ends[idx], self.sources,
-                           self.source_code[idx])
+        return RecordTable(
+            self.dirs,
+            self.dir_code[idx],
+            self.names,
+            self.name_starts[idx],
+            self.name_ends[idx],
+            self.targets[idx],
+            self.patient_names,
+            self.patient_starts[idx],
+            self.patient_ends[idx],
+            self.sources,
+            self.source_code[idx],
+        )
 
     def nbytes(self) -> int:
         """Bytes held by the arrays and byte strings (the few folder/source names aside)."""
-        return len(self.names) + len(self.patient_names) + sum(a.nbytes for a in (
-            self.dir_code, self.name_starts, self.name_ends, self.targets,
-            self.patient_starts, self.patient_ends, self.source_code))
+        return (
+            len(self.names)
+            + len(self.patient_names)
+            + sum(
+                a.nbytes
+                for a in (
+                    self.dir_code,
+                    self.name_starts,
+                    self.name_ends,
+                    self.targets,
+                    self.patient_starts,
+                    self.patient_ends,
+                    self.source_code,
+                )
+            )
+        )
 
 
 class TableBuilder:
@@ -154,8 +217,7 @@ class TableBuilder:
         self._keys: dict[Hashable, int] = {}
         self._names, self._patients = bytearray(), bytearray()
         self._name_ends, self._patient_ends = array("q"), array("q")
-        self._dir_code, self._target_code, self._source_code = (array("i"), array("i"),
-                                                                 array("i"))
+        self._dir_code, self._target_code, self._source_code = (array("i"), array("i"), array("i"))
 
     def __len__(self) -> int:
         return len(self._name_ends)
@@ -167,8 +229,14 @@ class TableBuilder:
             code = table[value] = len(table)
         return code
 
-    def add(self, path: str, key: Hashable, patient: str | None = None,
-            source: str | None = None, folder: str | None = None) -> None:
+    def add(
+        self,
+        path: str,
+        key: Hashable,
+        patient: str | None = None,
+        source: str | None = None,
+        folder: str | None = None,
+    ) -> None:
         """One row; ``folder``/``path`` may come pre-split (then ``path`` is the file name)."""
         if folder is None:
             folder, path = os.path.split(path)
@@ -189,11 +257,18 @@ class TableBuilder:
         name_ends = np.frombuffer(self._name_ends, dtype=np.int64)
         patient_ends = np.frombuffer(self._patient_ends, dtype=np.int64)
         return RecordTable(
-            list(self._dirs), np.frombuffer(self._dir_code, dtype=np.int32), bytes(self._names),
-            _starts(name_ends), name_ends,
+            list(self._dirs),
+            np.frombuffer(self._dir_code, dtype=np.int32),
+            bytes(self._names),
+            _starts(name_ends),
+            name_ends,
             table[np.frombuffer(self._target_code, dtype=np.int32)],
-            bytes(self._patients), _starts(patient_ends), patient_ends, list(self._sources),
-            np.frombuffer(self._source_code, dtype=np.int32))
+            bytes(self._patients),
+            _starts(patient_ends),
+            patient_ends,
+            list(self._sources),
+            np.frombuffer(self._source_code, dtype=np.int32),
+        )
 
 
 def _starts(ends: np.ndarray) -> np.ndarray:
@@ -230,12 +305,19 @@ class ExistingFiles:
 class ImageDataset:
     """A task's images and targets (``records``: a ``RecordTable``), with what was skipped."""
 
-    def __init__(self, task: str, records: RecordTable | Iterable[ImageRecord] = (),
-                 unknown_labels: Counter[str] | None = None,
-                 skipped: Counter[str] | None = None) -> None:
+    def __init__(
+        self,
+        task: str,
+        records: RecordTable | Iterable[ImageRecord] = (),
+        unknown_labels: Counter[str] | None = None,
+        skipped: Counter[str] | None = None,
+    ) -> None:
         self.task = task
-        self.records: RecordTable = (records if isinstance(records, RecordTable) else
-                                     RecordTable.from_records(records, len(self.labels)))
+        self.records: RecordTable = (
+            records
+            if isinstance(records, RecordTable)
+            else RecordTable.from_records(records, len(self.labels))
+        )
         self.unknown_labels: Counter[str] = Counter(unknown_labels or {})
         self.skipped: Counter[str] = Counter(skipped or {})
 
@@ -259,19 +341,32 @@ class ImageDataset:
     def annotated_labels(self, min_positives: int = 1) -> list[str]:
         """Labels with enough positives and at least one annotated negative: learnable here."""
         t = self.targets()
-        return [lab for i, lab in enumerate(self.labels)
-                if np.nansum(t[:, i] == 1) >= min_positives and np.nansum(t[:, i] == 0) > 0]
+        return [
+            lab
+            for i, lab in enumerate(self.labels)
+            if np.nansum(t[:, i] == 1) >= min_positives and np.nansum(t[:, i] == 0) > 0
+        ]
 
     def report(self) -> dict:
         t, r = self.targets(), self.records
         counts = np.bincount(r.source_code + 1, minlength=len(r.sources) + 1)
-        sources = {("" if code < 0 else r.sources[code]): int(counts[code + 1])
-                   for code in range(-1, len(r.sources)) if counts[code + 1]}
-        return {"task": self.task, "images": len(r),
-                "positives": {lab: int(np.nansum(t[:, i] == 1)) for i, lab in
-                              enumerate(self.labels) if np.nansum(t[:, i] == 1)},
-                "unknown_labels": dict(self.unknown_labels), "skipped": dict(self.skipped),
-                "sources": sources}
+        sources = {
+            ("" if code < 0 else r.sources[code]): int(counts[code + 1])
+            for code in range(-1, len(r.sources))
+            if counts[code + 1]
+        }
+        return {
+            "task": self.task,
+            "images": len(r),
+            "positives": {
+                lab: int(np.nansum(t[:, i] == 1))
+                for i, lab in enumerate(self.labels)
+                if np.nansum(t[:, i] == 1)
+            },
+            "unknown_labels": dict(self.unknown_labels),
+            "skipped": dict(self.skipped),
+            "sources": sources,
+        }
 
 
 def _targets(sp: LabelSpace, positives: Iterable[str], annotated: Iterable[str]) -> np.ndarray:
@@ -337,8 +432,9 @@ def read_manifest(path: str | Path, task: str, root: str | Path | None = None) -
         if not exists(folder, name):
             skipped["missing_file"] += 1
             continue
-        builder.add(name, tuple(resolved), row.get("patient") or None, row.get("src") or None,
-                    folder=folder)
+        builder.add(
+            name, tuple(resolved), row.get("patient") or None, row.get("src") or None, folder=folder
+        )
     annotated |= {p for lab in annotated for p in IMPLIES.get(lab, ())}
     table = builder.build(lambda labs: _targets(sp, labs, annotated))
     return ImageDataset(task, table, unknown, skipped)
@@ -400,13 +496,19 @@ def _float_key(t: np.ndarray) -> bytes:
     return t.tobytes()
 
 
-def read_chexpert(csv_path: str | Path, root: str | Path, uncertainty: str = "ignore",
-                  blank: str = "zeros", source: str = "chexpert") -> ImageDataset:
+def read_chexpert(
+    csv_path: str | Path,
+    root: str | Path,
+    uncertainty: str = "ignore",
+    blank: str = "zeros",
+    source: str = "chexpert",
+) -> ImageDataset:
     """CheXpert ``train.csv``/``valid.csv``: 1 positive, 0 negative, −1 uncertain, blank = not
     mentioned. ``uncertainty``: ones | zeros | ignore (masked); ``blank``: zeros | ignore."""
     if uncertainty not in UNCERTAINTY_POLICIES or blank not in ("zeros", "ignore"):
-        raise DatasetFormatError(f"uncertainty must be one of {UNCERTAINTY_POLICIES}, "
-                                 "blank one of zeros|ignore")
+        raise DatasetFormatError(
+            f"uncertainty must be one of {UNCERTAINTY_POLICIES}, blank one of zeros|ignore"
+        )
     exists, skipped = ExistingFiles(), Counter()
     builder = TableBuilder(len(space("cxr").labels))
     for row in _iter_csv(Path(csv_path), {"path"}):
@@ -416,20 +518,32 @@ def read_chexpert(csv_path: str | Path, root: str | Path, uncertainty: str = "ig
             skipped["missing_file"] += 1
             continue
         patient = next((p for p in re.split(r"[\\/]", rel) if p.startswith("patient")), None)
-        builder.add(name, _float_key(_chexpert_targets(row, uncertainty, blank)), patient,
-                    source, folder=folder)
+        builder.add(
+            name,
+            _float_key(_chexpert_targets(row, uncertainty, blank)),
+            patient,
+            source,
+            folder=folder,
+        )
     return ImageDataset("cxr", builder.build(_from_float_key), skipped=skipped)
 
 
-def read_mimic(chexpert_csv: str | Path, metadata_csv: str | Path, root: str | Path,
-               uncertainty: str = "ignore", blank: str = "zeros") -> ImageDataset:
+def read_mimic(
+    chexpert_csv: str | Path,
+    metadata_csv: str | Path,
+    root: str | Path,
+    uncertainty: str = "ignore",
+    blank: str = "zeros",
+) -> ImageDataset:
     """MIMIC-CXR-JPG: ``mimic-cxr-2.0.0-chexpert.csv`` (labels per study, CheXpert coding) joined
     with ``mimic-cxr-2.0.0-metadata.csv`` (dicom_id → study) under ``files/pXX/pSUBJECT/sSTUDY``."""
     if uncertainty not in UNCERTAINTY_POLICIES:
         raise DatasetFormatError(f"uncertainty must be one of {UNCERTAINTY_POLICIES}")
     # per study only its target bytes, not the whole CSV row
-    studies = {row["study_id"]: _float_key(_chexpert_targets(row, uncertainty, blank))
-               for row in _iter_csv(Path(chexpert_csv), {"subject_id", "study_id"})}
+    studies = {
+        row["study_id"]: _float_key(_chexpert_targets(row, uncertainty, blank))
+        for row in _iter_csv(Path(chexpert_csv), {"subject_id", "study_id"})
+    }
     exists, skipped = ExistingFiles(), Counter()
     builder = TableBuilder(len(space("cxr").labels))
     for meta in _iter_csv(Path(metadata_csv), {"dicom_id", "subject_id", "study_id"}):
@@ -438,8 +552,9 @@ def read_mimic(chexpert_csv: str | Path, metadata_csv: str | Path, root: str | P
             skipped["no_labels"] += 1
             continue
         subject = meta["subject_id"]
-        folder = os.path.join(str(root), "files", f"p{subject[:2]}", f"p{subject}",
-                              f"s{meta['study_id']}")
+        folder = os.path.join(
+            str(root), "files", f"p{subject[:2]}", f"p{subject}", f"s{meta['study_id']}"
+        )
         name = f"{meta['dicom_id']}.jpg"
         if not exists(folder, name):
             skipped["missing_file"] += 1
@@ -482,8 +597,9 @@ def load_dataset(path: str | Path, task: str, **kwargs) -> ImageDataset:
         return read_nih(path, kwargs.get("image_dir") or path.parent / "images")
     header = _header(path)
     if "path" in header and "file" not in header:
-        return read_chexpert(path, kwargs.get("root") or path.parent,
-                             kwargs.get("uncertainty", "ignore"))
+        return read_chexpert(
+            path, kwargs.get("root") or path.parent, kwargs.get("uncertainty", "ignore")
+        )
     return read_manifest(path, task, kwargs.get("root"))
 
 
@@ -503,19 +619,24 @@ def _iter_csv(path: Path, required: set[str]) -> Iterator[dict[str, str]]:
             fields = {(f or "").strip().lower() for f in reader.fieldnames or []}
             missing = required - fields
             if missing:
-                raise DatasetFormatError(f"{path}: missing column(s) {sorted(missing)}; "
-                                         f"found {reader.fieldnames}")
+                raise DatasetFormatError(
+                    f"{path}: missing column(s) {sorted(missing)}; found {reader.fieldnames}"
+                )
             for row in reader:
-                yield {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()
-                       if k is not None}
+                yield {
+                    (k or "").strip().lower(): (v or "").strip()
+                    for k, v in row.items()
+                    if k is not None
+                }
     except UnicodeDecodeError as exc:
         raise DatasetFormatError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     except csv.Error as exc:
         raise DatasetFormatError(f"{path}: malformed CSV ({exc})") from None
 
 
-def thumbnail_groups(paths: Sequence[Path | str], threshold: float = 0.95, size: int = 16
-                     ) -> np.ndarray:
+def thumbnail_groups(
+    paths: Sequence[Path | str], threshold: float = 0.95, size: int = 16
+) -> np.ndarray:
     """Group images whose 16×16 thumbnails correlate above ``threshold`` (near-identical
     neighbouring slices); returns a group id per image for patient-free datasets.
 
@@ -531,7 +652,8 @@ def thumbnail_groups(paths: Sequence[Path | str], threshold: float = 0.95, size:
             f"{n:,} images and no patient ids: grouping near-identical images would compare "
             f"every pair ({n:,}² correlations), which is refused above "
             f"{THUMBNAIL_GROUP_LIMIT:,} images. Add a patient column to the manifest "
-            "(file,label,patient) so that each patient's images stay on one side of the split.")
+            "(file,label,patient) so that each patient's images stay on one side of the split."
+        )
     x = np.empty((n, size * size), dtype=np.float64)
     for k, p in enumerate(paths):
         with Image.open(p) as img:
@@ -541,7 +663,7 @@ def thumbnail_groups(paths: Sequence[Path | str], threshold: float = 0.95, size:
     uf = _UnionFind(n)
     block = 1024
     for start in range(0, n, block):
-        corr = x[start:start + block] @ x.T
+        corr = x[start : start + block] @ x.T
         for i, j in zip(*np.where(corr > threshold), strict=True):
             if j > start + i:  # the upper triangle, in the full matrix's row-major order
                 uf.union(int(start + i), int(j))
@@ -563,9 +685,13 @@ def _patient_groups(records: RecordTable) -> np.ndarray:
     return np.array([records.patient(i) or f"__image{i}" for i in range(len(records))])
 
 
-def patient_split(ds: ImageDataset, test_frac: float = 0.2, val_frac: float = 0.15,
-                  seed: int = 13, groups: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def patient_split(
+    ds: ImageDataset,
+    test_frac: float = 0.2,
+    val_frac: float = 0.15,
+    seed: int = 13,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train/validation/test indices with every patient (or thumbnail group) on one side,
     stratified on each image's first positive label."""
     from sklearn.model_selection import StratifiedGroupKFold

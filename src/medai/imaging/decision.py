@@ -30,14 +30,23 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from medai.core.tasks import Task
+from medai.core.task_registry import Task
 
 # why a label has its state: passed its threshold, implied by a present sub-finding, the most
 # likely when nothing passed, below its threshold, the weaker of exclusive siblings, not the top
 # class, among the candidates of an undecided result, or one side of a normal-vs-finding
 # conflict ("indeterminate" is what results stored before "candidate" said)
-Basis = Literal["above_threshold", "implied", "most_likely", "below_threshold", "excluded",
-                "not_top", "candidate", "conflict", "indeterminate"]
+Basis = Literal[
+    "above_threshold",
+    "implied",
+    "most_likely",
+    "below_threshold",
+    "excluded",
+    "not_top",
+    "candidate",
+    "conflict",
+    "indeterminate",
+]
 BASES: tuple[str, ...] = Basis.__args__  # type: ignore[attr-defined]
 State = Literal["normal", "abnormal", "indeterminate", "none"]
 LabelState = Literal["present", "absent", "indeterminate"]
@@ -49,15 +58,22 @@ class OperatingPolicy(BaseModel):
     """How probabilities become a decision; stored in the model directory (hashed)."""
 
     thresholds: dict[str, float] = Field(default_factory=dict)
-    min_confidence: float = Field(0.0, ge=0.0, le=1.0,
-                                  description="exclusive tasks: the top class needs at least this")
-    min_margin: float = Field(0.0, ge=0.0, le=1.0,
-                              description="exclusive tasks: top minus runner-up at least this")
-    fragile: list[str] = Field(default_factory=list, description="labels whose operating point "
-                               "a handful of validation images decided")
-    normal_conflict: Conflict = Field("indeterminate", description="multi-label tasks: what a "
-                                      "normal label passing beside a passing finding becomes "
-                                      "(chosen on validation)")
+    min_confidence: float = Field(
+        0.0, ge=0.0, le=1.0, description="exclusive tasks: the top class needs at least this"
+    )
+    min_margin: float = Field(
+        0.0, ge=0.0, le=1.0, description="exclusive tasks: top minus runner-up at least this"
+    )
+    fragile: list[str] = Field(
+        default_factory=list,
+        description="labels whose operating point a handful of validation images decided",
+    )
+    normal_conflict: Conflict = Field(
+        "indeterminate",
+        description="multi-label tasks: what a "
+        "normal label passing beside a passing finding becomes "
+        "(chosen on validation)",
+    )
 
 
 class LabelDecision(BaseModel):
@@ -68,26 +84,40 @@ class LabelDecision(BaseModel):
     state: LabelState = Field("absent", description="the one state every view reads")
     basis: Basis
     implied_by: str | None = None
-    fragile: bool = Field(False, description="its operating point rests on few validation "
-                                             "images (shown, never served silently)")
+    fragile: bool = Field(
+        False,
+        description="its operating point rests on few validation "
+        "images (shown, never served silently)",
+    )
 
 
 class Decision(BaseModel):
     kind: Literal["exclusive", "multilabel"]
     state: State
     primary: str | None = Field(None, description="the leading decided label (normal included)")
-    positives: list[str] = Field(default_factory=list, description="every decided label, "
-                                 "parents included, most probable first; never the normal one "
-                                 "beside a disease")
-    stated: list[str] = Field(default_factory=list, description="what a report states: the most "
-                              "specific decided findings (parents implied by them left out)")
+    positives: list[str] = Field(
+        default_factory=list,
+        description="every decided label, "
+        "parents included, most probable first; never the normal one "
+        "beside a disease",
+    )
+    stated: list[str] = Field(
+        default_factory=list,
+        description="what a report states: the most "
+        "specific decided findings (parents implied by them left out)",
+    )
     low_confidence: bool = False
     indeterminate_reason: Literal["low_confidence", "close_call", "conflict"] | None = None
-    candidates: list[str] = Field(default_factory=list, description="indeterminate: the labels "
-                                  "the model could not separate, most probable first")
-    conflict: list[str] = Field(default_factory=list, description="the normal label and the "
-                                "findings that all passed their thresholds (shown on every "
-                                "face, whichever way the policy settled it)")
+    candidates: list[str] = Field(
+        default_factory=list,
+        description="indeterminate: the labels the model could not separate, most probable first",
+    )
+    conflict: list[str] = Field(
+        default_factory=list,
+        description="the normal label and the "
+        "findings that all passed their thresholds (shown on every "
+        "face, whichever way the policy settled it)",
+    )
     labels: list[LabelDecision] = Field(default_factory=list)
 
     def decided(self, label: str) -> bool:
@@ -112,8 +142,7 @@ def ancestors(task: Task, label: str) -> list[str]:
 
 def most_specific(task: Task, labels: Sequence[str]) -> list[str]:
     """The labels none of the others implies as a descendant (COVID-19, not the pneumonia)."""
-    return [lab for lab in labels if not any(lab in ancestors(task, o) for o in labels
-                                             if o != lab)]
+    return [lab for lab in labels if not any(lab in ancestors(task, o) for o in labels if o != lab)]
 
 
 def decide(task: Task, probs: Mapping[str, float], policy: OperatingPolicy) -> Decision:
@@ -125,8 +154,9 @@ def decide(task: Task, probs: Mapping[str, float], policy: OperatingPolicy) -> D
     return _multilabel(task, labels, p, policy)
 
 
-def _exclusive(task: Task, labels: list[str], p: dict[str, float],
-               policy: OperatingPolicy) -> Decision:
+def _exclusive(
+    task: Task, labels: list[str], p: dict[str, float], policy: OperatingPolicy
+) -> Decision:
     order = sorted(labels, key=lambda lab: -p[lab])
     top = order[0]
     runner = p[order[1]] if len(order) > 1 else 0.0
@@ -139,30 +169,53 @@ def _exclusive(task: Task, labels: list[str], p: dict[str, float],
     rows = []
     for lab in order:
         won = reason is None and lab == top
-        state: LabelState = "present" if won else (
-            "indeterminate" if lab in candidates else "absent")
-        basis: Basis = "above_threshold" if won else (
-            "candidate" if lab in candidates else "not_top")
-        rows.append(LabelDecision(label=lab, probability=p[lab], threshold=policy.min_confidence,
-                                  positive=won, state=state, basis=basis,
-                                  fragile=lab in policy.fragile))
+        state: LabelState = (
+            "present" if won else ("indeterminate" if lab in candidates else "absent")
+        )
+        basis: Basis = (
+            "above_threshold" if won else ("candidate" if lab in candidates else "not_top")
+        )
+        rows.append(
+            LabelDecision(
+                label=lab,
+                probability=p[lab],
+                threshold=policy.min_confidence,
+                positive=won,
+                state=state,
+                basis=basis,
+                fragile=lab in policy.fragile,
+            )
+        )
     if reason is not None:
-        return Decision(kind="exclusive", state="indeterminate", indeterminate_reason=reason,
-                        candidates=candidates, labels=rows)
+        return Decision(
+            kind="exclusive",
+            state="indeterminate",
+            indeterminate_reason=reason,
+            candidates=candidates,
+            labels=rows,
+        )
     overall: State = "normal" if top == task.normal else "abnormal"
-    return Decision(kind="exclusive", state=overall, primary=top, positives=[top],
-                    stated=[top] if overall == "abnormal" else [], labels=rows)
+    return Decision(
+        kind="exclusive",
+        state=overall,
+        primary=top,
+        positives=[top],
+        stated=[top] if overall == "abnormal" else [],
+        labels=rows,
+    )
 
 
-def _branch_strength(task: Task, member: str, margins: dict[str, float],
-                     candidates: set[str]) -> float | None:
+def _branch_strength(
+    task: Task, member: str, margins: dict[str, float], candidates: set[str]
+) -> float | None:
     """The strongest passing margin within a sibling's branch (itself or a descendant)."""
     inside = [lab for lab in candidates if lab == member or member in ancestors(task, lab)]
     return max((margins[lab] for lab in inside), default=None)
 
 
-def _multilabel(task: Task, labels: list[str], p: dict[str, float],
-                policy: OperatingPolicy) -> Decision:
+def _multilabel(
+    task: Task, labels: list[str], p: dict[str, float], policy: OperatingPolicy
+) -> Decision:
     thr = {lab: float(policy.thresholds.get(lab, 0.5)) for lab in labels}
     margins = {lab: _margin(p[lab], thr[lab]) for lab in labels}
     normal = task.normal if task.normal in labels else None
@@ -207,13 +260,19 @@ def _multilabel(task: Task, labels: list[str], p: dict[str, float],
         for parent in ancestors(task, d):
             if parent in labels and parent not in diseases and parent not in implied_by:
                 implied_by[parent] = d
-    positives_set = diseases | set(implied_by) if diseases else (
-        {normal} if normal is not None and normal in cand else set())
+    positives_set = (
+        diseases | set(implied_by)
+        if diseases
+        else ({normal} if normal is not None and normal in cand else set())
+    )
     positives = sorted(positives_set, key=lambda lab: -p[lab])
     rows = []
     for lab in sorted(labels, key=lambda lab: -p[lab]):
-        state: LabelState = "present" if lab in positives_set else (
-            "indeterminate" if lab in undecided else "absent")
+        state: LabelState = (
+            "present"
+            if lab in positives_set
+            else ("indeterminate" if lab in undecided else "absent")
+        )
         if lab in implied_by:
             b: Basis = "implied"
         elif lab in positives_set:
@@ -222,14 +281,28 @@ def _multilabel(task: Task, labels: list[str], p: dict[str, float],
             b = "conflict" if lab in conflict else "candidate"
         else:
             b = "excluded" if lab in excluded else "below_threshold"
-        rows.append(LabelDecision(label=lab, probability=p[lab], threshold=thr[lab],
-                                  positive=lab in positives_set, state=state, basis=b,
-                                  implied_by=implied_by.get(lab),
-                                  fragile=lab in policy.fragile))
+        rows.append(
+            LabelDecision(
+                label=lab,
+                probability=p[lab],
+                threshold=thr[lab],
+                positive=lab in positives_set,
+                state=state,
+                basis=b,
+                implied_by=implied_by.get(lab),
+                fragile=lab in policy.fragile,
+            )
+        )
     stated = most_specific(task, [lab for lab in positives if lab != normal])
     if undecided:
-        return Decision(kind="multilabel", state="indeterminate", indeterminate_reason="conflict",
-                        candidates=conflict, conflict=conflict, labels=rows)
+        return Decision(
+            kind="multilabel",
+            state="indeterminate",
+            indeterminate_reason="conflict",
+            candidates=conflict,
+            conflict=conflict,
+            labels=rows,
+        )
     if diseases:  # the leading finding is the strongest of the most specific ones
         overall: State = "abnormal"
         primary = max(stated or diseases, key=lambda lab: margins[lab])
@@ -237,15 +310,26 @@ def _multilabel(task: Task, labels: list[str], p: dict[str, float],
         overall, primary = "normal", normal
     else:
         overall, primary = "none", None
-    return Decision(kind="multilabel", state=overall, primary=primary, positives=positives,
-                    stated=stated, low_confidence=low_confidence, conflict=conflict, labels=rows)
+    return Decision(
+        kind="multilabel",
+        state=overall,
+        primary=primary,
+        positives=positives,
+        stated=stated,
+        low_confidence=low_confidence,
+        conflict=conflict,
+        labels=rows,
+    )
 
 
-def decide_array(task: Task, labels: Sequence[str], probs: np.ndarray,
-                 policy: OperatingPolicy) -> list[Decision]:
+def decide_array(
+    task: Task, labels: Sequence[str], probs: np.ndarray, policy: OperatingPolicy
+) -> list[Decision]:
     """Decisions for a batch (rows of ``probs`` in ``labels`` order)."""
-    return [decide(task, dict(zip(labels, map(float, row), strict=True)), policy)
-            for row in np.atleast_2d(probs)]
+    return [
+        decide(task, dict(zip(labels, map(float, row), strict=True)), policy)
+        for row in np.atleast_2d(probs)
+    ]
 
 
 def from_labels(task: Task, positives: Sequence[str]) -> Decision:
@@ -254,28 +338,41 @@ def from_labels(task: Task, positives: Sequence[str]) -> Decision:
     chosen = set(positives)
     normal = task.normal
     if normal in chosen and len(chosen) > 1:
-        raise ValueError(f"{normal!r} cannot be given together with findings "
-                         f"({', '.join(sorted(chosen - {normal}))})")
+        raise ValueError(
+            f"{normal!r} cannot be given together with findings "
+            f"({', '.join(sorted(chosen - {normal}))})"
+        )
     for group in task.siblings:
-        branches = [m for m in group
-                    if any(lab == m or m in ancestors(task, lab) for lab in chosen)]
+        branches = [
+            m for m in group if any(lab == m or m in ancestors(task, lab) for lab in chosen)
+        ]
         if len(branches) > 1:
             raise ValueError(f"{' and '.join(branches)} exclude each other; name one")
     if not task.multilabel and len(chosen) > 1:
-        raise ValueError(f"task {task.name!r} has exactly one class per image; got "
-                         f"{', '.join(sorted(chosen))}")
+        raise ValueError(
+            f"task {task.name!r} has exactly one class per image; got {', '.join(sorted(chosen))}"
+        )
     probs = {lab: (1.0 if lab in chosen else 0.0) for lab in task.labels}
     policy = OperatingPolicy(thresholds={lab: 0.5 for lab in task.labels}, min_confidence=0.5)
     if not chosen:
-        return Decision(kind="exclusive" if not task.multilabel else "multilabel", state="none",
-                        labels=[LabelDecision(label=lab, probability=0.0, threshold=0.5,
-                                              positive=False, basis="below_threshold")
-                                for lab in task.labels])
+        return Decision(
+            kind="exclusive" if not task.multilabel else "multilabel",
+            state="none",
+            labels=[
+                LabelDecision(
+                    label=lab,
+                    probability=0.0,
+                    threshold=0.5,
+                    positive=False,
+                    basis="below_threshold",
+                )
+                for lab in task.labels
+            ],
+        )
     return decide(task, probs, policy)
 
 
-def stored_state(row: Mapping, undecided: set[str] | frozenset[str] = frozenset()
-                 ) -> LabelState:
+def stored_state(row: Mapping, undecided: set[str] | frozenset[str] = frozenset()) -> LabelState:
     """One stored label row's state: its ``state`` when it has one, else what it said then
     (``positive``; undecided when among ``undecided`` or its basis says so), never its
     probability."""
@@ -283,8 +380,10 @@ def stored_state(row: Mapping, undecided: set[str] | frozenset[str] = frozenset(
         return row["state"]
     if row.get("positive"):
         return "present"
-    undecided_row = row.get("label") in undecided or row.get("basis") in ("indeterminate",
-                                                                          "candidate")
+    undecided_row = row.get("label") in undecided or row.get("basis") in (
+        "indeterminate",
+        "candidate",
+    )
     return "indeterminate" if undecided_row else "absent"
 
 
@@ -297,34 +396,56 @@ def read(payload: Mapping | None, task: Task | None = None) -> Decision | None:
     if not payload or payload.get("refused"):
         return None
     raw = payload.get("decision") if isinstance(payload.get("decision"), Mapping) else None
-    rows = [r for r in ((raw or {}).get("labels") or payload.get("findings") or [])
-            if isinstance(r, Mapping) and r.get("label")]
+    rows = [
+        r
+        for r in ((raw or {}).get("labels") or payload.get("findings") or [])
+        if isinstance(r, Mapping) and r.get("label")
+    ]
     if raw is None and not rows:
         return None
-    undecided = set((raw or {}).get("candidates") or []) \
-        if (raw or {}).get("state") == "indeterminate" else set()
+    undecided = (
+        set((raw or {}).get("candidates") or [])
+        if (raw or {}).get("state") == "indeterminate"
+        else set()
+    )
     labels = []
     for r in rows:
         state = stored_state(r, undecided)
-        basis = r.get("basis") if r.get("basis") in BASES else (
-            "above_threshold" if state == "present" else "below_threshold")
+        basis = (
+            r.get("basis")
+            if r.get("basis") in BASES
+            else ("above_threshold" if state == "present" else "below_threshold")
+        )
         if basis == "indeterminate":
             basis = "candidate"
-        labels.append(LabelDecision(
-            label=str(r["label"]), probability=min(max(float(r.get("probability") or 0.0), 0.0),
-                                                   1.0),
-            threshold=float(r.get("threshold") if r.get("threshold") is not None else 0.5),
-            positive=state == "present", state=state, basis=basis,
-            implied_by=r.get("implied_by"), fragile=bool(r.get("fragile"))))
+        labels.append(
+            LabelDecision(
+                label=str(r["label"]),
+                probability=min(max(float(r.get("probability") or 0.0), 0.0), 1.0),
+                threshold=float(r.get("threshold") if r.get("threshold") is not None else 0.5),
+                positive=state == "present",
+                state=state,
+                basis=basis,
+                implied_by=r.get("implied_by"),
+                fragile=bool(r.get("fragile")),
+            )
+        )
     if raw is not None:
         return Decision.model_validate({**raw, "labels": [x.model_dump() for x in labels]})
-    positives = [x.label for x in sorted(labels, key=lambda x: -x.probability)
-                 if x.state == "present"]
+    positives = [
+        x.label for x in sorted(labels, key=lambda x: -x.probability) if x.state == "present"
+    ]
     normal = task.normal if task is not None else None
     stated = [lab for lab in positives if lab != normal]
     if task is not None:
         stated = most_specific(task, stated)
     overall: State = "abnormal" if stated else ("normal" if positives else "none")
     kind = "multilabel" if task is None or task.multilabel else "exclusive"
-    return Decision(kind=kind, state=overall, primary=(stated or positives or [None])[0],
-                    positives=positives, stated=stated, labels=labels)
+    return Decision(
+        kind=kind,
+        state=overall,
+        primary=(stated or positives or [None])[0],
+        positives=positives,
+        stated=stated,
+        labels=labels,
+    )

@@ -21,8 +21,9 @@ def exclusive_classes(task: str) -> tuple[str, ...]:
     return space(task).exclusive
 
 
-def choose_thresholds(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str]
-                      ) -> dict[str, float]:
+def choose_thresholds(
+    targets: np.ndarray, probs: np.ndarray, labels: Sequence[str]
+) -> dict[str, float]:
     """Per-label Youden-J thresholds on validation, over the images that annotate the label."""
     out = {}
     for j, lab in enumerate(labels):
@@ -31,9 +32,16 @@ def choose_thresholds(targets: np.ndarray, probs: np.ndarray, labels: Sequence[s
     return out
 
 
-def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray,
-                    thresholds: dict[str, float], sources: Sequence[str | None] | None = None,
-                    n_boot: int = 1000, with_sources: bool = True) -> dict:
+def evaluate_arrays(
+    task: str,
+    labels: Sequence[str],
+    targets: np.ndarray,
+    probs: np.ndarray,
+    thresholds: dict[str, float],
+    sources: Sequence[str | None] | None = None,
+    n_boot: int = 1000,
+    with_sources: bool = True,
+) -> dict:
     per_label = {}
     aurocs, f1s = [], []
     raw, probs = probs, hierarchical_scores(task, labels, probs)
@@ -47,10 +55,13 @@ def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs
             aurocs.append(roc["auroc"])
         if at["f1"] is not None and y.sum() > 0:
             f1s.append(at["f1"])
-    result = {"task": task, "n": len(targets), "macro_auroc":
-              float(np.mean(aurocs)) if aurocs else None,
-              "macro_f1_thresholded": float(np.mean(f1s)) if f1s else None,
-              "per_label": per_label}
+    result = {
+        "task": task,
+        "n": len(targets),
+        "macro_auroc": float(np.mean(aurocs)) if aurocs else None,
+        "macro_f1_thresholded": float(np.mean(f1s)) if f1s else None,
+        "per_label": per_label,
+    }
     result.update(_exclusive_metrics(task, labels, targets, raw, thresholds))
     if result.get("macro_f1") is None:
         result["macro_f1"] = result["macro_f1_thresholded"]
@@ -58,10 +69,12 @@ def evaluate_arrays(task: str, labels: Sequence[str], targets: np.ndarray, probs
         result["per_source"] = {}
         for src in sorted({s or "" for s in sources}):
             idx = np.array([(s or "") == src for s in sources])
-            sub = evaluate_arrays(task, labels, targets[idx], raw[idx], thresholds,
-                                  n_boot=200, with_sources=False)
-            result["per_source"][src] = {k: sub.get(k) for k in
-                                         ("n", "macro_auroc", "accuracy", "macro_f1")}
+            sub = evaluate_arrays(
+                task, labels, targets[idx], raw[idx], thresholds, n_boot=200, with_sources=False
+            )
+            result["per_source"][src] = {
+                k: sub.get(k) for k in ("n", "macro_auroc", "accuracy", "macro_f1")
+            }
     return result
 
 
@@ -95,8 +108,9 @@ def exclusive_scores(probs: np.ndarray, thresholds: Sequence[float]) -> np.ndarr
     return np.log(p / (1 - p)) - np.log(t / (1 - t))
 
 
-def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
-                       probs: np.ndarray, thresholds) -> dict:
+def _exclusive_metrics(
+    task: str, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray, thresholds
+) -> dict:
     """Accuracy over the task's exclusive classes, each image's predicted class being the most
     specific one its *decision* holds (``imaging.decision``); an indeterminate decision (or
     one outside these classes) counts as not answered, and as wrong in ``accuracy``."""
@@ -118,8 +132,11 @@ def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
     if not one.any():
         return {"accuracy": None, "macro_f1": None}
     y = sub_t[one].argmax(axis=1)
-    policy = thresholds if isinstance(thresholds, OperatingPolicy) else OperatingPolicy(
-        thresholds={lab: float(thresholds.get(lab, 0.5)) for lab in labels})
+    policy = (
+        thresholds
+        if isinstance(thresholds, OperatingPolicy)
+        else OperatingPolicy(thresholds={lab: float(thresholds.get(lab, 0.5)) for lab in labels})
+    )
     pred = []
     for d in decide_array(spec, labels, probs[one], policy):
         held = most_specific(spec, [c for c in d.positives if c in classes])
@@ -127,19 +144,26 @@ def _exclusive_metrics(task: str, labels: Sequence[str], targets: np.ndarray,
     pred = np.array(pred)
     answered = pred >= 0
     shown = np.where(answered, pred, len(classes))  # "not answered" is its own column
-    return {"accuracy": float((y == pred).mean()),
-            "macro_f1": float(f1_score(y, shown, average="macro",
-                                       labels=sorted(set(y.tolist())))),
-            "coverage": float(answered.mean()),
-            "answered_accuracy": float((y[answered] == pred[answered]).mean())
-            if answered.any() else None,
-            "exclusive_classes": classes,
-            "confusion_matrix": confusion_matrix(y, shown,
-                                                 labels=range(len(classes))).tolist()}
+    return {
+        "accuracy": float((y == pred).mean()),
+        "macro_f1": float(f1_score(y, shown, average="macro", labels=sorted(set(y.tolist())))),
+        "coverage": float(answered.mean()),
+        "answered_accuracy": float((y[answered] == pred[answered]).mean())
+        if answered.any()
+        else None,
+        "exclusive_classes": classes,
+        "confusion_matrix": confusion_matrix(y, shown, labels=range(len(classes))).tolist(),
+    }
 
 
-def write_plots(metrics: dict, targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
-                out_dir: Path, history: Sequence[dict] = ()) -> dict[str, str]:
+def write_plots(
+    metrics: dict,
+    targets: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    out_dir: Path,
+    history: Sequence[dict] = (),
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,12 +191,20 @@ def write_plots(metrics: dict, targets: np.ndarray, probs: np.ndarray, labels: S
     plt.close(fig)
     files["roc_curves"] = str(out_dir / "roc_curves.png")
     if metrics.get("confusion_matrix"):
-        files["confusion_matrix"] = str(confusion_matrix_plot(
-            metrics["confusion_matrix"], metrics["exclusive_classes"],
-            out_dir / "confusion_matrix.png", title=f"{metrics['task']} — confusion matrix"))
+        files["confusion_matrix"] = str(
+            confusion_matrix_plot(
+                metrics["confusion_matrix"],
+                metrics["exclusive_classes"],
+                out_dir / "confusion_matrix.png",
+                title=f"{metrics['task']} — confusion matrix",
+            )
+        )
     if history:
-        files["training_curves"] = str(training_curves_plot(
-            history, out_dir / "training_curves.png", title=f"{metrics['task']} training"))
+        files["training_curves"] = str(
+            training_curves_plot(
+                history, out_dir / "training_curves.png", title=f"{metrics['task']} training"
+            )
+        )
     return files
 
 

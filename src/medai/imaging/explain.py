@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medai.imaging.models import to_tensor
+from medai.imaging.networks import to_tensor
 
 
 def gradcam(model, pixels: np.ndarray, label_index: int, size: int) -> np.ndarray:
@@ -73,8 +73,9 @@ def saliency_of_overlay(rgba: np.ndarray) -> np.ndarray:
     return index.astype(np.float32) / 255.0
 
 
-def overlay_rgba(heat: np.ndarray, floor: float = CAM_FLOOR,
-                 max_alpha: float = CAM_MAX_ALPHA) -> np.ndarray:
+def overlay_rgba(
+    heat: np.ndarray, floor: float = CAM_FLOOR, max_alpha: float = CAM_MAX_ALPHA
+) -> np.ndarray:
     """The heatmap alone as an RGBA uint8 array: a perceptual colour map whose alpha is 0 up
     to ``floor`` and rises smoothly to ``max_alpha`` at the peak, so it can lie on the film (in
     the browser, the PDF or ``on_film``) without tinting what the model did not look at.
@@ -103,8 +104,9 @@ def overlay_rgba(heat: np.ndarray, floor: float = CAM_FLOOR,
     return out
 
 
-def overlay_png(pixels: np.ndarray, heat: np.ndarray, out, on_film: bool = False,
-                caption: str | None = None):
+def overlay_png(
+    pixels: np.ndarray, heat: np.ndarray, out, on_film: bool = False, caption: str | None = None
+):
     """Save the heatmap as PNG: by default the transparent RGBA overlay alone (viewers lay it
     on the film themselves and name the label beside the image); ``on_film`` composes it on
     the gray image for a file a person opens, with ``caption`` in a band under the film,
@@ -130,8 +132,14 @@ def overlay_png(pixels: np.ndarray, heat: np.ndarray, out, on_film: bool = False
     return out
 
 
-def explain(predictor, source, out, label: str | None = None,
-            max_side: int | None = None, on_film: bool = False) -> dict:
+def explain(
+    predictor,
+    source,
+    out,
+    label: str | None = None,
+    max_side: int | None = None,
+    on_film: bool = False,
+) -> dict:
     """Grad-CAM overlay PNG of one image (path, bytes or a loaded image) for ``label``
     (default: the most probable), after the same refusal checks as prediction: the
     transparent overlay alone, or composed ``on_film`` with its label under the image.
@@ -151,5 +159,9 @@ def explain(predictor, source, out, label: str | None = None,
     heat = gradcam(predictor.torch_model, pixels, idx, predictor.cfg.image_size)
     lab, p = predictor.labels[idx], float(probs[0, idx])
     overlay_png(pixels, heat, out, on_film=on_film, caption=f"{lab} {p:.2f} (AI)")
-    return {"label": lab, "probability": p, "width": int(pixels.shape[1]),
-            "height": int(pixels.shape[0])}
+    return {
+        "label": lab,
+        "probability": p,
+        "width": int(pixels.shape[1]),
+        "height": int(pixels.shape[0]),
+    }

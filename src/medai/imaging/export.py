@@ -27,7 +27,7 @@ ONNX_META = "model.onnx.json"
 def onnx_is_current(directory: Path) -> bool:
     """True when ``model.onnx`` was exported from the directory's present weights (its
     sidecar records their hash): a retrained model never serves a stale export."""
-    from medai.core.registry import file_sha256
+    from medai.core.model_dir import file_sha256
 
     onnx, meta, weights = directory / ONNX_FILE, directory / ONNX_META, weights_path(directory)
     if not (onnx.is_file() and meta.is_file() and weights is not None):
@@ -51,12 +51,20 @@ def weights_path(directory: Path) -> Path | None:
 def export_model_dir(model, image_size: int, directory: Path) -> Path:
     """``medai imaging export``: write model.onnx and its sidecar into a model directory and
     re-seal its card (the content hash covers the export)."""
-    from medai.core.registry import file_sha256, reseal
+    from medai.core.model_dir import file_sha256, reseal
 
     path = export_onnx(model, image_size, directory / ONNX_FILE)
-    (directory / ONNX_META).write_text(json.dumps(
-        {"weights_sha256": file_sha256(weights_path(directory)), "opset": 17,
-         "outputs": ["logits", "features"]}, indent=2) + "\n")
+    (directory / ONNX_META).write_text(
+        json.dumps(
+            {
+                "weights_sha256": file_sha256(weights_path(directory)),
+                "opset": 17,
+                "outputs": ["logits", "features"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     reseal(directory)
     return path
 
@@ -66,11 +74,16 @@ def export_onnx(model, image_size: int, out: Path) -> Path:
     logits and the gate features (the out-of-distribution gate reads the latter)."""
     model = model.eval()
     dummy = torch.rand(1, 1, image_size, image_size)
-    torch.onnx.export(_WithFeatures(model).eval(), dummy, str(out), dynamo=False,
-                      input_names=["image"], output_names=["logits", "features"],
-                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"},
-                                    "features": {0: "batch"}},
-                      opset_version=17)
+    torch.onnx.export(
+        _WithFeatures(model).eval(),
+        dummy,
+        str(out),
+        dynamo=False,
+        input_names=["image"],
+        output_names=["logits", "features"],
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}},
+        opset_version=17,
+    )
     return out
 
 
@@ -130,9 +143,16 @@ def quantize_int8(fp32: Path, calibration: torch.Tensor, out: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared))
-        batches = [calibration[i:i + 8].numpy().astype(np.float32)
-                   for i in range(0, len(calibration), 8)]
-        quantize_static(str(prepared), str(out), _Calibration(batches),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        batches = [
+            calibration[i : i + 8].numpy().astype(np.float32) for i in range(0, len(calibration), 8)
+        ]
+        quantize_static(
+            str(prepared),
+            str(out),
+            _Calibration(batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     return out

@@ -19,16 +19,22 @@ GATE_FILE = "gate.npz"
 
 @dataclass
 class FeatureGate:
-    mean: np.ndarray        # D
+    mean: np.ndarray  # D
     components: np.ndarray  # k × D (principal axes)
-    variances: np.ndarray   # k
-    within_scale: float     # typical whitened distance inside the principal subspace
-    residual_scale: float   # typical squared residual off it
+    variances: np.ndarray  # k
+    within_scale: float  # typical whitened distance inside the principal subspace
+    residual_scale: float  # typical squared residual off it
     threshold: float
 
     @classmethod
-    def fit(cls, train: np.ndarray, val: np.ndarray, k: int = 32, quantile: float = 0.99,
-            margin: float = 2.0) -> FeatureGate:
+    def fit(
+        cls,
+        train: np.ndarray,
+        val: np.ndarray,
+        k: int = 32,
+        quantile: float = 0.99,
+        margin: float = 2.0,
+    ) -> FeatureGate:
         """Fit the subspace on training features; scale both terms and set the threshold
         (``margin`` × the ``quantile`` of distances) on held-out validation features, since
         in-sample residuals understate how far a new in-distribution image lies."""
@@ -39,8 +45,14 @@ class FeatureGate:
         _, s, vt = np.linalg.svd(centred, full_matrices=False)
         k = max(1, min(k, (len(train) - 1) // 4, vt.shape[0]))
         variances = np.maximum(s[:k] ** 2 / (len(train) - 1), 1e-8)
-        gate = cls(mean.astype(np.float32), vt[:k].astype(np.float32),
-                   variances.astype(np.float32), 1.0, 1.0, threshold=np.inf)
+        gate = cls(
+            mean.astype(np.float32),
+            vt[:k].astype(np.float32),
+            variances.astype(np.float32),
+            1.0,
+            1.0,
+            threshold=np.inf,
+        )
         reference = val if len(val) >= 10 else train
         within, residual = gate._terms(reference)
         gate.within_scale = float(max(within.mean(), 1e-8))
@@ -51,7 +63,7 @@ class FeatureGate:
     def _terms(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         centred = np.asarray(feats, dtype=np.float32) - self.mean
         z = centred @ self.components.T
-        within = np.mean(z ** 2 / self.variances, axis=1)
+        within = np.mean(z**2 / self.variances, axis=1)
         residual = np.sum((centred - z @ self.components) ** 2, axis=1)
         return within, residual
 
@@ -73,9 +85,15 @@ class FeatureGate:
 
     def save(self, directory: Path) -> Path:
         path = directory / GATE_FILE
-        np.savez(path, mean=self.mean, components=self.components, variances=self.variances,
-                 within_scale=self.within_scale, residual_scale=self.residual_scale,
-                 threshold=self.threshold)
+        np.savez(
+            path,
+            mean=self.mean,
+            components=self.components,
+            variances=self.variances,
+            within_scale=self.within_scale,
+            residual_scale=self.residual_scale,
+            threshold=self.threshold,
+        )
         return path
 
     @classmethod
@@ -87,8 +105,17 @@ class FeatureGate:
             if not {"within_scale", "residual_scale", "threshold"} <= set(z.keys()):
                 import warnings
 
-                warnings.warn(f"{path} is from an older medai and is ignored; refit it with "
-                              "`medai imaging fit-gate`", stacklevel=2)
+                warnings.warn(
+                    f"{path} is from an older medai and is ignored; refit it with "
+                    "`medai imaging fit-gate`",
+                    stacklevel=2,
+                )
                 return None
-            return cls(z["mean"], z["components"], z["variances"], float(z["within_scale"]),
-                       float(z["residual_scale"]), float(z["threshold"]))
+            return cls(
+                z["mean"],
+                z["components"],
+                z["variances"],
+                float(z["within_scale"]),
+                float(z["residual_scale"]),
+                float(z["threshold"]),
+            )

@@ -32,10 +32,25 @@ from medai.imaging.limits import (
     pillow_decoded_bytes,
 )
 
-__all__ = ["MAX_BYTES", "MAX_FRAME_BYTES", "MAX_PIXELS", "MAX_TOTAL_PIXELS", "MIN_SIDE",
-           "REFUSAL_CODES", "WORKING_SIDE", "ImageInputError", "ImageRefused", "ImageTooLarge",
-           "LoadedImage", "Refusal", "check_limits", "check_modality", "downscale", "load_image",
-           "load_rgb"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_FRAME_BYTES",
+    "MAX_PIXELS",
+    "MAX_TOTAL_PIXELS",
+    "MIN_SIDE",
+    "REFUSAL_CODES",
+    "WORKING_SIDE",
+    "ImageInputError",
+    "ImageRefused",
+    "ImageTooLarge",
+    "LoadedImage",
+    "Refusal",
+    "check_limits",
+    "check_modality",
+    "downscale",
+    "load_image",
+    "load_rgb",
+]
 
 WORKING_SIDE = 2048
 """Images are reduced to at most this many pixels a side right after decoding (box average in
@@ -49,8 +64,9 @@ class ImageRefused(ImageInputError):
 
     def __init__(self, reason: Refusal | str) -> None:
         super().__init__(str(reason))
-        self.refusal = reason if isinstance(reason, Refusal) else Refusal(
-            "out_of_distribution", str(reason))
+        self.refusal = (
+            reason if isinstance(reason, Refusal) else Refusal("out_of_distribution", str(reason))
+        )
 
 
 @dataclass
@@ -82,8 +98,9 @@ def _read_source(source: str | Path | bytes, max_bytes: int) -> bytes:
     return data
 
 
-def load_image(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
-               max_pixels: int = MAX_PIXELS) -> LoadedImage:
+def load_image(
+    source: str | Path | bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+) -> LoadedImage:
     """Read a PNG, JPEG (or other Pillow format) or DICOM file / bytes."""
     data = _read_source(source, max_bytes)
     if _is_dicom(data):
@@ -91,8 +108,12 @@ def load_image(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
     return _load_raster(data, max_pixels)
 
 
-def load_rgb(source: str | Path | bytes, max_bytes: int = MAX_BYTES,
-             max_pixels: int = MAX_PIXELS, max_side: int = WORKING_SIDE) -> np.ndarray:
+def load_rgb(
+    source: str | Path | bytes,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    max_side: int = WORKING_SIDE,
+) -> np.ndarray:
     """uint8 H × W × 3 for a model that reads colour (BLIP-2 captioning of ROCOv2 figures, many
     of them colour): a colour image stays in colour, a gray one is repeated on the three
     channels. The limits of ``load_image`` are checked before decoding; a JPEG larger than
@@ -140,8 +161,7 @@ def check_limits(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) ->
     with contextlib.ExitStack() as stack:
         fh = source if hasattr(source, "read") else stack.enter_context(Path(source).open("rb"))
         if fh.seek(0, 2) > MAX_BYTES:
-            raise ImageTooLarge(f"file is too large ({fh.tell():,} bytes; limit "
-                                f"{MAX_BYTES:,})")
+            raise ImageTooLarge(f"file is too large ({fh.tell():,} bytes; limit {MAX_BYTES:,})")
         fh.seek(0)
         if _is_dicom(fh.read(132)):
             import pydicom
@@ -167,10 +187,11 @@ def downscale(arr: np.ndarray, max_side: int = WORKING_SIDE) -> np.ndarray:
     h, w = (arr.shape[0] // factor) * factor, (arr.shape[1] // factor) * factor
     out = np.empty((h // factor, w // factor, *arr.shape[2:]), dtype=np.float32)
     for i in range(0, h, factor * 64):
-        band = arr[i:min(i + factor * 64, h), :w].astype(np.float32)
+        band = arr[i : min(i + factor * 64, h), :w].astype(np.float32)
         rows = band.shape[0] // factor
-        out[i // factor:i // factor + rows] = band.reshape(
-            rows, factor, w // factor, factor, *arr.shape[2:]).mean(axis=(1, 3))
+        out[i // factor : i // factor + rows] = band.reshape(
+            rows, factor, w // factor, factor, *arr.shape[2:]
+        ).mean(axis=(1, 3))
     if np.issubdtype(arr.dtype, np.integer):
         return np.rint(out).astype(arr.dtype)
     return out.astype(arr.dtype)
@@ -225,8 +246,13 @@ def _reduce_array(img, factor: int):
     from PIL import Image
 
     if img.mode in ("P", "1", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-        img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else
-                          "RGB" if img.mode != "1" else "L")
+        img = img.convert(
+            "RGBA"
+            if "A" in img.mode or "transparency" in img.info
+            else "RGB"
+            if img.mode != "1"
+            else "L"
+        )
         if img.mode in _REDUCIBLE:
             return img.reduce(factor)
     arr = downscale(np.asarray(img), -(-max(img.size) // factor))
@@ -258,8 +284,7 @@ def _to_gray(img) -> tuple[np.ndarray, float]:
     return _rescale(arr.astype(np.float64)), 0.0  # I;16, I, F: stretch to the data range
 
 
-AGE_BANDS = ((2, "0-1"), (12, "2-11"), (18, "12-17"), (40, "18-39"), (65, "40-64"),
-             (None, "65+"))
+AGE_BANDS = ((2, "0-1"), (12, "2-11"), (18, "12-17"), (40, "18-39"), (65, "40-64"), (None, "65+"))
 
 
 def age_band(ds) -> str:
@@ -284,8 +309,11 @@ def population(ds) -> dict[str, str]:
     """Who and what took the image, as monitoring's population mix: device manufacturer,
     age band and sex (M/F/O, "" when unknown)."""
     sex = str(ds.get("PatientSex", "") or "").strip().upper()[:1]
-    return {"manufacturer": str(ds.get("Manufacturer", "") or "").strip()[:64],
-            "age_band": age_band(ds), "sex": sex if sex in ("M", "F", "O") else ""}
+    return {
+        "manufacturer": str(ds.get("Manufacturer", "") or "").strip()[:64],
+        "age_band": age_band(ds),
+        "sex": sex if sex in ("M", "F", "O") else "",
+    }
 
 
 def _rescale(arr: np.ndarray) -> np.ndarray:
@@ -305,8 +333,10 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
     except (InvalidDicomError, Exception) as exc:  # pydicom raises many types on bad files
         raise ImageInputError(f"malformed DICOM file ({exc})") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise ImageInputError("DICOM file has no pixel data (e.g. a structured report or "
-                              "a presentation state), so there is no image to analyse")
+        raise ImageInputError(
+            "DICOM file has no pixel data (e.g. a structured report or "
+            "a presentation state), so there is no image to analyse"
+        )
     rows, cols, frames, _, _, _ = dicom_header(ds, max_pixels)
     name = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     syntax = str(name or "")
@@ -325,16 +355,25 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
 
         arr = pixel_array(ds, index=index)
     except Exception as exc:  # decoder missing, truncated data, bad attributes
-        hint = (f" (transfer syntax {name.name}: install a decoder such as pylibjpeg or "
-                "python-gdcm)") if name is not None and name.is_compressed else ""
+        hint = (
+            (f" (transfer syntax {name.name}: install a decoder such as pylibjpeg or python-gdcm)")
+            if name is not None and name.is_compressed
+            else ""
+        )
         raise ImageInputError(f"cannot decode DICOM pixel data{hint}: {exc}") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    meta = {"modality": str(ds.get("Modality", "")), "photometric": photometric,
-            "bits_stored": int(ds.get("BitsStored", 0) or 0), "frames": frames,
-            "transfer_syntax": syntax, "width": cols, "height": rows,
-            "view_position": str(ds.get("ViewPosition", "") or "").strip().upper()[:16],
-            "body_part": str(ds.get("BodyPartExamined", "") or "").strip().upper()[:32],
-            **population(ds)}
+    meta = {
+        "modality": str(ds.get("Modality", "")),
+        "photometric": photometric,
+        "bits_stored": int(ds.get("BitsStored", 0) or 0),
+        "frames": frames,
+        "transfer_syntax": syntax,
+        "width": cols,
+        "height": rows,
+        "view_position": str(ds.get("ViewPosition", "") or "").strip().upper()[:16],
+        "body_part": str(ds.get("BodyPartExamined", "") or "").strip().upper()[:32],
+        **population(ds),
+    }
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
@@ -343,8 +382,14 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
         except Exception as exc:
             raise ImageInputError(f"cannot apply the DICOM palette ({exc})") from None
     arr = downscale(arr)  # (pixel_array has already converted YBR to RGB)
-    if arr.ndim == 3 and photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT",
-                                         "YBR_ICT", "PALETTE COLOR"):
+    if arr.ndim == 3 and photometric in (
+        "RGB",
+        "YBR_FULL",
+        "YBR_FULL_422",
+        "YBR_RCT",
+        "YBR_ICT",
+        "PALETTE COLOR",
+    ):
         rgb = arr.astype(np.float64)
         meta["colourfulness"] = float(np.mean(np.ptp(rgb, axis=2)) / max(rgb.max(), 1))
         return LoadedImage(_rescale(rgb @ [0.299, 0.587, 0.114]), "dicom", meta)
@@ -357,8 +402,7 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
         if "WindowCenter" in ds or "VOILUTSequence" in ds:
             values = apply_voi_lut(values, ds, index=0).astype(np.float64)
     except Exception as exc:
-        raise ImageInputError(f"cannot apply the DICOM rescale/window attributes ({exc})") \
-            from None
+        raise ImageInputError(f"cannot apply the DICOM rescale/window attributes ({exc})") from None
     if values.ndim != 2:
         raise ImageInputError(f"unexpected DICOM pixel array shape {values.shape}")
     gray = _rescale(values)
@@ -382,8 +426,14 @@ class Refusal:
 
 
 # every reason an image gets no findings (the web UI names each in Turkish and English)
-REFUSAL_CODES = ("wrong_modality", "colour_photo", "out_of_distribution", "unreadable",
-                 "too_small", "no_model")
+REFUSAL_CODES = (
+    "wrong_modality",
+    "colour_photo",
+    "out_of_distribution",
+    "unreadable",
+    "too_small",
+    "no_model",
+)
 
 
 def check_modality(image: LoadedImage, task: str) -> Refusal | None:
@@ -397,12 +447,16 @@ def check_modality(image: LoadedImage, task: str) -> Refusal | None:
     expected = space(task)
     modality = image.metadata.get("modality")
     if modality and modality not in expected.dicom_modalities:
-        return Refusal("wrong_modality",
-                       f"DICOM modality is {modality!r}, but the {expected.modality} model "
-                       f"expects {'/'.join(expected.dicom_modalities)}",
-                       {"modality": str(modality)[:16],
-                        "expected": "/".join(expected.dicom_modalities)})
+        return Refusal(
+            "wrong_modality",
+            f"DICOM modality is {modality!r}, but the {expected.modality} model "
+            f"expects {'/'.join(expected.dicom_modalities)}",
+            {"modality": str(modality)[:16], "expected": "/".join(expected.dicom_modalities)},
+        )
     if image.metadata.get("colourfulness", 0.0) > 0.08:
-        return Refusal("colour_photo", f"this looks like a colour photograph, not a "
-                       f"{expected.modality} (radiological images are grayscale)")
+        return Refusal(
+            "colour_photo",
+            f"this looks like a colour photograph, not a "
+            f"{expected.modality} (radiological images are grayscale)",
+        )
     return None

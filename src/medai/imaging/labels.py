@@ -9,7 +9,7 @@ of the task registry (``imaging/tasks.py`` defines them; ``core.tasks`` holds th
 
 from __future__ import annotations
 
-from medai.core.tasks import Task, TaskError, all_tasks, get
+from medai.core.task_registry import Task, TaskError, all_tasks, get
 
 LabelSpace = Task
 

@@ -50,21 +50,29 @@ class ImageTooLarge(ImageInputError):
     code = "image_too_large"
 
 
-def check_frame(width: int, height: int, decoded_bytes: int, max_pixels: int = MAX_PIXELS,
-                what: str = "image") -> None:
+def check_frame(
+    width: int, height: int, decoded_bytes: int, max_pixels: int = MAX_PIXELS, what: str = "image"
+) -> None:
     """Refuse a frame whose declared size or decoded bytes exceed the limits (or that is too
     small to read)."""
     pixels = width * height
     if pixels > max_pixels:
-        raise ImageTooLarge(f"{what} is too large ({width}×{height} = {pixels:,} pixels; "
-                            f"limit {max_pixels:,})")
+        raise ImageTooLarge(
+            f"{what} is too large ({width}×{height} = {pixels:,} pixels; limit {max_pixels:,})"
+        )
     if decoded_bytes > MAX_FRAME_BYTES:
-        raise ImageTooLarge(f"{what} is too large to decode ({width}×{height} declares "
-                            f"{decoded_bytes / 2**20:,.0f} MiB; limit "
-                            f"{MAX_FRAME_BYTES / 2**20:,.0f} MiB)")
+        raise ImageTooLarge(
+            f"{what} is too large to decode ({width}×{height} declares "
+            f"{decoded_bytes / 2**20:,.0f} MiB; limit "
+            f"{MAX_FRAME_BYTES / 2**20:,.0f} MiB)"
+        )
     if min(width, height) < MIN_SIDE:
-        raise ImageTooSmall(f"image is too small ({width}×{height}); need at least "
-                            f"{MIN_SIDE} pixels a side", width, height, MIN_SIDE)
+        raise ImageTooSmall(
+            f"image is too small ({width}×{height}); need at least {MIN_SIDE} pixels a side",
+            width,
+            height,
+            MIN_SIDE,
+        )
 
 
 def pillow_decoded_bytes(img, declared: tuple[int, int]) -> int:
@@ -75,8 +83,9 @@ def pillow_decoded_bytes(img, declared: tuple[int, int]) -> int:
     mode = img.mode
     depth = 1 if mode in ("L", "1") else 2 if mode.startswith("I;16") else 4
     decoded = img.width * img.height * depth
-    if (img.format or "").upper() == "JPEG" and (img.info.get("progressive")
-                                                 or img.info.get("progression")):
+    if (img.format or "").upper() == "JPEG" and (
+        img.info.get("progressive") or img.info.get("progression")
+    ):
         decoded += declared[0] * declared[1] * 2 * len(img.getbands())
     return decoded
 
@@ -93,15 +102,17 @@ def dicom_header(ds, max_pixels: int = MAX_PIXELS) -> tuple[int, int, int, int, 
         raise ImageInputError(f"malformed DICOM image size ({exc})") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if frames < 1 or samples < 1 or bits < 1:
-        raise ImageInputError(f"malformed DICOM header ({frames} frames, {samples} samples, "
-                              f"{bits} bits)")
+        raise ImageInputError(
+            f"malformed DICOM header ({frames} frames, {samples} samples, {bits} bits)"
+        )
     if frames * rows * cols * samples > MAX_TOTAL_PIXELS:
-        raise ImageTooLarge(f"DICOM object is too large ({frames} frames of {cols}×{rows}; "
-                            f"limit {MAX_TOTAL_PIXELS:,} pixels in all)")
+        raise ImageTooLarge(
+            f"DICOM object is too large ({frames} frames of {cols}×{rows}; "
+            f"limit {MAX_TOTAL_PIXELS:,} pixels in all)"
+        )
     # one frame is decoded; a palette becomes 16-bit RGB, a YBR/RGB frame is converted through
     # float32
-    per_pixel = (6 if photometric == "PALETTE COLOR" else 12 if samples > 1
-                 else -(-bits // 8))
+    per_pixel = 6 if photometric == "PALETTE COLOR" else 12 if samples > 1 else -(-bits // 8)
     check_frame(cols, rows, rows * cols * per_pixel, max_pixels, what="DICOM image")
     return rows, cols, frames, samples, bits, photometric
 
@@ -111,8 +122,10 @@ def check_encapsulated_frame(frame: bytes, rows: int, cols: int) -> None:
     decoder allocates what it says, not what the DICOM header says: it must not be larger."""
     size = codestream_size(frame)
     if size is not None and size[0] * size[1] > max(rows * cols, 1):
-        raise ImageTooLarge(f"the compressed frame declares {size[0]}×{size[1]} pixels, more "
-                            f"than the DICOM header's {cols}×{rows}")
+        raise ImageTooLarge(
+            f"the compressed frame declares {size[0]}×{size[1]} pixels, more "
+            f"than the DICOM header's {cols}×{rows}"
+        )
 
 
 def codestream_size(data: bytes) -> tuple[int, int] | None:
@@ -120,7 +133,7 @@ def codestream_size(data: bytes) -> tuple[int, int] | None:
     for other streams (RLE has no size of its own)."""
     siz = data.find(b"\xff\x4f\xff\x51", 0, 4096)
     if siz >= 0 and len(data) >= siz + 4 + 18:
-        xsiz, ysiz, xo, yo = struct.unpack(">IIII", data[siz + 8:siz + 24])
+        xsiz, ysiz, xo, yo = struct.unpack(">IIII", data[siz + 8 : siz + 24])
         return max(xsiz - xo, 0), max(ysiz - yo, 0)
     if not data.startswith(b"\xff\xd8"):
         return None
@@ -135,10 +148,24 @@ def codestream_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0x01, *range(0xD0, 0xD8)):  # no length
             i += 2
             continue
-        (length,) = struct.unpack(">H", data[i + 2:i + 4])
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                      0xCF, 0xF7) and i + 9 <= len(data):
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if marker in (
+            0xC0,
+            0xC1,
+            0xC2,
+            0xC3,
+            0xC5,
+            0xC6,
+            0xC7,
+            0xC9,
+            0xCA,
+            0xCB,
+            0xCD,
+            0xCE,
+            0xCF,
+            0xF7,
+        ) and i + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
             return width, height
         if marker == 0xDA:  # start of scan before any frame header
             return None
@@ -159,8 +186,9 @@ def check_deflated(fp: BinaryIO, start: int, limit: int | None = None) -> None:
             while piece:
                 total += len(inflater.decompress(piece, chunk))
                 if total > limit:
-                    raise ImageTooLarge(f"the deflated DICOM dataset inflates to more than "
-                                        f"{limit:,} bytes")
+                    raise ImageTooLarge(
+                        f"the deflated DICOM dataset inflates to more than {limit:,} bytes"
+                    )
                 piece = inflater.unconsumed_tail
             if inflater.eof:
                 return

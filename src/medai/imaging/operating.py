@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medai.core.tasks import Task
+from medai.core.task_registry import Task
 from medai.imaging.decision import OperatingPolicy, decide_array
 
 POLICY_FILE = "operating_points.json"
@@ -28,8 +28,25 @@ MIN_COVERAGE = 0.90  # exclusive tasks: share of validation images answered (not
 # Steps of 0.05: on mri-default they reach points the 0.1 grid could not (test answered accuracy
 # 0.899 vs 0.875 at coverage >= 0.90); a 0.01 grid fitted the 75 validation images better and the
 # test split worse (docs/benchmarks/mri-operating-point.md), so it is not used.
-CONFIDENCE_GRID = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9,
-                   0.95, 0.97, 0.99)
+CONFIDENCE_GRID = (
+    0.0,
+    0.3,
+    0.35,
+    0.4,
+    0.45,
+    0.5,
+    0.55,
+    0.6,
+    0.65,
+    0.7,
+    0.75,
+    0.8,
+    0.85,
+    0.9,
+    0.95,
+    0.97,
+    0.99,
+)
 MARGIN_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -38,18 +55,23 @@ def load_policy(directory: Path | None, card, labels: Sequence[str]) -> Operatin
     raw: dict = {}
     if directory is not None and (Path(directory) / POLICY_FILE).is_file():
         raw = json.loads((Path(directory) / POLICY_FILE).read_text(encoding="utf-8"))
-    thresholds = {**{lab: 0.5 for lab in labels}, **{k: float(v) for k, v in
-                                                      card.thresholds.items()},
-                  **{k: float(v) for k, v in raw.get("thresholds", {}).items()}}
-    return OperatingPolicy(thresholds={lab: thresholds[lab] for lab in labels},
-                           min_confidence=float(raw.get("min_confidence", 0.0)),
-                           min_margin=float(raw.get("min_margin", 0.0)),
-                           normal_conflict=raw.get("normal_conflict", "indeterminate"),
-                           fragile=[lab for lab in raw.get("few_positives", []) if lab in labels])
+    thresholds = {
+        **{lab: 0.5 for lab in labels},
+        **{k: float(v) for k, v in card.thresholds.items()},
+        **{k: float(v) for k, v in raw.get("thresholds", {}).items()},
+    }
+    return OperatingPolicy(
+        thresholds={lab: thresholds[lab] for lab in labels},
+        min_confidence=float(raw.get("min_confidence", 0.0)),
+        min_margin=float(raw.get("min_margin", 0.0)),
+        normal_conflict=raw.get("normal_conflict", "indeterminate"),
+        fragile=[lab for lab in raw.get("few_positives", []) if lab in labels],
+    )
 
 
-def decided_matrix(task: Task, labels: Sequence[str], probs: np.ndarray,
-                   policy: OperatingPolicy) -> np.ndarray:
+def decided_matrix(
+    task: Task, labels: Sequence[str], probs: np.ndarray, policy: OperatingPolicy
+) -> np.ndarray:
     """0/1 decided positives, one row per image, in ``labels`` order."""
     out = np.zeros((len(probs), len(labels)))
     for i, d in enumerate(decide_array(task, labels, probs, policy)):
@@ -58,8 +80,13 @@ def decided_matrix(task: Task, labels: Sequence[str], probs: np.ndarray,
     return out
 
 
-def label_stats(targets: np.ndarray, decided: np.ndarray, labels: Sequence[str],
-                n_boot: int = 1000, seed: int = 0) -> dict:
+def label_stats(
+    targets: np.ndarray,
+    decided: np.ndarray,
+    labels: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Per label: sensitivity and PPV of the decision with 95 % bootstrap intervals."""
     rng = np.random.default_rng(seed)
     out = {}
@@ -74,20 +101,29 @@ def label_stats(targets: np.ndarray, decided: np.ndarray, labels: Sequence[str],
             return (tp / pos if pos else np.nan, tp / called if called else np.nan)
 
         est = sens_ppv()
-        boots = np.array([sens_ppv(idx=rng.integers(0, len(t), len(t))) for _ in range(n_boot)]
-                         ) if len(t) and n_boot else np.zeros((0, 2))
+        boots = (
+            np.array([sens_ppv(idx=rng.integers(0, len(t), len(t))) for _ in range(n_boot)])
+            if len(t) and n_boot
+            else np.zeros((0, 2))
+        )
 
         def ci(k: int, boots=boots) -> list[float | None]:
             col = boots[:, k][~np.isnan(boots[:, k])] if len(boots) else np.array([])
-            return ([float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5))]
-                    if len(col) else [None, None])
+            return (
+                [float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5))]
+                if len(col)
+                else [None, None]
+            )
 
         positives = int((t == 1).sum())
-        out[lab] = {"validation_positives": positives,
-                    "few_positives": positives < FEW_POSITIVES,
-                    "sensitivity": None if np.isnan(est[0]) else est[0],
-                    "sensitivity_ci95": ci(0),
-                    "ppv": None if np.isnan(est[1]) else est[1], "ppv_ci95": ci(1)}
+        out[lab] = {
+            "validation_positives": positives,
+            "few_positives": positives < FEW_POSITIVES,
+            "sensitivity": None if np.isnan(est[0]) else est[0],
+            "sensitivity_ci95": ci(0),
+            "ppv": None if np.isnan(est[1]) else est[1],
+            "ppv_ci95": ci(1),
+        }
     return out
 
 
@@ -107,13 +143,18 @@ def _macro_f1(targets: np.ndarray, decided: np.ndarray) -> float:
 def _ppv(targets: np.ndarray, decided: np.ndarray, j: int) -> float | None:
     mask = ~np.isnan(targets[:, j])
     called = decided[mask, j] == 1
-    return float(((targets[mask, j] == 1) & called).sum() / called.sum()) if called.sum() \
-        else None
+    return float(((targets[mask, j] == 1) & called).sum() / called.sum()) if called.sum() else None
 
 
-def choose_multilabel(task: Task, labels: Sequence[str], targets: np.ndarray,
-                      probs: np.ndarray, start: dict[str, float],
-                      min_precision: float = MIN_PRECISION, passes: int = 2) -> OperatingPolicy:
+def choose_multilabel(
+    task: Task,
+    labels: Sequence[str],
+    targets: np.ndarray,
+    probs: np.ndarray,
+    start: dict[str, float],
+    min_precision: float = MIN_PRECISION,
+    passes: int = 2,
+) -> OperatingPolicy:
     """Per-label Youden points (``start``), then, through the decision, each label whose
     precision is below ``min_precision`` has its threshold raised to the lowest validation
     quantile that meets it. Nothing else is tuned: searching thresholds for the best
@@ -138,10 +179,16 @@ def choose_multilabel(task: Task, labels: Sequence[str], targets: np.ndarray,
     return policy
 
 
-def choose_exclusive(task: Task, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray,
-                     target_accuracy: float = TARGET_ACCURACY,
-                     min_coverage: float = MIN_COVERAGE, n_boot: int = 1000,
-                     seed: int = 0) -> tuple[OperatingPolicy, dict]:
+def choose_exclusive(
+    task: Task,
+    labels: Sequence[str],
+    targets: np.ndarray,
+    probs: np.ndarray,
+    target_accuracy: float = TARGET_ACCURACY,
+    min_coverage: float = MIN_COVERAGE,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[OperatingPolicy, dict]:
     """The (min_confidence, min_margin) of the grid, chosen on validation for *both* a share of
     images answered (coverage, at least ``min_coverage``) and accuracy on the answered ones (at
     least ``target_accuracy``):
@@ -171,17 +218,27 @@ def choose_exclusive(task: Task, labels: Sequence[str], targets: np.ndarray, pro
     enough = [r for r in rows if r[2] >= min_coverage and r[2] > 0]
     accurate = [r for r in rows if r[3] >= target_accuracy and r[2] > 0]
     if both:
-        c, m, coverage, acc = max(both, key=lambda r: (min(r[2] - min_coverage,
-                                                           r[3] - target_accuracy),
-                                                       r[2], -r[0], -r[1]))
-        failed, rule = [], ("both met: the largest smallest slack over the coverage and "
-                            "answered-accuracy targets")
+        c, m, coverage, acc = max(
+            both,
+            key=lambda r: (min(r[2] - min_coverage, r[3] - target_accuracy), r[2], -r[0], -r[1]),
+        )
+        failed, rule = (
+            [],
+            (
+                "both met: the largest smallest slack over the coverage and "
+                "answered-accuracy targets"
+            ),
+        )
     elif enough:
         c, m, coverage, acc = max(enough, key=lambda r: (r[3], r[2], -r[0], -r[1]))
-        failed, rule = ["answered_accuracy"], (
-            f"not reachable on validation: no point answers >= {min_coverage:.0%} at "
-            f">= {target_accuracy:.0%} answered accuracy; the most accurate point that answers "
-            f">= {min_coverage:.0%}")
+        failed, rule = (
+            ["answered_accuracy"],
+            (
+                f"not reachable on validation: no point answers >= {min_coverage:.0%} at "
+                f">= {target_accuracy:.0%} answered accuracy; the most accurate point that answers "
+                f">= {min_coverage:.0%}"
+            ),
+        )
     else:
         c, m, coverage, acc = max(rows, key=lambda r: (r[2], r[3], -r[0], -r[1]))
         failed = ["coverage"] + ([] if acc >= target_accuracy else ["answered_accuracy"])
@@ -197,30 +254,43 @@ def choose_exclusive(task: Task, labels: Sequence[str], targets: np.ndarray, pro
 
     def ci(j: int) -> list[float | None]:
         col = boots[:, j][~np.isnan(boots[:, j])]
-        return ([float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5))] if len(col)
-                else [None, None])
+        return (
+            [float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5))]
+            if len(col)
+            else [None, None]
+        )
 
-    policy = OperatingPolicy(thresholds={lab: c for lab in labels}, min_confidence=c,
-                             min_margin=m)
+    policy = OperatingPolicy(thresholds={lab: c for lab in labels}, min_confidence=c, min_margin=m)
     return policy, {
-        "validation_coverage": coverage, "validation_coverage_ci95": ci(0),
-        "validation_answered_accuracy": acc, "validation_answered_accuracy_ci95": ci(1),
+        "validation_coverage": coverage,
+        "validation_coverage_ci95": ci(0),
+        "validation_answered_accuracy": acc,
+        "validation_answered_accuracy_ci95": ci(1),
         "validation_accuracy": float((answered & correct).mean()) if len(probs) else 0.0,
         "validation_accuracy_ci95": ci(2),
-        "min_coverage": min_coverage, "target_accuracy": target_accuracy,
-        "met": not failed, "failed": failed, "rule": rule,
-        "frontier": {"max_coverage_at_target_accuracy": max((r[2] for r in accurate),
-                                                            default=0.0),
-                     "max_answered_accuracy_at_min_coverage": max((r[3] for r in enough),
-                                                                  default=None)}}
+        "min_coverage": min_coverage,
+        "target_accuracy": target_accuracy,
+        "met": not failed,
+        "failed": failed,
+        "rule": rule,
+        "frontier": {
+            "max_coverage_at_target_accuracy": max((r[2] for r in accurate), default=0.0),
+            "max_answered_accuracy_at_min_coverage": max((r[3] for r in enough), default=None),
+        },
+    }
 
 
 CONFLICT_MIN_CASES = 10  # fewer validation conflicts than this: too few to trust a finding
 CONFLICT_FINDING_PRECISION = 0.8  # a conflict is settled as its finding only when this right
 
 
-def choose_conflict(task: Task, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray,
-                    policy: OperatingPolicy) -> tuple[OperatingPolicy, dict]:
+def choose_conflict(
+    task: Task,
+    labels: Sequence[str],
+    targets: np.ndarray,
+    probs: np.ndarray,
+    policy: OperatingPolicy,
+) -> tuple[OperatingPolicy, dict]:
     """What a normal label passing beside a passing finding becomes (``normal_conflict``).
 
     On the validation images where the model contradicts itself, the finding it would state is
@@ -239,17 +309,30 @@ def choose_conflict(task: Task, labels: Sequence[str], targets: np.ndarray, prob
         cases += 1
         right += int(targets[i, j] == 1)
     precision = right / cases if cases else None
-    mode = "finding" if cases >= CONFLICT_MIN_CASES and precision is not None \
-        and precision >= CONFLICT_FINDING_PRECISION else "indeterminate"
+    mode = (
+        "finding"
+        if cases >= CONFLICT_MIN_CASES
+        and precision is not None
+        and precision >= CONFLICT_FINDING_PRECISION
+        else "indeterminate"
+    )
     return policy.model_copy(update={"normal_conflict": mode}), {
-        "validation_conflicts": cases, "conflict_finding_precision": precision,
+        "validation_conflicts": cases,
+        "conflict_finding_precision": precision,
         "conflict_min_cases": CONFLICT_MIN_CASES,
-        "conflict_finding_precision_needed": CONFLICT_FINDING_PRECISION}
+        "conflict_finding_precision_needed": CONFLICT_FINDING_PRECISION,
+    }
 
 
-def choose_policy(task: Task, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray,
-                  start: dict[str, float], min_precision: float = MIN_PRECISION,
-                  n_boot: int = 1000) -> dict:
+def choose_policy(
+    task: Task,
+    labels: Sequence[str],
+    targets: np.ndarray,
+    probs: np.ndarray,
+    start: dict[str, float],
+    min_precision: float = MIN_PRECISION,
+    n_boot: int = 1000,
+) -> dict:
     """The operating points and their validation report (what ``operating_points.json``
     holds)."""
     extra: dict = {}
@@ -263,12 +346,18 @@ def choose_policy(task: Task, labels: Sequence[str], targets: np.ndarray, probs:
         policy, extra = choose_exclusive(task, labels, targets, probs)
     decided = decided_matrix(task, labels, probs, policy)
     stats = label_stats(targets, decided, labels, n_boot=n_boot)
-    return {"schema": 1, "task": task.name, "kind": "multilabel" if task.multilabel
-            else "exclusive", **policy.model_dump(), "chosen_on": "validation",
-            "n_validation": len(probs), **extra,
-            "validation_macro_f1": _macro_f1(targets, decided),
-            "few_positives": sorted(lab for lab, s in stats.items() if s["few_positives"]),
-            "per_label": stats}
+    return {
+        "schema": 1,
+        "task": task.name,
+        "kind": "multilabel" if task.multilabel else "exclusive",
+        **policy.model_dump(),
+        "chosen_on": "validation",
+        "n_validation": len(probs),
+        **extra,
+        "validation_macro_f1": _macro_f1(targets, decided),
+        "few_positives": sorted(lab for lab, s in stats.items() if s["few_positives"]),
+        "per_label": stats,
+    }
 
 
 def write_policy(directory: Path, report: dict) -> Path:

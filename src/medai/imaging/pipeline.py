@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from medai.core.registry import ModelCard, file_sha256, save_card
+from medai.core.model_dir import ModelCard, file_sha256, save_card
 from medai.imaging.datasets import (
     ImageDataset,
     load_dataset,
@@ -29,7 +29,7 @@ from medai.imaging.evaluate import (
 )
 from medai.imaging.gate import FeatureGate
 from medai.imaging.io import ImageInputError, load_image
-from medai.imaging.models import to_tensor
+from medai.imaging.networks import to_tensor
 from medai.imaging.operating import choose_policy, load_policy, write_policy
 from medai.imaging.predict import ImagingPredictor
 from medai.imaging.train import ImagingTrainConfig, save_model, train_model
@@ -37,7 +37,8 @@ from medai.imaging.train import ImagingTrainConfig, save_model, train_model
 IMAGING_LICENCE_NOTE = (
     "Trained on the images recorded under 'data'. Public imaging sets often carry "
     "non-commercial or unstated licences (see each source's PROVENANCE); check them before "
-    "redistributing the model.")
+    "redistributing the model."
+)
 
 
 EVAL_CHUNK = 256  # images decoded at a time when a split is scored
@@ -80,18 +81,22 @@ def _as_list(items: list) -> list:
     return items
 
 
-def readable_chunks(ds: ImageDataset, size: int | None = None, chunk: int = EVAL_CHUNK,
-                    workers: int = 0) -> Iterator[tuple[list[np.ndarray], list[int], dict]]:
+def readable_chunks(
+    ds: ImageDataset, size: int | None = None, chunk: int = EVAL_CHUNK, workers: int = 0
+) -> Iterator[tuple[list[np.ndarray], list[int], dict]]:
     """``readable`` a chunk at a time, decoded by ``workers`` processes (0: this one); with
     ``size``, each image reduced to the model's input size as soon as it is decoded."""
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(_DecodedImages(ds, size), batch_size=chunk, num_workers=workers,
-                        collate_fn=_as_list)
+    loader = DataLoader(
+        _DecodedImages(ds, size), batch_size=chunk, num_workers=workers, collate_fn=_as_list
+    )
     for items in loader:
-        yield ([p for _, p, _ in items if p is not None],
-               [i for i, p, _ in items if p is not None],
-               {str(ds.records[i].path): err for i, p, err in items if p is None})
+        yield (
+            [p for _, p, _ in items if p is not None],
+            [i for i, p, _ in items if p is not None],
+            {str(ds.records[i].path): err for i, p, err in items if p is None},
+        )
 
 
 def readable(ds: ImageDataset) -> tuple[list[np.ndarray], list[int], dict]:
@@ -105,8 +110,9 @@ def readable(ds: ImageDataset) -> tuple[list[np.ndarray], list[int], dict]:
     return pixels, keep, errors
 
 
-def predict_streamed(predictor: ImagingPredictor, ds: ImageDataset, workers: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray, list[int], int]:
+def predict_streamed(
+    predictor: ImagingPredictor, ds: ImageDataset, workers: int = 0
+) -> tuple[np.ndarray, np.ndarray, list[int], int]:
     """Probabilities and gate features of the readable images, a chunk at a time; their
     indices and how many could not be read."""
     probs, feats, keep, unreadable = [], [], [], 0
@@ -122,14 +128,16 @@ def predict_streamed(predictor: ImagingPredictor, ds: ImageDataset, workers: int
     return np.concatenate(probs), np.concatenate(feats), keep, unreadable
 
 
-def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000, workers: int = 0
-          ) -> tuple[dict, np.ndarray, np.ndarray]:
+def score(
+    predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000, workers: int = 0
+) -> tuple[dict, np.ndarray, np.ndarray]:
     probs, feats, keep, unreadable = predict_streamed(predictor, ds, workers)
     cols = [ds.labels.index(lab) for lab in predictor.labels]
     targets = ds.targets()[keep][:, cols]
     sources = [ds.records.source(i) for i in keep]
-    metrics = evaluate_arrays(ds.task, predictor.labels, targets, probs, predictor.policy,
-                              sources, n_boot=n_boot)
+    metrics = evaluate_arrays(
+        ds.task, predictor.labels, targets, probs, predictor.policy, sources, n_boot=n_boot
+    )
     metrics["unreadable_images"] = unreadable
     if predictor.gate is not None and len(feats):
         # metrics above cover every image; this says how many the gate would have let through
@@ -140,10 +148,10 @@ def score(predictor: ImagingPredictor, ds: ImageDataset, n_boot: int = 1000, wor
 def refit_gate(directory: Path, data: Path, seed: int = 13) -> dict:
     """(Re)fit the out-of-distribution gate of an existing model directory on the training and
     validation part of the split it was trained on (e.g. a model trained before gates)."""
-    from medai.core import registry
-    from medai.core.registry import read_card
+    from medai.core import model_dir
+    from medai.core.model_dir import read_card
 
-    predictor = registry.load(directory)
+    predictor = model_dir.load(directory)
     ds = load_dataset(data, predictor.cfg.task)
     tr, va, te = patient_split(ds, seed=seed, groups=split_groups(ds))
     predictor.gate = fit_gate(predictor, _subset(ds, tr), _subset(ds, va))
@@ -156,8 +164,14 @@ def refit_gate(directory: Path, data: Path, seed: int = 13) -> dict:
     return {"model_dir": str(directory), **card.params["gate"]}
 
 
-def _operating_points(directory: Path, task: str, labels: list[str], targets: np.ndarray,
-                      probs: np.ndarray, card: ModelCard) -> dict[str, float]:
+def _operating_points(
+    directory: Path,
+    task: str,
+    labels: list[str],
+    targets: np.ndarray,
+    probs: np.ndarray,
+    card: ModelCard,
+) -> dict[str, float]:
     """Choose and write ``operating_points.json`` (validation, through the decision); the card
     keeps a copy of the thresholds and the validation report."""
     from medai.imaging.labels import space
@@ -172,23 +186,28 @@ def _operating_points(directory: Path, task: str, labels: list[str], targets: np
 def refit_operating_points(directory: Path, data: Path, seed: int = 13) -> dict:
     """Re-choose an existing model's operating points on the validation part of the split it
     was trained on (same seed), e.g. after the decision rules changed; reseals the card."""
-    from medai.core import registry
-    from medai.core.registry import read_card
+    from medai.core import model_dir
+    from medai.core.model_dir import read_card
 
-    predictor = registry.load(directory)
+    predictor = model_dir.load(directory)
     ds = load_dataset(data, predictor.cfg.task)
     _, va, _ = patient_split(ds, seed=seed, groups=split_groups(ds))
     _, targets, probs = score(predictor, _subset(ds, va), n_boot=0)
     card = read_card(directory)
-    card.thresholds = _operating_points(directory, predictor.cfg.task, predictor.labels,
-                                        targets, probs, card)
+    card.thresholds = _operating_points(
+        directory, predictor.cfg.task, predictor.labels, targets, probs, card
+    )
     save_card(directory, card)
-    return {"model_dir": str(directory), **card.params["operating_points"],
-            "thresholds": card.thresholds}
+    return {
+        "model_dir": str(directory),
+        **card.params["operating_points"],
+        "thresholds": card.thresholds,
+    }
 
 
-def fit_gate(predictor: ImagingPredictor, train: ImageDataset, val: ImageDataset,
-             workers: int = 0) -> FeatureGate:
+def fit_gate(
+    predictor: ImagingPredictor, train: ImageDataset, val: ImageDataset, workers: int = 0
+) -> FeatureGate:
     """The out-of-distribution gate on this model's embeddings of its own training images
     (decoded a chunk at a time; only the pooled features are kept)."""
     feats = [predict_streamed(predictor, ds, workers)[1] for ds in (train, val)]
@@ -197,26 +216,43 @@ def fit_gate(predictor: ImagingPredictor, train: ImageDataset, val: ImageDataset
 
 def card_metrics(metrics: dict) -> dict:
     """The test-split summary a model card keeps of a full metrics dict."""
-    return {"split": "test", **{k: metrics.get(k) for k in ("n", "macro_auroc", "accuracy",
-                                                            "macro_f1")},
-            "per_label_auroc": {k: v["auroc"] for k, v in metrics["per_label"].items()},
-            "per_source": metrics.get("per_source")}
+    return {
+        "split": "test",
+        **{k: metrics.get(k) for k in ("n", "macro_auroc", "accuracy", "macro_f1")},
+        "per_label_auroc": {k: v["auroc"] for k, v in metrics["per_label"].items()},
+        "per_source": metrics.get("per_source"),
+    }
 
 
-def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientnet-lite0",
-                  weights: str | None = None, epochs: int = 10, batch_size: int = 16,
-                  learning_rate: float = 3e-4, patience: int = 3, image_size: int = 224,
-                  seed: int = 13, resume: bool = False, name: str = "",
-                  trainable: str = "all", probe_epochs: int = 0,
-                  backbone_lr_scale: float = 1.0, split_seed: int | None = None,
-                  augmentation: str = "standard", num_workers: int | None = None,
-                  cancel=None, progress=None) -> dict:
+def train_imaging(
+    task: str,
+    data: Path,
+    out: Path,
+    backbone: str = "efficientnet-lite0",
+    weights: str | None = None,
+    epochs: int = 10,
+    batch_size: int = 16,
+    learning_rate: float = 3e-4,
+    patience: int = 3,
+    image_size: int = 224,
+    seed: int = 13,
+    resume: bool = False,
+    name: str = "",
+    trainable: str = "all",
+    probe_epochs: int = 0,
+    backbone_lr_scale: float = 1.0,
+    split_seed: int | None = None,
+    augmentation: str = "standard",
+    num_workers: int | None = None,
+    cancel=None,
+    progress=None,
+) -> dict:
     """Split, train, set operating points and the gate, evaluate on the test split and save
     the sealed directory; ``cancel``/``progress``: a job's hooks (``core.trainer.fit``).
     ``split_seed`` (default: ``seed``) fixes the patient split apart from the training seed,
     so members of a seed ensemble share one split and one validation set. ``num_workers``:
     image-decoding processes (default: from the CPU count; results do not depend on it)."""
-    from medai.core.training import default_workers
+    from medai.core.trainer import default_workers
     from medai.imaging.train import augmentation as check_augmentation
 
     check_augmentation(augmentation)
@@ -227,40 +263,87 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
     labels = train.annotated_labels(min_positives=min(5, max(1, len(train) // 20)))
     if (len(labels) < 2 and task == "mri") or not labels:
         raise ValueError(f"{data}: not enough annotated labels to train ({labels})")
-    cfg = ImagingTrainConfig(task=task, backbone=backbone, weights=weights, labels=labels,
-                             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                             patience=patience, image_size=image_size, seed=seed,
-                             trainable=trainable, probe_epochs=probe_epochs,
-                             backbone_lr_scale=backbone_lr_scale, augmentation=augmentation,
-                             num_workers=default_workers() if num_workers is None
-                             else num_workers)
+    cfg = ImagingTrainConfig(
+        task=task,
+        backbone=backbone,
+        weights=weights,
+        labels=labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        patience=patience,
+        image_size=image_size,
+        seed=seed,
+        trainable=trainable,
+        probe_epochs=probe_epochs,
+        backbone_lr_scale=backbone_lr_scale,
+        augmentation=augmentation,
+        num_workers=default_workers() if num_workers is None else num_workers,
+    )
     workers = cfg.num_workers
-    model, history = train_model(cfg, train, val, out, resume=resume, cancel=cancel,
-                                 progress=progress)
+    model, history = train_model(
+        cfg, train, val, out, resume=resume, cancel=cancel, progress=progress
+    )
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
         return {}
-    card = ModelCard(task=task, model_type=backbone, labels=labels, name=name or out.name,
-                     description=f"{task} findings ({backbone}), {len(labels)} labels",
-                     training_command=shlex.join([
-                         "medai", "imaging", "train", "--task", task, "--data", str(data),
-                         "--out", str(out), "--backbone", backbone, "--epochs", str(epochs),
-                         "--batch-size", str(batch_size), "--learning-rate", str(learning_rate),
-                         "--image-size", str(image_size), "--patience", str(patience),
-                         "--trainable", trainable,
-                         "--probe-epochs", str(probe_epochs),
-                         "--backbone-lr-scale", str(backbone_lr_scale), "--seed", str(seed)]
-                         + (["--split-seed", str(split_seed)] if split_seed != seed else [])
-                         + (["--augment", augmentation] if augmentation != "standard"
-                            else [])),
-                     data=[{"path": str(data), "sha256": file_sha256(data) if data.is_file()
-                            else None, "report": ds.report(),
-                            "split": {"train": len(tr), "validation": len(va), "test": len(te)}}],
-                     params={"epochs_run": len(history), "best_epoch": min(
-                         history, key=lambda h: h["val_loss"])["epoch"] if history else None},
-                     licence_notes=IMAGING_LICENCE_NOTE,
-                     intended_use="Suggest findings for a radiologist to review.")
+    card = ModelCard(
+        task=task,
+        model_type=backbone,
+        labels=labels,
+        name=name or out.name,
+        description=f"{task} findings ({backbone}), {len(labels)} labels",
+        training_command=shlex.join(
+            [
+                "medai",
+                "imaging",
+                "train",
+                "--task",
+                task,
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--backbone",
+                backbone,
+                "--epochs",
+                str(epochs),
+                "--batch-size",
+                str(batch_size),
+                "--learning-rate",
+                str(learning_rate),
+                "--image-size",
+                str(image_size),
+                "--patience",
+                str(patience),
+                "--trainable",
+                trainable,
+                "--probe-epochs",
+                str(probe_epochs),
+                "--backbone-lr-scale",
+                str(backbone_lr_scale),
+                "--seed",
+                str(seed),
+            ]
+            + (["--split-seed", str(split_seed)] if split_seed != seed else [])
+            + (["--augment", augmentation] if augmentation != "standard" else [])
+        ),
+        data=[
+            {
+                "path": str(data),
+                "sha256": file_sha256(data) if data.is_file() else None,
+                "report": ds.report(),
+                "split": {"train": len(tr), "validation": len(va), "test": len(te)},
+            }
+        ],
+        params={
+            "epochs_run": len(history),
+            "best_epoch": min(history, key=lambda h: h["val_loss"])["epoch"] if history else None,
+        },
+        licence_notes=IMAGING_LICENCE_NOTE,
+        intended_use="Suggest findings for a radiologist to review.",
+    )
     predictor = ImagingPredictor(model, cfg, card)
     _, val_targets, val_probs = score(predictor, val, n_boot=0, workers=workers)
     out.mkdir(parents=True, exist_ok=True)
@@ -271,23 +354,31 @@ def train_imaging(task: str, data: Path, out: Path, backbone: str = "efficientne
     predictor.gate.save(out)
     metrics, targets, probs = score(predictor, test, workers=workers)
     card.metrics = card_metrics(metrics)
-    card.params["gate"] = {"threshold": predictor.gate.threshold,
-                           "test_acceptance": metrics.get("gate_acceptance")}
+    card.params["gate"] = {
+        "threshold": predictor.gate.threshold,
+        "test_acceptance": metrics.get("gate_acceptance"),
+    }
     save_model(model, cfg, out)
     save_card(out, card)
     write_metrics(metrics, out / "evaluation")
     files = write_plots(metrics, targets, probs, labels, out / "evaluation", history)
-    return {"model_dir": str(out), "labels": labels, "thresholds": card.thresholds,
-            "test": card.metrics, "history": history, "files": files}
+    return {
+        "model_dir": str(out),
+        "labels": labels,
+        "thresholds": card.thresholds,
+        "test": card.metrics,
+        "history": history,
+        "files": files,
+    }
 
 
 def reevaluate(out: Path, data: Path, seed: int = 13, history: list | None = None) -> dict:
     """Recompute a model directory's held-out test metrics (same split as training) and
     rewrite its metrics.json, plots and card metrics, e.g. after a metric definition changed."""
-    from medai.core import registry
-    from medai.core.registry import read_card
+    from medai.core import model_dir
+    from medai.core.model_dir import read_card
 
-    predictor = registry.load(out)
+    predictor = model_dir.load(out)
     ds = load_dataset(data, predictor.cfg.task)
     _, _, te = patient_split(ds, seed=seed, groups=split_groups(ds))
     metrics, targets, probs = score(predictor, _subset(ds, te))
@@ -299,8 +390,13 @@ def reevaluate(out: Path, data: Path, seed: int = 13, history: list | None = Non
     return metrics
 
 
-def quantize_checked(predictor: ImagingPredictor, data: Path, max_auroc_drop: float = 0.005,
-                     calibration_images: int = 128, seed: int = 0) -> dict:
+def quantize_checked(
+    predictor: ImagingPredictor,
+    data: Path,
+    max_auroc_drop: float = 0.005,
+    calibration_images: int = 128,
+    seed: int = 0,
+) -> dict:
     """Static int8 ONNX model, calibrated on part of the images of ``data`` (at most half) and
     kept next to the fp32 one only if its macro AUROC on the *other* images is no more than
     ``max_auroc_drop`` below fp32's on those same images (never judged on what it was
@@ -310,7 +406,7 @@ def quantize_checked(predictor: ImagingPredictor, data: Path, max_auroc_drop: fl
     import torch
 
     from medai.imaging.export import INT8_FILE, ONNX_FILE, OnnxModel, quantize_int8
-    from medai.imaging.models import to_tensor
+    from medai.imaging.networks import to_tensor
 
     directory = predictor.directory
     ds = load_dataset(data, predictor.cfg.task)
@@ -318,8 +414,9 @@ def quantize_checked(predictor: ImagingPredictor, data: Path, max_auroc_drop: fl
     if not pixels:
         raise ValueError(f"{data}: no readable images to calibrate on")
     if len(pixels) < 4:
-        raise ValueError(f"{data}: at least 4 readable images are needed (half calibrate, half "
-                         "judge)")
+        raise ValueError(
+            f"{data}: at least 4 readable images are needed (half calibrate, half judge)"
+        )
     perm = np.random.default_rng(seed).permutation(len(pixels))
     n_cal = max(1, min(calibration_images, len(pixels) // 2))
     order, judge = perm[:n_cal], np.sort(perm[n_cal:])
@@ -334,16 +431,26 @@ def quantize_checked(predictor: ImagingPredictor, data: Path, max_auroc_drop: fl
     q.model = OnnxModel(out)
     p32, p8 = fp32.predict_proba_pixels(pixels), q.predict_proba_pixels(pixels)
     thr = np.array([predictor.thresholds[lab] for lab in predictor.labels])
-    a32, a8 = (evaluate_arrays(ds.task, predictor.labels, targets, p, predictor.thresholds,
-                               n_boot=0)["macro_auroc"] for p in (p32, p8))
+    a32, a8 = (
+        evaluate_arrays(ds.task, predictor.labels, targets, p, predictor.thresholds, n_boot=0)[
+            "macro_auroc"
+        ]
+        for p in (p32, p8)
+    )
     accepted = a32 is not None and a8 is not None and a32 - a8 <= max_auroc_drop
     if not accepted:
         out.unlink()
-    from medai.core.registry import reseal
+    from medai.core.model_dir import reseal
 
     reseal(directory)
-    return {"path": str(out), "accepted": bool(accepted), "n": len(pixels),
-            "calibration_images": len(order), "judged_on": "images not used for calibration",
-            "macro_auroc_fp32": a32, "macro_auroc_int8": a8,
-            "max_abs_prob_diff": float(np.abs(p32 - p8).max()),
-            "positive_agreement": float(np.mean((p32 >= thr) == (p8 >= thr)))}
+    return {
+        "path": str(out),
+        "accepted": bool(accepted),
+        "n": len(pixels),
+        "calibration_images": len(order),
+        "judged_on": "images not used for calibration",
+        "macro_auroc_fp32": a32,
+        "macro_auroc_int8": a8,
+        "max_abs_prob_diff": float(np.abs(p32 - p8).max()),
+        "positive_agreement": float(np.mean((p32 >= thr) == (p8 >= thr))),
+    }

@@ -13,20 +13,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medai.core.registry import ModelCard, model_identity
+from medai.core.model_dir import ModelCard, model_identity
 from medai.imaging.decision import Decision, decide
 from medai.imaging.gate import FeatureGate
 from medai.imaging.io import LoadedImage, Refusal, check_modality, load_image
 from medai.imaging.labels import space
-from medai.imaging.models import to_tensor
+from medai.imaging.networks import to_tensor
 from medai.imaging.operating import load_policy
 from medai.imaging.results import Finding, ImageInfo, ImagingResult
 from medai.imaging.train import ImagingTrainConfig, load_model
 
 
 class ImagingPredictor:
-    def __init__(self, model, cfg: ImagingTrainConfig, card: ModelCard,
-                 directory: Path | None = None) -> None:
+    def __init__(
+        self, model, cfg: ImagingTrainConfig, card: ModelCard, directory: Path | None = None
+    ) -> None:
         self.model, self.cfg, self.card, self.directory = model, cfg, card, directory
         self.torch_model = model  # kept when ``model`` is swapped for an ONNX Runtime one
         self.gate = FeatureGate.load(directory) if directory else None
@@ -36,9 +37,12 @@ class ImagingPredictor:
             if dim != self.gate.mean.shape[0]:
                 import warnings
 
-                warnings.warn(f"{directory}: gate.npz was fitted on other features "
-                              f"({self.gate.mean.shape[0]} vs {dim}); it is ignored — refit it "
-                              "with `medai imaging fit-gate`", stacklevel=2)
+                warnings.warn(
+                    f"{directory}: gate.npz was fitted on other features "
+                    f"({self.gate.mean.shape[0]} vs {dim}); it is ignored — refit it "
+                    "with `medai imaging fit-gate`",
+                    stacklevel=2,
+                )
                 self.gate = None
         self.labels = list(cfg.labels)
         self.multilabel = space(cfg.task).multilabel
@@ -57,18 +61,21 @@ class ImagingPredictor:
     def logits_and_features(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             logits, feats = self.model.logits_and_features(batch)
-            if feats is None or (self.gate is not None
-                                 and feats.shape[1] != self.gate.mean.shape[0]):
+            if feats is None or (
+                self.gate is not None and feats.shape[1] != self.gate.mean.shape[0]
+            ):
                 # an ONNX file exported before the gate (or with other features)
                 feats = self.torch_model.logits_and_features(batch)[1]
         return logits.float().cpu().numpy(), feats.float().cpu().numpy()
 
-    def proba_and_features(self, images: Sequence[np.ndarray], batch_size: int = 32
-                           ) -> tuple[np.ndarray, np.ndarray]:
+    def proba_and_features(
+        self, images: Sequence[np.ndarray], batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
         probs, feats = [], []
         for i in range(0, len(images), batch_size):
-            batch = torch.stack([to_tensor(p, self.cfg.image_size)
-                                 for p in images[i : i + batch_size]])
+            batch = torch.stack(
+                [to_tensor(p, self.cfg.image_size) for p in images[i : i + batch_size]]
+            )
             logits, f = self.logits_and_features(batch)
             probs.append(self._activate(logits))
             feats.append(f)
@@ -76,12 +83,14 @@ class ImagingPredictor:
             return np.zeros((0, len(self.labels))), np.zeros((0, 0))
         return np.concatenate(probs), np.concatenate(feats)
 
-    def predict_proba_pixels(self, images: Sequence[np.ndarray], batch_size: int = 32
-                             ) -> np.ndarray:
+    def predict_proba_pixels(
+        self, images: Sequence[np.ndarray], batch_size: int = 32
+    ) -> np.ndarray:
         return self.proba_and_features(images, batch_size)[0]
 
-    def refusal_reason(self, image: LoadedImage, features: np.ndarray | None = None
-                       ) -> Refusal | None:
+    def refusal_reason(
+        self, image: LoadedImage, features: np.ndarray | None = None
+    ) -> Refusal | None:
         """Why this image must not get findings from this model, or None.
 
         Rules first (colour photo, DICOM of another modality), then the learned gate."""
@@ -93,12 +102,13 @@ class ImagingPredictor:
         distance = float(self.gate.distance(features)[0])
         if distance > self.gate.threshold:
             expected = space(self.cfg.task).modality
-            return Refusal("out_of_distribution",
-                           f"this image does not look like the {expected} images this model "
-                           f"was trained on (distance {distance:.1f} > "
-                           f"{self.gate.threshold:.1f}); is it another modality or body part?",
-                           {"distance": round(distance, 2),
-                            "limit": round(float(self.gate.threshold), 2)})
+            return Refusal(
+                "out_of_distribution",
+                f"this image does not look like the {expected} images this model "
+                f"was trained on (distance {distance:.1f} > "
+                f"{self.gate.threshold:.1f}); is it another modality or body part?",
+                {"distance": round(distance, 2), "limit": round(float(self.gate.threshold), 2)},
+            )
         return None
 
     def predict(self, source: str | Path | bytes | LoadedImage) -> ImagingResult:
@@ -112,9 +122,17 @@ class ImagingPredictor:
         decision = self.decide(probs[0])
         findings = [Finding(**row.model_dump()) for row in decision.labels]
         embedding = [float(f"{v:.6g}") for v in self.embedding(feats)[0]]
-        return ImagingResult(status="ai_suggestion", task=self.cfg.task, refused=False,
-                             findings=findings, primary=decision.primary, decision=decision,
-                             model=self.identity, image=image_info(image), embedding=embedding)
+        return ImagingResult(
+            status="ai_suggestion",
+            task=self.cfg.task,
+            refused=False,
+            findings=findings,
+            primary=decision.primary,
+            decision=decision,
+            model=self.identity,
+            image=image_info(image),
+            embedding=embedding,
+        )
 
     def embedding(self, feats: np.ndarray, n: int = 8) -> np.ndarray:
         """A small embedding of the penultimate features for drift monitoring: the gate's
@@ -128,52 +146,71 @@ class ImagingPredictor:
 
     def decide(self, probs: np.ndarray) -> Decision:
         """The task's one decision for a row of probabilities (``imaging.decision``)."""
-        return decide(space(self.cfg.task),
-                      dict(zip(self.labels, map(float, probs), strict=True)), self.policy)
+        return decide(
+            space(self.cfg.task),
+            dict(zip(self.labels, map(float, probs), strict=True)),
+            self.policy,
+        )
 
     def _refusal(self, reason: Refusal, image: LoadedImage) -> ImagingResult:
-        return ImagingResult(status="refused", task=self.cfg.task, refused=True,
-                             reason=reason.message, reason_code=reason.code,
-                             reason_params=reason.params, model=self.identity,
-                             image=image_info(image))
+        return ImagingResult(
+            status="refused",
+            task=self.cfg.task,
+            refused=True,
+            reason=reason.message,
+            reason_code=reason.code,
+            reason_params=reason.params,
+            model=self.identity,
+            image=image_info(image),
+        )
 
 
 def image_info(image: LoadedImage) -> ImageInfo:
     h, w = image.pixels.shape
     meta = image.metadata
-    return ImageInfo(format=image.source_format, width=int(w), height=int(h),
-                     original_width=meta.get("width"), original_height=meta.get("height"),
-                     frames=int(meta.get("frames", 1) or 1),
-                     modality=meta.get("modality") or None,
-                     view_position=meta.get("view_position") or None)
+    return ImageInfo(
+        format=image.source_format,
+        width=int(w),
+        height=int(h),
+        original_width=meta.get("width"),
+        original_height=meta.get("height"),
+        frames=int(meta.get("frames", 1) or 1),
+        modality=meta.get("modality") or None,
+        view_position=meta.get("view_position") or None,
+    )
 
 
 RUNTIMES = ("auto", "onnx", "torch")
 
 
-def load_predictor(directory: Path, card: ModelCard, runtime: str = "auto",
-                   threads: int | None = None) -> ImagingPredictor:
+def load_predictor(
+    directory: Path, card: ModelCard, runtime: str = "auto", threads: int | None = None
+) -> ImagingPredictor:
     """Registry hook for ``cxr`` / ``mri`` model directories.
 
     ``runtime``: ``auto`` serves the directory's ``model.onnx`` with ONNX Runtime when it was
     exported from these very weights (else eager PyTorch), ``onnx`` requires it, ``torch``
     never uses it. Loading never writes into the model directory (export is a command)."""
-    from medai.core.registry import ModelLoadError
+    from medai.core.model_dir import ModelLoadError
     from medai.imaging.export import ONNX_FILE, OnnxModel, onnx_is_current
 
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
     model, cfg = load_model(directory)
     if list(cfg.labels) != list(card.labels):  # two copies must never silently disagree
-        raise ModelLoadError(f"{directory}: imaging_config.json and the model card list "
-                             f"different labels ({cfg.labels} vs {card.labels})")
+        raise ModelLoadError(
+            f"{directory}: imaging_config.json and the model card list "
+            f"different labels ({cfg.labels} vs {card.labels})"
+        )
     predictor = ImagingPredictor(model, cfg, card, directory)
     if runtime != "torch":
         current = onnx_is_current(directory)
         if current:
             predictor.model = OnnxModel(directory / ONNX_FILE, threads=threads)
         elif runtime == "onnx":
-            raise ModelLoadError(f"{directory}: no {ONNX_FILE} exported from these weights; "
-                                 f"create it with `medai imaging export --model {directory}`")
+            raise ModelLoadError(
+                f"{directory}: no {ONNX_FILE} exported from these weights; "
+                f"create it with `medai imaging export --model {directory}`"
+            )
     predictor.runtime = "onnx" if predictor.model is not model else "torch"
     return predictor

@@ -19,11 +19,17 @@ class Finding(BaseModel):
 
     label: str
     probability: float = Field(..., ge=0.0, le=1.0)
-    threshold: float = Field(..., description="the label's operating point (operating_points."
-                                              "json; for one-class tasks the minimum confidence)")
+    threshold: float = Field(
+        ...,
+        description="the label's operating point (operating_points."
+        "json; for one-class tasks the minimum confidence)",
+    )
     positive: bool = Field(..., description="decided present (state == 'present')")
-    state: LabelState = Field("absent", description="present, absent or indeterminate: the "
-                              "one state every view reads (`basis` says why)")
+    state: LabelState = Field(
+        "absent",
+        description="present, absent or indeterminate: the "
+        "one state every view reads (`basis` says why)",
+    )
     basis: Basis = "above_threshold"
     implied_by: str | None = None
     fragile: bool = Field(False, description="operating point chosen on few validation images")
@@ -54,9 +60,14 @@ class ImagingResult(AIResult):
     decision: Decision | None = None
     image: ImageInfo | None = None
     disclaimer: str = DISCLAIMER
-    embedding: list[float] | None = Field(None, exclude=True, description=(
-        "the image's penultimate features on the gate's first principal axes, whitened: kept "
-        "by monitoring for embedding drift, never stored with or sent in the result"))
+    embedding: list[float] | None = Field(
+        None,
+        exclude=True,
+        description=(
+            "the image's penultimate features on the gate's first principal axes, whitened: kept "
+            "by monitoring for embedding drift, never stored with or sent in the result"
+        ),
+    )
 
 
 class HeatmapResult(AIResult):

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medai.core.training import default_workers
+from medai.core.trainer import default_workers
 from medai.imaging.datasets import ImageDataset, RecordTable
 from medai.imaging.io import ImageInputError, load_image
 from medai.imaging.labels import space
-from medai.imaging.models import IMAGE_SIZE, ImagingNet, to_tensor
+from medai.imaging.networks import IMAGE_SIZE, ImagingNet, to_tensor
 
 WEIGHTS_FILE = "model.safetensors"
 LEGACY_WEIGHTS_FILE = "model.pt"
@@ -67,10 +67,24 @@ class ImagingTrainConfig:
 # translation as a fraction of the side), gamma contrast, and for ``strong`` Gaussian noise and
 # blur, which mimic the exposure and resolution spread of films from other hospitals.
 AUGMENTATIONS: dict[str, dict[str, float]] = {
-    "standard": {"rotate": 0.12, "scale": 0.1, "translate": 0.06, "gamma_low": 0.8,
-                 "gamma_high": 1.25, "noise_std": 0.0, "blur_prob": 0.0},
-    "strong": {"rotate": 0.25, "scale": 0.2, "translate": 0.1, "gamma_low": 0.6,
-               "gamma_high": 1.6, "noise_std": 0.03, "blur_prob": 0.3},
+    "standard": {
+        "rotate": 0.12,
+        "scale": 0.1,
+        "translate": 0.06,
+        "gamma_low": 0.8,
+        "gamma_high": 1.25,
+        "noise_std": 0.0,
+        "blur_prob": 0.0,
+    },
+    "strong": {
+        "rotate": 0.25,
+        "scale": 0.2,
+        "translate": 0.1,
+        "gamma_low": 0.6,
+        "gamma_high": 1.6,
+        "noise_std": 0.03,
+        "blur_prob": 0.3,
+    },
 }
 
 
@@ -95,9 +109,16 @@ class StreamedImages(Dataset):
     and counts it, so one bad file costs one image, not the run. The training loop calls
     ``set_epoch`` before each epoch's iterator starts, so its fresh workers see it."""
 
-    def __init__(self, records: RecordTable, label_idx: list[int], size: int,
-                 augment: bool, flip: bool, seed: int = 0, strength: str = "standard"
-                 ) -> None:
+    def __init__(
+        self,
+        records: RecordTable,
+        label_idx: list[int],
+        size: int,
+        augment: bool,
+        flip: bool,
+        seed: int = 0,
+        strength: str = "standard",
+    ) -> None:
         self.records, self.size, self.seed = records, size, int(seed)
         self.targets = np.ascontiguousarray(records.targets[:, label_idx], dtype=np.float32)
         self.augment, self.flip, self.epoch = augment, flip, 0
@@ -115,15 +136,24 @@ class StreamedImages(Dataset):
             )
 
             a = augmentation(strength)
-            steps = [RandAffine(prob=0.8, rotate_range=a["rotate"], scale_range=a["scale"],
-                                translate_range=(a["translate"] * size, a["translate"] * size),
-                                padding_mode="zeros"),
-                     RandAdjustContrast(prob=0.5, gamma=(a["gamma_low"], a["gamma_high"]))]
+            steps = [
+                RandAffine(
+                    prob=0.8,
+                    rotate_range=a["rotate"],
+                    scale_range=a["scale"],
+                    translate_range=(a["translate"] * size, a["translate"] * size),
+                    padding_mode="zeros",
+                ),
+                RandAdjustContrast(prob=0.5, gamma=(a["gamma_low"], a["gamma_high"])),
+            ]
             if a["noise_std"]:
                 steps.append(RandGaussianNoise(prob=0.5, std=a["noise_std"]))
             if a["blur_prob"]:
-                steps.append(RandGaussianSmooth(prob=a["blur_prob"], sigma_x=(0.25, 1.0),
-                                                sigma_y=(0.25, 1.0)))
+                steps.append(
+                    RandGaussianSmooth(
+                        prob=a["blur_prob"], sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0)
+                    )
+                )
             if flip:
                 steps.append(RandFlip(prob=0.5, spatial_axis=1))
             self._aug = Compose(steps)
@@ -147,8 +177,11 @@ class StreamedImages(Dataset):
             for t in self._random:
                 t.set_random_state(state=state)
             y = self._aug(x)
-            x = (y.as_tensor() if hasattr(y, "as_tensor") else torch.as_tensor(y)
-                 ).float().clamp(0, 1)
+            x = (
+                (y.as_tensor() if hasattr(y, "as_tensor") else torch.as_tensor(y))
+                .float()
+                .clamp(0, 1)
+            )
         return x, torch.from_numpy(self.targets[i].copy())
 
 
@@ -172,24 +205,32 @@ class SkipUnreadable:
         kept = [item for item in items if item is not None]
         skipped = len(items) - len(kept)
         if not kept:
-            return ImageBatch(torch.zeros(2, 1, self.size, self.size),
-                              torch.full((2, self.n_labels), float("nan")), skipped, 0)
-        return ImageBatch(torch.stack([x for x, _ in kept]), torch.stack([t for _, t in kept]),
-                          skipped, len(kept))
+            return ImageBatch(
+                torch.zeros(2, 1, self.size, self.size),
+                torch.full((2, self.n_labels), float("nan")),
+                skipped,
+                0,
+            )
+        return ImageBatch(
+            torch.stack([x for x, _ in kept]), torch.stack([t for _, t in kept]), skipped, len(kept)
+        )
 
 
-def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_bce(
+    logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of BCE over annotated entries and how many there were (for a true mean)."""
     mask = ~torch.isnan(targets)
     safe = torch.nan_to_num(targets, nan=0.0)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits.float(), safe, pos_weight=pos_weight, reduction="none")
+        logits.float(), safe, pos_weight=pos_weight, reduction="none"
+    )
     return (loss * mask).sum(), mask.sum()
 
 
-def class_weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def class_weighted_ce(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of class-weighted CE and the weight total; a row of ``nan`` targets (a blank
     stand-in for an unreadable batch) counts for nothing."""
     valid = ~torch.isnan(targets).any(dim=1)
@@ -203,10 +244,11 @@ def _loss_weights(targets: np.ndarray, multilabel: bool) -> torch.Tensor:
         pos = np.nansum(targets == 1, axis=0)
         neg = np.nansum(targets == 0, axis=0)
         return torch.tensor(np.clip(neg / np.maximum(pos, 1), 1.0, 50.0), dtype=torch.float32)
-    from medai.core.training import balanced_class_weights
+    from medai.core.trainer import balanced_class_weights
 
-    return torch.tensor(balanced_class_weights(targets.argmax(1), targets.shape[1]),
-                        dtype=torch.float32)
+    return torch.tensor(
+        balanced_class_weights(targets.argmax(1), targets.shape[1]), dtype=torch.float32
+    )
 
 
 class ImagingAdapter:
@@ -250,9 +292,12 @@ class ImagingAdapter:
     def loader_options(self) -> dict:
         """DataLoader settings shared by the training and validation loaders."""
         workers = max(0, int(self.cfg.num_workers))
-        options = {"num_workers": workers, "pin_memory": torch.cuda.is_available(),
-                   "persistent_workers": False,  # fresh workers each epoch see set_epoch
-                   "collate_fn": SkipUnreadable(self.cfg.image_size, len(self.label_idx))}
+        options = {
+            "num_workers": workers,
+            "pin_memory": torch.cuda.is_available(),
+            "persistent_workers": False,  # fresh workers each epoch see set_epoch
+            "collate_fn": SkipUnreadable(self.cfg.image_size, len(self.label_idx)),
+        }
         if workers:
             options["prefetch_factor"] = 2
         return options
@@ -263,26 +308,37 @@ class ImagingAdapter:
 
     def optimizer(self, model: ImagingNet):
         head, cfg = model.head_names(), self.cfg
-        groups = [{"params": [p for n, p in model.named_parameters() if n.startswith(head)],
-                   "lr": cfg.learning_rate},
-                  {"params": [p for n, p in model.named_parameters()
-                              if not n.startswith(head)],
-                   "lr": cfg.learning_rate * cfg.backbone_lr_scale}]
-        return torch.optim.AdamW([g for g in groups if g["params"]],
-                                 weight_decay=cfg.weight_decay)
+        groups = [
+            {
+                "params": [p for n, p in model.named_parameters() if n.startswith(head)],
+                "lr": cfg.learning_rate,
+            },
+            {
+                "params": [p for n, p in model.named_parameters() if not n.startswith(head)],
+                "lr": cfg.learning_rate * cfg.backbone_lr_scale,
+            },
+        ]
+        return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
 
     def loaders(self) -> tuple[DataLoader, DataLoader]:
         cfg = self.cfg
-        train_ds = StreamedImages(self.train.records, self.label_idx, cfg.image_size,
-                                  cfg.augment, cfg.task != "cxr", seed=cfg.seed,
-                                  strength=cfg.augmentation)
+        train_ds = StreamedImages(
+            self.train.records,
+            self.label_idx,
+            cfg.image_size,
+            cfg.augment,
+            cfg.task != "cxr",
+            seed=cfg.seed,
+            strength=cfg.augmentation,
+        )
         val_ds = StreamedImages(self.val.records, self.label_idx, cfg.image_size, False, False)
         # no generator of our own: the loop's seedable sampler orders each epoch by
         # (seed, epoch), and the loop tells the dataset the epoch (its augmentation), which a
         # resumed run repeats
-        return (DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
-                           **self.loader_options()),
-                DataLoader(val_ds, batch_size=cfg.batch_size * 2, **self.loader_options()))
+        return (
+            DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, **self.loader_options()),
+            DataLoader(val_ds, batch_size=cfg.batch_size * 2, **self.loader_options()),
+        )
 
     def loss(self, model, batch: ImageBatch):
         x, t, skipped, _ = batch
@@ -290,14 +346,24 @@ class ImagingAdapter:
         return self.criterion(model(self.inputs(x)), t, self.weights_on(x.device))
 
     def validate(self, model, loader, acc) -> dict:
-        val_loss, auroc, skipped = _evaluate(model, loader, self.criterion,
-                                             self.weights_on(acc.device), acc,
-                                             self.space.multilabel, self.inputs)
-        counts = acc.reduce(torch.tensor([self.unreadable, skipped], dtype=torch.int64,
-                                         device=acc.device), "sum")
+        val_loss, auroc, skipped = _evaluate(
+            model,
+            loader,
+            self.criterion,
+            self.weights_on(acc.device),
+            acc,
+            self.space.multilabel,
+            self.inputs,
+        )
+        counts = acc.reduce(
+            torch.tensor([self.unreadable, skipped], dtype=torch.int64, device=acc.device), "sum"
+        )
         self.unreadable = 0
-        return {"val_loss": val_loss, "val_macro_auroc": auroc,
-                "unreadable_images": int(counts.sum())}
+        return {
+            "val_loss": val_loss,
+            "val_macro_auroc": auroc,
+            "unreadable_images": int(counts.sum()),
+        }
 
     def on_epoch(self, model: ImagingNet, epoch: int) -> dict:
         """Linear probe first (head only), then the chosen part learns."""
@@ -313,30 +379,49 @@ class ImagingAdapter:
     def load_best(self, directory: Path) -> ImagingNet:
         from safetensors.torch import load_model as load_safetensors
 
-        best = ImagingNet(self.cfg.backbone, len(self.cfg.labels), pretrained=False,
-                          config_only=True)
+        best = ImagingNet(
+            self.cfg.backbone, len(self.cfg.labels), pretrained=False, config_only=True
+        )
         load_safetensors(best, str(directory / WEIGHTS_FILE))
         return best.eval()
 
 
-def train_model(cfg: ImagingTrainConfig, train: ImageDataset, val: ImageDataset,
-                work_dir: Path, resume: bool = False,
-                cancel=None, progress=None) -> tuple[ImagingNet, list[dict]]:
+def train_model(
+    cfg: ImagingTrainConfig,
+    train: ImageDataset,
+    val: ImageDataset,
+    work_dir: Path,
+    resume: bool = False,
+    cancel=None,
+    progress=None,
+) -> tuple[ImagingNet, list[dict]]:
     """Fit and return the model with its best weights and the per-epoch history."""
     from medai.core.trainer import LoopConfig, fit
 
     adapter = ImagingAdapter(cfg, train, val)
-    loop = LoopConfig(epochs=cfg.epochs, patience=cfg.patience, seed=cfg.seed, resume=resume,
-                      mixed_precision=cfg.mixed_precision, schedule="cosine",
-                      clip_grad_norm=1.0, grad_accum=1,
-                      find_unused_parameters=cfg.trainable != "all" or cfg.probe_epochs > 0)
-    return fit(adapter, loop, work_dir, cancel=cancel, on_epoch=adapter.on_epoch,
-               progress=progress)
+    loop = LoopConfig(
+        epochs=cfg.epochs,
+        patience=cfg.patience,
+        seed=cfg.seed,
+        resume=resume,
+        mixed_precision=cfg.mixed_precision,
+        schedule="cosine",
+        clip_grad_norm=1.0,
+        grad_accum=1,
+        find_unused_parameters=cfg.trainable != "all" or cfg.probe_epochs > 0,
+    )
+    return fit(adapter, loop, work_dir, cancel=cancel, on_epoch=adapter.on_epoch, progress=progress)
 
 
-def _evaluate(model, loader, criterion, weights, acc, multilabel: bool,
-              inputs: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
-              ) -> tuple[float, float | None, int]:
+def _evaluate(
+    model,
+    loader,
+    criterion,
+    weights,
+    acc,
+    multilabel: bool,
+    inputs: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+) -> tuple[float, float | None, int]:
     """Validation loss (the early-stopping signal), macro AUROC (for the curves) and how many
     images could not be read."""
     from sklearn.metrics import roc_auc_score
@@ -362,8 +447,11 @@ def _evaluate(model, loader, criterion, weights, acc, multilabel: bool,
         mask = ~np.isnan(gold[:, j])
         if len(np.unique(gold[mask, j])) == 2:
             aucs.append(roc_auc_score(gold[mask, j], scores[mask, j]))
-    return (float(total[0] / total[1].clamp(min=1)), float(np.mean(aucs)) if aucs else None,
-            skipped)
+    return (
+        float(total[0] / total[1].clamp(min=1)),
+        float(np.mean(aucs)) if aucs else None,
+        skipped,
+    )
 
 
 def save_model(model: ImagingNet, cfg: ImagingTrainConfig, directory: Path) -> None:
@@ -394,6 +482,7 @@ def load_model(directory: Path) -> tuple[ImagingNet, ImagingTrainConfig]:
 
         load_safetensors(model, str(directory / WEIGHTS_FILE))
     else:  # directories saved before safetensors
-        model.load_state_dict(torch.load(directory / LEGACY_WEIGHTS_FILE, map_location="cpu",
-                                         weights_only=True))
+        model.load_state_dict(
+            torch.load(directory / LEGACY_WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        )
     return model.eval(), cfg

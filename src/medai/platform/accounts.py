@@ -176,8 +176,10 @@ def check_role(role: str) -> str:
 
 def check_username(username: str) -> str:
     username = username.strip()
-    if not (1 <= len(username) <= 64) or not username.replace("_", "").replace(
-            ".", "").replace("-", "").isalnum():
+    if (
+        not (1 <= len(username) <= 64)
+        or not username.replace("_", "").replace(".", "").replace("-", "").isalnum()
+    ):
         raise AccountError("username: 1–64 letters, digits, '.', '_' or '-'")
     return username
 
@@ -224,8 +226,9 @@ def _set_code(user: User, now: datetime, hours: float) -> str:
     return code
 
 
-def invite(db: Session, username: str, role: str, now: datetime,
-           hours: float = ENROL_HOURS) -> tuple[User, str]:
+def invite(
+    db: Session, username: str, role: str, now: datetime, hours: float = ENROL_HOURS
+) -> tuple[User, str]:
     """A new account without a password and its one-time enrolment code (returned once)."""
     user = _new_user(db, username, role)
     code = _set_code(user, now, hours)
@@ -244,13 +247,16 @@ def get_user(db: Session, username: str) -> User:
 def _person(user: User) -> User:
     """``user``, unless it is one of medai's own accounts (``InternalAccount``)."""
     if user.username in INTERNAL:
-        raise InternalAccount(f"{user.username!r} is medai's own account for studies from the "
-                              "DICOM node; nobody signs in as it")
+        raise InternalAccount(
+            f"{user.username!r} is medai's own account for studies from the "
+            "DICOM node; nobody signs in as it"
+        )
     return user
 
 
-def reset(db: Session, username: str, now: datetime,
-          hours: float = ENROL_HOURS) -> tuple[User, str]:
+def reset(
+    db: Session, username: str, now: datetime, hours: float = ENROL_HOURS
+) -> tuple[User, str]:
     """Forget the password, end every session and token, issue a new enrolment code."""
     user = _person(get_user(db, username))
     code = _set_code(user, now, hours)
@@ -267,12 +273,16 @@ def enrol(db: Session, code: str, password: str, now: datetime) -> User:
     from medai.platform.kiosks import normalise_code
 
     code = normalise_code(code)
-    user = db.scalar(select(User).where(User.enrol_code_hash == digest(code))) if code \
-        else None
-    if (user is None or not user.active or user.enrol_expires_at is None
-            or user.enrol_expires_at <= now):
-        raise EnrolmentRefused("enrolment code unknown, used or expired; ask an "
-                               "administrator for a new one")
+    user = db.scalar(select(User).where(User.enrol_code_hash == digest(code))) if code else None
+    if (
+        user is None
+        or not user.active
+        or user.enrol_expires_at is None
+        or user.enrol_expires_at <= now
+    ):
+        raise EnrolmentRefused(
+            "enrolment code unknown, used or expired; ask an administrator for a new one"
+        )
     set_password(user, password)
     return user
 
@@ -284,8 +294,10 @@ def change_role(db: Session, username: str, role: str) -> tuple[User, str]:
     user = _person(get_user(db, username))
     before = user.role
     if (before in ADMIN) != (role in ADMIN):
-        raise RoleConflict(f"an administrator account cannot hold a clinical or patient role, "
-                           f"nor the reverse ({before} -> {role}); create a separate account")
+        raise RoleConflict(
+            f"an administrator account cannot hold a clinical or patient role, "
+            f"nor the reverse ({before} -> {role}); create a separate account"
+        )
     if role != before:  # a new role's patient data needs a new approval (platform.approval)
         user.approved_at = user.approved_by = None
         user.history_since = utcnow()  # and the old role's own history stays behind
@@ -293,22 +305,48 @@ def change_role(db: Session, username: str, role: str) -> tuple[User, str]:
     return user, before
 
 
-def record_grant(db: Session, actor: audit.Actor, user: User, op: str, before: str | None,
-                 role: str, outcome: str = "ok") -> None:
+def record_grant(
+    db: Session,
+    actor: audit.Actor,
+    user: User,
+    op: str,
+    before: str | None,
+    role: str,
+    outcome: str = "ok",
+) -> None:
     """An audit event of action ``role``: ``grant`` (a new account) or ``change``."""
-    audit.record(db, actor, "role", "user", user.id, outcome=outcome, op=op,
-                 username=user.username, role=role, before=before)
+    audit.record(
+        db,
+        actor,
+        "role",
+        "user",
+        user.id,
+        outcome=outcome,
+        op=op,
+        username=user.username,
+        role=role,
+        before=before,
+    )
 
 
 def role_grants(db: Session, limit: int = 100, offset: int = 0) -> tuple[list[dict], int]:
     """Role grants, changes and refused changes, and approvals for patient data and refused
     approvals (``op`` "approve"), from the audit log, oldest first."""
     rows, total = audit.query(db, action=("role", "approve"), limit=limit, offset=offset)
-    return [{"at": e.at.isoformat() + "Z", "by": e.actor, "by_role": e.role,
-             "user_id": e.target_id, "username": (e.detail or {}).get("username"),
-             "op": (e.detail or {}).get("op", ""), "role": (e.detail or {}).get("role"),
-             "before": (e.detail or {}).get("before"), "outcome": e.outcome}
-            for e in rows], total
+    return [
+        {
+            "at": e.at.isoformat() + "Z",
+            "by": e.actor,
+            "by_role": e.role,
+            "user_id": e.target_id,
+            "username": (e.detail or {}).get("username"),
+            "op": (e.detail or {}).get("op", ""),
+            "role": (e.detail or {}).get("role"),
+            "before": (e.detail or {}).get("before"),
+            "outcome": e.outcome,
+        }
+        for e in rows
+    ], total
 
 
 def enrolled(user: User) -> bool:
@@ -322,8 +360,9 @@ def pending(user: User, now: datetime) -> datetime | None:
 
 
 def revoke_all(db: Session, user: User) -> None:
-    for tok in db.scalars(select(Token).where(Token.user_id == user.id,
-                                              Token.revoked_at.is_(None))):
+    for tok in db.scalars(
+        select(Token).where(Token.user_id == user.id, Token.revoked_at.is_(None))
+    ):
         tok.revoked_at = utcnow()
 
 
@@ -343,12 +382,18 @@ def _check_not_last_admin(db: Session, user: User) -> None:
     admins disabling each other at once cannot both succeed."""
     if not _is_working_admin(user):
         return
-    admins = db.scalars(select(User).where(User.role.in_(sorted(ADMIN)), User.active.is_(True))
-                        .order_by(User.id).with_for_update()
-                        .execution_options(populate_existing=True)).all()
+    admins = db.scalars(
+        select(User)
+        .where(User.role.in_(sorted(ADMIN)), User.active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
     if not any(_is_working_admin(a) and a.id != user.id for a in admins):
-        raise LastAdmin(f"{user.username!r} is the last active administrator; enable or enrol "
-                        "another admin first")
+        raise LastAdmin(
+            f"{user.username!r} is the last active administrator; enable or enrol "
+            "another admin first"
+        )
 
 
 def set_active(db: Session, username: str, active: bool) -> User:
@@ -364,12 +409,19 @@ def set_active(db: Session, username: str, active: bool) -> User:
 
 
 def _failures(db: Session, key: str, since: datetime) -> int:
-    return db.scalar(select(func.count()).select_from(LoginFailure).where(
-        LoginFailure.key == key, LoginFailure.at >= since)) or 0
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(LoginFailure)
+            .where(LoginFailure.key == key, LoginFailure.at >= since)
+        )
+        or 0
+    )
 
 
-def take_slots(db: Session, limits: dict[str, int], window_s: float,
-               at: datetime | None = None) -> tuple[int, ...] | None:
+def take_slots(
+    db: Session, limits: dict[str, int], window_s: float, at: datetime | None = None
+) -> tuple[int, ...] | None:
     """Count one failure under each key of ``limits``, unless a key already holds its limit
     within the window: then nothing is counted and the answer is None. The keys are locked
     (in sorted order, so two takers never deadlock) before they are counted: concurrent
@@ -399,16 +451,16 @@ class Attempt:
     ids: tuple[int, ...]
 
 
-def take_attempt(db: Session, username: str, client: str, max_failures: int,
-                 window_s: float) -> Attempt:
+def take_attempt(
+    db: Session, username: str, client: str, max_failures: int, window_s: float
+) -> Attempt:
     """Count a sign-in attempt as failed, atomically with the throttle's check; raises
     ``Throttled`` after ``max_failures`` failures for the user name (or ten times as many
     from one client) within the window. Commit it before checking the password, so that a
     wrong password stays counted (``settle`` removes it when the password was right)."""
     keys = _throttle_keys(username, client)
     # a ward shares one address behind NAT: the per-client limit is ten times the per-user one
-    ids = take_slots(db, {keys[0]: max_failures, keys[1]: max_failures * CLIENT_FACTOR},
-                     window_s)
+    ids = take_slots(db, {keys[0]: max_failures, keys[1]: max_failures * CLIENT_FACTOR}, window_s)
     if ids is None:
         raise Throttled(int(window_s))
     return Attempt(keys[0], ids)
@@ -421,8 +473,9 @@ def settle(db: Session, attempt: Attempt) -> None:
     db.execute(delete(LoginFailure).where(LoginFailure.key == attempt.user_key))
 
 
-def authenticate(db: Session, username: str, password: str, client: str,
-                 max_failures: int, window_s: float) -> User:
+def authenticate(
+    db: Session, username: str, password: str, client: str, max_failures: int, window_s: float
+) -> User:
     """``take_attempt``, ``verify`` and ``settle`` in the caller's one transaction (a console
     or a test): an ``AuthFailed`` rolls the counted attempt back with it. The API takes the
     attempt in a transaction of its own first (``api.auth.login``)."""
@@ -470,8 +523,9 @@ def _throttle_keys(username: str, client: str) -> list[str]:
     return [f"user:{name_key(username)}", f"client:{client}"]
 
 
-def take_enrol_attempt(db: Session, client: str, max_failures: int,
-                       window_s: float) -> tuple[int, ...] | None:
+def take_enrol_attempt(
+    db: Session, client: str, max_failures: int, window_s: float
+) -> tuple[int, ...] | None:
     """Count an enrolment attempt as a wrong code, atomically with the per-client check
     (the per-client sign-in limit); None when throttled. ``give_back`` when the code was
     right."""
@@ -497,14 +551,28 @@ def new_signin() -> str:
     return secrets.token_hex(16)
 
 
-def issue(db: Session, user: User, kind: str, lifetime: timedelta,
-          name: str | None = None, signin: str | None = None) -> Issued:
+def issue(
+    db: Session,
+    user: User,
+    kind: str,
+    lifetime: timedelta,
+    name: str | None = None,
+    signin: str | None = None,
+) -> Issued:
     """A new session (with its CSRF secret) or bearer token; only hashes are stored."""
     raw = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24) if kind == "session" else None
-    db.add(Token(user_id=user.id, token_hash=digest(raw), kind=kind, name=name,
-                 csrf_hash=digest(csrf) if csrf else None, signin=signin,
-                 expires_at=utcnow() + lifetime))
+    db.add(
+        Token(
+            user_id=user.id,
+            token_hash=digest(raw),
+            kind=kind,
+            name=name,
+            csrf_hash=digest(csrf) if csrf else None,
+            signin=signin,
+            expires_at=utcnow() + lifetime,
+        )
+    )
     return Issued(raw, csrf, int(lifetime.total_seconds()))
 
 
@@ -521,8 +589,11 @@ def resolve(db: Session, raw: str, kind: str | None = None) -> tuple[User, Token
 
 
 def csrf_ok(tok: Token, presented: str | None) -> bool:
-    return bool(tok.csrf_hash and presented
-                and secrets.compare_digest(tok.csrf_hash, digest(presented[:256])))
+    return bool(
+        tok.csrf_hash
+        and presented
+        and secrets.compare_digest(tok.csrf_hash, digest(presented[:256]))
+    )
 
 
 def revoke(db: Session, tok: Token) -> None:
@@ -536,9 +607,11 @@ def sign_out(db: Session, tok: Token) -> int:
     ``POST /auth/tokens`` are not part of a sign-in and stay. Returns how many ended."""
     ended = [tok]
     if tok.signin is not None:
-        ended += db.scalars(select(Token).where(Token.signin == tok.signin,
-                                                Token.user_id == tok.user_id,
-                                                Token.id != tok.id)).all()
+        ended += db.scalars(
+            select(Token).where(
+                Token.signin == tok.signin, Token.user_id == tok.user_id, Token.id != tok.id
+            )
+        ).all()
     live = [t for t in ended if t.revoked_at is None]
     for t in live:
         revoke(db, t)

@@ -13,7 +13,7 @@ import time
 
 from sqlalchemy import select
 
-from medai.core.tasks import get as get_task
+from medai.core.task_registry import get as get_task
 from medai.platform import review, studies
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
@@ -30,23 +30,38 @@ WORKER = Actor(name="medai-worker")
 
 def _stored(p: Platform, study_id: int, kind: str, model_hash: str) -> AIResultRow | None:
     with p.db.session() as db:
-        return db.scalar(select(AIResultRow).where(
-            AIResultRow.study_id == study_id, AIResultRow.kind == kind,
-            AIResultRow.model_hash == model_hash))
+        return db.scalar(
+            select(AIResultRow).where(
+                AIResultRow.study_id == study_id,
+                AIResultRow.kind == kind,
+                AIResultRow.model_hash == model_hash,
+            )
+        )
 
 
-def save_result(p: Platform, study_id: int, kind: str, model, payload: dict,
-                heatmap: tuple[str, str] | None = None) -> AIResultRow:
+def save_result(
+    p: Platform,
+    study_id: int,
+    kind: str,
+    model,
+    payload: dict,
+    heatmap: tuple[str, str] | None = None,
+) -> AIResultRow:
     """Store one AI result naming its model (a twin delivery's stored row wins)."""
     from sqlalchemy.exc import IntegrityError
 
     try:
         with p.db.session() as db:
-            row = AIResultRow(study_id=study_id, kind=kind, model_name=model.name,
-                              model_version=model.version, model_hash=model.content_hash,
-                              payload=payload,
-                              heatmap_sha256=heatmap[0] if heatmap else None,
-                              heatmap_label=heatmap[1] if heatmap else None)
+            row = AIResultRow(
+                study_id=study_id,
+                kind=kind,
+                model_name=model.name,
+                model_version=model.version,
+                model_hash=model.content_hash,
+                payload=payload,
+                heatmap_sha256=heatmap[0] if heatmap else None,
+                heatmap_label=heatmap[1] if heatmap else None,
+            )
             db.add(row)
         return row
     except IntegrityError:  # a twin delivery stored it first
@@ -62,8 +77,12 @@ def analyse_study(p: Platform, study_id: int) -> str:
         if study.status not in ("received", "analysing"):
             return study.status  # done before (a repeated delivery)
         set_status(study, "analysing")
-        task, sha, question, lang = (study.task, study.file_sha256, study.clinical_question,
-                                     study.language)
+        task, sha, question, lang = (
+            study.task,
+            study.file_sha256,
+            study.clinical_question,
+            study.language,
+        )
         display = study.display_sha256
         meta = {"modality": study.modality, "source": study.source or "upload"}
     predictor = p.models.get(task)
@@ -81,33 +100,53 @@ def analyse_study(p: Platform, study_id: int) -> str:
                     row = _findings(p, study_id, predictor, image, meta)
         except imaging_service.ImageInputError as exc:
             if row is None:
-                return _refused(p, study_id, imaging_service.Refusal(
-                    exc.refusal_code, str(exc), exc.params), ref)
+                return _refused(
+                    p,
+                    study_id,
+                    imaging_service.Refusal(exc.refusal_code, str(exc), exc.params),
+                    ref,
+                )
         if isinstance(row, str):  # refused
             return row
     payload = row.payload
     if payload.get("refused"):  # stored by an earlier delivery of this job
-        return _refused(p, study_id, imaging_service.refusal_of(
-            imaging_service.ImagingResult.model_validate(payload)), ref, store=False)
+        return _refused(
+            p,
+            study_id,
+            imaging_service.refusal_of(imaging_service.ImagingResult.model_validate(payload)),
+            ref,
+            store=False,
+        )
     draft_row = _stored(p, study_id, "draft", ref.content_hash)
     if draft_row is None:
-        draft = shared_drafter(p.knowledge_dir).draft(source, payload, task=task, lang=lang,
-                                                      question=question, findings_model=ref)
+        draft = shared_drafter(p.knowledge_dir).draft(
+            source, payload, task=task, lang=lang, question=question, findings_model=ref
+        )
         draft_row = save_result(p, study_id, "draft", ref, draft.model_dump(mode="json"))
     urgent = urgent_labels(task, payload)
     with p.db.session() as db:
         study = db.get(Study, study_id)
         d = draft_row.payload
-        made = review.ai_draft(db, study, d["sections"], d["citations"], d["findings_used"],
-                               draft_row.id)
+        made = review.ai_draft(
+            db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
+        )
         for label, state in urgent:
-            studies.add_urgency(study, "ai_finding" if state == "present" else
-                                "ai_possible_finding", label)
+            studies.add_urgency(
+                study, "ai_finding" if state == "present" else "ai_possible_finding", label
+            )
         if study.status == "analysing":
             set_status(study, "ai_drafted")
         if made is not None:
-            record(db, WORKER, "predict", "study", study_id, model=ref.name,
-                   model_hash=ref.content_hash, positive=len(decided_positives(payload)))
+            record(
+                db,
+                WORKER,
+                "predict",
+                "study",
+                study_id,
+                model=ref.name,
+                model_hash=ref.content_hash,
+                positive=len(decided_positives(payload)),
+            )
             record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
             outbox.on_analysed(db, study, row.id, made)  # results out, in this transaction
         status = study.status
@@ -124,15 +163,24 @@ def _findings(p: Platform, study_id: int, predictor, image, meta: dict) -> AIRes
         result = imaging_service.analyse(predictor, image)
     except imaging_service.ImageRefused as exc:
         status = _refused(p, study_id, exc.refusal, ref)
-        monitoring.record(p, study_id, ref.task, ref.content_hash, {"refused": True},
-                          image, (time.perf_counter() - start) * 1000, meta)
+        monitoring.record(
+            p,
+            study_id,
+            ref.task,
+            ref.content_hash,
+            {"refused": True},
+            image,
+            (time.perf_counter() - start) * 1000,
+            meta,
+        )
         return status
     latency_ms = (time.perf_counter() - start) * 1000
     payload = result.model_dump(mode="json")
     heat, png = imaging_service.heatmap(predictor, image, _heatmap_label(result))
     row = save_result(p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label))
-    monitoring.record(p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta,
-                      result.embedding)
+    monitoring.record(
+        p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta, result.embedding
+    )
     return row
 
 
@@ -159,7 +207,8 @@ def stored_display(p: Platform, study_id: int) -> str | None:
             row = latest_result(db, study_id)
             if row is not None and (row.payload or {}).get("reason_code") == "unreadable":
                 raise imaging_service.ImageInputError(
-                    str(row.payload.get("reason") or "the image cannot be read"))
+                    str(row.payload.get("reason") or "the image cannot be read")
+                )
         return study.display_sha256
 
 
@@ -193,8 +242,11 @@ def urgent_labels(task: str, payload: dict) -> list[tuple[str, str]]:
     never hidden by the model's doubt)."""
     decision = imaging_service.decision_of(payload) or {}
     urgent = set(get_task(task).urgent)
-    return [(r["label"], r["state"]) for r in decision.get("labels") or []
-            if r["label"] in urgent and r["state"] in ("present", "indeterminate")]
+    return [
+        (r["label"], r["state"])
+        for r in decision.get("labels") or []
+        if r["label"] in urgent and r["state"] in ("present", "indeterminate")
+    ]
 
 
 def _heatmap_label(result) -> str | None:
@@ -212,20 +264,35 @@ def _heatmap_label(result) -> str | None:
     return max(result.findings, key=lambda f: f.probability).label if result.findings else None
 
 
-def _refused(p: Platform, study_id: int, refusal: imaging_service.Refusal, ref,
-             store: bool = True) -> str:
+def _refused(
+    p: Platform, study_id: int, refusal: imaging_service.Refusal, ref, store: bool = True
+) -> str:
     """A refusal is an AI result too: stored (with its code, for every view to translate) and
     naming the model that refused; the study can then be reported by hand."""
     if store:
         payload = imaging_service.ImagingResult(
-            status="refused", task=ref.task, refused=True, reason=refusal.message,
-            reason_code=refusal.code, reason_params=refusal.params, model=ref
+            status="refused",
+            task=ref.task,
+            refused=True,
+            reason=refusal.message,
+            reason_code=refusal.code,
+            reason_params=refusal.params,
+            model=ref,
         ).model_dump(mode="json")
         save_result(p, study_id, "imaging", ref, payload)
     with p.db.session() as db:
         study = db.get(Study, study_id)
         if study.status in ("received", "analysing"):
             set_status(study, "refused", refusal.message)
-            record(db, WORKER, "predict", "study", study_id, outcome="refused",
-                   model=ref.name, model_hash=ref.content_hash, reason=refusal.code)
+            record(
+                db,
+                WORKER,
+                "predict",
+                "study",
+                study_id,
+                outcome="refused",
+                model=ref.name,
+                model_hash=ref.content_hash,
+                reason=refusal.code,
+            )
         return study.status

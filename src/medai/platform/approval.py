@@ -30,11 +30,14 @@ from medai.platform.tables import User
 # permissions held by some clinical role and not by everyone (triage is anyone's own): the
 # patient data, and approving others
 GATED: frozenset[str] = frozenset(
-    action for action, roles in accounts.PERMISSIONS.items()
-    if roles & accounts.CLINICAL and roles != frozenset(accounts.ROLES))
+    action
+    for action, roles in accounts.PERMISSIONS.items()
+    if roles & accounts.CLINICAL and roles != frozenset(accounts.ROLES)
+)
 # roles holding any gated permission: their accounts need an approval
 NEEDS_APPROVAL: frozenset[str] = frozenset(
-    role for role in accounts.ROLES if any(role in accounts.PERMISSIONS[a] for a in GATED))
+    role for role in accounts.ROLES if any(role in accounts.PERMISSIONS[a] for a in GATED)
+)
 
 
 class ApprovalPending(accounts.AccountError):
@@ -51,8 +54,11 @@ class NotPending(accounts.AccountError):
 
 def is_pending(user: User) -> bool:
     """True while the account's role needs an approval it does not have."""
-    return (user.role in NEEDS_APPROVAL and user.approved_at is None
-            and user.username not in accounts.INTERNAL)
+    return (
+        user.role in NEEDS_APPROVAL
+        and user.approved_at is None
+        and user.username not in accounts.INTERNAL
+    )
 
 
 def check(user: User, action: str) -> None:
@@ -60,21 +66,39 @@ def check(user: User, action: str) -> None:
     if action in GATED and is_pending(user):
         raise ApprovalPending(
             f"account {user.username!r} is awaiting approval by a radiologist before it may "
-            f"use patient data ({action})")
+            f"use patient data ({action})"
+        )
 
 
 def pending_users(db: Session) -> list[User]:
     """Active accounts awaiting approval, oldest first."""
-    rows = db.scalars(select(User).where(User.role.in_(sorted(NEEDS_APPROVAL)),
-                                         User.approved_at.is_(None), User.active.is_(True),
-                                         User.username.not_in(sorted(accounts.INTERNAL)))
-                      .order_by(User.id))
+    rows = db.scalars(
+        select(User)
+        .where(
+            User.role.in_(sorted(NEEDS_APPROVAL)),
+            User.approved_at.is_(None),
+            User.active.is_(True),
+            User.username.not_in(sorted(accounts.INTERNAL)),
+        )
+        .order_by(User.id)
+    )
     return list(rows)
 
 
 def _record(db: Session, actor: audit.Actor, user: User, outcome: str, reason: str) -> None:
-    audit.record(db, actor, "approve", "user", user.id, outcome=outcome, op="approve",
-                 username=user.username, role=user.role, before=None, reason=reason)
+    audit.record(
+        db,
+        actor,
+        "approve",
+        "user",
+        user.id,
+        outcome=outcome,
+        op="approve",
+        username=user.username,
+        role=user.role,
+        before=None,
+        reason=reason,
+    )
 
 
 def approve(db: Session, username: str, actor: audit.Actor, now: datetime) -> User:
@@ -91,8 +115,9 @@ def approve(db: Session, username: str, actor: audit.Actor, now: datetime) -> Us
     return user
 
 
-def record_refusal(db: Session, username: str, actor: audit.Actor,
-                   exc: accounts.AccountError) -> None:
+def record_refusal(
+    db: Session, username: str, actor: audit.Actor, exc: accounts.AccountError
+) -> None:
     """Audit a refused approval (unknown users are not recorded: there is no target)."""
     user = db.scalar(select(User).where(User.username == username[:64]))
     if user is not None:

@@ -21,9 +21,27 @@ from medai.platform.tables import AuditEvent
 # clinical account approved for patient data, or such an approval refused (platform.approval):
 # the events ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review;
 # "resolve": a person's decision on an identity conflict (platform.identity_conflicts)
-ACTIONS = ("login", "logout", "token", "view", "upload", "predict", "draft", "edit", "sign",
-           "export", "triage", "chat", "admin", "role", "denied", "approve", "model",
-           "monitor", "resolve")
+ACTIONS = (
+    "login",
+    "logout",
+    "token",
+    "view",
+    "upload",
+    "predict",
+    "draft",
+    "edit",
+    "sign",
+    "export",
+    "triage",
+    "chat",
+    "admin",
+    "role",
+    "denied",
+    "approve",
+    "model",
+    "monitor",
+    "resolve",
+)
 
 
 @dataclass(frozen=True)
@@ -36,35 +54,70 @@ class Actor:
     client: str | None = None
 
 
-def record(db: Session, actor: Actor, action: str, target_type: str | None = None,
-           target_id: Any = None, outcome: str = "ok", **detail: Any) -> None:
+def record(
+    db: Session,
+    actor: Actor,
+    action: str,
+    target_type: str | None = None,
+    target_id: Any = None,
+    outcome: str = "ok",
+    **detail: Any,
+) -> None:
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}; valid: {', '.join(ACTIONS)}")
-    db.add(AuditEvent(actor_id=actor.id, actor=actor.name, role=actor.role, action=action,
-                      target_type=target_type,
-                      target_id=None if target_id is None else str(target_id),
-                      outcome=outcome, client=actor.client, detail=detail))
+    db.add(
+        AuditEvent(
+            actor_id=actor.id,
+            actor=actor.name,
+            role=actor.role,
+            action=action,
+            target_type=target_type,
+            target_id=None if target_id is None else str(target_id),
+            outcome=outcome,
+            client=actor.client,
+            detail=detail,
+        )
+    )
 
 
 def as_dict(e: AuditEvent) -> dict[str, Any]:
-    return {"id": e.id, "at": e.at.isoformat() + "Z", "actor": e.actor, "actor_id": e.actor_id,
-            "role": e.role, "action": e.action, "target_type": e.target_type,
-            "target_id": e.target_id, "outcome": e.outcome, "client": e.client,
-            "detail": e.detail}
+    return {
+        "id": e.id,
+        "at": e.at.isoformat() + "Z",
+        "actor": e.actor,
+        "actor_id": e.actor_id,
+        "role": e.role,
+        "action": e.action,
+        "target_type": e.target_type,
+        "target_id": e.target_id,
+        "outcome": e.outcome,
+        "client": e.client,
+        "detail": e.detail,
+    }
 
 
-def query(db: Session, action: str | tuple[str, ...] | None = None, actor: str | None = None,
-          target_type: str | None = None, target_id: str | None = None,
-          since: datetime | None = None, until: datetime | None = None,
-          limit: int = 100, offset: int = 0) -> tuple[list[AuditEvent], int]:
+def query(
+    db: Session,
+    action: str | tuple[str, ...] | None = None,
+    actor: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[AuditEvent], int]:
     from sqlalchemy import func
 
     q = select(AuditEvent)
     if isinstance(action, tuple):  # several actions (the role-grant review)
         q, action = q.where(AuditEvent.action.in_(action)), None
-    for col, value in ((AuditEvent.action, action), (AuditEvent.actor, actor),
-                       (AuditEvent.target_type, target_type),
-                       (AuditEvent.target_id, target_id)):
+    for col, value in (
+        (AuditEvent.action, action),
+        (AuditEvent.actor, actor),
+        (AuditEvent.target_type, target_type),
+        (AuditEvent.target_id, target_id),
+    ):
         if value is not None:
             q = q.where(col == value)
     if since is not None:
@@ -80,8 +133,9 @@ def export_jsonl(db: Session, out: IO[str], batch: int = 1000) -> int:
     """Every event, oldest first, one JSON object per line (streamed in batches)."""
     n, last = 0, 0
     while True:
-        rows = db.scalars(select(AuditEvent).where(AuditEvent.id > last)
-                          .order_by(AuditEvent.id).limit(batch)).all()
+        rows = db.scalars(
+            select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id).limit(batch)
+        ).all()
         if not rows:
             return n
         for e in rows:

@@ -56,7 +56,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from medai.platform.storage import private_dir
+from medai.platform.blobs import private_dir
 
 FORMAT = "medai-backup/1"
 MANIFEST = "manifest.json"
@@ -66,12 +66,29 @@ STATE_DIRS = ("blobs", "registry")  # under MEDAI_HOME: what the database names
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 # the MEDAI_* variables never written into a backup (values that are or hold secrets)
-SECRET_NAMES = ("SECRET_KEYS", "DATABASE_URL", "BROKER_URL", "LLM_API_KEY", "GEMINI_API_KEY",
-                "ADMIN_PASSWORD")
+SECRET_NAMES = (
+    "SECRET_KEYS",
+    "DATABASE_URL",
+    "BROKER_URL",
+    "LLM_API_KEY",
+    "GEMINI_API_KEY",
+    "ADMIN_PASSWORD",
+)
 _SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "CREDENTIAL")
 # rows counted into the manifest (and compared after a restore)
-COUNTED = ("users", "patients", "studies", "dicom_instances", "ai_results", "report_versions",
-           "audit_events", "messages", "triage_requests", "outbox", "registered_models")
+COUNTED = (
+    "users",
+    "patients",
+    "studies",
+    "dicom_instances",
+    "ai_results",
+    "report_versions",
+    "audit_events",
+    "messages",
+    "triage_requests",
+    "outbox",
+    "registered_models",
+)
 
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phases ``database``, ``files``, ``config``, ``verify``,
@@ -91,6 +108,7 @@ def _quiet(_phase: str, _done: int, _total: int) -> None:
 
 
 # --- keys ---
+
 
 def key_id(key: str) -> str:
     """A key's id as stored files carry it (``BlobCipher``: 8 bytes of a hash of a key
@@ -133,8 +151,10 @@ def sealed_columns(conn: Connection) -> list[tuple[str, Any, Any, Any]]:
     schema (a backup of a previous release) lacks some; they are skipped."""
     from medai.platform.rotation import SEALED, _raw
 
-    present = {t: {c["name"] for c in inspect(conn).get_columns(t)}
-               for t in inspect(conn).get_table_names()}
+    present = {
+        t: {c["name"] for c in inspect(conn).get_columns(t)}
+        for t in inspect(conn).get_table_names()
+    }
     out = []
     for model, attr in SEALED:
         t, ids, column = _raw(model, attr)
@@ -143,20 +163,26 @@ def sealed_columns(conn: Connection) -> list[tuple[str, Any, Any, Any]]:
     return out
 
 
-def sealed_values(conn: Connection, batch: int = 1000,
-                  sample: int | None = None) -> Iterable[tuple[str, Any]]:
+def sealed_values(
+    conn: Connection, batch: int = 1000, sample: int | None = None
+) -> Iterable[tuple[str, Any]]:
     """(column label, token) of every sealed value, or of the newest ``sample`` of each
     column, read in batches."""
     for label, _t, ids, column in sealed_columns(conn):
         if sample is not None:
-            rows = conn.execute(select(column).where(column.is_not(None))
-                                .order_by(ids.desc()).limit(sample)).all()
+            rows = conn.execute(
+                select(column).where(column.is_not(None)).order_by(ids.desc()).limit(sample)
+            ).all()
             yield from ((label, r[0]) for r in rows)
             continue
         last = 0
         while True:
-            rows = conn.execute(select(ids, column).where(ids > last, column.is_not(None))
-                                .order_by(ids).limit(batch)).all()
+            rows = conn.execute(
+                select(ids, column)
+                .where(ids > last, column.is_not(None))
+                .order_by(ids)
+                .limit(batch)
+            ).all()
             if not rows:
                 break
             yield from ((label, r[1]) for r in rows)
@@ -165,12 +191,17 @@ def sealed_values(conn: Connection, batch: int = 1000,
 
 # --- what a database holds ---
 
+
 def file_columns(conn: Connection) -> list[tuple[str, str]]:
     """Every (table, column) naming a stored file: by convention a ``*_sha256`` column holds
     a blob's name (studies.file_sha256, ai_results.heatmap_sha256, ...)."""
     insp = inspect(conn)
-    return [(t, c["name"]) for t in sorted(insp.get_table_names())
-            for c in insp.get_columns(t) if c["name"].endswith("_sha256")]
+    return [
+        (t, c["name"])
+        for t in sorted(insp.get_table_names())
+        for c in insp.get_columns(t)
+        if c["name"].endswith("_sha256")
+    ]
 
 
 def survey(conn: Connection, keys: list[str], sample: int | None = None) -> dict[str, Any]:
@@ -183,32 +214,48 @@ def survey(conn: Connection, keys: list[str], sample: int | None = None) -> dict
     tables = set(inspect(conn).get_table_names())
     revision = None
     if "alembic_version" in tables:
-        revision = ", ".join(sorted(r[0] for r in conn.execute(
-            text("SELECT version_num FROM alembic_version"))))
+        revision = ", ".join(
+            sorted(r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version")))
+        )
     counts, last_ids = {}, {}
     for name in COUNTED:
         if name in tables:
             counts[name] = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
             last_ids[name] = conn.execute(text(f"SELECT max(id) FROM {name}")).scalar()
     if "report_versions" in tables:
-        counts["signed_reports"] = conn.execute(text(
-            "SELECT count(*) FROM report_versions WHERE signed_by IS NOT NULL")).scalar_one()
+        counts["signed_reports"] = conn.execute(
+            text("SELECT count(*) FROM report_versions WHERE signed_by IS NOT NULL")
+        ).scalar_one()
     files: set[str] = set()
     for table, column in file_columns(conn):
-        files.update(r[0] for r in conn.execute(text(
-            f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")))
-    models = sorted(r[0] for r in conn.execute(text("SELECT path FROM registered_models"))) \
-        if "registered_models" in tables else []
+        files.update(
+            r[0]
+            for r in conn.execute(
+                text(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")
+            )
+        )
+    models = (
+        sorted(r[0] for r in conn.execute(text("SELECT path FROM registered_models")))
+        if "registered_models" in tables
+        else []
+    )
     fernets = [(key_id(k), Fernet(k.encode())) for k in keys]
     opened: dict[str, int] = {}
     for _label, token in sealed_values(conn, sample=sample):
         kid = _opens(token, fernets) or "undecryptable"
         opened[kid] = opened.get(kid, 0) + 1
-    return {"revision": revision, "counts": counts, "last_ids": last_ids,
-            "files": files, "models": models, "records": opened}
+    return {
+        "revision": revision,
+        "counts": counts,
+        "last_ids": last_ids,
+        "files": files,
+        "models": models,
+        "records": opened,
+    }
 
 
 # --- copying ---
+
 
 def sha256_file(path: Path) -> tuple[str, int]:
     h, size = hashlib.sha256(), 0
@@ -228,7 +275,7 @@ def copy_file(src: Path, dst: Path, head: int = 0) -> tuple[str, int, bytes]:
         with src.open("rb") as fi, os.fdopen(fd, "wb") as fo:
             while chunk := fi.read(_CHUNK):
                 if len(first) < head:
-                    first += chunk[:head - len(first)]
+                    first += chunk[: head - len(first)]
                 h.update(chunk)
                 size += len(chunk)
                 fo.write(chunk)
@@ -248,14 +295,20 @@ def state_files(home: Path) -> list[tuple[Path, str]]:
     blobs = home / "blobs"
     if blobs.is_dir():
         for dirpath, _dirs, names in os.walk(blobs):
-            out += [(Path(dirpath) / n, (Path(dirpath) / n).relative_to(home).as_posix())
-                    for n in sorted(names) if _SHA.match(n)]
+            out += [
+                (Path(dirpath) / n, (Path(dirpath) / n).relative_to(home).as_posix())
+                for n in sorted(names)
+                if _SHA.match(n)
+            ]
     registry = home / "registry"
     if registry.is_dir():
         for dirpath, dirs, names in os.walk(registry):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            out += [(Path(dirpath) / n, (Path(dirpath) / n).relative_to(home).as_posix())
-                    for n in sorted(names) if not n.startswith(".")]
+            out += [
+                (Path(dirpath) / n, (Path(dirpath) / n).relative_to(home).as_posix())
+                for n in sorted(names)
+                if not n.startswith(".")
+            ]
     return out
 
 
@@ -267,6 +320,7 @@ def _private_parent(path: Path, made: set[Path]) -> None:
 
 
 # --- settings ---
+
 
 def is_secret(name: str) -> bool:
     """Whether the variable ``MEDAI_<name>`` holds (or may hold) a secret; a ``*_FILE`` path
@@ -320,6 +374,7 @@ def _copy_config(settings: Any, dest: Path, files: dict, progress: Progress) -> 
 
 # --- the database ---
 
+
 def _sqlite_snapshot(source: Path, target: Path, keys: list[str]) -> dict[str, Any]:
     """The SQLite online backup API: every page copied under one read transaction (WAL: the
     site goes on writing meanwhile), then made a self-contained file (no -wal)."""
@@ -362,13 +417,27 @@ def _pg_snapshot(url: str, target: Path, keys: list[str]) -> dict[str, Any]:
                 snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
                 info = survey(conn, keys)
                 libpq = pg_tools.connection(url)
-                pg_tools.run([dump, "--format=custom", f"--snapshot={snapshot}",
-                              f"--file={target}", f"--dbname={libpq.url}"], libpq, "pg_dump")
+                pg_tools.run(
+                    [
+                        dump,
+                        "--format=custom",
+                        f"--snapshot={snapshot}",
+                        f"--file={target}",
+                        f"--dbname={libpq.url}",
+                    ],
+                    libpq,
+                    "pg_dump",
+                )
                 os.chmod(target, 0o600)
     finally:
         engine.dispose()
-    return {"engine": "postgresql", "file": PG_FILE, "server_major": server // 10000,
-            "pg_dump_major": dumped_by, **info}
+    return {
+        "engine": "postgresql",
+        "file": PG_FILE,
+        "server_major": server // 10000,
+        "pg_dump_major": dumped_by,
+        **info,
+    }
 
 
 def database_url(settings: Any) -> str:
@@ -383,21 +452,29 @@ def snapshot_database(url: str, dest: Path, keys: list[str]) -> dict[str, Any]:
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is None or not path.is_file():
-            raise BackupError(f"the SQLite database {path or url} does not exist: nothing to "
-                              "back up", "no_database")
+            raise BackupError(
+                f"the SQLite database {path or url} does not exist: nothing to back up",
+                "no_database",
+            )
         return _sqlite_snapshot(path, dest / SQLITE_FILE, keys)
     if url.startswith("postgresql"):
         return _pg_snapshot(url, dest / PG_FILE, keys)
-    raise BackupError(f"cannot back up a {url.split(':', 1)[0]} database (SQLite and "
-                      "PostgreSQL only)", "unsupported_database")
+    raise BackupError(
+        f"cannot back up a {url.split(':', 1)[0]} database (SQLite and PostgreSQL only)",
+        "unsupported_database",
+    )
 
 
 # --- the backup ---
 
+
 def _empty_or_new(dest: Path) -> None:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise BackupError(f"{dest} exists and is not an empty folder: a backup goes into a new "
-                          "(or empty) folder, never over another", "destination_not_empty")
+        raise BackupError(
+            f"{dest} exists and is not an empty folder: a backup goes into a new "
+            "(or empty) folder, never over another",
+            "destination_not_empty",
+        )
 
 
 def write_manifest(dest: Path, manifest: dict[str, Any]) -> None:
@@ -416,14 +493,18 @@ def read_manifest(src: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BackupError(f"{src} has no {MANIFEST}: not a medai backup, or one that did not "
-                          "finish", "not_a_backup") from None
+        raise BackupError(
+            f"{src} has no {MANIFEST}: not a medai backup, or one that did not finish",
+            "not_a_backup",
+        ) from None
     except (OSError, ValueError) as exc:
-        raise BackupError(f"{path} cannot be read ({type(exc).__name__})",
-                          "not_a_backup") from None
+        raise BackupError(f"{path} cannot be read ({type(exc).__name__})", "not_a_backup") from None
     if manifest.get("format") != FORMAT:
-        raise BackupError(f"{path}: format {manifest.get('format')!r} is not {FORMAT!r} (a "
-                          "backup of another medai)", "unknown_format")
+        raise BackupError(
+            f"{path}: format {manifest.get('format')!r} is not {FORMAT!r} (a "
+            "backup of another medai)",
+            "unknown_format",
+        )
     return manifest
 
 
@@ -470,8 +551,11 @@ def backup(dest: Path, settings: Any = None, progress: Progress | None = None) -
         files[relative] = {"sha256": sha, "size": size}
         if relative.startswith("blobs/"):
             copied_blobs.add(source.name)
-            kid = head[len(BlobCipher.MAGIC):len(BlobCipher.MAGIC) + 8].hex() \
-                if head.startswith(BlobCipher.MAGIC) else "clear"
+            kid = (
+                head[len(BlobCipher.MAGIC) : len(BlobCipher.MAGIC) + 8].hex()
+                if head.startswith(BlobCipher.MAGIC)
+                else "clear"
+            )
             by_key[kid] = by_key.get(kid, 0) + 1
         progress("files", n, len(todo))
 
@@ -479,21 +563,37 @@ def backup(dest: Path, settings: Any = None, progress: Progress | None = None) -
     config = _copy_config(settings, dest, files, progress)
 
     configured = [key_id(k) for k in keys]
-    needed = sorted({k for k in by_key if k != "clear"}
-                    | {k for k in db["records"] if k not in ("clear", "undecryptable")})
+    needed = sorted(
+        {k for k in by_key if k != "clear"}
+        | {k for k in db["records"] if k not in ("clear", "undecryptable")}
+    )
     missing_files = sorted(db["files"] - copied_blobs)
-    missing_models = sorted(m for m in db["models"]
-                            if not any(f.startswith(m.rstrip("/") + "/") for f in files))
+    missing_models = sorted(
+        m for m in db["models"] if not any(f.startswith(m.rstrip("/") + "/") for f in files)
+    )
     manifest = {
-        "format": FORMAT, "medai_version": medai.__version__, "created_at": created_at,
-        "database": {k: db[k] for k in ("engine", "file", "revision", "server_major",
-                                         "pg_dump_major") if k in db},
-        "counts": {**db["counts"], "files_named": len(db["files"]),
-                   "files": len(files), "bytes": sum(f["size"] for f in files.values())},
+        "format": FORMAT,
+        "medai_version": medai.__version__,
+        "created_at": created_at,
+        "database": {
+            k: db[k]
+            for k in ("engine", "file", "revision", "server_major", "pg_dump_major")
+            if k in db
+        },
+        "counts": {
+            **db["counts"],
+            "files_named": len(db["files"]),
+            "files": len(files),
+            "bytes": sum(f["size"] for f in files.values()),
+        },
         "last_ids": db["last_ids"],
-        "keys": {"configured": configured, "needed": needed, "files": by_key,
-                 "records": db["records"],
-                 "note": "key ids only; the keys are kept apart from the backup"},
+        "keys": {
+            "configured": configured,
+            "needed": needed,
+            "files": by_key,
+            "records": db["records"],
+            "note": "key ids only; the keys are kept apart from the backup",
+        },
         "config": config,
         "missing": {"files": missing_files, "models": missing_models},
         "seconds": round(time.monotonic() - started, 3),
@@ -506,7 +606,8 @@ def backup(dest: Path, settings: Any = None, progress: Progress | None = None) -
             f"the backup in {dest} is incomplete: {len(missing_files)} stored files and "
             f"{len(missing_models)} model copies the database names are not in {home} (first: "
             f"{first}); they were lost before this backup (manifest.json lists them)",
-            "files_missing")
+            "files_missing",
+        )
     return manifest
 
 

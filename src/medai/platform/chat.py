@@ -28,24 +28,35 @@ def own(db: Session, conv_id: int, user: User) -> Conversation:
     """The user's conversation; one started before the account's last reset or role change
     is not theirs any more (``accounts.own_since``: whoever enrolled after a reset)."""
     conv = db.get(Conversation, conv_id)
-    if (conv is None or conv.owner_id != user.id
-            or (user.history_since is not None and conv.created_at < user.history_since)):
+    if (
+        conv is None
+        or conv.owner_id != user.id
+        or (user.history_since is not None and conv.created_at < user.history_since)
+    ):
         raise NotYours(f"no conversation {conv_id}")
     return conv
 
 
 def messages(db: Session, conv: Conversation) -> list[dict[str, Any]]:
     c = cipher()
-    return [{"id": m.id, "role": m.role, "text": c.decrypt(m.body), "backend": m.backend,
-             "created_at": m.created_at.isoformat() + "Z"}
-            for m in db.scalars(select(Message).where(Message.conversation_id == conv.id)
-                                .order_by(Message.id))]
+    return [
+        {
+            "id": m.id,
+            "role": m.role,
+            "text": c.decrypt(m.body),
+            "backend": m.backend,
+            "created_at": m.created_at.isoformat() + "Z",
+        }
+        for m in db.scalars(
+            select(Message).where(Message.conversation_id == conv.id).order_by(Message.id)
+        )
+    ]
 
 
-def add(db: Session, conv: Conversation, role: str, text: str,
-        backend: str | None = None) -> Message:
-    msg = Message(conversation_id=conv.id, role=role, body=cipher().encrypt(text),
-                  backend=backend)
+def add(
+    db: Session, conv: Conversation, role: str, text: str, backend: str | None = None
+) -> Message:
+    msg = Message(conversation_id=conv.id, role=role, body=cipher().encrypt(text), backend=backend)
     db.add(msg)
     db.flush()
     return msg
@@ -61,16 +72,28 @@ def context(db: Session, conv: Conversation) -> dict[str, Any]:
     study = db.get(Study, conv.study_id)
     row = studies.latest_result(db, study.id)
     report = review.current(db, study.id)
-    signed = db.scalar(select(ReportVersion).where(
-        ReportVersion.study_id == study.id, ReportVersion.signed_by.is_not(None))
-        .order_by(ReportVersion.version.desc()).limit(1))
-    basis = {"task": study.task, "signed_by": signed.signed_by if signed else None,
-             "findings": (signed or report).findings if (signed or report) else None}
+    signed = db.scalar(
+        select(ReportVersion)
+        .where(ReportVersion.study_id == study.id, ReportVersion.signed_by.is_not(None))
+        .order_by(ReportVersion.version.desc())
+        .limit(1)
+    )
+    basis = {
+        "task": study.task,
+        "signed_by": signed.signed_by if signed else None,
+        "findings": (signed or report).findings if (signed or report) else None,
+    }
     states = finding_states.with_states(
-        basis, row.payload if row else None,
-        version_labels(db, study.id, signed.version) if signed else None)
-    return {"findings": states["findings"], "decision": states["decision"],
-            "signed_labels": states["signed_labels"],
-            "impression": (report.sections or {}).get("impression") if report else None,
-            "signed": bool(report and report.signed_by is not None),
-            "task": study.task, "lang": study.language}
+        basis,
+        row.payload if row else None,
+        version_labels(db, study.id, signed.version) if signed else None,
+    )
+    return {
+        "findings": states["findings"],
+        "decision": states["decision"],
+        "signed_labels": states["signed_labels"],
+        "impression": (report.sections or {}).get("impression") if report else None,
+        "signed": bool(report and report.signed_by is not None),
+        "task": study.task,
+        "lang": study.language,
+    }

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from medai.platform.blobs import BlobStore
 from medai.platform.db import Database, utcnow
 from medai.platform.lifecycle.serving import ModelWatcher, adopt
-from medai.platform.storage import BlobStore
-from medai.services.models import ModelHandles
+from medai.services.model_handles import ModelHandles
 
 
 @dataclass
@@ -41,9 +41,14 @@ class Platform:
             self.watcher = None
 
     @classmethod
-    def from_settings(cls, database_url: str | None = None, models: ModelHandles | None = None,
-                      home: Path | None = None, knowledge_dir: str | None = None,
-                      adopt_models: bool = True) -> Platform:
+    def from_settings(
+        cls,
+        database_url: str | None = None,
+        models: ModelHandles | None = None,
+        home: Path | None = None,
+        knowledge_dir: str | None = None,
+        adopt_models: bool = True,
+    ) -> Platform:
         """The platform of this process; ``adopt_models`` False for a command that loads no
         model handle (an export) and must not register models on a fresh database."""
         from medai.settings import get_settings
@@ -60,14 +65,18 @@ class Platform:
         if settings.password_hash == "insecure-fast":
             logging.getLogger("medai.platform.accounts").warning(
                 "passwords are hashed with the 'insecure-fast' profile (tests only): set "
-                "MEDAI_PASSWORD_HASH=rfc9106-low-memory for any real use")
+                "MEDAI_PASSWORD_HASH=rfc9106-low-memory for any real use"
+            )
         home = home or settings.home
         store = BlobStore(home / "blobs")
-        p = cls(db=db, store=store,
-                models=models or ModelHandles(imaging_runtime=settings.imaging_runtime),
-                knowledge_dir=knowledge_dir or (str(settings.knowledge_dir)
-                                                if settings.knowledge_dir else None),
-                home=home)
+        p = cls(
+            db=db,
+            store=store,
+            models=models or ModelHandles(imaging_runtime=settings.imaging_runtime),
+            knowledge_dir=knowledge_dir
+            or (str(settings.knowledge_dir) if settings.knowledge_dir else None),
+            home=home,
+        )
         if adopt_models:
             adopt(p)  # the registry's active model of each task is the one served
         return p

@@ -26,8 +26,7 @@ class Cipher:
     def __init__(self, keys: list[str]) -> None:
         if not keys:
             raise ValueError("at least one key is needed")
-        self._fernet = MultiFernet([Fernet(k.encode() if isinstance(k, str) else k)
-                                    for k in keys])
+        self._fernet = MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in keys])
         self.blobs = BlobCipher(keys)
         self._mac_keys = [_derive(k, b"medai pseudonym v1") for k in keys]
         self._mac_key = self._mac_keys[0]
@@ -60,8 +59,10 @@ class Cipher:
         import hashlib
         import hmac
 
-        return [hmac.new(k, text.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
-                for k in self._mac_keys]
+        return [
+            hmac.new(k, text.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+            for k in self._mac_keys
+        ]
 
 
 def _derive(key: str | bytes, info: bytes) -> bytes:
@@ -109,7 +110,7 @@ class BlobCipher:
         blob that starts with the magic is sealed, however short: a truncated one is
         refused by ``open``, never read as clear)."""
         if head.startswith(self.MAGIC):
-            return bytes(head[len(self.MAGIC):len(self.MAGIC) + 8])
+            return bytes(head[len(self.MAGIC) : len(self.MAGIC) + 8])
         return None
 
     def open(self, blob: bytes) -> bytes:
@@ -126,11 +127,13 @@ class BlobCipher:
         if key is None or len(blob) < self.HEADER + self.TAG:
             raise InvalidToken
         view = memoryview(blob)
-        dec = _Cipher(algorithms.AES(key), modes.GCM(bytes(view[self.HEADER - 12:self.HEADER]),
-                                                      bytes(view[-self.TAG:]))).decryptor()
-        dec.authenticate_additional_data(bytes(view[:self.HEADER]))
+        dec = _Cipher(
+            algorithms.AES(key),
+            modes.GCM(bytes(view[self.HEADER - 12 : self.HEADER]), bytes(view[-self.TAG :])),
+        ).decryptor()
+        dec.authenticate_additional_data(bytes(view[: self.HEADER]))
         try:
-            return dec.update(view[self.HEADER:-self.TAG]) + dec.finalize()
+            return dec.update(view[self.HEADER : -self.TAG]) + dec.finalize()
         except InvalidTag:
             raise InvalidToken from None
 
@@ -166,7 +169,7 @@ def _key_file(home: Path) -> list[str]:
     MEDAI_HOME) all read the same, complete key. Nodes with homes of their own would each make
     a different key and could not read each other's files: give them MEDAI_SECRET_KEYS (or its
     _FILE) instead (docs/deploy/several-nodes.md)."""
-    from medai.platform.storage import private_dir, private_file, sync_dir
+    from medai.platform.blobs import private_dir, private_file, sync_dir
 
     path = private_dir(home) / "secret.key"
     if not path.exists():

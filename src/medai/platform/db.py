@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from medai.core.faults import classify
-from medai.platform.storage import private_dir, private_file
+from medai.platform.blobs import private_dir, private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -75,8 +75,11 @@ def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None for other databases and in-memory ones)."""
     parsed = make_url(url)
     name = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or name in ("", ":memory:") \
-            or name.startswith("file:"):
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or name in ("", ":memory:")
+        or name.startswith("file:")
+    ):
         return None
     return Path(name)
 
@@ -100,6 +103,7 @@ def _name_faults(where: str):
         fault = classify(context.original_exception, where)
         if fault is not None:
             raise fault from context.original_exception
+
     return handle_error
 
 
@@ -136,8 +140,10 @@ def lock_key(db: Session, key: str) -> None:
     SQLite: nothing to do, a write session already holds the database's write lock from its
     first statement (``_sqlite_begin``: BEGIN IMMEDIATE)."""
     if db.get_bind().dialect.name == "postgresql":
-        db.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
-                   {"space": COUNTER_LOCK_SPACE, "key": key})
+        db.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+            {"space": COUNTER_LOCK_SPACE, "key": key},
+        )
 
 
 class DatabaseLocationError(ValueError):
@@ -152,7 +158,8 @@ def check_location(url: str) -> None:
     if path is not None and not path.parent.is_dir():
         raise DatabaseLocationError(
             f"the folder of the SQLite database {path} does not exist ({path.parent}); create "
-            "it, or set MEDAI_DATABASE_URL to a file in an existing folder")
+            "it, or set MEDAI_DATABASE_URL to a file in an existing folder"
+        )
 
 
 @lru_cache(maxsize=1)
@@ -224,19 +231,22 @@ class SchemaMismatch(RuntimeError):
                 f"{medai.__version__} does not know (its newest is {state.head}): a newer "
                 "release has migrated it. Run that release's medai, or restore the backup "
                 "taken before the upgrade (docs/deploy/backup.md); an older medai never "
-                "writes to a newer schema")
+                "writes to a newer schema"
+            )
         elif state.empty:
             message = (
                 f"{state.database} has no tables yet (a new database); medai "
                 f"{medai.__version__} needs schema revision {state.head}. Run `medai migrate` "
                 "once to create it, then start serve, the workers and the DICOM node "
-                "(MEDAI_AUTO_MIGRATE=false: they do not migrate on their own)")
+                "(MEDAI_AUTO_MIGRATE=false: they do not migrate on their own)"
+            )
         else:
             message = (
                 f"{state.database} is at migration revision {state.revision}; medai "
                 f"{medai.__version__} needs {state.head}. Run `medai migrate` once (after a "
                 "backup: `medai backup DEST`), then start serve, the workers and the DICOM "
-                "node (MEDAI_AUTO_MIGRATE=false: they do not migrate on their own)")
+                "node (MEDAI_AUTO_MIGRATE=false: they do not migrate on their own)"
+            )
         super().__init__(message)
 
 
@@ -250,8 +260,9 @@ class Database:
         self.label = describe(self.url)
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.readers = sessionmaker(self.engine.execution_options(medai_read_only=True),
-                                    expire_on_commit=False)
+        self.readers = sessionmaker(
+            self.engine.execution_options(medai_read_only=True), expire_on_commit=False
+        )
         self._found: SchemaState | None = None  # what upgrade() found (then at head)
         self._lock = threading.Lock()
 
@@ -332,8 +343,9 @@ class Database:
                     # serve, its Celery workers and a DICOM node started at once on a fresh
                     # database would each create the tables: one migrates, the others wait here
                     # and find the schema current
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                 {"key": MIGRATION_LOCK_KEY})
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
                 if set(MigrationContext.configure(conn).get_current_heads()) != heads:
                     cfg.attributes["connection"] = conn
                     command.upgrade(cfg, "head")
@@ -366,8 +378,10 @@ class Database:
         that arrived before the admin was made once stopped the first admin from ever being
         created."""
         with self._read_only().connect() as conn:
-            return conn.execute(text(
-                "SELECT 1 FROM users WHERE role = 'admin' LIMIT 1")).first() is not None
+            return (
+                conn.execute(text("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1")).first()
+                is not None
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()

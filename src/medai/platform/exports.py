@@ -63,12 +63,19 @@ def prune(value: Any) -> Any:
 
 def _device(device_id: str, model: dict[str, Any]) -> dict[str, Any] | None:
     name = str(model.get("name") or "").strip()
-    resource = {"resourceType": "Device", "id": device_id,
-                "identifier": [{"system": "urn:medai:model-content-hash",
-                                "value": str(model.get("content_hash") or "")}],
-                "deviceName": [{"name": name, "type": "model-name"}] if name else [],
-                "version": [{"value": str(model.get("version") or "")}],
-                "type": {"text": "AI software (medai); output is a suggestion"}}
+    resource = {
+        "resourceType": "Device",
+        "id": device_id,
+        "identifier": [
+            {
+                "system": "urn:medai:model-content-hash",
+                "value": str(model.get("content_hash") or ""),
+            }
+        ],
+        "deviceName": [{"name": name, "type": "model-name"}] if name else [],
+        "version": [{"value": str(model.get("version") or "")}],
+        "type": {"text": "AI software (medai); output is a suggestion"},
+    }
     return prune(resource)
 
 
@@ -80,43 +87,76 @@ def _patient(study: dict[str, Any], pid: str) -> dict[str, Any] | None:
     if (study.get("patient_ref") or "").strip():
         ids.append({"system": "urn:medai:patient-ref", "value": study["patient_ref"]})
     if d.get("patient_id"):
-        ids.append({"type": {"coding": [{"system": _V2_0203, "code": "MR"}]},
-                    "system": "urn:medai:dicom-patient-id", "value": d["patient_id"]})
+        ids.append(
+            {
+                "type": {"coding": [{"system": _V2_0203, "code": "MR"}]},
+                "system": "urn:medai:dicom-patient-id",
+                "value": d["patient_id"],
+            }
+        )
     name = d.get("patient_name")
     if not ids and not name and not d.get("study_uid"):
         return None
-    return {"resourceType": "Patient", "id": pid, "identifier": ids,
-            "name": [{**name_parts(name), "text": display_name(name)}] if name else []}
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": ids,
+        "name": [{**name_parts(name), "text": display_name(name)}] if name else [],
+    }
 
 
-def _imaging_study(study: dict[str, Any], iid: str, subject: dict[str, str]
-                   ) -> dict[str, Any] | None:
+def _imaging_study(
+    study: dict[str, Any], iid: str, subject: dict[str, str]
+) -> dict[str, Any] | None:
     """ImagingStudy for a DICOM study: its UID, accession number, series and instances."""
     d = study.get("dicom") or {}
     if not d.get("study_uid"):
         return None
     date = d.get("study_date") or ""
-    series = [{"uid": s["series_uid"], "number": s.get("series_number"),
-               "modality": {"system": _DCM, "code": s.get("modality") or "OT"},
-               "description": s.get("series_description"),
-               "bodySite": {"display": s["body_part"]} if s.get("body_part") else None,
-               "numberOfInstances": len(s.get("instances") or []),
-               "instance": [{"uid": i["sop_uid"], "number": i.get("number"),
-                             "sopClass": {"system": "urn:ietf:rfc:3986",
-                                          "code": f"urn:oid:{i['sop_class']}"}}
-                            for i in s.get("instances") or []]}
-              for s in d.get("series") or []]
-    return {"resourceType": "ImagingStudy", "id": iid, "status": "available",
-            "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{d['study_uid']}"},
-                           *([{"use": "usual", "type": ACCESSION, "value": d["accession"]}]
-                             if d.get("accession") else [])],
-            "subject": subject,
-            "started": f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 else None,
-            "modality": [{"system": _DCM, "code": m} for m in
-                         dict.fromkeys(s["modality"]["code"] for s in series)],
-            "numberOfSeries": len(series),
-            "numberOfInstances": sum(x["numberOfInstances"] for x in series),
-            "series": series}
+    series = [
+        {
+            "uid": s["series_uid"],
+            "number": s.get("series_number"),
+            "modality": {"system": _DCM, "code": s.get("modality") or "OT"},
+            "description": s.get("series_description"),
+            "bodySite": {"display": s["body_part"]} if s.get("body_part") else None,
+            "numberOfInstances": len(s.get("instances") or []),
+            "instance": [
+                {
+                    "uid": i["sop_uid"],
+                    "number": i.get("number"),
+                    "sopClass": {
+                        "system": "urn:ietf:rfc:3986",
+                        "code": f"urn:oid:{i['sop_class']}",
+                    },
+                }
+                for i in s.get("instances") or []
+            ],
+        }
+        for s in d.get("series") or []
+    ]
+    return {
+        "resourceType": "ImagingStudy",
+        "id": iid,
+        "status": "available",
+        "identifier": [
+            {"system": "urn:dicom:uid", "value": f"urn:oid:{d['study_uid']}"},
+            *(
+                [{"use": "usual", "type": ACCESSION, "value": d["accession"]}]
+                if d.get("accession")
+                else []
+            ),
+        ],
+        "subject": subject,
+        "started": f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 else None,
+        "modality": [
+            {"system": _DCM, "code": m}
+            for m in dict.fromkeys(s["modality"]["code"] for s in series)
+        ],
+        "numberOfSeries": len(series),
+        "numberOfInstances": sum(x["numberOfInstances"] for x in series),
+        "series": series,
+    }
 
 
 _POS_NEG = {"present": "POS", "absent": "NEG", "indeterminate": "IND"}
@@ -128,55 +168,89 @@ def _interpretation(state: str) -> list[dict[str, Any]]:
 
 def _code(f: dict[str, Any], study: dict[str, Any], lang: str) -> dict[str, Any]:
     label = str(f["label"])
-    return {"coding": [{"system": "urn:medai:label", "code": label}],
-            "text": rw.label_name(study.get("task"), label, lang)}
+    return {
+        "coding": [{"system": "urn:medai:label", "code": label}],
+        "text": rw.label_name(study.get("task"), label, lang),
+    }
 
 
-_CATEGORY = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                    "observation-category", "code": "imaging"}]}]
+_CATEGORY = [
+    {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "imaging",
+            }
+        ]
+    }
+]
 
 
-def _ai_observation(oid: str, f: dict[str, Any], study: dict[str, Any], lang: str,
-                    signed: bool) -> dict[str, Any]:
+def _ai_observation(
+    oid: str, f: dict[str, Any], study: dict[str, Any], lang: str, signed: bool
+) -> dict[str, Any]:
     """The AI's suggestion for one label: always ``preliminary`` (a suggestion is never a
     final result), its state as the interpretation, and after sign-off what the signer said
     of it in ``method``."""
     w = rw.words(lang)
-    method = w["method_ai_verdict"].format(verdict=rw.verdict(f, lang)) if f.get("verdict") \
+    method = (
+        w["method_ai_verdict"].format(verdict=rw.verdict(f, lang))
+        if f.get("verdict")
         else w["method_signed" if signed else "method_unsigned"]
+    )
     obs: dict[str, Any] = {
-        "resourceType": "Observation", "id": oid, "status": "preliminary",
-        "category": _CATEGORY, "code": _code(f, study, lang),
-        "interpretation": _interpretation(f["state"]), "method": {"text": method}}
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "preliminary",
+        "category": _CATEGORY,
+        "code": _code(f, study, lang),
+        "interpretation": _interpretation(f["state"]),
+        "method": {"text": method},
+    }
     if f.get("probability") is not None:
-        obs["valueQuantity"] = {"value": round(float(f["probability"]), 4),
-                                "unit": "probability"}
+        obs["valueQuantity"] = {"value": round(float(f["probability"]), 4), "unit": "probability"}
     notes = [rw.decision(f, lang, study.get("task"))]
     if f.get("threshold") is not None:
-        notes.append(rw.words(lang)["threshold_note"].format(
-            threshold=f"{float(f['threshold']):.4f}"))
+        notes.append(
+            rw.words(lang)["threshold_note"].format(threshold=f"{float(f['threshold']):.4f}")
+        )
     obs["note"] = [{"text": n} for n in notes]
     return obs
 
 
-def _signer_observation(oid: str, f: dict[str, Any], study: dict[str, Any], lang: str,
-                        status: str, performer: dict[str, str], ai_ref: str | None
-                        ) -> dict[str, Any]:
+def _signer_observation(
+    oid: str,
+    f: dict[str, Any],
+    study: dict[str, Any],
+    lang: str,
+    status: str,
+    performer: dict[str, str],
+    ai_ref: str | None,
+) -> dict[str, Any]:
     """What the signing radiologist said of one label: the final result (present or absent),
     performed by the signer, derived from the AI's suggestion when there was one."""
-    return {"resourceType": "Observation", "id": oid,
-            "status": "amended" if status == "amended" else "final",
-            "category": _CATEGORY, "code": _code(f, study, lang),
-            "valueBoolean": bool(f["signer"]),
-            "interpretation": _interpretation("present" if f["signer"] else "absent"),
-            "method": {"text": rw.words(lang)["method_signer"]},
-            "performer": [performer],
-            "derivedFrom": [{"reference": ai_ref}] if ai_ref else []}
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "amended" if status == "amended" else "final",
+        "category": _CATEGORY,
+        "code": _code(f, study, lang),
+        "valueBoolean": bool(f["signer"]),
+        "interpretation": _interpretation("present" if f["signer"] else "absent"),
+        "method": {"text": rw.words(lang)["method_signer"]},
+        "performer": [performer],
+        "derivedFrom": [{"reference": ai_ref}] if ai_ref else [],
+    }
 
 
-def fhir_bundle(study: dict[str, Any], report: dict[str, Any], model: dict[str, Any] | None,
-                signer: str | None, created: datetime, signed_at: datetime | None
-                ) -> dict[str, Any]:
+def fhir_bundle(
+    study: dict[str, Any],
+    report: dict[str, Any],
+    model: dict[str, Any] | None,
+    signer: str | None,
+    created: datetime,
+    signed_at: datetime | None,
+) -> dict[str, Any]:
     from fhir.resources.R4B.bundle import Bundle
 
     if "signed_labels" not in report:  # not from finding_states: its own stored findings
@@ -200,9 +274,14 @@ def fhir_bundle(study: dict[str, Any], report: dict[str, Any], model: dict[str, 
     if imaging is not None:
         entries.append(imaging)
     if signed:
-        entries.append({"resourceType": "Practitioner", "id": f"signer-{sid}",
-                        "identifier": [{"system": "urn:medai:user", "value": signer}],
-                        "name": [{"text": signer}]})
+        entries.append(
+            {
+                "resourceType": "Practitioner",
+                "id": f"signer-{sid}",
+                "identifier": [{"system": "urn:medai:user", "value": signer}],
+                "name": [{"text": signer}],
+            }
+        )
     obs_refs, ai_refs = [], []
     performer = {"reference": f"Practitioner/signer-{sid}", "display": signer}
     for i, f in enumerate(report.get("findings") or []):
@@ -228,33 +307,71 @@ def fhir_bundle(study: dict[str, Any], report: dict[str, Any], model: dict[str, 
             obs_refs.append({"reference": f"Observation/{oid}"})
     obs_refs += ai_refs  # the signer's results first; the AI's suggestions after them
     when = format_local(signed_at or report.get("signed_at"), lang) if signed else None
-    text = "\n\n".join(p for p in (rw.report_text(report, lang),
-                                    disclosure.text(report, lang, when)) if p)
+    text = "\n\n".join(
+        p for p in (rw.report_text(report, lang), disclosure.text(report, lang, when)) if p
+    )
     dr: dict[str, Any] = {
-        "resourceType": "DiagnosticReport", "id": dr_id, "status": status,
-        "identifier": [{"system": "urn:medai:report", "value": f"{sid}/{report['version']}"},
-                       *([{"type": ACCESSION, "value": accession}] if (
-                           accession := (study.get("dicom") or {}).get("accession")) else [])],
+        "resourceType": "DiagnosticReport",
+        "id": dr_id,
+        "status": status,
+        "identifier": [
+            {"system": "urn:medai:report", "value": f"{sid}/{report['version']}"},
+            *(
+                [{"type": ACCESSION, "value": accession}]
+                if (accession := (study.get("dicom") or {}).get("accession"))
+                else []
+            ),
+        ],
         "imagingStudy": [{"reference": f"ImagingStudy/{imaging['id']}"}] if imaging else [],
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
-                                  "code": "RAD", "display": "Radiology"}]}],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "18748-4",
-                             "display": "Diagnostic imaging study"}],
-                 "text": rw.examination(study, lang)},
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                        "code": "RAD",
+                        "display": "Radiology",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [
+                {
+                    "system": "http://loinc.org",
+                    "code": "18748-4",
+                    "display": "Diagnostic imaging study",
+                }
+            ],
+            "text": rw.examination(study, lang),
+        },
         "effectiveDateTime": _when(created),
         "issued": _when(signed_at or created),
         "conclusion": ((report.get("sections") or {}).get("impression") or "").strip(),
-        "presentedForm": [{"contentType": "text/plain; charset=utf-8", "language": lang,
-                           "data": base64.b64encode(text.encode()).decode(),
-                           "title": rw.words(lang)["report_text"]}],
+        "presentedForm": [
+            {
+                "contentType": "text/plain; charset=utf-8",
+                "language": lang,
+                "data": base64.b64encode(text.encode()).decode(),
+                "title": rw.words(lang)["report_text"],
+            }
+        ],
         "result": obs_refs,
         "subject": patient_ref,
         "resultsInterpreter": [{"reference": f"Practitioner/signer-{sid}", "display": signer}]
-        if signed else [],
+        if signed
+        else [],
     }
     entries.insert(0, dr)
-    bundle = prune({"resourceType": "Bundle", "type": "collection", "timestamp": _when(created),
-                    "entry": [{"fullUrl": f"urn:medai:{e['resourceType']}/{e['id']}",
-                               "resource": e} for e in entries]})
+    bundle = prune(
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "timestamp": _when(created),
+            "entry": [
+                {"fullUrl": f"urn:medai:{e['resourceType']}/{e['id']}", "resource": e}
+                for e in entries
+            ],
+        }
+    )
     Bundle.model_validate(bundle)  # raises on anything FHIR R4(B) would refuse
     return bundle

@@ -21,8 +21,16 @@ from __future__ import annotations
 from typing import Any
 
 VERDICTS = ("confirmed", "rejected", "added", "decided")
-SUMMARY = ("state", "primary", "indeterminate_reason", "candidates", "conflict",
-           "low_confidence", "stated", "positives")
+SUMMARY = (
+    "state",
+    "primary",
+    "indeterminate_reason",
+    "candidates",
+    "conflict",
+    "low_confidence",
+    "stated",
+    "positives",
+)
 
 
 def verdict(ai_state: str | None, signer: bool | None) -> str | None:
@@ -33,12 +41,16 @@ def verdict(ai_state: str | None, signer: bool | None) -> str | None:
         return "decided"
     if ai_state is None:
         return "added" if signer else None
-    return "confirmed" if (ai_state == "present") == signer else (
-        "rejected" if ai_state == "present" else "added")
+    return (
+        "confirmed"
+        if (ai_state == "present") == signer
+        else ("rejected" if ai_state == "present" else "added")
+    )
 
 
-def rows(decision: dict[str, Any] | None, signed: list[dict[str, Any]] | None
-         ) -> list[dict[str, Any]]:
+def rows(
+    decision: dict[str, Any] | None, signed: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
     """One row per label: the AI's (label, probability, threshold, state, basis, implied_by,
     fragile) and the signer's (``signer`` present/absent/None, ``source`` of the click,
     ``verdict``); labels only the signer named come last, with no AI state."""
@@ -47,17 +59,37 @@ def rows(decision: dict[str, Any] | None, signed: list[dict[str, Any]] | None
     for lab in (decision or {}).get("labels") or []:
         s = said.pop(lab["label"], None)
         signer = None if s is None else bool(s["present"])
-        out.append({"label": lab["label"], "probability": lab.get("probability"),
-                    "threshold": lab.get("threshold"), "state": lab["state"],
-                    "positive": lab["state"] == "present", "basis": lab.get("basis"),
-                    "implied_by": lab.get("implied_by"), "fragile": bool(lab.get("fragile")),
-                    "signer": signer, "source": None if s is None else s.get("source"),
-                    "verdict": verdict(lab["state"], signer)})
+        out.append(
+            {
+                "label": lab["label"],
+                "probability": lab.get("probability"),
+                "threshold": lab.get("threshold"),
+                "state": lab["state"],
+                "positive": lab["state"] == "present",
+                "basis": lab.get("basis"),
+                "implied_by": lab.get("implied_by"),
+                "fragile": bool(lab.get("fragile")),
+                "signer": signer,
+                "source": None if s is None else s.get("source"),
+                "verdict": verdict(lab["state"], signer),
+            }
+        )
     for label, s in said.items():
-        out.append({"label": label, "probability": None, "threshold": None, "state": None,
-                    "positive": False, "basis": None, "implied_by": None, "fragile": False,
-                    "signer": bool(s["present"]), "source": s.get("source"),
-                    "verdict": verdict(None, bool(s["present"]))})
+        out.append(
+            {
+                "label": label,
+                "probability": None,
+                "threshold": None,
+                "state": None,
+                "positive": False,
+                "basis": None,
+                "implied_by": None,
+                "fragile": False,
+                "signer": bool(s["present"]),
+                "source": s.get("source"),
+                "verdict": verdict(None, bool(s["present"])),
+            }
+        )
     return out
 
 
@@ -66,8 +98,9 @@ def summary(decision: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if decision is None else {k: decision.get(k) for k in SUMMARY}
 
 
-def with_states(report: dict[str, Any], ai_payload: dict[str, Any] | None,
-                signed: list[dict[str, Any]] | None) -> dict[str, Any]:
+def with_states(
+    report: dict[str, Any], ai_payload: dict[str, Any] | None, signed: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     """The report dict every output builds from: ``findings`` are ``rows`` (the AI's states
     from ``ai_payload``, the signer's from ``signed``, the labels of this version's
     signature), ``decision`` the AI's overall answer, ``signed_labels`` whether the signer's
@@ -80,8 +113,12 @@ def with_states(report: dict[str, Any], ai_payload: dict[str, Any] | None,
         payload = {"task": report.get("task"), "findings": report["findings"]}
     decision = decision_of(payload) if payload else None
     signed = signed if report.get("signed_by") else None
-    return {**report, "findings": rows(decision, signed), "decision": summary(decision),
-            "signed_labels": bool(signed)}
+    return {
+        **report,
+        "findings": rows(decision, signed),
+        "decision": summary(decision),
+        "signed_labels": bool(signed),
+    }
 
 
 def signer_rules(report: dict[str, Any]) -> bool:
@@ -89,12 +126,14 @@ def signer_rules(report: dict[str, Any]) -> bool:
     return bool(report.get("signed_labels"))
 
 
-def of_version(db, report: dict[str, Any], ai_payload: dict[str, Any] | None
-               ) -> dict[str, Any]:
+def of_version(db, report: dict[str, Any], ai_payload: dict[str, Any] | None) -> dict[str, Any]:
     """``with_states`` with the labels the signature of ``report``'s own version stored (an
     amendment's, not the first signature's)."""
     from medai.platform.lifecycle.labels import version_labels
 
-    signed = version_labels(db, report["study_id"], report["version"]) \
-        if report.get("signed_by") else None
+    signed = (
+        version_labels(db, report["study_id"], report["version"])
+        if report.get("signed_by")
+        else None
+    )
     return with_states(report, ai_payload, signed)

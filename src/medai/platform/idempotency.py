@@ -62,8 +62,10 @@ def checked(value: str | None) -> str | None:
     if value is None:
         return None
     if not _KEY.match(value):
-        raise InvalidKey(f"the {HEADER} header must be 1 to {MAX_LENGTH} printable ASCII "
-                         "characters (a UUID, say)")
+        raise InvalidKey(
+            f"the {HEADER} header must be 1 to {MAX_LENGTH} printable ASCII "
+            "characters (a UUID, say)"
+        )
     return value
 
 
@@ -72,28 +74,28 @@ def fingerprints(sha: str, fields: dict[str, Any]) -> list[str]:
     keeps recognising a row made before it): its file and its form fields."""
     from medai.platform.crypto import cipher
 
-    text = json.dumps({"file": sha, **fields}, sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":"))
+    text = json.dumps(
+        {"file": sha, **fields}, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
     return cipher().pseudonyms(text)
 
 
 def find(db: Session, user_id: int, key: str, now: datetime | None = None) -> UploadKey | None:
     """The user's committed, unexpired row of ``key``."""
-    row = db.scalar(select(UploadKey).where(UploadKey.user_id == user_id,
-                                            UploadKey.key == key))
+    row = db.scalar(select(UploadKey).where(UploadKey.user_id == user_id, UploadKey.key == key))
     if row is None or row.created_at < (now or utcnow()) - TTL or row.study_id is None:
         return None
     return row
 
 
-def claim(db: Session, user_id: int, key: str, fingerprint: str,
-          now: datetime | None = None) -> UploadKey:
+def claim(
+    db: Session, user_id: int, key: str, fingerprint: str, now: datetime | None = None
+) -> UploadKey:
     """Insert the user's ``key`` in this transaction, first of the upload's writes: raises
     ``KeyTaken`` when another request holds it (its row is committed, or its insert wins
     the unique index once it commits). An expired row of the key is replaced."""
     now = now or utcnow()
-    old = db.scalar(select(UploadKey).where(UploadKey.user_id == user_id,
-                                            UploadKey.key == key))
+    old = db.scalar(select(UploadKey).where(UploadKey.user_id == user_id, UploadKey.key == key))
     if old is not None:
         if old.created_at >= now - TTL:
             raise KeyTaken(key)

@@ -33,8 +33,10 @@ from medai.platform.integration import identity as dicom
 from medai.platform.tables import IdentityConflict, Patient, Study, User
 
 STATES = ("open", "reassigned", "rejected")
-REASONS = {"patient_mismatch": "the instance names another patient or order than the study",
-           "sop_content_differs": "a stored SOP instance was sent again with other content"}
+REASONS = {
+    "patient_mismatch": "the instance names another patient or order than the study",
+    "sop_content_differs": "a stored SOP instance was sent again with other content",
+}
 
 
 class ConflictError(ValueError):
@@ -48,14 +50,20 @@ class ConflictError(ValueError):
 def open_conflict_clause(study_id_column: Any) -> Any:
     """SQL: the study in ``study_id_column`` has an open identity conflict (what holds its
     deliveries)."""
-    return exists().where(IdentityConflict.study_id == study_id_column,
-                          IdentityConflict.state == "open")
+    return exists().where(
+        IdentityConflict.study_id == study_id_column, IdentityConflict.state == "open"
+    )
 
 
 def has_open(db: Session, study_id: int) -> bool:
-    return db.scalar(select(IdentityConflict.id).where(
-        IdentityConflict.study_id == study_id, IdentityConflict.state == "open")
-        .limit(1)) is not None
+    return (
+        db.scalar(
+            select(IdentityConflict.id)
+            .where(IdentityConflict.study_id == study_id, IdentityConflict.state == "open")
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def open_by_study(db: Session, study_ids: list[int]) -> dict[int, list[int]]:
@@ -63,16 +71,24 @@ def open_by_study(db: Session, study_ids: list[int]) -> dict[int, list[int]]:
     about)."""
     out: dict[int, list[int]] = {sid: [] for sid in study_ids}
     if study_ids:
-        for cid, sid in db.execute(select(IdentityConflict.id, IdentityConflict.study_id).where(
-                IdentityConflict.study_id.in_(study_ids), IdentityConflict.state == "open")
-                .order_by(IdentityConflict.id)):
+        for cid, sid in db.execute(
+            select(IdentityConflict.id, IdentityConflict.study_id)
+            .where(IdentityConflict.study_id.in_(study_ids), IdentityConflict.state == "open")
+            .order_by(IdentityConflict.id)
+        ):
             out[sid].append(cid)
     return out
 
 
 def open_count(db: Session) -> int:
-    return db.scalar(select(func.count()).select_from(IdentityConflict)
-                     .where(IdentityConflict.state == "open")) or 0
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(IdentityConflict)
+            .where(IdentityConflict.state == "open")
+        )
+        or 0
+    )
 
 
 def patient_ref(db: Session, study: Study) -> str | None:
@@ -80,8 +96,9 @@ def patient_ref(db: Session, study: Study) -> str | None:
     return patient.ref if patient else None
 
 
-def check(db: Session, study: Study, identity: dicom.DicomIdentity,
-          upload_ref: str | None = None) -> list[str]:
+def check(
+    db: Session, study: Study, identity: dicom.DicomIdentity, upload_ref: str | None = None
+) -> list[str]:
     """The attributes on which ``identity`` (and an upload's patient reference) disagrees
     with ``study``; empty when the instance may join it."""
     known = dicom.known_patient(study)
@@ -96,33 +113,73 @@ def check(db: Session, study: Study, identity: dicom.DicomIdentity,
 def decided(db: Session, study_id: int, sha: str) -> IdentityConflict | None:
     """The decided conflict these bytes already made with this study (a modality or a pull
     sending them again): rejected stays rejected, reassigned stays where it went."""
-    return db.scalar(select(IdentityConflict).where(
-        IdentityConflict.study_id == study_id, IdentityConflict.file_sha256 == sha,
-        IdentityConflict.state != "open").order_by(IdentityConflict.id.desc()).limit(1))
+    return db.scalar(
+        select(IdentityConflict)
+        .where(
+            IdentityConflict.study_id == study_id,
+            IdentityConflict.file_sha256 == sha,
+            IdentityConflict.state != "open",
+        )
+        .order_by(IdentityConflict.id.desc())
+        .limit(1)
+    )
 
 
-def quarantine(db: Session, study: Study, user: User, *, reason: str, fields: list[str],
-               identity: dicom.DicomIdentity, sha: str, size: int, content_type: str,
-               task: str | None, source: str, calling_ae: str | None, language: str = "tr",
-               options: dict[str, Any] | None = None) -> IdentityConflict:
+def quarantine(
+    db: Session,
+    study: Study,
+    user: User,
+    *,
+    reason: str,
+    fields: list[str],
+    identity: dicom.DicomIdentity,
+    sha: str,
+    size: int,
+    content_type: str,
+    task: str | None,
+    source: str,
+    calling_ae: str | None,
+    language: str = "tr",
+    options: dict[str, Any] | None = None,
+) -> IdentityConflict:
     """Keep the instance aside as a conflict with ``study`` (once: the same file sent again
     for the same study finds the open conflict it already made)."""
     if reason not in REASONS:
         raise ValueError(f"unknown conflict reason {reason!r}; valid: {', '.join(REASONS)}")
-    known = db.scalar(select(IdentityConflict).where(
-        IdentityConflict.study_id == study.id, IdentityConflict.file_sha256 == sha,
-        IdentityConflict.state == "open").limit(1))
+    known = db.scalar(
+        select(IdentityConflict)
+        .where(
+            IdentityConflict.study_id == study.id,
+            IdentityConflict.file_sha256 == sha,
+            IdentityConflict.state == "open",
+        )
+        .limit(1)
+    )
     if known is not None:
         return known
     options = options or {}
-    incoming = {**asdict(identity), "patient_ref": options.get("patient_ref"),
-                "question": options.get("question"), "urgent": bool(options.get("urgent"))}
+    incoming = {
+        **asdict(identity),
+        "patient_ref": options.get("patient_ref"),
+        "question": options.get("question"),
+        "urgent": bool(options.get("urgent")),
+    }
     row = IdentityConflict(
-        study_id=study.id, reason=reason, fields=fields, identity=dicom.seal_json(incoming),
-        file_sha256=sha, file_size=size, content_type=content_type[:64], task=task,
+        study_id=study.id,
+        reason=reason,
+        fields=fields,
+        identity=dicom.seal_json(incoming),
+        file_sha256=sha,
+        file_size=size,
+        content_type=content_type[:64],
+        task=task,
         sop_uid=identity.sop_uid or None,
-        language=language if language in ("tr", "en") else "tr", source=source[:8],
-        calling_ae=calling_ae, uploaded_by=user.id, state="open")
+        language=language if language in ("tr", "en") else "tr",
+        source=source[:8],
+        calling_ae=calling_ae,
+        uploaded_by=user.id,
+        state="open",
+    )
     db.add(row)
     db.flush()
     return row
@@ -135,8 +192,9 @@ def get(db: Session, conflict_id: int) -> IdentityConflict:
     return row
 
 
-def listing(db: Session, state: str | None = "open", limit: int = 50,
-            offset: int = 0) -> tuple[list[IdentityConflict], int]:
+def listing(
+    db: Session, state: str | None = "open", limit: int = 50, offset: int = 0
+) -> tuple[list[IdentityConflict], int]:
     if state is not None and state not in STATES:
         raise ConflictError("invalid", f"state must be one of {', '.join(STATES)}")
     q = select(IdentityConflict)
@@ -153,39 +211,55 @@ def _incoming(row: IdentityConflict) -> dict[str, Any]:
 
 def _identity_view(values: dict[str, Any] | None, ref: str | None) -> dict[str, Any]:
     values = values or {}
-    return {"patient_id": values.get("patient_id") or None,
-            "issuer": values.get("issuer") or None,
-            "patient_name": values.get("patient_name") or None,
-            "birth_date": values.get("birth_date") or None,
-            "accession": values.get("accession") or None, "patient_ref": ref}
+    return {
+        "patient_id": values.get("patient_id") or None,
+        "issuer": values.get("issuer") or None,
+        "patient_name": values.get("patient_name") or None,
+        "birth_date": values.get("birth_date") or None,
+        "accession": values.get("accession") or None,
+        "patient_ref": ref,
+    }
 
 
 def as_dict(db: Session, row: IdentityConflict) -> dict[str, Any]:
     """Both identities, for the person who decides (the API requires patient-data access)."""
     study = db.get(Study, row.study_id)
     incoming = _incoming(row)
-    return {"id": row.id, "study_id": row.study_id, "state": row.state, "reason": row.reason,
-            "reason_text": REASONS.get(row.reason, row.reason), "fields": list(row.fields),
-            "source": row.source, "calling_ae": row.calling_ae, "task": row.task,
-            "study_uid": incoming.get("study_uid") or None,
-            "sop_uid": incoming.get("sop_uid") or None,
-            "study": _identity_view(dicom.known_patient(study) if study else None,
-                                    patient_ref(db, study) if study else None),
-            "incoming": _identity_view(incoming, incoming.get("patient_ref")),
-            "created_at": row.created_at.isoformat() + "Z",
-            "resolved_at": row.resolved_at.isoformat() + "Z" if row.resolved_at else None,
-            "resolved_by": row.resolved_by, "resolved_study_id": row.resolved_study_id}
+    return {
+        "id": row.id,
+        "study_id": row.study_id,
+        "state": row.state,
+        "reason": row.reason,
+        "reason_text": REASONS.get(row.reason, row.reason),
+        "fields": list(row.fields),
+        "source": row.source,
+        "calling_ae": row.calling_ae,
+        "task": row.task,
+        "study_uid": incoming.get("study_uid") or None,
+        "sop_uid": incoming.get("sop_uid") or None,
+        "study": _identity_view(
+            dicom.known_patient(study) if study else None, patient_ref(db, study) if study else None
+        ),
+        "incoming": _identity_view(incoming, incoming.get("patient_ref")),
+        "created_at": row.created_at.isoformat() + "Z",
+        "resolved_at": row.resolved_at.isoformat() + "Z" if row.resolved_at else None,
+        "resolved_by": row.resolved_by,
+        "resolved_study_id": row.resolved_study_id,
+    }
 
 
-def close(db: Session, conflict_id: int, state: str, who: str,
-          now: datetime) -> IdentityConflict:
+def close(db: Session, conflict_id: int, state: str, who: str, now: datetime) -> IdentityConflict:
     """Mark an open conflict decided (``reassigned`` or ``rejected``); a decided one is a
     409."""
     row = get(db, conflict_id)
-    done = db.execute(update(IdentityConflict).where(  # two people deciding at once: one wins
-        IdentityConflict.id == conflict_id, IdentityConflict.state == "open")
+    done = db.execute(
+        update(IdentityConflict)
+        .where(  # two people deciding at once: one wins
+            IdentityConflict.id == conflict_id, IdentityConflict.state == "open"
+        )
         .values(state=state, resolved_by=who[:64], resolved_at=now)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     if done.rowcount != 1:
         db.refresh(row)
         raise ConflictError("conflict", f"identity conflict {row.id} is already {row.state}")
@@ -199,9 +273,14 @@ def incoming(row: IdentityConflict) -> tuple[dicom.DicomIdentity, dict[str, Any]
     under), and the upload's options (patient reference, question, urgency)."""
     values = _incoming(row)
     fields = {k: v for k, v in values.items() if k in dicom.DicomIdentity.__dataclass_fields__}
-    return (dicom.DicomIdentity(**{**fields, "study_uid": ""}),
-            {"patient_ref": values.get("patient_ref"), "question": values.get("question"),
-             "urgent": bool(values.get("urgent"))})
+    return (
+        dicom.DicomIdentity(**{**fields, "study_uid": ""}),
+        {
+            "patient_ref": values.get("patient_ref"),
+            "question": values.get("question"),
+            "urgent": bool(values.get("urgent")),
+        },
+    )
 
 
 def reject(db: Session, conflict_id: int, who: str, now: datetime) -> IdentityConflict:

@@ -56,17 +56,29 @@ def claim(p: Platform, worker: str, lease_s: float, job_id: int | None = None) -
         if job_id is not None:
             q = q.where(Job.id == job_id)
         candidates = db.scalars(q.order_by(Job.priority.desc(), Job.id).limit(8)).all()
-        jid = claim_first(db, Job, candidates, _claimable(now), {
-            "status": "running", "worker": worker, "attempts": Job.attempts + 1,
-            "lease_until": now + timedelta(seconds=lease_s), "started_at": now})
+        jid = claim_first(
+            db,
+            Job,
+            candidates,
+            _claimable(now),
+            {
+                "status": "running",
+                "worker": worker,
+                "attempts": Job.attempts + 1,
+                "lease_until": now + timedelta(seconds=lease_s),
+                "started_at": now,
+            },
+        )
         return db.get(Job, jid) if jid is not None else None
 
 
 def renew(p: Platform, job_id: int, worker: str, lease_s: float) -> bool:
     with p.db.session() as db:
-        done = db.execute(update(Job).where(Job.id == job_id, Job.worker == worker,
-                                            Job.status == "running")
-                          .values(lease_until=utcnow() + timedelta(seconds=lease_s)))
+        done = db.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.worker == worker, Job.status == "running")
+            .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+        )
         return done.rowcount == 1
 
 

@@ -28,8 +28,7 @@ from medai.platform.tables import Kiosk, TriageRecord
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10
 MAX_QUOTA = 1_000_000
-NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-"
-                 "çğıöşüÇĞİÖŞÜ")
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-çğıöşüÇĞİÖŞÜ")
 
 
 class KioskError(ValueError):
@@ -79,8 +78,9 @@ def day_window(now: datetime, zone: str) -> tuple[datetime, int]:
     local = now.replace(tzinfo=UTC).astimezone(tz)
     start = datetime.combine(local.date(), time(0), tzinfo=tz).astimezone(UTC)
     nxt = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
-    return start.replace(tzinfo=None), max(1, int((nxt - now.replace(tzinfo=UTC))
-                                                  .total_seconds()) + 1)
+    return start.replace(tzinfo=None), max(
+        1, int((nxt - now.replace(tzinfo=UTC)).total_seconds()) + 1
+    )
 
 
 def _new_code() -> str:
@@ -92,15 +92,27 @@ def normalise_code(code: str) -> str:
     return "".join(c for c in code.upper() if c.isalnum())[:64]
 
 
-def register(db: Session, name: str, daily_quota: int, now: datetime, enrol_minutes: int,
-             created_by: int | None = None) -> Issued:
+def register(
+    db: Session,
+    name: str,
+    daily_quota: int,
+    now: datetime,
+    enrol_minutes: int,
+    created_by: int | None = None,
+) -> Issued:
     name, daily_quota = check_name(name), check_quota(daily_quota)
     if db.scalar(select(Kiosk).where(Kiosk.name == name, Kiosk.revoked_at.is_(None))):
-        raise KioskConflict(f"a kiosk named {name!r} is registered; revoke it first or "
-                            "choose another name")
+        raise KioskConflict(
+            f"a kiosk named {name!r} is registered; revoke it first or choose another name"
+        )
     token = secrets.token_urlsafe(32)
-    kiosk = Kiosk(name=name, daily_quota=daily_quota, token_hash=digest(token),
-                  created_by=created_by, created_at=now)
+    kiosk = Kiosk(
+        name=name,
+        daily_quota=daily_quota,
+        token_hash=digest(token),
+        created_by=created_by,
+        created_at=now,
+    )
     db.add(kiosk)
     code = _set_code(kiosk, now, enrol_minutes)
     db.flush()
@@ -131,10 +143,13 @@ def enrol(db: Session, code: str, now: datetime) -> tuple[Kiosk, str]:
     """Exchange a valid one-time code for the browser's credential (returned raw, to be set
     as an HttpOnly cookie; only its hash is kept)."""
     code = normalise_code(code)
-    kiosk = db.scalar(select(Kiosk).where(Kiosk.enrol_code_hash == digest(code))) if code \
-        else None
-    if (kiosk is None or kiosk.revoked_at is not None or kiosk.enrol_expires_at is None
-            or kiosk.enrol_expires_at <= now):
+    kiosk = db.scalar(select(Kiosk).where(Kiosk.enrol_code_hash == digest(code))) if code else None
+    if (
+        kiosk is None
+        or kiosk.revoked_at is not None
+        or kiosk.enrol_expires_at is None
+        or kiosk.enrol_expires_at <= now
+    ):
         raise KioskNotFound("enrolment code unknown, used or expired; ask for a new one")
     secret = secrets.token_urlsafe(32)
     kiosk.cookie_hash, kiosk.enrolled_at = digest(secret), now
@@ -142,12 +157,12 @@ def enrol(db: Session, code: str, now: datetime) -> tuple[Kiosk, str]:
     return kiosk, secret
 
 
-def take_enrol_attempt(db: Session, client: str, now: datetime, max_failures: int,
-                       window_s: float) -> tuple[int, ...] | None:
+def take_enrol_attempt(
+    db: Session, client: str, now: datetime, max_failures: int, window_s: float
+) -> tuple[int, ...] | None:
     """Count a kiosk enrolment attempt as a wrong code, atomically with the per-client check
     (the per-client sign-in limit, ``accounts.take_slots``); None when throttled."""
-    return take_slots(db, {f"kiosk-enrol:{client}": max_failures * CLIENT_FACTOR}, window_s,
-                      at=now)
+    return take_slots(db, {f"kiosk-enrol:{client}": max_failures * CLIENT_FACTOR}, window_s, at=now)
 
 
 def by_credential(db: Session, raw: str, kind: str) -> Kiosk | None:
@@ -166,8 +181,9 @@ def get(db: Session, kiosk_id: int) -> Kiosk:
 
 def by_name(db: Session, name: str) -> Kiosk:
     """The registered (not revoked) kiosk of this name."""
-    kiosk = db.scalar(select(Kiosk).where(Kiosk.name == " ".join(name.split()),
-                                          Kiosk.revoked_at.is_(None)))
+    kiosk = db.scalar(
+        select(Kiosk).where(Kiosk.name == " ".join(name.split()), Kiosk.revoked_at.is_(None))
+    )
     if kiosk is None:
         raise KioskNotFound(f"no registered kiosk named {name!r}")
     return kiosk
@@ -189,9 +205,13 @@ def revoke(kiosk: Kiosk, now: datetime) -> Kiosk:
 def listing(db: Session) -> list[Kiosk]:
     """Registered kiosks first (by name), then revoked ones (newest first)."""
     rows = list(db.scalars(select(Kiosk)))
-    return sorted(rows, key=lambda k: (k.revoked_at is not None,
-                                       k.name.lower() if k.revoked_at is None
-                                       else -k.revoked_at.timestamp()))
+    return sorted(
+        rows,
+        key=lambda k: (
+            k.revoked_at is not None,
+            k.name.lower() if k.revoked_at is None else -k.revoked_at.timestamp(),
+        ),
+    )
 
 
 def used_today(db: Session, kiosk_ids: list[int], now: datetime, zone: str) -> dict[int, int]:
@@ -199,27 +219,37 @@ def used_today(db: Session, kiosk_ids: list[int], now: datetime, zone: str) -> d
     if not kiosk_ids:
         return {}
     start, _ = day_window(now, zone)
-    rows = db.execute(select(TriageRecord.kiosk_id, func.count()).where(
-        TriageRecord.kiosk_id.in_(kiosk_ids), TriageRecord.created_at >= start)
-        .group_by(TriageRecord.kiosk_id)).all()
+    rows = db.execute(
+        select(TriageRecord.kiosk_id, func.count())
+        .where(TriageRecord.kiosk_id.in_(kiosk_ids), TriageRecord.created_at >= start)
+        .group_by(TriageRecord.kiosk_id)
+    ).all()
     counts = dict.fromkeys(kiosk_ids, 0)
     counts.update({k: n for k, n in rows})
     return counts
 
 
-def _take_slot(db: Session, owner: dict[str, Any], quota: int, complaint: bytes,
-               now: datetime, zone: str) -> int:
+def _take_slot(
+    db: Session, owner: dict[str, Any], quota: int, complaint: bytes, now: datetime, zone: str
+) -> int:
     """Count the requests ``owner`` (one TriageRecord column and its value) made since the
     local midnight and insert one more, unless it holds its quota (``QuotaExhausted``). The
     caller holds the owner's lock, so concurrent requests count like serial ones."""
     ((column, value),) = owner.items()
     start, reset_in = day_window(now, zone)
-    used = db.scalar(select(func.count()).select_from(TriageRecord).where(
-        getattr(TriageRecord, column) == value, TriageRecord.created_at >= start)) or 0
+    used = (
+        db.scalar(
+            select(func.count())
+            .select_from(TriageRecord)
+            .where(getattr(TriageRecord, column) == value, TriageRecord.created_at >= start)
+        )
+        or 0
+    )
     if used >= quota:
         raise QuotaExhausted(quota, reset_in)
-    row = TriageRecord(**owner, complaint=complaint, result={}, urgent=False, model_hash="",
-                       created_at=now)
+    row = TriageRecord(
+        **owner, complaint=complaint, result={}, urgent=False, model_hash="", created_at=now
+    )
     db.add(row)
     db.flush()
     return row.id
@@ -236,8 +266,9 @@ def reserve(db: Session, kiosk_id: int, complaint: bytes, now: datetime, zone: s
     return _take_slot(db, {"kiosk_id": kiosk_id}, kiosk.daily_quota, complaint, now, zone)
 
 
-def reserve_anonymous(db: Session, client: str, complaint: bytes, now: datetime, zone: str,
-                      quota: int) -> int:
+def reserve_anonymous(
+    db: Session, client: str, complaint: bytes, now: datetime, zone: str, quota: int
+) -> int:
     """Take one of an unregistered client's daily slots: the client's key is locked
     (``db.lock_key``), its requests of today counted and the new one inserted in one
     transaction, so concurrent requests never exceed the quota (on PostgreSQL too, where an

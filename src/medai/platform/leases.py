@@ -19,13 +19,22 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 
-def claim_first(db: Session, table: Any, candidates: Iterable[int],
-                claimable: ColumnElement[bool], values: dict[str, Any]) -> int | None:
+def claim_first(
+    db: Session,
+    table: Any,
+    candidates: Iterable[int],
+    claimable: ColumnElement[bool],
+    values: dict[str, Any],
+) -> int | None:
     """Set ``values`` on the first of ``candidates`` (ids of ``table``) that is still
     ``claimable``; its id, or None when every candidate was taken meanwhile."""
     for row_id in candidates:
-        done = db.execute(update(table).where(table.id == row_id, claimable).values(**values)
-                          .execution_options(synchronize_session=False))
+        done = db.execute(
+            update(table)
+            .where(table.id == row_id, claimable)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
         if done.rowcount == 1:
             return row_id
     return None

@@ -37,8 +37,7 @@ def as_utc(when: datetime | str) -> datetime:
     return when.astimezone(UTC)
 
 
-def format_local(when: datetime | str | None, lang: str, zone: str | None = None
-                 ) -> str | None:
+def format_local(when: datetime | str | None, lang: str, zone: str | None = None) -> str | None:
     """``23.11.2026 14:05 (Europe/Istanbul)`` in Turkish, ``23 Nov 2026 14:05
     (Europe/Istanbul)`` in English; None for None."""
     if when is None:
@@ -50,8 +49,12 @@ def format_local(when: datetime | str | None, lang: str, zone: str | None = None
     return f"{t.day} {MONTHS_EN[t.month - 1]} {t.year} {t:%H:%M} ({tz.key})"
 
 
-def local_times(record: dict, lang: str, zone: str | None = None,
-                fields: tuple[str, ...] = ("created_at", "signed_at")) -> dict[str, str | None]:
+def local_times(
+    record: dict,
+    lang: str,
+    zone: str | None = None,
+    fields: tuple[str, ...] = ("created_at", "signed_at"),
+) -> dict[str, str | None]:
     """``{"created_at_local": …, "signed_at_local": …}`` for a dict carrying those ISO fields
     (a report version from ``review.as_dict``), for the API to add beside them."""
     return {f"{name}_local": format_local(record.get(name), lang, zone) for name in fields}

@@ -68,15 +68,22 @@ def _jobs(db, snap: Snapshot, now: datetime) -> None:
         for state in JOB_STATES:
             snap.jobs[(queue, state)] = 0
         for state, n, oldest in db.execute(
-                select(model.status, func.count(), func.min(model.created_at))
-                .where(model.status.in_(JOB_STATES)).group_by(model.status)):
+            select(model.status, func.count(), func.min(model.created_at))
+            .where(model.status.in_(JOB_STATES))
+            .group_by(model.status)
+        ):
             snap.jobs[(queue, state)] = n
             if state == "queued":
                 snap.oldest_queued[queue] = _age(now, oldest)
         snap.oldest_queued.setdefault(queue, 0.0)
-        snap.expired[queue] = db.scalar(
-            select(func.count()).select_from(model)
-            .where(model.status == "running", model.lease_until < now)) or 0
+        snap.expired[queue] = (
+            db.scalar(
+                select(func.count())
+                .select_from(model)
+                .where(model.status == "running", model.lease_until < now)
+            )
+            or 0
+        )
 
 
 def _outbox(db, snap: Snapshot, now: datetime) -> None:
@@ -94,13 +101,25 @@ def _outbox(db, snap: Snapshot, now: datetime) -> None:
         snap.outbox_oldest[name], snap.outbox_attempts[name] = 0.0, 0
     held = open_conflict_clause(OutboxItem.study_id)
     rows = db.execute(
-        select(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts, held,
-               func.count(), func.min(OutboxItem.created_at))
+        select(
+            OutboxItem.destination,
+            OutboxItem.state,
+            OutboxItem.attempts,
+            held,
+            func.count(),
+            func.min(OutboxItem.created_at),
+        )
         .where(OutboxItem.state.in_(("queued", "sending", "failed")))
-        .group_by(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts, held))
+        .group_by(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts, held)
+    )
     for name, state, attempts, is_held, n, oldest in rows:
-        shown = ("held" if state == "queued" and is_held else
-                 "retrying" if state == "queued" and attempts > 0 else state)
+        shown = (
+            "held"
+            if state == "queued" and is_held
+            else "retrying"
+            if state == "queued" and attempts > 0
+            else state
+        )
         for st in OUTBOX_STATES:
             snap.outbox.setdefault((name, st), 0)
         snap.outbox[(name, shown)] += n
@@ -115,20 +134,28 @@ def _outbox(db, snap: Snapshot, now: datetime) -> None:
 def _lifecycle(db, snap: Snapshot) -> None:
     from medai.platform.tables_lifecycle import MonitorAlert, RegisteredModel
 
-    snap.models = [(task, name, version, (content_hash or "")[:19], state)
-                   for task, name, version, content_hash, state in db.execute(
-                       select(RegisteredModel.task, RegisteredModel.name,
-                              RegisteredModel.version, RegisteredModel.content_hash,
-                              RegisteredModel.state)
-                       .where(RegisteredModel.state.in_(("active", "shadow")))
-                       .order_by(RegisteredModel.task, RegisteredModel.id))]
+    snap.models = [
+        (task, name, version, (content_hash or "")[:19], state)
+        for task, name, version, content_hash, state in db.execute(
+            select(
+                RegisteredModel.task,
+                RegisteredModel.name,
+                RegisteredModel.version,
+                RegisteredModel.content_hash,
+                RegisteredModel.state,
+            )
+            .where(RegisteredModel.state.in_(("active", "shadow")))
+            .order_by(RegisteredModel.task, RegisteredModel.id)
+        )
+    ]
     for task in {m[0] for m in snap.models if m[4] == "active"}:
         for kind in ALERT_KINDS:
             snap.alerts[(task, kind)] = 0
     for task, kind, n in db.execute(
-            select(MonitorAlert.task, MonitorAlert.kind, func.count())
-            .where(MonitorAlert.cleared_at.is_(None))
-            .group_by(MonitorAlert.task, MonitorAlert.kind)):
+        select(MonitorAlert.task, MonitorAlert.kind, func.count())
+        .where(MonitorAlert.cleared_at.is_(None))
+        .group_by(MonitorAlert.task, MonitorAlert.kind)
+    ):
         snap.alerts[(task, kind)] = n
 
 
@@ -183,11 +210,15 @@ class PlatformCollector:
 
     def collect(self) -> Iterator[Metric]:
         snap, seconds = self._reading()
-        up = GaugeMetricFamily("medai_database_up", "1: the database answered this scrape's "
-                               "queries; 0: it did not (its metrics are left out)")
+        up = GaugeMetricFamily(
+            "medai_database_up",
+            "1: the database answered this scrape's "
+            "queries; 0: it did not (its metrics are left out)",
+        )
         up.add_metric([], 1 if snap is not None else 0)
-        took = GaugeMetricFamily("medai_database_scrape_seconds",
-                                 "Time this scrape's database queries took")
+        took = GaugeMetricFamily(
+            "medai_database_scrape_seconds", "Time this scrape's database queries took"
+        )
         took.add_metric([], seconds)
         yield up
         yield took
@@ -196,47 +227,67 @@ class PlatformCollector:
 
 
 def families(snap: Snapshot) -> Iterator[Metric]:
-    jobs = GaugeMetricFamily("medai_queue_jobs", "Jobs per queue and state (queued, running, "
-                             "failed), from the database", labels=["queue", "state"])
+    jobs = GaugeMetricFamily(
+        "medai_queue_jobs",
+        "Jobs per queue and state (queued, running, failed), from the database",
+        labels=["queue", "state"],
+    )
     for (queue, state), n in sorted(snap.jobs.items()):
         jobs.add_metric([queue, state], n)
-    expired = GaugeMetricFamily("medai_queue_jobs_lease_expired",
-                                "Running jobs whose worker stopped renewing its lease (taken "
-                                "over by another worker)", labels=["queue"])
-    oldest = GaugeMetricFamily("medai_queue_oldest_queued_seconds",
-                               "Age of the oldest queued job (0: none queued)", labels=["queue"])
+    expired = GaugeMetricFamily(
+        "medai_queue_jobs_lease_expired",
+        "Running jobs whose worker stopped renewing its lease (taken over by another worker)",
+        labels=["queue"],
+    )
+    oldest = GaugeMetricFamily(
+        "medai_queue_oldest_queued_seconds",
+        "Age of the oldest queued job (0: none queued)",
+        labels=["queue"],
+    )
     for queue in sorted(snap.expired):
         expired.add_metric([queue], snap.expired[queue])
         oldest.add_metric([queue], snap.oldest_queued.get(queue, 0.0))
     outbox = GaugeMetricFamily(
-        "medai_outbox_items", "Outbox rows per destination and state: queued, retrying (after "
+        "medai_outbox_items",
+        "Outbox rows per destination and state: queued, retrying (after "
         "a failed attempt), held (an open identity conflict), sending, failed (a person must "
-        "look: retry or give up)", labels=["destination", "state"])
+        "look: retry or give up)",
+        labels=["destination", "state"],
+    )
     for (name, state), n in sorted(snap.outbox.items()):
         outbox.add_metric([name, state], n)
-    out_oldest = GaugeMetricFamily("medai_outbox_oldest_pending_seconds",
-                                   "Age of the oldest row waiting to be delivered (0: none)",
-                                   labels=["destination"])
-    attempts = GaugeMetricFamily("medai_outbox_attempts_max",
-                                 "The most delivery attempts a waiting row has had",
-                                 labels=["destination"])
+    out_oldest = GaugeMetricFamily(
+        "medai_outbox_oldest_pending_seconds",
+        "Age of the oldest row waiting to be delivered (0: none)",
+        labels=["destination"],
+    )
+    attempts = GaugeMetricFamily(
+        "medai_outbox_attempts_max",
+        "The most delivery attempts a waiting row has had",
+        labels=["destination"],
+    )
     for name in sorted(snap.outbox_oldest):
         out_oldest.add_metric([name], snap.outbox_oldest[name])
         attempts.add_metric([name], snap.outbox_attempts.get(name, 0))
-    configured = GaugeMetricFamily("medai_outbox_destination_configured",
-                                   "1: the destination is configured here; 0: only rows left",
-                                   labels=["destination"])
+    configured = GaugeMetricFamily(
+        "medai_outbox_destination_configured",
+        "1: the destination is configured here; 0: only rows left",
+        labels=["destination"],
+    )
     for name in sorted({n for n, _ in snap.outbox} | set(snap.destinations)):
         configured.add_metric([name], 1 if name in snap.destinations else 0)
-    alerts = GaugeMetricFamily("medai_monitor_alerts_open",
-                               "Open drift and agreement alerts per task and kind (input, "
-                               "output, metadata, agreement)", labels=["task", "kind"])
+    alerts = GaugeMetricFamily(
+        "medai_monitor_alerts_open",
+        "Open drift and agreement alerts per task and kind (input, output, metadata, agreement)",
+        labels=["task", "kind"],
+    )
     for (task, kind), n in sorted(snap.alerts.items()):
         alerts.add_metric([task, kind], n)
-    models = GaugeMetricFamily("medai_model_info", "The registry's active and shadow models "
-                               "(1): task, name, version, content hash (short)",
-                               labels=["task", "name", "version", "hash", "state"])
+    models = GaugeMetricFamily(
+        "medai_model_info",
+        "The registry's active and shadow models (1): task, name, version, content hash (short)",
+        labels=["task", "name", "version", "hash", "state"],
+    )
     for task, name, version, short, state in snap.models:
         models.add_metric([task, name, version, short, state], 1)
-    return iter([jobs, expired, oldest, outbox, out_oldest, attempts, configured, alerts,
-                 models])
+    return iter([jobs, expired, oldest, outbox, out_oldest, attempts, configured, alerts, models])

@@ -33,15 +33,74 @@ MIN_LENGTH = 8
 MAX_LENGTH = 1024
 MIN_SCORE = 3  # zxcvbn: 3 = at least 10^8 guesses ("safely unguessable" online, slow offline)
 ESTIMATED_CHARS = 72  # zxcvbn's own ceiling; a longer password is judged by its start
-SERVICE_WORDS = ("medai", "hastane", "hospital", "radyoloji", "radiology", "doktor", "doctor",
-                 "hemsire", "hemşire", "klinik", "clinic", "admin", "yonetici", "yönetici")
-COMMON_TR = ("sifre", "şifre", "parola", "galatasaray", "fenerbahce", "fenerbahçe", "besiktas",
-             "beşiktaş", "trabzonspor", "bursaspor", "istanbul", "ankara", "izmir", "antalya",
-             "turkiye", "türkiye", "turkey", "ataturk", "atatürk", "askim", "aşkım", "sevgilim",
-             "canim", "canım", "hayatim", "hayatım", "bebegim", "bebeğim", "annem", "babam",
-             "allah", "bismillah", "mustafa", "mehmet", "ahmet", "ayse", "ayşe", "fatma",
-             "emine", "zeynep", "elif", "yusuf", "kemal", "merhaba", "qwerty", "asdfgh",
-             "sifresiz", "deneme", "yeni", "gizli")
+SERVICE_WORDS = (
+    "medai",
+    "hastane",
+    "hospital",
+    "radyoloji",
+    "radiology",
+    "doktor",
+    "doctor",
+    "hemsire",
+    "hemşire",
+    "klinik",
+    "clinic",
+    "admin",
+    "yonetici",
+    "yönetici",
+)
+COMMON_TR = (
+    "sifre",
+    "şifre",
+    "parola",
+    "galatasaray",
+    "fenerbahce",
+    "fenerbahçe",
+    "besiktas",
+    "beşiktaş",
+    "trabzonspor",
+    "bursaspor",
+    "istanbul",
+    "ankara",
+    "izmir",
+    "antalya",
+    "turkiye",
+    "türkiye",
+    "turkey",
+    "ataturk",
+    "atatürk",
+    "askim",
+    "aşkım",
+    "sevgilim",
+    "canim",
+    "canım",
+    "hayatim",
+    "hayatım",
+    "bebegim",
+    "bebeğim",
+    "annem",
+    "babam",
+    "allah",
+    "bismillah",
+    "mustafa",
+    "mehmet",
+    "ahmet",
+    "ayse",
+    "ayşe",
+    "fatma",
+    "emine",
+    "zeynep",
+    "elif",
+    "yusuf",
+    "kemal",
+    "merhaba",
+    "qwerty",
+    "asdfgh",
+    "sifresiz",
+    "deneme",
+    "yeni",
+    "gizli",
+)
 REASONS = {
     "too_short": f"the password needs at least {MIN_LENGTH} characters",
     "too_long": f"the password may have at most {MAX_LENGTH} characters",
@@ -49,7 +108,7 @@ REASONS = {
     "common": "this password is on lists of common or breached passwords",
     "context": "the password is built from the user name or from this service's words",
     "guessable": "this password is too easy to guess; a longer phrase of a few uncommon "
-                 "words is stronger",
+    "words is stronger",
 }
 
 
@@ -85,14 +144,24 @@ def check(password: str, username: str = "") -> Verdict:
     result = zxcvbn(password[:ESTIMATED_CHARS], user_inputs=[*context, *COMMON_TR])
     if result["score"] >= MIN_SCORE:
         return Verdict(True)
-    suggestions = [s for s in [result["feedback"].get("warning") or "",
-                               *result["feedback"].get("suggestions", [])] if s]
+    suggestions = [
+        s
+        for s in [
+            result["feedback"].get("warning") or "",
+            *result["feedback"].get("suggestions", []),
+        ]
+        if s
+    ]
     words = [m for m in result["sequence"] if m.get("pattern") == "dictionary"]
-    if any(m.get("dictionary_name") == "user_inputs" and m.get("matched_word") in context
-           for m in words):
+    if any(
+        m.get("dictionary_name") == "user_inputs" and m.get("matched_word") in context
+        for m in words
+    ):
         return Verdict(False, "context", suggestions)
-    if any(m.get("dictionary_name") == "passwords" or m.get("dictionary_name") == "user_inputs"
-           for m in words):
+    if any(
+        m.get("dictionary_name") == "passwords" or m.get("dictionary_name") == "user_inputs"
+        for m in words
+    ):
         return Verdict(False, "common", suggestions)
     return Verdict(False, "guessable", suggestions)
 
@@ -108,6 +177,7 @@ def weaker(h: PasswordHasher, stored: str) -> bool:
 def hasher(profile: str = DEFAULT_HASH_PROFILE) -> PasswordHasher:
     """The argon2id hasher of a profile of ``HASH_PROFILES`` (a wrong name lists the valid)."""
     if profile not in HASH_PROFILES:
-        raise ValueError(f"password hash profile {profile!r}: use one of "
-                         f"{', '.join(HASH_PROFILES)}")
+        raise ValueError(
+            f"password hash profile {profile!r}: use one of {', '.join(HASH_PROFILES)}"
+        )
     return PasswordHasher(**HASH_PROFILES[profile])

@@ -54,9 +54,12 @@ def tool(name: str) -> str:
     """The path of ``pg_dump`` or ``pg_restore`` on ``PATH``."""
     found = shutil.which(name)
     if found is None:
-        raise PgToolError(f"{name} is not on PATH: install the PostgreSQL client of the "
-                          "server's major version (Debian: postgresql-client-<major>, e.g. "
-                          "postgresql-client-15)", "pg_tool_missing")
+        raise PgToolError(
+            f"{name} is not on PATH: install the PostgreSQL client of the "
+            "server's major version (Debian: postgresql-client-<major>, e.g. "
+            "postgresql-client-15)",
+            "pg_tool_missing",
+        )
     return found
 
 
@@ -74,10 +77,12 @@ def check_dump_tool(path: str, server_version_num: int) -> int:
     returns its major version."""
     mine, server = major(path), server_version_num // 10000
     if mine < server:
-        raise PgToolError(f"{path} is PostgreSQL {mine}, older than the server "
-                          f"(PostgreSQL {server}): pg_dump refuses a newer server. Install "
-                          f"postgresql-client-{server} and put its pg_dump first on PATH",
-                          "pg_tool_version")
+        raise PgToolError(
+            f"{path} is PostgreSQL {mine}, older than the server "
+            f"(PostgreSQL {server}): pg_dump refuses a newer server. Install "
+            f"postgresql-client-{server} and put its pg_dump first on PATH",
+            "pg_tool_version",
+        )
     return mine
 
 
@@ -86,9 +91,12 @@ def check_restore_tool(path: str, dumped_by: int | None) -> None:
     archive (an older one cannot read a newer archive)."""
     mine = major(path)
     if dumped_by is not None and mine < dumped_by:
-        raise PgToolError(f"{path} is PostgreSQL {mine}, but the backup was written by "
-                          f"pg_dump {dumped_by}: install postgresql-client-{dumped_by} and "
-                          "put its pg_restore first on PATH", "pg_tool_version")
+        raise PgToolError(
+            f"{path} is PostgreSQL {mine}, but the backup was written by "
+            f"pg_dump {dumped_by}: install postgresql-client-{dumped_by} and "
+            "put its pg_restore first on PATH",
+            "pg_tool_version",
+        )
 
 
 def run(args: list[str], conn: Connection, what: str) -> None:

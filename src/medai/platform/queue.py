@@ -32,16 +32,26 @@ def celery_app(broker_url: str, visibility_timeout_s: int = 300):
 
     app = Celery("medai", broker=broker_url)
     app.conf.update(
-        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
-        task_default_queue="cpu", task_ignore_result=True,
-        task_queues=[Queue(q, routing_key=q, queue_arguments={"x-max-priority": 10})
-                     for q in QUEUES],
-        task_queue_max_priority=10, task_default_priority=5,
-        broker_transport_options={"priority_steps": list(range(10)), "sep": ":",
-                                  "queue_order_strategy": "priority",
-                                  "visibility_timeout": visibility_timeout_s},
-        broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
-        worker_send_task_events=False)
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="cpu",
+        task_ignore_result=True,
+        task_queues=[
+            Queue(q, routing_key=q, queue_arguments={"x-max-priority": 10}) for q in QUEUES
+        ],
+        task_queue_max_priority=10,
+        task_default_priority=5,
+        broker_transport_options={
+            "priority_steps": list(range(10)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+            "visibility_timeout": visibility_timeout_s,
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
 
     @app.task(name=TASK_NAME, bind=True, max_retries=None)
     def analyse_study(self, study_id: int, job_id: int) -> str:
@@ -55,8 +65,9 @@ def celery_app(broker_url: str, visibility_timeout_s: int = 300):
         from medai.platform.lifecycle import model_jobs
         from medai.settings import get_settings
 
-        return model_jobs.run(_worker_platform(), job_id, worker_name("training"),
-                              get_settings().job_lease_s)
+        return model_jobs.run(
+            _worker_platform(), job_id, worker_name("training"), get_settings().job_lease_s
+        )
 
     return app
 
@@ -69,11 +80,12 @@ WORKER_THREADS: int | None = None
 @lru_cache(maxsize=1)
 def _worker_platform():
     from medai.platform.context import Platform
-    from medai.services.models import ModelHandles
+    from medai.services.model_handles import ModelHandles
     from medai.settings import get_settings
 
-    p = Platform.from_settings(models=ModelHandles(
-        threads=WORKER_THREADS, imaging_runtime=get_settings().imaging_runtime))
+    p = Platform.from_settings(
+        models=ModelHandles(threads=WORKER_THREADS, imaging_runtime=get_settings().imaging_runtime)
+    )
     p.watch_models()  # a worker follows promotions and rollbacks without a restart
     return p
 
@@ -90,8 +102,9 @@ def start_delivery(threads: int):
         return None
     from medai.platform.integration.delivery import DeliveryLoop
 
-    return DeliveryLoop.from_settings(_worker_platform(), threads=threads,
-                                      name="celery-outbox").start()
+    return DeliveryLoop.from_settings(
+        _worker_platform(), threads=threads, name="celery-outbox"
+    ).start()
 
 
 def deliver_while_working(threads: int) -> None:
@@ -136,16 +149,20 @@ def _run(task, study_id: int, job_id: int) -> str:
     return run_claimed(p, job, name, lease)
 
 
-def publish(broker_url: str, study_id: int, job_id: int, urgent: bool,
-            queue: str = "cpu") -> None:
-    celery_app(broker_url).send_task(TASK_NAME, args=[study_id, job_id], queue=queue,
-                                     routing_key=queue,
-                                     priority=broker_priority(broker_url, urgent))
+def publish(broker_url: str, study_id: int, job_id: int, urgent: bool, queue: str = "cpu") -> None:
+    celery_app(broker_url).send_task(
+        TASK_NAME,
+        args=[study_id, job_id],
+        queue=queue,
+        routing_key=queue,
+        priority=broker_priority(broker_url, urgent),
+    )
 
 
 def publish_model_job(broker_url: str, job_id: int) -> None:
-    celery_app(broker_url).send_task(MODEL_JOB_TASK, args=[job_id], queue="training",
-                                     routing_key="training")
+    celery_app(broker_url).send_task(
+        MODEL_JOB_TASK, args=[job_id], queue="training", routing_key="training"
+    )
 
 
 def check_broker(broker_url: str) -> None:

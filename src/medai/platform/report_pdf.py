@@ -53,12 +53,24 @@ from medai.platform.localtime import format_local
 log = logging.getLogger(__name__)
 FONT = "DejaVu"
 # file-name patterns of fallback fonts (first match per pattern), in order of preference
-FALLBACK_FONTS = ("NotoSansCJK*-Regular.tt[cf]", "NotoSansCJK-Regular.ttc", "wqy-microhei.ttc",
-                  "wqy-zenhei.ttc", "DroidSansFallbackFull.ttf", "NotoSans-Regular.ttf",
-                  "NotoSansSymbols2-Regular.ttf", "Symbola*.ttf", "NotoEmoji-Regular.ttf",
-                  "unifont*.ttf")
-FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"),
-             Path.home() / ".local/share/fonts", Path.home() / ".fonts")
+FALLBACK_FONTS = (
+    "NotoSansCJK*-Regular.tt[cf]",
+    "NotoSansCJK-Regular.ttc",
+    "wqy-microhei.ttc",
+    "wqy-zenhei.ttc",
+    "DroidSansFallbackFull.ttf",
+    "NotoSans-Regular.ttf",
+    "NotoSansSymbols2-Regular.ttf",
+    "Symbola*.ttf",
+    "NotoEmoji-Regular.ttf",
+    "unifont*.ttf",
+)
+FONT_DIRS = (
+    Path("/usr/share/fonts"),
+    Path("/usr/local/share/fonts"),
+    Path.home() / ".local/share/fonts",
+    Path.home() / ".fonts",
+)
 _GLYPH_WARNING = "missing the following glyphs"
 
 
@@ -130,8 +142,11 @@ def fallbacks_for(text: str) -> list[str]:
 
 def _all_text(study: dict[str, Any], report: dict[str, Any]) -> str:
     parts = [str(v) for v in (report.get("sections") or {}).values()]
-    parts += [str(c.get(k) or "") for c in report.get("citations") or []
-              for k in ("title", "source", "licence")]
+    parts += [
+        str(c.get(k) or "")
+        for c in report.get("citations") or []
+        for k in ("title", "source", "licence")
+    ]
     parts += [str(study.get("patient_ref") or ""), str(report.get("signed_by") or "")]
     parts += [v for _k, v in rw.dicom_rows(study, "en")]  # a name in any script
     return " ".join(parts)
@@ -195,13 +210,18 @@ def on_film(image_png: bytes | None, heatmap_png: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _images(pdf, w: dict[str, str], image_png: bytes | None, heatmap_png: bytes | None,
-            heatmap_caption: str, withheld: str = "") -> None:
+def _images(
+    pdf,
+    w: dict[str, str],
+    image_png: bytes | None,
+    heatmap_png: bytes | None,
+    heatmap_caption: str,
+    withheld: str = "",
+) -> None:
     """The film and the heatmap side by side, each captioned; ``withheld``: the heatmap is not
     printed and this line stands in its place (a finding the signer rejected)."""
     heat = on_film(image_png, heatmap_png) if heatmap_png and not withheld else None
-    shown = [(png, cap) for png, cap in ((image_png, w["image"]),
-                                         (heat, heatmap_caption)) if png]
+    shown = [(png, cap) for png, cap in ((image_png, w["image"]), (heat, heatmap_caption)) if png]
     withheld = withheld if heatmap_png else ""
     if not shown:
         if withheld:
@@ -235,8 +255,9 @@ def _notice(pdf, text: str, width: float = 0, fill=(255, 243, 205)) -> None:
     pdf.set_font(FONT, "B", 8.5)
     pdf.set_fill_color(*fill)
     pdf.set_draw_color(176, 120, 0)
-    pdf.multi_cell(width, 4.5, text, border=1, fill=True, padding=1.5, align="L",
-                   new_x="LEFT", new_y="NEXT")
+    pdf.multi_cell(
+        width, 4.5, text, border=1, fill=True, padding=1.5, align="L", new_x="LEFT", new_y="NEXT"
+    )
     pdf.set_draw_color(0, 0, 0)
     pdf.set_fill_color(255, 255, 255)
     pdf.set_x(x)
@@ -249,8 +270,9 @@ def _percent(p: Any, lang: str) -> str:
     return f"%{value.replace('.', ',')}" if lang == "tr" else f"{value}%"
 
 
-def _findings(pdf, study: dict[str, Any], report: dict[str, Any], w: dict[str, str],
-              lang: str) -> None:
+def _findings(
+    pdf, study: dict[str, Any], report: dict[str, Any], w: dict[str, str], lang: str
+) -> None:
     findings = [f for f in report.get("findings") or [] if isinstance(f, dict)]
     if not findings:
         return
@@ -269,40 +291,52 @@ def _findings(pdf, study: dict[str, Any], report: dict[str, Any], w: dict[str, s
     heads = [w["col_finding"], w["col_probability"], w["col_threshold"], w["col_decision"]]
     rejected = FontFace(family=FONT, emphasis="BOLD", color=(176, 0, 32))
     said = FontFace(family=FONT, emphasis="BOLD")
-    with pdf.table(col_widths=widths, text_align="LEFT", line_height=5,
-                   headings_style=_heading_style()) as table:
+    with pdf.table(
+        col_widths=widths, text_align="LEFT", line_height=5, headings_style=_heading_style()
+    ) as table:
         table.row(heads + ([w["col_signer"]] if signer else []))
         for f in findings:
             row = table.row()
-            for text in (rw.label_name(task, str(f.get("label") or ""), lang),
-                         _percent(f.get("probability"), lang),
-                         _percent(f.get("threshold"), lang), rw.decision(f, lang, task)):
+            for text in (
+                rw.label_name(task, str(f.get("label") or ""), lang),
+                _percent(f.get("probability"), lang),
+                _percent(f.get("threshold"), lang),
+                rw.decision(f, lang, task),
+            ):
                 row.cell(text)
             if signer:  # red only for a suggestion the signer rejected; bold where the
                 # signer said what the AI did not (added) or decided what it could not
                 verdict = f.get("verdict")
-                row.cell(rw.verdict(f, lang),
-                         style=rejected if verdict == "rejected" else said
-                         if verdict in ("added", "decided") else None)
+                row.cell(
+                    rw.verdict(f, lang),
+                    style=rejected
+                    if verdict == "rejected"
+                    else said
+                    if verdict in ("added", "decided")
+                    else None,
+                )
     pdf.ln(3)
 
 
 def _ruled_out(finding: dict[str, Any]) -> bool:
     """The signer said absent what the AI suggested or could not decide (rejected, or decided
     absent): nothing of the AI's may support it in the signed report."""
-    return finding.get("signer") is False and finding.get("state") in ("present",
-                                                                       "indeterminate")
+    return finding.get("signer") is False and finding.get("state") in ("present", "indeterminate")
 
 
 def _ruled_out_labels(report: dict[str, Any]) -> set[str]:
     if not report.get("signed_labels"):
         return set()
-    return {str(f.get("label")) for f in report.get("findings") or []
-            if isinstance(f, dict) and _ruled_out(f)}
+    return {
+        str(f.get("label"))
+        for f in report.get("findings") or []
+        if isinstance(f, dict) and _ruled_out(f)
+    }
 
 
-def _heatmap_words(study: dict[str, Any], report: dict[str, Any], label: str | None,
-                   w: dict[str, str], lang: str) -> tuple[str, str]:
+def _heatmap_words(
+    study: dict[str, Any], report: dict[str, Any], label: str | None, w: dict[str, str], lang: str
+) -> tuple[str, str]:
     """(caption, withheld line) of the heatmap of ``label``: withheld when the signer ruled the
     label out; the caption names the undecided or conflicting AI result when the heatmap is of
     one of its labels, and the signer's verdict once signed."""
@@ -311,26 +345,43 @@ def _heatmap_words(study: dict[str, Any], report: dict[str, Any], label: str | N
     if label and label in _ruled_out_labels(report):
         return "", w["heatmap_rejected"].format(label=name)
     caption = w["heatmap"].format(label=name)
-    row = next((f for f in report.get("findings") or []
-                if isinstance(f, dict) and f.get("label") == label), None) if label else None
+    row = (
+        next(
+            (
+                f
+                for f in report.get("findings") or []
+                if isinstance(f, dict) and f.get("label") == label
+            ),
+            None,
+        )
+        if label
+        else None
+    )
     decision = report.get("decision") or {}
-    if label and (label in (decision.get("conflict") or [])
-                  or (decision.get("state") == "indeterminate"
-                      and label in (decision.get("candidates") or []))):
+    if label and (
+        label in (decision.get("conflict") or [])
+        or (
+            decision.get("state") == "indeterminate" and label in (decision.get("candidates") or [])
+        )
+    ):
         caption += "\n" + rw.decision_note(decision, task, lang)
     if row is not None and report.get("signed_labels") and row.get("verdict"):
         caption += "\n" + rw.verdict(row, lang)
     return caption, ""
 
 
-def _sources(report: dict[str, Any], study: dict[str, Any], lang: str
-             ) -> list[tuple[dict[str, Any], str]]:
+def _sources(
+    report: dict[str, Any], study: dict[str, Any], lang: str
+) -> list[tuple[dict[str, Any], str]]:
     """The citations the PDF lists, each with what it says of a ruled-out finding: one about a
     label the signer ruled out is left out unless the signed text still cites its number."""
     out = []
     ruled_out = _ruled_out_labels(report)
-    cited = {int(n) for text in (report.get("sections") or {}).values()
-             for n in re.findall(r"\[(\d+)\]", str(text or ""))}
+    cited = {
+        int(n)
+        for text in (report.get("sections") or {}).values()
+        for n in re.findall(r"\[(\d+)\]", str(text or ""))
+    }
     for c in report.get("citations") or []:
         if not isinstance(c, dict):
             continue
@@ -338,8 +389,14 @@ def _sources(report: dict[str, Any], study: dict[str, Any], lang: str
         if label not in ruled_out:
             out.append((c, ""))
         elif str(c.get("n")).isdigit() and int(c["n"]) in cited:
-            out.append((c, rw.words(lang)["citation_rejected"].format(
-                label=rw.label_name(study.get("task"), label, lang))))
+            out.append(
+                (
+                    c,
+                    rw.words(lang)["citation_rejected"].format(
+                        label=rw.label_name(study.get("task"), label, lang)
+                    ),
+                )
+            )
     return out
 
 
@@ -377,9 +434,15 @@ def _version(version: Any, lang: str, zone: str | None) -> str:
     return format_local(text, lang, zone) or text
 
 
-def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, Any] | None,
-               image_png: bytes | None, heatmap_png: bytes | None,
-               heatmap_label: str | None, zone: str | None = None) -> bytes:
+def report_pdf(
+    study: dict[str, Any],
+    report: dict[str, Any],
+    model: dict[str, Any] | None,
+    image_png: bytes | None,
+    heatmap_png: bytes | None,
+    heatmap_label: str | None,
+    zone: str | None = None,
+) -> bytes:
     """The PDF: stamp (unsigned), disclosure, study facts, image and heatmap, findings table,
     report sections, sources, a footer with study, version and page on every page."""
     from medai.platform.integration.dicom_values import outgoing_study
@@ -391,8 +454,9 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
     w = rw.words(lang)
     signed = rw.is_signed(report)
     signed_when = format_local(report.get("signed_at"), lang, zone) if signed else None
-    footer = w["page"].format(study=study["id"], version=report.get("version", "?"),
-                              page="{page}", pages="{nb}")
+    footer = w["page"].format(
+        study=study["id"], version=report.get("version", "?"), page="{page}", pages="{nb}"
+    )
     pdf = _make_pdf(None if signed else w["stamp"], footer)
     pdf.set_margins(15, 19 if not signed else 14, 15)
     pdf.set_auto_page_break(True, margin=16)
@@ -417,12 +481,25 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
         pdf.set_fill_color(255, 246, 214)
     else:
         pdf.set_fill_color(253, 226, 228)
-    pdf.multi_cell(0, 5, disclosure.text(report, lang, signed_when), fill=True, padding=2,
-                   align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(
+        0,
+        5,
+        disclosure.text(report, lang, signed_when),
+        fill=True,
+        padding=2,
+        align="L",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     pdf.ln(2)
-    rows = [(w["status"], f"{rw.status_name(report, lang)} ({w['version']} "
-                          f"{report.get('version', '?')})"),
-            (w["examination"], rw.examination(study, lang)), *rw.dicom_rows(study, lang)]
+    rows = [
+        (
+            w["status"],
+            f"{rw.status_name(report, lang)} ({w['version']} {report.get('version', '?')})",
+        ),
+        (w["examination"], rw.examination(study, lang)),
+        *rw.dicom_rows(study, lang),
+    ]
     if study.get("patient_ref"):
         rows.append((w["patient"], str(study["patient_ref"])))
     rows.append((w["signed_by"], str(report["signed_by"]) if signed else w["not_signed"]))
@@ -433,9 +510,14 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
     if model and model.get("name"):
         digest = str(model.get("content_hash") or "")
         version = _version(model.get("version"), lang, zone)
-        rows.append((w["ai_model"], f"{model['name']} {version}".strip()
-                     + (f" ({digest[:23]}…)" if digest else "")
-                     + (f" — {w['ai_refused']}" if model.get("refused") else "")))
+        rows.append(
+            (
+                w["ai_model"],
+                f"{model['name']} {version}".strip()
+                + (f" ({digest[:23]}…)" if digest else "")
+                + (f" — {w['ai_refused']}" if model.get("refused") else ""),
+            )
+        )
     _meta(pdf, rows)
     pdf.ln(3)
     caption, withheld = _heatmap_words(study, report, heatmap_label, w, lang)
@@ -445,26 +527,40 @@ def report_pdf(study: dict[str, Any], report: dict[str, Any], model: dict[str, A
     for name in rw.SECTIONS:
         _heading(pdf, w[name])
         pdf.set_font(FONT, "", 9.5)
-        pdf.multi_cell(0, 5, (sections.get(name) or "").strip() or w["empty"], align="L",
-                       new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(
+            0,
+            5,
+            (sections.get(name) or "").strip() or w["empty"],
+            align="L",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
         pdf.ln(1)
     sources = _sources(report, study, lang)
     if sources:
         _heading(pdf, w["sources"], keep_with=4.5 * min(2, len(sources)))
         for c, about_rejected in sources:
             pdf.set_font(FONT, "", 8)
-            pdf.multi_cell(0, 4, f"[{c.get('n')}] {rw.citation_line(c, study, lang)}",
-                           align="L", new_x="LMARGIN", new_y="NEXT")
+            pdf.multi_cell(
+                0,
+                4,
+                f"[{c.get('n')}] {rw.citation_line(c, study, lang)}",
+                align="L",
+                new_x="LMARGIN",
+                new_y="NEXT",
+            )
             if about_rejected:  # on its own line under the passage it qualifies
                 pdf.set_font(FONT, "B", 8)
                 pdf.set_text_color(176, 0, 32)
                 pdf.set_x(pdf.l_margin + 5)
-                pdf.multi_cell(0, 4, about_rejected, align="L", new_x="LMARGIN",
-                               new_y="NEXT")
+                pdf.multi_cell(0, 4, about_rejected, align="L", new_x="LMARGIN", new_y="NEXT")
                 pdf.set_text_color(0, 0, 0)
     data = bytes(pdf.output())
     missing = {cp for font in pdf.fonts.values() for cp in getattr(font, "missing_glyphs", [])}
     if missing:
-        log.warning("PDF of study %s: %d characters had no glyph in the available fonts "
-                    "(left blank)", study["id"], len(missing))
+        log.warning(
+            "PDF of study %s: %d characters had no glyph in the available fonts (left blank)",
+            study["id"],
+            len(missing),
+        )
     return data

@@ -16,79 +16,133 @@ SECTIONS = ("technique", "findings", "impression", "recommendation")
 
 WORDS: dict[str, dict[str, str]] = {
     "tr": {
-        "title": "Radyoloji Raporu", "study": "Tetkik no", "stamp": "İMZALANMAMIŞ TASLAK",
-        "status": "Rapor durumu", "version": "sürüm", "examination": "Tetkik",
-        "patient": "Hasta kodu", "signed_by": "İmzalayan", "signed_at": "İmza zamanı",
-        "not_signed": "İmzalanmadı", "version_date": "Sürüm tarihi",
+        "title": "Radyoloji Raporu",
+        "study": "Tetkik no",
+        "stamp": "İMZALANMAMIŞ TASLAK",
+        "status": "Rapor durumu",
+        "version": "sürüm",
+        "examination": "Tetkik",
+        "patient": "Hasta kodu",
+        "signed_by": "İmzalayan",
+        "signed_at": "İmza zamanı",
+        "not_signed": "İmzalanmadı",
+        "version_date": "Sürüm tarihi",
         "ai_model": "Yapay zekâ modeli",
         "ai_refused": "bu görüntüyü değerlendirmedi (YZ taslağı yok)",
         "findings_title": "Yapay zekâ bulguları (öneri)",
-        "col_finding": "Bulgu", "col_probability": "Olasılık", "col_threshold": "Eşik",
-        "col_decision": "YZ kararı", "present": "var", "absent": "yok",
-        "undecided": "belirsiz", "implied": "{present} ({by} nedeniyle)",
+        "col_finding": "Bulgu",
+        "col_probability": "Olasılık",
+        "col_threshold": "Eşik",
+        "col_decision": "YZ kararı",
+        "present": "var",
+        "absent": "yok",
+        "undecided": "belirsiz",
+        "implied": "{present} ({by} nedeniyle)",
         "candidate": "{state} (ayırt edilemeyen adaylardan)",
         "threshold_note": "karar eşiği {threshold}",
         "conflict": "{state} (çelişki: model normal ile bulguyu birlikte işaretledi)",
-        "col_signer": "Radyolog", "confirmed": "radyolog onayladı",
-        "rejected": "radyolog reddetti", "added": "radyolog ekledi",
+        "col_signer": "Radyolog",
+        "confirmed": "radyolog onayladı",
+        "rejected": "radyolog reddetti",
+        "added": "radyolog ekledi",
         "decided": "radyolog karar verdi: {answer}",
         "method_signer": "İmzalayan radyoloğun bulgusu",
         "method_ai_verdict": "Yapay zekâ modeli önerisi (tanı değil); {verdict}",
-        "heatmap_rejected": ("Isı haritası gösterilmiyor: {label} bulgusunu imzalayan radyolog "
-                             "reddetti"),
+        "heatmap_rejected": (
+            "Isı haritası gösterilmiyor: {label} bulgusunu imzalayan radyolog reddetti"
+        ),
         "ai_candidates": "Yapay zekâ kararsız kaldı; adaylar: {labels}",
         "ai_conflict": ("Yapay zekâ çelişkili: {labels} birlikte eşiğin üzerinde"),
-        "findings_title_signed": ("Yapay zekâ bulguları (öneri) ve imzalayan radyoloğun "
-                                  "kararı"),
-        "citation_rejected": ("(imzalayan radyoloğun reddettiği yapay zekâ önerisi {label} "
-                              "hakkında; bu raporun sonucunu desteklemez)"),
-        "technique": "Teknik", "findings": "Bulgular", "impression": "Sonuç",
-        "recommendation": "Öneri", "sources": "Kaynaklar", "image": "Görüntü",
+        "findings_title_signed": ("Yapay zekâ bulguları (öneri) ve imzalayan radyoloğun kararı"),
+        "citation_rejected": (
+            "(imzalayan radyoloğun reddettiği yapay zekâ önerisi {label} "
+            "hakkında; bu raporun sonucunu desteklemez)"
+        ),
+        "technique": "Teknik",
+        "findings": "Bulgular",
+        "impression": "Sonuç",
+        "recommendation": "Öneri",
+        "sources": "Kaynaklar",
+        "image": "Görüntü",
         "heatmap": "Grad-CAM ısı haritası: {label} (yapay zekâ önerisi)",
         "page": "Tetkik {study} · sürüm {version} · sayfa {page}/{pages}",
-        "empty": "—", "report_text": "Radyoloji raporu",
-        "preliminary": "Ön rapor", "final": "Kesin rapor", "amended": "Düzeltilmiş rapor",
+        "empty": "—",
+        "report_text": "Radyoloji raporu",
+        "preliminary": "Ön rapor",
+        "final": "Kesin rapor",
+        "amended": "Düzeltilmiş rapor",
         "method_unsigned": "Yapay zekâ modeli önerisi; henüz radyolog incelemesinden geçmedi",
         "method_signed": "Yapay zekâ modeli önerisi; raporu imzalayan radyolog inceledi",
-        "ai_unsigned": ("Bu rapor yapay zekâ tarafından hazırlanmış bir taslaktır ve henüz bir "
-                        "radyolog tarafından incelenip onaylanmamıştır. Radyolog onayı "
-                        "olmadan klinik karar için kullanılmamalıdır."),
-        "hand_unsigned": ("Bu rapor yapay zekâ taslağı kullanılmadan, elle yazılmaktadır; "
-                          "henüz imzalanmamıştır."),
-        "ai_signed": ("Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından {when} "
-                      "tarihinde incelenip imzalanmıştır."),
-        "ai_signed_edited": ("Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından "
-                             "incelenip düzenlenmiş ve {when} tarihinde imzalanmıştır."),
-        "ai_signed_unchanged": ("Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından "
-                                "incelenmiş ve {when} tarihinde değiştirilmeden "
-                                "imzalanmıştır."),
-        "hand_signed": ("Bu rapor yapay zekâ taslağı kullanılmadan {signer} tarafından elle "
-                        "yazılmış ve {when} tarihinde imzalanmıştır."),
+        "ai_unsigned": (
+            "Bu rapor yapay zekâ tarafından hazırlanmış bir taslaktır ve henüz bir "
+            "radyolog tarafından incelenip onaylanmamıştır. Radyolog onayı "
+            "olmadan klinik karar için kullanılmamalıdır."
+        ),
+        "hand_unsigned": (
+            "Bu rapor yapay zekâ taslağı kullanılmadan, elle yazılmaktadır; henüz imzalanmamıştır."
+        ),
+        "ai_signed": (
+            "Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından {when} "
+            "tarihinde incelenip imzalanmıştır."
+        ),
+        "ai_signed_edited": (
+            "Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından "
+            "incelenip düzenlenmiş ve {when} tarihinde imzalanmıştır."
+        ),
+        "ai_signed_unchanged": (
+            "Taslak yapay zekâ desteğiyle hazırlanmış; {signer} tarafından "
+            "incelenmiş ve {when} tarihinde değiştirilmeden "
+            "imzalanmıştır."
+        ),
+        "hand_signed": (
+            "Bu rapor yapay zekâ taslağı kullanılmadan {signer} tarafından elle "
+            "yazılmış ve {when} tarihinde imzalanmıştır."
+        ),
         "amended_signed": "Düzeltilmiş rapor: daha önce imzalanmış bir raporun değişikliğidir.",
-        "amended_unsigned": ("Düzeltilmiş rapor taslağı: daha önce imzalanmış bir raporda "
-                             "yapılan bu değişiklik henüz incelenip onaylanmamıştır; onaylanana "
-                             "kadar klinik karar için kullanılmamalıdır."),
+        "amended_unsigned": (
+            "Düzeltilmiş rapor taslağı: daha önce imzalanmış bir raporda "
+            "yapılan bu değişiklik henüz incelenip onaylanmamıştır; onaylanana "
+            "kadar klinik karar için kullanılmamalıdır."
+        ),
         "ai_first_draft": "İlk taslak yapay zekâ desteğiyle hazırlanmıştı.",
         "not_diagnosis": "Yapay zekâ çıktısı tanı değil, öneridir.",
         "unknown_time": "zamanı bilinmiyor",
-        "patient_name": "Hasta adı", "patient_id": "Hasta no", "accession": "Erişim no",
-        "study_date": "Tetkik tarihi", "acquisition": "Görüntü",
+        "patient_name": "Hasta adı",
+        "patient_id": "Hasta no",
+        "accession": "Erişim no",
+        "study_date": "Tetkik tarihi",
+        "acquisition": "Görüntü",
     },
     "en": {
-        "title": "Radiology report", "study": "Study no.", "stamp": "NOT SIGNED — DRAFT",
-        "status": "Report status", "version": "version", "examination": "Examination",
-        "patient": "Patient reference", "signed_by": "Signed by", "signed_at": "Signed at",
-        "not_signed": "Not signed", "version_date": "Version date", "ai_model": "AI model",
+        "title": "Radiology report",
+        "study": "Study no.",
+        "stamp": "NOT SIGNED — DRAFT",
+        "status": "Report status",
+        "version": "version",
+        "examination": "Examination",
+        "patient": "Patient reference",
+        "signed_by": "Signed by",
+        "signed_at": "Signed at",
+        "not_signed": "Not signed",
+        "version_date": "Version date",
+        "ai_model": "AI model",
         "ai_refused": "did not assess this image (no AI draft)",
-        "findings_title": "AI findings (suggestions)", "col_finding": "Finding",
-        "col_probability": "Probability", "col_threshold": "Threshold",
-        "col_decision": "AI decision", "present": "present", "absent": "absent",
-        "undecided": "indeterminate", "implied": "{present} (implied by {by})",
+        "findings_title": "AI findings (suggestions)",
+        "col_finding": "Finding",
+        "col_probability": "Probability",
+        "col_threshold": "Threshold",
+        "col_decision": "AI decision",
+        "present": "present",
+        "absent": "absent",
+        "undecided": "indeterminate",
+        "implied": "{present} (implied by {by})",
         "candidate": "{state} (one of the candidates it could not separate)",
         "threshold_note": "operating threshold {threshold}",
         "conflict": "{state} (conflict: the model marked normal and a finding together)",
-        "col_signer": "Radiologist", "confirmed": "confirmed by the signer",
-        "rejected": "rejected by the signer", "added": "added by the signer",
+        "col_signer": "Radiologist",
+        "confirmed": "confirmed by the signer",
+        "rejected": "rejected by the signer",
+        "added": "added by the signer",
         "decided": "decided by the signer: {answer}",
         "method_signer": "Finding stated by the signing radiologist",
         "method_ai_verdict": "AI model suggestion (not a diagnosis); {verdict}",
@@ -96,36 +150,53 @@ WORDS: dict[str, dict[str, str]] = {
         "ai_candidates": "The AI was undecided between: {labels}",
         "ai_conflict": "The AI contradicted itself: {labels} all above their thresholds",
         "findings_title_signed": "AI findings (suggestions) and the signing radiologist's verdict",
-        "citation_rejected": ("(about {label}, an AI suggestion the signing radiologist "
-                              "rejected; not support for this report's conclusion)"),
-        "technique": "Technique", "findings": "Findings", "impression": "Impression",
-        "recommendation": "Recommendation", "sources": "Sources", "image": "Image",
+        "citation_rejected": (
+            "(about {label}, an AI suggestion the signing radiologist "
+            "rejected; not support for this report's conclusion)"
+        ),
+        "technique": "Technique",
+        "findings": "Findings",
+        "impression": "Impression",
+        "recommendation": "Recommendation",
+        "sources": "Sources",
+        "image": "Image",
         "heatmap": "Grad-CAM heatmap: {label} (AI suggestion)",
         "page": "Study {study} · version {version} · page {page}/{pages}",
-        "empty": "—", "report_text": "Radiology report",
-        "preliminary": "Preliminary", "final": "Final", "amended": "Amended",
+        "empty": "—",
+        "report_text": "Radiology report",
+        "preliminary": "Preliminary",
+        "final": "Final",
+        "amended": "Amended",
         "method_unsigned": "AI model suggestion, not yet reviewed by a radiologist",
         "method_signed": "AI model suggestion, reviewed by the signing radiologist",
-        "ai_unsigned": ("This report is an AI-generated draft awaiting review: no radiologist "
-                        "has reviewed or approved it yet. It must not be used for clinical "
-                        "decisions before a radiologist signs it."),
+        "ai_unsigned": (
+            "This report is an AI-generated draft awaiting review: no radiologist "
+            "has reviewed or approved it yet. It must not be used for clinical "
+            "decisions before a radiologist signs it."
+        ),
         "hand_unsigned": "Written by hand without an AI draft; not signed yet.",
-        "ai_signed": ("Drafted with AI assistance; reviewed and signed by {signer} on "
-                      "{when}."),
-        "ai_signed_edited": ("Drafted with AI assistance; reviewed, edited and signed by {signer} "
-                             "on {when}."),
-        "ai_signed_unchanged": ("Drafted with AI assistance; reviewed and signed without changes "
-                                "by {signer} on {when}."),
+        "ai_signed": ("Drafted with AI assistance; reviewed and signed by {signer} on {when}."),
+        "ai_signed_edited": (
+            "Drafted with AI assistance; reviewed, edited and signed by {signer} on {when}."
+        ),
+        "ai_signed_unchanged": (
+            "Drafted with AI assistance; reviewed and signed without changes by {signer} on {when}."
+        ),
         "hand_signed": "Written by {signer} by hand, without an AI draft; signed on {when}.",
         "amended_signed": "Amended report: a change to a report that had been signed.",
-        "amended_unsigned": ("Amended draft: this change to a report that had been signed has "
-                             "not been reviewed or approved yet; it must not be used for "
-                             "clinical decisions before it is."),
+        "amended_unsigned": (
+            "Amended draft: this change to a report that had been signed has "
+            "not been reviewed or approved yet; it must not be used for "
+            "clinical decisions before it is."
+        ),
         "ai_first_draft": "The first draft was prepared with AI assistance.",
         "not_diagnosis": "AI output is a suggestion, not a diagnosis.",
         "unknown_time": "an unrecorded time",
-        "patient_name": "Patient name", "patient_id": "Patient ID",
-        "accession": "Accession no.", "study_date": "Study date", "acquisition": "Image",
+        "patient_name": "Patient name",
+        "patient_id": "Patient ID",
+        "accession": "Accession no.",
+        "study_date": "Study date",
+        "acquisition": "Image",
     },
 }
 MODALITY: dict[str, dict[str, str]] = {
@@ -142,13 +213,23 @@ def dicom_rows(study: dict[str, Any], lang: str) -> list[tuple[str, str]]:
     d, w = study.get("dicom") or {}, words(lang)
     date = d.get("study_date") or ""
     if len(date) == 8:
-        date = f"{date[6:]}.{date[4:6]}.{date[:4]}" if lang == "tr" else \
-            f"{date[:4]}-{date[4:6]}-{date[6:]}"
-    image = " · ".join(str(d[k]) for k in ("modality", "view_position", "body_part",
-                                           "series_description") if d.get(k))
-    rows = [(w["patient_name"], display_name(d.get("patient_name"))),
-            (w["patient_id"], d.get("patient_id")), (w["accession"], d.get("accession")),
-            (w["study_date"], date), (w["acquisition"], image)]
+        date = (
+            f"{date[6:]}.{date[4:6]}.{date[:4]}"
+            if lang == "tr"
+            else f"{date[:4]}-{date[4:6]}-{date[6:]}"
+        )
+    image = " · ".join(
+        str(d[k])
+        for k in ("modality", "view_position", "body_part", "series_description")
+        if d.get(k)
+    )
+    rows = [
+        (w["patient_name"], display_name(d.get("patient_name"))),
+        (w["patient_id"], d.get("patient_id")),
+        (w["accession"], d.get("accession")),
+        (w["study_date"], date),
+        (w["acquisition"], image),
+    ]
     return [(k, str(v)) for k, v in rows if v]
 
 
@@ -174,13 +255,14 @@ def is_signed(report: dict[str, Any]) -> bool:
 
 def status_name(report: dict[str, Any], lang: str) -> str:
     status = str(report.get("status") or "")
-    return words(lang).get(status, status) if status in ("preliminary", "final", "amended") \
-        else status
+    return (
+        words(lang).get(status, status) if status in ("preliminary", "final", "amended") else status
+    )
 
 
 def _task(name: str | None):
-    from medai.core.tasks import TaskError
-    from medai.core.tasks import get as get_task
+    from medai.core.task_registry import TaskError
+    from medai.core.task_registry import get as get_task
 
     try:
         return get_task(name) if name else None
@@ -193,8 +275,11 @@ def examination(study: dict[str, Any], lang: str) -> str:
     modality)."""
     task = _task(study.get("task"))
     named = getattr(task, "display", None) or {}
-    return (named.get(lang) or MODALITY[lang].get(str(study.get("task")))
-            or str(study.get("modality") or study.get("task") or ""))
+    return (
+        named.get(lang)
+        or MODALITY[lang].get(str(study.get("task")))
+        or str(study.get("modality") or study.get("task") or "")
+    )
 
 
 def label_name(task_name: str | None, label: str, lang: str) -> str:
@@ -221,8 +306,9 @@ def decision(finding: dict[str, Any], lang: str, task: str | None = None) -> str
     text = w["undecided" if state == "indeterminate" else state]
     basis = finding.get("basis")
     if state == "present" and basis == "implied" and finding.get("implied_by"):
-        return w["implied"].format(present=text,
-                                   by=label_name(task, str(finding["implied_by"]), lang))
+        return w["implied"].format(
+            present=text, by=label_name(task, str(finding["implied_by"]), lang)
+        )
     if basis == "conflict":
         return w["conflict"].format(state=text)
     if state == "indeterminate":
@@ -249,8 +335,9 @@ def decision_note(decision: dict[str, Any] | None, task: str | None, lang: str) 
     if decision.get("conflict"):
         return w["ai_conflict"].format(labels=names)
     if decision.get("state") == "indeterminate" and decision.get("candidates"):
-        return w["ai_candidates"].format(labels=", ".join(
-            label_name(task, str(x), lang) for x in decision["candidates"]))
+        return w["ai_candidates"].format(
+            labels=", ".join(label_name(task, str(x), lang) for x in decision["candidates"])
+        )
     return ""
 
 
@@ -262,8 +349,11 @@ def citation_line(citation: dict[str, Any], study: dict[str, Any], lang: str) ->
     by_key = {lab.replace("_", " ").lower(): lab for lab in getattr(task, "labels", ())}
     if title.replace("_", " ").lower() in by_key:
         title = label_name(study.get("task"), by_key[title.replace("_", " ").lower()], lang)
-    return " — ".join(p for p in (title, str(citation.get("source") or ""),
-                                  str(citation.get("licence") or "")) if p)
+    return " — ".join(
+        p
+        for p in (title, str(citation.get("source") or ""), str(citation.get("licence") or ""))
+        if p
+    )
 
 
 def citation_label(citation: dict[str, Any], task_name: str | None) -> str | None:
@@ -296,5 +386,8 @@ def citation_label(citation: dict[str, Any], task_name: str | None) -> str | Non
 def report_text(report: dict[str, Any], lang: str) -> str:
     """The sections as plain text under the language's headings; empty sections left out."""
     w, sections = words(lang), report.get("sections") or {}
-    return "\n\n".join(f"{upper(w[name], lang)}:\n{sections[name].strip()}"
-                       for name in SECTIONS if (sections.get(name) or "").strip())
+    return "\n\n".join(
+        f"{upper(w[name], lang)}:\n{sections[name].strip()}"
+        for name in SECTIONS
+        if (sections.get(name) or "").strip()
+    )

@@ -40,7 +40,7 @@ from sqlalchemy.pool import NullPool
 
 from medai.platform import backup as bk
 from medai.platform.backup import BackupError, Progress
-from medai.platform.storage import private_dir
+from medai.platform.blobs import private_dir
 
 RESTORED_CONFIG = "restored-config"
 
@@ -48,8 +48,13 @@ RESTORED_CONFIG = "restored-config"
 def _target_files(home: Path) -> list[str]:
     """What in the home would be mixed with the backup's: any file under blobs/ or
     registry/, or a restored-config folder."""
-    found = [p.relative_to(home).as_posix() for d in bk.STATE_DIRS if (home / d).is_dir()
-             for p in (home / d).rglob("*") if p.is_file()][:3]
+    found = [
+        p.relative_to(home).as_posix()
+        for d in bk.STATE_DIRS
+        if (home / d).is_dir()
+        for p in (home / d).rglob("*")
+        if p.is_file()
+    ][:3]
     if (home / RESTORED_CONFIG).exists():
         found.append(RESTORED_CONFIG)
     return found
@@ -71,14 +76,19 @@ def check_target(url: str, home: Path) -> None:
     path = sqlite_path(url)
     tables = [] if path is not None and not path.exists() else _tables(url)
     if tables:
-        raise BackupError(f"{describe(url)} is not empty ({len(tables)} tables, e.g. "
-                          f"{', '.join(tables[:3])}): restore only into an empty database "
-                          "(a new one, or drop and re-create it first)", "target_not_empty")
+        raise BackupError(
+            f"{describe(url)} is not empty ({len(tables)} tables, e.g. "
+            f"{', '.join(tables[:3])}): restore only into an empty database "
+            "(a new one, or drop and re-create it first)",
+            "target_not_empty",
+        )
     found = _target_files(home)
     if found:
-        raise BackupError(f"MEDAI_HOME {home} already holds a site's files (e.g. "
-                          f"{', '.join(found)}): restore only into an empty home",
-                          "target_not_empty")
+        raise BackupError(
+            f"MEDAI_HOME {home} already holds a site's files (e.g. "
+            f"{', '.join(found)}): restore only into an empty home",
+            "target_not_empty",
+        )
 
 
 def _check_keys(manifest: dict[str, Any], current: list[str]) -> None:
@@ -86,28 +96,37 @@ def _check_keys(manifest: dict[str, Any], current: list[str]) -> None:
     have = {bk.key_id(k) for k in current}
     missing = [k for k in keys.get("needed", []) if k not in have]
     if not current:
-        raise BackupError("no key is configured: set MEDAI_SECRET_KEYS_FILE (or "
-                          "MEDAI_SECRET_KEYS) to the operator's copy of the keys, or put the "
-                          "key file at MEDAI_HOME/secret.key; the backup needs key id(s) "
-                          f"{', '.join(keys.get('needed', [])) or '(none)'}", "keys_missing")
+        raise BackupError(
+            "no key is configured: set MEDAI_SECRET_KEYS_FILE (or "
+            "MEDAI_SECRET_KEYS) to the operator's copy of the keys, or put the "
+            "key file at MEDAI_HOME/secret.key; the backup needs key id(s) "
+            f"{', '.join(keys.get('needed', [])) or '(none)'}",
+            "keys_missing",
+        )
     if missing:
         raise BackupError(
             f"the backup's data is sealed under key id(s) {', '.join(missing)}, not among the "
             f"configured keys ({', '.join(sorted(have))}): configure the operator's copy of "
             "the keys of the backed-up site (MEDAI_SECRET_KEYS_FILE or HOME/secret.key); "
-            "nothing was restored", "keys_missing")
+            "nothing was restored",
+            "keys_missing",
+        )
 
 
 def _missing_key_hint(manifest: dict[str, Any], current: list[str]) -> str:
     have = {bk.key_id(k) for k in current}
     absent = [k for k in manifest.get("keys", {}).get("configured", []) if k not in have]
-    return (f"the backed-up site also had key id(s) {', '.join(absent)}, not configured now: "
-            "configure them too" if absent else
-            "every key the backed-up site had is configured: the data is damaged")
+    return (
+        f"the backed-up site also had key id(s) {', '.join(absent)}, not configured now: "
+        "configure them too"
+        if absent
+        else "every key the backed-up site had is configured: the data is damaged"
+    )
 
 
-def _stage(src: Path, staging: Path, manifest: dict[str, Any], current: list[str],
-           progress: Progress) -> None:
+def _stage(
+    src: Path, staging: Path, manifest: dict[str, Any], current: list[str], progress: Progress
+) -> None:
     """Copy every file of the manifest into ``staging``, checking its sha256 (and each
     stored file's key id) as it goes."""
     from medai.platform.crypto import BlobCipher
@@ -118,24 +137,27 @@ def _stage(src: Path, staging: Path, manifest: dict[str, Any], current: list[str
     for n, (relative, want) in enumerate(entries, 1):
         source, target = src / relative, staging / relative
         if ".." in Path(relative).parts or Path(relative).is_absolute():
-            raise BackupError(f"manifest names {relative!r}, outside the backup",
-                              "backup_damaged")
+            raise BackupError(f"manifest names {relative!r}, outside the backup", "backup_damaged")
         bk._private_parent(target, made)
         try:
             sha, size, head = bk.copy_file(source, target, BlobCipher.HEADER)
         except FileNotFoundError:
             raise BackupError(f"{source} is missing from the backup", "backup_damaged") from None
         if sha != want["sha256"] or size != want["size"]:
-            raise BackupError(f"{source} is damaged (sha256 {sha[:12]}…, the manifest says "
-                              f"{want['sha256'][:12]}…): nothing was restored",
-                              "backup_damaged")
+            raise BackupError(
+                f"{source} is damaged (sha256 {sha[:12]}…, the manifest says "
+                f"{want['sha256'][:12]}…): nothing was restored",
+                "backup_damaged",
+            )
         if relative.startswith("blobs/") and head.startswith(BlobCipher.MAGIC):
-            kid = head[len(BlobCipher.MAGIC):len(BlobCipher.MAGIC) + 8].hex()
+            kid = head[len(BlobCipher.MAGIC) : len(BlobCipher.MAGIC) + 8].hex()
             if kid not in have:
-                raise BackupError(f"stored file {Path(relative).name[:12]}… is sealed under "
-                                  f"key id {kid}, not among the configured keys "
-                                  f"({', '.join(sorted(have))}): nothing was restored",
-                                  "keys_missing")
+                raise BackupError(
+                    f"stored file {Path(relative).name[:12]}… is sealed under "
+                    f"key id {kid}, not among the configured keys "
+                    f"({', '.join(sorted(have))}): nothing was restored",
+                    "keys_missing",
+                )
         progress("verify", n, len(entries))
 
 
@@ -157,9 +179,19 @@ def _load_database(manifest: dict[str, Any], staged: Path, url: str) -> None:
     restore = pg_tools.tool("pg_restore")
     pg_tools.check_restore_tool(restore, manifest["database"].get("pg_dump_major"))
     libpq = pg_tools.connection(url)
-    pg_tools.run([restore, "--no-owner", "--no-privileges", "--exit-on-error",
-                  "--single-transaction", f"--dbname={libpq.url}", str(staged)], libpq,
-                 "pg_restore")
+    pg_tools.run(
+        [
+            restore,
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--single-transaction",
+            f"--dbname={libpq.url}",
+            str(staged),
+        ],
+        libpq,
+        "pg_restore",
+    )
 
 
 def _pg_objects(url: str) -> set[tuple[str, str]]:
@@ -168,12 +200,18 @@ def _pg_objects(url: str) -> set[tuple[str, str]]:
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            funcs = conn.execute(text(
-                "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON "
-                "n.oid = p.pronamespace WHERE n.nspname = current_schema()")).scalars()
-            types = conn.execute(text(
-                "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                "WHERE n.nspname = current_schema() AND t.typtype = 'e'")).scalars()
+            funcs = conn.execute(
+                text(
+                    "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON "
+                    "n.oid = p.pronamespace WHERE n.nspname = current_schema()"
+                )
+            ).scalars()
+            types = conn.execute(
+                text(
+                    "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    "WHERE n.nspname = current_schema() AND t.typtype = 'e'"
+                )
+            ).scalars()
             return {("FUNCTION", f) for f in funcs} | {("TYPE", t) for t in types}
     finally:
         engine.dispose()
@@ -199,13 +237,19 @@ def _unload_database(url: str, before: set[tuple[str, str]]) -> None:
         engine.dispose()
 
 
-def _check_restored(url: str, home: Path, manifest: dict[str, Any], current: list[str],
-                    quick: bool, progress: Progress) -> dict[str, int]:
+def _check_restored(
+    url: str,
+    home: Path,
+    manifest: dict[str, Any],
+    current: list[str],
+    quick: bool,
+    progress: Progress,
+) -> dict[str, int]:
     """Counts as the manifest's; every sealed value decrypts; every named file decrypts."""
     from cryptography.fernet import Fernet
 
+    from medai.platform.blobs import BlobStore
     from medai.platform.crypto import Cipher
-    from medai.platform.storage import BlobStore
 
     engine = create_engine(url, poolclass=NullPool)
     try:
@@ -223,20 +267,26 @@ def _check_restored(url: str, home: Path, manifest: dict[str, Any], current: lis
                     progress("check", values, 0)
     finally:
         engine.dispose()
-    want = {k: v for k, v in manifest["counts"].items()
-            if k not in ("files", "bytes", "files_named")}
+    want = {
+        k: v for k, v in manifest["counts"].items() if k not in ("files", "bytes", "files_named")
+    }
     got = {k: found["counts"].get(k) for k in want}
     if got != want:
         differ = {k: (want[k], got[k]) for k in want if got[k] != want[k]}
-        raise BackupError(f"the restored database's counts differ from the manifest's "
-                          f"(name: (manifest, restored)): {differ}", "restore_mismatch")
+        raise BackupError(
+            f"the restored database's counts differ from the manifest's "
+            f"(name: (manifest, restored)): {differ}",
+            "restore_mismatch",
+        )
     damaged = manifest["keys"].get("records", {}).get("undecryptable", 0)
     if bad > damaged:
-        raise BackupError(f"{bad} of {values} sealed values (first in {first_bad}) do not "
-                          "decrypt with the configured keys"
-                          + (f" ({damaged} did not at the backed-up site either)"
-                             if damaged else "")
-                          + f"; {_missing_key_hint(manifest, current)}", "keys_missing")
+        raise BackupError(
+            f"{bad} of {values} sealed values (first in {first_bad}) do not "
+            "decrypt with the configured keys"
+            + (f" ({damaged} did not at the backed-up site either)" if damaged else "")
+            + f"; {_missing_key_hint(manifest, current)}",
+            "keys_missing",
+        )
     checked_files = 0
     if not quick:
         store = BlobStore(home / "blobs", Cipher(current).blobs)
@@ -244,16 +294,24 @@ def _check_restored(url: str, home: Path, manifest: dict[str, Any], current: lis
             try:
                 store.read(sha)
             except FileNotFoundError:
-                raise BackupError(f"stored file {sha[:12]}… named by the database is not in "
-                                  "the backup", "files_missing") from None
+                raise BackupError(
+                    f"stored file {sha[:12]}… named by the database is not in the backup",
+                    "files_missing",
+                ) from None
             except Exception:
-                raise BackupError(f"stored file {sha[:12]}… does not decrypt with the "
-                                  f"configured keys; {_missing_key_hint(manifest, current)}",
-                                  "keys_missing") from None
+                raise BackupError(
+                    f"stored file {sha[:12]}… does not decrypt with the "
+                    f"configured keys; {_missing_key_hint(manifest, current)}",
+                    "keys_missing",
+                ) from None
             checked_files = n
             progress("check", n, len(found["files"]))
-    return {"sealed_values": values, "undecryptable_at_backup": bad,
-            "files_decrypted": checked_files, "files_named": len(found["files"])}
+    return {
+        "sealed_values": values,
+        "undecryptable_at_backup": bad,
+        "files_decrypted": checked_files,
+        "files_named": len(found["files"]),
+    }
 
 
 def _move_into_home(staging: Path, home: Path) -> list[Path]:
@@ -271,8 +329,13 @@ def _move_into_home(staging: Path, home: Path) -> list[Path]:
     return moved
 
 
-def restore(src: Path, settings: Any = None, progress: Progress | None = None,
-            quick: bool = False, migrate: bool | None = None) -> dict[str, Any]:
+def restore(
+    src: Path,
+    settings: Any = None,
+    progress: Progress | None = None,
+    quick: bool = False,
+    migrate: bool | None = None,
+) -> dict[str, Any]:
     """Restore the backup in ``src`` into this process's empty home and database (the
     steps and why: the module's docstring). Raises ``BackupError`` with a ``code``."""
     from medai.platform.db import (
@@ -292,17 +355,22 @@ def restore(src: Path, settings: Any = None, progress: Progress | None = None,
     db_info = manifest["database"]
     revision = db_info.get("revision")
     if revision and any(r not in known_revisions() for r in revision.split(", ")):
-        raise BackupError(f"the backup's database is at migration revision {revision}, which "
-                          "this medai does not know (a newer release made it): restore it "
-                          f"with medai {manifest.get('medai_version')} or newer",
-                          "schema_newer")
+        raise BackupError(
+            f"the backup's database is at migration revision {revision}, which "
+            "this medai does not know (a newer release made it): restore it "
+            f"with medai {manifest.get('medai_version')} or newer",
+            "schema_newer",
+        )
     home = Path(settings.home)
     url = bk.database_url(settings)
     engine = "sqlite" if url.startswith("sqlite") else "postgresql"
     if engine != db_info["engine"]:
-        raise BackupError(f"the backup holds a {db_info['engine']} database and "
-                          f"MEDAI_DATABASE_URL is {engine}: restore into the same kind "
-                          "(then move data with the database's own tools)", "engine_mismatch")
+        raise BackupError(
+            f"the backup holds a {db_info['engine']} database and "
+            f"MEDAI_DATABASE_URL is {engine}: restore into the same kind "
+            "(then move data with the database's own tools)",
+            "engine_mismatch",
+        )
     try:
         check_location(url)
     except ValueError as exc:  # DatabaseLocationError: the SQLite file's folder is missing
@@ -347,11 +415,17 @@ def restore(src: Path, settings: Any = None, progress: Progress | None = None,
         finally:
             database.dispose()
         migrated_to = heads
-    return {"restored": str(src), "database": describe(url), "home": str(home),
-            "created_at": manifest.get("created_at"),
-            "medai_version": manifest.get("medai_version"), "revision": revision,
-            "migrated_to": migrated_to,
-            "needs_migrate": revision != heads and not migrated_to,
-            "counts": manifest["counts"], "checked": checked,
-            "config": str(home / RESTORED_CONFIG) if config.is_dir() else None,
-            "seconds": round(time.monotonic() - started, 3)}
+    return {
+        "restored": str(src),
+        "database": describe(url),
+        "home": str(home),
+        "created_at": manifest.get("created_at"),
+        "medai_version": manifest.get("medai_version"),
+        "revision": revision,
+        "migrated_to": migrated_to,
+        "needs_migrate": revision != heads and not migrated_to,
+        "counts": manifest["counts"],
+        "checked": checked,
+        "config": str(home / RESTORED_CONFIG) if config.is_dir() else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }

@@ -40,13 +40,22 @@ class ReviewError(ValueError):
 
 
 def current(db: Session, study_id: int) -> ReportVersion | None:
-    return db.scalar(select(ReportVersion).where(ReportVersion.study_id == study_id)
-                     .order_by(ReportVersion.version.desc()).limit(1))
+    return db.scalar(
+        select(ReportVersion)
+        .where(ReportVersion.study_id == study_id)
+        .order_by(ReportVersion.version.desc())
+        .limit(1)
+    )
 
 
 def versions(db: Session, study_id: int) -> list[ReportVersion]:
-    return list(db.scalars(select(ReportVersion).where(ReportVersion.study_id == study_id)
-                           .order_by(ReportVersion.version)))
+    return list(
+        db.scalars(
+            select(ReportVersion)
+            .where(ReportVersion.study_id == study_id)
+            .order_by(ReportVersion.version)
+        )
+    )
 
 
 def check_sections(sections: dict[str, Any]) -> dict[str, str]:
@@ -75,14 +84,27 @@ def _insert(db: Session, row: ReportVersion) -> ReportVersion:
     return row
 
 
-def ai_draft(db: Session, study: Study, sections: dict[str, str], citations: list,
-             findings: list, ai_result_id: int | None) -> ReportVersion | None:
+def ai_draft(
+    db: Session,
+    study: Study,
+    sections: dict[str, str],
+    citations: list,
+    findings: list,
+    ai_result_id: int | None,
+) -> ReportVersion | None:
     """Version 1 from the AI draft, unless the study already has a report (idempotent)."""
     if current(db, study.id) is not None:
         return None
-    row = ReportVersion(study_id=study.id, version=1, status="preliminary", source="ai",
-                        sections=sections, citations=citations, findings=findings,
-                        ai_result_id=ai_result_id)
+    row = ReportVersion(
+        study_id=study.id,
+        version=1,
+        status="preliminary",
+        source="ai",
+        sections=sections,
+        citations=citations,
+        findings=findings,
+        ai_result_id=ai_result_id,
+    )
     return _insert(db, row)
 
 
@@ -92,25 +114,33 @@ def _expect(cur: ReportVersion | None, version: int) -> None:
         raise Conflict(f"the report is at version {have}, not {version}; reload and retry")
 
 
-def edit(db: Session, study: Study, version: int, sections: dict[str, Any],
-         user: User) -> ReportVersion:
+def edit(
+    db: Session, study: Study, version: int, sections: dict[str, Any], user: User
+) -> ReportVersion:
     """A new version with the user's sections. Editing a signed report makes an amendment."""
     cur = current(db, study.id)
     _expect(cur, version)
     clean = check_sections(sections)
     was_signed = any(v.signed_by is not None for v in versions(db, study.id))
-    row = ReportVersion(study_id=study.id, version=version + 1,
-                        status="amended" if was_signed else "preliminary", source="human",
-                        sections=clean, citations=cur.citations if cur else [],
-                        findings=cur.findings if cur else [], author_id=user.id,
-                        ai_result_id=cur.ai_result_id if cur else None)
+    row = ReportVersion(
+        study_id=study.id,
+        version=version + 1,
+        status="amended" if was_signed else "preliminary",
+        source="human",
+        sections=clean,
+        citations=cur.citations if cur else [],
+        findings=cur.findings if cur else [],
+        author_id=user.id,
+        ai_result_id=cur.ai_result_id if cur else None,
+    )
     _insert(db, row)
     set_status(study, row.status)
     return row
 
 
-def sign(db: Session, study: Study, version: int, user: User,
-         sections: dict[str, Any] | None = None) -> ReportVersion:
+def sign(
+    db: Session, study: Study, version: int, user: User, sections: dict[str, Any] | None = None
+) -> ReportVersion:
     """Sign the current version: a new version carrying the signature (``final``, or
     ``amended`` once the report has been signed before).
 
@@ -135,12 +165,19 @@ def sign(db: Session, study: Study, version: int, user: User,
     if not any((text.get(name) or "").strip() for name in SECTIONS):
         raise ReviewError("the report is empty: there is nothing to sign")
     was_signed = any(v.signed_by is not None for v in versions(db, study.id))
-    row = ReportVersion(study_id=study.id, version=version + 1,
-                        status="amended" if was_signed else "final", source="human",
-                        sections=text, citations=cur.citations if cur else [],
-                        findings=cur.findings if cur else [], author_id=author_id,
-                        signed_by=user.id, signed_at=utcnow(),
-                        ai_result_id=cur.ai_result_id if cur else None)
+    row = ReportVersion(
+        study_id=study.id,
+        version=version + 1,
+        status="amended" if was_signed else "final",
+        source="human",
+        sections=text,
+        citations=cur.citations if cur else [],
+        findings=cur.findings if cur else [],
+        author_id=author_id,
+        signed_by=user.id,
+        signed_at=utcnow(),
+        ai_result_id=cur.ai_result_id if cur else None,
+    )
     _insert(db, row)
     set_status(study, row.status)
     outbox.on_signed(db, study, row)  # the signed version goes out, in this transaction
@@ -163,9 +200,12 @@ def ai_assisted(db: Session, study_id: int) -> bool:
 
 def ai_edited(db: Session, row: ReportVersion) -> bool | None:
     """Whether ``row``'s text differs from the AI's draft (None: the report has no AI draft)."""
-    draft = db.scalar(select(ReportVersion).where(ReportVersion.study_id == row.study_id,
-                                                  ReportVersion.source == "ai")
-                      .order_by(ReportVersion.version).limit(1))
+    draft = db.scalar(
+        select(ReportVersion)
+        .where(ReportVersion.study_id == row.study_id, ReportVersion.source == "ai")
+        .order_by(ReportVersion.version)
+        .limit(1)
+    )
     return None if draft is None else _text_of(row) != _text_of(draft)
 
 
@@ -181,16 +221,24 @@ def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
     # was): the signer took the text as theirs
     author_id = row.author_id if row.author_id is not None else row.signed_by
     author = db.get(User, author_id) if author_id else None
-    out = {"study_id": row.study_id, "version": row.version, "status": row.status,
-           "source": row.source, "sections": row.sections, "citations": row.citations,
-           "findings": row.findings, "author": author.username if author else None,
-           "signed_by": signer.username if signer else None,
-           "signed_at": row.signed_at.isoformat() + "Z" if row.signed_at else None,
-           "created_at": row.created_at.isoformat() + "Z",
-           # when, as people read it: the hospital's time zone, in the report's language
-           "created_at_local": format_local(row.created_at, lang),
-           "signed_at_local": format_local(row.signed_at, lang),
-           "ai_assisted": ai_assisted(db, row.study_id), "ai_edited": ai_edited(db, row)}
+    out = {
+        "study_id": row.study_id,
+        "version": row.version,
+        "status": row.status,
+        "source": row.source,
+        "sections": row.sections,
+        "citations": row.citations,
+        "findings": row.findings,
+        "author": author.username if author else None,
+        "signed_by": signer.username if signer else None,
+        "signed_at": row.signed_at.isoformat() + "Z" if row.signed_at else None,
+        "created_at": row.created_at.isoformat() + "Z",
+        # when, as people read it: the hospital's time zone, in the report's language
+        "created_at_local": format_local(row.created_at, lang),
+        "signed_at_local": format_local(row.signed_at, lang),
+        "ai_assisted": ai_assisted(db, row.study_id),
+        "ai_edited": ai_edited(db, row),
+    }
     out["ai_disclosure"] = disclosure.text(out, lang, out["signed_at_local"])
     return out
 

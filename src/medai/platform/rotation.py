@@ -39,10 +39,18 @@ from medai.platform.tables import (
 
 # (table, column attribute): a bytes token, a token's text, or a JSON string holding one
 SEALED: tuple[tuple[Any, str], ...] = (
-    (Message, "body"), (TriageRecord, "complaint"), (TriageRecord, "result"),
-    (Study, "patient_key"), (Study, "patient_name"), (Study, "patient_identity"),
-    (Study, "clinical_question"), (IdentityConflict, "identity"), (AIResultRow, "payload"),
-    (Patient, "ref"), (ReportVersion, "sections"))  # append-only last: it locks the table
+    (Message, "body"),
+    (TriageRecord, "complaint"),
+    (TriageRecord, "result"),
+    (Study, "patient_key"),
+    (Study, "patient_name"),
+    (Study, "patient_identity"),
+    (Study, "clinical_question"),
+    (IdentityConflict, "identity"),
+    (AIResultRow, "payload"),
+    (Patient, "ref"),
+    (ReportVersion, "sections"),
+)  # append-only last: it locks the table
 APPEND_ONLY = {"report_versions"}
 
 
@@ -59,8 +67,9 @@ def _batches(db: Session, model: Any, attr: str, batch: int) -> Iterator[list[tu
     _t, ids, column = _raw(model, attr)
     last = 0
     while True:
-        rows = db.execute(select(ids, column).where(ids > last, column.is_not(None))
-                          .order_by(ids).limit(batch)).all()
+        rows = db.execute(
+            select(ids, column).where(ids > last, column.is_not(None)).order_by(ids).limit(batch)
+        ).all()
         if not rows:
             return
         yield [(r[0], r[1]) for r in rows]
@@ -80,14 +89,26 @@ def _trigger(db: Session, table: str, lift: bool) -> None:
     of migration 0001)."""
     name, dialect = f"{table}_no_update", db.get_bind().dialect.name
     if lift:
-        db.execute(text(f"DROP TRIGGER IF EXISTS {name}" +
-                        (f" ON {table}" if dialect == "postgresql" else "")))
+        db.execute(
+            text(
+                f"DROP TRIGGER IF EXISTS {name}"
+                + (f" ON {table}" if dialect == "postgresql" else "")
+            )
+        )
     elif dialect == "sqlite":
-        db.execute(text(f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} "
-                        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"))
+        db.execute(
+            text(
+                f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+            )
+        )
     elif dialect == "postgresql":
-        db.execute(text(f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} "
-                        f"FOR EACH ROW EXECUTE FUNCTION {name}()"))
+        db.execute(
+            text(
+                f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+            )
+        )
 
 
 def rotate_all(db: Session, batch: int = 500) -> int:

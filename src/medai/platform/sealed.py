@@ -50,8 +50,10 @@ class SealedText(TypeDecorator):
         try:
             return open_text(value)
         except (InvalidToken, UnicodeEncodeError):
-            log.warning("a sealed text cannot be decrypted with the present keys "
-                        "(MEDAI_SECRET_KEYS or HOME/secret.key); read as empty")
+            log.warning(
+                "a sealed text cannot be decrypted with the present keys "
+                "(MEDAI_SECRET_KEYS or HOME/secret.key); read as empty"
+            )
             return None
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from medai.core.tasks import TaskError
-from medai.core.tasks import get as get_task
+from medai.core.task_registry import TaskError
+from medai.core.task_registry import get as get_task
 from medai.platform import identity_conflicts as conflicts
 from medai.platform.db import lock_key, utcnow
 from medai.platform.integration import identity as dicom
@@ -34,8 +34,17 @@ from medai.platform.tables import (
 
 # no_model: a DICOM study no task's routing rule claims (stored, never analysed; reported by
 # hand like a refused one)
-STATUSES = ("received", "analysing", "ai_drafted", "preliminary", "final", "amended",
-            "refused", "failed", "no_model")
+STATUSES = (
+    "received",
+    "analysing",
+    "ai_drafted",
+    "preliminary",
+    "final",
+    "amended",
+    "refused",
+    "failed",
+    "no_model",
+)
 LANGUAGES = ("tr", "en")
 URGENT_PRIORITY = 100
 
@@ -71,8 +80,12 @@ def patient_for(db: Session, ref: str | None) -> Patient | None:
 
 
 def _queue(db: Session, study: Study, urgent: bool) -> Job:
-    job = Job(study_id=study.id, kind="analyse", status="queued",
-              priority=URGENT_PRIORITY if urgent else 0)
+    job = Job(
+        study_id=study.id,
+        kind="analyse",
+        status="queued",
+        priority=URGENT_PRIORITY if urgent else 0,
+    )
     db.add(job)
     db.flush()
     return job
@@ -93,26 +106,44 @@ def add_urgency(study: Study, code: str, label: str | None = None) -> None:
         study.urgent_because = [*(study.urgent_because or []), reason]
 
 
-def create(db: Session, user: User, *, sha: str, size: int, content_type: str,
-           task: str | None, patient_ref: str | None = None, question: str | None = None,
-           language: str = "tr", urgent: bool = False,
-           identity: dicom.DicomIdentity | None = None, source: str = "upload",
-           no_model_reason: str = "no AI model for this study") -> tuple[Study, Job | None]:
+def create(
+    db: Session,
+    user: User,
+    *,
+    sha: str,
+    size: int,
+    content_type: str,
+    task: str | None,
+    patient_ref: str | None = None,
+    question: str | None = None,
+    language: str = "tr",
+    urgent: bool = False,
+    identity: dicom.DicomIdentity | None = None,
+    source: str = "upload",
+    no_model_reason: str = "no AI model for this study",
+) -> tuple[Study, Job | None]:
     """A new study with its analysis job queued (urgent ones first); with no ``task`` (a
     DICOM study no model reads) it is kept as ``no_model``, without a job."""
     spec = imaging_task(task) if task is not None else None
     if language not in LANGUAGES:
         raise StudyError(f"language must be one of {LANGUAGES}")
     patient = patient_for(db, patient_ref)
-    study = Study(patient_id=patient.id if patient else None, task=task or "",
-                  modality=(spec.modality if spec else (identity.modality if identity else ""))
-                  [:16], file_sha256=sha, file_size=size,
-                  content_type=content_type[:64], clinical_question=question,
-                  language=language, status="received" if spec else "no_model",
-                  reason=None if spec else no_model_reason[:400], urgent=urgent,
-                  urgent_because=[{"code": "question_red_flag"}] if urgent else None,
-                  uploaded_by=user.id,
-                  **(dicom.study_columns(identity, source) if identity else {}))
+    study = Study(
+        patient_id=patient.id if patient else None,
+        task=task or "",
+        modality=(spec.modality if spec else (identity.modality if identity else ""))[:16],
+        file_sha256=sha,
+        file_size=size,
+        content_type=content_type[:64],
+        clinical_question=question,
+        language=language,
+        status="received" if spec else "no_model",
+        reason=None if spec else no_model_reason[:400],
+        urgent=urgent,
+        urgent_because=[{"code": "question_red_flag"}] if urgent else None,
+        uploaded_by=user.id,
+        **(dicom.study_columns(identity, source) if identity else {}),
+    )
     db.add(study)
     db.flush()
     return study, (_queue(db, study, urgent) if spec else None)
@@ -132,10 +163,20 @@ class Filed:
     conflict: IdentityConflict | None = None
 
 
-def file_study(db: Session, user: User, *, sha: str, size: int, content_type: str, task: str | None,
-         identity: dicom.DicomIdentity | None = None, source: str = "upload",
-         calling_ae: str | None = None, no_model_reason: str = "no AI model for this study",
-         **options: Any) -> Filed:
+def file_study(
+    db: Session,
+    user: User,
+    *,
+    sha: str,
+    size: int,
+    content_type: str,
+    task: str | None,
+    identity: dicom.DicomIdentity | None = None,
+    source: str = "upload",
+    calling_ae: str | None = None,
+    no_model_reason: str = "no AI model for this study",
+    **options: Any,
+) -> Filed:
     """File one upload or DICOM instance. An instance with all its UIDs joins the study of
     its StudyInstanceUID, stored once per SOPInstanceUID. Two callers filing instances of
     one new study at once race on the unique UIDs: the loser's ``IntegrityError`` means
@@ -150,44 +191,102 @@ def file_study(db: Session, user: User, *, sha: str, size: int, content_type: st
             if known.file_sha256 == sha:
                 return Filed(study, None, "duplicate")
             fields = conflicts.check(db, study, identity, options.get("patient_ref"))
-            return _quarantine(db, study, user, "sop_content_differs", fields or ["PixelData"],
-                               identity, sha, size, content_type, task, source, calling_ae,
-                               options)
+            return _quarantine(
+                db,
+                study,
+                user,
+                "sop_content_differs",
+                fields or ["PixelData"],
+                identity,
+                sha,
+                size,
+                content_type,
+                task,
+                source,
+                calling_ae,
+                options,
+            )
         study = db.scalar(select(Study).where(Study.study_uid == identity.study_uid))
         if study is not None:
             fields = conflicts.check(db, study, identity, options.get("patient_ref"))
             if fields:
-                return _quarantine(db, study, user, "patient_mismatch", fields, identity, sha,
-                                   size, content_type, task, source, calling_ae, options)
+                return _quarantine(
+                    db,
+                    study,
+                    user,
+                    "patient_mismatch",
+                    fields,
+                    identity,
+                    sha,
+                    size,
+                    content_type,
+                    task,
+                    source,
+                    calling_ae,
+                    options,
+                )
             job = _route_late(db, study, task, sha, size, content_type)
             db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
             db.flush()
             return Filed(study, job, "routed" if job else "joined")
-    study, job = create(db, user, sha=sha, size=size, content_type=content_type, task=task,
-                        identity=identity, source=source, no_model_reason=no_model_reason,
-                        **options)
+    study, job = create(
+        db,
+        user,
+        sha=sha,
+        size=size,
+        content_type=content_type,
+        task=task,
+        identity=identity,
+        source=source,
+        no_model_reason=no_model_reason,
+        **options,
+    )
     if grouped:
         db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
         db.flush()
     return Filed(study, job, "new")
 
 
-def _quarantine(db: Session, study: Study, user: User, reason: str, fields: list[str],
-                identity: dicom.DicomIdentity, sha: str, size: int, content_type: str,
-                task: str | None, source: str, calling_ae: str | None,
-                options: dict[str, Any]) -> Filed:
+def _quarantine(
+    db: Session,
+    study: Study,
+    user: User,
+    reason: str,
+    fields: list[str],
+    identity: dicom.DicomIdentity,
+    sha: str,
+    size: int,
+    content_type: str,
+    task: str | None,
+    source: str,
+    calling_ae: str | None,
+    options: dict[str, Any],
+) -> Filed:
     decided = conflicts.decided(db, study.id, sha)
     if decided is not None and decided.state == "reassigned":  # filed there already
         return Filed(db.get(Study, decided.resolved_study_id), None, "duplicate")
     row = decided or conflicts.quarantine(
-        db, study, user, reason=reason, fields=fields, identity=identity, sha=sha, size=size,
-        content_type=content_type, task=task, source=source, calling_ae=calling_ae,
-        language=options.get("language", "tr"), options=options)
+        db,
+        study,
+        user,
+        reason=reason,
+        fields=fields,
+        identity=identity,
+        sha=sha,
+        size=size,
+        content_type=content_type,
+        task=task,
+        source=source,
+        calling_ae=calling_ae,
+        language=options.get("language", "tr"),
+        options=options,
+    )
     return Filed(study, None, "conflict", row)
 
 
-def _route_late(db: Session, study: Study, task: str | None, sha: str, size: int,
-                content_type: str) -> Job | None:
+def _route_late(
+    db: Session, study: Study, task: str | None, sha: str, size: int, content_type: str
+) -> Job | None:
     """A study kept without a model gets one when a later series is one a model reads (a
     lateral view first, the frontal one after): that series becomes the analysed file."""
     if study.status != "no_model" or task is None:
@@ -199,17 +298,27 @@ def _route_late(db: Session, study: Study, task: str | None, sha: str, size: int
     return _queue(db, study, study.urgent)
 
 
-def reassign_conflict(db: Session, conflict_id: int, who: str,
-                      now: Any) -> tuple[Study, Job | None]:
+def reassign_conflict(
+    db: Session, conflict_id: int, who: str, now: Any
+) -> tuple[Study, Job | None]:
     """A person decided that a quarantined instance is another patient's: it becomes a study
     of its own (its analysis queued when a model reads it)."""
     row = conflicts.close(db, conflict_id, "reassigned", who, now)
     ident, options = conflicts.incoming(row)
-    study, job = create(db, db.get(User, row.uploaded_by), sha=row.file_sha256,
-                        size=row.file_size, content_type=row.content_type, task=row.task,
-                        language=row.language, identity=ident, source=row.source,
-                        patient_ref=options["patient_ref"], question=options["question"],
-                        urgent=options["urgent"])
+    study, job = create(
+        db,
+        db.get(User, row.uploaded_by),
+        sha=row.file_sha256,
+        size=row.file_size,
+        content_type=row.content_type,
+        task=row.task,
+        language=row.language,
+        identity=ident,
+        source=row.source,
+        patient_ref=options["patient_ref"],
+        question=options["question"],
+        urgent=options["urgent"],
+    )
     row.resolved_study_id = study.id
     db.flush()
     return study, job
@@ -223,9 +332,15 @@ def set_status(study: Study, status: str, reason: str | None = None) -> None:
     study.updated_at = utcnow()
 
 
-def worklist(db: Session, status: str | None = None, task: str | None = None,
-             urgent: bool | None = None, limit: int = 50, offset: int = 0,
-             accession: str | None = None) -> tuple[list[Study], int]:
+def worklist(
+    db: Session,
+    status: str | None = None,
+    task: str | None = None,
+    urgent: bool | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    accession: str | None = None,
+) -> tuple[list[Study], int]:
     """Urgent studies first, then oldest first (first come, first read); ``accession``
     finds the studies whose accession number starts with it."""
     q = select(Study)
@@ -238,15 +353,19 @@ def worklist(db: Session, status: str | None = None, task: str | None = None,
     if urgent is not None:
         q = q.where(Study.urgent.is_(urgent))
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = db.scalars(q.order_by(Study.urgent.desc(), Study.created_at, Study.id)
-                      .limit(limit).offset(offset)).all()
+    rows = db.scalars(
+        q.order_by(Study.urgent.desc(), Study.created_at, Study.id).limit(limit).offset(offset)
+    ).all()
     return list(rows), total
 
 
 def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResultRow | None:
-    return db.scalar(select(AIResultRow).where(AIResultRow.study_id == study_id,
-                                               AIResultRow.kind == kind)
-                     .order_by(AIResultRow.id.desc()).limit(1))
+    return db.scalar(
+        select(AIResultRow)
+        .where(AIResultRow.study_id == study_id, AIResultRow.kind == kind)
+        .order_by(AIResultRow.id.desc())
+        .limit(1)
+    )
 
 
 def instances(db: Session, study_ids: list[int]) -> dict[int, list[DicomInstance]]:
@@ -254,18 +373,29 @@ def instances(db: Session, study_ids: list[int]) -> dict[int, list[DicomInstance
     order."""
     out: dict[int, list[DicomInstance]] = {sid: [] for sid in study_ids}
     if study_ids:
-        rows = db.scalars(select(DicomInstance).where(DicomInstance.study_id.in_(study_ids))
-                          .order_by(DicomInstance.series_number, DicomInstance.series_uid,
-                                    DicomInstance.instance_number, DicomInstance.id))
+        rows = db.scalars(
+            select(DicomInstance)
+            .where(DicomInstance.study_id.in_(study_ids))
+            .order_by(
+                DicomInstance.series_number,
+                DicomInstance.series_uid,
+                DicomInstance.instance_number,
+                DicomInstance.id,
+            )
+        )
         for row in rows:
             out[row.study_id].append(row)
     return out
 
 
-def as_dict(db: Session, study: Study, with_result: bool = True,
-            dicom_instances: list[DicomInstance] | None = None,
-            with_series: bool | None = None,
-            open_conflicts: list[int] | None = None) -> dict[str, Any]:
+def as_dict(
+    db: Session,
+    study: Study,
+    with_result: bool = True,
+    dicom_instances: list[DicomInstance] | None = None,
+    with_series: bool | None = None,
+    open_conflicts: list[int] | None = None,
+) -> dict[str, Any]:
     """The study for the API; a worklist row (``with_result`` false) passes the instances
     and open identity conflicts it read for the whole page and leaves out the series (unless
     ``with_series``)."""
@@ -273,25 +403,39 @@ def as_dict(db: Session, study: Study, with_result: bool = True,
     if dicom_instances is None:
         dicom_instances = instances(db, [study.id])[study.id]
     out: dict[str, Any] = {
-        "id": study.id, "status": study.status, "task": study.task,
-        "modality": study.modality, "urgent": study.urgent,
-        "urgent_because": list(study.urgent_because or []), "reason": study.reason,
+        "id": study.id,
+        "status": study.status,
+        "task": study.task,
+        "modality": study.modality,
+        "urgent": study.urgent,
+        "urgent_because": list(study.urgent_because or []),
+        "reason": study.reason,
         "patient_ref": patient.ref if patient else None,
-        "clinical_question": study.clinical_question, "language": study.language,
-        "file": {"sha256": study.file_sha256, "size": study.file_size,
-                 "content_type": study.content_type},
+        "clinical_question": study.clinical_question,
+        "language": study.language,
+        "file": {
+            "sha256": study.file_sha256,
+            "size": study.file_size,
+            "content_type": study.content_type,
+        },
         "uploaded_by": study.uploaded_by,
         "identity_conflicts": conflicts.open_by_study(db, [study.id])[study.id]
-        if open_conflicts is None else open_conflicts,
-        "dicom": dicom.as_dict(study, dicom_instances, with_series=with_result
-                               if with_series is None else with_series),
+        if open_conflicts is None
+        else open_conflicts,
+        "dicom": dicom.as_dict(
+            study, dicom_instances, with_series=with_result if with_series is None else with_series
+        ),
         "created_at": study.created_at.isoformat() + "Z",
         "updated_at": study.updated_at.isoformat() + "Z",
     }
     if with_result:
         row = latest_result(db, study.id)
-        out["ai_result"] = None if row is None else with_states(row.payload) | {
-            "heatmap_label": row.heatmap_label, "has_heatmap": row.heatmap_sha256 is not None}
+        out["ai_result"] = (
+            None
+            if row is None
+            else with_states(row.payload)
+            | {"heatmap_label": row.heatmap_label, "has_heatmap": row.heatmap_sha256 is not None}
+        )
     return out
 
 
@@ -327,12 +471,15 @@ def hold_blob(db: Session, store: Any, sha: str) -> None:
 
 
 def _named(db: Session, sha: str) -> bool:
-    return (db.scalar(select(Study.id).where(Study.file_sha256 == sha).limit(1))
-            or db.scalar(select(DicomInstance.id).where(DicomInstance.file_sha256 == sha)
-                         .limit(1))
-            or db.scalar(select(IdentityConflict.id).where(
-                IdentityConflict.file_sha256 == sha, IdentityConflict.state == "open")
-                .limit(1))) is not None
+    return (
+        db.scalar(select(Study.id).where(Study.file_sha256 == sha).limit(1))
+        or db.scalar(select(DicomInstance.id).where(DicomInstance.file_sha256 == sha).limit(1))
+        or db.scalar(
+            select(IdentityConflict.id)
+            .where(IdentityConflict.file_sha256 == sha, IdentityConflict.state == "open")
+            .limit(1)
+        )
+    ) is not None
 
 
 def discard_unnamed(p: Any, sha: str, what: str) -> None:
@@ -358,7 +505,8 @@ def discard_unnamed(p: Any, sha: str, what: str) -> None:
             named = _named(db, sha)
     except Exception as exc:
         logging.getLogger("medai.platform").warning(
-            "blob of %s kept: the database cannot be read (%s)", what, type(exc).__name__)
+            "blob of %s kept: the database cannot be read (%s)", what, type(exc).__name__
+        )
         return
     if not named:
         p.store.discard(sha)

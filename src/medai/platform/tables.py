@@ -230,9 +230,15 @@ class Kiosk(Base):
     is unique among the kiosks not revoked."""
 
     __tablename__ = "kiosks"
-    __table_args__ = (Index("ux_kiosks_active_name", "name", unique=True,
-                            sqlite_where=text("revoked_at IS NULL"),
-                            postgresql_where=text("revoked_at IS NULL")),)
+    __table_args__ = (
+        Index(
+            "ux_kiosks_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), nullable=False)
     daily_quota: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -275,8 +281,9 @@ class Conversation(Base):
 class Message(Base):
     __tablename__ = "messages"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"),
-                                                 nullable=False, index=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id"), nullable=False, index=True
+    )
     role: Mapped[str] = mapped_column(String(16), nullable=False)  # user | assistant
     body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # Fernet token
     backend: Mapped[str | None] = mapped_column(String(32))
@@ -288,8 +295,10 @@ class Job(Base):
     is renewed while a worker runs it: a job whose lease ran out is taken over."""
 
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("study_id", "kind"),
-                      Index("ix_jobs_claim", "status", "priority", "id"))
+    __table_args__ = (
+        UniqueConstraint("study_id", "kind"),
+        Index("ix_jobs_claim", "status", "priority", "id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -329,9 +338,11 @@ class OutboxItem(Base):
     never patient text (``reason`` is a destination's answer or an error type)."""
 
     __tablename__ = "outbox"
-    __table_args__ = (UniqueConstraint("event_key", "destination"),
-                      Index("ix_outbox_due", "state", "next_at"),
-                      Index("ix_outbox_order", "destination", "study_id", "id"))
+    __table_args__ = (
+        UniqueConstraint("event_key", "destination"),
+        Index("ix_outbox_due", "state", "next_at"),
+        Index("ix_outbox_order", "destination", "study_id", "id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event: Mapped[str] = mapped_column(String(16), nullable=False)  # analysed | signed
     event_key: Mapped[str] = mapped_column(String(96), nullable=False)
@@ -371,8 +382,9 @@ class UploadKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
     status: Mapped[int | None] = mapped_column(Integer)  # the first answer's: 201 or 200
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False,
-                                                 index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime, default=utcnow, nullable=False, index=True
+    )
 
 
 # the model lifecycle's tables live in their own module; imported here so that every table
@@ -388,4 +400,3 @@ from medai.platform.tables_lifecycle import (  # noqa: E402, F401
     TriageOutcome,
     Validation,
 )
-

@@ -34,11 +34,17 @@ class RegisteredModel(Base):
     ``active`` per task, enforced by a partial unique index."""
 
     __tablename__ = "registered_models"
-    __table_args__ = (UniqueConstraint("task", "content_hash"),
-                      Index("ix_registered_models_task_state", "task", "state"),
-                      Index("ux_registered_models_one_active", "task", unique=True,
-                            sqlite_where=text("state = 'active'"),
-                            postgresql_where=text("state = 'active'")))
+    __table_args__ = (
+        UniqueConstraint("task", "content_hash"),
+        Index("ix_registered_models_task_state", "task", "state"),
+        Index(
+            "ux_registered_models_one_active",
+            "task",
+            unique=True,
+            sqlite_where=text("state = 'active'"),
+            postgresql_where=text("state = 'active'"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task: Mapped[str] = mapped_column(String(32), nullable=False)
     name: Mapped[str] = mapped_column(String(128), nullable=False)
@@ -79,8 +85,10 @@ class StudyLabel(Base):
     the signed text without a click). Inserted once per version: an amendment adds its own."""
 
     __tablename__ = "study_labels"
-    __table_args__ = (UniqueConstraint("study_id", "report_version", "label"),
-                      Index("ix_study_labels_study", "study_id"))
+    __table_args__ = (
+        UniqueConstraint("study_id", "report_version", "label"),
+        Index("ix_study_labels_study", "study_id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False)
     report_version: Mapped[int] = mapped_column(Integer, nullable=False)

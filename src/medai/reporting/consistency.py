@@ -17,8 +17,7 @@ from medai.reporting.findings import named_labels, positive_labels, positive_lab
 from medai.reporting.safety import _implied
 
 
-def contradictions(sections: dict[str, str], decision: Decision, task: str,
-                   lang: str) -> list[str]:
+def contradictions(sections: dict[str, str], decision: Decision, task: str, lang: str) -> list[str]:
     """What the draft's findings and impression say that the decision does not (empty when
     they agree)."""
     spec = space(task)
@@ -28,14 +27,27 @@ def contradictions(sections: dict[str, str], decision: Decision, task: str,
     held = set(decision.positives) - {spec.normal}
     allowed = held | _implied(held) | {a for lab in held for a in ancestors(spec, lab)}
     problems = [f"states {lab}, which the decision does not hold" for lab in sorted(said - allowed)]
-    problems += [f"does not state {lab}, which the decision holds"
-                 for lab in sorted(set(decision.stated) - said)]
-    normal_words = {"tr": ("akut kardiyopulmoner patoloji saptanmadı", "akciğerler temizdir",
-                           "akut akciğer patolojisi saptanmadı",
-                           "tümör düşündüren bulgu yok", "anormallik saptanmadı."),
-                    "en": ("no acute cardiopulmonary", "lungs are clear", "no acute lung",
-                           "no tumour suggested", "no tumour is suggested",
-                           "no abnormality.")}[lang]
+    problems += [
+        f"does not state {lab}, which the decision holds"
+        for lab in sorted(set(decision.stated) - said)
+    ]
+    normal_words = {
+        "tr": (
+            "akut kardiyopulmoner patoloji saptanmadı",
+            "akciğerler temizdir",
+            "akut akciğer patolojisi saptanmadı",
+            "tümör düşündüren bulgu yok",
+            "anormallik saptanmadı.",
+        ),
+        "en": (
+            "no acute cardiopulmonary",
+            "lungs are clear",
+            "no acute lung",
+            "no tumour suggested",
+            "no tumour is suggested",
+            "no abnormality.",
+        ),
+    }[lang]
     says_normal = any(w in text.lower() for w in normal_words)
     if decision.state == "normal" and not says_normal:
         problems.append("a normal decision whose draft does not say normal")
@@ -54,8 +66,11 @@ def state_problems(text: str, decision: Decision, task: str) -> list[str]:
     problems = []
     if decision.state == "indeterminate":
         named = named_labels(text)
-        problems += [f"does not name {lab}, a candidate of the undecided decision"
-                     for lab in decision.candidates if lab != normal and lab not in named]
+        problems += [
+            f"does not name {lab}, a candidate of the undecided decision"
+            for lab in decision.candidates
+            if lab != normal and lab not in named
+        ]
     if decision.conflict and not any(w in text.lower() for w in _CONFLICT_WORDS):
         problems.append("a conflicting decision whose draft does not say so")
     return problems

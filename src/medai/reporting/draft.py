@@ -38,8 +38,10 @@ from medai.reporting.retrieve import Hit, HybridRetriever
 from medai.reporting.safety import _implied, check_no_new_findings  # noqa: F401
 from medai.reporting.templates import state_sentence, template_sections
 
-STATUS_LABEL = {"en": "AI draft — to be reviewed by a radiologist",
-                "tr": "YZ taslağı — radyolog tarafından incelenmelidir"}
+STATUS_LABEL = {
+    "en": "AI draft — to be reviewed by a radiologist",
+    "tr": "YZ taslağı — radyolog tarafından incelenmelidir",
+}
 
 
 def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> list[Hit]:
@@ -61,10 +63,10 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
     # every positive label's own passage is wanted even when another ranks higher
     have = {h.chunk.label for h in hits}
     for lab in sorted(wanted - have):
-        hits += (retriever.search(phrase(lab, ctx.lang), k=1, labels={lab}, lang=ctx.lang)
-                 or retriever.of_label(lab, ctx.lang))
+        hits += retriever.search(
+            phrase(lab, ctx.lang), k=1, labels={lab}, lang=ctx.lang
+        ) or retriever.of_label(lab, ctx.lang)
     return hits
-
 
 
 def _with_state(sections: dict[str, str], ctx: DraftContext) -> dict[str, str]:
@@ -78,11 +80,20 @@ def _with_state(sections: dict[str, str], ctx: DraftContext) -> dict[str, str]:
     return {**sections, "findings": f"{state_sentence(ctx)} {sections['findings']}"}
 
 
-def draft_report(findings: list[Finding], retriever: HybridRetriever | None,
-                 backend: LLMBackend | None = None, *, task: str = "cxr", lang: str = "en",
-                 question: str | None = None, caption: str | None = None,
-                 image: dict | None = None, model: str | None = None, k: int = 4,
-                 decision: Decision | None = None) -> dict:
+def draft_report(
+    findings: list[Finding],
+    retriever: HybridRetriever | None,
+    backend: LLMBackend | None = None,
+    *,
+    task: str = "cxr",
+    lang: str = "en",
+    question: str | None = None,
+    caption: str | None = None,
+    image: dict | None = None,
+    model: str | None = None,
+    k: int = 4,
+    decision: Decision | None = None,
+) -> dict:
     if lang not in STATUS_LABEL:
         raise ValueError(f"language must be one of {sorted(STATUS_LABEL)}")
     if question is not None and len(question) > 20 * MAX_QUESTION_CHARS:
@@ -106,14 +117,31 @@ def draft_report(findings: list[Finding], retriever: HybridRetriever | None,
     if sections is None:
         sections = template_sections(ctx, numbers)
         cited = cited_numbers(sections)
-    citations = [{"id": ctx.hits[n - 1].chunk.id, "n": n, "source": ctx.hits[n - 1].chunk.source,
-                  "licence": ctx.hits[n - 1].chunk.licence, "title": ctx.hits[n - 1].chunk.title,
-                  "text": ctx.hits[n - 1].chunk.text, "label": ctx.hits[n - 1].chunk.label}
-                 for n in cited]
-    return {"status": "draft", "status_label": STATUS_LABEL[lang], "language": lang,
-            "task": task, "sections": sections, "citations": citations,
-            "findings_used": [f.as_dict() for f in findings], "backend": used_backend,
-            "decision": ctx.decision.model_dump(mode="json"),
-            "caption": caption, "caption_note": ("automatic caption, unverified; not part of "
-                                                 "the findings") if caption else None,
-            "warnings": warnings}
+    citations = [
+        {
+            "id": ctx.hits[n - 1].chunk.id,
+            "n": n,
+            "source": ctx.hits[n - 1].chunk.source,
+            "licence": ctx.hits[n - 1].chunk.licence,
+            "title": ctx.hits[n - 1].chunk.title,
+            "text": ctx.hits[n - 1].chunk.text,
+            "label": ctx.hits[n - 1].chunk.label,
+        }
+        for n in cited
+    ]
+    return {
+        "status": "draft",
+        "status_label": STATUS_LABEL[lang],
+        "language": lang,
+        "task": task,
+        "sections": sections,
+        "citations": citations,
+        "findings_used": [f.as_dict() for f in findings],
+        "backend": used_backend,
+        "decision": ctx.decision.model_dump(mode="json"),
+        "caption": caption,
+        "caption_note": ("automatic caption, unverified; not part of the findings")
+        if caption
+        else None,
+        "warnings": warnings,
+    }

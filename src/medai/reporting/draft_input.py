@@ -25,8 +25,12 @@ class Finding:
     threshold: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "positive": self.positive,
-                "probability": self.probability, "threshold": self.threshold}
+        return {
+            "label": self.label,
+            "positive": self.positive,
+            "probability": self.probability,
+            "threshold": self.threshold,
+        }
 
 
 MAX_FINDINGS = 100
@@ -37,8 +41,9 @@ def decide_findings(spec, findings: list[Finding]) -> Decision:
     (all present, checked), probabilities against their thresholds (0.5 when none)."""
     if all(f.probability is None for f in findings):
         return from_labels(spec, [f.label for f in findings if f.positive])
-    probs = {f.label: f.probability if f.probability is not None else float(f.positive)
-             for f in findings}
+    probs = {
+        f.label: f.probability if f.probability is not None else float(f.positive) for f in findings
+    }
     thr = {f.label: f.threshold if f.threshold is not None else 0.5 for f in findings}
     return decide(spec, probs, OperatingPolicy(thresholds=thr))
 
@@ -56,8 +61,9 @@ def parse_decided(raw: Any, task: str = "cxr") -> tuple[list[Finding], Decision]
             decision = Decision.model_validate(raw["decision"])
         except ValueError as exc:
             raise FindingsInputError(f"unreadable decision: {excerpt(str(exc))}") from None
-        findings = [Finding(r.label, r.positive, r.probability, r.threshold)
-                    for r in decision.labels]
+        findings = [
+            Finding(r.label, r.positive, r.probability, r.threshold) for r in decision.labels
+        ]
         return findings, decision
     findings = parse_findings(raw, task)
     try:
@@ -65,8 +71,15 @@ def parse_decided(raw: Any, task: str = "cxr") -> tuple[list[Finding], Decision]
     except ValueError as exc:
         raise FindingsInputError(str(exc)) from None
     by_label = {r.label: r for r in decision.labels}
-    out = [Finding(f.label, by_label[f.label].positive if f.label in by_label else f.positive,
-                   f.probability, f.threshold) for f in findings]
+    out = [
+        Finding(
+            f.label,
+            by_label[f.label].positive if f.label in by_label else f.positive,
+            f.probability,
+            f.threshold,
+        )
+        for f in findings
+    ]
     return out, decision
 
 
@@ -114,9 +127,11 @@ def parse_findings(raw: Any, task: str = "cxr") -> list[Finding]:
         out.append(Finding(label, bool(positive), prob, thr))
     if unknown:
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise FindingsInputError(f"unknown {task} label(s): {', '.join(sorted(unknown)[:5])}"
-                                 f"{more}; "
-                                 f"known: {', '.join(space(task).labels)}")
+        raise FindingsInputError(
+            f"unknown {task} label(s): {', '.join(sorted(unknown)[:5])}"
+            f"{more}; "
+            f"known: {', '.join(space(task).labels)}"
+        )
     return out
 
 
@@ -148,7 +163,11 @@ class DraftContext:
         decided = {r.label: r for r in self.decision.labels}
         if self.decision.state == "indeterminate":
             return []  # nothing is said to be absent when the model could not decide
-        return [f for f in self.findings if f.label not in NORMAL and f.label in decided
-                and not decided[f.label].positive
-                and decided[f.label].basis in ("below_threshold", "not_top")]
-
+        return [
+            f
+            for f in self.findings
+            if f.label not in NORMAL
+            and f.label in decided
+            and not decided[f.label].positive
+            and decided[f.label].basis in ("below_threshold", "not_top")
+        ]

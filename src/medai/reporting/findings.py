@@ -26,18 +26,48 @@ def _mention_table(lang: str) -> dict[str, str]:
 
 
 MENTIONS: dict[str, str] = _mention_table("en")
-NEGATIONS = (r"\bno\b", r"\bnot\b", r"\bwithout\b", r"\bnegative for\b", r"\bfree of\b",
-             r"\bclear of\b", r"\bno evidence of\b", r"\bnor\b", r"\babsence of\b",
-             r"\bresolution of\b", r"\bresolved\b", r"\bnormal\b(?! \w+ (?:is|are) )",
-             r"\bclear\b", r"\bruled out\b", r"\bdenies\b")
-POST_NEGATIONS = (r"^\W*(?:is|are|was|were|has|have)? ?(?:not (?:seen|identified|present|"
-                  r"visualized|demonstrated|evident|appreciated)|absent|resolved|cleared)")
-UNCERTAIN = (r"\bpossib\w*", r"\bprobabl\w*", r"\bmay\b", r"\bmight\b", r"\bcould\b",
-             r"\bsuspic\w*", r"\bquestionabl\w*", r"\bcannot be excluded\b",
-             r"\bcan ?not exclude\b", r"\bversus\b", r"\bconcern for\b", r"\blikely\b",
-             r"\bsuggest\w*", r"\bequivocal\b", r"\bvs\b")
-TERMINATORS = r"\b(?:but|however|although|though|which|except|aside from|apart from|" \
-              r"with the exception|otherwise|new|there is|there are|there has been)\b"
+NEGATIONS = (
+    r"\bno\b",
+    r"\bnot\b",
+    r"\bwithout\b",
+    r"\bnegative for\b",
+    r"\bfree of\b",
+    r"\bclear of\b",
+    r"\bno evidence of\b",
+    r"\bnor\b",
+    r"\babsence of\b",
+    r"\bresolution of\b",
+    r"\bresolved\b",
+    r"\bnormal\b(?! \w+ (?:is|are) )",
+    r"\bclear\b",
+    r"\bruled out\b",
+    r"\bdenies\b",
+)
+POST_NEGATIONS = (
+    r"^\W*(?:is|are|was|were|has|have)? ?(?:not (?:seen|identified|present|"
+    r"visualized|demonstrated|evident|appreciated)|absent|resolved|cleared)"
+)
+UNCERTAIN = (
+    r"\bpossib\w*",
+    r"\bprobabl\w*",
+    r"\bmay\b",
+    r"\bmight\b",
+    r"\bcould\b",
+    r"\bsuspic\w*",
+    r"\bquestionabl\w*",
+    r"\bcannot be excluded\b",
+    r"\bcan ?not exclude\b",
+    r"\bversus\b",
+    r"\bconcern for\b",
+    r"\blikely\b",
+    r"\bsuggest\w*",
+    r"\bequivocal\b",
+    r"\bvs\b",
+)
+TERMINATORS = (
+    r"\b(?:but|however|although|though|which|except|aside from|apart from|"
+    r"with the exception|otherwise|new|there is|there are|there has been)\b"
+)
 _NEG = re.compile("|".join(NEGATIONS))
 _UNC = re.compile("|".join(UNCERTAIN))
 _POST = re.compile(POST_NEGATIONS)
@@ -58,11 +88,11 @@ def _status(sentence: str, start: int, end: int) -> str:
     before = sentence[:start]
     term = list(_TERM.finditer(before))
     if term:
-        before = before[term[-1].end():]
+        before = before[term[-1].end() :]
     window = " ".join(before.split()[-WINDOW_WORDS:])
-    if _NEG.search(window) or _POST.search(sentence[end:end + 40]):
+    if _NEG.search(window) or _POST.search(sentence[end : end + 40]):
         return "negative"
-    if _UNC.search(window) or _UNC.search(sentence[end:end + 30]):
+    if _UNC.search(window) or _UNC.search(sentence[end : end + 30]):
         return "uncertain"
     return "positive"
 
@@ -72,8 +102,9 @@ def mentions(text: str) -> list[Mention]:
     for sentence in _SENTENCE.split(str(text).lower().replace("xxxx", " ")):
         for label, pattern in _MENTION.items():
             for m in pattern.finditer(sentence):
-                found.append(Mention(label, _status(sentence, m.start(), m.end()),
-                                     sentence.strip()))
+                found.append(
+                    Mention(label, _status(sentence, m.start(), m.end()), sentence.strip())
+                )
     return found
 
 
@@ -97,19 +128,35 @@ def positive_labels(text: str, include_uncertain: bool = False) -> set[str]:
 
 # IU X-ray MeSH major headings -> our labels (the first term of each "A/B/C" heading)
 MESH_TO_LABEL: dict[str, str] = {
-    "normal": "No Finding", "cardiomegaly": "Cardiomegaly",
-    "pulmonary atelectasis": "Atelectasis", "pleural effusion": "Effusion",
-    "opacity": "Lung Opacity", "infiltrate": "Infiltration", "nodule": "Nodule",
-    "mass": "Mass", "pneumonia": "Pneumonia", "pneumothorax": "Pneumothorax",
-    "consolidation": "Consolidation", "pulmonary edema": "Edema",
-    "pulmonary emphysema": "Emphysema", "emphysema": "Emphysema",
-    "pulmonary disease, chronic obstructive": "Emphysema", "lung, hyperdistention": "Emphysema",
-    "fibrosis": "Fibrosis", "pulmonary fibrosis": "Fibrosis",
-    "hernia, hiatal": "Hernia", "hernia": "Hernia",
-    "fractures, bone": "Fracture", "tuberculosis": "Tuberculosis",
-    "airspace disease": "Consolidation", "pleural thickening": "Pleural_Thickening",
-    "calcified granuloma": "Nodule", "granulomatous disease": "Nodule", "granuloma": "Nodule",
-    "pulmonary congestion": "Edema", "density": "Lung Opacity",
+    "normal": "No Finding",
+    "cardiomegaly": "Cardiomegaly",
+    "pulmonary atelectasis": "Atelectasis",
+    "pleural effusion": "Effusion",
+    "opacity": "Lung Opacity",
+    "infiltrate": "Infiltration",
+    "nodule": "Nodule",
+    "mass": "Mass",
+    "pneumonia": "Pneumonia",
+    "pneumothorax": "Pneumothorax",
+    "consolidation": "Consolidation",
+    "pulmonary edema": "Edema",
+    "pulmonary emphysema": "Emphysema",
+    "emphysema": "Emphysema",
+    "pulmonary disease, chronic obstructive": "Emphysema",
+    "lung, hyperdistention": "Emphysema",
+    "fibrosis": "Fibrosis",
+    "pulmonary fibrosis": "Fibrosis",
+    "hernia, hiatal": "Hernia",
+    "hernia": "Hernia",
+    "fractures, bone": "Fracture",
+    "tuberculosis": "Tuberculosis",
+    "airspace disease": "Consolidation",
+    "pleural thickening": "Pleural_Thickening",
+    "calcified granuloma": "Nodule",
+    "granulomatous disease": "Nodule",
+    "granuloma": "Nodule",
+    "pulmonary congestion": "Edema",
+    "density": "Lung Opacity",
 }
 
 
@@ -127,11 +174,15 @@ def mesh_labels(mesh_major: str) -> set[str]:
 # the noun ("pnömotoraks izlenmedi", "efüzyon yok"), so negation and hedging are read per
 # sentence. Used to check Turkish LLM drafts; deliberately conservative.
 TR_MENTIONS: dict[str, str] = _mention_table("tr")
-_TR_NEG = re.compile(r"\b(?:yok\w*|olmaksızın|negatif|dışlan\w*|değil\w*|"
-                     r"(?:izlen|saptan|görül|bulun|rastlan|gözlen)(?:me|ma)"
-                     r"(?:di|dı|mekte|makta|miş|mış|z|yen|yan)\w*)")
-_TR_UNC = re.compile(r"\b(?:olası|muhtemel\w*|şüphe\w*|düşündür\w*|ekarte edilemez|"
-                     r"ayırt edilemez)")
+_TR_NEG = re.compile(
+    r"\b(?:yok\w*|olmaksızın|negatif|dışlan\w*|değil\w*|"
+    r"(?:izlen|saptan|görül|bulun|rastlan|gözlen)(?:me|ma)"
+    r"(?:di|dı|mekte|makta|miş|mış|z|yen|yan)\w*)"
+)
+_TR_UNC = re.compile(
+    r"\b(?:olası|muhtemel\w*|şüphe\w*|düşündür\w*|ekarte edilemez|"
+    r"ayırt edilemez)"
+)
 _TR_MENTION = {lab: re.compile(p) for lab, p in TR_MENTIONS.items()}
 
 
@@ -139,12 +190,16 @@ _TR_MENTION = {lab: re.compile(p) for lab, p in TR_MENTIONS.items()}
 # conjunction (a colon does not: "Şu bulgular saptanmadı: pnömotoraks"); it states something
 # when it has a predicate (var/yok/mevcut, an -len/-len participle, a copula -dır). A predicate-
 # less clause ("Plevral efüzyon, pnömotoraks izlenmedi") shares the next clause's predicate.
-_TR_CLAUSE = re.compile(r",(?!\d)|;|\b(?:ancak|fakat|ama|lakin|buna karşın|bununla birlikte|"
-                        r"öte yandan|yanı sıra)\b")
-_TR_PREDICATE = re.compile(r"\b(?:var\w*|yok\w*|mevcut\w*|değil\w*|olası|muhtemel\w*|"
-                           r"uyumlu\w*|düşündür\w*|ekarte|\w*(?:izlen|saptan|görül|gözlen|"
-                           r"bulun|rastlan|tespit|dikkati çek|ayırt edil|edilemez)\w*|"
-                           r"\w+(?:dır|dir|dur|dür|tır|tir|tur|tür)\b)")
+_TR_CLAUSE = re.compile(
+    r",(?!\d)|;|\b(?:ancak|fakat|ama|lakin|buna karşın|bununla birlikte|"
+    r"öte yandan|yanı sıra)\b"
+)
+_TR_PREDICATE = re.compile(
+    r"\b(?:var\w*|yok\w*|mevcut\w*|değil\w*|olası|muhtemel\w*|"
+    r"uyumlu\w*|düşündür\w*|ekarte|\w*(?:izlen|saptan|görül|gözlen|"
+    r"bulun|rastlan|tespit|dikkati çek|ayırt edil|edilemez)\w*|"
+    r"\w+(?:dır|dir|dur|dür|tır|tir|tur|tür)\b)"
+)
 
 
 def _tr_clauses(sentence: str) -> list[str]:
@@ -182,8 +237,10 @@ def positive_labels_tr(text: str) -> set[str]:
 # reader run over Turkish text misses its negations ("COVID-19 pnömonisi paterni izlenmedi" has
 # no English "no" before "covid"), so each sentence is read by its own language's reader only.
 _TR_LETTER = re.compile(r"[çğıöşüâîÇĞİÖŞÜ]")  # case-sensitive: under IGNORECASE "i" is "İ"
-_TR_WORD = re.compile(r"\b(?:ve|ile|yok|var|veya|bulgu\w*|izlen\w*|saptan\w*|görül\w*|"
-                      r"mevcut\w*|paterni?|uyumlu\w*|değil\w*)\b")
+_TR_WORD = re.compile(
+    r"\b(?:ve|ile|yok|var|veya|bulgu\w*|izlen\w*|saptan\w*|görül\w*|"
+    r"mevcut\w*|paterni?|uyumlu\w*|değil\w*)\b"
+)
 
 
 def is_turkish(sentence: str) -> bool:
@@ -212,21 +269,28 @@ def named_labels(text: str) -> set[str]:
     from medai.core.text import turkish_lower
 
     low, tr_low = str(text).lower(), turkish_lower(str(text))
-    return ({lab for lab, pat in _MENTION.items() if pat.search(low)}
-            | {lab for lab, pat in _TR_MENTION.items() if pat.search(tr_low)})
+    return {lab for lab, pat in _MENTION.items() if pat.search(low)} | {
+        lab for lab, pat in _TR_MENTION.items() if pat.search(tr_low)
+    }
 
 
-_NORMAL_TR = re.compile(r"\b(?:normal\w*|olağan|temiz\w*|(?:bulgu|patoloji|anormallik|lezyon|"
-                        r"tümör|kitle)\w* (?:yok|(?:izlen|görül|gözlen)me(?:di|miş|mekte|z)\w*|"
-                        r"saptanma(?:dı|mış|makta|z)\w*))")
-_NORMAL_EN = re.compile(r"\b(?:normal|unremarkable|no (?:acute |significant |focal )?"
-                        r"(?:abnormalit\w*|findings?|pathology|disease|tumou?r|mass|lesion)|"
-                        r"lungs are clear|clear lungs)\b")
+_NORMAL_TR = re.compile(
+    r"\b(?:normal\w*|olağan|temiz\w*|(?:bulgu|patoloji|anormallik|lezyon|"
+    r"tümör|kitle)\w* (?:yok|(?:izlen|görül|gözlen)me(?:di|miş|mekte|z)\w*|"
+    r"saptanma(?:dı|mış|makta|z)\w*))"
+)
+_NORMAL_EN = re.compile(
+    r"\b(?:normal|unremarkable|no (?:acute |significant |focal )?"
+    r"(?:abnormalit\w*|findings?|pathology|disease|tumou?r|mass|lesion)|"
+    r"lungs are clear|clear lungs)\b"
+)
 _NOT_NORMAL = re.compile(r"\b(?:değil\w*|not normal|abnormal)\b")
 # an undecided draft names "tümör yok" / "no tumour" among the classes it could not separate;
 # a conflicting one says the model "also marked the image as normal"
-_UNDECIDED = re.compile(r"karar veremedi|belirsiz|could not decide|indeterminate|undecided|"
-                        r"çelişki|conflict")
+_UNDECIDED = re.compile(
+    r"karar veremedi|belirsiz|could not decide|indeterminate|undecided|"
+    r"çelişki|conflict"
+)
 
 
 def states_normal(text: str) -> bool:

@@ -95,8 +95,9 @@ def _text(data: bytes, path: Path) -> str:
         raise KnowledgeInputError(f"{path}: {exc}") from None
 
 
-def read_document(path: Path, licence: str, text_column: str | None = None,
-                  source: str | None = None) -> list[Chunk]:
+def read_document(
+    path: Path, licence: str, text_column: str | None = None, source: str | None = None
+) -> list[Chunk]:
     """Chunks of one document. CSV: one or more chunks per row from ``text_column`` (default:
     ``text``, or ``findings`` + ``impression`` for report exports)."""
     path = Path(path)
@@ -115,25 +116,36 @@ def read_document(path: Path, licence: str, text_column: str | None = None,
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise KnowledgeInputError(f"{path}:{n}: not JSON ({exc.msg})") from None
-                texts.append((str(row.get(text_column or "text", "")), {
-                    k: v for k, v in row.items() if k != (text_column or "text")}))
+                texts.append(
+                    (
+                        str(row.get(text_column or "text", "")),
+                        {k: v for k, v in row.items() if k != (text_column or "text")},
+                    )
+                )
     elif suffix in (".md", ".markdown", ".txt", ".text"):
         texts = [(_text(data, path), {})]
     else:
-        raise KnowledgeInputError(f"{path}: unsupported type {suffix or '(none)'}; use .md, "
-                                  ".txt, .csv, .jsonl or .pdf")
+        raise KnowledgeInputError(
+            f"{path}: unsupported type {suffix or '(none)'}; use .md, .txt, .csv, .jsonl or .pdf"
+        )
     chunks: list[Chunk] = []
     for text, meta in texts:
         for piece in split_text(text):
             i = len(chunks)
-            chunks.append(Chunk(id=_chunk_id(src, i, piece), text=piece,
-                                source=str(meta.get("source") or meta.get("citation") or src),
-                                licence=str(meta.get("licence") or meta.get("license")
-                                            or licence),
-                                title=str(meta.get("title") or meta.get("article")
-                                          or path.stem),
-                                meta={k: str(v) for k, v in meta.items()
-                                      if k in ("source_url", "doi", "uid", "section")}))
+            chunks.append(
+                Chunk(
+                    id=_chunk_id(src, i, piece),
+                    text=piece,
+                    source=str(meta.get("source") or meta.get("citation") or src),
+                    licence=str(meta.get("licence") or meta.get("license") or licence),
+                    title=str(meta.get("title") or meta.get("article") or path.stem),
+                    meta={
+                        k: str(v)
+                        for k, v in meta.items()
+                        if k in ("source_url", "doi", "uid", "section")
+                    },
+                )
+            )
     if not chunks:
         raise KnowledgeInputError(f"{path}: no text found")
     return chunks
@@ -149,11 +161,15 @@ def _csv_texts(text: str, path: Path, column: str | None) -> list[tuple[str, dic
         if column or "text" in fields:
             body = row.get(column or "text") or ""
         elif {"findings", "impression"} & set(fields):  # a prior-report export
-            body = "\n\n".join(f"{k.upper()}: {row[k]}" for k in ("findings", "impression")
-                               if row.get(k) and row[k] != "None.")
+            body = "\n\n".join(
+                f"{k.upper()}: {row[k]}"
+                for k in ("findings", "impression")
+                if row.get(k) and row[k] != "None."
+            )
         else:
-            raise KnowledgeInputError(f"{path}: say which column holds the text "
-                                      f"(--text-column; columns: {fields})")
+            raise KnowledgeInputError(
+                f"{path}: say which column holds the text (--text-column; columns: {fields})"
+            )
         rows.append((body, row))
     return rows
 
@@ -184,6 +200,9 @@ def load_chunks(directory: Path | None, include_builtin: bool = True) -> list[Ch
         path = Path(directory) / CHUNKS_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{directory}: not a knowledge-base folder (no {CHUNKS_FILE})")
-        chunks += [Chunk(**json.loads(line)) for line in path.read_text("utf-8").splitlines()
-                   if line.strip()]
+        chunks += [
+            Chunk(**json.loads(line))
+            for line in path.read_text("utf-8").splitlines()
+            if line.strip()
+        ]
     return chunks

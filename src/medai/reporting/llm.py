@@ -35,7 +35,7 @@ class LLMBackend(Protocol):
 @dataclass
 class LLMConfig:
     backend: str = "template"
-    url: str | None = None          # OpenAI-compatible base URL, e.g. http://gpu-01:8000/v1
+    url: str | None = None  # OpenAI-compatible base URL, e.g. http://gpu-01:8000/v1
     model: str | None = None
     api_key: str | None = None
     gemini_api_key: str | None = None
@@ -61,15 +61,16 @@ def _post_json(url: str, payload: dict, headers: dict, cfg: LLMConfig) -> dict:
             if r.status_code == 429 or r.status_code >= 500:
                 last = LLMError(f"LLM endpoint answered HTTP {r.status_code}")
             elif r.status_code >= 400:
-                raise LLMError(f"LLM endpoint refused the request: HTTP {r.status_code} "
-                               f"{r.text[:200]}")
+                raise LLMError(
+                    f"LLM endpoint refused the request: HTTP {r.status_code} {r.text[:200]}"
+                )
             else:
                 try:
                     return r.json()
                 except ValueError:
                     raise LLMError("LLM endpoint returned something that is not JSON") from None
         if attempt < cfg.retries:
-            time.sleep(min(8.0, 0.5 * 2 ** attempt))
+            time.sleep(min(8.0, 0.5 * 2**attempt))
     assert last is not None
     raise last
 
@@ -84,12 +85,16 @@ class OpenAICompatible:
 
     def complete(self, system: str, user: str) -> str:
         headers = {"Authorization": f"Bearer {self.cfg.api_key}"} if self.cfg.api_key else {}
-        body = {"model": self.cfg.model or "default", "temperature": self.cfg.temperature,
-                "max_tokens": self.cfg.max_tokens,
-                "messages": [{"role": "system", "content": redact_pii(system)},
-                             {"role": "user", "content": redact_pii(user)}]}
-        data = _post_json(self.cfg.url.rstrip("/") + "/chat/completions", body, headers,
-                          self.cfg)
+        body = {
+            "model": self.cfg.model or "default",
+            "temperature": self.cfg.temperature,
+            "max_tokens": self.cfg.max_tokens,
+            "messages": [
+                {"role": "system", "content": redact_pii(system)},
+                {"role": "user", "content": redact_pii(user)},
+            ],
+        }
+        data = _post_json(self.cfg.url.rstrip("/") + "/chat/completions", body, headers, self.cfg)
         try:
             text = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -105,16 +110,22 @@ class Gemini:
 
     def __init__(self, cfg: LLMConfig) -> None:
         if not cfg.gemini_api_key:
-            raise LLMError("the gemini backend is off until MEDAI_GEMINI_API_KEY is set; it "
-                           "sends (redacted) text outside the hospital")
+            raise LLMError(
+                "the gemini backend is off until MEDAI_GEMINI_API_KEY is set; it "
+                "sends (redacted) text outside the hospital"
+            )
         self.cfg = cfg
 
     def complete(self, system: str, user: str) -> str:
         url = (self.cfg.url or self.URL).format(model=self.cfg.model or "gemini-1.5-flash")
-        body = {"systemInstruction": {"parts": [{"text": redact_pii(system)}]},
-                "contents": [{"role": "user", "parts": [{"text": redact_pii(user)}]}],
-                "generationConfig": {"temperature": self.cfg.temperature,
-                                     "maxOutputTokens": self.cfg.max_tokens}}
+        body = {
+            "systemInstruction": {"parts": [{"text": redact_pii(system)}]},
+            "contents": [{"role": "user", "parts": [{"text": redact_pii(user)}]}],
+            "generationConfig": {
+                "temperature": self.cfg.temperature,
+                "maxOutputTokens": self.cfg.max_tokens,
+            },
+        }
         data = _post_json(url, body, {"x-goog-api-key": self.cfg.gemini_api_key}, self.cfg)
         try:
             text = "".join(p.get("text", "") for p in data["candidates"][0]["content"]["parts"])
@@ -141,7 +152,9 @@ class LlamaCpp:
     def complete(self, system: str, user: str) -> str:
         out = self.llm.create_chat_completion(
             messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-            max_tokens=self.cfg.max_tokens, temperature=self.cfg.temperature)
+            max_tokens=self.cfg.max_tokens,
+            temperature=self.cfg.temperature,
+        )
         text = out["choices"][0]["message"]["content"] or ""
         if not text.strip():
             raise LLMError("the local model returned an empty answer")
@@ -152,14 +165,24 @@ def make_backend(cfg: LLMConfig) -> LLMBackend | None:
     """The configured backend, or None for the template drafter."""
     if cfg.backend not in BACKENDS:
         raise LLMError(f"unknown LLM backend {cfg.backend!r}; choose one of {BACKENDS}")
-    return {"template": lambda c: None, "openai": OpenAICompatible, "gemini": Gemini,
-            "llamacpp": LlamaCpp}[cfg.backend](cfg)
+    return {
+        "template": lambda c: None,
+        "openai": OpenAICompatible,
+        "gemini": Gemini,
+        "llamacpp": LlamaCpp,
+    }[cfg.backend](cfg)
 
 
 def config_from_settings() -> LLMConfig:
     from medai.settings import get_settings
 
     s = get_settings()
-    return LLMConfig(backend=s.llm_backend, url=s.llm_url, model=s.llm_model,
-                     api_key=s.llm_api_key, gemini_api_key=s.gemini_api_key,
-                     gguf_path=s.llm_gguf, timeout_s=s.llm_timeout_s)
+    return LLMConfig(
+        backend=s.llm_backend,
+        url=s.llm_url,
+        model=s.llm_model,
+        api_key=s.llm_api_key,
+        gemini_api_key=s.gemini_api_key,
+        gguf_path=s.llm_gguf,
+        timeout_s=s.llm_timeout_s,
+    )

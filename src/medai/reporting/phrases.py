@@ -6,7 +6,8 @@ from __future__ import annotations
 from medai.imaging.labels import imaging_tasks
 
 PHRASES: dict[str, tuple[str, str]] = {
-    lab: pair for task in imaging_tasks().values() for lab, pair in task.phrases.items()}
+    lab: pair for task in imaging_tasks().values() for lab, pair in task.phrases.items()
+}
 NORMAL = {task.normal for task in imaging_tasks().values() if task.normal}
 
 

@@ -24,9 +24,12 @@ class Citation(BaseModel):
     licence: str | None = None
     title: str | None = None
     text: str
-    label: str | None = Field(None, description="the task label the passage is about (a site "
-                              "document about no one label: none); a signed PDF leaves out a "
-                              "passage about a finding the signer rejected")
+    label: str | None = Field(
+        None,
+        description="the task label the passage is about (a site "
+        "document about no one label: none); a signed PDF leaves out a "
+        "passage about a finding the signer rejected",
+    )
 
 
 class FindingUsed(BaseModel):
@@ -51,8 +54,10 @@ class DraftResult(BaseModel):
     findings_used: list[FindingUsed]
     decision: Decision | None = Field(None, description="the one decision the draft states")
     model: ModelRef | None = Field(
-        None, description="the imaging model whose findings were used; null when the caller "
-                          "gave the findings")
+        None,
+        description="the imaging model whose findings were used; null when the caller "
+        "gave the findings",
+    )
     backend: str = Field(..., description="template, or the LLM backend that wrote the text")
     caption: str | None = None
     caption_note: str | None = None
@@ -71,12 +76,16 @@ class CaptionResult(AIResult):
 
     status: Literal["ai_suggestion", "abstained"] = "ai_suggestion"
     caption: str | None = Field(None, description="null when abstained")
-    reason_code: str | None = Field(None, description="abstained: out_of_scope (the image is "
-                                    "unlike every indexed one)")
+    reason_code: str | None = Field(
+        None, description="abstained: out_of_scope (the image is unlike every indexed one)"
+    )
     reason: str | None = None
     method: str = Field(..., description="retrieval | blip2-lora")
     neighbours: list[Neighbour] = Field(default_factory=list)
-    selected: Neighbour | None = Field(None, description="retrieval: the indexed image whose "
-                                       "caption is quoted (it may rank below the neighbours "
-                                       "shown)")
+    selected: Neighbour | None = Field(
+        None,
+        description="retrieval: the indexed image whose "
+        "caption is quoted (it may rank below the neighbours "
+        "shown)",
+    )
     selected_rank: int | None = Field(None, description="its rank by similarity, 1 = nearest")

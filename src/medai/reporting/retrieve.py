@@ -40,8 +40,7 @@ class Hit:
 
 
 class HybridRetriever:
-    def __init__(self, chunks: list[Chunk], use_embeddings: bool = True,
-                 encoder=None) -> None:
+    def __init__(self, chunks: list[Chunk], use_embeddings: bool = True, encoder=None) -> None:
         from rank_bm25 import BM25Okapi
 
         if not chunks:
@@ -68,15 +67,20 @@ class HybridRetriever:
         chosen = [c for c in mine if lang is None or c.lang == lang] or mine
         return [Hit(chosen[0], 0.0, None, None)] if chosen else []
 
-    def search(self, query: str, k: int = 5, labels: set[str] | None = None,
-               lang: str | None = None) -> list[Hit]:
+    def search(
+        self, query: str, k: int = 5, labels: set[str] | None = None, lang: str | None = None
+    ) -> list[Hit]:
         """Top-``k`` chunks. ``labels``/``lang`` restrict chunks that carry those fields
         (user documents without a label always stay eligible)."""
         if not query.strip():
             return []
-        eligible = np.array([(labels is None or c.label is None or c.label in labels)
-                             and (lang is None or c.lang is None or c.lang == lang)
-                             for c in self.chunks])
+        eligible = np.array(
+            [
+                (labels is None or c.label is None or c.label in labels)
+                and (lang is None or c.lang is None or c.lang == lang)
+                for c in self.chunks
+            ]
+        )
         if not eligible.any():
             return []
         bm = np.asarray(self.bm25.get_scores(tokenize(query, lang)), dtype=float)

@@ -30,9 +30,21 @@ _PNEUMONIAS = ("Pneumonia", "Viral_Pneumonia", "Bacterial_Pneumonia", "COVID-19"
 # part of pneumonia, oedema, atelectasis, lesions; consolidation is how pneumonia looks)
 _IMPLIED: dict[str, set[str]] = {
     **{p: {"Pneumonia", "Lung Opacity", "Consolidation", "Infiltration"} for p in _PNEUMONIAS},
-    **{p: {"Lung Opacity"} for p in ("Edema", "Atelectasis", "Consolidation", "Mass", "Nodule",
-                                      "Lung Lesion", "Infiltration", "Fibrosis")},
-    "Mass": {"Lung Opacity", "Lung Lesion"}, "Nodule": {"Lung Opacity", "Lung Lesion"},
+    **{
+        p: {"Lung Opacity"}
+        for p in (
+            "Edema",
+            "Atelectasis",
+            "Consolidation",
+            "Mass",
+            "Nodule",
+            "Lung Lesion",
+            "Infiltration",
+            "Fibrosis",
+        )
+    },
+    "Mass": {"Lung Opacity", "Lung Lesion"},
+    "Nodule": {"Lung Opacity", "Lung Lesion"},
 }
 
 
@@ -41,5 +53,3 @@ def _implied(labels: set[str]) -> set[str]:
     for lab in labels:
         out |= _IMPLIED.get(lab, set())
     return out
-
-

@@ -16,44 +16,57 @@ NORMAL_SENTENCES = {
     "mri": ("No tumour is suggested on this slice.", "Bu kesitte tümör düşündüren bulgu yoktur."),
 }
 NORMAL_IMPRESSIONS = {
-    "cxr": ("No acute lung abnormality (AI suggestion).",
-            "Akut akciğer patolojisi saptanmadı (YZ önerisi)."),
+    "cxr": (
+        "No acute lung abnormality (AI suggestion).",
+        "Akut akciğer patolojisi saptanmadı (YZ önerisi).",
+    ),
     "mri": ("No tumour suggested (AI suggestion).", "Tümör düşündüren bulgu yok (YZ önerisi)."),
 }
-
-
 
 
 # An undecided result names its candidates; each sentence naming them keeps "karar veremedi" /
 # "could not decide" in it, so no reader takes a candidate (or "tümör yok") as stated or normal.
 INDETERMINATE = {
-    "mri": ("The AI could not decide on one class for this slice between {candidates}; "
-            "classification is left to the radiologist.",
-            "YZ bu kesit için tek bir sınıfa karar veremedi: {candidates}; sınıflandırma "
-            "radyoloğa bırakılmıştır."),
+    "mri": (
+        "The AI could not decide on one class for this slice between {candidates}; "
+        "classification is left to the radiologist.",
+        "YZ bu kesit için tek bir sınıfa karar veremedi: {candidates}; sınıflandırma "
+        "radyoloğa bırakılmıştır.",
+    ),
 }
-INDETERMINATE_OTHER = ("The AI could not decide on the findings of this image between "
-                       "{candidates}.",
-                       "YZ bu görüntünün bulgularına karar veremedi: {candidates}.")
-INDETERMINATE_IMPRESSION = ("Indeterminate (AI suggestion): radiologist assessment required.",
-                            "Belirsiz (YZ önerisi): radyolog değerlendirmesi gerekir.")
+INDETERMINATE_OTHER = (
+    "The AI could not decide on the findings of this image between {candidates}.",
+    "YZ bu görüntünün bulgularına karar veremedi: {candidates}.",
+)
+INDETERMINATE_IMPRESSION = (
+    "Indeterminate (AI suggestion): radiologist assessment required.",
+    "Belirsiz (YZ önerisi): radyolog değerlendirmesi gerekir.",
+)
 # A conflict: the normal label and a finding both passed their thresholds. Said whichever way
 # the policy settled it: undecided (the finding named as a candidate only), or the finding.
 CONFLICT_UNDECIDED = (
     "The AI could not decide: it found {candidates} above threshold but also marked the image "
     "as normal (a conflicting result); the decision is left to the radiologist.",
     "YZ karar veremedi: {candidates} eşiğin üzerinde, ancak model görüntüyü normal olarak da "
-    "işaretledi; çelişkili sonuç, karar radyoloğa bırakılmıştır.")
+    "işaretledi; çelişkili sonuç, karar radyoloğa bırakılmıştır.",
+)
 CONFLICT_FINDING = (
     "The model also marked the image as normal (a conflicting result); the finding needs the "
     "radiologist's confirmation.",
     "Model görüntüyü ayrıca normal olarak da işaretledi (çelişkili sonuç), bulgu radyolog "
-    "tarafından doğrulanmalıdır.")
-CONFLICT_IMPRESSION = ("Indeterminate (AI suggestion, conflicting result): radiologist "
-                       "assessment required.",
-                       "Belirsiz (YZ önerisi, çelişkili sonuç): radyolog değerlendirmesi gerekir.")
-VIEWS = {"PA": ("PA", "PA"), "AP": ("AP", "AP"), "LL": ("lateral", "lateral"),
-         "RL": ("lateral", "lateral"), "LATERAL": ("lateral", "lateral")}
+    "tarafından doğrulanmalıdır.",
+)
+CONFLICT_IMPRESSION = (
+    "Indeterminate (AI suggestion, conflicting result): radiologist assessment required.",
+    "Belirsiz (YZ önerisi, çelişkili sonuç): radyolog değerlendirmesi gerekir.",
+)
+VIEWS = {
+    "PA": ("PA", "PA"),
+    "AP": ("AP", "AP"),
+    "LL": ("lateral", "lateral"),
+    "RL": ("lateral", "lateral"),
+    "LATERAL": ("lateral", "lateral"),
+}
 
 
 def _technique(ctx: DraftContext) -> str:
@@ -63,8 +76,7 @@ def _technique(ctx: DraftContext) -> str:
     if ctx.task == "cxr":
         view = VIEWS.get(str((ctx.image or {}).get("view_position") or "").upper())
         if view:
-            return (f"{view[1]} akciğer grafisi." if tr else
-                    f"{view[0]} chest radiograph.")
+            return f"{view[1]} akciğer grafisi." if tr else f"{view[0]} chest radiograph."
         return "Akciğer grafisi." if tr else "Chest radiograph."
     if ctx.task == "mri":
         return "Beyin MR incelemesi (tek kesit)." if tr else "Brain MRI (single slice)."
@@ -77,14 +89,17 @@ def candidates(labels: list[str], task: str, lang: str) -> str:
     Turkish closes the findings with "(olası tanı)" / "(olası tanılar)", English puts
     "possible" before each; the normal label comes last as the other possibility, by its name
     ("… ya da tümör yok", "… or no tumour"), never as one more "possible diagnosis"."""
-    from medai.core.tasks import get as get_task
+    from medai.core.task_registry import get as get_task
 
     normal = space(task).normal
     found = [lab for lab in labels if lab != normal]
     if lang == "tr":
         names = [phrase(lab, lang) for lab in found]
-        text = _join(names, "ve") + (" (olası tanılar)" if len(names) > 1 else " (olası tanı)") \
-            if names else ""
+        text = (
+            _join(names, "ve") + (" (olası tanılar)" if len(names) > 1 else " (olası tanı)")
+            if names
+            else ""
+        )
     else:
         text = _join([f"possible {phrase(lab, lang)}" for lab in found], "and")
     if normal in labels:
@@ -127,41 +142,58 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
             listed = _join(names, "ve")
             lines.append(f"{listed[0].upper()}{listed[1:]} izlenmedi.")
         else:  # short lists, as reports write them ("No pneumothorax or pleural effusion.")
-            lines += [f"No {_join(names[i:i + 3])}." for i in range(0, len(names), 3)]
+            lines += [f"No {_join(names[i : i + 3])}." for i in range(0, len(names), 3)]
     if decision.state == "normal":
-        lines.insert(0, NORMAL_SENTENCES[ctx.task][1 if tr else 0]
-                     if ctx.task in NORMAL_SENTENCES else
-                     ("Anormallik saptanmadı." if tr else "No abnormality."))
+        lines.insert(
+            0,
+            NORMAL_SENTENCES[ctx.task][1 if tr else 0]
+            if ctx.task in NORMAL_SENTENCES
+            else ("Anormallik saptanmadı." if tr else "No abnormality."),
+        )
     if decision.state == "indeterminate":
         lines.insert(0, state_sentence(ctx))
     elif decision.conflict:  # settled as the finding: said right after it
         lines.insert(len(ctx.positives), state_sentence(ctx))
     if not lines:
-        lines.append("Değerlendirilen bulgularda anormallik saptanmadı." if tr
-                     else "No abnormality among the assessed findings.")
+        lines.append(
+            "Değerlendirilen bulgularda anormallik saptanmadı."
+            if tr
+            else "No abnormality among the assessed findings."
+        )
     unsure = " düşük güven" if tr else " low confidence"
     conflicting = " çelişkili sonuç" if tr else " conflicting result"
-    note = ("(YZ önerisi" if tr else "(AI suggestion") + (
-        ("," + unsure) if decision.low_confidence else "") + (
-        ("," + conflicting) if decision.conflict else "") + ")."
+    note = (
+        ("(YZ önerisi" if tr else "(AI suggestion")
+        + (("," + unsure) if decision.low_confidence else "")
+        + (("," + conflicting) if decision.conflict else "")
+        + ")."
+    )
     if ctx.positives:
         names = _join([phrase(f.label, ctx.lang) for f in ctx.positives], "ve" if tr else "and")
-        impression = (f"{names[0].upper()}{names[1:]} ile uyumlu görünüm {note}" if tr
-                      else f"Appearance consistent with {names} {note}")
+        impression = (
+            f"{names[0].upper()}{names[1:]} ile uyumlu görünüm {note}"
+            if tr
+            else f"Appearance consistent with {names} {note}"
+        )
     elif decision.state == "normal":
-        base = NORMAL_IMPRESSIONS.get(ctx.task, ("No abnormality (AI suggestion).",
-                                                  "Anormallik saptanmadı (YZ önerisi)."))
+        base = NORMAL_IMPRESSIONS.get(
+            ctx.task, ("No abnormality (AI suggestion).", "Anormallik saptanmadı (YZ önerisi).")
+        )
         impression = base[1 if tr else 0]
         if decision.low_confidence:
             impression = impression.replace("(YZ önerisi)", "(YZ önerisi, düşük güven)").replace(
-                "(AI suggestion)", "(AI suggestion, low confidence)")
+                "(AI suggestion)", "(AI suggestion, low confidence)"
+            )
     elif decision.state == "indeterminate":
-        impression = (CONFLICT_IMPRESSION if decision.conflict
-                      else INDETERMINATE_IMPRESSION)[1 if tr else 0]
+        impression = (CONFLICT_IMPRESSION if decision.conflict else INDETERMINATE_IMPRESSION)[
+            1 if tr else 0
+        ]
     else:
-        impression = ("Modelin değerlendirdiği bulgular açısından patoloji saptanmadı "
-                      "(YZ önerisi)." if tr else
-                      "No abnormality among the findings the model assessed (AI suggestion).")
+        impression = (
+            "Modelin değerlendirdiği bulgular açısından patoloji saptanmadı (YZ önerisi)."
+            if tr
+            else "No abnormality among the findings the model assessed (AI suggestion)."
+        )
     recs = []
     if decision.state == "indeterminate":
         # no candidate's advice (they differ); the passages to tell them apart, cited
@@ -170,10 +202,18 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
             if hit.chunk.id in cite:
                 first.setdefault(hit.chunk.label, cite[hit.chunk.id])
         sources = ", ".join(f"{phrase(lab, ctx.lang)} [{n}]" for lab, n in first.items())
-        recs.append(("Radyolog değerlendirmesi önerilir" if tr else
-                     "Radiologist assessment is recommended") + (
-            (f"; ayırıcı tanı kaynakları: {sources}." if tr else
-             f"; sources for the differential: {sources}.") if sources else "."))
+        recs.append(
+            ("Radyolog değerlendirmesi önerilir" if tr else "Radiologist assessment is recommended")
+            + (
+                (
+                    f"; ayırıcı tanı kaynakları: {sources}."
+                    if tr
+                    else f"; sources for the differential: {sources}."
+                )
+                if sources
+                else "."
+            )
+        )
     else:
         for hit in ctx.hits:
             sentence = _recommendation(hit.chunk.text, ctx.lang)
@@ -181,8 +221,12 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
                 recs.append(f"{sentence} [{cite[hit.chunk.id]}]")
     if not recs:
         recs.append("Klinik korelasyon önerilir." if tr else "Clinical correlation is recommended.")
-    return {"technique": _technique(ctx), "findings": " ".join(lines),
-            "impression": impression, "recommendation": " ".join(recs)}
+    return {
+        "technique": _technique(ctx),
+        "findings": " ".join(lines),
+        "impression": impression,
+        "recommendation": " ".join(recs),
+    }
 
 
 def _join(items: list[str], conj: str = "or") -> str:
@@ -196,5 +240,3 @@ def _recommendation(text: str, lang: str) -> str | None:
         if key in s.lower():
             return s.strip()
     return None
-
-

@@ -26,8 +26,10 @@ UPLOAD_TYPES = "image/png, image/jpeg, application/dicom"
 
 
 def _error(status: int) -> dict[str, Any]:
-    return {"description": ERROR_TEXT[status],
-            "content": {"application/json": {"schema": ERROR_REF}}}
+    return {
+        "description": ERROR_TEXT[status],
+        "content": {"application/json": {"schema": ERROR_REF}},
+    }
 
 
 def _describe(op: dict[str, Any], method: str) -> None:
@@ -37,16 +39,19 @@ def _describe(op: dict[str, Any], method: str) -> None:
         statuses += [413, 422]
     if op.get("parameters"):
         statuses.append(422)
-    if any(p.get("in") == "path" and p.get("schema", {}).get("maximum") is not None
-           for p in op.get("parameters", ())):
+    if any(
+        p.get("in") == "path" and p.get("schema", {}).get("maximum") is not None
+        for p in op.get("parameters", ())
+    ):
         statuses.append(404)
     for status in statuses:
         responses.setdefault(str(status), _error(status))
     for status, response in responses.items():
         if status.startswith(("4", "5")):  # FastAPI's HTTPValidationError → ErrorOut
             # a route's own error body (STOW-RS's 409 in DICOM JSON) stays what it says
-            own = {k: v for k, v in (response.get("content") or {}).items()
-                   if k != "application/json"}
+            own = {
+                k: v for k, v in (response.get("content") or {}).items() if k != "application/json"
+            }
             response["content"] = own or {"application/json": {"schema": ERROR_REF}}
     for parameter in op.get("parameters", ()):
         if parameter.get("in") in ("path", "query"):  # UrlGuard refuses control characters
@@ -66,8 +71,7 @@ def _uploads(spec: dict[str, Any]) -> None:
             for name, prop in body.get("properties", {}).items():
                 arms = prop.get("anyOf", [prop])
                 if any(a.get("contentMediaType") == "application/octet-stream" for a in arms):
-                    form.setdefault("encoding", {}).setdefault(
-                        name, {"contentType": UPLOAD_TYPES})
+                    form.setdefault("encoding", {}).setdefault(name, {"contentType": UPLOAD_TYPES})
 
 
 def install(app: FastAPI) -> None:
@@ -75,8 +79,9 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            spec = get_openapi(title=app.title, version=app.version,
-                               description=app.description, routes=app.routes)
+            spec = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             for path_item in spec.get("paths", {}).values():
                 for method, op in path_item.items():
                     _describe(op, method)

@@ -19,9 +19,20 @@ from medai.core.faults import StorageFault, classify
 from medai.core.text import excerpt
 from medai.services.runtime import Overloaded
 
-CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-         408: "request_timeout", 409: "conflict", 429: "throttled", 405: "method_not_allowed",
-         413: "too_large", 415: "unsupported_media_type", 422: "invalid", 503: "unavailable"}
+CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    408: "request_timeout",
+    409: "conflict",
+    429: "throttled",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    503: "unavailable",
+}
 
 
 log = logging.getLogger("medai.server")
@@ -32,13 +43,19 @@ _FAULT_DETAIL = {
     "storage_denied": "the server may not write its storage",
     "storage_io_error": "the server's storage failed to read or write",
     "storage_unavailable": "the server's storage cannot be opened",
-    "storage_missing": ("a stored file this request needs is missing from the server's "
-                        "storage (restore it from the backup of MEDAI_HOME/blobs)"),
-    "storage_undecryptable": ("a stored file cannot be decrypted with the configured keys "
-                              "(MEDAI_SECRET_KEYS or HOME/secret.key)"),
-    "record_undecryptable": ("a stored record (a complaint, a chat message, a patient name) "
-                             "cannot be decrypted with the configured keys (MEDAI_SECRET_KEYS "
-                             "or HOME/secret.key)"),
+    "storage_missing": (
+        "a stored file this request needs is missing from the server's "
+        "storage (restore it from the backup of MEDAI_HOME/blobs)"
+    ),
+    "storage_undecryptable": (
+        "a stored file cannot be decrypted with the configured keys "
+        "(MEDAI_SECRET_KEYS or HOME/secret.key)"
+    ),
+    "record_undecryptable": (
+        "a stored record (a complaint, a chat message, a patient name) "
+        "cannot be decrypted with the configured keys (MEDAI_SECRET_KEYS "
+        "or HOME/secret.key)"
+    ),
     "database_busy": "the database is busy",
     "database_unavailable": "the database cannot be reached",
 }
@@ -51,9 +68,14 @@ _OUT_OF_RANGE = ("less_than_equal", "greater_than_equal", "greater_than", "less_
 class ApiError(Exception):
     """Raised by routes: status, a machine code and a human message (already short)."""
 
-    def __init__(self, status: int, code: str, detail: str,
-                 headers: dict[str, str] | None = None,
-                 errors: list[dict] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        errors: list[dict] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
         self.errors = errors  # field errors ({loc, msg, type}), e.g. why a password is weak
@@ -69,10 +91,16 @@ def _body(detail: str, code: str, errors: list | None = None) -> dict:
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": [p if isinstance(p, int) else excerpt(str(p), 40)
-                           for p in e.get("loc", ())][:8],
-                   "msg": excerpt(str(e.get("msg", "")), 160), "type": str(e.get("type", ""))}
-                  for e in exc.errors()[:20]]
+        errors = [
+            {
+                "loc": [p if isinstance(p, int) else excerpt(str(p), 40) for p in e.get("loc", ())][
+                    :8
+                ],
+                "msg": excerpt(str(e.get("msg", "")), 160),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()[:20]
+        ]
         if any(e["loc"][:1] == ["path"] and e["type"] in _OUT_OF_RANGE for e in errors):
             return JSONResponse(_body("no such item (id out of range)", "not_found"), 404)
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
@@ -84,18 +112,23 @@ def install(app: FastAPI) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # every method some route serves at this path
             headers["Allow"] = ", ".join(allowed_methods(request))
-        return JSONResponse(_body(str(exc.detail), CODES.get(exc.status_code, "error")),
-                            exc.status_code, headers=headers or None)
+        return JSONResponse(
+            _body(str(exc.detail), CODES.get(exc.status_code, "error")),
+            exc.status_code,
+            headers=headers or None,
+        )
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.detail, exc.code, exc.errors), exc.status,
-                            headers=exc.headers)
+        return JSONResponse(
+            _body(exc.detail, exc.code, exc.errors), exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(Overloaded)
     async def overloaded(_request: Request, exc: Overloaded) -> JSONResponse:
-        return JSONResponse(_body(str(exc), "overloaded"), 503,
-                            headers={"Retry-After": str(exc.retry_after_s)})
+        return JSONResponse(
+            _body(str(exc), "overloaded"), 503, headers={"Retry-After": str(exc.retry_after_s)}
+        )
 
     @app.exception_handler(StorageFault)
     async def storage_fault(request: Request, exc: StorageFault) -> JSONResponse:
@@ -104,8 +137,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidToken)
     async def undecryptable(request: Request, _exc: InvalidToken) -> JSONResponse:
         # a record sealed under a key no longer configured (or altered): named, not a 500
-        return fault_response(request, StorageFault("record_undecryptable", "a database record",
-                                                     "InvalidToken"))
+        return fault_response(
+            request, StorageFault("record_undecryptable", "a database record", "InvalidToken")
+        )
 
     @app.exception_handler(OSError)
     async def os_error(request: Request, exc: OSError) -> JSONResponse:
@@ -120,19 +154,32 @@ def fault_response(request: Request, fault: StorageFault) -> JSONResponse:
     never the request's content."""
     from medai.server.middleware import method_of, request_id, route_of
 
-    log.error("storage fault: %s is %s (%s) on %s %s%s rid=%s", fault.where, fault.reason,
-              fault.cause or "-", method_of(request.scope), route_of(request.scope),
-              _row_ids(request), request_id(request.scope))
+    log.error(
+        "storage fault: %s is %s (%s) on %s %s%s rid=%s",
+        fault.where,
+        fault.reason,
+        fault.cause or "-",
+        method_of(request.scope),
+        route_of(request.scope),
+        _row_ids(request),
+        request_id(request.scope),
+    )
     detail = _FAULT_DETAIL.get(fault.code, "the server's storage failed")
-    return JSONResponse(_body(f"{detail}; the request was not processed", fault.code), 503,
-                        headers={"Retry-After": str(FAULT_RETRY_AFTER_S)})
+    return JSONResponse(
+        _body(f"{detail}; the request was not processed", fault.code),
+        503,
+        headers={"Retry-After": str(FAULT_RETRY_AFTER_S)},
+    )
 
 
 def _row_ids(request: Request) -> str:
     """The row ids in the path (`` study_id=7``), so the operator knows which study's file is
     gone; never another path value (a user name is a person's)."""
-    ids = [f"{k}={v}" for k, v in (request.scope.get("path_params") or {}).items()
-           if k.endswith("_id") and str(v).isdigit() and len(str(v)) <= 10]
+    ids = [
+        f"{k}={v}"
+        for k, v in (request.scope.get("path_params") or {}).items()
+        if k.endswith("_id") and str(v).isdigit() and len(str(v)) <= 10
+    ]
     return (" " + " ".join(ids)) if ids else ""
 
 

@@ -29,11 +29,15 @@ def live() -> dict[str, Any]:
     return {"status": "alive", "version": medai.__version__}
 
 
-_READY_503 = {503: {"description": "A served model cannot be loaded, the database or the "
-                                    "file storage cannot be written, or the database's schema "
-                                    "is not this release's (``code`` names why: "
-                                    "``storage_read_only``, ``storage_full``, "
-                                    "``schema_behind``, ``schema_newer``, ...)"}}
+_READY_503 = {
+    503: {
+        "description": "A served model cannot be loaded, the database or the "
+        "file storage cannot be written, or the database's schema "
+        "is not this release's (``code`` names why: "
+        "``storage_read_only``, ``storage_full``, "
+        "``schema_behind``, ``schema_newer``, ...)"
+    }
+}
 
 
 @router.get("/api/v1/health/ready", tags=["health"], responses=_READY_503)
@@ -61,10 +65,16 @@ async def ready(request: Request) -> JSONResponse:
             if isinstance(code, str):
                 body[name]["code"] = code
                 codes.append(code)
-            _note(request, name, code if isinstance(code, str) else type(exc).__name__,
-                  f"{fault.where} is {fault.reason} ({fault.cause or '-'})" if fault
-                  else str(exc) if isinstance(code, str)
-                  else f"check failed: {type(exc).__name__}")
+            _note(
+                request,
+                name,
+                code if isinstance(code, str) else type(exc).__name__,
+                f"{fault.where} is {fault.reason} ({fault.cause or '-'})"
+                if fault
+                else str(exc)
+                if isinstance(code, str)
+                else f"check failed: {type(exc).__name__}",
+            )
             ok = False
     body["status"] = "ready" if ok else "not_ready"
     if not ok:  # also an ErrorOut: detail and code

@@ -46,23 +46,36 @@ def serve_options() -> dict[str, Any]:
 
 
 def _body(phase: str, timeout_s: float) -> bytes:
-    return json.dumps({"detail": f"the request {phase} did not arrive in time (within "
-                                 f"{timeout_s:g} s, or too slowly); the connection is closed",
-                       "code": CODE}).encode()
+    return json.dumps(
+        {
+            "detail": f"the request {phase} did not arrive in time (within "
+            f"{timeout_s:g} s, or too slowly); the connection is closed",
+            "code": CODE,
+        }
+    ).encode()
 
 
 def _head(length: int) -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", b"application/json"), (b"content-length", str(length).encode()),
-            (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
-            (b"connection", b"close")]
+    return [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(length).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"connection", b"close"),
+    ]
 
 
 class ReadTimeoutProtocol(H11Protocol):
     """uvicorn's h11 protocol with a header deadline and a body deadline (module docstring).
     ``read_timeout_s`` and ``min_body_rate`` default to the settings."""
 
-    def __init__(self, *args: Any, read_timeout_s: float | None = None,
-                 min_body_rate: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        read_timeout_s: float | None = None,
+        min_body_rate: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if read_timeout_s is None or min_body_rate is None:
             from medai.settings import get_settings
@@ -143,8 +156,12 @@ class ReadTimeoutProtocol(H11Protocol):
 
     def _expire(self) -> None:
         phase = HEADERS if self._body_bytes is None else BODY
-        log.warning("request %s not received within %gs (or below %d bytes/s): 408, "
-                    "connection closed", phase, self.read_timeout_s, self.min_body_rate)
+        log.warning(
+            "request %s not received within %gs (or below %d bytes/s): 408, connection closed",
+            phase,
+            self.read_timeout_s,
+            self.min_body_rate,
+        )
         self._answer(phase)
         if self.cycle is not None:  # the route's receive() says so; its answer goes nowhere
             self.cycle.scope[READ_TIMED_OUT] = True  # type: ignore[literal-required]
@@ -164,9 +181,13 @@ class ReadTimeoutProtocol(H11Protocol):
             return
         try:
             self.cycle.response_started = self.cycle.response_complete = True
-            for event in (h11.Response(status_code=408, headers=_head(len(payload)),
-                                       reason=b"Request Timeout"),
-                          h11.Data(data=payload), h11.EndOfMessage()):
+            for event in (
+                h11.Response(
+                    status_code=408, headers=_head(len(payload)), reason=b"Request Timeout"
+                ),
+                h11.Data(data=payload),
+                h11.EndOfMessage(),
+            ):
                 self.transport.write(self.conn.send(event))
         except h11.LocalProtocolError:  # h11 refuses a response now: the close says enough
             pass

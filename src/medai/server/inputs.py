@@ -69,7 +69,8 @@ def no_control_schema(schema: Any) -> None:
     if not isinstance(schema, dict) or "$ref" in schema:
         return
     if schema.get("type") == "string" and not any(
-            k in schema for k in ("pattern", "enum", "const", "format", "contentMediaType")):
+        k in schema for k in ("pattern", "enum", "const", "format", "contentMediaType")
+    ):
         schema["pattern"] = NO_CONTROL_PATTERN
     for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
         no_control_schema(schema.get(key))
@@ -103,8 +104,7 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]
 
 def _rfc3339(value: Any) -> Any:
     if isinstance(value, str) and not _RFC3339.fullmatch(value):
-        raise ValueError("not an RFC 3339 date-time with its offset, such as "
-                         "2026-05-01T08:00:00Z")
+        raise ValueError("not an RFC 3339 date-time with its offset, such as 2026-05-01T08:00:00Z")
     return value
 
 
@@ -131,8 +131,7 @@ class StrictBody(BaseModel):
     """Every request body: strict types, no unknown fields, no control characters (and its
     schema says so: ``NO_CONTROL_PATTERN`` on every string)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid",
-                              json_schema_extra=_no_control_in_schema)
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_no_control_in_schema)
 
     @model_validator(mode="before")
     @classmethod
@@ -155,8 +154,9 @@ class UrlGuard:
             if has_control(scope.get("path", "")) or has_control(query):
                 from medai.server.middleware import send_json
 
-                return await send_json(send, 422, {"detail": f"URL: {CONTROL_MESSAGE}",
-                                                   "code": "invalid"})
+                return await send_json(
+                    send, 422, {"detail": f"URL: {CONTROL_MESSAGE}", "code": "invalid"}
+                )
         await self.app(scope, receive, send)
 
 
@@ -180,7 +180,6 @@ class HostCheck:
             if message["type"] == "http.response.start":
                 from medai.server.middleware import send_json
 
-                await send_json(send, 400, {"detail": "invalid Host header",
-                                            "code": "bad_request"})
+                await send_json(send, 400, {"detail": "invalid Host header", "code": "bad_request"})
 
         await self.check(scope, receive, refusing_send)

@@ -22,7 +22,7 @@ from medai.server.docs import mount_docs
 from medai.server.inputs import HostCheck, UrlGuard
 from medai.server.metrics import MetricsEndpoint, RequestMetrics, process_exiting
 from medai.server.middleware import BodyLimit, ConcretePaths, Guard, SecurityHeaders
-from medai.services.models import ModelHandles
+from medai.services.model_handles import ModelHandles
 from medai.services.runtime import CpuPlan, InferenceLane, apply_thread_limits, plan_cpu
 
 log = logging.getLogger("medai.server")
@@ -37,8 +37,13 @@ MAX_REPORT_JSON_BYTES = 1024 * 1024
 
 
 def body_limit(path: str) -> int:
-    uploads = ("/predict", "/heatmap", "/reports/draft", "/api/v1/studies",
-               "/api/v1/dicomweb/studies")
+    uploads = (
+        "/predict",
+        "/heatmap",
+        "/reports/draft",
+        "/api/v1/studies",
+        "/api/v1/dicomweb/studies",
+    )
     if path.endswith(uploads):
         return MAX_UPLOAD_BYTES
     report = ("/report", "/report/sign", "/labels/suggest")  # a report's text travels
@@ -59,9 +64,15 @@ class Face:
     on_stop: Callable[[FastAPI], None] | None = None
 
 
-def build_app(face: Face, triage_model: str | None = None, cxr_model: str | None = None,
-              mri_model: str | None = None, knowledge_dir: str | None = None,
-              plan: CpuPlan | None = None, preload: bool = True) -> FastAPI:
+def build_app(
+    face: Face,
+    triage_model: str | None = None,
+    cxr_model: str | None = None,
+    mri_model: str | None = None,
+    knowledge_dir: str | None = None,
+    plan: CpuPlan | None = None,
+    preload: bool = True,
+) -> FastAPI:
     """The kernel around a face's routers: model handles and bounded inference lanes, one
     error shape, body limits, security headers, the access log, docs and health. The kernel
     serves no job route of its own: every route is the face's, mounted once."""
@@ -70,8 +81,11 @@ def build_app(face: Face, triage_model: str | None = None, cxr_model: str | None
     settings = get_settings()
     plan = plan or plan_cpu(settings.workers, settings.inference_concurrency)
     apply_thread_limits(plan)
-    handles = ModelHandles({"triage": triage_model, "cxr": cxr_model, "mri": mri_model},
-                           threads=plan.threads, imaging_runtime=settings.imaging_runtime)
+    handles = ModelHandles(
+        {"triage": triage_model, "cxr": cxr_model, "mri": mri_model},
+        threads=plan.threads,
+        imaging_runtime=settings.imaging_runtime,
+    )
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI):
@@ -87,17 +101,24 @@ def build_app(face: Face, triage_model: str | None = None, cxr_model: str | None
                 task.cancel()
             process_exiting()  # its requests in flight leave the other workers' /metrics
 
-    app = FastAPI(title="medai API", version=medai.__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None,
-                  description="A hospital's own medical AI. Every output is an AI suggestion "
-                              "or draft for a clinician to review.")
+    app = FastAPI(
+        title="medai API",
+        version=medai.__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="A hospital's own medical AI. Every output is an AI suggestion "
+        "or draft for a clinician to review.",
+    )
     app.state.models = handles
     app.state.plan = plan
     app.state.knowledge_dir = knowledge_dir
-    app.state.triage_lane = InferenceLane(plan.concurrency, settings.inference_queue,
-                                          settings.inference_timeout_s)
-    app.state.imaging_lane = InferenceLane(plan.concurrency, settings.inference_queue,
-                                           settings.inference_timeout_s)
+    app.state.triage_lane = InferenceLane(
+        plan.concurrency, settings.inference_queue, settings.inference_timeout_s
+    )
+    app.state.imaging_lane = InferenceLane(
+        plan.concurrency, settings.inference_queue, settings.inference_timeout_s
+    )
     app.state.preloaded = False
     app.state.readiness_checks = dict(face.readiness_checks)
     errors.install(app)
@@ -114,8 +135,12 @@ def build_app(face: Face, triage_model: str | None = None, cxr_model: str | None
     app.add_middleware(UrlGuard)
     app.add_middleware(BodyLimit, limit_for=body_limit)
     app.add_middleware(HostCheck, allowed_hosts=settings.trusted_hosts)
-    app.add_middleware(MetricsEndpoint, collectors=face.collectors, enabled=settings.metrics,
-                       allow=settings.metrics_allow)
+    app.add_middleware(
+        MetricsEndpoint,
+        collectors=face.collectors,
+        enabled=settings.metrics,
+        allow=settings.metrics_allow,
+    )
     app.add_middleware(Guard, metrics=RequestMetrics())
     app.add_middleware(SecurityHeaders)
     return app

@@ -31,10 +31,25 @@ from typing import Any, TextIO
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # libraries that can echo content: quiet below WARNING, message withheld at WARNING and above
-WITHHELD = ("fpdf", "fontTools", "python_multipart", "multipart", "PIL", "pydicom",
-            "pynetdicom", "dicomweb_client", "highdicom", "hl7apy", "sqlalchemy", "httpx",
-            "httpx2", "httpcore", "urllib3", "uvicorn.asgi",
-            "py.warnings")
+WITHHELD = (
+    "fpdf",
+    "fontTools",
+    "python_multipart",
+    "multipart",
+    "PIL",
+    "pydicom",
+    "pynetdicom",
+    "dicomweb_client",
+    "highdicom",
+    "hl7apy",
+    "sqlalchemy",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "urllib3",
+    "uvicorn.asgi",
+    "py.warnings",
+)
 
 
 _WARNING = re.compile(r"^(.*?):(\d+): (\w+): ")
@@ -92,17 +107,23 @@ class JsonLines(logging.Formatter):
             message = record.getMessage()
         except Exception:  # a malformed record: keep what is surely safe
             message = f"{record.levelname.lower()} from {record.name}"
-        out = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                   timespec="milliseconds").replace("+00:00", "Z"),
-               "level": record.levelname, "logger": record.name, "message": message,
-               "place": getattr(record, "place", None) or f"{record.module}:{record.lineno}",
-               "pid": record.process}
+        out = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+            "place": getattr(record, "place", None) or f"{record.module}:{record.lineno}",
+            "pid": record.process,
+        }
         out.update({k: getattr(record, k) for k in FIELDS if hasattr(record, k)})
         return json.dumps(out, default=str)
 
 
-def handler(stream: TextIO | None = None, level: int | str = logging.NOTSET,
-            log_format: str = "text") -> logging.Handler:
+def handler(
+    stream: TextIO | None = None, level: int | str = logging.NOTSET, log_format: str = "text"
+) -> logging.Handler:
     """The one handler of ``serve``: plain lines (or JSON lines) on stderr, ``Withhold``
     applied. Python warnings are routed to it (``py.warnings``) instead of being printed
     unfiltered."""
@@ -119,9 +140,13 @@ def handler(stream: TextIO | None = None, level: int | str = logging.NOTSET,
 def logger_levels(level: str) -> dict[str, str]:
     """Levels ``serve`` pins: the content-echoing libraries at WARNING whatever the level
     asked for (SQLAlchemy at INFO would log every parameter), uvicorn's access log off."""
-    return {**{name: "WARNING" for name in WITHHELD if name != "py.warnings"},
-            "uvicorn": level, "uvicorn.error": level, "uvicorn.access": "CRITICAL",
-            "medai": level}
+    return {
+        **{name: "WARNING" for name in WITHHELD if name != "py.warnings"},
+        "uvicorn": level,
+        "uvicorn.error": level,
+        "uvicorn.access": "CRITICAL",
+        "medai": level,
+    }
 
 
 def log_config(level: str = "info", log_format: str | None = None) -> dict[str, Any]:
@@ -135,17 +160,24 @@ def log_config(level: str = "info", log_format: str | None = None) -> dict[str, 
     level = level.upper()
     loggers: dict[str, dict[str, Any]] = {
         name: {"level": lvl, "handlers": [], "propagate": True}
-        for name, lvl in logger_levels(level).items()}
+        for name, lvl in logger_levels(level).items()
+    }
     loggers["uvicorn.access"]["propagate"] = False
-    return {"version": 1, "disable_existing_loggers": False,
-            "handlers": {"medai": {"()": "medai.server.logs.handler",
-                                   "log_format": log_format}},
-            "root": {"level": level, "handlers": ["medai"]},
-            "loggers": loggers}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"medai": {"()": "medai.server.logs.handler", "log_format": log_format}},
+        "root": {"level": level, "handlers": ["medai"]},
+        "loggers": loggers,
+    }
 
 
-def notice(message: str, name: str = "medai.cli", level: int = logging.WARNING,
-           stream: TextIO | None = None) -> None:
+def notice(
+    message: str,
+    name: str = "medai.cli",
+    level: int = logging.WARNING,
+    stream: TextIO | None = None,
+) -> None:
     """A command's word to the operator before its logging is set up (``serve``'s "no admin
     yet"): the plain text on stderr, or, with ``MEDAI_LOG_FORMAT=json``, one JSON line like
     every other, so that a log shipper reading the JSON never meets a stray line."""

@@ -58,9 +58,12 @@ REQUEST_SECONDS = Histogram(
     "medai_http_request_seconds",
     "Time from a request's arrival to its last byte sent, by method, route template and "
     "status class (1xx-5xx; none: the client left before an answer)",
-    ["method", "route", "status_class"], buckets=BUCKETS)
-IN_FLIGHT = Gauge("medai_http_requests_in_flight", "Requests being answered now",
-                  multiprocess_mode="livesum")
+    ["method", "route", "status_class"],
+    buckets=BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "medai_http_requests_in_flight", "Requests being answered now", multiprocess_mode="livesum"
+)
 
 
 def status_class(status: int) -> str:
@@ -79,6 +82,7 @@ class RequestMetrics:
 
 
 # --- what a scrape reports ----------------------------------------------------------------------
+
 
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
@@ -152,11 +156,15 @@ def source_commit() -> str:
 
 
 def _build_info() -> Iterable[Metric]:
-    info = GaugeMetricFamily("medai_build_info", "medai's version and source commit (1)",
-                             labels=["version", "commit", "python"])
+    info = GaugeMetricFamily(
+        "medai_build_info",
+        "medai's version and source commit (1)",
+        labels=["version", "commit", "python"],
+    )
     info.add_metric([medai.__version__, source_commit(), platform.python_version()], 1)
-    mode = GaugeMetricFamily("medai_metrics_multiprocess",
-                             "1: the process metrics are every worker process's, merged")
+    mode = GaugeMetricFamily(
+        "medai_metrics_multiprocess", "1: the process metrics are every worker process's, merged"
+    )
     mode.add_metric([], 1 if multiprocess_dir() else 0)
     return [info, mode]
 
@@ -168,9 +176,11 @@ class _Scrape:
         self.sources = sources
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("medai_metrics_source_up",
-                               "1: this scrape read the source; 0: it failed (see the log)",
-                               labels=["source"])
+        up = GaugeMetricFamily(
+            "medai_metrics_source_up",
+            "1: this scrape read the source; 0: it failed (see the log)",
+            labels=["source"],
+        )
         for name, source in self.sources:
             try:
                 metrics = list(source())
@@ -187,7 +197,9 @@ def exposition(collectors: Sequence[Any] = ()) -> bytes:
     """The text Prometheus reads: this process (or all workers), the build, and the face's
     collectors (each with a ``name`` and a ``collect()``)."""
     sources: list[tuple[str, Callable[[], Iterable[Metric]]]] = [
-        ("process", _process_metrics), ("build", _build_info)]
+        ("process", _process_metrics),
+        ("build", _build_info),
+    ]
     sources += [(getattr(c, "name", type(c).__name__), c.collect) for c in collectors]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Scrape(sources))
@@ -196,16 +208,22 @@ def exposition(collectors: Sequence[Any] = ()) -> bytes:
 
 # --- who may read it ----------------------------------------------------------------------------
 
+
 def networks(allow: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(a, strict=False) for a in allow]
 
 
-def refusal(headers: Iterable[tuple[bytes, bytes]], client: str | None,
-            allowed: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str | None:
+def refusal(
+    headers: Iterable[tuple[bytes, bytes]],
+    client: str | None,
+    allowed: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> str | None:
     """Why this client may not read the metrics, or None when it may."""
     if any(k.lower() in FORWARDED for k, _ in headers):
-        return ("metrics are not answered through a proxy: scrape each medai process "
-                "directly (docs/deploy/metrics.md)")
+        return (
+            "metrics are not answered through a proxy: scrape each medai process "
+            "directly (docs/deploy/metrics.md)"
+        )
     try:
         address = ipaddress.ip_address(client or "")
     except ValueError:
@@ -227,8 +245,9 @@ class MetricsEndpoint:
     """Answers ``GET /metrics`` before the Host check (see the module's docstring); any other
     path, or every path when ``enabled`` is false, goes on to the app (a 404 there)."""
 
-    def __init__(self, app: Any, collectors: Sequence[Any], enabled: bool,
-                 allow: Iterable[str]) -> None:
+    def __init__(
+        self, app: Any, collectors: Sequence[Any], enabled: bool, allow: Iterable[str]
+    ) -> None:
         self.app, self.collectors, self.enabled = app, collectors, enabled
         self.allowed = networks(allow)
 
@@ -237,9 +256,12 @@ class MetricsEndpoint:
             return await self.app(scope, receive, send)
         scope["route"] = _MetricsRoute()
         if scope["method"] not in ("GET", "HEAD"):
-            return await send_json(send, 405, {"detail": "Method Not Allowed",
-                                               "code": "method_not_allowed"},
-                                   [(b"allow", b"GET, HEAD")])
+            return await send_json(
+                send,
+                405,
+                {"detail": "Method Not Allowed", "code": "method_not_allowed"},
+                [(b"allow", b"GET, HEAD")],
+            )
         client = scope.get("client")
         why = refusal(scope.get("headers") or [], client[0] if client else None, self.allowed)
         if why is not None:
@@ -247,14 +269,23 @@ class MetricsEndpoint:
         from starlette.concurrency import run_in_threadpool
 
         body = await run_in_threadpool(exposition, self.collectors)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body",
-                    "body": b"" if scope["method"] == "HEAD" else body})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", CONTENT_TYPE_LATEST.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
 
 
 # --- several worker processes -------------------------------------------------------------------
+
 
 def clear_multiprocess_dir(path: str | Path) -> None:
     """Make ``path`` and empty it of prometheus_client's files: values of a previous run
@@ -289,8 +320,10 @@ def remove_multiprocess_dir(path: Path | None) -> None:
 
 # --- a process without an HTTP server of its own (``medai worker``) ------------------------------
 
-def start_metrics_server(host: str, port: int, allow: Iterable[str],
-                         collectors: Sequence[Any] = ()) -> Any:
+
+def start_metrics_server(
+    host: str, port: int, allow: Iterable[str], collectors: Sequence[Any] = ()
+) -> Any:
     """Serve ``GET /metrics`` of this process on ``host:port`` in a daemon thread (a Celery
     worker: its model calls, its process), with the same rules as ``MetricsEndpoint``.
     Returns the server (``shutdown()`` stops it)."""
@@ -304,22 +337,28 @@ def start_metrics_server(host: str, port: int, allow: Iterable[str],
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
         def answer(status: str, body: bytes, kind: str = "application/json") -> list[bytes]:
-            start_response(status, [("Content-Type", kind),
-                                    ("Content-Length", str(len(body)))])
+            start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
             return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
         if environ.get("PATH_INFO") != PATH:
-            return answer("404 Not Found", json.dumps(
-                {"detail": "Not Found", "code": "not_found"}).encode())
+            return answer(
+                "404 Not Found", json.dumps({"detail": "Not Found", "code": "not_found"}).encode()
+            )
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return answer("405 Method Not Allowed", json.dumps(
-                {"detail": "Method Not Allowed", "code": "method_not_allowed"}).encode())
-        headers = [(k[5:].replace("_", "-").lower().encode(), b"") for k in environ
-                   if k.startswith("HTTP_")]
+            return answer(
+                "405 Method Not Allowed",
+                json.dumps({"detail": "Method Not Allowed", "code": "method_not_allowed"}).encode(),
+            )
+        headers = [
+            (k[5:].replace("_", "-").lower().encode(), b"")
+            for k in environ
+            if k.startswith("HTTP_")
+        ]
         why = refusal(headers, environ.get("REMOTE_ADDR"), allowed)
         if why is not None:
-            return answer("403 Forbidden", json.dumps({"detail": why,
-                                                       "code": "forbidden"}).encode())
+            return answer(
+                "403 Forbidden", json.dumps({"detail": why, "code": "forbidden"}).encode()
+            )
         return answer("200 OK", exposition(collectors), CONTENT_TYPE_LATEST)
 
     server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)

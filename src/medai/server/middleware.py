@@ -32,18 +32,27 @@ _STATUS = "medai.status"  # scope key of the status the client got (the Guard's 
 Scope = dict
 ASGIApp = Callable
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-       "frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 async def send_json(send, status: int, body: dict, headers: list | None = None) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -66,8 +75,9 @@ class BodyLimit:
             try:
                 too_big = int(declared) > limit
             except ValueError:
-                return await send_json(send, 400, {"detail": "invalid Content-Length",
-                                                   "code": "bad_request"})
+                return await send_json(
+                    send, 400, {"detail": "invalid Content-Length", "code": "bad_request"}
+                )
             if too_big:
                 return await self._refuse(send, limit)
         seen, started, overflow = 0, False, False
@@ -98,8 +108,12 @@ class BodyLimit:
 
     @staticmethod
     async def _refuse(send, limit: int) -> None:
-        await send_json(send, 413, {"detail": f"request body is larger than {limit:,} bytes",
-                                    "code": "too_large"}, [(b"connection", b"close")])
+        await send_json(
+            send,
+            413,
+            {"detail": f"request body is larger than {limit:,} bytes", "code": "too_large"},
+            [(b"connection", b"close")],
+        )
 
 
 class SecurityHeaders:
@@ -113,17 +127,19 @@ class SecurityHeaders:
 
         async def with_headers(message):
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() != b"server"]
-                headers += [(b"content-security-policy", CSP.encode()),
-                            (b"x-content-type-options", b"nosniff"),
-                            (b"x-frame-options", b"DENY"),
-                            (b"referrer-policy", b"no-referrer"),
-                            (b"cross-origin-opener-policy", b"same-origin"),
-                            (b"cache-control", b"no-store")]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                headers += [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"cache-control", b"no-store"),
+                ]
                 if tls:
-                    headers.append((b"strict-transport-security",
-                                    b"max-age=31536000; includeSubDomains"))
+                    headers.append(
+                        (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+                    )
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -133,7 +149,7 @@ class SecurityHeaders:
 def route_path(scope: Scope) -> str:
     """The path routes match (the request's, less the root path a proxy mounts it under)."""
     path, root = scope.get("path", ""), scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _flat(routes: list) -> Iterator[object]:
@@ -173,9 +189,12 @@ class ConcretePaths:
             methods = self._concrete.get(route_path(scope))
             if methods is not None and scope["method"] not in methods:
                 allow = ", ".join(sorted(methods)).encode()
-                return await send_json(send, 405, {"detail": "Method Not Allowed",
-                                                   "code": "method_not_allowed"},
-                                       [(b"allow", allow)])
+                return await send_json(
+                    send,
+                    405,
+                    {"detail": "Method Not Allowed", "code": "method_not_allowed"},
+                    [(b"allow", allow)],
+                )
         await self.app(scope, receive, send)
 
 
@@ -191,7 +210,7 @@ def route_of(scope: Scope) -> str:
     # a mounted app (static files) gets no route, but its prefix is added to root_path
     root, before = scope.get("root_path", ""), scope.get(_ROOT_BEFORE, "")
     if isinstance(root, str) and len(root) > len(before) and root.startswith(before):
-        return root[len(before):] + "/{path}"
+        return root[len(before) :] + "/{path}"
     return "<unmatched>"
 
 
@@ -224,8 +243,12 @@ class Guard:
     carries them as record attributes too (``method``, ``route``, ``status``, ``duration_ms``,
     ``request_id``), which the JSON log format writes as fields (``server.logs``)."""
 
-    def __init__(self, app: ASGIApp, clock: Callable[[], float] = time.perf_counter,
-                 metrics: RequestObserver | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        clock: Callable[[], float] = time.perf_counter,
+        metrics: RequestObserver | None = None,
+    ) -> None:
         self.app, self.clock, self.metrics = app, clock, metrics
 
     async def __call__(self, scope: Scope, receive, send) -> None:
@@ -238,8 +261,9 @@ class Guard:
         try:
             await self._guarded(scope, receive, send)
         finally:
-            self.metrics.end(method_of(scope), route_of(scope), scope.get(_STATUS, 0),
-                             self.clock() - start)
+            self.metrics.end(
+                method_of(scope), route_of(scope), scope.get(_STATUS, 0), self.clock() - start
+            )
 
     async def _guarded(self, scope: Scope, receive, send) -> None:
         start, status = self.clock(), 0
@@ -250,28 +274,53 @@ class Guard:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = scope[_STATUS] = message["status"]
-                message = {**message, "headers": [
-                    *(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
-                    (b"x-request-id", rid.encode())]}
+                message = {
+                    **message,
+                    "headers": [
+                        *(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
+                        (b"x-request-id", rid.encode()),
+                    ],
+                }
             await send(message)
 
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # never let a traceback (and its message) reach the log
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            log.error("unhandled %s at %s:%d (%s) on %s %s rid=%s", type(exc).__name__,
-                      where.filename.rsplit("/", 1)[-1], where.lineno, where.name,
-                      method_of(scope), route_of(scope), rid,
-                      extra={"route": route_of(scope), "request_id": rid})
+            log.error(
+                "unhandled %s at %s:%d (%s) on %s %s rid=%s",
+                type(exc).__name__,
+                where.filename.rsplit("/", 1)[-1],
+                where.lineno,
+                where.name,
+                method_of(scope),
+                route_of(scope),
+                rid,
+                extra={"route": route_of(scope), "request_id": rid},
+            )
             if status == 0:
                 status = 500
-                await send_json(tracking_send, 500, {
-                    "detail": "internal error; the request was not processed",
-                    "code": "internal"})
+                await send_json(
+                    tracking_send,
+                    500,
+                    {"detail": "internal error; the request was not processed", "code": "internal"},
+                )
         if scope.get(READ_TIMED_OUT):  # what the client got, not the route's late answer
             status = 408
         scope[_STATUS] = status
         method, route, ms = method_of(scope), route_of(scope), (self.clock() - start) * 1000
-        access_log.info("%s %s %d %.1fms rid=%s", method, route, status, ms, rid,
-                        extra={"method": method, "route": route, "status": status,
-                               "duration_ms": round(ms, 1), "request_id": rid})
+        access_log.info(
+            "%s %s %d %.1fms rid=%s",
+            method,
+            route,
+            status,
+            ms,
+            rid,
+            extra={
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(ms, 1),
+                "request_id": rid,
+            },
+        )

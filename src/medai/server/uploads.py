@@ -8,7 +8,7 @@ from fastapi import Request, UploadFile
 
 from medai.server.errors import ApiError
 from medai.services.imaging import MAX_BYTES, ImageInputError, ImageRefused, ImageTooLarge
-from medai.services.models import ModelUnavailable
+from medai.services.model_handles import ModelUnavailable
 
 
 def model_for(request: Request, task: str):
@@ -16,7 +16,6 @@ def model_for(request: Request, task: str):
         return request.app.state.models.get(task)
     except ModelUnavailable as exc:
         raise ApiError(503, "unavailable", str(exc)) from None
-
 
 
 def no_empty(*names: str) -> Callable[[Request], Awaitable[None]]:
@@ -29,10 +28,12 @@ def no_empty(*names: str) -> Callable[[Request], Awaitable[None]]:
         form = await request.form()  # parsed once: the route's own fields read the same
         for name in names:
             if "" in form.getlist(name):
-                raise ApiError(422, "invalid", f"{name}: an empty value is not allowed (leave "
-                               "the field out for its default)", errors=[
-                                   {"loc": ["body", name], "msg": "empty value",
-                                    "type": "empty"}])
+                raise ApiError(
+                    422,
+                    "invalid",
+                    f"{name}: an empty value is not allowed (leave the field out for its default)",
+                    errors=[{"loc": ["body", name], "msg": "empty value", "type": "empty"}],
+                )
 
     return check
 
@@ -45,8 +46,11 @@ async def read_upload(file: UploadFile) -> bytes:
 
 
 def image_error(exc: ImageInputError) -> ApiError:
-    code = ("image_refused" if isinstance(exc, ImageRefused) else
-            "image_too_large" if isinstance(exc, ImageTooLarge) else "unusable_image")
+    code = (
+        "image_refused"
+        if isinstance(exc, ImageRefused)
+        else "image_too_large"
+        if isinstance(exc, ImageTooLarge)
+        else "unusable_image"
+    )
     return ApiError(422, code, str(exc))
-
-

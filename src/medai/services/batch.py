@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from medai.core.text import MAX_COMPLAINT_BYTES
 
-MAX_LINE_BYTES = MAX_COMPLAINT_BYTES + 4096   # a complaint and its id, JSON-quoted
+MAX_LINE_BYTES = MAX_COMPLAINT_BYTES + 4096  # a complaint and its id, JSON-quoted
 TEXT_COLUMNS = ("text", "complaint", "sikayet", "şikayet")
 ID_COLUMNS = ("id", "patient_ref", "ref")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
@@ -36,8 +36,8 @@ class BatchInputError(ValueError):
 class Item:
     row: int
     id: str | None
-    value: Any = None          # the complaint's text, or the image's path
-    error: str | None = None   # why this row cannot be used
+    value: Any = None  # the complaint's text, or the image's path
+    error: str | None = None  # why this row cannot be used
 
 
 def _lines(fh: IO[bytes]) -> Iterator[tuple[bytes | None, bool]]:
@@ -146,11 +146,20 @@ def _records(fh: IO[bytes], delimiter: str) -> Iterator[tuple[list[str] | None, 
         try:
             fields = next(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True), [])
         except csv.Error as exc:
-            if "unexpected end of data" in str(exc) and len(pending) < MAX_RECORD_LINES \
-                    and len(text) <= MAX_LINE_BYTES:
+            if (
+                "unexpected end of data" in str(exc)
+                and len(pending) < MAX_RECORD_LINES
+                and len(text) <= MAX_LINE_BYTES
+            ):
                 continue  # a quoted field going on to the next line
-            yield None, ("a quoted field is never closed"
-                         if "unexpected end of data" in str(exc) else f"not CSV ({exc})")
+            yield (
+                None,
+                (
+                    "a quoted field is never closed"
+                    if "unexpected end of data" in str(exc)
+                    else f"not CSV ({exc})"
+                ),
+            )
             todo = [p.encode("utf-8") for p in pending[1:]] + todo
             pending = []
             continue
@@ -171,15 +180,18 @@ def _csv(fh: IO[bytes], path: Path) -> Iterator[Item]:
     header = [h.strip().lower() for h in next(csv.reader([header_text], delimiter=delimiter))]
     text_col = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
     if text_col is None:
-        raise BatchInputError(f"{path}: no text column (one of: {', '.join(TEXT_COLUMNS)}); "
-                              f"found {', '.join(header) or 'none'}")
+        raise BatchInputError(
+            f"{path}: no text column (one of: {', '.join(TEXT_COLUMNS)}); "
+            f"found {', '.join(header) or 'none'}"
+        )
     id_col = next((header.index(c) for c in ID_COLUMNS if c in header), None)
     for row, (fields, why) in enumerate(_records(fh, delimiter), 1):
         if fields is None:
             yield Item(row, None, error=why)
             continue
-        ident = fields[id_col].strip()[:128] if id_col is not None and id_col < len(fields) \
-            else None
+        ident = (
+            fields[id_col].strip()[:128] if id_col is not None and id_col < len(fields) else None
+        )
         if text_col >= len(fields):
             yield Item(row, ident or None, error="no text in this row")
             continue
@@ -190,11 +202,14 @@ def images(path: Path) -> Iterator[Item]:
     """The images of a folder (recursively, by suffix, sorted) or of a manifest CSV (a
     ``file`` column, relative to the manifest's folder)."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
         if not files:
-            raise BatchInputError(f"{path}: no image in it (looked for "
-                                  f"{', '.join(IMAGE_SUFFIXES)}, in every subfolder)")
+            raise BatchInputError(
+                f"{path}: no image in it (looked for "
+                f"{', '.join(IMAGE_SUFFIXES)}, in every subfolder)"
+            )
         for row, f in enumerate(files, 1):
             yield Item(row, str(f.relative_to(path)), f)
         return
@@ -209,11 +224,12 @@ def images(path: Path) -> Iterator[Item]:
     first = text.split("\n", 1)[0]
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(first, path))
     header = [h.strip().lower() for h in reader.fieldnames or []]
-    column = next((reader.fieldnames[header.index(c)] for c in FILE_COLUMNS if c in header),
-                  None)
+    column = next((reader.fieldnames[header.index(c)] for c in FILE_COLUMNS if c in header), None)
     if column is None:
-        raise BatchInputError(f"{path}: no file column (one of: {', '.join(FILE_COLUMNS)}); "
-                              f"found {', '.join(header) or 'none'}")
+        raise BatchInputError(
+            f"{path}: no file column (one of: {', '.join(FILE_COLUMNS)}); "
+            f"found {', '.join(header) or 'none'}"
+        )
     for row, rec in enumerate(reader, 1):
         name = (rec.get(column) or "").strip()
         if not name:
@@ -232,15 +248,24 @@ class Summary:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "ok": self.ok, "errors": self.errors,
-                "outcomes": dict(sorted(self.outcomes.items())),
-                "seconds": round(self.seconds, 2),
-                "per_second": round(self.rows / self.seconds, 2) if self.seconds else None}
+        return {
+            "rows": self.rows,
+            "ok": self.ok,
+            "errors": self.errors,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "seconds": round(self.seconds, 2),
+            "per_second": round(self.rows / self.seconds, 2) if self.seconds else None,
+        }
 
 
-def run(items: Iterator[Item], predict: Callable[[Item], dict[str, Any]],
-        outcome: Callable[[dict[str, Any]], list[str]], out: IO[str],
-        progress: bool = True, total: int | None = None) -> Summary:
+def run(
+    items: Iterator[Item],
+    predict: Callable[[Item], dict[str, Any]],
+    outcome: Callable[[dict[str, Any]], list[str]],
+    out: IO[str],
+    progress: bool = True,
+    total: int | None = None,
+) -> Summary:
     """Each item through ``predict`` (its result) in order, one JSON line each; a row whose
     input or prediction fails is a line with ``error`` and ``error_type``. ``outcome`` names
     what a result counts as in the summary."""

@@ -51,17 +51,18 @@ __all__ = [
     "refusal_of",
 ]
 
+
 def decision_of(payload: dict | None) -> dict | None:
     """A stored imaging result's decision as plain JSON, each label with its one ``state``
     (``imaging.decision.read``: results stored before states existed included); None for a
     refused result or one with no findings. Every output reads this, nothing re-derives it."""
-    from medai.core import tasks
+    from medai.core import task_registry
     from medai.imaging.decision import read
 
     task = None
     try:
-        task = tasks.get(str((payload or {}).get("task") or ""))
-    except tasks.TaskError:
+        task = task_registry.get(str((payload or {}).get("task") or ""))
+    except task_registry.TaskError:
         pass
     decision = read(payload, task)
     return None if decision is None else decision.model_dump(mode="json")
@@ -81,8 +82,7 @@ def header_population(data: bytes) -> dict[str, str]:
         ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
     except (InvalidDicomError, ValueError, OSError, EOFError):
         return {}
-    return {"view": str(ds.get("ViewPosition", "") or "").strip().upper()[:16],
-            **population(ds)}
+    return {"view": str(ds.get("ViewPosition", "") or "").strip().upper()[:16], **population(ds)}
 
 
 def declared_too_large(rows: int, columns: int, frames: int = 1, samples: int = 1) -> bool:
@@ -157,12 +157,16 @@ def analyse(predictor, source: bytes | LoadedImage) -> ImagingResult:
 
 
 def refusal_of(result: ImagingResult) -> Refusal:
-    return Refusal(result.reason_code or "out_of_distribution", result.reason or "image refused",
-                   dict(result.reason_params))
+    return Refusal(
+        result.reason_code or "out_of_distribution",
+        result.reason or "image refused",
+        dict(result.reason_params),
+    )
 
 
-def heatmap(predictor, source: bytes | LoadedImage, label: str | None = None,
-            max_side: int = WORKING_SIDE) -> tuple[HeatmapResult, bytes]:
+def heatmap(
+    predictor, source: bytes | LoadedImage, label: str | None = None, max_side: int = WORKING_SIDE
+) -> tuple[HeatmapResult, bytes]:
     """Grad-CAM overlay PNG for ``label`` (default: the most probable) and what it shows."""
     from medai.imaging.explain import explain
 
@@ -175,9 +179,14 @@ def heatmap(predictor, source: bytes | LoadedImage, label: str | None = None,
     finally:
         if owned:
             _after(image)
-    return HeatmapResult(task=predictor.cfg.task, label=shown["label"],
-                         probability=shown["probability"], width=shown["width"],
-                         height=shown["height"], model=predictor.identity), buf.getvalue()
+    return HeatmapResult(
+        task=predictor.cfg.task,
+        label=shown["label"],
+        probability=shown["probability"],
+        width=shown["width"],
+        height=shown["height"],
+        model=predictor.identity,
+    ), buf.getvalue()
 
 
 def display_png(image: LoadedImage, max_side: int = DISPLAY_SIDE) -> bytes:
@@ -213,6 +222,8 @@ def saliency_of_overlay(png: bytes, rows: int, columns: int):
     with Image.open(io.BytesIO(png)) as img:
         saliency = invert(np.asarray(img.convert("RGBA")))
     if saliency.shape != (rows, columns):
-        saliency = np.asarray(Image.fromarray(saliency, mode="F").resize(
-            (columns, rows), Image.Resampling.BILINEAR), dtype=np.float32)
+        saliency = np.asarray(
+            Image.fromarray(saliency, mode="F").resize((columns, rows), Image.Resampling.BILINEAR),
+            dtype=np.float32,
+        )
     return np.clip(saliency, 0.0, 1.0)

@@ -26,7 +26,9 @@ MODEL_SECONDS = Histogram(
     "medai_model_call_seconds",
     "Time of one model call (prediction or heatmap), by task, model name and version "
     "(from the model card), call and outcome (ok, refused: the input was refused, error)",
-    ["task", "model", "version", "call", "outcome"], buckets=BUCKETS)
+    ["task", "model", "version", "call", "outcome"],
+    buckets=BUCKETS,
+)
 
 
 @dataclass
@@ -40,14 +42,20 @@ class Call:
 def model_labels(predictor: Any, task: str | None = None) -> tuple[str, str, str]:
     """(task, name, version) of a predictor's identity (``core.registry.identity``)."""
     ident = getattr(predictor, "identity", None)
-    return (str(task or getattr(ident, "task", None) or "unknown"),
-            str(getattr(ident, "name", None) or "unknown"),
-            str(getattr(ident, "version", None) or "unknown"))
+    return (
+        str(task or getattr(ident, "task", None) or "unknown"),
+        str(getattr(ident, "name", None) or "unknown"),
+        str(getattr(ident, "version", None) or "unknown"),
+    )
 
 
 @contextmanager
-def timed(predictor: Any, task: str | None = None, call: str = "predict",
-          refusals: tuple[type[BaseException], ...] = ()) -> Iterator[Call]:
+def timed(
+    predictor: Any,
+    task: str | None = None,
+    call: str = "predict",
+    refusals: tuple[type[BaseException], ...] = (),
+) -> Iterator[Call]:
     """Observe the block's duration under the predictor's labels; an exception of
     ``refusals`` (an input the model will not read) counts as ``refused``, any other as
     ``error``, and is raised on."""
@@ -63,4 +71,5 @@ def timed(predictor: Any, task: str | None = None, call: str = "predict",
     finally:
         task_, name, version = model_labels(predictor, task)
         MODEL_SECONDS.labels(task_, name, version, call, result.outcome).observe(
-            time.perf_counter() - start)
+            time.perf_counter() - start
+        )

@@ -7,11 +7,19 @@ import threading
 from pathlib import Path
 
 from medai.reporting.draft import MAX_QUESTION_CHARS, FindingsInputError
+from medai.reporting.drafter import Drafter
 from medai.reporting.results import DraftResult
-from medai.reporting.service import Drafter
 
-__all__ = ["MAX_QUESTION_CHARS", "DraftResult", "Drafter", "FindingsInputError",
-           "chat_answer", "shared_drafter", "stated_labels", "states_normal"]
+__all__ = [
+    "MAX_QUESTION_CHARS",
+    "DraftResult",
+    "Drafter",
+    "FindingsInputError",
+    "chat_answer",
+    "shared_drafter",
+    "stated_labels",
+    "states_normal",
+]
 
 _DRAFTERS: dict[str | None, Drafter] = {}
 _LOCK = threading.Lock()
@@ -26,10 +34,19 @@ def shared_drafter(knowledge_dir: str | Path | None = None) -> Drafter:
         return _DRAFTERS[key]
 
 
-def chat_answer(question: str, findings: list, impression: str | None, lang: str,
-                history: list[tuple[str, str]], knowledge_dir: str | Path | None = None, *,
-                signed: bool = False, task: str = "cxr", decision: dict | None = None,
-                signed_labels: bool = False):
+def chat_answer(
+    question: str,
+    findings: list,
+    impression: str | None,
+    lang: str,
+    history: list[tuple[str, str]],
+    knowledge_dir: str | Path | None = None,
+    *,
+    signed: bool = False,
+    task: str = "cxr",
+    decision: dict | None = None,
+    signed_labels: bool = False,
+):
     """A ``reporting.chat.ChatAnswer`` about a study's image: the configured LLM backend's
     answer grounded in the findings and the passages retrieved for the question, or, without
     one, the findings and those passages themselves, cited (see ``reporting.chat``).
@@ -39,8 +56,14 @@ def chat_answer(question: str, findings: list, impression: str | None, lang: str
     from medai.reporting.llm import LLMError
 
     drafter = shared_drafter(knowledge_dir)
-    facts = chat.StudyFacts(findings=list(findings or []), impression=impression, signed=signed,
-                            task=task, decision=decision, signed_labels=signed_labels)
+    facts = chat.StudyFacts(
+        findings=list(findings or []),
+        impression=impression,
+        signed=signed,
+        task=task,
+        decision=decision,
+        signed_labels=signed_labels,
+    )
     try:
         retriever = drafter.retriever
     except (OSError, ValueError):  # no readable knowledge base: findings only, said so

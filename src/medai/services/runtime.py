@@ -39,8 +39,7 @@ class CpuPlan:
     threads: int  # intra-op threads per model call
 
 
-def plan_cpu(workers: int = 1, concurrency: int | None = None,
-             cores: int | None = None) -> CpuPlan:
+def plan_cpu(workers: int = 1, concurrency: int | None = None, cores: int | None = None) -> CpuPlan:
     """Split the cores: by default one concurrent call per core per process, one thread each
     (throughput under load beats the latency of one call on every core)."""
     cores = cores or cpu_count()
@@ -77,14 +76,17 @@ class InferenceLane:
         if self._slots is None:  # bound to the running event loop on first use
             self._slots = asyncio.Semaphore(self.concurrency)
         if self._slots.locked() and self._waiting >= self.queue:
-            raise Overloaded(f"all {self.concurrency} inference slots are busy and "
-                             f"{self._waiting} requests are queued; retry shortly")
+            raise Overloaded(
+                f"all {self.concurrency} inference slots are busy and "
+                f"{self._waiting} requests are queued; retry shortly"
+            )
         self._waiting += 1
         try:
             await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
         except TimeoutError:
-            raise Overloaded(f"no inference slot became free within {self.timeout_s:g} s; "
-                             "retry shortly") from None
+            raise Overloaded(
+                f"no inference slot became free within {self.timeout_s:g} s; retry shortly"
+            ) from None
         finally:
             self._waiting -= 1
         self._busy += 1

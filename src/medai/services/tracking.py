@@ -17,9 +17,9 @@ from typing import Any
 log = logging.getLogger("medai.services.tracking")
 URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
-MODEL_PATH = "model"   # the sealed directory's path inside a run's artifacts
+MODEL_PATH = "model"  # the sealed directory's path inside a run's artifacts
 PREFIX = "mlflow:"
-_MAX_PARAM = 500       # MLflow's limit on a parameter value
+_MAX_PARAM = 500  # MLflow's limit on a parameter value
 _RUN_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
@@ -42,8 +42,9 @@ def _mlflow():
     try:
         import mlflow
     except ImportError:
-        raise TrackingError(f"{URI_ENV} is set but MLflow is not installed: "
-                            "pip install 'medai[tracking]'") from None
+        raise TrackingError(
+            f"{URI_ENV} is set but MLflow is not installed: pip install 'medai[tracking]'"
+        ) from None
     return mlflow
 
 
@@ -51,7 +52,7 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     """A sqlite store keeps artifacts beside its database (MLflow's default would be ./mlruns
     under whatever folder the command ran in); servers and file stores choose their own."""
     if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
+        db = Path(uri[len("sqlite:///") :])
         return (db.parent / "mlartifacts" / experiment).resolve().as_uri()
     return None
 
@@ -61,8 +62,9 @@ def _experiment(mlflow, task: str) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return mlflow.create_experiment(name, artifact_location=_artifact_location(
-        mlflow.get_tracking_uri(), name))
+    return mlflow.create_experiment(
+        name, artifact_location=_artifact_location(mlflow.get_tracking_uri(), name)
+    )
 
 
 def _flat(prefix: str, value: Any, out: dict[str, float]) -> None:
@@ -83,15 +85,15 @@ def log_training(task: str, params: dict[str, Any], summary: dict[str, Any]) -> 
         mlflow = _mlflow()
         from mlflow import MlflowClient
 
-        from medai.core import registry as model_dirs
+        from medai.core import model_dir as model_dirs
 
         model_dir = Path(summary["model_dir"])
         card = model_dirs.read_card(model_dir)
         experiment_id = _experiment(mlflow, task)
-        with mlflow.start_run(experiment_id=experiment_id,
-                              run_name=card.name or model_dir.name) as run:
-            mlflow.log_params({k: str(v)[:_MAX_PARAM] for k, v in params.items()
-                               if v is not None})
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=card.name or model_dir.name
+        ) as run:
+            mlflow.log_params({k: str(v)[:_MAX_PARAM] for k, v in params.items() if v is not None})
             metrics: dict[str, float] = {}
             _flat("test", summary.get("test") or {}, metrics)
             if metrics:
@@ -101,9 +103,14 @@ def log_training(task: str, params: dict[str, Any], summary: dict[str, Any]) -> 
                 _flat("", {k: v for k, v in epoch.items() if k != "epoch"}, step)
                 if step:
                     mlflow.log_metrics(step, step=int(epoch.get("epoch", i)))
-            mlflow.set_tags({"medai.task": task, "medai.model_name": card.name,
-                             "medai.content_hash": card.content_hash or "",
-                             "medai.model_type": card.model_type})
+            mlflow.set_tags(
+                {
+                    "medai.task": task,
+                    "medai.model_name": card.name,
+                    "medai.content_hash": card.content_hash or "",
+                    "medai.model_type": card.model_type,
+                }
+            )
             plots = model_dir / "evaluation"
             if plots.is_dir():
                 mlflow.log_artifacts(str(plots), artifact_path="plots")
@@ -111,8 +118,7 @@ def log_training(task: str, params: dict[str, Any], summary: dict[str, Any]) -> 
             run_id = run.info.run_id
         MlflowClient().get_run(run_id)  # the store answers: the run is really there
         log.info("training logged to MLflow: experiment %s run %s", experiment_id, run_id)
-        return {"run_id": run_id, "experiment_id": experiment_id,
-                "uri": mlflow.get_tracking_uri()}
+        return {"run_id": run_id, "experiment_id": experiment_id, "uri": mlflow.get_tracking_uri()}
     except Exception as exc:  # a tracking failure must not fail a finished training
         log.error("MLflow logging failed: %s: %s", type(exc).__name__, str(exc)[:200])
         return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
@@ -120,10 +126,9 @@ def log_training(task: str, params: dict[str, Any], summary: dict[str, Any]) -> 
 
 def download_model(source: str, dst: Path) -> Path:
     """The sealed model directory of run ``mlflow:RUN_ID``, downloaded into ``dst``."""
-    run_id = source[len(PREFIX):].strip()
+    run_id = source[len(PREFIX) :].strip()
     if not _RUN_ID.match(run_id):
-        raise TrackingSourceError(f"{source!r}: expected mlflow:RUN_ID (32 hexadecimal "
-                                  "digits)")
+        raise TrackingSourceError(f"{source!r}: expected mlflow:RUN_ID (32 hexadecimal digits)")
     if not enabled():
         raise TrackingError(f"set {URI_ENV} to the tracking store that holds run {run_id}")
     mlflow = _mlflow()
@@ -131,13 +136,16 @@ def download_model(source: str, dst: Path) -> Path:
 
     try:
         mlflow.MlflowClient().get_run(run_id)
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_PATH,
-                                                   dst_path=str(dst))
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=MODEL_PATH, dst_path=str(dst)
+        )
     except MlflowException as exc:
         raise TrackingError(f"MLflow run {run_id}: {exc.message[:200]}") from None
     except OSError as exc:
-        raise TrackingError(f"MLflow run {run_id}: its {MODEL_PATH!r} artifacts could not "
-                            f"be read ({type(exc).__name__})") from None
+        raise TrackingError(
+            f"MLflow run {run_id}: its {MODEL_PATH!r} artifacts could not "
+            f"be read ({type(exc).__name__})"
+        ) from None
     model = Path(path)
     if not model.is_dir():
         raise TrackingError(f"MLflow run {run_id} has no {MODEL_PATH!r} directory")

@@ -10,8 +10,9 @@ from medai.triage.results import TriageResult
 __all__ = ["TextInputError", "TriageResult", "raises_red_flag", "triage", "warm"]
 
 
-def triage(predictor, text: str, top_k: int = 3,
-           min_confidence: float | None = None) -> TriageResult:
+def triage(
+    predictor, text: str, top_k: int = 3, min_confidence: float | None = None
+) -> TriageResult:
     """Raises ``TextInputError`` naming the problem when the complaint is unusable."""
     if min_confidence is None:
         from medai.settings import get_settings

@@ -29,8 +29,10 @@ import medai
 from medai.core.text import normalise, redact_pii
 from medai.triage import departments
 
-DEFAULT_USER_AGENT = (f"medai-collector/{medai.__version__} (hospital research data collection; "
-                      "respects robots.txt; set --user-agent to add your contact)")
+DEFAULT_USER_AGENT = (
+    f"medai-collector/{medai.__version__} (hospital research data collection; "
+    "respects robots.txt; set --user-agent to add your contact)"
+)
 CSV_FIELDS = ["id", "text", "label", "url", "collected_at"]
 
 
@@ -40,8 +42,9 @@ class SiteLayout:
 
     question_link: str = "a.question-link, a[href*='/soru/'], .question-list a[href]"
     next_page: str = "a[rel='next'], a.next, li.next a"
-    question_text: str = ("[itemprop='text'], .question-text, .question-content, "
-                          ".soru-metni, article .question")
+    question_text: str = (
+        "[itemprop='text'], .question-text, .question-content, .soru-metni, article .question"
+    )
     department: str = "[itemprop='about'], .question-department, .department, .brans"
 
 
@@ -65,16 +68,24 @@ class _State:
 
 
 class Collector:
-    def __init__(self, config: CollectorConfig, out: Path, state_path: Path | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        out: Path,
+        state_path: Path | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.cfg, self.out = config, Path(out)
         self.state_path = Path(state_path) if state_path else Path(f"{out}.state.json")
         self._sleep, self._clock = sleep, clock
-        self._client = httpx.Client(headers={"User-Agent": config.user_agent},
-                                    timeout=config.timeout, follow_redirects=True,
-                                    transport=transport)
+        self._client = httpx.Client(
+            headers={"User-Agent": config.user_agent},
+            timeout=config.timeout,
+            follow_redirects=True,
+            transport=transport,
+        )
         self._robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
         self._last_request: dict[str, float] = {}
 
@@ -123,11 +134,11 @@ class Collector:
             except httpx.HTTPError:
                 if attempt == self.cfg.retries:
                     raise
-                self._sleep(2.0 ** attempt)
+                self._sleep(2.0**attempt)
                 continue
             if resp.status_code in (429, 500, 502, 503, 504) and attempt < self.cfg.retries:
                 retry_after = resp.headers.get("Retry-After", "")
-                self._sleep(float(retry_after) if retry_after.isdigit() else 2.0 ** attempt)
+                self._sleep(float(retry_after) if retry_after.isdigit() else 2.0**attempt)
                 continue
             return resp
         return None
@@ -154,10 +165,14 @@ class Collector:
         from bs4 import BeautifulSoup
 
         soup = BeautifulSoup(html, "html.parser")
-        questions = [urljoin(url, a["href"]) for a in soup.select(self.cfg.layout.question_link)
-                     if a.get("href")]
-        nxt = [urljoin(url, a["href"]) for a in soup.select(self.cfg.layout.next_page)
-               if a.get("href")]
+        questions = [
+            urljoin(url, a["href"])
+            for a in soup.select(self.cfg.layout.question_link)
+            if a.get("href")
+        ]
+        nxt = [
+            urljoin(url, a["href"]) for a in soup.select(self.cfg.layout.next_page) if a.get("href")
+        ]
         return list(dict.fromkeys(questions)), nxt[:1]
 
     def _parse_question(self, html: str) -> tuple[str, str]:
@@ -172,9 +187,15 @@ class Collector:
     # -- main loop --------------------------------------------------------------------------
     def run(self, start_urls: Iterable[str]) -> dict:
         state, resumed = self._load_state(start_urls)
-        stats = {"pages_fetched": 0, "questions_written": 0, "skipped_robots": 0,
-                 "skipped_no_text": 0, "skipped_unknown_label": 0, "http_errors": 0,
-                 **state.stats}
+        stats = {
+            "pages_fetched": 0,
+            "questions_written": 0,
+            "skipped_robots": 0,
+            "skipped_no_text": 0,
+            "skipped_unknown_label": 0,
+            "http_errors": 0,
+            **state.stats,
+        }
         seen = set(state.seen)
         new_file = not self.out.exists() or self.out.stat().st_size == 0
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -211,8 +232,13 @@ class Collector:
                 state.stats = stats
                 self._save_state(state)
         self._save_state(state)
-        return {**stats, "resumed": resumed, "queue_left": len(state.queue), "out": str(self.out),
-                "state": str(self.state_path)}
+        return {
+            **stats,
+            "resumed": resumed,
+            "queue_left": len(state.queue),
+            "out": str(self.out),
+            "state": str(self.state_path),
+        }
 
     def _question_row(self, url: str, html: str, hint: str, stats: dict) -> dict | None:
         text, page_dep = self._parse_question(html)
@@ -229,8 +255,13 @@ class Collector:
             return None
         if self.cfg.redact:
             text = redact_pii(text)
-        return {"id": hashlib.sha1(url.encode()).hexdigest()[:16], "text": text, "label": label,
-                "url": url, "collected_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        return {
+            "id": hashlib.sha1(url.encode()).hexdigest()[:16],
+            "text": text,
+            "label": label,
+            "url": url,
+            "collected_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
 
     def close(self) -> None:
         self._client.close()

@@ -21,8 +21,9 @@ from medai.core.text import normalise, redact_pii, turkish_lower
 from medai.triage import departments
 
 MAX_TRAIN_CHARS = 10_000
-_PAGE_DUMP = re.compile(r"<\s*/?\s*(?:div|script|html|body|span|table)\b|</script>|function\s*\(",
-                        re.IGNORECASE)
+_PAGE_DUMP = re.compile(
+    r"<\s*/?\s*(?:div|script|html|body|span|table)\b|</script>|function\s*\(", re.IGNORECASE
+)
 
 
 class DataFormatError(ValueError):
@@ -62,8 +63,12 @@ class ComplaintSet:
         return len(self.texts)
 
     def subset(self, idx: np.ndarray) -> ComplaintSet:
-        return ComplaintSet([self.texts[i] for i in idx], [self.labels[i] for i in idx],
-                            self.groups[idx], self.report)
+        return ComplaintSet(
+            [self.texts[i] for i in idx],
+            [self.labels[i] for i in idx],
+            self.groups[idx],
+            self.report,
+        )
 
 
 def _read_rows(path: Path) -> Iterator[dict]:
@@ -172,8 +177,11 @@ def load_complaints(
     if drop_near_duplicates:
         keep = [i for i in range(len(texts)) if groups[i] == i]  # the first of each group
         report.skipped["near_duplicate"] += len(texts) - len(keep)
-        texts, labels, groups = ([texts[i] for i in keep], [labels[i] for i in keep],
-                                 np.arange(len(keep)))
+        texts, labels, groups = (
+            [texts[i] for i in keep],
+            [labels[i] for i in keep],
+            np.arange(len(keep)),
+        )
     report.rows_kept = len(texts)
     return ComplaintSet(texts, labels, groups, report)
 
@@ -185,12 +193,16 @@ class Split:
     test: np.ndarray
 
     def to_dict(self) -> dict:
-        return {"train": len(self.train), "validation": len(self.validation),
-                "test": len(self.test)}
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+        }
 
 
-def _group_stratified_holdout(labels: np.ndarray, groups: np.ndarray, frac: float,
-                              seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _group_stratified_holdout(
+    labels: np.ndarray, groups: np.ndarray, frac: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import StratifiedGroupKFold
 
     idx = np.arange(len(labels))
@@ -200,16 +212,18 @@ def _group_stratified_holdout(labels: np.ndarray, groups: np.ndarray, frac: floa
         # Too few rows of some class to stratify: fall back to grouped shuffling.
         from sklearn.model_selection import GroupShuffleSplit
 
-        rest, hold = next(GroupShuffleSplit(1, test_size=frac, random_state=seed)
-                          .split(idx, labels, groups))
+        rest, hold = next(
+            GroupShuffleSplit(1, test_size=frac, random_state=seed).split(idx, labels, groups)
+        )
         return rest, hold
     skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     rest, hold = next(skf.split(idx, labels, groups))
     return rest, hold
 
 
-def split(data: ComplaintSet, test_frac: float = 0.15, val_frac: float = 0.15,
-          seed: int = 13) -> Split:
+def split(
+    data: ComplaintSet, test_frac: float = 0.15, val_frac: float = 0.15, seed: int = 13
+) -> Split:
     """Stratified train/validation/test split with near-duplicate groups kept on one side."""
     labels = np.asarray(data.labels)
     rest, test = _group_stratified_holdout(labels, data.groups, test_frac, seed)

@@ -35,7 +35,6 @@ SHARED_WITH_TURKISH = set("çöü")  # Turkish, but also German, French, Kurdish
 FOREIGN = set("äßëñéèàôêøåæœəłąęśźżãõùÿíóúáìòčřžšťďňůőűãâ") - set("âîû")
 
 
-
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -113,33 +112,35 @@ TURKISH_WORDS, ENGLISH_WORDS = TURKISH_WORDS - SHARED_WORDS, ENGLISH_WORDS - SHA
 
 OTHER_WORDS = {
     "de": "und ich ist nicht ein eine einen der die das den dem des mit mein meine meinen habe "
-          "hat haben seit schmerzen kopfschmerzen fieber bauch bauchschmerzen husten auch sehr "
-          "wenn auf zu es sie er wir ihr kind tochter sohn mann frau",
+    "hat haben seit schmerzen kopfschmerzen fieber bauch bauchschmerzen husten auch sehr "
+    "wenn auf zu es sie er wir ihr kind tochter sohn mann frau",
     "fr": "je j'ai ai est le la les un une des du mal au aux et pas tete ventre fievre toux mon "
-          "ma mes depuis tres avec pour dans sur il elle nous vous fils fille enfant mari femme",
+    "ma mes depuis tres avec pour dans sur il elle nous vous fils fille enfant mari femme",
     "es": "yo tengo tiene el la los las un una y con dolor cabeza fiebre estomago tos mi mis "
-          "desde muy pero por que es esta estoy hijo hija nino esposo esposa me duele puedo "
-          "puede respirar dolores",
+    "desde muy pero por que es esta estoy hijo hija nino esposo esposa me duele puedo "
+    "puede respirar dolores",
     "it": "io ho ha il lo la gli le un una e di con dolore testa febbre stomaco tosse mio mia "
-          "sono molto per che non figlio figlia bambino marito moglie fa male respirare",
+    "sono molto per che non figlio figlia bambino marito moglie fa male respirare",
     "pt": "eu tenho tem o os as um uma e com dor cabeca febre estomago tosse meu minha estou "
-          "muito desde para que nao filho filha crianca marido esposa",
+    "muito desde para que nao filho filha crianca marido esposa",
     "nl": "ik heb heeft het een en met pijn hoofdpijn koorts buikpijn hoest mijn sinds erg "
-          "niet zoon dochter kind man vrouw",
+    "niet zoon dochter kind man vrouw",
     "ku": "ez min te wi em we serê sere zikê zike birin diêşe diese nexweş nexwes heye tune "
-          "jî ji li û ku ev ew keça kurê nikarim",
+    "jî ji li û ku ev ew keça kurê nikarim",
     "az": "mən men sən sen mənim menim başım agriyir ağrıyır qızdırma qizdirma var yox və "
-          "ilə bir çox cox uşaq usaq",
+    "ilə bir çox cox uşaq usaq",
 }
-OTHER_WORDS_FOLDED = {lang: frozenset(w.translate(FOLD) for w in words.split())
-                      for lang, words in OTHER_WORDS.items()}
+OTHER_WORDS_FOLDED = {
+    lang: frozenset(w.translate(FOLD) for w in words.split()) for lang, words in OTHER_WORDS.items()
+}
 
 TURKISH_ENDING = re.compile(
     r"(?:iyor|uyor|iyo|uyo|iyom|uyom|yorum|yordu|iyoz|yoruz|amiyor|emiyor|amiyo|emiyo|"
     r"misim|mistim|mustum|medim|madim|larim|lerim|lari|leri|larda|lerde|lardan|lerden|"
     r"imde|imda|umda|umde|imden|imdan|sinde|sinda|inde|inda|siyle|isim|imiz|umuz|ligi|lugu|"
     r"ciyim|diyor|dugu|digi|dugum|digim|inca|ince|unca|ken|dir|dur|tir|tur|min|nin|nun|mun|"
-    r"dan|tan|imi|ini|sini|larin|lerin)$")
+    r"dan|tan|imi|ini|sini|larin|lerin)$"
+)
 ENGLISH_SHAPE = re.compile(r"(?:th|wh|ck|oo|ee|ea|ou|w|q|x)|(?:ing|tion|sion|ness|ly|ed|ful|less)$")
 
 

@@ -31,8 +31,11 @@ class Recommendation(BaseModel):
 
 class Evidence(BaseModel):
     detector: Literal["rules", "embedding", "classifier"]
-    text: str = Field(..., description="the span that matched (rules), the chunk that was "
-                                       "embedded, or the words that weighed most (classifier)")
+    text: str = Field(
+        ...,
+        description="the span that matched (rules), the chunk that was "
+        "embedded, or the words that weighed most (classifier)",
+    )
     concepts: list[str] = Field(default_factory=list)
     exemplar: str | None = Field(None, description="nearest urgent exemplar (embedding)")
     similarity: float | None = None
@@ -46,8 +49,9 @@ class RedFlag(BaseModel):
     level: Level
     advice_tr: str
     advice_en: str
-    detectors: list[str] = Field(..., description="which detectors raised it: rules, embedding, "
-                                                  "classifier")
+    detectors: list[str] = Field(
+        ..., description="which detectors raised it: rules, embedding, classifier"
+    )
     evidence: list[Evidence]
     matched: list[str]
 
@@ -61,28 +65,39 @@ class RedFlagHistory(BaseModel):
 
 class TriageResult(AIResult):
     status: Literal["ai_suggestion"] = Field(
-        "ai_suggestion", description="Always 'ai_suggestion': staff make the decision.")
+        "ai_suggestion", description="Always 'ai_suggestion': staff make the decision."
+    )
     departments: list[DepartmentScore]
     urgent: bool
     red_flags: list[RedFlag]
     urgency_level: Level | None = Field(None, description="the most urgent fired flag's level")
     red_flag_history: list[RedFlagHistory] = Field(
-        default_factory=list, description="signs set in the distant past: notes for staff")
-    red_flag_engine: dict[str, Any] = Field(default_factory=dict, description=(
-        "the red-flag engine: name, version, content_hash (its sealed folder's: every rule, "
-        "word list, exemplar and classifier file, and the code it was sealed for), "
-        "rules_version, sealed (false: it did not run as sealed, and the hash says what ran), "
-        "the detectors that ran and the classifier"))
+        default_factory=list, description="signs set in the distant past: notes for staff"
+    )
+    red_flag_engine: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "the red-flag engine: name, version, content_hash (its sealed folder's: every rule, "
+            "word list, exemplar and classifier file, and the code it was sealed for), "
+            "rules_version, sealed (false: it did not run as sealed, and the hash says what ran), "
+            "the detectors that ran and the classifier"
+        ),
+    )
     abstained: bool
     abstain_reason: AbstainReason | None = Field(
-        None, description="why no department is suggested: not_turkish (the department model "
-                          "reads only Turkish), out_of_scope, low_confidence; null when one is")
+        None,
+        description="why no department is suggested: not_turkish (the department model "
+        "reads only Turkish), out_of_scope, low_confidence; null when one is",
+    )
     language: Language = Field(
-        "tr", description="the complaint's language (tr | en | other); red flags are checked "
-                          "in every language, departments only in Turkish")
+        "tr",
+        description="the complaint's language (tr | en | other); red flags are checked "
+        "in every language, departments only in Turkish",
+    )
     out_of_scope: bool = Field(False, description="not about a department this model knows")
     out_of_scope_probability: float | None = Field(
-        None, description="the scope gate's P(other department); null without a gate")
+        None, description="the scope gate's P(other department); null without a gate"
+    )
     recommendation: Recommendation
     min_confidence: float
     disclaimer_tr: str

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from medai.core.registry import ModelCard, file_sha256, save_card
+from medai.core.model_dir import ModelCard, file_sha256, save_card
+from medai.triage import classifiers as model_families
 from medai.triage import departments
-from medai.triage import models as model_families
 from medai.triage.data import load_complaints, split
 from medai.triage.evaluate import score, write_errors, write_outputs
 from medai.triage.predict import TriagePredictor, choose_min_confidence
@@ -42,8 +42,9 @@ class TrainOptions:
     out_of_scope: Path | None = None  # complaints about departments the model does not learn
 
 
-def load_extra_train(path: Path, main_texts: list[str], redact: bool
-                     ) -> tuple[list[str], list[str], dict]:
+def load_extra_train(
+    path: Path, main_texts: list[str], redact: bool
+) -> tuple[list[str], list[str], dict]:
     """A weaker source (e.g. LLM-rewritten questions) used for training only, never for
     validation or test, so the reported metrics stay on real text. Rows that repeat a text of
     the main set are dropped."""
@@ -67,8 +68,12 @@ def out_of_scope_split(path: Path, redact: bool = False):
     from sklearn.model_selection import train_test_split
 
     extra = load_complaints(path, redact=redact)
-    idx_tr, idx_te = train_test_split(np.arange(len(extra)), test_size=OUT_OF_SCOPE_HELD_OUT,
-                                      random_state=0, stratify=extra.labels)
+    idx_tr, idx_te = train_test_split(
+        np.arange(len(extra)),
+        test_size=OUT_OF_SCOPE_HELD_OUT,
+        random_state=0,
+        stratify=extra.labels,
+    )
     return extra.subset(idx_tr), extra.subset(idx_te)
 
 
@@ -79,11 +84,16 @@ def fit_scope_gate(path: Path, train_set, val_set, predictor, redact: bool):
     from medai.triage.scope import ScopeGate
 
     other_train, _held_out = out_of_scope_split(path, redact)
-    other = [t for t, lab in zip(other_train.texts, other_train.labels, strict=True)
-             if lab not in predictor.labels]
+    other = [
+        t
+        for t, lab in zip(other_train.texts, other_train.labels, strict=True)
+        if lab not in predictor.labels
+    ]
     if len(other) < 20:
-        raise ValueError(f"{path}: only {len(other)} complaints of other departments; the "
-                         "out-of-scope gate needs at least 20")
+        raise ValueError(
+            f"{path}: only {len(other)} complaints of other departments; the "
+            "out-of-scope gate needs at least 20"
+        )
     rng = np.random.default_rng(0)
     order = rng.permutation(len(other))
     n_val = max(5, len(other) // 5)
@@ -95,8 +105,17 @@ def fit_scope_gate(path: Path, train_set, val_set, predictor, redact: bool):
 
 def command_for(opts: TrainOptions) -> str:
     """The ``medai`` command that reproduces this training run (for the model card)."""
-    args = ["medai", "triage", "train", "--data", str(opts.data), "--out", str(opts.out),
-            "--model-type", opts.model_type]
+    args = [
+        "medai",
+        "triage",
+        "train",
+        "--data",
+        str(opts.data),
+        "--out",
+        str(opts.out),
+        "--model-type",
+        opts.model_type,
+    ]
     if opts.base:
         args += ["--base", str(opts.base)]
     if opts.redact:
@@ -129,23 +148,36 @@ def is_main_process(model_type: str) -> bool:
 
 def train(opts: TrainOptions) -> dict:
     """Train and save a model directory; returns a summary (metrics on the held-out test split)."""
-    dataset = load_complaints(opts.data, redact=opts.redact,
-                              drop_near_duplicates=opts.drop_near_duplicates)
+    dataset = load_complaints(
+        opts.data, redact=opts.redact, drop_near_duplicates=opts.drop_near_duplicates
+    )
     if len(set(dataset.labels)) < 2:
-        raise ValueError(f"{opts.data}: need at least two departments to train, "
-                         f"found {sorted(set(dataset.labels))}")
+        raise ValueError(
+            f"{opts.data}: need at least two departments to train, "
+            f"found {sorted(set(dataset.labels))}"
+        )
     parts = split(dataset, test_frac=opts.test_frac, val_frac=opts.val_frac, seed=opts.seed)
-    train_set, val_set, test_set = (dataset.subset(parts.train), dataset.subset(parts.validation),
-                                    dataset.subset(parts.test))
+    train_set, val_set, test_set = (
+        dataset.subset(parts.train),
+        dataset.subset(parts.validation),
+        dataset.subset(parts.test),
+    )
     extra_reports = []
     for extra_path in opts.extra_train:
-        extra_texts, extra_labels, report = load_extra_train(extra_path, dataset.texts,
-                                                             opts.redact)
-        train_set.texts, train_set.labels = (train_set.texts + extra_texts,
-                                             train_set.labels + extra_labels)
-        extra_reports.append({"path": str(extra_path), "sha256": file_sha256(extra_path),
-                              "role": "train_only_weak", "rows_added": len(extra_texts),
-                              "load_report": report})
+        extra_texts, extra_labels, report = load_extra_train(extra_path, dataset.texts, opts.redact)
+        train_set.texts, train_set.labels = (
+            train_set.texts + extra_texts,
+            train_set.labels + extra_labels,
+        )
+        extra_reports.append(
+            {
+                "path": str(extra_path),
+                "sha256": file_sha256(extra_path),
+                "role": "train_only_weak",
+                "rows_added": len(extra_texts),
+                "load_report": report,
+            }
+        )
     options = dict(opts.model_options or {})
     if opts.model_type == "transformer":
         options.setdefault("base", opts.base)
@@ -156,18 +188,27 @@ def train(opts: TrainOptions) -> dict:
         return {}
 
     card = ModelCard(
-        task="triage", model_type=opts.model_type, labels=list(model.labels),
+        task="triage",
+        model_type=opts.model_type,
+        labels=list(model.labels),
         name=opts.name or opts.out.name,
-        description=f"Complaint → department ({opts.model_type}), "
-                    f"{len(model.labels)} departments.",
+        description=f"Complaint → department ({opts.model_type}), {len(model.labels)} departments.",
         training_command=command_for(opts),
-        data=[{"path": str(opts.data), "sha256": file_sha256(opts.data),
-               "load_report": dataset.report.to_dict(), "split": parts.to_dict(),
-               "split_seed": opts.seed, "redacted": opts.redact}, *extra_reports],
+        data=[
+            {
+                "path": str(opts.data),
+                "sha256": file_sha256(opts.data),
+                "load_report": dataset.report.to_dict(),
+                "split": parts.to_dict(),
+                "split_seed": opts.seed,
+                "redacted": opts.redact,
+            },
+            *extra_reports,
+        ],
         params={**getattr(model, "params", {}), **getattr(model, "train_info", {})},
         licence_notes=TRIAGE_LICENCE_NOTE,
         intended_use="Suggest a hospital department for a patient's free-text complaint, for "
-                     "staff review. Not a diagnosis; red-flag rules run independently.",
+        "staff review. Not a diagnosis; red-flag rules run independently.",
     )
     predictor = TriagePredictor(model, card)
     val_proba = predictor.predict_proba(val_set.texts)
@@ -179,30 +220,59 @@ def train(opts: TrainOptions) -> dict:
     test_metrics, test_proba = score(predictor, test_set.texts, test_set.labels)
     card.metrics = {
         "split": "test",
-        **{k: test_metrics[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1",
-                                        "top2_accuracy", "top3_accuracy", "ece")},
+        **{
+            k: test_metrics[k]
+            for k in (
+                "n",
+                "accuracy",
+                "macro_f1",
+                "weighted_f1",
+                "top2_accuracy",
+                "top3_accuracy",
+                "ece",
+            )
+        },
         # None, not 0, for departments the real test split has no rows of
-        "per_class_f1": {k: (v["f1"] if v["support"] else None)
-                         for k, v in test_metrics["per_class"].items()},
+        "per_class_f1": {
+            k: (v["f1"] if v["support"] else None) for k, v in test_metrics["per_class"].items()
+        },
         "abstention_validation": abstain,
         "abstention_test": test_metrics.get("abstention"),
     }
     opts.out.mkdir(parents=True, exist_ok=True)
     if opts.out_of_scope is not None:
-        gate, scope_report = fit_scope_gate(opts.out_of_scope, train_set, val_set, predictor,
-                                            opts.redact)
+        gate, scope_report = fit_scope_gate(
+            opts.out_of_scope, train_set, val_set, predictor, opts.redact
+        )
         gate.save(opts.out)
         card.thresholds["out_of_scope"] = gate.threshold
-        card.data.append({"path": str(opts.out_of_scope),
-                          "sha256": file_sha256(opts.out_of_scope),
-                          "role": "out_of_scope_gate", "report": scope_report})
+        card.data.append(
+            {
+                "path": str(opts.out_of_scope),
+                "sha256": file_sha256(opts.out_of_scope),
+                "role": "out_of_scope_gate",
+                "report": scope_report,
+            }
+        )
     model.save(opts.out)
     save_card(opts.out, card)
-    write_errors(opts.out / "evaluation" / "errors.csv", test_set.texts, test_set.labels,
-                 test_proba, model.labels)
+    write_errors(
+        opts.out / "evaluation" / "errors.csv",
+        test_set.texts,
+        test_set.labels,
+        test_proba,
+        model.labels,
+    )
     files = write_outputs(test_metrics, opts.out / "evaluation", model.history)
     (opts.out / "evaluation" / "history.json").write_text(json.dumps(model.history, indent=2))
-    return {"model_dir": str(opts.out), "model_type": opts.model_type,
-            "labels": model.labels, "names": departments.display_names(model.labels),
-            "data": dataset.report.to_dict(), "split": parts.to_dict(),
-            "thresholds": card.thresholds, "test": card.metrics, "files": files}
+    return {
+        "model_dir": str(opts.out),
+        "model_type": opts.model_type,
+        "labels": model.labels,
+        "names": departments.display_names(model.labels),
+        "data": dataset.report.to_dict(),
+        "split": parts.to_dict(),
+        "thresholds": card.thresholds,
+        "test": card.metrics,
+        "files": files,
+    }

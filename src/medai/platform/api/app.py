@@ -11,7 +11,8 @@ import threading
 
 from fastapi import FastAPI
 
-from medai.platform.api import (
+from medai.platform.api.deps import sees_server_paths
+from medai.platform.api.routes import (
     admin,
     approvals,
     auth,
@@ -29,7 +30,6 @@ from medai.platform.api import (
     triage,
     triage_outcomes,
 )
-from medai.platform.api.deps import sees_server_paths
 from medai.platform.context import Platform
 from medai.platform.metrics import PlatformCollector
 from medai.platform.web import routes as web
@@ -38,12 +38,19 @@ from medai.server.kernel import Face, build_app
 log = logging.getLogger("medai.platform")
 
 
-def create_platform_app(database_url: str | None = None, triage_model: str | None = None,
-                        cxr_model: str | None = None, mri_model: str | None = None,
-                        knowledge_dir: str | None = None, job_threads: int | None = None,
-                        broker_url: str | None = None, preload: bool = True,
-                        dicom_port: int | None = None, dicom_host: str | None = None,
-                        outbox_threads: int | None = None) -> FastAPI:
+def create_platform_app(
+    database_url: str | None = None,
+    triage_model: str | None = None,
+    cxr_model: str | None = None,
+    mri_model: str | None = None,
+    knowledge_dir: str | None = None,
+    job_threads: int | None = None,
+    broker_url: str | None = None,
+    preload: bool = True,
+    dicom_port: int | None = None,
+    dicom_host: str | None = None,
+    outbox_threads: int | None = None,
+) -> FastAPI:
     """The app; with ``dicom_port`` a DICOM node (``integration.dicom_node``) runs beside the
     API in this process, started and stopped with it, its studies dispatched like uploads."""
     from medai.settings import get_settings
@@ -74,16 +81,24 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
             from medai.platform.integration.dicom_node import DicomNode
 
             holder["dicom"] = DicomNode(
-                p, app.state.dispatch, ae_title=settings.dicom_ae_title,
-                host=dicom_host or settings.dicom_host, port=dicom_port,
-                allow=settings.dicom_allow).start()
+                p,
+                app.state.dispatch,
+                ae_title=settings.dicom_ae_title,
+                host=dicom_host or settings.dicom_host,
+                port=dicom_port,
+                allow=settings.dicom_allow,
+            ).start()
             app.state.dicom_node = holder["dicom"]
         if settings.dicomweb_pull_url:  # studies in from a PACS that does not push
             from medai.platform.integration.dicomweb_pull import Puller
 
-            holder["pull"] = Puller(p, settings.dicomweb_pull_url, app.state.dispatch,
-                                    every_s=settings.dicomweb_pull_every_s,
-                                    lookback_days=settings.dicomweb_pull_lookback_days).start()
+            holder["pull"] = Puller(
+                p,
+                settings.dicomweb_pull_url,
+                app.state.dispatch,
+                every_s=settings.dicomweb_pull_every_s,
+                lookback_days=settings.dicomweb_pull_lookback_days,
+            ).start()
         if senders > 0 and settings.destinations():  # results out (integration.delivery)
             from medai.platform.integration.delivery import DeliveryLoop
 
@@ -105,27 +120,53 @@ def create_platform_app(database_url: str | None = None, triage_model: str | Non
 
     # a real write to each (a read-only or full disk makes readiness 503 with its code); the
     # schema at this release's head (a migration job for a newer release: schema_newer)
-    checks = {"database": lambda: app.state.platform.db.check_writable(),
-              "schema": lambda: app.state.platform.db.check_schema(),
-              "storage": lambda: app.state.platform.store.check_writable()}
+    checks = {
+        "database": lambda: app.state.platform.db.check_writable(),
+        "schema": lambda: app.state.platform.db.check_schema(),
+        "storage": lambda: app.state.platform.store.check_writable(),
+    }
     if broker:
         from medai.platform.queue import check_broker
 
         checks["broker"] = lambda: check_broker(broker)
-    face = Face(routers=[auth.router, studies.router, conflicts.router, study_labels.router,
-                         jobs.router,
-                         dicomweb.router, chat.router, admin.router, model_jobs.router,
-                         model_registry.router,
-                         monitoring.router, approvals.router, outbox.router,
-                         kiosks.router, triage.router, triage_outcomes.router, web.router],
-                readiness_checks=checks, on_start=start, on_stop=stop,
-                # GET /metrics: queues, outbox, alerts, models read from the database
-                collectors=[PlatformCollector(lambda: app.state.platform.db)])
-    app = build_app(face, triage_model=triage_model, cxr_model=cxr_model, mri_model=mri_model,
-                    knowledge_dir=knowledge_dir, preload=preload)
+    face = Face(
+        routers=[
+            auth.router,
+            studies.router,
+            conflicts.router,
+            study_labels.router,
+            jobs.router,
+            dicomweb.router,
+            chat.router,
+            admin.router,
+            model_jobs.router,
+            model_registry.router,
+            monitoring.router,
+            approvals.router,
+            outbox.router,
+            kiosks.router,
+            triage.router,
+            triage_outcomes.router,
+            web.router,
+        ],
+        readiness_checks=checks,
+        on_start=start,
+        on_stop=stop,
+        # GET /metrics: queues, outbox, alerts, models read from the database
+        collectors=[PlatformCollector(lambda: app.state.platform.db)],
+    )
+    app = build_app(
+        face,
+        triage_model=triage_model,
+        cxr_model=cxr_model,
+        mri_model=mri_model,
+        knowledge_dir=knowledge_dir,
+        preload=preload,
+    )
     app.mount("/ui", web.STATIC, name="ui")
-    app.state.platform = Platform.from_settings(database_url, models=app.state.models,
-                                                knowledge_dir=knowledge_dir)
+    app.state.platform = Platform.from_settings(
+        database_url, models=app.state.models, knowledge_dir=knowledge_dir
+    )
 
     def dispatch(study_id: int, job_id: int, urgent: bool) -> None:
         if broker:
@@ -162,9 +203,11 @@ def sweep_once(p: Platform, broker: str) -> list[int]:
 
     now = utcnow()
     with p.db.session() as db:
-        rows = db.execute(select(Job.id, Job.study_id, Job.priority, Job.status).where(or_(
-            Job.status == "queued",
-            (Job.status == "running") & (Job.lease_until < now)))).all()
+        rows = db.execute(
+            select(Job.id, Job.study_id, Job.priority, Job.status).where(
+                or_(Job.status == "queued", (Job.status == "running") & (Job.lease_until < now))
+            )
+        ).all()
     for job_id, study_id, priority, status in rows:
         publish(broker, study_id, job_id, priority > 0 or status == "running")
     for job_id in model_jobs.pending(p):  # retraining, validation
@@ -193,8 +236,10 @@ def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict)
 def platform_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (each worker process builds its own app)."""
     dicom_port = os.environ.get("MEDAI_SERVE_DICOM_PORT")
-    return create_platform_app(triage_model=os.environ.get("MEDAI_SERVE_TRIAGE_MODEL") or None,
-                               cxr_model=os.environ.get("MEDAI_SERVE_CXR_MODEL") or None,
-                               mri_model=os.environ.get("MEDAI_SERVE_MRI_MODEL") or None,
-                               dicom_port=int(dicom_port) if dicom_port else None,
-                               dicom_host=os.environ.get("MEDAI_SERVE_DICOM_HOST") or None)
+    return create_platform_app(
+        triage_model=os.environ.get("MEDAI_SERVE_TRIAGE_MODEL") or None,
+        cxr_model=os.environ.get("MEDAI_SERVE_CXR_MODEL") or None,
+        mri_model=os.environ.get("MEDAI_SERVE_MRI_MODEL") or None,
+        dicom_port=int(dicom_port) if dicom_port else None,
+        dicom_host=os.environ.get("MEDAI_SERVE_DICOM_HOST") or None,
+    )

@@ -35,8 +35,9 @@ class Principal:
     def actor(self) -> audit.Actor:
         if self.user is None:
             return audit.Actor(name="anonymous", client=self.client)
-        return audit.Actor(name=self.user.username, id=self.user.id, role=self.user.role,
-                           client=self.client)
+        return audit.Actor(
+            name=self.user.username, id=self.user.id, role=self.user.role, client=self.client
+        )
 
 
 def platform_of(request: Request) -> Platform:
@@ -70,17 +71,27 @@ def principal(request: Request) -> Principal:
         with p.db.reader() as db:
             found = accounts.resolve(db, raw, kind)
         if found is None:
-            raise ApiError(401, "unauthenticated", "session expired or token invalid; sign in",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "session expired or token invalid; sign in",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     if found is None:
         who = Principal(None, None, "anonymous", client)
     else:
         who = Principal(found[0], found[1], kind, client)
-        if kind == "session" and request.method not in SAFE_METHODS and not accounts.csrf_ok(
-                found[1], request.headers.get(CSRF_HEADER)):
+        if (
+            kind == "session"
+            and request.method not in SAFE_METHODS
+            and not accounts.csrf_ok(found[1], request.headers.get(CSRF_HEADER))
+        ):
             deny(request, who, "csrf")
-            raise ApiError(403, "forbidden", f"missing or wrong {CSRF_HEADER} header "
-                                             f"(the value of the {CSRF_COOKIE} cookie)")
+            raise ApiError(
+                403,
+                "forbidden",
+                f"missing or wrong {CSRF_HEADER} header (the value of the {CSRF_COOKIE} cookie)",
+            )
     request.state.principal = who
     return who
 
@@ -98,8 +109,16 @@ def sees_server_paths(request: Request) -> bool:
 
 def deny(request: Request, who: Principal, action: str) -> None:
     with platform_of(request).db.session() as db:
-        audit.record(db, who.actor, "denied", "route", request.url.path[:64],
-                     outcome="denied", method=request.method, needed=action)
+        audit.record(
+            db,
+            who.actor,
+            "denied",
+            "route",
+            request.url.path[:64],
+            outcome="denied",
+            method=request.method,
+            needed=action,
+        )
 
 
 def require(action: str, *alternatives: str):
@@ -110,8 +129,9 @@ def require(action: str, *alternatives: str):
 
     def check(request: Request, who: Principal = Depends(principal)) -> Principal:
         if who.user is None:
-            raise ApiError(401, "unauthenticated", "sign in first",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "unauthenticated", "sign in first", headers={"WWW-Authenticate": "Bearer"}
+            )
         held = next((a for a in actions if accounts.allowed(who.role, a)), None)
         if held is None:
             deny(request, who, action)

@@ -10,11 +10,18 @@ from medai.platform.kiosks import MAX_QUOTA
 
 
 class KioskIn(Strict):
-    name: str = Field(..., min_length=1, max_length=64,
-                      description="unique among registered kiosks, e.g. 'Acil giriş 1'")
-    daily_quota: int | None = Field(None, ge=0, le=MAX_QUOTA,
-                                    description="triage requests a day (default "
-                                                "MEDAI_KIOSK_DEVICE_QUOTA)")
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=64,
+        description="unique among registered kiosks, e.g. 'Acil giriş 1'",
+    )
+    daily_quota: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_QUOTA,
+        description="triage requests a day (default MEDAI_KIOSK_DEVICE_QUOTA)",
+    )
 
 
 class KioskQuotaIn(Strict):
@@ -29,24 +36,29 @@ class KioskOut(BaseModel):
     enrolled: bool = Field(..., description="a browser holds this kiosk's cookie")
     enrolled_at: str | None
     enrol_code_expires_at: str | None = Field(
-        ..., description="an unused enrolment code is waiting until then")
+        ..., description="an unused enrolment code is waiting until then"
+    )
     created_at: str
     revoked: bool
     revoked_at: str | None
 
 
 class KioskEnrolment(BaseModel):
-    enrol_code: str = Field(..., description="one-time, shown once: type it on the kiosk's "
-                                             "/kiosk page")
+    enrol_code: str = Field(
+        ..., description="one-time, shown once: type it on the kiosk's /kiosk page"
+    )
     enrol_code_expires_at: str
     enrol_path: str = "/kiosk"
 
 
 class KioskIssued(KioskOut):
-    token: str = Field(..., description="the kiosk's API token, shown once: send it as "
-                                        "X-Kiosk-Token (machine clients)")
-    enrol_code: str = Field(..., description="one-time, shown once: type it on the kiosk's "
-                                             "/kiosk page")
+    token: str = Field(
+        ...,
+        description="the kiosk's API token, shown once: send it as X-Kiosk-Token (machine clients)",
+    )
+    enrol_code: str = Field(
+        ..., description="one-time, shown once: type it on the kiosk's /kiosk page"
+    )
     enrol_path: str = "/kiosk"
 
 
@@ -60,5 +72,6 @@ class KioskSelf(BaseModel):
     name: str
     daily_quota: int
     used_today: int
-    resets_in_s: int = Field(..., description="seconds until the quota restarts (midnight "
-                                              "in MEDAI_TIMEZONE)")
+    resets_in_s: int = Field(
+        ..., description="seconds until the quota restarts (midnight in MEDAI_TIMEZONE)"
+    )

@@ -11,8 +11,17 @@ from medai.server.inputs import StrictBody
 from medai.server.schemas import Language
 
 Role = Literal["admin", "radiologist", "clinician", "patient"]
-StudyStatus = Literal["received", "analysing", "ai_drafted", "preliminary", "final", "amended",
-                      "refused", "failed", "no_model"]
+StudyStatus = Literal[
+    "received",
+    "analysing",
+    "ai_drafted",
+    "preliminary",
+    "final",
+    "amended",
+    "refused",
+    "failed",
+    "no_model",
+]
 ReportStatus = Literal["preliminary", "final", "amended"]
 
 
@@ -42,8 +51,9 @@ class Me(BaseModel):
 
 class TokenIn(Strict):
     name: str = Field(..., min_length=1, max_length=64)
-    days: float | None = Field(None, gt=0, le=366, allow_inf_nan=False,
-                               description="lifetime (default MEDAI_TOKEN_DAYS)")
+    days: float | None = Field(
+        None, gt=0, le=366, allow_inf_nan=False, description="lifetime (default MEDAI_TOKEN_DAYS)"
+    )
 
 
 class TokenOut(BaseModel):
@@ -62,9 +72,13 @@ class UserIn(Strict):
 
     username: str = Field(..., min_length=1, max_length=64)
     role: Role
-    enrol_hours: float | None = Field(None, gt=0, le=336, allow_inf_nan=False,
-                                      description="how long the enrolment code is valid "
-                                                  "(default 72 hours)")
+    enrol_hours: float | None = Field(
+        None,
+        gt=0,
+        le=336,
+        allow_inf_nan=False,
+        description="how long the enrolment code is valid (default 72 hours)",
+    )
 
 
 class UserOut(BaseModel):
@@ -74,17 +88,27 @@ class UserOut(BaseModel):
     active: bool
     created_at: str
     enrolled: bool = Field(..., description="the user has chosen a password")
-    enrol_code_expires_at: str | None = Field(None, description="an unused enrolment code "
-                                              "is valid until then")
-    approval_pending: bool = Field(False, description="a clinical account not yet approved "
-                                   "for patient data by a radiologist (two-person rule)")
-    internal: bool = Field(False, description="medai's own account (studies from the DICOM "
-                           "node are filed under it): nobody signs in as it")
+    enrol_code_expires_at: str | None = Field(
+        None, description="an unused enrolment code is valid until then"
+    )
+    approval_pending: bool = Field(
+        False,
+        description="a clinical account not yet approved "
+        "for patient data by a radiologist (two-person rule)",
+    )
+    internal: bool = Field(
+        False,
+        description="medai's own account (studies from the DICOM "
+        "node are filed under it): nobody signs in as it",
+    )
 
 
 class UserIssued(UserOut):
-    enrol_code: str = Field(..., description="one-time enrolment code, shown once: give it "
-                            "to the user, who chooses their password with it")
+    enrol_code: str = Field(
+        ...,
+        description="one-time enrolment code, shown once: give it "
+        "to the user, who chooses their password with it",
+    )
 
 
 class ResetIn(Strict):
@@ -97,9 +121,15 @@ class RoleIn(Strict):
 
 class EnrolIn(Strict):
     code: str = Field(..., min_length=1, max_length=64)
-    password: str = Field(..., min_length=1, max_length=1024, description=(
-        "at least 8 characters, not a common or breached password, not built from the "
-        "user name (refused with 422 code weak_password; errors[0].type says why)"))
+    password: str = Field(
+        ...,
+        min_length=1,
+        max_length=1024,
+        description=(
+            "at least 8 characters, not a common or breached password, not built from the "
+            "user name (refused with 422 code weak_password; errors[0].type says why)"
+        ),
+    )
 
 
 class EnrolOut(BaseModel):
@@ -179,7 +209,8 @@ class DicomOut(BaseModel):
 class UrgentReason(BaseModel):
     code: Literal["question_red_flag", "ai_finding", "ai_possible_finding"] = Field(
         description="the clinical question raised a red flag; the AI found an urgent label; "
-                    "the AI could not rule one out (an undecided candidate)")
+        "the AI could not rule one out (an undecided candidate)"
+    )
     label: str | None = Field(None, description="the urgent label (AI reasons)")
 
 
@@ -189,23 +220,30 @@ class StudyOut(BaseModel):
     task: str
     modality: str
     urgent: bool
-    urgent_because: list[UrgentReason] = Field(default_factory=list, description=(
-        "why the study is urgent (empty: not urgent, or marked so before reasons were kept)"))
+    urgent_because: list[UrgentReason] = Field(
+        default_factory=list,
+        description=(
+            "why the study is urgent (empty: not urgent, or marked so before reasons were kept)"
+        ),
+    )
     reason: str | None
     patient_ref: str | None
     clinical_question: str | None
     language: str
     file: dict[str, Any]
     uploaded_by: int
-    identity_conflicts: list[int] = Field(default_factory=list, description=(
-        "open identity conflicts naming this study: an instance of another patient or order "
-        "was quarantined; nothing of the study is exported or delivered until they are "
-        "decided"))
+    identity_conflicts: list[int] = Field(
+        default_factory=list,
+        description=(
+            "open identity conflicts naming this study: an instance of another patient or order "
+            "was quarantined; nothing of the study is exported or delivered until they are "
+            "decided"
+        ),
+    )
     created_at: str
     updated_at: str
     ai_result: dict[str, Any] | None = None
-    dicom: DicomOut | None = Field(None, description="the DICOM identity (DICOM studies "
-                                                     "only)")
+    dicom: DicomOut | None = Field(None, description="the DICOM identity (DICOM studies only)")
 
 
 class StudyList(BaseModel):
@@ -227,20 +265,30 @@ class ReportOut(BaseModel):
     signed_by: str | None
     signed_at: str | None
     created_at: str
-    created_at_local: str | None = Field(None, description="created_at in MEDAI_TIMEZONE, "
-                                         "as the report's language writes dates")
+    created_at_local: str | None = Field(
+        None, description="created_at in MEDAI_TIMEZONE, as the report's language writes dates"
+    )
     signed_at_local: str | None = None
     ai_assisted: bool = True
-    ai_edited: bool | None = Field(None, description="whether this version's text differs "
-                                   "from the AI draft (null: the report has no AI draft)")
-    ai_disclosure: str = Field(description="how the text was made, in the report's language "
-                               "(the sentence the PDF, FHIR, HL7 and DICOM SR carry)")
+    ai_edited: bool | None = Field(
+        None,
+        description="whether this version's text differs "
+        "from the AI draft (null: the report has no AI draft)",
+    )
+    ai_disclosure: str = Field(
+        description="how the text was made, in the report's language "
+        "(the sentence the PDF, FHIR, HL7 and DICOM SR carry)"
+    )
 
 
 class ReportVersionOut(ReportOut):
-    compare_to: int | None = Field(None, description=(
-        "the version this one's differences are read against: for a signed version the "
-        "previous signed one (the first signed: version 1), else the version before it"))
+    compare_to: int | None = Field(
+        None,
+        description=(
+            "the version this one's differences are read against: for a signed version the "
+            "previous signed one (the first signed: version 1), else the version before it"
+        ),
+    )
 
 
 class ReportVersions(BaseModel):
@@ -263,15 +311,28 @@ class ReportEdit(Strict):
 
 
 class SignIn(Strict):
-    version: int = Field(..., ge=0, le=1_000_000, description=(
-        "the version on screen (0 with `sections`: a first report written by hand)"))
-    sections: Sections | None = Field(None, description=(
-        "the text on the signer's screen; when it differs from `version`, it is saved as a "
-        "new version and that version is signed, in one transaction"))
-    labels: dict[LabelName, bool] | None = Field(None, max_length=64, description=(
-        "the signer's verdict per label (true: present), where they confirmed or rejected an "
-        "AI finding or added a missing one; every other label of the study is taken from the "
-        "signed text. Stored with the signed version as the study's labels"))
+    version: int = Field(
+        ...,
+        ge=0,
+        le=1_000_000,
+        description=("the version on screen (0 with `sections`: a first report written by hand)"),
+    )
+    sections: Sections | None = Field(
+        None,
+        description=(
+            "the text on the signer's screen; when it differs from `version`, it is saved as a "
+            "new version and that version is signed, in one transaction"
+        ),
+    )
+    labels: dict[LabelName, bool] | None = Field(
+        None,
+        max_length=64,
+        description=(
+            "the signer's verdict per label (true: present), where they confirmed or rejected an "
+            "AI finding or added a missing one; every other label of the study is taken from the "
+            "signed text. Stored with the signed version as the study's labels"
+        ),
+    )
 
 
 class AuditOut(BaseModel):
@@ -295,8 +356,11 @@ class AuditList(BaseModel):
 
 class ChatIn(Strict):
     text: str = Field(..., min_length=1, max_length=4000)
-    lang: Language | None = Field(None, description="the language to answer in (the reader's; "
-                                                    "default: the study's report language)")
+    lang: Language | None = Field(
+        None,
+        description="the language to answer in (the reader's; "
+        "default: the study's report language)",
+    )
 
 
 class MessageOut(BaseModel):

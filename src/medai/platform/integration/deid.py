@@ -29,8 +29,14 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-__all__ = ["PROFILE_CODE", "DeidError", "Deidentifier", "deidentify_files", "pseudonym_of",
-           "site_secret"]
+__all__ = [
+    "PROFILE_CODE",
+    "DeidError",
+    "Deidentifier",
+    "deidentify_files",
+    "pseudonym_of",
+    "site_secret",
+]
 
 RULES = "dicomfields_2026c"  # the newest PS3.15 table in dicom-anonymizer 2.1
 PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
@@ -104,6 +110,7 @@ class Deidentifier:
             """The library's D-type actions give a UI (or a UI in a sequence) a random UID
             from its global dictionary: map those ourselves; a date gets a dummy dciodvfy
             accepts (the library's 00010101 is refused); the rest as the library does."""
+
             def action(dataset, tag):
                 element = dataset.get(tag)
                 if element is not None and element.VR in ("UI", "SQ"):
@@ -112,11 +119,13 @@ class Deidentifier:
                     element.value = _DUMMY[element.VR]
                 else:
                     base(dataset, tag)
+
             return action
 
         def dated(base: Callable, delete: bool) -> Callable:
             """Z and X on a date or time: zero length, or removed, as Table E.1-1 says (the
             library writes 00010101 instead)."""
+
             def action(dataset, tag):
                 element = dataset.get(tag)
                 if element is None or element.VR not in _DUMMY:
@@ -125,6 +134,7 @@ class Deidentifier:
                     del dataset[tag]
                 else:
                     element.value = ""
+
             return action
 
         def patient(dataset, tag):
@@ -133,8 +143,12 @@ class Deidentifier:
                 element.value = pseudo
 
         rules = lib.initialize_actions(RULES)
-        global_users = {lib.replace, lib.empty_or_replace, lib.delete_or_replace,
-                        lib.delete_or_empty_or_replace}
+        global_users = {
+            lib.replace,
+            lib.empty_or_replace,
+            lib.delete_or_replace,
+            lib.delete_or_empty_or_replace,
+        }
         for tag, action in rules.items():
             if action in (lib.replace_UID, lib.delete_or_empty_or_replace_UID):
                 rules[tag] = uid_action
@@ -150,8 +164,7 @@ class Deidentifier:
         treats an attribute the same at any depth, and the library acts on the top level."""
         from dicomanonymizer.simpledicomanonymizer import anonymize_dataset
 
-        anonymize_dataset(ds, delete_private_tags=True,
-                          base_rules_gen=partial(self._rules, pseudo))
+        anonymize_dataset(ds, delete_private_tags=True, base_rules_gen=partial(self._rules, pseudo))
         for element in ds:
             if element.VR == "SQ" and element.value:
                 for item in element.value:
@@ -163,8 +176,11 @@ class Deidentifier:
 
         pid = str(ds.get("PatientID", "") or "").strip()
         # no PatientID: a pseudonym of its own per study rather than one shared by all
-        pseudo = self.pseudonym(pid) if pid else self.pseudonym(
-            "study:" + str(ds.get("StudyInstanceUID", "")))
+        pseudo = (
+            self.pseudonym(pid)
+            if pid
+            else self.pseudonym("study:" + str(ds.get("StudyInstanceUID", "")))
+        )
         self._apply(ds, pseudo)
         ds.PatientID = ds.PatientName = pseudo
         meta = getattr(ds, "file_meta", None) or FileMetaDataset()
@@ -178,7 +194,8 @@ class Deidentifier:
         ds.DeidentificationMethod = [
             "DICOM PS3.15 E.1 Basic Application Level Confidentiality",
             f"medai {_medai_version()}; UIDs and PatientID by site HMAC",
-            f"dicom-anonymizer {version('dicom-anonymizer')} ({RULES})"]
+            f"dicom-anonymizer {version('dicom-anonymizer')} ({RULES})",
+        ]
         code = Dataset()
         code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = PROFILE_CODE
         ds.DeidentificationMethodCodeSequence = Sequence([code])
@@ -199,8 +216,9 @@ def _dicom_files(sources: list[Path]) -> Iterator[Path]:
             yield src
 
 
-def deidentify_files(sources: list[Path], out_dir: Path, deid: Deidentifier,
-                     forbidden: Path | None = None) -> dict:
+def deidentify_files(
+    sources: list[Path], out_dir: Path, deid: Deidentifier, forbidden: Path | None = None
+) -> dict:
     """Write each DICOM of ``sources`` (files or folders) de-identified into ``out_dir`` as
     ``<new SOP Instance UID>.dcm``; non-DICOM files in a folder are skipped and counted, and
     so is an instance declaring BurnedInAnnotation YES (the Basic Profile cleans the header,
@@ -229,10 +247,16 @@ def deidentify_files(sources: list[Path], out_dir: Path, deid: Deidentifier,
             target = out_dir / f"{ds.SOPInstanceUID}.dcm"
             ds.save_as(target, enforce_file_format=True)
         except Exception as exc:  # named by type only: a message may quote a tag's value
-            raise DeidError(f"{path.name}: could not be de-identified "
-                            f"({type(exc).__name__})") from None
+            raise DeidError(
+                f"{path.name}: could not be de-identified ({type(exc).__name__})"
+            ) from None
         written.append(str(target))
         studies.add(str(ds.get("StudyInstanceUID", "")))
-    return {"written": len(written), "skipped": skipped, "burned_in": burned,
-            "studies": len(studies),
-            "out": str(out_dir), "files": written}
+    return {
+        "written": len(written),
+        "skipped": skipped,
+        "burned_in": burned,
+        "studies": len(studies),
+        "out": str(out_dir),
+        "files": written,
+    }

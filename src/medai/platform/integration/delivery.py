@@ -42,26 +42,38 @@ def send(p: Platform, item: OutboxItem, dest: Any) -> int:
 
         objects = payloads.dicom_objects(p, item, parts)
         if dest.kind == "dicom":
-            return len(c_store(objects, dest.ae_title, dest.host, dest.port,
-                               calling_ae=dest.calling_ae, timeout=dest.timeout_s))
+            return len(
+                c_store(
+                    objects,
+                    dest.ae_title,
+                    dest.host,
+                    dest.port,
+                    calling_ae=dest.calling_ae,
+                    timeout=dest.timeout_s,
+                )
+            )
         return len(stow_rs(objects, dest.url, timeout=dest.timeout_s))
     if dest.kind == "fhir":
         from medai.platform.integration import fhir_send
 
         bundle = fhir_send.transaction(payloads.fhir_bundle(parts), dest.url, dest.id_prefix)
-        return fhir_send.send(bundle, dest.url, where=dest.where, timeout=dest.timeout_s,
-                              token_env=dest.token_env)
+        return fhir_send.send(
+            bundle, dest.url, where=dest.where, timeout=dest.timeout_s, token_env=dest.token_env
+        )
     if dest.kind == "hl7":
         from medai.platform.integration import hl7_send
 
         settings = payloads.settings()
         cid = outbox.control_id(item)
         message = hl7_send.oru_r01(
-            parts.study, parts.report, control_id=cid,
+            parts.study,
+            parts.report,
+            control_id=cid,
             sending_application=dest.sending_application,
             sending_facility=dest.sending_facility or settings.institution_name,
             receiving_application=dest.receiving_application,
-            receiving_facility=dest.receiving_facility)
+            receiving_facility=dest.receiving_facility,
+        )
         hl7_send.mllp_send(message, dest.host, dest.port, cid, timeout=dest.timeout_s)
         return 1
     raise ValueError(f"unknown destination kind {dest.kind!r}")
@@ -72,17 +84,26 @@ class DeliveryLoop:
     by default). ``run_once`` is one pass (tests call it with a moved clock); ``start`` runs
     passes in threads until ``stop``, woken early by ``outbox.WAKE``."""
 
-    def __init__(self, p: Platform, *, destinations: Iterable[Any] | None = None,
-                 threads: int = 1, lease_s: float = 300.0, poll_s: float = 5.0,
-                 backoff: outbox.Backoff | None = None,
-                 clock: Callable[[], datetime] | None = None, rng: random.Random | None = None,
-                 after_send: Callable[[OutboxItem], None] | None = None,
-                 name: str = "outbox") -> None:
+    def __init__(
+        self,
+        p: Platform,
+        *,
+        destinations: Iterable[Any] | None = None,
+        threads: int = 1,
+        lease_s: float = 300.0,
+        poll_s: float = 5.0,
+        backoff: outbox.Backoff | None = None,
+        clock: Callable[[], datetime] | None = None,
+        rng: random.Random | None = None,
+        after_send: Callable[[OutboxItem], None] | None = None,
+        name: str = "outbox",
+    ) -> None:
         from medai.platform.jobs import worker_name
 
         self.p = p
-        self.destinations = {d.name: d for d in (outbox.configured() if destinations is None
-                                                 else destinations)}
+        self.destinations = {
+            d.name: d for d in (outbox.configured() if destinations is None else destinations)
+        }
         self.threads, self.lease_s, self.poll_s = threads, lease_s, poll_s
         self.backoff = backoff or outbox.Backoff()
         self.clock = clock or p.clock
@@ -98,8 +119,13 @@ class DeliveryLoop:
 
         s = get_settings()
         options.setdefault("threads", s.outbox_threads)
-        return cls(p, lease_s=s.outbox_lease_s, poll_s=s.outbox_poll_s,
-                   backoff=outbox.Backoff(s.outbox_retry_s, s.outbox_retry_max_s), **options)
+        return cls(
+            p,
+            lease_s=s.outbox_lease_s,
+            poll_s=s.outbox_poll_s,
+            backoff=outbox.Backoff(s.outbox_retry_s, s.outbox_retry_max_s),
+            **options,
+        )
 
     # --- one pass -------------------------------------------------------------------------
 
@@ -110,8 +136,14 @@ class DeliveryLoop:
         down: set[str] = set()
         while limit is None or sum(counts.values()) < limit:
             with self.p.db.session() as db:
-                item = outbox.claim(db, self.worker, self.clock(), self.lease_s, skip=down,
-                                    only=list(self.destinations))
+                item = outbox.claim(
+                    db,
+                    self.worker,
+                    self.clock(),
+                    self.lease_s,
+                    skip=down,
+                    only=list(self.destinations),
+                )
                 if item is not None:
                     db.expunge(item)
             if item is None:
@@ -139,7 +171,8 @@ class DeliveryLoop:
                 with self.p.db.reader() as db:
                     if outbox.superseded(db, item):
                         raise payloads.NothingToSend(
-                            "superseded", "a later version already reached this destination")
+                            "superseded", "a later version already reached this destination"
+                        )
             sent = send(self.p, item, dest)
         except payloads.NothingToSend as exc:
             return self._final(item, "skipped", exc.code, str(exc), where)
@@ -156,9 +189,18 @@ class DeliveryLoop:
         now = self.clock()
         with self.p.db.session() as db:
             if outbox.mark_delivered(db, item.id, self.worker, now, sent):
-                record(db, ACTOR, "export", "study", item.study_id, format=item.kind,
-                       destination=item.destination, event=item.event,
-                       version=item.report_version, outbox=item.id)
+                record(
+                    db,
+                    ACTOR,
+                    "export",
+                    "study",
+                    item.study_id,
+                    format=item.kind,
+                    destination=item.destination,
+                    event=item.event,
+                    version=item.report_version,
+                    outbox=item.id,
+                )
         log.info("%s: delivered (%d acknowledged, attempt %d)", where, sent, item.attempts)
         return "delivered"
 
@@ -166,15 +208,17 @@ class DeliveryLoop:
         delay = self.backoff.delay(item.attempts, self.rng)
         with self.p.db.session() as db:
             outbox.mark_retry(db, item.id, self.worker, self.clock(), delay, code, reason)
-        log.warning("%s: %s (%s); attempt %d, next in %.0f s", where, code, reason,
-                    item.attempts, delay)
+        log.warning(
+            "%s: %s (%s); attempt %d, next in %.0f s", where, code, reason, item.attempts, delay
+        )
         return "retrying"
 
     def _final(self, item: OutboxItem, state: str, code: str, reason: str, where: str) -> str:
         with self.p.db.session() as db:
             outbox.mark_final(db, item.id, self.worker, self.clock(), state, code, reason)
-        (log.warning if state == "failed" else log.info)("%s: %s (%s: %s)", where, state,
-                                                         code, reason)
+        (log.warning if state == "failed" else log.info)(
+            "%s: %s (%s: %s)", where, state, code, reason
+        )
         return state
 
     # --- threads ----------------------------------------------------------------------------

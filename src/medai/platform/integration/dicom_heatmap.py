@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medai.core.tasks import Task
+from medai.core.task_registry import Task
 from medai.platform.integration.dicom_objects import (
     MANUFACTURER,
     SERIES_HEATMAP,
@@ -41,15 +41,29 @@ from medai.platform.integration.dicom_objects import (
     uid,
 )
 
-PM_GEOMETRY = ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient",
-               "PixelSpacing", "SliceThickness")
-_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-                "AccessionNumber", "StudyID", "StudyDate", "StudyTime")
+PM_GEOMETRY = (
+    "FrameOfReferenceUID",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+)
+_STUDY_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+)
 LO = 64  # the longest a series or content description may be
 
 
-def caption(label: str, decision: Mapping[str, Any] | None, task: Task | None = None
-            ) -> tuple[list[str], str]:
+def caption(
+    label: str, decision: Mapping[str, Any] | None, task: Task | None = None
+) -> tuple[list[str], str]:
     """What the heatmap of ``label`` is called and what it says of the AI's decision: (titles,
     longest first, for a 64-character description; the sentence for the comments, '' for a
     decided result). ``decision``: the result's decision (state, candidates, conflict and
@@ -58,23 +72,39 @@ def caption(label: str, decision: Mapping[str, Any] | None, task: Task | None = 
     named = lambda lab: task.label_name(lab, "en") if task is not None else str(lab)  # noqa: E731
     name = named(label)
     conflict = [str(x) for x in d.get("conflict") or []]
-    undecided = [str(x) for x in d.get("candidates") or []] \
-        if d.get("state") == "indeterminate" else []
+    undecided = (
+        [str(x) for x in d.get("candidates") or []] if d.get("state") == "indeterminate" else []
+    )
     if not conflict and not undecided:
         return [name], ""
     others = ", ".join(named(x) for x in (conflict or undecided) if x != label)
     everyone = ", ".join(named(x) for x in (conflict or undecided))
     if conflict:
-        titles = [f"{name}; AI conflict with {others}", f"{name}; conflict with {others}",
-                  f"{name} (AI conflict)"]
-        sentence = (f"The AI contradicted itself: {everyone} all passed their thresholds"
-                    + ("; it left them undecided" if undecided else "") + ".")
+        titles = [
+            f"{name}; AI conflict with {others}",
+            f"{name}; conflict with {others}",
+            f"{name} (AI conflict)",
+        ]
+        sentence = (
+            f"The AI contradicted itself: {everyone} all passed their thresholds"
+            + ("; it left them undecided" if undecided else "")
+            + "."
+        )
     else:
-        titles = [f"{name}; AI undecided vs {others}", f"{name}; undecided vs {others}",
-                  f"{name} (AI undecided)"]
+        titles = [
+            f"{name}; AI undecided vs {others}",
+            f"{name}; undecided vs {others}",
+            f"{name} (AI undecided)",
+        ]
         sentence = f"The AI was undecided between: {everyone}."
-    state = next((row.get("state") for row in d.get("labels") or []
-                  if isinstance(row, Mapping) and row.get("label") == label), None)
+    state = next(
+        (
+            row.get("state")
+            for row in d.get("labels") or []
+            if isinstance(row, Mapping) and row.get("label") == label
+        ),
+        None,
+    )
     if state:
         sentence += f" AI decision for {name}: {state}; the map is not a decided finding."
     return titles, sentence
@@ -95,17 +125,27 @@ def overlay_on_film(film: np.ndarray, overlay: np.ndarray) -> np.ndarray:
     if gray.max(initial=0) > 1.0:
         gray = gray / 255.0
     rgba = Image.fromarray(np.asarray(overlay, dtype=np.uint8), mode="RGBA")
-    rgba = np.asarray(rgba.resize((gray.shape[1], gray.shape[0]), Image.BILINEAR),
-                      dtype=np.float32) / 255.0
+    rgba = (
+        np.asarray(rgba.resize((gray.shape[1], gray.shape[0]), Image.BILINEAR), dtype=np.float32)
+        / 255.0
+    )
     alpha = rgba[..., 3:4]
     out = gray[..., None] * (1.0 - alpha) + rgba[..., :3] * alpha
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
-def heatmap_sc(source: SourceImage, rgb: np.ndarray, *, label: str,
-               decision: Mapping[str, Any] | None, model: Mapping[str, Any],
-               created: dt.datetime, task: Task | None = None, uid_root: str | None = None,
-               institution: str | None = None) -> Dataset:
+def heatmap_sc(
+    source: SourceImage,
+    rgb: np.ndarray,
+    *,
+    label: str,
+    decision: Mapping[str, Any] | None,
+    model: Mapping[str, Any],
+    created: dt.datetime,
+    task: Task | None = None,
+    uid_root: str | None = None,
+    institution: str | None = None,
+) -> Dataset:
     """The Grad-CAM picture (``rgb``: rows × columns × 3, uint8) as a Secondary Capture in the
     source's study, new series, referencing the source image. ``model`` is the result's
     model (name, version, content_hash), ``decision`` its decision (``caption``)."""
@@ -119,17 +159,32 @@ def heatmap_sc(source: SourceImage, rgb: np.ndarray, *, label: str,
     titles, note = caption(label, decision, task)
     orientation = source.patient_orientation
     sc = hd.sc.SCImage(
-        pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8,
-        coordinate_system="PATIENT", patient_orientation=orientation or ("L", "F"),
-        series_instance_uid=uid("heatmap-series", source.study_instance_uid,
-                                model["content_hash"], root=uid_root),
+        pixel_array=rgb,
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        patient_orientation=orientation or ("L", "F"),
+        series_instance_uid=uid(
+            "heatmap-series", source.study_instance_uid, model["content_hash"], root=uid_root
+        ),
         series_number=SERIES_HEATMAP,
-        sop_instance_uid=uid("heatmap", source.sop_instance_uid, model["content_hash"],
-                             model["version"], label, root=uid_root),
-        instance_number=1, manufacturer=MANUFACTURER, institution_name=institution,
+        sop_instance_uid=uid(
+            "heatmap",
+            source.sop_instance_uid,
+            model["content_hash"],
+            model["version"],
+            label,
+            root=uid_root,
+        ),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        institution_name=institution,
         series_description=_fit("medai AI heatmap: ", titles),
-        manufacturer_model_name=model["name"][:64], software_versions=model["version"][:64],
-        **source.patient_study(), **content_times(created))
+        manufacturer_model_name=model["name"][:64],
+        software_versions=model["version"][:64],
+        **source.patient_study(),
+        **content_times(created),
+    )
     if orientation is None:  # unknown: left empty (type 2), never guessed
         sc.PatientOrientation = None
     sc.DateOfSecondaryCapture = sc.ContentDate
@@ -137,15 +192,23 @@ def heatmap_sc(source: SourceImage, rgb: np.ndarray, *, label: str,
     pin_times(sc, created)
     sc.BurnedInAnnotation = "NO"
     ref = Dataset()
-    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = source.sop_class_uid, \
-        source.sop_instance_uid
+    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = (
+        source.sop_class_uid,
+        source.sop_instance_uid,
+    )
     sc.SourceImageSequence = [ref]
     _say_ai_derived(sc, source.body_part, model, name, ", laid on the source image", note)
     return sc
 
 
-def _say_ai_derived(ds: Dataset, body_part: str | None, model: Mapping[str, Any], name: str,
-                    how: str, note: str = "") -> None:
+def _say_ai_derived(
+    ds: Dataset,
+    body_part: str | None,
+    model: Mapping[str, Any],
+    name: str,
+    how: str,
+    note: str = "",
+) -> None:
     """What both heatmap objects say of themselves: the body part (or an empty Laterality),
     how they were derived and by which model, that they are AI output, not a diagnosis, and
     ``note``: what the AI decided when it was undecided or contradicted itself."""
@@ -154,10 +217,13 @@ def _say_ai_derived(ds: Dataset, body_part: str | None, model: Mapping[str, Any]
     else:  # type 2C, left empty: the part (paired or not) is unknown
         ds.Laterality = None
     note = f" {note}" if note else ""
-    ds.DerivationDescription = (f"Grad-CAM saliency of {model['name']} {model['version']} "
-                                f"for {name}{how}.{note}")[:1024]
-    ds.ImageComments = ("AI output (medai), a suggestion for the radiologist; not a diagnosis."
-                        f"{note} Model {model['content_hash']}")
+    ds.DerivationDescription = (
+        f"Grad-CAM saliency of {model['name']} {model['version']} for {name}{how}.{note}"
+    )[:1024]
+    ds.ImageComments = (
+        "AI output (medai), a suggestion for the radiologist; not a diagnosis."
+        f"{note} Model {model['content_hash']}"
+    )
 
 
 def pm_suitable(header: Dataset) -> bool:
@@ -167,10 +233,18 @@ def pm_suitable(header: Dataset) -> bool:
     return frames == 1 and all(header.get(k) not in (None, "") for k in PM_GEOMETRY)
 
 
-def heatmap_pm(header: Dataset, saliency: np.ndarray, *, label: str,
-               decision: Mapping[str, Any] | None, model: Mapping[str, Any],
-               created: dt.datetime, task: Task | None = None, uid_root: str | None = None,
-               institution: str | None = None) -> Dataset:
+def heatmap_pm(
+    header: Dataset,
+    saliency: np.ndarray,
+    *,
+    label: str,
+    decision: Mapping[str, Any] | None,
+    model: Mapping[str, Any],
+    created: dt.datetime,
+    task: Task | None = None,
+    uid_root: str | None = None,
+    institution: str | None = None,
+) -> Dataset:
     """The Grad-CAM saliency (``saliency``: the source's rows × columns, float 0..1) as a
     Parametric Map on the source's grid, referencing it (``header``: the source's dataset,
     pixels not needed; ``decision``: the result's, see ``caption``). Raises
@@ -197,31 +271,52 @@ def heatmap_pm(header: Dataset, saliency: np.ndarray, *, label: str,
         if keyword not in source:
             setattr(source, keyword, None)
     mapping = hd.pm.RealWorldValueMapping(
-        lut_label="GRADCAM", lut_explanation=f"Grad-CAM saliency: {name}"[:64],
-        unit=codes.UCUM.NoUnits, value_range=(0.0, 1.0), slope=1.0, intercept=0.0)
+        lut_label="GRADCAM",
+        lut_explanation=f"Grad-CAM saliency: {name}"[:64],
+        unit=codes.UCUM.NoUnits,
+        value_range=(0.0, 1.0),
+        slope=1.0,
+        intercept=0.0,
+    )
     pm = hd.pm.ParametricMap(
-        source_images=[source], pixel_array=values,
+        source_images=[source],
+        pixel_array=values,
         # one map series per source series and model: a series has one Frame of Reference
-        series_instance_uid=uid("heatmap-map-series", header.SeriesInstanceUID,
-                                model["content_hash"], root=uid_root),
+        series_instance_uid=uid(
+            "heatmap-map-series", header.SeriesInstanceUID, model["content_hash"], root=uid_root
+        ),
         series_number=SERIES_HEATMAP_MAP,
-        sop_instance_uid=uid("heatmap-map", header.SOPInstanceUID, model["content_hash"],
-                             model["version"], label, root=uid_root),
-        instance_number=1, manufacturer=MANUFACTURER,
-        manufacturer_model_name=model["name"][:64], software_versions=model["version"][:64],
+        sop_instance_uid=uid(
+            "heatmap-map",
+            header.SOPInstanceUID,
+            model["content_hash"],
+            model["version"],
+            label,
+            root=uid_root,
+        ),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=model["name"][:64],
+        software_versions=model["version"][:64],
         device_serial_number=model["content_hash"][:64],
-        contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
+        contains_recognizable_visual_features=False,
+        real_world_value_mappings=[mapping],
         voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
-        content_label="GRADCAM", content_qualification="RESEARCH",  # not a certified product
+        content_label="GRADCAM",
+        content_qualification="RESEARCH",  # not a certified product
         content_description=_fit("medai AI saliency (suggestion, not a diagnosis): ", [name])
-        if not note else _fit("medai AI saliency: ", titles),
+        if not note
+        else _fit("medai AI saliency: ", titles),
         series_description=_fit("medai AI saliency map: ", titles),
-        institution_name=institution, **content_times(created))
+        institution_name=institution,
+        **content_times(created),
+    )
     pin_times(pm, created)
     organization = uid("heatmap-map-dimensions", pm.SOPInstanceUID, root=uid_root)
     for seq in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
         for item in pm.get(seq) or []:  # highdicom draws a fresh one: a resend is the same
             item.DimensionOrganizationUID = organization
-    _say_ai_derived(pm, header.get("BodyPartExamined"), model, name,
-                    "; 0 = none, 1 = the map's peak", note)
+    _say_ai_derived(
+        pm, header.get("BodyPartExamined"), model, name, "; 0 = none, 1 = the map's peak", note
+    )
     return pm

@@ -66,8 +66,12 @@ class Limits:
         from medai.settings import get_settings
 
         s = get_settings()
-        return cls(total=s.dicom_max_associations, per_ae=s.dicom_max_per_ae,
-                   per_address=s.dicom_max_per_address, idle_s=s.dicom_idle_s)
+        return cls(
+            total=s.dicom_max_associations,
+            per_ae=s.dicom_max_per_ae,
+            per_address=s.dicom_max_per_address,
+            idle_s=s.dicom_idle_s,
+        )
 
     @property
     def tick_s(self) -> float:
@@ -112,11 +116,19 @@ class DicomNode:
     """One listening node; ``start`` binds (port 0: a free one, see ``port``), ``stop`` ends
     every association and the server."""
 
-    def __init__(self, p: Platform, dispatch: Dispatch, *, ae_title: str = "MEDAI",
-                 host: str = "127.0.0.1", port: int = 11112,
-                 allow: tuple[str, ...] | list[str] = (), language: str = "tr",
-                 limits: Limits | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        p: Platform,
+        dispatch: Dispatch,
+        *,
+        ae_title: str = "MEDAI",
+        host: str = "127.0.0.1",
+        port: int = 11112,
+        allow: tuple[str, ...] | list[str] = (),
+        language: str = "tr",
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         from medai.settings import check_ae_title
 
         self.p, self.dispatch, self.language = p, dispatch, language
@@ -154,18 +166,30 @@ class DicomNode:
         from pynetdicom import evt
 
         self._ae = self._application_entity()
-        handlers = [(evt.EVT_CONN_OPEN, self._on_open), (evt.EVT_REQUESTED, self._on_requested),
-                    (evt.EVT_CONN_CLOSE, self._on_close), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected)]
-        self._server = self._ae.start_server((self.host, self.port), block=False,
-                                             evt_handlers=handlers)
+        handlers = [
+            (evt.EVT_CONN_OPEN, self._on_open),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_CONN_CLOSE, self._on_close),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_REJECTED, self._on_rejected),
+        ]
+        self._server = self._ae.start_server(
+            (self.host, self.port), block=False, evt_handlers=handlers
+        )
         self.port = self._server.server_address[1]
         self._stopping.clear()
-        self._reaper = threading.Thread(target=self._reap_loop, name="medai-dicom-reaper",
-                                        daemon=True)
+        self._reaper = threading.Thread(
+            target=self._reap_loop, name="medai-dicom-reaper", daemon=True
+        )
         self._reaper.start()
-        log.info("DICOM node %s listening on %s:%s (%s)", self.ae_title, self.host, self.port,
-                 f"calling AE titles {', '.join(self.allow)}" if self.allow else "any caller")
+        log.info(
+            "DICOM node %s listening on %s:%s (%s)",
+            self.ae_title,
+            self.host,
+            self.port,
+            f"calling AE titles {', '.join(self.allow)}" if self.allow else "any caller",
+        )
         return self
 
     def stop(self) -> None:
@@ -191,15 +215,16 @@ class DicomNode:
         limits, open_ = self.limits, list(self._open.values())
         from_address = sum(o.address == address for o in open_)
         if from_address >= limits.per_address:
-            return "per_address_limit", (f"{from_address} already open from this address "
-                                         f"(limit {limits.per_address})")
+            return "per_address_limit", (
+                f"{from_address} already open from this address (limit {limits.per_address})"
+            )
         from_ae = sum(o.calling == calling for o in open_)
         if from_ae >= limits.per_ae:
-            return "per_ae_limit", (f"{from_ae} already open from this AE title "
-                                    f"(limit {limits.per_ae})")
+            return "per_ae_limit", (
+                f"{from_ae} already open from this AE title (limit {limits.per_ae})"
+            )
         if len(open_) >= limits.total:
-            return "total_limit", (f"{len(open_)} associations already open "
-                                   f"(limit {limits.total})")
+            return "total_limit", (f"{len(open_)} associations already open (limit {limits.total})")
         return None
 
     def _addressed_here(self, calling: str, called: str) -> bool:
@@ -255,9 +280,14 @@ class DicomNode:
                     self._open.pop(assoc, None)
                     idle.append((assoc, entry))
         for assoc, entry in idle:
-            log.warning("DICOM association from AE %s at %s aborted: nothing stored for "
-                        "%.0f s (limit %.0f s; C-ECHO does not count)", entry.calling,
-                        entry.address, now - entry.last_work, self.limits.idle_s)
+            log.warning(
+                "DICOM association from AE %s at %s aborted: nothing stored for "
+                "%.0f s (limit %.0f s; C-ECHO does not count)",
+                entry.calling,
+                entry.address,
+                now - entry.last_work,
+                self.limits.idle_s,
+            )
             # blocking until the peer closes (at most the ACSE timeout): not on this thread
             threading.Thread(target=assoc.abort, name="medai-dicom-abort", daemon=True).start()
         return [assoc for assoc, _ in idle]
@@ -293,19 +323,27 @@ class DicomNode:
         this node's, its backstop on the number of associations."""
         calling = str(event.assoc.requestor.ae_title).strip()
         why, reason = _rejection(event.assoc, self.ae_title)
-        log.warning("DICOM association from AE %s at %s rejected: %s", calling,
-                    _address(event) or "?", why)
+        log.warning(
+            "DICOM association from AE %s at %s rejected: %s", calling, _address(event) or "?", why
+        )
         self._audit(event, calling, "denied", "dicom_association", "denied", reason=reason)
 
-    def _audit(self, event: Any, calling: str, action: str, target: str | None, outcome: str,
-               **detail: Any) -> None:
+    def _audit(
+        self, event: Any, calling: str, action: str, target: str | None, outcome: str, **detail: Any
+    ) -> None:
         """An audit event for what the node refused (filed instances are audited with their
         row); a failing audit never takes the node down."""
         try:
             with self.p.db.session() as db:
-                audit.record(db, audit.Actor(name=f"dicom:{calling}"[:64],
-                                             client=_address(event)),
-                             action, target, None, outcome=outcome, **detail)
+                audit.record(
+                    db,
+                    audit.Actor(name=f"dicom:{calling}"[:64], client=_address(event)),
+                    action,
+                    target,
+                    None,
+                    outcome=outcome,
+                    **detail,
+                )
         except Exception as exc:
             log.error("audit of a refused DICOM request failed: %s", type(exc).__name__)
 
@@ -325,11 +363,23 @@ class DicomNode:
         except receive.Quarantined as exc:  # recorded and audited with its study
             return _status(exc.status, exc.comment)
         except receive.Refused as exc:  # its text names a rule and an attribute, no value
-            log.warning("C-STORE from %s refused with 0x%04X (%s): %s", calling, exc.status,
-                        type(exc).__name__, exc)
-            self._audit(event, calling, "upload", None, "refused",
-                        status=f"0x{exc.status:04X}", reason=type(exc).__name__,
-                        why=str(exc)[:200])
+            log.warning(
+                "C-STORE from %s refused with 0x%04X (%s): %s",
+                calling,
+                exc.status,
+                type(exc).__name__,
+                exc,
+            )
+            self._audit(
+                event,
+                calling,
+                "upload",
+                None,
+                "refused",
+                status=f"0x{exc.status:04X}",
+                reason=type(exc).__name__,
+                why=str(exc)[:200],
+            )
             return _status(exc.status, str(exc))
         except OSError as exc:  # a full or read-only disk: come back later
             log.error("C-STORE from %s not stored: %s", calling, type(exc).__name__)

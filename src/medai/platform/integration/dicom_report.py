@@ -33,8 +33,8 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from medai.core.tasks import PRIVATE_SCHEME, Task
-from medai.core.tasks import get as get_task
+from medai.core.task_registry import PRIVATE_SCHEME, Task
+from medai.core.task_registry import get as get_task
 from medai.platform.integration.dicom_objects import (
     BASES,
     BASIS,
@@ -53,10 +53,12 @@ from medai.platform.integration.dicom_values import outgoing_person_name
 from medai.platform.printable import printable
 
 # report section -> (TID 2000 heading, the narrative item's concept) (PS3.16 CID 7001/7002)
-SECTIONS = {"technique": ("CurrentProcedureDescriptions", "ProcedureDescription"),
-            "findings": ("Findings", "Finding"),
-            "impression": ("Impressions", "Impression"),
-            "recommendation": ("Recommendations", "Recommendation")}
+SECTIONS = {
+    "technique": ("CurrentProcedureDescriptions", "ProcedureDescription"),
+    "findings": ("Findings", "Finding"),
+    "impression": ("Impressions", "Impression"),
+    "recommendation": ("Recommendations", "Recommendation"),
+}
 SIGNED = ("final", "amended")
 # private concepts of the AI's suggestions in a signed report (declared in the document)
 AI_SUGGESTIONS = (PRIVATE_SCHEME, "AI-SUGGESTIONS", "AI suggestions (not a diagnosis)")
@@ -64,14 +66,15 @@ AI_SUGGESTION = (PRIVATE_SCHEME, "AI-SUGGESTION", "AI suggestion (not a finding)
 AI_DECISION = (PRIVATE_SCHEME, "AI-DECISION", "AI decision")
 AI_NOTE = (PRIVATE_SCHEME, "AI-NOTE", "AI decision note")
 VERDICT = (PRIVATE_SCHEME, "VERDICT", "Signer's verdict on the AI suggestion")
-VERDICTS = {"confirmed": (PRIVATE_SCHEME, "CONFIRMED", "Confirmed by the signer"),
-            "rejected": (PRIVATE_SCHEME, "REJECTED", "Rejected by the signer"),
-            "added": (PRIVATE_SCHEME, "ADDED", "Added by the signer"),
-            "decided": (PRIVATE_SCHEME, "DECIDED", "Decided by the signer (AI undecided)")}
+VERDICTS = {
+    "confirmed": (PRIVATE_SCHEME, "CONFIRMED", "Confirmed by the signer"),
+    "rejected": (PRIVATE_SCHEME, "REJECTED", "Rejected by the signer"),
+    "added": (PRIVATE_SCHEME, "ADDED", "Added by the signer"),
+    "decided": (PRIVATE_SCHEME, "DECIDED", "Decided by the signer (AI undecided)"),
+}
 
 
-def report_uids(source: SourceImage, version: int, uid_root: str | None = None
-                ) -> tuple[str, str]:
+def report_uids(source: SourceImage, version: int, uid_root: str | None = None) -> tuple[str, str]:
     """(series, instance) UIDs of the SR of report ``version`` of the source's study."""
     series = uid("report-series", source.study_instance_uid, root=uid_root)
     return series, uid("report", source.study_instance_uid, int(version), root=uid_root)
@@ -86,7 +89,7 @@ def _when(value: dt.datetime | str | None) -> dt.datetime:
 
 
 def _task(report: Mapping[str, Any], task: Task | None) -> Task | None:
-    from medai.core.tasks import TaskError
+    from medai.core.task_registry import TaskError
 
     try:
         return task or (get_task(str(report["task"])) if report.get("task") else None)
@@ -103,8 +106,11 @@ def _code_of(task: Task | None, label: str):
 
 
 def _rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [f for f in report.get("findings") or []
-            if isinstance(f, Mapping) and str(f.get("label") or "").strip()]
+    return [
+        f
+        for f in report.get("findings") or []
+        if isinstance(f, Mapping) and str(f.get("label") or "").strip()
+    ]
 
 
 def _stated(report: Mapping[str, Any], task: Task | None) -> list:
@@ -115,10 +121,15 @@ def _stated(report: Mapping[str, Any], task: Task | None) -> list:
 
     if not report.get("signed_labels"):
         return []
-    return [hd.sr.CodeContentItem(name=_code_of(task, str(f["label"])),
-                                  value=codes.SCT.Present if f["signer"] else codes.SCT.Absent,
-                                  relationship_type="CONTAINS")
-            for f in _rows(report) if f.get("signer") is not None]
+    return [
+        hd.sr.CodeContentItem(
+            name=_code_of(task, str(f["label"])),
+            value=codes.SCT.Present if f["signer"] else codes.SCT.Absent,
+            relationship_type="CONTAINS",
+        )
+        for f in _rows(report)
+        if f.get("signer") is not None
+    ]
 
 
 def _suggestions(report: Mapping[str, Any], task: Task | None):
@@ -129,72 +140,112 @@ def _suggestions(report: Mapping[str, Any], task: Task | None):
 
     from medai.platform.report_words import decision_note
 
-    states = {"present": codes.SCT.Present, "absent": codes.SCT.Absent,
-              "indeterminate": codes.SCT.Indeterminate}
+    states = {
+        "present": codes.SCT.Present,
+        "absent": codes.SCT.Absent,
+        "indeterminate": codes.SCT.Indeterminate,
+    }
     rows = [f for f in _rows(report) if f.get("state") in states]
     if not rows:
         return None
     children = []
     note = decision_note(report.get("decision"), task.name if task else None, "en")
     if note:
-        children.append(hd.sr.TextContentItem(name=_coded(AI_NOTE), value=note,
-                                              relationship_type="CONTAINS"))
+        children.append(
+            hd.sr.TextContentItem(name=_coded(AI_NOTE), value=note, relationship_type="CONTAINS")
+        )
     for f in rows:
-        item = hd.sr.CodeContentItem(name=_coded(AI_SUGGESTION),
-                                     value=_code_of(task, str(f["label"])),
-                                     relationship_type="CONTAINS")
-        props = [hd.sr.CodeContentItem(name=_coded(AI_DECISION), value=states[f["state"]],
-                                       relationship_type="HAS PROPERTIES")]
+        item = hd.sr.CodeContentItem(
+            name=_coded(AI_SUGGESTION),
+            value=_code_of(task, str(f["label"])),
+            relationship_type="CONTAINS",
+        )
+        props = [
+            hd.sr.CodeContentItem(
+                name=_coded(AI_DECISION),
+                value=states[f["state"]],
+                relationship_type="HAS PROPERTIES",
+            )
+        ]
         basis = f.get("basis")
         if basis:
-            props.append(hd.sr.CodeContentItem(
-                name=_coded(BASIS), value=_coded((PRIVATE_SCHEME, str(basis)[:16],
-                                                  BASES.get(basis, str(basis))[:64])),
-                relationship_type="HAS PROPERTIES"))
-        for name, key in ((codes.DCM.Probability, "probability"),
-                          (codes.DCM.ThresholdValue, "threshold")):
+            props.append(
+                hd.sr.CodeContentItem(
+                    name=_coded(BASIS),
+                    value=_coded(
+                        (PRIVATE_SCHEME, str(basis)[:16], BASES.get(basis, str(basis))[:64])
+                    ),
+                    relationship_type="HAS PROPERTIES",
+                )
+            )
+        for name, key in (
+            (codes.DCM.Probability, "probability"),
+            (codes.DCM.ThresholdValue, "threshold"),
+        ):
             if f.get(key) is not None:
-                props.append(hd.sr.NumContentItem(name=name, value=float(f[key]),
-                                                  unit=codes.UCUM.NoUnits,
-                                                  relationship_type="HAS PROPERTIES"))
+                props.append(
+                    hd.sr.NumContentItem(
+                        name=name,
+                        value=float(f[key]),
+                        unit=codes.UCUM.NoUnits,
+                        relationship_type="HAS PROPERTIES",
+                    )
+                )
         if f.get("verdict") in VERDICTS:
-            props.append(hd.sr.CodeContentItem(name=_coded(VERDICT),
-                                               value=_coded(VERDICTS[f["verdict"]]),
-                                               relationship_type="HAS PROPERTIES"))
+            props.append(
+                hd.sr.CodeContentItem(
+                    name=_coded(VERDICT),
+                    value=_coded(VERDICTS[f["verdict"]]),
+                    relationship_type="HAS PROPERTIES",
+                )
+            )
         item.ContentSequence = hd.sr.ContentSequence(props)
         children.append(item)
-    container = hd.sr.ContainerContentItem(name=_coded(AI_SUGGESTIONS),
-                                           relationship_type="CONTAINS")
+    container = hd.sr.ContainerContentItem(
+        name=_coded(AI_SUGGESTIONS), relationship_type="CONTAINS"
+    )
     container.ContentSequence = hd.sr.ContentSequence(children)
     return container
 
 
-def _content(report: Mapping[str, Any], signer: str, source: SourceImage,
-             task: Task | None = None):
+def _content(report: Mapping[str, Any], signer: str, source: SourceImage, task: Task | None = None):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    root = hd.sr.ContainerContentItem(name=codes.LN.DiagnosticImagingReport,
-                                      template_id="2000")
-    items = list(hd.sr.ObserverContext(
-        observer_type=codes.DCM.Person,
-        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-            name=signer)))
+    root = hd.sr.ContainerContentItem(name=codes.LN.DiagnosticImagingReport, template_id="2000")
+    items = list(
+        hd.sr.ObserverContext(
+            observer_type=codes.DCM.Person,
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=signer),
+        )
+    )
     sections = report.get("sections") or {}
     stated = _stated(report, task)  # the signer's labels: the report's coded findings
     for key, (heading, element) in SECTIONS.items():
         text = printable(str(sections.get(key) or ""), lines=True).strip()
         if not text and not (key == "findings" and stated):
             continue
-        container = hd.sr.ContainerContentItem(name=getattr(codes.DCM, heading),
-                                               relationship_type="CONTAINS")
-        children = [hd.sr.TextContentItem(name=getattr(codes.DCM, element), value=text,
-                                          relationship_type="CONTAINS")] if text else []
+        container = hd.sr.ContainerContentItem(
+            name=getattr(codes.DCM, heading), relationship_type="CONTAINS"
+        )
+        children = (
+            [
+                hd.sr.TextContentItem(
+                    name=getattr(codes.DCM, element), value=text, relationship_type="CONTAINS"
+                )
+            ]
+            if text
+            else []
+        )
         if key == "findings":  # what the findings were read from, and the signer's labels
-            children.append(hd.sr.ImageContentItem(
-                name=codes.DCM.SourceImage, relationship_type="CONTAINS",
-                referenced_sop_class_uid=source.sop_class_uid,
-                referenced_sop_instance_uid=source.sop_instance_uid))
+            children.append(
+                hd.sr.ImageContentItem(
+                    name=codes.DCM.SourceImage,
+                    relationship_type="CONTAINS",
+                    referenced_sop_class_uid=source.sop_class_uid,
+                    referenced_sop_instance_uid=source.sop_instance_uid,
+                )
+            )
             children += stated
         container.ContentSequence = hd.sr.ContentSequence(children)
         items.append(container)
@@ -203,8 +254,11 @@ def _content(report: Mapping[str, Any], signer: str, source: SourceImage,
         items.append(suggestions)
     disclosure = printable(str(report.get("ai_disclosure") or ""), lines=True).strip()
     if disclosure:
-        items.append(hd.sr.TextContentItem(name=codes.DCM.Comment, value=disclosure,
-                                           relationship_type="CONTAINS"))
+        items.append(
+            hd.sr.TextContentItem(
+                name=codes.DCM.Comment, value=disclosure, relationship_type="CONTAINS"
+            )
+        )
     root.ContentSequence = hd.sr.ContentSequence(items)
     return root
 
@@ -217,10 +271,17 @@ def _predecessor(source: SourceImage, version: int, uid_root: str | None) -> Dat
     return ds
 
 
-def report_sr(source: SourceImage, report: Mapping[str, Any], *, organization: str,
-              signer: str | None = None, previous_version: int | None = None,
-              uid_root: str | None = None, institution: str | None = None,
-              task: Task | None = None) -> Dataset:
+def report_sr(
+    source: SourceImage,
+    report: Mapping[str, Any],
+    *,
+    organization: str,
+    signer: str | None = None,
+    previous_version: int | None = None,
+    uid_root: str | None = None,
+    institution: str | None = None,
+    task: Task | None = None,
+) -> Dataset:
     """The SR of a signed report version (``report``: the platform's report JSON — version,
     status, sections, signed_by, signed_at, ai_disclosure — with its findings as
     ``finding_states`` gives them; ``task``: the study's, naming the labels' codes).
@@ -240,19 +301,33 @@ def report_sr(source: SourceImage, report: Mapping[str, Any], *, organization: s
     name = outgoing_person_name(signer or str(report["signed_by"]))[:63]
     name = name if "^" in name else name + "^"  # one component: a family name
     series, instance = report_uids(source, version, uid_root)
-    previous = [_predecessor(source, int(previous_version), uid_root)] \
-        if previous_version is not None else None
+    previous = (
+        [_predecessor(source, int(previous_version), uid_root)]
+        if previous_version is not None
+        else None
+    )
     sr = hd.sr.ComprehensiveSR(
         evidence=[source.evidence()],
         content=_content(report, name, source, _task(report, task)),
-        series_instance_uid=series, series_number=SERIES_REPORT, sop_instance_uid=instance,
-        instance_number=version, manufacturer=MANUFACTURER, is_complete=True, is_final=True,
-        is_verified=True, verifying_observer_name=name, verifying_organization=organization,
-        previous_versions=previous, institution_name=institution,
-        series_description="Radiology report (signed)", coding_schemes=coding_schemes(),
-        **content_times(signed_at))
+        series_instance_uid=series,
+        series_number=SERIES_REPORT,
+        sop_instance_uid=instance,
+        instance_number=version,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=True,
+        is_verified=True,
+        verifying_observer_name=name,
+        verifying_organization=organization,
+        previous_versions=previous,
+        institution_name=institution,
+        series_description="Radiology report (signed)",
+        coding_schemes=coding_schemes(),
+        **content_times(signed_at),
+    )
     sr.VerifyingObserverSequence[0].VerificationDateTime = DT(
-        utc_naive(signed_at).strftime("%Y%m%d%H%M%S"))
+        utc_naive(signed_at).strftime("%Y%m%d%H%M%S")
+    )
     pin_times(sr, signed_at)
     return sr
 
@@ -267,8 +342,11 @@ def read_report_findings(ds: Dataset) -> dict[str, Any]:
         c = seq[0]
         return c.CodingSchemeDesignator, c.CodeValue, c.CodeMeaning
 
-    words = {codes.SCT.Present.value: "present", codes.SCT.Absent.value: "absent",
-             codes.SCT.Indeterminate.value: "indeterminate"}
+    words = {
+        codes.SCT.Present.value: "present",
+        codes.SCT.Absent.value: "absent",
+        codes.SCT.Indeterminate.value: "indeterminate",
+    }
     verdicts = {v[1]: k for k, v in VERDICTS.items()}
     stated, ai = [], []
     for section in ds.ContentSequence:
@@ -276,9 +354,11 @@ def read_report_findings(ds: Dataset) -> dict[str, Any]:
             continue
         name = code(section.ConceptNameCodeSequence)
         if name[1] == codes.DCM.Findings.value:
-            stated += [(code(i.ConceptNameCodeSequence), words.get(
-                i.ConceptCodeSequence[0].CodeValue)) for i in section.ContentSequence
-                if i.ValueType == "CODE"]
+            stated += [
+                (code(i.ConceptNameCodeSequence), words.get(i.ConceptCodeSequence[0].CodeValue))
+                for i in section.ContentSequence
+                if i.ValueType == "CODE"
+            ]
         elif name[:2] == AI_SUGGESTIONS[:2]:
             for item in section.ContentSequence:
                 if item.ValueType != "CODE":
@@ -287,9 +367,9 @@ def read_report_findings(ds: Dataset) -> dict[str, Any]:
                 for prop in item.get("ContentSequence") or []:
                     key = code(prop.ConceptNameCodeSequence)[:2]
                     if prop.ValueType == "NUM":
-                        row[{codes.DCM.Probability.value: "probability"}.get(
-                            key[1], "threshold")] = float(
-                            prop.MeasuredValueSequence[0].NumericValue)
+                        row[
+                            {codes.DCM.Probability.value: "probability"}.get(key[1], "threshold")
+                        ] = float(prop.MeasuredValueSequence[0].NumericValue)
                     elif key == AI_DECISION[:2]:
                         row["state"] = words.get(prop.ConceptCodeSequence[0].CodeValue)
                     elif key == BASIS[:2]:

@@ -96,8 +96,15 @@ def _rejection_seen(results: list[int]) -> Callable[[Any], None]:
     return handler
 
 
-def c_store(objects: Sequence[Dataset], ae_title: str, host: str, port: int, *,
-            calling_ae: str = "MEDAI", timeout: float = 30.0) -> list[StoreOutcome]:
+def c_store(
+    objects: Sequence[Dataset],
+    ae_title: str,
+    host: str,
+    port: int,
+    *,
+    calling_ae: str = "MEDAI",
+    timeout: float = 30.0,
+) -> list[StoreOutcome]:
     """C-STORE ``objects`` to ``ae_title@host:port`` in one association.
 
     Returns one outcome per object when all were stored (warnings included); raises
@@ -119,14 +126,21 @@ def c_store(objects: Sequence[Dataset], ae_title: str, host: str, port: int, *,
     for sop_class, syntaxes in wanted.items():
         ae.add_requested_context(sop_class, syntaxes)
     rejections: list[int] = []
-    assoc = ae.associate(host, port, ae_title=ae_title,
-                         evt_handlers=[(evt.EVT_PDU_RECV, _rejection_seen(rejections))])
+    assoc = ae.associate(
+        host,
+        port,
+        ae_title=ae_title,
+        evt_handlers=[(evt.EVT_PDU_RECV, _rejection_seen(rejections))],
+    )
     not_sent = [StoreOutcome(*_uids(ds), NOT_SENT, False) for ds in objects]
     if not assoc.is_established:
         if rejections:  # every rejection, including those pynetdicom's is_rejected misses
             permanent = rejections[0] == 0x01
-            log.warning("C-STORE to %s: association rejected (%s)", where,
-                        "permanent" if permanent else "transient")
+            log.warning(
+                "C-STORE to %s: association rejected (%s)",
+                where,
+                "permanent" if permanent else "transient",
+            )
             kind = DestinationRejected if permanent else DestinationUnavailable
             raise kind(where, "association rejected", not_sent)
         if assoc.rejected_contexts and not assoc.accepted_contexts:
@@ -146,10 +160,10 @@ def c_store(objects: Sequence[Dataset], ae_title: str, host: str, port: int, *,
             status = reply.get("Status") if reply is not None else None
             if status is None:  # no answer: the association was aborted or timed out
                 outcomes += not_sent[i:]
-                log.warning("C-STORE to %s: connection lost after %d of %d objects", where,
-                            i, len(objects))
-                raise DestinationUnavailable(where, "connection lost during C-STORE",
-                                             outcomes)
+                log.warning(
+                    "C-STORE to %s: connection lost after %d of %d objects", where, i, len(objects)
+                )
+                raise DestinationUnavailable(where, "connection lost during C-STORE", outcomes)
             outcomes.append(StoreOutcome(uid, sop_class, int(status), _stored(int(status))))
     finally:
         if assoc.is_established:
@@ -159,12 +173,14 @@ def c_store(objects: Sequence[Dataset], ae_title: str, host: str, port: int, *,
 
 def _finish(where: str, how: str, outcomes: list[StoreOutcome]) -> list[StoreOutcome]:
     refused = [o for o in outcomes if not o.stored]
-    log.info("%s to %s: %d stored, %d refused", how, where, len(outcomes) - len(refused),
-             len(refused))
+    log.info(
+        "%s to %s: %d stored, %d refused", how, where, len(outcomes) - len(refused), len(refused)
+    )
     if refused:
         codes = sorted({f"0x{o.status:04X}" if o.status >= 0 else "not sent" for o in refused})
-        raise DestinationRejected(where, f"{len(refused)} object(s) refused: "
-                                         f"{', '.join(codes)}", outcomes)
+        raise DestinationRejected(
+            where, f"{len(refused)} object(s) refused: {', '.join(codes)}", outcomes
+        )
     return outcomes
 
 
@@ -197,8 +213,9 @@ def _reply_dataset(response) -> Dataset | None:
         return None
 
 
-def stow_rs(objects: Sequence[Dataset], url: str, *, timeout: float = 30.0,
-            session=None) -> list[StoreOutcome]:
+def stow_rs(
+    objects: Sequence[Dataset], url: str, *, timeout: float = 30.0, session=None
+) -> list[StoreOutcome]:
     """STOW-RS ``objects`` to the DICOMweb service at ``url`` (its root, e.g.
     ``http://pacs/dicom-web``) in one request; outcomes and errors as ``c_store``. The
     client's own retries are off: retrying is the outbox's."""
@@ -213,8 +230,9 @@ def stow_rs(objects: Sequence[Dataset], url: str, *, timeout: float = 30.0,
     except requests.HTTPError as exc:
         response = exc.response
         code = response.status_code if response is not None else 0
-        outcomes = _stow_outcomes(objects, _reply_dataset(response)) if response is not None \
-            else not_sent
+        outcomes = (
+            _stow_outcomes(objects, _reply_dataset(response)) if response is not None else not_sent
+        )
         log.warning("STOW-RS to %s: HTTP %d", url, code)
         if code >= 500 or code in (408, 429):
             raise DestinationUnavailable(url, f"HTTP {code}", outcomes) from None

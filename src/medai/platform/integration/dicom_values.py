@@ -66,6 +66,7 @@ class InvalidAttribute(IdentityError):
 
 # --- in ---------------------------------------------------------------------------------------
 
+
 def _raw(ds: Any, keyword: str) -> list[str]:
     """The values of an attribute as text, padding removed ([] when absent or empty)."""
     try:
@@ -74,8 +75,11 @@ def _raw(ds: Any, keyword: str) -> list[str]:
         raise InvalidAttribute(keyword, "cannot be read") from None
     if value is None:
         return []
-    values = list(value) if isinstance(value, list | tuple) or \
-        type(value).__name__ == "MultiValue" else [value]
+    values = (
+        list(value)
+        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue"
+        else [value]
+    )
     out = [str(v).rstrip(" \x00") for v in values]
     return [] if out == [""] else out
 
@@ -120,8 +124,9 @@ def check_person_name(keyword: str, value: str) -> None:
         raise InvalidAttribute(keyword, f"more than {PN_GROUPS} component groups")
     for group in groups:
         if len(group) > PN_GROUP_MAX:
-            raise InvalidAttribute(keyword, f"a component group longer than {PN_GROUP_MAX} "
-                                            "characters")
+            raise InvalidAttribute(
+                keyword, f"a component group longer than {PN_GROUP_MAX} characters"
+            )
         if group.count("^") >= PN_COMPONENTS:
             raise InvalidAttribute(keyword, f"more than {PN_COMPONENTS} name components")
 
@@ -147,6 +152,7 @@ def check(ds: Any) -> None:
 
 # --- out --------------------------------------------------------------------------------------
 
+
 def outgoing_uid(value: str | None) -> str:
     """``value`` when it is a UID; else (a row or file from before ``check``) a valid UID
     derived from it, the same every time; "" stays ""."""
@@ -168,8 +174,11 @@ def outgoing_person_name(value: Any) -> str:
     groups = []
     for group in text.split("=")[:PN_GROUPS]:
         parts = group.split("^")
-        kept = "^".join(parts[:PN_COMPONENTS - 1] + ["".join(parts[PN_COMPONENTS - 1:])]
-                        if len(parts) > PN_COMPONENTS else parts)
+        kept = "^".join(
+            parts[: PN_COMPONENTS - 1] + ["".join(parts[PN_COMPONENTS - 1 :])]
+            if len(parts) > PN_COMPONENTS
+            else parts
+        )
         groups.append(kept[:PN_GROUP_MAX])
     return "=".join(groups).rstrip("=")
 
@@ -243,21 +252,42 @@ def outgoing_study(study: dict[str, Any]) -> dict[str, Any]:
     d = {**d, **{k: outgoing_uid(d[k]) or None for k in _STUDY_UIDS if d.get(k)}}
     if d.get("patient_name"):
         d["patient_name"] = outgoing_person_name(d["patient_name"]) or None
-    for key, limit in (("patient_id", TEXT_LIMITS["PatientID"]),
-                       ("accession", TEXT_LIMITS["AccessionNumber"])):
+    for key, limit in (
+        ("patient_id", TEXT_LIMITS["PatientID"]),
+        ("accession", TEXT_LIMITS["AccessionNumber"]),
+    ):
         if d.get(key):
             d[key] = outgoing_text(d[key], limit) or None
-    d["series"] = [_outgoing_series(s) for s in d.get("series") or []] \
-        if d.get("series") is not None else None
+    d["series"] = (
+        [_outgoing_series(s) for s in d.get("series") or []]
+        if d.get("series") is not None
+        else None
+    )
     return {**out, "dicom": d}
 
 
 def _outgoing_series(series: dict[str, Any]) -> dict[str, Any]:
-    return {**series, "series_uid": outgoing_uid(series.get("series_uid")),
-            "instances": [{**i, "sop_uid": outgoing_uid(i.get("sop_uid")),
-                           "sop_class": outgoing_uid(i.get("sop_class"))}
-                          for i in series.get("instances") or []]}
+    return {
+        **series,
+        "series_uid": outgoing_uid(series.get("series_uid")),
+        "instances": [
+            {
+                **i,
+                "sop_uid": outgoing_uid(i.get("sop_uid")),
+                "sop_class": outgoing_uid(i.get("sop_class")),
+            }
+            for i in series.get("instances") or []
+        ],
+    }
 
 
-__all__ = ["InvalidAttribute", "check", "is_uid", "outgoing_header", "outgoing_person_name",
-           "outgoing_study", "outgoing_text", "outgoing_uid"]
+__all__ = [
+    "InvalidAttribute",
+    "check",
+    "is_uid",
+    "outgoing_header",
+    "outgoing_person_name",
+    "outgoing_study",
+    "outgoing_text",
+    "outgoing_uid",
+]

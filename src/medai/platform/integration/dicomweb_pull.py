@@ -30,9 +30,15 @@ CALLING = "DICOMWEB"  # what the audit names as the sender of a pulled instance
 Dispatch = Callable[[int, int, bool], None]
 # the attributes a QIDO-RS instance search is asked for: enough to skip a bomb unfetched
 SIZE_FIELDS = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel")
-_TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E",
-         "SOPInstanceUID": "00080018", "Rows": "00280010", "Columns": "00280011",
-         "NumberOfFrames": "00280008", "SamplesPerPixel": "00280002"}
+_TAGS = {
+    "StudyInstanceUID": "0020000D",
+    "SeriesInstanceUID": "0020000E",
+    "SOPInstanceUID": "00080018",
+    "Rows": "00280010",
+    "Columns": "00280011",
+    "NumberOfFrames": "00280008",
+    "SamplesPerPixel": "00280002",
+}
 
 
 class PullError(Exception):
@@ -48,8 +54,13 @@ class PullReport:
     queued: list[int] = field(default_factory=list)  # study ids whose analysis was queued
 
     def as_dict(self) -> dict[str, Any]:
-        return {"studies": self.studies, "fetched": self.fetched, "known": self.known,
-                "refused": dict(self.refused), "queued": list(self.queued)}
+        return {
+            "studies": self.studies,
+            "fetched": self.fetched,
+            "known": self.known,
+            "refused": dict(self.refused),
+            "queued": list(self.queued),
+        }
 
 
 def _value(item: dict, keyword: str) -> Any:
@@ -65,8 +76,12 @@ def declares_too_much(item: dict) -> bool:
     rows, cols = _value(item, "Rows"), _value(item, "Columns")
     if rows is None or cols is None:
         return False
-    return declared_too_large(int(rows), int(cols), int(_value(item, "NumberOfFrames") or 1),
-                              int(_value(item, "SamplesPerPixel") or 1))
+    return declared_too_large(
+        int(rows),
+        int(cols),
+        int(_value(item, "NumberOfFrames") or 1),
+        int(_value(item, "SamplesPerPixel") or 1),
+    )
 
 
 def _client(url: str, timeout: float) -> Any:
@@ -78,10 +93,19 @@ def _client(url: str, timeout: float) -> Any:
 class Puller:
     """One PACS, polled on a schedule (``start``/``stop``) or once (``pull``)."""
 
-    def __init__(self, p: Platform, url: str, dispatch: Dispatch | None = None, *,
-                 every_s: float = 60.0, lookback_days: int = 1, timeout_s: float = 30.0,
-                 language: str = "tr", client: Any = None,
-                 today: Callable[[], date] = date.today) -> None:
+    def __init__(
+        self,
+        p: Platform,
+        url: str,
+        dispatch: Dispatch | None = None,
+        *,
+        every_s: float = 60.0,
+        lookback_days: int = 1,
+        timeout_s: float = 30.0,
+        language: str = "tr",
+        client: Any = None,
+        today: Callable[[], date] = date.today,
+    ) -> None:
         self.p, self.url, self.dispatch = p, url.rstrip("/"), dispatch
         self.every_s, self.lookback_days, self.language = every_s, lookback_days, language
         self.today = today
@@ -93,28 +117,34 @@ class Puller:
     def _studies(self) -> list[str]:
         since = self.today() - timedelta(days=self.lookback_days)
         found = self._client.search_for_studies(
-            search_filters={"StudyDate": f"{since:%Y%m%d}-"}, get_remaining=True)
+            search_filters={"StudyDate": f"{since:%Y%m%d}-"}, get_remaining=True
+        )
         return [uid for uid in (_value(s, "StudyInstanceUID") for s in found) if uid]
 
     def _instances(self, study_uid: str) -> list[dict]:
-        return self._client.search_for_instances(study_instance_uid=study_uid,
-                                                 fields=list(SIZE_FIELDS), get_remaining=True)
+        return self._client.search_for_instances(
+            study_instance_uid=study_uid, fields=list(SIZE_FIELDS), get_remaining=True
+        )
 
     def _known(self, sop_uids: Iterable[str]) -> set[str]:
         uids = [u for u in sop_uids if u]
         if not uids:
             return set()
         with self.p.db.reader() as db:  # stored, or kept aside as an identity conflict
-            return set(db.scalars(select(DicomInstance.sop_uid)
-                                  .where(DicomInstance.sop_uid.in_(uids)))) | \
-                set(db.scalars(select(IdentityConflict.sop_uid)
-                               .where(IdentityConflict.sop_uid.in_(uids))))
+            return set(
+                db.scalars(select(DicomInstance.sop_uid).where(DicomInstance.sop_uid.in_(uids)))
+            ) | set(
+                db.scalars(
+                    select(IdentityConflict.sop_uid).where(IdentityConflict.sop_uid.in_(uids))
+                )
+            )
 
     def _fetch(self, study_uid: str, item: dict) -> bytes:
         from pydicom import dcmwrite
 
-        ds = self._client.retrieve_instance(study_uid, _value(item, "SeriesInstanceUID"),
-                                            _value(item, "SOPInstanceUID"))
+        ds = self._client.retrieve_instance(
+            study_uid, _value(item, "SeriesInstanceUID"), _value(item, "SOPInstanceUID")
+        )
         out = io.BytesIO()
         dcmwrite(out, ds, enforce_file_format=True)
         return out.getvalue()
@@ -142,8 +172,14 @@ class Puller:
                     continue
                 self._file(study_uid, item, report)
         self.last = report
-        log.info("dicomweb pull %s: studies=%d fetched=%d known=%d refused=%d", self.url,
-                 report.studies, report.fetched, report.known, sum(report.refused.values()))
+        log.info(
+            "dicomweb pull %s: studies=%d fetched=%d known=%d refused=%d",
+            self.url,
+            report.studies,
+            report.fetched,
+            report.known,
+            sum(report.refused.values()),
+        )
         return report
 
     def _file(self, study_uid: str, item: dict, report: PullReport) -> None:
@@ -152,16 +188,20 @@ class Puller:
         except Exception as exc:  # one instance the PACS would not give: the next pass tries
             name = "fetch_failed"
             report.refused[name] = report.refused.get(name, 0) + 1
-            log.warning("dicomweb pull %s: an instance could not be fetched (%s)", self.url,
-                        type(exc).__name__)
+            log.warning(
+                "dicomweb pull %s: an instance could not be fetched (%s)",
+                self.url,
+                type(exc).__name__,
+            )
             return
         try:
             got = receive.store(self.p, data, CALLING, None, self.language)
         except receive.Refused as exc:  # its text names the rule and attribute, no value
             name = type(exc).__name__.lower()
             report.refused[name] = report.refused.get(name, 0) + 1
-            log.warning("dicomweb pull %s: an instance refused with 0x%04X: %s", self.url,
-                        exc.status, exc)
+            log.warning(
+                "dicomweb pull %s: an instance refused with 0x%04X: %s", self.url, exc.status, exc
+            )
             return
         report.fetched += 1
         if got.job_id is not None:
@@ -170,8 +210,7 @@ class Puller:
                 try:
                     self.dispatch(got.study_id, got.job_id, False)
                 except Exception as exc:  # the job row stays queued; a poller takes it
-                    log.error("dispatching study %s failed: %s", got.study_id,
-                              type(exc).__name__)
+                    log.error("dispatching study %s failed: %s", got.study_id, type(exc).__name__)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -184,8 +223,7 @@ class Puller:
             self._stop.wait(self.every_s)
 
     def start(self) -> Puller:
-        self._thread = threading.Thread(target=self._loop, name="medai-dicomweb-pull",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="medai-dicomweb-pull", daemon=True)
         self._thread.start()
         return self
 

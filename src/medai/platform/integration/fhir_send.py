@@ -37,30 +37,33 @@ def stable_id(resource_type: str, rid: str, prefix: str) -> str:
 
 def _rewrite(value: Any, ids: dict[str, str]) -> Any:
     if isinstance(value, dict):
-        return {k: (ids.get(v, v) if k == "reference" and isinstance(v, str)
-                    else _rewrite(v, ids)) for k, v in value.items()}
+        return {
+            k: (ids.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, ids))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_rewrite(v, ids) for v in value]
     return value
 
 
-def transaction(bundle: dict[str, Any], base_url: str, prefix: str = "medai-"
-                ) -> dict[str, Any]:
+def transaction(bundle: dict[str, Any], base_url: str, prefix: str = "medai-") -> dict[str, Any]:
     """The collection ``bundle`` as a transaction of PUTs to stable ids."""
     from fhir.resources.R4B.bundle import Bundle
 
     base = base_url.rstrip("/")
     resources = [copy.deepcopy(e["resource"]) for e in bundle.get("entry") or []]
-    ids = {f"{r['resourceType']}/{r['id']}":
-           f"{r['resourceType']}/{stable_id(r['resourceType'], r['id'], prefix)}"
-           for r in resources}
+    ids = {
+        f"{r['resourceType']}/{r['id']}": f"{r['resourceType']}/{stable_id(r['resourceType'], r['id'], prefix)}"
+        for r in resources
+    }
     entries = []
     for r in resources:
         ref = ids[f"{r['resourceType']}/{r['id']}"]
         r = _rewrite(r, ids)
         r["id"] = ref.split("/", 1)[1]
-        entries.append({"fullUrl": f"{base}/{ref}", "resource": r,
-                        "request": {"method": "PUT", "url": ref}})
+        entries.append(
+            {"fullUrl": f"{base}/{ref}", "resource": r, "request": {"method": "PUT", "url": ref}}
+        )
     out = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     if bundle.get("timestamp"):
         out["timestamp"] = bundle["timestamp"]
@@ -75,13 +78,25 @@ def _issue_codes(response) -> str:
         return ""
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return ""
-    codes = sorted({str(i.get("code")) for i in body.get("issue") or []
-                    if isinstance(i, dict) and i.get("code")})
+    codes = sorted(
+        {
+            str(i.get("code"))
+            for i in body.get("issue") or []
+            if isinstance(i, dict) and i.get("code")
+        }
+    )
     return f" ({', '.join(codes)[:60]})" if codes else ""
 
 
-def send(bundle: dict[str, Any], url: str, *, where: str, timeout: float = 30.0,
-         token_env: str | None = None, client=None) -> int:
+def send(
+    bundle: dict[str, Any],
+    url: str,
+    *,
+    where: str,
+    timeout: float = 30.0,
+    token_env: str | None = None,
+    client=None,
+) -> int:
     """POST the transaction to the server's base ``url``; the number of resources it
     answered for. ``where`` names the destination in errors and logs (no credentials)."""
     import httpx
@@ -114,11 +129,17 @@ def send(bundle: dict[str, Any], url: str, *, where: str, timeout: float = 30.0,
         reply = response.json()
     except ValueError:
         raise DestinationRejected(where, "the answer is not FHIR JSON") from None
-    answered = [e.get("response") or {} for e in (reply.get("entry") or [])
-                if isinstance(e, dict)] if isinstance(reply, dict) else []
+    answered = (
+        [e.get("response") or {} for e in (reply.get("entry") or []) if isinstance(e, dict)]
+        if isinstance(reply, dict)
+        else []
+    )
     bad = [r.get("status", "") for r in answered if not str(r.get("status", "")).startswith("2")]
     if len(answered) != len(bundle["entry"]) or bad:
-        raise DestinationRejected(where, f"transaction-response has {len(answered)} of "
-                                         f"{len(bundle['entry'])} entries, {len(bad)} not 2xx")
+        raise DestinationRejected(
+            where,
+            f"transaction-response has {len(answered)} of "
+            f"{len(bundle['entry'])} entries, {len(bad)} not 2xx",
+        )
     log.info("FHIR to %s: %d resources stored", where, len(answered))
     return len(answered)

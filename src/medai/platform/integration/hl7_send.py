@@ -46,26 +46,38 @@ log = logging.getLogger("medai.integration.send")
 START, END = b"\x0b", b"\x1c\x0d"
 MAX_ACK_BYTES = 1 << 20
 VERSION = "2.5.1"
-SECTION_CODES = {"technique": ("55111-9", "Current imaging procedure descriptions"),
-                 "findings": ("59776-5", "Procedure findings"),
-                 "impression": ("19005-8", "Radiology Impression"),
-                 "recommendation": ("18783-1", "Radiology Study recommendation")}
+SECTION_CODES = {
+    "technique": ("55111-9", "Current imaging procedure descriptions"),
+    "findings": ("59776-5", "Procedure findings"),
+    "impression": ("19005-8", "Radiology Impression"),
+    "recommendation": ("18783-1", "Radiology Study recommendation"),
+}
 RESULT_STATUS = {"preliminary": "P", "final": "F", "amended": "C"}
-STATE_CODES = {"present": "52101004^Present^SCT", "absent": "272519000^Absent^SCT",
-               "indeterminate": "82334004^Indeterminate^SCT"}
+STATE_CODES = {
+    "present": "52101004^Present^SCT",
+    "absent": "272519000^Absent^SCT",
+    "indeterminate": "82334004^Indeterminate^SCT",
+}
 AI_METHOD = "AI-SUGGESTION^AI model suggestion (not a diagnosis)^99MEDAI"
 SIGNER_METHOD = "SIGNER^Stated by the signing radiologist^99MEDAI"
-VERDICT_CODES = {"confirmed": "CONFIRMED^Confirmed by the signer^99MEDAI",
-                 "rejected": "REJECTED^Rejected by the signer^99MEDAI",
-                 "added": "ADDED^Added by the signer^99MEDAI",
-                 "decided": "DECIDED^Decided by the signer (AI undecided)^99MEDAI"}
+VERDICT_CODES = {
+    "confirmed": "CONFIRMED^Confirmed by the signer^99MEDAI",
+    "rejected": "REJECTED^Rejected by the signer^99MEDAI",
+    "added": "ADDED^Added by the signer^99MEDAI",
+    "decided": "DECIDED^Decided by the signer (AI undecided)^99MEDAI",
+}
 
 
 def escape(text: str) -> str:
     """HL7 escaping of the separators, bidi and control characters dropped (``printable``)."""
     text = printable(str(text))
-    for raw, esc in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"),
-                     ("~", "\\R\\")):
+    for raw, esc in (
+        ("\\", "\\E\\"),
+        ("|", "\\F\\"),
+        ("^", "\\S\\"),
+        ("&", "\\T\\"),
+        ("~", "\\R\\"),
+    ):
         text = text.replace(raw, esc)
     return text
 
@@ -80,10 +92,17 @@ def _ts(when: datetime | str | None) -> str:
     return when.strftime("%Y%m%d%H%M%S") + "+0000"
 
 
-def oru_r01(study: dict[str, Any], report: dict[str, Any], *, control_id: str,
-            sending_application: str = "MEDAI", sending_facility: str = "",
-            receiving_application: str = "", receiving_facility: str = "",
-            when: datetime | None = None) -> str:
+def oru_r01(
+    study: dict[str, Any],
+    report: dict[str, Any],
+    *,
+    control_id: str,
+    sending_application: str = "MEDAI",
+    sending_facility: str = "",
+    receiving_application: str = "",
+    receiving_facility: str = "",
+    when: datetime | None = None,
+) -> str:
     """The ER7 text of the report version's ORU^R01 (segments separated by CR)."""
     from hl7apy.core import Message
     from hl7apy.parser import parse_message
@@ -118,8 +137,10 @@ def oru_r01(study: dict[str, Any], report: dict[str, Any], *, control_id: str,
     if dicom.get("patient_name"):
         n = name_parts(dicom["patient_name"])
         given = n["given"] + ["", ""]
-        pid.pid_5 = "^".join(escape(x) for x in (
-            n["family"], given[0], given[1], " ".join(n["suffix"]), " ".join(n["prefix"])))
+        pid.pid_5 = "^".join(
+            escape(x)
+            for x in (n["family"], given[0], given[1], " ".join(n["suffix"]), " ".join(n["prefix"]))
+        )
     order = result.add_group("ORU_R01_ORDER_OBSERVATION")
     order.obr.obr_1 = "1"
     order.obr.obr_3 = escape(dicom.get("accession") or f"MEDAI-{study['id']}")
@@ -163,17 +184,19 @@ def _decision_note(study: dict[str, Any], report: dict[str, Any]) -> str:
 
 def _code(task: Any, label: str) -> str:
     """OBX-3 of a label: its code (the task's, as the DICOM objects have it) as CWE."""
-    scheme, value, meaning = task.finding_code(label) if task is not None else \
-        ("99MEDAI", label, label)
+    scheme, value, meaning = (
+        task.finding_code(label) if task is not None else ("99MEDAI", label, label)
+    )
     return "^".join(escape(x) for x in (value, meaning, scheme))
 
 
-def _finding_obx(order: Any, study: dict[str, Any], report: dict[str, Any], status: str,
-                 n: int) -> None:
+def _finding_obx(
+    order: Any, study: dict[str, Any], report: dict[str, Any], status: str, n: int
+) -> None:
     """The findings' OBX after the sections' (see the module doc): the signer's, once the
     signature stated labels and the message is a result (F / C); the AI's, always P."""
-    from medai.core.tasks import TaskError
-    from medai.core.tasks import get as get_task
+    from medai.core.task_registry import TaskError
+    from medai.core.task_registry import get as get_task
     from medai.platform import report_words as rw
 
     try:
@@ -182,8 +205,11 @@ def _finding_obx(order: Any, study: dict[str, Any], report: dict[str, Any], stat
         task = None
     lang = rw.language(study)
     signed = status != "P" and bool(report.get("signed_labels"))
-    rows = [f for f in report.get("findings") or []
-            if isinstance(f, dict) and str(f.get("label") or "").strip()]
+    rows = [
+        f
+        for f in report.get("findings") or []
+        if isinstance(f, dict) and str(f.get("label") or "").strip()
+    ]
 
     def obx(sub: int, label: str, value: str, result: str, methods: list[str]) -> Any:
         nonlocal n
@@ -202,21 +228,26 @@ def _finding_obx(order: Any, study: dict[str, Any], report: dict[str, Any], stat
     for i, f in enumerate(rows, start=len(SECTION_CODES) + 1):
         label = str(f["label"])
         if signed and f.get("signer") is not None:
-            obs = obx(i, label, STATE_CODES["present" if f["signer"] else "absent"], status,
-                      [SIGNER_METHOD])
+            obs = obx(
+                i,
+                label,
+                STATE_CODES["present" if f["signer"] else "absent"],
+                status,
+                [SIGNER_METHOD],
+            )
             if report.get("signed_by"):
                 obs.obx.obx_16 = escape(report["signed_by"])
         if f.get("state") in STATE_CODES:
             verdict = VERDICT_CODES.get(str(f.get("verdict"))) if signed else None
-            obs = obx(i, label, STATE_CODES[f["state"]], "P",
-                      [AI_METHOD, *([verdict] if verdict else [])])
+            obs = obx(
+                i, label, STATE_CODES[f["state"]], "P", [AI_METHOD, *([verdict] if verdict else [])]
+            )
             words = [f"{rw.words(lang)['col_decision']}: {rw.decision(f, lang, study.get('task'))}"]
             if verdict:
                 words.append(rw.verdict(f, lang))
             for key in ("probability", "threshold"):
                 if f.get(key) is not None:
-                    words.append(f"{rw.words(lang).get('col_' + key, key)} "
-                                 f"{float(f[key]):.4f}")
+                    words.append(f"{rw.words(lang).get('col_' + key, key)} {float(f[key]):.4f}")
             nte = obs.add_segment("NTE")
             nte.nte_1 = "1"
             nte.nte_3 = escape("; ".join(words))
@@ -226,8 +257,11 @@ def _ack(data: bytes, control_id: str, where: str) -> str:
     from hl7apy.parser import parse_message
 
     try:
-        ack = parse_message(data.decode("utf-8", errors="replace").strip("\r\n"),
-                            validation_level=2, find_groups=False)
+        ack = parse_message(
+            data.decode("utf-8", errors="replace").strip("\r\n"),
+            validation_level=2,
+            find_groups=False,
+        )
         code = str(ack.msa.msa_1.value).strip()
         acked = str(ack.msa.msa_2.value).strip()
     except Exception:  # not an HL7 ACK at all
@@ -241,8 +275,7 @@ def _ack(data: bytes, control_id: str, where: str) -> str:
     raise DestinationRejected(where, f"negative ACK {code[:2] or '?'}")
 
 
-def mllp_send(message: str, host: str, port: int, control_id: str, *,
-              timeout: float = 30.0) -> str:
+def mllp_send(message: str, host: str, port: int, control_id: str, *, timeout: float = 30.0) -> str:
     """Send one message and wait for its ACK; the ACK code (AA or CA)."""
     where = f"{host}:{port}"
     try:
@@ -261,6 +294,6 @@ def mllp_send(message: str, host: str, port: int, control_id: str, *,
         log.warning("HL7 to %s: %s", where, type(exc).__name__)
         raise DestinationUnavailable(where, type(exc).__name__) from None
     start = buf.find(START)
-    code = _ack(buf[start + 1 if start >= 0 else 0:buf.index(END)], control_id, where)
+    code = _ack(buf[start + 1 if start >= 0 else 0 : buf.index(END)], control_id, where)
     log.info("HL7 to %s: ACK %s", where, code)
     return code

@@ -24,8 +24,12 @@ from medai.platform.tables import DicomInstance, Study
 log = logging.getLogger("medai.integration")
 _DATE = re.compile(r"^\d{8}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-REQUIRED = {"study_uid": "StudyInstanceUID", "series_uid": "SeriesInstanceUID",
-            "sop_uid": "SOPInstanceUID", "sop_class": "SOPClassUID"}
+REQUIRED = {
+    "study_uid": "StudyInstanceUID",
+    "series_uid": "SeriesInstanceUID",
+    "sop_uid": "SOPInstanceUID",
+    "sop_class": "SOPClassUID",
+}
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,12 @@ def from_dataset(ds: Any) -> DicomIdentity:
     dataset itself lacks)."""
     meta = getattr(ds, "file_meta", None)
     return DicomIdentity(
-        patient_id=_text(ds, "PatientID", 64), patient_name=_text(ds, "PatientName", 324),
-        issuer=_text(ds, "IssuerOfPatientID", 64), birth_date=_date(ds, "PatientBirthDate"),
-        accession=_text(ds, "AccessionNumber", 16), study_uid=_text(ds, "StudyInstanceUID", 64),
+        patient_id=_text(ds, "PatientID", 64),
+        patient_name=_text(ds, "PatientName", 324),
+        issuer=_text(ds, "IssuerOfPatientID", 64),
+        birth_date=_date(ds, "PatientBirthDate"),
+        accession=_text(ds, "AccessionNumber", 16),
+        study_uid=_text(ds, "StudyInstanceUID", 64),
         series_uid=_text(ds, "SeriesInstanceUID", 64),
         sop_uid=_text(ds, "SOPInstanceUID", 64)
         or (_text(meta, "MediaStorageSOPInstanceUID", 64) if meta is not None else ""),
@@ -103,7 +110,9 @@ def from_dataset(ds: Any) -> DicomIdentity:
         series_description=_text(ds, "SeriesDescription", 64),
         study_description=_text(ds, "StudyDescription", 64),
         protocol_name=_text(ds, "ProtocolName", 64),
-        series_number=_int(ds, "SeriesNumber"), instance_number=_int(ds, "InstanceNumber"))
+        series_number=_int(ds, "SeriesNumber"),
+        instance_number=_int(ds, "InstanceNumber"),
+    )
 
 
 def is_dicom(data: bytes) -> bool:
@@ -139,6 +148,7 @@ def checked_read(data: bytes) -> DicomIdentity | None:
 
 # --- at rest ----------------------------------------------------------------------------------
 
+
 def seal(text: str) -> bytes | None:
     return cipher().encrypt(text) if text else None
 
@@ -149,8 +159,9 @@ def unseal(token: bytes | None, study_id: int) -> str | None:
     try:
         return cipher().decrypt(token)
     except InvalidToken:  # a removed key: say so in the log, never fail the view
-        log.warning("study %s: a patient attribute cannot be decrypted with the present keys",
-                    study_id)
+        log.warning(
+            "study %s: a patient attribute cannot be decrypted with the present keys", study_id
+        )
         return None
 
 
@@ -165,9 +176,13 @@ def unseal_json(token: bytes | None, study_id: int) -> dict[str, Any] | None:
 
 # --- one patient per study ---------------------------------------------------------------------
 
-PATIENT_FIELDS = {"patient_id": "PatientID", "issuer": "IssuerOfPatientID",
-                  "patient_name": "PatientName", "birth_date": "PatientBirthDate",
-                  "accession": "AccessionNumber"}
+PATIENT_FIELDS = {
+    "patient_id": "PatientID",
+    "issuer": "IssuerOfPatientID",
+    "patient_name": "PatientName",
+    "birth_date": "PatientBirthDate",
+    "accession": "AccessionNumber",
+}
 """What an instance must share with the study it joins: who the patient is (ID and its issuer,
 name, birth date) and which order it answers (accession)."""
 
@@ -182,6 +197,7 @@ def _same_name(a: str, b: str) -> bool:
     (``YILMAZ^AYSE^^`` is ``Yilmaz^Ayse``), and they share at least one group, or both are
     empty. ``=山田^太郎`` is not ``=佐藤^花子``, and a name written only in one script is not
     taken for one written only in another."""
+
     def groups(pn: str) -> list[tuple[str, ...]]:
         out = []
         for group in (pn.split("=") + ["", ""])[:3]:
@@ -223,33 +239,49 @@ def known_patient(study: Study) -> dict[str, str] | None:
         return sealed
     if study.source is None and study.study_uid is None:
         return None
-    return {"patient_id": unseal(study.patient_key, study.id) or "",
-            "patient_name": unseal(study.patient_name, study.id) or "",
-            "accession": study.accession or ""}
+    return {
+        "patient_id": unseal(study.patient_key, study.id) or "",
+        "patient_name": unseal(study.patient_name, study.id) or "",
+        "accession": study.accession or "",
+    }
 
 
 def study_columns(identity: DicomIdentity, source: str) -> dict[str, Any]:
     """The study's identity columns (patient ID and name encrypted; the whole patient identity
     its instances must agree with, sealed, for ``reconcile``)."""
-    return {"study_uid": identity.study_uid or None, "accession": identity.accession or None,
-            "patient_key": seal(identity.patient_id),
-            "patient_name": seal(identity.patient_name),
-            "patient_identity": seal_json(patient_identity(identity)),
-            "study_date": identity.study_date or None, "source": source}
+    return {
+        "study_uid": identity.study_uid or None,
+        "accession": identity.accession or None,
+        "patient_key": seal(identity.patient_id),
+        "patient_name": seal(identity.patient_name),
+        "patient_identity": seal_json(patient_identity(identity)),
+        "study_date": identity.study_date or None,
+        "source": source,
+    }
 
 
-def instance_row(identity: DicomIdentity, study_id: int, sha: str, size: int,
-                 calling_ae: str | None) -> DicomInstance:
+def instance_row(
+    identity: DicomIdentity, study_id: int, sha: str, size: int, calling_ae: str | None
+) -> DicomInstance:
     return DicomInstance(
-        study_id=study_id, sop_uid=identity.sop_uid, series_uid=identity.series_uid,
-        sop_class=identity.sop_class, modality=identity.modality or None,
-        view_position=identity.view_position or None, body_part=identity.body_part or None,
+        study_id=study_id,
+        sop_uid=identity.sop_uid,
+        series_uid=identity.series_uid,
+        sop_class=identity.sop_class,
+        modality=identity.modality or None,
+        view_position=identity.view_position or None,
+        body_part=identity.body_part or None,
         series_description=identity.series_description or None,
-        series_number=identity.series_number, instance_number=identity.instance_number,
-        file_sha256=sha, file_size=size, calling_ae=calling_ae)
+        series_number=identity.series_number,
+        instance_number=identity.instance_number,
+        file_sha256=sha,
+        file_size=size,
+        calling_ae=calling_ae,
+    )
 
 
 # --- for people and exports -------------------------------------------------------------------
+
 
 def name_parts(pn: str | None) -> dict[str, Any]:
     """A DICOM person name's alphabetic group as family, given (given and middle names),
@@ -257,8 +289,12 @@ def name_parts(pn: str | None) -> dict[str, Any]:
     group = (pn or "").split("=")[0]
     parts = [p.strip() for p in group.split("^")] + [""] * 5
     family, given, middle, prefix, suffix = parts[:5]
-    return {"family": family, "given": [g for g in (given, middle) if g],
-            "prefix": [prefix] if prefix else [], "suffix": [suffix] if suffix else []}
+    return {
+        "family": family,
+        "given": [g for g in (given, middle) if g],
+        "prefix": [prefix] if prefix else [],
+        "suffix": [suffix] if suffix else [],
+    }
 
 
 def display_name(pn: str | None) -> str:
@@ -269,12 +305,12 @@ def display_name(pn: str | None) -> str:
     return ", ".join(p for p in (parts["family"], given) if p)
 
 
-_SERIES_KEYS = ("modality", "view_position", "body_part", "series_description",
-                "series_number")
+_SERIES_KEYS = ("modality", "view_position", "body_part", "series_description", "series_number")
 
 
-def as_dict(study: Study, instances: list[DicomInstance] | None,
-            with_series: bool = True) -> dict[str, Any] | None:
+def as_dict(
+    study: Study, instances: list[DicomInstance] | None, with_series: bool = True
+) -> dict[str, Any] | None:
     """The study's DICOM identity for the API (None for a study that has none): the patient,
     the order, the study, the instance the AI reads (``modality``, ``view_position``,
     ``body_part``, ``series_description``, ``series_uid``, ``sop_uid``) and its series with
@@ -282,30 +318,57 @@ def as_dict(study: Study, instances: list[DicomInstance] | None,
     if study.source is None and not instances:  # an image without a DICOM identity
         return None
     instances = instances or []
-    shown = next((i for i in instances if i.file_sha256 == study.file_sha256),
-                 instances[0] if instances else None)
+    shown = next(
+        (i for i in instances if i.file_sha256 == study.file_sha256),
+        instances[0] if instances else None,
+    )
     out: dict[str, Any] = {
         "patient_id": unseal(study.patient_key, study.id),
         "patient_name": unseal(study.patient_name, study.id),
-        "accession": study.accession, "study_uid": study.study_uid,
-        "study_date": study.study_date, "source": study.source or "upload",
+        "accession": study.accession,
+        "study_uid": study.study_uid,
+        "study_date": study.study_date,
+        "source": study.source or "upload",
         "series_uid": shown.series_uid if shown else None,
         "sop_uid": shown.sop_uid if shown else None,
         "sop_class": shown.sop_class if shown else None,
         **{k: getattr(shown, k) if shown else None for k in _SERIES_KEYS},
-        "instances": len(instances)}
+        "instances": len(instances),
+    }
     series: dict[str, dict[str, Any]] = {}
     for i in instances if with_series else []:
-        entry = series.setdefault(i.series_uid, {"series_uid": i.series_uid,
-                                                 **{k: getattr(i, k) for k in _SERIES_KEYS},
-                                                 "instances": []})
-        entry["instances"].append({"sop_uid": i.sop_uid, "sop_class": i.sop_class,
-                                   "number": i.instance_number})
+        entry = series.setdefault(
+            i.series_uid,
+            {
+                "series_uid": i.series_uid,
+                **{k: getattr(i, k) for k in _SERIES_KEYS},
+                "instances": [],
+            },
+        )
+        entry["instances"].append(
+            {"sop_uid": i.sop_uid, "sop_class": i.sop_class, "number": i.instance_number}
+        )
     out["series"] = list(series.values()) if with_series else None
     return out
 
 
-__all__ = ["PATIENT_FIELDS", "DicomIdentity", "IdentityError", "as_dict", "disagreements",
-           "display_name", "from_dataset", "instance_row", "is_dicom", "known_patient",
-           "name_parts", "patient_identity", "read", "seal", "seal_json", "study_columns",
-           "unseal", "unseal_json"]
+__all__ = [
+    "PATIENT_FIELDS",
+    "DicomIdentity",
+    "IdentityError",
+    "as_dict",
+    "disagreements",
+    "display_name",
+    "from_dataset",
+    "instance_row",
+    "is_dicom",
+    "known_patient",
+    "name_parts",
+    "patient_identity",
+    "read",
+    "seal",
+    "seal_json",
+    "study_columns",
+    "unseal",
+    "unseal_json",
+]

@@ -84,21 +84,36 @@ def configured() -> list[Any]:
 
 # --- enqueue (inside the event's transaction) -----------------------------------------------
 
+
 def has_dicom_identity(db: Session, study: Study) -> bool:
     """Whether the study's image came as DICOM (its UIDs are what the PACS files under)."""
     if not study.study_uid:
         return False
-    return db.scalar(select(DicomInstance.id).where(
-        DicomInstance.study_id == study.id,
-        DicomInstance.file_sha256 == study.file_sha256).limit(1)) is not None
+    return (
+        db.scalar(
+            select(DicomInstance.id)
+            .where(
+                DicomInstance.study_id == study.id, DicomInstance.file_sha256 == study.file_sha256
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _wake_after_commit(db: Session) -> None:
     sa_event.listen(db, "after_commit", lambda _s: WAKE.set(), once=True)
 
 
-def _enqueue(db: Session, event: str, key: str, study: Study, destinations: Iterable[Any],
-             report_version: int | None, ai_result_id: int | None) -> list[OutboxItem]:
+def _enqueue(
+    db: Session,
+    event: str,
+    key: str,
+    study: Study,
+    destinations: Iterable[Any],
+    report_version: int | None,
+    ai_result_id: int | None,
+) -> list[OutboxItem]:
     wanted = [d for d in destinations if event in d.events]
     if not wanted:
         return []
@@ -108,9 +123,17 @@ def _enqueue(db: Session, event: str, key: str, study: Study, destinations: Iter
     for d in wanted:
         if d.name in have:
             continue  # enqueued once per destination
-        row = OutboxItem(event=event, event_key=key, destination=d.name, kind=d.kind,
-                         study_id=study.id, report_version=report_version,
-                         ai_result_id=ai_result_id, state="queued", attempts=0)
+        row = OutboxItem(
+            event=event,
+            event_key=key,
+            destination=d.name,
+            kind=d.kind,
+            study_id=study.id,
+            report_version=report_version,
+            ai_result_id=ai_result_id,
+            state="queued",
+            attempts=0,
+        )
         if d.kind in DICOM_KINDS:
             dicom_ok = has_dicom_identity(db, study) if dicom_ok is None else dicom_ok
             if not dicom_ok:
@@ -123,48 +146,78 @@ def _enqueue(db: Session, event: str, key: str, study: Study, destinations: Iter
     return rows
 
 
-def on_analysed(db: Session, study: Study, ai_result_id: int, report: ReportVersion,
-                destinations: Iterable[Any] | None = None) -> list[OutboxItem]:
+def on_analysed(
+    db: Session,
+    study: Study,
+    ai_result_id: int,
+    report: ReportVersion,
+    destinations: Iterable[Any] | None = None,
+) -> list[OutboxItem]:
     """The analysis stored its findings and the AI draft (version ``report``)."""
-    return _enqueue(db, "analysed", f"analysed:{study.id}:{ai_result_id}", study,
-                    configured() if destinations is None else destinations,
-                    report.version, ai_result_id)
+    return _enqueue(
+        db,
+        "analysed",
+        f"analysed:{study.id}:{ai_result_id}",
+        study,
+        configured() if destinations is None else destinations,
+        report.version,
+        ai_result_id,
+    )
 
 
-def on_signed(db: Session, study: Study, report: ReportVersion,
-              destinations: Iterable[Any] | None = None) -> list[OutboxItem]:
+def on_signed(
+    db: Session, study: Study, report: ReportVersion, destinations: Iterable[Any] | None = None
+) -> list[OutboxItem]:
     """A version was signed (final, or a signed amendment)."""
     if report.signed_by is None:
         return []
-    return _enqueue(db, "signed", f"signed:{study.id}:{report.version}", study,
-                    configured() if destinations is None else destinations,
-                    report.version, None)
+    return _enqueue(
+        db,
+        "signed",
+        f"signed:{study.id}:{report.version}",
+        study,
+        configured() if destinations is None else destinations,
+        report.version,
+        None,
+    )
 
 
 def control_id(item: OutboxItem) -> str:
     """The HL7 message control id of a row (MSH-10, 20 characters): the same on every
     resend of the event to that destination."""
-    return "MD" + hashlib.sha256(f"{item.event_key}|{item.destination}".encode()
-                                 ).hexdigest()[:18]
+    return "MD" + hashlib.sha256(f"{item.event_key}|{item.destination}".encode()).hexdigest()[:18]
 
 
 # --- claim and mark ---------------------------------------------------------------------------
 
+
 def _due(now: datetime):
     earlier = aliased(OutboxItem)
-    blocked = exists().where(earlier.destination == OutboxItem.destination,
-                             earlier.study_id == OutboxItem.study_id,
-                             earlier.id < OutboxItem.id, earlier.state.in_(PENDING))
+    blocked = exists().where(
+        earlier.destination == OutboxItem.destination,
+        earlier.study_id == OutboxItem.study_id,
+        earlier.id < OutboxItem.id,
+        earlier.state.in_(PENDING),
+    )
     held = open_conflict_clause(OutboxItem.study_id)  # the right patient, always
-    waiting = (OutboxItem.state == "queued") & or_(OutboxItem.next_at.is_(None),
-                                                   OutboxItem.next_at <= now) & ~blocked \
+    waiting = (
+        (OutboxItem.state == "queued")
+        & or_(OutboxItem.next_at.is_(None), OutboxItem.next_at <= now)
+        & ~blocked
         & ~held
+    )
     orphaned = (OutboxItem.state == "sending") & (OutboxItem.lease_until < now) & ~held
     return or_(waiting, orphaned)
 
 
-def claim(db: Session, worker: str, now: datetime, lease_s: float,
-          skip: Iterable[str] = (), only: Iterable[str] | None = None) -> OutboxItem | None:
+def claim(
+    db: Session,
+    worker: str,
+    now: datetime,
+    lease_s: float,
+    skip: Iterable[str] = (),
+    only: Iterable[str] | None = None,
+) -> OutboxItem | None:
     """Claim the oldest due row (not for the destinations in ``skip``; only for those in
     ``only`` when given): ``sending``, under ``worker``'s lease."""
     q = select(OutboxItem.id).where(_due(now))
@@ -173,52 +226,96 @@ def claim(db: Session, worker: str, now: datetime, lease_s: float,
     if only is not None:
         q = q.where(OutboxItem.destination.in_(list(only)))
     candidates = db.scalars(q.order_by(OutboxItem.id).limit(8)).all()
-    rid = claim_first(db, OutboxItem, candidates, _due(now), {
-        "state": "sending", "worker": worker, "attempts": OutboxItem.attempts + 1,
-        "lease_until": now + timedelta(seconds=lease_s), "updated_at": now})
+    rid = claim_first(
+        db,
+        OutboxItem,
+        candidates,
+        _due(now),
+        {
+            "state": "sending",
+            "worker": worker,
+            "attempts": OutboxItem.attempts + 1,
+            "lease_until": now + timedelta(seconds=lease_s),
+            "updated_at": now,
+        },
+    )
     return db.get(OutboxItem, rid) if rid is not None else None
 
 
 def _mark(db: Session, item_id: int, worker: str, now: datetime, **values: Any) -> bool:
     """Change a row this worker holds; False when it was taken over meanwhile."""
-    done = db.execute(update(OutboxItem).where(
-        OutboxItem.id == item_id, OutboxItem.worker == worker, OutboxItem.state == "sending")
+    done = db.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id, OutboxItem.worker == worker, OutboxItem.state == "sending")
         .values(updated_at=now, lease_until=None, **values)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     return done.rowcount == 1
 
 
 def mark_delivered(db: Session, item_id: int, worker: str, now: datetime, sent: int) -> bool:
-    return _mark(db, item_id, worker, now, state="delivered", delivered_at=now, sent=sent,
-                 code=None, reason=None, next_at=None)
+    return _mark(
+        db,
+        item_id,
+        worker,
+        now,
+        state="delivered",
+        delivered_at=now,
+        sent=sent,
+        code=None,
+        reason=None,
+        next_at=None,
+    )
 
 
-def mark_retry(db: Session, item_id: int, worker: str, now: datetime, delay_s: float,
-               code: str, reason: str) -> bool:
-    return _mark(db, item_id, worker, now, state="queued", code=code, reason=reason[:200],
-                 next_at=now + timedelta(seconds=delay_s))
+def mark_retry(
+    db: Session, item_id: int, worker: str, now: datetime, delay_s: float, code: str, reason: str
+) -> bool:
+    return _mark(
+        db,
+        item_id,
+        worker,
+        now,
+        state="queued",
+        code=code,
+        reason=reason[:200],
+        next_at=now + timedelta(seconds=delay_s),
+    )
 
 
 def mark_held(db: Session, item_id: int, worker: str, now: datetime) -> bool:
     """Put a claimed row back, untried: its study got an open identity conflict after the
     claim (the attempt the claim counted is given back)."""
-    return _mark(db, item_id, worker, now, state="queued",
-                 attempts=OutboxItem.attempts - 1, next_at=None)
+    return _mark(
+        db, item_id, worker, now, state="queued", attempts=OutboxItem.attempts - 1, next_at=None
+    )
 
 
-def mark_final(db: Session, item_id: int, worker: str, now: datetime, state: str, code: str,
-               reason: str) -> bool:
+def mark_final(
+    db: Session, item_id: int, worker: str, now: datetime, state: str, code: str, reason: str
+) -> bool:
     """``failed`` (a person must look) or ``skipped`` (nothing to send, said why)."""
-    return _mark(db, item_id, worker, now, state=state, code=code, reason=reason[:200],
-                 next_at=None)
+    return _mark(
+        db, item_id, worker, now, state=state, code=code, reason=reason[:200], next_at=None
+    )
 
 
 def superseded(db: Session, item: OutboxItem) -> bool:
     """Whether a later event of the same study already reached this destination (a report
     status must not go back: an old FHIR or HL7 message retried by hand is not sent)."""
-    return db.scalar(select(OutboxItem.id).where(
-        OutboxItem.destination == item.destination, OutboxItem.study_id == item.study_id,
-        OutboxItem.id > item.id, OutboxItem.state == "delivered").limit(1)) is not None
+    return (
+        db.scalar(
+            select(OutboxItem.id)
+            .where(
+                OutboxItem.destination == item.destination,
+                OutboxItem.study_id == item.study_id,
+                OutboxItem.id > item.id,
+                OutboxItem.state == "delivered",
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def retry(db: Session, item_id: int, now: datetime) -> OutboxItem:
@@ -227,14 +324,16 @@ def retry(db: Session, item_id: int, now: datetime) -> OutboxItem:
     if item is None:
         raise OutboxError("not_found", f"no delivery {item_id}")
     if item.state != "failed":
-        raise OutboxError("conflict", f"delivery {item_id} is {item.state}; only a failed one "
-                                      "can be retried")
+        raise OutboxError(
+            "conflict", f"delivery {item_id} is {item.state}; only a failed one can be retried"
+        )
     item.state, item.next_at, item.attempts, item.updated_at = "queued", None, 0, now
     _wake_after_commit(db)
     return item
 
 
 # --- what admins see: ids, destinations, states (never patient data) -------------------------
+
 
 def shown_state(item: OutboxItem, held: bool = False) -> str:
     """``held``: queued for a study with an open identity conflict (sent once decided)."""
@@ -252,17 +351,25 @@ def held_studies(db: Session, study_ids: Iterable[int]) -> set[int]:
 
 def as_dict(item: OutboxItem, held: bool = False) -> dict[str, Any]:
     shown = shown_state(item, held)
-    return {"id": item.id, "event": item.event, "destination": item.destination,
-            "kind": item.kind, "study_id": item.study_id,
-            "report_version": item.report_version, "state": shown,
-            "attempts": item.attempts,
-            "next_attempt_at": iso_utc(item.next_at) if shown in ("queued", "retrying")
-            else None,
-            "code": "identity_conflict" if shown == "held" else item.code,
-            "reason": ("held: the study has an open identity conflict" if shown == "held"
-                       else item.reason), "sent": item.sent,
-            "created_at": iso_utc(item.created_at), "updated_at": iso_utc(item.updated_at),
-            "delivered_at": iso_utc(item.delivered_at)}
+    return {
+        "id": item.id,
+        "event": item.event,
+        "destination": item.destination,
+        "kind": item.kind,
+        "study_id": item.study_id,
+        "report_version": item.report_version,
+        "state": shown,
+        "attempts": item.attempts,
+        "next_attempt_at": iso_utc(item.next_at) if shown in ("queued", "retrying") else None,
+        "code": "identity_conflict" if shown == "held" else item.code,
+        "reason": (
+            "held: the study has an open identity conflict" if shown == "held" else item.reason
+        ),
+        "sent": item.sent,
+        "created_at": iso_utc(item.created_at),
+        "updated_at": iso_utc(item.updated_at),
+        "delivered_at": iso_utc(item.delivered_at),
+    }
 
 
 def summary(db: Session, destinations: Iterable[Any] | None = None) -> list[dict[str, Any]]:
@@ -272,35 +379,67 @@ def summary(db: Session, destinations: Iterable[Any] | None = None) -> list[dict
     counts: dict[str, dict[str, int]] = {}
     held = open_conflict_clause(OutboxItem.study_id)
     for name, state, attempts, is_held, n in db.execute(
-            select(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts, held,
-                   func.count()).group_by(OutboxItem.destination, OutboxItem.state,
-                                          OutboxItem.attempts, held)):
-        shown = "held" if state == "queued" and is_held else \
-            "retrying" if state == "queued" and attempts > 0 else state
+        select(
+            OutboxItem.destination, OutboxItem.state, OutboxItem.attempts, held, func.count()
+        ).group_by(OutboxItem.destination, OutboxItem.state, OutboxItem.attempts, held)
+    ):
+        shown = (
+            "held"
+            if state == "queued" and is_held
+            else "retrying"
+            if state == "queued" and attempts > 0
+            else state
+        )
         c = counts.setdefault(name, dict.fromkeys(SHOWN, 0))
         c[shown] += n
     out = []
     for name in [*dests, *sorted(set(counts) - set(dests))]:
         d = dests.get(name)
-        next_at = db.scalar(select(func.min(OutboxItem.next_at)).where(
-            OutboxItem.destination == name, OutboxItem.state == "queued"))
-        last = db.scalars(select(OutboxItem).where(
-            OutboxItem.destination == name, OutboxItem.code.is_not(None),
-            OutboxItem.state.in_(("queued", "failed")))
-            .order_by(OutboxItem.updated_at.desc(), OutboxItem.id.desc()).limit(1)).first()
-        out.append({"name": name, "kind": d.kind if d else None,
-                    "where": d.where if d else None, "configured": d is not None,
-                    "events": list(d.events) if d else [],
-                    "counts": counts.get(name, dict.fromkeys(SHOWN, 0)),
-                    "next_attempt_at": iso_utc(next_at),
-                    "last_problem": None if last is None else {
-                        "id": last.id, "state": shown_state(last), "code": last.code,
-                        "reason": last.reason, "at": iso_utc(last.updated_at)}})
+        next_at = db.scalar(
+            select(func.min(OutboxItem.next_at)).where(
+                OutboxItem.destination == name, OutboxItem.state == "queued"
+            )
+        )
+        last = db.scalars(
+            select(OutboxItem)
+            .where(
+                OutboxItem.destination == name,
+                OutboxItem.code.is_not(None),
+                OutboxItem.state.in_(("queued", "failed")),
+            )
+            .order_by(OutboxItem.updated_at.desc(), OutboxItem.id.desc())
+            .limit(1)
+        ).first()
+        out.append(
+            {
+                "name": name,
+                "kind": d.kind if d else None,
+                "where": d.where if d else None,
+                "configured": d is not None,
+                "events": list(d.events) if d else [],
+                "counts": counts.get(name, dict.fromkeys(SHOWN, 0)),
+                "next_attempt_at": iso_utc(next_at),
+                "last_problem": None
+                if last is None
+                else {
+                    "id": last.id,
+                    "state": shown_state(last),
+                    "code": last.code,
+                    "reason": last.reason,
+                    "at": iso_utc(last.updated_at),
+                },
+            }
+        )
     return out
 
 
-def items(db: Session, destination: str | None = None, state: str | None = None,
-          limit: int = 50, offset: int = 0) -> tuple[list[OutboxItem], int]:
+def items(
+    db: Session,
+    destination: str | None = None,
+    state: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[OutboxItem], int]:
     """Rows, newest first; ``state`` is one of ``SHOWN`` (``retrying``: queued after a
     failed attempt)."""
     q = select(OutboxItem)

@@ -61,26 +61,44 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
         study = db.get(Study, item.study_id)
         if study is None:
             raise LookupError(f"study {item.study_id} is gone")
-        row = db.scalar(select(ReportVersion).where(
-            ReportVersion.study_id == study.id, ReportVersion.version == item.report_version))
+        row = db.scalar(
+            select(ReportVersion).where(
+                ReportVersion.study_id == study.id, ReportVersion.version == item.report_version
+            )
+        )
         if row is None:
             raise LookupError(f"study {study.id} has no report version {item.report_version}")
-        ai = db.get(AIResultRow, item.ai_result_id) if item.ai_result_id else \
-            studies.latest_result(db, study.id)
-        report = finding_states.of_version(db, review.as_dict(db, row),
-                                          ai.payload if ai else None)
-        previous = db.scalar(select(func.max(ReportVersion.version)).where(
-            ReportVersion.study_id == study.id, ReportVersion.version < row.version,
-            ReportVersion.signed_by.is_not(None))) if row.status == "amended" else None
+        ai = (
+            db.get(AIResultRow, item.ai_result_id)
+            if item.ai_result_id
+            else studies.latest_result(db, study.id)
+        )
+        report = finding_states.of_version(db, review.as_dict(db, row), ai.payload if ai else None)
+        previous = (
+            db.scalar(
+                select(func.max(ReportVersion.version)).where(
+                    ReportVersion.study_id == study.id,
+                    ReportVersion.version < row.version,
+                    ReportVersion.signed_by.is_not(None),
+                )
+            )
+            if row.status == "amended"
+            else None
+        )
         return Parts(
             study=studies.as_dict(db, study, with_result=False, with_series=True),
-            report=report, report_created=row.created_at, report_signed=row.signed_at,
+            report=report,
+            report_created=row.created_at,
+            report_signed=row.signed_at,
             model=(ai.payload or {}).get("model") if ai else None,
-            ai_payload=ai.payload if ai else None, ai_created=_utc(ai.created_at) if ai else None,
+            ai_payload=ai.payload if ai else None,
+            ai_created=_utc(ai.created_at) if ai else None,
             heatmap_sha=ai.heatmap_sha256 if ai else None,
-            heatmap_label=ai.heatmap_label if ai else None, source_sha=study.file_sha256,
+            heatmap_label=ai.heatmap_label if ai else None,
+            source_sha=study.file_sha256,
             film_sha=study.display_sha256 or study.file_sha256,
-            previous_signed=previous)
+            previous_signed=previous,
+        )
 
 
 def settings():
@@ -101,8 +119,9 @@ def source_header(p: Platform, sha: str):
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types; its messages can quote the header
-        raise DicomObjectError(f"the stored DICOM header cannot be read "
-                               f"({type(exc).__name__})") from None
+        raise DicomObjectError(
+            f"the stored DICOM header cannot be read ({type(exc).__name__})"
+        ) from None
     return ds
 
 
@@ -118,8 +137,7 @@ def heatmap_rgb(p: Platform, parts: Parts, overlay_png: bytes):
     raw = p.store.read(parts.film_sha)
     # the display rendition is already an 8-bit PNG of at most 2048 px: decode it once, not
     # through preview_png's decode, resize and re-encode (~0.2 s a study on this machine)
-    film_png = raw if parts.film_sha != parts.source_sha else \
-        imaging_service.preview_png(raw, 2048)
+    film_png = raw if parts.film_sha != parts.source_sha else imaging_service.preview_png(raw, 2048)
     film = np.asarray(Image.open(io.BytesIO(film_png)).convert("L"))
     overlay = np.asarray(Image.open(io.BytesIO(overlay_png)).convert("RGBA"))
     return overlay_on_film(film, overlay)
@@ -138,39 +156,68 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
     institution = settings().institution_name or None
     task = _task(parts.study.get("task"))
     if item.event == "signed":  # the signer's findings, the AI's suggestions marked as such
-        return [report_sr(source, parts.report, organization=institution or "",
-                          previous_version=parts.previous_signed, institution=institution,
-                          task=task)]
+        return [
+            report_sr(
+                source,
+                parts.report,
+                organization=institution or "",
+                previous_version=parts.previous_signed,
+                institution=institution,
+                task=task,
+            )
+        ]
     if parts.ai_payload is None or parts.ai_created is None:
         raise NothingToSend("no_ai_result", "the analysis stored no AI result")
-    objects = [findings_sr(source, parts.ai_payload, created=parts.ai_created,
-                           institution=institution)]
+    objects = [
+        findings_sr(source, parts.ai_payload, created=parts.ai_created, institution=institution)
+    ]
     if parts.heatmap_sha and parts.heatmap_label:
         overlay = p.store.read(parts.heatmap_sha)
         # the map says what the AI decided: an undecided result's candidates, a conflict
         decision = imaging_service.decision_of(parts.ai_payload)
-        objects.append(heatmap_sc(source, heatmap_rgb(p, parts, overlay),
-                                  label=parts.heatmap_label, decision=decision,
-                                  model=parts.ai_payload["model"], created=parts.ai_created,
-                                  task=task, institution=institution))
+        objects.append(
+            heatmap_sc(
+                source,
+                heatmap_rgb(p, parts, overlay),
+                label=parts.heatmap_label,
+                decision=decision,
+                model=parts.ai_payload["model"],
+                created=parts.ai_created,
+                task=task,
+                institution=institution,
+            )
+        )
         if pm_suitable(header):
             try:  # the map is extra: the SR and the picture go even when it cannot be made
                 saliency = imaging_service.saliency_of_overlay(
-                    overlay, int(header.Rows), int(header.Columns))
-                objects.append(heatmap_pm(header, saliency, label=parts.heatmap_label,
-                                          decision=decision, model=parts.ai_payload["model"],
-                                          created=parts.ai_created, task=task,
-                                          institution=institution))
+                    overlay, int(header.Rows), int(header.Columns)
+                )
+                objects.append(
+                    heatmap_pm(
+                        header,
+                        saliency,
+                        label=parts.heatmap_label,
+                        decision=decision,
+                        model=parts.ai_payload["model"],
+                        created=parts.ai_created,
+                        task=task,
+                        institution=institution,
+                    )
+                )
             except Exception as exc:  # highdicom raises many types on an unusual source
-                log.warning("outbox %s: no Parametric Map for study %s (%s)", item.id,
-                            item.study_id, type(exc).__name__)
+                log.warning(
+                    "outbox %s: no Parametric Map for study %s (%s)",
+                    item.id,
+                    item.study_id,
+                    type(exc).__name__,
+                )
     return objects
 
 
 def _task(name: Any):
     """The study's task (names its labels and their codes); None for one the registry lacks."""
-    from medai.core.tasks import TaskError
-    from medai.core.tasks import get as get_task
+    from medai.core.task_registry import TaskError
+    from medai.core.task_registry import get as get_task
 
     try:
         return get_task(str(name)) if name else None
@@ -181,6 +228,11 @@ def _task(name: Any):
 def fhir_bundle(parts: Parts) -> dict[str, Any]:
     """The report's FHIR bundle as the export route makes it (status preliminary, final or
     amended; the ImagingStudy and accession number when the study has a DICOM identity)."""
-    return exports.fhir_bundle(parts.study, parts.report, parts.model,
-                               parts.report.get("signed_by"), parts.report_created,
-                               parts.report_signed)
+    return exports.fhir_bundle(
+        parts.study,
+        parts.report,
+        parts.model,
+        parts.report.get("signed_by"),
+        parts.report_created,
+        parts.report_signed,
+    )

@@ -54,10 +54,15 @@ class Quarantined(Refused):
     status = 0xC001  # Error: Cannot understand (C000-CFFF): identity conflict
 
     def __init__(self, conflict_id: int, study_id: int, reason: str, fields: list[str]) -> None:
-        super().__init__(f"identity conflict {conflict_id} with study {study_id}: {reason} "
-                         f"({', '.join(fields)})")
-        self.conflict_id, self.study_id, self.reason, self.fields = (conflict_id, study_id,
-                                                                     reason, fields)
+        super().__init__(
+            f"identity conflict {conflict_id} with study {study_id}: {reason} ({', '.join(fields)})"
+        )
+        self.conflict_id, self.study_id, self.reason, self.fields = (
+            conflict_id,
+            study_id,
+            reason,
+            fields,
+        )
 
     @property
     def comment(self) -> str:
@@ -80,8 +85,7 @@ def account(db) -> User:
 
     user = db.scalar(select(User).where(User.username == ACCOUNT))
     if user is None:
-        user = User(username=ACCOUNT, role="clinician", password_hash=NO_PASSWORD,
-                    active=False)
+        user = User(username=ACCOUNT, role="clinician", password_hash=NO_PASSWORD, active=False)
         db.add(user)
         db.flush()
     return user
@@ -97,8 +101,9 @@ def _sop_name(uid: str) -> str:
         return "unknown SOP class"
 
 
-def store(p: Platform, data: bytes, calling_ae: str, client: str | None = None,
-          language: str = "tr") -> Received:
+def store(
+    p: Platform, data: bytes, calling_ae: str, client: str | None = None, language: str = "tr"
+) -> Received:
     """File one received instance (Part 10 bytes: preamble, file meta, dataset)."""
     if len(data) > imaging_service.MAX_BYTES:
         raise TooLarge(f"the instance is larger than {imaging_service.MAX_BYTES:,} bytes")
@@ -126,8 +131,15 @@ def store(p: Platform, data: bytes, calling_ae: str, client: str | None = None,
     return got
 
 
-def _file(p: Platform, sha: str, size: int, ident: dicom.DicomIdentity, calling_ae: str,
-          client: str | None, language: str) -> Received:
+def _file(
+    p: Platform,
+    sha: str,
+    size: int,
+    ident: dicom.DicomIdentity,
+    calling_ae: str,
+    client: str | None,
+    language: str,
+) -> Received:
     chosen = route(ident)
     for attempt in range(3):  # a concurrent first instance of the same study wins once
         try:
@@ -135,32 +147,75 @@ def _file(p: Platform, sha: str, size: int, ident: dicom.DicomIdentity, calling_
                 studies.hold_blob(db, p.store, sha)  # not discarded by a twin meanwhile
                 user = account(db)
                 filed = studies.file_study(
-                    db, user, sha=sha, size=size, content_type=DICOM_TYPE, task=chosen.task,
-                    identity=ident, source="dicom", calling_ae=calling_ae,
-                    no_model_reason=chosen.reason, language=language)
-                actor = audit.Actor(name=f"dicom:{calling_ae}"[:64], id=user.id,
-                                    role=user.role, client=client)
+                    db,
+                    user,
+                    sha=sha,
+                    size=size,
+                    content_type=DICOM_TYPE,
+                    task=chosen.task,
+                    identity=ident,
+                    source="dicom",
+                    calling_ae=calling_ae,
+                    no_model_reason=chosen.reason,
+                    language=language,
+                )
+                actor = audit.Actor(
+                    name=f"dicom:{calling_ae}"[:64], id=user.id, role=user.role, client=client
+                )
                 conflict = filed.conflict
-                audit.record(db, actor, "upload", "study", filed.study.id, source="dicom",
-                             task=filed.study.task or None, filed=filed.outcome,
-                             sop_class=ident.sop_class, bytes=size,
-                             **({"conflict": conflict.id, "reason": conflict.reason,
-                                 "fields": conflict.fields} if conflict else {}))
-                out = Received(filed.study.id, filed.job.id if filed.job else None,
-                               filed.outcome, filed.study.task or None,
-                               (conflict.id, conflict.reason, list(conflict.fields))
-                               if conflict else None)
+                audit.record(
+                    db,
+                    actor,
+                    "upload",
+                    "study",
+                    filed.study.id,
+                    source="dicom",
+                    task=filed.study.task or None,
+                    filed=filed.outcome,
+                    sop_class=ident.sop_class,
+                    bytes=size,
+                    **(
+                        {
+                            "conflict": conflict.id,
+                            "reason": conflict.reason,
+                            "fields": conflict.fields,
+                        }
+                        if conflict
+                        else {}
+                    ),
+                )
+                out = Received(
+                    filed.study.id,
+                    filed.job.id if filed.job else None,
+                    filed.outcome,
+                    filed.study.task or None,
+                    (conflict.id, conflict.reason, list(conflict.fields)) if conflict else None,
+                )
             break
         except IntegrityError:
             if attempt == 2:
                 raise
-            log.info("C-STORE from %s: another association filed this study or instance "
-                     "first; filing again", calling_ae)
+            log.info(
+                "C-STORE from %s: another association filed this study or instance "
+                "first; filing again",
+                calling_ae,
+            )
     if out.conflict is not None:
-        log.warning("C-STORE from %s: instance quarantined as identity conflict %s with study "
-                    "%s (%s: %s)", calling_ae, out.conflict[0], out.study_id, out.conflict[1],
-                    ", ".join(out.conflict[2]))
+        log.warning(
+            "C-STORE from %s: instance quarantined as identity conflict %s with study %s (%s: %s)",
+            calling_ae,
+            out.conflict[0],
+            out.study_id,
+            out.conflict[1],
+            ", ".join(out.conflict[2]),
+        )
     else:
-        log.info("C-STORE from %s: study %s %s (%s, %s)", calling_ae, out.study_id,
-                 out.outcome, _sop_name(ident.sop_class), out.task or "no model")
+        log.info(
+            "C-STORE from %s: study %s %s (%s, %s)",
+            calling_ae,
+            out.study_id,
+            out.outcome,
+            _sop_name(ident.sop_class),
+            out.task or "no model",
+        )
     return out

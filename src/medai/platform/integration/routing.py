@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medai.core import tasks as registry
+from medai.core import task_registry as registry
 from medai.platform.integration.identity import DicomIdentity
 
 STRENGTH = {"body_part": 3, "description": 2, "modality": 1}
@@ -29,8 +29,11 @@ class Route:
         status; this is for the CLI and the study's ``reason``)."""
         if self.task is not None:
             return ""
-        why = "two models claim it equally" if self.basis == "ambiguous" else \
-            "no model reads this kind of study"
+        why = (
+            "two models claim it equally"
+            if self.basis == "ambiguous"
+            else "no model reads this kind of study"
+        )
         return f"no AI model for this study: {why}"
 
 
@@ -38,8 +41,9 @@ def route(identity: DicomIdentity) -> Route:
     """The imaging task whose routing rule matches most specifically, or none."""
     claims: list[tuple[int, str, str]] = []
     for task in registry.all_tasks("imaging"):
-        basis = task.reads_dicom(identity.modality, identity.body_part,
-                                 identity.view_position, identity.descriptions)
+        basis = task.reads_dicom(
+            identity.modality, identity.body_part, identity.view_position, identity.descriptions
+        )
         if basis is not None:
             claims.append((STRENGTH[basis], task.name, basis))
     if not claims:

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from medai.core import tasks
+from medai.core import task_registry
 from medai.platform.db import utcnow
 from medai.platform.identity_conflicts import has_open
 from medai.platform.lifecycle.labels import latest_versions
@@ -41,11 +41,16 @@ class DatasetError(ValueError):
 def _labelled(db, task: str, since: datetime | None) -> list[tuple[Study, int, datetime]]:
     """(study, its latest labelled version, that version's signing time), oldest first."""
     latest = latest_versions().subquery()
-    query = (select(Study, latest.c.v, ReportVersion.signed_at)
-             .join(latest, latest.c.study_id == Study.id)
-             .join(ReportVersion, (ReportVersion.study_id == Study.id)
-                   & (ReportVersion.version == latest.c.v))
-             .where(Study.task == task).order_by(ReportVersion.signed_at, Study.id))
+    query = (
+        select(Study, latest.c.v, ReportVersion.signed_at)
+        .join(latest, latest.c.study_id == Study.id)
+        .join(
+            ReportVersion,
+            (ReportVersion.study_id == Study.id) & (ReportVersion.version == latest.c.v),
+        )
+        .where(Study.task == task)
+        .order_by(ReportVersion.signed_at, Study.id)
+    )
     if since is not None:
         query = query.where(ReportVersion.signed_at >= since)
     return [(s, v, at) for s, v, at in db.execute(query).all()]
@@ -68,8 +73,11 @@ def _clean_image(data: bytes) -> tuple[bytes, str]:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        pixels = Image.frombytes(im.mode, im.size, im.tobytes()) if im.mode in (
-            "L", "I;16", "I", "RGB", "RGBA", "LA") else im.convert("RGB")
+        pixels = (
+            Image.frombytes(im.mode, im.size, im.tobytes())
+            if im.mode in ("L", "I;16", "I", "RGB", "RGBA", "LA")
+            else im.convert("RGB")
+        )
         out = io.BytesIO()
         pixels.save(out, format="PNG")
     return out.getvalue(), ".png"
@@ -94,15 +102,22 @@ def _suffix(study: Study, data: bytes) -> str:
     return {"image/png": ".png", "image/jpeg": ".jpg"}.get(study.content_type, ".png")
 
 
-def export(p, task: str, out: Path, since: datetime | None = None, deidentify: bool = False,
-           actor: str = "cli", exclude_site_set: bool = False) -> dict[str, Any]:
+def export(
+    p,
+    task: str,
+    out: Path,
+    since: datetime | None = None,
+    deidentify: bool = False,
+    actor: str = "cli",
+    exclude_site_set: bool = False,
+) -> dict[str, Any]:
     """Write the task's labelled studies into ``out`` (new or empty); returns the datasheet.
     ``exclude_site_set``: leave out the studies held out for site validation (retraining
     never sees them)."""
     from medai.platform.integration.deid import Deidentifier, site_secret
     from medai.platform.lifecycle.site_sets import held_out
 
-    spec = tasks.get(task)
+    spec = task_registry.get(task)
     out = Path(out).resolve()
     if out.is_relative_to(Path(p.home).resolve() / "blobs"):
         raise DatasetError("refusing to write into medai's own blob store")
@@ -124,8 +139,11 @@ def export(p, task: str, out: Path, since: datetime | None = None, deidentify: b
             if has_open(db, study.id):  # a study in doubt of its patient teaches nothing
                 skipped["identity_conflict"] += 1
                 continue
-            labels = db.scalars(select(StudyLabel).where(
-                StudyLabel.study_id == study.id, StudyLabel.report_version == version)).all()
+            labels = db.scalars(
+                select(StudyLabel).where(
+                    StudyLabel.study_id == study.id, StudyLabel.report_version == version
+                )
+            ).all()
             present = [x.label for x in labels if x.present and x.label != spec.normal]
             if not present and spec.normal is None:
                 skipped["no_label"] += 1
@@ -149,37 +167,53 @@ def export(p, task: str, out: Path, since: datetime | None = None, deidentify: b
             (out / name).write_bytes(data)
             digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
             label = "|".join(present) or spec.normal
-            rows.append({"file": name, "label": label,
-                         "patient": _patient_key(db, study, deid.pseudonym), "src": "site"})
+            rows.append(
+                {
+                    "file": name,
+                    "label": label,
+                    "patient": _patient_key(db, study, deid.pseudonym),
+                    "src": "site",
+                }
+            )
             ids.append(study.id)
             counts.update(present or [spec.normal])
             sources.update(x.source for x in labels)
             first = first or signed_at
             last = signed_at
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["file", "label", "patient", "src"],
-                            lineterminator="\n")
+    writer = csv.DictWriter(
+        buf, fieldnames=["file", "label", "patient", "src"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     (out / MANIFEST).write_text(buf.getvalue(), encoding="utf-8")
     digest.update(buf.getvalue().encode())
-    sheet = {"task": task, "studies": len(ids), "study_ids": ids,
-             "label_counts": dict(sorted(counts.items())),
-             "label_sources": dict(sorted(sources.items())),
-             "signed_from": iso_utc(first),
-             "signed_to": iso_utc(last),
-             "since": since.isoformat() if since else None, "deidentified": deidentify,
-             "skipped": dict(skipped), "content_hash": "sha256:" + digest.hexdigest(),
-             "manifest": MANIFEST, "exported_at": iso_utc(utcnow()),
-             "exported_by": actor,
-             "format": "medai imaging train --data manifest.csv (file,label,patient,src)"}
-    (out / DATASHEET).write_text(json.dumps(sheet, indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
+    sheet = {
+        "task": task,
+        "studies": len(ids),
+        "study_ids": ids,
+        "label_counts": dict(sorted(counts.items())),
+        "label_sources": dict(sorted(sources.items())),
+        "signed_from": iso_utc(first),
+        "signed_to": iso_utc(last),
+        "since": since.isoformat() if since else None,
+        "deidentified": deidentify,
+        "skipped": dict(skipped),
+        "content_hash": "sha256:" + digest.hexdigest(),
+        "manifest": MANIFEST,
+        "exported_at": iso_utc(utcnow()),
+        "exported_by": actor,
+        "format": "medai imaging train --data manifest.csv (file,label,patient,src)",
+    }
+    (out / DATASHEET).write_text(
+        json.dumps(sheet, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return sheet
 
 
-def export_triage(p, out: Path, since: datetime | None, deidentify: bool,
-                  actor: str) -> dict[str, Any]:
+def export_triage(
+    p, out: Path, since: datetime | None, deidentify: bool, actor: str
+) -> dict[str, Any]:
     """Triage records with a recorded outcome as ``complaints.csv`` (``text,label``: the
     format ``medai triage train --data`` reads); ``deidentify`` masks names, phone numbers
     and national ids in the text (``core.text.redact_pii``)."""
@@ -194,8 +228,9 @@ def export_triage(p, out: Path, since: datetime | None, deidentify: bool,
             if since is not None and record.created_at < since:
                 continue
             text = cipher().decrypt(record.complaint)
-            rows.append({"text": redact_pii(text) if deidentify else text,
-                         "label": outcome.department})
+            rows.append(
+                {"text": redact_pii(text) if deidentify else text, "label": outcome.department}
+            )
             ids.append(record.id)
             counts[outcome.department] += 1
     buf = io.StringIO()
@@ -203,12 +238,21 @@ def export_triage(p, out: Path, since: datetime | None, deidentify: bool,
     writer.writeheader()
     writer.writerows(rows)
     (out / "complaints.csv").write_text(buf.getvalue(), encoding="utf-8")
-    sheet = {"task": "triage", "records": len(ids), "studies": len(ids), "triage_ids": ids,
-             "label_counts": dict(sorted(counts.items())), "deidentified": deidentify,
-             "since": since.isoformat() if since else None,
-             "content_hash": "sha256:" + hashlib.sha256(buf.getvalue().encode()).hexdigest(),
-             "manifest": "complaints.csv", "exported_at": iso_utc(utcnow()),
-             "exported_by": actor, "format": "medai triage train --data complaints.csv"}
-    (out / DATASHEET).write_text(json.dumps(sheet, indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
+    sheet = {
+        "task": "triage",
+        "records": len(ids),
+        "studies": len(ids),
+        "triage_ids": ids,
+        "label_counts": dict(sorted(counts.items())),
+        "deidentified": deidentify,
+        "since": since.isoformat() if since else None,
+        "content_hash": "sha256:" + hashlib.sha256(buf.getvalue().encode()).hexdigest(),
+        "manifest": "complaints.csv",
+        "exported_at": iso_utc(utcnow()),
+        "exported_by": actor,
+        "format": "medai triage train --data complaints.csv",
+    }
+    (out / DATASHEET).write_text(
+        json.dumps(sheet, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return sheet

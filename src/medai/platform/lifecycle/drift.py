@@ -11,10 +11,16 @@ from collections.abc import Sequence
 EPS = 1e-4
 
 
-def psi(reference: Sequence[float], current: Sequence[float], bins: int = 10,
-        low: float = 0.0, high: float = 1.0) -> float:
+def psi(
+    reference: Sequence[float],
+    current: Sequence[float],
+    bins: int = 10,
+    low: float = 0.0,
+    high: float = 1.0,
+) -> float:
     """Population stability index of ``current`` against ``reference`` on equal-width bins
     over [low, high] (≥ 0.25 is the usual "significant shift")."""
+
     def shares(values: Sequence[float]) -> list[float]:
         counts = [0] * bins
         for v in values:
@@ -68,8 +74,9 @@ def median(values: Sequence[float]) -> float | None:
     return float(s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2)
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float | None, float | None,
-                                                               float | None]:
+def wilson(
+    successes: int, n: int, z: float = 1.96
+) -> tuple[float | None, float | None, float | None]:
     """(rate, low, high): the rate with its 95 % Wilson interval; None without trials."""
     if n <= 0:
         return None, None, None
@@ -87,8 +94,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return float(s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))])
 
 
-def hotelling(reference: Sequence[Sequence[float]], current: Sequence[Sequence[float]]
-              ) -> tuple[float, float]:
+def hotelling(
+    reference: Sequence[Sequence[float]], current: Sequence[Sequence[float]]
+) -> tuple[float, float]:
     """(Mahalanobis distance between the means, p-value) of Hotelling's two-sample T² test
     on vectors (the model's whitened penultimate features): (0.0, 1.0) when either side is
     too small for the dimension."""
@@ -101,8 +109,9 @@ def hotelling(reference: Sequence[Sequence[float]], current: Sequence[Sequence[f
     n1, n2, k = len(r), len(c), r.shape[1]
     if n1 + n2 - k - 1 < 1 or n1 < 2 or n2 < 2:
         return 0.0, 1.0
-    pooled = ((n1 - 1) * np.cov(r, rowvar=False) + (n2 - 1) * np.cov(c, rowvar=False)) \
-        / (n1 + n2 - 2)
+    pooled = ((n1 - 1) * np.cov(r, rowvar=False) + (n2 - 1) * np.cov(c, rowvar=False)) / (
+        n1 + n2 - 2
+    )
     pooled = np.atleast_2d(pooled)
     scale = float(np.trace(pooled)) / k
     if scale <= 0:  # every vector alike on both sides

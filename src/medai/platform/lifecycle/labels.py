@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from medai.core import tasks
+from medai.core import task_registry
 from medai.platform.studies import latest_result
 from medai.platform.tables import ReportVersion, Study, StudyLabel, User
 
@@ -33,7 +33,7 @@ def _text(sections: dict[str, Any]) -> str:
     return "\n".join(str((sections or {}).get(k) or "") for k in TEXT_SECTIONS)
 
 
-def text_positives(text: str, task: tasks.Task) -> set[str]:
+def text_positives(text: str, task: task_registry.Task) -> set[str]:
     """The task's labels a report text states as present (each sentence in its language)."""
     from medai.services.reports import stated_labels
 
@@ -41,23 +41,25 @@ def text_positives(text: str, task: tasks.Task) -> set[str]:
     return {lab for lab in found if lab in task.labels and lab != task.normal}
 
 
-def task_of(study: Study) -> tasks.Task | None:
+def task_of(study: Study) -> task_registry.Task | None:
     """The study's task when it is one a model reads (a DICOM study no model reads has none:
     nothing to learn from its signature)."""
     try:
-        return tasks.get(study.task)
-    except tasks.TaskError:
+        return task_registry.get(study.task)
+    except task_registry.TaskError:
         return None
 
 
-def check_choices(task: tasks.Task, choices: dict[str, bool] | None) -> dict[str, bool]:
+def check_choices(task: task_registry.Task, choices: dict[str, bool] | None) -> dict[str, bool]:
     choices = dict(choices or {})
     if len(choices) > MAX_CHOICES:
         raise LabelError(f"at most {MAX_CHOICES} label choices")
     unknown = sorted(lab for lab in choices if lab not in task.labels)
     if unknown:
-        raise LabelError(f"labels {unknown} are not labels of the {task.name} task (valid: "
-                         f"{', '.join(task.labels)})")
+        raise LabelError(
+            f"labels {unknown} are not labels of the {task.name} task (valid: "
+            f"{', '.join(task.labels)})"
+        )
     return {lab: bool(v) for lab, v in choices.items()}
 
 
@@ -74,8 +76,9 @@ def _ai(db: Session, study: Study) -> tuple[dict[str, str], str | None]:
     return {r["label"]: r["state"] for r in decision.get("labels") or []}, row.model_hash
 
 
-def suggest(db: Session, study: Study, sections: dict[str, Any],
-            choices: dict[str, bool] | None = None) -> list[dict[str, Any]]:
+def suggest(
+    db: Session, study: Study, sections: dict[str, Any], choices: dict[str, bool] | None = None
+) -> list[dict[str, Any]]:
     """One entry per label — {label, ai_positive, ai_state, present, source} — for ``sections``
     (the text to sign) and the radiologist's ``choices``. ``ai_positive`` is the AI's state: True
     present, False absent, None when it suggested nothing (an undecided label, a refused
@@ -106,25 +109,39 @@ def suggest(db: Session, study: Study, sections: dict[str, Any],
         # it: an undecided or refused study signed "değerlendirilemedi" is not a normal study
         from medai.services.reports import states_normal
 
-        present[task.normal] = not any(v for lab, v in present.items() if lab != task.normal) \
-            and (task.normal in ai_positive or states_normal(text))
+        present[task.normal] = not any(v for lab, v in present.items() if lab != task.normal) and (
+            task.normal in ai_positive or states_normal(text)
+        )
     out = []
     for lab in universe:
         state = ai_states.get(lab)
         ai = None if state in (None, "indeterminate") else state == "present"
         if lab in choices:  # a click: against what the AI called (nothing called: absent)
             called = (lab in ai_positive) if model_labels else None
-            source = ("confirmed" if called is None or present[lab] == called
-                      else "rejected" if called else "added")
+            source = (
+                "confirmed"
+                if called is None or present[lab] == called
+                else "rejected"
+                if called
+                else "added"
+            )
         else:
             source = "text"
-        out.append({"label": lab, "ai_positive": ai, "ai_state": state, "present": present[lab],
-                    "source": source})
+        out.append(
+            {
+                "label": lab,
+                "ai_positive": ai,
+                "ai_state": state,
+                "present": present[lab],
+                "source": source,
+            }
+        )
     return out
 
 
-def record(db: Session, study: Study, signed: ReportVersion, choices: dict[str, bool] | None,
-           user: User) -> list[dict[str, Any]]:
+def record(
+    db: Session, study: Study, signed: ReportVersion, choices: dict[str, bool] | None, user: User
+) -> list[dict[str, Any]]:
     """Store the labels of a signed version (in the signature's transaction). A signature that
     makes no label present (an undecided or refused study the text does not decide) teaches
     nothing and stores nothing: every task has a normal label, so "all absent" is no label set."""
@@ -133,33 +150,52 @@ def record(db: Session, study: Study, signed: ReportVersion, choices: dict[str, 
         return []
     _, model_hash = _ai(db, study)
     for item in items:
-        db.add(StudyLabel(study_id=study.id, report_version=signed.version,
-                          label=item["label"], present=item["present"],
-                          ai_positive=item["ai_positive"], source=item["source"],
-                          model_hash=model_hash, decided_by=user.id))
+        db.add(
+            StudyLabel(
+                study_id=study.id,
+                report_version=signed.version,
+                label=item["label"],
+                present=item["present"],
+                ai_positive=item["ai_positive"],
+                source=item["source"],
+                model_hash=model_hash,
+                decided_by=user.id,
+            )
+        )
     return items
 
 
 def latest_versions(*where: Any) -> Select:
     """(study_id, v): each study's latest signed version with labels (``where`` narrows the
     labels counted); callers make it a subquery and join on both columns."""
-    return (select(StudyLabel.study_id, func.max(StudyLabel.report_version).label("v"))
-            .where(*where).group_by(StudyLabel.study_id))
+    return (
+        select(StudyLabel.study_id, func.max(StudyLabel.report_version).label("v"))
+        .where(*where)
+        .group_by(StudyLabel.study_id)
+    )
 
 
 def version_labels(db: Session, study_id: int, version: int) -> list[dict[str, Any]]:
     """The labels the signature of one report version stored (none: it stored none)."""
-    rows = db.scalars(select(StudyLabel).where(StudyLabel.study_id == study_id,
-                                               StudyLabel.report_version == version)
-                      .order_by(StudyLabel.id))
-    return [{"label": r.label, "ai_positive": r.ai_positive, "present": r.present,
-             "source": r.source} for r in rows]
+    rows = db.scalars(
+        select(StudyLabel)
+        .where(StudyLabel.study_id == study_id, StudyLabel.report_version == version)
+        .order_by(StudyLabel.id)
+    )
+    return [
+        {"label": r.label, "ai_positive": r.ai_positive, "present": r.present, "source": r.source}
+        for r in rows
+    ]
 
 
 def signed_labels(db: Session, study_id: int) -> tuple[int | None, list[dict[str, Any]]]:
     """The labels of the study's latest signed version: (version, entries)."""
-    version = db.scalar(select(StudyLabel.report_version).where(
-        StudyLabel.study_id == study_id).order_by(StudyLabel.report_version.desc()).limit(1))
+    version = db.scalar(
+        select(StudyLabel.report_version)
+        .where(StudyLabel.study_id == study_id)
+        .order_by(StudyLabel.report_version.desc())
+        .limit(1)
+    )
     if version is None:
         return None, []
     return version, version_labels(db, study_id, version)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
 
-from medai.core import tasks as task_registry
+from medai.core import task_registry
 from medai.platform import audit
 from medai.platform.db import utcnow
 from medai.platform.leases import claim_first
-from medai.platform.lifecycle.registry import LifecycleError, NoSuchModel
+from medai.platform.lifecycle.model_registry import LifecycleError, NoSuchModel
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import ModelJob, RegisteredModel
 
@@ -34,8 +34,11 @@ KINDS = ("retrain", "validate")
 ACTIVE = ("queued", "running")
 # option: (least, most, default) — a retraining's knobs an admin may set
 RETRAIN_OPTIONS: dict[str, tuple[int, int, int]] = {
-    "epochs": (1, 200, 5), "image_size": (32, 1024, 224), "batch_size": (1, 512, 16),
-    "min_studies": (2, 1_000_000, 10)}
+    "epochs": (1, 200, 5),
+    "image_size": (32, 1024, 224),
+    "batch_size": (1, 512, 16),
+    "min_studies": (2, 1_000_000, 10),
+}
 
 
 class JobRefused(LifecycleError):
@@ -64,9 +67,14 @@ def _options(kind: str, given: dict[str, Any] | None) -> dict[str, int]:
     return out
 
 
-def submit(p: Platform, kind: str, actor: audit.Actor, task: str | None = None,
-           model_id: int | None = None, options: dict[str, Any] | None = None
-           ) -> dict[str, Any]:
+def submit(
+    p: Platform,
+    kind: str,
+    actor: audit.Actor,
+    task: str | None = None,
+    model_id: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Record a job (refused with the reason, or 409 while the same job runs); the caller
     dispatches it."""
     if kind not in KINDS:
@@ -85,22 +93,38 @@ def submit(p: Platform, kind: str, actor: audit.Actor, task: str | None = None,
                 raise JobRefused(f"model {model_id} is retired")
             task = model.task
         elif task not in task_registry.names("imaging"):
-            raise JobRefused(f"retraining from the platform is for imaging tasks; valid: "
-                             f"{', '.join(task_registry.names('imaging'))} (a triage model: "
-                             "`medai dataset export --task triage`, then `medai triage train`)")
-        running = db.scalar(select(ModelJob.id).where(
-            ModelJob.kind == kind, ModelJob.task == task, ModelJob.status.in_(ACTIVE),
-            *([ModelJob.model_id == model_id] if kind == "validate" else [])))
+            raise JobRefused(
+                f"retraining from the platform is for imaging tasks; valid: "
+                f"{', '.join(task_registry.names('imaging'))} (a triage model: "
+                "`medai dataset export --task triage`, then `medai triage train`)"
+            )
+        running = db.scalar(
+            select(ModelJob.id).where(
+                ModelJob.kind == kind,
+                ModelJob.task == task,
+                ModelJob.status.in_(ACTIVE),
+                *([ModelJob.model_id == model_id] if kind == "validate" else []),
+            )
+        )
         if running is not None:
-            raise JobConflict(f"a {kind} job for {task} is already {running}: wait for it "
-                              "or cancel it")
-        job = ModelJob(kind=kind, task=task, model_id=model_id, options=opts,
-                       status="queued", progress=0.0, stage="queued",
-                       created_by=actor.name[:64])
+            raise JobConflict(
+                f"a {kind} job for {task} is already {running}: wait for it or cancel it"
+            )
+        job = ModelJob(
+            kind=kind,
+            task=task,
+            model_id=model_id,
+            options=opts,
+            status="queued",
+            progress=0.0,
+            stage="queued",
+            created_by=actor.name[:64],
+        )
         db.add(job)
         db.flush()
-        audit.record(db, actor, "model", "model", model_id, op=f"{kind}_job", task=task,
-                     job=job.id, **opts)
+        audit.record(
+            db, actor, "model", "model", model_id, op=f"{kind}_job", task=task, job=job.id, **opts
+        )
         return as_dict(job)
 
 
@@ -120,8 +144,9 @@ def cancel(p: Platform, job_id: int, actor: audit.Actor) -> dict[str, Any]:
 
 
 def _claimable(now):
-    return or_(ModelJob.status == "queued",
-               (ModelJob.status == "running") & (ModelJob.lease_until < now))
+    return or_(
+        ModelJob.status == "queued", (ModelJob.status == "running") & (ModelJob.lease_until < now)
+    )
 
 
 def claim(p: Platform, job_id: int, worker: str, lease_s: float) -> bool:
@@ -129,18 +154,33 @@ def claim(p: Platform, job_id: int, worker: str, lease_s: float) -> bool:
 
     with p.db.session() as db:
         now = utcnow()
-        return claim_first(db, ModelJob, [job_id], _claimable(now), {
-            "status": "running", "worker": worker, "attempts": ModelJob.attempts + 1,
-            "lease_until": now + timedelta(seconds=lease_s), "started_at": now}) is not None
+        return (
+            claim_first(
+                db,
+                ModelJob,
+                [job_id],
+                _claimable(now),
+                {
+                    "status": "running",
+                    "worker": worker,
+                    "attempts": ModelJob.attempts + 1,
+                    "lease_until": now + timedelta(seconds=lease_s),
+                    "started_at": now,
+                },
+            )
+            is not None
+        )
 
 
 def _update(p: Platform, job_id: int, worker: str, **values: Any) -> bool:
     """Set values on the job while this worker still holds it."""
     with p.db.session() as db:
-        done = db.execute(update(ModelJob).where(ModelJob.id == job_id,
-                                                 ModelJob.worker == worker,
-                                                 ModelJob.status == "running")
-                          .values(**values).execution_options(synchronize_session=False))
+        done = db.execute(
+            update(ModelJob)
+            .where(ModelJob.id == job_id, ModelJob.worker == worker, ModelJob.status == "running")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
         return done.rowcount == 1
 
 
@@ -152,18 +192,22 @@ class _Hooks:
         self.shown = (-1.0, "")
         self.stop = threading.Event()
         self.cancelled = False
-        self.beat = threading.Thread(target=self._renew, name=f"model-job-{job_id}",
-                                     daemon=True)
+        self.beat = threading.Thread(target=self._renew, name=f"model-job-{job_id}", daemon=True)
 
     def _renew(self) -> None:
         from datetime import timedelta
 
         while not self.stop.wait(self.lease_s / 3):
-            _update(self.p, self.job_id, self.worker,
-                    lease_until=utcnow() + timedelta(seconds=self.lease_s))
+            _update(
+                self.p,
+                self.job_id,
+                self.worker,
+                lease_until=utcnow() + timedelta(seconds=self.lease_s),
+            )
             with self.p.db.reader() as db:
-                self.cancelled = bool(db.scalar(select(ModelJob.cancel_requested).where(
-                    ModelJob.id == self.job_id)))
+                self.cancelled = bool(
+                    db.scalar(select(ModelJob.cancel_requested).where(ModelJob.id == self.job_id))
+                )
 
     def progress(self, fraction: float, stage: str) -> None:
         fraction = round(min(max(fraction, 0.0), 1.0), 3)
@@ -194,12 +238,19 @@ def run(p: Platform, job_id: int, worker: str, lease_s: float) -> str:
     except TrainingCancelled:
         values = {"status": "cancelled", "stage": "cancelled"}
     except LifecycleError as exc:  # refused as asked: the message is safe to show
-        values = {"status": "failed", "stage": "failed", "error": str(exc)[:400],
-                  "result": {"error_code": exc.code, **getattr(exc, "params", {})}}
+        values = {
+            "status": "failed",
+            "stage": "failed",
+            "error": str(exc)[:400],
+            "result": {"error_code": exc.code, **getattr(exc, "params", {})},
+        }
     except Exception as exc:  # never patient text: the type, and where
         log.exception("model job %s (%s %s) failed", job_id, kind, task)
-        values = {"status": "failed", "stage": "failed",
-                  "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        values = {
+            "status": "failed",
+            "stage": "failed",
+            "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+        }
     finally:
         hooks.stop.set()
     _update(p, job_id, worker, finished_at=utcnow(), lease_until=None, **values)
@@ -207,32 +258,54 @@ def run(p: Platform, job_id: int, worker: str, lease_s: float) -> str:
     return values["status"]
 
 
-def _execute(p: Platform, job_id: int, kind: str, task: str, model_id: int | None,
-             options: dict, actor: str, hooks: _Hooks) -> dict[str, Any]:
+def _execute(
+    p: Platform,
+    job_id: int,
+    kind: str,
+    task: str,
+    model_id: int | None,
+    options: dict,
+    actor: str,
+    hooks: _Hooks,
+) -> dict[str, Any]:
     from medai.platform.lifecycle import dataset, retrain, validation
 
     if kind == "validate":
         hooks.progress(0.02, "site_set")
         built = _site_set(p, task, actor)
         hooks.progress(0.05, "validate")
-        return {"validation": validation.as_dict(validation.validate(p, model_id, actor)),
-                **({"site_set": built} if built else {})}
+        return {
+            "validation": validation.as_dict(validation.validate(p, model_id, actor)),
+            **({"site_set": built} if built else {}),
+        }
     work = p.home / "training" / f"job-{job_id}"
     shutil.rmtree(work, ignore_errors=True)  # a job taken over starts its folder afresh
     try:
-        out = retrain.retrain(p, task, work, audit.Actor(actor),
-                              min_studies=options.pop("min_studies"),
-                              progress=hooks.progress, cancel=hooks.cancel, **options)
+        out = retrain.retrain(
+            p,
+            task,
+            work,
+            audit.Actor(actor),
+            min_studies=options.pop("min_studies"),
+            progress=hooks.progress,
+            cancel=hooks.cancel,
+            **options,
+        )
     except dataset.DatasetError as exc:
         refused = LifecycleError(str(exc))
-        refused.code = "too_few_studies" if isinstance(exc, retrain.TooFewStudies) \
-            else "dataset"
+        refused.code = "too_few_studies" if isinstance(exc, retrain.TooFewStudies) else "dataset"
         refused.params = getattr(exc, "params", {})
         raise refused from None
     sheet = out["datasheet"]
-    return {"model": out["model"], "test": out["test"], "mlflow": out.get("mlflow"),
-            "datasheet": {k: sheet[k] for k in ("studies", "label_counts", "signed_from",
-                                                "signed_to", "content_hash")}}
+    return {
+        "model": out["model"],
+        "test": out["test"],
+        "mlflow": out.get("mlflow"),
+        "datasheet": {
+            k: sheet[k]
+            for k in ("studies", "label_counts", "signed_from", "signed_to", "content_hash")
+        },
+    }
 
 
 def _site_set(p: Platform, task: str, actor: str) -> dict[str, Any] | None:
@@ -246,8 +319,10 @@ def _site_set(p: Platform, task: str, actor: str) -> dict[str, Any] | None:
         if latest is not None and latest.studies:
             return None
         if not any(site_sets.held_out(task, sid) for sid in site_sets.signed_labels(db, task)):
-            refused = LifecycleError(f"no signed {task} study is held out for site validation "
-                                     "yet: sign more studies, then validate")
+            refused = LifecycleError(
+                f"no signed {task} study is held out for site validation "
+                "yet: sign more studies, then validate"
+            )
             refused.code = "no_site_set"
             raise refused
         return site_sets.as_dict(site_sets.build(db, task, actor))
@@ -272,17 +347,30 @@ def get(p: Platform, job_id: int) -> dict[str, Any]:
 def pending(p: Platform) -> list[int]:
     """Jobs no live worker holds (queued, or running with a lease run out)."""
     with p.db.reader() as db:
-        return list(db.scalars(select(ModelJob.id).where(_claimable(utcnow()))
-                               .order_by(ModelJob.id)))
+        return list(
+            db.scalars(select(ModelJob.id).where(_claimable(utcnow())).order_by(ModelJob.id))
+        )
 
 
 def as_dict(j: ModelJob) -> dict[str, Any]:
-    return {"id": j.id, "kind": j.kind, "task": j.task, "model_id": j.model_id,
-            "options": j.options, "status": j.status, "progress": j.progress,
-            "stage": j.stage, "attempts": j.attempts, "result": j.result, "error": j.error,
-            "cancel_requested": j.cancel_requested, "created_by": j.created_by,
-            "created_at": iso_utc(j.created_at), "started_at": iso_utc(j.started_at),
-            "finished_at": iso_utc(j.finished_at)}
+    return {
+        "id": j.id,
+        "kind": j.kind,
+        "task": j.task,
+        "model_id": j.model_id,
+        "options": j.options,
+        "status": j.status,
+        "progress": j.progress,
+        "stage": j.stage,
+        "attempts": j.attempts,
+        "result": j.result,
+        "error": j.error,
+        "cancel_requested": j.cancel_requested,
+        "created_by": j.created_by,
+        "created_at": iso_utc(j.created_at),
+        "started_at": iso_utc(j.started_at),
+        "finished_at": iso_utc(j.finished_at),
+    }
 
 
 class LocalRunner:
@@ -294,8 +382,7 @@ class LocalRunner:
 
         self.p, self.lease_s, self.name = p, lease_s, worker_name("training")
         self.jobs: queue_mod.Queue[int | None] = queue_mod.Queue()
-        self.thread = threading.Thread(target=self._loop, name="medai-model-jobs",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._loop, name="medai-model-jobs", daemon=True)
 
     def start(self) -> LocalRunner:
         self.thread.start()
@@ -321,6 +408,7 @@ class LocalRunner:
 def dispatcher(p: Platform, broker: str | None, holder: dict) -> Callable[[int], None]:
     """How this process hands a new job on: to the ``training`` queue, or to its own
     runner (started on first use)."""
+
     def dispatch(job_id: int) -> None:
         if broker:
             from medai.platform.queue import publish_model_job
@@ -335,4 +423,5 @@ def dispatcher(p: Platform, broker: str | None, holder: dict) -> Callable[[int],
 
             holder["model_jobs"] = LocalRunner(p, get_settings().job_lease_s).start()
         holder["model_jobs"].submit(job_id)
+
     return dispatch

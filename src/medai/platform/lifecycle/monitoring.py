@@ -66,16 +66,27 @@ def image_stats(image) -> dict[str, float]:
     if image is None:
         return {}
     px = image.pixels
-    return {"mean": round(float(px.mean()), 5), "std": round(float(px.std()), 5),
-            "width": int(px.shape[1]), "height": int(px.shape[0])}
+    return {
+        "mean": round(float(px.mean()), 5),
+        "std": round(float(px.std()), 5),
+        "width": int(px.shape[1]),
+        "height": int(px.shape[0]),
+    }
 
 
 REFERENCE_FIELDS = ("refused", "abstained", "probs", "positives", "stats", "meta")
 
 
-def sample_of(task: str, model_hash: str, payload: dict, image=None,
-              meta: dict | None = None, embedding: list[float] | None = None,
-              study_id: int | None = None, latency_ms: float | None = None) -> MonitorSample:
+def sample_of(
+    task: str,
+    model_hash: str,
+    payload: dict,
+    image=None,
+    meta: dict | None = None,
+    embedding: list[float] | None = None,
+    study_id: int | None = None,
+    latency_ms: float | None = None,
+) -> MonitorSample:
     """What monitoring keeps of one analysis (not yet stored): also what a site validation
     keeps of the candidate's outputs as its monitoring reference."""
     decision = payload.get("decision") or {}
@@ -85,26 +96,39 @@ def sample_of(task: str, model_hash: str, payload: dict, image=None,
     if embedding:
         stats["embedding"] = [float(f"{float(v):.6g}") for v in embedding]
     return MonitorSample(
-        task=task, model_hash=model_hash, study_id=study_id, latency_ms=latency_ms,
+        task=task,
+        model_hash=model_hash,
+        study_id=study_id,
+        latency_ms=latency_ms,
         refused=bool(payload.get("refused")),
         abstained=decision.get("state") == "indeterminate",
-        probs={f["label"]: round(float(f["probability"]), 5)
-               for f in payload.get("findings", [])},
-        positives=list(decision.get("positives") or []), stats=stats,
-        meta={"modality": (meta or {}).get("modality") or info.get("modality") or "",
-              "view": (meta or {}).get("view") or info.get("view_position") or "",
-              "source": (meta or {}).get("source") or info.get("format") or "",
-              **{k: str(header.get(k) or "")[:64] for k in POPULATION}})
+        probs={f["label"]: round(float(f["probability"]), 5) for f in payload.get("findings", [])},
+        positives=list(decision.get("positives") or []),
+        stats=stats,
+        meta={
+            "modality": (meta or {}).get("modality") or info.get("modality") or "",
+            "view": (meta or {}).get("view") or info.get("view_position") or "",
+            "source": (meta or {}).get("source") or info.get("format") or "",
+            **{k: str(header.get(k) or "")[:64] for k in POPULATION},
+        },
+    )
 
 
-def record(p: Platform, study_id: int | None, task: str, model_hash: str, payload: dict,
-           image=None, latency_ms: float | None = None, meta: dict | None = None,
-           embedding: list[float] | None = None) -> None:
+def record(
+    p: Platform,
+    study_id: int | None,
+    task: str,
+    model_hash: str,
+    payload: dict,
+    image=None,
+    latency_ms: float | None = None,
+    meta: dict | None = None,
+    embedding: list[float] | None = None,
+) -> None:
     """Keep one analysis's sample and check the model's thresholds (never raises: monitoring
     must not fail an analysis)."""
     try:
-        sample = sample_of(task, model_hash, payload, image, meta, embedding, study_id,
-                           latency_ms)
+        sample = sample_of(task, model_hash, payload, image, meta, embedding, study_id, latency_ms)
         with p.db.session() as db:
             db.add(sample)
         check(p, task, model_hash)
@@ -115,54 +139,68 @@ def record(p: Platform, study_id: int | None, task: str, model_hash: str, payloa
 _REFERENCES: dict[int, list[MonitorSample]] = {}  # validation id → its reference (read-only)
 
 
-def _validation_reference(db, task: str, model_hash: str
-                          ) -> tuple[list[MonitorSample], dict[str, Any]] | None:
+def _validation_reference(
+    db, task: str, model_hash: str
+) -> tuple[list[MonitorSample], dict[str, Any]] | None:
     """The model's outputs on the site set at its latest validation, when that kept at least
     MEDAI_MONITOR_MIN_WINDOW of them: the reference the site signed off on."""
     from medai.platform.tables import RegisteredModel, Validation
 
-    row = db.execute(select(Validation.id, Validation.site_set_id).join(
-        RegisteredModel, RegisteredModel.id == Validation.model_id).where(
-        RegisteredModel.task == task, RegisteredModel.content_hash == model_hash)
-        .order_by(Validation.id.desc()).limit(1)).first()
+    row = db.execute(
+        select(Validation.id, Validation.site_set_id)
+        .join(RegisteredModel, RegisteredModel.id == Validation.model_id)
+        .where(RegisteredModel.task == task, RegisteredModel.content_hash == model_hash)
+        .order_by(Validation.id.desc())
+        .limit(1)
+    ).first()
     if row is None:
         return None
     if row.id not in _REFERENCES:
         metrics = db.scalar(select(Validation.metrics).where(Validation.id == row.id)) or {}
         if len(_REFERENCES) > 32:
             _REFERENCES.clear()
-        _REFERENCES[row.id] = [MonitorSample(task=task, model_hash=model_hash, **{
-            k: x[k] for k in REFERENCE_FIELDS}) for x in metrics.get("monitor_reference", [])]
+        _REFERENCES[row.id] = [
+            MonitorSample(task=task, model_hash=model_hash, **{k: x[k] for k in REFERENCE_FIELDS})
+            for x in metrics.get("monitor_reference", [])
+        ]
     samples = _REFERENCES[row.id]
     if len(samples) < _settings().monitor_min_window:
         return None
     return samples, {"kind": "site_validation", "validation_id": row.id, "n": len(samples)}
 
 
-def _split(db, task: str, model_hash: str
-           ) -> tuple[list[MonitorSample], list[MonitorSample], dict[str, Any]]:
+def _split(
+    db, task: str, model_hash: str
+) -> tuple[list[MonitorSample], list[MonitorSample], dict[str, Any]]:
     """(reference, window, where the reference came from): the model's outputs on the site
     set when a validation kept them, else its first analyses here."""
     s = _settings()
-    base = select(MonitorSample).where(MonitorSample.task == task,
-                                       MonitorSample.model_hash == model_hash)
+    base = select(MonitorSample).where(
+        MonitorSample.task == task, MonitorSample.model_hash == model_hash
+    )
     validated = _validation_reference(db, task, model_hash)
     if validated is not None:
-        window = list(db.scalars(base.order_by(MonitorSample.id.desc())
-                                 .limit(s.monitor_window)))
+        window = list(db.scalars(base.order_by(MonitorSample.id.desc()).limit(s.monitor_window)))
         return validated[0], window[::-1], validated[1]
     reference = list(db.scalars(base.order_by(MonitorSample.id).limit(s.monitor_reference_n)))
     source = {"kind": "first_analyses", "n": len(reference)}
     if len(reference) < s.monitor_reference_n:
         return reference, [], source
-    window = list(db.scalars(base.where(MonitorSample.id > reference[-1].id)
-                             .order_by(MonitorSample.id.desc()).limit(s.monitor_window)))
+    window = list(
+        db.scalars(
+            base.where(MonitorSample.id > reference[-1].id)
+            .order_by(MonitorSample.id.desc())
+            .limit(s.monitor_window)
+        )
+    )
     return reference, window[::-1], source
 
 
 def _mix(samples: list[MonitorSample]) -> list[str]:
-    return [f"{x.meta.get('modality', '')}/{x.meta.get('view', '')}/{x.meta.get('source', '')}"
-            for x in samples]
+    return [
+        f"{x.meta.get('modality', '')}/{x.meta.get('view', '')}/{x.meta.get('source', '')}"
+        for x in samples
+    ]
 
 
 def model_labels(db, task: str, model_hash: str) -> set[str] | None:
@@ -170,13 +208,22 @@ def model_labels(db, task: str, model_hash: str) -> set[str] | None:
     (None: unknown)."""
     from medai.platform.tables import RegisteredModel
 
-    card = db.scalar(select(RegisteredModel.card).where(
-        RegisteredModel.task == task, RegisteredModel.content_hash == model_hash))
+    card = db.scalar(
+        select(RegisteredModel.card).where(
+            RegisteredModel.task == task, RegisteredModel.content_hash == model_hash
+        )
+    )
     if card and card.get("labels"):
         return set(card["labels"])
-    probs = db.scalar(select(MonitorSample.probs).where(
-        MonitorSample.task == task, MonitorSample.model_hash == model_hash,
-        MonitorSample.refused.is_(False)).limit(1))
+    probs = db.scalar(
+        select(MonitorSample.probs)
+        .where(
+            MonitorSample.task == task,
+            MonitorSample.model_hash == model_hash,
+            MonitorSample.refused.is_(False),
+        )
+        .limit(1)
+    )
     return set(probs) if probs else None
 
 
@@ -186,12 +233,20 @@ def _agreement(db, task: str, model_hash: str) -> dict[str, dict[str, Any]]:
     the radiologist added that the model never outputs is left out: the model said nothing
     about it)."""
     own = model_labels(db, task, model_hash)
-    latest = (latest_versions(StudyLabel.model_hash == model_hash)
-              .order_by(StudyLabel.study_id.desc()).limit(AGREEMENT_WINDOW).subquery())
-    rows = db.scalars(select(StudyLabel).join(
-        latest, (latest.c.study_id == StudyLabel.study_id)
-        & (latest.c.v == StudyLabel.report_version))
-        .where(StudyLabel.ai_positive.is_not(None)))
+    latest = (
+        latest_versions(StudyLabel.model_hash == model_hash)
+        .order_by(StudyLabel.study_id.desc())
+        .limit(AGREEMENT_WINDOW)
+        .subquery()
+    )
+    rows = db.scalars(
+        select(StudyLabel)
+        .join(
+            latest,
+            (latest.c.study_id == StudyLabel.study_id) & (latest.c.v == StudyLabel.report_version),
+        )
+        .where(StudyLabel.ai_positive.is_not(None))
+    )
     counts: dict[str, list[int]] = {}
     for r in rows:
         if own is not None and r.label not in own:
@@ -201,9 +256,12 @@ def _agreement(db, task: str, model_hash: str) -> dict[str, dict[str, Any]]:
     out = {}
     for label, (tp, fp, fn, tn) in sorted(counts.items()):
         n = tp + fp + fn + tn
-        out[label] = {"n": n, "agreement": drift.wilson(tp + tn, n),
-                      "sensitivity": drift.wilson(tp, tp + fn),
-                      "ppv": drift.wilson(tp, tp + fp)}
+        out[label] = {
+            "n": n,
+            "agreement": drift.wilson(tp + tn, n),
+            "sensitivity": drift.wilson(tp, tp + fn),
+            "ppv": drift.wilson(tp, tp + fp),
+        }
     return out
 
 
@@ -212,9 +270,14 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
     s = _settings()
     reference, window, source = _split(db, task, model_hash)
     crossed: dict[tuple[str, str], dict] = {}
-    numbers: dict[str, Any] = {"reference_n": len(reference), "window_n": len(window),
-                               "reference_source": source,
-                               "labels": {}, "inputs": {}, "metadata": {}}
+    numbers: dict[str, Any] = {
+        "reference_n": len(reference),
+        "window_n": len(window),
+        "reference_source": source,
+        "labels": {},
+        "inputs": {},
+        "metadata": {},
+    }
     ready = len(window) >= s.monitor_min_window
     ref_ok = [x for x in reference if not x.refused]
     win_ok = [x for x in window if not x.refused]
@@ -226,11 +289,17 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
         value = drift.psi(r, c) if both else None
         numbers["labels"][label] = {
             "reference_positive_rate": drift.wilson(
-                sum(label in x.positives for x in ref_ok), len(ref_ok))[0],
+                sum(label in x.positives for x in ref_ok), len(ref_ok)
+            )[0],
             "window_positive_rate": drift.wilson(
-                sum(label in x.positives for x in win_ok), len(win_ok))[0],
-            "reference_n": len(r), "window_n": len(c),
-            "psi": _round(value), "ks": _round(stat), "p": p}
+                sum(label in x.positives for x in win_ok), len(win_ok)
+            )[0],
+            "reference_n": len(r),
+            "window_n": len(c),
+            "psi": _round(value),
+            "ks": _round(stat),
+            "p": p,
+        }
         if ready and both and p < s.monitor_p and value >= s.monitor_psi:
             crossed[("output", label)] = {"value": value, "threshold": s.monitor_psi, "p": p}
     for name in STATS:  # refused images too: a new device the gate refuses is input drift
@@ -240,18 +309,28 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
         stat, p = drift.ks(r, c) if both else (None, None)
         rm, cm = drift.median(r), drift.median(c)
         shift = abs(cm - rm) if rm is not None and cm is not None else 0.0
-        numbers["inputs"][name] = {"reference_median": rm, "window_median": cm,
-                                   "reference_n": len(r), "window_n": len(c),
-                                   "ks": _round(stat), "p": p}
+        numbers["inputs"][name] = {
+            "reference_median": rm,
+            "window_median": cm,
+            "reference_n": len(r),
+            "window_n": len(c),
+            "ks": _round(stat),
+            "p": p,
+        }
         if ready and both and p < s.monitor_p and shift >= s.monitor_shift:
             crossed[("input", name)] = {"value": shift, "threshold": s.monitor_shift, "p": p}
     rmix, cmix = _mix(reference), _mix(window)
     both = bool(rmix and cmix)
     p = drift.chi_square_p(rmix, cmix) if both else None
     value = drift.categorical_psi(rmix, cmix) if both else None
-    numbers["metadata"] = {"psi": _round(value), "p": p, "reference_n": len(rmix),
-                           "window_n": len(cmix),
-                           "reference": _shares(rmix), "window": _shares(cmix)}
+    numbers["metadata"] = {
+        "psi": _round(value),
+        "p": p,
+        "reference_n": len(rmix),
+        "window_n": len(cmix),
+        "reference": _shares(rmix),
+        "window": _shares(cmix),
+    }
     if ready and both and p < s.monitor_p and value >= s.monitor_psi:
         crossed[("metadata", "mix")] = {"value": value, "threshold": s.monitor_psi, "p": p}
     numbers["population"] = {}
@@ -263,9 +342,14 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
         both = bool(r and c)
         p = drift.chi_square_p(r, c) if both else None
         value = drift.categorical_psi(r, c) if both else None
-        numbers["population"][field] = {"psi": _round(value), "p": p, "reference_n": len(r),
-                                        "window_n": len(c),
-                                        "reference": _shares(r), "window": _shares(c)}
+        numbers["population"][field] = {
+            "psi": _round(value),
+            "p": p,
+            "reference_n": len(r),
+            "window_n": len(c),
+            "reference": _shares(r),
+            "window": _shares(c),
+        }
         if ready and both and p < s.monitor_p and value >= s.monitor_psi:
             crossed[("metadata", field)] = {"value": value, "threshold": s.monitor_psi, "p": p}
     r_emb = [x.stats["embedding"] for x in ref_ok if x.stats.get("embedding")]
@@ -274,11 +358,19 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
     # Hotelling's test needs two vectors a side and more vectors than dimensions
     testable = len(r_emb) >= 2 and len(c_emb) >= 2 and len(r_emb) + len(c_emb) - dims - 1 >= 1
     distance, p = drift.hotelling(r_emb, c_emb) if testable else (None, None)
-    numbers["embedding"] = {"reference_n": len(r_emb), "window_n": len(c_emb),
-                            "dimensions": dims, "distance": _round(distance), "p": p}
+    numbers["embedding"] = {
+        "reference_n": len(r_emb),
+        "window_n": len(c_emb),
+        "dimensions": dims,
+        "distance": _round(distance),
+        "p": p,
+    }
     if ready and testable and p < s.monitor_p and distance >= s.monitor_embedding_shift:
-        crossed[("input", "embedding")] = {"value": distance,
-                                           "threshold": s.monitor_embedding_shift, "p": p}
+        crossed[("input", "embedding")] = {
+            "value": distance,
+            "threshold": s.monitor_embedding_shift,
+            "p": p,
+        }
     agreement = _agreement(db, task, model_hash)
     numbers["agreement"] = agreement
     if task == "triage":  # staff's recorded departments and urgency (triage_labels)
@@ -288,15 +380,20 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
         numbers["triage"] = t
         answered = t["n"] - t["abstained"]
         rate = t["department"][0]
-        if answered >= s.monitor_agreement_n and rate is not None and \
-                rate < s.monitor_agreement:
-            crossed[("agreement", "department")] = {"value": rate, "n": answered,
-                                                    "threshold": s.monitor_agreement}
+        if answered >= s.monitor_agreement_n and rate is not None and rate < s.monitor_agreement:
+            crossed[("agreement", "department")] = {
+                "value": rate,
+                "n": answered,
+                "threshold": s.monitor_agreement,
+            }
     for label, a in agreement.items():
         rate = a["agreement"][0]
         if a["n"] >= s.monitor_agreement_n and rate is not None and rate < s.monitor_agreement:
-            crossed[("agreement", label)] = {"value": rate, "threshold": s.monitor_agreement,
-                                             "n": a["n"]}
+            crossed[("agreement", label)] = {
+                "value": rate,
+                "threshold": s.monitor_agreement,
+                "n": a["n"],
+            }
     return crossed, numbers
 
 
@@ -320,22 +417,45 @@ def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
     with p.db.session() as db:
         lock_key(db, f"monitor:{task}:{model_hash}")
         crossed, numbers = conditions(db, task, model_hash)
-        open_ = {(a.kind, a.key): a for a in db.scalars(select(MonitorAlert).where(
-            MonitorAlert.task == task, MonitorAlert.model_hash == model_hash,
-            MonitorAlert.cleared_at.is_(None)))}
+        open_ = {
+            (a.kind, a.key): a
+            for a in db.scalars(
+                select(MonitorAlert).where(
+                    MonitorAlert.task == task,
+                    MonitorAlert.model_hash == model_hash,
+                    MonitorAlert.cleared_at.is_(None),
+                )
+            )
+        }
         new = []
         for (kind, key), detail in crossed.items():
             if (kind, key) in open_:
                 continue
-            alert = MonitorAlert(task=task, model_hash=model_hash, kind=kind, key=key[:64],
-                                 value=float(detail["value"]),
-                                 threshold=float(detail["threshold"]),
-                                 samples=numbers["window_n"], detail=detail)
+            alert = MonitorAlert(
+                task=task,
+                model_hash=model_hash,
+                kind=kind,
+                key=key[:64],
+                value=float(detail["value"]),
+                threshold=float(detail["threshold"]),
+                samples=numbers["window_n"],
+                detail=detail,
+            )
             db.add(alert)
             db.flush()
-            audit.record(db, MONITOR, "monitor", "model", None, task=task, kind=kind, key=key,
-                         value=round(float(detail["value"]), 4), model_hash=model_hash,
-                         alert=alert.id)
+            audit.record(
+                db,
+                MONITOR,
+                "monitor",
+                "model",
+                None,
+                task=task,
+                kind=kind,
+                key=key,
+                value=round(float(detail["value"]), 4),
+                model_hash=model_hash,
+                alert=alert.id,
+            )
             new.append(alert)
         from medai.platform.db import utcnow
 
@@ -344,8 +464,15 @@ def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
                 alert.cleared_at = utcnow()
         payloads = [as_dict(a) for a in new]
     for a in payloads:
-        log.warning("monitoring alert: %s model %s: %s %s = %.4g (threshold %.4g)", a["task"],
-                    a["model_hash"][:19], a["kind"], a["key"], a["value"], a["threshold"])
+        log.warning(
+            "monitoring alert: %s model %s: %s %s = %.4g (threshold %.4g)",
+            a["task"],
+            a["model_hash"][:19],
+            a["kind"],
+            a["key"],
+            a["value"],
+            a["threshold"],
+        )
         _webhook(a)
     return new
 
@@ -367,10 +494,19 @@ def _webhook(alert: dict) -> None:
 
 
 def as_dict(a: MonitorAlert) -> dict[str, Any]:
-    return {"id": a.id, "task": a.task, "model_hash": a.model_hash, "kind": a.kind,
-            "key": a.key, "value": a.value, "threshold": a.threshold, "samples": a.samples,
-            "detail": a.detail, "at": iso_utc(a.at),
-            "cleared_at": iso_utc(a.cleared_at)}
+    return {
+        "id": a.id,
+        "task": a.task,
+        "model_hash": a.model_hash,
+        "kind": a.kind,
+        "key": a.key,
+        "value": a.value,
+        "threshold": a.threshold,
+        "samples": a.samples,
+        "detail": a.detail,
+        "at": iso_utc(a.at),
+        "cleared_at": iso_utc(a.cleared_at),
+    }
 
 
 def after_signature(p: Platform, study_id: int) -> None:
@@ -379,48 +515,86 @@ def after_signature(p: Platform, study_id: int) -> None:
 
     try:
         with p.db.reader() as db:
-            model_hash = db.scalar(select(StudyLabel.model_hash).where(
-                StudyLabel.study_id == study_id).order_by(StudyLabel.id.desc()).limit(1))
+            model_hash = db.scalar(
+                select(StudyLabel.model_hash)
+                .where(StudyLabel.study_id == study_id)
+                .order_by(StudyLabel.id.desc())
+                .limit(1)
+            )
             study = db.get(Study, study_id)
             task = study.task if study is not None else None
         if model_hash and task:
             check(p, task, model_hash)
     except Exception as exc:
-        log.error("monitoring after the signature of study %s failed: %s", study_id,
-                  type(exc).__name__)
+        log.error(
+            "monitoring after the signature of study %s failed: %s", study_id, type(exc).__name__
+        )
 
 
 def summary(p: Platform, task: str, model_hash: str, series_n: int = 200) -> dict[str, Any]:
     """Everything the monitoring page shows for one model, as numbers."""
     with p.db.reader() as db:
         _, numbers = conditions(db, task, model_hash)
-        recent = list(db.scalars(select(MonitorSample).where(
-            MonitorSample.task == task, MonitorSample.model_hash == model_hash)
-            .order_by(MonitorSample.id.desc()).limit(series_n)))[::-1]
-        total = db.scalar(select(func.count()).select_from(MonitorSample).where(
-            MonitorSample.task == task, MonitorSample.model_hash == model_hash))
-        alerts = [as_dict(a) for a in db.scalars(select(MonitorAlert).where(
-            MonitorAlert.task == task, MonitorAlert.model_hash == model_hash)
-            .order_by(MonitorAlert.id.desc()).limit(50))]
+        recent = list(
+            db.scalars(
+                select(MonitorSample)
+                .where(MonitorSample.task == task, MonitorSample.model_hash == model_hash)
+                .order_by(MonitorSample.id.desc())
+                .limit(series_n)
+            )
+        )[::-1]
+        total = db.scalar(
+            select(func.count())
+            .select_from(MonitorSample)
+            .where(MonitorSample.task == task, MonitorSample.model_hash == model_hash)
+        )
+        alerts = [
+            as_dict(a)
+            for a in db.scalars(
+                select(MonitorAlert)
+                .where(MonitorAlert.task == task, MonitorAlert.model_hash == model_hash)
+                .order_by(MonitorAlert.id.desc())
+                .limit(50)
+            )
+        ]
     s = _settings()
-    window = recent[-s.monitor_window:]
+    window = recent[-s.monitor_window :]
     latencies = [x.latency_ms for x in window if x.latency_ms is not None]
     n = len(window)
     return {
-        "task": task, "model_hash": model_hash,
+        "task": task,
+        "model_hash": model_hash,
         "volume": {"total": total, **{k: numbers[k] for k in ("reference_n", "window_n")}},
         "reference": numbers["reference_source"],
-        "rates": {"refused": drift.wilson(sum(x.refused for x in window), n),
-                  "abstained": drift.wilson(sum(x.abstained for x in window), n)},
-        "latency_ms": {"p50": drift.percentile(latencies, 0.5),
-                       "p95": drift.percentile(latencies, 0.95)},
+        "rates": {
+            "refused": drift.wilson(sum(x.refused for x in window), n),
+            "abstained": drift.wilson(sum(x.abstained for x in window), n),
+        },
+        "latency_ms": {
+            "p50": drift.percentile(latencies, 0.5),
+            "p95": drift.percentile(latencies, 0.95),
+        },
         "triage": numbers.get("triage"),
-        "labels": numbers["labels"], "inputs": numbers["inputs"],
-        "metadata": numbers["metadata"], "population": numbers["population"],
-        "embedding": numbers["embedding"], "agreement": numbers["agreement"],
+        "labels": numbers["labels"],
+        "inputs": numbers["inputs"],
+        "metadata": numbers["metadata"],
+        "population": numbers["population"],
+        "embedding": numbers["embedding"],
+        "agreement": numbers["agreement"],
         "alerts": alerts,
-        "settings": {"reference_n": s.monitor_reference_n, "window": s.monitor_window,
-                     "min_window": s.monitor_min_window,
-                     "embedding_shift": s.monitor_embedding_shift},
-        "series": [{"id": x.id, "mean": x.stats.get("mean"), "refused": x.refused,
-                    "positives": len(x.positives)} for x in recent]}
+        "settings": {
+            "reference_n": s.monitor_reference_n,
+            "window": s.monitor_window,
+            "min_window": s.monitor_min_window,
+            "embedding_shift": s.monitor_embedding_shift,
+        },
+        "series": [
+            {
+                "id": x.id,
+                "mean": x.stats.get("mean"),
+                "refused": x.refused,
+                "positives": len(x.positives),
+            }
+            for x in recent
+        ],
+    }

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from medai.core import registry as model_dirs
+from medai.core import model_dir as model_dirs
 from medai.platform.audit import Actor
-from medai.platform.lifecycle import registry
+from medai.platform.lifecycle import model_registry
 from medai.platform.tables import RegisteredModel
 
 if TYPE_CHECKING:
@@ -63,31 +63,57 @@ def _adopt_task(p: Platform, task: str, configured: Path | None) -> RegisteredMo
 
 def _adopt_once(p: Platform, task: str, configured: Path | None) -> RegisteredModel | None:
     with p.db.session() as db:
-        current = registry.active(db, task)
+        current = model_registry.active(db, task)
         if configured is None:
             return current
         bundled = _is_bundled(configured)
         state = "candidate" if current is not None else "active"
-        reason = ("first start: the model this server was configured with"
-                  if current is None else "configured at start; not the active model")
+        reason = (
+            "first start: the model this server was configured with"
+            if current is None
+            else "configured at start; not the active model"
+        )
         try:
-            row, _ = registry.register(db, p.home, configured, SYSTEM, task=task,
-                                         source="bundled" if bundled else None,
-                                         state=state, reason=reason,
-                                         edited_card="existing")
-        except registry.LifecycleError as exc:
-            log.warning("model registry: %s model at %s not registered (%s); it is "
-                        "served unregistered", task, configured, exc)
+            row, _ = model_registry.register(
+                db,
+                p.home,
+                configured,
+                SYSTEM,
+                task=task,
+                source="bundled" if bundled else None,
+                state=state,
+                reason=reason,
+                edited_card="existing",
+            )
+        except model_registry.LifecycleError as exc:
+            log.warning(
+                "model registry: %s model at %s not registered (%s); it is served unregistered",
+                task,
+                configured,
+                exc,
+            )
             return current
         if current is None:
-            log.info("model registry: %s model %s (%s) registered and active", task,
-                     row.name, row.content_hash[:19])
+            log.info(
+                "model registry: %s model %s (%s) registered and active",
+                task,
+                row.name,
+                row.content_hash[:19],
+            )
             return row
         if row.id != current.id:
-            log.warning("model registry: the configured %s model %s (%s) is registered "
-                        "as %s %s; the active model %s (%s) is served (promote it to "
-                        "serve it)", task, row.name, row.content_hash[:19], row.state,
-                        row.id, current.name, current.content_hash[:19])
+            log.warning(
+                "model registry: the configured %s model %s (%s) is registered "
+                "as %s %s; the active model %s (%s) is served (promote it to "
+                "serve it)",
+                task,
+                row.name,
+                row.content_hash[:19],
+                row.state,
+                row.id,
+                current.name,
+                current.content_hash[:19],
+            )
         return current
 
 
@@ -104,9 +130,11 @@ class ModelWatcher:
     def poll_once(self) -> dict[str, str]:
         """Swap every task whose active model changed; returns {task: path} swapped."""
         with self.p.db.session() as db:
-            rows = db.execute(select(RegisteredModel.task, RegisteredModel.path,
-                                     RegisteredModel.content_hash)
-                              .where(RegisteredModel.state == "active")).all()
+            rows = db.execute(
+                select(
+                    RegisteredModel.task, RegisteredModel.path, RegisteredModel.content_hash
+                ).where(RegisteredModel.state == "active")
+            ).all()
         swapped: dict[str, str] = {}
         with self._lock:  # one swap of a task at a time in this process
             for task, relative, content_hash in rows:
@@ -121,8 +149,12 @@ class ModelWatcher:
                     log.info("model registry: %s now serves %s", task, content_hash[:19])
                 else:
                     self._failed[task] = path
-                    log.error("model registry: the active %s model %s did not load; the "
-                              "previous one goes on serving", task, content_hash[:19])
+                    log.error(
+                        "model registry: the active %s model %s did not load; the "
+                        "previous one goes on serving",
+                        task,
+                        content_hash[:19],
+                    )
         return swapped
 
     def _run(self) -> None:
@@ -133,8 +165,7 @@ class ModelWatcher:
                 log.error("model registry poll failed: %s", type(exc).__name__)
 
     def start(self) -> ModelWatcher:
-        self._thread = threading.Thread(target=self._run, name="medai-model-watch",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="medai-model-watch", daemon=True)
         self._thread.start()
         return self
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from medai.core import registry as model_dirs
+from medai.core import model_dir as model_dirs
 from medai.platform.tables import AIResultRow, RegisteredModel
 
 if TYPE_CHECKING:
@@ -36,12 +36,21 @@ class ShadowPool:
 
     def predictors(self, p: Platform, task: str) -> list[Any]:
         with p.db.reader() as db:
-            paths = [str(p.home / r) for r in db.scalars(select(RegisteredModel.path).where(
-                RegisteredModel.task == task, RegisteredModel.state == KIND))]
+            paths = [
+                str(p.home / r)
+                for r in db.scalars(
+                    select(RegisteredModel.path).where(
+                        RegisteredModel.task == task, RegisteredModel.state == KIND
+                    )
+                )
+            ]
         out = []
         with self._lock:
-            for stale in [k for k in self._loaded if k.startswith(f"{task}:")
-                          and k.split(":", 1)[1] not in paths]:
+            for stale in [
+                k
+                for k in self._loaded
+                if k.startswith(f"{task}:") and k.split(":", 1)[1] not in paths
+            ]:
                 del self._loaded[stale]
             for path in paths:
                 key = f"{task}:{path}"
@@ -50,12 +59,11 @@ class ShadowPool:
                 if key not in self._loaded:
                     try:
                         self._loaded[key] = model_dirs.load(
-                            Path(path), runtime=p.models.imaging_runtime,
-                            threads=p.models.threads)
+                            Path(path), runtime=p.models.imaging_runtime, threads=p.models.threads
+                        )
                     except Exception as exc:  # a broken shadow never touches the study
                         self._failed.add(key)
-                        log.error("shadow model %s did not load: %s", path,
-                                  type(exc).__name__)
+                        log.error("shadow model %s did not load: %s", path, type(exc).__name__)
                         continue
                 out.append(self._loaded[key])
         return out
@@ -66,11 +74,14 @@ def compare(active: dict, shadow: dict) -> dict:
     from medai.platform.analysis import decided_positives
 
     a, s = set(decided_positives(active)), set(decided_positives(shadow))
-    return {"active_model_hash": (active.get("model") or {}).get("content_hash"),
-            "active_refused": bool(active.get("refused")), "shadow_refused":
-            bool(shadow.get("refused")), "agree": a == s and bool(active.get("refused")) ==
-            bool(shadow.get("refused")), "only_active": sorted(a - s),
-            "only_shadow": sorted(s - a)}
+    return {
+        "active_model_hash": (active.get("model") or {}).get("content_hash"),
+        "active_refused": bool(active.get("refused")),
+        "shadow_refused": bool(shadow.get("refused")),
+        "agree": a == s and bool(active.get("refused")) == bool(shadow.get("refused")),
+        "only_active": sorted(a - s),
+        "only_shadow": sorted(s - a),
+    }
 
 
 def analyse(p: Platform, study_id: int, task: str, data: bytes, active_payload: dict) -> int:
@@ -88,16 +99,26 @@ def analyse(p: Platform, study_id: int, task: str, data: bytes, active_payload: 
     for predictor in predictors:
         ref = predictor.identity
         with p.db.reader() as db:
-            if db.scalar(select(AIResultRow.id).where(
-                    AIResultRow.study_id == study_id, AIResultRow.kind == KIND,
-                    AIResultRow.model_hash == ref.content_hash)) is not None:
+            if (
+                db.scalar(
+                    select(AIResultRow.id).where(
+                        AIResultRow.study_id == study_id,
+                        AIResultRow.kind == KIND,
+                        AIResultRow.model_hash == ref.content_hash,
+                    )
+                )
+                is not None
+            ):
                 continue
         try:
-            payload = predictor.predict(imaging_service.read_image(data)).model_dump(
-                mode="json")
+            payload = predictor.predict(imaging_service.read_image(data)).model_dump(mode="json")
         except Exception as exc:  # an unreadable image or a failing model: logged, skipped
-            log.error("shadow model %s on study %s failed: %s", ref.content_hash[:19],
-                      study_id, type(exc).__name__)
+            log.error(
+                "shadow model %s on study %s failed: %s",
+                ref.content_hash[:19],
+                study_id,
+                type(exc).__name__,
+            )
             continue
         payload["comparison"] = compare(active_payload, payload)
         from medai.platform.analysis import save_result
@@ -118,11 +139,19 @@ def summary(p: Platform, model: RegisteredModel) -> dict:
     from medai.platform.studies import latest_result
 
     with p.db.reader() as db:
-        rows = list(db.execute(select(AIResultRow.study_id, AIResultRow.payload).where(
-            AIResultRow.kind == KIND, AIResultRow.model_hash == model.content_hash)))
+        rows = list(
+            db.execute(
+                select(AIResultRow.study_id, AIResultRow.payload).where(
+                    AIResultRow.kind == KIND, AIResultRow.model_hash == model.content_hash
+                )
+            )
+        )
         truth = signed_labels(db, model.task)
-        active = {sid: getattr(latest_result(db, sid), "payload", None) or {}
-                  for sid, _ in rows if sid in truth}
+        active = {
+            sid: getattr(latest_result(db, sid), "payload", None) or {}
+            for sid, _ in rows
+            if sid in truth
+        }
     payloads = [x for _, x in rows]
     n = len(payloads)
     agree = sum(1 for x in payloads if (x.get("comparison") or {}).get("agree"))
@@ -146,11 +175,20 @@ def summary(p: Platform, model: RegisteredModel) -> dict:
                     c[0 if present else 1] += 1
                 elif present:
                     c[2] += 1
-    signatures = {lab: {side: {"sensitivity": drift.wilson(tp, tp + fn),
-                               "ppv": drift.wilson(tp, tp + fp)}
-                        for side, (tp, fp, fn) in sides.items()}
-                  for lab, sides in sorted(counts.items())}
-    return {"model_id": model.id, "content_hash": model.content_hash, "studies": n,
-            "agreement": round(agree / n, 4) if n else None,
-            "only_active": only_active, "only_shadow": only_shadow,
-            "signed_studies": len(active), "signatures": signatures}
+    signatures = {
+        lab: {
+            side: {"sensitivity": drift.wilson(tp, tp + fn), "ppv": drift.wilson(tp, tp + fp)}
+            for side, (tp, fp, fn) in sides.items()
+        }
+        for lab, sides in sorted(counts.items())
+    }
+    return {
+        "model_id": model.id,
+        "content_hash": model.content_hash,
+        "studies": n,
+        "agreement": round(agree / n, 4) if n else None,
+        "only_active": only_active,
+        "only_shadow": only_shadow,
+        "signed_studies": len(active),
+        "signatures": signatures,
+    }

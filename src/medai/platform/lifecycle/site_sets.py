@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from medai.core import tasks
+from medai.core import task_registry
 from medai.platform.identity_conflicts import open_conflict_clause
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.localtime import iso_utc
@@ -41,11 +41,15 @@ def signed_labels(db, task: str) -> dict[int, dict[str, bool]]:
     """{study_id: {label: present}} of the latest signed version of every labelled study (not
     of a study with an open identity conflict: its patient is in doubt)."""
     latest = latest_versions().subquery()
-    rows = db.execute(select(StudyLabel.study_id, StudyLabel.label, StudyLabel.present)
-                      .join(latest, (latest.c.study_id == StudyLabel.study_id)
-                            & (latest.c.v == StudyLabel.report_version))
-                      .join(Study, Study.id == StudyLabel.study_id)
-                      .where(Study.task == task, ~open_conflict_clause(Study.id)))
+    rows = db.execute(
+        select(StudyLabel.study_id, StudyLabel.label, StudyLabel.present)
+        .join(
+            latest,
+            (latest.c.study_id == StudyLabel.study_id) & (latest.c.v == StudyLabel.report_version),
+        )
+        .join(Study, Study.id == StudyLabel.study_id)
+        .where(Study.task == task, ~open_conflict_clause(Study.id))
+    )
     out: dict[int, dict[str, bool]] = {}
     for study_id, label, present in rows:
         out.setdefault(study_id, {})[label] = bool(present)
@@ -56,41 +60,56 @@ def build(db, task: str, actor: str) -> SiteSet:
     """Freeze the task's held-out signed studies as its next site set version. An empty set
     is never frozen (``EmptySiteSet``, 409 ``empty_site_set``: no held-out signed study with
     labels), since a validation on it could judge nothing."""
-    from medai.platform.lifecycle.registry import EmptySiteSet, require_served
+    from medai.platform.lifecycle.model_registry import EmptySiteSet, require_served
 
-    tasks.get(task)
+    task_registry.get(task)
     require_served(task, "validated on a site set")
     labelled = signed_labels(db, task)
-    studies = [{"study_id": sid, "labels": labels}
-               for sid, labels in sorted(labelled.items())
-               if held_out(task, sid)]
+    studies = [
+        {"study_id": sid, "labels": labels}
+        for sid, labels in sorted(labelled.items())
+        if held_out(task, sid)
+    ]
     if not studies:
         refused = EmptySiteSet(
             f"no site set frozen: no signed {task} study with labels is held out for site "
             f"validation yet ({len(labelled)} signed {task} studies have labels; "
             f"MEDAI_SITE_SET_FRACTION={_fraction()} of them are held out, chosen by a hash of "
             "the study id), and an empty set could judge no candidate. Sign more studies, then "
-            "build the set again")
+            "build the set again"
+        )
         refused.params = {"task": task, "labelled": len(labelled)}
         raise refused
     counts = Counter(lab for s in studies for lab, present in s["labels"].items() if present)
     version = (db.scalar(select(func.max(SiteSet.version)).where(SiteSet.task == task)) or 0) + 1
     digest = hashlib.sha256(json.dumps(studies, sort_keys=True).encode()).hexdigest()
-    row = SiteSet(task=task, version=version, studies=studies,
-                  label_counts=dict(sorted(counts.items())), content_hash="sha256:" + digest,
-                  created_by=actor[:64])
+    row = SiteSet(
+        task=task,
+        version=version,
+        studies=studies,
+        label_counts=dict(sorted(counts.items())),
+        content_hash="sha256:" + digest,
+        created_by=actor[:64],
+    )
     db.add(row)
     db.flush()
     return row
 
 
 def latest(db, task: str) -> SiteSet | None:
-    return db.scalar(select(SiteSet).where(SiteSet.task == task)
-                     .order_by(SiteSet.version.desc()).limit(1))
+    return db.scalar(
+        select(SiteSet).where(SiteSet.task == task).order_by(SiteSet.version.desc()).limit(1)
+    )
 
 
 def as_dict(s: SiteSet) -> dict[str, Any]:
-    return {"id": s.id, "task": s.task, "version": s.version, "studies": len(s.studies),
-            "label_counts": s.label_counts, "content_hash": s.content_hash,
-            "created_by": s.created_by,
-            "created_at": iso_utc(s.created_at)}
+    return {
+        "id": s.id,
+        "task": s.task,
+        "version": s.version,
+        "studies": len(s.studies),
+        "label_counts": s.label_counts,
+        "content_hash": s.content_hash,
+        "created_by": s.created_by,
+        "created_at": iso_utc(s.created_at),
+    }

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from medai.core import tasks
+from medai.core import task_registry
 from medai.platform.lifecycle import drift
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import TriageOutcome, TriageRecord, User
@@ -27,43 +27,51 @@ class NoSuchTriage(OutcomeError):
 
 
 def departments() -> tuple[str, ...]:
-    return tasks.get("triage").labels
+    return task_registry.get("triage").labels
 
 
-def record(db: Session, triage_id: int, department: str, urgent: bool,
-           user: User) -> TriageOutcome:
+def record(db: Session, triage_id: int, department: str, urgent: bool, user: User) -> TriageOutcome:
     valid = departments()
     if department not in valid:
         raise OutcomeError(f"unknown department {department!r}; valid: {', '.join(valid)}")
     if db.get(TriageRecord, triage_id) is None:
         raise NoSuchTriage(f"no triage record {triage_id}")
-    row = TriageOutcome(triage_id=triage_id, department=department, urgent=urgent,
-                        recorded_by=user.id)
+    row = TriageOutcome(
+        triage_id=triage_id, department=department, urgent=urgent, recorded_by=user.id
+    )
     db.add(row)
     db.flush()
     return row
 
 
 def latest(db: Session, triage_id: int) -> TriageOutcome | None:
-    return db.scalar(select(TriageOutcome).where(TriageOutcome.triage_id == triage_id)
-                     .order_by(TriageOutcome.id.desc()).limit(1))
+    return db.scalar(
+        select(TriageOutcome)
+        .where(TriageOutcome.triage_id == triage_id)
+        .order_by(TriageOutcome.id.desc())
+        .limit(1)
+    )
 
 
 def as_dict(o: TriageOutcome | None) -> dict[str, Any] | None:
     if o is None:
         return None
-    return {"department": o.department, "urgent": o.urgent,
-            "at": iso_utc(o.at)}
+    return {"department": o.department, "urgent": o.urgent, "at": iso_utc(o.at)}
 
 
 def labelled(db: Session) -> list[tuple[TriageRecord, TriageOutcome]]:
     """Every triage record with its latest outcome, oldest first."""
-    last = (select(TriageOutcome.triage_id, func.max(TriageOutcome.id).label("oid"))
-            .group_by(TriageOutcome.triage_id).subquery())
-    rows = db.execute(select(TriageRecord, TriageOutcome)
-                      .join(last, last.c.triage_id == TriageRecord.id)
-                      .join(TriageOutcome, TriageOutcome.id == last.c.oid)
-                      .order_by(TriageRecord.id))
+    last = (
+        select(TriageOutcome.triage_id, func.max(TriageOutcome.id).label("oid"))
+        .group_by(TriageOutcome.triage_id)
+        .subquery()
+    )
+    rows = db.execute(
+        select(TriageRecord, TriageOutcome)
+        .join(last, last.c.triage_id == TriageRecord.id)
+        .join(TriageOutcome, TriageOutcome.id == last.c.oid)
+        .order_by(TriageRecord.id)
+    )
     return [(r, o) for r, o in rows]
 
 
@@ -73,12 +81,18 @@ def agreement(db: Session, model_hash: str) -> dict[str, Any]:
     urgency: sensitivity and PPV, each with a 95 % Wilson interval."""
     pairs = [(r, o) for r, o in labelled(db) if r.model_hash == model_hash][-AGREEMENT_WINDOW:]
     answered = [(r, o) for r, o in pairs if not (r.result or {}).get("abstained")]
-    same = sum(1 for r, o in answered
-               if ((r.result or {}).get("departments") or [{}])[0].get("id") == o.department)
+    same = sum(
+        1
+        for r, o in answered
+        if ((r.result or {}).get("departments") or [{}])[0].get("id") == o.department
+    )
     tp = sum(1 for r, o in pairs if r.urgent and o.urgent)
     fn = sum(1 for r, o in pairs if not r.urgent and o.urgent)
     fp = sum(1 for r, o in pairs if r.urgent and not o.urgent)
-    return {"n": len(pairs), "abstained": len(pairs) - len(answered),
-            "department": drift.wilson(same, len(answered)),
-            "red_flag_sensitivity": drift.wilson(tp, tp + fn),
-            "red_flag_ppv": drift.wilson(tp, tp + fp)}
+    return {
+        "n": len(pairs),
+        "abstained": len(pairs) - len(answered),
+        "department": drift.wilson(same, len(answered)),
+        "red_flag_sensitivity": drift.wilson(tp, tp + fn),
+        "red_flag_ppv": drift.wilson(tp, tp + fp),
+    }

@@ -30,7 +30,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medai.core import registry as model_dirs
+from medai.core import model_dir as model_dirs
 from medai.core.metrics import auroc_with_ci
 from medai.platform.lifecycle import drift, site_sets
 from medai.platform.localtime import iso_utc
@@ -67,12 +67,16 @@ def inconclusive_text(detail: dict[str, Any]) -> str:
     if reason == "too_few_studies":
         why = f"only {n} studies were evaluated, and a verdict needs at least {minimum}"
     elif reason == "no_positives":
-        why = (f"no label has both positive and negative studies among the {n} evaluated, so "
-               "no AUROC or sensitivity can be estimated")
+        why = (
+            f"no label has both positive and negative studies among the {n} evaluated, so "
+            "no AUROC or sensitivity can be estimated"
+        )
     else:
-        why = (f"the 95% interval of a difference is undefined on these {n} studies (most "
-               f"resamples had no positive or no negative study; at least {minimum} studies, "
-               "with positives and negatives of the labels judged, are needed)")
+        why = (
+            f"the 95% interval of a difference is undefined on these {n} studies (most "
+            f"resamples had no positive or no negative study; at least {minimum} studies, "
+            "with positives and negatives of the labels judged, are needed)"
+        )
     return f"inconclusive: {why}"
 
 
@@ -80,45 +84,71 @@ def verdict(db: Session, candidate: RegisteredModel) -> Verdict:
     """Whether ``candidate`` may be promoted without an override."""
     site = site_sets.latest(db, candidate.task)
     if site is None:
-        return Verdict(False, f"no site evaluation set for the {candidate.task} task yet (build "
-                              f"one from signed studies: medai models site-set --task "
-                              f"{candidate.task}), so the candidate cannot be shown "
-                              "non-inferior to the active model", "no_site_set")
+        return Verdict(
+            False,
+            f"no site evaluation set for the {candidate.task} task yet (build "
+            f"one from signed studies: medai models site-set --task "
+            f"{candidate.task}), so the candidate cannot be shown "
+            "non-inferior to the active model",
+            "no_site_set",
+        )
     if not site.studies:
         return Verdict(False, _empty_message(site, candidate.id), "empty_site_set")
-    from medai.platform.lifecycle.registry import active
+    from medai.platform.lifecycle.model_registry import active
 
     current = active(db, candidate.task)
-    done = db.scalar(select(Validation).where(
-        Validation.model_id == candidate.id, Validation.site_set_id == site.id,
-        Validation.active_model_id == (current.id if current else None))
-        .order_by(Validation.id.desc()).limit(1))
+    done = db.scalar(
+        select(Validation)
+        .where(
+            Validation.model_id == candidate.id,
+            Validation.site_set_id == site.id,
+            Validation.active_model_id == (current.id if current else None),
+        )
+        .order_by(Validation.id.desc())
+        .limit(1)
+    )
     if done is None:
-        return Verdict(False, f"model {candidate.id} has not been validated against the active "
-                              f"model on site set v{site.version} (medai models validate "
-                              f"{candidate.id})")
+        return Verdict(
+            False,
+            f"model {candidate.id} has not been validated against the active "
+            f"model on site set v{site.version} (medai models validate "
+            f"{candidate.id})",
+        )
     if outcome_of(done) == "inconclusive":
-        return Verdict(False, f"the validation of model {candidate.id} on site set "
-                              f"v{site.version} was "
-                              f"{inconclusive_text(done.metrics.get('inconclusive') or {})}",
-                       "validation_inconclusive")
+        return Verdict(
+            False,
+            f"the validation of model {candidate.id} on site set "
+            f"v{site.version} was "
+            f"{inconclusive_text(done.metrics.get('inconclusive') or {})}",
+            "validation_inconclusive",
+        )
     if not done.passed:
-        return Verdict(False, f"model {candidate.id} was not non-inferior on site set "
-                              f"v{site.version}: {done.metrics.get('summary', '')}",
-                       "not_non_inferior")
+        return Verdict(
+            False,
+            f"model {candidate.id} was not non-inferior on site set "
+            f"v{site.version}: {done.metrics.get('summary', '')}",
+            "not_non_inferior",
+        )
     return Verdict(True, f"non-inferior on site set v{site.version}", "validated")
 
 
 def _empty_message(site, model_id: int) -> str:
-    return (f"site set v{site.version} of the {site.task} task is empty (0 studies): it was "
-            f"frozen before any signed, labelled {site.task} study was held out, so model "
-            f"{model_id} cannot be judged on it — the set is the problem, not the candidate. "
-            f"Sign more studies, then build a new set (medai models site-set --task "
-            f"{site.task})")
+    return (
+        f"site set v{site.version} of the {site.task} task is empty (0 studies): it was "
+        f"frozen before any signed, labelled {site.task} study was held out, so model "
+        f"{model_id} cannot be judged on it — the set is the problem, not the candidate. "
+        f"Sign more studies, then build a new set (medai models site-set --task "
+        f"{site.task})"
+    )
 
 
-def _predict_all(p, row: RegisteredModel, data: list[bytes], metas: list[dict] | None = None,
-                 keep: list[dict] | None = None) -> list[dict | None]:
+def _predict_all(
+    p,
+    row: RegisteredModel,
+    data: list[bytes],
+    metas: list[dict] | None = None,
+    keep: list[dict] | None = None,
+) -> list[dict | None]:
     """Each image's result (None: refused or unreadable); with ``keep``, also what monitoring
     keeps of each analysis — the model's monitoring reference once it serves."""
     from medai.platform.lifecycle.monitoring import REFERENCE_FIELDS, sample_of
@@ -138,8 +168,9 @@ def _predict_all(p, row: RegisteredModel, data: list[bytes], metas: list[dict] |
         payload = result.model_dump(mode="json")
         out.append(None if result.refused else payload)
         if keep is not None:
-            sample = sample_of(row.task, row.content_hash, payload, image,
-                               metas[i], result.embedding)
+            sample = sample_of(
+                row.task, row.content_hash, payload, image, metas[i], result.embedding
+            )
             keep.append({k: getattr(sample, k) for k in REFERENCE_FIELDS})
     return out
 
@@ -167,14 +198,20 @@ def _operating(y: np.ndarray, decided: np.ndarray) -> dict[str, Any]:
 def _macro_auc(y: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> float | None:
     from sklearn.metrics import roc_auc_score
 
-    aucs = [roc_auc_score(y[idx, j], scores[idx, j]) for j in range(y.shape[1])
-            if len(np.unique(y[idx, j])) == 2]
+    aucs = [
+        roc_auc_score(y[idx, j], scores[idx, j])
+        for j in range(y.shape[1])
+        if len(np.unique(y[idx, j])) == 2
+    ]
     return float(np.mean(aucs)) if aucs else None
 
 
 def _macro_sens(y: np.ndarray, decided: np.ndarray, idx: np.ndarray) -> float | None:
-    sens = [float((decided[idx, j] & y[idx, j]).sum() / y[idx, j].sum())
-            for j in range(y.shape[1]) if y[idx, j].sum()]
+    sens = [
+        float((decided[idx, j] & y[idx, j]).sum() / y[idx, j].sum())
+        for j in range(y.shape[1])
+        if y[idx, j].sum()
+    ]
     return float(np.mean(sens)) if sens else None
 
 
@@ -194,16 +231,20 @@ def _paired(y, cand, act, stat, n_boot: int, seed: int) -> dict[str, float | Non
     # an interval from fewer than half the resamples (the rest had no positive or no
     # negative study) is undefined
     low, high = np.percentile(diffs, [2.5, 97.5]) if 2 * len(diffs) >= n_boot else (None, None)
-    return {"difference": round(a - b, 4), "low": None if low is None else round(float(low), 4),
-            "high": None if high is None else round(float(high), 4),
-            "resamples": len(diffs)}
+    return {
+        "difference": round(a - b, 4),
+        "low": None if low is None else round(float(low), 4),
+        "high": None if high is None else round(float(high), 4),
+        "resamples": len(diffs),
+    }
 
 
-def validate(p, candidate_id: int, actor: str, margin: float | None = None,
-             n_boot: int = 500, seed: int = 0) -> Validation:
+def validate(
+    p, candidate_id: int, actor: str, margin: float | None = None, n_boot: int = 500, seed: int = 0
+) -> Validation:
     """Evaluate a candidate beside the active model on the newest site set; store the
     verdict (a ``Validation`` row) and return it."""
-    from medai.platform.lifecycle.registry import (
+    from medai.platform.lifecycle.model_registry import (
         EmptySiteSet,
         LifecycleError,
         active,
@@ -224,77 +265,126 @@ def validate(p, candidate_id: int, actor: str, margin: float | None = None,
         if not site.studies:
             raise EmptySiteSet(_empty_message(site, cand.id))
         current = active(db, cand.task)
-        trained_on = {sid for d in (cand.card or {}).get("data", []) if isinstance(d, dict)
-                      for sid in d.get("study_ids", [])}
+        trained_on = {
+            sid
+            for d in (cand.card or {}).get("data", [])
+            if isinstance(d, dict)
+            for sid in d.get("study_ids", [])
+        }
         items = [s for s in site.studies if s["study_id"] not in trained_on]
         left_out = len(site.studies) - len(items)
-        meta = {s.id: (s.file_sha256, s.source or "upload", s.modality)
-                for s in db.scalars(select(Study).where(
-                    Study.id.in_([i["study_id"] for i in items])))}
+        meta = {
+            s.id: (s.file_sha256, s.source or "upload", s.modality)
+            for s in db.scalars(select(Study).where(Study.id.in_([i["study_id"] for i in items])))
+        }
         for r in (cand, current):
             if r is not None:
                 db.expunge(r)
         site_id, site_version = site.id, site.version
     items = [i for i in items if i["study_id"] in meta]
     if not items:
-        raise LifecycleError(f"site set v{site_version} has no study the candidate was not "
-                             "trained on")
+        raise LifecycleError(
+            f"site set v{site_version} has no study the candidate was not trained on"
+        )
     from medai.services.imaging import header_population
 
     data = [p.store.read(meta[i["study_id"]][0]) for i in items]
-    groups = [{"source": meta[i["study_id"]][1] or "upload",
-               "modality": meta[i["study_id"]][2] or "",
-               **header_population(blob)} for i, blob in zip(items, data, strict=True)]
+    groups = [
+        {
+            "source": meta[i["study_id"]][1] or "upload",
+            "modality": meta[i["study_id"]][2] or "",
+            **header_population(blob),
+        }
+        for i, blob in zip(items, data, strict=True)
+    ]
     reference: list[dict] = []
-    cand_res = _predict_all(p, cand, data, [{"modality": g["modality"], "source": g["source"]}
-                                            for g in groups], keep=reference)
+    cand_res = _predict_all(
+        p,
+        cand,
+        data,
+        [{"modality": g["modality"], "source": g["source"]} for g in groups],
+        keep=reference,
+    )
     act_res = _predict_all(p, current, data) if current is not None else None
-    labels = sorted({lab for i in items for lab in i["labels"]}
-                    & set((cand.card or {}).get("labels", []))
-                    & (set((current.card or {}).get("labels", [])) if current else {
-                        lab for i in items for lab in i["labels"]}))
+    labels = sorted(
+        {lab for i in items for lab in i["labels"]}
+        & set((cand.card or {}).get("labels", []))
+        & (
+            set((current.card or {}).get("labels", []))
+            if current
+            else {lab for i in items for lab in i["labels"]}
+        )
+    )
     y = np.array([[bool(i["labels"].get(lab, False)) for lab in labels] for i in items])
-    metrics: dict[str, Any] = {"site_set": site_version, "studies": len(items),
-                               "left_out_trained_on": left_out, "labels": {},
-                               "margin": margin}
+    metrics: dict[str, Any] = {
+        "site_set": site_version,
+        "studies": len(items),
+        "left_out_trained_on": left_out,
+        "labels": {},
+        "margin": margin,
+    }
     cs, cd, as_, ad = [], [], [], []
     for j, lab in enumerate(labels):
         prob, dec = _scores(cand_res, lab)
         cs.append(prob)
         cd.append(dec)
-        entry = {"positives": int(y[:, j].sum()),
-                 "candidate": {**auroc_with_ci(y[:, j], prob, n_boot=n_boot, seed=seed),
-                               **_operating(y[:, j], dec)}}
+        entry = {
+            "positives": int(y[:, j].sum()),
+            "candidate": {
+                **auroc_with_ci(y[:, j], prob, n_boot=n_boot, seed=seed),
+                **_operating(y[:, j], dec),
+            },
+        }
         if act_res is not None:
             aprob, adec = _scores(act_res, lab)
             as_.append(aprob)
             ad.append(adec)
-            entry["active"] = {**auroc_with_ci(y[:, j], aprob, n_boot=n_boot, seed=seed),
-                               **_operating(y[:, j], adec)}
+            entry["active"] = {
+                **auroc_with_ci(y[:, j], aprob, n_boot=n_boot, seed=seed),
+                **_operating(y[:, j], adec),
+            }
         metrics["labels"][lab] = entry
-    outcome, summary = _decide(metrics, y, cs, cd, as_, ad, act_res is not None, margin,
-                               n_boot, seed)
+    outcome, summary = _decide(
+        metrics, y, cs, cd, as_, ad, act_res is not None, margin, n_boot, seed
+    )
     passed = outcome == "passed"
     metrics["outcome"] = outcome
     metrics["subgroups"] = _subgroups(groups, y, cs, as_)
     metrics["summary"] = summary
     metrics["monitor_reference"] = reference  # the candidate's outputs here: its drift baseline
-    row = Validation(model_id=candidate_id, active_model_id=current.id if current else None,
-                     site_set_id=site_id, margin=margin, passed=passed, metrics=metrics,
-                     created_by=actor[:64])
+    row = Validation(
+        model_id=candidate_id,
+        active_model_id=current.id if current else None,
+        site_set_id=site_id,
+        margin=margin,
+        passed=passed,
+        metrics=metrics,
+        created_by=actor[:64],
+    )
     with p.db.session() as db:
         db.add(row)
         db.flush()
         from medai.platform import audit
 
-        audit.record(db, audit.Actor(actor), "model", "model", candidate_id, op="validate",
-                     site_set=site_version, passed=passed, outcome=outcome, summary=summary)
+        audit.record(
+            db,
+            audit.Actor(actor),
+            "model",
+            "model",
+            candidate_id,
+            op="validate",
+            site_set=site_version,
+            passed=passed,
+            outcome=outcome,
+            summary=summary,
+        )
         db.expunge(row)
     return row
 
 
-def _inconclusive(metrics: dict[str, Any], reason: str, n: int,
-                  judged: str = "") -> tuple[str, str]:
+def _inconclusive(
+    metrics: dict[str, Any], reason: str, n: int, judged: str = ""
+) -> tuple[str, str]:
     detail = {"reason": reason, "studies": n, "minimum": MIN_STUDIES}
     metrics["inconclusive"] = detail
     text = inconclusive_text(detail)
@@ -316,21 +406,27 @@ def _decide(metrics, y, cs, cd, as_, ad, has_active, margin, n_boot, seed) -> tu
     auc = _paired(y, cand_s, act_s, _macro_auc, n_boot, seed)
     sens = _paired(y, cand_d, act_d, _macro_sens, n_boot, seed + 1)
     metrics["macro_auroc_difference"], metrics["macro_sensitivity_difference"] = auc, sens
-    judged = (f"macro AUROC difference {auc['difference']} (95% CI {auc['low']} to "
-              f"{auc['high']}), macro sensitivity difference {sens['difference']} (95% CI "
-              f"{sens['low']} to {sens['high']}) on {n} studies; margin {margin}")
+    judged = (
+        f"macro AUROC difference {auc['difference']} (95% CI {auc['low']} to "
+        f"{auc['high']}), macro sensitivity difference {sens['difference']} (95% CI "
+        f"{sens['low']} to {sens['high']}) on {n} studies; margin {margin}"
+    )
     if n < MIN_STUDIES:
         return _inconclusive(metrics, "too_few_studies", n, judged)
     if any(d[k] is None for d in (auc, sens) for k in ("difference", "low", "high")):
         return _inconclusive(metrics, "undefined_interval", n, judged)
     # a zero-width interval (every resample gave one difference) on MIN_STUDIES or more is
     # the models behaving alike (or one missing what the other finds) on every study: said
-    notes = [f"the {what} interval has zero width: every resample of the {n} studies gave "
-             f"the same difference" for d, what in ((auc, "AUROC"), (sens, "sensitivity"))
-             if d["low"] == d["high"]]
+    notes = [
+        f"the {what} interval has zero width: every resample of the {n} studies gave "
+        f"the same difference"
+        for d, what in ((auc, "AUROC"), (sens, "sensitivity"))
+        if d["low"] == d["high"]
+    ]
     ok = all(d["low"] >= -margin for d in (auc, sens))
-    summary = (f"{judged}: {'non-inferior' if ok else 'not shown non-inferior'}"
-               + (f" ({'; '.join(notes)})" if notes else ""))
+    summary = f"{judged}: {'non-inferior' if ok else 'not shown non-inferior'}" + (
+        f" ({'; '.join(notes)})" if notes else ""
+    )
     return ("passed" if ok else "not_non_inferior"), summary
 
 
@@ -354,31 +450,49 @@ def _subgroups(groups: list[dict[str, str]], y, cs, as_) -> dict[str, Any]:
                 continue
             ix = np.array(idx)
             out[f"{name}={value}"] = {
-                "n": len(idx), "candidate_macro_auroc": _macro_auc(y, cand, ix),
-                "active_macro_auroc": _macro_auc(y, act, ix) if act is not None else None}
+                "n": len(idx),
+                "candidate_macro_auroc": _macro_auc(y, cand, ix),
+                "active_macro_auroc": _macro_auc(y, act, ix) if act is not None else None,
+            }
     return out
 
 
 def as_dict(v: Validation) -> dict[str, Any]:
-    return {"id": v.id, "model_id": v.model_id, "active_model_id": v.active_model_id,
-            "site_set_id": v.site_set_id, "margin": v.margin, "passed": v.passed,
-            "outcome": outcome_of(v), "inconclusive": v.metrics.get("inconclusive"),
-            "metrics": {k: x for k, x in v.metrics.items() if k != "monitor_reference"},
-            "monitor_reference_n": len(v.metrics.get("monitor_reference", [])),
-            "created_by": v.created_by, "created_at": iso_utc(v.created_at)}
+    return {
+        "id": v.id,
+        "model_id": v.model_id,
+        "active_model_id": v.active_model_id,
+        "site_set_id": v.site_set_id,
+        "margin": v.margin,
+        "passed": v.passed,
+        "outcome": outcome_of(v),
+        "inconclusive": v.metrics.get("inconclusive"),
+        "metrics": {k: x for k, x in v.metrics.items() if k != "monitor_reference"},
+        "monitor_reference_n": len(v.metrics.get("monitor_reference", [])),
+        "created_by": v.created_by,
+        "created_at": iso_utc(v.created_at),
+    }
 
 
 def latest_for(db: Session, model_id: int) -> dict[str, Any] | None:
     """The model's latest validation, briefly (for the registry list)."""
     from medai.platform.tables import SiteSet
 
-    v = db.scalar(select(Validation).where(Validation.model_id == model_id)
-                  .order_by(Validation.id.desc()).limit(1))
+    v = db.scalar(
+        select(Validation)
+        .where(Validation.model_id == model_id)
+        .order_by(Validation.id.desc())
+        .limit(1)
+    )
     if v is None:
         return None
     site = db.get(SiteSet, v.site_set_id)
-    return {"passed": v.passed, "outcome": outcome_of(v),
-            "inconclusive": v.metrics.get("inconclusive"),
-            "site_set": site.version if site else None,
-            "active_model_id": v.active_model_id, "summary": v.metrics.get("summary"),
-            "at": iso_utc(v.created_at)}
+    return {
+        "passed": v.passed,
+        "outcome": outcome_of(v),
+        "inconclusive": v.metrics.get("inconclusive"),
+        "site_set": site.version if site else None,
+        "active_model_id": v.active_model_id,
+        "summary": v.metrics.get("summary"),
+        "at": iso_utc(v.created_at),
+    }

@@ -42,27 +42,36 @@ def display_names(lang: str) -> dict[str, Any]:
     modalities (refusal sentences name them), its urgent labels (the study page says why a
     study is urgent) and its labels' names. Red flags name themselves
     in every result (``name_tr``/``name_en``): the page gets only their tasks' names."""
-    from medai.core.tasks import all_tasks
+    from medai.core.task_registry import all_tasks
 
-    return {t.name: {"name": t.display_name(lang), "kind": t.kind,
-                     "modalities": "/".join(t.dicom_modalities),
-                     "urgent": list(t.urgent),  # a present one makes a study urgent: said why
-                     "labels": {} if t.kind == "red_flags" else {
-                         lab: t.label_name(lab, lang) for lab in t.labels}}
-            for t in all_tasks()}
+    return {
+        t.name: {
+            "name": t.display_name(lang),
+            "kind": t.kind,
+            "modalities": "/".join(t.dicom_modalities),
+            "urgent": list(t.urgent),  # a present one makes a study urgent: said why
+            "labels": {}
+            if t.kind == "red_flags"
+            else {lab: t.label_name(lab, lang) for lab in t.labels},
+        }
+        for t in all_tasks()
+    }
 
 
 def missing_names(groups: dict[str, Iterable[str]]) -> list[str]:
     """Registry names and catalogue keys some language lacks: every registered task and label,
     and ``prefix + value`` for each group (e.g. ``{"role_": ROLES}``). The test wants none."""
-    from medai.core.tasks import all_tasks
+    from medai.core.task_registry import all_tasks
 
     out = [gap for t in all_tasks() for gap in t.missing_names()]
     cat = catalogue()
     for prefix, values in groups.items():
         for value in values:
-            out += [f"{lang}: {prefix}{value}" for lang in LANGUAGES
-                    if not cat[lang].get(prefix + value)]
+            out += [
+                f"{lang}: {prefix}{value}"
+                for lang in LANGUAGES
+                if not cat[lang].get(prefix + value)
+            ]
     return out
 
 

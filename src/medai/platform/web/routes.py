@@ -30,8 +30,12 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 STATIC = StaticFiles(directory=str(HERE / "static"))
-HOME_FOR = {"admin": "/admin", "radiologist": "/worklist", "clinician": "/worklist",
-            "patient": "/triage"}
+HOME_FOR = {
+    "admin": "/admin",
+    "radiologist": "/worklist",
+    "clinician": "/worklist",
+    "patient": "/triage",
+}
 # page -> roles that may open it (None: anyone, signed in or not)
 PAGES: dict[str, tuple[str, frozenset[str] | None]] = {
     "login": ("login.html", None),
@@ -79,14 +83,25 @@ def render(request: Request, page: str, **context) -> Response:
     lang = _lang(request)
     t = messages(lang)
     names = display_names(lang)
-    response = templates.TemplateResponse(request, template, {
-        "t": t, "lang": lang, "other_lang": "en" if lang == "tr" else "tr", "page": page,
-        "user": user, "i18n_json": _script_json(t), "names": names,
-        # the two-person rule: a clinical account not yet approved is told why it sees nothing
-        "approval_pending": user is not None and is_pending(user),
-        "names_json": _script_json(names), "timezone": timezone(),
-        "imaging_tasks": [(n, v["name"]) for n, v in names.items() if v["kind"] == "imaging"],
-        **context})
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "t": t,
+            "lang": lang,
+            "other_lang": "en" if lang == "tr" else "tr",
+            "page": page,
+            "user": user,
+            "i18n_json": _script_json(t),
+            "names": names,
+            # the two-person rule: a clinical account not yet approved is told why it sees nothing
+            "approval_pending": user is not None and is_pending(user),
+            "names_json": _script_json(names),
+            "timezone": timezone(),
+            "imaging_tasks": [(n, v["name"]) for n, v in names.items() if v["kind"] == "imaging"],
+            **context,
+        },
+    )
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(COOKIE, lang, max_age=365 * 86400, samesite="strict")
     return response
@@ -135,7 +150,7 @@ def triage_page(request: Request) -> Response:
 def kiosk_page(request: Request) -> Response:
     """A registered kiosk's triage screen (by its cookie), else the enrolment form. Never
     stored by the browser, so the next patient cannot go back to the previous one's page."""
-    from medai.platform.api.kiosks import kiosk_of
+    from medai.platform.api.routes.kiosks import kiosk_of
 
     try:
         kiosk, problem = kiosk_of(request), None
@@ -144,8 +159,11 @@ def kiosk_page(request: Request) -> Response:
     who = _who(request)
     if who is not None and who.user is not None:
         problem = "signed_in"  # a session would outlive the patient who opened it
-    response = (render(request, "kiosk", kiosk=kiosk.name) if kiosk and not problem
-                else render(request, "kiosk_enrol", problem=problem))
+    response = (
+        render(request, "kiosk", kiosk=kiosk.name)
+        if kiosk and not problem
+        else render(request, "kiosk_enrol", problem=problem)
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -161,23 +179,27 @@ def study_page(study_id: RowId, request: Request) -> Response:
 
 
 @router.get("/chat", response_class=HTMLResponse)
-def chat_page(request: Request,
-              study: int | None = Query(None, ge=1, le=MAX_ID)) -> Response:
+def chat_page(request: Request, study: int | None = Query(None, ge=1, le=MAX_ID)) -> Response:
     return render(request, "chat", study_id=study)
 
 
 @router.get("/admin", response_class=HTMLResponse)
 def admin_page(request: Request) -> Response:
-    from medai.core.tasks import names as task_names
+    from medai.core.task_registry import names as task_names
     from medai.platform.accounts import ROLES
     from medai.platform.audit import ACTIONS
-    from medai.services.models import served_tasks
+    from medai.services.model_handles import served_tasks
 
     # the most common new account first
     roles = sorted(ROLES, key=lambda r: r != "radiologist")
-    return render(request, "admin", roles=roles, audit_actions=ACTIONS,
-                  model_tasks=served_tasks(),
-                  retrain_tasks=[t for t in served_tasks() if t in task_names("imaging")])
+    return render(
+        request,
+        "admin",
+        roles=roles,
+        audit_actions=ACTIONS,
+        model_tasks=served_tasks(),
+        retrain_tasks=[t for t in served_tasks() if t in task_names("imaging")],
+    )
 
 
 @router.get("/monitoring", response_class=HTMLResponse)
@@ -206,18 +228,26 @@ def _service_worker_source() -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in static.rglob("*") if p.is_file()):
         digest.update(path.relative_to(static).as_posix().encode() + b"\0" + path.read_bytes())
-    return (static / "sw.js").read_text().replace(
-        '"medai-shell-v1"', f'"medai-shell-{digest.hexdigest()[:16]}"')
+    return (
+        (static / "sw.js")
+        .read_text()
+        .replace('"medai-shell-v1"', f'"medai-shell-{digest.hexdigest()[:16]}"')
+    )
 
 
 @router.get("/sw.js")
 def service_worker() -> Response:
     """Served from the root so that its scope covers every page."""
-    return Response(_service_worker_source(), media_type="text/javascript",
-                    headers={"Service-Worker-Allowed": "/", "Cache-Control": "no-cache"})
+    return Response(
+        _service_worker_source(),
+        media_type="text/javascript",
+        headers={"Service-Worker-Allowed": "/", "Cache-Control": "no-cache"},
+    )
 
 
 @router.get("/manifest.webmanifest")
 def manifest() -> Response:
-    return Response((HERE / "static" / "manifest.webmanifest").read_text(),
-                    media_type="application/manifest+json")
+    return Response(
+        (HERE / "static" / "manifest.webmanifest").read_text(),
+        media_type="application/manifest+json",
+    )

@@ -18,7 +18,17 @@ from medai.triage.red_flags.engine import (
 from medai.triage.red_flags.schema import LEVELS, RuleFileError, RuleSet, load_rules
 
 __all__ = [
-    "DETECTORS", "LEVELS", "Evidence", "FiredFlag", "HistoryNote", "RedFlagEngine",
-    "RedFlagReport", "RuleFileError", "RuleSet", "build_engine", "check", "default_engine",
+    "DETECTORS",
+    "LEVELS",
+    "Evidence",
+    "FiredFlag",
+    "HistoryNote",
+    "RedFlagEngine",
+    "RedFlagReport",
+    "RuleFileError",
+    "RuleSet",
+    "build_engine",
+    "check",
+    "default_engine",
     "load_rules",
 ]

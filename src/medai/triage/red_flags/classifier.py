@@ -62,8 +62,9 @@ class Features:
     quiet: tuple[bool, ...]
 
 
-def features(tokens: list[Token], times: list[str], hits: list[Hit],
-             quiet: list[bool] | None = None) -> Features:
+def features(
+    tokens: list[Token], times: list[str], hits: list[Hit], quiet: list[bool] | None = None
+) -> Features:
     """``quiet``: ``quiet_tokens(tokens, times)`` when the caller already has it."""
     if quiet is None:
         quiet = quiet_tokens(tokens, times)
@@ -74,8 +75,12 @@ def features(tokens: list[Token], times: list[str], hits: list[Hit],
     active = " ".join(f for f, q in zip(forms, quiet, strict=True) if not q)
     marked = [("~" + f if q else f) for f, q in zip(forms, quiet, strict=True)]
     concepts = sorted({("p:" if h.time == "past" else "c:") + h.concept for h in hits})
-    return Features(active, " ".join([*marked, *concepts, length_marker(len(tokens))]),
-                    tuple(forms), tuple(quiet))
+    return Features(
+        active,
+        " ".join([*marked, *concepts, length_marker(len(tokens))]),
+        tuple(forms),
+        tuple(quiet),
+    )
 
 
 LENGTH_BUCKETS = ((1, "1"), (2, "2"), (3, "3"), (5, "4-5"), (8, "6-8"), (15, "9-15"))
@@ -90,23 +95,43 @@ def length_marker(n_tokens: int) -> str:
 def _char_vectorizer(**kw):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), lowercase=False,
-                           sublinear_tf=True, dtype=np.float32, **kw)
+    return TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        lowercase=False,
+        sublinear_tf=True,
+        dtype=np.float32,
+        **kw,
+    )
 
 
 def _word_vectorizer(**kw):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    return TfidfVectorizer(analyzer="word", ngram_range=(1, 2), lowercase=False,
-                           token_pattern=r"\S+", sublinear_tf=True, dtype=np.float32, **kw)
+    return TfidfVectorizer(
+        analyzer="word",
+        ngram_range=(1, 2),
+        lowercase=False,
+        token_pattern=r"\S+",
+        sublinear_tf=True,
+        dtype=np.float32,
+        **kw,
+    )
 
 
 class RedFlagClassifier:
     """Immutable after construction: safe to share between threads."""
 
-    def __init__(self, labels: list[str], vectorizers: dict, coef: np.ndarray,
-                 intercept: np.ndarray, threshold: float, params: dict,
-                 knn: dict | None = None) -> None:
+    def __init__(
+        self,
+        labels: list[str],
+        vectorizers: dict,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        threshold: float,
+        params: dict,
+        knn: dict | None = None,
+    ) -> None:
         self.labels, self.vectorizers = list(labels), vectorizers
         # C order: safetensors writes the raw buffer (a Fortran-ordered coef_ came back transposed)
         self.coef = np.ascontiguousarray(coef, dtype=np.float32)
@@ -127,8 +152,10 @@ class RedFlagClassifier:
 
     # -- inference -------------------------------------------------------------------------
     def matrix(self, feats: list[Features]):
-        blocks = [self.vectorizers["char"].transform([f.active for f in feats]),
-                  self.vectorizers["word"].transform([f.words for f in feats])]
+        blocks = [
+            self.vectorizers["char"].transform([f.active for f in feats]),
+            self.vectorizers["word"].transform([f.words for f in feats]),
+        ]
         return sparse.hstack(blocks, format="csr")
 
     def probabilities(self, feats: list[Features]) -> np.ndarray:
@@ -174,7 +201,7 @@ class RedFlagClassifier:
     def save(self, directory: Path, card_fields: dict) -> None:
         from safetensors.numpy import save_file
 
-        from medai.core.registry import ModelCard, save_card
+        from medai.core.model_dir import ModelCard, save_card
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -186,30 +213,38 @@ class RedFlagClassifier:
             vocab[kind] = terms
             tensors[f"idf_{kind}"] = np.ascontiguousarray(vec.idf_, dtype=np.float32)
         save_file(tensors, str(directory / WEIGHTS_FILE))
-        (directory / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False),
-                                            encoding="utf-8")
+        (directory / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         params = {k: v for k, v in self.params.items() if k != "short_threshold"}
         config = {"labels": self.labels, "params": params}
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n",
-                                             encoding="utf-8")
-        save_card(directory, ModelCard(task=TASK, model_type="linear_classifier",
-                                       labels=self.labels, thresholds=self.thresholds(),
-                                       params=params, **card_fields))
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+        save_card(
+            directory,
+            ModelCard(
+                task=TASK,
+                model_type="linear_classifier",
+                labels=self.labels,
+                thresholds=self.thresholds(),
+                params=params,
+                **card_fields,
+            ),
+        )
 
     def thresholds(self) -> dict[str, float]:
         """The operating point, as the card holds it: the urgent threshold, the one of short
         complaints, and the embedding detector's similarity and margin chosen with them."""
         out = {"urgent": self.threshold, "urgent_short": self.short_threshold}
         if self.knn:
-            out |= {"embedding_similarity": self.knn["threshold"],
-                    "embedding_margin": self.knn["margin"]}
+            out |= {
+                "embedding_similarity": self.knn["threshold"],
+                "embedding_margin": self.knn["margin"],
+            }
         return out
 
     @classmethod
     def load(cls, directory: Path) -> RedFlagClassifier:
         from safetensors.numpy import load_file
 
-        from medai.core.registry import read_card, verify
+        from medai.core.model_dir import read_card, verify
 
         directory = Path(directory)
         card = read_card(directory)
@@ -223,10 +258,20 @@ class RedFlagClassifier:
             vec.idf_ = tensors[f"idf_{kind}"].astype(np.float64)
             vectorizers[kind] = vec
         threshold, params, knn = _operating_point(card.thresholds, config)
-        model = cls(config["labels"], vectorizers, tensors["coef"], tensors["intercept"],
-                    threshold, params, knn)
-        model.identity = {"name": card.name or directory.name,
-                          "version": card.version or card.created_at, "content_hash": digest}
+        model = cls(
+            config["labels"],
+            vectorizers,
+            tensors["coef"],
+            tensors["intercept"],
+            threshold,
+            params,
+            knn,
+        )
+        model.identity = {
+            "name": card.name or directory.name,
+            "version": card.version or card.created_at,
+            "content_hash": digest,
+        }
         return model
 
 
@@ -242,44 +287,69 @@ def _operating_point(card: dict, config: dict) -> tuple[float, dict, dict | None
     if "urgent" not in card:
         return float(config["threshold"]), params, config.get("knn")
     params["short_threshold"] = float(card.get("urgent_short", card["urgent"]))
-    knn = ({"threshold": float(card["embedding_similarity"]),
-            "margin": float(card["embedding_margin"])}
-           if "embedding_similarity" in card else None)
+    knn = (
+        {
+            "threshold": float(card["embedding_similarity"]),
+            "margin": float(card["embedding_margin"]),
+        }
+        if "embedding_similarity" in card
+        else None
+    )
     return float(card["urgent"]), params, knn
 
 
-def train(feats: list[Features], labels: list[str], threshold: float = 0.5,
-          knn: dict | None = None, c: float = 4.0, max_char: int = 60000, max_word: int = 30000,
-          sample_weight: np.ndarray | None = None, seed: int = 0,
-          vocabulary_rows: int | None = None) -> RedFlagClassifier:
+def train(
+    feats: list[Features],
+    labels: list[str],
+    threshold: float = 0.5,
+    knn: dict | None = None,
+    c: float = 4.0,
+    max_char: int = 60000,
+    max_word: int = 30000,
+    sample_weight: np.ndarray | None = None,
+    seed: int = 0,
+    vocabulary_rows: int | None = None,
+) -> RedFlagClassifier:
     """Fit the vocabularies and a class-balanced multinomial logistic regression.
     ``vocabulary_rows``: only the first rows (the written texts) feed the vocabularies, so the
     saved vocabulary holds no n-gram of the real patient posts that follow them, and set the
     total weight, so adding those posts does not also weigh the written rows more."""
     from sklearn.linear_model import LogisticRegression
 
-    vectorizers = {"char": _char_vectorizer(min_df=2, max_features=max_char),
-                   "word": _word_vectorizer(min_df=2, max_features=max_word)}
+    vectorizers = {
+        "char": _char_vectorizer(min_df=2, max_features=max_char),
+        "word": _word_vectorizer(min_df=2, max_features=max_word),
+    }
     vocab_feats = feats[:vocabulary_rows]
     vectorizers["char"].fit([f.active for f in vocab_feats])
     vectorizers["word"].fit([f.words for f in vocab_feats])
     classes = sorted(set(labels) - {NONE})
     all_labels = [NONE, *classes]
     y = np.array([all_labels.index(lab) for lab in labels])
-    probe = RedFlagClassifier(all_labels, vectorizers, np.zeros((len(all_labels), 1)),
-                              np.zeros(len(all_labels)), threshold, {})
+    probe = RedFlagClassifier(
+        all_labels,
+        vectorizers,
+        np.zeros((len(all_labels), 1)),
+        np.zeros(len(all_labels)),
+        threshold,
+        {},
+    )
     x = probe.matrix(feats)
     # urgent and ordinary weigh the same in all; the presentations share the urgent half, and
     # ``sample_weight`` shares each half out unevenly (real posts against written ordinary ones).
     # Each half weighs half the *written* rows: extra real rows must not also strengthen the
     # written ones (that would act like a larger C on them)
-    weight = (np.ones(len(y)) if sample_weight is None
-              else np.asarray(sample_weight, dtype=np.float64).copy())
+    weight = (
+        np.ones(len(y))
+        if sample_weight is None
+        else np.asarray(sample_weight, dtype=np.float64).copy()
+    )
     n_written = len(y) if vocabulary_rows is None else vocabulary_rows
     for half in (y == 0, y != 0):
         weight[half] *= 0.5 * n_written / max(weight[half].sum(), 1e-12)
     model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
     model.fit(x, y, sample_weight=weight)
     params = {"c": c, "max_char": max_char, "max_word": max_word, "n_train": len(labels)}
-    return RedFlagClassifier(all_labels, vectorizers, model.coef_, model.intercept_,
-                             threshold, params, knn)
+    return RedFlagClassifier(
+        all_labels, vectorizers, model.coef_, model.intercept_, threshold, params, knn
+    )

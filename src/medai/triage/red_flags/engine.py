@@ -110,20 +110,32 @@ class Analysis:
 
 
 class RedFlagEngine:
-    def __init__(self, ruleset: RuleSet, matcher: str = "suffix", encoder=None,
-                 knn: KnnSettings | None = None, cache_file: Path | None = None,
-                 negation: bool = True, timing: bool = True,
-                 write_file: Path | None = None,
-                 classifier: RedFlagClassifier | None = None) -> None:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        matcher: str = "suffix",
+        encoder=None,
+        knn: KnnSettings | None = None,
+        cache_file: Path | None = None,
+        negation: bool = True,
+        timing: bool = True,
+        write_file: Path | None = None,
+        classifier: RedFlagClassifier | None = None,
+    ) -> None:
         self.ruleset = ruleset
         self.concepts = ConceptMatcher(ruleset.concepts, matcher, negation, timing)
         knn = knn or KnnSettings(**ruleset.knn)
-        self.knn = (ExemplarDetector(ruleset, encoder, knn, cache_file, write_file) if encoder
-                    else None)
+        self.knn = (
+            ExemplarDetector(ruleset, encoder, knn, cache_file, write_file) if encoder else None
+        )
         self.classifier = classifier
         # name, version, content hash (``identity``); set by build_engine over its files
-        self.identity = {"name": ENGINE_NAME, "version": "unsealed", "content_hash": "",
-                         "rules_version": ruleset.digest[:12]}
+        self.identity = {
+            "name": ENGINE_NAME,
+            "version": "unsealed",
+            "content_hash": "",
+            "rules_version": ruleset.digest[:12],
+        }
 
     @property
     def detectors(self) -> list[str]:
@@ -142,21 +154,31 @@ class RedFlagEngine:
         hits = self.concepts.find(tokens, times)
         matches = evaluate(self.ruleset, tokens, hits)
         quiet = quiet_tokens(tokens, times) if tokens and (self.classifier or self.knn) else []
-        scored = (self.classifier.score(features(tokens, times, hits, quiet))
-                  if self.classifier and tokens else None)
-        if scored is not None and self.classifier.short_tokens is not None and \
-                scored.threshold < self.classifier.short_threshold and \
-                detect_language(text).language != "tr":
+        scored = (
+            self.classifier.score(features(tokens, times, hits, quiet))
+            if self.classifier and tokens
+            else None
+        )
+        if (
+            scored is not None
+            and self.classifier.short_tokens is not None
+            and scored.threshold < self.classifier.short_threshold
+            and detect_language(text).language != "tr"
+        ):
             # its only validated non-Turkish texts are short ones (dev16): a longer English
             # complaint is held to that threshold, not to the one of long Turkish texts
-            scored = replace(scored, threshold=self.classifier.short_threshold, evidence=(
-                scored.evidence if scored.score >= self.classifier.short_threshold else ()))
+            scored = replace(
+                scored,
+                threshold=self.classifier.short_threshold,
+                evidence=(
+                    scored.evidence if scored.score >= self.classifier.short_threshold else ()
+                ),
+            )
         knn_hits: list[KnnHit] = []
         if self.knn and tokens:
             if not self.concepts.negation:
                 quiet = [False] * len(tokens)
-            chunks = [c for c in chunk_tokens(tokens)
-                      if not any(quiet[c.first:c.last + 1])]
+            chunks = [c for c in chunk_tokens(tokens) if not any(quiet[c.first : c.last + 1])]
             salience = [sum(1 for h in hits if c.first <= h.first <= c.last) for c in chunks]
             knn_hits = self.knn.detect(text, tokens, self.knn.select(chunks, salience))
         return Analysis(tokens, matches, knn_hits, scored, everyday_only(tokens))
@@ -172,51 +194,87 @@ class RedFlagEngine:
         passing = [h for h in a.knn if learned_decide and self.knn and self.knn.fires(h)]
         # e5-small puts every urgent exemplar close together: only the nearest flag is named
         knn_fired = {h.flag_id: h for h in sorted(passing, key=lambda h: -h.similarity)[:1]}
-        learned = (a.classifier if learned_decide and a.classifier and
-                   self.classifier.fires(a.classifier) else None)
+        learned = (
+            a.classifier
+            if learned_decide and a.classifier and self.classifier.fires(a.classifier)
+            else None
+        )
         return self.report(text, a.tokens, a.matches, knn_fired, learned)
 
-    def report(self, text: str, tokens: list[Token], matches: list[RuleMatch],
-               knn_fired: dict[str, KnnHit],
-               learned: ClassifierHit | None = None) -> RedFlagReport:
+    def report(
+        self,
+        text: str,
+        tokens: list[Token],
+        matches: list[RuleMatch],
+        knn_fired: dict[str, KnnHit],
+        learned: ClassifierHit | None = None,
+    ) -> RedFlagReport:
         present = {m.flag_id: m for m in matches if not m.past}
         flags, history = [], []
         for flag in self.ruleset.flags:
             evidence: list[Evidence] = []
             if flag.id in present:
                 m = present[flag.id]
-                evidence += [Evidence("rules", span(text, tokens, h.first, h.last), [h.concept])
-                             for h in m.hits]
+                evidence += [
+                    Evidence("rules", span(text, tokens, h.first, h.last), [h.concept])
+                    for h in m.hits
+                ]
             if flag.id in knn_fired:
                 h = knn_fired[flag.id]
                 chunk = span(text, tokens, h.chunk.first, h.chunk.last)
-                evidence.append(Evidence("embedding", chunk, exemplar=h.exemplar,
-                                         similarity=round(h.similarity, 4)))
+                evidence.append(
+                    Evidence(
+                        "embedding", chunk, exemplar=h.exemplar, similarity=round(h.similarity, 4)
+                    )
+                )
             if learned and learned.flag_id == flag.id:
-                words = (" … ".join(span(text, tokens, i, i) for i in learned.evidence)
-                         or span(text, tokens, 0, min(len(tokens), 12) - 1))
+                words = " … ".join(span(text, tokens, i, i) for i in learned.evidence) or span(
+                    text, tokens, 0, min(len(tokens), 12) - 1
+                )
                 evidence.append(Evidence("classifier", words, score=round(learned.score, 4)))
             if evidence:
                 detectors = [d for d in DETECTORS if any(e.detector == d for e in evidence)]
-                flags.append(FiredFlag(flag.id, flag.name_tr, flag.name_en, flag.level,
-                                       flag.advice_tr, flag.advice_en, detectors, evidence,
-                                       [e.text for e in evidence]))
+                flags.append(
+                    FiredFlag(
+                        flag.id,
+                        flag.name_tr,
+                        flag.name_en,
+                        flag.level,
+                        flag.advice_tr,
+                        flag.advice_en,
+                        detectors,
+                        evidence,
+                        [e.text for e in evidence],
+                    )
+                )
                 continue
             past = [m for m in matches if m.flag_id == flag.id and m.past]
             if past:
-                history.append(HistoryNote(flag.id, flag.name_tr, flag.name_en, [
-                    span(text, tokens, h.first, h.last) for h in past[0].hits]))
+                history.append(
+                    HistoryNote(
+                        flag.id,
+                        flag.name_tr,
+                        flag.name_en,
+                        [span(text, tokens, h.first, h.last) for h in past[0].hits],
+                    )
+                )
         flags.sort(key=lambda f: LEVELS.index(f.level))
-        return RedFlagReport(flags, history, flags[0].level if flags else None,
-                             self.identity["rules_version"], self.detectors,
-                             dict(self.classifier.identity) if self.classifier else {},
-                             dict(self.identity))
+        return RedFlagReport(
+            flags,
+            history,
+            flags[0].level if flags else None,
+            self.identity["rules_version"],
+            self.detectors,
+            dict(self.classifier.identity) if self.classifier else {},
+            dict(self.identity),
+        )
 
 
 def classifier_dir(rules_dir: Path | None = None) -> Path | None:
     """The folder of the classifier in ``rules_dir``/classifier, else the bundled one."""
     for folder in ([Path(rules_dir) / CLASSIFIER_DIR] if rules_dir else []) + [
-            DATA_DIR / CLASSIFIER_DIR]:
+        DATA_DIR / CLASSIFIER_DIR
+    ]:
         if (folder / "model_card.json").is_file():
             return folder
     return None
@@ -228,20 +286,28 @@ def load_classifier(rules_dir: Path | None = None) -> RedFlagClassifier | None:
     return RedFlagClassifier.load(folder) if folder is not None else None
 
 
-def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
-                 matcher: str = "suffix", classifier: bool = True,
-                 require_sealed: bool = False) -> RedFlagEngine:
+def build_engine(
+    rules_dir: Path | None = None,
+    embeddings: bool = True,
+    matcher: str = "suffix",
+    classifier: bool = True,
+    require_sealed: bool = False,
+) -> RedFlagEngine:
     """An engine over the folder ``rules_dir`` (default: the bundled, sealed engine), with the
     e5 detector and the learned classifier on. A sealed folder is verified first (an altered
     file never loads); ``require_sealed`` refuses a folder that was never sealed (what the
     server and the CLI serve: ``default_engine``)."""
     folder = Path(rules_dir) if rules_dir else DATA_DIR
     if not folder.is_dir():
-        raise EngineSealError(f"{folder}: no such folder (MEDAI_RED_FLAG_RULES names a sealed "
-                              "red-flag engine folder; unset it for the bundled engine)")
+        raise EngineSealError(
+            f"{folder}: no such folder (MEDAI_RED_FLAG_RULES names a sealed "
+            "red-flag engine folder; unset it for the bundled engine)"
+        )
     if verify_sealed(folder) is None and require_sealed:  # an altered file: nothing loads
-        raise EngineSealError(f"{folder}: not a sealed red-flag engine (no model_card.json); "
-                              f"check it, then seal it: medai triage seal-red-flags {folder}")
+        raise EngineSealError(
+            f"{folder}: not a sealed red-flag engine (no model_card.json); "
+            f"check it, then seal it: medai triage seal-red-flags {folder}"
+        )
     ruleset = load_rules(rules_dir)
     learned = load_classifier(rules_dir) if classifier else None
     encoder, cache, write = None, None, None
@@ -252,15 +318,25 @@ def build_engine(rules_dir: Path | None = None, embeddings: bool = True,
         encoder = shared_e5()
         cache = folder / CACHE_NAME
         # a sealed folder is never written to: a stale cache is rebuilt in the user's cache
-        write = (get_settings().cache_dir / "red_flags" / CACHE_NAME
-                 if sealed_for(folder) is not None else cache)
+        write = (
+            get_settings().cache_dir / "red_flags" / CACHE_NAME
+            if sealed_for(folder) is not None
+            else cache
+        )
     # the classifier's threshold was chosen together with an embedding operating point
     knn = KnnSettings(**{**ruleset.knn, **learned.knn}) if learned and learned.knn else None
-    engine = RedFlagEngine(ruleset, matcher, encoder, knn=knn, cache_file=cache,
-                           write_file=write, classifier=learned)
-    engine.identity = engine_identity(folder, classifier_dir(rules_dir) if learned else None,
-                                      {"matcher": matcher, "detectors": engine.detectors,
-                                       "encoder": encoder_identity() if embeddings else None})
+    engine = RedFlagEngine(
+        ruleset, matcher, encoder, knn=knn, cache_file=cache, write_file=write, classifier=learned
+    )
+    engine.identity = engine_identity(
+        folder,
+        classifier_dir(rules_dir) if learned else None,
+        {
+            "matcher": matcher,
+            "detectors": engine.detectors,
+            "encoder": encoder_identity() if embeddings else None,
+        },
+    )
     return engine
 
 
@@ -298,8 +374,12 @@ def default_engine() -> RedFlagEngine:
     key = (str(rules_dir), embeddings, learned)
     with _LOCK:
         if key not in _DEFAULT:
-            _DEFAULT[key] = build_engine(Path(rules_dir) if rules_dir else None, embeddings,
-                                         classifier=learned, require_sealed=True)
+            _DEFAULT[key] = build_engine(
+                Path(rules_dir) if rules_dir else None,
+                embeddings,
+                classifier=learned,
+                require_sealed=True,
+            )
         return _DEFAULT[key]
 
 

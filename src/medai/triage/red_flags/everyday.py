@@ -33,4 +33,5 @@ def everyday_only(tokens: list[Token]) -> bool:
     """A short complaint made only of everyday words (with the engine's ``reader.yaml``)."""
     words = current()
     return 0 < len(tokens) <= words.everyday_max_words and all(
-        everyday_word(t.form, words) for t in tokens)
+        everyday_word(t.form, words) for t in tokens
+    )

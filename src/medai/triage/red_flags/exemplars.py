@@ -78,8 +78,14 @@ def _digest(model_id: str, texts: list[str]) -> str:
 class ExemplarDetector:
     """Embeds the exemplar bank once (or reads it from a matching .npz) and scores chunks."""
 
-    def __init__(self, ruleset: RuleSet, encoder, settings: KnnSettings,
-                 cache_file: Path | None = None, write_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        encoder,
+        settings: KnnSettings,
+        cache_file: Path | None = None,
+        write_file: Path | None = None,
+    ) -> None:
         self.encoder, self.settings = encoder, settings
         self.flag_of: list[str] = []
         self.texts: list[str] = []
@@ -89,12 +95,13 @@ class ExemplarDetector:
         self.contrast_texts = list(ruleset.contrast)
         vecs = self._bank(self.texts + self.contrast_texts, cache_file, write_file or cache_file)
         self.urgent = vecs[: len(self.texts)]
-        self.contrast = vecs[len(self.texts):]
+        self.contrast = vecs[len(self.texts) :]
         self.flag_ids = sorted(set(self.flag_of))
         self._flag_index = np.array([self.flag_ids.index(f) for f in self.flag_of])
 
-    def _bank(self, texts: list[str], cache_file: Path | None,
-              write_file: Path | None) -> np.ndarray:
+    def _bank(
+        self, texts: list[str], cache_file: Path | None, write_file: Path | None
+    ) -> np.ndarray:
         """Exemplar vectors from the first cache whose digest matches, else embedded now and
         written to ``write_file`` (never into the installed package)."""
         digest = _digest(self.encoder.model_id, texts)
@@ -103,14 +110,16 @@ class ExemplarDetector:
                 with np.load(path) as z:
                     if str(z["digest"]) == digest:
                         return z["vectors"].astype(np.float32)
-        log.warning("no current embedding cache for the exemplars; embedding %d sentences",
-                    len(texts))
+        log.warning(
+            "no current embedding cache for the exemplars; embedding %d sentences", len(texts)
+        )
         vecs = self.encoder.encode(texts).astype(np.float32)
         if write_file:
             try:
                 write_file.parent.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(write_file, vectors=vecs.astype(np.float16),
-                                    digest=np.array(digest))
+                np.savez_compressed(
+                    write_file, vectors=vecs.astype(np.float16), digest=np.array(digest)
+                )
             except OSError as exc:  # a read-only folder still works, it just re-embeds
                 log.warning("could not write %s: %s", write_file, exc)
         return vecs
@@ -132,8 +141,11 @@ class ExemplarDetector:
             cols = np.flatnonzero(self._flag_index == k)
             sub = sim[:, cols]
             ci, ej = np.unravel_index(int(np.argmax(sub)), sub.shape)
-            hits.append(KnnHit(fid, float(sub[ci, ej]), self.texts[cols[ej]],
-                               float(contrast[ci]), chunks[ci]))
+            hits.append(
+                KnnHit(
+                    fid, float(sub[ci, ej]), self.texts[cols[ej]], float(contrast[ci]), chunks[ci]
+                )
+            )
         return hits
 
     def fires(self, hit: KnnHit) -> bool:

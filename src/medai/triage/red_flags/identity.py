@@ -44,8 +44,10 @@ class EngineSealError(ValueError):
 def code_files() -> list[Path]:
     """The Python that decides firing: this package, the language guess and the text folds."""
     triage = PACKAGE_DIR.parent
-    return sorted(PACKAGE_DIR.glob("*.py")) + [triage / "language.py",
-                                               triage.parent / "core" / "text.py"]
+    return sorted(PACKAGE_DIR.glob("*.py")) + [
+        triage / "language.py",
+        triage.parent / "core" / "text.py",
+    ]
 
 
 @lru_cache(maxsize=1)
@@ -79,38 +81,43 @@ def engine_files(rules_dir: Path, classifier_dir: Path | None) -> list[tuple[str
 
 def sealed_for(directory: Path) -> dict[str, Any] | None:
     """What a sealed folder was sealed for (``config.json``), None when it has no card."""
-    from medai.core.registry import CARD_FILE
+    from medai.core.model_dir import CARD_FILE
 
     if not (directory / CARD_FILE).is_file():
         return None
     try:
         return json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))["sealed_for"]
     except (OSError, ValueError, KeyError) as exc:
-        raise EngineSealError(f"{directory / CONFIG_FILE}: unreadable ({exc}); reseal the "
-                              f"folder: medai triage seal-red-flags {directory}") from None
+        raise EngineSealError(
+            f"{directory / CONFIG_FILE}: unreadable ({exc}); reseal the "
+            f"folder: medai triage seal-red-flags {directory}"
+        ) from None
 
 
 def verify_sealed(directory: Path) -> str | None:
     """The sealed folder's content hash (None when it was never sealed); ModelLoadError, with
     how to reseal, when a file differs from the card (checked before anything in it loads)."""
-    from medai.core.registry import ModelLoadError, read_card, verify
+    from medai.core.model_dir import ModelLoadError, read_card, verify
 
     if sealed_for(directory) is None:
         return None
     try:
         return verify(directory, read_card(directory))
     except ModelLoadError as exc:
-        raise ModelLoadError(str(exc).split("; refusing")[0] + "; refusing to load them: "
-                             "check the change, then seal the folder again: medai triage "
-                             f"seal-red-flags {directory}") from None
+        raise ModelLoadError(
+            str(exc).split("; refusing")[0] + "; refusing to load them: "
+            "check the change, then seal the folder again: medai triage "
+            f"seal-red-flags {directory}"
+        ) from None
 
 
-def identity(rules_dir: Path, classifier_dir: Path | None,
-             settings: dict[str, Any]) -> dict[str, Any]:
+def identity(
+    rules_dir: Path, classifier_dir: Path | None, settings: dict[str, Any]
+) -> dict[str, Any]:
     """The engine's name, version and content hash (see the module docstring); ``settings``:
     matcher, detectors and encoder as the engine runs."""
     from medai import __version__
-    from medai.core.registry import read_card
+    from medai.core.model_dir import read_card
 
     running = {**settings, "code": code_hash()}
     expected = sealed_for(rules_dir)
@@ -124,19 +131,25 @@ def identity(rules_dir: Path, classifier_dir: Path | None,
     else:
         sealed, name, version = False, ENGINE_NAME, f"{__version__}+unsealed"
         digest = content_hash(engine_files(rules_dir, classifier_dir), running)
-    return {"name": name, "version": version, "content_hash": digest,
-            "rules_version": digest[7:19], "sealed": sealed}
+    return {
+        "name": name,
+        "version": version,
+        "content_hash": digest,
+        "rules_version": digest[7:19],
+        "sealed": sealed,
+    }
 
 
-def seal(directory: Path, name: str = "", version: str = "",
-         description: str = "") -> dict[str, Any]:
+def seal(
+    directory: Path, name: str = "", version: str = "", description: str = ""
+) -> dict[str, Any]:
     """Validate an engine folder and seal it: a folder lacking ``reader.yaml`` or a
     ``classifier/`` gets the bundled ones (copied, so the folder is whole), the exemplars are
     embedded into it, and its card is written with the content hash of every file. Returns the
     card as a dict. Refuses (EngineSealError, RuleFileError) a folder that does not load."""
     from datetime import date
 
-    from medai.core.registry import ModelCard, read_card, save_card
+    from medai.core.model_dir import ModelCard, read_card, save_card
     from medai.triage.red_flags.classifier import RedFlagClassifier
     from medai.triage.red_flags.schema import DATA_DIR, load_rules
     from medai.triage.red_flags.words import READER_FILE
@@ -144,8 +157,10 @@ def seal(directory: Path, name: str = "", version: str = "",
     directory = Path(directory)
     missing = [n for n in RULE_FILES[:3] if not (directory / n).is_file()]
     if missing:
-        raise EngineSealError(f"{directory}: {', '.join(missing)} missing (copy the bundled "
-                              f"files from {DATA_DIR} and edit them)")
+        raise EngineSealError(
+            f"{directory}: {', '.join(missing)} missing (copy the bundled "
+            f"files from {DATA_DIR} and edit them)"
+        )
     bundled = directory.resolve() == DATA_DIR.resolve()
     if not (directory / READER_FILE).is_file():
         shutil.copyfile(DATA_DIR / READER_FILE, directory / READER_FILE)
@@ -155,25 +170,46 @@ def seal(directory: Path, name: str = "", version: str = "",
     learned = RedFlagClassifier.load(directory / CLASSIFIER_DIR)  # its own hash verified
     encoder = encoder_identity()
     _embed_exemplars(ruleset, directory / CACHE_NAME)
-    settings = {"matcher": "suffix", "detectors": ["rules", "embedding", "classifier"],
-                "encoder": encoder}
-    (directory / CONFIG_FILE).write_text(json.dumps(
-        {"sealed_for": {**settings, "code": code_hash()}}, indent=1) + "\n", encoding="utf-8")
+    settings = {
+        "matcher": "suffix",
+        "detectors": ["rules", "embedding", "classifier"],
+        "encoder": encoder,
+    }
+    (directory / CONFIG_FILE).write_text(
+        json.dumps({"sealed_for": {**settings, "code": code_hash()}}, indent=1) + "\n",
+        encoding="utf-8",
+    )
     previous = read_card(directory) if (directory / "model_card.json").is_file() else None
     card = ModelCard(
-        task=TASK, model_type=MODEL_TYPE, labels=[f.id for f in ruleset.flags],
+        task=TASK,
+        model_type=MODEL_TYPE,
+        labels=[f.id for f in ruleset.flags],
         name=name or (previous.name if previous else ENGINE_NAME),
         version=version or date.today().isoformat(),
-        description=description or (BUNDLED_DESCRIPTION if bundled else (
-            previous.description if previous and previous.description != BUNDLED_DESCRIPTION
-            else "A hospital's red-flag engine")),
+        description=description
+        or (
+            BUNDLED_DESCRIPTION
+            if bundled
+            else (
+                previous.description
+                if previous and previous.description != BUNDLED_DESCRIPTION
+                else "A hospital's red-flag engine"
+            )
+        ),
         thresholds=learned.thresholds(),
         training_command=f"medai triage seal-red-flags {directory.resolve()}",
-        params={"flags": len(ruleset.flags), "concepts": len(ruleset.concepts),
-                "classifier": learned.identity, "sealed_for": settings},
+        params={
+            "flags": len(ruleset.flags),
+            "concepts": len(ruleset.concepts),
+            "classifier": learned.identity,
+            "sealed_for": settings,
+        },
         licence_notes=previous.licence_notes if previous else "",
-        intended_use=("Urgent red flags in patients' complaints, read before and independently "
-                      "of the department model; a suggestion for staff, never a diagnosis."))
+        intended_use=(
+            "Urgent red flags in patients' complaints, read before and independently "
+            "of the department model; a suggestion for staff, never a diagnosis."
+        ),
+    )
     save_card(directory, card)
     return card.to_dict()
 

@@ -58,8 +58,7 @@ def datasheet(directory: Path, name: str) -> dict | None:
     return sheet
 
 
-def read_sets(directory: Path, prefix: str = "", scoring: bool = False
-              ) -> dict[str, list[dict]]:
+def read_sets(directory: Path, prefix: str = "", scoring: bool = False) -> dict[str, list[dict]]:
     """Rows of every ``<set>_{urgent,ordinary}.jsonl`` in ``directory`` whose set name starts
     with ``prefix``, grouped by set (one author each). A blind set — in a ``blind`` folder, or
     whose datasheet says so — is refused unless ``scoring`` (a benchmark reads it; training
@@ -71,12 +70,14 @@ def read_sets(directory: Path, prefix: str = "", scoring: bool = False
         if not m or not m["set"].startswith(prefix):
             continue
         sheet = datasheet(directory, m["set"])
-        if not scoring and (directory.resolve().name == BLIND
-                            or (sheet or {}).get("role") == BLIND):
+        if not scoring and (
+            directory.resolve().name == BLIND or (sheet or {}).get("role") == BLIND
+        ):
             raise TrainingDataError(
                 f"{path}: set {m['set']!r} is blind — it is only ever scored, never trained "
                 "on. To train on it, move it to the development folder and record the move "
-                "in its datasheet (after a fresh blind set has been written).")
+                "in its datasheet (after a fresh blind set has been written)."
+            )
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -126,15 +127,21 @@ def read_real_posts(path: Path, max_bytes: int = 512 * 1024 * 1024) -> list[tupl
             with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: Excel's BOM
                 reader = csv.DictReader(f)
                 if "text" not in (reader.fieldnames or []):
-                    raise TrainingDataError(f"{path}: needs a 'text' column "
-                                            f"(found: {', '.join(reader.fieldnames or [])})")
-                return [((row.get("id") or "").strip() or "text:" + row["text"].strip(),
-                         row["text"]) for row in reader if (row["text"] or "").strip()]
+                    raise TrainingDataError(
+                        f"{path}: needs a 'text' column "
+                        f"(found: {', '.join(reader.fieldnames or [])})"
+                    )
+                return [
+                    ((row.get("id") or "").strip() or "text:" + row["text"].strip(), row["text"])
+                    for row in reader
+                    if (row["text"] or "").strip()
+                ]
         finally:
             csv.field_size_limit(limit)
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
-        raise TrainingDataError(f"{path}: not a readable UTF-8 CSV of complaints "
-                                f"({type(exc).__name__}: {exc})") from None
+        raise TrainingDataError(
+            f"{path}: not a readable UTF-8 CSV of complaints ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def label(row: dict) -> str:
@@ -164,8 +171,11 @@ def analyse_rows(ruleset: RuleSet, texts: list[str], matcher: str = "suffix") ->
 
 def bank_rows(ruleset: RuleSet) -> list[dict]:
     """The exemplar bank (exemplars.yaml) as training rows."""
-    rows = [{"text": t, "urgent": True, "presentation": f}
-            for f, texts in ruleset.exemplars.items() for t in texts]
+    rows = [
+        {"text": t, "urgent": True, "presentation": f}
+        for f, texts in ruleset.exemplars.items()
+        for t in texts
+    ]
     return rows + [{"text": t, "urgent": False, "presentation": None} for t in ruleset.contrast]
 
 
@@ -177,13 +187,13 @@ class RealNegatives:
     weight: float = REAL_WEIGHT  # together, this many times the written ordinary texts together
 
     @classmethod
-    def read(cls, ruleset: RuleSet, texts: list[str],
-             weight: float = REAL_WEIGHT) -> RealNegatives:
+    def read(cls, ruleset: RuleSet, texts: list[str], weight: float = REAL_WEIGHT) -> RealNegatives:
         return cls([a for a in analyse_rows(ruleset, texts) if not a.rules], weight)
 
 
-def fit(rows: list[Analysed], ys: list[str], real: RealNegatives | None = None,
-        **train_kw) -> RedFlagClassifier:
+def fit(
+    rows: list[Analysed], ys: list[str], real: RealNegatives | None = None, **train_kw
+) -> RedFlagClassifier:
     """A classifier on ``rows`` (and the real negatives, weighed as ``real.weight`` says). The
     vocabularies come from ``rows`` only: real posts are read through the written texts'
     n-grams, and none of theirs ends up in a saved model."""
@@ -194,34 +204,52 @@ def fit(rows: list[Analysed], ys: list[str], real: RealNegatives | None = None,
         feats += [a.features for a in real.analysed]
         ys += [NONE] * len(real.analysed)
         weight = np.ones(len(ys))
-        weight[-len(real.analysed):] = real.weight * n_written / len(real.analysed)
+        weight[-len(real.analysed) :] = real.weight * n_written / len(real.analysed)
     return train(feats, ys, sample_weight=weight, **train_kw)
 
 
-def _held_out_scores(held: str, sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
-                     bank: list[Analysed], bank_labels: list[str],
-                     real: RealNegatives | None, train_kw: dict) -> tuple[str, np.ndarray]:
+def _held_out_scores(
+    held: str,
+    sets: dict[str, list[Analysed]],
+    labels: dict[str, list[str]],
+    bank: list[Analysed],
+    bank_labels: list[str],
+    real: RealNegatives | None,
+    train_kw: dict,
+) -> tuple[str, np.ndarray]:
     others = [o for o in sets if o != held]
-    model = fit(bank + [a for o in others for a in sets[o]],
-                bank_labels + [y for o in others for y in labels[o]], real, **train_kw)
+    model = fit(
+        bank + [a for o in others for a in sets[o]],
+        bank_labels + [y for o in others for y in labels[o]],
+        real,
+        **train_kw,
+    )
     p = model.probabilities([a.features for a in sets[held]])
     return held, 1.0 - p[:, model.labels.index(NONE)]
 
 
-def out_of_author_scores(sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
-                         bank: list[Analysed], bank_labels: list[str],
-                         progress: Callable[[str], None] = lambda _m: None,
-                         real: RealNegatives | None = None, jobs: int = 1,
-                         **train_kw) -> dict[str, np.ndarray]:
+def out_of_author_scores(
+    sets: dict[str, list[Analysed]],
+    labels: dict[str, list[str]],
+    bank: list[Analysed],
+    bank_labels: list[str],
+    progress: Callable[[str], None] = lambda _m: None,
+    real: RealNegatives | None = None,
+    jobs: int = 1,
+    **train_kw,
+) -> dict[str, np.ndarray]:
     """Urgent score of every text from a classifier that never saw its author's texts.
     ``jobs`` > 1 fits that many held-out classifiers at once (separate processes)."""
     from joblib import Parallel, delayed
 
     run = Parallel(n_jobs=jobs, return_as="generator_unordered")
     scores = {}
-    for k, (held, s) in enumerate(run(
+    for k, (held, s) in enumerate(
+        run(
             delayed(_held_out_scores)(held, sets, labels, bank, bank_labels, real, train_kw)
-            for held in sets)):
+            for held in sets
+        )
+    ):
         scores[held] = s
         progress(f"out-of-author scores {k + 1}/{len(sets)} ({held})")
     return {held: scores[held] for held in sets}  # the sets' order, whatever finished first
@@ -241,12 +269,23 @@ def in_budget(rows: list[dict], kinds: frozenset[str] = TRAIN_ONLY_KINDS) -> np.
 def _uncounted(fired: np.ndarray, urgent: np.ndarray, budget: np.ndarray | None) -> dict:
     """How often the ordinary rows left out of the budget fire (what leaving them out trades)."""
     left_out = ~urgent & ~budget if budget is not None else np.zeros(len(urgent), bool)
-    return ({"uncounted_false_alarm_rate": float(fired[left_out].mean()),
-             "uncounted_rows": int(left_out.sum())} if left_out.any() else {})
+    return (
+        {
+            "uncounted_false_alarm_rate": float(fired[left_out].mean()),
+            "uncounted_rows": int(left_out.sum()),
+        }
+        if left_out.any()
+        else {}
+    )
 
 
-def choose_threshold(urgent: np.ndarray, others_fire: np.ndarray, scores: np.ndarray,
-                     max_false_alarms: float, budget: np.ndarray | None = None) -> dict:
+def choose_threshold(
+    urgent: np.ndarray,
+    others_fire: np.ndarray,
+    scores: np.ndarray,
+    max_false_alarms: float,
+    budget: np.ndarray | None = None,
+) -> dict:
     """The lowest threshold whose union with the other detectors keeps false alarms within
     ``max_false_alarms``; ``others_fire`` says where the rules or neighbours already fire;
     ``budget`` which ordinary texts count (``counted``)."""
@@ -256,17 +295,24 @@ def choose_threshold(urgent: np.ndarray, others_fire: np.ndarray, scores: np.nda
         fired = others_fire | (scores >= t)
         fa = float(fired[neg].mean())
         if fa <= max_false_alarms:
-            best = {"threshold": float(t), "recall": float(fired[urgent].mean()),
-                    "false_alarm_rate": fa,
-                    "classifier_recall": float((scores >= t)[urgent].mean()),
-                    "classifier_false_alarm_rate": float((scores >= t)[neg].mean()),
-                    **_uncounted(fired, urgent, budget)}
+            best = {
+                "threshold": float(t),
+                "recall": float(fired[urgent].mean()),
+                "false_alarm_rate": fa,
+                "classifier_recall": float((scores >= t)[urgent].mean()),
+                "classifier_false_alarm_rate": float((scores >= t)[neg].mean()),
+                **_uncounted(fired, urgent, budget),
+            }
             break
     if best is None:  # even the highest threshold is over budget: the others are, alone
         t = float(THRESHOLDS[-1])
         fired = others_fire | (scores >= t)
-        best = {"threshold": t, "recall": float(fired[urgent].mean()),
-                "false_alarm_rate": float(fired[neg].mean()), "over_budget": True}
+        best = {
+            "threshold": t,
+            "recall": float(fired[urgent].mean()),
+            "false_alarm_rate": float(fired[neg].mean()),
+            "over_budget": True,
+        }
     return best
 
 
@@ -274,21 +320,34 @@ KNN_THRESHOLDS = np.round(np.arange(0.86, 0.9801, 0.0025), 4)
 KNN_MARGINS = np.round(np.arange(-0.01, 0.0401, 0.0025), 4)
 
 
-def choose_operating_point(urgent: np.ndarray, rules: np.ndarray,
-                           knn: list[list[tuple[float, float]]] | None, scores: np.ndarray,
-                           max_false_alarms: float, budget: np.ndarray | None = None) -> dict:
+def choose_operating_point(
+    urgent: np.ndarray,
+    rules: np.ndarray,
+    knn: list[list[tuple[float, float]]] | None,
+    scores: np.ndarray,
+    max_false_alarms: float,
+    budget: np.ndarray | None = None,
+) -> dict:
     """The embedding threshold/margin and the classifier threshold together: the highest recall
     of all detectors whose false alarms stay within ``max_false_alarms`` (ties: fewer false
     alarms, then the stricter embedding). ``knn`` holds each text's (similarity, margin) per flag
     (None: no embedding detector); ``scores`` must be out of author."""
-    grid = ([(float(t), float(m)) for t in KNN_THRESHOLDS for m in KNN_MARGINS] if knn
-            else [(None, None)])
-    sims = [(np.array([s for s, _d in x] or [0.0]), np.array([d for _s, d in x] or [-1.0]))
-            for x in (knn or [])]
+    grid = (
+        [(float(t), float(m)) for t in KNN_THRESHOLDS for m in KNN_MARGINS]
+        if knn
+        else [(None, None)]
+    )
+    sims = [
+        (np.array([s for s, _d in x] or [0.0]), np.array([d for _s, d in x] or [-1.0]))
+        for x in (knn or [])
+    ]
     best, neg = None, counted(urgent, budget)
     for t, m in grid:
-        fires = (np.array([bool(((s >= t) & (d >= m)).any()) for s, d in sims]) if knn
-                 else np.zeros(len(urgent), bool))
+        fires = (
+            np.array([bool(((s >= t) & (d >= m)).any()) for s, d in sims])
+            if knn
+            else np.zeros(len(urgent), bool)
+        )
         if fires[neg].mean() > max_false_alarms:
             continue
         choice = choose_threshold(urgent, rules | fires, scores, max_false_alarms, budget)
@@ -296,20 +355,34 @@ def choose_operating_point(urgent: np.ndarray, rules: np.ndarray,
             continue
         key = (choice["recall"], -choice["false_alarm_rate"], t or 0, m or 0)
         if best is None or key > best[0]:
-            best = (key, {"classifier": choice["threshold"], "knn_threshold": t,
-                          "knn_margin": m, **choice,
-                          "embedding_only_recall": float(fires[urgent].mean()),
-                          "embedding_only_false_alarm_rate": float(fires[neg].mean())})
+            best = (
+                key,
+                {
+                    "classifier": choice["threshold"],
+                    "knn_threshold": t,
+                    "knn_margin": m,
+                    **choice,
+                    "embedding_only_recall": float(fires[urgent].mean()),
+                    "embedding_only_false_alarm_rate": float(fires[neg].mean()),
+                },
+            )
     if best is None:
-        raise TrainingDataError(f"the rules alone raise more than {max_false_alarms:.1%} "
-                                "false alarms on these texts: no threshold can meet the budget")
+        raise TrainingDataError(
+            f"the rules alone raise more than {max_false_alarms:.1%} "
+            "false alarms on these texts: no threshold can meet the budget"
+        )
     return best[1]
 
 
-def choose_with_short(urgent: np.ndarray, rules: np.ndarray,
-                      knn: list[list[tuple[float, float]]] | None, scores: np.ndarray,
-                      short: np.ndarray, max_false_alarms: float,
-                      budget: np.ndarray | None = None) -> dict:
+def choose_with_short(
+    urgent: np.ndarray,
+    rules: np.ndarray,
+    knn: list[list[tuple[float, float]]] | None,
+    scores: np.ndarray,
+    short: np.ndarray,
+    max_false_alarms: float,
+    budget: np.ndarray | None = None,
+) -> dict:
     """The operating point chosen on the longer texts (``choose_operating_point``), then a
     threshold of their own for the short ones, with the same budget on them alone.
 
@@ -321,32 +394,56 @@ def choose_with_short(urgent: np.ndarray, rules: np.ndarray,
     if min((short & urgent).sum(), (short & neg).sum()) < 50:
         return choose_operating_point(urgent, rules, knn, scores, max_false_alarms, budget)
     long_ = ~short
-    choice = choose_operating_point(urgent[long_], rules[long_],
-                                    [x for x, s in zip(knn, short, strict=True) if not s]
-                                    if knn else None, scores[long_], max_false_alarms,
-                                    budget[long_])
+    choice = choose_operating_point(
+        urgent[long_],
+        rules[long_],
+        [x for x, s in zip(knn, short, strict=True) if not s] if knn else None,
+        scores[long_],
+        max_false_alarms,
+        budget[long_],
+    )
     t, m = choice["knn_threshold"], choice["knn_margin"]
-    knn_fires = (np.array([any(sim >= t and d >= m for sim, d in x) for x in knn]) if knn
-                 else np.zeros(len(urgent), bool))
+    knn_fires = (
+        np.array([any(sim >= t and d >= m for sim, d in x) for x in knn])
+        if knn
+        else np.zeros(len(urgent), bool)
+    )
     others = rules | knn_fires
-    short_choice = choose_threshold(urgent[short], others[short], scores[short],
-                                    max_false_alarms, budget[short])
-    fired = others | np.where(short, scores >= short_choice["threshold"],
-                              scores >= choice["classifier"])
-    return {**choice, "short": {**short_choice, "tokens": SHORT_TOKENS,
-                                "n": int(short.sum())},
-            "all_texts": {"recall": float(fired[urgent].mean()),
-                          "false_alarm_rate": float(fired[neg].mean()),
-                          **_uncounted(fired, urgent, budget)}}
+    short_choice = choose_threshold(
+        urgent[short], others[short], scores[short], max_false_alarms, budget[short]
+    )
+    fired = others | np.where(
+        short, scores >= short_choice["threshold"], scores >= choice["classifier"]
+    )
+    return {
+        **choice,
+        "short": {**short_choice, "tokens": SHORT_TOKENS, "n": int(short.sum())},
+        "all_texts": {
+            "recall": float(fired[urgent].mean()),
+            "false_alarm_rate": float(fired[neg].mean()),
+            **_uncounted(fired, urgent, budget),
+        },
+    }
 
 
-def fit_final(sets: dict[str, list[Analysed]], labels: dict[str, list[str]],
-              bank: list[Analysed], bank_labels: list[str], threshold: float,
-              knn: dict | None = None, real: RealNegatives | None = None,
-              **train_kw) -> RedFlagClassifier:
-    return fit(bank + [a for s in sets.values() for a in s],
-               bank_labels + [y for s in sets for y in labels[s]], real,
-               threshold=threshold, knn=knn, **train_kw)
+def fit_final(
+    sets: dict[str, list[Analysed]],
+    labels: dict[str, list[str]],
+    bank: list[Analysed],
+    bank_labels: list[str],
+    threshold: float,
+    knn: dict | None = None,
+    real: RealNegatives | None = None,
+    **train_kw,
+) -> RedFlagClassifier:
+    return fit(
+        bank + [a for s in sets.values() for a in s],
+        bank_labels + [y for s in sets for y in labels[s]],
+        real,
+        threshold=threshold,
+        knn=knn,
+        **train_kw,
+    )
 
 
 @dataclass
@@ -361,12 +458,18 @@ class Trained:
     real: RealNegatives | None = None
 
 
-def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
-                      knn: list[list[tuple[float, float]]] | None, max_false_alarms: float,
-                      progress: Callable[[str], None] = lambda _m: None,
-                      real_posts: list[str] | None = None, real_weight: float = REAL_WEIGHT,
-                      jobs: int = 1, train_only_kinds: frozenset[str] | None = None,
-                      **train_kw) -> Trained:
+def train_with_choice(
+    ruleset: RuleSet,
+    sets: dict[str, list[dict]],
+    knn: list[list[tuple[float, float]]] | None,
+    max_false_alarms: float,
+    progress: Callable[[str], None] = lambda _m: None,
+    real_posts: list[str] | None = None,
+    real_weight: float = REAL_WEIGHT,
+    jobs: int = 1,
+    train_only_kinds: frozenset[str] | None = None,
+    **train_kw,
+) -> Trained:
     """Out-of-author scores, the operating point chosen on them, and the classifier trained on
     every set with it. ``knn``: per row of the sets in order, (similarity, margin) per flag.
     ``real_posts``: real complaints to learn as negatives (pass their training part only:
@@ -374,19 +477,25 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
     ``train_only_kinds`` kind (default ``TRAIN_ONLY_KINDS``; a kind named here must occur) are
     trained on but not counted in the budget."""
     if len(sets) < 2:
-        raise TrainingDataError("need at least two sets (authors) to choose a threshold out of "
-                                f"author; found {sorted(sets)}")
+        raise TrainingDataError(
+            "need at least two sets (authors) to choose a threshold out of "
+            f"author; found {sorted(sets)}"
+        )
     kinds = TRAIN_ONLY_KINDS if train_only_kinds is None else train_only_kinds
     rows_in_order = [r for k in sets for r in sets[k]]
     ordinary = np.array([not r.get("urgent") for r in rows_in_order])
     budget = in_budget(rows_in_order, kinds)
     found_kinds = {r.get("kind") for r in rows_in_order if not r.get("urgent")}
     if train_only_kinds and (unknown := sorted(train_only_kinds - found_kinds)):
-        raise TrainingDataError(f"no ordinary row is of kind {', '.join(unknown)} (kinds here: "
-                                f"{', '.join(sorted(str(k) for k in found_kinds))})")
+        raise TrainingDataError(
+            f"no ordinary row is of kind {', '.join(unknown)} (kinds here: "
+            f"{', '.join(sorted(str(k) for k in found_kinds))})"
+        )
     if not (ordinary & budget).any():
-        raise TrainingDataError("every ordinary row is of a kind left out of the budget "
-                                f"({', '.join(sorted(kinds))}): nothing to count false alarms on")
+        raise TrainingDataError(
+            "every ordinary row is of a kind left out of the budget "
+            f"({', '.join(sorted(kinds))}): nothing to count false alarms on"
+        )
     progress("reading the texts with the rules")
     analysed = {k: analyse_rows(ruleset, [r["text"] for r in v]) for k, v in sets.items()}
     labels = {k: [label(r) for r in v] for k, v in sets.items()}
@@ -396,28 +505,38 @@ def train_with_choice(ruleset: RuleSet, sets: dict[str, list[dict]],
     if real_posts and real_weight > 0:
         progress(f"reading {len(real_posts)} real posts with the rules")
         real = RealNegatives.read(ruleset, real_posts, real_weight)
-    oof = out_of_author_scores(analysed, labels, bank, bank_labels, progress, real, jobs,
-                               **train_kw)
+    oof = out_of_author_scores(
+        analysed, labels, bank, bank_labels, progress, real, jobs, **train_kw
+    )
     urgent = np.array([y != NONE for k in sets for y in labels[k]])
     rules = np.array([bool(a.rules) for k in sets for a in analysed[k]])
-    short = np.array([len(a.features.token_forms) <= SHORT_TOKENS
-                      for k in sets for a in analysed[k]])
-    choice = choose_with_short(urgent, rules, knn, np.concatenate(list(oof.values())), short,
-                               max_false_alarms, budget)
-    knn_point = ({"threshold": choice["knn_threshold"], "margin": choice["knn_margin"]}
-                 if knn else None)
+    short = np.array(
+        [len(a.features.token_forms) <= SHORT_TOKENS for k in sets for a in analysed[k]]
+    )
+    choice = choose_with_short(
+        urgent, rules, knn, np.concatenate(list(oof.values())), short, max_false_alarms, budget
+    )
+    knn_point = (
+        {"threshold": choice["knn_threshold"], "margin": choice["knn_margin"]} if knn else None
+    )
     progress("training on every set")
-    model = fit_final(analysed, labels, bank, bank_labels, choice["classifier"], knn_point,
-                      real, **train_kw)
+    model = fit_final(
+        analysed, labels, bank, bank_labels, choice["classifier"], knn_point, real, **train_kw
+    )
     model.params["max_false_alarms"] = max_false_alarms
-    model.params["budget_excludes"] = {"kinds": sorted(kinds),
-                                       "rows": int((ordinary & ~budget).sum())}
+    model.params["budget_excludes"] = {
+        "kinds": sorted(kinds),
+        "rows": int((ordinary & ~budget).sum()),
+    }
     if "short" in choice:
         model.params["short_tokens"] = SHORT_TOKENS
         model.params["short_threshold"] = choice["short"]["threshold"]
         model.short_tokens, model.short_threshold = SHORT_TOKENS, choice["short"]["threshold"]
     model.params["sets"] = {k: len(v) for k, v in sets.items()}
     if real:
-        model.params["real_negatives"] = {"posts": len(real_posts or []),
-                                          "used": len(real.analysed), "weight": real.weight}
+        model.params["real_negatives"] = {
+            "posts": len(real_posts or []),
+            "used": len(real.analysed),
+            "weight": real.weight,
+        }
     return Trained(model, choice, oof, analysed, labels, bank, bank_labels, real)

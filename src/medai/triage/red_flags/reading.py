@@ -16,7 +16,7 @@ DEGREE_KINDS = ("onset", "severity")
 
 
 def negated_suffix(token: Token, pattern: TokenPattern) -> bool:
-    rest = token.form[len(pattern.stem):] if pattern.mode != "exact" else ""
+    rest = token.form[len(pattern.stem) :] if pattern.mode != "exact" else ""
     if rest and pattern.stem.endswith(("ma", "me")):
         rest = pattern.stem[-2:] + rest  # "kan kusma*" on "kusmadım": -ma- is the negation
     return bool(rest) and negated_rest(rest)
@@ -27,9 +27,13 @@ def denied_degree(tokens: list[Token]) -> set[int]:
     denied ("ani değil", "hayatımın en kötüsü değil", "ani başlamadı"), whatever the concept's
     ``negatable``."""
     w = current()
-    return {k for j, t in enumerate(tokens)
-            if t.form.startswith(w.not_so) or w.not_started.match(t.form)
-            for k in (j - 1, j - 2) if k >= 0 and tokens[k].clause == t.clause}
+    return {
+        k
+        for j, t in enumerate(tokens)
+        if t.form.startswith(w.not_so) or w.not_started.match(t.form)
+        for k in (j - 1, j - 2)
+        if k >= 0 and tokens[k].clause == t.clause
+    }
 
 
 def asked_tokens(tokens: list[Token]) -> set[int]:
@@ -39,8 +43,12 @@ def asked_tokens(tokens: list[Token]) -> set[int]:
     w = current()
     out: set[int] = set()
     for j in range(1, len(tokens)):
-        feared = (tokens[j].form == "diye" and w.future.search(tokens[j - 1].form) and any(
-            t.form.startswith(w.fear) for t in tokens[j + 1:j + 4]) and not _now(tokens, j))
+        feared = (
+            tokens[j].form == "diye"
+            and w.future.search(tokens[j - 1].form)
+            and any(t.form.startswith(w.fear) for t in tokens[j + 1 : j + 4])
+            and not _now(tokens, j)
+        )
         if feared or (tokens[j].form in w.question and w.aorist.search(tokens[j - 1].form)):
             out.add(j - 1)
             if j >= 2 and tokens[j - 1].form.startswith(w.light_verbs):
@@ -57,9 +65,11 @@ def _now(tokens: list[Token], j: int) -> bool:
     annemi dövüyor, öldürecek diye korkuyoruz"): a now-word or a present verb before ``j``."""
     w = current()
     sentence = [(k, t) for k, t in enumerate(tokens) if t.sentence == tokens[j].sentence]
-    return any(t.form in w.present_words or (k < j and w.present_verb.search(t.form)
-                                              and not t.form.startswith(w.fear))
-               for k, t in sentence)
+    return any(
+        t.form in w.present_words
+        or (k < j and w.present_verb.search(t.form) and not t.form.startswith(w.fear))
+        for k, t in sentence
+    )
 
 
 def _asks(token: Token) -> bool:
@@ -78,7 +88,8 @@ def topic_tokens(tokens: list[Token]) -> set[int]:
         if _asks(tok) or (tok.form in w.impersonal_questions and _generic_clause(tokens, j)):
             out |= {k for k in range(j) if tokens[k].clause == tok.clause}
         elif (tok.form in w.document_words or tok.form.startswith(w.document_stems)) and any(
-                t.clause == tok.clause and t.form.startswith(w.reporting) for t in tokens):
+            t.clause == tok.clause and t.form.startswith(w.reporting) for t in tokens
+        ):
             out |= {k for k, t in enumerate(tokens) if t.clause == tok.clause}
     return out
 
@@ -91,8 +102,15 @@ def hearsay_tokens(tokens: list[Token]) -> set[int]:
     past. A friend's emergency told in the present ("arkadaşım yere yığıldı, uyanmıyor") or
     with no such sentence still fires."""
     w = current()
-    fine_from = next((k for k, t in enumerate(tokens) if t.form in w.self_words and any(
-        u.form in w.self_denied for u in tokens[k:] if u.sentence == t.sentence)), None)
+    fine_from = next(
+        (
+            k
+            for k, t in enumerate(tokens)
+            if t.form in w.self_words
+            and any(u.form in w.self_denied for u in tokens[k:] if u.sentence == t.sentence)
+        ),
+        None,
+    )
     if fine_from is None:
         return set()
     clauses = defaultdict(list)
@@ -102,9 +120,11 @@ def hearsay_tokens(tokens: list[Token]) -> set[int]:
     out: set[int] = set()
     for ks in clauses.values():
         forms = [tokens[k].form for k in ks]
-        if (any(f.startswith(w.others) for f in forms)
-                and any(w.reported.search(f) for f in forms)
-                and not any(f in w.present_words or w.present_verb.search(f) for f in forms)):
+        if (
+            any(f.startswith(w.others) for f in forms)
+            and any(w.reported.search(f) for f in forms)
+            and not any(f in w.present_words or w.present_verb.search(f) for f in forms)
+        ):
             out |= set(ks)
     return out
 
@@ -114,8 +134,9 @@ def _generic_clause(tokens: list[Token], j: int) -> bool:
     return any(t.form in generic for t in tokens[:j] if t.clause == tokens[j].clause)
 
 
-def negated_tokens(tokens: list[Token], covered: set[int],
-                   walks: list[tuple[int, set[int]]] | None = None) -> set[int]:
+def negated_tokens(
+    tokens: list[Token], covered: set[int], walks: list[tuple[int, set[int]]] | None = None
+) -> set[int]:
     """Tokens a negator reaches (``negation_walks``, unless the caller has them) and the topic
     clauses (``topic_tokens``)."""
     out: set[int] = topic_tokens(tokens)
@@ -135,16 +156,28 @@ def negation_walks(tokens: list[Token], covered: set[int]) -> list[tuple[int, se
         if _asks(tok):
             continue  # topic_tokens has the clause
         about = tok.form in w.about_words and not (
-            j + 1 < len(tokens) and tokens[j + 1].form.startswith(w.about_present)
+            j + 1 < len(tokens)
+            and tokens[j + 1].form.startswith(w.about_present)
             and not tokens[j + 1].form.endswith(particles)  # "riski var mı" asks
-            and (j + 2 >= len(tokens) or tokens[j + 2].form not in w.question))
-        fine = (tok.form in w.fine_words and j not in covered
-                and (j + 1 >= len(tokens) or tokens[j + 1].form not in w.not_fine))
-        short = j > 0 and ((tokens[j - 1].form == "gibi" and w.seems_not.match(tok.form)) or (
-            tokens[j - 1].form == "rahatsiz" and tok.form.startswith(w.bothers_not)) or (
-            w.think_denied.match(tok.form) and w.will_other.search(tokens[j - 1].form)))
-        if not (about or fine or short or tok.form in w.negators
-                or (j not in covered and _generic_negator(tok.form))):
+            and (j + 2 >= len(tokens) or tokens[j + 2].form not in w.question)
+        )
+        fine = (
+            tok.form in w.fine_words
+            and j not in covered
+            and (j + 1 >= len(tokens) or tokens[j + 1].form not in w.not_fine)
+        )
+        short = j > 0 and (
+            (tokens[j - 1].form == "gibi" and w.seems_not.match(tok.form))
+            or (tokens[j - 1].form == "rahatsiz" and tok.form.startswith(w.bothers_not))
+            or (w.think_denied.match(tok.form) and w.will_other.search(tokens[j - 1].form))
+        )
+        if not (
+            about
+            or fine
+            or short
+            or tok.form in w.negators
+            or (j not in covered and _generic_negator(tok.form))
+        ):
             continue
         reached: set[int] = set()
         reach = w.short_reach if short else w.negation_reach
@@ -178,13 +211,17 @@ def denied_sites(raw, tokens: list[Token], walks) -> set[int]:
             if last > i:  # the words before its last ("kan" of "kan tükürmedim")
                 out |= set(range(i, last))
             denied.append(i)
-        elif any(last in reached and j - last <= 2 and tokens[j].form in w.absent
-                 for j, reached in walks):
+        elif any(
+            last in reached and j - last <= 2 and tokens[j].form in w.absent for j, reached in walks
+        ):
             denied.append(i)
     for i in denied:
         k = i - 1
-        while k >= 0 and tokens[k].clause == tokens[i].clause and (
-                k in parts or tokens[k].form in w.and_words):
+        while (
+            k >= 0
+            and tokens[k].clause == tokens[i].clause
+            and (k in parts or tokens[k].form in w.and_words)
+        ):
             out.add(k)
             k -= 1
     return out
@@ -194,17 +231,23 @@ def quiet_tokens(tokens: list[Token], times: list[str]) -> list[bool]:
     """Tokens that deny or set things in the past: a chunk holding one is not embedded (the
     embedding detector cannot tell "göğüs ağrım yok" from "göğüs ağrım var")."""
     w = current()
-    return [t.form in w.negators or t.form in w.asking_words or times[i] == "past"
-            for i, t in enumerate(tokens)]
+    return [
+        t.form in w.negators or t.form in w.asking_words or times[i] == "past"
+        for i, t in enumerate(tokens)
+    ]
 
 
 def _generic_negator(form: str) -> bool:
     w = current()
     root = next((r for r in w.event_denial_roots if form.startswith(r)), None)
-    if root and w.event_denied.match(form[len(root):]) and not w.cannot.search(form):
+    if root and w.event_denied.match(form[len(root) :]) and not w.cannot.search(form):
         return True
-    return (w.negated_verb.search(form[2:]) is not None and not w.cannot.search(form)
-            and form.startswith(w.denial_roots) and not form.startswith(w.persist_roots))
+    return (
+        w.negated_verb.search(form[2:]) is not None
+        and not w.cannot.search(form)
+        and form.startswith(w.denial_roots)
+        and not form.startswith(w.persist_roots)
+    )
 
 
 def normal_readings(tokens: list[Token]) -> set[int]:
@@ -222,9 +265,10 @@ def normal_readings(tokens: list[Token]) -> set[int]:
         decimal = nxt is not None and nxt.form.isdigit() and nxt.clause == tok.clause
         if not (decimal or nxt is None or nxt.form == "derece" or nxt.clause != tok.clause):
             continue  # "37'yi", "36'nın altında": a suffix or a word bounds it
-        after = [t.form for t in tokens[j + 1:j + 6] if t.sentence == tok.sentence]
+        after = [t.form for t in tokens[j + 1 : j + 6] if t.sentence == tok.sentence]
         if any(f.isdigit() and int(f) in feverish for f in after if len(f) <= 2) or any(
-                f.startswith(w.bound) for f in after[int(decimal):4]):
+            f.startswith(w.bound) for f in after[int(decimal) : 4]
+        ):
             continue
         if tokens[j - 1].sentence == tok.sentence:
             out.add(j - 1)

@@ -32,8 +32,15 @@ from medai.triage.red_flags.timing import token_times
 from medai.triage.red_flags.tokens import MATCHERS, Token
 from medai.triage.red_flags.words import current
 
-__all__ = ["ConceptMatcher", "Hit", "RuleMatch", "evaluate", "negated_tokens", "quiet_tokens",
-           "token_times"]
+__all__ = [
+    "ConceptMatcher",
+    "Hit",
+    "RuleMatch",
+    "evaluate",
+    "negated_tokens",
+    "quiet_tokens",
+    "token_times",
+]
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,13 @@ class RuleMatch:
 class ConceptMatcher:
     """Finds every lexicon concept in a token list; forms are indexed by their first letters."""
 
-    def __init__(self, concepts: dict[str, Concept], matcher: str = "suffix",
-                 negation: bool = True, timing: bool = True) -> None:
+    def __init__(
+        self,
+        concepts: dict[str, Concept],
+        matcher: str = "suffix",
+        negation: bool = True,
+        timing: bool = True,
+    ) -> None:
         if matcher not in MATCHERS:
             raise ValueError(f"unknown matcher {matcher!r}; valid: {', '.join(MATCHERS)}")
         self.concepts, self.match = concepts, MATCHERS[matcher]
@@ -96,8 +108,9 @@ class ConceptMatcher:
             for nxt in (pos + 1, pos + 2):
                 if nxt >= len(tokens) or (nxt == pos + 2 and tokens[pos + 1].form in no_gap):
                     return None
-                if (tokens[nxt].sentence == tokens[i].sentence
-                        and self._token_matches(pattern, tokens[nxt].form)):
+                if tokens[nxt].sentence == tokens[i].sentence and self._token_matches(
+                    pattern, tokens[nxt].form
+                ):
                     pos = nxt
                     break
             else:
@@ -109,21 +122,20 @@ class ConceptMatcher:
         raw: dict[tuple[str, int], tuple[Concept, int, TokenPattern]] = {}
         for i, tok in enumerate(tokens):
             for concept, form in self._candidates(tok.form):
-                if (concept.id, i) in raw or any(tok.form.startswith(x)
-                                                 for x in concept.exclude):
+                if (concept.id, i) in raw or any(tok.form.startswith(x) for x in concept.exclude):
                     continue
                 last = self._match_form(tokens, i, form)
                 if last is not None:
                     raw[(concept.id, i)] = (concept, last, form[-1])
         covered = {j for (_, i), (_, last, _) in raw.items() for j in range(i, last + 1)}
-        self_negated = {last for (_, last, pattern) in raw.values()
-                        if negated_suffix(tokens[last], pattern)}
+        self_negated = {
+            last for (_, last, pattern) in raw.values() if negated_suffix(tokens[last], pattern)
+        }
         negated, topical, degree_denied, sites, normal = set(), set(), set(), set(), set()
         if self.negation:
             walks = negation_walks(tokens, covered - self_negated)  # once: two readers use it
             negated = negated_tokens(tokens, covered - self_negated, walks)
-            topical = (topic_tokens(tokens) | asked_tokens(tokens)
-                       | hearsay_tokens(tokens))
+            topical = topic_tokens(tokens) | asked_tokens(tokens) | hearsay_tokens(tokens)
             degree_denied = denied_degree(tokens)
             sites = denied_sites(raw, tokens, walks)
             normal = normal_readings(tokens)
@@ -137,11 +149,15 @@ class ConceptMatcher:
         dated = token_times(tokens, pluperfect=False) if self.timing else times
         hits = []
         for (cid, i), (concept, last, pattern) in raw.items():
-            if any(a <= i and last <= b
-                   for other in concept.except_in for a, b in spans.get(other, ())):
+            if any(
+                a <= i and last <= b for other in concept.except_in for a, b in spans.get(other, ())
+            ):
                 continue
-            if concept.negatable and self.negation and (
-                    last in negated or negated_suffix(tokens[last], pattern)):
+            if (
+                concept.negatable
+                and self.negation
+                and (last in negated or negated_suffix(tokens[last], pattern))
+            ):
                 continue
             if last in topical or (concept.kind in DEGREE_KINDS and last in degree_denied):
                 continue  # every kind: "kalp krizinin çeneye vurduğunu okudum", "ani değil"
@@ -151,8 +167,6 @@ class ConceptMatcher:
                 continue  # "ateşi 37.2"
             hits.append(Hit(cid, i, last, times[last], concept.kind, dated[last] == "past"))
         return sorted(hits, key=lambda h: (h.first, h.concept))
-
-
 
 
 def evaluate(ruleset: RuleSet, tokens: list[Token], hits: list[Hit]) -> list[RuleMatch]:
@@ -165,9 +179,15 @@ def evaluate(ruleset: RuleSet, tokens: list[Token], hits: list[Hit]) -> list[Rul
         best: RuleMatch | None = None
         for r, rule in enumerate(flag.rules):
             inside = [(h.first, h.last) for c in rule.not_inside for h in by_concept.get(c, ())]
-            options = [[h for c in group for h in by_concept.get(c, ())
-                        if not any(a <= h.first and h.last <= b for a, b in inside)]
-                       for group in rule.groups]
+            options = [
+                [
+                    h
+                    for c in group
+                    for h in by_concept.get(c, ())
+                    if not any(a <= h.first and h.last <= b for a, b in inside)
+                ]
+                for group in rule.groups
+            ]
             if not all(options):
                 continue
             if any(by_concept.get(c) for c in rule.unless_anywhere):
@@ -197,8 +217,9 @@ def _is_past(hits) -> bool:
     return any(h.time == "past" for h in signs) and not any(h.time == "present" for h in signs)
 
 
-def _best_combination(options: list[list[Hit]], tokens: list[Token], window: int,
-                      scope: str, blockers: list[Hit]) -> tuple[Hit, ...] | None:
+def _best_combination(
+    options: list[list[Hit]], tokens: list[Token], window: int, scope: str, blockers: list[Hit]
+) -> tuple[Hit, ...] | None:
     best, best_key = None, None
     for combo in itertools.islice(itertools.product(*options), 5000):
         if len({h.first for h in combo}) < len(combo):
@@ -208,8 +229,10 @@ def _best_combination(options: list[list[Hit]], tokens: list[Token], window: int
             continue
         if scope == "sentence" and tokens[lo].sentence != tokens[hi].sentence:
             continue
-        if any(tokens[b.first].sentence == tokens[lo].sentence and lo - 8 <= b.first <= hi + 8
-               for b in blockers):
+        if any(
+            tokens[b.first].sentence == tokens[lo].sentence and lo - 8 <= b.first <= hi + 8
+            for b in blockers
+        ):
             continue
         key = (_is_past(combo), hi - lo)
         if best_key is None or key < best_key:

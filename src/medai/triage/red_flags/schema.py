@@ -24,8 +24,18 @@ from medai.triage.red_flags.words import (
 
 LEVELS = ("call_112", "emergency_department_now", "urgent_same_day")
 """Most to least urgent; the result's level is the most urgent fired flag's."""
-CONCEPT_KINDS = ("body_part", "symptom", "sign", "onset", "severity", "person", "context",
-                 "time", "event", "substance")
+CONCEPT_KINDS = (
+    "body_part",
+    "symptom",
+    "sign",
+    "onset",
+    "severity",
+    "person",
+    "context",
+    "time",
+    "event",
+    "substance",
+)
 NOT_NEGATED_KINDS = ("body_part", "person", "time", "onset")
 MAX_WINDOW = 40
 
@@ -119,8 +129,9 @@ def parse_form(text: str) -> tuple[TokenPattern, ...]:
         if not stem.isalnum():
             raise ValueError(f"form token {raw!r} must be letters or digits (with * or =)")
         if mode == "prefix" and len(stem) < 3 and not patterns:  # later tokens are anchored
-            raise ValueError(f"prefix form {raw}* is shorter than 3 letters: it would match "
-                             "almost anything")
+            raise ValueError(
+                f"prefix form {raw}* is shorter than 3 letters: it would match almost anything"
+            )
         patterns.append(TokenPattern(stem, mode))
     if not patterns:
         raise ValueError("empty form")
@@ -159,11 +170,22 @@ def _concepts(path: Path) -> dict[str, Concept]:
         exclude = tuple(fold(str(x)) for x in spec.get("exclude", []))
         for x in exclude:  # compared with one token's start: a phrase would never match
             if not x.isalnum():
-                raise _fail(path, cid, f"exclude entry {x!r} must be one word start (letters or "
-                                       "digits); for a phrase, list it as a form of another "
-                                       "concept and name that concept in except_in")
-        out[cid] = Concept(cid, kind, parsed, exclude, bool(negatable),
-                           tuple(spec.get("except_in", [])), bool(spec.get("normal_reading")))
+                raise _fail(
+                    path,
+                    cid,
+                    f"exclude entry {x!r} must be one word start (letters or "
+                    "digits); for a phrase, list it as a form of another "
+                    "concept and name that concept in except_in",
+                )
+        out[cid] = Concept(
+            cid,
+            kind,
+            parsed,
+            exclude,
+            bool(negatable),
+            tuple(spec.get("except_in", [])),
+            bool(spec.get("normal_reading")),
+        )
     for concept in out.values():
         for other in concept.except_in:
             if other not in out:
@@ -186,8 +208,10 @@ def _rule(path: Path, where: str, spec: object, concepts: dict[str, Concept]) ->
     window = spec.get("window", 12)
     if not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
         raise _fail(path, where, f"window must be an integer 1..{MAX_WINDOW}, got {window!r}")
-    unless, not_inside, anywhere = (_concept_list(path, where, spec, key, concepts)
-                                    for key in ("unless", "not_inside", "unless_anywhere"))
+    unless, not_inside, anywhere = (
+        _concept_list(path, where, spec, key, concepts)
+        for key in ("unless", "not_inside", "unless_anywhere")
+    )
     unknown = set(spec) - set(RULE_KEYS)
     if unknown:
         raise _fail(path, where, f"unknown keys {sorted(unknown)}; valid: {', '.join(RULE_KEYS)}")
@@ -197,8 +221,9 @@ def _rule(path: Path, where: str, spec: object, concepts: dict[str, Concept]) ->
     return Rule(tuple(groups), window, scope, unless, not_inside, anywhere)
 
 
-def _concept_list(path: Path, where: str, spec: dict, key: str,
-                  concepts: dict[str, Concept]) -> tuple[str, ...]:
+def _concept_list(
+    path: Path, where: str, spec: dict, key: str, concepts: dict[str, Concept]
+) -> tuple[str, ...]:
     value = spec.get(key, [])
     value = tuple(value) if isinstance(value, list) else (value,)
     for cid in value:
@@ -216,20 +241,32 @@ def _flags(path: Path, concepts: dict[str, Concept]) -> tuple[Flag, ...]:
         where = f"flag #{i + 1} ({spec.get('id', '?') if isinstance(spec, dict) else '?'})"
         if not isinstance(spec, dict):
             raise _fail(path, where, "must be a mapping")
-        missing = [k for k in ("id", "name_tr", "name_en", "level", "advice_tr", "advice_en",
-                               "rules") if not spec.get(k)]
+        missing = [
+            k
+            for k in ("id", "name_tr", "name_en", "level", "advice_tr", "advice_en", "rules")
+            if not spec.get(k)
+        ]
         if missing:
             raise _fail(path, where, f"missing {', '.join(missing)}")
         if spec["id"] in seen:
             raise _fail(path, where, "duplicate id")
         seen.add(spec["id"])
         if spec["level"] not in LEVELS:
-            raise _fail(path, where, f"unknown level {spec['level']!r}; valid: "
-                                     f"{', '.join(LEVELS)}")
-        rules = tuple(_rule(path, f"{where} rule #{j + 1}", r, concepts)
-                      for j, r in enumerate(spec["rules"]))
-        flags.append(Flag(spec["id"], spec["name_tr"], spec["name_en"], spec["level"],
-                          spec["advice_tr"].strip(), spec["advice_en"].strip(), rules))
+            raise _fail(path, where, f"unknown level {spec['level']!r}; valid: {', '.join(LEVELS)}")
+        rules = tuple(
+            _rule(path, f"{where} rule #{j + 1}", r, concepts) for j, r in enumerate(spec["rules"])
+        )
+        flags.append(
+            Flag(
+                spec["id"],
+                spec["name_tr"],
+                spec["name_en"],
+                spec["level"],
+                spec["advice_tr"].strip(),
+                spec["advice_en"].strip(),
+                rules,
+            )
+        )
     return tuple(flags)
 
 
@@ -248,8 +285,9 @@ def _knn(path: Path, spec: object) -> dict:
     return dict(spec)
 
 
-def _exemplars(path: Path, flag_ids: set[str]) -> tuple[dict[str, tuple[str, ...]],
-                                                        tuple[str, ...], dict]:
+def _exemplars(
+    path: Path, flag_ids: set[str]
+) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...], dict]:
     data = _read(path)
     knn = _knn(path, data.get("knn", {}))
     urgent, contrast = data.get("urgent"), data.get("ordinary", [])
@@ -259,12 +297,16 @@ def _exemplars(path: Path, flag_ids: set[str]) -> tuple[dict[str, tuple[str, ...
     for fid, items in urgent.items():
         if fid not in flag_ids:
             raise _fail(path, f"urgent.{fid}", f"unknown flag id; valid: {sorted(flag_ids)}")
-        if not isinstance(items, list) or not all(isinstance(s, str) and s.strip()
-                                                  for s in items) or not items:
+        if (
+            not isinstance(items, list)
+            or not all(isinstance(s, str) and s.strip() for s in items)
+            or not items
+        ):
             raise _fail(path, f"urgent.{fid}", "needs a non-empty list of non-empty sentences")
         out[fid] = tuple(s.strip() for s in items)
-    if not isinstance(contrast, list) or not all(isinstance(s, str) and s.strip()
-                                                 for s in contrast):
+    if not isinstance(contrast, list) or not all(
+        isinstance(s, str) and s.strip() for s in contrast
+    ):
         raise _fail(path, "ordinary", "must be a list of non-empty sentences")
     return out, tuple(s.strip() for s in contrast), knn
 

@@ -21,8 +21,11 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
             past.add(tok.clause)
         elif _fine_now(tokens, i):
             well.add(tok.clause)  # "2 yıl önce kalp krizi geçirdi şu an çok iyi"
-        elif f in w.present_words or (f, nxt) in w.recent_phrases or (
-                f in w.this_words and nxt in w.this_times):
+        elif (
+            f in w.present_words
+            or (f, nxt) in w.recent_phrases
+            or (f in w.this_words and nxt in w.this_times)
+        ):
             present.add(tok.clause)
         elif w.present_verb.search(f) and len(f) > 4:
             tense.add(tok.clause)
@@ -33,13 +36,21 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
     out, state, clause, sentence = [], "unclear", -1, -1
     for tok in tokens:
         if tok.clause != clause:
-            carried = ("past" if tok.sentence == sentence and state == "past"
-                       and clause not in well else "unclear")
+            carried = (
+                "past"
+                if tok.sentence == sentence and state == "past" and clause not in well
+                else "unclear"
+            )
             clause, sentence = tok.clause, tok.sentence
             # "well now" keeps a clause dated in itself in the past, and is a now for the rest:
             # "bir ara bayıldı, şu an iyi ama ağzı kaymış" fires
-            state = ("present" if clause in present or (clause in well and clause not in past)
-                     else "past" if clause in past else carried)
+            state = (
+                "present"
+                if clause in present or (clause in well and clause not in past)
+                else "past"
+                if clause in past
+                else carried
+            )
         out.append(state)
     return out
 
@@ -54,17 +65,20 @@ def _fine_now(tokens: list[Token], i: int) -> bool:
         i += 1
     elif f not in w.well_now_words:
         return False
-    ahead = [t.form for t in tokens[i + 1:i + 4] if t.clause == tokens[i].clause]
+    ahead = [t.form for t in tokens[i + 1 : i + 4] if t.clause == tokens[i].clause]
     k = next((n for n, word in enumerate(ahead) if word in w.well_words), None)
-    return k is not None and all(word in w.well_intensifiers for word in ahead[:k]) and (
-        k + 1 >= len(ahead) or ahead[k + 1] not in w.not_well)
+    return (
+        k is not None
+        and all(word in w.well_intensifiers for word in ahead[:k])
+        and (k + 1 >= len(ahead) or ahead[k + 1] not in w.not_well)
+    )
 
 
 def _then(tokens: list[Token], i: int) -> bool:
-    """"sonra" later in the sentence of token ``i``: a pluperfect before it tells a recent
+    """ "sonra" later in the sentence of token ``i``: a pluperfect before it tells a recent
     sequence ("ateşi 37.5 olmuştu sonra 38.6 oldu"), not the distant past."""
     then = current().then_words
-    return any(t.form in then for t in tokens[i + 1:] if t.sentence == tokens[i].sentence)
+    return any(t.form in then for t in tokens[i + 1 :] if t.sentence == tokens[i].sentence)
 
 
 def _dates(tokens: list[Token], i: int, pluperfect: bool) -> bool:
@@ -75,9 +89,11 @@ def _dates(tokens: list[Token], i: int, pluperfect: bool) -> bool:
     f = tokens[i].form
     nxt = tokens[i + 1].form if i + 1 < len(tokens) else ""
     return bool(
-        f in w.past_words or f in w.long_for
+        f in w.past_words
+        or f in w.long_for
         or (pluperfect and w.pluperfect.search(f) and not _then(tokens, i))
         or (w.year.fullmatch(f) and i + 1 < len(tokens))
-        or (f in w.past_units and any(t.form in w.past_after for t in tokens[i + 1:i + 3]))
+        or (f in w.past_units and any(t.form in w.past_after for t in tokens[i + 1 : i + 3]))
         or (f == "gecen" and nxt[:3] in w.last_units)
-        or (f, nxt) in w.past_phrases)
+        or (f, nxt) in w.past_phrases
+    )

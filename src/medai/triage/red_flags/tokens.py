@@ -33,7 +33,7 @@ class Token:
 
 
 def _harmony(m: re.Match[str]) -> str:
-    vowels = [c for c in m.string[:m.start()] if c in "aeiou"]
+    vowels = [c for c in m.string[: m.start()] if c in "aeiou"]
     high = "u" if vowels and vowels[-1] in "ou" else "i"
     return f"m{high}yor" + {"m": "um", "z": "uz"}.get(m[1] or "", "")
 
@@ -70,7 +70,7 @@ def tokenize(text: str) -> list[Token]:
     prev_end = 0
     words = list(_WORD.finditer(text))
     for k, m in enumerate(words):
-        gap = text[prev_end:m.start()]
+        gap = text[prev_end : m.start()]
         nxt = fold_plain(words[k + 1].group()) if k + 1 < len(words) else ""
         form = fold_plain(m.group()) if nxt.startswith(w.governs_infinitive) else fold(m.group())
         if tokens and gap in {".", ","} and tokens[-1].form.isdigit() and form.isdigit():
@@ -87,7 +87,7 @@ def tokenize(text: str) -> list[Token]:
 
 def span(text: str, tokens: list[Token], first: int, last: int) -> str:
     """The text from token ``first`` to token ``last`` inclusive (evidence shown to staff)."""
-    return text[tokens[first].start:tokens[last].end]
+    return text[tokens[first].start : tokens[last].end]
 
 
 def is_suffix_chain(rest: str) -> bool:
@@ -120,7 +120,7 @@ def snowball_stem(folded: str) -> str:
 
 
 def _match_suffix(stem: str, token: str) -> bool:
-    return token.startswith(stem) and is_suffix_chain(token[len(stem):])
+    return token.startswith(stem) and is_suffix_chain(token[len(stem) :])
 
 
 def _match_snowball(stem: str, token: str) -> bool:
@@ -132,6 +132,8 @@ def _match_exact(stem: str, token: str) -> bool:
 
 
 MATCHERS: dict[str, Callable[[str, str], bool]] = {
-    "suffix": _match_suffix, "snowball": _match_snowball, "exact": _match_exact,
+    "suffix": _match_suffix,
+    "snowball": _match_snowball,
+    "exact": _match_exact,
 }
 """How an inflectable lexicon stem matches a token; prefix (``stem*``) forms match any ending."""

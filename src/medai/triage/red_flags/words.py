@@ -37,10 +37,14 @@ ENTRIES: dict[str, tuple[str, str]] = {
     # -- tokens: sentences, clauses and the suffix grammar --------------------------------------
     "sentence_break": ("pattern", "characters between two words that end a sentence"),
     "clause_break": ("pattern", "characters between two words that end a clause"),
-    "clause_words": ("words", "words that open a new clause: negation and timing do not reach "
-                              "across them"),
-    "governs_infinitive": ("prefixes", "verbs taking an -mayı infinitive: before them '-meyi' "
-                                       "is not the colloquial present tense"),
+    "clause_words": (
+        "words",
+        "words that open a new clause: negation and timing do not reach across them",
+    ),
+    "governs_infinitive": (
+        "prefixes",
+        "verbs taking an -mayı infinitive: before them '-meyi' is not the colloquial present tense",
+    ),
     "morphemes": ("words", "the Turkish suffixes an inflectable stem may carry"),
     "max_suffix_chars": ("number", "the longest suffix chain read as inflection"),
     "negated_suffix": ("pattern", "suffixes after a stem that negate it (-madı, -mıyor, -maz)"),
@@ -61,8 +65,10 @@ ENTRIES: dict[str, tuple[str, str]] = {
     "long_for": ("words", "'for months/years': a chronic state, not something new"),
     "then_words": ("words", "'then' later in the sentence: a pluperfect before it is recent"),
     "now_phrases": ("phrases", "two-word now ('şu an') before a 'well' word"),
-    "well_now_words": ("words", "now-words that, followed by a well word, keep a dated event "
-                                "in the past"),
+    "well_now_words": (
+        "words",
+        "now-words that, followed by a well word, keep a dated event in the past",
+    ),
     "well_words": ("words", "the person is well ('iyi', 'normal')"),
     "well_intensifiers": ("words", "words allowed between a now-word and a well word"),
     "not_well": ("words", "words after a well word that take it back ('değil', 'ama')"),
@@ -72,8 +78,10 @@ ENTRIES: dict[str, tuple[str, str]] = {
     "negation_blockers": ("words", "words a negation does not reach across ('var', 'ama')"),
     "negated_verb": ("pattern", "a negated verb ending"),
     "cannot": ("pattern", "'could not' (-ama-): the sign itself, never a denial"),
-    "denial_roots": ("prefixes", "verbs whose negation denies what precedes them "
-                                 "('kullanmıyorum')"),
+    "denial_roots": (
+        "prefixes",
+        "verbs whose negation denies what precedes them ('kullanmıyorum')",
+    ),
     "persist_roots": ("prefixes", "verbs whose negation says the symptom goes on ('geçmiyor')"),
     "event_denial_roots": ("prefixes", "events denied only in the past tense ('kaçmadı')"),
     "event_denied": ("pattern", "the past-tense negation after an event_denial_roots verb"),
@@ -92,8 +100,10 @@ ENTRIES: dict[str, tuple[str, str]] = {
     # -- reading: questions, topics, hearsay -------------------------------------------------------
     "asking_words": ("words", "words that make their clause a question about a sign"),
     "impersonal_questions": ("words", "impersonal passive questions ('ne yapılır')"),
-    "generic_words": ("words", "a generic person or 'how' that makes an impersonal question "
-                               "general"),
+    "generic_words": (
+        "words",
+        "a generic person or 'how' that makes an impersonal question general",
+    ),
     "about_words": ("words", "'sign of', 'risk of': the words before are a topic"),
     "about_present": ("prefixes", "the next word says the sign is present ('var')"),
     "question": ("words", "question particles"),
@@ -114,8 +124,10 @@ ENTRIES: dict[str, tuple[str, str]] = {
     "fever_to": ("number", "the highest whole degree read as a temperature"),
     "bound": ("prefixes", "a bound or a change after a reading ('altında', 'geçti')"),
     # -- the everyday guard (everyday.py) --------------------------------------------------------
-    "everyday_max_words": ("number", "the longest complaint (in words) the everyday guard "
-                                     "applies to"),
+    "everyday_max_words": (
+        "number",
+        "the longest complaint (in words) the everyday guard applies to",
+    ),
     "everyday_max_degree": ("number", "the highest number an everyday complaint may hold"),
     "everyday_stems": ("words", "stems of everyday symptoms, read with the suffix grammar"),
     "everyday_words": ("words", "whole words of everyday complaints"),
@@ -161,8 +173,9 @@ class ReaderWords:
         """True when ``rest`` can be read as Turkish inflectional suffixes (or is empty)."""
         known = self._chains.get(rest)
         if known is None:
-            known = len(rest) <= self.max_suffix_chars and \
-                self.suffix_chain.fullmatch(rest) is not None
+            known = (
+                len(rest) <= self.max_suffix_chars and self.suffix_chain.fullmatch(rest) is not None
+            )
             if len(self._chains) < 65536:
                 self._chains[rest] = known
         return known
@@ -196,14 +209,22 @@ def _value(path: Path, name: str, kind: str, raw: Any) -> Any:
     if not isinstance(raw, list) or not raw:
         raise _fail(path, name, f"must be a non-empty list ({kind})")
     if kind == "phrases":
-        if not all(isinstance(p, list) and len(p) == 2 and all(
-                isinstance(w, str) and _folded(w) for w in p) for p in raw):
+        if not all(
+            isinstance(p, list)
+            and len(p) == 2
+            and all(isinstance(w, str) and _folded(w) for w in p)
+            for p in raw
+        ):
             raise _fail(path, name, "each phrase is a pair of folded words, e.g. [bir, ara]")
         return frozenset(tuple(p) for p in raw)
     bad = [w for w in raw if not isinstance(w, str) or not _folded(w)]
     if bad:
-        raise _fail(path, name, f"{bad[:5]} are not folded single words (write 'gecirmedim', "
-                                "not 'geçirmedim'; lowercase, no spaces)")
+        raise _fail(
+            path,
+            name,
+            f"{bad[:5]} are not folded single words (write 'gecirmedim', "
+            "not 'geçirmedim'; lowercase, no spaces)",
+        )
     if len(set(raw)) != len(raw):
         dup = sorted({w for w in raw if raw.count(w) > 1})
         raise _fail(path, name, f"lists {dup[:5]} twice")
@@ -217,15 +238,21 @@ def load_reader(directory: Path | None = None) -> ReaderWords:
     path = Path(directory or DATA_DIR) / READER_FILE
     if not path.is_file():
         bundled_file = DATA_DIR / READER_FILE
-        raise _fail(path, "file", f"missing in {path.parent} (copy the bundled {bundled_file} "
-                                  "there and edit it)")
+        raise _fail(
+            path,
+            "file",
+            f"missing in {path.parent} (copy the bundled {bundled_file} there and edit it)",
+        )
     data = path.read_bytes()
     try:
         raw = yaml.safe_load(data.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise _fail(path, "file", f"not readable YAML ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("version") != 1 or not isinstance(
-            raw.get("words"), dict):
+    if (
+        not isinstance(raw, dict)
+        or raw.get("version") != 1
+        or not isinstance(raw.get("words"), dict)
+    ):
         raise _fail(path, "file", "needs 'version: 1' and a 'words:' mapping")
     given = raw["words"]
     unknown = sorted(set(given) - set(ENTRIES))
@@ -242,7 +269,8 @@ def load_reader(directory: Path | None = None) -> ReaderWords:
 
 _BUNDLED: list[ReaderWords] = []
 _CURRENT: contextvars.ContextVar[ReaderWords | None] = contextvars.ContextVar(
-    "medai_reader_words", default=None)
+    "medai_reader_words", default=None
+)
 
 
 def bundled() -> ReaderWords:

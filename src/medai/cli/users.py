@@ -1,0 +1,314 @@
+"""`medai users …`: accounts (the first admin of a fresh install is made here), enrolment codes,
+roles, approval for patient data."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from medai.cli.common import JsonFlag, _emit
+from medai.cli.operations import open_database
+
+users_app = typer.Typer(
+    help="Accounts (the first admin of a fresh install is made here).", no_args_is_help=True
+)
+
+
+def _account_failed(exc: Exception, as_json: bool) -> None:
+    """Exit 2 with the reason (and, with --json, the API's ``code`` and password reason)."""
+    code = getattr(exc, "code", "invalid")
+    verdict = getattr(exc, "verdict", None)
+    if as_json:
+        _emit(
+            {
+                "error": str(exc),
+                "error_type": type(exc).__name__,
+                "code": code,
+                **({"reason": verdict.reason} if verdict else {}),
+            },
+            True,
+        )
+    else:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _stdin_line() -> str:
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _issued(user, code: str, now) -> dict:
+    from medai.platform.accounts import pending
+
+    exp = pending(user, now)
+    return {
+        "id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "enrol_code": code,
+        "enrol_code_expires_at": exp.isoformat() + "Z" if exp else None,
+    }
+
+
+def _code_text(out: dict) -> str:
+    c = out["enrol_code"]
+    return (
+        f"one-time enrolment code for {out['username']} ({out['role']}): "
+        f"{c[:4]}-{c[4:8]}-{c[8:]}\nvalid until {out['enrol_code_expires_at']}; the user opens "
+        "/enrol (or runs `medai users enrol CODE --password-stdin`) and chooses a password"
+    )
+
+
+EnrolHours = Annotated[
+    float,
+    typer.Option("--enrol-hours", min=0.01, max=336, help="How long the enrolment code is valid."),
+]
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, . _ -).")],
+    role: Annotated[str, typer.Option(help="admin | radiologist | clinician | patient")],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="admin only: read your own password from standard "
+            "input (one line); e.g. the first admin",
+        ),
+    ] = False,
+    enrol_hours: EnrolHours = 72.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a user. Without --password-stdin the account gets a one-time enrolment code
+    (printed once) with which its user chooses their own password; clinical and patient
+    accounts always do. Passwords are never taken from the command line."""
+    from medai.platform import accounts, audit
+    from medai.platform.db import utcnow
+
+    try:
+        accounts.check_role(role)
+    except accounts.AccountError as exc:
+        _account_failed(exc, as_json)
+    if password_stdin and role not in accounts.ADMIN:
+        _account_failed(
+            ValueError(
+                f"a {role}'s password is chosen by its user: leave out "
+                "--password-stdin and give them the enrolment code"
+            ),
+            as_json,
+        )
+    actor = audit.Actor("cli")
+    now = utcnow()
+    try:
+        with open_database().session() as db:
+            if password_stdin:
+                user, code = accounts.create_user(db, name, _stdin_line(), role), None
+            else:
+                user, code = accounts.invite(db, name, role, now, enrol_hours)
+            audit.record(db, actor, "admin", "user", user.id, op="create", role=role)
+            accounts.record_grant(db, actor, user, "grant", None, role)
+            out = (
+                _issued(user, code, now)
+                if code
+                else {"id": user.id, "username": user.username, "role": user.role}
+            )
+    except accounts.AccountError as exc:
+        _account_failed(exc, as_json)
+    _emit(out, as_json, _code_text(out) if code else f"created {out['username']} ({out['role']})")
+
+
+@users_app.command("reset")
+def users_reset(name: str, enrol_hours: EnrolHours = 72.0, as_json: JsonFlag = False) -> None:
+    """Reset a password: the old one stops working, the user's sessions and tokens are
+    revoked, and a new one-time enrolment code is printed (once)."""
+    from medai.platform import accounts, audit
+    from medai.platform.db import utcnow
+
+    now = utcnow()
+    try:
+        with open_database().session() as db:
+            user, code = accounts.reset(db, name, now, enrol_hours)
+            audit.record(db, audit.Actor("cli"), "admin", "user", user.id, op="reset")
+            out = _issued(user, code, now)
+    except accounts.AccountError as exc:
+        _account_failed(exc, as_json)
+    _emit(out, as_json, _code_text(out))
+
+
+@users_app.command("enrol")
+def users_enrol(
+    code: Annotated[str, typer.Argument(help="The one-time enrolment code.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read your new password from standard input.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Choose your own password with your enrolment code, at the server's console (the
+    /enrol page does the same in a browser)."""
+    from medai.platform import accounts, audit
+    from medai.platform.db import utcnow
+
+    if not password_stdin:
+        _account_failed(
+            ValueError("give the password on standard input with --password-stdin"), as_json
+        )
+    try:
+        with open_database().session() as db:
+            user = accounts.enrol(db, code, _stdin_line(), utcnow())
+            audit.record(
+                db,
+                audit.Actor(user.username, user.id, user.role, "cli"),
+                "login",
+                "user",
+                user.id,
+                op="enrol",
+            )
+            out = {"username": user.username, "role": user.role}
+    except accounts.AccountError as exc:
+        _account_failed(exc, as_json)
+    _emit(out, as_json, f"password set for {out['username']}; sign in with it")
+
+
+@users_app.command("role")
+def users_role(
+    name: str,
+    role: Annotated[
+        str, typer.Argument(help="radiologist | clinician | patient (an admin account stays admin)")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a user's role. An administrator account never takes a clinical or patient
+    role, nor the reverse (refused as role_conflict, and audited)."""
+    from medai.platform import accounts, audit
+
+    actor = audit.Actor("cli")
+    try:
+        with open_database().session() as db:
+            user, before = accounts.change_role(db, name, role)
+            if before != role:
+                accounts.record_grant(db, actor, user, "change", before, role)
+            out = {"username": user.username, "role": user.role, "before": before}
+    except accounts.RoleConflict as exc:
+        with open_database().session() as db:
+            user = accounts.get_user(db, name)
+            accounts.record_grant(db, actor, user, "change", user.role, role, "denied")
+        _account_failed(exc, as_json)
+    except accounts.AccountError as exc:
+        _account_failed(exc, as_json)
+    _emit(out, as_json, f"{out['username']}: {out['before']} -> {out['role']}")
+
+
+@users_app.command("approve")
+def users_approve(name: str, as_json: JsonFlag = False) -> None:
+    """Approve a clinical account for patient data (the two-person rule: an admin's new,
+    reset or re-roled account waits for a radiologist or for this). Shell access to the server
+    is the hospital's own trust root; this also makes the first clinical users."""
+    from medai.platform import accounts, approval, audit
+    from medai.platform.db import utcnow
+
+    actor = audit.Actor("cli")
+    try:
+        with open_database().session() as db:
+            user = approval.approve(db, name, actor, utcnow())
+            out = {"username": user.username, "role": user.role, "approval_pending": False}
+    except accounts.NoSuchUser as exc:
+        _account_failed(exc, as_json)
+    except accounts.AccountError as exc:
+        with open_database().session() as db:
+            approval.record_refusal(db, name, actor, exc)
+        _account_failed(exc, as_json)
+    _emit(out, as_json, f"{out['username']} ({out['role']}) approved for patient data")
+
+
+@users_app.command("grants")
+def users_grants(as_json: JsonFlag = False) -> None:
+    """Every role granted or changed, every approval for patient data, and every refused
+    change or approval, oldest first (for review)."""
+    from medai.platform.accounts import role_grants
+
+    with open_database().session() as db:
+        items, _ = role_grants(db, limit=1_000_000)
+    _emit(
+        {"grants": items},
+        as_json,
+        "\n".join(
+            f"{g['at']}  {g['by']:<16} {g['op']:<7} {g['username'] or '?':<24} "
+            f"{g['before'] or '-'} -> {g['role']}{'' if g['outcome'] == 'ok' else '  REFUSED'}"
+            for g in items
+        )
+        or "no role grants",
+    )
+
+
+@users_app.command("list")
+def users_list(as_json: JsonFlag = False) -> None:
+    """Every user with role and state (enrolled: has chosen a password; approval pending: a
+    clinical account not yet approved for patient data)."""
+    from sqlalchemy import select
+
+    from medai.platform.accounts import enrolled
+    from medai.platform.approval import is_pending
+    from medai.platform.tables import User
+
+    with open_database().session() as db:
+        rows = [
+            {
+                "id": u.id,
+                "username": u.username,
+                "role": u.role,
+                "active": u.active,
+                "enrolled": enrolled(u),
+                "approval_pending": is_pending(u),
+            }
+            for u in db.scalars(select(User).order_by(User.id))
+        ]
+    _emit(
+        {"users": rows},
+        as_json,
+        "\n".join(
+            f"{r['id']:>4}  {r['username']:<24} {r['role']:<12} "
+            f"{'active' if r['active'] else 'disabled'}"
+            f"{'' if r['enrolled'] else ', not enrolled'}"
+            f"{', approval pending' if r['approval_pending'] else ''}"
+            for r in rows
+        )
+        or "no users",
+    )
+
+
+def _set_active(name: str, active: bool, as_json: bool) -> None:
+    from medai.platform import accounts, audit
+
+    try:
+        with open_database().session() as db:
+            user = accounts.set_active(db, name, active)
+            audit.record(
+                db,
+                audit.Actor("cli"),
+                "admin",
+                "user",
+                user.id,
+                op="enable" if active else "disable",
+            )
+    except accounts.AccountError as exc:
+        _account_failed(exc, as_json)
+    _emit(
+        {"username": name, "active": active},
+        as_json,
+        f"{name} {'enabled' if active else 'disabled'}",
+    )
+
+
+@users_app.command("disable")
+def users_disable(name: str, as_json: JsonFlag = False) -> None:
+    """Disable a user; their sessions and tokens stop at once (never the last active,
+    enrolled admin: exit 2, code last_admin)."""
+    _set_active(name, False, as_json)
+
+
+@users_app.command("enable")
+def users_enable(name: str, as_json: JsonFlag = False) -> None:
+    _set_active(name, True, as_json)

@@ -1,0 +1,232 @@
+"""Admin: users and roles, the models in use, the audit log.
+
+An admin creates accounts and resets them but never sets or sees a password: each answer
+carries a one-time enrolment code for the user, who chooses their password with it. Every role
+granted or changed (or refused as a ``role_conflict``) is an audit event of action ``role``,
+listed for review by ``GET /api/v1/audit/role-grants``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+
+from medai.platform import accounts, approval, audit
+from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.schemas import (
+    AuditList,
+    AuditOut,
+    ResetIn,
+    RoleGrantList,
+    RoleGrantOut,
+    RoleIn,
+    UserIn,
+    UserIssued,
+    UserOut,
+)
+from medai.platform.localtime import iso_utc
+from medai.platform.tables import User
+from medai.server.errors import ApiError
+from medai.server.inputs import UtcDateTime
+from medai.server.schemas import error_responses
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+def user_out(u: User, now: datetime) -> dict[str, Any]:
+    return {
+        "id": u.id,
+        "username": u.username,
+        "role": u.role,
+        "active": u.active,
+        "created_at": iso_utc(u.created_at),
+        "enrolled": accounts.enrolled(u),
+        "enrol_code_expires_at": iso_utc(accounts.pending(u, now)),
+        "approval_pending": approval.is_pending(u),
+        "internal": u.username in accounts.INTERNAL,
+    }
+
+
+def account_error(exc: accounts.AccountError) -> ApiError:
+    errors = None
+    if isinstance(exc, accounts.WeakPassword):
+        errors = [{"loc": ["body", "password"], "msg": str(exc), "type": exc.verdict.reason}]
+    return ApiError(exc.status, exc.code, str(exc), errors=errors)
+
+
+@router.get("/users", response_model=list[UserOut], responses=error_responses(401, 403))
+def list_users(
+    request: Request, who: Principal = Depends(require("users_manage"))
+) -> list[UserOut]:
+    p = platform_of(request)
+    now = p.clock()
+    with p.db.session() as db:
+        return [UserOut(**user_out(u, now)) for u in db.scalars(select(User).order_by(User.id))]
+
+
+@router.post(
+    "/users",
+    response_model=UserIssued,
+    status_code=201,
+    responses=error_responses(401, 403, 409, 422),
+)
+def add_user(
+    body: UserIn, request: Request, who: Principal = Depends(require("users_manage"))
+) -> UserIssued:
+    """Create an account without a password; the answer's ``enrol_code`` (shown once) lets
+    its user choose one (``POST /api/v1/auth/enrol`` or the /enrol page)."""
+    p = platform_of(request)
+    now = p.clock()
+    hours = body.enrol_hours or accounts.ENROL_HOURS
+    try:
+        with p.db.session() as db:
+            user, code = accounts.invite(db, body.username, body.role, now, hours)
+            audit.record(db, who.actor, "admin", "user", user.id, op="create", role=body.role)
+            accounts.record_grant(db, who.actor, user, "grant", None, body.role)
+            return UserIssued(**user_out(user, now), enrol_code=code)
+    except accounts.AccountError as exc:
+        raise account_error(exc) from None
+
+
+@router.post(
+    "/users/{username}/reset",
+    response_model=UserIssued,
+    responses=error_responses(401, 403, 404, 422),
+)
+def reset_user(
+    username: str,
+    request: Request,
+    body: ResetIn | None = None,
+    who: Principal = Depends(require("users_manage")),
+) -> UserIssued:
+    """Reset a forgotten or exposed password: the old one stops working, every session and
+    token of the user is revoked, and a new enrolment code (shown once) is issued."""
+    p = platform_of(request)
+    now = p.clock()
+    hours = (body.enrol_hours if body else None) or accounts.ENROL_HOURS
+    try:
+        with p.db.session() as db:
+            user, code = accounts.reset(db, username, now, hours)
+            audit.record(db, who.actor, "admin", "user", user.id, op="reset")
+            return UserIssued(**user_out(user, now), enrol_code=code)
+    except accounts.AccountError as exc:
+        raise account_error(exc) from None
+
+
+@router.patch(
+    "/users/{username}", response_model=UserOut, responses=error_responses(401, 403, 404, 422)
+)
+def change_role(
+    username: str, body: RoleIn, request: Request, who: Principal = Depends(require("users_manage"))
+) -> UserOut:
+    """Change a user's role, within its side: an administrator account never becomes a
+    clinical or patient one, nor the reverse (422 ``role_conflict``; the attempt is
+    audited too)."""
+    p = platform_of(request)
+    try:
+        with p.db.session() as db:
+            user, before = accounts.change_role(db, username, body.role)
+            if before != body.role:
+                accounts.record_grant(db, who.actor, user, "change", before, body.role)
+            return UserOut(**user_out(user, p.clock()))
+    except accounts.RoleConflict as exc:
+        with p.db.session() as db:
+            user = accounts.get_user(db, username)
+            accounts.record_grant(db, who.actor, user, "change", user.role, body.role, "denied")
+        raise account_error(exc) from None
+    except accounts.AccountError as exc:
+        raise account_error(exc) from None
+
+
+def _set_active(request: Request, who: Principal, username: str, active: bool) -> UserOut:
+    p = platform_of(request)
+    try:
+        with p.db.session() as db:
+            user = accounts.set_active(db, username, active)
+            audit.record(
+                db, who.actor, "admin", "user", user.id, op="enable" if active else "disable"
+            )
+            return UserOut(**user_out(user, p.clock()))
+    except accounts.AccountError as exc:
+        raise account_error(exc) from None
+
+
+@router.post(
+    "/users/{username}/disable",
+    response_model=UserOut,
+    responses=error_responses(401, 403, 404, 409),
+)
+def disable_user(
+    username: str, request: Request, who: Principal = Depends(require("users_manage"))
+) -> UserOut:
+    """Disable a user; their sessions and tokens stop working at once. The last active,
+    enrolled admin cannot be disabled (409 ``last_admin``)."""
+    return _set_active(request, who, username, False)
+
+
+@router.post(
+    "/users/{username}/enable", response_model=UserOut, responses=error_responses(401, 403, 404)
+)
+def enable_user(
+    username: str, request: Request, who: Principal = Depends(require("users_manage"))
+) -> UserOut:
+    return _set_active(request, who, username, True)
+
+
+@router.get(
+    "/audit/role-grants", response_model=RoleGrantList, responses=error_responses(401, 403, 422)
+)
+def role_grants(
+    request: Request,
+    who: Principal = Depends(require("audit_read")),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=10_000_000),
+) -> RoleGrantList:
+    """Every role granted or changed, and every refused change, oldest first: who did it,
+    to which account, from which role to which (for a periodic access review)."""
+    with platform_of(request).db.session() as db:
+        rows, total = accounts.role_grants(db, limit, offset)
+        items = [RoleGrantOut(**g) for g in rows]
+        audit.record(db, who.actor, "view", "audit", None, results=len(items), of="role")
+    return RoleGrantList(items=items, total=total)
+
+
+@router.get("/models", responses=error_responses(401, 403))
+async def models_in_use(
+    request: Request, who: Principal = Depends(require("models_read"))
+) -> dict[str, Any]:
+    """Every served model: its identity (name, version, content hash), path, load state and
+    model card (data, metrics, thresholds, intended use, licence notes)."""
+    return await run_in_threadpool(request.app.state.models.cards)
+
+
+@router.get("/audit", response_model=AuditList, responses=error_responses(401, 403, 422))
+def audit_log(
+    request: Request,
+    who: Principal = Depends(require("audit_read")),
+    action: str | None = Query(None, max_length=32),
+    actor: str | None = Query(None, max_length=64),
+    target_type: str | None = Query(None, max_length=32),
+    target_id: str | None = Query(None, max_length=64),
+    since: UtcDateTime | None = None,
+    until: UtcDateTime | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=10_000_000),
+) -> AuditList:
+    """The audit log, oldest first, filterable (append-only: nothing here can change it)."""
+
+    def naive(t: datetime | None) -> datetime | None:  # stored as naive UTC
+        if t is None or t.tzinfo is None:
+            return t
+        return t.astimezone(UTC).replace(tzinfo=None)
+
+    with platform_of(request).db.session() as db:
+        rows, total = audit.query(
+            db, action, actor, target_type, target_id, naive(since), naive(until), limit, offset
+        )
+        items = [AuditOut(**audit.as_dict(e)) for e in rows]
+        audit.record(db, who.actor, "view", "audit", None, results=len(items))
+    return AuditList(items=items, total=total)

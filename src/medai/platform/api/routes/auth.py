@@ -1,0 +1,270 @@
+"""Sign in and out, enrolment (a user choosing their own password with a one-time code), the
+caller's identity, and bearer tokens for machine clients."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from medai.platform import accounts, audit
+from medai.platform.api.deps import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    Principal,
+    client_key,
+    platform_of,
+    principal,
+)
+from medai.platform.api.routes.admin import account_error
+from medai.platform.api.schemas import (
+    EnrolIn,
+    EnrolOut,
+    LoginIn,
+    LoginOut,
+    Me,
+    OkOut,
+    TokenIn,
+    TokenOut,
+)
+from medai.platform.context import Platform
+from medai.platform.tables import Token
+from medai.server.errors import ApiError
+from medai.server.inputs import RowId
+from medai.server.schemas import error_responses
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+def _secure(request: Request) -> bool:
+    from medai.settings import get_settings
+
+    return get_settings().secure_cookies or request.url.scheme == "https"
+
+
+@router.post("/login", response_model=LoginOut, responses=error_responses(401, 422, 429))
+def login(body: LoginIn, request: Request) -> JSONResponse:
+    """Password sign-in: a bearer token in the body and a session cookie (HttpOnly,
+    SameSite=Strict) with its CSRF token for browser forms. The attempt is counted as a
+    failure (atomically with the throttle's check, in its own transaction) before the password
+    is checked, and un-counted when it was right: concurrent attempts never pass the limit."""
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    p = platform_of(request)
+    client = client_key(request)
+    try:
+        with p.db.session() as db:
+            attempt = accounts.take_attempt(
+                db, body.username, client, settings.login_max_failures, settings.login_window_s
+            )
+        with p.db.session() as db:
+            user = accounts.verify(db, body.username, body.password)
+            accounts.settle(db, attempt)
+            session_life = timedelta(hours=settings.session_hours)
+            signin = accounts.new_signin()  # logout ends both credentials together
+            bearer = accounts.issue(db, user, "bearer", session_life, name="login", signin=signin)
+            session = accounts.issue(db, user, "session", session_life, signin=signin)
+            audit.record(
+                db, audit.Actor(user.username, user.id, user.role, client), "login", "user", user.id
+            )
+            role = user.role
+    except accounts.Throttled as exc:
+        _record_failed_login(p, body.username, client, "throttled")
+        raise ApiError(
+            429, "throttled", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+        ) from None
+    except accounts.AuthFailed:
+        _record_failed_login(p, body.username, client, "failed")
+        raise ApiError(401, "unauthenticated", "wrong user name or password") from None
+    out = LoginOut(
+        access_token=bearer.token,
+        role=role,
+        expires_in=bearer.expires_in_s,
+        csrf_token=session.csrf,
+    )
+    response = JSONResponse(out.model_dump())
+    secure = _secure(request)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.token,
+        max_age=session.expires_in_s,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        session.csrf,
+        max_age=session.expires_in_s,
+        httponly=False,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
+    return response
+
+
+def _record_failed_login(p: Platform, username: str, client: str, outcome: str) -> None:
+    """Audit a refused sign-in under the name it gave: an account's name, else only the keyed
+    hash of what was typed (``accounts.audit_name``)."""
+    with p.db.session() as db:
+        audit.record(
+            db,
+            audit.Actor(accounts.audit_name(db, username), client=client),
+            "login",
+            "user",
+            None,
+            outcome=outcome,
+        )
+
+
+@router.post("/logout", response_model=OkOut, responses=error_responses(401, 403))
+def logout(request: Request, who: Principal = Depends(principal)) -> JSONResponse:
+    """End this sign-in: the session cookie and the bearer token that one password login
+    returned are both revoked, whichever of them this request came with (a named token from
+    ``POST /auth/tokens`` is revoked only when it is the one presented)."""
+    if who.user is None:
+        raise ApiError(401, "unauthenticated", "not signed in")
+    with platform_of(request).db.session() as db:
+        tok = db.get(Token, who.token.id)
+        ended = accounts.sign_out(db, tok)
+        audit.record(db, who.actor, "logout", "user", who.user.id, revoked=ended)
+    response = JSONResponse({"ok": True})
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/enrol", response_model=EnrolOut, responses=error_responses(404, 422, 429))
+def enrol(body: EnrolIn, request: Request) -> EnrolOut:
+    """A new (or reset) user chooses their password with the one-time code an administrator
+    gave them; the code is then used up. A weak password is refused with 422
+    ``weak_password`` (``errors[0].type``: too_short, too_long, contains_username, common,
+    context or guessable) and leaves the code valid. Wrong codes are throttled per client:
+    each attempt is counted (atomically with the check) before the code is tried, and
+    un-counted unless the code was wrong."""
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    p = platform_of(request)
+    client, now = client_key(request), p.clock()
+    with p.db.session() as db:
+        taken = accounts.take_enrol_attempt(
+            db, client, settings.login_max_failures, settings.login_window_s
+        )
+        if taken is None:
+            audit.record(
+                db,
+                audit.Actor("enrol", client=client),
+                "login",
+                "user",
+                None,
+                outcome="throttled",
+                op="enrol",
+            )
+    if taken is None:  # raised after the audit event is committed
+        raise ApiError(
+            429,
+            "throttled",
+            "too many wrong enrolment codes; try again later",
+            headers={"Retry-After": str(int(settings.login_window_s))},
+        )
+    try:
+        with p.db.session() as db:
+            user = accounts.enrol(db, body.code, body.password, now)
+            accounts.give_back(db, taken)
+            audit.record(
+                db,
+                audit.Actor(user.username, user.id, user.role, client),
+                "login",
+                "user",
+                user.id,
+                op="enrol",
+            )
+            return EnrolOut(username=user.username, role=user.role)
+    except accounts.EnrolmentRefused as exc:
+        with p.db.session() as db:  # the attempt stays counted
+            audit.record(
+                db,
+                audit.Actor("enrol", client=client),
+                "login",
+                "user",
+                None,
+                outcome="failed",
+                op="enrol",
+            )
+        raise account_error(exc) from None
+    except accounts.AccountError as exc:
+        with p.db.session() as db:  # a right code with a weak password is no wrong code
+            accounts.give_back(db, taken)
+        raise account_error(exc) from None
+
+
+@router.get("/me", response_model=Me, responses=error_responses(401))
+def me(who: Principal = Depends(principal)) -> Me:
+    if who.user is None:
+        raise ApiError(401, "unauthenticated", "not signed in")
+    return Me(id=who.user.id, username=who.user.username, role=who.user.role, via=who.via)
+
+
+def _token_out(t: Token, raw: str | None = None) -> TokenOut:
+    return TokenOut(
+        id=t.id,
+        name=t.name,
+        kind=t.kind,
+        created_at=t.created_at.isoformat() + "Z",
+        expires_at=t.expires_at.isoformat() + "Z",
+        revoked=t.revoked_at is not None,
+        token=raw,
+    )
+
+
+@router.post(
+    "/tokens", response_model=TokenOut, status_code=201, responses=error_responses(401, 403, 422)
+)
+def create_token(body: TokenIn, request: Request, who: Principal = Depends(principal)) -> TokenOut:
+    """A named bearer token for a machine client (shown once)."""
+    if who.user is None:
+        raise ApiError(401, "unauthenticated", "not signed in")
+    from medai.settings import get_settings
+
+    days = body.days if body.days is not None else get_settings().token_days
+    with platform_of(request).db.session() as db:
+        issued = accounts.issue(db, who.user, "bearer", timedelta(days=days), name=body.name)
+        db.flush()
+        tok = db.scalar(
+            select(Token).order_by(Token.id.desc()).where(Token.user_id == who.user.id).limit(1)
+        )
+        audit.record(db, who.actor, "token", "token", tok.id, created=True)
+        return _token_out(tok, issued.token)
+
+
+@router.get("/tokens", response_model=list[TokenOut], responses=error_responses(401))
+def list_tokens(request: Request, who: Principal = Depends(principal)) -> list[TokenOut]:
+    if who.user is None:
+        raise ApiError(401, "unauthenticated", "not signed in")
+    with platform_of(request).db.session() as db:
+        rows = db.scalars(
+            select(Token)
+            .where(Token.user_id == who.user.id, Token.kind == "bearer")
+            .order_by(Token.id)
+        )
+        return [_token_out(t) for t in rows]
+
+
+@router.delete("/tokens/{token_id}", response_model=OkOut, responses=error_responses(401, 404))
+def revoke_token(token_id: RowId, request: Request, who: Principal = Depends(principal)) -> OkOut:
+    """Revoke one of your tokens (an admin may revoke anyone's)."""
+    if who.user is None:
+        raise ApiError(401, "unauthenticated", "not signed in")
+    with platform_of(request).db.session() as db:
+        tok = db.get(Token, token_id)
+        if tok is None or (tok.user_id != who.user.id and who.role != "admin"):
+            raise ApiError(404, "not_found", "no such token")
+        accounts.revoke(db, tok)
+        audit.record(db, who.actor, "token", "token", tok.id, revoked=True)
+    return OkOut()

@@ -1,0 +1,761 @@
+"""Studies (upload, worklist, image, heatmap) and their reports (versions, edit, sign,
+FHIR, PDF). Every read and change is audited."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import IntegrityError
+
+from medai.platform import analysis, audit, exports, finding_states, idempotency, review, studies
+from medai.platform import identity_conflicts as conflicts
+from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.routes.jobs import HEATMAP_RESPONSES, computed_heatmap, heatmap_headers
+from medai.platform.api.schemas import (
+    ReportEdit,
+    ReportOut,
+    ReportVersionOut,
+    ReportVersions,
+    SignIn,
+    StudyList,
+    StudyOut,
+    StudyStatus,
+)
+from medai.platform.blobs import TooLarge
+from medai.platform.integration import identity as dicom
+from medai.platform.lifecycle import labels, monitoring
+from medai.platform.tables import Study
+from medai.server.errors import ApiError
+from medai.server.inputs import CleanText, RowId
+from medai.server.schemas import ERROR_TEXT, ErrorOut, ImagingTask, Language, error_responses
+from medai.server.uploads import model_for, no_empty
+from medai.services import imaging as imaging_service
+
+log = logging.getLogger("medai.platform")
+router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
+CHUNK = 1 << 20
+
+
+def _study(db, study_id: int) -> Study:
+    study = db.get(Study, study_id)
+    if study is None:
+        raise ApiError(404, "not_found", f"no study {study_id}")
+    return study
+
+
+async def _chunks(file: UploadFile):
+    while chunk := await file.read(CHUNK):
+        yield chunk
+
+
+def _question_is_urgent(request: Request, question: str | None) -> bool:
+    if not question:
+        return False
+    from medai.services import triage as triage_service
+    from medai.services.model_handles import ModelUnavailable
+
+    try:
+        return triage_service.raises_red_flag(request.app.state.models.get("triage"), question)
+    except ModelUnavailable:
+        return False
+
+
+async def _forget(p, sha: str, created: bool) -> None:
+    """The file of an upload that got no row goes again — only when this upload stored it
+    and no row names it (``studies.discard_unnamed``)."""
+    if not created:
+        return
+    await run_in_threadpool(studies.discard_unnamed, p, sha, "a failed upload")
+
+
+def _checked_identity(p, sha: str) -> dicom.DicomIdentity | None:
+    """The stored upload's limits checked from its header (``ImageTooLarge``), then its
+    DICOM identity, the same extraction as the DICOM node's (None when it has none; the
+    analysis names a bad file). A UID, name or ID that breaks its VR is a 422 naming the
+    attribute (``dicom_values``), never filed."""
+    from medai.platform.integration.dicom_values import InvalidAttribute
+
+    try:
+        return dicom.checked_read(p.store.read(sha))
+    except InvalidAttribute as exc:
+        raise ApiError(
+            422,
+            "invalid_dicom_attribute",
+            f"the DICOM file's {exc}",
+            errors=[
+                {"loc": ["file", exc.keyword], "msg": exc.why, "type": "invalid_dicom_attribute"}
+            ],
+        ) from None
+    except dicom.IdentityError:
+        return None
+
+
+KEY_DOC = (
+    'Makes a retry safe (the IETF draft "The Idempotency-Key HTTP Header Field"): a key the '
+    "client chooses per upload (a UUID, say; 1 to 128 printable ASCII characters, else 400 "
+    "`invalid_idempotency_key`), kept for 24 hours per user. The same key again with the same "
+    "file and fields answers the study the first request filed (its status code, the study as "
+    "it is now, and `Idempotent-Replayed: true`): never a second study or analysis. The same "
+    "key with another file or other fields is refused (422 `idempotency_key_reused`). Two "
+    "requests with one key at once (a retry while the first is still in flight, on any "
+    "replica) file one study: the one that files second waits for the first and answers it."
+)
+REPLAYED_HEADER = {
+    idempotency.REPLAYED: {
+        "description": "`true` when this answers an earlier request with the same "
+        "Idempotency-Key (nothing was filed again)",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+
+@router.post(
+    "",
+    response_model=StudyOut,
+    status_code=201,
+    responses={
+        201: {
+            "description": (
+                "filed as a new study, its analysis queued (with "
+                "Idempotent-Replayed: by an earlier request with this key)"
+            ),
+            "headers": REPLAYED_HEADER,
+        },
+        200: {
+            "model": StudyOut,
+            "headers": REPLAYED_HEADER,
+            "description": (
+                "a DICOM instance of a study already here: it joined that study (or was "
+                "stored before); the study is returned"
+            ),
+        },
+        **error_responses(401, 403, 409, 413),
+        400: {
+            "model": ErrorOut,
+            "description": ERROR_TEXT[400]
+            + (
+                "; an Idempotency-Key that is not 1 to 128 printable ASCII characters "
+                "(invalid_idempotency_key)"
+            ),
+        },
+        422: {
+            "model": ErrorOut,
+            "description": ERROR_TEXT[422]
+            + ("; an Idempotency-Key already used for another upload (idempotency_key_reused)"),
+        },
+    },
+    dependencies=[Depends(no_empty("task", "lang", "patient_ref"))],
+)
+async def upload_study(
+    request: Request,
+    file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM")],
+    task: Annotated[ImagingTask, Form()] = "cxr",
+    patient_ref: Annotated[
+        str | None,
+        Form(max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", description="pseudonymous reference"),
+    ] = None,
+    clinical_question: Annotated[str | None, Form(max_length=2000), CleanText] = None,
+    lang: Annotated[Language, Form(description="language of the AI draft")] = "tr",
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            description=KEY_DOC,
+            json_schema_extra={
+                "minLength": 1,
+                "maxLength": idempotency.MAX_LENGTH,
+                "pattern": idempotency.PATTERN,
+            },
+        ),
+    ] = None,
+    who: Principal = Depends(require("study_upload")),
+) -> JSONResponse:
+    """Store the file (content-addressed) and queue its analysis (findings → heatmap →
+    draft); urgent studies (a red flag in the clinical question) are analysed first. A DICOM
+    file keeps its identity (patient, accession, UIDs, modality, view, body part) and joins
+    the study of its StudyInstanceUID when that is already here (200). With an
+    ``Idempotency-Key`` a retry answers the study filed before (``platform.idempotency``)."""
+    p = platform_of(request)
+    try:
+        key = idempotency.checked(idempotency_key)
+    except idempotency.InvalidKey as exc:
+        raise ApiError(400, "invalid_idempotency_key", str(exc)) from None
+    try:
+        sha, size, created = await p.store.receive(_chunks(file), imaging_service.MAX_BYTES)
+    except TooLarge as exc:
+        raise ApiError(413, "too_large", str(exc)) from None
+    if size == 0:
+        await _forget(p, sha, created)
+        raise ApiError(422, "invalid", "the file is empty")
+    try:  # a decompression bomb is refused now, from its header, not by a worker decoding it
+        identity = await run_in_threadpool(_checked_identity, p, sha)
+    except imaging_service.ImageTooLarge as exc:
+        await _forget(p, sha, created)
+        raise ApiError(413, "image_too_large", str(exc)) from None
+    except BaseException:  # the stored file cannot be read back (a named storage fault)
+        await _forget(p, sha, created)
+        raise
+    prints = (
+        idempotency.fingerprints(
+            sha,
+            {
+                "task": task,
+                "patient_ref": patient_ref,
+                "clinical_question": clinical_question,
+                "lang": lang,
+            },
+        )
+        if key
+        else []
+    )
+    if key and (earlier := await _earlier(p, who, key, prints, sha, created)):
+        return earlier
+    urgent = await run_in_threadpool(_question_is_urgent, request, clinical_question)
+
+    def create() -> tuple[dict[str, Any], int | None, str]:
+        with p.db.session() as db:
+            # the key first: a request racing on it waits here, and files nothing
+            claimed = idempotency.claim(db, who.user.id, key, prints[0]) if key else None
+            studies.hold_blob(db, p.store, sha)  # not discarded by a twin upload meanwhile
+            filed = studies.file_study(
+                db,
+                who.user,
+                sha=sha,
+                size=size,
+                content_type=file.content_type or "application/octet-stream",
+                task=task,
+                identity=identity,
+                patient_ref=patient_ref,
+                question=clinical_question,
+                language=lang,
+                urgent=urgent,
+            )
+            conflict = filed.conflict
+            audit.record(
+                db,
+                who.actor,
+                "upload",
+                "study",
+                filed.study.id,
+                task=task,
+                bytes=size,
+                urgent=urgent,
+                **({"filed": filed.outcome} if identity else {}),
+                **(
+                    {"conflict": conflict.id, "reason": conflict.reason, "fields": conflict.fields}
+                    if conflict
+                    else {}
+                ),
+            )
+            if claimed is not None and conflict is None:
+                claimed.study_id = filed.study.id
+                claimed.status = 201 if filed.outcome == "new" else 200
+            elif claimed is not None:  # not filed: a retry finds the same conflict again
+                db.delete(claimed)
+            if conflict is not None:
+                return (
+                    {
+                        "conflict_id": conflict.id,
+                        "study_id": filed.study.id,
+                        "reason": conflict.reason,
+                        "fields": list(conflict.fields),
+                        "rejected": conflict.state == "rejected",
+                    },
+                    None,
+                    filed.outcome,
+                )
+            return (
+                studies.as_dict(db, filed.study),
+                filed.job.id if filed.job else None,
+                filed.outcome,
+            )
+
+    try:
+        out, job_id, outcome = await run_in_threadpool(create)
+    except idempotency.KeyTaken:  # a request with this key filed first (or is filing)
+        earlier = await _earlier(p, who, key, prints, sha, created)
+        if earlier is None:  # it failed and rolled back: this one may try again
+            await _forget(p, sha, created)
+            raise ApiError(
+                409,
+                "conflict",
+                "an upload with this Idempotency-Key was being filed and did not finish; retry",
+            ) from None
+        return earlier
+    except BaseException as exc:  # no row (a refusal, a read-only or full disk): no blob
+        await _forget(p, sha, created)
+        if isinstance(exc, studies.StudyError):
+            raise ApiError(422, "invalid", str(exc)) from None
+        if isinstance(exc, IntegrityError):  # the same study filed at this very moment
+            raise ApiError(
+                409, "conflict", "this DICOM study is being filed by another upload; retry"
+            ) from None
+        raise
+    if outcome == "conflict":  # kept aside (its file too) for a person to decide
+        log.warning(
+            "upload quarantined as identity conflict %s with study %s (%s: %s)",
+            out["conflict_id"],
+            out["study_id"],
+            out["reason"],
+            ", ".join(out["fields"]),
+        )
+        raise ApiError(
+            409,
+            "identity_conflict",
+            (
+                f"this DICOM file names another patient or order than study {out['study_id']} "
+                f"it would join ({', '.join(out['fields'])}); it was not filed or analysed"
+                + (
+                    f": a radiologist rejected it before (identity conflict {out['conflict_id']})"
+                    if out["rejected"]
+                    else f", and is kept as identity conflict {out['conflict_id']} for a radiologist "
+                    "to reassign or reject"
+                )
+            ),
+            errors=[
+                {
+                    "loc": ["file", field],
+                    "msg": "differs from the study it would join",
+                    "type": "identity_conflict",
+                }
+                for field in out["fields"]
+            ],
+        )
+    if outcome == "duplicate":  # stored before (these bytes may differ from that copy)
+        await _forget(p, sha, created)
+    if job_id is not None:
+        request.app.state.dispatch(out["id"], job_id, urgent)
+    log.info("study %s uploaded task=%s urgent=%s filed=%s", out["id"], task, urgent, outcome)
+    if key is not None:
+        await run_in_threadpool(_sweep_keys, p)
+    return JSONResponse(StudyOut(**out).model_dump(mode="json"), 201 if outcome == "new" else 200)
+
+
+async def _earlier(
+    p, who: Principal, key: str, prints: list[str], sha: str, created: bool
+) -> JSONResponse | None:
+    """``_replay``; when it answers (or refuses), this request's file goes unless a row
+    names it (the earlier upload's row does: same fingerprint, same file)."""
+    try:
+        answer = await run_in_threadpool(_replay, p, who, key, prints)
+    except BaseException:
+        await _forget(p, sha, created)
+        raise
+    if answer is not None:
+        await _forget(p, sha, created)
+    return answer
+
+
+def _replay(p, who: Principal, key: str, prints: list[str]) -> JSONResponse | None:
+    """The answer to an earlier upload of this user with ``key``: its study as it is now,
+    with the first answer's status and ``Idempotent-Replayed: true`` (None: no such upload
+    committed). The same key for another upload is refused (422). Read first without the
+    write lock (SQLite): most keyed uploads are first attempts."""
+    with p.db.reader() as db:
+        row = idempotency.find(db, who.user.id, key)
+    if row is None:
+        return None
+    if row.fingerprint not in prints:
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            (
+                f"this {idempotency.HEADER} was used for another upload (another file or other "
+                "fields) within 24 hours; use a new key for a new upload"
+            ),
+        )
+    with p.db.session() as db:
+        out = studies.as_dict(db, _study(db, row.study_id))
+        audit.record(db, who.actor, "view", "study", row.study_id, replayed_upload=True)
+    status = row.status or 201
+    log.info("study %s: upload answered again (same %s)", out["id"], idempotency.HEADER)
+    return JSONResponse(
+        StudyOut(**out).model_dump(mode="json"), status, headers={idempotency.REPLAYED: "true"}
+    )
+
+
+def _sweep_keys(p) -> None:
+    """Forget keys older than a day (hourly at most per process; a failure waits for the
+    next time: an expired key is already ignored, the sweep only keeps the table small)."""
+    try:
+        idempotency.maybe_sweep(p.db)
+    except Exception as exc:
+        log.warning("sweeping old upload keys failed: %s", type(exc).__name__)
+
+
+@router.get("", response_model=StudyList, responses=error_responses(401, 403, 422))
+def worklist(
+    request: Request,
+    who: Principal = Depends(require("study_read")),
+    status: StudyStatus | None = None,
+    task: ImagingTask | None = None,
+    urgent: bool | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=10_000_000),
+    accession: str | None = Query(
+        None,
+        min_length=1,
+        max_length=16,
+        description=("studies whose DICOM accession number starts with this"),
+    ),
+) -> StudyList:
+    """The worklist: urgent first, then oldest first."""
+    with platform_of(request).db.session() as db:
+        rows, total = studies.worklist(db, status, task, urgent, limit, offset, accession)
+        ids = [s.id for s in rows]
+        found, held = studies.instances(db, ids), conflicts.open_by_study(db, ids)
+        items = [
+            StudyOut(
+                **studies.as_dict(
+                    db, s, with_result=False, dicom_instances=found[s.id], open_conflicts=held[s.id]
+                )
+            )
+            for s in rows
+        ]
+        audit.record(db, who.actor, "view", "worklist", None, results=len(items))
+    return StudyList(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{study_id}", response_model=StudyOut, responses=error_responses(401, 403, 404))
+def get_study(
+    study_id: RowId, request: Request, who: Principal = Depends(require("study_read"))
+) -> StudyOut:
+    with platform_of(request).db.session() as db:
+        out = studies.as_dict(db, _study(db, study_id))
+        audit.record(db, who.actor, "view", "study", study_id)
+    return StudyOut(**out)
+
+
+@router.get(
+    "/{study_id}/image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **error_responses(401, 403, 404, 422, 503)},
+)
+async def study_image(
+    study_id: RowId, request: Request, who: Principal = Depends(require("study_read"))
+) -> Response:
+    """The study's image as an 8-bit grayscale PNG of at most 2048 pixels a side (DICOM
+    rendered), for viewers and reports: the display rendition stored with the study, never a
+    decode of the original per request."""
+    p = platform_of(request)
+
+    def lookup() -> str | None:
+        with p.db.session() as db:
+            study = _study(db, study_id)
+            audit.record(db, who.actor, "view", "study_image", study_id)
+            return study.display_sha256
+
+    display = await run_in_threadpool(lookup) or await _rendition(request, p, study_id)
+    png = await run_in_threadpool(p.store.read, display)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+class _OnePerStudy:
+    """An asyncio lock per study, dropped when no request holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, study_id: int):
+        lock, users = self._locks.get(study_id, (asyncio.Lock(), 0))
+        self._locks[study_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[study_id]
+            if users <= 1:
+                del self._locks[study_id]
+            else:
+                self._locks[study_id] = (lock, users - 1)
+
+
+async def _rendition(request: Request, p, study_id: int) -> str:
+    """The study's display rendition; a missing one (a study analysed before renditions
+    existed, or viewed before its analysis ran) is made once: one request per study makes it
+    inside the imaging lane while the others wait, then read the stored one."""
+    state = request.app.state
+    if getattr(state, "display_renditions", None) is None:
+        state.display_renditions = _OnePerStudy()
+    try:
+        async with state.display_renditions.hold(study_id):
+            display = await run_in_threadpool(analysis.stored_display, p, study_id)
+            if display is not None:
+                return display
+            async with state.imaging_lane.slot():
+                return await run_in_threadpool(analysis.display_rendition, p, study_id)
+    except imaging_service.ImageTooLarge as exc:
+        raise ApiError(422, "image_too_large", str(exc)) from None
+    except imaging_service.ImageInputError as exc:
+        raise ApiError(422, "unusable_image", str(exc)) from None
+
+
+@router.get(
+    "/{study_id}/heatmap",
+    response_class=Response,
+    responses={**HEATMAP_RESPONSES, **error_responses(401, 403, 404, 422, 503)},
+)
+async def study_heatmap(
+    study_id: RowId,
+    request: Request,
+    label: str | None = Query(
+        None, max_length=64, description=("finding to explain (default: the stored heatmap's)")
+    ),
+    who: Principal = Depends(require("study_read")),
+) -> Response:
+    """Grad-CAM overlay (an AI suggestion): the stored one of the leading finding, or one
+    computed for ``label`` (the same computation and headers as ``/imaging/{task}/heatmap``)."""
+    p = platform_of(request)
+
+    def stored():
+        with p.db.session() as db:
+            study = _study(db, study_id)
+            row = studies.latest_result(db, study_id)
+            if row is None or row.heatmap_sha256 is None:
+                raise ApiError(404, "not_found", "no heatmap (analysis not finished or refused)")
+            audit.record(db, who.actor, "view", "heatmap", study_id, label=label)
+            return study.task, study.file_sha256, row
+
+    task, file_sha, row = await run_in_threadpool(stored)
+    heat_label = row.heatmap_label or ""
+    if label is None or label == heat_label:
+        probability = next(
+            (
+                f.get("probability")
+                for f in (row.payload or {}).get("findings", [])
+                if isinstance(f, dict) and f.get("label") == heat_label
+            ),
+            None,
+        )
+        return Response(
+            await run_in_threadpool(p.store.read, row.heatmap_sha256),
+            media_type="image/png",
+            headers=heatmap_headers(heat_label, probability, row.model_name, row.model_hash),
+        )
+    return await computed_heatmap(
+        request, model_for(request, task), await run_in_threadpool(p.store.read, file_sha), label
+    )
+
+
+def _report_or_404(db, study_id: int):
+    _study(db, study_id)
+    row = review.current(db, study_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no report yet (analysis not finished)")
+    return row
+
+
+@router.get(
+    "/{study_id}/report", response_model=ReportOut, responses=error_responses(401, 403, 404)
+)
+def get_report(
+    study_id: RowId, request: Request, who: Principal = Depends(require("study_read"))
+) -> ReportOut:
+    """The current version (FHIR status: preliminary, final or amended)."""
+    with platform_of(request).db.session() as db:
+        out = review.as_dict(db, _report_or_404(db, study_id))
+        audit.record(db, who.actor, "view", "report", study_id, version=out["version"])
+    return ReportOut(**out)
+
+
+@router.get(
+    "/{study_id}/report/versions",
+    response_model=ReportVersions,
+    responses=error_responses(401, 403, 404),
+)
+def report_versions(
+    study_id: RowId, request: Request, who: Principal = Depends(require("study_read"))
+) -> ReportVersions:
+    with platform_of(request).db.session() as db:
+        _study(db, study_id)
+        items = [ReportVersionOut(**v) for v in review.history(db, study_id)]
+        audit.record(db, who.actor, "view", "report_versions", study_id)
+    return ReportVersions(items=items)
+
+
+def _change(
+    request: Request, who: Principal, study_id: int, action: str, version: int, apply
+) -> ReportOut:
+    """Run an edit or a signature; a conflict is audited (in its own transaction) and 409."""
+    p = platform_of(request)
+    try:
+        with p.db.session() as db:
+            study = _study(db, study_id)
+            row = apply(db, study)
+            audit.record(
+                db, who.actor, action, "report", study_id, version=row.version, status=row.status
+            )
+            return ReportOut(**review.as_dict(db, row))
+    except review.Conflict as exc:
+        with p.db.session() as db:
+            audit.record(
+                db, who.actor, action, "report", study_id, outcome="conflict", version=version
+            )
+        raise ApiError(409, "conflict", str(exc)) from None
+    except review.ReviewError as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+    except labels.LabelError as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+
+
+@router.put(
+    "/{study_id}/report",
+    response_model=ReportOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def edit_report(
+    study_id: RowId,
+    body: ReportEdit,
+    request: Request,
+    who: Principal = Depends(require("report_edit")),
+) -> ReportOut:
+    """Save a new version; ``version`` is the one you edited (stale → 409). Editing a signed
+    report makes an ``amended`` version; earlier versions stay readable."""
+    return _change(
+        request,
+        who,
+        study_id,
+        "edit",
+        body.version,
+        lambda db, s: review.edit(db, s, body.version, body.sections.model_dump(), who.user),
+    )
+
+
+@router.post(
+    "/{study_id}/report/sign",
+    response_model=ReportOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def sign_report(
+    study_id: RowId,
+    body: SignIn,
+    request: Request,
+    who: Principal = Depends(require("report_sign")),
+) -> ReportOut:
+    """Sign the current version (radiologists only); a second signature → 409. With
+    ``sections`` (the signer's screen), an unsaved edit is the signed version: one version
+    with that text, the signer its author."""
+    sections = body.sections.model_dump() if body.sections is not None else None
+
+    def apply(db, study):
+        learnable = labels.task_of(study)  # None: a study no model reads keeps no labels
+        choices = labels.check_choices(learnable, body.labels) if learnable else None
+        before = review.current(db, study.id)
+        row = review.sign(db, study, body.version, who.user, sections)
+        if learnable is not None:
+            labels.record(db, study, row, choices, who.user)  # the site's labels, this version
+        if review.text_changed(before, row):  # the screen's unsaved edit, signed as it stood
+            audit.record(
+                db,
+                who.actor,
+                "edit",
+                "report",
+                study_id,
+                version=row.version,
+                status=row.status,
+                with_signature=True,
+            )
+        return row
+
+    out = _change(request, who, study_id, "sign", body.version, apply)
+    monitoring.after_signature(platform_of(request), study_id)  # agreement with the AI
+    return out
+
+
+def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
+    with platform_of(request).db.session() as db:
+        study = _study(db, study_id)
+        if conflicts.has_open(db, study_id):  # nothing leaves for a study in doubt
+            raise ApiError(
+                409,
+                "identity_conflict",
+                (
+                    f"study {study_id} has an open identity conflict (an instance naming another "
+                    "patient or order); its report is exported once a radiologist has decided it"
+                ),
+            )
+        row = _report_or_404(db, study_id)
+        result = studies.latest_result(db, study_id)
+        report = finding_states.of_version(
+            db, review.as_dict(db, row), result.payload if result else None
+        )
+        audit.record(db, who.actor, "export", "report", study_id, format=fmt, version=row.version)
+        return (
+            studies.as_dict(db, study, with_result=False, with_series=True),
+            report,
+            row,
+            result.payload.get("model") if result else None,
+            result,
+        )
+
+
+@router.get(
+    "/{study_id}/report/fhir",
+    responses={
+        200: {
+            "content": {"application/fhir+json": {}},
+            "description": "FHIR R4 Bundle: DiagnosticReport, Observations, Device",
+        },
+        **error_responses(401, 403, 404, 409),
+    },
+)
+def report_fhir(
+    study_id: RowId, request: Request, who: Principal = Depends(require("report_export"))
+) -> Response:
+    import json
+
+    study, report, row, model, _result = _export_parts(request, who, study_id, "fhir")
+    bundle = exports.fhir_bundle(
+        study, report, model, report["signed_by"], row.created_at, row.signed_at
+    )
+    return Response(json.dumps(bundle, ensure_ascii=False), media_type="application/fhir+json")
+
+
+@router.get(
+    "/{study_id}/report/pdf",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}},
+        **error_responses(401, 403, 404, 409, 503),
+    },
+)
+async def report_pdf(
+    study_id: RowId, request: Request, who: Principal = Depends(require("report_export"))
+) -> Response:
+    p = platform_of(request)
+    study, report, _row, model, result = await run_in_threadpool(
+        _export_parts, request, who, study_id, "pdf"
+    )
+    if model and result is not None and (result.payload or {}).get("refused"):
+        model = {**model, "refused": True}  # named, and said to have assessed nothing
+    try:  # from the display rendition (2048 px, 8-bit), never the original
+        display = await _rendition(request, p, study_id)
+    except ApiError:
+        display = None
+
+    def render() -> bytes:
+        image = None
+        if display is not None:
+            with contextlib.suppress(imaging_service.ImageInputError):
+                image = imaging_service.preview_png(p.store.read(display), 768)
+        heat = p.store.read(result.heatmap_sha256) if result and result.heatmap_sha256 else None
+        return exports.report_pdf(
+            study, report, model, image, heat, result.heatmap_label if result else None
+        )
+
+    pdf = await run_in_threadpool(render)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="medai-study-{study_id}-'
+            f'v{report["version"]}.pdf"'
+        },
+    )

@@ -1,0 +1,91 @@
+"""A study's labels from its signature: what the signer said of each finding (stored with the
+signed version), and the defaults the sign dialog starts from (what a text states)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from medai.platform import audit
+from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.schemas import LabelName, Sections
+from medai.platform.lifecycle import labels
+from medai.platform.tables import Study
+from medai.server.errors import ApiError
+from medai.server.inputs import RowId
+from medai.server.schemas import error_responses
+
+router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
+
+
+class LabelOut(BaseModel):
+    label: str
+    ai_positive: bool | None = Field(
+        description="the AI decided it present (None: no AI "
+        "finding to compare: a refused image, an "
+        "undecided label, one the model does not read)"
+    )
+    ai_state: Literal["present", "absent", "indeterminate"] | None = Field(
+        None,
+        description="the AI's state of the label (suggestions only; None: the model did "
+        "not read it, or a stored signature's label)",
+    )
+    present: bool
+    source: Literal["confirmed", "rejected", "added", "text"]
+
+
+class StudyLabels(BaseModel):
+    report_version: int | None = Field(
+        description="the signed version they belong to (None: suggestions, nothing signed)"
+    )
+    labels: list[LabelOut]
+
+
+class SuggestIn(BaseModel):
+    sections: Sections
+    labels: dict[LabelName, bool] | None = Field(None, max_length=labels.MAX_CHOICES)
+
+
+def _study(db, study_id: int) -> Study:
+    study = db.get(Study, study_id)
+    if study is None:
+        raise ApiError(404, "not_found", "no such study")
+    return study
+
+
+@router.get(
+    "/{study_id}/labels", response_model=StudyLabels, responses=error_responses(401, 403, 404, 422)
+)
+def signed_labels(
+    study_id: RowId, request: Request, who: Principal = Depends(require("study_read"))
+) -> StudyLabels:
+    """The labels of the study's latest signed version (none before a signature)."""
+    with platform_of(request).db.session() as db:
+        _study(db, study_id)
+        version, items = labels.signed_labels(db, study_id)
+        audit.record(db, who.actor, "view", "labels", study_id)
+    return StudyLabels(report_version=version, labels=[LabelOut(**i) for i in items])
+
+
+@router.post(
+    "/{study_id}/labels/suggest",
+    response_model=StudyLabels,
+    responses=error_responses(401, 403, 404, 422),
+)
+def suggest_labels(
+    study_id: RowId,
+    body: SuggestIn,
+    request: Request,
+    who: Principal = Depends(require("report_sign")),
+) -> StudyLabels:
+    """The labels a signature of ``sections`` would store with these ``labels`` choices:
+    each AI finding and each label the text states, present or absent (nothing stored)."""
+    with platform_of(request).db.reader() as db:
+        study = _study(db, study_id)
+        try:
+            items = labels.suggest(db, study, body.sections.model_dump(), body.labels)
+        except labels.LabelError as exc:
+            raise ApiError(exc.status, exc.code, str(exc)) from None
+    return StudyLabels(report_version=None, labels=[LabelOut(**i) for i in items])

@@ -1,0 +1,196 @@
+"""Triage for signed-in users (kept as their history), registered kiosks (each its own daily
+quota) and anonymous clients (a small daily quota per address). Days are the hospital's
+(``MEDAI_TIMEZONE``). Complaints are stored encrypted; the audit log records only that it
+happened."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
+from sqlalchemy import delete, func, select, update
+
+from medai.platform import accounts, audit, kiosks
+from medai.platform.api.deps import Principal, deny, platform_of, principal, require
+from medai.platform.api.routes.kiosks import kiosk_of
+from medai.platform.api.schemas import TriageHistory, TriageHistoryItem
+from medai.platform.crypto import cipher
+from medai.platform.tables import Kiosk, TriageRecord
+from medai.server.errors import ApiError
+from medai.server.schemas import TriageRequest, error_responses
+from medai.server.uploads import model_for
+from medai.services import triage as triage_service
+from medai.services.triage import TextInputError, TriageResult
+
+router = APIRouter(prefix="/api/v1", tags=["triage"])
+
+
+def _kiosk_reserve(request: Request, kiosk: Kiosk, text: str) -> int:
+    """Take one of the registered kiosk's slots for today (``kiosks.reserve``)."""
+    from medai.settings import get_settings
+
+    zone = get_settings().timezone
+    p = platform_of(request)
+    try:
+        with p.db.session() as db:
+            return kiosks.reserve(db, kiosk.id, cipher().encrypt(text), p.clock(), zone)
+    except kiosks.QuotaExhausted as exc:
+        raise ApiError(
+            429,
+            "kiosk_quota_exhausted",
+            f"this kiosk's {exc.quota} triage requests for today are used up; it "
+            f"starts again at midnight ({zone}). Please ask at the desk.",
+            headers={"Retry-After": str(exc.reset_in_s)},
+        ) from None
+    except kiosks.KioskNotFound:
+        raise ApiError(401, "kiosk_revoked", "this kiosk was revoked by an administrator") from None
+
+
+def _anonymous_reserve(request: Request, who: Principal, text: str) -> int:
+    """Take one of an unregistered client's daily slots (``kiosks.reserve_anonymous``: counted
+    and taken in one locked transaction, so concurrent requests never exceed the quota)."""
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    if not settings.kiosk_enabled:
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "sign in (or use a registered kiosk) to use triage",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    p = platform_of(request)
+    try:
+        with p.db.session() as db:
+            return kiosks.reserve_anonymous(
+                db,
+                who.client,
+                cipher().encrypt(text),
+                p.clock(),
+                settings.timezone,
+                settings.kiosk_daily_quota,
+            )
+    except kiosks.QuotaExhausted as exc:
+        raise ApiError(
+            429,
+            "throttled",
+            f"anonymous triage allows {settings.kiosk_daily_quota} "
+            "complaints a day from one address; sign in, or ask "
+            "at the desk",
+            headers={"Retry-After": str(exc.reset_in_s)},
+        ) from None
+
+
+class TriageOut(TriageResult):
+    record_id: int | None = Field(
+        None,
+        description=(
+            "the triage's record number: staff record with it where the patient was actually "
+            "sent (POST /api/v1/triage/{record_id}/outcome)"
+        ),
+    )
+
+
+@router.post(
+    "/triage",
+    response_model=TriageOut,
+    responses=error_responses(400, 401, 403, 413, 422, 429, 503),
+)
+async def triage(
+    req: TriageRequest, request: Request, who: Principal = Depends(principal)
+) -> TriageOut:
+    """Suggest departments for a complaint; red flags override with emergency advice.
+    Without a user: a registered kiosk (cookie or ``X-Kiosk-Token``; its own daily quota, 429
+    ``kiosk_quota_exhausted``), else an anonymous client (a small quota per address)."""
+    reserved, actor = None, who.actor
+    if who.user is None:
+        kiosk = await run_in_threadpool(kiosk_of, request)
+        if kiosk is not None:
+            reserved = await run_in_threadpool(_kiosk_reserve, request, kiosk, req.text)
+            actor = audit.Actor(name=f"kiosk:{kiosk.name}"[:64], client=who.client)
+        else:
+            reserved = await run_in_threadpool(_anonymous_reserve, request, who, req.text)
+    elif not accounts.allowed(who.role, "triage"):
+        await run_in_threadpool(deny, request, who, "triage")
+        raise ApiError(403, "forbidden", f"role {who.role!r} may not use triage")
+    db_ = platform_of(request).db
+
+    def release() -> None:  # a request that got no answer does not use up a kiosk slot
+        if reserved is not None:
+            with db_.session() as db:
+                db.execute(delete(TriageRecord).where(TriageRecord.id == reserved))
+
+    try:
+        predictor = model_for(request, "triage")
+        async with request.app.state.triage_lane.slot():
+            result = await run_in_threadpool(
+                triage_service.triage, predictor, req.text, req.top_k, req.min_confidence
+            )
+    except TextInputError as exc:
+        await run_in_threadpool(release)
+        raise ApiError(422, "invalid", str(exc)) from None
+    except BaseException:
+        await run_in_threadpool(release)
+        raise
+
+    def save() -> int:
+        with db_.session() as db:
+            values = {
+                "result": result.model_dump(mode="json"),
+                "urgent": result.urgent,
+                "model_hash": result.model.content_hash,
+            }
+            if reserved is not None:
+                db.execute(update(TriageRecord).where(TriageRecord.id == reserved).values(**values))
+                record_id = reserved
+            else:
+                row = TriageRecord(
+                    user_id=who.user.id, complaint=cipher().encrypt(req.text), **values
+                )
+                db.add(row)
+                db.flush()
+                record_id = row.id
+            audit.record(
+                db,
+                actor,
+                "triage",
+                "triage",
+                record_id,
+                urgent=result.urgent,
+                abstained=result.abstained,
+            )
+            return record_id
+
+    record_id = await run_in_threadpool(save)
+    return TriageOut(**result.model_dump(), record_id=record_id)
+
+
+@router.get("/triage/history", response_model=TriageHistory, responses=error_responses(401, 403))
+def history(
+    request: Request,
+    who: Principal = Depends(require("triage_history")),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=10_000_000),
+) -> TriageHistory:
+    """Your own triage requests, newest first (a patient sees only theirs), since the
+    account's last reset or role change (``accounts.own_since``)."""
+    c = cipher()
+    with platform_of(request).db.session() as db:
+        q = select(TriageRecord).where(
+            TriageRecord.user_id == who.user.id,
+            accounts.own_since(who.user, TriageRecord.created_at),
+        )
+        total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+        rows = db.scalars(q.order_by(TriageRecord.id.desc()).limit(limit).offset(offset))
+        items = [
+            TriageHistoryItem(
+                id=r.id,
+                complaint=c.decrypt(r.complaint),
+                urgent=r.urgent,
+                result=r.result,
+                created_at=r.created_at.isoformat() + "Z",
+            )
+            for r in rows
+        ]
+        audit.record(db, who.actor, "view", "triage_history", who.user.id)
+    return TriageHistory(items=items, total=total)

@@ -1,0 +1,106 @@
+"""A triage by its record number, and where the patient was actually sent: clinicians record
+the department (and whether staff judged it urgent) — the triage model's labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from medai.platform import audit
+from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.crypto import cipher
+from medai.platform.lifecycle import monitoring, triage_labels
+from medai.platform.localtime import iso_utc
+from medai.platform.tables import TriageRecord
+from medai.server.errors import ApiError
+from medai.server.inputs import RowId
+from medai.server.schemas import error_responses
+
+router = APIRouter(prefix="/api/v1/triage", tags=["triage"])
+
+
+class OutcomeIn(BaseModel):
+    # the document lists the ids the route accepts (the triage task's labels); the route's
+    # own check names the valid ones when another is sent
+    department: str = Field(
+        min_length=1,
+        max_length=64,
+        description="the department id",
+        json_schema_extra={"enum": list(triage_labels.departments())},
+    )
+    urgent: bool = Field(False, description="staff judged it urgent")
+
+
+class TriageRecordOut(BaseModel):
+    id: int
+    complaint: str
+    urgent: bool
+    result: dict[str, Any]
+    created_at: str
+    outcome: dict[str, Any] | None
+
+
+def _record(db, record_id: int) -> TriageRecord:
+    row = db.get(TriageRecord, record_id)
+    if row is None or not row.result:
+        raise ApiError(404, "not_found", f"no triage record {record_id}")
+    return row
+
+
+@router.get(
+    "/{record_id}", response_model=TriageRecordOut, responses=error_responses(401, 403, 404, 422)
+)
+def triage_record(
+    record_id: RowId, request: Request, who: Principal = Depends(require("triage_outcome"))
+) -> TriageRecordOut:
+    """A triage by the record number its screen showed: the complaint, the AI's suggestion
+    and the outcome recorded so far."""
+    with platform_of(request).db.session() as db:
+        row = _record(db, record_id)
+        out = TriageRecordOut(
+            id=row.id,
+            complaint=cipher().decrypt(row.complaint),
+            urgent=row.urgent,
+            result=row.result,
+            created_at=iso_utc(row.created_at),
+            outcome=triage_labels.as_dict(triage_labels.latest(db, row.id)),
+        )
+        audit.record(db, who.actor, "view", "triage", record_id)
+    return out
+
+
+@router.post(
+    "/{record_id}/outcome",
+    response_model=TriageRecordOut,
+    responses=error_responses(401, 403, 404, 422),
+)
+def record_outcome(
+    record_id: RowId,
+    body: OutcomeIn,
+    request: Request,
+    who: Principal = Depends(require("triage_outcome")),
+) -> TriageRecordOut:
+    """Record the department the patient was actually sent to (a later record replaces it
+    as the label; earlier ones stay)."""
+    p = platform_of(request)
+    try:
+        with p.db.session() as db:
+            _record(db, record_id)
+            triage_labels.record(db, record_id, body.department, body.urgent, who.user)
+            audit.record(
+                db,
+                who.actor,
+                "triage",
+                "triage_outcome",
+                record_id,
+                department=body.department,
+                urgent=body.urgent,
+            )
+    except triage_labels.OutcomeError as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    with p.db.reader() as db:
+        model_hash = db.get(TriageRecord, record_id).model_hash
+    monitoring.check(p, "triage", model_hash)  # department agreement with staff
+    return triage_record(record_id, request, who)

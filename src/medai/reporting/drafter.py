@@ -1,0 +1,151 @@
+"""The drafting service shared by ``medai report draft`` and the server: image → findings (the
+imaging model, or findings given by the caller) → optional caption → retrieval → draft."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from medai.imaging.io import LoadedImage
+from medai.reporting.draft import FindingsInputError, draft_report, parse_decided
+from medai.reporting.llm import LLMError, config_from_settings, make_backend
+from medai.reporting.results import DraftResult
+
+
+def image_meta(loaded: LoadedImage) -> dict:
+    """What a draft says of its image: the format, size and view (never its pixels)."""
+    return {
+        "format": loaded.source_format,
+        "width": int(loaded.pixels.shape[1]),
+        "height": int(loaded.pixels.shape[0]),
+        "view_position": loaded.metadata.get("view_position") or None,
+    }
+
+
+class Drafter:
+    def __init__(
+        self,
+        kb: Path | None = None,
+        caption_model: Path | None = None,
+        llm: str | None = None,
+        embeddings: bool = True,
+    ) -> None:
+        from medai.settings import get_settings
+
+        self.kb = kb or get_settings().knowledge_dir
+        self.caption_model, self.embeddings = caption_model, embeddings
+        self.llm_config = config_from_settings()
+        if llm is not None:
+            self.llm_config = replace(self.llm_config, backend=llm)
+        self._retriever = None
+        self._captioner = None
+        self._imaging: dict[tuple[str, str | None], Any] = {}
+        self._llm, self._llm_built = None, False
+        self._lock = threading.RLock()
+
+    @property
+    def retriever(self):
+        with self._lock:
+            return self._load_retriever()
+
+    def _load_retriever(self):
+        if self._retriever is None:
+            from medai.reporting.knowledge import load_chunks
+            from medai.reporting.retrieve import HybridRetriever
+
+            self._retriever = HybridRetriever(load_chunks(self.kb), use_embeddings=self.embeddings)
+        return self._retriever
+
+    def imaging(self, task: str, model: str | None):
+        key = (task, model)
+        with self._lock:
+            if key not in self._imaging:
+                from medai.core import model_dir
+
+                self._imaging[key] = model_dir.load(model_dir.resolve_model(model, task))
+            return self._imaging[key]
+
+    def draft(
+        self,
+        image: bytes | Path | LoadedImage | None,
+        findings: Any = None,
+        *,
+        task: str = "cxr",
+        model: str | None = None,
+        lang: str = "en",
+        question: str | None = None,
+        imaging_predictor=None,
+        findings_model=None,
+    ) -> DraftResult:
+        """Raises ``ImageInputError``/``ImageRefused`` for an image that gets no findings and
+        ``FindingsInputError`` for unusable findings, as the imaging service does. An image
+        already decoded (``LoadedImage``) is used as it is: a study's analysis decodes once."""
+        from medai.imaging.io import ImageRefused, load_image
+
+        loaded = (
+            image
+            if isinstance(image, LoadedImage)
+            else load_image(image)
+            if image is not None
+            else None
+        )
+        model_ref = findings_model  # the model that produced the given findings, when known
+        if findings is None:
+            if loaded is None:
+                raise FindingsInputError("give an image or findings to draft from")
+            predictor = imaging_predictor or self.imaging(task, model)
+            result = predictor.predict(loaded)
+            if result.refused:
+                raise ImageRefused(result.reason or "image refused")
+            findings, model_ref = result.model_dump(mode="json"), result.model
+        parsed, decision = parse_decided(findings, task)
+        caption = None
+        if self.caption_model is not None and loaded is not None:
+            if self._captioner is None:
+                from medai.core import model_dir
+
+                self._captioner = model_dir.load(self.caption_model)
+            suggested = self._captioner.caption_pixels([loaded.pixels])[0]
+            caption = suggested["caption"]
+        warnings = []
+        if caption is None and self.caption_model is not None and loaded is not None:
+            # said, not silently dropped: the configured captioner declined this image
+            warnings.append(f"no automatic caption: {suggested.get('reason') or 'abstained'}")
+        try:
+            backend = self._backend()
+        except LLMError as exc:
+            backend = None
+            warnings.append(
+                f"LLM backend {self.llm_config.backend!r} unavailable ({exc}); "
+                "template draft instead"
+            )
+        meta = image_meta(loaded) if loaded is not None else None
+        out = draft_report(
+            parsed,
+            self.retriever,
+            backend,
+            task=task,
+            lang=lang,
+            question=question,
+            caption=caption,
+            image=meta,
+            model=None
+            if model_ref is None
+            else f"{model_ref.name} ({model_ref.content_hash[:19]})",
+            decision=decision,
+        )
+        out["warnings"] = warnings + out["warnings"]
+        return DraftResult(**out, model=model_ref, image=meta)
+
+    def llm(self):
+        """The configured LLM backend (None for ``template``), built once."""
+        return self._backend()
+
+    def _backend(self):
+        """Built once per drafter (a local GGUF file is not re-read for every draft)."""
+        with self._lock:
+            if not self._llm_built:
+                self._llm, self._llm_built = make_backend(self.llm_config), True
+            return self._llm

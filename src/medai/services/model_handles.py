@@ -1,0 +1,192 @@
+"""Process-wide model handles: each configured model is loaded once, by one thread, and then
+shared read-only by every request (no per-call hooks or state on a shared model).
+
+A handle can be swapped while it serves (``swap``: the model registry's promotion and rollback,
+``platform.lifecycle``): the new model loads beside the old one, then one assignment makes it
+the one ``get`` returns. A request or job that already holds the old predictor finishes with
+it; nothing waits and nothing fails during the swap. A new model that does not load leaves the
+old one serving, and readiness says so."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medai.core import model_dir
+
+
+def served_tasks() -> tuple[str, ...]:
+    """Triage and every imaging task of the registry."""
+    from medai.core import task_registry
+
+    return ("triage", *task_registry.names("imaging"))
+
+
+class ModelUnavailable(RuntimeError):
+    """A configured model that cannot be loaded (missing directory, broken files)."""
+
+
+@dataclass
+class _Slot:
+    predictor: Any = None
+    error: str | None = None
+    path: str | None = None
+    load_s: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    swap_error: str | None = None  # the last swap that did not load (the old model serves)
+
+
+def _warm(task: str, predictor: Any) -> None:
+    """A swapped-in triage model answers its first complaint as fast as its hundredth."""
+    if task != "triage":
+        return
+    from medai.services import triage
+
+    try:
+        triage.warm(predictor)
+    except Exception as exc:  # a cold first answer is slower, not wrong
+        logging.getLogger("medai.services").warning(
+            "triage warm-up after a swap failed: %s", type(exc).__name__
+        )
+
+
+class ModelHandles:
+    """Lazily loaded predictors for triage and every imaging task (``cxr``, ``mri``, …).
+
+    ``refs``: a directory or registered name per task (None: the configured or bundled
+    default). ``threads``: intra-op threads each imaging call may use (see runtime.plan_cpu).
+    """
+
+    def __init__(
+        self,
+        refs: dict[str, str | None] | None = None,
+        threads: int | None = None,
+        imaging_runtime: str = "auto",
+    ) -> None:
+        self.tasks = served_tasks()
+        self.refs = {task: (refs or {}).get(task) for task in self.tasks}
+        self.threads, self.imaging_runtime = threads, imaging_runtime
+        self._slots = {task: _Slot() for task in self.tasks}
+        self._previous: dict[str, _Slot] = {}  # the model each swap replaced, per task
+
+    def get(self, task: str) -> Any:
+        """The task's predictor; raises ModelUnavailable with the reason (cached: a broken
+        model is not re-read on every request; ``reload`` retries)."""
+        if task not in self._slots:
+            raise KeyError(f"unknown task {task!r}; served tasks: {', '.join(self.tasks)}")
+        slot = self._slots[task]
+        if slot.predictor is None and slot.error is None:
+            with slot.lock:
+                if slot.predictor is None and slot.error is None:
+                    self._load(task, slot)
+        if slot.predictor is None:
+            raise ModelUnavailable(f"no {task} model available: {slot.error}")
+        return slot.predictor
+
+    def _load(self, task: str, slot: _Slot, path: Path | None = None) -> None:
+        start = time.perf_counter()
+        try:
+            path = path or model_dir.resolve_model(self.refs[task], task)
+            slot.path = str(path)
+            options: dict[str, Any] = {}
+            if task != "triage":
+                options = {"runtime": self.imaging_runtime, "threads": self.threads}
+            predictor = model_dir.load(path, **options)
+            card_task = getattr(getattr(predictor, "card", None), "task", task)
+            if card_task != task:
+                raise model_dir.ModelLoadError(f"{path} is a {card_task} model, not {task}")
+            slot.predictor = predictor
+        except Exception as exc:  # any load failure is reported by readiness, not raised
+            slot.error = f"{type(exc).__name__}: {exc}"
+        slot.load_s = round(time.perf_counter() - start, 3)
+
+    def reload(self, task: str) -> None:
+        slot = self._slots[task]
+        with slot.lock:
+            slot.predictor, slot.error = None, None
+
+    def configured_path(self, task: str) -> Path:
+        """The directory this process was configured with for ``task`` (an explicit ref, the
+        settings' default or the bundled one); ModelLoadError when there is none."""
+        return model_dir.resolve_model(self.refs[task], task)
+
+    def served_path(self, task: str) -> str | None:
+        """The directory ``get`` serves (or will load) for ``task``."""
+        return self._slots[task].path
+
+    def pin(self, task: str, path: Path) -> None:
+        """Serve ``path`` for ``task`` from the first load on (before anything was loaded)."""
+        slot = self._slots[task]
+        with slot.lock:
+            if slot.predictor is None:
+                slot.path, slot.error = str(path), None
+                self.refs[task] = str(path)
+
+    def swap(self, task: str, path: Path) -> bool:
+        """Load ``path`` beside the model serving ``task`` and make it the served one; False
+        (the old one goes on serving, readiness names the error) when it does not load. The
+        caller serialises swaps of one task (one watcher per process)."""
+        old = self._slots[task]
+        if old.path == str(path) and old.swap_error is None and old.predictor is not None:
+            return True
+        if old.predictor is None and old.error is None:  # nothing loaded yet: load it lazily
+            self.pin(task, path)
+            return True
+        fresh = self._previous.pop(task, None)  # a rollback to the model just replaced
+        if fresh is None or fresh.path != str(path):
+            fresh = _Slot()
+            self._load(task, fresh, Path(path))
+            if fresh.predictor is None:
+                old.swap_error = f"{path}: {fresh.error}"
+                return False
+            _warm(task, fresh.predictor)
+        self.refs[task] = str(path)
+        self._slots[task] = fresh  # one assignment: get() sees the old or the new, never none
+        if old.predictor is not None:
+            old.swap_error = None
+            self._previous[task] = old  # kept loaded: rolling back is instant
+        return True
+
+    def readiness(self) -> dict[str, Any]:
+        """Loads every served model; per task: ready or the error, with the model identity."""
+        report: dict[str, Any] = {}
+        for task in self.tasks:
+            try:
+                predictor = self.get(task)
+            except ModelUnavailable:
+                slot = self._slots[task]
+                report[task] = {"ready": False, "path": slot.path, "error": slot.error}
+                continue
+            slot = self._slots[task]
+            report[task] = {
+                "ready": True,
+                "path": slot.path,
+                "model": predictor.identity.model_dump(),
+                "runtime": getattr(predictor, "runtime", "python"),
+                "load_s": slot.load_s,
+            }
+            engine = getattr(predictor, "flag_engine", None)
+            if engine is not None:  # triage: which red-flag engine reads every complaint
+                report[task]["red_flag_engine"] = {**engine.identity, "detectors": engine.detectors}
+            if slot.swap_error:
+                report[task]["swap_error"] = slot.swap_error
+        return report
+
+    def cards(self) -> dict[str, Any]:
+        """Each served model's readiness with its card (what it was trained on, its metrics,
+        thresholds, intended use and licence notes), for the people who run the models."""
+        report = self.readiness()
+        for task, entry in report.items():
+            card = getattr(self._slots[task].predictor, "card", None)
+            if entry["ready"] and card is not None:
+                entry["card"] = {
+                    k: v for k, v in card.to_dict().items() if k not in ("training_command",)
+                }
+        return report
+
+    def paths(self) -> dict[str, Path | None]:
+        return {t: Path(s.path) if s.path else None for t, s in self._slots.items()}
