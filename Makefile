@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: run test install install-dev lint clean browser-deps integration-deps train-default-triage train-extended-triage \
+.PHONY: run test install install-dev lint clean settings-doc browser-deps integration-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-imaging-little-data \
 	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
@@ -32,6 +32,11 @@ install-dev: $(VENV)/.installed-dev
 
 run: install
 	$(BIN)/medai serve
+
+# docs/settings.md is generated from the fields of src/medai/settings.py (tests/test_settings_doc.py
+# fails when the two differ): run this after adding or changing a setting.
+settings-doc: install
+	$(BIN)/python -m medai.settings_doc > docs/settings.md
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks deploy
@@ -76,7 +81,7 @@ train-extended-triage: install
 
 # The bundled captioner: a retrieval index over the shared ieee8023 pairs (its comparison with
 # its baselines is in the card; docs/model-cards/caption-retrieval.md). Not a default: it ties
-# the best constant caption on held-out cases (MEDAI_CAPTION_MODEL makes it one).
+# the best constant caption on held-out cases (MEDAI_MODELS=caption=DIR makes it one).
 train-caption-retrieval: install
 	$(BIN)/medai caption train --data ../shared/data/captions/ieee8023_pairs/pairs.csv \
 	    --out src/medai/assets/models/caption-retrieval --method retrieval --index all --json

@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def _site(home: Path, url: str, n: int, kib: int) -> float:
     from medai.platform import accounts, audit, review, studies
-    from medai.platform.context import Platform
+    from medai.platform.boot import open_platform
     from medai.services.model_handles import ModelHandles
 
     started = time.monotonic()
-    p = Platform.from_settings(url, models=ModelHandles({}), adopt_models=False)
+    p = open_platform(url, models=ModelHandles({}), adopt_models=False)
     with p.db.session() as db:
         rad = accounts.create_user(db, "rad", "correct-horse-1", "radiologist")
     actor = audit.Actor("rad", rad.id, "radiologist")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from medai.core import model_dir
-from medai.core.baselines import record_in_card
+from medai.core.model_dir import record_in_card
 from medai.imaging.datasets import load_dataset, patient_split
 from medai.imaging.io import ImageInputError, load_image
 from medai.imaging.pipeline import _subset, readable, split_groups

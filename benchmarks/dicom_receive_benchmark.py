@@ -40,7 +40,7 @@ def main() -> None:
     os.environ["MEDAI_HOME"] = str(home)
     os.environ["MEDAI_JOB_THREADS"] = "0"
     from dicom_helpers import STORESCU, make_dicom
-    from medai.platform.context import Platform
+    from medai.platform.boot import open_platform
     from medai.platform.integration import dicom_node, receive
 
     if STORESCU is None:
@@ -64,7 +64,7 @@ def main() -> None:
             handler_s.append(time.perf_counter() - start)
 
     receive.store = timed
-    p = Platform.from_settings()
+    p = open_platform()
     queued: list[int] = []
     node = dicom_node.DicomNode(p, lambda sid, jid, urgent: queued.append(jid), port=0).start()
     try:

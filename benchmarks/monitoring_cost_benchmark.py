@@ -45,11 +45,11 @@ def main() -> None:
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="medai-monitor-cost-"))
     os.environ["MEDAI_HOME"] = str(home)
-    from medai.platform.context import Platform
+    from medai.platform.boot import open_platform
     from medai.platform.lifecycle import monitoring
     from medai.services import imaging as imaging_service
 
-    p = Platform.from_settings(f"sqlite:///{home / 'medai.db'}", home=home)
+    p = open_platform(f"sqlite:///{home / 'medai.db'}", home=home)
     predictor = p.models.get("cxr")
     ref = predictor.identity
     predict_ms, record_ms, plain_ms = [], [], []

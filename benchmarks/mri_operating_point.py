@@ -22,7 +22,7 @@ groups kept whole), through the served decision (``imaging.decision``):
   (least abstaining point at >= 95 %) on each grid.
 
 ``--update-card`` recomputes the card's test metrics under the present policy
-(``pipeline.reevaluate``) and writes this comparison into the card's ``metrics``
+(``reevaluate`` below) and writes this comparison into the card's ``metrics``
 (``operating_point``), resealing it.
 """
 
@@ -249,13 +249,34 @@ def candidates_hold_truth(decisions, y, labels) -> dict:
     }
 
 
+def reevaluate(out: Path, data: Path, seed: int = 13, history: list | None = None) -> dict:
+    """Recompute a model directory's held-out test metrics (same split as training) and
+    rewrite its metrics.json, plots and card metrics, e.g. after a metric definition changed."""
+    from medai.core import model_dir
+    from medai.core.model_dir import read_card, save_card
+    from medai.imaging.datasets import load_dataset, patient_split
+    from medai.imaging.evaluate import write_metrics, write_plots
+    from medai.imaging.pipeline import _subset, card_metrics, score, split_groups
+
+    predictor = model_dir.load(out)
+    ds = load_dataset(data, predictor.cfg.task)
+    _, _, te = patient_split(ds, seed=seed, groups=split_groups(ds))
+    metrics, targets, probs = score(predictor, _subset(ds, te))
+    card = read_card(out)
+    card.metrics.update(card_metrics(metrics))
+    save_card(out, card)
+    write_metrics(metrics, out / "evaluation")
+    write_plots(metrics, targets, probs, predictor.labels, out / "evaluation", history or [])
+    return metrics
+
+
 def main() -> None:
     from medai.core import model_dir
     from medai.core.model_dir import read_card, save_card
     from medai.imaging.datasets import load_dataset, patient_split
     from medai.imaging.decision import OperatingPolicy
     from medai.imaging.labels import space
-    from medai.imaging.pipeline import _subset, readable, reevaluate, split_groups
+    from medai.imaging.pipeline import _subset, readable, split_groups
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)

@@ -204,8 +204,9 @@ def real_complaints(
 def triage_latency(texts: list[str]) -> dict:
     """The whole triage path (validation, model, both detectors) through the served predictor."""
     from medai.core import model_dir
+    from medai.services.model_handles import model_folder
 
-    predictor = model_dir.load(model_dir.resolve_model(None, "triage"))
+    predictor = model_dir.load(model_folder(None, "triage"))  # MEDAI_MODELS, else the bundled
     for t in texts[:5]:
         predictor.predict(t)
     times = []
@@ -305,7 +306,10 @@ def main() -> None:
         else []
     )
     ruleset = load_rules()
-    engine = cache_embeddings(build_engine(classifier=False))
+    from medai.settings import get_settings
+
+    cache_dir = get_settings().cache_dir
+    engine = cache_embeddings(build_engine(classifier=False, cache_dir=cache_dir), cache_dir)
     engine = RedFlagEngine(
         ruleset,
         encoder=engine.knn.encoder,

@@ -87,7 +87,9 @@ def main() -> None:
     args = ap.parse_args()
     if not Path(args.data).is_file() or not Path(args.other).is_file():
         raise SystemExit("skip: shared data not found")
-    predictor = model_dir.load(model_dir.resolve_model(args.model, "triage"))
+    from medai.services.model_handles import model_folder
+
+    predictor = model_dir.load(model_folder(args.model, "triage"))  # --model, MEDAI_MODELS
     card = predictor.card
     seed = next((d.get("split_seed", 13) for d in card.data if "split" in d), 13)
     data = load_complaints(args.data)

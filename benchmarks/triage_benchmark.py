@@ -128,8 +128,16 @@ def run(args: argparse.Namespace) -> dict:
         "machine": {"cpu_count": __import__("os").cpu_count(), "python": platform.python_version()},
         "models": {},
     }
+    from medai.settings import get_settings
+
+    cache = {"cache_dir": get_settings().cache_dir}  # e5 embeddings of the encoder families
     candidates = [("baseline_tfidf_svm", PlainSvmBaseline, False)] + [
-        (name, lambda name=name: families.create(name), False) for name in args.models
+        (
+            name,
+            lambda name=name: families.create(name, **(cache if "encoder" in name else {})),
+            False,
+        )
+        for name in args.models
     ]
     if extra_train is not None:
         # the extended variant beside the same baseline trained on the same rows
@@ -290,7 +298,8 @@ def record_card(results: dict, data: str, directory: Path, extended: bool = Fals
     a model is chosen) and test, written into the card of a model trained on this split.
     ``extended``: the variant trained with the weak extra departments, beside the baseline
     trained on the same rows (both scored on the real departments' complaints)."""
-    from medai.core.baselines import compare, record_in_card
+    from medai.core.baselines import compare
+    from medai.core.model_dir import record_in_card
 
     rows = results["models"]
     model_row, base_row = (

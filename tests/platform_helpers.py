@@ -181,7 +181,8 @@ def urgent_cxr_dir(tmp_path_factory) -> Path:
 
 @contextmanager
 def clinic(kind: str, home: Path, triage_dir: Path, cxr_dir: Path, **options):
-    """A platform app with users, its TestClient, on SQLite or PostgreSQL."""
+    """A platform app with users, its TestClient, on SQLite or PostgreSQL; ``models`` in
+    ``options``: more task folders beside triage and cxr."""
     from fastapi.testclient import TestClient
 
     from medai.platform.api.app import create_platform_app
@@ -191,8 +192,7 @@ def clinic(kind: str, home: Path, triage_dir: Path, cxr_dir: Path, **options):
     with database_url(kind, home) as url:
         app = create_platform_app(
             database_url=url,
-            triage_model=str(triage_dir),
-            cxr_model=str(cxr_dir),
+            models={"triage": str(triage_dir), "cxr": str(cxr_dir), **options.pop("models", {})},
             preload=False,
             **options,
         )
@@ -392,7 +392,7 @@ def http_login(base: str, name: str) -> dict[str, str]:
 def signed_in(home: Path, role: str = "radiologist", **models):
     """The one API face on an embedded SQLite file with one user of ``role`` signed in: the
     client's default headers carry the bearer token (the job routes' tests). ``models`` are
-    ``create_platform_app``'s keyword arguments (triage_model=…, cxr_model=…, preload=…)."""
+    ``create_platform_app``'s keyword arguments (models={"triage": …}, preload=…)."""
     from fastapi.testclient import TestClient
 
     from medai.platform.api.app import create_platform_app
@@ -457,13 +457,13 @@ class FakeClock:
 def bare_platform(kind: str, home: Path, triage_dir: Path, cxr_dir: Path):
     """A ``Platform`` (no app) on SQLite or PostgreSQL with one radiologist, ``rad``."""
     from medai.platform import accounts
-    from medai.platform.context import Platform
+    from medai.platform.boot import open_platform
     from medai.services.model_handles import ModelHandles
 
     home.mkdir(parents=True, exist_ok=True)
     use_home(home)
     with database_url(kind, home) as url:
-        p = Platform.from_settings(
+        p = open_platform(
             url, models=ModelHandles({"triage": str(triage_dir), "cxr": str(cxr_dir)})
         )
         with p.db.session() as db:

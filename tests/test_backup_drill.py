@@ -289,13 +289,13 @@ def test_a_restore_refuses_a_damaged_backup_and_a_home_with_files(tmp_path, bare
 def _make_site(home: Path, url: str) -> None:
     """One stored file and a study naming it, made through the platform (home made current)."""
     from medai.platform import accounts, studies
-    from medai.platform.context import Platform
+    from medai.platform.boot import open_platform
     from medai.services.model_handles import ModelHandles
     from platform_helpers import use_home
 
     home.mkdir(exist_ok=True)
     use_home(home)
-    p = Platform.from_settings(url, models=ModelHandles({}), adopt_models=False)
+    p = open_platform(url, models=ModelHandles({}), adopt_models=False)
     sha = p.store.put_bytes(png_bytes(1))
     with p.db.session() as db:
         user = accounts.create_user(db, "rad", "correct-horse-1", "radiologist")

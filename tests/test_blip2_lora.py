@@ -178,10 +178,8 @@ def test_train_save_load_generate(tiny, tmp_path):
     assert result.model.content_hash.startswith("sha256:") and result.method == "blip2-lora"
 
     # moved to another machine: no absolute path inside; the base is found by name in
-    # MEDAI_MODELS_DIR and checked by its config hash
+    # MEDAI_MODELS_DIR (passed down by the faces) and checked by its config hash
     import shutil
-
-    from medai.settings import get_settings
 
     elsewhere = tmp_path / "other-machine"
     shutil.copytree(out, elsewhere / "captioner")
@@ -189,21 +187,9 @@ def test_train_save_load_generate(tiny, tmp_path):
     for f in (elsewhere / "captioner").rglob("*.json"):  # the card keeps the command as typed
         if f.name != "model_card.json":
             assert str(tmp_path) not in f.read_text(), f
-    import os
-
-    old = os.environ.get("MEDAI_MODELS_DIR")
-    os.environ["MEDAI_MODELS_DIR"] = str(elsewhere / "models")
-    get_settings.cache_clear()
-    try:
-        shutil.rmtree(out)
-        moved = model_dir.load(elsewhere / "captioner").predict(root / "0_0.png")
-        assert moved.caption == result.caption
-    finally:
-        if old is None:
-            os.environ.pop("MEDAI_MODELS_DIR", None)
-        else:
-            os.environ["MEDAI_MODELS_DIR"] = old
-        get_settings.cache_clear()
+    shutil.rmtree(out)
+    moved = model_dir.load(elsewhere / "captioner", models_dir=elsewhere / "models")
+    assert moved.predict(root / "0_0.png").caption == result.caption
 
 
 def test_two_process_training_on_cpu(tiny, tmp_path):

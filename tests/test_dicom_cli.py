@@ -107,8 +107,7 @@ def test_serve_with_a_dicom_port_analyses_what_arrives(tmp_path, tfidf_model_dir
     need_dcmtk()
     env = _env(
         tmp_path,
-        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={tiny_imaging_dir}",
         MEDAI_DICOM_ALLOW='["MODALITY"]',
     )
     cli_add_user(env, "rad1", "radiologist")

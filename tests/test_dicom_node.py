@@ -34,7 +34,7 @@ def node(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir, tiny_mri_
             home,
             tfidf_model_dir,
             tiny_imaging_dir,
-            mri_model=str(tiny_mri_dir),
+            models={"mri": str(tiny_mri_dir)},
             dicom_port=0,
         ) as (app, client):
             files = home / "sent"

@@ -29,7 +29,7 @@ def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     """serve (analysing) and the node (filing only), one MEDAI_HOME; the node's port."""
     need_dcmtk()
     home = tmp_path_factory.mktemp("dicom-web-home")
-    env = {"MEDAI_TRIAGE_MODEL": str(tfidf_model_dir), "MEDAI_CXR_MODEL": str(tiny_imaging_dir)}
+    env = {"MEDAI_MODELS": f"triage={tfidf_model_dir},cxr={tiny_imaging_dir}"}
     with ui_server(home, {"rad1": "radiologist"}, **env) as base:
         node = subprocess.Popen(
             [sys.executable, "-m", "medai.cli", "dicom", "listen", "--json", "--port", "0"],

@@ -54,12 +54,12 @@ def test_a_fresh_platform_makes_every_file_0600_in_a_0700_home(
 
 
 def test_files_an_older_version_left_loose_are_tightened_at_start(tmp_path):
-    from medai.platform.context import Platform
+    from medai.platform.boot import open_platform
     from medai.platform.crypto import cipher
 
     home = tmp_path / "home"
     use_home(home)
-    Platform.from_settings().db.dispose()
+    open_platform().db.dispose()
     cipher.cache_clear()
     blob = home / "blobs" / "ab" / "cd" / ("abcd" + "0" * 60)
     blob.parent.mkdir(parents=True)
@@ -70,7 +70,7 @@ def test_files_an_older_version_left_loose_are_tightened_at_start(tmp_path):
         path.chmod(0o644)
     assert _loose(_modes(home), home)  # the layout is loose before the start
 
-    Platform.from_settings().db.dispose()
+    open_platform().db.dispose()
     assert _loose(_modes(home), home) == {}
 
 

@@ -258,8 +258,7 @@ def test_a_forged_forwarded_for_resets_no_quota_or_throttle(
     env = {
         **os.environ,
         "MEDAI_HOME": str(tmp_path),
-        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
-        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
+        "MEDAI_MODELS": f"triage={tfidf_model_dir},cxr={tiny_imaging_dir}",
         "MEDAI_KIOSK_DAILY_QUOTA": "1",
         "MEDAI_LOGIN_MAX_FAILURES": "1",
         "MEDAI_RED_FLAG_EMBEDDINGS": "false",

@@ -139,7 +139,7 @@ def test_server_imaging_endpoints(tiny, tmp_path):
     from platform_helpers import signed_in
 
     root, model = tiny
-    with signed_in(tmp_path / "home", cxr_model=str(model), mri_model=str(tmp_path)) as (
+    with signed_in(tmp_path / "home", models={"cxr": str(model), "mri": str(tmp_path)}) as (
         _app,
         client,
     ):

@@ -70,8 +70,7 @@ def server(tmp_path_factory, gated_model, tiny_imaging_dir):
         MEDAI_DATABASE_URL="",
         MEDAI_KIOSK_DAILY_QUOTA="200",
         MEDAI_KIOSK_IDLE_S=str(IDLE_S),
-        MEDAI_TRIAGE_MODEL=str(gated_model),
-        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+        MEDAI_MODELS=f"triage={gated_model},cxr={tiny_imaging_dir}",
     ) as base:
         # the first complaint loads the red-flag detectors: not in a page's wait
         httpx.post(f"{base}/api/v1/triage", json={"text": CALM}, timeout=300)

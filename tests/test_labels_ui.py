@@ -21,8 +21,7 @@ def server(tmp_path_factory, tfidf_model_dir, urgent_cxr_dir):  # noqa: F811
         home,
         {"rad1": "radiologist"},
         MEDAI_DATABASE_URL="",
-        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-        MEDAI_CXR_MODEL=str(urgent_cxr_dir),
+        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={urgent_cxr_dir}",
     ) as base:
         yield base
 

@@ -56,8 +56,7 @@ def _loop(db_url: str, tmp_path, monkeypatch, tfidf_model_dir) -> None:
         "MEDAI_HOME": str(tmp_path),
         "MEDAI_BROKER_URL": url,
         "MEDAI_DATABASE_URL": db_url,
-        "MEDAI_CXR_MODEL": str(active_dir),
-        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
+        "MEDAI_MODELS": f"cxr={active_dir},triage={tfidf_model_dir}",
         "OMP_NUM_THREADS": "1",
     }
     for k, v in MONITOR.items():
@@ -66,8 +65,7 @@ def _loop(db_url: str, tmp_path, monkeypatch, tfidf_model_dir) -> None:
     get_settings.cache_clear()
     app = create_platform_app(
         database_url=db_url,
-        triage_model=str(tfidf_model_dir),
-        cxr_model=str(active_dir),
+        models={"triage": str(tfidf_model_dir), "cxr": str(active_dir)},
         broker_url=url,
         preload=False,
     )

@@ -295,9 +295,7 @@ def test_medai_serve_logs_route_templates_and_no_uvicorn_access_lines(
     env = {
         **os.environ,
         "MEDAI_HOME": str(home),
-        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
-        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
-        "MEDAI_MRI_MODEL": str(tiny_imaging_dir),
+        "MEDAI_MODELS": f"triage={tfidf_model_dir},cxr={tiny_imaging_dir},mri={tiny_imaging_dir}",
         "MEDAI_JOB_THREADS": "0",
         "MEDAI_LOG_LEVEL": "debug",
     }

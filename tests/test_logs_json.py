@@ -144,9 +144,7 @@ def test_medai_serve_writes_only_json_lines(tmp_path, tfidf_model_dir, tiny_imag
         **os.environ,
         "MEDAI_HOME": str(tmp_path / "home"),
         "MEDAI_LOG_FORMAT": "json",
-        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
-        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
-        "MEDAI_MRI_MODEL": str(tiny_imaging_dir),
+        "MEDAI_MODELS": f"triage={tfidf_model_dir},cxr={tiny_imaging_dir},mri={tiny_imaging_dir}",
         "MEDAI_JOB_THREADS": "0",
         "MEDAI_LOG_LEVEL": "debug",
     }
@@ -218,8 +216,7 @@ def test_medai_worker_writes_only_json_lines_and_serves_its_metrics(
         "MEDAI_HOME": str(tmp_path / "home"),
         "MEDAI_LOG_FORMAT": "json",
         "MEDAI_BROKER_URL": "redis://127.0.0.1:6379/15",
-        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
-        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
+        "MEDAI_MODELS": f"triage={tfidf_model_dir},cxr={tiny_imaging_dir}",
     }
     (tmp_path / "home").mkdir()
     proc = subprocess.Popen(

@@ -389,9 +389,7 @@ def test_serve_with_two_workers_reports_every_workers_requests(
     env = {
         **os.environ,
         "MEDAI_HOME": str(tmp_path / "home"),
-        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
-        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
-        "MEDAI_MRI_MODEL": str(tiny_mri_dir),
+        "MEDAI_MODELS": f"triage={tfidf_model_dir},cxr={tiny_imaging_dir},mri={tiny_mri_dir}",
         "MEDAI_JOB_THREADS": "0",
         "MEDAI_OUTBOX_THREADS": "0",
         "PROMETHEUS_MULTIPROC_DIR": str(prom),

@@ -39,7 +39,7 @@ def _actor(name: str = "tester"):
 def test_first_start_registers_the_configured_models_and_promotion_swaps_them(
     kind, tmp_path, tfidf_model_dir, tiny_imaging_dir, second_cxr
 ):
-    from medai.platform.lifecycle import model_registry
+    from medai.platform.lifecycle import model_registry, serving, validation
 
     with bare_platform(kind, tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
         with p.db.session() as db:
@@ -60,13 +60,13 @@ def test_first_start_registers_the_configured_models_and_promotion_swaps_them(
             assert again.id == row.id and not new_again
             second_id = row.id
         with p.db.session() as db, pytest.raises(model_registry.PromotionRefused):
-            model_registry.promote(db, second_id, _actor("admin"), "looks better")
+            validation.promote(db, second_id, _actor("admin"), "looks better")
         with p.db.session() as db:
-            replaced = model_registry.promote(
+            replaced = validation.promote(
                 db, second_id, _actor("admin"), "looks better", override=True
             )
             assert replaced.id == first_id
-        watcher = p.watch_models(every_s=3600)  # polled by hand below
+        watcher = serving.watch(p, every_s=3600)  # polled by hand below
         assert watcher.poll_once() == {"cxr": str(p.home / row.path)}
         assert p.models.get("cxr").identity.content_hash == _card_hash(second_cxr)
         assert held.identity.content_hash == _card_hash(tiny_imaging_dir)  # not mutated
@@ -102,7 +102,7 @@ def test_the_database_keeps_one_active_model_per_task(
 ):
     from sqlalchemy.exc import IntegrityError
 
-    from medai.platform.lifecycle import model_registry
+    from medai.platform.lifecycle import model_registry, validation
     from medai.platform.tables import RegisteredModel
 
     with bare_platform(kind, tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
@@ -121,7 +121,7 @@ def test_the_database_keeps_one_active_model_per_task(
             barrier.wait()
             try:
                 with p.db.session() as db:
-                    model_registry.promote(db, model_id, _actor(), "race", override=True)
+                    validation.promote(db, model_id, _actor(), "race", override=True)
                 outcomes.append("ok")
             except (IntegrityError, model_registry.LifecycleError) as exc:
                 outcomes.append(type(exc).__name__)
@@ -179,7 +179,7 @@ def test_the_red_flag_engine_is_registered_as_a_record_and_never_served_through_
     versions (an alert's engine is found by its hash); what would serve it is refused with a
     named reason, since it serves from MEDAI_RED_FLAG_RULES."""
     from medai.core import model_dir as model_dirs
-    from medai.platform.lifecycle import model_registry, site_sets
+    from medai.platform.lifecycle import model_registry, site_sets, validation
     from medai.triage.red_flags.engine import default_engine
     from medai.triage.red_flags.schema import DATA_DIR
 
@@ -192,7 +192,7 @@ def test_the_red_flag_engine_is_registered_as_a_record_and_never_served_through_
         assert row.content_hash == default_engine().identity["content_hash"]
         assert model_dirs.load(p.home / row.path).identity["sealed"]
         for move in (
-            lambda: model_registry.promote(db, row.id, _actor(), "try", override=True),
+            lambda: validation.promote(db, row.id, _actor(), "try", override=True),
             lambda: model_registry.set_state(db, row.id, "shadow", _actor(), "try"),
             lambda: site_sets.build(db, "red_flags", "tester"),
         ):
@@ -229,16 +229,16 @@ def test_the_stored_copy_does_not_change_when_the_original_does(
 def test_a_new_model_that_does_not_load_leaves_the_old_one_serving(
     tmp_path, tfidf_model_dir, tiny_imaging_dir, second_cxr
 ):
-    from medai.platform.lifecycle import model_registry
+    from medai.platform.lifecycle import model_registry, serving, validation
 
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
         p.models.get("cxr")
         with p.db.session() as db:
             row = model_registry.register(db, p.home, second_cxr, _actor())[0]
-            model_registry.promote(db, row.id, _actor(), "try it", override=True)
+            validation.promote(db, row.id, _actor(), "try it", override=True)
         weights = next((p.home / row.path).glob("*.safetensors"))
         weights.write_bytes(b"broken")  # the store damaged on disk
-        assert p.watch_models(every_s=3600).poll_once() == {}
+        assert serving.watch(p, every_s=3600).poll_once() == {}
         assert p.models.get("cxr").identity.content_hash == _card_hash(tiny_imaging_dir)
         report = p.models.readiness()["cxr"]
         assert report["ready"] and "differ" in report["swap_error"]
@@ -250,7 +250,7 @@ def test_a_job_finishes_with_its_model_and_the_next_names_the_new_one(
 ):
     from medai.platform import studies
     from medai.platform.analysis import analyse_study
-    from medai.platform.lifecycle import model_registry
+    from medai.platform.lifecycle import model_registry, serving, validation
     from medai.platform.tables import AIResultRow, User
 
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
@@ -274,8 +274,8 @@ def test_a_job_finishes_with_its_model_and_the_next_names_the_new_one(
                 promoted.set()
                 with p.db.session() as db:
                     row = model_registry.register(db, p.home, second_cxr, _actor())[0]
-                    model_registry.promote(db, row.id, _actor(), "mid-job", override=True)
-                p.watch_models(every_s=3600).poll_once()
+                    validation.promote(db, row.id, _actor(), "mid-job", override=True)
+                serving.watch(p, every_s=3600).poll_once()
             return predictor
 
         p.models.get = get_then_promote
@@ -298,22 +298,20 @@ def test_a_second_process_follows_the_registry(
     tmp_path, tfidf_model_dir, tiny_imaging_dir, second_cxr
 ):
     """A Celery worker or another serve process: its own handles on the same database."""
-    from medai.platform.context import Platform
-    from medai.platform.lifecycle import model_registry
+    from medai.platform.boot import open_platform
+    from medai.platform.lifecycle import model_registry, serving, validation
     from medai.services.model_handles import ModelHandles
 
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
         url = str(p.db.engine.url)
         # started with another model configured: the active one serves, the other waits
-        worker = Platform.from_settings(
-            url, models=ModelHandles({"cxr": str(second_cxr)}), home=p.home
-        )
+        worker = open_platform(url, models=ModelHandles({"cxr": str(second_cxr)}), home=p.home)
         assert worker.models.get("cxr").identity.content_hash == _card_hash(tiny_imaging_dir)
         with p.db.session() as db:
             waiting = model_registry.find(db, "cxr", _card_hash(second_cxr))
             assert waiting.state == "candidate"
-            model_registry.promote(db, waiting.id, _actor(), "go", override=True)
-        worker.watch_models(every_s=3600).poll_once()
+            validation.promote(db, waiting.id, _actor(), "go", override=True)
+        serving.watch(worker, every_s=3600).poll_once()
         assert worker.models.get("cxr").identity.content_hash == _card_hash(second_cxr)
         worker.stop_watching()
         worker.db.dispose()
@@ -604,13 +602,13 @@ def test_rollback_goes_back_and_never_to_a_model_rolled_back_from(
 ):
     """A active → B promoted → rollback to A → a second rollback is refused (it used to
     re-activate B). A → B → C: rollbacks walk back C → B → A, then are refused."""
-    from medai.platform.lifecycle import model_registry
+    from medai.platform.lifecycle import model_registry, validation
 
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
         with p.db.session() as db:
             a = model_registry.active(db, "cxr").id
             b = model_registry.register(db, p.home, second_cxr, _actor())[0].id
-            model_registry.promote(db, b, _actor(), "newer", override=True)
+            validation.promote(db, b, _actor(), "newer", override=True)
             restored, replaced = model_registry.rollback(db, "cxr", _actor(), "regression")
             assert (restored.id, replaced.id) == (a, b)
         with p.db.session() as db, pytest.raises(model_registry.MoveRefused) as refused:
@@ -624,8 +622,8 @@ def test_rollback_goes_back_and_never_to_a_model_rolled_back_from(
         with p.db.session() as db:
             c_dir = make_imaging_model_dir(tmp_path / "cxr-c", seed=2, version="c")
             c = model_registry.register(db, p.home, c_dir, _actor())[0].id
-            model_registry.promote(db, b, _actor(), "B again, on purpose", override=True)
-            model_registry.promote(db, c, _actor(), "newest", override=True)
+            validation.promote(db, b, _actor(), "B again, on purpose", override=True)
+            validation.promote(db, c, _actor(), "newest", override=True)
         walked = []
         for _ in range(2):
             with p.db.session() as db:
@@ -635,7 +633,7 @@ def test_rollback_goes_back_and_never_to_a_model_rolled_back_from(
             model_registry.rollback(db, "cxr", _actor(), "once more")
         assert refused.value.code == "no_rollback_target"
         with p.db.session() as db:
-            model_registry.promote(db, c, _actor(), "newest again", override=True)
+            validation.promote(db, c, _actor(), "newest again", override=True)
             assert model_registry.rollback_preview(db, "cxr")["id"] == a
         with p.db.session() as db, pytest.raises(model_registry.RollbackTargetChanged):
             model_registry.rollback(db, "cxr", _actor(), "a page loaded earlier", expected=b)

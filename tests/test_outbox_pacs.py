@@ -119,7 +119,7 @@ def hosp(request, pacs, tmp_path, tfidf_model_dir, tiny_imaging_dir, tiny_mri_di
             tmp_path / "home",
             tfidf_model_dir,
             tiny_imaging_dir,
-            mri_model=str(tiny_mri_dir),
+            models={"mri": str(tiny_mri_dir)},
             outbox_threads=0,
         ) as (app, client):
             yield app, client, fhir, Clock()

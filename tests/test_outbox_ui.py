@@ -35,8 +35,7 @@ def server(tmp_path_factory, peers, tfidf_model_dir, tiny_imaging_dir):
         MEDAI_FHIR_URL=fhir.url,
         MEDAI_HL7_MLLP=f"127.0.0.1:{hl7.port}",
         MEDAI_OUTBOX_POLL_S="0.2",
-        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={tiny_imaging_dir}",
     ) as base:
         yield base
 

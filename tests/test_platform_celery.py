@@ -64,15 +64,13 @@ def test_workers_analyse_every_study_once_even_when_one_is_killed(
         "MEDAI_BROKER_URL": url,
         "MEDAI_DATABASE_URL": db_url,
         "MEDAI_JOB_LEASE_S": "3",
-        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
-        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
+        "MEDAI_MODELS": f"cxr={tiny_imaging_dir},triage={tfidf_model_dir}",
     }
     use_home(tmp_path)
     os.environ["MEDAI_JOB_LEASE_S"] = "3"
     app = create_platform_app(
         database_url=db_url,
-        triage_model=str(tfidf_model_dir),
-        cxr_model=str(tiny_imaging_dir),
+        models={"triage": str(tfidf_model_dir), "cxr": str(tiny_imaging_dir)},
         broker_url=url,
         preload=False,
     )
@@ -151,15 +149,13 @@ def test_a_worker_sends_what_it_analysed_without_serve(
         "MEDAI_BROKER_URL": url,
         "MEDAI_DATABASE_URL": db_url,
         "MEDAI_FHIR_URL": fhir.url,
-        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
-        "MEDAI_TRIAGE_MODEL": str(tfidf_model_dir),
+        "MEDAI_MODELS": f"cxr={tiny_imaging_dir},triage={tfidf_model_dir}",
     }
     monkeypatch.setenv("MEDAI_FHIR_URL", fhir.url)
     use_home(tmp_path)
     app = create_platform_app(
         database_url=db_url,
-        triage_model=str(tfidf_model_dir),
-        cxr_model=str(tiny_imaging_dir),
+        models={"triage": str(tfidf_model_dir), "cxr": str(tiny_imaging_dir)},
         broker_url=url,
         preload=False,
         outbox_threads=0,

@@ -64,7 +64,9 @@ def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     mri = make_imaging_model_dir(
         root / "mri", labels=("Glioma", "Meningioma", "Pituitary", "No_Tumor"), task="mri"
     )
-    with clinic("sqlite", root / "home", tfidf_model_dir, tiny_imaging_dir, mri_model=str(mri)) as (
+    with clinic(
+        "sqlite", root / "home", tfidf_model_dir, tiny_imaging_dir, models={"mri": str(mri)}
+    ) as (
         app,
         client,
     ):

@@ -142,7 +142,7 @@ def test_server_killed_mid_analysis_finishes_every_study_after_restart(tmp_path,
         **os.environ,
         "MEDAI_HOME": str(tmp_path),
         "MEDAI_JOB_LEASE_S": "3",
-        "MEDAI_CXR_MODEL": str(tiny_imaging_dir),
+        "MEDAI_MODELS": f"cxr={tiny_imaging_dir}",
     }
     cli_add_user(env, "rad", "radiologist")
     port = free_port()

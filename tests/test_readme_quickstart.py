@@ -34,8 +34,7 @@ def test_the_quick_start_works_as_written(tmp_path, tfidf_model_dir, tiny_imagin
     # bundled modality gate); every command is the README's
     env.update(
         MEDAI_HOME=str(home),
-        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={tiny_imaging_dir}",
     )
     (tmp_path / "chest.png").write_bytes(png_bytes(7))
     medai = str(Path(sys.executable).parent / "medai")

@@ -151,6 +151,7 @@ def test_code_and_settings_count_a_changed_one_is_not_the_sealed_engine(
 def test_an_unsealed_folder_is_refused_where_it_would_serve_and_sealing_makes_it_whole(
     tmp_path, monkeypatch
 ):
+    from medai.services.triage import served_flag_engine
     from medai.settings import get_settings
     from medai.triage.red_flags import engine as engine_module
     from medai.triage.red_flags.identity import EngineSealError, seal
@@ -165,10 +166,10 @@ def test_an_unsealed_folder_is_refused_where_it_would_serve_and_sealing_makes_it
     monkeypatch.setattr(engine_module, "_DEFAULT", {})
     try:
         with pytest.raises(EngineSealError, match="seal-red-flags"):
-            engine_module.default_engine()
+            served_flag_engine()
         seal(own)
         assert (own / "reader.yaml").is_file() and (own / "classifier").is_dir()
-        served = engine_module.default_engine()
+        served = served_flag_engine()
         assert served.identity["sealed"]
         # the same files as the bundled engine: the same engine
         assert (
@@ -182,6 +183,7 @@ def test_the_served_triage_is_not_ready_without_its_red_flag_engine(
     tmp_path, monkeypatch, tfidf_model_dir
 ):
     from medai.core import model_dir
+    from medai.services.triage import red_flag_options
     from medai.settings import get_settings
     from medai.triage.red_flags import engine as engine_module
 
@@ -192,7 +194,7 @@ def test_the_served_triage_is_not_ready_without_its_red_flag_engine(
     monkeypatch.setattr(engine_module, "_DEFAULT", {})
     try:
         with pytest.raises(model_dir.ModelLoadError, match="red-flag engine"):
-            model_dir.load(tfidf_model_dir)
+            model_dir.load(tfidf_model_dir, flag_options=red_flag_options())
     finally:
         get_settings.cache_clear()
 

@@ -300,7 +300,7 @@ def test_cli_draft_with_findings_and_errors(tmp_path):
 def test_server_drafts_from_findings_and_refuses_bad_input(tmp_path):
     from platform_helpers import signed_in
 
-    with signed_in(tmp_path / "home", cxr_model=str(tmp_path / "none")) as (_app, client):
+    with signed_in(tmp_path / "home", models={"cxr": str(tmp_path / "none")}) as (_app, client):
         _server_draft_checks(tmp_path, client)
 
 

@@ -15,7 +15,7 @@ PATIENT = "Adım Ayşe Yılmaz TC 12345678901 tel 05321234567 göğsüm çok ağ
 @pytest.fixture(scope="module")
 def client(tfidf_model_dir, tmp_path_factory):
     with signed_in(
-        tmp_path_factory.mktemp("server"), "clinician", triage_model=str(tfidf_model_dir)
+        tmp_path_factory.mktemp("server"), "clinician", models={"triage": str(tfidf_model_dir)}
     ) as (_app, c):
         yield c
 
@@ -185,7 +185,7 @@ def test_readiness_names_the_red_flag_engine_and_an_unsealed_one_is_not_ready(
     get_settings.cache_clear()
     monkeypatch.setattr(engine_module, "_DEFAULT", {})
     try:
-        with signed_in(tmp_path / "home", "clinician", triage_model=str(tfidf_model_dir)) as (
+        with signed_in(tmp_path / "home", "clinician", models={"triage": str(tfidf_model_dir)}) as (
             _app,
             c,
         ):
@@ -199,7 +199,7 @@ def test_readiness_names_the_red_flag_engine_and_an_unsealed_one_is_not_ready(
 
 
 def test_readiness_fails_when_a_configured_model_is_missing(tmp_path):
-    with signed_in(tmp_path / "home", triage_model=str(tmp_path / "nope")) as (_app, c):
+    with signed_in(tmp_path / "home", models={"triage": str(tmp_path / "nope")}) as (_app, c):
         assert c.get("/api/v1/health/live").status_code == 200
         r = c.get("/api/v1/health/ready")
         assert r.status_code == 503
@@ -217,8 +217,7 @@ def test_readiness_shows_no_filesystem_path_but_to_an_admin(tmp_path, tfidf_mode
     with signed_in(
         tmp_path / "home",
         "admin",
-        triage_model=str(tfidf_model_dir),
-        cxr_model=str(tmp_path / "nowhere" / "nope"),
+        models={"triage": str(tfidf_model_dir), "cxr": str(tmp_path / "nowhere" / "nope")},
     ) as (_app, c):
         admin = c.get("/api/v1/health").json()["models"]
         assert admin["triage"]["path"].startswith("/") and str(tmp_path) in admin["cxr"]["error"]
@@ -252,7 +251,7 @@ def test_a_full_inference_queue_answers_503_with_retry_after(tfidf_model_dir, tm
             return True
 
     assert asyncio.run(scenario())
-    with signed_in(tmp_path / "home", triage_model=str(tfidf_model_dir)) as (app, c):
+    with signed_in(tmp_path / "home", models={"triage": str(tfidf_model_dir)}) as (app, c):
         app.state.triage_lane = lane
 
         async def busy():

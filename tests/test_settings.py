@@ -18,13 +18,13 @@ def test_home_moves_the_models_and_cache_folders(monkeypatch, tmp_path):
 def test_models_dir_is_searched_by_the_registry(monkeypatch, tmp_path, tfidf_model_dir):
     import shutil
 
-    from medai.core import model_dir
+    from medai.services.model_handles import model_folder
 
     shutil.copytree(tfidf_model_dir, tmp_path / "models" / "mine")
     monkeypatch.setenv("MEDAI_MODELS_DIR", str(tmp_path / "models"))
     get_settings.cache_clear()
     try:
-        assert model_dir.resolve_model("mine", "triage") == tmp_path / "models" / "mine"
+        assert model_folder("mine", "triage") == tmp_path / "models" / "mine"
     finally:
         get_settings.cache_clear()
 

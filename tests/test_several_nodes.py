@@ -41,16 +41,16 @@ def test_a_sibling_registering_the_same_model_at_the_same_moment_is_read_not_fat
     unique (task, content hash). That failure must make the process read the winner's row,
     not crash at start (a failed PostgreSQL transaction cannot be committed)."""
     from medai.core import model_dir as model_dirs
-    from medai.platform.context import Platform
+    from medai.platform.boot import open_platform
     from medai.platform.lifecycle import model_registry, serving
     from medai.settings import get_settings
 
     monkeypatch.setenv("MEDAI_HOME", str(tmp_path))
     get_settings.cache_clear()
     with postgres_database() as url:
-        p = Platform.from_settings(url, home=tmp_path, adopt_models=False)
+        p = open_platform(url, home=tmp_path, adopt_models=False)
         configured = model_dirs.bundled_models_dir() / "triage-default"
-        real_store = model_registry.storage.store
+        real_store = model_registry.model_store.store
         raced = []
 
         def store(*args, **kwargs):  # after the look-ups, before the insert: the sibling wins
@@ -69,7 +69,7 @@ def test_a_sibling_registering_the_same_model_at_the_same_moment_is_read_not_fat
                     )
             return real_store(*args, **kwargs)
 
-        monkeypatch.setattr(model_registry.storage, "store", store)
+        monkeypatch.setattr(model_registry.model_store, "store", store)
         try:
             row = serving._adopt_task(p, "triage", configured)
             assert raced and row is not None and row.state == "active"

@@ -109,13 +109,13 @@ def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted
     p, tmp = site
     blind = _register(p, _model(tmp / "blind", 1.0, nudge=1e-3))  # decides nothing
     with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
-        model_registry.promote(db, blind, Actor("admin"), "try")
+        validation.promote(db, blind, Actor("admin"), "try")
     assert refused.value.code == "no_site_set"
     with p.db.session() as db:
         frozen = site_sets.build(db, "cxr", "admin")
         assert validation.MIN_STUDIES <= len(frozen.studies) <= 50 and frozen.version == 1
     with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
-        model_registry.promote(db, blind, Actor("admin"), "try")
+        validation.promote(db, blind, Actor("admin"), "try")
     assert refused.value.code == "not_validated"
 
     v = validation.validate(p, blind, "admin", n_boot=100)
@@ -125,7 +125,7 @@ def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted
     assert label["candidate"]["sensitivity"][0] == 0.0 and label["active"]["sensitivity"][0] == 1.0
     assert label["positives"] > 0 and label["candidate"]["auroc"] is not None
     with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
-        model_registry.promote(db, blind, Actor("admin"), "try")
+        validation.promote(db, blind, Actor("admin"), "try")
     assert refused.value.code == "not_non_inferior"
     assert v.metrics["outcome"] == "not_non_inferior" and "inconclusive" not in v.metrics
 
@@ -133,7 +133,7 @@ def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted
     v = validation.validate(p, twin, "admin", n_boot=100)
     assert v.passed and v.metrics["outcome"] == "passed", v.metrics["summary"]
     with p.db.session() as db:
-        model_registry.promote(db, twin, Actor("admin"), "validated on the site set")
+        validation.promote(db, twin, Actor("admin"), "validated on the site set")
         assert model_registry.active(db, "cxr").id == twin
 
 
@@ -283,7 +283,7 @@ def test_an_empty_site_set_is_never_frozen_and_an_empty_one_is_blamed_not_the_ca
         assert "site set v1 of the cxr task is empty (0 studies)" in said
         assert "the set is the problem, not the candidate" in said
         with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
-            model_registry.promote(db, twin, Actor("admin"), "try")
+            validation.promote(db, twin, Actor("admin"), "try")
         assert refused.value.code == "empty_site_set" and "is empty" in str(refused.value)
         out, _ = _cli(p, "validate", str(twin), code=2)
         assert out["error_type"] == "empty_site_set"
@@ -314,7 +314,7 @@ def test_a_validation_on_too_few_studies_is_inconclusive_and_never_passes(small_
     shown = validation.as_dict(v)
     assert shown["outcome"] == "inconclusive" and shown["inconclusive"]["studies"] == 8
     with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
-        model_registry.promote(db, twin, Actor("admin"), "looks the same")
+        validation.promote(db, twin, Actor("admin"), "looks the same")
     assert refused.value.code == "validation_inconclusive"
     assert "only 8 studies" in str(refused.value) and "at least 30" in str(refused.value)
 

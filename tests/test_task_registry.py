@@ -64,3 +64,42 @@ def test_a_registered_task_is_served_and_checked_everywhere(monkeypatch):
 def test_string_options_fail_with_the_valid_values():
     with pytest.raises(ValueError, match="choose one of: a, b"):
         task_registry.lookup({"a": 1, "b": 2}, "c", "backend")
+
+
+def test_one_default_task_per_kind(monkeypatch):
+    """The task a form or command gets when it names none is a field of the task (cxr as
+    shipped); a second default of one kind is refused, a kind with one task needs none."""
+    assert task_registry.default_task("imaging").name == "cxr"
+    assert task_registry.default_task("triage").name == "triage"  # the only one of its kind
+    monkeypatch.setattr(task_registry, "_TASKS", dict(task_registry._TASKS))
+    with pytest.raises(TaskError, match="'cxr' is already the default imaging task"):
+        task_registry.register(_imaging(default=True))
+    task_registry.register(_imaging())  # not the default: cxr stays it
+    assert task_registry.default_task("imaging").name == "cxr"
+    task_registry.unregister("cxr")
+    with pytest.raises(TaskError, match="no default imaging task"):
+        task_registry.default_task("imaging")
+    task_registry.register(_imaging(default=True))
+    assert task_registry.default_task("imaging").name == "knee"
+    task_registry.unregister("knee")
+    task_registry.unregister("knee")  # not registered: nothing to do
+    assert "knee" not in task_registry.names()
+
+
+def test_what_a_draft_and_training_need_of_a_task_are_its_fields():
+    """The draft's own sentences and whether training may mirror an image live in the task:
+    a chest radiograph is never flipped (the heart's side), a brain MRI slice may be; a task
+    that says nothing is not flipped and gets the generic sentences."""
+    from medai.core.task_registry import DraftWords
+
+    cxr, mri = task_registry.get("cxr"), task_registry.get("mri")
+    assert (cxr.flip_augment, mri.flip_augment, _imaging().flip_augment) == (False, True, False)
+    assert cxr.draft.get("technique_with_view", "tr") == "{view} akciğer grafisi."
+    assert mri.draft.get("technique", "en") == "Brain MRI (single slice)."
+    assert _imaging().draft == DraftWords() and _imaging().draft.get("normal", "en") == ""
+    with pytest.raises(TaskError, match=r"draft.technique_with_view needs \{view\}"):
+        _imaging(
+            draft=DraftWords(technique_with_view=("Knee radiograph.", "Diz grafisi."))
+        ).validate()
+    with pytest.raises(TaskError, match=r"draft.indeterminate needs \{candidates\}"):
+        _imaging(draft=DraftWords(indeterminate=("Could not decide.", "{candidates}"))).validate()

@@ -22,8 +22,7 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
         home,
         {"clin": "clinician"},
         MEDAI_DATABASE_URL="",
-        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={tiny_imaging_dir}",
     ) as base:
         yield base
 

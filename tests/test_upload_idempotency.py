@@ -279,8 +279,7 @@ def test_two_replicas_racing_on_one_key_file_one_study(
         apps = [
             create_platform_app(
                 database_url=url,
-                triage_model=str(tfidf_model_dir),
-                cxr_model=str(tiny_imaging_dir),
+                models={"triage": str(tfidf_model_dir), "cxr": str(tiny_imaging_dir)},
                 preload=False,
                 job_threads=0,
                 outbox_threads=0,
@@ -452,8 +451,7 @@ def test_a_database_of_the_previous_release_takes_keyed_uploads(
     db.dispose()
     app = create_platform_app(
         database_url=url,
-        triage_model=str(tfidf_model_dir),
-        cxr_model=str(tiny_imaging_dir),
+        models={"triage": str(tfidf_model_dir), "cxr": str(tiny_imaging_dir)},
         preload=False,
         job_threads=0,
         outbox_threads=0,
@@ -503,8 +501,7 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(
     with ui_server(
         tmp_path / "home",
         {"rad1": "radiologist"},
-        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-        MEDAI_CXR_MODEL=str(tiny_imaging_dir),
+        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={tiny_imaging_dir}",
     ) as base:
         ctx, page, _ = new_page(browser, base)
         keys: list[str] = []

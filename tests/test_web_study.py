@@ -183,8 +183,7 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
         home,
         users,
         MEDAI_TIMEZONE="Europe/Istanbul",
-        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-        MEDAI_CXR_MODEL=str(cxr),
+        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={cxr}",
     ) as base:
         yield base
 

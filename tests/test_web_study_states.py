@@ -107,9 +107,7 @@ def server(tmp_path_factory, tfidf_model_dir):
         home,
         {"rad1": "radiologist"},
         MEDAI_TIMEZONE="Europe/Istanbul",
-        MEDAI_TRIAGE_MODEL=str(tfidf_model_dir),
-        MEDAI_CXR_MODEL=str(cxr),
-        MEDAI_MRI_MODEL=str(mri),
+        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={cxr},mri={mri}",
     ) as base:
         yield base, home
 

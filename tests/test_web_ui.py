@@ -37,12 +37,10 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
         image = home / "chest.png"
         image.write_bytes(png_bytes(42, (320, 320)))
     users = {"admin": "admin", "rad1": "radiologist", "clin": "clinician", "pat1": "patient"}
+    triage = os.environ.get("MEDAI_UI_TRIAGE_MODEL", str(tfidf_model_dir))
+    cxr = os.environ.get("MEDAI_UI_CXR_MODEL", str(tiny_imaging_dir))
     with ui_server(
-        home,
-        users,
-        MEDAI_KIOSK_DAILY_QUOTA="50",
-        MEDAI_TRIAGE_MODEL=os.environ.get("MEDAI_UI_TRIAGE_MODEL", str(tfidf_model_dir)),
-        MEDAI_CXR_MODEL=os.environ.get("MEDAI_UI_CXR_MODEL", str(tiny_imaging_dir)),
+        home, users, MEDAI_KIOSK_DAILY_QUOTA="50", MEDAI_MODELS=f"triage={triage},cxr={cxr}"
     ) as base:
         yield base, image
 

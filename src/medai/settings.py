@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# the outbox's destination schema lives in its own module; its names stay importable from here
+from medai.destinations_config import (  # noqa: F401
+    AE_TITLE_CHARS,
+    DESTINATION_KINDS,
+    EVENTS,
+    Destination,
+    DicomDestination,
+    DicomWebDestination,
+    FhirDestination,
+    Hl7Destination,
+    check_ae_title,
+    check_http_url,
+    load_destinations,
+    parse_dicom_address,
+    parse_host_port,
+    public_url,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -35,9 +46,12 @@ class Settings(BaseSettings):
         default=None,
         description="embedding cache and other recomputable files (default HOME/cache)",
     )
-    triage_model: Path | None = Field(default=None, description="triage model served by default")
-    cxr_model: Path | None = Field(default=None, description="chest X-ray model served")
-    mri_model: Path | None = Field(default=None, description="brain MRI model served")
+    models: Annotated[dict[str, Path], NoDecode] = Field(
+        default_factory=dict,
+        description="the model folder of each task, TASK=DIR,TASK2=DIR2 or a JSON object "
+        "(e.g. triage=/models/my-triage,cxr=/models/my-cxr); a task not named serves its "
+        "bundled default (`medai serve --model TASK=DIR` adds to it)",
+    )
     triage_min_confidence: float | None = Field(
         default=None,
         ge=0.0,
@@ -64,13 +78,20 @@ class Settings(BaseSettings):
         default="template", description="template | openai | gemini | llamacpp"
     )
     llm_url: str | None = Field(default=None, description="OpenAI-compatible base URL")
-    llm_model: str | None = None
-    llm_api_key: str | None = None
+    llm_model: str | None = Field(
+        default=None, description="model name asked of the OpenAI-compatible endpoint"
+    )
+    llm_api_key: str | None = Field(
+        default=None, description="bearer key of the OpenAI-compatible endpoint (if it needs one)"
+    )
     gemini_api_key: str | None = Field(
         default=None, description="enables the Gemini backend (text leaves the hospital)"
     )
     llm_gguf: str | None = Field(default=None, description="local GGUF file for llamacpp")
-    llm_timeout_s: float = 60.0
+    llm_timeout_s: float = Field(
+        default=60.0,
+        description="seconds one LLM request may take (on failure: the template draft)",
+    )
     workers: int = Field(default=1, ge=1, description="server worker processes")
     inference_concurrency: int | None = Field(
         default=None, ge=1, description="model calls at once per worker (default: cores / workers)"
@@ -317,8 +338,14 @@ class Settings(BaseSettings):
         default=11112,
         ge=1,
         le=65535,
-        description="port of `medai dicom listen` (`medai serve` starts "
-        "the node only when given --dicom-port)",
+        description="port of the DICOM node (`medai dicom listen`, or `medai serve` "
+        "with MEDAI_DICOM_IN_SERVE)",
+    )
+    dicom_in_serve: bool = Field(
+        default=False,
+        description="`medai serve` also runs the DICOM node (MEDAI_DICOM_HOST, "
+        "MEDAI_DICOM_PORT) in its one worker process; `serve --dicom-port P` sets it, "
+        "with the port P and serve's bind address",
     )
     dicom_allow: list[str] = Field(
         default_factory=list,
@@ -414,9 +441,11 @@ class Settings(BaseSettings):
     outbox_poll_s: float = Field(
         default=5.0, gt=0, description="how often the delivery loop looks for due work"
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
-    log_level: str = "info"
+    host: str = Field(default="127.0.0.1", description="bind address of `medai serve`")
+    port: int = Field(default=8000, description="port of `medai serve`")
+    log_level: str = Field(
+        default="info", description="debug | info | warning | error (the server's log)"
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="text: one plain line per record; json: one JSON object "
@@ -474,6 +503,11 @@ class Settings(BaseSettings):
                 )
             data = {**data, name: read_secret_file(name, Path(path))}
         return data
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        return parse_models(value)
 
     @field_validator("red_flag_rules", mode="before")
     @classmethod
@@ -608,15 +642,53 @@ class Settings(BaseSettings):
             self.cache_dir = self.home / "cache"
         return self
 
-    def default_model(self, task: str) -> Path | None:
-        """``MEDAI_<TASK>_MODEL`` (declared above for the bundled tasks; read from the
-        environment for a task a hospital added)."""
-        import os
+    def group(self, name: str) -> SimpleNamespace:
+        """The values of one group (``GROUPS``) as attributes, e.g. ``group("auth")
+        .session_hours``: what a face reads to pass a part of the settings down."""
+        if name not in GROUPS:
+            raise KeyError(f"no settings group {name!r}; groups: {', '.join(GROUPS)}")
+        return SimpleNamespace(**{f: getattr(self, f) for f in group_fields()[name]})
 
-        value = getattr(self, f"{task}_model", None) or os.environ.get(
-            f"MEDAI_{task.upper()}_MODEL"
-        )
-        return Path(value) if value else None
+
+def parse_models(value: Any, var: str = "MEDAI_MODELS") -> dict[str, Path]:
+    """The task → model folder mapping of ``MEDAI_MODELS``: ``TASK=DIR,TASK2=DIR2`` or a JSON
+    object (a folder whose name holds a comma), or a mapping already. A malformed entry or a
+    task given twice is refused naming ``var``. Which tasks exist is the task registry's to
+    say (``core.model_dir.check_tasks``: settings import nothing of medai)."""
+    import json
+
+    example = "e.g. triage=/models/my-triage,cxr=/models/my-cxr, or a JSON object"
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("{", "[")):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError(f"{var}: not a valid JSON object ({example})") from None
+        else:
+            pairs: dict[str, str] = {}
+            for entry in (e.strip() for e in text.split(",")):
+                if not entry:
+                    continue
+                task, sep, folder = (part.strip() for part in entry.partition("="))
+                if not (sep and task and folder):
+                    raise ValueError(f"{var}: {entry!r} is not TASK=DIR ({example})")
+                if task in pairs:
+                    raise ValueError(f"{var}: task {task!r} is given twice")
+                pairs[task] = folder
+            value = pairs
+    if not isinstance(value, dict):
+        raise ValueError(f"{var}: give TASK=DIR pairs ({example})")
+    out: dict[str, Path] = {}
+    for task, folder in value.items():
+        if not isinstance(task, str) or not task.strip():
+            raise ValueError(f"{var}: {task!r} is not a task name ({example})")
+        if not isinstance(folder, str | Path) or not str(folder).strip():
+            raise ValueError(f"{var}: the folder of task {task!r} is not a path ({example})")
+        out[task.strip()] = Path(str(folder).strip())
+    return out
 
 
 SECRET_FILES = ("secret_keys", "database_url", "broker_url", "llm_api_key", "gemini_api_key")
@@ -668,9 +740,6 @@ def _is_fernet_key(line: str) -> bool:
         return False
 
 
-AE_TITLE_CHARS = "letters, digits, space and the printable ASCII signs except '\\'"
-
-
 def check_proxy(value: str) -> str:
     """An IP address or network (``10.0.0.0/8``) of a trusted proxy, or '*' (any peer: only
     when nothing but the proxy can reach the server)."""
@@ -688,207 +757,173 @@ def check_proxy(value: str) -> str:
     return value
 
 
-def check_ae_title(value: str) -> str:
-    """A DICOM AE title (PS3.5 AE: 1–16 characters, leading and trailing spaces not
-    significant); a wrong one is refused with what is allowed."""
-    title = str(value).strip()
-    if not 1 <= len(title) <= 16 or any(not (32 <= ord(c) < 127) or c == "\\" for c in title):
-        raise ValueError(f"AE title {value!r} is not valid: 1 to 16 characters, {AE_TITLE_CHARS}")
-    return title
+# --- groups ---------------------------------------------------------------------------------
+
+GROUPS: dict[str, tuple[str, str]] = {
+    "storage": ("Storage", "where medai keeps its files, database, queue and keys"),
+    "serving": ("Serving", "the HTTP server, its workers and the model calls they make"),
+    "models": ("Models", "which models serve, triage's red flags, and model validation"),
+    "llm": ("Report drafts and LLM", "the knowledge base and the LLM that write report drafts"),
+    "auth": ("Sign-in", "sessions, tokens, login throttling and password hashing"),
+    "kiosk": ("Triage kiosk", "the anonymous triage kiosk"),
+    "dicom": ("DICOM node", "studies in: the DICOM node and DICOMweb pulls (docs/integration.md)"),
+    "outbox": (
+        "Outbox and destinations",
+        "results out: where AI results and signed reports are sent (docs/integration.md)",
+    ),
+    "monitor": ("Monitoring", "drift and agreement monitoring of the served models"),
+    "general": ("General and operations", "time zone, logs, metrics and the build"),
+}
+"""Every setting's group: its name → (title, what it holds). Documentation (``settings_doc``)
+and the group views (``Settings.group``) follow this order."""
+
+_GROUP_FIELDS: dict[str, tuple[str, ...]] = {
+    "storage": (
+        "home",
+        "models_dir",
+        "cache_dir",
+        "database_url",
+        "database_url_file",
+        "broker_url",
+        "broker_url_file",
+        "auto_migrate",
+        "secret_keys",
+        "secret_keys_file",
+    ),
+    "serving": (
+        "host",
+        "port",
+        "workers",
+        "inference_concurrency",
+        "inference_queue",
+        "inference_timeout_s",
+        "imaging_runtime",
+        "e5_micro_batch",
+        "http_read_timeout_s",
+        "http_min_body_rate",
+        "trusted_hosts",
+        "trusted_proxies",
+        "job_threads",
+        "job_lease_s",
+        "model_watch_s",
+    ),
+    "models": (
+        "models",
+        "triage_min_confidence",
+        "red_flag_rules",
+        "red_flag_embeddings",
+        "red_flag_classifier",
+        "site_set_fraction",
+        "validation_margin",
+    ),
+    "llm": (
+        "knowledge_dir",
+        "llm_backend",
+        "llm_url",
+        "llm_model",
+        "llm_api_key",
+        "llm_api_key_file",
+        "gemini_api_key",
+        "gemini_api_key_file",
+        "llm_gguf",
+        "llm_timeout_s",
+    ),
+    "auth": (
+        "session_hours",
+        "token_days",
+        "secure_cookies",
+        "login_max_failures",
+        "login_window_s",
+        "password_hash",
+        "password_hash_insecure_ok",
+    ),
+    "kiosk": (
+        "kiosk_enabled",
+        "kiosk_daily_quota",
+        "kiosk_device_quota",
+        "kiosk_idle_s",
+        "kiosk_enrol_minutes",
+    ),
+    "dicom": (
+        "dicom_ae_title",
+        "dicom_host",
+        "dicom_port",
+        "dicom_in_serve",
+        "dicom_allow",
+        "dicom_max_associations",
+        "dicom_max_per_ae",
+        "dicom_max_per_address",
+        "dicom_idle_s",
+        "dicomweb_pull_url",
+        "dicomweb_pull_every_s",
+        "dicomweb_pull_lookback_days",
+    ),
+    "outbox": (
+        "dicom_send_to",
+        "dicomweb_url",
+        "fhir_url",
+        "hl7_mllp",
+        "destinations_file",
+        "institution_name",
+        "outbox_threads",
+        "outbox_lease_s",
+        "outbox_retry_s",
+        "outbox_retry_max_s",
+        "outbox_poll_s",
+    ),
+    "monitor": (
+        "monitor_reference_n",
+        "monitor_window",
+        "monitor_min_window",
+        "monitor_p",
+        "monitor_psi",
+        "monitor_shift",
+        "monitor_embedding_shift",
+        "monitor_agreement",
+        "monitor_agreement_n",
+        "monitor_webhook_url",
+    ),
+    "general": (
+        "timezone",
+        "log_level",
+        "log_format",
+        "metrics",
+        "metrics_allow",
+        "build_commit",
+    ),
+}
+"""The fields of each group, in the order they are documented. A name that is no field (yet,
+or any more) is skipped; a field in no group, or in two, is refused by ``group_fields``."""
 
 
-# --- destinations of the outbox ---------------------------------------------------------------
-
-EVENTS = ("analysed", "signed")
-"""What can be sent: ``analysed`` (the AI findings SR and heatmap, a preliminary FHIR report)
-and ``signed`` (each signed version: the report SR, a final or amended FHIR report, an HL7
-ORU^R01)."""
-
-
-class _Destination(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(
-        pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$",
-        description="a short unique name (lower-case letters, digits, . _ -)",
-    )
-    events: tuple[Literal["analysed", "signed"], ...] = EVENTS
-    timeout_s: float = Field(default=30.0, gt=0, le=600)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_fields(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(cls.model_fields))
-            if unknown:
-                raise ValueError(
-                    f"unknown field(s) {', '.join(map(repr, unknown))} for a "
-                    f"{data.get('kind', '?')} destination; valid: "
-                    f"{', '.join(cls.model_fields)}"
-                )
-        return data
-
-    @property
-    def where(self) -> str:
-        """Where it is, for logs and the admin page (never a password)."""
-        raise NotImplementedError
-
-
-class DicomDestination(_Destination):
-    """A PACS over DICOM C-STORE."""
-
-    kind: Literal["dicom"]
-    ae_title: str
-    host: str = Field(min_length=1, max_length=253)
-    port: int = Field(ge=1, le=65535)
-    calling_ae: str = "MEDAI"
-
-    @field_validator("ae_title", "calling_ae")
-    @classmethod
-    def _ae(cls, value: str) -> str:
-        return check_ae_title(value)
-
-    @property
-    def where(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
-
-
-class _UrlDestination(_Destination):
-    """A destination reached over HTTP(S) at ``url`` (shown without credentials)."""
-
-    url: str
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_http_url(value)
-
-    @property
-    def where(self) -> str:
-        return public_url(self.url)
-
-
-class DicomWebDestination(_UrlDestination):
-    """A PACS over DICOMweb STOW-RS (its service root)."""
-
-    kind: Literal["dicomweb"]
-
-
-class FhirDestination(_UrlDestination):
-    """A FHIR R4 server: each report as a transaction of PUTs with stable ids."""
-
-    kind: Literal["fhir"]
-    id_prefix: str = Field(
-        default="medai-",
-        pattern=r"^[A-Za-z0-9.-]{0,20}$",
-        description="put before every resource id medai sends",
-    )
-    token_env: str | None = Field(
-        default=None,
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
-        description="name of the environment variable holding a bearer token",
-    )
-
-
-class Hl7Destination(_Destination):
-    """An HL7 v2 receiver (HIS, interface engine) over MLLP."""
-
-    kind: Literal["hl7"]
-    host: str = Field(min_length=1, max_length=253)
-    port: int = Field(ge=1, le=65535)
-    events: tuple[Literal["analysed", "signed"], ...] = ("signed",)
-    sending_application: str = Field(default="MEDAI", max_length=40)
-    sending_facility: str = Field(default="", max_length=40)
-    receiving_application: str = Field(default="", max_length=40)
-    receiving_facility: str = Field(default="", max_length=40)
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-Destination = Annotated[
-    DicomDestination | DicomWebDestination | FhirDestination | Hl7Destination,
-    Field(discriminator="kind"),
-]
-DESTINATION_KINDS = ("dicom", "dicomweb", "fhir", "hl7")
-
-
-class _DestinationsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    destinations: list[Destination]
-
-
-def parse_host_port(value: str, what: str) -> tuple[str, int]:
-    host, sep, port = str(value).strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{what} {value!r} is not HOST:PORT (a port 1-65535)")
-    return host, int(port)
-
-
-def parse_dicom_address(value: str) -> tuple[str, str, int]:
-    """``AE@HOST:PORT`` → (AE title, host, port)."""
-    ae, sep, rest = str(value).strip().partition("@")
-    if not sep:
-        raise ValueError(f"MEDAI_DICOM_SEND_TO {value!r} is not AE@HOST:PORT")
-    host, port = parse_host_port(rest, "MEDAI_DICOM_SEND_TO")
-    return check_ae_title(ae), host, port
-
-
-def check_http_url(value: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(str(value).strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
-    return str(value).strip().rstrip("/")
-
-
-def public_url(url: str) -> str:
-    """A URL without its user name and password (for logs and the admin page)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def load_destinations(path: Path) -> list[Destination]:
-    """The destinations of a YAML or JSON file (``destinations: [...]``); every mistake is
-    named with where it is and what is valid."""
-    import json
-
-    import yaml
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
+def group_fields() -> dict[str, list[str]]:
+    """The settings' fields by group (every field in exactly one; ValueError naming any
+    field that is in none or in two)."""
+    fields = list(Settings.model_fields)
+    out = {g: [f for f in _GROUP_FIELDS.get(g, ()) if f in Settings.model_fields] for g in GROUPS}
+    seen: dict[str, list[str]] = {}
+    for g, names in out.items():
+        for name in names:
+            seen.setdefault(name, []).append(g)
+    twice = {f: gs for f, gs in seen.items() if len(gs) > 1}
+    missing = [f for f in fields if f not in seen]
+    if twice or missing:
         raise ValueError(
-            f"destinations file {path}: cannot be read ({exc.strerror or type(exc).__name__})"
-        ) from None
-    try:
-        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(
-            f"destinations file {path}: not valid "
-            f"{'JSON' if str(path).endswith('.json') else 'YAML'} "
-            f"({type(exc).__name__})"
-        ) from None
-    if isinstance(data, list):
-        data = {"destinations": data}
-    try:
-        return _DestinationsFile.model_validate(data or {"destinations": []}).destinations
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}"
-            + (
-                f" (kind: {', '.join(DESTINATION_KINDS)})"
-                if e["type"] == "union_tag_not_found"
-                else ""
+            "every setting belongs to exactly one group (medai.settings._GROUP_FIELDS): "
+            + "; ".join(
+                [f"{f} is in no group" for f in missing]
+                + [f"{f} is in {', '.join(gs)}" for f, gs in twice.items()]
             )
-            for e in exc.errors(include_url=False)
         )
-        raise ValueError(f"destinations file {path}: {problems}") from None
+    return out
+
+
+def group_of(field: str) -> str:
+    """The group of one setting (KeyError for a name that is no setting)."""
+    for group, names in group_fields().items():
+        if field in names:
+            return group
+    raise KeyError(field)
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,9 @@
 """The ``medai`` command line. ``--json`` output is one JSON object on stdout: a stable contract.
 
 Progress bars and logs go to stderr so stdout stays machine-readable. Errors with ``--json``
-print ``{"error": ..., "error_type": ...}`` and exit with status 2 (bad input) or 1 (other).
+print ``{"error": ..., "error_type": ..., "code": ...}`` (``code``: a key of
+``medai.core.errors.CODES``, the API's codes among them) and exit with status 2 (bad input) or
+1 (other).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated
 import typer
 
 from medai.cli.audit import audit_app
-from medai.cli.common import JsonFlag, _emit
+from medai.cli.common import JsonFlag, _emit, _error
 from medai.cli.dataset import dataset_app
 from medai.cli.db import db_app
 from medai.cli.dicom import dicom_app
@@ -20,7 +22,7 @@ from medai.cli.imaging import imaging_app
 from medai.cli.keys import keys_app
 from medai.cli.kiosks import kiosks_app
 from medai.cli.models import models_app
-from medai.cli.operations import backup, migrate, open_database, restore
+from medai.cli.operations import backup, migrate, open_database, restore, settings_command
 from medai.cli.outbox import outbox_app
 from medai.cli.reporting import caption_app, kb_app, report_app
 from medai.cli.triage import triage_app
@@ -50,6 +52,7 @@ app.command("worker")(worker)
 app.command("migrate")(migrate)
 app.command("backup")(backup)
 app.command("restore")(restore)
+app.command("settings")(settings_command)
 
 
 @app.command("serve")
@@ -63,9 +66,18 @@ def serve(
             "gets cores / workers inference threads."
         ),
     ] = None,
-    triage_model: Annotated[str | None, typer.Option(help="Triage model to serve.")] = None,
-    cxr_model: Annotated[str | None, typer.Option(help="Chest X-ray model to serve.")] = None,
-    mri_model: Annotated[str | None, typer.Option(help="Brain MRI model to serve.")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            metavar="TASK=DIR",
+            help="The model folder (or registered model name) a task serves, e.g. --model "
+            "triage=/models/my-triage; repeat it for several tasks. Over MEDAI_MODELS; a task "
+            "named by neither serves its bundled default. The registry's active model "
+            "serves once there is one: a different folder named here is registered as a "
+            "candidate (`medai models promote` to serve it).",
+        ),
+    ] = None,
     dicom_port: Annotated[
         int | None,
         typer.Option(
@@ -73,7 +85,8 @@ def serve(
             max=65535,
             help="Also receive studies over DICOM on this port (C-STORE, "
             "C-ECHO; AE title MEDAI_DICOM_AE_TITLE, allowed senders "
-            "MEDAI_DICOM_ALLOW), in this process; one worker only.",
+            "MEDAI_DICOM_ALLOW), in this process; one worker only "
+            "(MEDAI_DICOM_IN_SERVE with MEDAI_DICOM_PORT does the same).",
         ),
     ] = None,
 ) -> None:
@@ -81,6 +94,7 @@ def serve(
     in the background, review and sign-off, audit. Liveness: /api/v1/health/live; readiness
     (database, broker, every model): /api/v1/health/ready. Create the first admin with
     `medai users add NAME --role admin --password-stdin`."""
+    models = served_models(model or [])  # a wrong --model exits 2 before anything starts
     # migrated once, before the worker processes start; with MEDAI_AUTO_MIGRATE=false an
     # unmigrated (or newer) database exits 2 here, before anything binds the port
     database = open_database()
@@ -101,23 +115,21 @@ def serve(
 
     settings = get_settings()
     workers = workers or settings.workers
-    if dicom_port is not None and workers > 1:
+    in_serve = dicom_port is not None or settings.dicom_in_serve
+    if in_serve and workers > 1:
         typer.secho(
             "error: the DICOM node runs in one process: use --workers 1 with "
-            "--dicom-port, or run `medai dicom listen` beside serve",
+            "--dicom-port (MEDAI_DICOM_IN_SERVE), or run `medai dicom listen` beside serve",
             fg="red",
             err=True,
         )
         raise typer.Exit(2)
     bind = host or settings.host
-    env = {
-        "MEDAI_WORKERS": str(workers),
-        "MEDAI_SERVE_TRIAGE_MODEL": triage_model or "",
-        "MEDAI_SERVE_CXR_MODEL": cxr_model or "",
-        "MEDAI_SERVE_MRI_MODEL": mri_model or "",
-        "MEDAI_SERVE_DICOM_PORT": str(dicom_port or ""),
-        "MEDAI_SERVE_DICOM_HOST": bind,
-    }
+    # the worker processes read their settings: the models to serve, and the DICOM node
+    env = {"MEDAI_WORKERS": str(workers), "MEDAI_MODELS": json.dumps(models)}
+    if dicom_port is not None:  # on serve's bind address
+        env |= {"MEDAI_DICOM_IN_SERVE": "true", "MEDAI_DICOM_PORT": str(dicom_port)}
+        env["MEDAI_DICOM_HOST"] = bind
     from medai.services.runtime import plan_cpu
 
     plan = plan_cpu(workers, settings.inference_concurrency)
@@ -159,6 +171,36 @@ def serve(
         )
     finally:
         remove_multiprocess_dir(metrics_dir)
+
+
+def served_models(values: list[str]) -> dict[str, str]:
+    """``MEDAI_MODELS`` with each ``--model TASK=DIR`` over it: the mapping ``medai serve``
+    hands its worker processes. A value that is not TASK=DIR, or a task serve does not serve,
+    exits 2 naming the tasks it serves."""
+    from medai.core.model_dir import check_tasks
+    from medai.services.model_handles import served_tasks
+    from medai.settings import get_settings
+
+    def refuse(message: str) -> None:
+        _error(message, "BadParameter", False, 2)
+
+    tasks = ", ".join(served_tasks())
+    models = {task: str(folder) for task, folder in get_settings().models.items()}
+    try:
+        check_tasks(models, "MEDAI_MODELS")
+    except ValueError as exc:
+        refuse(str(exc))
+    given: dict[str, str] = {}
+    for value in values:
+        task, sep, folder = (part.strip() for part in value.partition("="))
+        if not (sep and task and folder):
+            refuse(f"--model {value!r}: give TASK=DIR, e.g. triage=/models/my-triage ({tasks})")
+        elif task not in served_tasks():
+            refuse(f"--model {value!r}: unknown task {task!r}; medai serve serves {tasks}")
+        elif task in given:
+            refuse(f"--model: task {task!r} is given twice")
+        given[task] = folder
+    return models | given
 
 
 def proxy_options(trusted: list[str]) -> dict:

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from medai.core.errors import CODES, MedaiError
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys).")]
 ModelOpt = Annotated[
     str | None,
@@ -80,22 +82,32 @@ def track(summary: dict, task: str, params: dict) -> None:
         )
 
 
-def _error(message: str, kind: str, as_json: bool, code: int) -> None:
-    """Say what went wrong (``--json``: ``{error, error_type}``) and exit with ``code``."""
+def _error(
+    message: str, kind: str, as_json: bool, code: int, error_code: str | None = None
+) -> None:
+    """Say what went wrong (``--json``: ``{error, error_type, code}``, ``code`` a key of
+    ``core.errors.CODES``: ``error_code``, else ``kind`` when it is one, else ``invalid`` for
+    an exit 2 and ``internal`` otherwise) and exit with ``code``."""
     if as_json:
-        _emit({"error": message, "error_type": kind}, True)
+        if error_code is None:
+            error_code = kind if kind in CODES else "invalid" if code == 2 else "internal"
+        _emit({"error": message, "error_type": kind, "code": error_code}, True)
     else:
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
-def _fail(exc: BaseException, as_json: bool) -> None:
+def _fail(exc: BaseException, as_json: bool, error_type: str | None = None) -> None:
+    """Exit 2 for bad input (a ValueError, a missing file), else 1; ``--json``: ``{error,
+    error_type, code}`` (the class name, or ``error_type``; the exception's code)."""
     from medai.core.text import TextInputError
     from medai.triage.data import DataFormatError
 
     bad_input = isinstance(exc, TextInputError | DataFormatError | ValueError | FileNotFoundError)
     if as_json:
-        _emit({"error": str(exc), "error_type": type(exc).__name__}, True)
+        code = exc.code if isinstance(exc, MedaiError) else "invalid" if bad_input else "internal"
+        kind = error_type or type(exc).__name__
+        _emit({"error": str(exc), "error_type": kind, "code": code}, True)
     else:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2 if bad_input else 1)

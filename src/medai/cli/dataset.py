@@ -17,9 +17,9 @@ dataset_app = typer.Typer(
 
 def light_platform():
     """The database, the blob store and MEDAI_HOME, without registering or loading models."""
-    from medai.platform.context import Platform
+    from medai.platform.boot import open_platform
 
-    return Platform.from_settings(adopt_models=False)
+    return open_platform(adopt_models=False)
 
 
 def parse_since(since: str | None, as_json: bool) -> datetime | None:
@@ -83,7 +83,7 @@ def dataset_export(
                 content_hash=sheet["content_hash"],
             )
     except dataset.DatasetError as exc:
-        _error(str(exc), "DatasetError", as_json, 2)
+        _error(str(exc), "DatasetError", as_json, 2, exc.code)
     finally:
         p.db.dispose()
     _emit(

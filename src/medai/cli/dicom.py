@@ -55,8 +55,9 @@ def listen(
     import signal
     import threading
 
-    from medai.platform.context import Platform
-    from medai.platform.integration.dicom_node import DicomNode, standalone_dispatch
+    from medai.platform.boot import open_platform
+    from medai.platform.integration.dicom_node import DicomNode
+    from medai.platform.queue import analysis_dispatch
     from medai.server.logs import log_config
     from medai.settings import check_ae_title, get_settings
 
@@ -70,8 +71,8 @@ def listen(
     from medai.cli.operations import open_database
 
     open_database(as_json).dispose()  # migrated, or exit 2 naming the revisions
-    p = Platform.from_settings()
-    dispatch, stop_jobs = standalone_dispatch(p)
+    p = open_platform()
+    dispatch, stop_jobs = analysis_dispatch(p)
     node = DicomNode(
         p,
         dispatch,
@@ -154,9 +155,9 @@ def pull(
     import signal
     import threading
 
-    from medai.platform.context import Platform
-    from medai.platform.integration.dicom_node import standalone_dispatch
+    from medai.platform.boot import open_platform
     from medai.platform.integration.dicomweb_pull import Puller, PullError
+    from medai.platform.queue import analysis_dispatch
     from medai.settings import check_http_url, get_settings
 
     settings = get_settings()
@@ -167,14 +168,14 @@ def pull(
         check_http_url(target)
     except ValueError as exc:
         _error(str(exc), "ValueError", as_json, 2)
-    p = Platform.from_settings()
+    p = open_platform()
     days = settings.dicomweb_pull_lookback_days if lookback_days is None else lookback_days
     try:
         if every is None:  # the analyses stay queued for `medai serve` or the workers
             try:
                 report = Puller(p, target, None, lookback_days=days).pull()
             except PullError as exc:
-                _error(f"the PACS could not be asked: {exc}", "PullError", as_json, 1)
+                _error(f"the PACS could not be asked: {exc}", "PullError", as_json, 1, exc.code)
             _emit(
                 report.as_dict(),
                 as_json,
@@ -183,7 +184,7 @@ def pull(
                 f"{len(set(report.queued))} analyses queued",
             )
             return
-        dispatch, stop_jobs = standalone_dispatch(p)
+        dispatch, stop_jobs = analysis_dispatch(p)
         puller = Puller(p, target, dispatch, every_s=every, lookback_days=days).start()
         done = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -230,7 +231,7 @@ def deidentify(
             list(sources), out, Deidentifier(site_secret()), forbidden=settings.home / "blobs"
         )
     except DeidError as exc:
-        _error(str(exc), "DeidError", as_json, 2)
+        _error(str(exc), "DeidError", as_json, 2, exc.code)
     _emit(
         report,
         as_json,

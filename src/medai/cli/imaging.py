@@ -21,20 +21,33 @@ from medai.cli.common import (
 )
 
 imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.", no_args_is_help=True)
-TaskOpt = Annotated[str, typer.Option("--task", help="cxr | mri")]
+TaskOpt = Annotated[
+    str, typer.Option("--task", help="An imaging task (cxr, mri or one a hospital registers).")
+]
+# a command that has a default task takes the task registry's (``Task.default``), not a name
+# of its own
+DefaultTaskOpt = Annotated[
+    str | None,
+    typer.Option("--task", help="An imaging task (default: the registry's default imaging task)."),
+]
 OnnxOpt = Annotated[bool, typer.Option(help="Run with ONNX Runtime.")]
 Int8Opt = Annotated[bool, typer.Option(help="Run the int8 ONNX model (see export --int8).")]
 
 
-def _load_imaging(task: str, model: str | None, onnx: bool = False, int8: bool = False):
-    """The task's imaging predictor. ``--onnx`` requires an exported ``model.onnx`` (never
-    written here: a predictor does not write into a model directory); without it the model
-    runs on ONNX Runtime when a current export exists, else on PyTorch."""
+def _load_imaging(task: str | None, model: str | None, onnx: bool = False, int8: bool = False):
+    """The task's imaging predictor (no task: the registry's default imaging task). ``--onnx``
+    requires an exported ``model.onnx`` (never written here: a predictor does not write into a
+    model directory); without it the model runs on ONNX Runtime when a current export exists,
+    else on PyTorch."""
     from medai.core import model_dir
+    from medai.core.task_registry import default_task
     from medai.imaging.labels import space
 
+    task = default_task("imaging").name if task is None else task
     space(task)  # validates the task name
-    directory = model_dir.resolve_model(model, task)
+    from medai.services.model_handles import model_folder
+
+    directory = model_folder(model, task)
     predictor = model_dir.load(directory, runtime="onnx" if onnx else "auto")
     if predictor.cfg.task != task:
         raise ValueError(f"{directory} is a {predictor.cfg.task} model, not {task}")
@@ -217,7 +230,7 @@ def imaging_predict(
             "or a manifest CSV (a file column): a batch."
         ),
     ],
-    task: TaskOpt = "cxr",
+    task: DefaultTaskOpt = None,
     model: ModelOpt = None,
     onnx: OnnxOpt = False,
     int8: Int8Opt = False,
@@ -266,7 +279,7 @@ def _imaging_outcome(result: dict) -> list[str]:
 
 def _imaging_batch(
     source: Path,
-    task: str,
+    task: str | None,
     model: str | None,
     onnx: bool,
     int8: bool,
@@ -296,7 +309,7 @@ def _imaging_batch(
 def imaging_explain(
     image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM file.")],
     out: Annotated[Path, typer.Option(help="PNG to write.")],
-    task: TaskOpt = "cxr",
+    task: DefaultTaskOpt = None,
     label: Annotated[
         str | None, typer.Option(help="Label to explain (default: the most probable).")
     ] = None,
@@ -395,9 +408,11 @@ def imaging_export(
 
     from medai.core import model_dir
     from medai.imaging.export import OnnxModel, export_model_dir
+    from medai.services.model_handles import model_folder
 
     with _guard(as_json):
-        predictor = model_dir.load(model_dir.resolve_model(model, task), runtime="torch")
+        directory = model_folder(model, task)
+        predictor = model_dir.load(directory, runtime="torch")
         path = export_model_dir(
             predictor.torch_model, predictor.cfg.image_size, predictor.directory
         )

@@ -51,15 +51,8 @@ def kiosks_add(
     daily = settings.kiosk_device_quota if quota is None else quota
     try:
         with _db().session() as db:
-            issued = kiosks.register(db, name, daily, utcnow(), settings.kiosk_enrol_minutes)
-            audit.record(
-                db,
-                audit.Actor("cli"),
-                "admin",
-                "kiosk",
-                issued.kiosk.id,
-                op="create",
-                daily_quota=daily,
+            issued = kiosks.register_kiosk(
+                db, name, daily, utcnow(), settings.kiosk_enrol_minutes, audit.Actor("cli")
             )
             out = {
                 **_row(issued.kiosk, 0),
@@ -68,7 +61,7 @@ def kiosks_add(
                 "enrol_code_expires_at": iso_utc(issued.kiosk.enrol_expires_at),
             }
     except kiosks.KioskError as exc:
-        _fail(ValueError(str(exc)), as_json)
+        _fail(exc, as_json, error_type="ValueError")
     _emit(
         out,
         as_json,
@@ -115,15 +108,16 @@ def kiosks_enrol_code(name: str, as_json: JsonFlag = False) -> None:
     try:
         with _db().session() as db:
             kiosk = kiosks.by_name(db, name)
-            code = kiosks.new_enrol_code(db, kiosk, utcnow(), get_settings().kiosk_enrol_minutes)
-            audit.record(db, audit.Actor("cli"), "admin", "kiosk", kiosk.id, op="enrol_code")
+            code = kiosks.issue_enrol_code(
+                db, kiosk, utcnow(), get_settings().kiosk_enrol_minutes, audit.Actor("cli")
+            )
             out = {
                 "name": kiosk.name,
                 "enrol_code": code,
                 "enrol_code_expires_at": iso_utc(kiosk.enrol_expires_at),
             }
     except kiosks.KioskError as exc:
-        _fail(ValueError(str(exc)), as_json)
+        _fail(exc, as_json, error_type="ValueError")
     _emit(
         out,
         as_json,
@@ -140,9 +134,8 @@ def kiosks_revoke(name: str, as_json: JsonFlag = False) -> None:
 
     try:
         with _db().session() as db:
-            kiosk = kiosks.revoke(kiosks.by_name(db, name), utcnow())
-            audit.record(db, audit.Actor("cli"), "admin", "kiosk", kiosk.id, op="revoke")
+            kiosk = kiosks.revoke_kiosk(db, kiosks.by_name(db, name), utcnow(), audit.Actor("cli"))
             out = {"id": kiosk.id, "name": kiosk.name, "revoked": True}
     except kiosks.KioskError as exc:
-        _fail(ValueError(str(exc)), as_json)
+        _fail(exc, as_json, error_type="ValueError")
     _emit(out, as_json, f"revoked kiosk {out['name']!r}")

@@ -134,6 +134,7 @@ def models_list(
 
 def _list_dirs(path: list[Path] | None, as_json: bool) -> None:
     from medai.core.model_dir import list_models
+    from medai.settings import get_settings
 
     rows = [
         {
@@ -145,7 +146,7 @@ def _list_dirs(path: list[Path] | None, as_json: bool) -> None:
             "macro_f1": card.metrics.get("macro_f1"),
             "created_at": card.created_at,
         }
-        for d, card in list_models(path)
+        for d, card in list_models(path, get_settings().models_dir)
     ]
     human = (
         "\n".join(
@@ -183,10 +184,12 @@ def models_show(
             }
         _emit(out, as_json)
         return
-    from medai.core.model_dir import read_card, resolve_model
+    from medai.core.model_dir import read_card
 
     with _guard(as_json):
-        directory = resolve_model(model, "triage")
+        from medai.services.model_handles import model_folder
+
+        directory = model_folder(model, "triage")
         card = read_card(directory).to_dict()
     card["path"] = str(directory)
     _emit(card, as_json)
@@ -221,10 +224,10 @@ def models_promote(
 ) -> None:
     """Make a model the active one of its task; every serve process and worker swaps to it
     within MEDAI_MODEL_WATCH_S, without a restart (the replaced one is retired)."""
-    from medai.platform.lifecycle import model_registry
+    from medai.platform.lifecycle import model_registry, validation
 
     with _registry(as_json) as (db, _):
-        replaced = model_registry.promote(db, model_id, _actor(), reason, override)
+        replaced = validation.promote(db, model_id, _actor(), reason, override)
         out = {
             **model_registry.as_dict(model_registry.get(db, model_id)),
             "replaced": replaced.id if replaced is not None else None,
@@ -341,7 +344,7 @@ def models_retrain(
     finally:
         p.db.dispose()
     if refused is not None:
-        _error(str(refused), "DatasetError", as_json, 2)
+        _error(str(refused), "DatasetError", as_json, 2, refused.code)
     m = out["model"]
     _emit(
         out,

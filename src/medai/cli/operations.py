@@ -217,3 +217,26 @@ def restore(
             )
         ),
     )
+
+
+def settings_command(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="the whole settings documentation (docs/settings.md)")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The settings by group: each group's MEDAI_* variables (no values: some are secrets);
+    --markdown prints docs/settings.md as generated from the fields."""
+    from medai.settings import GROUPS, group_fields
+
+    if markdown:
+        from medai.settings_doc import settings_markdown
+
+        sys.stdout.write(settings_markdown())
+        return
+    groups = {g: [f"MEDAI_{f.upper()}" for f in names] for g, names in group_fields().items()}
+    if as_json:
+        _emit(groups, True)
+        return
+    for group, names in groups.items():
+        typer.echo(f"{group} ({GROUPS[group][0]}): {', '.join(names)}")

@@ -130,7 +130,7 @@ def run(
     import sys
     import threading
 
-    from medai.platform.context import Platform
+    from medai.platform.boot import open_platform
     from medai.platform.integration.delivery import DeliveryLoop
     from medai.server.logs import log_config
 
@@ -144,7 +144,7 @@ def run(
             as_json,
             2,
         )
-    p = Platform.from_settings()
+    p = open_platform()
     loop = DeliveryLoop.from_settings(p, threads=threads or max(settings.outbox_threads, 1))
     if once:
         counts = loop.run_once()

@@ -387,12 +387,14 @@ def caption_evaluate(
     from medai.core import model_dir
     from medai.reporting.captioning.captions import load_captions
     from medai.reporting.pipeline import normalisation_for, score_captioner
+    from medai.services.model_handles import model_folder
+    from medai.settings import get_settings
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         reader = _reader(images, concepts, rgb_only)
         norm = normalisation_for(reader, normalisation)
-        directory = model_dir.resolve_model(model, "caption")
-        captioner = model_dir.load(directory)
+        directory = model_folder(model, "caption")
+        captioner = model_dir.load(directory, models_dir=get_settings().models_dir)
         ds = load_captions(data, **reader)
         m = score_captioner(
             captioner, ds, list(range(len(ds.records))), bertscore_model, normalisation=norm
@@ -424,7 +426,7 @@ def caption_predict(
         typer.Option(
             help="Caption model directory or name, e.g. the bundled caption-retrieval (no default: "
             "the bundled captioner ties one fixed sentence on held-out cases; "
-            "MEDAI_CAPTION_MODEL makes one the default)."
+            "MEDAI_MODELS caption=DIR makes one the default)."
         ),
     ] = None,
     as_json: JsonFlag = False,
@@ -435,11 +437,14 @@ def caption_predict(
     from medai.core import model_dir
     from medai.core.files import read_limited
     from medai.imaging.io import MAX_BYTES
+    from medai.services.model_handles import model_folder
+    from medai.settings import get_settings
 
     with _guard(as_json):
         data = read_limited(image, MAX_BYTES)
-        directory = model_dir.resolve_model(model, "caption")
-        result = model_dir.load(directory).predict(data).model_dump(mode="json")
+        directory = model_folder(model, "caption")
+        captioner = model_dir.load(directory, models_dir=get_settings().models_dir)
+        result = captioner.predict(data).model_dump(mode="json")
     _emit(
         result,
         as_json,
@@ -461,7 +466,12 @@ def report_draft(
             "run the imaging model on IMAGE."
         ),
     ] = None,
-    task: Annotated[str, typer.Option("--task", help="cxr | mri")] = "cxr",
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task", help="An imaging task (default: the registry's default imaging task)."
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Imaging model (without --findings).")] = None,
     lang: Annotated[str, typer.Option(help="en | tr")] = "en",
     question: Annotated[
@@ -485,11 +495,13 @@ def report_draft(
     from medai.core.files import read_limited
     from medai.core.jsonsafe import loads_limited
     from medai.imaging.io import MAX_BYTES
-    from medai.reporting.drafter import Drafter
+    from medai.reporting.draft import imaging_task
+    from medai.services.model_handles import model_folder
+    from medai.services.reports import new_drafter
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         data = read_limited(image, MAX_BYTES)
-        drafter = Drafter(kb=kb, caption_model=caption_model, llm=llm, embeddings=embeddings)
+        drafter = new_drafter(kb, caption_model=caption_model, llm=llm, embeddings=embeddings)
         raw = None
         if findings is not None:
             text = (
@@ -498,6 +510,8 @@ def report_draft(
                 else findings
             )
             raw = loads_limited(text, "--findings")
+        if raw is None and model is None:  # MEDAI_MODELS's folder, else the bundled default
+            model = str(model_folder(None, imaging_task(task)))
         result = drafter.draft(
             data, raw, task=task, model=model, lang=lang, question=question
         ).model_dump(mode="json")

@@ -80,6 +80,7 @@ def triage_train(
     """Train a triage model and write it, with its model card and test metrics, to --out."""
     if relaunched(num_processes):
         return
+    from medai.settings import get_settings
     from medai.triage.train import TrainOptions, train
 
     model_options: dict[str, Any] = {}
@@ -107,6 +108,7 @@ def triage_train(
         model_options=model_options,
         extra_train=list(extra_train or []),
         out_of_scope=out_of_scope,
+        cache_dir=get_settings().cache_dir,
     )
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         summary = train(opts)
@@ -135,8 +137,13 @@ def triage_train(
 
 def _load_triage(model: str | None):
     from medai.core import model_dir
+    from medai.services.model_handles import model_folder
+    from medai.services.triage import red_flag_options
 
-    return model_dir.load(model_dir.resolve_model(model, "triage"))
+    return model_dir.load(
+        model_folder(model, "triage"),
+        flag_options=red_flag_options(),
+    )
 
 
 @triage_app.command("evaluate")
@@ -328,6 +335,7 @@ def triage_train_red_flags(
     from datetime import date
 
     from medai.core.model_dir import file_sha256
+    from medai.settings import get_settings
     from medai.triage.red_flags import build_engine, learn
     from medai.triage.red_flags.engine import cache_embeddings
 
@@ -348,7 +356,11 @@ def triage_train_red_flags(
                     "sha256": file_sha256(real_posts),
                 }
             )
-        engine = cache_embeddings(build_engine(rules, embeddings=embeddings, classifier=False))
+        cache_dir = get_settings().cache_dir
+        engine = cache_embeddings(
+            build_engine(rules, embeddings=embeddings, classifier=False, cache_dir=cache_dir),
+            cache_dir,
+        )
         knn = None  # every neighbour hit, before thresholds: they are what is chosen
         if engine.knn:
             knn = [

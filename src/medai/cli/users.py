@@ -10,6 +10,7 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit
 from medai.cli.operations import open_database
+from medai.core.errors import MedaiError
 
 users_app = typer.Typer(
     help="Accounts (the first admin of a fresh install is made here).", no_args_is_help=True
@@ -18,7 +19,7 @@ users_app = typer.Typer(
 
 def _account_failed(exc: Exception, as_json: bool) -> None:
     """Exit 2 with the reason (and, with --json, the API's ``code`` and password reason)."""
-    code = getattr(exc, "code", "invalid")
+    code = exc.code if isinstance(exc, MedaiError) else "invalid"
     verdict = getattr(exc, "verdict", None)
     if as_json:
         _emit(
@@ -104,12 +105,15 @@ def users_add(
     now = utcnow()
     try:
         with open_database().session() as db:
-            if password_stdin:
-                user, code = accounts.create_user(db, name, _stdin_line(), role), None
-            else:
-                user, code = accounts.invite(db, name, role, now, enrol_hours)
-            audit.record(db, actor, "admin", "user", user.id, op="create", role=role)
-            accounts.record_grant(db, actor, user, "grant", None, role)
+            user, code = accounts.create_account(
+                db,
+                name,
+                role,
+                actor,
+                now,
+                password=_stdin_line() if password_stdin else None,
+                enrol_hours=enrol_hours,
+            )
             out = (
                 _issued(user, code, now)
                 if code
@@ -130,8 +134,7 @@ def users_reset(name: str, enrol_hours: EnrolHours = 72.0, as_json: JsonFlag = F
     now = utcnow()
     try:
         with open_database().session() as db:
-            user, code = accounts.reset(db, name, now, enrol_hours)
-            audit.record(db, audit.Actor("cli"), "admin", "user", user.id, op="reset")
+            user, code = accounts.reset_account(db, name, audit.Actor("cli"), now, enrol_hours)
             out = _issued(user, code, now)
     except accounts.AccountError as exc:
         _account_failed(exc, as_json)
@@ -148,7 +151,7 @@ def users_enrol(
 ) -> None:
     """Choose your own password with your enrolment code, at the server's console (the
     /enrol page does the same in a browser)."""
-    from medai.platform import accounts, audit
+    from medai.platform import accounts
     from medai.platform.db import utcnow
 
     if not password_stdin:
@@ -157,15 +160,7 @@ def users_enrol(
         )
     try:
         with open_database().session() as db:
-            user = accounts.enrol(db, code, _stdin_line(), utcnow())
-            audit.record(
-                db,
-                audit.Actor(user.username, user.id, user.role, "cli"),
-                "login",
-                "user",
-                user.id,
-                op="enrol",
-            )
+            user = accounts.enrol_account(db, code, _stdin_line(), utcnow(), "cli")
             out = {"username": user.username, "role": user.role}
     except accounts.AccountError as exc:
         _account_failed(exc, as_json)
@@ -187,14 +182,11 @@ def users_role(
     actor = audit.Actor("cli")
     try:
         with open_database().session() as db:
-            user, before = accounts.change_role(db, name, role)
-            if before != role:
-                accounts.record_grant(db, actor, user, "change", before, role)
+            user, before = accounts.assign_role(db, name, role, actor)
             out = {"username": user.username, "role": user.role, "before": before}
     except accounts.RoleConflict as exc:
         with open_database().session() as db:
-            user = accounts.get_user(db, name)
-            accounts.record_grant(db, actor, user, "change", user.role, role, "denied")
+            accounts.record_role_refusal(db, name, role, actor)
         _account_failed(exc, as_json)
     except accounts.AccountError as exc:
         _account_failed(exc, as_json)
@@ -284,15 +276,7 @@ def _set_active(name: str, active: bool, as_json: bool) -> None:
 
     try:
         with open_database().session() as db:
-            user = accounts.set_active(db, name, active)
-            audit.record(
-                db,
-                audit.Actor("cli"),
-                "admin",
-                "user",
-                user.id,
-                op="enable" if active else "disable",
-            )
+            accounts.set_account_active(db, name, active, audit.Actor("cli"))
     except accounts.AccountError as exc:
         _account_failed(exc, as_json)
     _emit(

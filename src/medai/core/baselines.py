@@ -97,23 +97,3 @@ def _num(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return round(number, 4) if number is not None and math.isfinite(number) else None
-
-
-def record_in_card(directory, entry: Mapping[str, Any]) -> None:
-    """Write a benchmark's comparison into a model directory's card. The card is not part of
-    the directory's content hash, so the model stays sealed; a directory whose files no longer
-    match its card is refused rather than re-sealed here."""
-    from pathlib import Path
-
-    from medai.core.model_dir import ModelLoadError, read_card, save_card
-    from medai.core.results import directory_hash
-
-    directory = Path(directory)
-    card = read_card(directory)
-    if card.content_hash and card.content_hash != directory_hash(directory):
-        raise ModelLoadError(
-            f"{directory}: files differ from the card's content hash; "
-            "reseal it before recording baselines"
-        )
-    card.baselines = dict(entry)
-    save_card(directory, card)

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from medai.core.errors import MedaiError
+
 TRAINED_FILE = "trained.safetensors"
 POSITION_FILE = "position.json"
 FORMAT = "medai-checkpoint/1"
@@ -41,13 +43,17 @@ FORMAT = "medai-checkpoint/1"
 FREE_SPACE_MARGIN = 256 * 2**20
 
 
-class CheckpointSpaceError(OSError):
+class CheckpointSpaceError(MedaiError, OSError):
     """The disk cannot hold the next checkpoint; raised before a byte of it is written."""
 
+    code = "storage_full"
 
-class CheckpointMismatchError(ValueError):
+
+class CheckpointMismatchError(MedaiError, ValueError):
     """A checkpoint that does not fit the model rebuilt to resume it (other base, other
     trainable parts): resuming would silently train something else."""
+
+    code = "checkpoint_mismatch"
 
 
 @dataclass

@@ -165,13 +165,12 @@ _SHARED: dict[str, E5Encoder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_e5() -> E5Encoder:
+def shared_e5(micro_batch: int = 1) -> E5Encoder:
     """One process-wide e5 encoder without a disk cache (serving: texts are not stored);
-    ``MEDAI_E5_MICRO_BATCH`` > 1 batches concurrent requests' windows (off by default: no
-    gain on CPU here, measured)."""
-    from medai.settings import get_settings
-
+    ``micro_batch`` > 1 (``MEDAI_E5_MICRO_BATCH``, passed by the caller) batches concurrent
+    requests' windows (off by default: no gain on CPU here, measured)."""
+    key = "e5" if micro_batch == 1 else f"e5-{micro_batch}"
     with _SHARED_LOCK:
-        if "e5" not in _SHARED:
-            _SHARED["e5"] = E5Encoder(cache_dir=None, micro_batch=get_settings().e5_micro_batch)
-        return _SHARED["e5"]
+        if key not in _SHARED:
+            _SHARED[key] = E5Encoder(cache_dir=None, micro_batch=micro_batch)
+        return _SHARED[key]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 
+from medai.core.errors import MedaiError
+
 # code -> what the operator reads
 REASONS = {
     "storage_read_only": "read-only",
@@ -61,7 +63,7 @@ _SQLSTATE = {
 }
 
 
-class StorageFault(Exception):
+class StorageFault(MedaiError, Exception):
     """A write (or read) that failed because of the storage itself, not the request.
     ``where`` is a path or a database address (never request content)."""
 

@@ -10,9 +10,13 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from medai.core.errors import MedaiError
 
-class InputFileError(ValueError):
+
+class InputFileError(MedaiError, ValueError):
     """A path or stream that cannot be read as input, with the reason."""
+
+    code = "invalid"
 
 
 def read_limited(path: str | Path, max_bytes: int) -> bytes:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from medai.core.errors import MedaiError
+
 MAX_JSON_CHARS = 256 * 1024
 MAX_JSON_DEPTH = 32
 
 
-class JsonInputError(ValueError):
+class JsonInputError(MedaiError, ValueError):
     """JSON that is malformed, too large, too deep or contains NaN/Infinity."""
+
+    status, code = 422, "invalid"
 
 
 def nesting_depth(text: str) -> int:

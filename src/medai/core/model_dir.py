@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import medai
+from medai.core.baselines import verdict
+from medai.core.errors import MedaiError
 from medai.core.results import ModelRef, directory_hash
 
 CARD_FILE = "model_card.json"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(MedaiError, RuntimeError):
     """A directory that is not a usable model (no card, unknown task, missing weights)."""
+
+    code = "unavailable"
 
 
 @dataclass
@@ -163,10 +168,10 @@ def bundled_models_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / "models"
 
 
-def search_paths(extra: list[Path] | None = None) -> list[Path]:
-    from medai.settings import get_settings
-
-    paths = [bundled_models_dir(), get_settings().models_dir, *(extra or [])]
+def search_paths(extra: list[Path] | None = None, models_dir: Path | None = None) -> list[Path]:
+    """The bundled models, then ``models_dir`` (the configured MEDAI_MODELS_DIR: the caller
+    passes it, core reads no settings), then ``extra``."""
+    paths = [bundled_models_dir(), *([models_dir] if models_dir else []), *(extra or [])]
     unique: list[Path] = []
     for p in paths:
         if p not in unique:
@@ -174,10 +179,13 @@ def search_paths(extra: list[Path] | None = None) -> list[Path]:
     return unique
 
 
-def list_models(extra: list[Path] | None = None) -> list[tuple[Path, ModelCard]]:
-    """Every model directory (one level deep) under the bundled and the configured folders."""
+def list_models(
+    extra: list[Path] | None = None, models_dir: Path | None = None
+) -> list[tuple[Path, ModelCard]]:
+    """Every model directory (one level deep) under the bundled folder, ``models_dir`` and
+    ``extra``."""
     found: list[tuple[Path, ModelCard]] = []
-    for root in search_paths(extra):
+    for root in search_paths(extra, models_dir):
         if not root.is_dir():
             continue
         candidates = [root] if (root / CARD_FILE).is_file() else sorted(root.iterdir())
@@ -193,16 +201,14 @@ def list_models(extra: list[Path] | None = None) -> list[tuple[Path, ModelCard]]
 def no_default_reason(task: str) -> str:
     """Why a task has no default model, naming what is bundled for it and its verdict against
     its baselines (a bundled model that does not beat them is shipped, but not as a default)."""
-    from medai.core.baselines import verdict
-
     bundled = [
         (d, card)
         for d, card in list_models()
         if card.task == task and d.resolve().is_relative_to(bundled_models_dir().resolve())
     ]
     lines = [
-        f"no default model for task {task!r}: pass --model, or set "
-        f"MEDAI_{task.upper()}_MODEL to a model directory"
+        f"no default model for task {task!r}: pass --model, or name its folder in "
+        f"MEDAI_MODELS ({task}=DIR)"
     ]
     for d, card in bundled:
         said = f" ({verdict(card.baselines)})" if card.baselines else ""
@@ -210,14 +216,34 @@ def no_default_reason(task: str) -> str:
     return "; ".join(lines)
 
 
-def resolve_model(ref: str | Path | None, task: str) -> Path:
-    """A path, a model name from ``list_models``, or None for the task's bundled default."""
-    if ref is None:
-        from medai.settings import get_settings
+def check_tasks(models: Mapping[str, Any], var: str = "MEDAI_MODELS") -> None:
+    """Every task ``models`` names is a registered one; an unknown name is refused naming
+    ``var`` (where it was given) and the known tasks."""
+    from medai.core import task_registry
 
-        configured = get_settings().default_model(task)
-        if configured is not None:
-            return Path(configured)
+    known = task_registry.names()
+    unknown = sorted(t for t in models if t not in known)
+    if unknown:
+        raise ValueError(
+            f"{var}: unknown task {', '.join(map(repr, unknown))}; known tasks: {', '.join(known)}"
+        )
+
+
+def resolve_model(
+    ref: str | Path | None,
+    task: str,
+    models: Mapping[str, str | Path] | None = None,
+    models_dir: Path | None = None,
+) -> Path:
+    """The one place that decides which model folder serves ``task``: ``ref`` when given (a
+    command's ``--model``), else the folder ``models`` names for the task (the configured
+    mapping, ``MEDAI_MODELS`` / ``serve --model TASK=DIR``, or a registry's pin), else the
+    bundled default ``assets/models/<task>-default``. A ref that is no folder is a model name
+    from ``list_models`` (under ``models_dir`` too). Core reads no settings: the caller passes
+    the mapping and the folder (``services.model_handles.model_folder``)."""
+    if ref is None and models and models.get(task):
+        ref = models[task]
+    if ref is None:
         default = bundled_models_dir() / f"{task}-default"
         if not (default / CARD_FILE).is_file():
             raise ModelLoadError(no_default_reason(task))
@@ -225,7 +251,22 @@ def resolve_model(ref: str | Path | None, task: str) -> Path:
     path = Path(ref)
     if path.is_dir():
         return path
-    for d, card in list_models():
+    for d, card in list_models(models_dir=models_dir):
         if d.name == str(ref) or card.name == str(ref):
             return d
     raise ModelLoadError(f"model {ref!r}: no such directory or registered model name")
+
+
+def record_in_card(directory, entry: Mapping[str, Any]) -> None:
+    """Write a benchmark's comparison into a model directory's card. The card is not part of
+    the directory's content hash, so the model stays sealed; a directory whose files no longer
+    match its card is refused rather than re-sealed here."""
+    directory = Path(directory)
+    card = read_card(directory)
+    if card.content_hash and card.content_hash != directory_hash(directory):
+        raise ModelLoadError(
+            f"{directory}: files differ from the card's content hash; "
+            "reseal it before recording baselines"
+        )
+    card.baselines = dict(entry)
+    save_card(directory, card)

@@ -4,9 +4,10 @@ A task says what its labels are (with the synonyms real datasets use), its modal
 labels are mutually exclusive, its normal class, the finding-extractor patterns and report
 phrases for every label (the draft safety check reads them), the names people read (the
 task's and each label's, in Turkish and English, as a findings table writes them), the code
-a DICOM SR or FHIR resource gives each label, and the loader that turns a model directory of
-the task into a predictor. Adding a task or a label
-touches its definition only; a label without patterns or phrases is refused when the task
+a DICOM SR or FHIR resource gives each label, the sentences a template draft writes of its
+examination, whether training may mirror its images, whether it is the default task of its kind,
+and the loader that turns a model directory of the task into a predictor. Adding a task or a
+label touches its definition only; a label without patterns or phrases is refused when the task
 registers, so the safety check can never be switched off silently for it.
 
 ``core`` imports no job, not even by a string: jobs (and a hospital's own packages) announce
@@ -25,14 +26,18 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
+from medai.core.errors import MedaiError
+
 ENTRY_POINT_GROUP = "medai.tasks"
 # the coding scheme of labels no standard concept fits (DICOM PS3.3 C.12.1.1.2.1: a private
 # scheme designator starts with "99"; a document using it declares it)
 PRIVATE_SCHEME = "99MEDAI"
 
 
-class TaskError(ValueError):
+class TaskError(MedaiError, ValueError):
     """An unknown task, or a task definition that would leave a label unchecked."""
+
+    code = "invalid"
 
 
 def _key(label: str) -> str:
@@ -45,6 +50,31 @@ def _compiles(pattern: str) -> bool:
     except re.error:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class DraftWords:
+    """What a template draft says of a task's examination, each as (en, tr); a sentence left
+    empty gets the generic one (``reporting.templates``), so a task needs none of them.
+
+    ``technique``: the examination as a radiologist names it ("Brain MRI (single slice).");
+    ``technique_with_view``: the same when the DICOM file names its view, with ``{view}``
+    ("{view} chest radiograph."); ``normal``: the findings' first sentence of a normal study
+    (only what the model reads: a chest model decides lung findings, never the heart size);
+    ``normal_impression``: its impression, ending in "(AI suggestion)" / "(YZ önerisi)" (a
+    low-confidence result says so there); ``indeterminate``: the sentence of an undecided
+    result, with ``{candidates}``, keeping "could not decide" / "karar veremedi" in it."""
+
+    technique: tuple[str, str] = ("", "")
+    technique_with_view: tuple[str, str] = ("", "")
+    normal: tuple[str, str] = ("", "")
+    normal_impression: tuple[str, str] = ("", "")
+    indeterminate: tuple[str, str] = ("", "")
+
+    def get(self, what: str, lang: str) -> str:
+        """The sentence ``what`` in ``lang`` ("tr" or "en"); '' when the task gives none."""
+        en, tr = getattr(self, what)
+        return tr if lang == "tr" else en
 
 
 @dataclass(frozen=True)
@@ -80,6 +110,15 @@ class Task:
     # label -> (coding scheme designator, code value, code meaning) for DICOM SR and FHIR:
     # SNOMED CT ("SCT") or DICOM ("DCM") where a standard concept fits, else PRIVATE_SCHEME
     codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    draft: DraftWords = field(default_factory=DraftWords)  # a template draft's own sentences
+    # training may mirror images left-right: only for a task whose labels do not depend on
+    # the side (a flipped chest radiograph shows the heart on the right); off by default, as
+    # a wrong "on" silently teaches a model mirrored anatomy while a wrong "off" only costs
+    # some augmentation
+    flip_augment: bool = False
+    # the task of its kind a caller that names none gets (the upload form's, the CLI's); one
+    # per kind (``default_task``)
+    default: bool = False
 
     @property
     def task(self) -> str:  # the name, as the label-space API called it
@@ -198,6 +237,10 @@ class Task:
                 "expression, or it matches everything"
             )
         _check_codes(self)
+        for what in ("technique_with_view", "indeterminate"):
+            placeholder = "{view}" if what == "technique_with_view" else "{candidates}"
+            if any(text and placeholder not in text for text in getattr(self.draft, what)):
+                raise TaskError(f"task {self.name!r}: draft.{what} needs {placeholder}")
         if self.kind != "imaging":
             return
         findings = [lab for lab in self.labels if lab != self.normal]
@@ -250,10 +293,32 @@ _discovered = False
 
 
 def register(task: Task) -> Task:
+    """Add ``task`` (or replace the task of its name); a second default task of one kind is
+    refused."""
     task.validate()
     with _LOCK:
+        if task.default:
+            other = next(
+                (
+                    t.name
+                    for t in _TASKS.values()
+                    if t.default and t.kind == task.kind and t.name != task.name
+                ),
+                None,
+            )
+            if other is not None:
+                raise TaskError(
+                    f"task {task.name!r}: {other!r} is already the default {task.kind} task"
+                )
         _TASKS[task.name] = task
     return task
+
+
+def unregister(name: str) -> None:
+    """Remove a task (a test's, or a hospital package's that is withdrawn); no error when it
+    is not registered."""
+    with _LOCK:
+        _TASKS.pop(name, None)
 
 
 def discover() -> None:
@@ -284,6 +349,22 @@ def names(kind: str | None = None) -> list[str]:
 
 def all_tasks(kind: str | None = None) -> list[Task]:
     return [_TASKS[n] for n in names(kind)]
+
+
+def default_task(kind: str = "imaging") -> Task:
+    """The task of ``kind`` a caller that names none gets: the one marked ``default``, else
+    the only task of that kind; TaskError when there is none to choose or no way to choose."""
+    tasks = all_tasks(kind)
+    marked = [t for t in tasks if t.default]
+    if marked:
+        return marked[0]
+    if len(tasks) == 1:
+        return tasks[0]
+    raise TaskError(
+        f"no default {kind} task: mark one of {[t.name for t in tasks]} default=True"
+        if tasks
+        else f"no {kind} task is registered"
+    )
 
 
 def lookup(table: dict[str, Any], value: str, what: str) -> Any:

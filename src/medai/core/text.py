@@ -11,6 +11,8 @@ import html
 import re
 import unicodedata
 
+from medai.core.errors import MedaiError
+
 MAX_TEXT_CHARS = 5000
 """Longest complaint accepted for prediction: the longest real question is ~2.2k chars."""
 MAX_COMPLAINT_BYTES = 16 * MAX_TEXT_CHARS
@@ -32,8 +34,10 @@ def excerpt(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class TextInputError(ValueError):
+class TextInputError(MedaiError, ValueError):
     """A text that cannot be used: empty, too long, not UTF-8, binary."""
+
+    status, code = 422, "invalid"
 
 
 def normalise(text: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from medai.core.errors import MedaiError
 from medai.core.task_registry import lookup
 
 # Task-agnostic helpers: class weights, early stopping, the default number of loader workers.
@@ -93,8 +94,10 @@ def default_workers(cap: int = 16) -> int:
 SCHEDULES = ("cosine", "linear_warmup", "constant")
 
 
-class TrainingCancelled(RuntimeError):
+class TrainingCancelled(MedaiError, RuntimeError):
     """The cancel hook asked the run to stop; the last state is saved for ``resume``."""
+
+    code = "training_cancelled"
 
 
 @dataclass

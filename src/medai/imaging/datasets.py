@@ -28,8 +28,14 @@ from typing import overload
 
 import numpy as np
 
+from medai.core.errors import MedaiError
 from medai.imaging.labels import LabelSpace, resolve, space
 
+# NIH ChestX-ray14, CheXpert and MIMIC-CXR are chest X-ray datasets: their readers below know
+# their own layouts, whose columns are chest findings, and read them into the chest X-ray
+# task's label space, named once here. A dataset of any other task comes as a manifest CSV or
+# class folders, read into the task the caller names.
+CHEST_XRAY_TASK = "cxr"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff"}
 NIH_LABELS = (
     "Atelectasis",
@@ -77,8 +83,10 @@ CHILDREN = {"Pneumonia": ("Viral_Pneumonia", "Bacterial_Pneumonia", "COVID-19")}
 THUMBNAIL_GROUP_LIMIT = 20_000
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(MedaiError, ValueError):
     """A dataset file that cannot be read (missing columns, unknown policy, no images)."""
+
+    code = "invalid"
 
 
 @dataclass
@@ -442,8 +450,8 @@ def read_manifest(path: str | Path, task: str, root: str | Path | None = None) -
 
 def read_nih(csv_path: str | Path, image_dir: str | Path) -> ImageDataset:
     """NIH ChestX-ray14 ``Data_Entry_2017.csv``: 'Finding Labels' as ``A|B``, 'Patient ID'."""
-    sp = space("cxr")
-    labels, exists = _LabelCache("cxr"), ExistingFiles()
+    sp = space(CHEST_XRAY_TASK)
+    labels, exists = _LabelCache(CHEST_XRAY_TASK), ExistingFiles()
     unknown, skipped = Counter(), Counter()
     builder = TableBuilder(len(sp.labels))
     for row in _iter_csv(Path(csv_path), {"image index", "finding labels", "patient id"}):
@@ -458,14 +466,14 @@ def read_nih(csv_path: str | Path, image_dir: str | Path) -> ImageDataset:
             continue
         builder.add(name, tuple(labs), row["patient id"], "nih", folder=folder)
     table = builder.build(lambda labs: _targets(sp, labs, NIH_LABELS))
-    return ImageDataset("cxr", table, unknown, skipped)
+    return ImageDataset(CHEST_XRAY_TASK, table, unknown, skipped)
 
 
 UNCERTAINTY_POLICIES = ("ones", "zeros", "ignore")
 
 
 def _chexpert_targets(row: dict, uncertainty: str, blank: str) -> np.ndarray:
-    sp = space("cxr")
+    sp = space(CHEST_XRAY_TASK)
     t = np.full(len(sp.labels), np.nan, dtype=np.float32)
     for col, lab in _chexpert_columns():
         raw = (row.get(col.lower()) or "").strip()
@@ -486,7 +494,7 @@ def _chexpert_columns() -> list[tuple[str, str]]:
     Devices" have none and are left out)."""
     out = []
     for col in CHEXPERT_COLUMNS:
-        lab = resolve("cxr", col)
+        lab = resolve(CHEST_XRAY_TASK, col)
         if lab is not None:
             out.append((col, lab))
     return out
@@ -510,7 +518,7 @@ def read_chexpert(
             f"uncertainty must be one of {UNCERTAINTY_POLICIES}, blank one of zeros|ignore"
         )
     exists, skipped = ExistingFiles(), Counter()
-    builder = TableBuilder(len(space("cxr").labels))
+    builder = TableBuilder(len(space(CHEST_XRAY_TASK).labels))
     for row in _iter_csv(Path(csv_path), {"path"}):
         rel = row["path"]
         folder, name = os.path.split(os.path.join(str(root), rel))
@@ -525,7 +533,7 @@ def read_chexpert(
             source,
             folder=folder,
         )
-    return ImageDataset("cxr", builder.build(_from_float_key), skipped=skipped)
+    return ImageDataset(CHEST_XRAY_TASK, builder.build(_from_float_key), skipped=skipped)
 
 
 def read_mimic(
@@ -545,7 +553,7 @@ def read_mimic(
         for row in _iter_csv(Path(chexpert_csv), {"subject_id", "study_id"})
     }
     exists, skipped = ExistingFiles(), Counter()
-    builder = TableBuilder(len(space("cxr").labels))
+    builder = TableBuilder(len(space(CHEST_XRAY_TASK).labels))
     for meta in _iter_csv(Path(metadata_csv), {"dicom_id", "subject_id", "study_id"}):
         key = studies.get(meta["study_id"])
         if key is None:
@@ -560,7 +568,7 @@ def read_mimic(
             skipped["missing_file"] += 1
             continue
         builder.add(name, key, subject, "mimic", folder=folder)
-    return ImageDataset("cxr", builder.build(_from_float_key), skipped=skipped)
+    return ImageDataset(CHEST_XRAY_TASK, builder.build(_from_float_key), skipped=skipped)
 
 
 def read_folder(root: str | Path, task: str) -> ImageDataset:
@@ -594,13 +602,24 @@ def load_dataset(path: str | Path, task: str, **kwargs) -> ImageDataset:
     if path.is_dir():
         return read_folder(path, task)
     if path.name.lower().startswith("data_entry"):
+        _chest_format(path, "an NIH ChestX-ray14 table", task)
         return read_nih(path, kwargs.get("image_dir") or path.parent / "images")
     header = _header(path)
     if "path" in header and "file" not in header:
+        _chest_format(path, "a CheXpert table", task)
         return read_chexpert(
             path, kwargs.get("root") or path.parent, kwargs.get("uncertainty", "ignore")
         )
     return read_manifest(path, task, kwargs.get("root"))
+
+
+def _chest_format(path: Path, what: str, task: str) -> None:
+    """A chest X-ray dataset's own layout read for another task would train that task on
+    chest findings: refused, saying what the file is."""
+    if task != CHEST_XRAY_TASK:
+        raise DatasetFormatError(
+            f"{path}: {what} (chest X-ray findings, task {CHEST_XRAY_TASK!r}), not a {task} dataset"
+        )
 
 
 def _header(path: Path) -> set[str]:

@@ -99,15 +99,6 @@ def _thresholds(thresholds) -> dict[str, float]:
     return getattr(thresholds, "thresholds", thresholds)
 
 
-def exclusive_scores(probs: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
-    """Log-odds margin of each label over its operating threshold. Independent sigmoids are
-    not comparable across labels (base rates differ); margins over the validation-chosen
-    thresholds are, so the exclusive class is the label that most exceeds its threshold."""
-    p = np.clip(probs, 1e-6, 1 - 1e-6)
-    t = np.clip(np.asarray(thresholds, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p)) - np.log(t / (1 - t))
-
-
 def _exclusive_metrics(
     task: str, labels: Sequence[str], targets: np.ndarray, probs: np.ndarray, thresholds
 ) -> dict:

@@ -62,6 +62,8 @@ class ImageRefused(ImageInputError):
     """A readable image of the wrong kind for the model (another modality or body part, a
     colour photograph): no findings, no heatmap, no draft — the same answer everywhere."""
 
+    code = "image_refused"
+
     def __init__(self, reason: Refusal | str) -> None:
         super().__init__(str(reason))
         self.refusal = (

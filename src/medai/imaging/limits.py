@@ -12,6 +12,8 @@ import struct
 import zlib
 from typing import BinaryIO
 
+from medai.core.errors import MedaiError
+
 MAX_BYTES = 64 * 1024 * 1024  # a stored file, and a deflated DICOM dataset once inflated
 MAX_PIXELS = 40_000_000  # one frame, e.g. 6000 × 6600: larger than any plain radiograph
 MAX_FRAME_BYTES = 96 * 1024 * 1024
@@ -22,10 +24,12 @@ MIN_SIDE = 32
 DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
-class ImageInputError(ValueError):
+class ImageInputError(MedaiError, ValueError):
     """An image that cannot be used, with the reason in words a radiologist understands;
     ``refusal_code`` and ``params`` are the refusal a study gets for it (the faces translate
     them)."""
+
+    status, code = 422, "unusable_image"
 
     refusal_code = "unreadable"
 

@@ -253,6 +253,7 @@ def train_imaging(
     so members of a seed ensemble share one split and one validation set. ``num_workers``:
     image-decoding processes (default: from the CPU count; results do not depend on it)."""
     from medai.core.trainer import default_workers
+    from medai.imaging.labels import space
     from medai.imaging.train import augmentation as check_augmentation
 
     check_augmentation(augmentation)
@@ -261,7 +262,8 @@ def train_imaging(
     tr, va, te = patient_split(ds, seed=split_seed, groups=split_groups(ds))
     train, val, test = _subset(ds, tr), _subset(ds, va), _subset(ds, te)
     labels = train.annotated_labels(min_positives=min(5, max(1, len(train) // 20)))
-    if (len(labels) < 2 and task == "mri") or not labels:
+    # one class per image (softmax) needs two classes to choose between; multi-label, one
+    if len(labels) < (1 if space(task).multilabel else 2):
         raise ValueError(f"{data}: not enough annotated labels to train ({labels})")
     cfg = ImagingTrainConfig(
         task=task,
@@ -370,24 +372,6 @@ def train_imaging(
         "history": history,
         "files": files,
     }
-
-
-def reevaluate(out: Path, data: Path, seed: int = 13, history: list | None = None) -> dict:
-    """Recompute a model directory's held-out test metrics (same split as training) and
-    rewrite its metrics.json, plots and card metrics, e.g. after a metric definition changed."""
-    from medai.core import model_dir
-    from medai.core.model_dir import read_card
-
-    predictor = model_dir.load(out)
-    ds = load_dataset(data, predictor.cfg.task)
-    _, _, te = patient_split(ds, seed=seed, groups=split_groups(ds))
-    metrics, targets, probs = score(predictor, _subset(ds, te))
-    card = read_card(out)
-    card.metrics.update(card_metrics(metrics))
-    save_card(out, card)
-    write_metrics(metrics, out / "evaluation")
-    write_plots(metrics, targets, probs, predictor.labels, out / "evaluation", history or [])
-    return metrics
 
 
 def quantize_checked(

@@ -3,7 +3,7 @@ classes, and the English/Turkish finding patterns and report phrases of every la
 
 from __future__ import annotations
 
-from medai.core.task_registry import Task, loader_from, register
+from medai.core.task_registry import DraftWords, Task, loader_from, register
 
 CXR_LABELS = (
     "Atelectasis",
@@ -245,6 +245,34 @@ MRI_CODES = {
     "No_Tumor": ("99MEDAI", "MRI-NOTUMOR", "No tumour (of the model's classes)"),
 }
 
+# What a template draft says of the examination (en, tr). Only what the model reads: the chest
+# models decide lung findings, never the heart size or the mediastinum, so a normal draft says
+# nothing of them (the radiologist adds what they see).
+CXR_DRAFT = DraftWords(
+    technique=("Chest radiograph.", "Akciğer grafisi."),
+    technique_with_view=("{view} chest radiograph.", "{view} akciğer grafisi."),
+    normal=("The lungs are clear.", "Akciğerler temizdir."),
+    normal_impression=(
+        "No acute lung abnormality (AI suggestion).",
+        "Akut akciğer patolojisi saptanmadı (YZ önerisi).",
+    ),
+)
+MRI_DRAFT = DraftWords(
+    technique=("Brain MRI (single slice).", "Beyin MR incelemesi (tek kesit)."),
+    normal=("No tumour is suggested on this slice.", "Bu kesitte tümör düşündüren bulgu yoktur."),
+    normal_impression=(
+        "No tumour suggested (AI suggestion).",
+        "Tümör düşündüren bulgu yok (YZ önerisi).",
+    ),
+    # one class per slice: an undecided result leaves the classification to the radiologist
+    indeterminate=(
+        "The AI could not decide on one class for this slice between {candidates}; "
+        "classification is left to the radiologist.",
+        "YZ bu kesit için tek bir sınıfa karar veremedi: {candidates}; sınıflandırma "
+        "radyoloğa bırakılmıştır.",
+    ),
+)
+
 
 CXR = Task(
     name="cxr",
@@ -275,6 +303,9 @@ CXR = Task(
     display={"tr": "Akciğer grafisi", "en": "Chest X-ray"},
     label_names=CXR_NAMES,
     codes=CXR_CODES,
+    draft=CXR_DRAFT,
+    flip_augment=False,  # the heart's side matters (a mirrored film shows dextrocardia)
+    default=True,  # the upload form's and the CLI's task when none is named
 )
 MRI = Task(
     name="mri",
@@ -296,6 +327,8 @@ MRI = Task(
     display={"tr": "Beyin MR", "en": "Brain MRI"},
     label_names=MRI_NAMES,
     codes=MRI_CODES,
+    draft=MRI_DRAFT,
+    flip_augment=True,  # a tumour's class does not depend on the hemisphere it is in
 )
 
 

@@ -1,8 +1,9 @@
 """Train an imaging model: masked BCE (multi-label) or class-weighted CE (single-label).
 
 Labels a source did not annotate (``nan`` targets) are masked out of the loss. Augmentation is
-mild and anatomy-preserving (small rotations/scales/shifts, contrast; no left-right flip for
-chest X-rays, where the heart's side matters). Early stopping on validation loss with the best
+mild and anatomy-preserving (small rotations/scales/shifts, contrast; a left-right flip only
+for a task that allows it, ``Task.flip_augment``: not chest X-rays, where the heart's side
+matters). Early stopping on validation loss with the best
 weights restored, resume from the last epoch, Accelerate for several processes/GPUs.
 
 Images stream from disk: decoded in DataLoader workers when a batch needs them, never cached
@@ -327,7 +328,7 @@ class ImagingAdapter:
             self.label_idx,
             cfg.image_size,
             cfg.augment,
-            cfg.task != "cxr",
+            self.space.flip_augment,  # the task's own: no flip where the side matters
             seed=cfg.seed,
             strength=cfg.augmentation,
         )

@@ -38,7 +38,9 @@ from sqlalchemy import delete, func, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from medai.core.errors import MedaiError
 from medai.platform import audit, passwords
+from medai.platform.crypto import cipher
 from medai.platform.db import lock_key, utcnow
 from medai.platform.tables import LoginFailure, Token, User
 
@@ -47,7 +49,9 @@ CLINICAL = frozenset({"radiologist", "clinician"})
 ADMIN = frozenset({"admin"})
 ENROL_HOURS = 72  # how long a new account's (or a reset's) enrolment code is valid by default
 MAX_ENROL_HOURS = 14 * 24
-CODE_LENGTH = 12  # of kiosks.CODE_ALPHABET (31 symbols, no 0/O, 1/I/L): about 59 bits
+# enrolment codes are typed by hand (kiosk codes on a touch screen): no 0/O, 1/I/L
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 12  # of CODE_ALPHABET (31 symbols): about 59 bits
 NO_PASSWORD = ""  # the stored hash of an account whose user has not enrolled: matches nothing
 DICOM_ACCOUNT = "medai-dicom"  # what studies from the DICOM node are filed under (inactive)
 INTERNAL = frozenset({DICOM_ACCOUNT})
@@ -89,6 +93,11 @@ def _profile() -> str:
     return get_settings().password_hash
 
 
+def normalise_code(code: str) -> str:
+    """What the user typed, without spaces or dashes, upper case (codes are shown grouped)."""
+    return "".join(c for c in code.upper() if c.isalnum())[:64]
+
+
 def _hasher():
     """The hasher of the configured profile (``MEDAI_PASSWORD_HASH``, passwords.HASH_PROFILES)."""
     return passwords.hasher(_profile())
@@ -106,7 +115,7 @@ def dummy_hash() -> str:
 _DUMMY_HASHES: dict[str, str] = {}
 
 
-class AccountError(ValueError):
+class AccountError(MedaiError, ValueError):
     """A request about accounts that cannot be done (message safe to show); ``status`` and
     ``code`` are the API's answer."""
 
@@ -138,6 +147,10 @@ class LastAdmin(AccountError):
     status, code = 409, "last_admin"
 
 
+class PasswordNotAllowed(AccountError):
+    """A password given for an account whose user must choose it (every non-admin role)."""
+
+
 class EnrolmentRefused(AccountError):
     """An enrolment code that is unknown, used or expired."""
 
@@ -151,15 +164,30 @@ class WeakPassword(AccountError):
         super().__init__(verdict.message)
         self.verdict = verdict
 
+    @property
+    def errors(self) -> list[dict]:  # the field the form marks, and why
+        return [{"loc": ["body", "password"], "msg": str(self), "type": self.verdict.reason}]
 
-class AuthFailed(Exception):
-    pass
+
+class AuthFailed(MedaiError, Exception):
+    """Never says which of the two was wrong."""
+
+    status, code = 401, "unauthenticated"
+
+    def __init__(self, message: str = "wrong user name or password") -> None:
+        super().__init__(message)
 
 
-class Throttled(Exception):
+class Throttled(MedaiError, Exception):
+    status, code = 429, "throttled"
+
     def __init__(self, retry_after_s: int) -> None:
         super().__init__("too many failed logins; try again later")
         self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 def allowed(role: str | None, action: str) -> bool:
@@ -212,8 +240,6 @@ def create_user(db: Session, username: str, password: str, role: str) -> User:
 
 
 def _code() -> str:
-    from medai.platform.kiosks import CODE_ALPHABET
-
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
@@ -270,7 +296,6 @@ def reset(
 def enrol(db: Session, code: str, password: str, now: datetime) -> User:
     """The user behind a valid code sets their password (``WeakPassword`` leaves the code
     usable; success uses it up)."""
-    from medai.platform.kiosks import normalise_code
 
     code = normalise_code(code)
     user = db.scalar(select(User).where(User.enrol_code_hash == digest(code))) if code else None
@@ -506,8 +531,6 @@ def verify(db: Session, username: str, password: str) -> User:
 def name_key(username: str) -> str:
     """What the throttle stores of a typed user name: its keyed hash (``Cipher.pseudonym``),
     never the text, which may be a password typed into the wrong field."""
-    from medai.platform.crypto import cipher
-
     return cipher().pseudonym(username[:64].lower())
 
 
@@ -616,3 +639,91 @@ def sign_out(db: Session, tok: Token) -> int:
     for t in live:
         revoke(db, t)
     return len(live)
+
+
+# Use cases: what an admin (API or CLI) does to an account, validated, written and audited in
+# the caller's transaction. The faces keep their I/O, status codes and throttles.
+
+
+def create_account(
+    db: Session,
+    username: str,
+    role: str,
+    actor: audit.Actor,
+    now: datetime,
+    *,
+    password: str | None = None,
+    enrol_hours: float = ENROL_HOURS,
+) -> tuple[User, str | None]:
+    """A new account: with a one-time enrolment code (returned), or, for an admin role only,
+    with the ``password`` its own user chose (the first admin). Audited as ``admin`` op=create
+    and as the role's grant."""
+    if password is not None:
+        if check_role(role) not in ADMIN:
+            raise PasswordNotAllowed(
+                f"a {role}'s password is chosen by its user: give them an enrolment code"
+            )
+        user, code = create_user(db, username, password, role), None
+    else:
+        user, code = invite(db, username, role, now, enrol_hours)
+    audit.record(db, actor, "admin", "user", user.id, op="create", role=role)
+    record_grant(db, actor, user, "grant", None, role)
+    return user, code
+
+
+def reset_account(
+    db: Session, username: str, actor: audit.Actor, now: datetime, hours: float = ENROL_HOURS
+) -> tuple[User, str]:
+    """``reset``, audited (``admin`` op=reset); returns the user and the new code."""
+    user, code = reset(db, username, now, hours)
+    audit.record(db, actor, "admin", "user", user.id, op="reset")
+    return user, code
+
+
+def assign_role(db: Session, username: str, role: str, actor: audit.Actor) -> tuple[User, str]:
+    """``change_role``, audited as a role change when the role changed. A ``RoleConflict``
+    rolls the caller's transaction back: record it with ``record_role_refusal`` in a new one."""
+    user, before = change_role(db, username, role)
+    if before != role:
+        record_grant(db, actor, user, "change", before, role)
+    return user, before
+
+
+def record_role_refusal(db: Session, username: str, role: str, actor: audit.Actor) -> None:
+    """The audit event of a refused role change (``role_conflict``)."""
+    user = get_user(db, username)
+    record_grant(db, actor, user, "change", user.role, role, "denied")
+
+
+def set_account_active(db: Session, username: str, active: bool, actor: audit.Actor) -> User:
+    """``set_active``, audited (``admin`` op=enable or op=disable)."""
+    user = set_active(db, username, active)
+    audit.record(db, actor, "admin", "user", user.id, op="enable" if active else "disable")
+    return user
+
+
+def enrol_account(
+    db: Session, code: str, password: str, now: datetime, client: str | None = None
+) -> User:
+    """``enrol``, audited as the user's own ``login`` op=enrol (from ``client``)."""
+    user = enrol(db, code, password, now)
+    audit.record(
+        db,
+        audit.Actor(user.username, user.id, user.role, client),
+        "login",
+        "user",
+        user.id,
+        op="enrol",
+    )
+    return user
+
+
+def internal_account(db: Session, username: str = DICOM_ACCOUNT) -> User:
+    """One of medai's own accounts (``INTERNAL``: what DICOM-received studies are filed
+    under), made on first use: inactive, without a password, so nobody can sign in as it."""
+    user = db.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = User(username=username, role="clinician", password_hash=NO_PASSWORD, active=False)
+        db.add(user)
+        db.flush()
+    return user

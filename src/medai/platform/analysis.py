@@ -11,61 +11,20 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import select
-
 from medai.core.task_registry import get as get_task
 from medai.platform import review, studies
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
+from medai.platform.finding_states import decided_positives
 from medai.platform.integration import outbox
 from medai.platform.lifecycle import monitoring, shadow
-from medai.platform.studies import latest_result, set_status
+from medai.platform.studies import latest_result, save_result, set_status, stored_result
 from medai.platform.tables import AIResultRow, Study
 from medai.services import imaging as imaging_service
 from medai.services.reports import shared_drafter
 
 log = logging.getLogger("medai.platform.jobs")
 WORKER = Actor(name="medai-worker")
-
-
-def _stored(p: Platform, study_id: int, kind: str, model_hash: str) -> AIResultRow | None:
-    with p.db.session() as db:
-        return db.scalar(
-            select(AIResultRow).where(
-                AIResultRow.study_id == study_id,
-                AIResultRow.kind == kind,
-                AIResultRow.model_hash == model_hash,
-            )
-        )
-
-
-def save_result(
-    p: Platform,
-    study_id: int,
-    kind: str,
-    model,
-    payload: dict,
-    heatmap: tuple[str, str] | None = None,
-) -> AIResultRow:
-    """Store one AI result naming its model (a twin delivery's stored row wins)."""
-    from sqlalchemy.exc import IntegrityError
-
-    try:
-        with p.db.session() as db:
-            row = AIResultRow(
-                study_id=study_id,
-                kind=kind,
-                model_name=model.name,
-                model_version=model.version,
-                model_hash=model.content_hash,
-                payload=payload,
-                heatmap_sha256=heatmap[0] if heatmap else None,
-                heatmap_label=heatmap[1] if heatmap else None,
-            )
-            db.add(row)
-        return row
-    except IntegrityError:  # a twin delivery stored it first
-        return _stored(p, study_id, kind, model.content_hash)
 
 
 def analyse_study(p: Platform, study_id: int) -> str:
@@ -88,7 +47,7 @@ def analyse_study(p: Platform, study_id: int) -> str:
     predictor = p.models.get(task)
     ref = predictor.identity
     data = p.store.read(sha)
-    row = _stored(p, study_id, "imaging", ref.content_hash)
+    row = stored_result(p, study_id, "imaging", ref.content_hash)
     source = data  # what the draft reads its image's size and view from
     if row is None or display is None:
         try:  # one decode for the rendition, the findings, the heatmap and the draft
@@ -117,7 +76,7 @@ def analyse_study(p: Platform, study_id: int) -> str:
             ref,
             store=False,
         )
-    draft_row = _stored(p, study_id, "draft", ref.content_hash)
+    draft_row = stored_result(p, study_id, "draft", ref.content_hash)
     if draft_row is None:
         draft = shared_drafter(p.knowledge_dir).draft(
             source, payload, task=task, lang=lang, question=question, findings_model=ref
@@ -225,15 +184,6 @@ def display_rendition(p: Platform, study_id: int) -> str:
     with imaging_service.decoded(p.store.read(sha)) as image:
         png = imaging_service.display_png(image)
     return keep_display(p, study_id, png)
-
-
-def decided_positives(payload: dict) -> list[str]:
-    """The stored result's decided findings (its decision; rows of results stored before
-    decisions existed fall back to their ``positive`` flags)."""
-    decision = payload.get("decision")
-    if decision:
-        return list(decision.get("positives") or [])
-    return [f["label"] for f in payload.get("findings", []) if f.get("positive")]
 
 
 def urgent_labels(task: str, payload: dict) -> list[tuple[str, str]]:

@@ -7,7 +7,6 @@ triggers that refuse UPDATE and DELETE. Events carry identifiers and counts, nev
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -141,7 +140,3 @@ def export_jsonl(db: Session, out: IO[str], batch: int = 1000) -> int:
         for e in rows:
             out.write(json.dumps(as_dict(e), ensure_ascii=False) + "\n")
         n, last = n + len(rows), rows[-1].id
-
-
-def iter_events(db: Session) -> Iterator[AuditEvent]:
-    yield from db.scalars(select(AuditEvent).order_by(AuditEvent.id))

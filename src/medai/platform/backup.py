@@ -56,7 +56,12 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from medai.platform.blobs import private_dir
+from medai.core.errors import MedaiError
+from medai.platform import pg_tools
+from medai.platform.crypto import BlobCipher
+from medai.platform.db import default_url, sqlite_path
+from medai.platform.files import private_dir
+from medai.platform.rotation import SEALED, _raw
 
 FORMAT = "medai-backup/1"
 MANIFEST = "manifest.json"
@@ -95,7 +100,7 @@ Progress = Callable[[str, int, int], None]
 ``check``; ``total`` 0 when unknown."""
 
 
-class BackupError(RuntimeError):
+class BackupError(MedaiError, RuntimeError):
     """A backup or restore refused or failed; ``code`` names why (``--json``)."""
 
     def __init__(self, message: str, code: str) -> None:
@@ -113,8 +118,6 @@ def _quiet(_phase: str, _done: int, _total: int) -> None:
 def key_id(key: str) -> str:
     """A key's id as stored files carry it (``BlobCipher``: 8 bytes of a hash of a key
     derived from it), in hex: safe to print and to keep beside the data."""
-    from medai.platform.crypto import BlobCipher
-
     return BlobCipher([key]).newest.hex()
 
 
@@ -149,8 +152,6 @@ def sealed_columns(conn: Connection) -> list[tuple[str, Any, Any, Any]]:
     """Every sealed column (``rotation.SEALED``) this database has: (label, table, id,
     column) with the column under its stored type (the token, not the plaintext). An older
     schema (a backup of a previous release) lacks some; they are skipped."""
-    from medai.platform.rotation import SEALED, _raw
-
     present = {
         t: {c["name"] for c in inspect(conn).get_columns(t)}
         for t in inspect(conn).get_table_names()
@@ -403,8 +404,6 @@ def _sqlite_snapshot(source: Path, target: Path, keys: list[str]) -> dict[str, A
 def _pg_snapshot(url: str, target: Path, keys: list[str]) -> dict[str, Any]:
     """``pg_dump`` of one exported snapshot; the survey reads the same snapshot, so the
     manifest counts exactly the rows the dump holds."""
-    from medai.platform import pg_tools
-
     dump = pg_tools.tool("pg_dump")
     engine = create_engine(url, poolclass=NullPool)
     try:
@@ -441,14 +440,10 @@ def _pg_snapshot(url: str, target: Path, keys: list[str]) -> dict[str, Any]:
 
 
 def database_url(settings: Any) -> str:
-    from medai.platform.db import default_url
-
     return settings.database_url or default_url()
 
 
 def snapshot_database(url: str, dest: Path, keys: list[str]) -> dict[str, Any]:
-    from medai.platform.db import sqlite_path
-
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is None or not path.is_file():
@@ -514,7 +509,6 @@ def backup(dest: Path, settings: Any = None, progress: Progress | None = None) -
     is not new or empty, and (``code`` ``files_missing``, after the manifest is written)
     when a file the database names is not on disk."""
     import medai
-    from medai.platform.crypto import BlobCipher
     from medai.settings import get_settings
 
     settings = settings or get_settings()

@@ -24,44 +24,28 @@ import hashlib
 import logging
 import os
 import re
-import stat
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medai.core.errors import MedaiError
 from medai.core.faults import StorageFault, StorageMissing
 from medai.platform.crypto import InvalidToken
+from medai.platform.crypto import blob_cipher as platform_cipher
+from medai.platform.files import DIR_MODE, FILE_MODE, private_dir, set_mode, sync_dir
 
 if TYPE_CHECKING:
     from medai.platform.crypto import BlobCipher
 
 log = logging.getLogger("medai.platform")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-DIR_MODE, FILE_MODE = 0o700, 0o600
 STALE_TEMP_S = 3600  # a temporary file this old is a crash's leftover, not an upload under way
 
 
-class TooLarge(ValueError):
-    pass
-
-
-def _chmod(path: Path, mode: int) -> None:
-    """Set ``mode`` unless it is already so; a read-only disk or a file someone else owns is
-    logged, not fatal (readiness reports an unwritable disk)."""
-    try:
-        if stat.S_IMODE(path.stat().st_mode) != mode:
-            os.chmod(path, mode)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning(
-            "cannot make %s private (mode %o): %s",
-            path,
-            mode,
-            errno.errorcode.get(exc.errno or 0, type(exc).__name__),
-        )
+class TooLarge(MedaiError, ValueError):
+    status, code = 413, "too_large"
 
 
 def _name(exc: BaseException, path: str | Path) -> None:
@@ -71,52 +55,9 @@ def _name(exc: BaseException, path: str | Path) -> None:
         exc.filename = str(path)
 
 
-def sync_dir(path: Path) -> None:
-    """Make a rename or a new name in ``path`` durable (POSIX: a file's fsync does not cover
-    its directory entry). A file system that cannot sync a folder (EINVAL) is left as is."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def private_dir(path: str | Path) -> Path:
-    """Create ``path`` (and missing parents) 0700, or tighten it. A shared folder (sticky or
-    world-writable, such as /tmp) or the user's own home is never changed."""
-    path = Path(path)
-    missing = []
-    for p in (path, *path.parents):
-        if p.exists():
-            break
-        missing.append(p)
-    for p in reversed(missing):
-        try:
-            p.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            pass
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return path
-    shared = st.st_mode & (stat.S_ISVTX | stat.S_IWOTH)
-    if not shared and path.resolve() not in (Path("/"), Path.home().resolve()):
-        _chmod(path, DIR_MODE)
-    return path
-
-
-def private_file(path: str | Path) -> None:
-    _chmod(Path(path), FILE_MODE)
-
-
 class BlobStore:
     def __init__(self, root: str | Path, blob_cipher: BlobCipher | None = None) -> None:
         if blob_cipher is None:
-            from medai.platform.crypto import blob_cipher as platform_cipher
-
             blob_cipher = platform_cipher()
         self.cipher = blob_cipher
         self.root = private_dir(root)
@@ -128,7 +69,7 @@ class BlobStore:
         now = time.time()
         for dirpath, dirnames, filenames in os.walk(self.root):
             for d in dirnames:
-                _chmod(Path(dirpath) / d, DIR_MODE)
+                set_mode(Path(dirpath) / d, DIR_MODE)
             for f in filenames:
                 path = Path(dirpath) / f
                 if f.startswith((".upload-", ".ready-")):
@@ -138,7 +79,7 @@ class BlobStore:
                             continue
                     except OSError:
                         pass
-                _chmod(path, FILE_MODE)
+                set_mode(path, FILE_MODE)
 
     def path(self, sha: str) -> Path:
         if not _SHA.match(sha):

@@ -8,13 +8,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from medai.core.errors import MedaiError
 from medai.platform import finding_states, review, studies
 from medai.platform.crypto import cipher
 from medai.platform.tables import Conversation, Message, ReportVersion, Study, User
 
 
-class NotYours(LookupError):
+class NotYours(MedaiError, LookupError):
     """No such conversation for this user (others' conversations are not revealed)."""
+
+    status, code = 404, "not_found"
 
 
 def start(db: Session, study: Study, user: User) -> Conversation:
@@ -67,8 +70,6 @@ def context(db: Session, conv: Conversation) -> dict[str, Any]:
     and what the latest signature said of each label, which rules once it stored labels), the
     AI decision's summary (undecided candidates, a conflict), the current report's conclusion
     (and whether that version is signed), the task and the study's language."""
-    from medai.platform.lifecycle.labels import version_labels
-
     study = db.get(Study, conv.study_id)
     row = studies.latest_result(db, study.id)
     report = review.current(db, study.id)
@@ -86,7 +87,7 @@ def context(db: Session, conv: Conversation) -> dict[str, Any]:
     states = finding_states.with_states(
         basis,
         row.payload if row else None,
-        version_labels(db, study.id, signed.version) if signed else None,
+        finding_states.version_labels(db, study.id, signed.version) if signed else None,
     )
     return {
         "findings": states["findings"],

@@ -19,6 +19,8 @@ from typing import BinaryIO
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from medai.platform.files import private_dir, private_file, sync_dir
+
 __all__ = ["BlobCipher", "Cipher", "InvalidToken", "blob_cipher", "cipher"]
 
 
@@ -169,8 +171,6 @@ def _key_file(home: Path) -> list[str]:
     MEDAI_HOME) all read the same, complete key. Nodes with homes of their own would each make
     a different key and could not read each other's files: give them MEDAI_SECRET_KEYS (or its
     _FILE) instead (docs/deploy/several-nodes.md)."""
-    from medai.platform.blobs import private_dir, private_file, sync_dir
-
     path = private_dir(home) / "secret.key"
     if not path.exists():
         fd, tmp = tempfile.mkstemp(dir=home, prefix=".secret-")

@@ -26,8 +26,9 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from medai.core.errors import MedaiError
 from medai.core.faults import classify
-from medai.platform.blobs import private_dir, private_file
+from medai.platform.files import private_dir, private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -146,9 +147,11 @@ def lock_key(db: Session, key: str) -> None:
         )
 
 
-class DatabaseLocationError(ValueError):
+class DatabaseLocationError(MedaiError, ValueError):
     """A SQLite database whose folder does not exist: named at start, not a traceback from
     the driver."""
+
+    code = "invalid"
 
 
 def check_location(url: str) -> None:
@@ -214,11 +217,13 @@ class SchemaState:
         return ", ".join(self.heads)
 
 
-class SchemaMismatch(RuntimeError):
+class SchemaMismatch(MedaiError, RuntimeError):
     """The database's schema is not the one this release runs on: ``schema_behind`` (not
     migrated yet, or empty, with ``MEDAI_AUTO_MIGRATE=false``: run ``medai migrate``) or
     ``schema_newer`` (a newer release migrated it: run that release, or restore the backup
     taken before the upgrade). ``code`` is what readiness and ``--json`` report."""
+
+    code = "schema_behind"
 
     def __init__(self, state: SchemaState) -> None:
         import medai

@@ -20,6 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medai.platform.tables import StudyLabel
+
 VERDICTS = ("confirmed", "rejected", "added", "decided")
 SUMMARY = (
     "state",
@@ -126,14 +131,34 @@ def signer_rules(report: dict[str, Any]) -> bool:
     return bool(report.get("signed_labels"))
 
 
+def version_labels(db: Session, study_id: int, version: int) -> list[dict[str, Any]]:
+    """The labels the signature of one report version stored (none: it stored none)."""
+    rows = db.scalars(
+        select(StudyLabel)
+        .where(StudyLabel.study_id == study_id, StudyLabel.report_version == version)
+        .order_by(StudyLabel.id)
+    )
+    return [
+        {"label": r.label, "ai_positive": r.ai_positive, "present": r.present, "source": r.source}
+        for r in rows
+    ]
+
+
 def of_version(db, report: dict[str, Any], ai_payload: dict[str, Any] | None) -> dict[str, Any]:
     """``with_states`` with the labels the signature of ``report``'s own version stored (an
     amendment's, not the first signature's)."""
-    from medai.platform.lifecycle.labels import version_labels
-
     signed = (
         version_labels(db, report["study_id"], report["version"])
         if report.get("signed_by")
         else None
     )
     return with_states(report, ai_payload, signed)
+
+
+def decided_positives(payload: dict) -> list[str]:
+    """The stored result's decided findings (its decision; rows of results stored before
+    decisions existed fall back to their ``positive`` flags)."""
+    decision = payload.get("decision")
+    if decision:
+        return list(decision.get("positives") or [])
+    return [f["label"] for f in payload.get("findings", []) if f.get("positive")]

@@ -34,6 +34,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from medai.core.errors import MedaiError
+from medai.platform.crypto import cipher
 from medai.platform.db import utcnow
 from medai.platform.tables import UploadKey
 
@@ -48,13 +50,17 @@ SWEEP_EVERY = timedelta(hours=1)
 _KEY = re.compile(PATTERN)
 
 
-class InvalidKey(ValueError):
+class InvalidKey(MedaiError, ValueError):
     """A header value that is not 1–128 printable ASCII characters (the API's 400)."""
 
+    status, code = 400, "invalid_idempotency_key"
 
-class KeyTaken(Exception):
+
+class KeyTaken(MedaiError, Exception):
     """Another request committed this user's key first (or holds it until it commits):
     this transaction files nothing and answers that request's study."""
+
+    code = "conflict"
 
 
 def checked(value: str | None) -> str | None:
@@ -72,8 +78,6 @@ def checked(value: str | None) -> str | None:
 def fingerprints(sha: str, fields: dict[str, Any]) -> list[str]:
     """The upload's fingerprint under every configured key, newest first (a key rotation
     keeps recognising a row made before it): its file and its form fields."""
-    from medai.platform.crypto import cipher
-
     text = json.dumps(
         {"file": sha, **fields}, sort_keys=True, ensure_ascii=False, separators=(",", ":")
     )

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
+from medai.core.errors import CODES, MedaiError
 from medai.platform.integration import identity as dicom
 from medai.platform.tables import IdentityConflict, Patient, Study, User
 
@@ -39,12 +40,17 @@ REASONS = {
 }
 
 
-class ConflictError(ValueError):
-    """A request about a conflict that cannot be done (``code``: not_found, conflict)."""
+class ConflictError(MedaiError, ValueError):
+    """A request about a conflict that cannot be done (``code``: not_found, invalid,
+    conflict; the status is the code's)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+    @property
+    def status(self) -> int | None:
+        return CODES[self.code].status
 
 
 def open_conflict_clause(study_id_column: Any) -> Any:

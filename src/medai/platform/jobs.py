@@ -13,11 +13,8 @@ the Celery task in ``queue`` (``medai worker`` processes on other machines).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
@@ -25,7 +22,7 @@ from sqlalchemy import or_, select, update
 from medai.core.faults import classify
 from medai.platform.context import Platform
 from medai.platform.db import utcnow
-from medai.platform.leases import claim_first
+from medai.platform.leases import claim_first, worker_name
 from medai.platform.studies import set_status
 from medai.platform.tables import Job, Study
 
@@ -38,10 +35,6 @@ def _why(exc: BaseException) -> str:
     exception's message is never logged: it can quote patient text)."""
     fault = classify(exc)
     return type(exc).__name__ + (f" ({fault})" if fault is not None else "")
-
-
-def worker_name(prefix: str = "pool") -> str:
-    return f"{prefix}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _claimable(now):

@@ -20,33 +20,69 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from medai.platform.accounts import CLIENT_FACTOR, digest, take_slots
+from medai.core.errors import MedaiError
+from medai.platform import audit
+from medai.platform.accounts import CLIENT_FACTOR, CODE_ALPHABET, digest, normalise_code, take_slots
 from medai.platform.db import lock_key
 from medai.platform.tables import Kiosk, TriageRecord
 
-# enrolment codes are typed on a touch screen: no 0/O, 1/I/L; 10 symbols of 31 ≈ 49 bits
-CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+# enrolment codes are typed on a touch screen: 10 symbols of accounts.CODE_ALPHABET ≈ 49 bits
 CODE_LENGTH = 10
 MAX_QUOTA = 1_000_000
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-çğıöşüÇĞİÖŞÜ")
 
 
-class KioskError(ValueError):
+class KioskError(MedaiError, ValueError):
     """A kiosk request that cannot be done; the message is safe to show."""
+
+    status, code = 422, "invalid"
 
 
 class KioskNotFound(KioskError):
-    pass
+    status, code = 404, "not_found"
+
+
+class KioskRevoked(KioskNotFound):
+    """A triage request from a kiosk revoked since it was let in (``reserve``)."""
+
+    status, code = 401, "kiosk_revoked"
+
+    def __init__(self) -> None:
+        super().__init__("this kiosk was revoked by an administrator")
 
 
 class KioskConflict(KioskError):
-    pass
+    status, code = 409, "conflict"
 
 
-class QuotaExhausted(Exception):
-    def __init__(self, quota: int, reset_in_s: int) -> None:
+class QuotaExhausted(MedaiError, Exception):
+    """A registered kiosk's requests of today are used up (``reserve``); ``zone`` names the
+    midnight it starts again at."""
+
+    status, code = 429, "kiosk_quota_exhausted"
+
+    def __init__(self, quota: int, reset_in_s: int, zone: str = "") -> None:
         super().__init__(f"this kiosk's {quota} triage requests for today are used up")
-        self.quota, self.reset_in_s = quota, reset_in_s
+        self.quota, self.reset_in_s, self.zone = quota, reset_in_s, zone
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.reset_in_s)}
+
+    def public_detail(self) -> str:
+        return f"{self}; it starts again at midnight ({self.zone}). Please ask at the desk."
+
+
+class AnonymousQuotaExhausted(QuotaExhausted):
+    """An unregistered client's complaints of today are used up (``reserve_anonymous``)."""
+
+    code = "throttled"
+
+    def public_detail(self) -> str:
+        return (
+            f"anonymous triage allows {self.quota} complaints a day from one address; "
+            "sign in, or ask at the desk"
+        )
 
 
 @dataclass(frozen=True)
@@ -85,11 +121,6 @@ def day_window(now: datetime, zone: str) -> tuple[datetime, int]:
 
 def _new_code() -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-
-
-def normalise_code(code: str) -> str:
-    """What the user typed, without spaces or dashes, upper case (codes are shown grouped)."""
-    return "".join(c for c in code.upper() if c.isalnum())[:64]
 
 
 def register(
@@ -230,7 +261,13 @@ def used_today(db: Session, kiosk_ids: list[int], now: datetime, zone: str) -> d
 
 
 def _take_slot(
-    db: Session, owner: dict[str, Any], quota: int, complaint: bytes, now: datetime, zone: str
+    db: Session,
+    owner: dict[str, Any],
+    quota: int,
+    complaint: bytes,
+    now: datetime,
+    zone: str,
+    refused: type[QuotaExhausted] = QuotaExhausted,
 ) -> int:
     """Count the requests ``owner`` (one TriageRecord column and its value) made since the
     local midnight and insert one more, unless it holds its quota (``QuotaExhausted``). The
@@ -246,7 +283,7 @@ def _take_slot(
         or 0
     )
     if used >= quota:
-        raise QuotaExhausted(quota, reset_in)
+        raise refused(quota, reset_in, zone)
     row = TriageRecord(
         **owner, complaint=complaint, result={}, urgent=False, model_hash="", created_at=now
     )
@@ -262,7 +299,7 @@ def reserve(db: Session, kiosk_id: int, complaint: bytes, now: datetime, zone: s
     new request's id; raises ``QuotaExhausted``."""
     kiosk = db.scalar(select(Kiosk).where(Kiosk.id == kiosk_id).with_for_update())
     if kiosk is None or kiosk.revoked_at is not None:
-        raise KioskNotFound("kiosk revoked")
+        raise KioskRevoked()
     return _take_slot(db, {"kiosk_id": kiosk_id}, kiosk.daily_quota, complaint, now, zone)
 
 
@@ -275,4 +312,52 @@ def reserve_anonymous(
     insert-then-count let two requests both see themselves within it). Returns the new
     request's id; raises ``QuotaExhausted``."""
     lock_key(db, f"anonymous-triage:{client}")
-    return _take_slot(db, {"kiosk_client": client}, quota, complaint, now, zone)
+    return _take_slot(
+        db, {"kiosk_client": client}, quota, complaint, now, zone, AnonymousQuotaExhausted
+    )
+
+
+# Use cases: what an admin (API or CLI) does to a kiosk, validated, written and audited
+# (``admin`` on ``kiosk``) in the caller's transaction.
+
+
+def register_kiosk(
+    db: Session,
+    name: str,
+    daily_quota: int,
+    now: datetime,
+    enrol_minutes: int,
+    actor: audit.Actor,
+) -> Issued:
+    """``register``, made by ``actor`` (``created_by``: its user id; none for the CLI) and
+    audited as op=create with the quota."""
+    issued = register(db, name, daily_quota, now, enrol_minutes, created_by=actor.id)
+    audit.record(db, actor, "admin", "kiosk", issued.kiosk.id, op="create", daily_quota=daily_quota)
+    return issued
+
+
+def issue_enrol_code(
+    db: Session, kiosk: Kiosk, now: datetime, minutes: int, actor: audit.Actor
+) -> str:
+    """``new_enrol_code``, audited as op=enrol_code (never the code itself)."""
+    code = new_enrol_code(db, kiosk, now, minutes)
+    audit.record(db, actor, "admin", "kiosk", kiosk.id, op="enrol_code")
+    return code
+
+
+def revoke_kiosk(db: Session, kiosk: Kiosk, now: datetime, actor: audit.Actor) -> Kiosk:
+    """``revoke``, audited as op=revoke."""
+    revoke(kiosk, now)
+    audit.record(db, actor, "admin", "kiosk", kiosk.id, op="revoke")
+    return kiosk
+
+
+def change_quota(db: Session, kiosk: Kiosk, daily_quota: int, actor: audit.Actor) -> int:
+    """``set_quota``, audited as op=quota with the quota before and after; returns the one
+    before."""
+    before = kiosk.daily_quota
+    set_quota(kiosk, daily_quota)
+    audit.record(
+        db, actor, "admin", "kiosk", kiosk.id, op="quota", before=before, daily_quota=daily_quota
+    )
+    return before

@@ -11,6 +11,9 @@ died is taken over without anyone deciding it died.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,3 +41,8 @@ def claim_first(
         if done.rowcount == 1:
             return row_id
     return None
+
+
+def worker_name(prefix: str = "pool") -> str:
+    """The holder of the leases this thread takes: host, process and a random tail."""
+    return f"{prefix}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

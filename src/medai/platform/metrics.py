@@ -31,6 +31,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select, text
 
 from medai.platform.db import Database, utcnow
+from medai.platform.identity_conflicts import open_conflict_clause
+from medai.platform.integration.outbox import configured
+from medai.platform.tables import Job, ModelJob, OutboxItem
+from medai.platform.tables_lifecycle import MonitorAlert, RegisteredModel
 
 log = logging.getLogger("medai.platform.metrics")
 
@@ -61,8 +65,6 @@ def _age(now: datetime, then: datetime | None) -> float:
 
 
 def _jobs(db, snap: Snapshot, now: datetime) -> None:
-    from medai.platform.tables import Job, ModelJob
-
     for table, model in (("jobs", Job), ("model_jobs", ModelJob)):
         queue = QUEUE_OF[table]
         for state in JOB_STATES:
@@ -87,10 +89,6 @@ def _jobs(db, snap: Snapshot, now: datetime) -> None:
 
 
 def _outbox(db, snap: Snapshot, now: datetime) -> None:
-    from medai.platform.identity_conflicts import open_conflict_clause
-    from medai.platform.integration.outbox import configured
-    from medai.platform.tables import OutboxItem
-
     try:
         snap.destinations = [d.name for d in configured()]
     except Exception as exc:  # settings unreadable here: the rows still say which
@@ -132,8 +130,6 @@ def _outbox(db, snap: Snapshot, now: datetime) -> None:
 
 
 def _lifecycle(db, snap: Snapshot) -> None:
-    from medai.platform.tables_lifecycle import MonitorAlert, RegisteredModel
-
     snap.models = [
         (task, name, version, (content_hash or "")[:19], state)
         for task, name, version, content_hash, state in db.execute(

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import make_url
 
+from medai.core.errors import MedaiError
 
-class PgToolError(RuntimeError):
+
+class PgToolError(MedaiError, RuntimeError):
     """A PostgreSQL client program is missing, too old for the server or archive, or
     failed (its message, which never holds the password, is kept)."""
 

@@ -10,13 +10,26 @@ broker's highest priority.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import lru_cache
+
+from sqlalchemy import select
+
+from medai.platform.boot import open_platform
+from medai.platform.context import Platform
+from medai.platform.jobs import JobPool, claim, run_claimed
+from medai.platform.leases import worker_name
+from medai.platform.lifecycle import model_jobs, serving
+from medai.platform.tables import Job
+from medai.services.model_handles import ModelHandles
+from medai.settings import get_settings
 
 log = logging.getLogger("medai.platform.queue")
 TASK_NAME = "medai.analyse_study"
 MODEL_JOB_TASK = "medai.model_job"
 QUEUES = ("cpu", "gpu", "training")  # training: retraining and site validation
 _MAX_PRIORITY = 9
+Dispatch = Callable[[int, int, bool], None]  # (study id, job id, urgent)
 
 
 def broker_priority(url: str, urgent: bool) -> int:
@@ -61,10 +74,6 @@ def celery_app(broker_url: str, visibility_timeout_s: int = 300):
     def model_job(job_id: int) -> str:
         """A retraining or validation (``lifecycle.model_jobs``); a job another worker holds
         is left to it (the server's sweeper republishes it if that lease runs out)."""
-        from medai.platform.jobs import worker_name
-        from medai.platform.lifecycle import model_jobs
-        from medai.settings import get_settings
-
         return model_jobs.run(
             _worker_platform(), job_id, worker_name("training"), get_settings().job_lease_s
         )
@@ -79,14 +88,10 @@ WORKER_THREADS: int | None = None
 
 @lru_cache(maxsize=1)
 def _worker_platform():
-    from medai.platform.context import Platform
-    from medai.services.model_handles import ModelHandles
-    from medai.settings import get_settings
-
-    p = Platform.from_settings(
+    p = open_platform(
         models=ModelHandles(threads=WORKER_THREADS, imaging_runtime=get_settings().imaging_runtime)
     )
-    p.watch_models()  # a worker follows promotions and rollbacks without a restart
+    serving.watch(p)  # a worker follows promotions and rollbacks without a restart
     return p
 
 
@@ -96,8 +101,6 @@ def start_delivery(threads: int):
     them at once (``outbox.WAKE`` is per process), so a Celery study's SR and FHIR report leave
     as soon as it is analysed instead of at serve's next poll, and in a backlog every worker
     sends, not serve's threads alone; rows are claimed under leases, so nothing goes twice."""
-    from medai.settings import get_settings
-
     if threads <= 0 or not get_settings().destinations():
         return None
     from medai.platform.integration.delivery import DeliveryLoop
@@ -129,12 +132,6 @@ def deliver_while_working(threads: int) -> None:
 
 
 def _run(task, study_id: int, job_id: int) -> str:
-    from sqlalchemy import select
-
-    from medai.platform.jobs import claim, run_claimed, worker_name
-    from medai.platform.tables import Job
-    from medai.settings import get_settings
-
     lease = get_settings().job_lease_s
     p = _worker_platform()
     name = worker_name("celery")
@@ -169,3 +166,47 @@ def check_broker(broker_url: str) -> None:
     """Raise when the broker cannot be reached (readiness)."""
     with celery_app(broker_url).connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=3)
+
+
+def analysis_dispatch(p: Platform) -> tuple[Dispatch, Callable[[], None]]:
+    """How ``medai dicom listen`` hands a queued analysis on: to Celery when
+    ``MEDAI_BROKER_URL`` is set, else to a pool of ``MEDAI_JOB_THREADS`` analysis threads of
+    its own (0: none — a ``medai serve`` on the same database takes the jobs within its
+    poll interval). Returns (dispatch, stop)."""
+    settings = get_settings()
+    if settings.broker_url:
+        broker = settings.broker_url
+
+        def publish_job(study_id: int, job_id: int, urgent: bool) -> None:
+            publish(broker, study_id, job_id, urgent)
+
+        return publish_job, lambda: None
+    if settings.job_threads <= 0:
+        return (lambda *_: None), (lambda: None)
+    pool = JobPool(p, settings.job_threads, settings.job_lease_s)
+    pool.start()
+    serving.watch(p)  # this process analyses: it follows promotions and rollbacks
+
+    def stop() -> None:
+        pool.stop()
+        p.stop_watching()
+
+    return (lambda *_: pool.notify()), stop
+
+
+def model_job_dispatch(p: Platform, broker: str | None, holder: dict) -> Callable[[int], None]:
+    """How this process hands a new job on: to the ``training`` queue, or to its own
+    runner (started on first use)."""
+
+    def dispatch(job_id: int) -> None:
+        if broker:
+            try:
+                publish_model_job(broker, job_id)
+            except Exception as exc:  # the row stays queued; submitting again republishes
+                log.error("publishing model job %s failed: %s", job_id, type(exc).__name__)
+            return
+        if "model_jobs" not in holder:
+            holder["model_jobs"] = model_jobs.LocalRunner(p, get_settings().job_lease_s).start()
+        holder["model_jobs"].submit(job_id)
+
+    return dispatch

@@ -48,7 +48,9 @@ from typing import Any
 
 from medai.platform import disclosure
 from medai.platform import report_words as rw
+from medai.platform.integration.dicom_values import outgoing_study
 from medai.platform.localtime import format_local
+from medai.platform.printable import printable_tree
 
 log = logging.getLogger(__name__)
 FONT = "DejaVu"
@@ -445,9 +447,6 @@ def report_pdf(
 ) -> bytes:
     """The PDF: stamp (unsigned), disclosure, study facts, image and heatmap, findings table,
     report sections, sources, a footer with study, version and page on every page."""
-    from medai.platform.integration.dicom_values import outgoing_study
-    from medai.platform.printable import printable_tree
-
     study, report, model = outgoing_study(study), printable_tree(report), printable_tree(model)
     heatmap_label = printable_tree(heatmap_label)
     lang = rw.language(study)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from medai.platform.integration.identity import display_name
+
 LANGUAGES = ("tr", "en")
 SECTIONS = ("technique", "findings", "impression", "recommendation")
 
@@ -199,17 +201,11 @@ WORDS: dict[str, dict[str, str]] = {
         "acquisition": "Image",
     },
 }
-MODALITY: dict[str, dict[str, str]] = {
-    "tr": {"cxr": "Akciğer grafisi", "mri": "Beyin MR"},
-    "en": {"cxr": "Chest X-ray", "mri": "Brain MRI"},
-}
 
 
 def dicom_rows(study: dict[str, Any], lang: str) -> list[tuple[str, str]]:
     """The DICOM identity a report header prints (patient, order, date, what the image is);
     nothing for an uploaded image without one."""
-    from medai.platform.integration.identity import display_name
-
     d, w = study.get("dicom") or {}, words(lang)
     date = d.get("study_date") or ""
     if len(date) == 8:
@@ -271,15 +267,11 @@ def _task(name: str | None):
 
 
 def examination(study: dict[str, Any], lang: str) -> str:
-    """The task's name for people (the task registry's, else this module's, else the study's
-    modality)."""
+    """The task's name for people (its definition's ``display``, else the study's modality,
+    else the task's name)."""
     task = _task(study.get("task"))
     named = getattr(task, "display", None) or {}
-    return (
-        named.get(lang)
-        or MODALITY[lang].get(str(study.get("task")))
-        or str(study.get("modality") or study.get("task") or "")
-    )
+    return named.get(lang) or str(study.get("modality") or study.get("task") or "")
 
 
 def label_name(task_name: str | None, label: str, lang: str) -> str:

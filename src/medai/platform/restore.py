@@ -39,8 +39,19 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
 from medai.platform import backup as bk
+from medai.platform import pg_tools
 from medai.platform.backup import BackupError, Progress
-from medai.platform.blobs import private_dir
+from medai.platform.blobs import BlobStore
+from medai.platform.crypto import BlobCipher, Cipher
+from medai.platform.db import (
+    Database,
+    check_location,
+    describe,
+    known_revisions,
+    migration_heads,
+    sqlite_path,
+)
+from medai.platform.files import private_dir
 
 RESTORED_CONFIG = "restored-config"
 
@@ -71,8 +82,6 @@ def _tables(url: str) -> list[str]:
 
 def check_target(url: str, home: Path) -> None:
     """Refuse a database with any table or a home holding stored files."""
-    from medai.platform.db import describe, sqlite_path
-
     path = sqlite_path(url)
     tables = [] if path is not None and not path.exists() else _tables(url)
     if tables:
@@ -129,8 +138,6 @@ def _stage(
 ) -> None:
     """Copy every file of the manifest into ``staging``, checking its sha256 (and each
     stored file's key id) as it goes."""
-    from medai.platform.crypto import BlobCipher
-
     have = {bk.key_id(k) for k in current}
     entries = sorted(manifest["files"].items())
     made: set[Path] = set()
@@ -162,9 +169,6 @@ def _stage(
 
 
 def _load_database(manifest: dict[str, Any], staged: Path, url: str) -> None:
-    from medai.platform import pg_tools
-    from medai.platform.db import Database, sqlite_path
-
     if manifest["database"]["engine"] == "sqlite":
         path = sqlite_path(url)
         Database(url).dispose()  # makes the file 0600 (and its folder checked)
@@ -219,8 +223,6 @@ def _pg_objects(url: str) -> set[tuple[str, str]]:
 
 def _unload_database(url: str, before: set[tuple[str, str]]) -> None:
     """Take away what the restore loaded: the target was empty before it."""
-    from medai.platform.db import sqlite_path
-
     path = sqlite_path(url)
     if path is not None:
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -247,9 +249,6 @@ def _check_restored(
 ) -> dict[str, int]:
     """Counts as the manifest's; every sealed value decrypts; every named file decrypts."""
     from cryptography.fernet import Fernet
-
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import Cipher
 
     engine = create_engine(url, poolclass=NullPool)
     try:
@@ -338,13 +337,6 @@ def restore(
 ) -> dict[str, Any]:
     """Restore the backup in ``src`` into this process's empty home and database (the
     steps and why: the module's docstring). Raises ``BackupError`` with a ``code``."""
-    from medai.platform.db import (
-        Database,
-        check_location,
-        describe,
-        known_revisions,
-        migration_heads,
-    )
     from medai.settings import get_settings
 
     settings = settings or get_settings()

@@ -21,9 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from medai.core.errors import MedaiError
 from medai.platform import disclosure
 from medai.platform.db import utcnow
 from medai.platform.integration import outbox
+from medai.platform.localtime import format_local
 from medai.platform.studies import set_status
 from medai.platform.tables import ReportVersion, Study, User
 
@@ -31,12 +33,16 @@ SECTIONS = ("technique", "findings", "impression", "recommendation")
 MAX_SECTION_CHARS = 20_000
 
 
-class Conflict(Exception):
+class Conflict(MedaiError, Exception):
     """The request is about a version that is no longer current, or already signed (409)."""
 
+    status, code = 409, "conflict"
 
-class ReviewError(ValueError):
+
+class ReviewError(MedaiError, ValueError):
     """A request that can never succeed as written (422)."""
+
+    status, code = 422, "invalid"
 
 
 def current(db: Session, study_id: int) -> ReportVersion | None:
@@ -212,8 +218,6 @@ def ai_edited(db: Session, row: ReportVersion) -> bool | None:
 def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
     """A version as the API, the exports and the outbox read it; ``ai_disclosure`` in the
     study's report language (``disclosure.text``, the sentence the PDF and FHIR carry too)."""
-    from medai.platform.localtime import format_local
-
     study = db.get(Study, row.study_id)
     lang = study.language if study is not None else "tr"
     signer = db.get(User, row.signed_by) if row.signed_by else None

@@ -11,15 +11,20 @@ merged or analysed. A new study gets its analysis job, and a study no model read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from medai.core.errors import MedaiError
 from medai.core.task_registry import TaskError
 from medai.core.task_registry import get as get_task
+from medai.platform import audit
 from medai.platform import identity_conflicts as conflicts
+from medai.platform.crypto import cipher
 from medai.platform.db import lock_key, utcnow
 from medai.platform.integration import identity as dicom
 from medai.platform.tables import (
@@ -49,8 +54,8 @@ LANGUAGES = ("tr", "en")
 URGENT_PRIORITY = 100
 
 
-class StudyError(ValueError):
-    pass
+class StudyError(MedaiError, ValueError):
+    status, code = 422, "invalid"
 
 
 def imaging_task(name: str) -> Any:
@@ -68,8 +73,6 @@ def patient_for(db: Session, ref: str | None) -> Patient | None:
     the reference itself is sealed at rest."""
     if not ref:
         return None
-    from medai.platform.crypto import cipher
-
     hashes = cipher().pseudonyms(ref)
     patient = db.scalar(select(Patient).where(Patient.ref_hash.in_(hashes)).limit(1))
     if patient is None:
@@ -247,6 +250,53 @@ def file_study(
     return Filed(study, job, "new")
 
 
+def receive(
+    db: Session,
+    store: Any,
+    user: User,
+    actor: audit.Actor,
+    *,
+    sha: str,
+    size: int,
+    content_type: str,
+    task: str | None,
+    identity: dicom.DicomIdentity | None = None,
+    audit_detail: Callable[[Filed], dict[str, Any]],
+    **filing: Any,
+) -> Filed:
+    """Receiving a study, the core every way in shares (browser upload, DICOM node, STOW-RS,
+    DICOMweb pull): the stored blob held (a twin's failure cannot discard it meanwhile), the
+    file filed (``file_study``) and audited as ``upload`` under ``actor``. ``audit_detail``
+    gives the face's own detail from the filing; an identity conflict's id, reason and fields
+    follow it. Runs in the caller's transaction."""
+    hold_blob(db, store, sha)
+    filed = file_study(
+        db,
+        user,
+        sha=sha,
+        size=size,
+        content_type=content_type,
+        task=task,
+        identity=identity,
+        **filing,
+    )
+    conflict = filed.conflict
+    audit.record(
+        db,
+        actor,
+        "upload",
+        "study",
+        filed.study.id,
+        **audit_detail(filed),
+        **(
+            {"conflict": conflict.id, "reason": conflict.reason, "fields": conflict.fields}
+            if conflict
+            else {}
+        ),
+    )
+    return filed
+
+
 def _quarantine(
     db: Session,
     study: Study,
@@ -366,6 +416,44 @@ def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResult
         .order_by(AIResultRow.id.desc())
         .limit(1)
     )
+
+
+def stored_result(p: Any, study_id: int, kind: str, model_hash: str) -> AIResultRow | None:
+    with p.db.session() as db:
+        return db.scalar(
+            select(AIResultRow).where(
+                AIResultRow.study_id == study_id,
+                AIResultRow.kind == kind,
+                AIResultRow.model_hash == model_hash,
+            )
+        )
+
+
+def save_result(
+    p: Any,
+    study_id: int,
+    kind: str,
+    model,
+    payload: dict,
+    heatmap: tuple[str, str] | None = None,
+) -> AIResultRow:
+    """Store one AI result naming its model (a twin delivery's stored row wins)."""
+    try:
+        with p.db.session() as db:
+            row = AIResultRow(
+                study_id=study_id,
+                kind=kind,
+                model_name=model.name,
+                model_version=model.version,
+                model_hash=model.content_hash,
+                payload=payload,
+                heatmap_sha256=heatmap[0] if heatmap else None,
+                heatmap_label=heatmap[1] if heatmap else None,
+            )
+            db.add(row)
+        return row
+    except IntegrityError:  # a twin delivery stored it first
+        return stored_result(p, study_id, kind, model.content_hash)
 
 
 def instances(db: Session, study_ids: list[int]) -> dict[int, list[DicomInstance]]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medai.core.text import redact_pii
+from medai.reporting.draft_input import imaging_task
 from medai.reporting.llm import LLMError
 from medai.reporting.phrases import NORMAL, phrase
 from medai.reporting.retrieve import Hit
@@ -144,7 +145,7 @@ class StudyFacts:
     findings: list[dict[str, Any]]
     impression: str | None = None
     signed: bool = False
-    task: str = "cxr"
+    task: str = field(default_factory=imaging_task)  # none named: the default imaging task
     decision: dict[str, Any] | None = None
     signed_labels: bool = False
 
@@ -210,7 +211,7 @@ def label_name(task: str, label: str, lang: str) -> str:
         spec = None
     if spec is not None and label in (getattr(spec, "label_names", None) or {}):
         return spec.label_name(label, lang)
-    text = phrase(label, lang)
+    text = phrase(label, lang, task)
     first = text[:1].replace("i", "İ") if lang == "tr" else text[:1]
     return first.upper() + text[1:]
 
@@ -231,7 +232,7 @@ def retrieve(
                 for f in _rows(facts)
                 if ai_state(f) == "indeterminate" and f["label"] not in NORMAL
             }
-        query = " ".join(phrase(lab, lang) for lab in sorted(wanted))
+        query = " ".join(phrase(lab, lang, facts.task) for lab in sorted(wanted))
         hits = retriever.search(query, k=k, labels=wanted or None, lang=lang) if query else []
     return hits
 

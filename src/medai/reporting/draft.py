@@ -22,6 +22,7 @@ from medai.reporting.draft_input import (  # noqa: F401 - the drafting API in on
     DraftContext,
     Finding,
     FindingsInputError,
+    imaging_task,
     parse_decided,
     parse_findings,
 )
@@ -56,7 +57,7 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
         wanted = {space(ctx.task).normal}
     if not wanted:
         return []
-    query = " ".join(phrase(lab, ctx.lang) for lab in sorted(wanted))
+    query = " ".join(phrase(lab, ctx.lang, ctx.task) for lab in sorted(wanted))
     if ctx.caption:
         query += " " + ctx.caption
     hits = retriever.search(query, k=k, labels=wanted, lang=ctx.lang)
@@ -64,7 +65,7 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
     have = {h.chunk.label for h in hits}
     for lab in sorted(wanted - have):
         hits += retriever.search(
-            phrase(lab, ctx.lang), k=1, labels={lab}, lang=ctx.lang
+            phrase(lab, ctx.lang, ctx.task), k=1, labels={lab}, lang=ctx.lang
         ) or retriever.of_label(lab, ctx.lang)
     return hits
 
@@ -85,7 +86,7 @@ def draft_report(
     retriever: HybridRetriever | None,
     backend: LLMBackend | None = None,
     *,
-    task: str = "cxr",
+    task: str | None = None,
     lang: str = "en",
     question: str | None = None,
     caption: str | None = None,
@@ -98,6 +99,7 @@ def draft_report(
         raise ValueError(f"language must be one of {sorted(STATUS_LABEL)}")
     if question is not None and len(question) > 20 * MAX_QUESTION_CHARS:
         raise ValueError(f"clinical question is too long ({len(question):,} characters)")
+    task = imaging_task(task)
     ctx = DraftContext(findings, task, lang, question, caption, image, model, decision=decision)
     ctx.hits = retrieve_for(ctx, retriever, k) if retriever is not None else []
     numbers = {h.chunk.id: i for i, h in enumerate(ctx.hits, 1)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medai.core.errors import MedaiError
 from medai.core.text import excerpt
 from medai.imaging.decision import Decision, OperatingPolicy, decide, from_labels
 from medai.imaging.labels import resolve, space
@@ -13,8 +14,10 @@ from medai.reporting.phrases import NORMAL
 from medai.reporting.retrieve import Hit
 
 
-class FindingsInputError(ValueError):
+class FindingsInputError(MedaiError, ValueError):
     """Findings that cannot be drafted from (empty, unknown labels, bad numbers)."""
+
+    status, code = 422, "invalid"
 
 
 @dataclass
@@ -36,6 +39,14 @@ class Finding:
 MAX_FINDINGS = 100
 
 
+def imaging_task(task: str | None = None) -> str:
+    """``task``, or when none is named the task registry's default imaging task
+    (``Task.default``): the one place a draft's task defaults."""
+    from medai.core.task_registry import default_task
+
+    return default_task("imaging").name if task is None else task
+
+
 def decide_findings(spec, findings: list[Finding]) -> Decision:
     """The task's decision for findings given without one: label names as a person's findings
     (all present, checked), probabilities against their thresholds (0.5 when none)."""
@@ -48,13 +59,14 @@ def decide_findings(spec, findings: list[Finding]) -> Decision:
     return decide(spec, probs, OperatingPolicy(thresholds=thr))
 
 
-def parse_decided(raw: Any, task: str = "cxr") -> tuple[list[Finding], Decision]:
+def parse_decided(raw: Any, task: str | None = None) -> tuple[list[Finding], Decision]:
     """Findings and the task's one decision about them.
 
     ``medai imaging predict`` output carries its decision, which is used as it is (never
     re-derived); findings given another way are decided here by the same rules
     (``imaging.decision``): probabilities against their thresholds, label names as a person's
     findings (all present, checked for consistency)."""
+    task = imaging_task(task)
     spec = space(task)
     if isinstance(raw, dict) and isinstance(raw.get("decision"), dict) and not raw.get("refused"):
         try:
@@ -83,9 +95,10 @@ def parse_decided(raw: Any, task: str = "cxr") -> tuple[list[Finding], Decision]
     return out, decision
 
 
-def parse_findings(raw: Any, task: str = "cxr") -> list[Finding]:
+def parse_findings(raw: Any, task: str | None = None) -> list[Finding]:
     """Accepts ``medai imaging predict`` output, a list of finding dicts, a list of label names
     (all positive: a radiologist's own findings) or ``{label: probability}``."""
+    task = imaging_task(task)
     space(task)
     if isinstance(raw, dict) and "findings" in raw:
         if raw.get("refused"):
@@ -138,7 +151,7 @@ def parse_findings(raw: Any, task: str = "cxr") -> list[Finding]:
 @dataclass
 class DraftContext:
     findings: list[Finding]
-    task: str = "cxr"
+    task: str = field(default_factory=imaging_task)
     lang: str = "en"
     question: str | None = None
     caption: str | None = None

@@ -4,13 +4,14 @@ imaging model, or findings given by the caller) → optional caption → retriev
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from medai.imaging.io import LoadedImage
-from medai.reporting.draft import FindingsInputError, draft_report, parse_decided
-from medai.reporting.llm import LLMError, config_from_settings, make_backend
+from medai.reporting.draft import FindingsInputError, draft_report, imaging_task, parse_decided
+from medai.reporting.llm import LLMConfig, LLMError, make_backend
 from medai.reporting.results import DraftResult
 
 
@@ -31,12 +32,20 @@ class Drafter:
         caption_model: Path | None = None,
         llm: str | None = None,
         embeddings: bool = True,
+        llm_config: LLMConfig | None = None,
+        models_dir: Path | None = None,
+        models: Mapping[str, Path] | None = None,
     ) -> None:
-        from medai.settings import get_settings
-
-        self.kb = kb or get_settings().knowledge_dir
+        """``kb``: an extra knowledge base; ``llm_config``: the LLM backend (default: the
+        template, no LLM), ``llm`` another backend name; ``models_dir``: where a BLIP-2
+        captioner's base (and a model named, not given as a folder) may be found; ``models``:
+        the folder serving each task (``MEDAI_MODELS``), so a draft's findings come from the
+        model that ``/predict`` serves. The faces pass the configured ones
+        (``services.reports.new_drafter``): reporting reads no settings."""
+        self.kb = kb
         self.caption_model, self.embeddings = caption_model, embeddings
-        self.llm_config = config_from_settings()
+        self.models_dir, self.models = models_dir, dict(models or {})
+        self.llm_config = llm_config or LLMConfig()
         if llm is not None:
             self.llm_config = replace(self.llm_config, backend=llm)
         self._retriever = None
@@ -64,7 +73,9 @@ class Drafter:
             if key not in self._imaging:
                 from medai.core import model_dir
 
-                self._imaging[key] = model_dir.load(model_dir.resolve_model(model, task))
+                self._imaging[key] = model_dir.load(
+                    model_dir.resolve_model(model, task, self.models, self.models_dir)
+                )
             return self._imaging[key]
 
     def draft(
@@ -72,7 +83,7 @@ class Drafter:
         image: bytes | Path | LoadedImage | None,
         findings: Any = None,
         *,
-        task: str = "cxr",
+        task: str | None = None,
         model: str | None = None,
         lang: str = "en",
         question: str | None = None,
@@ -81,9 +92,11 @@ class Drafter:
     ) -> DraftResult:
         """Raises ``ImageInputError``/``ImageRefused`` for an image that gets no findings and
         ``FindingsInputError`` for unusable findings, as the imaging service does. An image
-        already decoded (``LoadedImage``) is used as it is: a study's analysis decodes once."""
+        already decoded (``LoadedImage``) is used as it is: a study's analysis decodes once.
+        No ``task``: the task registry's default imaging task."""
         from medai.imaging.io import ImageRefused, load_image
 
+        task = imaging_task(task)
         loaded = (
             image
             if isinstance(image, LoadedImage)
@@ -106,7 +119,7 @@ class Drafter:
             if self._captioner is None:
                 from medai.core import model_dir
 
-                self._captioner = model_dir.load(self.caption_model)
+                self._captioner = model_dir.load(self.caption_model, models_dir=self.models_dir)
             suggested = self._captioner.caption_pixels([loaded.pixels])[0]
             caption = suggested["caption"]
         warnings = []

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from medai.core.errors import MedaiError
 from medai.core.text import TextInputError, decode_text
 
 CHUNKS_FILE = "chunks.jsonl"
@@ -24,8 +25,10 @@ MAX_CHUNK_CHARS = 900
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
-class KnowledgeInputError(ValueError):
+class KnowledgeInputError(MedaiError, ValueError):
     """A knowledge-base file that cannot be read as text; nothing is ingested from it."""
+
+    code = "invalid"
 
 
 @dataclass

@@ -17,13 +17,16 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from medai.core.errors import MedaiError
 from medai.core.text import redact_pii
 
 BACKENDS = ("template", "openai", "gemini", "llamacpp")
 
 
-class LLMError(RuntimeError):
+class LLMError(MedaiError, RuntimeError):
     """The LLM could not give a usable answer (not configured, timeout, HTTP error, garbage)."""
+
+    code = "unavailable"
 
 
 class LLMBackend(Protocol):
@@ -171,18 +174,3 @@ def make_backend(cfg: LLMConfig) -> LLMBackend | None:
         "gemini": Gemini,
         "llamacpp": LlamaCpp,
     }[cfg.backend](cfg)
-
-
-def config_from_settings() -> LLMConfig:
-    from medai.settings import get_settings
-
-    s = get_settings()
-    return LLMConfig(
-        backend=s.llm_backend,
-        url=s.llm_url,
-        model=s.llm_model,
-        api_key=s.llm_api_key,
-        gemini_api_key=s.gemini_api_key,
-        gguf_path=s.llm_gguf,
-        timeout_s=s.llm_timeout_s,
-    )

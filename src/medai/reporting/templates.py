@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import re
 
+from medai.core.task_registry import get as get_task
 from medai.imaging.labels import space
 from medai.reporting.draft_input import DraftContext
 from medai.reporting.phrases import phrase
 
-# Only what the model reads: the chest models decide lung findings, never the heart size or the
-# mediastinum, so a normal draft says nothing of them (the radiologist adds what they see).
-NORMAL_SENTENCES = {
-    "cxr": ("The lungs are clear.", "Akciğerler temizdir."),
-    "mri": ("No tumour is suggested on this slice.", "Bu kesitte tümör düşündüren bulgu yoktur."),
-}
-NORMAL_IMPRESSIONS = {
-    "cxr": (
-        "No acute lung abnormality (AI suggestion).",
-        "Akut akciğer patolojisi saptanmadı (YZ önerisi).",
-    ),
-    "mri": ("No tumour suggested (AI suggestion).", "Tümör düşündüren bulgu yok (YZ önerisi)."),
-}
-
-
+# The generic sentences of a task that gives none of its own (``Task.draft``: a task's own
+# technique, normal sentence and impression, and undecided sentence are fields of its definition).
+NORMAL_OTHER = ("No abnormality.", "Anormallik saptanmadı.")
+NORMAL_IMPRESSION_OTHER = ("No abnormality (AI suggestion).", "Anormallik saptanmadı (YZ önerisi).")
 # An undecided result names its candidates; each sentence naming them keeps "karar veremedi" /
 # "could not decide" in it, so no reader takes a candidate (or "tümör yok") as stated or normal.
-INDETERMINATE = {
-    "mri": (
-        "The AI could not decide on one class for this slice between {candidates}; "
-        "classification is left to the radiologist.",
-        "YZ bu kesit için tek bir sınıfa karar veremedi: {candidates}; sınıflandırma "
-        "radyoloğa bırakılmıştır.",
-    ),
-}
 INDETERMINATE_OTHER = (
     "The AI could not decide on the findings of this image between {candidates}.",
     "YZ bu görüntünün bulgularına karar veremedi: {candidates}.",
@@ -69,17 +51,32 @@ VIEWS = {
 }
 
 
+def __getattr__(name: str):
+    """``INDETERMINATE``: task → its own undecided sentence (en, tr), read from the registry
+    when asked (the sentences live in each task's definition, ``Task.draft``)."""
+    if name == "INDETERMINATE":
+        from medai.core.task_registry import all_tasks
+
+        return {
+            t.name: t.draft.indeterminate
+            for t in all_tasks("imaging")
+            if all(t.draft.indeterminate)
+        }
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _technique(ctx: DraftContext) -> str:
-    """As a radiologist writes it: the examination (with the DICOM view when the file says),
-    never pixel sizes, file formats or model hashes (the model has its own AI section)."""
-    tr = ctx.lang == "tr"
-    if ctx.task == "cxr":
-        view = VIEWS.get(str((ctx.image or {}).get("view_position") or "").upper())
-        if view:
-            return f"{view[1]} akciğer grafisi." if tr else f"{view[0]} chest radiograph."
-        return "Akciğer grafisi." if tr else "Chest radiograph."
-    if ctx.task == "mri":
-        return "Beyin MR incelemesi (tek kesit)." if tr else "Brain MRI (single slice)."
+    """As a radiologist writes it: the examination (with the DICOM view when the file says and
+    the task words it), never pixel sizes, file formats or model hashes (the model has its own
+    AI section). A task that names no technique gets its modality."""
+    task, i = get_task(ctx.task), 1 if ctx.lang == "tr" else 0
+    view = VIEWS.get(str((ctx.image or {}).get("view_position") or "").upper())
+    with_view = task.draft.get("technique_with_view", ctx.lang)
+    if view and with_view:
+        return with_view.format(view=view[i])
+    named = task.draft.get("technique", ctx.lang)
+    if named:
+        return named
     modality = space(ctx.task).modality
     return f"{modality[0].upper()}{modality[1:]}."
 
@@ -89,19 +86,17 @@ def candidates(labels: list[str], task: str, lang: str) -> str:
     Turkish closes the findings with "(olası tanı)" / "(olası tanılar)", English puts
     "possible" before each; the normal label comes last as the other possibility, by its name
     ("… ya da tümör yok", "… or no tumour"), never as one more "possible diagnosis"."""
-    from medai.core.task_registry import get as get_task
-
     normal = space(task).normal
     found = [lab for lab in labels if lab != normal]
     if lang == "tr":
-        names = [phrase(lab, lang) for lab in found]
+        names = [phrase(lab, lang, task) for lab in found]
         text = (
             _join(names, "ve") + (" (olası tanılar)" if len(names) > 1 else " (olası tanı)")
             if names
             else ""
         )
     else:
-        text = _join([f"possible {phrase(lab, lang)}" for lab in found], "and")
+        text = _join([f"possible {phrase(lab, lang, task)}" for lab in found], "and")
     if normal in labels:
         name = get_task(task).label_name(normal, lang)
         name = name[:1].lower() + name[1:]
@@ -118,7 +113,9 @@ def state_sentence(ctx: DraftContext) -> str:
         if decision.indeterminate_reason == "conflict":
             found = [lab for lab in decision.candidates if lab != normal]
             return CONFLICT_UNDECIDED[i].format(candidates=candidates(found, ctx.task, ctx.lang))
-        template = INDETERMINATE.get(ctx.task, INDETERMINATE_OTHER)[i]
+        template = (
+            get_task(ctx.task).draft.get("indeterminate", ctx.lang) or (INDETERMINATE_OTHER[i])
+        )
         return template.format(candidates=candidates(decision.candidates, ctx.task, ctx.lang))
     if decision.conflict:
         return CONFLICT_FINDING[i]
@@ -134,10 +131,10 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
     fewer; probabilities stay in the findings table, not in the sentences."""
     tr = ctx.lang == "tr"
     decision = ctx.decision
-    lines = [_sentence(phrase(f.label, ctx.lang), tr) for f in ctx.positives]
+    lines = [_sentence(phrase(f.label, ctx.lang, ctx.task), tr) for f in ctx.positives]
     negatives = ctx.negatives
     if negatives:
-        names = [phrase(f.label, ctx.lang) for f in negatives]
+        names = [phrase(f.label, ctx.lang, ctx.task) for f in negatives]
         if tr:  # "Kardiyomegali, plevral efüzyon ve pnömotoraks izlenmedi." (one predicate)
             listed = _join(names, "ve")
             lines.append(f"{listed[0].upper()}{listed[1:]} izlenmedi.")
@@ -145,10 +142,7 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
             lines += [f"No {_join(names[i : i + 3])}." for i in range(0, len(names), 3)]
     if decision.state == "normal":
         lines.insert(
-            0,
-            NORMAL_SENTENCES[ctx.task][1 if tr else 0]
-            if ctx.task in NORMAL_SENTENCES
-            else ("Anormallik saptanmadı." if tr else "No abnormality."),
+            0, get_task(ctx.task).draft.get("normal", ctx.lang) or NORMAL_OTHER[1 if tr else 0]
         )
     if decision.state == "indeterminate":
         lines.insert(0, state_sentence(ctx))
@@ -169,17 +163,19 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
         + ")."
     )
     if ctx.positives:
-        names = _join([phrase(f.label, ctx.lang) for f in ctx.positives], "ve" if tr else "and")
+        names = _join(
+            [phrase(f.label, ctx.lang, ctx.task) for f in ctx.positives], "ve" if tr else "and"
+        )
         impression = (
             f"{names[0].upper()}{names[1:]} ile uyumlu görünüm {note}"
             if tr
             else f"Appearance consistent with {names} {note}"
         )
     elif decision.state == "normal":
-        base = NORMAL_IMPRESSIONS.get(
-            ctx.task, ("No abnormality (AI suggestion).", "Anormallik saptanmadı (YZ önerisi).")
+        impression = (
+            get_task(ctx.task).draft.get("normal_impression", ctx.lang)
+            or NORMAL_IMPRESSION_OTHER[1 if tr else 0]
         )
-        impression = base[1 if tr else 0]
         if decision.low_confidence:
             impression = impression.replace("(YZ önerisi)", "(YZ önerisi, düşük güven)").replace(
                 "(AI suggestion)", "(AI suggestion, low confidence)"
@@ -201,7 +197,7 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
         for hit in ctx.hits:
             if hit.chunk.id in cite:
                 first.setdefault(hit.chunk.label, cite[hit.chunk.id])
-        sources = ", ".join(f"{phrase(lab, ctx.lang)} [{n}]" for lab, n in first.items())
+        sources = ", ".join(f"{phrase(lab, ctx.lang, ctx.task)} [{n}]" for lab, n in first.items())
         recs.append(
             ("Radyolog değerlendirmesi önerilir" if tr else "Radiologist assessment is recommended")
             + (

@@ -15,25 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from medai.core.errors import BY_STATUS, MedaiError
 from medai.core.faults import StorageFault, classify
 from medai.core.text import excerpt
-from medai.services.runtime import Overloaded
-
-CODES = {
-    400: "bad_request",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    408: "request_timeout",
-    409: "conflict",
-    429: "throttled",
-    405: "method_not_allowed",
-    413: "too_large",
-    415: "unsupported_media_type",
-    422: "invalid",
-    503: "unavailable",
-}
-
 
 log = logging.getLogger("medai.server")
 FAULT_RETRY_AFTER_S = 60
@@ -65,8 +49,9 @@ _FAULT_DETAIL = {
 _OUT_OF_RANGE = ("less_than_equal", "greater_than_equal", "greater_than", "less_than")
 
 
-class ApiError(Exception):
-    """Raised by routes: status, a machine code and a human message (already short)."""
+class ApiError(MedaiError):
+    """Raised by routes: status, a machine code (a key of ``core.errors.CODES``) and a human
+    message (already short)."""
 
     def __init__(
         self,
@@ -79,6 +64,9 @@ class ApiError(Exception):
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
         self.errors = errors  # field errors ({loc, msg, type}), e.g. why a password is weak
+
+    def public_detail(self) -> str:
+        return self.detail
 
 
 def _body(detail: str, code: str, errors: list | None = None) -> dict:
@@ -113,26 +101,25 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:  # every method some route serves at this path
             headers["Allow"] = ", ".join(allowed_methods(request))
         return JSONResponse(
-            _body(str(exc.detail), CODES.get(exc.status_code, "error")),
+            _body(str(exc.detail), BY_STATUS.get(exc.status_code, "error")),
             exc.status_code,
             headers=headers or None,
         )
 
-    @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(MedaiError)
+    async def medai_error(request: Request, exc: MedaiError) -> JSONResponse:
+        """The one answer of every medai exception: its status, code, detail, headers and
+        field errors; a storage fault as ``fault_response``; one with no status is no answer
+        (the Guard's plain 500, or an OSError's storage fault)."""
+        if isinstance(exc, StorageFault):
+            return fault_response(request, exc)
+        if exc.status is None:
+            if isinstance(exc, OSError):
+                return await os_error(request, exc)
+            raise exc  # not an answer: the Guard's plain 500, logged by type and place
         return JSONResponse(
-            _body(exc.detail, exc.code, exc.errors), exc.status, headers=exc.headers
+            _body(exc.public_detail(), exc.code, exc.errors), exc.status, headers=exc.headers
         )
-
-    @app.exception_handler(Overloaded)
-    async def overloaded(_request: Request, exc: Overloaded) -> JSONResponse:
-        return JSONResponse(
-            _body(str(exc), "overloaded"), 503, headers={"Retry-After": str(exc.retry_after_s)}
-        )
-
-    @app.exception_handler(StorageFault)
-    async def storage_fault(request: Request, exc: StorageFault) -> JSONResponse:
-        return fault_response(request, exc)
 
     @app.exception_handler(InvalidToken)
     async def undecryptable(request: Request, _exc: InvalidToken) -> JSONResponse:

@@ -66,23 +66,22 @@ class Face:
 
 def build_app(
     face: Face,
-    triage_model: str | None = None,
-    cxr_model: str | None = None,
-    mri_model: str | None = None,
+    models: dict[str, str] | None = None,
     knowledge_dir: str | None = None,
     plan: CpuPlan | None = None,
     preload: bool = True,
 ) -> FastAPI:
     """The kernel around a face's routers: model handles and bounded inference lanes, one
     error shape, body limits, security headers, the access log, docs and health. The kernel
-    serves no job route of its own: every route is the face's, mounted once."""
+    serves no job route of its own: every route is the face's, mounted once. ``models``: a
+    model folder (or registered name) per task, over ``MEDAI_MODELS`` (``ModelHandles``)."""
     from medai.settings import get_settings
 
     settings = get_settings()
     plan = plan or plan_cpu(settings.workers, settings.inference_concurrency)
     apply_thread_limits(plan)
     handles = ModelHandles(
-        {"triage": triage_model, "cxr": cxr_model, "mri": mri_model},
+        models,
         threads=plan.threads,
         imaging_runtime=settings.imaging_runtime,
     )

@@ -21,6 +21,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from medai.core.errors import MedaiError
+
 log = logging.getLogger("medai.server")
 access_log = logging.getLogger("medai.access")
 REQUEST_ID = "medai.request_id"  # scope key of the request's id
@@ -56,8 +58,8 @@ async def send_json(send, status: int, body: dict, headers: list | None = None) 
     await send({"type": "http.response.body", "body": payload})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(MedaiError, Exception):
+    code = "too_large"
 
 
 class BodyLimit:

@@ -3,16 +3,44 @@ enforces (strict types: ``false`` is not a number; NaN/Infinity are refused; len
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from medai.core import task_registry
+from medai.core.errors import codes_doc
 from medai.core.text import MAX_TEXT_CHARS
 from medai.server.inputs import StrictBody
 
-# the imaging tasks of the task registry (a hospital's added task gets its routes too)
-ImagingTask = Literal[tuple(task_registry.names("imaging"))]  # type: ignore[valid-type]
+
+def _expected(names: list[str]) -> str:
+    """The names as a Literal's error lists them (``'cxr' or 'mri'``)."""
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _imaging_task(value: Any) -> str:
+    """An imaging task of the registry as it is when the request comes (a task registered
+    after this module was imported is served too), refused as a Literal refuses."""
+    names = task_registry.names("imaging")
+    if isinstance(value, str) and value in names:
+        return value
+    raise PydanticCustomError(
+        "literal_error", "Input should be {expected}", {"expected": _expected(names)}
+    )
+
+
+# the imaging tasks of the task registry (a hospital's added task gets its routes too): the
+# document lists those the entry points registered (an enum, as a Literal would); a request is
+# checked against the registry as it is then
+ImagingTask = Annotated[
+    str,
+    PlainValidator(_imaging_task),
+    WithJsonSchema({"enum": task_registry.names("imaging"), "type": "string"}),
+]
+# the imaging task of a form or command that names none (``Task.default``)
+DEFAULT_IMAGING_TASK: str = task_registry.default_task("imaging").name
 Language = Literal["en", "tr"]
 
 
@@ -44,27 +72,7 @@ class ErrorOut(BaseModel):
     """Every 4xx/5xx body. ``detail`` never repeats more than a short excerpt of the input."""
 
     detail: str
-    code: str = Field(
-        ...,
-        description="bad_request | invalid | unusable_image | "
-        "image_refused | too_large | not_found | unavailable | "
-        "overloaded | unauthenticated | forbidden | "
-        "conflict | throttled | internal | "
-        "method_not_allowed | image_too_large; on the "
-        "platform also kiosk_quota_exhausted (429), "
-        "kiosk_revoked and kiosk_unknown (401), "
-        "weak_password and role_conflict (422), "
-        "enrol_code_invalid (404), identity_conflict and "
-        "last_admin (409), invalid_dicom_attribute (422; "
-        "errors name the attribute), and the storage faults "
-        "(503: storage_read_only, storage_full, "
-        "storage_denied, storage_io_error, "
-        "storage_unavailable, storage_missing, "
-        "storage_undecryptable, record_undecryptable, "
-        "database_busy, database_unavailable); "
-        "request_timeout (408) from the server itself "
-        "when a request is not received in time",
-    )
+    code: str = Field(..., description=codes_doc())  # the table: ``core.errors.CODES``
     errors: list[FieldError] | None = None
 
 

@@ -1,4 +1,4 @@
-"""What the job routes share: the model of a task, bounded uploads, image errors."""
+"""What the job routes share: the model of a task, bounded uploads."""
 
 from __future__ import annotations
 
@@ -7,15 +7,12 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, UploadFile
 
 from medai.server.errors import ApiError
-from medai.services.imaging import MAX_BYTES, ImageInputError, ImageRefused, ImageTooLarge
-from medai.services.model_handles import ModelUnavailable
+from medai.services.imaging import MAX_BYTES
 
 
 def model_for(request: Request, task: str):
-    try:
-        return request.app.state.models.get(task)
-    except ModelUnavailable as exc:
-        raise ApiError(503, "unavailable", str(exc)) from None
+    """The task's predictor; a model that cannot be loaded is ``ModelUnavailable`` (503)."""
+    return request.app.state.models.get(task)
 
 
 def no_empty(*names: str) -> Callable[[Request], Awaitable[None]]:
@@ -43,14 +40,3 @@ async def read_upload(file: UploadFile) -> bytes:
     if len(data) > MAX_BYTES:
         raise ApiError(413, "too_large", f"file is larger than {MAX_BYTES:,} bytes")
     return data
-
-
-def image_error(exc: ImageInputError) -> ApiError:
-    code = (
-        "image_refused"
-        if isinstance(exc, ImageRefused)
-        else "image_too_large"
-        if isinstance(exc, ImageTooLarge)
-        else "unusable_image"
-    )
-    return ApiError(422, code, str(exc))

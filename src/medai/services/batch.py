@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from medai.core.errors import MedaiError
 from medai.core.text import MAX_COMPLAINT_BYTES
 
 MAX_LINE_BYTES = MAX_COMPLAINT_BYTES + 4096  # a complaint and its id, JSON-quoted
@@ -28,8 +29,10 @@ FILE_COLUMNS = ("file", "path", "image")
 MAX_MANIFEST_BYTES = 64 << 20
 
 
-class BatchInputError(ValueError):
+class BatchInputError(MedaiError, ValueError):
     """The batch file itself cannot be used (the message says why)."""
+
+    code = "invalid"
 
 
 @dataclass

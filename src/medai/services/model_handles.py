@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medai.core import model_dir
+from medai.core.errors import MedaiError
 
 
 def served_tasks() -> tuple[str, ...]:
@@ -26,8 +28,33 @@ def served_tasks() -> tuple[str, ...]:
     return ("triage", *task_registry.names("imaging"))
 
 
-class ModelUnavailable(RuntimeError):
+def configured_models() -> dict[str, Path]:
+    """``MEDAI_MODELS`` (``medai serve --model TASK=DIR`` adds to it): the model folder this
+    installation names for each task, every task checked against the task registry. A
+    command's ``--model`` goes before it and the bundled default after it
+    (``core.model_dir.resolve_model`` decides)."""
+    from medai.settings import get_settings
+
+    models = dict(get_settings().models)
+    model_dir.check_tasks(models, "MEDAI_MODELS")
+    return models
+
+
+def model_folder(ref: str | Path | None, task: str) -> Path:
+    """The folder a command uses for ``task``: its ``--model`` (``ref``: a folder, or a name
+    found under MEDAI_MODELS_DIR too), else the task's folder in MEDAI_MODELS, else the
+    bundled default — ``model_dir.resolve_model`` with this installation's settings."""
+    from medai.settings import get_settings
+
+    return model_dir.resolve_model(
+        ref, task, configured_models(), models_dir=get_settings().models_dir
+    )
+
+
+class ModelUnavailable(MedaiError, RuntimeError):
     """A configured model that cannot be loaded (missing directory, broken files)."""
+
+    status, code = 503, "unavailable"
 
 
 @dataclass
@@ -55,20 +82,32 @@ def _warm(task: str, predictor: Any) -> None:
 
 
 class ModelHandles:
-    """Lazily loaded predictors for triage and every imaging task (``cxr``, ``mri``, …).
+    """Lazily loaded predictors for triage and every imaging task registered when it is made
+    (``cxr``, ``mri``, a hospital's own …).
 
-    ``refs``: a directory or registered name per task (None: the configured or bundled
-    default). ``threads``: intra-op threads each imaging call may use (see runtime.plan_cpu).
+    ``models``: a folder or registered model name per task, over ``MEDAI_MODELS``; a task
+    named by neither serves its bundled default (``model_dir.resolve_model`` decides, for the
+    first load, a registry pin and a swap alike). ``threads``: intra-op threads each imaging
+    call may use (see runtime.plan_cpu).
     """
 
     def __init__(
         self,
-        refs: dict[str, str | None] | None = None,
+        models: Mapping[str, str | Path | None] | None = None,
         threads: int | None = None,
         imaging_runtime: str = "auto",
     ) -> None:
+        from medai.settings import get_settings
+
+        given = {task: str(ref) for task, ref in (models or {}).items() if ref}
+        model_dir.check_tasks(given, "models")
+        self.models_dir = get_settings().models_dir  # where a model name is looked up
         self.tasks = served_tasks()
-        self.refs = {task: (refs or {}).get(task) for task in self.tasks}
+        # what serves each task: configured at start, then pinned or swapped by the registry
+        self.models: dict[str, str] = {
+            **{task: str(folder) for task, folder in configured_models().items()},
+            **given,
+        }
         self.threads, self.imaging_runtime = threads, imaging_runtime
         self._slots = {task: _Slot() for task in self.tasks}
         self._previous: dict[str, _Slot] = {}  # the model each swap replaced, per task
@@ -87,13 +126,16 @@ class ModelHandles:
             raise ModelUnavailable(f"no {task} model available: {slot.error}")
         return slot.predictor
 
-    def _load(self, task: str, slot: _Slot, path: Path | None = None) -> None:
+    def _load(self, task: str, slot: _Slot, ref: Path | None = None) -> None:
         start = time.perf_counter()
         try:
-            path = path or model_dir.resolve_model(self.refs[task], task)
+            path = model_dir.resolve_model(ref, task, self.models, self.models_dir)
             slot.path = str(path)
-            options: dict[str, Any] = {}
-            if task != "triage":
+            if task == "triage":  # with the configured red-flag engine
+                from medai.services.triage import red_flag_options
+
+                options: dict[str, Any] = {"flag_options": red_flag_options()}
+            else:
                 options = {"runtime": self.imaging_runtime, "threads": self.threads}
             predictor = model_dir.load(path, **options)
             card_task = getattr(getattr(predictor, "card", None), "task", task)
@@ -110,9 +152,9 @@ class ModelHandles:
             slot.predictor, slot.error = None, None
 
     def configured_path(self, task: str) -> Path:
-        """The directory this process was configured with for ``task`` (an explicit ref, the
-        settings' default or the bundled one); ModelLoadError when there is none."""
-        return model_dir.resolve_model(self.refs[task], task)
+        """The directory this process was configured with for ``task`` (the ``models`` given,
+        ``MEDAI_MODELS`` or the bundled default); ModelLoadError when there is none."""
+        return model_dir.resolve_model(None, task, self.models, self.models_dir)
 
     def served_path(self, task: str) -> str | None:
         """The directory ``get`` serves (or will load) for ``task``."""
@@ -124,7 +166,7 @@ class ModelHandles:
         with slot.lock:
             if slot.predictor is None:
                 slot.path, slot.error = str(path), None
-                self.refs[task] = str(path)
+                self.models[task] = str(path)
 
     def swap(self, task: str, path: Path) -> bool:
         """Load ``path`` beside the model serving ``task`` and make it the served one; False
@@ -144,7 +186,7 @@ class ModelHandles:
                 old.swap_error = f"{path}: {fresh.error}"
                 return False
             _warm(task, fresh.predictor)
-        self.refs[task] = str(path)
+        self.models[task] = str(path)
         self._slots[task] = fresh  # one assignment: get() sees the old or the new, never none
         if old.predictor is not None:
             old.swap_error = None

@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from medai.reporting.draft import MAX_QUESTION_CHARS, FindingsInputError
+from medai.reporting.draft import MAX_QUESTION_CHARS, FindingsInputError, imaging_task
 from medai.reporting.drafter import Drafter
+from medai.reporting.llm import LLMConfig
 from medai.reporting.results import DraftResult
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "Drafter",
     "FindingsInputError",
     "chat_answer",
+    "llm_config",
+    "new_drafter",
     "shared_drafter",
     "stated_labels",
     "states_normal",
@@ -25,12 +28,45 @@ _DRAFTERS: dict[str | None, Drafter] = {}
 _LOCK = threading.Lock()
 
 
+def llm_config(settings=None) -> LLMConfig:
+    """The LLM backend the settings configure (``MEDAI_LLM_*``, ``MEDAI_GEMINI_API_KEY``)."""
+    from medai.settings import get_settings
+
+    s = settings or get_settings()
+    return LLMConfig(
+        backend=s.llm_backend,
+        url=s.llm_url,
+        model=s.llm_model,
+        api_key=s.llm_api_key,
+        gemini_api_key=s.gemini_api_key,
+        gguf_path=s.llm_gguf,
+        timeout_s=s.llm_timeout_s,
+    )
+
+
+def new_drafter(kb: str | Path | None = None, **options) -> Drafter:
+    """A drafter with what the settings configure: the knowledge base ``kb`` or
+    ``MEDAI_KNOWLEDGE_DIR``, the LLM backend (``llm``: another backend's name) and
+    ``MEDAI_MODELS_DIR`` (a BLIP-2 captioner's base); ``options`` go to ``Drafter``."""
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    return Drafter(
+        kb=Path(kb) if kb is not None else settings.knowledge_dir,
+        llm_config=llm_config(settings),
+        models_dir=settings.models_dir,
+        models=settings.models,
+        **options,
+    )
+
+
 def shared_drafter(knowledge_dir: str | Path | None = None) -> Drafter:
-    """The process-wide drafter for a knowledge base (built on first use)."""
+    """The process-wide drafter for a knowledge base (default: ``MEDAI_KNOWLEDGE_DIR``; built
+    on first use)."""
     key = None if knowledge_dir is None else str(knowledge_dir)
     with _LOCK:
         if key not in _DRAFTERS:
-            _DRAFTERS[key] = Drafter(kb=None if key is None else Path(key))
+            _DRAFTERS[key] = new_drafter(key)
         return _DRAFTERS[key]
 
 
@@ -43,7 +79,7 @@ def chat_answer(
     knowledge_dir: str | Path | None = None,
     *,
     signed: bool = False,
-    task: str = "cxr",
+    task: str | None = None,
     decision: dict | None = None,
     signed_labels: bool = False,
 ):
@@ -51,7 +87,8 @@ def chat_answer(
     answer grounded in the findings and the passages retrieved for the question, or, without
     one, the findings and those passages themselves, cited (see ``reporting.chat``).
     ``findings``: each label's row with its one ``state`` (``finding_states``); ``decision``:
-    the AI decision's summary; ``signed_labels``: the signer's labels rule."""
+    the AI decision's summary; ``signed_labels``: the signer's labels rule; no ``task``: the
+    registry's default imaging task."""
     from medai.reporting import chat
     from medai.reporting.llm import LLMError
 
@@ -60,7 +97,7 @@ def chat_answer(
         findings=list(findings or []),
         impression=impression,
         signed=signed,
-        task=task,
+        task=imaging_task(task),
         decision=decision,
         signed_labels=signed_labels,
     )

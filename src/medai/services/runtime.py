@@ -16,13 +16,21 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from medai.core.errors import MedaiError
 
-class Overloaded(RuntimeError):
+
+class Overloaded(MedaiError, RuntimeError):
     """Every inference slot is busy and the queue is full (or the wait timed out)."""
+
+    status, code = 503, "overloaded"
 
     def __init__(self, message: str, retry_after_s: int = 2) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 def cpu_count() -> int:

@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from medai.core.errors import MedaiError
+
 log = logging.getLogger("medai.services.tracking")
 URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
@@ -23,12 +25,16 @@ _MAX_PARAM = 500  # MLflow's limit on a parameter value
 _RUN_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
-class TrackingError(RuntimeError):
+class TrackingError(MedaiError, RuntimeError):
     """MLflow asked for but unusable: not installed, unreachable, or no such run."""
+
+    code = "mlflow_unavailable"
 
 
 class TrackingSourceError(TrackingError):
     """``mlflow:…`` that is not ``mlflow:RUN_ID``."""
+
+    code = "model_refused"
 
 
 def enabled() -> bool:

@@ -7,7 +7,15 @@ from medai.core.text import TextInputError
 from medai.services.model_metrics import timed
 from medai.triage.results import TriageResult
 
-__all__ = ["TextInputError", "TriageResult", "raises_red_flag", "triage", "warm"]
+__all__ = [
+    "TextInputError",
+    "TriageResult",
+    "raises_red_flag",
+    "red_flag_options",
+    "served_flag_engine",
+    "triage",
+    "warm",
+]
 
 
 def triage(
@@ -20,6 +28,30 @@ def triage(
         min_confidence = get_settings().triage_min_confidence
     with timed(predictor, "triage", refusals=(TextInputError,)):
         return predictor.predict(text, top_k=top_k, min_confidence=min_confidence)
+
+
+def red_flag_options(settings=None):
+    """The red-flag engine the settings configure (``MEDAI_RED_FLAG_RULES``,
+    ``MEDAI_RED_FLAG_EMBEDDINGS``, ``MEDAI_RED_FLAG_CLASSIFIER``, ``MEDAI_CACHE_DIR``,
+    ``MEDAI_E5_MICRO_BATCH``), as the triage job takes it."""
+    from medai.settings import get_settings
+    from medai.triage.red_flags.engine import EngineOptions
+
+    s = settings or get_settings()
+    return EngineOptions(
+        rules_dir=s.red_flag_rules,
+        embeddings=s.red_flag_embeddings,
+        classifier=s.red_flag_classifier,
+        cache_dir=s.cache_dir,
+        e5_micro_batch=s.e5_micro_batch,
+    )
+
+
+def served_flag_engine():
+    """The process-wide red-flag engine of the settings (what served triage uses)."""
+    from medai.triage.red_flags.engine import default_engine
+
+    return default_engine(red_flag_options())
 
 
 def warm(predictor) -> None:

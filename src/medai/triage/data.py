@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medai.core.dedup import near_duplicate_groups
+from medai.core.errors import MedaiError
 from medai.core.text import normalise, redact_pii, turkish_lower
 from medai.triage import departments
 
@@ -26,8 +27,10 @@ _PAGE_DUMP = re.compile(
 )
 
 
-class DataFormatError(ValueError):
+class DataFormatError(MedaiError, ValueError):
     """The file cannot be read as complaint data (missing columns, bad encoding, bad JSON)."""
+
+    code = "invalid"
 
 
 @dataclass

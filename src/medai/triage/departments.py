@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from medai.core.errors import MedaiError
 from medai.core.text import match_form
 
 
@@ -126,8 +127,10 @@ for _d in DEPARTMENTS:
         _ALIASES[_key(_name)] = _d.id
 
 
-class UnknownLabelError(KeyError):
+class UnknownLabelError(MedaiError, KeyError):
     """A label that names none of the 15 departments."""
+
+    code = "invalid"
 
 
 def resolve(label: str) -> str | None:

@@ -221,14 +221,20 @@ class TriagePredictor:
         )
 
 
-def load_predictor(directory: Path, card: ModelCard) -> TriagePredictor:
-    """Registry hook: build the predictor for a triage model directory."""
+def load_predictor(
+    directory: Path, card: ModelCard, flag_options: red_flags.EngineOptions | None = None
+) -> TriagePredictor:
+    """Registry hook: build the predictor for a triage model directory, with the red-flag
+    engine of ``flag_options`` (the configured one, passed by the caller: services.triage
+    .red_flag_options; default: the bundled engine)."""
     try:
         model = model_families.load(card.model_type, directory)
     except FileNotFoundError as exc:
         raise ModelLoadError(f"{directory}: model files missing ({exc})") from None
     try:  # triage never serves without its red flags: a broken engine makes triage not ready
-        red_flags.default_engine()
+        engine = red_flags.default_engine(flag_options)
     except (ValueError, ModelLoadError, OSError) as exc:
         raise ModelLoadError(f"red-flag engine: {exc}") from None
-    return TriagePredictor(model, card, directory, scope=ScopeGate.load(directory))
+    return TriagePredictor(
+        model, card, directory, flag_engine=engine, scope=ScopeGate.load(directory)
+    )

@@ -109,7 +109,9 @@ class ScopeGate:
         path = directory / SCOPE_FILE
         if not path.is_file():
             return None
-        data = joblib.load(path)
+        from medai.triage.classifiers.base import load_pickled
+
+        data = load_pickled(path)
         from medai.triage.classifiers.base import fast_linear
 
         fast_linear(data["pipeline"])

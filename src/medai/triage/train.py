@@ -40,6 +40,7 @@ class TrainOptions:
     model_options: dict[str, Any] | None = None
     extra_train: list[Path] = field(default_factory=list)
     out_of_scope: Path | None = None  # complaints about departments the model does not learn
+    cache_dir: Path | None = None  # e5 embedding cache of the encoder families (MEDAI_CACHE_DIR)
 
 
 def load_extra_train(
@@ -182,6 +183,8 @@ def train(opts: TrainOptions) -> dict:
     if opts.model_type == "transformer":
         options.setdefault("base", opts.base)
         options.setdefault("work_dir", opts.out)
+    if opts.model_type in ("encoder", "tfidf+encoder") and opts.cache_dir is not None:
+        options.setdefault("cache_dir", opts.cache_dir)
     model = model_families.create(opts.model_type, **options)
     model.fit(train_set.texts, train_set.labels, val_set.texts, val_set.labels)
     if not is_main_process(opts.model_type):

@@ -6,11 +6,12 @@ process, or in Celery workers when a broker is set."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from fastapi import FastAPI
+from sqlalchemy import or_, select
 
+from medai.platform import queue
 from medai.platform.api.deps import sees_server_paths
 from medai.platform.api.routes import (
     admin,
@@ -30,8 +31,16 @@ from medai.platform.api.routes import (
     triage,
     triage_outcomes,
 )
+from medai.platform.boot import open_platform
 from medai.platform.context import Platform
+from medai.platform.db import utcnow
+from medai.platform.integration.dicom_node import DicomNode
+from medai.platform.integration.dicomweb_pull import Puller
+from medai.platform.jobs import JobPool
+from medai.platform.lifecycle import serving
+from medai.platform.lifecycle.model_jobs import LocalRunner, pending
 from medai.platform.metrics import PlatformCollector
+from medai.platform.tables import Job
 from medai.platform.web import routes as web
 from medai.server.kernel import Face, build_app
 
@@ -40,9 +49,7 @@ log = logging.getLogger("medai.platform")
 
 def create_platform_app(
     database_url: str | None = None,
-    triage_model: str | None = None,
-    cxr_model: str | None = None,
-    mri_model: str | None = None,
+    models: dict[str, str] | None = None,
     knowledge_dir: str | None = None,
     job_threads: int | None = None,
     broker_url: str | None = None,
@@ -51,8 +58,10 @@ def create_platform_app(
     dicom_host: str | None = None,
     outbox_threads: int | None = None,
 ) -> FastAPI:
-    """The app; with ``dicom_port`` a DICOM node (``integration.dicom_node``) runs beside the
-    API in this process, started and stopped with it, its studies dispatched like uploads."""
+    """The app; ``models``: a model folder per task, over ``MEDAI_MODELS`` (the rest serve
+    their bundled default). With ``dicom_port`` a DICOM node (``integration.dicom_node``) runs
+    beside the API in this process, started and stopped with it, its studies dispatched like
+    uploads."""
     from medai.settings import get_settings
 
     settings = get_settings()
@@ -63,23 +72,17 @@ def create_platform_app(
 
     def start(app: FastAPI) -> None:
         p: Platform = app.state.platform
-        p.watch_models()  # promotion and rollback reach this process without a restart
+        serving.watch(p)  # promotion and rollback reach this process without a restart
         if broker:
             _republish_unclaimed(p, broker, settings.job_lease_s, holder)
         else:
-            from medai.platform.lifecycle.model_jobs import LocalRunner, pending
-
             if pending(p) and "model_jobs" not in holder:  # left by a restart: go on
                 holder["model_jobs"] = LocalRunner(p, settings.job_lease_s).start()
         if not broker and threads > 0:
-            from medai.platform.jobs import JobPool
-
             pool = JobPool(p, threads, settings.job_lease_s)
             pool.start()
             holder["pool"] = pool
         if dicom_port is not None:
-            from medai.platform.integration.dicom_node import DicomNode
-
             holder["dicom"] = DicomNode(
                 p,
                 app.state.dispatch,
@@ -90,8 +93,6 @@ def create_platform_app(
             ).start()
             app.state.dicom_node = holder["dicom"]
         if settings.dicomweb_pull_url:  # studies in from a PACS that does not push
-            from medai.platform.integration.dicomweb_pull import Puller
-
             holder["pull"] = Puller(
                 p,
                 settings.dicomweb_pull_url,
@@ -126,9 +127,7 @@ def create_platform_app(
         "storage": lambda: app.state.platform.store.check_writable(),
     }
     if broker:
-        from medai.platform.queue import check_broker
-
-        checks["broker"] = lambda: check_broker(broker)
+        checks["broker"] = lambda: queue.check_broker(broker)
     face = Face(
         routers=[
             auth.router,
@@ -157,23 +156,19 @@ def create_platform_app(
     )
     app = build_app(
         face,
-        triage_model=triage_model,
-        cxr_model=cxr_model,
-        mri_model=mri_model,
+        models=models,
         knowledge_dir=knowledge_dir,
         preload=preload,
     )
     app.mount("/ui", web.STATIC, name="ui")
-    app.state.platform = Platform.from_settings(
+    app.state.platform = open_platform(
         database_url, models=app.state.models, knowledge_dir=knowledge_dir
     )
 
     def dispatch(study_id: int, job_id: int, urgent: bool) -> None:
         if broker:
-            from medai.platform.queue import publish
-
             try:
-                publish(broker, study_id, job_id, urgent)
+                queue.publish(broker, study_id, job_id, urgent)
             except Exception as exc:  # the job row stays queued; the sweeper republishes it
                 log.error("publishing study %s failed: %s", study_id, type(exc).__name__)
         elif "pool" in holder:
@@ -181,9 +176,7 @@ def create_platform_app(
 
     app.state.dispatch = dispatch
     app.state.health_detail = sees_server_paths  # model paths in readiness: admins only
-    from medai.platform.lifecycle.model_jobs import dispatcher
-
-    app.state.dispatch_model_job = dispatcher(app.state.platform, broker, holder)
+    app.state.dispatch_model_job = queue.model_job_dispatch(app.state.platform, broker, holder)
     app.state.job_pool = holder
     return app
 
@@ -194,13 +187,6 @@ def sweep_once(p: Platform, broker: str) -> list[int]:
     message was taken by the dead worker, and a new one at the back of a long queue would
     leave the study waiting for the whole backlog (minutes) instead of a lease. Returns the
     job ids published."""
-    from sqlalchemy import or_, select
-
-    from medai.platform.db import utcnow
-    from medai.platform.lifecycle import model_jobs
-    from medai.platform.queue import publish, publish_model_job
-    from medai.platform.tables import Job
-
     now = utcnow()
     with p.db.session() as db:
         rows = db.execute(
@@ -209,9 +195,9 @@ def sweep_once(p: Platform, broker: str) -> list[int]:
             )
         ).all()
     for job_id, study_id, priority, status in rows:
-        publish(broker, study_id, job_id, priority > 0 or status == "running")
-    for job_id in model_jobs.pending(p):  # retraining, validation
-        publish_model_job(broker, job_id)
+        queue.publish(broker, study_id, job_id, priority > 0 or status == "running")
+    for job_id in pending(p):  # retraining, validation
+        queue.publish_model_job(broker, job_id)
     return [r[0] for r in rows]
 
 
@@ -234,12 +220,9 @@ def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict)
 
 
 def platform_app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (each worker process builds its own app)."""
-    dicom_port = os.environ.get("MEDAI_SERVE_DICOM_PORT")
-    return create_platform_app(
-        triage_model=os.environ.get("MEDAI_SERVE_TRIAGE_MODEL") or None,
-        cxr_model=os.environ.get("MEDAI_SERVE_CXR_MODEL") or None,
-        mri_model=os.environ.get("MEDAI_SERVE_MRI_MODEL") or None,
-        dicom_port=int(dicom_port) if dicom_port else None,
-        dicom_host=os.environ.get("MEDAI_SERVE_DICOM_HOST") or None,
-    )
+    """Factory for ``uvicorn --factory`` (each worker process builds its own app from the
+    settings: MEDAI_MODELS, and the DICOM node with MEDAI_DICOM_IN_SERVE)."""
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    return create_platform_app(dicom_port=settings.dicom_port if settings.dicom_in_serve else None)

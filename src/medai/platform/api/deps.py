@@ -138,9 +138,9 @@ def require(action: str, *alternatives: str):
             raise ApiError(403, "forbidden", f"role {who.role!r} may not {action}")
         try:
             approval.check(who.user, held)
-        except approval.ApprovalPending as exc:
+        except approval.ApprovalPending:
             deny(request, who, held)
-            raise ApiError(exc.status, exc.code, str(exc)) from None
+            raise
         return who
 
     check.__name__ = f"require_{'_or_'.join(actions)}"

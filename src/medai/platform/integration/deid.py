@@ -29,6 +29,9 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from medai.core.errors import MedaiError
+from medai.platform.crypto import _key_file
+
 __all__ = [
     "PROFILE_CODE",
     "DeidError",
@@ -45,15 +48,16 @@ _DUMMY = {"DA": "19000101", "DT": "19000101000000", "TM": "000000"}
 _PATIENT_ID, _PATIENT_NAME = (0x0010, 0x0020), (0x0010, 0x0010)
 
 
-class DeidError(ValueError):
+class DeidError(MedaiError, ValueError):
     """A file that cannot be de-identified (not DICOM, or unreadable)."""
+
+    code = "deid_refused"
 
 
 def site_secret(keys: list[str] | None = None) -> bytes:
     """The HMAC key for UIDs and pseudonyms: derived from the platform's current encryption
     key with a fixed label, so it is kept wherever that key is and never written out."""
     if keys is None:
-        from medai.platform.crypto import _key_file
         from medai.settings import get_settings
 
         settings = get_settings()

@@ -22,9 +22,15 @@ from typing import Any
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
 from medai.platform.identity_conflicts import has_open
-from medai.platform.integration import outbox, payloads
+from medai.platform.integration import fhir_send, hl7_send, outbox, payloads
 from medai.platform.integration.dicom_objects import DicomObjectError
-from medai.platform.integration.dicom_send import DestinationRejected, DestinationUnavailable
+from medai.platform.integration.dicom_send import (
+    DestinationRejected,
+    DestinationUnavailable,
+    c_store,
+    stow_rs,
+)
+from medai.platform.leases import worker_name
 from medai.platform.tables import OutboxItem
 
 log = logging.getLogger("medai.integration.outbox")
@@ -38,8 +44,6 @@ def send(p: Platform, item: OutboxItem, dest: Any) -> int:
     Raises the destination's errors, or ``payloads.NothingToSend``."""
     parts = payloads.gather(p, item)
     if dest.kind in outbox.DICOM_KINDS:
-        from medai.platform.integration.dicom_send import c_store, stow_rs
-
         objects = payloads.dicom_objects(p, item, parts)
         if dest.kind == "dicom":
             return len(
@@ -54,15 +58,11 @@ def send(p: Platform, item: OutboxItem, dest: Any) -> int:
             )
         return len(stow_rs(objects, dest.url, timeout=dest.timeout_s))
     if dest.kind == "fhir":
-        from medai.platform.integration import fhir_send
-
         bundle = fhir_send.transaction(payloads.fhir_bundle(parts), dest.url, dest.id_prefix)
         return fhir_send.send(
             bundle, dest.url, where=dest.where, timeout=dest.timeout_s, token_env=dest.token_env
         )
     if dest.kind == "hl7":
-        from medai.platform.integration import hl7_send
-
         settings = payloads.settings()
         cid = outbox.control_id(item)
         message = hl7_send.oru_r01(
@@ -98,8 +98,6 @@ class DeliveryLoop:
         after_send: Callable[[OutboxItem], None] | None = None,
         name: str = "outbox",
     ) -> None:
-        from medai.platform.jobs import worker_name
-
         self.p = p
         self.destinations = {
             d.name: d for d in (outbox.configured() if destinations is None else destinations)

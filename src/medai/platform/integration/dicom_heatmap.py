@@ -40,6 +40,7 @@ from medai.platform.integration.dicom_objects import (
     pin_times,
     uid,
 )
+from medai.platform.integration.dicom_values import outgoing_header
 
 PM_GEOMETRY = (
     "FrameOfReferenceUID",
@@ -251,8 +252,6 @@ def heatmap_pm(
     ``DicomObjectError`` where the source is not suitable."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
-
-    from medai.platform.integration.dicom_values import outgoing_header
 
     header = outgoing_header(header)  # the identity as a PACS takes it (see SourceImage)
     if not pm_suitable(header):

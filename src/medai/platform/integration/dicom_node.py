@@ -361,12 +361,12 @@ class DicomNode:
             data = event.encoded_dataset(include_meta=True)
             got = receive.store(self.p, data, calling, _address(event), self.language)
         except receive.Quarantined as exc:  # recorded and audited with its study
-            return _status(exc.status, exc.comment)
+            return _status(exc.dicom_status, exc.comment)
         except receive.Refused as exc:  # its text names a rule and an attribute, no value
             log.warning(
                 "C-STORE from %s refused with 0x%04X (%s): %s",
                 calling,
-                exc.status,
+                exc.dicom_status,
                 type(exc).__name__,
                 exc,
             )
@@ -376,11 +376,11 @@ class DicomNode:
                 "upload",
                 None,
                 "refused",
-                status=f"0x{exc.status:04X}",
+                status=f"0x{exc.dicom_status:04X}",
                 reason=type(exc).__name__,
                 why=str(exc)[:200],
             )
-            return _status(exc.status, str(exc))
+            return _status(exc.dicom_status, str(exc))
         except OSError as exc:  # a full or read-only disk: come back later
             log.error("C-STORE from %s not stored: %s", calling, type(exc).__name__)
             return OUT_OF_RESOURCES
@@ -430,35 +430,3 @@ def _address(event: Any) -> str | None:
         return str(event.assoc.requestor.address)[:64]
     except Exception:
         return None
-
-
-def standalone_dispatch(p: Platform) -> tuple[Dispatch, Callable[[], None]]:
-    """How ``medai dicom listen`` hands a queued analysis on: to Celery when
-    ``MEDAI_BROKER_URL`` is set, else to a pool of ``MEDAI_JOB_THREADS`` analysis threads of
-    its own (0: none — a ``medai serve`` on the same database takes the jobs within its
-    poll interval). Returns (dispatch, stop)."""
-    from medai.settings import get_settings
-
-    settings = get_settings()
-    if settings.broker_url:
-        from medai.platform.queue import publish
-
-        broker = settings.broker_url
-
-        def publish_job(study_id: int, job_id: int, urgent: bool) -> None:
-            publish(broker, study_id, job_id, urgent)
-
-        return publish_job, lambda: None
-    if settings.job_threads <= 0:
-        return (lambda *_: None), (lambda: None)
-    from medai.platform.jobs import JobPool
-
-    pool = JobPool(p, settings.job_threads, settings.job_lease_s)
-    pool.start()
-    p.watch_models()  # this process analyses: it follows promotions and rollbacks
-
-    def stop() -> None:
-        pool.stop()
-        p.stop_watching()
-
-    return (lambda *_: pool.notify()), stop

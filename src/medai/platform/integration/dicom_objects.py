@@ -23,8 +23,10 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import PYDICOM_ROOT_UID, generate_uid
 
+from medai.core.errors import MedaiError
 from medai.core.task_registry import PRIVATE_SCHEME, Task
 from medai.core.task_registry import get as get_task
+from medai.platform.integration.dicom_values import outgoing_header
 
 MANUFACTURER = "medai"
 UTF8 = "ISO_IR 192"  # names and report text in Turkish: every object is written in UTF-8
@@ -47,8 +49,10 @@ BASES = {
 }  # what results stored before "candidate" said
 
 
-class DicomObjectError(ValueError):
+class DicomObjectError(MedaiError, ValueError):
     """The inputs cannot make this object (a refused result, an unsigned report, ...)."""
+
+    code = "invalid"
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,6 @@ class SourceImage:
         """The values of a received DICOM image (its pixels are not needed), as a PACS takes
         them (``outgoing_header``: a file stored before values were checked on the way in may
         hold a 3,000-character name or a UID that is none)."""
-        from medai.platform.integration.dicom_values import outgoing_header
-
         ds = outgoing_header(ds)
         orientation = ds.get("PatientOrientation")
         text = lambda key: str(ds.get(key, "") or "")  # noqa: E731

@@ -51,6 +51,7 @@ from medai.platform.integration.dicom_objects import (
 )
 from medai.platform.integration.dicom_values import outgoing_person_name
 from medai.platform.printable import printable
+from medai.platform.report_words import decision_note
 
 # report section -> (TID 2000 heading, the narrative item's concept) (PS3.16 CID 7001/7002)
 SECTIONS = {
@@ -137,8 +138,6 @@ def _suggestions(report: Mapping[str, Any], task: Task | None):
     verdict; None when the report has no AI result."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
-
-    from medai.platform.report_words import decision_note
 
     states = {
         "present": codes.SCT.Present,

@@ -26,6 +26,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from medai.core.errors import MedaiError
+
 log = logging.getLogger("medai.integration.send")
 
 SUCCESS = 0x0000
@@ -48,8 +50,10 @@ class StoreOutcome:
 
 
 @dataclass
-class SendError(Exception):
+class SendError(MedaiError, Exception):
     """A batch that did not fully arrive; ``outcomes`` lists what is known per object."""
+
+    code = "send_failed"
 
     destination: str
     reason: str
@@ -63,9 +67,13 @@ class SendError(Exception):
 class DestinationUnavailable(SendError):
     """The destination is down or lost the connection: try again later."""
 
+    code = "destination_unavailable"
+
 
 class DestinationRejected(SendError):
     """The destination answered and refused an object or the association."""
+
+    code = "destination_rejected"
 
 
 def _stored(status: int) -> bool:

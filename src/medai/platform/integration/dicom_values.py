@@ -33,6 +33,7 @@ import re
 import uuid
 from typing import Any
 
+from medai.core.errors import MedaiError
 from medai.platform.printable import printable, printable_tree
 
 UID_MAX = 64
@@ -50,14 +51,18 @@ PN_GROUP_MAX, PN_GROUPS, PN_COMPONENTS = 64, 3, 5
 _REPAIRED = uuid.UUID("6f0c2b1e-9d4a-5e7f-8a3b-2c1d0e9f8a7b")  # medai's namespace for them
 
 
-class IdentityError(ValueError):
+class IdentityError(MedaiError, ValueError):
     """A DICOM header that cannot be read, or that lacks what grouping needs (re-exported by
     ``identity``, whose readers raise it)."""
+
+    code = "invalid"
 
 
 class InvalidAttribute(IdentityError):
     """An identity attribute that breaks its VR's rules: the instance is refused, naming the
     attribute (``keyword``) and the rule (``why``), never the value."""
+
+    code = "invalid_dicom_attribute"
 
     def __init__(self, keyword: str, why: str) -> None:
         super().__init__(f"{keyword}: {why}")

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from medai.core.errors import MedaiError
 from medai.platform.context import Platform
 from medai.platform.integration import receive
 from medai.platform.tables import DicomInstance, IdentityConflict
@@ -41,8 +42,10 @@ _TAGS = {
 }
 
 
-class PullError(Exception):
+class PullError(MedaiError, Exception):
     """The PACS could not be asked (down, refused, not DICOMweb): the pass is retried."""
+
+    code = "pull_failed"
 
 
 @dataclass
@@ -200,7 +203,10 @@ class Puller:
             name = type(exc).__name__.lower()
             report.refused[name] = report.refused.get(name, 0) + 1
             log.warning(
-                "dicomweb pull %s: an instance refused with 0x%04X: %s", self.url, exc.status, exc
+                "dicomweb pull %s: an instance refused with 0x%04X: %s",
+                self.url,
+                exc.dicom_status,
+                exc,
             )
             return
         report.fetched += 1

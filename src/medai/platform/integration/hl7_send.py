@@ -37,10 +37,12 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from medai.platform import report_words as rw
 from medai.platform.integration.dicom_send import DestinationRejected, DestinationUnavailable
 from medai.platform.integration.dicom_values import outgoing_study
 from medai.platform.integration.identity import name_parts
 from medai.platform.printable import printable, printable_tree
+from medai.platform.report_words import decision_note, language
 
 log = logging.getLogger("medai.integration.send")
 START, END = b"\x0b", b"\x1c\x0d"
@@ -177,8 +179,6 @@ def oru_r01(
 
 def _decision_note(study: dict[str, Any], report: dict[str, Any]) -> str:
     """The line naming an undecided AI result's candidates or its conflict ('' otherwise)."""
-    from medai.platform.report_words import decision_note, language
-
     return decision_note(report.get("decision"), study.get("task"), language(study))
 
 
@@ -197,7 +197,6 @@ def _finding_obx(
     signature stated labels and the message is a result (F / C); the AI's, always P."""
     from medai.core.task_registry import TaskError
     from medai.core.task_registry import get as get_task
-    from medai.platform import report_words as rw
 
     try:
         task = get_task(str(study["task"])) if study.get("task") else None

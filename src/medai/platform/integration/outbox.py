@@ -34,6 +34,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from medai.core.errors import CODES, MedaiError
 from medai.platform.identity_conflicts import open_by_study, open_conflict_clause
 from medai.platform.leases import claim_first
 from medai.platform.localtime import iso_utc
@@ -53,12 +54,17 @@ WAKE = threading.Event()
 once instead of at its next poll."""
 
 
-class OutboxError(Exception):
-    """A request about the outbox that cannot be done (``code``: not_found, conflict)."""
+class OutboxError(MedaiError, Exception):
+    """A request about the outbox that cannot be done (``code``: not_found, conflict; the
+    status is the code's)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+    @property
+    def status(self) -> int | None:
+        return CODES[self.code].status
 
 
 @dataclass(frozen=True)

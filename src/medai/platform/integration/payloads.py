@@ -17,16 +17,25 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from medai.core.errors import MedaiError
 from medai.platform import exports, finding_states, review, studies
 from medai.platform.context import Platform
-from medai.platform.integration.dicom_objects import DicomObjectError, SourceImage
+from medai.platform.integration.dicom_heatmap import (
+    heatmap_pm,
+    heatmap_sc,
+    overlay_on_film,
+    pm_suitable,
+)
+from medai.platform.integration.dicom_objects import DicomObjectError, SourceImage, findings_sr
+from medai.platform.integration.dicom_report import report_sr
+from medai.platform.integration.identity import is_dicom
 from medai.platform.tables import AIResultRow, OutboxItem, ReportVersion, Study
 
 SIGNED = ("final", "amended")
 log = logging.getLogger("medai.integration.outbox")
 
 
-class NothingToSend(Exception):
+class NothingToSend(MedaiError, Exception):
     """The row has nothing for this destination (recorded as skipped, with ``code``)."""
 
     def __init__(self, code: str, reason: str) -> None:
@@ -111,8 +120,6 @@ def source_header(p: Platform, sha: str):
     """The stored DICOM image's header (a pydicom Dataset without its pixels)."""
     import pydicom
 
-    from medai.platform.integration.identity import is_dicom
-
     data = p.store.read(sha)
     if not is_dicom(data):
         raise NothingToSend("no_dicom_identity", "the study's image is not DICOM")
@@ -131,7 +138,6 @@ def heatmap_rgb(p: Platform, parts: Parts, overlay_png: bytes):
     import numpy as np
     from PIL import Image
 
-    from medai.platform.integration.dicom_heatmap import overlay_on_film
     from medai.services import imaging as imaging_service
 
     raw = p.store.read(parts.film_sha)
@@ -146,9 +152,6 @@ def heatmap_rgb(p: Platform, parts: Parts, overlay_png: bytes):
 def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
     """``analysed``: the findings SR and the heatmap SC (and its Parametric Map where the
     source has the geometry for one); ``signed``: the report SR."""
-    from medai.platform.integration.dicom_heatmap import heatmap_pm, heatmap_sc, pm_suitable
-    from medai.platform.integration.dicom_objects import findings_sr
-    from medai.platform.integration.dicom_report import report_sr
     from medai.services import imaging as imaging_service
 
     header = source_header(p, parts.source_sha)

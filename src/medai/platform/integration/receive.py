@@ -13,11 +13,11 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from medai.core.errors import MedaiError
 from medai.platform import audit, studies
-from medai.platform.accounts import DICOM_ACCOUNT
+from medai.platform.accounts import DICOM_ACCOUNT, internal_account
 from medai.platform.context import Platform
 from medai.platform.integration import identity as dicom
 from medai.platform.integration.routing import route
@@ -31,18 +31,20 @@ nobody can sign in as it (a study names a user; the audit names the calling AE t
 DICOM_TYPE = "application/dicom"
 
 
-class Refused(Exception):
-    """An instance the node does not file; ``status`` is the C-STORE failure status."""
+class Refused(MedaiError, Exception):
+    """An instance the node does not file; ``dicom_status`` is the C-STORE failure status
+    (never an HTTP answer: STOW-RS names it in its failed SOP sequence)."""
 
-    status = 0xC000  # Error: Cannot understand
+    code = "dicom_refused"
+    dicom_status = 0xC000  # Error: Cannot understand
 
 
 class TooLarge(Refused):
-    status = 0xA700  # Refused: Out of Resources
+    dicom_status = 0xA700  # Refused: Out of Resources
 
 
 class Unacceptable(Refused):
-    status = 0xA900  # Error: Data Set does not match SOP Class
+    dicom_status = 0xA900  # Error: Data Set does not match SOP Class
 
 
 class Quarantined(Refused):
@@ -51,7 +53,8 @@ class Quarantined(Refused):
     person at the modality or RIS can correct the instance); ``conflict_id`` and ``fields``
     (the disagreeing DICOM keywords) say why."""
 
-    status = 0xC001  # Error: Cannot understand (C000-CFFF): identity conflict
+    code = "identity_conflict"
+    dicom_status = 0xC001  # Error: Cannot understand (C000-CFFF): identity conflict
 
     def __init__(self, conflict_id: int, study_id: int, reason: str, fields: list[str]) -> None:
         super().__init__(
@@ -81,14 +84,7 @@ class Received:
 
 def account(db) -> User:
     """The node's uploading account, made on first use (inactive, no password)."""
-    from medai.platform.accounts import NO_PASSWORD
-
-    user = db.scalar(select(User).where(User.username == ACCOUNT))
-    if user is None:
-        user = User(username=ACCOUNT, role="clinician", password_hash=NO_PASSWORD, active=False)
-        db.add(user)
-        db.flush()
-    return user
+    return internal_account(db, ACCOUNT)
 
 
 def _sop_name(uid: str) -> str:
@@ -144,46 +140,33 @@ def _file(
     for attempt in range(3):  # a concurrent first instance of the same study wins once
         try:
             with p.db.session() as db:
-                studies.hold_blob(db, p.store, sha)  # not discarded by a twin meanwhile
                 user = account(db)
-                filed = studies.file_study(
+                actor = audit.Actor(
+                    name=f"dicom:{calling_ae}"[:64], id=user.id, role=user.role, client=client
+                )
+                filed = studies.receive(
                     db,
+                    p.store,
                     user,
+                    actor,
                     sha=sha,
                     size=size,
                     content_type=DICOM_TYPE,
                     task=chosen.task,
                     identity=ident,
+                    audit_detail=lambda f: {
+                        "source": "dicom",
+                        "task": f.study.task or None,
+                        "filed": f.outcome,
+                        "sop_class": ident.sop_class,
+                        "bytes": size,
+                    },
                     source="dicom",
                     calling_ae=calling_ae,
                     no_model_reason=chosen.reason,
                     language=language,
                 )
-                actor = audit.Actor(
-                    name=f"dicom:{calling_ae}"[:64], id=user.id, role=user.role, client=client
-                )
                 conflict = filed.conflict
-                audit.record(
-                    db,
-                    actor,
-                    "upload",
-                    "study",
-                    filed.study.id,
-                    source="dicom",
-                    task=filed.study.task or None,
-                    filed=filed.outcome,
-                    sop_class=ident.sop_class,
-                    bytes=size,
-                    **(
-                        {
-                            "conflict": conflict.id,
-                            "reason": conflict.reason,
-                            "fields": conflict.fields,
-                        }
-                        if conflict
-                        else {}
-                    ),
-                )
                 out = Received(
                     filed.study.id,
                     filed.job.id if filed.job else None,

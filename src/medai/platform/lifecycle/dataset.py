@@ -25,17 +25,23 @@ from typing import Any
 from sqlalchemy import select
 
 from medai.core import task_registry
+from medai.core.errors import MedaiError
+from medai.platform.crypto import cipher
 from medai.platform.db import utcnow
 from medai.platform.identity_conflicts import has_open
 from medai.platform.lifecycle.labels import latest_versions
+from medai.platform.lifecycle.site_sets import held_out
+from medai.platform.lifecycle.triage_labels import labelled
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import Patient, ReportVersion, Study, StudyLabel
 
 MANIFEST, DATASHEET, IMAGES = "manifest.csv", "datasheet.json", "images"
 
 
-class DatasetError(ValueError):
+class DatasetError(MedaiError, ValueError):
     """An export that cannot be written as asked (the message says why)."""
+
+    code = "dataset"
 
 
 def _labelled(db, task: str, since: datetime | None) -> list[tuple[Study, int, datetime]]:
@@ -57,8 +63,6 @@ def _labelled(db, task: str, since: datetime | None) -> list[tuple[Study, int, d
 
 
 def _patient_key(db, study: Study, pseudonym) -> str:
-    from medai.platform.crypto import cipher
-
     if study.patient_key:
         return pseudonym(cipher().decrypt(study.patient_key))
     if study.patient_id is not None:
@@ -115,7 +119,6 @@ def export(
     ``exclude_site_set``: leave out the studies held out for site validation (retraining
     never sees them)."""
     from medai.platform.integration.deid import Deidentifier, site_secret
-    from medai.platform.lifecycle.site_sets import held_out
 
     spec = task_registry.get(task)
     out = Path(out).resolve()
@@ -218,8 +221,6 @@ def export_triage(
     format ``medai triage train --data`` reads); ``deidentify`` masks names, phone numbers
     and national ids in the text (``core.text.redact_pii``)."""
     from medai.core.text import redact_pii
-    from medai.platform.crypto import cipher
-    from medai.platform.lifecycle.triage_labels import labelled
 
     out.mkdir(parents=True, exist_ok=True)
     rows, ids, counts = [], [], Counter()

@@ -16,6 +16,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from medai.core import task_registry
+from medai.core.errors import MedaiError
+from medai.platform.finding_states import version_labels
 from medai.platform.studies import latest_result
 from medai.platform.tables import ReportVersion, Study, StudyLabel, User
 
@@ -23,7 +25,7 @@ MAX_CHOICES = 64
 TEXT_SECTIONS = ("findings", "impression")
 
 
-class LabelError(ValueError):
+class LabelError(MedaiError, ValueError):
     """Choices naming labels the study's task does not have (message lists the valid ones)."""
 
     status, code = 422, "invalid_labels"
@@ -173,19 +175,6 @@ def latest_versions(*where: Any) -> Select:
         .where(*where)
         .group_by(StudyLabel.study_id)
     )
-
-
-def version_labels(db: Session, study_id: int, version: int) -> list[dict[str, Any]]:
-    """The labels the signature of one report version stored (none: it stored none)."""
-    rows = db.scalars(
-        select(StudyLabel)
-        .where(StudyLabel.study_id == study_id, StudyLabel.report_version == version)
-        .order_by(StudyLabel.id)
-    )
-    return [
-        {"label": r.label, "ai_positive": r.ai_positive, "present": r.present, "source": r.source}
-        for r in rows
-    ]
 
 
 def signed_labels(db: Session, study_id: int) -> tuple[int | None, list[dict[str, Any]]]:

@@ -13,7 +13,6 @@ import logging
 import queue as queue_mod
 import shutil
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
@@ -21,7 +20,8 @@ from sqlalchemy import or_, select, update
 from medai.core import task_registry
 from medai.platform import audit
 from medai.platform.db import utcnow
-from medai.platform.leases import claim_first
+from medai.platform.leases import claim_first, worker_name
+from medai.platform.lifecycle import dataset, retrain, site_sets, validation
 from medai.platform.lifecycle.model_registry import LifecycleError, NoSuchModel
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import ModelJob, RegisteredModel
@@ -268,8 +268,6 @@ def _execute(
     actor: str,
     hooks: _Hooks,
 ) -> dict[str, Any]:
-    from medai.platform.lifecycle import dataset, retrain, validation
-
     if kind == "validate":
         hooks.progress(0.02, "site_set")
         built = _site_set(p, task, actor)
@@ -312,8 +310,6 @@ def _site_set(p: Platform, task: str, actor: str) -> dict[str, Any] | None:
     """A validation started from the page needs a site set: with none yet (or only an empty
     one, frozen before empty sets were refused), freeze the held-out signed studies as the
     next version (returned); with none of those either, say so."""
-    from medai.platform.lifecycle import site_sets
-
     with p.db.session() as db:
         latest = site_sets.latest(db, task)
         if latest is not None and latest.studies:
@@ -378,8 +374,6 @@ class LocalRunner:
     is heavy; the analyses keep their own pool)."""
 
     def __init__(self, p: Platform, lease_s: float) -> None:
-        from medai.platform.jobs import worker_name
-
         self.p, self.lease_s, self.name = p, lease_s, worker_name("training")
         self.jobs: queue_mod.Queue[int | None] = queue_mod.Queue()
         self.thread = threading.Thread(target=self._loop, name="medai-model-jobs", daemon=True)
@@ -403,25 +397,3 @@ class LocalRunner:
                 run(self.p, job_id, self.name, self.lease_s)
             except Exception:  # the job row says failed; the runner goes on
                 log.exception("model job %s could not run", job_id)
-
-
-def dispatcher(p: Platform, broker: str | None, holder: dict) -> Callable[[int], None]:
-    """How this process hands a new job on: to the ``training`` queue, or to its own
-    runner (started on first use)."""
-
-    def dispatch(job_id: int) -> None:
-        if broker:
-            from medai.platform.queue import publish_model_job
-
-            try:
-                publish_model_job(broker, job_id)
-            except Exception as exc:  # the row stays queued; submitting again republishes
-                log.error("publishing model job %s failed: %s", job_id, type(exc).__name__)
-            return
-        if "model_jobs" not in holder:
-            from medai.settings import get_settings
-
-            holder["model_jobs"] = LocalRunner(p, get_settings().job_lease_s).start()
-        holder["model_jobs"].submit(job_id)
-
-    return dispatch

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from medai.core import model_dir as model_dirs
 from medai.core import task_registry
+from medai.core.errors import MedaiError
 from medai.platform import audit
 from medai.platform.db import utcnow
 from medai.platform.lifecycle import model_store
@@ -54,7 +55,7 @@ MOVES: dict[str, tuple[str, ...]] = {
 MAX_REASON = 400
 
 
-class LifecycleError(ValueError):
+class LifecycleError(MedaiError, ValueError):
     """A registry request that cannot be done (message safe to show); ``status`` and
     ``code`` are the API's answer."""
 
@@ -211,7 +212,7 @@ def require_served(task: str, what: str) -> None:
         )
 
 
-def _reason(reason: str | None) -> str:
+def reason_of(reason: str | None) -> str:
     text = " ".join((reason or "").split())
     if not text:
         raise LifecycleError("a reason is required (it is kept in the audit log)")
@@ -442,7 +443,7 @@ def _move(
     _transition(db, row, old, new, reason, actor, override)
 
 
-def _activate(
+def activate(
     db: Session, row: RegisteredModel, reason: str, actor: audit.Actor, override: bool = False
 ) -> RegisteredModel | None:
     """Make ``row`` the task's active model; the one it replaces is retired (returned)."""
@@ -453,39 +454,11 @@ def _activate(
     return current
 
 
-def promote(
-    db: Session, model_id: int, actor: audit.Actor, reason: str | None, override: bool = False
-) -> RegisteredModel | None:
-    """Make a registered model the active one of its task; returns the model it replaced.
-    Without ``override`` the site validation must clear it (``validation.verdict``)."""
-    from medai.platform.lifecycle import validation
-
-    reason = _reason(reason)
-    row = get(db, model_id)
-    require_served(row.task, "promoted")
-    if row.state == "active":
-        raise MoveRefused(f"model {model_id} is already the active {row.task} model")
-    if row.state not in MOVES["active"]:
-        raise MoveRefused(
-            f"model {model_id} is {row.state}; only "
-            f"{', '.join(MOVES['active'])} models can be promoted"
-        )
-    if not override:
-        verdict = validation.verdict(db, row)
-        if not verdict.passed:
-            refused = PromotionRefused(
-                f"{verdict.message}; an admin may promote it anyway with an override and a reason"
-            )
-            refused.code = verdict.code  # no_site_set | not_validated | not_non_inferior
-            raise refused
-    return _activate(db, row, reason, actor, override)
-
-
 def set_state(
     db: Session, model_id: int, state: str, actor: audit.Actor, reason: str | None
 ) -> RegisteredModel:
     """Move a model to ``shadow`` or ``retired`` (``active`` goes through ``promote``)."""
-    reason = _reason(reason)
+    reason = reason_of(reason)
     if state not in ("shadow", "retired"):
         raise LifecycleError(
             f"cannot set state {state!r} here; valid: shadow, retired "
@@ -508,7 +481,7 @@ def set_state(
     return row
 
 
-ROLLBACK = "rollback: "  # the reason of a rollback's activation starts so (``_activate``)
+ROLLBACK = "rollback: "  # the reason of a rollback's activation starts so (``activate``)
 
 
 def _active_stack(db: Session, task: str) -> tuple[list[int], set[int]]:
@@ -571,7 +544,7 @@ def rollback(
     model rolled back from never comes back this way; the current one is retired); returns
     (restored, replaced). ``expected``: the target the admin confirmed (RollbackTargetChanged
     when it is no longer the one)."""
-    reason = _reason(reason)
+    reason = reason_of(reason)
     current, previous = rollback_target(db, task)
     if expected is not None and previous.id != expected:
         raise RollbackTargetChanged(
@@ -579,7 +552,7 @@ def rollback(
             f"{describe(previous)}, not model {expected}; look again "
             "and confirm"
         )
-    _activate(db, previous, f"{ROLLBACK}{reason}", actor)
+    activate(db, previous, f"{ROLLBACK}{reason}", actor)
     return previous, current
 
 

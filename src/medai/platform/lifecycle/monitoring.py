@@ -39,11 +39,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from medai.platform import audit
-from medai.platform.db import lock_key
-from medai.platform.lifecycle import drift
+from medai.platform.db import lock_key, utcnow
+from medai.platform.lifecycle import drift, triage_labels
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.localtime import iso_utc
-from medai.platform.tables import MonitorAlert, MonitorSample, StudyLabel
+from medai.platform.tables import (
+    MonitorAlert,
+    MonitorSample,
+    RegisteredModel,
+    Study,
+    StudyLabel,
+    Validation,
+)
 
 if TYPE_CHECKING:
     from medai.platform.context import Platform
@@ -144,8 +151,6 @@ def _validation_reference(
 ) -> tuple[list[MonitorSample], dict[str, Any]] | None:
     """The model's outputs on the site set at its latest validation, when that kept at least
     MEDAI_MONITOR_MIN_WINDOW of them: the reference the site signed off on."""
-    from medai.platform.tables import RegisteredModel, Validation
-
     row = db.execute(
         select(Validation.id, Validation.site_set_id)
         .join(RegisteredModel, RegisteredModel.id == Validation.model_id)
@@ -206,8 +211,6 @@ def _mix(samples: list[MonitorSample]) -> list[str]:
 def model_labels(db, task: str, model_hash: str) -> set[str] | None:
     """The labels the model outputs: its registered card's, else those its samples carry
     (None: unknown)."""
-    from medai.platform.tables import RegisteredModel
-
     card = db.scalar(
         select(RegisteredModel.card).where(
             RegisteredModel.task == task, RegisteredModel.content_hash == model_hash
@@ -374,8 +377,6 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
     agreement = _agreement(db, task, model_hash)
     numbers["agreement"] = agreement
     if task == "triage":  # staff's recorded departments and urgency (triage_labels)
-        from medai.platform.lifecycle import triage_labels
-
         t = triage_labels.agreement(db, model_hash)
         numbers["triage"] = t
         answered = t["n"] - t["abstained"]
@@ -457,8 +458,6 @@ def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
                 alert=alert.id,
             )
             new.append(alert)
-        from medai.platform.db import utcnow
-
         for key, alert in open_.items():
             if key not in crossed:
                 alert.cleared_at = utcnow()
@@ -511,8 +510,6 @@ def as_dict(a: MonitorAlert) -> dict[str, Any]:
 
 def after_signature(p: Platform, study_id: int) -> None:
     """Check agreement for the model whose result the signature judged (never raises)."""
-    from medai.platform.tables import Study
-
     try:
         with p.db.reader() as db:
             model_hash = db.scalar(

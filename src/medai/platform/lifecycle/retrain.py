@@ -16,6 +16,7 @@ from typing import Any
 from medai.core import model_dir as model_dirs
 from medai.platform.audit import Actor
 from medai.platform.lifecycle import dataset, model_registry
+from medai.platform.lifecycle.model_registry import require_served
 
 log = logging.getLogger("medai.platform.lifecycle")
 MIN_STUDIES = 10
@@ -23,6 +24,8 @@ MIN_STUDIES = 10
 
 class TooFewStudies(dataset.DatasetError):
     """Not enough labelled studies to retrain on (the numbers travel for the page)."""
+
+    code = "too_few_studies"
 
     def __init__(self, studies: int, needed: int, task: str) -> None:
         super().__init__(
@@ -49,8 +52,6 @@ def retrain(
     def say(fraction: float, stage: str) -> None:
         if progress is not None:
             progress(fraction, stage)
-
-    from medai.platform.lifecycle.model_registry import require_served
 
     require_served(task, "retrained from signed studies")
     work = Path(work)

@@ -1,8 +1,9 @@
 """Every process serves its task's active model, and follows the registry without a restart.
 
 On start (``adopt``) the registry is the source of truth: a task with no active model yet
-registers the one this process was configured with (the bundled default, MEDAI_*_MODEL or a
-``--*-model`` option) as active — the first start; a configured model that differs from the
+registers the one this process was configured with (``models`` / MEDAI_MODELS / ``serve
+--model TASK=DIR``, else the bundled default: ``core.model_dir.resolve_model``, the one place
+that decides) as active — the first start; a configured model that differs from the
 active one is registered as a ``candidate`` (a warning says so) and the active one serves.
 Then ``ModelWatcher`` polls the active version of every task in the database and hot-swaps the
 process's model handle when it changes (``ModelHandles.swap``): promotion and rollback reach
@@ -24,6 +25,7 @@ from medai.core import model_dir as model_dirs
 from medai.platform.audit import Actor
 from medai.platform.lifecycle import model_registry
 from medai.platform.tables import RegisteredModel
+from medai.settings import get_settings
 
 if TYPE_CHECKING:
     from medai.platform.context import Platform
@@ -38,7 +40,8 @@ def _is_bundled(path: Path) -> bool:
 
 def adopt(p: Platform) -> None:
     """Register what needs registering and pin every task to its active model's stored copy
-    (before anything is loaded)."""
+    (before anything is loaded): the pin becomes the task's folder in the handles' mapping,
+    which ``resolve_model`` reads like any configured one."""
     for task in p.models.tasks:
         try:
             configured = p.models.configured_path(task)
@@ -173,3 +176,11 @@ class ModelWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def watch(p: Platform, every_s: float | None = None) -> ModelWatcher:
+    """Follow the registry's active models in this process (promotion and rollback without a
+    restart); started once by each long-running process (``p.stop_watching`` ends it)."""
+    if p.watcher is None:
+        p.watcher = ModelWatcher(p, every_s or get_settings().model_watch_s).start()
+    return p.watcher

@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from medai.core import model_dir as model_dirs
+from medai.platform.finding_states import decided_positives
+from medai.platform.lifecycle import drift
+from medai.platform.lifecycle.site_sets import signed_labels
+from medai.platform.studies import latest_result, save_result
 from medai.platform.tables import AIResultRow, RegisteredModel
 
 if TYPE_CHECKING:
@@ -71,8 +75,6 @@ class ShadowPool:
 
 def compare(active: dict, shadow: dict) -> dict:
     """The two decisions side by side: agreement and the labels on which they differ."""
-    from medai.platform.analysis import decided_positives
-
     a, s = set(decided_positives(active)), set(decided_positives(shadow))
     return {
         "active_model_hash": (active.get("model") or {}).get("content_hash"),
@@ -121,8 +123,6 @@ def analyse(p: Platform, study_id: int, task: str, data: bytes, active_payload: 
             )
             continue
         payload["comparison"] = compare(active_payload, payload)
-        from medai.platform.analysis import save_result
-
         save_result(p, study_id, KIND, ref, payload)
         stored += 1
     return stored
@@ -133,11 +133,6 @@ def summary(p: Platform, model: RegisteredModel) -> dict:
     agreement, per label how often each side alone called it) and, on the studies since
     signed, with the radiologists (per label sensitivity and PPV of the shadow model and of
     the active model's stored result, side by side, with 95 % Wilson intervals)."""
-    from medai.platform.analysis import decided_positives
-    from medai.platform.lifecycle import drift
-    from medai.platform.lifecycle.site_sets import signed_labels
-    from medai.platform.studies import latest_result
-
     with p.db.reader() as db:
         rows = list(
             db.execute(

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from medai.core import task_registry
 from medai.platform.identity_conflicts import open_conflict_clause
 from medai.platform.lifecycle.labels import latest_versions
+from medai.platform.lifecycle.model_registry import EmptySiteSet, require_served
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import SiteSet, Study, StudyLabel
 
@@ -60,8 +61,6 @@ def build(db, task: str, actor: str) -> SiteSet:
     """Freeze the task's held-out signed studies as its next site set version. An empty set
     is never frozen (``EmptySiteSet``, 409 ``empty_site_set``: no held-out signed study with
     labels), since a validation on it could judge nothing."""
-    from medai.platform.lifecycle.model_registry import EmptySiteSet, require_served
-
     task_registry.get(task)
     require_served(task, "validated on a site set")
     labelled = signed_labels(db, task)

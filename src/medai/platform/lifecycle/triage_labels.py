@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from medai.core import task_registry
+from medai.core.errors import MedaiError
 from medai.platform.lifecycle import drift
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import TriageOutcome, TriageRecord, User
@@ -18,7 +19,7 @@ from medai.platform.tables import TriageOutcome, TriageRecord, User
 AGREEMENT_WINDOW = 200
 
 
-class OutcomeError(ValueError):
+class OutcomeError(MedaiError, ValueError):
     status, code = 422, "invalid"
 
 

@@ -32,9 +32,23 @@ from sqlalchemy.orm import Session
 
 from medai.core import model_dir as model_dirs
 from medai.core.metrics import auroc_with_ci
+from medai.platform import audit
 from medai.platform.lifecycle import drift, site_sets
+from medai.platform.lifecycle.model_registry import (
+    MOVES,
+    EmptySiteSet,
+    LifecycleError,
+    MoveRefused,
+    PromotionRefused,
+    activate,
+    active,
+    get,
+    reason_of,
+    require_served,
+)
+from medai.platform.lifecycle.monitoring import REFERENCE_FIELDS, sample_of
 from medai.platform.localtime import iso_utc
-from medai.platform.tables import RegisteredModel, Study, Validation
+from medai.platform.tables import RegisteredModel, SiteSet, Study, Validation
 
 MIN_SUBGROUP = 10
 MIN_STUDIES = 30
@@ -94,8 +108,6 @@ def verdict(db: Session, candidate: RegisteredModel) -> Verdict:
         )
     if not site.studies:
         return Verdict(False, _empty_message(site, candidate.id), "empty_site_set")
-    from medai.platform.lifecycle.model_registry import active
-
     current = active(db, candidate.task)
     done = db.scalar(
         select(Validation)
@@ -151,7 +163,6 @@ def _predict_all(
 ) -> list[dict | None]:
     """Each image's result (None: refused or unreadable); with ``keep``, also what monitoring
     keeps of each analysis — the model's monitoring reference once it serves."""
-    from medai.platform.lifecycle.monitoring import REFERENCE_FIELDS, sample_of
     from medai.services import imaging as imaging_service
 
     predictor = model_dirs.load(Path(p.home) / row.path, runtime=p.models.imaging_runtime)
@@ -244,13 +255,6 @@ def validate(
 ) -> Validation:
     """Evaluate a candidate beside the active model on the newest site set; store the
     verdict (a ``Validation`` row) and return it."""
-    from medai.platform.lifecycle.model_registry import (
-        EmptySiteSet,
-        LifecycleError,
-        active,
-        get,
-        require_served,
-    )
     from medai.settings import get_settings
 
     margin = get_settings().validation_margin if margin is None else margin
@@ -364,8 +368,6 @@ def validate(
     with p.db.session() as db:
         db.add(row)
         db.flush()
-        from medai.platform import audit
-
         audit.record(
             db,
             audit.Actor(actor),
@@ -476,8 +478,6 @@ def as_dict(v: Validation) -> dict[str, Any]:
 
 def latest_for(db: Session, model_id: int) -> dict[str, Any] | None:
     """The model's latest validation, briefly (for the registry list)."""
-    from medai.platform.tables import SiteSet
-
     v = db.scalar(
         select(Validation)
         .where(Validation.model_id == model_id)
@@ -496,3 +496,29 @@ def latest_for(db: Session, model_id: int) -> dict[str, Any] | None:
         "summary": v.metrics.get("summary"),
         "at": iso_utc(v.created_at),
     }
+
+
+def promote(
+    db: Session, model_id: int, actor: audit.Actor, reason: str | None, override: bool = False
+) -> RegisteredModel | None:
+    """Make a registered model the active one of its task; returns the model it replaced.
+    Without ``override`` the site validation must clear it (``verdict``)."""
+    reason = reason_of(reason)
+    row = get(db, model_id)
+    require_served(row.task, "promoted")
+    if row.state == "active":
+        raise MoveRefused(f"model {model_id} is already the active {row.task} model")
+    if row.state not in MOVES["active"]:
+        raise MoveRefused(
+            f"model {model_id} is {row.state}; only "
+            f"{', '.join(MOVES['active'])} models can be promoted"
+        )
+    if not override:
+        judged = verdict(db, row)
+        if not judged.passed:
+            refused = PromotionRefused(
+                f"{judged.message}; an admin may promote it anyway with an override and a reason"
+            )
+            refused.code = judged.code  # no_site_set | not_validated | not_non_inferior
+            raise refused
+    return activate(db, row, reason, actor, override)

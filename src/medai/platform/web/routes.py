@@ -13,8 +13,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from medai.platform.accounts import ROLES
 from medai.platform.api.deps import principal
 from medai.platform.approval import is_pending
+from medai.platform.audit import ACTIONS
 from medai.platform.web.i18n import (
     COOKIE,
     DEFAULT,
@@ -186,8 +188,6 @@ def chat_page(request: Request, study: int | None = Query(None, ge=1, le=MAX_ID)
 @router.get("/admin", response_class=HTMLResponse)
 def admin_page(request: Request) -> Response:
     from medai.core.task_registry import names as task_names
-    from medai.platform.accounts import ROLES
-    from medai.platform.audit import ACTIONS
     from medai.services.model_handles import served_tasks
 
     # the most common new account first

@@ -29,6 +29,7 @@ from medai.reporting.captioning.blip2_plan import (
     detect_gpus,
     host_memory_bytes,
     load_config,
+    lora_target,
     plan_settings,
     quantisation_skips,
 )
@@ -36,13 +37,6 @@ from medai.reporting.captioning.caption_predict import CaptionPredict
 
 ADAPTER_DIR = "adapter"
 CONFIG_FILE = "blip2_lora.json"
-
-# LoRA targets per language-model family (module-name regexes, language model only)
-LORA_TARGETS = {
-    "opt": r".*language_model.*\.(q_proj|k_proj|v_proj|out_proj)$",
-    "t5": r".*language_model.*\.(q|k|v|o)$",
-    "default": r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)$",
-}
 
 
 @dataclass
@@ -74,12 +68,6 @@ class Blip2LoraConfig:
                 "int8" if eight_bit else {"no": "fp32"}.get(mixed or "auto", mixed or "auto")
             )
         return cls(**raw)
-
-
-def lora_target(text_model_type: str) -> str:
-    if text_model_type in ("t5", "mt5", "umt5"):
-        return LORA_TARGETS["t5"]
-    return LORA_TARGETS.get(text_model_type, LORA_TARGETS["default"])
 
 
 def training_plan(cfg: Blip2LoraConfig) -> Plan:
@@ -396,15 +384,17 @@ def base_reference(base: Path, out: Path) -> dict:
     }
 
 
-def find_base(ref: str | dict, directory: Path) -> Path:
+def find_base(ref: str | dict, directory: Path, models_dir: Path | None = None) -> Path:
     """The base directory for an adapter: next to it as when it was trained, or a folder of
-    that name under MEDAI_MODELS_DIR; its config.json must be the one trained on."""
+    that name under ``models_dir`` (MEDAI_MODELS_DIR, passed by the caller); its config.json
+    must be the one trained on."""
     from medai.core.model_dir import ModelLoadError, file_sha256
-    from medai.settings import get_settings
 
     if isinstance(ref, str):  # adapters saved before base references
         return Path(ref)
-    candidates = [directory / ref["relative"], get_settings().models_dir / ref["name"]]
+    candidates = [directory / ref["relative"]]
+    if models_dir is not None:
+        candidates.append(Path(models_dir) / ref["name"])
     for base in candidates:
         if (base / "config.json").is_file():
             if file_sha256(base / "config.json") != ref["config_sha256"]:
@@ -412,9 +402,10 @@ def find_base(ref: str | dict, directory: Path) -> Path:
                     f"{base}: not the BLIP-2 base this adapter was trained on (config.json differs)"
                 )
             return base
+    elsewhere = f" or {candidates[1]}" if len(candidates) > 1 else " or under MEDAI_MODELS_DIR"
     raise ModelLoadError(
         f"{directory}: BLIP-2 base {ref['name']!r} not found; put it at "
-        f"{candidates[0].resolve()} or {candidates[1]}"
+        f"{candidates[0].resolve()}{elsewhere}"
     )
 
 
@@ -439,12 +430,12 @@ class Blip2Captioner(CaptionPredict):
 
     reads_colour = True  # trained on RGB: ``predict`` and scoring read images in colour
 
-    def __init__(self, directory: Path, card=None) -> None:
+    def __init__(self, directory: Path, card=None, models_dir: Path | None = None) -> None:
         from peft import PeftModel
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
         cfg = Blip2LoraConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
-        base_dir = find_base(cfg.base, directory)
+        base_dir = find_base(cfg.base, directory, models_dir)
         kwargs = inference_load_kwargs(cfg.precision, base_dir)
         base = Blip2ForConditionalGeneration.from_pretrained(
             base_dir, local_files_only=True, **kwargs

@@ -72,6 +72,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from medai.core.errors import MedaiError
+
 GIB = 2**30
 BUDGET_FRACTION = 0.92  # of one GPU's total memory: allocator fragmentation and other processes
 CUDA_OVERHEAD = GIB
@@ -84,6 +86,21 @@ NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # packed 4-bit + double-quantised blo
 MODULES_TO_SAVE = ("language_projection",)  # trained in full; never quantised
 PLAN_ORDER = ("bf16", "fp16", "fp32", "int8", "nf4")
 PRECISIONS = ("auto", *PLAN_ORDER)
+
+# LoRA targets per language-model family (module-name regexes, language model only)
+LORA_TARGETS = {
+    "opt": r".*language_model.*\.(q_proj|k_proj|v_proj|out_proj)$",
+    "t5": r".*language_model.*\.(q|k|v|o)$",
+    "default": r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)$",
+}
+
+
+def lora_target(text_model_type: str) -> str:
+    if text_model_type in ("t5", "mt5", "umt5"):
+        return LORA_TARGETS["t5"]
+    return LORA_TARGETS.get(text_model_type, LORA_TARGETS["default"])
+
+
 BF16_CAPABILITY = (8, 0)
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -96,9 +113,11 @@ _DESCRIPTIONS = {
 }
 
 
-class PlanRefused(ValueError):
+class PlanRefused(MedaiError, ValueError):
     """A precision plan that cannot run here or does not fit; the message has the table of
     every plan, the GPU's memory and what would fit."""
+
+    code = "invalid"
 
     def __init__(self, message: str, plans: list[Plan], advice: list[str]) -> None:
         super().__init__(message)
@@ -333,8 +352,6 @@ class ModelCounts:
 def _counts(config_json: str) -> ModelCounts:
     import torch
     from transformers import Blip2Config
-
-    from medai.reporting.captioning.blip2 import lora_target
 
     config = Blip2Config.from_dict(json.loads(config_json))
     model = _meta_model(config)

@@ -221,12 +221,13 @@ class RetrievalCaptioner(CaptionPredict):
         )
 
 
-def load_predictor(directory: Path, card: ModelCard):
-    """Registry hook for ``caption`` model directories (retrieval index or BLIP-2 adapter)."""
+def load_predictor(directory: Path, card: ModelCard, models_dir: Path | None = None):
+    """Registry hook for ``caption`` model directories (retrieval index or BLIP-2 adapter;
+    ``models_dir``: MEDAI_MODELS_DIR, where an adapter's base may be, passed by the caller)."""
     if card.model_type == "blip2-lora":
         from medai.reporting.captioning.blip2 import Blip2Captioner
 
-        return Blip2Captioner(directory, card)
+        return Blip2Captioner(directory, card, models_dir)
     meta = json.loads((directory / CAPTIONS_FILE).read_text("utf-8"))
     with np.load(directory / INDEX_FILE) as z:
         feats = z["features"].astype(np.float32)

@@ -19,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from medai.core.errors import MedaiError
 from medai.core.text import decode_text
 
 
-class CaptionDataError(ValueError):
+class CaptionDataError(MedaiError, ValueError):
     """A caption dataset that cannot be read (missing columns, no usable pairs)."""
+
+    code = "invalid"
 
 
 @dataclass

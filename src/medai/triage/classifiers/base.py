@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+# Modules renamed since a release that pickled their functions into model files (a TF-IDF
+# model holds ``lower_for_features`` by its module path): a hospital's models trained before
+# the rename load unchanged, their bytes and content hashes untouched.
+RENAMED_MODULES = {"medai.triage.models.tfidf": "medai.triage.classifiers.tfidf"}
+_RENAMES = threading.Lock()
+
+
+def load_pickled(path: Path) -> Any:
+    """``joblib.load`` that resolves the old module paths of ``RENAMED_MODULES`` (for that
+    load only: nothing else can import an old path). Only load model directories you trust
+    (docs/security.md); the sealed directory's content hash is checked before this runs."""
+    import joblib
+
+    with _RENAMES:
+        added = [
+            old
+            for old, new in RENAMED_MODULES.items()
+            if old not in sys.modules
+            and sys.modules.setdefault(old, importlib.import_module(new)) is not None
+        ]
+        try:
+            return joblib.load(path)
+        finally:
+            for old in added:
+                sys.modules.pop(old, None)
 
 
 @runtime_checkable

@@ -16,15 +16,9 @@ import numpy as np
 
 from medai.core.calibration import TemperatureScaler, as_class_scores
 from medai.core.embeddings import E5Encoder
-from medai.triage.classifiers.base import label_index, sorted_classes
+from medai.triage.classifiers.base import label_index, load_pickled, sorted_classes
 
 HEAD_FILE = "encoder_head.joblib"
-
-
-def _cache_dir() -> Path:
-    from medai.settings import get_settings
-
-    return get_settings().cache_dir
 
 
 class EncoderClassifier:
@@ -35,7 +29,7 @@ class EncoderClassifier:
         with_tfidf: bool = False,
         c: float | None = None,
         embedding_weight: float = 1.0,
-        cache: bool = True,
+        cache_dir: Path | None = None,
     ) -> None:
         self.with_tfidf = with_tfidf
         self.model_type = "tfidf+encoder" if with_tfidf else "encoder"
@@ -51,12 +45,12 @@ class EncoderClassifier:
         self.head = None
         self.calibrator: TemperatureScaler | None = None
         self._encoder: E5Encoder | None = None
-        self._cache = cache
+        self._cache_dir = cache_dir  # an embedding cache (training: MEDAI_CACHE_DIR); None: none
 
     @property
     def encoder(self) -> E5Encoder:
         if self._encoder is None:
-            self._encoder = E5Encoder(cache_dir=_cache_dir() if self._cache else None)
+            self._encoder = E5Encoder(cache_dir=self._cache_dir)
         return self._encoder
 
     def _parts(self, texts: Sequence[str], progress: bool = False):
@@ -148,7 +142,7 @@ class EncoderClassifier:
 
     @classmethod
     def load(cls, directory: Path) -> EncoderClassifier:
-        state = joblib.load(directory / HEAD_FILE)
+        state = load_pickled(directory / HEAD_FILE)
         model = cls(with_tfidf=state["params"]["with_tfidf"])
         model.head, model.labels, model.params = state["head"], state["labels"], state["params"]
         model.calibrator = state["calibrator"]

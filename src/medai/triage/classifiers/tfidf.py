@@ -16,7 +16,7 @@ import numpy as np
 
 from medai.core.calibration import TemperatureScaler, as_class_scores
 from medai.core.text import turkish_lower
-from medai.triage.classifiers.base import fast_linear, label_index, sorted_classes
+from medai.triage.classifiers.base import fast_linear, label_index, load_pickled, sorted_classes
 
 WEIGHTS_FILE = "tfidf.joblib"
 
@@ -130,7 +130,7 @@ class TfidfClassifier:
     @classmethod
     def load(cls, directory: Path) -> TfidfClassifier:
         """Loads a joblib pickle: only load model directories you trust (see docs/security)."""
-        state = joblib.load(directory / WEIGHTS_FILE)
+        state = load_pickled(directory / WEIGHTS_FILE)
         model = cls()
         model.features, model.svm = state["features"], state["svm"]
         model.calibrator = state["calibrator"]

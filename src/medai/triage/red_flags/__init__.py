@@ -6,6 +6,7 @@ see docs/red-flag-rules.md.
 
 from medai.triage.red_flags.engine import (
     DETECTORS,
+    EngineOptions,
     Evidence,
     FiredFlag,
     HistoryNote,
@@ -20,6 +21,7 @@ from medai.triage.red_flags.schema import LEVELS, RuleFileError, RuleSet, load_r
 __all__ = [
     "DETECTORS",
     "LEVELS",
+    "EngineOptions",
     "Evidence",
     "FiredFlag",
     "HistoryNote",

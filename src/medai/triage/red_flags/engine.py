@@ -292,11 +292,15 @@ def build_engine(
     matcher: str = "suffix",
     classifier: bool = True,
     require_sealed: bool = False,
+    cache_dir: Path | None = None,
+    e5_micro_batch: int = 1,
 ) -> RedFlagEngine:
     """An engine over the folder ``rules_dir`` (default: the bundled, sealed engine), with the
     e5 detector and the learned classifier on. A sealed folder is verified first (an altered
     file never loads); ``require_sealed`` refuses a folder that was never sealed (what the
-    server and the CLI serve: ``default_engine``)."""
+    server and the CLI serve: ``default_engine``). A sealed folder's stale exemplar cache is
+    rebuilt under ``cache_dir``/red_flags (MEDAI_CACHE_DIR, passed by the caller; default: the
+    temporary folder), never in the folder; ``e5_micro_batch``: MEDAI_E5_MICRO_BATCH."""
     folder = Path(rules_dir) if rules_dir else DATA_DIR
     if not folder.is_dir():
         raise EngineSealError(
@@ -313,13 +317,12 @@ def build_engine(
     encoder, cache, write = None, None, None
     if embeddings:
         from medai.core.embeddings import shared_e5
-        from medai.settings import get_settings
 
-        encoder = shared_e5()
+        encoder = shared_e5(e5_micro_batch)
         cache = folder / CACHE_NAME
         # a sealed folder is never written to: a stale cache is rebuilt in the user's cache
         write = (
-            get_settings().cache_dir / "red_flags" / CACHE_NAME
+            _user_cache(cache_dir) / "red_flags" / CACHE_NAME
             if sealed_for(folder) is not None
             else cache
         )
@@ -345,42 +348,59 @@ def load_engine(directory: Path, card=None, **options) -> RedFlagEngine:
     return build_engine(Path(directory), require_sealed=True, **options)
 
 
-def cache_embeddings(engine: RedFlagEngine) -> RedFlagEngine:
-    """Give ``engine``'s e5 detector a disk cache of window embeddings (training and
+def _user_cache(cache_dir: Path | None) -> Path:
+    import tempfile
+
+    return Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "medai-cache"
+
+
+def cache_embeddings(engine: RedFlagEngine, cache_dir: Path | None = None) -> RedFlagEngine:
+    """Give ``engine``'s e5 detector a disk cache of window embeddings under
+    ``cache_dir``/red_flags (MEDAI_CACHE_DIR, passed by the caller) for training and
     benchmarks, which embed the same written texts again and again; never the server, which
-    stores no complaint)."""
+    stores no complaint."""
     if engine.knn:
         from medai.core.embeddings import E5Encoder
-        from medai.settings import get_settings
 
-        engine.knn.encoder = E5Encoder(cache_dir=get_settings().cache_dir / "red_flags")
+        engine.knn.encoder = E5Encoder(cache_dir=_user_cache(cache_dir) / "red_flags")
     return engine
 
 
-_DEFAULT: dict[tuple, RedFlagEngine] = {}
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the served engine is built. The faces read these from the settings
+    (``services.triage.red_flag_options``: MEDAI_RED_FLAG_RULES, MEDAI_RED_FLAG_EMBEDDINGS,
+    MEDAI_RED_FLAG_CLASSIFIER, MEDAI_CACHE_DIR, MEDAI_E5_MICRO_BATCH) and pass them down;
+    the defaults are the bundled engine with every detector on."""
+
+    rules_dir: Path | None = None
+    embeddings: bool = True
+    classifier: bool = True
+    cache_dir: Path | None = None
+    e5_micro_batch: int = 1
+
+
+_DEFAULT: dict[EngineOptions, RedFlagEngine] = {}
 _LOCK = threading.Lock()
 
 
-def default_engine() -> RedFlagEngine:
-    """The process-wide engine: the sealed engine folder ``MEDAI_RED_FLAG_RULES`` or the
-    bundled one (a folder never sealed is refused); ``MEDAI_RED_FLAG_EMBEDDINGS=false`` turns
-    the embedding detector off and ``MEDAI_RED_FLAG_CLASSIFIER=false`` the learned classifier
-    (the result then says the engine did not run as sealed)."""
-    from medai.settings import get_settings
-
-    settings = get_settings()
-    rules_dir, embeddings = settings.red_flag_rules, settings.red_flag_embeddings
-    learned = settings.red_flag_classifier
-    key = (str(rules_dir), embeddings, learned)
+def default_engine(options: EngineOptions | None = None) -> RedFlagEngine:
+    """The process-wide engine of ``options`` (built once per distinct options): the sealed
+    engine folder ``rules_dir`` or the bundled one (a folder never sealed is refused);
+    ``embeddings=False`` turns the embedding detector off and ``classifier=False`` the learned
+    classifier (the result then says the engine did not run as sealed)."""
+    options = options or EngineOptions()
     with _LOCK:
-        if key not in _DEFAULT:
-            _DEFAULT[key] = build_engine(
-                Path(rules_dir) if rules_dir else None,
-                embeddings,
-                classifier=learned,
+        if options not in _DEFAULT:
+            _DEFAULT[options] = build_engine(
+                Path(options.rules_dir) if options.rules_dir else None,
+                options.embeddings,
+                classifier=options.classifier,
                 require_sealed=True,
+                cache_dir=options.cache_dir,
+                e5_micro_batch=options.e5_micro_batch,
             )
-        return _DEFAULT[key]
+        return _DEFAULT[options]
 
 
 def check(text: str) -> list[FiredFlag]:

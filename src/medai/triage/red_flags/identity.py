@@ -23,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from medai.core.errors import MedaiError
+
 ENGINE_NAME = "red-flag-engine"
 TASK = "red_flags"
 MODEL_TYPE = "red_flag_engine"
@@ -37,8 +39,10 @@ CLASSIFIER_FILES = ("model_card.json", "config.json", "vocabulary.json", "model.
 BUNDLED_DESCRIPTION = "The bundled red-flag engine"
 
 
-class EngineSealError(ValueError):
+class EngineSealError(MedaiError, ValueError):
     """An engine folder that cannot be sealed or served as sealed (named, with the fix)."""
+
+    code = "invalid"
 
 
 def code_files() -> list[Path]:

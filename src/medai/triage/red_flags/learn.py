@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medai.core.errors import MedaiError
 from medai.triage.red_flags.classifier import NONE, Features, RedFlagClassifier, features, train
 from medai.triage.red_flags.rules import ConceptMatcher, evaluate, token_times
 from medai.triage.red_flags.schema import RuleSet
@@ -36,8 +37,10 @@ SET_FILE = re.compile(r"^(?P<set>[A-Za-z0-9-]+)_(?P<kind>urgent|ordinary)\.jsonl
 THRESHOLDS = np.round(np.arange(0.20, 0.96, 0.01), 2)
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(MedaiError, ValueError):
     """Training files that cannot be used as written."""
+
+    code = "invalid"
 
 
 BLIND = "blind"  # a folder, or a datasheet role: sets only ever scored, never trained on

@@ -17,8 +17,8 @@ from medai.triage.red_flags.tokens import fold_plain as fold
 from medai.triage.red_flags.words import (
     DATA_DIR,
     READER_FILE,
-    ReaderFileError,
     ReaderWords,
+    RuleFileError,
     load_reader,
 )
 
@@ -38,10 +38,6 @@ CONCEPT_KINDS = (
 )
 NOT_NEGATED_KINDS = ("body_part", "person", "time", "onset")
 MAX_WINDOW = 40
-
-
-class RuleFileError(ReaderFileError):
-    """A red-flag data file that cannot be used as written."""
 
 
 @dataclass(frozen=True)

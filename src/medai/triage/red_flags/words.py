@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from medai.core.errors import MedaiError
 from medai.core.text import ascii_fold, turkish_lower
 
 READER_FILE = "reader.yaml"
@@ -135,8 +136,14 @@ ENTRIES: dict[str, tuple[str, str]] = {
 KINDS = ("words", "prefixes", "pattern", "number", "phrases")
 
 
-class ReaderFileError(ValueError):
-    """reader.yaml cannot be used as written (schema.RuleFileError subclasses it)."""
+class ReaderFileError(MedaiError, ValueError):
+    """reader.yaml cannot be used as written (RuleFileError subclasses it)."""
+
+    code = "invalid"
+
+
+class RuleFileError(ReaderFileError):
+    """A red-flag data file that cannot be used as written."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,8 +189,6 @@ class ReaderWords:
 
 
 def _fail(path: Path, entry: str, why: str) -> ReaderFileError:
-    from medai.triage.red_flags.schema import RuleFileError
-
     return RuleFileError(f"{path.name}: {entry}: {why}")
 
 

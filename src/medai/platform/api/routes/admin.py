@@ -29,7 +29,6 @@ from medai.platform.api.schemas import (
 )
 from medai.platform.localtime import iso_utc
 from medai.platform.tables import User
-from medai.server.errors import ApiError
 from medai.server.inputs import UtcDateTime
 from medai.server.schemas import error_responses
 
@@ -48,13 +47,6 @@ def user_out(u: User, now: datetime) -> dict[str, Any]:
         "approval_pending": approval.is_pending(u),
         "internal": u.username in accounts.INTERNAL,
     }
-
-
-def account_error(exc: accounts.AccountError) -> ApiError:
-    errors = None
-    if isinstance(exc, accounts.WeakPassword):
-        errors = [{"loc": ["body", "password"], "msg": str(exc), "type": exc.verdict.reason}]
-    return ApiError(exc.status, exc.code, str(exc), errors=errors)
 
 
 @router.get("/users", response_model=list[UserOut], responses=error_responses(401, 403))
@@ -81,14 +73,11 @@ def add_user(
     p = platform_of(request)
     now = p.clock()
     hours = body.enrol_hours or accounts.ENROL_HOURS
-    try:
-        with p.db.session() as db:
-            user, code = accounts.invite(db, body.username, body.role, now, hours)
-            audit.record(db, who.actor, "admin", "user", user.id, op="create", role=body.role)
-            accounts.record_grant(db, who.actor, user, "grant", None, body.role)
-            return UserIssued(**user_out(user, now), enrol_code=code)
-    except accounts.AccountError as exc:
-        raise account_error(exc) from None
+    with p.db.session() as db:
+        user, code = accounts.create_account(
+            db, body.username, body.role, who.actor, now, enrol_hours=hours
+        )
+        return UserIssued(**user_out(user, now), enrol_code=code)
 
 
 @router.post(
@@ -107,13 +96,9 @@ def reset_user(
     p = platform_of(request)
     now = p.clock()
     hours = (body.enrol_hours if body else None) or accounts.ENROL_HOURS
-    try:
-        with p.db.session() as db:
-            user, code = accounts.reset(db, username, now, hours)
-            audit.record(db, who.actor, "admin", "user", user.id, op="reset")
-            return UserIssued(**user_out(user, now), enrol_code=code)
-    except accounts.AccountError as exc:
-        raise account_error(exc) from None
+    with p.db.session() as db:
+        user, code = accounts.reset_account(db, username, who.actor, now, hours)
+        return UserIssued(**user_out(user, now), enrol_code=code)
 
 
 @router.patch(
@@ -128,30 +113,19 @@ def change_role(
     p = platform_of(request)
     try:
         with p.db.session() as db:
-            user, before = accounts.change_role(db, username, body.role)
-            if before != body.role:
-                accounts.record_grant(db, who.actor, user, "change", before, body.role)
+            user, _ = accounts.assign_role(db, username, body.role, who.actor)
             return UserOut(**user_out(user, p.clock()))
-    except accounts.RoleConflict as exc:
+    except accounts.RoleConflict:
         with p.db.session() as db:
-            user = accounts.get_user(db, username)
-            accounts.record_grant(db, who.actor, user, "change", user.role, body.role, "denied")
-        raise account_error(exc) from None
-    except accounts.AccountError as exc:
-        raise account_error(exc) from None
+            accounts.record_role_refusal(db, username, body.role, who.actor)
+        raise
 
 
 def _set_active(request: Request, who: Principal, username: str, active: bool) -> UserOut:
     p = platform_of(request)
-    try:
-        with p.db.session() as db:
-            user = accounts.set_active(db, username, active)
-            audit.record(
-                db, who.actor, "admin", "user", user.id, op="enable" if active else "disable"
-            )
-            return UserOut(**user_out(user, p.clock()))
-    except accounts.AccountError as exc:
-        raise account_error(exc) from None
+    with p.db.session() as db:
+        user = accounts.set_account_active(db, username, active, who.actor)
+        return UserOut(**user_out(user, p.clock()))
 
 
 @router.post(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from medai.platform import accounts, approval
 from medai.platform.api.deps import Principal, platform_of, require
-from medai.platform.api.routes.admin import account_error, user_out
+from medai.platform.api.routes.admin import user_out
 from medai.platform.api.schemas import PendingOut, UserOut
 from medai.server.schemas import error_responses
 
@@ -41,9 +41,9 @@ def approve(
         with p.db.session() as db:
             user = approval.approve(db, username, who.actor, now)
             return UserOut(**user_out(user, now))
-    except accounts.NoSuchUser as exc:
-        raise account_error(exc) from None
+    except accounts.NoSuchUser:
+        raise
     except accounts.AccountError as exc:
         with p.db.session() as db:
             approval.record_refusal(db, username, who.actor, exc)
-        raise account_error(exc) from None
+        raise

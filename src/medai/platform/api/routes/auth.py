@@ -18,7 +18,6 @@ from medai.platform.api.deps import (
     platform_of,
     principal,
 )
-from medai.platform.api.routes.admin import account_error
 from medai.platform.api.schemas import (
     EnrolIn,
     EnrolOut,
@@ -71,14 +70,12 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
                 db, audit.Actor(user.username, user.id, user.role, client), "login", "user", user.id
             )
             role = user.role
-    except accounts.Throttled as exc:
+    except accounts.Throttled:
         _record_failed_login(p, body.username, client, "throttled")
-        raise ApiError(
-            429, "throttled", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
-        ) from None
+        raise
     except accounts.AuthFailed:
         _record_failed_login(p, body.username, client, "failed")
-        raise ApiError(401, "unauthenticated", "wrong user name or password") from None
+        raise
     out = LoginOut(
         access_token=bearer.token,
         role=role,
@@ -175,18 +172,10 @@ def enrol(body: EnrolIn, request: Request) -> EnrolOut:
         )
     try:
         with p.db.session() as db:
-            user = accounts.enrol(db, body.code, body.password, now)
+            user = accounts.enrol_account(db, body.code, body.password, now, client)
             accounts.give_back(db, taken)
-            audit.record(
-                db,
-                audit.Actor(user.username, user.id, user.role, client),
-                "login",
-                "user",
-                user.id,
-                op="enrol",
-            )
             return EnrolOut(username=user.username, role=user.role)
-    except accounts.EnrolmentRefused as exc:
+    except accounts.EnrolmentRefused:
         with p.db.session() as db:  # the attempt stays counted
             audit.record(
                 db,
@@ -197,11 +186,11 @@ def enrol(body: EnrolIn, request: Request) -> EnrolOut:
                 outcome="failed",
                 op="enrol",
             )
-        raise account_error(exc) from None
-    except accounts.AccountError as exc:
+        raise
+    except accounts.AccountError:
         with p.db.session() as db:  # a right code with a weak password is no wrong code
             accounts.give_back(db, taken)
-        raise account_error(exc) from None
+        raise
 
 
 @router.get("/me", response_model=Me, responses=error_responses(401))

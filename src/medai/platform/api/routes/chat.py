@@ -73,10 +73,7 @@ def get_conversation(
     conv_id: RowId, request: Request, who: Principal = Depends(require("chat"))
 ) -> ConversationOut:
     with platform_of(request).db.session() as db:
-        try:
-            conv = chat.own(db, conv_id, who.user)
-        except chat.NotYours as exc:
-            raise ApiError(404, "not_found", str(exc)) from None
+        conv = chat.own(db, conv_id, who.user)
         audit.record(db, who.actor, "view", "conversation", conv_id)
         return _conv_out(db, conv)
 
@@ -102,10 +99,7 @@ async def ask(
             chat.add(db, conv, "user", body.text)
             return chat.context(db, conv), history
 
-    try:
-        facts, history = await run_in_threadpool(load)
-    except chat.NotYours as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+    facts, history = await run_in_threadpool(load)
     async with request.app.state.imaging_lane.slot():
         reply = await run_in_threadpool(
             lambda: chat_answer(

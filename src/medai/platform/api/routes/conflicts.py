@@ -20,7 +20,6 @@ from pydantic import BaseModel
 from medai.platform import accounts, audit, studies
 from medai.platform import identity_conflicts as conflicts
 from medai.platform.api.deps import Principal, platform_of, require
-from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
@@ -86,11 +85,6 @@ def _shown(db, row, who: Principal) -> ConflictOut:
     return ConflictOut(**({**out, "masked": False} if full else _masked(out)))
 
 
-def _failed(exc: conflicts.ConflictError) -> ApiError:
-    status = {"not_found": 404, "invalid": 422}.get(exc.code, 409)
-    return ApiError(status, exc.code, str(exc))
-
-
 @router.get("", response_model=ConflictList, responses=error_responses(401, 403, 422))
 def list_conflicts(
     request: Request,
@@ -112,10 +106,7 @@ def get_conflict(
     conflict_id: RowId, request: Request, who: Principal = Depends(reviewer)
 ) -> ConflictOut:
     with platform_of(request).db.session() as db:
-        try:
-            out = _shown(db, conflicts.get(db, conflict_id), who)
-        except conflicts.ConflictError as exc:
-            raise _failed(exc) from None
+        out = _shown(db, conflicts.get(db, conflict_id), who)
         audit.record(db, who.actor, "view", "identity_conflict", conflict_id)
         return out
 
@@ -134,12 +125,7 @@ async def reassign_conflict(
 
     def run() -> tuple[ConflictOut, int, int | None, bool]:
         with p.db.session() as db:
-            try:
-                study, job = studies.reassign_conflict(
-                    db, conflict_id, who.user.username, p.clock()
-                )
-            except conflicts.ConflictError as exc:
-                raise _failed(exc) from None
+            study, job = studies.reassign_conflict(db, conflict_id, who.user.username, p.clock())
             row = conflicts.get(db, conflict_id)
             audit.record(
                 db,
@@ -173,10 +159,7 @@ async def reject_conflict(
 
     def run() -> tuple[ConflictOut, str]:
         with p.db.session() as db:
-            try:
-                row = conflicts.reject(db, conflict_id, who.user.username, p.clock())
-            except conflicts.ConflictError as exc:
-                raise _failed(exc) from None
+            row = conflicts.reject(db, conflict_id, who.user.username, p.clock())
             audit.record(
                 db,
                 who.actor,

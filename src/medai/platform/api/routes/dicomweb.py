@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from medai.platform import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.integration import receive
+from medai.platform.integration.dicom_values import is_uid
 from medai.server.errors import ApiError
 from medai.server.schemas import error_responses
 
@@ -64,8 +65,6 @@ def _uids(data: bytes) -> tuple[str | None, str | None]:
     UID: a refused ``../../etc/passwd`` is not sent back)."""
     from pydicom import dcmread
 
-    from medai.platform.integration.dicom_values import is_uid
-
     try:
         ds = dcmread(
             io.BytesIO(data),
@@ -103,7 +102,7 @@ def _store_all(request: Request, who: Principal, parts: list[bytes]) -> tuple[li
         try:
             got = receive.store(p, data, CALLING, who.client)
         except receive.Refused as exc:
-            failed.append(_item(sop_class, sop_uid, exc.status, str(exc)))
+            failed.append(_item(sop_class, sop_uid, exc.dicom_status, str(exc)))
             continue
         except OSError:  # a full or read-only disk: named by the error layer for the caller
             raise

@@ -14,13 +14,18 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from medai.core.jsonsafe import JsonInputError, loads_limited
+from medai.core.jsonsafe import loads_limited
 from medai.platform import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.server.errors import ApiError
 from medai.server.inputs import CleanText
-from medai.server.schemas import ImagingTask, Language, error_responses
-from medai.server.uploads import image_error, model_for, no_empty, read_upload
+from medai.server.schemas import (
+    DEFAULT_IMAGING_TASK,
+    ImagingTask,
+    Language,
+    error_responses,
+)
+from medai.server.uploads import model_for, no_empty, read_upload
 from medai.services import imaging as imaging_service
 from medai.services.imaging import ImageInputError, ImagingResult
 from medai.services.reports import (
@@ -59,11 +64,8 @@ async def computed_heatmap(request: Request, predictor, data: bytes, label: str 
     """Grad-CAM of ``label`` (default: the most probable) inside the imaging lane."""
     if label is not None and label not in predictor.labels:
         raise ApiError(422, "invalid", f"label must be one of {list(predictor.labels)}")
-    try:
-        async with request.app.state.imaging_lane.slot():
-            meta, png = await run_in_threadpool(imaging_service.heatmap, predictor, data, label)
-    except ImageInputError as exc:
-        raise image_error(exc) from None
+    async with request.app.state.imaging_lane.slot():
+        meta, png = await run_in_threadpool(imaging_service.heatmap, predictor, data, label)
     return Response(
         png,
         media_type="image/png",
@@ -93,11 +95,8 @@ async def imaging_predict(
     """Findings (label, probability, threshold, decision) for an image that is not stored."""
     predictor = model_for(request, task)
     data = await read_upload(file)
-    try:
-        async with request.app.state.imaging_lane.slot():
-            result = await run_in_threadpool(imaging_service.analyse, predictor, data)
-    except ImageInputError as exc:
-        raise image_error(exc) from None
+    async with request.app.state.imaging_lane.slot():
+        result = await run_in_threadpool(imaging_service.analyse, predictor, data)
     await run_in_threadpool(_audit, request, who, "predict", task)
     log.info("imaging task=%s positive=%d", task, sum(f.positive for f in result.findings))
     return result
@@ -145,7 +144,7 @@ async def report_draft(
         ),
         CleanText,
     ] = None,
-    task: Annotated[ImagingTask, Form()] = "cxr",
+    task: Annotated[ImagingTask, Form()] = DEFAULT_IMAGING_TASK,
     lang: Annotated[Language, Form()] = "en",
     question: Annotated[str | None, Form(max_length=MAX_QUESTION_CHARS), CleanText] = None,
     who: Principal = Depends(require("imaging")),
@@ -153,10 +152,7 @@ async def report_draft(
     """A report draft (technique, findings, impression, recommendation) with citations;
     always ``status: "draft"`` for a radiologist to edit and sign."""
     data = await read_upload(file) if file is not None else None
-    try:
-        raw = loads_limited(findings, "findings") if findings else None
-    except JsonInputError as exc:
-        raise ApiError(422, "invalid", str(exc)) from None
+    raw = loads_limited(findings, "findings") if findings else None
     predictor = model_for(request, task) if raw is None and data is not None else None
     drafter = shared_drafter(request.app.state.knowledge_dir)
     try:
@@ -170,9 +166,9 @@ async def report_draft(
                 question=question,
                 imaging_predictor=predictor,
             )
-    except ImageInputError as exc:
-        raise image_error(exc) from None
-    except (FindingsInputError, ValueError) as exc:
+    except ImageInputError:  # unusable_image, image_refused, image_too_large (422)
+        raise
+    except (FindingsInputError, ValueError) as exc:  # a knowledge or task error too
         raise ApiError(422, "invalid", str(exc)) from None
     await run_in_threadpool(_audit, request, who, "draft", task)
     log.info(

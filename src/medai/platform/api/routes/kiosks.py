@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from medai.platform import audit, kiosks
+from medai.platform.accounts import give_back
 from medai.platform.api.deps import Principal, client_key, platform_of, require
 from medai.platform.api.kiosk_schemas import (
     KioskEnrolIn,
@@ -55,14 +56,6 @@ def _settings():
     return get_settings()
 
 
-def _failed(exc: kiosks.KioskError) -> ApiError:
-    if isinstance(exc, kiosks.KioskNotFound):
-        return ApiError(404, "not_found", str(exc))
-    if isinstance(exc, kiosks.KioskConflict):
-        return ApiError(409, "conflict", str(exc))
-    return ApiError(422, "invalid", str(exc))
-
-
 @router.get("/admin/kiosks", response_model=list[KioskOut], responses=error_responses(401, 403))
 def list_kiosks(
     request: Request, who: Principal = Depends(require("kiosks_manage"))
@@ -90,40 +83,24 @@ def register_kiosk(
     p = platform_of(request)
     now = p.clock()
     quota = settings.kiosk_device_quota if body.daily_quota is None else body.daily_quota
-    try:
-        with p.db.session() as db:
-            issued = kiosks.register(
-                db, body.name, quota, now, settings.kiosk_enrol_minutes, created_by=who.user.id
-            )
-            audit.record(
-                db, who.actor, "admin", "kiosk", issued.kiosk.id, op="create", daily_quota=quota
-            )
-            out = _out(issued.kiosk, 0, now)
-    except kiosks.KioskError as exc:
-        raise _failed(exc) from None
+    with p.db.session() as db:
+        issued = kiosks.register_kiosk(
+            db, body.name, quota, now, settings.kiosk_enrol_minutes, who.actor
+        )
+        out = _out(issued.kiosk, 0, now)
     return KioskIssued(**out, token=issued.token, enrol_code=issued.enrol_code)
 
 
-def _change(request: Request, who: Principal, kiosk_id: int, op: str, change) -> dict:
+def _change(request: Request, kiosk_id: int, change) -> dict:
+    """Apply ``change`` (a ``kiosks`` use case, which audits) to the kiosk; its answer with
+    today's use."""
     p = platform_of(request)
     now = p.clock()
-    try:
-        with p.db.session() as db:
-            kiosk = kiosks.get(db, kiosk_id)
-            detail = change(db, kiosk, now) or {}
-            audit.record(
-                db,
-                who.actor,
-                "admin",
-                "kiosk",
-                kiosk.id,
-                op=op,
-                **{k: v for k, v in detail.items() if k != "code"},
-            )
-            used = kiosks.used_today(db, [kiosk.id], now, _settings().timezone)[kiosk.id]
-            return {"kiosk": _out(kiosk, used, now), **detail}
-    except kiosks.KioskError as exc:
-        raise _failed(exc) from None
+    with p.db.session() as db:
+        kiosk = kiosks.get(db, kiosk_id)
+        detail = change(db, kiosk, now) or {}
+        used = kiosks.used_today(db, [kiosk.id], now, _settings().timezone)[kiosk.id]
+        return {"kiosk": _out(kiosk, used, now), **detail}
 
 
 @router.patch(
@@ -139,12 +116,10 @@ def change_quota(
 ) -> KioskOut:
     """Change a kiosk's daily quota (takes effect at once, for today too)."""
 
-    def apply(_db, kiosk: Kiosk, _now) -> dict:
-        before = kiosk.daily_quota
-        kiosks.set_quota(kiosk, body.daily_quota)
-        return {"before": before, "daily_quota": body.daily_quota}
+    def apply(db, kiosk: Kiosk, _now) -> None:
+        kiosks.change_quota(db, kiosk, body.daily_quota, who.actor)
 
-    return KioskOut(**_change(request, who, kiosk_id, "quota", apply)["kiosk"])
+    return KioskOut(**_change(request, kiosk_id, apply)["kiosk"])
 
 
 @router.post(
@@ -160,9 +135,9 @@ def new_enrolment(
     minutes = _settings().kiosk_enrol_minutes
 
     def apply(db, kiosk: Kiosk, now) -> dict:
-        return {"code": kiosks.new_enrol_code(db, kiosk, now, minutes)}
+        return {"code": kiosks.issue_enrol_code(db, kiosk, now, minutes, who.actor)}
 
-    done = _change(request, who, kiosk_id, "enrol_code", apply)
+    done = _change(request, kiosk_id, apply)
     return KioskEnrolment(
         enrol_code=done["code"], enrol_code_expires_at=done["kiosk"]["enrol_code_expires_at"]
     )
@@ -178,10 +153,10 @@ def revoke_kiosk(
 ) -> KioskOut:
     """Revoke a kiosk: its token and its browser stop at once (the record stays)."""
 
-    def apply(_db, kiosk: Kiosk, now) -> None:
-        kiosks.revoke(kiosk, now)
+    def apply(db, kiosk: Kiosk, now) -> None:
+        kiosks.revoke_kiosk(db, kiosk, now, who.actor)
 
-    return KioskOut(**_change(request, who, kiosk_id, "revoke", apply)["kiosk"])
+    return KioskOut(**_change(request, kiosk_id, apply)["kiosk"])
 
 
 def _secure(request: Request) -> bool:
@@ -194,8 +169,6 @@ def enrol(body: KioskEnrolIn, request: Request) -> JSONResponse:
     SameSite=Strict cookie (the code then stops working). Failed codes are throttled per
     client like failed sign-ins: each attempt is counted (atomically with the check) before
     the code is tried, and un-counted when the code was right."""
-    from medai.platform.accounts import give_back
-
     settings = _settings()
     p = platform_of(request)
     now, client = p.clock(), client_key(request)
@@ -239,7 +212,7 @@ def enrol(body: KioskEnrolIn, request: Request) -> JSONResponse:
                 used_today=used,
                 resets_in_s=reset_in,
             )
-    except kiosks.KioskError as exc:
+    except kiosks.KioskError:
         with p.db.session() as db:  # the attempt stays counted
             audit.record(
                 db,
@@ -249,7 +222,7 @@ def enrol(body: KioskEnrolIn, request: Request) -> JSONResponse:
                 None,
                 outcome="failed",
             )
-        raise _failed(exc) from None
+        raise
     response = JSONResponse(out.model_dump())
     response.set_cookie(
         KIOSK_COOKIE,

@@ -11,9 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from medai.platform.api.deps import Principal, platform_of, require
-from medai.platform.api.routes.model_registry import lifecycle_error
 from medai.platform.lifecycle import model_jobs
-from medai.platform.lifecycle.model_registry import LifecycleError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
@@ -78,12 +76,10 @@ async def start_job(
     """Start a retraining (export the task's signed studies, train, register a candidate) or
     a site validation of a candidate; 409 while the same job is queued or running."""
     p = platform_of(request)
-    try:
-        job = await run_in_threadpool(
-            model_jobs.submit, p, body.kind, who.actor, body.task, body.model_id, body.options
-        )
-    except LifecycleError as exc:  # refused 422, already running 409, no such model 404
-        raise lifecycle_error(exc) from None
+    # refused 422, already running 409, no such model 404: the kernel answers each
+    job = await run_in_threadpool(
+        model_jobs.submit, p, body.kind, who.actor, body.task, body.model_id, body.options
+    )
     request.app.state.dispatch_model_job(job["id"])
     return JobOut(**job)
 
@@ -103,10 +99,7 @@ async def list_jobs(
 async def get_job(
     job_id: RowId, request: Request, who: Principal = Depends(require("models_manage"))
 ) -> JobOut:
-    try:
-        return JobOut(**await run_in_threadpool(model_jobs.get, platform_of(request), job_id))
-    except LifecycleError as exc:
-        raise lifecycle_error(exc) from None
+    return JobOut(**await run_in_threadpool(model_jobs.get, platform_of(request), job_id))
 
 
 @router.post(
@@ -116,9 +109,6 @@ async def cancel_job(
     job_id: RowId, request: Request, who: Principal = Depends(require("models_manage"))
 ) -> JobOut:
     """A queued job is cancelled now; a running retraining stops at its next batch."""
-    try:
-        return JobOut(
-            **await run_in_threadpool(model_jobs.cancel, platform_of(request), job_id, who.actor)
-        )
-    except LifecycleError as exc:
-        raise lifecycle_error(exc) from None
+    return JobOut(
+        **await run_in_threadpool(model_jobs.cancel, platform_of(request), job_id, who.actor)
+    )

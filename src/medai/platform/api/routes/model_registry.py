@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from medai.platform.api.deps import Principal, platform_of, require
-from medai.platform.lifecycle import model_registry
+from medai.platform.lifecycle import model_registry, shadow, site_sets, validation
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import ImagingTask, error_responses
@@ -149,10 +149,6 @@ class Moved(ModelOut):
     served_here: bool = Field(description="this process already serves the newly active model")
 
 
-def lifecycle_error(exc: model_registry.LifecycleError) -> ApiError:
-    return ApiError(exc.status, exc.code, str(exc))
-
-
 def _inside_models_dir(raw: str) -> Path:
     """A registration over HTTP reads only what the hospital placed in its models folder."""
     from medai.settings import get_settings
@@ -181,14 +177,12 @@ def list_registered(
     state: State | None = None,
 ) -> ModelList:
     """The registered models of every task (or one), with their states."""
-    from medai.platform.lifecycle.validation import latest_for
-
     with platform_of(request).db.reader() as db:
         return ModelList(
             items=[
                 ModelOut(
                     **model_registry.as_dict(r),
-                    validation=latest_for(db, r.id),
+                    validation=validation.latest_for(db, r.id),
                     rollback_to=model_registry.rollback_preview(db, r.task)
                     if r.state == "active"
                     else None,
@@ -207,18 +201,15 @@ def show_registered(
     model_id: RowId, request: Request, who: Principal = Depends(require("models_read"))
 ) -> ModelDetail:
     """One registered model: its card and every change of its state."""
-    try:
-        with platform_of(request).db.reader() as db:
-            row = model_registry.get(db, model_id)
-            return ModelDetail(
-                **model_registry.as_dict(row, card=True),
-                history=[
-                    TransitionOut(**model_registry.transition_dict(t))
-                    for t in model_registry.history(db, model_id=row.id)
-                ],
-            )
-    except model_registry.LifecycleError as exc:
-        raise lifecycle_error(exc) from None
+    with platform_of(request).db.reader() as db:
+        row = model_registry.get(db, model_id)
+        return ModelDetail(
+            **model_registry.as_dict(row, card=True),
+            history=[
+                TransitionOut(**model_registry.transition_dict(t))
+                for t in model_registry.history(db, model_id=row.id)
+            ],
+        )
 
 
 @router.post(
@@ -253,10 +244,7 @@ async def register_model(
                 note=None if new else model_registry.already_note(row),
             )
 
-    try:
-        return await run_in_threadpool(run)  # copies and hashes the files
-    except model_registry.LifecycleError as exc:
-        raise lifecycle_error(exc) from None
+    return await run_in_threadpool(run)  # copies and hashes the files
 
 
 async def _then_serve(request: Request, row: dict, replaced: int | None) -> Moved:
@@ -286,12 +274,9 @@ async def promote_model(
     """Make a model its task's active one (the site validation must clear it, or
     ``override`` with the reason); the replaced model is retired."""
     p = platform_of(request)
-    try:
-        with p.db.session() as db:
-            replaced = model_registry.promote(db, model_id, who.actor, body.reason, body.override)
-            row = model_registry.as_dict(model_registry.get(db, model_id))
-    except model_registry.LifecycleError as exc:
-        raise lifecycle_error(exc) from None
+    with p.db.session() as db:
+        replaced = validation.promote(db, model_id, who.actor, body.reason, body.override)
+        row = model_registry.as_dict(model_registry.get(db, model_id))
     return await _then_serve(request, row, replaced.id if replaced is not None else None)
 
 
@@ -302,14 +287,11 @@ async def rollback_model(
     """Re-activate the model that was active before the current one of ``task`` — never one
     that was rolled back from (409 ``no_rollback_target`` when there is none)."""
     p = platform_of(request)
-    try:
-        with p.db.session() as db:
-            restored, replaced = model_registry.rollback(
-                db, body.task, who.actor, body.reason, expected=body.to
-            )
-            row, replaced_id = model_registry.as_dict(restored), replaced.id
-    except model_registry.LifecycleError as exc:
-        raise lifecycle_error(exc) from None
+    with p.db.session() as db:
+        restored, replaced = model_registry.rollback(
+            db, body.task, who.actor, body.reason, expected=body.to
+        )
+        row, replaced_id = model_registry.as_dict(restored), replaced.id
     return await _then_serve(request, row, replaced_id)
 
 
@@ -325,27 +307,19 @@ def build_site_set(
     """Freeze the task's held-out signed studies as its next site evaluation set (as
     ``medai models site-set``); 409 ``empty_site_set`` while no signed study with labels is
     held out (an empty set could judge no candidate)."""
-    from medai.platform.lifecycle import site_sets
-
-    try:
-        with platform_of(request).db.session() as db:
-            return SiteSetOut(**site_sets.as_dict(site_sets.build(db, body.task, who.actor.name)))
-    except model_registry.LifecycleError as exc:
-        raise lifecycle_error(exc) from None
+    with platform_of(request).db.session() as db:
+        return SiteSetOut(**site_sets.as_dict(site_sets.build(db, body.task, who.actor.name)))
 
 
 def _set_state(
     request: Request, model_id: int, state: str, reason: str, who: Principal
 ) -> ModelOut:
-    try:
-        with platform_of(request).db.session() as db:
-            return ModelOut(
-                **model_registry.as_dict(
-                    model_registry.set_state(db, model_id, state, who.actor, reason)
-                )
+    with platform_of(request).db.session() as db:
+        return ModelOut(
+            **model_registry.as_dict(
+                model_registry.set_state(db, model_id, state, who.actor, reason)
             )
-    except model_registry.LifecycleError as exc:
-        raise lifecycle_error(exc) from None
+        )
 
 
 @router.post(
@@ -406,15 +380,10 @@ def shadow_summary(
     model_id: RowId, request: Request, who: Principal = Depends(require("models_read"))
 ) -> ShadowOut:
     """How a model run in shadow compared with the active model on live studies so far."""
-    from medai.platform.lifecycle import shadow
-
     p = platform_of(request)
-    try:
-        with p.db.reader() as db:
-            row = model_registry.get(db, model_id)
-            db.expunge(row)
-    except model_registry.LifecycleError as exc:
-        raise lifecycle_error(exc) from None
+    with p.db.reader() as db:
+        row = model_registry.get(db, model_id)
+        db.expunge(row)
     return ShadowOut(**shadow.summary(p, row))
 
 

@@ -13,7 +13,6 @@ from pydantic import BaseModel
 from medai.platform import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.integration import outbox
-from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
@@ -104,12 +103,9 @@ def retry_delivery(
 ) -> DeliveryOut:
     """Send a failed delivery again (after the destination or the object was put right)."""
     p = platform_of(request)
-    try:
-        with p.db.session() as db:
-            item = outbox.retry(db, item_id, p.clock())
-            audit.record(
-                db, who.actor, "admin", "outbox", item_id, op="retry", destination=item.destination
-            )
-            return DeliveryOut(**outbox.as_dict(item))
-    except outbox.OutboxError as exc:
-        raise ApiError(404 if exc.code == "not_found" else 409, exc.code, str(exc)) from None
+    with p.db.session() as db:
+        item = outbox.retry(db, item_id, p.clock())
+        audit.record(
+            db, who.actor, "admin", "outbox", item_id, op="retry", destination=item.destination
+        )
+        return DeliveryOut(**outbox.as_dict(item))

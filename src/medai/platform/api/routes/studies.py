@@ -27,13 +27,20 @@ from medai.platform.api.schemas import (
     StudyOut,
     StudyStatus,
 )
-from medai.platform.blobs import TooLarge
 from medai.platform.integration import identity as dicom
+from medai.platform.integration.dicom_values import InvalidAttribute
 from medai.platform.lifecycle import labels, monitoring
 from medai.platform.tables import Study
 from medai.server.errors import ApiError
 from medai.server.inputs import CleanText, RowId
-from medai.server.schemas import ERROR_TEXT, ErrorOut, ImagingTask, Language, error_responses
+from medai.server.schemas import (
+    DEFAULT_IMAGING_TASK,
+    ERROR_TEXT,
+    ErrorOut,
+    ImagingTask,
+    Language,
+    error_responses,
+)
 from medai.server.uploads import model_for, no_empty
 from medai.services import imaging as imaging_service
 
@@ -79,8 +86,6 @@ def _checked_identity(p, sha: str) -> dicom.DicomIdentity | None:
     DICOM identity, the same extraction as the DICOM node's (None when it has none; the
     analysis names a bad file). A UID, name or ID that breaks its VR is a 422 naming the
     attribute (``dicom_values``), never filed."""
-    from medai.platform.integration.dicom_values import InvalidAttribute
-
     try:
         return dicom.checked_read(p.store.read(sha))
     except InvalidAttribute as exc:
@@ -155,7 +160,7 @@ REPLAYED_HEADER = {
 async def upload_study(
     request: Request,
     file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM")],
-    task: Annotated[ImagingTask, Form()] = "cxr",
+    task: Annotated[ImagingTask, Form()] = DEFAULT_IMAGING_TASK,
     patient_ref: Annotated[
         str | None,
         Form(max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", description="pseudonymous reference"),
@@ -182,22 +187,17 @@ async def upload_study(
     the study of its StudyInstanceUID when that is already here (200). With an
     ``Idempotency-Key`` a retry answers the study filed before (``platform.idempotency``)."""
     p = platform_of(request)
-    try:
-        key = idempotency.checked(idempotency_key)
-    except idempotency.InvalidKey as exc:
-        raise ApiError(400, "invalid_idempotency_key", str(exc)) from None
-    try:
-        sha, size, created = await p.store.receive(_chunks(file), imaging_service.MAX_BYTES)
-    except TooLarge as exc:
-        raise ApiError(413, "too_large", str(exc)) from None
+    key = idempotency.checked(idempotency_key)
+    sha, size, created = await p.store.receive(_chunks(file), imaging_service.MAX_BYTES)
     if size == 0:
         await _forget(p, sha, created)
         raise ApiError(422, "invalid", "the file is empty")
     try:  # a decompression bomb is refused now, from its header, not by a worker decoding it
         identity = await run_in_threadpool(_checked_identity, p, sha)
-    except imaging_service.ImageTooLarge as exc:
+    except imaging_service.ImageTooLarge as exc:  # refused on upload: 413, not 422
         await _forget(p, sha, created)
-        raise ApiError(413, "image_too_large", str(exc)) from None
+        exc.status = 413
+        raise
     except BaseException:  # the stored file cannot be read back (a named storage fault)
         await _forget(p, sha, created)
         raise
@@ -222,37 +222,28 @@ async def upload_study(
         with p.db.session() as db:
             # the key first: a request racing on it waits here, and files nothing
             claimed = idempotency.claim(db, who.user.id, key, prints[0]) if key else None
-            studies.hold_blob(db, p.store, sha)  # not discarded by a twin upload meanwhile
-            filed = studies.file_study(
+            filed = studies.receive(
                 db,
+                p.store,
                 who.user,
+                who.actor,
                 sha=sha,
                 size=size,
                 content_type=file.content_type or "application/octet-stream",
                 task=task,
                 identity=identity,
+                audit_detail=lambda f: {
+                    "task": task,
+                    "bytes": size,
+                    "urgent": urgent,
+                    **({"filed": f.outcome} if identity else {}),
+                },
                 patient_ref=patient_ref,
                 question=clinical_question,
                 language=lang,
                 urgent=urgent,
             )
             conflict = filed.conflict
-            audit.record(
-                db,
-                who.actor,
-                "upload",
-                "study",
-                filed.study.id,
-                task=task,
-                bytes=size,
-                urgent=urgent,
-                **({"filed": filed.outcome} if identity else {}),
-                **(
-                    {"conflict": conflict.id, "reason": conflict.reason, "fields": conflict.fields}
-                    if conflict
-                    else {}
-                ),
-            )
             if claimed is not None and conflict is None:
                 claimed.study_id = filed.study.id
                 claimed.status = 201 if filed.outcome == "new" else 200
@@ -290,8 +281,6 @@ async def upload_study(
         return earlier
     except BaseException as exc:  # no row (a refusal, a read-only or full disk): no blob
         await _forget(p, sha, created)
-        if isinstance(exc, studies.StudyError):
-            raise ApiError(422, "invalid", str(exc)) from None
         if isinstance(exc, IntegrityError):  # the same study filed at this very moment
             raise ApiError(
                 409, "conflict", "this DICOM study is being filed by another upload; retry"
@@ -484,17 +473,12 @@ async def _rendition(request: Request, p, study_id: int) -> str:
     state = request.app.state
     if getattr(state, "display_renditions", None) is None:
         state.display_renditions = _OnePerStudy()
-    try:
-        async with state.display_renditions.hold(study_id):
-            display = await run_in_threadpool(analysis.stored_display, p, study_id)
-            if display is not None:
-                return display
-            async with state.imaging_lane.slot():
-                return await run_in_threadpool(analysis.display_rendition, p, study_id)
-    except imaging_service.ImageTooLarge as exc:
-        raise ApiError(422, "image_too_large", str(exc)) from None
-    except imaging_service.ImageInputError as exc:
-        raise ApiError(422, "unusable_image", str(exc)) from None
+    async with state.display_renditions.hold(study_id):
+        display = await run_in_threadpool(analysis.stored_display, p, study_id)
+        if display is not None:
+            return display
+        async with state.imaging_lane.slot():
+            return await run_in_threadpool(analysis.display_rendition, p, study_id)
 
 
 @router.get(
@@ -593,16 +577,12 @@ def _change(
                 db, who.actor, action, "report", study_id, version=row.version, status=row.status
             )
             return ReportOut(**review.as_dict(db, row))
-    except review.Conflict as exc:
+    except review.Conflict:  # 409, audited
         with p.db.session() as db:
             audit.record(
                 db, who.actor, action, "report", study_id, outcome="conflict", version=version
             )
-        raise ApiError(409, "conflict", str(exc)) from None
-    except review.ReviewError as exc:
-        raise ApiError(422, "invalid", str(exc)) from None
-    except labels.LabelError as exc:
-        raise ApiError(exc.status, exc.code, str(exc)) from None
+        raise
 
 
 @router.put(
@@ -737,7 +717,7 @@ async def report_pdf(
         model = {**model, "refused": True}  # named, and said to have assessed nothing
     try:  # from the display rendition (2048 px, 8-bit), never the original
         display = await _rendition(request, p, study_id)
-    except ApiError:
+    except imaging_service.ImageInputError:
         display = None
 
     def render() -> bytes:

@@ -84,8 +84,5 @@ def suggest_labels(
     each AI finding and each label the text states, present or absent (nothing stored)."""
     with platform_of(request).db.reader() as db:
         study = _study(db, study_id)
-        try:
-            items = labels.suggest(db, study, body.sections.model_dump(), body.labels)
-        except labels.LabelError as exc:
-            raise ApiError(exc.status, exc.code, str(exc)) from None
+        items = labels.suggest(db, study, body.sections.model_dump(), body.labels)
     return StudyLabels(report_version=None, labels=[LabelOut(**i) for i in items])

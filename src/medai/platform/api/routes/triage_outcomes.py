@@ -85,21 +85,18 @@ def record_outcome(
     """Record the department the patient was actually sent to (a later record replaces it
     as the label; earlier ones stay)."""
     p = platform_of(request)
-    try:
-        with p.db.session() as db:
-            _record(db, record_id)
-            triage_labels.record(db, record_id, body.department, body.urgent, who.user)
-            audit.record(
-                db,
-                who.actor,
-                "triage",
-                "triage_outcome",
-                record_id,
-                department=body.department,
-                urgent=body.urgent,
-            )
-    except triage_labels.OutcomeError as exc:
-        raise ApiError(exc.status, exc.code, str(exc)) from None
+    with p.db.session() as db:
+        _record(db, record_id)
+        triage_labels.record(db, record_id, body.department, body.urgent, who.user)
+        audit.record(
+            db,
+            who.actor,
+            "triage",
+            "triage_outcome",
+            record_id,
+            department=body.department,
+            urgent=body.urgent,
+        )
     with p.db.reader() as db:
         model_hash = db.get(TriageRecord, record_id).model_hash
     monitoring.check(p, "triage", model_hash)  # department agreement with staff
