@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: run test install install-dev lint clean settings-doc browser-deps integration-deps train-default-triage train-extended-triage \
+.PHONY: run test test-fast install install-dev lint clean settings-doc browser-deps integration-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-imaging-little-data \
 	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
@@ -33,7 +33,7 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/medai serve
 
-# docs/settings.md is generated from the fields of src/medai/settings.py (tests/test_settings_doc.py
+# docs/settings.md is generated from the fields of src/medai/settings.py (tests/core/test_settings_doc.py
 # fails when the two differ): run this after adding or changing a setting.
 settings-doc: install
 	$(BIN)/python -m medai.settings_doc > docs/settings.md
@@ -64,6 +64,16 @@ test: install-dev browser-deps integration-deps
 	$(BIN)/ruff format --check src tests benchmarks deploy
 	$(BIN)/lint-imports
 	$(BIN)/pytest --durations=40 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
+# The daily loop (4.5 min here): what runs in this process alone and quickly: no browser, no
+# server process, no PostgreSQL, broker, Orthanc or dcmtk, no system or slow test (markers in
+# pyproject.toml, given by tests/conftest.py). `make test` stays the whole suite.
+FAST := not (browser or server or postgres or broker or orthanc or dcmtk or system or slow)
+test-fast: install-dev
+	$(BIN)/ruff check src tests benchmarks deploy
+	$(BIN)/ruff format --check src tests benchmarks deploy
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q -n $(if $(filter 0,$(TEST_WORKERS)),1,$(TEST_WORKERS)) --dist loadfile -m "$(FAST)"
 
 # Re-create the bundled default triage model (needs ../shared/data; see its model card).
 train-default-triage: install
@@ -235,7 +245,7 @@ two-node-check: install
 	$(BIN)/python deploy/two-node/run.py
 # The backup drill (while studies are written), the upgrade from the previous release, secrets.
 backup-drill: install-dev
-	$(BIN)/pytest -q tests/test_backup_drill.py tests/test_upgrade_from_previous_release.py tests/test_secret_files.py
+	$(BIN)/pytest -q tests/system/test_backup_drill.py tests/system/test_upgrade_from_previous_release.py tests/core/test_secret_files.py
 # Everything a release is checked with (≈ 10–15 min on 2 cores, root); CI runs the image-free part.
 deploy-check: image chart-check units-check compose-smoke kube-play-smoke systemd-boot-smoke two-node-check backup-drill
 

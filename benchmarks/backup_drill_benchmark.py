@@ -84,10 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("MEDAI_PASSWORD_HASH", "insecure-fast")
     os.environ.setdefault("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
+    from helpers.platform import postgres_database, use_home
     from medai.platform import backup as bk
     from medai.platform.restore import restore
     from medai.settings import Settings
-    from platform_helpers import postgres_database, use_home
 
     tmp = Path(tempfile.mkdtemp(prefix="medai-backup-bench-"))
     try:

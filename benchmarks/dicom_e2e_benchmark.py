@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/dicom_e2e_benchmark.py --n 200 --mode both \\
         --out docs/benchmarks/pacs/results.json
 
-Real processes, as a hospital runs them: a fresh Orthanc (``tests/orthanc_helpers.py``) is the
+Real processes, as a hospital runs them: a fresh Orthanc (``tests/helpers/orthanc.py``) is the
 PACS; ``medai serve --dicom-port P`` on a fresh PostgreSQL database (``--database sqlite``: the
 SQLite file of a temporary MEDAI_HOME) with the bundled models, ``MEDAI_DICOM_SEND_TO`` naming
 Orthanc, and its outbox thread sending the SR and the heatmap SC. Modes: ``embedded`` (the
@@ -87,7 +87,7 @@ def build_studies(rows: list[dict], data: Path, out: Path, size: int, tag: str) 
     import numpy as np
     from PIL import Image
 
-    from dicom_helpers import make_dicom
+    from helpers.dicom import make_dicom
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -215,7 +215,7 @@ def start_medai(mode: str, env: dict, logs: Path) -> tuple[list[subprocess.Popen
     """``medai serve --dicom-port`` (+ the Celery workers), once ready; the DICOM port."""
     import httpx
 
-    from orthanc_helpers import free_port
+    from helpers.orthanc import free_port
 
     http_port, dicom_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "medai.cli"]
@@ -270,7 +270,7 @@ def start_medai(mode: str, env: dict, logs: Path) -> tuple[list[subprocess.Popen
 
 
 def send(port: int, files: list[Path], aet: str = "CR01") -> subprocess.CompletedProcess:
-    from dicom_helpers import STORESCU
+    from helpers.dicom import STORESCU
 
     return subprocess.run(
         [STORESCU, "-aet", aet, "-aec", "MEDAI", "127.0.0.1", str(port), *map(str, files)],
@@ -521,7 +521,7 @@ def phase(
 
 
 def run_mode(mode: str, sets: dict[str, list[Path]], warm: list[Path], work: Path, args) -> dict:
-    from orthanc_helpers import _stop, start_orthanc
+    from helpers.orthanc import _stop, start_orthanc
     from platform_benchmark import REDIS, fresh_database
 
     home, pacs_home = work / f"{mode}-home", work / f"{mode}-orthanc"
@@ -692,8 +692,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from dicom_helpers import STORESCU
-    from orthanc_helpers import ORTHANC, OrthancUnavailable, find_plugin
+    from helpers.dicom import STORESCU
+    from helpers.orthanc import ORTHANC, OrthancUnavailable, find_plugin
 
     try:
         find_plugin()

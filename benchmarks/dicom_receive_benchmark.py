@@ -39,7 +39,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="medai-dicom-bench-"))
     os.environ["MEDAI_HOME"] = str(home)
     os.environ["MEDAI_JOB_THREADS"] = "0"
-    from dicom_helpers import STORESCU, make_dicom
+    from helpers.dicom import STORESCU, make_dicom
     from medai.platform.boot import open_platform
     from medai.platform.integration import dicom_node, receive
 

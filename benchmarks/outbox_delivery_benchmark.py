@@ -1,12 +1,12 @@
 """Delivery of results through the outbox (issue 25): N DICOM studies uploaded, analysed by the
 embedded pool with a tiny chest X-ray model and signed, then one delivery loop thread sends
 everything due to a real Orthanc (C-STORE: findings SR + heatmap SC, report SR), a FHIR server
-and an MLLP receiver (``tests/outbox_peers.py``), all on localhost. Prints the wall time, this
+and an MLLP receiver (``tests/helpers/outbox_peers.py``), all on localhost. Prints the wall time, this
 process's CPU time and the median and worst time per kind of delivery.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/outbox_delivery_benchmark.py 20
 
-Needs Debian's Orthanc with its DICOMweb plugin (tests/orthanc_helpers.py).
+Needs Debian's Orthanc with its DICOMweb plugin (tests/helpers/orthanc.py).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ def main(n: int) -> None:
     from pydicom.uid import generate_uid
 
     from conftest import make_imaging_model_dir
-    from dicom_helpers import make_dicom
+    from helpers.dicom import make_dicom
+    from helpers.orthanc import _stop, start_orthanc
+    from helpers.outbox_peers import FhirServer, MllpServer
+    from helpers.platform import bearer, clinic, wait_status
     from medai.platform.integration.delivery import DeliveryLoop
-    from orthanc_helpers import _stop, start_orthanc
-    from outbox_peers import FhirServer, MllpServer
-    from platform_helpers import bearer, clinic, wait_status
 
     tmp = Path(tempfile.mkdtemp(prefix="medai-outbox-bench-"))
     (tmp / "orthanc").mkdir()

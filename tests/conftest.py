@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import os
-import random
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["platform_helpers"]
+from helpers.builders import make_imaging_model_dir, make_rows, write_csv
+
+pytest_plugins = ["helpers.platform"]
 
 # one home per pytest-xdist worker (the suite runs in two processes, `make test`), a home
 # given in the environment included
@@ -26,85 +26,6 @@ os.environ.setdefault("MEDAI_TRUSTED_HOSTS", '["localhost", "127.0.0.1", "testse
 os.environ.setdefault("MEDAI_PASSWORD_HASH", "insecure-fast")
 os.environ.setdefault("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
 
-SYMPTOMS = {
-    "Dermatoloji": [
-        "sivilce",
-        "kaşıntı",
-        "egzama",
-        "saç dökülmesi",
-        "ciltte leke",
-        "sedef",
-        "akne",
-        "siğil",
-        "ciltte kızarıklık",
-        "mantar",
-    ],
-    "Kulak Burun Boğaz": [
-        "kulak çınlaması",
-        "bademcik iltihabı",
-        "burun tıkanıklığı",
-        "geniz akıntısı",
-        "işitme kaybı",
-        "sinüzit",
-        "kulak ağrısı",
-        "horlama",
-        "ses kısıklığı",
-        "burun eğriliği",
-    ],
-    "Nöroloji": [
-        "migren",
-        "baş dönmesi",
-        "ellerde uyuşma",
-        "epilepsi",
-        "titreme",
-        "unutkanlık",
-        "sinir sıkışması",
-        "baş ağrısı",
-        "denge kaybı",
-        "karıncalanma",
-    ],
-    "Fizik Tedavi ve Rehabilitasyon": [
-        "bel fıtığı",
-        "boyun düzleşmesi",
-        "diz ağrısı",
-        "omuz ağrısı",
-        "skolyoz",
-        "kireçlenme",
-        "tendinit",
-        "kas ağrısı",
-        "topuk dikeni",
-        "menisküs",
-    ],
-}
-TEMPLATES = [
-    "Merhaba hocam {n} haftadır {s} şikayetim var, ne yapmalıyım?",
-    "{s} ve {s2} sorunum var, tedavisi nedir acaba",
-    "Hocam {n} aydır {s} yaşıyorum, doktora gittim ilaç verdi geçmedi",
-    "Annemde {s} var, hangi tetkikler yapılmalı?",
-    "{s} için hangi bölüme gitmeliyim, {n} yıldır devam ediyor",
-]
-
-
-def make_rows(per_class: int = 40, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for label, symptoms in SYMPTOMS.items():
-        for _ in range(per_class):
-            s, s2 = rng.sample(symptoms, 2)
-            text = rng.choice(TEMPLATES).format(s=s, s2=s2, n=rng.randint(1, 12))
-            text += f" ({rng.randint(1000, 999999)})"  # keeps rows distinct
-            rows.append({"text": text, "label": label})
-    rng.shuffle(rows)
-    return rows
-
-
-def write_csv(path: Path, rows: list[dict], fields=("text", "label")) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
 
 @pytest.fixture(scope="session")
 def complaints_csv(tmp_path_factory) -> Path:
@@ -118,55 +39,6 @@ def tfidf_model_dir(tmp_path_factory, complaints_csv) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny-tfidf"
     train(TrainOptions(data=complaints_csv, out=out, model_type="tfidf", name="tiny-tfidf"))
     return out
-
-
-def make_imaging_model_dir(
-    directory: Path,
-    backbone: str = "efficientnet-lite0",
-    image_size: int = 64,
-    seed: int = 0,
-    labels: tuple[str, ...] = ("Pneumonia", "COVID-19", "No Finding"),
-    task: str = "cxr",
-    version: str = "test",
-) -> Path:
-    """A tiny imaging model directory with random weights (the real save/load format). Give
-    two models registered side by side their own ``version``: the registry refuses other
-    files under a name and version it holds."""
-    import torch
-
-    from medai.core.model_dir import ModelCard, save_card
-    from medai.imaging.networks import ImagingNet
-    from medai.imaging.train import ImagingTrainConfig, save_model
-
-    torch.manual_seed(seed)
-    net = ImagingNet(backbone, len(labels), pretrained=False).eval()
-    cfg = ImagingTrainConfig(
-        task=task, backbone=backbone, labels=list(labels), image_size=image_size
-    )
-    save_model(net, cfg, directory)
-    save_card(
-        directory,
-        ModelCard(
-            task=task,
-            model_type=backbone,
-            labels=list(labels),
-            name=f"tiny-{backbone}",
-            version=version,
-        ),
-    )
-    return directory
-
-
-def gray_png(path: Path, seed: int, size: tuple[int, int] = (80, 96)) -> Path:
-    """A grayscale PNG with a random smooth pattern (distinct per seed)."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    base = rng.random((size[1] // 8 + 1, size[0] // 8 + 1))
-    img = Image.fromarray((base * 255).astype("uint8")).resize(size, Image.Resampling.BILINEAR)
-    img.save(path)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -197,15 +69,10 @@ def rules_engine():
     return build_engine(Path(folder) if folder else None, embeddings=False, classifier=False)
 
 
-def fired_flags(engine, text: str) -> set[str]:
-    """The ids of the red flags ``engine`` raises on ``text``."""
-    return {f.id for f in engine.check(text).flags}
-
-
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium through Playwright, one per browser-test module."""
-    from platform_helpers import launched_browser
+    from helpers.platform import launched_browser
 
     with launched_browser() as b:
         yield b
@@ -217,3 +84,24 @@ def shots(tmp_path) -> Path:
     out = Path(os.environ.get("MEDAI_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+# What each test needs beyond this process, as markers (``make test-fast`` deselects them):
+# its folder (browser/, system/), the fixtures it uses, a database parameter, or the module's
+# own ``pytestmark`` (server, dcmtk, broker) where a module starts them itself.
+_FOLDER_MARKS = {"browser": "browser", "system": "system"}
+_FIXTURE_MARKS = {"browser": "browser", "launched_browser": "browser", "orthanc": "orthanc"}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).parent
+    for item in items:
+        parts = Path(str(item.path)).relative_to(tests).parts
+        if parts and parts[0] in _FOLDER_MARKS:
+            item.add_marker(_FOLDER_MARKS[parts[0]])
+        for name in item.fixturenames:
+            if name in _FIXTURE_MARKS:
+                item.add_marker(_FIXTURE_MARKS[name])
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres" in params.values():
+            item.add_marker("postgres")

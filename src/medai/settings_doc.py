@@ -1,7 +1,7 @@
 """The settings documentation (docs/settings.md), generated from the fields of
 ``medai.settings.Settings``: one Markdown table per group (variable, type, default,
 description). ``python -m medai.settings_doc > docs/settings.md``, ``medai settings
---markdown`` or ``make settings-doc`` writes it; tests/test_settings_doc.py fails when the file
+--markdown`` or ``make settings-doc`` writes it; tests/core/test_settings_doc.py fails when the file
 and the fields differ."""
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ def imaging_predict(
     Exit status: 0 findings (or a batch done), 3 refused (wrong kind of image; the reason is
     printed), 2 the file cannot be used (missing, not a regular file, too large, not an
     image)."""
-    from medai.core.files import read_limited
+    from medai.core.limited_read import read_limited
     from medai.imaging.io import MAX_BYTES
 
     if image.is_dir() or image.suffix.lower() in (".csv", ".tsv"):
@@ -286,7 +286,7 @@ def _imaging_batch(
     out: Path | None,
     as_json: bool,
 ) -> None:
-    from medai.core.files import read_limited
+    from medai.core.limited_read import read_limited
     from medai.imaging.io import MAX_BYTES
     from medai.services import batch as batch_service
 
@@ -317,7 +317,7 @@ def imaging_explain(
     as_json: JsonFlag = False,
 ) -> None:
     """Grad-CAM heatmap overlay for one label."""
-    from medai.core.files import read_limited
+    from medai.core.limited_read import read_limited
     from medai.imaging.explain import explain
     from medai.imaging.io import MAX_BYTES
 

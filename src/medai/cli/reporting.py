@@ -435,7 +435,7 @@ def caption_predict(
     nearest indexed images (an AI suggestion, never a finding). An image unlike every indexed
     one gets none: status "abstained" with the reason (exit code 0)."""
     from medai.core import model_dir
-    from medai.core.files import read_limited
+    from medai.core.limited_read import read_limited
     from medai.imaging.io import MAX_BYTES
     from medai.services.model_handles import model_folder
     from medai.settings import get_settings
@@ -492,8 +492,8 @@ def report_draft(
     as_json: JsonFlag = False,
 ) -> None:
     """Draft a report (technique, findings, impression, recommendation) with citations."""
-    from medai.core.files import read_limited
     from medai.core.jsonsafe import loads_limited
+    from medai.core.limited_read import read_limited
     from medai.imaging.io import MAX_BYTES
     from medai.reporting.draft import imaging_task
     from medai.services.model_handles import model_folder

@@ -196,7 +196,7 @@ def triage_predict(
 ) -> None:
     """Suggest departments for one complaint, with red flags and abstention; with --batch,
     for every complaint of a file (the model loaded once, a bad row reported and skipped)."""
-    from medai.core.files import read_limited, read_stream_limited
+    from medai.core.limited_read import read_limited, read_stream_limited
     from medai.core.text import MAX_COMPLAINT_BYTES, TextInputError, decode_text
 
     if batch is not None:

@@ -3,7 +3,7 @@
 The card says what the model does (task, labels, thresholds), how it was made (training command,
 data file hashes) and how well it did (metrics), so any model directory can be audited and
 loaded the same way. ``load(path)`` returns the task's predictor whatever the backend, through
-the loader its task registered (``core.tasks``); core names no job module.
+the loader its task registered (``core.task_registry``); core names no job module.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ NIH ChestX-ray14, CheXpert, MIMIC-CXR and COVID-era collections name the same fi
 differently ("Pleural Effusion", "Effusion"; "Pneumonia (viral)", "Viral_Pneumonia"). Every
 spelling resolves to one canonical label; a label that resolves to nothing is reported by the
 readers, never silently treated as negative. The label spaces themselves are the imaging tasks
-of the task registry (``imaging/tasks.py`` defines them; ``core.tasks`` holds them).
+of the task registry (``imaging/task_definitions.py`` defines them; ``core.task_registry`` holds them).
 """
 
 from __future__ import annotations

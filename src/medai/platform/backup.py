@@ -60,7 +60,7 @@ from medai.core.errors import MedaiError
 from medai.platform import pg_tools
 from medai.platform.crypto import BlobCipher
 from medai.platform.db import default_url, sqlite_path
-from medai.platform.files import private_dir
+from medai.platform.private_files import private_dir
 from medai.platform.rotation import SEALED, _raw
 
 FORMAT = "medai-backup/1"

@@ -34,7 +34,7 @@ from medai.core.errors import MedaiError
 from medai.core.faults import StorageFault, StorageMissing
 from medai.platform.crypto import InvalidToken
 from medai.platform.crypto import blob_cipher as platform_cipher
-from medai.platform.files import DIR_MODE, FILE_MODE, private_dir, set_mode, sync_dir
+from medai.platform.private_files import DIR_MODE, FILE_MODE, private_dir, set_mode, sync_dir
 
 if TYPE_CHECKING:
     from medai.platform.crypto import BlobCipher

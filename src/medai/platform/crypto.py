@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from medai.platform.files import private_dir, private_file, sync_dir
+from medai.platform.private_files import private_dir, private_file, sync_dir
 
 __all__ = ["BlobCipher", "Cipher", "InvalidToken", "blob_cipher", "cipher"]
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from medai.core.errors import MedaiError
 from medai.core.faults import classify
-from medai.platform.files import private_dir, private_file
+from medai.platform.private_files import private_dir, private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

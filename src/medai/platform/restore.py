@@ -51,7 +51,7 @@ from medai.platform.db import (
     migration_heads,
     sqlite_path,
 )
-from medai.platform.files import private_dir
+from medai.platform.private_files import private_dir
 
 RESTORED_CONFIG = "restored-config"
 

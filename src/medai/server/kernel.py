@@ -1,6 +1,6 @@
 """The HTTP kernel: what every route shares, around the routers a face mounts.
 
-Models load once per process (``services.models``) and are shared read-only by all requests;
+Models load once per process (``services.model_handles``) and are shared read-only by all requests;
 model calls run in bounded lanes (``services.runtime``); bodies are limited while streaming;
 every error has one shape; complaint text and request bodies are never logged.
 """

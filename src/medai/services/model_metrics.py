@@ -40,7 +40,7 @@ class Call:
 
 
 def model_labels(predictor: Any, task: str | None = None) -> tuple[str, str, str]:
-    """(task, name, version) of a predictor's identity (``core.registry.identity``)."""
+    """(task, name, version) of a predictor's identity (``core.model_dir.identity``)."""
     ident = getattr(predictor, "identity", None)
     return (
         str(task or getattr(ident, "task", None) or "unknown"),

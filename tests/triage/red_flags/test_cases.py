@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import fired_flags
+from helpers.builders import fired_flags
 
 CASES_DIR = Path(__file__).parent / "cases"
 

@@ -2,7 +2,7 @@
 BodyPartExamined, ViewPosition, the series/study descriptions and protocol name).
 
 The rules are the tasks' own (``Task.reads_dicom``, declared in each job's task registration:
-``imaging/tasks.py`` for CXR and MRI), so a hospital's task package routes its studies by
+``imaging/task_definitions.py`` for CXR and MRI), so a hospital's task package routes its studies by
 registering. A study no task claims, or that two tasks claim equally, is given to no model:
 it is stored and marked ``no_model``, and a radiologist reports it by hand. Nothing is ever
 forced through a model that was not made for it.

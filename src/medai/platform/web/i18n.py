@@ -2,7 +2,7 @@
 checked by a test; Turkish by default, English by switch (a cookie).
 
 Names that belong to a registry travel from it, not from the catalogue: each task's name and
-its labels' names (``core.tasks``) reach the page as one JSON block (``display_names``), like
+its labels' names (``core.task_registry``) reach the page as one JSON block (``display_names``), like
 the catalogue itself. Roles, study statuses, audit actions and outcomes and the reasons an
 image gets no findings are catalogue keys (``role_*``, ``status_*``, ``audit_*``,
 ``outcome_*``, ``reason_*``); ``missing_names`` lists whatever lacks a language."""

@@ -57,7 +57,7 @@ GPU's memory, never the sum) is the sum of these terms, each named in the printe
     A fixed 1 GiB for the CUDA context, cuBLAS workspaces and allocator slack (0 on CPU).
 
 Checked against the one real run (H200, batch 8, ~483 tokens): bf16 estimate 18.0 GiB for a
-17.5 GiB peak, 16.2 GiB with gradient checkpointing for 15.5 GiB (tests/test_blip2_plan.py).
+17.5 GiB peak, 16.2 GiB with gradient checkpointing for 15.5 GiB (tests/reporting/test_blip2_plan.py).
 The quantised estimates have not been measured on a GPU.
 """
 

@@ -11,21 +11,20 @@ analysis (or by the first view of a study analysed before this version), as a co
 blob named by ``studies.display_sha256``. Existing studies keep working (the column is empty
 until the first view fills it). Batch mode, so that SQLite and PostgreSQL both run it.
 """
-
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("studies", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("display_sha256", sa.String(length=64), nullable=True))
+    with op.batch_alter_table('studies', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('display_sha256', sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("studies", schema=None) as batch_op:
-        batch_op.drop_column("display_sha256")
+    with op.batch_alter_table('studies', schema=None) as batch_op:
+        batch_op.drop_column('display_sha256')

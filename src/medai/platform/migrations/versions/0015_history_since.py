@@ -11,21 +11,20 @@ role change, and the account's own lists show only rows made at or after it. Not
 deleted. One nullable column (SQLite's foreign keys to ``users`` stay intact; the downgrade
 drops it in place: SQLite 3.35 or newer).
 """
-
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users", schema=None, recreate="never") as batch_op:
-        batch_op.add_column(sa.Column("history_since", sa.DateTime(), nullable=True))
+    with op.batch_alter_table('users', schema=None, recreate='never') as batch_op:
+        batch_op.add_column(sa.Column('history_since', sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users", schema=None, recreate="never") as batch_op:
-        batch_op.drop_column("history_since")
+    with op.batch_alter_table('users', schema=None, recreate='never') as batch_op:
+        batch_op.drop_column('history_since')

@@ -14,14 +14,13 @@ found by a keyed hash of its reference, which ``patients.ref`` now holds; the re
 moves to ``patients.ref_sealed``. Report versions are append-only: their UPDATE trigger is
 lifted for this transaction only and put back.
 """
-
 import json
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = '0016'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
@@ -40,19 +39,13 @@ def _trigger(lift: bool) -> None:
     bind = op.get_bind()
     name = "report_versions_no_update"
     if bind.dialect.name == "sqlite":
-        op.execute(
-            f"DROP TRIGGER IF EXISTS {name}"
-            if lift
-            else f"CREATE TRIGGER {name} BEFORE UPDATE ON report_versions "
-            "BEGIN SELECT RAISE(ABORT, 'report_versions is append-only'); END"
-        )
+        op.execute(f"DROP TRIGGER IF EXISTS {name}" if lift else
+                   f"CREATE TRIGGER {name} BEFORE UPDATE ON report_versions "
+                   "BEGIN SELECT RAISE(ABORT, 'report_versions is append-only'); END")
     elif bind.dialect.name == "postgresql":
-        op.execute(
-            f"DROP TRIGGER IF EXISTS {name} ON report_versions"
-            if lift
-            else f"CREATE TRIGGER {name} BEFORE UPDATE ON report_versions "
-            f"FOR EACH ROW EXECUTE FUNCTION {name}()"
-        )
+        op.execute(f"DROP TRIGGER IF EXISTS {name} ON report_versions" if lift else
+                   f"CREATE TRIGGER {name} BEFORE UPDATE ON report_versions "
+                   f"FOR EACH ROW EXECUTE FUNCTION {name}()")
 
 
 def _seal_column(table: str, column: str, kind: str) -> None:
@@ -72,21 +65,14 @@ def _seal_column(table: str, column: str, kind: str) -> None:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("patients", schema=None, recreate="never") as batch_op:
-        batch_op.add_column(sa.Column("ref_sealed", sa.Text(), nullable=True))
+    with op.batch_alter_table('patients', schema=None, recreate='never') as batch_op:
+        batch_op.add_column(sa.Column('ref_sealed', sa.Text(), nullable=True))
     bind = op.get_bind()
-    patients = sa.table(
-        "patients",
-        sa.column("id", sa.Integer()),
-        sa.column("ref", sa.String()),
-        sa.column("ref_sealed", sa.Text()),
-    )
+    patients = sa.table("patients", sa.column("id", sa.Integer()), sa.column("ref", sa.String()),
+                        sa.column("ref_sealed", sa.Text()))
     for row_id, ref in bind.execute(sa.select(patients.c.id, patients.c.ref)).all():
-        bind.execute(
-            patients.update()
-            .where(patients.c.id == row_id)
-            .values(ref=_cipher().pseudonym(ref), ref_sealed=_seal(ref))
-        )
+        bind.execute(patients.update().where(patients.c.id == row_id).values(
+            ref=_cipher().pseudonym(ref), ref_sealed=_seal(ref)))
     _seal_column("studies", "clinical_question", "text")
     _seal_column("triage_requests", "result", "json")
     _seal_column("ai_results", "payload", "json")
@@ -103,11 +89,8 @@ def _open_column(table: str, column: str, kind: str) -> None:
         if not isinstance(value, str):
             continue
         plain = _cipher().decrypt(value.encode("ascii"))
-        bind.execute(
-            t.update()
-            .where(t.c.id == row_id)
-            .values({column: json.loads(plain) if kind == "json" else plain})
-        )
+        bind.execute(t.update().where(t.c.id == row_id).values(
+            {column: json.loads(plain) if kind == "json" else plain}))
 
 
 def downgrade() -> None:
@@ -119,18 +102,11 @@ def downgrade() -> None:
     _open_column("ai_results", "payload", "json")
     _open_column("studies", "clinical_question", "text")
     bind = op.get_bind()
-    patients = sa.table(
-        "patients",
-        sa.column("id", sa.Integer()),
-        sa.column("ref", sa.String()),
-        sa.column("ref_sealed", sa.Text()),
-    )
+    patients = sa.table("patients", sa.column("id", sa.Integer()), sa.column("ref", sa.String()),
+                        sa.column("ref_sealed", sa.Text()))
     for row_id, sealed in bind.execute(sa.select(patients.c.id, patients.c.ref_sealed)).all():
         if sealed is not None:
-            bind.execute(
-                patients.update()
-                .where(patients.c.id == row_id)
-                .values(ref=_cipher().decrypt(sealed.encode("ascii")))
-            )
-    with op.batch_alter_table("patients", schema=None, recreate="never") as batch_op:
-        batch_op.drop_column("ref_sealed")
+            bind.execute(patients.update().where(patients.c.id == row_id).values(
+                ref=_cipher().decrypt(sealed.encode("ascii"))))
+    with op.batch_alter_table('patients', schema=None, recreate='never') as batch_op:
+        batch_op.drop_column('ref_sealed')

@@ -11,21 +11,20 @@ raised a red flag at upload, or the AI found an urgent label present or among it
 candidates. Codes and label names only, never patient text. One nullable column (the downgrade
 drops it in place: SQLite 3.35 or newer).
 """
-
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("studies", schema=None, recreate="never") as batch_op:
-        batch_op.add_column(sa.Column("urgent_because", sa.JSON(), nullable=True))
+    with op.batch_alter_table('studies', schema=None, recreate='never') as batch_op:
+        batch_op.add_column(sa.Column('urgent_because', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("studies", schema=None, recreate="never") as batch_op:
-        batch_op.drop_column("urgent_because")
+    with op.batch_alter_table('studies', schema=None, recreate='never') as batch_op:
+        batch_op.drop_column('urgent_because')

@@ -12,34 +12,33 @@ idempotent by SOP Instance UID; an HTTP upload was not. ``upload_keys`` holds ea
 (user, key) makes two replicas racing on one key file one study. Rows older than a day are
 swept. A new table only: nothing existing is rewritten.
 """
-
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = '0018'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
     op.create_table(
-        "upload_keys",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("key", sa.String(length=128), nullable=False),
-        sa.Column("fingerprint", sa.String(length=64), nullable=False),
-        sa.Column("study_id", sa.Integer(), nullable=True),
-        sa.Column("status", sa.Integer(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["study_id"], ["studies.id"]),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("user_id", "key"),
+        'upload_keys',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('key', sa.String(length=128), nullable=False),
+        sa.Column('fingerprint', sa.String(length=64), nullable=False),
+        sa.Column('study_id', sa.Integer(), nullable=True),
+        sa.Column('status', sa.Integer(), nullable=True),
+        sa.Column('created_at', sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(['study_id'], ['studies.id']),
+        sa.ForeignKeyConstraint(['user_id'], ['users.id']),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('user_id', 'key'),
     )
-    op.create_index("ix_upload_keys_created_at", "upload_keys", ["created_at"])
+    op.create_index('ix_upload_keys_created_at', 'upload_keys', ['created_at'])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_upload_keys_created_at", table_name="upload_keys")
-    op.drop_table("upload_keys")
+    op.drop_index('ix_upload_keys_created_at', table_name='upload_keys')
+    op.drop_table('upload_keys')

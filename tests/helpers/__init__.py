@@ -1,0 +1,1 @@
+"""What the tests share: builders, servers and peers they start, paths."""

@@ -1,0 +1,116 @@
+"""`make gpu-check`'s report, at toy sizes on the CPU (issue 48): every section runs through the
+project's real paths (BLIP-2 caption train → predict on a ROCOv2 layout, the imaging
+throughput benchmark) and the JSON has the fields docs/benchmarks/gpu.md reads; a machine
+without bitsandbytes or a GPU says why the quantised sections were skipped; a short budget
+skips rather than cuts; missing packages are named up front."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers.paths import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_check
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("gpu-check") / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_check.py"),
+            "--size",
+            "tiny",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": "1",
+            "HOME": str(out.parent),
+            "MEDAI_HOME": str(out.parent / "home"),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["sections"] == {
+        "imaging": "ok",
+        "blip2": "ok",
+        "blip2_nf4": "skipped",
+        "blip2_int8": "skipped",
+    }
+    return json.loads(out.read_text())
+
+
+def test_the_report_names_the_machine_and_the_versions(report):
+    assert report["format"] == gpu_check.FORMAT and report["size"] == "tiny"
+    assert report["device"]["kind"] == "cpu" and report["missing"] == []
+    for name in ("python", "torch", "transformers", "peft", "accelerate", "monai"):
+        assert isinstance(report["versions"][name], str), name
+    assert report["versions"]["cuda"] is None and report["elapsed_s"] > 0
+
+
+def test_the_blip2_section_trains_predicts_and_measures(report):
+    b = report["sections"]["blip2"]
+    assert b["base"]["parameters"] > 0 and b["base"]["directory_bytes"] > 0
+    assert b["parameters"]["trainable"] and b["parameters"]["trainable"] < b["base"]["parameters"]
+    assert b["plan"]["name"] == "fp32" and b["plan"]["estimate_bytes"] > 0  # a CPU's plan
+    train = b["train"]
+    for key in ("step_s", "tokens_per_s", "images_per_s", "tokens_per_step", "train_loss"):
+        assert isinstance(train[key], float) and train[key] > 0, key
+    assert set(train["pairs"]) == {"train", "validation", "test"}
+    # checkpoints hold the adapter's part, far less than the base directory
+    assert 0 < b["checkpoint_bytes"]["trained.safetensors"] < b["base"]["directory_bytes"]
+    assert b["checkpoint_bytes"]["total"] >= b["checkpoint_bytes"]["optimizer.pt"] > 0
+    assert b["adapter_bytes"] > 0
+    assert b["generation"]["images"] == train["pairs"]["test"]
+    assert b["generation"]["seconds"] >= 0
+    assert b["normalisation"] == "imageclef2025"  # a ROCOv2 layout is scored the 2025 way
+    assert set(b["scores"]) == {"bleu_4", "rouge_l", "cider"}
+    assert b["peak_memory_bytes"] is None  # no CUDA: no GPU peak to report
+
+
+def test_the_imaging_section_measures_the_ceiling_and_the_pipeline(report):
+    m = report["sections"]["imaging"]
+    assert m["backbone"] == "densenet121"
+    assert m["ceiling"]["images_per_s"] > 0 and m["pipeline"]["images_per_s"] > 0
+    assert m["ratio"] == pytest.approx(
+        m["pipeline"]["images_per_s"] / m["ceiling"]["images_per_s"], abs=1e-3
+    )
+
+
+def test_quantised_sections_say_why_they_were_skipped(report):
+    for name in ("blip2_nf4", "blip2_int8"):
+        assert report["sections"][name] == {
+            "status": "skipped",
+            "reason": "quantised bases need a CUDA GPU",
+        }
+
+
+def test_a_spent_budget_skips_sections_and_says_so(tmp_path):
+    out = tmp_path / "r.json"
+    report = gpu_check.run("tiny", out, budget_s=0, work=tmp_path / "work")
+    assert {s["status"] for s in report["sections"].values()} == {"skipped"}
+    assert "left of the budget" in report["sections"]["blip2"]["reason"]
+    assert json.loads(out.read_text())["sections"] == report["sections"]
+
+
+def test_missing_packages_are_named_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "NEEDED", (*gpu_check.NEEDED, "no_such_package_medai"))
+    out = tmp_path / "r.json"
+    assert gpu_check.main(["--size", "tiny", "--out", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["missing"] == ["no_such_package_medai"] and report["sections"] == {}
+    assert "no_such_package_medai" in report["error"]
