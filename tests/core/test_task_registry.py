@@ -3,7 +3,7 @@ unchecked is refused; string options list the valid values."""
 
 import pytest
 
-from medai.core import task_registry
+from medai.core import options, task_registry
 from medai.core.task_registry import Task, TaskError, loader_from
 
 
@@ -63,7 +63,7 @@ def test_a_registered_task_is_served_and_checked_everywhere(monkeypatch):
 
 def test_string_options_fail_with_the_valid_values():
     with pytest.raises(ValueError, match="choose one of: a, b"):
-        task_registry.lookup({"a": 1, "b": 2}, "c", "backend")
+        options.lookup({"a": 1, "b": 2}, "c", "backend")
 
 
 def test_one_default_task_per_kind(monkeypatch):

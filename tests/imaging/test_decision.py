@@ -358,3 +358,37 @@ def test_the_signature_labels_read_back_the_decision_from_the_draft(c, lang):
         assert states_normal(text) and not said
     if d.state == "indeterminate":
         assert not states_normal(text) and not said
+
+
+def test_named_findings_are_stated_in_the_tasks_order_in_every_process():
+    """Findings a person names tie at 1.0: their order (the draft's sentences, the primary
+    finding) follows the task's labels, not a set's hash order, which differs per process."""
+    import os
+    import subprocess
+    import sys
+
+    from medai.imaging.decision import from_labels
+    from medai.imaging.labels import space
+
+    task = space("cxr")
+    named = ["Edema", "Consolidation", "Effusion"]
+    want = [lab for lab in task.labels if lab in named]
+    assert from_labels(task, named).stated == want
+    assert from_labels(task, list(reversed(named))).stated == want
+    code = (
+        "from medai.imaging.decision import from_labels;"
+        "from medai.imaging.labels import space;"
+        "d = from_labels(space('cxr'), ['Edema', 'Consolidation', 'Effusion']);"
+        "print(d.stated, d.primary, d.positives)"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(4)
+    }
+    assert len(seen) == 1, seen

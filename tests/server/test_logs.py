@@ -285,7 +285,7 @@ def test_withheld_libraries_keep_level_and_place_only(production_logging):
     assert not _leaks(written), written
     assert "WARNING fpdf.svg: warning message withheld" in written
     assert "WARNING pydicom.valuerep: warning message withheld" in written
-    assert "UserWarning at tests/test_logs.py" in written
+    assert "UserWarning at server/test_logs.py" in written
     assert "Exception in ASGI application [ValueError; traceback withheld]" in written
     assert "python_multipart" not in written and "sqlalchemy" not in written
 

@@ -100,7 +100,7 @@ def test_withheld_records_are_withheld_in_json_too(json_logging):
     assert by_logger["fpdf.svg"]["message"].startswith("warning message withheld")
     assert by_logger["fpdf.svg"]["level"] == "WARNING"
     assert by_logger["pydicom.valuerep"]["place"].startswith("test_logs_json:")
-    assert by_logger["py.warnings"]["place"].startswith("UserWarning at tests/test_logs_json.py")
+    assert by_logger["py.warnings"]["place"].startswith("UserWarning at server/test_logs_json.py")
     assert by_logger["uvicorn.error"]["message"] == (
         "Exception in ASGI application [ValueError; traceback withheld]"
     )

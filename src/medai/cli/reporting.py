@@ -56,7 +56,7 @@ def _reader(images: Path | None, concepts: Path | None, rgb_only: bool) -> dict[
 
 def _precision(precision: str, mixed_precision: str | None, load_in_8bit: bool) -> str:
     """--precision, or what the deprecated --mixed-precision / --load-in-8bit meant."""
-    from medai.core.task_registry import lookup
+    from medai.core.options import lookup
 
     old = (
         "int8"

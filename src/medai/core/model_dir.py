@@ -241,8 +241,9 @@ def resolve_model(
     bundled default ``assets/models/<task>-default``. A ref that is no folder is a model name
     from ``list_models`` (under ``models_dir`` too). Core reads no settings: the caller passes
     the mapping and the folder (``services.model_handles.model_folder``)."""
+    where = "model"
     if ref is None and models and models.get(task):
-        ref = models[task]
+        ref, where = models[task], f"the {task} model of MEDAI_MODELS (or serve --model)"
     if ref is None:
         default = bundled_models_dir() / f"{task}-default"
         if not (default / CARD_FILE).is_file():
@@ -254,7 +255,7 @@ def resolve_model(
     for d, card in list_models(models_dir=models_dir):
         if d.name == str(ref) or card.name == str(ref):
             return d
-    raise ModelLoadError(f"model {ref!r}: no such directory or registered model name")
+    raise ModelLoadError(f"{where} '{ref}': no such directory or registered model name")
 
 
 def record_in_card(directory, entry: Mapping[str, Any]) -> None:

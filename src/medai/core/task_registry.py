@@ -367,17 +367,6 @@ def default_task(kind: str = "imaging") -> Task:
     )
 
 
-def lookup(table: dict[str, Any], value: str, what: str) -> Any:
-    """One table per string option (model family, backbone, backend): a wrong value fails
-    with the list of valid ones."""
-    try:
-        return table[value]
-    except KeyError:
-        raise ValueError(
-            f"unknown {what} {value!r}; choose one of: {', '.join(sorted(table))}"
-        ) from None
-
-
 def loader_from(path: str) -> Callable[..., Any]:
     """A lazy loader ``module:function`` (the job's own module, named by the job itself), so
     registering a task imports no model code."""

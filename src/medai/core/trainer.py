@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from medai.core.errors import MedaiError
-from medai.core.task_registry import lookup
+from medai.core.options import lookup
 
 # Task-agnostic helpers: class weights, early stopping, the default number of loader workers.
 

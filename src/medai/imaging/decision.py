@@ -218,6 +218,9 @@ def _multilabel(
 ) -> Decision:
     thr = {lab: float(policy.thresholds.get(lab, 0.5)) for lab in labels}
     margins = {lab: _margin(p[lab], thr[lab]) for lab in labels}
+    # ties (findings a person named are all 1.0) fall to the task's label order, never to a
+    # set's: the same findings give the same draft in every process
+    rank = {lab: i for i, lab in enumerate(labels)}
     normal = task.normal if task.normal in labels else None
     cand = {lab for lab in labels if p[lab] >= thr[lab]}
     basis: dict[str, Basis] = {lab: "above_threshold" for lab in cand}
@@ -238,7 +241,7 @@ def _multilabel(
     undecided: set[str] = set()
     if normal is not None:
         if normal in cand and diseases:  # the model says normal and a finding: a conflict
-            conflict = sorted({normal} | diseases, key=lambda lab: -p[lab])
+            conflict = sorted({normal} | diseases, key=lambda lab: (-p[lab], rank[lab]))
             basis.update({lab: "conflict" for lab in conflict})
             if policy.normal_conflict == "indeterminate":
                 undecided = set(conflict)
@@ -256,7 +259,7 @@ def _multilabel(
             else:
                 diseases = {best}
     implied_by: dict[str, str] = {}
-    for d in sorted(diseases, key=lambda lab: -margins[lab]):
+    for d in sorted(diseases, key=lambda lab: (-margins[lab], rank[lab])):
         for parent in ancestors(task, d):
             if parent in labels and parent not in diseases and parent not in implied_by:
                 implied_by[parent] = d
@@ -265,7 +268,7 @@ def _multilabel(
         if diseases
         else ({normal} if normal is not None and normal in cand else set())
     )
-    positives = sorted(positives_set, key=lambda lab: -p[lab])
+    positives = sorted(positives_set, key=lambda lab: (-p[lab], rank[lab]))
     rows = []
     for lab in sorted(labels, key=lambda lab: -p[lab]):
         state: LabelState = (
@@ -305,7 +308,7 @@ def _multilabel(
         )
     if diseases:  # the leading finding is the strongest of the most specific ones
         overall: State = "abnormal"
-        primary = max(stated or diseases, key=lambda lab: margins[lab])
+        primary = min(stated or diseases, key=lambda lab: (-margins[lab], rank[lab]))
     elif normal is not None and normal in positives_set:
         overall, primary = "normal", normal
     else:

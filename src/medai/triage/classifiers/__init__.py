@@ -7,7 +7,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from medai.core.task_registry import lookup
+from medai.core.options import lookup
 
 # name -> (class, constructor options the name implies); classes are imported on first use
 FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
