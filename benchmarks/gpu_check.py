@@ -201,6 +201,26 @@ PLACES = (
 )
 
 
+def register_checkout_tasks() -> list[str]:
+    """A checkout run without installing medai (a GPU machine with no index) has no
+    ``medai.tasks`` entry points, so no task would be known: register those that
+    ``pyproject.toml`` declares, read from it (one list), as installing would. Returns their
+    names; nothing is done where the entry points exist."""
+    import tomllib
+    from importlib.metadata import entry_points
+
+    from medai.core.task_registry import ENTRY_POINT_GROUP
+
+    if list(entry_points(group=ENTRY_POINT_GROUP)):
+        return []
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["entry-points"][ENTRY_POINT_GROUP]
+    for target in declared.values():
+        module, _, function = target.partition(":")
+        getattr(importlib.import_module(module), function)()
+    return sorted(declared)
+
+
 def missing_packages() -> list[str]:
     return [name for name in NEEDED if importlib.util.find_spec(name) is None]
 
@@ -469,11 +489,13 @@ SECTIONS: dict[str, Callable[[Path, dict], dict]] = {
     "blip2_nf4": lambda work, size: blip2_section(work, size, "nf4"),
     "blip2_int8": lambda work, size: blip2_section(work, size, "int8"),
 }
-# rough seconds each section needs on one H200 at full size, from the earlier run's parts
-# (build 6.7 B ~10 s, save ~18 s, load, 2 epochs of ~34 steps, generation on ~80 images), so
-# that a section is skipped rather than cut off; not yet timed as a whole (docs/benchmarks/gpu.md)
+# seconds each section needs on one H200 at full size, as timed by make gpu-check there on
+# 2026-11-26 (docs/benchmarks/gpu.md: imaging 164, blip2 151 with the 6.7 B build and save,
+# nf4 141; int8 trained both epochs but its generation on the 80 test images was still
+# running at 197 s), so that a section is skipped rather than cut off. In 480 s: imaging,
+# blip2 and nf4; int8 needs a longer --budget-s (or --sections blip2_int8).
 NEEDS_S = {
-    "full": {"blip2": 150, "blip2_nf4": 150, "blip2_int8": 170, "imaging": 90},
+    "full": {"blip2": 155, "blip2_nf4": 145, "blip2_int8": 260, "imaging": 170},
     "tiny": {"blip2": 1, "blip2_nf4": 1, "blip2_int8": 1, "imaging": 1},
 }
 
@@ -535,6 +557,7 @@ def _section(
 
 def run_child(name: str, size_name: str, work: Path, out: Path) -> None:
     try:
+        register_checkout_tasks()
         result = {"status": "ok", **SECTIONS[name](work, SIZES[size_name])}
     except Exception as exc:  # a failing section is reported, never fatal
         result = {

@@ -150,6 +150,46 @@ def test_language_switch_and_calm_triage(server, browser):
     ctx.close()
 
 
+@pytest.mark.parametrize("path", ["/login", "/triage"])
+def test_a_form_cannot_be_sent_before_its_script_has_wired_it(server, browser, path):
+    """A click on a form's button before the page's deferred scripts ran made the browser
+    submit the form itself: a GET that put the password (login) or the complaint (triage) in
+    the address, the server's access log and the browser's history, and lost what was typed
+    (CI saw the calm-triage test wait on a reloaded page). The scripts are held here until
+    the button has been tried: it is disabled until they have run, then it works."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    base, _ = server
+    ctx, page, _ = new_page(browser, base)
+    held = []
+    page.route("**/ui/*.js", lambda route: held.append(route))
+    page.goto(path, wait_until="commit")
+    secret = "gizli-sifre-123" if path == "/login" else "iki haftadır kulağımda çınlama var"
+    if path == "/login":
+        page.get_by_label("Kullanıcı adı").fill("rad1")
+        page.get_by_label("Parola").fill(secret)
+        button = page.get_by_role("button", name="Giriş")
+    else:
+        page.get_by_label("Şikâyetiniz (Türkçe)").fill(secret)
+        button = page.get_by_role("button", name="Bölüm öner")
+    assert button.is_disabled()
+    with pytest.raises(PlaywrightTimeout):
+        button.click(timeout=1_000)  # nothing is sent while the scripts are not there
+    assert "?" not in page.url
+    for route in held:
+        route.continue_()
+    page.unroute("**/ui/*.js")
+    if path == "/login":
+        page.get_by_label("Parola").fill(PASSWORD)
+        button.click()
+        page.wait_for_url(lambda url: "/login" not in url)
+    else:
+        button.click()
+        page.locator("#triage-result .bars li").first.wait_for()
+    assert "gizli" not in page.url and "text=" not in page.url
+    ctx.close()
+
+
 def test_study_from_upload_to_signed_report_and_exports(server, browser, shots):
     base, image = server
     ctx, page, watch = new_page(browser, base)

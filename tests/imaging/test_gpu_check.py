@@ -114,3 +114,35 @@ def test_missing_packages_are_named_before_anything_runs(tmp_path, monkeypatch):
     report = json.loads(out.read_text())
     assert report["missing"] == ["no_such_package_medai"] and report["sections"] == {}
     assert "no_such_package_medai" in report["error"]
+
+
+def test_a_checkout_that_was_never_installed_knows_the_built_in_tasks():
+    """On the GPU machine the checkout runs with ``PYTHONPATH=src``, never installed, so the
+    ``medai.tasks`` entry points do not exist: the first H200 run's imaging section failed with
+    "unknown imaging task 'cxr'; choose one of []". ``register_checkout_tasks`` registers what
+    pyproject.toml declares; here the entry points are hidden from a fresh process."""
+    code = """
+import importlib.metadata as md
+md.entry_points = lambda **kw: []
+import sys
+sys.path.insert(0, sys.argv[1])
+import gpu_check
+from medai.imaging.labels import space
+try:
+    space("cxr")
+    raise SystemExit("the tasks were found without the entry points: the test proves nothing")
+except ValueError:
+    pass
+print(gpu_check.register_checkout_tasks())
+print(space("cxr").name, sorted(space("mri").labels)[:1])
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "benchmarks")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "['imaging', 'reporting', 'triage']"
+    assert lines[1].startswith("cxr ")

@@ -13,6 +13,7 @@ Generation has a minimum length and repetition controls, so no empty or one-word
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,6 +89,28 @@ def training_plan(cfg: Blip2LoraConfig) -> Plan:
     )
 
 
+class _OncePerProcess(logging.Filter):
+    """Lets the first record that starts with ``prefix`` through and drops its repeats."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix, self.seen = prefix, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        first, self.seen = not self.seen, True
+        return first
+
+
+def _once_per_process(logger: logging.Logger, prefix: str) -> None:
+    """bitsandbytes logs "MatMul8bitLt: inputs will be cast from bfloat16 to float16" at every
+    int8 matrix product with 16-bit inputs: thousands of lines an epoch on the GPU check, which
+    bury the epoch lines. Once says it."""
+    if not any(isinstance(f, _OncePerProcess) and f.prefix == prefix for f in logger.filters):
+        logger.addFilter(_OncePerProcess(prefix))
+
+
 def _quantisation_config(plan: Plan, config):
     """bitsandbytes' settings for an int8 or nf4 plan; the trained ``language_projection``
     and transformers' default skips (the output embedding) stay in floating point."""
@@ -99,6 +122,7 @@ def _quantisation_config(plan: Plan, config):
 
     skips = quantisation_skips(config)
     if plan.quantisation == "int8":
+        _once_per_process(logging.getLogger("bitsandbytes.autograd._functions"), "MatMul8bitLt")
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skips)
     return BitsAndBytesConfig(
         load_in_4bit=True,

@@ -56,9 +56,14 @@ GPU's memory, never the sum) is the sum of these terms, each named in the printe
 ``cuda``
     A fixed 1 GiB for the CUDA context, cuBLAS workspaces and allocator slack (0 on CPU).
 
-Checked against the one real run (H200, batch 8, ~483 tokens): bf16 estimate 18.0 GiB for a
-17.5 GiB peak, 16.2 GiB with gradient checkpointing for 15.5 GiB (tests/reporting/test_blip2_plan.py).
-The quantised estimates have not been measured on a GPU.
+Checked against real runs on an H200 (tests/reporting/test_blip2_plan.py). Batch 8, ~483
+tokens: bf16 estimate 18.0 GiB for a 17.5 GiB peak, 16.2 GiB with gradient checkpointing for
+15.5 GiB. ``make gpu-check`` (2026-11-26, batch 8 × (32 query + 8 text) = 320 tokens): bf16
+17.3 GiB for a 16.5 GiB peak, nf4 7.9 for 7.8; int8 measured 12.5 GiB where these terms gave
+11.2 — bitsandbytes' ``MatMul8bitLt`` keeps each quantised linear's 16-bit input for its
+backward (``ctx.tensors``; a frozen 16-bit linear keeps none) and makes an fp16 cast and an
+int8 copy of it in every call, so the int8 plan counts its activations twice (12.5 GiB). That
+factor rests on one measured point; a run at another token count should check it.
 """
 
 from __future__ import annotations
@@ -82,6 +87,10 @@ CHECKPOINT_FACTOR = 2  # the 16-bit layer input kept per layer with gradient che
 TRAINABLE_BYTES = 16  # fp32 weight + fp32 gradient + AdamW's two fp32 moments
 LOGIT_BYTES = 12  # fp32 loss copy + fp32 copy Accelerate returns + fp32 gradient
 INT8_ROW_SCALE = 4  # fp32 per output row (LLM.int8's SCB)
+# LLM.int8() keeps every quantised linear's input for its backward (a frozen 16-bit linear
+# keeps none) and makes fp16 and int8 copies of it in each call: measured on an H200, the int8
+# peak exceeded the other terms by the activation term a second time (module docstring)
+INT8_ACTIVATION_SCALE = 2
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # packed 4-bit + double-quantised block absmax
 MODULES_TO_SAVE = ("language_projection",)  # trained in full; never quantised
 PLAN_ORDER = ("bf16", "fp16", "fp32", "int8", "nf4")
@@ -423,6 +432,8 @@ def estimate(
         activations = (CHECKPOINT_FACTOR * layers + ACTIVATION_FACTOR) * t * h * act / 2
     else:
         activations = ACTIVATION_FACTOR * t * h * layers * act / 2
+    if plan.quantisation == "int8":
+        activations *= INT8_ACTIVATION_SCALE
     terms = {
         "weights": int(weights),
         "trainable": TRAINABLE_BYTES * counts.trainable(lora_r),

@@ -140,6 +140,16 @@
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js").catch(() => {});
   }
+  // Submit buttons arrive disabled (data-until-ready): clicked before the page's own script
+  // has wired its form, the browser would submit the form itself (a reload that loses what
+  // was typed). Deferred scripts have all run when DOMContentLoaded fires, so every form's
+  // handler is in place by then.
+  document.addEventListener("DOMContentLoaded", () => {
+    for (const button of document.querySelectorAll("[data-until-ready]")) {
+      button.removeAttribute("data-until-ready");
+      button.disabled = false;
+    }
+  });
   window.medai = {
     T, NAMES, LANG, LOCALE, ZONE, api, el, statusLabel, roleName, actionName, outcomeName,
     taskName, personName, labelName, modelVersion, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
