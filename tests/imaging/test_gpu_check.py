@@ -89,6 +89,12 @@ def test_the_imaging_section_measures_the_ceiling_and_the_pipeline(report):
     assert m["ratio"] == pytest.approx(
         m["pipeline"]["images_per_s"] / m["ceiling"]["images_per_s"], abs=1e-3
     )
+    # and through the decoded-image cache: filled once with every distinct film, then read
+    assert m["cache_fill"]["images"] == m["distinct_images"] and m["cache_fill"]["bytes"] > 0
+    assert m["pipeline_cached"]["images_per_s"] > 0 and m["cpu_ms_per_image_cached"] > 0
+    assert m["ratio_cached"] == pytest.approx(
+        m["pipeline_cached"]["images_per_s"] / m["ceiling"]["images_per_s"], abs=1e-3
+    )
 
 
 def test_quantised_sections_say_why_they_were_skipped(report):

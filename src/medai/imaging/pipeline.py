@@ -244,6 +244,7 @@ def train_imaging(
     split_seed: int | None = None,
     augmentation: str = "standard",
     num_workers: int | None = None,
+    cache_dir: str | Path | None = None,
     cancel=None,
     progress=None,
 ) -> dict:
@@ -251,7 +252,9 @@ def train_imaging(
     the sealed directory; ``cancel``/``progress``: a job's hooks (``core.trainer.fit``).
     ``split_seed`` (default: ``seed``) fixes the patient split apart from the training seed,
     so members of a seed ensemble share one split and one validation set. ``num_workers``:
-    image-decoding processes (default: from the CPU count; results do not depend on it)."""
+    image-decoding processes (default: from the CPU count; results do not depend on it).
+    ``cache_dir``: keep decoded, resized images there for the epochs after the first
+    (``imaging.decode_cache``)."""
     from medai.core.trainer import default_workers
     from medai.imaging.labels import space
     from medai.imaging.train import augmentation as check_augmentation
@@ -281,6 +284,7 @@ def train_imaging(
         backbone_lr_scale=backbone_lr_scale,
         augmentation=augmentation,
         num_workers=default_workers() if num_workers is None else num_workers,
+        cache_dir=str(cache_dir) if cache_dir else None,
     )
     workers = cfg.num_workers
     model, history = train_model(

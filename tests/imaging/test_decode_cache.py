@@ -1,0 +1,108 @@
+"""The decoded-image cache (``imaging.decode_cache``, ``imaging train --cache-dir``): what a
+cached epoch reads is what the first epoch decoded (to 1.5e-5), a changed file is decoded
+again, a planted or broken cache file is a miss, a full disk costs only the cache, and the
+training loader gives the same batches with and without it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.builders import gray_png
+from medai.imaging.decode_cache import DecodedCache
+from medai.imaging.io import load_image
+from medai.imaging.networks import to_tensor
+from medai.imaging.train import StreamedImages
+
+
+def _film(path, seed: int, side: int = 96) -> str:
+    return str(gray_png(path, seed=seed, size=(side, side)))
+
+
+def test_a_cached_image_is_the_decoded_one_quantised(tmp_path):
+    film = _film(tmp_path / "a.png", 1)
+    cache = DecodedCache(tmp_path / "cache", 32)
+    assert cache.get(film) is None
+    decoded = to_tensor(load_image(film).pixels, 32).numpy()
+    first = cache.put(film, decoded)
+    again = cache.get(film)
+    assert again is not None and again.dtype == np.float32 and again.shape == (1, 32, 32)
+    np.testing.assert_array_equal(first, again)  # every epoch reads the same values
+    assert np.abs(again - decoded).max() <= 0.5 / 65535 + 1e-7
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1
+    assert DecodedCache(tmp_path / "cache", 48).get(film) is None  # another size: a miss
+
+
+def test_a_replaced_file_is_decoded_again(tmp_path):
+    film = _film(tmp_path / "a.png", 1)
+    cache = DecodedCache(tmp_path / "cache", 32)
+    cache.put(film, to_tensor(load_image(film).pixels, 32).numpy())
+    _film(tmp_path / "a.png", 2, side=80)  # same name, other content and size
+    st = os.stat(film)
+    os.utime(film, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert cache.get(film) is None
+
+
+def test_a_broken_or_planted_cache_file_is_a_miss(tmp_path):
+    film = _film(tmp_path / "a.png", 1)
+    cache = DecodedCache(tmp_path / "cache", 32)
+    cache.put(film, np.zeros((1, 32, 32), np.float32))
+    (place,) = (tmp_path / "cache").rglob("*.npy")
+    place.write_bytes(place.read_bytes()[:60])  # truncated
+    assert cache.get(film) is None
+    np.save(place, np.array([{"x": 1}], dtype=object), allow_pickle=True)  # a pickle
+    assert cache.get(film) is None
+    np.save(place, np.zeros((1, 32, 32), np.float32))  # wrong dtype
+    assert cache.get(film) is None
+    with pytest.raises(ValueError, match="expected 1 × 32 × 32"):
+        cache.put(film, np.zeros((1, 16, 16), np.float32))
+
+
+def test_a_full_disk_costs_only_the_cache(tmp_path, monkeypatch):
+    import errno
+
+    from medai.imaging import decode_cache
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    film = _film(tmp_path / "a.png", 1)
+    cache = DecodedCache(tmp_path / "cache", 32)
+    monkeypatch.setattr(decode_cache.tempfile, "mkstemp", full)
+    out = cache.put(film, np.full((1, 32, 32), 0.5, np.float32))
+    assert out.shape == (1, 32, 32) and abs(float(out.mean()) - 0.5) < 1e-4
+    assert cache.get(film) is None
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # nothing half-written either
+
+
+def test_the_loader_gives_the_same_items_with_and_without_the_cache(tmp_path):
+    from medai.imaging.datasets import read_manifest
+
+    (tmp_path / "img").mkdir()
+    rows = ["file,label,patient"]
+    for k in range(6):
+        gray_png(tmp_path / "img" / f"{k}.png", seed=k, size=(40, 48))
+        rows.append(f"img/{k}.png,{'Effusion' if k % 2 else 'No Finding'},p{k}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    ds = read_manifest(tmp_path / "m.csv", "cxr")
+    plain = StreamedImages(ds.records, [0], 32, augment=True, flip=False, seed=3)
+    cached = StreamedImages(
+        ds.records,
+        [0],
+        32,
+        augment=True,
+        flip=False,
+        seed=3,
+        cache=DecodedCache(tmp_path / "cache", 32),
+    )
+    for epoch in (1, 2):  # the first fills the cache, the second reads it
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(ds)):
+            (x, y), (xc, yc) = plain[i], cached[i]
+            torch.testing.assert_close(xc, x, atol=2e-4, rtol=0)
+            torch.testing.assert_close(yc, y, equal_nan=True)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(ds)
