@@ -88,9 +88,14 @@ def declares_too_much(item: dict) -> bool:
 
 
 def _client(url: str, timeout: float) -> Any:
+    """No retry inside a pass: dicomweb-client retries any exception five times with
+    exponential waits (a PACS that refuses connections took 30 s to report), while the puller
+    already retries at its next pass and names the failure now."""
     from dicomweb_client.api import DICOMwebClient
 
-    return DICOMwebClient(url, timeout=timeout)
+    client = DICOMwebClient(url, timeout=timeout)
+    client.set_http_retry_params(retry=False)
+    return client
 
 
 class Puller:
