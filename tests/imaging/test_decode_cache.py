@@ -106,3 +106,21 @@ def test_the_loader_gives_the_same_items_with_and_without_the_cache(tmp_path):
             torch.testing.assert_close(xc, x, atol=2e-4, rtol=0)
             torch.testing.assert_close(yc, y, equal_nan=True)
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(ds)
+
+
+def test_the_cache_folder_is_not_part_of_the_saved_model(tmp_path):
+    """``cache_dir`` is an option of one run: a saved model folder does not name it (its hash
+    would change with a local path, and an older release could not load the config)."""
+    import json
+    from dataclasses import replace
+
+    from medai.imaging.networks import ImagingNet
+    from medai.imaging.train import ImagingTrainConfig, load_model, save_model
+
+    cfg = ImagingTrainConfig(task="cxr", labels=["Effusion"], image_size=32)
+    net = ImagingNet("efficientnet-lite0", 1, pretrained=False)
+    save_model(net, replace(cfg, cache_dir=str(tmp_path / "cache")), tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "imaging_config.json").read_text())
+    assert "cache_dir" not in saved and saved["labels"] == ["Effusion"]
+    _, loaded = load_model(tmp_path / "m")
+    assert loaded.cache_dir is None

@@ -33,6 +33,10 @@ from medai.imaging.labels import space
 from medai.imaging.networks import IMAGE_SIZE, ImagingNet, to_tensor
 
 WEIGHTS_FILE = "model.safetensors"
+# options of one training run, never of the model it makes: left out of imaging_config.json
+# (a local folder would change the sealed directory's hash, and a release that does not know
+# the field could not load the model)
+RUN_ONLY = ("cache_dir",)
 LEGACY_WEIGHTS_FILE = "model.pt"
 HF_BACKBONE_DIR = "backbone"
 
@@ -492,7 +496,8 @@ def save_model(model: ImagingNet, cfg: ImagingTrainConfig, directory: Path) -> N
     if model.backbone_name.startswith("hf:"):
         model.net.config.save_pretrained(directory / HF_BACKBONE_DIR)
         cfg = replace(cfg, backbone=f"hf:{HF_BACKBONE_DIR}", weights=None)
-    (directory / "imaging_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    saved = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}
+    (directory / "imaging_config.json").write_text(json.dumps(saved, indent=2))
 
 
 def load_model(directory: Path) -> tuple[ImagingNet, ImagingTrainConfig]:
