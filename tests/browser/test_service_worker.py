@@ -27,8 +27,11 @@ def test_the_cache_name_follows_the_content_of_the_shell(tmp_path, monkeypatch):
             target.write_bytes(path.read_bytes())
     monkeypatch.setattr(routes, "HERE", tmp_path)
     routes._service_worker_source.cache_clear()
+    routes.static_version.cache_clear()
     assert _cache_name(routes._service_worker_source()) == name  # same files, same name
     (static / "worklist.js").write_text((static / "worklist.js").read_text() + "\n// next\n")
     routes._service_worker_source.cache_clear()
+    routes.static_version.cache_clear()
     assert _cache_name(routes._service_worker_source()) != name
     routes._service_worker_source.cache_clear()
+    routes.static_version.cache_clear()

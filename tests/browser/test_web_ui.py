@@ -190,6 +190,22 @@ def test_a_form_cannot_be_sent_before_its_script_has_wired_it(server, browser, p
     ctx.close()
 
 
+def test_pages_load_app_js_by_the_releases_address(server):
+    """After an upgrade the old service worker answers /ui/app.js from its cache: an app.js
+    from before the submit buttons' data-until-ready would leave them disabled. Pages ask for
+    app.js by an address carrying the release's static digest, which no older cache holds."""
+    import httpx
+
+    from medai.platform.web.routes import static_version
+
+    base, _ = server
+    page = httpx.get(f"{base}/login", timeout=30).text
+    address = f"/ui/app.js?v={static_version()}"
+    assert f'src="{address}"' in page
+    script = httpx.get(base + address, timeout=30)
+    assert script.status_code == 200 and "data-until-ready" in script.text
+
+
 def test_study_from_upload_to_signed_report_and_exports(server, browser, shots):
     base, image = server
     ctx, page, watch = new_page(browser, base)

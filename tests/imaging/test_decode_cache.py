@@ -57,6 +57,13 @@ def test_a_broken_or_planted_cache_file_is_a_miss(tmp_path):
     assert cache.get(film) is None
     np.save(place, np.zeros((1, 32, 32), np.float32))  # wrong dtype
     assert cache.get(film) is None
+    place.write_bytes(b"")  # empty (a rename that outran the data)
+    assert cache.get(film) is None
+    place.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<u2',\n")  # garbled header
+    assert cache.get(film) is None
+    with place.open("wb") as fh:  # an .npz archive at the name
+        np.savez(fh, a=np.zeros((1, 32, 32), np.uint16))
+    assert cache.get(film) is None
     with pytest.raises(ValueError, match="expected 1 × 32 × 32"):
         cache.put(film, np.zeros((1, 16, 16), np.float32))
 

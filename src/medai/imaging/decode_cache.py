@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 FORMAT_VERSION = 1
+# bump when load_image or to_tensor change what a film decodes to: older entries become misses
+PREPROCESS_VERSION = 1
 SCALE = 65535.0
 
 
@@ -44,7 +46,14 @@ class DecodedCache:
             st = os.stat(source)
         except OSError:
             return None
-        parts = (os.path.abspath(source), st.st_size, st.st_mtime_ns, self.size, FORMAT_VERSION)
+        parts = (
+            os.path.abspath(source),
+            st.st_size,
+            st.st_mtime_ns,
+            self.size,
+            FORMAT_VERSION,
+            PREPROCESS_VERSION,
+        )
         key = "\0".join(map(str, parts))
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         return self.root / digest[:2] / f"{digest[2:]}.npy"
@@ -56,9 +65,13 @@ class DecodedCache:
             return None
         try:
             stored = np.load(place, allow_pickle=False)
-        except (OSError, ValueError):
+        except Exception:  # empty, truncated, garbled header, pickled: a miss, never a crash
             return None
-        if stored.dtype != np.uint16 or stored.shape != (1, self.size, self.size):
+        if (
+            not isinstance(stored, np.ndarray)  # an .npz archive planted at the name
+            or stored.dtype != np.uint16
+            or stored.shape != (1, self.size, self.size)
+        ):
             return None
         return stored.astype(np.float32) / SCALE
 
@@ -81,6 +94,8 @@ class DecodedCache:
             fd, tmp = tempfile.mkstemp(dir=place.parent, prefix=".part-", suffix=".npy")
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, stored, allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())  # never a renamed-in empty file after a power cut
             os.replace(tmp, place)
         except OSError:  # a full or read-only disk costs the cache, never the training
             if tmp is not None:

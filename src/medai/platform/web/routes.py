@@ -94,6 +94,10 @@ def render(request: Request, page: str, **context) -> Response:
             "other_lang": "en" if lang == "tr" else "tr",
             "page": page,
             "user": user,
+            # app.js by a versioned address: on the first page after an upgrade the old
+            # service worker still answers /ui/app.js from its cache, and that older app.js
+            # would not enable the page's submit buttons (data-until-ready)
+            "static_version": static_version(),
             "i18n_json": _script_json(t),
             "names": names,
             # the two-person rule: a clinical account not yet approved is told why it sees nothing
@@ -220,18 +224,25 @@ def history_page(request: Request) -> Response:
 
 
 @lru_cache(maxsize=1)
-def _service_worker_source() -> str:
-    """sw.js with its cache named by the content of the files it caches: a release that
-    changes any of them is a new worker to the browser, which then drops the old shell (a
-    fixed name kept an upgraded site's browsers on the old scripts, cache-first, for good)."""
+def static_version() -> str:
+    """A digest of every static file: names the service worker's cache, and versions the URL
+    of ``app.js`` in every page."""
     static = HERE / "static"
     digest = hashlib.sha256()
     for path in sorted(p for p in static.rglob("*") if p.is_file()):
         digest.update(path.relative_to(static).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def _service_worker_source() -> str:
+    """sw.js with its cache named by the content of the files it caches: a release that
+    changes any of them is a new worker to the browser, which then drops the old shell (a
+    fixed name kept an upgraded site's browsers on the old scripts, cache-first, for good)."""
     return (
-        (static / "sw.js")
+        (HERE / "static" / "sw.js")
         .read_text()
-        .replace('"medai-shell-v1"', f'"medai-shell-{digest.hexdigest()[:16]}"')
+        .replace('"medai-shell-v1"', f'"medai-shell-{static_version()}"')
     )
 
 

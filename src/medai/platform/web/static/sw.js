@@ -16,5 +16,6 @@ self.addEventListener("fetch", (e) => {
   const url = new URL(e.request.url);
   if (e.request.method !== "GET" || url.origin !== self.location.origin) return;
   if (!(url.pathname.startsWith("/ui/") || url.pathname === "/manifest.webmanifest")) return;
-  e.respondWith(caches.match(e.request).then((hit) => hit || fetch(e.request)));
+  // ignoreSearch: pages ask for app.js?v=<release>; this worker's cache is that release's
+  e.respondWith(caches.match(e.request, { ignoreSearch: true }).then((hit) => hit || fetch(e.request)));
 });
