@@ -495,9 +495,10 @@ SECTIONS: dict[str, Callable[[Path, dict], dict]] = {
 # seconds each section needs on one H200 at full size, so that a section is skipped rather
 # than cut off. Timed by make gpu-check there on 2026-11-26 (docs/benchmarks/gpu.md: imaging
 # 164, blip2 151 with the 6.7 B build and save, nf4 141; int8 trained both epochs but its
-# generation on 80 test images was still running at 197 s); since then the imaging section
-# also measures the decoded-image cache (~+25 s) and the BLIP-2 sections caption half as many
-# test images (~-27 s bf16, -35 s nf4): projected, to be retimed on the next GPU run. In
+# generation on 80 test images was still running at 197 s). The imaging section with the
+# decoded-image cache took 179.5 s there on 2026-11-27. Since then the BLIP-2 sections caption
+# half as many test images, 32 to a call on a big GPU instead of 8 (0.85 -> 0.17 s an image):
+# their times are projected, to be retimed on the next GPU run. In
 # 480 s: imaging, blip2 and nf4; int8 needs a longer --budget-s (or --sections blip2_int8).
 NEEDS_S = {
     "full": {"blip2": 130, "blip2_nf4": 115, "blip2_int8": 230, "imaging": 195},

@@ -152,3 +152,27 @@ print(space("cxr").name, sorted(space("mri").labels)[:1])
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "['imaging', 'reporting', 'triage']"
     assert lines[1].startswith("cxr ")
+
+
+def test_the_blip2_step_profile_reports_where_a_step_goes(tmp_path):
+    """``benchmarks/blip2_step_profile.py`` at toy size on the CPU: the loader alone, the
+    step on batches already in place, the trainer's epochs, the profiler's top operators and
+    generation at two batch sizes, in one report; a part that cannot run says why."""
+    import blip2_step_profile
+
+    out = tmp_path / "profile.json"
+    assert (
+        blip2_step_profile.main(["--size", "tiny", "--work", str(tmp_path), "--out", str(out)]) == 0
+    )
+    report = json.loads(out.read_text())
+    assert report["format"] == blip2_step_profile.FORMAT and report["plan"] == "fp32"
+    assert report["loader"]["batches"] > 0 and report["loader"]["s_per_batch"] > 0
+    for name in ("forward_only_autocast", "autocast", "autocast_clip"):
+        assert isinstance(report["step_s"][name], float) and report["step_s"][name] > 0, name
+    # the tiny set has too few images for batches of 16: said, not timed as nonsense
+    assert "at least 3" in report["step_s"]["autocast_clip_batch_16"]["error"]
+    assert [e["epoch"] for e in report["trainer"]] == [1, 2]
+    assert all(e["step_s"] > 0 and e["tokens_per_s"] > 0 for e in report["trainer"])
+    assert report["profile"]["steps"] == 3 and report["profile"]["top"]
+    assert [(g["images"], g["beams"]) for g in report["generation"]] == [(8, 3), (32, 3), (32, 1)]
+    assert all(g["seconds"] > 0 and g["new_tokens"] > 0 for g in report["generation"])

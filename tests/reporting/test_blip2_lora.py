@@ -170,6 +170,7 @@ def test_train_save_load_generate(tiny, tmp_path):
     assert len(m["history"]) >= 2 and m["history"][-1]["train_loss"] < m["history"][0]["train_loss"]
     for key in ("bleu_1", "bleu_4", "rouge_l", "meteor", "cider", "n"):
         assert key in m
+    assert m["generation_batch_size"] == 4  # on CPU, the training batch (blip2_plan)
     card = json.loads((out / "model_card.json").read_text())
     assert card["model_type"] == "blip2-lora" and card["metrics"]["n"] == m["n"]
     captioner = model_dir.load(out)

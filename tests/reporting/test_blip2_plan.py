@@ -273,3 +273,40 @@ def test_bitsandbytes_cast_warning_is_said_once_per_process(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["MatMul8bitLt: inputs will be cast from bf16 to float16", "something else"]
     assert len(logger.filters) == 1
+
+
+def _recorded(plan) -> dict:
+    """What ``train_blip2`` records of a chosen plan (``Blip2LoraConfig.plan``)."""
+    return {
+        "name": plan.name,
+        "terms_bytes": plan.terms,
+        "budget_bytes": plan.setting.budget_bytes if plan.setting else None,
+        "on_gpu": bool(plan.setting and plan.setting.on_gpu),
+    }
+
+
+def test_the_test_part_is_captioned_in_batches_the_memory_left_allows(opt67b):
+    """Generation's time goes with its decoding steps, not its images (H200: 0.85 s an image
+    at batch 8, 0.17 at 32), so the test part is captioned in bigger batches than training's
+    where the memory beside the weights holds their key/value cache — and never bigger."""
+    from medai.reporting.captioning.blip2_plan import GENERATION_BATCH_CAP, generation_batch
+
+    h200 = _recorded(_plan(opt67b, H200))
+    assert generation_batch(opt67b, h200, 8, beams=3, new_tokens=60) == GENERATION_BATCH_CAP
+    t4 = _recorded(_plan(opt67b, T4))  # nf4: 5.1 GB of weights (+1.3 GB) in a 14.6 GB budget
+    assert t4["name"] == "nf4"
+    # half of the 8.1 GB left, at 145 MB an image (below)
+    assert generation_batch(opt67b, t4, 8, beams=3, new_tokens=60) == 27
+    # 3 beams × (32 + 60) tokens × 32 layers × 2 × 4096 × 2 B = 145 MB an image: on a GPU
+    # with 2 GiB beside the weights, half of it holds 7 — the training batch of 4 rises to 7
+    tight = {**h200, "budget_bytes": sum(h200["terms_bytes"][k] for k in ("weights", "cuda"))}
+    tight["budget_bytes"] += 2 * GIB
+    assert generation_batch(opt67b, tight, 4, beams=3, new_tokens=60) == 7
+    assert generation_batch(opt67b, tight, 8, beams=3, new_tokens=60) == 8  # never below it
+    assert generation_batch(opt67b, tight, 4, beams=6, new_tokens=60) == 4  # more beams: less
+    # on CPU (no GPU budget) and for a batch already at the cap: the training batch
+    cpu = _recorded(_plan(opt67b, None, requested="fp32", host_bytes=64 * GIB))
+    assert cpu["budget_bytes"] > 50 * GIB and not cpu["on_gpu"]  # host RAM, not a GPU
+    assert generation_batch(opt67b, cpu, 8, 3, 60) == 8
+    assert generation_batch(opt67b, None, 8, 3, 60) == 8
+    assert generation_batch(opt67b, h200, 48, 3, 60) == 48

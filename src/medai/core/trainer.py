@@ -36,6 +36,17 @@ def balanced_class_weights(y: Sequence[int], n_classes: int) -> np.ndarray:
     return weights
 
 
+def adamw(params, **options):
+    """AdamW as every adapter builds it: the fused CUDA kernel where training runs on a GPU
+    (one launch per step instead of several per tensor — on the H200 a BLIP-2 LoRA step of
+    batch 8 took 0.156 s fused against 0.183 s, docs/benchmarks/gpu.md); the plain loop on
+    CPU, so CPU results are unchanged. The optimizer's state is the same either way: a
+    checkpoint resumes with the other."""
+    import torch
+
+    return torch.optim.AdamW(params, fused=torch.cuda.is_available(), **options)
+
+
 @dataclass
 class EarlyStopping:
     """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medai.core.trainer import default_workers
+from medai.core.trainer import adamw, default_workers
 from medai.imaging.datasets import ImageDataset, RecordTable
 from medai.imaging.decode_cache import DecodedCache
 from medai.imaging.io import ImageInputError, load_image
@@ -342,7 +342,7 @@ class ImagingAdapter:
                 "lr": cfg.learning_rate * cfg.backbone_lr_scale,
             },
         ]
-        return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+        return adamw([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
 
     def loaders(self) -> tuple[DataLoader, DataLoader]:
         cfg = self.cfg

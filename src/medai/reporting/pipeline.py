@@ -409,7 +409,13 @@ def train_blip2_captioner(
     (each epoch's ``unreadable_images``, and the test part's in the metrics)."""
     from accelerate import PartialState
 
-    from medai.reporting.captioning.blip2 import Blip2Captioner, Blip2LoraConfig, train_blip2
+    from medai.reporting.captioning.blip2 import (
+        GENERATION,
+        Blip2Captioner,
+        Blip2LoraConfig,
+        train_blip2,
+    )
+    from medai.reporting.captioning.blip2_plan import generation_batch, load_config
     from medai.reporting.captioning.caption_stream import CaptionImages
 
     reader = {k: options.pop(k) for k in ("images", "concepts", "rgb_only") if k in options}
@@ -469,14 +475,26 @@ def train_blip2_captioner(
         intended_use="Suggest a caption for a radiologist to edit.",
     )
     save_card(out, card)
+    captions_at_once = generation_batch(
+        load_config(base),
+        cfg.plan,
+        cfg.batch_size,
+        GENERATION["num_beams"],
+        GENERATION["max_new_tokens"],
+    )
     metrics = score_captioner(
         Blip2Captioner(out, card),
         ds,
         test,
         normalisation=norm,
-        batch_size=cfg.batch_size,
+        batch_size=captions_at_once,
         num_workers=num_workers,
     )
     card.metrics = {k: v for k, v in metrics.items() if k != "examples"}
     save_card(out, card)
-    return {**metrics, "history": history, "model_dir": str(out)}
+    return {
+        **metrics,
+        "generation_batch_size": captions_at_once,
+        "history": history,
+        "model_dir": str(out),
+    }

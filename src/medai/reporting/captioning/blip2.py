@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medai.core.trainer import adamw
 from medai.reporting.captioning.blip2_plan import (
     MODULES_TO_SAVE,
     Plan,
@@ -265,7 +266,7 @@ class _Blip2Adapter:
 
     def optimizer(self, model):
         params = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=0.01)
+        return adamw(params, lr=self.cfg.learning_rate, weight_decay=0.01)
 
     def loaders(self):
         from medai.reporting.captioning.caption_stream import loader
@@ -354,6 +355,7 @@ def train_blip2(
         "estimate_bytes": plan.total_bytes,
         "terms_bytes": plan.terms,
         "budget_bytes": plan.setting.budget_bytes if plan.setting else None,
+        "on_gpu": bool(plan.setting and plan.setting.on_gpu),
     }
     adapter = _Blip2Adapter(cfg, train, val, num_workers)
     adapter.plan = plan

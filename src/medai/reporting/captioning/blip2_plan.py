@@ -446,6 +446,44 @@ def estimate(
     return terms
 
 
+# Captioning the test part: one ``generate`` call per batch, its time set by the number of
+# decoding steps far more than by the images in the call (H200, OPT-6.7B, 3 beams: 0.85 s an
+# image at batch 8, 0.17 at batch 32, benchmarks/blip2_step_profile.py); a training batch
+# sized for the backward pass is the wrong limit for it
+GENERATION_BATCH_CAP = 32
+GENERATION_MEMORY_SHARE = 0.5  # of the memory the training terms leave free: allocator slack
+
+
+def generation_batch(
+    config,
+    plan: dict | None,
+    training_batch: int,
+    beams: int,
+    new_tokens: int,
+    prompt_tokens: int = 0,
+    cap: int = GENERATION_BATCH_CAP,
+) -> int:
+    """Images per ``generate`` call when a trained captioner captions its test part: as many
+    as half the memory left beside the weights holds of the language model's key/value cache
+    (2 · layers · hidden at 16-bit — 32-bit under fp32 — per token, for ``beams`` ×
+    (query + prompt + new) tokens an image; an upper bound where the model shares its keys
+    across heads), between the training batch and ``cap``. ``plan`` is what ``train_blip2``
+    records (``Blip2LoraConfig.plan``); on CPU (a budget of host RAM, where a call costs
+    what its images cost) the training batch."""
+    if not plan or not plan.get("on_gpu") or not plan.get("budget_bytes"):
+        return training_batch
+    if training_batch >= cap:
+        return training_batch
+    counts = model_counts(config)
+    terms = plan["terms_bytes"]
+    held = sum(terms.get(k, 0) for k in ("weights", "dequantised", "cuda"))
+    free = max(0, plan["budget_bytes"] - held) * GENERATION_MEMORY_SHARE
+    width = 4 if plan.get("name") == "fp32" else 2
+    per_token = 2 * counts.layers * counts.hidden * width
+    per_image = beams * (counts.query_tokens + prompt_tokens + new_tokens) * per_token
+    return int(min(cap, max(training_batch, free // per_image)))
+
+
 def _why_not(name: str, gpu: GpuInfo | None, bitsandbytes: bool) -> str | None:
     if name == "bf16" and gpu is not None and not gpu.bf16:
         return (

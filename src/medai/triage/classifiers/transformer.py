@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medai.core.trainer import auto_mixed_precision, balanced_class_weights
+from medai.core.trainer import adamw, auto_mixed_precision, balanced_class_weights
 from medai.triage.classifiers.base import label_index, sorted_classes
 
 HF_SUBDIR = "hf"
@@ -268,7 +268,6 @@ class _TransformerAdapter:
         )
 
     def optimizer(self, model):
-        import torch
 
         p = self.owner.params
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -282,7 +281,7 @@ class _TransformerAdapter:
                 "weight_decay": 0.0,
             },
         ]
-        return torch.optim.AdamW(groups, lr=p["learning_rate"])
+        return adamw(groups, lr=p["learning_rate"])
 
     def loaders(self):
         bs = self.owner.params["batch_size"]
