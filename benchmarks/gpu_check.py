@@ -204,21 +204,22 @@ PLACES = (
 def register_checkout_tasks() -> list[str]:
     """A checkout run without installing medai (a GPU machine with no index) has no
     ``medai.tasks`` entry points, so no task would be known: register those that
-    ``pyproject.toml`` declares, read from it (one list), as installing would. Returns their
-    names; nothing is done where the entry points exist."""
+    ``pyproject.toml`` declares and the installed entry points lack, read from it (one list),
+    as installing would. Compared by name: a hospital's own plugin, installed beside an
+    uninstalled checkout, does not hide the built-in tasks. Returns the names registered."""
     import tomllib
     from importlib.metadata import entry_points
 
     from medai.core.task_registry import ENTRY_POINT_GROUP
 
-    if list(entry_points(group=ENTRY_POINT_GROUP)):
-        return []
+    installed = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = project["entry-points"][ENTRY_POINT_GROUP]
-    for target in declared.values():
+    missing = {name: target for name, target in declared.items() if name not in installed}
+    for target in missing.values():
         module, _, function = target.partition(":")
         getattr(importlib.import_module(module), function)()
-    return sorted(declared)
+    return sorted(missing)
 
 
 def missing_packages() -> list[str]:

@@ -131,3 +131,23 @@ def test_the_cache_folder_is_not_part_of_the_saved_model(tmp_path):
     assert "cache_dir" not in saved and saved["labels"] == ["Effusion"]
     _, loaded = load_model(tmp_path / "m")
     assert loaded.cache_dir is None
+
+
+def test_a_film_replaced_while_it_decodes_is_never_served_for_the_new_one(tmp_path):
+    """The entry's key is taken once, before decoding: a film replaced on disk between the
+    lookup and the store leaves the old pixels under the old key, and the new film is a miss
+    (keyed at store time, the old pixels would have been served for the new film)."""
+    film = _film(tmp_path / "a.png", 1)
+    cache = DecodedCache(tmp_path / "cache", 32)
+    cached, place = cache.lookup(film)
+    assert cached is None and place is not None
+    old = to_tensor(load_image(film).pixels, 32).numpy()  # the loader decodes the old film …
+    _film(tmp_path / "a.png", 2)  # … while it is replaced
+    st = os.stat(film)
+    os.utime(film, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    cache.store(place, old)
+    assert cache.get(film) is None  # the new film is decoded afresh
+    new = to_tensor(load_image(film).pixels, 32).numpy()
+    assert not np.allclose(new, old, atol=1e-4)
+    cache.put(film, new)
+    assert np.allclose(cache.get(film), new, atol=1e-4)

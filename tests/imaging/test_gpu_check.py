@@ -154,6 +154,31 @@ print(space("cxr").name, sorted(space("mri").labels)[:1])
     assert lines[1].startswith("cxr ")
 
 
+def test_a_hospital_plugin_does_not_hide_the_checkouts_built_in_tasks():
+    """An uninstalled checkout beside an installed hospital plugin: the plugin's entry point
+    exists, the built-in ones do not — the built-ins are still registered (a check for "any
+    entry point" registered none)."""
+    code = """
+import importlib.metadata as md
+plugin = md.EntryPoint("hospital", "gc:collect", "medai.tasks")  # registers nothing
+md.entry_points = lambda **kw: [plugin] if kw.get("group") == "medai.tasks" else []
+import sys
+sys.path.insert(0, sys.argv[1])
+import gpu_check
+from medai.imaging.labels import space
+print(gpu_check.register_checkout_tasks())
+print(space("cxr").name)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "benchmarks")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines() == ["['imaging', 'reporting', 'triage']", "cxr"]
+
+
 def test_the_blip2_step_profile_reports_where_a_step_goes(tmp_path):
     """``benchmarks/blip2_step_profile.py`` at toy size on the CPU: the loader alone, the
     step on batches already in place, the trainer's epochs, the profiler's top operators and

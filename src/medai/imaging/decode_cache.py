@@ -58,33 +58,44 @@ class DecodedCache:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         return self.root / digest[:2] / f"{digest[2:]}.npy"
 
-    def get(self, source: str) -> np.ndarray | None:
-        """The cached image as float32 in [0, 1], 1 × size × size; None when absent or unusable."""
+    def lookup(self, source: str) -> tuple[np.ndarray | None, Path | None]:
+        """The cached image (float32 in [0, 1], 1 × size × size) or None, and the place a
+        decoded one is to be stored (None when the source cannot be stat'ed). The place is
+        fixed here, before the caller decodes: a file replaced while it decodes is stored
+        under the key it had when looked up, which no lookup of the new file matches — never
+        the old content under the new file's key."""
         place = self._place(source)
         if place is None or not place.is_file():
-            return None
+            return None, place
         try:
             stored = np.load(place, allow_pickle=False)
         except Exception:  # empty, truncated, garbled header, pickled: a miss, never a crash
-            return None
+            return None, place
         if (
             not isinstance(stored, np.ndarray)  # an .npz archive planted at the name
             or stored.dtype != np.uint16
             or stored.shape != (1, self.size, self.size)
         ):
-            return None
-        return stored.astype(np.float32) / SCALE
+            return None, place
+        return stored.astype(np.float32) / SCALE, place
 
-    def put(self, source: str, image: np.ndarray) -> np.ndarray:
-        """Store ``image`` (float in [0, 1], 1 × size × size) and return it as a later ``get``
-        will: quantised to uint16 and back."""
+    def store(self, place: Path | None, image: np.ndarray) -> np.ndarray:
+        """Store ``image`` (float in [0, 1], 1 × size × size) at ``place`` (``lookup``'s) and
+        return it as a later read will: quantised to uint16 and back."""
         stored = np.rint(np.clip(image, 0.0, 1.0) * SCALE).astype(np.uint16)
         if stored.shape != (1, self.size, self.size):
             raise ValueError(f"expected 1 × {self.size} × {self.size}, got {stored.shape}")
-        place = self._place(source)
         if place is not None:
             self._write(place, stored)
         return stored.astype(np.float32) / SCALE
+
+    def get(self, source: str) -> np.ndarray | None:
+        """The cached image, or None when absent or unusable (``lookup`` without the place)."""
+        return self.lookup(source)[0]
+
+    def put(self, source: str, image: np.ndarray) -> np.ndarray:
+        """``store`` at ``source``'s place as it is now."""
+        return self.store(self._place(source), image)
 
     @staticmethod
     def _write(place: Path, stored: np.ndarray) -> None:

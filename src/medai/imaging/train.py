@@ -183,14 +183,15 @@ class StreamedImages(Dataset):
 
     def _decoded(self, i: int) -> torch.Tensor | None:
         path = self.records.path(i)
-        cached = self.cache.get(path) if self.cache is not None else None
+        cached, place = self.cache.lookup(path) if self.cache is not None else (None, None)
         if cached is not None:
             return torch.from_numpy(cached)
         try:
             x = to_tensor(load_image(path).pixels, self.size)
         except (ImageInputError, OSError):
             return None
-        return x if self.cache is None else torch.from_numpy(self.cache.put(path, x.numpy()))
+        # one stat of the file per item: its key was taken before it was decoded
+        return x if self.cache is None else torch.from_numpy(self.cache.store(place, x.numpy()))
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         x = self._decoded(i)
