@@ -214,6 +214,7 @@ def test_caption_plan_command(tiny_config_only):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["chosen"] == "fp16" and out["gpu"]["count"] == 2 and not out["gpu"]["bf16"]
+    assert out["largest_batch"] >= out["batch_size"]  # the chosen plan's biggest batch
     assert [p["name"] for p in out["plans"]] == ["bf16", "fp16", "fp32", "int8", "nf4"]
     assert {"runs", "fits", "estimate_bytes", "terms_bytes", "why_not"} <= set(out["plans"][0])
     assert out["tokens_in_batch"] == 8 * (4 + 32)
@@ -225,6 +226,7 @@ def test_caption_plan_command(tiny_config_only):
     assert r.exit_code == 2
     out = json.loads(r.stdout)
     assert out["error_type"] == "PlanRefused" and out["chosen"] is None and out["plans"]
+    assert out["largest_batch"] is None
 
     r = runner.invoke(
         app,
@@ -310,3 +312,28 @@ def test_the_test_part_is_captioned_in_batches_the_memory_left_allows(opt67b):
     assert generation_batch(opt67b, cpu, 8, 3, 60) == 8
     assert generation_batch(opt67b, None, 8, 3, 60) == 8
     assert generation_batch(opt67b, h200, 48, 3, 60) == 48
+
+
+def test_the_plan_says_how_big_a_batch_the_gpu_holds(opt67b):
+    """On an H200 batch 8 uses 17 of 128 GiB and a step waits on the host's kernel launches
+    (docs/benchmarks/gpu.md): the printed plan names the biggest batch that fits, where it is
+    at least twice the one asked for."""
+    plan = _plan(opt67b, H200)
+    counts = model_counts(opt67b)
+    assert plan.largest_batch is not None and plan.largest_batch > 100
+    at = {
+        p.name: p for p in evaluate_plans(opt67b, H200, plan.largest_batch, TEXT, 16, False, True)
+    }
+    over = {
+        p.name: p
+        for p in evaluate_plans(opt67b, H200, plan.largest_batch + 1, TEXT, 16, False, True)
+    }
+    assert at["bf16"].fits and not over["bf16"].fits  # exactly the edge
+    assert counts.parameters and f"holds up to batch {plan.largest_batch} in bf16" in describe(
+        plan.table, plan
+    )
+    t4 = _plan(opt67b, T4)  # nf4 at batch 8: 25 would fit, said; at 16 it is not twice that
+    assert t4.largest_batch == 25 and "holds up to batch 25 in nf4" in describe(t4.table, t4)
+    fuller = _plan(opt67b, T4, batch_size=16)
+    assert fuller.name == "nf4" and "holds up to batch" not in describe(fuller.table, fuller)
+    assert _plan(opt67b, None, requested="fp32", host_bytes=64 * GIB).largest_batch is None

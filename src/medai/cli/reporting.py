@@ -352,6 +352,7 @@ def caption_plan(
         "gradient_checkpointing": gradient_checkpointing,
         "requested": precision,
         "chosen": chosen.name if chosen else None,
+        "largest_batch": chosen.largest_batch if chosen else None,
         "plans": [p.as_dict() for p in plans],
         "advice": refused.advice if refused else [],
     }

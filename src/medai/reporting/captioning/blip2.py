@@ -356,6 +356,7 @@ def train_blip2(
         "terms_bytes": plan.terms,
         "budget_bytes": plan.setting.budget_bytes if plan.setting else None,
         "on_gpu": bool(plan.setting and plan.setting.on_gpu),
+        "largest_batch": plan.largest_batch,
     }
     adapter = _Blip2Adapter(cfg, train, val, num_workers)
     adapter.plan = plan

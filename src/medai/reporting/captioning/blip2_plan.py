@@ -228,6 +228,7 @@ class Plan:
     why_not: str | None = None  # why it cannot run on this hardware / software at all
     setting: Setting | None = field(default=None, repr=False)
     table: list[Plan] = field(default_factory=list, repr=False)  # every plan, when chosen
+    largest_batch: int | None = None  # when chosen on a GPU: the biggest batch that fits it
 
     @property
     def total_bytes(self) -> int:
@@ -652,7 +653,12 @@ def choose_plan(
     )
     chosen = _first(plans, names)
     if chosen is not None:
-        return replace(chosen, table=plans)
+        largest = (
+            _largest_batch(model_counts(config), chosen, tokens, lora_r, gradient_checkpointing)
+            if gpus is not None
+            else None
+        )
+        return replace(chosen, table=plans, largest_batch=largest)
     setting = plans[0].setting
     assert setting is not None
     where = (
@@ -689,6 +695,21 @@ def choose_plan(
     raise PlanRefused(
         "\n".join([reason, describe(plans), *(f"- {a}" for a in advice)]), plans, advice
     )
+
+
+def _largest_batch(
+    counts: ModelCounts, plan: Plan, tokens: int, lora_r: int, gradient_checkpointing: bool
+) -> int:
+    """The biggest batch whose estimate fits ``plan``'s budget: the terms grow linearly with
+    the batch (activations and logits), the rest is fixed."""
+    assert plan.setting is not None
+
+    def total(batch: int) -> int:
+        return sum(estimate(counts, plan, batch, tokens, lora_r, gradient_checkpointing).values())
+
+    per_example = total(2) - total(1)
+    fixed = total(1) - per_example
+    return max(0, int((plan.setting.budget_bytes - fixed) // max(1, per_example)))
 
 
 _COLUMNS = ("weights", "trainable", "activations", "logits")
@@ -746,4 +767,12 @@ def describe(plans: list[Plan], chosen: Plan | None = None) -> str:
             f"{chosen.total_bytes / GIB:.1f} GiB per "
             f"{'GPU' if setting is None or setting.on_gpu else 'process'}"
         )
+        if setting is not None and (chosen.largest_batch or 0) >= 2 * setting.batch_size:
+            # a small batch on a big GPU waits on the host's kernel launches (the H200: batch
+            # 32 took 0.176 s a step against 0.156-0.183 s at batch 8, docs/benchmarks/gpu.md)
+            lines.append(
+                f"by this estimate the GPU holds up to batch {chosen.largest_batch} in "
+                f"{chosen.name} (--batch-size): on a big GPU a small batch leaves it waiting "
+                f"on the host"
+            )
     return "\n".join(line.rstrip() for line in lines)
