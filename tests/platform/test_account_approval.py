@@ -140,6 +140,7 @@ def _cli(env: dict, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a CLI process per step (~1 s each)
 def test_the_server_shell_approves_and_the_review_lists_it(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
     code = json.loads(_cli(env, "add", "dr.ilk", "--role", "radiologist", "--json").stdout)[

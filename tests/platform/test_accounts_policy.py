@@ -318,6 +318,7 @@ def _cli(env: dict, *args: str, stdin: str = ""):
     )
 
 
+@pytest.mark.slow  # a CLI process per step (~1 s each)
 def test_users_cli_applies_the_same_rules(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
     weak = _cli(

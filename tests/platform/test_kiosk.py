@@ -306,6 +306,7 @@ def _cli(env, *args):
     )
 
 
+@pytest.mark.slow  # a CLI process per step (~1 s each)
 def test_kiosks_cli(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
     env.pop("MEDAI_DATABASE_URL", None)

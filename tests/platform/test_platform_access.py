@@ -384,6 +384,7 @@ def _cli(env, *args, stdin=""):
     )
 
 
+@pytest.mark.slow  # a CLI process per step (~1 s each)
 def test_users_cli(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
     r = _cli(

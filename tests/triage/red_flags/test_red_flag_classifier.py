@@ -143,6 +143,7 @@ def test_read_sets_refuses_bad_rows(tmp_path):
         learn.read_sets(tmp_path)
 
 
+@pytest.mark.slow  # trains classifiers (~10-20 s): make test, not the daily loop
 def test_training_command_writes_a_servable_classifier(tmp_path):
     folder = write_sets(tmp_path / "sets")
     rules = tmp_path / "rules"
@@ -301,6 +302,7 @@ def test_real_posts_the_rules_fire_on_are_not_learned_as_negatives():
     ]
 
 
+@pytest.mark.slow  # trains classifiers (~10-20 s): make test, not the daily loop
 def test_real_negatives_teach_the_classifier_the_forum_register(tmp_path):
     """A forum question about prescribed pills looks like the overdose texts to a classifier
     that read only written complaints; learning real posts as negatives lowers its score."""
@@ -320,6 +322,7 @@ def test_real_negatives_teach_the_classifier_the_forum_register(tmp_path):
     assert trained.model.params["real_negatives"] == {"posts": 18, "used": 12, "weight": 0.25}
 
 
+@pytest.mark.slow  # trains classifiers (~10-20 s): make test, not the daily loop
 def test_training_command_learns_real_posts_from_their_training_part(tmp_path):
     folder = write_sets(tmp_path / "sets")
     posts = tmp_path / "posts.csv"
@@ -457,6 +460,7 @@ def test_train_only_kinds_are_not_counted_in_the_false_alarm_budget():
     assert everyday["false_alarm_rate"] == 0.0  # of the 20 everyday texts, none fire
 
 
+@pytest.mark.slow  # trains classifiers (~10-20 s): make test, not the daily loop
 def test_training_records_which_kinds_were_left_out_of_the_budget(tmp_path):
     folder = write_sets(tmp_path)
     sets = learn.read_sets(folder)

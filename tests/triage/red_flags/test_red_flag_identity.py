@@ -102,6 +102,7 @@ def test_resealing_an_edited_folder_gives_another_engine_that_serves(engine_copy
     assert report.rules_version == after["rules_version"]
 
 
+@pytest.mark.slow  # builds the engine once per code file (~18 s)
 def test_code_and_settings_count_a_changed_one_is_not_the_sealed_engine(
     engine_copy, tmp_path, monkeypatch
 ):

@@ -406,6 +406,7 @@ def test_exemplars_for_an_unknown_flag_are_an_error(tmp_path):
         load_rules(d)
 
 
+@pytest.mark.slow  # embeds the whole exemplar bank with e5 (~30 s)
 def test_embedding_detector_catches_what_no_rule_covers(tmp_path):
     """A hospital's own exemplar, worded so that no concept rule matches it, fires through the
     real e5 model, names the exemplar and its similarity; the cache follows file edits."""
