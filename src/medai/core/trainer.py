@@ -41,10 +41,18 @@ def adamw(params, **options):
     (one launch per step instead of several per tensor — on the H200 a BLIP-2 LoRA step of
     batch 8 took 0.156 s fused against 0.183 s, docs/benchmarks/gpu.md); the plain loop on
     CPU, so CPU results are unchanged. The optimizer's state is the same either way: a
-    checkpoint resumes with the other."""
+    checkpoint resumes with the other. A torch that refuses the fused kernel for these
+    parameters (a release before 2.4 with parameters still on the CPU until Accelerate moves
+    them) gets the plain one."""
     import torch
 
-    return torch.optim.AdamW(params, fused=torch.cuda.is_available(), **options)
+    params = list(params)
+    if torch.cuda.is_available():
+        try:
+            return torch.optim.AdamW(params, fused=True, **options)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return torch.optim.AdamW(params, **options)
 
 
 @dataclass
