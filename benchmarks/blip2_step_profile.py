@@ -154,7 +154,7 @@ def _profile(adapter, model, batches, autocast_dtype, rows: int = 15) -> dict:
     events = prof.key_averages()
     key = device_us if cuda else (lambda e: float(e.self_cpu_time_total))
     top = sorted(events, key=key, reverse=True)[:rows]
-    busy_us = sum(device_us(e) for e in events) if cuda else None
+    busy_us = _kernel_us(prof) if cuda else None
     return {
         "steps": len(batches),
         "wall_s": round(wall, 3),
@@ -171,6 +171,20 @@ def _profile(adapter, model, batches, autocast_dtype, rows: int = 15) -> dict:
     }
 
 
+def _kernel_us(prof) -> float:
+    """Microseconds of GPU kernels: the device's own events only. Summing every row of the
+    averages counts a kernel twice (its own row and the operator that launched it) and the
+    user annotations (``Optimizer.step#…``) once more — the 2026-11-27 H200 report's
+    ``device_busy_s`` (0.285 s for 3 steps) was that sum."""
+    from torch.autograd import DeviceType
+
+    return sum(
+        e.time_range.elapsed_us()
+        for e in prof.events()
+        if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)
+    )
+
+
 def _generation(adapter, model, dataset, batch: int, beams: int) -> dict:
     """One ``generate`` over ``batch`` images as ``Blip2Captioner.caption_pixels`` does."""
     import torch
@@ -181,11 +195,14 @@ def _generation(adapter, model, dataset, batch: int, beams: int) -> dict:
     enc = adapter.processor(images=images, return_tensors="pt").to(model.device)
     enc["pixel_values"] = enc["pixel_values"].to(next(model.parameters()).dtype)
     model.eval()
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16):
+        warm = {k: v[:2] for k, v in enc.items()}  # untimed: the first call's set-up
+        model.generate(**warm, **{**GENERATION, "max_new_tokens": 5, "num_beams": beams})
     _sync()
     started = time.perf_counter()
     # the training model's trainables are fp32 beside a 16-bit base: autocast joins them (a
     # saved adapter is loaded in the base's dtype by ``Blip2Captioner``)
-    device_type = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16):
         ids = model.generate(**enc, **{**GENERATION, "num_beams": beams})
     _sync()

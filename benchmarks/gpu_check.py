@@ -498,7 +498,7 @@ SECTIONS: dict[str, Callable[[Path, dict], dict]] = {
 # 164, blip2 151 with the 6.7 B build and save, nf4 141; int8 trained both epochs but its
 # generation on 80 test images was still running at 197 s). The imaging section with the
 # decoded-image cache took 179.5 s there on 2026-11-27. Since then the BLIP-2 sections caption
-# half as many test images, 32 to a call on a big GPU instead of 8 (0.85 -> 0.17 s an image):
+# half as many test images, 32 to a call on a big GPU instead of 8 (0.69 -> 0.17 s an image):
 # their times are projected, to be retimed on the next GPU run. In
 # 480 s: imaging, blip2 and nf4; int8 needs a longer --budget-s (or --sections blip2_int8).
 NEEDS_S = {

@@ -248,3 +248,41 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path):
     lines: list[str] = []
     fit(Adapter(), _cfg(epochs=1, resume=True), tmp_path, log=lines.append)
     assert any(line.startswith("no checkpoint to resume") for line in lines)
+
+
+def _adamw_after_a_step(fused: bool):
+    import torch
+
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    optimizer = torch.optim.AdamW([weight], lr=0.1, fused=fused)
+    (weight**2).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return weight, optimizer
+
+
+@pytest.mark.parametrize("saved_fused", [False, True])
+def test_a_resumed_optimizer_keeps_its_own_kernel_under_a_gradient_scaler(saved_fused):
+    """A checkpoint from before AdamW was fused (or from a CPU) resumed by a fused optimizer,
+    and the reverse: the kernel stays this machine's, and fp16's gradient scaler steps it
+    (loaded as is, the plain flag replaced the fused one while the scaler still handed the
+    step its grad_scale: AssertionError). Both continue as the saved run would."""
+    import torch
+
+    from medai.core.checkpoint import load_optimizer_state
+
+    saved_weight, saved = _adamw_after_a_step(fused=saved_fused)
+    weight, optimizer = _adamw_after_a_step(fused=not saved_fused)
+    load_optimizer_state(optimizer, saved.state_dict())
+    assert bool(optimizer.param_groups[0]["fused"]) is (not saved_fused)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)
+    for w, opt, scale in ((weight, optimizer, scaler), (saved_weight, saved, None)):
+        loss = (w**2).sum()
+        if scale is None:
+            loss.backward()
+            opt.step()
+        else:
+            scale.scale(loss).backward()
+            scale.step(opt)
+            scale.update()
+    assert torch.allclose(weight, saved_weight, atol=5e-4)  # the two kernels round apart

@@ -171,6 +171,8 @@ def test_train_save_load_generate(tiny, tmp_path):
     for key in ("bleu_1", "bleu_4", "rouge_l", "meteor", "cider", "n"):
         assert key in m
     assert m["generation_batch_size"] == 4  # on CPU, the training batch (blip2_plan)
+    recorded = json.loads((out / "blip2_lora.json").read_text())["plan"]  # what it reads back
+    assert {"on_gpu", "budget_bytes", "terms_bytes"} <= set(recorded) and not recorded["on_gpu"]
     card = json.loads((out / "model_card.json").read_text())
     assert card["model_type"] == "blip2-lora" and card["metrics"]["n"] == m["n"]
     captioner = model_dir.load(out)

@@ -279,16 +279,11 @@ def test_bitsandbytes_cast_warning_is_said_once_per_process(caplog):
 
 def _recorded(plan) -> dict:
     """What ``train_blip2`` records of a chosen plan (``Blip2LoraConfig.plan``)."""
-    return {
-        "name": plan.name,
-        "terms_bytes": plan.terms,
-        "budget_bytes": plan.setting.budget_bytes if plan.setting else None,
-        "on_gpu": bool(plan.setting and plan.setting.on_gpu),
-    }
+    return plan.record()
 
 
 def test_the_test_part_is_captioned_in_batches_the_memory_left_allows(opt67b):
-    """Generation's time goes with its decoding steps, not its images (H200: 0.85 s an image
+    """Generation's time goes with its decoding steps, not its images (H200: 0.69 s an image
     at batch 8, 0.17 at 32), so the test part is captioned in bigger batches than training's
     where the memory beside the weights holds their key/value cache — and never bigger."""
     from medai.reporting.captioning.blip2_plan import GENERATION_BATCH_CAP, generation_batch

@@ -301,13 +301,33 @@ def load(
     with torch.no_grad():
         for name, value in trained.items():
             own[name].copy_(value.to(own[name].device, own[name].dtype))
-    optimizer.load_state_dict(
-        torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
+    load_optimizer_state(
+        optimizer, torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
     )
     scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
     if scaler is not None and (directory / "scaler.pt").is_file():
         scaler.load_state_dict(torch.load(directory / "scaler.pt", weights_only=True))
     return position
+
+
+def load_optimizer_state(optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)``, keeping the optimizer's own kernel. AdamW's
+    ``fused``/``foreach`` travel in the saved groups and would replace the ones this machine
+    chose (``trainer.adamw``): a checkpoint written on a CPU, or before AdamW was fused,
+    turned a fused optimizer plain while the gradient scaler still handed it fp16's
+    ``grad_scale`` (an AssertionError at the first step), and a GPU's checkpoint resumed on a
+    CPU stayed fused. A fused optimizer's step counters live beside their parameters."""
+    import torch
+
+    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kernel in zip(optimizer.param_groups, kernels, strict=True):
+        group.update(kernel)
+        if group.get("fused"):
+            for param in group["params"]:
+                step = optimizer.state.get(param, {}).get("step")
+                if isinstance(step, torch.Tensor):
+                    optimizer.state[param]["step"] = step.to(torch.float32).to(param.device)
 
 
 def restore_rng(directory: Path, rank: int) -> None:

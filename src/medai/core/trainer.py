@@ -11,6 +11,7 @@ from the last epoch, progress bars, and a cancel hook the job queue uses to stop
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import os
@@ -36,23 +37,39 @@ def balanced_class_weights(y: Sequence[int], n_classes: int) -> np.ndarray:
     return weights
 
 
+# fp16's gradient scaler with a fused AdamW: the optimizer's step is always called, so
+# Accelerate never sees a skipped step and advances the learning-rate schedule on every
+# overflow (huggingface/accelerate#4242) — warm-up spent on the scaler's first overflows.
+# ``fit`` turns fusing off while an fp16 run builds its optimizer.
+_FUSED_ADAMW: contextvars.ContextVar[bool] = contextvars.ContextVar("fused_adamw", default=True)
+
+
 def adamw(params, **options):
     """AdamW as every adapter builds it: the fused CUDA kernel where training runs on a GPU
-    (one launch per step instead of several per tensor — on the H200 a BLIP-2 LoRA step of
-    batch 8 took 0.156 s fused against 0.183 s, docs/benchmarks/gpu.md); the plain loop on
-    CPU, so CPU results are unchanged. The optimizer's state is the same either way: a
-    checkpoint resumes with the other. A torch that refuses the fused kernel for these
-    parameters (a release before 2.4 with parameters still on the CPU until Accelerate moves
-    them) gets the plain one."""
+    (one launch a step instead of several per tensor; on the H200 a BLIP-2 step is bound by
+    launches, docs/benchmarks/gpu.md), the plain loop on CPU, so CPU results are unchanged,
+    and under fp16 (above). A checkpoint resumes with either (``checkpoint.load`` keeps the
+    optimizer's own kernel). A torch that refuses the fused kernel for these parameters (a
+    release before 2.4 with parameters still on the CPU until Accelerate moves them) gets
+    the plain one."""
     import torch
 
     params = list(params)
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and _FUSED_ADAMW.get():
         try:
             return torch.optim.AdamW(params, fused=True, **options)
         except (RuntimeError, TypeError, ValueError):
             pass
     return torch.optim.AdamW(params, **options)
+
+
+def build_optimizer(adapter: Adapter, model, mixed_precision: str):
+    """The adapter's optimizer as ``fit`` builds it: ``adamw`` plain under fp16 (above)."""
+    token = _FUSED_ADAMW.set(mixed_precision != "fp16")
+    try:
+        return adapter.optimizer(model)
+    finally:
+        _FUSED_ADAMW.reset(token)
 
 
 @dataclass
@@ -255,7 +272,7 @@ def fit(
     say = log or acc.print
     set_seed(cfg.seed)
     model = adapter.build()
-    optimizer = adapter.optimizer(model)
+    optimizer = build_optimizer(adapter, model, mp)
     train_dl, val_dl = adapter.loaders()
     # Accelerate steps a prepared scheduler once per process at each optimizer step (the
     # processes together see num_processes batches), so its length counts every process's

@@ -348,16 +348,7 @@ def train_blip2(
         # process group without cpu=True and a CPU DDP run would become N lone processes)
         print(describe(plan.table, plan), flush=True)
     cfg.precision = plan.name  # blip2_lora.json and the model card record what ran
-    cfg.plan = {
-        "name": plan.name,
-        "description": plan.description,
-        "device": plan.setting.device if plan.setting else None,
-        "estimate_bytes": plan.total_bytes,
-        "terms_bytes": plan.terms,
-        "budget_bytes": plan.setting.budget_bytes if plan.setting else None,
-        "on_gpu": bool(plan.setting and plan.setting.on_gpu),
-        "largest_batch": plan.largest_batch,
-    }
+    cfg.plan = plan.record()
     adapter = _Blip2Adapter(cfg, train, val, num_workers)
     adapter.plan = plan
     loop = LoopConfig(

@@ -248,6 +248,21 @@ class Plan:
     def description(self) -> str:
         return _DESCRIPTIONS[self.name].format(mp=self.mixed_precision)
 
+    def record(self) -> dict[str, Any]:
+        """What a trained captioner keeps of the plan it ran (``Blip2LoraConfig.plan``, the
+        model card): ``generation_batch`` reads its memory back to caption the test part."""
+        setting = self.setting
+        return {
+            "name": self.name,
+            "description": self.description,
+            "device": setting.device if setting else None,
+            "estimate_bytes": self.total_bytes,
+            "terms_bytes": self.terms,
+            "budget_bytes": setting.budget_bytes if setting else None,
+            "on_gpu": bool(setting and setting.on_gpu),
+            "largest_batch": self.largest_batch,
+        }
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -448,9 +463,9 @@ def estimate(
 
 
 # Captioning the test part: one ``generate`` call per batch, its time set by the number of
-# decoding steps far more than by the images in the call (H200, OPT-6.7B, 3 beams: 0.85 s an
-# image at batch 8, 0.17 at batch 32, benchmarks/blip2_step_profile.py); a training batch
-# sized for the backward pass is the wrong limit for it
+# decoding steps far more than by the images in the call (H200, OPT-6.7B, 3 beams: 0.69 s an
+# image at batch 8 in make gpu-check, 0.17 at batch 32 in benchmarks/blip2_step_profile.py);
+# a training batch sized for the backward pass is the wrong limit for it
 GENERATION_BATCH_CAP = 32
 GENERATION_MEMORY_SHARE = 0.5  # of the memory the training terms leave free: allocator slack
 
@@ -769,7 +784,7 @@ def describe(plans: list[Plan], chosen: Plan | None = None) -> str:
         )
         if setting is not None and (chosen.largest_batch or 0) >= 2 * setting.batch_size:
             # a small batch on a big GPU waits on the host's kernel launches (the H200: batch
-            # 32 took 0.176 s a step against 0.156-0.183 s at batch 8, docs/benchmarks/gpu.md)
+            # 32 took 0.176 s a step against 0.156-0.205 s at batch 8, docs/benchmarks/gpu.md)
             lines.append(
                 f"by this estimate the GPU holds up to batch {chosen.largest_batch} in "
                 f"{chosen.name} (--batch-size): on a big GPU a small batch leaves it waiting "
