@@ -122,6 +122,19 @@ def test_missing_packages_are_named_before_anything_runs(tmp_path, monkeypatch):
     assert "no_such_package_medai" in report["error"]
 
 
+def _in_a_fresh_process(code: str) -> subprocess.CompletedProcess:
+    """``code`` run by a new interpreter with ``benchmarks/`` as its argument (the entry points
+    it fakes must be in place before medai is first imported); it must succeed."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "benchmarks")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
 def test_a_checkout_that_was_never_installed_knows_the_built_in_tasks():
     """On the GPU machine the checkout runs with ``PYTHONPATH=src``, never installed, so the
     ``medai.tasks`` entry points do not exist: the first H200 run's imaging section failed with
@@ -142,13 +155,7 @@ except ValueError:
 print(gpu_check.register_checkout_tasks())
 print(space("cxr").name, sorted(space("mri").labels)[:1])
 """
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(ROOT / "benchmarks")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = _in_a_fresh_process(code)
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "['imaging', 'reporting', 'triage']"
     assert lines[1].startswith("cxr ")
@@ -169,13 +176,7 @@ from medai.imaging.labels import space
 print(gpu_check.register_checkout_tasks())
 print(space("cxr").name)
 """
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(ROOT / "benchmarks")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = _in_a_fresh_process(code)
     assert proc.stdout.strip().splitlines() == ["['imaging', 'reporting', 'triage']", "cxr"]
 
 
