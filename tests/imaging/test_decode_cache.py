@@ -18,6 +18,15 @@ from medai.imaging.networks import to_tensor
 from medai.imaging.train import StreamedImages
 
 
+def _get(cache: DecodedCache, film: str) -> np.ndarray | None:
+    return cache.lookup(film)[0]
+
+
+def _put(cache: DecodedCache, film: str, image: np.ndarray) -> np.ndarray:
+    """Store at the film's place as it is now (the loader looks up before it decodes)."""
+    return cache.store(cache.lookup(film)[1], image)
+
+
 def _film(path, seed: int, side: int = 96) -> str:
     return str(gray_png(path, seed=seed, size=(side, side)))
 
@@ -25,47 +34,47 @@ def _film(path, seed: int, side: int = 96) -> str:
 def test_a_cached_image_is_the_decoded_one_quantised(tmp_path):
     film = _film(tmp_path / "a.png", 1)
     cache = DecodedCache(tmp_path / "cache", 32)
-    assert cache.get(film) is None
+    assert _get(cache, film) is None
     decoded = to_tensor(load_image(film).pixels, 32).numpy()
-    first = cache.put(film, decoded)
-    again = cache.get(film)
+    first = _put(cache, film, decoded)
+    again = _get(cache, film)
     assert again is not None and again.dtype == np.float32 and again.shape == (1, 32, 32)
     np.testing.assert_array_equal(first, again)  # every epoch reads the same values
     assert np.abs(again - decoded).max() <= 0.5 / 65535 + 1e-7
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1
-    assert DecodedCache(tmp_path / "cache", 48).get(film) is None  # another size: a miss
+    assert _get(DecodedCache(tmp_path / "cache", 48), film) is None  # another size: a miss
 
 
 def test_a_replaced_file_is_decoded_again(tmp_path):
     film = _film(tmp_path / "a.png", 1)
     cache = DecodedCache(tmp_path / "cache", 32)
-    cache.put(film, to_tensor(load_image(film).pixels, 32).numpy())
+    _put(cache, film, to_tensor(load_image(film).pixels, 32).numpy())
     _film(tmp_path / "a.png", 2, side=80)  # same name, other content and size
     st = os.stat(film)
     os.utime(film, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert cache.get(film) is None
+    assert _get(cache, film) is None
 
 
 def test_a_broken_or_planted_cache_file_is_a_miss(tmp_path):
     film = _film(tmp_path / "a.png", 1)
     cache = DecodedCache(tmp_path / "cache", 32)
-    cache.put(film, np.zeros((1, 32, 32), np.float32))
+    _put(cache, film, np.zeros((1, 32, 32), np.float32))
     (place,) = (tmp_path / "cache").rglob("*.npy")
     place.write_bytes(place.read_bytes()[:60])  # truncated
-    assert cache.get(film) is None
+    assert _get(cache, film) is None
     np.save(place, np.array([{"x": 1}], dtype=object), allow_pickle=True)  # a pickle
-    assert cache.get(film) is None
+    assert _get(cache, film) is None
     np.save(place, np.zeros((1, 32, 32), np.float32))  # wrong dtype
-    assert cache.get(film) is None
+    assert _get(cache, film) is None
     place.write_bytes(b"")  # empty (a rename that outran the data)
-    assert cache.get(film) is None
+    assert _get(cache, film) is None
     place.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<u2',\n")  # garbled header
-    assert cache.get(film) is None
+    assert _get(cache, film) is None
     with place.open("wb") as fh:  # an .npz archive at the name
         np.savez(fh, a=np.zeros((1, 32, 32), np.uint16))
-    assert cache.get(film) is None
+    assert _get(cache, film) is None
     with pytest.raises(ValueError, match="expected 1 × 32 × 32"):
-        cache.put(film, np.zeros((1, 16, 16), np.float32))
+        _put(cache, film, np.zeros((1, 16, 16), np.float32))
 
 
 def test_a_full_disk_costs_only_the_cache(tmp_path, monkeypatch):
@@ -79,9 +88,9 @@ def test_a_full_disk_costs_only_the_cache(tmp_path, monkeypatch):
     film = _film(tmp_path / "a.png", 1)
     cache = DecodedCache(tmp_path / "cache", 32)
     monkeypatch.setattr(decode_cache.tempfile, "mkstemp", full)
-    out = cache.put(film, np.full((1, 32, 32), 0.5, np.float32))
+    out = _put(cache, film, np.full((1, 32, 32), 0.5, np.float32))
     assert out.shape == (1, 32, 32) and abs(float(out.mean()) - 0.5) < 1e-4
-    assert cache.get(film) is None
+    assert _get(cache, film) is None
     assert not list((tmp_path / "cache").rglob("*.npy"))  # nothing half-written either
 
 
@@ -146,8 +155,8 @@ def test_a_film_replaced_while_it_decodes_is_never_served_for_the_new_one(tmp_pa
     st = os.stat(film)
     os.utime(film, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     cache.store(place, old)
-    assert cache.get(film) is None  # the new film is decoded afresh
+    assert _get(cache, film) is None  # the new film is decoded afresh
     new = to_tensor(load_image(film).pixels, 32).numpy()
     assert not np.allclose(new, old, atol=1e-4)
-    cache.put(film, new)
-    assert np.allclose(cache.get(film), new, atol=1e-4)
+    _put(cache, film, new)
+    assert np.allclose(_get(cache, film), new, atol=1e-4)

@@ -89,14 +89,6 @@ class DecodedCache:
             self._write(place, stored)
         return stored.astype(np.float32) / SCALE
 
-    def get(self, source: str) -> np.ndarray | None:
-        """The cached image, or None when absent or unusable (``lookup`` without the place)."""
-        return self.lookup(source)[0]
-
-    def put(self, source: str, image: np.ndarray) -> np.ndarray:
-        """``store`` at ``source``'s place as it is now."""
-        return self.store(self._place(source), image)
-
     @staticmethod
     def _write(place: Path, stored: np.ndarray) -> None:
         tmp = None

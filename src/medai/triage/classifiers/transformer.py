@@ -268,7 +268,6 @@ class _TransformerAdapter:
         )
 
     def optimizer(self, model):
-
         p = self.owner.params
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         groups = [
