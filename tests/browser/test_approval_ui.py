@@ -42,6 +42,14 @@ def test_a_radiologist_approves_a_pending_colleague_on_a_phone(server, browser):
         == 200
     )
 
+    # an account whose holder has not enrolled yet is listed, but cannot be approved
+    httpx.post(
+        f"{base}/api/v1/users",
+        headers=admin,
+        timeout=30,
+        json={"username": "dr.kodlu", "role": "clinician"},
+    ).raise_for_status()
+
     ctx, page = _sign_in(browser, base, "dr.yeni", "tr")
     notice = page.locator("#approval-pending")
     assert "radyoloğun onayını bekliyor" in notice.inner_text()
@@ -55,13 +63,16 @@ def test_a_radiologist_approves_a_pending_colleague_on_a_phone(server, browser):
     section = page.locator("#approvals")
     section.wait_for(state="visible")
     assert page.locator("#approval-pending").count() == 0
-    assert section.locator("li").inner_text().startswith("dr.yeni · Clinician")
+    assert section.locator("li").first.inner_text().startswith("dr.yeni · Clinician")
+    waiting = section.locator('li[data-username="dr.kodlu"]')
+    assert "not yet enrolled" in waiting.inner_text()
+    assert waiting.get_by_role("button").count() == 0
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert _axe(page) == []
     _shot(page, "approvals-en-360.png")
     section.get_by_role("button", name="Approve dr.yeni").click()
     page.locator("#approvals-status").get_by_text("dr.yeni approved.").wait_for()
-    assert section.locator("li").count() == 0
+    assert section.locator("li").count() == 1  # dr.kodlu waits for its holder's enrolment
     ctx.close()
 
     clin = http_login(base, "dr.yeni")

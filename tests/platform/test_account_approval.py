@@ -61,7 +61,7 @@ def test_an_admin_alone_cannot_make_an_account_that_reads_patient_data(env):
     r = client.post("/api/v1/users/dr.sahte/approve", headers=admin)
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
     assert client.get("/api/v1/users/pending", headers=rad).json() == [
-        {"username": "dr.sahte", "role": "clinician"}
+        {"username": "dr.sahte", "role": "clinician", "enrolled": True}
     ]
     # a radiologist approves: the account reads studies
     r = client.post("/api/v1/users/dr.sahte/approve", headers=rad)
@@ -83,6 +83,44 @@ def test_an_admin_alone_cannot_make_an_account_that_reads_patient_data(env):
         "/api/v1/audit", headers=admin, params={"action": "denied", "actor": "dr.sahte"}
     ).json()["items"]
     assert {e["detail"]["needed"] for e in events} >= {"study_read", "chat"}
+
+
+def test_approval_waits_for_the_holders_own_enrolment(env):
+    """Issue 57 item 2: the admin made dr.new and kept the code, a radiologist approved the
+    pending name, the admin enrolled with the code and read patient data. Approval now needs
+    the holder's enrolment first (409 ``not_enrolled``), the pending list says who enrolled,
+    and a reset clears an earlier approval (the account is not enrolled again until used)."""
+    _, client = env
+    admin, rad = bearer(client, "admin"), bearer(client, "rad1")
+    client.cookies.clear()
+    made = client.post(
+        "/api/v1/users", headers=admin, json={"username": "dr.new", "role": "clinician"}
+    ).json()
+    assert client.get("/api/v1/users/pending", headers=rad).json() == [
+        {"username": "dr.new", "role": "clinician", "enrolled": False}
+    ]
+    early = client.post("/api/v1/users/dr.new/approve", headers=rad)
+    assert early.status_code == 409 and early.json()["code"] == "not_enrolled"
+    # whoever then enrols with the code (here: the admin who saw it) reads nothing
+    _enrol(client, made["enrol_code"])
+    mine = bearer(client, "dr.new")
+    r = client.get("/api/v1/studies", headers=mine)
+    assert r.status_code == 403 and r.json()["code"] == "approval_pending"
+    assert client.get("/api/v1/users/pending", headers=rad).json() == [
+        {"username": "dr.new", "role": "clinician", "enrolled": True}
+    ]
+    assert client.post("/api/v1/users/dr.new/approve", headers=rad).status_code == 200
+    assert client.get("/api/v1/studies", headers=mine).status_code == 200
+    # a reset clears the approval, and the new code's holder must enrol before a new one
+    client.post("/api/v1/users/dr.new/reset", headers=admin)
+    assert client.get("/api/v1/users/pending", headers=rad).json() == [
+        {"username": "dr.new", "role": "clinician", "enrolled": False}
+    ]
+    again = client.post("/api/v1/users/dr.new/approve", headers=rad)
+    assert again.status_code == 409 and again.json()["code"] == "not_enrolled"
+    grants = client.get("/api/v1/audit/role-grants", headers=admin).json()["items"]
+    approvals = [(g["username"], g["outcome"]) for g in grants if g["op"] == "approve"]
+    assert approvals == [("dr.new", "denied"), ("dr.new", "ok"), ("dr.new", "denied")]
 
 
 def test_no_one_approves_themselves_and_a_pending_radiologist_approves_no_one(env):
@@ -146,6 +184,8 @@ def test_the_server_shell_approves_and_the_review_lists_it(tmp_path):
     code = json.loads(_cli(env, "add", "dr.ilk", "--role", "radiologist", "--json").stdout)[
         "enrol_code"
     ]
+    early = _cli(env, "approve", "dr.ilk", "--json")  # not enrolled yet: nobody to vouch for
+    assert early.returncode == 2 and json.loads(early.stdout)["code"] == "not_enrolled"
     assert _cli(env, "enrol", code, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
     listed = json.loads(_cli(env, "list", "--json").stdout)["users"]
     assert listed[0]["approval_pending"] is True
@@ -159,6 +199,7 @@ def test_the_server_shell_approves_and_the_review_lists_it(tmp_path):
     grants = json.loads(_cli(env, "grants", "--json").stdout)["grants"]
     assert [(g["op"], g["by"], g["outcome"]) for g in grants] == [
         ("grant", "cli", "ok"),
+        ("approve", "cli", "denied"),
         ("approve", "cli", "ok"),
         ("approve", "cli", "denied"),
     ]

@@ -54,6 +54,7 @@ CODES: dict[str, Code] = {
     "internal_account": Code(409, "an account medai itself files studies under"),
     "last_admin": Code(409, "the only active administrator cannot be disabled"),
     "not_pending": Code(409, "the account is not waiting for approval"),
+    "not_enrolled": Code(409, "the account's holder has not enrolled yet: approve after that"),
     "state_conflict": Code(409, "the model's state does not allow this move"),
     "not_served": Code(409, "a task the model registry does not serve"),
     "already_registered": Code(409, "these model files are registered already"),

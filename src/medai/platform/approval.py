@@ -8,6 +8,10 @@ approves it: a signed-in, approved user holding ``accounts_approve`` (radiologis
 account itself, or the server's shell (``medai users approve``: shell access is the hospital's
 own trust root, and it bootstraps the first clinical users). A reset or a role change makes the
 account pending again (``accounts.reset`` / ``accounts.change_role`` clear the approval).
+An approval is given only to an account its holder has already enrolled (409 ``not_enrolled``
+before): approving a name whose code is still unused would approve whoever enrols with it, the
+admin who saw the code included. Together with the reset clearing the approval, the person
+approved is always the one who chose the password the colleague vouches for.
 Approvals and refused approvals are audit events of action ``approve``, listed with the role
 grants for review.
 
@@ -50,6 +54,13 @@ class SelfApproval(accounts.AccountError):
 
 class NotPending(accounts.AccountError):
     status, code = 409, "not_pending"
+
+
+class NotEnrolled(accounts.AccountError):
+    """The account's holder has not chosen a password yet: whoever holds the enrolment code
+    (the admin who made the account saw it) would become the approved person."""
+
+    status, code = 409, "not_enrolled"
 
 
 def is_pending(user: User) -> bool:
@@ -110,6 +121,12 @@ def approve(db: Session, username: str, actor: audit.Actor, now: datetime) -> Us
         raise SelfApproval("an account cannot approve itself; ask a colleague")
     if not is_pending(user):
         raise NotPending(f"{user.username!r} ({user.role}) is not awaiting approval")
+    if not accounts.enrolled(user):
+        raise NotEnrolled(
+            f"{user.username!r} has not enrolled yet: approve only once its holder has "
+            "chosen a password with the enrolment code (approving a name before that "
+            "approves whoever enrols with the code)"
+        )
     user.approved_at, user.approved_by = now, actor.name[:64]
     _record(db, actor, user, "ok", "approved")
     return user

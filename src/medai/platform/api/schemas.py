@@ -138,10 +138,12 @@ class EnrolOut(BaseModel):
 
 
 class PendingOut(BaseModel):
-    """An account awaiting approval for patient data: its name and role, nothing else."""
+    """An account awaiting approval for patient data: its name, role and whether its holder
+    has enrolled (chosen a password); only an enrolled account can be approved."""
 
     username: str
     role: Role
+    enrolled: bool
 
 
 class RoleGrantOut(BaseModel):

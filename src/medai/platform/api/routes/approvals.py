@@ -19,9 +19,13 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 def pending(
     request: Request, who: Principal = Depends(require("accounts_approve"))
 ) -> list[PendingOut]:
-    """Active clinical accounts awaiting approval for patient data, oldest first."""
+    """Active clinical accounts awaiting approval for patient data, oldest first, each with
+    whether its holder has enrolled (approval waits for that)."""
     with platform_of(request).db.session() as db:
-        return [PendingOut(username=u.username, role=u.role) for u in approval.pending_users(db)]
+        return [
+            PendingOut(username=u.username, role=u.role, enrolled=accounts.enrolled(u))
+            for u in approval.pending_users(db)
+        ]
 
 
 @router.post(
@@ -33,8 +37,8 @@ def approve(
     username: str, request: Request, who: Principal = Depends(require("accounts_approve"))
 ) -> UserOut:
     """Approve a pending colleague's account for patient data (audited). Your own account:
-    403 ``approval_self``; an account not awaiting approval: 409 ``not_pending``; both
-    refusals are audited too."""
+    403 ``approval_self``; an account not awaiting approval: 409 ``not_pending``; one whose
+    holder has not enrolled yet: 409 ``not_enrolled``; every refusal is audited too."""
     p = platform_of(request)
     now = p.clock()
     try:

@@ -28,10 +28,16 @@
     const r = await api("/api/v1/users/pending");
     if (!r.ok) return;
     list.replaceChildren(...r.data.map((u) => {
+      const label = el("span", { text: u.username + " · " + roleName(u.role) });
+      if (!u.enrolled) {
+        // approval waits for the holder's own enrolment (the server answers 409 not_enrolled)
+        return el("li", { "data-username": u.username, "data-enrolled": "false" }, label,
+          el("span", { class: "hint", title: T.approvals_not_enrolled_hint,
+            text: T.approvals_not_enrolled }));
+      }
       const button = el("button", { type: "button", class: "primary",
         "aria-label": fill(T.approvals_approve_named, { name: u.username }), text: T.approvals_approve });
-      const item = el("li", { "data-username": u.username },
-        el("span", { text: u.username + " · " + roleName(u.role) }), button);
+      const item = el("li", { "data-username": u.username, "data-enrolled": "true" }, label, button);
       button.addEventListener("click", () => approve(u.username, item));
       return item;
     }));
