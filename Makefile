@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-imaging-little-data \
 	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
-	wheelhouse image image-check compose-up compose-smoke deploy-tools chart-check units-check kube-play-smoke \
+	deploy-deps wheelhouse image image-check compose-up compose-smoke deploy-tools chart-check units-check kube-play-smoke \
 	systemd-boot-smoke two-node-check backup-drill deploy-check gpu-check gpu-check-tiny gpu-wheels
 
 $(BIN)/python:
@@ -215,6 +215,31 @@ benchmark-dicom-e2e: install-dev
 
 # ---- Deployment (docs/deploy.md). Podman/buildah need root and deploy/image/containers.conf;
 # nothing is pulled from an image registry: images are built from a Debian root + a wheelhouse.
+# What every deploy target below needs on a fresh Debian 12 host, as root (docs/deploy.md names
+# each): podman + buildah (images, compose, kube play; runc and the CNI plugins: crun fails
+# here), mmdebstrap (the images' Debian roots, the systemd root), systemd-container
+# (systemd-nspawn: systemd-boot-smoke), uidmap, slirp4netns, iproute2 and dcmtk (two-node-check),
+# PostgreSQL + Redis (the smokes' and the drills' throw-away databases), openssl, curl and npm
+# (helm comes from the npm registry: deploy-tools). podman-compose 1.6 (PyPI) goes into
+# deploy/dist/tools-venv: Debian's 1.0.3 refuses host networking and lacks profiles.
+# command:package, installed only where the command is missing (a host's own node/npm stays)
+DEPLOY_NEEDS := podman:podman buildah:buildah runc:runc mmdebstrap:mmdebstrap \
+	systemd-nspawn:systemd-container newuidmap:uidmap slirp4netns:slirp4netns ip:iproute2 \
+	pg_ctlcluster:postgresql redis-server:redis-server openssl:openssl curl:curl npm:npm \
+	storescu:dcmtk
+deploy-deps:
+	@pkgs=$$(for n in $(DEPLOY_NEEDS); do command -v $${n%%:*} >/dev/null 2>&1 || echo $${n#*:}; done); \
+	test -d /usr/lib/cni -o -d /usr/libexec/cni || pkgs="$$pkgs containernetworking-plugins"; \
+	python3 -c 'import ensurepip' 2>/dev/null || pkgs="$$pkgs python3-venv"; \
+	if [ -n "$$(echo $$pkgs)" ]; then \
+	  echo "deploy-deps: apt-get install $$(echo $$pkgs)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $$pkgs; \
+	fi
+	test -x deploy/dist/tools-venv/bin/podman-compose || { python3 -m venv deploy/dist/tools-venv \
+	  && deploy/dist/tools-venv/bin/pip install -q 'podman-compose==1.6.*'; }
+	deploy/tools/services-up.sh
+
 # The wheels medai and its dependencies install from, offline (also the air-gapped host path).
 wheelhouse:
 	deploy/image/wheelhouse.sh
@@ -225,7 +250,8 @@ image: wheelhouse
 image-check:
 	deploy/image/check.sh
 # One site on this host: PostgreSQL, Redis, migrate, serve ×2 behind nginx (TLS), workers, DICOM.
-compose-up: image
+# Reuses the images when they exist (up.sh builds only missing ones; `make image` rebuilds).
+compose-up:
 	deploy/compose/up.sh
 compose-smoke: image
 	deploy/compose/smoke.sh
@@ -243,11 +269,11 @@ systemd-boot-smoke: image
 # Two nodes (network namespaces, root), one killed with SIGKILL while 100 studies arrive.
 two-node-check: install
 	$(BIN)/python deploy/two-node/run.py
-# The backup drill (while studies are written), the upgrade from the previous release, secrets.
+# The backup drill (while studies are written), the tamper drill, the upgrade from the previous release, secrets.
 backup-drill: install-dev
-	$(BIN)/pytest -q tests/system/test_backup_drill.py tests/system/test_upgrade_from_previous_release.py tests/core/test_secret_files.py
+	$(BIN)/pytest -q tests/system/test_backup_drill.py tests/platform/test_backup_authenticated.py tests/system/test_upgrade_from_previous_release.py tests/core/test_secret_files.py
 # Everything a release is checked with (≈ 10–15 min on 2 cores, root); CI runs the image-free part.
-deploy-check: image chart-check units-check compose-smoke kube-play-smoke systemd-boot-smoke two-node-check backup-drill
+deploy-check: deploy-deps image chart-check units-check compose-smoke kube-play-smoke systemd-boot-smoke two-node-check backup-drill
 
 # ---- GPU (issue 48; docs/benchmarks/gpu.md). Nothing here installs anything: on a GPU machine
 # it runs on that machine's own python and torch (PYTHONPATH=src), .venv's where there is one.

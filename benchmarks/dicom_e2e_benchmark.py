@@ -205,6 +205,7 @@ def medai_env(mode: str, home: Path, db_url: str, pacs, broker: str) -> dict:
         MEDAI_HOME=str(home),
         MEDAI_DATABASE_URL=db_url,
         MEDAI_DICOM_SEND_TO=f"{pacs.aet}@127.0.0.1:{pacs.dicom_port}",
+        MEDAI_DICOM_ALLOW='["CR01"]',  # the modality of send(); a node admits none by default
     )
     if mode == "celery":
         env.update(MEDAI_BROKER_URL=broker, MEDAI_JOB_THREADS="0")

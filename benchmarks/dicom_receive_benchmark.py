@@ -66,7 +66,9 @@ def main() -> None:
     receive.store = timed
     p = open_platform()
     queued: list[int] = []
-    node = dicom_node.DicomNode(p, lambda sid, jid, urgent: queued.append(jid), port=0).start()
+    node = dicom_node.DicomNode(
+        p, lambda sid, jid, urgent: queued.append(jid), port=0, allow=("BENCH",), tls=False
+    ).start()
     try:
         start = time.perf_counter()
         sent = subprocess.run(

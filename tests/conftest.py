@@ -25,6 +25,11 @@ os.environ.setdefault("MEDAI_TRUSTED_HOSTS", '["localhost", "127.0.0.1", "testse
 # each on 2 cores; the default profile itself is tested (test_password_hash_profiles)
 os.environ.setdefault("MEDAI_PASSWORD_HASH", "insecure-fast")
 os.environ.setdefault("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
+# the calling AE titles the suite's modalities use (dcmtk's storescu/echoscu and pynetdicom in
+# tests/helpers/dicom.py and the node tests): a DICOM node admits none by default (an empty
+# MEDAI_DICOM_ALLOW refuses every association), as a fresh install does. STRANGER and OTHER are
+# the titles the tests expect to be refused: never list them here.
+os.environ.setdefault("MEDAI_DICOM_ALLOW", '["MODALITY", "PACS", "CT", "US"]')
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The compose stack's smoke test, end to end through the front door (HTTPS, the demo CA):
-# up (deploy/compose/up.sh), ready, the first admin signs in, a radiologist is added on the
+# up (deploy/compose/up.sh), ready, the first admin chooses a password with the one-time
+# enrolment code up.sh printed (used once), signs in, a radiologist is added on the
 # server's shell (enrolment code, own password, the second person's approval), a chest image is
 # uploaded and analysed by a Celery worker (serve runs no analysis threads), the report is
 # signed, exported as FHIR through the API and delivered by the outbox to a FHIR server
-# (fhir-sink) and over DICOMweb to Orthanc (the `pacs` profile), HTTP redirects to HTTPS and /metrics is refused at the door; then `down -v`.
+# (fhir-sink) and over DICOMweb to Orthanc (the `pacs` profile), HTTP redirects to HTTPS and
+# /metrics is refused at the door (and names the build's commit and the site certificate's
+# expiry inside); a calling AE title not in MEDAI_DICOM_ALLOW is rejected; PostgreSQL is
+# stopped and started without crash recovery (SIGINT, its fast shutdown); a worker whose
+# process is killed (as the OOM killer does) comes back by its restart policy; then `down -v`.
 # Exits non-zero at the first failure and prints the time of each step.
 #
 # It runs as its own compose project (medai-smoke) on its own ports, subnet and secrets, so a
@@ -28,6 +33,7 @@ else
     export COMPOSE_PROFILES=smoke
 fi
 export MEDAI_SECRETS_DIR=${MEDAI_SECRETS_DIR:-$root/deploy/dist/smoke-secrets}
+export MEDAI_BACKUP_DIR=${MEDAI_BACKUP_DIR:-$root/deploy/dist/smoke-backups}
 export MEDAI_SITE_NAME=${MEDAI_SITE_NAME:-localhost}
 export MEDAI_HTTPS_PORT=${MEDAI_HTTPS_PORT:-18443}
 export MEDAI_HTTP_PORT=${MEDAI_HTTP_PORT:-18080}
@@ -36,6 +42,8 @@ export MEDAI_SUBNET=${MEDAI_SUBNET:-10.89.147.0/24}
 export MEDAI_SUBNET_RANGE=${MEDAI_SUBNET_RANGE:-10.89.147.0/25}
 export MEDAI_PROXY_ADDRESS=${MEDAI_PROXY_ADDRESS:-10.89.147.250}
 export MEDAI_FHIR_URL=http://fhir-sink:8080/fhir
+# the smoke's modality (smoke_dicom.py, the C-ECHO below) calls as SMOKE; INTRUDER is refused
+export MEDAI_DICOM_ALLOW='["SMOKE"]'
 project=$COMPOSE_PROJECT_NAME
 PASSWORD=${MEDAI_SMOKE_PASSWORD:-mavi-deniz-fener-77-smoke}
 RAD=dr.smoke
@@ -101,15 +109,26 @@ in_serve() { podman exec -i "${project}_serve_1" /usr/local/bin/medai-entrypoint
 step "up (certificate, secrets, up -d, ready)"
 "${compose[@]}" down -v >/dev/null 2>&1 || true  # a previous run's leftovers
 teardown
-"$here/up.sh"
+admin_json=$("$here/up.sh")  # its standard output: the first admin's code, as JSON
+[ ! -e "$MEDAI_SECRETS_DIR/admin_password" ] || fail "an admin password file was made"
 
-step "first admin signs in"
-admin_pw=$(head -n1 "$MEDAI_SECRETS_DIR/admin_password")
+step "first admin enrols (one-time code), signs in"
+admin_code=$(json 'd["enrol_code"]' <<< "$admin_json") || fail "up.sh made no first admin"
+ADMIN_PW=kestane-kebap-ilkbahar-smoke
+enrol_body="{\"code\": \"$admin_code\", \"password\": \"$ADMIN_PW\"}"
+api POST /api/v1/auth/enrol -H 'content-type: application/json' -d "$enrol_body" >/dev/null \
+    || fail "admin enrol"
+again=$("${CURL[@]}" -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+        -d "$enrol_body" "$base/api/v1/auth/enrol")
+[ "$again" = 404 ] || fail "the admin's enrolment code worked twice ($again)"
 ADMIN=$(api POST /api/v1/auth/login -H 'content-type: application/json' \
-        -d "{\"username\": \"admin\", \"password\": \"$admin_pw\"}" | json 'd["access_token"]') \
+        -d "{\"username\": \"admin\", \"password\": \"$ADMIN_PW\"}" | json 'd["access_token"]') \
     || fail "admin login"
 role=$(api GET /api/v1/auth/me -H "Authorization: Bearer $ADMIN" | json 'd["role"]')
 [ "$role" = admin ] || fail "admin's role is $role"
+second=$(podman exec "${project}_serve_1" /opt/medai/bin/python \
+         /usr/local/lib/medai-image/medai_wait.py first-admin)
+[ "$(json 'd["created"]' <<< "$second")" = False ] || fail "a second first admin: $second"
 
 step "a radiologist (enrol, approve)"
 code=$(in_serve users add "$RAD" --role radiologist --json | json 'd["enrol_code"]') \
@@ -268,6 +287,77 @@ a = ae.associate('dicom', 11112, ae_title='${MEDAI_DICOM_AE_TITLE:-MEDAI}')
 ok = a.is_established and a.send_c_echo().Status == 0
 a.release() if a.is_established else None
 raise SystemExit(0 if ok else 1)" || fail "the DICOM node did not answer C-ECHO"
+
+step "an unknown calling AE title is refused"
+podman exec "${project}_fhir-sink_1" /opt/medai/bin/python -c "
+from pynetdicom import AE
+ae = AE(ae_title='INTRUDER'); ae.add_requested_context('1.2.840.10008.1.1')
+a = ae.associate('dicom', 11112, ae_title='${MEDAI_DICOM_AE_TITLE:-MEDAI}')
+rj = a.acceptor.primitive if a.is_rejected else None
+a.release() if a.is_established else None
+raise SystemExit(0 if rj is not None and (rj.result_source, rj.diagnostic) == (1, 3) else 1)" \
+    || fail "the DICOM node did not reject the calling AE title INTRUDER"
+grep -q "DICOM association from AE INTRUDER .* rejected: calling AE title not in the allow list" \
+    <<< "$(podman logs "${project}_dicom_1" 2>&1)" || fail "the node's log does not say why"
+
+step "build commit, log format and certificate expiry reach serve"
+inside=$(podman exec "${project}_serve_1" /opt/medai/bin/python -c '
+import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:8000/metrics").read().decode())')
+grep -q '^medai_build_info{.*commit="[0-9a-f]\{40\}' <<< "$inside" \
+    || fail "medai_build_info names no commit: $(grep '^medai_build_info' <<< "$inside")"
+grep -q '^medai_tls_certificate_expiry_timestamp_seconds{path="/etc/medai/tls/site.crt"' \
+    <<< "$inside" || fail "no expiry metric of the site certificate"
+[ "$(podman exec "${project}_worker-cpu_1" printenv MEDAI_LOG_FORMAT)" = text ] \
+    || fail "MEDAI_LOG_FORMAT does not reach the worker"
+
+step "PostgreSQL stop/start: fast shutdown, no crash recovery"
+pg=${project}_postgres_1
+case "$(podman inspect "$pg" --format '{{.Config.StopSignal}}')" in 2|SIGINT) ;; *) false ;; esac \
+    || fail "PostgreSQL's stop signal is $(podman inspect "$pg" --format '{{.Config.StopSignal}}'), not SIGINT (2)"
+s0=$(date +%s); since=$(date --iso-8601=seconds)
+podman stop "$pg" >/dev/null || fail "podman stop postgres"
+stopped_in=$(( $(date +%s) - s0 ))
+say "PostgreSQL stopped in ${stopped_in} s (exit $(podman inspect "$pg" --format '{{.State.ExitCode}}'))"
+[ "$stopped_in" -lt 10 ] || fail "PostgreSQL took ${stopped_in} s to stop (SIGKILL comes at 10)"
+podman start "$pg" >/dev/null || fail "podman start postgres"
+for _ in $(seq 60); do
+    grep -q "database system is ready to accept connections" \
+        <<< "$(podman logs --since "$since" "$pg" 2>&1)" && break
+    sleep 1
+done
+pglog=$(podman logs --since "$since" "$pg" 2>&1)
+grep -q "received fast shutdown request" <<< "$pglog" || fail "no fast shutdown: $pglog"
+grep -q "database system was shut down at" <<< "$pglog" || fail "no clean start: $pglog"
+if grep -Eq "not properly shut down|automatic recovery in progress|redo starts" <<< "$pglog"; then
+    fail "PostgreSQL started with crash recovery: $pglog"
+fi
+back=000
+for _ in $(seq 120); do  # medai reconnects by itself
+    back=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "$base/api/v1/health/ready" || true)
+    [ "$back" = 200 ] && break
+    sleep 1
+done
+[ "$back" = 200 ] || fail "medai not ready after PostgreSQL came back ($back)"
+api GET /api/v1/auth/me "${AUTH[@]}" >/dev/null || fail "the API does not answer after PostgreSQL's restart"
+
+step "a killed worker comes back (restart: always)"
+w=${project}_worker-cpu_1
+restarts=$(podman inspect "$w" --format '{{.RestartCount}}')
+readies=$(podman logs "$w" 2>&1 | grep -c " ready\." || true)
+# SIGKILL to the container's main process from the host: what the OOM killer or a crash does
+# (`podman kill`/`podman stop` are a person's stop, which podman's policy respects)
+kill -KILL "$(podman inspect "$w" --format '{{.State.Pid}}')"
+up_again=
+for _ in $(seq 180); do
+    if [ "$(podman inspect "$w" --format '{{.RestartCount}} {{.State.Status}}')" = "$((restarts + 1)) running" ] \
+       && [ "$(podman logs "$w" 2>&1 | grep -c " ready\." || true)" -gt "$readies" ]; then
+        up_again=1; break
+    fi
+    sleep 1
+done
+[ -n "$up_again" ] || fail "the worker did not come back: $(podman inspect "$w" --format '{{.RestartCount}} {{.State.Status}}')"
+say "worker restarted by podman ($(podman inspect "$w" --format '{{.RestartCount}}') restart) and ready"
 
 step "the front door (redirect, /metrics refused)"
 redirect=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 10 \

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Bring medai up on this host with one command: site certificate and secrets made if missing,
-# images built if missing (BUILD=0: refuse instead), `podman-compose up -d`, then a wait until
-# https://SITE:PORT/api/v1/health/ready answers 200 through nginx.
+# images built only if missing (BUILD=0: refuse instead; an image already there is reused:
+# deploy/image/build.sh rebuilds one), the backup folder made for uid 10001,
+# `podman-compose up -d`, a wait until https://SITE:PORT/api/v1/health/ready answers 200
+# through nginx, then the first admin: when the database has none, an account `admin` with a
+# one-time enrolment code, printed once (on standard error, for the operator, and as JSON on
+# standard output, the only thing written there); its holder chooses the password at
+# https://SITE/enrol. No admin password is made, stored or mounted; a secrets/admin_password
+# left by an older up.sh is deleted.
+#
+# Run again: `up -d` recreates only the services whose configuration changed, and the services
+# that depend on them (a changed serve recreates nginx: HTTPS is down until both are back,
+# ~25 s); with nothing changed nothing is recreated and 443 stays up. One service alone:
+# podman-compose -p medai -f deploy/compose/compose.yaml up -d --no-deps SERVICE
 #
 # Environment (all optional): MEDAI_SITE_NAME (default localhost), MEDAI_HTTPS_PORT (443),
-# MEDAI_HTTP_PORT (80), MEDAI_SECRETS_DIR (deploy/compose/secrets), MEDAI_UP_TIMEOUT (900 s),
-# COMPOSE_PROJECT_NAME (medai), COMPOSE_PROFILES (e.g. pacs), PODMAN_COMPOSE (the command),
-# and every ${...} of compose.yaml. The first admin's password is printed once, when made,
-# and kept in SECRETS/admin_password (0640, group 10001).
+# MEDAI_HTTP_PORT (80), MEDAI_SECRETS_DIR (deploy/compose/secrets), MEDAI_BACKUP_DIR
+# (/srv/backups), MEDAI_UP_TIMEOUT (900 s), COMPOSE_PROJECT_NAME (medai), COMPOSE_PROFILES
+# (e.g. pacs), PODMAN_COMPOSE (the command), and every ${...} of compose.yaml.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -50,11 +60,13 @@ if [ ${#missing[@]} -gt 0 ]; then
                                   "or podman load -i the saved images)"
     case "${missing[*]}" in medai) what=medai ;; medai-infra) what=infra ;; *) what=all ;; esac
     say "building the missing images (${missing[*]})"
-    "$root/deploy/image/build.sh" "$what"
+    "$root/deploy/image/build.sh" "$what" >&2
+else
+    say "images $MEDAI_VERSION found: reused (deploy/image/build.sh rebuilds them)"
 fi
 
 # --- the certificate and the secrets ------------------------------------------------------------
-"$here/make-cert.sh" "$MEDAI_SITE_NAME"
+"$here/make-cert.sh" "$MEDAI_SITE_NAME" >&2
 s=$MEDAI_SECRETS_DIR
 umask 027
 mkdir -p "$s"
@@ -77,13 +89,19 @@ if [ ! -s "$s/redis_password" ] || [ ! -s "$s/broker_url" ]; then
     new_secret broker_url "redis://:$pw@redis:6379/0" || true
     say "made the broker password and URL"
 fi
-admin_made=
-if new_secret admin_password "$(openssl rand -base64 18 | tr '+/' '-_')"; then admin_made=1; fi
+if [ -e "$s/admin_password" ]; then  # an older up.sh's: a password in clear, never needed again
+    rm -f "$s/admin_password"
+    say "deleted $s/admin_password (made by an older up.sh); if 'admin' still signs in with" \
+        "that password, change it: medai users reset admin (a new enrolment code)"
+fi
 # the containers run as uid/gid 10001 and see the files as they are here (bind mounts)
 chgrp 10001 "$s" "$s"/* 2>/dev/null || true
 chmod 0750 "$s"
 chmod 0640 "$s"/secret_keys "$s"/db_password "$s"/database_url "$s"/redis_password \
-    "$s"/broker_url "$s"/admin_password
+    "$s"/broker_url
+# where `medai backup` writes (docs/deploy/backup.md): the containers' uid 10001 only
+backups=${MEDAI_BACKUP_DIR:-/srv/backups}
+install -d -o 10001 -g 10001 -m 0700 "$backups"
 
 # --- up -------------------------------------------------------------------------------------------
 say "starting ($project, images $MEDAI_VERSION)"
@@ -108,7 +126,22 @@ done
 [ "$code" = 200 ] || die "not ready after ${MEDAI_UP_TIMEOUT:-900} s (last answer $code):" \
                          "${compose[*]} logs"
 say "ready: https://$MEDAI_SITE_NAME:$port/ ($(( $(date +%s) - up_at )) s after up -d)"
-if [ -n "$admin_made" ]; then
-    say "first admin: user 'admin', password $(cat "$s/admin_password") (shown once; kept in" \
-        "$s/admin_password)"
+
+# --- the first admin: an enrolment code, once, only while the database has no admin ----------
+admin=$(podman exec "${project}_serve_1" /opt/medai/bin/python \
+        /usr/local/lib/medai-image/medai_wait.py first-admin) \
+    || die "could not make the first admin (see above)"
+if python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["created"] else 1)' "$admin"
+then
+    python3 - "$admin" "https://$MEDAI_SITE_NAME:$port/enrol" <<'PY' >&2
+import json, sys
+a = json.loads(sys.argv[1])
+c = a["enrol_code"]
+print(f"first admin '{a['username']}': one-time enrolment code {c[:4]}-{c[4:8]}-{c[8:]}, valid "
+      f"until {a['enrol_code_expires_at']} (shown once, stored nowhere): open {sys.argv[2]} and "
+      "choose the password (or `medai users enrol CODE --password-stdin` in the serve container)")
+PY
+    printf '%s\n' "$admin"
+else
+    say "the site has an admin: none made"
 fi

@@ -225,6 +225,7 @@ build_medai() {
         --env LANG=C.UTF-8 --env PYTHONUNBUFFERED=1 --env PYTHONDONTWRITEBYTECODE=1 \
         --env HOME=/var/lib/medai --env MEDAI_HOME=/var/lib/medai \
         --env MEDAI_HOST=0.0.0.0 --env MEDAI_DICOM_HOST=0.0.0.0 \
+        --env MEDAI_IMAGE_REVISION="$revision" \
         --user 10001:10001 --workingdir /var/lib/medai --volume /var/lib/medai \
         --port 8000/tcp --port 11112/tcp --stop-signal SIGTERM \
         --entrypoint '["/usr/bin/tini", "--", "/usr/local/bin/medai-entrypoint"]' \

@@ -8,8 +8,20 @@
 # (podman-compose has no `depends_on: service_healthy`; Kubernetes starts pods in any order).
 # With MEDAI_ADMIN_PASSWORD_FILE set, `migrate` and `serve` create the first admin
 # (MEDAI_ADMIN_USER, default admin) when the database has no admin yet (not "no user": the
-# DICOM node's own account exists from its first study); a site with an admin is never touched. Then it execs medai, so medai gets the signals.
+# DICOM node's own account exists from its first study); a site with an admin is never touched,
+# and a password file still mounted there is named in the log: delete the secret. (The compose
+# stack mounts none: deploy/compose/up.sh makes the first admin with a one-time enrolment code,
+# `medai_wait.py first-admin`.) Then it execs medai, so medai gets the signals.
+#
+# Exit status 2 or 3 is a deliberate refusal (2: a schema newer than this release, a wrong
+# setting; 3: a database holding data no configured key opens): the migration is not tried
+# again, since the same refusal would come back; any other failure is tried 3 times.
+# MEDAI_BUILD_COMMIT, when not given, is the image's own revision (MEDAI_IMAGE_REVISION,
+# set by deploy/image/build.sh), so /metrics names the commit an image was built from.
 set -euo pipefail
+
+export MEDAI_BUILD_COMMIT="${MEDAI_BUILD_COMMIT:-${MEDAI_IMAGE_REVISION:-}}"
+[ -n "$MEDAI_BUILD_COMMIT" ] || unset MEDAI_BUILD_COMMIT
 
 WAIT=(/opt/medai/bin/python /usr/local/lib/medai-image/medai_wait.py)
 say() { printf 'medai-entrypoint: %s\n' "$*" >&2; }
@@ -23,7 +35,10 @@ first_admin() {
     fi
     "${WAIT[@]}" has-admin || rc=$?
     case $rc in
-        0) return 0 ;;            # the site has an admin: the file is not used
+        0)  # the site has an admin: the file is not used, and should not be there
+            say "MEDAI_ADMIN_PASSWORD_FILE=$file is mounted but not used: the site has an" \
+                "admin; delete that secret (a password in clear serves no one now)"
+            return 0 ;;
         3) ;;
         *) exit "$rc" ;;
     esac
@@ -54,6 +69,10 @@ case "$role" in
             rc=0
             "${WAIT[@]}" ready migrate && ( medai "$@" && first_admin ) || rc=$?
             [ "$rc" = 0 ] && exit 0
+            if [ "$rc" = 2 ] || [ "$rc" = 3 ]; then
+                say "the migration refused (exit $rc: see the message above); not trying again"
+                exit "$rc"
+            fi
             [ "$attempt" = 3 ] && exit "$rc"
             say "the migration exited $rc; trying again in 5 s ($attempt of 3)"
             sleep 5

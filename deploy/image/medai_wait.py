@@ -12,6 +12,13 @@ Commands (exit 0 when done, 1 when the bound passed, 2 for a wrong setting):
   ready ROLE   the database answers; the broker too when one is set; with
                MEDAI_AUTO_MIGRATE=false (not for ``migrate``) the schema is at this release's head
   has-admin    exit 0 when the database has an admin, 3 when it has none
+  first-admin  when the database has no admin yet: create one (MEDAI_ADMIN_USER, default admin)
+               with a one-time enrolment code instead of a password, and print
+               {"created": true, "username", "enrol_code", "enrol_code_expires_at"}; else print
+               {"created": false}. The code is shown once (deploy/compose/up.sh prints it to
+               the operator) and used up when its holder chooses the password at /enrol: no
+               password exists anywhere before the admin's own, none is stored in a file, and a
+               second run never touches a site that has an admin.
 """
 
 from __future__ import annotations
@@ -130,12 +137,57 @@ def has_admin() -> int:
         db.dispose()
 
 
+def first_admin(hours: float = 72.0) -> int:
+    import json
+
+    from sqlalchemy.exc import DBAPIError
+
+    from medai.platform import accounts, audit
+    from medai.platform.db import Database, utcnow
+
+    user = os.environ.get("MEDAI_ADMIN_USER") or "admin"
+    db = Database(settings().database_url)
+    try:
+        try:
+            if db.has_admin():
+                print(json.dumps({"created": False}))
+                return 0
+        except DBAPIError:
+            log("first-admin: the database has no tables yet (run `medai migrate` first)")
+            return 1
+        now = utcnow()
+        try:
+            with db.session() as session:
+                row, code = accounts.create_account(
+                    session, user, "admin", audit.Actor("first-admin"), now, enrol_hours=hours
+                )
+                expires = accounts.pending(row, now)
+                out = {
+                    "created": True,
+                    "username": row.username,
+                    "enrol_code": code,
+                    "enrol_code_expires_at": expires.isoformat() + "Z" if expires else None,
+                }
+        except accounts.AccountError as exc:  # made by another run at the same moment
+            if db.has_admin():
+                print(json.dumps({"created": False}))
+                return 0
+            log(f"first-admin: could not create '{user}': {exc}")
+            return 2
+        print(json.dumps(out))
+        return 0
+    finally:
+        db.dispose()
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "ready":
         return ready(argv[1])
     if argv == ["has-admin"]:
         return has_admin()
-    log(f"usage: medai_wait.py ready ROLE | has-admin (got {argv})")
+    if argv == ["first-admin"]:
+        return first_admin(float(os.environ.get("MEDAI_ADMIN_ENROL_HOURS", "72")))
+    log(f"usage: medai_wait.py ready ROLE | has-admin | first-admin (got {argv})")
     return 2
 
 

@@ -67,6 +67,7 @@ install -m 0644 "$ROOT"/deploy/systemd/*.service "$R/etc/systemd/system/"
 sed -e "s/^MEDAI_PORT=.*/MEDAI_PORT=$PORT/" -e "s/^MEDAI_DICOM_PORT=.*/MEDAI_DICOM_PORT=$DICOM_PORT/" \
     -e "s/^MEDAI_DICOM_HOST=.*/MEDAI_DICOM_HOST=127.0.0.1/" -e "s/^MEDAI_WORKERS=.*/MEDAI_WORKERS=1/" \
     -e "s/^MEDAI_SECURE_COOKIES=.*/MEDAI_SECURE_COOKIES=false/" \
+    -e 's/^MEDAI_DICOM_ALLOW=.*/MEDAI_DICOM_ALLOW=["BOOTSMOKE"]/' \
     "$ROOT/deploy/systemd/medai.env" > "$R/etc/medai/medai.env"
 pg_base="${PG%/*}"
 printf '%s\n' "postgresql+psycopg://${pg_base#postgresql://}/$DB" > "$R/etc/medai/credentials/database-url"

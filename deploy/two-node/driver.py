@@ -219,6 +219,7 @@ class Cluster:
             "MEDAI_MODEL_WATCH_S": str(WATCH_S),
             "MEDAI_FHIR_URL": f"http://{addr('mmod')}:8080/fhir",
             "MEDAI_DICOM_AE_TITLE": "MEDAI",
+            "MEDAI_DICOM_ALLOW": '["MODALITY"]',  # the modality below; none by default
             "MEDAI_DICOM_HOST": addr(f"mnode{n}"),
             "MEDAI_RED_FLAG_EMBEDDINGS": "false",
             "MEDAI_RED_FLAG_CLASSIFIER": "false",

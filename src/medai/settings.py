@@ -28,6 +28,21 @@ from medai.destinations_config import (  # noqa: F401
     public_url,
 )
 
+ANY_CALLER = "*"
+"""In ``MEDAI_DICOM_ALLOW``: any calling AE title may associate (an explicit choice; the empty
+list, a fresh install's, admits none)."""
+
+
+def check_allow_list(titles: list[str] | tuple[str, ...]) -> list[str]:
+    """The calling AE titles a DICOM node admits: valid AE titles, or ``*`` alone (any caller).
+    Empty stays empty: the node then refuses every association, saying why."""
+    out = [ANY_CALLER if str(t).strip() == ANY_CALLER else check_ae_title(t) for t in titles]
+    if ANY_CALLER in out and len(out) > 1:
+        raise ValueError(
+            "the calling AE title '*' (any caller) stands alone: list the titles, or '*' only"
+        )
+    return out
+
 
 class Settings(BaseSettings):
     # no input value in an error: a wrong setting must not print a secret beside it
@@ -276,7 +291,9 @@ class Settings(BaseSettings):
     secret_keys: list[str] = Field(
         default_factory=list,
         description="Fernet keys (JSON list, newest first) encrypting chat messages and "
-        "complaints at rest; default: a key generated once in HOME/secret.key",
+        "complaints at rest; default: a key generated once in HOME/secret.key, on a new "
+        "site only (a site whose data is sealed and whose keys are missing refuses to "
+        "start: medai keys ids)",
     )
     session_hours: float = Field(default=12.0, gt=0, description="session cookie lifetime")
     token_days: float = Field(default=90.0, gt=0, description="bearer token lifetime")
@@ -349,8 +366,25 @@ class Settings(BaseSettings):
     )
     dicom_allow: list[str] = Field(
         default_factory=list,
-        description="calling AE titles allowed to send (JSON list); "
-        "empty: any modality or PACS that can reach the port",
+        description="calling AE titles allowed to send (JSON list), e.g. "
+        '["CR01", "PACS"]; empty (a fresh install): none, every association is '
+        'refused and the log says why; ["*"]: any caller that can reach the port '
+        "(a test bench, never a hospital network)",
+    )
+    dicom_tls_cert: Path | None = Field(
+        default=None,
+        description="the DICOM node's certificate (PEM, with its chain): set with "
+        "dicom_tls_key, the node speaks only DICOM TLS on its port (PS3.15 B.1; 2762 "
+        "by convention); unset: plain DICOM",
+    )
+    dicom_tls_key: Path | None = Field(
+        default=None, description="the private key (PEM) of dicom_tls_cert, readable by medai only"
+    )
+    dicom_tls_ca: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) a sender's certificate must be signed by: "
+        "set, the node requires one (mutual TLS); unset, any sender may connect over TLS "
+        "and the calling AE title list still decides",
     )
     dicom_max_associations: int = Field(
         default=12,
@@ -474,6 +508,21 @@ class Settings(BaseSettings):
         "X-Forwarded-For or X-Real-IP present), gets 403: Prometheus scrapes each "
         "process directly, never through the front door",
     )
+    tls_watch_certs: list[Path] = Field(
+        default_factory=list,
+        description="certificate files (PEM; JSON list) whose expiry medai watches: "
+        "the site certificate of the front door, mounted read-only (only the "
+        "certificate, never its key); medai_tls_certificate_expiry_timestamp_seconds "
+        "on /metrics and a WARNING line when one expires within tls_warn_days "
+        "(dicom_tls_cert is watched too)",
+    )
+    tls_warn_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="a watched certificate expiring within this many days is "
+        "logged as a WARNING at start and at each scrape (once a day per file)",
+    )
     build_commit: str | None = Field(
         default=None,
         description="the source commit of this build, shown by "
@@ -542,7 +591,22 @@ class Settings(BaseSettings):
     @field_validator("dicom_allow")
     @classmethod
     def _ae_titles(cls, value: list[str]) -> list[str]:
-        return [check_ae_title(v) for v in value]
+        return check_allow_list(value)
+
+    @model_validator(mode="after")
+    def _dicom_tls_pair(self) -> Settings:
+        """A certificate without its key (or the reverse) would start a node that can do
+        neither plain DICOM as configured nor TLS: refused, naming both."""
+        if (self.dicom_tls_cert is None) != (self.dicom_tls_key is None):
+            raise ValueError(
+                "MEDAI_DICOM_TLS_CERT and MEDAI_DICOM_TLS_KEY go together: set both "
+                "(the node speaks DICOM TLS) or neither (plain DICOM)"
+            )
+        if self.dicom_tls_ca is not None and self.dicom_tls_cert is None:
+            raise ValueError(
+                "MEDAI_DICOM_TLS_CA needs MEDAI_DICOM_TLS_CERT and MEDAI_DICOM_TLS_KEY"
+            )
+        return self
 
     @field_validator("dicom_send_to")
     @classmethod
@@ -850,6 +914,9 @@ _GROUP_FIELDS: dict[str, tuple[str, ...]] = {
         "dicom_port",
         "dicom_in_serve",
         "dicom_allow",
+        "dicom_tls_cert",
+        "dicom_tls_key",
+        "dicom_tls_ca",
         "dicom_max_associations",
         "dicom_max_per_ae",
         "dicom_max_per_address",
@@ -889,6 +956,8 @@ _GROUP_FIELDS: dict[str, tuple[str, ...]] = {
         "log_format",
         "metrics",
         "metrics_allow",
+        "tls_watch_certs",
+        "tls_warn_days",
         "build_commit",
     ),
 }

@@ -184,11 +184,12 @@ def test_a_resent_sop_instance_with_other_content_is_a_conflict(site):
     from pydicom.uid import generate_uid
 
     app, client, rad, files = site
-    study_uid, sop = generate_uid(), generate_uid()
+    study_uid, series, sop = generate_uid(), generate_uid(), generate_uid()
     first = make_dicom(
         files / "s1.dcm",
         "DX",
         study=study_uid,
+        series=series,
         sop=sop,
         accession="SOP-1",
         name=A["name"],
@@ -198,6 +199,7 @@ def test_a_resent_sop_instance_with_other_content_is_a_conflict(site):
         files / "s2.dcm",
         "DX",
         study=study_uid,
+        series=series,
         sop=sop,
         accession="SOP-1",
         name=A["name"],
@@ -651,3 +653,253 @@ def test_no_instance_ever_joins_a_study_of_another_patient(bare, sent):
             assert dicom.disagreements(known, mine) == []
         for c in db.scalars(select(IdentityConflict)):
             assert c.fields  # every conflict names what disagreed
+
+
+# --- no false conflicts, no missed ones (issue 57: 5, 6, 7) -----------------------------------
+
+
+def _one_study(client, headers, accession: str) -> dict:
+    found = client.get("/api/v1/studies", headers=headers, params={"accession": accession}).json()
+    assert found["total"] == 1, found
+    return _study_of(client, headers, found["items"][0]["id"])
+
+
+def test_a_turkish_name_written_in_other_letter_case_joins_its_study(site):
+    from pydicom.uid import generate_uid
+
+    app, client, rad, files = site
+    study_uid = generate_uid()
+    common = {
+        "study": study_uid,
+        "accession": "TR-CASE",
+        "patient_id": "TR-PID-57",
+        "SpecificCharacterSet": "ISO_IR 192",
+    }
+    first = make_dicom(files / "tr1.dcm", "DX", name="ŞAHİN^GÜLŞEN", **common)
+    second = make_dicom(files / "tr2.dcm", "DX", name="şahin^gülşen", seed=3, **common)
+    third = make_dicom(files / "tr3.dcm", "DX", name="SAHIN^GULSEN", seed=4, **common)
+    port = app.state.dicom_node.port
+    assert storescu(port, first).returncode == 0
+    assert storescu(port, second).returncode == 0  # the PACS lower-cased it: the same person
+    study = _one_study(client, rad, "TR-CASE")
+    assert study["identity_conflicts"] == [] and study["dicom"]["instances"] == 2
+    assert storescu(port, third).returncode != 0  # Ş is not S: still another name
+    (row,) = [c for c in _conflicts(client, rad)["items"] if c["study_id"] == study["id"]]
+    assert row["fields"] == ["PatientName"]
+    assert client.post(f"/api/v1/conflicts/{row['id']}/reject", headers=rad).status_code == 200
+
+
+def test_the_same_instance_resent_in_implicit_vr_is_no_conflict(site):
+    from medai.platform.tables import DicomInstance, IdentityConflict
+
+    app, client, rad, files = site
+    sent = make_dicom(files / "xi.dcm", "DX", accession="RESEND-XI", patient_id="PID-XI")
+    port = app.state.dicom_node.port
+    assert storescu(port, sent).returncode == 0  # explicit VR little endian, as the file is
+    again = storescu(port, sent, options=("-xi",))  # the same instance in implicit VR
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Little Endian Implicit" in again.stdout + again.stderr  # dcmtk converted it
+    study = _one_study(client, rad, "RESEND-XI")
+    assert study["identity_conflicts"] == [] and study["dicom"]["instances"] == 1
+    with app.state.platform.db.session() as db:
+        assert not db.scalars(
+            select(IdentityConflict).where(IdentityConflict.study_id == study["id"])
+        ).all()
+        (inst,) = db.scalars(select(DicomInstance).where(DicomInstance.study_id == study["id"]))
+        assert inst.file_sha256 == study["file"]["sha256"]  # the stored copy stays
+
+
+def test_an_instance_received_by_c_store_then_uploaded_is_the_same_instance(site, tmp_path):
+    from pydicom.uid import generate_uid
+
+    app, client, rad, files = site
+    study_uid = generate_uid()
+    sent = make_dicom(files / "up.dcm", "DX", study=study_uid, accession="RESEND-UP")
+    port = app.state.dicom_node.port
+    assert storescu(port, sent).returncode == 0
+    study = _one_study(client, rad, "RESEND-UP")
+    r = client.post(
+        "/api/v1/studies",
+        headers=rad,
+        data={"task": "cxr"},
+        files={"file": ("up.dcm", sent.read_bytes(), "application/dicom")},
+    )
+    assert r.status_code == 200, r.text  # the known study, nothing new
+    assert r.json()["id"] == study["id"] and r.json()["identity_conflicts"] == []
+    assert _one_study(client, rad, "RESEND-UP")["dicom"]["instances"] == 1
+    # and the other way round: uploaded first, then sent in implicit VR by the node
+    later = make_dicom(tmp_path / "up2.dcm", "DX", study=study_uid, accession="RESEND-UP", seed=2)
+    r = client.post(
+        "/api/v1/studies",
+        headers=rad,
+        data={"task": "cxr"},
+        files={"file": ("up2.dcm", later.read_bytes(), "application/dicom")},
+    )
+    assert r.status_code == 200, r.text
+    assert storescu(port, later, options=("-xi",)).returncode == 0
+    study = _one_study(client, rad, "RESEND-UP")
+    assert study["identity_conflicts"] == [] and study["dicom"]["instances"] == 2
+
+
+def test_a_series_uid_claimed_by_another_study_is_an_identity_conflict(site, tmp_path):
+    from pydicom.uid import generate_uid
+
+    from medai.platform.tables import Job
+
+    app, client, rad, files = site
+    series = generate_uid()
+    a = make_dicom(
+        files / "ser-a.dcm",
+        "DX",
+        study=generate_uid(),
+        series=series,
+        accession="SER-A",
+        name=A["name"],
+        patient_id=A["patient_id"],
+    )
+    b = make_dicom(  # another patient's new study claims A's series
+        files / "ser-b.dcm",
+        "DX",
+        study=generate_uid(),
+        series=series,
+        accession="SER-B",
+        name=B["name"],
+        patient_id=B["patient_id"],
+        seed=4,
+    )
+    c = make_dicom(  # the same patient's other study claims it too
+        files / "ser-c.dcm",
+        "DX",
+        study=generate_uid(),
+        series=series,
+        accession="SER-C",
+        name=A["name"],
+        patient_id=A["patient_id"],
+        seed=5,
+    )
+    port = app.state.dicom_node.port
+    assert storescu(port, a).returncode == 0
+    study = _one_study(client, rad, "SER-A")
+    jobs_before = _count(app, Job)
+    refused = storescu(port, b, options=("-d",))
+    assert refused.returncode != 0 and "identity conflict" in refused.stdout + refused.stderr
+    assert storescu(port, c).returncode != 0
+    d = make_dicom(  # uploaded: held the same way
+        tmp_path / "ser-d.dcm",
+        "DX",
+        study=generate_uid(),
+        series=series,
+        accession="SER-D",
+        name=A["name"],
+        patient_id=A["patient_id"],
+        seed=6,
+    )
+    r = client.post(
+        "/api/v1/studies",
+        headers=rad,
+        data={"task": "cxr"},
+        files={"file": ("ser-d.dcm", d.read_bytes(), "application/dicom")},
+    )
+    assert r.status_code == 409 and r.json()["code"] == "identity_conflict", r.text
+    assert _count(app, Job) == jobs_before  # nothing analysed
+    for accession in ("SER-B", "SER-C", "SER-D"):  # no study was made for any
+        assert (
+            client.get("/api/v1/studies", headers=rad, params={"accession": accession}).json()[
+                "total"
+            ]
+            == 0
+        )
+    rows = [c for c in _conflicts(client, rad)["items"] if c["study_id"] == study["id"]]
+    assert len(rows) == 3 and {c["reason"] for c in rows} == {"series_elsewhere"}
+    mine = [c for c in rows if c["incoming"]["patient_id"] == A["patient_id"]]
+    (theirs,) = [c for c in rows if c["incoming"]["patient_id"] == B["patient_id"]]
+    assert len(mine) == 2  # the same patient: only the series and its own order differ
+    assert all(c["fields"] == ["SeriesInstanceUID", "AccessionNumber"] for c in mine)
+    assert {"SeriesInstanceUID", "PatientID"} <= set(theirs["fields"])
+    assert {c["source"] for c in rows} == {"dicom", "upload"}
+    assert sorted(_study_of(client, rad, study["id"])["identity_conflicts"]) == sorted(
+        c["id"] for c in rows
+    )
+    # held: nothing of the claimed study leaves while it is in doubt
+    wait_status(client, rad, study["id"], {"ai_drafted"})
+    r = client.get(f"/api/v1/studies/{study['id']}/report/fhir", headers=rad)
+    assert r.status_code == 409 and r.json()["code"] == "identity_conflict"
+    # resolved the same ways as any conflict
+    for c in mine:
+        r = client.post(f"/api/v1/conflicts/{c['id']}/reject", headers=rad)
+        assert r.status_code == 200 and r.json()["state"] == "rejected"
+    r = client.post(f"/api/v1/conflicts/{theirs['id']}/reassign", headers=rad)
+    assert r.status_code == 200, r.text
+    new = wait_status(client, rad, r.json()["resolved_study_id"], {"ai_drafted"})
+    assert new["dicom"]["patient_id"] == B["patient_id"] and new["dicom"]["study_uid"] is None
+    assert _study_of(client, rad, study["id"])["identity_conflicts"] == []
+    assert client.get(f"/api/v1/studies/{study['id']}/report/fhir", headers=rad).status_code == 200
+
+
+def test_a_study_refused_for_no_pixel_data_is_analysed_when_its_film_arrives(site):
+    from pydicom.uid import generate_uid
+
+    app, client, rad, files = site
+    study_uid = generate_uid()
+    header = make_dicom(
+        files / "np-1.dcm", "DX", study=study_uid, accession="NOPIX-1", drop=("PixelData",)
+    )
+    film = make_dicom(files / "np-2.dcm", "DX", study=study_uid, accession="NOPIX-1", seed=2)
+    port = app.state.dicom_node.port
+    assert storescu(port, header).returncode == 0
+    sid = _one_study(client, rad, "NOPIX-1")["id"]
+    refused = wait_status(client, rad, sid, {"refused", "ai_drafted", "failed"})
+    assert refused["status"] == "refused"
+    assert refused["ai_result"]["reason_code"] == "no_image"
+    assert storescu(port, film).returncode == 0
+    done = wait_status(client, rad, sid, {"ai_drafted", "refused", "failed"})
+    assert done["status"] == "ai_drafted", done["reason"]
+    assert done["file"]["sha256"] != refused["file"]["sha256"]
+    assert done["ai_result"]["refused"] is False and done["dicom"]["instances"] == 2
+
+
+def test_a_header_only_first_instance_sent_with_its_film_in_one_association(site):
+    from pydicom.uid import generate_uid
+
+    app, client, rad, files = site
+    study_uid = generate_uid()
+    header = make_dicom(
+        files / "np-3.dcm", "DX", study=study_uid, accession="NOPIX-2", drop=("PixelData",)
+    )
+    other = make_dicom(  # a second header-only one before the film
+        files / "np-4.dcm", "DX", study=study_uid, accession="NOPIX-2", drop=("PixelData",)
+    )
+    film = make_dicom(files / "np-5.dcm", "DX", study=study_uid, accession="NOPIX-2", seed=3)
+    assert storescu(app.state.dicom_node.port, header, other, film).returncode == 0
+    sid = _one_study(client, rad, "NOPIX-2")["id"]
+    done = wait_status(client, rad, sid, {"ai_drafted", "refused", "failed"})
+    assert done["status"] == "ai_drafted", done["reason"]
+    assert done["dicom"]["instances"] == 3
+
+
+def test_a_transcoded_resend_through_the_node_keeps_no_second_file(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir
+):
+    """``receive.store`` (what C-STORE, STOW-RS and the pull call): the same instance in
+    another transfer syntax is a duplicate, and its bytes are not kept beside the stored copy."""
+    import hashlib
+    import io
+
+    import pydicom
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from medai.platform.integration import receive
+
+    explicit = make_dicom(tmp_path / "e.dcm", "DX", accession="RESEND-STORE").read_bytes()
+    ds = pydicom.dcmread(io.BytesIO(explicit))
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, implicit_vr=True, little_endian=True, enforce_file_format=True)
+    implicit = out.getvalue()
+    assert implicit != explicit
+    with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
+        first = receive.store(p, explicit, "MODALITY")
+        again = receive.store(p, implicit, "MODALITY")
+        assert (again.outcome, again.study_id) == ("duplicate", first.study_id)
+        assert not p.store.exists(hashlib.sha256(implicit).hexdigest())
+        assert p.store.exists(hashlib.sha256(explicit).hexdigest())

@@ -55,6 +55,7 @@ TABLE: dict[tuple[str, str], object] = {
     ("PUT", "/api/v1/studies/{study_id}/report"): {"radiologist"},
     ("GET", "/api/v1/studies/{study_id}/report/versions"): CLINICAL,
     ("POST", "/api/v1/studies/{study_id}/report/sign"): {"radiologist"},
+    ("POST", "/api/v1/studies/{study_id}/retract"): {"radiologist"},
     ("GET", "/api/v1/studies/{study_id}/report/fhir"): CLINICAL,
     ("GET", "/api/v1/studies/{study_id}/report/pdf"): CLINICAL,
     ("POST", "/api/v1/studies/{study_id}/conversations"): CLINICAL,
@@ -148,6 +149,8 @@ def _request(client, method: str, path: str, ids: dict, headers: dict):
         ("POST", "/api/v1/triage"): {"json": {"text": "boğazım ağrıyor"}},
         ("PUT", "/api/v1/studies/{study_id}/report"): {"json": {"version": 0, "sections": {}}},
         ("POST", "/api/v1/studies/{study_id}/report/sign"): {"json": {"version": 1000}},
+        # a reason no retraction has: the shared study is never retracted here (422)
+        ("POST", "/api/v1/studies/{study_id}/retract"): {"json": {"reason": "none"}},
         ("POST", "/api/v1/conversations/{conv_id}/messages"): {"json": {"text": "?"}},
         ("POST", "/api/v1/users"): {"json": {"username": "x", "role": "nurse"}},
         ("PATCH", "/api/v1/users/{username}"): {"json": {"role": "clinician"}},

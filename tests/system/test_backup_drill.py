@@ -340,7 +340,8 @@ def test_a_restore_whose_check_fails_leaves_the_target_empty(tmp_path, kind):
     manifest_path = tmp_path / "b" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["keys"]["records"].pop("undecryptable")  # the manifest no longer expects it
-    manifest_path.write_text(json.dumps(manifest))
+    key = (home / "secret.key").read_text().strip()  # re-signed: an authentic manifest
+    manifest_path.write_text(json.dumps(bk.sign_manifest(manifest, key)))
     with empty_target(kind, tmp_path / "t") as target_url:
         shutil.copy(home / "secret.key", tmp_path / "t" / "secret.key")
         with pytest.raises(bk.BackupError, match="1 of 2 sealed values") as failed:
@@ -451,7 +452,9 @@ def test_the_cli_backs_up_and_restores_with_stable_json(tmp_path, bare_site):
     keys = tmp_path / "keys.txt"
     keys.write_text(f"# the operator's copy\n{key}\n")
     ids = medai("keys", "ids", "--json", MEDAI_HOME=str(target), MEDAI_SECRET_KEYS_FILE=str(keys))
-    assert json.loads(ids.stdout) == {"key_ids": out["keys"]["needed"]}  # the envelope's key
+    listed = json.loads(ids.stdout)  # the envelope's key; the empty target needs none yet
+    assert listed["configured"] == listed["key_ids"] == out["keys"]["needed"]
+    assert ids.returncode == 0 and listed["needed"] == [] and listed["status"] == "ok"
     done = medai(
         "restore",
         str(tmp_path / "b"),

@@ -14,6 +14,7 @@ minute or two each: ``make deploy-check`` runs them, or MEDAI_DEPLOY_SMOKE=1 her
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -287,3 +288,192 @@ def test_deploy_smoke(script: str) -> None:
     if result.returncode == 77:
         pytest.skip(result.stderr.strip())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+# --- issue 57 item 9: operations on a first install ---------------------------------------------
+
+COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
+IMAGE_DIR = ROOT / "deploy" / "image"
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_stops_postgres_the_way_it_wants_and_restarts_what_dies() -> None:
+    """SIGTERM is PostgreSQL's "smart" shutdown (waits for medai's pooled connections until
+    SIGKILL forces crash recovery); SIGINT is its fast one. Every long-running service has a
+    restart policy podman-restart.service also starts at boot (always); the migration runs once."""
+    services = _compose()["services"]
+    pg = services["postgres"]
+    assert pg["stop_signal"] == "SIGINT"
+    assert int(str(pg["stop_grace_period"]).rstrip("s")) >= 30
+    for name, svc in services.items():
+        if name in ("migrate", "fhir-sink"):
+            continue
+        assert svc.get("restart") == "always", name
+    assert services["migrate"]["restart"] == "no"
+
+
+def test_compose_passes_log_format_build_commit_and_watches_the_site_certificate() -> None:
+    text = COMPOSE.read_text()
+    env = _compose()["x-medai-env"]
+    assert env["MEDAI_LOG_FORMAT"] == "${MEDAI_LOG_FORMAT:-text}"
+    assert env["MEDAI_BUILD_COMMIT"] == "${MEDAI_BUILD_COMMIT:-}"
+    serve = _compose()["services"]["serve"]
+    assert any(v.endswith("tls/site.crt:/etc/medai/tls/site.crt:ro") for v in serve["volumes"])
+    assert not any("site.key" in v for v in serve["volumes"])
+    assert json.loads(serve["environment"]["MEDAI_TLS_WATCH_CERTS"]) == ["/etc/medai/tls/site.crt"]
+    # the empty image revision fallback is the entrypoint's
+    assert (
+        'MEDAI_BUILD_COMMIT="${MEDAI_BUILD_COMMIT:-${MEDAI_IMAGE_REVISION:-}}"'
+        in (IMAGE_DIR / "entrypoint.sh").read_text()
+    )
+    assert 'MEDAI_IMAGE_REVISION="$revision"' in (IMAGE_DIR / "build.sh").read_text()
+    # every MEDAI_* the compose file sets is a setting (or the entrypoint's)
+    fields = set(Settings.model_fields)
+    for var in set(_VAR.findall(text)):
+        if var.endswith("_FILE") or var in ENTRYPOINT_VARS:
+            continue
+        assert var.removeprefix("MEDAI_").lower() in fields or var in {
+            "MEDAI_VERSION",
+            "MEDAI_SECRETS_DIR",
+            "MEDAI_SITE_NAME",
+            "MEDAI_PROXY_ADDRESS",
+            "MEDAI_SUBNET",
+            "MEDAI_SUBNET_RANGE",
+            "MEDAI_SERVE_REPLICAS",
+            "MEDAI_SERVE_WORKERS",
+            "MEDAI_CPU_CONCURRENCY",
+            "MEDAI_DICOM_PUBLISH",
+            "MEDAI_HTTPS_PORT",
+            "MEDAI_HTTP_PORT",
+            "MEDAI_ORTHANC_HTTP_PUBLISH",
+            "MEDAI_ORTHANC_DICOM_PUBLISH",
+            "MEDAI_WAIT_S",  # the entrypoint's wait (medai_wait.py)
+        }, var
+
+
+def test_no_admin_password_is_made_or_mounted_by_compose() -> None:
+    """The first admin gets a one-time enrolment code (up.sh → medai_wait.py first-admin):
+    no secrets/admin_password, none mounted on every start."""
+    assert "admin_password" not in _compose().get("secrets", {})
+    assert not any("admin_password" in str(s) for s in _compose()["services"].values())
+    up = (ROOT / "deploy" / "compose" / "up.sh").read_text()
+    assert "medai_wait.py first-admin" in up and 'rm -f "$s/admin_password"' in up
+    assert "install -d -o 10001 -g 10001 -m 0700" in up  # the backup folder
+
+
+def test_chart_and_units_pass_log_format_build_commit_and_certificates() -> None:
+    config = (CHART / "templates" / "configmap.yaml").read_text()
+    for var in ("MEDAI_LOG_FORMAT", "MEDAI_BUILD_COMMIT", "MEDAI_TLS_WATCH_CERTS"):
+        assert f"  {var}: " in config, var
+    values = _values()
+    assert values["config"]["logFormat"] == "text" and values["config"]["buildCommit"] == ""
+    env = (UNITS / "medai.env").read_text()
+    assert re.search(r"^MEDAI_LOG_FORMAT=text$", env, re.M)
+    assert "MEDAI_BUILD_COMMIT=" in env and "MEDAI_TLS_WATCH_CERTS=" in env
+    # neither the chart nor the units run PostgreSQL (the site's own: docs/deploy.md says how
+    # it must be stopped); a unit that did would need KillSignal=SIGINT
+    for unit in UNITS.glob("*.service"):
+        text = unit.read_text()
+        if re.search(r"^ExecStart=.*\bpostgres\b", text, re.M):
+            assert "KillSignal=SIGINT" in text, unit.name
+    assert not any(
+        "postgres" in t.lower()
+        for t in map(Path.read_text, CHART.glob("templates/*-deployment.yaml"))
+    )
+
+
+def test_chart_dicom_tls_mounts_the_secret_and_sets_the_settings() -> None:
+    text = (CHART / "templates" / "dicom.yaml").read_text()
+    for var in ("MEDAI_DICOM_TLS_CERT", "MEDAI_DICOM_TLS_KEY", "MEDAI_DICOM_TLS_CA"):
+        assert var in text and var.removeprefix("MEDAI_").lower() in Settings.model_fields
+    assert "secretName: {{ . }}" in text
+    assert _validator().is_valid(
+        _merge(
+            _values(), {"dicom": {"tls": {"existingSecret": "medai-dicom-tls", "caKey": "ca.crt"}}}
+        )
+    )
+
+
+def _entrypoint(tmp_path: Path, medai_exit: int) -> tuple[subprocess.CompletedProcess, int]:
+    """deploy/image/entrypoint.sh with a stand-in for medai (exits ``medai_exit``, counting its
+    calls), for the wait helper (ready at once) and for sleep: how often `migrate` is tried."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    calls = tmp_path / "calls"
+    (bin_ / "medai").write_text(f"#!/bin/sh\necho x >> {calls}\nexit {medai_exit}\n")
+    (bin_ / "sleep").write_text("#!/bin/sh\nexit 0\n")
+    wait = bin_ / "medai-wait"
+    wait.write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    script = tmp_path / "entrypoint.sh"
+    script.write_text(
+        (IMAGE_DIR / "entrypoint.sh")
+        .read_text()
+        .replace("/opt/medai/bin/python /usr/local/lib/medai-image/medai_wait.py", str(wait))
+    )
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", str(script), "migrate"], capture_output=True, text=True, env=env, timeout=60
+    )
+    return done, len(calls.read_text().splitlines()) if calls.exists() else 0
+
+
+@pytest.mark.parametrize(("status", "tries"), [(2, 1), (3, 1), (1, 3), (0, 1)])
+def test_the_entrypoint_retries_a_failed_migration_but_not_a_deliberate_refusal(
+    tmp_path: Path, status: int, tries: int
+) -> None:
+    """`medai migrate` exits 2 (a schema newer than this release, a wrong setting) or 3 (keys
+    missing) on purpose: trying again brings the same refusal, so the entrypoint stops at once;
+    another failure (a DNS hiccup while the stack starts) is tried 3 times."""
+    done, calls = _entrypoint(tmp_path, status)
+    assert done.returncode == status and calls == tries, done.stderr
+    if status in (2, 3):
+        assert "not trying again" in done.stderr
+
+
+def test_the_first_admin_gets_an_enrolment_code_once(tmp_path: Path, monkeypatch) -> None:
+    """`medai_wait.py first-admin` (run by up.sh in the serve container): no admin yet → one is
+    made with a one-time code (no password exists before the holder's own), printed once; the
+    code enrols once; a second run, with an admin there, makes nothing."""
+    import importlib.util
+    import io
+    from contextlib import redirect_stdout
+
+    from helpers.platform import use_home
+    from medai.platform import accounts
+    from medai.platform.db import Database, utcnow
+    from medai.settings import get_settings
+
+    use_home(tmp_path)
+    monkeypatch.delenv("MEDAI_DATABASE_URL", raising=False)
+    spec = importlib.util.spec_from_file_location("medai_wait", IMAGE_DIR / "medai_wait.py")
+    assert spec and spec.loader
+    wait = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wait)
+    db = Database()
+    try:
+        db.upgrade(force=True)
+
+        def first_admin() -> dict[str, Any]:
+            out = io.StringIO()
+            with redirect_stdout(out):
+                assert wait.main(["first-admin"]) == 0
+            return json.loads(out.getvalue())
+
+        made = first_admin()
+        assert made["created"] is True and made["username"] == "admin"
+        assert db.has_admin()
+        with db.session() as s:  # no password yet: nobody can sign in as admin
+            assert not accounts.enrolled(accounts.get_user(s, "admin"))
+        with db.session() as s:
+            accounts.enrol(s, made["enrol_code"], "kestane-kebap-ilkbahar", utcnow())
+        with pytest.raises(accounts.AccountError), db.session() as s:
+            accounts.enrol(s, made["enrol_code"], "baska-bir-parola-2026", utcnow())
+        assert first_admin() == {"created": False}
+    finally:
+        db.dispose()
+        get_settings.cache_clear()

@@ -39,8 +39,9 @@ def listen(
         typer.Option(
             "--allow",
             help="A calling AE title allowed to send (repeat for several; default "
-            "MEDAI_DICOM_ALLOW). Associations from any other are rejected. "
-            "Without it, any caller that can reach the port may send.",
+            "MEDAI_DICOM_ALLOW). Associations from any other are rejected; with none "
+            "given or configured, every association is rejected (the log says why). "
+            "'*' alone: any caller that can reach the port (a test bench).",
         ),
     ] = None,
     as_json: JsonFlag = False,
@@ -59,19 +60,32 @@ def listen(
     from medai.platform.integration.dicom_node import DicomNode
     from medai.platform.queue import analysis_dispatch
     from medai.server.logs import log_config
-    from medai.settings import check_ae_title, get_settings
+    from medai.settings import check_ae_title, check_allow_list, get_settings
 
     settings = get_settings()
     logging.config.dictConfig(log_config(settings.log_level))
     try:
         title = check_ae_title(ae_title or settings.dicom_ae_title)
-        allowed = [check_ae_title(a) for a in (allow or settings.dicom_allow)]
+        allowed = check_allow_list(allow or settings.dicom_allow)
     except ValueError as exc:
         _error(str(exc), "ValueError", as_json, 2)
     from medai.cli.operations import open_database
 
     open_database(as_json).dispose()  # migrated, or exit 2 naming the revisions
     p = open_platform()
+    from medai.platform.integration.dicom_node import server_tls_from_settings
+
+    try:  # a TLS setting the node cannot honour stops it here, never falls back to plain
+        tls = server_tls_from_settings() or False
+    except (OSError, ValueError) as exc:
+        _error(
+            f"cannot load the DICOM TLS certificate or key (MEDAI_DICOM_TLS_CERT, "
+            f"MEDAI_DICOM_TLS_KEY, MEDAI_DICOM_TLS_CA): {type(exc).__name__}: "
+            f"{getattr(exc, 'strerror', None) or exc}",
+            "TLSError",
+            as_json,
+            2,
+        )
     dispatch, stop_jobs = analysis_dispatch(p)
     node = DicomNode(
         p,
@@ -80,6 +94,7 @@ def listen(
         host=host or settings.dicom_host,
         port=settings.dicom_port if port is None else port,
         allow=allowed,
+        tls=tls,
     )
     try:
         node.start()
@@ -91,12 +106,22 @@ def listen(
             as_json,
             1,
         )
+    from medai.platform.metrics import CertificateWatch
+
+    CertificateWatch.from_settings().check()  # a TLS certificate near its end: in the log
     analysis = (
         "celery"
         if settings.broker_url
         else "threads"
         if settings.job_threads > 0
         else "medai serve"
+    )
+    callers = (
+        "any calling AE title"
+        if node.any_caller
+        else "from " + ", ".join(node.allow)
+        if node.allow
+        else "no calling AE title allowed: every association is refused"
     )
     _emit(
         {
@@ -105,11 +130,12 @@ def listen(
             "host": node.host,
             "port": node.port,
             "allow": list(node.allow),
+            "tls": node.tls is not None,
             "analysis": analysis,
         },
         as_json,
         f"DICOM node {node.ae_title} listening on {node.host}:{node.port} "
-        f"({'from ' + ', '.join(node.allow) if node.allow else 'any calling AE title'}; "
+        f"({callers}; {'DICOM TLS' if node.tls is not None else 'plain DICOM'}; "
         f"analysis by {analysis})",
     )
     import sys
@@ -168,6 +194,9 @@ def pull(
         check_http_url(target)
     except ValueError as exc:
         _error(str(exc), "ValueError", as_json, 2)
+    from medai.cli.operations import open_database
+
+    open_database(as_json).dispose()  # the keys open the site's data (or exit 3), migrated
     p = open_platform()
     days = settings.dicomweb_pull_lookback_days if lookback_days is None else lookback_days
     try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from medai.cli.common import JsonFlag, _emit
-from medai.cli.operations import open_database
+from medai.cli.operations import KEYS_MISSING_EXIT, open_database
+
+WHERE = "MEDAI_SECRET_KEYS_FILE, MEDAI_SECRET_KEYS or MEDAI_HOME/secret.key"
 
 keys_app = typer.Typer(
     help="Encryption keys of chat messages and complaints.", no_args_is_help=True
@@ -22,20 +24,38 @@ def keys_generate() -> None:
 
 @keys_app.command("ids")
 def keys_ids(as_json: JsonFlag = False) -> None:
-    """The ids of the configured keys, newest first (never the keys): what a backup's
-    manifest lists under keys.needed, to check that the key file kept apart is the right one
-    before a restore. Makes no key."""
-    from medai.platform.backup import configured_keys, key_id
+    """The key ids the site's data needs and those configured, newest first (ids only, never
+    a key): what `medai serve` checks before it starts, and what a backup's manifest lists
+    under keys.needed. Reads a sample of the database (the newest sealed values and stored
+    files' headers), never creates it, and never makes a key. Exit 0: the configured keys
+    open the data; 1: no key configured and none needed (a new site: the first start makes
+    one); 3: keys the data needs are not configured (status keys_missing, or
+    some_keys_missing where the configured keys open part of it)."""
+    from medai.platform.backup import configured_keys, database_url
+    from medai.platform.key_check import inspect_site
     from medai.settings import get_settings
 
-    ids = [key_id(k) for k in configured_keys(get_settings())]
-    _emit(
-        {"key_ids": ids},
-        as_json,
-        "\n".join(ids)
-        or "no key configured (MEDAI_SECRET_KEYS_FILE, MEDAI_SECRET_KEYS or MEDAI_HOME/secret.key)",
-    )
-    if not ids:
+    settings = get_settings()
+    state = inspect_site(database_url(settings), settings.home / "blobs", configured_keys(settings))
+    out = state.as_dict()
+    sampled = out["sampled"]
+    human = [
+        f"configured: {', '.join(state.configured) or f'none ({WHERE})'}",
+        f"needed by the stored files: {', '.join(state.needed) or 'none named'}",
+        f"sampled: {sampled['sealed_values']} sealed values ({sampled['sealed_values_opened']} "
+        f"opened), {sampled['files']} stored files ({sampled['files_opened']} under a "
+        "configured key)",
+    ]
+    if state.status == "keys_missing":
+        human.append(f"keys missing: {state.problem()}")
+    elif state.missing:
+        human.append(f"not configured: {', '.join(state.missing)} (their records answer 503)")
+    elif state.status == "new_site":
+        human.append("a new site: the first start makes its key")
+    _emit(out, as_json, "\n".join(human))
+    if state.status in ("keys_missing", "some_keys_missing"):
+        raise typer.Exit(KEYS_MISSING_EXIT)
+    if not state.configured:
         raise typer.Exit(1)
 
 

@@ -1,7 +1,8 @@
 """Operating a site: ``medai migrate``, ``medai backup DEST``, ``medai restore SRC`` (the
 work is in ``platform.db``, ``platform.backup`` and ``platform.restore``), and the one way
-every long-running command opens the database (``open_database``: migrated, or exit 2 naming
-the revisions, ``MEDAI_AUTO_MIGRATE``)."""
+every long-running command opens the database (``open_database``: the site's keys checked
+against its data, or exit 3 naming the key ids it needs; migrated, or exit 2 naming the
+revisions, ``MEDAI_AUTO_MIGRATE``)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from medai.cli.common import JsonFlag, _emit, _error
 def open_database(as_json: bool = False, force: bool = False):
     """The database, migrated to this release's schema (``force``: even with
     ``MEDAI_AUTO_MIGRATE=false``, as ``medai migrate``); a database in a missing folder, not
-    migrated (auto-migrate off) or newer than this release exits 2 with the message."""
+    migrated (auto-migrate off) or newer than this release exits 2 with the message; one
+    holding data no configured key opens exits 3 (``keys_missing``, the key ids named), and
+    no key is ever made for it."""
     from medai.platform.db import Database, DatabaseLocationError, SchemaMismatch
 
     try:
         database = Database()
     except DatabaseLocationError as exc:
         _error(str(exc), "DatabaseLocationError", as_json, 2)
+    require_site_keys(database, as_json)  # before the migration: it seals with the key
     try:
         database.upgrade(force=force)
     except SchemaMismatch as exc:
@@ -44,6 +48,24 @@ def open_database(as_json: bool = False, force: bool = False):
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     return database
+
+
+KEYS_MISSING_EXIT = 3
+"""The exit status of a command refused because the site's keys are missing (``keys_missing``)."""
+
+
+def require_site_keys(database, as_json: bool = False) -> None:
+    """The site's keys open its data (``platform.key_check``), or exit 3 (``keys_missing``)
+    naming the key ids the data needs; on a new site its key is made here, once."""
+    from medai.platform.key_check import KeysMissing, require_keys
+    from medai.settings import get_settings
+
+    settings = get_settings()
+    try:
+        require_keys(database.engine, settings.home / "blobs", settings)
+    except KeysMissing as exc:
+        database.dispose()
+        _error(str(exc), "KeysMissing", as_json, KEYS_MISSING_EXIT, exc.code)
 
 
 def migrate(as_json: JsonFlag = False) -> None:
@@ -112,6 +134,9 @@ def _backup_failed(exc: Exception, as_json: bool) -> None:
         "not_a_backup",
         "unknown_format",
         "keys_missing",
+        "manifest_unauthenticated",
+        "manifest_forged",
+        "unlisted_files",
         "engine_mismatch",
         "schema_newer",
         "pg_tool_missing",
@@ -180,19 +205,38 @@ def restore(
             "MEDAI_AUTO_MIGRATE).",
         ),
     ] = None,
+    accept_unauthenticated: Annotated[
+        str | None,
+        typer.Option(
+            "--accept-unauthenticated-backup",
+            metavar="CREATED_AT",
+            help="Restore a backup whose manifest has no MAC (made by a release before "
+            "manifests were authenticated): type that backup's created_at (from its "
+            "manifest.json, or the refusal's message) to accept it. Only for a backup whose "
+            "keeping you trust; every other check still runs.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Restore a backup into this process's EMPTY home and database (MEDAI_HOME,
     MEDAI_DATABASE_URL), with the keys configured (the operator's copy: MEDAI_SECRET_KEYS_FILE,
-    or the key file at MEDAI_HOME/secret.key). Every file is checked against the manifest, and
-    afterwards every sealed value and stored file must decrypt; a missing key is named. The
-    non-secret settings are put in MEDAI_HOME/restored-config for you to apply."""
+    or the key file at MEDAI_HOME/secret.key). The manifest's MAC is checked first (a forged
+    or unauthenticated manifest, or a file it does not list, is refused); every file is checked
+    against the manifest, and afterwards every sealed value and stored file must decrypt; a
+    missing key is named. The non-secret settings are put in MEDAI_HOME/restored-config for you
+    to apply."""
     from medai.platform import backup as bk
     from medai.platform.pg_tools import PgToolError
     from medai.platform.restore import restore as run_restore
 
     try:
-        out = run_restore(src, progress=_Progress(), quick=quick, migrate=migrate_after)
+        out = run_restore(
+            src,
+            progress=_Progress(),
+            quick=quick,
+            migrate=migrate_after,
+            accept_unauthenticated=accept_unauthenticated,
+        )
     except (bk.BackupError, PgToolError) as exc:
         _backup_failed(exc, as_json)
     checked = out["checked"]
@@ -208,6 +252,10 @@ def restore(
                     f"{out['counts'].get('signed_reports', 0)} signed reports; {checked['sealed_values']} "
                     f"sealed values and {checked['files_decrypted']} of {checked['files_named']} stored "
                     f"files decrypted with the configured keys ({out['seconds']} s)",
+                    None
+                    if out["manifest"]["authenticated"]
+                    else "warning: the backup's manifest had no MAC; restored because "
+                    "--accept-unauthenticated-backup named it",
                     f"migrated to {out['migrated_to']}" if out["migrated_to"] else None,
                     f"schema {out['revision']} is older than this release's: run `medai migrate`"
                     if out["needs_migrate"]

@@ -48,6 +48,9 @@ CODES: dict[str, Code] = {
     "request_timeout": Code(408, "the request was not received in time"),
     # 409
     "conflict": Code(409, "the version named is no longer current, or already exists"),
+    "retracted": Code(
+        409, "the study was retracted (entered in error): nothing more is done or sent for it"
+    ),
     "identity_conflict": Code(
         409, "a DICOM file naming another patient or order than the study it would join"
     ),
@@ -105,6 +108,9 @@ CODES: dict[str, Code] = {
     "storage_missing": Code(503, "a stored file is missing from the server's storage"),
     "storage_undecryptable": Code(503, "a stored file cannot be decrypted with the keys"),
     "record_undecryptable": Code(503, "a stored record cannot be decrypted with the keys"),
+    "keys_missing": Code(
+        503, "the keys the site's data is sealed under are not configured (medai keys ids)"
+    ),
     "database_busy": Code(503, "the database is busy"),
     "database_unavailable": Code(503, "the database cannot be reached"),
     "not_ready": Code(503, "readiness: a dependency is not ready"),
@@ -129,7 +135,6 @@ CODES: dict[str, Code] = {
     "destination_not_empty": Code(None, "a backup destination that is not empty"),
     "engine_mismatch": Code(None, "a backup of another database engine"),
     "files_missing": Code(None, "files the backup needs are missing"),
-    "keys_missing": Code(None, "the keys the backup needs are missing"),
     "no_database": Code(None, "no database to back up"),
     "not_a_backup": Code(None, "not a medai backup"),
     "restore_mismatch": Code(None, "the restored data does not match the backup"),

@@ -25,6 +25,7 @@ from medai.imaging.limits import (
     MIN_SIDE,
     ImageInputError,
     ImageTooLarge,
+    NoPixelData,
     check_dicom_file,
     check_encapsulated_frame,
     check_frame,
@@ -44,6 +45,7 @@ __all__ = [
     "ImageRefused",
     "ImageTooLarge",
     "LoadedImage",
+    "NoPixelData",
     "Refusal",
     "check_limits",
     "check_modality",
@@ -335,7 +337,7 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
     except (InvalidDicomError, Exception) as exc:  # pydicom raises many types on bad files
         raise ImageInputError(f"malformed DICOM file ({exc})") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise ImageInputError(
+        raise NoPixelData(
             "DICOM file has no pixel data (e.g. a structured report or "
             "a presentation state), so there is no image to analyse"
         )
@@ -433,6 +435,7 @@ REFUSAL_CODES = (
     "colour_photo",
     "out_of_distribution",
     "unreadable",
+    "no_image",
     "too_small",
     "no_model",
 )

@@ -47,6 +47,14 @@ class ImageTooSmall(ImageInputError):
         super().__init__(message, {"width": width, "height": height, "min": minimum})
 
 
+class NoPixelData(ImageInputError):
+    """A DICOM object with no pixel data (a structured report, a presentation state, a
+    header-only instance): nothing in it to analyse, though a later instance of its study may
+    bring the image (the platform then analyses that one)."""
+
+    refusal_code = "no_image"
+
+
 class ImageTooLarge(ImageInputError):
     """The header declares more pixels or bytes than the limits allow: refused before
     decoding (a decompression bomb, or a scan far larger than any radiograph)."""

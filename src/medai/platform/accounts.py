@@ -82,6 +82,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # decides; an admin sees that they exist and why, identities masked (no patient data)
     "conflicts_review": frozenset({"radiologist"}),
     "conflicts_view": frozenset({"admin"}),
+    # retract a study filed under the wrong patient or order (platform.retraction): the
+    # radiologist who knows the images, never an admin (who reads no patient data)
+    "study_retract": frozenset({"radiologist"}),
 }
 
 CLIENT_FACTOR = 10

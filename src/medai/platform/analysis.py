@@ -28,7 +28,16 @@ WORKER = Actor(name="medai-worker")
 
 
 def analyse_study(p: Platform, study_id: int) -> str:
-    """Run (or finish) the analysis; returns the study's resulting status."""
+    """Run (or finish) the analysis; returns the study's resulting status. A study whose file
+    holds no image (a report or a header-only instance filed first) is analysed from its next
+    instance instead, in the same job (``_refused``: each turn moves to a later instance)."""
+    while True:
+        status = _analyse_once(p, study_id)
+        if status != "received":  # received: moved on to a later instance of the study
+            return status
+
+
+def _analyse_once(p: Platform, study_id: int) -> str:
     with p.db.session() as db:
         study = db.get(Study, study_id)
         if study is None:
@@ -85,6 +94,8 @@ def analyse_study(p: Platform, study_id: int) -> str:
     urgent = urgent_labels(task, payload)
     with p.db.session() as db:
         study = db.get(Study, study_id)
+        if study.status == studies.RETRACTED:  # retracted meanwhile: no draft, nothing sent
+            return study.status
         d = draft_row.payload
         made = review.ai_draft(
             db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
@@ -164,7 +175,10 @@ def stored_display(p: Platform, study_id: int) -> str | None:
             raise LookupError(f"no study {study_id}")
         if study.display_sha256 is None:
             row = latest_result(db, study_id)
-            if row is not None and (row.payload or {}).get("reason_code") == "unreadable":
+            if row is not None and (row.payload or {}).get("reason_code") in (
+                "unreadable",
+                studies.NO_IMAGE,
+            ):
                 raise imaging_service.ImageInputError(
                     str(row.payload.get("reason") or "the image cannot be read")
                 )
@@ -218,7 +232,11 @@ def _refused(
     p: Platform, study_id: int, refusal: imaging_service.Refusal, ref, store: bool = True
 ) -> str:
     """A refusal is an AI result too: stored (with its code, for every view to translate) and
-    naming the model that refused; the study can then be reported by hand."""
+    naming the model that refused; the study can then be reported by hand. A file that holds
+    no image is not the study's last word while another instance of it was filed after that
+    file: the study moves on to it (``studies.next_instance``, the refusal removed) and is
+    ``received`` again. The study's row is locked for that decision, as a filing instance
+    locks it (``studies._route_late``): one of the two always sees the other."""
     if store:
         payload = imaging_service.ImagingResult(
             status="refused",
@@ -231,7 +249,13 @@ def _refused(
         ).model_dump(mode="json")
         save_result(p, study_id, "imaging", ref, payload)
     with p.db.session() as db:
-        study = db.get(Study, study_id)
+        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        if (
+            refusal.code == studies.NO_IMAGE
+            and study.status in ("received", "analysing")
+            and studies.next_instance(db, study)
+        ):
+            return study.status
         if study.status in ("received", "analysing"):
             set_status(study, "refused", refusal.message)
             record(

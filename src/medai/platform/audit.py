@@ -19,7 +19,8 @@ from medai.platform.tables import AuditEvent
 # "role": a role granted (a new account) or changed, or such a change refused; "approve": a
 # clinical account approved for patient data, or such an approval refused (platform.approval):
 # the events ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review;
-# "resolve": a person's decision on an identity conflict (platform.identity_conflicts)
+# "resolve": a person's decision on an identity conflict (platform.identity_conflicts);
+# "retract": a study retracted as entered in error (platform.retraction)
 ACTIONS = (
     "login",
     "logout",
@@ -40,6 +41,7 @@ ACTIONS = (
     "model",
     "monitor",
     "resolve",
+    "retract",
 )
 
 

@@ -3,7 +3,8 @@
 What the folder holds::
 
     manifest.json        what is in it: medai's version, the schema's revision, when, counts,
-                         the key ids needed, and the sha256 and size of every other file
+                         the key ids needed, the sha256 and size of every other file, and
+                         ``mac`` authenticating all of it (see below)
     database.sqlite      SQLite: the online backup API's copy of the live database
     database.pgdump      PostgreSQL: ``pg_dump --format=custom`` of MEDAI_DATABASE_URL
     blobs/aa/bb/<sha>    every stored file, as stored (sealed under the site's keys)
@@ -36,11 +37,22 @@ URL and API keys are left out of ``settings.json`` too (the names of those left 
 listed).
 
 A folder without ``manifest.json`` is not a backup: the manifest is written last, atomically.
+
+Why the manifest is authenticated: its sha256 list proves a file is the one the backup wrote
+only while the list itself cannot be rewritten. Whoever can write the backup folder could
+otherwise edit ``database.sqlite`` (a patient account given the radiologist role, a password
+hash they know), recompute its hash and have ``medai restore`` load it. So the manifest carries
+``mac``: HMAC-SHA256 over its canonical JSON (every field but ``mac``; sorted keys, no spaces)
+under a key derived (HKDF, ``MAC_INFO``) from the site's newest configured key, with that key's
+id: key material the backup does not hold. Every file is listed with its hash, so the MAC
+covers the database, every stored file and model copy and the settings; ``medai restore``
+checks it first and also refuses a file in the folder the manifest does not list.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -58,13 +70,15 @@ from sqlalchemy.pool import NullPool
 
 from medai.core.errors import MedaiError
 from medai.platform import pg_tools
-from medai.platform.crypto import BlobCipher
+from medai.platform.crypto import BlobCipher, _derive
 from medai.platform.db import default_url, sqlite_path
 from medai.platform.private_files import private_dir
 from medai.platform.rotation import SEALED, _raw
 
-FORMAT = "medai-backup/1"
+FORMAT = "medai-backup/1"  # unchanged by the MAC: an older release ignores the new field
 MANIFEST = "manifest.json"
+MAC_FIELD, MAC_ALG = "mac", "HMAC-SHA256"
+MAC_INFO = b"medai backup manifest v1"  # HKDF info: this key serves nothing else
 SQLITE_FILE, PG_FILE = "database.sqlite", "database.pgdump"
 CONFIG = "config"
 STATE_DIRS = ("blobs", "registry")  # under MEDAI_HOME: what the database names
@@ -188,6 +202,36 @@ def sealed_values(
                 break
             yield from ((label, r[1]) for r in rows)
             last = rows[-1][0]
+
+
+# --- the manifest's authentication ---
+
+
+def canonical_manifest(manifest: dict[str, Any]) -> bytes:
+    """The bytes the MAC covers: every field but ``mac``, as JSON with sorted keys, no
+    whitespace and ASCII escapes, so the same manifest gives the same bytes however it was
+    indented on disk."""
+    body = {k: v for k, v in manifest.items() if k != MAC_FIELD}
+    return json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def manifest_mac(manifest: dict[str, Any], key: str) -> str:
+    """HMAC-SHA256 (hex) of the canonical manifest under the key derived from ``key`` for
+    this purpose alone (never the Fernet key itself, never the blob or pseudonym keys)."""
+    return hmac.new(
+        _derive(key, MAC_INFO), canonical_manifest(manifest), hashlib.sha256
+    ).hexdigest()
+
+
+def sign_manifest(manifest: dict[str, Any], key: str) -> dict[str, Any]:
+    """``manifest`` with its ``mac`` (under ``key``, named by its key id) set."""
+    body = {k: v for k, v in manifest.items() if k != MAC_FIELD}
+    return {
+        **body,
+        MAC_FIELD: {"alg": MAC_ALG, "key_id": key_id(key), "value": manifest_mac(body, key)},
+    }
 
 
 # --- what a database holds ---
@@ -515,11 +559,18 @@ def backup(dest: Path, settings: Any = None, progress: Progress | None = None) -
     progress = progress or _quiet
     dest = Path(dest)
     _empty_or_new(dest)
+    keys = configured_keys(settings)
+    if not keys:  # nothing to authenticate the manifest with: refused before writing
+        raise BackupError(
+            "no key is configured (MEDAI_SECRET_KEYS_FILE, MEDAI_SECRET_KEYS or "
+            "MEDAI_HOME/secret.key): a backup's manifest is authenticated under the site's "
+            "newest key, so there is nothing to back up with; nothing was written",
+            "keys_missing",
+        )
     started = time.monotonic()
     created_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     private_dir(dest)
     home = Path(settings.home)
-    keys = configured_keys(settings)
 
     # 1. the database, one snapshot
     progress("database", 0, 1)
@@ -593,6 +644,7 @@ def backup(dest: Path, settings: Any = None, progress: Progress | None = None) -
         "seconds": round(time.monotonic() - started, 3),
         "files": files,
     }
+    manifest = sign_manifest(manifest, keys[0])  # the newest key: see the module docstring
     write_manifest(dest, manifest)
     if missing_files or missing_models:
         first = (missing_files or missing_models)[0]

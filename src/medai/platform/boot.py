@@ -1,6 +1,7 @@
-"""Opening the platform of this process from its settings: the database migrated, the at-rest
-key made, the password hasher's dummy hash computed, the blob store opened and the registry's
-active models adopted (``lifecycle.serving.adopt``)."""
+"""Opening the platform of this process from its settings: the site's keys checked against its
+data (``key_check``: a site that holds data never gets a new key), the database migrated, the
+at-rest key made on a new site, the password hasher's dummy hash computed, the blob store
+opened and the registry's active models adopted (``lifecycle.serving.adopt``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from medai.platform.blobs import BlobStore
 from medai.platform.context import Platform
 from medai.platform.crypto import cipher
 from medai.platform.db import Database
+from medai.platform.key_check import require_keys
 from medai.platform.lifecycle.serving import adopt
 from medai.services.model_handles import ModelHandles
 from medai.settings import get_settings
@@ -28,6 +30,12 @@ def open_platform(
     model handle (an export) and must not register models on a fresh database."""
     settings = get_settings()
     db = Database(database_url)
+    home = home or settings.home
+    try:  # before the migration (it seals values with the key): KeysMissing names the ids
+        require_keys(db.engine, home / "blobs", settings)
+    except BaseException:
+        db.dispose()
+        raise
     db.upgrade()
     cipher()  # the at-rest key exists before the first request needs it
     dummy_hash()  # made now: the first unknown user's sign-in costs what a real one does
@@ -36,7 +44,6 @@ def open_platform(
             "passwords are hashed with the 'insecure-fast' profile (tests only): set "
             "MEDAI_PASSWORD_HASH=rfc9106-low-memory for any real use"
         )
-    home = home or settings.home
     store = BlobStore(home / "blobs")
     p = Platform(
         db=db,

@@ -6,7 +6,11 @@ encrypts, every key decrypts (``MultiFernet``), so a key is rotated by putting a
 and running ``medai keys rotate``, which re-encrypts every stored message with it; the old key
 can then be removed. Without ``MEDAI_SECRET_KEYS`` a key is generated once into
 ``MEDAI_HOME/secret.key`` (mode 0600, in a 0700 home; a looser mode left by an older version
-is tightened when the key is read).
+is tightened when the key is read) — on a new site only: a home whose ``blobs`` hold a stored
+file never gets a freshly minted key (``KeysMissing``, naming the key ids the files carry), and
+the start of serve, the worker and the DICOM node checks the database too
+(``platform.key_check``): a restored site served without its keys would otherwise answer every
+old record with 503 ``record_undecryptable`` under a new key that opens none of them.
 """
 
 from __future__ import annotations
@@ -19,9 +23,19 @@ from typing import BinaryIO
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from medai.core.errors import MedaiError
 from medai.platform.private_files import private_dir, private_file, sync_dir
 
-__all__ = ["BlobCipher", "Cipher", "InvalidToken", "blob_cipher", "cipher"]
+__all__ = ["BlobCipher", "Cipher", "InvalidToken", "KeysMissing", "blob_cipher", "cipher"]
+
+
+class KeysMissing(MedaiError, RuntimeError):
+    """The site holds data sealed under keys this process does not have (none configured, or
+    none of those configured opens it): a restored home started without the operator's copy
+    of its keys. Named with the key ids the data needs, never a key; the API answers 503, the
+    CLI exits 3."""
+
+    status, code = 503, "keys_missing"
 
 
 class Cipher:
@@ -173,6 +187,15 @@ def _key_file(home: Path) -> list[str]:
     _FILE) instead (docs/deploy/several-nodes.md)."""
     path = private_dir(home) / "secret.key"
     if not path.exists():
+        sealed = _stored_key_ids(home / "blobs")
+        if sealed is not None:  # a site's files, and no key: never mint one over them
+            raise KeysMissing(
+                f"no key is configured, and {home / 'blobs'} holds stored files sealed under "
+                f"key id(s) {', '.join(sorted(sealed))}: "
+                "configure the site's keys (MEDAI_SECRET_KEYS_FILE, MEDAI_SECRET_KEYS or "
+                "MEDAI_HOME/secret.key, the operator's copy); a new key is made only for a "
+                "new site (`medai keys ids` lists what the data needs)"
+            )
         fd, tmp = tempfile.mkstemp(dir=home, prefix=".secret-")
         try:
             os.fchmod(fd, 0o600)
@@ -189,6 +212,45 @@ def _key_file(home: Path) -> list[str]:
             os.unlink(tmp)
     private_file(path)
     return [path.read_text().strip()]
+
+
+def _stored_key_ids(blobs: Path, limit: int = 8) -> set[str] | None:
+    """The key ids (hex) of the first few stored files under ``blobs`` (``BlobCipher``'s
+    ``aa/bb/<sha256>`` layout), or None when none of them is sealed: a site with data, even
+    one whose database is elsewhere, is told apart from a new one by a look that stops at the
+    first files (temporary uploads and readiness probes are not stored files; a file an older
+    version kept in clear needs no key)."""
+    import re
+
+    name = re.compile(r"^[0-9a-f]{64}$")
+    found: set[str] = set()
+    seen = 0
+
+    def walk(folder: Path, depth: int) -> bool:
+        nonlocal seen
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # absent (a new home) or unreadable: holds nothing we can see
+            return False
+        for entry in entries:
+            if depth < 2 and entry.is_dir(follow_symlinks=False):
+                if walk(Path(entry.path), depth + 1):
+                    return True
+            elif depth == 2 and name.match(entry.name) and entry.is_file():
+                seen += 1
+                try:
+                    with open(entry.path, "rb") as fh:
+                        head = fh.read(BlobCipher.HEADER)
+                except OSError:
+                    head = b""
+                if head.startswith(BlobCipher.MAGIC):
+                    found.add(head[len(BlobCipher.MAGIC) : len(BlobCipher.MAGIC) + 8].hex())
+                if seen >= limit:
+                    return True
+        return False
+
+    walk(blobs, 0)
+    return found or None
 
 
 def _keys() -> list[str]:

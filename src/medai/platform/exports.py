@@ -41,6 +41,7 @@ __all__ = ["fhir_bundle", "prune", "report_pdf"]
 _INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 _V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
+ENTERED_IN_ERROR = "entered-in-error"
 ACCESSION = {"coding": [{"system": _V2_0203, "code": "ACSN"}]}
 
 
@@ -250,7 +251,11 @@ def fhir_bundle(
     signer: str | None,
     created: datetime,
     signed_at: datetime | None,
+    entered_in_error: bool = False,
 ) -> dict[str, Any]:
+    """The report's bundle (see the module doc). ``entered_in_error``: the study was retracted
+    (``platform.retraction``): the DiagnosticReport, its Observations and the ImagingStudy
+    all say ``entered-in-error``, whatever the report's own status was."""
     from fhir.resources.R4B.bundle import Bundle
 
     if "signed_labels" not in report:  # not from finding_states: its own stored findings
@@ -362,6 +367,10 @@ def fhir_bundle(
         else [],
     }
     entries.insert(0, dr)
+    if entered_in_error:
+        for e in entries:
+            if e["resourceType"] in ("DiagnosticReport", "Observation", "ImagingStudy"):
+                e["status"] = ENTERED_IN_ERROR
     bundle = prune(
         {
             "resourceType": "Bundle",

@@ -3,8 +3,11 @@
 A DICOM instance (from the node, STOW-RS, a DICOMweb pull or a browser upload) joins the study
 of its StudyInstanceUID only when it names the same patient and order: PatientID and its issuer,
 PatientName, PatientBirthDate and AccessionNumber (``identity.PATIENT_FIELDS``), and, for an
-upload, the same pseudonymous patient reference. One that disagrees, or a stored SOP instance
-sent again with other content, is *quarantined* here instead: its file is kept, it is not
+upload, the same pseudonymous patient reference. One that disagrees, a stored SOP instance
+sent again with other content (``resend_differs``: the identity and the decoded image are
+compared, not the bytes of one transfer syntax), or an instance of a series that another study
+already holds (a SeriesInstanceUID is globally unique: ``series_owner``) is *quarantined* here
+instead: its file is kept, it is not
 merged into the study, not analysed, and nothing of the study it named leaves medai (the outbox
 holds that study's deliveries and the exports answer 409 ``identity_conflict``) until a person
 (a radiologist or an admin, both identities shown) decides:
@@ -30,13 +33,17 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from medai.core.errors import CODES, MedaiError
+from medai.core.faults import StorageFault
 from medai.platform.integration import identity as dicom
-from medai.platform.tables import IdentityConflict, Patient, Study, User
+from medai.platform.tables import DicomInstance, IdentityConflict, Patient, Study, User
 
 STATES = ("open", "reassigned", "rejected")
 REASONS = {
     "patient_mismatch": "the instance names another patient or order than the study",
     "sop_content_differs": "a stored SOP instance was sent again with other content",
+    "series_elsewhere": "the instance's series (SeriesInstanceUID) belongs to this other study",
+    # platform.retraction: the study it names was retracted as entered in error
+    "retracted_study": "the instance belongs to a study retracted as entered in error",
 }
 
 
@@ -114,6 +121,65 @@ def check(
         if ref and ref != upload_ref:
             fields.append("patient_ref")
     return fields
+
+
+def resend_differs(
+    db: Session,
+    store: Any,
+    known: DicomInstance,
+    study: Study,
+    identity: dicom.DicomIdentity,
+    sha: str,
+    upload_ref: str | None = None,
+) -> list[str]:
+    """What differs when the stored instance ``known`` (of ``study``) arrives again as the
+    file ``sha`` with other bytes; empty when it is the same instance (a resend in another
+    transfer syntax, or the modality's original uploaded after the node stored its copy).
+
+    The patient and order first, as ``check`` compares them (names by ``fold_name``): when
+    they differ, they are the answer (the files are not read). Then the instance's study,
+    series and SOP class UIDs, and the image: the two files' pixel data, decoded where the
+    syntaxes differ, within the analysis's limits (``services.imaging.same_dicom_content``).
+    A file that cannot be shown the same (no ``store`` to read, an unreadable stored copy,
+    past the limits) differs in ``PixelData``: a person decides, nothing is merged on a
+    doubt."""
+    fields = check(db, study, identity, upload_ref)
+    if fields:  # another patient or order: that says enough
+        return fields
+    for keyword, ours, theirs in (
+        ("StudyInstanceUID", study.study_uid, identity.study_uid),
+        ("SeriesInstanceUID", known.series_uid, identity.series_uid),
+        ("SOPClassUID", known.sop_class, identity.sop_class),
+    ):
+        if ours and ours != theirs:
+            fields.append(keyword)
+    return fields if _same_image(store, known.file_sha256, sha) else [*fields, "PixelData"]
+
+
+def _same_image(store: Any, stored_sha: str, sha: str) -> bool:
+    if store is None:
+        return False
+    from medai.services import imaging as imaging_service
+
+    try:
+        stored, incoming = store.read(stored_sha), store.read(sha)
+    except StorageFault:  # a copy that cannot be read cannot be shown the same
+        return False
+    return imaging_service.same_dicom_content(stored, incoming)
+
+
+def series_owner(db: Session, identity: dicom.DicomIdentity) -> Study | None:
+    """The study that already holds the incoming instance's series when that is another study
+    than the one the instance names (None: a new series, or that study's own). A
+    SeriesInstanceUID is globally unique: a second study, of another patient or of the same
+    one, claiming it is an identity conflict, never a new study."""
+    owner_id = db.scalar(
+        select(DicomInstance.study_id)
+        .where(DicomInstance.series_uid == identity.series_uid)
+        .limit(1)
+    )
+    owner = db.get(Study, owner_id) if owner_id is not None else None
+    return owner if owner is not None and owner.study_uid != identity.study_uid else None
 
 
 def decided(db: Session, study_id: int, sha: str) -> IdentityConflict | None:

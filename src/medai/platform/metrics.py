@@ -8,7 +8,8 @@ every replica of ``serve`` reports the same truth and nothing here is kept per p
   being sent), failed ones (a person must look: the dead letters), the oldest waiting row's
   age and the most attempts a waiting row has had;
 - open drift alerts (``monitor_alerts``) per task and kind;
-- the registry's active and shadow models (task, name, version, short content hash).
+- the registry's active and shadow models (task, name, version, short content hash);
+- apart from the database: the expiry of the site's TLS certificates (``CertificateWatch``).
 
 Counts and ids only, never patient data. A few small ``COUNT … GROUP BY`` queries on indexed
 states (delivered outbox rows and finished jobs, which only grow, are not counted). They run in
@@ -22,9 +23,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -287,3 +289,112 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     for task, name, version, short, state in snap.models:
         models.add_metric([task, name, version, short, state], 1)
     return iter([jobs, expired, oldest, outbox, out_oldest, attempts, configured, alerts, models])
+
+
+# --- the site's TLS certificates ----------------------------------------------------------------
+
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class CertificateState:
+    """One watched certificate file, as read now: its leaf's notAfter (Unix time) and subject
+    common name, or why it could not be read."""
+
+    path: str
+    not_after: float | None = None
+    subject: str = ""
+    error: str | None = None
+
+
+def read_certificate(path: Path) -> CertificateState:
+    """The first certificate of a PEM file (the leaf of a chain, as nginx and medai's DICOM
+    node read it); a file that is missing or holds no certificate says so in ``error``."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        certs = x509.load_pem_x509_certificates(Path(path).read_bytes())
+    except OSError as exc:
+        return CertificateState(
+            str(path), error=f"unreadable ({exc.strerror or type(exc).__name__})"
+        )
+    except ValueError:
+        return CertificateState(str(path), error="no PEM certificate in it")
+    leaf = certs[0]
+    names = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return CertificateState(
+        str(path),
+        not_after=leaf.not_valid_after_utc.timestamp(),
+        subject=str(names[0].value)[:128] if names else "",
+    )
+
+
+class CertificateWatch:
+    """A ``Face.collectors`` entry: the expiry of the site's certificates
+    (``MEDAI_TLS_WATCH_CERTS``, and the DICOM node's ``MEDAI_DICOM_TLS_CERT``), read from
+    their files at each scrape, so a renewed certificate shows at once. A certificate that
+    expires within ``warn_days`` (or has expired, or cannot be read) is logged as a WARNING at
+    start and at scrapes, once a day per file, so the log says it even where nobody alerts on
+    the metric. Nothing else watches it: nginx serves an expired certificate without a word."""
+
+    name = "certificates"
+
+    def __init__(
+        self, paths: Sequence[Path], warn_days: int = 30, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.paths = list(dict.fromkeys(Path(p) for p in paths))
+        self.warn_days, self.clock = warn_days, clock
+        self._said: dict[str, int] = {}  # path -> the day (clock // DAY_S) last warned
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls) -> CertificateWatch:
+        from medai.settings import get_settings
+
+        s = get_settings()
+        paths = [*s.tls_watch_certs, *([s.dicom_tls_cert] if s.dicom_tls_cert else [])]
+        return cls(paths, s.tls_warn_days)
+
+    def check(self) -> list[CertificateState]:
+        """Read every file; log what needs a person (once a day per file)."""
+        now, states = self.clock(), [read_certificate(p) for p in self.paths]
+        for st in states:
+            if st.error is not None:
+                why = f"cannot be read: {st.error}"
+            elif st.not_after is not None and st.not_after - now <= self.warn_days * DAY_S:
+                left = (st.not_after - now) / DAY_S
+                when = datetime.fromtimestamp(st.not_after, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+                why = (
+                    f"(CN {st.subject or '?'}) expired on {when}"
+                    if left <= 0
+                    else f"(CN {st.subject or '?'}) expires in {left:.0f} days, on {when}: renew it"
+                )
+            else:
+                continue
+            day = int(now // DAY_S)
+            with self._lock:
+                if self._said.get(st.path) == day:
+                    continue
+                self._said[st.path] = day
+            log.warning("TLS certificate %s %s", st.path, why)
+        return states
+
+    def collect(self) -> Iterator[Metric]:
+        states = self.check()
+        expiry = GaugeMetricFamily(
+            "medai_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of each watched TLS certificate (Unix time; alert when it is near: "
+            "time() + 30 * 86400 > this)",
+            labels=["path", "subject"],
+        )
+        readable = GaugeMetricFamily(
+            "medai_tls_certificate_readable",
+            "1: the watched certificate file was read; 0: missing or not a PEM certificate",
+            labels=["path"],
+        )
+        for st in states:
+            readable.add_metric([st.path], 0 if st.error else 1)
+            if st.not_after is not None:
+                expiry.add_metric([st.path, st.subject], st.not_after)
+        return iter([expiry, readable])

@@ -475,6 +475,18 @@ def report_pdf(
     pdf.set_font(FONT, "", 10)
     pdf.cell(0, 9, f"{w['study']} {study['id']}", align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(1)
+    retracted = study.get("retraction")
+    if retracted:  # entered in error: said first, before anything a reader could act on
+        _notice(
+            pdf,
+            w["retracted_notice"].format(
+                reason=w.get(f"retract_{retracted.get('reason')}", retracted.get("reason")),
+                by=retracted.get("by") or "?",
+                when=format_local(retracted.get("at"), lang, zone) or "?",
+            ),
+            fill=(253, 226, 228),
+        )
+        pdf.ln(2)
     pdf.set_font(FONT, "", 9)
     if signed:
         pdf.set_fill_color(255, 246, 214)

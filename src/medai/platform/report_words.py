@@ -73,6 +73,13 @@ WORDS: dict[str, dict[str, str]] = {
         "preliminary": "Ön rapor",
         "final": "Kesin rapor",
         "amended": "Düzeltilmiş rapor",
+        "retracted_notice": (
+            "GERİ ÇEKİLDİ — hatalı giriş ({reason}): bu çalışma {by} tarafından {when} geri "
+            "çekildi. Bu rapor geçersizdir; klinik kararda kullanılmaz."
+        ),
+        "retract_wrong_patient": "yanlış hasta",
+        "retract_wrong_study": "yanlış çalışma / istem",
+        "retract_safety": "hasta güvenliği",
         "method_unsigned": "Yapay zekâ modeli önerisi; henüz radyolog incelemesinden geçmedi",
         "method_signed": "Yapay zekâ modeli önerisi; raporu imzalayan radyolog inceledi",
         "ai_unsigned": (
@@ -169,6 +176,13 @@ WORDS: dict[str, dict[str, str]] = {
         "preliminary": "Preliminary",
         "final": "Final",
         "amended": "Amended",
+        "retracted_notice": (
+            "RETRACTED — entered in error ({reason}): this study was retracted by {by} on "
+            "{when}. This report is void; not for clinical use."
+        ),
+        "retract_wrong_patient": "wrong patient",
+        "retract_wrong_study": "wrong study / order",
+        "retract_safety": "patient safety",
         "method_unsigned": "AI model suggestion, not yet reviewed by a radiologist",
         "method_signed": "AI model suggestion, reviewed by the signing radiologist",
         "ai_unsigned": (

@@ -5,7 +5,17 @@ a restore never merges into a site that holds data (two histories of the same id
 mix), so a database with any table, or a home whose ``blobs``/``registry`` hold a file, is
 refused before anything is written. The order, each step before any write it protects:
 
-1. the manifest is read; a backup of a newer schema than this release is refused;
+0. the manifest is authenticated FIRST, before any of its fields is believed (``authenticate``):
+   its ``mac`` (HMAC-SHA256 under a key derived from the backed-up site's newest key,
+   ``backup.sign_manifest``) must verify under the configured key of its key id. A manifest
+   whose MAC does not verify is ``manifest_forged`` (altered since ``medai backup`` wrote it);
+   one whose key id no configured key has is ``keys_missing`` naming the id (the operator's
+   copy of that key is not configured, or another site or someone else made it); one with no
+   MAC (the previous release's, or one whose MAC was removed) is ``manifest_unauthenticated``
+   unless the operator types ``--accept-unauthenticated-backup CREATED_AT`` naming that very
+   backup, and then every other check still runs. The folder must hold exactly the files the
+   manifest lists (``unlisted_files``: the MAC authenticates only what is listed);
+1. a backup of a newer schema than this release is refused;
 2. the keys: every key id the backup's data is sealed under must be among the configured
    keys (``MEDAI_SECRET_KEYS``/``_FILE`` or ``HOME/secret.key``, the operator's copy): a
    missing one is named, nothing written; no key is ever generated here;
@@ -19,20 +29,23 @@ refused before anything is written. The order, each step before any write it pro
    names decrypts to its name. On any failure the database and files just restored are taken
    away again, so the target is empty for the next try, and the error names the key ids the
    backup was made with that are not configured now;
-6. the non-secret settings go to ``HOME/restored-config`` for the operator to apply (the
-   deployment owns its environment: a restore does not rewrite it);
+6. the non-secret settings (the staged, hash-checked copies) go to ``HOME/restored-config``
+   for the operator to apply (the deployment owns its environment: a restore does not rewrite
+   it);
 7. a backup of an older release is migrated to this release's schema when
    ``MEDAI_AUTO_MIGRATE`` is true (or ``migrate=True``), else ``medai migrate`` is left to run.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
 import os
 import shutil
 import sqlite3
 import time
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import create_engine, inspect, text
@@ -54,6 +67,148 @@ from medai.platform.db import (
 from medai.platform.private_files import private_dir
 
 RESTORED_CONFIG = "restored-config"
+OVERRIDE_OPTION = "--accept-unauthenticated-backup"
+log = logging.getLogger(__name__)
+
+
+def _forged(src: Path, why: str) -> BackupError:
+    return BackupError(
+        f"the manifest of {src} {why}: it was altered after `medai backup` wrote it (or made "
+        "by another site with a key of the same id); do not use this backup; nothing was "
+        "restored",
+        "manifest_forged",
+    )
+
+
+def authenticate(
+    src: Path,
+    manifest: dict[str, Any],
+    current: list[str],
+    accept_unauthenticated: str | None = None,
+) -> dict[str, Any]:
+    """Check the manifest's MAC (``backup.sign_manifest``) under the configured key its key id
+    names, before any other field of it is believed: what the restore reports about it
+    (``{"authenticated": True, "key_id"}``, or ``{"authenticated": False,
+    "accepted_unauthenticated": created_at}`` for a manifest without a MAC that the operator
+    accepted by typing its ``created_at``). Raises ``BackupError``: ``manifest_unauthenticated``
+    (no MAC, no or another override), ``manifest_forged`` (a MAC that does not verify or is
+    malformed), ``keys_missing`` (no configured key has the MAC's key id: named)."""
+    mac = manifest.get(bk.MAC_FIELD)
+    if mac is None:
+        created_at = manifest.get("created_at")
+        if not isinstance(created_at, str) or not created_at:
+            raise BackupError(
+                f"the manifest of {src} has no MAC and no created_at: not a backup medai "
+                "wrote; nothing was restored",
+                "manifest_unauthenticated",
+            )
+        if accept_unauthenticated is None:
+            raise BackupError(
+                f"the manifest of {src} has no MAC: a backup made before medai authenticated "
+                "its manifests, or one whose MAC was removed. Its files' hashes prove nothing "
+                "(whoever can write the folder can rewrite them), so it is not restored by "
+                "default; nothing was restored. If you know where this backup has been and "
+                f"trust it, restore it with: medai restore {src} {OVERRIDE_OPTION} {created_at}",
+                "manifest_unauthenticated",
+            )
+        if not hmac.compare_digest(accept_unauthenticated.encode(), created_at.encode()):
+            raise BackupError(
+                f"{OVERRIDE_OPTION} must name this backup's created_at ({created_at}) to "
+                f"accept its unauthenticated manifest, not {accept_unauthenticated[:40]!r}; "
+                "nothing was restored",
+                "manifest_unauthenticated",
+            )
+        log.warning(
+            "restoring a backup whose manifest has no MAC (created_at %s), accepted by the "
+            "operator's %s",
+            created_at,
+            OVERRIDE_OPTION,
+        )
+        return {"authenticated": False, "accepted_unauthenticated": created_at}
+    if (
+        not isinstance(mac, dict)
+        or mac.get("alg") != bk.MAC_ALG
+        or not isinstance(mac.get("key_id"), str)
+        or not isinstance(mac.get("value"), str)
+    ):
+        raise _forged(src, f"has a malformed MAC (not {bk.MAC_ALG} with a key id and a value)")
+    kid = mac["key_id"]
+    have = sorted({bk.key_id(k) for k in current})
+    if not current:
+        raise BackupError(
+            "no key is configured: set MEDAI_SECRET_KEYS_FILE (or MEDAI_SECRET_KEYS) to the "
+            "operator's copy of the keys, or put the key file at MEDAI_HOME/secret.key; the "
+            f"backup's manifest is authenticated under key id {kid[:32]}; nothing was restored",
+            "keys_missing",
+        )
+    candidates = [k for k in current if bk.key_id(k) == kid]
+    if not candidates:
+        raise BackupError(
+            f"the backup's manifest is authenticated under key id {kid[:32]}, not among the "
+            f"configured keys ({', '.join(have)}): configure the operator's copy of the "
+            "backed-up site's keys (the key that was newest when the backup was made); a "
+            "backup made by another site, or a manifest re-signed by someone else, names a "
+            "key id this site never had; nothing was restored",
+            "keys_missing",
+        )
+    value = mac["value"].encode("ascii", "replace")
+    try:
+        ok = any(
+            hmac.compare_digest(bk.manifest_mac(manifest, k).encode(), value) for k in candidates
+        )
+    except ValueError:  # a value JSON cannot canonicalise (NaN): not what backup wrote
+        ok = False
+    if not ok:
+        raise _forged(src, f"does not verify under key id {kid}")
+    return {"authenticated": True, "key_id": kid}
+
+
+def check_listing(src: Path, manifest: dict[str, Any]) -> None:
+    """The folder holds exactly what the manifest lists, each where a backup writes it (the
+    database file of its engine, ``blobs/``, ``registry/``, ``config/``): the MAC covers only
+    what is listed, so a file added (a second database, a stored file, a destinations file
+    that would land in ``restored-config``) is refused, not ignored."""
+    files = manifest.get("files")
+    database = manifest.get("database")
+    db_file = database.get("file") if isinstance(database, dict) else None
+    engine_file = {"sqlite": bk.SQLITE_FILE, "postgresql": bk.PG_FILE}
+    if (
+        not isinstance(files, dict)
+        or not isinstance(database, dict)
+        or engine_file.get(database.get("engine")) != db_file
+        or db_file not in files
+    ):
+        raise BackupError(
+            f"the manifest of {src} does not list its database file as medai writes it; "
+            "nothing was restored",
+            "backup_damaged",
+        )
+    roots = (*bk.STATE_DIRS, bk.CONFIG)
+    for relative in files:
+        parts = PurePosixPath(relative).parts
+        if relative != db_file and (
+            len(parts) < 2 or parts[0] not in roots or ".." in parts or relative.startswith("/")
+        ):
+            raise BackupError(
+                f"manifest names {relative[:80]!r}, not a place a backup writes; nothing was "
+                "restored",
+                "backup_damaged",
+            )
+    present: set[str] = set()
+    for dirpath, dirs, names in os.walk(src):
+        here = Path(dirpath)
+        entries = list(names) + [d for d in dirs if (here / d).is_symlink()]
+        present.update((here / n).relative_to(src).as_posix() for n in entries)
+    present.discard(bk.MANIFEST)
+    extra = sorted(present - set(files))
+    if extra:
+        raise BackupError(
+            f"{src} holds {len(extra)} file(s) its manifest does not list (e.g. "
+            f"{', '.join(repr(e[:80]) for e in extra[:3])}): a backup holds exactly what its "
+            "manifest lists, so something was added after `medai backup` wrote it; nothing "
+            "was restored",
+            "unlisted_files",
+        )
 
 
 def _target_files(home: Path) -> list[str]:
@@ -313,6 +468,17 @@ def _check_restored(
     }
 
 
+def _move_config(staging: Path, home: Path) -> Path | None:
+    """The staged (hash-checked) settings into ``HOME/restored-config``: never the backup
+    folder's own ``config`` (a file added there is not what the manifest vouches for)."""
+    staged = staging / bk.CONFIG
+    if not staged.is_dir():
+        return None
+    target = home / RESTORED_CONFIG
+    os.replace(staged, target)
+    return target
+
+
 def _move_into_home(staging: Path, home: Path) -> list[Path]:
     """Move the staged state folders into the home (the same filesystem: renames)."""
     moved = []
@@ -334,9 +500,12 @@ def restore(
     progress: Progress | None = None,
     quick: bool = False,
     migrate: bool | None = None,
+    accept_unauthenticated: str | None = None,
 ) -> dict[str, Any]:
     """Restore the backup in ``src`` into this process's empty home and database (the
-    steps and why: the module's docstring). Raises ``BackupError`` with a ``code``."""
+    steps and why: the module's docstring). ``accept_unauthenticated``: the ``created_at`` of
+    a backup whose manifest has no MAC, typed by the operator who accepts it (the previous
+    release's backups). Raises ``BackupError`` with a ``code``."""
     from medai.settings import get_settings
 
     settings = settings or get_settings()
@@ -344,6 +513,9 @@ def restore(
     started = time.monotonic()
     src = Path(src)
     manifest = bk.read_manifest(src)
+    current = bk.configured_keys(settings)
+    authenticated = authenticate(src, manifest, current, accept_unauthenticated)
+    check_listing(src, manifest)
     db_info = manifest["database"]
     revision = db_info.get("revision")
     if revision and any(r not in known_revisions() for r in revision.split(", ")):
@@ -367,7 +539,6 @@ def restore(
         check_location(url)
     except ValueError as exc:  # DatabaseLocationError: the SQLite file's folder is missing
         raise BackupError(str(exc), "target_missing") from None
-    current = bk.configured_keys(settings)
     _check_keys(manifest, current)
     check_target(url, home)
 
@@ -375,7 +546,7 @@ def restore(
     staging = home / f".restore-{uuid.uuid4().hex}"
     private_dir(staging)
     before = _pg_objects(url) if engine == "postgresql" else set()
-    loaded, moved = False, []
+    loaded, moved, config = False, [], None
     try:
         _stage(src, staging, manifest, current, progress)
         progress("database", 0, 1)
@@ -384,6 +555,7 @@ def restore(
         progress("database", 1, 1)
         moved = _move_into_home(staging, home)
         checked = _check_restored(url, home, manifest, current, quick, progress)
+        config = _move_config(staging, home)
     except BaseException:
         if loaded:
             _unload_database(url, before)
@@ -393,9 +565,6 @@ def restore(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    config = src / bk.CONFIG
-    if config.is_dir():
-        shutil.copytree(config, home / RESTORED_CONFIG)
     heads = ", ".join(migration_heads())
     if migrate is None:
         migrate = settings.auto_migrate
@@ -413,11 +582,12 @@ def restore(
         "home": str(home),
         "created_at": manifest.get("created_at"),
         "medai_version": manifest.get("medai_version"),
+        "manifest": authenticated,
         "revision": revision,
         "migrated_to": migrated_to,
         "needs_migrate": revision != heads and not migrated_to,
         "counts": manifest["counts"],
         "checked": checked,
-        "config": str(home / RESTORED_CONFIG) if config.is_dir() else None,
+        "config": str(config) if config else None,
         "seconds": round(time.monotonic() - started, 3),
     }

@@ -3,7 +3,9 @@
 ``SEALED`` is the one list of columns that hold patient data under a key: the ones the code
 seals itself (a chat message, a complaint, a DICOM patient ID, name and identity, a quarantined
 instance's identity) and the ``platform.sealed`` columns (a clinical question, a report's
-sections, an AI result's payload with its draft, a triage result, a patient reference). Each
+sections, findings and citations, an AI result's payload with its draft, a triage result, a
+patient reference, a series description, the signer's labels, monitoring's samples, a site
+set's verdicts and a validation's per-study outputs). Each
 is re-encrypted under the newest key, and each patient's lookup hash recomputed with it, so
 that the older keys can then be removed.
 
@@ -29,12 +31,18 @@ from sqlalchemy.orm import Session
 from medai.platform.crypto import cipher
 from medai.platform.tables import (
     AIResultRow,
+    DicomInstance,
     IdentityConflict,
     Message,
+    MonitorSample,
     Patient,
     ReportVersion,
+    SiteSet,
     Study,
+    StudyLabel,
+    StudyRetraction,
     TriageRecord,
+    Validation,
 )
 
 # (table, column attribute): a bytes token, a token's text, or a JSON string holding one
@@ -47,9 +55,24 @@ SEALED: tuple[tuple[Any, str], ...] = (
     (Study, "patient_identity"),
     (Study, "clinical_question"),
     (IdentityConflict, "identity"),
+    (StudyRetraction, "note"),
     (AIResultRow, "payload"),
     (Patient, "ref"),
+    (Study, "urgent_because"),
+    (DicomInstance, "series_description"),
+    (StudyLabel, "label"),
+    (StudyLabel, "present"),
+    (StudyLabel, "ai_positive"),
+    (StudyLabel, "source"),
+    (MonitorSample, "probs"),
+    (MonitorSample, "positives"),
+    (MonitorSample, "stats"),
+    (MonitorSample, "meta"),
+    (SiteSet, "studies"),
+    (Validation, "metrics"),
     (ReportVersion, "sections"),
+    (ReportVersion, "findings"),
+    (ReportVersion, "citations"),
 )  # append-only last: it locks the table
 APPEND_ONLY = {"report_versions"}
 

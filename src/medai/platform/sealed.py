@@ -58,9 +58,11 @@ class SealedText(TypeDecorator):
 
 
 class SealedJSON(TypeDecorator):
-    """A JSON column whose value is a Fernet token (a JSON string) of the JSON text."""
+    """A JSON column whose value is a Fernet token (a JSON string) of the JSON text. None is
+    SQL NULL, as in ``SealedText`` (not a JSON ``null``, which is no token: a key rotation or a
+    backup's key survey would find a value no key opens, and ``IS NULL`` would not see it)."""
 
-    impl = JSON
+    impl = JSON(none_as_null=True)
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Any) -> Any:

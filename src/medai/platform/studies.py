@@ -3,9 +3,10 @@
 One way in for every study, whoever brings it: ``file_study`` files a browser upload or a DICOM
 instance received by the node (``integration.dicom_node``) the same way — a DICOM instance
 joins the study of its StudyInstanceUID (idempotent per SOPInstanceUID) only when it names the
-same patient and order; one that names another, or a SOP instance sent again with other
-content, is quarantined as an identity conflict (``platform.identity_conflicts``) and never
-merged or analysed. A new study gets its analysis job, and a study no model reads is kept as
+same patient and order; one that names another, a SOP instance sent again with other content
+(another transfer syntax of the same instance is not), or one of a series another study holds,
+is quarantined as an identity conflict (``platform.identity_conflicts``) and never merged or
+analysed. A new study gets its analysis job, and a study no model reads is kept as
 ``no_model`` without one.
 """
 
@@ -34,6 +35,7 @@ from medai.platform.tables import (
     Job,
     Patient,
     Study,
+    StudyRetraction,
     User,
 )
 
@@ -49,13 +51,31 @@ STATUSES = (
     "refused",
     "failed",
     "no_model",
+    "entered_in_error",
 )
+# a study a radiologist retracted (``platform.retraction``): off the worklist unless asked for,
+# never analysed, signed or delivered again; its instances, sent again, are held as conflicts
+RETRACTED = "entered_in_error"
 LANGUAGES = ("tr", "en")
 URGENT_PRIORITY = 100
 
 
 class StudyError(MedaiError, ValueError):
     status, code = 422, "invalid"
+
+
+class StudyRetracted(MedaiError, Exception):
+    """The study was retracted as entered in error: nothing more is done with it (409)."""
+
+    status, code = 409, "retracted"
+
+
+def refuse_retracted(study: Study, what: str) -> None:
+    """Raise ``StudyRetracted`` for a retracted study (``what``: the refused action)."""
+    if study.status == RETRACTED:
+        raise StudyRetracted(
+            f"study {study.id} was retracted (entered in error): it cannot be {what}"
+        )
 
 
 def imaging_task(name: str) -> Any:
@@ -178,12 +198,18 @@ def file_study(
     source: str = "upload",
     calling_ae: str | None = None,
     no_model_reason: str = "no AI model for this study",
+    store: Any = None,
     **options: Any,
 ) -> Filed:
     """File one upload or DICOM instance. An instance with all its UIDs joins the study of
     its StudyInstanceUID, stored once per SOPInstanceUID. Two callers filing instances of
     one new study at once race on the unique UIDs: the loser's ``IntegrityError`` means
-    "retry in a new transaction", which then joins the winner's study."""
+    "retry in a new transaction", which then joins the winner's study.
+
+    A stored SOP instance arriving in other bytes is the same instance (a ``duplicate``: the
+    stored copy stays) when its identity and image are (``conflicts.resend_differs``, which
+    reads both files from ``store``; without one it cannot tell, and holds it). An instance
+    whose series another study holds is held too (``conflicts.series_owner``)."""
     grouped = identity is not None and not identity.missing()
     if identity is not None and not grouped:  # kept, but not grouped by a partial set of UIDs
         identity = replace(identity, study_uid="")
@@ -191,15 +217,53 @@ def file_study(
         known = db.scalar(select(DicomInstance).where(DicomInstance.sop_uid == identity.sop_uid))
         if known is not None:
             study = db.get(Study, known.study_id)
+            if study.status == RETRACTED:  # filed again, never dropped as a duplicate
+                return _refile(
+                    db,
+                    study,
+                    user,
+                    identity,
+                    sha,
+                    size,
+                    content_type,
+                    task,
+                    source,
+                    calling_ae,
+                    options,
+                )
             if known.file_sha256 == sha:
                 return Filed(study, None, "duplicate")
-            fields = conflicts.check(db, study, identity, options.get("patient_ref"))
+            fields = conflicts.resend_differs(
+                db, store, known, study, identity, sha, options.get("patient_ref")
+            )
+            if not fields:  # the same instance in other bytes (another transfer syntax)
+                return Filed(study, None, "duplicate")
             return _quarantine(
                 db,
                 study,
                 user,
                 "sop_content_differs",
-                fields or ["PixelData"],
+                fields,
+                identity,
+                sha,
+                size,
+                content_type,
+                task,
+                source,
+                calling_ae,
+                options,
+            )
+        owner = conflicts.series_owner(db, identity)
+        if owner is not None:  # its series is another study's: never a study of its own
+            return _quarantine(
+                db,
+                owner,
+                user,
+                "series_elsewhere",
+                [
+                    "SeriesInstanceUID",
+                    *conflicts.check(db, owner, identity, options.get("patient_ref")),
+                ],
                 identity,
                 sha,
                 size,
@@ -210,6 +274,20 @@ def file_study(
                 options,
             )
         study = db.scalar(select(Study).where(Study.study_uid == identity.study_uid))
+        if study is not None and study.status == RETRACTED:
+            return _refile(
+                db,
+                study,
+                user,
+                identity,
+                sha,
+                size,
+                content_type,
+                task,
+                source,
+                calling_ae,
+                options,
+            )
         if study is not None:
             fields = conflicts.check(db, study, identity, options.get("patient_ref"))
             if fields:
@@ -278,6 +356,7 @@ def receive(
         content_type=content_type,
         task=task,
         identity=identity,
+        store=store,
         **filing,
     )
     conflict = filed.conflict
@@ -334,18 +413,130 @@ def _quarantine(
     return Filed(study, None, "conflict", row)
 
 
+def _refile(
+    db: Session,
+    study: Study,
+    user: User,
+    identity: dicom.DicomIdentity,
+    sha: str,
+    size: int,
+    content_type: str,
+    task: str | None,
+    source: str,
+    calling_ae: str | None,
+    options: dict[str, Any],
+) -> Filed:
+    """An instance of a retracted study (one of its own sent again, or a new one under its
+    StudyInstanceUID): held as an identity conflict (``retracted_study``) for a radiologist to
+    reassign to a study of its own, under the patient it names, or reject. Never joined to the
+    retracted study, and never dropped as a duplicate of it."""
+    fields = conflicts.check(db, study, identity, options.get("patient_ref"))
+    return _quarantine(
+        db,
+        study,
+        user,
+        "retracted_study",
+        fields,
+        identity,
+        sha,
+        size,
+        content_type,
+        task,
+        source,
+        calling_ae,
+        options,
+    )
+
+
 def _route_late(
     db: Session, study: Study, task: str | None, sha: str, size: int, content_type: str
 ) -> Job | None:
     """A study kept without a model gets one when a later series is one a model reads (a
-    lateral view first, the frontal one after): that series becomes the analysed file."""
-    if study.status != "no_model" or task is None:
+    lateral view first, the frontal one after): that series becomes the analysed file. So
+    does a study refused because its file held no image (a report or a header-only instance
+    sent first: ``NO_IMAGE``): the next instance a model reads is analysed instead.
+
+    The study's row is locked first while its analysis may still be deciding: the analysis
+    moves on to a later instance under the same lock (``next_instance``), so either it sees
+    this instance or this sees its refusal, never neither."""
+    if task is None:
+        return None
+    if study.status in ("received", "analysing", "refused"):
+        db.refresh(study, with_for_update=True)
+    if study.status == "refused" and refused_for_no_image(db, study):
+        analyse_instead(db, study, sha, size, content_type)
+    elif study.status == "no_model":
+        study.file_sha256, study.file_size, study.content_type = sha, size, content_type[:64]
+        set_status(study, "received")
+    else:
         return None
     spec = imaging_task(task)
     study.task, study.modality = task, spec.modality[:16]
+    return _requeue(db, study)
+
+
+NO_IMAGE = "no_image"
+"""The refusal code of a file without pixel data (``services.imaging``'s ``NoPixelData``)."""
+
+
+def refused_for_no_image(db: Session, study: Study) -> bool:
+    """Whether the study's latest AI result refused its file for holding no image."""
+    row = latest_result(db, study.id)
+    return row is not None and (row.payload or {}).get("reason_code") == NO_IMAGE
+
+
+def analyse_instead(db: Session, study: Study, sha: str, size: int, content_type: str) -> None:
+    """Make ``sha`` the study's analysed file in place of one that held no image: the
+    refusal about that file goes (its audit event stays), and the study is ``received``
+    again for its analysis to run on this one."""
+    for row in db.scalars(
+        select(AIResultRow).where(AIResultRow.study_id == study.id, AIResultRow.kind == "imaging")
+    ):
+        if (row.payload or {}).get("reason_code") == NO_IMAGE:
+            db.delete(row)
     study.file_sha256, study.file_size, study.content_type = sha, size, content_type[:64]
+    study.display_sha256 = None
     set_status(study, "received")
-    return _queue(db, study, study.urgent)
+    db.flush()
+
+
+def next_instance(db: Session, study: Study) -> bool:
+    """The analysis found no image in the study's file: analyse the first instance of the
+    study filed after that file's instance instead (True), or there is none (False). Called
+    by the analysis with the study's row locked (see ``_route_late``); each call moves to a
+    later instance, so a run of image-less instances ends."""
+    current = db.scalar(
+        select(func.min(DicomInstance.id)).where(
+            DicomInstance.study_id == study.id, DicomInstance.file_sha256 == study.file_sha256
+        )
+    )
+    later = (
+        None
+        if current is None
+        else db.scalar(
+            select(DicomInstance)
+            .where(DicomInstance.study_id == study.id, DicomInstance.id > current)
+            .order_by(DicomInstance.id)
+            .limit(1)
+        )
+    )
+    if later is None:
+        return False
+    analyse_instead(db, study, later.file_sha256, later.file_size, study.content_type)
+    return True
+
+
+def _requeue(db: Session, study: Study) -> Job:
+    """The study's analysis job queued (again: a study has one, which ran on a file that
+    held no image)."""
+    job = db.scalar(select(Job).where(Job.study_id == study.id, Job.kind == "analyse"))
+    if job is None:
+        return _queue(db, study, study.urgent)
+    job.status, job.worker, job.lease_until, job.error = "queued", None, None, None
+    job.attempts, job.started_at, job.finished_at = 0, None, None
+    job.priority = URGENT_PRIORITY if study.urgent else 0
+    db.flush()
+    return job
 
 
 def reassign_conflict(
@@ -394,6 +585,8 @@ def worklist(
     """Urgent studies first, then oldest first (first come, first read); ``accession``
     finds the studies whose accession number starts with it."""
     q = select(Study)
+    if status != RETRACTED:  # a retracted study is listed only when asked for
+        q = q.where(Study.status != RETRACTED)
     if accession:
         q = q.where(Study.accession.startswith(accession.strip(), autoescape=True))
     if status is not None:
@@ -515,6 +708,7 @@ def as_dict(
         ),
         "created_at": study.created_at.isoformat() + "Z",
         "updated_at": study.updated_at.isoformat() + "Z",
+        "retraction": retraction_of(db, study),
     }
     if with_result:
         row = latest_result(db, study.id)
@@ -525,6 +719,24 @@ def as_dict(
             | {"heatmap_label": row.heatmap_label, "has_heatmap": row.heatmap_sha256 is not None}
         )
     return out
+
+
+def retraction_of(db: Session, study: Study) -> dict[str, Any] | None:
+    """Who retracted the study, when and why (None: not retracted); the note is the
+    radiologist's own text (patient data: the API shows it to clinical users only)."""
+    if study.status != RETRACTED:
+        return None
+    row = db.scalar(select(StudyRetraction).where(StudyRetraction.study_id == study.id))
+    if row is None:
+        return None
+    by = db.get(User, row.retracted_by)
+    return {
+        "reason": row.reason,
+        "note": row.note,
+        "by": by.username if by else None,
+        "at": row.created_at.isoformat() + "Z",
+        "previous_status": row.previous_status,
+    }
 
 
 def with_states(payload: dict[str, Any]) -> dict[str, Any]:

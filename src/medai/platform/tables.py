@@ -110,8 +110,9 @@ class Study(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
     urgent: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     # why it is urgent (``studies.URGENT_REASONS``: the clinical question raised a red flag, the
-    # AI found an urgent label or could not rule one out); codes and label names, no patient text
-    urgent_because: Mapped[list[Any] | None] = mapped_column(JSON)
+    # AI found an urgent label or could not rule one out); codes and label names, no patient
+    # text, but a label name here is a finding: sealed (migration 0019)
+    urgent_because: Mapped[list[Any] | None] = mapped_column(SealedJSON)
     reason: Mapped[str | None] = mapped_column(String(400))  # refusal or failure, short
     uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
     created_at: Mapped[datetime] = _now()
@@ -144,7 +145,8 @@ class DicomInstance(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     view_position: Mapped[str | None] = mapped_column(String(16))
     body_part: Mapped[str | None] = mapped_column(String(64))
-    series_description: Mapped[str | None] = mapped_column(String(64))
+    # operator free text (a bed, a ward, a name typed at the modality): sealed
+    series_description: Mapped[str | None] = mapped_column(SealedText)
     series_number: Mapped[int | None] = mapped_column(Integer)
     instance_number: Mapped[int | None] = mapped_column(Integer)
     file_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -184,6 +186,23 @@ class IdentityConflict(Base):
     resolved_study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
 
 
+class StudyRetraction(Base):
+    """A study a radiologist retracted as entered in error (``platform.retraction``): filed
+    under the wrong patient or order, or withdrawn for patient safety. One per study (a second
+    retraction is refused); the study's status is then ``entered_in_error``. ``reason`` is a
+    code (``retraction.REASONS``); ``note`` the radiologist's free text, sealed;
+    ``previous_status`` the status the study had."""
+
+    __tablename__ = "study_retractions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False, unique=True)
+    reason: Mapped[str] = mapped_column(String(16), nullable=False)
+    note: Mapped[str | None] = mapped_column(SealedText)
+    retracted_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    previous_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
 class AIResultRow(Base):
     """One AI output for a study, naming the exact model; at most one per (study, kind, model
     content hash), which makes a repeated analysis a no-op instead of a duplicate."""
@@ -214,8 +233,9 @@ class ReportVersion(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False)  # preliminary|final|amended
     source: Mapped[str] = mapped_column(String(8), nullable=False)  # ai | human
     sections: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
-    citations: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
-    findings: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    # the AI's labels and probabilities, and the passages chosen for them: clinical, sealed
+    citations: Mapped[list[Any]] = mapped_column(SealedJSON, nullable=False)
+    findings: Mapped[list[Any]] = mapped_column(SealedJSON, nullable=False)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     signed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     signed_at: Mapped[datetime | None] = mapped_column(DateTime)

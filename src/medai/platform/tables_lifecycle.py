@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medai.platform.db import Base, utcnow
+from medai.platform.sealed import SealedJSON, SealedText
 
 
 def _now() -> Mapped[datetime]:
@@ -82,27 +83,34 @@ class StudyLabel(Base):
     """What the signing radiologist said about one label of a study, for one signed report
     version (``lifecycle.labels``): present or absent, what the AI decided, and how
     (``confirmed``/``rejected`` an AI finding, ``added`` a missing one, ``text``: taken from
-    the signed text without a click). Inserted once per version: an amendment adds its own."""
+    the signed text without a click). Inserted once per version: an amendment adds its own.
+
+    The verdict (label, present, ai_positive, source) is sealed (migration 0019): the set of a
+    study's labels alone can say what its signer found (a refused study's rows are the labels
+    the text named). So no unique (study, version, label) in the database: a token is never
+    equal to another; ``labels.record`` writes a version's labels once, in the signature's
+    transaction, and report versions are unique per study. Nothing filters or orders on them in
+    SQL: the readers take a version's rows and decide in Python."""
 
     __tablename__ = "study_labels"
-    __table_args__ = (
-        UniqueConstraint("study_id", "report_version", "label"),
-        Index("ix_study_labels_study", "study_id"),
-    )
+    __table_args__ = (Index("ix_study_labels_study", "study_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False)
     report_version: Mapped[int] = mapped_column(Integer, nullable=False)
-    label: Mapped[str] = mapped_column(String(64), nullable=False)
-    present: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    ai_positive: Mapped[bool | None] = mapped_column(Boolean)
-    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    label: Mapped[str] = mapped_column(SealedText, nullable=False)
+    present: Mapped[bool] = mapped_column(SealedJSON, nullable=False)
+    ai_positive: Mapped[bool | None] = mapped_column(SealedJSON)
+    source: Mapped[str] = mapped_column(SealedText, nullable=False)
     model_hash: Mapped[str | None] = mapped_column(String(80))
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     at: Mapped[datetime] = _now()
 
 
 class MonitorSample(Base):
-    """What monitoring keeps of one analysis (``lifecycle.monitoring``): no patient data."""
+    """What monitoring keeps of one analysis (``lifecycle.monitoring``). Beside its study
+    (an accession, a StudyInstanceUID, a date) the probabilities, positives, image statistics
+    and population (age band, sex) are clinical: sealed (migration 0019); monitoring decrypts
+    a model's reference and window and computes in Python (nothing aggregates them in SQL)."""
 
     __tablename__ = "monitor_samples"
     __table_args__ = (Index("ix_monitor_samples_model", "task", "model_hash", "id"),)
@@ -114,10 +122,10 @@ class MonitorSample(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     refused: Mapped[bool] = mapped_column(Boolean, nullable=False)
     abstained: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    probs: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    positives: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
-    stats: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    probs: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
+    positives: Mapped[list[Any]] = mapped_column(SealedJSON, nullable=False)
+    stats: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
+    meta: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
 
 
 class MonitorAlert(Base):
@@ -140,14 +148,15 @@ class MonitorAlert(Base):
 
 class SiteSet(Base):
     """A task's site evaluation set, frozen: ``studies`` is [{study_id, labels: {label:
-    present}}] as signed when it was built. Versioned per task (the newest is used)."""
+    present}}] as signed when it was built (the signers' verdicts: sealed, migration 0019).
+    Versioned per task (the newest is used)."""
 
     __tablename__ = "site_sets"
     __table_args__ = (UniqueConstraint("task", "version"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task: Mapped[str] = mapped_column(String(32), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
-    studies: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    studies: Mapped[list[Any]] = mapped_column(SealedJSON, nullable=False)
     label_counts: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     content_hash: Mapped[str] = mapped_column(String(80), nullable=False)
     created_by: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -155,7 +164,9 @@ class SiteSet(Base):
 
 
 class Validation(Base):
-    """A candidate evaluated beside the active model on a site set, and the verdict."""
+    """A candidate evaluated beside the active model on a site set, and the verdict.
+    ``metrics`` keeps the candidate's output on each site-set study (``monitor_reference``:
+    probabilities, age band, sex), so it is sealed (migration 0019)."""
 
     __tablename__ = "validations"
     __table_args__ = (Index("ix_validations_model", "model_id", "id"),)
@@ -165,7 +176,7 @@ class Validation(Base):
     site_set_id: Mapped[int] = mapped_column(ForeignKey("site_sets.id"), nullable=False)
     margin: Mapped[float] = mapped_column(Float, nullable=False)
     passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
     created_by: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = _now()
 

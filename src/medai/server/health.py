@@ -35,7 +35,8 @@ _READY_503 = {
         "file storage cannot be written, or the database's schema "
         "is not this release's (``code`` names why: "
         "``storage_read_only``, ``storage_full``, "
-        "``schema_behind``, ``schema_newer``, ...)"
+        "``schema_behind``, ``schema_newer``, ``keys_missing``: the "
+        "configured keys open none of the site's sealed data, ...)"
     }
 }
 

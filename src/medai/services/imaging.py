@@ -26,6 +26,7 @@ from medai.imaging.io import (
 )
 from medai.imaging.limits import MAX_PIXELS, MAX_TOTAL_PIXELS
 from medai.imaging.results import HeatmapResult, ImagingResult
+from medai.imaging.same_image import same_dicom_content
 from medai.services.model_metrics import timed
 from medai.services.runtime import release_memory, tune_allocator
 
@@ -49,6 +50,7 @@ __all__ = [
     "heatmap",
     "preview_png",
     "refusal_of",
+    "same_dicom_content",
 ]
 
 

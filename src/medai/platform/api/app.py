@@ -11,7 +11,7 @@ import threading
 from fastapi import FastAPI
 from sqlalchemy import or_, select
 
-from medai.platform import queue
+from medai.platform import key_check, queue
 from medai.platform.api.deps import sees_server_paths
 from medai.platform.api.routes import (
     admin,
@@ -26,6 +26,7 @@ from medai.platform.api.routes import (
     model_registry,
     monitoring,
     outbox,
+    retraction,
     studies,
     study_labels,
     triage,
@@ -39,7 +40,7 @@ from medai.platform.integration.dicomweb_pull import Puller
 from medai.platform.jobs import JobPool
 from medai.platform.lifecycle import serving
 from medai.platform.lifecycle.model_jobs import LocalRunner, pending
-from medai.platform.metrics import PlatformCollector
+from medai.platform.metrics import CertificateWatch, PlatformCollector
 from medai.platform.tables import Job
 from medai.platform.web import routes as web
 from medai.server.kernel import Face, build_app
@@ -120,18 +121,23 @@ def create_platform_app(
             holder.pop("outbox").stop()
 
     # a real write to each (a read-only or full disk makes readiness 503 with its code); the
-    # schema at this release's head (a migration job for a newer release: schema_newer)
+    # schema at this release's head (a migration job for a newer release: schema_newer); keys
+    # that open the site's sealed data (else keys_missing: never ready on a key that opens none)
     checks = {
         "database": lambda: app.state.platform.db.check_writable(),
         "schema": lambda: app.state.platform.db.check_schema(),
         "storage": lambda: app.state.platform.store.check_writable(),
+        "keys": lambda: key_check.check_ready(app.state.platform),
     }
     if broker:
         checks["broker"] = lambda: queue.check_broker(broker)
+    certificates = CertificateWatch.from_settings()
+    certificates.check()  # a certificate near its end is in the log from the start
     face = Face(
         routers=[
             auth.router,
             studies.router,
+            retraction.router,
             conflicts.router,
             study_labels.router,
             jobs.router,
@@ -151,8 +157,9 @@ def create_platform_app(
         readiness_checks=checks,
         on_start=start,
         on_stop=stop,
-        # GET /metrics: queues, outbox, alerts, models read from the database
-        collectors=[PlatformCollector(lambda: app.state.platform.db)],
+        # GET /metrics: queues, outbox, alerts, models read from the database; the expiry
+        # of the site's TLS certificates (checked, and warned about, at start too)
+        collectors=[PlatformCollector(lambda: app.state.platform.db), certificates],
     )
     app = build_app(
         face,

@@ -21,6 +21,7 @@ StudyStatus = Literal[
     "refused",
     "failed",
     "no_model",
+    "entered_in_error",
 ]
 ReportStatus = Literal["preliminary", "final", "amended"]
 
@@ -216,6 +217,32 @@ class UrgentReason(BaseModel):
     label: str | None = Field(None, description="the urgent label (AI reasons)")
 
 
+class RetractIn(Strict):
+    """Retract a study as entered in error (IHE Imaging Object Change Management)."""
+
+    reason: Literal["wrong_patient", "wrong_study", "safety"] = Field(
+        ...,
+        description=(
+            "wrong_patient / wrong_study: filed under the wrong patient or order (the PACS "
+            "gets 113038 Incorrect Modality Worklist Entry); safety: withdrawn for patient "
+            "safety (113037 Rejected for Patient Safety Reasons)"
+        ),
+    )
+    note: str = Field(
+        "",
+        max_length=2000,
+        description="why, in the radiologist's words (sealed at rest; never sent anywhere)",
+    )
+
+
+class RetractionOut(BaseModel):
+    reason: Literal["wrong_patient", "wrong_study", "safety"]
+    note: str | None = Field(None, description="the radiologist's note")
+    by: str | None = Field(None, description="the radiologist who retracted it")
+    at: str
+    previous_status: str
+
+
 class StudyOut(BaseModel):
     id: int
     status: StudyStatus
@@ -246,6 +273,13 @@ class StudyOut(BaseModel):
     updated_at: str
     ai_result: dict[str, Any] | None = None
     dicom: DicomOut | None = Field(None, description="the DICOM identity (DICOM studies only)")
+    retraction: RetractionOut | None = Field(
+        None,
+        description=(
+            "who retracted the study as entered in error, when and why (status "
+            "entered_in_error); null otherwise"
+        ),
+    )
 
 
 class StudyList(BaseModel):

@@ -31,7 +31,8 @@ from medai.platform.integration.dicom_send import (
     stow_rs,
 )
 from medai.platform.leases import worker_name
-from medai.platform.tables import OutboxItem
+from medai.platform.studies import RETRACTED
+from medai.platform.tables import OutboxItem, Study
 
 log = logging.getLogger("medai.integration.outbox")
 ACTOR = Actor(name="medai-outbox")
@@ -43,8 +44,13 @@ def send(p: Platform, item: OutboxItem, dest: Any) -> int:
     """Build the row's message(s) for ``dest`` and send them; how many were acknowledged.
     Raises the destination's errors, or ``payloads.NothingToSend``."""
     parts = payloads.gather(p, item)
+    retracted = item.event == outbox.RETRACTED_EVENT  # the correction of a retracted study
     if dest.kind in outbox.DICOM_KINDS:
-        objects = payloads.dicom_objects(p, item, parts)
+        objects = (
+            payloads.rejection(p, item, parts)
+            if retracted
+            else payloads.dicom_objects(p, item, parts)
+        )
         if dest.kind == "dicom":
             return len(
                 c_store(
@@ -58,7 +64,9 @@ def send(p: Platform, item: OutboxItem, dest: Any) -> int:
             )
         return len(stow_rs(objects, dest.url, timeout=dest.timeout_s))
     if dest.kind == "fhir":
-        bundle = fhir_send.transaction(payloads.fhir_bundle(parts), dest.url, dest.id_prefix)
+        bundle = fhir_send.transaction(
+            payloads.fhir_bundle(parts, entered_in_error=retracted), dest.url, dest.id_prefix
+        )
         return fhir_send.send(
             bundle, dest.url, where=dest.where, timeout=dest.timeout_s, token_env=dest.token_env
         )
@@ -73,6 +81,7 @@ def send(p: Platform, item: OutboxItem, dest: Any) -> int:
             sending_facility=dest.sending_facility or settings.institution_name,
             receiving_application=dest.receiving_application,
             receiving_facility=dest.receiving_facility,
+            withdrawn=retracted,
         )
         hl7_send.mllp_send(message, dest.host, dest.port, cid, timeout=dest.timeout_s)
         return 1
@@ -157,8 +166,13 @@ class DeliveryLoop:
         skipped."""
         dest = self.destinations[item.destination]
         where = f"delivery {item.id} ({item.event}, {item.kind}) to {item.destination}"
+        correction = item.event == outbox.RETRACTED_EVENT
         with self.p.db.reader() as db:  # a conflict recorded since the claim: not sent
-            held = has_open(db, item.study_id)
+            held = not correction and has_open(db, item.study_id)
+            study = db.get(Study, item.study_id)
+            retracted = study is not None and study.status == RETRACTED
+        if retracted and not correction:  # retracted since it was queued: never sent
+            return self._final(item, "skipped", "retracted", outbox.RETRACTED_REASON, where)
         if held:
             with self.p.db.session() as db:
                 outbox.mark_held(db, item.id, self.worker, self.clock())

@@ -7,8 +7,12 @@ it shows in the worklist and is analysed by the same job machinery. The C-STORE 
 stores, files and queues — the model never runs inside it — so the sender gets its answer in
 milliseconds.
 
-Bounded: an association must call this node's AE title (and, with an allow list, come from
-an allowed calling AE title: others are rejected); the peer may send PDUs no larger than
+Bounded: an association must call this node's AE title and come from a calling AE title the
+site allowed (``MEDAI_DICOM_ALLOW``): others are rejected, and an empty list — a fresh
+install's — rejects every association, the log saying why (``["*"]`` admits any caller, an
+explicit choice). With a certificate and key (``MEDAI_DICOM_TLS_CERT``/``_KEY``) the node
+speaks only DICOM TLS (PS3.15 B.1) on its port; with ``MEDAI_DICOM_TLS_CA`` a sender must also
+present a certificate that CA signed. The peer may send PDUs no larger than
 announced (``MAX_PDU``) and one message no larger than the imaging limit (a larger one closes
 the connection while it arrives, before it fills memory); a decompression bomb is refused
 from its header with "Out of Resources". Refusals and failures are DICOM statuses, never a
@@ -27,14 +31,16 @@ whose bytes are arriving (``MIN_RATE``), is work.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from medai.platform import audit
+from medai.platform import audit, key_check
 from medai.platform.context import Platform
 from medai.platform.integration import receive
 from medai.services import imaging as imaging_service
@@ -48,6 +54,9 @@ MESSAGE_LIMIT = imaging_service.MAX_BYTES + 1024 * 1024  # one C-STORE message, 
 SUCCESS, OUT_OF_RESOURCES, PROCESSING_FAILURE = 0x0000, 0xA700, 0x0110
 # A-ASSOCIATE-RJ: rejected (transient), DUL service provider (presentation), local limit
 LIMIT_REJECTION = (0x02, 0x03, 0x02)
+# A-ASSOCIATE-RJ: rejected (permanent), DUL service user, calling AE title not recognised
+CALLING_REJECTION = (0x01, 0x01, 0x03)
+ANY_CALLER = "*"  # in the allow list: any calling AE title (settings.ANY_CALLER)
 MIN_RATE = 32 * 1024  # bytes/s: a C-STORE arriving at least this fast is work, not idling
 
 
@@ -124,16 +133,22 @@ class DicomNode:
         ae_title: str = "MEDAI",
         host: str = "127.0.0.1",
         port: int = 11112,
-        allow: tuple[str, ...] | list[str] = (),
+        allow: tuple[str, ...] | list[str] | None = None,
         language: str = "tr",
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tls: ssl.SSLContext | bool | None = None,
     ) -> None:
-        from medai.settings import check_ae_title
+        """``allow``: the calling AE titles admitted (None: ``MEDAI_DICOM_ALLOW``; empty: none;
+        ``("*",)``: any). ``tls``: an SSL context to serve DICOM TLS with, False for plain
+        DICOM, None for what the settings say (``server_tls_from_settings``)."""
+        from medai.settings import check_ae_title, check_allow_list, get_settings
 
         self.p, self.dispatch, self.language = p, dispatch, language
         self.ae_title, self.host, self.port = check_ae_title(ae_title), host, port
-        self.allow = tuple(check_ae_title(a) for a in allow)
+        self.allow = tuple(check_allow_list(get_settings().dicom_allow if allow is None else allow))
+        self.any_caller = self.allow == (ANY_CALLER,)
+        self.tls = server_tls_from_settings() if tls is None else (tls or None)
         self.limits = limits or Limits.from_settings()
         self._clock = clock  # a test's fake clock drives the reaper without waiting
         self._budgets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -153,7 +168,9 @@ class DicomNode:
         ae.maximum_pdu_size = MAX_PDU
         ae.maximum_associations = self.limits.total  # pynetdicom's own cap, as a backstop
         ae.require_called_aet = True
-        ae.require_calling_aet = list(self.allow)
+        # pynetdicom admits any caller with an empty list: "none allowed" is refused in
+        # _on_requested instead, with its own reason
+        ae.require_calling_aet = [] if self.any_caller else list(self.allow)
         ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = 30, 30, 60
         # every storage SOP class in every transfer syntax: a study is stored as sent, and
         # the analysis says clearly when it cannot decode it
@@ -163,8 +180,12 @@ class DicomNode:
         return ae
 
     def start(self) -> DicomNode:
+        """Listen; refused (``KeysMissing``, naming the key ids) when this process's keys
+        open none of the site's sealed data: a study filed then would be sealed under a key
+        the rest of the site does not share."""
         from pynetdicom import evt
 
+        key_check.check_ready(self.p)
         self._ae = self._application_entity()
         handlers = [
             (evt.EVT_CONN_OPEN, self._on_open),
@@ -175,7 +196,7 @@ class DicomNode:
             (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = self._ae.start_server(
-            (self.host, self.port), block=False, evt_handlers=handlers
+            (self.host, self.port), block=False, evt_handlers=handlers, ssl_context=self.tls
         )
         self.port = self._server.server_address[1]
         self._stopping.clear()
@@ -184,12 +205,24 @@ class DicomNode:
         )
         self._reaper.start()
         log.info(
-            "DICOM node %s listening on %s:%s (%s)",
+            "DICOM node %s listening on %s:%s (%s; %s)",
             self.ae_title,
             self.host,
             self.port,
-            f"calling AE titles {', '.join(self.allow)}" if self.allow else "any caller",
+            "DICOM TLS" if self.tls is not None else "plain DICOM, no TLS",
+            "any calling AE title"
+            if self.any_caller
+            else f"calling AE titles {', '.join(self.allow)}"
+            if self.allow
+            else "no calling AE title allowed",
         )
+        if not self.allow:
+            log.warning(
+                "DICOM node %s refuses every association: MEDAI_DICOM_ALLOW names no calling "
+                "AE title (a fresh install's default); list the modalities and the PACS that "
+                'may send, e.g. MEDAI_DICOM_ALLOW=\'["CR01", "PACS"]\' (docs/integration.md)',
+                self.ae_title,
+            )
         return self
 
     def stop(self) -> None:
@@ -230,7 +263,7 @@ class DicomNode:
     def _addressed_here(self, calling: str, called: str) -> bool:
         """Whether pynetdicom's own checks would accept the AE titles: a wrong one is
         rejected there, permanently, with its own reason (``_on_rejected``)."""
-        return called == self.ae_title and (not self.allow or calling in self.allow)
+        return called == self.ae_title and (self.any_caller or calling in self.allow)
 
     def _on_requested(self, event: Any) -> None:
         """Admit an A-ASSOCIATE-RQ within the limits, or reject it (transient, local limit
@@ -239,6 +272,9 @@ class DicomNode:
         request = assoc.requestor.primitive
         calling = str(request.calling_ae_title).strip()
         called = str(request.called_ae_title).strip()
+        if called == self.ae_title and not self.allow:
+            self._refuse_unlisted(event, calling)
+            return
         if not self._addressed_here(calling, called):
             return
         address = _address(event) or "?"
@@ -253,6 +289,20 @@ class DicomNode:
         self._audit(event, calling, "denied", "dicom_association", "denied", reason=reason)
         assoc.acse.send_reject(*LIMIT_REJECTION)
         assoc.kill()  # as pynetdicom's own rejection does: the RJ is sent, the thread ends
+
+    def _refuse_unlisted(self, event: Any, calling: str) -> None:
+        """No calling AE title is allowed (MEDAI_DICOM_ALLOW empty): reject permanently
+        ("calling AE title not recognised"), saying in the log what to configure."""
+        address = _address(event) or "?"
+        log.warning(
+            "DICOM association from AE %s at %s rejected: no calling AE title is allowed "
+            "(MEDAI_DICOM_ALLOW is empty; list the modalities and PACS that may send)",
+            calling,
+            address,
+        )
+        self._audit(event, calling, "denied", "dicom_association", "denied", reason="no_ae_allowed")
+        event.assoc.acse.send_reject(*CALLING_REJECTION)
+        event.assoc.kill()
 
     def _on_close(self, event: Any) -> None:
         with self._admission:
@@ -401,6 +451,31 @@ class DicomNode:
         budget = self._budgets.get(event.assoc)
         if budget is not None:
             budget.used = 0
+
+
+def server_tls_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:
+    """The node's TLS: TLS 1.2 or newer, this certificate and key; with ``ca``, a sender must
+    present a certificate that CA signed (mutual TLS). A file that is missing or not PEM
+    raises (OSError, ssl.SSLError): the node does not start on a TLS setting it cannot honour."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    if ca is not None:
+        ctx.load_verify_locations(cafile=str(ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def server_tls_from_settings() -> ssl.SSLContext | None:
+    """``MEDAI_DICOM_TLS_CERT``/``_KEY``/``_CA`` as a server context; None when unset."""
+    from medai.settings import get_settings
+
+    s = get_settings()
+    if s.dicom_tls_cert is None or s.dicom_tls_key is None:
+        return None
+    return server_tls_context(s.dicom_tls_cert, s.dicom_tls_key, s.dicom_tls_ca)
 
 
 def _status(status: int, comment: str) -> Any:

@@ -23,6 +23,10 @@ The message (built with hl7apy, and parsed back by it before it leaves):
          threshold. A finding the signer rejected is a final Absent beside a preliminary AI
          Present, never a final Present. The AI's OBX of one label shares the signer's OBX-4.
 
+A retracted study's correction (``withdrawn``, ``platform.retraction``) is the same message of
+the newest version the receiver got, with result status W (withdrawn: "the result was entered
+in error") in OBR-25 and in every OBX-11, under its own control id.
+
 MLLP: the message framed by 0x0B … 0x1C 0x0D on a TCP connection; the receiver's ACK is
 parsed: MSA-1 AA/CA is delivered; AR (the receiver says it cannot take messages now) is
 ``DestinationUnavailable``; AE/CE/CR are ``DestinationRejected``; no ACK, a closed or refused
@@ -55,6 +59,7 @@ SECTION_CODES = {
     "recommendation": ("18783-1", "Radiology Study recommendation"),
 }
 RESULT_STATUS = {"preliminary": "P", "final": "F", "amended": "C"}
+WITHDRAWN = "W"  # HL7 table 0123 / 0085: the result was entered in error and is withdrawn
 STATE_CODES = {
     "present": "52101004^Present^SCT",
     "absent": "272519000^Absent^SCT",
@@ -104,8 +109,10 @@ def oru_r01(
     receiving_application: str = "",
     receiving_facility: str = "",
     when: datetime | None = None,
+    withdrawn: bool = False,
 ) -> str:
-    """The ER7 text of the report version's ORU^R01 (segments separated by CR)."""
+    """The ER7 text of the report version's ORU^R01 (segments separated by CR); with
+    ``withdrawn``, every result status W (a retracted study's correction)."""
     from hl7apy.core import Message
     from hl7apy.parser import parse_message
 
@@ -172,6 +179,11 @@ def oru_r01(
             obs.obx.obx_5 = escape(line)
             obs.obx.obx_11 = status
     _finding_obx(order, study, report, status, n)
+    if withdrawn:  # the whole result, the AI's suggestions included, entered in error
+        order.obr.obr_25 = WITHDRAWN
+        for obs in order.children:
+            if obs.name == "ORU_R01_OBSERVATION":
+                obs.obx.obx_11 = WITHDRAWN
     text = m.to_er7()
     parse_message(text, validation_level=2, find_groups=True)  # raises on a malformed message
     return text

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,17 +192,38 @@ def patient_identity(identity: DicomIdentity) -> dict[str, str]:
     return {attr: getattr(identity, attr) for attr in PATIENT_FIELDS}
 
 
+_ONE_I = str.maketrans({"İ": "i", "I": "i", "ı": "i"})
+_DOT_ABOVE = "\u0307"
+
+
+def fold_name(text: str) -> str:
+    """A name component as it is compared (never stored or shown): letter case aside, with
+    Turkish in mind. ``str.casefold`` knows only the ASCII pairing (``İ`` becomes ``i̇``, ``ı``
+    stays ``ı``), so ``ŞAHİN`` and ``şahin`` would differ. The Turkish pairing (İ/i, I/ı) is
+    not enough either: a PACS or RIS that upper- or lower-cases the ASCII way writes ``AYDIN``
+    for ``Aydın`` and ``aydin`` back, and whether a given system did is unknowable from the
+    value. So the four letters İ, I, ı, i are one letter here, after canonical composition (a
+    decomposed ``I`` + combining dot is ``İ``; the ``i̇`` Python's ``lower`` leaves is ``i``).
+    Every casing of one name then compares equal, whatever convention each side used; the
+    only names it can equate that differ otherwise are ones differing solely in an i's dot,
+    and the PatientID, issuer, birth date and accession (compared exactly) still have to
+    agree. No other letter is folded: ``Ş`` is not ``S``, ``Ö`` is not ``O``."""
+    text = unicodedata.normalize("NFC", text).translate(_ONE_I).casefold()
+    return text.replace("i" + _DOT_ABOVE, "i")
+
+
 def _same_name(a: str, b: str) -> bool:
     """Two PN values name the same person: every component group (alphabetic, ideographic,
-    phonetic) that both write agrees, letter case, spaces and empty trailing components aside
-    (``YILMAZ^AYSE^^`` is ``Yilmaz^Ayse``), and they share at least one group, or both are
-    empty. ``=山田^太郎`` is not ``=佐藤^花子``, and a name written only in one script is not
-    taken for one written only in another."""
+    phonetic) that both write agrees, letter case (Turkish too: ``fold_name``), spaces and
+    empty trailing components aside (``YILMAZ^AYSE^^`` is ``Yilmaz^Ayse``, ``ŞAHİN^GÜLŞEN`` is
+    ``şahin^gülşen``), and they share at least one group, or both are empty. ``=山田^太郎`` is
+    not ``=佐藤^花子``, and a name written only in one script is not taken for one written
+    only in another."""
 
     def groups(pn: str) -> list[tuple[str, ...]]:
         out = []
         for group in (pn.split("=") + ["", ""])[:3]:
-            parts = [p.strip().casefold() for p in group.split("^")]
+            parts = [fold_name(p.strip()) for p in group.split("^")]
             while parts and not parts[-1]:
                 parts.pop()
             out.append(tuple(parts))
@@ -359,6 +381,7 @@ __all__ = [
     "as_dict",
     "disagreements",
     "display_name",
+    "fold_name",
     "from_dataset",
     "instance_row",
     "is_dicom",

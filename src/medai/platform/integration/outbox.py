@@ -18,6 +18,15 @@ destination that had acknowledged it keeps one copy. Rows of one study and desti
 order: a row waits while an earlier one of the same pair is queued or being sent. Nothing of a
 study with an open identity conflict is sent (``platform.identity_conflicts``): its rows wait,
 shown as ``held``, until a person has decided the conflict.
+
+A study retracted as entered in error (``platform.retraction``) sends nothing more: its queued
+rows are cancelled (``skipped``, code ``retracted``) and an event enqueued later is recorded
+skipped the same way. Each destination that already received something of it (a row delivered,
+or being sent at that moment) gets one ``retracted`` row instead, the correction: the FHIR
+report again with status ``entered-in-error``, the HL7 ORU with result status W, the PACS an
+IOCM rejection note listing the objects it got. The correction goes after whatever the
+destination was being sent (rows of a pair go in order), and an open identity conflict does
+not hold it: withdrawing a wrong study is never what the hold protects against.
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ STATES = ("queued", "sending", "delivered", "failed", "skipped")
 SHOWN = ("queued", "retrying", "held", "sending", "delivered", "failed", "skipped")
 DICOM_KINDS = ("dicom", "dicomweb")
 PENDING = ("queued", "sending")
+RETRACTED_EVENT = "retracted"
+RETRACTED_REASON = "the study was retracted (entered in error): nothing more is sent for it"
 WAKE = threading.Event()
 """Set after a transaction that enqueued something commits: a loop in this process looks at
 once instead of at its next poll."""
@@ -140,7 +151,9 @@ def _enqueue(
             state="queued",
             attempts=0,
         )
-        if d.kind in DICOM_KINDS:
+        if study.status == "entered_in_error":  # retracted: recorded, never sent
+            row.state, row.code, row.reason = "skipped", "retracted", RETRACTED_REASON
+        elif d.kind in DICOM_KINDS:
             dicom_ok = has_dicom_identity(db, study) if dicom_ok is None else dicom_ok
             if not dicom_ok:
                 row.state, row.code = "skipped", "no_dicom_identity"
@@ -188,6 +201,65 @@ def on_signed(
     )
 
 
+def cancel_pending(db: Session, study_id: int, now: datetime) -> int:
+    """A retracted study's queued rows are cancelled (``skipped``, code ``retracted``); how
+    many. A row being sent at this moment is not stopped: its correction follows it."""
+    done = db.execute(
+        update(OutboxItem)
+        .where(OutboxItem.study_id == study_id, OutboxItem.state == "queued")
+        .values(
+            state="skipped",
+            code="retracted",
+            reason=RETRACTED_REASON[:200],
+            next_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return done.rowcount or 0
+
+
+def on_retracted(
+    db: Session, study: Study, destinations: Iterable[Any] | None = None
+) -> list[OutboxItem]:
+    """The correction for each configured destination that received something of ``study``
+    (a row delivered or being sent): one ``retracted`` row, whatever events the destination
+    takes. ``report_version`` is the newest version it got (what the FHIR and HL7
+    corrections repeat as entered in error / withdrawn)."""
+    key = f"{RETRACTED_EVENT}:{study.id}"
+    have = set(db.scalars(select(OutboxItem.destination).where(OutboxItem.event_key == key)))
+    received = dict(
+        db.execute(
+            select(OutboxItem.destination, func.max(OutboxItem.report_version))
+            .where(
+                OutboxItem.study_id == study.id,
+                OutboxItem.event != RETRACTED_EVENT,
+                OutboxItem.state.in_(("delivered", "sending")),
+            )
+            .group_by(OutboxItem.destination)
+        ).all()
+    )
+    rows = []
+    for d in configured() if destinations is None else destinations:
+        if d.name not in received or d.name in have:
+            continue
+        row = OutboxItem(
+            event=RETRACTED_EVENT,
+            event_key=key,
+            destination=d.name,
+            kind=d.kind,
+            study_id=study.id,
+            report_version=received[d.name],
+            state="queued",
+            attempts=0,
+        )
+        db.add(row)
+        rows.append(row)
+    if rows:
+        _wake_after_commit(db)
+    return rows
+
+
 def control_id(item: OutboxItem) -> str:
     """The HL7 message control id of a row (MSH-10, 20 characters): the same on every
     resend of the event to that destination."""
@@ -195,6 +267,12 @@ def control_id(item: OutboxItem) -> str:
 
 
 # --- claim and mark ---------------------------------------------------------------------------
+
+
+def _held():
+    """SQL: the row waits for its study's open identity conflict (a retraction's correction
+    never does)."""
+    return open_conflict_clause(OutboxItem.study_id) & (OutboxItem.event != RETRACTED_EVENT)
 
 
 def _due(now: datetime):
@@ -205,7 +283,7 @@ def _due(now: datetime):
         earlier.id < OutboxItem.id,
         earlier.state.in_(PENDING),
     )
-    held = open_conflict_clause(OutboxItem.study_id)  # the right patient, always
+    held = _held()  # the right patient, always; a retraction's correction is never held
     waiting = (
         (OutboxItem.state == "queued")
         & or_(OutboxItem.next_at.is_(None), OutboxItem.next_at <= now)
@@ -343,7 +421,7 @@ def retry(db: Session, item_id: int, now: datetime) -> OutboxItem:
 
 def shown_state(item: OutboxItem, held: bool = False) -> str:
     """``held``: queued for a study with an open identity conflict (sent once decided)."""
-    if item.state == "queued" and held:
+    if item.state == "queued" and held and item.event != RETRACTED_EVENT:
         return "held"
     if item.state == "queued" and item.attempts > 0:
         return "retrying"
@@ -383,7 +461,7 @@ def summary(db: Session, destinations: Iterable[Any] | None = None) -> list[dict
     many rows are in each state, the next retry and the last failure."""
     dests = {d.name: d for d in (configured() if destinations is None else destinations)}
     counts: dict[str, dict[str, int]] = {}
-    held = open_conflict_clause(OutboxItem.study_id)
+    held = _held()
     for name, state, attempts, is_held, n in db.execute(
         select(
             OutboxItem.destination, OutboxItem.state, OutboxItem.attempts, held, func.count()
@@ -451,7 +529,7 @@ def items(
     q = select(OutboxItem)
     if destination:
         q = q.where(OutboxItem.destination == destination)
-    held = open_conflict_clause(OutboxItem.study_id)
+    held = _held()
     if state == "held":
         q = q.where(OutboxItem.state == "queued", held)
     elif state == "retrying":

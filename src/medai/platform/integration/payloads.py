@@ -1,7 +1,10 @@
 """What an outbox row sends, built when it is sent from rows that never change (the stored AI
 result, the report version), so a resend is the same message: the DICOM objects for a PACS
 (``dicom_objects``, ``dicom_heatmap``, ``dicom_report``), the FHIR report bundle
-(``exports.fhir_bundle``) and the parts of an HL7 ORU^R01 (``hl7_send``).
+(``exports.fhir_bundle``) and the parts of an HL7 ORU^R01 (``hl7_send``). A ``retracted`` row
+(``platform.retraction``) repeats the newest version the destination got, as entered in error
+(FHIR) or withdrawn (HL7), and for a PACS builds the rejection note over the very objects its
+earlier rows sent (``rejected_objects``: rebuilt, so their UIDs are the ones sent).
 
 The database is read in one short read-only session (``gather``); building and sending happen
 outside any transaction.
@@ -27,9 +30,17 @@ from medai.platform.integration.dicom_heatmap import (
     pm_suitable,
 )
 from medai.platform.integration.dicom_objects import DicomObjectError, SourceImage, findings_sr
+from medai.platform.integration.dicom_rejection import rejection_note
 from medai.platform.integration.dicom_report import report_sr
 from medai.platform.integration.identity import is_dicom
-from medai.platform.tables import AIResultRow, OutboxItem, ReportVersion, Study
+from medai.platform.tables import (
+    AIResultRow,
+    OutboxItem,
+    ReportVersion,
+    Study,
+    StudyRetraction,
+    User,
+)
 
 SIGNED = ("final", "amended")
 log = logging.getLogger("medai.integration.outbox")
@@ -228,9 +239,10 @@ def _task(name: Any):
         return None
 
 
-def fhir_bundle(parts: Parts) -> dict[str, Any]:
+def fhir_bundle(parts: Parts, entered_in_error: bool = False) -> dict[str, Any]:
     """The report's FHIR bundle as the export route makes it (status preliminary, final or
-    amended; the ImagingStudy and accession number when the study has a DICOM identity)."""
+    amended, or ``entered-in-error`` for a retracted study's correction; the ImagingStudy
+    and accession number when the study has a DICOM identity)."""
     return exports.fhir_bundle(
         parts.study,
         parts.report,
@@ -238,4 +250,56 @@ def fhir_bundle(parts: Parts) -> dict[str, Any]:
         parts.report.get("signed_by"),
         parts.report_created,
         parts.report_signed,
+        entered_in_error=entered_in_error,
     )
+
+
+def rejected_objects(p: Platform, item: OutboxItem) -> list:
+    """Every object the rows delivered to ``item``'s destination before it sent for the
+    study, rebuilt from the same stored rows (their UIDs are the ones the PACS holds)."""
+    with p.db.reader() as db:
+        sent = list(
+            db.scalars(
+                select(OutboxItem)
+                .where(
+                    OutboxItem.study_id == item.study_id,
+                    OutboxItem.destination == item.destination,
+                    OutboxItem.state == "delivered",
+                    OutboxItem.event != "retracted",
+                    OutboxItem.id < item.id,
+                )
+                .order_by(OutboxItem.id)
+            )
+        )
+        for row in sent:
+            db.expunge(row)
+    objects = []
+    for row in sent:
+        objects += dicom_objects(p, row, gather(p, row))
+    return objects
+
+
+def rejection(p: Platform, item: OutboxItem, parts: Parts) -> list:
+    """A retracted study's correction for a PACS: the IOCM rejection note (a Key Object
+    Selection titled with the retraction's CID 7011 reason) over what it was sent."""
+    with p.db.reader() as db:
+        row = db.scalar(select(StudyRetraction).where(StudyRetraction.study_id == item.study_id))
+        if row is None:
+            raise LookupError(f"study {item.study_id} has no retraction")
+        by = db.get(User, row.retracted_by)
+        reason, at, observer = row.reason, _utc(row.created_at), by.username if by else None
+    objects = rejected_objects(p, item)
+    if not objects:
+        raise NothingToSend("nothing_sent", "nothing was delivered to this PACS to reject")
+    source = SourceImage.from_dataset(source_header(p, parts.source_sha))
+    return [
+        rejection_note(
+            source,
+            objects,
+            reason=reason,
+            retracted_at=at,
+            destination=item.destination,
+            observer=observer,
+            institution=settings().institution_name or None,
+        )
+    ]

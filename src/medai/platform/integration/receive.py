@@ -124,6 +124,10 @@ def store(
         raise
     if got.conflict is not None:  # recorded (committed): the sender is told it failed
         raise Quarantined(got.conflict[0], got.study_id, got.conflict[1], got.conflict[2])
+    if got.outcome == "duplicate" and not existed:
+        # the same instance in other bytes (another transfer syntax): the stored copy is kept,
+        # these bytes are not
+        studies.discard_unnamed(p, sha, "a resent instance")
     return got
 
 

@@ -33,6 +33,7 @@ from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.lifecycle.site_sets import held_out
 from medai.platform.lifecycle.triage_labels import labelled
 from medai.platform.localtime import iso_utc
+from medai.platform.studies import RETRACTED
 from medai.platform.tables import Patient, ReportVersion, Study, StudyLabel
 
 MANIFEST, DATASHEET, IMAGES = "manifest.csv", "datasheet.json", "images"
@@ -141,6 +142,9 @@ def export(
                 continue
             if has_open(db, study.id):  # a study in doubt of its patient teaches nothing
                 skipped["identity_conflict"] += 1
+                continue
+            if study.status == RETRACTED:  # entered in error: its labels are another's
+                skipped["entered_in_error"] += 1
                 continue
             labels = db.scalars(
                 select(StudyLabel).where(

@@ -6,7 +6,7 @@ decision), the probability of each label and the decided positives, the image's 
 (mean and spread of its normalised pixels, size), its embedding (the model's penultimate
 features on the gate's first principal axes, whitened) and its metadata mix (modality, view,
 source; device manufacturer, age band and sex from the DICOM header) — never patient text or
-identifiers. A model's **reference** is what it gave on the site set at its latest site
+identifiers, and sealed at rest beside its study (``tables.MonitorSample``). A model's **reference** is what it gave on the site set at its latest site
 validation (kept by ``validation``), or, for a model never validated here, its first
 ``MEDAI_MONITOR_REFERENCE_N`` analyses at this site; the **window** is its latest
 ``MEDAI_MONITOR_WINDOW`` analyses (after those first ones).
@@ -242,20 +242,20 @@ def _agreement(db, task: str, model_hash: str) -> dict[str, dict[str, Any]]:
         .limit(AGREEMENT_WINDOW)
         .subquery()
     )
-    rows = db.scalars(
-        select(StudyLabel)
-        .join(
+    # the verdicts are sealed (each value a decryption): only the three read, and the AI's
+    # undecided labels left out here rather than in SQL
+    rows = db.execute(
+        select(StudyLabel.label, StudyLabel.present, StudyLabel.ai_positive).join(
             latest,
             (latest.c.study_id == StudyLabel.study_id) & (latest.c.v == StudyLabel.report_version),
         )
-        .where(StudyLabel.ai_positive.is_not(None))
     )
     counts: dict[str, list[int]] = {}
-    for r in rows:
-        if own is not None and r.label not in own:
+    for label, present, ai_positive in rows:
+        if ai_positive is None or (own is not None and label not in own):
             continue
-        c = counts.setdefault(r.label, [0, 0, 0, 0])  # tp, fp, fn, tn
-        c[(0 if r.present else 1) if r.ai_positive else (2 if r.present else 3)] += 1
+        c = counts.setdefault(label, [0, 0, 0, 0])  # tp, fp, fn, tn
+        c[(0 if present else 1) if ai_positive else (2 if present else 3)] += 1
     out = {}
     for label, (tp, fp, fn, tn) in sorted(counts.items()):
         n = tp + fp + fn + tn

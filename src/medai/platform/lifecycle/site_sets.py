@@ -22,6 +22,7 @@ from medai.platform.identity_conflicts import open_conflict_clause
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.lifecycle.model_registry import EmptySiteSet, require_served
 from medai.platform.localtime import iso_utc
+from medai.platform.studies import RETRACTED
 from medai.platform.tables import SiteSet, Study, StudyLabel
 
 
@@ -40,7 +41,8 @@ def held_out(task: str, study_id: int, fraction: float | None = None) -> bool:
 
 def signed_labels(db, task: str) -> dict[int, dict[str, bool]]:
     """{study_id: {label: present}} of the latest signed version of every labelled study (not
-    of a study with an open identity conflict: its patient is in doubt)."""
+    of a study with an open identity conflict: its patient is in doubt; nor of a retracted
+    one: entered in error, its labels belong to another patient or study)."""
     latest = latest_versions().subquery()
     rows = db.execute(
         select(StudyLabel.study_id, StudyLabel.label, StudyLabel.present)
@@ -49,7 +51,7 @@ def signed_labels(db, task: str) -> dict[int, dict[str, bool]]:
             (latest.c.study_id == StudyLabel.study_id) & (latest.c.v == StudyLabel.report_version),
         )
         .join(Study, Study.id == StudyLabel.study_id)
-        .where(Study.task == task, ~open_conflict_clause(Study.id))
+        .where(Study.task == task, Study.status != RETRACTED, ~open_conflict_clause(Study.id))
     )
     out: dict[int, dict[str, bool]] = {}
     for study_id, label, present in rows:

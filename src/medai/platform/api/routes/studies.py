@@ -298,8 +298,14 @@ async def upload_study(
             409,
             "identity_conflict",
             (
-                f"this DICOM file names another patient or order than study {out['study_id']} "
-                f"it would join ({', '.join(out['fields'])}); it was not filed or analysed"
+                (
+                    f"this DICOM file belongs to study {out['study_id']}, which was retracted "
+                    "(entered in error); it was not filed or analysed"
+                    if out["reason"] == "retracted_study"
+                    else f"this DICOM file names another patient or order than study "
+                    f"{out['study_id']} it would join ({', '.join(out['fields'])}); it was not "
+                    "filed or analysed"
+                )
                 + (
                     f": a radiologist rejected it before (identity conflict {out['conflict_id']})"
                     if out["rejected"]
@@ -577,7 +583,7 @@ def _change(
                 db, who.actor, action, "report", study_id, version=row.version, status=row.status
             )
             return ReportOut(**review.as_dict(db, row))
-    except review.Conflict:  # 409, audited
+    except (review.Conflict, studies.StudyRetracted):  # 409, audited
         with p.db.session() as db:
             audit.record(
                 db, who.actor, action, "report", study_id, outcome="conflict", version=version
@@ -652,7 +658,8 @@ def sign_report(
 def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
     with platform_of(request).db.session() as db:
         study = _study(db, study_id)
-        if conflicts.has_open(db, study_id):  # nothing leaves for a study in doubt
+        retracted = study.status == studies.RETRACTED  # exported as entered in error
+        if not retracted and conflicts.has_open(db, study_id):  # nothing leaves in doubt
             raise ApiError(
                 409,
                 "identity_conflict",
@@ -693,7 +700,13 @@ def report_fhir(
 
     study, report, row, model, _result = _export_parts(request, who, study_id, "fhir")
     bundle = exports.fhir_bundle(
-        study, report, model, report["signed_by"], row.created_at, row.signed_at
+        study,
+        report,
+        model,
+        report["signed_by"],
+        row.created_at,
+        row.signed_at,
+        entered_in_error=study["status"] == studies.RETRACTED,
     )
     return Response(json.dumps(bundle, ensure_ascii=False), media_type="application/fhir+json")
 

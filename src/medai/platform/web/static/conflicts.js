@@ -51,6 +51,15 @@
         el("td", { "data-label": T.conflicts_col_incoming,
           text: shown(a, c.incoming[a], c.masked) + (differs ? " ≠" : "") }));
     });
+    // a stored instance resent under another study, series or SOP class: named by the DICOM
+    // keyword (a series another study holds says so in the reason instead)
+    const uids = c.reason === "series_elsewhere" ? []
+      : ["StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"].filter((k) => c.fields.includes(k));
+    for (const keyword of uids) {
+      rows.push(el("tr", { class: "differs" }, el("th", { scope: "row", text: keyword }),
+        el("td", { "data-label": T.conflicts_col_study, text: "…" }),
+        el("td", { "data-label": T.conflicts_col_incoming, text: "≠" })));
+    }
     if (c.fields.includes("PixelData")) {
       rows.push(el("tr", { class: "differs" }, el("th", { scope: "row", text: T.conflicts_attr_pixels }),
         el("td", { "data-label": T.conflicts_col_study, text: "…" }),

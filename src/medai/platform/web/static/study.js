@@ -271,6 +271,7 @@
     $("study-conflict").hidden = conflicts.length === 0;
     $("study-conflict").textContent = conflicts.length
       ? fill(T.study_conflict_banner, { ids: conflicts.join(", ") }) : "";
+    showRetraction(s);
     if (!img.src) img.src = `/api/v1/studies/${id}/image`;
     const done = s.status !== "received" && s.status !== "analysing";
     const labels = done ? await api(`/api/v1/studies/${id}/labels`) : null;
@@ -288,12 +289,47 @@
     } else if (!report) loadReport();
   }
 
+  // --- retraction: entered in error (by whom, when, why), and the radiologist's action
+  const retracted = () => Boolean(study && study.retraction);
+  function showRetraction(s) {
+    const r = s.retraction, banner = $("study-retracted");
+    banner.hidden = !r;
+    $("study-retracted-text").textContent = r ? fill(T.retract_banner, {
+      by: r.by || "—", when: fmtTime(r.at), reason: T["retract_reason_" + r.reason] || r.reason }) : "";
+    $("study-retracted-note").hidden = !(r && r.note);
+    $("study-retracted-note").textContent = r && r.note ? fill(T.retract_note_shown, { note: r.note }) : "";
+    const button = $("retract");
+    if (button) button.hidden = Boolean(r);
+    if (r && report) showForm(report);  // read-only from now on
+  }
+  const retractDialog = $("retract-dialog");
+  if (retractDialog) {
+    $("retract").addEventListener("click", () => {
+      $("retract-error").hidden = true;
+      retractDialog.showModal();
+      $("retract-cancel").focus();
+    });
+    $("retract-cancel").addEventListener("click", () => retractDialog.close());
+    $("retract-confirm").addEventListener("click", async () => {
+      const f = $("retract-form");
+      const r = await api(`/api/v1/studies/${id}/retract`, { method: "POST",
+        json: { reason: f.elements.reason.value, note: f.elements.note.value } });
+      if (!r.ok) {
+        $("retract-error").textContent = (r.data && r.data.detail) || T.error_generic;
+        $("retract-error").hidden = false;
+        return;
+      }
+      retractDialog.close();
+      loadStudy();
+    });
+  }
+
   // --- report: what is on screen, what was loaded, and the difference between them
   const form = $("report-form"), message = $("report-message"), signBtn = $("sign");
   const onScreen = () => Object.fromEntries(SECTIONS.map((k) => [k, form.elements[k].value]));
   const isEmpty = (sections) => SECTIONS.every((k) => !(sections[k] || "").trim());
   function dirty() {
-    if (!report || form.hidden || !isRadiologist) return false;
+    if (!report || form.hidden || !isRadiologist || retracted()) return false;
     return SECTIONS.some((k) => form.elements[k].value !== (loaded[k] || ""));
   }
   function refresh() {
@@ -313,8 +349,10 @@
   function showForm(r) {
     report = r;
     loaded = { ...(r.sections || {}) };
-    SECTIONS.forEach((k) => { form.elements[k].value = loaded[k] || ""; form.elements[k].readOnly = !isRadiologist; });
-    $("save").hidden = !isRadiologist;
+    const writable = isRadiologist && !retracted();  // a retracted study's report is closed
+    SECTIONS.forEach((k) => { form.elements[k].value = loaded[k] || ""; form.elements[k].readOnly = !writable; });
+    $("save").hidden = !writable;
+    if (signBtn) signBtn.hidden = !writable;
     const fresh = r.version === 0;
     $("report-version").textContent = fresh ? `· ${T.report_new}` : `· ${T.report_version} ${r.version}`;
     const st = $("report-status");

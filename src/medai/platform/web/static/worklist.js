@@ -27,7 +27,7 @@
   }
 
   function render(items) {
-    body.replaceChildren(...items.map((s) => el("tr", { class: s.urgent ? "is-urgent" : null, "data-id": s.id },
+    body.replaceChildren(...items.map((s) => el("tr", { class: s.status === "entered_in_error" ? "is-retracted" : s.urgent ? "is-urgent" : null, "data-id": s.id },
       // phones: each study is one block, its cells labelled (table.findings), patient in view
       el("td", { class: "row-head" }, el("a", { href: "/studies/" + s.id, text: String(s.id), "aria-label": `${T.study_title} ${s.id}` })),
       el("td", {}, el("span", { class: "badge status-" + s.status, "data-status": s.status, text: statusLabel(s.status) }),

@@ -1,0 +1,70 @@
+"""Retracting a study as entered in error (``platform.retraction``): radiologists only,
+audited, one retraction per study."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from medai.platform import audit, retraction, studies
+from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.schemas import RetractIn, StudyOut
+from medai.platform.tables import Study
+from medai.server.errors import ApiError
+from medai.server.inputs import RowId
+from medai.server.schemas import error_responses
+
+log = logging.getLogger("medai.platform")
+router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
+
+
+@router.post(
+    "/{study_id}/retract",
+    response_model=StudyOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def retract_study(
+    study_id: RowId,
+    body: RetractIn,
+    request: Request,
+    who: Principal = Depends(require("study_retract")),
+) -> StudyOut:
+    """Retract the study as entered in error (wrong patient, wrong order, patient safety):
+    it leaves the worklist (status ``entered_in_error``), nothing more is analysed, signed or
+    sent for it, its queued deliveries are cancelled and every destination that received
+    something gets the correction (FHIR ``entered-in-error``, HL7 result status W, a DICOM
+    rejection note). Retracted already: 409 ``retracted``."""
+    p = platform_of(request)
+
+    def run() -> StudyOut:
+        with p.db.session() as db:
+            study = db.get(Study, study_id)
+            if study is None:
+                raise ApiError(404, "not_found", f"no study {study_id}")
+            done = retraction.retract(db, study, who.user, body.reason, body.note, p.clock())
+            audit.record(
+                db,
+                who.actor,
+                "retract",
+                "study",
+                study_id,
+                reason=body.reason,
+                previous_status=done.row.previous_status,
+                note_chars=len(done.row.note or ""),
+                cancelled=done.cancelled,
+                corrections=done.corrections,
+            )
+            return StudyOut(**studies.as_dict(db, done.study))
+
+    try:
+        out = await run_in_threadpool(run)
+    except studies.StudyRetracted:
+        with p.db.session() as db:  # the refusal is audited in its own transaction
+            audit.record(
+                db, who.actor, "retract", "study", study_id, outcome="conflict", reason=body.reason
+            )
+        raise
+    log.info("study %s retracted (%s)", study_id, body.reason)
+    return out

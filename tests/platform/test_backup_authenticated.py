@@ -1,0 +1,518 @@
+"""Authenticated backups: the tamper drill (issue 57, item 1).
+
+A backup's ``manifest.json`` holds the sha256 of every file, so whoever can write the backup
+folder could edit ``database.sqlite`` (a patient account given the radiologist role, a known
+password hash), recompute its hash in the manifest and have ``medai restore`` load it. The
+manifest is therefore authenticated: an HMAC-SHA256 over it under a key derived from the
+site's newest key, which the backup does not hold. Every forged variant below is refused
+before anything is staged or loaded, with a ``code`` that says why, and the target (home and
+database) is left as it was: empty. A genuine backup restores; one of the previous release
+(no MAC) is refused unless the operator types the override naming that backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from helpers.platform import png_bytes, use_home
+
+
+def _settings(home: Path, keys: list[str], url: str | None = None):
+    from medai.settings import Settings
+
+    return Settings(
+        home=home, database_url=url or f"sqlite:///{home / 'medai.db'}", secret_keys=keys
+    )
+
+
+def _make_site(home: Path, files: int = 2) -> str:
+    """A SQLite site made through the platform: a radiologist, a patient and ``files`` studies
+    with their stored files; its key (``home/secret.key``)."""
+    from medai.platform import accounts, studies
+    from medai.platform.boot import open_platform
+    from medai.services.model_handles import ModelHandles
+
+    home.mkdir(parents=True, exist_ok=True)
+    use_home(home)
+    p = open_platform(f"sqlite:///{home / 'medai.db'}", models=ModelHandles({}), adopt_models=False)
+    with p.db.session() as db:
+        rad = accounts.create_user(db, "rad", "correct-horse-1", "radiologist")
+        accounts.create_user(db, "pat", "battery-staple-2", "patient")
+        for n in range(files):
+            sha = p.store.put_bytes(png_bytes(n + 1))
+            studies.create(
+                db, rad, sha=sha, size=10, content_type="image/png", task="cxr", question=f"q{n}"
+            )
+    p.db.dispose()
+    return (home / "secret.key").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def genuine(tmp_path_factory):
+    """One site and one genuine backup of it (each test tampers with its own copy): the
+    backup's folder and the site's key."""
+    from medai.platform import backup as bk
+
+    before = os.environ.get("MEDAI_HOME")
+    root = tmp_path_factory.mktemp("authenticated")
+    try:
+        key = _make_site(root / "site")
+        bk.backup(root / "backup", _settings(root / "site", [key]))
+    finally:
+        if before is not None:
+            use_home(Path(before))
+    return root / "backup", key
+
+
+@pytest.fixture
+def copy(genuine, tmp_path) -> tuple[Path, str]:
+    src, key = genuine
+    dest = tmp_path / "backup"
+    shutil.copytree(src, dest)
+    return dest, key
+
+
+def _load(dest: Path) -> dict:
+    return json.loads((dest / "manifest.json").read_text())
+
+
+def _save(dest: Path, manifest: dict) -> None:
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def _rehash(dest: Path, *relatives: str) -> None:
+    """What a forger does after editing a file: its sha256 and size recomputed in the
+    manifest (the MAC left as it was: the forger does not have the key)."""
+    manifest = _load(dest)
+    for relative in relatives:
+        data = (dest / relative).read_bytes()
+        manifest["files"][relative] = {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+        }
+    _save(dest, manifest)
+
+
+def _sql(dest: Path, statement: str) -> None:
+    conn = sqlite3.connect(dest / "database.sqlite")
+    try:
+        conn.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _attacker_sign(manifest: dict, key: str, key_id: str | None = None) -> None:
+    """The MAC as an attacker with a key of their own would compute it (the canonical form
+    and derivation are public: only the key is secret)."""
+    from medai.platform import backup as bk
+    from medai.platform.crypto import _derive
+
+    body = {k: v for k, v in manifest.items() if k != "mac"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    value = hmac.new(
+        _derive(key, b"medai backup manifest v1"), canonical, hashlib.sha256
+    ).hexdigest()
+    manifest["mac"] = {
+        "alg": "HMAC-SHA256",
+        "key_id": key_id or bk.key_id(key),
+        "value": value,
+    }
+
+
+# --- the tamper drill: each forges the copy and says what the refusal must name ---
+
+
+def _role_edited(dest: Path, key: str) -> str:
+    _sql(dest, "UPDATE users SET role = 'radiologist' WHERE username = 'pat'")
+    _rehash(dest, "database.sqlite")
+    return "manifest_forged"
+
+
+def _password_hash_swapped(dest: Path, key: str) -> str:
+    _sql(
+        dest,
+        "UPDATE users SET password_hash = "
+        "(SELECT password_hash FROM users WHERE username = 'pat') WHERE username = 'rad'",
+    )
+    _rehash(dest, "database.sqlite")
+    return "manifest_forged"
+
+
+def _mac_removed(dest: Path, key: str) -> str:
+    manifest = _load(dest)
+    manifest.pop("mac")
+    _save(dest, manifest)
+    return "manifest_unauthenticated"
+
+
+def _mac_emptied(dest: Path, key: str) -> str:
+    manifest = _load(dest)
+    manifest["mac"] = {}
+    _save(dest, manifest)
+    return "manifest_forged"
+
+
+def _key_id_swapped(dest: Path, key: str) -> str:
+    """The MAC's key id changed to the id of another key the restoring site has."""
+    from medai.platform import backup as bk
+
+    manifest = _load(dest)
+    manifest["mac"]["key_id"] = bk.key_id(OTHER_KEY)
+    _save(dest, manifest)
+    return "manifest_forged"
+
+
+def _needed_edited(dest: Path, key: str) -> str:
+    manifest = _load(dest)
+    manifest["keys"]["needed"] = []
+    _save(dest, manifest)
+    return "manifest_forged"
+
+
+def _blob_added(dest: Path, key: str) -> str:
+    first = next(p for p in (dest / "blobs").rglob("*") if p.is_file())
+    sha = "0" * 64
+    extra = dest / "blobs" / "00" / "00" / sha
+    extra.parent.mkdir(parents=True)
+    shutil.copyfile(first, extra)
+    return "unlisted_files"
+
+
+def _database_added(dest: Path, key: str) -> str:
+    shutil.copyfile(dest / "database.sqlite", dest / "database.pgdump")
+    return "unlisted_files"
+
+
+def _config_added(dest: Path, key: str) -> str:
+    (dest / "config" / "destinations.yaml").write_text("pacs: {url: http://attacker.example}\n")
+    return "unlisted_files"
+
+
+def _registry_added(dest: Path, key: str) -> str:
+    (dest / "registry" / "abc").mkdir(parents=True)
+    (dest / "registry" / "abc" / "model.onnx").write_bytes(b"not a model")
+    return "unlisted_files"
+
+
+def _blob_unlisted_and_removed(dest: Path, key: str) -> str:
+    manifest = _load(dest)
+    blob = next(p for p in manifest["files"] if p.startswith("blobs/"))
+    manifest["files"].pop(blob)
+    (dest / blob).unlink()
+    _save(dest, manifest)
+    return "manifest_forged"
+
+
+def _config_unlisted_and_removed(dest: Path, key: str) -> str:
+    manifest = _load(dest)
+    manifest["files"].pop("config/settings.json")
+    (dest / "config" / "settings.json").unlink()
+    _save(dest, manifest)
+    return "manifest_forged"
+
+
+def _counts_edited(dest: Path, key: str) -> str:
+    manifest = _load(dest)
+    manifest["counts"]["users"] += 1
+    _save(dest, manifest)
+    return "manifest_forged"
+
+
+def _created_at_edited(dest: Path, key: str) -> str:
+    manifest = _load(dest)
+    manifest["created_at"] = "2020-01-01T00:00:00Z"
+    _save(dest, manifest)
+    return "manifest_forged"
+
+
+def _revision_edited(dest: Path, key: str) -> str:
+    manifest = _load(dest)
+    manifest["database"]["revision"] = "0001"
+    _save(dest, manifest)
+    return "manifest_forged"
+
+
+def _blob_replaced(dest: Path, key: str) -> str:
+    blobs = sorted(p for p in _load(dest)["files"] if p.startswith("blobs/"))
+    shutil.copyfile(dest / blobs[0], dest / blobs[1])  # study 2's name, study 1's film
+    _rehash(dest, blobs[1])
+    return "manifest_forged"
+
+
+def _resigned_by_attacker(dest: Path, key: str) -> str:
+    """The database edited and the manifest re-signed under the attacker's own key: no key of
+    the restoring site has that id."""
+    _sql(dest, "UPDATE users SET role = 'radiologist' WHERE username = 'pat'")
+    _rehash(dest, "database.sqlite")
+    manifest = _load(dest)
+    _attacker_sign(manifest, ATTACKER_KEY)
+    _save(dest, manifest)
+    return "keys_missing"
+
+
+def _resigned_under_the_sites_key_id(dest: Path, key: str) -> str:
+    """The same, the MAC claiming the site's own key id."""
+    _sql(dest, "UPDATE users SET role = 'radiologist' WHERE username = 'pat'")
+    _rehash(dest, "database.sqlite")
+    manifest = _load(dest)
+    _attacker_sign(manifest, ATTACKER_KEY, key_id=manifest["mac"]["key_id"])
+    _save(dest, manifest)
+    return "manifest_forged"
+
+
+OTHER_KEY = Fernet.generate_key().decode()  # a second key the restoring site has
+ATTACKER_KEY = Fernet.generate_key().decode()
+
+FORGERIES: dict[str, Callable[[Path, str], str]] = {
+    "database role edited, sha256 recomputed": _role_edited,
+    "database password hash swapped, sha256 recomputed": _password_hash_swapped,
+    "mac removed": _mac_removed,
+    "mac emptied": _mac_emptied,
+    "mac key id swapped for another key's": _key_id_swapped,
+    "keys.needed edited": _needed_edited,
+    "a blob added": _blob_added,
+    "a second database file added": _database_added,
+    "a config file added": _config_added,
+    "a registry file added": _registry_added,
+    "a blob unlisted and removed": _blob_unlisted_and_removed,
+    "a config file unlisted and removed": _config_unlisted_and_removed,
+    "counts edited": _counts_edited,
+    "created_at edited": _created_at_edited,
+    "revision edited": _revision_edited,
+    "a blob replaced by another, manifest recomputed": _blob_replaced,
+    "re-signed under the attacker's key": _resigned_by_attacker,
+    "re-signed by the attacker, claiming the site's key id": _resigned_under_the_sites_key_id,
+}
+
+
+def _assert_untouched(target: Path) -> None:
+    """Nothing restored: no database file, no stored file, no restored settings."""
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == []
+
+
+@pytest.mark.parametrize("name", list(FORGERIES))
+def test_a_forged_backup_is_refused_and_leaves_the_target_empty(copy, tmp_path, name):
+    from medai.platform import backup as bk
+    from medai.platform.restore import restore
+
+    dest, key = copy
+    code = FORGERIES[name](dest, key)
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(bk.BackupError) as refused:
+        restore(dest, _settings(target, [key, OTHER_KEY]))
+    assert refused.value.code == code, str(refused.value)
+    message = str(refused.value)
+    if code == "manifest_forged":
+        assert "altered" in message and "nothing was restored" in message
+    elif code == "keys_missing":
+        assert bk.key_id(ATTACKER_KEY) in message
+    elif code == "unlisted_files":
+        assert "manifest does not list" in message and "nothing was restored" in message
+    else:
+        assert "--accept-unauthenticated-backup" in message
+    _assert_untouched(target)
+
+
+def test_a_backup_of_another_site_is_refused_naming_its_key_id(tmp_path):
+    """A backup made by another site (its own key; nothing sealed in it, so no data key id
+    would give it away) restored where only this site's key is configured: the manifest's key
+    id is named, nothing restored."""
+    from medai.platform import backup as bk
+    from medai.platform.restore import restore
+
+    before = os.environ.get("MEDAI_HOME")
+    try:
+        other = tmp_path / "other"
+        other.mkdir()
+        use_home(other)
+        other_key = Fernet.generate_key().decode()
+        from medai.platform import accounts
+        from medai.platform.db import Database
+
+        database = Database(f"sqlite:///{other / 'medai.db'}")
+        database.upgrade()
+        with database.session() as db:
+            accounts.create_user(db, "rad", "known-password-9", "radiologist")
+        database.dispose()
+        manifest = bk.backup(tmp_path / "b", _settings(other, [other_key]))
+    finally:
+        if before is not None:
+            use_home(Path(before))
+    assert manifest["keys"]["needed"] == []  # nothing sealed: only the MAC names a key
+    target = tmp_path / "target"
+    target.mkdir()
+    own = Fernet.generate_key().decode()
+    with pytest.raises(bk.BackupError) as refused:
+        restore(tmp_path / "b", _settings(target, [own]))
+    assert refused.value.code == "keys_missing"
+    assert bk.key_id(other_key) in str(refused.value)
+    assert bk.key_id(own) in str(refused.value)
+    _assert_untouched(target)
+
+
+def test_a_genuine_backup_is_authenticated_and_restores(copy, tmp_path):
+    """The MAC names the site's newest key by id (never the key); the restoring site finds
+    that key among its own, whatever its place in the list."""
+    from medai.platform import backup as bk
+    from medai.platform.restore import restore
+
+    dest, key = copy
+    manifest = _load(dest)
+    assert manifest["mac"]["alg"] == "HMAC-SHA256"
+    assert manifest["mac"]["key_id"] == bk.key_id(key) == manifest["keys"]["configured"][0]
+    assert key not in (dest / "manifest.json").read_text()
+    target = tmp_path / "target"
+    target.mkdir()
+    out = restore(dest, _settings(target, [OTHER_KEY, key]))
+    assert out["manifest"] == {"authenticated": True, "key_id": bk.key_id(key)}
+    assert out["counts"]["users"] == 2 and out["checked"]["files_decrypted"] == 2
+    conn = sqlite3.connect(target / "medai.db")
+    try:
+        roles = dict(conn.execute("SELECT username, role FROM users"))
+    finally:
+        conn.close()
+    assert roles == {"rad": "radiologist", "pat": "patient"}
+    assert (target / "restored-config" / "settings.json").is_file()
+
+
+def test_a_backup_needs_a_key_to_authenticate_it(tmp_path):
+    """A site with no key configured (none generated yet) is not backed up unauthenticated:
+    refused before the folder is written."""
+    from medai.platform import backup as bk
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "medai.db").touch()
+    with pytest.raises(bk.BackupError) as refused:
+        bk.backup(tmp_path / "b", _settings(home, []))
+    assert refused.value.code == "keys_missing"
+    assert not (tmp_path / "b").exists()
+
+
+def _unauthenticated(dest: Path) -> str:
+    """The backup as the previous release wrote it (the same manifest, no MAC): its
+    created_at, what the override must name."""
+    manifest = _load(dest)
+    manifest.pop("mac")
+    _save(dest, manifest)
+    return manifest["created_at"]
+
+
+def test_an_unauthenticated_backup_restores_only_with_the_typed_override(copy, tmp_path):
+    from medai.platform import backup as bk
+    from medai.platform.restore import restore
+
+    dest, key = copy
+    created_at = _unauthenticated(dest)
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(bk.BackupError) as refused:
+        restore(dest, _settings(target, [key]))
+    assert refused.value.code == "manifest_unauthenticated"
+    assert f"--accept-unauthenticated-backup {created_at}" in str(refused.value)
+    _assert_untouched(target)
+    for wrong in ("yes", "2020-01-01T00:00:00Z", ""):  # the override names THIS backup
+        with pytest.raises(bk.BackupError) as refused:
+            restore(dest, _settings(target, [key]), accept_unauthenticated=wrong)
+        assert refused.value.code == "manifest_unauthenticated"
+        _assert_untouched(target)
+
+    out = restore(dest, _settings(target, [key]), accept_unauthenticated=created_at)
+    assert out["manifest"] == {"authenticated": False, "accepted_unauthenticated": created_at}
+    assert out["counts"]["studies"] == 2 and out["checked"]["files_decrypted"] == 2
+
+
+def test_the_override_still_runs_every_other_check(copy, tmp_path):
+    """With the override, an unlisted file, a damaged file and a forged MAC are refused as
+    before: the override only accepts a manifest that has no MAC at all."""
+    from medai.platform import backup as bk
+    from medai.platform.restore import restore
+
+    dest, key = copy
+    target = tmp_path / "target"
+    target.mkdir()
+
+    forged = tmp_path / "forged"
+    shutil.copytree(dest, forged)
+    _role_edited(forged, key)  # a MAC present and wrong: the override does not apply
+    with pytest.raises(bk.BackupError) as refused:
+        restore(
+            forged, _settings(target, [key]), accept_unauthenticated=_load(forged)["created_at"]
+        )
+    assert refused.value.code == "manifest_forged"
+    _assert_untouched(target)
+
+    created_at = _unauthenticated(dest)
+    _database_added(dest, key)
+    with pytest.raises(bk.BackupError) as refused:
+        restore(dest, _settings(target, [key]), accept_unauthenticated=created_at)
+    assert refused.value.code == "unlisted_files"
+    _assert_untouched(target)
+    (dest / "database.pgdump").unlink()
+
+    _sql(dest, "UPDATE users SET role = 'radiologist' WHERE username = 'pat'")  # not rehashed
+    with pytest.raises(bk.BackupError) as refused:
+        restore(dest, _settings(target, [key]), accept_unauthenticated=created_at)
+    assert refused.value.code == "backup_damaged"
+    _assert_untouched(target)
+
+
+def _medai(*args: str, home: Path, keys: list[str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MEDAI_DATABASE_URL",)}
+    env.pop("MEDAI_SECRET_KEYS_FILE", None)
+    env.update(MEDAI_HOME=str(home), MEDAI_SECRET_KEYS=json.dumps(keys))
+    return subprocess.run(
+        [sys.executable, "-m", "medai.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_the_cli_refuses_a_forged_and_an_unauthenticated_backup(copy, tmp_path):
+    """``medai restore`` as an operator runs it: exit 2 and the ``code`` in ``--json`` for a
+    forged manifest and for one without a MAC; the typed override restores the latter."""
+    dest, key = copy
+    target = tmp_path / "target"
+    target.mkdir()
+
+    forged = tmp_path / "forged"
+    shutil.copytree(dest, forged)
+    _role_edited(forged, key)
+    done = _medai("restore", str(forged), "--json", home=target, keys=[key])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert json.loads(done.stdout)["code"] == "manifest_forged"
+    _assert_untouched(target)
+
+    created_at = _unauthenticated(dest)
+    done = _medai("restore", str(dest), "--json", home=target, keys=[key])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert json.loads(done.stdout)["code"] == "manifest_unauthenticated"
+    _assert_untouched(target)
+    done = _medai(
+        "restore",
+        str(dest),
+        "--json",
+        "--accept-unauthenticated-backup",
+        created_at,
+        home=target,
+        keys=[key],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    assert out["manifest"]["authenticated"] is False and out["counts"]["studies"] == 2
