@@ -97,8 +97,19 @@ def test_serve_worker_and_dicom_node_refuse_a_site_without_its_keys(keyless):
     node = _medai(env, "dicom", "listen", "--port", str(port), "--allow", "CR01", "--json")
     assert node.returncode == 3, node.stdout + node.stderr
     assert json.loads(node.stdout)["code"] == "keys_missing" and kid in node.stdout
+    # the other commands that open the platform: the same refusal, never a traceback
+    export = _medai(
+        env, "dataset", "export", "--task", "cxr", "--out", str(home.parent / "x"), "--json"
+    )
+    outbox = _medai(
+        {**env, "MEDAI_FHIR_URL": "http://127.0.0.1:9/fhir"}, "outbox", "run", "--once", "--json"
+    )
+    for out in (export, outbox):
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert json.loads(out.stdout)["code"] == "keys_missing" and kid in out.stdout
+        assert "Traceback" not in out.stderr
     assert not (home / "secret.key").exists()
-    for out in (serve, worker, node):  # key ids only: never a key, never the data
+    for out in (serve, worker, node, export, outbox):  # key ids only: never a key, never the data
         assert key not in out.stdout + out.stderr
         assert "Ayşe" not in out.stdout + out.stderr
     # with the operator's copy of the key the same site starts (the DICOM node as witness)

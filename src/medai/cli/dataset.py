@@ -15,11 +15,12 @@ dataset_app = typer.Typer(
 )
 
 
-def light_platform():
-    """The database, the blob store and MEDAI_HOME, without registering or loading models."""
-    from medai.platform.boot import open_platform
+def light_platform(as_json: bool = False):
+    """The database, the blob store and MEDAI_HOME, without registering or loading models
+    (exit 3 ``keys_missing`` where the site's keys are not configured)."""
+    from medai.cli.operations import platform_or_exit
 
-    return open_platform(adopt_models=False)
+    return platform_or_exit(as_json, adopt_models=False)
 
 
 def parse_since(since: str | None, as_json: bool) -> datetime | None:
@@ -65,7 +66,7 @@ def dataset_export(
     except TaskError as exc:
         _error(str(exc), "TaskError", as_json, 2)
     when = parse_since(since, as_json)
-    p = light_platform()
+    p = light_platform(as_json)
     try:
         sheet = dataset.export(
             p, task, out, since=when, deidentify=deidentify, exclude_site_set=exclude_site_set

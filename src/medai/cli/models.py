@@ -323,7 +323,7 @@ def models_retrain(
     from medai.platform.lifecycle import dataset, retrain
 
     when = parse_since(since, as_json)
-    p = light_platform()
+    p = light_platform(as_json)
     refused = None
     try:
         with _guard(as_json), contextlib.redirect_stdout(sys.stderr):  # progress: stderr
@@ -396,7 +396,7 @@ def models_validate(
     from medai.cli.dataset import light_platform
     from medai.platform.lifecycle import model_registry, validation
 
-    p = light_platform()
+    p = light_platform(as_json)
     try:
         v = validation.validate(p, model_id, _actor().name, margin=margin, n_boot=bootstrap)
     except model_registry.LifecycleError as exc:  # an empty site set: refused as asked (2)

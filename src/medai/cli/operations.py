@@ -68,6 +68,18 @@ def require_site_keys(database, as_json: bool = False) -> None:
         _error(str(exc), "KeysMissing", as_json, KEYS_MISSING_EXIT, exc.code)
 
 
+def platform_or_exit(as_json: bool = False, **kwargs):
+    """``boot.open_platform(**kwargs)`` for a command, exiting 3 (``keys_missing``, the key ids
+    named) where the site's keys are not configured instead of a traceback."""
+    from medai.platform.boot import open_platform
+    from medai.platform.key_check import KeysMissing
+
+    try:
+        return open_platform(**kwargs)
+    except KeysMissing as exc:
+        _error(str(exc), "KeysMissing", as_json, KEYS_MISSING_EXIT, exc.code)
+
+
 def migrate(as_json: JsonFlag = False) -> None:
     """Migrate the database to this release's schema, once, before the new release's serve,
     workers and DICOM node start (with MEDAI_AUTO_MIGRATE=false they refuse an unmigrated

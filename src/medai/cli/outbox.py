@@ -130,7 +130,7 @@ def run(
     import sys
     import threading
 
-    from medai.platform.boot import open_platform
+    from medai.cli.operations import platform_or_exit
     from medai.platform.integration.delivery import DeliveryLoop
     from medai.server.logs import log_config
 
@@ -144,7 +144,7 @@ def run(
             as_json,
             2,
         )
-    p = open_platform()
+    p = platform_or_exit(as_json)
     loop = DeliveryLoop.from_settings(p, threads=threads or max(settings.outbox_threads, 1))
     if once:
         counts = loop.run_once()
