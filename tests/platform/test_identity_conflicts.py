@@ -801,6 +801,7 @@ def test_a_series_uid_claimed_by_another_study_is_an_identity_conflict(site, tmp
         files={"file": ("ser-d.dcm", d.read_bytes(), "application/dicom")},
     )
     assert r.status_code == 409 and r.json()["code"] == "identity_conflict", r.text
+    assert "series (SeriesInstanceUID) belongs to study" in r.json()["detail"]
     assert _count(app, Job) == jobs_before  # nothing analysed
     for accession in ("SER-B", "SER-C", "SER-D"):  # no study was made for any
         assert (
