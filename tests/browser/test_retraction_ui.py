@@ -63,6 +63,10 @@ def test_a_radiologist_retracts_a_study_from_its_page(server, browser, tmp_path)
     assert button.is_hidden() and page.locator("#save").is_hidden()
     assert page.locator("#sign").is_hidden()
     assert page.locator("#sec-findings").get_attribute("readonly") is not None
+    page.locator("#labels-card").wait_for(state="hidden")  # nothing to sign, nothing to label
+    page.reload()
+    page.locator("#study-retracted").wait_for(state="visible")
+    assert page.locator("#labels-card").is_hidden() and page.locator("#retract").is_hidden()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert _axe(page) == []
     _shot(page, "retraction-study-tr-360.png")

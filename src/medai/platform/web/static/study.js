@@ -321,6 +321,7 @@
       }
       retractDialog.close();
       loadStudy();
+      if (M.studyLabels) M.studyLabels.refresh();  // the labels card closes with the study
     });
   }
 

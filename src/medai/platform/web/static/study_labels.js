@@ -74,7 +74,9 @@
     task = s.data.task;
     aiStates = Object.fromEntries(((s.data.ai_result || {}).findings || []).map((f) => [f.label, f.state]));
     if (s.data.status === "received" || s.data.status === "analysing") { setTimeout(load, 1500); return; }
-    card.hidden = false;
+    // a retracted study (entered in error) is never signed: its labels would be another's
+    card.hidden = s.data.status === "entered_in_error";
+    if (card.hidden) return;
     const stored = await api(`/api/v1/studies/${id}/labels`);
     if (stored.ok && stored.data.report_version !== null) {
       signedVersion = stored.data.report_version;
