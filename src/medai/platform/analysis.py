@@ -39,7 +39,8 @@ def analyse_study(p: Platform, study_id: int) -> str:
 
 def _analyse_once(p: Platform, study_id: int) -> str:
     with p.db.session() as db:
-        study = db.get(Study, study_id)
+        # locked: a retraction committing meanwhile is seen, never overwritten by "analysing"
+        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
         if study is None:
             raise LookupError(f"no study {study_id}")
         if study.status not in ("received", "analysing"):
@@ -93,7 +94,7 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         draft_row = save_result(p, study_id, "draft", ref, draft.model_dump(mode="json"))
     urgent = urgent_labels(task, payload)
     with p.db.session() as db:
-        study = db.get(Study, study_id)
+        study = studies.lock_study(db, db.get(Study, study_id))  # a retraction races this
         if study.status == studies.RETRACTED:  # retracted meanwhile: no draft, nothing sent
             return study.status
         d = draft_row.payload

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medai.platform.integration import outbox
-from medai.platform.studies import RETRACTED, StudyRetracted, set_status
+from medai.platform.studies import RETRACTED, StudyRetracted, lock_study, set_status
 from medai.platform.tables import Study, StudyRetraction, User
 
 REASONS = ("wrong_patient", "wrong_study", "safety")
@@ -54,6 +54,7 @@ def retract(
     retracted already, ``ValueError`` for a reason not in ``REASONS``."""
     if reason not in REASONS:
         raise ValueError(f"reason must be one of {', '.join(REASONS)}")
+    lock_study(db, study)  # a signature, an edit or the analysis's draft at once: one first
     if study.status == RETRACTED:
         raise StudyRetracted(f"study {study.id} was retracted already")
     row = StudyRetraction(

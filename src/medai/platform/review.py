@@ -124,7 +124,7 @@ def edit(
     db: Session, study: Study, version: int, sections: dict[str, Any], user: User
 ) -> ReportVersion:
     """A new version with the user's sections. Editing a signed report makes an amendment."""
-    refuse_retracted(study, "edited")
+    refuse_retracted(db, study, "edited")
     cur = current(db, study.id)
     _expect(cur, version)
     clean = check_sections(sections)
@@ -157,7 +157,7 @@ def sign(
     without being stored): one version, so the history shows the change where it was signed.
     Without new text, the signed version carries version ``version``'s text and its author (the
     signer, when that text is the AI's draft)."""
-    refuse_retracted(study, "signed")
+    refuse_retracted(db, study, "signed")
     cur = current(db, study.id)
     _expect(cur, version)
     clean = check_sections(sections) if sections is not None else None

@@ -70,8 +70,20 @@ class StudyRetracted(MedaiError, Exception):
     status, code = 409, "retracted"
 
 
-def refuse_retracted(study: Study, what: str) -> None:
-    """Raise ``StudyRetracted`` for a retracted study (``what``: the refused action)."""
+def lock_study(db: Session, study: Study) -> Study:
+    """``study`` re-read with its row locked for this transaction (PostgreSQL ``FOR UPDATE``;
+    a SQLite session already holds the database's write lock). What changes a study's fate —
+    a retraction, a signature, an edit, the analysis's draft — takes it first, so two of them
+    at once run one after the other and the second sees the first's outcome (a signature that
+    raced a retraction is refused, never committed over it)."""
+    db.refresh(study, with_for_update=True)
+    return study
+
+
+def refuse_retracted(db: Session, study: Study, what: str) -> None:
+    """Raise ``StudyRetracted`` for a retracted study (``what``: the refused action), with
+    the study's row locked first (``lock_study``)."""
+    lock_study(db, study)
     if study.status == RETRACTED:
         raise StudyRetracted(
             f"study {study.id} was retracted (entered in error): it cannot be {what}"
