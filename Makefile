@@ -216,8 +216,10 @@ benchmark-dicom-e2e: install-dev
 # ---- Deployment (docs/deploy.md). Podman/buildah need root and deploy/image/containers.conf;
 # nothing is pulled from an image registry: images are built from a Debian root + a wheelhouse.
 # What every deploy target below needs on a fresh Debian 12 host, as root (docs/deploy.md names
-# each): podman + buildah (images, compose, kube play; runc and the CNI plugins: crun fails
-# here), mmdebstrap (the images' Debian roots, the systemd root), systemd-container
+# each): podman + buildah (images, compose, kube play; runc: crun fails here; netavark and
+# aardvark-dns, podman's network stack: with only the CNI plugins the compose network's fixed
+# nginx address is refused; catatonit, the pause image kube play builds), mmdebstrap (the
+# images' Debian roots, the systemd root), systemd-container
 # (systemd-nspawn: systemd-boot-smoke), uidmap, slirp4netns, iproute2 and dcmtk (two-node-check),
 # PostgreSQL + Redis (the smokes' and the drills' throw-away databases), openssl, curl and npm
 # (helm comes from the npm registry: deploy-tools). podman-compose 1.6 (PyPI) goes into
@@ -226,10 +228,11 @@ benchmark-dicom-e2e: install-dev
 DEPLOY_NEEDS := podman:podman buildah:buildah runc:runc mmdebstrap:mmdebstrap \
 	systemd-nspawn:systemd-container newuidmap:uidmap slirp4netns:slirp4netns ip:iproute2 \
 	pg_ctlcluster:postgresql redis-server:redis-server openssl:openssl curl:curl npm:npm \
-	storescu:dcmtk
+	storescu:dcmtk catatonit:catatonit
 deploy-deps:
 	@pkgs=$$(for n in $(DEPLOY_NEEDS); do command -v $${n%%:*} >/dev/null 2>&1 || echo $${n#*:}; done); \
-	test -d /usr/lib/cni -o -d /usr/libexec/cni || pkgs="$$pkgs containernetworking-plugins"; \
+	test -x /usr/lib/podman/netavark || pkgs="$$pkgs netavark"; \
+	test -x /usr/lib/podman/aardvark-dns || pkgs="$$pkgs aardvark-dns"; \
 	python3 -c 'import ensurepip' 2>/dev/null || pkgs="$$pkgs python3-venv"; \
 	if [ -n "$$(echo $$pkgs)" ]; then \
 	  echo "deploy-deps: apt-get install $$(echo $$pkgs)"; \

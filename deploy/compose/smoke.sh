@@ -53,7 +53,7 @@ timings=()
 say() { printf '[smoke %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*" >&2; }
 step() {  # NAME: closes the previous step's timing
     local now; now=$(date +%s)
-    [ -z "${current:-}" ] || timings+=("$(printf '%-34s %4ss' "$current" "$(( now - step_t ))")")
+    [ -z "${current:-}" ] || timings+=("$(printf '%-58s %4ss' "$current" "$(( now - step_t ))")")
     current=$1; step_t=$now
     [ -z "$1" ] || say "$1"
 }
@@ -82,11 +82,11 @@ cleanup() {
         local d0; d0=$(date +%s)
         "${compose[@]}" down -v >/dev/null 2>&1 || true
         teardown
-        timings+=("$(printf '%-34s %4ss' "down -v" "$(( $(date +%s) - d0 ))")")
+        timings+=("$(printf '%-58s %4ss' "down -v" "$(( $(date +%s) - d0 ))")")
     fi
     printf '\nsmoke timings (%s):\n' "$([ "$rc" = 0 ] && echo passed || echo FAILED)" >&2
     printf '  %s\n' "${timings[@]}" >&2
-    printf '  %-34s %4ss\n' total "$(( $(date +%s) - t0 ))" >&2
+    printf '  %-58s %4ss\n' total "$(( $(date +%s) - t0 ))" >&2
     exit "$rc"
 }
 trap cleanup EXIT
