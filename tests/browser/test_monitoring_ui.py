@@ -150,11 +150,17 @@ def _legacy_labels(home, study_id: int, model_hash: str) -> None:
     """Labels as signatures stored them before a label the model does not read was kept
     without an AI state: the model's Pneumonia called and confirmed, and a pneumothorax the
     radiologist added (the model never outputs it) stored as the AI's "absent"."""
+    import os
+
     from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
 
+    from helpers.platform import use_home
     from medai.platform.tables import StudyLabel, User
 
+    # the labels are sealed at rest (issue 57): under the server's key, its home's key file
+    before = os.environ["MEDAI_HOME"]
+    use_home(home)
     engine = create_engine(f"sqlite:///{home / 'medai.db'}")
     try:
         with Session(engine) as db, db.begin():
@@ -174,6 +180,7 @@ def _legacy_labels(home, study_id: int, model_hash: str) -> None:
                 )
     finally:
         engine.dispose()
+        use_home(before)
 
 
 def test_an_empty_window_says_no_data_and_agreement_shows_only_the_models_labels(
