@@ -709,6 +709,25 @@ def test_the_same_instance_resent_in_implicit_vr_is_no_conflict(site):
         assert inst.file_sha256 == study["file"]["sha256"]  # the stored copy stays
 
 
+def test_a_resend_with_a_corrected_header_is_held_naming_it(site):
+    """The same pixels re-sent with the laterality corrected: not a duplicate to drop (the
+    stale copy kept, the correction lost), a conflict naming ImageLaterality for a person."""
+    import pydicom
+
+    app, client, rad, files = site
+    sent = make_dicom(files / "lat.dcm", "DX", accession="RESEND-LAT", patient_id="PID-LAT")
+    ds = pydicom.dcmread(sent)
+    ds.ImageLaterality = "R"
+    corrected = files / "lat-r.dcm"
+    ds.save_as(corrected)
+    port = app.state.dicom_node.port
+    assert storescu(port, sent).returncode == 0
+    assert storescu(port, corrected, options=("-xi",)).returncode != 0  # held, said so
+    study = _one_study(client, rad, "RESEND-LAT")
+    (row,) = [c for c in _conflicts(client, rad)["items"] if c["study_id"] == study["id"]]
+    assert row["reason"] == "sop_content_differs" and row["fields"] == ["ImageLaterality"]
+
+
 def test_an_instance_received_by_c_store_then_uploaded_is_the_same_instance(site, tmp_path):
     from pydicom.uid import generate_uid
 

@@ -12,11 +12,17 @@ is the pixel description and the pixel values:
   analysis (``limits.dicom_header``, ``check_encapsulated_frame``), and only while the whole
   object stays within ``MAX_PIXELS`` pixels: a larger one is not proven the same (the caller
   treats it as different and a person decides);
-- neither with pixel data (a structured report, a header-only object): every dataset element
-  must be equal.
+- and, with pixel data or without (a structured report, a header-only object), every other
+  element of the dataset must be equal too (``_header_differences``): a modality re-sending
+  an instance with its laterality, view, body part or pixel spacing corrected sends a
+  correction, never a duplicate to drop. Left out of that comparison: the file meta (it is
+  the transfer syntax's), group lengths, private elements (their VR, and so their value, is
+  unknown once written in implicit VR) and what a re-encoding of the pixels may rewrite
+  (``TRANSCODED``).
 
 Anything that cannot be read or decoded is "not the same": this answers "may the copy be
-ignored", and a doubt keeps it for a person.
+ignored", and a doubt keeps it for a person. ``dicom_differences`` names what differs (the
+header's keywords, ``PixelData`` for the image or a doubt), for the conflict a person sees.
 """
 
 from __future__ import annotations
@@ -46,6 +52,15 @@ DESCRIPTION = (
     "PhotometricInterpretation",
 )
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
+# what re-encoding the pixels may legitimately rewrite (the pixels themselves are compared)
+TRANSCODED = (
+    "PlanarConfiguration",
+    "LossyImageCompression",
+    "LossyImageCompressionRatio",
+    "LossyImageCompressionMethod",
+    "DataSetTrailingPadding",
+    "SpecificCharacterSet",  # the values are compared decoded, whatever their character set
+)
 
 
 def _read(data: bytes) -> Any:
@@ -66,15 +81,36 @@ def _value(ds: Any, keyword: str) -> Any:
     return str(value).strip() if isinstance(value, str) else value
 
 
-def _elements_equal(a: Any, b: Any) -> bool:
-    """Every element of the two datasets (not the file meta) equal, group lengths aside."""
+def _compared(ds: Any, ignore: tuple[str, ...] = ()) -> dict[Any, Any]:
+    """The dataset's elements the header comparison reads (see the module's docstring)."""
+    skip = set(PIXEL_KEYWORDS) | set(TRANSCODED) | set(ignore)
+    return {
+        elem.tag: elem
+        for elem in ds
+        if elem.tag.element != 0 and not elem.tag.is_private and elem.keyword not in skip
+    }
 
-    def tags(ds: Any) -> set[Any]:
-        return {elem.tag for elem in ds if elem.tag.element != 0}
 
-    if tags(a) != tags(b):
-        return False
-    return all(a[t].value == b[t].value for t in tags(a))
+def _same_value(x: Any, y: Any) -> bool:
+    if x.VR == "SQ" or y.VR == "SQ":
+        items_x, items_y = list(x.value or []), list(y.value or [])
+        return len(items_x) == len(items_y) and all(
+            not _header_differences(i, j) for i, j in zip(items_x, items_y, strict=True)
+        )
+    return x.value == y.value
+
+
+def _header_differences(a: Any, b: Any, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The keywords (or tags) of the compared elements that differ between two datasets: one
+    holds an element the other lacks, or their values differ (sequences item by item);
+    ``ignore``: top-level keywords the caller compares by rules of its own."""
+    ea, eb = _compared(a, ignore), _compared(b, ignore)
+    out = []
+    for tag in sorted(set(ea) | set(eb)):
+        if tag not in ea or tag not in eb or not _same_value(ea[tag], eb[tag]):
+            elem = ea.get(tag) or eb.get(tag)
+            out.append(elem.keyword or str(tag))
+    return out
 
 
 def _raw_bytes(ds: Any, frames: int) -> bytes | None:
@@ -107,22 +143,38 @@ def _frame(ds: Any, index: int, frames: int) -> np.ndarray:
 
 
 def same_dicom_content(a: bytes, b: bytes, max_pixels: int = MAX_PIXELS) -> bool:
-    """True when the DICOM files ``a`` and ``b`` carry the same image (see the module's
-    docstring); False when they differ or that cannot be shown within the limits."""
+    """True when the DICOM files ``a`` and ``b`` carry the same instance: the same header
+    and the same image (see the module's docstring); False when they differ or that cannot be
+    shown within the limits."""
+    return not dicom_differences(a, b, max_pixels)
+
+
+def dicom_differences(
+    a: bytes, b: bytes, max_pixels: int = MAX_PIXELS, ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """What differs between the DICOM files ``a`` and ``b`` (empty: the same instance): the
+    header's differing keywords (but ``ignore``'s: what the caller compares by rules of its
+    own, such as a name's case), and ``PixelData`` when the image differs or cannot be shown
+    the same (unreadable, past the limits)."""
     try:
-        return _same(a, b, max_pixels)
+        da, db = _read(a), _read(b)
+        header = _header_differences(da, db, ignore)
+    except Exception:  # pydicom's many types: nothing can be shown the same
+        return ["PixelData"]
+    try:
+        same = _same_pixels(da, db, max_pixels)
     except Exception:  # ImageInputError (a limit), and pydicom's and its decoders' many types
-        return False
+        same = False
+    return header if same else [*header, "PixelData"]
 
 
-def _same(a: bytes, b: bytes, max_pixels: int) -> bool:
-    da, db = _read(a), _read(b)
+def _same_pixels(da: Any, db: Any, max_pixels: int) -> bool:
     has_a = [k for k in PIXEL_KEYWORDS if k in da]
     has_b = [k for k in PIXEL_KEYWORDS if k in db]
     if has_a != has_b:
         return False
     if not has_a:
-        return _elements_equal(da, db)
+        return True  # no image on either side: the header said everything
     if any(_value(da, k) != _value(db, k) for k in DESCRIPTION):
         return False
     for ds in (da, db):
@@ -149,4 +201,4 @@ def _same(a: bytes, b: bytes, max_pixels: int) -> bool:
     return all(np.array_equal(_frame(da, i, frames), _frame(db, i, frames)) for i in range(frames))
 
 
-__all__ = ["same_dicom_content"]
+__all__ = ["dicom_differences", "same_dicom_content"]

@@ -138,8 +138,10 @@ def resend_differs(
 
     The patient and order first, as ``check`` compares them (names by ``fold_name``): when
     they differ, they are the answer (the files are not read). Then the instance's study,
-    series and SOP class UIDs, and the image: the two files' pixel data, decoded where the
-    syntaxes differ, within the analysis's limits (``services.imaging.same_dicom_content``).
+    series and SOP class UIDs, then every other header element (a corrected laterality,
+    view or pixel spacing is a correction for a person, never a duplicate to drop) and the
+    image: the two files' pixel data, decoded where the syntaxes differ, within the
+    analysis's limits (``services.imaging.dicom_differences``).
     A file that cannot be shown the same (no ``store`` to read, an unreadable stored copy,
     past the limits) differs in ``PixelData``: a person decides, nothing is merged on a
     doubt."""
@@ -153,19 +155,25 @@ def resend_differs(
     ):
         if ours and ours != theirs:
             fields.append(keyword)
-    return fields if _same_image(store, known.file_sha256, sha) else [*fields, "PixelData"]
+    return [
+        *fields,
+        *(f for f in _content_differences(store, known.file_sha256, sha) if f not in fields),
+    ]
 
 
-def _same_image(store: Any, stored_sha: str, sha: str) -> bool:
+def _content_differences(store: Any, stored_sha: str, sha: str) -> list[str]:
+    """What differs between the stored copy and the incoming file, header and image
+    (``services.imaging.dicom_differences``); ``PixelData`` when that cannot be shown."""
     if store is None:
-        return False
+        return ["PixelData"]
     from medai.services import imaging as imaging_service
 
     try:
         stored, incoming = store.read(stored_sha), store.read(sha)
     except StorageFault:  # a copy that cannot be read cannot be shown the same
-        return False
-    return imaging_service.same_dicom_content(stored, incoming)
+        return ["PixelData"]
+    # the patient's name was compared by ``check`` already, its case folded the Turkish way
+    return imaging_service.dicom_differences(stored, incoming, ignore=("PatientName",))
 
 
 def series_owner(db: Session, identity: dicom.DicomIdentity) -> Study | None:

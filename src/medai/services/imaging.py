@@ -26,7 +26,7 @@ from medai.imaging.io import (
 )
 from medai.imaging.limits import MAX_PIXELS, MAX_TOTAL_PIXELS
 from medai.imaging.results import HeatmapResult, ImagingResult
-from medai.imaging.same_image import same_dicom_content
+from medai.imaging.same_image import dicom_differences, same_dicom_content
 from medai.services.model_metrics import timed
 from medai.services.runtime import release_memory, tune_allocator
 
@@ -45,6 +45,7 @@ __all__ = [
     "decision_of",
     "declared_too_large",
     "decoded",
+    "dicom_differences",
     "display_png",
     "header_population",
     "heatmap",
