@@ -152,10 +152,25 @@ def _password_hash_swapped(dest: Path, key: str) -> str:
 
 
 def _mac_removed(dest: Path, key: str) -> str:
+    """A backup of this release's schema whose MAC was removed (and the database edited):
+    no release that writes this schema leaves a manifest without a MAC, so it is forged, and
+    no override restores it."""
+    _sql(dest, "UPDATE users SET role = 'radiologist' WHERE username = 'pat'")
+    _rehash(dest, "database.sqlite")
     manifest = _load(dest)
     manifest.pop("mac")
     _save(dest, manifest)
-    return "manifest_unauthenticated"
+    return "manifest_forged"
+
+
+def _mac_removed_revision_lowered(dest: Path, key: str) -> str:
+    """The same, the manifest claiming an older schema than its database holds: the override
+    lets the manifest through, the loaded database's own revision then refuses it."""
+    _mac_removed(dest, key)
+    manifest = _load(dest)
+    manifest["database"]["revision"] = "0016"
+    _save(dest, manifest)
+    return "restore_mismatch"
 
 
 def _mac_emptied(dest: Path, key: str) -> str:
@@ -280,6 +295,7 @@ FORGERIES: dict[str, Callable[[Path, str], str]] = {
     "database role edited, sha256 recomputed": _role_edited,
     "database password hash swapped, sha256 recomputed": _password_hash_swapped,
     "mac removed": _mac_removed,
+    "mac removed, revision lowered (with the override)": _mac_removed_revision_lowered,
     "mac emptied": _mac_emptied,
     "mac key id swapped for another key's": _key_id_swapped,
     "keys.needed edited": _needed_edited,
@@ -312,12 +328,17 @@ def test_a_forged_backup_is_refused_and_leaves_the_target_empty(copy, tmp_path, 
     code = FORGERIES[name](dest, key)
     target = tmp_path / "target"
     target.mkdir()
-    with pytest.raises(bk.BackupError) as refused:
-        restore(dest, _settings(target, [key, OTHER_KEY]))
+    override = _load(dest)["created_at"] if "mac" not in _load(dest) else None
+    with pytest.raises(bk.BackupError) as refused:  # the override typed where it could apply
+        restore(dest, _settings(target, [key, OTHER_KEY]), accept_unauthenticated=override)
     assert refused.value.code == code, str(refused.value)
     message = str(refused.value)
     if code == "manifest_forged":
-        assert "altered" in message and "nothing was restored" in message
+        assert ("altered" in message or "MAC was removed" in message) and (
+            "nothing was restored" in message
+        )
+    elif code == "restore_mismatch":
+        assert "schema revision" in message
     elif code == "keys_missing":
         assert bk.key_id(ATTACKER_KEY) in message
     elif code == "unlisted_files":
@@ -403,27 +424,56 @@ def test_a_backup_needs_a_key_to_authenticate_it(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def _unauthenticated(dest: Path) -> str:
-    """The backup as the previous release wrote it (the same manifest, no MAC): its
-    created_at, what the override must name."""
-    manifest = _load(dest)
+@pytest.fixture(scope="module")
+def previous(tmp_path_factory):
+    """A backup of the previous release's site (``tests/fixtures/previous_release``, schema
+    0016) as that release wrote it: the same manifest, no MAC; and the site's key."""
+    from helpers.upgrade import _old_home
+    from medai.platform import backup as bk
+
+    before = os.environ.get("MEDAI_HOME")
+    root = tmp_path_factory.mktemp("previous-release-backup")
+    try:
+        home = _old_home(root)
+        key = (home / "secret.key").read_text().strip()
+        bk.backup(root / "backup", _settings(home, [key]))
+    finally:
+        if before is not None:
+            use_home(Path(before))
+    manifest = _load(root / "backup")
     manifest.pop("mac")
-    _save(dest, manifest)
+    _save(root / "backup", manifest)
+    return root / "backup", key
+
+
+@pytest.fixture
+def old(previous, tmp_path) -> tuple[Path, str]:
+    src, key = previous
+    dest = tmp_path / "old-backup"
+    shutil.copytree(src, dest)
+    return dest, key
+
+
+def _unauthenticated(dest: Path) -> str:
+    """The created_at of a backup without a MAC: what the override must name."""
+    manifest = _load(dest)
+    assert "mac" not in manifest
     return manifest["created_at"]
 
 
-def test_an_unauthenticated_backup_restores_only_with_the_typed_override(copy, tmp_path):
+def test_an_unauthenticated_backup_restores_only_with_the_typed_override(old, tmp_path):
     from medai.platform import backup as bk
     from medai.platform.restore import restore
 
-    dest, key = copy
+    dest, key = old
     created_at = _unauthenticated(dest)
     target = tmp_path / "target"
     target.mkdir()
     with pytest.raises(bk.BackupError) as refused:
         restore(dest, _settings(target, [key]))
     assert refused.value.code == "manifest_unauthenticated"
-    assert f"--accept-unauthenticated-backup {created_at}" in str(refused.value)
+    message = str(refused.value)  # the option named, never a command with the value to paste
+    assert "--accept-unauthenticated-backup" in message and created_at not in message
     _assert_untouched(target)
     for wrong in ("yes", "2020-01-01T00:00:00Z", ""):  # the override names THIS backup
         with pytest.raises(bk.BackupError) as refused:
@@ -433,10 +483,11 @@ def test_an_unauthenticated_backup_restores_only_with_the_typed_override(copy, t
 
     out = restore(dest, _settings(target, [key]), accept_unauthenticated=created_at)
     assert out["manifest"] == {"authenticated": False, "accepted_unauthenticated": created_at}
-    assert out["counts"]["studies"] == 2 and out["checked"]["files_decrypted"] == 2
+    assert out["revision"] == "0016" and out["counts"] == _load(dest)["counts"]
+    assert out["checked"]["files_decrypted"] == out["checked"]["files_named"] > 0
 
 
-def test_the_override_still_runs_every_other_check(copy, tmp_path):
+def test_the_override_still_runs_every_other_check(copy, old, tmp_path):
     """With the override, an unlisted file, a damaged file and a forged MAC are refused as
     before: the override only accepts a manifest that has no MAC at all."""
     from medai.platform import backup as bk
@@ -456,6 +507,7 @@ def test_the_override_still_runs_every_other_check(copy, tmp_path):
     assert refused.value.code == "manifest_forged"
     _assert_untouched(target)
 
+    dest, key = old
     created_at = _unauthenticated(dest)
     _database_added(dest, key)
     with pytest.raises(bk.BackupError) as refused:
@@ -464,7 +516,8 @@ def test_the_override_still_runs_every_other_check(copy, tmp_path):
     _assert_untouched(target)
     (dest / "database.pgdump").unlink()
 
-    _sql(dest, "UPDATE users SET role = 'radiologist' WHERE username = 'pat'")  # not rehashed
+    # the previous release's clinician made a radiologist, the hash not recomputed
+    _sql(dest, "UPDATE users SET role = 'radiologist' WHERE username = 'clin'")
     with pytest.raises(bk.BackupError) as refused:
         restore(dest, _settings(target, [key]), accept_unauthenticated=created_at)
     assert refused.value.code == "backup_damaged"
@@ -484,7 +537,7 @@ def _medai(*args: str, home: Path, keys: list[str]) -> subprocess.CompletedProce
     )
 
 
-def test_the_cli_refuses_a_forged_and_an_unauthenticated_backup(copy, tmp_path):
+def test_the_cli_refuses_a_forged_and_an_unauthenticated_backup(copy, old, tmp_path):
     """``medai restore`` as an operator runs it: exit 2 and the ``code`` in ``--json`` for a
     forged manifest and for one without a MAC; the typed override restores the latter."""
     dest, key = copy
@@ -499,6 +552,7 @@ def test_the_cli_refuses_a_forged_and_an_unauthenticated_backup(copy, tmp_path):
     assert json.loads(done.stdout)["code"] == "manifest_forged"
     _assert_untouched(target)
 
+    dest, key = old
     created_at = _unauthenticated(dest)
     done = _medai("restore", str(dest), "--json", home=target, keys=[key])
     assert done.returncode == 2, done.stdout + done.stderr
@@ -515,4 +569,5 @@ def test_the_cli_refuses_a_forged_and_an_unauthenticated_backup(copy, tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = json.loads(done.stdout)
-    assert out["manifest"]["authenticated"] is False and out["counts"]["studies"] == 2
+    assert out["manifest"]["authenticated"] is False
+    assert out["counts"]["studies"] == _load(dest)["counts"]["studies"]

@@ -68,6 +68,9 @@ from medai.platform.private_files import private_dir
 
 RESTORED_CONFIG = "restored-config"
 OVERRIDE_OPTION = "--accept-unauthenticated-backup"
+# the first schema revision of a release that authenticates its manifests: a backup of it (or
+# later) without a MAC had its MAC removed, and no override restores it
+FIRST_SIGNED_REVISION = 19
 log = logging.getLogger(__name__)
 
 
@@ -78,6 +81,14 @@ def _forged(src: Path, why: str) -> BackupError:
         "restored",
         "manifest_forged",
     )
+
+
+def _signed_release(manifest: dict[str, Any]) -> bool:
+    """Whether the manifest names a schema revision that only a release authenticating its
+    manifests writes (the loaded database's own revision is checked against the manifest's
+    after loading: ``_check_restored``)."""
+    revision = str((manifest.get("database") or {}).get("revision") or "")
+    return any(r.isdigit() and int(r) >= FIRST_SIGNED_REVISION for r in revision.split(", "))
 
 
 def authenticate(
@@ -102,13 +113,22 @@ def authenticate(
                 "wrote; nothing was restored",
                 "manifest_unauthenticated",
             )
+        if _signed_release(manifest):
+            raise BackupError(
+                f"the manifest of {src} has no MAC, but its database is at schema revision "
+                f"{manifest.get('database', {}).get('revision')}, which only a medai that "
+                "authenticates its manifests writes: the MAC was removed. Do not use this "
+                "backup; nothing was restored (no override restores it)",
+                "manifest_forged",
+            )
         if accept_unauthenticated is None:
             raise BackupError(
                 f"the manifest of {src} has no MAC: a backup made before medai authenticated "
                 "its manifests, or one whose MAC was removed. Its files' hashes prove nothing "
                 "(whoever can write the folder can rewrite them), so it is not restored by "
                 "default; nothing was restored. If you know where this backup has been and "
-                f"trust it, restore it with: medai restore {src} {OVERRIDE_OPTION} {created_at}",
+                f"trust it, see docs/deploy/backup.md, 'Backups without a MAC' ({OVERRIDE_OPTION} "
+                "with the created_at you read in its manifest.json yourself)",
                 "manifest_unauthenticated",
             )
         if not hmac.compare_digest(accept_unauthenticated.encode(), created_at.encode()):
@@ -421,6 +441,12 @@ def _check_restored(
                     progress("check", values, 0)
     finally:
         engine.dispose()
+    if found["revision"] != manifest["database"].get("revision"):
+        raise BackupError(
+            f"the restored database is at schema revision {found['revision']}, the manifest "
+            f"says {manifest['database'].get('revision')}: the backup was altered",
+            "restore_mismatch",
+        )
     want = {
         k: v for k, v in manifest["counts"].items() if k not in ("files", "bytes", "files_named")
     }
