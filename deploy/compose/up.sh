@@ -143,5 +143,6 @@ print(f"first admin '{a['username']}': one-time enrolment code {c[:4]}-{c[4:8]}-
 PY
     printf '%s\n' "$admin"
 else
-    say "the site has an admin: none made"
+    say "the site has an admin: none made (its enrolment code lost before use? a new one:" \
+        "podman exec -it ${project}_serve_1 medai users reset admin)"
 fi
