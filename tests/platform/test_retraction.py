@@ -295,3 +295,27 @@ def test_a_retracted_study_teaches_nothing(hosp, tmp_path):
         assert set(signed_labels(db, "cxr")) == {kept}
     sheet = dataset.export(app.state.platform, "cxr", tmp_path / "export")
     assert sheet["study_ids"] == [kept] and sheet["skipped"] == {"entered_in_error": 1}
+
+
+def test_the_migration_will_not_downgrade_past_a_retraction(hosp, tmp_path):
+    """The release before 0020 knows no ``entered_in_error``: a downgrade would hand the study
+    back to be signed and sent. It refuses while a study is retracted, and goes once none is."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from helpers.platform import migrator
+
+    app, client, _fhir, _hl7 = hosp
+    sid, _path = analysed(app, client, tmp_path)
+    assert retract(client, sid).status_code == 200
+    engine = app.state.platform.db.engine
+    migrate = migrator(engine)
+    with pytest.raises(RuntimeError, match="1 studies are retracted"):
+        migrate(command.downgrade, "0019")
+    with engine.begin() as conn:  # untouched: still at head, the retraction kept
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0020"
+        assert conn.execute(text("SELECT count(*) FROM study_retractions")).scalar() == 1
+        conn.execute(text("UPDATE studies SET status = 'final' WHERE id = :i"), {"i": sid})
+    migrate(command.downgrade, "0019")
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0019"

@@ -38,4 +38,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # an older release knows no ``entered_in_error``: it would list such a study as a broken
+    # one and sign and send it again. Nothing is un-retracted behind the radiologists' backs:
+    # the downgrade refuses while a study is retracted (restore the pre-upgrade backup instead)
+    retracted = op.get_bind().execute(
+        sa.text("SELECT count(*) FROM studies WHERE status = 'entered_in_error'")
+    ).scalar_one()
+    if retracted:
+        raise RuntimeError(
+            f"{retracted} studies are retracted (entered in error), which the release before "
+            "0020 cannot show or keep from being signed and sent: not downgraded (restore the "
+            "backup taken before the upgrade instead)"
+        )
     op.drop_table("study_retractions")
