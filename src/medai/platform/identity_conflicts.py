@@ -184,6 +184,7 @@ def series_owner(db: Session, identity: dicom.DicomIdentity) -> Study | None:
     owner_id = db.scalar(
         select(DicomInstance.study_id)
         .where(DicomInstance.series_uid == identity.series_uid)
+        .order_by(DicomInstance.id)  # the study that filed the series first owns it
         .limit(1)
     )
     owner = db.get(Study, owner_id) if owner_id is not None else None
