@@ -571,3 +571,18 @@ def test_the_cli_refuses_a_forged_and_an_unauthenticated_backup(copy, old, tmp_p
     out = json.loads(done.stdout)
     assert out["manifest"]["authenticated"] is False
     assert out["counts"]["studies"] == _load(dest)["counts"]["studies"]
+
+
+@pytest.mark.parametrize("body", ["[]", '"medai-backup/1"', "null", "1"])
+def test_a_manifest_that_is_not_an_object_is_not_a_backup(copy, tmp_path, body):
+    from medai.platform import backup as bk
+    from medai.platform.restore import restore
+
+    dest, key = copy
+    (dest / "manifest.json").write_text(body)
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(bk.BackupError) as refused:
+        restore(dest, _settings(target, [key]))
+    assert refused.value.code == "not_a_backup"
+    _assert_untouched(target)

@@ -538,6 +538,8 @@ def read_manifest(src: Path) -> dict[str, Any]:
         ) from None
     except (OSError, ValueError) as exc:
         raise BackupError(f"{path} cannot be read ({type(exc).__name__})", "not_a_backup") from None
+    if not isinstance(manifest, dict):
+        raise BackupError(f"{path} is not a JSON object: not a medai backup", "not_a_backup")
     if manifest.get("format") != FORMAT:
         raise BackupError(
             f"{path}: format {manifest.get('format')!r} is not {FORMAT!r} (a "
