@@ -8,8 +8,11 @@
 # (podman-compose has no `depends_on: service_healthy`; Kubernetes starts pods in any order).
 # With MEDAI_ADMIN_PASSWORD_FILE set, `migrate` and `serve` create the first admin
 # (MEDAI_ADMIN_USER, default admin) when the database has no admin yet (not "no user": the
-# DICOM node's own account exists from its first study); a site with an admin is never touched,
-# and a password file still mounted there is named in the log: delete the secret. (The compose
+# DICOM node's own account exists from its first study). The secret is the admin's one-time
+# ENROLMENT CODE, not a password: its holder enrols with it at /enrol and chooses the password
+# there, which spends it (the first sign-in changes it; the file then opens nothing). A site
+# with an admin is never touched, and a file still mounted there is named in the log: delete
+# the secret. (The compose
 # stack mounts none: deploy/compose/up.sh makes the first admin with a one-time enrolment code,
 # `medai_wait.py first-admin`.) Then it execs medai, so medai gets the signals.
 #
@@ -37,14 +40,15 @@ first_admin() {
     case $rc in
         0)  # the site has an admin: the file is not used, and should not be there
             say "MEDAI_ADMIN_PASSWORD_FILE=$file is mounted but not used: the site has an" \
-                "admin; delete that secret (a password in clear serves no one now)"
+                "admin; delete that secret (a spent or unused one-time code serves no one)"
             return 0 ;;
         3) ;;
         *) exit "$rc" ;;
     esac
-    if out=$(head -n 1 "$file" | medai users add "$user" --role admin --password-stdin \
-             --json 2>&1); then
-        say "created the first admin '$user' (password from $file)"
+    if out=$(head -n 1 "$file" | medai users add "$user" --role admin --enrol-code-stdin \
+             --enrol-hours "${MEDAI_ADMIN_ENROL_HOURS:-72}" --json 2>&1); then
+        say "created the first admin '$user': its holder opens /enrol with the one-time code" \
+            "in $file and chooses the password (which spends the code)"
     elif "${WAIT[@]}" has-admin; then
         say "the first admin was created by another replica"
     else

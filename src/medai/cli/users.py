@@ -80,12 +80,22 @@ def users_add(
             "input (one line); e.g. the first admin",
         ),
     ] = False,
+    enrol_code_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--enrol-code-stdin",
+            help="admin only: the one-time enrolment code is the line on standard input (a "
+            "deployment's first-admin secret, 12 letters and digits or more) instead of a "
+            "generated one; its holder enrols with it and chooses the password, which spends it",
+        ),
+    ] = False,
     enrol_hours: EnrolHours = 72.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a user. Without --password-stdin the account gets a one-time enrolment code
-    (printed once) with which its user chooses their own password; clinical and patient
-    accounts always do. Passwords are never taken from the command line."""
+    (printed once; with --enrol-code-stdin, the operator's own) with which its user chooses
+    their own password; clinical and patient accounts always do. Passwords are never taken
+    from the command line."""
     from medai.platform import accounts, audit
     from medai.platform.db import utcnow
 
@@ -93,7 +103,11 @@ def users_add(
         accounts.check_role(role)
     except accounts.AccountError as exc:
         _account_failed(exc, as_json)
-    if password_stdin and role not in accounts.ADMIN:
+    if password_stdin and enrol_code_stdin:
+        _account_failed(
+            ValueError("give --password-stdin or --enrol-code-stdin, not both"), as_json
+        )
+    if (password_stdin or enrol_code_stdin) and role not in accounts.ADMIN:
         _account_failed(
             ValueError(
                 f"a {role}'s password is chosen by its user: leave out "
@@ -113,6 +127,7 @@ def users_add(
                 now,
                 password=_stdin_line() if password_stdin else None,
                 enrol_hours=enrol_hours,
+                code=_stdin_line() if enrol_code_stdin else None,
             )
             out = (
                 _issued(user, code, now)
@@ -121,6 +136,15 @@ def users_add(
             )
     except accounts.AccountError as exc:
         _account_failed(exc, as_json)
+    if enrol_code_stdin:  # the operator's secret is never echoed (logs keep what is printed)
+        out |= {"enrol_code": None, "enrol_code_supplied": True}
+        _emit(
+            out,
+            as_json,
+            f"created {out['username']} ({out['role']}): its holder opens /enrol with the code "
+            f"you supplied (valid until {out['enrol_code_expires_at']}) and chooses a password",
+        )
+        return
     _emit(out, as_json, _code_text(out) if code else f"created {out['username']} ({out['role']})")
 
 

@@ -246,21 +246,40 @@ def _code() -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
-def _set_code(user: User, now: datetime, hours: float) -> str:
+def check_given_code(code: str) -> str:
+    """An enrolment code the operator supplies (the first admin's, from a deployment's secret)
+    normalised as a typed one is (``normalise_code``): at least ``CODE_LENGTH`` letters and
+    digits, as hard to guess as a generated one."""
+    clean = normalise_code(code)
+    if len(clean) < CODE_LENGTH:
+        raise AccountError(
+            f"a supplied enrolment code needs at least {CODE_LENGTH} letters and digits "
+            f"(spaces, dashes and symbols do not count; got {len(clean)})"
+        )
+    return clean
+
+
+def _set_code(user: User, now: datetime, hours: float, code: str | None = None) -> str:
     if not 0 < hours <= MAX_ENROL_HOURS:
         raise AccountError(f"enrol_hours: more than 0, at most {MAX_ENROL_HOURS}")
-    code = _code()
+    code = _code() if code is None else check_given_code(code)
     user.enrol_code_hash = digest(code)
     user.enrol_expires_at = now + timedelta(hours=hours)
     return code
 
 
 def invite(
-    db: Session, username: str, role: str, now: datetime, hours: float = ENROL_HOURS
+    db: Session,
+    username: str,
+    role: str,
+    now: datetime,
+    hours: float = ENROL_HOURS,
+    code: str | None = None,
 ) -> tuple[User, str]:
-    """A new account without a password and its one-time enrolment code (returned once)."""
+    """A new account without a password and its one-time enrolment code (returned once):
+    generated, or ``code`` (``check_given_code``)."""
     user = _new_user(db, username, role)
-    code = _set_code(user, now, hours)
+    code = _set_code(user, now, hours, code)
     db.add(user)
     db.flush()
     return user, code
@@ -657,10 +676,14 @@ def create_account(
     *,
     password: str | None = None,
     enrol_hours: float = ENROL_HOURS,
+    code: str | None = None,
 ) -> tuple[User, str | None]:
-    """A new account: with a one-time enrolment code (returned), or, for an admin role only,
-    with the ``password`` its own user chose (the first admin). Audited as ``admin`` op=create
-    and as the role's grant."""
+    """A new account: with a one-time enrolment code (returned; ``code``: the operator's own,
+    for an admin role only: a deployment's first-admin secret, spent at the first sign-in), or,
+    for an admin role only, with the ``password`` its own user chose (the first admin at the
+    console). Audited as ``admin`` op=create and as the role's grant."""
+    if code is not None and check_role(role) not in ADMIN:
+        raise PasswordNotAllowed(f"a {role}'s enrolment code is made by medai, not supplied")
     if password is not None:
         if check_role(role) not in ADMIN:
             raise PasswordNotAllowed(
@@ -668,7 +691,7 @@ def create_account(
             )
         user, code = create_user(db, username, password, role), None
     else:
-        user, code = invite(db, username, role, now, enrol_hours)
+        user, code = invite(db, username, role, now, enrol_hours, code)
     audit.record(db, actor, "admin", "user", user.id, op="create", role=role)
     record_grant(db, actor, user, "grant", None, role)
     return user, code
