@@ -114,7 +114,7 @@ subprocess.run(["systemctl", "start", "medai-first-admin"])
 subprocess.run(["systemctl", "start", "medai-first-admin"])
 units = ["medai-migrate", "medai-serve", "medai-dicom", "medai-worker@cpu", "medai-first-admin"]
 out["active"] = {u: sh("systemctl", "is-active", u) for u in units}
-out["first_admin"] = sh("journalctl", "-u", "medai-first-admin", "-o", "cat")[-400:]
+out["first_admin"] = sh("journalctl", "-u", "medai-first-admin", "-o", "cat")[-1500:]
 out["users"] = sh("env", "MEDAI_HOME=/var/tmp/medai-check",
                   "MEDAI_DATABASE_URL_FILE=/etc/medai/credentials/database-url",
                   "/opt/medai/bin/medai", "users", "list", "--json")

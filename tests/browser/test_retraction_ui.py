@@ -11,7 +11,7 @@ import pytest
 
 from helpers.browser import PHONE, _axe, _shot, _sign_in
 from helpers.dicom import make_dicom
-from helpers.platform import http_login, ui_server
+from helpers.platform import PASSWORD, http_login, ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -81,4 +81,25 @@ def test_a_radiologist_retracts_a_study_from_its_page(server, browser, tmp_path)
     assert "is-retracted" in (row.get_attribute("class") or "")
     assert _axe(page) == []
     _shot(page, "retraction-worklist-tr-360.png")
+    ctx.close()
+
+    # a colleague at a desk, in English: the banner says what happened, nothing is offered
+    ctx = browser.new_context(
+        base_url=base, viewport={"width": 1280, "height": 900}, bypass_csp=True
+    )
+    page = ctx.new_page()
+    page.goto("/login?lang=en")
+    page.locator("#username").fill("rad1")
+    page.locator("#password").fill(PASSWORD)
+    page.locator("form button[type=submit]").click()
+    page.wait_for_url("**/worklist")
+    page.goto(f"/studies/{sid}")
+    banner = page.locator("#study-retracted")
+    banner.wait_for(state="visible")
+    said = banner.inner_text()
+    assert "retracted by rad1" in said and "Patient safety" in said, said
+    assert page.locator("#retract").is_hidden() and page.locator("#sign").is_hidden()
+    assert page.locator("#labels-card").is_hidden()
+    assert _axe(page) == []
+    _shot(page, "retraction-study-en-1280.png")
     ctx.close()
