@@ -35,7 +35,7 @@ UNITS = ROOT / "deploy" / "systemd"
 RENDERED = ROOT / "deploy" / "dist" / "helm"
 # read by the image's entrypoint (deploy/image/entrypoint.sh) and the first-admin helper,
 # not by medai's settings
-ENTRYPOINT_VARS = {"MEDAI_ADMIN_PASSWORD_FILE", "MEDAI_ADMIN_USER"}
+ENTRYPOINT_VARS = {"MEDAI_ADMIN_PASSWORD_FILE", "MEDAI_ADMIN_USER", "MEDAI_ADMIN_ENROL_HOURS"}
 _VAR = re.compile(r"\bMEDAI_[A-Z0-9_]*[A-Z0-9]\b")
 
 
