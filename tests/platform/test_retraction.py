@@ -236,12 +236,15 @@ def test_the_same_instance_sent_again_is_held_not_dropped_and_can_be_refiled(hos
     assert conflict["reason"] == "retracted_study" and conflict["state"] == "open"
     assert conflict["study_id"] == sid
     assert held(client, path) == conflict_id  # once, not twice
+    implicit = _implicit(path, tmp_path / "implicit.dcm")  # the same instance, other bytes
+    assert held(client, implicit) == conflict_id  # still once: no second study from it later
     study = client.get(f"/api/v1/studies/{sid}", headers=rad).json()
     assert study["identity_conflicts"] == [conflict_id]
     # a new instance under the retracted study's StudyInstanceUID is held the same way
     uid = pydicom.dcmread(path).StudyInstanceUID
     other = make_dicom(tmp_path / "new.dcm", study=uid, seed=10, patient_id="TC-1")
-    assert held(client, other) != conflict_id
+    held_other = held(client, other)
+    assert held_other != conflict_id
     # the correction is not held by them, and the admin page does not say it is
     admin = bearer(client, "admin")
     view = client.get("/api/v1/admin/outbox", headers=admin, params={"state": "held"}).json()
@@ -257,6 +260,23 @@ def test_the_same_instance_sent_again_is_held_not_dropped_and_can_be_refiled(hos
     assert client.get(f"/api/v1/studies/{sid}", headers=rad).json()["status"] == (
         "entered_in_error"
     )
+    # sent again after the reassignment, in either syntax: the study it went to, nothing new
+    for again in (path, implicit):
+        body = upload(client, again, 200)
+        assert body["id"] == new and body["identity_conflicts"] == []
+    conflicts = client.get("/api/v1/conflicts", headers=rad, params={"state": "open"}).json()
+    assert [c["id"] for c in conflicts["items"] if c["study_id"] == sid] == [held_other]
+
+
+def _implicit(path: Path, out: Path) -> Path:
+    """``path``'s instance written in Implicit VR Little Endian (what ``storescu -xi`` sends)."""
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.save_as(out, implicit_vr=True, little_endian=True, enforce_file_format=True)
+    assert out.read_bytes() != path.read_bytes()
+    return out
 
 
 def test_the_note_is_sealed_at_rest(hosp, tmp_path):
@@ -319,3 +339,57 @@ def test_the_migration_will_not_downgrade_past_a_retraction(hosp, tmp_path):
     migrate(command.downgrade, "0019")
     with engine.begin() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0019"
+
+
+def test_the_node_tells_the_modality_why_when_no_field_differs():
+    """An instance of a retracted study differs in nothing: the C-STORE failure's comment names
+    the reason, not an empty list (the modality's operator is told why it was refused)."""
+    from medai.platform.integration.receive import Quarantined
+
+    assert Quarantined(1, 2, "retracted_study", []).comment == "identity conflict: retracted_study"
+    assert Quarantined(1, 2, "sop_content_differs", ["ImageLaterality"]).comment == (
+        "identity conflict: ImageLaterality"
+    )
+
+
+def test_a_retracted_study_is_not_talked_about_labelled_or_counted(hosp, tmp_path):
+    """Image chat would quote its void report as the signed conclusion, label suggestions
+    would prepare a signature that cannot happen, and monitoring would count its signature
+    against the model: each is closed once the study is retracted."""
+    from medai.platform.lifecycle import monitoring
+    from medai.platform.tables import StudyLabel
+
+    app, client, _fhir, _hl7 = hosp
+    rad = bearer(client, "rad1")
+    sid, _path = analysed(app, client, tmp_path, seed=12)
+    version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
+    r = client.post(
+        f"/api/v1/studies/{sid}/report/sign",
+        headers=rad,
+        json={"version": version, "labels": {"Pneumonia": True, "COVID-19": False}},
+    )
+    assert r.status_code == 200, r.text
+    conv = client.post(f"/api/v1/studies/{sid}/conversations", headers=rad).json()["id"]
+    with app.state.platform.db.session() as db:  # the tiny model decides nothing: as if it had
+        rows = db.scalars(select(StudyLabel).where(StudyLabel.study_id == sid)).all()
+        for row in rows:
+            row.ai_positive = row.label == "Pneumonia"
+        model_hash = rows[0].model_hash
+    with app.state.platform.db.reader() as db:
+        before = monitoring._agreement(db, "cxr", model_hash)
+    assert before  # the signature counted
+    assert retract(client, sid).status_code == 200
+    r = client.post(f"/api/v1/studies/{sid}/conversations", headers=rad)
+    assert r.status_code == 409 and r.json()["code"] == "retracted", r.text
+    r = client.post(
+        f"/api/v1/conversations/{conv}/messages", headers=rad, json={"text": "Pnömoni?"}
+    )
+    assert r.status_code == 409 and r.json()["code"] == "retracted", r.text
+    r = client.post(
+        f"/api/v1/studies/{sid}/labels/suggest",
+        headers=rad,
+        json={"sections": {"findings": "Pnömoni."}, "labels": {}},
+    )
+    assert r.status_code == 409 and r.json()["code"] == "retracted", r.text
+    with app.state.platform.db.reader() as db:
+        assert monitoring._agreement(db, "cxr", model_hash) == {}

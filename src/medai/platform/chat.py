@@ -20,7 +20,18 @@ class NotYours(MedaiError, LookupError):
     status, code = 404, "not_found"
 
 
+def refuse_retracted(study: Study) -> None:
+    """A retracted study (entered in error: another patient's, or withdrawn) is not talked
+    about: an answer would quote its void report as if it stood (409 ``retracted``)."""
+    if study.status == studies.RETRACTED:
+        raise studies.StudyRetracted(
+            f"study {study.id} was retracted (entered in error): its findings and report are "
+            "void, and image chat about it is closed"
+        )
+
+
 def start(db: Session, study: Study, user: User) -> Conversation:
+    refuse_retracted(study)
     conv = Conversation(study_id=study.id, owner_id=user.id)
     db.add(conv)
     db.flush()

@@ -191,6 +191,31 @@ def series_owner(db: Session, identity: dicom.DicomIdentity) -> Study | None:
     return owner if owner is not None and owner.study_uid != identity.study_uid else None
 
 
+def same_instance_file(
+    db: Session, store: Any, study_id: int, identity: dicom.DicomIdentity, sha: str
+) -> str | None:
+    """The file of a conflict ``study`` already holds for this very instance (its SOP
+    Instance UID, and the same header and image: ``_content_differences``) that arrived in
+    other bytes, so that a resend in another transfer syntax finds that conflict (open or
+    decided) instead of opening a second; None when there is none."""
+    if not identity.sop_uid or store is None:
+        return None
+    rows = db.scalars(
+        select(IdentityConflict.file_sha256)
+        .where(
+            IdentityConflict.study_id == study_id,
+            IdentityConflict.sop_uid == identity.sop_uid,
+            IdentityConflict.file_sha256 != sha,
+        )
+        .order_by(IdentityConflict.id)
+        .limit(8)  # bounded: each is a file comparison
+    ).all()
+    for known in dict.fromkeys(rows):
+        if not _content_differences(store, known, sha):
+            return known
+    return None
+
+
 def decided(db: Session, study_id: int, sha: str) -> IdentityConflict | None:
     """The decided conflict these bytes already made with this study (a modality or a pull
     sending them again): rejected stays rejected, reassigned stays where it went."""

@@ -242,6 +242,7 @@ def file_study(
                     source,
                     calling_ae,
                     options,
+                    store=store,
                 )
             if known.file_sha256 == sha:
                 return Filed(study, None, "duplicate")
@@ -264,6 +265,7 @@ def file_study(
                 source,
                 calling_ae,
                 options,
+                store=store,
             )
         owner = conflicts.series_owner(db, identity)
         if owner is not None:  # its series is another study's: never a study of its own
@@ -284,6 +286,7 @@ def file_study(
                 source,
                 calling_ae,
                 options,
+                store=store,
             )
         study = db.scalar(select(Study).where(Study.study_uid == identity.study_uid))
         if study is not None and study.status == RETRACTED:
@@ -299,6 +302,7 @@ def file_study(
                 source,
                 calling_ae,
                 options,
+                store=store,
             )
         if study is not None:
             fields = conflicts.check(db, study, identity, options.get("patient_ref"))
@@ -317,6 +321,7 @@ def file_study(
                     source,
                     calling_ae,
                     options,
+                    store=store,
                 )
             job = _route_late(db, study, task, sha, size, content_type)
             db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
@@ -402,7 +407,12 @@ def _quarantine(
     source: str,
     calling_ae: str | None,
     options: dict[str, Any],
+    store: Any = None,
 ) -> Filed:
+    # the same instance again in other bytes (``storescu -xi``, an upload of what the node
+    # stored): the conflict it already made, never a second one (two reassigns would make two
+    # studies of one image)
+    sha = conflicts.same_instance_file(db, store, study.id, identity, sha) or sha
     decided = conflicts.decided(db, study.id, sha)
     if decided is not None and decided.state == "reassigned":  # filed there already
         return Filed(db.get(Study, decided.resolved_study_id), None, "duplicate")
@@ -437,6 +447,7 @@ def _refile(
     source: str,
     calling_ae: str | None,
     options: dict[str, Any],
+    store: Any = None,
 ) -> Filed:
     """An instance of a retracted study (one of its own sent again, or a new one under its
     StudyInstanceUID): held as an identity conflict (``retracted_study``) for a radiologist to
@@ -457,6 +468,7 @@ def _refile(
         source,
         calling_ae,
         options,
+        store=store,
     )
 
 

@@ -69,8 +69,9 @@ class Quarantined(Refused):
 
     @property
     def comment(self) -> str:
-        """The DICOM ErrorComment (LO, at most 64 characters): keywords, never values."""
-        return f"identity conflict: {' '.join(self.fields)}"[:64]
+        """The DICOM ErrorComment (LO, at most 64 characters): keywords, never values; the
+        reason where no field differs (an instance of a retracted study: ``retracted_study``)."""
+        return f"identity conflict: {' '.join(self.fields) or self.reason}"[:64]
 
 
 @dataclass(frozen=True)

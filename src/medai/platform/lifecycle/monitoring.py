@@ -43,6 +43,7 @@ from medai.platform.db import lock_key, utcnow
 from medai.platform.lifecycle import drift, triage_labels
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.localtime import iso_utc
+from medai.platform.studies import RETRACTED
 from medai.platform.tables import (
     MonitorAlert,
     MonitorSample,
@@ -245,10 +246,13 @@ def _agreement(db, task: str, model_hash: str) -> dict[str, dict[str, Any]]:
     # the verdicts are sealed (each value a decryption): only the three read, and the AI's
     # undecided labels left out here rather than in SQL
     rows = db.execute(
-        select(StudyLabel.label, StudyLabel.present, StudyLabel.ai_positive).join(
+        select(StudyLabel.label, StudyLabel.present, StudyLabel.ai_positive)
+        .join(
             latest,
             (latest.c.study_id == StudyLabel.study_id) & (latest.c.v == StudyLabel.report_version),
         )
+        .join(Study, Study.id == StudyLabel.study_id)
+        .where(Study.status != RETRACTED)  # entered in error: its signature counts for nothing
     )
     counts: dict[str, list[int]] = {}
     for label, present, ai_positive in rows:

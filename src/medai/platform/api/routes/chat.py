@@ -33,7 +33,7 @@ def _conv_out(db, conv: Conversation, with_messages: bool = True) -> Conversatio
     "/studies/{study_id}/conversations",
     response_model=ConversationOut,
     status_code=201,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 409),
 )
 def start_conversation(
     study_id: RowId, request: Request, who: Principal = Depends(require("chat"))
@@ -81,7 +81,7 @@ def get_conversation(
 @router.post(
     "/conversations/{conv_id}/messages",
     response_model=MessageOut,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def ask(
     conv_id: RowId, body: ChatIn, request: Request, who: Principal = Depends(require("chat"))
@@ -95,6 +95,7 @@ async def ask(
     def load():
         with p.db.session() as db:
             conv = chat.own(db, conv_id, who.user)
+            chat.refuse_retracted(db.get(Study, conv.study_id))  # retracted since it began
             history = [(m["role"], m["text"]) for m in chat.messages(db, conv)]
             chat.add(db, conv, "user", body.text)
             return chat.context(db, conv), history

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from medai.platform import audit
+from medai.platform import audit, studies
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import LabelName, Sections
 from medai.platform.lifecycle import labels
@@ -72,7 +72,7 @@ def signed_labels(
 @router.post(
     "/{study_id}/labels/suggest",
     response_model=StudyLabels,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 def suggest_labels(
     study_id: RowId,
@@ -84,5 +84,9 @@ def suggest_labels(
     each AI finding and each label the text states, present or absent (nothing stored)."""
     with platform_of(request).db.reader() as db:
         study = _study(db, study_id)
+        if study.status == studies.RETRACTED:  # never signed: nothing to suggest for it
+            raise studies.StudyRetracted(
+                f"study {study_id} was retracted (entered in error): it cannot be signed"
+            )
         items = labels.suggest(db, study, body.sections.model_dump(), body.labels)
     return StudyLabels(report_version=None, labels=[LabelOut(**i) for i in items])
