@@ -219,23 +219,30 @@ def free_port() -> int:
         return port
 
 
+def users_cli(env: dict, *args: str, stdin: str = ""):
+    """``medai users ARGS`` in its own process, as an operator runs it at the server's shell:
+    the completed process (exit status, stdout, stderr)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "medai.cli", "users", *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+
+
 def cli_add_user(env: dict, name: str, role: str) -> None:
     """An account with ``PASSWORD`` the way a hospital makes one: an admin sets their own;
     anyone else is added with an enrolment code and then chooses it (``users enrol``); a
     clinical account is then approved (``users approve``)."""
     import json
-    import subprocess
-    import sys
 
     def cli(*args: str, stdin: str = "") -> str:
-        r = subprocess.run(
-            [sys.executable, "-m", "medai.cli", "users", *args, "--json"],
-            input=stdin,
-            text=True,
-            capture_output=True,
-            env=env,
-            timeout=120,
-        )
+        r = users_cli(env, *args, "--json", stdin=stdin)
         assert r.returncode == 0, r.stdout + r.stderr
         return r.stdout
 

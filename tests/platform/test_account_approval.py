@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy import text
 
-from helpers.platform import PASSWORD, bearer, clinic, database_url, migrator, use_home
+from helpers.platform import PASSWORD, bearer, clinic, database_url, migrator, use_home, users_cli
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -167,43 +165,34 @@ def test_a_role_change_into_a_clinical_role_needs_approval_again(env):
     assert [(g["op"], g["username"], g["outcome"]) for g in grants][-1] == ("approve", "clin", "ok")
 
 
-def _cli(env: dict, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "medai.cli", "users", *args],
-        input=stdin,
-        text=True,
-        capture_output=True,
-        env=env,
-        timeout=120,
-    )
-
-
 @pytest.mark.slow  # a CLI process per step (~1 s each)
 def test_the_server_shell_approves_and_the_review_lists_it(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
-    code = json.loads(_cli(env, "add", "dr.ilk", "--role", "radiologist", "--json").stdout)[
+    code = json.loads(users_cli(env, "add", "dr.ilk", "--role", "radiologist", "--json").stdout)[
         "enrol_code"
     ]
-    early = _cli(env, "approve", "dr.ilk", "--json")  # not enrolled yet: nobody to vouch for
+    early = users_cli(env, "approve", "dr.ilk", "--json")  # not enrolled yet: nobody to vouch for
     assert early.returncode == 2 and json.loads(early.stdout)["code"] == "not_enrolled"
-    assert _cli(env, "enrol", code, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
-    listed = json.loads(_cli(env, "list", "--json").stdout)["users"]
+    assert users_cli(env, "enrol", code, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    listed = json.loads(users_cli(env, "list", "--json").stdout)["users"]
     assert listed[0]["approval_pending"] is True
-    assert _cli(env, "list").stdout.rstrip().endswith("approval pending")
-    ok = _cli(env, "approve", "dr.ilk", "--json")
+    assert users_cli(env, "list").stdout.rstrip().endswith("approval pending")
+    ok = users_cli(env, "approve", "dr.ilk", "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["approval_pending"] is False
-    again = _cli(env, "approve", "dr.ilk", "--json")
+    again = users_cli(env, "approve", "dr.ilk", "--json")
     assert again.returncode == 2 and json.loads(again.stdout)["code"] == "not_pending"
-    assert _cli(env, "approve", "nobody", "--json").returncode == 2
-    assert json.loads(_cli(env, "list", "--json").stdout)["users"][0]["approval_pending"] is False
-    grants = json.loads(_cli(env, "grants", "--json").stdout)["grants"]
+    assert users_cli(env, "approve", "nobody", "--json").returncode == 2
+    assert (
+        json.loads(users_cli(env, "list", "--json").stdout)["users"][0]["approval_pending"] is False
+    )
+    grants = json.loads(users_cli(env, "grants", "--json").stdout)["grants"]
     assert [(g["op"], g["by"], g["outcome"]) for g in grants] == [
         ("grant", "cli", "ok"),
         ("approve", "cli", "denied"),
         ("approve", "cli", "ok"),
         ("approve", "cli", "denied"),
     ]
-    assert "REFUSED" in _cli(env, "grants").stdout.splitlines()[-1]
+    assert "REFUSED" in users_cli(env, "grants").stdout.splitlines()[-1]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -76,12 +76,16 @@ def genuine(tmp_path_factory):
     return root / "backup", key
 
 
-@pytest.fixture
-def copy(genuine, tmp_path) -> tuple[Path, str]:
-    src, key = genuine
-    dest = tmp_path / "backup"
+def _copy_of(made: tuple[Path, str], dest: Path) -> tuple[Path, str]:
+    """A module fixture's backup copied for one test to tamper with, and its key."""
+    src, key = made
     shutil.copytree(src, dest)
     return dest, key
+
+
+@pytest.fixture
+def copy(genuine, tmp_path) -> tuple[Path, str]:
+    return _copy_of(genuine, tmp_path / "backup")
 
 
 def _load(dest: Path) -> dict:
@@ -448,10 +452,7 @@ def previous(tmp_path_factory):
 
 @pytest.fixture
 def old(previous, tmp_path) -> tuple[Path, str]:
-    src, key = previous
-    dest = tmp_path / "old-backup"
-    shutil.copytree(src, dest)
-    return dest, key
+    return _copy_of(previous, tmp_path / "old-backup")
 
 
 def _unauthenticated(dest: Path) -> str:

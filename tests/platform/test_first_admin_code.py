@@ -8,40 +8,27 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from helpers.platform import PASSWORD
+from helpers.platform import PASSWORD, users_cli
 
 SECRET = "Kiraz-Bahce-2026-ucak!"  # what an operator puts in the Secret or the credential
-
-
-def _cli(env: dict, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "medai.cli", "users", *args],
-        input=stdin,
-        text=True,
-        capture_output=True,
-        env=env,
-        timeout=120,
-    )
 
 
 @pytest.mark.slow  # a CLI process per step (~1 s each)
 def test_the_first_admins_secret_is_a_one_time_enrolment_code(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
     env.pop("MEDAI_DATABASE_URL", None)
-    short = _cli(
+    short = users_cli(
         env, "add", "admin", "--role", "admin", "--enrol-code-stdin", "--json", stdin="ab-12\n"
     )
     assert short.returncode == 2 and "at least 12" in json.loads(short.stdout)["error"]
-    clinical = _cli(
+    clinical = users_cli(
         env, "add", "dr.x", "--role", "radiologist", "--enrol-code-stdin", "--json", stdin=SECRET
     )
     assert clinical.returncode == 2, clinical.stdout
-    made = _cli(
+    made = users_cli(
         env, "add", "admin", "--role", "admin", "--enrol-code-stdin", "--json", stdin=SECRET
     )
     assert made.returncode == 0, made.stdout + made.stderr
@@ -49,7 +36,7 @@ def test_the_first_admins_secret_is_a_one_time_enrolment_code(tmp_path):
     assert out["enrol_code"] is None and out["enrol_code_supplied"] is True
     assert out["enrol_code_expires_at"]
     assert "KIRAZ" not in (made.stdout + made.stderr).upper()  # the secret is never echoed
-    listed = json.loads(_cli(env, "list", "--json").stdout)["users"]
+    listed = json.loads(users_cli(env, "list", "--json").stdout)["users"]
     assert [(u["username"], u["enrolled"]) for u in listed] == [("admin", False)]
 
     # the secret opens nothing as a password
@@ -63,9 +50,9 @@ def test_the_first_admins_secret_is_a_one_time_enrolment_code(tmp_path):
     finally:
         db.dispose()
     # its holder enrols with it (typed as it was given) and chooses the password: spent
-    done = _cli(env, "enrol", SECRET, "--password-stdin", stdin=PASSWORD + "\n")
+    done = users_cli(env, "enrol", SECRET, "--password-stdin", stdin=PASSWORD + "\n")
     assert done.returncode == 0, done.stdout + done.stderr
-    again = _cli(
+    again = users_cli(
         env, "enrol", SECRET, "--password-stdin", "--json", stdin="another-pass-phrase-9\n"
     )
     assert again.returncode != 0

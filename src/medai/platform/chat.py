@@ -23,11 +23,7 @@ class NotYours(MedaiError, LookupError):
 def refuse_retracted(study: Study) -> None:
     """A retracted study (entered in error: another patient's, or withdrawn) is not talked
     about: an answer would quote its void report as if it stood (409 ``retracted``)."""
-    if study.status == studies.RETRACTED:
-        raise studies.StudyRetracted(
-            f"study {study.id} was retracted (entered in error): its findings and report are "
-            "void, and image chat about it is closed"
-        )
+    studies.check_not_retracted(study, "discussed in image chat (its report is void)")
 
 
 def start(db: Session, study: Study, user: User) -> Conversation:

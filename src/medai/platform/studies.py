@@ -80,14 +80,20 @@ def lock_study(db: Session, study: Study) -> Study:
     return study
 
 
-def refuse_retracted(db: Session, study: Study, what: str) -> None:
-    """Raise ``StudyRetracted`` for a retracted study (``what``: the refused action), with
-    the study's row locked first (``lock_study``)."""
-    lock_study(db, study)
+def check_not_retracted(study: Study, what: str) -> None:
+    """Raise ``StudyRetracted`` for a retracted study (``what``: the refused action, e.g.
+    "signed"), as read: what only reads about the study (chat, label suggestions) needs no lock."""
     if study.status == RETRACTED:
         raise StudyRetracted(
             f"study {study.id} was retracted (entered in error): it cannot be {what}"
         )
+
+
+def refuse_retracted(db: Session, study: Study, what: str) -> None:
+    """``check_not_retracted`` with the study's row locked first (``lock_study``): for what
+    changes the study (an edit, a signature)."""
+    lock_study(db, study)
+    check_not_retracted(study, what)
 
 
 def imaging_task(name: str) -> Any:
@@ -225,25 +231,25 @@ def file_study(
     grouped = identity is not None and not identity.missing()
     if identity is not None and not grouped:  # kept, but not grouped by a partial set of UIDs
         identity = replace(identity, study_uid="")
+
+    def hold(into: Study, reason: str, fields: list[str]) -> Filed:
+        args = (identity, sha, size, content_type, task, source, calling_ae, options, store)
+        return _quarantine(db, into, user, reason, fields, *args)
+
+    def refile(retracted: Study) -> Filed:
+        """An instance of a retracted study (one of its own sent again, or a new one under its
+        StudyInstanceUID): held as an identity conflict (``retracted_study``) for a radiologist
+        to reassign to a study of its own, under the patient it names, or reject. Never joined
+        to the retracted study, and never dropped as a duplicate of it."""
+        patient = conflicts.check(db, retracted, identity, options.get("patient_ref"))
+        return hold(retracted, "retracted_study", patient)
+
     if grouped:
         known = db.scalar(select(DicomInstance).where(DicomInstance.sop_uid == identity.sop_uid))
         if known is not None:
             study = db.get(Study, known.study_id)
             if study.status == RETRACTED:  # filed again, never dropped as a duplicate
-                return _refile(
-                    db,
-                    study,
-                    user,
-                    identity,
-                    sha,
-                    size,
-                    content_type,
-                    task,
-                    source,
-                    calling_ae,
-                    options,
-                    store=store,
-                )
+                return refile(study)
             if known.file_sha256 == sha:
                 return Filed(study, None, "duplicate")
             fields = conflicts.resend_differs(
@@ -251,78 +257,24 @@ def file_study(
             )
             if not fields:  # the same instance in other bytes (another transfer syntax)
                 return Filed(study, None, "duplicate")
-            return _quarantine(
-                db,
-                study,
-                user,
-                "sop_content_differs",
-                fields,
-                identity,
-                sha,
-                size,
-                content_type,
-                task,
-                source,
-                calling_ae,
-                options,
-                store=store,
-            )
+            return hold(study, "sop_content_differs", fields)
         owner = conflicts.series_owner(db, identity)
         if owner is not None:  # its series is another study's: never a study of its own
-            return _quarantine(
-                db,
+            return hold(
                 owner,
-                user,
                 "series_elsewhere",
                 [
                     "SeriesInstanceUID",
                     *conflicts.check(db, owner, identity, options.get("patient_ref")),
                 ],
-                identity,
-                sha,
-                size,
-                content_type,
-                task,
-                source,
-                calling_ae,
-                options,
-                store=store,
             )
         study = db.scalar(select(Study).where(Study.study_uid == identity.study_uid))
         if study is not None and study.status == RETRACTED:
-            return _refile(
-                db,
-                study,
-                user,
-                identity,
-                sha,
-                size,
-                content_type,
-                task,
-                source,
-                calling_ae,
-                options,
-                store=store,
-            )
+            return refile(study)
         if study is not None:
             fields = conflicts.check(db, study, identity, options.get("patient_ref"))
             if fields:
-                return _quarantine(
-                    db,
-                    study,
-                    user,
-                    "patient_mismatch",
-                    fields,
-                    identity,
-                    sha,
-                    size,
-                    content_type,
-                    task,
-                    source,
-                    calling_ae,
-                    options,
-                    store=store,
-                )
+                return hold(study, "patient_mismatch", fields)
             job = _route_late(db, study, task, sha, size, content_type)
             db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
             db.flush()
@@ -433,43 +385,6 @@ def _quarantine(
         options=options,
     )
     return Filed(study, None, "conflict", row)
-
-
-def _refile(
-    db: Session,
-    study: Study,
-    user: User,
-    identity: dicom.DicomIdentity,
-    sha: str,
-    size: int,
-    content_type: str,
-    task: str | None,
-    source: str,
-    calling_ae: str | None,
-    options: dict[str, Any],
-    store: Any = None,
-) -> Filed:
-    """An instance of a retracted study (one of its own sent again, or a new one under its
-    StudyInstanceUID): held as an identity conflict (``retracted_study``) for a radiologist to
-    reassign to a study of its own, under the patient it names, or reject. Never joined to the
-    retracted study, and never dropped as a duplicate of it."""
-    fields = conflicts.check(db, study, identity, options.get("patient_ref"))
-    return _quarantine(
-        db,
-        study,
-        user,
-        "retracted_study",
-        fields,
-        identity,
-        sha,
-        size,
-        content_type,
-        task,
-        source,
-        calling_ae,
-        options,
-        store=store,
-    )
 
 
 def _route_late(

@@ -84,9 +84,6 @@ def suggest_labels(
     each AI finding and each label the text states, present or absent (nothing stored)."""
     with platform_of(request).db.reader() as db:
         study = _study(db, study_id)
-        if study.status == studies.RETRACTED:  # never signed: nothing to suggest for it
-            raise studies.StudyRetracted(
-                f"study {study_id} was retracted (entered in error): it cannot be signed"
-            )
+        studies.check_not_retracted(study, "signed")  # nothing to suggest a signature of
         items = labels.suggest(db, study, body.sections.model_dump(), body.labels)
     return StudyLabels(report_version=None, labels=[LabelOut(**i) for i in items])
