@@ -11,6 +11,11 @@
 3. **Imaging**: MONAI DenseNet121 at 224 px — the GPU's ceiling on synthetic batches and the
    real pipeline (PNG decoding, augmentation, workers) trained through the project's loader;
    images/s of each and their ratio (``benchmarks/imaging_gpu_throughput.py``).
+4. **Issue 60** (``benchmarks/gpu_plans.py``): ``t4_plan`` — the plan ``caption plan``
+   chooses for a 16 GB T4, trained and generating under a 15 GiB cap, generation at the
+   plan's batch against batch 8; ``step_limit`` — the bf16 step at batch 32 and 64, eager and
+   with the blocks compiled, as a fraction of the card's bf16 peak; ``mri_series`` — a
+   200-slice MR series from DICOM files to a decision on the CPU and on the GPU.
 
 One JSON report (``--out``): device, versions, and per section its numbers or why it was
 skipped or failed — a failing section never loses the others. ``--size tiny`` runs every
@@ -399,10 +404,9 @@ def synthetic_roco(
     return directory / "captions.csv", images, sorted(words)
 
 
-def blip2_section(work: Path, size: dict, precision: str = "auto") -> dict:
-    """Build (once per ``work``), then train → save → reload → caption → score."""
-    from medai.reporting.pipeline import train_blip2_captioner
-
+def blip2_base(work: Path, size: dict) -> tuple[Path, Path, Path, dict]:
+    """The synthetic pairs and the random-weight base, built once per ``work`` (every BLIP-2
+    section reuses them): (captions CSV, image folder, base directory, build record)."""
     spec = BLIP2_SPECS[size["blip2"]]
     data, images, words = synthetic_roco(work / "roco", size["pairs"], max(64, spec["image_size"]))
     base = work / f"blip2-{size['blip2']}"
@@ -412,7 +416,17 @@ def blip2_section(work: Path, size: dict, precision: str = "auto") -> dict:
     if built is None:
         built = build_blip2(base, size["blip2"], words)
         (work / "built.json").write_text(json.dumps(built))
-    out = work / f"captioner-{precision}"
+    return data, images, base, built
+
+
+def blip2_section(
+    work: Path, size: dict, precision: str = "auto", out_name: str | None = None
+) -> dict:
+    """Build (once per ``work``), then train → save → reload → caption → score."""
+    from medai.reporting.pipeline import train_blip2_captioner
+
+    data, images, base, built = blip2_base(work, size)
+    out = work / (out_name or f"captioner-{precision}")
     shutil.rmtree(out, ignore_errors=True)
     _peak_reset()
     started = time.perf_counter()
@@ -443,6 +457,7 @@ def blip2_section(work: Path, size: dict, precision: str = "auto") -> dict:
     )
     tokens_per_s = last.get("tokens_per_s")
     step_s = last.get("step_s")
+    split = card.get("data", [{}])[0].get("split") or {}
     result = {
         "base": built,
         "plan": card.get("params", {}).get("plan"),
@@ -453,7 +468,8 @@ def blip2_section(work: Path, size: dict, precision: str = "auto") -> dict:
         "train": {
             "epochs": len(history),
             "batch_size": size["batch_size"],
-            "pairs": card.get("data", [{}])[0].get("split"),
+            "steps": -(-split.get("train", 0) // size["batch_size"]) * len(history),
+            "pairs": split,
             "step_s": step_s,
             "tokens_per_s": tokens_per_s,
             "tokens_per_step": round(tokens_per_s * step_s, 1) if tokens_per_s and step_s else None,
@@ -487,23 +503,59 @@ def imaging_section(work: Path, size: dict) -> dict:
 
 # --- the run --------------------------------------------------------------------------------
 
+
+def _plans(name: str) -> Callable[[Path, dict], dict]:
+    """A section of ``gpu_plans`` (imported when it runs: it imports this module)."""
+
+    def section(work: Path, size: dict) -> dict:
+        import gpu_plans
+
+        return getattr(gpu_plans, name)(work, size)
+
+    return section
+
+
 SECTIONS: dict[str, Callable[[Path, dict], dict]] = {
     "imaging": imaging_section,
     "blip2": lambda work, size: blip2_section(work, size),
     "blip2_nf4": lambda work, size: blip2_section(work, size, "nf4"),
     "blip2_int8": lambda work, size: blip2_section(work, size, "int8"),
+    # issue 60: a T4's budget, the step near the card's limit, a series on the GPU
+    "t4_plan": _plans("t4_plan_section"),
+    "step_limit": _plans("step_limit_section"),
+    "mri_series": _plans("mri_series_section"),
 }
+# sections that need bitsandbytes (a quantised base); t4_plan's plan for 16 GB is one, on a
+# GPU (on CPU it runs the same path unquantised: the toy-size test)
+NEEDS_BNB = ("blip2_nf4", "blip2_int8")
+NEEDS_BNB_ON_GPU = ("t4_plan",)
+# what a section has measured so far, written as it goes (``save_partial``): a section
+# stopped at the budget's end still reports it
+PARTIAL_OUT: Path | None = None
+
+
+def save_partial(result: dict) -> None:
+    if PARTIAL_OUT is not None:
+        PARTIAL_OUT.write_text(json.dumps({"status": "partial", **result}, default=str))
+
+
 # seconds each section needs on one H200 at full size, so that a section is skipped rather
-# than cut off. Timed by make gpu-check there on 2026-11-26 (docs/benchmarks/gpu.md: imaging
-# 164, blip2 151 with the 6.7 B build and save, nf4 141; int8 trained both epochs but its
-# generation on 80 test images was still running at 197 s). The imaging section with the
-# decoded-image cache took 179.5 s there on 2026-11-27. Since then the BLIP-2 sections caption
-# half as many test images, 32 to a call on a big GPU instead of 8 (0.69 -> 0.17 s an image):
-# their times are projected, to be retimed on the next GPU run. In
-# 480 s: imaging, blip2 and nf4; int8 needs a longer --budget-s (or --sections blip2_int8).
+# than cut off: as timed by make gpu-check there on 2026-11-27 (docs/benchmarks/gpu.md, issue
+# 60: t4_plan 209 s with the 6.7 B build and save, step_limit 187 with 76 s of compilation,
+# mri_series 17, blip2 93 reusing the build, imaging 186), a margin added; the quantised
+# sections as timed on 2026-11-26 (nf4 141; int8 over 197 s, its generation unfinished). In
+# 480 s: imaging, blip2 and nf4; the rest with a longer --budget-s or --sections.
 NEEDS_S = {
-    "full": {"blip2": 130, "blip2_nf4": 115, "blip2_int8": 230, "imaging": 195},
-    "tiny": {"blip2": 1, "blip2_nf4": 1, "blip2_int8": 1, "imaging": 1},
+    "full": {
+        "imaging": 195,
+        "blip2": 130,  # 93 when the base is already built, ~120 when this section builds it
+        "blip2_nf4": 145,
+        "blip2_int8": 230,
+        "t4_plan": 220,
+        "step_limit": 195,
+        "mri_series": 25,
+    },
+    "tiny": {name: 1 for name in SECTIONS},
 }
 
 
@@ -552,7 +604,12 @@ def _section(
             else {"status": "failed", "error": "the section's process ended without a report"}
         )
     except subprocess.TimeoutExpired:
-        result = {"status": "failed", "error": f"stopped at the budget's end ({left:.0f} s)"}
+        partial = json.loads(out.read_text()) if out.is_file() else {}
+        result = {
+            **partial,
+            "status": "failed",
+            "error": f"stopped at the budget's end ({left:.0f} s)",
+        }
     result["seconds"] = round(time.perf_counter() - started, 1)
     report["sections"][name] = result
     print(
@@ -563,6 +620,8 @@ def _section(
 
 
 def run_child(name: str, size_name: str, work: Path, out: Path) -> None:
+    global PARTIAL_OUT
+    PARTIAL_OUT = out
     try:
         register_checkout_tasks()
         result = {"status": "ok", **SECTIONS[name](work, SIZES[size_name])}
@@ -580,8 +639,10 @@ def run(
     out: Path | None = None,
     budget_s: float = 480,
     work: Path | None = None,
-    sections: tuple[str, ...] = ("imaging", "blip2", "blip2_nf4", "blip2_int8"),
+    sections: tuple[str, ...] = tuple(SECTIONS),
 ) -> dict:
+    """The check: ``sections`` in the order given (the default: ``SECTIONS``' order; the
+    first BLIP-2 section builds the base the others reuse)."""
     started = time.perf_counter()
     deadline = started + budget_s
     missing = missing_packages()
@@ -616,16 +677,9 @@ def run(
         else ("bitsandbytes is not installed" if cuda else "quantised bases need a CUDA GPU")
     )
     try:
-        for name in SECTIONS:  # in this order: imaging, then BLIP-2 (its build is reused)
-            if name in sections:
-                _section(
-                    report,
-                    name,
-                    size_name,
-                    work,
-                    deadline,
-                    skip=no_bnb if name.startswith("blip2_") else None,
-                )
+        for name in dict.fromkeys(sections):
+            quantised = name in NEEDS_BNB or (cuda and name in NEEDS_BNB_ON_GPU)
+            _section(report, name, size_name, work, deadline, skip=no_bnb if quantised else None)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)

@@ -50,6 +50,9 @@ def report(tmp_path_factory) -> dict:
         "blip2": "ok",
         "blip2_nf4": "skipped",
         "blip2_int8": "skipped",
+        "t4_plan": "ok",
+        "step_limit": "ok",
+        "mri_series": "ok",
     }
     return json.loads(out.read_text())
 
@@ -95,6 +98,65 @@ def test_the_imaging_section_measures_the_ceiling_and_the_pipeline(report):
     assert m["ratio_cached"] == pytest.approx(
         m["pipeline_cached"]["images_per_s"] / m["ceiling"]["images_per_s"], abs=1e-3
     )
+
+
+def test_the_t4_section_trains_then_compares_generation_batches(report):
+    """Issue 60: on CPU the T4 emulation is not applied (it says why) and the plan is the
+    CPU's; the same path trains, captions at the plan's batch, then the same images at batch
+    8 and at the plan's batch again, each with images/s and tokens/s."""
+    t4 = report["sections"]["t4_plan"]
+    assert t4["emulated"] == {"emulates": None, "reason": "no CUDA GPU"}
+    assert t4["plan"]["name"] == "fp32" and t4["steps"] == t4["train"]["steps"] > 0
+    test_images = t4["train"]["pairs"]["test"]
+    assert set(t4["generation_compared"]) == {"plan", "batch_8", "plan_again"}
+    for run in t4["generation_compared"].values():
+        assert run["images"] == test_images and run["calls"] >= 1
+        assert run["images_per_s"] > 0 and run["tokens_per_s"] > 0
+    assert t4["generation_compared"]["batch_8"]["batch"] == 8
+    assert "does_not_fit" not in t4
+
+
+def test_the_step_limit_section_times_eager_and_compiled_steps(report):
+    s = report["sections"]["step_limit"]
+    variants = s["variants"]
+    b = s["batch"]
+    for key in (f"eager_batch_{b}", f"eager_batch_{2 * b}", f"compiled_batch_{b}"):
+        assert variants[key]["step_s"] > 0 and variants[key]["tokens_per_s"] > 0, key
+    # every stack of blocks was compiled (the tiny model: one vision, one Q-Former, one OPT)
+    assert variants[f"compiled_batch_{b}"]["blocks_compiled"] == 3
+    assert s["parameters"]["lm_parameters"] > 0 and s["padded_length"] > 0
+    assert s["peak_tflops_measured"] is None  # no GPU: no fraction of a peak
+
+
+def test_the_mri_series_section_reads_a_series_on_each_device(report):
+    m = report["sections"]["mri_series"]
+    assert m["slices"] == 6 and m["decode_s"] >= 0
+    runs = {(r["device"], r["batch"]) for r in m["runs"]}
+    assert runs == {("cpu", 1), ("cpu", 32)}  # no CUDA here: the GPU runs are absent
+    for r in m["runs"]:
+        assert r["slices_per_s"] > 0 and r["to_decision_s"] >= r["network_s"]
+        assert r["decision"] in ("Glioma", "Meningioma", "Pituitary", "No_Tumor")
+    # one decision whatever the batch: the same slices, the same rule
+    assert len({r["decision"] for r in m["runs"]}) == 1
+
+
+def test_a_section_stopped_at_the_budget_keeps_what_it_measured(tmp_path, monkeypatch):
+    """A section that saved partial numbers and then overran keeps them in the report."""
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import json, sys, time\n"
+        "out = sys.argv[sys.argv.index('--out') + 1]\n"
+        "open(out, 'w').write(json.dumps({'status': 'partial', 'eager': 1.5}))\n"
+        "time.sleep(30)\n"
+    )
+    monkeypatch.setattr(gpu_check, "__file__", str(script))
+    monkeypatch.setitem(gpu_check.NEEDS_S["tiny"], "mri_series", 0)
+    report = {"sections": {}}
+    deadline = gpu_check.time.perf_counter() + 2
+    gpu_check._section(report, "mri_series", "tiny", tmp_path, deadline)
+    got = report["sections"]["mri_series"]
+    assert got["status"] == "failed" and got["eager"] == 1.5
+    assert "budget" in got["error"]
 
 
 def test_quantised_sections_say_why_they_were_skipped(report):
