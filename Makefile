@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-imaging-little-data \
 	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
-	deploy-deps wheelhouse image image-check compose-up compose-smoke deploy-tools chart-check units-check kube-play-smoke \
+	deploy-deps wheelhouse image image-check wheelhouse-gpu image-gpu image-gpu-check compose-up compose-smoke deploy-tools chart-check units-check kube-play-smoke \
 	systemd-boot-smoke two-node-check backup-drill deploy-check gpu-check gpu-check-tiny gpu-wheels
 
 $(BIN)/python:
@@ -252,6 +252,17 @@ image: wheelhouse
 	deploy/image/check.sh
 image-check:
 	deploy/image/check.sh
+# localhost/medai-gpu:latest and :VERSION, the image of the Helm chart's GPU pool: the same
+# recipe with torch 2.13.0's CUDA build and its nvidia-* wheels (several GB, from the package
+# index into deploy/dist/wheelhouse-gpu; nothing is installed on this host). No GPU is needed to
+# build or check it (docs/deploy/helm.md#the-gpu-image).
+wheelhouse-gpu:
+	deploy/image/wheelhouse.sh gpu
+image-gpu: wheelhouse-gpu
+	SKIP_WHEELHOUSE=1 deploy/image/build.sh gpu
+	deploy/image/check.sh gpu
+image-gpu-check:
+	deploy/image/check.sh gpu
 # One site on this host: PostgreSQL, Redis, migrate, serve ×2 behind nginx (TLS), workers, DICOM.
 # Reuses the images when they exist (up.sh builds only missing ones; `make image` rebuilds).
 compose-up:

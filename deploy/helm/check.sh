@@ -3,7 +3,9 @@
 #   1. `helm lint --strict` with the default values and with test-values/everything.yaml
 #   2. `helm template` of both -> deploy/dist/helm/rendered-{default,everything}.yaml, and
 #      `helm install --dry-run=client` for NOTES.txt -> deploy/dist/helm/notes-*.txt
-#   3. `kubernetes-validate --strict` of every rendered object against each of K8S_VERSIONS
+#   3. `kubernetes-validate --strict` of every rendered object against each of K8S_VERSIONS,
+#      and the workers' images: the GPU pool runs gpuImage (localhost/medai-gpu, the CUDA
+#      build), every other pod image (localhost/medai)
 #   4. values.schema.json and the chart's own checks refuse each test-values/bad-*.yaml
 #   5. `helm package` -> deploy/dist/helm/medai-<version>.tgz
 # Tools come from deploy/tools/get-helm.sh (pinned; fetched once, then reused).
@@ -43,6 +45,23 @@ for version in $K8S_VERSIONS; do
     "$KV" --strict --quiet -k "$version" "$OUT/rendered-default.yaml" "$OUT/rendered-everything.yaml"
     echo "ok"
 done
+
+step "worker images: a pool with GPUs runs gpuImage (the CUDA build), the others image"
+"$ROOT/deploy/dist/tools-venv/bin/python" - "$CHART" "$OUT/rendered-everything.yaml" <<'PY'
+import sys, yaml
+
+chart, rendered = sys.argv[1], sys.argv[2]
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+version = yaml.safe_load(open(f"{chart}/Chart.yaml"))["appVersion"]
+images = {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
+          for d in yaml.safe_load_all(open(rendered)) if d and d["kind"] in ("Deployment", "Job")}
+want = {name: f"{values['image']['repository']}:{version}" for name in images}
+want["medai-worker-gpu"] = f"{values['gpuImage']['repository']}:{version}"
+for name in sorted(images):
+    print(f"{name}: {images[name]}")
+if images != want:
+    sys.exit(f"FAIL: images {images}, expected {want}")
+PY
 
 step "bad values are refused"
 for bad in "$VALUES"/bad-*.yaml; do

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Build the medai image offline and reproducibly:
 #   deploy/image/build.sh            localhost/medai:VERSION and :latest
+#   deploy/image/build.sh gpu        localhost/medai-gpu:VERSION and :latest: the same image
+#                                    with torch's CUDA build (deploy/dist/wheelhouse-gpu), for
+#                                    the Helm chart's GPU worker pool
 #   deploy/image/build.sh infra      localhost/medai-infra:VERSION (PostgreSQL, Redis, nginx,
 #                                    Orthanc + DICOMweb: for sites that run none of their own)
-#   deploy/image/build.sh all        both
+#   deploy/image/build.sh all        medai and infra (not gpu: several GB more to fetch)
 # Options (environment): REFRESH_ROOT=1 rebuilds the cached Debian root (security updates);
-# SKIP_WHEELHOUSE=1 reuses deploy/dist/wheelhouse as it is; SAVE=1 also writes
-# deploy/dist/medai-VERSION.docker.tar (`podman load -i` it on a host without a build tool);
-# DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR override the mirrors apt uses on this host.
+# SKIP_WHEELHOUSE=1 reuses the variant's wheelhouse as it is; SAVE=1 also writes
+# deploy/dist/medai[-gpu]-VERSION.docker.tar (`podman load -i` it on a host without a build
+# tool); DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR override the mirrors apt uses on this host.
 #
 # How: no registry is reachable, so there is no upstream base image: the base is a Debian
 # bookworm root made by mmdebstrap (--variant=minbase) from the mirror apt uses here, cached in
-# deploy/dist/roots/; medai goes into a venv from deploy/dist/wheelhouse with no network at all
+# deploy/dist/roots/ (one root for both variants); medai goes into a venv from the variant's
+# wheelhouse (deploy/image/wheelhouse.sh cpu|gpu) with no network at all
 # (`buildah run --network none`, `pip install --no-index`). Reproducible: the root is built with
 # a fixed SOURCE_DATE_EPOCH, bytecode is compiled hash-based (no timestamps) with a fixed hash
 # seed, and buildah commits with --timestamp = the commit's time, so the same checkout, root and
@@ -19,7 +23,7 @@
 set -euo pipefail
 
 what=${1:-medai}
-case "$what" in medai|infra|all) ;; *) echo "usage: $0 [medai|infra|all]" >&2; exit 2 ;; esac
+case "$what" in medai|gpu|infra|all) ;; *) echo "usage: $0 [medai|gpu|infra|all]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$root/deploy/image
 dist=$root/deploy/dist
@@ -166,15 +170,31 @@ PY
         --format '{{.Size}}' "$new" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 
-build_medai() {
-    local base
-    base=$(debian_root medai python3 python3-venv ca-certificates tini postgresql-client)
-    if [ -z "${SKIP_WHEELHOUSE:-}" ] || ! ls "$dist"/wheelhouse/medai-*.whl >/dev/null 2>&1; then
-        log "wheelhouse"
-        "$here/wheelhouse.sh"
+# the two builds of the medai image: cpu (localhost/medai) and gpu (localhost/medai-gpu); one
+# recipe, these are all that differ
+variant_image() { case $1 in cpu) echo localhost/medai ;; gpu) echo localhost/medai-gpu ;; esac; }
+variant_wheelhouse() {
+    case $1 in cpu) echo "$dist/wheelhouse" ;; gpu) echo "$dist/wheelhouse-gpu" ;; esac
+}
+
+build_medai() {  # cpu|gpu
+    local variant=$1 base image wheels description gpu_env=()
+    image=$(variant_image "$variant")
+    wheels=$(variant_wheelhouse "$variant")
+    description="medai: a hospital's own medical AI (serve, worker, dicom listen, migrate)"
+    if [ "$variant" = gpu ]; then
+        description="$description, with torch's CUDA build (the GPU worker pool)"
+        # what the NVIDIA container runtime mounts into the container: the driver's compute
+        # libraries (the GPUs themselves are the device plugin's / --gpus' choice)
+        gpu_env=(--env NVIDIA_DRIVER_CAPABILITIES=compute,utility)
     fi
-    ls "$dist/wheelhouse/medai-$version-"*.whl >/dev/null 2>&1 \
-        || die "no medai $version wheel in $dist/wheelhouse"
+    base=$(debian_root medai python3 python3-venv ca-certificates tini postgresql-client)
+    if [ -z "${SKIP_WHEELHOUSE:-}" ] || ! ls "$wheels"/medai-*.whl >/dev/null 2>&1; then
+        log "wheelhouse ($variant)"
+        "$here/wheelhouse.sh" "$variant"
+    fi
+    ls "$wheels/medai-$version-"*.whl >/dev/null 2>&1 \
+        || die "no medai $version wheel in $wheels"
     ctr=$(buildah from --quiet scratch)
     log "unpacking the root"
     buildah add --quiet "$ctr" "$base" / >/dev/null
@@ -183,8 +203,8 @@ build_medai() {
         /usr/local/bin/medai-healthcheck >/dev/null
     buildah copy --quiet --chmod 0644 "$ctr" "$here/medai_wait.py" /usr/local/lib/medai-image/ \
         >/dev/null
-    log "installing medai from the wheelhouse (no network)"
-    buildah run --network none --volume "$dist/wheelhouse:/wheelhouse:ro" \
+    log "installing medai from $(basename "$wheels") (no network)"
+    buildah run --network none --volume "$wheels:/wheelhouse:ro" \
         --env PYTHONDONTWRITEBYTECODE=1 --env PYTHONHASHSEED=0 --env SOURCE_DATE_EPOCH \
         "$ctr" -- /bin/sh -euc '
         python3 -m venv --without-pip /opt/medai
@@ -218,9 +238,9 @@ build_medai() {
         rm -rf /tmp/* /tmp/.[!.]* /root/.cache /root/.config'
     log "configuring"
     local args=()
-    while IFS= read -r -d '' a; do args+=("$a"); done < <(labels medai \
-        "medai: a hospital's own medical AI (serve, worker, dicom listen, migrate)")
-    buildah config "${args[@]}" \
+    while IFS= read -r -d '' a; do args+=("$a"); done < <(labels "${image#localhost/}" \
+        "$description")
+    buildah config "${args[@]}" "${gpu_env[@]}" \
         --env PATH=/opt/medai/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         --env LANG=C.UTF-8 --env PYTHONUNBUFFERED=1 --env PYTHONDONTWRITEBYTECODE=1 \
         --env HOME=/var/lib/medai --env MEDAI_HOME=/var/lib/medai \
@@ -234,7 +254,12 @@ build_medai() {
         --healthcheck-interval 30s --healthcheck-timeout 10s --healthcheck-retries 3 \
         --healthcheck-start-period 180s \
         --created-by "deploy/image/build.sh" "$ctr"
-    commit_image localhost/medai
+    commit_image "$image"
+    if [ -n "${SAVE:-}" ]; then
+        local tar=$dist/${image#localhost/}-$version.docker.tar
+        podman save --quiet --format docker-archive -o "$tar" "$image:$version"
+        log "saved $tar ($(du -h "$tar" | cut -f1))"
+    fi
 }
 
 build_infra() {
@@ -255,11 +280,10 @@ build_infra() {
     commit_image localhost/medai-infra
 }
 
-[ "$what" = infra ] || build_medai
-[ "$what" = medai ] || build_infra
-if [ -n "${SAVE:-}" ] && [ "$what" != infra ]; then
-    podman save --quiet --format docker-archive -o "$dist/medai-$version.docker.tar" \
-        "localhost/medai:$version"
-    log "saved $dist/medai-$version.docker.tar ($(du -h "$dist/medai-$version.docker.tar" | cut -f1))"
-fi
+case "$what" in
+    medai) build_medai cpu ;;
+    gpu) build_medai gpu ;;
+    infra) build_infra ;;
+    all) build_medai cpu; build_infra ;;
+esac
 log "done"

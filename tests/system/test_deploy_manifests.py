@@ -263,6 +263,63 @@ def test_gpu_pool_and_shared_volume(helm_checked: str) -> None:
     assert {"Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service"} <= kinds
 
 
+def _images(objects: list[dict[str, Any]]) -> dict[str, str]:
+    return {name: spec["containers"][0]["image"] for name, spec in _pods(objects).items()}
+
+
+def test_the_gpu_pool_runs_the_gpu_image(helm_checked: str) -> None:
+    """The pool with nvidia.com/gpu runs localhost/medai-gpu (`make image-gpu`: torch's CUDA
+    build); every other pod the CPU image. check.sh checks and prints it too."""
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    images = _images(_objects("everything"))
+    assert images.pop("medai-worker-gpu") == f"localhost/medai-gpu:{version}"
+    assert _values()["gpuImage"] == {"repository": "localhost/medai-gpu", "tag": ""}
+    assert set(images.values()) == {f"localhost/medai:{version}"}
+    assert f"medai-worker-gpu: localhost/medai-gpu:{version}" in helm_checked
+    # the default values have no GPU pool, so no pod runs the GPU image
+    assert set(_images(_objects("default")).values()) == {f"localhost/medai:{version}"}
+
+
+def test_the_gpu_image_follows_the_site_registry_and_yields_to_a_pool_image(
+    helm_checked: str,
+) -> None:
+    helm = ROOT / "deploy" / "dist" / "tools" / "bin" / "helm"
+
+    def render(*sets: str) -> dict[str, str]:
+        args = [
+            str(helm),
+            "template",
+            "medai",
+            str(CHART),
+            "-f",
+            str(TEST_VALUES / "everything.yaml"),
+        ]
+        for s in sets:
+            args += ["--set", s]
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        return _images([d for d in yaml.safe_load_all(out) if d])
+
+    site = ("image.repository=registry.hospital/medai", "image.tag=0.1.0-site")
+    images = render(*site, "gpuImage.repository=registry.hospital/medai-gpu")
+    assert images["medai-worker-gpu"] == "registry.hospital/medai-gpu:0.1.0-site"
+    assert images["medai-worker-cpu"] == "registry.hospital/medai:0.1.0-site"
+    images = render(*site, "gpuImage.tag=0.1.0-cu13")
+    assert images["medai-worker-gpu"] == "localhost/medai-gpu:0.1.0-cu13"
+    images = render("workerPools.gpu.image.repository=registry.hospital/medai-cuda")
+    assert images["medai-worker-gpu"].startswith("registry.hospital/medai-cuda:")
+    # a pool that asks for no GPU keeps the CPU image, whatever its name
+    images = render("workerPools.gpu.gpus=0")
+    assert images["medai-worker-gpu"].startswith("localhost/medai:")
+
+
+def test_the_schema_refuses_a_misspelt_gpu_image() -> None:
+    validator = _validator()
+    assert validator.is_valid(_values("everything.yaml"))
+    bad = _merge(_values(), {"gpuImage": {"repo": "registry.hospital/medai-gpu"}})
+    assert not validator.is_valid(bad)
+    assert not validator.is_valid(_merge(_values(), {"gpuImage": {"repository": ""}}))
+
+
 def test_systemd_units_verify_and_stay_below_the_exposure_threshold() -> None:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")

@@ -44,6 +44,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" $repo $tag }}
 {{- end }}
 
+{{/* a worker pool's image; call with (dict "ctx" $ "pool" $w): the pool's own image when it
+names a repository, else gpuImage (the CUDA build) for a pool that asks for GPUs, else image */}}
+{{- define "medai.workerImage" -}}
+{{- $o := .pool.image | default dict }}
+{{- if and .pool.gpus (not $o.repository) }}
+{{- $o = dict "repository" .ctx.Values.gpuImage.repository "tag" ($o.tag | default .ctx.Values.gpuImage.tag) }}
+{{- end }}
+{{- include "medai.image" (dict "ctx" .ctx "override" $o) }}
+{{- end }}
+
 {{- define "medai.claimName" -}}
 {{- .Values.persistence.existingClaim | default (printf "%s-home" (include "medai.fullname" .)) }}
 {{- end }}
