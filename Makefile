@@ -10,7 +10,7 @@ TORCH  := torch==2.13.0
 .PHONY: run test test-fast install install-dev lint clean settings-doc browser-deps integration-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-imaging-little-data \
-	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
+	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-imaging-scope fit-series-rule benchmark-series benchmark-study-stable benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
 	deploy-deps wheelhouse image image-check wheelhouse-gpu image-gpu image-gpu-check compose-up compose-smoke deploy-tools chart-check units-check kube-play-smoke \
 	systemd-boot-smoke two-node-check backup-drill deploy-check gpu-check gpu-check-tiny gpu-wheels
 
@@ -188,6 +188,29 @@ benchmark-scope: install
 	$(BIN)/python benchmarks/scope_benchmark.py --data ../shared/data/triage/complaints.csv \
 	    --other ../shared/data/triage/llm_cleaned_NOT_RAW/doktorsitesi_llm_cleaned_questions.csv \
 	    --out docs/benchmarks/scope
+
+# Imaging scope: lateral films, out-of-label films, other body parts, in-scope films flagged,
+# before and after (~2 min; docs/benchmarks/out_of_scope.md)
+benchmark-imaging-scope: install
+	$(BIN)/python benchmarks/out_of_scope_benchmark.py --cxr-data ../shared/data/chest_xray/manifest.csv \
+	    --mri-data ../shared/data/brain_mri/manifest.csv --out docs/benchmarks/imaging
+
+# the brain MRI series rule (recorded in mri-default's operating points), then series reading
+# measured: order invariance, cost per slice, the rule table (docs/benchmarks/series.md)
+fit-series-rule: install
+	$(BIN)/medai imaging fit-series-rule --task mri --data ../shared/data/brain_mri/manifest.csv \
+	    --model src/medai/assets/models/mri-default
+
+benchmark-series: install
+	$(BIN)/python benchmarks/series_benchmark.py --data ../shared/data/brain_mri/manifest.csv \
+	    --out docs/benchmarks/series
+
+# A study analysed when complete: brain MRI series sent with storescu to `medai serve
+# --dicom-port`, arrival gaps vs MEDAI_STUDY_STABLE_S, last slice → draft, before (HEAD, a
+# temporary worktree) and after (~5 min; needs dcmtk; docs/benchmarks/study_stable.md)
+benchmark-study-stable: install
+	$(BIN)/python benchmarks/study_stable_benchmark.py --data ../shared/data/brain_mri/manifest.csv \
+	    --out docs/benchmarks/study_stable/results.json
 
 # Serving before/after under load (needs wrk: apt-get install wrk; ~35 min; see
 # docs/benchmarks/serving.md). BASELINE is the commit before the serving work.

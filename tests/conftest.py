@@ -30,6 +30,10 @@ os.environ.setdefault("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
 # MEDAI_DICOM_ALLOW refuses every association), as a fresh install does. STRANGER and OTHER are
 # the titles the tests expect to be refused: never list them here.
 os.environ.setdefault("MEDAI_DICOM_ALLOW", '["MODALITY", "PACS", "CT", "US"]')
+# a DICOM study is analysed MEDAI_STUDY_STABLE_S after its last instance (default 5 s): the
+# suite's DICOM tests read their study at once; the window's own tests
+# (tests/platform/test_study_stable.py) set it and move a fake clock
+os.environ.setdefault("MEDAI_STUDY_STABLE_S", "0")
 
 
 @pytest.fixture(scope="session")

@@ -186,6 +186,14 @@ class Settings(BaseSettings):
         description="a running job whose worker has not renewed its "
         "lease for this long is taken over by another",
     )
+    study_stable_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="a study a modality sends (DICOM) is analysed once no instance of it "
+        "has arrived for this long (seconds; like Orthanc's StableAge): a series is read "
+        "whole, never from its first slice; an upload is analysed at once",
+    )
     model_watch_s: float = Field(
         default=5.0,
         gt=0,
@@ -869,6 +877,7 @@ _GROUP_FIELDS: dict[str, tuple[str, ...]] = {
         "trusted_proxies",
         "job_threads",
         "job_lease_s",
+        "study_stable_s",
         "model_watch_s",
     ),
     "models": (

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
+from helpers.builders import answering_model
 from helpers.dicom import PATIENT_ID, make_dicom
 from helpers.paths import SRC
 from helpers.platform import PASSWORD, png_bytes, ui_server
@@ -67,35 +67,6 @@ NAMES = {
         "No Finding": "No finding",
     },
 }
-
-
-def answering_model(directory: Path, task: str, probs: dict[str, float], policy: dict) -> Path:
-    """A tiny model whose every answer is ``probs``: its last layer's weights are zero and its
-    bias the answer's logits (softmax for the one-class MRI, sigmoid for the chest film), with
-    ``policy`` as its operating points; sealed like a trained one."""
-    import math
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from helpers.builders import make_imaging_model_dir
-    from medai.core.model_dir import reseal
-    from medai.imaging.operating import POLICY_FILE
-
-    d = make_imaging_model_dir(directory, labels=tuple(probs), task=task)
-    weights = next(d.glob("*.safetensors"))
-    state = load_file(str(weights))
-    logits = [math.log(p) if task == "mri" else math.log(p / (1 - p)) for p in probs.values()]
-    for key in [k for k in state if k.endswith("_fc.weight") or k.endswith("_fc.bias")]:
-        state[key] = (
-            torch.zeros_like(state[key])
-            if key.endswith("weight")
-            else torch.tensor(logits, dtype=state[key].dtype)
-        )
-    save_file(state, str(weights))
-    (d / POLICY_FILE).write_text(json.dumps(policy))
-    reseal(d)
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -127,6 +127,35 @@ def make_imaging_model_dir(
     return directory
 
 
+def answering_model(directory: Path, task: str, probs: dict[str, float], policy: dict) -> Path:
+    """A tiny model whose every answer is ``probs``: its last layer's weights are zero and its
+    bias the answer's logits (softmax for the one-class MRI, sigmoid for the chest film), with
+    ``policy`` as its operating points; sealed like a trained one."""
+    import json
+    import math
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from medai.core.model_dir import reseal
+    from medai.imaging.operating import POLICY_FILE
+
+    d = make_imaging_model_dir(directory, labels=tuple(probs), task=task)
+    weights = next(d.glob("*.safetensors"))
+    state = load_file(str(weights))
+    logits = [math.log(p) if task == "mri" else math.log(p / (1 - p)) for p in probs.values()]
+    for key in [k for k in state if k.endswith("_fc.weight") or k.endswith("_fc.bias")]:
+        state[key] = (
+            torch.zeros_like(state[key])
+            if key.endswith("weight")
+            else torch.tensor(logits, dtype=state[key].dtype)
+        )
+    save_file(state, str(weights))
+    (d / POLICY_FILE).write_text(json.dumps(policy))
+    reseal(d)
+    return d
+
+
 def gray_png(path: Path, seed: int, size: tuple[int, int] = (80, 96)) -> Path:
     """A grayscale PNG with a random smooth pattern (distinct per seed)."""
     import numpy as np

@@ -50,6 +50,8 @@ TABLE: dict[tuple[str, str], object] = {
     ("GET", "/api/v1/studies"): CLINICAL,
     ("GET", "/api/v1/studies/{study_id}"): CLINICAL,
     ("GET", "/api/v1/studies/{study_id}/image"): CLINICAL,
+    ("GET", "/api/v1/studies/{study_id}/series"): CLINICAL,
+    ("GET", "/api/v1/studies/{study_id}/instances/{sop_uid}/image"): CLINICAL,
     ("GET", "/api/v1/studies/{study_id}/heatmap"): CLINICAL,
     ("GET", "/api/v1/studies/{study_id}/report"): CLINICAL,
     ("PUT", "/api/v1/studies/{study_id}/report"): {"radiologist"},
@@ -137,6 +139,7 @@ def _request(client, method: str, path: str, ids: dict, headers: dict):
         record_id=999999,
         job_id=999999,
         conflict_id=999999,
+        sop_uid="1.2.3.999999",
         **ids,
     )
     files = {"file": ("x.png", png_bytes(2), "image/png")}

@@ -182,8 +182,12 @@ def test_a_task_without_its_own_sentences_gets_the_generic_ones(knee, monkeypatc
         found, None, task="knee", lang="en", decision=decision, image={"view_position": "PA"}
     )["sections"]
     assert s["technique"] == "Knee radiograph."  # its modality
-    assert s["findings"].startswith("No abnormality.")
-    assert s["impression"] == "No abnormality (AI suggestion)."
+    # never "No abnormality.": what the model looked for and did not find
+    assert s["findings"].startswith("None of the findings the AI model looks for")
+    assert (
+        s["impression"]
+        == "None of the findings the AI model looks for was detected (AI suggestion)."
+    )
 
 
 def _pdf_text(pdf: bytes) -> str:

@@ -1,4 +1,5 @@
-"""`medai imaging …`: train, evaluate, predict, explain, fit-gate, export."""
+"""`medai imaging …`: train, evaluate, predict, explain, fit-gate, fit-scope, operating-points,
+fit-series-rule, export."""
 
 from __future__ import annotations
 
@@ -365,6 +366,48 @@ def imaging_fit_gate(
     )
 
 
+@imaging_app.command("fit-scope")
+def imaging_fit_scope(
+    task: TaskOpt,
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="The data the model was trained on (same split); a manifest with a "
+            "`view` column also fits the view check."
+        ),
+    ],
+    model: ModelOpt = None,
+    seed: int = 13,
+    view_check: Annotated[
+        bool, typer.Option(help="Fit the lateral-film check (chest tasks, a `view` column).")
+    ] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Fit a model's scope: the out-of-scope threshold on its validation split
+    (out_of_scope.json) and, for a chest task, the image check of a film's view
+    (view_check.npz); recorded in the card, which is resealed."""
+    from medai.imaging.scope import fit_scope
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        directory = _load_imaging(task, model).directory
+        result = fit_scope(directory, data, seed, view_check=view_check)
+    oos = result["out_of_scope"]
+    check = result.get("view_check") or {}
+    cv = check.get("cross_validated") or {}
+    _emit(
+        result,
+        as_json,
+        f"out-of-scope threshold {oos['threshold']:.2f} ({oos['quantile']:.0%} of "
+        f"{oos['n']} validation images); view check: "
+        + (
+            f"{cv['laterals_caught']}/{cv['laterals']} laterals caught, "
+            f"{cv['frontals_flagged']}/{cv['frontals']} frontals flagged (cross-validated)"
+            if "laterals" in cv
+            else check.get("skipped") or "not fitted"
+        ),
+    )
+
+
 @imaging_app.command("operating-points")
 def imaging_operating_points(
     task: TaskOpt,
@@ -387,6 +430,39 @@ def imaging_operating_points(
         f"operating points chosen on {result['n_validation']} validation "
         f"images; validation macro-F1 {result['validation_macro_f1']:.3f}; "
         f"labels decided by fewer than 10 validation positives: {few}",
+    )
+
+
+@imaging_app.command("fit-series-rule")
+def imaging_fit_series_rule(
+    task: TaskOpt,
+    data: Annotated[Path, typer.Option(help="The data the model was trained on (same split).")],
+    model: ModelOpt = None,
+    seed: int = 13,
+    per_cell: Annotated[
+        int, typer.Option(help="Validation series per tumour class, kind and length.")
+    ] = 20,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print the table; write nothing into the model directory.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Choose how a series' slices become one study decision (imaging.series rules), on
+    validation series built from the model's validation split; records it in
+    operating_points.json and reseals the card."""
+    from medai.imaging.series_fit import fit_series_rule
+
+    with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
+        directory = _load_imaging(task, model).directory
+        result = fit_series_rule(directory, data, seed, per_cell=per_cell, write=not dry_run)
+    result.pop("full_table", None)
+    chosen = result["validation"]
+    _emit(
+        result,
+        as_json,
+        f"series rule {result['tag']}: validation macro-F1 {chosen['macro_f1']:.3f}, "
+        f"accuracy {chosen['accuracy']:.3f} on {result['chosen_on']}"
+        + (" (dry run: nothing written)" if dry_run else ""),
     )
 
 

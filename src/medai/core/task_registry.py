@@ -59,14 +59,17 @@ class DraftWords:
 
     ``technique``: the examination as a radiologist names it ("Brain MRI (single slice).");
     ``technique_with_view``: the same when the DICOM file names its view, with ``{view}``
-    ("{view} chest radiograph."); ``normal``: the findings' first sentence of a normal study
-    (only what the model reads: a chest model decides lung findings, never the heart size);
+    ("{view} chest radiograph."); ``normal``: the findings' first sentence of a study in which
+    the model found none of its labels, never calling the film normal: what it looked for and
+    did not find, the labels it decided absent as ``{findings}``;
     ``normal_impression``: its impression, ending in "(AI suggestion)" / "(YZ önerisi)" (a
     low-confidence result says so there); ``indeterminate``: the sentence of an undecided
     result, with ``{candidates}``, keeping "could not decide" / "karar veremedi" in it."""
 
     technique: tuple[str, str] = ("", "")
     technique_with_view: tuple[str, str] = ("", "")
+    # a study read as a series (``read``): ``{read}`` of ``{total}`` slices read by the model
+    technique_series: tuple[str, str] = ("", "")
     normal: tuple[str, str] = ("", "")
     normal_impression: tuple[str, str] = ("", "")
     indeterminate: tuple[str, str] = ("", "")
@@ -116,6 +119,9 @@ class Task:
     # a wrong "on" silently teaches a model mirrored anatomy while a wrong "off" only costs
     # some augmentation
     flip_augment: bool = False
+    # a study of this task is a series of slices read together (a brain MRI), not one film
+    # (a chest radiograph, decided from its frontal view): ``platform.study_reading``
+    reads_series: bool = False
     # the task of its kind a caller that names none gets (the upload form's, the CLI's); one
     # per kind (``default_task``)
     default: bool = False

@@ -66,11 +66,14 @@ class ImageRefused(ImageInputError):
 
     code = "image_refused"
 
-    def __init__(self, reason: Refusal | str) -> None:
+    def __init__(self, reason: Refusal | str, scope=None) -> None:
         super().__init__(str(reason))
         self.refusal = (
             reason if isinstance(reason, Refusal) else Refusal("out_of_distribution", str(reason))
         )
+        # the refusing model's scope (``imaging.scope.Scope``): stored with the refusal, so a
+        # refused study still says what the model reads and why this image is outside it
+        self.scope = scope
 
 
 @dataclass
@@ -103,12 +106,21 @@ def _read_source(source: str | Path | bytes, max_bytes: int) -> bytes:
 
 
 def load_image(
-    source: str | Path | bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+    source: str | Path | bytes,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    frame: int | None = None,
 ) -> LoadedImage:
-    """Read a PNG, JPEG (or other Pillow format) or DICOM file / bytes."""
+    """Read a PNG, JPEG (or other Pillow format) or DICOM file / bytes.
+
+    ``frame``: the 1-based frame number of a multi-frame DICOM to decode (a series is read
+    frame by frame, ``imaging.series``); None decodes the middle frame, as a single image is
+    read. Only that frame is decoded; a number the object does not have is refused."""
     data = _read_source(source, max_bytes)
     if _is_dicom(data):
-        return _load_dicom(data, max_pixels)
+        return _load_dicom(data, max_pixels, frame)
+    if frame not in (None, 1):
+        raise ImageInputError(f"frame {frame} requested of an image that is not a DICOM object")
     return _load_raster(data, max_pixels)
 
 
@@ -327,9 +339,11 @@ def _rescale(arr: np.ndarray) -> np.ndarray:
     return ((arr - lo) / (hi - lo)).astype(np.float32)
 
 
-def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
+def _load_dicom(data: bytes, max_pixels: int, frame: int | None = None) -> LoadedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
+
+    from medai.imaging.views import header_fields
 
     check_dicom_file(io.BytesIO(data))  # a deflated dataset is inflated within bounds
     try:
@@ -344,7 +358,10 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
     rows, cols, frames, _, _, _ = dicom_header(ds, max_pixels)
     name = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     syntax = str(name or "")
-    index = frames // 2 if frames > 1 else None  # only the frame used is decoded
+    if frame is not None and not 1 <= frame <= frames:
+        raise ImageInputError(f"DICOM object has {frames} frame(s); frame {frame} asked for")
+    # only the frame used is decoded: the one asked for, else the middle one
+    index = frame - 1 if frame is not None and frames > 1 else frames // 2 if frames > 1 else None
     if name is not None and name.is_encapsulated and "PixelData" in ds:
         from pydicom.encaps import get_frame
 
@@ -374,7 +391,7 @@ def _load_dicom(data: bytes, max_pixels: int) -> LoadedImage:
         "transfer_syntax": syntax,
         "width": cols,
         "height": rows,
-        "view_position": str(ds.get("ViewPosition", "") or "").strip().upper()[:16],
+        **header_fields(ds),  # view_position, view_code(_meaning), patient_orientation
         "body_part": str(ds.get("BodyPartExamined", "") or "").strip().upper()[:32],
         **population(ds),
     }
@@ -438,6 +455,7 @@ REFUSAL_CODES = (
     "no_image",
     "too_small",
     "no_model",
+    "lateral_view",
 )
 
 

@@ -361,6 +361,37 @@ def choose_policy(
 
 
 def write_policy(directory: Path, report: dict) -> Path:
+    """Write a freshly chosen policy; a series rule already recorded beside it is kept (it was
+    chosen on the validation series, not by this report)."""
+    previous = load_series_rule(directory)
+    if previous is not None and SERIES_RULE_KEY not in report:
+        report = {**report, SERIES_RULE_KEY: previous}
     path = Path(directory) / POLICY_FILE
     path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+SERIES_RULE_KEY = "series_rule"
+"""Where ``operating_points.json`` keeps how a series' slices become one study decision
+(``imaging.series``: the rule's name, its parameter and the validation table it was chosen
+on). Hashed with the rest of the file, so a result's content hash names the rule it used."""
+
+
+def load_series_rule(directory: Path | None) -> dict | None:
+    """The series rule recorded in a model directory's operating points, or None (the model
+    was fitted before series reading: ``imaging.series.DEFAULT_RULE`` applies)."""
+    if directory is None or not (Path(directory) / POLICY_FILE).is_file():
+        return None
+    raw = json.loads((Path(directory) / POLICY_FILE).read_text(encoding="utf-8"))
+    rule = raw.get(SERIES_RULE_KEY) if isinstance(raw, dict) else None
+    return rule if isinstance(rule, dict) else None
+
+
+def write_series_rule(directory: Path, rule: dict) -> Path:
+    """Record the series rule in ``operating_points.json``, every other key as it was (the
+    caller reseals the card: the file is part of the content hash)."""
+    path = Path(directory) / POLICY_FILE
+    raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    raw[SERIES_RULE_KEY] = rule
+    path.write_text(json.dumps(raw, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path

@@ -19,9 +19,11 @@ from medai.imaging.gate import FeatureGate
 from medai.imaging.io import LoadedImage, Refusal, check_modality, load_image
 from medai.imaging.labels import space
 from medai.imaging.networks import to_tensor
-from medai.imaging.operating import load_policy
+from medai.imaging.operating import load_policy, load_series_rule
 from medai.imaging.results import Finding, ImageInfo, ImagingResult
+from medai.imaging.scope import OutOfScope, OutOfScopeDetector, Scope, scope_for
 from medai.imaging.train import ImagingTrainConfig, load_model
+from medai.imaging.views import ViewCheck, ViewChecker, view_of
 
 
 class ImagingPredictor:
@@ -48,6 +50,22 @@ class ImagingPredictor:
         self.multilabel = space(cfg.task).multilabel
         self.policy = load_policy(directory, card, self.labels)
         self.thresholds = {lab: self.policy.thresholds[lab] for lab in self.labels}
+        # how a series' slices become one decision (``imaging.series``), None: the default
+        self.series_rule = load_series_rule(directory)
+        # scope (``imaging.scope``, ``imaging.views``): the out-of-scope flag on the gate's
+        # distance, and for a task read from frontal films the image's view check
+        self.out_of_scope = OutOfScopeDetector.load(directory) if self.gate is not None else None
+        self.view_check = ViewChecker.load(directory) if space(cfg.task).dicom_views else None
+        gate_dim = None if self.gate is None else self.gate.mean.shape[0]
+        if self.view_check is not None and gate_dim and self.view_check.dim != gate_dim:
+            import warnings
+
+            warnings.warn(
+                f"{directory}: view_check.npz was fitted on other features; it is ignored "
+                "— refit it with `medai imaging fit-scope`",
+                stacklevel=2,
+            )
+            self.view_check = None
         self.runtime = "torch"
         self.identity = model_identity(directory, card)
 
@@ -93,10 +111,13 @@ class ImagingPredictor:
     ) -> Refusal | None:
         """Why this image must not get findings from this model, or None.
 
-        Rules first (colour photo, DICOM of another modality), then the learned gate."""
+        Rules first (colour photo, DICOM of another modality), then the learned gate, then
+        the view (a lateral chest film, ``view_refusal``)."""
         reason = check_modality(image, self.cfg.task)
-        if reason or self.gate is None:
+        if reason:
             return reason
+        if self.gate is None:
+            return self.view_refusal(image, features)
         if features is None:
             features = self.proba_and_features([image.pixels])[1]
         distance = float(self.gate.distance(features)[0])
@@ -109,7 +130,70 @@ class ImagingPredictor:
                 f"{self.gate.threshold:.1f}); is it another modality or body part?",
                 {"distance": round(distance, 2), "limit": round(float(self.gate.threshold), 2)},
             )
-        return None
+        return self.view_refusal(image, features)
+
+    def view(self, image: LoadedImage, features: np.ndarray | None = None) -> ViewCheck:
+        """The film's view (``imaging.views.view_of``): its header's, else this model's image
+        check on its features, else unknown. Only a task read from frontal films has views."""
+        if not space(self.cfg.task).dicom_views:
+            return ViewCheck("unknown", "image")
+        if self.view_check is not None and features is None and view_of(image).source != "header":
+            features = self.proba_and_features([image.pixels])[1]
+        return view_of(image, self.view_check, features)
+
+    def view_refusal(
+        self, image: LoadedImage, features: np.ndarray | None = None
+    ) -> Refusal | None:
+        """A lateral chest film is refused, never read as a frontal: the model was trained
+        and its operating points chosen on frontal films (``imaging.views``)."""
+        check = self.view(image, features)
+        if check.view != "lateral":
+            return None
+        said = check.detail or (
+            f"image check {check.score:.2f} >= {check.threshold:.2f}"
+            if check.score is not None and check.threshold is not None
+            else "lateral"
+        )
+        return Refusal(
+            "lateral_view",
+            f"this is a lateral film ({said}); the {space(self.cfg.task).modality} model "
+            "reads frontal (PA/AP) films only",
+            {"source": check.source, **({"score": round(check.score, 3)} if check.score else {})},
+        )
+
+    def scope(
+        self,
+        image: LoadedImage | None = None,
+        features: np.ndarray | None = None,
+        refusal: Refusal | None = None,
+    ) -> Scope:
+        """What this model detects and cannot, and whether ``image`` is out of its scope
+        (``imaging.scope``): a refusal is out of scope for its own reason; otherwise the
+        detector's flag on the gate's distance (not flagged, and no detector named, for a model
+        without one)."""
+        view = None
+        if image is not None and space(self.cfg.task).dicom_views:
+            view = self.view(image, features).as_dict()
+        distance = None
+        if self.gate is not None and features is not None:
+            distance = float(self.gate.distance(features)[0])
+        if refusal is not None:
+            code = {"out_of_distribution": "unlike_training"}.get(refusal.code, refusal.code)
+            judged = OutOfScope(flagged=True, reason=code, detector="refusal")
+            if refusal.code == "out_of_distribution" and distance is not None:
+                judged.score = round(distance, 4)
+                judged.threshold = round(float(self.gate.threshold), 4)
+                judged.detector = "feature_distance"
+            elif refusal.code == "lateral_view" and view and view.get("score") is not None:
+                judged.score, judged.threshold = view["score"], view["threshold"]
+                judged.detector = "view_check"
+            elif refusal.code == "lateral_view":
+                judged.detector = "header"
+        elif self.out_of_scope is not None and distance is not None:
+            judged = self.out_of_scope.judge(distance)
+        else:
+            judged = OutOfScope(score=None if distance is None else round(distance, 4))
+        return scope_for(self.cfg.task, self.labels, judged, view)
 
     def predict(self, source: str | Path | bytes | LoadedImage) -> ImagingResult:
         """Findings for one image; ``status: refused`` with the reason when the image is of the
@@ -118,7 +202,7 @@ class ImagingPredictor:
         probs, feats = self.proba_and_features([image.pixels])
         reason = self.refusal_reason(image, feats)
         if reason:
-            return self._refusal(reason, image)
+            return self._refusal(reason, image, self.scope(image, feats, reason))
         decision = self.decide(probs[0])
         findings = [Finding(**row.model_dump()) for row in decision.labels]
         embedding = [float(f"{v:.6g}") for v in self.embedding(feats)[0]]
@@ -131,6 +215,7 @@ class ImagingPredictor:
             decision=decision,
             model=self.identity,
             image=image_info(image),
+            scope=self.scope(image, feats),
             embedding=embedding,
         )
 
@@ -152,7 +237,9 @@ class ImagingPredictor:
             self.policy,
         )
 
-    def _refusal(self, reason: Refusal, image: LoadedImage) -> ImagingResult:
+    def _refusal(
+        self, reason: Refusal, image: LoadedImage, scope: Scope | None = None
+    ) -> ImagingResult:
         return ImagingResult(
             status="refused",
             task=self.cfg.task,
@@ -162,6 +249,7 @@ class ImagingPredictor:
             reason_params=reason.params,
             model=self.identity,
             image=image_info(image),
+            scope=scope or self.scope(refusal=reason),
         )
 
 

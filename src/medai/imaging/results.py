@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from medai.core.results import AIResult
 from medai.imaging.decision import Basis, Decision, LabelState
 from medai.imaging.io import REFUSAL_CODES
+from medai.imaging.scope import Scope
 
 DISCLAIMER = "AI suggestion for a radiologist to review; not a diagnosis."
 
@@ -46,6 +47,47 @@ class ImageInfo(BaseModel):
     view_position: str | None = Field(None, description="DICOM ViewPosition (PA, AP, LL, …)")
 
 
+class SeriesChoice(BaseModel):
+    """Which series of a study was read, among how many, and why (the rule is explicit)."""
+
+    chosen: str | None = None
+    considered: int = Field(1, ge=0)
+    why: str = ""
+
+
+class ReadExclusion(BaseModel):
+    """A slice read but left out of the decision: unreadable, or refused (e.g. unlike the
+    model's training images) while most of its series was not."""
+
+    instance: str
+    reason: str = Field(..., description="an image refusal code (``REFUSAL_CODES``)")
+
+
+class ReadInfo(BaseModel):
+    """What an imaging result read (``imaging.series``): the series, how many of its slices
+    were read and which ones carry the decision. Slices are counted one per frame: the frames
+    of a multi-frame instance are named ``<SOPInstanceUID>#<frame>`` (1-based)."""
+
+    series_uid: str | None = None
+    instances_in_series: int = Field(1, ge=0, description="slices in the series (frames counted)")
+    instances_read: int = Field(1, ge=0, description="slices that went through the model")
+    key_instances: list[str] = Field(
+        default_factory=list,
+        description="the slices that carry the decision (empty for a single image, and for a "
+        "series read as having none of the findings)",
+    )
+    read_instances: list[str] = Field(
+        default_factory=list, description="every slice read, in anatomical order"
+    )
+    sampled: bool = Field(False, description="the series had more slices than ``cap``")
+    cap: int = Field(1, ge=1, description="the most slices read of one series")
+    rule: str = Field("single_image", description="the aggregation rule's name")
+    series_choice: SeriesChoice | None = None
+    excluded: list[ReadExclusion] = Field(
+        default_factory=list, description="slices read but not used for the decision"
+    )
+
+
 class ImagingResult(AIResult):
     """Findings for one image, or a refusal with the reason (wrong kind of image)."""
 
@@ -59,6 +101,16 @@ class ImagingResult(AIResult):
     primary: str | None = Field(None, description="the leading decided label")
     decision: Decision | None = None
     image: ImageInfo | None = None
+    read: ReadInfo | None = Field(
+        None,
+        description="what was read: the series, its slices read and the key slices (None: "
+        "results stored before series reading)",
+    )
+    scope: Scope | None = Field(
+        None,
+        description="what the model detects and cannot detect, and whether this image is out "
+        "of its scope (imaging.scope; None: results stored before scopes)",
+    )
     disclaimer: str = DISCLAIMER
     embedding: list[float] | None = Field(
         None,

@@ -245,24 +245,40 @@ MRI_CODES = {
     "No_Tumor": ("99MEDAI", "MRI-NOTUMOR", "No tumour (of the model's classes)"),
 }
 
-# What a template draft says of the examination (en, tr). Only what the model reads: the chest
-# models decide lung findings, never the heart size or the mediastinum, so a normal draft says
-# nothing of them (the radiologist adds what they see).
+# What a template draft says of the examination (en, tr). Only what the model reads, and never
+# that a film is normal: a model that found none of its labels says which findings it looked for
+# (``{findings}``, the labels it decided absent) and did not find — the film may still show
+# what it does not read (``imaging.scope``: the draft names those too), so "the lungs are
+# clear" is the radiologist's to write.
 CXR_DRAFT = DraftWords(
     technique=("Chest radiograph.", "Akciğer grafisi."),
     technique_with_view=("{view} chest radiograph.", "{view} akciğer grafisi."),
-    normal=("The lungs are clear.", "Akciğerler temizdir."),
+    normal=(
+        "None of the findings the AI model looks for ({findings}) was detected.",
+        "YZ modelinin aradığı bulgular ({findings}) saptanmadı.",
+    ),
     normal_impression=(
-        "No acute lung abnormality (AI suggestion).",
-        "Akut akciğer patolojisi saptanmadı (YZ önerisi).",
+        "None of the findings the AI model looks for was detected (AI suggestion); the rest of "
+        "the film is for the radiologist to assess.",
+        "YZ modelinin aradığı bulgular saptanmadı (YZ önerisi); grafinin diğer bulgular "
+        "açısından değerlendirilmesi radyoloğa aittir.",
     ),
 )
 MRI_DRAFT = DraftWords(
     technique=("Brain MRI (single slice).", "Beyin MR incelemesi (tek kesit)."),
-    normal=("No tumour is suggested on this slice.", "Bu kesitte tümör düşündüren bulgu yoktur."),
+    technique_series=(
+        "Brain MRI series; the AI model read {read} of its {total} slices.",
+        "Beyin MR serisi; YZ modeli serinin {total} kesitinden {read} kesitini değerlendirdi.",
+    ),
+    normal=(
+        "None of the tumour types the AI model looks for ({findings}) was detected.",
+        "YZ modelinin aradığı tümör tipleri ({findings}) saptanmadı.",
+    ),
     normal_impression=(
-        "No tumour suggested (AI suggestion).",
-        "Tümör düşündüren bulgu yok (YZ önerisi).",
+        "None of the tumour types the AI model looks for was detected (AI suggestion); the rest "
+        "of the examination is for the radiologist to assess.",
+        "YZ modelinin aradığı tümör tipleri saptanmadı (YZ önerisi); incelemenin diğer bulgular "
+        "açısından değerlendirilmesi radyoloğa aittir.",
     ),
     # one class per slice: an undecided result leaves the classification to the radiologist
     indeterminate=(
@@ -328,6 +344,7 @@ MRI = Task(
     label_names=MRI_NAMES,
     codes=MRI_CODES,
     draft=MRI_DRAFT,
+    reads_series=True,  # a study is a series of slices, read whole (imaging.series)
     flip_augment=True,  # a tumour's class does not depend on the hemisphere it is in
 )
 

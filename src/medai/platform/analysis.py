@@ -12,7 +12,7 @@ import logging
 import time
 
 from medai.core.task_registry import get as get_task
-from medai.platform import review, studies
+from medai.platform import review, studies, study_reading
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
 from medai.platform.finding_states import decided_positives
@@ -21,6 +21,7 @@ from medai.platform.lifecycle import monitoring, shadow
 from medai.platform.studies import latest_result, save_result, set_status, stored_result
 from medai.platform.tables import AIResultRow, Study
 from medai.services import imaging as imaging_service
+from medai.services import series_reading
 from medai.services.reports import shared_drafter
 
 log = logging.getLogger("medai.platform.jobs")
@@ -43,9 +44,16 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
         if study is None:
             raise LookupError(f"no study {study_id}")
-        if study.status not in ("received", "analysing"):
+        reading = studies.reading_key(db, study_id)
+        # a reported study is read again only when instances arrived after its reading (a
+        # re-open: ``studies.defer_analysis``); its report keeps its state meanwhile
+        reopened = study.status in studies.REPORTED and not studies.read_already(
+            db, study_id, reading
+        )
+        if study.status not in ("received", "analysing") and not reopened:
             return study.status  # done before (a repeated delivery)
-        set_status(study, "analysing")
+        if not reopened:
+            set_status(study, "analysing")
         task, sha, question, lang = (
             study.task,
             study.file_sha256,
@@ -54,29 +62,74 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         )
         display = study.display_sha256
         meta = {"modality": study.modality, "source": study.source or "upload"}
+        members = study_reading.image_instances(db, study)
     predictor = p.models.get(task)
     ref = predictor.identity
-    data = p.store.read(sha)
-    row = stored_result(p, study_id, "imaging", ref.content_hash)
-    source = data  # what the draft reads its image's size and view from
-    if row is None or display is None:
+    row = stored_result(p, study_id, "imaging", ref.content_hash, reading)
+    if members and get_task(task).reads_series:  # a series, read whole (issue 58)
+        got = _series(p, study_id, predictor, members, meta, reading, row, display)
+        if isinstance(got, str):  # refused
+            return got
+        row, source, data = got
+        return _drafted(p, study_id, task, lang, question, reading, reopened, row, source, data)
+    read = series_reading.single_image_read()
+    films = list(members)
+    while True:
+        if films:  # a chest study is decided from its frontal film
+            film = study_reading.frontal(films, _image_rank(p, predictor, films))
+            read = series_reading.film_read(
+                film.member.sop_uid,
+                film.member.series_uid,
+                film.in_series,
+                film.considered,
+                film.why,
+            )
+            if film.member.sha != sha:
+                sha, display = film.member.sha, _read_instead(p, study_id, film.member)
+        data = p.store.read(sha)
+        source = data  # what the draft reads its image's size and view from
+        if row is not None and display is not None:
+            break
         try:  # one decode for the rendition, the findings, the heatmap and the draft
             with imaging_service.decoded(data) as image:
                 source = image
                 if display is None:
                     keep_display(p, study_id, imaging_service.display_png(image))
                 if row is None:
-                    row = _findings(p, study_id, predictor, image, meta)
+                    row = _findings(p, study_id, predictor, image, meta, reading, read)
         except imaging_service.ImageInputError as exc:
+            if exc.refusal_code == studies.NO_IMAGE and len(films) > 1:
+                films = [m for m in films if m.sha != sha]  # a header without a film: the next
+                continue
             if row is None:
                 return _refused(
                     p,
                     study_id,
                     imaging_service.Refusal(exc.refusal_code, str(exc), exc.params),
                     ref,
+                    reading=reading,
                 )
         if isinstance(row, str):  # refused
             return row
+        break
+    return _drafted(p, study_id, task, lang, question, reading, reopened, row, source, data)
+
+
+def _drafted(
+    p: Platform,
+    study_id: int,
+    task: str,
+    lang: str,
+    question: str | None,
+    reading: str,
+    reopened: bool,
+    row: AIResultRow,
+    source,
+    data: bytes,
+) -> str:
+    """The findings stored: the AI draft (a re-read replaces it only while it is the AI's own
+    and unsigned), urgency, the audit, the results out; returns the study's status."""
+    ref = p.models.get(task).identity
     payload = row.payload
     if payload.get("refused"):  # stored by an earlier delivery of this job
         return _refused(
@@ -86,21 +139,40 @@ def _analyse_once(p: Platform, study_id: int) -> str:
             ref,
             store=False,
         )
-    draft_row = stored_result(p, study_id, "draft", ref.content_hash)
+    draft_row = stored_result(p, study_id, "draft", ref.content_hash, reading)
     if draft_row is None:
         draft = shared_drafter(p.knowledge_dir).draft(
             source, payload, task=task, lang=lang, question=question, findings_model=ref
         )
-        draft_row = save_result(p, study_id, "draft", ref, draft.model_dump(mode="json"))
+        draft_row = save_result(
+            p, study_id, "draft", ref, draft.model_dump(mode="json"), reading=reading
+        )
     urgent = urgent_labels(task, payload)
     with p.db.session() as db:
         study = studies.lock_study(db, db.get(Study, study_id))  # a retraction races this
         if study.status == studies.RETRACTED:  # retracted meanwhile: no draft, nothing sent
             return study.status
         d = draft_row.payload
-        made = review.ai_draft(
-            db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
-        )
+        if reopened:
+            made, why = review.ai_redraft(
+                db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
+            )
+            # the reading is history either way; a signer is told (the study page compares
+            # the newest reading with the one the report was made from), never overruled
+            record(
+                db,
+                WORKER,
+                "reanalyse",
+                "study",
+                study_id,
+                model_hash=ref.content_hash,
+                reading=reading,
+                report=why,
+            )
+        else:
+            made = review.ai_draft(
+                db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
+            )
         for label, state in urgent:
             studies.add_urgency(
                 study, "ai_finding" if state == "present" else "ai_possible_finding", label
@@ -125,15 +197,127 @@ def _analyse_once(p: Platform, study_id: int) -> str:
     return status
 
 
-def _findings(p: Platform, study_id: int, predictor, image, meta: dict) -> AIResultRow | str:
-    """Findings and the leading finding's heatmap, stored (with the monitoring sample); or
-    the study's status after a refusal."""
+def _image_rank(p: Platform, predictor, members: list[study_reading.Member]):
+    """A film → sort key from its image's view check (frontal first), for the films of a chest
+    study whose headers name no view; each film decoded once, only when asked."""
+    seen: dict[str, tuple[int, int]] = {}
+
+    def rank(member: study_reading.Member) -> tuple[int, int]:
+        if member.sha not in seen:
+            try:
+                with imaging_service.decoded(p.store.read(member.sha)) as image:
+                    check = imaging_service.view_of(image, predictor)
+                seen[member.sha] = imaging_service.view_preference(check)
+            except imaging_service.ImageInputError:
+                seen[member.sha] = (9, 9)  # unreadable: last
+        return seen[member.sha]
+
+    return rank
+
+
+def _read_instead(p: Platform, study_id: int, member: study_reading.Member) -> str | None:
+    """The study's analysed file becomes the film chosen to read (its display rendition is
+    made again from it); returns the display rendition it now has (None)."""
+    with p.db.session() as db:
+        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        study.file_sha256, study.file_size = member.sha, member.size
+        study.display_sha256 = None
+    return None
+
+
+def _slice_file(members: list[study_reading.Member], key: str) -> tuple[str, int | None]:
+    """(the stored file, the frame) of a slice key ``<sop>`` or ``<sop>#<frame>``."""
+    sop, _, frame = key.partition("#")
+    sha = next(m.sha for m in members if m.sop_uid == sop)
+    return sha, int(frame) if frame else None
+
+
+def _series(
+    p: Platform,
+    study_id: int,
+    predictor,
+    members: list[study_reading.Member],
+    meta: dict,
+    reading: str,
+    row: AIResultRow | None,
+    display: str | None,
+):
+    """A series study read whole: every image instance's header, the series chosen openly,
+    its slices read through the model a batch at a time (``services.series_reading``), one
+    decision, the heatmap of the key slice; stored with ``read`` and ``heatmap_instance``.
+    Returns (row, the explained slice's image for the draft, its instance's bytes), or the
+    study's status after a refusal."""
+    ref = predictor.identity
+    files = {m.sop_uid: m.sha for m in members}
+
+    def load(slice_ref):
+        return imaging_service.read_image(p.store.read(files[slice_ref.sop_uid]), slice_ref.frame)
+
+    if row is not None and display is not None:  # stored by an earlier delivery of this job
+        payload = row.payload
+        keys = payload.get("read", {}).get("read_instances") or []
+        key = payload.get("heatmap_instance") or (keys[0] if keys else None)
+        if payload.get("refused") or key is None:
+            return row, None, b""
+        sha, frame = _slice_file(members, key)
+        data = p.store.read(sha)
+        return row, imaging_service.read_image(data, frame), data
+    groups: dict[str, list] = {}
+    for m in members:
+        try:
+            refs = series_reading.slices(p.store.read(m.sha))
+        except imaging_service.ImageInputError:
+            continue  # an instance that holds no image (or no readable one): not a slice
+        for slice_ref in refs:
+            groups.setdefault(slice_ref.series_uid or m.series_uid or "", []).append(slice_ref)
+    if not groups:
+        refusal = imaging_service.Refusal("unreadable", "no instance of the study holds an image")
+        return _refused(p, study_id, refusal, ref, reading=reading)
+    uid, choice = series_reading.choose(groups)
+    start = time.perf_counter()
+    try:
+        series = series_reading.read(predictor, groups[uid], load, uid or None, choice)
+    except imaging_service.ImageInputError as exc:
+        refusal = imaging_service.Refusal(exc.refusal_code, str(exc), exc.params)
+        return _refused(p, study_id, refusal, ref, reading=reading)
+    result = series_reading.result(predictor, series)
+    latency_ms = (time.perf_counter() - start) * 1000
+    payload = result.model_dump(mode="json")
+    if result.refused:
+        save_result(p, study_id, "imaging", ref, payload, reading=reading)
+        refusal = imaging_service.refusal_of(result)
+        return _refused(p, study_id, refusal, ref, store=False, reading=reading)
+    shown, image, label = series_reading.explain(series, load)
+    heat, png = imaging_service.heatmap(predictor, image, label)
+    payload["heatmap_instance"] = shown.key
+    if display is None:
+        keep_display(p, study_id, imaging_service.display_png(image))
+    row = save_result(
+        p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label), reading
+    )
+    monitoring.record(
+        p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta, result.embedding
+    )
+    return row, image, p.store.read(files[shown.sop_uid])
+
+
+def _findings(
+    p: Platform,
+    study_id: int,
+    predictor,
+    image,
+    meta: dict,
+    reading: str = "",
+    read=None,
+) -> AIResultRow | str:
+    """Findings and the leading finding's heatmap, stored (with the monitoring sample and
+    what was read); or the study's status after a refusal."""
     ref = predictor.identity
     start = time.perf_counter()
     try:
         result = imaging_service.analyse(predictor, image)
     except imaging_service.ImageRefused as exc:
-        status = _refused(p, study_id, exc.refusal, ref)
+        status = _refused(p, study_id, exc.refusal, ref, reading=reading, scope=exc.scope)
         monitoring.record(
             p,
             study_id,
@@ -146,9 +330,13 @@ def _findings(p: Platform, study_id: int, predictor, image, meta: dict) -> AIRes
         )
         return status
     latency_ms = (time.perf_counter() - start) * 1000
+    if read is not None:
+        result = result.model_copy(update={"read": read})
     payload = result.model_dump(mode="json")
     heat, png = imaging_service.heatmap(predictor, image, _heatmap_label(result))
-    row = save_result(p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label))
+    row = save_result(
+        p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label), reading
+    )
     monitoring.record(
         p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta, result.embedding
     )
@@ -230,7 +418,13 @@ def _heatmap_label(result) -> str | None:
 
 
 def _refused(
-    p: Platform, study_id: int, refusal: imaging_service.Refusal, ref, store: bool = True
+    p: Platform,
+    study_id: int,
+    refusal: imaging_service.Refusal,
+    ref,
+    store: bool = True,
+    reading: str = "",
+    scope=None,
 ) -> str:
     """A refusal is an AI result too: stored (with its code, for every view to translate) and
     naming the model that refused; the study can then be reported by hand. A file that holds
@@ -247,8 +441,9 @@ def _refused(
             reason_code=refusal.code,
             reason_params=refusal.params,
             model=ref,
+            scope=scope,
         ).model_dump(mode="json")
-        save_result(p, study_id, "imaging", ref, payload)
+        save_result(p, study_id, "imaging", ref, payload, reading=reading)
     with p.db.session() as db:
         study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
         if (

@@ -42,6 +42,7 @@ ACTIONS = (
     "monitor",
     "resolve",
     "retract",
+    "reanalyse",  # a late instance re-read the study (analysis; report=what became of it)
 )
 
 

@@ -188,11 +188,12 @@ _CATEGORY = [
 
 
 def _ai_observation(
-    oid: str, f: dict[str, Any], study: dict[str, Any], lang: str, signed: bool
+    oid: str, f: dict[str, Any], study: dict[str, Any], lang: str, signed: bool, scope: str = ""
 ) -> dict[str, Any]:
     """The AI's suggestion for one label: always ``preliminary`` (a suggestion is never a
-    final result), its state as the interpretation, and after sign-off what the signer said
-    of it in ``method``."""
+    final result), its state as the interpretation, after sign-off what the signer said of it
+    in ``method``, and the model's scope as a note (what it looks for and does not assess, and
+    an out-of-scope flag: ``imaging.scope``)."""
     w = rw.words(lang)
     method = (
         w["method_ai_verdict"].format(verdict=rw.verdict(f, lang))
@@ -215,6 +216,8 @@ def _ai_observation(
         notes.append(
             rw.words(lang)["threshold_note"].format(threshold=f"{float(f['threshold']):.4f}")
         )
+    if scope:  # the model's limits travel with each of its suggestions
+        notes.append(scope)
     obs["note"] = [{"text": n} for n in notes]
     return obs
 
@@ -289,13 +292,14 @@ def fhir_bundle(
         )
     obs_refs, ai_refs = [], []
     performer = {"reference": f"Practitioner/signer-{sid}", "display": signer}
+    scope = rw.scope_paragraph(report, study, lang)
     for i, f in enumerate(report.get("findings") or []):
         if not isinstance(f, dict) or not str(f.get("label") or "").strip():
             continue  # nothing to name it by: not an Observation
         ai_ref = None
         if f.get("state") in _POS_NEG:
             oid = f"ai-{sid}-{i}"
-            obs = _ai_observation(oid, f, study, lang, signed)
+            obs = _ai_observation(oid, f, study, lang, signed, scope)
             if device:
                 obs["device"] = {"reference": f"Device/{device_id}"}
             if patient_ref:
@@ -313,7 +317,7 @@ def fhir_bundle(
     obs_refs += ai_refs  # the signer's results first; the AI's suggestions after them
     when = format_local(signed_at or report.get("signed_at"), lang) if signed else None
     text = "\n\n".join(
-        p for p in (rw.report_text(report, lang), disclosure.text(report, lang, when)) if p
+        p for p in (rw.report_text(report, lang), scope, disclosure.text(report, lang, when)) if p
     )
     dr: dict[str, Any] = {
         "resourceType": "DiagnosticReport",

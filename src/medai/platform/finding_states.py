@@ -109,9 +109,11 @@ def with_states(
     """The report dict every output builds from: ``findings`` are ``rows`` (the AI's states
     from ``ai_payload``, the signer's from ``signed``, the labels of this version's
     signature), ``decision`` the AI's overall answer, ``signed_labels`` whether the signer's
-    labels rule. A report with no stored AI result reads its own stored findings (label,
-    probability, threshold, positive) through the same reader."""
-    from medai.services.imaging import decision_of
+    labels rule, ``scope`` what the model detects and cannot and whether the image was out of
+    its scope (``services.imaging.scope_of``; None without a stored AI result). A report with
+    no stored AI result reads its own stored findings (label, probability, threshold,
+    positive) through the same reader."""
+    from medai.services.imaging import decision_of, scope_of
 
     payload = ai_payload
     if payload is None and report.get("findings"):
@@ -123,6 +125,7 @@ def with_states(
         "findings": rows(decision, signed),
         "decision": summary(decision),
         "signed_labels": bool(signed),
+        "scope": scope_of(ai_payload) if ai_payload else None,
     }
 
 

@@ -21,7 +21,6 @@ from sqlalchemy import or_, select, update
 
 from medai.core.faults import classify
 from medai.platform.context import Platform
-from medai.platform.db import utcnow
 from medai.platform.leases import claim_first, worker_name
 from medai.platform.studies import set_status
 from medai.platform.tables import Job, Study
@@ -38,13 +37,16 @@ def _why(exc: BaseException) -> str:
 
 
 def _claimable(now):
-    return or_(Job.status == "queued", (Job.status == "running") & (Job.lease_until < now))
+    """Queued and due (a DICOM study's job waits until its instances have settled:
+    ``not_before``), or running under a lease that ran out."""
+    due = or_(Job.not_before.is_(None), Job.not_before <= now)
+    return or_((Job.status == "queued") & due, (Job.status == "running") & (Job.lease_until < now))
 
 
 def claim(p: Platform, worker: str, lease_s: float, job_id: int | None = None) -> Job | None:
     """Claim one job (the given one, or the most urgent, oldest claimable one)."""
     with p.db.session() as db:
-        now = utcnow()
+        now = p.clock()
         q = select(Job.id).where(_claimable(now))
         if job_id is not None:
             q = q.where(Job.id == job_id)
@@ -70,19 +72,23 @@ def renew(p: Platform, job_id: int, worker: str, lease_s: float) -> bool:
         done = db.execute(
             update(Job)
             .where(Job.id == job_id, Job.worker == worker, Job.status == "running")
-            .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+            .values(lease_until=p.clock() + timedelta(seconds=lease_s))
         )
         return done.rowcount == 1
 
 
 def finish(p: Platform, job: Job, worker: str, error: Exception | None = None) -> str:
-    """Mark the job done, or requeue it (failed after ``MAX_ATTEMPTS``)."""
+    """Mark the job done, or requeue it (failed after ``MAX_ATTEMPTS``). A job an instance
+    arrived for while it ran (``again``) is queued once more: it read the study without that
+    instance (``studies.defer_analysis``)."""
     with p.db.session() as db:
-        row = db.get(Job, job.id)
+        row = db.get(Job, job.id, with_for_update=True, populate_existing=True)
         if row.worker != worker or row.status != "running":
             return row.status  # taken over meanwhile: the other worker reports
-        row.finished_at = utcnow()
-        if error is None:
+        row.finished_at = p.clock()
+        if error is None and row.again:
+            row.status, row.error, row.again, row.attempts = "queued", None, False, 0
+        elif error is None:
             row.status, row.error = "done", None
         else:
             row.error = f"{type(error).__name__}"[:400]

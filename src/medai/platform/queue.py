@@ -138,12 +138,25 @@ def _run(task, study_id: int, job_id: int) -> str:
     job = claim(p, name, lease, job_id)
     if job is None:
         with p.db.session() as db:
-            status = db.scalar(select(Job.status).where(Job.id == job_id))
+            row = db.execute(select(Job.status, Job.not_before).where(Job.id == job_id)).first()
+        status, not_before = row if row is not None else (None, None)
         if status in ("done", "failed", None):
             return status or "missing"
+        if status == "queued":  # its study is still arriving: look again once it has settled
+            raise task.retry(countdown=_until(p, not_before))
         # running under a live lease elsewhere: look again once that lease could have expired
         raise task.retry(countdown=max(1.0, lease / 2))
-    return run_claimed(p, job, name, lease)
+    status = run_claimed(p, job, name, lease)
+    if status == "queued":  # to run again (an instance arrived meanwhile, or a retry)
+        with p.db.session() as db:
+            not_before = db.scalar(select(Job.not_before).where(Job.id == job_id))
+        raise task.retry(countdown=_until(p, not_before))
+    return status
+
+
+def _until(p, when) -> float:
+    """Seconds until ``when`` (at least a fraction of one: never a busy loop)."""
+    return max(0.2, (when - p.clock()).total_seconds()) if when is not None else 0.2
 
 
 def publish(broker_url: str, study_id: int, job_id: int, urgent: bool, queue: str = "cpu") -> None:

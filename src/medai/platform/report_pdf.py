@@ -287,6 +287,10 @@ def _findings(
     if note:
         _notice(pdf, note)
         pdf.ln(1.5)
+    flag = rw.scope(report, study, lang).get("out_of_scope")
+    if flag:  # an image unlike the model's training films: said above its findings
+        _notice(pdf, flag, fill=(255, 232, 208))
+        pdf.ln(1.5)
     pdf.set_font(FONT, "", 9)
     pdf.set_fill_color(255, 255, 255)
     widths = (40, 23, 21, 52, 44) if signer else (60, 26, 26, 68)
@@ -318,6 +322,25 @@ def _findings(
                     else None,
                 )
     pdf.ln(3)
+
+
+def _scope(pdf, study: dict[str, Any], report: dict[str, Any], lang: str) -> None:
+    """What the AI model looks for and does not assess (``imaging.scope``), under its findings;
+    an image it refused or flagged out of scope says so here when there is no findings table
+    to say it above."""
+    words = rw.scope(report, study, lang)
+    if not words:
+        return
+    has_table = any(isinstance(f, dict) for f in report.get("findings") or [])
+    lines = [words[k] for k in ("detects", "cannot_detect") if words.get(k)]
+    _heading(pdf, f"{words['title']} ({rw.words(lang)['ai_suggestion']})", keep_with=14)
+    if words.get("out_of_scope") and not has_table:
+        _notice(pdf, words["out_of_scope"], fill=(255, 232, 208))
+        pdf.ln(1)
+    pdf.set_font(FONT, "", 9)
+    for line in lines:
+        pdf.multi_cell(0, 4.5, line, align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
 
 
 def _ruled_out(finding: dict[str, Any]) -> bool:
@@ -534,6 +557,7 @@ def report_pdf(
     caption, withheld = _heatmap_words(study, report, heatmap_label, w, lang)
     _images(pdf, w, image_png, heatmap_png, caption, withheld)
     _findings(pdf, study, report, w, lang)
+    _scope(pdf, study, report, lang)
     sections = report.get("sections") or {}
     for name in rw.SECTIONS:
         _heading(pdf, w[name])

@@ -30,6 +30,7 @@ WORDS: dict[str, dict[str, str]] = {
         "not_signed": "İmzalanmadı",
         "version_date": "Sürüm tarihi",
         "ai_model": "Yapay zekâ modeli",
+        "ai_suggestion": "yapay zekâ önerisi",
         "ai_refused": "bu görüntüyü değerlendirmedi (YZ taslağı yok)",
         "findings_title": "Yapay zekâ bulguları (öneri)",
         "col_finding": "Bulgu",
@@ -135,6 +136,7 @@ WORDS: dict[str, dict[str, str]] = {
         "not_signed": "Not signed",
         "version_date": "Version date",
         "ai_model": "AI model",
+        "ai_suggestion": "AI suggestion",
         "ai_refused": "did not assess this image (no AI draft)",
         "findings_title": "AI findings (suggestions)",
         "col_finding": "Finding",
@@ -387,6 +389,26 @@ def citation_label(citation: dict[str, Any], task_name: str | None) -> str | Non
         return names[title]
     bundled = re.fullmatch(r"medai-(.+)-[a-z]{2}", str(citation.get("id") or ""))
     return names.get(key(bundled.group(1))) if bundled else None
+
+
+def scope(report: dict[str, Any], study: dict[str, Any], lang: str) -> dict[str, str]:
+    """The AI model's scope in the report's words (``services.imaging.scope_text``: the one
+    words table): ``detects``, ``cannot_detect``, ``out_of_scope`` (the flag, '' when in
+    scope) and the headings; {} when the report has no AI result."""
+    if not report.get("scope"):
+        return {}
+    from medai.services.imaging import scope_text
+
+    return scope_text(report["scope"], str(study.get("task") or ""), lang)
+
+
+def scope_paragraph(report: dict[str, Any], study: dict[str, Any], lang: str) -> str:
+    """The scope as one paragraph of plain text (FHIR's report text and notes)."""
+    s = scope(report, study, lang)
+    if not s:
+        return ""
+    lines = [s[k] for k in ("out_of_scope", "detects", "cannot_detect") if s.get(k)]
+    return f"{upper(s['title'], lang)} ({words(lang)['ai_suggestion']}):\n" + "\n".join(lines)
 
 
 def report_text(report: dict[str, Any], lang: str) -> str:

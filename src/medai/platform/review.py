@@ -114,6 +114,41 @@ def ai_draft(
     return _insert(db, row)
 
 
+def ai_redraft(
+    db: Session,
+    study: Study,
+    sections: dict[str, str],
+    citations: list,
+    findings: list,
+    ai_result_id: int | None,
+) -> tuple[ReportVersion | None, str]:
+    """The study was read again after a late instance (``analysis``): a new AI version
+    replaces the current one only while the report is the AI's own, unsigned draft — a
+    person's edit is never overwritten and a signed report never changes behind its signer.
+    Returns (the new version or None, why: ``replaced`` | ``unchanged`` (the same text) |
+    ``kept_edited`` | ``kept_signed`` | ``no_report``)."""
+    cur = current(db, study.id)
+    if cur is None:
+        return ai_draft(db, study, sections, citations, findings, ai_result_id), "no_report"
+    if any(v.signed_by is not None for v in versions(db, study.id)):
+        return None, "kept_signed"
+    if cur.source != "ai":
+        return None, "kept_edited"
+    if cur.sections == sections and cur.findings == findings:
+        return None, "unchanged"
+    row = ReportVersion(
+        study_id=study.id,
+        version=cur.version + 1,
+        status="preliminary",
+        source="ai",
+        sections=sections,
+        citations=citations,
+        findings=findings,
+        ai_result_id=ai_result_id,
+    )
+    return _insert(db, row), "replaced"
+
+
 def _expect(cur: ReportVersion | None, version: int) -> None:
     have = cur.version if cur else 0
     if version != have:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -34,6 +35,7 @@ from medai.platform.tables import (
     IdentityConflict,
     Job,
     Patient,
+    ReportVersion,
     Study,
     StudyRetraction,
     User,
@@ -120,16 +122,89 @@ def patient_for(db: Session, ref: str | None) -> Patient | None:
     return patient
 
 
-def _queue(db: Session, study: Study, urgent: bool) -> Job:
+def _queue(db: Session, study: Study, urgent: bool, not_before: datetime | None = None) -> Job:
     job = Job(
         study_id=study.id,
         kind="analyse",
         status="queued",
         priority=URGENT_PRIORITY if urgent else 0,
+        not_before=not_before,
     )
     db.add(job)
     db.flush()
     return job
+
+
+def settled_at(now: datetime | None, source: str) -> datetime | None:
+    """When a study's analysis may start: a modality's study (DICOM) once no instance of it
+    has arrived for ``MEDAI_STUDY_STABLE_S`` — a series arrives over seconds, and the study
+    is read whole, never from its first slice; an upload (one file, complete) at once."""
+    if source != "dicom":
+        return None
+    from medai.settings import get_settings
+
+    return (now or utcnow()) + timedelta(seconds=get_settings().study_stable_s)
+
+
+def reading_key(db: Session, study_id: int) -> str:
+    """What an analysis of the study reads, as a key: its stored instances' count and last
+    row ("" for an upload, which has none). An instance filed after an analysis changes it,
+    so the re-read is a new result beside the old one (``AIResultRow.reading``)."""
+    count, last = db.execute(
+        select(func.count(DicomInstance.id), func.max(DicomInstance.id)).where(
+            DicomInstance.study_id == study_id
+        )
+    ).one()
+    return f"{count}:{last}" if count else ""
+
+
+def read_already(db: Session, study_id: int, reading: str) -> bool:
+    """Whether an imaging result of the study read exactly these instances."""
+    return (
+        db.scalar(
+            select(AIResultRow.id)
+            .where(
+                AIResultRow.study_id == study_id,
+                AIResultRow.kind == "imaging",
+                AIResultRow.reading == reading,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+# a study in these states was read and a report made from it: a late instance re-reads it
+# without touching the report's state (``analysis``: the draft is replaced only while unsigned
+# and the AI's own; after sign-off the signer is told, never a silent change)
+REPORTED = ("ai_drafted", "preliminary", "final", "amended")
+
+
+def defer_analysis(db: Session, study: Study, now: datetime | None) -> Job | None:
+    """An instance the study's model reads was filed into a known study. Its analysis waits
+    until the study has settled again: a queued job's start moves on; a running one runs once
+    more when it ends (``jobs.finish``); a finished one is queued again (the study is
+    re-opened: a refused or failed study is received again, a reported one keeps its state
+    while the new reading runs). Returns the job to dispatch when it was queued again."""
+    job = db.scalar(
+        select(Job).where(Job.study_id == study.id, Job.kind == "analyse").with_for_update()
+    )
+    if job is None or study.status in (RETRACTED, "no_model"):
+        return None
+    at = settled_at(now, "dicom")
+    if job.status == "queued":
+        job.not_before = max(job.not_before or at, at)
+        db.flush()
+        return None
+    if job.status == "running":
+        job.again, job.not_before = True, at
+        db.flush()
+        return None
+    if study.status in ("refused", "failed"):
+        set_status(study, "received")
+    elif study.status not in REPORTED:
+        return None
+    return _requeue(db, study, not_before=at)
 
 
 # why a study is urgent: its clinical question raised a red flag (triage's rules and model), or
@@ -162,9 +237,11 @@ def create(
     identity: dicom.DicomIdentity | None = None,
     source: str = "upload",
     no_model_reason: str = "no AI model for this study",
+    now: datetime | None = None,
 ) -> tuple[Study, Job | None]:
-    """A new study with its analysis job queued (urgent ones first); with no ``task`` (a
-    DICOM study no model reads) it is kept as ``no_model``, without a job."""
+    """A new study with its analysis job queued (urgent ones first; a DICOM one to start once
+    its instances have settled: ``settled_at``); with no ``task`` (a DICOM study no model
+    reads) it is kept as ``no_model``, without a job."""
     spec = imaging_task(task) if task is not None else None
     if language not in LANGUAGES:
         raise StudyError(f"language must be one of {LANGUAGES}")
@@ -187,7 +264,7 @@ def create(
     )
     db.add(study)
     db.flush()
-    return study, (_queue(db, study, urgent) if spec else None)
+    return study, (_queue(db, study, urgent, settled_at(now, source)) if spec else None)
 
 
 @dataclass
@@ -217,6 +294,7 @@ def file_study(
     calling_ae: str | None = None,
     no_model_reason: str = "no AI model for this study",
     store: Any = None,
+    now: datetime | None = None,
     **options: Any,
 ) -> Filed:
     """File one upload or DICOM instance. An instance with all its UIDs joins the study of
@@ -275,10 +353,14 @@ def file_study(
             fields = conflicts.check(db, study, identity, options.get("patient_ref"))
             if fields:
                 return hold(study, "patient_mismatch", fields)
-            job = _route_late(db, study, task, sha, size, content_type)
+            job = _route_late(db, study, task, sha, size, content_type, source, now)
             db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
             db.flush()
-            return Filed(study, job, "routed" if job else "joined")
+            if job is not None:
+                return Filed(study, job, "routed")
+            if task is not None and task == study.task:  # an image of the study's model
+                job = defer_analysis(db, study, now)  # read again once settled
+            return Filed(study, job, "joined")
     study, job = create(
         db,
         user,
@@ -289,6 +371,7 @@ def file_study(
         identity=identity,
         source=source,
         no_model_reason=no_model_reason,
+        now=now,
         **options,
     )
     if grouped:
@@ -388,7 +471,14 @@ def _quarantine(
 
 
 def _route_late(
-    db: Session, study: Study, task: str | None, sha: str, size: int, content_type: str
+    db: Session,
+    study: Study,
+    task: str | None,
+    sha: str,
+    size: int,
+    content_type: str,
+    source: str = "upload",
+    now: datetime | None = None,
 ) -> Job | None:
     """A study kept without a model gets one when a later series is one a model reads (a
     lateral view first, the frontal one after): that series becomes the analysed file. So
@@ -411,7 +501,7 @@ def _route_late(
         return None
     spec = imaging_task(task)
     study.task, study.modality = task, spec.modality[:16]
-    return _requeue(db, study)
+    return _requeue(db, study, not_before=settled_at(now, source))
 
 
 NO_IMAGE = "no_image"
@@ -465,14 +555,15 @@ def next_instance(db: Session, study: Study) -> bool:
     return True
 
 
-def _requeue(db: Session, study: Study) -> Job:
+def _requeue(db: Session, study: Study, not_before: datetime | None = None) -> Job:
     """The study's analysis job queued (again: a study has one, which ran on a file that
-    held no image)."""
+    held no image, or before a late instance arrived)."""
     job = db.scalar(select(Job).where(Job.study_id == study.id, Job.kind == "analyse"))
     if job is None:
-        return _queue(db, study, study.urgent)
+        return _queue(db, study, study.urgent, not_before)
     job.status, job.worker, job.lease_until, job.error = "queued", None, None, None
     job.attempts, job.started_at, job.finished_at = 0, None, None
+    job.not_before, job.again = not_before, False
     job.priority = URGENT_PRIORITY if study.urgent else 0
     db.flush()
     return job
@@ -550,13 +641,16 @@ def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResult
     )
 
 
-def stored_result(p: Any, study_id: int, kind: str, model_hash: str) -> AIResultRow | None:
+def stored_result(
+    p: Any, study_id: int, kind: str, model_hash: str, reading: str = ""
+) -> AIResultRow | None:
     with p.db.session() as db:
         return db.scalar(
             select(AIResultRow).where(
                 AIResultRow.study_id == study_id,
                 AIResultRow.kind == kind,
                 AIResultRow.model_hash == model_hash,
+                AIResultRow.reading == reading,
             )
         )
 
@@ -568,8 +662,10 @@ def save_result(
     model,
     payload: dict,
     heatmap: tuple[str, str] | None = None,
+    reading: str = "",
 ) -> AIResultRow:
-    """Store one AI result naming its model (a twin delivery's stored row wins)."""
+    """Store one AI result naming its model and what it read (a twin delivery's stored row
+    wins)."""
     try:
         with p.db.session() as db:
             row = AIResultRow(
@@ -578,6 +674,7 @@ def save_result(
                 model_name=model.name,
                 model_version=model.version,
                 model_hash=model.content_hash,
+                reading=reading,
                 payload=payload,
                 heatmap_sha256=heatmap[0] if heatmap else None,
                 heatmap_label=heatmap[1] if heatmap else None,
@@ -585,7 +682,7 @@ def save_result(
             db.add(row)
         return row
     except IntegrityError:  # a twin delivery stored it first
-        return stored_result(p, study_id, kind, model.content_hash)
+        return stored_result(p, study_id, kind, model.content_hash, reading)
 
 
 def instances(db: Session, study_ids: list[int]) -> dict[int, list[DicomInstance]]:
@@ -657,7 +754,36 @@ def as_dict(
             else with_states(row.payload)
             | {"heatmap_label": row.heatmap_label, "has_heatmap": row.heatmap_sha256 is not None}
         )
+        out["reread"] = reread_since_report(db, study.id)
     return out
+
+
+def reread_since_report(db: Session, study_id: int) -> dict[str, Any] | None:
+    """The AI read the study again (instances arrived late) after the report was made from
+    an earlier reading, and the report was kept (signed, or edited by a person): the reader is
+    told, never overruled (``review.ai_redraft``). None when the report is from the newest
+    reading."""
+    newest = latest_result(db, study_id, "draft")
+    cur = db.scalar(
+        select(ReportVersion)
+        .where(ReportVersion.study_id == study_id)
+        .order_by(ReportVersion.version.desc())
+        .limit(1)
+    )
+    if newest is None or cur is None or cur.ai_result_id in (None, newest.id):
+        return None
+    if cur.ai_result_id > newest.id:
+        return None
+    signed = db.scalar(
+        select(func.count(ReportVersion.id)).where(
+            ReportVersion.study_id == study_id, ReportVersion.signed_by.is_not(None)
+        )
+    )
+    return {
+        "signed": bool(signed),
+        "at": newest.created_at.isoformat() + "Z",
+        "instances": int(newest.reading.split(":")[0]) if newest.reading else None,
+    }
 
 
 def retraction_of(db: Session, study: Study) -> dict[str, Any] | None:

@@ -155,6 +155,21 @@ class DicomInstance(Base):
     created_at: Mapped[datetime] = _now()
 
 
+class InstanceRendition(Base):
+    """The display rendition of one slice of a series (``platform.series_view``): an 8-bit
+    gray PNG of at most 2048 px a side of a DICOM instance, or of one frame of a multi-frame
+    instance, made once like the study's own (``Study.display_sha256``): the viewer scrolls a
+    series without decoding an original per view (migration 0022)."""
+
+    __tablename__ = "instance_renditions"
+    __table_args__ = (UniqueConstraint("instance_id", "frame"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("dicom_instances.id"), nullable=False)
+    frame: Mapped[int] = mapped_column(Integer, nullable=False)  # 1-based; 1 for one image
+    display_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
 class IdentityConflict(Base):
     """An instance (or upload) that would have joined ``study_id`` but names another patient,
     or resends a stored SOP instance with other content: quarantined, never merged or
@@ -205,16 +220,22 @@ class StudyRetraction(Base):
 
 class AIResultRow(Base):
     """One AI output for a study, naming the exact model; at most one per (study, kind, model
-    content hash), which makes a repeated analysis a no-op instead of a duplicate."""
+    content hash, reading), which makes a repeated analysis a no-op instead of a duplicate.
+    ``reading`` names the instances it read (``studies.reading_key``: "" for an upload): an
+    instance arriving after the analysis re-opens the study, and the new reading is a new
+    row beside the old one, which stays as history (migration 0021)."""
 
     __tablename__ = "ai_results"
-    __table_args__ = (UniqueConstraint("study_id", "kind", "model_hash"),)
+    __table_args__ = (
+        UniqueConstraint("study_id", "kind", "model_hash", "reading", name="uq_ai_results_reading"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False, index=True)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)  # imaging | draft
     model_name: Mapped[str] = mapped_column(String(128), nullable=False)
     model_version: Mapped[str] = mapped_column(String(64), nullable=False)
     model_hash: Mapped[str] = mapped_column(String(80), nullable=False)
+    reading: Mapped[str] = mapped_column(String(40), nullable=False, default="")
     # findings and, for a draft, its sections (patient text: sealed like report versions)
     payload: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
     heatmap_sha256: Mapped[str | None] = mapped_column(String(64))
@@ -331,6 +352,11 @@ class Job(Base):
     created_at: Mapped[datetime] = _now()
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # a DICOM study's analysis waits until its instances have settled (MEDAI_STUDY_STABLE_S
+    # after the last one); None: claimable at once (an upload). ``again``: an instance was
+    # filed while the job ran, so it runs once more after it (migration 0021)
+    not_before: Mapped[datetime | None] = mapped_column(DateTime)
+    again: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
 class AuditEvent(Base):

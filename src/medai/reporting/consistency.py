@@ -31,22 +31,11 @@ def contradictions(sections: dict[str, str], decision: Decision, task: str, lang
         f"does not state {lab}, which the decision holds"
         for lab in sorted(set(decision.stated) - said)
     ]
+    # a draft says a model found none of its labels as what it looked for and did not find
+    # (never "the lungs are clear": ``findings.calls_normal``)
     normal_words = {
-        "tr": (
-            "akut kardiyopulmoner patoloji saptanmadı",
-            "akciğerler temizdir",
-            "akut akciğer patolojisi saptanmadı",
-            "tümör düşündüren bulgu yok",
-            "anormallik saptanmadı.",
-        ),
-        "en": (
-            "no acute cardiopulmonary",
-            "lungs are clear",
-            "no acute lung",
-            "no tumour suggested",
-            "no tumour is suggested",
-            "no abnormality.",
-        ),
+        "tr": ("modelinin aradığı bulgular", "modelinin aradığı tümör tipleri"),
+        "en": ("none of the findings the ai model looks for", "none of the tumour types the ai"),
     }[lang]
     says_normal = any(w in text.lower() for w in normal_words)
     if decision.state == "normal" and not says_normal:

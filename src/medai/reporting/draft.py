@@ -10,13 +10,18 @@ Safety rules the code enforces, not just the prompt:
   warning saying why;
 - an undecided decision's draft names its candidates without stating them, and a conflicting
   one (the normal label and a finding both above their thresholds) says so, whichever way the
-  policy settled it: an LLM draft that leaves this unsaid gets the template's sentence.
+  policy settled it: an LLM draft that leaves this unsaid gets the template's sentence;
+- a draft never calls a film normal outright: it says what the model looked for and did not
+  find, and what it does not assess (the result's scope, ``imaging.scope``); an LLM draft that
+  calls the film normal is discarded for the template, and every draft gets the scope's
+  sentences (an out-of-scope flag first).
 """
 
 from __future__ import annotations
 
 from medai.imaging.decision import Decision
 from medai.imaging.labels import space
+from medai.imaging.scope import Scope
 from medai.reporting.draft_input import (  # noqa: F401 - the drafting API in one place
     MAX_FINDINGS,
     DraftContext,
@@ -36,8 +41,12 @@ from medai.reporting.prompting import (  # noqa: F401
     parse_llm_sections,
 )
 from medai.reporting.retrieve import Hit, HybridRetriever
-from medai.reporting.safety import _implied, check_no_new_findings  # noqa: F401
-from medai.reporting.templates import state_sentence, template_sections
+from medai.reporting.safety import (  # noqa: F401
+    _implied,
+    check_no_new_findings,
+    check_not_called_normal,
+)
+from medai.reporting.templates import state_sentence, template_sections, with_scope
 
 STATUS_LABEL = {
     "en": "AI draft — to be reviewed by a radiologist",
@@ -94,13 +103,18 @@ def draft_report(
     model: str | None = None,
     k: int = 4,
     decision: Decision | None = None,
+    scope: Scope | dict | None = None,
 ) -> dict:
     if lang not in STATUS_LABEL:
         raise ValueError(f"language must be one of {sorted(STATUS_LABEL)}")
     if question is not None and len(question) > 20 * MAX_QUESTION_CHARS:
         raise ValueError(f"clinical question is too long ({len(question):,} characters)")
     task = imaging_task(task)
-    ctx = DraftContext(findings, task, lang, question, caption, image, model, decision=decision)
+    if isinstance(scope, dict):
+        scope = Scope.model_validate(scope)
+    ctx = DraftContext(
+        findings, task, lang, question, caption, image, model, decision=decision, scope=scope
+    )
     ctx.hits = retrieve_for(ctx, retriever, k) if retriever is not None else []
     numbers = {h.chunk.id: i for i, h in enumerate(ctx.hits, 1)}
     warnings: list[str] = []
@@ -111,7 +125,8 @@ def draft_report(
             system, user = build_prompt(ctx)
             sections, cited = parse_llm_sections(backend.complete(system, user), len(ctx.hits))
             check_no_new_findings(sections, ctx)
-            sections = _with_state(sections, ctx)
+            check_not_called_normal(sections)
+            sections = with_scope(_with_state(sections, ctx), ctx)
             used_backend = backend.name
         except LLMError as exc:
             warnings.append(f"LLM draft not used ({exc}); template draft instead")

@@ -10,6 +10,7 @@ from medai.core.errors import MedaiError
 from medai.core.text import excerpt
 from medai.imaging.decision import Decision, OperatingPolicy, decide, from_labels
 from medai.imaging.labels import resolve, space
+from medai.imaging.scope import Scope
 from medai.reporting.phrases import NORMAL
 from medai.reporting.retrieve import Hit
 
@@ -159,6 +160,9 @@ class DraftContext:
     model: str | None = None
     hits: list[Hit] = field(default_factory=list)
     decision: Decision | None = None
+    # what the model detects and cannot, and whether the image is out of its scope
+    # (``imaging.scope.Scope``); None: not known (findings typed by a person)
+    scope: Scope | None = None
 
     def __post_init__(self) -> None:
         if self.decision is None:  # findings typed in code: decided by the same rules

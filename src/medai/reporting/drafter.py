@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from medai.imaging.io import LoadedImage
+from medai.imaging.scope import of_payload
 from medai.reporting.draft import FindingsInputError, draft_report, imaging_task, parse_decided
 from medai.reporting.llm import LLMConfig, LLMError, make_backend
 from medai.reporting.results import DraftResult
@@ -114,6 +115,10 @@ class Drafter:
                 raise ImageRefused(result.reason or "image refused")
             findings, model_ref = result.model_dump(mode="json"), result.model
         parsed, decision = parse_decided(findings, task)
+        # the model's scope, as its result states it (a person's findings have none)
+        scope = (
+            of_payload(findings) if isinstance(findings, dict) and "findings" in findings else None
+        )
         caption = None
         if self.caption_model is not None and loaded is not None:
             if self._captioner is None:
@@ -135,6 +140,10 @@ class Drafter:
                 "template draft instead"
             )
         meta = image_meta(loaded) if loaded is not None else None
+        read = findings.get("read") if isinstance(findings, dict) else None
+        if meta is not None and read and (read.get("instances_in_series") or 1) > 1:
+            # a series: the technique says how much of it the model read (``imaging.series``)
+            meta["series_slices"] = [read.get("instances_read"), read.get("instances_in_series")]
         out = draft_report(
             parsed,
             self.retriever,
@@ -148,6 +157,7 @@ class Drafter:
             if model_ref is None
             else f"{model_ref.name} ({model_ref.content_hash[:19]})",
             decision=decision,
+            scope=scope,
         )
         out["warnings"] = warnings + out["warnings"]
         return DraftResult(**out, model=model_ref, image=meta)

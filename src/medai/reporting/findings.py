@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from medai.imaging.scope import SCOPE_SENTENCE
+
 
 def _mention_table(lang: str) -> dict[str, str]:
     """label -> regex of mentions (lowercased text), from every imaging task's definition."""
@@ -77,6 +79,9 @@ _SENTENCE = re.compile(r"(?<=[.;!?])\s+|\n+")
 WINDOW_WORDS = 10
 
 
+_FOUND_NONE_EN = re.compile(r"\bnone of the (?:findings|tumou?r types) the ai model looks for\b")
+
+
 @dataclass(frozen=True)
 class Mention:
     label: str
@@ -100,11 +105,14 @@ def _status(sentence: str, start: int, end: int) -> str:
 def mentions(text: str) -> list[Mention]:
     found = []
     for sentence in _SENTENCE.split(str(text).lower().replace("xxxx", " ")):
+        if SCOPE_SENTENCE.search(sentence):  # what the model does not assess: not the patient
+            continue
+        # "None of the findings the AI model looks for (a, b and c) was detected": each absent
+        none_found = bool(_FOUND_NONE_EN.search(sentence))
         for label, pattern in _MENTION.items():
             for m in pattern.finditer(sentence):
-                found.append(
-                    Mention(label, _status(sentence, m.start(), m.end()), sentence.strip())
-                )
+                status = "negative" if none_found else _status(sentence, m.start(), m.end())
+                found.append(Mention(label, status, sentence.strip()))
     return found
 
 
@@ -226,6 +234,8 @@ def positive_labels_tr(text: str) -> set[str]:
 
     found = set()
     for sentence in _SENTENCE.split(turkish_lower(str(text))):
+        if SCOPE_SENTENCE.search(sentence):  # what the model does not assess: not the patient
+            continue
         for clause in _tr_clauses(sentence):
             if _TR_NEG.search(clause) or _TR_UNC.search(clause):
                 continue
@@ -274,15 +284,17 @@ def named_labels(text: str) -> set[str]:
     }
 
 
+# the drafts' own words for a model that found none of its labels ("YZ modelinin aradığı
+# bulgular (…) saptanmadı"): signed unchanged, the signer agrees none of them is present
 _NORMAL_TR = re.compile(
     r"\b(?:normal\w*|olağan|temiz\w*|(?:bulgu|patoloji|anormallik|lezyon|"
     r"tümör|kitle)\w* (?:yok|(?:izlen|görül|gözlen)me(?:di|miş|mekte|z)\w*|"
-    r"saptanma(?:dı|mış|makta|z)\w*))"
+    r"saptanma(?:dı|mış|makta|z)\w*)|modelinin aradığı [^.;]*saptanmadı)"
 )
 _NORMAL_EN = re.compile(
     r"\b(?:normal|unremarkable|no (?:acute |significant |focal )?"
     r"(?:abnormalit\w*|findings?|pathology|disease|tumou?r|mass|lesion)|"
-    r"lungs are clear|clear lungs)\b"
+    r"lungs are clear|clear lungs|none of the (?:findings|tumou?r types) the a[iı] model looks for)\b"
 )
 _NOT_NORMAL = re.compile(r"\b(?:değil\w*|not normal|abnormal)\b")
 # an undecided draft names "tümör yok" / "no tumour" among the classes it could not separate;
@@ -306,3 +318,39 @@ def states_normal(text: str) -> bool:
         if _NORMAL_TR.search(sentence) or _NORMAL_EN.search(sentence):
             return True
     return False
+
+
+# a sentence that speaks of what the AI model looked for ("YZ modelinin aradığı bulgular …
+# saptanmadı") states the model's result, not the film's: it does not call the film normal
+_OF_THE_MODEL = re.compile(r"\bmodel\w*")
+
+
+def calls_normal(text: str) -> list[str]:
+    """The sentences of ``text`` that call the study normal outright ("Akciğerler temizdir.",
+    "No acute lung abnormality (AI suggestion).", "Tümör düşündüren bulgu yok"), as opposed to
+    saying what the model looked for and did not find; undecided sentences and those that name
+    the model are not such claims. A draft must have none."""
+    from medai.core.text import turkish_lower
+
+    out = []
+    for sentence in _SENTENCE.split(str(text)):
+        low = turkish_lower(sentence)
+        if not low.strip() or _UNDECIDED.search(low) or _OF_THE_MODEL.search(low):
+            continue
+        if _NOT_NORMAL.search(low):
+            continue
+        if _NORMAL_CLAIM.search(low):
+            out.append(sentence.strip())
+    return out
+
+
+# a whole study called normal (not one finding denied: "pnömotoraks izlenmedi" is a finding's
+# absence, which a draft may state)
+_NORMAL_CLAIM = re.compile(
+    r"\b(?:normal\w*|olağan\w*|temiz\w*|unremarkable|within normal limits|"
+    r"lungs are clear|clear lungs|"
+    r"(?:patoloji|anormallik)\w* (?:yok|izlenme\w*|saptanma\w*|görülme\w*)|"
+    r"bulgu (?:yok|izlenme\w*|saptanma\w*)|tümör düşündüren bulgu\w* yok\w*|"
+    r"no (?:acute |significant )?(?:\w+ )?(?:abnormalit\w*|patholog\w*|disease|process)|"
+    r"no (?:acute )?findings?|no tumou?r (?:is )?suggested)"
+)

@@ -25,6 +25,17 @@ def check_no_new_findings(sections: dict[str, str], ctx: DraftContext) -> None:
         raise LLMError(f"the LLM draft states findings that were not among the inputs: {extra}")
 
 
+def check_not_called_normal(sections: dict[str, str]) -> None:
+    """Refuse an LLM draft that calls the film normal outright ("the lungs are clear",
+    "normal study", "Akciğerler temizdir"): a draft says what the model looked for and did not
+    find (``findings.calls_normal``)."""
+    from medai.reporting.findings import calls_normal
+
+    said = calls_normal(sections["findings"] + " " + sections["impression"])
+    if said:
+        raise LLMError(f"the LLM draft calls the film normal: {said[0][:80]!r}")
+
+
 _PNEUMONIAS = ("Pneumonia", "Viral_Pneumonia", "Bacterial_Pneumonia", "COVID-19", "Tuberculosis")
 # what the wording of a given finding legitimately contains (CheXpert's hierarchy: an opacity is
 # part of pneumonia, oedema, atelectasis, lesions; consolidation is how pneumonia looks)

@@ -7,13 +7,27 @@ import re
 
 from medai.core.task_registry import get as get_task
 from medai.imaging.labels import space
+from medai.imaging.scope import describe
 from medai.reporting.draft_input import DraftContext
 from medai.reporting.phrases import phrase
 
 # The generic sentences of a task that gives none of its own (``Task.draft``: a task's own
 # technique, normal sentence and impression, and undecided sentence are fields of its definition).
-NORMAL_OTHER = ("No abnormality.", "Anormallik saptanmadı.")
-NORMAL_IMPRESSION_OTHER = ("No abnormality (AI suggestion).", "Anormallik saptanmadı (YZ önerisi).")
+# A draft never calls a film normal: it says what the model looked for and did not find.
+NORMAL_OTHER = (
+    "None of the findings the AI model looks for ({findings}) was detected.",
+    "YZ modelinin aradığı bulgular ({findings}) saptanmadı.",
+)
+NORMAL_IMPRESSION_OTHER = (
+    "None of the findings the AI model looks for was detected (AI suggestion).",
+    "YZ modelinin aradığı bulgular saptanmadı (YZ önerisi).",
+)
+# an image the model's out-of-scope check flagged: said in the impression too
+OUT_OF_SCOPE_IMPRESSION = (
+    "The image was flagged as outside the AI model's scope: interpret its findings with caution.",
+    "Görüntü YZ modelinin kapsamı dışında olarak işaretlendi: YZ bulguları dikkatle "
+    "yorumlanmalıdır.",
+)
 # An undecided result names its candidates; each sentence naming them keeps "karar veremedi" /
 # "could not decide" in it, so no reader takes a candidate (or "tümör yok") as stated or normal.
 INDETERMINATE_OTHER = (
@@ -70,6 +84,10 @@ def _technique(ctx: DraftContext) -> str:
     the task words it), never pixel sizes, file formats or model hashes (the model has its own
     AI section). A task that names no technique gets its modality."""
     task, i = get_task(ctx.task), 1 if ctx.lang == "tr" else 0
+    slices = (ctx.image or {}).get("series_slices")
+    series = task.draft.get("technique_series", ctx.lang)
+    if slices and series:  # read as a series: how many of its slices the model read
+        return series.format(read=slices[0], total=slices[1])
     view = VIEWS.get(str((ctx.image or {}).get("view_position") or "").upper())
     with_view = task.draft.get("technique_with_view", ctx.lang)
     if view and with_view:
@@ -126,13 +144,45 @@ def _sentence(name: str, tr: bool) -> str:
     return f"{name[0].upper()}{name[1:]} izlenmektedir." if tr else f"{name[0].upper()}{name[1:]}."
 
 
+def normal_sentence(ctx: DraftContext, what: str = "normal") -> str:
+    """The sentence of a study in which the model found none of its labels (``what``:
+    ``normal`` for the findings, ``normal_impression``): the task's own or the generic one,
+    ``{findings}`` filled with what the model looked for. Never "the lungs are clear"."""
+    i = 1 if ctx.lang == "tr" else 0
+    generic = NORMAL_OTHER if what == "normal" else NORMAL_IMPRESSION_OTHER
+    template = get_task(ctx.task).draft.get(what, ctx.lang) or generic[i]
+    order = {lab: i for i, lab in enumerate(space(ctx.task).labels)}
+    absent = sorted((f.label for f in ctx.negatives), key=lambda lab: order.get(lab, len(order)))
+    if not absent and ctx.scope is not None:
+        absent = list(ctx.scope.detects)
+    looked = [phrase(lab, ctx.lang, ctx.task) for lab in absent]  # in the task's order
+    listed = _join(looked, "ve" if ctx.lang == "tr" else "and") if looked else ""
+    text = template.replace("{findings}", listed)
+    return text.replace(" ()", "") if not listed else text
+
+
+def scope_lines(ctx: DraftContext) -> tuple[str, str]:
+    """The scope of the model in the draft's words (``imaging.scope``): the out-of-scope flag
+    (said first in the findings) and what the model does not assess (said last)."""
+    if ctx.scope is None:
+        return "", ""
+    words = describe(ctx.scope, ctx.task, ctx.lang)
+    return words["out_of_scope"], words["cannot_detect"]
+
+
 def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]:
     """The deterministic draft: exactly the decided findings (``ctx.decision``), no more, no
-    fewer; probabilities stay in the findings table, not in the sentences."""
+    fewer; probabilities stay in the findings table, not in the sentences. A study without
+    any of the model's findings is never called normal: the draft says what the model looked
+    for and did not find, and (with the result's scope) what it does not assess."""
     tr = ctx.lang == "tr"
     decision = ctx.decision
     lines = [_sentence(phrase(f.label, ctx.lang, ctx.task), tr) for f in ctx.positives]
     negatives = ctx.negatives
+    # the normal sentence names the labels looked for itself (``{findings}``): not twice
+    own = get_task(ctx.task).draft.get("normal", ctx.lang)
+    if decision.state == "normal" and (not own or "{findings}" in own):
+        negatives = []
     if negatives:
         names = [phrase(f.label, ctx.lang, ctx.task) for f in negatives]
         if tr:  # "Kardiyomegali, plevral efüzyon ve pnömotoraks izlenmedi." (one predicate)
@@ -141,9 +191,7 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
         else:  # short lists, as reports write them ("No pneumothorax or pleural effusion.")
             lines += [f"No {_join(names[i : i + 3])}." for i in range(0, len(names), 3)]
     if decision.state == "normal":
-        lines.insert(
-            0, get_task(ctx.task).draft.get("normal", ctx.lang) or NORMAL_OTHER[1 if tr else 0]
-        )
+        lines.insert(0, normal_sentence(ctx))
     if decision.state == "indeterminate":
         lines.insert(0, state_sentence(ctx))
     elif decision.conflict:  # settled as the finding: said right after it
@@ -172,10 +220,7 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
             else f"Appearance consistent with {names} {note}"
         )
     elif decision.state == "normal":
-        impression = (
-            get_task(ctx.task).draft.get("normal_impression", ctx.lang)
-            or NORMAL_IMPRESSION_OTHER[1 if tr else 0]
-        )
+        impression = normal_sentence(ctx, "normal_impression")
         if decision.low_confidence:
             impression = impression.replace("(YZ önerisi)", "(YZ önerisi, düşük güven)").replace(
                 "(AI suggestion)", "(AI suggestion, low confidence)"
@@ -197,7 +242,7 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
         for hit in ctx.hits:
             if hit.chunk.id in cite:
                 first.setdefault(hit.chunk.label, cite[hit.chunk.id])
-        sources = ", ".join(f"{phrase(lab, ctx.lang, ctx.task)} [{n}]" for lab, n in first.items())
+        sources = ", ".join(f"{_source_name(lab, ctx)} [{n}]" for lab, n in first.items())
         recs.append(
             ("Radyolog değerlendirmesi önerilir" if tr else "Radiologist assessment is recommended")
             + (
@@ -217,12 +262,41 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
                 recs.append(f"{sentence} [{cite[hit.chunk.id]}]")
     if not recs:
         recs.append("Klinik korelasyon önerilir." if tr else "Clinical correlation is recommended.")
-    return {
-        "technique": _technique(ctx),
-        "findings": " ".join(lines),
-        "impression": impression,
-        "recommendation": " ".join(recs),
-    }
+    return with_scope(
+        {
+            "technique": _technique(ctx),
+            "findings": " ".join(lines),
+            "impression": impression,
+            "recommendation": " ".join(recs),
+        },
+        ctx,
+    )
+
+
+def with_scope(sections: dict[str, str], ctx: DraftContext) -> dict[str, str]:
+    """The draft with the model's scope said (template and LLM drafts alike): an out-of-scope
+    flag first in the findings and in the impression, what the model does not assess last in
+    the findings; each only once."""
+    flag, cannot = scope_lines(ctx)
+    findings, impression = sections["findings"].strip(), sections["impression"].strip()
+    if flag and flag not in findings:
+        findings = f"{flag} {findings}".strip()
+        note = OUT_OF_SCOPE_IMPRESSION[1 if ctx.lang == "tr" else 0]
+        if note not in impression:
+            impression = f"{impression} {note}".strip()
+    if cannot and cannot not in findings:
+        findings = f"{findings} {cannot}".strip()
+    return {**sections, "findings": findings, "impression": impression}
+
+
+def _source_name(label: str, ctx: DraftContext) -> str:
+    """A cited passage's label in the differential's sources: the normal label by its name
+    ("bulgu yok", as the undecided sentence names it), never its report phrase ("akut patoloji
+    saptanmadı" would read as the study's result)."""
+    if label == space(ctx.task).normal:
+        name = get_task(ctx.task).label_name(label, ctx.lang)
+        return name[:1].lower() + name[1:]
+    return phrase(label, ctx.lang, ctx.task)
 
 
 def _join(items: list[str], conj: str = "or") -> str:

@@ -52,6 +52,11 @@ __all__ = [
     "preview_png",
     "refusal_of",
     "same_dicom_content",
+    "scope_of",
+    "scope_text",
+    "scope_words",
+    "view_of",
+    "view_preference",
 ]
 
 
@@ -69,6 +74,54 @@ def decision_of(payload: dict | None) -> dict | None:
         pass
     decision = read(payload, task)
     return None if decision is None else decision.model_dump(mode="json")
+
+
+def scope_of(payload: dict | None) -> dict | None:
+    """A stored imaging result's scope as plain JSON (``imaging.scope``): what the model
+    detects, what it cannot (keys of the one words table) and whether the image was out of its
+    scope; for a result stored before scopes, what its task and labels say. None: no result."""
+    from medai.imaging.scope import of_payload
+
+    scope = of_payload(payload)
+    return None if scope is None else scope.model_dump(mode="json")
+
+
+def scope_words(lang: str) -> dict[str, str]:
+    """The name of every ``cannot_detect`` key in ``lang`` (the one words table)."""
+    from medai.imaging.scope import words
+
+    return words(lang)
+
+
+def scope_text(scope: dict | None, task: str, lang: str) -> dict[str, str]:
+    """The scope in a report's sentences: ``detects``, ``cannot_detect``, ``out_of_scope``
+    (empty when not flagged), and the headings ``title``, ``detects_title``,
+    ``cannot_title``, ``flag_title`` (``imaging.scope.describe``)."""
+    from medai.imaging.scope import TEXT, describe
+
+    i = 1 if lang == "tr" else 0
+    headings = {k: TEXT[k][i] for k in ("title", "detects_title", "cannot_title", "flag_title")}
+    return {**describe(scope, task, lang), **headings}
+
+
+def view_of(image: LoadedImage, predictor=None):
+    """The view of a film (``imaging.views.ViewCheck``: ``view`` frontal | lateral | unknown,
+    ``source`` header | image, ``score``): its DICOM header's, else ``predictor``'s image check
+    (the task's model; one forward pass), else unknown. ``imaging.views.preference`` orders
+    the films of a chest study (frontal first)."""
+    from medai.imaging.views import view_of as header_or_image
+
+    if predictor is not None and hasattr(predictor, "view"):
+        return predictor.view(image)
+    return header_or_image(image)
+
+
+def view_preference(check) -> tuple[int, int]:
+    """Sort key choosing the film a chest study is decided from (frontal, then unknown, then
+    lateral; the header's word before the image check's)."""
+    from medai.imaging.views import preference
+
+    return preference(check)
 
 
 def header_population(data: bytes) -> dict[str, str]:
@@ -100,9 +153,10 @@ DISPLAY_SIDE = 2048
 and reports read it instead of decoding the original on every request."""
 
 
-def read_image(data: bytes) -> LoadedImage:
+def read_image(data: bytes, frame: int | None = None) -> LoadedImage:
+    """``frame``: the 1-based frame of a multi-frame DICOM (None: its middle one)."""
     tune_allocator()  # a job worker or the CLI, which build no server (where it is done)
-    return load_image(data)
+    return load_image(data) if frame is None else load_image(data, frame=frame)
 
 
 def check_upload(source: str | Path | BinaryIO) -> None:
@@ -125,10 +179,11 @@ def _after(image: LoadedImage | None) -> None:
 
 
 @contextlib.contextmanager
-def decoded(data: bytes) -> Iterator[LoadedImage]:
+def decoded(data: bytes, frame: int | None = None) -> Iterator[LoadedImage]:
     """One decode for several uses (rendition, findings, heatmap); the decoder's freed
-    buffers go back to the OS afterwards when the image was large."""
-    image = read_image(data)
+    buffers go back to the OS afterwards when the image was large. ``frame``: one frame of a
+    multi-frame DICOM (1-based; a viewer's slice), decoded alone."""
+    image = read_image(data) if frame is None else read_image(data, frame)
     try:
         yield image
     finally:
@@ -155,7 +210,7 @@ def analyse(predictor, source: bytes | LoadedImage) -> ImagingResult:
         if owned:
             _after(image)
     if result.refused:
-        raise ImageRefused(refusal_of(result))
+        raise ImageRefused(refusal_of(result), scope=result.scope)
     return result
 
 

@@ -13,6 +13,8 @@ from helpers.platform import bearer, clinic, png_bytes, wait_status
 ID_ROUTES = [
     ("GET", "/api/v1/studies/{id}"),
     ("GET", "/api/v1/studies/{id}/image"),
+    ("GET", "/api/v1/studies/{id}/series"),
+    ("GET", "/api/v1/studies/{id}/instances/1.2.3.4/image"),
     ("GET", "/api/v1/studies/{id}/heatmap"),
     ("GET", "/api/v1/studies/{id}/report"),
     ("GET", "/api/v1/studies/{id}/report/versions"),

@@ -27,6 +27,7 @@ from medai.platform.api.routes import (
     monitoring,
     outbox,
     retraction,
+    series,
     studies,
     study_labels,
     triage,
@@ -137,6 +138,7 @@ def create_platform_app(
         routers=[
             auth.router,
             studies.router,
+            series.router,
             retraction.router,
             conflicts.router,
             study_labels.router,

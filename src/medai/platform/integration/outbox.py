@@ -3,8 +3,9 @@ first a row here, written in the transaction that records its event, so it is ne
 
 Events: ``analysed`` (the analysis stored its findings and draft: the findings SR and heatmap
 for a PACS, a preliminary FHIR report) and ``signed`` (a report version was signed: the report
-SR, a final or amended FHIR report, an HL7 ORU^R01). Each event is enqueued once per
-configured destination (unique ``event_key`` + ``destination``); a DICOM destination gets no
+SR with the AI's key slices as a key image note, a final or amended FHIR report, an HL7
+ORU^R01). Each event is enqueued once per configured destination (unique ``event_key`` +
+``destination``); a DICOM destination gets no
 row to send for a study without DICOM identity (an uploaded PNG): its row is ``skipped`` with
 the reason, so the admin page says why nothing went.
 

@@ -1,6 +1,7 @@
 """What an outbox row sends, built when it is sent from rows that never change (the stored AI
 result, the report version), so a resend is the same message: the DICOM objects for a PACS
-(``dicom_objects``, ``dicom_heatmap``, ``dicom_report``), the FHIR report bundle
+(``dicom_objects``, ``dicom_heatmap``, ``dicom_report``, and with a signed report the AI's key
+slices as a key image note, ``dicom_key_images``), the FHIR report bundle
 (``exports.fhir_bundle``) and the parts of an HL7 ORU^R01 (``hl7_send``). A ``retracted`` row
 (``platform.retraction``) repeats the newest version the destination got, as entered in error
 (FHIR) or withdrawn (HL7), and for a PACS builds the rejection note over the very objects its
@@ -29,12 +30,14 @@ from medai.platform.integration.dicom_heatmap import (
     overlay_on_film,
     pm_suitable,
 )
+from medai.platform.integration.dicom_key_images import key_image_note, key_refs, split_ref
 from medai.platform.integration.dicom_objects import DicomObjectError, SourceImage, findings_sr
 from medai.platform.integration.dicom_rejection import rejection_note
 from medai.platform.integration.dicom_report import report_sr
 from medai.platform.integration.identity import is_dicom
 from medai.platform.tables import (
     AIResultRow,
+    DicomInstance,
     OutboxItem,
     ReportVersion,
     Study,
@@ -43,6 +46,13 @@ from medai.platform.tables import (
 )
 
 SIGNED = ("final", "amended")
+# SOP classes that hold no image (structured reports, key object notes, presentation states,
+# encapsulated documents): not counted among a study's images
+NOT_IMAGES = (
+    "1.2.840.10008.5.1.4.1.1.88.",
+    "1.2.840.10008.5.1.4.1.1.11.",
+    "1.2.840.10008.5.1.4.1.1.104.",
+)
 log = logging.getLogger("medai.integration.outbox")
 
 
@@ -162,7 +172,8 @@ def heatmap_rgb(p: Platform, parts: Parts, overlay_png: bytes):
 
 def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
     """``analysed``: the findings SR and the heatmap SC (and its Parametric Map where the
-    source has the geometry for one); ``signed``: the report SR."""
+    source has the geometry for one); ``signed``: the report SR and, when the AI's result has
+    key slices, their key image note."""
     from medai.services import imaging as imaging_service
 
     header = source_header(p, parts.source_sha)
@@ -178,7 +189,8 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
                 previous_version=parts.previous_signed,
                 institution=institution,
                 task=task,
-            )
+            ),
+            *key_images(p, item, parts, source, institution, task),
         ]
     if parts.ai_payload is None or parts.ai_created is None:
         raise NothingToSend("no_ai_result", "the analysis stored no AI result")
@@ -226,6 +238,51 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
                     type(exc).__name__,
                 )
     return objects
+
+
+def key_images(
+    p: Platform, item: OutboxItem, parts: Parts, source: SourceImage, institution, task
+) -> list:
+    """The AI's key slices as an IHE Key Image Note beside the signed report's SR
+    (``dicom_key_images``: why only after sign-off); none when its result has no key slices.
+    A key slice whose instance the study no longer holds is left out of the note (the report
+    goes whatever the note lacks)."""
+    with p.db.reader() as db:
+        classes = db.scalars(
+            select(DicomInstance.sop_class).where(DicomInstance.study_id == item.study_id)
+        ).all()
+    refs = key_refs(parts.ai_payload, sum(1 for c in classes if not c.startswith(NOT_IMAGES)))
+    if not refs or parts.ai_created is None:
+        return []
+    wanted = list(dict.fromkeys(split_ref(r)[0] for r in refs))
+    with p.db.reader() as db:
+        files = dict(
+            db.execute(
+                select(DicomInstance.sop_uid, DicomInstance.file_sha256).where(
+                    DicomInstance.study_id == item.study_id, DicomInstance.sop_uid.in_(wanted)
+                )
+            ).all()
+        )
+    if len(files) < len(wanted):
+        log.warning(
+            "outbox %s: %d of study %s's key slices are not stored instances",
+            item.id,
+            len(wanted) - len(files),
+            item.study_id,
+        )
+    if not files:
+        return []
+    return [
+        key_image_note(
+            source,
+            parts.ai_payload,
+            [source_header(p, files[sop]) for sop in wanted if sop in files],
+            created=parts.ai_created,
+            task=task,
+            language=str(parts.study.get("language") or "tr"),
+            institution=institution,
+        )
+    ]
 
 
 def _task(name: Any):

@@ -170,6 +170,7 @@ def _file(
                     calling_ae=calling_ae,
                     no_model_reason=chosen.reason,
                     language=language,
+                    now=p.clock(),
                 )
                 conflict = filed.conflict
                 out = Received(

@@ -41,9 +41,13 @@ def display_names(lang: str) -> dict[str, Any]:
     """What the page needs to name registry things in ``lang``: each task's name, its DICOM
     modalities (refusal sentences name them), its urgent labels (the study page says why a
     study is urgent) and its labels' names. Red flags name themselves
-    in every result (``name_tr``/``name_en``): the page gets only their tasks' names."""
+    in every result (``name_tr``/``name_en``): the page gets only their tasks' names. An
+    imaging task also gets the words of its results' ``scope`` (what a model cannot detect:
+    the one words table of ``imaging.scope``, through services)."""
     from medai.core.task_registry import all_tasks
+    from medai.services.imaging import scope_words
 
+    words = scope_words(lang)
     return {
         t.name: {
             "name": t.display_name(lang),
@@ -53,6 +57,7 @@ def display_names(lang: str) -> dict[str, Any]:
             "labels": {}
             if t.kind == "red_flags"
             else {lab: t.label_name(lab, lang) for lab in t.labels},
+            **({"scope_words": words} if t.kind == "imaging" else {}),
         }
         for t in all_tasks()
     }

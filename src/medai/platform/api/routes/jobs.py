@@ -60,12 +60,22 @@ def heatmap_headers(
     return headers
 
 
-async def computed_heatmap(request: Request, predictor, data: bytes, label: str | None) -> Response:
-    """Grad-CAM of ``label`` (default: the most probable) inside the imaging lane."""
+def _heatmap(predictor, data: bytes, label: str | None, frame: int | None):
+    if frame is None:
+        return imaging_service.heatmap(predictor, data, label)
+    with imaging_service.decoded(data, frame) as image:  # that frame alone
+        return imaging_service.heatmap(predictor, image, label)
+
+
+async def computed_heatmap(
+    request: Request, predictor, data: bytes, label: str | None, frame: int | None = None
+) -> Response:
+    """Grad-CAM of ``label`` (default: the most probable) inside the imaging lane; ``frame``:
+    of that frame of a multi-frame DICOM (a slice of a series)."""
     if label is not None and label not in predictor.labels:
         raise ApiError(422, "invalid", f"label must be one of {list(predictor.labels)}")
     async with request.app.state.imaging_lane.slot():
-        meta, png = await run_in_threadpool(imaging_service.heatmap, predictor, data, label)
+        meta, png = await run_in_threadpool(_heatmap, predictor, data, label, frame)
     return Response(
         png,
         media_type="image/png",

@@ -13,7 +13,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
-from medai.platform import analysis, audit, exports, finding_states, idempotency, review, studies
+from medai.platform import (
+    analysis,
+    audit,
+    exports,
+    finding_states,
+    idempotency,
+    review,
+    series_view,
+    studies,
+)
 from medai.platform import identity_conflicts as conflicts
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.routes.jobs import HEATMAP_RESPONSES, computed_heatmap, heatmap_headers
@@ -505,7 +514,9 @@ async def study_heatmap(
     who: Principal = Depends(require("study_read")),
 ) -> Response:
     """Grad-CAM overlay (an AI suggestion): the stored one of the leading finding, or one
-    computed for ``label`` (the same computation and headers as ``/imaging/{task}/heatmap``)."""
+    computed for ``label`` (the same computation and headers as ``/imaging/{task}/heatmap``),
+    of the same slice as the stored one (the result's ``heatmap_instance``; of a series, its
+    key slice)."""
     p = platform_of(request)
 
     def stored():
@@ -515,9 +526,9 @@ async def study_heatmap(
             if row is None or row.heatmap_sha256 is None:
                 raise ApiError(404, "not_found", "no heatmap (analysis not finished or refused)")
             audit.record(db, who.actor, "view", "heatmap", study_id, label=label)
-            return study.task, study.file_sha256, row
+            return study.task, *series_view.heatmap_source(db, study, row.payload), row
 
-    task, file_sha, row = await run_in_threadpool(stored)
+    task, file_sha, frame, row = await run_in_threadpool(stored)
     heat_label = row.heatmap_label or ""
     if label is None or label == heat_label:
         probability = next(
@@ -534,7 +545,11 @@ async def study_heatmap(
             headers=heatmap_headers(heat_label, probability, row.model_name, row.model_hash),
         )
     return await computed_heatmap(
-        request, model_for(request, task), await run_in_threadpool(p.store.read, file_sha), label
+        request,
+        model_for(request, task),
+        await run_in_threadpool(p.store.read, file_sha),
+        label,
+        frame,
     )
 
 

@@ -122,6 +122,26 @@
       return parts;
     });
   }
+  // the model's scope (imaging.scope, `medai imaging fit-scope`): what it looks for, what it does
+  // not assess (the one words table, in NAMES), its out-of-scope threshold and view check
+  function scopeBlock(task, scope) {
+    const words = ((window.medai.NAMES || {})[task] || {}).scope_words || {};
+    const oos = scope.out_of_scope || {}, check = scope.view_check || {}, cv = check.cross_validated || {};
+    const pairs = [
+      [T.card_scope_detects, (scope.detects || []).map((l) => labelName(task, l)).join(", ") || undefined],
+      [T.card_scope_cannot, (scope.cannot_detect || []).map((k) => words[k] || k).join(", ") || undefined],
+      [T.card_scope_flag, oos.threshold == null ? undefined : fill(T.card_scope_flag_value, {
+        threshold: num2.format(oos.threshold), quantile: Math.round((oos.quantile || 0) * 100), n: oos.n,
+        flagged: num2.format((oos.flagged_share || 0) * 100) })],
+      [T.card_scope_view, cv.laterals != null ? fill(T.card_scope_view_value, {
+        caught: cv.laterals_caught, laterals: cv.laterals, flagged: cv.frontals_flagged, frontals: cv.frontals })
+        : check.skipped || undefined],
+    ];
+    const out = [el("h4", { text: T.card_scope }), facts(pairs)];
+    if (scope.command) out.push(el("pre", { class: "card-json", text: scope.command }));
+    return out;
+  }
+  const num2 = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 2 });
   function modelCard(task, m) {
     const card = m.card || {};
     const body = [
@@ -132,6 +152,7 @@
     if (card.description) body.push(el("h4", { text: T.card_description }), el("p", { text: card.description }));
     if (card.intended_use) body.push(el("h4", { text: T.card_intended_use }), el("p", { text: card.intended_use }));
     if (card.labels && card.labels.length) body.push(labelsTable(task, card));
+    if (card.params && card.params.scope) body.push(...scopeBlock(task, card.params.scope));
     if (card.baselines && card.baselines.table) body.push(...baselinesBlock(card.baselines));
     if (card.metrics && Object.keys(card.metrics).length) body.push(el("h4", { text: T.card_metrics }), ...metricsTables(task, card.metrics));
     if (card.data && card.data.length) body.push(el("h4", { text: T.card_data }), ...dataBlock(task, card.data));

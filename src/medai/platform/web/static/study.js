@@ -28,12 +28,18 @@
   function zoomTo(z) { view.zoom = Math.min(6, Math.max(1, z)); if (view.zoom === 1) { view.x = 0; view.y = 0; } apply(); }
   $("zoom").addEventListener("input", (e) => zoomTo(Number(e.target.value)));
   ["window", "level", "opacity"].forEach((k) => $(k).addEventListener("input", apply));
-  viewer.addEventListener("wheel", (e) => { e.preventDefault(); zoomTo(view.zoom * (e.deltaY < 0 ? 1.15 : 1 / 1.15)); }, { passive: false });
+  // a series scrolls with the wheel and ↑/↓ (study_series.js); Ctrl + wheel zooms it
+  const sliced = () => M.studySeries || null;
+  viewer.addEventListener("wheel", (e) => {
+    if (sliced() && sliced().onWheel(e)) return;
+    e.preventDefault(); zoomTo(view.zoom * (e.deltaY < 0 ? 1.15 : 1 / 1.15));
+  }, { passive: false });
   let drag = null;
   viewer.addEventListener("pointerdown", (e) => { drag = { x: e.clientX - view.x, y: e.clientY - view.y }; viewer.setPointerCapture(e.pointerId); });
   viewer.addEventListener("pointermove", (e) => { if (drag && view.zoom > 1) { view.x = e.clientX - drag.x; view.y = e.clientY - drag.y; apply(); } });
   viewer.addEventListener("pointerup", () => { drag = null; });
   viewer.addEventListener("keydown", (e) => {
+    if (sliced() && sliced().onKey(e)) return;
     const step = 30, keys = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
     if (keys[e.key]) { view.x += keys[e.key][0]; view.y += keys[e.key][1]; apply(); e.preventDefault(); }
     if (e.key === "+" || e.key === "=") zoomTo(view.zoom * 1.25);
@@ -46,11 +52,13 @@
   });
   const heatOn = $("heatmap-on"), heatSelect = $("heatmap-label"), caption = $("heatmap-caption");
   function showHeat() {
-    const on = heatOn.checked && Boolean(heatSelect.value);
+    // a series' heatmap is of one slice (the key slice): shown there only
+    const on = heatOn.checked && Boolean(heatSelect.value) && (!sliced() || sliced().heatHere());
     heat.hidden = !on;
     caption.hidden = !on;
     if (!on) return;
-    heat.src = `/api/v1/studies/${id}/heatmap?label=${encodeURIComponent(heatSelect.value)}`;
+    const src = `/api/v1/studies/${id}/heatmap?label=${encodeURIComponent(heatSelect.value)}`;
+    if (heat.getAttribute("src") !== src) heat.src = src;
     const f = ((study.ai_result || {}).findings || []).find((x) => x.label === heatSelect.value);
     const said = signedBy(signedNow) || {};
     caption.textContent = [fill(T.viewer_heatmap_caption, { label: labelName(study.task, heatSelect.value) }),
@@ -58,6 +66,7 @@
       f && verdict(f.state, said[f.label]) === "rejected" ? T.heatmap_state_rejected : ""].filter(Boolean).join(" ");
   }
   heatOn.addEventListener("change", showHeat);
+  document.addEventListener("medai:slice", showHeat);
   heatSelect.addEventListener("change", showHeat);
 
   // --- study, findings, and why the AI gave none
@@ -139,7 +148,48 @@
       undecided.hidden = false;
     }
   }
+  // --- the model's scope beside its findings: what it looks for, what it does not assess (the
+  // one words table of imaging.scope, in NAMES), and a flag when the image is out of its scope
+  const number = new Intl.NumberFormat(M.LOCALE, { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+  const num = (x) => (x == null ? "—" : number.format(x));
+  function showScope(s) {
+    const res = s.ai_result || {}, scope = res.scope, box = $("scope"), flag = $("scope-flag");
+    box.hidden = !scope;
+    flag.hidden = true;
+    flag.textContent = "";
+    if (!scope) return;
+    const words = (M.NAMES[s.task] || {}).scope_words || {};
+    const lower = (n) => (/^[A-ZÇĞİÖŞÜ]{2}/.test(n) ? n : n.charAt(0).toLocaleLowerCase(M.LOCALE) + n.slice(1));
+    const detects = (scope.detects || []).map((l) => lower(labelName(s.task, l)));
+    $("scope-detects").hidden = !detects.length;
+    $("scope-detects").textContent = detects.length ? fill(T.scope_detects, { labels: list(detects) }) : "";
+    const cannot = (scope.cannot_detect || []).map((k) => words[k] || k.replace(/_/g, " "));
+    $("scope-cannot").hidden = !cannot.length;
+    $("scope-cannot").textContent = cannot.length ? fill(T.scope_cannot, { items: list(cannot) }) : "";
+    const oos = scope.out_of_scope || {}, view = scope.view;
+    const checks = [];
+    if (view) {
+      const source = view.source === "header" ? T.view_source_header
+        : view.score == null ? T.view_source_none : fill(T.view_source_image, { score: pct(view.score) });
+      checks.push(fill(T.scope_view, { view: T["view_" + view.view] || view.view, source }));
+    }
+    if (!oos.flagged && oos.detector === "feature_distance" && oos.threshold != null) {
+      checks.push(fill(T.scope_in, { score: num(oos.score), threshold: num(oos.threshold) }));
+    }
+    $("scope-check").hidden = !checks.length;
+    $("scope-check").textContent = checks.join(" ");
+    // a flagged image that was still read: said plainly above its findings (a refusal says
+    // why in the no-AI card instead)
+    if (oos.flagged && !res.refused) {
+      flag.textContent = oos.reason === "unlike_training"
+        ? fill(T.scope_flag_unlike_training, { score: num(oos.score), threshold: num(oos.threshold) })
+        : T["scope_flag_" + oos.reason] || T.scope_flag_other;
+      flag.hidden = false;
+    }
+    root.dataset.outOfScope = oos.flagged ? oos.reason || "flagged" : "";
+  }
   function showFindings(s, signed) {
+    showScope(s);
     const res = s.ai_result;
     const has = Boolean(res && res.findings && res.findings.length && !res.refused);
     $("findings-wrap").hidden = !has;
@@ -272,7 +322,14 @@
     $("study-conflict").textContent = conflicts.length
       ? fill(T.study_conflict_banner, { ids: conflicts.join(", ") }) : "";
     showRetraction(s);
-    if (!img.src) img.src = `/api/v1/studies/${id}/image`;
+    // images arrived after the report was made: the AI read the study again; a signed or
+    // edited report was kept as it was, and its reader is told so here
+    const rr = s.reread;
+    $("study-reread").hidden = !rr;
+    $("study-reread").textContent = rr ? fill(rr.signed ? T.reread_signed : T.reread_edited, {
+      when: fmtTime(rr.at), n: rr.instances == null ? "—" : rr.instances }) : "";
+    const bySeries = sliced() ? sliced().update(s) : false;  // a DICOM series shows its slices
+    if (!img.src && !bySeries) img.src = `/api/v1/studies/${id}/image`;
     const done = s.status !== "received" && s.status !== "analysing";
     const labels = done ? await api(`/api/v1/studies/${id}/labels`) : null;
     signedNow = labels && labels.ok ? labels.data : null;

@@ -1,0 +1,558 @@
+"""What an imaging model can and cannot read, and whether this image is outside it.
+
+Every imaging result carries ``scope`` (``Scope``):
+
+- ``detects``: the model's own labels, the normal label left out (it is not a finding);
+- ``cannot_detect``: keys of what a radiologist might expect from the examination that the
+  model does not read (tuberculosis, nodules, pneumothorax… for a chest model without those
+  labels; other tumour types, haemorrhage, stroke… for the brain MRI model). Worked out from
+  the model's labels: a hospital model trained with a ``Pneumothorax`` label loses that key.
+  Each key is named through ONE words table (``CANNOT_DETECT_WORDS``, English and Turkish),
+  which the study page, the draft, the PDF and FHIR all read;
+- ``out_of_scope``: whether this image is unlike the model's training films — ``flagged``,
+  the ``score``, the ``threshold`` and the ``reason`` (``unlike_training``, ``lateral_view``,
+  or the code of a refusal).
+
+The detector (``OutOfScopeDetector``, ``out_of_scope.json`` in the model directory) is the
+gate's feature-space distance (``imaging.gate``) with a tighter threshold: the 99th percentile
+of the distances of the validation split's in-label frontal films (the gate itself refuses only
+far beyond that, at twice its validation quantile). Chosen on validation against the logits'
+energy and the maximum class probability (``benchmarks/out_of_scope_benchmark.py``): on the
+shared chest films no score separates the out-of-label diseases (tuberculosis, ARDS) from the
+labelled pneumonias — the model maps them onto pneumonia — so the flag catches views and
+images unlike the training set, and ``cannot_detect``, which is always shown, is what tells a
+reader that a tuberculosis film is outside what the model reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+OUT_OF_SCOPE_FILE = "out_of_scope.json"
+SCOPE_QUANTILE = 0.99
+
+# ONE words table: every key ``cannot_detect`` may hold, (en, tr); the page, the draft, the PDF
+# and FHIR name the keys through it (``describe``, ``services.imaging.scope_words``)
+CANNOT_DETECT_WORDS: dict[str, tuple[str, str]] = {
+    "tuberculosis": ("tuberculosis", "tüberküloz"),
+    "nodule_mass": ("lung nodules or masses", "akciğer nodülü veya kitlesi"),
+    "pneumothorax": ("pneumothorax", "pnömotoraks"),
+    "pleural_effusion": ("pleural effusion", "plevral efüzyon"),
+    "heart_size": ("heart size (cardiomegaly)", "kalp boyutu (kardiyomegali)"),
+    "pulmonary_oedema": ("pulmonary oedema", "pulmoner ödem"),
+    "atelectasis": ("atelectasis", "atelektazi"),
+    "emphysema_fibrosis": ("emphysema or fibrosis", "amfizem veya fibrozis"),
+    "mediastinum": ("mediastinal widening", "mediasten genişlemesi"),
+    "fracture": ("fractures", "kırıklar"),
+    "lines_tubes": ("the position of tubes and lines", "tüp ve kateterlerin konumu"),
+    "lateral_views": ("lateral films", "lateral grafiler"),
+    "other_tumours": (
+        "other tumour types (metastasis, lymphoma, paediatric tumours and others)",
+        "diğer tümör tipleri (metastaz, lenfoma, pediatrik tümörler vb.)",
+    ),
+    "tumour_extent": ("tumour size or grade", "tümörün boyutu ve derecesi"),
+    "haemorrhage": ("haemorrhage", "kanama"),
+    "stroke": ("infarction (stroke)", "enfarkt (inme)"),
+    "white_matter": (
+        "demyelinating and other white-matter disease",
+        "demiyelinizan ve diğer beyaz cevher hastalıkları",
+    ),
+    "hydrocephalus": ("hydrocephalus", "hidrosefali"),
+    "other_body_parts": ("other body parts", "diğer vücut bölgeleri"),
+    "other_findings": ("findings outside its labels", "etiketleri dışındaki bulgular"),
+}
+
+# per task: (key, alternative groups of labels that cover it — a group covers the key when the
+# model has every label of it; no group: never covered by any label of the task)
+CATALOGUE: dict[str, tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]] = {
+    "cxr": (
+        ("tuberculosis", (("Tuberculosis",),)),
+        ("nodule_mass", (("Nodule", "Mass"), ("Lung Lesion",))),
+        ("pneumothorax", (("Pneumothorax",),)),
+        ("pleural_effusion", (("Effusion",),)),
+        ("heart_size", (("Cardiomegaly",),)),
+        ("pulmonary_oedema", (("Edema",),)),
+        ("atelectasis", (("Atelectasis",),)),
+        ("emphysema_fibrosis", (("Emphysema", "Fibrosis"),)),
+        ("mediastinum", (("Enlarged Cardiomediastinum",),)),
+        ("fracture", (("Fracture",),)),
+        ("lines_tubes", ()),
+        ("lateral_views", ()),
+        ("other_body_parts", ()),
+    ),
+    "mri": (
+        ("other_tumours", ()),
+        ("tumour_extent", ()),
+        ("haemorrhage", ()),
+        ("stroke", ()),
+        ("white_matter", ()),
+        ("hydrocephalus", ()),
+        ("other_body_parts", ()),
+    ),
+}
+GENERIC = (("other_findings", ()), ("other_body_parts", ()))  # a task the catalogue lacks
+
+# reasons an image is out of scope (en, tr): the report's sentences; the page's are UI strings
+REASON_WORDS: dict[str, tuple[str, str]] = {
+    "unlike_training": (
+        "Out of scope (AI): this image does not look like the images the model was trained on "
+        "(distance {score} > {threshold}); it may show a disease outside the model's labels, "
+        "another view or another body part, and the AI findings may not apply.",
+        "Kapsam dışı (YZ): bu görüntü modelin eğitildiği görüntülere benzemiyor (uzaklık {score} "
+        "> {threshold}); modelin etiketleri dışında bir hastalık, farklı bir çekim ya da başka "
+        "bir vücut bölgesi olabilir ve YZ bulguları geçerli olmayabilir.",
+    ),
+    "lateral_view": (
+        "Out of scope (AI): lateral film; the model reads frontal (PA/AP) chest films only and "
+        "did not assess it.",
+        "Kapsam dışı (YZ): lateral grafi; model yalnızca frontal (PA/AP) akciğer grafilerini "
+        "okur, bu grafiyi değerlendirmedi.",
+    ),
+    "refused": (
+        "Out of scope (AI): the model did not assess this image ({reason}).",
+        "Kapsam dışı (YZ): model bu görüntüyü değerlendirmedi ({reason}).",
+    ),
+}
+TEXT: dict[str, tuple[str, str]] = {
+    "detects": ("The AI model looks for: {labels}.", "YZ modelinin aradığı bulgular: {labels}."),
+    # worded so that the report readers (``reporting.findings``) never take a listed finding as
+    # stated: a negation in the sentence, and ``SCOPE_SENTENCE`` recognises it
+    "cannot_detect": (
+        "The AI model does not assess {items}.",
+        "{items} YZ modelinin değerlendirme kapsamında değildir.",
+    ),
+    "title": ("Scope of the AI model", "YZ modelinin kapsamı"),
+    "detects_title": ("Looks for", "Aradığı bulgular"),
+    "cannot_title": ("Does not assess", "Değerlendirmediği"),
+    "flag_title": ("Out of scope", "Kapsam dışı"),
+}
+# a sentence that lists what the model does not assess states nothing about the patient
+SCOPE_SENTENCE = re.compile(
+    r"model does not assess|modelinin değerlendirme kapsamında değil", re.IGNORECASE
+)
+
+
+class OutOfScope(BaseModel):
+    """Whether this image is outside what the model reads, and by how much."""
+
+    flagged: bool = False
+    score: float | None = Field(None, description="the detector's score (higher: less alike)")
+    threshold: float | None = Field(None, description="flagged above this score")
+    reason: str | None = Field(
+        None, description="unlike_training | lateral_view | a refusal code; None: in scope"
+    )
+    detector: str | None = Field(
+        None,
+        description="feature_distance | view_check | the refusal's rule; None: the model has "
+        "no detector",
+    )
+
+
+class Scope(BaseModel):
+    """What the model detects, what it cannot, and whether this image is out of its scope."""
+
+    detects: list[str] = Field(default_factory=list, description="the model's finding labels")
+    cannot_detect: list[str] = Field(
+        default_factory=list, description="keys of CANNOT_DETECT_WORDS (imaging.scope)"
+    )
+    out_of_scope: OutOfScope = Field(default_factory=OutOfScope)
+    view: dict | None = Field(
+        None, description="the film's view check (imaging.views.ViewCheck), chest films only"
+    )
+
+
+def limits(task: str, labels: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(detects, cannot_detect) of a model of ``task`` with these labels."""
+    from medai.core.task_registry import TaskError, get
+
+    labels = list(labels)
+    try:
+        normal = get(task).normal
+    except TaskError:
+        normal = None
+    have = set(labels)
+    detects = [lab for lab in labels if lab != normal]
+    cannot = [
+        key
+        for key, groups in CATALOGUE.get(task, GENERIC)
+        if not any(set(group) <= have for group in groups)
+    ]
+    return detects, cannot
+
+
+def scope_for(
+    task: str,
+    labels: Iterable[str],
+    out_of_scope: OutOfScope | None = None,
+    view: dict | None = None,
+) -> Scope:
+    detects, cannot = limits(task, labels)
+    return Scope(
+        detects=detects,
+        cannot_detect=cannot,
+        out_of_scope=out_of_scope or OutOfScope(),
+        view=view,
+    )
+
+
+def of_payload(payload: dict | None) -> Scope | None:
+    """A stored imaging result's scope: its own, or for a result stored before scopes what its
+    task and labels say (its out-of-scope check then unknown: no detector)."""
+    if not isinstance(payload, dict):
+        return None
+    raw = payload.get("scope")
+    if isinstance(raw, dict):
+        try:
+            return Scope.model_validate(raw)
+        except ValueError:
+            pass
+    task = str(payload.get("task") or "")
+    labels = [f.get("label") for f in payload.get("findings") or [] if isinstance(f, dict)]
+    if not task or not labels:
+        return None
+    try:
+        return scope_for(task, [lab for lab in labels if lab])
+    except ValueError:
+        return None
+
+
+def word(key: str, lang: str) -> str:
+    en, tr = CANNOT_DETECT_WORDS.get(key, (key.replace("_", " "), key.replace("_", " ")))
+    return tr if lang == "tr" else en
+
+
+def words(lang: str) -> dict[str, str]:
+    """Every key's name in ``lang``."""
+    return {key: word(key, lang) for key in CANNOT_DETECT_WORDS}
+
+
+def join(items: list[str], lang: str, conj: str | None = None) -> str:
+    conj = conj or ("ve" if lang == "tr" else "and")
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {conj} {items[-1]}"
+
+
+def _lower_first(name: str, lang: str) -> str:
+    """A label's name inside a sentence: first letter lowered, an acronym (COVID-19) kept."""
+    if not name or name[:2].isupper():
+        return name
+    first = name[0]
+    if lang == "tr":
+        first = {"I": "ı", "İ": "i"}.get(first, first.lower())
+    else:
+        first = first.lower()
+    return first + name[1:]
+
+
+def _upper_first(text: str, lang: str) -> str:
+    if not text:
+        return text
+    first = text[0]
+    if lang == "tr":
+        first = {"i": "İ", "ı": "I"}.get(first, first.upper())
+    else:
+        first = first.upper()
+    return first + text[1:]
+
+
+def _number(x: Any, lang: str = "en") -> str:
+    try:
+        text = f"{float(x):.2f}"
+    except (TypeError, ValueError):
+        return "?"
+    return text.replace(".", ",") if lang == "tr" else text
+
+
+def describe(
+    scope: Scope | dict | None,
+    task: str,
+    lang: str,
+    name: Callable[[str], str] | None = None,
+) -> dict[str, str]:
+    """The scope in sentences of a report (``lang`` tr or en): ``detects``, ``cannot_detect``
+    and ``out_of_scope`` (empty when not flagged). ``name``: how a label is named (default the
+    task's findings-table names)."""
+    if scope is None:
+        return {"detects": "", "cannot_detect": "", "out_of_scope": ""}
+    if isinstance(scope, dict):
+        scope = Scope.model_validate(scope)
+    i = 1 if lang == "tr" else 0
+    if name is None:
+        from medai.core.task_registry import TaskError, get
+
+        try:
+            spec = get(task)
+            name = lambda lab: spec.label_name(lab, lang)  # noqa: E731
+        except TaskError:
+            name = str
+    labels = [_lower_first(name(lab), lang) for lab in scope.detects]
+    detects = TEXT["detects"][i].format(labels=join(labels, lang)) if labels else ""
+    items = [word(k, lang) for k in scope.cannot_detect]
+    cannot = ""
+    if items:
+        listed = join(items, lang, "ve" if lang == "tr" else "or")
+        cannot = TEXT["cannot_detect"][i].format(items=listed)
+        cannot = _upper_first(cannot, lang)
+    return {"detects": detects, "cannot_detect": cannot, "out_of_scope": flag_sentence(scope, lang)}
+
+
+def flag_sentence(scope: Scope | dict | None, lang: str) -> str:
+    """The out-of-scope sentence of a report ('' when the image is in scope)."""
+    if scope is None:
+        return ""
+    if isinstance(scope, dict):
+        scope = Scope.model_validate(scope)
+    oos = scope.out_of_scope
+    if not oos.flagged:
+        return ""
+    i = 1 if lang == "tr" else 0
+    reason = oos.reason or "unlike_training"
+    if reason in REASON_WORDS and reason != "refused":
+        return REASON_WORDS[reason][i].format(
+            score=_number(oos.score, lang), threshold=_number(oos.threshold, lang)
+        )
+    return REASON_WORDS["refused"][i].format(reason=reason)
+
+
+def series_scope(predictor, distances=None, refusal=None) -> Scope:
+    """The scope of a result read from a series of slices (``imaging.series``): a refused
+    series is out of scope for its refusal's reason (as ``ImagingPredictor.scope``); otherwise
+    the series is flagged when the median gate distance of the slices it used exceeds the
+    model's out-of-scope threshold (one odd slice does not flag a series; most slices unlike
+    the training images do), the median being the score."""
+    import numpy as np
+
+    if refusal is not None:
+        return predictor.scope(refusal=refusal)
+    values = [float(d) for d in (distances or []) if d is not None]
+    detector = getattr(predictor, "out_of_scope", None)
+    if not values:
+        judged = OutOfScope()
+    elif detector is None:
+        judged = OutOfScope(score=round(float(np.median(values)), 4))
+    else:
+        judged = detector.judge(float(np.median(values)))
+    return scope_for(predictor.cfg.task, predictor.labels, judged)
+
+
+# --- the out-of-scope detector of a model directory
+
+
+@dataclass
+class OutOfScopeDetector:
+    """Flag an image whose gate distance (``FeatureGate.distance``) exceeds ``threshold``."""
+
+    threshold: float
+    detector: str = "feature_distance"
+    quantile: float = SCOPE_QUANTILE
+    chosen_on: dict[str, Any] = field(default_factory=dict)
+
+    def judge(self, distance: float) -> OutOfScope:
+        flagged = bool(distance > self.threshold)
+        return OutOfScope(
+            flagged=flagged,
+            score=round(float(distance), 4),
+            threshold=round(float(self.threshold), 4),
+            reason="unlike_training" if flagged else None,
+            detector=self.detector,
+        )
+
+    @classmethod
+    def fit(cls, distances, quantile: float = SCOPE_QUANTILE, **chosen_on) -> OutOfScopeDetector:
+        import numpy as np
+
+        distances = np.asarray(distances, dtype=np.float64)
+        if len(distances) < 10:
+            raise ValueError(
+                f"the out-of-scope threshold needs at least 10 validation images ({len(distances)})"
+            )
+        threshold = float(np.quantile(distances, quantile))
+        return cls(
+            threshold,
+            quantile=quantile,
+            chosen_on={
+                "split": "validation",
+                "n": len(distances),
+                "flagged_share": float(np.mean(distances > threshold)),
+                **chosen_on,
+            },
+        )
+
+    def save(self, directory: Path) -> Path:
+        path = Path(directory) / OUT_OF_SCOPE_FILE
+        body = {
+            "schema": 1,
+            "detector": self.detector,
+            "threshold": self.threshold,
+            "quantile": self.quantile,
+            "chosen_on": self.chosen_on,
+        }
+        path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: Path | None) -> OutOfScopeDetector | None:
+        if directory is None:
+            return None
+        path = Path(directory) / OUT_OF_SCOPE_FILE
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            float(raw["threshold"]),
+            str(raw.get("detector") or "feature_distance"),
+            float(raw.get("quantile") or SCOPE_QUANTILE),
+            dict(raw.get("chosen_on") or {}),
+        )
+
+
+# --- fitting: ``medai imaging fit-scope``
+
+
+def fit_scope(
+    directory: Path, data: Path, seed: int = 13, view_check: bool = True, c: float = 0.01
+) -> dict:
+    """Fit the out-of-scope threshold (validation split of the split the model was trained on,
+    same seed; lateral films left out) and, for a task read from frontal films whose data has a
+    ``view`` column with laterals, the view check (``imaging.views``: every film of a known view,
+    each also mirrored; its rates cross-validated by patient). Writes ``out_of_scope.json`` and
+    ``view_check.npz``, records both in the card and reseals it."""
+    import shlex
+
+    import numpy as np
+
+    from medai.core import model_dir
+    from medai.core.model_dir import file_sha256, read_card, save_card
+    from medai.core.task_registry import get as get_task
+    from medai.imaging.datasets import load_dataset, patient_split
+    from medai.imaging.pipeline import predict_streamed, split_groups
+    from medai.imaging.views import ViewChecker, cross_validated, manifest_views
+
+    directory = Path(directory)
+    predictor = model_dir.load(directory)
+    if predictor.gate is None:
+        raise ValueError(
+            f"{directory}: no gate.npz to measure distances with; fit it first "
+            "(`medai imaging fit-gate`)"
+        )
+    task = predictor.cfg.task
+    ds = load_dataset(data, task)
+    _tr, va, _te = patient_split(ds, seed=seed, groups=split_groups(ds))
+    views = manifest_views(Path(data)) if Path(data).is_file() else {}
+
+    def view(i: int) -> tuple[str, str]:
+        return views.get(str(Path(ds.records.path(i)).resolve()), ("unknown", ""))
+
+    val = ds.subset(np.array([i for i in va if view(i)[0] != "lateral"], dtype=int))
+    feats = predict_streamed(predictor, val)[1]
+    distances = predictor.gate.distance(feats)
+    command = shlex.join(
+        [
+            "medai",
+            "imaging",
+            "fit-scope",
+            "--task",
+            task,
+            "--data",
+            str(data),
+            "--model",
+            str(directory),
+            "--seed",
+            str(seed),
+        ]
+    )
+    data_hash = file_sha256(data) if Path(data).is_file() else None
+    detector = OutOfScopeDetector.fit(
+        distances, seed=seed, laterals_left_out=int(len(va) - len(val.records))
+    )
+    detector.save(directory)
+    record: dict[str, Any] = {
+        "command": command,
+        "data": {"path": str(data), "sha256": data_hash},
+        "out_of_scope": {
+            "detector": detector.detector,
+            "threshold": detector.threshold,
+            "quantile": detector.quantile,
+            **detector.chosen_on,
+        },
+    }
+    frontal_task = bool(get_task(task).dicom_views)
+    known = [i for i in range(len(ds.records)) if view(i)[0] in ("frontal", "lateral")]
+    lateral_n = sum(view(i)[0] == "lateral" for i in known)
+    if view_check and frontal_task and lateral_n >= 2:
+        sub = ds.subset(np.array(known, dtype=int))
+        f, idx = _features(predictor, sub, mirrored=False)
+        fm, _ = _features(predictor, sub, mirrored=True)
+        kinds = [view(known[k])[0] for k in idx]
+        groups = [view(known[k])[1] or f"image-{known[k]}" for k in idx]
+        lat = np.array([k == "lateral" for k in kinds])
+        checker = ViewChecker.fit(f[~lat], f[lat], c=c, mirrored=(fm[~lat], fm[lat]))
+        checker.save(directory)
+        entry: dict[str, Any] = {
+            "file": "view_check.npz",
+            "features": "the model's penultimate features (as the gate)",
+            "frontal_films": int((~lat).sum()),
+            "lateral_films": int(lat.sum()),
+            "lateral_patients": len({g for g, is_l in zip(groups, lat, strict=True) if is_l}),
+            "threshold": checker.threshold,
+            "regularisation_c": c,
+        }
+        try:
+            fo, lo = cross_validated(
+                f[~lat],
+                f[lat],
+                [g for g, is_l in zip(groups, lat, strict=True) if not is_l],
+                [g for g, is_l in zip(groups, lat, strict=True) if is_l],
+                mirrored=(fm[~lat], fm[lat]),
+                c=c,
+            )
+            entry["cross_validated"] = {
+                "by": "patient (one fold per patient with a lateral film)",
+                "laterals_caught": int((lo >= checker.threshold).sum()),
+                "laterals": len(lo),
+                "frontals_flagged": int((fo >= checker.threshold).sum()),
+                "frontals": len(fo),
+                "max_frontal_score": float(fo.max()),
+                "min_lateral_score": float(lo.min()),
+            }
+        except ValueError as exc:
+            entry["cross_validated"] = {"skipped": str(exc)}
+        record["view_check"] = entry
+    elif frontal_task:
+        record["view_check"] = {
+            "skipped": f"{lateral_n} lateral film(s) with a known view in the data"
+            " (a manifest `view` column is needed)"
+        }
+    card = read_card(directory)
+    card.params["scope"] = {
+        **record,
+        "detects": limits(task, predictor.labels)[0],
+        "cannot_detect": limits(task, predictor.labels)[1],
+    }
+    save_card(directory, card)
+    return {"model_dir": str(directory), **card.params["scope"]}
+
+
+def _features(predictor, ds, mirrored: bool):
+    """Penultimate features of every readable image (optionally mirrored), and their indices."""
+    import numpy as np
+
+    from medai.imaging.pipeline import readable_chunks
+
+    feats, keep = [], []
+    for pixels, idx, _errors in readable_chunks(ds, predictor.cfg.image_size):
+        if not pixels:
+            continue
+        if mirrored:
+            pixels = [np.ascontiguousarray(p[:, ::-1]) for p in pixels]
+        feats.append(predictor.proba_and_features(pixels)[1])
+        keep += idx
+    return np.concatenate(feats), keep

@@ -1,0 +1,187 @@
+"""The platform reads the whole study (issue 58): an MRI series sent by a modality is read slice
+by slice to one decision whatever order its instances arrive in, recorded in the result's
+``read`` with its key slices and the heatmap of one of them; a chest study is decided from its
+frontal film, never from a lateral that came first. Instances are filed through the node's own
+path (``receive.store``); the MRI model is the real ``ImagingPredictor`` over a network whose
+output depends on a slice's brightness (``helpers.series``), so every test knows each slice's
+reading."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from sqlalchemy import select
+
+from helpers.dicom import make_dicom
+from helpers.platform import bare_platform
+from helpers.series import brightness_predictor, mr_slice
+
+
+@pytest.fixture
+def p(tmp_path, monkeypatch, tfidf_model_dir, tiny_imaging_dir):
+    with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
+        served = p.models.get
+        mri = brightness_predictor()
+        monkeypatch.setattr(p.models, "get", lambda task: mri if task == "mri" else served(task))
+        yield p
+
+
+def _identity(blob: bytes, study: str, accession: str) -> bytes:
+    """A slice as a scanner sends it: the patient and the order on every instance."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    ds.StudyInstanceUID, ds.AccessionNumber = study, accession
+    ds.PatientID, ds.PatientName, ds.StudyDate = "TC-11111111110", "DEMIR^ALI", "20261127"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _series(labels: list[str], study: str, accession: str, series: str) -> list[bytes]:
+    return [_identity(mr_slice(lab, i, series), study, accession) for i, lab in enumerate(labels)]
+
+
+def _send(p, blobs: list[bytes]) -> int:
+    from medai.platform.integration import receive
+
+    ids = {receive.store(p, blob, "MODALITY").study_id for blob in blobs}
+    assert len(ids) == 1
+    return ids.pop()
+
+
+def _analyse(p) -> None:
+    from medai.platform import jobs
+
+    while (job := jobs.claim(p, "w1", 60)) is not None:
+        jobs.run_claimed(p, job, "w1", 60)
+
+
+def _result(p, sid: int) -> tuple[str, dict, str | None]:
+    from medai.platform.studies import latest_result
+    from medai.platform.tables import Study
+
+    with p.db.reader() as db:
+        row = latest_result(db, sid)
+        return db.get(Study, sid).status, row.payload, row.heatmap_sha256
+
+
+GLIOMA_AFTER_ONE_NORMAL = ["No_Tumor"] + ["Glioma"] * 19
+_UIDS = iter(range(10**6))
+
+
+def generate_uid() -> str:
+    """A short UID: slices are named ``<series>.<n>`` (at most 64 characters in all)."""
+    return f"1.2.826.0.1.3680043.8.498.{next(_UIDS)}.{next(_UIDS)}"
+
+
+@pytest.mark.parametrize("arrival", ["in order", "reversed"])
+def test_a_series_reads_the_tumour_whatever_order_its_slices_arrive_in(p, arrival):
+    series = generate_uid()
+    blobs = _series(GLIOMA_AFTER_ONE_NORMAL, generate_uid(), "MR-1", series)
+    normal_sop = f"{series}.1"  # the first slice, the only one without the tumour
+    sid = _send(p, blobs if arrival == "in order" else blobs[::-1])
+    _analyse(p)
+    status, payload, heatmap = _result(p, sid)
+    assert status == "ai_drafted"
+    assert payload["decision"]["primary"] == "Glioma"
+    read = payload["read"]
+    assert read["series_uid"] == series
+    assert read["instances_in_series"] == read["instances_read"] == 20
+    assert read["read_instances"] == [f"{series}.{i}" for i in range(1, 21)]  # anatomical
+    assert read["key_instances"] and normal_sop not in read["key_instances"]
+    assert payload["heatmap_instance"] in read["key_instances"] and heatmap is not None
+    assert read["series_choice"]["chosen"] == series
+    from medai.platform import review
+
+    with p.db.reader() as db:  # the draft says the series was read, not one slice
+        technique = review.current(db, sid).sections["technique"]
+    assert "20 kesitinden 20 kesitini" in technique and "tek kesit" not in technique
+
+
+def test_twenty_normal_slices_read_no_tumour(p):
+    sid = _send(p, _series(["No_Tumor"] * 20, generate_uid(), "MR-2", generate_uid()))
+    _analyse(p)
+    status, payload, _heatmap = _result(p, sid)
+    assert status == "ai_drafted"
+    assert payload["decision"]["state"] == "normal"
+    assert payload["read"]["instances_read"] == 20 and payload["read"]["key_instances"] == []
+
+
+def test_the_longer_series_is_read_and_the_choice_is_recorded(p):
+    study = generate_uid()
+    scout, axial = generate_uid(), generate_uid()
+    blobs = _series(["No_Tumor"] * 3, study, "MR-3", scout)
+    blobs += _series(["Glioma"] * 12, study, "MR-3", axial)
+    sid = _send(p, blobs)
+    _analyse(p)
+    _status, payload, _heatmap = _result(p, sid)
+    choice = payload["read"]["series_choice"]
+    assert choice["chosen"] == axial and choice["considered"] == 2 and choice["why"]
+    assert payload["decision"]["primary"] == "Glioma"
+
+
+def test_slices_arriving_after_the_reading_reopen_the_series(p):
+    study, series = generate_uid(), generate_uid()
+    blobs = _series(["No_Tumor"] * 4 + ["Glioma"] * 8, study, "MR-4", series)
+    sid = _send(p, blobs[:4])  # the normal end of the series first ...
+    _analyse(p)
+    assert _result(p, sid)[1]["decision"]["state"] == "normal"
+    _send(p, blobs[4:])  # ... then the rest: the study is read again, whole
+    _analyse(p)
+    status, payload, _heatmap = _result(p, sid)
+    assert status == "ai_drafted"
+    assert payload["read"]["instances_read"] == 12
+    assert payload["decision"]["primary"] == "Glioma"
+
+
+def _films(folder, study: str, views: list[str | None]) -> list[bytes]:
+    return [
+        make_dicom(
+            folder / f"f{i}.dcm", "DX", study=study, view=view, accession="CXR-9", seed=i
+        ).read_bytes()
+        for i, view in enumerate(views)
+    ]
+
+
+@pytest.mark.parametrize("views", [["LL", "PA"], ["PA", "LL"], ["AP", "PA"]])
+def test_a_chest_study_is_decided_from_its_frontal_film(p, tmp_path, views):
+    import pydicom
+
+    from medai.platform.tables import Study
+
+    blobs = _films(tmp_path, generate_uid(), views)
+    sid = _send(p, blobs)
+    _analyse(p)
+    status, payload, _heatmap = _result(p, sid)
+    assert status == "ai_drafted"
+    pa = pydicom.dcmread(io.BytesIO(blobs[views.index("PA")])).SOPInstanceUID
+    read = payload["read"]
+    assert read["key_instances"] == [pa] and read["instances_read"] == 1
+    assert "PA" in read["series_choice"]["why"]
+    with p.db.reader() as db:  # the study's analysed file is the film read
+        import hashlib
+
+        assert (
+            db.get(Study, sid).file_sha256 == hashlib.sha256(blobs[views.index("PA")]).hexdigest()
+        )
+
+
+def test_an_upload_says_it_read_one_image(p):
+    from helpers.platform import png_bytes
+    from medai.platform import studies
+    from medai.platform.tables import User
+
+    data = png_bytes(3)
+    sha = p.store.put_bytes(data)
+    with p.db.session() as db:
+        rad = db.scalar(select(User).where(User.username == "rad"))
+        sid = studies.file_study(
+            db, rad, sha=sha, size=len(data), content_type="image/png", task="cxr"
+        ).study.id
+    _analyse(p)
+    _status, payload, _heatmap = _result(p, sid)
+    if not payload.get("refused"):
+        assert payload["read"]["instances_read"] == 1
+        assert payload["read"]["rule"] == "single_image"
