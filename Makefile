@@ -206,8 +206,9 @@ benchmark-series: install
 	    --out docs/benchmarks/series
 
 # A study analysed when complete: brain MRI series sent with storescu to `medai serve
-# --dicom-port`, arrival gaps vs MEDAI_STUDY_STABLE_S, last slice → draft, before (HEAD, a
-# temporary worktree) and after (~5 min; needs dcmtk; docs/benchmarks/study_stable.md)
+# --dicom-port`, arrival gaps vs MEDAI_STUDY_STABLE_S, last slice → draft, before (bb80d52, the
+# commit before issue 58, in a temporary worktree) and after (~4 min; needs dcmtk;
+# docs/benchmarks/study_stable.md)
 benchmark-study-stable: install
 	$(BIN)/python benchmarks/study_stable_benchmark.py --data ../shared/data/brain_mri/manifest.csv \
 	    --out docs/benchmarks/study_stable/results.json
