@@ -71,7 +71,9 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         if isinstance(got, str):  # refused
             return got
         row, source, data = got
-        return _drafted(p, study_id, task, lang, question, reading, reopened, row, source, data)
+        return _drafted(
+            p, study_id, ref, task, lang, question, reading, reopened, row, source, data
+        )
     read = series_reading.single_image_read()
     films = list(members)
     while True:
@@ -112,12 +114,13 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         if isinstance(row, str):  # refused
             return row
         break
-    return _drafted(p, study_id, task, lang, question, reading, reopened, row, source, data)
+    return _drafted(p, study_id, ref, task, lang, question, reading, reopened, row, source, data)
 
 
 def _drafted(
     p: Platform,
     study_id: int,
+    ref,
     task: str,
     lang: str,
     question: str | None,
@@ -128,8 +131,8 @@ def _drafted(
     data: bytes,
 ) -> str:
     """The findings stored: the AI draft (a re-read replaces it only while it is the AI's own
-    and unsigned), urgency, the audit, the results out; returns the study's status."""
-    ref = p.models.get(task).identity
+    and unsigned), urgency, the audit, the results out; returns the study's status. ``ref``:
+    the model the findings came from, taken once (a promotion meanwhile is the next study's)."""
     payload = row.payload
     if payload.get("refused"):  # stored by an earlier delivery of this job
         return _refused(
