@@ -225,7 +225,8 @@ def test_fit_scope_writes_the_view_check_and_threshold_and_seals_the_card(
 
     from medai.core.model_dir import read_card, verify
     from medai.imaging.gate import FeatureGate
-    from medai.imaging.scope import OUT_OF_SCOPE_FILE, fit_scope
+    from medai.imaging.scope import OUT_OF_SCOPE_FILE
+    from medai.imaging.scope_fit import fit_scope
     from medai.imaging.views import VIEW_CHECK_FILE
 
     model = tmp_path / "model"

@@ -386,7 +386,7 @@ def imaging_fit_scope(
     """Fit a model's scope: the out-of-scope threshold on its validation split
     (out_of_scope.json) and, for a chest task, the image check of a film's view
     (view_check.npz); recorded in the card, which is resealed."""
-    from medai.imaging.scope import fit_scope
+    from medai.imaging.scope_fit import fit_scope
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         directory = _load_imaging(task, model).directory
