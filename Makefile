@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # torch is installed first and pinned: an unpinned torch pulls several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: run test test-fast install install-dev lint clean settings-doc browser-deps integration-deps train-default-triage train-extended-triage \
+.PHONY: run test test-fast hypothesis-keep install install-dev lint clean settings-doc browser-deps integration-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-imaging-little-data \
 	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-imaging-scope fit-series-rule benchmark-series benchmark-study-stable benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
@@ -69,6 +69,12 @@ test: install-dev browser-deps integration-deps
 # server process, no PostgreSQL, broker, Orthanc or dcmtk, no system or slow test (markers in
 # pyproject.toml, given by tests/conftest.py). `make test` stays the whole suite.
 FAST := not (browser or server or postgres or broker or orthanc or dcmtk or system or slow)
+# Keep the examples hypothesis found on this machine (a property test's failure, shrunk) so
+# every clean checkout replays them: copied into tests/hypothesis-examples/ to be committed
+hypothesis-keep:
+	mkdir -p tests/hypothesis-examples
+	cp -r .hypothesis/examples/. tests/hypothesis-examples/
+
 test-fast: install-dev
 	$(BIN)/ruff check src tests benchmarks deploy
 	$(BIN)/ruff format --check src tests benchmarks deploy

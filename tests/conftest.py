@@ -6,8 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import (
+    DirectoryBasedExampleDatabase,
+    MultiplexedDatabase,
+    ReadOnlyDatabase,
+)
 
 from helpers.builders import make_imaging_model_dir, make_rows, write_csv
+from helpers.paths import TESTS
 
 pytest_plugins = ["helpers.platform"]
 
@@ -34,6 +41,19 @@ os.environ.setdefault("MEDAI_DICOM_ALLOW", '["MODALITY", "PACS", "CT", "US"]')
 # suite's DICOM tests read their study at once; the window's own tests
 # (tests/platform/test_study_stable.py) set it and move a fake clock
 os.environ.setdefault("MEDAI_STUDY_STABLE_S", "0")
+
+# hypothesis replays every example it has found: the ones found on this machine
+# (.hypothesis/, git-ignored) and the committed ones (tests/hypothesis-examples/, read only: a
+# failing example found here is copied there with `make hypothesis-keep` to be replayed on
+# every clean checkout, CI's included)
+settings.register_profile(
+    "medai",
+    database=MultiplexedDatabase(
+        DirectoryBasedExampleDatabase(TESTS.parent / ".hypothesis" / "examples"),
+        ReadOnlyDatabase(DirectoryBasedExampleDatabase(TESTS / "hypothesis-examples")),
+    ),
+)
+settings.load_profile("medai")
 
 
 @pytest.fixture(scope="session")

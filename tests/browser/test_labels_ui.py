@@ -1,5 +1,5 @@
 """The radiologist's verdict on each finding, in the study page of a real ``medai serve``
-(Chromium): each label starts from the report text, one click rejects the AI's finding,
+(Chromium): each label starts from the AI's decision, one click rejects the AI's finding,
 one adds a missing finding, the sign dialog shows what will be stored, and after signing the
 card shows the stored labels — which the API returns as the study's labels. Turkish at desktop
 width, English on a phone, no serious accessibility violation."""
@@ -59,10 +59,9 @@ def test_the_radiologist_rejects_one_finding_adds_one_and_signs(server, browser,
     page.goto(f"/studies/{sid}")
     card = page.locator("#labels-card")
     row = card.locator("tr[data-label='Pneumothorax']")
-    # the AI draft states it (the card reads the draft once the report form has it; before the
-    # report-shown event the card could stay on an empty form and read every finding as absent)
+    # the AI decided it: signing endorses it (issue 59: never read from the text)
     card.locator("tr[data-label='Pneumothorax'][data-present='true']").wait_for()
-    assert "metinden" in row.inner_text()
+    assert "YZ kararı" in row.inner_text()
     row.get_by_role("button").click()  # one click: the AI finding rejected
     card.locator("tr[data-label='Pneumothorax'][data-source='rejected']").wait_for()
     assert "reddettiniz" in card.locator("tr[data-label='Pneumothorax']").inner_text()
@@ -93,7 +92,7 @@ def test_the_radiologist_rejects_one_finding_adds_one_and_signs(server, browser,
     assert by["Pneumothorax"] == (False, "rejected")
     assert by["Effusion"] == (True, "added")
     assert by["Nodule"] == (True, "added")
-    assert by["No Finding"] == (False, "text")
+    assert by["No Finding"] == (False, "endorsed")
     ctx.close()
 
     phone = browser.new_context(base_url=server, viewport={"width": 360, "height": 740})

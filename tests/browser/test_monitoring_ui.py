@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from helpers.lifecycle import film
-from helpers.platform import http_login, ui_server
+from helpers.platform import decided, http_login, ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -204,7 +204,10 @@ def test_an_empty_window_says_no_data_and_agreement_shows_only_the_models_labels
         f"{base}/api/v1/studies/{sid}/report/sign",
         headers=rad,
         timeout=60,
-        json={"version": version, "labels": {"Pneumothorax": True}},
+        json={
+            "version": version,
+            "labels": decided(httpx, rad, sid, {"Pneumothorax": True}, base=base),
+        },
     )
     assert r.status_code == 200, r.text
     other = httpx.get(f"{base}/api/v1/studies/{items[1]['id']}", headers=rad, timeout=30).json()

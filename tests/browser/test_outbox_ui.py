@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from helpers.outbox_peers import FhirServer, MllpServer
-from helpers.platform import PASSWORD, png_bytes, ui_server
+from helpers.platform import PASSWORD, decided, png_bytes, ui_server
 
 MARKER = "Deniz-Aksoy-9931"
 
@@ -74,7 +74,10 @@ def test_the_admin_sees_deliveries_and_retries_a_failed_one(server, peers, brows
         )
     )
     r = httpx.post(
-        f"{server}/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": 1}, timeout=60
+        f"{server}/api/v1/studies/{sid}/report/sign",
+        headers=rad,
+        json={"version": 1, "labels": decided(httpx, rad, sid, base=server)},
+        timeout=60,
     )
     assert r.status_code == 200, r.text
 

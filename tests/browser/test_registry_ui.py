@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from helpers.builders import make_imaging_model_dir
-from helpers.platform import ui_server
+from helpers.platform import decided, ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -318,7 +318,7 @@ def test_a_validation_on_too_few_studies_reads_inconclusive_with_its_sample_size
             f"{base}/api/v1/studies/{sid}/report/sign",
             headers=rad,
             timeout=60,
-            json={"version": version, "labels": labels},
+            json={"version": version, "labels": decided(httpx, rad, sid, labels, base=base)},
         )
         assert r.status_code == 200, (study["status"], r.text)
     assert 1 < held < MIN_STUDIES

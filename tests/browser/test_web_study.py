@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from helpers.browser import answer_undecided
 from helpers.paths import SRC
 from helpers.platform import (
     PASSWORD,
@@ -254,6 +255,7 @@ def test_signing_with_an_unsaved_edit_signs_the_text_on_screen(server, browser, 
     dialog.wait_for(state="visible")
     assert "Şu metni imzalıyorsunuz" in dialog.inner_text() and EDIT in dialog.inner_text()
     assert page.locator("#sign-ai-marks").count() == 0  # the edit removed the AI's mark
+    answer_undecided(page)  # Var / Yok for each label the AI could not decide
     page.get_by_role("button", name="Bu metni imzala").click()
     page.locator("#report-status[data-status='final']").wait_for()
     assert unsaved.is_hidden()
@@ -336,6 +338,7 @@ def test_signing_the_ai_text_as_it_is_says_its_marks_are_signed_too(server, brow
     # signed as it is: the version names its author (the signer), never "—", and reads the
     # same as the draft it signed
     page.get_by_role("button", name="İmzala", exact=True).click()
+    answer_undecided(page)
     page.get_by_role("button", name="Bu metni imzala").click()
     page.locator("#report-status[data-status='final']").wait_for()
     page.locator("#versions li[data-version='2']").wait_for()

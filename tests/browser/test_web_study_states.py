@@ -164,7 +164,10 @@ def test_an_undecided_mri_shows_both_candidates_undecided_with_who_and_why(
         clinical_question=STROKE,
     )
     assert study["status"] == "ai_drafted" and study["urgent"] is True
-    assert study["urgent_because"] == [{"code": "question_red_flag", "label": None}]
+    # the question's red flag, named by the rule that fired (issue 59)
+    assert [(r["code"], r["label"], r["rule"]) for r in study["urgent_because"]] == [
+        ("question_red_flag", None, "stroke")
+    ]
     assert study["ai_result"]["decision"]["candidates"] == ["Pituitary", "Meningioma"]
     page.goto(f"/studies/{study['id']}")
     page.locator("#findings tbody tr").first.wait_for()

@@ -80,3 +80,18 @@ def _sign_in(browser, base: str, name: str, lang: str):
     page.locator("form button[type=submit]").click()
     page.wait_for_url("**/worklist")
     return ctx, page
+
+
+def answer_undecided(page, present: bool | None = None) -> list[str]:
+    """Answer the sign dialog's Var / Yok question for each label the AI left undecided (the
+    dialog is open): ``present`` for each, or by default the first present and the others
+    absent, as ``helpers.platform.decided`` does. Returns the labels answered, in order."""
+    page.locator("#sign-dialog").wait_for(state="visible")
+    questions = page.locator("#sign-undecided fieldset")
+    answered = []
+    for i in range(questions.count()):
+        q = questions.nth(i)
+        value = (i == 0) if present is None else present
+        q.locator(f"input[value='{str(value).lower()}']").check()
+        answered.append(q.get_attribute("data-label"))
+    return answered

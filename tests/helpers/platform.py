@@ -345,9 +345,7 @@ def start_serve(
     more options (e.g. ``--dicom-port``)."""
     import subprocess
     import sys
-    import time
 
-    import httpx
 
     proc = subprocess.Popen(
         [
@@ -368,18 +366,39 @@ def start_serve(
     )
     drain_output(proc)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
+    wait_ready(proc, base, timeout, lambda: listens(proc.pid, port))
+    return proc, base
+
+
+def wait_ready(
+    proc, base: str, timeout: float = 180.0, also=lambda: True, models: tuple[str, ...] = ()
+) -> None:
+    """Wait until ``medai serve`` at ``base`` says it is ready (every model loaded: a first
+    request after this does not wait for a model to load, whatever the machine's load), or
+    only the served ``models`` named, when given (a server whose other checks fail on
+    purpose), or fail with its log when it exits or ``timeout`` passes: readiness, never a
+    wall clock."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{base}/api/v1/health/ready", timeout=10).status_code == 200 and listens(
-                proc.pid, port
-            ):
-                return proc, base
+            r = httpx.get(f"{base}/api/v1/health/ready", timeout=60)
+            said = r.json().get("models", {}) if r.status_code in (200, 503) else {}
+            if models:
+                ok = all(said.get(name, {}).get("ready") for name in models)
+            else:
+                ok = r.status_code == 200
+            if ok and also():
+                return
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise AssertionError(server_log(proc)[-3000:])
-        if time.time() > deadline:
+            said = server_log(proc)[-3000:] if hasattr(proc, "medai_output") else ""
+            raise AssertionError(said or f"server exited with {proc.returncode}")
+        if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError("server did not become ready")
         time.sleep(0.3)
@@ -494,3 +513,32 @@ def use_keys(monkeypatch, *keys: str) -> None:
         os.environ.pop("MEDAI_SECRET_KEYS", None)
     get_settings.cache_clear()
     cipher.cache_clear()
+
+
+def decided(
+    client,
+    headers,
+    study_id: int,
+    labels: dict[str, bool] | None = None,
+    present: bool | None = None,
+    base: str = "",
+) -> dict[str, bool]:
+    """The ``labels`` of a sign request with every label the AI left undecided decided by the
+    radiologist (an answer in ``labels`` is kept): ``present`` for each, or by default the AI's
+    first candidate present and the others absent, as a radiologist choosing between them would.
+    Signing needs each one decided (409 ``undecided_labels`` otherwise). Asked of the real
+    labels API, as the sign dialog does (``client``: a TestClient, or ``httpx`` with the
+    server's ``base``)."""
+    choices = dict(labels or {})
+    r = client.post(
+        f"{base}/api/v1/studies/{study_id}/labels/suggest",
+        headers=headers,
+        json={"sections": {}, "labels": choices},
+    )
+    if r.status_code in (404, 409):  # no such study, or a retracted one: the signature says why
+        return choices
+    assert r.status_code == 200, r.text
+    open_ = [e["label"] for e in r.json()["labels"] if e["present"] is None]
+    for k, label in enumerate(open_):
+        choices.setdefault(label, (k == 0) if present is None else present)
+    return choices

@@ -102,7 +102,7 @@ def test_the_answer_states_the_decision_and_the_conclusion_state(retriever):
         "tr",
         [],
     )
-    assert "var: Kardiyomegali (olasılık %73), Pnömoni (COVID-19 nedeniyle)" in a.text
+    assert "var: Kardiyomegali (olasılık %73,0), Pnömoni (COVID-19 nedeniyle)" in a.text
     assert "yok: Plevral efüzyon" in a.text
     assert "belirsiz (YZ bu adaylar arasında karar veremedi): Pnömotoraks" in a.text
     assert "İmzalı rapordaki sonuç: Kardiyomegali." in a.text
@@ -110,9 +110,11 @@ def test_the_answer_states_the_decision_and_the_conclusion_state(retriever):
     assert "Henüz imzalanmamış taslaktaki sonuç: X." in draft.text
 
 
-def test_a_question_matching_nothing_gets_the_passages_of_the_decided_findings(retriever):
+def test_a_question_matching_nothing_cites_no_filler(retriever):
+    """Issue 59: a question no passage is relevant to gets none (it once got the decided
+    findings' passages, cited as if they answered it); the answer says nothing was found."""
     a = chat.answer(None, retriever, "???", facts(), "en", [])
-    assert a.citations and a.citations[0]["id"] == "medai-cardiomegaly-en"
+    assert a.citations == [] and chat._words("en")["no_passages"] in a.text
 
 
 def test_a_model_answers_from_the_findings_and_cites_the_passages(retriever):
@@ -257,15 +259,15 @@ def undecided_mri() -> dict:
     [
         (
             "tr",
-            "belirsiz (YZ bu adaylar arasında karar veremedi): Hipofiz tümörü (olasılık %41), "
-            "Menenjiom (olasılık %36)",
-            "yok: Gliom, Tümör yok",
+            "belirsiz (YZ bu adaylar arasında karar veremedi): Hipofiz tümörü (olasılık %40,8), "
+            "Menenjiom (olasılık %36,1)",
+            "yok: Gliom; Tümör yok: geçerli değil",  # never "yok: Tümör yok" (issue 59)
         ),
         (
             "en",
             "indeterminate (the AI could not decide between these candidates): Pituitary "
-            "tumour (probability 41%), Meningioma (probability 36%)",
-            "absent: Glioma, No tumour",
+            "tumour (probability 40.8%), Meningioma (probability 36.1%)",
+            "absent: Glioma; No tumour: does not apply",
         ),
     ],
 )
@@ -322,9 +324,9 @@ def test_a_conflict_is_said_in_words(retriever, policy, lang, said):
     a = chat.answer(None, retriever, "?", study_facts(payload), lang, [])
     assert said in a.text
     covid = (
-        "COVID-19 (olasılık %50; çelişkili)"
+        "COVID-19 (olasılık %50,0; çelişkili)"
         if lang == "tr"
-        else "COVID-19 (probability 50%; conflicting)"
+        else "COVID-19 (probability 50.0%; conflicting)"
     )
     group = (
         ("var: " if lang == "tr" else "present: ")
@@ -339,13 +341,13 @@ def test_a_conflict_is_said_in_words(retriever, policy, lang, said):
     [
         (
             "tr",
-            "İmzalayan radyoloğun bulguları — var: Bulgu yok; yok: ",
+            "İmzalayan radyoloğun bulguları — yok: ",  # "Bulgu yok: geçerli", never "var: Bulgu yok"
             "Yapay zekâ önerileri (tanı değil): Pnömoni: YZ önerisi: var, radyolog reddetti; "
             "Bakteriyel pnömoni: YZ önerisi: var, radyolog reddetti",
         ),
         (
             "en",
-            "Findings signed by the radiologist — present: No finding; absent: ",
+            "Findings signed by the radiologist — absent: ",
             "AI suggestions (not a diagnosis): Pneumonia: AI suggested present, rejected by the signer; "
             "Bacterial pneumonia: AI suggested present, rejected by the signer",
         ),
@@ -381,6 +383,8 @@ def test_after_sign_off_the_answer_states_what_the_signer_signed(retriever, lang
     assert chat.present_labels(facts) == {"No Finding"}
     a = chat.answer(None, retriever, "Ne görülüyor?", facts, lang, [])
     assert signed in a.text and ai in a.text
+    assert ("Bulgu yok: geçerli" if lang == "tr" else "No finding: applies") in a.text
+    assert "var: Bulgu yok" not in a.text and "present: No finding" not in a.text
     assert "var: Bakteriyel" not in a.text and "present: Bacterial" not in a.text
     model = FakeModel("There is a bacterial pneumonia [1].")
     out = chat.answer(model, retriever, "Is there pneumonia?", facts, "en", [])

@@ -216,7 +216,9 @@ def test_an_unknown_user_name_is_stored_and_audited_only_as_a_keyed_hash(env, mo
     stored = _everything_stored(app)
     assert typed.lower() not in stored and "galata-kulesi" not in stored
     assert typed.lower() not in caplog.text.lower()
-    events = client.get("/api/v1/audit", headers=admin, params={"action": "login"}).json()
+    events = client.get(
+        "/api/v1/audit", headers=admin, params={"action": "login", "order": "asc"}
+    ).json()
     refused = [(e["actor"], e["outcome"]) for e in events["items"] if e["outcome"] != "ok"]
     assert len(refused) == 4 and refused[3] == ("clin", "failed")  # a real account's name
     pseudonyms = {actor for actor, _ in refused[:3]}

@@ -56,7 +56,9 @@ def test_the_audit_log_records_the_workflow_without_patient_text(env):
     client.post("/api/v1/triage", headers=clin, json={"text": secret})
     client.get(f"/api/v1/studies/{sid}/report/fhir", headers=clin)
     admin = bearer(client, "admin")
-    items = client.get("/api/v1/audit", headers=admin, params={"limit": 1000}).json()["items"]
+    items = client.get(
+        "/api/v1/audit", headers=admin, params={"limit": 1000, "order": "asc"}
+    ).json()["items"]
     actions = {e["action"] for e in items}
     assert {"login", "upload", "predict", "draft", "view", "triage", "export"} <= actions
     assert not any("Ayşe" in str(e) or "12345678901" in str(e) for e in items)

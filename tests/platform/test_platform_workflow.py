@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from helpers.platform import bearer, clinic, png_bytes, refused_study, wait_status
+from helpers.platform import bearer, clinic, decided, png_bytes, refused_study, wait_status
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -80,7 +80,9 @@ def test_edit_sign_amend_and_versions(env):
     assert v2.json()["status"] == "preliminary" and v2.json()["author"] == "rad1"
     assert client.post(f"{url}/sign", headers=clin, json={"version": 2}).status_code == 403
     assert client.post(f"{url}/sign", headers=rad, json={"version": 1}).status_code == 409
-    signed = client.post(f"{url}/sign", headers=rad, json={"version": 2})
+    signed = client.post(
+        f"{url}/sign", headers=rad, json={"version": 2, "labels": decided(client, rad, sid)}
+    )
     assert signed.status_code == 200
     assert signed.json()["status"] == "final" and signed.json()["signed_by"] == "rad1"
     assert client.get(f"/api/v1/studies/{sid}", headers=rad).json()["status"] == "final"
@@ -116,7 +118,11 @@ def test_signing_with_an_unsaved_edit_saves_and_signs_that_text(env):
     stale = client.post(f"{url}/sign", headers=rad, json={"version": 0 + 2, "sections": screen})
     assert stale.status_code == 409  # a stale version signs nothing and saves nothing
     assert client.get(url, headers=rad).json()["version"] == 1
-    signed = client.post(f"{url}/sign", headers=rad, json={"version": 1, "sections": screen})
+    signed = client.post(
+        f"{url}/sign",
+        headers=rad,
+        json={"version": 1, "sections": screen, "labels": decided(client, rad, sid)},
+    )
     assert signed.status_code == 200, signed.text
     body = signed.json()
     assert body["sections"]["impression"] == "Radyoloğun düzelttiği izlenim."
@@ -133,7 +139,11 @@ def test_signing_with_an_unsaved_edit_saves_and_signs_that_text(env):
     wait_status(client, rad, sid2, {"ai_drafted"})
     url2 = f"/api/v1/studies/{sid2}/report"
     same = client.get(url2, headers=rad).json()["sections"]
-    plain = client.post(f"{url2}/sign", headers=rad, json={"version": 1, "sections": same})
+    plain = client.post(
+        f"{url2}/sign",
+        headers=rad,
+        json={"version": 1, "sections": same, "labels": decided(client, rad, sid2)},
+    )
     assert plain.json()["version"] == 2 and plain.json()["signed_by"] == "rad1"
     bad = client.post(
         f"{url2}/sign", headers=rad, json={"version": 2, "sections": {"impression": "x" * 20_001}}
@@ -169,7 +179,9 @@ def test_an_amendment_is_one_signed_version_and_the_history_shows_its_change(env
     wait_status(client, rad1, sid, {"ai_drafted"})
     url = f"/api/v1/studies/{sid}/report"
     ai = client.get(url, headers=rad1).json()
-    v2 = client.post(f"{url}/sign", headers=rad1, json={"version": 1}).json()
+    v2 = client.post(
+        f"{url}/sign", headers=rad1, json={"version": 1, "labels": decided(client, rad1, sid)}
+    ).json()
     assert (v2["version"], v2["status"], v2["signed_by"]) == (2, "final", "rad1")
     assert v2["author"] == "rad1"  # the AI draft signed as it was: the signer took it as theirs
     amended = {**ai["sections"], "impression": "Düzeltme: sağ alt zonda konsolidasyon."}
@@ -236,13 +248,16 @@ def test_two_radiologists_signing_at_once_exactly_one_wins(env):
     sid = upload(client, rad1, seed=2).json()["id"]
     wait_status(client, rad1, sid, {"ai_drafted"})
     results: list[int] = []
+    labels = decided(client, rad1, sid)
     barrier = threading.Barrier(2)
 
     def sign(headers):
         barrier.wait()
         results.append(
             client.post(
-                f"/api/v1/studies/{sid}/report/sign", headers=headers, json={"version": 1}
+                f"/api/v1/studies/{sid}/report/sign",
+                headers=headers,
+                json={"version": 1, "labels": labels},
             ).status_code
         )
 
@@ -269,7 +284,11 @@ def test_fhir_and_pdf_exports_of_a_signed_report(env):
     rad = bearer(client, "rad1")
     sid = upload(client, rad, seed=3, patient_ref="P-77").json()["id"]
     wait_status(client, rad, sid, {"ai_drafted"})
-    client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": 1})
+    client.post(
+        f"/api/v1/studies/{sid}/report/sign",
+        headers=rad,
+        json={"version": 1, "labels": decided(client, rad, sid)},
+    )
     r = client.get(f"/api/v1/studies/{sid}/report/fhir", headers=bearer(client, "clin"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
     bundle = Bundle.model_validate(r.json())
@@ -283,8 +302,15 @@ def test_fhir_and_pdf_exports_of_a_signed_report(env):
     observations = [
         e.resource for e in bundle.entry if e.resource.get_resource_type() == "Observation"
     ]
-    assert len(observations) == len(study["ai_result"]["findings"])
-    assert all(o.device.reference == f"Device/{device.id}" for o in observations)
+    ai = [o for o in observations if o.status == "preliminary"]
+    assert len(ai) == len(study["ai_result"]["findings"])
+    assert all(o.device.reference == f"Device/{device.id}" for o in ai)
+    # signing endorsed the decided findings: the signer's are the result, the AI's are not
+    finals = [o for o in observations if o.status == "final"]
+    assert len(finals) == len(study["ai_result"]["findings"])
+    assert sorted(x.reference for x in report.result) == sorted(
+        f"Observation/{o.id}" for o in finals
+    )
     assert resources["Patient"].identifier[0].value == "P-77"
     pdf = client.get(f"/api/v1/studies/{sid}/report/pdf", headers=rad)
     assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-"

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from helpers.dicom import make_dicom
-from helpers.platform import bearer, clinic, refusing_port, wait_status
+from helpers.platform import bearer, clinic, decided, refusing_port, wait_status
 
 CLAIMS = ("imzalanmıştır", "signed by", "signed on")
 
@@ -96,8 +96,10 @@ def pdf_text(client, sid: int) -> str:
 
 
 def sign(client, sid: int, version: int, sections: dict | None = None) -> dict:
+    rad = bearer(client, "rad1")
     body = {"version": version, **({"sections": sections} if sections else {})}
-    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=bearer(client, "rad1"), json=body)
+    body["labels"] = decided(client, rad, sid)
+    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json=body)
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from helpers.dicom import make_dicom
 from helpers.outbox_peers import FhirServer, MllpServer
-from helpers.platform import bearer, clinic, refusing_port
+from helpers.platform import bearer, clinic, decided, refusing_port
 
 # patient text: sealed at rest, never in the audit log
 NOTE = "Hasta Zeynep Kaya 4471 değil; yanlış hastaya işlenmiş"
@@ -108,7 +108,8 @@ def test_a_radiologist_retracts_a_study_and_only_the_correction_goes_out(hosp, t
     sid, _path = analysed(app, client, tmp_path)
     assert loop(app).run_once() == {"delivered": 1, "retrying": 1}  # FHIR got it, the PACS is down
     version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
-    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": version})
+    body = {"version": version, "labels": decided(client, rad, sid)}
+    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json=body)
     assert r.status_code == 200, r.text
     assert rows(app, sid)[("signed", "hl7")] == ("queued", None)  # not sent yet
 
@@ -305,7 +306,10 @@ def test_a_retracted_study_teaches_nothing(hosp, tmp_path):
         r = client.post(
             f"/api/v1/studies/{sid}/report/sign",
             headers=rad,
-            json={"version": version, "labels": {"Pneumonia": True, "COVID-19": False}},
+            json={
+                "version": version,
+                "labels": decided(client, rad, sid, {"Pneumonia": True, "COVID-19": False}),
+            },
         )
         assert r.status_code == 200, r.text
     with app.state.platform.db.reader() as db:
@@ -377,7 +381,10 @@ def test_a_retracted_study_is_not_talked_about_labelled_or_counted(hosp, tmp_pat
     r = client.post(
         f"/api/v1/studies/{sid}/report/sign",
         headers=rad,
-        json={"version": version, "labels": {"Pneumonia": True, "COVID-19": False}},
+        json={
+            "version": version,
+            "labels": decided(client, rad, sid, {"Pneumonia": True, "COVID-19": False}),
+        },
     )
     assert r.status_code == 200, r.text
     conv = client.post(f"/api/v1/studies/{sid}/conversations", headers=rad).json()["id"]

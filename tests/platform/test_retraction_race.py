@@ -118,7 +118,10 @@ def test_a_retraction_waiting_on_a_signature_retracts_the_signed_study(pg, tmp_p
             return done.row.previous_status
 
     with p.db.session() as db:  # the signature, done but not yet committed
-        review.sign(db, db.get(Study, sid), version, _user(db, "rad1"))
+        study = db.get(Study, sid)
+        open_ = review.undecided(db, study, None)  # decided by the signer: the first present
+        choices = {lab: k == 0 for k, lab in enumerate(open_)}
+        review.sign(db, study, version, _user(db, "rad1"), choices=choices)
         t, out = _in_thread(retract)
         t.join(1.0)
         assert t.is_alive(), out

@@ -20,6 +20,7 @@ from helpers.dicom import make_dicom
 from helpers.platform import (  # noqa: F401 (urgent_cxr_dir: a fixture)
     bearer,
     clinic,
+    decided,
     png_bytes,
     urgent_cxr_dir,
     use_keys,
@@ -134,7 +135,10 @@ def site(request, tmp_path_factory, tfidf_model_dir, urgent_cxr_dir):  # noqa: F
         r = client.post(
             f"/api/v1/studies/{dicom_sid}/report/sign",
             headers=rad,
-            json={"version": report["version"], "labels": {"Pneumothorax": True}},
+            json={
+                "version": report["version"],
+                "labels": decided(client, rad, dicom_sid, {"Pneumothorax": True}),
+            },
         )
         assert r.status_code == 200, r.text
         yield app, client, sid, dicom_sid

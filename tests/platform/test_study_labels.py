@@ -1,7 +1,8 @@
 """Labels from every signature (issue 26): on sign-off each label of the study is stored as
 present or absent for the signed version — the radiologist's click where they confirmed or
-rejected an AI finding or added a missing one, else what the signed text says — and an
-amendment stores its own. A wrong label name is refused and nothing is signed."""
+rejected an AI finding or added a missing one, else the AI's decided state the signature
+endorses (issue 59: never what the text says; the text only suggests) — and an amendment
+stores its own. A wrong label name is refused and nothing is signed."""
 
 from __future__ import annotations
 
@@ -45,9 +46,11 @@ def test_the_signature_stores_the_radiologists_labels_and_an_amendment_its_own(s
     ).json()
     by = _by_label(suggested)
     assert suggested["report_version"] is None
-    assert by["Pneumothorax"] == (False, "text")  # the AI called it, the text denies it
-    assert by["Effusion"] == (True, "text")  # stated, though the AI did not call it
-    assert by["No Finding"] == (False, "text")
+    assert by["Pneumothorax"] == (True, "endorsed")  # the AI called it: the text only suggests
+    assert by["Effusion"] == (False, "endorsed")  # stated by the text: suggested, not applied
+    assert by["No Finding"] == (False, "endorsed")
+    offered = {x["label"]: x["suggested"] for x in suggested["labels"]}
+    assert offered["Pneumothorax"] is False and offered["Effusion"] is True
     ai = {x["label"]: x["ai_positive"] for x in suggested["labels"]}
     assert ai["Pneumothorax"] is True and ai["Effusion"] is False
     assert client.get(f"/api/v1/studies/{sid}/labels", headers=rad).json()["labels"] == []
@@ -56,14 +59,18 @@ def test_the_signature_stores_the_radiologists_labels_and_an_amendment_its_own(s
     r = client.post(
         f"/api/v1/studies/{sid}/report/sign",
         headers=rad,
-        json={"version": version, "sections": text, "labels": {"Pneumothorax": False}},
+        json={
+            "version": version,
+            "sections": text,
+            "labels": {"Pneumothorax": False, "Effusion": True},
+        },
     )
     assert r.status_code == 200, r.text
     signed = client.get(f"/api/v1/studies/{sid}/labels", headers=rad).json()
     assert signed["report_version"] == r.json()["version"]
     by = _by_label(signed)
     assert by["Pneumothorax"] == (False, "rejected")  # one click: the AI finding rejected
-    assert by["Effusion"] == (True, "text")
+    assert by["Effusion"] == (True, "added")  # one click: the text's suggestion accepted
 
     # an amendment: the radiologist now confirms the pneumothorax, and adds a nodule
     amended = {
@@ -87,7 +94,8 @@ def test_the_signature_stores_the_radiologists_labels_and_an_amendment_its_own(s
     by = _by_label(again)
     assert by["Pneumothorax"] == (True, "confirmed")
     assert by["Nodule"] == (True, "added")
-    assert by["No Finding"] == (False, "text")
+    assert by["Effusion"] == (True, "added")  # the previous signature's, kept
+    assert by["No Finding"] == (False, "endorsed")
 
 
 def test_an_unknown_label_is_refused_and_nothing_is_signed(study):
@@ -105,7 +113,7 @@ def test_an_unknown_label_is_refused_and_nothing_is_signed(study):
     assert client.get(f"/api/v1/studies/{sid}/labels", headers=rad).json()["labels"] == []
 
 
-def test_without_clicks_the_signed_text_decides(study):
+def test_without_clicks_the_ais_decided_findings_are_endorsed(study):
     client, rad, sid = study
     report = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()
     r = client.post(
@@ -113,36 +121,41 @@ def test_without_clicks_the_signed_text_decides(study):
     )  # the AI draft, signed as it is
     assert r.status_code == 200
     by = _by_label(client.get(f"/api/v1/studies/{sid}/labels", headers=rad).json())
-    # the draft states the decided finding, so signing it unchanged confirms it
-    assert by["Pneumothorax"] == (True, "text")
-    assert by["No Finding"] == (False, "text")
+    # signing endorses the AI's decided findings as the signer's own
+    assert by["Pneumothorax"] == (True, "endorsed")
+    assert by["No Finding"] == (False, "endorsed")
 
 
-def test_a_turkish_list_the_text_denies_is_absent_and_a_normal_text_is_normal(study):
-    """The draft of a normal film lists every disease it did not see; none of them is present
-    (the English reader never reads a Turkish sentence: "COVID-19" there has no English "no")."""
+def test_a_turkish_list_the_text_denies_suggests_nothing_present(study):
+    """The draft of a normal film lists every disease it did not see; the text suggests none
+    of them present (the English reader never reads a Turkish sentence: "COVID-19" there has no
+    English "no"), and suggests the AI's pneumothorax absent — a suggestion only."""
     client, rad, sid = study
     text = {
         "findings": "Viral pnömoni paterni, COVID-19 pnömonisi paterni, pnömoni ve "
         "bakteriyel pnömoni paterni izlenmedi. Pnömotoraks izlenmedi.",
         "impression": "Akciğerler temizdir.",
     }
-    by = _by_label(
-        client.post(
-            f"/api/v1/studies/{sid}/labels/suggest", headers=rad, json={"sections": text}
-        ).json()
-    )
-    assert {lab for lab, (present, _) in by.items() if present} == {"No Finding"}
+    suggestions = client.post(
+        f"/api/v1/studies/{sid}/labels/suggest", headers=rad, json={"sections": text}
+    ).json()["labels"]
+    by = {x["label"]: (x["present"], x["source"]) for x in suggestions}
+    assert {lab for lab, (present, _) in by.items() if present} == {"Pneumothorax"}  # the AI's
+    offered = {x["label"]: x["suggested"] for x in suggestions}
+    assert not [lab for lab, s in offered.items() if s is True]
+    assert offered["Pneumothorax"] is False
 
 
-def test_a_text_that_decides_nothing_teaches_nothing(study):
-    """ "Değerlendirilemedi" with no finding marked is not a normal study: the card shows every
-    label absent and the signature stores no labels at all."""
+def test_a_signature_that_marks_nothing_teaches_nothing(study):
+    """ "Değerlendirilemedi" with the AI's finding rejected and nothing marked is not a normal
+    study: the card shows every label absent and the signature stores no labels at all."""
     client, rad, sid = study
     text = {"findings": "Çekim tekniği yetersiz.", "impression": "Değerlendirilemedi."}
     by = _by_label(
         client.post(
-            f"/api/v1/studies/{sid}/labels/suggest", headers=rad, json={"sections": text}
+            f"/api/v1/studies/{sid}/labels/suggest",
+            headers=rad,
+            json={"sections": text, "labels": {"Pneumothorax": False}},
         ).json()
     )
     assert not any(present for present, _ in by.values())
@@ -150,7 +163,7 @@ def test_a_text_that_decides_nothing_teaches_nothing(study):
     r = client.post(
         f"/api/v1/studies/{sid}/report/sign",
         headers=rad,
-        json={"version": version, "sections": text},
+        json={"version": version, "sections": text, "labels": {"Pneumothorax": False}},
     )
     assert r.status_code == 200, r.text
     assert client.get(f"/api/v1/studies/{sid}/labels", headers=rad).json()["labels"] == []
@@ -261,7 +274,7 @@ def test_after_sign_off_the_chat_states_what_the_signer_signed(stored):
         }
     )
     before = _ask(client, rad, sid, "Ne görülüyor?")
-    assert "var: Pnömoni (olasılık %81), Bakteriyel pnömoni (olasılık %78)" in before
+    assert "var: Pnömoni (olasılık %81,0), Bakteriyel pnömoni (olasılık %78,0)" in before
 
     text = {
         "findings": "Normal akciğer grafisi. Pnömoni bulgusu yok.",
@@ -271,7 +284,12 @@ def test_after_sign_off_the_chat_states_what_the_signer_signed(stored):
     r = client.post(
         f"/api/v1/studies/{sid}/report/sign",
         headers=rad,
-        json={"version": version, "sections": text, "labels": {"Bacterial_Pneumonia": False}},
+        # the radiologist's clicks: both pneumonias rejected, the film marked normal
+        json={
+            "version": version,
+            "sections": text,
+            "labels": {"Bacterial_Pneumonia": False, "Pneumonia": False, "No Finding": True},
+        },
     )
     assert r.status_code == 200, r.text
 

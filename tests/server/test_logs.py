@@ -15,12 +15,19 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from helpers.platform import PASSWORD, bearer, clinic, free_port, png_bytes, wait_status
+from helpers.platform import (
+    PASSWORD,
+    bearer,
+    clinic,
+    free_port,
+    png_bytes,
+    wait_ready,
+    wait_status,
+)
 
 pytestmark = [pytest.mark.server]
 
@@ -182,7 +189,11 @@ def _workflow(client, app) -> int:
     text = f"{MARK} {NO_GLYPH}"
     sections = {"technique": text, "findings": text, "impression": text, "recommendation": text}
     v2 = call("PUT", url, 200, headers=rad, json={"version": version, "sections": sections})
-    call("POST", f"{url}/sign", 200, headers=rad, json={"version": v2["version"]})
+    undecided = call(  # the labels the AI left undecided: decided before signing
+        "POST", f"/api/v1/studies/{sid}/labels/suggest", 200, headers=rad, json={"sections": {}}
+    )["labels"]
+    labels = {e["label"]: False for e in undecided if e["present"] is None}
+    call("POST", f"{url}/sign", 200, headers=rad, json={"version": v2["version"], "labels": labels})
     call("GET", f"{url}/pdf", 200, headers=rad)
     call("GET", f"{url}/fhir", 200, headers=clin)
     conv = call("POST", f"/api/v1/studies/{sid}/conversations", 201, headers=rad)
@@ -311,16 +322,7 @@ def test_medai_serve_logs_route_templates_and_no_uvicorn_access_lines(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health/live", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "medai serve did not start"
-            time.sleep(0.3)
+        wait_ready(proc, base, models=("triage",))  # the first triage loads no model
         assert httpx.get(f"{base}/api/v1/health/live", params={"q": MARK}).status_code == 200
         assert httpx.get(f"{base}/api/v1/studies/{ASCII_MARK}").status_code in (401, 422)
         assert httpx.get(f"{base}/login", params={"next": MARK}).status_code == 200

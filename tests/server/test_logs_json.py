@@ -26,6 +26,7 @@ from helpers.platform import (
     drain_output,
     free_port,
     server_log,
+    wait_ready,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.broker]
@@ -161,16 +162,7 @@ def test_medai_serve_writes_only_json_lines(tmp_path, tfidf_model_dir, tiny_imag
     drain_output(proc)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health/live", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, server_log(proc)[-3000:]
-            assert time.monotonic() < deadline, "medai serve did not start"
-            time.sleep(0.3)
+        wait_ready(proc, base, models=("triage",))  # the first triage loads no model
         # generous timeouts: the first triage loads its model while the machine is busy
         assert httpx.get(
             f"{base}/api/v1/studies/{ASCII_MARK}", params={"q": MARK}, timeout=60

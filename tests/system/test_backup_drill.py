@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, inspect, select, text
 
 from helpers.dicom import make_dicom
-from helpers.platform import bearer, clinic, png_bytes, postgres_database, wait_status
+from helpers.platform import bearer, clinic, decided, png_bytes, postgres_database, wait_status
 
 
 def _sign_one(client, rad, n: int, files: Path) -> int:
@@ -52,7 +52,11 @@ def _sign_one(client, rad, n: int, files: Path) -> int:
     r = client.post(
         f"/api/v1/studies/{sid}/report/sign",
         headers=rad,
-        json={"version": report["version"], "sections": sections},
+        json={
+            "version": report["version"],
+            "sections": sections,
+            "labels": decided(client, rad, sid),
+        },
     )
     assert r.status_code == 200, r.text
     return sid

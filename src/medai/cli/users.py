@@ -62,6 +62,19 @@ def _code_text(out: dict) -> str:
     )
 
 
+FullName = Annotated[
+    str | None,
+    typer.Option(
+        "--full-name",
+        help="The name signed reports give the signer, given names then family name (e.g. "
+        '"Ayşe Yılmaz"; at most 60 characters: letters, spaces, . - \'); empty: none.',
+    ),
+]
+Title = Annotated[
+    str | None,
+    typer.Option("--title", help='The title before the name (e.g. "Uzm. Dr."; at most 24).'),
+]
+
 EnrolHours = Annotated[
     float,
     typer.Option("--enrol-hours", min=0.01, max=336, help="How long the enrolment code is valid."),
@@ -90,9 +103,12 @@ def users_add(
         ),
     ] = False,
     enrol_hours: EnrolHours = 72.0,
+    full_name: FullName = None,
+    title: Title = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a user. Without --password-stdin the account gets a one-time enrolment code
+    """Create a user (--full-name and --title: how signed reports name them; the user can
+    change both on their /account page). Without --password-stdin the account gets a one-time enrolment code
     (printed once; with --enrol-code-stdin, the operator's own) with which its user chooses
     their own password; clinical and patient accounts always do. Passwords are never taken
     from the command line."""
@@ -128,12 +144,15 @@ def users_add(
                 password=_stdin_line() if password_stdin else None,
                 enrol_hours=enrol_hours,
                 code=_stdin_line() if enrol_code_stdin else None,
+                full_name=full_name,
+                title=title,
             )
             out = (
                 _issued(user, code, now)
                 if code
                 else {"id": user.id, "username": user.username, "role": user.role}
             )
+            out |= {"full_name": user.full_name, "title": user.title}
     except accounts.AccountError as exc:
         _account_failed(exc, as_json)
     if enrol_code_stdin:  # the operator's secret is never echoed (logs keep what is printed)
@@ -146,6 +165,38 @@ def users_add(
         )
         return
     _emit(out, as_json, _code_text(out) if code else f"created {out['username']} ({out['role']})")
+
+
+@users_app.command("profile")
+def users_profile(
+    name: str,
+    full_name: FullName = None,
+    title: Title = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set a user's full name and title, as the signed PDF, FHIR, DICOM SR and HL7 name the
+    signer (an option left out keeps its value; "" clears it). Audited as ``profile``."""
+    from medai.platform import accounts, audit
+
+    try:
+        with open_database().session() as db:
+            user = accounts.get_user(db, name)
+            user = accounts.set_profile(
+                db,
+                name,
+                user.full_name if full_name is None else full_name,
+                user.title if title is None else title,
+                audit.Actor("cli"),
+            )
+            out = {
+                "username": user.username,
+                "full_name": user.full_name,
+                "title": user.title,
+                "signs_as": accounts.signs_as(user.username, user.full_name, user.title),
+            }
+    except accounts.AccountError as exc:
+        _account_failed(exc, as_json)
+    _emit(out, as_json, f"{out['username']} signs as: {out['signs_as']}")
 
 
 @users_app.command("reset")
@@ -278,6 +329,8 @@ def users_list(as_json: JsonFlag = False) -> None:
                 "active": u.active,
                 "enrolled": enrolled(u),
                 "approval_pending": is_pending(u),
+                "full_name": u.full_name,
+                "title": u.title,
             }
             for u in db.scalars(select(User).order_by(User.id))
         ]

@@ -40,6 +40,9 @@ CODES: dict[str, Code] = {
     "forbidden": Code(403, "this role may not do this (or a missing CSRF token)"),
     "approval_pending": Code(403, "the account waits for a colleague's approval"),
     "approval_self": Code(403, "an account cannot approve itself"),
+    "not_own_account": Code(
+        403, "an account's full name and title are set by its own user (or an administrator)"
+    ),
     # 404
     "not_found": Code(404, "no such item (an id beyond its range names nothing either)"),
     "enrol_code_invalid": Code(404, "an enrolment code that is unknown, used or expired"),
@@ -54,6 +57,17 @@ CODES: dict[str, Code] = {
     "identity_conflict": Code(
         409, "a DICOM file naming another patient or order than the study it would join"
     ),
+    "undecided_labels": Code(
+        409,
+        "a signature leaving labels the AI could not decide undecided: choose present or "
+        "absent for each (listed in errors)",
+    ),
+    "report_signed": Code(
+        409,
+        "the study's report is signed: it is not re-analysed as another type (amend the "
+        "report, or retract the study)",
+    ),
+    "analysis_running": Code(409, "the study is being analysed: retry once its analysis ends"),
     "internal_account": Code(409, "an account medai itself files studies under"),
     "last_admin": Code(409, "the only active administrator cannot be disabled"),
     "not_pending": Code(409, "the account is not waiting for approval"),

@@ -333,6 +333,9 @@ MRI = Task(
     synonyms=MRI_SYNONYMS,
     exclusive=("Glioma", "Meningioma", "Pituitary", "No_Tumor"),
     normal="No_Tumor",
+    # a glioma is read first (often high grade: oedema and mass effect that need a prompt call
+    # to the clinician); a meningioma or a pituitary adenoma is usually slow-growing
+    urgent=("Glioma",),
     dicom_modalities=("MR",),
     dicom_body_parts=("BRAIN", "HEAD", "SKULL", "CRANIUM", "BEYIN", "KAFA"),
     dicom_description=r"\b(brain|head|cranial|cerebr\w*|neuro\w*|beyin|kafa|kranial|"

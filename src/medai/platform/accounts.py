@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +62,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "triage_history": frozenset(ROLES),  # each user's own
     "imaging": CLINICAL,  # the stateless predict / heatmap / draft endpoints
     "study_upload": CLINICAL,
+    # analyse a study again as another type (platform.reanalysis): who may upload it again
+    "study_reanalyse": CLINICAL,
     "study_read": CLINICAL,
     "report_edit": frozenset({"radiologist"}),
     "report_sign": frozenset({"radiologist"}),
@@ -213,6 +216,53 @@ def check_username(username: str) -> str:
     ):
         raise AccountError("username: 1–64 letters, digits, '.', '_' or '-'")
     return username
+
+
+FULL_NAME_MAX, TITLE_MAX = 60, 24  # together at most FULL_NAME_MAX: a DICOM PN group holds 64
+# what a person's name or title is made of: letters of any script, spaces, . - ' ’ (never the
+# separators of a DICOM name or an HL7 field: ^ = \ | ~ &)
+_NAME_PUNCT = frozenset(" .-'’")
+
+
+def _clean_name(value: str | None, field: str, low: int, high: int) -> str | None:
+    text = " ".join(unicodedata.normalize("NFC", value or "").split())
+    if not text:
+        return None
+    if not (low <= len(text) <= high) or not all(c.isalpha() or c in _NAME_PUNCT for c in text):
+        raise AccountError(
+            f"{field}: {low}–{high} characters: letters, spaces, '.', '-' or an apostrophe "
+            f"(got {len(text)} characters)"
+        )
+    return text
+
+
+def check_profile(full_name: str | None, title: str | None) -> tuple[str | None, str | None]:
+    """A full name ("Ayşe Yılmaz": given names, then the family name last) and a title
+    ("Uzm. Dr."), spaces collapsed; empty: none. ``AccountError`` says what is valid."""
+    name = _clean_name(full_name, "full name", 2, FULL_NAME_MAX)
+    title = _clean_name(title, "title", 1, TITLE_MAX)
+    if title and not name:
+        raise AccountError("title: give a full name with it (a title alone names nobody)")
+    if name and title and len(name) + len(title) + 1 > FULL_NAME_MAX:
+        raise AccountError(
+            f"full name and title together: at most {FULL_NAME_MAX} characters "
+            "(a DICOM name holds 64)"
+        )
+    return name, title
+
+
+def person_parts(full_name: str) -> tuple[str, list[str]]:
+    """(family name, given names) of a full name: its last word is the family name."""
+    words = full_name.split()
+    return (words[-1], words[:-1]) if words else ("", [])
+
+
+def signs_as(username: str, full_name: str | None, title: str | None) -> str:
+    """How a signed document names a person: "Uzm. Dr. Ayşe Yılmaz", or the user name when
+    no full name is set."""
+    if not full_name:
+        return username
+    return f"{title} {full_name}" if title else full_name
 
 
 def set_password(user: User, password: str) -> None:
@@ -677,13 +727,16 @@ def create_account(
     password: str | None = None,
     enrol_hours: float = ENROL_HOURS,
     code: str | None = None,
+    full_name: str | None = None,
+    title: str | None = None,
 ) -> tuple[User, str | None]:
-    """A new account: with a one-time enrolment code (returned; ``code``: the operator's own,
+    """A new account (``full_name`` and ``title``: ``check_profile``): with a one-time enrolment code (returned; ``code``: the operator's own,
     for an admin role only: a deployment's first-admin secret, spent at the first sign-in), or,
     for an admin role only, with the ``password`` its own user chose (the first admin at the
     console). Audited as ``admin`` op=create and as the role's grant."""
     if code is not None and check_role(role) not in ADMIN:
         raise PasswordNotAllowed(f"a {role}'s enrolment code is made by medai, not supplied")
+    full_name, title = check_profile(full_name, title)
     if password is not None:
         if check_role(role) not in ADMIN:
             raise PasswordNotAllowed(
@@ -692,6 +745,7 @@ def create_account(
         user, code = create_user(db, username, password, role), None
     else:
         user, code = invite(db, username, role, now, enrol_hours, code)
+    user.full_name, user.title = full_name, title
     audit.record(db, actor, "admin", "user", user.id, op="create", role=role)
     record_grant(db, actor, user, "grant", None, role)
     return user, code
@@ -725,6 +779,29 @@ def set_account_active(db: Session, username: str, active: bool, actor: audit.Ac
     """``set_active``, audited (``admin`` op=enable or op=disable)."""
     user = set_active(db, username, active)
     audit.record(db, actor, "admin", "user", user.id, op="enable" if active else "disable")
+    return user
+
+
+def set_profile(
+    db: Session,
+    username: str,
+    full_name: str | None,
+    title: str | None,
+    actor: audit.Actor,
+) -> User:
+    """Set an account's full name and title (``check_profile``), audited as ``profile`` with
+    the fields that changed (never their values). Who may: the account's own user, or an
+    admin (the faces check that)."""
+    user = _person(get_user(db, username))
+    name, title = check_profile(full_name, title)
+    changed = [
+        f
+        for f, old, new in (("full_name", user.full_name, name), ("title", user.title, title))
+        if old != new
+    ]
+    user.full_name, user.title = name, title
+    if changed:
+        audit.record(db, actor, "profile", "user", user.id, username=user.username, fields=changed)
     return user
 
 

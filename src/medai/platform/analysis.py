@@ -12,7 +12,7 @@ import logging
 import time
 
 from medai.core.task_registry import get as get_task
-from medai.platform import review, studies, study_reading
+from medai.platform import patient_context, reading_order, review, studies, study_reading
 from medai.platform.audit import Actor, record
 from medai.platform.context import Platform
 from medai.platform.finding_states import decided_positives
@@ -144,8 +144,16 @@ def _drafted(
         )
     draft_row = stored_result(p, study_id, "draft", ref.content_hash, reading)
     if draft_row is None:
+        with p.db.session() as db:  # the latest signed prior of the patient, of this task
+            prior = patient_context.comparison_prior(db, db.get(Study, study_id))
         draft = shared_drafter(p.knowledge_dir).draft(
-            source, payload, task=task, lang=lang, question=question, findings_model=ref
+            source,
+            payload,
+            task=task,
+            lang=lang,
+            question=question,
+            findings_model=ref,
+            prior=prior,
         )
         draft_row = save_result(
             p, study_id, "draft", ref, draft.model_dump(mode="json"), reading=reading
@@ -180,6 +188,7 @@ def _drafted(
             studies.add_urgency(
                 study, "ai_finding" if state == "present" else "ai_possible_finding", label
             )
+        reading_order.refresh(db, study)  # the worklist's AI column and rank
         if study.status == "analysing":
             set_status(study, "ai_drafted")
         if made is not None:
@@ -396,13 +405,7 @@ def urgent_labels(task: str, payload: dict) -> list[tuple[str, str]]:
     """The task's urgent labels the result did not rule out, with their state: present, or
     undecided among the candidates (a possible pneumothorax is read first too; a red flag is
     never hidden by the model's doubt)."""
-    decision = imaging_service.decision_of(payload) or {}
-    urgent = set(get_task(task).urgent)
-    return [
-        (r["label"], r["state"])
-        for r in decision.get("labels") or []
-        if r["label"] in urgent and r["state"] in ("present", "indeterminate")
-    ]
+    return reading_order.urgent_labels(task, imaging_service.decision_of(payload))
 
 
 def _heatmap_label(result) -> str | None:
@@ -455,6 +458,7 @@ def _refused(
             and studies.next_instance(db, study)
         ):
             return study.status
+        reading_order.refresh(db, study)  # the worklist's AI column: refused
         if study.status in ("received", "analysing"):
             set_status(study, "refused", refusal.message)
             record(

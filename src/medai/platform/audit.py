@@ -20,7 +20,8 @@ from medai.platform.tables import AuditEvent
 # clinical account approved for patient data, or such an approval refused (platform.approval):
 # the events ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review;
 # "resolve": a person's decision on an identity conflict (platform.identity_conflicts);
-# "retract": a study retracted as entered in error (platform.retraction)
+# "retract": a study retracted as entered in error (platform.retraction); "profile": an
+# account's full name or title set (accounts.set_profile; detail: the fields, never the values)
 ACTIONS = (
     "login",
     "logout",
@@ -43,7 +44,16 @@ ACTIONS = (
     "resolve",
     "retract",
     "reanalyse",  # a late instance re-read the study (analysis; report=what became of it)
+    # a person asked for the study to be analysed again as another type (task=, previous=);
+    # the analysis that follows records "reanalyse" (``platform.reanalysis``)
+    "reanalyse_as",
+    "profile",
 )
+# targets named by a study's own id: the study or one of its parts (the event's ``study_id``)
+STUDY_TARGETS = frozenset(
+    {"study", "study_image", "heatmap", "report", "report_versions", "series", "labels"}
+)
+ORDERS = ("desc", "asc")  # newest first (the log's default view), oldest first
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,36 @@ def record(
             outcome=outcome,
             client=actor.client,
             detail=detail,
+            study_id=study_of(db, target_type, target_id),
         )
     )
+
+
+def _row_id(value: Any) -> int | None:
+    text = str(value) if value is not None else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+def study_of(db: Session, target_type: str | None, target_id: Any) -> int | None:
+    """The study an event's target belongs to: the study itself or one of its parts
+    (``STUDY_TARGETS``), a conversation, an identity conflict or an outbox item (by its row);
+    None for anything else (a user, a model, the worklist)."""
+    from medai.platform.tables import Conversation, IdentityConflict, OutboxItem
+
+    row_id = _row_id(target_id)
+    if row_id is None or target_type is None:
+        return None
+    if target_type in STUDY_TARGETS:
+        return row_id
+    table = {
+        "conversation": Conversation,
+        "identity_conflict": IdentityConflict,
+        "outbox": OutboxItem,
+    }.get(target_type)
+    if table is None:
+        return None
+    row = db.get(table, row_id)
+    return row.study_id if row is not None else None
 
 
 def as_dict(e: AuditEvent) -> dict[str, Any]:
@@ -95,7 +133,24 @@ def as_dict(e: AuditEvent) -> dict[str, Any]:
         "outcome": e.outcome,
         "client": e.client,
         "detail": e.detail,
+        "study_id": e.study_id,
     }
+
+
+def target_names(db: Session, events: list[AuditEvent]) -> dict[int, str]:
+    """Event id -> the name of the account or kiosk it targets (the log shows "Kullanıcı:
+    ayse", not a row number)."""
+    from medai.platform.tables import Kiosk, User
+
+    out: dict[int, str] = {}
+    for kind, model, column in (("user", User, User.username), ("kiosk", Kiosk, Kiosk.name)):
+        ids = {e.id: _row_id(e.target_id) for e in events if e.target_type == kind}
+        wanted = {i for i in ids.values() if i is not None}
+        if not wanted:
+            continue
+        names = dict(db.execute(select(model.id, column).where(model.id.in_(wanted))).all())
+        out |= {eid: names[i] for eid, i in ids.items() if i in names}
+    return out
 
 
 def query(
@@ -108,9 +163,18 @@ def query(
     until: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
+    *,
+    study_id: int | None = None,
+    order: str = "asc",
+    until_id: int | None = None,
 ) -> tuple[list[AuditEvent], int]:
+    """Events matching every filter given, ``order`` "asc" (oldest first) or "desc" (newest
+    first), ``limit`` from ``offset``, and how many match in all. ``until_id``: only events up
+    to that id, so pages stay put while new events arrive (the first page's newest id)."""
     from sqlalchemy import func
 
+    if order not in ORDERS:
+        raise ValueError(f"order: one of {', '.join(ORDERS)}")
     q = select(AuditEvent)
     if isinstance(action, tuple):  # several actions (the role-grant review)
         q, action = q.where(AuditEvent.action.in_(action)), None
@@ -119,6 +183,7 @@ def query(
         (AuditEvent.actor, actor),
         (AuditEvent.target_type, target_type),
         (AuditEvent.target_id, target_id),
+        (AuditEvent.study_id, study_id),
     ):
         if value is not None:
             q = q.where(col == value)
@@ -126,8 +191,11 @@ def query(
         q = q.where(AuditEvent.at >= since)
     if until is not None:
         q = q.where(AuditEvent.at < until)
+    if until_id is not None:
+        q = q.where(AuditEvent.id <= until_id)
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = db.scalars(q.order_by(AuditEvent.id).limit(limit).offset(offset)).all()
+    by = AuditEvent.id.desc() if order == "desc" else AuditEvent.id
+    rows = db.scalars(q.order_by(by).limit(limit).offset(offset)).all()
     return list(rows), total
 
 

@@ -22,7 +22,7 @@ def text(report: dict[str, Any], lang: str, signed_when: str | None = None) -> s
     read it. ``ai_edited`` None (not known) says only "reviewed and signed"."""
     w = rw.words(lang)
     assisted = report.get("ai_assisted", True) is not False
-    signer = report.get("signed_by")
+    signer = rw.signer_name(report)  # title and full name, or the user name
     amended = report.get("status") == "amended"
     parts = []
     if signer:

@@ -5,9 +5,15 @@ FHIR: a ``collection`` Bundle with the ``DiagnosticReport`` (status mapped from 
 the findings as ``finding_states`` gives them. Each AI suggestion is a ``preliminary``
 Observation (probability, threshold, its state as POS/NEG/IND, and after sign-off the signer's
 verdict on it) naming the AI model's ``Device`` (name, version, content hash); it is never
-final. Once the signer stated labels, each is a ``final`` (``amended``) Observation with
-``valueBoolean``, performed by the signer and derived from the AI's suggestion: a finding the
-signer rejected goes out as a final NEG beside a preliminary AI POS, never as a final POS.
+final, and carries the AI Transparency label ``AIAST``. Once the signer stated labels, each is
+a ``final`` (``amended``) Observation with ``valueBoolean``, performed by the signer and
+``derivedFrom`` the AI's suggestion: a finding the signer rejected goes out as a final NEG beside
+a preliminary AI POS, never as a final POS. ``DiagnosticReport.result`` holds the signer's
+Observations only (an unsigned report's result is empty): the AI's are reached through
+``derivedFrom`` and a ``Provenance`` (AI Transparency on FHIR) whose target is the AI's
+Observations (and an unsigned draft) and whose agent is the model's ``Device``.
+``effectiveDateTime`` is when the study was taken (DICOM StudyDate/StudyTime, else the upload
+time: ``integration.study_time``), ``issued`` when the report was signed.
 Validated with ``fhir.resources`` (R4B models, the R4-compatible release it ships) before it is
 returned. Empty strings, lists and objects are left out rather than sent (FHIR refuses ``""``),
 so every report state exports: unsigned, signed, amended, empty sections, no findings, no
@@ -31,6 +37,7 @@ from typing import Any
 
 from medai.platform import disclosure, finding_states
 from medai.platform import report_words as rw
+from medai.platform.integration import study_time
 from medai.platform.integration.dicom_values import outgoing_study
 from medai.platform.integration.identity import display_name, name_parts
 from medai.platform.localtime import as_utc, format_local
@@ -43,6 +50,13 @@ _V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
 ENTERED_IN_ERROR = "entered-in-error"
 ACCESSION = {"coding": [{"system": _V2_0203, "code": "ACSN"}]}
+# HL7 AI Transparency on FHIR: the label of what an AI asserted, and its Provenance profile
+AIAST = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "AIAST",
+    "display": "Artificial Intelligence asserted",
+}
+AI_PROVENANCE = "http://hl7.org/fhir/uv/aitransparency/StructureDefinition/AI-Provenance"
 
 
 def _when(t: datetime | str | None) -> str | None:
@@ -196,13 +210,14 @@ def _ai_observation(
     an out-of-scope flag: ``imaging.scope``)."""
     w = rw.words(lang)
     method = (
-        w["method_ai_verdict"].format(verdict=rw.verdict(f, lang))
+        w["method_ai_verdict"].format(verdict=rw.verdict(f, lang, study.get("task")))
         if f.get("verdict")
         else w["method_signed" if signed else "method_unsigned"]
     )
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": oid,
+        "meta": {"security": [AIAST]},  # asserted by the AI (AI Transparency on FHIR)
         "status": "preliminary",
         "category": _CATEGORY,
         "code": _code(f, study, lang),
@@ -220,6 +235,51 @@ def _ai_observation(
         notes.append(scope)
     obs["note"] = [{"text": n} for n in notes]
     return obs
+
+
+def _provenance(
+    pid: str,
+    targets: list[dict[str, str]],
+    device_id: str | None,
+    model: dict[str, Any] | None,
+    recorded: datetime | str,
+) -> dict[str, Any] | None:
+    """What the AI produced, and which model (HL7 AI Transparency on FHIR, AI-Provenance):
+    the AI's preliminary Observations (and an unsigned draft report) as ``target``, the model's
+    ``Device`` (name, version, content hash) as the authoring agent; None without a model or
+    anything of it in the bundle."""
+    if device_id is None or not targets:
+        return None
+    m = model or {}
+    name = " ".join(str(m.get(k) or "").strip() for k in ("name", "version")).strip()
+    return {
+        "resourceType": "Provenance",
+        "id": pid,
+        "meta": {"profile": [AI_PROVENANCE]},
+        "target": targets,
+        "recorded": _when(recorded),
+        "activity": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                    "code": "CREATE",
+                }
+            ],
+        },
+        "agent": [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                            "code": "author",
+                        }
+                    ]
+                },
+                "who": {"reference": f"Device/{device_id}", "display": name or None},
+            }
+        ],
+    }
 
 
 def _signer_observation(
@@ -247,6 +307,21 @@ def _signer_observation(
     }
 
 
+def _human_name(who: dict[str, Any]) -> dict[str, Any]:
+    """The signer's FHIR HumanName: text (title and full name), family, given, the title as
+    prefix; the user name as text alone when no full name is set."""
+    name: dict[str, Any] = (
+        {"use": "official", "text": who["text"]} if who["family"] else {"text": who["text"]}
+    )
+    if who["family"]:
+        name["family"] = who["family"]
+        if who["given"]:
+            name["given"] = who["given"]
+        if who["title"]:
+            name["prefix"] = [who["title"]]
+    return name
+
+
 def fhir_bundle(
     study: dict[str, Any],
     report: dict[str, Any],
@@ -255,16 +330,24 @@ def fhir_bundle(
     created: datetime,
     signed_at: datetime | None,
     entered_in_error: bool = False,
+    taken: str | None = None,
+    ai_created: datetime | None = None,
 ) -> dict[str, Any]:
     """The report's bundle (see the module doc). ``entered_in_error``: the study was retracted
     (``platform.retraction``): the DiagnosticReport, its Observations and the ImagingStudy
-    all say ``entered-in-error``, whatever the report's own status was."""
+    all say ``entered-in-error``, whatever the report's own status was. ``taken``: when the
+    study was taken (``study_time.of_study``: DICOM StudyDate/StudyTime; without it, the
+    stored StudyDate, else the upload time); ``ai_created``: when the AI's result was stored
+    (the Provenance's ``recorded``)."""
     from fhir.resources.R4B.bundle import Bundle
 
     if "signed_labels" not in report:  # not from finding_states: its own stored findings
         report = finding_states.with_states(report, None, None)
     study, report, model = outgoing_study(study), printable_tree(report), printable_tree(model)
     signer = printable(signer).strip() or None if signer else None
+    # the signer by title and full name (rw.signer_name), the user name as the identifier
+    who = rw.signer_parts({**report, "signed_by": signer}) if signer else None
+    shown = who["text"] if who else None
     sid, lang = study["id"], rw.language(study)
     status = report.get("status") or "preliminary"
     signed = bool(signer)
@@ -287,11 +370,11 @@ def fhir_bundle(
                 "resourceType": "Practitioner",
                 "id": f"signer-{sid}",
                 "identifier": [{"system": "urn:medai:user", "value": signer}],
-                "name": [{"text": signer}],
+                "name": [_human_name(who)],
             }
         )
     obs_refs, ai_refs = [], []
-    performer = {"reference": f"Practitioner/signer-{sid}", "display": signer}
+    performer = {"reference": f"Practitioner/signer-{sid}", "display": shown}
     scope = rw.scope_paragraph(report, study, lang)
     for i, f in enumerate(report.get("findings") or []):
         if not isinstance(f, dict) or not str(f.get("label") or "").strip():
@@ -314,7 +397,21 @@ def fhir_bundle(
                 obs["subject"] = patient_ref
             entries.append(obs)
             obs_refs.append({"reference": f"Observation/{oid}"})
-    obs_refs += ai_refs  # the signer's results first; the AI's suggestions after them
+    # the result is the signer's alone: the AI's suggestions are linked from the signer's
+    # Observations (derivedFrom) and named by the Provenance below, never results themselves
+    provenance = _provenance(
+        f"ai-provenance-{sid}",
+        ai_refs + ([] if signed else [{"reference": f"DiagnosticReport/{dr_id}"}]),
+        device_id if device else None,
+        model,
+        ai_created or created,
+    )
+    if provenance is not None:
+        entries.append(provenance)
+    if taken is None:  # no header read: the stored StudyDate, else the upload time
+        taken = study_time.taken(
+            None, (study.get("dicom") or {}).get("study_date"), study.get("created_at")
+        )
     when = format_local(signed_at or report.get("signed_at"), lang) if signed else None
     text = "\n\n".join(
         p for p in (rw.report_text(report, lang), scope, disclosure.text(report, lang, when)) if p
@@ -353,7 +450,7 @@ def fhir_bundle(
             ],
             "text": rw.examination(study, lang),
         },
-        "effectiveDateTime": _when(created),
+        "effectiveDateTime": taken or _when(created),  # when the study was taken
         "issued": _when(signed_at or created),
         "conclusion": ((report.get("sections") or {}).get("impression") or "").strip(),
         "presentedForm": [
@@ -365,8 +462,9 @@ def fhir_bundle(
             }
         ],
         "result": obs_refs,
+        "meta": None if signed else {"security": [AIAST]},  # an unsigned AI draft
         "subject": patient_ref,
-        "resultsInterpreter": [{"reference": f"Practitioner/signer-{sid}", "display": signer}]
+        "resultsInterpreter": [{"reference": f"Practitioner/signer-{sid}", "display": shown}]
         if signed
         else [],
     }

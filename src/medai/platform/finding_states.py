@@ -8,7 +8,9 @@ of *that* version, ``lifecycle.labels``) and the verdict on the AI's suggestion:
 - ``confirmed``: the signer agrees with the AI (present and present, absent and absent);
 - ``rejected``: the AI said present, the signer absent;
 - ``added``: the AI said absent (or did not read the label), the signer present;
-- ``decided``: the AI was undecided and the signer chose (``signer`` says which way).
+- ``decided``: the AI was undecided and the signer chose (``signer`` says which way);
+- ``not_decided``: the AI was undecided and the signature that stored labels did not choose
+  for this one (no click: it reads "karar verilmedi" / "not decided", never "rejected").
 
 After sign-off the signer's labels rule: FHIR, the report SR, HL7 and the PDF state
 ``signer``; the AI's ``state`` stays visible as a suggestion beside it. A version whose
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from medai.platform.tables import StudyLabel
 
-VERDICTS = ("confirmed", "rejected", "added", "decided")
+VERDICTS = ("confirmed", "rejected", "added", "decided", "not_decided")
 SUMMARY = (
     "state",
     "primary",
@@ -64,6 +66,13 @@ def rows(
     for lab in (decision or {}).get("labels") or []:
         s = said.pop(lab["label"], None)
         signer = None if s is None else bool(s["present"])
+        verdict_ = verdict(lab["state"], signer)
+        if signed and lab["state"] == "indeterminate":
+            # an undecided label the signer did not choose: stored with no click (labels read
+            # from the text before labels changed only by hand) or not stored at all
+            unchosen = s is None or (s.get("source") == "text" and not signer)
+            if unchosen:
+                signer, verdict_ = None, "not_decided"
         out.append(
             {
                 "label": lab["label"],
@@ -76,7 +85,7 @@ def rows(
                 "fragile": bool(lab.get("fragile")),
                 "signer": signer,
                 "source": None if s is None else s.get("source"),
-                "verdict": verdict(lab["state"], signer),
+                "verdict": verdict_,
             }
         )
     for label, s in said.items():

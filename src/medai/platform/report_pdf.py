@@ -46,6 +46,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from medai.core.percent import probability
 from medai.platform import disclosure
 from medai.platform import report_words as rw
 from medai.platform.integration.dicom_values import outgoing_study
@@ -149,8 +150,9 @@ def _all_text(study: dict[str, Any], report: dict[str, Any]) -> str:
         for c in report.get("citations") or []
         for k in ("title", "source", "licence")
     ]
-    parts += [str(study.get("patient_ref") or ""), str(report.get("signed_by") or "")]
+    parts += [str(study.get("patient_ref") or ""), str(rw.signer_name(report) or "")]
     parts += [v for _k, v in rw.dicom_rows(study, "en")]  # a name in any script
+    parts.append(str(study.get("clinical_question") or ""))  # the clinician's own words
     return " ".join(parts)
 
 
@@ -266,10 +268,8 @@ def _notice(pdf, text: str, width: float = 0, fill=(255, 243, 205)) -> None:
 
 
 def _percent(p: Any, lang: str) -> str:
-    if p is None:
-        return "—"
-    value = f"{float(p) * 100:.1f}"
-    return f"%{value.replace('.', ',')}" if lang == "tr" else f"{value}%"
+    """The one probability format (``core.percent``: never 100 % nor 0 %)."""
+    return probability(p, lang)
 
 
 def _findings(
@@ -314,7 +314,7 @@ def _findings(
                 # signer said what the AI did not (added) or decided what it could not
                 verdict = f.get("verdict")
                 row.cell(
-                    rw.verdict(f, lang),
+                    rw.verdict(f, lang, task),
                     style=rejected
                     if verdict == "rejected"
                     else said
@@ -391,7 +391,7 @@ def _heatmap_words(
     ):
         caption += "\n" + rw.decision_note(decision, task, lang)
     if row is not None and report.get("signed_labels") and row.get("verdict"):
-        caption += "\n" + rw.verdict(row, lang)
+        caption += "\n" + rw.verdict(row, lang, task)
     return caption, ""
 
 
@@ -437,6 +437,29 @@ def _heading(pdf, text: str, keep_with: float = 16) -> None:
         pdf.add_page()
     pdf.set_font(FONT, "B", 10.5)
     pdf.cell(0, 7, text, new_x="LMARGIN", new_y="NEXT")
+
+
+def _paragraph(pdf, text: str, height: float) -> None:
+    """Text that never leaves one line alone on a page: a paragraph split across a page break
+    keeps at least two lines on each side (no orphan at the foot, no widow at the head); one
+    that cannot goes whole to the next page. The current font sets the wrapping."""
+    lines = pdf.multi_cell(0, height, text, align="L", dry_run=True, output="LINES")
+    while lines:
+        room = int((pdf.page_break_trigger - pdf.get_y()) // height)
+        if len(lines) <= room:
+            take = len(lines)
+        elif room < 2 or len(lines) < 4:
+            take = 0 if pdf.get_y() > pdf.t_margin + 1 else len(lines)
+        else:
+            take = min(room, len(lines) - 2)
+        if take:
+            # printed line by line as wrapped (no auto break inside: the lines fit)
+            pdf.multi_cell(
+                0, height, "\n".join(lines[:take]), align="L", new_x="LMARGIN", new_y="NEXT"
+            )
+            lines = lines[take:]
+        if lines:
+            pdf.add_page()
 
 
 def _meta(pdf, rows: list[tuple[str, str]]) -> None:
@@ -536,7 +559,12 @@ def report_pdf(
     ]
     if study.get("patient_ref"):
         rows.append((w["patient"], str(study["patient_ref"])))
-    rows.append((w["signed_by"], str(report["signed_by"]) if signed else w["not_signed"]))
+    if rw.patient_line(study.get("patient"), lang):  # sex, age at the study date, birth date
+        rows.append((w["patient_context"], rw.patient_line(study.get("patient"), lang)))
+    if (study.get("clinical_question") or "").strip():  # what the clinician asked
+        rows.append((w["question"], str(study["clinical_question"]).strip()))
+    # the signer by title and full name ("Uzm. Dr. Ayşe Yılmaz"; the user name without one)
+    rows.append((w["signed_by"], rw.signer_name(report) if signed else w["not_signed"]))
     if signed:
         rows.append((w["signed_at"], signed_when or w["unknown_time"]))
     if report.get("created_at"):
@@ -562,19 +590,30 @@ def report_pdf(
     for name in rw.SECTIONS:
         _heading(pdf, w[name])
         pdf.set_font(FONT, "", 9.5)
-        pdf.multi_cell(
-            0,
-            5,
-            (sections.get(name) or "").strip() or w["empty"],
-            align="L",
-            new_x="LMARGIN",
-            new_y="NEXT",
-        )
+        _paragraph(pdf, (sections.get(name) or "").strip() or w["empty"], 5)
         pdf.ln(1)
     sources = _sources(report, study, lang)
     if sources:
         _heading(pdf, w["sources"], keep_with=4.5 * min(2, len(sources)))
-        for c, about_rejected in sources:
+        pdf.set_font(FONT, "", 8)
+        tall = [  # each source's height, so the last one never goes alone to a new page
+            4
+            * len(
+                pdf.multi_cell(
+                    0,
+                    4,
+                    f"[{c.get('n')}] {rw.citation_line(c, study, lang)}",
+                    dry_run=True,
+                    output="LINES",
+                )
+            )
+            + (4 if about else 0)
+            for c, about in sources
+        ]
+        for i, (c, about_rejected) in enumerate(sources):
+            room = pdf.page_break_trigger - pdf.get_y()
+            if i == len(sources) - 2 and tall[i] <= room < tall[i] + tall[i + 1]:
+                pdf.add_page()
             pdf.set_font(FONT, "", 8)
             pdf.multi_cell(
                 0,

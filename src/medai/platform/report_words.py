@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from medai.platform.accounts import person_parts, signs_as
 from medai.platform.integration.identity import display_name
 
 LANGUAGES = ("tr", "en")
@@ -25,6 +26,15 @@ WORDS: dict[str, dict[str, str]] = {
         "version": "sürüm",
         "examination": "Tetkik",
         "patient": "Hasta kodu",
+        "patient_context": "Hasta",
+        "question": "Klinik soru",
+        "sex_F": "Kadın",
+        "sex_M": "Erkek",
+        "sex_O": "Diğer",
+        "sex_unknown": "Cinsiyet bilinmiyor",
+        "age_years": "{n} yaş",
+        "age_months": "{n} aylık",
+        "born": "doğum {date}",
         "signed_by": "İmzalayan",
         "signed_at": "İmza zamanı",
         "not_signed": "İmzalanmadı",
@@ -40,6 +50,8 @@ WORDS: dict[str, dict[str, str]] = {
         "present": "var",
         "absent": "yok",
         "undecided": "belirsiz",
+        "normal_present": "geçerli",
+        "normal_absent": "geçerli değil",
         "implied": "{present} ({by} nedeniyle)",
         "candidate": "{state} (ayırt edilemeyen adaylardan)",
         "threshold_note": "karar eşiği {threshold}",
@@ -49,6 +61,7 @@ WORDS: dict[str, dict[str, str]] = {
         "rejected": "radyolog reddetti",
         "added": "radyolog ekledi",
         "decided": "radyolog karar verdi: {answer}",
+        "not_decided": "radyolog karar vermedi (karar verilmedi)",
         "method_signer": "İmzalayan radyoloğun bulgusu",
         "method_ai_verdict": "Yapay zekâ modeli önerisi (tanı değil); {verdict}",
         "heatmap_rejected": (
@@ -131,6 +144,15 @@ WORDS: dict[str, dict[str, str]] = {
         "version": "version",
         "examination": "Examination",
         "patient": "Patient reference",
+        "patient_context": "Patient",
+        "question": "Clinical question",
+        "sex_F": "Female",
+        "sex_M": "Male",
+        "sex_O": "Other",
+        "sex_unknown": "Sex unknown",
+        "age_years": "{n} years",
+        "age_months": "{n} months",
+        "born": "born {date}",
         "signed_by": "Signed by",
         "signed_at": "Signed at",
         "not_signed": "Not signed",
@@ -146,6 +168,8 @@ WORDS: dict[str, dict[str, str]] = {
         "present": "present",
         "absent": "absent",
         "undecided": "indeterminate",
+        "normal_present": "applies",
+        "normal_absent": "does not apply",
         "implied": "{present} (implied by {by})",
         "candidate": "{state} (one of the candidates it could not separate)",
         "threshold_note": "operating threshold {threshold}",
@@ -155,6 +179,7 @@ WORDS: dict[str, dict[str, str]] = {
         "rejected": "rejected by the signer",
         "added": "added by the signer",
         "decided": "decided by the signer: {answer}",
+        "not_decided": "not decided by the signer",
         "method_signer": "Finding stated by the signing radiologist",
         "method_ai_verdict": "AI model suggestion (not a diagnosis); {verdict}",
         "heatmap_rejected": "Heatmap not shown: the signing radiologist rejected {label}",
@@ -245,6 +270,28 @@ def dicom_rows(study: dict[str, Any], lang: str) -> list[tuple[str, str]]:
     return [(k, str(v)) for k, v in rows if v]
 
 
+def patient_line(patient: dict[str, Any] | None, lang: str) -> str:
+    """The patient's sex and age at the study date as a report says it ("Kadın, 54 yaş ·
+    doğum 12.03.1971"; an infant's age in months); '' when nothing is known."""
+    if not patient:
+        return ""
+    w = words(lang)
+    age = (
+        w["age_months"].format(n=patient["age_months"])
+        if patient.get("age_months") is not None
+        else w["age_years"].format(n=patient["age_years"])
+        if patient.get("age_years") is not None
+        else ""
+    )
+    sex = w.get(f"sex_{patient.get('sex')}") or (w["sex_unknown"] if age else "")
+    line = ", ".join(x for x in (sex, age) if x)
+    born = str(patient.get("birth_date") or "")
+    if len(born) == 10:  # YYYY-MM-DD
+        day = f"{born[8:]}.{born[5:7]}.{born[:4]}" if lang == "tr" else born
+        line = " · ".join(x for x in (line, w["born"].format(date=day)) if x)
+    return line
+
+
 def upper(text: str, lang: str) -> str:
     """Capitals with Turkish dotted and dotless i in Turkish (``str.upper`` makes i → I)."""
     if lang == "tr":
@@ -263,6 +310,35 @@ def words(lang: str) -> dict[str, str]:
 
 def is_signed(report: dict[str, Any]) -> bool:
     return bool(report.get("signed_by"))
+
+
+def signer_name(report: dict[str, Any]) -> str | None:
+    """How the documents name the signer: title and full name ("Uzm. Dr. Ayşe Yılmaz"), the
+    user name when no full name is set (``review.as_dict``'s ``signed_by_name``); None when
+    unsigned."""
+    if not report.get("signed_by"):
+        return None
+    return signs_as(
+        str(report["signed_by"]), report.get("signed_by_name"), report.get("signed_by_title")
+    )
+
+
+def signer_parts(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The signer's name in parts, for a structured name (FHIR HumanName, DICOM PN, HL7 XCN):
+    user name, text, family, given names, title; family and given empty when no full name is
+    set. None when unsigned."""
+    text = signer_name(report)
+    if text is None:
+        return None
+    full = str(report.get("signed_by_name") or "")
+    family, given = person_parts(full) if full else ("", [])
+    return {
+        "username": str(report["signed_by"]),
+        "text": text,
+        "family": family,
+        "given": given,
+        "title": str(report.get("signed_by_title") or "") if full else "",
+    }
 
 
 def status_name(report: dict[str, Any], lang: str) -> str:
@@ -303,6 +379,28 @@ def label_name(task_name: str | None, label: str, lang: str) -> str:
     return label.replace("_", " ")
 
 
+def is_negative_label(task_name: str | None, label: str | None) -> bool:
+    """Whether a label's name is itself a negative ("Bulgu yok", "Tümör yok": the task's
+    normal class): present/absent beside it would read as a double negative."""
+    task = _task(task_name)
+    return bool(label) and label == getattr(task, "normal", None)
+
+
+def state_word(task_name: str | None, label: str | None, state: str | None, lang: str) -> str:
+    """The one word for a label's state (present, absent, indeterminate) as every output
+    prints it beside the label's name. A label whose name is a negative reads "geçerli" /
+    "geçerli değil" ("applies" / "does not apply"), never "Tümör yok — yok" or "Bulgu yok —
+    var". The web UI's ``medai.stateWord`` (``static/app.js``) follows the same rule."""
+    w = words(lang)
+    if state == "indeterminate":
+        return w["undecided"]
+    if state not in ("present", "absent"):
+        return w["empty"]
+    if is_negative_label(task_name, label):
+        return w[f"normal_{state}"]
+    return w[state]
+
+
 def decision(finding: dict[str, Any], lang: str, task: str | None = None) -> str:
     """The AI's answer for one finding as people read it: its ``state`` (the decision's, never
     re-derived), with why when it matters — implied by which finding, one of the undecided
@@ -311,7 +409,7 @@ def decision(finding: dict[str, Any], lang: str, task: str | None = None) -> str
     state = finding.get("state")
     if state not in ("present", "absent", "indeterminate"):
         return w["empty"]
-    text = w["undecided" if state == "indeterminate" else state]
+    text = state_word(task, finding.get("label"), state, lang)
     basis = finding.get("basis")
     if state == "present" and basis == "implied" and finding.get("implied_by"):
         return w["implied"].format(
@@ -324,13 +422,17 @@ def decision(finding: dict[str, Any], lang: str, task: str | None = None) -> str
     return text
 
 
-def verdict(finding: dict[str, Any], lang: str) -> str:
-    """The signer's verdict on the AI's answer (— when nothing was signed for the label)."""
+def verdict(finding: dict[str, Any], lang: str, task: str | None = None) -> str:
+    """The signer's verdict on the AI's answer (— when nothing was signed for the label; an
+    undecided label the signer did not choose reads "not decided", never "rejected")."""
     w, v = words(lang), finding.get("verdict")
     if v is None:
         return w["empty"]
     if v == "decided":
-        return w["decided"].format(answer=w["present" if finding.get("signer") else "absent"])
+        answer = state_word(
+            task, finding.get("label"), "present" if finding.get("signer") else "absent", lang
+        )
+        return w["decided"].format(answer=answer)
     return w[v]
 
 
@@ -419,3 +521,103 @@ def report_text(report: dict[str, Any], lang: str) -> str:
         for name in SECTIONS
         if (sections.get(name) or "").strip()
     )
+
+
+# The model card's prose in the UI's language. Cards are sealed English JSON (``model_card.json``
+# of each model dir, ``docs/model-cards``); the sentences medai's trainers write are known and
+# rendered from these localized templates. Other prose (a card written by hand) is shown as
+# written, marked with its own language so the page says so.
+CARD_SENTENCES: dict[str, dict[str, str]] = {
+    "Suggest findings for a radiologist to review.": {
+        "tr": "Radyoloğun incelemesi için bulgu önerir.",
+    },
+    "Suggest a caption for a radiologist to edit.": {
+        "tr": "Radyoloğun düzenlemesi için görüntü açıklaması önerir.",
+    },
+    "Suggest a hospital department for a patient's free-text complaint, for staff review. "
+    "Not a diagnosis; red-flag rules run independently.": {
+        "tr": "Hastanın serbest metin yakınması için personelin incelemesine bir hastane bölümü "
+        "önerir. Tanı değildir; kırmızı bayrak kuralları bağımsız çalışır.",
+    },
+}
+CARD_PREFIXES: dict[str, dict[str, str]] = {
+    "Trained on the images recorded under 'data'.": {
+        "tr": "'data' altında kayıtlı görüntülerle eğitildi. Açık görüntü setleri çoğu zaman "
+        "ticari olmayan ya da belirtilmemiş lisanslar taşır (her kaynağın PROVENANCE "
+        "dosyasına bakın); modeli yeniden dağıtmadan önce denetleyin.",
+    },
+    "Trained on the data recorded under 'data'.": {
+        "tr": "'data' altında kayıtlı verilerle eğitildi. Sağlık soru-cevap sitelerinden "
+        "toplanan metinler kullanıcıların yazdığıdır ve çoğunlukla lisanssızdır: modeli "
+        "yeniden dağıtmadan önce kaynağınızın koşullarını denetleyin ve eğitimden önce kişi "
+        "adlarını çıkarın (--redact).",
+    },
+    "The baseline is this model without class weights and without calibration.": {
+        "tr": "Temel yöntem, bu modelin sınıf ağırlıkları ve kalibrasyon olmadan eğitilmiş "
+        "hâlidir. Makro-F1'leri berabere kaldığında yalnızca bu modelin olasılıkları "
+        "kalibre edilmiştir (ECE yaklaşık 0,02'ye karşı 0,24); çekimser kalma eşiği ve kapsam "
+        "dışı yönlendirmesi buna dayanır.",
+    },
+    "Captions are quoted from the training pairs": {
+        "tr": "Açıklamalar eğitim çiftlerinden alıntılanır: dizin metinlerini yeniden dağıtır, "
+        "dolayısıyla açıklama setinin lisansını devralır (PROVENANCE dosyasına bakın).",
+    },
+}
+CARD_PATTERNS: tuple[tuple[str, dict[str, str]], ...] = (
+    (
+        r"(?P<task>\S+) findings \((?P<kind>[^)]+)\), (?P<n>\d+) labels",
+        {
+            "en": "{task_name} findings ({kind}), {n} labels",
+            "tr": "{task_name} bulguları ({kind}), {n} etiket",
+        },
+    ),
+    (
+        r"Complaint → department \((?P<kind>[^)]+)\), (?P<n>\d+) departments\.",
+        {
+            "en": "Complaint → department ({kind}), {n} departments.",
+            "tr": "Yakınma → bölüm ({kind}), {n} bölüm.",
+        },
+    ),
+    (
+        r"retrieval captioner \((?P<kind>.+)\)",
+        {
+            "en": "retrieval captioner ({kind})",
+            "tr": "erişim tabanlı açıklama önerici ({kind})",
+        },
+    ),
+)
+CARD_PROSE = ("description", "intended_use", "licence_notes")
+
+
+def card_sentence(text: str, lang: str) -> tuple[str, str]:
+    """One prose field of a model card in ``lang``: (text, the language it is in)."""
+    if lang == "en" or not text:
+        return text, "en"
+    if text in CARD_SENTENCES and lang in CARD_SENTENCES[text]:
+        return CARD_SENTENCES[text][lang], lang
+    for prefix, words_ in CARD_PREFIXES.items():
+        if text.startswith(prefix) and lang in words_:
+            return words_[lang], lang
+    for pattern, templates in CARD_PATTERNS:
+        m = re.fullmatch(pattern, text.strip())
+        if m and lang in templates:
+            found = m.groupdict()
+            task = _task(found.get("task"))
+            name = task.display_name(lang) if task is not None else found.get("task", "")
+            return templates[lang].format(task_name=name, **found), lang
+    return text, "en"
+
+
+def card_text(card: dict[str, Any] | None, lang: str) -> dict[str, Any]:
+    """The card's prose fields in ``lang`` (``text``) and the language each is in (``lang``:
+    a field no template covers stays in the card's own English and says so)."""
+    lang = lang if lang in LANGUAGES else "tr"
+    text, langs = {}, {}
+    for key in CARD_PROSE:
+        value = (card or {}).get(key)
+        if isinstance(value, str) and value:
+            text[key], langs[key] = card_sentence(value, lang)
+    kept = ((card or {}).get("baselines") or {}).get("kept_because")
+    if isinstance(kept, str) and kept:
+        text["kept_because"], langs["kept_because"] = card_sentence(kept, lang)
+    return {"text": text, "lang": langs}

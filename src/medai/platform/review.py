@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 from medai.core.errors import MedaiError
 from medai.platform import disclosure
 from medai.platform.db import utcnow
+from medai.platform.finding_states import version_labels
 from medai.platform.integration import outbox
 from medai.platform.localtime import format_local
-from medai.platform.studies import refuse_retracted, set_status
+from medai.platform.studies import latest_result, refuse_retracted, set_status
 from medai.platform.tables import ReportVersion, Study, User
 
 SECTIONS = ("technique", "findings", "impression", "recommendation")
@@ -37,6 +38,24 @@ class Conflict(MedaiError, Exception):
     """The request is about a version that is no longer current, or already signed (409)."""
 
     status, code = 409, "conflict"
+
+
+class UndecidedLabels(MedaiError, Exception):
+    """A signature that leaves labels the AI could not decide undecided (409): each must be
+    chosen present or absent first (``labels`` lists them)."""
+
+    status, code = 409, "undecided_labels"
+
+    def __init__(self, labels: list[str]) -> None:
+        super().__init__(
+            f"the AI could not decide {', '.join(labels)}: choose present or absent for each "
+            "before signing"
+        )
+        self.labels = labels
+        self.errors = [
+            {"loc": ["body", "labels", lab], "msg": "choose present or absent", "type": "undecided"}
+            for lab in labels
+        ]
 
 
 class ReviewError(MedaiError, ValueError):
@@ -180,8 +199,35 @@ def edit(
     return row
 
 
+def undecided(db: Session, study: Study, choices: dict[str, bool] | None) -> list[str]:
+    """The labels the AI left undecided (``indeterminate`` in the study's latest result's
+    decision) that neither ``choices`` nor the latest signature's labels decide."""
+    from medai.services.imaging import decision_of
+
+    result = latest_result(db, study.id)
+    if result is None or (result.payload or {}).get("refused"):
+        return []
+    decision = decision_of({"task": study.task, **(result.payload or {})}) or {}
+    open_ = [r["label"] for r in decision.get("labels") or [] if r["state"] == "indeterminate"]
+    if not open_:
+        return []
+    last = db.scalar(
+        select(ReportVersion.version)
+        .where(ReportVersion.study_id == study.id, ReportVersion.signed_by.is_not(None))
+        .order_by(ReportVersion.version.desc())
+        .limit(1)
+    )
+    said = {i["label"] for i in version_labels(db, study.id, last)} if last else set()
+    return [lab for lab in open_ if lab not in (choices or {}) and lab not in said]
+
+
 def sign(
-    db: Session, study: Study, version: int, user: User, sections: dict[str, Any] | None = None
+    db: Session,
+    study: Study,
+    version: int,
+    user: User,
+    sections: dict[str, Any] | None = None,
+    choices: dict[str, bool] | None = None,
 ) -> ReportVersion:
     """Sign the current version: a new version carrying the signature (``final``, or
     ``amended`` once the report has been signed before).
@@ -191,10 +237,19 @@ def sign(
     signed version, the signer its author (an unsaved edit is never lost, and never signed
     without being stored): one version, so the history shows the change where it was signed.
     Without new text, the signed version carries version ``version``'s text and its author (the
-    signer, when that text is the AI's draft)."""
+    signer, when that text is the AI's draft).
+
+    Signing endorses the AI's decided findings as the signer's own (``lifecycle.labels``): a
+    label the AI left undecided needs the signer's choice in ``choices`` (their label clicks)
+    first, else ``UndecidedLabels`` (409 ``undecided_labels``) and nothing is signed."""
     refuse_retracted(db, study, "signed")
     cur = current(db, study.id)
     _expect(cur, version)
+    if cur is not None and cur.signed_by is not None and sections is None:
+        raise Conflict(f"version {version} is already signed")
+    left = undecided(db, study, choices)
+    if left:
+        raise UndecidedLabels(left)
     clean = check_sections(sections) if sections is not None else None
     if clean is not None and (cur is None or clean != _text_of(cur)):
         # a first report written by hand, an edit, or an amendment of a signed report
@@ -219,6 +274,9 @@ def sign(
         author_id=author_id,
         signed_by=user.id,
         signed_at=utcnow(),
+        # the name and title the signature was given under (a later change rewrites no copy)
+        signer_name=user.full_name,
+        signer_title=user.title if user.full_name else None,
         ai_result_id=cur.ai_result_id if cur else None,
     )
     _insert(db, row)
@@ -252,6 +310,14 @@ def ai_edited(db: Session, row: ReportVersion) -> bool | None:
     return None if draft is None else _text_of(row) != _text_of(draft)
 
 
+def _signer_name(row: ReportVersion, signer: User | None) -> dict[str, str | None]:
+    if signer is None:
+        return {"signed_by_name": None, "signed_by_title": None}
+    if row.signer_name:
+        return {"signed_by_name": row.signer_name, "signed_by_title": row.signer_title}
+    return {"signed_by_name": signer.full_name, "signed_by_title": signer.title}
+
+
 def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
     """A version as the API, the exports and the outbox read it; ``ai_disclosure`` in the
     study's report language (``disclosure.text``, the sentence the PDF and FHIR carry too)."""
@@ -272,6 +338,9 @@ def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
         "findings": row.findings,
         "author": author.username if author else None,
         "signed_by": signer.username if signer else None,
+        # the signer's full name and title as signed (before names were kept with the
+        # signature: the account's present ones); None: the documents name ``signed_by``
+        **_signer_name(row, signer),
         "signed_at": row.signed_at.isoformat() + "Z" if row.signed_at else None,
         "created_at": row.created_at.isoformat() + "Z",
         # when, as people read it: the hospital's time zone, in the report's language

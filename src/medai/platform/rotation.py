@@ -6,7 +6,8 @@ instance's identity) and the ``platform.sealed`` columns (a clinical question, a
 sections, findings and citations, an AI result's payload with its draft, a triage result, a
 patient reference, a series description, the signer's labels, monitoring's samples, a site
 set's verdicts and a validation's per-study outputs). Each
-is re-encrypted under the newest key, and each patient's lookup hash recomputed with it, so
+is re-encrypted under the newest key, and each patient's lookup hash (a reference's, a study's
+PatientID's) recomputed with it, so
 that the older keys can then be removed.
 
 Report versions are append-only in the database itself (a trigger refuses an UPDATE): the
@@ -54,6 +55,7 @@ SEALED: tuple[tuple[Any, str], ...] = (
     (Study, "patient_name"),
     (Study, "patient_identity"),
     (Study, "clinical_question"),
+    (Study, "patient_birth_date"),
     (IdentityConflict, "identity"),
     (StudyRetraction, "note"),
     (AIResultRow, "payload"),
@@ -134,6 +136,27 @@ def _trigger(db: Session, table: str, lift: bool) -> None:
         )
 
 
+def _rekey_patient_ids(db: Session, batch: int) -> None:
+    """Each study's PatientID hash (``patient_context.patient_hash``: how its priors are
+    found) under the newest key, from its sealed PatientID and issuer."""
+    from medai.platform.patient_context import hash_of
+
+    last = 0
+    while True:
+        rows = db.scalars(
+            select(Study)
+            .where(Study.id > last, Study.patient_key.is_not(None))
+            .order_by(Study.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        for study in rows:
+            study.patient_hash = hash_of(study) or study.patient_hash
+        last = rows[-1].id
+    db.flush()
+
+
 def rotate_all(db: Session, batch: int = 500) -> int:
     """Re-encrypt every sealed value under the newest key (and re-key the patients' lookup
     hashes) in the caller's session: two transactions, the second (report versions) left for
@@ -143,6 +166,7 @@ def rotate_all(db: Session, batch: int = 500) -> int:
         if patient.ref is not None:  # the lookup hash under the newest key
             patient.ref_hash = cipher().pseudonym(patient.ref)
     db.flush()
+    _rekey_patient_ids(db, batch)
     for model, attr in SEALED:
         t, ids, column = _raw(model, attr)
         locked = model.__tablename__ in APPEND_ONLY

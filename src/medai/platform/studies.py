@@ -24,13 +24,14 @@ from sqlalchemy.orm import Session
 from medai.core.errors import MedaiError
 from medai.core.task_registry import TaskError
 from medai.core.task_registry import get as get_task
-from medai.platform import audit
+from medai.platform import audit, reading_order
 from medai.platform import identity_conflicts as conflicts
 from medai.platform.crypto import cipher
 from medai.platform.db import lock_key, utcnow
 from medai.platform.integration import identity as dicom
 from medai.platform.tables import (
     AIResultRow,
+    AuditEvent,
     DicomInstance,
     IdentityConflict,
     Job,
@@ -149,13 +150,31 @@ def settled_at(now: datetime | None, source: str) -> datetime | None:
 def reading_key(db: Session, study_id: int) -> str:
     """What an analysis of the study reads, as a key: its stored instances' count and last
     row ("" for an upload, which has none). An instance filed after an analysis changes it,
-    so the re-read is a new result beside the old one (``AIResultRow.reading``)."""
+    so the re-read is a new result beside the old one (``AIResultRow.reading``). A person's
+    request to analyse the study again as another type (``platform.reanalysis``) adds
+    ``#`` and that request's audit event: each request is a reading of its own, so going
+    back to an earlier type is read again (the newest result is the one the page shows)."""
     count, last = db.execute(
         select(func.count(DicomInstance.id), func.max(DicomInstance.id)).where(
             DicomInstance.study_id == study_id
         )
     ).one()
-    return f"{count}:{last}" if count else ""
+    base = f"{count}:{last}" if count else ""
+    asked = db.scalar(
+        select(func.max(AuditEvent.id)).where(
+            AuditEvent.action == "reanalyse_as",
+            AuditEvent.target_type == "study",
+            AuditEvent.target_id == str(study_id),
+            AuditEvent.outcome == "ok",
+        )
+    )
+    return base if asked is None else f"{base}#{asked}"
+
+
+def reading_instances(reading: str) -> int | None:
+    """The number of instances a reading key names (None: an upload's, which has none)."""
+    base = reading.split("#")[0]
+    return int(base.split(":")[0]) if base else None
 
 
 def read_already(db: Session, study_id: int, reading: str) -> bool:
@@ -238,10 +257,18 @@ def create(
     source: str = "upload",
     no_model_reason: str = "no AI model for this study",
     now: datetime | None = None,
+    red_flags: list[dict[str, Any]] | None = None,
+    patient_sex: str | None = None,
+    birth_date: str | None = None,
 ) -> tuple[Study, Job | None]:
     """A new study with its analysis job queued (urgent ones first; a DICOM one to start once
     its instances have settled: ``settled_at``); with no ``task`` (a DICOM study no model
-    reads) it is kept as ``no_model``, without a job."""
+    reads) it is kept as ``no_model``, without a job. ``urgent``: the question raised a red
+    flag, ``red_flags`` its rules (``reading_order.question_flags``; none: the rule unknown).
+    ``patient_sex`` and ``birth_date`` (YYYYMMDD): the upload form's, for an image whose
+    header does not say (``patient_context.columns``)."""
+    from medai.platform import patient_context
+
     spec = imaging_task(task) if task is not None else None
     if language not in LANGUAGES:
         raise StudyError(f"language must be one of {LANGUAGES}")
@@ -258,9 +285,11 @@ def create(
         status="received" if spec else "no_model",
         reason=None if spec else no_model_reason[:400],
         urgent=urgent,
-        urgent_because=[{"code": "question_red_flag"}] if urgent else None,
+        urgent_because=(red_flags or [{"code": reading_order.RED_FLAG}]) if urgent else None,
+        red_flag=urgent,
         uploaded_by=user.id,
         **(dicom.study_columns(identity, source) if identity else {}),
+        **patient_context.columns(identity, patient_sex, birth_date, now),
     )
     db.add(study)
     db.flush()
@@ -611,9 +640,14 @@ def worklist(
     limit: int = 50,
     offset: int = 0,
     accession: str | None = None,
+    ai: str | None = None,
+    red_flag: bool | None = None,
 ) -> tuple[list[Study], int]:
-    """Urgent studies first, then oldest first (first come, first read); ``accession``
-    finds the studies whose accession number starts with it."""
+    """In reading order (``reading_order``: an urgent AI finding first, then a red flag in
+    the clinical question, then the rest; oldest first within each), ranked and paged by the
+    database. ``accession`` finds the studies whose accession number starts with it; ``ai``
+    one AI state (``reading_order.AI_FILTERS``); ``red_flag`` whether the question raised
+    one; ``urgent`` the study's urgency flag (either reason, or the analysis's priority)."""
     q = select(Study)
     if status != RETRACTED:  # a retracted study is listed only when asked for
         q = q.where(Study.status != RETRACTED)
@@ -625,10 +659,12 @@ def worklist(
         q = q.where(Study.task == task)
     if urgent is not None:
         q = q.where(Study.urgent.is_(urgent))
+    if ai is not None:
+        q = reading_order.where_ai(q, ai)
+    if red_flag is not None:
+        q = q.where(Study.red_flag.is_(red_flag))
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = db.scalars(
-        q.order_by(Study.urgent.desc(), Study.created_at, Study.id).limit(limit).offset(offset)
-    ).all()
+    rows = db.scalars(reading_order.order(q).limit(limit).offset(offset)).all()
     return list(rows), total
 
 
@@ -712,10 +748,14 @@ def as_dict(
     dicom_instances: list[DicomInstance] | None = None,
     with_series: bool | None = None,
     open_conflicts: list[int] | None = None,
+    with_priors: bool = False,
 ) -> dict[str, Any]:
     """The study for the API; a worklist row (``with_result`` false) passes the instances
     and open identity conflicts it read for the whole page and leaves out the series (unless
-    ``with_series``)."""
+    ``with_series``). ``with_priors``: its patient's prior studies too
+    (``patient_context.prior_list``; the caller audits each as viewed)."""
+    from medai.platform import patient_context
+
     patient = db.get(Patient, study.patient_id) if study.patient_id else None
     if dicom_instances is None:
         dicom_instances = instances(db, [study.id])[study.id]
@@ -728,6 +768,7 @@ def as_dict(
         "urgent_because": list(study.urgent_because or []),
         "reason": study.reason,
         "patient_ref": patient.ref if patient else None,
+        "patient": patient_context.as_dict(study),
         "clinical_question": study.clinical_question,
         "language": study.language,
         "file": {
@@ -755,6 +796,8 @@ def as_dict(
             | {"heatmap_label": row.heatmap_label, "has_heatmap": row.heatmap_sha256 is not None}
         )
         out["reread"] = reread_since_report(db, study.id)
+    if with_priors:
+        out["priors"] = patient_context.prior_list(db, study)
     return out
 
 
@@ -779,10 +822,15 @@ def reread_since_report(db: Session, study_id: int) -> dict[str, Any] | None:
             ReportVersion.study_id == study_id, ReportVersion.signed_by.is_not(None)
         )
     )
+    made_from = db.get(AIResultRow, cur.ai_result_id)
+    asked = newest.reading.partition("#")[2]
     return {
         "signed": bool(signed),
         "at": newest.created_at.isoformat() + "Z",
-        "instances": int(newest.reading.split(":")[0]) if newest.reading else None,
+        "instances": reading_instances(newest.reading),
+        # read again because a person asked for another type (``platform.reanalysis``), not
+        # because images arrived late
+        "retask": bool(asked) and asked != (made_from.reading.partition("#")[2] if made_from else ""),
     }
 
 

@@ -53,6 +53,10 @@ class User(Base):
     # the account's own history (triage requests, conversations) starts here: a reset or a role
     # change moves it, so whoever enrols next reads nothing made before (accounts.own_since)
     history_since: Mapped[datetime | None] = mapped_column(DateTime)
+    # the name signed documents give the signer (accounts.set_profile): "Ayşe Yılmaz", "Uzm. Dr.";
+    # None: the documents name the user name
+    full_name: Mapped[str | None] = mapped_column(String(60))
+    title: Mapped[str | None] = mapped_column(String(24))
 
 
 class Token(Base):
@@ -113,6 +117,12 @@ class Study(Base):
     # AI found an urgent label or could not rule one out); codes and label names, no patient
     # text, but a label name here is a finding: sealed (migration 0019)
     urgent_because: Mapped[list[Any] | None] = mapped_column(SealedJSON)
+    # the worklist's reading order (``platform.reading_order``, migration 0023): codes and
+    # booleans the database ranks and filters by; the finding and the rule's name stay sealed
+    ai_state: Mapped[str | None] = mapped_column(String(16))  # reading_order.AI_STATES
+    ai_urgent: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    red_flag: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    out_of_scope: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     reason: Mapped[str | None] = mapped_column(String(400))  # refusal or failure, short
     uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
     created_at: Mapped[datetime] = _now()
@@ -130,6 +140,14 @@ class Study(Base):
     # date, accession: integration.identity.patient_identity), sealed JSON; None on a study
     # filed before identity reconciliation (its ID, name and accession columns are compared)
     patient_identity: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # the patient's context (platform.patient_context, migration 0026): sex (M/F/O) and age
+    # in whole years at the study date in plain (what a list shows), the birth date sealed
+    # (identifying), and the keyed hash of the DICOM PatientID with its issuer (how a prior
+    # study of the same patient is found; the ID itself stays sealed in patient_key)
+    patient_sex: Mapped[str | None] = mapped_column(String(1))
+    patient_age: Mapped[int | None] = mapped_column(Integer)
+    patient_birth_date: Mapped[str | None] = mapped_column(SealedText)  # YYYYMMDD
+    patient_hash: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class DicomInstance(Base):
@@ -260,6 +278,9 @@ class ReportVersion(Base):
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     signed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     signed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # the signer's full name and title when they signed (None: signed before names existed)
+    signer_name: Mapped[str | None] = mapped_column(String(60))
+    signer_title: Mapped[str | None] = mapped_column(String(24))
     ai_result_id: Mapped[int | None] = mapped_column(ForeignKey("ai_results.id"))
     created_at: Mapped[datetime] = _now()
 
@@ -374,6 +395,8 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # ok | denied | failed
     client: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    # the study the event concerns (audit.study_of), for the log read per study
+    study_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class OutboxItem(Base):

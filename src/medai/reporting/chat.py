@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from medai.core.percent import probability
 from medai.core.text import redact_pii
 from medai.reporting.draft_input import imaging_task
 from medai.reporting.llm import LLMError
@@ -67,6 +68,8 @@ WORDS = {
         "absent": "yok",
         "undecided": "belirsiz",
         "undecided_group": "belirsiz (YZ bu adaylar arasında karar veremedi)",
+        "normal_present": "geçerli",
+        "normal_absent": "geçerli değil",
         "none": "—",
         "probability": "olasılık",
         "implied": "{by} nedeniyle",
@@ -82,6 +85,7 @@ WORDS = {
         "rejected": "radyolog reddetti",
         "added": "radyolog ekledi",
         "decided": "radyolog karar verdi",
+        "not_decided": "radyolog karar vermedi (karar verilmedi)",
         "no_findings": "Bu tetkik için yapay zekâ bulgusu yok.",
         "signed_conclusion": "İmzalı rapordaki sonuç",
         "draft_conclusion": "Henüz imzalanmamış taslaktaki sonuç",
@@ -105,6 +109,8 @@ WORDS = {
         "absent": "absent",
         "undecided": "indeterminate",
         "undecided_group": "indeterminate (the AI could not decide between these candidates)",
+        "normal_present": "applies",
+        "normal_absent": "does not apply",
         "none": "—",
         "probability": "probability",
         "implied": "implied by {by}",
@@ -120,6 +126,7 @@ WORDS = {
         "rejected": "rejected by the signer",
         "added": "added by the signer",
         "decided": "decided by the signer",
+        "not_decided": "not decided by the signer",
         "no_findings": "This study has no AI findings.",
         "signed_conclusion": "Conclusion of the signed report",
         "draft_conclusion": "Conclusion of the unsigned draft",
@@ -219,21 +226,38 @@ def label_name(task: str, label: str, lang: str) -> str:
 def retrieve(
     retriever, question: str, facts: StudyFacts, lang: str, k: int = MAX_PASSAGES
 ) -> list[Hit]:
-    """Passages for the question among the study's task's (a glioma question on a brain MRI
-    never gets atelectasis passages); when nothing matches it, for the decided findings."""
+    """Passages relevant to the question, among the study's task's (a glioma question on a
+    brain MRI never gets atelectasis passages). The question drives retrieval: only passages
+    sharing a topic word with it count (``HybridRetriever.search(relevant=True)``). The
+    study's findings are its context: a question that names none of the task's findings
+    ("Tedavisi nedir?") is first looked up among the passages of the study's own findings
+    (present, or undecided candidates before a signature). Nothing relevant: nothing is
+    cited (the answer says so), never the findings' passages as filler."""
     if retriever is None:
         return []
-    hits = retriever.search(question, k=k, labels=_task_labels(facts.task), lang=lang)
-    if not hits:
-        wanted = {lab for lab in present_labels(facts) if lab not in NORMAL}
-        if not facts.signed_labels:  # an undecided study: the candidates' passages
-            wanted |= {
-                str(f["label"])
-                for f in _rows(facts)
-                if ai_state(f) == "indeterminate" and f["label"] not in NORMAL
-            }
-        query = " ".join(phrase(lab, lang, facts.task) for lab in sorted(wanted))
-        hits = retriever.search(query, k=k, labels=wanted or None, lang=lang) if query else []
+    from medai.reporting.findings import named_labels
+
+    allowed = _task_labels(facts.task)
+    context = {lab for lab in present_labels(facts) if lab not in NORMAL}
+    if not facts.signed_labels:  # an undecided study: its candidates are its context
+        context |= {
+            str(f["label"])
+            for f in _rows(facts)
+            if ai_state(f) == "indeterminate" and f["label"] not in NORMAL
+        }
+    named = named_labels(question)
+    if allowed is not None:
+        context, named = context & allowed, named & allowed
+    hits: list[Hit] = []
+    if context and not named:
+        hits = retriever.search(question, k=k, labels=context, lang=lang, relevant=True)
+        if hits:  # a question about this study's finding: its passages, not others'
+            return hits
+    seen = {h.chunk.id for h in hits}
+    for h in retriever.search(question, k=k, labels=allowed, lang=lang, relevant=True):
+        if len(hits) < k and h.chunk.id not in seen:
+            hits.append(h)
+            seen.add(h.chunk.id)
     return hits
 
 
@@ -260,8 +284,19 @@ def not_assessed(question: str, facts: StudyFacts) -> list[str]:
 
 
 def _percent(p: Any, lang: str) -> str:
-    value = f"{float(p) * 100:.0f}"
-    return f"%{value}" if lang == "tr" else f"{value}%"
+    """The one probability format (``core.percent``: never 100 % nor 0 %)."""
+    return probability(p, lang)
+
+
+def state_word(label: str, state: str | None, lang: str) -> str:
+    """A label's state in words; a label whose name is a negative (the task's normal class,
+    "Tümör yok") reads "geçerli" / "geçerli değil", never "yok: Tümör yok"."""
+    w = _words(lang)
+    if state == "indeterminate":
+        return w["undecided"]
+    if state not in ("present", "absent"):
+        return w["none"]
+    return w[f"normal_{state}"] if label in NORMAL else w[state]
 
 
 def findings_text(facts: StudyFacts, lang: str) -> str:
@@ -289,6 +324,9 @@ def findings_text(facts: StudyFacts, lang: str) -> str:
             notes.append(w["conflicting"])
         return f"{name} ({'; '.join(notes)})" if notes else name
 
+    # the normal label ("Tümör yok") is said with its own words, never in the absent group
+    normal_rows = [f for f in rows if f["label"] in NORMAL and ai_state(f) in ("present", "absent")]
+    rows = [f for f in rows if f not in normal_rows]
     groups = {
         "present": sorted(
             (f for f in rows if ai_state(f) == "present"), key=lambda f: f.get("basis") == "implied"
@@ -300,6 +338,9 @@ def findings_text(facts: StudyFacts, lang: str) -> str:
         f"{w[key]}: " + ", ".join(named(f, key != "absent") for f in items)
         for key, items in groups.items()
         if items
+    ] + [
+        f"{named(f, ai_state(f) == 'present')}: {state_word(f['label'], ai_state(f), lang)}"
+        for f in normal_rows
     ]
     text = f"{w['decision']} — " + "; ".join(parts) + "."
     conflict = conflict_labels(facts)
@@ -322,6 +363,8 @@ def _signed_text(facts: StudyFacts, rows: list[dict[str, Any]], lang: str) -> st
     decided (or did not label), named as the AI's suggestion with the signer's verdict."""
     w = _words(lang)
     signed = [f for f in rows if f.get("signer") is not None]
+    normal_rows = [f for f in signed if f["label"] in NORMAL]
+    signed = [f for f in signed if f not in normal_rows]
     parts = [
         f"{w[key]}: " + ", ".join(label_name(facts.task, str(f["label"]), lang) for f in items)
         for key, items in (
@@ -329,6 +372,10 @@ def _signed_text(facts: StudyFacts, rows: list[dict[str, Any]], lang: str) -> st
             ("absent", [f for f in signed if not f["signer"]]),
         )
         if items
+    ] + [
+        f"{label_name(facts.task, str(f['label']), lang)}: "
+        + state_word(f["label"], "present" if f["signer"] else "absent", lang)
+        for f in normal_rows
     ]
     text = f"{w['signed_findings']} — " + "; ".join(parts) + "."
     said = []
@@ -339,9 +386,9 @@ def _signed_text(facts: StudyFacts, rows: list[dict[str, Any]], lang: str) -> st
         bits = (
             []
             if state is None
-            else [w["ai_said"].format(state=w["undecided" if state == "indeterminate" else state])]
+            else [w["ai_said"].format(state=state_word(str(f["label"]), state, lang))]
         )
-        if verdict in ("rejected", "added", "decided"):
+        if verdict in ("rejected", "added", "decided", "not_decided"):
             bits.append(w[verdict])
         said.append(f"{label_name(facts.task, str(f['label']), lang)}: {', '.join(bits)}")
     if said:

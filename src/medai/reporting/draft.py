@@ -22,6 +22,8 @@ from __future__ import annotations
 from medai.imaging.decision import Decision
 from medai.imaging.labels import space
 from medai.imaging.scope import Scope
+from medai.reporting.comparison import sentence as comparison_sentence
+from medai.reporting.comparison import with_comparison
 from medai.reporting.draft_input import (  # noqa: F401 - the drafting API in one place
     MAX_FINDINGS,
     DraftContext,
@@ -46,7 +48,7 @@ from medai.reporting.safety import (  # noqa: F401
     check_no_new_findings,
     check_not_called_normal,
 )
-from medai.reporting.templates import state_sentence, template_sections, with_scope
+from medai.reporting.templates import scope_lines, state_sentence, template_sections, with_scope
 
 STATUS_LABEL = {
     "en": "AI draft — to be reviewed by a radiologist",
@@ -104,7 +106,11 @@ def draft_report(
     k: int = 4,
     decision: Decision | None = None,
     scope: Scope | dict | None = None,
+    prior: dict | None = None,
 ) -> dict:
+    """``prior``: the patient's latest signed prior study of this task, as the platform found
+    it (date, the labels its signer decided present; ``reporting.comparison``): the findings
+    then open with what is new, unchanged or resolved since it."""
     if lang not in STATUS_LABEL:
         raise ValueError(f"language must be one of {sorted(STATUS_LABEL)}")
     if question is not None and len(question) > 20 * MAX_QUESTION_CHARS:
@@ -134,6 +140,8 @@ def draft_report(
     if sections is None:
         sections = template_sections(ctx, numbers)
         cited = cited_numbers(sections)
+    compared = comparison_sentence(prior, ctx.decision, task, lang)
+    sections = with_comparison(sections, compared, scope_lines(ctx)[0])
     citations = [
         {
             "id": ctx.hits[n - 1].chunk.id,
@@ -161,4 +169,11 @@ def draft_report(
         if caption
         else None,
         "warnings": warnings,
+        "comparison": {
+            "study_id": prior.get("study_id"),
+            "date": prior.get("date"),
+            "sentence": compared,
+        }
+        if compared
+        else None,
     }

@@ -90,11 +90,13 @@ class Drafter:
         question: str | None = None,
         imaging_predictor=None,
         findings_model=None,
+        prior: dict | None = None,
     ) -> DraftResult:
         """Raises ``ImageInputError``/``ImageRefused`` for an image that gets no findings and
         ``FindingsInputError`` for unusable findings, as the imaging service does. An image
         already decoded (``LoadedImage``) is used as it is: a study's analysis decodes once.
-        No ``task``: the task registry's default imaging task."""
+        No ``task``: the task registry's default imaging task. ``prior``: the patient's latest
+        signed prior of this task (``reporting.comparison``), compared in the findings."""
         from medai.imaging.io import ImageRefused, load_image
 
         task = imaging_task(task)
@@ -158,6 +160,7 @@ class Drafter:
             else f"{model_ref.name} ({model_ref.content_hash[:19]})",
             decision=decision,
             scope=scope,
+            prior=prior,
         )
         out["warnings"] = warnings + out["warnings"]
         return DraftResult(**out, model=model_ref, image=meta)

@@ -14,7 +14,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from medai.imaging.scope import SCOPE_SENTENCE
+from medai.imaging.scope import SCOPE_SENTENCE as _MODEL_SCOPE
+from medai.reporting.comparison import COMPARISON_SENTENCE
+
+# sentences that state nothing of this film alone, skipped by every reader here: what the model
+# does not assess, and the draft's comparison with a prior study (a finding "resolved" since
+# then is not present; one new or unchanged is stated elsewhere in the draft)
+SCOPE_SENTENCE = re.compile(f"{_MODEL_SCOPE.pattern}|{COMPARISON_SENTENCE.pattern}", re.IGNORECASE)
 
 
 def _mention_table(lang: str) -> dict[str, str]:
@@ -273,6 +279,32 @@ def stated_labels(text: str) -> set[str]:
     return found
 
 
+def denied_labels(text: str) -> set[str]:
+    """Labels a report text states as absent, each sentence read by its language's reader: a
+    Turkish clause with a negation and no hedge denies every finding it names ("Plevral efüzyon,
+    pnömotoraks izlenmedi"); an English mention read as negative ("No pneumothorax"). A hedged
+    or merely unnamed label is neither stated nor denied. The normal label is not among them."""
+    from medai.core.text import turkish_lower
+
+    found: set[str] = set()
+    english = []
+    for sentence in _SENTENCE.split(str(text)):
+        if not sentence.strip():
+            continue
+        if not is_turkish(sentence):
+            english.append(sentence)
+            continue
+        low = turkish_lower(sentence)
+        if SCOPE_SENTENCE.search(low):
+            continue
+        for clause in _tr_clauses(low):
+            if _TR_NEG.search(clause) and not _TR_UNC.search(clause):
+                found |= {lab for lab, pattern in _TR_MENTION.items() if pattern.search(clause)}
+    if english:
+        found |= {lab for lab, s in extract("\n".join(english)).items() if s == "negative"}
+    return found - {"No Finding"} - stated_labels(text)
+
+
 def named_labels(text: str) -> set[str]:
     """Labels a text names at all, stated, denied or asked about, in either language ("Plevral
     efüzyon var mı?", "Is there a pneumothorax?")."""
@@ -315,6 +347,8 @@ def states_normal(text: str) -> bool:
     for sentence in _SENTENCE.split(turkish_lower(str(text))):
         if _NOT_NORMAL.search(sentence) or _UNDECIDED.search(sentence):
             continue
+        if COMPARISON_SENTENCE.search(sentence):  # two studies compared, not this one's word
+            continue
         if _NORMAL_TR.search(sentence) or _NORMAL_EN.search(sentence):
             return True
     return False
@@ -336,6 +370,8 @@ def calls_normal(text: str) -> list[str]:
     for sentence in _SENTENCE.split(str(text)):
         low = turkish_lower(sentence)
         if not low.strip() or _UNDECIDED.search(low) or _OF_THE_MODEL.search(low):
+            continue
+        if COMPARISON_SENTENCE.search(low):  # two studies compared, not this one's word
             continue
         if _NOT_NORMAL.search(low):
             continue

@@ -63,6 +63,11 @@ class DraftResult(BaseModel):
     caption_note: str | None = None
     image: dict[str, Any] | None = None
     warnings: list[str] = Field(default_factory=list)
+    comparison: dict[str, Any] | None = Field(
+        None,
+        description="the prior study the findings were compared with (study_id, date, the "
+        "sentence); null: no signed prior of the same patient and task",
+    )
 
 
 class Neighbour(BaseModel):

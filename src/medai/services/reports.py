@@ -17,6 +17,7 @@ __all__ = [
     "Drafter",
     "FindingsInputError",
     "chat_answer",
+    "denied_labels",
     "llm_config",
     "new_drafter",
     "shared_drafter",
@@ -122,6 +123,15 @@ def stated_labels(text: str) -> set[str]:
     from medai.reporting.findings import stated_labels as stated
 
     return stated(text)
+
+
+def denied_labels(text: str) -> set[str]:
+    """The imaging labels a report text states as absent ("Pnömotoraks izlenmedi", "No
+    effusion"), either language; a hedged or unnamed label is in neither this nor
+    ``stated_labels``."""
+    from medai.reporting.findings import denied_labels as denied
+
+    return denied(text)
 
 
 def states_normal(text: str) -> bool:

@@ -12,6 +12,7 @@ __all__ = [
     "TriageResult",
     "raises_red_flag",
     "red_flag_options",
+    "red_flags",
     "served_flag_engine",
     "triage",
     "warm",
@@ -61,4 +62,10 @@ def warm(predictor) -> None:
 
 def raises_red_flag(predictor, text: str) -> bool:
     """Whether a text (a study's clinical question) raises an urgent red flag."""
-    return bool(predictor.flag_engine.check(text).flags)
+    return bool(red_flags(predictor, text))
+
+
+def red_flags(predictor, text: str) -> list:
+    """The red flags a text (a study's clinical question) raises, most urgent first: each
+    rule's ``id``, ``name_tr`` and ``name_en`` (``triage.red_flags.engine.FiredFlag``)."""
+    return list(predictor.flag_engine.check(text).flags)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from helpers.dicom import NAME, PATIENT_ID, make_dicom
-from helpers.platform import bearer, clinic, wait_status
+from helpers.platform import bearer, clinic, decided, wait_status
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -108,7 +108,8 @@ def _drafted_and_signed(client, rad, files, accession: str) -> int:
         "id"
     ]
     wait_status(client, rad, sid, {"ai_drafted"})
-    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": 1})
+    body = {"version": 1, "labels": decided(client, rad, sid)}
+    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json=body)
     assert r.status_code == 200, r.text
     return sid
 

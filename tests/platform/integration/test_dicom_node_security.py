@@ -91,7 +91,7 @@ def test_an_empty_allow_list_refuses_every_association_saying_why(site, start_no
     events = site.client.get(
         "/api/v1/audit",
         headers=bearer(site.client, "admin"),
-        params={"action": "denied", "actor": "dicom:ANYONE"},
+        params={"action": "denied", "actor": "dicom:ANYONE", "order": "asc"},
     ).json()["items"]
     assert events and events[0]["target_type"] == "dicom_association"
     assert "no_ae_allowed" in str(events[0])

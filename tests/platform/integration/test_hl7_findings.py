@@ -6,8 +6,6 @@ finding the signer rejected is never a final present result (issue 46)."""
 
 from __future__ import annotations
 
-import pytest
-
 from helpers.outbox_peers import unescape
 from medai.core.results import ModelRef
 from medai.core.task_registry import get as get_task
@@ -123,15 +121,12 @@ def test_after_sign_off_no_final_result_states_the_rejected_ai_finding():
     assert [(r["value"], r["methods"], r["observer"]) for r in signer] == [
         (ABSENT, ["SIGNER"], "rad1")
     ]
-    ai = [r for r in bacterial if r["status"] == "P"]
-    assert [(r["value"], r["methods"]) for r in ai] == [(PRESENT, ["AI-SUGGESTION", "REJECTED"])]
-    assert ai[0]["sub"] == signer[0]["sub"]  # the suggestion sits beside the signer's result
-    assert "rejected by the signer" in ai[0]["notes"][0]
+    # issue 59: after sign-off the coded OBX are the signer's alone; the AI's "Present" the
+    # signer rejected is not sent beside it for a receiver that reads OBX-5 without OBX-11
+    assert not [r for r in rows if "AI-SUGGESTION" in r["methods"] or r["status"] == "P"]
     normal = {r["status"]: r["value"] for r in rows if r["code"] == code("No Finding")}
-    assert normal == {"F": PRESENT, "P": ABSENT}
-    # every final result is the signer's; every AI suggestion is preliminary
+    assert normal == {"F": PRESENT}
     assert all(r["methods"] == ["SIGNER"] for r in rows if r["status"] == "F")
-    assert all(r["status"] == "P" for r in rows if "AI-SUGGESTION" in r["methods"])
     assert {r["code"] for r in rows if r["status"] == "F"} == {
         code(lab) for lab in get_task("cxr").labels
     }
@@ -152,20 +147,20 @@ def test_an_amendment_sends_the_amendments_labels_corrected():
     assert {r["status"] for r in rows if r["methods"] == ["SIGNER"]} == {"C"}
     assert signer[code("Bacterial_Pneumonia")] == PRESENT
     assert signer[code("No Finding")] == ABSENT
-    verdicts = {r["code"]: r["methods"] for r in rows if r["status"] == "P"}
-    assert verdicts[code("Bacterial_Pneumonia")] == ["AI-SUGGESTION", "CONFIRMED"]
+    assert not [r for r in rows if r["status"] == "P"]  # the AI's: not in a result
 
 
-@pytest.mark.parametrize("status", ["preliminary", "signed-without-labels"])
-def test_without_the_signers_labels_the_ai_alone_is_sent_preliminary(status):
-    report = (
-        with_states(
-            {**REPORT, "status": "preliminary", "signed_by": None, "signed_at": None},
-            BACTERIAL,
-            None,
-        )
-        if status == "preliminary"
-        else with_states(REPORT, BACTERIAL, [])
+def test_a_signature_without_labels_codes_no_finding():
+    """Signed with no label stored: no coded finding at all, the AI's neither (issue 59)."""
+    rows = findings(parse(oru_r01(STUDY, with_states(REPORT, BACTERIAL, []), control_id="T3")))
+    assert rows == []
+
+
+def test_before_sign_off_the_ai_alone_is_sent_preliminary():
+    report = with_states(
+        {**REPORT, "status": "preliminary", "signed_by": None, "signed_at": None},
+        BACTERIAL,
+        None,
     )
     rows = findings(parse(oru_r01(STUDY, report, control_id="T3")))
     assert rows and {r["status"] for r in rows} == {"P"}
@@ -175,8 +170,9 @@ def test_without_the_signers_labels_the_ai_alone_is_sent_preliminary(status):
 
 def test_an_undecided_result_names_its_candidates():
     study = {**STUDY, "task": "mri"}
+    draft = {**REPORT, "status": "preliminary", "signed_by": None, "signed_at": None}
     rows = findings(
-        parse(text := oru_r01(study, with_states(REPORT, UNDECIDED_MRI, []), control_id="T4"))
+        parse(text := oru_r01(study, with_states(draft, UNDECIDED_MRI, None), control_id="T4"))
     )
     states = {r["code"]: r["value"] for r in rows}
     assert states[code("Pituitary", "mri")] == states[code("Meningioma", "mri")] == UNDECIDED

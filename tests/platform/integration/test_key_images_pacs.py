@@ -20,7 +20,7 @@ import pytest
 from helpers.builders import answering_model
 from helpers.dicom import PATIENT_ID
 from helpers.orthanc import OrthancUnavailable, _stop, start_orthanc
-from helpers.platform import bearer, clinic, wait_status
+from helpers.platform import bearer, clinic, decided, wait_status
 from helpers.viewer import mr_series, settled, store_read
 
 pytestmark = [pytest.mark.server]
@@ -96,6 +96,7 @@ def sign(client, sid: int, text: str | None = None) -> None:
     rad = bearer(client, "rad1")
     version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
     body = {"version": version, **({"sections": {"findings": text}} if text else {})}
+    body["labels"] = decided(client, rad, sid)
     r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json=body)
     assert r.status_code == 200, r.text
 

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from helpers.outbox_peers import FhirServer, MllpServer, unescape
-from helpers.platform import bearer, clinic, png_bytes, refusing_port, wait_status
+from helpers.platform import bearer, clinic, decided, png_bytes, refusing_port, wait_status
 
 MARKER = "Zeynep-Kaya-4471"  # patient text that must never reach a log or the admin view
 BASE, CAP = 30.0, 600.0
@@ -119,7 +119,7 @@ def analysed_study(h: Hospital, seed: int = 1) -> int:
 def sign(h: Hospital, sid: int, text: str | None = None) -> dict:
     rad = bearer(h.client, "rad1")
     version = h.client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
-    body = {"version": version}
+    body = {"version": version, "labels": decided(h.client, rad, sid)}
     if text is not None:
         body["sections"] = {"findings": text, "impression": f"Sonuç {MARKER}"}
     r = h.client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json=body)
@@ -163,15 +163,14 @@ def test_results_follow_the_report_to_fhir_and_hl7(hosp, caplog):
     (msg,) = h.hl7.messages
     assert oru_status(msg) == "F" and str(msg.msh.msh_9.value) == "ORU^R01^ORU_R01"
     assert signed["signed_by"] in msg.to_er7()
-    # the findings: a final result is the signer's only; the AI's suggestions preliminary
+    # the findings: after sign-off the coded OBX are the signer's only (issue 59)
     coded = [
         o.OBX
         for o in msg.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION.ORU_R01_OBSERVATION
         if str(o.OBX.obx_2.value) == "CWE"
     ]
-    ai = [o for o in coded if "AI-SUGGESTION" in o.to_er7()]
-    assert ai and {str(o.obx_11.value) for o in ai} == {"P"}
-    assert all("SIGNER" in o.to_er7() for o in coded if str(o.obx_11.value) != "P")
+    assert coded and not [o for o in coded if "AI-SUGGESTION" in o.to_er7()]
+    assert all("SIGNER" in o.to_er7() and str(o.obx_11.value) == "F" for o in coded)
 
     # an amendment: a new signed version, status amended / corrected
     amended = sign(h, sid, f"Sağ alt lobda | konsolidasyon ^ {MARKER}\nikinci satır")

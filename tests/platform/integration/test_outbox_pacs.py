@@ -33,7 +33,7 @@ from helpers.orthanc import (
     start_orthanc,
 )
 from helpers.outbox_peers import FhirServer
-from helpers.platform import bearer, clinic, wait_status
+from helpers.platform import bearer, clinic, decided, wait_status
 
 pytestmark = [pytest.mark.server]
 
@@ -175,7 +175,7 @@ def sign(client, sid: int, text: str | None = None, labels: dict | None = None) 
     body = {
         "version": version,
         **({"sections": {"findings": text}} if text else {}),
-        **({"labels": labels} if labels else {}),
+        "labels": decided(client, rad, sid, labels),
     }
     r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json=body)
     assert r.status_code == 200, r.text

@@ -23,7 +23,7 @@ from pydicom.uid import generate_uid
 from helpers.dicom import make_dicom
 from helpers.orthanc import OrthancUnavailable, _stop, start_orthanc
 from helpers.outbox_peers import FhirServer, MllpServer
-from helpers.platform import bearer, clinic, wait_status
+from helpers.platform import bearer, clinic, decided, wait_status
 
 pytestmark = [pytest.mark.server]
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
@@ -100,7 +100,8 @@ def sent_study(app, client, tmp_path: Path, seed: int) -> tuple[int, str]:
     sid = wait_status(client, rad, r.json()["id"], {"ai_drafted"})["id"]
     assert deliver(app) == {"delivered": 2}  # the findings SR + heatmap to the PACS; FHIR
     version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
-    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": version})
+    body = {"version": version, "labels": decided(client, rad, sid)}
+    r = client.post(f"/api/v1/studies/{sid}/report/sign", headers=rad, json=body)
     assert r.status_code == 200, r.text
     assert deliver(app) == {"delivered": 3}  # the report SR; FHIR final; the HL7 ORU
     return sid, uid

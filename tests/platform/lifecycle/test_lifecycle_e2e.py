@@ -129,7 +129,8 @@ def _loop(db_url: str, tmp_path, monkeypatch, tfidf_model_dir) -> None:
                     headers=rad,
                     json={
                         "version": version,
-                        "labels": {"Pneumothorax": present},
+                        # a rejected film is a normal one: a click each (never read from text)
+                        "labels": {"Pneumothorax": present, "No Finding": not present},
                         "sections": {"findings": text, "impression": text},
                     },
                 )

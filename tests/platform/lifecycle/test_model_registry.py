@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from helpers.builders import make_imaging_model_dir
-from helpers.platform import bare_platform, bearer, clinic, png_bytes
+from helpers.platform import bare_platform, bearer, clinic, decided, png_bytes
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -679,7 +679,10 @@ def test_a_shadow_model_analyses_live_studies_and_is_never_shown(
             client.post(
                 f"/api/v1/studies/{sid}/report/sign",
                 headers=rad,
-                json={"version": version, "labels": {"Pneumonia": True}},
+                json={
+                    "version": version,
+                    "labels": decided(client, rad, sid, {"Pneumonia": True}),
+                },
             ).status_code
             == 200
         )

@@ -63,19 +63,32 @@ def test_ten_signatures_become_a_training_set_and_a_candidate(
         for sid in ids:
             wait_status(client, rad, sid, {"ai_drafted"})
         # the model calls pneumothorax on every film; the radiologist rejects it on the
-        # first, confirms it on five, and reports effusion instead on four
-        _sign(client, rad, ids[0], {"Pneumothorax": False}, "Akciğerler normal görünümdedir.")
+        # first (a normal film: one click each), confirms it on five, and reports effusion
+        # instead on four (labels change only by their clicks, never from the text)
+        _sign(
+            client,
+            rad,
+            ids[0],
+            {"Pneumothorax": False, "No Finding": True},
+            "Akciğerler normal görünümdedir.",
+        )
         for sid in ids[1:6]:
             _sign(client, rad, sid, {"Pneumothorax": True}, "Sağ apikal pnömotoraks izlendi.")
         for sid in ids[6:]:
-            _sign(client, rad, sid, None, "Sol plevral efüzyon izlenmektedir. Pnömotoraks yoktur.")
+            _sign(
+                client,
+                rad,
+                sid,
+                {"Pneumothorax": False, "Effusion": True},
+                "Sol plevral efüzyon izlenmektedir. Pnömotoraks yoktur.",
+            )
 
         from medai.platform.lifecycle import dataset
 
         sheet = dataset.export(app.state.platform, "cxr", tmp_path / "export", deidentify=True)
     assert sheet["studies"] == 10 and sorted(sheet["study_ids"]) == sorted(ids)
     assert sheet["label_counts"] == {"Effusion": 4, "No Finding": 1, "Pneumothorax": 5}
-    assert sheet["label_sources"]["rejected"] == 1 and sheet["deidentified"]
+    assert sheet["label_sources"]["rejected"] == 5 and sheet["deidentified"]
     with (tmp_path / "export" / "manifest.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [r["label"] for r in rows].count("No Finding") == 1

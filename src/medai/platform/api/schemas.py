@@ -48,6 +48,25 @@ class Me(BaseModel):
     username: str
     role: Role
     via: str
+    full_name: str | None = None
+    title: str | None = None
+
+
+class ProfileIn(Strict):
+    """An account's full name and title, as signed documents name the signer (null or "":
+    none; the documents then name the user name). Bounds: ``accounts.FULL_NAME_MAX``,
+    ``accounts.TITLE_MAX``, checked by ``accounts.check_profile``."""
+
+    full_name: str | None = Field(None, max_length=200)
+    title: str | None = Field(None, max_length=200)
+
+
+class ProfileOut(BaseModel):
+    username: str
+    role: Role
+    full_name: str | None
+    title: str | None
+    signs_as: str = Field(..., description="how signed documents name this account")
 
 
 class TokenIn(Strict):
@@ -97,6 +116,8 @@ class UserOut(BaseModel):
         description="a clinical account not yet approved "
         "for patient data by a radiologist (two-person rule)",
     )
+    full_name: str | None = None
+    title: str | None = None
     internal: bool = Field(
         False,
         description="medai's own account (studies from the DICOM "
@@ -215,6 +236,83 @@ class UrgentReason(BaseModel):
         "the AI could not rule one out (an undecided candidate)"
     )
     label: str | None = Field(None, description="the urgent label (AI reasons)")
+    rule: str | None = Field(
+        None,
+        description="question_red_flag: the red-flag rule that fired (triage's rule id; "
+        "none for a study filed before rules were kept)",
+    )
+    name_tr: str | None = Field(None, description="the rule's name in Turkish")
+    name_en: str | None = Field(None, description="the rule's name in English")
+
+
+AiFilter = Literal["urgent", "undecided", "conflict", "out_of_scope", "none"]
+
+
+class UrgentFinding(BaseModel):
+    label: str
+    state: Literal["present", "indeterminate"] = Field(
+        description="decided present, or left among the undecided candidates"
+    )
+    probability: float | None = None
+
+
+class ReadingAi(BaseModel):
+    """The worklist's AI column (``platform.reading_order``): what the AI found, as a
+    suggestion."""
+
+    state: Literal["none", "pending", "finding", "normal", "undecided", "conflict", "refused"] = (
+        Field(
+            description="none: no AI result (no model, failed); pending: being analysed; "
+            "finding / normal: a decision (normal: none of the model's findings); undecided: "
+            "the AI could not decide between its candidates; conflict: see ``conflict``; "
+            "refused: the AI refused the image"
+        )
+    )
+    primary: str | None = Field(None, description="the leading decided finding (label)")
+    probability: float | None = Field(None, description="the primary finding's probability")
+    others: list[str] = Field(
+        default_factory=list, description="the other findings a report states"
+    )
+    low_confidence: bool = False
+    candidates: list[str] = Field(
+        default_factory=list, description="undecided: the labels it could not separate"
+    )
+    conflict: list[Literal["self", "reading", "identity"]] = Field(
+        default_factory=list,
+        description="self: the normal label and a finding both passed; reading: the newest "
+        "reading decided otherwise than the one before; identity: an open identity conflict",
+    )
+    conflict_labels: list[str] = Field(default_factory=list)
+    urgent: list[UrgentFinding] = Field(
+        default_factory=list, description="the task's urgent labels the AI did not rule out"
+    )
+    out_of_scope: bool = Field(False, description="the image is unlike the model's training")
+    out_of_scope_reason: str | None = None
+    refusal: str | None = Field(None, description="refused: the refusal's code")
+
+
+class RedFlagRule(BaseModel):
+    id: str
+    name_tr: str | None = None
+    name_en: str | None = None
+
+
+class ReadingRequest(BaseModel):
+    red_flag: bool = Field(description="the clinical question raised a red flag")
+    rules: list[RedFlagRule] = Field(
+        default_factory=list, description="the red-flag rules that fired (may be unknown)"
+    )
+
+
+class Reading(BaseModel):
+    """Why a worklist row is where it is, each reason apart."""
+
+    rank: Literal["ai_urgent", "red_flag", "rest"] = Field(
+        description="ai_urgent: an urgent AI finding (first); red_flag: a red flag in the "
+        "clinical question (next); rest: oldest first. A signed study is in the rest"
+    )
+    ai: ReadingAi
+    request: ReadingRequest
 
 
 class RetractIn(Strict):
@@ -241,6 +339,32 @@ class RetractionOut(BaseModel):
     by: str | None = Field(None, description="the radiologist who retracted it")
     at: str
     previous_status: str
+
+
+class PatientContextOut(BaseModel):
+    """The patient's sex and age at the study date (``platform.patient_context``)."""
+
+    sex: Literal["M", "F", "O"] | None = Field(None, description="DICOM PatientSex; null unknown")
+    birth_date: str | None = Field(None, description="YYYY-MM-DD; null unknown")
+    age_years: int | None = Field(None, description="whole years at the study date")
+    age_months: int | None = Field(None, description="whole months, under two years only")
+    on: str | None = Field(None, description="the day the age is counted to (YYYY-MM-DD)")
+
+
+class PriorOut(BaseModel):
+    """A prior study of the same patient (matched by the keyed PatientID hash or the same
+    pseudonymous reference, never by name), newest first."""
+
+    id: int
+    task: str
+    modality: str
+    status: str
+    study_date: str | None = Field(None, description="YYYY-MM-DD: the DICOM StudyDate, else filed")
+    signed: bool
+    signed_at: str | None = None
+    impression: str | None = Field(
+        None, description="the impression of its latest signed report; null when unsigned"
+    )
 
 
 class StudyOut(BaseModel):
@@ -279,6 +403,25 @@ class StudyOut(BaseModel):
             "who retracted the study as entered in error, when and why (status "
             "entered_in_error); null otherwise"
         ),
+    )
+    patient: PatientContextOut | None = Field(
+        None, description="the patient's sex, birth date and age at the study date"
+    )
+    priors: list[PriorOut] | None = Field(
+        None,
+        description="the same patient's earlier studies, newest first (the study itself only; "
+        "null in lists)",
+    )
+    reread: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "the AI read the study again after its report was made (images arrived late, or "
+            "`retask`: a person asked for another type) and the report was kept, signed or "
+            "edited by a person: `signed`, `at`, `instances`, `retask`; null otherwise"
+        ),
+    )
+    reading: Reading | None = Field(
+        None, description="worklist rows: the reading order's reasons (AI and request)"
     )
 
 
@@ -365,8 +508,10 @@ class SignIn(Strict):
         max_length=64,
         description=(
             "the signer's verdict per label (true: present), where they confirmed or rejected an "
-            "AI finding or added a missing one; every other label of the study is taken from the "
-            "signed text. Stored with the signed version as the study's labels"
+            "AI finding, added a missing one or decided one the AI left undecided (each of those "
+            "must be decided, else 409 undecided_labels); every other label is the AI's decided "
+            "state (or the previous signature's), endorsed by signing, never read from the text. "
+            "Stored with the signed version as the study's labels"
         ),
     )
 
@@ -383,11 +528,23 @@ class AuditOut(BaseModel):
     outcome: str
     client: str | None
     detail: dict[str, Any]
+    study_id: int | None = Field(None, description="the study the event concerns, if any")
+    target_name: str | None = Field(
+        None, description="the user name or kiosk name a user or kiosk target has"
+    )
 
 
 class AuditList(BaseModel):
     items: list[AuditOut]
-    total: int
+    total: int = Field(..., description="events matching the filters (up to until_id)")
+    order: Literal["desc", "asc"] = "asc"
+    limit: int | None = None
+    offset: int = 0
+    until_id: int | None = Field(
+        None,
+        description="the newest event counted: pass it back with the next offset so the pages "
+        "stay put while new events arrive",
+    )
 
 
 class ChatIn(Strict):

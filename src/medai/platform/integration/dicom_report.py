@@ -51,7 +51,7 @@ from medai.platform.integration.dicom_objects import (
 )
 from medai.platform.integration.dicom_values import outgoing_person_name
 from medai.platform.printable import printable
-from medai.platform.report_words import decision_note
+from medai.platform.report_words import decision_note, signer_parts
 
 # report section -> (TID 2000 heading, the narrative item's concept) (PS3.16 CID 7001/7002)
 SECTIONS = {
@@ -270,6 +270,17 @@ def _predecessor(source: SourceImage, version: int, uid_root: str | None) -> Dat
     return ds
 
 
+def signer_pn(report: Mapping[str, Any]) -> str:
+    """The signer as a DICOM PN: ``Family^Given^^Title`` (``Yılmaz^Ayşe^^Uzm. Dr.``) from the
+    full name and title, the user name alone (as a family name) when no full name is set."""
+    who = signer_parts(dict(report))
+    if who is None:
+        return ""
+    if not who["family"]:
+        return who["username"]
+    return "^".join([who["family"], " ".join(who["given"]), "", who["title"]]).rstrip("^")
+
+
 def report_sr(
     source: SourceImage,
     report: Mapping[str, Any],
@@ -285,8 +296,8 @@ def report_sr(
     status, sections, signed_by, signed_at, ai_disclosure — with its findings as
     ``finding_states`` gives them; ``task``: the study's, naming the labels' codes).
 
-    ``signer``: the name the PACS shows (DICOM PN, e.g. ``Yilmaz^Ayse``; default the signing
-    user's name); ``organization``: the signer's organisation (VerifyingOrganization);
+    ``signer``: the name the PACS shows (DICOM PN, e.g. ``Yilmaz^Ayse``; default the signer's
+    full name and title, ``signer_pn``); ``organization``: the signer's organisation (VerifyingOrganization);
     ``previous_version``: the version whose SR this one amends (an amendment's predecessor)."""
     import highdicom as hd
     from pydicom.valuerep import DT
@@ -297,7 +308,7 @@ def report_sr(
     if previous_version is not None and not 0 < int(previous_version) < version:
         raise DicomObjectError("an amendment follows an earlier version")
     signed_at = _when(report.get("signed_at"))
-    name = outgoing_person_name(signer or str(report["signed_by"]))[:63]
+    name = outgoing_person_name(signer or signer_pn(report))[:63]
     name = name if "^" in name else name + "^"  # one component: a family name
     series, instance = report_uids(source, version, uid_root)
     previous = (

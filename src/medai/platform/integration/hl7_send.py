@@ -9,19 +9,19 @@ The message (built with hl7apy, and parsed back by it before it leaves):
     PID  the DICOM PatientID (MR) and the medai patient reference (PI); the patient's name
     OBR  the accession number as filler order number, LOINC 18748-4, the study date, the
          result time, RAD, result status P (AI draft) / F (signed) / C (signed amendment),
-         the signer
+         the signer (OBR-32: user name, family and given names, title as prefix)
     NTE  the report's disclosure (AI-assisted or written by hand)
     OBX  one TX line per line of each section: technique 55111-9, findings 59776-5,
          impression 19005-8, recommendation 18783-1 (TID 2000's LOINC headings)
     OBX  the findings, one CWE per label, as ``finding_states`` gives them (never re-derived):
-         after sign-off the signer's (OBX-3 the label's code, OBX-5 SNOMED CT Present or
+         after sign-off the signer's only (OBX-3 the label's code, OBX-5 SNOMED CT Present or
          Absent, OBX-11 F, or C in an amendment — the whole message replaces the earlier
-         result —, OBX-16 the signer, OBX-17 "stated by the signing radiologist"); and the
-         AI's suggestions, always OBX-11 P and OBX-17 "AI model suggestion" (with the signer's
-         verdict as a second repetition: confirmed, rejected, added, decided), OBX-5 the AI's
-         state (Present / Absent / Indeterminate), an NTE with its why, probability and
-         threshold. A finding the signer rejected is a final Absent beside a preliminary AI
-         Present, never a final Present. The AI's OBX of one label shares the signer's OBX-4.
+         result —, OBX-16 the signer, OBX-17 "stated by the signing radiologist"): the AI's
+         coded suggestions are left out of a result (issue 59: a receiver that reads OBX-5
+         without OBX-11 would take an AI "Present" the signer rejected for a finding; the NTE
+         still says the report was AI-assisted). Before sign-off (result status P) the AI's
+         suggestions, OBX-11 P and OBX-17 "AI model suggestion", OBX-5 the AI's state (Present
+         / Absent / Indeterminate), an NTE with its why, probability and threshold.
 
 A retracted study's correction (``withdrawn``, ``platform.retraction``) is the same message of
 the newest version the receiver got, with result status W (withdrawn: "the result was entered
@@ -159,8 +159,8 @@ def oru_r01(
     order.obr.obr_22 = at
     order.obr.obr_24 = "RAD"
     order.obr.obr_25 = status
-    if report.get("signed_by"):
-        order.obr.obr_32 = escape(report["signed_by"])
+    if report.get("signed_by"):  # NDL: the name (CNN) in subcomponents
+        order.obr.obr_32 = signer_name(report, "&")
     notes = [report.get("ai_disclosure"), _decision_note(study, report)]
     for k, note in enumerate([x for x in notes if x], start=1):
         nte = order.add_segment("NTE")
@@ -189,6 +189,17 @@ def oru_r01(
     return text
 
 
+def signer_name(report: dict[str, Any], sep: str) -> str:
+    """The signer as HL7 names a person (XCN with ``^``, OBR-32's CNN with ``&``): user name
+    (the ID), family name, given names, -, -, title (prefix); the user name alone when no
+    full name is set (``report_words.signer_parts``)."""
+    who = rw.signer_parts(report)
+    if who is None:
+        return ""
+    parts = [who["username"], who["family"], " ".join(who["given"]), "", "", who["title"]]
+    return sep.join(escape(x) for x in parts).rstrip(sep)
+
+
 def _decision_note(study: dict[str, Any], report: dict[str, Any]) -> str:
     """The line naming an undecided AI result's candidates or its conflict ('' otherwise)."""
     return decision_note(report.get("decision"), study.get("task"), language(study))
@@ -206,7 +217,8 @@ def _finding_obx(
     order: Any, study: dict[str, Any], report: dict[str, Any], status: str, n: int
 ) -> None:
     """The findings' OBX after the sections' (see the module doc): the signer's, once the
-    signature stated labels and the message is a result (F / C); the AI's, always P."""
+    signature stated labels and the message is a result (F / C); the AI's (always P) only in
+    a message that is no result yet."""
     from medai.core.task_registry import TaskError
     from medai.core.task_registry import get as get_task
 
@@ -247,15 +259,15 @@ def _finding_obx(
                 [SIGNER_METHOD],
             )
             if report.get("signed_by"):
-                obs.obx.obx_16 = escape(report["signed_by"])
-        if f.get("state") in STATE_CODES:
+                obs.obx.obx_16 = signer_name(report, "^")
+        if f.get("state") in STATE_CODES and status == "P":  # a result carries the signer's
             verdict = VERDICT_CODES.get(str(f.get("verdict"))) if signed else None
             obs = obx(
                 i, label, STATE_CODES[f["state"]], "P", [AI_METHOD, *([verdict] if verdict else [])]
             )
             words = [f"{rw.words(lang)['col_decision']}: {rw.decision(f, lang, study.get('task'))}"]
             if verdict:
-                words.append(rw.verdict(f, lang))
+                words.append(rw.verdict(f, lang, study.get("task")))
             for key in ("probability", "threshold"):
                 if f.get(key) is not None:
                     words.append(f"{rw.words(lang).get('col_' + key, key)} {float(f[key]):.4f}")

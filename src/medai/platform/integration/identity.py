@@ -1,4 +1,5 @@
-"""The DICOM identity of a study: who (PatientID, PatientName), which order (AccessionNumber),
+"""The DICOM identity of a study: who (PatientID, PatientName; PatientSex, PatientBirthDate and
+PatientAge for the patient's context, ``platform.patient_context``), which order (AccessionNumber),
 which study, series and instance (their UIDs) and what the image shows (Modality,
 ViewPosition, BodyPartExamined, SeriesDescription).
 
@@ -53,6 +54,8 @@ class DicomIdentity:
     protocol_name: str = ""
     series_number: int | None = None
     instance_number: int | None = None
+    sex: str = ""  # PatientSex (M, F, O; anything else is kept as unknown)
+    age: str = ""  # PatientAge, DICOM AS ("054Y"): the age when no birth date is given
 
     def missing(self) -> list[str]:
         """The DICOM keywords of the UIDs this instance lacks (grouping needs them all)."""
@@ -113,6 +116,8 @@ def from_dataset(ds: Any) -> DicomIdentity:
         protocol_name=_text(ds, "ProtocolName", 64),
         series_number=_int(ds, "SeriesNumber"),
         instance_number=_int(ds, "InstanceNumber"),
+        sex=_text(ds, "PatientSex", 16).upper()[:1],
+        age=_text(ds, "PatientAge", 4).upper(),
     )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from medai.core.errors import MedaiError
 from medai.platform import exports, finding_states, review, studies
 from medai.platform.context import Platform
+from medai.platform.integration import study_time
 from medai.platform.integration.dicom_heatmap import (
     heatmap_pm,
     heatmap_sc,
@@ -80,6 +81,7 @@ class Parts:
     source_sha: str  # the study's stored image (a DICOM file when it has an identity)
     film_sha: str  # the display rendition when there is one, else the original
     previous_signed: int | None  # the signed version an amendment follows
+    taken: str | None = None  # when the study was taken (``study_time``: FHIR effectiveDateTime)
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:
@@ -128,6 +130,9 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
             source_sha=study.file_sha256,
             film_sha=study.display_sha256 or study.file_sha256,
             previous_signed=previous,
+            taken=study_time.of_study(
+                p.store, study.file_sha256, study.study_date, study.created_at
+            ),
         )
 
 
@@ -308,6 +313,8 @@ def fhir_bundle(parts: Parts, entered_in_error: bool = False) -> dict[str, Any]:
         parts.report_created,
         parts.report_signed,
         entered_in_error=entered_in_error,
+        taken=parts.taken,
+        ai_created=parts.ai_created,
     )
 
 

@@ -1,12 +1,15 @@
 """Labels from every signature: on sign-off, each label the study's model reads (and any the
 radiologist added) becomes present or absent for that signed report version.
 
-The default is what the signed text says (the findings extractor the draft safety check uses,
-in Turkish and English): a finding the text states is present, one it does not is absent, the
-task's normal class is present when nothing else is, and a present child label makes its parents
-present (COVID-19 → Viral_Pneumonia → Pneumonia). A radiologist's click (confirm or reject an
-AI finding, add a missing one) overrides the default for that label. The rows are the site's
-training and evaluation labels (``medai dataset export``)."""
+Labels change only by the radiologist's hand (issue 59). A signature endorses the AI's decided
+findings as the signer's own (``endorsed``) — or, for an amendment, the previous signature's
+labels — unless the radiologist clicked: confirmed or rejected an AI finding, added a missing
+one, or decided one the AI left undecided (an undecided label must be decided before a
+signature: ``review.sign`` refuses with ``undecided_labels``). What the report text states (the
+findings extractor of the draft safety check, Turkish and English), the normal label a normal
+text implies and the parents a present child implies (COVID-19 → Viral_Pneumonia → Pneumonia)
+are only ``suggested``: shown beside the label, applied by one click, never by the server. The
+rows are the site's training and evaluation labels (``medai dataset export``)."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from medai.platform.studies import latest_result
 from medai.platform.tables import ReportVersion, Study, StudyLabel, User
 
 MAX_CHOICES = 64
-TEXT_SECTIONS = ("findings", "impression")
+TEXT_SECTIONS = ("findings", "impression")  # what the text's suggestions are read from
 
 
 class LabelError(MedaiError, ValueError):
@@ -78,64 +81,100 @@ def _ai(db: Session, study: Study) -> tuple[dict[str, str], str | None]:
     return {r["label"]: r["state"] for r in decision.get("labels") or []}, row.model_hash
 
 
+SOURCES = ("endorsed", "confirmed", "rejected", "added", "decided", "undecided", "not_read")
+
+
+def _previous(db: Session, study: Study) -> dict[str, dict[str, Any]]:
+    """The labels the latest signature stored (an amendment starts from them), by label."""
+    _, items = signed_labels(db, study.id)
+    return {i["label"]: i for i in items}
+
+
+def _source(ai_state: str | None, present: bool) -> str:
+    """A click against what the AI said of the label."""
+    if ai_state == "indeterminate":
+        return "decided"
+    called = ai_state == "present"
+    return (
+        "confirmed"
+        if ai_state is not None and present == called
+        else ("rejected" if called else "added")
+    )
+
+
 def suggest(
     db: Session, study: Study, sections: dict[str, Any], choices: dict[str, bool] | None = None
 ) -> list[dict[str, Any]]:
-    """One entry per label — {label, ai_positive, ai_state, present, source} — for ``sections``
-    (the text to sign) and the radiologist's ``choices``. ``ai_positive`` is the AI's state: True
-    present, False absent, None when it suggested nothing (an undecided label, a refused
-    image, a label the model does not read)."""
+    """One entry per label — {label, ai_positive, ai_state, present, source, suggested,
+    suggested_by} — for the radiologist's ``choices`` (their clicks). ``present`` is the click,
+    else the previous signature's label, else the AI's decided state (``endorsed``); an AI
+    label left undecided and unclicked is ``None`` (``undecided``: the signature is refused
+    until it is decided). ``ai_positive`` is the AI's state: True present, False absent, None
+    when it suggested nothing (an undecided label, a refused image, a label the model does not
+    read). ``suggested`` is what ``sections`` (findings and impression) or a present child
+    suggests when it differs from ``present`` (``suggested_by``: ``text``, ``normal``,
+    ``implied``): offered, never applied. A label the text names that the model does not read
+    and nobody chose is ``not_read``: listed for its suggestion, never stored."""
     task = task_of(study)
     if task is None:
         return []
     choices = check_choices(task, choices)
     ai_states, _ = _ai(db, study)
-    model_labels = list(ai_states)
-    ai_positive = {lab for lab, state in ai_states.items() if state == "present"}
-    text = _text(sections)  # findings and impression: what the labels are read from
-    said = text_positives(text, task)
-    universe = list(model_labels)
-    universe += sorted(lab for lab in said | set(choices) if lab not in universe)
-    if task.normal and task.normal not in universe:
-        universe.append(task.normal)
-    present = {lab: lab in said for lab in universe}
-    for lab in [x for x in universe if present[x]]:  # parents of a present label
-        parent = task.parents.get(lab)
-        while parent is not None:
-            if parent in present and parent not in choices:
-                present[parent] = True
-            parent = task.parents.get(parent)
-    present.update({lab: v for lab, v in choices.items() if lab in present})
-    if task.normal and task.normal not in choices:
-        # normal only when nothing else is present and the text says so or the model decided
-        # it: an undecided or refused study signed "değerlendirilemedi" is not a normal study
-        from medai.services.reports import states_normal
+    previous = _previous(db, study)
+    text = _text(sections)  # findings and impression: what the suggestions are read from
+    from medai.services.reports import denied_labels, states_normal
 
-        present[task.normal] = not any(v for lab, v in present.items() if lab != task.normal) and (
-            task.normal in ai_positive or states_normal(text)
-        )
+    stated, denied = text_positives(text, task), denied_labels(text) & set(task.labels)
+    universe = list(ai_states)
+    universe += [lab for lab in previous if lab not in universe]
+    universe += sorted(lab for lab in set(choices) | stated if lab not in universe)
+    present: dict[str, bool | None] = {}
+    source: dict[str, str] = {}
+    for lab in universe:
+        state = ai_states.get(lab)
+        if lab in choices:
+            present[lab], source[lab] = choices[lab], _source(state, choices[lab])
+        elif lab in previous:
+            present[lab], source[lab] = bool(previous[lab]["present"]), previous[lab]["source"]
+        elif state in ("present", "absent"):
+            present[lab], source[lab] = state == "present", "endorsed"
+        elif state == "indeterminate":
+            present[lab], source[lab] = None, "undecided"
+        else:
+            present[lab], source[lab] = False, "not_read"
+    suggested: dict[str, tuple[bool, str]] = {}
+    for lab in universe:
+        if lab in stated and present[lab] is not True:
+            suggested[lab] = (True, "text")
+        elif lab in denied and present[lab] is not False:
+            suggested[lab] = (False, "text")
+    for lab in universe:  # a present child implies its parents
+        if present[lab] or suggested.get(lab, (False,))[0]:
+            parent = task.parents.get(lab)
+            while parent is not None:
+                if parent in present and present[parent] is not True and parent not in suggested:
+                    suggested[parent] = (True, "implied")
+                parent = task.parents.get(parent)
+    normal = task.normal
+    if normal and normal in present:
+        others = any(v for lab, v in present.items() if lab != normal)
+        if others and present[normal] is not False:
+            suggested.setdefault(normal, (False, "normal"))
+        elif not others and present[normal] is not True and states_normal(text):
+            suggested.setdefault(normal, (True, "normal"))
     out = []
     for lab in universe:
         state = ai_states.get(lab)
-        ai = None if state in (None, "indeterminate") else state == "present"
-        if lab in choices:  # a click: against what the AI called (nothing called: absent)
-            called = (lab in ai_positive) if model_labels else None
-            source = (
-                "confirmed"
-                if called is None or present[lab] == called
-                else "rejected"
-                if called
-                else "added"
-            )
-        else:
-            source = "text"
+        offer = suggested.get(lab)
         out.append(
             {
                 "label": lab,
-                "ai_positive": ai,
+                "ai_positive": None if state in (None, "indeterminate") else state == "present",
                 "ai_state": state,
                 "present": present[lab],
-                "source": source,
+                "source": source[lab],
+                "suggested": None if offer is None else offer[0],
+                "suggested_by": None if offer is None else offer[1],
             }
         )
     return out
@@ -144,10 +183,16 @@ def suggest(
 def record(
     db: Session, study: Study, signed: ReportVersion, choices: dict[str, bool] | None, user: User
 ) -> list[dict[str, Any]]:
-    """Store the labels of a signed version (in the signature's transaction). A signature that
-    makes no label present (an undecided or refused study the text does not decide) teaches
-    nothing and stores nothing: every task has a normal label, so "all absent" is no label set."""
-    items = suggest(db, study, signed.sections, choices)
+    """Store the labels of a signed version (in the signature's transaction): the clicks, the
+    previous signature's labels and the AI's decided states the signer endorsed — never what
+    the text suggests. A signature that makes no label present (a refused study, or every
+    finding rejected and none added) teaches nothing and stores nothing: every task has a
+    normal label, so "all absent" is no label set."""
+    items = [
+        i
+        for i in suggest(db, study, signed.sections, choices)
+        if i["source"] not in ("not_read", "undecided")
+    ]
     if not any(item["present"] for item in items):
         return []
     _, model_hash = _ai(db, study)

@@ -54,6 +54,8 @@ def display_names(lang: str) -> dict[str, Any]:
             "kind": t.kind,
             "modalities": "/".join(t.dicom_modalities),
             "urgent": list(t.urgent),  # a present one makes a study urgent: said why
+            # the label whose name is a negative ("Tümör yok"): its states are not var/yok
+            "normal": getattr(t, "normal", None),
             "labels": {}
             if t.kind == "red_flags"
             else {lab: t.label_name(lab, lang) for lab in t.labels},

@@ -27,8 +27,11 @@ from medai.platform.web.i18n import (
 )
 from medai.server.errors import ApiError
 from medai.server.inputs import MAX_ID, RowId
+from medai.services.imaging import MAX_BYTES
 
 HERE = Path(__file__).parent
+# the upload form's files at once (each its own request: the server checks each one's size)
+UPLOAD_MAX_FILES = 20
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 STATIC = StaticFiles(directory=str(HERE / "static"))
@@ -52,6 +55,8 @@ PAGES: dict[str, tuple[str, frozenset[str] | None]] = {
     "monitoring": ("monitoring.html", frozenset({"admin"})),
     "triage_outcome": ("triage_outcome.html", frozenset({"radiologist", "clinician"})),
     "history": ("history.html", frozenset({"admin", "radiologist", "clinician", "patient"})),
+    # the user's own full name and title (how signed reports name them)
+    "account": ("account.html", frozenset(ROLES)),
 }
 
 
@@ -176,7 +181,10 @@ def kiosk_page(request: Request) -> Response:
 
 @router.get("/worklist", response_class=HTMLResponse)
 def worklist_page(request: Request) -> Response:
-    return render(request, "worklist")
+    # several files upload at once: how many and how large, checked before any is read
+    return render(
+        request, "worklist", upload_max_files=UPLOAD_MAX_FILES, upload_max_bytes=MAX_BYTES
+    )
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
@@ -216,6 +224,11 @@ def monitoring_page(request: Request) -> Response:
 def triage_outcome_page(request: Request) -> Response:
     """Where staff record the department a triaged patient was actually sent to."""
     return render(request, "triage_outcome")
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_page(request: Request) -> Response:
+    return render(request, "account")
 
 
 @router.get("/history", response_class=HTMLResponse)

@@ -8,17 +8,19 @@ listed for review by ``GET /api/v1/audit/role-grants``."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from medai.platform import accounts, approval, audit
-from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.deps import Principal, deny, platform_of, principal, require
 from medai.platform.api.schemas import (
     AuditList,
     AuditOut,
+    ProfileIn,
+    ProfileOut,
     ResetIn,
     RoleGrantList,
     RoleGrantOut,
@@ -28,8 +30,9 @@ from medai.platform.api.schemas import (
     UserOut,
 )
 from medai.platform.localtime import iso_utc
-from medai.platform.tables import User
-from medai.server.inputs import UtcDateTime
+from medai.platform.tables import AuditEvent, User
+from medai.server.errors import ApiError
+from medai.server.inputs import MAX_ID, UtcDateTime
 from medai.server.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -45,8 +48,20 @@ def user_out(u: User, now: datetime) -> dict[str, Any]:
         "enrolled": accounts.enrolled(u),
         "enrol_code_expires_at": iso_utc(accounts.pending(u, now)),
         "approval_pending": approval.is_pending(u),
+        "full_name": u.full_name,
+        "title": u.title,
         "internal": u.username in accounts.INTERNAL,
     }
+
+
+def profile_out(u: User) -> ProfileOut:
+    return ProfileOut(
+        username=u.username,
+        role=u.role,
+        full_name=u.full_name,
+        title=u.title,
+        signs_as=accounts.signs_as(u.username, u.full_name, u.title),
+    )
 
 
 @router.get("/users", response_model=list[UserOut], responses=error_responses(401, 403))
@@ -121,6 +136,33 @@ def change_role(
         raise
 
 
+@router.patch(
+    "/users/{username}/profile",
+    response_model=ProfileOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def set_profile(
+    username: str, body: ProfileIn, request: Request, who: Principal = Depends(principal)
+) -> ProfileOut:
+    """Set an account's full name and title, as the signed PDF, FHIR, DICOM SR and HL7 name
+    its signer (none: they name the user name). Each user sets their own (the /account page);
+    an administrator may set anyone's. Another account's: 403 ``not_own_account``. Audited as
+    ``profile`` with the fields that changed."""
+    if who.user is None:
+        raise ApiError(
+            401, "unauthenticated", "sign in first", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if who.user.username != username and not accounts.allowed(who.role, "users_manage"):
+        deny(request, who, "profile")
+        raise ApiError(
+            403, "not_own_account", "you may change only your own account's name and title"
+        )
+    p = platform_of(request)
+    with p.db.session() as db:
+        user = accounts.set_profile(db, username, body.full_name, body.title, who.actor)
+        return profile_out(user)
+
+
 def _set_active(request: Request, who: Principal, username: str, active: bool) -> UserOut:
     p = platform_of(request)
     with p.db.session() as db:
@@ -170,11 +212,22 @@ def role_grants(
 
 @router.get("/models", responses=error_responses(401, 403))
 async def models_in_use(
-    request: Request, who: Principal = Depends(require("models_read"))
+    request: Request,
+    who: Principal = Depends(require("models_read")),
+    lang: Literal["tr", "en"] | None = None,
 ) -> dict[str, Any]:
     """Every served model: its identity (name, version, content hash), path, load state and
-    model card (data, metrics, thresholds, intended use, licence notes)."""
-    return await run_in_threadpool(request.app.state.models.cards)
+    model card (data, metrics, thresholds, intended use, licence notes); ``card_text``: the
+    card's prose in the UI's language (``lang``, else the language cookie; Turkish by
+    default), each field with the language it is in."""
+    from medai.platform.report_words import card_text
+
+    lang = lang or request.cookies.get("medai_lang") or "tr"
+    cards = await run_in_threadpool(request.app.state.models.cards)
+    return {
+        task: {**m, "card_text": card_text(m.get("card"), lang)} if isinstance(m, dict) else m
+        for task, m in cards.items()
+    }
 
 
 @router.get("/audit", response_model=AuditList, responses=error_responses(401, 403, 422))
@@ -187,10 +240,18 @@ def audit_log(
     target_id: str | None = Query(None, max_length=64),
     since: UtcDateTime | None = None,
     until: UtcDateTime | None = None,
+    study_id: int | None = Query(None, ge=1, le=MAX_ID, description="events about this study"),
+    order: Literal["desc", "asc"] = Query("desc", description="desc: newest first"),
+    until_id: int | None = Query(
+        None, ge=1, le=MAX_ID, description="only events up to this id (stable pages)"
+    ),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10_000_000),
 ) -> AuditList:
-    """The audit log, oldest first, filterable (append-only: nothing here can change it)."""
+    """The audit log, newest first (``order=asc``: oldest first), filterable, ``limit`` events
+    from ``offset`` of ``total``. ``until_id`` (the answer's, from the first page) keeps the
+    pages put while new events arrive. Each event names its study (``study_id``) and a user or
+    kiosk target by its name (``target_name``). Append-only: nothing here can change it."""
 
     def naive(t: datetime | None) -> datetime | None:  # stored as naive UTC
         if t is None or t.tzinfo is None:
@@ -198,9 +259,25 @@ def audit_log(
         return t.astimezone(UTC).replace(tzinfo=None)
 
     with platform_of(request).db.session() as db:
+        if until_id is None:  # the newest event now: the pages that follow count up to it
+            until_id = db.scalar(select(func.max(AuditEvent.id)))
         rows, total = audit.query(
-            db, action, actor, target_type, target_id, naive(since), naive(until), limit, offset
+            db,
+            action,
+            actor,
+            target_type,
+            target_id,
+            naive(since),
+            naive(until),
+            limit,
+            offset,
+            study_id=study_id,
+            order=order,
+            until_id=until_id,
         )
-        items = [AuditOut(**audit.as_dict(e)) for e in rows]
+        names = audit.target_names(db, rows)
+        items = [AuditOut(**audit.as_dict(e), target_name=names.get(e.id)) for e in rows]
         audit.record(db, who.actor, "view", "audit", None, results=len(items))
-    return AuditList(items=items, total=total)
+    return AuditList(
+        items=items, total=total, order=order, limit=limit, offset=offset, until_id=until_id
+    )

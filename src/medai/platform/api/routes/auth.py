@@ -197,7 +197,10 @@ def enrol(body: EnrolIn, request: Request) -> EnrolOut:
 def me(who: Principal = Depends(principal)) -> Me:
     if who.user is None:
         raise ApiError(401, "unauthenticated", "not signed in")
-    return Me(id=who.user.id, username=who.user.username, role=who.user.role, via=who.via)
+    u = who.user
+    return Me(
+        id=u.id, username=u.username, role=u.role, via=who.via, full_name=u.full_name, title=u.title
+    )
 
 
 def _token_out(t: Token, raw: str | None = None) -> TokenOut:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from medai.platform import accounts, audit, chat
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import ChatIn, ConversationList, ConversationOut, MessageOut
-from medai.platform.tables import Conversation, Study
+from medai.platform.tables import Conversation, Message, Study
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
@@ -52,11 +52,13 @@ def my_conversations(
     request: Request, who: Principal = Depends(require("chat"))
 ) -> ConversationList:
     with platform_of(request).db.session() as db:
+        # a conversation opened and left without a question is not one: not listed
         rows = db.scalars(
             select(Conversation)
             .where(
                 Conversation.owner_id == who.user.id,
                 accounts.own_since(who.user, Conversation.created_at),
+                exists(select(Message.id).where(Message.conversation_id == Conversation.id)),
             )
             .order_by(Conversation.id.desc())
             .limit(200)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -19,6 +19,7 @@ from medai.platform import (
     exports,
     finding_states,
     idempotency,
+    reading_order,
     review,
     series_view,
     studies,
@@ -27,6 +28,7 @@ from medai.platform import identity_conflicts as conflicts
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.routes.jobs import HEATMAP_RESPONSES, computed_heatmap, heatmap_headers
 from medai.platform.api.schemas import (
+    AiFilter,
     ReportEdit,
     ReportOut,
     ReportVersionOut,
@@ -55,6 +57,7 @@ from medai.services import imaging as imaging_service
 
 log = logging.getLogger("medai.platform")
 router = APIRouter(prefix="/api/v1/studies", tags=["studies"])
+PatientSexIn = Literal["M", "F", "O", "unknown"]  # DICOM PatientSex, or not known
 CHUNK = 1 << 20
 
 
@@ -70,16 +73,19 @@ async def _chunks(file: UploadFile):
         yield chunk
 
 
-def _question_is_urgent(request: Request, question: str | None) -> bool:
+def _question_flags(request: Request, question: str | None) -> list[dict[str, Any]]:
+    """The urgency reasons of the clinical question's red flags (triage's rules, each named:
+    ``reading_order.question_flags``); none when it raises none or triage is not served."""
     if not question:
-        return False
+        return []
     from medai.services import triage as triage_service
     from medai.services.model_handles import ModelUnavailable
 
     try:
-        return triage_service.raises_red_flag(request.app.state.models.get("triage"), question)
+        flags = triage_service.red_flags(request.app.state.models.get("triage"), question)
     except ModelUnavailable:
-        return False
+        return []
+    return reading_order.question_flags(flags) if flags else []
 
 
 async def _forget(p, sha: str, created: bool) -> None:
@@ -108,6 +114,30 @@ def _checked_identity(p, sha: str) -> dicom.DicomIdentity | None:
         ) from None
     except dicom.IdentityError:
         return None
+
+
+def _birth_date(value: str | None) -> str | None:
+    """The upload form's birth date (YYYY-MM-DD) as DICOM DA, checked: a real day, not after
+    today, at most ``patient_context.OLDEST`` years ago (else 422 ``invalid``)."""
+    from datetime import date
+
+    from medai.platform.patient_context import OLDEST
+
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        day = None
+    today = date.today()
+    if day is None or day > today or today.year - day.year > OLDEST:
+        raise ApiError(
+            422,
+            "invalid",
+            f"patient_birth_date must be a real day, not after today and at most {OLDEST} "
+            "years ago",
+        )
+    return day.strftime("%Y%m%d")
 
 
 KEY_DOC = (
@@ -164,7 +194,9 @@ REPLAYED_HEADER = {
             + ("; an Idempotency-Key already used for another upload (idempotency_key_reused)"),
         },
     },
-    dependencies=[Depends(no_empty("task", "lang", "patient_ref"))],
+    dependencies=[
+        Depends(no_empty("task", "lang", "patient_ref", "patient_sex", "patient_birth_date"))
+    ],
 )
 async def upload_study(
     request: Request,
@@ -176,6 +208,24 @@ async def upload_study(
     ] = None,
     clinical_question: Annotated[str | None, Form(max_length=2000), CleanText] = None,
     lang: Annotated[Language, Form(description="language of the AI draft")] = "tr",
+    patient_sex: Annotated[
+        PatientSexIn,
+        Form(
+            description="the patient's sex (M, F, O, unknown) for an image without a DICOM "
+            "header; a DICOM file's PatientSex rules"
+        ),
+    ] = "unknown",
+    # not nullable in the document: a form field is absent or a date, never a "null"
+    patient_birth_date: Annotated[
+        str,  # noqa: RUF013
+        Form(
+            max_length=10,
+            pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+            description="the patient's birth date (YYYY-MM-DD; not after today, at most 150 "
+            "years ago) for an image without a DICOM header; a DICOM file's PatientBirthDate "
+            "rules",
+        ),
+    ] = None,  # type: ignore[assignment]
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -197,6 +247,8 @@ async def upload_study(
     ``Idempotency-Key`` a retry answers the study filed before (``platform.idempotency``)."""
     p = platform_of(request)
     key = idempotency.checked(idempotency_key)
+    born = _birth_date(patient_birth_date)  # refused before the file is stored
+    sex = None if patient_sex == "unknown" else patient_sex
     sha, size, created = await p.store.receive(_chunks(file), imaging_service.MAX_BYTES)
     if size == 0:
         await _forget(p, sha, created)
@@ -218,6 +270,8 @@ async def upload_study(
                 "patient_ref": patient_ref,
                 "clinical_question": clinical_question,
                 "lang": lang,
+                "patient_sex": sex,
+                "patient_birth_date": born,
             },
         )
         if key
@@ -225,7 +279,8 @@ async def upload_study(
     )
     if key and (earlier := await _earlier(p, who, key, prints, sha, created)):
         return earlier
-    urgent = await run_in_threadpool(_question_is_urgent, request, clinical_question)
+    red_flags = await run_in_threadpool(_question_flags, request, clinical_question)
+    urgent = bool(red_flags)
 
     def create() -> tuple[dict[str, Any], int | None, str]:
         with p.db.session() as db:
@@ -251,6 +306,9 @@ async def upload_study(
                 question=clinical_question,
                 language=lang,
                 urgent=urgent,
+                red_flags=red_flags,
+                patient_sex=sex,
+                birth_date=born,
             )
             conflict = filed.conflict
             if claimed is not None and conflict is None:
@@ -403,7 +461,20 @@ def worklist(
     who: Principal = Depends(require("study_read")),
     status: StudyStatus | None = None,
     task: ImagingTask | None = None,
-    urgent: bool | None = None,
+    urgent: bool | None = Query(
+        None, description="the study's urgency flag (either reason: the AI or the question)"
+    ),
+    ai: AiFilter | None = Query(
+        None,
+        description=(
+            "what the AI found: urgent (an urgent finding, decided or possible), undecided, "
+            "conflict (the AI contradicts itself or its earlier reading, or an identity "
+            "conflict is open), out_of_scope, none (no AI result yet)"
+        ),
+    ),
+    red_flag: bool | None = Query(
+        None, description="whether the clinical question raised a red flag"
+    ),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=10_000_000),
     accession: str | None = Query(
@@ -413,16 +484,24 @@ def worklist(
         description=("studies whose DICOM accession number starts with this"),
     ),
 ) -> StudyList:
-    """The worklist: urgent first, then oldest first."""
+    """The worklist in reading order (``platform.reading_order``), ranked and paged by the
+    database: an urgent AI finding first, then a red flag in the clinical question, then the
+    rest, oldest first within each; a signed study is in the rest. Each row's ``reading``
+    says why, one reason apart from the other (``ai``: the AI column; ``request``: the
+    question's red flag and its rules)."""
     with platform_of(request).db.session() as db:
-        rows, total = studies.worklist(db, status, task, urgent, limit, offset, accession)
+        rows, total = studies.worklist(
+            db, status, task, urgent, limit, offset, accession, ai=ai, red_flag=red_flag
+        )
         ids = [s.id for s in rows]
         found, held = studies.instances(db, ids), conflicts.open_by_study(db, ids)
+        said = reading_order.summaries(db, rows, held)
         items = [
             StudyOut(
                 **studies.as_dict(
                     db, s, with_result=False, dicom_instances=found[s.id], open_conflicts=held[s.id]
-                )
+                ),
+                reading=said[s.id],
             )
             for s in rows
         ]
@@ -434,9 +513,13 @@ def worklist(
 def get_study(
     study_id: RowId, request: Request, who: Principal = Depends(require("study_read"))
 ) -> StudyOut:
+    """The study, with its patient's context and prior studies; a prior listed (its date and
+    signed impression shown) is audited as a view of that study (``prior_of``)."""
     with platform_of(request).db.session() as db:
-        out = studies.as_dict(db, _study(db, study_id))
+        out = studies.as_dict(db, _study(db, study_id), with_priors=True)
         audit.record(db, who.actor, "view", "study", study_id)
+        for prior in out.get("priors") or []:
+            audit.record(db, who.actor, "view", "study", prior["id"], prior_of=study_id)
     return StudyOut(**out)
 
 
@@ -653,7 +736,7 @@ def sign_report(
         learnable = labels.task_of(study)  # None: a study no model reads keeps no labels
         choices = labels.check_choices(learnable, body.labels) if learnable else None
         before = review.current(db, study.id)
-        row = review.sign(db, study, body.version, who.user, sections)
+        row = review.sign(db, study, body.version, who.user, sections, choices)
         if learnable is not None:
             labels.record(db, study, row, choices, who.user)  # the site's labels, this version
         if review.text_changed(before, row):  # the screen's unsaved edit, signed as it stood
@@ -717,7 +800,9 @@ def report_fhir(
 ) -> Response:
     import json
 
-    study, report, row, model, _result = _export_parts(request, who, study_id, "fhir")
+    from medai.platform.integration import study_time
+
+    study, report, row, model, result = _export_parts(request, who, study_id, "fhir")
     bundle = exports.fhir_bundle(
         study,
         report,
@@ -726,6 +811,13 @@ def report_fhir(
         row.created_at,
         row.signed_at,
         entered_in_error=study["status"] == studies.RETRACTED,
+        taken=study_time.of_study(  # when it was taken: StudyDate/StudyTime, else uploaded
+            platform_of(request).store,
+            (study.get("file") or {}).get("sha256"),
+            (study.get("dicom") or {}).get("study_date"),
+            study.get("created_at"),
+        ),
+        ai_created=result.created_at if result is not None else None,
     )
     return Response(json.dumps(bundle, ensure_ascii=False), media_type="application/fhir+json")
 

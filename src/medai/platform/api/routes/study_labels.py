@@ -1,5 +1,6 @@
 """A study's labels from its signature: what the signer said of each finding (stored with the
-signed version), and the defaults the sign dialog starts from (what a text states)."""
+signed version), and what a signature would store now: the AI's decided findings endorsed,
+the radiologist's clicks, and beside each what the text suggests (never applied unclicked)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,32 @@ class LabelOut(BaseModel):
         description="the AI's state of the label (suggestions only; None: the model did "
         "not read it, or a stored signature's label)",
     )
-    present: bool
-    source: Literal["confirmed", "rejected", "added", "text"]
+    present: bool | None = Field(
+        description="the label as the signature would store it: the radiologist's click, else "
+        "the previous signature's, else the AI's decided state (endorsed by signing); None: the "
+        "AI could not decide it and nobody chose yet (a signature is refused until they do)"
+    )
+    source: Literal[
+        "endorsed",
+        "confirmed",
+        "rejected",
+        "added",
+        "decided",
+        "undecided",
+        "not_read",
+        "text",
+    ] = Field(
+        description="endorsed: the AI's decided state, signed without a click; confirmed / "
+        "rejected / added / decided: a click against the AI's state; undecided: nobody chose "
+        "yet; not_read: a label only the text names (listed for its suggestion, never stored); "
+        "text: taken from the signed text (signatures stored before issue 59)"
+    )
+    suggested: bool | None = Field(
+        None,
+        description="what the report text (or a present child label) suggests when it differs "
+        "from present: offered to the radiologist, never applied without their click",
+    )
+    suggested_by: Literal["text", "normal", "implied"] | None = None
 
 
 class StudyLabels(BaseModel):
@@ -80,8 +105,9 @@ def suggest_labels(
     request: Request,
     who: Principal = Depends(require("report_sign")),
 ) -> StudyLabels:
-    """The labels a signature of ``sections`` would store with these ``labels`` choices:
-    each AI finding and each label the text states, present or absent (nothing stored)."""
+    """The labels a signature would store with these ``labels`` choices (the radiologist's
+    clicks): each AI finding endorsed or clicked, undecided ones ``None``, and what the text of
+    ``sections`` suggests beside each (nothing stored, nothing applied)."""
     with platform_of(request).db.reader() as db:
         study = _study(db, study_id)
         studies.check_not_retracted(study, "signed")  # nothing to suggest a signature of

@@ -1,6 +1,6 @@
 "use strict";
 (function () {
-  const { T, api, el, fill, showError, roleName, actionName, outcomeName, taskName, labelName, modelVersion, fmtTime, LOCALE } = window.medai;
+  const { T, api, el, fill, showError, roleName, actionName, outcomeName, taskName, labelName, modelVersion, fmtTime, LOCALE, LANG } = window.medai;
   // --- users: an admin never sets or sees a password; a new or reset account gets a
   // one-time enrolment code, shown here once, with which its user chooses one at /enrol
   const userSecret = document.getElementById("user-secret");
@@ -39,7 +39,8 @@
         showError(document.getElementById("user-error"), done.ok ? "" : (done.data && done.data.detail) || T.error_generic);
         if (done.ok) { showCode(done.data); users(); audit(); }
       });
-      return el("tr", {}, el("td", { text: u.username }),
+      const signsAs = u.full_name ? (u.title ? u.title + " " : "") + u.full_name : "";
+      return el("tr", {}, el("td", {}, u.username, signsAs ? el("div", { class: "hint", text: signsAs }) : ""),
         el("td", { text: u.internal ? T.admin_internal_role : roleName(u.role) }),
         el("td", { text: u.active ? T.yes : T.no }), el("td", { text: passwordState(u) }),
         el("td", {}, u.internal ? "" : el("span", { class: "actions" }, reset, b)));
@@ -107,7 +108,7 @@
     const cols = [...new Set(rows.flatMap(([, x]) => Object.keys(x)))];
     const out = [el("h4", { text: T.card_baselines }), baselinesVerdict(entry)];
     for (const other of [entry.validation, entry.test]) if (other && other.table) out.push(baselinesVerdict(other, true));
-    if (entry.kept_because) out.push(el("p", { text: T.card_kept_because + " " + entry.kept_because }));
+    if (entry.kept_because) out.push(el("p", {}, T.card_kept_because + " ", prose(entry, "kept_because")));
     out.push(table(entry.on || "", [T.card_system, ...cols.map(metricName)],
       rows.map(([n, x]) => [n === entry.model ? n + " ★" : systemName(n), ...cols.map((c) => x[c])])));
     return out;
@@ -142,27 +143,36 @@
     return out;
   }
   const num2 = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 2 });
+  // the card's prose in the page's language (GET /models card_text); a field no template covers
+  // stays in the card's English and is marked so (lang attribute, "(İngilizce)")
+  let cardText = { text: {}, lang: {} };
+  function prose(card, key) {
+    const text = cardText.text[key] || card[key], lang = cardText.lang[key] || "en";
+    const span = el("span", { lang, text });
+    return lang === LANG ? span : el("span", {}, span, " ", el("small", { class: "basis", text: T.card_original_language }));
+  }
   function modelCard(task, m) {
     const card = m.card || {};
+    cardText = m.card_text || { text: {}, lang: {} };
     const body = [
       facts([[T.card_name, m.model.name], [T.card_version, modelVersion(m.model)], [T.card_hash, m.model.content_hash, "mono"],
         [T.card_task, `${taskName(task)} (${task})`], [T.card_type, card.model_type],
         [T.card_created, card.created_at ? fmtTime(card.created_at) : undefined], [T.card_medai, card.medai_version]]),
     ];
-    if (card.description) body.push(el("h4", { text: T.card_description }), el("p", { text: card.description }));
-    if (card.intended_use) body.push(el("h4", { text: T.card_intended_use }), el("p", { text: card.intended_use }));
+    if (card.description) body.push(el("h4", { text: T.card_description }), el("p", {}, prose(card, "description")));
+    if (card.intended_use) body.push(el("h4", { text: T.card_intended_use }), el("p", {}, prose(card, "intended_use")));
     if (card.labels && card.labels.length) body.push(labelsTable(task, card));
     if (card.params && card.params.scope) body.push(...scopeBlock(task, card.params.scope));
     if (card.baselines && card.baselines.table) body.push(...baselinesBlock(card.baselines));
     if (card.metrics && Object.keys(card.metrics).length) body.push(el("h4", { text: T.card_metrics }), ...metricsTables(task, card.metrics));
     if (card.data && card.data.length) body.push(el("h4", { text: T.card_data }), ...dataBlock(task, card.data));
     if (card.training_command) body.push(el("h4", { text: T.card_training_command }), el("pre", { class: "card-json", text: card.training_command }));
-    if (card.licence_notes) body.push(el("h4", { text: T.card_licence }), el("p", { text: card.licence_notes }));
+    if (card.licence_notes) body.push(el("h4", { text: T.card_licence }), el("p", {}, prose(card, "licence_notes")));
     return el("details", { class: "model-card", id: "card-" + task },
       el("summary", { text: `${T.card_open}: ${taskName(task)} — ${m.model.name} ${modelVersion(m.model)}` }), ...body);
   }
   async function models() {
-    const r = await api("/api/v1/models");
+    const r = await api(`/api/v1/models?lang=${LANG}`);
     if (!r.ok) return;
     const entries = Object.entries(r.data);
     document.querySelector("#models tbody").replaceChildren(...entries.map(([task, m]) =>
@@ -177,18 +187,61 @@
       if (d) d.open = true;
     }));
   }
-  async function audit() {
-    const q = new URLSearchParams({ limit: "200" });
+  // --- the audit log: newest first by default, a page at a time of the total; the first page's
+  // newest event (until_id) holds the pages still while new events arrive. Targets and actions
+  // in the page's language, a user or kiosk by its name, each event linked to its study.
+  const AUDIT_PAGE = 50;
+  const auditState = { offset: 0, untilId: null, total: 0 };
+  const targetName = (type) => (type ? T["audit_target_" + type] || type : "");
+  function auditTarget(e) {
+    const what = targetName(e.target_type);
+    if (!what) return "—";
+    const which = e.target_name || e.target_id;
+    if (!which || (e.study_id !== null && e.study_id !== undefined && String(e.study_id) === e.target_id)) return what;
+    return `${what}: ${which}`;
+  }
+  function auditRow(e) {
+    const study = e.study_id ? el("a", { href: `/studies/${e.study_id}`, class: "audit-study", text: fill(T.audit_study_link, { id: e.study_id }) }) : null;
+    const target = el("td", { "data-label": T.col_target });
+    if (e.target_type !== "study" || !study) target.append(el("span", { class: "audit-target", text: auditTarget(e) }));
+    if (study) target.append(...(target.childNodes.length ? [" · "] : []), study);
+    return el("tr", { "data-id": e.id },
+      el("td", { "data-label": T.col_when }, el("time", { datetime: e.at, text: fmtTime(e.at) })),
+      el("td", { "data-label": T.col_actor, text: e.role ? `${e.actor} (${roleName(e.role)})` : e.actor }),
+      el("td", { "data-label": T.col_action, text: actionName(e.action) }), target,
+      el("td", { "data-label": T.col_outcome, class: e.outcome === "ok" ? null : "error", text: outcomeName(e.outcome) }));
+  }
+  async function audit(fresh = true) {
+    if (fresh) { auditState.offset = 0; auditState.untilId = null; }
+    const order = document.getElementById("a-order").value;
+    const q = new URLSearchParams({ limit: String(AUDIT_PAGE), offset: String(auditState.offset), order });
     const action = document.getElementById("a-action").value, actor = document.getElementById("a-actor").value;
+    const study = document.getElementById("a-study").value.trim();
     if (action) q.set("action", action);
     if (actor) q.set("actor", actor);
+    if (/^[1-9][0-9]*$/.test(study)) q.set("study_id", study);
+    if (auditState.untilId) q.set("until_id", String(auditState.untilId));
     const r = await api("/api/v1/audit?" + q);
     if (!r.ok) return;
-    document.querySelector("#audit tbody").replaceChildren(...r.data.items.slice().reverse().map((e) =>
-      el("tr", {}, el("td", {}, el("time", { datetime: e.at, text: fmtTime(e.at) })),
-        el("td", { text: e.role ? `${e.actor} (${roleName(e.role)})` : e.actor }), el("td", { text: actionName(e.action) }),
-        el("td", { text: [e.target_type, e.target_id].filter(Boolean).join(" ") }), el("td", { text: outcomeName(e.outcome) }))));
+    auditState.total = r.data.total;
+    auditState.untilId = r.data.until_id;
+    document.querySelector("#audit tbody").replaceChildren(...r.data.items.map(auditRow));
+    const n = r.data.items.length, from = auditState.offset + 1, to = auditState.offset + n;
+    document.getElementById("audit-range").textContent = n
+      ? fill(T.audit_page, { from: from.toLocaleString(LOCALE), to: to.toLocaleString(LOCALE), total: r.data.total.toLocaleString(LOCALE) })
+      : T.audit_page_empty;
+    const prev = document.getElementById("audit-prev"), next = document.getElementById("audit-next");
+    prev.textContent = order === "asc" ? T.audit_prev_asc : T.audit_prev;
+    next.textContent = order === "asc" ? T.audit_next_asc : T.audit_next;
+    prev.disabled = auditState.offset === 0;
+    next.disabled = to >= r.data.total;
   }
+  document.getElementById("audit-prev").addEventListener("click", () => {
+    auditState.offset = Math.max(0, auditState.offset - AUDIT_PAGE); audit(false);
+  });
+  document.getElementById("audit-next").addEventListener("click", () => {
+    auditState.offset += AUDIT_PAGE; audit(false);
+  });
   document.getElementById("user-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const r = await api("/api/v1/users", { method: "POST", json: {

@@ -67,6 +67,16 @@
     const t = NAMES[task];
     return (t && t.labels && t.labels[label]) || label;
   }
+  // a label's state (present, absent, indeterminate) as every page prints it beside the
+  // label's name (report_words.state_word): a label whose name is itself a negative (the task's
+  // normal class, "Tümör yok", "Bulgu yok") reads "geçerli" / "geçerli değil", never a
+  // double negative ("Tümör yok — yok", "Bulgu yok — var")
+  function isNegativeLabel(task, label) { return Boolean(label) && (NAMES[task] || {}).normal === label; }
+  function stateWord(task, label, state) {
+    if (!state) return T.state_not_read;
+    if (isNegativeLabel(task, label) && (state === "present" || state === "absent")) return T["state_normal_" + state];
+    return T["state_" + state] || state;
+  }
   // a model's version as people read it: the version and a short content hash, so two
   // different models never read alike (the registry sends it as display_version)
   function modelVersion(m) {
@@ -80,9 +90,18 @@
     return String(template).replace(/\{(\w+)\}/g, (_, k) => (params && params[k] != null && params[k] !== "" ? String(params[k]) : "—"));
   }
 
-  // as the reader's language writes a percentage ("%98,4" in Turkish, as the PDF prints it)
+  // a probability as the reader's language writes a percentage ("%98,4" in Turkish), by the
+  // PDF's rule (core.percent): one decimal, and never 100 % nor 0 % — a value that would round
+  // to either reads ">%99,9" / "<%0,1" (">99.9%" / "<0.1%")
   const percent = new Intl.NumberFormat(LOCALE, { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  function pct(p) { return percent.format(p); }
+  const HUNDRED = percent.format(1), ZERO = percent.format(0), NEG_ZERO = percent.format(-0.0001);
+  function pct(p) {
+    if (p === null || p === undefined || p === "" || Number.isNaN(Number(p))) return "—";
+    const v = Number(p), text = percent.format(v);
+    if (v >= 1 || text === HUNDRED) return ">" + percent.format(0.999);
+    if (v <= 0 || text === ZERO || text === NEG_ZERO) return "<" + percent.format(0.001);
+    return text;
+  }
 
   // --- times: ISO UTC instants from the API, shown in the hospital's zone (MEDAI_TIMEZONE)
   const ZONE = document.body.dataset.tz || "Europe/Istanbul";
@@ -152,6 +171,6 @@
   });
   window.medai = {
     T, NAMES, LANG, LOCALE, ZONE, api, el, statusLabel, roleName, actionName, outcomeName,
-    taskName, personName, labelName, modelVersion, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
+    taskName, personName, labelName, isNegativeLabel, stateWord, modelVersion, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
   };
 })();

@@ -42,14 +42,28 @@
     if (sliced() && sliced().onKey(e)) return;
     const step = 30, keys = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
     if (keys[e.key]) { view.x += keys[e.key][0]; view.y += keys[e.key][1]; apply(); e.preventDefault(); }
-    if (e.key === "+" || e.key === "=") zoomTo(view.zoom * 1.25);
-    if (e.key === "-") zoomTo(view.zoom / 1.25);
+    if (e.key === "+" || e.key === "=") { zoomTo(view.zoom * 1.25); e.preventDefault(); }
+    if (e.key === "-") { zoomTo(view.zoom / 1.25); e.preventDefault(); }
   });
   $("reset-view").addEventListener("click", () => {
     view.zoom = 1; view.x = 0; view.y = 0;
     $("window").value = "100"; $("level").value = "100";
     apply();
   });
+  // the keyboard's zoom and picture presets (shortcuts.js): brightness/contrast of the picture
+  // on screen (the sliders' CSS filters), named so — not DICOM window/level
+  const PRESETS = { 1: [100, 100], 2: [180, 100], 3: [90, 160] };  // [contrast %, brightness %]
+  M.studyView = {
+    zoomBy: (f) => zoomTo(view.zoom * f),
+    reset: () => { view.zoom = 1; view.x = 0; view.y = 0; apply(); },
+    preset(n) {
+      const [w, l] = PRESETS[n];
+      $("window").value = String(w); $("level").value = String(l);
+      apply();
+      root.dataset.preset = String(n);
+      $("preset-live").textContent = fill(T.kb_preset_applied, { name: T["kb_preset_name_" + n] });
+    },
+  };
   const heatOn = $("heatmap-on"), heatSelect = $("heatmap-label"), caption = $("heatmap-caption");
   function showHeat() {
     // a series' heatmap is of one slice (the key slice): shown there only
@@ -62,7 +76,7 @@
     const f = ((study.ai_result || {}).findings || []).find((x) => x.label === heatSelect.value);
     const said = signedBy(signedNow) || {};
     caption.textContent = [fill(T.viewer_heatmap_caption, { label: labelName(study.task, heatSelect.value) }),
-      f ? fill(T.heatmap_state, { state: stateWord(f.state) }) : "",
+      f ? fill(T.heatmap_state, { state: stateWord(study.task, f.label, f.state) }) : "",
       f && verdict(f.state, said[f.label]) === "rejected" ? T.heatmap_state_rejected : ""].filter(Boolean).join(" ");
   }
   heatOn.addEventListener("change", showHeat);
@@ -90,22 +104,26 @@
   const names = (task, labels) => list((labels || []).map((l) => labelName(task, l)));
   const conj = Intl.ListFormat ? new Intl.ListFormat(M.LOCALE, { type: "conjunction" }) : null;
   function list(items) { return conj ? conj.format(items) : items.join(", "); }
-  function stateWord(state) { return state ? T["state_" + state] || state : T.state_not_read; }
+  // the one state word (app.js stateWord: a negative label such as "Tümör yok" never reads yok/var)
+  const stateWord = (task, label, state) => M.stateWord(task, label, state);
   function basisNote(task, f) {
     if (f.basis === "implied" && f.implied_by) return fill(T.basis_implied, { label: labelName(task, f.implied_by) });
     if (f.state === "indeterminate" && f.basis !== "conflict") return T.basis_candidate;
     return { most_likely: T.basis_most_likely, conflict: T.basis_conflict, excluded: T.basis_excluded }[f.basis] || "";
   }
-  // the signer's verdict on the AI's state of one label (as finding_states.verdict says it)
+  // the signer's verdict on the AI's state of one label (as finding_states.verdict says it);
+  // null signer: a signature that stored labels said nothing of it — an undecided label then
+  // reads "not decided", never "rejected"
   function verdict(state, signer) {
+    if (signer === null && state === "indeterminate") return "not_decided";
     if (signer === null || signer === undefined) return null;
     if (state === "indeterminate") return "decided";
     if (!state) return signer ? "added" : null;
     return (state === "present") === signer ? "confirmed" : state === "present" ? "rejected" : "added";
   }
-  function verdictWord(v, signer) {
+  function verdictWord(task, label, v, signer) {
     if (!v) return T.verdict_none;
-    return v === "decided" ? fill(T.verdict_decided, { answer: stateWord(signer ? "present" : "absent") }) : T["verdict_" + v];
+    return v === "decided" ? fill(T.verdict_decided, { answer: stateWord(task, label, signer ? "present" : "absent") }) : T["verdict_" + v];
   }
   const signers = {};  // report version -> who signed it (from the version history)
   function signedNote() {
@@ -222,10 +240,10 @@
         el("td", { "data-label": T.col_probability, class: "probability" }, f.probability == null ? "—" : pct(f.probability),
           f.threshold == null ? "" : el("span", { class: "basis", text: fill(T.threshold_value, { value: pct(f.threshold) }) })),
         el("td", { "data-label": T.col_decision, class: "state", "data-state": f.state || "none" },
-          el("span", { class: "state-word", text: stateWord(f.state) }),
+          el("span", { class: "state-word", text: stateWord(s.task, f.label, f.state) }),
           note ? el("span", { class: "basis", text: note }) : "")];
       if (said) cells.push(el("td", { "data-label": T.col_signer, class: "verdict-cell", "data-verdict": v || "none" },
-        el("span", { class: "verdict-word", text: verdictWord(v, f.signer) })));
+        el("span", { class: "verdict-word", text: verdictWord(s.task, f.label, v, f.signer) })));
       return el("tr", { class: holds, "data-label": f.label, "data-state": f.state || "none",
         "data-verdict": v || null }, ...cells);
     }));
@@ -261,8 +279,8 @@
     const person = [M.personName(d.patient_name), d.patient_id, s.patient_ref && s.patient_ref !== d.patient_id
       ? (d.patient_name || d.patient_id ? fill(T.study_patient_ref, { ref: s.patient_ref }) : s.patient_ref) : ""]
       .filter(Boolean).flatMap((x, k) => [k ? " · " : "", el("span", { class: k ? "id" : null, text: x })]);
-    const rows = [["patient", person], ["accession", d.accession], ["study_date", studyDate(d)],
-      ["question", s.clinical_question || T.study_question_none]];
+    const rows = [["patient", person], ["patient_context", patientLine(s.patient)], ["accession", d.accession],
+      ["study_date", studyDate(d)], ["question", s.clinical_question || T.study_question_none]];
     $("study-facts").replaceChildren(...rows.filter(([, v]) => v && v.length).flatMap(([k, v]) => [
       el("dt", { text: T[k === "study_date" ? "dicom_study_date" : "study_" + k] }),
       el("dd", { "data-field": k, class: k === "question" && !s.clinical_question ? "none" : null },
@@ -272,6 +290,61 @@
     why.textContent = s.urgent ? urgentWhy(s, said) : "";
     $("study-head").hidden = false;
   }
+  // --- the patient's context: sex and age at the study date ("Kadın, 54 yaş · doğum 12.03.1971")
+  function isoDate(iso) {  // YYYY-MM-DD as the page and the PDF print dates
+    return !iso ? "" : M.LANG === "tr" ? `${iso.slice(8, 10)}.${iso.slice(5, 7)}.${iso.slice(0, 4)}` : iso;
+  }
+  function patientLine(p) {
+    if (!p) return "";
+    const age = p.age_months != null ? fill(T.patient_age_months, { n: p.age_months })
+      : p.age_years != null ? fill(T.patient_age_years, { n: p.age_years }) : "";
+    const sex = p.sex ? T["patient_sex_" + p.sex] : age ? T.patient_sex_unknown : "";
+    const line = [sex, age].filter(Boolean).join(", ");
+    return [line, p.birth_date ? fill(T.patient_born, { date: isoDate(p.birth_date) }) : ""].filter(Boolean).join(" · ");
+  }
+  // --- the same patient's prior studies (matched by the keyed patient identity, never by name):
+  // date, signed impression ("imzasız" otherwise), a link, and the prior's image beside today's
+  function showPriors(s) {
+    const priors = s.priors || [];
+    const known = Boolean((s.dicom && s.dicom.patient_id) || s.patient_ref);
+    $("priors").hidden = !priors.length && !known;
+    $("priors-none").hidden = priors.length > 0;
+    $("priors-list").replaceChildren(...priors.map((p) => {
+      const compare = el("button", { type: "button", class: "prior-compare", "data-prior": String(p.id),
+        text: T.priors_compare });
+      compare.addEventListener("click", () => openPrior(p));
+      return el("li", { "data-prior": String(p.id), "data-signed": String(p.signed) },
+        el("p", { class: "prior-head" },
+          el("a", { href: `/studies/${p.id}`, text: isoDate(p.study_date) || fill(T.priors_open, { id: p.id }) }),
+          " · ", taskName(p.task), " · ", fill(T.priors_open, { id: p.id }),
+          " ", el("span", { class: "badge", "data-status": p.status, text: statusLabel(p.status) })),
+        p.signed && p.impression
+          ? el("p", { class: "prior-impression" }, el("strong", { text: T.priors_impression + ": " }), p.impression)
+          : el("p", { class: "prior-impression unsigned", text: T.priors_unsigned }),
+        compare);
+    }));
+  }
+  async function openPrior(p) {
+    // opening a prior is a view of that study: its page's own read (audited as such), then its image
+    const r = await api(`/api/v1/studies/${p.id}`);
+    if (!r.ok) return;
+    $("prior-image").src = `/api/v1/studies/${p.id}/image`;
+    $("prior-image").alt = fill(T.priors_prior_caption, { date: isoDate(p.study_date) });
+    $("prior-caption").textContent = fill(T.priors_prior_caption, { date: isoDate(p.study_date) })
+      + " · " + taskName(p.task) + " · " + (p.signed ? statusLabel(p.status) : T.priors_unsigned);
+    $("today-caption").textContent = fill(T.priors_today, { date: isoDate((study.patient || {}).on) || studyDate(study.dicom || {}) });
+    $("prior-view").hidden = false;
+    $("today-caption").hidden = false;
+    $("prior-view").dataset.prior = String(p.id);
+    $("viewer-pair").classList.add("comparing");
+    $("viewer-pair").scrollIntoView({ block: "nearest" });
+  }
+  $("prior-close").addEventListener("click", () => {
+    $("prior-view").hidden = true;
+    $("today-caption").hidden = true;
+    $("prior-image").removeAttribute("src");
+    $("viewer-pair").classList.remove("comparing");
+  });
   // --- the DICOM identity: patient, order, study, the series the AI reads, every series
   function studyDate(d) {
     const [y, m, day] = /^\d{8}$/.test(d.study_date || "") ? [d.study_date.slice(0, 4), d.study_date.slice(4, 6), d.study_date.slice(6)] : [];
@@ -312,6 +385,7 @@
     $("study-task").textContent = taskName(s.task);
     $("study-task").hidden = !s.task;
     showIdentity(s.dicom);
+    showPriors(s);
     const badge = $("study-status");
     badge.textContent = statusLabel(s.status);
     badge.dataset.status = s.status;
@@ -326,8 +400,9 @@
     // edited report was kept as it was, and its reader is told so here
     const rr = s.reread;
     $("study-reread").hidden = !rr;
-    $("study-reread").textContent = rr ? fill(rr.signed ? T.reread_signed : T.reread_edited, {
+    $("study-reread").textContent = rr ? fill(rr.signed ? T.reread_signed : rr.retask ? T.reread_retask : T.reread_edited, {
       when: fmtTime(rr.at), n: rr.instances == null ? "—" : rr.instances }) : "";
+    document.dispatchEvent(new CustomEvent("medai:study", { detail: s }));  // study_reanalyse.js
     const bySeries = sliced() ? sliced().update(s) : false;  // a DICOM series shows its slices
     if (!img.src && !bySeries) img.src = `/api/v1/studies/${id}/image`;
     const done = s.status !== "received" && s.status !== "analysing";
@@ -501,6 +576,11 @@
 
   // --- save and sign: the signed text is the text on screen
   function say(r, okText) {
+    if (!r.ok && r.data && r.data.code === "undecided_labels") {  // named, never a bare conflict
+      const open = (r.data.errors || []).map((e) => labelName(study && study.task, String(e.loc[e.loc.length - 1])));
+      message.textContent = fill(T.sign_undecided_refused, { labels: list(open) });
+      return;
+    }
     message.textContent = r.ok ? okText : r.status === 409 ? T.report_conflict : (r.data && r.data.detail) || T.error_generic;
   }
   async function save(sections) {
@@ -520,7 +600,12 @@
     if (report.version === 0 && isEmpty(sections)) { message.textContent = T.report_empty; return; }
     withBusy(async () => after(await save(sections), T.report_saved));
   });
+  // "Sign and open the next": after this signature the next unread study of the worklist opens
+  // (none: the worklist, saying so; shortcuts.js); "Sign this text" stays on the study
+  let signNext = false;
   async function sign(sections) {
+    const next = signNext;
+    signNext = false;
     if (isEmpty(sections)) { message.textContent = T.report_empty; return; }
     // the server saves the text on screen (a first hand-written report, an edit, an amendment of
     // a signed report) and signs that version in one transaction: all or nothing
@@ -528,6 +613,7 @@
     const r = await api(`/api/v1/studies/${id}/report/sign`, { method: "POST", json: { version: report.version, sections, labels } });
     await after(r, T.report_signed);
     if (r.ok && M.studyLabels) M.studyLabels.refresh();
+    if (r.ok && next && M.shortcuts) M.shortcuts.afterSign(Number(id));
   }
   const dialog = $("sign-dialog");
   const AI_MARKS = ["(YZ önerisi", "(AI suggestion", "YZ bu kesit", "YZ bu görüntü", "The AI could not"];
@@ -540,16 +626,60 @@
       ...(marked ? [el("p", { id: "sign-ai-marks", class: "warning", role: "note", text: T.sign_ai_marks })] : []),
       ...SECTIONS.flatMap((k) => [
         el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]),
-      ...(M.studyLabels ? [el("h3", { text: T.labels_title }), el("p", { id: "sign-labels", text: M.studyLabels.summary() })] : []),
-      ...(M.studyLabels && M.studyLabels.rejected().length ? [el("p", { id: "sign-labels-rejected", class: "warning",
-        text: fill(T.sign_labels_rejected, { labels: list(M.studyLabels.rejected()) }) })] : []));
+      ...(M.studyLabels ? signLabels() : []));
     dialog.showModal();
     $("sign-cancel").focus();
   });
+  // the labels in the sign dialog: exactly the changes the radiologist made by their clicks
+  // (never what the text says), what will be stored, and Var / Yok for each label the AI left
+  // undecided — asked here, since signing endorses the findings as the signer's own
+  function signLabels() {
+    const c = M.studyLabels.changes();
+    const lines = [["rejected", "sign_labels_rejected"], ["added", "sign_labels_added"],
+      ["confirmed", "sign_labels_confirmed"], ["decided", "sign_labels_decided"]]
+      .filter(([k]) => c[k].length)
+      .map(([k, key]) => el("li", { id: "sign-labels-" + k, text: fill(T[key], { labels: list(c[k]) }) }));
+    const open = M.studyLabels.undecided();
+    const questions = open.map((u, i) => el("fieldset", { class: "sign-undecided-label", "data-label": u.label },
+      el("legend", { text: u.name }),
+      ...[[true, u.yes], [false, u.no]].map(([v, w]) => el("label", {},
+        el("input", { type: "radio", name: "undecided-" + i, value: String(v), "data-label": u.label }), " " + w))));
+    return [
+      ...(open.length ? [el("div", { id: "sign-undecided", class: "warning", role: "group", "aria-labelledby": "sign-undecided-title" },
+        el("h3", { id: "sign-undecided-title", text: T.sign_undecided_title }),
+        el("p", { id: "sign-undecided-note", text: T.sign_undecided_pending }), ...questions)] : []),
+      el("h3", { text: T.sign_labels_changes_title }),
+      lines.length ? el("ul", { id: "sign-label-changes" }, ...lines)
+        : el("p", { id: "sign-label-changes", text: T.sign_labels_none }),
+      el("h3", { text: T.labels_title }),
+      el("p", { id: "sign-labels", text: M.studyLabels.summary() }),
+    ];
+  }
+  // the answers to the dialog's Var / Yok questions (null: one is not answered yet)
+  function undecidedAnswers() {
+    const out = {};
+    for (const f of document.querySelectorAll("#sign-undecided fieldset")) {
+      const picked = f.querySelector("input:checked");
+      if (!picked) return null;
+      out[f.dataset.label] = picked.value === "true";
+    }
+    return out;
+  }
+  function gateConfirm() {
+    const pending = undecidedAnswers() === null;
+    for (const b of [$("sign-confirm"), $("sign-next")]) if (b) b.disabled = pending;
+  }
   if (dialog) {
     $("sign-cancel").addEventListener("click", () => dialog.close());
+    signBtn.addEventListener("click", () => { signNext = false; });
+    $("sign-next").addEventListener("click", () => { signNext = true; $("sign-confirm").click(); });
+    dialog.addEventListener("change", gateConfirm);
+    new MutationObserver(gateConfirm).observe($("sign-preview"), { childList: true });
     $("sign-confirm").addEventListener("click", () => {
       const sections = onScreen();  // what the dialog showed: nothing can edit behind a modal
+      const answers = undecidedAnswers();
+      if (answers === null) { gateConfirm(); return; }  // every undecided label answered first
+      if (M.studyLabels) Object.entries(answers).forEach(([label, v]) => M.studyLabels.choose(label, v));
       dialog.close();
       withBusy(() => sign(sections));
     });

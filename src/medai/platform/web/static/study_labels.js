@@ -1,12 +1,14 @@
 // The radiologist's verdict on each finding, stored with the signature as the study's labels
-// (what the hospital's own models learn from and are validated on). Each label starts from what
-// the text on screen states (asked of the server as the text changes); one click confirms or
-// rejects an AI finding, or adds a missing one. Only the clicks travel with the signature; the
-// server fills every other label from the signed text, the same way this card did.
+// (what the hospital's own models learn from and are validated on). Labels change only by the
+// radiologist's hand (issue 59): each starts from the AI's decided state (or the last
+// signature's), which signing endorses; one click confirms or rejects an AI finding, adds a
+// missing one, or decides one the AI left undecided (Var / Yok: needed before signing). What the
+// text on screen suggests (asked of the server as the text changes) is shown beside the label as
+// a suggestion, applied only by its own click. Only the clicks travel with the signature.
 "use strict";
 (function () {
   const M = window.medai;
-  const { T, api, el, labelName } = M;
+  const { T, api, el, labelName, fill } = M;
   const root = document.getElementById("study");
   const card = document.getElementById("labels-card");
   if (!root || !card) return;
@@ -23,26 +25,52 @@
   const sections = () => Object.fromEntries(["technique", "findings", "impression", "recommendation"]
     .map((k) => [k, ($("sec-" + k) || {}).value || ""]));
   const sourceWord = (e) => T["labels_source_" + e.source] || "";
+  const names = (list) => list.map((e) => labelName(task, e.label));
+  // Var / Yok, or for a label whose name is a negative ("Bulgu yok") Geçerli / Geçerli değil
+  const yesNo = (label, v) => (M.isNegativeLabel && M.isNegativeLabel(task, label))
+    ? (v ? T.labels_normal_present : T.labels_normal_absent) : (v ? T.labels_present : T.labels_absent);
 
   function row(e) {
     const name = labelName(task, e.label);
+    // a label whose name is a negative ("Tümör yok") reads Geçerli / Geçerli değil, never "✗ Yok"
+    const neg = M.isNegativeLabel(task, e.label);
+    const word = e.present ? (neg ? T.labels_normal_present : T.labels_present) : (neg ? T.labels_normal_absent : T.labels_absent);
     const toggle = el("button", { type: "button", class: "label-toggle" + (e.present ? " present" : ""),
       "aria-pressed": e.present ? "true" : "false",
-      "aria-label": `${T.labels_verdict}: ${name} — ${e.present ? T.labels_present : T.labels_absent}`,
-      text: e.present ? `✓ ${T.labels_present}` : `✗ ${T.labels_absent}` });
+      "aria-label": `${T.labels_verdict}: ${name} — ${word}`,
+      text: `${e.present ? "✓" : "✗"} ${word}` });
     toggle.addEventListener("click", () => {
-      choices[e.label] = !e.present;
+      const v = !e.present, ai = aiStates[e.label];
+      // back to the AI's own decided state before any signature: no change of theirs remains
+      if (signedVersion === null && e.label in choices && (ai === "present" || ai === "absent") && (ai === "present") === v) delete choices[e.label];
+      else choices[e.label] = v;
       suggest();
     });
+    // an undecided label: the radiologist's choice, Var or Yok, one click each
+    const choose = e.present === null ? el("span", { class: "label-choose", role: "group", "aria-label": `${name}: ${T.labels_source_undecided}` },
+      ...[[true, yesNo(e.label, true)], [false, yesNo(e.label, false)]].map(([v, w]) => {
+        const b = el("button", { type: "button", class: "label-toggle", "data-choice": String(v), "aria-label": `${T.labels_verdict}: ${name} — ${w}`, text: w });
+        b.addEventListener("click", () => { choices[e.label] = v; suggest(); });
+        return b;
+      })) : null;
+    // what the text (or a present sub-finding) suggests: offered, applied only by this click
+    let offer = null;
+    if (e.suggested !== null && e.suggested !== undefined) {
+      const value = yesNo(e.label, e.suggested);
+      const why = fill(T["labels_suggest_" + (e.suggested_by || "text")] || T.labels_suggest_text, { value });
+      offer = el("button", { type: "button", class: "label-suggestion", "data-suggested": String(e.suggested),
+        "aria-label": `${why} — ${T.labels_accept} (${name})`, text: `${why} — ${T.labels_accept}` });
+      offer.addEventListener("click", () => { choices[e.label] = e.suggested; suggest(); });
+    }
     // the AI's one state of the label (the study's decision: present, absent or undecided),
     // never re-derived; a label the AI does not read has none
     const state = aiStates[e.label] || (e.ai_positive === null ? null : e.ai_positive ? "present" : "absent");
-    const ai = state ? T["state_" + state] : "—";
+    const ai = state ? M.stateWord(task, e.label, state) : "—";
     return el("tr", { "data-label": e.label, "data-ai-state": state || "none", "data-present": String(e.present), "data-source": e.source },
       el("th", { scope: "row", text: name }),
       el("td", { "data-label": T.labels_ai, text: ai }),
-      el("td", { "data-label": T.labels_verdict }, toggle,
-        el("span", { class: "basis", text: sourceWord(e) })));
+      el("td", { "data-label": T.labels_verdict }, choose || toggle,
+        el("span", { class: "basis", text: sourceWord(e) }), ...(offer ? [offer] : [])));
   }
 
   function show(entries, note) {
@@ -63,7 +91,7 @@
       json: { sections: sections(), labels: { ...choices } } });
     if (mine !== asked) return;
     if (!r.ok) return;
-    const none = !r.data.labels.some((e) => e.present);
+    const none = !r.data.labels.some((e) => e.present === true || e.present === null);
     show(r.data.labels, signedVersion ? M.fill(T.labels_signed_then_edit, { version: signedVersion })
       : none ? T.labels_nothing_learned : T.labels_hint);
   }
@@ -104,9 +132,24 @@
   // what the sign request carries, and what the sign dialog shows of it
   M.studyLabels = {
     choices: () => ({ ...choices }),
-    summary: () => shown.filter((e) => e.present).map((e) => labelName(task, e.label)).join(", ") || T.labels_nothing_stored,
-    // the AI's present findings this signature says are absent (named in the sign dialog)
-    rejected: () => shown.filter((e) => !e.present && aiStates[e.label] === "present").map((e) => labelName(task, e.label)),
+    summary: () => shown.filter((e) => e.present === true).map((e) => labelName(task, e.label)).join(", ") || T.labels_nothing_stored,
+    // what the radiologist changed, by their own clicks only (the sign dialog lists exactly
+    // these): each clicked label against the AI's state, as the server named it
+    changes: () => {
+      const mine = shown.filter((e) => e.label in choices);
+      const of = (source) => mine.filter((e) => e.source === source);
+      return {
+        rejected: names(of("rejected")),
+        added: names(of("added")),
+        confirmed: names(of("confirmed")),
+        decided: of("decided").map((e) => `${labelName(task, e.label)}: ${yesNo(e.label, e.present)}`),
+      };
+    },
+    rejected: () => names(shown.filter((e) => e.label in choices && e.source === "rejected")),
+    // the labels the AI left undecided and nobody chose: the sign dialog asks Var / Yok
+    undecided: () => shown.filter((e) => e.present === null).map((e) => ({ label: e.label, name: labelName(task, e.label),
+      yes: yesNo(e.label, true), no: yesNo(e.label, false) })),
+    choose: (label, value) => { choices[label] = value; },
     refresh: () => { signedVersion = null; for (const k of Object.keys(choices)) delete choices[k]; load(); },
   };
   load();

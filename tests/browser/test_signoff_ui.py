@@ -1,0 +1,154 @@
+"""Sign-off without surprises in Chromium, in Turkish (issue 59, items 2 and 3): typing in the
+report never changes a label (the text's reading is offered beside it, applied by one click);
+the sign dialog lists exactly the changes the radiologist made, and asks Var / Yok for each
+label the AI could not decide before it signs. At 1280 and 360 px."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers.browser import answer_undecided
+from helpers.builders import answering_model
+from helpers.platform import PASSWORD, png_bytes, ui_server
+
+pytestmark = pytest.mark.slow
+
+# "No Finding" and COVID-19 both above their thresholds: the AI cannot decide between them
+# (and so not COVID-19's parents); bacterial pneumonia decided absent
+CXR = {
+    "No Finding": 0.8,
+    "COVID-19": 0.5,
+    "Viral_Pneumonia": 0.3,
+    "Pneumonia": 0.4,
+    "Bacterial_Pneumonia": 0.05,
+}
+POLICY = {
+    "thresholds": {
+        "Pneumonia": 0.584,
+        "COVID-19": 0.089,
+        "Viral_Pneumonia": 0.737,
+        "Bacterial_Pneumonia": 0.41,
+        "No Finding": 0.699,
+    }
+}
+UNDECIDED = {"No Finding", "COVID-19", "Viral_Pneumonia", "Pneumonia"}
+SHOTS = Path("/work/shots59/signoff")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tfidf_model_dir):
+    home = tmp_path_factory.mktemp("signoff-ui")
+    cxr = answering_model(home / "cxr-model", "cxr", CXR, POLICY)
+    with ui_server(
+        home,
+        {"rad1": "radiologist"},
+        MEDAI_TIMEZONE="Europe/Istanbul",
+        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={cxr}",
+    ) as base:
+        yield base
+
+
+def _page(browser, base, width: int):
+    ctx = browser.new_context(base_url=base, viewport={"width": width, "height": 900})
+    page = ctx.new_page()
+    page.goto("/login?lang=tr")
+    page.locator("#username").fill("rad1")
+    page.locator("#password").fill(PASSWORD)
+    page.locator("#login-form button[type=submit]").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+    return ctx, page
+
+
+def _upload(page, seed: int) -> int:
+    import time
+
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "medai_csrf")
+    r = page.request.post(
+        "/api/v1/studies",
+        headers={"X-CSRF-Token": csrf},
+        multipart={
+            "file": {"name": "f.png", "mimeType": "image/png", "buffer": png_bytes(seed)},
+            "task": "cxr",
+            "patient_ref": f"P-SIGNOFF-{seed}",
+        },
+    )
+    assert r.ok, r.text()
+    sid = r.json()["id"]
+    for _ in range(1200):
+        if page.request.get(f"/api/v1/studies/{sid}").json()["status"] == "ai_drafted":
+            return sid
+        time.sleep(0.1)
+    raise AssertionError("not drafted")
+
+
+@pytest.mark.parametrize("width", [1280, 360])
+def test_the_text_suggests_and_the_sign_dialog_lists_exactly_what_the_radiologist_did(
+    server, browser, width
+):
+    ctx, page = _page(browser, server, width)
+    sid = _upload(page, 40 + width % 7)
+    page.goto(f"/studies/{sid}")
+    card = page.locator("#labels-card")
+    bact = card.locator("tr[data-label='Bacterial_Pneumonia']")
+    card.locator("tr[data-label='Bacterial_Pneumonia'][data-source='endorsed']").wait_for()
+    assert bact.get_attribute("data-present") == "false"
+    # the AI could not decide these: Var / Yok buttons, nothing preselected
+    for label in UNDECIDED:
+        row = card.locator(f"tr[data-label='{label}']")
+        assert row.get_attribute("data-source") == "undecided"
+        assert row.locator(".label-choose button").count() == 2
+
+    # typing a finding and a denial: no label moves; the text's reading is offered
+    page.locator("#sec-findings").fill(
+        "Sağ alt zonda bakteriyel pnömoni paterni izlenmektedir. COVID-19 pnömonisi izlenmedi."
+    )
+    suggestion = bact.locator(".label-suggestion[data-suggested='true']")
+    suggestion.wait_for()
+    assert "Metin öneriyor: Var" in suggestion.inner_text()
+    assert bact.get_attribute("data-present") == "false"
+    assert bact.get_attribute("data-source") == "endorsed"
+    covid = card.locator("tr[data-label='COVID-19']")
+    covid.locator(".label-suggestion[data-suggested='false']").wait_for()
+    assert covid.get_attribute("data-source") == "undecided"  # offered absent, still undecided
+    page.wait_for_timeout(800)  # a later suggestion round changes nothing either
+    assert bact.get_attribute("data-present") == "false"
+
+    suggestion.click()  # one click: the radiologist accepts it
+    card.locator("tr[data-label='Bacterial_Pneumonia'][data-source='added']").wait_for()
+    assert "eklediniz" in bact.inner_text()
+
+    page.get_by_role("button", name="İmzala", exact=True).click()
+    dialog = page.locator("#sign-dialog")
+    dialog.wait_for(state="visible")
+    changes = page.locator("#sign-label-changes li")
+    assert changes.all_inner_texts() == ["Eklediğiniz bulgular: Bakteriyel pnömoni"]
+    assert page.locator("#sign-labels-rejected").count() == 0  # nothing rejected by them
+    questions = page.locator("#sign-undecided fieldset")
+    assert {questions.nth(i).get_attribute("data-label") for i in range(questions.count())} == (
+        UNDECIDED
+    )
+    covid_q = page.locator("#sign-undecided fieldset[data-label='COVID-19']").inner_text()
+    assert "Var" in covid_q and "Yok" in covid_q
+    normal_q = page.locator("#sign-undecided fieldset[data-label='No Finding']").inner_text()
+    assert "Yok" not in normal_q.replace("Bulgu yok", "")  # never "Bulgu yok — Yok"
+    confirm = page.get_by_role("button", name="Bu metni imzala")
+    assert confirm.is_disabled()  # not before each is answered
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#sign-undecided").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / f"sign-dialog-tr-{width}-asks.png"))
+    answered = answer_undecided(page, present=False)
+    page.locator("#sign-undecided fieldset[data-label='COVID-19'] input[value='true']").check()
+    assert set(answered) == UNDECIDED and confirm.is_enabled()
+    page.locator("#sign-label-changes").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / f"sign-dialog-tr-{width}-answered.png"))
+    if width == 360:
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    confirm.click()
+    page.locator("#report-status[data-status='final']").wait_for()
+    stored = page.request.get(f"/api/v1/studies/{sid}/labels").json()["labels"]
+    said = {x["label"]: (x["present"], x["source"]) for x in stored}
+    assert said["Bacterial_Pneumonia"] == (True, "added")
+    assert said["COVID-19"] == (True, "decided") and said["No Finding"] == (False, "decided")
+    ctx.close()
