@@ -173,6 +173,8 @@ def test_a_reset_does_not_hand_the_conversations_to_whoever_enrols(env):
         r = client.request(method, path, headers=mine, json=body)
         assert r.status_code == 404 and r.json()["code"] == "not_found", (method, r.text)
     new = client.post(f"/api/v1/studies/{sid}/conversations", headers=mine).json()["id"]
+    said = client.post(f"/api/v1/conversations/{new}/messages", headers=mine, json={"text": "?"})
+    assert said.status_code == 200  # a conversation is listed once it holds a question
     listed = client.get("/api/v1/conversations", headers=mine).json()["items"]
     assert [c["id"] for c in listed] == [new]
 

@@ -172,9 +172,9 @@ def test_a_kiosk_browser_enrols_once_by_code_into_an_httponly_cookie(env):
     assert old.status_code == 401 and old.json()["code"] == "kiosk_unknown"
     ops = [
         e["detail"].get("op")
-        for e in client.get("/api/v1/audit", headers=admin, params={"target_type": "kiosk"}).json()[
-            "items"
-        ]
+        for e in client.get(
+            "/api/v1/audit", headers=admin, params={"target_type": "kiosk", "order": "asc"}
+        ).json()["items"]
     ]
     assert ops == ["create", "enrol", None, "enrol_code", None, "enrol_code", "enrol"]
 
@@ -195,7 +195,9 @@ def test_wrong_enrolment_codes_are_throttled(env, monkeypatch):
     outcomes = [
         e["outcome"]
         for e in client.get(
-            "/api/v1/audit", headers=admin, params={"action": "login", "target_type": "kiosk"}
+            "/api/v1/audit",
+            headers=admin,
+            params={"action": "login", "target_type": "kiosk", "order": "asc"},
         ).json()["items"]
     ]
     assert outcomes == ["failed"] * 10 + ["throttled"] * 2

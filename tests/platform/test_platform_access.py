@@ -58,6 +58,7 @@ TABLE: dict[tuple[str, str], object] = {
     ("GET", "/api/v1/studies/{study_id}/report/versions"): CLINICAL,
     ("POST", "/api/v1/studies/{study_id}/report/sign"): {"radiologist"},
     ("POST", "/api/v1/studies/{study_id}/retract"): {"radiologist"},
+    ("POST", "/api/v1/studies/{study_id}/reanalyse"): CLINICAL,
     ("GET", "/api/v1/studies/{study_id}/report/fhir"): CLINICAL,
     ("GET", "/api/v1/studies/{study_id}/report/pdf"): CLINICAL,
     ("POST", "/api/v1/studies/{study_id}/conversations"): CLINICAL,
@@ -156,6 +157,8 @@ def _request(client, method: str, path: str, ids: dict, headers: dict):
         ("POST", "/api/v1/studies/{study_id}/report/sign"): {"json": {"version": 1000}},
         # a reason no retraction has: the shared study is never retracted here (422)
         ("POST", "/api/v1/studies/{study_id}/retract"): {"json": {"reason": "none"}},
+        # a type no task has: the shared study is never re-analysed here (422)
+        ("POST", "/api/v1/studies/{study_id}/reanalyse"): {"json": {"task": "no-such-task"}},
         ("POST", "/api/v1/conversations/{conv_id}/messages"): {"json": {"text": "?"}},
         ("POST", "/api/v1/users"): {"json": {"username": "x", "role": "nurse"}},
         ("PATCH", "/api/v1/users/{username}"): {"json": {"role": "clinician"}},
@@ -458,6 +461,8 @@ def test_users_cli(tmp_path):
         "active": False,
         "enrolled": True,
         "approval_pending": False,
+        "full_name": None,
+        "title": None,
     }
     out = tmp_path / "audit.jsonl"
     assert _cli(env, "audit", "export", "--out", str(out)).returncode == 0

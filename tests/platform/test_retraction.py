@@ -136,10 +136,10 @@ def test_a_radiologist_retracts_a_study_and_only_the_correction_goes_out(hosp, t
     # audited, the note's text never in the log of events
     events = client.get(
         "/api/v1/audit", headers=bearer(client, "admin"), params={"action": "retract"}
-    ).json()["items"]
-    assert [(e["actor"], e["outcome"]) for e in events] == [("rad1", "ok"), ("rad1", "conflict")]
-    assert events[0]["detail"]["reason"] == "wrong_patient"
-    assert events[0]["detail"]["note_chars"] == len(NOTE)
+    ).json()["items"]  # newest first
+    assert [(e["actor"], e["outcome"]) for e in events] == [("rad1", "conflict"), ("rad1", "ok")]
+    assert events[1]["detail"]["reason"] == "wrong_patient"
+    assert events[1]["detail"]["note_chars"] == len(NOTE)
     assert "Zeynep" not in json.dumps(events) and "4471" not in json.dumps(events)
 
     # off the worklist, listed under its own filter

@@ -295,11 +295,13 @@ def test_after_sign_off_the_chat_states_what_the_signer_signed(stored):
 
     said = _ask(client, rad, sid, "Ne görülüyor?")
     assert "var: Pnömoni" not in said and "var: Bakteriyel" not in said
-    assert "İmzalayan radyoloğun bulguları — var: Bulgu yok; yok: " in said
+    assert "İmzalayan radyoloğun bulguları — yok: Pnömoni, Bakteriyel pnömoni" in said
+    assert "Bulgu yok: geçerli." in said  # the normal label: no "var: Bulgu yok"
     assert "Bakteriyel pnömoni: YZ önerisi: var, radyolog reddetti" in said
     assert "İmzalı rapordaki sonuç: Normal akciğer grafisi." in said
     english = _ask(client, rad, sid, "What is seen?", "en")
-    assert "Findings signed by the radiologist — present: No finding; absent: " in english
+    assert "Findings signed by the radiologist — absent: Pneumonia, Bacterial pneumonia" in english
+    assert "No finding: applies." in english
     assert "Bacterial pneumonia: AI suggested present, rejected by the signer" in english
 
     with client.app.state.platform.db.session() as db:

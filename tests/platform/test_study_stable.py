@@ -175,7 +175,11 @@ def test_a_late_instance_never_changes_a_signed_or_edited_report(site):
     assert _run(p) == "done" and _run(p) == "done"
     with p.db.session() as db:
         rad = db.scalar(select(User).where(User.username == "rad"))
-        review.sign(db, db.get(Study, signed), 1, rad)
+        study = db.get(Study, signed)
+        # the radiologist's choice for each label the AI left undecided (issue 59)
+        review.sign(
+            db, study, 1, rad, choices=dict.fromkeys(review.undecided(db, study, None), False)
+        )
         review.edit(db, db.get(Study, edited), 1, {"findings": "typed by the radiologist"}, rad)
     with p.db.reader() as db:
         before = {sid: len(review.versions(db, sid)) for sid in (signed, edited)}

@@ -474,16 +474,39 @@ def test_a_database_of_the_previous_release_takes_keyed_uploads(
 # --- the web UI -------------------------------------------------------------------------------
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+# a chosen file's key: the upload's random key and the file's place among the files chosen
+FILE_KEY = re.compile(UUID4.pattern + r"-\d+")
+# the first upload's answer is lost on its way to the page, whichever way the page sends it:
+# fetch fails as on a network error; an XMLHttpRequest (the uploader's, for its progress) fires
+# "error" instead of "load"
 LOSE_THE_FIRST_UPLOAD_ANSWER = """(() => {
+  const upload = (method, url) =>
+    String(method).toUpperCase() === "POST" && String(url).endsWith("/api/v1/studies");
   const real = window.fetch;
   window.fetch = async (input, init) => {
     const r = await real(input, init);
-    if (String(input).endsWith("/api/v1/studies") && init && init.method === "POST"
-        && window.medaiLostAnswer === undefined) {
+    if (upload(init && init.method, input) && window.medaiLostAnswer === undefined) {
       window.medaiLostAnswer = r.status;
       throw new TypeError("Failed to fetch");
     }
     return r;
+  };
+  const open = XMLHttpRequest.prototype.open;
+  XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+    this.medaiUpload = upload(method, url);
+    return open.call(this, method, url, ...rest);
+  };
+  const listen = XMLHttpRequest.prototype.addEventListener;
+  XMLHttpRequest.prototype.addEventListener = function (type, handler, ...rest) {
+    if (type !== "load") return listen.call(this, type, handler, ...rest);
+    return listen.call(this, type, function (event) {
+      if (this.medaiUpload && window.medaiLostAnswer === undefined) {
+        window.medaiLostAnswer = this.status;
+        this.dispatchEvent(new ProgressEvent("error"));
+        return;
+      }
+      return handler.call(this, event);
+    }, ...rest);
   };
 })();"""
 
@@ -492,7 +515,8 @@ LOSE_THE_FIRST_UPLOAD_ANSWER = """(() => {
 def test_the_web_upload_retried_after_a_lost_answer_files_once(
     tmp_path, browser, tfidf_model_dir, tiny_imaging_dir
 ):
-    """The worklist's upload sends a random key per chosen file: its first answer is lost
+    """The worklist's upload sends a random key per chosen file (the upload's random key and
+    the file's place among those chosen): its first answer is lost
     (the request reached the server, the page saw a network failure), the user presses
     Upload again, and the study is filed once; the next file gets another key."""
     from helpers.browser import new_page, sign_in
@@ -538,7 +562,7 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(
         upload.click()  # the user tries again
         page.locator("#upload-done").wait_for()
         said = page.locator("#upload-done").inner_text()
-        assert UUID4.fullmatch(keys[0]), keys
+        assert FILE_KEY.fullmatch(keys[0]), keys
         assert keys == [keys[0], keys[0]]
         page.get_by_label("Görüntü (PNG, JPEG veya DICOM)").set_input_files(str(image))
         upload.click()  # another file chosen: another upload, another key
@@ -547,7 +571,8 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(
             "document.getElementById('upload-done').textContent !== said",
             arg=said,
         )
-        assert len(keys) == 3 and keys[2] != keys[0] and len(keys[2]) == 36
+        assert len(keys) == 3 and FILE_KEY.fullmatch(keys[2]), keys
+        assert UUID4.match(keys[2])[0] != UUID4.match(keys[0])[0]  # a new random key
         assert replayed == ["", "true", ""]
         ctx.close()
 

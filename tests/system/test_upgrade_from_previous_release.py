@@ -124,7 +124,9 @@ def test_a_database_of_the_previous_release_migrates_with_its_data(old_site):
         assert items[0]["sections"] == SITE["signed"] and items[0]["signed_by"] == "rad"
         image = client.get(f"/api/v1/studies/{sid}/image", headers=rad)
         assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
-        audit = client.get("/api/v1/audit", headers=tokens["admin"], params={"limit": 500}).json()
+        audit = client.get(
+            "/api/v1/audit", headers=tokens["admin"], params={"limit": 500, "order": "asc"}
+        ).json()
         old = audit["items"][: BUILD["made"]["audit_events"]]  # oldest first: the old ones
         assert [e["action"] for e in old] == ["admin"] * 3 + ["sign", "sign", "triage"]
         assert audit["total"] >= len(old) + len(SITE["users"])  # then these sign-ins

@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from medai.core.task_registry import TaskError
 from medai.core.task_registry import get as get_task
+from medai.platform.crypto import InvalidToken
 from medai.platform.tables import AIResultRow, IdentityConflict, Study
 
 AI_STATES = ("decided", "undecided", "conflict", "refused")
@@ -266,25 +267,47 @@ def summary(
 def summaries(
     db: Session, rows: list[Study], open_conflicts: dict[int, list[int]]
 ) -> dict[int, dict[str, Any]]:
-    """``summary`` of each study of one page (its results read in one query)."""
+    """``summary`` of each study of one page (its results read in one query). A result sealed
+    under a key no longer configured reads as no result: its row still lists (the study page
+    answers the named 503 ``record_undecryptable``), never a worklist that fails whole."""
     ids = [s.id for s in rows]
-    found: dict[int, list[AIResultRow]] = {sid: [] for sid in ids}
+    chosen: dict[int, list[int]] = {sid: [] for sid in ids}
     if ids:
-        for row in db.scalars(
-            select(AIResultRow)
+        readings: dict[int, str] = {}
+        for rid, sid, reading in db.execute(
+            select(AIResultRow.id, AIResultRow.study_id, AIResultRow.reading)
             .where(AIResultRow.study_id.in_(ids), AIResultRow.kind == "imaging")
             .order_by(AIResultRow.id.desc())
         ):
-            have = found[row.study_id]
-            if len(have) < 2 and (not have or row.reading != have[0].reading):
-                have.append(row)
+            have = chosen[sid]
+            if len(have) < 2 and (not have or reading != readings[have[0]]):
+                have.append(rid)
+                readings[rid] = reading
+    payloads = _payloads(db, [rid for have in chosen.values() for rid in have])
     out = {}
     for s in rows:
-        have = found[s.id]
+        have = [payloads.get(rid) for rid in chosen[s.id]]
         out[s.id] = summary(
             s,
-            have[0].payload if have else None,
-            have[1].payload if len(have) > 1 else None,
+            have[0] if have else None,
+            have[1] if len(have) > 1 else None,
             open_conflicts.get(s.id, []),
         )
     return out
+
+
+def _payloads(db: Session, ids: list[int]) -> dict[int, dict | None]:
+    """The stored payloads of these results; one that no configured key opens is None."""
+    if not ids:
+        return {}
+    query = select(AIResultRow.id, AIResultRow.payload)
+    try:
+        return dict(db.execute(query.where(AIResultRow.id.in_(ids))).all())
+    except InvalidToken:  # one of them is unreadable: read them one by one
+        out: dict[int, dict | None] = {}
+        for rid in ids:
+            try:
+                out[rid] = db.execute(query.where(AIResultRow.id == rid)).one()[1]
+            except InvalidToken:
+                out[rid] = None
+        return out

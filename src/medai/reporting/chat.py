@@ -59,8 +59,8 @@ WORDS = {
     "tr": {
         "no_model": (
             "Bu sistemde yapılandırılmış bir dil modeli yok; sorunuza serbest bir yanıt "
-            "üretilmedi. Aşağıda bu tetkikin yapay zekâ bulguları ve bilgi tabanında "
-            "sorunuz için bulunan kaynaklar var."
+            "üretilmedi. Aşağıda bu tetkikin yapay zekâ bulguları ve, bilgi tabanında "
+            "varsa, sorunuzla ilgili kaynaklar yer alıyor."
         ),
         "model_unused": "Dil modelinin yanıtı kullanılmadı ({why}); onun yerine:",
         "decision": "Bu tetkik için yapay zekâ kararı",
@@ -100,8 +100,8 @@ WORDS = {
     "en": {
         "no_model": (
             "No language model is configured on this system, so no free-text answer "
-            "was generated. Below are this study's AI findings and the passages the "
-            "knowledge base holds for your question."
+            "was generated. Below are this study's AI findings and, where the knowledge "
+            "base holds any, passages relevant to your question."
         ),
         "model_unused": "The language model's answer was not used ({why}); instead:",
         "decision": "AI decision for this study",

@@ -31,7 +31,8 @@ USER_OF = {"admin": "admin", "radiologist": "rad1", "clinician": "clin", "patien
 NOT_FUZZED = {"POST /api/v1/auth/logout"}
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "cache-control")
 # what a route checks beyond any schema, refused 422 without field errors (``errors``): the
-# words of a complaint, the labels a served model or a study's task knows, a draft's findings.
+# words of a complaint, the labels a served model or a study's task knows, a draft's findings,
+# a type to re-analyse a study as that is its own or served by no model.
 # Every other check runs on them too, and a field error still fails. STOW-RS's body carries
 # its boundary in the Content-Type, which schemathesis cannot send (400/415, both listed).
 # An upload's Idempotency-Key sent again with another file or fields is 422 (a generated key
@@ -44,6 +45,7 @@ CONTENT_CHECKED = {
     "POST /api/v1/reports/draft",
     "POST /api/v1/studies/{study_id}/labels/suggest",
     "POST /api/v1/studies/{study_id}/report/sign",
+    "POST /api/v1/studies/{study_id}/reanalyse",
     "POST /api/v1/dicomweb/studies",
 }
 STOW = 'multipart/related; type="application/dicom"'
@@ -164,7 +166,15 @@ def _operations() -> list[str]:
 
 
 def _served(label: str, role: str | None) -> bool:
-    import test_platform_access as access
+    import importlib
+    import sys
+
+    from helpers.paths import TESTS
+
+    # the route table's own module (tests/platform/), also when this file runs alone
+    if str(TESTS / "platform") not in sys.path:
+        sys.path.append(str(TESTS / "platform"))
+    access = importlib.import_module("test_platform_access")
 
     method, path = label.split(" ", 1)
     who = access.TABLE.get((method, path), set())
