@@ -346,7 +346,6 @@ def start_serve(
     import subprocess
     import sys
 
-
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -824,13 +824,14 @@ def reread_since_report(db: Session, study_id: int) -> dict[str, Any] | None:
     )
     made_from = db.get(AIResultRow, cur.ai_result_id)
     asked = newest.reading.partition("#")[2]
+    made_as = made_from.reading.partition("#")[2] if made_from else ""
     return {
         "signed": bool(signed),
         "at": newest.created_at.isoformat() + "Z",
         "instances": reading_instances(newest.reading),
         # read again because a person asked for another type (``platform.reanalysis``), not
         # because images arrived late
-        "retask": bool(asked) and asked != (made_from.reading.partition("#")[2] if made_from else ""),
+        "retask": bool(asked) and asked != made_as,
     }
 
 
