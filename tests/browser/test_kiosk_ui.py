@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -183,13 +184,21 @@ def test_a_department_is_suggested_with_its_bars_labelled_as_ai(page_for, shots,
     )
     assert page.locator("#triage-result .urgent-banner").count() == 0
     # each bar as long as its probability, in both languages (issue 46: "%97,7", the Turkish
-    # way to write a percentage, is no CSS width, so every Turkish bar was full)
+    # way to write a percentage, is no CSS width, so every Turkish bar was full); a probability
+    # is never shown as 100 % or 0 % (issue 59): ">%99,9" / "<%0,1" bound it instead
     for item in page.locator("#triage-result .bars li").all():
         shown = item.locator(".bar-value").inner_text()
-        share = float(shown.replace("%", "").replace(",", ".")) / 100
+        written = re.fullmatch(r"([<>]?)%(\d+,\d)" if lang == "tr" else r"([<>]?)(\d+\.\d)%", shown)
+        assert written, shown
+        bound, number = written.group(1), float(written.group(2).replace(",", "."))
+        assert not bound or number == (99.9 if bound == ">" else 0.1), shown
+        assert 0 < number < 100, shown
+        low, high = {">": (number, 100), "<": (0, number)}.get(
+            bound, (number - 0.05, number + 0.05)
+        )
         track = item.locator(".bar-track").bounding_box()["width"]
         bar = item.locator(".bar").bounding_box()["width"]
-        assert abs(bar - share * track) <= 2, (shown, bar, track)
+        assert low / 100 * track - 2 <= bar <= high / 100 * track + 2, (shown, bar, track)
     page.screenshot(path=str(shots / f"department-{lang}-{viewport['width']}.png"), full_page=True)
 
 

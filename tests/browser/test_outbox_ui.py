@@ -98,7 +98,8 @@ def test_the_admin_sees_deliveries_and_retries_a_failed_one(server, peers, brows
     fhir_row.wait_for()
     cells = fhir_row.locator("td").all_inner_texts()
     assert cells[3] == "2"  # failed
-    assert "Hedef reddetti: HTTP 422" in cells[-1]
+    # the destination's refusal, in words never used for a radiologist's rejection (issue 59)
+    assert "Hedef kabul etmedi: HTTP 422" in cells[-1] and "reddetti" not in cells[-1]
     assert "fhir · http://127.0.0.1" in fhir_row.locator("th").inner_text()
     hl7_row = section.locator("#outbox-destinations tr[data-destination='hl7']")
     assert hl7_row.locator("td").nth(1).inner_text() == "1"  # retrying

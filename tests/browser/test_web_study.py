@@ -565,7 +565,10 @@ def test_the_study_page_fits_and_names_things_in_the_readers_language(
     page.screenshot(path=str(shots / f"study-{lang}-{name}.png"), full_page=True)
     page.goto("/worklist")
     page.locator("#worklist tbody tr").first.wait_for()
-    task_cells = page.locator("#worklist tbody tr td:nth-child(3)").all_inner_texts()
+    # the task column found by its heading, whatever columns (AI, priority) stand before it
+    headings = page.locator("#worklist thead th").all_inner_texts()
+    column = headings.index({"tr": "Görev", "en": "Task"}[lang]) + 1
+    task_cells = page.locator(f"#worklist tbody tr td:nth-child({column})").all_inner_texts()
     assert set(task_cells) == {{"tr": "Akciğer grafisi", "en": "Chest X-ray"}[lang]}
     no_overflow(page)
     page.screenshot(path=str(shots / f"worklist-{lang}-{name}.png"), full_page=True)

@@ -249,7 +249,8 @@ def test_a_conflicting_cxr_signed_corrected_shows_what_the_signer_said(
     assert text.startswith(t["decision_conflict"].split("{labels}")[0])
     assert names["No Finding"] in text and names["Bacterial_Pneumonia"] in text
     assert page.locator("#col-signer").is_hidden()  # nothing signed yet
-    assert decision_cell(page, "No Finding").inner_text().startswith(t["state_absent"])
+    # the normal label reads "geçerli değil" / "does not apply", never a double negative
+    assert decision_cell(page, "No Finding").inner_text().startswith(t["state_normal_absent"])
     assert t["basis_conflict"] in decision_cell(page, "No Finding").inner_text()
     # signed corrected on the page: a normal film, the AI's pneumonia rejected in the labels card
     sections = {
@@ -259,8 +260,15 @@ def test_a_conflicting_cxr_signed_corrected_shows_what_the_signer_said(
         "recommendation": "",
     }
     page.locator("#report-form").wait_for()
-    for key, text in sections.items():
-        page.get_by_label(t["section_" + key], exact=True).fill(text)
+
+    def reread(response) -> bool:  # the labels card asked about the text as typed
+        if not response.url.endswith(f"/api/v1/studies/{study['id']}/labels/suggest"):
+            return False
+        return (response.request.post_data_json or {}).get("sections") == sections
+
+    with page.expect_response(reread):  # the card re-reads the text once typing stops
+        for key, text in sections.items():
+            page.get_by_label(t["section_" + key], exact=True).fill(text)
     card = page.locator("#labels-card")
     for label, present in (
         ("Bacterial_Pneumonia", "false"),
@@ -268,9 +276,9 @@ def test_a_conflicting_cxr_signed_corrected_shows_what_the_signer_said(
         ("No Finding", "true"),
     ):
         row = card.locator(f"tr[data-label='{label}']")
-        page.wait_for_timeout(700)  # the card re-reads the text once typing stops
         if row.get_attribute("data-present") != present:
-            row.get_by_role("button").click()
+            # the radiologist's own toggle, not the suggestion the text offers beside it
+            row.locator("button.label-toggle").click()
         card.locator(f"tr[data-label='{label}'][data-present='{present}']").wait_for()
     page.get_by_role("button", name=t["report_sign"], exact=True).click()
     page.locator("#sign-dialog").wait_for(state="visible")

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from helpers.browser import axe_violations, new_page, sign_in
+from helpers.browser import answer_undecided, axe_violations, new_page, sign_in
 from helpers.paths import AXE
 from helpers.platform import (
     PASSWORD,
@@ -238,6 +238,7 @@ def test_study_from_upload_to_signed_report_and_exports(server, browser, shots):
     page.get_by_role("button", name="Kaydet").click()
     page.locator("#report-message").filter(has_text="Kaydedildi").wait_for()
     page.get_by_role("button", name="İmzala", exact=True).click()
+    answer_undecided(page)  # the radiologist decides each label the AI left undecided
     page.get_by_role("button", name="Bu metni imzala").click()  # confirms the text on screen
     page.locator("#report-status[data-status='final']").wait_for()
     page.get_by_role("button", name="Farkları göster").first.click()

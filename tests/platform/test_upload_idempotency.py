@@ -522,8 +522,9 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(
     from helpers.browser import new_page, sign_in
     from helpers.platform import http_login, ui_server
 
-    image = tmp_path / "chest.png"
+    image, other = tmp_path / "chest.png", tmp_path / "chest-2.png"
     image.write_bytes(png_bytes(42, (160, 160)))
+    other.write_bytes(png_bytes(43, (160, 160)))
     with ui_server(
         tmp_path / "home",
         {"rad1": "radiologist"},
@@ -564,16 +565,20 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(
         said = page.locator("#upload-done").inner_text()
         assert FILE_KEY.fullmatch(keys[0]), keys
         assert keys == [keys[0], keys[0]]
-        page.get_by_label("Görüntü (PNG, JPEG veya DICOM)").set_input_files(str(image))
-        upload.click()  # another file chosen: another upload, another key
+        # other files chosen, two at once: another upload, another key, and each file its own
+        page.get_by_label("Görüntü (PNG, JPEG veya DICOM)").set_input_files(
+            [str(image), str(other)]
+        )
+        upload.click()
         page.wait_for_function(
             "(said) => !document.getElementById('upload-done').hidden && "
             "document.getElementById('upload-done').textContent !== said",
             arg=said,
         )
-        assert len(keys) == 3 and FILE_KEY.fullmatch(keys[2]), keys
+        assert len(keys) == 4 and all(FILE_KEY.fullmatch(k) for k in keys[2:]), keys
         assert UUID4.match(keys[2])[0] != UUID4.match(keys[0])[0]  # a new random key
-        assert replayed == ["", "true", ""]
+        assert UUID4.match(keys[3])[0] == UUID4.match(keys[2])[0] and keys[3] != keys[2]
+        assert replayed == ["", "true", "", ""]
         ctx.close()
 
         # a site on plain HTTP (no secure context) has no crypto.randomUUID: the same kind of key
@@ -594,9 +599,11 @@ def test_the_web_upload_retried_after_a_lost_answer_files_once(
         page.get_by_label("Hasta referansı (takma ad)").fill("P-UI-HTTP")
         page.get_by_role("button", name="Yükle").click()
         page.locator("#upload-done").wait_for()
-        assert len(keys) == 4 and UUID4.fullmatch(keys[3]) and keys[3] not in keys[:3], keys
+        assert len(keys) == 5 and FILE_KEY.fullmatch(keys[4]), keys
+        assert UUID4.match(keys[4])[0] not in {UUID4.match(k)[0] for k in keys[:4]}
         ctx.close()
         items = httpx.get(
             f"{base}/api/v1/studies", headers=http_login(base, "rad1"), timeout=30
         ).json()["items"]
-        assert sorted(s["patient_ref"] or "" for s in items) == ["", "P-UI-HTTP", "P-UI-KEY"]
+        # each upload filed once: the retried one once, the two chosen together each once
+        assert sorted(s["patient_ref"] or "" for s in items) == ["", "", "P-UI-HTTP", "P-UI-KEY"]
