@@ -110,7 +110,7 @@ def test_the_audit_log_shows_the_newest_first_in_turkish_with_pages(server, brow
         texts = rows.all_inner_texts()
         first_rad = next(i for i, t in enumerate(texts) if "rad1" in t)
         assert all("admin" in t for t in texts[:first_rad]) and "Görüntüleme" in texts[first_rad]
-        link = rows.nth(first_rad).get_by_role("link", name=f"Çalışma {second}")
+        link = rows.nth(first_rad).get_by_role("link", name=f"Tetkik {second}")
         assert link.get_attribute("href") == f"/studies/{second}"
         assert "İş listesi" in texts[first_rad + 1]
         times = [rows.nth(i).locator("time").get_attribute("datetime") for i in range(50)]
@@ -159,7 +159,7 @@ def test_the_audit_log_shows_the_newest_first_in_turkish_with_pages(server, brow
             f"r => r.querySelector('a[href=\"/studies/{first}\"]'))"
         )
         text = page.locator("#audit").inner_text()
-        assert f"Rapor · Çalışma {first}" in text and f"Çalışma {second}" not in text
+        assert f"Rapor · Tetkik {first}" in text and f"Tetkik {second}" not in text
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         if width == 360:
             page.locator("#audit").locator("xpath=ancestor::section").screenshot(

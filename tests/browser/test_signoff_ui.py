@@ -115,6 +115,14 @@ def test_the_text_suggests_and_the_sign_dialog_lists_exactly_what_the_radiologis
     page.wait_for_timeout(800)  # a later suggestion round changes nothing either
     assert bact.get_attribute("data-present") == "false"
 
+    # asked to sign now, the dialog says the text suggests what the labels do not say
+    page.get_by_role("button", name="İmzala", exact=True).click()
+    told = page.locator("#sign-text-suggests")
+    told.wait_for(state="visible")
+    assert "Bakteriyel pnömoni: Var" in told.inner_text() and "COVID" not in told.inner_text()
+    page.get_by_role("button", name="Vazgeç").click()
+    page.locator("#sign-dialog").wait_for(state="hidden")
+
     suggestion.click()  # one click: the radiologist accepts it
     card.locator("tr[data-label='Bacterial_Pneumonia'][data-source='added']").wait_for()
     assert "eklediniz" in bact.inner_text()
@@ -124,6 +132,7 @@ def test_the_text_suggests_and_the_sign_dialog_lists_exactly_what_the_radiologis
     dialog.wait_for(state="visible")
     changes = page.locator("#sign-label-changes li")
     assert changes.all_inner_texts() == ["Eklediğiniz bulgular: Bakteriyel pnömoni"]
+    assert page.locator("#sign-text-suggests").count() == 0  # the text's reading accepted
     assert page.locator("#sign-labels-rejected").count() == 0  # nothing rejected by them
     questions = page.locator("#sign-undecided fieldset")
     assert {questions.nth(i).get_attribute("data-label") for i in range(questions.count())} == (

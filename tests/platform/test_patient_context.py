@@ -113,6 +113,13 @@ def test_a_dicom_header_gives_sex_birth_date_and_the_age_at_the_study_date(env):
         ).one()
     assert raw[0] and BORN not in raw[0] and "1971" not in raw[0]
     assert raw[1:3] == ("F", 54) and len(raw[3]) == 32 and "CTX" not in raw[3]
+    # the FHIR Patient carries them too (beside the identifier a receiver matches on)
+    bundle = client.get(f"/api/v1/studies/{study['id']}/report/fhir", headers=rad)
+    assert bundle.status_code == 200, bundle.text
+    (patient,) = [
+        e["resource"] for e in bundle.json()["entry"] if e["resource"]["resourceType"] == "Patient"
+    ]
+    assert (patient["gender"], patient["birthDate"]) == ("female", "1971-03-12")
 
 
 def test_a_png_takes_sex_and_birth_date_from_the_form_checked(env):

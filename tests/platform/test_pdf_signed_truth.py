@@ -290,6 +290,30 @@ def test_an_undecided_mri_names_both_candidates_and_never_says_absent(lang):
 
 
 @pytest.mark.parametrize("lang", ["tr", "en"])
+def test_a_candidate_the_signer_decided_absent_is_not_said_rejected(lang):
+    """The AI could not decide between two candidates; the signer chose one and decided the
+    other absent: the withheld heatmap of the other says the radiologist decided, never that
+    they rejected an AI finding ("reddetti" is for a finding the AI said present)."""
+    w = rw.WORDS[lang]
+    probs = {"Pituitary": 0.408, "Meningioma": 0.361, "Glioma": 0.2, "No_Tumor": 0.031}
+    payload = ai_result("mri", probs, OperatingPolicy(min_confidence=0.5))
+    signed = [
+        {"label": "Pituitary", "present": True, "source": "decided"},
+        {"label": "Meningioma", "present": False, "source": "decided"},
+    ]
+    sections = {"technique": "MR.", "findings": "Hipofiz adenomu.", "impression": "Adenom."}
+    r = report("mri", lang, sections, [], payload, signed)
+    text, images = pdf_text(
+        report_pdf(study("mri", lang), r, MODEL, png(), png(1), "Meningioma", zone="UTC")
+    )
+    meningioma = rw.label_name("mri", "Meningioma", lang)
+    assert w["heatmap_decided_absent"].format(label=meningioma) in text
+    assert w["heatmap_rejected"].format(label=meningioma) not in text
+    assert ("reddetti" if lang == "tr" else "rejected") not in text
+    assert images == 1  # the film alone: nothing of the AI's supports what the signer ruled out
+
+
+@pytest.mark.parametrize("lang", ["tr", "en"])
 @pytest.mark.parametrize("settle", ["indeterminate", "finding"])
 def test_a_conflict_of_normal_and_a_finding_is_said_above_the_table(lang, settle):
     w = rw.WORDS[lang]

@@ -500,3 +500,15 @@ def test_the_migration_backfills_the_reading_columns(kind, tmp_path):
             }
         assert not cols & {"ai_state", "ai_urgent", "red_flag", "out_of_scope"}
         engine.dispose()
+
+
+def test_a_result_stored_while_its_job_runs_reads_pending_not_normal():
+    """The analysis stores its result before its draft; the row of a study still analysing
+    says the AI's answer is pending, never "no finding" for an image not yet reported."""
+    from medai.platform.reading_order import summary
+    from medai.platform.tables import Study
+
+    running = Study(id=1, task="cxr", status="analysing", urgent_because=None)
+    assert summary(running, NORMAL, None, [])["ai"]["state"] == "pending"
+    drafted = Study(id=1, task="cxr", status="ai_drafted", urgent_because=None)
+    assert summary(drafted, NORMAL, None, [])["ai"]["state"] == "normal"

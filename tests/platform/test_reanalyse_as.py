@@ -77,7 +77,18 @@ def test_a_draft_is_replaced_by_the_new_types_and_back_again(hosp):
 
     r = reanalyse(client, rad, sid, "mri")
     assert r.status_code == 202, r.text
-    assert r.json()["task"] == "mri" and r.json()["status"] == "ai_drafted"  # kept meanwhile
+    # the chest draft is withdrawn at once: analysed as a new study is, never signable as
+    # the new type's report while (or whether) the new reading runs
+    assert r.json()["task"] == "mri" and r.json()["status"] == "received"
+    withdrawn = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()
+    assert withdrawn["version"] == first["version"] + 1 and withdrawn["source"] == "ai"
+    assert not any(withdrawn["sections"].values()) and withdrawn["findings"] == []
+    signed = client.post(
+        f"/api/v1/studies/{sid}/report/sign", headers=rad, json={"version": withdrawn["version"]}
+    )
+    assert signed.status_code in (409, 422), signed.text  # nothing of the chest's to sign
+    history = client.get(f"/api/v1/studies/{sid}/report/versions", headers=rad).json()["items"]
+    assert any(v["sections"] == first["sections"] for v in history)  # kept in the history
     assert run(app, sid) == "ai_drafted"
     study = client.get(f"/api/v1/studies/{sid}", headers=rad).json()
     assert study["task"] == "mri" and study["ai_result"]["task"] == "mri"
@@ -88,7 +99,7 @@ def test_a_draft_is_replaced_by_the_new_types_and_back_again(hosp):
         "No_Tumor",
     }
     report = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()
-    assert report["version"] == first["version"] + 1 and report["source"] == "ai"
+    assert report["version"] == first["version"] + 2 and report["source"] == "ai"
     assert {f["label"] for f in report["findings"]} <= {
         "Glioma",
         "Meningioma",
@@ -103,7 +114,7 @@ def test_a_draft_is_replaced_by_the_new_types_and_back_again(hosp):
     study = client.get(f"/api/v1/studies/{sid}", headers=rad).json()
     assert study["task"] == "cxr" and study["ai_result"]["task"] == "cxr"
     assert client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"] == (
-        report["version"] + 1
+        report["version"] + 2  # withdrawn, then the chest's draft again
     )
     assert [(a, o, d["task"], d["previous"]) for a, o, d in events(app, sid)] == [
         ("reanalyse_as", "ok", "mri", "cxr"),

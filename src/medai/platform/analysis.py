@@ -180,8 +180,9 @@ def _drafted(
                 reading=reading,
                 report=why,
             )
-        else:
-            made = review.ai_draft(
+        else:  # version 1; or in place of the AI's own draft withdrawn when the study was
+            # re-analysed as another type (``review.withdraw_ai_draft``); a person's kept
+            made, _why = review.ai_redraft(
                 db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
             )
         for label, state in urgent:

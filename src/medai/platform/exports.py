@@ -56,6 +56,8 @@ AIAST = {
     "code": "AIAST",
     "display": "Artificial Intelligence asserted",
 }
+# DICOM PatientSex (and the upload form's) -> FHIR administrative gender
+FHIR_GENDER = {"M": "male", "F": "female", "O": "other"}
 AI_PROVENANCE = "http://hl7.org/fhir/uv/aitransparency/StructureDefinition/AI-Provenance"
 
 
@@ -96,7 +98,8 @@ def _device(device_id: str, model: dict[str, Any]) -> dict[str, Any] | None:
 
 def _patient(study: dict[str, Any], pid: str) -> dict[str, Any] | None:
     """The Patient: the pseudonymous reference of an upload, the PatientID and name of a
-    DICOM study; None when the study has neither (and no ImagingStudy needs a subject)."""
+    DICOM study, sex and birth date where known; None when the study has neither reference
+    nor ID (and no ImagingStudy needs a subject)."""
     d = study.get("dicom") or {}
     ids = []
     if (study.get("patient_ref") or "").strip():
@@ -112,11 +115,16 @@ def _patient(study: dict[str, Any], pid: str) -> dict[str, Any] | None:
     name = d.get("patient_name")
     if not ids and not name and not d.get("study_uid"):
         return None
+    context = study.get("patient") or {}
     return {
         "resourceType": "Patient",
         "id": pid,
         "identifier": ids,
         "name": [{**name_parts(name), "text": display_name(name)}] if name else [],
+        # from the DICOM header or the upload form (``patient_context``); a receiver matching
+        # the patient reads them beside the identifier
+        "gender": FHIR_GENDER.get(context.get("sex") or ""),
+        "birthDate": context.get("birth_date"),
     }
 
 

@@ -217,7 +217,8 @@ def summary(
         kinds.append("identity")
     if kinds:
         shown = "conflict"
-    elif state is None:
+    elif state is None or study.status in ("received", "analysing"):
+        # a result stored before its draft (the job still running) is not yet the AI's word
         shown = "pending" if study.status in ("received", "analysing") else "none"
     elif state == "decided":
         shown = "normal" if decision.get("state") in ("normal", "none") else "finding"

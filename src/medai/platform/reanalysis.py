@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
-from medai.platform import studies
+from medai.platform import review, studies
 from medai.platform.db import utcnow
 from medai.platform.tables import Job, ReportVersion, Study
 
@@ -71,6 +71,11 @@ def reanalyse_as(db: Session, study: Study, task: str) -> Reanalysis:
     study.urgent_because, study.urgent = kept or None, bool(kept)
     if study.status in ("refused", "failed", "no_model"):
         studies.set_status(study, "received")  # no report yet: analysed as a new study is
-    else:  # a report made from the old type: it keeps its state while the new reading runs
+    elif review.withdraw_ai_draft(db, study):
+        # the AI's own draft read the study as the old type: never signable as the new one.
+        # The study is analysed as a new one is: the new type's draft, or its refusal and
+        # the report written by hand
+        studies.set_status(study, "received")
+    else:  # a report a person edited: it keeps its state while the new reading runs
         study.updated_at = utcnow()
     return Reanalysis(study, studies._requeue(db, study), previous)

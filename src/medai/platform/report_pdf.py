@@ -368,7 +368,12 @@ def _heatmap_words(
     task = study.get("task")
     name = rw.label_name(task, label, lang) if label else ""
     if label and label in _ruled_out_labels(report):
-        return "", w["heatmap_rejected"].format(label=name)
+        undecided = any(
+            isinstance(f, dict) and f.get("label") == label and f.get("state") == "indeterminate"
+            for f in report.get("findings") or []
+        )  # the AI could not decide it: the signer decided, nothing of the AI's was rejected
+        key = "heatmap_decided_absent" if undecided else "heatmap_rejected"
+        return "", w[key].format(label=name)
     caption = w["heatmap"].format(label=name)
     row = (
         next(

@@ -67,6 +67,10 @@ WORDS: dict[str, dict[str, str]] = {
         "heatmap_rejected": (
             "Isı haritası gösterilmiyor: {label} bulgusunu imzalayan radyolog reddetti"
         ),
+        "heatmap_decided_absent": (
+            "Isı haritası gösterilmiyor: YZ'nin karar veremediği {label} için imzalayan radyolog "
+            "karar verdi: yok"
+        ),
         "ai_candidates": "Yapay zekâ kararsız kaldı; adaylar: {labels}",
         "ai_conflict": ("Yapay zekâ çelişkili: {labels} birlikte eşiğin üzerinde"),
         "findings_title_signed": ("Yapay zekâ bulguları (öneri) ve imzalayan radyoloğun kararı"),
@@ -183,6 +187,10 @@ WORDS: dict[str, dict[str, str]] = {
         "method_signer": "Finding stated by the signing radiologist",
         "method_ai_verdict": "AI model suggestion (not a diagnosis); {verdict}",
         "heatmap_rejected": "Heatmap not shown: the signing radiologist rejected {label}",
+        "heatmap_decided_absent": (
+            "Heatmap not shown: the AI could not decide {label}; the signing radiologist decided "
+            "it absent"
+        ),
         "ai_candidates": "The AI was undecided between: {labels}",
         "ai_conflict": "The AI contradicted itself: {labels} all above their thresholds",
         "findings_title_signed": "AI findings (suggestions) and the signing radiologist's verdict",

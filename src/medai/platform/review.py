@@ -168,6 +168,31 @@ def ai_redraft(
     return _insert(db, row), "replaced"
 
 
+def withdraw_ai_draft(db: Session, study: Study) -> bool:
+    """The study is re-analysed as another type (``platform.reanalysis``): when the current
+    report is the AI's own unsigned draft, a version with no text takes its place (the history
+    keeps the old type's draft), so a chest film's text is never the signable report of a study
+    now read as a brain MRI, whatever the new reading gives (its draft, or its refusal and a
+    report written by hand). False: a person's report, kept."""
+    cur = current(db, study.id)
+    if cur is None or cur.source != "ai" or cur.signed_by is not None:
+        return False
+    if not any((cur.sections or {}).get(name) for name in SECTIONS):
+        return True  # withdrawn already (A -> B refused, then B -> C)
+    row = ReportVersion(
+        study_id=study.id,
+        version=cur.version + 1,
+        status="preliminary",
+        source="ai",
+        sections={},
+        citations=[],
+        findings=[],
+        ai_result_id=None,
+    )
+    _insert(db, row)
+    return True
+
+
 def _expect(cur: ReportVersion | None, version: int) -> None:
     have = cur.version if cur else 0
     if version != have:

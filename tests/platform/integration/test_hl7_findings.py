@@ -180,3 +180,13 @@ def test_an_undecided_result_names_its_candidates():
     order = parse(text).ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION
     notes = [unescape(str(n.nte_3.value)) for n in order.children if n.name == "NTE"]
     assert "The AI was undecided between: Pituitary tumour, Meningioma" in notes
+
+
+def test_the_patient_segment_carries_sex_and_birth_date_where_known():
+    """PID-7 and PID-8 from the study's patient context (the DICOM header or the upload form);
+    left empty when unknown, never guessed."""
+    known = {**STUDY, "patient": {"sex": "F", "birth_date": "1971-03-12", "age_years": 53}}
+    pid = parse(oru_r01(known, REPORT, control_id="T9")).oru_r01_patient_result.oru_r01_patient.pid
+    assert (pid.pid_7.value, pid.pid_8.value) == ("19710312", "F")
+    bare = parse(oru_r01(STUDY, REPORT, control_id="T10")).oru_r01_patient_result.oru_r01_patient
+    assert (bare.pid.pid_7.value, bare.pid.pid_8.value) == ("", "")

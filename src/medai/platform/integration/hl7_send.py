@@ -6,7 +6,8 @@ The message (built with hl7apy, and parsed back by it before it leaves):
     MSH  sending/receiving application and facility, the signing time, ORU^R01^ORU_R01, the
          message control id (derived from the event and the destination: a resend carries the
          same one, so a receiver that already took it can tell), P, 2.5.1, UNICODE UTF-8
-    PID  the DICOM PatientID (MR) and the medai patient reference (PI); the patient's name
+    PID  the DICOM PatientID (MR) and the medai patient reference (PI); the patient's name,
+         birth date (PID-7) and sex (PID-8) where known
     OBR  the accession number as filler order number, LOINC 18748-4, the study date, the
          result time, RAD, result status P (AI draft) / F (signed) / C (signed amendment),
          the signer (OBR-32: user name, family and given names, title as prefix)
@@ -150,6 +151,11 @@ def oru_r01(
             escape(x)
             for x in (n["family"], given[0], given[1], " ".join(n["suffix"]), " ".join(n["prefix"]))
         )
+    context = study.get("patient") or {}
+    if context.get("birth_date"):  # the upload form's or the DICOM header's (patient_context)
+        pid.pid_7 = context["birth_date"].replace("-", "")
+    if context.get("sex") in ("M", "F", "O"):  # HL7 table 0001 shares DICOM's letters
+        pid.pid_8 = context["sex"]
     order = result.add_group("ORU_R01_ORDER_OBSERVATION")
     order.obr.obr_1 = "1"
     order.obr.obr_3 = escape(dicom.get("accession") or f"MEDAI-{study['id']}")

@@ -263,7 +263,11 @@
   function urgentWhy(s, said) {
     const because = s.urgent_because || [];
     const reasons = [];
-    if (because.some((r) => r.code === "question_red_flag")) reasons.push(T.urgent_reason_question);
+    const flags = because.filter((r) => r.code === "question_red_flag");
+    if (flags.length) {  // the red-flag rules that fired, by name (the worklist's "istem: …")
+      const rules = [...new Set(flags.map((r) => (M.LANG === "en" ? r.name_en : r.name_tr) || "").filter(Boolean))];
+      reasons.push(T.urgent_reason_question + (rules.length ? ` (${rules.join(", ")})` : ""));
+    }
     for (const [code, key] of [["ai_finding", "urgent_reason_finding"], ["ai_possible_finding", "urgent_reason_possible"]]) {
       const labels = because.filter((r) => r.code === code && r.label).map((r) => r.label);
       if (!labels.length) continue;
@@ -644,7 +648,10 @@
       el("legend", { text: u.name }),
       ...[[true, u.yes], [false, u.no]].map(([v, w]) => el("label", {},
         el("input", { type: "radio", name: "undecided-" + i, value: String(v), "data-label": u.label }), " " + w))));
+    const contradicted = M.studyLabels.openSuggestions();
     return [
+      ...(contradicted.length ? [el("p", { id: "sign-text-suggests", class: "warning", role: "note",
+        text: fill(T.sign_text_suggests, { labels: list(contradicted) }) })] : []),
       ...(open.length ? [el("div", { id: "sign-undecided", class: "warning", role: "group", "aria-labelledby": "sign-undecided-title" },
         el("h3", { id: "sign-undecided-title", text: T.sign_undecided_title }),
         el("p", { id: "sign-undecided-note", text: T.sign_undecided_pending }), ...questions)] : []),

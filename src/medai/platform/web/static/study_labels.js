@@ -149,6 +149,12 @@
     // the labels the AI left undecided and nobody chose: the sign dialog asks Var / Yok
     undecided: () => shown.filter((e) => e.present === null).map((e) => ({ label: e.label, name: labelName(task, e.label),
       yes: yesNo(e.label, true), no: yesNo(e.label, false) })),
+    // what the text on screen suggests and the radiologist has not accepted (a label the AI
+    // left undecided is asked in the dialog instead): the sign dialog names each, so nobody
+    // signs finding decisions their own text contradicts without being told
+    openSuggestions: () => shown
+      .filter((e) => e.present !== null && e.suggested !== null && e.suggested !== undefined && e.suggested !== e.present)
+      .map((e) => `${labelName(task, e.label)}: ${yesNo(e.label, e.suggested)}`),
     choose: (label, value) => { choices[label] = value; },
     refresh: () => { signedVersion = null; for (const k of Object.keys(choices)) delete choices[k]; load(); },
   };
