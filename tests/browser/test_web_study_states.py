@@ -210,7 +210,7 @@ def test_an_undecided_mri_shows_both_candidates_undecided_with_who_and_why(
     why = page.locator("#study-urgent-why")
     assert why.is_visible() and t["urgent_reason_question"] in why.inner_text()
     # the red-flag rule that fired, by name, as the worklist's "istem: …" names it
-    assert ("İnme (felç) belirtileri" if lang == "tr" else "Stroke signs") in why.inner_text()
+    assert ("İnme (felç) belirtileri" if lang == "tr" else "Signs of stroke") in why.inner_text()
     assert why.inner_text().startswith(t["urgent"])
     no_overflow(page)
     accessible(page)
