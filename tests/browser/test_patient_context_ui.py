@@ -13,9 +13,10 @@ import time
 
 import pytest
 
+from helpers.browser import csrf, login_page
 from helpers.builders import answering_model
 from helpers.dicom import make_dicom
-from helpers.platform import PASSWORD, ui_server
+from helpers.platform import ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -39,25 +40,6 @@ def server(tmp_path_factory, tfidf_model_dir):
         MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={cxr}",
     ) as base:
         yield base, home
-
-
-def open_page(browser, base, viewport, lang="tr"):
-    ctx = browser.new_context(base_url=base, viewport=viewport)
-    page = ctx.new_page()
-    page.goto(f"/login?lang={lang}")
-    page.locator("#username").fill("rad1")
-    page.locator("#password").fill(PASSWORD)
-    page.locator("#login-form button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
-    return ctx, page
-
-
-def csrf(page) -> dict[str, str]:
-    return {
-        "X-CSRF-Token": next(
-            c["value"] for c in page.context.cookies() if c["name"] == "medai_csrf"
-        )
-    }
 
 
 def upload(page, path, **form) -> dict:
@@ -97,7 +79,7 @@ def shoot(page, name: str) -> None:
 @pytest.fixture(scope="module")
 def studies(server, browser):
     base, home = server
-    ctx, page = open_page(browser, base, DESKTOP)
+    ctx, page = login_page(browser, base, DESKTOP)
     files = home / "files"
     files.mkdir(exist_ok=True)
     who = {"PatientSex": "F", "PatientBirthDate": "19710312"}
@@ -144,7 +126,7 @@ def test_the_study_page_shows_the_patient_and_the_prior_side_by_side(
 ):
     base, _home = server
     prior, stranger, today = studies
-    ctx, page = open_page(browser, base, viewport)
+    ctx, page = login_page(browser, base, viewport)
     page.goto(f"/studies/{today['id']}")
     line = page.locator("#study-facts dd[data-field=patient_context]")
     line.wait_for()
@@ -197,7 +179,7 @@ def test_the_upload_form_takes_sex_and_birth_date_for_an_image(server, browser, 
     from helpers.platform import png_bytes
 
     base, _home = server
-    ctx, page = open_page(browser, base, PHONE)
+    ctx, page = login_page(browser, base, PHONE)
     page.goto("/worklist")
     page.locator("#upload-panel summary").click()
     image = tmp_path / "film.png"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.browser import answer_undecided
+from helpers.browser import answer_undecided, csrf, login_page
 from helpers.builders import answering_model
-from helpers.platform import PASSWORD, png_bytes, ui_server
+from helpers.platform import png_bytes, ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -50,24 +50,12 @@ def server(tmp_path_factory, tfidf_model_dir):
         yield base
 
 
-def _page(browser, base, width: int):
-    ctx = browser.new_context(base_url=base, viewport={"width": width, "height": 900})
-    page = ctx.new_page()
-    page.goto("/login?lang=tr")
-    page.locator("#username").fill("rad1")
-    page.locator("#password").fill(PASSWORD)
-    page.locator("#login-form button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
-    return ctx, page
-
-
 def _upload(page, seed: int) -> int:
     import time
 
-    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "medai_csrf")
     r = page.request.post(
         "/api/v1/studies",
-        headers={"X-CSRF-Token": csrf},
+        headers=csrf(page),
         multipart={
             "file": {"name": "f.png", "mimeType": "image/png", "buffer": png_bytes(seed)},
             "task": "cxr",
@@ -87,7 +75,7 @@ def _upload(page, seed: int) -> int:
 def test_the_text_suggests_and_the_sign_dialog_lists_exactly_what_the_radiologist_did(
     server, browser, width
 ):
-    ctx, page = _page(browser, server, width)
+    ctx, page = login_page(browser, server, {"width": width, "height": 900})
     sid = _upload(page, 40 + width % 7)
     page.goto(f"/studies/{sid}")
     card = page.locator("#labels-card")

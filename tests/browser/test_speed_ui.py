@@ -15,9 +15,9 @@ import time
 import pytest
 from pydicom.uid import generate_uid
 
-from helpers.browser import answer_undecided  # Var / Yok for each label the AI left undecided
+from helpers.browser import answer_undecided, csrf, login_page
 from helpers.dicom import make_dicom
-from helpers.platform import PASSWORD, png_bytes, ui_server
+from helpers.platform import png_bytes, ui_server
 
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
@@ -35,25 +35,10 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir, tiny_mri_dir):
         yield base
 
 
-def open_page(browser, base, viewport=DESKTOP, user: str = "rad1"):
-    ctx = browser.new_context(base_url=base, viewport=viewport)
-    page = ctx.new_page()
-    page.goto("/login?lang=tr")
-    page.locator("#username").fill(user)
-    page.locator("#password").fill(PASSWORD)
-    page.locator("#login-form button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
-    return ctx, page
-
-
-def csrf(page) -> str:
-    return next(c["value"] for c in page.context.cookies() if c["name"] == "medai_csrf")
-
-
 def upload(page, seed: int, task: str = "cxr") -> dict:
     r = page.request.post(
         "/api/v1/studies",
-        headers={"X-CSRF-Token": csrf(page)},
+        headers=csrf(page),
         multipart={
             "file": {"name": f"s{seed}.png", "mimeType": "image/png", "buffer": png_bytes(seed)},
             "task": task,
@@ -84,7 +69,7 @@ def sign_by_api(page, sid: int) -> None:
     labels = {f["label"]: f["state"] == "present" for f in study["ai_result"]["findings"]}
     r = page.request.post(
         f"/api/v1/studies/{sid}/report/sign",
-        headers={"X-CSRF-Token": csrf(page)},
+        headers=csrf(page),
         data={"version": version, "labels": labels},
     )
     assert r.status == 200, r.text()
@@ -112,7 +97,7 @@ def open_study(page, sid: int) -> None:
 
 @pytest.mark.slow
 def test_the_shortcut_overlay_and_the_study_pages_keys(server, browser, shots):
-    ctx, page = open_page(browser, server)
+    ctx, page = login_page(browser, server)
     ids = [upload(page, seed)["id"] for seed in (11, 12, 13)]
     listed = [s["id"] for s in order(page)]
     first = listed[0]
@@ -200,7 +185,7 @@ def test_the_shortcut_overlay_and_the_study_pages_keys(server, browser, shots):
 
 @pytest.mark.slow
 def test_signing_opens_the_next_unread_study_then_the_worklist(server, browser):
-    ctx, page = open_page(browser, server)
+    ctx, page = login_page(browser, server)
     for seed in (21, 22, 23):
         upload(page, seed)
     listed = [s["id"] for s in order(page) if s["status"] not in DONE]
@@ -244,7 +229,7 @@ def test_signing_opens_the_next_unread_study_then_the_worklist(server, browser):
 def test_the_upload_form_remembers_its_type_and_uploads_several_files(
     server, browser, tmp_path, shots
 ):
-    ctx, page = open_page(browser, server, user="clin")
+    ctx, page = login_page(browser, server, user="clin")
     page.goto("/worklist")
     page.locator("#upload-panel summary").click()
     page.locator("#task").select_option("mri")
@@ -297,7 +282,7 @@ def test_the_upload_form_remembers_its_type_and_uploads_several_files(
 
 @pytest.mark.slow
 def test_a_study_is_reanalysed_as_another_type_from_its_page(server, browser, shots):
-    ctx, page = open_page(browser, server)
+    ctx, page = login_page(browser, server)
     sid = upload(page, 41)["id"]
     open_study(page, sid)
     box = page.locator("#reanalyse")
@@ -326,7 +311,7 @@ def test_a_study_is_reanalysed_as_another_type_from_its_page(server, browser, sh
     assert "İmzalı rapor yeniden analiz edilmez" in page.locator("#reanalyse-message").inner_text()
     r = page.request.post(
         f"/api/v1/studies/{sid}/reanalyse",
-        headers={"X-CSRF-Token": csrf(page)},
+        headers=csrf(page),
         data={"task": "cxr"},
     )
     assert r.status == 409 and r.json()["code"] == "report_signed"

@@ -21,10 +21,11 @@ import time
 
 import pytest
 
+from helpers.browser import csrf, login_page
 from helpers.builders import answering_model
 from helpers.dicom import PATIENT_ID, make_dicom
 from helpers.paths import SRC
-from helpers.platform import PASSWORD, png_bytes, ui_server
+from helpers.platform import png_bytes, ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -84,23 +85,7 @@ def server(tmp_path_factory, tfidf_model_dir):
 
 
 def open_page(browser, base, viewport, lang):
-    # bypass_csp: only so that axe-core can be injected (the CSP is tested elsewhere)
-    ctx = browser.new_context(base_url=base, viewport=viewport, bypass_csp=True)
-    page = ctx.new_page()
-    page.goto(f"/login?lang={lang}")
-    page.locator("#username").fill("rad1")
-    page.locator("#password").fill(PASSWORD)
-    page.locator("#login-form button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
-    return ctx, page
-
-
-def csrf(page) -> dict[str, str]:
-    return {
-        "X-CSRF-Token": next(
-            c["value"] for c in page.context.cookies() if c["name"] == "medai_csrf"
-        )
-    }
+    return login_page(browser, base, viewport, lang, bypass_csp=True)  # axe-core injected
 
 
 def upload(page, name: str, data: bytes, mime: str, **form: str) -> dict:

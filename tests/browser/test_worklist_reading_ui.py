@@ -17,9 +17,10 @@ import time
 
 import pytest
 
+from helpers.browser import csrf, login_page
 from helpers.builders import answering_model
 from helpers.paths import SRC
-from helpers.platform import PASSWORD, png_bytes, ui_server
+from helpers.platform import png_bytes, ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -44,22 +45,10 @@ def server(tmp_path_factory, tfidf_model_dir):
         yield base
 
 
-def open_page(browser, base, viewport):
-    ctx = browser.new_context(base_url=base, viewport=viewport)
-    page = ctx.new_page()
-    page.goto("/login?lang=tr")
-    page.locator("#username").fill("rad1")
-    page.locator("#password").fill(PASSWORD)
-    page.locator("#login-form button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
-    return ctx, page
-
-
 def upload(page, seed: int, **form: str) -> int:
-    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "medai_csrf")
     r = page.request.post(
         "/api/v1/studies",
-        headers={"X-CSRF-Token": csrf},
+        headers=csrf(page),
         multipart={
             "file": {"name": "x.png", "mimeType": "image/png", "buffer": png_bytes(seed)},
             "lang": "tr",
@@ -79,7 +68,7 @@ def upload(page, seed: int, **form: str) -> int:
 
 @pytest.fixture(scope="module")
 def studies(server, browser) -> dict[str, int]:
-    ctx, page = open_page(browser, server, DESKTOP)
+    ctx, page = login_page(browser, server, DESKTOP)
     made = {
         "old_film": upload(page, 1, task="cxr", patient_ref="P-ESKI"),
         "flagged_film": upload(
@@ -110,7 +99,7 @@ def wait_rows(page, want: list[int]) -> None:
 def test_the_worklist_reads_an_urgent_ai_finding_first_then_a_red_flag_each_said_apart(
     server, studies, browser, shots, viewport
 ):
-    ctx, page = open_page(browser, server, viewport)
+    ctx, page = login_page(browser, server, viewport)
     page.goto("/worklist")
     ranked = [studies["glioma"], studies["flagged_film"], studies["old_film"]]
     wait_rows(page, ranked)

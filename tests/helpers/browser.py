@@ -38,6 +38,25 @@ def sign_in(page, username: str) -> None:
     page.wait_for_url(lambda url: "/login" not in url)
 
 
+def login_page(browser, base, viewport=DESKTOP, lang="tr", user="rad1", bypass_csp=False):
+    """A new browser context signed in as ``user`` through the login form, the UI in ``lang``
+    (``bypass_csp`` only so that axe-core can be injected; the CSP is tested elsewhere)."""
+    ctx = browser.new_context(base_url=base, viewport=viewport, bypass_csp=bypass_csp)
+    page = ctx.new_page()
+    page.goto(f"/login?lang={lang}")
+    page.locator("#username").fill(user)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("#login-form button[type=submit]").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+    return ctx, page
+
+
+def csrf(page) -> dict[str, str]:
+    """The CSRF header a signed-in page's own API calls carry (its ``medai_csrf`` cookie)."""
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "medai_csrf")
+    return {"X-CSRF-Token": token}
+
+
 def axe_violations(page) -> list[dict]:
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
