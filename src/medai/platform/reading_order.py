@@ -122,27 +122,31 @@ def columns(task: str, payload: dict | None, earlier: dict | None = None) -> dic
     }
 
 
-def _results(db: Session, study_id: int) -> list[AIResultRow]:
-    """The newest imaging result and the newest of another reading (newest first)."""
-    rows = db.scalars(
-        select(AIResultRow)
-        .where(AIResultRow.study_id == study_id, AIResultRow.kind == "imaging")
+def _readings(db: Session, study_ids: list[int]) -> dict[int, list[int]]:
+    """Each study's newest imaging result and the newest of another reading (ids, newest
+    first), read without opening any payload."""
+    chosen: dict[int, list[int]] = {sid: [] for sid in study_ids}
+    if not study_ids:
+        return chosen
+    readings: dict[int, str] = {}
+    for rid, sid, reading in db.execute(
+        select(AIResultRow.id, AIResultRow.study_id, AIResultRow.reading)
+        .where(AIResultRow.study_id.in_(study_ids), AIResultRow.kind == "imaging")
         .order_by(AIResultRow.id.desc())
-    )
-    out: list[AIResultRow] = []
-    for row in rows:
-        if not out or row.reading != out[0].reading:
-            out.append(row)
-        if len(out) == 2:
-            break
-    return out
+    ):
+        have = chosen[sid]
+        if len(have) < 2 and (not have or reading != readings[have[0]]):
+            have.append(rid)
+            readings[rid] = reading
+    return chosen
 
 
 def refresh(db: Session, study: Study) -> None:
     """Write the study's worklist columns from its stored results and urgency reasons."""
-    rows = _results(db, study.id)
-    newest = rows[0].payload if rows else None
-    earlier = rows[1].payload if len(rows) > 1 else None
+    ids = _readings(db, [study.id])[study.id]
+    payloads = _payloads(db, ids)
+    newest = payloads.get(ids[0]) if ids else None
+    earlier = payloads.get(ids[1]) if len(ids) > 1 else None
     for key, value in columns(study.task, newest, earlier).items():
         setattr(study, key, value)
     study.red_flag = any(r.get("code") == RED_FLAG for r in study.urgent_because or [])
@@ -271,19 +275,7 @@ def summaries(
     """``summary`` of each study of one page (its results read in one query). A result sealed
     under a key no longer configured reads as no result: its row still lists (the study page
     answers the named 503 ``record_undecryptable``), never a worklist that fails whole."""
-    ids = [s.id for s in rows]
-    chosen: dict[int, list[int]] = {sid: [] for sid in ids}
-    if ids:
-        readings: dict[int, str] = {}
-        for rid, sid, reading in db.execute(
-            select(AIResultRow.id, AIResultRow.study_id, AIResultRow.reading)
-            .where(AIResultRow.study_id.in_(ids), AIResultRow.kind == "imaging")
-            .order_by(AIResultRow.id.desc())
-        ):
-            have = chosen[sid]
-            if len(have) < 2 and (not have or reading != readings[have[0]]):
-                have.append(rid)
-                readings[rid] = reading
+    chosen = _readings(db, [s.id for s in rows])
     payloads = _payloads(db, [rid for have in chosen.values() for rid in have])
     out = {}
     for s in rows:
