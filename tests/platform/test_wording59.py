@@ -29,12 +29,12 @@ MRI_THRESHOLDS = {"Glioma": 0.5, "Meningioma": 0.5, "Pituitary": 0.5, "No_Tumor"
 
 
 def _formatters():
-    """Every Python output's percentage: the PDF's and the image chat's (both the one
-    ``core.percent``)."""
+    """Every Python output's percentage: what the PDF and the image chat call (both the one
+    ``core.percent.probability``)."""
     from medai.platform import report_pdf
     from medai.reporting import chat
 
-    return (report_pdf._percent, chat._percent)
+    return (report_pdf.probability, chat.probability)
 
 
 @settings(max_examples=400, deadline=None)

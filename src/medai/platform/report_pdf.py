@@ -267,11 +267,6 @@ def _notice(pdf, text: str, width: float = 0, fill=(255, 243, 205)) -> None:
     pdf.set_x(x)
 
 
-def _percent(p: Any, lang: str) -> str:
-    """The one probability format (``core.percent``: never 100 % nor 0 %)."""
-    return probability(p, lang)
-
-
 def _findings(
     pdf, study: dict[str, Any], report: dict[str, Any], w: dict[str, str], lang: str
 ) -> None:
@@ -305,8 +300,8 @@ def _findings(
             row = table.row()
             for text in (
                 rw.label_name(task, str(f.get("label") or ""), lang),
-                _percent(f.get("probability"), lang),
-                _percent(f.get("threshold"), lang),
+                probability(f.get("probability"), lang),
+                probability(f.get("threshold"), lang),
                 rw.decision(f, lang, task),
             ):
                 row.cell(text)

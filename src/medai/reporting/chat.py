@@ -283,11 +283,6 @@ def not_assessed(question: str, facts: StudyFacts) -> list[str]:
     return sorted(lab for lab in named - read - set(NORMAL) if allowed is None or lab in allowed)
 
 
-def _percent(p: Any, lang: str) -> str:
-    """The one probability format (``core.percent``: never 100 % nor 0 %)."""
-    return probability(p, lang)
-
-
 def state_word(label: str, state: str | None, lang: str) -> str:
     """A label's state in words; a label whose name is a negative (the task's normal class,
     "Tümör yok") reads "geçerli" / "geçerli değil", never "yok: Tümör yok"."""
@@ -319,7 +314,7 @@ def findings_text(facts: StudyFacts, lang: str) -> str:
             by = label_name(facts.task, str(f["implied_by"]), lang)
             notes.append(w["implied"].format(by=by))
         elif p is not None and with_probability:
-            notes.append(f"{w['probability']} {_percent(p, lang)}")
+            notes.append(f"{w['probability']} {probability(p, lang)}")
         if f.get("basis") == "conflict":
             notes.append(w["conflicting"])
         return f"{name} ({'; '.join(notes)})" if notes else name
