@@ -27,7 +27,7 @@ from medai.platform.db import utcnow
 from medai.platform.finding_states import version_labels
 from medai.platform.integration import outbox
 from medai.platform.localtime import format_local
-from medai.platform.studies import latest_result, refuse_retracted, set_status
+from medai.platform.studies import ai_label_states, refuse_retracted, set_status
 from medai.platform.tables import ReportVersion, Study, User
 
 SECTIONS = ("technique", "findings", "impression", "recommendation")
@@ -227,13 +227,8 @@ def edit(
 def undecided(db: Session, study: Study, choices: dict[str, bool] | None) -> list[str]:
     """The labels the AI left undecided (``indeterminate`` in the study's latest result's
     decision) that neither ``choices`` nor the latest signature's labels decide."""
-    from medai.services.imaging import decision_of
-
-    result = latest_result(db, study.id)
-    if result is None or (result.payload or {}).get("refused"):
-        return []
-    decision = decision_of({"task": study.task, **(result.payload or {})}) or {}
-    open_ = [r["label"] for r in decision.get("labels") or [] if r["state"] == "indeterminate"]
+    states, _ = ai_label_states(db, study)
+    open_ = [label for label, state in states.items() if state == "indeterminate"]
     if not open_:
         return []
     last = db.scalar(

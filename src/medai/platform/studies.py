@@ -677,6 +677,19 @@ def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResult
     )
 
 
+def ai_label_states(db: Session, study: Study) -> tuple[dict[str, str], str | None]:
+    """The model's state of each label in the study's latest imaging result (present, absent,
+    indeterminate: the stored decision's, ``services.imaging.decision_of``, never re-derived)
+    and that result's model hash; no states when it refused the image or there is none."""
+    from medai.services.imaging import decision_of
+
+    row = latest_result(db, study.id)
+    if row is None or (row.payload or {}).get("refused"):
+        return {}, row.model_hash if row is not None else None
+    decision = decision_of({"task": study.task, **(row.payload or {})}) or {}
+    return {r["label"]: r["state"] for r in decision.get("labels") or []}, row.model_hash
+
+
 def stored_result(
     p: Any, study_id: int, kind: str, model_hash: str, reading: str = ""
 ) -> AIResultRow | None:

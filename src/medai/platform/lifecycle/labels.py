@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from medai.core import task_registry
 from medai.core.errors import MedaiError
 from medai.platform.finding_states import version_labels
-from medai.platform.studies import latest_result
+from medai.platform.studies import ai_label_states
 from medai.platform.tables import ReportVersion, Study, StudyLabel, User
 
 MAX_CHOICES = 64
@@ -68,19 +68,6 @@ def check_choices(task: task_registry.Task, choices: dict[str, bool] | None) -> 
     return {lab: bool(v) for lab, v in choices.items()}
 
 
-def _ai(db: Session, study: Study) -> tuple[dict[str, str], str | None]:
-    """The model's state of each label (present, absent, indeterminate: the stored decision's,
-    ``services.imaging.decision_of``, never re-derived) and its content hash; no states when
-    refused."""
-    from medai.services.imaging import decision_of
-
-    row = latest_result(db, study.id)
-    if row is None or (row.payload or {}).get("refused"):
-        return {}, row.model_hash if row is not None else None
-    decision = decision_of({"task": study.task, **(row.payload or {})}) or {}
-    return {r["label"]: r["state"] for r in decision.get("labels") or []}, row.model_hash
-
-
 SOURCES = ("endorsed", "confirmed", "rejected", "added", "decided", "undecided", "not_read")
 
 
@@ -119,7 +106,7 @@ def suggest(
     if task is None:
         return []
     choices = check_choices(task, choices)
-    ai_states, _ = _ai(db, study)
+    ai_states, _ = ai_label_states(db, study)
     previous = _previous(db, study)
     text = _text(sections)  # findings and impression: what the suggestions are read from
     from medai.services.reports import denied_labels, states_normal
@@ -195,7 +182,7 @@ def record(
     ]
     if not any(item["present"] for item in items):
         return []
-    _, model_hash = _ai(db, study)
+    _, model_hash = ai_label_states(db, study)
     for item in items:
         db.add(
             StudyLabel(
