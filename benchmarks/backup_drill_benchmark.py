@@ -28,8 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def _site(home: Path, url: str, n: int, kib: int) -> float:
-    from medai.platform import accounts, audit, review, studies
+    from medai.platform.access import accounts, audit
     from medai.platform.boot import open_platform
+    from medai.platform.reading import review
+    from medai.platform.worklist import studies
     from medai.services.model_handles import ModelHandles
 
     started = time.monotonic()
@@ -85,8 +87,8 @@ def main() -> None:
     os.environ.setdefault("MEDAI_PASSWORD_HASH", "insecure-fast")
     os.environ.setdefault("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
     from helpers.platform import postgres_database, use_home
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
     from medai.settings import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="medai-backup-bench-"))

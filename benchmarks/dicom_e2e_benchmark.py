@@ -538,7 +538,7 @@ def run_mode(mode: str, sets: dict[str, list[Path]], warm: list[Path], work: Pat
     try:
         pacs = start_orthanc(pacs_home)
         if mode == "celery":
-            from medai.platform.queue import celery_app
+            from medai.platform.jobs.queue import celery_app
 
             celery_app(REDIS).control.purge()
         env = medai_env(mode, home, db_url, pacs, REDIS)
@@ -591,10 +591,10 @@ def profile(files: list[Path], sample: int) -> dict:
 
     import pydicom
 
-    from medai.platform.analysis import _heatmap_label
-    from medai.platform.integration import payloads
-    from medai.platform.integration.dicom_heatmap import heatmap_sc
-    from medai.platform.integration.dicom_objects import SourceImage, findings_sr
+    from medai.platform.delivery import payloads
+    from medai.platform.documents.dicom_heatmap import heatmap_sc
+    from medai.platform.documents.dicom_objects import SourceImage, findings_sr
+    from medai.platform.reading.analysis import _heatmap_label
     from medai.services import imaging as imaging_service
     from medai.services.model_handles import ModelHandles
     from medai.services.reports import shared_drafter

@@ -41,7 +41,7 @@ def main() -> None:
     os.environ["MEDAI_JOB_THREADS"] = "0"
     from helpers.dicom import STORESCU, make_dicom
     from medai.platform.boot import open_platform
-    from medai.platform.integration import dicom_node, receive
+    from medai.platform.intake import dicom_node, receive
 
     if STORESCU is None:
         sys.exit("dcmtk's storescu is not installed")

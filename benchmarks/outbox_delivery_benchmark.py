@@ -31,7 +31,7 @@ def main(n: int) -> None:
     from helpers.orthanc import _stop, start_orthanc
     from helpers.outbox_peers import FhirServer, MllpServer
     from helpers.platform import bearer, clinic, wait_status
-    from medai.platform.integration.delivery import DeliveryLoop
+    from medai.platform.delivery.delivery import DeliveryLoop
 
     tmp = Path(tempfile.mkdtemp(prefix="medai-outbox-bench-"))
     (tmp / "orthanc").mkdir()

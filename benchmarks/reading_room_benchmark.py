@@ -74,7 +74,7 @@ def main() -> None:
 
     import medai
     from helpers.platform import add_users, bearer, wait_status
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     app = create_platform_app(
         database_url=f"sqlite:///{home / 'medai.sqlite'}",

@@ -169,7 +169,7 @@ def node_env(home: Path, tree: Path | None, stable_s: float | None) -> dict:
 
 def open_payloads(home: Path):
     """A function opening this node's sealed JSON (its key is in its MEDAI_HOME)."""
-    from medai.platform import crypto
+    from medai.platform.records import crypto
     from medai.settings import get_settings
 
     for key in [k for k in os.environ if k.startswith("MEDAI_")]:
@@ -177,7 +177,7 @@ def open_payloads(home: Path):
     os.environ["MEDAI_HOME"] = str(home)
     get_settings.cache_clear()
     crypto.cipher.cache_clear()
-    from medai.platform.sealed import open_text
+    from medai.platform.records.sealed import open_text
 
     def opened(raw):
         token = json.loads(raw) if isinstance(raw, str) and raw.startswith('"') else raw

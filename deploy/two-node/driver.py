@@ -720,7 +720,7 @@ def outcome(
     }
     # uploads carry a pseudonymous patient reference: a study per reference
     per_ref = Counter()
-    from medai.platform.crypto import Cipher
+    from medai.platform.records.crypto import Cipher
 
     cipher = Cipher(json.loads(c.keys))
     hashes = {cipher.pseudonym(it.ref): it for it in uploads}
@@ -862,8 +862,8 @@ def outcome(
 def stored_files(c: Cluster, checks: dict[str, bool]) -> dict[str, Any]:
     """Every file a row names is on the shared volume and decrypts to its name; temporary
     files the killed node left behind are counted (a process removes them after an hour)."""
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import BlobCipher
+    from medai.platform.records.blobs import BlobStore
+    from medai.platform.records.crypto import BlobCipher
 
     store = BlobStore(c.home / "blobs", BlobCipher(json.loads(c.keys)))
     named = {

@@ -156,7 +156,7 @@ def _legacy_labels(home, study_id: int, model_hash: str) -> None:
     from sqlalchemy.orm import Session
 
     from helpers.platform import use_home
-    from medai.platform.tables import StudyLabel, User
+    from medai.platform.records.tables import StudyLabel, User
 
     # the labels are sealed at rest (issue 57): under the server's key, its home's key file
     before = os.environ["MEDAI_HOME"]

@@ -89,8 +89,8 @@ def series_study(server, browser, tmp_path_factory):
     sops = [sop for _path, sop, _z in slices]
     with served_platform(home) as p:
         settled(p, sid)
-        from medai.platform import studies
-        from medai.platform.tables import Study
+        from medai.platform.records.tables import Study
+        from medai.platform.worklist import studies
 
         with p.db.reader() as db:
             series_uid = studies.instances(db, [sid])[sid][0].series_uid

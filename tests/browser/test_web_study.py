@@ -49,10 +49,10 @@ def _audit_outcomes() -> set[str]:
 
 def test_every_name_the_ui_shows_exists_in_turkish_and_english():
     from medai.imaging.io import REFUSAL_CODES
-    from medai.platform.accounts import PERMISSIONS
-    from medai.platform.audit import ACTIONS
-    from medai.platform.studies import STATUSES
+    from medai.platform.access.accounts import PERMISSIONS
+    from medai.platform.access.audit import ACTIONS
     from medai.platform.web.i18n import missing_keys, missing_names
+    from medai.platform.worklist.studies import STATUSES
 
     roles = set().union(*PERMISSIONS.values())
     assert missing_keys() == {}

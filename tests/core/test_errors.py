@@ -139,8 +139,8 @@ def test_every_exception_class_is_a_medai_error_with_a_known_code_and_its_old_ba
         assert issubclass(cls, MedaiError), f"{module}.{name}"
     from medai.core.checkpoint import CheckpointSpaceError
     from medai.core.faults import StorageMissing
-    from medai.platform.accounts import AccountError
-    from medai.platform.chat import NotYours
+    from medai.platform.access.accounts import AccountError
+    from medai.platform.reading.chat import NotYours
     from medai.services.runtime import Overloaded
     from medai.triage.departments import UnknownLabelError
 
@@ -168,8 +168,8 @@ def _all_medai_exception_names() -> list[tuple[str, str]]:
 
 
 def test_a_status_comes_from_the_class_and_per_instance_codes_from_the_table():
-    from medai.platform.identity_conflicts import ConflictError
-    from medai.platform.integration.outbox import OutboxError
+    from medai.platform.delivery.outbox import OutboxError
+    from medai.platform.dicom.identity_conflicts import ConflictError
     from medai.platform.lifecycle.model_registry import LifecycleError, PromotionRefused
 
     assert [ConflictError(c, "x").status for c in ("not_found", "invalid", "conflict")] == [
@@ -185,7 +185,7 @@ def test_a_status_comes_from_the_class_and_per_instance_codes_from_the_table():
 
 
 def test_the_openapi_error_docs_come_from_the_table():
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     doc = create_platform_app(database_url="sqlite://", preload=False, job_threads=0).openapi()
     text = doc["components"]["schemas"]["ErrorOut"]["properties"]["code"]["description"]
@@ -214,9 +214,9 @@ class _NoAnswer(MedaiError, ValueError):
 @pytest.fixture(scope="module")
 def kernel():
     from medai.core.faults import StorageMissing
-    from medai.platform.accounts import WeakPassword
-    from medai.platform.kiosks import AnonymousQuotaExhausted, QuotaExhausted
-    from medai.platform.passwords import Verdict
+    from medai.platform.access.accounts import WeakPassword
+    from medai.platform.access.kiosks import AnonymousQuotaExhausted, QuotaExhausted
+    from medai.platform.access.passwords import Verdict
     from medai.server.kernel import Face, build_app
 
     app = build_app(Face(), preload=False)
@@ -303,7 +303,7 @@ def test_cli_json_errors_carry_the_code_beside_the_unchanged_error_type(tfidf_mo
 
 def test_cli_fail_and_error_give_the_table_code(capsys):
     from medai.cli.common import _error, _fail
-    from medai.platform.kiosks import KioskConflict
+    from medai.platform.access.kiosks import KioskConflict
 
     with pytest.raises(typer.Exit) as done:
         _fail(KioskConflict("a kiosk of this name exists"), True, error_type="ValueError")

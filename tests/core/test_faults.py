@@ -22,7 +22,7 @@ from sqlalchemy import event, func, select, text
 
 from helpers.platform import bearer, clinic, png_bytes, wait_status
 
-STORAGE = "medai.platform.blobs"
+STORAGE = "medai.platform.records.blobs"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -48,7 +48,7 @@ def _files(app) -> set[str]:
 
 
 def _studies(app) -> int:
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
 
     with app.state.platform.db.reader() as db:
         return db.scalar(select(func.count()).select_from(Study))
@@ -265,7 +265,7 @@ def test_a_background_analysis_on_a_full_disk_logs_which_path_and_why(
 ):
     """The upload is stored; then the disk fills: the analysis cannot store its rendition or
     heatmap, and its failure is logged with the path and the reason, not only a type."""
-    from medai.platform.jobs import MAX_ATTEMPTS, JobPool
+    from medai.platform.jobs.jobs import MAX_ATTEMPTS, JobPool
 
     app, client, rad = sqlite_env
     sid = _upload(client, rad, 5).json()["id"]
@@ -285,7 +285,7 @@ def test_a_background_analysis_on_a_full_disk_logs_which_path_and_why(
 
 def test_a_database_already_migrated_starts_read_only_and_reports_it(tmp_path):
     from medai.core.faults import StorageFault
-    from medai.platform.db import Database
+    from medai.platform.records.db import Database
 
     url = f"sqlite:///{tmp_path / 'medai.db'}"
     Database(url).upgrade()
@@ -350,7 +350,7 @@ def test_a_missing_blob_is_named_on_every_route_that_reads_it(
     without its files) answers 503 ``storage_missing`` on the image, the heatmap and the PDF
     alike (it was a bare 500), logs which file and which study (never the patient's text), and
     leaves readiness as it was: the disk itself is fine."""
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
 
     with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as (app, client):
         rad = bearer(client, "rad1")
@@ -384,8 +384,8 @@ def test_a_missing_blob_is_still_a_file_not_found_for_its_callers(tmp_path):
     from cryptography.fernet import Fernet
 
     from medai.core.faults import StorageFault, classify
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import BlobCipher
+    from medai.platform.records.blobs import BlobStore
+    from medai.platform.records.crypto import BlobCipher
 
     store = BlobStore(tmp_path / "blobs", BlobCipher([Fernet.generate_key().decode()]))
     sha = store.put_bytes(b"image")

@@ -55,7 +55,7 @@ def test_a_fresh_platform_makes_every_file_0600_in_a_0700_home(
 
 def test_files_an_older_version_left_loose_are_tightened_at_start(tmp_path):
     from medai.platform.boot import open_platform
-    from medai.platform.crypto import cipher
+    from medai.platform.records.crypto import cipher
 
     home = tmp_path / "home"
     use_home(home)
@@ -75,7 +75,7 @@ def test_files_an_older_version_left_loose_are_tightened_at_start(tmp_path):
 
 
 def test_a_shared_folder_is_never_made_private(tmp_path):
-    from medai.platform.blobs import private_dir
+    from medai.platform.records.blobs import private_dir
 
     shared = tmp_path / "shared"
     shared.mkdir()

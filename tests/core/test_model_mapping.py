@@ -153,7 +153,7 @@ def test_serve_hands_its_workers_settings_not_a_side_channel(monkeypatch, fresh_
     import uvicorn
 
     import medai.cli
-    from medai.platform.api import app as app_module
+    from medai.platform import app as app_module
 
     class Database:
         def has_admin(self) -> bool:
@@ -195,7 +195,7 @@ def test_serve_hands_its_workers_settings_not_a_side_channel(monkeypatch, fresh_
     }
     assert seen["env"]["MEDAI_DICOM_IN_SERVE"] == "true"
     assert seen["dicom"] == ("127.0.0.2", "11199") and seen["host"] == "127.0.0.2"
-    assert seen["target"] == "medai.platform.api.app:platform_app_from_env"
+    assert seen["target"] == "medai.platform.app:platform_app_from_env"
     assert seen["factory"] == {"dicom_port": 11199}  # models: MEDAI_MODELS, read by the handles
     assert not [k for k in seen["environ"] if k.startswith("MEDAI_SERVE_")]
 

@@ -58,7 +58,7 @@ def test_each_secret_reads_from_its_file(tmp_path, clean_env):
 
 
 def test_the_key_file_is_the_key_list_the_platform_uses(tmp_path, clean_env):
-    from medai.platform.crypto import cipher
+    from medai.platform.records.crypto import cipher
     from medai.settings import get_settings
 
     new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()

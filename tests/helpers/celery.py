@@ -23,7 +23,7 @@ def broker_url(kind: str, vhost_tag: str) -> str:
 
 
 def _purge(url: str) -> None:
-    from medai.platform.queue import celery_app
+    from medai.platform.jobs.queue import celery_app
 
     celery_app(url).control.purge()
 

@@ -25,7 +25,7 @@ def film(seed: int, brighter: float = 0.0) -> bytes:
 
 
 def _alerts(p) -> list:
-    from medai.platform.tables import MonitorAlert
+    from medai.platform.records.tables import MonitorAlert
 
     with p.db.reader() as db:
         return [(a.kind, a.key, a.cleared_at) for a in db.scalars(select(MonitorAlert))]

@@ -81,7 +81,7 @@ def database_url(kind: str, home: Path) -> Iterator[str]:
 
 def use_home(home: Path) -> None:
     """Point the settings (and the derived key file) at a fresh MEDAI_HOME."""
-    from medai.platform.crypto import cipher
+    from medai.platform.records.crypto import cipher
     from medai.settings import get_settings
 
     os.environ["MEDAI_HOME"] = str(home)
@@ -130,8 +130,8 @@ def refused_study(app, client, headers) -> int:
 def add_users(app, users: dict[str, str] = USERS) -> None:
     """The users, their clinical accounts approved (the two-person rule) as if on the console,
     without its audit event, so that tests counting audit events see only their own."""
-    from medai.platform import accounts, approval
-    from medai.platform.db import utcnow
+    from medai.platform.access import accounts, approval
+    from medai.platform.records.db import utcnow
 
     with app.state.platform.db.session() as db:
         for name, role in users.items():
@@ -185,7 +185,7 @@ def clinic(kind: str, home: Path, triage_dir: Path, cxr_dir: Path, **options):
     ``options``: more task folders beside triage and cxr."""
     from fastapi.testclient import TestClient
 
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     home.mkdir(parents=True, exist_ok=True)
     use_home(home)
@@ -420,7 +420,7 @@ def signed_in(home: Path, role: str = "radiologist", **models):
     ``create_platform_app``'s keyword arguments (models={"triage": …}, preload=…)."""
     from fastapi.testclient import TestClient
 
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     home.mkdir(parents=True, exist_ok=True)
     use_home(home)
@@ -455,7 +455,7 @@ def migrator(engine):
     ``command.downgrade`` to ``revision`` on ``engine``, in one transaction."""
     from alembic.config import Config
 
-    from medai.platform.db import MIGRATIONS
+    from medai.platform.records.db import MIGRATIONS
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -481,7 +481,7 @@ class FakeClock:
 @contextmanager
 def bare_platform(kind: str, home: Path, triage_dir: Path, cxr_dir: Path):
     """A ``Platform`` (no app) on SQLite or PostgreSQL with one radiologist, ``rad``."""
-    from medai.platform import accounts
+    from medai.platform.access import accounts
     from medai.platform.boot import open_platform
     from medai.services.model_handles import ModelHandles
 
@@ -502,7 +502,7 @@ def use_keys(monkeypatch, *keys: str) -> None:
     and drop the cached settings and cipher, as a restart would."""
     import json
 
-    from medai.platform.crypto import cipher
+    from medai.platform.records.crypto import cipher
     from medai.settings import get_settings
 
     if keys:

@@ -71,7 +71,7 @@ def settled(p, study_id: int, timeout: float = 240.0) -> None:
     """Wait until no analysis of the study is queued or running (the embedded pool's jobs)."""
     from sqlalchemy import select
 
-    from medai.platform.tables import Job, Study
+    from medai.platform.records.tables import Job, Study
 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -101,7 +101,7 @@ def store_read(
     """A new imaging result of the study (the latest one, as every view reads it): the stored
     result's findings, decision, model and heatmap, with ``read`` naming the slices read and
     the key slices (``studies.save_result``, the analysis's own function)."""
-    from medai.platform import studies
+    from medai.platform.worklist import studies
 
     with p.db.reader() as db:
         row = studies.latest_result(db, study_id)
@@ -139,7 +139,7 @@ def served_platform(home: Path, url: str | None = None):
     import os
 
     from medai.platform.boot import open_platform
-    from medai.platform.crypto import cipher
+    from medai.platform.records.crypto import cipher
     from medai.settings import get_settings
 
     saved = {k: os.environ.get(k) for k in ("MEDAI_HOME", "MEDAI_DATABASE_URL")}

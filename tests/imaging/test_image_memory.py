@@ -58,7 +58,7 @@ def test_uploading_the_bomb_is_refused_with_a_named_413(env):
 
 
 def _display_sha(app, study_id: int) -> str | None:
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
 
     with app.state.platform.db.session() as db:
         return db.get(Study, study_id).display_sha256
@@ -87,7 +87,7 @@ def test_a_study_without_a_rendition_gets_one_made_once_for_concurrent_views(env
     rad = bearer(client, "rad1")
     sid = _upload(client, rad, png_bytes(4, size=(300, 260))).json()["id"]
     wait_status(client, rad, sid, {"ai_drafted", "refused"})
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
 
     with app.state.platform.db.session() as db:  # as a study analysed before renditions
         db.get(Study, sid).display_sha256 = None

@@ -201,7 +201,7 @@ def test_the_migration_approves_enrolled_clinical_users_only(kind, tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from medai.platform.db import Base, make_engine
+    from medai.platform.records.db import Base, make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:
@@ -239,7 +239,7 @@ def test_the_migration_approves_enrolled_clinical_users_only(kind, tmp_path):
 
 
 def test_the_messages_exist_in_both_languages():
-    from medai.platform.audit import ACTIONS
+    from medai.platform.access.audit import ACTIONS
     from medai.platform.web.i18n import catalogue, missing_keys, missing_names
 
     assert missing_keys() == {}

@@ -67,7 +67,7 @@ def enrol(client, code: str, password: str):
     ],
 )
 def test_the_policy_refuses_weak_passwords_and_says_why(password, username, reason):
-    from medai.platform.passwords import REASONS, check
+    from medai.platform.access.passwords import REASONS, check
 
     verdict = check(password, username)
     assert not verdict.ok and verdict.reason == reason
@@ -75,7 +75,7 @@ def test_the_policy_refuses_weak_passwords_and_says_why(password, username, reas
 
 
 def test_the_policy_accepts_passphrases_long_ones_and_any_characters():
-    from medai.platform.passwords import check
+    from medai.platform.access.passwords import check
 
     for password in (
         PASSWORD,
@@ -91,8 +91,8 @@ def test_the_policy_accepts_passphrases_long_ones_and_any_characters():
 
 def test_the_library_refuses_a_weak_password_for_every_role(tmp_path):
     """Today's code accepted ``12345678`` for an admin (length was the only rule)."""
-    from medai.platform import accounts
-    from medai.platform.db import Database
+    from medai.platform.access import accounts
+    from medai.platform.records.db import Database
 
     use_home(tmp_path)
     db = Database(f"sqlite:///{tmp_path / 'm.db'}")
@@ -107,7 +107,7 @@ def test_the_library_refuses_a_weak_password_for_every_role(tmp_path):
 def test_no_permission_is_shared_by_admins_and_clinical_roles():
     """Least privilege, in the table itself: an admin does nothing a clinician does, save the
     triage everyone may use."""
-    from medai.platform.accounts import ADMIN, CLINICAL, PERMISSIONS
+    from medai.platform.access.accounts import ADMIN, CLINICAL, PERMISSIONS
 
     shared = {a for a, roles in PERMISSIONS.items() if roles & ADMIN and roles & CLINICAL}
     assert shared == {"triage", "triage_history"}
@@ -405,8 +405,8 @@ def test_users_cli_applies_the_same_rules(tmp_path):
 def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
     from alembic import command
 
-    from medai.platform import accounts
-    from medai.platform.db import Database, make_engine
+    from medai.platform.access import accounts
+    from medai.platform.records.db import Database, make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:

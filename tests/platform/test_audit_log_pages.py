@@ -139,7 +139,7 @@ def test_audit_list_at_the_console(tmp_path):
 def test_the_migration_fills_in_the_study_of_earlier_events(kind, tmp_path):
     from alembic import command
 
-    from medai.platform.db import make_engine
+    from medai.platform.records.db import make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:

@@ -40,8 +40,9 @@ def _settings(home: Path, keys: list[str], url: str | None = None):
 def _make_site(home: Path, files: int = 2) -> str:
     """A SQLite site made through the platform: a radiologist, a patient and ``files`` studies
     with their stored files; its key (``home/secret.key``)."""
-    from medai.platform import accounts, studies
+    from medai.platform.access import accounts
     from medai.platform.boot import open_platform
+    from medai.platform.worklist import studies
     from medai.services.model_handles import ModelHandles
 
     home.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ def _make_site(home: Path, files: int = 2) -> str:
 def genuine(tmp_path_factory):
     """One site and one genuine backup of it (each test tampers with its own copy): the
     backup's folder and the site's key."""
-    from medai.platform import backup as bk
+    from medai.platform.ops import backup as bk
 
     before = os.environ.get("MEDAI_HOME")
     root = tmp_path_factory.mktemp("authenticated")
@@ -121,8 +122,8 @@ def _sql(dest: Path, statement: str) -> None:
 def _attacker_sign(manifest: dict, key: str, key_id: str | None = None) -> None:
     """The MAC as an attacker with a key of their own would compute it (the canonical form
     and derivation are public: only the key is secret)."""
-    from medai.platform import backup as bk
-    from medai.platform.crypto import _derive
+    from medai.platform.ops import backup as bk
+    from medai.platform.records.crypto import _derive
 
     body = {k: v for k, v in manifest.items() if k != "mac"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -186,7 +187,7 @@ def _mac_emptied(dest: Path, key: str) -> str:
 
 def _key_id_swapped(dest: Path, key: str) -> str:
     """The MAC's key id changed to the id of another key the restoring site has."""
-    from medai.platform import backup as bk
+    from medai.platform.ops import backup as bk
 
     manifest = _load(dest)
     manifest["mac"]["key_id"] = bk.key_id(OTHER_KEY)
@@ -325,8 +326,8 @@ def _assert_untouched(target: Path) -> None:
 
 @pytest.mark.parametrize("name", list(FORGERIES))
 def test_a_forged_backup_is_refused_and_leaves_the_target_empty(copy, tmp_path, name):
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
 
     dest, key = copy
     code = FORGERIES[name](dest, key)
@@ -356,8 +357,8 @@ def test_a_backup_of_another_site_is_refused_naming_its_key_id(tmp_path):
     """A backup made by another site (its own key; nothing sealed in it, so no data key id
     would give it away) restored where only this site's key is configured: the manifest's key
     id is named, nothing restored."""
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
 
     before = os.environ.get("MEDAI_HOME")
     try:
@@ -365,8 +366,8 @@ def test_a_backup_of_another_site_is_refused_naming_its_key_id(tmp_path):
         other.mkdir()
         use_home(other)
         other_key = Fernet.generate_key().decode()
-        from medai.platform import accounts
-        from medai.platform.db import Database
+        from medai.platform.access import accounts
+        from medai.platform.records.db import Database
 
         database = Database(f"sqlite:///{other / 'medai.db'}")
         database.upgrade()
@@ -392,8 +393,8 @@ def test_a_backup_of_another_site_is_refused_naming_its_key_id(tmp_path):
 def test_a_genuine_backup_is_authenticated_and_restores(copy, tmp_path):
     """The MAC names the site's newest key by id (never the key); the restoring site finds
     that key among its own, whatever its place in the list."""
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
 
     dest, key = copy
     manifest = _load(dest)
@@ -417,7 +418,7 @@ def test_a_genuine_backup_is_authenticated_and_restores(copy, tmp_path):
 def test_a_backup_needs_a_key_to_authenticate_it(tmp_path):
     """A site with no key configured (none generated yet) is not backed up unauthenticated:
     refused before the folder is written."""
-    from medai.platform import backup as bk
+    from medai.platform.ops import backup as bk
 
     home = tmp_path / "home"
     home.mkdir()
@@ -433,7 +434,7 @@ def previous(tmp_path_factory):
     """A backup of the previous release's site (``tests/fixtures/previous_release``, schema
     0016) as that release wrote it: the same manifest, no MAC; and the site's key."""
     from helpers.upgrade import _old_home
-    from medai.platform import backup as bk
+    from medai.platform.ops import backup as bk
 
     before = os.environ.get("MEDAI_HOME")
     root = tmp_path_factory.mktemp("previous-release-backup")
@@ -463,8 +464,8 @@ def _unauthenticated(dest: Path) -> str:
 
 
 def test_an_unauthenticated_backup_restores_only_with_the_typed_override(old, tmp_path):
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
 
     dest, key = old
     created_at = _unauthenticated(dest)
@@ -491,8 +492,8 @@ def test_an_unauthenticated_backup_restores_only_with_the_typed_override(old, tm
 def test_the_override_still_runs_every_other_check(copy, old, tmp_path):
     """With the override, an unlisted file, a damaged file and a forged MAC are refused as
     before: the override only accepts a manifest that has no MAC at all."""
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
 
     dest, key = copy
     target = tmp_path / "target"
@@ -576,8 +577,8 @@ def test_the_cli_refuses_a_forged_and_an_unauthenticated_backup(copy, old, tmp_p
 
 @pytest.mark.parametrize("body", ["[]", '"medai-backup/1"', "null", "1"])
 def test_a_manifest_that_is_not_an_object_is_not_a_backup(copy, tmp_path, body):
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
 
     dest, key = copy
     (dest / "manifest.json").write_text(body)

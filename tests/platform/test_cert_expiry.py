@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from medai.platform.metrics import DAY_S, CertificateWatch
+from medai.platform.ops.metrics import DAY_S, CertificateWatch
 
 
 def write_cert(path: Path, not_after: dt.datetime, cn: str = "medai.hospital.example") -> Path:
@@ -58,12 +58,12 @@ def warnings(caplog) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "medai.platform.metrics" and r.levelno == logging.WARNING
+        if r.name == "medai.platform.ops.metrics" and r.levelno == logging.WARNING
     ]
 
 
 def test_expiry_is_a_metric_and_a_warning_30_days_before_once_a_day(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="medai.platform.metrics")
+    caplog.set_level(logging.INFO, logger="medai.platform.ops.metrics")
     end = NOW + dt.timedelta(days=45)
     site = write_cert(tmp_path / "site.crt", end)
     clock = Clock(NOW.timestamp())
@@ -89,7 +89,7 @@ def test_expiry_is_a_metric_and_a_warning_30_days_before_once_a_day(tmp_path, ca
 
 
 def test_a_missing_or_wrong_file_is_unreadable_and_said(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="medai.platform.metrics")
+    caplog.set_level(logging.INFO, logger="medai.platform.ops.metrics")
     (tmp_path / "not.crt").write_text("not a certificate\n")
     watch = CertificateWatch(
         [tmp_path / "gone.crt", tmp_path / "not.crt"], clock=Clock(NOW.timestamp())

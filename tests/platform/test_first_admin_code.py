@@ -40,8 +40,8 @@ def test_the_first_admins_secret_is_a_one_time_enrolment_code(tmp_path):
     assert [(u["username"], u["enrolled"]) for u in listed] == [("admin", False)]
 
     # the secret opens nothing as a password
-    from medai.platform import accounts
-    from medai.platform.db import Database
+    from medai.platform.access import accounts
+    from medai.platform.records.db import Database
 
     db = Database(f"sqlite:///{tmp_path / 'medai.db'}")
     try:

@@ -184,7 +184,7 @@ def test_a_reset_does_not_hand_the_conversations_to_whoever_enrols(env):
 
 def _everything_stored(app) -> str:
     """Every value of every table, as text (a typed secret must be in none)."""
-    from medai.platform.db import Base
+    from medai.platform.records.db import Base
 
     out: list[str] = []
     with app.state.platform.db.session() as db:
@@ -387,7 +387,7 @@ def test_the_last_active_admin_cannot_be_disabled(env):
 
 def test_two_admins_disabling_each_other_at_once_leave_one(env):
     app, client, admin = env
-    from medai.platform import accounts
+    from medai.platform.access import accounts
 
     with app.state.platform.db.session() as db:
         accounts.create_user(db, "deputy", NEW_PASSWORD, "admin")
@@ -407,7 +407,7 @@ def test_two_admins_disabling_each_other_at_once_leave_one(env):
     )
     assert sorted(codes)[0] == 200 and sorted(codes)[1] in (401, 409)
     with app.state.platform.db.session() as db:
-        from medai.platform.tables import User
+        from medai.platform.records.tables import User
 
         active = db.scalars(
             select(User.username).where(User.role == "admin", User.active.is_(True))
@@ -438,7 +438,7 @@ def test_the_dicom_nodes_own_account_is_no_person_waiting_for_approval(
 ):
     """Issue 46: `medai-dicom` was listed as a clinician "waiting for approval" with Reset and
     Enable buttons; it is medai's own account, which nobody signs in as."""
-    from medai.platform.integration import receive
+    from medai.platform.intake import receive
 
     with clinic("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as (app, client):
         with app.state.platform.db.session() as db:

@@ -84,7 +84,7 @@ def _study_of(client, headers, study_id: int) -> dict:
 def test_another_patients_instance_with_the_same_study_uid_is_quarantined_at_the_node(site):
     from pydicom.uid import generate_uid
 
-    from medai.platform.tables import DicomInstance, Job
+    from medai.platform.records.tables import DicomInstance, Job
 
     app, client, rad, files = site
     study_uid = generate_uid()
@@ -347,12 +347,12 @@ def test_stow_rs_names_the_quarantined_instance_as_failed(site, tmp_path):
 
 
 def test_held_deliveries_wait_for_the_decision(tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    from medai.platform import identity_conflicts as conflicts
-    from medai.platform import studies
-    from medai.platform.db import utcnow
-    from medai.platform.integration import identity as dicom
-    from medai.platform.integration import outbox
-    from medai.platform.tables import ReportVersion, User
+    from medai.platform.delivery import outbox
+    from medai.platform.dicom import identity as dicom
+    from medai.platform.dicom import identity_conflicts as conflicts
+    from medai.platform.records.db import utcnow
+    from medai.platform.records.tables import ReportVersion, User
+    from medai.platform.worklist import studies
     from medai.settings import FhirDestination
 
     dest = FhirDestination(name="ehr", kind="fhir", url="http://x")
@@ -429,11 +429,11 @@ def test_an_orphaned_delivery_of_a_study_in_conflict_is_not_reclaimed(
 ):
     from datetime import timedelta
 
-    from medai.platform import studies
-    from medai.platform.db import utcnow
-    from medai.platform.integration import identity as dicom
-    from medai.platform.integration import outbox
-    from medai.platform.tables import ReportVersion, User
+    from medai.platform.delivery import outbox
+    from medai.platform.dicom import identity as dicom
+    from medai.platform.records.db import utcnow
+    from medai.platform.records.tables import ReportVersion, User
+    from medai.platform.worklist import studies
     from medai.settings import FhirDestination
 
     dest = FhirDestination(name="ehr", kind="fhir", url="http://x")
@@ -506,11 +506,11 @@ def test_two_people_deciding_one_conflict_at_once_make_one_decision(
 ):
     import threading
 
-    from medai.platform import identity_conflicts as conflicts
-    from medai.platform import studies
-    from medai.platform.db import utcnow
-    from medai.platform.integration import identity as dicom
-    from medai.platform.tables import Study, User
+    from medai.platform.dicom import identity as dicom
+    from medai.platform.dicom import identity_conflicts as conflicts
+    from medai.platform.records.db import utcnow
+    from medai.platform.records.tables import Study, User
+    from medai.platform.worklist import studies
 
     with bare_platform("postgresql", tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
         sha = p.store.put_bytes(png_bytes(3))
@@ -561,7 +561,7 @@ def test_two_people_deciding_one_conflict_at_once_make_one_decision(
 
 
 def test_names_in_other_scripts_are_compared_group_by_group():
-    from medai.platform.integration.identity import disagreements
+    from medai.platform.dicom.identity import disagreements
 
     def differ(a: str, b: str) -> bool:
         return disagreements({"patient_name": a}, {"patient_name": b}) == ["PatientName"]
@@ -604,9 +604,9 @@ def bare(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 )
 @given(st.lists(instance, min_size=1, max_size=12))
 def test_no_instance_ever_joins_a_study_of_another_patient(bare, sent):
-    from medai.platform import studies
-    from medai.platform.integration import identity as dicom
-    from medai.platform.tables import DicomInstance, IdentityConflict, User
+    from medai.platform.dicom import identity as dicom
+    from medai.platform.records.tables import DicomInstance, IdentityConflict, User
+    from medai.platform.worklist import studies
 
     run = uuid.uuid4().int % 10**12
     filed: dict[str, tuple] = {}  # SOP UID -> (patient, content) of the copy that was filed
@@ -690,7 +690,7 @@ def test_a_turkish_name_written_in_other_letter_case_joins_its_study(site):
 
 
 def test_the_same_instance_resent_in_implicit_vr_is_no_conflict(site):
-    from medai.platform.tables import DicomInstance, IdentityConflict
+    from medai.platform.records.tables import DicomInstance, IdentityConflict
 
     app, client, rad, files = site
     sent = make_dicom(files / "xi.dcm", "DX", accession="RESEND-XI", patient_id="PID-XI")
@@ -763,7 +763,7 @@ def test_an_instance_received_by_c_store_then_uploaded_is_the_same_instance(site
 def test_a_series_uid_claimed_by_another_study_is_an_identity_conflict(site, tmp_path):
     from pydicom.uid import generate_uid
 
-    from medai.platform.tables import Job
+    from medai.platform.records.tables import Job
 
     app, client, rad, files = site
     series = generate_uid()
@@ -908,7 +908,7 @@ def test_a_transcoded_resend_through_the_node_keeps_no_second_file(
     import pydicom
     from pydicom.uid import ImplicitVRLittleEndian
 
-    from medai.platform.integration import receive
+    from medai.platform.intake import receive
 
     explicit = make_dicom(tmp_path / "e.dcm", "DX", accession="RESEND-STORE").read_bytes()
     ds = pydicom.dcmread(io.BytesIO(explicit))

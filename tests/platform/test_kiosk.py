@@ -260,7 +260,7 @@ def test_the_migration_adds_kiosks_and_keeps_triage_records(kind, tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from medai.platform.db import Base, make_engine
+    from medai.platform.records.db import Base, make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:

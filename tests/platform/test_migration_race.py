@@ -13,7 +13,7 @@ import pytest
 from helpers.platform import postgres_database
 
 UPGRADE = (
-    "import sys; from medai.platform.db import Database; "
+    "import sys; from medai.platform.records.db import Database; "
     "Database(sys.argv[1]).upgrade(); print('ok')"
 )
 

@@ -21,8 +21,8 @@ from medai.core.model_dir import ModelRef
 from medai.core.task_registry import all_tasks
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
-from medai.platform.exports import fhir_bundle
-from medai.platform.finding_states import with_states
+from medai.platform.documents.fhir_bundle import fhir_bundle
+from medai.platform.documents.finding_states import with_states
 from medai.services.imaging import decision_of
 
 TASKS = list(all_tasks("imaging"))
@@ -157,7 +157,7 @@ def test_an_urgent_label_the_model_could_not_rule_out_makes_the_study_urgent():
     """A pneumothorax among the candidates of a conflict is read first, like a decided one;
     one the decision ruled out is not."""
     from medai.core.task_registry import get as get_task
-    from medai.platform.analysis import urgent_labels
+    from medai.platform.reading.analysis import urgent_labels
 
     cxr = get_task("cxr")
     thr = {lab: 0.5 for lab in cxr.labels}
@@ -231,8 +231,8 @@ def test_the_pdf_gives_every_label_the_decisions_state(case, lang):
     from pypdf import PdfReader
 
     from helpers.pdf_table import read_table
-    from medai.platform import report_words as rw
-    from medai.platform.exports import report_pdf
+    from medai.platform.documents import report_words as rw
+    from medai.platform.documents.fhir_bundle import report_pdf
 
     task, payload, states = case
     report = with_states(_report(), payload, None)
@@ -259,7 +259,7 @@ def _source(task):
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    from medai.platform.integration.dicom_objects import SourceImage
+    from medai.platform.documents.dicom_objects import SourceImage
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -312,12 +312,12 @@ def test_the_findings_sr_and_hl7_give_every_label_the_decisions_state(case, data
 
     import pydicom
 
-    from medai.platform.integration.dicom_objects import (
+    from medai.platform.delivery.hl7_send import oru_r01
+    from medai.platform.documents.dicom_objects import (
         findings_sr,
         read_findings_sr,
         save_bytes,
     )
-    from medai.platform.integration.hl7_send import oru_r01
 
     task, payload, states = case
     sr = pydicom.dcmread(
@@ -351,8 +351,8 @@ def test_the_findings_sr_and_hl7_give_every_label_the_decisions_state(case, data
 def test_a_study_keeps_why_it_is_urgent_once_per_reason():
     import pytest
 
-    from medai.platform.studies import add_urgency
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist.studies import add_urgency
 
     study = Study(urgent=False)
     add_urgency(study, "ai_possible_finding", "Pneumothorax")
@@ -371,7 +371,7 @@ def test_the_default_heatmap_of_an_undecided_result_shows_a_finding_candidate():
     """A conflict between No Finding and viral pneumonia shows the pneumonia's map: a map of
     "no finding" shows a reader nothing to check."""
     from medai.core.task_registry import get as get_task
-    from medai.platform.analysis import _heatmap_label
+    from medai.platform.reading.analysis import _heatmap_label
 
     cxr = get_task("cxr")
     probs = {lab: 0.02 for lab in cxr.labels} | {"No Finding": 0.95, "Viral_Pneumonia": 0.8}

@@ -13,7 +13,7 @@ from helpers.platform import PASSWORD, use_home
 
 
 def test_the_default_profile_is_rfc9106_and_the_setting_lists_every_profile(monkeypatch):
-    from medai.platform.passwords import DEFAULT_HASH_PROFILE, HASH_PROFILES, hasher
+    from medai.platform.access.passwords import DEFAULT_HASH_PROFILE, HASH_PROFILES, hasher
     from medai.settings import Settings
 
     monkeypatch.delenv("MEDAI_PASSWORD_HASH", raising=False)
@@ -27,7 +27,7 @@ def test_the_default_profile_is_rfc9106_and_the_setting_lists_every_profile(monk
 def test_a_wrong_profile_names_the_valid_ones(monkeypatch):
     from pydantic import ValidationError
 
-    from medai.platform.passwords import hasher
+    from medai.platform.access.passwords import hasher
     from medai.settings import Settings
 
     monkeypatch.setenv("MEDAI_PASSWORD_HASH", "md5")
@@ -39,7 +39,7 @@ def test_a_wrong_profile_names_the_valid_ones(monkeypatch):
 
 @pytest.fixture
 def db(tmp_path):
-    from medai.platform.db import Database
+    from medai.platform.records.db import Database
     from medai.settings import get_settings
 
     use_home(tmp_path)
@@ -63,14 +63,14 @@ def profile(monkeypatch):
 
 
 def stored_hash(db) -> str:
-    from medai.platform.tables import User
+    from medai.platform.records.tables import User
 
     with db.session() as s:
         return s.query(User).one().password_hash
 
 
 def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(db, profile):
-    from medai.platform import accounts
+    from medai.platform.access import accounts
 
     profile("insecure-fast")
     with db.session() as s:
@@ -91,7 +91,7 @@ def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(db, prof
 
 
 def test_the_accounts_use_the_default_profile_when_nothing_is_set(monkeypatch):
-    from medai.platform import accounts
+    from medai.platform.access import accounts
     from medai.settings import get_settings
 
     monkeypatch.delenv("MEDAI_PASSWORD_HASH", raising=False)
@@ -118,7 +118,7 @@ def test_the_test_profile_needs_a_second_explicit_yes(monkeypatch):
 
 
 def test_a_cheaper_profile_never_weakens_a_stored_hash(db, profile):
-    from medai.platform import accounts
+    from medai.platform.access import accounts
 
     profile("owasp-minimum")
     with db.session() as s:

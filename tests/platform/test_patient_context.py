@@ -265,9 +265,9 @@ def test_the_migration_fills_studies_filed_before_it(kind, tmp_path):
 
     from alembic import command
 
-    from medai.platform.crypto import cipher
-    from medai.platform.db import make_engine
-    from medai.platform.patient_context import patient_hash
+    from medai.platform.records.crypto import cipher
+    from medai.platform.records.db import make_engine
+    from medai.platform.worklist.patient_context import patient_hash
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:

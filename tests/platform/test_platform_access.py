@@ -260,7 +260,7 @@ def test_cookie_sessions_need_the_csrf_token_on_unsafe_methods(env):
 
 def test_login_is_throttled_after_repeated_failures(env):
     app, client, _ = env
-    from medai.platform import accounts
+    from medai.platform.access import accounts
 
     with app.state.platform.db.session() as db:
         accounts.create_user(db, "victim", PASSWORD, "clinician")
@@ -354,7 +354,7 @@ def test_a_record_sealed_under_a_lost_key_is_a_named_503_not_a_500(env):
     app, client, ids = env
     from sqlalchemy import select
 
-    from medai.platform.tables import Message
+    from medai.platform.records.tables import Message
 
     clin = bearer(client, "clin")
     conv = client.post(f"/api/v1/studies/{ids['study_id']}/conversations", headers=clin).json()

@@ -32,8 +32,8 @@ def plat(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
 
 
 def make_studies(p, n: int, urgent_every: int = 0) -> list[tuple[int, int]]:
-    from medai.platform import studies
-    from medai.platform.tables import User
+    from medai.platform.records.tables import User
+    from medai.platform.worklist import studies
 
     out = []
     for i in range(n):
@@ -54,7 +54,7 @@ def make_studies(p, n: int, urgent_every: int = 0) -> list[tuple[int, int]]:
 
 
 def test_concurrent_claimers_never_share_a_job(plat):
-    from medai.platform.jobs import claim
+    from medai.platform.jobs.jobs import claim
 
     make_studies(plat, 24)
     claimed: list[int] = []
@@ -74,7 +74,7 @@ def test_concurrent_claimers_never_share_a_job(plat):
 
 
 def test_an_expired_lease_is_taken_over_and_the_dead_worker_cannot_finish_it(plat):
-    from medai.platform.jobs import claim, finish, renew
+    from medai.platform.jobs.jobs import claim, finish, renew
 
     make_studies(plat, 1)
     job = claim(plat, "dead", lease_s=0.2)
@@ -88,7 +88,7 @@ def test_an_expired_lease_is_taken_over_and_the_dead_worker_cannot_finish_it(pla
 
 
 def test_urgent_jobs_are_claimed_first(plat):
-    from medai.platform.jobs import claim
+    from medai.platform.jobs.jobs import claim
 
     made = make_studies(plat, 6, urgent_every=3)  # studies 0 and 3 are urgent
     order = [claim(plat, "w", 60).study_id for _ in range(6)]
@@ -96,8 +96,8 @@ def test_urgent_jobs_are_claimed_first(plat):
 
 
 def test_a_repeated_analysis_duplicates_nothing(plat):
-    from medai.platform.analysis import analyse_study
-    from medai.platform.tables import AIResultRow, ReportVersion, Study
+    from medai.platform.reading.analysis import analyse_study
+    from medai.platform.records.tables import AIResultRow, ReportVersion, Study
 
     ((sid, _),) = make_studies(plat, 1)
     assert analyse_study(plat, sid) == "ai_drafted"
@@ -110,9 +110,9 @@ def test_a_repeated_analysis_duplicates_nothing(plat):
 
 
 def test_a_failing_analysis_is_retried_then_marked_failed(plat, monkeypatch):
-    from medai.platform import analysis
-    from medai.platform.jobs import MAX_ATTEMPTS, JobPool
-    from medai.platform.tables import Job, Study
+    from medai.platform.jobs.jobs import MAX_ATTEMPTS, JobPool
+    from medai.platform.reading import analysis
+    from medai.platform.records.tables import Job, Study
 
     ((sid, jid),) = make_studies(plat, 1)
     calls = []

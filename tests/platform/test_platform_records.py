@@ -98,8 +98,8 @@ def test_chat_answers_from_the_findings_and_stores_messages_encrypted(env):
 def test_key_rotation_re_encrypts_everything(env, monkeypatch):
     import json
 
-    from medai.platform.crypto import Cipher, cipher
-    from medai.platform.rotation import rotate_all
+    from medai.platform.ops.rotation import rotate_all
+    from medai.platform.records.crypto import Cipher, cipher
     from medai.settings import get_settings
 
     app, client, sid = env
@@ -140,7 +140,7 @@ def test_uploads_are_content_addressed_and_limited_while_streaming(tmp_path):
     import asyncio
     import hashlib
 
-    from medai.platform.blobs import BlobStore, TooLarge
+    from medai.platform.records.blobs import BlobStore, TooLarge
 
     store = BlobStore(tmp_path / "blobs")
 
@@ -165,8 +165,8 @@ def test_blobs_are_sealed_rotated_and_refused_when_altered(tmp_path):
     import hashlib
 
     from medai.core.faults import StorageFault
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import BlobCipher
+    from medai.platform.records.blobs import BlobStore
+    from medai.platform.records.crypto import BlobCipher
 
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     store = BlobStore(tmp_path / "blobs", BlobCipher([old]))
@@ -222,7 +222,7 @@ def test_the_generated_key_is_the_same_for_concurrent_first_uses(tmp_path):
     import stat
     import threading
 
-    from medai.platform.crypto import _key_file
+    from medai.platform.records.crypto import _key_file
 
     keys: list[list[str]] = []
     barrier = threading.Barrier(8)

@@ -83,7 +83,7 @@ UNDECIDED = payload("mri", {"Meningioma": 0.45, "Pituitary": 0.4, "No_Tumor": 0.
 
 
 def test_each_ai_state_and_the_urgent_rule_read_the_stored_decision():
-    from medai.platform.reading_order import columns
+    from medai.platform.worklist.reading_order import columns
 
     def state(task, p, earlier=None):
         c = columns(task, p, earlier)
@@ -122,9 +122,9 @@ def ward(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     """A worklist of studies filed and read in a known order (no job runs: each study's
     result is stored and its columns written as the analysis does, ``reading_order.refresh``);
     ``ids`` names them."""
-    from medai.platform import reading_order, studies
-    from medai.platform.db import utcnow
-    from medai.platform.tables import AIResultRow, IdentityConflict, User
+    from medai.platform.records.db import utcnow
+    from medai.platform.records.tables import AIResultRow, IdentityConflict, User
+    from medai.platform.worklist import reading_order, studies
 
     home = tmp_path_factory.mktemp(f"reading-{request.param}")
     with clinic(request.param, home, tfidf_model_dir, tiny_imaging_dir, job_threads=0) as (
@@ -381,8 +381,8 @@ def test_the_migration_backfills_the_reading_columns(kind, tmp_path):
     import sqlalchemy as sa
     from alembic import command
 
-    from medai.platform.db import make_engine
-    from medai.platform.sealed import seal_text
+    from medai.platform.records.db import make_engine
+    from medai.platform.records.sealed import seal_text
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:
@@ -505,8 +505,8 @@ def test_the_migration_backfills_the_reading_columns(kind, tmp_path):
 def test_a_result_stored_while_its_job_runs_reads_pending_not_normal():
     """The analysis stores its result before its draft; the row of a study still analysing
     says the AI's answer is pending, never "no finding" for an image not yet reported."""
-    from medai.platform.reading_order import summary
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist.reading_order import summary
 
     running = Study(id=1, task="cxr", status="analysing", urgent_because=None)
     assert summary(running, NORMAL, None, [])["ai"]["state"] == "pending"

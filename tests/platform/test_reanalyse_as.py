@@ -30,7 +30,7 @@ def hosp(tmp_path, tfidf_model_dir, tiny_imaging_dir, tiny_mri_dir):
 
 
 def analysed(app, client, headers, task: str = "cxr", seed: int = 1) -> int:
-    from medai.platform.analysis import analyse_study
+    from medai.platform.reading.analysis import analyse_study
 
     r = client.post(
         "/api/v1/studies",
@@ -49,13 +49,13 @@ def reanalyse(client, headers, sid: int, task: str):
 
 
 def run(app, sid: int) -> str:
-    from medai.platform.analysis import analyse_study
+    from medai.platform.reading.analysis import analyse_study
 
     return analyse_study(app.state.platform, sid)
 
 
 def events(app, sid: int) -> list[tuple[str, str, dict]]:
-    from medai.platform.tables import AuditEvent
+    from medai.platform.records.tables import AuditEvent
 
     with app.state.platform.db.reader() as db:
         return [
@@ -144,7 +144,7 @@ def test_an_edited_report_is_kept_and_its_reader_told(hosp):
 
 
 def job_of(app, sid: int) -> tuple:
-    from medai.platform.tables import Job
+    from medai.platform.records.tables import Job
 
     with app.state.platform.db.reader() as db:
         job = db.scalar(select(Job).where(Job.study_id == sid))

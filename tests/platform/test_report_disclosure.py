@@ -50,8 +50,8 @@ def dicom_study(client, home, seed: int, lang: str) -> int:
 def sr_comment(app, sid: int, version: int) -> str:
     """The Comment of the report SR the outbox holds for signed ``version`` (built as the
     delivery loop builds it)."""
-    from medai.platform.integration import payloads
-    from medai.platform.tables import OutboxItem
+    from medai.platform.delivery import payloads
+    from medai.platform.records.tables import OutboxItem
 
     p = app.state.platform
     with p.db.reader() as db:

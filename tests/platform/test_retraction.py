@@ -51,8 +51,8 @@ def hosp(tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch):
 
 
 def loop(app):
-    from medai.platform.integration.delivery import DeliveryLoop
-    from medai.platform.integration.outbox import Backoff
+    from medai.platform.delivery.delivery import DeliveryLoop
+    from medai.platform.delivery.outbox import Backoff
 
     return DeliveryLoop(app.state.platform, rng=random.Random(1), backoff=Backoff(3600, 3600))
 
@@ -76,7 +76,7 @@ def held(client, path: Path) -> int:
 
 
 def analysed(app, client, tmp_path: Path, seed: int = 1) -> tuple[int, Path]:
-    from medai.platform.analysis import analyse_study
+    from medai.platform.reading.analysis import analyse_study
 
     path = make_dicom(tmp_path / f"cr{seed}.dcm", study=generate_uid(), seed=seed, rows=80, cols=64)
     sid = upload(client, path)["id"]
@@ -85,7 +85,7 @@ def analysed(app, client, tmp_path: Path, seed: int = 1) -> tuple[int, Path]:
 
 
 def rows(app, sid: int) -> dict:
-    from medai.platform.tables import OutboxItem
+    from medai.platform.records.tables import OutboxItem
 
     with app.state.platform.db.reader() as db:
         return {
@@ -181,8 +181,8 @@ def test_a_radiologist_retracts_a_study_and_only_the_correction_goes_out(hosp, t
 
 
 def test_an_analysis_after_the_retraction_drafts_and_sends_nothing(hosp, tmp_path):
-    from medai.platform.analysis import analyse_study
-    from medai.platform.tables import AIResultRow, ReportVersion
+    from medai.platform.reading.analysis import analyse_study
+    from medai.platform.records.tables import AIResultRow, ReportVersion
 
     app, client, fhir, _hl7 = hosp
     path = make_dicom(tmp_path / "late.dcm", study=generate_uid(), seed=5)
@@ -200,9 +200,9 @@ def test_an_analysis_after_the_retraction_drafts_and_sends_nothing(hosp, tmp_pat
 
 
 def test_an_event_enqueued_after_the_retraction_is_recorded_skipped(hosp, tmp_path):
-    from medai.platform import review, studies
-    from medai.platform.integration import outbox
-    from medai.platform.tables import Study
+    from medai.platform.delivery import outbox
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist import studies, versions
 
     app, client, _fhir, _hl7 = hosp
     sid, _path = analysed(app, client, tmp_path, seed=7)
@@ -216,7 +216,7 @@ def test_an_event_enqueued_after_the_retraction_is_recorded_skipped(hosp, tmp_pa
             f"analysed:{sid}:late",
             study,
             outbox.configured(),
-            review.current(db, sid).version,
+            versions.current(db, sid).version,
             studies.latest_result(db, sid).id,
         )
         assert {(r.destination, r.state, r.code) for r in added} == {
@@ -325,7 +325,7 @@ def _head() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from medai.platform.db import MIGRATIONS
+    from medai.platform.records.db import MIGRATIONS
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -359,7 +359,7 @@ def test_the_migration_will_not_downgrade_past_a_retraction(hosp, tmp_path):
 def test_the_node_tells_the_modality_why_when_no_field_differs():
     """An instance of a retracted study differs in nothing: the C-STORE failure's comment names
     the reason, not an empty list (the modality's operator is told why it was refused)."""
-    from medai.platform.integration.receive import Quarantined
+    from medai.platform.intake.receive import Quarantined
 
     assert Quarantined(1, 2, "retracted_study", []).comment == "identity conflict: retracted_study"
     assert Quarantined(1, 2, "sop_content_differs", ["ImageLaterality"]).comment == (
@@ -372,7 +372,7 @@ def test_a_retracted_study_is_not_talked_about_labelled_or_counted(hosp, tmp_pat
     would prepare a signature that cannot happen, and monitoring would count its signature
     against the model: each is closed once the study is retracted."""
     from medai.platform.lifecycle import monitoring
-    from medai.platform.tables import StudyLabel
+    from medai.platform.records.tables import StudyLabel
 
     app, client, _fhir, _hl7 = hosp
     rad = bearer(client, "rad1")

@@ -33,7 +33,7 @@ def pg(tmp_path, tfidf_model_dir, tiny_imaging_dir):
 
 
 def _drafted(app, client, tmp_path, seed: int) -> int:
-    from medai.platform.analysis import analyse_study
+    from medai.platform.reading.analysis import analyse_study
 
     path = make_dicom(tmp_path / f"r{seed}.dcm", study=generate_uid(), seed=seed, rows=80, cols=64)
     r = client.post(
@@ -65,14 +65,15 @@ def _in_thread(fn):
 def _user(db, name: str):
     from sqlalchemy import select
 
-    from medai.platform.tables import User
+    from medai.platform.records.tables import User
 
     return db.scalar(select(User).where(User.username == name))
 
 
 def test_a_signature_waiting_on_a_retraction_is_refused(pg, tmp_path):
-    from medai.platform import retraction, review, studies
-    from medai.platform.tables import Study
+    from medai.platform.reading import retraction, review
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist import studies, versions
 
     app, client = pg
     p = app.state.platform
@@ -96,12 +97,13 @@ def test_a_signature_waiting_on_a_retraction_is_refused(pg, tmp_path):
     assert isinstance(out.get("error"), studies.StudyRetracted), out
     with p.db.reader() as db:
         assert db.get(Study, sid).status == studies.RETRACTED
-        assert all(v.signed_by is None for v in review.versions(db, sid))
+        assert all(v.signed_by is None for v in versions.versions(db, sid))
 
 
 def test_a_retraction_waiting_on_a_signature_retracts_the_signed_study(pg, tmp_path):
-    from medai.platform import retraction, review, studies
-    from medai.platform.tables import Study
+    from medai.platform.reading import retraction, review
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist import studies
 
     app, client = pg
     p = app.state.platform
@@ -133,8 +135,9 @@ def test_a_retraction_waiting_on_a_signature_retracts_the_signed_study(pg, tmp_p
 
 def test_a_draft_waiting_on_a_retraction_is_not_made(pg, tmp_path, monkeypatch):
     """The analysis finishing while a radiologist retracts: no draft, the status stays."""
-    from medai.platform import analysis, retraction, review, studies
-    from medai.platform.tables import Study
+    from medai.platform.reading import analysis, retraction
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist import studies, versions
 
     app, client = pg
     p = app.state.platform
@@ -154,4 +157,4 @@ def test_a_draft_waiting_on_a_retraction_is_not_made(pg, tmp_path, monkeypatch):
     assert out.get("value") == studies.RETRACTED, out
     with p.db.reader() as db:
         assert db.get(Study, sid).status == studies.RETRACTED
-        assert review.versions(db, sid) == []
+        assert versions.versions(db, sid) == []

@@ -157,7 +157,7 @@ def _raw(app, table: str, column: str) -> list:
 
 def _opens(value) -> str:
     """A stored value's plaintext: it must be a Fernet token (text, or a JSON string of one)."""
-    from medai.platform.crypto import cipher
+    from medai.platform.records.crypto import cipher
 
     if isinstance(value, str) and value.startswith('"'):
         value = json.loads(value)  # a JSON column holds the token as a JSON string
@@ -191,7 +191,7 @@ def _clinical_reads_back(app, client, dicom_sid: int) -> None:
     from sqlalchemy import select
 
     from medai.core import task_registry
-    from medai.platform.tables import MonitorSample
+    from medai.platform.records.tables import MonitorSample
 
     rad = bearer(client, "rad1")
     report = client.get(f"/api/v1/studies/{dicom_sid}/report", headers=rad).json()
@@ -244,7 +244,7 @@ def test_findings_labels_monitoring_and_series_descriptions_are_sealed(site):
 
 
 def test_key_rotation_covers_every_sealed_text(site, monkeypatch):
-    from medai.platform.rotation import rotate_all
+    from medai.platform.ops.rotation import rotate_all
     from medai.settings import get_settings
 
     app, client, sid, dicom_sid = site
@@ -290,8 +290,8 @@ def test_the_upgrade_seals_what_an_older_version_kept_in_clear(tmp_path, monkeyp
     from sqlalchemy import create_engine
 
     from helpers.platform import migrator, use_home
-    from medai.platform.crypto import cipher
-    from medai.platform.db import Database
+    from medai.platform.records.crypto import cipher
+    from medai.platform.records.db import Database
 
     use_home(tmp_path)
     cipher.cache_clear()
@@ -341,8 +341,8 @@ def test_the_upgrade_seals_what_an_older_version_kept_in_clear(tmp_path, monkeyp
     assert not any(m in v for v in raw for m in MARKERS)
     db = Database(url)
     with db.session() as s:
-        from medai.platform import studies
-        from medai.platform.tables import Study, TriageRecord
+        from medai.platform.records.tables import Study, TriageRecord
+        from medai.platform.worklist import studies
 
         assert studies.patient_for(s, REF).id == 1  # found by its keyed hash
         assert s.get(Study, 1).clinical_question == QUESTION
@@ -431,9 +431,9 @@ def test_the_upgrade_seals_the_clinical_columns_and_the_downgrade_opens_them(kin
     from sqlalchemy import select
 
     from helpers.platform import database_url, migrator, use_home
-    from medai.platform.crypto import cipher
-    from medai.platform.db import Base, Database, make_engine
-    from medai.platform.tables import (
+    from medai.platform.records.crypto import cipher
+    from medai.platform.records.db import Base, Database, make_engine
+    from medai.platform.records.tables import (
         DicomInstance,
         MonitorSample,
         ReportVersion,

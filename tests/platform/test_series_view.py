@@ -173,7 +173,7 @@ def test_a_result_stored_before_series_were_read_marks_the_image_it_read(hosp, t
     settled(app.state.platform, sid)
     from types import SimpleNamespace
 
-    from medai.platform import studies
+    from medai.platform.worklist import studies
 
     p = app.state.platform
     with p.db.reader() as db:  # the result as an analysis before series reading stored it
@@ -220,8 +220,8 @@ def test_each_slice_is_rendered_once_and_stored(hosp, tmp_path, monkeypatch):
     from pydicom.uid import generate_uid
     from sqlalchemy import func, select
 
-    from medai.platform import studies
-    from medai.platform.tables import InstanceRendition
+    from medai.platform.records.tables import InstanceRendition
+    from medai.platform.worklist import studies
     from medai.services import imaging as imaging_service
 
     app, client, _home = hosp

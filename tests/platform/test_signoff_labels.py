@@ -141,7 +141,7 @@ def _undecided(app, sid: int) -> dict:
     """Store a real undecided decision of the chest task as the study's AI result."""
     from medai.core.task_registry import get as get_task
     from medai.imaging.decision import OperatingPolicy, decide
-    from medai.platform import studies
+    from medai.platform.worklist import studies
 
     d = decide(get_task("cxr"), UNDECIDED, OperatingPolicy(thresholds=CXR_THRESHOLDS)).model_dump(
         mode="json"
@@ -239,7 +239,7 @@ def test_a_png_study_was_taken_when_it_was_uploaded_not_when_signed(site):
 
     app, client, rad, study = site
     sid = study()
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
 
     uploaded = datetime(2026, 1, 5, 8, 0, 0)
     with app.state.platform.db.session() as db:  # uploaded some days before it is signed
@@ -255,8 +255,8 @@ def test_a_png_study_was_taken_when_it_was_uploaded_not_when_signed(site):
 def test_hl7_after_sign_off_codes_the_signers_findings_only():
     """A receiver reading OBX-5 without OBX-11 must not take the AI's "Present" the signer
     rejected for a finding: after sign-off the coded OBX are the signer's alone."""
-    from medai.platform.finding_states import with_states
-    from medai.platform.integration.hl7_send import oru_r01
+    from medai.platform.delivery.hl7_send import oru_r01
+    from medai.platform.documents.finding_states import with_states
 
     ai = {
         "task": "cxr",

@@ -33,8 +33,9 @@ QUESTION = "öksürük, ateş: Ayşe Yılmaz 05321234567"
 def _make_site(home: Path, url: str) -> str:
     """One stored file and a study naming it (a sealed clinical question), made through the
     platform with the home's own key: that key."""
-    from medai.platform import accounts, studies
+    from medai.platform.access import accounts
     from medai.platform.boot import open_platform
+    from medai.platform.worklist import studies
     from medai.services.model_handles import ModelHandles
 
     home.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ def _make_site(home: Path, url: str) -> str:
 def keyless(tmp_path, monkeypatch):
     """A restored home without its keys: data sealed under K, then HOME/secret.key gone and
     no MEDAI_SECRET_KEYS. Yields (home, database URL, K, K's id, the CLI's environment)."""
-    from medai.platform.backup import key_id
+    from medai.platform.ops.backup import key_id
 
     home = tmp_path / "home"
     url = f"sqlite:///{home / 'medai.db'}"
@@ -157,7 +158,7 @@ def test_every_start_path_refuses_in_process_and_makes_no_key(keyless, caplog):
     """``open_platform`` (serve's app, each Celery worker's platform, `medai dicom listen`)
     refuses before migrating or minting; the refusal is logged with key ids only."""
     from medai.platform.boot import open_platform
-    from medai.platform.crypto import KeysMissing, cipher
+    from medai.platform.records.crypto import KeysMissing, cipher
     from medai.services.model_handles import ModelHandles
 
     home, url, key, kid, _env = keyless
@@ -180,10 +181,10 @@ def test_every_start_path_refuses_in_process_and_makes_no_key(keyless, caplog):
 @pytest.mark.postgres
 def test_a_postgresql_site_without_its_keys_is_refused(tmp_path, monkeypatch):
     """The same sample on PostgreSQL (bytea tokens, JSON columns decoded by the driver)."""
-    from medai.platform.backup import key_id
     from medai.platform.boot import open_platform
-    from medai.platform.crypto import KeysMissing
-    from medai.platform.key_check import inspect_site
+    from medai.platform.ops.backup import key_id
+    from medai.platform.ops.key_check import inspect_site
+    from medai.platform.records.crypto import KeysMissing
     from medai.services.model_handles import ModelHandles
 
     home = tmp_path / "home"
@@ -203,9 +204,9 @@ def test_a_postgresql_site_without_its_keys_is_refused(tmp_path, monkeypatch):
 def test_keys_that_open_none_of_the_data_are_refused_too(keyless, monkeypatch):
     """A key is configured, just not the site's (another site's key file): refused the same
     way, naming both the configured id and the one the data needs."""
-    from medai.platform.backup import key_id
     from medai.platform.boot import open_platform
-    from medai.platform.crypto import KeysMissing
+    from medai.platform.ops.backup import key_id
+    from medai.platform.records.crypto import KeysMissing
     from medai.services.model_handles import ModelHandles
 
     _home, url, key, kid, _env = keyless
@@ -223,7 +224,7 @@ def test_a_new_site_makes_its_key_once_and_starts(tmp_path, monkeypatch):
     """First run on a fresh machine: no key, no data, no files: the key is made (once: a
     second start, or a second process, reads the same) and the platform opens."""
     from medai.platform.boot import open_platform
-    from medai.platform.key_check import inspect_site, require_keys
+    from medai.platform.ops.key_check import inspect_site, require_keys
     from medai.services.model_handles import ModelHandles
 
     home = tmp_path / "fresh"
@@ -248,7 +249,7 @@ def test_a_home_whose_blobs_hold_sealed_files_gets_no_key_even_with_an_empty_dat
     """The stored files alone tell a site from a new one: a database lost or elsewhere does
     not make the home new."""
     from medai.platform.boot import open_platform
-    from medai.platform.crypto import KeysMissing
+    from medai.platform.records.crypto import KeysMissing
     from medai.services.model_handles import ModelHandles
 
     home, _url, _key, kid, _env = keyless

@@ -26,8 +26,8 @@ CONTENTS = [f"study {i} ".encode() * (200 + 37 * i) for i in range(24)]
 
 def _writer(root: str, key: str, start, out) -> None:
     """One process (a node): wait for the start, then store every content."""
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import BlobCipher
+    from medai.platform.records.blobs import BlobStore
+    from medai.platform.records.crypto import BlobCipher
 
     store = BlobStore(root, BlobCipher([key]))
     start.wait(60)
@@ -39,8 +39,8 @@ def _writer(root: str, key: str, start, out) -> None:
 
 
 def test_processes_storing_the_same_content_at_once_leave_one_readable_blob(tmp_path):
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import BlobCipher
+    from medai.platform.records.blobs import BlobStore
+    from medai.platform.records.crypto import BlobCipher
 
     root = tmp_path / "blobs"
     BlobStore(root, BlobCipher([KEY]))
@@ -65,8 +65,8 @@ def test_processes_storing_the_same_content_at_once_leave_one_readable_blob(tmp_
 
 
 def test_a_blob_is_synced_before_its_rename_and_its_folder_after(tmp_path, monkeypatch):
-    from medai.platform import blobs
-    from medai.platform.crypto import BlobCipher
+    from medai.platform.records import blobs
+    from medai.platform.records.crypto import BlobCipher
 
     store = blobs.BlobStore(tmp_path / "blobs", BlobCipher([KEY]))
     calls: list[tuple[str, str]] = []
@@ -107,9 +107,9 @@ def test_a_blob_is_synced_before_its_rename_and_its_folder_after(tmp_path, monke
 
 
 def _platform(url: str, home: Path):
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import BlobCipher
-    from medai.platform.db import Database
+    from medai.platform.records.blobs import BlobStore
+    from medai.platform.records.crypto import BlobCipher
+    from medai.platform.records.db import Database
 
     db = Database(url)
     db.upgrade()
@@ -119,8 +119,8 @@ def _platform(url: str, home: Path):
 def _user(p):
     from sqlalchemy import select
 
-    from medai.platform import accounts
-    from medai.platform.tables import User
+    from medai.platform.access import accounts
+    from medai.platform.records.tables import User
 
     with p.db.session() as db:
         if (user := db.scalar(select(User))) is None:
@@ -133,8 +133,8 @@ def test_a_discard_waits_for_a_twin_upload_filing_the_same_file(kind, tmp_path):
     """Host A stored a file and its upload failed; host B, uploading the same bytes, found the
     file there and is filing its study. A's discard must not remove the file under B's row:
     it waits for B's transaction and then sees the row."""
-    from medai.platform import studies
-    from medai.platform.tables import Study, User
+    from medai.platform.records.tables import Study, User
+    from medai.platform.worklist import studies
 
     with database_url(kind, tmp_path) as url:
         p = _platform(url, tmp_path)
@@ -207,8 +207,8 @@ def test_a_study_is_not_filed_when_its_file_was_discarded_first(kind, tmp_path):
     gone under the lock and is refused (a 503 / Out of Resources the sender retries) instead
     of filing a study whose file is missing."""
     from medai.core.faults import StorageMissing
-    from medai.platform import studies
-    from medai.platform.tables import Study, User
+    from medai.platform.records.tables import Study, User
+    from medai.platform.worklist import studies
 
     with database_url(kind, tmp_path) as url:
         p = _platform(url, tmp_path)
@@ -229,8 +229,8 @@ def test_a_study_is_not_filed_when_its_file_was_discarded_first(kind, tmp_path):
 
 
 def test_a_discard_keeps_a_file_a_row_names(tmp_path):
-    from medai.platform import studies
-    from medai.platform.tables import User
+    from medai.platform.records.tables import User
+    from medai.platform.worklist import studies
 
     with database_url("sqlite", tmp_path) as url:
         p = _platform(url, tmp_path)

@@ -186,7 +186,7 @@ def stored(tmp_path, tfidf_model_dir, urgent_cxr_dir):  # noqa: F811
     chest task, stored as the analysis stores it)."""
     from medai.core.task_registry import get as get_task
     from medai.imaging.decision import OperatingPolicy, decide
-    from medai.platform import studies
+    from medai.platform.worklist import studies
 
     with clinic("sqlite", tmp_path / "home", tfidf_model_dir, urgent_cxr_dir, job_threads=1) as (
         app,
@@ -260,8 +260,8 @@ def test_an_undecided_result_suggests_nothing_on_the_label_card_and_the_chat_say
 def test_after_sign_off_the_chat_states_what_the_signer_signed(stored):
     """Signed "Normal akciğer grafisi" with the AI's bacterial pneumonia rejected: the chat's
     facts are the signed labels; the pneumonia is named only as the AI's rejected suggestion."""
-    from medai.platform import chat
-    from medai.platform.tables import Conversation
+    from medai.platform.reading import chat
+    from medai.platform.records.tables import Conversation
 
     client, rad, sid, result = stored
     result(

@@ -44,7 +44,7 @@ def _series(labels: list[str], study: str, accession: str, series: str) -> list[
 
 
 def _send(p, blobs: list[bytes]) -> int:
-    from medai.platform.integration import receive
+    from medai.platform.intake import receive
 
     ids = {receive.store(p, blob, "MODALITY").study_id for blob in blobs}
     assert len(ids) == 1
@@ -52,15 +52,15 @@ def _send(p, blobs: list[bytes]) -> int:
 
 
 def _analyse(p) -> None:
-    from medai.platform import jobs
+    from medai.platform.jobs import jobs
 
     while (job := jobs.claim(p, "w1", 60)) is not None:
         jobs.run_claimed(p, job, "w1", 60)
 
 
 def _result(p, sid: int) -> tuple[str, dict, str | None]:
-    from medai.platform.studies import latest_result
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist.studies import latest_result
 
     with p.db.reader() as db:
         row = latest_result(db, sid)
@@ -93,10 +93,10 @@ def test_a_series_reads_the_tumour_whatever_order_its_slices_arrive_in(p, arriva
     assert read["key_instances"] and normal_sop not in read["key_instances"]
     assert payload["heatmap_instance"] in read["key_instances"] and heatmap is not None
     assert read["series_choice"]["chosen"] == series
-    from medai.platform import review
+    from medai.platform.worklist import versions
 
     with p.db.reader() as db:  # the draft says the series was read, not one slice
-        technique = review.current(db, sid).sections["technique"]
+        technique = versions.current(db, sid).sections["technique"]
     assert "20 kesitinden 20 kesitini" in technique and "tek kesit" not in technique
 
 
@@ -149,7 +149,7 @@ def _films(folder, study: str, views: list[str | None]) -> list[bytes]:
 def test_a_chest_study_is_decided_from_its_frontal_film(p, tmp_path, views):
     import pydicom
 
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
 
     blobs = _films(tmp_path, generate_uid(), views)
     sid = _send(p, blobs)
@@ -170,8 +170,8 @@ def test_a_chest_study_is_decided_from_its_frontal_film(p, tmp_path, views):
 
 def test_an_upload_says_it_read_one_image(p):
     from helpers.platform import png_bytes
-    from medai.platform import studies
-    from medai.platform.tables import User
+    from medai.platform.records.tables import User
+    from medai.platform.worklist import studies
 
     data = png_bytes(3)
     sha = p.store.put_bytes(data)

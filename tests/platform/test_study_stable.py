@@ -39,28 +39,28 @@ def _at(p, seconds: float) -> None:
 
 
 def _claim(p):
-    from medai.platform import jobs
+    from medai.platform.jobs import jobs
 
     return jobs.claim(p, "w1", 60)
 
 
 def _run(p):
     """Claim and run the due job; its resulting status, or None when none is due."""
-    from medai.platform import jobs
+    from medai.platform.jobs import jobs
 
     job = _claim(p)
     return None if job is None else jobs.run_claimed(p, job, "w1", 60)
 
 
 def _study(p, sid):
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
 
     with p.db.reader() as db:
         return db.get(Study, sid).status
 
 
 def _results(p, sid, kind="imaging"):
-    from medai.platform.tables import AIResultRow
+    from medai.platform.records.tables import AIResultRow
 
     with p.db.reader() as db:
         return list(
@@ -73,7 +73,7 @@ def _results(p, sid, kind="imaging"):
 
 
 def _reanalysed(p, sid) -> list[dict]:
-    from medai.platform.tables import AuditEvent
+    from medai.platform.records.tables import AuditEvent
 
     with p.db.reader() as db:
         rows = db.scalars(
@@ -87,7 +87,7 @@ def _reanalysed(p, sid) -> list[dict]:
 def test_the_analysis_waits_until_the_instances_have_settled(site):
     from pydicom.uid import generate_uid
 
-    from medai.platform.integration import receive
+    from medai.platform.intake import receive
 
     p, folder = site
     study = generate_uid()
@@ -107,8 +107,8 @@ def test_the_analysis_waits_until_the_instances_have_settled(site):
 
 
 def test_an_upload_is_analysed_at_once(site):
-    from medai.platform import studies
-    from medai.platform.tables import Job, User
+    from medai.platform.records.tables import Job, User
+    from medai.platform.worklist import studies
 
     p, _folder = site
     with p.db.session() as db:
@@ -128,9 +128,9 @@ def test_an_upload_is_analysed_at_once(site):
 def test_a_late_instance_reopens_an_unsigned_ai_draft(site):
     from pydicom.uid import generate_uid
 
-    from medai.platform import review
-    from medai.platform.integration import receive
-    from medai.platform.tables import Study
+    from medai.platform.intake import receive
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist import versions
 
     p, folder = site
     study = generate_uid()
@@ -151,7 +151,7 @@ def test_a_late_instance_reopens_an_unsigned_ai_draft(site):
     (event,) = _reanalysed(p, sid)
     assert event["report"] in ("replaced", "unchanged")
     with p.db.reader() as db:
-        cur = review.current(db, sid)
+        cur = versions.current(db, sid)
         assert cur.source == "ai" and cur.signed_by is None
         if event["report"] == "replaced":
             assert cur.version == 2 and cur.ai_result_id == _results(p, sid, "draft")[1].id
@@ -161,9 +161,10 @@ def test_a_late_instance_reopens_an_unsigned_ai_draft(site):
 def test_a_late_instance_never_changes_a_signed_or_edited_report(site):
     from pydicom.uid import generate_uid
 
-    from medai.platform import review
-    from medai.platform.integration import receive
-    from medai.platform.tables import Study, User
+    from medai.platform.intake import receive
+    from medai.platform.reading import review
+    from medai.platform.records.tables import Study, User
+    from medai.platform.worklist import versions
 
     p, folder = site
     signed_uid, edited_uid = generate_uid(), generate_uid()
@@ -182,7 +183,7 @@ def test_a_late_instance_never_changes_a_signed_or_edited_report(site):
         )
         review.edit(db, db.get(Study, edited), 1, {"findings": "typed by the radiologist"}, rad)
     with p.db.reader() as db:
-        before = {sid: len(review.versions(db, sid)) for sid in (signed, edited)}
+        before = {sid: len(versions.versions(db, sid)) for sid in (signed, edited)}
     _at(p, 100)
     receive.store(p, _film(folder, "s2", signed_uid, 3, view="AP"), "MODALITY")
     receive.store(
@@ -194,17 +195,17 @@ def test_a_late_instance_never_changes_a_signed_or_edited_report(site):
     assert [e["report"] for e in _reanalysed(p, edited)] == ["kept_edited"]
     with p.db.reader() as db:
         for sid in (signed, edited):
-            assert len(review.versions(db, sid)) == before[sid]  # nothing written over
+            assert len(versions.versions(db, sid)) == before[sid]  # nothing written over
             assert len(_results(p, sid)) == 2  # the new reading is there to be seen
         assert db.get(Study, signed).status == "final"
-        assert review.current(db, edited).sections["findings"] == "typed by the radiologist"
+        assert versions.current(db, edited).sections["findings"] == "typed by the radiologist"
 
 
 def test_an_instance_filed_while_the_analysis_runs_reads_the_study_again(site):
     from pydicom.uid import generate_uid
 
-    from medai.platform import jobs
-    from medai.platform.integration import receive
+    from medai.platform.intake import receive
+    from medai.platform.jobs import jobs
 
     p, folder = site
     study = generate_uid()

@@ -22,7 +22,7 @@ from medai.core.task_registry import DraftWords, Task, loader_from
 
 # imported before the task registers, as in a running server whose hospital package registers
 # late: whatever these modules read from the registry at import would lack the knee
-from medai.platform.api.app import create_platform_app  # noqa: F401
+from medai.platform.app import create_platform_app  # noqa: F401
 from medai.reporting.draft import draft_report
 
 LABELS = ("Osteoarthritis", "Joint_Effusion", "Normal_Knee")
@@ -103,8 +103,8 @@ def clinic_app(knee, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 def test_the_knee_task_is_registered_from_outside_medai(knee):
     from medai.imaging.labels import space
-    from medai.platform.integration.identity import DicomIdentity
-    from medai.platform.integration.routing import route
+    from medai.platform.dicom.identity import DicomIdentity
+    from medai.platform.intake.routing import route
 
     assert "knee" in task_registry.names("imaging")
     assert task_registry.default_task("imaging").name == "cxr"  # adding a task changes no default

@@ -178,9 +178,9 @@ def test_a_replay_answers_the_first_status_of_a_dicom_that_joined(env, tmp_path)
 
 
 def test_an_expired_key_is_forgotten_and_swept(env):
-    from medai.platform import idempotency
-    from medai.platform.db import utcnow
-    from medai.platform.tables import UploadKey
+    from medai.platform.intake import idempotency
+    from medai.platform.records.db import utcnow
+    from medai.platform.records.tables import UploadKey
 
     app, client, _sent = env
     p = app.state.platform
@@ -260,8 +260,8 @@ def test_two_replicas_racing_on_one_key_file_one_study(
     both reach the insert: the unique key lets one file and makes the other answer it."""
     from fastapi.testclient import TestClient
 
-    from medai.platform import idempotency
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
+    from medai.platform.intake import idempotency
 
     home = tmp_path / "home"
     home.mkdir()
@@ -338,8 +338,8 @@ def test_a_claim_waits_for_an_uncommitted_one_and_loses_on_postgresql(
 ):
     """The unique index itself, not a look before it: the second insert waits for the first
     transaction and fails once it commits (``KeyTaken``)."""
-    from medai.platform import idempotency
-    from medai.platform.tables import UploadKey, User
+    from medai.platform.intake import idempotency
+    from medai.platform.records.tables import UploadKey, User
 
     with bare_platform("postgresql", tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
         with p.db.reader() as db:
@@ -392,7 +392,7 @@ def test_the_migration_makes_the_table_of_the_model(kind, tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from medai.platform.db import Base, make_engine
+    from medai.platform.records.db import Base, make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:
@@ -439,8 +439,8 @@ def test_a_database_of_the_previous_release_takes_keyed_uploads(
     from fastapi.testclient import TestClient
 
     from helpers.upgrade import BUILD, _old_home
-    from medai.platform.api.app import create_platform_app
-    from medai.platform.db import Database
+    from medai.platform.app import create_platform_app
+    from medai.platform.records.db import Database
 
     home = _old_home(tmp_path)
     use_home(home)

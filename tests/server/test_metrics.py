@@ -144,8 +144,8 @@ def test_requests_by_template_and_model_calls_without_patient_text(
 def test_queues_outbox_and_alerts_come_from_the_database(
     kind, tmp_path, tfidf_model_dir, tiny_imaging_dir, monkeypatch
 ):
-    from medai.platform.db import utcnow
-    from medai.platform.tables import Job, ModelJob, MonitorAlert, OutboxItem
+    from medai.platform.records.db import utcnow
+    from medai.platform.records.tables import Job, ModelJob, MonitorAlert, OutboxItem
 
     monkeypatch.setenv("MEDAI_FHIR_URL", "http://127.0.0.1:9/fhir")  # one destination
     with clinic(
@@ -220,7 +220,7 @@ def test_queues_outbox_and_alerts_come_from_the_database(
 
 
 def test_database_down_gives_up_zero_not_5xx(tmp_path, tfidf_model_dir, tiny_imaging_dir):
-    from medai.platform.db import Database
+    from medai.platform.records.db import Database
 
     with clinic(
         "sqlite",
@@ -262,7 +262,7 @@ def test_database_down_gives_up_zero_not_5xx(tmp_path, tfidf_model_dir, tiny_ima
 def test_a_hung_database_is_reported_down_and_not_queried_twice():
     import threading
 
-    from medai.platform.metrics import PlatformCollector
+    from medai.platform.ops.metrics import PlatformCollector
     from medai.server.metrics import exposition
 
     release = threading.Event()

@@ -109,7 +109,7 @@ def _settings(home: Path, url: str):
 def _rows(url: str) -> dict:
     """Signed report versions (their sections, decrypted by the platform's own column type),
     audit events and studies' files of a database, by id."""
-    from medai.platform.tables import AuditEvent, ReportVersion, Study
+    from medai.platform.records.tables import AuditEvent, ReportVersion, Study
 
     engine = create_engine(url)
     try:
@@ -142,7 +142,7 @@ def drill(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
     home = tmp_path / "site"
     with clinic(kind, home, tfidf_model_dir, tiny_imaging_dir) as (app, client):
         if kind == "postgresql":
-            from medai.platform.pg_tools import tool
+            from medai.platform.ops.pg_tools import tool
 
             try:
                 tool("pg_dump")
@@ -152,11 +152,11 @@ def drill(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
 
 
 def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
-    from medai.platform import backup as bk
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import Cipher
-    from medai.platform.db import migration_heads
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
+    from medai.platform.records.blobs import BlobStore
+    from medai.platform.records.crypto import Cipher
+    from medai.platform.records.db import migration_heads
 
     kind, app, client, home, tmp = drill
     url = str(app.state.platform.db.engine.url.render_as_string(hide_password=False))
@@ -265,8 +265,8 @@ def _tables(url: str) -> list[str]:
 def test_a_restore_refuses_a_damaged_backup_and_a_home_with_files(tmp_path, bare_site):
     """A file altered after the backup is named and nothing is restored; a home whose
     ``blobs`` hold a file is not a place to restore into."""
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
 
     home, url = bare_site
     dest = tmp_path / "b"
@@ -293,8 +293,9 @@ def test_a_restore_refuses_a_damaged_backup_and_a_home_with_files(tmp_path, bare
 def _make_site(home: Path, url: str) -> None:
     """One stored file and a study naming it, made through the platform (home made current)."""
     from helpers.platform import use_home
-    from medai.platform import accounts, studies
+    from medai.platform.access import accounts
     from medai.platform.boot import open_platform
+    from medai.platform.worklist import studies
     from medai.services.model_handles import ModelHandles
 
     home.mkdir(exist_ok=True)
@@ -323,8 +324,8 @@ def test_a_restore_whose_check_fails_leaves_the_target_empty(tmp_path, kind):
     """A value that does not decrypt after loading (here: one the manifest does not expect)
     takes the loaded database and the moved files away again: the target is empty for the
     next try, on both engines."""
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
 
     home = tmp_path / "home"
     with (
@@ -365,7 +366,7 @@ def _nothing(value):
 
 
 def test_the_settings_kept_leave_every_secret_out():
-    from medai.platform.backup import settings_snapshot
+    from medai.platform.ops.backup import settings_snapshot
 
     env = {
         "MEDAI_HOME": "/var/lib/medai",
@@ -477,8 +478,8 @@ def test_the_cli_backs_up_and_restores_with_stable_json(tmp_path, bare_site):
 def test_a_value_already_undecryptable_at_the_site_is_carried_not_refused(tmp_path, bare_site):
     """A sealed value no key of the site opens (a key lost before the backup) is counted in
     the manifest; the restore reports the same count instead of refusing the whole site."""
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
 
     home, url = bare_site
     engine = create_engine(url)

@@ -126,7 +126,7 @@ def test_probe_paths_are_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     Host header (localhost: the kubelet's default, the pod IP, is not a trusted host)."""
     from fastapi.testclient import TestClient
 
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
     from medai.settings import get_settings
 
     text = (CHART / "templates" / "serve-deployment.yaml").read_text()
@@ -501,8 +501,8 @@ def test_the_first_admin_gets_an_enrolment_code_once(tmp_path: Path, monkeypatch
     from contextlib import redirect_stdout
 
     from helpers.platform import use_home
-    from medai.platform import accounts
-    from medai.platform.db import Database, utcnow
+    from medai.platform.access import accounts
+    from medai.platform.records.db import Database, utcnow
     from medai.settings import get_settings
 
     use_home(tmp_path)

@@ -23,7 +23,7 @@ def test_workers_analyse_every_study_once_even_when_one_is_killed(
 ):
     from fastapi.testclient import TestClient
 
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     url = broker_url(kind, str(tmp_path))
     _purge(url)
@@ -107,7 +107,7 @@ def test_a_worker_sends_what_it_analysed_without_serve(
     from fastapi.testclient import TestClient
 
     from helpers.outbox_peers import FhirServer
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     url = broker_url("redis", str(tmp_path) + "outbox")
     _purge(url)

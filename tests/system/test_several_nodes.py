@@ -82,11 +82,13 @@ def test_a_sibling_registering_the_same_model_at_the_same_moment_is_read_not_fat
 def test_two_nodes_making_a_display_rendition_at_once_agree_on_one(tmp_path):
     """Node A is storing its rendition of a study (its row locked, not yet committed) when
     node B makes one too: B waits for A's and returns it, instead of overwriting it."""
-    from medai.platform import accounts, analysis, studies
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import BlobCipher
-    from medai.platform.db import Database
-    from medai.platform.tables import Study
+    from medai.platform.access import accounts
+    from medai.platform.reading import analysis
+    from medai.platform.records.blobs import BlobStore
+    from medai.platform.records.crypto import BlobCipher
+    from medai.platform.records.db import Database
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist import studies
 
     with postgres_database() as url:
         db = Database(url)
@@ -122,7 +124,7 @@ def test_two_nodes_making_a_display_rendition_at_once_agree_on_one(tmp_path):
 
 
 def test_the_generated_key_is_synced_before_it_gets_its_name(tmp_path, monkeypatch):
-    from medai.platform import crypto
+    from medai.platform.records import crypto
 
     calls: list[str] = []
     real_fsync, real_link = os.fsync, os.link
@@ -175,7 +177,7 @@ def test_a_registered_model_copy_is_synced_before_it_is_renamed_into_place(tmp_p
 @pytest.fixture(autouse=True)
 def _fresh_settings():
     yield
-    from medai.platform.crypto import cipher
+    from medai.platform.records.crypto import cipher
     from medai.settings import get_settings
 
     get_settings.cache_clear()
@@ -185,9 +187,9 @@ def _fresh_settings():
 def test_workers_on_two_nodes_checking_a_model_at_once_raise_one_alert(monkeypatch):
     """Two workers finish studies of one model at the same moment and both find a drift
     threshold crossed: one alert is raised (and one webhook), not one per worker."""
-    from medai.platform.db import Database
     from medai.platform.lifecycle import monitoring
-    from medai.platform.tables import MonitorAlert
+    from medai.platform.records.db import Database
+    from medai.platform.records.tables import MonitorAlert
 
     with postgres_database() as url:
         db = Database(url)
@@ -236,10 +238,12 @@ def test_the_sweeper_republishes_a_dead_workers_job_ahead_of_the_backlog(tmp_pat
     left alone, queued ones republished as they were."""
     from datetime import timedelta
 
-    from medai.platform import accounts, queue, studies
-    from medai.platform.api.app import sweep_once
-    from medai.platform.db import Database, utcnow
-    from medai.platform.tables import Job
+    from medai.platform.access import accounts
+    from medai.platform.app import sweep_once
+    from medai.platform.jobs import queue
+    from medai.platform.records.db import Database, utcnow
+    from medai.platform.records.tables import Job
+    from medai.platform.worklist import studies
 
     db = Database(f"sqlite:///{tmp_path / 'medai.db'}")
     db.upgrade()

@@ -53,7 +53,7 @@ def test_the_previous_releases_migrations_are_unchanged():
 
 
 def _head() -> str:
-    from medai.platform.db import migration_heads
+    from medai.platform.records.db import migration_heads
 
     return ", ".join(migration_heads())
 
@@ -89,10 +89,10 @@ def old_site(request, tmp_path):
 def test_a_database_of_the_previous_release_migrates_with_its_data(old_site):
     from fastapi.testclient import TestClient
 
-    from medai.platform.api.app import create_platform_app
-    from medai.platform.crypto import cipher
-    from medai.platform.db import Database
-    from medai.platform.tables import Message, Study, TriageRecord
+    from medai.platform.app import create_platform_app
+    from medai.platform.records.crypto import cipher
+    from medai.platform.records.db import Database
+    from medai.platform.records.tables import Message, Study, TriageRecord
 
     home, url = old_site
     use_home(home)
@@ -233,7 +233,7 @@ def test_a_database_newer_than_this_release_is_refused_either_way(tmp_path):
 def test_readiness_names_a_schema_that_moved_under_a_running_server(tmp_path):
     from fastapi.testclient import TestClient
 
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     home = tmp_path / "home"
     home.mkdir()
@@ -261,8 +261,8 @@ def test_a_backup_of_the_previous_release_restores_and_migrates(tmp_path, migrat
     """The upgrade procedure's safety net: the backup taken before `medai migrate` (of the old
     schema) restores into an empty site with this release, migrated on the way (or left for
     `medai migrate`, as MEDAI_AUTO_MIGRATE=false deployments want)."""
-    from medai.platform import backup as bk
-    from medai.platform.restore import restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
     from medai.settings import Settings
 
     home = _old_home(tmp_path)

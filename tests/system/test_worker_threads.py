@@ -10,7 +10,7 @@ from helpers.platform import use_home
 def test_a_worker_process_gives_its_thread_count_to_the_models(tmp_path, monkeypatch):
     import torch
 
-    from medai.platform import queue
+    from medai.platform.jobs import queue
     from medai.services.runtime import CpuPlan, apply_thread_limits
 
     use_home(tmp_path)

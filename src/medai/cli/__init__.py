@@ -157,7 +157,7 @@ def serve(
     # request that trickles in is answered 408 and closed (MEDAI_HTTP_READ_TIMEOUT_S)
     try:
         uvicorn.run(
-            "medai.platform.api.app:platform_app_from_env",
+            "medai.platform.app:platform_app_from_env",
             factory=True,
             host=bind,
             port=port or settings.port,

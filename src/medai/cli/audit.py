@@ -26,7 +26,7 @@ def audit_list(
     as_json: JsonFlag = False,
 ) -> None:
     """A page of the audit log, newest first, with how many events match in all."""
-    from medai.platform import audit
+    from medai.platform.access import audit
 
     with open_database().session() as db:
         rows, total = audit.query(
@@ -60,7 +60,7 @@ def audit_export(
     out: Annotated[str, typer.Option(help="File to write (JSON lines); '-' for stdout.")] = "-",
 ) -> None:
     """Every audit event, oldest first, one JSON object per line."""
-    from medai.platform.audit import export_jsonl
+    from medai.platform.access.audit import export_jsonl
 
     with open_database().session() as db:
         if out == "-":

@@ -58,7 +58,7 @@ def dataset_export(
     ``manifest.csv`` + ``images/`` for `medai imaging train --data`, with a datasheet."""
     from medai.core.task_registry import TaskError
     from medai.core.task_registry import get as get_task
-    from medai.platform import audit
+    from medai.platform.access import audit
     from medai.platform.lifecycle import dataset
 
     try:

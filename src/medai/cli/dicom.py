@@ -57,8 +57,8 @@ def listen(
     import threading
 
     from medai.platform.boot import open_platform
-    from medai.platform.integration.dicom_node import DicomNode
-    from medai.platform.queue import analysis_dispatch
+    from medai.platform.intake.dicom_node import DicomNode
+    from medai.platform.jobs.queue import analysis_dispatch
     from medai.server.logs import log_config
     from medai.settings import check_ae_title, check_allow_list, get_settings
 
@@ -73,7 +73,7 @@ def listen(
 
     open_database(as_json).dispose()  # migrated, or exit 2 naming the revisions
     p = open_platform()
-    from medai.platform.integration.dicom_node import server_tls_from_settings
+    from medai.platform.intake.dicom_node import server_tls_from_settings
 
     try:  # a TLS setting the node cannot honour stops it here, never falls back to plain
         tls = server_tls_from_settings() or False
@@ -106,7 +106,7 @@ def listen(
             as_json,
             1,
         )
-    from medai.platform.metrics import CertificateWatch
+    from medai.platform.ops.metrics import CertificateWatch
 
     CertificateWatch.from_settings().check()  # a TLS certificate near its end: in the log
     analysis = (
@@ -182,8 +182,8 @@ def pull(
     import threading
 
     from medai.platform.boot import open_platform
-    from medai.platform.integration.dicomweb_pull import Puller, PullError
-    from medai.platform.queue import analysis_dispatch
+    from medai.platform.intake.dicomweb_pull import Puller, PullError
+    from medai.platform.jobs.queue import analysis_dispatch
     from medai.settings import check_http_url, get_settings
 
     settings = get_settings()
@@ -246,7 +246,7 @@ def deidentify(
     UIDs and the PatientID are replaced by HMACs under this site's secret: the same study
     exported twice gets the same pseudonymous UIDs, and nothing in the output (or beside it)
     maps them back; `medai dicom pseudonym` checks a patient's pseudonym inside medai."""
-    from medai.platform.integration.deid import (
+    from medai.platform.dicom.deid import (
         Deidentifier,
         DeidError,
         deidentify_files,
@@ -282,7 +282,7 @@ def pseudonym(
 ) -> None:
     """The pseudonym this site's de-identified exports give a patient: re-identification is
     this check, made inside medai with its key, never a table shipped with an export."""
-    from medai.platform.integration.deid import pseudonym_of
+    from medai.platform.dicom.deid import pseudonym_of
 
     value = pseudonym_of(patient_id)
     _emit({"pseudonym": value}, as_json, value)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit, _fail
-from medai.platform.localtime import iso_utc
+from medai.platform.records.localtime import iso_utc
 
 kiosks_app = typer.Typer(
     help="Triage kiosks: each has its own daily quota and credentials.", no_args_is_help=True
@@ -43,8 +43,8 @@ def kiosks_add(
 ) -> None:
     """Register a kiosk. Its API token and one-time enrolment code are printed once: type the
     code on the kiosk's /kiosk page (or send the token as X-Kiosk-Token)."""
-    from medai.platform import audit, kiosks
-    from medai.platform.db import utcnow
+    from medai.platform.access import audit, kiosks
+    from medai.platform.records.db import utcnow
     from medai.settings import get_settings
 
     settings = get_settings()
@@ -77,8 +77,8 @@ def kiosks_add(
 @kiosks_app.command("list")
 def kiosks_list(as_json: JsonFlag = False) -> None:
     """Every kiosk with its quota and today's use (the day of MEDAI_TIMEZONE)."""
-    from medai.platform import kiosks
-    from medai.platform.db import utcnow
+    from medai.platform.access import kiosks
+    from medai.platform.records.db import utcnow
     from medai.settings import get_settings
 
     with _db().session() as db:
@@ -101,8 +101,8 @@ def kiosks_list(as_json: JsonFlag = False) -> None:
 def kiosks_enrol_code(name: str, as_json: JsonFlag = False) -> None:
     """A new one-time enrolment code for a kiosk (e.g. a replaced browser); once used, the
     previous browser stops working."""
-    from medai.platform import audit, kiosks
-    from medai.platform.db import utcnow
+    from medai.platform.access import audit, kiosks
+    from medai.platform.records.db import utcnow
     from medai.settings import get_settings
 
     try:
@@ -129,8 +129,8 @@ def kiosks_enrol_code(name: str, as_json: JsonFlag = False) -> None:
 @kiosks_app.command("revoke")
 def kiosks_revoke(name: str, as_json: JsonFlag = False) -> None:
     """Revoke a registered kiosk: its token and its browser stop at once."""
-    from medai.platform import audit, kiosks
-    from medai.platform.db import utcnow
+    from medai.platform.access import audit, kiosks
+    from medai.platform.records.db import utcnow
 
     try:
         with _db().session() as db:

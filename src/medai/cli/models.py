@@ -18,7 +18,7 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit
 
 
 def _actor():
-    from medai.platform.audit import Actor
+    from medai.platform.access.audit import Actor
 
     try:
         user = getpass.getuser()
@@ -199,7 +199,7 @@ def _validations(db, model_id: int) -> list[dict]:
     from sqlalchemy import select
 
     from medai.platform.lifecycle.validation import as_dict
-    from medai.platform.tables import Validation
+    from medai.platform.records.tables import Validation
 
     return [
         as_dict(v)

@@ -22,7 +22,7 @@ def open_database(as_json: bool = False, force: bool = False):
     migrated (auto-migrate off) or newer than this release exits 2 with the message; one
     holding data no configured key opens exits 3 (``keys_missing``, the key ids named), and
     no key is ever made for it."""
-    from medai.platform.db import Database, DatabaseLocationError, SchemaMismatch
+    from medai.platform.records.db import Database, DatabaseLocationError, SchemaMismatch
 
     try:
         database = Database()
@@ -57,7 +57,7 @@ KEYS_MISSING_EXIT = 3
 def require_site_keys(database, as_json: bool = False) -> None:
     """The site's keys open its data (``platform.key_check``), or exit 3 (``keys_missing``)
     naming the key ids the data needs; on a new site its key is made here, once."""
-    from medai.platform.key_check import KeysMissing, require_keys
+    from medai.platform.ops.key_check import KeysMissing, require_keys
     from medai.settings import get_settings
 
     settings = get_settings()
@@ -72,7 +72,7 @@ def platform_or_exit(as_json: bool = False, **kwargs):
     """``boot.open_platform(**kwargs)`` for a command, exiting 3 (``keys_missing``, the key ids
     named) where the site's keys are not configured instead of a traceback."""
     from medai.platform.boot import open_platform
-    from medai.platform.key_check import KeysMissing
+    from medai.platform.ops.key_check import KeysMissing
 
     try:
         return open_platform(**kwargs)
@@ -85,7 +85,7 @@ def migrate(as_json: JsonFlag = False) -> None:
     workers and DICOM node start (with MEDAI_AUTO_MIGRATE=false they refuse an unmigrated
     database). Take a backup first (`medai backup DEST`). Replicas of several processes
     starting at once are safe: one migrates, the others wait (PostgreSQL advisory lock)."""
-    from medai.platform.db import migration_heads
+    from medai.platform.records.db import migration_heads
 
     database = open_database(as_json, force=True)
     found = database.upgrade(force=True)  # done already: what it found before migrating
@@ -172,8 +172,8 @@ def backup(
     and manifest.json (sha256 of every file). The KEYS ARE NOT IN IT: keep the operator's
     copy of MEDAI_SECRET_KEYS / the key file apart; the manifest names the key ids a restore
     needs. docs/deploy/backup.md."""
-    from medai.platform import backup as bk
-    from medai.platform.pg_tools import PgToolError
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.pg_tools import PgToolError
 
     try:
         manifest = bk.backup(dest, progress=_Progress())
@@ -237,9 +237,9 @@ def restore(
     against the manifest, and afterwards every sealed value and stored file must decrypt; a
     missing key is named. The non-secret settings are put in MEDAI_HOME/restored-config for you
     to apply."""
-    from medai.platform import backup as bk
-    from medai.platform.pg_tools import PgToolError
-    from medai.platform.restore import restore as run_restore
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.pg_tools import PgToolError
+    from medai.platform.ops.restore import restore as run_restore
 
     try:
         out = run_restore(

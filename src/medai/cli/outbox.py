@@ -54,7 +54,7 @@ def status(
     """Per destination: deliveries queued, retrying (and the next attempt), being sent,
     delivered, failed (with the reason) and skipped. No patient data."""
     from medai.cli.operations import open_database
-    from medai.platform.integration import outbox
+    from medai.platform.delivery import outbox
 
     _settings(as_json)
     db = open_database(as_json)
@@ -84,9 +84,9 @@ def retry(
 ) -> None:
     """Send a failed delivery again (a running loop picks it up at once)."""
     from medai.cli.operations import open_database
-    from medai.platform import audit
-    from medai.platform.db import utcnow
-    from medai.platform.integration import outbox
+    from medai.platform.access import audit
+    from medai.platform.delivery import outbox
+    from medai.platform.records.db import utcnow
 
     db = open_database(as_json)
     try:
@@ -131,7 +131,7 @@ def run(
     import threading
 
     from medai.cli.operations import platform_or_exit
-    from medai.platform.integration.delivery import DeliveryLoop
+    from medai.platform.delivery.delivery import DeliveryLoop
     from medai.server.logs import log_config
 
     settings = _settings(as_json)

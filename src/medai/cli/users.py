@@ -41,7 +41,7 @@ def _stdin_line() -> str:
 
 
 def _issued(user, code: str, now) -> dict:
-    from medai.platform.accounts import pending
+    from medai.platform.access.accounts import pending
 
     exp = pending(user, now)
     return {
@@ -112,8 +112,8 @@ def users_add(
     (printed once; with --enrol-code-stdin, the operator's own) with which its user chooses
     their own password; clinical and patient accounts always do. Passwords are never taken
     from the command line."""
-    from medai.platform import accounts, audit
-    from medai.platform.db import utcnow
+    from medai.platform.access import accounts, audit
+    from medai.platform.records.db import utcnow
 
     try:
         accounts.check_role(role)
@@ -176,7 +176,7 @@ def users_profile(
 ) -> None:
     """Set a user's full name and title, as the signed PDF, FHIR, DICOM SR and HL7 name the
     signer (an option left out keeps its value; "" clears it). Audited as ``profile``."""
-    from medai.platform import accounts, audit
+    from medai.platform.access import accounts, audit
 
     try:
         with open_database().session() as db:
@@ -203,8 +203,8 @@ def users_profile(
 def users_reset(name: str, enrol_hours: EnrolHours = 72.0, as_json: JsonFlag = False) -> None:
     """Reset a password: the old one stops working, the user's sessions and tokens are
     revoked, and a new one-time enrolment code is printed (once)."""
-    from medai.platform import accounts, audit
-    from medai.platform.db import utcnow
+    from medai.platform.access import accounts, audit
+    from medai.platform.records.db import utcnow
 
     now = utcnow()
     try:
@@ -226,8 +226,8 @@ def users_enrol(
 ) -> None:
     """Choose your own password with your enrolment code, at the server's console (the
     /enrol page does the same in a browser)."""
-    from medai.platform import accounts
-    from medai.platform.db import utcnow
+    from medai.platform.access import accounts
+    from medai.platform.records.db import utcnow
 
     if not password_stdin:
         _account_failed(
@@ -252,7 +252,7 @@ def users_role(
 ) -> None:
     """Change a user's role. An administrator account never takes a clinical or patient
     role, nor the reverse (refused as role_conflict, and audited)."""
-    from medai.platform import accounts, audit
+    from medai.platform.access import accounts, audit
 
     actor = audit.Actor("cli")
     try:
@@ -273,8 +273,8 @@ def users_approve(name: str, as_json: JsonFlag = False) -> None:
     """Approve a clinical account for patient data (the two-person rule: an admin's new,
     reset or re-roled account waits for a radiologist or for this). Shell access to the server
     is the hospital's own trust root; this also makes the first clinical users."""
-    from medai.platform import accounts, approval, audit
-    from medai.platform.db import utcnow
+    from medai.platform.access import accounts, approval, audit
+    from medai.platform.records.db import utcnow
 
     actor = audit.Actor("cli")
     try:
@@ -294,7 +294,7 @@ def users_approve(name: str, as_json: JsonFlag = False) -> None:
 def users_grants(as_json: JsonFlag = False) -> None:
     """Every role granted or changed, every approval for patient data, and every refused
     change or approval, oldest first (for review)."""
-    from medai.platform.accounts import role_grants
+    from medai.platform.access.accounts import role_grants
 
     with open_database().session() as db:
         items, _ = role_grants(db, limit=1_000_000)
@@ -316,9 +316,9 @@ def users_list(as_json: JsonFlag = False) -> None:
     clinical account not yet approved for patient data)."""
     from sqlalchemy import select
 
-    from medai.platform.accounts import enrolled
-    from medai.platform.approval import is_pending
-    from medai.platform.tables import User
+    from medai.platform.access.accounts import enrolled
+    from medai.platform.access.approval import is_pending
+    from medai.platform.records.tables import User
 
     with open_database().session() as db:
         rows = [
@@ -349,7 +349,7 @@ def users_list(as_json: JsonFlag = False) -> None:
 
 
 def _set_active(name: str, active: bool, as_json: bool) -> None:
-    from medai.platform import accounts, audit
+    from medai.platform.access import accounts, audit
 
     try:
         with open_database().session() as db:

@@ -76,8 +76,8 @@ def worker(
 ) -> None:
     """Run a Celery worker that analyses studies (needs MEDAI_BROKER_URL: redis:// or
     amqp://). Messages are acknowledged late: a worker killed mid-study loses nothing."""
-    from medai.platform import queue
-    from medai.platform.queue import QUEUES, celery_app
+    from medai.platform.jobs import queue
+    from medai.platform.jobs.queue import QUEUES, celery_app
     from medai.services.runtime import CpuPlan, apply_thread_limits
     from medai.settings import get_settings
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from medai.platform.accounts import dummy_hash
-from medai.platform.blobs import BlobStore
+from medai.platform.access.accounts import dummy_hash
 from medai.platform.context import Platform
-from medai.platform.crypto import cipher
-from medai.platform.db import Database
-from medai.platform.key_check import require_keys
 from medai.platform.lifecycle.serving import adopt
+from medai.platform.ops.key_check import require_keys
+from medai.platform.records.blobs import BlobStore
+from medai.platform.records.crypto import cipher
+from medai.platform.records.db import Database
 from medai.services.model_handles import ModelHandles
 from medai.settings import get_settings
 
@@ -40,7 +40,7 @@ def open_platform(
     cipher()  # the at-rest key exists before the first request needs it
     dummy_hash()  # made now: the first unknown user's sign-in costs what a real one does
     if settings.password_hash == "insecure-fast":
-        logging.getLogger("medai.platform.accounts").warning(
+        logging.getLogger("medai.platform.access.accounts").warning(
             "passwords are hashed with the 'insecure-fast' profile (tests only): set "
             "MEDAI_PASSWORD_HASH=rfc9106-low-memory for any real use"
         )

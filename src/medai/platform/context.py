@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from medai.platform.blobs import BlobStore
-from medai.platform.db import Database, utcnow
+from medai.platform.records.blobs import BlobStore
+from medai.platform.records.db import Database, utcnow
 from medai.services.model_handles import ModelHandles
 
 

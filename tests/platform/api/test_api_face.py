@@ -141,7 +141,7 @@ def test_every_error_has_the_security_headers_and_one_shape(env):
 
 def test_stateless_job_calls_are_audited(env):
     app, client, rad, _ = env
-    from medai.platform.tables import AuditEvent
+    from medai.platform.records.tables import AuditEvent
 
     files = {"file": ("x.png", png_bytes(5), "image/png")}
     assert client.post("/api/v1/imaging/cxr/predict", headers=rad, files=files).status_code == 200
@@ -168,7 +168,7 @@ def _spec():
     import os
     import tempfile
 
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     os.environ.setdefault("MEDAI_HOME", tempfile.mkdtemp())
     app = create_platform_app(database_url="sqlite://", preload=False, job_threads=0)

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from helpers.builders import make_imaging_model_dir
 from helpers.platform import bearer, clinic, png_bytes, wait_status
-from medai.platform.accounts import PERMISSIONS
+from medai.platform.access.accounts import PERMISSIONS
 
 pytestmark = pytest.mark.slow
 ROLES = ("admin", "radiologist", "clinician", "patient", None)
@@ -153,7 +153,7 @@ def _operations() -> list[str]:
     import os
     import tempfile
 
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     os.environ.setdefault("MEDAI_HOME", tempfile.mkdtemp())
     app = create_platform_app(database_url="sqlite://", preload=False, job_threads=0)
@@ -325,7 +325,7 @@ def test_every_route_is_served_once():
     import os
     import tempfile
 
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
 
     os.environ.setdefault("MEDAI_HOME", tempfile.mkdtemp())
     app = create_platform_app(database_url="sqlite://", preload=False, job_threads=0)

@@ -19,7 +19,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
 from helpers.dicom import NAME, PATIENT_ID, make_dicom
-from medai.platform.integration.deid import (
+from medai.platform.dicom.deid import (
     Deidentifier,
     DeidError,
     deidentify_files,

@@ -185,9 +185,9 @@ def test_key_rotation_re_encrypts_the_patient_identity(env, monkeypatch):
     from cryptography.fernet import Fernet
 
     from medai.core.faults import StorageFault
-    from medai.platform.blobs import BlobStore
-    from medai.platform.crypto import BlobCipher, cipher
-    from medai.platform.rotation import rotate_all
+    from medai.platform.ops.rotation import rotate_all
+    from medai.platform.records.blobs import BlobStore
+    from medai.platform.records.crypto import BlobCipher, cipher
     from medai.settings import get_settings
 
     app, client, home, files = env
@@ -246,7 +246,7 @@ def test_a_stored_file_altered_on_disk_is_a_named_503_never_altered_bytes(env, c
     assert client.get(f"/api/v1/studies/{sid}/image", headers=rad).status_code == 200
     shown = study["file"]["sha256"]
     with app.state.platform.db.reader() as db:
-        from medai.platform.tables import Study
+        from medai.platform.records.tables import Study
 
         shown = db.get(Study, sid).display_sha256 or shown
     path = app.state.platform.store.path(shown)

@@ -20,13 +20,13 @@ from medai.core.results import ModelRef
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
-from medai.platform.integration.dicom_key_images import (
+from medai.platform.documents.dicom_key_images import (
     KOS_SOP_CLASS,
     key_image_note,
     key_refs,
     read_key_image_note,
 )
-from medai.platform.integration.dicom_objects import (
+from medai.platform.documents.dicom_objects import (
     DicomObjectError,
     SourceImage,
     findings_sr,

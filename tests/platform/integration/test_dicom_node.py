@@ -65,7 +65,7 @@ def _by_accession(node, accession: str) -> dict:
 
 
 def _jobs(node, study_id: int) -> int:
-    from medai.platform.tables import Job
+    from medai.platform.records.tables import Job
 
     with node.app.state.platform.db.session() as db:
         return db.scalar(select(func.count()).select_from(Job).where(Job.study_id == study_id))
@@ -200,7 +200,7 @@ def test_a_study_sent_lateral_first_gets_its_model_with_the_frontal_series(node)
 
 
 def test_refused_instances_get_a_dicom_failure_status_and_leave_nothing(node, monkeypatch):
-    from medai.platform.integration import dicom_node
+    from medai.platform.intake import dicom_node
 
     before, blobs = _studies(node)["total"], _blobs(node)
     no_uid = make_dicom(node.files / "no-uid.dcm", accession="BAD-1", drop=("StudyInstanceUID",))

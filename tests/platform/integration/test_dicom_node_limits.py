@@ -41,7 +41,7 @@ def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 @pytest.fixture
 def start_node(site):
     """Starts nodes on free ports with the given limits; stops them after the test."""
-    from medai.platform.integration.dicom_node import DicomNode, Limits
+    from medai.platform.intake.dicom_node import DicomNode, Limits
 
     started = []
 

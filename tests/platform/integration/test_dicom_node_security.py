@@ -28,7 +28,7 @@ def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 @pytest.fixture
 def start_node(site):
-    from medai.platform.integration.dicom_node import DicomNode
+    from medai.platform.intake.dicom_node import DicomNode
 
     started = []
 
@@ -188,7 +188,7 @@ def client_context(pki, with_cert: bool) -> ssl.SSLContext:
 
 
 def test_dicom_tls_association_and_echo(start_node, tmp_path):
-    from medai.platform.integration.dicom_node import server_tls_context
+    from medai.platform.intake.dicom_node import server_tls_context
 
     pki = write_pki(tmp_path / "pki")
     node = start_node(allow=("CR01",), tls=server_tls_context(pki.node_cert, pki.node_key))
@@ -200,7 +200,7 @@ def test_dicom_tls_association_and_echo(start_node, tmp_path):
 
 
 def test_mutual_tls_requires_a_sender_certificate_from_the_ca(start_node, tmp_path):
-    from medai.platform.integration.dicom_node import server_tls_context
+    from medai.platform.intake.dicom_node import server_tls_context
 
     pki = write_pki(tmp_path / "pki")
     node = start_node(allow=("CR01",), tls=server_tls_context(pki.node_cert, pki.node_key, pki.ca))
@@ -211,7 +211,7 @@ def test_mutual_tls_requires_a_sender_certificate_from_the_ca(start_node, tmp_pa
 def test_tls_settings_come_in_pairs_and_a_missing_file_stops_the_node(tmp_path, monkeypatch):
     from pydantic import ValidationError
 
-    from medai.platform.integration.dicom_node import server_tls_from_settings
+    from medai.platform.intake.dicom_node import server_tls_from_settings
     from medai.settings import Settings, get_settings
 
     with pytest.raises(ValidationError, match="go together"):

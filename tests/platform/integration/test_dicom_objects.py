@@ -25,14 +25,20 @@ from medai.core.task_registry import PRIVATE_SCHEME, Task, TaskError
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
-from medai.platform.finding_states import with_states
-from medai.platform.integration.dicom_heatmap import (
+from medai.platform.delivery.dicom_send import (
+    NOT_SENT,
+    DestinationRejected,
+    DestinationUnavailable,
+    c_store,
+    stow_rs,
+)
+from medai.platform.documents.dicom_heatmap import (
     heatmap_pm,
     heatmap_sc,
     overlay_on_film,
     pm_suitable,
 )
-from medai.platform.integration.dicom_objects import (
+from medai.platform.documents.dicom_objects import (
     BASES,
     DicomObjectError,
     SourceImage,
@@ -40,14 +46,8 @@ from medai.platform.integration.dicom_objects import (
     read_findings_sr,
     save_bytes,
 )
-from medai.platform.integration.dicom_report import read_report_findings, report_sr, report_uids
-from medai.platform.integration.dicom_send import (
-    NOT_SENT,
-    DestinationRejected,
-    DestinationUnavailable,
-    c_store,
-    stow_rs,
-)
+from medai.platform.documents.dicom_report import read_report_findings, report_sr, report_uids
+from medai.platform.documents.finding_states import with_states
 from medai.services.imaging import decision_of
 
 CREATED = dt.datetime(2024, 3, 5, 9, 30, 15)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from medai.core.task_registry import Task, TaskError, loader_from
-from medai.platform.integration.identity import DicomIdentity
-from medai.platform.integration.routing import route
+from medai.platform.dicom.identity import DicomIdentity
+from medai.platform.intake.routing import route
 
 
 def ident(

@@ -14,7 +14,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 pynetdicom = pytest.importorskip("pynetdicom")
 
 from helpers.platform import free_port, refusing_port  # noqa: E402
-from medai.platform.integration.dicom_send import (  # noqa: E402
+from medai.platform.delivery.dicom_send import (  # noqa: E402
     DestinationRejected,
     DestinationUnavailable,
     c_store,

@@ -80,8 +80,8 @@ def _total(site) -> int:
 
 @pytest.mark.parametrize(("values", "keyword"), CRAFTED, ids=[k for _v, k in CRAFTED])
 def test_each_crafted_value_is_refused_naming_its_attribute(values, keyword, tmp_path):
-    from medai.platform.integration import identity
-    from medai.platform.integration.dicom_values import InvalidAttribute
+    from medai.platform.dicom import identity
+    from medai.platform.dicom.dicom_values import InvalidAttribute
 
     data = crafted(tmp_path / "x.dcm", values).read_bytes()
     with pytest.raises(InvalidAttribute) as refused:
@@ -105,13 +105,13 @@ def test_each_crafted_value_is_refused_naming_its_attribute(values, keyword, tmp
     ],
 )
 def test_what_real_equipment_sends_is_accepted(values, tmp_path):
-    from medai.platform.integration import identity
+    from medai.platform.dicom import identity
 
     assert identity.checked_read(crafted(tmp_path / "ok.dcm", values).read_bytes())
 
 
 def test_printable_drops_bidi_and_control_characters():
-    from medai.platform.printable import printable
+    from medai.platform.records.printable import printable
 
     assert printable("ALI\u202eZEM\u2066\u2069\u200e\u200f\u061c") == "ALIZEM"
     assert printable("a\x00b\x1bc\x7fd\x85e\ufeff\ud800") == "abcde"
@@ -121,7 +121,7 @@ def test_printable_drops_bidi_and_control_characters():
 
 
 def test_outgoing_values_are_what_dicom_allows():
-    from medai.platform.integration.dicom_values import (
+    from medai.platform.dicom.dicom_values import (
         is_uid,
         outgoing_person_name,
         outgoing_uid,
@@ -246,9 +246,10 @@ def _old_row(site, path) -> int:
     signed by hand: what a database of last year holds."""
     import pydicom
 
-    from medai.platform import studies
-    from medai.platform.integration import identity, receive
-    from medai.platform.integration.routing import route
+    from medai.platform.dicom import identity
+    from medai.platform.intake import receive
+    from medai.platform.intake.routing import route
+    from medai.platform.worklist import studies
 
     p = site.app.state.platform
     data = path.read_bytes()
@@ -305,17 +306,17 @@ def old_rows(site):
 
 
 def _study_and_report(site, sid: int) -> tuple[dict, dict]:
-    from medai.platform import review, studies
-    from medai.platform.tables import Study
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist import studies, versions
 
     with site.app.state.platform.db.session() as db:
         study = studies.as_dict(db, db.get(Study, sid), with_result=False, with_series=True)
-        return study, review.as_dict(db, review.current(db, sid))
+        return study, versions.as_dict(db, versions.current(db, sid))
 
 
 @pytest.mark.parametrize("row", ["bidi", "long"])
 def test_an_old_row_exports_as_fhir_without_bidi_or_invalid_uids(site, old_rows, row):
-    from medai.platform.integration.dicom_values import is_uid
+    from medai.platform.dicom.dicom_values import is_uid
 
     sid, _path = old_rows[row]
     r = site.client.get(f"/api/v1/studies/{sid}/report/fhir", headers=site.rad)
@@ -356,10 +357,10 @@ def test_an_old_row_exports_as_a_pdf_without_bidi_characters(site, old_rows, row
 def test_an_old_row_goes_to_hl7_and_the_pacs_as_values_dicom_allows(site, old_rows, row):
     import pydicom
 
-    from medai.platform.integration.dicom_objects import SourceImage, save_bytes
-    from medai.platform.integration.dicom_report import report_sr
-    from medai.platform.integration.dicom_values import is_uid
-    from medai.platform.integration.hl7_send import oru_r01
+    from medai.platform.delivery.hl7_send import oru_r01
+    from medai.platform.dicom.dicom_values import is_uid
+    from medai.platform.documents.dicom_objects import SourceImage, save_bytes
+    from medai.platform.documents.dicom_report import report_sr
 
     sid, path = old_rows[row]
     study, report = _study_and_report(site, sid)

@@ -40,7 +40,7 @@ def _by_accession(client, rad, accession: str) -> list[dict]:
 def test_new_studies_are_pulled_once_filed_and_analysed(site, orthanc, tmp_path):  # noqa: F811
     from pydicom.uid import generate_uid
 
-    from medai.platform.integration.dicomweb_pull import Puller
+    from medai.platform.intake.dicomweb_pull import Puller
 
     app, client, rad, _ = site
     study = generate_uid()
@@ -78,7 +78,7 @@ def test_new_studies_are_pulled_once_filed_and_analysed(site, orthanc, tmp_path)
 
 
 def test_a_pacs_that_is_down_is_a_named_error(site):
-    from medai.platform.integration.dicomweb_pull import Puller, PullError
+    from medai.platform.intake.dicomweb_pull import Puller, PullError
 
     app, *_ = site
     with refusing_port() as port:
@@ -90,7 +90,7 @@ def test_a_pacs_that_is_down_is_a_named_error(site):
 
 
 def test_an_instance_declaring_too_many_pixels_is_not_fetched():
-    from medai.platform.integration.dicomweb_pull import declares_too_much
+    from medai.platform.intake.dicomweb_pull import declares_too_much
 
     def qido(rows, cols, frames=None):
         item = {"00280010": {"Value": [rows]}, "00280011": {"Value": [cols]}}

@@ -11,8 +11,8 @@ from medai.core.results import ModelRef
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
-from medai.platform.finding_states import with_states
-from medai.platform.integration.hl7_send import oru_r01
+from medai.platform.delivery.hl7_send import oru_r01
+from medai.platform.documents.finding_states import with_states
 
 PRESENT, ABSENT, UNDECIDED = "52101004", "272519000", "82334004"
 STUDY = {

@@ -10,7 +10,7 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medai.platform.integration.identity import disagreements, fold_name
+from medai.platform.dicom.identity import disagreements, fold_name
 
 
 def differ(a: str, b: str) -> bool:

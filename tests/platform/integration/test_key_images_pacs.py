@@ -72,7 +72,7 @@ def hosp(pacs, tmp_path, tfidf_model_dir, tiny_imaging_dir, glioma_mri, monkeypa
 
 
 def deliver(app) -> dict[str, int]:
-    from medai.platform.integration.delivery import DeliveryLoop
+    from medai.platform.delivery.delivery import DeliveryLoop
 
     return DeliveryLoop(app.state.platform, rng=random.Random(5), lease_s=60).run_once()
 
@@ -104,8 +104,8 @@ def sign(client, sid: int, text: str | None = None) -> None:
 def test_the_key_images_go_to_the_pacs_with_the_signed_report_once(hosp, pacs, tmp_path):
     from pydicom.uid import generate_uid
 
-    from medai.platform.integration.dicom_key_images import read_key_image_note
-    from medai.platform.integration.dicom_rejection import read_rejection_note
+    from medai.platform.documents.dicom_key_images import read_key_image_note
+    from medai.platform.documents.dicom_rejection import read_rejection_note
 
     app, client = hosp
     rad = bearer(client, "rad1")

@@ -31,7 +31,7 @@ class Clock:
     """The loop's clock, moved by the test (no waiting, no wall-clock asserts)."""
 
     def __init__(self) -> None:
-        from medai.platform.db import utcnow
+        from medai.platform.records.db import utcnow
 
         self.now = utcnow()
 
@@ -55,8 +55,8 @@ class Hospital:
         return self.app.state.platform
 
     def loop(self, **options):
-        from medai.platform.integration.delivery import DeliveryLoop
-        from medai.platform.integration.outbox import Backoff
+        from medai.platform.delivery.delivery import DeliveryLoop
+        from medai.platform.delivery.outbox import Backoff
 
         return DeliveryLoop(
             self.p,
@@ -68,7 +68,7 @@ class Hospital:
         )
 
     def rows(self, study_id: int):
-        from medai.platform.tables import OutboxItem
+        from medai.platform.records.tables import OutboxItem
 
         with self.p.db.reader() as db:
             return {

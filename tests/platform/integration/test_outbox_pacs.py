@@ -95,7 +95,7 @@ def _raw(server, path: str) -> bytes:
 
 class Clock:
     def __init__(self) -> None:
-        from medai.platform.db import utcnow
+        from medai.platform.records.db import utcnow
 
         self.now = utcnow()
 
@@ -130,8 +130,8 @@ def hosp(request, pacs, tmp_path, tfidf_model_dir, tiny_imaging_dir, tiny_mri_di
 
 
 def loop(app, clock, **options):
-    from medai.platform.integration.delivery import DeliveryLoop
-    from medai.platform.integration.outbox import Backoff
+    from medai.platform.delivery.delivery import DeliveryLoop
+    from medai.platform.delivery.outbox import Backoff
 
     return DeliveryLoop(
         app.state.platform,
@@ -184,7 +184,7 @@ def sign(client, sid: int, text: str | None = None, labels: dict | None = None) 
 
 def test_results_and_reports_reach_the_pacs_under_the_study(hosp, pacs, tmp_path):
     from medai.core.task_registry import get as get_task
-    from medai.platform.integration.dicom_objects import read_findings_sr
+    from medai.platform.documents.dicom_objects import read_findings_sr
 
     app, client, fhir, clock = hosp
     sid, uid, study = dicom_study(client, tmp_path, 1)
@@ -217,7 +217,7 @@ def test_results_and_reports_reach_the_pacs_under_the_study(hosp, pacs, tmp_path
         and reports[0].VerifyingObserverSequence[0].VerifyingObserverName.family_name == "rad1"
     )
     # the signed SR states the signature's labels; the AI's states only as its suggestions
-    from medai.platform.integration.dicom_report import read_report_findings
+    from medai.platform.documents.dicom_report import read_report_findings
 
     said = read_report_findings(reports[0])
     labels = client.get(f"/api/v1/studies/{sid}/labels", headers=bearer(client, "rad1")).json()
@@ -306,7 +306,7 @@ def test_a_slice_with_geometry_also_gets_its_saliency_as_a_parametric_map(hosp, 
     values = pm.pixel_array
     assert values.dtype == np.float32 and values.min() >= 0.0 and values.max() == 1.0
     with app.state.platform.db.reader() as db:
-        from medai.platform import studies
+        from medai.platform.worklist import studies
 
         heat = studies.latest_result(db, study["id"]).heatmap_sha256
     expected = saliency_of_overlay(app.state.platform.store.read(heat), 72, 64)
@@ -347,8 +347,8 @@ def test_a_pacs_that_was_down_gets_each_object_once(hosp, pacs, tmp_path):
     from medai.settings import DicomWebDestination
 
     web = DicomWebDestination(name="pacs-web", kind="dicomweb", url=pacs["server"].dicomweb_url)
-    from medai.platform.integration import outbox
-    from medai.platform.tables import OutboxItem, ReportVersion, Study
+    from medai.platform.delivery import outbox
+    from medai.platform.records.tables import OutboxItem, ReportVersion, Study
 
     p = app.state.platform
     with p.db.session() as db:

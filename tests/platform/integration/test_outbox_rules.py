@@ -24,7 +24,7 @@ def test_the_migration_makes_the_table_of_the_model(kind, tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from medai.platform.db import Base, make_engine
+    from medai.platform.records.db import Base, make_engine
 
     use_home(tmp_path)
     with database_url(kind, tmp_path) as url:
@@ -156,9 +156,9 @@ def plat(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
 
 def enqueue(p, n_studies: int, dests) -> list[int]:
     """Studies, each with a signed-looking report version 2, enqueued as ``signed``."""
-    from medai.platform import studies
-    from medai.platform.integration import outbox
-    from medai.platform.tables import ReportVersion, User
+    from medai.platform.delivery import outbox
+    from medai.platform.records.tables import ReportVersion, User
+    from medai.platform.worklist import studies
 
     ids = []
     for i in range(n_studies):
@@ -186,8 +186,8 @@ def enqueue(p, n_studies: int, dests) -> list[int]:
 
 
 def test_concurrent_claimers_never_share_a_row(plat):
-    from medai.platform.db import utcnow
-    from medai.platform.integration import outbox
+    from medai.platform.delivery import outbox
+    from medai.platform.records.db import utcnow
     from medai.settings import FhirDestination
 
     dests = [FhirDestination(name=f"f{i}", kind="fhir", url="http://x") for i in range(3)]
@@ -216,9 +216,9 @@ def test_concurrent_claimers_never_share_a_row(plat):
 
 
 def test_leases_order_and_retries(plat):
-    from medai.platform.db import utcnow
-    from medai.platform.integration import outbox
-    from medai.platform.tables import OutboxItem
+    from medai.platform.delivery import outbox
+    from medai.platform.records.db import utcnow
+    from medai.platform.records.tables import OutboxItem
     from medai.settings import Hl7Destination
 
     dest = Hl7Destination(name="his", kind="hl7", host="h", port=1)
@@ -257,7 +257,7 @@ def test_leases_order_and_retries(plat):
 
 
 def test_the_back_off_doubles_up_to_its_cap_with_bounded_jitter():
-    from medai.platform.integration.outbox import Backoff
+    from medai.platform.delivery.outbox import Backoff
 
     b = Backoff(base_s=10, max_s=300, jitter=0.2)
     rng = random.Random(1)

@@ -48,7 +48,7 @@ def test_sign_export_retrain_validate_shadow_promote_rollback_monitor(
 def _loop(db_url: str, tmp_path, monkeypatch, tfidf_model_dir) -> None:
     from fastapi.testclient import TestClient
 
-    from medai.platform.api.app import create_platform_app
+    from medai.platform.app import create_platform_app
     from medai.settings import get_settings
 
     url = broker_url("redis", str(tmp_path))

@@ -77,7 +77,7 @@ def test_a_retrain_with_too_few_signed_studies_fails_with_the_reason(served):
 def test_the_same_job_twice_conflicts_and_a_queued_job_cancels(
     tmp_path, tfidf_model_dir, tiny_imaging_dir
 ):
-    from medai.platform import audit
+    from medai.platform.access import audit
     from medai.platform.lifecycle import model_jobs
 
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
@@ -97,7 +97,7 @@ def test_the_same_job_twice_conflicts_and_a_queued_job_cancels(
 def test_a_job_whose_worker_died_is_taken_over_once(tmp_path, tfidf_model_dir, tiny_imaging_dir):
     from concurrent.futures import ThreadPoolExecutor
 
-    from medai.platform import audit
+    from medai.platform.access import audit
     from medai.platform.lifecycle import model_jobs
 
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:

@@ -30,7 +30,7 @@ def _card_hash(directory: Path) -> str:
 
 
 def _actor(name: str = "tester"):
-    from medai.platform.audit import Actor
+    from medai.platform.access.audit import Actor
 
     return Actor(name)
 
@@ -103,7 +103,7 @@ def test_the_database_keeps_one_active_model_per_task(
     from sqlalchemy.exc import IntegrityError
 
     from medai.platform.lifecycle import model_registry, validation
-    from medai.platform.tables import RegisteredModel
+    from medai.platform.records.tables import RegisteredModel
 
     with bare_platform(kind, tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
         with p.db.session() as db:
@@ -248,10 +248,10 @@ def test_a_new_model_that_does_not_load_leaves_the_old_one_serving(
 def test_a_job_finishes_with_its_model_and_the_next_names_the_new_one(
     tmp_path, tfidf_model_dir, tiny_imaging_dir, second_cxr
 ):
-    from medai.platform import studies
-    from medai.platform.analysis import analyse_study
     from medai.platform.lifecycle import model_registry, serving, validation
-    from medai.platform.tables import AIResultRow, User
+    from medai.platform.reading.analysis import analyse_study
+    from medai.platform.records.tables import AIResultRow, User
+    from medai.platform.worklist import studies
 
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
         made = []
@@ -560,7 +560,7 @@ def test_other_files_under_a_name_and_version_already_registered_are_refused(
     version is shown it carries a short content hash, so rows registered before this rule
     read apart too."""
     from medai.platform.lifecycle import model_registry
-    from medai.platform.tables import RegisteredModel
+    from medai.platform.records.tables import RegisteredModel
 
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
         other = make_imaging_model_dir(tmp_path / "other", seed=9)  # version "test" too

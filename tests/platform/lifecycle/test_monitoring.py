@@ -95,7 +95,7 @@ def test_brighter_films_raise_an_input_alert_within_30_studies(plat, monkeypatch
     hook.wait()
     assert hook.received[0]["event"] == "medai.monitor.alert"
     assert hook.received[0]["kind"] in ("input", "output")
-    from medai.platform.tables import AuditEvent
+    from medai.platform.records.tables import AuditEvent
 
     with plat.db.reader() as db:
         assert db.scalar(select(AuditEvent).where(AuditEvent.action == "monitor")) is not None
@@ -174,9 +174,9 @@ def test_the_embedding_moves_with_the_films_and_stays_put_on_a_stable_stream():
 
 
 def test_disagreeing_signatures_raise_an_agreement_alert(plat):
-    from medai.platform import studies
     from medai.platform.lifecycle import monitoring
-    from medai.platform.tables import StudyLabel, User
+    from medai.platform.records.tables import StudyLabel, User
+    from medai.platform.worklist import studies
 
     model_hash = plat.models.get("cxr").identity.content_hash
     with plat.db.session() as db:
@@ -273,8 +273,8 @@ def test_an_empty_window_has_no_numbers_and_agreement_covers_only_the_models_lab
     statistic, mix or embedding has a PSI, KS or p (None with n = 0, never 0.0 and 1.0, which
     read as "no drift"). A radiologist adds a pneumothorax the model never outputs: agreement
     is reported for the model's own labels only."""
-    from medai.platform import studies
-    from medai.platform.tables import StudyLabel, User
+    from medai.platform.records.tables import StudyLabel, User
+    from medai.platform.worklist import studies
 
     assert stream(plat, 5, 0) == []
     model_hash = plat.models.get("cxr").identity.content_hash

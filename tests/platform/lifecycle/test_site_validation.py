@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 def _signed_site(tmp_path, monkeypatch, tfidf_model_dir, n: int):
     """A platform whose active CXR model calls every finding, ``n`` studies signed (half with a
     pneumothorax), about half of them held out for validation."""
-    from medai.platform import studies
-    from medai.platform.tables import StudyLabel, User
+    from medai.platform.records.tables import StudyLabel, User
+    from medai.platform.worklist import studies
     from medai.settings import get_settings
 
     monkeypatch.setenv("MEDAI_SITE_SET_FRACTION", "0.5")
@@ -69,7 +69,7 @@ def small_site(tmp_path, monkeypatch, tfidf_model_dir):
 
 
 def _register(p, directory: Path) -> int:
-    from medai.platform.audit import Actor
+    from medai.platform.access.audit import Actor
     from medai.platform.lifecycle import model_registry
 
     with p.db.session() as db:
@@ -77,7 +77,7 @@ def _register(p, directory: Path) -> int:
 
 
 def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted(site):
-    from medai.platform.audit import Actor
+    from medai.platform.access.audit import Actor
     from medai.platform.lifecycle import model_registry, site_sets, validation
 
     p, tmp = site
@@ -113,7 +113,7 @@ def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted
 
 def test_a_frozen_site_set_keeps_the_labels_it_was_built_with(site):
     from medai.platform.lifecycle import site_sets
-    from medai.platform.tables import StudyLabel, User
+    from medai.platform.records.tables import StudyLabel, User
 
     p, _ = site
     with p.db.session() as db:
@@ -222,9 +222,9 @@ def test_an_empty_site_set_is_never_frozen_and_an_empty_one_is_blamed_not_the_ca
     test_model_registry) refuses to freeze an empty set with ``empty_site_set`` (CLI exit 2)
     saying why. A set frozen empty before that rule makes validation and promotion say the
     set is the problem, never the candidate."""
-    from medai.platform.audit import Actor
+    from medai.platform.access.audit import Actor
     from medai.platform.lifecycle import model_registry, site_sets, validation
-    from medai.platform.tables import SiteSet
+    from medai.platform.records.tables import SiteSet
 
     active = _model(tmp_path / "active", 0.0)
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, active) as p:
@@ -268,7 +268,7 @@ def test_a_validation_on_too_few_studies_is_inconclusive_and_never_passes(small_
     intervals collapse to "0.0 to 0.0". The validation is inconclusive (not passed), naming the
     sample size and the minimum, in the CLI too, and a promotion without an override is
     refused with ``validation_inconclusive``."""
-    from medai.platform.audit import Actor
+    from medai.platform.access.audit import Actor
     from medai.platform.lifecycle import model_registry, site_sets, validation
 
     p, tmp = small_site

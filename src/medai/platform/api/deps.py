@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
-from medai.platform import accounts, approval, audit
+from medai.platform.access import accounts, approval, audit
 from medai.platform.context import Platform
-from medai.platform.tables import Token, User
+from medai.platform.records.tables import Token, User
 from medai.server.errors import ApiError
 
 SESSION_COOKIE = "medai_session"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from medai.platform.access.kiosks import MAX_QUOTA
 from medai.platform.api.schemas import Strict
-from medai.platform.kiosks import MAX_QUOTA
 
 
 class KioskIn(Strict):

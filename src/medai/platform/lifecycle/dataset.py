@@ -26,15 +26,15 @@ from sqlalchemy import select
 
 from medai.core import task_registry
 from medai.core.errors import MedaiError
-from medai.platform.crypto import cipher
-from medai.platform.db import utcnow
-from medai.platform.identity_conflicts import has_open
+from medai.platform.dicom.identity_conflicts import has_open
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.lifecycle.site_sets import held_out
 from medai.platform.lifecycle.triage_labels import labelled
-from medai.platform.localtime import iso_utc
-from medai.platform.studies import RETRACTED
-from medai.platform.tables import Patient, ReportVersion, Study, StudyLabel
+from medai.platform.records.crypto import cipher
+from medai.platform.records.db import utcnow
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import Patient, ReportVersion, Study, StudyLabel
+from medai.platform.worklist.studies import RETRACTED
 
 MANIFEST, DATASHEET, IMAGES = "manifest.csv", "datasheet.json", "images"
 
@@ -119,7 +119,7 @@ def export(
     """Write the task's labelled studies into ``out`` (new or empty); returns the datasheet.
     ``exclude_site_set``: leave out the studies held out for site validation (retraining
     never sees them)."""
-    from medai.platform.integration.deid import Deidentifier, site_secret
+    from medai.platform.dicom.deid import Deidentifier, site_secret
 
     spec = task_registry.get(task)
     out = Path(out).resolve()

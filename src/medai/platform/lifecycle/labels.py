@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from medai.core import task_registry
 from medai.core.errors import MedaiError
-from medai.platform.finding_states import version_labels
-from medai.platform.studies import ai_label_states
-from medai.platform.tables import ReportVersion, Study, StudyLabel, User
+from medai.platform.documents.finding_states import version_labels
+from medai.platform.records.tables import ReportVersion, Study, StudyLabel, User
+from medai.platform.worklist.studies import ai_label_states
 
 MAX_CHOICES = 64
 TEXT_SECTIONS = ("findings", "impression")  # what the text's suggestions are read from

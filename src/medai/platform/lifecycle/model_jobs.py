@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from medai.core import task_registry
-from medai.platform import audit
-from medai.platform.db import utcnow
-from medai.platform.leases import claim_first, worker_name
+from medai.platform.access import audit
 from medai.platform.lifecycle import dataset, retrain, site_sets, validation
 from medai.platform.lifecycle.model_registry import LifecycleError, NoSuchModel
-from medai.platform.localtime import iso_utc
-from medai.platform.tables import ModelJob, RegisteredModel
+from medai.platform.records.db import utcnow
+from medai.platform.records.leases import claim_first, worker_name
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import ModelJob, RegisteredModel
 
 if TYPE_CHECKING:
     from medai.platform.context import Platform

@@ -39,11 +39,11 @@ from sqlalchemy.orm import Session
 from medai.core import model_dir as model_dirs
 from medai.core import task_registry
 from medai.core.errors import MedaiError
-from medai.platform import audit
-from medai.platform.db import utcnow
+from medai.platform.access import audit
 from medai.platform.lifecycle import model_store
-from medai.platform.localtime import iso_utc
-from medai.platform.tables import ModelTransition, RegisteredModel
+from medai.platform.records.db import utcnow
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import ModelTransition, RegisteredModel
 
 STATES = ("candidate", "shadow", "active", "retired")
 # the states each move starts from (promote: to active; rollback goes through ``rollback``)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from medai.core import model_dir
 from medai.core.results import directory_hash
-from medai.platform.private_files import private_dir, private_file, sync_dir
+from medai.platform.records.private_files import private_dir, private_file, sync_dir
 
 STORE = "registry"
 

@@ -38,13 +38,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from medai.platform import audit
-from medai.platform.db import lock_key, utcnow
+from medai.platform.access import audit
 from medai.platform.lifecycle import drift, triage_labels
 from medai.platform.lifecycle.labels import latest_versions
-from medai.platform.localtime import iso_utc
-from medai.platform.studies import RETRACTED
-from medai.platform.tables import (
+from medai.platform.records.db import lock_key, utcnow
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import (
     MonitorAlert,
     MonitorSample,
     RegisteredModel,
@@ -52,6 +51,7 @@ from medai.platform.tables import (
     StudyLabel,
     Validation,
 )
+from medai.platform.worklist.studies import RETRACTED
 
 if TYPE_CHECKING:
     from medai.platform.context import Platform

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medai.core import model_dir as model_dirs
-from medai.platform.audit import Actor
+from medai.platform.access.audit import Actor
 from medai.platform.lifecycle import dataset, model_registry
 from medai.platform.lifecycle.model_registry import require_served
 

@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from medai.core import model_dir as model_dirs
-from medai.platform.audit import Actor
+from medai.platform.access.audit import Actor
 from medai.platform.lifecycle import model_registry
-from medai.platform.tables import RegisteredModel
+from medai.platform.records.tables import RegisteredModel
 from medai.settings import get_settings
 
 if TYPE_CHECKING:

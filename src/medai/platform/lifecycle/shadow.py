@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from medai.core import model_dir as model_dirs
-from medai.platform.finding_states import decided_positives
+from medai.platform.documents.finding_states import decided_positives
 from medai.platform.lifecycle import drift
 from medai.platform.lifecycle.site_sets import signed_labels
-from medai.platform.studies import latest_result, save_result
-from medai.platform.tables import AIResultRow, RegisteredModel
+from medai.platform.records.tables import AIResultRow, RegisteredModel
+from medai.platform.worklist.studies import latest_result, save_result
 
 if TYPE_CHECKING:
     from medai.platform.context import Platform

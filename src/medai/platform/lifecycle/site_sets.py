@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from medai.core import task_registry
-from medai.platform.identity_conflicts import open_conflict_clause
+from medai.platform.dicom.identity_conflicts import open_conflict_clause
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.lifecycle.model_registry import EmptySiteSet, require_served
-from medai.platform.localtime import iso_utc
-from medai.platform.studies import RETRACTED
-from medai.platform.tables import SiteSet, Study, StudyLabel
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import SiteSet, Study, StudyLabel
+from medai.platform.worklist.studies import RETRACTED
 
 
 def _fraction() -> float:

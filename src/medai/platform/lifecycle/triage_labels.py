@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from medai.core import task_registry
 from medai.core.errors import MedaiError
 from medai.platform.lifecycle import drift
-from medai.platform.localtime import iso_utc
-from medai.platform.tables import TriageOutcome, TriageRecord, User
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import TriageOutcome, TriageRecord, User
 
 AGREEMENT_WINDOW = 200
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from medai.core import model_dir as model_dirs
 from medai.core.metrics import auroc_with_ci
-from medai.platform import audit
+from medai.platform.access import audit
 from medai.platform.lifecycle import drift, site_sets
 from medai.platform.lifecycle.model_registry import (
     MOVES,
@@ -47,8 +47,8 @@ from medai.platform.lifecycle.model_registry import (
     require_served,
 )
 from medai.platform.lifecycle.monitoring import REFERENCE_FIELDS, sample_of
-from medai.platform.localtime import iso_utc
-from medai.platform.tables import RegisteredModel, SiteSet, Study, Validation
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import RegisteredModel, SiteSet, Study, Validation
 
 MIN_SUBGROUP = 10
 MIN_STUDIES = 30

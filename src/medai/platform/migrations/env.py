@@ -4,8 +4,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from medai.platform import tables  # noqa: F401  (the models register on Base)
-from medai.platform.db import Base
+from medai.platform.records.db import Base
 
 config = context.config
 target = Base.metadata

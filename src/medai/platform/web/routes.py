@@ -13,10 +13,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from medai.platform.accounts import ROLES
+from medai.platform.access.accounts import ROLES
+from medai.platform.access.approval import is_pending
+from medai.platform.access.audit import ACTIONS
 from medai.platform.api.deps import principal
-from medai.platform.approval import is_pending
-from medai.platform.audit import ACTIONS
 from medai.platform.web.i18n import (
     COOKIE,
     DEFAULT,

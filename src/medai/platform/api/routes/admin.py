@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 
-from medai.platform import accounts, approval, audit
+from medai.platform.access import accounts, approval, audit
 from medai.platform.api.deps import Principal, deny, platform_of, principal, require
 from medai.platform.api.schemas import (
     AuditList,
@@ -29,8 +29,8 @@ from medai.platform.api.schemas import (
     UserIssued,
     UserOut,
 )
-from medai.platform.localtime import iso_utc
-from medai.platform.tables import AuditEvent, User
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import AuditEvent, User
 from medai.server.errors import ApiError
 from medai.server.inputs import MAX_ID, UtcDateTime
 from medai.server.schemas import error_responses
@@ -220,7 +220,7 @@ async def models_in_use(
     model card (data, metrics, thresholds, intended use, licence notes); ``card_text``: the
     card's prose in the UI's language (``lang``, else the language cookie; Turkish by
     default), each field with the language it is in."""
-    from medai.platform.report_words import card_text
+    from medai.platform.documents.report_words import card_text
 
     lang = lang or request.cookies.get("medai_lang") or "tr"
     cards = await run_in_threadpool(request.app.state.models.cards)

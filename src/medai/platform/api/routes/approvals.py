@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from medai.platform import accounts, approval
+from medai.platform.access import accounts, approval
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.routes.admin import user_out
 from medai.platform.api.schemas import PendingOut, UserOut

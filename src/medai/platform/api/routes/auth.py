@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from medai.platform import accounts, audit
+from medai.platform.access import accounts, audit
 from medai.platform.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -29,7 +29,7 @@ from medai.platform.api.schemas import (
     TokenOut,
 )
 from medai.platform.context import Platform
-from medai.platform.tables import Token
+from medai.platform.records.tables import Token
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses

@@ -8,10 +8,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import exists, select
 
-from medai.platform import accounts, audit, chat
+from medai.platform.access import accounts, audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import ChatIn, ConversationList, ConversationOut, MessageOut
-from medai.platform.tables import Conversation, Message, Study
+from medai.platform.reading import chat
+from medai.platform.records.tables import Conversation, Message, Study
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses

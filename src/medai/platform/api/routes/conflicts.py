@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from medai.platform import accounts, audit, studies
-from medai.platform import identity_conflicts as conflicts
+from medai.platform.access import accounts, audit
 from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.dicom import identity_conflicts as conflicts
+from medai.platform.worklist import studies
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 

@@ -21,10 +21,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from medai.platform import audit
+from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
-from medai.platform.integration import receive
-from medai.platform.integration.dicom_values import is_uid
+from medai.platform.dicom.dicom_values import is_uid
+from medai.platform.intake import receive
 from medai.server.errors import ApiError
 from medai.server.schemas import error_responses
 

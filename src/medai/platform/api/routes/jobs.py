@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from medai.core.jsonsafe import loads_limited
-from medai.platform import audit
+from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.server.errors import ApiError
 from medai.server.inputs import CleanText

@@ -9,8 +9,8 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from medai.platform import audit, kiosks
-from medai.platform.accounts import give_back
+from medai.platform.access import audit, kiosks
+from medai.platform.access.accounts import give_back
 from medai.platform.api.deps import Principal, client_key, platform_of, require
 from medai.platform.api.kiosk_schemas import (
     KioskEnrolIn,
@@ -21,8 +21,8 @@ from medai.platform.api.kiosk_schemas import (
     KioskQuotaIn,
     KioskSelf,
 )
-from medai.platform.localtime import iso_utc
-from medai.platform.tables import Kiosk
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import Kiosk
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.lifecycle import model_registry, monitoring
-from medai.platform.tables import MonitorAlert
+from medai.platform.records.tables import MonitorAlert
 from medai.server.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])

@@ -10,9 +10,9 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
-from medai.platform import audit
+from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
-from medai.platform.integration import outbox
+from medai.platform.delivery import outbox
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 

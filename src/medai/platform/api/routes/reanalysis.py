@@ -9,10 +9,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
-from medai.platform import audit, reanalysis, studies
+from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import Strict, StudyOut
-from medai.platform.tables import Study
+from medai.platform.reading import reanalysis
+from medai.platform.records.tables import Study
+from medai.platform.worklist import studies
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import ImagingTask, error_responses

@@ -8,10 +8,12 @@ import logging
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from medai.platform import audit, retraction, studies
+from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import RetractIn, StudyOut
-from medai.platform.tables import Study
+from medai.platform.reading import retraction
+from medai.platform.records.tables import Study
+from medai.platform.worklist import studies
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses

@@ -12,9 +12,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from medai.platform import audit, series_view
+from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.routes.studies import _OnePerStudy
+from medai.platform.reading import series_view
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses

@@ -13,18 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
-from medai.platform import (
-    analysis,
-    audit,
-    exports,
-    finding_states,
-    idempotency,
-    reading_order,
-    review,
-    series_view,
-    studies,
-)
-from medai.platform import identity_conflicts as conflicts
+from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.routes.jobs import HEATMAP_RESPONSES, computed_heatmap, heatmap_headers
 from medai.platform.api.schemas import (
@@ -38,10 +27,16 @@ from medai.platform.api.schemas import (
     StudyOut,
     StudyStatus,
 )
-from medai.platform.integration import identity as dicom
-from medai.platform.integration.dicom_values import InvalidAttribute
+from medai.platform.dicom import identity as dicom
+from medai.platform.dicom import identity_conflicts as conflicts
+from medai.platform.dicom.dicom_values import InvalidAttribute
+from medai.platform.documents import fhir_bundle as exports
+from medai.platform.documents import finding_states
+from medai.platform.intake import idempotency
 from medai.platform.lifecycle import labels, monitoring
-from medai.platform.tables import Study
+from medai.platform.reading import analysis, review, series_view
+from medai.platform.records.tables import Study
+from medai.platform.worklist import reading_order, studies, versions
 from medai.server.errors import ApiError
 from medai.server.inputs import CleanText, RowId
 from medai.server.schemas import (
@@ -121,7 +116,7 @@ def _birth_date(value: str | None) -> str | None:
     today, at most ``patient_context.OLDEST`` years ago (else 422 ``invalid``)."""
     from datetime import date
 
-    from medai.platform.patient_context import OLDEST
+    from medai.platform.worklist.patient_context import OLDEST
 
     if not value:
         return None
@@ -638,7 +633,7 @@ async def study_heatmap(
 
 def _report_or_404(db, study_id: int):
     _study(db, study_id)
-    row = review.current(db, study_id)
+    row = versions.current(db, study_id)
     if row is None:
         raise ApiError(404, "not_found", "no report yet (analysis not finished)")
     return row
@@ -652,7 +647,7 @@ def get_report(
 ) -> ReportOut:
     """The current version (FHIR status: preliminary, final or amended)."""
     with platform_of(request).db.session() as db:
-        out = review.as_dict(db, _report_or_404(db, study_id))
+        out = versions.as_dict(db, _report_or_404(db, study_id))
         audit.record(db, who.actor, "view", "report", study_id, version=out["version"])
     return ReportOut(**out)
 
@@ -667,7 +662,7 @@ def report_versions(
 ) -> ReportVersions:
     with platform_of(request).db.session() as db:
         _study(db, study_id)
-        items = [ReportVersionOut(**v) for v in review.history(db, study_id)]
+        items = [ReportVersionOut(**v) for v in versions.history(db, study_id)]
         audit.record(db, who.actor, "view", "report_versions", study_id)
     return ReportVersions(items=items)
 
@@ -684,7 +679,7 @@ def _change(
             audit.record(
                 db, who.actor, action, "report", study_id, version=row.version, status=row.status
             )
-            return ReportOut(**review.as_dict(db, row))
+            return ReportOut(**versions.as_dict(db, row))
     except (review.Conflict, studies.StudyRetracted):  # 409, audited
         with p.db.session() as db:
             audit.record(
@@ -735,11 +730,11 @@ def sign_report(
     def apply(db, study):
         learnable = labels.task_of(study)  # None: a study no model reads keeps no labels
         choices = labels.check_choices(learnable, body.labels) if learnable else None
-        before = review.current(db, study.id)
+        before = versions.current(db, study.id)
         row = review.sign(db, study, body.version, who.user, sections, choices)
         if learnable is not None:
             labels.record(db, study, row, choices, who.user)  # the site's labels, this version
-        if review.text_changed(before, row):  # the screen's unsaved edit, signed as it stood
+        if versions.text_changed(before, row):  # the screen's unsaved edit, signed as it stood
             audit.record(
                 db,
                 who.actor,
@@ -773,7 +768,7 @@ def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
         row = _report_or_404(db, study_id)
         result = studies.latest_result(db, study_id)
         report = finding_states.of_version(
-            db, review.as_dict(db, row), result.payload if result else None
+            db, versions.as_dict(db, row), result.payload if result else None
         )
         audit.record(db, who.actor, "export", "report", study_id, format=fmt, version=row.version)
         return (
@@ -800,7 +795,7 @@ def report_fhir(
 ) -> Response:
     import json
 
-    from medai.platform.integration import study_time
+    from medai.platform.dicom import study_time
 
     study, report, row, model, result = _export_parts(request, who, study_id, "fhir")
     bundle = exports.fhir_bundle(

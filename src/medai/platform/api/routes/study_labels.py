@@ -9,11 +9,12 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from medai.platform import audit, studies
+from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import LabelName, Sections
 from medai.platform.lifecycle import labels
-from medai.platform.tables import Study
+from medai.platform.records.tables import Study
+from medai.platform.worklist import studies
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses

@@ -10,12 +10,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 from sqlalchemy import delete, func, select, update
 
-from medai.platform import accounts, audit, kiosks
+from medai.platform.access import accounts, audit, kiosks
 from medai.platform.api.deps import Principal, deny, platform_of, principal, require
 from medai.platform.api.routes.kiosks import kiosk_of
 from medai.platform.api.schemas import TriageHistory, TriageHistoryItem
-from medai.platform.crypto import cipher
-from medai.platform.tables import Kiosk, TriageRecord
+from medai.platform.records.crypto import cipher
+from medai.platform.records.tables import Kiosk, TriageRecord
 from medai.server.errors import ApiError
 from medai.server.schemas import TriageRequest, error_responses
 from medai.server.uploads import model_for

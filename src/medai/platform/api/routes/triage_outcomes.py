@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from medai.platform import audit
+from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
-from medai.platform.crypto import cipher
 from medai.platform.lifecycle import monitoring, triage_labels
-from medai.platform.localtime import iso_utc
-from medai.platform.tables import TriageRecord
+from medai.platform.records.crypto import cipher
+from medai.platform.records.localtime import iso_utc
+from medai.platform.records.tables import TriageRecord
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses

@@ -48,7 +48,7 @@ LABEL_UNIQUE = "study_labels_study_id_report_version_label_key"  # PostgreSQL's 
 
 
 def _cipher():
-    from medai.platform.crypto import cipher
+    from medai.platform.records.crypto import cipher
 
     return cipher()
 

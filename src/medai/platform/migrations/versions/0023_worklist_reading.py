@@ -49,7 +49,7 @@ log = logging.getLogger("alembic.runtime.migration")
 
 def _opened(value):
     """A sealed JSON value (a Fernet token, or JSON stored before sealing) opened."""
-    from medai.platform.sealed import open_text
+    from medai.platform.records.sealed import open_text
 
     if value is None or not isinstance(value, str):
         return value
@@ -57,7 +57,7 @@ def _opened(value):
 
 
 def _backfill() -> None:
-    from medai.platform import reading_order
+    from medai.platform.worklist import reading_order
 
     bind = op.get_bind()
     studies = sa.table(

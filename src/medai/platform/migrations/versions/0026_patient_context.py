@@ -34,7 +34,7 @@ BATCH = 500
 
 
 def _cipher():
-    from medai.platform.crypto import cipher
+    from medai.platform.records.crypto import cipher
 
     return cipher()
 

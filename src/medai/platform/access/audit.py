@@ -1,0 +1,213 @@
+"""The audit log: who did what to which record, when, and whether it was allowed.
+
+Append-only twice over: this module only inserts, and the migration installs database
+triggers that refuse UPDATE and DELETE. Events carry identifiers and counts, never patient text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medai.platform.records.tables import AuditEvent
+
+# "role": a role granted (a new account) or changed, or such a change refused; "approve": a
+# clinical account approved for patient data, or such an approval refused (platform.approval):
+# the events ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review;
+# "resolve": a person's decision on an identity conflict (platform.identity_conflicts);
+# "retract": a study retracted as entered in error (platform.retraction); "profile": an
+# account's full name or title set (accounts.set_profile; detail: the fields, never the values)
+ACTIONS = (
+    "login",
+    "logout",
+    "token",
+    "view",
+    "upload",
+    "predict",
+    "draft",
+    "edit",
+    "sign",
+    "export",
+    "triage",
+    "chat",
+    "admin",
+    "role",
+    "denied",
+    "approve",
+    "model",
+    "monitor",
+    "resolve",
+    "retract",
+    "reanalyse",  # a late instance re-read the study (analysis; report=what became of it)
+    # a person asked for the study to be analysed again as another type (task=, previous=);
+    # the analysis that follows records "reanalyse" (``platform.reanalysis``)
+    "reanalyse_as",
+    "profile",
+)
+# targets named by a study's own id: the study or one of its parts (the event's ``study_id``)
+STUDY_TARGETS = frozenset(
+    {"study", "study_image", "heatmap", "report", "report_versions", "series", "labels"}
+)
+ORDERS = ("desc", "asc")  # newest first (the log's default view), oldest first
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a user, a kiosk client or a worker."""
+
+    name: str
+    id: int | None = None
+    role: str | None = None
+    client: str | None = None
+
+
+def record(
+    db: Session,
+    actor: Actor,
+    action: str,
+    target_type: str | None = None,
+    target_id: Any = None,
+    outcome: str = "ok",
+    **detail: Any,
+) -> None:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}; valid: {', '.join(ACTIONS)}")
+    db.add(
+        AuditEvent(
+            actor_id=actor.id,
+            actor=actor.name,
+            role=actor.role,
+            action=action,
+            target_type=target_type,
+            target_id=None if target_id is None else str(target_id),
+            outcome=outcome,
+            client=actor.client,
+            detail=detail,
+            study_id=study_of(db, target_type, target_id),
+        )
+    )
+
+
+def _row_id(value: Any) -> int | None:
+    text = str(value) if value is not None else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+def study_of(db: Session, target_type: str | None, target_id: Any) -> int | None:
+    """The study an event's target belongs to: the study itself or one of its parts
+    (``STUDY_TARGETS``), a conversation, an identity conflict or an outbox item (by its row);
+    None for anything else (a user, a model, the worklist)."""
+    from medai.platform.records.tables import Conversation, IdentityConflict, OutboxItem
+
+    row_id = _row_id(target_id)
+    if row_id is None or target_type is None:
+        return None
+    if target_type in STUDY_TARGETS:
+        return row_id
+    table = {
+        "conversation": Conversation,
+        "identity_conflict": IdentityConflict,
+        "outbox": OutboxItem,
+    }.get(target_type)
+    if table is None:
+        return None
+    row = db.get(table, row_id)
+    return row.study_id if row is not None else None
+
+
+def as_dict(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at.isoformat() + "Z",
+        "actor": e.actor,
+        "actor_id": e.actor_id,
+        "role": e.role,
+        "action": e.action,
+        "target_type": e.target_type,
+        "target_id": e.target_id,
+        "outcome": e.outcome,
+        "client": e.client,
+        "detail": e.detail,
+        "study_id": e.study_id,
+    }
+
+
+def target_names(db: Session, events: list[AuditEvent]) -> dict[int, str]:
+    """Event id -> the name of the account or kiosk it targets (the log shows "Kullanıcı:
+    ayse", not a row number)."""
+    from medai.platform.records.tables import Kiosk, User
+
+    out: dict[int, str] = {}
+    for kind, model, column in (("user", User, User.username), ("kiosk", Kiosk, Kiosk.name)):
+        ids = {e.id: _row_id(e.target_id) for e in events if e.target_type == kind}
+        wanted = {i for i in ids.values() if i is not None}
+        if not wanted:
+            continue
+        names = dict(db.execute(select(model.id, column).where(model.id.in_(wanted))).all())
+        out |= {eid: names[i] for eid, i in ids.items() if i in names}
+    return out
+
+
+def query(
+    db: Session,
+    action: str | tuple[str, ...] | None = None,
+    actor: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    *,
+    study_id: int | None = None,
+    order: str = "asc",
+    until_id: int | None = None,
+) -> tuple[list[AuditEvent], int]:
+    """Events matching every filter given, ``order`` "asc" (oldest first) or "desc" (newest
+    first), ``limit`` from ``offset``, and how many match in all. ``until_id``: only events up
+    to that id, so pages stay put while new events arrive (the first page's newest id)."""
+    from sqlalchemy import func
+
+    if order not in ORDERS:
+        raise ValueError(f"order: one of {', '.join(ORDERS)}")
+    q = select(AuditEvent)
+    if isinstance(action, tuple):  # several actions (the role-grant review)
+        q, action = q.where(AuditEvent.action.in_(action)), None
+    for col, value in (
+        (AuditEvent.action, action),
+        (AuditEvent.actor, actor),
+        (AuditEvent.target_type, target_type),
+        (AuditEvent.target_id, target_id),
+        (AuditEvent.study_id, study_id),
+    ):
+        if value is not None:
+            q = q.where(col == value)
+    if since is not None:
+        q = q.where(AuditEvent.at >= since)
+    if until is not None:
+        q = q.where(AuditEvent.at < until)
+    if until_id is not None:
+        q = q.where(AuditEvent.id <= until_id)
+    total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    by = AuditEvent.id.desc() if order == "desc" else AuditEvent.id
+    rows = db.scalars(q.order_by(by).limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def export_jsonl(db: Session, out: IO[str], batch: int = 1000) -> int:
+    """Every event, oldest first, one JSON object per line (streamed in batches)."""
+    n, last = 0, 0
+    while True:
+        rows = db.scalars(
+            select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id).limit(batch)
+        ).all()
+        if not rows:
+            return n
+        for e in rows:
+            out.write(json.dumps(as_dict(e), ensure_ascii=False) + "\n")
+        n, last = n + len(rows), rows[-1].id

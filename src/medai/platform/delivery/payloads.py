@@ -1,0 +1,373 @@
+"""What an outbox row sends, built when it is sent from rows that never change (the stored AI
+result, the report version), so a resend is the same message: the DICOM objects for a PACS
+(``dicom_objects``, ``dicom_heatmap``, ``dicom_report``, and with a signed report the AI's key
+slices as a key image note, ``dicom_key_images``), the FHIR report bundle
+(``exports.fhir_bundle``) and the parts of an HL7 ORU^R01 (``hl7_send``). A ``retracted`` row
+(``platform.retraction``) repeats the newest version the destination got, as entered in error
+(FHIR) or withdrawn (HL7), and for a PACS builds the rejection note over the very objects its
+earlier rows sent (``rejected_objects``: rebuilt, so their UIDs are the ones sent).
+
+The database is read in one short read-only session (``gather``); building and sending happen
+outside any transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from medai.core.errors import MedaiError
+from medai.platform.context import Platform
+from medai.platform.dicom import study_time
+from medai.platform.dicom.identity import is_dicom
+from medai.platform.documents import fhir_bundle as exports
+from medai.platform.documents import finding_states
+from medai.platform.documents.dicom_heatmap import (
+    heatmap_pm,
+    heatmap_sc,
+    overlay_on_film,
+    pm_suitable,
+)
+from medai.platform.documents.dicom_key_images import key_image_note, key_refs, split_ref
+from medai.platform.documents.dicom_objects import DicomObjectError, SourceImage, findings_sr
+from medai.platform.documents.dicom_rejection import rejection_note
+from medai.platform.documents.dicom_report import report_sr
+from medai.platform.records.tables import (
+    AIResultRow,
+    DicomInstance,
+    OutboxItem,
+    ReportVersion,
+    Study,
+    StudyRetraction,
+    User,
+)
+from medai.platform.worklist import studies, versions
+
+SIGNED = ("final", "amended")
+# SOP classes that hold no image (structured reports, key object notes, presentation states,
+# encapsulated documents): not counted among a study's images
+NOT_IMAGES = (
+    "1.2.840.10008.5.1.4.1.1.88.",
+    "1.2.840.10008.5.1.4.1.1.11.",
+    "1.2.840.10008.5.1.4.1.1.104.",
+)
+log = logging.getLogger("medai.integration.outbox")
+
+
+class NothingToSend(MedaiError, Exception):
+    """The row has nothing for this destination (recorded as skipped, with ``code``)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Plain values of an event, read once."""
+
+    study: dict[str, Any]  # studies.as_dict, with its DICOM series
+    report: dict[str, Any]  # versions.as_dict of the event's version, with the decision
+    report_created: dt.datetime
+    report_signed: dt.datetime | None
+    model: dict[str, Any] | None
+    ai_payload: dict[str, Any] | None
+    ai_created: dt.datetime | None
+    heatmap_sha: str | None
+    heatmap_label: str | None
+    source_sha: str  # the study's stored image (a DICOM file when it has an identity)
+    film_sha: str  # the display rendition when there is one, else the original
+    previous_signed: int | None  # the signed version an amendment follows
+    taken: str | None = None  # when the study was taken (``study_time``: FHIR effectiveDateTime)
+
+
+def _utc(t: dt.datetime | None) -> dt.datetime | None:
+    return None if t is None else (t if t.tzinfo else t.replace(tzinfo=dt.UTC))
+
+
+def gather(p: Platform, item: OutboxItem) -> Parts:
+    with p.db.reader() as db:
+        study = db.get(Study, item.study_id)
+        if study is None:
+            raise LookupError(f"study {item.study_id} is gone")
+        row = db.scalar(
+            select(ReportVersion).where(
+                ReportVersion.study_id == study.id, ReportVersion.version == item.report_version
+            )
+        )
+        if row is None:
+            raise LookupError(f"study {study.id} has no report version {item.report_version}")
+        ai = (
+            db.get(AIResultRow, item.ai_result_id)
+            if item.ai_result_id
+            else studies.latest_result(db, study.id)
+        )
+        report = finding_states.of_version(
+            db, versions.as_dict(db, row), ai.payload if ai else None
+        )
+        previous = (
+            db.scalar(
+                select(func.max(ReportVersion.version)).where(
+                    ReportVersion.study_id == study.id,
+                    ReportVersion.version < row.version,
+                    ReportVersion.signed_by.is_not(None),
+                )
+            )
+            if row.status == "amended"
+            else None
+        )
+        return Parts(
+            study=studies.as_dict(db, study, with_result=False, with_series=True),
+            report=report,
+            report_created=row.created_at,
+            report_signed=row.signed_at,
+            model=(ai.payload or {}).get("model") if ai else None,
+            ai_payload=ai.payload if ai else None,
+            ai_created=_utc(ai.created_at) if ai else None,
+            heatmap_sha=ai.heatmap_sha256 if ai else None,
+            heatmap_label=ai.heatmap_label if ai else None,
+            source_sha=study.file_sha256,
+            film_sha=study.display_sha256 or study.file_sha256,
+            previous_signed=previous,
+            taken=study_time.of_study(
+                p.store, study.file_sha256, study.study_date, study.created_at
+            ),
+        )
+
+
+def settings():
+    from medai.settings import get_settings
+
+    return get_settings()
+
+
+def source_header(p: Platform, sha: str):
+    """The stored DICOM image's header (a pydicom Dataset without its pixels)."""
+    import pydicom
+
+    data = p.store.read(sha)
+    if not is_dicom(data):
+        raise NothingToSend("no_dicom_identity", "the study's image is not DICOM")
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many types; its messages can quote the header
+        raise DicomObjectError(
+            f"the stored DICOM header cannot be read ({type(exc).__name__})"
+        ) from None
+    return ds
+
+
+def heatmap_rgb(p: Platform, parts: Parts, overlay_png: bytes):
+    """The Grad-CAM overlay (the stored PNG) laid on the film (the display rendition, at
+    most 2048 px)."""
+    import numpy as np
+    from PIL import Image
+
+    from medai.services import imaging as imaging_service
+
+    raw = p.store.read(parts.film_sha)
+    # the display rendition is already an 8-bit PNG of at most 2048 px: decode it once, not
+    # through preview_png's decode, resize and re-encode (~0.2 s a study on this machine)
+    film_png = raw if parts.film_sha != parts.source_sha else imaging_service.preview_png(raw, 2048)
+    film = np.asarray(Image.open(io.BytesIO(film_png)).convert("L"))
+    overlay = np.asarray(Image.open(io.BytesIO(overlay_png)).convert("RGBA"))
+    return overlay_on_film(film, overlay)
+
+
+def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
+    """``analysed``: the findings SR and the heatmap SC (and its Parametric Map where the
+    source has the geometry for one); ``signed``: the report SR and, when the AI's result has
+    key slices, their key image note."""
+    from medai.services import imaging as imaging_service
+
+    header = source_header(p, parts.source_sha)
+    source = SourceImage.from_dataset(header)
+    institution = settings().institution_name or None
+    task = _task(parts.study.get("task"))
+    if item.event == "signed":  # the signer's findings, the AI's suggestions marked as such
+        return [
+            report_sr(
+                source,
+                parts.report,
+                organization=institution or "",
+                previous_version=parts.previous_signed,
+                institution=institution,
+                task=task,
+            ),
+            *key_images(p, item, parts, source, institution, task),
+        ]
+    if parts.ai_payload is None or parts.ai_created is None:
+        raise NothingToSend("no_ai_result", "the analysis stored no AI result")
+    objects = [
+        findings_sr(source, parts.ai_payload, created=parts.ai_created, institution=institution)
+    ]
+    if parts.heatmap_sha and parts.heatmap_label:
+        overlay = p.store.read(parts.heatmap_sha)
+        # the map says what the AI decided: an undecided result's candidates, a conflict
+        decision = imaging_service.decision_of(parts.ai_payload)
+        objects.append(
+            heatmap_sc(
+                source,
+                heatmap_rgb(p, parts, overlay),
+                label=parts.heatmap_label,
+                decision=decision,
+                model=parts.ai_payload["model"],
+                created=parts.ai_created,
+                task=task,
+                institution=institution,
+            )
+        )
+        if pm_suitable(header):
+            try:  # the map is extra: the SR and the picture go even when it cannot be made
+                saliency = imaging_service.saliency_of_overlay(
+                    overlay, int(header.Rows), int(header.Columns)
+                )
+                objects.append(
+                    heatmap_pm(
+                        header,
+                        saliency,
+                        label=parts.heatmap_label,
+                        decision=decision,
+                        model=parts.ai_payload["model"],
+                        created=parts.ai_created,
+                        task=task,
+                        institution=institution,
+                    )
+                )
+            except Exception as exc:  # highdicom raises many types on an unusual source
+                log.warning(
+                    "outbox %s: no Parametric Map for study %s (%s)",
+                    item.id,
+                    item.study_id,
+                    type(exc).__name__,
+                )
+    return objects
+
+
+def key_images(
+    p: Platform, item: OutboxItem, parts: Parts, source: SourceImage, institution, task
+) -> list:
+    """The AI's key slices as an IHE Key Image Note beside the signed report's SR
+    (``dicom_key_images``: why only after sign-off); none when its result has no key slices.
+    A key slice whose instance the study no longer holds is left out of the note (the report
+    goes whatever the note lacks)."""
+    with p.db.reader() as db:
+        classes = db.scalars(
+            select(DicomInstance.sop_class).where(DicomInstance.study_id == item.study_id)
+        ).all()
+    refs = key_refs(parts.ai_payload, sum(1 for c in classes if not c.startswith(NOT_IMAGES)))
+    if not refs or parts.ai_created is None:
+        return []
+    wanted = list(dict.fromkeys(split_ref(r)[0] for r in refs))
+    with p.db.reader() as db:
+        files = dict(
+            db.execute(
+                select(DicomInstance.sop_uid, DicomInstance.file_sha256).where(
+                    DicomInstance.study_id == item.study_id, DicomInstance.sop_uid.in_(wanted)
+                )
+            ).all()
+        )
+    if len(files) < len(wanted):
+        log.warning(
+            "outbox %s: %d of study %s's key slices are not stored instances",
+            item.id,
+            len(wanted) - len(files),
+            item.study_id,
+        )
+    if not files:
+        return []
+    return [
+        key_image_note(
+            source,
+            parts.ai_payload,
+            [source_header(p, files[sop]) for sop in wanted if sop in files],
+            created=parts.ai_created,
+            task=task,
+            language=str(parts.study.get("language") or "tr"),
+            institution=institution,
+        )
+    ]
+
+
+def _task(name: Any):
+    """The study's task (names its labels and their codes); None for one the registry lacks."""
+    from medai.core.task_registry import TaskError
+    from medai.core.task_registry import get as get_task
+
+    try:
+        return get_task(str(name)) if name else None
+    except TaskError:
+        return None
+
+
+def fhir_bundle(parts: Parts, entered_in_error: bool = False) -> dict[str, Any]:
+    """The report's FHIR bundle as the export route makes it (status preliminary, final or
+    amended, or ``entered-in-error`` for a retracted study's correction; the ImagingStudy
+    and accession number when the study has a DICOM identity)."""
+    return exports.fhir_bundle(
+        parts.study,
+        parts.report,
+        parts.model,
+        parts.report.get("signed_by"),
+        parts.report_created,
+        parts.report_signed,
+        entered_in_error=entered_in_error,
+        taken=parts.taken,
+        ai_created=parts.ai_created,
+    )
+
+
+def rejected_objects(p: Platform, item: OutboxItem) -> list:
+    """Every object the rows delivered to ``item``'s destination before it sent for the
+    study, rebuilt from the same stored rows (their UIDs are the ones the PACS holds)."""
+    with p.db.reader() as db:
+        sent = list(
+            db.scalars(
+                select(OutboxItem)
+                .where(
+                    OutboxItem.study_id == item.study_id,
+                    OutboxItem.destination == item.destination,
+                    OutboxItem.state == "delivered",
+                    OutboxItem.event != "retracted",
+                    OutboxItem.id < item.id,
+                )
+                .order_by(OutboxItem.id)
+            )
+        )
+        for row in sent:
+            db.expunge(row)
+    objects = []
+    for row in sent:
+        objects += dicom_objects(p, row, gather(p, row))
+    return objects
+
+
+def rejection(p: Platform, item: OutboxItem, parts: Parts) -> list:
+    """A retracted study's correction for a PACS: the IOCM rejection note (a Key Object
+    Selection titled with the retraction's CID 7011 reason) over what it was sent."""
+    with p.db.reader() as db:
+        row = db.scalar(select(StudyRetraction).where(StudyRetraction.study_id == item.study_id))
+        if row is None:
+            raise LookupError(f"study {item.study_id} has no retraction")
+        by = db.get(User, row.retracted_by)
+        reason, at, observer = row.reason, _utc(row.created_at), by.username if by else None
+    objects = rejected_objects(p, item)
+    if not objects:
+        raise NothingToSend("nothing_sent", "nothing was delivered to this PACS to reject")
+    source = SourceImage.from_dataset(source_header(p, parts.source_sha))
+    return [
+        rejection_note(
+            source,
+            objects,
+            reason=reason,
+            retracted_at=at,
+            destination=item.destination,
+            observer=observer,
+            institution=settings().institution_name or None,
+        )
+    ]

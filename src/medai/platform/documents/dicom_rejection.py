@@ -1,0 +1,137 @@
+"""The IOCM rejection note: a DICOM Key Object Selection document that tells a PACS to reject
+the objects medai sent it for a study that was retracted (IHE Imaging Object Change
+Management, ``platform.retraction``).
+
+The document's title (its Concept Name Code) is one of CID 7011's rejection reasons — a study
+filed under the wrong patient or order is (113038, DCM, "Incorrect Modality Worklist Entry"),
+one withdrawn for patient safety (113037, DCM, "Rejected for Patient Safety Reasons") — and it
+lists every object rejected: in its content (one reference each) and in the Current Requested
+Procedure Evidence Sequence, grouped by study and series with their SOP class and instance
+UIDs. It carries the patient and study attributes the PACS filed those objects under (the
+source image's, as every object medai sends), so the PACS matches it to that study. Built with
+highdicom (``highdicom.ko``); its UIDs derive from the study, the destination and the
+retraction's time, so a resend is the same document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from pydicom.dataset import Dataset
+
+from medai.platform.dicom.dicom_values import outgoing_person_name
+from medai.platform.documents.dicom_objects import (
+    MANUFACTURER,
+    DicomObjectError,
+    SourceImage,
+    _coded,
+    content_times,
+    pin_times,
+    uid,
+)
+
+SERIES_REJECTION = 9905
+KOS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
+INCORRECT_WORKLIST_ENTRY = ("DCM", "113038", "Incorrect Modality Worklist Entry")
+PATIENT_SAFETY = ("DCM", "113037", "Rejected for Patient Safety Reasons")
+# CID 7011 (Rejected for Quality Reasons 113001 and Data Retention Policy Expired 113039 are
+# not reasons a radiologist retracts a study for)
+TITLES = {
+    "wrong_patient": INCORRECT_WORKLIST_ENTRY,
+    "wrong_study": INCORRECT_WORKLIST_ENTRY,
+    "safety": PATIENT_SAFETY,
+}
+
+
+def _reference(source: SourceImage, obj: Dataset) -> Dataset:
+    """What the note says of one rejected object: its UIDs (and, for an image, its size, so
+    it is referenced as an image), under the source's patient and study."""
+    ref = source.evidence()
+    ref.StudyInstanceUID = str(obj.StudyInstanceUID)
+    ref.SeriesInstanceUID = str(obj.SeriesInstanceUID)
+    ref.SOPClassUID, ref.SOPInstanceUID = str(obj.SOPClassUID), str(obj.SOPInstanceUID)
+    ref.Modality = obj.get("Modality") or None
+    if "Rows" in obj and "Columns" in obj:
+        ref.Rows, ref.Columns = obj.Rows, obj.Columns
+    return ref
+
+
+def rejection_note(
+    source: SourceImage,
+    rejected: Sequence[Dataset],
+    *,
+    reason: str,
+    retracted_at: dt.datetime,
+    destination: str,
+    observer: str | None = None,
+    institution: str | None = None,
+    uid_root: str | None = None,
+) -> Dataset:
+    """The KOS rejecting ``rejected`` (the objects medai sent one PACS for the study of
+    ``source``), titled by ``reason`` (``retraction.REASONS``). Raises DicomObjectError when
+    there is nothing to reject or the reason has no CID 7011 code."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if reason not in TITLES:
+        raise DicomObjectError(f"no rejection code for reason {reason!r}")
+    refs: dict[str, Dataset] = {}
+    for obj in rejected:
+        if str(obj.StudyInstanceUID) != source.study_instance_uid:
+            raise DicomObjectError("a rejected object is not of the retracted study")
+        refs.setdefault(str(obj.SOPInstanceUID), _reference(source, obj))
+    if not refs:
+        raise DicomObjectError("no object to reject")
+    references = [refs[k] for k in sorted(refs)]
+    person = None
+    if observer:
+        name = outgoing_person_name(observer)[:63]
+        person = hd.sr.ObserverContext(
+            observer_type=codes.DCM.Person,
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                name=name if "^" in name else name + "^"
+            ),
+        )
+    content = hd.ko.KeyObjectSelection(
+        document_title=_coded(TITLES[reason]),
+        referenced_objects=references,
+        observer_person_context=person,
+        description="Rejected by medai: the study was retracted as entered in error",
+    )
+    at = retracted_at.isoformat()
+    kos = hd.ko.KeyObjectSelectionDocument(
+        evidence=references,
+        content=content,
+        series_instance_uid=uid("rejection-series", source.study_instance_uid, root=uid_root),
+        series_number=SERIES_REJECTION,
+        sop_instance_uid=uid(
+            "rejection", source.study_instance_uid, destination, at, root=uid_root
+        ),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        institution_name=institution,
+    )
+    times = content_times(retracted_at)
+    kos.ContentDate = times["content_date"].strftime("%Y%m%d")
+    kos.ContentTime = times["content_time"].strftime("%H%M%S")
+    kos.SeriesDate, kos.SeriesTime = kos.ContentDate, kos.ContentTime
+    kos.SeriesDescription = "medai rejection note (IOCM)"
+    pin_times(kos, retracted_at)
+    return kos
+
+
+def read_rejection_note(ds: Dataset) -> dict[str, object]:
+    """What a rejection note says: its title code and the (SOP class, SOP instance) UIDs it
+    rejects, from the Current Requested Procedure Evidence Sequence."""
+    title = ds.ConceptNameCodeSequence[0]
+    rejected = [
+        (str(sop.ReferencedSOPClassUID), str(sop.ReferencedSOPInstanceUID))
+        for study in ds.get("CurrentRequestedProcedureEvidenceSequence") or []
+        for series in study.ReferencedSeriesSequence
+        for sop in series.ReferencedSOPSequence
+    ]
+    return {
+        "code": (title.CodingSchemeDesignator, title.CodeValue, title.CodeMeaning),
+        "rejected": sorted(rejected),
+    }

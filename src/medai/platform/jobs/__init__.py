@@ -1,0 +1,1 @@
+"""Background work: the job queue and the study jobs it runs."""

@@ -1,0 +1,2 @@
+"""Operating the platform: backups and restore, key checks and rotation, metrics, PostgreSQL
+tools."""

@@ -1,0 +1,477 @@
+"""One study's analysis: imaging findings → Grad-CAM heatmap → report draft (version 1).
+
+Idempotent, keyed by study and model content hash: each step first looks for its stored
+output, so a job repeated after a crash or delivered twice by the broker finishes the work
+without duplicating a result or a report version. Model work runs outside any database
+transaction (a slow model never holds the database's write lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from medai.core.task_registry import get as get_task
+from medai.platform.access.audit import Actor, record
+from medai.platform.context import Platform
+from medai.platform.delivery import outbox
+from medai.platform.documents.finding_states import decided_positives
+from medai.platform.lifecycle import monitoring, shadow
+from medai.platform.reading import review
+from medai.platform.records.tables import AIResultRow, Study
+from medai.platform.worklist import patient_context, reading_order, studies, study_reading
+from medai.platform.worklist.studies import latest_result, save_result, set_status, stored_result
+from medai.services import imaging as imaging_service
+from medai.services import series_reading
+from medai.services.reports import shared_drafter
+
+log = logging.getLogger("medai.platform.jobs.jobs")
+WORKER = Actor(name="medai-worker")
+
+
+def analyse_study(p: Platform, study_id: int) -> str:
+    """Run (or finish) the analysis; returns the study's resulting status. A study whose file
+    holds no image (a report or a header-only instance filed first) is analysed from its next
+    instance instead, in the same job (``_refused``: each turn moves to a later instance)."""
+    while True:
+        status = _analyse_once(p, study_id)
+        if status != "received":  # received: moved on to a later instance of the study
+            return status
+
+
+def _analyse_once(p: Platform, study_id: int) -> str:
+    with p.db.session() as db:
+        # locked: a retraction committing meanwhile is seen, never overwritten by "analysing"
+        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        if study is None:
+            raise LookupError(f"no study {study_id}")
+        reading = studies.reading_key(db, study_id)
+        # a reported study is read again only when instances arrived after its reading (a
+        # re-open: ``studies.defer_analysis``); its report keeps its state meanwhile
+        reopened = study.status in studies.REPORTED and not studies.read_already(
+            db, study_id, reading
+        )
+        if study.status not in ("received", "analysing") and not reopened:
+            return study.status  # done before (a repeated delivery)
+        if not reopened:
+            set_status(study, "analysing")
+        task, sha, question, lang = (
+            study.task,
+            study.file_sha256,
+            study.clinical_question,
+            study.language,
+        )
+        display = study.display_sha256
+        meta = {"modality": study.modality, "source": study.source or "upload"}
+        members = study_reading.image_instances(db, study)
+    predictor = p.models.get(task)
+    ref = predictor.identity
+    row = stored_result(p, study_id, "imaging", ref.content_hash, reading)
+    if members and get_task(task).reads_series:  # a series, read whole (issue 58)
+        got = _series(p, study_id, predictor, members, meta, reading, row, display)
+        if isinstance(got, str):  # refused
+            return got
+        row, source, data = got
+        return _drafted(
+            p, study_id, ref, task, lang, question, reading, reopened, row, source, data
+        )
+    read = series_reading.single_image_read()
+    films = list(members)
+    while True:
+        if films:  # a chest study is decided from its frontal film
+            film = study_reading.frontal(films, _image_rank(p, predictor, films))
+            read = series_reading.film_read(
+                film.member.sop_uid,
+                film.member.series_uid,
+                film.in_series,
+                film.considered,
+                film.why,
+            )
+            if film.member.sha != sha:
+                sha, display = film.member.sha, _read_instead(p, study_id, film.member)
+        data = p.store.read(sha)
+        source = data  # what the draft reads its image's size and view from
+        if row is not None and display is not None:
+            break
+        try:  # one decode for the rendition, the findings, the heatmap and the draft
+            with imaging_service.decoded(data) as image:
+                source = image
+                if display is None:
+                    keep_display(p, study_id, imaging_service.display_png(image))
+                if row is None:
+                    row = _findings(p, study_id, predictor, image, meta, reading, read)
+        except imaging_service.ImageInputError as exc:
+            if exc.refusal_code == studies.NO_IMAGE and len(films) > 1:
+                films = [m for m in films if m.sha != sha]  # a header without a film: the next
+                continue
+            if row is None:
+                return _refused(
+                    p,
+                    study_id,
+                    imaging_service.Refusal(exc.refusal_code, str(exc), exc.params),
+                    ref,
+                    reading=reading,
+                )
+        if isinstance(row, str):  # refused
+            return row
+        break
+    return _drafted(p, study_id, ref, task, lang, question, reading, reopened, row, source, data)
+
+
+def _drafted(
+    p: Platform,
+    study_id: int,
+    ref,
+    task: str,
+    lang: str,
+    question: str | None,
+    reading: str,
+    reopened: bool,
+    row: AIResultRow,
+    source,
+    data: bytes,
+) -> str:
+    """The findings stored: the AI draft (a re-read replaces it only while it is the AI's own
+    and unsigned), urgency, the audit, the results out; returns the study's status. ``ref``:
+    the model the findings came from, taken once (a promotion meanwhile is the next study's)."""
+    payload = row.payload
+    if payload.get("refused"):  # stored by an earlier delivery of this job
+        return _refused(
+            p,
+            study_id,
+            imaging_service.refusal_of(imaging_service.ImagingResult.model_validate(payload)),
+            ref,
+            store=False,
+        )
+    draft_row = stored_result(p, study_id, "draft", ref.content_hash, reading)
+    if draft_row is None:
+        with p.db.session() as db:  # the latest signed prior of the patient, of this task
+            prior = patient_context.comparison_prior(db, db.get(Study, study_id))
+        draft = shared_drafter(p.knowledge_dir).draft(
+            source,
+            payload,
+            task=task,
+            lang=lang,
+            question=question,
+            findings_model=ref,
+            prior=prior,
+        )
+        draft_row = save_result(
+            p, study_id, "draft", ref, draft.model_dump(mode="json"), reading=reading
+        )
+    urgent = urgent_labels(task, payload)
+    with p.db.session() as db:
+        study = studies.lock_study(db, db.get(Study, study_id))  # a retraction races this
+        if study.status == studies.RETRACTED:  # retracted meanwhile: no draft, nothing sent
+            return study.status
+        d = draft_row.payload
+        if reopened:
+            made, why = review.ai_redraft(
+                db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
+            )
+            # the reading is history either way; a signer is told (the study page compares
+            # the newest reading with the one the report was made from), never overruled
+            record(
+                db,
+                WORKER,
+                "reanalyse",
+                "study",
+                study_id,
+                model_hash=ref.content_hash,
+                reading=reading,
+                report=why,
+            )
+        else:  # version 1; or in place of the AI's own draft withdrawn when the study was
+            # re-analysed as another type (``review.withdraw_ai_draft``); a person's kept
+            made, _why = review.ai_redraft(
+                db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
+            )
+        for label, state in urgent:
+            studies.add_urgency(
+                study, "ai_finding" if state == "present" else "ai_possible_finding", label
+            )
+        reading_order.refresh(db, study)  # the worklist's AI column and rank
+        if study.status == "analysing":
+            set_status(study, "ai_drafted")
+        if made is not None:
+            record(
+                db,
+                WORKER,
+                "predict",
+                "study",
+                study_id,
+                model=ref.name,
+                model_hash=ref.content_hash,
+                positive=len(decided_positives(payload)),
+            )
+            record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
+            outbox.on_analysed(db, study, row.id, made)  # results out, in this transaction
+        status = study.status
+    shadow.analyse(p, study_id, task, data, payload)  # after the study is done; never shown
+    return status
+
+
+def _image_rank(p: Platform, predictor, members: list[study_reading.Member]):
+    """A film → sort key from its image's view check (frontal first), for the films of a chest
+    study whose headers name no view; each film decoded once, only when asked."""
+    seen: dict[str, tuple[int, int]] = {}
+
+    def rank(member: study_reading.Member) -> tuple[int, int]:
+        if member.sha not in seen:
+            try:
+                with imaging_service.decoded(p.store.read(member.sha)) as image:
+                    check = imaging_service.view_of(image, predictor)
+                seen[member.sha] = imaging_service.view_preference(check)
+            except imaging_service.ImageInputError:
+                seen[member.sha] = (9, 9)  # unreadable: last
+        return seen[member.sha]
+
+    return rank
+
+
+def _read_instead(p: Platform, study_id: int, member: study_reading.Member) -> str | None:
+    """The study's analysed file becomes the film chosen to read (its display rendition is
+    made again from it); returns the display rendition it now has (None)."""
+    with p.db.session() as db:
+        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        study.file_sha256, study.file_size = member.sha, member.size
+        study.display_sha256 = None
+    return None
+
+
+def _slice_file(members: list[study_reading.Member], key: str) -> tuple[str, int | None]:
+    """(the stored file, the frame) of a slice key ``<sop>`` or ``<sop>#<frame>``."""
+    sop, _, frame = key.partition("#")
+    sha = next(m.sha for m in members if m.sop_uid == sop)
+    return sha, int(frame) if frame else None
+
+
+def _series(
+    p: Platform,
+    study_id: int,
+    predictor,
+    members: list[study_reading.Member],
+    meta: dict,
+    reading: str,
+    row: AIResultRow | None,
+    display: str | None,
+):
+    """A series study read whole: every image instance's header, the series chosen openly,
+    its slices read through the model a batch at a time (``services.series_reading``), one
+    decision, the heatmap of the key slice; stored with ``read`` and ``heatmap_instance``.
+    Returns (row, the explained slice's image for the draft, its instance's bytes), or the
+    study's status after a refusal."""
+    ref = predictor.identity
+    files = {m.sop_uid: m.sha for m in members}
+
+    def load(slice_ref):
+        return imaging_service.read_image(p.store.read(files[slice_ref.sop_uid]), slice_ref.frame)
+
+    if row is not None and display is not None:  # stored by an earlier delivery of this job
+        payload = row.payload
+        keys = payload.get("read", {}).get("read_instances") or []
+        key = payload.get("heatmap_instance") or (keys[0] if keys else None)
+        if payload.get("refused") or key is None:
+            return row, None, b""
+        sha, frame = _slice_file(members, key)
+        data = p.store.read(sha)
+        return row, imaging_service.read_image(data, frame), data
+    groups: dict[str, list] = {}
+    for m in members:
+        try:
+            refs = series_reading.slices(p.store.read(m.sha))
+        except imaging_service.ImageInputError:
+            continue  # an instance that holds no image (or no readable one): not a slice
+        for slice_ref in refs:
+            groups.setdefault(slice_ref.series_uid or m.series_uid or "", []).append(slice_ref)
+    if not groups:
+        refusal = imaging_service.Refusal("unreadable", "no instance of the study holds an image")
+        return _refused(p, study_id, refusal, ref, reading=reading)
+    uid, choice = series_reading.choose(groups)
+    start = time.perf_counter()
+    try:
+        series = series_reading.read(predictor, groups[uid], load, uid or None, choice)
+    except imaging_service.ImageInputError as exc:
+        refusal = imaging_service.Refusal(exc.refusal_code, str(exc), exc.params)
+        return _refused(p, study_id, refusal, ref, reading=reading)
+    result = series_reading.result(predictor, series)
+    latency_ms = (time.perf_counter() - start) * 1000
+    payload = result.model_dump(mode="json")
+    if result.refused:
+        save_result(p, study_id, "imaging", ref, payload, reading=reading)
+        refusal = imaging_service.refusal_of(result)
+        return _refused(p, study_id, refusal, ref, store=False, reading=reading)
+    shown, image, label = series_reading.explain(series, load)
+    heat, png = imaging_service.heatmap(predictor, image, label)
+    payload["heatmap_instance"] = shown.key
+    if display is None:
+        keep_display(p, study_id, imaging_service.display_png(image))
+    row = save_result(
+        p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label), reading
+    )
+    monitoring.record(
+        p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta, result.embedding
+    )
+    return row, image, p.store.read(files[shown.sop_uid])
+
+
+def _findings(
+    p: Platform,
+    study_id: int,
+    predictor,
+    image,
+    meta: dict,
+    reading: str = "",
+    read=None,
+) -> AIResultRow | str:
+    """Findings and the leading finding's heatmap, stored (with the monitoring sample and
+    what was read); or the study's status after a refusal."""
+    ref = predictor.identity
+    start = time.perf_counter()
+    try:
+        result = imaging_service.analyse(predictor, image)
+    except imaging_service.ImageRefused as exc:
+        status = _refused(p, study_id, exc.refusal, ref, reading=reading, scope=exc.scope)
+        monitoring.record(
+            p,
+            study_id,
+            ref.task,
+            ref.content_hash,
+            {"refused": True},
+            image,
+            (time.perf_counter() - start) * 1000,
+            meta,
+        )
+        return status
+    latency_ms = (time.perf_counter() - start) * 1000
+    if read is not None:
+        result = result.model_copy(update={"read": read})
+    payload = result.model_dump(mode="json")
+    heat, png = imaging_service.heatmap(predictor, image, _heatmap_label(result))
+    row = save_result(
+        p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label), reading
+    )
+    monitoring.record(
+        p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta, result.embedding
+    )
+    return row
+
+
+def keep_display(p: Platform, study_id: int, png: bytes) -> str:
+    """Store a display rendition for the study (the first one stored wins: the study's row is
+    locked, so two nodes making it at once agree on one — the per-process lock of the API's
+    ``_OnePerStudy`` only saves a second decode in the same process)."""
+    sha = p.store.put_bytes(png)
+    with p.db.session() as db:
+        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        if study.display_sha256 is None:
+            study.display_sha256 = sha
+        return study.display_sha256
+
+
+def stored_display(p: Platform, study_id: int) -> str | None:
+    """The stored rendition, None when there is none yet; ``ImageInputError`` when the
+    analysis found the original unreadable (no decode to retry on every view)."""
+    with p.db.session() as db:
+        study = db.get(Study, study_id)
+        if study is None:
+            raise LookupError(f"no study {study_id}")
+        if study.display_sha256 is None:
+            row = latest_result(db, study_id)
+            if row is not None and (row.payload or {}).get("reason_code") in (
+                "unreadable",
+                studies.NO_IMAGE,
+            ):
+                raise imaging_service.ImageInputError(
+                    str(row.payload.get("reason") or "the image cannot be read")
+                )
+        return study.display_sha256
+
+
+def display_rendition(p: Platform, study_id: int) -> str:
+    """The study's display rendition: the stored one, or (a study analysed before renditions
+    existed, or viewed before its analysis ran) made now from the original and stored, so the
+    original is decoded for display once. Raises ``ImageInputError``; callers run it in the
+    imaging lane."""
+    display = stored_display(p, study_id)
+    if display is not None:
+        return display
+    with p.db.session() as db:
+        sha = db.get(Study, study_id).file_sha256
+    with imaging_service.decoded(p.store.read(sha)) as image:
+        png = imaging_service.display_png(image)
+    return keep_display(p, study_id, png)
+
+
+def urgent_labels(task: str, payload: dict) -> list[tuple[str, str]]:
+    """The task's urgent labels the result did not rule out, with their state: present, or
+    undecided among the candidates (a possible pneumothorax is read first too; a red flag is
+    never hidden by the model's doubt)."""
+    return reading_order.urgent_labels(task, imaging_service.decision_of(payload))
+
+
+def _heatmap_label(result) -> str | None:
+    """The default heatmap shows the decision's leading finding (the one a reader most wants
+    to see); for an undecided one, its most probable candidate that is a finding (a map of
+    "no finding" shows a reader nothing to check); for a normal one, the most probable label."""
+    d = result.decision
+    if d is not None and d.state == "abnormal" and d.primary:
+        return d.primary
+    if d is not None and d.state == "indeterminate":
+        normal = get_task(result.task).normal
+        findings = [c for c in d.candidates if c != normal]
+        if findings:
+            return findings[0]
+    return max(result.findings, key=lambda f: f.probability).label if result.findings else None
+
+
+def _refused(
+    p: Platform,
+    study_id: int,
+    refusal: imaging_service.Refusal,
+    ref,
+    store: bool = True,
+    reading: str = "",
+    scope=None,
+) -> str:
+    """A refusal is an AI result too: stored (with its code, for every view to translate) and
+    naming the model that refused; the study can then be reported by hand. A file that holds
+    no image is not the study's last word while another instance of it was filed after that
+    file: the study moves on to it (``studies.next_instance``, the refusal removed) and is
+    ``received`` again. The study's row is locked for that decision, as a filing instance
+    locks it (``studies._route_late``): one of the two always sees the other."""
+    if store:
+        payload = imaging_service.ImagingResult(
+            status="refused",
+            task=ref.task,
+            refused=True,
+            reason=refusal.message,
+            reason_code=refusal.code,
+            reason_params=refusal.params,
+            model=ref,
+            scope=scope,
+        ).model_dump(mode="json")
+        save_result(p, study_id, "imaging", ref, payload, reading=reading)
+    with p.db.session() as db:
+        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        if (
+            refusal.code == studies.NO_IMAGE
+            and study.status in ("received", "analysing")
+            and studies.next_instance(db, study)
+        ):
+            return study.status
+        reading_order.refresh(db, study)  # the worklist's AI column: refused
+        if study.status in ("received", "analysing"):
+            set_status(study, "refused", refusal.message)
+            record(
+                db,
+                WORKER,
+                "predict",
+                "study",
+                study_id,
+                outcome="refused",
+                model=ref.name,
+                model_hash=ref.content_hash,
+                reason=refusal.code,
+            )
+        return study.status

@@ -1,0 +1,108 @@
+"""Image chat: a clinician's conversations about one study, each visible to its owner only;
+message text encrypted at rest (``crypto``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medai.core.errors import MedaiError
+from medai.platform.documents import finding_states
+from medai.platform.records.crypto import cipher
+from medai.platform.records.tables import Conversation, Message, ReportVersion, Study, User
+from medai.platform.worklist import studies, versions
+
+
+class NotYours(MedaiError, LookupError):
+    """No such conversation for this user (others' conversations are not revealed)."""
+
+    status, code = 404, "not_found"
+
+
+def refuse_retracted(study: Study) -> None:
+    """A retracted study (entered in error: another patient's, or withdrawn) is not talked
+    about: an answer would quote its void report as if it stood (409 ``retracted``)."""
+    studies.check_not_retracted(study, "discussed in image chat (its report is void)")
+
+
+def start(db: Session, study: Study, user: User) -> Conversation:
+    refuse_retracted(study)
+    conv = Conversation(study_id=study.id, owner_id=user.id)
+    db.add(conv)
+    db.flush()
+    return conv
+
+
+def own(db: Session, conv_id: int, user: User) -> Conversation:
+    """The user's conversation; one started before the account's last reset or role change
+    is not theirs any more (``accounts.own_since``: whoever enrolled after a reset)."""
+    conv = db.get(Conversation, conv_id)
+    if (
+        conv is None
+        or conv.owner_id != user.id
+        or (user.history_since is not None and conv.created_at < user.history_since)
+    ):
+        raise NotYours(f"no conversation {conv_id}")
+    return conv
+
+
+def messages(db: Session, conv: Conversation) -> list[dict[str, Any]]:
+    c = cipher()
+    return [
+        {
+            "id": m.id,
+            "role": m.role,
+            "text": c.decrypt(m.body),
+            "backend": m.backend,
+            "created_at": m.created_at.isoformat() + "Z",
+        }
+        for m in db.scalars(
+            select(Message).where(Message.conversation_id == conv.id).order_by(Message.id)
+        )
+    ]
+
+
+def add(
+    db: Session, conv: Conversation, role: str, text: str, backend: str | None = None
+) -> Message:
+    msg = Message(conversation_id=conv.id, role=role, body=cipher().encrypt(text), backend=backend)
+    db.add(msg)
+    db.flush()
+    return msg
+
+
+def context(db: Session, conv: Conversation) -> dict[str, Any]:
+    """What an answer rests on: each label's one state (``finding_states``: the AI's decision,
+    and what the latest signature said of each label, which rules once it stored labels), the
+    AI decision's summary (undecided candidates, a conflict), the current report's conclusion
+    (and whether that version is signed), the task and the study's language."""
+    study = db.get(Study, conv.study_id)
+    row = studies.latest_result(db, study.id)
+    report = versions.current(db, study.id)
+    signed = db.scalar(
+        select(ReportVersion)
+        .where(ReportVersion.study_id == study.id, ReportVersion.signed_by.is_not(None))
+        .order_by(ReportVersion.version.desc())
+        .limit(1)
+    )
+    basis = {
+        "task": study.task,
+        "signed_by": signed.signed_by if signed else None,
+        "findings": (signed or report).findings if (signed or report) else None,
+    }
+    states = finding_states.with_states(
+        basis,
+        row.payload if row else None,
+        finding_states.version_labels(db, study.id, signed.version) if signed else None,
+    )
+    return {
+        "findings": states["findings"],
+        "decision": states["decision"],
+        "signed_labels": states["signed_labels"],
+        "impression": (report.sections or {}).get("impression") if report else None,
+        "signed": bool(report and report.signed_by is not None),
+        "task": study.task,
+        "lang": study.language,
+    }

@@ -1,0 +1,2 @@
+"""The bottom layer: the database, encryption at rest, private files, the tables and sealed
+columns, blobs and leases."""
