@@ -315,7 +315,7 @@ two-node-check: install
 	$(BIN)/python deploy/two-node/run.py
 # The backup drill (while studies are written), the tamper drill, the upgrade from the previous release, secrets.
 backup-drill: install-dev
-	$(BIN)/pytest -q tests/system/test_backup_drill.py tests/platform/test_backup_authenticated.py tests/system/test_upgrade_from_previous_release.py tests/core/test_secret_files.py
+	$(BIN)/pytest -q tests/system/test_backup_drill.py tests/platform/ops/test_backup_authenticated.py tests/system/test_upgrade_from_previous_release.py tests/core/test_secret_files.py
 # Everything a release is checked with (≈ 10–15 min on 2 cores, root); CI runs the image-free part.
 deploy-check: deploy-deps image chart-check units-check compose-smoke kube-play-smoke systemd-boot-smoke two-node-check backup-drill
 

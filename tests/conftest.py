@@ -39,7 +39,7 @@ os.environ.setdefault("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
 os.environ.setdefault("MEDAI_DICOM_ALLOW", '["MODALITY", "PACS", "CT", "US"]')
 # a DICOM study is analysed MEDAI_STUDY_STABLE_S after its last instance (default 5 s): the
 # suite's DICOM tests read their study at once; the window's own tests
-# (tests/platform/test_study_stable.py) set it and move a fake clock
+# (tests/platform/reading/test_study_stable.py) set it and move a fake clock
 os.environ.setdefault("MEDAI_STUDY_STABLE_S", "0")
 
 # hypothesis replays every example it has found: the ones found on this machine

@@ -4,7 +4,7 @@ text asks first, a study the AI refused says why in the reader's language and is
 signed by hand, times read in the hospital's zone, the page fits a 360 px phone with each
 viewer label on its own control, and every name reads in Turkish and English.
 
-The names checks at the top need no browser. Screenshots land in ``MEDAI_SCREENSHOTS``
+The names checks (no browser) are in tests/platform/web/test_web_catalogue.py. Screenshots land in ``MEDAI_SCREENSHOTS``
 (default: the test's temporary folder)."""
 
 from __future__ import annotations
@@ -34,80 +34,6 @@ DESKTOP = {"width": 1280, "height": 900}
 EDIT = "Radyolog: sağ alt zonda konsolidasyon, kaydedilmeden imzalandı."
 AMEND = "Düzeltme: sağ alt zonda konsolidasyon ve az miktarda plevral sıvı."
 RECOMMEND = "Kontrol grafisi önerilir."
-
-
-# --- names: every registry name and platform word in both languages (no browser)
-
-
-def _audit_outcomes() -> set[str]:
-    """Every outcome the code records (``outcome="…"``), besides the default ``ok``."""
-    found = {"ok"}
-    for path in SRC.rglob("*.py"):
-        found |= set(re.findall(r'outcome="([a-z_]+)"', path.read_text(encoding="utf-8")))
-    return found
-
-
-def test_every_name_the_ui_shows_exists_in_turkish_and_english():
-    from medai.imaging.io import REFUSAL_CODES
-    from medai.platform.access.accounts import PERMISSIONS
-    from medai.platform.access.audit import ACTIONS
-    from medai.platform.web.i18n import missing_keys, missing_names
-    from medai.platform.worklist.studies import STATUSES
-
-    roles = set().union(*PERMISSIONS.values())
-    assert missing_keys() == {}
-    assert (
-        missing_names(
-            {
-                "role_": roles,
-                "status_": STATUSES,
-                "audit_": ACTIONS,
-                "outcome_": _audit_outcomes(),
-                "reason_": (*REFUSAL_CODES, "failed", "unknown"),
-            }
-        )
-        == []
-    )
-
-
-def test_missing_names_names_what_lacks_a_language():
-    from medai.platform.web.i18n import missing_names
-
-    gaps = missing_names({"role_": ["surgeon"], "status_": ["final"]})
-    assert gaps == ["tr: role_surgeon", "en: role_surgeon"]
-
-
-def test_display_names_read_like_a_findings_table():
-    from medai.platform.web.i18n import display_names
-
-    tr, en = display_names("tr"), display_names("en")
-    assert tr["cxr"]["name"] == "Akciğer grafisi" and en["cxr"]["name"] == "Chest X-ray"
-    assert {
-        tr["cxr"]["labels"][k]
-        for k in ("COVID-19", "Viral_Pneumonia", "Bacterial_Pneumonia", "Pneumonia", "No Finding")
-    } == {"COVID-19", "Viral pnömoni", "Bakteriyel pnömoni", "Pnömoni", "Bulgu yok"}
-    assert [tr["mri"]["labels"][k] for k in ("Glioma", "Meningioma", "Pituitary", "No_Tumor")] == [
-        "Gliom",
-        "Menenjiom",
-        "Hipofiz tümörü",
-        "Tümör yok",
-    ]
-    assert en["mri"]["labels"]["No_Tumor"] == "No tumour"
-    assert tr["triage"]["labels"]["ent"] == "Kulak Burun Boğaz"
-    assert tr["cxr"]["modalities"] == "CR/DX/DR/RG"
-
-
-def test_a_label_name_for_a_label_the_task_lacks_is_refused():
-    from medai.core.task_registry import Task, TaskError
-
-    with pytest.raises(TaskError, match="Unicorn"):
-        Task(
-            name="t",
-            kind="triage",
-            loader=print,
-            labels=("a",),
-            label_names={"Unicorn": ("Unicorn", "Tekboynuz")},
-        ).validate()
 
 
 # --- the browser

@@ -56,7 +56,7 @@ GPU's memory, never the sum) is the sum of these terms, each named in the printe
 ``cuda``
     A fixed 1 GiB for the CUDA context, cuBLAS workspaces and allocator slack (0 on CPU).
 
-Checked against real runs on an H200 (tests/reporting/test_blip2_plan.py). Batch 8, ~483
+Checked against real runs on an H200 (tests/reporting/captioning/test_blip2_plan.py). Batch 8, ~483
 tokens: bf16 estimate 18.0 GiB for a 17.5 GiB peak, 16.2 GiB with gradient checkpointing for
 15.5 GiB. ``make gpu-check`` (2026-11-26, batch 8 × (32 query + 8 text) = 320 tokens): bf16
 17.3 GiB for a 16.5 GiB peak, nf4 7.9 for 7.8; int8 measured 12.5 GiB where these terms gave

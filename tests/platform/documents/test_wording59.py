@@ -23,7 +23,7 @@ from medai.platform.documents import report_words as rw
 from medai.platform.documents.fhir_bundle import report_pdf
 from medai.platform.documents.finding_states import with_states
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODEL = {"name": "medai-test", "version": "1.0.0", "content_hash": "sha256:" + "ab" * 32}
 MRI_THRESHOLDS = {"Glioma": 0.5, "Meningioma": 0.5, "Pituitary": 0.5, "No_Tumor": 0.55}
 
