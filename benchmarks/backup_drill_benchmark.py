@@ -23,6 +23,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from medai.platform.dicom.arrival import Arrival
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -37,7 +39,9 @@ def _site(home: Path, url: str, n: int, kib: int) -> float:
     started = time.monotonic()
     p = open_platform(url, models=ModelHandles({}), adopt_models=False)
     with p.db.session() as db:
-        rad = accounts.create_user(db, "rad", "correct-horse-1", "radiologist")
+        rad = accounts.create_user(
+            db, "rad", "correct-horse-1", "radiologist", hash_profile=p.settings.auth.password_hash
+        )
     actor = audit.Actor("rad", rad.id, "radiologist")
     for start in range(0, n, 100):
         batch = range(start, min(n, start + 100))
@@ -47,13 +51,15 @@ def _site(home: Path, url: str, n: int, kib: int) -> float:
             for i, sha in enumerate(shas, start):
                 study, _job = studies.create(
                     db,
-                    user,
-                    sha=sha,
-                    size=kib * 1024,
-                    content_type="application/dicom",
-                    task="cxr",
-                    patient_ref=f"P-{i}",
-                    question=f"öksürük {i}",
+                    Arrival(
+                        sha=sha,
+                        size=kib * 1024,
+                        content_type="application/dicom",
+                        task="cxr",
+                        uploaded_by=user.id,
+                        patient_ref=f"P-{i}",
+                        question=f"öksürük {i}",
+                    ),
                 )
                 db.flush()
                 audit.record(db, actor, "upload", "study", study.id)
@@ -68,6 +74,7 @@ def _site(home: Path, url: str, n: int, kib: int) -> float:
                         "impression": f"sonuç {i}",
                         "recommendation": "",
                     },
+                    destinations=p.settings.destinations(),
                 )
                 audit.record(db, actor, "sign", "study", study.id)
     p.db.dispose()

@@ -604,7 +604,7 @@ def profile(files: list[Path], sample: int) -> dict:
     plan = plan_cpu(1)
     apply_thread_limits(plan)
     predictor = ModelHandles(
-        threads=plan.threads, imaging_runtime=get_settings().imaging_runtime
+        threads=plan.threads, imaging_runtime=get_settings().serving.imaging_runtime
     ).get("cxr")
     drafter = shared_drafter(None)
     steps: dict[str, list[float]] = {}

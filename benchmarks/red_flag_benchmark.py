@@ -308,7 +308,7 @@ def main() -> None:
     ruleset = load_rules()
     from medai.settings import get_settings
 
-    cache_dir = get_settings().cache_dir
+    cache_dir = get_settings().storage.cache_dir
     engine = cache_embeddings(build_engine(classifier=False, cache_dir=cache_dir), cache_dir)
     engine = RedFlagEngine(
         ruleset,

@@ -109,7 +109,7 @@ def main() -> None:
         from medai.core.embeddings import E5Encoder
         from medai.settings import get_settings
 
-        engine.knn.encoder = E5Encoder(cache_dir=get_settings().cache_dir / "red_flags")
+        engine.knn.encoder = E5Encoder(cache_dir=get_settings().storage.cache_dir / "red_flags")
     result = {
         "engine": {
             "detectors": engine.detectors,

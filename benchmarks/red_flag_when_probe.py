@@ -119,7 +119,7 @@ def main() -> None:
     assert all(learn.real_part(i) != "report" for i in ids), "a report-quarter post"
     engine = build_engine(embeddings=False)
     feats = [post_features(engine, texts[i]) for i in ids]
-    encoder = E5Encoder(cache_dir=get_settings().cache_dir / "red_flags")
+    encoder = E5Encoder(cache_dir=get_settings().storage.cache_dir / "red_flags")
 
     def mean_embedding(key):
         flat = [t for f in feats for t in f[key]]

@@ -512,12 +512,12 @@ def main() -> None:
         print("skipped: dcmtk's storescu is not installed (apt-get install dcmtk)")
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cleanup runs in finally
-    from medai.settings import Settings
+    from medai.settings import ServingSettings
 
     window = (
         args.stable_s
         if args.stable_s is not None
-        else Settings.model_fields["study_stable_s"].default
+        else ServingSettings.model_fields["study_stable_s"].default
     )
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="medai-study-stable-"))

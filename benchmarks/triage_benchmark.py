@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     from medai.settings import get_settings
 
-    cache = {"cache_dir": get_settings().cache_dir}  # e5 embeddings of the encoder families
+    cache = {"cache_dir": get_settings().storage.cache_dir}  # e5 embeddings of the encoder families
     candidates = [("baseline_tfidf_svm", PlainSvmBaseline, False)] + [
         (
             name,

@@ -88,7 +88,7 @@ def wait_broker(url: str, deadline: float) -> bool:
         with Connection(url, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1)
 
-    from medai.settings import public_url
+    from medai.destinations_config import public_url
 
     return poll(f"broker {public_url(url)}", check, deadline)
 
@@ -115,11 +115,16 @@ def wait_schema(url: str | None, deadline: float) -> bool:
 def ready(role: str) -> int:
     deadline = time.monotonic() + float(os.environ.get("MEDAI_WAIT_S", "180"))
     s = settings()
-    ok = wait_database(s.database_url, deadline)
-    if ok and s.broker_url and role in ("serve", "worker", "dicom"):
-        ok = wait_broker(s.broker_url, deadline)
-    if ok and s.database_url and not s.auto_migrate and role in ("serve", "worker", "dicom"):
-        ok = wait_schema(s.database_url, deadline)
+    ok = wait_database(s.storage.database_url, deadline)
+    if ok and s.storage.broker_url and role in ("serve", "worker", "dicom"):
+        ok = wait_broker(s.storage.broker_url, deadline)
+    if (
+        ok
+        and s.storage.database_url
+        and not s.storage.auto_migrate
+        and role in ("serve", "worker", "dicom")
+    ):
+        ok = wait_schema(s.storage.database_url, deadline)
     return 0 if ok else 1
 
 
@@ -128,7 +133,7 @@ def has_admin() -> int:
 
     from medai.platform.records.db import Database
 
-    db = Database(settings().database_url)
+    db = Database(settings().storage.database_url)
     try:
         return 0 if db.has_admin() else 3
     except DBAPIError:  # no tables yet (serve migrates on its own start): no admin either
@@ -146,7 +151,7 @@ def first_admin(hours: float = 72.0) -> int:
     from medai.platform.records.db import Database, utcnow
 
     user = os.environ.get("MEDAI_ADMIN_USER") or "admin"
-    db = Database(settings().database_url)
+    db = Database(settings().storage.database_url)
     try:
         try:
             if db.has_admin():

@@ -1,12 +1,14 @@
 """The outbox's destination schema: where AI results and signed reports are sent (a PACS over
 DICOM or DICOMweb, a FHIR server, an HL7 v2 receiver), parsed from the one-destination
-variables and from ``MEDAI_DESTINATIONS_FILE`` (YAML or JSON). ``medai.settings`` imports this
-module; it imports nothing of medai."""
+variables and from ``MEDAI_DESTINATIONS_FILE`` (YAML or JSON). One config model per kind, told
+apart by the ``kind`` discriminator (the union ``Destination``); what a kind does (how it
+builds and sends, what it retries) is its module in ``platform.delivery.destinations``.
+``medai.settings`` imports this module; it imports nothing of medai."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -135,7 +137,12 @@ Destination = Annotated[
     DicomDestination | DicomWebDestination | FhirDestination | Hl7Destination,
     Field(discriminator="kind"),
 ]
-DESTINATION_KINDS = ("dicom", "dicomweb", "fhir", "hl7")
+DESTINATION_KINDS = tuple(
+    get_args(config.model_fields["kind"].annotation)[0]
+    for config in get_args(get_args(Destination)[0])
+)
+"""The kinds, as the union's discriminator knows them (each has its sender in
+``platform.delivery.destinations``)."""
 
 
 class _DestinationsFile(BaseModel):

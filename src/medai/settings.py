@@ -1,20 +1,21 @@
-"""One settings object for the whole platform, read from ``MEDAI_*`` environment variables."""
+"""One settings object for the whole platform, read from ``MEDAI_*`` environment variables.
+
+The settings come in typed groups, one model each (``Settings.storage``, ``.dicom``,
+``.outbox``, …): a part of the platform is handed the group it needs, not the whole. A field's
+variable is ``MEDAI_<FIELD>`` whatever its group (``DicomSettings.dicom_port`` is
+``MEDAI_DICOM_PORT``), so a group is a way to pass settings around, never part of a name an
+operator types."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# the outbox's destination schema lives in its own module; its names stay importable from here
-from medai.destinations_config import (  # noqa: F401
-    AE_TITLE_CHARS,
-    DESTINATION_KINDS,
-    EVENTS,
+from medai.destinations_config import (
     Destination,
     DicomDestination,
     DicomWebDestination,
@@ -25,7 +26,6 @@ from medai.destinations_config import (  # noqa: F401
     load_destinations,
     parse_dicom_address,
     parse_host_port,
-    public_url,
 )
 
 ANY_CALLER = "*"
@@ -44,11 +44,50 @@ def check_allow_list(titles: list[str] | tuple[str, ...]) -> list[str]:
     return out
 
 
-class Settings(BaseSettings):
+def optional_http_url(value: str | None) -> str | None:
+    """An http(s) URL setting: checked when given, an empty value is no URL."""
+    if value:
+        check_http_url(value)
+    return value or None
+
+
+class SettingsGroup(BaseSettings):
+    """One group of settings, read from its fields' own ``MEDAI_<FIELD>`` variables (and the
+    ``.env`` file): the prefix is the same for every group, so a field keeps its variable's
+    name whichever group holds it."""
+
     # no input value in an error: a wrong setting must not print a secret beside it
     model_config = SettingsConfigDict(
         env_prefix="MEDAI_", env_file=".env", extra="ignore", hide_input_in_errors=True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """``MEDAI_<NAME>_FILE``: the secret is read from a file (a Kubernetes or podman
+        secret, a systemd credential), so it is in no environment variable, process listing
+        or image. Setting both the value and its file is refused: which one wins would be a
+        guess."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FILES:
+            if name not in cls.model_fields:
+                continue
+            path = data.get(f"{name}_file")
+            if path in (None, ""):
+                continue
+            if data.get(name) not in (None, "", []):
+                raise ValueError(
+                    f"both MEDAI_{name.upper()} and MEDAI_{name.upper()}_FILE are "
+                    "set: keep one (the file keeps the secret out of the "
+                    "environment)"
+                )
+            data = {**data, name: read_secret_file(name, Path(path))}
+        return data
+
+
+class StorageSettings(SettingsGroup):
+    """Where medai keeps its files, database, queue and keys."""
 
     home: Path = Field(
         default=Path.home() / ".medai",
@@ -61,52 +100,57 @@ class Settings(BaseSettings):
         default=None,
         description="embedding cache and other recomputable files (default HOME/cache)",
     )
-    models: Annotated[dict[str, Path], NoDecode] = Field(
-        default_factory=dict,
-        description="the model folder of each task, TASK=DIR,TASK2=DIR2 or a JSON object "
-        "(e.g. triage=/models/my-triage,cxr=/models/my-cxr); a task not named serves its "
-        "bundled default (`medai serve --model TASK=DIR` adds to it)",
-    )
-    triage_min_confidence: float | None = Field(
+    database_url: str | None = Field(
         default=None,
-        ge=0.0,
-        le=1.0,
-        description="abstain below this top probability (default: the model card's value)",
+        description="SQLAlchemy URL (default: the SQLite file HOME/medai.db); "
+        "e.g. postgresql+psycopg://user@host/medai",
     )
-    red_flag_rules: Path | None = Field(
+    database_url_file: Path | None = Field(
+        default=None, description="read MEDAI_DATABASE_URL from this file (a mounted secret)"
+    )
+    broker_url: str | None = Field(
         default=None,
-        description="a sealed red-flag engine folder (medai triage "
-        "seal-red-flags; default, or when empty: the bundled engine)",
+        description="Celery broker (redis://… or amqp://…): studies are analysed "
+        "by `medai worker` processes; unset: by the pool inside serve",
     )
-    red_flag_embeddings: bool = Field(
-        default=True, description="run the e5 nearest-exemplar red-flag detector beside the rules"
+    broker_url_file: Path | None = Field(
+        default=None, description="read MEDAI_BROKER_URL from this file"
     )
-    red_flag_classifier: bool = Field(
+    auto_migrate: bool = Field(
         default=True,
-        description="run the learned red-flag classifier (RED_FLAG_RULES/classifier "
-        "or the bundled one) beside the rules",
+        description="serve, worker and dicom listen migrate the database to "
+        "this release's schema on start; false (deployments with "
+        "replicas): only `medai migrate` does, and they exit 2 "
+        "naming the revisions on a database not at this release's",
     )
-    knowledge_dir: Path | None = Field(
-        default=None, description="extra knowledge base (from `medai kb ingest`) for drafts"
+    secret_keys: list[str] = Field(
+        default_factory=list,
+        description="Fernet keys (JSON list, newest first) encrypting chat messages and "
+        "complaints at rest; default: a key generated once in HOME/secret.key, on a new "
+        "site only (a site whose data is sealed and whose keys are missing refuses to "
+        "start: medai keys ids)",
     )
-    llm_backend: str = Field(
-        default="template", description="template | openai | gemini | llamacpp"
+    secret_keys_file: Path | None = Field(
+        default=None,
+        description="read MEDAI_SECRET_KEYS from this file: one key per line, "
+        "newest first (blank lines and # comments ignored)",
     )
-    llm_url: str | None = Field(default=None, description="OpenAI-compatible base URL")
-    llm_model: str | None = Field(
-        default=None, description="model name asked of the OpenAI-compatible endpoint"
-    )
-    llm_api_key: str | None = Field(
-        default=None, description="bearer key of the OpenAI-compatible endpoint (if it needs one)"
-    )
-    gemini_api_key: str | None = Field(
-        default=None, description="enables the Gemini backend (text leaves the hospital)"
-    )
-    llm_gguf: str | None = Field(default=None, description="local GGUF file for llamacpp")
-    llm_timeout_s: float = Field(
-        default=60.0,
-        description="seconds one LLM request may take (on failure: the template draft)",
-    )
+
+    @model_validator(mode="after")
+    def _under_home(self) -> StorageSettings:
+        """Folders not set on their own live under ``home`` (MEDAI_HOME moves them all)."""
+        if self.models_dir is None:
+            self.models_dir = self.home / "models"
+        if self.cache_dir is None:
+            self.cache_dir = self.home / "cache"
+        return self
+
+
+class ServingSettings(SettingsGroup):
+    """The HTTP server, its workers and the model calls they make."""
+
+    host: str = Field(default="127.0.0.1", description="bind address of `medai serve`")
+    port: int = Field(default=8000, description="port of `medai serve`")
     workers: int = Field(default=1, ge=1, description="server worker processes")
     inference_concurrency: int | None = Field(
         default=None, ge=1, description="model calls at once per worker (default: cores / workers)"
@@ -118,6 +162,16 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="longest wait for a slot before a 503"
     )
     imaging_runtime: str = Field(default="auto", description="auto | onnx | torch")
+    e5_micro_batch: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description=(
+            "the most complaint windows embedded in one e5 call when requests arrive together "
+            "(1: each on its own — the default: on 2 CPU cores e5 costs the same per text in a "
+            "batch, and the hand-over cost 8-14 % of throughput; docs/benchmarks.md)"
+        ),
+    )
     http_read_timeout_s: float = Field(
         default=30.0,
         gt=0,
@@ -141,41 +195,6 @@ class Settings(BaseSettings):
         "proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; empty "
         "(the default): none, the client is the connection's own address (quotas "
         "and sign-in throttles count it)",
-    )
-    # --- the clinical platform (medai.platform) ---
-    database_url: str | None = Field(
-        default=None,
-        description="SQLAlchemy URL (default: the SQLite file HOME/medai.db); "
-        "e.g. postgresql+psycopg://user@host/medai",
-    )
-    broker_url: str | None = Field(
-        default=None,
-        description="Celery broker (redis://… or amqp://…): studies are analysed "
-        "by `medai worker` processes; unset: by the pool inside serve",
-    )
-    auto_migrate: bool = Field(
-        default=True,
-        description="serve, worker and dicom listen migrate the database to "
-        "this release's schema on start; false (deployments with "
-        "replicas): only `medai migrate` does, and they exit 2 "
-        "naming the revisions on a database not at this release's",
-    )
-    database_url_file: Path | None = Field(
-        default=None, description="read MEDAI_DATABASE_URL from this file (a mounted secret)"
-    )
-    broker_url_file: Path | None = Field(
-        default=None, description="read MEDAI_BROKER_URL from this file"
-    )
-    secret_keys_file: Path | None = Field(
-        default=None,
-        description="read MEDAI_SECRET_KEYS from this file: one key per line, "
-        "newest first (blank lines and # comments ignored)",
-    )
-    llm_api_key_file: Path | None = Field(
-        default=None, description="read MEDAI_LLM_API_KEY from this file"
-    )
-    gemini_api_key_file: Path | None = Field(
-        default=None, description="read MEDAI_GEMINI_API_KEY from this file"
     )
     job_threads: int = Field(
         default=1, ge=0, description="analysis threads inside serve (0: none in this process)"
@@ -202,77 +221,40 @@ class Settings(BaseSettings):
         "DICOM node looks for a newly promoted or rolled "
         "back model in the registry (seconds)",
     )
-    monitor_reference_n: int = Field(
-        default=100,
-        ge=20,
-        le=100_000,
-        description=("monitoring: the first N analyses of a model at this site are its reference"),
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        return [check_proxy(v) for v in value]
+
+
+class ModelSettings(SettingsGroup):
+    """Which models serve, triage's red flags, and model validation."""
+
+    models: Annotated[dict[str, Path], NoDecode] = Field(
+        default_factory=dict,
+        description="the model folder of each task, TASK=DIR,TASK2=DIR2 or a JSON object "
+        "(e.g. triage=/models/my-triage,cxr=/models/my-cxr); a task not named serves its "
+        "bundled default (`medai serve --model TASK=DIR` adds to it)",
     )
-    monitor_window: int = Field(
-        default=50,
-        ge=10,
-        le=10_000,
-        description=("monitoring: the most recent analyses compared with the reference"),
+    triage_min_confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="abstain below this top probability (default: the model card's value)",
     )
-    monitor_min_window: int = Field(
-        default=30,
-        ge=5,
-        le=10_000,
-        description=(
-            "monitoring: no drift verdict on fewer analyses than this after the reference"
-        ),
+    red_flag_rules: Path | None = Field(
+        default=None,
+        description="a sealed red-flag engine folder (medai triage "
+        "seal-red-flags; default, or when empty: the bundled engine)",
     )
-    monitor_p: float = Field(
-        default=1e-4,
-        gt=0,
-        lt=1,
-        description=(
-            "monitoring: a two-sample test's p-value under which a distribution has moved"
-        ),
+    red_flag_embeddings: bool = Field(
+        default=True, description="run the e5 nearest-exemplar red-flag detector beside the rules"
     )
-    monitor_psi: float = Field(
-        default=0.25,
-        gt=0,
-        description=("monitoring: the population stability index at which a shift is large enough"),
-    )
-    monitor_shift: float = Field(
-        default=0.05,
-        gt=0,
-        description=(
-            "monitoring: the least change of an image statistic's median (0-1 scale) that counts"
-        ),
-    )
-    e5_micro_batch: int = Field(
-        default=1,
-        ge=1,
-        le=256,
-        description=(
-            "the most complaint windows embedded in one e5 call when requests arrive together "
-            "(1: each on its own — the default: on 2 CPU cores e5 costs the same per text in a "
-            "batch, and the hand-over cost 8-14 % of throughput; docs/benchmarks.md)"
-        ),
-    )
-    monitor_embedding_shift: float = Field(
-        default=0.5,
-        gt=0,
-        description=(
-            "monitoring: the least Mahalanobis distance between the reference's and the window's "
-            "mean embedding (whitened penultimate features) that counts as embedding drift"
-        ),
-    )
-    monitor_agreement: float = Field(
-        default=0.7,
-        gt=0,
-        le=1,
-        description=(
-            "monitoring: per-label agreement with signatures below which an alert is raised"
-        ),
-    )
-    monitor_agreement_n: int = Field(
-        default=20,
-        ge=5,
-        le=100_000,
-        description=("monitoring: signed studies needed before agreement can alert"),
+    red_flag_classifier: bool = Field(
+        default=True,
+        description="run the learned red-flag classifier (RED_FLAG_RULES/classifier "
+        "or the bundled one) beside the rules",
     )
     site_set_fraction: float = Field(
         default=0.3,
@@ -292,17 +274,53 @@ class Settings(BaseSettings):
             "this much below the active model's (95 % lower bound of the paired difference)"
         ),
     )
-    monitor_webhook_url: str | None = Field(
-        default=None,
-        description=("monitoring: an http(s) URL each new alert is POSTed to as JSON (optional)"),
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        return parse_models(value)
+
+    @field_validator("red_flag_rules", mode="before")
+    @classmethod
+    def _no_folder(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class LlmSettings(SettingsGroup):
+    """The knowledge base and the LLM that write report drafts."""
+
+    knowledge_dir: Path | None = Field(
+        default=None, description="extra knowledge base (from `medai kb ingest`) for drafts"
     )
-    secret_keys: list[str] = Field(
-        default_factory=list,
-        description="Fernet keys (JSON list, newest first) encrypting chat messages and "
-        "complaints at rest; default: a key generated once in HOME/secret.key, on a new "
-        "site only (a site whose data is sealed and whose keys are missing refuses to "
-        "start: medai keys ids)",
+    llm_backend: str = Field(
+        default="template", description="template | openai | gemini | llamacpp"
     )
+    llm_url: str | None = Field(default=None, description="OpenAI-compatible base URL")
+    llm_model: str | None = Field(
+        default=None, description="model name asked of the OpenAI-compatible endpoint"
+    )
+    llm_api_key: str | None = Field(
+        default=None, description="bearer key of the OpenAI-compatible endpoint (if it needs one)"
+    )
+    llm_api_key_file: Path | None = Field(
+        default=None, description="read MEDAI_LLM_API_KEY from this file"
+    )
+    gemini_api_key: str | None = Field(
+        default=None, description="enables the Gemini backend (text leaves the hospital)"
+    )
+    gemini_api_key_file: Path | None = Field(
+        default=None, description="read MEDAI_GEMINI_API_KEY from this file"
+    )
+    llm_gguf: str | None = Field(default=None, description="local GGUF file for llamacpp")
+    llm_timeout_s: float = Field(
+        default=60.0,
+        description="seconds one LLM request may take (on failure: the template draft)",
+    )
+
+
+class AuthSettings(SettingsGroup):
+    """Sessions, tokens, login throttling and password hashing."""
+
     session_hours: float = Field(default=12.0, gt=0, description="session cookie lifetime")
     token_days: float = Field(default=90.0, gt=0, description="bearer token lifetime")
     secure_cookies: bool = Field(default=False, description="mark cookies Secure (set behind TLS)")
@@ -312,7 +330,7 @@ class Settings(BaseSettings):
     login_window_s: float = Field(default=900.0, gt=0, description="throttling window")
     password_hash: Literal["rfc9106-low-memory", "owasp-minimum", "insecure-fast"] = Field(
         default="rfc9106-low-memory",
-        description="argon2id cost of stored passwords (platform.passwords.HASH_PROFILES); "
+        description="argon2id cost of stored passwords (platform.access.passwords.HASH_PROFILES); "
         "a hash is made stronger, never weaker, at its user's next login. "
         "insecure-fast: test suites only, with password_hash_insecure_ok",
     )
@@ -321,6 +339,23 @@ class Settings(BaseSettings):
         description="a second, explicit yes for password_hash=insecure-fast "
         "(test suites): without it that profile is refused at start",
     )
+
+    @model_validator(mode="after")
+    def _password_hash(self) -> AuthSettings:
+        """The test suites' profile needs a second setting: one stray variable must not
+        weaken every password a server stores."""
+        if self.password_hash == "insecure-fast" and not self.password_hash_insecure_ok:
+            raise ValueError(
+                "MEDAI_PASSWORD_HASH=insecure-fast is for test suites only; set "
+                "MEDAI_PASSWORD_HASH_INSECURE_OK=true as well to use it, or choose "
+                "rfc9106-low-memory or owasp-minimum"
+            )
+        return self
+
+
+class KioskSettings(SettingsGroup):
+    """The anonymous triage kiosk."""
+
     kiosk_enabled: bool = Field(default=True, description="anonymous triage kiosk")
     kiosk_daily_quota: int = Field(
         default=3,
@@ -348,13 +383,11 @@ class Settings(BaseSettings):
         le=7 * 24 * 60,
         description="how long a kiosk's one-time enrolment code stays valid",
     )
-    timezone: str = Field(
-        default="Europe/Istanbul",
-        description="the hospital's IANA time zone: every date people read "
-        "(report history, signatures, PDFs) is shown in it, and "
-        "daily quotas restart at its midnight",
-    )
-    # --- the DICOM node (medai.platform.integration) ---
+
+
+class DicomSettings(SettingsGroup):
+    """Studies in: the DICOM node and DICOMweb pulls (docs/integration.md)."""
+
     dicom_ae_title: str = Field(
         default="MEDAI", description="the DICOM node's AE title; associations must call it"
     )
@@ -431,7 +464,41 @@ class Settings(BaseSettings):
         le=3650,
         description="a pull asks for the studies of this many days back (StudyDate)",
     )
-    # --- where results go (platform.integration outbox; several: MEDAI_DESTINATIONS_FILE) ---
+
+    @field_validator("dicom_ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return check_ae_title(value)
+
+    @field_validator("dicom_allow")
+    @classmethod
+    def _ae_titles(cls, value: list[str]) -> list[str]:
+        return check_allow_list(value)
+
+    @model_validator(mode="after")
+    def _dicom_tls_pair(self) -> DicomSettings:
+        """A certificate without its key (or the reverse) would start a node that can do
+        neither plain DICOM as configured nor TLS: refused, naming both."""
+        if (self.dicom_tls_cert is None) != (self.dicom_tls_key is None):
+            raise ValueError(
+                "MEDAI_DICOM_TLS_CERT and MEDAI_DICOM_TLS_KEY go together: set both "
+                "(the node speaks DICOM TLS) or neither (plain DICOM)"
+            )
+        if self.dicom_tls_ca is not None and self.dicom_tls_cert is None:
+            raise ValueError(
+                "MEDAI_DICOM_TLS_CA needs MEDAI_DICOM_TLS_CERT and MEDAI_DICOM_TLS_KEY"
+            )
+        return self
+
+    @field_validator("dicomweb_pull_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return optional_http_url(value)
+
+
+class OutboxSettings(SettingsGroup):
+    """Results out: where AI results and signed reports are sent (docs/integration.md)."""
+
     dicom_send_to: str | None = Field(
         default=None,
         description="a PACS to C-STORE AI results and signed reports to: "
@@ -483,8 +550,112 @@ class Settings(BaseSettings):
     outbox_poll_s: float = Field(
         default=5.0, gt=0, description="how often the delivery loop looks for due work"
     )
-    host: str = Field(default="127.0.0.1", description="bind address of `medai serve`")
-    port: int = Field(default=8000, description="port of `medai serve`")
+
+    @field_validator("dicom_send_to")
+    @classmethod
+    def _dicom_send_to(cls, value: str | None) -> str | None:
+        if value:
+            parse_dicom_address(value)
+        return value or None
+
+    @field_validator("hl7_mllp")
+    @classmethod
+    def _hl7_mllp(cls, value: str | None) -> str | None:
+        if value:
+            parse_host_port(value, "MEDAI_HL7_MLLP")
+        return value or None
+
+    @field_validator("dicomweb_url", "fhir_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return optional_http_url(value)
+
+
+class MonitorSettings(SettingsGroup):
+    """Drift and agreement monitoring of the served models."""
+
+    monitor_reference_n: int = Field(
+        default=100,
+        ge=20,
+        le=100_000,
+        description=("monitoring: the first N analyses of a model at this site are its reference"),
+    )
+    monitor_window: int = Field(
+        default=50,
+        ge=10,
+        le=10_000,
+        description=("monitoring: the most recent analyses compared with the reference"),
+    )
+    monitor_min_window: int = Field(
+        default=30,
+        ge=5,
+        le=10_000,
+        description=(
+            "monitoring: no drift verdict on fewer analyses than this after the reference"
+        ),
+    )
+    monitor_p: float = Field(
+        default=1e-4,
+        gt=0,
+        lt=1,
+        description=(
+            "monitoring: a two-sample test's p-value under which a distribution has moved"
+        ),
+    )
+    monitor_psi: float = Field(
+        default=0.25,
+        gt=0,
+        description=("monitoring: the population stability index at which a shift is large enough"),
+    )
+    monitor_shift: float = Field(
+        default=0.05,
+        gt=0,
+        description=(
+            "monitoring: the least change of an image statistic's median (0-1 scale) that counts"
+        ),
+    )
+    monitor_embedding_shift: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "monitoring: the least Mahalanobis distance between the reference's and the window's "
+            "mean embedding (whitened penultimate features) that counts as embedding drift"
+        ),
+    )
+    monitor_agreement: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description=(
+            "monitoring: per-label agreement with signatures below which an alert is raised"
+        ),
+    )
+    monitor_agreement_n: int = Field(
+        default=20,
+        ge=5,
+        le=100_000,
+        description=("monitoring: signed studies needed before agreement can alert"),
+    )
+    monitor_webhook_url: str | None = Field(
+        default=None,
+        description=("monitoring: an http(s) URL each new alert is POSTed to as JSON (optional)"),
+    )
+
+    @field_validator("monitor_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return optional_http_url(value)
+
+
+class GeneralSettings(SettingsGroup):
+    """Time zone, logs, metrics and the build."""
+
+    timezone: str = Field(
+        default="Europe/Istanbul",
+        description="the hospital's IANA time zone: every date people read "
+        "(report history, signatures, PDFs) is shown in it, and "
+        "daily quotas restart at its midnight",
+    )
     log_level: str = Field(
         default="info", description="debug | info | warning | error (the server's log)"
     )
@@ -495,7 +666,6 @@ class Settings(BaseSettings):
         "id and route on access lines), for a log shipper. The "
         "same records are withheld either way (server.logs)",
     )
-    # --- operations: GET /metrics (server.metrics; docs/deploy/metrics.md) ---
     metrics: bool = Field(
         default=True,
         description="answer GET /metrics (Prometheus text) "
@@ -537,44 +707,6 @@ class Settings(BaseSettings):
         "medai_build_info (the image sets it; a source checkout "
         "reads its .git)",
     )
-    _file_destinations: list[Destination] = PrivateAttr(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secret_files(cls, data: Any) -> Any:
-        """``MEDAI_<NAME>_FILE``: the secret is read from a file (a Kubernetes or podman
-        secret, a systemd credential), so it is in no environment variable, process listing
-        or image. Setting both the value and its file is refused: which one wins would be a
-        guess."""
-        if not isinstance(data, dict):
-            return data
-        for name in SECRET_FILES:
-            path = data.get(f"{name}_file")
-            if path in (None, ""):
-                continue
-            if data.get(name) not in (None, "", []):
-                raise ValueError(
-                    f"both MEDAI_{name.upper()} and MEDAI_{name.upper()}_FILE are "
-                    "set: keep one (the file keeps the secret out of the "
-                    "environment)"
-                )
-            data = {**data, name: read_secret_file(name, Path(path))}
-        return data
-
-    @field_validator("models", mode="before")
-    @classmethod
-    def _models(cls, value: Any) -> Any:
-        return parse_models(value)
-
-    @field_validator("red_flag_rules", mode="before")
-    @classmethod
-    def _no_folder(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _proxies(cls, value: list[str]) -> list[str]:
-        return [check_proxy(v) for v in value]
 
     @field_validator("metrics_allow")
     @classmethod
@@ -591,94 +723,6 @@ class Settings(BaseSettings):
                 ) from None
         return [v.strip() for v in value]
 
-    @field_validator("dicom_ae_title")
-    @classmethod
-    def _ae_title(cls, value: str) -> str:
-        return check_ae_title(value)
-
-    @field_validator("dicom_allow")
-    @classmethod
-    def _ae_titles(cls, value: list[str]) -> list[str]:
-        return check_allow_list(value)
-
-    @model_validator(mode="after")
-    def _dicom_tls_pair(self) -> Settings:
-        """A certificate without its key (or the reverse) would start a node that can do
-        neither plain DICOM as configured nor TLS: refused, naming both."""
-        if (self.dicom_tls_cert is None) != (self.dicom_tls_key is None):
-            raise ValueError(
-                "MEDAI_DICOM_TLS_CERT and MEDAI_DICOM_TLS_KEY go together: set both "
-                "(the node speaks DICOM TLS) or neither (plain DICOM)"
-            )
-        if self.dicom_tls_ca is not None and self.dicom_tls_cert is None:
-            raise ValueError(
-                "MEDAI_DICOM_TLS_CA needs MEDAI_DICOM_TLS_CERT and MEDAI_DICOM_TLS_KEY"
-            )
-        return self
-
-    @field_validator("dicom_send_to")
-    @classmethod
-    def _dicom_send_to(cls, value: str | None) -> str | None:
-        if value:
-            parse_dicom_address(value)
-        return value or None
-
-    @field_validator("hl7_mllp")
-    @classmethod
-    def _hl7_mllp(cls, value: str | None) -> str | None:
-        if value:
-            parse_host_port(value, "MEDAI_HL7_MLLP")
-        return value or None
-
-    @field_validator("dicomweb_url", "fhir_url", "dicomweb_pull_url", "monitor_webhook_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value:
-            check_http_url(value)
-        return value or None
-
-    @model_validator(mode="after")
-    def _destinations(self) -> Settings:
-        """The destinations file is read and checked at start: a wrong one stops serve
-        with every mistake named (and the valid values)."""
-        self._file_destinations = (
-            load_destinations(self.destinations_file) if self.destinations_file else []
-        )
-        self.destinations()  # duplicate names refused here too
-        return self
-
-    def destinations(self) -> list[Destination]:
-        """Every configured destination: the one-destination variables, then the file's."""
-        out: list[Destination] = []
-        if self.dicom_send_to:
-            ae, host, port = parse_dicom_address(self.dicom_send_to)
-            out.append(
-                DicomDestination(
-                    name="dicom",
-                    kind="dicom",
-                    ae_title=ae,
-                    host=host,
-                    port=port,
-                    calling_ae=self.dicom_ae_title,
-                )
-            )
-        if self.dicomweb_url:
-            out.append(DicomWebDestination(name="dicomweb", kind="dicomweb", url=self.dicomweb_url))
-        if self.fhir_url:
-            out.append(FhirDestination(name="fhir", kind="fhir", url=self.fhir_url))
-        if self.hl7_mllp:
-            host, port = parse_host_port(self.hl7_mllp, "MEDAI_HL7_MLLP")
-            out.append(Hl7Destination(name="hl7", kind="hl7", host=host, port=port))
-        out += self._file_destinations
-        names = [d.name for d in out]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(
-                f"destination names must be unique: {', '.join(twice)} given "
-                "twice (the variables use dicom, dicomweb, fhir, hl7)"
-            )
-        return out
-
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -693,33 +737,99 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+
+class Settings(BaseModel):
+    """Every setting, by group: ``settings.dicom.dicom_port``. ``Settings()`` reads each group
+    from the environment (``MEDAI_<FIELD>``, then ``.env``). The fields of each group are
+    documented in docs/settings.md, in this order (``settings_doc``)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    storage: StorageSettings = Field(default_factory=StorageSettings, title="Storage")
+    serving: ServingSettings = Field(default_factory=ServingSettings, title="Serving")
+    models: ModelSettings = Field(default_factory=ModelSettings, title="Models")
+    llm: LlmSettings = Field(default_factory=LlmSettings, title="Report drafts and LLM")
+    auth: AuthSettings = Field(default_factory=AuthSettings, title="Sign-in")
+    kiosk: KioskSettings = Field(default_factory=KioskSettings, title="Triage kiosk")
+    dicom: DicomSettings = Field(default_factory=DicomSettings, title="DICOM node")
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings, title="Outbox and destinations")
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings, title="Monitoring")
+    general: GeneralSettings = Field(
+        default_factory=GeneralSettings, title="General and operations"
+    )
+    _file_destinations: list[Destination] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _into_groups(cls, data: Any) -> Any:
+        """``Settings(dicom_port=11113)``: a field given by its flat name, the name of its
+        variable, is placed in its group. Accepted because that name is unique across the
+        groups (it is the variable an operator sets), so it says the same as
+        ``MEDAI_DICOM_PORT=11113`` and cannot be ambiguous; tests and commands change one
+        setting without spelling out where it is filed. A group given anything is built by its
+        own model, so its other fields still come from the environment as in ``Settings()``."""
+        if not isinstance(data, dict):
+            return data
+        out = {key: value for key, value in data.items() if key not in FIELD_GROUPS}
+        for name, value in data.items():
+            if name not in FIELD_GROUPS:
+                continue
+            group = FIELD_GROUPS[name]
+            whole = out.get(group, {})
+            if not isinstance(whole, dict):
+                raise ValueError(f"settings group {group} is given whole and {name} beside it")
+            out[group] = {**whole, name: value}
+        return {
+            key: GROUP_MODELS[key](**value)
+            if key in GROUP_MODELS and isinstance(value, dict)
+            else value
+            for key, value in out.items()
+        }
+
     @model_validator(mode="after")
-    def _password_hash(self) -> Settings:
-        """The test suites' profile needs a second setting: one stray variable must not
-        weaken every password a server stores."""
-        if self.password_hash == "insecure-fast" and not self.password_hash_insecure_ok:
-            raise ValueError(
-                "MEDAI_PASSWORD_HASH=insecure-fast is for test suites only; set "
-                "MEDAI_PASSWORD_HASH_INSECURE_OK=true as well to use it, or choose "
-                "rfc9106-low-memory or owasp-minimum"
+    def _destinations(self) -> Settings:
+        """The destinations file is read and checked at start: a wrong one stops serve
+        with every mistake named (and the valid values)."""
+        file = self.outbox.destinations_file
+        self._file_destinations = load_destinations(file) if file else []
+        self.destinations()  # duplicate names refused here too
+        return self
+
+    def destinations(self) -> list[Destination]:
+        """Every configured destination: the one-destination variables, then the file's.
+        Sending C-STOREs calls with the DICOM node's own AE title (``dicom.dicom_ae_title``)."""
+        out: list[Destination] = []
+        outbox = self.outbox
+        if outbox.dicom_send_to:
+            ae, host, port = parse_dicom_address(outbox.dicom_send_to)
+            out.append(
+                DicomDestination(
+                    name="dicom",
+                    kind="dicom",
+                    ae_title=ae,
+                    host=host,
+                    port=port,
+                    calling_ae=self.dicom.dicom_ae_title,
+                )
             )
-        return self
-
-    @model_validator(mode="after")
-    def _under_home(self) -> Settings:
-        """Folders not set on their own live under ``home`` (MEDAI_HOME moves them all)."""
-        if self.models_dir is None:
-            self.models_dir = self.home / "models"
-        if self.cache_dir is None:
-            self.cache_dir = self.home / "cache"
-        return self
-
-    def group(self, name: str) -> SimpleNamespace:
-        """The values of one group (``GROUPS``) as attributes, e.g. ``group("auth")
-        .session_hours``: what a face reads to pass a part of the settings down."""
-        if name not in GROUPS:
-            raise KeyError(f"no settings group {name!r}; groups: {', '.join(GROUPS)}")
-        return SimpleNamespace(**{f: getattr(self, f) for f in group_fields()[name]})
+        if outbox.dicomweb_url:
+            out.append(
+                DicomWebDestination(name="dicomweb", kind="dicomweb", url=outbox.dicomweb_url)
+            )
+        if outbox.fhir_url:
+            out.append(FhirDestination(name="fhir", kind="fhir", url=outbox.fhir_url))
+        if outbox.hl7_mllp:
+            host, port = parse_host_port(outbox.hl7_mllp, "MEDAI_HL7_MLLP")
+            out.append(Hl7Destination(name="hl7", kind="hl7", host=host, port=port))
+        out += self._file_destinations
+        names = [d.name for d in out]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"destination names must be unique: {', '.join(twice)} given "
+                "twice (the variables use dicom, dicomweb, fhir, hl7)"
+            )
+        return out
 
 
 def parse_models(value: Any, var: str = "MEDAI_MODELS") -> dict[str, Path]:
@@ -831,177 +941,36 @@ def check_proxy(value: str) -> str:
 
 # --- groups ---------------------------------------------------------------------------------
 
+GROUP_MODELS: dict[str, type[SettingsGroup]] = {
+    name: field.annotation for name, field in Settings.model_fields.items()
+}
+"""Every group's model by its name (``Settings.<name>``), in the order they are documented."""
+
 GROUPS: dict[str, tuple[str, str]] = {
-    "storage": ("Storage", "where medai keeps its files, database, queue and keys"),
-    "serving": ("Serving", "the HTTP server, its workers and the model calls they make"),
-    "models": ("Models", "which models serve, triage's red flags, and model validation"),
-    "llm": ("Report drafts and LLM", "the knowledge base and the LLM that write report drafts"),
-    "auth": ("Sign-in", "sessions, tokens, login throttling and password hashing"),
-    "kiosk": ("Triage kiosk", "the anonymous triage kiosk"),
-    "dicom": ("DICOM node", "studies in: the DICOM node and DICOMweb pulls (docs/integration.md)"),
-    "outbox": (
-        "Outbox and destinations",
-        "results out: where AI results and signed reports are sent (docs/integration.md)",
-    ),
-    "monitor": ("Monitoring", "drift and agreement monitoring of the served models"),
-    "general": ("General and operations", "time zone, logs, metrics and the build"),
+    name: (field.title or name, " ".join((field.annotation.__doc__ or "").split()).rstrip("."))
+    for name, field in Settings.model_fields.items()
 }
-"""Every setting's group: its name → (title, what it holds). Documentation (``settings_doc``)
-and the group views (``Settings.group``) follow this order."""
-
-_GROUP_FIELDS: dict[str, tuple[str, ...]] = {
-    "storage": (
-        "home",
-        "models_dir",
-        "cache_dir",
-        "database_url",
-        "database_url_file",
-        "broker_url",
-        "broker_url_file",
-        "auto_migrate",
-        "secret_keys",
-        "secret_keys_file",
-    ),
-    "serving": (
-        "host",
-        "port",
-        "workers",
-        "inference_concurrency",
-        "inference_queue",
-        "inference_timeout_s",
-        "imaging_runtime",
-        "e5_micro_batch",
-        "http_read_timeout_s",
-        "http_min_body_rate",
-        "trusted_hosts",
-        "trusted_proxies",
-        "job_threads",
-        "job_lease_s",
-        "study_stable_s",
-        "model_watch_s",
-    ),
-    "models": (
-        "models",
-        "triage_min_confidence",
-        "red_flag_rules",
-        "red_flag_embeddings",
-        "red_flag_classifier",
-        "site_set_fraction",
-        "validation_margin",
-    ),
-    "llm": (
-        "knowledge_dir",
-        "llm_backend",
-        "llm_url",
-        "llm_model",
-        "llm_api_key",
-        "llm_api_key_file",
-        "gemini_api_key",
-        "gemini_api_key_file",
-        "llm_gguf",
-        "llm_timeout_s",
-    ),
-    "auth": (
-        "session_hours",
-        "token_days",
-        "secure_cookies",
-        "login_max_failures",
-        "login_window_s",
-        "password_hash",
-        "password_hash_insecure_ok",
-    ),
-    "kiosk": (
-        "kiosk_enabled",
-        "kiosk_daily_quota",
-        "kiosk_device_quota",
-        "kiosk_idle_s",
-        "kiosk_enrol_minutes",
-    ),
-    "dicom": (
-        "dicom_ae_title",
-        "dicom_host",
-        "dicom_port",
-        "dicom_in_serve",
-        "dicom_allow",
-        "dicom_tls_cert",
-        "dicom_tls_key",
-        "dicom_tls_ca",
-        "dicom_max_associations",
-        "dicom_max_per_ae",
-        "dicom_max_per_address",
-        "dicom_idle_s",
-        "dicomweb_pull_url",
-        "dicomweb_pull_every_s",
-        "dicomweb_pull_lookback_days",
-    ),
-    "outbox": (
-        "dicom_send_to",
-        "dicomweb_url",
-        "fhir_url",
-        "hl7_mllp",
-        "destinations_file",
-        "institution_name",
-        "outbox_threads",
-        "outbox_lease_s",
-        "outbox_retry_s",
-        "outbox_retry_max_s",
-        "outbox_poll_s",
-    ),
-    "monitor": (
-        "monitor_reference_n",
-        "monitor_window",
-        "monitor_min_window",
-        "monitor_p",
-        "monitor_psi",
-        "monitor_shift",
-        "monitor_embedding_shift",
-        "monitor_agreement",
-        "monitor_agreement_n",
-        "monitor_webhook_url",
-    ),
-    "general": (
-        "timezone",
-        "log_level",
-        "log_format",
-        "metrics",
-        "metrics_allow",
-        "tls_watch_certs",
-        "tls_warn_days",
-        "build_commit",
-    ),
-}
-"""The fields of each group, in the order they are documented. A name that is no field (yet,
-or any more) is skipped; a field in no group, or in two, is refused by ``group_fields``."""
+"""Every group's title (its field's in ``Settings``) and what it holds (its model's docstring):
+``settings_doc`` and ``medai settings`` show them."""
 
 
-def group_fields() -> dict[str, list[str]]:
-    """The settings' fields by group (every field in exactly one; ValueError naming any
-    field that is in none or in two)."""
-    fields = list(Settings.model_fields)
-    out = {g: [f for f in _GROUP_FIELDS.get(g, ()) if f in Settings.model_fields] for g in GROUPS}
-    seen: dict[str, list[str]] = {}
-    for g, names in out.items():
-        for name in names:
-            seen.setdefault(name, []).append(g)
-    twice = {f: gs for f, gs in seen.items() if len(gs) > 1}
-    missing = [f for f in fields if f not in seen]
-    if twice or missing:
-        raise ValueError(
-            "every setting belongs to exactly one group (medai.settings._GROUP_FIELDS): "
-            + "; ".join(
-                [f"{f} is in no group" for f in missing]
-                + [f"{f} is in {', '.join(gs)}" for f, gs in twice.items()]
-            )
-        )
+def _field_groups() -> dict[str, str]:
+    """Each setting's group. A field in two groups would make one variable set two settings:
+    refused when this module is imported, naming it."""
+    out: dict[str, str] = {}
+    for group, model in GROUP_MODELS.items():
+        for name in model.model_fields:
+            if name in out:
+                raise TypeError(
+                    f"the setting {name} is in the groups {out[name]} and {group}: "
+                    f"MEDAI_{name.upper()} must set one field"
+                )
+            out[name] = group
     return out
 
 
-def group_of(field: str) -> str:
-    """The group of one setting (KeyError for a name that is no setting)."""
-    for group, names in group_fields().items():
-        if field in names:
-            return group
-    raise KeyError(field)
+FIELD_GROUPS: dict[str, str] = _field_groups()
+"""Each setting's group by the setting's name: ``FIELD_GROUPS["dicom_port"] == "dicom"``."""
 
 
 @lru_cache(maxsize=1)

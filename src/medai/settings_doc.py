@@ -1,5 +1,5 @@
-"""The settings documentation (docs/settings.md), generated from the fields of
-``medai.settings.Settings``: one Markdown table per group (variable, type, default,
+"""The settings documentation (docs/settings.md), generated from the settings' groups
+(``medai.settings.GROUP_MODELS``): one Markdown table per group (variable, type, default,
 description). ``python -m medai.settings_doc > docs/settings.md``, ``medai settings
 --markdown`` or ``make settings-doc`` writes it; tests/core/test_settings_doc.py fails when the file
 and the fields differ."""
@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from medai.settings import GROUPS, Settings, group_fields
+from medai.settings import GROUP_MODELS, GROUPS
 
 HEADER = """# Settings
 
@@ -98,8 +98,7 @@ def _cell(text: str) -> str:
 def settings_table(group: str) -> str:
     """The Markdown table of one group's settings."""
     rows = ["| Variable | Type | Default | Description |", "| --- | --- | --- | --- |"]
-    for name in group_fields()[group]:
-        field = Settings.model_fields[name]
+    for name, field in GROUP_MODELS[group].model_fields.items():
         kind = _type(field.annotation)
         bounds = _bounds(field)
         rows.append(
@@ -113,7 +112,7 @@ def settings_markdown() -> str:
     """docs/settings.md: the header, then each group's title, purpose and table."""
     parts = [HEADER]
     for group, (title, purpose) in GROUPS.items():
-        if not group_fields()[group]:
+        if not GROUP_MODELS[group].model_fields:
             continue
         parts.append(f"## {title}\n\n{purpose[0].upper()}{purpose[1:]} (group `{group}`).\n")
         parts.append(settings_table(group) + "\n")

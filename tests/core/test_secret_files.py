@@ -16,7 +16,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
-from medai.settings import SECRET_FILES, Settings
+from medai.settings import FIELD_GROUPS, SECRET_FILES, Settings
 
 pytestmark = [pytest.mark.broker]
 
@@ -53,8 +53,8 @@ def test_each_secret_reads_from_its_file(tmp_path, clean_env):
         str(_file(tmp_path, "keys", f"# rotated 2026-11-26: newest first\n{new}\n\n  {old}  \n")),
     )
     settings = Settings()
-    assert {name: getattr(settings, name) for name in values} == values
-    assert settings.secret_keys == [new, old]
+    assert {name: getattr(getattr(settings, FIELD_GROUPS[name]), name) for name in values} == values
+    assert settings.storage.secret_keys == [new, old]
 
 
 def test_the_key_file_is_the_key_list_the_platform_uses(tmp_path, clean_env):

@@ -10,9 +10,12 @@ def test_home_moves_the_models_and_cache_folders(monkeypatch, tmp_path):
     monkeypatch.delenv("MEDAI_CACHE_DIR", raising=False)
     monkeypatch.setenv("MEDAI_HOME", str(tmp_path / "h"))
     s = Settings()
-    assert s.models_dir == tmp_path / "h" / "models" and s.cache_dir == tmp_path / "h" / "cache"
+    assert (
+        s.storage.models_dir == tmp_path / "h" / "models"
+        and s.storage.cache_dir == tmp_path / "h" / "cache"
+    )
     monkeypatch.setenv("MEDAI_CACHE_DIR", str(tmp_path / "c"))
-    assert Settings().cache_dir == tmp_path / "c"
+    assert Settings().storage.cache_dir == tmp_path / "c"
 
 
 def test_models_dir_is_searched_by_the_registry(monkeypatch, tmp_path, tfidf_model_dir):

@@ -103,3 +103,36 @@ def test_what_a_draft_and_training_need_of_a_task_are_its_fields():
         ).validate()
     with pytest.raises(TaskError, match=r"draft.indeterminate needs \{candidates\}"):
         _imaging(draft=DraftWords(indeterminate=("Could not decide.", "{candidates}"))).validate()
+
+
+def test_how_a_server_serves_a_task_is_a_field_of_the_task():
+    """Whether the server keeps a task's model, the red-flag engine its loader takes, its
+    warm-up and the outcomes staff record of it live in the task, so that no caller compares
+    a task's name: an imaging task is served unless it says otherwise, a task of any other
+    kind only when it says so (triage does; a captioner and the red-flag tasks do not)."""
+    triage = task_registry.get("triage")
+    assert triage.served and triage.reads_red_flags and triage.recorded_outcomes
+    assert callable(triage.warm)
+    assert all(t.served for t in task_registry.all_tasks("imaging"))
+    for name in ("caption", "red_flags", "red_flag_classifier", "cxr", "mri"):
+        task = task_registry.get(name)
+        assert (task.reads_red_flags, task.warm, task.recorded_outcomes) == (False, None, False)
+        assert task.served == (task.kind == "imaging")
+    assert _imaging().served and not _imaging(served=False).served
+    complaint = Task(name="complaint", kind="complaint", loader=loader_from("x:y"), labels=("a",))
+    assert not complaint.served and Task(**{**vars(complaint), "served": True}).served
+
+
+def test_the_label_hierarchy_gives_each_label_its_ancestors_and_subtypes():
+    """What a positive label implies and what a bare one leaves unknown, read from the task's
+    ``parents`` (the dataset readers use it, for every task that declares a hierarchy)."""
+    cxr = task_registry.get("cxr")
+    assert cxr.ancestors("COVID-19") == ["Viral_Pneumonia", "Pneumonia"]
+    assert cxr.ancestors("Pneumonia") == [] and cxr.ancestors("Effusion") == []
+    assert set(cxr.subtypes("Pneumonia")) == {"Viral_Pneumonia", "Bacterial_Pneumonia", "COVID-19"}
+    assert cxr.subtypes("Viral_Pneumonia") == ["COVID-19"] and cxr.subtypes("COVID-19") == []
+    knee = _imaging(
+        labels=("Fracture", "Tibial_Fracture", "Normal"), parents={"Tibial_Fracture": "Fracture"}
+    )
+    assert knee.ancestors("Tibial_Fracture") == ["Fracture"]
+    assert knee.subtypes("Fracture") == ["Tibial_Fracture"]

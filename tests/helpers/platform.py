@@ -89,6 +89,16 @@ def use_home(home: Path) -> None:
     cipher.cache_clear()
 
 
+def reread_settings(monkeypatch, p) -> None:
+    """Hand the running platform ``p`` the settings the environment makes now, as a restart
+    with it would: platform code reads ``p.settings`` (read when the platform was opened),
+    never the environment itself."""
+    from medai.settings import get_settings
+
+    get_settings.cache_clear()
+    monkeypatch.setattr(p, "settings", get_settings())
+
+
 def png_bytes(seed: int = 0, size=(80, 96)) -> bytes:
     import numpy as np
     from PIL import Image
@@ -135,7 +145,13 @@ def add_users(app, users: dict[str, str] = USERS) -> None:
 
     with app.state.platform.db.session() as db:
         for name, role in users.items():
-            user = accounts.create_user(db, name, PASSWORD, role)
+            user = accounts.create_user(
+                db,
+                name,
+                PASSWORD,
+                role,
+                hash_profile=app.state.platform.settings.auth.password_hash,
+            )
             if role in approval.NEEDS_APPROVAL:
                 user.approved_at, user.approved_by = utcnow(), "fixture"
 
@@ -492,7 +508,9 @@ def bare_platform(kind: str, home: Path, triage_dir: Path, cxr_dir: Path):
             url, models=ModelHandles({"triage": str(triage_dir), "cxr": str(cxr_dir)})
         )
         with p.db.session() as db:
-            accounts.create_user(db, "rad", PASSWORD, "radiologist")
+            accounts.create_user(
+                db, "rad", PASSWORD, "radiologist", hash_profile=p.settings.auth.password_hash
+            )
         yield p
         p.db.dispose()
 

@@ -196,3 +196,48 @@ def test_patient_split_keeps_patients_whole(tmp_path):
     patients = [{ds.records[i].patient for i in part} for part in (tr, va, te)]
     assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
     assert len(tr) + len(va) + len(te) == 60
+
+
+def test_a_tasks_own_label_hierarchy_shapes_its_targets(tmp_path, monkeypatch):
+    """The readers take a label's parents from its task (``Task.parents``), not from the chest
+    X-ray task's: a knee task's subtype implies its own parent, and its bare parent leaves the
+    subtype unknown, while the chest's pneumonias mean nothing to it."""
+    from medai.core import task_registry
+    from medai.core.task_registry import Task, loader_from
+
+    monkeypatch.setattr(task_registry, "_TASKS", dict(task_registry._TASKS))
+    task_registry.register(
+        Task(
+            name="knee",
+            kind="imaging",
+            loader=loader_from("x:y"),
+            labels=("Fracture", "Tibial_Fracture", "Pneumonia", "Normal"),
+            multilabel=True,
+            normal="Normal",
+            parents={"Tibial_Fracture": "Fracture"},
+            mentions_en={"Fracture": "fractur", "Tibial_Fracture": "tibia", "Pneumonia": "pneum"},
+            mentions_tr={"Fracture": "kırık", "Tibial_Fracture": "tibia", "Pneumonia": "pnömoni"},
+            phrases={lab: (lab, lab) for lab in ("Fracture", "Tibial_Fracture", "Pneumonia")},
+        )
+    )
+    for i in range(3):
+        img(tmp_path / "images" / f"{i}.png", i)
+    m = write(
+        tmp_path / "manifest.csv",
+        ["file", "label"],
+        [
+            ["images/0.png", "Tibial_Fracture"],
+            ["images/1.png", "Fracture"],
+            ["images/2.png", "Normal"],
+        ],
+    )
+    ds = read_manifest(m, "knee")
+    knee = space("knee")
+
+    def k(i, label):
+        return ds.records[i].targets[knee.index(label)]
+
+    assert k(0, "Tibial_Fracture") == 1 and k(0, "Fracture") == 1  # the subtype implies it
+    assert k(1, "Fracture") == 1 and math.isnan(k(1, "Tibial_Fracture"))  # subtype not stated
+    assert k(2, "Tibial_Fracture") == 0 and k(2, "Fracture") == 0 and k(2, "Normal") == 1
+    assert math.isnan(k(0, "Pneumonia"))  # never annotated here

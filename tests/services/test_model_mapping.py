@@ -24,20 +24,20 @@ def fresh_settings():
 
 def test_models_are_read_as_task_dir_pairs(monkeypatch):
     monkeypatch.setenv("MEDAI_MODELS", " triage=/models/my-triage , cxr=/models/my-cxr,")
-    assert Settings().models == {
+    assert Settings().models.models == {
         "triage": Path("/models/my-triage"),
         "cxr": Path("/models/my-cxr"),
     }
     monkeypatch.setenv("MEDAI_MODELS", "")
-    assert Settings().models == {}
+    assert Settings().models.models == {}
     monkeypatch.delenv("MEDAI_MODELS")
-    assert Settings().models == {}
+    assert Settings().models.models == {}
 
 
 def test_models_are_read_as_a_json_object(monkeypatch):
     """A folder whose name holds a comma (or an equals sign) fits in the JSON form."""
     monkeypatch.setenv("MEDAI_MODELS", json.dumps({"triage": "/models/a,b", "mri": "/m/x=y"}))
-    assert Settings().models == {"triage": Path("/models/a,b"), "mri": Path("/m/x=y")}
+    assert Settings().models.models == {"triage": Path("/models/a,b"), "mri": Path("/m/x=y")}
     assert parse_models("cxr=/m/x=y") == {"cxr": Path("/m/x=y")}  # split at the first '='
 
 

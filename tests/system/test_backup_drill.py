@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, inspect, select, text
 
 from helpers.dicom import make_dicom
 from helpers.platform import bearer, clinic, decided, png_bytes, postgres_database, wait_status
+from medai.platform.dicom.arrival import Arrival
 
 
 def _sign_one(client, rad, n: int, files: Path) -> int:
@@ -303,9 +304,19 @@ def _make_site(home: Path, url: str) -> None:
     p = open_platform(url, models=ModelHandles({}), adopt_models=False)
     sha = p.store.put_bytes(png_bytes(1))
     with p.db.session() as db:
-        user = accounts.create_user(db, "rad", "correct-horse-1", "radiologist")
+        user = accounts.create_user(
+            db, "rad", "correct-horse-1", "radiologist", hash_profile=p.settings.auth.password_hash
+        )
         studies.create(
-            db, user, sha=sha, size=10, content_type="image/png", task="cxr", question="öksürük 1"
+            db,
+            Arrival(
+                sha=sha,
+                size=10,
+                content_type="image/png",
+                task="cxr",
+                uploaded_by=user.id,
+                question="öksürük 1",
+            ),
         )
     p.db.dispose()
 

@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from helpers.platform import png_bytes, postgres_database
+from medai.platform.dicom.arrival import Arrival
 
 
 def _waiting_for_a_lock(engine) -> bool:
@@ -89,6 +90,7 @@ def test_two_nodes_making_a_display_rendition_at_once_agree_on_one(tmp_path):
     from medai.platform.records.db import Database
     from medai.platform.records.tables import Study
     from medai.platform.worklist import studies
+    from medai.settings import get_settings
 
     with postgres_database() as url:
         db = Database(url)
@@ -98,10 +100,19 @@ def test_two_nodes_making_a_display_rendition_at_once_agree_on_one(tmp_path):
         )
         try:
             with db.session() as s:
-                user = accounts.create_user(s, "uploader", "correct-horse-1", "radiologist")
+                user = accounts.create_user(
+                    s,
+                    "uploader",
+                    "correct-horse-1",
+                    "radiologist",
+                    hash_profile=get_settings().auth.password_hash,
+                )
                 sha = p.store.put_bytes(png_bytes(1))
                 study, _ = studies.create(
-                    s, user, sha=sha, size=1, content_type="image/png", task="cxr"
+                    s,
+                    Arrival(
+                        sha=sha, size=1, content_type="image/png", task="cxr", uploaded_by=user.id
+                    ),
                 )
                 sid = study.id
             first = p.store.put_bytes(png_bytes(2))
@@ -190,15 +201,16 @@ def test_workers_on_two_nodes_checking_a_model_at_once_raise_one_alert(monkeypat
     from medai.platform.lifecycle import monitoring
     from medai.platform.records.db import Database
     from medai.platform.records.tables import MonitorAlert
+    from medai.settings import get_settings
 
     with postgres_database() as url:
         db = Database(url)
         db.upgrade()
-        p = SimpleNamespace(db=db)
+        p = SimpleNamespace(db=db, settings=get_settings())
         inside, go = threading.Event(), threading.Event()
         real_record = monitoring.audit.record
 
-        def conditions(_db, task, model_hash):
+        def conditions(_db, task, model_hash, _thresholds):
             return (
                 {("psi", "mean_intensity"): {"value": 0.9, "threshold": 0.25}},
                 {"window_n": 50},
@@ -244,16 +256,30 @@ def test_the_sweeper_republishes_a_dead_workers_job_ahead_of_the_backlog(tmp_pat
     from medai.platform.records.db import Database, utcnow
     from medai.platform.records.tables import Job
     from medai.platform.worklist import studies
+    from medai.settings import get_settings
 
     db = Database(f"sqlite:///{tmp_path / 'medai.db'}")
     db.upgrade()
     p = SimpleNamespace(db=db)
     with db.session() as s:
-        user = accounts.create_user(s, "uploader", "correct-horse-1", "radiologist")
+        user = accounts.create_user(
+            s,
+            "uploader",
+            "correct-horse-1",
+            "radiologist",
+            hash_profile=get_settings().auth.password_hash,
+        )
         jobs = [
-            studies.create(s, user, sha=f"{i:064x}", size=1, content_type="image/png", task="cxr")[
-                1
-            ].id
+            studies.create(
+                s,
+                Arrival(
+                    sha=f"{i:064x}",
+                    size=1,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=user.id,
+                ),
+            )[1].id
             for i in range(3)
         ]
         dead, alive, queued = (s.get(Job, j) for j in jobs)

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+import medai
 from medai.cli.audit import audit_app
 from medai.cli.common import JsonFlag, _emit, _error
 from medai.cli.dataset import dataset_app
@@ -28,6 +29,13 @@ from medai.cli.reporting import caption_app, kb_app, report_app
 from medai.cli.triage import triage_app
 from medai.cli.users import users_app
 from medai.cli.worker import worker
+from medai.core.model_dir import check_tasks
+from medai.server.http_timeouts import serve_options
+from medai.server.logs import log_config, notice
+from medai.server.metrics import multiprocess_for_serve, remove_multiprocess_dir
+from medai.services.model_handles import served_tasks
+from medai.services.runtime import plan_cpu
+from medai.settings import get_settings
 
 app = typer.Typer(
     help="medai: a hospital's own medical AI (triage, imaging, reports).",
@@ -99,8 +107,6 @@ def serve(
     # unmigrated (or newer) database exits 2 here, before anything binds the port
     database = open_database()
     if not database.has_admin():
-        from medai.server.logs import notice
-
         notice(
             "medai: no admin yet. The triage kiosk works anonymously; for everything "
             "else create the first admin:\n  printf '%s\\n' \"$PASSWORD\" | "
@@ -111,11 +117,9 @@ def serve(
 
     import uvicorn
 
-    from medai.settings import get_settings
-
     settings = get_settings()
-    workers = workers or settings.workers
-    in_serve = dicom_port is not None or settings.dicom_in_serve
+    workers = workers or settings.serving.workers
+    in_serve = dicom_port is not None or settings.dicom.dicom_in_serve
     if in_serve and workers > 1:
         typer.secho(
             "error: the DICOM node runs in one process: use --workers 1 with "
@@ -124,30 +128,26 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
-    bind = host or settings.host
+    bind = host or settings.serving.host
     # the worker processes read their settings: the models to serve, and the DICOM node
     env = {"MEDAI_WORKERS": str(workers), "MEDAI_MODELS": json.dumps(models)}
     if dicom_port is not None:  # on serve's bind address
         env |= {"MEDAI_DICOM_IN_SERVE": "true", "MEDAI_DICOM_PORT": str(dicom_port)}
         env["MEDAI_DICOM_HOST"] = bind
-    from medai.services.runtime import plan_cpu
 
-    plan = plan_cpu(workers, settings.inference_concurrency)
+    plan = plan_cpu(workers, settings.serving.inference_concurrency)
     # OpenMP pools (torch, and the e5 engine behind the red-flag detector) read these when they
     # start, in each worker: without them every worker spun up a thread per core and two
     # workers fought over two cores (triage got slower with more workers)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env.setdefault(var, os.environ.get(var) or str(plan.threads))
-    if bind not in ("0.0.0.0", "::") and bind not in settings.trusted_hosts:
-        env["MEDAI_TRUSTED_HOSTS"] = json.dumps([*settings.trusted_hosts, bind])
+    if bind not in ("0.0.0.0", "::") and bind not in settings.serving.trusted_hosts:
+        env["MEDAI_TRUSTED_HOSTS"] = json.dumps([*settings.serving.trusted_hosts, bind])
     os.environ.update(env)  # worker processes build their app from the environment
     get_settings.cache_clear()
-    from medai.server.http_timeouts import serve_options
-    from medai.server.logs import log_config
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # must exist before prometheus_client
         os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)  # is imported
-    from medai.server.metrics import multiprocess_for_serve, remove_multiprocess_dir
 
     # several workers: GET /metrics on any of them reports them all, through a private
     # folder of value files (PROMETHEUS_MULTIPROC_DIR; docs/deploy/metrics.md)
@@ -160,13 +160,13 @@ def serve(
             "medai.platform.app:platform_app_from_env",
             factory=True,
             host=bind,
-            port=port or settings.port,
+            port=port or settings.serving.port,
             workers=workers,
-            log_level=settings.log_level,
-            log_config=log_config(settings.log_level),
+            log_level=settings.general.log_level,
+            log_config=log_config(settings.general.log_level),
             server_header=False,
             access_log=False,
-            **proxy_options(settings.trusted_proxies),
+            **proxy_options(settings.serving.trusted_proxies),
             **serve_options(),
         )
     finally:
@@ -177,15 +177,12 @@ def served_models(values: list[str]) -> dict[str, str]:
     """``MEDAI_MODELS`` with each ``--model TASK=DIR`` over it: the mapping ``medai serve``
     hands its worker processes. A value that is not TASK=DIR, or a task serve does not serve,
     exits 2 naming the tasks it serves."""
-    from medai.core.model_dir import check_tasks
-    from medai.services.model_handles import served_tasks
-    from medai.settings import get_settings
 
     def refuse(message: str) -> None:
         _error(message, "BadParameter", False, 2)
 
     tasks = ", ".join(served_tasks())
-    models = {task: str(folder) for task, folder in get_settings().models.items()}
+    models = {task: str(folder) for task, folder in get_settings().models.models.items()}
     try:
         check_tasks(models, "MEDAI_MODELS")
     except ValueError as exc:
@@ -216,6 +213,5 @@ def proxy_options(trusted: list[str]) -> dict:
 @app.command("version")
 def version(as_json: JsonFlag = False) -> None:
     """Print medai's version."""
-    import medai
 
     _emit({"version": medai.__version__}, as_json, medai.__version__)

@@ -12,6 +12,10 @@ from typing import Annotated, Any
 import typer
 
 from medai.core.errors import CODES, MedaiError
+from medai.core.model_dir import ModelLoadError
+from medai.core.text import TextInputError
+from medai.services import tracking
+from medai.triage.data import DataFormatError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys).")]
 ModelOpt = Annotated[
@@ -64,7 +68,6 @@ def report_batch(summary, out: Path | None, as_json: bool) -> None:
 def track(summary: dict, task: str, params: dict) -> None:
     """With MLFLOW_TRACKING_URI set, log the finished training to MLflow and add
     ``mlflow: {run_id, experiment_id, uri}`` (or ``{error}``) to its summary."""
-    from medai.services import tracking
 
     if not tracking.enabled():
         return
@@ -100,8 +103,6 @@ def _error(
 def _fail(exc: BaseException, as_json: bool, error_type: str | None = None) -> None:
     """Exit 2 for bad input (a ValueError, a missing file), else 1; ``--json``: ``{error,
     error_type, code}`` (the class name, or ``error_type``; the exception's code)."""
-    from medai.core.text import TextInputError
-    from medai.triage.data import DataFormatError
 
     bad_input = isinstance(exc, TextInputError | DataFormatError | ValueError | FileNotFoundError)
     if as_json:
@@ -115,9 +116,6 @@ def _fail(exc: BaseException, as_json: bool, error_type: str | None = None) -> N
 
 @contextlib.contextmanager
 def _guard(as_json: bool):
-    from medai.core.model_dir import ModelLoadError
-    from medai.core.text import TextInputError
-    from medai.triage.data import DataFormatError
 
     try:
         yield

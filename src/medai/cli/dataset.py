@@ -9,6 +9,11 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
+from medai.cli.operations import platform_or_exit
+from medai.core.task_registry import TaskError
+from medai.core.task_registry import get as get_task
+from medai.platform.access import audit
+from medai.platform.lifecycle import dataset
 
 dataset_app = typer.Typer(
     help="Training sets from the site's signed studies.", no_args_is_help=True
@@ -18,7 +23,6 @@ dataset_app = typer.Typer(
 def light_platform(as_json: bool = False):
     """The database, the blob store and MEDAI_HOME, without registering or loading models
     (exit 3 ``keys_missing`` where the site's keys are not configured)."""
-    from medai.cli.operations import platform_or_exit
 
     return platform_or_exit(as_json, adopt_models=False)
 
@@ -56,10 +60,6 @@ def dataset_export(
 ) -> None:
     """Write the labelled studies (labels of each study's latest signed version) as
     ``manifest.csv`` + ``images/`` for `medai imaging train --data`, with a datasheet."""
-    from medai.core.task_registry import TaskError
-    from medai.core.task_registry import get as get_task
-    from medai.platform.access import audit
-    from medai.platform.lifecycle import dataset
 
     try:
         get_task(task)

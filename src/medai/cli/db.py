@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from medai.cli.common import JsonFlag
+from medai.cli.operations import migrate
 
 db_app = typer.Typer(help="The platform database.", no_args_is_help=True)
 
@@ -13,6 +14,5 @@ db_app = typer.Typer(help="The platform database.", no_args_is_help=True)
 def db_upgrade(as_json: JsonFlag = False) -> None:
     """Apply the database migrations: the same as `medai migrate` (serve, the workers and
     the DICOM node do it on start too unless MEDAI_AUTO_MIGRATE=false)."""
-    from medai.cli.operations import migrate
 
     migrate(as_json)

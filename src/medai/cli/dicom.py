@@ -9,6 +9,14 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
+from medai.cli.operations import open_database
+from medai.platform.boot import open_platform
+from medai.platform.intake.dicom_node import DicomNode, server_tls_from_settings
+from medai.platform.intake.dicomweb_pull import Puller, PullError
+from medai.platform.jobs.queue import analysis_dispatch
+from medai.platform.ops.metrics import CertificateWatch
+from medai.server.logs import log_config
+from medai.settings import check_allow_list, get_settings
 
 dicom_app = typer.Typer(
     help="Receive studies from modalities and the PACS over DICOM.", no_args_is_help=True
@@ -56,27 +64,21 @@ def listen(
     import signal
     import threading
 
-    from medai.platform.boot import open_platform
-    from medai.platform.intake.dicom_node import DicomNode
-    from medai.platform.jobs.queue import analysis_dispatch
-    from medai.server.logs import log_config
-    from medai.settings import check_ae_title, check_allow_list, get_settings
+    from medai.destinations_config import check_ae_title
 
     settings = get_settings()
-    logging.config.dictConfig(log_config(settings.log_level))
+    logging.config.dictConfig(log_config(settings.general.log_level))
     try:
-        title = check_ae_title(ae_title or settings.dicom_ae_title)
-        allowed = check_allow_list(allow or settings.dicom_allow)
+        title = check_ae_title(ae_title or settings.dicom.dicom_ae_title)
+        allowed = check_allow_list(allow or settings.dicom.dicom_allow)
     except ValueError as exc:
         _error(str(exc), "ValueError", as_json, 2)
-    from medai.cli.operations import open_database
 
     open_database(as_json).dispose()  # migrated, or exit 2 naming the revisions
-    p = open_platform()
-    from medai.platform.intake.dicom_node import server_tls_from_settings
+    p = open_platform(settings=settings)
 
     try:  # a TLS setting the node cannot honour stops it here, never falls back to plain
-        tls = server_tls_from_settings() or False
+        tls = server_tls_from_settings(settings.dicom) or False
     except (OSError, ValueError) as exc:
         _error(
             f"cannot load the DICOM TLS certificate or key (MEDAI_DICOM_TLS_CERT, "
@@ -91,8 +93,8 @@ def listen(
         p,
         dispatch,
         ae_title=title,
-        host=host or settings.dicom_host,
-        port=settings.dicom_port if port is None else port,
+        host=host or settings.dicom.dicom_host,
+        port=settings.dicom.dicom_port if port is None else port,
         allow=allowed,
         tls=tls,
     )
@@ -106,14 +108,13 @@ def listen(
             as_json,
             1,
         )
-    from medai.platform.ops.metrics import CertificateWatch
 
-    CertificateWatch.from_settings().check()  # a TLS certificate near its end: in the log
+    CertificateWatch.from_settings(settings).check()  # a TLS certificate near its end: in the log
     analysis = (
         "celery"
-        if settings.broker_url
+        if settings.storage.broker_url
         else "threads"
-        if settings.job_threads > 0
+        if settings.serving.job_threads > 0
         else "medai serve"
     )
     callers = (
@@ -181,24 +182,20 @@ def pull(
     import signal
     import threading
 
-    from medai.platform.boot import open_platform
-    from medai.platform.intake.dicomweb_pull import Puller, PullError
-    from medai.platform.jobs.queue import analysis_dispatch
-    from medai.settings import check_http_url, get_settings
+    from medai.destinations_config import check_http_url
 
     settings = get_settings()
-    target = url or settings.dicomweb_pull_url
+    target = url or settings.dicom.dicomweb_pull_url
     if not target:
         _error("give --url or set MEDAI_DICOMWEB_PULL_URL", "ValueError", as_json, 2)
     try:
         check_http_url(target)
     except ValueError as exc:
         _error(str(exc), "ValueError", as_json, 2)
-    from medai.cli.operations import open_database
 
     open_database(as_json).dispose()  # the keys open the site's data (or exit 3), migrated
     p = open_platform()
-    days = settings.dicomweb_pull_lookback_days if lookback_days is None else lookback_days
+    days = settings.dicom.dicomweb_pull_lookback_days if lookback_days is None else lookback_days
     try:
         if every is None:  # the analyses stay queued for `medai serve` or the workers
             try:
@@ -252,12 +249,14 @@ def deidentify(
         deidentify_files,
         site_secret,
     )
-    from medai.settings import get_settings
 
     settings = get_settings()
     try:
         report = deidentify_files(
-            list(sources), out, Deidentifier(site_secret()), forbidden=settings.home / "blobs"
+            list(sources),
+            out,
+            Deidentifier(site_secret()),
+            forbidden=settings.storage.home / "blobs",
         )
     except DeidError as exc:
         _error(str(exc), "DeidError", as_json, 2, exc.code)

@@ -8,7 +8,11 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit, _fail
+from medai.cli.operations import open_database
+from medai.platform.access import audit, kiosks
+from medai.platform.records.db import utcnow
 from medai.platform.records.localtime import iso_utc
+from medai.settings import get_settings
 
 kiosks_app = typer.Typer(
     help="Triage kiosks: each has its own daily quota and credentials.", no_args_is_help=True
@@ -16,7 +20,6 @@ kiosks_app = typer.Typer(
 
 
 def _db():
-    from medai.cli.operations import open_database
 
     return open_database()
 
@@ -43,16 +46,13 @@ def kiosks_add(
 ) -> None:
     """Register a kiosk. Its API token and one-time enrolment code are printed once: type the
     code on the kiosk's /kiosk page (or send the token as X-Kiosk-Token)."""
-    from medai.platform.access import audit, kiosks
-    from medai.platform.records.db import utcnow
-    from medai.settings import get_settings
 
     settings = get_settings()
-    daily = settings.kiosk_device_quota if quota is None else quota
+    daily = settings.kiosk.kiosk_device_quota if quota is None else quota
     try:
         with _db().session() as db:
             issued = kiosks.register_kiosk(
-                db, name, daily, utcnow(), settings.kiosk_enrol_minutes, audit.Actor("cli")
+                db, name, daily, utcnow(), settings.kiosk.kiosk_enrol_minutes, audit.Actor("cli")
             )
             out = {
                 **_row(issued.kiosk, 0),
@@ -77,13 +77,12 @@ def kiosks_add(
 @kiosks_app.command("list")
 def kiosks_list(as_json: JsonFlag = False) -> None:
     """Every kiosk with its quota and today's use (the day of MEDAI_TIMEZONE)."""
-    from medai.platform.access import kiosks
-    from medai.platform.records.db import utcnow
-    from medai.settings import get_settings
 
     with _db().session() as db:
         rows = kiosks.listing(db)
-        used = kiosks.used_today(db, [k.id for k in rows], utcnow(), get_settings().timezone)
+        used = kiosks.used_today(
+            db, [k.id for k in rows], utcnow(), get_settings().general.timezone
+        )
         out = [_row(k, used[k.id]) for k in rows]
     _emit(
         {"kiosks": out},
@@ -101,15 +100,12 @@ def kiosks_list(as_json: JsonFlag = False) -> None:
 def kiosks_enrol_code(name: str, as_json: JsonFlag = False) -> None:
     """A new one-time enrolment code for a kiosk (e.g. a replaced browser); once used, the
     previous browser stops working."""
-    from medai.platform.access import audit, kiosks
-    from medai.platform.records.db import utcnow
-    from medai.settings import get_settings
 
     try:
         with _db().session() as db:
             kiosk = kiosks.by_name(db, name)
             code = kiosks.issue_enrol_code(
-                db, kiosk, utcnow(), get_settings().kiosk_enrol_minutes, audit.Actor("cli")
+                db, kiosk, utcnow(), get_settings().kiosk.kiosk_enrol_minutes, audit.Actor("cli")
             )
             out = {
                 "name": kiosk.name,
@@ -129,8 +125,6 @@ def kiosks_enrol_code(name: str, as_json: JsonFlag = False) -> None:
 @kiosks_app.command("revoke")
 def kiosks_revoke(name: str, as_json: JsonFlag = False) -> None:
     """Revoke a registered kiosk: its token and its browser stop at once."""
-    from medai.platform.access import audit, kiosks
-    from medai.platform.records.db import utcnow
 
     try:
         with _db().session() as db:

@@ -12,13 +12,23 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit, _error, _guard
+from medai.cli.dataset import light_platform, parse_since
+from medai.cli.operations import open_database
+from medai.core.model_dir import list_models, read_card, reseal
+from medai.core.task_registry import TaskError
+from medai.platform.access.audit import Actor
+from medai.platform.lifecycle import dataset, model_registry, retrain, site_sets, validation
+from medai.platform.lifecycle.validation import as_dict
+from medai.platform.records.tables import Validation
+from medai.services.model_handles import model_folder
+from medai.services.tracking import PREFIX
+from medai.settings import get_settings
 
 models_app = typer.Typer(help="The model registry and model directories.", no_args_is_help=True)
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 
 
 def _actor():
-    from medai.platform.access.audit import Actor
 
     try:
         user = getpass.getuser()
@@ -31,14 +41,11 @@ def _actor():
 def _registry(as_json: bool):
     """A session on MEDAI_DATABASE_URL (migrated), the store's home, and registry errors as
     the CLI's error contract (2: refused as asked, 1: not found or a conflict)."""
-    from medai.cli.operations import open_database
-    from medai.platform.lifecycle import model_registry
-    from medai.settings import get_settings
 
     db = open_database(as_json)
     try:
         with db.session() as s:
-            yield s, get_settings().home
+            yield s, get_settings().storage.home
     except model_registry.LifecycleError as exc:
         _error(str(exc), exc.code, as_json, 2 if exc.status == 422 else 1)
     finally:
@@ -74,8 +81,6 @@ def models_register(
     model_card.json): the same files again give the same entry; the same files under an
     edited card, or other files under a name and version already registered, are refused
     (exit 1) saying which model holds them."""
-    from medai.platform.lifecycle import model_registry
-    from medai.services.tracking import PREFIX
 
     tracked = source.startswith(PREFIX)
     if not tracked and not Path(source).is_dir():
@@ -120,7 +125,6 @@ def models_list(
     if dirs or path:
         _list_dirs(path, as_json)
         return
-    from medai.platform.lifecycle import model_registry
 
     with _registry(as_json) as (db, _):
         rows = [model_registry.as_dict(r) for r in model_registry.listing(db, task, state)]
@@ -133,8 +137,6 @@ def models_list(
 
 
 def _list_dirs(path: list[Path] | None, as_json: bool) -> None:
-    from medai.core.model_dir import list_models
-    from medai.settings import get_settings
 
     rows = [
         {
@@ -146,7 +148,7 @@ def _list_dirs(path: list[Path] | None, as_json: bool) -> None:
             "macro_f1": card.metrics.get("macro_f1"),
             "created_at": card.created_at,
         }
-        for d, card in list_models(path, get_settings().models_dir)
+        for d, card in list_models(path, get_settings().storage.models_dir)
     ]
     human = (
         "\n".join(
@@ -170,8 +172,6 @@ def models_show(
 ) -> None:
     """A registered model (card and history of states), or a directory's card."""
     if model.isdigit():
-        from medai.platform.lifecycle import model_registry
-
         with _registry(as_json) as (db, _):
             row = model_registry.get(db, int(model))
             out = {
@@ -184,11 +184,8 @@ def models_show(
             }
         _emit(out, as_json)
         return
-    from medai.core.model_dir import read_card
 
     with _guard(as_json):
-        from medai.services.model_handles import model_folder
-
         directory = model_folder(model, "triage")
         card = read_card(directory).to_dict()
     card["path"] = str(directory)
@@ -197,9 +194,6 @@ def models_show(
 
 def _validations(db, model_id: int) -> list[dict]:
     from sqlalchemy import select
-
-    from medai.platform.lifecycle.validation import as_dict
-    from medai.platform.records.tables import Validation
 
     return [
         as_dict(v)
@@ -224,7 +218,6 @@ def models_promote(
 ) -> None:
     """Make a model the active one of its task; every serve process and worker swaps to it
     within MEDAI_MODEL_WATCH_S, without a restart (the replaced one is retired)."""
-    from medai.platform.lifecycle import model_registry, validation
 
     with _registry(as_json) as (db, _):
         replaced = validation.promote(db, model_id, _actor(), reason, override)
@@ -244,7 +237,6 @@ def models_rollback(
     """Re-activate the model that was active before the current one (which is retired); a
     model rolled back from is never re-activated this way (exit 1, ``no_rollback_target``,
     when there is none)."""
-    from medai.platform.lifecycle import model_registry
 
     with _registry(as_json) as (db, _):
         restored, replaced = model_registry.rollback(db, task, _actor(), reason)
@@ -253,7 +245,6 @@ def models_rollback(
 
 
 def _set_state(model_id: int, state: str, reason: str, as_json: bool) -> None:
-    from medai.platform.lifecycle import model_registry
 
     with _registry(as_json) as (db, _):
         out = model_registry.as_dict(
@@ -289,7 +280,6 @@ def models_reseal(
 ) -> None:
     """Record the present files' content hash in the card, after you changed them on purpose
     (a model whose files differ from its card is refused at load)."""
-    from medai.core.model_dir import read_card, reseal
 
     with _guard(as_json):
         if read_card(model).task == "red_flags":  # validated and re-embedded, not just hashed
@@ -319,8 +309,6 @@ def models_retrain(
 ) -> None:
     """Export the task's signed studies (de-identified), train on them and register the
     model as a candidate whose card names the data (study ids, label counts, dates, hash)."""
-    from medai.cli.dataset import light_platform, parse_since
-    from medai.platform.lifecycle import dataset, retrain
 
     when = parse_since(since, as_json)
     p = light_platform(as_json)
@@ -363,12 +351,11 @@ def models_site_set(
     """Freeze the task's held-out signed studies (MEDAI_SITE_SET_FRACTION of them, never used
     for retraining) as its next site evaluation set version; refused (exit 2,
     ``empty_site_set``) while no signed study with labels is held out."""
-    from medai.core.task_registry import TaskError
-    from medai.platform.lifecycle import model_registry, site_sets
 
     with _registry(as_json) as (db, _):
         try:
-            out = site_sets.as_dict(site_sets.build(db, task, _actor().name))
+            fraction = get_settings().models.site_set_fraction
+            out = site_sets.as_dict(site_sets.build(db, task, _actor().name, fraction))
         except TaskError as exc:
             _error(str(exc), "TaskError", as_json, 2)
         except model_registry.EmptySiteSet as exc:  # refused as asked: nothing to freeze yet
@@ -393,8 +380,6 @@ def models_validate(
     """Evaluate a model beside the active one on the newest site set: per-label AUROC,
     sensitivity and PPV with intervals, per subgroup; the verdict decides whether it may be
     promoted without an override."""
-    from medai.cli.dataset import light_platform
-    from medai.platform.lifecycle import model_registry, validation
 
     p = light_platform(as_json)
     try:

@@ -8,6 +8,12 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
+from medai.cli.operations import open_database, platform_or_exit
+from medai.platform.access import audit
+from medai.platform.delivery import outbox
+from medai.platform.records.db import utcnow
+from medai.server.logs import log_config
+from medai.settings import get_settings
 
 outbox_app = typer.Typer(
     help="Deliveries of results to the PACS, FHIR and HL7 destinations.", no_args_is_help=True
@@ -15,7 +21,6 @@ outbox_app = typer.Typer(
 
 
 def _settings(as_json: bool):
-    from medai.settings import get_settings
 
     try:
         return get_settings()
@@ -53,13 +58,11 @@ def status(
 ) -> None:
     """Per destination: deliveries queued, retrying (and the next attempt), being sent,
     delivered, failed (with the reason) and skipped. No patient data."""
-    from medai.cli.operations import open_database
-    from medai.platform.delivery import outbox
 
-    _settings(as_json)
+    settings = _settings(as_json)
     db = open_database(as_json)
     with db.reader() as s:
-        dests = outbox.summary(s)
+        dests = outbox.summary(s, settings.destinations())
         rows = (
             [outbox.as_dict(r) for r in outbox.items(s, state="failed", limit=1000)[0]]
             if failed
@@ -83,10 +86,6 @@ def retry(
     as_json: JsonFlag = False,
 ) -> None:
     """Send a failed delivery again (a running loop picks it up at once)."""
-    from medai.cli.operations import open_database
-    from medai.platform.access import audit
-    from medai.platform.delivery import outbox
-    from medai.platform.records.db import utcnow
 
     db = open_database(as_json)
     try:
@@ -130,12 +129,10 @@ def run(
     import sys
     import threading
 
-    from medai.cli.operations import platform_or_exit
     from medai.platform.delivery.delivery import DeliveryLoop
-    from medai.server.logs import log_config
 
     settings = _settings(as_json)
-    logging.config.dictConfig(log_config(settings.log_level))
+    logging.config.dictConfig(log_config(settings.general.log_level))
     if not settings.destinations():
         _error(
             "no destinations configured (MEDAI_DICOM_SEND_TO, MEDAI_DICOMWEB_URL, "
@@ -145,7 +142,7 @@ def run(
             2,
         )
     p = platform_or_exit(as_json)
-    loop = DeliveryLoop.from_settings(p, threads=threads or max(settings.outbox_threads, 1))
+    loop = DeliveryLoop.from_settings(p, threads=threads or max(settings.outbox.outbox_threads, 1))
     if once:
         counts = loop.run_once()
         p.db.dispose()

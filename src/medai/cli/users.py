@@ -11,6 +11,12 @@ import typer
 from medai.cli.common import JsonFlag, _emit
 from medai.cli.operations import open_database
 from medai.core.errors import MedaiError
+from medai.platform.access import accounts, approval, audit
+from medai.platform.access.accounts import enrolled, pending, role_grants
+from medai.platform.access.approval import is_pending
+from medai.platform.records.db import utcnow
+from medai.platform.records.tables import User
+from medai.settings import get_settings
 
 users_app = typer.Typer(
     help="Accounts (the first admin of a fresh install is made here).", no_args_is_help=True
@@ -41,7 +47,6 @@ def _stdin_line() -> str:
 
 
 def _issued(user, code: str, now) -> dict:
-    from medai.platform.access.accounts import pending
 
     exp = pending(user, now)
     return {
@@ -112,8 +117,6 @@ def users_add(
     (printed once; with --enrol-code-stdin, the operator's own) with which its user chooses
     their own password; clinical and patient accounts always do. Passwords are never taken
     from the command line."""
-    from medai.platform.access import accounts, audit
-    from medai.platform.records.db import utcnow
 
     try:
         accounts.check_role(role)
@@ -142,6 +145,7 @@ def users_add(
                 actor,
                 now,
                 password=_stdin_line() if password_stdin else None,
+                hash_profile=get_settings().auth.password_hash,
                 enrol_hours=enrol_hours,
                 code=_stdin_line() if enrol_code_stdin else None,
                 full_name=full_name,
@@ -176,7 +180,6 @@ def users_profile(
 ) -> None:
     """Set a user's full name and title, as the signed PDF, FHIR, DICOM SR and HL7 name the
     signer (an option left out keeps its value; "" clears it). Audited as ``profile``."""
-    from medai.platform.access import accounts, audit
 
     try:
         with open_database().session() as db:
@@ -203,8 +206,6 @@ def users_profile(
 def users_reset(name: str, enrol_hours: EnrolHours = 72.0, as_json: JsonFlag = False) -> None:
     """Reset a password: the old one stops working, the user's sessions and tokens are
     revoked, and a new one-time enrolment code is printed (once)."""
-    from medai.platform.access import accounts, audit
-    from medai.platform.records.db import utcnow
 
     now = utcnow()
     try:
@@ -226,8 +227,6 @@ def users_enrol(
 ) -> None:
     """Choose your own password with your enrolment code, at the server's console (the
     /enrol page does the same in a browser)."""
-    from medai.platform.access import accounts
-    from medai.platform.records.db import utcnow
 
     if not password_stdin:
         _account_failed(
@@ -235,7 +234,14 @@ def users_enrol(
         )
     try:
         with open_database().session() as db:
-            user = accounts.enrol_account(db, code, _stdin_line(), utcnow(), "cli")
+            user = accounts.enrol_account(
+                db,
+                code,
+                _stdin_line(),
+                utcnow(),
+                "cli",
+                hash_profile=get_settings().auth.password_hash,
+            )
             out = {"username": user.username, "role": user.role}
     except accounts.AccountError as exc:
         _account_failed(exc, as_json)
@@ -252,7 +258,6 @@ def users_role(
 ) -> None:
     """Change a user's role. An administrator account never takes a clinical or patient
     role, nor the reverse (refused as role_conflict, and audited)."""
-    from medai.platform.access import accounts, audit
 
     actor = audit.Actor("cli")
     try:
@@ -273,8 +278,6 @@ def users_approve(name: str, as_json: JsonFlag = False) -> None:
     """Approve a clinical account for patient data (the two-person rule: an admin's new,
     reset or re-roled account waits for a radiologist or for this). Shell access to the server
     is the hospital's own trust root; this also makes the first clinical users."""
-    from medai.platform.access import accounts, approval, audit
-    from medai.platform.records.db import utcnow
 
     actor = audit.Actor("cli")
     try:
@@ -294,7 +297,6 @@ def users_approve(name: str, as_json: JsonFlag = False) -> None:
 def users_grants(as_json: JsonFlag = False) -> None:
     """Every role granted or changed, every approval for patient data, and every refused
     change or approval, oldest first (for review)."""
-    from medai.platform.access.accounts import role_grants
 
     with open_database().session() as db:
         items, _ = role_grants(db, limit=1_000_000)
@@ -315,10 +317,6 @@ def users_list(as_json: JsonFlag = False) -> None:
     """Every user with role and state (enrolled: has chosen a password; approval pending: a
     clinical account not yet approved for patient data)."""
     from sqlalchemy import select
-
-    from medai.platform.access.accounts import enrolled
-    from medai.platform.access.approval import is_pending
-    from medai.platform.records.tables import User
 
     with open_database().session() as db:
         rows = [
@@ -349,7 +347,6 @@ def users_list(as_json: JsonFlag = False) -> None:
 
 
 def _set_active(name: str, active: bool, as_json: bool) -> None:
-    from medai.platform.access import accounts, audit
 
     try:
         with open_database().session() as db:

@@ -7,6 +7,13 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _fail
+from medai.cli.operations import open_database
+from medai.platform.jobs import queue
+from medai.platform.jobs.queue import QUEUES, celery_app
+from medai.server.logs import log_config
+from medai.server.metrics import start_metrics_server
+from medai.services.runtime import CpuPlan, apply_thread_limits
+from medai.settings import get_settings
 
 
 def _worker_logging(level: str, log_format: str = "text") -> None:
@@ -18,8 +25,6 @@ def _worker_logging(level: str, log_format: str = "text") -> None:
     import logging.config
 
     from celery.signals import setup_logging
-
-    from medai.server.logs import log_config
 
     @setup_logging.connect(weak=False)
     def configure(**_kwargs) -> None:
@@ -76,45 +81,42 @@ def worker(
 ) -> None:
     """Run a Celery worker that analyses studies (needs MEDAI_BROKER_URL: redis:// or
     amqp://). Messages are acknowledged late: a worker killed mid-study loses nothing."""
-    from medai.platform.jobs import queue
-    from medai.platform.jobs.queue import QUEUES, celery_app
-    from medai.services.runtime import CpuPlan, apply_thread_limits
-    from medai.settings import get_settings
 
     settings = get_settings()
-    if not settings.broker_url:
+    if not settings.storage.broker_url:
         _fail(ValueError("set MEDAI_BROKER_URL (e.g. redis://localhost:6379/0)"), as_json)
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     bad = [q for q in wanted if q not in QUEUES]
     if bad or not wanted:
         _fail(ValueError(f"unknown queues {bad}; valid: {', '.join(QUEUES)}"), as_json)
-    from medai.cli.operations import open_database
 
     open_database(as_json).dispose()  # migrated before the first task, or exit 2
-    _worker_logging(settings.log_level, settings.log_format)
+    _worker_logging(settings.general.log_level, settings.general.log_format)
     # sized like serve's pools (runtime.plan_cpu): two workers on two cores had torch and ONNX
     # Runtime at two threads each, four busy threads fighting for two cores
     apply_thread_limits(CpuPlan(1, concurrency, threads))
     queue.WORKER_THREADS = threads
     if outbox_threads is None:  # a training-only worker analyses nothing, so sends nothing
-        outbox_threads = settings.outbox_threads if {"cpu", "gpu"} & set(wanted) else 0
+        outbox_threads = settings.outbox.outbox_threads if {"cpu", "gpu"} & set(wanted) else 0
+    if not settings.destinations():  # nowhere to send: no delivery thread is started
+        outbox_threads = 0
     queue.deliver_while_working(outbox_threads)
-    if metrics_port is not None and settings.metrics:
-        from medai.server.metrics import start_metrics_server
-
+    if metrics_port is not None and settings.general.metrics:
         try:
-            start_metrics_server(settings.host, metrics_port, settings.metrics_allow)
+            start_metrics_server(
+                settings.serving.host, metrics_port, settings.general.metrics_allow
+            )
         except OSError as exc:
             _fail(
                 ValueError(
-                    f"cannot serve metrics on {settings.host}:{metrics_port}: "
+                    f"cannot serve metrics on {settings.serving.host}:{metrics_port}: "
                     f"{exc.strerror or type(exc).__name__}"
                 ),
                 as_json,
             )
-    app = celery_app(settings.broker_url)
+    app = celery_app(settings.storage.broker_url)
     # its start banner is printed, not logged: left out where the log is JSON lines
-    quiet = ["--quiet"] if settings.log_format == "json" else []
+    quiet = ["--quiet"] if settings.general.log_format == "json" else []
     app.worker_main(
         [
             *quiet,

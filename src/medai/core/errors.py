@@ -139,9 +139,15 @@ CODES: dict[str, Code] = {
     "dicom_refused": Code(None, "a DICOM instance the node does not file"),
     "deid_refused": Code(None, "a DICOM object that cannot be de-identified"),
     "pull_failed": Code(None, "a DICOMweb pull that failed"),
-    "send_failed": Code(None, "a DICOM send that failed"),
-    "destination_unavailable": Code(None, "a DICOM destination that cannot be reached"),
-    "destination_rejected": Code(None, "a DICOM destination that refused the object"),
+    "send_failed": Code(None, "a send to a destination that failed"),
+    "destination_unavailable": Code(
+        None, "a destination (PACS, FHIR, HL7) that is down or asked to come back: retried"
+    ),
+    "destination_rejected": Code(
+        None, "a destination (PACS, FHIR, HL7) that refused the message: a person must look"
+    ),
+    "cannot_build": Code(None, "a delivery whose message cannot be built: a person must look"),
+    "delivery_error": Code(None, "a delivery that failed unexpectedly (logged by type): retried"),
     "no_ai_result": Code(None, "a delivery whose study has no AI result"),
     "no_dicom_identity": Code(None, "a delivery whose study's image is not DICOM"),
     "superseded": Code(None, "a delivery superseded by a newer one"),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import medai
+from medai.core import task_registry
 from medai.core.baselines import verdict
 from medai.core.errors import MedaiError
 from medai.core.results import ModelRef, directory_hash
@@ -136,7 +137,6 @@ def load(directory: str | Path, **options: Any) -> Any:
     """The task's predictor for a model directory, with ``identity`` set (see ModelRef).
 
     ``options`` go to the task's loader (e.g. ``runtime`` for imaging models)."""
-    from medai.core import task_registry
 
     directory = Path(directory)
     card = read_card(directory)
@@ -219,7 +219,6 @@ def no_default_reason(task: str) -> str:
 def check_tasks(models: Mapping[str, Any], var: str = "MEDAI_MODELS") -> None:
     """Every task ``models`` names is a registered one; an unknown name is refused naming
     ``var`` (where it was given) and the known tasks."""
-    from medai.core import task_registry
 
     known = task_registry.names()
     unknown = sorted(t for t in models if t not in known)

@@ -6,9 +6,11 @@ phrases for every label (the draft safety check reads them), the names people re
 task's and each label's, in Turkish and English, as a findings table writes them), the code
 a DICOM SR or FHIR resource gives each label, the sentences a template draft writes of its
 examination, whether training may mirror its images, whether it is the default task of its kind,
-and the loader that turns a model directory of the task into a predictor. Adding a task or a
-label touches its definition only; a label without patterns or phrases is refused when the task
-registers, so the safety check can never be switched off silently for it.
+the loader that turns a model directory of the task into a predictor, and how a server serves
+it (whether it does, the engine its loader takes, its warm-up, the outcomes staff record of
+it), so that no caller compares a task's name. Adding a task or a label touches its
+definition only; a label without patterns or phrases is refused when the task registers, so
+the safety check can never be switched off silently for it.
 
 ``core`` imports no job, not even by a string: jobs (and a hospital's own packages) announce
 their tasks through the ``medai.tasks`` entry-point group (see ``pyproject.toml``); each entry
@@ -125,6 +127,25 @@ class Task:
     # the task of its kind a caller that names none gets (the upload form's, the CLI's); one
     # per kind (``default_task``)
     default: bool = False
+    # the server keeps a model of this task loaded and answers with it
+    # (``services.model_handles``); None: an imaging task is served, a task of another kind
+    # only when it says so (a captioner or the red-flag engine's own tasks are not)
+    served: bool | None = None
+    # its predictor carries the red-flag engine (``flag_engine``): its loader takes the
+    # configured engine as ``flag_options``, and a study's clinical question is read for
+    # urgent signs by the served task that has one (triage)
+    reads_red_flags: bool = False
+    # run on a freshly loaded predictor before its first request, so that the first answer is
+    # as fast as the hundredth (triage loads its red-flag engine and e5 there); None: nothing
+    warm: Callable[[Any], None] | None = None
+    # staff record the outcome of each of its answers against the answer's record (where a
+    # triaged patient was actually sent: ``platform.lifecycle.triage_labels``); monitoring
+    # compares the model with those records as well as with signed reports' labels
+    recorded_outcomes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.served is None:  # frozen: set once, as the field's documented default
+            object.__setattr__(self, "served", self.kind == "imaging")
 
     @property
     def task(self) -> str:  # the name, as the label-space API called it
@@ -194,6 +215,18 @@ class Task:
 
     def index(self, label: str) -> int:
         return self.labels.index(label)
+
+    def ancestors(self, label: str) -> list[str]:
+        """The labels ``label`` implies in the hierarchy (``parents``), nearest first:
+        COVID-19 → Viral_Pneumonia, Pneumonia."""
+        out: list[str] = []
+        while (label := self.parents.get(label)) is not None and label not in out:
+            out.append(label)
+        return out
+
+    def subtypes(self, label: str) -> list[str]:
+        """The labels below ``label`` in the hierarchy, at any depth, in label order."""
+        return [lab for lab in self.labels if label in self.ancestors(lab)]
 
     def resolve(self, raw: str) -> str | None:
         """Canonical label for any known spelling, else None."""

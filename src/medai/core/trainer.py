@@ -12,9 +12,11 @@ from the last epoch, progress bars, and a cancel hook the job queue uses to stop
 from __future__ import annotations
 
 import contextvars
+import gc
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from medai.core import checkpoint
 from medai.core.errors import MedaiError
 from medai.core.options import lookup
 
@@ -223,6 +226,62 @@ def _agreement(acc: Any) -> Callable[[bool], bool]:
     return lambda ok: not _any_process(acc, not ok)
 
 
+@dataclass
+class _Run:
+    """One training run as ``fit`` drives it: the Accelerator, the prepared model, optimizer,
+    loaders and schedule, where its checkpoints go, its early stopping and where it starts
+    (the epoch, and the batch within it a resumed run continues at)."""
+
+    acc: Any
+    model: Any
+    optimizer: Any
+    train_dl: Any
+    val_dl: Any
+    scheduler: Any
+    ckpt: Path
+    say: Callable[[str], None]
+    stopper: EarlyStopping = field(default_factory=EarlyStopping)
+    position: checkpoint.Position = field(default_factory=lambda: checkpoint.Position(epoch=1))
+    trained_before: set[str] = field(default_factory=set)
+
+    @property
+    def last(self) -> Path:  # the state a resumed run continues from
+        return self.ckpt / "last"
+
+    @property
+    def best_dir(self) -> Path:  # the best epoch's weights (``adapter.save_best``)
+        return self.ckpt / "best"
+
+    def save_state(self, epoch: int, batches: int, sums) -> None:
+        """Checkpoint the run after ``batches`` of ``epoch`` (0: the whole epoch), with this
+        process's loss sums so far."""
+        acc = self.acc
+        acc.wait_for_everyone()
+        names = checkpoint.trained_names(acc.unwrap_model(self.model), self.trained_before)
+        self.trained_before.update(names)
+        done = checkpoint.Position(
+            epoch=epoch,
+            batches=batches,
+            accumulation_step=acc.step,
+            early_stopping=asdict(self.stopper),
+        )
+        checkpoint.save(
+            self.last,
+            model=acc.unwrap_model(self.model),
+            names=names,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=acc.scaler,
+            position=done,
+            rank=acc.process_index,
+            is_main=acc.is_main_process,
+            barrier=acc.wait_for_everyone,
+            agree=_agreement(acc),
+            say=self.say,
+            local={"loss_sums": [float(v) for v in sums]},
+        )
+
+
 def fit(
     adapter: Adapter,
     cfg: LoopConfig,
@@ -242,33 +301,30 @@ def fit(
     sampler; a dataset with ``set_epoch`` is told the epoch before its iterator starts), and a
     checkpoint restores the trained tensors, optimizer, scheduler, scaler and generators at the
     batch where it was taken (``core.checkpoint``)."""
-    import time
-
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
-    from tqdm.auto import tqdm
-
-    from medai.core import checkpoint
-
     clock = clock or time.perf_counter
+    run = _prepare(adapter, cfg, work_dir, log)
+    _start(run, cfg)
+    count = _throughput_counter(adapter)
+    for epoch in range(run.position.epoch, cfg.epochs + 1):
+        if run.stopper.should_stop:
+            break
+        extra = (on_epoch(run.acc.unwrap_model(run.model), epoch) if on_epoch else None) or {}
+        tally = _train_epoch(run, adapter, cfg, epoch, count, clock, progress, cancel)
+        record = _epoch_record(run, adapter, tally, extra)
+        _end_epoch(run, adapter, epoch, record)
+    _release(run)
+    return adapter.load_best(run.best_dir), run.stopper.history
+
+
+def _prepare(
+    adapter: Adapter, cfg: LoopConfig, work_dir: Path, log: Callable[[str], None] | None
+) -> _Run:
+    """Seed, then build the adapter's model, optimizer and loaders and the learning-rate
+    schedule over the whole run, all prepared by Accelerate."""
+    from accelerate.utils import set_seed
+
     mp = auto_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
-    handlers = (
-        [DistributedDataParallelKwargs(find_unused_parameters=True)]
-        if cfg.find_unused_parameters
-        else []
-    )
-    acc = Accelerator(
-        mixed_precision=mp,
-        gradient_accumulation_steps=cfg.grad_accum,
-        cpu=not torch.cuda.is_available(),
-        kwargs_handlers=handlers,
-        # the batch's copy to the GPU overlaps the step before it (loaders pin
-        # their memory on CUDA); the order of an epoch is a function of the seed
-        dataloader_config=DataLoaderConfiguration(
-            use_seedable_sampler=True, data_seed=cfg.seed, non_blocking=torch.cuda.is_available()
-        ),
-    )
+    acc = _accelerator(cfg, mp)
     say = log or acc.print
     set_seed(cfg.seed)
     model = adapter.build()
@@ -287,180 +343,255 @@ def fit(
     model, optimizer, train_dl, val_dl, scheduler = acc.prepare(
         model, optimizer, train_dl, val_dl, scheduler
     )
-    ckpt = Path(work_dir) / "checkpoints"
-    last, best_dir = ckpt / "last", ckpt / "best"
+    return _Run(
+        acc, model, optimizer, train_dl, val_dl, scheduler, Path(work_dir) / "checkpoints", say
+    )
+
+
+def _accelerator(cfg: LoopConfig, mixed_precision: str):
+    """The run's Accelerator: its precision, gradient accumulation and DDP options."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
+
+    handlers = (
+        [DistributedDataParallelKwargs(find_unused_parameters=True)]
+        if cfg.find_unused_parameters
+        else []
+    )
+    return Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=handlers,
+        # the batch's copy to the GPU overlaps the step before it (loaders pin
+        # their memory on CUDA); the order of an epoch is a function of the seed
+        dataloader_config=DataLoaderConfiguration(
+            use_seedable_sampler=True, data_seed=cfg.seed, non_blocking=torch.cuda.is_available()
+        ),
+    )
+
+
+def _start(run: _Run, cfg: LoopConfig) -> None:
+    """Where the run starts: its last checkpoint when it resumes and has one, else epoch 1
+    (saying how large each checkpoint will be, and that the disk holds it)."""
+    run.stopper = EarlyStopping(patience=cfg.patience)
     # early stopping's state now travels in the checkpoint; this file is read only to resume
     # a checkpoint written before medai-checkpoint/1
-    state_file = ckpt / "trainer_state.json"
-    stopper = EarlyStopping(patience=cfg.patience)
-    position = checkpoint.Position(epoch=1)
-    trained_before: set[str] = set()
+    state_file = run.ckpt / "trainer_state.json"
     if cfg.resume:
-        checkpoint.recover(last)
-        if not last.is_dir():
-            say(f"no checkpoint to resume at {last}: starting from epoch 1")
-    if cfg.resume and checkpoint.read_position(last) is not None:
-        position = checkpoint.load(
-            last,
-            model=acc.unwrap_model(model),
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=acc.scaler,
-            rank=acc.process_index,
-        )
-        stopper = EarlyStopping(**{**position.early_stopping, "patience": cfg.patience})
-        trained_before = set(position.trained)
-        acc.step = position.accumulation_step
-        if position.batches == 0:  # a complete epoch: the generators as they were after it
-            checkpoint.restore_rng(last, acc.process_index)
-            position = checkpoint.Position(epoch=position.epoch + 1, trained=position.trained)
-        say(
-            f"resuming at epoch {position.epoch}, batch {position.batches} "
-            f"(best val loss {stopper.best:.4f})"
-        )
-    elif cfg.resume and state_file.is_file() and last.is_dir():
+        checkpoint.recover(run.last)
+        if not run.last.is_dir():
+            run.say(f"no checkpoint to resume at {run.last}: starting from epoch 1")
+    if cfg.resume and checkpoint.read_position(run.last) is not None:
+        _resume(run, cfg)
+    elif cfg.resume and state_file.is_file() and run.last.is_dir():
         # a checkpoint written before medai-checkpoint/1 (Accelerate's whole-model state)
-        acc.load_state(str(last))
-        stopper = EarlyStopping.load(state_file)
-        position = checkpoint.Position(
-            epoch=(stopper.history[-1]["epoch"] + 1 if stopper.history else 1)
+        run.acc.load_state(str(run.last))
+        run.stopper = EarlyStopping.load(state_file)
+        run.position = checkpoint.Position(
+            epoch=(run.stopper.history[-1]["epoch"] + 1 if run.stopper.history else 1)
         )
-        say(f"resuming an older checkpoint at epoch {position.epoch}")
+        run.say(f"resuming an older checkpoint at epoch {run.position.epoch}")
     else:
-        names = checkpoint.trained_names(acc.unwrap_model(model))
-        sizes = checkpoint.estimate_bytes(acc.unwrap_model(model), names, optimizer)
-        free = checkpoint.check_space(ckpt, sum(sizes.values()), agree=_agreement(acc))
-        say(
+        acc = run.acc
+        names = checkpoint.trained_names(acc.unwrap_model(run.model))
+        sizes = checkpoint.estimate_bytes(acc.unwrap_model(run.model), names, run.optimizer)
+        free = checkpoint.check_space(run.ckpt, sum(sizes.values()), agree=_agreement(acc))
+        run.say(
             f"checkpoints will hold {len(names)} trained tensors: about "
             f"{checkpoint.human_size(sum(sizes.values()))} each "
-            f"({checkpoint.human_size(free)} free at {ckpt})"
-        )
-    count = _throughput_counter(adapter)
-
-    def save_state(epoch: int, batches: int, sums) -> None:
-        acc.wait_for_everyone()
-        names = checkpoint.trained_names(acc.unwrap_model(model), trained_before)
-        trained_before.update(names)
-        done = checkpoint.Position(
-            epoch=epoch, batches=batches, accumulation_step=acc.step, early_stopping=asdict(stopper)
-        )
-        checkpoint.save(
-            last,
-            model=acc.unwrap_model(model),
-            names=names,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=acc.scaler,
-            position=done,
-            rank=acc.process_index,
-            is_main=acc.is_main_process,
-            barrier=acc.wait_for_everyone,
-            agree=_agreement(acc),
-            say=say,
-            local={"loss_sums": [float(v) for v in sums]},
+            f"({checkpoint.human_size(free)} free at {run.ckpt})"
         )
 
-    for epoch in range(position.epoch, cfg.epochs + 1):
-        if stopper.should_stop:
-            break
-        extra = (on_epoch(acc.unwrap_model(model), epoch) if on_epoch else None) or {}
-        model.train()
-        train_dl.set_epoch(epoch)
-        dataset = getattr(train_dl, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        skip = position.batches if epoch == position.epoch else 0
-        sums = torch.zeros(2, device=acc.device)
-        if skip:  # this process's share of the epoch's loss before the checkpoint
-            sums += torch.tensor(
-                checkpoint.local_state(last, acc.process_index)["loss_sums"], device=acc.device
-            )
-        batches = acc.skip_first_batches(train_dl, skip) if skip else train_dl
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch}/{cfg.epochs}",
-            initial=skip,
-            total=len(train_dl),
-            disable=not (cfg.progress and acc.is_local_main_process),
-        )
-        bad = torch.zeros((), dtype=torch.bool, device=acc.device)
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats(acc.device)
-        seen: dict[str, int] = {}
-        started = clock()
-        restored = not skip
-        for i, batch in enumerate(bar, start=skip):
-            if not restored:  # mid-epoch resume: the generators as they were at the
-                # checkpoint, once the loader's iterator has drawn its own seed
-                checkpoint.restore_rng(last, acc.process_index)
-                restored = True
-            with acc.accumulate(model):
-                loss_sum, n = adapter.loss(model, batch)
-                n = torch.as_tensor(n, dtype=torch.float32, device=acc.device)
-                loss = loss_sum / n.clamp(min=1)
-                bad |= ~torch.isfinite(loss.detach())
-                acc.backward(loss)
-                if cfg.clip_grad_norm and acc.sync_gradients:
-                    acc.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            sums += torch.stack([loss_sum.detach().float(), n])
-            if count is not None:
-                for key, value in count(batch).items():
-                    seen[key] = seen.get(key, 0) + int(value)
-            # reading a value off the GPU waits for it: only every few batches, so the
-            # device is never idle while the host checks
-            if i % 20 == 0 or i == len(train_dl) - 1:
-                if _any_process(acc, bad):
-                    raise RuntimeError(
-                        f"training loss became non-finite at epoch {epoch}; "
-                        "lower the learning rate or use fp32/bf16"
-                    )
-                bar.set_postfix(loss=f"{float(sums[0] / sums[1].clamp(min=1)):.4f}")
-            if progress is not None:
-                progress((epoch - 1 + (i + 1) / max(1, len(train_dl))) / cfg.epochs)
-            if cancel is not None and acc.sync_gradients and _any_process(acc, cancel()):
-                save_state(epoch, i + 1, sums)
-                raise TrainingCancelled(
-                    f"cancelled during epoch {epoch} after batch {i + 1}; "
-                    "its state is saved and a resumed run continues from "
-                    "there"
+
+def _resume(run: _Run, cfg: LoopConfig) -> None:
+    """Continue from the last checkpoint: its tensors, optimizer, schedule, scaler, early
+    stopping and position (a complete epoch resumes at the next one)."""
+    acc = run.acc
+    position = checkpoint.load(
+        run.last,
+        model=acc.unwrap_model(run.model),
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        scaler=acc.scaler,
+        rank=acc.process_index,
+    )
+    run.stopper = EarlyStopping(**{**position.early_stopping, "patience": cfg.patience})
+    run.trained_before = set(position.trained)
+    acc.step = position.accumulation_step
+    if position.batches == 0:  # a complete epoch: the generators as they were after it
+        checkpoint.restore_rng(run.last, acc.process_index)
+        position = checkpoint.Position(epoch=position.epoch + 1, trained=position.trained)
+    run.position = position
+    run.say(
+        f"resuming at epoch {position.epoch}, batch {position.batches} "
+        f"(best val loss {run.stopper.best:.4f})"
+    )
+
+
+@dataclass
+class _Tally:
+    """What one epoch's training counted: this process's loss sums (sum, count), what the
+    adapter counts per batch (None: it counts nothing), the seconds it took and the batches a
+    resumed run skipped."""
+
+    sums: Any
+    seen: dict[str, int] | None
+    elapsed: float
+    skipped: int
+
+
+def _train_epoch(
+    run: _Run,
+    adapter: Adapter,
+    cfg: LoopConfig,
+    epoch: int,
+    count: Callable[[Any], dict[str, int]] | None,
+    clock: Callable[[], float],
+    progress: Callable[[float], None] | None,
+    cancel: Callable[[], bool] | None,
+) -> _Tally:
+    """One epoch's batches (from where a resumed run stopped), with its progress bar, the
+    non-finite loss check, the job's progress and its cancel hook."""
+    import torch
+
+    acc, n_batches = run.acc, len(run.train_dl)
+    skip, sums, bar = _epoch_batches(run, cfg, epoch)
+    bad = torch.zeros((), dtype=torch.bool, device=acc.device)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(acc.device)
+    seen: dict[str, int] | None = None if count is None else {}
+    started = clock()
+    restored = not skip
+    for i, batch in enumerate(bar, start=skip):
+        if not restored:  # mid-epoch resume: the generators as they were at the
+            # checkpoint, once the loader's iterator has drawn its own seed
+            checkpoint.restore_rng(run.last, acc.process_index)
+            restored = True
+        _step(run, adapter, cfg, batch, sums, bad)
+        if count is not None and seen is not None:
+            for key, value in count(batch).items():
+                seen[key] = seen.get(key, 0) + int(value)
+        # reading a value off the GPU waits for it: only every few batches, so the
+        # device is never idle while the host checks
+        if i % 20 == 0 or i == n_batches - 1:
+            if _any_process(acc, bad):
+                raise RuntimeError(
+                    f"training loss became non-finite at epoch {epoch}; "
+                    "lower the learning rate or use fp32/bf16"
                 )
-        if not restored:  # the checkpoint was taken after the epoch's last batch
-            checkpoint.restore_rng(last, acc.process_index)
-        elapsed = clock() - started
-        sums = acc.reduce(sums, "sum")  # the training loss over every process's batches
-        record = {
-            "train_loss": float(sums[0] / sums[1].clamp(min=1)),
-            **adapter.validate(model, val_dl, acc),
-            **extra,
-            "lr": float(scheduler.get_last_lr()[0]),
-        }  # the first group's, at the end
-        if count is not None and elapsed > 0:  # this process's batches, timed; all alike
-            for key, value in seen.items():
-                record[f"{key}_per_s"] = round(value * acc.num_processes / elapsed, 1)
-            record["step_s"] = round(elapsed / max(1, len(train_dl) - skip), 4)
-        if torch.cuda.is_available():  # this process's GPU, training and validation
-            record["peak_gpu_memory_gb"] = round(
-                torch.cuda.max_memory_allocated(acc.device) / 2**30, 2
+            bar.set_postfix(loss=f"{float(sums[0] / sums[1].clamp(min=1)):.4f}")
+        if progress is not None:
+            progress((epoch - 1 + (i + 1) / max(1, n_batches)) / cfg.epochs)
+        if cancel is not None and acc.sync_gradients and _any_process(acc, cancel()):
+            run.save_state(epoch, i + 1, sums)
+            raise TrainingCancelled(
+                f"cancelled during epoch {epoch} after batch {i + 1}; "
+                "its state is saved and a resumed run continues from "
+                "there"
             )
-        improved = stopper.update(epoch, record)
-        say(f"epoch {epoch}: " + ", ".join(f"{k}={_shown(k, v)}" for k, v in record.items()))
-        acc.wait_for_everyone()
-        if improved and acc.is_main_process:
-            best_dir.mkdir(parents=True, exist_ok=True)
-            adapter.save_best(acc.unwrap_model(model), best_dir)
-        save_state(epoch, 0, torch.zeros(2))
-    acc.end_training()
+    if not restored:  # the checkpoint was taken after the epoch's last batch
+        checkpoint.restore_rng(run.last, acc.process_index)
+    return _Tally(sums, seen, clock() - started, skip)
+
+
+def _epoch_batches(run: _Run, cfg: LoopConfig, epoch: int):
+    """The epoch's batches behind its progress bar, after the ones a resumed run already
+    trained (how many, and this process's loss sums over them)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    acc, train_dl = run.acc, run.train_dl
+    run.model.train()
+    train_dl.set_epoch(epoch)
+    dataset = getattr(train_dl, "dataset", None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    skip = run.position.batches if epoch == run.position.epoch else 0
+    sums = torch.zeros(2, device=acc.device)
+    if skip:  # this process's share of the epoch's loss before the checkpoint
+        sums += torch.tensor(
+            checkpoint.local_state(run.last, acc.process_index)["loss_sums"], device=acc.device
+        )
+    batches = acc.skip_first_batches(train_dl, skip) if skip else train_dl
+    bar = tqdm(
+        batches,
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        initial=skip,
+        total=len(train_dl),
+        disable=not (cfg.progress and acc.is_local_main_process),
+    )
+    return skip, sums, bar
+
+
+def _step(run: _Run, adapter: Adapter, cfg: LoopConfig, batch: Any, sums, bad) -> None:
+    """One batch: its loss (averaged over its items), backward, clipping, the optimizer and
+    schedule steps (Accelerate applies them at the accumulation's last batch); the batch's
+    loss goes into ``sums`` and a non-finite one sets ``bad``, both in place."""
+    import torch
+
+    acc, model, optimizer = run.acc, run.model, run.optimizer
+    with acc.accumulate(model):
+        loss_sum, n = adapter.loss(model, batch)
+        n = torch.as_tensor(n, dtype=torch.float32, device=acc.device)
+        loss = loss_sum / n.clamp(min=1)
+        bad |= ~torch.isfinite(loss.detach())
+        acc.backward(loss)
+        if cfg.clip_grad_norm and acc.sync_gradients:
+            acc.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        optimizer.step()
+        run.scheduler.step()
+        optimizer.zero_grad()
+    sums += torch.stack([loss_sum.detach().float(), n])
+
+
+def _epoch_record(run: _Run, adapter: Adapter, tally: _Tally, extra: dict) -> dict:
+    """The epoch's line of the history: the training loss over every process, validation,
+    ``on_epoch``'s fields, the learning rate, throughput and peak GPU memory."""
+    import torch
+
+    acc = run.acc
+    sums = acc.reduce(tally.sums, "sum")  # the training loss over every process's batches
+    record = {
+        "train_loss": float(sums[0] / sums[1].clamp(min=1)),
+        **adapter.validate(run.model, run.val_dl, acc),
+        **extra,
+        "lr": float(run.scheduler.get_last_lr()[0]),
+    }  # the first group's, at the end
+    if tally.seen is not None and tally.elapsed > 0:  # this process's batches, timed; all alike
+        for key, value in tally.seen.items():
+            record[f"{key}_per_s"] = round(value * acc.num_processes / tally.elapsed, 1)
+        record["step_s"] = round(tally.elapsed / max(1, len(run.train_dl) - tally.skipped), 4)
+    if torch.cuda.is_available():  # this process's GPU, training and validation
+        record["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated(acc.device) / 2**30, 2)
+    return record
+
+
+def _end_epoch(run: _Run, adapter: Adapter, epoch: int, record: dict) -> None:
+    """Record the epoch for early stopping, say its line, keep its weights when it is the
+    best so far and checkpoint the run after it."""
+    import torch
+
+    improved = run.stopper.update(epoch, record)
+    run.say(f"epoch {epoch}: " + ", ".join(f"{k}={_shown(k, v)}" for k, v in record.items()))
+    run.acc.wait_for_everyone()
+    if improved and run.acc.is_main_process:
+        run.best_dir.mkdir(parents=True, exist_ok=True)
+        adapter.save_best(run.acc.unwrap_model(run.model), run.best_dir)
+    run.save_state(epoch, 0, torch.zeros(2))
+
+
+def _release(run: _Run) -> None:
+    """End the run and free what it held before the best model is loaded."""
+    import torch
+
+    run.acc.end_training()
     # Accelerate's autocast wrapper makes the prepared model refer to itself: without this the
     # trained model, its gradients and the optimizer's moments stayed on the GPU beside the
     # model loaded next (BLIP-2's reload for captioning the test part)
-    acc.free_memory()
-    model = optimizer = scheduler = train_dl = val_dl = None  # the last references here
-    import gc
-
+    run.acc.free_memory()
+    run.model = run.optimizer = run.scheduler = run.train_dl = run.val_dl = None  # the last refs
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return adapter.load_best(best_dir), stopper.history

@@ -28,6 +28,7 @@ from typing import overload
 
 import numpy as np
 
+from medai.core.dedup import _UnionFind
 from medai.core.errors import MedaiError
 from medai.imaging.labels import LabelSpace, resolve, space
 
@@ -70,14 +71,6 @@ CHEXPERT_COLUMNS = (
     "Fracture",
     "Support Devices",
 )
-# A subtype implies its parent; a bare parent leaves the subtype unknown.
-# (the task registry's hierarchy: COVID-19 is a viral pneumonia, which is a pneumonia)
-IMPLIES = {
-    "Viral_Pneumonia": ("Pneumonia",),
-    "Bacterial_Pneumonia": ("Pneumonia",),
-    "COVID-19": ("Viral_Pneumonia", "Pneumonia"),
-}
-CHILDREN = {"Pneumonia": ("Viral_Pneumonia", "Bacterial_Pneumonia", "COVID-19")}
 # Thumbnail grouping compares every pair of images (n² correlations, each image decoded once):
 # beyond this many images without patient ids the split needs the data to name its patients.
 THUMBNAIL_GROUP_LIMIT = 20_000
@@ -378,20 +371,26 @@ class ImageDataset:
 
 
 def _targets(sp: LabelSpace, positives: Iterable[str], annotated: Iterable[str]) -> np.ndarray:
+    """A record's targets: 0 for what its source annotated, 1 for its positives and what
+    they imply (a subtype its parents), nan for the rest. A bare finding at the top of the
+    task's hierarchy (Pneumonia, none of its subtypes named) leaves every subtype below it
+    unknown; a source that names a subtype (Viral_Pneumonia) draws the line itself, so what
+    it annotates below that keeps its value."""
     t = np.full(len(sp.labels), np.nan, dtype=np.float32)
     for lab in annotated:
         t[sp.index(lab)] = 0.0
     positives = list(positives)
     for lab in positives:
         t[sp.index(lab)] = 1.0
-        for parent in IMPLIES.get(lab, ()):
-            if parent in sp.labels:
-                t[sp.index(parent)] = 1.0
+        for parent in sp.ancestors(lab):
+            t[sp.index(parent)] = 1.0
     for lab in positives:
-        if lab in CHILDREN and not any(c in positives for c in CHILDREN[lab]):
-            for child in CHILDREN[lab]:
-                if child in sp.labels:
-                    t[sp.index(child)] = np.nan  # subtype not stated
+        if lab in sp.parents:  # a subtype: not a bare top-level finding
+            continue
+        below = sp.subtypes(lab)
+        if below and not any(c in positives for c in below):
+            for child in below:
+                t[sp.index(child)] = np.nan  # subtype not stated
     if not sp.multilabel and positives:
         t[:] = 0.0
         t[sp.index(positives[0])] = 1.0
@@ -443,7 +442,7 @@ def read_manifest(path: str | Path, task: str, root: str | Path | None = None) -
         builder.add(
             name, tuple(resolved), row.get("patient") or None, row.get("src") or None, folder=folder
         )
-    annotated |= {p for lab in annotated for p in IMPLIES.get(lab, ())}
+    annotated |= {p for lab in annotated for p in sp.ancestors(lab)}
     table = builder.build(lambda labs: _targets(sp, labs, annotated))
     return ImageDataset(task, table, unknown, skipped)
 
@@ -662,8 +661,6 @@ def thumbnail_groups(
     Every pair is compared, a block of rows at a time (memory linear in the number of images);
     above ``THUMBNAIL_GROUP_LIMIT`` images it refuses: the data must name its patients."""
     from PIL import Image
-
-    from medai.core.dedup import _UnionFind
 
     n = len(paths)
     if n > THUMBNAIL_GROUP_LIMIT:

@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from medai.core.metrics import auroc_with_ci, binary_at_threshold, youden_threshold
+from medai.core.plots import confusion_matrix_plot, training_curves_plot
+from medai.imaging.decision import OperatingPolicy, ancestors, decide_array, most_specific
+from medai.imaging.labels import space
 
 
 # Classes of which an image has exactly one: scored by arg-max for accuracy / confusion.
 def exclusive_classes(task: str) -> tuple[str, ...]:
     """The task's mutually exclusive classes (from its definition in the task registry)."""
-    from medai.imaging.labels import space
 
     return space(task).exclusive
 
@@ -82,8 +84,6 @@ def hierarchical_scores(task: str, labels: Sequence[str], probs: np.ndarray) -> 
     """A parent label scored as its strongest descendant at least (a COVID-19 pneumonia is a
     viral pneumonia, whatever the viral output says), the scores the decision's closed
     hierarchy implies; labels outside the hierarchy keep their probability."""
-    from medai.imaging.decision import ancestors
-    from medai.imaging.labels import space
 
     spec = space(task)
     out = np.array(probs, dtype=float, copy=True)
@@ -106,9 +106,6 @@ def _exclusive_metrics(
     specific one its *decision* holds (``imaging.decision``); an indeterminate decision (or
     one outside these classes) counts as not answered, and as wrong in ``accuracy``."""
     from sklearn.metrics import confusion_matrix, f1_score
-
-    from medai.imaging.decision import OperatingPolicy, decide_array, most_specific
-    from medai.imaging.labels import space
 
     spec = space(task)
     classes = [lab for lab in exclusive_classes(task) if lab in labels]
@@ -160,8 +157,6 @@ def write_plots(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
-
-    from medai.core.plots import confusion_matrix_plot, training_curves_plot
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medai.imaging.io import ImageRefused, LoadedImage, downscale, load_image
 from medai.imaging.networks import to_tensor
 
 
@@ -145,7 +146,6 @@ def explain(
     transparent overlay alone, or composed ``on_film`` with its label under the image.
     ``out``: path or binary file. Raises ``ImageInputError`` for an unusable or refused
     image."""
-    from medai.imaging.io import ImageRefused, LoadedImage, downscale, load_image
 
     image = source if isinstance(source, LoadedImage) else load_image(source)
     if label is not None and label not in predictor.labels:

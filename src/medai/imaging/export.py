@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medai.core.model_dir import file_sha256, reseal
+from medai.imaging.train import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE
+
 ONNX_FILE = "model.onnx"
 
 
@@ -27,7 +30,6 @@ ONNX_META = "model.onnx.json"
 def onnx_is_current(directory: Path) -> bool:
     """True when ``model.onnx`` was exported from the directory's present weights (its
     sidecar records their hash): a retrained model never serves a stale export."""
-    from medai.core.model_dir import file_sha256
 
     onnx, meta, weights = directory / ONNX_FILE, directory / ONNX_META, weights_path(directory)
     if not (onnx.is_file() and meta.is_file() and weights is not None):
@@ -40,7 +42,6 @@ def onnx_is_current(directory: Path) -> bool:
 
 
 def weights_path(directory: Path) -> Path | None:
-    from medai.imaging.train import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE
 
     for name in (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE):
         if (directory / name).is_file():
@@ -51,7 +52,6 @@ def weights_path(directory: Path) -> Path | None:
 def export_model_dir(model, image_size: int, directory: Path) -> Path:
     """``medai imaging export``: write model.onnx and its sidecar into a model directory and
     re-seal its card (the content hash covers the export)."""
-    from medai.core.model_dir import file_sha256, reseal
 
     path = export_onnx(model, image_size, directory / ONNX_FILE)
     (directory / ONNX_META).write_text(

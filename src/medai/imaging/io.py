@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from medai.imaging.labels import space
 from medai.imaging.limits import (
     MAX_BYTES,
     MAX_FRAME_BYTES,
@@ -32,6 +33,7 @@ from medai.imaging.limits import (
     dicom_header,
     pillow_decoded_bytes,
 )
+from medai.imaging.views import header_fields
 
 __all__ = [
     "MAX_BYTES",
@@ -343,8 +345,6 @@ def _load_dicom(data: bytes, max_pixels: int, frame: int | None = None) -> Loade
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from medai.imaging.views import header_fields
-
     check_dicom_file(io.BytesIO(data))  # a deflated dataset is inflated within bounds
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
@@ -465,7 +465,6 @@ def check_modality(image: LoadedImage, task: str) -> Refusal | None:
     DICOM files say their modality; a colour photograph is recognisably not a radiograph or an
     MRI slice. (A learned check against the other task's images lives with the models.)
     """
-    from medai.imaging.labels import space
 
     expected = space(task)
     modality = image.metadata.get("modality")

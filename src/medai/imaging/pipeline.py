@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from medai.core.model_dir import ModelCard, file_sha256, save_card
+from medai.core import model_dir
+from medai.core.model_dir import ModelCard, file_sha256, read_card, reseal, save_card
+from medai.core.trainer import default_workers
 from medai.imaging.datasets import (
     ImageDataset,
     load_dataset,
@@ -27,12 +29,15 @@ from medai.imaging.evaluate import (
     write_metrics,
     write_plots,
 )
+from medai.imaging.export import INT8_FILE, ONNX_FILE, OnnxModel, quantize_int8
 from medai.imaging.gate import FeatureGate
 from medai.imaging.io import ImageInputError, load_image
+from medai.imaging.labels import space
 from medai.imaging.networks import to_tensor
 from medai.imaging.operating import choose_policy, load_policy, write_policy
 from medai.imaging.predict import ImagingPredictor
 from medai.imaging.train import ImagingTrainConfig, save_model, train_model
+from medai.imaging.train import augmentation as check_augmentation
 
 IMAGING_LICENCE_NOTE = (
     "Trained on the images recorded under 'data'. Public imaging sets often carry "
@@ -148,8 +153,6 @@ def score(
 def refit_gate(directory: Path, data: Path, seed: int = 13) -> dict:
     """(Re)fit the out-of-distribution gate of an existing model directory on the training and
     validation part of the split it was trained on (e.g. a model trained before gates)."""
-    from medai.core import model_dir
-    from medai.core.model_dir import read_card
 
     predictor = model_dir.load(directory)
     ds = load_dataset(data, predictor.cfg.task)
@@ -174,7 +177,6 @@ def _operating_points(
 ) -> dict[str, float]:
     """Choose and write ``operating_points.json`` (validation, through the decision); the card
     keeps a copy of the thresholds and the validation report."""
-    from medai.imaging.labels import space
 
     start = choose_thresholds(targets, probs, labels)
     report = choose_policy(space(task), labels, targets, probs, start)
@@ -186,8 +188,6 @@ def _operating_points(
 def refit_operating_points(directory: Path, data: Path, seed: int = 13) -> dict:
     """Re-choose an existing model's operating points on the validation part of the split it
     was trained on (same seed), e.g. after the decision rules changed; reseals the card."""
-    from medai.core import model_dir
-    from medai.core.model_dir import read_card
 
     predictor = model_dir.load(directory)
     ds = load_dataset(data, predictor.cfg.task)
@@ -255,9 +255,6 @@ def train_imaging(
     image-decoding processes (default: from the CPU count; results do not depend on it).
     ``cache_dir``: keep decoded, resized images there for the epochs after the first
     (``imaging.decode_cache``)."""
-    from medai.core.trainer import default_workers
-    from medai.imaging.labels import space
-    from medai.imaging.train import augmentation as check_augmentation
 
     check_augmentation(augmentation)
     split_seed = seed if split_seed is None else split_seed
@@ -393,9 +390,6 @@ def quantize_checked(
 
     import torch
 
-    from medai.imaging.export import INT8_FILE, ONNX_FILE, OnnxModel, quantize_int8
-    from medai.imaging.networks import to_tensor
-
     directory = predictor.directory
     ds = load_dataset(data, predictor.cfg.task)
     pixels, keep, _ = readable(ds)
@@ -428,7 +422,6 @@ def quantize_checked(
     accepted = a32 is not None and a8 is not None and a32 - a8 <= max_auroc_drop
     if not accepted:
         out.unlink()
-    from medai.core.model_dir import reseal
 
     reseal(directory)
     return {

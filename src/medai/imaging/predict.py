@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medai.core.model_dir import ModelCard, model_identity
+from medai.core.model_dir import ModelCard, ModelLoadError, model_identity
 from medai.imaging.decision import Decision, decide
+from medai.imaging.export import ONNX_FILE, OnnxModel, onnx_is_current
 from medai.imaging.gate import FeatureGate
 from medai.imaging.io import LoadedImage, Refusal, check_modality, load_image
 from medai.imaging.labels import space
@@ -279,8 +280,6 @@ def load_predictor(
     ``runtime``: ``auto`` serves the directory's ``model.onnx`` with ONNX Runtime when it was
     exported from these very weights (else eager PyTorch), ``onnx`` requires it, ``torch``
     never uses it. Loading never writes into the model directory (export is a command)."""
-    from medai.core.model_dir import ModelLoadError
-    from medai.imaging.export import ONNX_FILE, OnnxModel, onnx_is_current
 
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")

@@ -35,6 +35,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from medai.core.task_registry import TaskError, get
+
 OUT_OF_SCOPE_FILE = "out_of_scope.json"
 SCOPE_QUANTILE = 0.99
 
@@ -170,7 +172,6 @@ class Scope(BaseModel):
 
 def limits(task: str, labels: Iterable[str]) -> tuple[list[str], list[str]]:
     """(detects, cannot_detect) of a model of ``task`` with these labels."""
-    from medai.core.task_registry import TaskError, get
 
     labels = list(labels)
     try:
@@ -286,8 +287,6 @@ def describe(
         scope = Scope.model_validate(scope)
     i = 1 if lang == "tr" else 0
     if name is None:
-        from medai.core.task_registry import TaskError, get
-
         try:
             spec = get(task)
             name = lambda lab: spec.label_name(lab, lang)  # noqa: E731

@@ -8,7 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medai.core import model_dir
+from medai.core.model_dir import file_sha256, read_card, save_card
+from medai.core.task_registry import get as get_task
+from medai.imaging.datasets import load_dataset, patient_split
 from medai.imaging.scope import OutOfScopeDetector, limits
+from medai.imaging.views import ViewChecker, cross_validated, manifest_views
 
 # --- fitting: ``medai imaging fit-scope``
 
@@ -25,12 +30,7 @@ def fit_scope(
 
     import numpy as np
 
-    from medai.core import model_dir
-    from medai.core.model_dir import file_sha256, read_card, save_card
-    from medai.core.task_registry import get as get_task
-    from medai.imaging.datasets import load_dataset, patient_split
     from medai.imaging.pipeline import predict_streamed, split_groups
-    from medai.imaging.views import ViewChecker, cross_validated, manifest_views
 
     directory = Path(directory)
     predictor = model_dir.load(directory)

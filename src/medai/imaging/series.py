@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medai.core.task_registry import Task
 from medai.imaging.decision import Decision, OperatingPolicy, decide
 from medai.imaging.io import LoadedImage, Refusal
+from medai.imaging.labels import space
 from medai.imaging.limits import (
     MAX_BYTES,
     ImageInputError,
@@ -53,6 +54,7 @@ from medai.imaging.results import (
     ReadInfo,
     SeriesChoice,
 )
+from medai.imaging.scope import series_scope
 
 DEFAULT_CAP = 200
 """The most slices read of one series. Brain MRI series have 20–200 slices: every one is read.
@@ -577,7 +579,6 @@ def read_series(
     refused, the series is refused with the commonest reason (``refusal``). ``rule`` defaults to
     the model's recorded one (``rule_for``). Raises the first ``ImageInputError`` when no slice
     can be decoded at all."""
-    from medai.imaging.labels import space
 
     ordered = order(refs)
     if not ordered:
@@ -638,7 +639,6 @@ def series_result(predictor, read: SeriesRead) -> ImagingResult:
     through the predictor's decision (its operating points), the model's identity, the explained
     slice's image information and embedding, and ``read``. A refused series gives a refused
     result with the reason, and still says what was read."""
-    from medai.imaging.scope import series_scope
 
     if read.refusal is not None or read.decision is None:
         refusal = read.refusal or Refusal("unreadable", "no slice of the series could be read")

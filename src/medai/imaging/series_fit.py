@@ -31,8 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from medai.core import model_dir
+from medai.core.model_dir import read_card, save_card
 from medai.core.task_registry import Task
+from medai.imaging.datasets import load_dataset, patient_split
 from medai.imaging.decision import OperatingPolicy
+from medai.imaging.labels import space
+from medai.imaging.operating import write_series_rule
 from medai.imaging.series import SeriesRule, decide_series
 
 CANDIDATES: tuple[SeriesRule, ...] = (
@@ -220,7 +225,6 @@ def split_probabilities(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's per-slice probabilities on one part of the split it was trained with
     (``validation`` or ``test``) and the slices' true class indices (model label order)."""
-    from medai.imaging.datasets import load_dataset, patient_split
     from medai.imaging.pipeline import _subset, readable, split_groups
 
     ds = load_dataset(data, predictor.cfg.task)
@@ -248,10 +252,6 @@ def fit_series_rule(
     its validation split (``seed``: the split seed it was trained with) and, with ``write``,
     record it in its ``operating_points.json`` and card, resealing the card (the file is part
     of the content hash)."""
-    from medai.core import model_dir
-    from medai.core.model_dir import read_card, save_card
-    from medai.imaging.labels import space
-    from medai.imaging.operating import write_series_rule
 
     predictor = model_dir.load(directory)
     task, labels = space(predictor.cfg.task), list(predictor.labels)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medai.core.trainer import adamw, default_workers
+from medai.core.trainer import LoopConfig, adamw, balanced_class_weights, default_workers, fit
 from medai.imaging.datasets import ImageDataset, RecordTable
 from medai.imaging.decode_cache import DecodedCache
 from medai.imaging.io import ImageInputError, load_image
@@ -269,7 +269,6 @@ def _loss_weights(targets: np.ndarray, multilabel: bool) -> torch.Tensor:
         pos = np.nansum(targets == 1, axis=0)
         neg = np.nansum(targets == 0, axis=0)
         return torch.tensor(np.clip(neg / np.maximum(pos, 1), 1.0, 50.0), dtype=torch.float32)
-    from medai.core.trainer import balanced_class_weights
 
     return torch.tensor(
         balanced_class_weights(targets.argmax(1), targets.shape[1]), dtype=torch.float32
@@ -425,7 +424,6 @@ def train_model(
     progress=None,
 ) -> tuple[ImagingNet, list[dict]]:
     """Fit and return the model with its best weights and the per-epoch history."""
-    from medai.core.trainer import LoopConfig, fit
 
     adapter = ImagingAdapter(cfg, train, val)
     loop = LoopConfig(

@@ -47,6 +47,7 @@ from medai.platform.records.db import utcnow
 from medai.platform.records.tables import Job
 from medai.platform.web import routes as web
 from medai.server.kernel import Face, build_app
+from medai.settings import get_settings
 
 log = logging.getLogger("medai.platform")
 
@@ -65,44 +66,42 @@ def create_platform_app(
     """The app; ``models``: a model folder per task, over ``MEDAI_MODELS`` (the rest serve
     their bundled default). With ``dicom_port`` a DICOM node (``integration.dicom_node``) runs
     beside the API in this process, started and stopped with it, its studies dispatched like
-    uploads."""
-    from medai.settings import get_settings
-
+    uploads. The settings are read once, here, and handed to the platform (``p.settings``)."""
     settings = get_settings()
-    broker = broker_url if broker_url is not None else settings.broker_url
-    threads = settings.job_threads if job_threads is None else job_threads
-    senders = settings.outbox_threads if outbox_threads is None else outbox_threads
+    broker = broker_url if broker_url is not None else settings.storage.broker_url
+    threads = settings.serving.job_threads if job_threads is None else job_threads
+    senders = settings.outbox.outbox_threads if outbox_threads is None else outbox_threads
     holder: dict = {}
 
     def start(app: FastAPI) -> None:
         p: Platform = app.state.platform
         serving.watch(p)  # promotion and rollback reach this process without a restart
         if broker:
-            _republish_unclaimed(p, broker, settings.job_lease_s, holder)
+            _republish_unclaimed(p, broker, settings.serving.job_lease_s, holder)
         else:
             if pending(p) and "model_jobs" not in holder:  # left by a restart: go on
-                holder["model_jobs"] = LocalRunner(p, settings.job_lease_s).start()
+                holder["model_jobs"] = LocalRunner(p, settings.serving.job_lease_s).start()
         if not broker and threads > 0:
-            pool = JobPool(p, threads, settings.job_lease_s)
+            pool = JobPool(p, threads, settings.serving.job_lease_s)
             pool.start()
             holder["pool"] = pool
         if dicom_port is not None:
             holder["dicom"] = DicomNode(
                 p,
                 app.state.dispatch,
-                ae_title=settings.dicom_ae_title,
-                host=dicom_host or settings.dicom_host,
+                ae_title=settings.dicom.dicom_ae_title,
+                host=dicom_host or settings.dicom.dicom_host,
                 port=dicom_port,
-                allow=settings.dicom_allow,
+                allow=settings.dicom.dicom_allow,
             ).start()
             app.state.dicom_node = holder["dicom"]
-        if settings.dicomweb_pull_url:  # studies in from a PACS that does not push
+        if settings.dicom.dicomweb_pull_url:  # studies in from a PACS that does not push
             holder["pull"] = Puller(
                 p,
-                settings.dicomweb_pull_url,
+                settings.dicom.dicomweb_pull_url,
                 app.state.dispatch,
-                every_s=settings.dicomweb_pull_every_s,
-                lookback_days=settings.dicomweb_pull_lookback_days,
+                every_s=settings.dicom.dicomweb_pull_every_s,
+                lookback_days=settings.dicom.dicomweb_pull_lookback_days,
             ).start()
         if senders > 0 and settings.destinations():  # results out (integration.delivery)
             from medai.platform.delivery.delivery import DeliveryLoop
@@ -134,7 +133,7 @@ def create_platform_app(
     }
     if broker:
         checks["broker"] = lambda: queue.check_broker(broker)
-    certificates = CertificateWatch.from_settings()
+    certificates = CertificateWatch.from_settings(settings)
     certificates.check()  # a certificate near its end is in the log from the start
     face = Face(
         routers=[
@@ -164,7 +163,13 @@ def create_platform_app(
         on_stop=stop,
         # GET /metrics: queues, outbox, alerts, models read from the database; the expiry
         # of the site's TLS certificates (checked, and warned about, at start too)
-        collectors=[PlatformCollector(lambda: app.state.platform.db), certificates],
+        collectors=[
+            PlatformCollector(
+                lambda: app.state.platform.db,
+                destinations=lambda: [d.name for d in app.state.platform.settings.destinations()],
+            ),
+            certificates,
+        ],
     )
     app = build_app(
         face,
@@ -174,7 +179,7 @@ def create_platform_app(
     )
     app.mount("/ui", web.STATIC, name="ui")
     app.state.platform = open_platform(
-        database_url, models=app.state.models, knowledge_dir=knowledge_dir
+        database_url, models=app.state.models, knowledge_dir=knowledge_dir, settings=settings
     )
 
     def dispatch(study_id: int, job_id: int, urgent: bool) -> None:
@@ -234,7 +239,5 @@ def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict)
 def platform_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (each worker process builds its own app from the
     settings: MEDAI_MODELS, and the DICOM node with MEDAI_DICOM_IN_SERVE)."""
-    from medai.settings import get_settings
-
-    settings = get_settings()
-    return create_platform_app(dicom_port=settings.dicom_port if settings.dicom_in_serve else None)
+    dicom = get_settings().dicom
+    return create_platform_app(dicom_port=dicom.dicom_port if dicom.dicom_in_serve else None)

@@ -16,7 +16,7 @@ from medai.platform.records.blobs import BlobStore
 from medai.platform.records.crypto import cipher
 from medai.platform.records.db import Database
 from medai.services.model_handles import ModelHandles
-from medai.settings import get_settings
+from medai.settings import Settings, get_settings
 
 
 def open_platform(
@@ -25,12 +25,17 @@ def open_platform(
     home: Path | None = None,
     knowledge_dir: str | None = None,
     adopt_models: bool = True,
+    settings: Settings | None = None,
+    model_threads: int | None = None,
 ) -> Platform:
     """The platform of this process; ``adopt_models`` False for a command that loads no
-    model handle (an export) and must not register models on a fresh database."""
-    settings = get_settings()
+    model handle (an export) and must not register models on a fresh database. ``settings``:
+    the process's (``get_settings``) unless the caller already holds them; the platform
+    keeps them for the code it is handed to. ``model_threads``: intra-op threads of each
+    model call when ``models`` is not given (None: the runtimes' own pools)."""
+    settings = settings or get_settings()
     db = Database(database_url)
-    home = home or settings.home
+    home = home or settings.storage.home
     try:  # before the migration (it seals values with the key): KeysMissing names the ids
         require_keys(db.engine, home / "blobs", settings)
     except BaseException:
@@ -38,8 +43,9 @@ def open_platform(
         raise
     db.upgrade()
     cipher()  # the at-rest key exists before the first request needs it
-    dummy_hash()  # made now: the first unknown user's sign-in costs what a real one does
-    if settings.password_hash == "insecure-fast":
+    # made now: the first unknown user's sign-in costs what a real one does
+    dummy_hash(settings.auth.password_hash)
+    if settings.auth.password_hash == "insecure-fast":
         logging.getLogger("medai.platform.access.accounts").warning(
             "passwords are hashed with the 'insecure-fast' profile (tests only): set "
             "MEDAI_PASSWORD_HASH=rfc9106-low-memory for any real use"
@@ -48,9 +54,11 @@ def open_platform(
     p = Platform(
         db=db,
         store=store,
-        models=models or ModelHandles(imaging_runtime=settings.imaging_runtime),
+        models=models
+        or ModelHandles(threads=model_threads, imaging_runtime=settings.serving.imaging_runtime),
+        settings=settings,
         knowledge_dir=knowledge_dir
-        or (str(settings.knowledge_dir) if settings.knowledge_dir else None),
+        or (str(settings.llm.knowledge_dir) if settings.llm.knowledge_dir else None),
         home=home,
     )
     if adopt_models:

@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medai.core.percent import probability
+from medai.core.task_registry import TaskError
+from medai.core.task_registry import get as get_task
 from medai.core.text import redact_pii
+from medai.imaging.decision import stored_state
+from medai.imaging.labels import space
 from medai.reporting.draft_input import imaging_task
 from medai.reporting.llm import LLMError
 from medai.reporting.phrases import NORMAL, phrase
@@ -177,7 +181,6 @@ def ai_state(f: dict[str, Any]) -> str | None:
     A row given without one (an older caller) is read by what it said, ``positive`` and an
     undecided ``basis``, as ``imaging.decision.read`` reads a stored result; never from its
     probability."""
-    from medai.imaging.decision import stored_state
 
     if "state" in f:
         return f["state"] if f["state"] in STATES else None
@@ -209,8 +212,6 @@ def conflict_labels(facts: StudyFacts) -> list[str]:
 
 def label_name(task: str, label: str, lang: str) -> str:
     """The task registry's name for people, else the report phrase, else the label."""
-    from medai.core.task_registry import TaskError
-    from medai.core.task_registry import get as get_task
 
     try:
         spec = get_task(task)
@@ -262,7 +263,6 @@ def retrieve(
 
 
 def _task_labels(task: str | None) -> set[str] | None:
-    from medai.imaging.labels import space
 
     try:
         return set(space(task).labels) if task else None
@@ -516,7 +516,6 @@ def cited(text: str) -> list[int]:
 def check_answer(text: str, facts: StudyFacts, n_passages: int, lang: str) -> list[int]:
     """The passage numbers a model's answer cites; ``LLMError`` when it cites one that was not
     retrieved or states a finding of the task the study was not decided to have."""
-    from medai.imaging.labels import space
     from medai.reporting.findings import positive_labels, positive_labels_tr
     from medai.reporting.safety import _implied
 

@@ -24,6 +24,7 @@ from medai.imaging.labels import space
 from medai.imaging.scope import Scope
 from medai.reporting.comparison import sentence as comparison_sentence
 from medai.reporting.comparison import with_comparison
+from medai.reporting.consistency import state_problems
 from medai.reporting.draft_input import (  # noqa: F401 - the drafting API in one place
     MAX_FINDINGS,
     DraftContext,
@@ -84,7 +85,6 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
 def _with_state(sections: dict[str, str], ctx: DraftContext) -> dict[str, str]:
     """An LLM draft that does not name the undecided candidates or the conflict gets the
     template's sentence for them first in its findings."""
-    from medai.reporting.consistency import state_problems
 
     text = f"{sections['findings']} {sections['impression']}"
     if not state_problems(text, ctx.decision, ctx.task):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medai.core.errors import MedaiError
+from medai.core.task_registry import default_task
 from medai.core.text import excerpt
 from medai.imaging.decision import Decision, OperatingPolicy, decide, from_labels
 from medai.imaging.labels import resolve, space
@@ -43,7 +44,6 @@ MAX_FINDINGS = 100
 def imaging_task(task: str | None = None) -> str:
     """``task``, or when none is named the task registry's default imaging task
     (``Task.default``): the one place a draft's task defaults."""
-    from medai.core.task_registry import default_task
 
     return default_task("imaging").name if task is None else task
 

@@ -9,11 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from medai.imaging.io import LoadedImage
+from medai.core import model_dir
+from medai.imaging.io import ImageRefused, LoadedImage, load_image
 from medai.imaging.scope import of_payload
 from medai.reporting.draft import FindingsInputError, draft_report, imaging_task, parse_decided
+from medai.reporting.knowledge import load_chunks
 from medai.reporting.llm import LLMConfig, LLMError, make_backend
 from medai.reporting.results import DraftResult
+from medai.reporting.retrieve import HybridRetriever
 
 
 def image_meta(loaded: LoadedImage) -> dict:
@@ -62,9 +65,6 @@ class Drafter:
 
     def _load_retriever(self):
         if self._retriever is None:
-            from medai.reporting.knowledge import load_chunks
-            from medai.reporting.retrieve import HybridRetriever
-
             self._retriever = HybridRetriever(load_chunks(self.kb), use_embeddings=self.embeddings)
         return self._retriever
 
@@ -72,8 +72,6 @@ class Drafter:
         key = (task, model)
         with self._lock:
             if key not in self._imaging:
-                from medai.core import model_dir
-
                 self._imaging[key] = model_dir.load(
                     model_dir.resolve_model(model, task, self.models, self.models_dir)
                 )
@@ -97,7 +95,6 @@ class Drafter:
         already decoded (``LoadedImage``) is used as it is: a study's analysis decodes once.
         No ``task``: the task registry's default imaging task. ``prior``: the patient's latest
         signed prior of this task (``reporting.comparison``), compared in the findings."""
-        from medai.imaging.io import ImageRefused, load_image
 
         task = imaging_task(task)
         loaded = (
@@ -124,8 +121,6 @@ class Drafter:
         caption = None
         if self.caption_model is not None and loaded is not None:
             if self._captioner is None:
-                from medai.core import model_dir
-
                 self._captioner = model_dir.load(self.caption_model, models_dir=self.models_dir)
             suggested = self._captioner.caption_pixels([loaded.pixels])[0]
             caption = suggested["caption"]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from medai.core.text import turkish_lower
+from medai.imaging.labels import imaging_tasks
 from medai.imaging.scope import SCOPE_SENTENCE as _MODEL_SCOPE
 from medai.reporting.comparison import COMPARISON_SENTENCE
 
@@ -25,7 +27,6 @@ SCOPE_SENTENCE = re.compile(f"{_MODEL_SCOPE.pattern}|{COMPARISON_SENTENCE.patter
 
 def _mention_table(lang: str) -> dict[str, str]:
     """label -> regex of mentions (lowercased text), from every imaging task's definition."""
-    from medai.imaging.labels import imaging_tasks
 
     table: dict[str, str] = {}
     for task in imaging_tasks().values():
@@ -236,7 +237,6 @@ def positive_labels_tr(text: str) -> set[str]:
     """Labels a Turkish text states as present, clause by clause: a clause with a negation or a
     hedge states nothing, the others state every finding they name ("Plevral efüzyon yok,
     sağ akciğerde kitle izlenmektedir" states a mass)."""
-    from medai.core.text import turkish_lower
 
     found = set()
     for sentence in _SENTENCE.split(turkish_lower(str(text))):
@@ -284,7 +284,6 @@ def denied_labels(text: str) -> set[str]:
     Turkish clause with a negation and no hedge denies every finding it names ("Plevral efüzyon,
     pnömotoraks izlenmedi"); an English mention read as negative ("No pneumothorax"). A hedged
     or merely unnamed label is neither stated nor denied. The normal label is not among them."""
-    from medai.core.text import turkish_lower
 
     found: set[str] = set()
     english = []
@@ -308,7 +307,6 @@ def denied_labels(text: str) -> set[str]:
 def named_labels(text: str) -> set[str]:
     """Labels a text names at all, stated, denied or asked about, in either language ("Plevral
     efüzyon var mı?", "Is there a pneumothorax?")."""
-    from medai.core.text import turkish_lower
 
     low, tr_low = str(text).lower(), turkish_lower(str(text))
     return {lab for lab, pat in _MENTION.items() if pat.search(low)} | {
@@ -342,7 +340,6 @@ def states_normal(text: str) -> bool:
     acute abnormality")? The normal label is learned from a signature only when the text says
     so or the model decided it: an undecided or refused study signed with "değerlendirilemedi"
     is not a normal study."""
-    from medai.core.text import turkish_lower
 
     for sentence in _SENTENCE.split(turkish_lower(str(text))):
         if _NOT_NORMAL.search(sentence) or _UNDECIDED.search(sentence):
@@ -364,7 +361,6 @@ def calls_normal(text: str) -> list[str]:
     "No acute lung abnormality (AI suggestion).", "Tümör düşündüren bulgu yok"), as opposed to
     saying what the model looked for and did not find; undecided sentences and those that name
     the model are not such claims. A draft must have none."""
-    from medai.core.text import turkish_lower
 
     out = []
     for sentence in _SENTENCE.split(str(text)):

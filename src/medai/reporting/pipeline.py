@@ -9,18 +9,26 @@ set does not fit in memory as pixels. Scores name their caption normalisation
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from medai.core.baselines import compare, verdict
 from medai.core.model_dir import ModelCard, file_sha256, save_card
+from medai.reporting.captioning.blip2_plan import generation_batch, load_config
 from medai.reporting.captioning.caption_metrics import (
     IMAGECLEF_2025,
     MEDAI_V1,
     NORMALISATIONS,
     bertscore,
     caption_scores,
+)
+from medai.reporting.captioning.caption_select import SELECTIONS, baselines, scope_floor
+from medai.reporting.captioning.caption_tuning import (
+    DEFAULT_SETTINGS,
+    choose_selection,
+    nested_comparison,
 )
 from medai.reporting.captioning.captioner import DEFAULT_EMBEDDER, ImageEmbedder, RetrievalCaptioner
 from medai.reporting.captioning.captions import CaptionDataset, group_split, load_captions
@@ -108,6 +116,33 @@ def score_captioner(
     return metrics
 
 
+@dataclass(frozen=True)
+class _Part:
+    """The readable images of one part of a caption set (training, held out, all): their
+    features, with the positions, captions, case groups and ids of the images they are of."""
+
+    feats: np.ndarray
+    keep: list[int]
+    captions: list[str]
+    groups: list[str]
+    ids: list[str]
+
+
+def _readable(
+    emb: ImageEmbedder, ds: CaptionDataset, idx: list[int], num_workers: int | None
+) -> _Part:
+    """``idx``'s readable images, embedded (``_embed``)."""
+    feats, keep = _embed(emb, ds, idx, num_workers)
+    records = [ds.records[i] for i in keep]
+    return _Part(
+        feats,
+        keep,
+        [r.caption for r in records],
+        [r.group for r in records],
+        [r.id for r in records],
+    )
+
+
 def build_captioner(
     data: Path,
     out: Path | None,
@@ -138,66 +173,33 @@ def build_captioner(
     those of the split). Scores use ``normalisation_for(reader, normalisation)``; the
     selection's own word matching and the repeated-split comparison stay on ``medai-v1``
     (``caption_select``), as the saved indexes were chosen with it."""
-    from medai.reporting.captioning.caption_select import SELECTIONS, scope_floor
-    from medai.reporting.captioning.caption_tuning import DEFAULT_SETTINGS, choose_selection
-
-    if index not in ("train", "all"):
-        raise ValueError(f"unknown index {index!r}: train or all")
-    if selection not in SELECTIONS:
-        raise ValueError(f"unknown caption selection {selection!r}: one of {', '.join(SELECTIONS)}")
+    _check_choices(index, selection)
     norm = normalisation_for(reader, normalisation)
     ds = load_captions(data, **reader)
-    train, test = group_split(ds, test_frac=test_frac, seed=seed)
-    if not train or not test:
+    train_idx, test_idx = group_split(ds, test_frac=test_frac, seed=seed)
+    if not train_idx or not test_idx:
         raise ValueError(f"{data}: too few caption groups to hold some out")
     emb = ImageEmbedder(embedder)
-    feats, keep = _embed(emb, ds, train, num_workers)
-    if not keep:
+    train = _readable(emb, ds, train_idx, num_workers)
+    if not train.keep:
         raise ValueError("no readable training images")
-    captions = [ds.records[i].caption for i in keep]
-    groups = [ds.records[i].group for i in keep]
-    validation: dict = {}
-    given = {
-        key: value
-        for key, value in (
-            ("temperature", temperature),
-            ("self_credit", self_credit),
-            ("image_weight", image_weight),
-        )
-        if value is not None
-    }
+    given = _given(temperature=temperature, self_credit=self_credit, image_weight=image_weight)
     fixed = len(given) == 3 or selection != "expected-overlap"
-    chosen = {**DEFAULT_SETTINGS, **given}
-    if not fixed:
-        chosen, validation = choose_selection(feats, captions, k, seed=seed, groups=groups)
-        chosen.update(given)  # a setting given is used as given, the others chosen
-        validation["chosen"] = chosen
-    captioner = RetrievalCaptioner(
-        feats,
-        captions,
-        [ds.records[i].id for i in keep],
-        emb,
-        k,
-        selection=selection,
-        **chosen,
-        min_similarity=scope_floor(feats, captions, groups=groups),
-    )
-    test_feats, test_keep = _embed(emb, ds, test, num_workers)
-    if not test_keep:
+    chosen, validation = _selection_settings(train, k, seed, given, fixed)
+    captioner = _retrieval_captioner(emb, train, k, selection, chosen)
+    test = _readable(emb, ds, test_idx, num_workers)
+    if not test.keep:
         raise ValueError("no readable images to caption")
-    refs = [ds.records[i].caption for i in test_keep]
-    metrics, predicted, table = _score_split(
-        captioner, feats, captions, test_feats, refs, bertscore_model, norm
-    )
-    metrics["unreadable_images"] = len(test) - len(test_keep)
-    metrics["split"] = {"train": len(train), "test": len(test), "by": "case group"}
+    metrics, table, examples = _held_out(captioner, train, test, bertscore_model, norm)
+    metrics["unreadable_images"] = len(test_idx) - len(test.keep)
+    metrics["split"] = {"train": len(train_idx), "test": len(test_idx), "by": "case group"}
     metrics["validation"] = validation
     if repeats > 1 and selection == "expected-overlap":
         table = _nested_table(
             captioner,
-            np.concatenate([feats, test_feats]),
-            captions + refs,
-            groups + [ds.records[i].group for i in test_keep],
+            np.concatenate([train.feats, test.feats]),
+            train.captions + test.captions,
+            train.groups + test.groups,
             k,
             repeats,
             chosen if fixed else given,
@@ -205,90 +207,182 @@ def build_captioner(
         )
     metrics["baselines"] = table
     metrics["verdict"] = verdict(table)
-    metrics["examples"] = [
-        {"id": ds.records[i].id, "reference": r, "caption": c}
-        for i, r, c in list(zip(test_keep, refs, predicted, strict=True))[:10]
-    ]
+    metrics["examples"] = examples
     if out is not None:
-        if index == "all":
-            all_feats, all_keep = _embed(emb, ds, list(range(len(ds.records))), num_workers)
-            all_caps = [ds.records[i].caption for i in all_keep]
-            all_groups = [ds.records[i].group for i in all_keep]
-            captioner = RetrievalCaptioner(
-                all_feats,
-                all_caps,
-                [ds.records[i].id for i in all_keep],
-                emb,
-                k,
-                selection=selection,
-                temperature=captioner.temperature,
-                self_credit=captioner.self_credit,
-                image_weight=captioner.image_weight,
-                min_similarity=scope_floor(all_feats, all_caps, groups=all_groups),
-            )
-        command = [
-            "medai",
-            "caption",
-            "train",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--embedder",
-            embedder,
-            "--k",
-            str(k),
-            "--selection",
-            selection,
-            "--index",
-            index,
-            "--test-frac",
-            str(test_frac),
-            "--repeats",
-            str(repeats),
-        ]
-        if temperature is not None:
-            command += ["--temperature", str(temperature)]
-        if self_credit is not None:
-            command += ["--self-credit", str(self_credit)]
-        if image_weight is not None:
-            command += ["--image-weight", str(image_weight)]
-        command += _reader_flags(reader)
-        card = ModelCard(
-            task="caption",
-            model_type="retrieval",
-            labels=[],
-            name=out.name,
-            description=f"retrieval captioner ({embedder} embeddings, {selection}"
-            f", k={k}, temperature {captioner.temperature:g})",
-            training_command=shlex.join(command),
-            data=[
-                {
-                    "path": str(data),
-                    "sha256": file_sha256(Path(data)),
-                    "report": ds.report,
-                    "indexed": index,
-                }
-            ],
-            metrics={k2: v for k2, v in metrics.items() if k2 not in ("examples", "baselines")},
-            params={
-                "embedder": embedder,
-                "k": k,
-                "selection": selection,
-                "temperature": captioner.temperature,
-                "self_credit": captioner.self_credit,
-                "image_weight": captioner.image_weight,
-                "index": index,
-                "min_similarity": captioner.min_similarity,
-            },
-            baselines=table,
-            licence_notes=CAPTION_LICENCE_NOTE,
-            intended_use="Suggest a caption for a radiologist to edit.",
+        if index == "all":  # the same settings, every pair's caption to retrieve
+            every = _readable(emb, ds, list(range(len(ds.records))), num_workers)
+            captioner = _retrieval_captioner(emb, every, k, selection, _settings_of(captioner))
+        command = _retrieval_command(
+            data, out, embedder, k, selection, index, test_frac, repeats, given, reader
         )
-        captioner.card = card
-        captioner.save(out)
-        save_card(out, card)
+        _save_retrieval(captioner, out, data, ds, index, command, metrics, embedder)
     return metrics
+
+
+def _check_choices(index: str, selection: str) -> None:
+    """A wrong ``index`` or ``selection`` is refused, naming the valid ones, before any work."""
+    if index not in ("train", "all"):
+        raise ValueError(f"unknown index {index!r}: train or all")
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown caption selection {selection!r}: one of {', '.join(SELECTIONS)}")
+
+
+def _given(**settings: float | None) -> dict:
+    """The selection settings the caller gave (None: to be chosen), in the order given."""
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def _selection_settings(
+    train: _Part, k: int, seed: int, given: dict, fixed: bool
+) -> tuple[dict, dict]:
+    """The selection's settings and how they were chosen: those ``given`` over the defaults
+    when they are ``fixed``, else chosen on the training part by repeated case-group splits
+    (``choose_selection``), a setting given still used as given."""
+    if fixed:
+        return {**DEFAULT_SETTINGS, **given}, {}
+    chosen, validation = choose_selection(
+        train.feats, train.captions, k, seed=seed, groups=train.groups
+    )
+    chosen.update(given)  # a setting given is used as given, the others chosen
+    validation["chosen"] = chosen
+    return chosen, validation
+
+
+def _retrieval_captioner(
+    emb: ImageEmbedder, part: _Part, k: int, selection: str, settings: dict
+) -> RetrievalCaptioner:
+    """A retrieval captioner over ``part``'s captions, abstaining below the similarity its
+    own case groups set (``scope_floor``)."""
+    return RetrievalCaptioner(
+        part.feats,
+        part.captions,
+        part.ids,
+        emb,
+        k,
+        selection=selection,
+        **settings,
+        min_similarity=scope_floor(part.feats, part.captions, groups=part.groups),
+    )
+
+
+def _settings_of(captioner: RetrievalCaptioner) -> dict:
+    """The selection settings a captioner runs with (an index of all pairs keeps them)."""
+    return {
+        "temperature": captioner.temperature,
+        "self_credit": captioner.self_credit,
+        "image_weight": captioner.image_weight,
+    }
+
+
+def _held_out(
+    captioner: RetrievalCaptioner,
+    train: _Part,
+    test: _Part,
+    bertscore_model: str | None,
+    normalisation: str,
+) -> tuple[dict, dict, list[dict]]:
+    """The captioner's scores on the held-out part, its comparison with the baselines there
+    and its first ten captions beside their references."""
+    metrics, predicted, table = _score_split(
+        captioner,
+        train.feats,
+        train.captions,
+        test.feats,
+        test.captions,
+        bertscore_model,
+        normalisation,
+    )
+    examples = [
+        {"id": i, "reference": r, "caption": c}
+        for i, r, c in list(zip(test.ids, test.captions, predicted, strict=True))[:10]
+    ]
+    return metrics, table, examples
+
+
+def _retrieval_command(
+    data: Path,
+    out: Path,
+    embedder: str,
+    k: int,
+    selection: str,
+    index: str,
+    test_frac: float,
+    repeats: int,
+    given: dict,
+    reader: dict,
+) -> list[str]:
+    """The ``medai caption train`` command that builds this captioner again (its card's
+    ``training_command``): the settings given, not those chosen, so a rerun chooses anew."""
+    command = [
+        "medai",
+        "caption",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--embedder",
+        embedder,
+        "--k",
+        str(k),
+        "--selection",
+        selection,
+        "--index",
+        index,
+        "--test-frac",
+        str(test_frac),
+        "--repeats",
+        str(repeats),
+    ]
+    for key, value in given.items():  # temperature, self_credit, image_weight, in that order
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    return command + _reader_flags(reader)
+
+
+def _save_retrieval(
+    captioner: RetrievalCaptioner,
+    out: Path,
+    data: Path,
+    ds: CaptionDataset,
+    index: str,
+    command: list[str],
+    metrics: dict,
+    embedder: str,
+) -> None:
+    """Save the captioner's index in ``out`` with its card: the split's metrics and
+    baselines, the data it indexed and the settings it runs with."""
+    card = ModelCard(
+        task="caption",
+        model_type="retrieval",
+        labels=[],
+        name=out.name,
+        description=f"retrieval captioner ({embedder} embeddings, {captioner.selection}"
+        f", k={captioner.k}, temperature {captioner.temperature:g})",
+        training_command=shlex.join(command),
+        data=[
+            {
+                "path": str(data),
+                "sha256": file_sha256(Path(data)),
+                "report": ds.report,
+                "indexed": index,
+            }
+        ],
+        metrics={key: v for key, v in metrics.items() if key not in ("examples", "baselines")},
+        params={
+            "embedder": embedder,
+            "k": captioner.k,
+            "selection": captioner.selection,
+            **_settings_of(captioner),
+            "index": index,
+            "min_similarity": captioner.min_similarity,
+        },
+        baselines=metrics["baselines"],
+        licence_notes=CAPTION_LICENCE_NOTE,
+        intended_use="Suggest a caption for a radiologist to edit.",
+    )
+    captioner.card = card
+    captioner.save(out)
+    save_card(out, card)
 
 
 def _reader_flags(reader: dict) -> list[str]:
@@ -311,8 +405,6 @@ def _score_split(
 ) -> tuple[dict, list[str], dict]:
     """The captioner's metrics, its captions and its comparison with the baselines on one
     held-out split (an abstention scores as an empty caption: counted, never skipped)."""
-    from medai.reporting.captioning.caption_select import baselines
-
     name = f"retrieval captioner ({captioner.selection})"
     answered = captioner.caption_features(test_feats)
     systems = {
@@ -350,8 +442,6 @@ def _nested_table(
     one_split: dict,
 ) -> dict:
     """The card's verdict: the repeated-split comparison, with corrected paired CIs."""
-    from medai.reporting.captioning.caption_tuning import nested_comparison
-
     nested = nested_comparison(feats, captions, k, repeats=repeats, groups=groups, fixed=fixed)
     if "rouge_l_mean" not in nested:
         return one_split
@@ -415,7 +505,6 @@ def train_blip2_captioner(
         Blip2LoraConfig,
         train_blip2,
     )
-    from medai.reporting.captioning.blip2_plan import generation_batch, load_config
     from medai.reporting.captioning.caption_stream import CaptionImages
 
     reader = {k: options.pop(k) for k in ("images", "concepts", "rgb_only") if k in options}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medai.core.embeddings import E5Encoder
 from medai.core.text import ascii_fold, turkish_lower
 from medai.reporting.knowledge import Chunk
 
@@ -70,8 +71,6 @@ class HybridRetriever:
         if use_embeddings:
             try:
                 if encoder is None:
-                    from medai.core.embeddings import E5Encoder
-
                     encoder = E5Encoder()
                 self.vectors = encoder.encode([f"passage: {c.text}" for c in chunks])
                 self.encoder, self.mode = encoder, "hybrid"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from medai.imaging.labels import space
 from medai.reporting.draft_input import DraftContext
-from medai.reporting.findings import positive_labels
+from medai.reporting.findings import calls_normal, positive_labels, positive_labels_tr
 from medai.reporting.llm import LLMError
 from medai.reporting.phrases import NORMAL
 
@@ -15,7 +15,6 @@ def check_no_new_findings(sections: dict[str, str], ctx: DraftContext) -> None:
 
     English drafts are read by the CheXpert-style extractor; Turkish ones by a conservative
     sentence-level reader (any sentence naming a finding without a negation counts)."""
-    from medai.reporting.findings import positive_labels_tr
 
     text = sections["findings"] + " " + sections["impression"]
     stated = positive_labels_tr(text) if ctx.lang == "tr" else positive_labels(text)
@@ -29,7 +28,6 @@ def check_not_called_normal(sections: dict[str, str]) -> None:
     """Refuse an LLM draft that calls the film normal outright ("the lungs are clear",
     "normal study", "Akciğerler temizdir"): a draft says what the model looked for and did not
     find (``findings.calls_normal``)."""
-    from medai.reporting.findings import calls_normal
 
     said = calls_normal(sections["findings"] + " " + sections["impression"])
     if said:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from medai.core.task_registry import all_tasks
 from medai.core.task_registry import get as get_task
 from medai.imaging.labels import space
 from medai.imaging.scope import describe
@@ -69,8 +70,6 @@ def __getattr__(name: str):
     """``INDETERMINATE``: task → its own undecided sentence (en, tr), read from the registry
     when asked (the sentences live in each task's definition, ``Task.draft``)."""
     if name == "INDETERMINATE":
-        from medai.core.task_registry import all_tasks
-
         return {
             t.name: t.draft.indeterminate
             for t in all_tasks("imaging")

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from medai.core.errors import BY_STATUS, MedaiError
 from medai.core.faults import StorageFault, classify
 from medai.core.text import excerpt
+from medai.server.middleware import concrete_methods, method_of, request_id, route_of, route_path
 
 log = logging.getLogger("medai.server")
 FAULT_RETRY_AFTER_S = 60
@@ -139,7 +140,6 @@ def install(app: FastAPI) -> None:
 def fault_response(request: Request, fault: StorageFault) -> JSONResponse:
     """503 with the fault's code; the log names the path (or database) and the reason,
     never the request's content."""
-    from medai.server.middleware import method_of, request_id, route_of
 
     log.error(
         "storage fault: %s is %s (%s) on %s %s%s rid=%s",
@@ -175,8 +175,6 @@ def allowed_methods(request: Request) -> list[str]:
     first matching route's); a parameterless path's own routes alone, as OpenAPI matches it
     (``middleware.ConcretePaths``: ``/users/pending`` is not a ``/users/{username}``)."""
     from starlette.routing import Match
-
-    from medai.server.middleware import concrete_methods, route_path
 
     routes = request.app.router.routes
     own = concrete_methods(routes).get(route_path(request.scope))

@@ -31,6 +31,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from medai.server.middleware import READ_TIMED_OUT
+from medai.settings import get_settings
 
 log = logging.getLogger("medai.server")
 
@@ -78,11 +79,9 @@ class ReadTimeoutProtocol(H11Protocol):
     ) -> None:
         super().__init__(*args, **kwargs)
         if read_timeout_s is None or min_body_rate is None:
-            from medai.settings import get_settings
-
             settings = get_settings()
-            read_timeout_s = read_timeout_s or settings.http_read_timeout_s
-            min_body_rate = min_body_rate or settings.http_min_body_rate
+            read_timeout_s = read_timeout_s or settings.serving.http_read_timeout_s
+            min_body_rate = min_body_rate or settings.serving.http_min_body_rate
         self.read_timeout_s, self.min_body_rate = read_timeout_s, min_body_rate
         self._timer: asyncio.TimerHandle | None = None
         self._started = 0.0  # when the phase under a deadline began (loop time)

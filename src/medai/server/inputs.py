@@ -22,6 +22,8 @@ from fastapi import Path
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
 from pydantic_core import core_schema
 
+from medai.server.middleware import send_json
+
 MAX_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id (1 … 2³¹−1)")]
 
@@ -152,8 +154,6 @@ class UrlGuard:
 
             query = unquote(scope.get("query_string", b"").decode("latin-1"))
             if has_control(scope.get("path", "")) or has_control(query):
-                from medai.server.middleware import send_json
-
                 return await send_json(
                     send, 422, {"detail": f"URL: {CONTROL_MESSAGE}", "code": "invalid"}
                 )
@@ -178,8 +178,6 @@ class HostCheck:
             if scope.get("medai.host_ok"):
                 return await send(message)
             if message["type"] == "http.response.start":
-                from medai.server.middleware import send_json
-
                 await send_json(send, 400, {"detail": "invalid Host header", "code": "bad_request"})
 
         await self.check(scope, receive, refusing_send)

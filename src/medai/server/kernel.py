@@ -24,6 +24,7 @@ from medai.server.metrics import MetricsEndpoint, RequestMetrics, process_exitin
 from medai.server.middleware import BodyLimit, ConcretePaths, Guard, SecurityHeaders
 from medai.services.model_handles import ModelHandles
 from medai.services.runtime import CpuPlan, InferenceLane, apply_thread_limits, plan_cpu
+from medai.settings import get_settings
 
 log = logging.getLogger("medai.server")
 
@@ -75,15 +76,14 @@ def build_app(
     error shape, body limits, security headers, the access log, docs and health. The kernel
     serves no job route of its own: every route is the face's, mounted once. ``models``: a
     model folder (or registered name) per task, over ``MEDAI_MODELS`` (``ModelHandles``)."""
-    from medai.settings import get_settings
 
     settings = get_settings()
-    plan = plan or plan_cpu(settings.workers, settings.inference_concurrency)
+    plan = plan or plan_cpu(settings.serving.workers, settings.serving.inference_concurrency)
     apply_thread_limits(plan)
     handles = ModelHandles(
         models,
         threads=plan.threads,
-        imaging_runtime=settings.imaging_runtime,
+        imaging_runtime=settings.serving.imaging_runtime,
     )
 
     @asynccontextmanager
@@ -113,10 +113,10 @@ def build_app(
     app.state.plan = plan
     app.state.knowledge_dir = knowledge_dir
     app.state.triage_lane = InferenceLane(
-        plan.concurrency, settings.inference_queue, settings.inference_timeout_s
+        plan.concurrency, settings.serving.inference_queue, settings.serving.inference_timeout_s
     )
     app.state.imaging_lane = InferenceLane(
-        plan.concurrency, settings.inference_queue, settings.inference_timeout_s
+        plan.concurrency, settings.serving.inference_queue, settings.serving.inference_timeout_s
     )
     app.state.preloaded = False
     app.state.readiness_checks = dict(face.readiness_checks)
@@ -133,12 +133,12 @@ def build_app(
     app.add_middleware(ConcretePaths, routes=app.router.routes)
     app.add_middleware(UrlGuard)
     app.add_middleware(BodyLimit, limit_for=body_limit)
-    app.add_middleware(HostCheck, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(HostCheck, allowed_hosts=settings.serving.trusted_hosts)
     app.add_middleware(
         MetricsEndpoint,
         collectors=face.collectors,
-        enabled=settings.metrics,
-        allow=settings.metrics_allow,
+        enabled=settings.general.metrics,
+        allow=settings.general.metrics_allow,
     )
     app.add_middleware(Guard, metrics=RequestMetrics())
     app.add_middleware(SecurityHeaders)
@@ -146,15 +146,15 @@ def build_app(
 
 
 def _preload(app: FastAPI) -> None:
-    """Load every served model (and warm the triage path) before the first request needs it;
-    readiness reports the outcome."""
-    from medai.services import triage
-
+    """Load every served model (and run each task's warm-up, ``Task.warm``) before the first
+    request needs it; readiness reports the outcome."""
     report = app.state.models.readiness()
-    if report["triage"]["ready"]:
+    for task, entry in report.items():
+        if not entry["ready"]:
+            continue
         try:
-            triage.warm(app.state.models.get("triage"))
-        except Exception as exc:  # reported by readiness through the triage call
-            log.error("triage warm-up failed: %s", type(exc).__name__)
+            app.state.models.warm(task)
+        except Exception as exc:  # reported by readiness through the task's next call
+            log.error("%s warm-up failed: %s", task, type(exc).__name__)
     app.state.preloaded = True
     log.info("models: %s", {t: r["ready"] for t, r in report.items()})

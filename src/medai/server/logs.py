@@ -29,6 +29,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from medai.settings import get_settings
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # libraries that can echo content: quiet below WARNING, message withheld at WARNING and above
 WITHHELD = (
@@ -154,9 +156,7 @@ def log_config(level: str = "info", log_format: str | None = None) -> dict[str, 
     worker``, ``dicom listen``, ``outbox run``). ``log_format``: text or json (default
     ``MEDAI_LOG_FORMAT``)."""
     if log_format is None:
-        from medai.settings import get_settings
-
-        log_format = get_settings().log_format
+        log_format = get_settings().general.log_format
     level = level.upper()
     loggers: dict[str, dict[str, Any]] = {
         name: {"level": lvl, "handlers": [], "propagate": True}
@@ -181,10 +181,9 @@ def notice(
     """A command's word to the operator before its logging is set up (``serve``'s "no admin
     yet"): the plain text on stderr, or, with ``MEDAI_LOG_FORMAT=json``, one JSON line like
     every other, so that a log shipper reading the JSON never meets a stray line."""
-    from medai.settings import get_settings
 
     out = stream or sys.stderr
-    if get_settings().log_format != "json":
+    if get_settings().general.log_format != "json":
         print(message, file=out, flush=True)
         return
     record = logging.LogRecord(name, level, __file__, 0, "%s", (message,), None)

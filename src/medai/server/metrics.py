@@ -46,6 +46,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import medai
 from medai.server.middleware import route_path, send_json
+from medai.settings import get_settings
 
 log = logging.getLogger("medai.server")
 
@@ -134,9 +135,8 @@ def _process_metrics() -> Iterable[Metric]:
 def source_commit() -> str:
     """``MEDAI_BUILD_COMMIT``, else the commit of the source checkout this runs from (read
     from its ``.git``, no git command), else ``unknown``."""
-    from medai.settings import get_settings
 
-    given = get_settings().build_commit
+    given = get_settings().general.build_commit
     if given:
         return given.strip()[:40]
     git = Path(medai.__file__).resolve().parents[2] / ".git"

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from medai.core import task_registry
+from medai.imaging.decision import read
 from medai.imaging.io import (
     MAX_BYTES,
     WORKING_SIDE,
@@ -23,10 +25,14 @@ from medai.imaging.io import (
     Refusal,
     check_limits,
     load_image,
+    population,
 )
 from medai.imaging.limits import MAX_PIXELS, MAX_TOTAL_PIXELS
 from medai.imaging.results import HeatmapResult, ImagingResult
 from medai.imaging.same_image import dicom_differences, same_dicom_content
+from medai.imaging.scope import TEXT, describe, of_payload, words
+from medai.imaging.views import preference
+from medai.imaging.views import view_of as header_or_image
 from medai.services.model_metrics import timed
 from medai.services.runtime import release_memory, tune_allocator
 
@@ -64,8 +70,6 @@ def decision_of(payload: dict | None) -> dict | None:
     """A stored imaging result's decision as plain JSON, each label with its one ``state``
     (``imaging.decision.read``: results stored before states existed included); None for a
     refused result or one with no findings. Every output reads this, nothing re-derives it."""
-    from medai.core import task_registry
-    from medai.imaging.decision import read
 
     task = None
     try:
@@ -80,7 +84,6 @@ def scope_of(payload: dict | None) -> dict | None:
     """A stored imaging result's scope as plain JSON (``imaging.scope``): what the model
     detects, what it cannot (keys of the one words table) and whether the image was out of its
     scope; for a result stored before scopes, what its task and labels say. None: no result."""
-    from medai.imaging.scope import of_payload
 
     scope = of_payload(payload)
     return None if scope is None else scope.model_dump(mode="json")
@@ -88,7 +91,6 @@ def scope_of(payload: dict | None) -> dict | None:
 
 def scope_words(lang: str) -> dict[str, str]:
     """The name of every ``cannot_detect`` key in ``lang`` (the one words table)."""
-    from medai.imaging.scope import words
 
     return words(lang)
 
@@ -97,7 +99,6 @@ def scope_text(scope: dict | None, task: str, lang: str) -> dict[str, str]:
     """The scope in a report's sentences: ``detects``, ``cannot_detect``, ``out_of_scope``
     (empty when not flagged), and the headings ``title``, ``detects_title``,
     ``cannot_title``, ``flag_title`` (``imaging.scope.describe``)."""
-    from medai.imaging.scope import TEXT, describe
 
     i = 1 if lang == "tr" else 0
     headings = {k: TEXT[k][i] for k in ("title", "detects_title", "cannot_title", "flag_title")}
@@ -109,7 +110,6 @@ def view_of(image: LoadedImage, predictor=None):
     ``source`` header | image, ``score``): its DICOM header's, else ``predictor``'s image check
     (the task's model; one forward pass), else unknown. ``imaging.views.preference`` orders
     the films of a chest study (frontal first)."""
-    from medai.imaging.views import view_of as header_or_image
 
     if predictor is not None and hasattr(predictor, "view"):
         return predictor.view(image)
@@ -119,7 +119,6 @@ def view_of(image: LoadedImage, predictor=None):
 def view_preference(check) -> tuple[int, int]:
     """Sort key choosing the film a chest study is decided from (frontal, then unknown, then
     lateral; the header's word before the image check's)."""
-    from medai.imaging.views import preference
 
     return preference(check)
 
@@ -129,8 +128,6 @@ def header_population(data: bytes) -> dict[str, str]:
     read); {} for other formats or an unreadable header. For validation subgroups."""
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
-
-    from medai.imaging.io import population
 
     if len(data) < 132 or data[128:132] != b"DICM":
         return {}

@@ -12,20 +12,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medai.core import model_dir
+from medai.core import model_dir, task_registry
 from medai.core.errors import MedaiError
+from medai.services.triage import red_flag_options
+from medai.settings import get_settings
 
 
 def served_tasks() -> tuple[str, ...]:
-    """Triage and every imaging task of the registry."""
-    from medai.core import task_registry
-
-    return ("triage", *task_registry.names("imaging"))
+    """Every task of the registry the server keeps a model of (``Task.served``): those of
+    their own kinds first (triage), then the imaging tasks, each by name."""
+    served = [t for t in task_registry.all_tasks() if t.served]
+    return tuple(t.name for t in sorted(served, key=lambda t: t.kind == "imaging"))
 
 
 def configured_models() -> dict[str, Path]:
@@ -33,9 +35,8 @@ def configured_models() -> dict[str, Path]:
     installation names for each task, every task checked against the task registry. A
     command's ``--model`` goes before it and the bundled default after it
     (``core.model_dir.resolve_model`` decides)."""
-    from medai.settings import get_settings
 
-    models = dict(get_settings().models)
+    models = dict(get_settings().models.models)
     model_dir.check_tasks(models, "MEDAI_MODELS")
     return models
 
@@ -44,10 +45,9 @@ def model_folder(ref: str | Path | None, task: str) -> Path:
     """The folder a command uses for ``task``: its ``--model`` (``ref``: a folder, or a name
     found under MEDAI_MODELS_DIR too), else the task's folder in MEDAI_MODELS, else the
     bundled default — ``model_dir.resolve_model`` with this installation's settings."""
-    from medai.settings import get_settings
 
     return model_dir.resolve_model(
-        ref, task, configured_models(), models_dir=get_settings().models_dir
+        ref, task, configured_models(), models_dir=get_settings().storage.models_dir
     )
 
 
@@ -67,23 +67,30 @@ class _Slot:
     swap_error: str | None = None  # the last swap that did not load (the old model serves)
 
 
-def _warm(task: str, predictor: Any) -> None:
-    """A swapped-in triage model answers its first complaint as fast as its hundredth."""
-    if task != "triage":
-        return
-    from medai.services import triage
-
+def _warm_up(task: str) -> Callable[[Any], None] | None:
+    """The task's warm-up (``Task.warm``); None when it has none or is no longer registered
+    (a hospital package withdrawn while its model still serves)."""
     try:
-        triage.warm(predictor)
+        return task_registry.get(task).warm
+    except task_registry.TaskError:
+        return None
+
+
+def _warm(task: str, predictor: Any) -> None:
+    """A swapped-in model answers its first request as fast as its hundredth."""
+    try:
+        hook = _warm_up(task)
+        if hook is not None:
+            hook(predictor)
     except Exception as exc:  # a cold first answer is slower, not wrong
         logging.getLogger("medai.services").warning(
-            "triage warm-up after a swap failed: %s", type(exc).__name__
+            "%s warm-up after a swap failed: %s", task, type(exc).__name__
         )
 
 
 class ModelHandles:
-    """Lazily loaded predictors for triage and every imaging task registered when it is made
-    (``cxr``, ``mri``, a hospital's own …).
+    """Lazily loaded predictors for every served task registered when it is made
+    (``Task.served``: ``triage``, ``cxr``, ``mri``, a hospital's own …).
 
     ``models``: a folder or registered model name per task, over ``MEDAI_MODELS``; a task
     named by neither serves its bundled default (``model_dir.resolve_model`` decides, for the
@@ -97,11 +104,10 @@ class ModelHandles:
         threads: int | None = None,
         imaging_runtime: str = "auto",
     ) -> None:
-        from medai.settings import get_settings
 
         given = {task: str(ref) for task, ref in (models or {}).items() if ref}
         model_dir.check_tasks(given, "models")
-        self.models_dir = get_settings().models_dir  # where a model name is looked up
+        self.models_dir = get_settings().storage.models_dir  # where a model name is looked up
         self.tasks = served_tasks()
         # what serves each task: configured at start, then pinned or swapped by the registry
         self.models: dict[str, str] = {
@@ -131,13 +137,7 @@ class ModelHandles:
         try:
             path = model_dir.resolve_model(ref, task, self.models, self.models_dir)
             slot.path = str(path)
-            if task == "triage":  # with the configured red-flag engine
-                from medai.services.triage import red_flag_options
-
-                options: dict[str, Any] = {"flag_options": red_flag_options()}
-            else:
-                options = {"runtime": self.imaging_runtime, "threads": self.threads}
-            predictor = model_dir.load(path, **options)
+            predictor = model_dir.load(path, **self._load_options(task_registry.get(task)))
             card_task = getattr(getattr(predictor, "card", None), "task", task)
             if card_task != task:
                 raise model_dir.ModelLoadError(f"{path} is a {card_task} model, not {task}")
@@ -145,6 +145,33 @@ class ModelHandles:
         except Exception as exc:  # any load failure is reported by readiness, not raised
             slot.error = f"{type(exc).__name__}: {exc}"
         slot.load_s = round(time.perf_counter() - start, 3)
+
+    def _load_options(self, spec: task_registry.Task) -> dict[str, Any]:
+        """What the task's loader takes beside the folder: an imaging model the configured
+        runtime and this process's threads, a task that reads red flags the configured
+        red-flag engine."""
+        options: dict[str, Any] = {}
+        if spec.kind == "imaging":
+            options.update(runtime=self.imaging_runtime, threads=self.threads)
+        if spec.reads_red_flags:
+            options["flag_options"] = red_flag_options()
+        return options
+
+    def warm(self, task: str) -> None:
+        """Run the task's warm-up (``Task.warm``) on its served predictor, loading it first;
+        nothing for a task that has none. What the warm-up raises is the caller's to log."""
+        hook = _warm_up(task)
+        if hook is not None:
+            hook(self.get(task))
+
+    def red_flag_reader(self) -> Any:
+        """The served predictor that carries the red-flag engine (``Task.reads_red_flags``:
+        triage's), which reads a study's clinical question for urgent signs;
+        ModelUnavailable when no served task has one or its model does not load."""
+        for spec in task_registry.all_tasks():
+            if spec.reads_red_flags and spec.name in self._slots:
+                return self.get(spec.name)
+        raise ModelUnavailable("no served task reads red flags")
 
     def reload(self, task: str) -> None:
         slot = self._slots[task]
@@ -212,7 +239,7 @@ class ModelHandles:
                 "load_s": slot.load_s,
             }
             engine = getattr(predictor, "flag_engine", None)
-            if engine is not None:  # triage: which red-flag engine reads every complaint
+            if engine is not None:  # which red-flag engine reads every complaint (triage's)
                 report[task]["red_flag_engine"] = {**engine.identity, "detectors": engine.detectors}
             if slot.swap_error:
                 report[task]["swap_error"] = slot.swap_error

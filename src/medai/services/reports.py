@@ -6,10 +6,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from medai.reporting import chat
 from medai.reporting.draft import MAX_QUESTION_CHARS, FindingsInputError, imaging_task
 from medai.reporting.drafter import Drafter
-from medai.reporting.llm import LLMConfig
+from medai.reporting.findings import denied_labels as denied
+from medai.reporting.findings import stated_labels as stated
+from medai.reporting.findings import states_normal as normal
+from medai.reporting.llm import LLMConfig, LLMError
 from medai.reporting.results import DraftResult
+from medai.settings import LlmSettings, get_settings
 
 __all__ = [
     "MAX_QUESTION_CHARS",
@@ -29,11 +34,10 @@ _DRAFTERS: dict[str | None, Drafter] = {}
 _LOCK = threading.Lock()
 
 
-def llm_config(settings=None) -> LLMConfig:
-    """The LLM backend the settings configure (``MEDAI_LLM_*``, ``MEDAI_GEMINI_API_KEY``)."""
-    from medai.settings import get_settings
-
-    s = settings or get_settings()
+def llm_config(llm: LlmSettings | None = None) -> LLMConfig:
+    """The LLM backend the settings configure (``MEDAI_LLM_*``, ``MEDAI_GEMINI_API_KEY``): the
+    ``llm`` group given, else this process's."""
+    s = llm or get_settings().llm
     return LLMConfig(
         backend=s.llm_backend,
         url=s.llm_url,
@@ -49,14 +53,12 @@ def new_drafter(kb: str | Path | None = None, **options) -> Drafter:
     """A drafter with what the settings configure: the knowledge base ``kb`` or
     ``MEDAI_KNOWLEDGE_DIR``, the LLM backend (``llm``: another backend's name) and
     ``MEDAI_MODELS_DIR`` (a BLIP-2 captioner's base); ``options`` go to ``Drafter``."""
-    from medai.settings import get_settings
-
     settings = get_settings()
     return Drafter(
-        kb=Path(kb) if kb is not None else settings.knowledge_dir,
-        llm_config=llm_config(settings),
-        models_dir=settings.models_dir,
-        models=settings.models,
+        kb=Path(kb) if kb is not None else settings.llm.knowledge_dir,
+        llm_config=llm_config(settings.llm),
+        models_dir=settings.storage.models_dir,
+        models=settings.models.models,
         **options,
     )
 
@@ -90,8 +92,6 @@ def chat_answer(
     ``findings``: each label's row with its one ``state`` (``finding_states``); ``decision``:
     the AI decision's summary; ``signed_labels``: the signer's labels rule; no ``task``: the
     registry's default imaging task."""
-    from medai.reporting import chat
-    from medai.reporting.llm import LLMError
 
     drafter = shared_drafter(knowledge_dir)
     facts = chat.StudyFacts(
@@ -120,7 +120,6 @@ def chat_answer(
 def stated_labels(text: str) -> set[str]:
     """The imaging labels a report text states as present (the findings extractor of the
     draft safety check, English and Turkish): the default labels of a signature."""
-    from medai.reporting.findings import stated_labels as stated
 
     return stated(text)
 
@@ -129,13 +128,11 @@ def denied_labels(text: str) -> set[str]:
     """The imaging labels a report text states as absent ("Pnömotoraks izlenmedi", "No
     effusion"), either language; a hedged or unnamed label is in neither this nor
     ``stated_labels``."""
-    from medai.reporting.findings import denied_labels as denied
 
     return denied(text)
 
 
 def states_normal(text: str) -> bool:
     """Does a report text say the study is normal (either language)?"""
-    from medai.reporting.findings import states_normal as normal
 
     return normal(text)

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from medai.core import model_dir as model_dirs
 from medai.core.errors import MedaiError
 
 log = logging.getLogger("medai.services.tracking")
@@ -90,8 +91,6 @@ def log_training(task: str, params: dict[str, Any], summary: dict[str, Any]) -> 
     try:
         mlflow = _mlflow()
         from mlflow import MlflowClient
-
-        from medai.core import model_dir as model_dirs
 
         model_dir = Path(summary["model_dir"])
         card = model_dirs.read_card(model_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from medai.core.text import TextInputError
 from medai.services.model_metrics import timed
+from medai.settings import get_settings
 from medai.triage.results import TriageResult
 
 __all__ = [
@@ -15,7 +16,6 @@ __all__ = [
     "red_flags",
     "served_flag_engine",
     "triage",
-    "warm",
 ]
 
 
@@ -24,9 +24,7 @@ def triage(
 ) -> TriageResult:
     """Raises ``TextInputError`` naming the problem when the complaint is unusable."""
     if min_confidence is None:
-        from medai.settings import get_settings
-
-        min_confidence = get_settings().triage_min_confidence
+        min_confidence = get_settings().models.triage_min_confidence
     with timed(predictor, "triage", refusals=(TextInputError,)):
         return predictor.predict(text, top_k=top_k, min_confidence=min_confidence)
 
@@ -35,16 +33,15 @@ def red_flag_options(settings=None):
     """The red-flag engine the settings configure (``MEDAI_RED_FLAG_RULES``,
     ``MEDAI_RED_FLAG_EMBEDDINGS``, ``MEDAI_RED_FLAG_CLASSIFIER``, ``MEDAI_CACHE_DIR``,
     ``MEDAI_E5_MICRO_BATCH``), as the triage job takes it."""
-    from medai.settings import get_settings
     from medai.triage.red_flags.engine import EngineOptions
 
     s = settings or get_settings()
     return EngineOptions(
-        rules_dir=s.red_flag_rules,
-        embeddings=s.red_flag_embeddings,
-        classifier=s.red_flag_classifier,
-        cache_dir=s.cache_dir,
-        e5_micro_batch=s.e5_micro_batch,
+        rules_dir=s.models.red_flag_rules,
+        embeddings=s.models.red_flag_embeddings,
+        classifier=s.models.red_flag_classifier,
+        cache_dir=s.storage.cache_dir,
+        e5_micro_batch=s.serving.e5_micro_batch,
     )
 
 
@@ -53,11 +50,6 @@ def served_flag_engine():
     from medai.triage.red_flags.engine import default_engine
 
     return default_engine(red_flag_options())
-
-
-def warm(predictor) -> None:
-    """Load what the first complaint would otherwise wait for (the red-flag engine, e5)."""
-    predictor.flag_engine.check("başım ağrıyor")
 
 
 def raises_red_flag(predictor, text: str) -> bool:

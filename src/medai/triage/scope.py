@@ -18,6 +18,7 @@ import joblib
 import numpy as np
 
 from medai.core.text import match_form
+from medai.triage.classifiers.base import fast_linear, load_pickled
 
 SCOPE_FILE = "scope.joblib"
 
@@ -109,10 +110,8 @@ class ScopeGate:
         path = directory / SCOPE_FILE
         if not path.is_file():
             return None
-        from medai.triage.classifiers.base import load_pickled
 
         data = load_pickled(path)
-        from medai.triage.classifiers.base import fast_linear
 
         fast_linear(data["pipeline"])
         return cls(data["pipeline"], float(data["threshold"]))

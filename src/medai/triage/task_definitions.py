@@ -5,11 +5,11 @@ classifier."""
 from __future__ import annotations
 
 from medai.core.task_registry import Task, loader_from, register
+from medai.triage.departments import DEPARTMENTS
 
 
 def register_tasks() -> None:
     """Entry point ``medai.tasks``: triage, red_flags, red_flag_classifier."""
-    from medai.triage.departments import DEPARTMENTS
 
     register(
         Task(
@@ -20,6 +20,10 @@ def register_tasks() -> None:
             modality="text",
             display={"tr": "Şikâyet triyajı", "en": "Complaint triage"},
             label_names={d.id: (d.name_en, d.name_tr) for d in DEPARTMENTS},
+            served=True,  # the complaint screen and the kiosks ask the server
+            reads_red_flags=True,  # triage never serves without its red flags
+            warm=warm,
+            recorded_outcomes=True,  # the department a patient was actually sent to
         )
     )
     flags = _bundled_flags()
@@ -46,6 +50,11 @@ def register_tasks() -> None:
             display={"tr": "Acil uyarı sınıflandırıcısı", "en": "Red-flag classifier"},
         )
     )
+
+
+def warm(predictor) -> None:
+    """Load what the first complaint would otherwise wait for (the red-flag engine, e5)."""
+    predictor.flag_engine.check("başım ağrıyor")
 
 
 def _bundled_flags() -> list[dict]:

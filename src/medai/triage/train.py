@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 
 from medai.core.model_dir import ModelCard, file_sha256, save_card
+from medai.core.text import turkish_lower
 from medai.triage import classifiers as model_families
 from medai.triage import departments
 from medai.triage.data import load_complaints, split
 from medai.triage.evaluate import score, write_errors, write_outputs
 from medai.triage.predict import TriagePredictor, choose_min_confidence
+from medai.triage.scope import ScopeGate
 
 TRIAGE_LICENCE_NOTE = (
     "Trained on the data recorded under 'data'. Scraped health Q&A text is user-generated and "
@@ -49,7 +51,6 @@ def load_extra_train(
     """A weaker source (e.g. LLM-rewritten questions) used for training only, never for
     validation or test, so the reported metrics stay on real text. Rows that repeat a text of
     the main set are dropped."""
-    from medai.core.text import turkish_lower
 
     extra = load_complaints(path, redact=redact)
     main = {turkish_lower(t) for t in main_texts}
@@ -82,7 +83,6 @@ def fit_scope_gate(path: Path, train_set, val_set, predictor, redact: bool):
     """Fit the out-of-scope gate: the model's own training texts against the other-department
     complaints (training part only); threshold chosen on the validation split and a slice of the
     other-department training part the gate did not see."""
-    from medai.triage.scope import ScopeGate
 
     other_train, _held_out = out_of_scope_split(path, redact)
     other = [

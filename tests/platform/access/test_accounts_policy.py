@@ -18,6 +18,8 @@ from sqlalchemy import text
 
 from helpers.platform import PASSWORD, FakeClock, bearer, clinic, database_url, migrator, use_home
 
+PROFILE = "insecure-fast"  # the suite's password hashing (MEDAI_PASSWORD_HASH in conftest)
+
 GOOD = "kestane-kebap-ilkbahar"
 
 
@@ -99,7 +101,7 @@ def test_the_library_refuses_a_weak_password_for_every_role(tmp_path):
     db.upgrade()
     for role in accounts.ROLES:
         with pytest.raises(accounts.WeakPassword) as caught, db.session() as s:
-            accounts.create_user(s, f"u_{role}", "12345678", role)
+            accounts.create_user(s, f"u_{role}", "12345678", role, hash_profile=PROFILE)
         assert caught.value.code == "weak_password" and caught.value.verdict.reason == "common"
     db.dispose()
 
@@ -163,19 +165,15 @@ def test_an_enrolment_code_expires(env):
 
 
 def test_wrong_enrolment_codes_are_throttled(env, monkeypatch):
-    _, client, _, _ = env
-    from medai.settings import get_settings
+    app, client, _, _ = env
+    from medai.settings import Settings
 
-    monkeypatch.setenv("MEDAI_LOGIN_MAX_FAILURES", "1")  # 10 per client
-    get_settings.cache_clear()
-    try:
-        for _ in range(10):
-            assert enrol(client, "NOSUCHCODE", GOOD).status_code == 404
-        r = enrol(client, "NOSUCHCODE", GOOD)
-        assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
-    finally:
-        monkeypatch.delenv("MEDAI_LOGIN_MAX_FAILURES")
-        get_settings.cache_clear()
+    # the platform's settings, as with MEDAI_LOGIN_MAX_FAILURES=1: 10 per client
+    monkeypatch.setattr(app.state.platform, "settings", Settings(login_max_failures=1))
+    for _ in range(10):
+        assert enrol(client, "NOSUCHCODE", GOOD).status_code == 404
+    r = enrol(client, "NOSUCHCODE", GOOD)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
 
 
 def test_a_reset_ends_every_credential_and_issues_a_new_code(env):
@@ -414,7 +412,7 @@ def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
         migrate = migrator(engine)
 
         migrate(command.upgrade, "0002")
-        hashed = accounts._hasher().hash(PASSWORD)
+        hashed = accounts._hasher(PROFILE).hash(PASSWORD)
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -437,7 +435,8 @@ def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
         migrate(command.upgrade, "head")
         db = Database(url)
         with db.session() as s:
-            assert accounts.authenticate(s, "old", PASSWORD, "c", 5, 60).username == "old"
+            who = accounts.authenticate(s, "old", PASSWORD, "c", 5, 60, hash_profile=PROFILE)
+            assert who.username == "old"
             assert accounts.resolve(s, "raw-token") is not None
             accounts.invite(s, "new", "radiologist", datetime(2026, 1, 2))
         migrate(command.downgrade, "0002")  # a pending account matches no password there

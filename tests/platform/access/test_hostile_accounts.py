@@ -27,6 +27,7 @@ from helpers.platform import (
     clinic,
     free_port,
     png_bytes,
+    reread_settings,
     start_serve,
     wait_status,
 )
@@ -48,13 +49,12 @@ def env(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
         yield app, client, admin
 
 
-def settings_env(monkeypatch, **values: str) -> None:
-    """Set ``MEDAI_*`` variables for this test (the settings are re-read)."""
-    from medai.settings import get_settings
-
+def settings_env(monkeypatch, app, **values: str) -> None:
+    """Set ``MEDAI_*`` variables for this test (the settings are re-read and handed to the
+    running platform, as a restart with them would)."""
     for name, value in values.items():
         monkeypatch.setenv(f"MEDAI_{name}", value)
-    get_settings.cache_clear()
+    reread_settings(monkeypatch, app.state.platform)
 
 
 @pytest.fixture(autouse=True)
@@ -203,7 +203,7 @@ def _everything_stored(app) -> str:
 
 def test_an_unknown_user_name_is_stored_and_audited_only_as_a_keyed_hash(env, monkeypatch, caplog):
     app, client, admin = env
-    settings_env(monkeypatch, LOGIN_MAX_FAILURES="2")
+    settings_env(monkeypatch, app, LOGIN_MAX_FAILURES="2")
     typed = "Galata-Kulesi-Sifrem-1905"  # the password, typed into the user field
     caplog.set_level(logging.DEBUG)
     codes = [
@@ -238,12 +238,12 @@ def test_uvicorn_trusts_no_forwarded_header_unless_a_proxy_is_configured(monkeyp
 
     monkeypatch.delenv("MEDAI_TRUSTED_PROXIES", raising=False)
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # uvicorn's own variable: not read
-    assert proxy_options(Settings().trusted_proxies) == {
+    assert proxy_options(Settings().serving.trusted_proxies) == {
         "proxy_headers": False,
         "forwarded_allow_ips": "",
     }
     monkeypatch.setenv("MEDAI_TRUSTED_PROXIES", '["10.0.0.5", "192.168.0.0/16"]')
-    assert proxy_options(Settings().trusted_proxies) == {
+    assert proxy_options(Settings().serving.trusted_proxies) == {
         "proxy_headers": True,
         "forwarded_allow_ips": ["10.0.0.5", "192.168.0.0/16"],
     }
@@ -303,8 +303,8 @@ def test_a_forged_forwarded_for_resets_no_quota_or_throttle(
 
 
 def test_concurrent_failed_logins_pass_the_limit_exactly_as_serial_ones(env, monkeypatch):
-    _, client, _ = env
-    settings_env(monkeypatch, LOGIN_MAX_FAILURES="1")  # 10 per client
+    app, client, _ = env
+    settings_env(monkeypatch, app, LOGIN_MAX_FAILURES="1")  # 10 per client
 
     def login(i: int) -> int:
         return client.post(
@@ -316,8 +316,8 @@ def test_concurrent_failed_logins_pass_the_limit_exactly_as_serial_ones(env, mon
 
 
 def test_concurrent_wrong_enrolment_codes_pass_the_limit_exactly(env, monkeypatch):
-    _, client, _ = env
-    settings_env(monkeypatch, LOGIN_MAX_FAILURES="1")
+    app, client, _ = env
+    settings_env(monkeypatch, app, LOGIN_MAX_FAILURES="1")
 
     def enrol(i: int) -> int:
         return client.post(
@@ -328,8 +328,8 @@ def test_concurrent_wrong_enrolment_codes_pass_the_limit_exactly(env, monkeypatc
 
 
 def test_concurrent_anonymous_triage_requests_meet_the_quota_exactly(env, monkeypatch):
-    _, client, _ = env
-    settings_env(monkeypatch, KIOSK_DAILY_QUOTA="3")
+    app, client, _ = env
+    settings_env(monkeypatch, app, KIOSK_DAILY_QUOTA="3")
 
     def ask(_i: int) -> int:
         return client.post("/api/v1/triage", json={"text": COMPLAINT}).status_code
@@ -338,8 +338,8 @@ def test_concurrent_anonymous_triage_requests_meet_the_quota_exactly(env, monkey
 
 
 def test_a_right_password_gives_its_counted_attempt_back(env, monkeypatch):
-    _, client, _ = env
-    settings_env(monkeypatch, LOGIN_MAX_FAILURES="2")
+    app, client, _ = env
+    settings_env(monkeypatch, app, LOGIN_MAX_FAILURES="2")
     for _ in range(25):  # far more than the 20 per client: successes are not failures
         assert (
             client.post(
@@ -390,7 +390,13 @@ def test_two_admins_disabling_each_other_at_once_leave_one(env):
     from medai.platform.access import accounts
 
     with app.state.platform.db.session() as db:
-        accounts.create_user(db, "deputy", NEW_PASSWORD, "admin")
+        accounts.create_user(
+            db,
+            "deputy",
+            NEW_PASSWORD,
+            "admin",
+            hash_profile=app.state.platform.settings.auth.password_hash,
+        )
     deputy = {
         "Authorization": "Bearer "
         + client.post(

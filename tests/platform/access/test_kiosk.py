@@ -16,7 +16,15 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from helpers.platform import FakeClock, bearer, clinic, database_url, migrator, use_home
+from helpers.platform import (
+    FakeClock,
+    bearer,
+    clinic,
+    database_url,
+    migrator,
+    reread_settings,
+    use_home,
+)
 
 COMPLAINT = "iki haftadır başım ağrıyor"
 ADMIN_ROUTES = [
@@ -128,12 +136,10 @@ def test_the_quota_restarts_at_midnight_in_the_hospital_time_zone(env):
 
 
 def test_the_utc_day_is_not_istanbuls(env, monkeypatch):
-    from medai.settings import get_settings
-
-    _, client, admin, clock = env
+    app, client, admin, clock = env
     device = {"X-Kiosk-Token": register(client, admin, quota=1)["token"]}
     monkeypatch.setenv("MEDAI_TIMEZONE", "UTC")
-    get_settings.cache_clear()
+    reread_settings(monkeypatch, app.state.platform)
     clock.at = datetime(2026, 3, 10, 20, 59)
     assert [ask(client, device).status_code for _ in range(2)] == [200, 429]
     clock.at = datetime(2026, 3, 10, 21, 0, 30)  # past Istanbul's midnight, not UTC's
@@ -180,11 +186,9 @@ def test_a_kiosk_browser_enrols_once_by_code_into_an_httponly_cookie(env):
 
 
 def test_wrong_enrolment_codes_are_throttled(env, monkeypatch):
-    from medai.settings import get_settings
-
-    _, client, admin, _ = env
+    app, client, admin, _ = env
     monkeypatch.setenv("MEDAI_LOGIN_MAX_FAILURES", "1")  # ten per client and window
-    get_settings.cache_clear()
+    reread_settings(monkeypatch, app.state.platform)
     code = register(client, admin)["enrol_code"]
     codes = [
         client.post("/api/v1/kiosk/enrol", json={"code": "WRONG23456"}).status_code
@@ -244,12 +248,10 @@ def test_concurrent_requests_never_exceed_a_kiosks_quota(env):
 
 
 def test_registered_kiosks_work_with_anonymous_triage_switched_off(env, monkeypatch):
-    from medai.settings import get_settings
-
-    _, client, admin, _ = env
+    app, client, admin, _ = env
     device = {"X-Kiosk-Token": register(client, admin)["token"]}
     monkeypatch.setenv("MEDAI_KIOSK_ENABLED", "false")
-    get_settings.cache_clear()
+    reread_settings(monkeypatch, app.state.platform)
     assert ask(client).status_code == 401
     assert ask(client, device).status_code == 200
 

@@ -1,6 +1,8 @@
-"""How stored passwords are hashed (platform.passwords.HASH_PROFILES): the served default is
-RFC 9106's argon2id, the suite runs on the cheapest profile (conftest) for speed, and a hash made
-under one profile is upgraded to the configured one at its user's next login."""
+"""How stored passwords are hashed (platform.access.passwords.HASH_PROFILES): the served default
+is RFC 9106's argon2id, the suite runs on the cheapest profile (conftest) for speed, and a hash
+made under one profile is upgraded to the configured one at its user's next login. The accounts
+are handed the configured profile (``settings.auth.password_hash``) as ``hash_profile``: a
+restart with another MEDAI_PASSWORD_HASH hands them another."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from helpers.platform import PASSWORD, use_home
 
 def test_the_default_profile_is_rfc9106_and_the_setting_lists_every_profile(monkeypatch):
     from medai.platform.access.passwords import DEFAULT_HASH_PROFILE, HASH_PROFILES, hasher
-    from medai.settings import Settings
+    from medai.settings import AuthSettings, Settings
 
     monkeypatch.delenv("MEDAI_PASSWORD_HASH", raising=False)
-    assert Settings().password_hash == DEFAULT_HASH_PROFILE == "rfc9106-low-memory"
+    assert Settings().auth.password_hash == DEFAULT_HASH_PROFILE == "rfc9106-low-memory"
     p = extract_parameters(hasher().hash(PASSWORD))
     assert (p.memory_cost, p.time_cost, p.parallelism, p.type.name) == (65536, 3, 4, "ID")
-    options = typing.get_args(Settings.model_fields["password_hash"].annotation)
+    options = typing.get_args(AuthSettings.model_fields["password_hash"].annotation)
     assert set(options) == set(HASH_PROFILES)  # one table: the setting offers exactly it
 
 
@@ -50,18 +52,6 @@ def db(tmp_path):
     database.dispose()
 
 
-@pytest.fixture
-def profile(monkeypatch):
-    """Switches the configured profile as a restart with another MEDAI_PASSWORD_HASH would."""
-    from medai.settings import get_settings
-
-    def use(name: str) -> None:
-        monkeypatch.setenv("MEDAI_PASSWORD_HASH", name)
-        get_settings.cache_clear()
-
-    return use
-
-
 def stored_hash(db) -> str:
     from medai.platform.records.tables import User
 
@@ -69,39 +59,35 @@ def stored_hash(db) -> str:
         return s.query(User).one().password_hash
 
 
-def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(db, profile):
+def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(db):
     from medai.platform.access import accounts
 
-    profile("insecure-fast")
     with db.session() as s:
-        accounts.create_user(s, "dr.ayse", PASSWORD, "clinician")
+        accounts.create_user(s, "dr.ayse", PASSWORD, "clinician", hash_profile="insecure-fast")
     old = stored_hash(db)
     assert extract_parameters(old).memory_cost == 8
 
-    profile("owasp-minimum")
+    stronger = {"hash_profile": "owasp-minimum"}  # as after a restart with that profile
     with db.session() as s, pytest.raises(accounts.AuthFailed):
-        accounts.authenticate(s, "dr.ayse", PASSWORD + "x", "10.0.0.1", 5, 900)
+        accounts.authenticate(s, "dr.ayse", PASSWORD + "x", "10.0.0.1", 5, 900, **stronger)
     assert stored_hash(db) == old  # a wrong password changes nothing
     with db.session() as s:
-        accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
+        accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900, **stronger)
     p = extract_parameters(stored_hash(db))
     assert (p.memory_cost, p.time_cost, p.parallelism) == (19 * 1024, 2, 1)
     with db.session() as s:  # and the upgraded hash still lets the user in
-        assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
+        assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900, **stronger)
 
 
 def test_the_accounts_use_the_default_profile_when_nothing_is_set(monkeypatch):
     from medai.platform.access import accounts
-    from medai.settings import get_settings
+    from medai.settings import Settings
 
     monkeypatch.delenv("MEDAI_PASSWORD_HASH", raising=False)
-    get_settings.cache_clear()
-    try:
-        for made in (accounts._hasher().hash(PASSWORD), accounts.dummy_hash()):
-            p = extract_parameters(made)
-            assert (p.memory_cost, p.time_cost, p.parallelism) == (65536, 3, 4)
-    finally:
-        get_settings.cache_clear()
+    profile = Settings().auth.password_hash  # what the platform hands the accounts
+    for made in (accounts._hasher(profile).hash(PASSWORD), accounts.dummy_hash(profile)):
+        p = extract_parameters(made)
+        assert (p.memory_cost, p.time_cost, p.parallelism) == (65536, 3, 4)
 
 
 def test_the_test_profile_needs_a_second_explicit_yes(monkeypatch):
@@ -114,17 +100,16 @@ def test_the_test_profile_needs_a_second_explicit_yes(monkeypatch):
     with pytest.raises(ValidationError, match="MEDAI_PASSWORD_HASH_INSECURE_OK"):
         Settings()
     monkeypatch.setenv("MEDAI_PASSWORD_HASH_INSECURE_OK", "true")
-    assert Settings().password_hash == "insecure-fast"
+    assert Settings().auth.password_hash == "insecure-fast"
 
 
-def test_a_cheaper_profile_never_weakens_a_stored_hash(db, profile):
+def test_a_cheaper_profile_never_weakens_a_stored_hash(db):
     from medai.platform.access import accounts
 
-    profile("owasp-minimum")
     with db.session() as s:
-        accounts.create_user(s, "dr.ayse", PASSWORD, "clinician")
+        accounts.create_user(s, "dr.ayse", PASSWORD, "clinician", hash_profile="owasp-minimum")
     strong = stored_hash(db)
-    profile("insecure-fast")  # a stray variable
+    cheaper = {"hash_profile": "insecure-fast"}  # a stray variable
     with db.session() as s:
-        assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900)
+        assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900, **cheaper)
     assert stored_hash(db) == strong

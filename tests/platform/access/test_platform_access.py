@@ -263,7 +263,13 @@ def test_login_is_throttled_after_repeated_failures(env):
     from medai.platform.access import accounts
 
     with app.state.platform.db.session() as db:
-        accounts.create_user(db, "victim", PASSWORD, "clinician")
+        accounts.create_user(
+            db,
+            "victim",
+            PASSWORD,
+            "clinician",
+            hash_profile=app.state.platform.settings.auth.password_hash,
+        )
     for _ in range(5):
         r = client.post("/api/v1/auth/login", json={"username": "victim", "password": "wrong"})
         assert r.status_code == 401

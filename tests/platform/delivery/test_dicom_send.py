@@ -14,11 +14,11 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 pynetdicom = pytest.importorskip("pynetdicom")
 
 from helpers.platform import free_port, refusing_port  # noqa: E402
-from medai.platform.delivery.dicom_send import (  # noqa: E402
+from medai.platform.delivery.destinations import (  # noqa: E402
     DestinationRejected,
     DestinationUnavailable,
-    c_store,
 )
+from medai.platform.delivery.destinations.dicom import c_store  # noqa: E402
 
 SCP_AET = "STORE_SCP"
 

@@ -228,7 +228,7 @@ def test_a_destination_that_is_down_gets_everything_when_it_is_back(hosp):
     assert loop.run_once() == {"retrying": 2}  # one try per destination and pass
     rows = h.rows(sid)
     first = rows[("analysed", 1, "fhir")]
-    assert first.state == "queued" and first.attempts == 1 and first.code == "unavailable"
+    assert (first.state, first.attempts, first.code) == ("queued", 1, "destination_unavailable")
     wait = (first.next_at - h.clock.now).total_seconds()
     assert BASE * 0.8 <= wait <= BASE
     # the signed report waits behind the preliminary one of the same study (order kept)
@@ -237,7 +237,8 @@ def test_a_destination_that_is_down_gets_everything_when_it_is_back(hosp):
     assert BASE * 0.8 <= hl7_wait <= BASE
     view = by_name(admin_view(h))
     assert view["fhir"]["counts"]["retrying"] == 1 and view["fhir"]["counts"]["queued"] == 1
-    assert view["fhir"]["next_attempt_at"] and view["fhir"]["last_problem"]["code"] == "unavailable"
+    assert view["fhir"]["next_attempt_at"]
+    assert view["fhir"]["last_problem"]["code"] == "destination_unavailable"
     assert admin_view(h, state="retrying")["total"] == 2
 
     assert loop.run_once() == {}  # not due yet
@@ -329,7 +330,11 @@ def test_a_refusal_fails_for_a_person_and_an_admin_retries_it(lite, caplog):
     sid = analysed_study(h)
     assert h.loop().run_once() == {"failed": 1}
     row = h.rows(sid)[("analysed", 1, "fhir")]
-    assert (row.state, row.code, row.reason) == ("failed", "rejected", "HTTP 422 (business-rule)")
+    assert (row.state, row.code, row.reason) == (
+        "failed",
+        "destination_rejected",
+        "HTTP 422 (business-rule)",
+    )
     v = sign(h, sid)["version"]  # a failed row does not hold the next one back
     assert h.loop().run_once() == {"failed": 2}
     assert h.rows(sid)[("signed", v, "hl7")].reason == "negative ACK AE"
@@ -396,9 +401,9 @@ def test_the_status_command_and_a_destination_no_longer_configured(lite, monkeyp
     assert status["dicom"]["counts"]["skipped"] == 1 and MARKER not in out.stdout
     # a loop without that destination leaves its rows alone (kept, not failed)
     monkeypatch.delenv("MEDAI_FHIR_URL")
-    from medai.settings import get_settings
+    from helpers.platform import reread_settings
 
-    get_settings.cache_clear()
+    reread_settings(monkeypatch, h.p)  # the loop reads the platform's settings, as a restart
     h.clock.advance(CAP)
     assert h.loop().run_once() == {}
     assert h.rows(sid)[("analysed", 1, "fhir")].state == "queued"

@@ -344,7 +344,7 @@ def test_a_pacs_that_was_down_gets_each_object_once(hosp, pacs, tmp_path):
     assert len(stored(pacs, uid)) == 3
 
     # the same objects by STOW-RS to the same PACS: no second copy either
-    from medai.settings import DicomWebDestination
+    from medai.destinations_config import DicomWebDestination
 
     web = DicomWebDestination(name="pacs-web", kind="dicomweb", url=pacs["server"].dicomweb_url)
     from medai.platform.delivery import outbox
@@ -372,7 +372,7 @@ def test_a_pacs_that_was_down_gets_each_object_once(hosp, pacs, tmp_path):
 
 
 def test_a_pacs_that_refuses_leaves_a_failed_delivery_for_an_admin(hosp, pacs, tmp_path):
-    from medai.settings import DicomDestination
+    from medai.destinations_config import DicomDestination
 
     app, client, _fhir, clock = hosp
     wrong = DicomDestination(
@@ -388,7 +388,7 @@ def test_a_pacs_that_refuses_leaves_a_failed_delivery_for_an_admin(hosp, pacs, t
         "/api/v1/admin/outbox", headers=bearer(client, "admin"), params={"state": "failed"}
     ).json()
     (item,) = view["items"]
-    assert (item["destination"], item["code"]) == ("pacs", "rejected")
+    assert (item["destination"], item["code"]) == ("pacs", "destination_rejected")
     assert "association rejected" in item["reason"] and uid not in json.dumps(view)
     assert PATIENT_ID not in json.dumps(view) and stored(pacs, uid) == []
     r = client.post(f"/api/v1/admin/outbox/{item['id']}/retry", headers=bearer(client, "admin"))

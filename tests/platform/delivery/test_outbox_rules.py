@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, text
 
 from helpers.platform import bare_platform, database_url, migrator, png_bytes, use_home
+from medai.platform.dicom.arrival import Arrival
 
 # --- the migration ---------------------------------------------------------------------------
 
@@ -165,7 +166,10 @@ def enqueue(p, n_studies: int, dests) -> list[int]:
         sha = p.store.put_bytes(png_bytes(i))
         with p.db.session() as db:
             user = db.scalar(select(User))
-            s, _ = studies.create(db, user, sha=sha, size=1, content_type="image/png", task="cxr")
+            s, _ = studies.create(
+                db,
+                Arrival(sha=sha, size=1, content_type="image/png", task="cxr", uploaded_by=user.id),
+            )
             for v in (1, 2):
                 row = ReportVersion(
                     study_id=s.id,
@@ -186,9 +190,9 @@ def enqueue(p, n_studies: int, dests) -> list[int]:
 
 
 def test_concurrent_claimers_never_share_a_row(plat):
+    from medai.destinations_config import FhirDestination
     from medai.platform.delivery import outbox
     from medai.platform.records.db import utcnow
-    from medai.settings import FhirDestination
 
     dests = [FhirDestination(name=f"f{i}", kind="fhir", url="http://x") for i in range(3)]
     enqueue(plat, 4, dests)  # 4 studies × 2 versions × 3 destinations = 24 rows
@@ -216,10 +220,10 @@ def test_concurrent_claimers_never_share_a_row(plat):
 
 
 def test_leases_order_and_retries(plat):
+    from medai.destinations_config import Hl7Destination
     from medai.platform.delivery import outbox
     from medai.platform.records.db import utcnow
     from medai.platform.records.tables import OutboxItem
-    from medai.settings import Hl7Destination
 
     dest = Hl7Destination(name="his", kind="hl7", host="h", port=1)
     (sid,) = enqueue(plat, 1, [dest])
@@ -229,7 +233,7 @@ def test_leases_order_and_retries(plat):
         assert first.report_version == 1 and first.state == "sending"
         assert outbox.claim(db, "b", now, 60) is None  # v2 waits behind v1 of its study
     with plat.db.session() as db:
-        assert outbox.mark_retry(db, first.id, "a", now, 30, "unavailable", "down")
+        assert outbox.mark_retry(db, first.id, "a", now, 30, "destination_unavailable", "down")
         assert outbox.claim(db, "b", now, 60) is None  # still before v2
         assert not outbox.mark_delivered(db, first.id, "a", now, 1)  # not held any more
     with plat.db.session() as db:
@@ -244,7 +248,9 @@ def test_leases_order_and_retries(plat):
     with plat.db.session() as db:
         second = outbox.claim(db, "c", later, 60)
         assert second.report_version == 2
-        assert outbox.mark_final(db, second.id, "c", later, "failed", "rejected", "HTTP 400")
+        assert outbox.mark_final(
+            db, second.id, "c", later, "failed", "destination_rejected", "HTTP 400"
+        )
     with plat.db.reader() as db:
         rows = {
             r.report_version: r

@@ -16,6 +16,7 @@ import pytest
 
 from helpers.dicom import make_dicom
 from helpers.platform import bearer, clinic
+from medai.platform.dicom.arrival import Arrival
 
 pytestmark = [pytest.mark.dcmtk]
 
@@ -259,16 +260,18 @@ def _old_row(site, path) -> int:
     with p.db.session() as db:
         filed = studies.file_study(
             db,
-            receive.account(db),
-            sha=sha,
-            size=len(data),
-            content_type="application/dicom",
-            task=chosen.task,
-            identity=ident,
-            source="dicom",
-            calling_ae="MODALITY",
-            no_model_reason=chosen.reason,
-            language="en",
+            Arrival(
+                sha=sha,
+                size=len(data),
+                content_type="application/dicom",
+                task=chosen.task,
+                uploaded_by=receive.account(db).id,
+                identity=ident,
+                source="dicom",
+                calling_ae="MODALITY",
+                no_model_reason=chosen.reason,
+                language="en",
+            ),
         )
         sid = filed.study.id
     sections = {
@@ -357,7 +360,7 @@ def test_an_old_row_exports_as_a_pdf_without_bidi_characters(site, old_rows, row
 def test_an_old_row_goes_to_hl7_and_the_pacs_as_values_dicom_allows(site, old_rows, row):
     import pydicom
 
-    from medai.platform.delivery.hl7_send import oru_r01
+    from medai.platform.delivery.destinations.hl7 import oru_r01
     from medai.platform.dicom.dicom_values import is_uid
     from medai.platform.documents.dicom_objects import SourceImage, save_bytes
     from medai.platform.documents.dicom_report import report_sr

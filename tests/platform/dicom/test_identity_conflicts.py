@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from helpers.dicom import make_dicom, need_dcmtk, storescu
 from helpers.platform import bare_platform, bearer, clinic, png_bytes, wait_status
+from medai.platform.dicom.arrival import Arrival
 
 pytestmark = [pytest.mark.dcmtk]
 
@@ -347,13 +348,13 @@ def test_stow_rs_names_the_quarantined_instance_as_failed(site, tmp_path):
 
 
 def test_held_deliveries_wait_for_the_decision(tmp_path, tfidf_model_dir, tiny_imaging_dir):
+    from medai.destinations_config import FhirDestination
     from medai.platform.delivery import outbox
     from medai.platform.dicom import identity as dicom
     from medai.platform.dicom import identity_conflicts as conflicts
     from medai.platform.records.db import utcnow
     from medai.platform.records.tables import ReportVersion, User
     from medai.platform.worklist import studies
-    from medai.settings import FhirDestination
 
     dest = FhirDestination(name="ehr", kind="fhir", url="http://x")
     with bare_platform("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
@@ -378,23 +379,27 @@ def test_held_deliveries_wait_for_the_decision(tmp_path, tfidf_model_dir, tiny_i
             user = db.scalar(select(User))
             first = studies.file_study(
                 db,
-                user,
-                sha=sha,
-                size=1,
-                content_type="image/png",
-                task="cxr",
-                identity=a,
-                source="dicom",
+                Arrival(
+                    sha=sha,
+                    size=1,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=user.id,
+                    identity=a,
+                    source="dicom",
+                ),
             )
             second = studies.file_study(
                 db,
-                user,
-                sha=sha + "",
-                size=1,
-                content_type="image/png",
-                task="cxr",
-                identity=b,
-                source="dicom",
+                Arrival(
+                    sha=sha + "",
+                    size=1,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=user.id,
+                    identity=b,
+                    source="dicom",
+                ),
             )
             assert second.outcome == "conflict" and second.job is None
             row = ReportVersion(
@@ -429,12 +434,12 @@ def test_an_orphaned_delivery_of_a_study_in_conflict_is_not_reclaimed(
 ):
     from datetime import timedelta
 
+    from medai.destinations_config import FhirDestination
     from medai.platform.delivery import outbox
     from medai.platform.dicom import identity as dicom
     from medai.platform.records.db import utcnow
     from medai.platform.records.tables import ReportVersion, User
     from medai.platform.worklist import studies
-    from medai.settings import FhirDestination
 
     dest = FhirDestination(name="ehr", kind="fhir", url="http://x")
     with bare_platform("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
@@ -458,13 +463,15 @@ def test_an_orphaned_delivery_of_a_study_in_conflict_is_not_reclaimed(
             user = db.scalar(select(User))
             first = studies.file_study(
                 db,
-                user,
-                sha=sha,
-                size=1,
-                content_type="image/png",
-                task="cxr",
-                identity=a,
-                source="dicom",
+                Arrival(
+                    sha=sha,
+                    size=1,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=user.id,
+                    identity=a,
+                    source="dicom",
+                ),
             )
             row = ReportVersion(
                 study_id=first.study.id,
@@ -484,13 +491,15 @@ def test_an_orphaned_delivery_of_a_study_in_conflict_is_not_reclaimed(
         with p.db.session() as db:
             got = studies.file_study(
                 db,
-                db.scalar(select(User)),
-                sha=sha,
-                size=1,
-                content_type="image/png",
-                task="cxr",
-                identity=b,
-                source="dicom",
+                Arrival(
+                    sha=sha,
+                    size=1,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=db.scalar(select(User)).id,
+                    identity=b,
+                    source="dicom",
+                ),
             )
             assert got.outcome == "conflict"
         with p.db.session() as db:  # its lease ran out, but the study is in doubt now
@@ -519,18 +528,20 @@ def test_two_people_deciding_one_conflict_at_once_make_one_decision(
             for pid, series in (("A", "1"), ("B", "2")):
                 got = studies.file_study(
                     db,
-                    user,
-                    sha=sha,
-                    size=1,
-                    content_type="image/png",
-                    task="cxr",
-                    source="dicom",
-                    identity=dicom.DicomIdentity(
-                        patient_id=pid,
-                        study_uid="1.2.5",
-                        series_uid=f"1.2.5.{series}",
-                        sop_uid=f"1.2.5.{series}.1",
-                        sop_class="1.2",
+                    Arrival(
+                        sha=sha,
+                        size=1,
+                        content_type="image/png",
+                        task="cxr",
+                        uploaded_by=user.id,
+                        source="dicom",
+                        identity=dicom.DicomIdentity(
+                            patient_id=pid,
+                            study_uid="1.2.5",
+                            series_uid=f"1.2.5.{series}",
+                            sop_uid=f"1.2.5.{series}.1",
+                            sop_class="1.2",
+                        ),
                     ),
                 )
             cid = got.conflict.id
@@ -627,13 +638,15 @@ def test_no_instance_ever_joins_a_study_of_another_patient(bare, sent):
             sha = f"{run:x}-{patient}-{study}-{sop}-{content}".ljust(64, "0")[:64]
             got = studies.file_study(
                 db,
-                user,
-                sha=sha,
-                size=1,
-                content_type="image/png",
-                task="cxr",
-                identity=ident,
-                source="dicom",
+                Arrival(
+                    sha=sha,
+                    size=1,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=user.id,
+                    identity=ident,
+                    source="dicom",
+                ),
             )
             if got.outcome in ("new", "joined", "routed"):
                 filed[ident.sop_uid] = (patient, sha)

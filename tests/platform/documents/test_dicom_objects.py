@@ -25,13 +25,9 @@ from medai.core.task_registry import PRIVATE_SCHEME, Task, TaskError
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
-from medai.platform.delivery.dicom_send import (
-    NOT_SENT,
-    DestinationRejected,
-    DestinationUnavailable,
-    c_store,
-    stow_rs,
-)
+from medai.platform.delivery.destinations import DestinationRejected, DestinationUnavailable
+from medai.platform.delivery.destinations.dicom import NOT_SENT, c_store
+from medai.platform.delivery.destinations.dicomweb import stow_rs
 from medai.platform.documents.dicom_heatmap import (
     heatmap_pm,
     heatmap_sc,

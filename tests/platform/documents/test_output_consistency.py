@@ -312,7 +312,7 @@ def test_the_findings_sr_and_hl7_give_every_label_the_decisions_state(case, data
 
     import pydicom
 
-    from medai.platform.delivery.hl7_send import oru_r01
+    from medai.platform.delivery.destinations.hl7 import oru_r01
     from medai.platform.documents.dicom_objects import (
         findings_sr,
         read_findings_sr,

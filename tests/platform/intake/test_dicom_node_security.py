@@ -76,7 +76,7 @@ def test_a_fresh_install_admits_no_calling_ae_title(monkeypatch):
     from medai.settings import Settings
 
     monkeypatch.delenv("MEDAI_DICOM_ALLOW", raising=False)
-    assert Settings().dicom_allow == []
+    assert Settings().dicom.dicom_allow == []
 
 
 def test_an_empty_allow_list_refuses_every_association_saying_why(site, start_node, caplog):
@@ -97,15 +97,12 @@ def test_an_empty_allow_list_refuses_every_association_saying_why(site, start_no
     assert "no_ae_allowed" in str(events[0])
 
 
-def test_the_settings_list_admits_its_titles_only(start_node, monkeypatch):
-    from medai.settings import get_settings
+def test_the_settings_list_admits_its_titles_only(site, start_node, monkeypatch):
+    from medai.settings import Settings
 
     monkeypatch.setenv("MEDAI_DICOM_ALLOW", '["CR01"]')
-    get_settings.cache_clear()
-    try:
-        node = start_node()  # allow=None: MEDAI_DICOM_ALLOW
-    finally:
-        get_settings.cache_clear()
+    monkeypatch.setattr(site.p, "settings", Settings())  # a platform opened with it set
+    node = start_node()  # allow=None: the platform's MEDAI_DICOM_ALLOW
     assert node.allow == ("CR01",)
     assert echo_ok(associate(node.port, "CR01"))
     assert associate(node.port, "STRANGER").is_rejected
@@ -221,7 +218,7 @@ def test_tls_settings_come_in_pairs_and_a_missing_file_stops_the_node(tmp_path, 
     get_settings.cache_clear()
     try:
         with pytest.raises(OSError):
-            server_tls_from_settings()
+            server_tls_from_settings(get_settings().dicom)
     finally:
         monkeypatch.delenv("MEDAI_DICOM_TLS_CERT")
         monkeypatch.delenv("MEDAI_DICOM_TLS_KEY")

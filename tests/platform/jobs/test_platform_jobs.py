@@ -21,6 +21,7 @@ from helpers.platform import (
     png_bytes,
     start_serve,
 )
+from medai.platform.dicom.arrival import Arrival
 
 pytestmark = [pytest.mark.server]
 
@@ -42,12 +43,14 @@ def make_studies(p, n: int, urgent_every: int = 0) -> list[tuple[int, int]]:
             user = db.scalar(select(User))
             s, j = studies.create(
                 db,
-                user,
-                sha=sha,
-                size=1,
-                content_type="image/png",
-                task="cxr",
-                urgent=bool(urgent_every and i % urgent_every == 0),
+                Arrival(
+                    sha=sha,
+                    size=1,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=user.id,
+                    urgent=bool(urgent_every and i % urgent_every == 0),
+                ),
             )
             out.append((s.id, j.id))
     return out

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from helpers.builders import make_imaging_model_dir
 from helpers.platform import bare_platform, bearer, clinic, decided, png_bytes
+from medai.platform.dicom.arrival import Arrival
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -194,7 +195,7 @@ def test_the_red_flag_engine_is_registered_as_a_record_and_never_served_through_
         for move in (
             lambda: validation.promote(db, row.id, _actor(), "try", override=True),
             lambda: model_registry.set_state(db, row.id, "shadow", _actor(), "try"),
-            lambda: site_sets.build(db, "red_flags", "tester"),
+            lambda: site_sets.build(db, "red_flags", "tester", 0.3),
         ):
             with pytest.raises(model_registry.MoveRefused, match="MEDAI_RED_FLAG_RULES") as refused:
                 move()
@@ -260,9 +261,16 @@ def test_a_job_finishes_with_its_model_and_the_next_names_the_new_one(
             with p.db.session() as db:
                 user = db.scalar(select(User))
                 made.append(
-                    studies.create(db, user, sha=sha, size=1, content_type="image/png", task="cxr")[
-                        0
-                    ].id
+                    studies.create(
+                        db,
+                        Arrival(
+                            sha=sha,
+                            size=1,
+                            content_type="image/png",
+                            task="cxr",
+                            uploaded_by=user.id,
+                        ),
+                    )[0].id
                 )
         real_get = p.models.get
         promoted = threading.Event()

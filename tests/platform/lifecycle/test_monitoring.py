@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from helpers.lifecycle import _alerts, film
-from helpers.platform import bare_platform
+from helpers.platform import bare_platform, reread_settings
+from medai.platform.dicom.arrival import Arrival
 
 pytestmark = pytest.mark.slow
 REFERENCE, WITHIN = 100, 30
@@ -81,9 +82,7 @@ def test_a_stable_stream_raises_no_alert(plat):
 def test_brighter_films_raise_an_input_alert_within_30_studies(plat, monkeypatch):
     hook = Hook().start()
     monkeypatch.setenv("MEDAI_MONITOR_WEBHOOK_URL", hook.url)
-    from medai.settings import get_settings
-
-    get_settings.cache_clear()
+    reread_settings(monkeypatch, plat)
     stream(plat, REFERENCE, 0)
     fired = stream(plat, 60, 20_000, brighter=0.25)
     assert fired and fired[0] <= WITHIN
@@ -183,7 +182,14 @@ def test_disagreeing_signatures_raise_an_agreement_alert(plat):
         user = db.scalar(select(User))
         for i in range(25):
             study, _ = studies.create(
-                db, user, sha=f"{i:064x}", size=1, content_type="image/png", task="cxr"
+                db,
+                Arrival(
+                    sha=f"{i:064x}",
+                    size=1,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=user.id,
+                ),
             )
             db.flush()
             # the AI calls pneumonia; the radiologist agrees on 5 of 25
@@ -282,7 +288,14 @@ def test_an_empty_window_has_no_numbers_and_agreement_covers_only_the_models_lab
         user = db.scalar(select(User))
         for i in range(3):
             study, _ = studies.create(
-                db, user, sha=f"{i:064x}", size=1, content_type="image/png", task="cxr"
+                db,
+                Arrival(
+                    sha=f"{i:064x}",
+                    size=1,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=user.id,
+                ),
             )
             db.flush()
             for label, present, ai in (("Pneumonia", True, True), ("Pneumothorax", True, False)):

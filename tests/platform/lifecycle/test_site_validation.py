@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from helpers.lifecycle import _model
 from helpers.platform import bare_platform, png_bytes
+from medai.platform.dicom.arrival import Arrival
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,10 @@ def _signed_site(tmp_path, monkeypatch, tfidf_model_dir, n: int):
             for i in range(n):
                 sha = p.store.put_bytes(png_bytes(100 + i))
                 study, _ = studies.create(
-                    db, user, sha=sha, size=1, content_type="image/png", task="cxr"
+                    db,
+                    Arrival(
+                        sha=sha, size=1, content_type="image/png", task="cxr", uploaded_by=user.id
+                    ),
                 )
                 db.flush()
                 for label, present in (
@@ -86,7 +90,7 @@ def test_a_candidate_that_misses_findings_is_refused_and_one_as_good_is_promoted
         validation.promote(db, blind, Actor("admin"), "try")
     assert refused.value.code == "no_site_set"
     with p.db.session() as db:
-        frozen = site_sets.build(db, "cxr", "admin")
+        frozen = site_sets.build(db, "cxr", "admin", p.settings.models.site_set_fraction)
         assert validation.MIN_STUDIES <= len(frozen.studies) <= 50 and frozen.version == 1
     with p.db.session() as db, pytest.raises(model_registry.PromotionRefused) as refused:
         validation.promote(db, blind, Actor("admin"), "try")
@@ -117,7 +121,7 @@ def test_a_frozen_site_set_keeps_the_labels_it_was_built_with(site):
 
     p, _ = site
     with p.db.session() as db:
-        frozen = site_sets.build(db, "cxr", "admin")
+        frozen = site_sets.build(db, "cxr", "admin", p.settings.models.site_set_fraction)
         first = frozen.studies[0]
         user = db.scalar(select(User))
         for label, present in first["labels"].items():  # an amendment flips every label
@@ -135,7 +139,7 @@ def test_a_frozen_site_set_keeps_the_labels_it_was_built_with(site):
     with p.db.session() as db:
         again = site_sets.latest(db, "cxr")
         assert again.studies[0] == first  # v1 as frozen
-        newer = site_sets.build(db, "cxr", "admin")
+        newer = site_sets.build(db, "cxr", "admin", p.settings.models.site_set_fraction)
         assert newer.version == 2 and newer.studies[0]["labels"] != first["labels"]
         assert newer.content_hash != again.content_hash
 
@@ -151,7 +155,7 @@ def test_a_validated_model_is_monitored_against_its_site_set_outputs(site):
     p, tmp = site
     twin = _register(p, _model(tmp / "twin", 0.0, nudge=1e-4))
     with p.db.session() as db:
-        site_sets.build(db, "cxr", "admin")
+        site_sets.build(db, "cxr", "admin", p.settings.models.site_set_fraction)
     v = validation.validate(p, twin, "admin", n_boot=50)
     kept = validation.as_dict(v)
     assert kept["monitor_reference_n"] >= 10 and "monitor_reference" not in kept["metrics"]
@@ -228,8 +232,9 @@ def test_an_empty_site_set_is_never_frozen_and_an_empty_one_is_blamed_not_the_ca
 
     active = _model(tmp_path / "active", 0.0)
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, active) as p:
+        fraction = p.settings.models.site_set_fraction
         with p.db.session() as db, pytest.raises(model_registry.LifecycleError) as refused:
-            site_sets.build(db, "cxr", "admin")  # it used to freeze an empty set
+            site_sets.build(db, "cxr", "admin", fraction)  # it used to freeze an empty set
         assert (refused.value.status, refused.value.code) == (409, "empty_site_set")
         assert "no signed cxr study with labels is held out" in str(refused.value)
         with p.db.reader() as db:
@@ -274,7 +279,10 @@ def test_a_validation_on_too_few_studies_is_inconclusive_and_never_passes(small_
     p, tmp = small_site
     twin = _register(p, _model(tmp / "twin", 0.0, nudge=1e-4))
     with p.db.session() as db:
-        assert len(site_sets.build(db, "cxr", "admin").studies) == 8
+        assert (
+            len(site_sets.build(db, "cxr", "admin", p.settings.models.site_set_fraction).studies)
+            == 8
+        )
     v = validation.validate(p, twin, "admin", n_boot=100)
     assert not v.passed and v.metrics["outcome"] == "inconclusive", v.metrics["summary"]
     assert validation.MIN_STUDIES == 30  # the documented minimum (the pages' tests use it)

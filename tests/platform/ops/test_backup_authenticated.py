@@ -27,6 +27,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from helpers.platform import png_bytes, use_home
+from medai.platform.dicom.arrival import Arrival
 
 
 def _settings(home: Path, keys: list[str], url: str | None = None):
@@ -49,12 +50,24 @@ def _make_site(home: Path, files: int = 2) -> str:
     use_home(home)
     p = open_platform(f"sqlite:///{home / 'medai.db'}", models=ModelHandles({}), adopt_models=False)
     with p.db.session() as db:
-        rad = accounts.create_user(db, "rad", "correct-horse-1", "radiologist")
-        accounts.create_user(db, "pat", "battery-staple-2", "patient")
+        rad = accounts.create_user(
+            db, "rad", "correct-horse-1", "radiologist", hash_profile=p.settings.auth.password_hash
+        )
+        accounts.create_user(
+            db, "pat", "battery-staple-2", "patient", hash_profile=p.settings.auth.password_hash
+        )
         for n in range(files):
             sha = p.store.put_bytes(png_bytes(n + 1))
             studies.create(
-                db, rad, sha=sha, size=10, content_type="image/png", task="cxr", question=f"q{n}"
+                db,
+                Arrival(
+                    sha=sha,
+                    size=10,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=rad.id,
+                    question=f"q{n}",
+                ),
             )
     p.db.dispose()
     return (home / "secret.key").read_text().strip()
@@ -368,11 +381,13 @@ def test_a_backup_of_another_site_is_refused_naming_its_key_id(tmp_path):
         other_key = Fernet.generate_key().decode()
         from medai.platform.access import accounts
         from medai.platform.records.db import Database
+        from medai.settings import get_settings
 
         database = Database(f"sqlite:///{other / 'medai.db'}")
         database.upgrade()
         with database.session() as db:
-            accounts.create_user(db, "rad", "known-password-9", "radiologist")
+            profile = get_settings().auth.password_hash
+            accounts.create_user(db, "rad", "known-password-9", "radiologist", hash_profile=profile)
         database.dispose()
         manifest = bk.backup(tmp_path / "b", _settings(other, [other_key]))
     finally:

@@ -109,7 +109,7 @@ def test_the_settings_name_the_files_and_metrics_show_them(tmp_path, monkeypatch
     monkeypatch.setenv("MEDAI_TLS_WATCH_CERTS", f'["{site}"]')
     get_settings.cache_clear()
     try:
-        watch = CertificateWatch.from_settings()
+        watch = CertificateWatch.from_settings(get_settings())
     finally:
         monkeypatch.delenv("MEDAI_TLS_WATCH_CERTS")
         get_settings.cache_clear()

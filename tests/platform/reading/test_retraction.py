@@ -215,7 +215,7 @@ def test_an_event_enqueued_after_the_retraction_is_recorded_skipped(hosp, tmp_pa
             "analysed",
             f"analysed:{sid}:late",
             study,
-            outbox.configured(),
+            app.state.platform.settings.destinations(),
             versions.current(db, sid).version,
             studies.latest_result(db, sid).id,
         )

@@ -84,11 +84,23 @@ def test_a_signature_waiting_on_a_retraction_is_refused(pg, tmp_path):
 
     def sign():
         with p.db.session() as db:
-            return review.sign(db, db.get(Study, sid), version, _user(db, "rad1")).version
+            return review.sign(
+                db,
+                db.get(Study, sid),
+                version,
+                _user(db, "rad1"),
+                destinations=p.settings.destinations(),
+            ).version
 
     with p.db.session() as db:  # the retraction, done but not yet committed
         retraction.retract(
-            db, db.get(Study, sid), _user(db, "rad1"), "wrong_patient", None, p.clock()
+            db,
+            db.get(Study, sid),
+            _user(db, "rad1"),
+            "wrong_patient",
+            None,
+            p.clock(),
+            destinations=p.settings.destinations(),
         )
         t, out = _in_thread(sign)
         t.join(1.0)
@@ -115,7 +127,13 @@ def test_a_retraction_waiting_on_a_signature_retracts_the_signed_study(pg, tmp_p
     def retract():
         with p.db.session() as db:
             done = retraction.retract(
-                db, db.get(Study, sid), _user(db, "rad1"), "wrong_study", None, p.clock()
+                db,
+                db.get(Study, sid),
+                _user(db, "rad1"),
+                "wrong_study",
+                None,
+                p.clock(),
+                destinations=p.settings.destinations(),
             )
             return done.row.previous_status
 
@@ -123,7 +141,14 @@ def test_a_retraction_waiting_on_a_signature_retracts_the_signed_study(pg, tmp_p
         study = db.get(Study, sid)
         open_ = review.undecided(db, study, None)  # decided by the signer: the first present
         choices = {lab: k == 0 for k, lab in enumerate(open_)}
-        review.sign(db, study, version, _user(db, "rad1"), choices=choices)
+        review.sign(
+            db,
+            study,
+            version,
+            _user(db, "rad1"),
+            choices=choices,
+            destinations=p.settings.destinations(),
+        )
         t, out = _in_thread(retract)
         t.join(1.0)
         assert t.is_alive(), out
@@ -150,7 +175,15 @@ def test_a_draft_waiting_on_a_retraction_is_not_made(pg, tmp_path, monkeypatch):
     )
     sid = r.json()["id"]
     with p.db.session() as db:  # the retraction, done but not yet committed
-        retraction.retract(db, db.get(Study, sid), _user(db, "rad1"), "safety", None, p.clock())
+        retraction.retract(
+            db,
+            db.get(Study, sid),
+            _user(db, "rad1"),
+            "safety",
+            None,
+            p.clock(),
+            destinations=p.settings.destinations(),
+        )
         t, out = _in_thread(lambda: analysis.analyse_study(p, sid))
         t.join(1.0)
     t.join(120)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from helpers.dicom import make_dicom
 from helpers.platform import FakeClock, bare_platform
+from medai.platform.dicom.arrival import Arrival
 
 T0 = datetime(2026, 11, 27, 9, 0, 0)
 WINDOW = 5.0
@@ -115,12 +116,14 @@ def test_an_upload_is_analysed_at_once(site):
         rad = db.scalar(select(User).where(User.username == "rad"))
         filed = studies.file_study(
             db,
-            rad,
-            sha="0" * 64,
-            size=10,
-            content_type="image/png",
-            task="cxr",
-            now=p.clock(),
+            Arrival(
+                sha="0" * 64,
+                size=10,
+                content_type="image/png",
+                task="cxr",
+                uploaded_by=rad.id,
+                received_at=p.clock(),
+            ),
         )
         assert db.get(Job, filed.job.id).not_before is None
 
@@ -179,7 +182,12 @@ def test_a_late_instance_never_changes_a_signed_or_edited_report(site):
         study = db.get(Study, signed)
         # the radiologist's choice for each label the AI left undecided (issue 59)
         review.sign(
-            db, study, 1, rad, choices=dict.fromkeys(review.undecided(db, study, None), False)
+            db,
+            study,
+            1,
+            rad,
+            choices=dict.fromkeys(review.undecided(db, study, None), False),
+            destinations=p.settings.destinations(),
         )
         review.edit(db, db.get(Study, edited), 1, {"findings": "typed by the radiologist"}, rad)
     with p.db.reader() as db:

@@ -106,7 +106,7 @@ def test_key_rotation_re_encrypts_everything(env, monkeypatch):
     clin = bearer(client, "clin")
     conv = client.post(f"/api/v1/studies/{sid}/conversations", headers=clin).json()["id"]
     client.post(f"/api/v1/conversations/{conv}/messages", headers=clin, json={"text": "soru"})
-    old_key = (get_settings().home / "secret.key").read_text().strip()
+    old_key = (get_settings().storage.home / "secret.key").read_text().strip()
     new_key = Fernet.generate_key().decode()
     monkeypatch.setenv("MEDAI_SECRET_KEYS", json.dumps([new_key, old_key]))
     get_settings.cache_clear()

@@ -248,7 +248,7 @@ def test_key_rotation_covers_every_sealed_text(site, monkeypatch):
     from medai.settings import get_settings
 
     app, client, sid, dicom_sid = site
-    old = (get_settings().home / "secret.key").read_text().strip()
+    old = (get_settings().storage.home / "secret.key").read_text().strip()
     new = Fernet.generate_key().decode()
     try:
         use_keys(monkeypatch, new, old)

@@ -26,6 +26,7 @@ from helpers.platform import (
     use_home,
     use_keys,
 )
+from medai.platform.dicom.arrival import Arrival
 
 QUESTION = "öksürük, ateş: Ayşe Yılmaz 05321234567"
 
@@ -43,9 +44,19 @@ def _make_site(home: Path, url: str) -> str:
     p = open_platform(url, models=ModelHandles({}), adopt_models=False)
     sha = p.store.put_bytes(png_bytes(1))
     with p.db.session() as db:
-        user = accounts.create_user(db, "rad", PASSWORD, "radiologist")
+        user = accounts.create_user(
+            db, "rad", PASSWORD, "radiologist", hash_profile=p.settings.auth.password_hash
+        )
         studies.create(
-            db, user, sha=sha, size=10, content_type="image/png", task="cxr", question=QUESTION
+            db,
+            Arrival(
+                sha=sha,
+                size=10,
+                content_type="image/png",
+                task="cxr",
+                uploaded_by=user.id,
+                question=QUESTION,
+            ),
         )
     p.db.dispose()
     return (home / "secret.key").read_text().strip()
@@ -234,7 +245,7 @@ def test_a_new_site_makes_its_key_once_and_starts(tmp_path, monkeypatch):
     url = f"sqlite:///{home / 'medai.db'}"
     p = open_platform(url, models=ModelHandles({}), adopt_models=False)
     key = (home / "secret.key").read_text().strip()
-    assert require_keys(p.db.engine, home / "blobs").status == "ok"
+    assert require_keys(p.db.engine, home / "blobs", p.settings).status == "ok"
     p.db.dispose()
     use_keys(monkeypatch)
     p = open_platform(url, models=ModelHandles({}), adopt_models=False)
@@ -264,8 +275,14 @@ def test_readiness_is_503_keys_missing_while_the_keys_open_none_of_the_data(
     """The process runs, then its keys change under it (a restart with another site's key
     file would be refused; a key list edited and reloaded is not): readiness is never 200
     while the keys open none of the sealed data, and recovers with the site's key."""
+    from medai.settings import get_settings
+
+    def reload(*keys: str) -> None:  # the key list edited and the platform's settings reloaded
+        use_keys(monkeypatch, *keys)
+        monkeypatch.setattr(app.state.platform, "settings", get_settings())
+
     with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir, job_threads=0) as (
-        _app,
+        app,
         client,
     ):
         rad = bearer(client, "rad1")
@@ -279,7 +296,7 @@ def test_readiness_is_503_keys_missing_while_the_keys_open_none_of_the_data(
         ready = client.get("/api/v1/health/ready")
         assert ready.status_code == 200 and ready.json()["keys"] == {"ready": True}, ready.text
         key = (tmp_path / "home" / "secret.key").read_text().strip()
-        use_keys(monkeypatch, Fernet.generate_key().decode())
+        reload(Fernet.generate_key().decode())
         try:
             r = client.get("/api/v1/health/ready")
             assert r.status_code == 503, r.text
@@ -287,7 +304,7 @@ def test_readiness_is_503_keys_missing_while_the_keys_open_none_of_the_data(
             assert body["code"] == "keys_missing" and body["status"] == "not_ready"
             assert body["keys"] == {"ready": False, "error": "KeysMissing", "code": "keys_missing"}
             assert key not in r.text
-            use_keys(monkeypatch, key)
+            reload(key)
             assert client.get("/api/v1/health/ready").status_code == 200
         finally:
-            use_keys(monkeypatch)
+            reload()

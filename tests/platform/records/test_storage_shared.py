@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from helpers.platform import database_url, png_bytes
+from medai.platform.dicom.arrival import Arrival
 
 KEY = Fernet.generate_key().decode()
 CONTENTS = [f"study {i} ".encode() * (200 + 37 * i) for i in range(24)]
@@ -121,10 +122,17 @@ def _user(p):
 
     from medai.platform.access import accounts
     from medai.platform.records.tables import User
+    from medai.settings import get_settings
 
     with p.db.session() as db:
         if (user := db.scalar(select(User))) is None:
-            user = accounts.create_user(db, "uploader", "correct-horse-1", "radiologist")
+            user = accounts.create_user(
+                db,
+                "uploader",
+                "correct-horse-1",
+                "radiologist",
+                hash_profile=get_settings().auth.password_hash,
+            )
         return user.id
 
 
@@ -151,11 +159,13 @@ def test_a_discard_waits_for_a_twin_upload_filing_the_same_file(kind, tmp_path):
                         studies.hold_blob(db, p.store, sha)
                         studies.create(
                             db,
-                            db.get(User, uid),
-                            sha=sha,
-                            size=len(data),
-                            content_type="image/png",
-                            task="cxr",
+                            Arrival(
+                                sha=sha,
+                                size=len(data),
+                                content_type="image/png",
+                                task="cxr",
+                                uploaded_by=db.get(User, uid).id,
+                            ),
                         )
                         held.set()
                         assert filed.wait(60)  # commits only once the discard has started
@@ -220,7 +230,14 @@ def test_a_study_is_not_filed_when_its_file_was_discarded_first(kind, tmp_path):
             with pytest.raises(StorageMissing), p.db.session() as db:
                 studies.hold_blob(db, p.store, sha)
                 studies.create(
-                    db, db.get(User, uid), sha=sha, size=1, content_type="image/png", task="cxr"
+                    db,
+                    Arrival(
+                        sha=sha,
+                        size=1,
+                        content_type="image/png",
+                        task="cxr",
+                        uploaded_by=db.get(User, uid).id,
+                    ),
                 )
             with p.db.session() as db:
                 assert db.scalar(select(Study.id)) is None
@@ -239,7 +256,14 @@ def test_a_discard_keeps_a_file_a_row_names(tmp_path):
         with p.db.session() as db:
             studies.hold_blob(db, p.store, sha)
             studies.create(
-                db, db.get(User, uid), sha=sha, size=5, content_type="image/png", task="cxr"
+                db,
+                Arrival(
+                    sha=sha,
+                    size=5,
+                    content_type="image/png",
+                    task="cxr",
+                    uploaded_by=db.get(User, uid).id,
+                ),
             )
         studies.discard_unnamed(p, sha, "a failed upload")
         assert p.store.read(sha) == b"named"

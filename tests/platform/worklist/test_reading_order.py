@@ -21,6 +21,7 @@ from helpers.platform import (  # noqa: F401
     use_home,
     wait_status,
 )
+from medai.platform.dicom.arrival import Arrival
 
 STROKE = "hasta aniden konuşamıyor, yüzünün bir tarafı kaydı"  # triage's "stroke" rule fires
 T0 = datetime(2026, 11, 1, 8, 0)
@@ -153,23 +154,25 @@ def ward(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
             for i, (name, task, status, result, flag, earlier) in enumerate(plan):
                 study, _job = studies.create(
                     db,
-                    rad,
-                    sha=f"{i:064x}",
-                    size=1,
-                    content_type="image/png",
-                    task=task,
-                    urgent=flag,
-                    question=STROKE if flag else None,
-                    red_flags=[
-                        {
-                            "code": "question_red_flag",
-                            "rule": "stroke",
-                            "name_tr": "İnme (felç) belirtileri",
-                            "name_en": "Stroke signs",
-                        }
-                    ]
-                    if flag
-                    else None,
+                    Arrival(
+                        sha=f"{i:064x}",
+                        size=1,
+                        content_type="image/png",
+                        task=task,
+                        uploaded_by=rad.id,
+                        urgent=flag,
+                        question=STROKE if flag else None,
+                        red_flags=(
+                            {
+                                "code": "question_red_flag",
+                                "rule": "stroke",
+                                "name_tr": "İnme (felç) belirtileri",
+                                "name_en": "Stroke signs",
+                            },
+                        )
+                        if flag
+                        else (),
+                    ),
                 )
                 study.created_at = T0 + timedelta(minutes=i)
                 study.status = status

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from helpers.dicom import make_dicom
 from helpers.platform import bare_platform
 from helpers.series import brightness_predictor, mr_slice
+from medai.platform.dicom.arrival import Arrival
 
 
 @pytest.fixture
@@ -178,7 +179,10 @@ def test_an_upload_says_it_read_one_image(p):
     with p.db.session() as db:
         rad = db.scalar(select(User).where(User.username == "rad"))
         sid = studies.file_study(
-            db, rad, sha=sha, size=len(data), content_type="image/png", task="cxr"
+            db,
+            Arrival(
+                sha=sha, size=len(data), content_type="image/png", task="cxr", uploaded_by=rad.id
+            ),
         ).study.id
     _analyse(p)
     _status, payload, _heatmap = _result(p, sid)

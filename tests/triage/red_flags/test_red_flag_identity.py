@@ -243,7 +243,7 @@ def test_what_a_hospital_gets_wrong_is_named(tmp_path, monkeypatch, engine_copy)
     monkeypatch.setenv("MEDAI_RED_FLAG_RULES", "")
     get_settings.cache_clear()
     try:
-        assert get_settings().red_flag_rules is None  # empty: the bundled engine
+        assert get_settings().models.red_flag_rules is None  # empty: the bundled engine
     finally:
         get_settings.cache_clear()
     own = tmp_path / "own"

@@ -93,26 +93,21 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 CLIENT_FACTOR = 10
 
 
-def _profile() -> str:
-    from medai.settings import get_settings
-
-    return get_settings().password_hash
-
-
 def normalise_code(code: str) -> str:
     """What the user typed, without spaces or dashes, upper case (codes are shown grouped)."""
     return "".join(c for c in code.upper() if c.isalnum())[:64]
 
 
-def _hasher():
-    """The hasher of the configured profile (``MEDAI_PASSWORD_HASH``, passwords.HASH_PROFILES)."""
-    return passwords.hasher(_profile())
+def _hasher(profile: str):
+    """The hasher of ``profile`` (passwords.HASH_PROFILES). Every function that hashes or
+    checks a password is handed the configured profile (``MEDAI_PASSWORD_HASH``: the caller's
+    ``settings.auth.password_hash``) as ``hash_profile``."""
+    return passwords.hasher(profile)
 
 
-def dummy_hash() -> str:
+def dummy_hash(profile: str) -> str:
     """Verified against when the user does not exist, so both cases take the same time (one
     per profile: the same cost as a real user's hash)."""
-    profile = _profile()
     if profile not in _DUMMY_HASHES:
         _DUMMY_HASHES[profile] = passwords.hasher(profile).hash("medai-timing-equaliser")
     return _DUMMY_HASHES[profile]
@@ -265,12 +260,13 @@ def signs_as(username: str, full_name: str | None, title: str | None) -> str:
     return f"{title} {full_name}" if title else full_name
 
 
-def set_password(user: User, password: str) -> None:
-    """The user's own choice, if the policy accepts it (``WeakPassword`` says why not)."""
+def set_password(user: User, password: str, *, hash_profile: str) -> None:
+    """The user's own choice, if the policy accepts it (``WeakPassword`` says why not), hashed
+    under ``hash_profile``."""
     verdict = passwords.check(password, user.username)
     if not verdict.ok:
         raise WeakPassword(verdict)
-    user.password_hash = _hasher().hash(password)
+    user.password_hash = _hasher(hash_profile).hash(password)
     user.enrol_code_hash = user.enrol_expires_at = None
 
 
@@ -282,11 +278,11 @@ def _new_user(db: Session, username: str, role: str) -> User:
     return User(username=username, role=role, password_hash=NO_PASSWORD)
 
 
-def create_user(db: Session, username: str, password: str, role: str) -> User:
+def create_user(db: Session, username: str, password: str, role: str, *, hash_profile: str) -> User:
     """An account with a password its own user chose: the first admin (``medai users add
     --password-stdin``); everyone else enrols (``invite``)."""
     user = _new_user(db, username, role)
-    set_password(user, password)
+    set_password(user, password, hash_profile=hash_profile)
     db.add(user)
     db.flush()
     return user
@@ -365,7 +361,7 @@ def reset(
     return user, code
 
 
-def enrol(db: Session, code: str, password: str, now: datetime) -> User:
+def enrol(db: Session, code: str, password: str, now: datetime, *, hash_profile: str) -> User:
     """The user behind a valid code sets their password (``WeakPassword`` leaves the code
     usable; success uses it up)."""
 
@@ -380,7 +376,7 @@ def enrol(db: Session, code: str, password: str, now: datetime) -> User:
         raise EnrolmentRefused(
             "enrolment code unknown, used or expired; ask an administrator for a new one"
         )
-    set_password(user, password)
+    set_password(user, password, hash_profile=hash_profile)
     return user
 
 
@@ -571,30 +567,38 @@ def settle(db: Session, attempt: Attempt) -> None:
 
 
 def authenticate(
-    db: Session, username: str, password: str, client: str, max_failures: int, window_s: float
+    db: Session,
+    username: str,
+    password: str,
+    client: str,
+    max_failures: int,
+    window_s: float,
+    *,
+    hash_profile: str,
 ) -> User:
     """``take_attempt``, ``verify`` and ``settle`` in the caller's one transaction (a console
     or a test): an ``AuthFailed`` rolls the counted attempt back with it. The API takes the
     attempt in a transaction of its own first (``api.auth.login``)."""
     attempt = take_attempt(db, username, client, max_failures, window_s)
-    user = verify(db, username, password)
+    user = verify(db, username, password, hash_profile=hash_profile)
     settle(db, attempt)
     return user
 
 
-def verify(db: Session, username: str, password: str) -> User:
-    """The active, enrolled user with this password (its hash re-made under a stronger
-    configured profile), else ``AuthFailed``; an unknown name costs the same time."""
+def verify(db: Session, username: str, password: str, *, hash_profile: str) -> User:
+    """The active, enrolled user with this password (its hash re-made under
+    ``hash_profile``, the configured one, when that is stronger), else ``AuthFailed``; an
+    unknown name costs the same time."""
     user = db.scalar(select(User).where(User.username == username[:64]))
     stored = user.password_hash if user is not None else NO_PASSWORD
+    h = _hasher(hash_profile)
     try:
-        _hasher().verify(stored or dummy_hash(), password[:1024])
+        h.verify(stored or dummy_hash(hash_profile), password[:1024])
         ok = stored != NO_PASSWORD and user.active
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:
         raise AuthFailed  # counted already (take_attempt)
-    h = _hasher()
     if h.check_needs_rehash(user.password_hash) and not passwords.weaker(h, user.password_hash):
         user.password_hash = h.hash(password)
     return user
@@ -725,6 +729,7 @@ def create_account(
     now: datetime,
     *,
     password: str | None = None,
+    hash_profile: str | None = None,
     enrol_hours: float = ENROL_HOURS,
     code: str | None = None,
     full_name: str | None = None,
@@ -733,7 +738,8 @@ def create_account(
     """A new account (``full_name`` and ``title``: ``check_profile``): with a one-time enrolment code (returned; ``code``: the operator's own,
     for an admin role only: a deployment's first-admin secret, spent at the first sign-in), or,
     for an admin role only, with the ``password`` its own user chose (the first admin at the
-    console). Audited as ``admin`` op=create and as the role's grant."""
+    console; hashed under ``hash_profile``, the configured ``MEDAI_PASSWORD_HASH``). Audited as
+    ``admin`` op=create and as the role's grant."""
     if code is not None and check_role(role) not in ADMIN:
         raise PasswordNotAllowed(f"a {role}'s enrolment code is made by medai, not supplied")
     full_name, title = check_profile(full_name, title)
@@ -742,7 +748,10 @@ def create_account(
             raise PasswordNotAllowed(
                 f"a {role}'s password is chosen by its user: give them an enrolment code"
             )
-        user, code = create_user(db, username, password, role), None
+        if hash_profile is None:
+            raise TypeError("create_account: a password needs its hash_profile")
+        user = create_user(db, username, password, role, hash_profile=hash_profile)
+        code = None
     else:
         user, code = invite(db, username, role, now, enrol_hours, code)
     user.full_name, user.title = full_name, title
@@ -806,10 +815,16 @@ def set_profile(
 
 
 def enrol_account(
-    db: Session, code: str, password: str, now: datetime, client: str | None = None
+    db: Session,
+    code: str,
+    password: str,
+    now: datetime,
+    client: str | None = None,
+    *,
+    hash_profile: str,
 ) -> User:
     """``enrol``, audited as the user's own ``login`` op=enrol (from ``client``)."""
-    user = enrol(db, code, password, now)
+    user = enrol(db, code, password, now, hash_profile=hash_profile)
     audit.record(
         db,
         audit.Actor(user.username, user.id, user.role, client),

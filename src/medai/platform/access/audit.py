@@ -14,7 +14,14 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medai.platform.records.tables import AuditEvent
+from medai.platform.records.tables import (
+    AuditEvent,
+    Conversation,
+    IdentityConflict,
+    Kiosk,
+    OutboxItem,
+    User,
+)
 
 # "role": a role granted (a new account) or changed, or such a change refused; "approve": a
 # clinical account approved for patient data, or such an approval refused (platform.approval):
@@ -102,7 +109,6 @@ def study_of(db: Session, target_type: str | None, target_id: Any) -> int | None
     """The study an event's target belongs to: the study itself or one of its parts
     (``STUDY_TARGETS``), a conversation, an identity conflict or an outbox item (by its row);
     None for anything else (a user, a model, the worklist)."""
-    from medai.platform.records.tables import Conversation, IdentityConflict, OutboxItem
 
     row_id = _row_id(target_id)
     if row_id is None or target_type is None:
@@ -140,7 +146,6 @@ def as_dict(e: AuditEvent) -> dict[str, Any]:
 def target_names(db: Session, events: list[AuditEvent]) -> dict[int, str]:
     """Event id -> the name of the account or kiosk it targets (the log shows "Kullanıcı:
     ayse", not a row number)."""
-    from medai.platform.records.tables import Kiosk, User
 
     out: dict[int, str] = {}
     for kind, model, column in (("user", User, User.username), ("kiosk", Kiosk, Kiosk.name)):

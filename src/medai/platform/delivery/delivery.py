@@ -2,12 +2,15 @@
 
 Runs as threads inside ``medai serve`` (``MEDAI_OUTBOX_THREADS``) or on its own (``medai
 outbox run``); several loops, in one process or many, share the work through the rows' leases.
-Per row: ``delivered`` on the destination's acknowledgement (and an audit event ``export``
-naming the destination); ``DestinationUnavailable`` (or an unexpected error) → retried after
-the back-off; ``DestinationRejected`` or an object that cannot be built → ``failed`` for a
-person to look at. A destination that was unavailable is left alone for the rest of the pass
-(its other rows are not tried against a server known to be down). The clock and the random
-source are injectable, so tests move time instead of waiting.
+Each row is built and sent by its destination's kind (``destinations``: one module per kind,
+found in the registry by the config's ``kind``). Per row: ``delivered`` on the destination's
+acknowledgement (and an audit event ``export`` naming the destination); a failure the kind
+retries (``DestinationUnavailable``, or an unexpected error) → retried after the back-off;
+one it does not (``DestinationRejected``, a message that cannot be built) → ``failed`` for a
+person to look at, the row's code one of ``core.errors.CODES`` (``registry.failure_code``).
+A destination that was unavailable is left alone for the rest of the pass (its other rows are
+not tried against a server known to be down). The clock and the random source are
+injectable, so tests move time instead of waiting.
 """
 
 from __future__ import annotations
@@ -21,71 +24,15 @@ from typing import Any
 
 from medai.platform.access.audit import Actor, record
 from medai.platform.context import Platform
-from medai.platform.delivery import fhir_send, hl7_send, outbox, payloads
-from medai.platform.delivery.dicom_send import (
-    DestinationRejected,
-    DestinationUnavailable,
-    c_store,
-    stow_rs,
-)
+from medai.platform.delivery import outbox, payloads
+from medai.platform.delivery.destinations import registry
 from medai.platform.dicom.identity_conflicts import has_open
-from medai.platform.documents.dicom_objects import DicomObjectError
 from medai.platform.records.leases import worker_name
 from medai.platform.records.tables import OutboxItem, Study
 from medai.platform.worklist.studies import RETRACTED
 
 log = logging.getLogger("medai.integration.outbox")
 ACTOR = Actor(name="medai-outbox")
-PERMANENT = (DicomObjectError, LookupError, FileNotFoundError, ValueError)
-"""Errors building a message that a retry will not cure (a person must look)."""
-
-
-def send(p: Platform, item: OutboxItem, dest: Any) -> int:
-    """Build the row's message(s) for ``dest`` and send them; how many were acknowledged.
-    Raises the destination's errors, or ``payloads.NothingToSend``."""
-    parts = payloads.gather(p, item)
-    retracted = item.event == outbox.RETRACTED_EVENT  # the correction of a retracted study
-    if dest.kind in outbox.DICOM_KINDS:
-        objects = (
-            payloads.rejection(p, item, parts)
-            if retracted
-            else payloads.dicom_objects(p, item, parts)
-        )
-        if dest.kind == "dicom":
-            return len(
-                c_store(
-                    objects,
-                    dest.ae_title,
-                    dest.host,
-                    dest.port,
-                    calling_ae=dest.calling_ae,
-                    timeout=dest.timeout_s,
-                )
-            )
-        return len(stow_rs(objects, dest.url, timeout=dest.timeout_s))
-    if dest.kind == "fhir":
-        bundle = fhir_send.transaction(
-            payloads.fhir_bundle(parts, entered_in_error=retracted), dest.url, dest.id_prefix
-        )
-        return fhir_send.send(
-            bundle, dest.url, where=dest.where, timeout=dest.timeout_s, token_env=dest.token_env
-        )
-    if dest.kind == "hl7":
-        settings = payloads.settings()
-        cid = outbox.control_id(item)
-        message = hl7_send.oru_r01(
-            parts.study,
-            parts.report,
-            control_id=cid,
-            sending_application=dest.sending_application,
-            sending_facility=dest.sending_facility or settings.institution_name,
-            receiving_application=dest.receiving_application,
-            receiving_facility=dest.receiving_facility,
-            withdrawn=retracted,
-        )
-        hl7_send.mllp_send(message, dest.host, dest.port, cid, timeout=dest.timeout_s)
-        return 1
-    raise ValueError(f"unknown destination kind {dest.kind!r}")
 
 
 class DeliveryLoop:
@@ -109,7 +56,7 @@ class DeliveryLoop:
     ) -> None:
         self.p = p
         self.destinations = {
-            d.name: d for d in (outbox.configured() if destinations is None else destinations)
+            d.name: d for d in (p.settings.destinations() if destinations is None else destinations)
         }
         self.threads, self.lease_s, self.poll_s = threads, lease_s, poll_s
         self.backoff = backoff or outbox.Backoff()
@@ -122,9 +69,7 @@ class DeliveryLoop:
 
     @classmethod
     def from_settings(cls, p: Platform, **options: Any) -> DeliveryLoop:
-        from medai.settings import get_settings
-
-        s = get_settings()
+        s = p.settings.outbox
         options.setdefault("threads", s.outbox_threads)
         return cls(
             p,
@@ -166,7 +111,7 @@ class DeliveryLoop:
         skipped."""
         dest = self.destinations[item.destination]
         where = f"delivery {item.id} ({item.event}, {item.kind}) to {item.destination}"
-        correction = item.event == outbox.RETRACTED_EVENT
+        correction = item.event == outbox.RETRACTED_EVENT  # a retracted study's correction
         with self.p.db.reader() as db:  # a conflict recorded since the claim: not sent
             held = not correction and has_open(db, item.study_id)
             study = db.get(Study, item.study_id)
@@ -178,24 +123,23 @@ class DeliveryLoop:
                 outbox.mark_held(db, item.id, self.worker, self.clock())
             log.info("%s: held (the study has an open identity conflict)", where)
             return "held"
+        kind = registry.get(dest.kind)
         try:
-            if dest.kind in ("fhir", "hl7"):
+            if kind.replaced_by_later:
                 with self.p.db.reader() as db:
                     if outbox.superseded(db, item):
                         raise payloads.NothingToSend(
                             "superseded", "a later version already reached this destination"
                         )
-            sent = send(self.p, item, dest)
+            parts = payloads.gather(self.p, item)
+            sent = kind.send(kind.build(self.p, item, parts, dest, correction=correction), dest)
         except payloads.NothingToSend as exc:
             return self._final(item, "skipped", exc.code, str(exc), where)
-        except DestinationRejected as exc:
-            return self._final(item, "failed", "rejected", exc.reason, where)
-        except DestinationUnavailable as exc:
-            return self._retry(item, "unavailable", exc.reason, where)
-        except PERMANENT as exc:
-            return self._final(item, "failed", "cannot_build", type(exc).__name__, where)
-        except Exception as exc:  # a storage fault, a bug: kept, retried, visible to admins
-            return self._retry(item, "error", type(exc).__name__, where)
+        except Exception as exc:  # the kind says whether a later attempt may cure it
+            code, reason = registry.failure_code(exc), registry.failure_reason(exc)
+            if kind.retryable(exc):
+                return self._retry(item, code, reason, where)
+            return self._final(item, "failed", code, reason, where)
         if self.after_send is not None:
             self.after_send(item)
         now = self.clock()

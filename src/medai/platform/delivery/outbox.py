@@ -5,9 +5,9 @@ Events: ``analysed`` (the analysis stored its findings and draft: the findings S
 for a PACS, a preliminary FHIR report) and ``signed`` (a report version was signed: the report
 SR with the AI's key slices as a key image note, a final or amended FHIR report, an HL7
 ORU^R01). Each event is enqueued once per configured destination (unique ``event_key`` +
-``destination``); a DICOM destination gets no
-row to send for a study without DICOM identity (an uploaded PNG): its row is ``skipped`` with
-the reason, so the admin page says why nothing went.
+``destination``); a destination whose kind files objects under the study's DICOM identity
+(``destinations``: its ``needs_dicom_identity``) gets no row to send for a study without one (an
+uploaded PNG): its row is ``skipped`` with the reason, so the admin page says why nothing went.
 
 A sender claims a due row with a lease (``leases.claim_first``, as jobs are claimed), sends,
 and marks it ``delivered`` when the destination acknowledged it; on failure it goes back to
@@ -28,11 +28,14 @@ report again with status ``entered-in-error``, the HL7 ORU with result status W,
 IOCM rejection note listing the objects it got. The correction goes after whatever the
 destination was being sent (rows of a pair go in order), and an open identity conflict does
 not hold it: withdrawing a wrong study is never what the hold protects against.
+
+A row's ``code`` (why it waits, failed or was skipped) is one of ``core.errors.CODES``. Rows
+written before issue 61 may hold the outbox's own earlier names (``OLD_CODES``); no migration
+rewrites them, and they are read as the code they became.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 from collections.abc import Iterable
@@ -45,6 +48,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from medai.core.errors import CODES, MedaiError
+from medai.platform.delivery.destinations import registry
 from medai.platform.dicom.identity_conflicts import open_by_study, open_conflict_clause
 from medai.platform.records.leases import claim_first
 from medai.platform.records.localtime import iso_utc
@@ -57,10 +61,17 @@ from medai.platform.records.tables import (
 
 STATES = ("queued", "sending", "delivered", "failed", "skipped")
 SHOWN = ("queued", "retrying", "held", "sending", "delivered", "failed", "skipped")
-DICOM_KINDS = ("dicom", "dicomweb")
 PENDING = ("queued", "sending")
 RETRACTED_EVENT = "retracted"
 RETRACTED_REASON = "the study was retracted (entered in error): nothing more is sent for it"
+OLD_CODES = {
+    "unavailable": "destination_unavailable",
+    "rejected": "destination_rejected",
+    "error": "delivery_error",
+}
+"""The codes rows written before issue 61 may hold (``unavailable`` meant the destination, not
+medai, was unreachable; ``error`` an unexpected failure, not an HTTP status), and the code of
+``CODES`` each is read as."""
 WAKE = threading.Event()
 """Set after a transaction that enqueued something commits: a loop in this process looks at
 once instead of at its next poll."""
@@ -92,12 +103,6 @@ class Backoff:
     def delay(self, attempts: int, rng: random.Random) -> float:
         raw = min(self.max_s, self.base_s * 2.0 ** min(max(attempts - 1, 0), 40))
         return raw * (1.0 - self.jitter * rng.random())
-
-
-def configured() -> list[Any]:
-    from medai.settings import get_settings
-
-    return get_settings().destinations()
 
 
 # --- enqueue (inside the event's transaction) -----------------------------------------------
@@ -154,7 +159,7 @@ def _enqueue(
         )
         if study.status == "entered_in_error":  # retracted: recorded, never sent
             row.state, row.code, row.reason = "skipped", "retracted", RETRACTED_REASON
-        elif d.kind in DICOM_KINDS:
+        elif registry.get(d.kind).needs_dicom_identity:
             dicom_ok = has_dicom_identity(db, study) if dicom_ok is None else dicom_ok
             if not dicom_ok:
                 row.state, row.code = "skipped", "no_dicom_identity"
@@ -171,22 +176,23 @@ def on_analysed(
     study: Study,
     ai_result_id: int,
     report: ReportVersion,
-    destinations: Iterable[Any] | None = None,
+    destinations: Iterable[Any],
 ) -> list[OutboxItem]:
-    """The analysis stored its findings and the AI draft (version ``report``)."""
+    """The analysis stored its findings and the AI draft (version ``report``); ``destinations``
+    are the configured ones (``Settings.destinations()``, what the caller's platform read)."""
     return _enqueue(
         db,
         "analysed",
         f"analysed:{study.id}:{ai_result_id}",
         study,
-        configured() if destinations is None else destinations,
+        destinations,
         report.version,
         ai_result_id,
     )
 
 
 def on_signed(
-    db: Session, study: Study, report: ReportVersion, destinations: Iterable[Any] | None = None
+    db: Session, study: Study, report: ReportVersion, destinations: Iterable[Any]
 ) -> list[OutboxItem]:
     """A version was signed (final, or a signed amendment)."""
     if report.signed_by is None:
@@ -196,7 +202,7 @@ def on_signed(
         "signed",
         f"signed:{study.id}:{report.version}",
         study,
-        configured() if destinations is None else destinations,
+        destinations,
         report.version,
         None,
     )
@@ -220,9 +226,7 @@ def cancel_pending(db: Session, study_id: int, now: datetime) -> int:
     return done.rowcount or 0
 
 
-def on_retracted(
-    db: Session, study: Study, destinations: Iterable[Any] | None = None
-) -> list[OutboxItem]:
+def on_retracted(db: Session, study: Study, destinations: Iterable[Any]) -> list[OutboxItem]:
     """The correction for each configured destination that received something of ``study``
     (a row delivered or being sent): one ``retracted`` row, whatever events the destination
     takes. ``report_version`` is the newest version it got (what the FHIR and HL7
@@ -241,7 +245,7 @@ def on_retracted(
         ).all()
     )
     rows = []
-    for d in configured() if destinations is None else destinations:
+    for d in destinations:
         if d.name not in received or d.name in have:
             continue
         row = OutboxItem(
@@ -259,12 +263,6 @@ def on_retracted(
     if rows:
         _wake_after_commit(db)
     return rows
-
-
-def control_id(item: OutboxItem) -> str:
-    """The HL7 message control id of a row (MSH-10, 20 characters): the same on every
-    resend of the event to that destination."""
-    return "MD" + hashlib.sha256(f"{item.event_key}|{item.destination}".encode()).hexdigest()[:18]
 
 
 # --- claim and mark ---------------------------------------------------------------------------
@@ -328,7 +326,10 @@ def claim(
 
 
 def _mark(db: Session, item_id: int, worker: str, now: datetime, **values: Any) -> bool:
-    """Change a row this worker holds; False when it was taken over meanwhile."""
+    """Change a row this worker holds; False when it was taken over meanwhile. A code outside
+    ``CODES`` is a mistake in medai, refused before it reaches a row."""
+    if values.get("code") is not None and values["code"] not in CODES:
+        raise ValueError(f"outbox code {values['code']!r} is not in medai.core.errors.CODES")
     done = db.execute(
         update(OutboxItem)
         .where(OutboxItem.id == item_id, OutboxItem.worker == worker, OutboxItem.state == "sending")
@@ -420,6 +421,11 @@ def retry(db: Session, item_id: int, now: datetime) -> OutboxItem:
 # --- what admins see: ids, destinations, states (never patient data) -------------------------
 
 
+def code_of(item: OutboxItem) -> str | None:
+    """The row's code, an old one (``OLD_CODES``) read as the code it became."""
+    return OLD_CODES.get(item.code, item.code) if item.code is not None else None
+
+
 def shown_state(item: OutboxItem, held: bool = False) -> str:
     """``held``: queued for a study with an open identity conflict (sent once decided)."""
     if item.state == "queued" and held and item.event != RETRACTED_EVENT:
@@ -446,7 +452,7 @@ def as_dict(item: OutboxItem, held: bool = False) -> dict[str, Any]:
         "state": shown,
         "attempts": item.attempts,
         "next_attempt_at": iso_utc(item.next_at) if shown in ("queued", "retrying") else None,
-        "code": "identity_conflict" if shown == "held" else item.code,
+        "code": "identity_conflict" if shown == "held" else code_of(item),
         "reason": (
             "held: the study has an open identity conflict" if shown == "held" else item.reason
         ),
@@ -457,10 +463,10 @@ def as_dict(item: OutboxItem, held: bool = False) -> dict[str, Any]:
     }
 
 
-def summary(db: Session, destinations: Iterable[Any] | None = None) -> list[dict[str, Any]]:
+def summary(db: Session, destinations: Iterable[Any]) -> list[dict[str, Any]]:
     """Per destination (configured ones, and any that still has rows): where it is, how
     many rows are in each state, the next retry and the last failure."""
-    dests = {d.name: d for d in (configured() if destinations is None else destinations)}
+    dests = {d.name: d for d in destinations}
     counts: dict[str, dict[str, int]] = {}
     held = _held()
     for name, state, attempts, is_held, n in db.execute(
@@ -509,7 +515,7 @@ def summary(db: Session, destinations: Iterable[Any] | None = None) -> list[dict
                 else {
                     "id": last.id,
                     "state": shown_state(last),
-                    "code": last.code,
+                    "code": code_of(last),
                     "reason": last.reason,
                     "at": iso_utc(last.updated_at),
                 },

@@ -2,7 +2,8 @@
 result, the report version), so a resend is the same message: the DICOM objects for a PACS
 (``dicom_objects``, ``dicom_heatmap``, ``dicom_report``, and with a signed report the AI's key
 slices as a key image note, ``dicom_key_images``), the FHIR report bundle
-(``exports.fhir_bundle``) and the parts of an HL7 ORU^R01 (``hl7_send``). A ``retracted`` row
+(``documents.fhir_bundle``) and the parts an HL7 ORU^R01 is made of; each destination kind
+builds its message from these (``destinations``). A ``retracted`` row
 (``platform.retraction``) repeats the newest version the destination got, as entered in error
 (FHIR) or withdrawn (HL7), and for a PACS builds the rejection note over the very objects its
 earlier rows sent (``rejected_objects``: rebuilt, so their UIDs are the ones sent).
@@ -22,6 +23,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from medai.core.errors import MedaiError
+from medai.core.task_registry import TaskError
+from medai.core.task_registry import get as get_task
 from medai.platform.context import Platform
 from medai.platform.dicom import study_time
 from medai.platform.dicom.identity import is_dicom
@@ -47,6 +50,7 @@ from medai.platform.records.tables import (
     User,
 )
 from medai.platform.worklist import studies, versions
+from medai.services import imaging as imaging_service
 
 SIGNED = ("final", "amended")
 # SOP classes that hold no image (structured reports, key object notes, presentation states,
@@ -140,12 +144,6 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
         )
 
 
-def settings():
-    from medai.settings import get_settings
-
-    return get_settings()
-
-
 def source_header(p: Platform, sha: str):
     """The stored DICOM image's header (a pydicom Dataset without its pixels)."""
     import pydicom
@@ -168,8 +166,6 @@ def heatmap_rgb(p: Platform, parts: Parts, overlay_png: bytes):
     import numpy as np
     from PIL import Image
 
-    from medai.services import imaging as imaging_service
-
     raw = p.store.read(parts.film_sha)
     # the display rendition is already an 8-bit PNG of at most 2048 px: decode it once, not
     # through preview_png's decode, resize and re-encode (~0.2 s a study on this machine)
@@ -183,11 +179,10 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
     """``analysed``: the findings SR and the heatmap SC (and its Parametric Map where the
     source has the geometry for one); ``signed``: the report SR and, when the AI's result has
     key slices, their key image note."""
-    from medai.services import imaging as imaging_service
 
     header = source_header(p, parts.source_sha)
     source = SourceImage.from_dataset(header)
-    institution = settings().institution_name or None
+    institution = p.settings.outbox.institution_name or None
     task = _task(parts.study.get("task"))
     if item.event == "signed":  # the signer's findings, the AI's suggestions marked as such
         return [
@@ -296,8 +291,6 @@ def key_images(
 
 def _task(name: Any):
     """The study's task (names its labels and their codes); None for one the registry lacks."""
-    from medai.core.task_registry import TaskError
-    from medai.core.task_registry import get as get_task
 
     try:
         return get_task(str(name)) if name else None
@@ -368,6 +361,6 @@ def rejection(p: Platform, item: OutboxItem, parts: Parts) -> list:
             retracted_at=at,
             destination=item.destination,
             observer=observer,
-            institution=settings().institution_name or None,
+            institution=p.settings.outbox.institution_name or None,
         )
     ]

@@ -29,8 +29,9 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from medai import __version__
 from medai.core.errors import MedaiError
-from medai.platform.records.crypto import _key_file
+from medai.platform.records.crypto import site_keys
 
 __all__ = [
     "PROFILE_CODE",
@@ -57,11 +58,7 @@ class DeidError(MedaiError, ValueError):
 def site_secret(keys: list[str] | None = None) -> bytes:
     """The HMAC key for UIDs and pseudonyms: derived from the platform's current encryption
     key with a fixed label, so it is kept wherever that key is and never written out."""
-    if keys is None:
-        from medai.settings import get_settings
-
-        settings = get_settings()
-        keys = settings.secret_keys or _key_file(settings.home)
+    keys = site_keys() if keys is None else keys
     return hmac.new(keys[0].encode(), _LABEL, hashlib.sha256).digest()
 
 
@@ -207,7 +204,6 @@ class Deidentifier:
 
 
 def _medai_version() -> str:
-    from medai import __version__
 
     return __version__
 

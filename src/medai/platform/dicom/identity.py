@@ -22,6 +22,7 @@ from medai.platform.dicom import dicom_values
 from medai.platform.dicom.dicom_values import IdentityError
 from medai.platform.records.crypto import InvalidToken, cipher
 from medai.platform.records.tables import DicomInstance, Study
+from medai.services import imaging as imaging_service
 
 log = logging.getLogger("medai.integration")
 _DATE = re.compile(r"^\d{8}$")
@@ -146,7 +147,6 @@ def checked_read(data: bytes) -> DicomIdentity | None:
     """What every way in does with a file's plaintext before filing it: its limits checked
     from its header (``ImageTooLarge`` for a bomb, before anything decodes a pixel), then
     its identity (``read``)."""
-    from medai.services import imaging as imaging_service
 
     imaging_service.check_upload(io.BytesIO(data))
     return read(data)

@@ -35,7 +35,9 @@ from sqlalchemy.orm import Session
 from medai.core.errors import CODES, MedaiError
 from medai.core.faults import StorageFault
 from medai.platform.dicom import identity as dicom
-from medai.platform.records.tables import DicomInstance, IdentityConflict, Patient, Study, User
+from medai.platform.dicom.arrival import Arrival
+from medai.platform.records.tables import DicomInstance, IdentityConflict, Patient, Study
+from medai.services import imaging as imaging_service
 
 STATES = ("open", "reassigned", "rejected")
 REASONS = {
@@ -166,7 +168,6 @@ def _content_differences(store: Any, stored_sha: str, sha: str) -> list[str]:
     (``services.imaging.dicom_differences``); ``PixelData`` when that cannot be shown."""
     if store is None:
         return ["PixelData"]
-    from medai.services import imaging as imaging_service
 
     try:
         stored, incoming = store.read(stored_sha), store.read(sha)
@@ -232,58 +233,47 @@ def decided(db: Session, study_id: int, sha: str) -> IdentityConflict | None:
 
 
 def quarantine(
-    db: Session,
-    study: Study,
-    user: User,
-    *,
-    reason: str,
-    fields: list[str],
-    identity: dicom.DicomIdentity,
-    sha: str,
-    size: int,
-    content_type: str,
-    task: str | None,
-    source: str,
-    calling_ae: str | None,
-    language: str = "tr",
-    options: dict[str, Any] | None = None,
+    db: Session, study: Study, arrival: Arrival, *, reason: str, fields: list[str]
 ) -> IdentityConflict:
-    """Keep the instance aside as a conflict with ``study`` (once: the same file sent again
-    for the same study finds the open conflict it already made)."""
+    """Keep the arriving instance aside as a conflict with ``study`` (once: the same file sent
+    again for the same study finds the open conflict it already made). The row keeps what
+    ``arrival_of`` gives back when a person reassigns it."""
     if reason not in REASONS:
         raise ValueError(f"unknown conflict reason {reason!r}; valid: {', '.join(REASONS)}")
     known = db.scalar(
         select(IdentityConflict)
         .where(
             IdentityConflict.study_id == study.id,
-            IdentityConflict.file_sha256 == sha,
+            IdentityConflict.file_sha256 == arrival.sha,
             IdentityConflict.state == "open",
         )
         .limit(1)
     )
     if known is not None:
         return known
-    options = options or {}
+    identity = arrival.identity
+    if identity is None:  # a file without a header names no patient to disagree with
+        raise ValueError("only a DICOM instance can be held as an identity conflict")
     incoming = {
         **asdict(identity),
-        "patient_ref": options.get("patient_ref"),
-        "question": options.get("question"),
-        "urgent": bool(options.get("urgent")),
+        "patient_ref": arrival.patient_ref,
+        "question": arrival.question,
+        "urgent": bool(arrival.urgent),
     }
     row = IdentityConflict(
         study_id=study.id,
         reason=reason,
         fields=fields,
         identity=dicom.seal_json(incoming),
-        file_sha256=sha,
-        file_size=size,
-        content_type=content_type[:64],
-        task=task,
+        file_sha256=arrival.sha,
+        file_size=arrival.size,
+        content_type=arrival.content_type[:64],
+        task=arrival.task,
         sop_uid=identity.sop_uid or None,
-        language=language if language in ("tr", "en") else "tr",
-        source=source[:8],
-        calling_ae=calling_ae,
-        uploaded_by=user.id,
+        language=arrival.language if arrival.language in ("tr", "en") else "tr",
+        source=arrival.source[:8],
+        calling_ae=arrival.calling_ae,
+        uploaded_by=arrival.uploaded_by,
         state="open",
     )
     db.add(row)
@@ -373,19 +363,25 @@ def close(db: Session, conflict_id: int, state: str, who: str, now: datetime) ->
     return row
 
 
-def incoming(row: IdentityConflict) -> tuple[dicom.DicomIdentity, dict[str, Any]]:
-    """The quarantined instance's identity, with no StudyInstanceUID (it is another
-    patient's study's: a reassigned study keeps no UID to group or file DICOM objects
-    under), and the upload's options (patient reference, question, urgency)."""
+def arrival_of(row: IdentityConflict) -> Arrival:
+    """The quarantined instance's arrival as it came (its file, task, source, uploader and
+    the upload's patient reference, question and urgency), with no StudyInstanceUID: that is
+    another patient's study's, and a reassigned study keeps no UID to group or file DICOM
+    objects under."""
     values = _incoming(row)
     fields = {k: v for k, v in values.items() if k in dicom.DicomIdentity.__dataclass_fields__}
-    return (
-        dicom.DicomIdentity(**{**fields, "study_uid": ""}),
-        {
-            "patient_ref": values.get("patient_ref"),
-            "question": values.get("question"),
-            "urgent": bool(values.get("urgent")),
-        },
+    return Arrival(
+        sha=row.file_sha256,
+        size=row.file_size,
+        content_type=row.content_type,
+        task=row.task,
+        uploaded_by=row.uploaded_by,
+        identity=dicom.DicomIdentity(**{**fields, "study_uid": ""}),
+        source=row.source,
+        language=row.language,
+        patient_ref=values.get("patient_ref"),
+        question=values.get("question"),
+        urgent=bool(values.get("urgent")),
     )
 
 

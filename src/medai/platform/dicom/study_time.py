@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from medai.core.errors import MedaiError
+from medai.platform.records.localtime import as_utc, hospital_zone
 
 _DA = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _TM = re.compile(r"^(\d{2})(?::?(\d{2})(?::?(\d{2}))?)?(?:\.(\d{1,6}))?$")
@@ -65,7 +66,6 @@ def _zone(ds: Any, zone: str | None):
         minutes = int(m[2]) * 60 + int(m[3])
         if minutes <= 14 * 60:
             return timezone(timedelta(minutes=minutes if m[1] == "+" else -minutes))
-    from medai.platform.records.localtime import hospital_zone
 
     return hospital_zone(zone)
 
@@ -84,7 +84,6 @@ def taken(
         return datetime.combine(day, at, tzinfo=_zone(ds, zone)).isoformat()
     if uploaded is None:
         return None
-    from medai.platform.records.localtime import as_utc
 
     return as_utc(uploaded).astimezone(UTC).replace(microsecond=0).isoformat()
 

@@ -42,6 +42,7 @@ from medai.platform.documents.dicom_objects import (
     pin_times,
     uid,
 )
+from medai.services.imaging import decision_of
 
 SERIES_KEY_IMAGES = 9906
 OF_INTEREST = ("DCM", "113000", "Of Interest")
@@ -65,7 +66,6 @@ def key_refs(payload: Mapping[str, Any] | None, images: int | None = None) -> li
     "<sop>#<frame>", in the result's order); [] for none (see the module's rules).
     ``images``: how many images the study holds (slices, frames counted): key slices that are
     all of them select nothing (a single film), and make no note either."""
-    from medai.services.imaging import decision_of
 
     if not payload or payload.get("refused"):
         return []
@@ -88,7 +88,6 @@ def split_ref(ref: str) -> tuple[str, int | None]:
 
 
 def _labels(payload: Mapping[str, Any], task: Task | None, lang: str) -> str:
-    from medai.services.imaging import decision_of
 
     decision = decision_of(dict(payload)) or {}
     labels = (

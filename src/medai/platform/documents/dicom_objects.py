@@ -27,6 +27,7 @@ from medai.core.errors import MedaiError
 from medai.core.task_registry import PRIVATE_SCHEME, Task
 from medai.core.task_registry import get as get_task
 from medai.platform.dicom.dicom_values import outgoing_header
+from medai.services.imaging import decision_of
 
 MANUFACTURER = "medai"
 UTF8 = "ISO_IR 192"  # names and report text in Turkish: every object is written in UTF-8
@@ -202,7 +203,6 @@ def finding_rows(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     result's decision states it (``services.imaging.decision_of``, results stored before
     states existed included): present, absent or indeterminate with why, read and never
     derived here from probabilities."""
-    from medai.services.imaging import decision_of
 
     if payload.get("refused"):
         raise DicomObjectError("a refused result has no findings to send")

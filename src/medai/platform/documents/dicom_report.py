@@ -33,7 +33,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from medai.core.task_registry import PRIVATE_SCHEME, Task
+from medai.core.task_registry import PRIVATE_SCHEME, Task, TaskError
 from medai.core.task_registry import get as get_task
 from medai.platform.dicom.dicom_values import outgoing_person_name
 from medai.platform.documents.dicom_objects import (
@@ -90,7 +90,6 @@ def _when(value: dt.datetime | str | None) -> dt.datetime:
 
 
 def _task(report: Mapping[str, Any], task: Task | None) -> Task | None:
-    from medai.core.task_registry import TaskError
 
     try:
         return task or (get_task(str(report["task"])) if report.get("task") else None)

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medai.platform.records.tables import StudyLabel
+from medai.services.imaging import decision_of, scope_of
 
 VERDICTS = ("confirmed", "rejected", "added", "decided", "not_decided")
 SUMMARY = (
@@ -122,7 +123,6 @@ def with_states(
     its scope (``services.imaging.scope_of``; None without a stored AI result). A report with
     no stored AI result reads its own stored findings (label, probability, threshold,
     positive) through the same reader."""
-    from medai.services.imaging import decision_of, scope_of
 
     payload = ai_payload
     if payload is None and report.get("findings"):

@@ -11,8 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from medai.core.task_registry import TaskError
+from medai.core.task_registry import get as get_task
 from medai.platform.access.accounts import person_parts, signs_as
 from medai.platform.dicom.identity import display_name
+from medai.services.imaging import scope_text
 
 LANGUAGES = ("tr", "en")
 SECTIONS = ("technique", "findings", "impression", "recommendation")
@@ -357,8 +360,6 @@ def status_name(report: dict[str, Any], lang: str) -> str:
 
 
 def _task(name: str | None):
-    from medai.core.task_registry import TaskError
-    from medai.core.task_registry import get as get_task
 
     try:
         return get_task(name) if name else None
@@ -507,7 +508,6 @@ def scope(report: dict[str, Any], study: dict[str, Any], lang: str) -> dict[str,
     scope) and the headings; {} when the report has no AI result."""
     if not report.get("scope"):
         return {}
-    from medai.services.imaging import scope_text
 
     return scope_text(report["scope"], str(study.get("task") or ""), lang)
 

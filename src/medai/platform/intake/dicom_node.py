@@ -40,11 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medai.core.faults import StorageFault
+from medai.destinations_config import check_ae_title
 from medai.platform.access import audit
 from medai.platform.context import Platform
 from medai.platform.intake import receive
 from medai.platform.ops import key_check
 from medai.services import imaging as imaging_service
+from medai.settings import DicomSettings, check_allow_list
 
 log = logging.getLogger("medai.integration")
 Dispatch = Callable[[int, int, bool], None]  # (study id, job id, urgent)
@@ -72,15 +75,12 @@ class Limits:
     idle_s: float = 60.0
 
     @classmethod
-    def from_settings(cls) -> Limits:
-        from medai.settings import get_settings
-
-        s = get_settings()
+    def from_settings(cls, dicom: DicomSettings) -> Limits:
         return cls(
-            total=s.dicom_max_associations,
-            per_ae=s.dicom_max_per_ae,
-            per_address=s.dicom_max_per_address,
-            idle_s=s.dicom_idle_s,
+            total=dicom.dicom_max_associations,
+            per_ae=dicom.dicom_max_per_ae,
+            per_address=dicom.dicom_max_per_address,
+            idle_s=dicom.dicom_idle_s,
         )
 
     @property
@@ -142,15 +142,15 @@ class DicomNode:
     ) -> None:
         """``allow``: the calling AE titles admitted (None: ``MEDAI_DICOM_ALLOW``; empty: none;
         ``("*",)``: any). ``tls``: an SSL context to serve DICOM TLS with, False for plain
-        DICOM, None for what the settings say (``server_tls_from_settings``)."""
-        from medai.settings import check_ae_title, check_allow_list, get_settings
-
+        DICOM, None for what the settings say (``server_tls_from_settings``). What is not
+        given comes from the platform's ``settings.dicom``."""
+        dicom = p.settings.dicom
         self.p, self.dispatch, self.language = p, dispatch, language
         self.ae_title, self.host, self.port = check_ae_title(ae_title), host, port
-        self.allow = tuple(check_allow_list(get_settings().dicom_allow if allow is None else allow))
+        self.allow = tuple(check_allow_list(dicom.dicom_allow if allow is None else allow))
         self.any_caller = self.allow == (ANY_CALLER,)
-        self.tls = server_tls_from_settings() if tls is None else (tls or None)
-        self.limits = limits or Limits.from_settings()
+        self.tls = server_tls_from_settings(dicom) if tls is None else (tls or None)
+        self.limits = limits or Limits.from_settings(dicom)
         self._clock = clock  # a test's fake clock drives the reaper without waiting
         self._budgets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._open: dict[Any, _Open] = {}  # admitted associations (guarded by _admission)
@@ -436,8 +436,6 @@ class DicomNode:
             log.error("C-STORE from %s not stored: %s", calling, type(exc).__name__)
             return OUT_OF_RESOURCES
         except Exception as exc:  # named to the sender, never a crash of the node
-            from medai.core.faults import StorageFault
-
             status = OUT_OF_RESOURCES if isinstance(exc, StorageFault) else PROCESSING_FAILURE
             log.error("C-STORE from %s failed: %s", calling, type(exc).__name__)
             return status
@@ -469,14 +467,11 @@ def server_tls_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSL
     return ctx
 
 
-def server_tls_from_settings() -> ssl.SSLContext | None:
+def server_tls_from_settings(dicom: DicomSettings) -> ssl.SSLContext | None:
     """``MEDAI_DICOM_TLS_CERT``/``_KEY``/``_CA`` as a server context; None when unset."""
-    from medai.settings import get_settings
-
-    s = get_settings()
-    if s.dicom_tls_cert is None or s.dicom_tls_key is None:
+    if dicom.dicom_tls_cert is None or dicom.dicom_tls_key is None:
         return None
-    return server_tls_context(s.dicom_tls_cert, s.dicom_tls_key, s.dicom_tls_ca)
+    return server_tls_context(dicom.dicom_tls_cert, dicom.dicom_tls_key, dicom.dicom_tls_ca)
 
 
 def _status(status: int, comment: str) -> Any:

@@ -25,6 +25,7 @@ from medai.core.errors import MedaiError
 from medai.platform.context import Platform
 from medai.platform.intake import receive
 from medai.platform.records.tables import DicomInstance, IdentityConflict
+from medai.services.imaging import declared_too_large
 
 log = logging.getLogger("medai.integration")
 CALLING = "DICOMWEB"  # what the audit names as the sender of a pulled instance
@@ -74,7 +75,6 @@ def _value(item: dict, keyword: str) -> Any:
 def declares_too_much(item: dict) -> bool:
     """Whether the instance's QIDO attributes already declare more pixels than the decoders
     allow (False when the PACS did not say: the filing checks the header itself)."""
-    from medai.services.imaging import declared_too_large
 
     rows, cols = _value(item, "Rows"), _value(item, "Columns")
     if rows is None or cols is None:

@@ -63,6 +63,13 @@ class KeyTaken(MedaiError, Exception):
     code = "conflict"
 
 
+class KeyReused(MedaiError, ValueError):
+    """The user's key was used for another upload (another file or other fields) within
+    ``TTL``: the API's 422, never a replay of that other upload's study."""
+
+    status, code = 422, "idempotency_key_reused"
+
+
 def checked(value: str | None) -> str | None:
     """The key of a header value (None: no header, the upload is not keyed)."""
     if value is None:

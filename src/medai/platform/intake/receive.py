@@ -20,6 +20,7 @@ from medai.platform.access import audit
 from medai.platform.access.accounts import DICOM_ACCOUNT, internal_account
 from medai.platform.context import Platform
 from medai.platform.dicom import identity as dicom
+from medai.platform.dicom.arrival import Arrival
 from medai.platform.intake.routing import route
 from medai.platform.records.tables import User
 from medai.platform.worklist import studies
@@ -150,16 +151,25 @@ def _file(
                 actor = audit.Actor(
                     name=f"dicom:{calling_ae}"[:64], id=user.id, role=user.role, client=client
                 )
-                filed = studies.receive(
-                    db,
-                    p.store,
-                    user,
-                    actor,
+                arrival = Arrival(
                     sha=sha,
                     size=size,
                     content_type=DICOM_TYPE,
                     task=chosen.task,
+                    uploaded_by=user.id,
                     identity=ident,
+                    source="dicom",
+                    calling_ae=calling_ae,
+                    received_at=p.clock(),
+                    stable_s=p.settings.serving.study_stable_s,
+                    no_model_reason=chosen.reason,
+                    language=language,
+                )
+                filed = studies.receive(
+                    db,
+                    p.store,
+                    actor,
+                    arrival,
                     audit_detail=lambda f: {
                         "source": "dicom",
                         "task": f.study.task or None,
@@ -167,11 +177,6 @@ def _file(
                         "sop_class": ident.sop_class,
                         "bytes": size,
                     },
-                    source="dicom",
-                    calling_ae=calling_ae,
-                    no_model_reason=chosen.reason,
-                    language=language,
-                    now=p.clock(),
                 )
                 conflict = filed.conflict
                 out = Received(

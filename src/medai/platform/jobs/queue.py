@@ -21,8 +21,6 @@ from medai.platform.jobs.jobs import JobPool, claim, run_claimed
 from medai.platform.lifecycle import model_jobs, serving
 from medai.platform.records.leases import worker_name
 from medai.platform.records.tables import Job
-from medai.services.model_handles import ModelHandles
-from medai.settings import get_settings
 
 log = logging.getLogger("medai.platform.jobs.queue")
 TASK_NAME = "medai.analyse_study"
@@ -74,9 +72,8 @@ def celery_app(broker_url: str, visibility_timeout_s: int = 300):
     def model_job(job_id: int) -> str:
         """A retraining or validation (``lifecycle.model_jobs``); a job another worker holds
         is left to it (the server's sweeper republishes it if that lease runs out)."""
-        return model_jobs.run(
-            _worker_platform(), job_id, worker_name("training"), get_settings().job_lease_s
-        )
+        p = _worker_platform()
+        return model_jobs.run(p, job_id, worker_name("training"), p.settings.serving.job_lease_s)
 
     return app
 
@@ -88,9 +85,7 @@ WORKER_THREADS: int | None = None
 
 @lru_cache(maxsize=1)
 def _worker_platform():
-    p = open_platform(
-        models=ModelHandles(threads=WORKER_THREADS, imaging_runtime=get_settings().imaging_runtime)
-    )
+    p = open_platform(model_threads=WORKER_THREADS)
     serving.watch(p)  # a worker follows promotions and rollbacks without a restart
     return p
 
@@ -101,13 +96,14 @@ def start_delivery(threads: int):
     them at once (``outbox.WAKE`` is per process), so a Celery study's SR and FHIR report leave
     as soon as it is analysed instead of at serve's next poll, and in a backlog every worker
     sends, not serve's threads alone; rows are claimed under leases, so nothing goes twice."""
-    if threads <= 0 or not get_settings().destinations():
+    if threads <= 0:
+        return None
+    p = _worker_platform()
+    if not p.settings.destinations():
         return None
     from medai.platform.delivery.delivery import DeliveryLoop
 
-    return DeliveryLoop.from_settings(
-        _worker_platform(), threads=threads, name="celery-outbox"
-    ).start()
+    return DeliveryLoop.from_settings(p, threads=threads, name="celery-outbox").start()
 
 
 def deliver_while_working(threads: int) -> None:
@@ -132,8 +128,8 @@ def deliver_while_working(threads: int) -> None:
 
 
 def _run(task, study_id: int, job_id: int) -> str:
-    lease = get_settings().job_lease_s
     p = _worker_platform()
+    lease = p.settings.serving.job_lease_s
     name = worker_name("celery")
     job = claim(p, name, lease, job_id)
     if job is None:
@@ -186,17 +182,17 @@ def analysis_dispatch(p: Platform) -> tuple[Dispatch, Callable[[], None]]:
     ``MEDAI_BROKER_URL`` is set, else to a pool of ``MEDAI_JOB_THREADS`` analysis threads of
     its own (0: none — a ``medai serve`` on the same database takes the jobs within its
     poll interval). Returns (dispatch, stop)."""
-    settings = get_settings()
-    if settings.broker_url:
-        broker = settings.broker_url
+    settings = p.settings
+    if settings.storage.broker_url:
+        broker = settings.storage.broker_url
 
         def publish_job(study_id: int, job_id: int, urgent: bool) -> None:
             publish(broker, study_id, job_id, urgent)
 
         return publish_job, lambda: None
-    if settings.job_threads <= 0:
+    if settings.serving.job_threads <= 0:
         return (lambda *_: None), (lambda: None)
-    pool = JobPool(p, settings.job_threads, settings.job_lease_s)
+    pool = JobPool(p, settings.serving.job_threads, settings.serving.job_lease_s)
     pool.start()
     serving.watch(p)  # this process analyses: it follows promotions and rollbacks
 
@@ -219,7 +215,7 @@ def model_job_dispatch(p: Platform, broker: str | None, holder: dict) -> Callabl
                 log.error("publishing model job %s failed: %s", job_id, type(exc).__name__)
             return
         if "model_jobs" not in holder:
-            holder["model_jobs"] = model_jobs.LocalRunner(p, get_settings().job_lease_s).start()
+            holder["model_jobs"] = model_jobs.LocalRunner(p, p.settings.serving.job_lease_s).start()
         holder["model_jobs"].submit(job_id)
 
     return dispatch

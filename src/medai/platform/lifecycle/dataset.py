@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from medai.core import task_registry
 from medai.core.errors import MedaiError
+from medai.core.text import redact_pii
 from medai.platform.dicom.identity_conflicts import has_open
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.lifecycle.site_sets import held_out
@@ -131,13 +132,14 @@ def export(
         return export_triage(p, out, since, deidentify, actor)
     (out / IMAGES).mkdir(parents=True, exist_ok=True)
     deid = Deidentifier(site_secret())
+    fraction = p.settings.models.site_set_fraction
     rows, ids, counts, sources = [], [], Counter(), Counter()
     skipped: Counter[str] = Counter()
     first = last = None
     digest = hashlib.sha256()
     with p.db.reader() as db:
         for study, version, signed_at in _labelled(db, task, since):
-            if exclude_site_set and held_out(task, study.id):
+            if exclude_site_set and held_out(task, study.id, fraction):
                 skipped["held_out_for_validation"] += 1
                 continue
             if has_open(db, study.id):  # a study in doubt of its patient teaches nothing
@@ -224,7 +226,6 @@ def export_triage(
     """Triage records with a recorded outcome as ``complaints.csv`` (``text,label``: the
     format ``medai triage train --data`` reads); ``deidentify`` masks names, phone numbers
     and national ids in the text (``core.text.redact_pii``)."""
-    from medai.core.text import redact_pii
 
     out.mkdir(parents=True, exist_ok=True)
     rows, ids, counts = [], [], Counter()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from medai.core import task_registry
+from medai.core.trainer import TrainingCancelled
 from medai.platform.access import audit
 from medai.platform.lifecycle import dataset, retrain, site_sets, validation
 from medai.platform.lifecycle.model_registry import LifecycleError, NoSuchModel
@@ -221,7 +222,6 @@ class _Hooks:
 
 def run(p: Platform, job_id: int, worker: str, lease_s: float) -> str:
     """Claim and run one job; returns its status afterwards."""
-    from medai.core.trainer import TrainingCancelled
 
     if not claim(p, job_id, worker, lease_s):
         with p.db.reader() as db:
@@ -310,18 +310,20 @@ def _site_set(p: Platform, task: str, actor: str) -> dict[str, Any] | None:
     """A validation started from the page needs a site set: with none yet (or only an empty
     one, frozen before empty sets were refused), freeze the held-out signed studies as the
     next version (returned); with none of those either, say so."""
+    fraction = p.settings.models.site_set_fraction
     with p.db.session() as db:
         latest = site_sets.latest(db, task)
         if latest is not None and latest.studies:
             return None
-        if not any(site_sets.held_out(task, sid) for sid in site_sets.signed_labels(db, task)):
+        signed = site_sets.signed_labels(db, task)
+        if not any(site_sets.held_out(task, sid, fraction) for sid in signed):
             refused = LifecycleError(
                 f"no signed {task} study is held out for site validation "
                 "yet: sign more studies, then validate"
             )
             refused.code = "no_site_set"
             raise refused
-        return site_sets.as_dict(site_sets.build(db, task, actor))
+        return site_sets.as_dict(site_sets.build(db, task, actor, fraction))
 
 
 def listing(p: Platform, task: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -44,6 +44,8 @@ from medai.platform.lifecycle import model_store
 from medai.platform.records.db import utcnow
 from medai.platform.records.localtime import iso_utc
 from medai.platform.records.tables import ModelTransition, RegisteredModel
+from medai.services import tracking
+from medai.services.model_handles import served_tasks
 
 STATES = ("candidate", "shadow", "active", "retired")
 # the states each move starts from (promote: to active; rollback goes through ``rollback``)
@@ -73,7 +75,6 @@ class TrackingUnavailable(LifecycleError):
 def fetched(source: str) -> Iterator[Path]:
     """The directory a registration reads: ``source`` itself, or for ``mlflow:RUN_ID`` the
     run's sealed model artifacts downloaded into a temporary folder (removed afterwards)."""
-    from medai.services import tracking
 
     if not source.startswith(tracking.PREFIX):
         yield Path(source)
@@ -195,7 +196,6 @@ def require_served(task: str, what: str) -> None:
     and retraining behind them are for the tasks served through the registry. The red-flag
     engine is registered as a record of its versions (find an alert's engine by its hash) and
     serves from the sealed folder MEDAI_RED_FLAG_RULES names."""
-    from medai.services.model_handles import served_tasks
 
     served = served_tasks()
     if task not in served:
@@ -573,7 +573,6 @@ def rollback_preview(db: Session, task: str) -> dict[str, Any] | None:
 
 
 def as_dict(row: RegisteredModel, card: bool = False) -> dict[str, Any]:
-    from medai.services.model_handles import served_tasks
 
     out = {
         "id": row.id,

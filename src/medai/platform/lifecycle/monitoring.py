@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from medai.core import task_registry
 from medai.platform.access import audit
 from medai.platform.lifecycle import drift, triage_labels
 from medai.platform.lifecycle.labels import latest_versions
@@ -52,6 +53,7 @@ from medai.platform.records.tables import (
     Validation,
 )
 from medai.platform.worklist.studies import RETRACTED
+from medai.settings import MonitorSettings
 
 if TYPE_CHECKING:
     from medai.platform.context import Platform
@@ -61,12 +63,6 @@ MONITOR = audit.Actor(name="medai-monitor")
 AGREEMENT_WINDOW = 100
 STATS = ("mean", "std")
 POPULATION = ("manufacturer", "age_band", "sex")  # from the DICOM header, "" when unknown
-
-
-def _settings():
-    from medai.settings import get_settings
-
-    return get_settings()
 
 
 def image_stats(image) -> dict[str, float]:
@@ -148,7 +144,7 @@ _REFERENCES: dict[int, list[MonitorSample]] = {}  # validation id → its refere
 
 
 def _validation_reference(
-    db, task: str, model_hash: str
+    db, task: str, model_hash: str, min_window: int
 ) -> tuple[list[MonitorSample], dict[str, Any]] | None:
     """The model's outputs on the site set at its latest validation, when that kept at least
     MEDAI_MONITOR_MIN_WINDOW of them: the reference the site signed off on."""
@@ -170,21 +166,20 @@ def _validation_reference(
             for x in metrics.get("monitor_reference", [])
         ]
     samples = _REFERENCES[row.id]
-    if len(samples) < _settings().monitor_min_window:
+    if len(samples) < min_window:
         return None
     return samples, {"kind": "site_validation", "validation_id": row.id, "n": len(samples)}
 
 
 def _split(
-    db, task: str, model_hash: str
+    db, task: str, model_hash: str, s: MonitorSettings
 ) -> tuple[list[MonitorSample], list[MonitorSample], dict[str, Any]]:
     """(reference, window, where the reference came from): the model's outputs on the site
     set when a validation kept them, else its first analyses here."""
-    s = _settings()
     base = select(MonitorSample).where(
         MonitorSample.task == task, MonitorSample.model_hash == model_hash
     )
-    validated = _validation_reference(db, task, model_hash)
+    validated = _validation_reference(db, task, model_hash, s.monitor_min_window)
     if validated is not None:
         window = list(db.scalars(base.order_by(MonitorSample.id.desc()).limit(s.monitor_window)))
         return validated[0], window[::-1], validated[1]
@@ -272,10 +267,12 @@ def _agreement(db, task: str, model_hash: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], dict], dict]:
-    """{(kind, key): detail} of every threshold crossed now, and the numbers behind them."""
-    s = _settings()
-    reference, window, source = _split(db, task, model_hash)
+def conditions(
+    db, task: str, model_hash: str, s: MonitorSettings
+) -> tuple[dict[tuple[str, str], dict], dict]:
+    """{(kind, key): detail} of every threshold crossed now, and the numbers behind them
+    (the thresholds: ``s``, the platform's ``settings.monitor``)."""
+    reference, window, source = _split(db, task, model_hash, s)
     crossed: dict[tuple[str, str], dict] = {}
     numbers: dict[str, Any] = {
         "reference_n": len(reference),
@@ -380,9 +377,9 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
         }
     agreement = _agreement(db, task, model_hash)
     numbers["agreement"] = agreement
-    if task == "triage":  # staff's recorded departments and urgency (triage_labels)
+    if _records_outcomes(task):  # staff's recorded departments and urgency (triage_labels)
         t = triage_labels.agreement(db, model_hash)
-        numbers["triage"] = t
+        numbers["outcomes"] = t
         answered = t["n"] - t["abstained"]
         rate = t["department"][0]
         if answered >= s.monitor_agreement_n and rate is not None and rate < s.monitor_agreement:
@@ -400,6 +397,15 @@ def conditions(db, task: str, model_hash: str) -> tuple[dict[tuple[str, str], di
                 "n": a["n"],
             }
     return crossed, numbers
+
+
+def _records_outcomes(task: str) -> bool:
+    """Whether staff record the outcome of the task's answers (``Task.recorded_outcomes``:
+    where a triaged patient was actually sent); a task no longer registered has none."""
+    try:
+        return task_registry.get(task).recorded_outcomes
+    except task_registry.TaskError:
+        return False
 
 
 def _round(value: float | None) -> float | None:
@@ -421,7 +427,7 @@ def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
     webhook)."""
     with p.db.session() as db:
         lock_key(db, f"monitor:{task}:{model_hash}")
-        crossed, numbers = conditions(db, task, model_hash)
+        crossed, numbers = conditions(db, task, model_hash, p.settings.monitor)
         open_ = {
             (a.kind, a.key): a
             for a in db.scalars(
@@ -476,12 +482,11 @@ def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
             a["value"],
             a["threshold"],
         )
-        _webhook(a)
+        _webhook(a, p.settings.monitor.monitor_webhook_url)
     return new
 
 
-def _webhook(alert: dict) -> None:
-    url = _settings().monitor_webhook_url
+def _webhook(alert: dict, url: str | None) -> None:
     if not url:
         return
 
@@ -535,7 +540,7 @@ def after_signature(p: Platform, study_id: int) -> None:
 def summary(p: Platform, task: str, model_hash: str, series_n: int = 200) -> dict[str, Any]:
     """Everything the monitoring page shows for one model, as numbers."""
     with p.db.reader() as db:
-        _, numbers = conditions(db, task, model_hash)
+        _, numbers = conditions(db, task, model_hash, p.settings.monitor)
         recent = list(
             db.scalars(
                 select(MonitorSample)
@@ -558,7 +563,7 @@ def summary(p: Platform, task: str, model_hash: str, series_n: int = 200) -> dic
                 .limit(50)
             )
         ]
-    s = _settings()
+    s = p.settings.monitor
     window = recent[-s.monitor_window :]
     latencies = [x.latency_ms for x in window if x.latency_ms is not None]
     n = len(window)
@@ -575,7 +580,7 @@ def summary(p: Platform, task: str, model_hash: str, series_n: int = 200) -> dic
             "p50": drift.percentile(latencies, 0.5),
             "p95": drift.percentile(latencies, 0.95),
         },
-        "triage": numbers.get("triage"),
+        "triage": numbers.get("outcomes"),  # the page's name for the recorded outcomes
         "labels": numbers["labels"],
         "inputs": numbers["inputs"],
         "metadata": numbers["metadata"],

@@ -17,6 +17,8 @@ from medai.core import model_dir as model_dirs
 from medai.platform.access.audit import Actor
 from medai.platform.lifecycle import dataset, model_registry
 from medai.platform.lifecycle.model_registry import require_served
+from medai.services import tracking
+from medai.services.training import train_imaging_model
 
 log = logging.getLogger("medai.platform.lifecycle")
 MIN_STUDIES = 10
@@ -47,7 +49,6 @@ def retrain(
 ) -> dict[str, Any]:
     """Export → train → register; returns {datasheet, model (the registry row), summary}.
     ``progress(fraction, stage)`` and ``cancel()``: a job's hooks."""
-    from medai.services.training import train_imaging_model
 
     def say(fraction: float, stage: str) -> None:
         if progress is not None:
@@ -103,7 +104,6 @@ def retrain(
     model_dirs.save_card(model_dir, card)  # the card is outside the content hash
     (model_dir / "datasheet.json").write_text(json.dumps(sheet, indent=2) + "\n")
     model_dirs.reseal(model_dir)
-    from medai.services import tracking
 
     tracked = (
         tracking.log_training(

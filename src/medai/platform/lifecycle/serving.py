@@ -25,7 +25,6 @@ from medai.core import model_dir as model_dirs
 from medai.platform.access.audit import Actor
 from medai.platform.lifecycle import model_registry
 from medai.platform.records.tables import RegisteredModel
-from medai.settings import get_settings
 
 if TYPE_CHECKING:
     from medai.platform.context import Platform
@@ -182,5 +181,5 @@ def watch(p: Platform, every_s: float | None = None) -> ModelWatcher:
     """Follow the registry's active models in this process (promotion and rollback without a
     restart); started once by each long-running process (``p.stop_watching`` ends it)."""
     if p.watcher is None:
-        p.watcher = ModelWatcher(p, every_s or get_settings().model_watch_s).start()
+        p.watcher = ModelWatcher(p, every_s or p.settings.serving.model_watch_s).start()
     return p.watcher

@@ -21,6 +21,7 @@ from medai.platform.lifecycle import drift
 from medai.platform.lifecycle.site_sets import signed_labels
 from medai.platform.records.tables import AIResultRow, RegisteredModel
 from medai.platform.worklist.studies import latest_result, save_result
+from medai.services import imaging as imaging_service
 
 if TYPE_CHECKING:
     from medai.platform.context import Platform
@@ -89,7 +90,6 @@ def compare(active: dict, shadow: dict) -> dict:
 def analyse(p: Platform, study_id: int, task: str, data: bytes, active_payload: dict) -> int:
     """Run every shadow model of ``task`` on the study (once per model); returns how many
     results were stored now."""
-    from medai.services import imaging as imaging_service
 
     pool: ShadowPool = p.extra.setdefault("shadow_pool", ShadowPool())
     try:

@@ -26,15 +26,10 @@ from medai.platform.records.tables import SiteSet, Study, StudyLabel
 from medai.platform.worklist.studies import RETRACTED
 
 
-def _fraction() -> float:
-    from medai.settings import get_settings
-
-    return get_settings().site_set_fraction
-
-
-def held_out(task: str, study_id: int, fraction: float | None = None) -> bool:
-    """Whether a study belongs to the task's evaluation side (stable: a hash of its id)."""
-    fraction = _fraction() if fraction is None else fraction
+def held_out(task: str, study_id: int, fraction: float) -> bool:
+    """Whether a study belongs to the task's evaluation side (stable: a hash of its id), of
+    which ``fraction`` (``MEDAI_SITE_SET_FRACTION``: ``settings.models.site_set_fraction``) of
+    the studies are."""
     h = hashlib.sha256(f"medai-site-set:{task}:{study_id}".encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64 < fraction
 
@@ -59,8 +54,9 @@ def signed_labels(db, task: str) -> dict[int, dict[str, bool]]:
     return out
 
 
-def build(db, task: str, actor: str) -> SiteSet:
-    """Freeze the task's held-out signed studies as its next site set version. An empty set
+def build(db, task: str, actor: str, fraction: float) -> SiteSet:
+    """Freeze the task's held-out signed studies (``held_out`` at ``fraction``) as its next
+    site set version. An empty set
     is never frozen (``EmptySiteSet``, 409 ``empty_site_set``: no held-out signed study with
     labels), since a validation on it could judge nothing."""
     task_registry.get(task)
@@ -69,13 +65,13 @@ def build(db, task: str, actor: str) -> SiteSet:
     studies = [
         {"study_id": sid, "labels": labels}
         for sid, labels in sorted(labelled.items())
-        if held_out(task, sid)
+        if held_out(task, sid, fraction)
     ]
     if not studies:
         refused = EmptySiteSet(
             f"no site set frozen: no signed {task} study with labels is held out for site "
             f"validation yet ({len(labelled)} signed {task} studies have labels; "
-            f"MEDAI_SITE_SET_FRACTION={_fraction()} of them are held out, chosen by a hash of "
+            f"MEDAI_SITE_SET_FRACTION={fraction} of them are held out, chosen by a hash of "
             "the study id), and an empty set could judge no candidate. Sign more studies, then "
             "build the set again"
         )

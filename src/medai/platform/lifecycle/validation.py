@@ -49,6 +49,8 @@ from medai.platform.lifecycle.model_registry import (
 from medai.platform.lifecycle.monitoring import REFERENCE_FIELDS, sample_of
 from medai.platform.records.localtime import iso_utc
 from medai.platform.records.tables import RegisteredModel, SiteSet, Study, Validation
+from medai.services import imaging as imaging_service
+from medai.services.imaging import header_population
 
 MIN_SUBGROUP = 10
 MIN_STUDIES = 30
@@ -163,7 +165,6 @@ def _predict_all(
 ) -> list[dict | None]:
     """Each image's result (None: refused or unreadable); with ``keep``, also what monitoring
     keeps of each analysis — the model's monitoring reference once it serves."""
-    from medai.services import imaging as imaging_service
 
     predictor = model_dirs.load(Path(p.home) / row.path, runtime=p.models.imaging_runtime)
     out = []
@@ -254,10 +255,9 @@ def validate(
     p, candidate_id: int, actor: str, margin: float | None = None, n_boot: int = 500, seed: int = 0
 ) -> Validation:
     """Evaluate a candidate beside the active model on the newest site set; store the
-    verdict (a ``Validation`` row) and return it."""
-    from medai.settings import get_settings
-
-    margin = get_settings().validation_margin if margin is None else margin
+    verdict (a ``Validation`` row) and return it (``margin``: ``MEDAI_VALIDATION_MARGIN``
+    unless given)."""
+    margin = p.settings.models.validation_margin if margin is None else margin
     with p.db.reader() as db:
         cand = get(db, candidate_id)
         require_served(cand.task, "validated on a site set")
@@ -290,7 +290,6 @@ def validate(
         raise LifecycleError(
             f"site set v{site_version} has no study the candidate was not trained on"
         )
-    from medai.services.imaging import header_population
 
     data = [p.store.read(meta[i["study_id"]][0]) for i in items]
     groups = [

@@ -68,12 +68,14 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
+import medai
 from medai.core.errors import MedaiError
 from medai.platform.ops import pg_tools
 from medai.platform.ops.rotation import SEALED, _raw
 from medai.platform.records.crypto import BlobCipher, _derive
 from medai.platform.records.db import default_url, sqlite_path
 from medai.platform.records.private_files import private_dir
+from medai.settings import Settings
 
 FORMAT = "medai-backup/1"  # unchanged by the MAC: an older release ignores the new field
 MANIFEST = "manifest.json"
@@ -135,12 +137,12 @@ def key_id(key: str) -> str:
     return BlobCipher([key]).newest.hex()
 
 
-def configured_keys(settings: Any) -> list[str]:
+def configured_keys(settings: Settings) -> list[str]:
     """The keys this process would use, newest first, WITHOUT making one: a restore must not
     generate ``HOME/secret.key`` (a new key decrypts nothing of the backup)."""
-    if settings.secret_keys:
-        return list(settings.secret_keys)
-    path = Path(settings.home) / "secret.key"
+    if settings.storage.secret_keys:
+        return list(settings.storage.secret_keys)
+    path = Path(settings.storage.home) / "secret.key"
     return [path.read_text().strip()] if path.is_file() else []
 
 
@@ -389,16 +391,19 @@ def settings_snapshot(environ: dict[str, str]) -> dict[str, Any]:
     return {"environment": kept, "secrets_left_out": left_out}
 
 
-def _copy_config(settings: Any, dest: Path, files: dict, progress: Progress) -> list[str]:
+def _copy_config(settings: Settings, dest: Path, files: dict, progress: Progress) -> list[str]:
     """Settings that are not secrets into ``dest/config``; what was copied."""
     out = private_dir(dest / CONFIG)
     snapshot = settings_snapshot(dict(os.environ))
     (out / "settings.json").write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
     os.chmod(out / "settings.json", 0o600)
     copied = ["settings.json"]
-    sources = [("knowledge", settings.knowledge_dir), ("red_flag_rules", settings.red_flag_rules)]
-    if settings.destinations_file:
-        path = Path(settings.destinations_file)
+    sources = [
+        ("knowledge", settings.llm.knowledge_dir),
+        ("red_flag_rules", settings.models.red_flag_rules),
+    ]
+    if settings.outbox.destinations_file:
+        path = Path(settings.outbox.destinations_file)
         sources.insert(0, ("destinations" + (path.suffix or ".yaml"), path))
     for name, source in sources:
         if source is None or not Path(source).exists():
@@ -483,8 +488,8 @@ def _pg_snapshot(url: str, target: Path, keys: list[str]) -> dict[str, Any]:
     }
 
 
-def database_url(settings: Any) -> str:
-    return settings.database_url or default_url()
+def database_url(settings: Settings) -> str:
+    return settings.storage.database_url or default_url()
 
 
 def snapshot_database(url: str, dest: Path, keys: list[str]) -> dict[str, Any]:
@@ -549,15 +554,12 @@ def read_manifest(src: Path) -> dict[str, Any]:
     return manifest
 
 
-def backup(dest: Path, settings: Any = None, progress: Progress | None = None) -> dict[str, Any]:
+def backup(dest: Path, settings: Settings, progress: Progress | None = None) -> dict[str, Any]:
     """Snapshot the site into the new folder ``dest`` (see the module's docstring for why
     database first, then files): returns the manifest. Raises ``BackupError`` when ``dest``
     is not new or empty, and (``code`` ``files_missing``, after the manifest is written)
     when a file the database names is not on disk."""
-    import medai
-    from medai.settings import get_settings
 
-    settings = settings or get_settings()
     progress = progress or _quiet
     dest = Path(dest)
     _empty_or_new(dest)
@@ -572,7 +574,7 @@ def backup(dest: Path, settings: Any = None, progress: Progress | None = None) -
     started = time.monotonic()
     created_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     private_dir(dest)
-    home = Path(settings.home)
+    home = Path(settings.storage.home)
 
     # 1. the database, one snapshot
     progress("database", 0, 1)

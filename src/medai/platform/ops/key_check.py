@@ -47,6 +47,7 @@ from medai.core.faults import StorageFault
 from medai.platform.ops.backup import configured_keys, file_columns, key_id, sealed_columns
 from medai.platform.records.crypto import BlobCipher, KeysMissing, _stored_key_ids, cipher
 from medai.platform.records.db import sqlite_path
+from medai.settings import Settings
 
 if TYPE_CHECKING:
     from medai.platform.context import Platform
@@ -256,14 +257,11 @@ def _survey_engine(engine: Engine, blobs: Path, keys: list[str]) -> KeyState:
             conn.rollback()
 
 
-def require_keys(engine: Engine, blobs: Path, settings: Any = None) -> KeyState:
+def require_keys(engine: Engine, blobs: Path, settings: Settings) -> KeyState:
     """The start gate: raise ``KeysMissing`` (naming the key ids the data needs) when the
     site holds sealed data that no configured key opens, or holds any and no key is
     configured; make the site's key (``HOME/secret.key``) only when it holds none. Runs
     before the database is migrated (a migration seals values with the key)."""
-    from medai.settings import get_settings
-
-    settings = settings or get_settings()
     keys = configured_keys(settings)
     state = _survey_engine(engine, blobs, keys)
     if not state.usable:
@@ -304,9 +302,7 @@ def check_ready(p: Platform, now: Callable[[], float] = time.monotonic) -> None:
     key of its own). A passing verdict is reused for ``READY_TTL_S`` per key list, so a
     probe every few seconds reads the sample about once a minute; a failing one is read
     again at every probe. A database that cannot be read is the database check's to name."""
-    from medai.settings import get_settings
-
-    keys = configured_keys(get_settings())
+    keys = configured_keys(p.settings)
     ids = tuple(key_id(k) for k in keys)
     blobs = Path(p.store.root)
     cache = (str(p.db.url), str(blobs), ids)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,11 +32,11 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select, text
 
-from medai.platform.delivery.outbox import configured
 from medai.platform.dicom.identity_conflicts import open_conflict_clause
 from medai.platform.records.db import Database, utcnow
 from medai.platform.records.tables import Job, ModelJob, OutboxItem
 from medai.platform.records.tables_lifecycle import MonitorAlert, RegisteredModel
+from medai.settings import Settings
 
 log = logging.getLogger("medai.platform.ops.metrics")
 
@@ -90,9 +90,9 @@ def _jobs(db, snap: Snapshot, now: datetime) -> None:
         )
 
 
-def _outbox(db, snap: Snapshot, now: datetime) -> None:
+def _outbox(db, snap: Snapshot, now: datetime, destinations: Callable[[], Iterable[str]]) -> None:
     try:
-        snap.destinations = [d.name for d in configured()]
+        snap.destinations = list(destinations())
     except Exception as exc:  # settings unreadable here: the rows still say which
         log.error("metrics: destinations unreadable: %s", type(exc).__name__)
     for name in snap.destinations:
@@ -157,15 +157,20 @@ def _lifecycle(db, snap: Snapshot) -> None:
         snap.alerts[(task, kind)] = n
 
 
-def read(database: Database, statement_timeout_s: float = 5.0) -> Snapshot:
-    """One consistent-enough reading (one read-only transaction)."""
+def read(
+    database: Database,
+    statement_timeout_s: float = 5.0,
+    destinations: Callable[[], Iterable[str]] = tuple,
+) -> Snapshot:
+    """One consistent-enough reading (one read-only transaction); ``destinations``: the names
+    of the destinations configured here (``settings.destinations()``), read at each scrape."""
     snap = Snapshot()
     with database.reader() as db:
         if db.get_bind().dialect.name == "postgresql":
             db.execute(text(f"SET LOCAL statement_timeout = {int(statement_timeout_s * 1000)}"))
         now = utcnow()
         _jobs(db, snap, now)
-        _outbox(db, snap, now)
+        _outbox(db, snap, now, destinations)
         _lifecycle(db, snap)
     return snap
 
@@ -177,8 +182,13 @@ class PlatformCollector:
 
     name = "database"
 
-    def __init__(self, database: Callable[[], Database], timeout_s: float = 5.0) -> None:
-        self.database, self.timeout_s = database, timeout_s
+    def __init__(
+        self,
+        database: Callable[[], Database],
+        timeout_s: float = 5.0,
+        destinations: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
+        self.database, self.timeout_s, self.destinations = database, timeout_s, destinations
         self._busy: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -188,7 +198,7 @@ class PlatformCollector:
 
         def run() -> None:
             try:
-                box["snap"] = read(self.database(), self.timeout_s)
+                box["snap"] = read(self.database(), self.timeout_s, self.destinations)
             except Exception as exc:  # reported as down, never raised into the scrape
                 box["error"] = exc
 
@@ -349,12 +359,14 @@ class CertificateWatch:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls) -> CertificateWatch:
-        from medai.settings import get_settings
-
-        s = get_settings()
-        paths = [*s.tls_watch_certs, *([s.dicom_tls_cert] if s.dicom_tls_cert else [])]
-        return cls(paths, s.tls_warn_days)
+    def from_settings(cls, settings: Settings) -> CertificateWatch:
+        """The files of ``MEDAI_TLS_WATCH_CERTS`` and the DICOM node's certificate."""
+        general, dicom = settings.general, settings.dicom
+        paths = [
+            *general.tls_watch_certs,
+            *([dicom.dicom_tls_cert] if dicom.dicom_tls_cert else []),
+        ]
+        return cls(paths, general.tls_warn_days)
 
     def check(self) -> list[CertificateState]:
         """Read every file; log what needs a person (once a day per file)."""

@@ -65,6 +65,7 @@ from medai.platform.records.db import (
     sqlite_path,
 )
 from medai.platform.records.private_files import private_dir
+from medai.settings import Settings
 
 RESTORED_CONFIG = "restored-config"
 OVERRIDE_OPTION = "--accept-unauthenticated-backup"
@@ -522,7 +523,7 @@ def _move_into_home(staging: Path, home: Path) -> list[Path]:
 
 def restore(
     src: Path,
-    settings: Any = None,
+    settings: Settings,
     progress: Progress | None = None,
     quick: bool = False,
     migrate: bool | None = None,
@@ -532,9 +533,6 @@ def restore(
     steps and why: the module's docstring). ``accept_unauthenticated``: the ``created_at`` of
     a backup whose manifest has no MAC, typed by the operator who accepts it (the previous
     release's backups). Raises ``BackupError`` with a ``code``."""
-    from medai.settings import get_settings
-
-    settings = settings or get_settings()
     progress = progress or bk._quiet
     started = time.monotonic()
     src = Path(src)
@@ -551,7 +549,7 @@ def restore(
             f"with medai {manifest.get('medai_version')} or newer",
             "schema_newer",
         )
-    home = Path(settings.home)
+    home = Path(settings.storage.home)
     url = bk.database_url(settings)
     engine = "sqlite" if url.startswith("sqlite") else "postgresql"
     if engine != db_info["engine"]:
@@ -593,7 +591,7 @@ def restore(
 
     heads = ", ".join(migration_heads())
     if migrate is None:
-        migrate = settings.auto_migrate
+        migrate = settings.storage.auto_migrate
     migrated_to = None
     if revision != heads and migrate:
         database = Database(url)

@@ -45,6 +45,7 @@ from medai.platform.records.tables import (
     TriageRecord,
     Validation,
 )
+from medai.platform.worklist.patient_context import hash_of
 
 # (table, column attribute): a bytes token, a token's text, or a JSON string holding one
 SEALED: tuple[tuple[Any, str], ...] = (
@@ -139,7 +140,6 @@ def _trigger(db: Session, table: str, lift: bool) -> None:
 def _rekey_patient_ids(db: Session, batch: int) -> None:
     """Each study's PatientID hash (``patient_context.patient_hash``: how its priors are
     found) under the newest key, from its sealed PatientID and issuer."""
-    from medai.platform.worklist.patient_context import hash_of
 
     last = 0
     while True:

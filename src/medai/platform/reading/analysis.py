@@ -205,7 +205,8 @@ def _drafted(
                 positive=len(decided_positives(payload)),
             )
             record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
-            outbox.on_analysed(db, study, row.id, made)  # results out, in this transaction
+            # results out, in this transaction
+            outbox.on_analysed(db, study, row.id, made, p.settings.destinations())
         status = study.status
     shadow.analyse(p, study_id, task, data, payload)  # after the study is done; never shown
     return status

@@ -3,16 +3,22 @@ message text encrypted at rest (``crypto``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from medai.core.errors import MedaiError
+from medai.platform.access import audit
+from medai.platform.context import Platform
 from medai.platform.documents import finding_states
 from medai.platform.records.crypto import cipher
 from medai.platform.records.tables import Conversation, Message, ReportVersion, Study, User
 from medai.platform.worklist import studies, versions
+from medai.services.reports import chat_answer
 
 
 class NotYours(MedaiError, LookupError):
@@ -106,3 +112,64 @@ def context(db: Session, conv: Conversation) -> dict[str, Any]:
         "task": study.task,
         "lang": study.language,
     }
+
+
+async def ask(
+    p: Platform,
+    conv_id: int,
+    user: User,
+    actor: audit.Actor,
+    text: str,
+    lang: str | None,
+    slot: Callable[[], AbstractAsyncContextManager[Any]],
+) -> dict[str, Any]:
+    """The user's question in their conversation, answered (``services.reports.chat_answer``,
+    run inside ``slot``: the imaging lane, so a chat waits its turn like an analysis) and
+    both kept: the question before the answer is sought, the answer after, audited with the
+    backend that gave it. ``lang`` None: the study's language. The answer as ``messages``
+    lists it."""
+    facts, history = await run_in_threadpool(_asked, p, conv_id, user, text)
+    async with slot():
+        reply = await run_in_threadpool(
+            lambda: chat_answer(
+                text,
+                facts["findings"],
+                facts["impression"],
+                lang or facts["lang"],
+                history,
+                p.knowledge_dir,
+                signed=facts["signed"],
+                task=facts["task"],
+                decision=facts["decision"],
+                signed_labels=facts["signed_labels"],
+            )
+        )
+    return await run_in_threadpool(_answered, p, conv_id, user, actor, reply.text, reply.backend)
+
+
+def _asked(
+    p: Platform, conv_id: int, user: User, text: str
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The question kept; what the answer rests on (``context``) and the conversation so
+    far. A study retracted since the conversation began is not talked about."""
+    with p.db.session() as db:
+        conv = own(db, conv_id, user)
+        refuse_retracted(db.get(Study, conv.study_id))
+        history = [(m["role"], m["text"]) for m in messages(db, conv)]
+        add(db, conv, "user", text)
+        return context(db, conv), history
+
+
+def _answered(
+    p: Platform, conv_id: int, user: User, actor: audit.Actor, text: str, backend: str
+) -> dict[str, Any]:
+    with p.db.session() as db:
+        msg = add(db, own(db, conv_id, user), "assistant", text, backend)
+        audit.record(db, actor, "chat", "conversation", conv_id, backend=backend)
+        return {
+            "id": msg.id,
+            "role": "assistant",
+            "text": text,
+            "backend": backend,
+            "created_at": msg.created_at.isoformat() + "Z",
+        }

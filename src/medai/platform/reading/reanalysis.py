@@ -13,11 +13,14 @@ being analysed is refused too (409 ``analysis_running``), and a retracted one (4
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
+from medai.platform.access import audit
+from medai.platform.context import Platform
 from medai.platform.reading import review
 from medai.platform.records.db import utcnow
 from medai.platform.records.tables import Job, ReportVersion, Study
@@ -80,3 +83,31 @@ def reanalyse_as(db: Session, study: Study, task: str) -> Reanalysis:
     else:  # a report a person edited: it keeps its state while the new reading runs
         study.updated_at = utcnow()
     return Reanalysis(study, studies._requeue(db, study), previous)
+
+
+REFUSED = (studies.StudyError, studies.StudyRetracted, ReportSigned, AnalysisRunning)
+"""The refusals of a request to re-analyse (each audited as ``refused`` with its code)."""
+
+
+def reanalyse_study(
+    p: Platform, study_id: int, actor: audit.Actor, task: str
+) -> tuple[dict[str, Any], int, bool]:
+    """A person's request to analyse study ``study_id`` again as ``task`` (``reanalyse_as``),
+    audited: the study as it is now, the queued job to dispatch and whether it is urgent. A
+    refusal (``REFUSED``) is audited in its own transaction with its code, then raised; no
+    such study is ``NoSuchStudy``."""
+    try:
+        with p.db.session() as db:
+            done = reanalyse_as(db, studies.get(db, study_id), task)
+            audit.record(
+                db, actor, "reanalyse_as", "study", study_id, task=task, previous=done.previous
+            )
+            db.flush()
+            return studies.as_dict(db, done.study), done.job.id, done.study.urgent
+    except REFUSED as exc:
+        with p.db.session() as db:
+            audit.record(
+                db, actor, "reanalyse_as", "study", study_id, outcome="refused", task=task,
+                code=exc.code,
+            )  # fmt: skip
+        raise

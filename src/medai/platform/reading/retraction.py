@@ -22,14 +22,19 @@ to a study of their own under the patient they name, or reject (``studies.file_s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from medai.platform.access import audit
+from medai.platform.context import Platform
 from medai.platform.delivery import outbox
 from medai.platform.records.tables import Study, StudyRetraction, User
+from medai.platform.worklist import studies
 from medai.platform.worklist.studies import RETRACTED, StudyRetracted, lock_study, set_status
 
 REASONS = ("wrong_patient", "wrong_study", "safety")
@@ -48,9 +53,17 @@ class Retracted:
 
 
 def retract(
-    db: Session, study: Study, user: User, reason: str, note: str | None, now: datetime
+    db: Session,
+    study: Study,
+    user: User,
+    reason: str,
+    note: str | None,
+    now: datetime,
+    *,
+    destinations: Iterable[Any],
 ) -> Retracted:
-    """Retract ``study`` (see the module doc). Raises ``StudyRetracted`` (409) when it was
+    """Retract ``study`` (see the module doc); ``destinations``: the configured ones, each
+    that received something gets a correction. Raises ``StudyRetracted`` (409) when it was
     retracted already, ``ValueError`` for a reason not in ``REASONS``."""
     if reason not in REASONS:
         raise ValueError(f"reason must be one of {', '.join(REASONS)}")
@@ -75,6 +88,48 @@ def retract(
     # before its draft (``analysis.analyse_study``)
     set_status(study, RETRACTED)
     cancelled = outbox.cancel_pending(db, study.id, now)
-    corrections = outbox.on_retracted(db, study)
+    corrections = outbox.on_retracted(db, study, destinations)
     db.flush()
     return Retracted(study, row, cancelled, [r.destination for r in corrections])
+
+
+def retract_study(
+    p: Platform,
+    study_id: int,
+    user: User,
+    actor: audit.Actor,
+    reason: str,
+    note: str | None,
+) -> dict[str, Any]:
+    """A person's retraction of study ``study_id`` (``retract``), audited with what it did
+    (the status it had, how many deliveries it cancelled, which destinations get a
+    correction): the study as it is now. One retracted already is refused (``StudyRetracted``,
+    409), that refusal audited in its own transaction; no such study is ``NoSuchStudy``."""
+    try:
+        with p.db.session() as db:
+            done = retract(
+                db,
+                studies.get(db, study_id),
+                user,
+                reason,
+                note,
+                p.clock(),
+                destinations=p.settings.destinations(),
+            )
+            audit.record(
+                db,
+                actor,
+                "retract",
+                "study",
+                study_id,
+                reason=reason,
+                previous_status=done.row.previous_status,
+                note_chars=len(done.row.note or ""),
+                cancelled=done.cancelled,
+                corrections=done.corrections,
+            )
+            return studies.as_dict(db, done.study)
+    except StudyRetracted:
+        with p.db.session() as db:
+            audit.record(db, actor, "retract", "study", study_id, outcome="conflict", reason=reason)
+        raise

@@ -15,6 +15,7 @@ and a signed copy of it. A signed version's author is the person who wrote the t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -227,6 +228,8 @@ def sign(
     user: User,
     sections: dict[str, Any] | None = None,
     choices: dict[str, bool] | None = None,
+    *,
+    destinations: Iterable[Any],
 ) -> ReportVersion:
     """Sign the current version: a new version carrying the signature (``final``, or
     ``amended`` once the report has been signed before).
@@ -280,5 +283,6 @@ def sign(
     )
     _insert(db, row)
     set_status(study, row.status)
-    outbox.on_signed(db, study, row)  # the signed version goes out, in this transaction
+    # the signed version goes out to the configured destinations, in this transaction
+    outbox.on_signed(db, study, row, destinations)
     return row

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from medai.core.errors import MedaiError
+from medai.platform.access import audit
 from medai.platform.context import Platform
 from medai.platform.records.tables import DicomInstance, InstanceRendition, Study
 from medai.platform.worklist import studies
@@ -263,6 +264,59 @@ def heatmap_source(db, study: Study, payload: dict[str, Any] | None) -> tuple[st
         if sha is not None:
             return sha, int(frame) if frame.isdigit() and int(frame) > 0 else None
     return study.file_sha256, None
+
+
+class NoHeatmap(MedaiError, LookupError):
+    status, code = 404, "not_found"
+
+
+@dataclass(frozen=True)
+class StoredHeatmap:
+    """The study's stored heatmap (``png_sha``: the overlay of ``label``, with its
+    probability and model), the file and frame it is of (``heatmap_source``) and the study's
+    task: what a heatmap of another label is computed from."""
+
+    task: str
+    file_sha: str
+    frame: int | None
+    png_sha: str
+    label: str
+    probability: float | None
+    model_name: str | None
+    model_hash: str | None
+
+
+def stored_heatmap(
+    p: Platform, study_id: int, actor: audit.Actor, label: str | None
+) -> StoredHeatmap:
+    """The latest result's heatmap, its view audited (with the ``label`` asked for): none
+    yet (the analysis did not finish, or refused the image) is ``NoHeatmap`` (404)."""
+    with p.db.session() as db:
+        study = studies.get(db, study_id)
+        row = studies.latest_result(db, study_id)
+        if row is None or row.heatmap_sha256 is None:
+            raise NoHeatmap("no heatmap (analysis not finished or refused)")
+        audit.record(db, actor, "view", "heatmap", study_id, label=label)
+        file_sha, frame = heatmap_source(db, study, row.payload)
+        heat_label = row.heatmap_label or ""
+        probability = next(
+            (
+                f.get("probability")
+                for f in (row.payload or {}).get("findings", [])
+                if isinstance(f, dict) and f.get("label") == heat_label
+            ),
+            None,
+        )
+        return StoredHeatmap(
+            study.task,
+            file_sha,
+            frame,
+            row.heatmap_sha256,
+            heat_label,
+            probability,
+            row.model_name,
+            row.model_hash,
+        )
 
 
 # --- renditions -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from medai.core.errors import MedaiError
 from medai.platform.records.private_files import private_dir, private_file, sync_dir
+from medai.settings import get_settings
 
 __all__ = ["BlobCipher", "Cipher", "InvalidToken", "KeysMissing", "blob_cipher", "cipher"]
 
@@ -253,16 +254,18 @@ def _stored_key_ids(blobs: Path, limit: int = 8) -> set[str] | None:
     return found or None
 
 
-def _keys() -> list[str]:
-    from medai.settings import get_settings
+def site_keys() -> list[str]:
+    """The keys this process seals with, newest first: ``MEDAI_SECRET_KEYS``, else the site's
+    key file (``HOME/secret.key``, made on a new site). The one place below the platform that
+    reads them from the settings (it has no ``Platform`` to be handed them by)."""
 
     settings = get_settings()
-    return settings.secret_keys or _key_file(settings.home)
+    return settings.storage.secret_keys or _key_file(settings.storage.home)
 
 
 @lru_cache(maxsize=1)
 def cipher() -> Cipher:
-    return Cipher(_keys())
+    return Cipher(site_keys())
 
 
 def blob_cipher() -> BlobCipher:

@@ -26,9 +26,11 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+import medai
 from medai.core.errors import MedaiError
 from medai.core.faults import classify
 from medai.platform.records.private_files import private_dir, private_file
+from medai.settings import StorageSettings, get_settings
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 
@@ -42,14 +44,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def default_url() -> str:
-    from medai.settings import get_settings
+def _storage() -> StorageSettings:
+    """This process's storage settings (the database's URL, the home folder, whether to
+    migrate): the records layer sits below the ``Platform`` that hands the settings to the
+    code above it, so it reads its group here, in one place."""
+    return get_settings().storage
 
-    settings = get_settings()
-    if settings.database_url:
-        return settings.database_url
-    private_dir(settings.home)
-    return f"sqlite:///{settings.home / 'medai.db'}"
+
+def default_url() -> str:
+    storage = _storage()
+    if storage.database_url:
+        return storage.database_url
+    private_dir(storage.home)
+    return f"sqlite:///{storage.home / 'medai.db'}"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -226,7 +233,6 @@ class SchemaMismatch(MedaiError, RuntimeError):
     code = "schema_behind"
 
     def __init__(self, state: SchemaState) -> None:
-        import medai
 
         self.state = state
         self.code = "schema_newer" if state.newer else "schema_behind"
@@ -331,11 +337,8 @@ class Database:
                 return state
             if state.newer:
                 raise SchemaMismatch(state)
-            if not force:
-                from medai.settings import get_settings
-
-                if not get_settings().auto_migrate:
-                    raise SchemaMismatch(state)
+            if not force and not _storage().auto_migrate:
+                raise SchemaMismatch(state)
             from alembic import command
             from alembic.config import Config
             from alembic.runtime.migration import MigrationContext

@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from medai.settings import get_settings
+
 MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -22,9 +24,7 @@ def iso_utc(t: datetime | None) -> str | None:
 def hospital_zone(name: str | None = None) -> ZoneInfo:
     """``name``, else the configured zone (validated by the settings)."""
     if name is None:
-        from medai.settings import get_settings
-
-        name = get_settings().timezone
+        name = get_settings().general.timezone
     return ZoneInfo(name)
 
 

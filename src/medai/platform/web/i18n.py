@@ -15,10 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from medai.core.task_registry import all_tasks
+from medai.services.imaging import scope_words
+
 LANGUAGES = ("tr", "en")
 DEFAULT = "tr"
 COOKIE = "medai_lang"
-DEFAULT_TIMEZONE = "Europe/Istanbul"
 
 
 @lru_cache(maxsize=1)
@@ -44,8 +46,6 @@ def display_names(lang: str) -> dict[str, Any]:
     in every result (``name_tr``/``name_en``): the page gets only their tasks' names. An
     imaging task also gets the words of its results' ``scope`` (what a model cannot detect:
     the one words table of ``imaging.scope``, through services)."""
-    from medai.core.task_registry import all_tasks
-    from medai.services.imaging import scope_words
 
     words = scope_words(lang)
     return {
@@ -68,7 +68,6 @@ def display_names(lang: str) -> dict[str, Any]:
 def missing_names(groups: dict[str, Iterable[str]]) -> list[str]:
     """Registry names and catalogue keys some language lacks: every registered task and label,
     and ``prefix + value`` for each group (e.g. ``{"role_": ROLES}``). The test wants none."""
-    from medai.core.task_registry import all_tasks
 
     out = [gap for t in all_tasks() for gap in t.missing_names()]
     cat = catalogue()
@@ -80,10 +79,3 @@ def missing_names(groups: dict[str, Iterable[str]]) -> list[str]:
                 if not cat[lang].get(prefix + value)
             ]
     return out
-
-
-def timezone() -> str:
-    """The hospital's time zone for the times pages show (``MEDAI_TIMEZONE``)."""
-    from medai.settings import get_settings
-
-    return getattr(get_settings(), "timezone", None) or DEFAULT_TIMEZONE

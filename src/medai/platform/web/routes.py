@@ -12,22 +12,25 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 
+from medai.core.task_registry import names as task_names
 from medai.platform.access.accounts import ROLES
 from medai.platform.access.approval import is_pending
 from medai.platform.access.audit import ACTIONS
-from medai.platform.api.deps import principal
+from medai.platform.api.deps import platform_of, principal
 from medai.platform.web.i18n import (
     COOKIE,
     DEFAULT,
     LANGUAGES,
     display_names,
     messages,
-    timezone,
 )
 from medai.server.errors import ApiError
 from medai.server.inputs import MAX_ID, RowId
 from medai.services.imaging import MAX_BYTES
+from medai.services.model_handles import served_tasks
 
 HERE = Path(__file__).parent
 # the upload form's files at once (each its own request: the server checks each one's size)
@@ -108,7 +111,7 @@ def render(request: Request, page: str, **context) -> Response:
             # the two-person rule: a clinical account not yet approved is told why it sees nothing
             "approval_pending": user is not None and is_pending(user),
             "names_json": _script_json(names),
-            "timezone": timezone(),
+            "timezone": platform_of(request).settings.general.timezone,
             "imaging_tasks": [(n, v["name"]) for n, v in names.items() if v["kind"] == "imaging"],
             **context,
         },
@@ -140,13 +143,12 @@ def enrol_page(request: Request) -> Response:
     return response
 
 
-def kiosk_defaults() -> dict[str, int]:
+@pass_context
+def kiosk_defaults(context: Context) -> dict[str, int]:
     """Kiosk settings the pages show: the idle seconds before a shared triage screen clears
-    itself, the daily quota a new kiosk gets."""
-    from medai.settings import get_settings
-
-    settings = get_settings()
-    return {"idle_s": settings.kiosk_idle_s, "daily_quota": settings.kiosk_device_quota}
+    itself, the daily quota a new kiosk gets (the settings of the page's platform)."""
+    kiosk = platform_of(context["request"]).settings.kiosk
+    return {"idle_s": kiosk.kiosk_idle_s, "daily_quota": kiosk.kiosk_device_quota}
 
 
 templates.env.globals["kiosk_defaults"] = kiosk_defaults
@@ -199,8 +201,6 @@ def chat_page(request: Request, study: int | None = Query(None, ge=1, le=MAX_ID)
 
 @router.get("/admin", response_class=HTMLResponse)
 def admin_page(request: Request) -> Response:
-    from medai.core.task_registry import names as task_names
-    from medai.services.model_handles import served_tasks
 
     # the most common new account first
     roles = sorted(ROLES, key=lambda r: r != "radiologist")

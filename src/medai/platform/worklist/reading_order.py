@@ -51,6 +51,7 @@ from medai.core.task_registry import TaskError
 from medai.core.task_registry import get as get_task
 from medai.platform.records.crypto import InvalidToken
 from medai.platform.records.tables import AIResultRow, IdentityConflict, Study
+from medai.services.imaging import decision_of, scope_of
 
 AI_STATES = ("decided", "undecided", "conflict", "refused")
 # the worklist's AI filter: the urgent finding, each state a reader asks for, no result yet
@@ -75,14 +76,12 @@ def urgent_labels(task: str, decision: dict | None) -> list[tuple[str, str]]:
 
 
 def _decision(payload: dict | None) -> dict | None:
-    from medai.services.imaging import decision_of
 
     return decision_of(payload) if payload and payload.get("task") else None
 
 
 def _out_of_scope(payload: dict | None) -> dict | None:
     """The result's out-of-scope flag (None: in scope, or not checked)."""
-    from medai.services.imaging import scope_of
 
     oos = ((scope_of(payload) if payload else None) or {}).get("out_of_scope") or {}
     return oos if oos.get("flagged") else None

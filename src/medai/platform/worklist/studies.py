@@ -22,11 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
+from medai.core.faults import StorageMissing
 from medai.core.task_registry import TaskError
 from medai.core.task_registry import get as get_task
 from medai.platform.access import audit
 from medai.platform.dicom import identity as dicom
 from medai.platform.dicom import identity_conflicts as conflicts
+from medai.platform.dicom.arrival import Arrival
 from medai.platform.records.crypto import cipher
 from medai.platform.records.db import lock_key, utcnow
 from medai.platform.records.tables import (
@@ -41,7 +43,8 @@ from medai.platform.records.tables import (
     StudyRetraction,
     User,
 )
-from medai.platform.worklist import reading_order
+from medai.platform.worklist import patient_context, reading_order
+from medai.services.imaging import decision_of
 
 # no_model: a DICOM study no task's routing rule claims (stored, never analysed; reported by
 # hand like a refused one)
@@ -72,6 +75,18 @@ class StudyRetracted(MedaiError, Exception):
     """The study was retracted as entered in error: nothing more is done with it (409)."""
 
     status, code = 409, "retracted"
+
+
+class NoSuchStudy(MedaiError, LookupError):
+    status, code = 404, "not_found"
+
+
+def get(db: Session, study_id: int) -> Study:
+    """The study of ``study_id``; ``NoSuchStudy`` (404) when there is none."""
+    study = db.get(Study, study_id)
+    if study is None:
+        raise NoSuchStudy(f"no study {study_id}")
+    return study
 
 
 def lock_study(db: Session, study: Study) -> Study:
@@ -137,15 +152,14 @@ def _queue(db: Session, study: Study, urgent: bool, not_before: datetime | None 
     return job
 
 
-def settled_at(now: datetime | None, source: str) -> datetime | None:
+def settled_at(now: datetime | None, source: str, stable_s: float) -> datetime | None:
     """When a study's analysis may start: a modality's study (DICOM) once no instance of it
-    has arrived for ``MEDAI_STUDY_STABLE_S`` — a series arrives over seconds, and the study
-    is read whole, never from its first slice; an upload (one file, complete) at once."""
+    has arrived for ``stable_s`` (``MEDAI_STUDY_STABLE_S``, which the receiving face reads
+    from ``p.settings.serving``) — a series arrives over seconds, and the study is read whole,
+    never from its first slice; an upload (one file, complete) at once."""
     if source != "dicom":
         return None
-    from medai.settings import get_settings
-
-    return (now or utcnow()) + timedelta(seconds=get_settings().study_stable_s)
+    return (now or utcnow()) + timedelta(seconds=stable_s)
 
 
 def reading_key(db: Session, study_id: int) -> str:
@@ -200,7 +214,9 @@ def read_already(db: Session, study_id: int, reading: str) -> bool:
 REPORTED = ("ai_drafted", "preliminary", "final", "amended")
 
 
-def defer_analysis(db: Session, study: Study, now: datetime | None) -> Job | None:
+def defer_analysis(
+    db: Session, study: Study, now: datetime | None, stable_s: float = 0.0
+) -> Job | None:
     """An instance the study's model reads was filed into a known study. Its analysis waits
     until the study has settled again: a queued job's start moves on; a running one runs once
     more when it ends (``jobs.finish``); a finished one is queued again (the study is
@@ -211,7 +227,7 @@ def defer_analysis(db: Session, study: Study, now: datetime | None) -> Job | Non
     )
     if job is None or study.status in (RETRACTED, "no_model"):
         return None
-    at = settled_at(now, "dicom")
+    at = settled_at(now, "dicom", stable_s)
     if job.status == "queued":
         job.not_before = max(job.not_before or at, at)
         db.flush()
@@ -242,59 +258,47 @@ def add_urgency(study: Study, code: str, label: str | None = None) -> None:
         study.urgent_because = [*(study.urgent_because or []), reason]
 
 
-def create(
-    db: Session,
-    user: User,
-    *,
-    sha: str,
-    size: int,
-    content_type: str,
-    task: str | None,
-    patient_ref: str | None = None,
-    question: str | None = None,
-    language: str = "tr",
-    urgent: bool = False,
-    identity: dicom.DicomIdentity | None = None,
-    source: str = "upload",
-    no_model_reason: str = "no AI model for this study",
-    now: datetime | None = None,
-    red_flags: list[dict[str, Any]] | None = None,
-    patient_sex: str | None = None,
-    birth_date: str | None = None,
-) -> tuple[Study, Job | None]:
-    """A new study with its analysis job queued (urgent ones first; a DICOM one to start once
-    its instances have settled: ``settled_at``); with no ``task`` (a DICOM study no model
-    reads) it is kept as ``no_model``, without a job. ``urgent``: the question raised a red
-    flag, ``red_flags`` its rules (``reading_order.question_flags``; none: the rule unknown).
-    ``patient_sex`` and ``birth_date`` (YYYYMMDD): the upload form's, for an image whose
-    header does not say (``patient_context.columns``)."""
-    from medai.platform.worklist import patient_context
-
-    spec = imaging_task(task) if task is not None else None
-    if language not in LANGUAGES:
+def create(db: Session, arrival: Arrival) -> tuple[Study, Job | None]:
+    """A new study of ``arrival`` with its analysis job queued (urgent ones first; a DICOM one
+    to start once its instances have settled: ``settled_at``); with no task (a DICOM study no
+    model reads) it is kept as ``no_model``, without a job. An urgent arrival's question
+    raised a red flag: its rules (``reading_order.question_flags``) say why, or the rule is
+    not known. The form's patient sex and birth date count for an image whose header does not
+    say (``patient_context.columns``)."""
+    spec = imaging_task(arrival.task) if arrival.task is not None else None
+    if arrival.language not in LANGUAGES:
         raise StudyError(f"language must be one of {LANGUAGES}")
-    patient = patient_for(db, patient_ref)
+    patient = patient_for(db, arrival.patient_ref)
+    identity = arrival.identity
     study = Study(
         patient_id=patient.id if patient else None,
-        task=task or "",
+        task=arrival.task or "",
         modality=(spec.modality if spec else (identity.modality if identity else ""))[:16],
-        file_sha256=sha,
-        file_size=size,
-        content_type=content_type[:64],
-        clinical_question=question,
-        language=language,
+        file_sha256=arrival.sha,
+        file_size=arrival.size,
+        content_type=arrival.content_type[:64],
+        clinical_question=arrival.question,
+        language=arrival.language,
         status="received" if spec else "no_model",
-        reason=None if spec else no_model_reason[:400],
-        urgent=urgent,
-        urgent_because=(red_flags or [{"code": reading_order.RED_FLAG}]) if urgent else None,
-        red_flag=urgent,
-        uploaded_by=user.id,
-        **(dicom.study_columns(identity, source) if identity else {}),
-        **patient_context.columns(identity, patient_sex, birth_date, now),
+        reason=None if spec else arrival.no_model_reason[:400],
+        urgent=arrival.urgent,
+        urgent_because=(list(arrival.red_flags) or [{"code": reading_order.RED_FLAG}])
+        if arrival.urgent
+        else None,
+        red_flag=arrival.urgent,
+        uploaded_by=arrival.uploaded_by,
+        **(dicom.study_columns(identity, arrival.source) if identity else {}),
+        **patient_context.columns(
+            identity, arrival.patient_sex, arrival.birth_date, arrival.received_at
+        ),
     )
     db.add(study)
     db.flush()
-    return study, (_queue(db, study, urgent, settled_at(now, source)) if spec else None)
+    if spec is None:
+        return study, None
+    return study, _queue(
+        db, study, arrival.urgent, settled_at(arrival.received_at, arrival.source, arrival.stable_s)
+    )
 
 
 @dataclass
@@ -311,22 +315,7 @@ class Filed:
     conflict: IdentityConflict | None = None
 
 
-def file_study(
-    db: Session,
-    user: User,
-    *,
-    sha: str,
-    size: int,
-    content_type: str,
-    task: str | None,
-    identity: dicom.DicomIdentity | None = None,
-    source: str = "upload",
-    calling_ae: str | None = None,
-    no_model_reason: str = "no AI model for this study",
-    store: Any = None,
-    now: datetime | None = None,
-    **options: Any,
-) -> Filed:
+def file_study(db: Session, arrival: Arrival, store: Any = None) -> Filed:
     """File one upload or DICOM instance. An instance with all its UIDs joins the study of
     its StudyInstanceUID, stored once per SOPInstanceUID. Two callers filing instances of
     one new study at once race on the unique UIDs: the loser's ``IntegrityError`` means
@@ -336,21 +325,22 @@ def file_study(
     stored copy stays) when its identity and image are (``conflicts.resend_differs``, which
     reads both files from ``store``; without one it cannot tell, and holds it). An instance
     whose series another study holds is held too (``conflicts.series_owner``)."""
+    identity = arrival.identity
     grouped = identity is not None and not identity.missing()
     if identity is not None and not grouped:  # kept, but not grouped by a partial set of UIDs
         identity = replace(identity, study_uid="")
+        arrival = replace(arrival, identity=identity)
+    ref = arrival.patient_ref
 
     def hold(into: Study, reason: str, fields: list[str]) -> Filed:
-        args = (identity, sha, size, content_type, task, source, calling_ae, options, store)
-        return _quarantine(db, into, user, reason, fields, *args)
+        return _quarantine(db, into, arrival, reason, fields, store)
 
     def refile(retracted: Study) -> Filed:
         """An instance of a retracted study (one of its own sent again, or a new one under its
         StudyInstanceUID): held as an identity conflict (``retracted_study``) for a radiologist
         to reassign to a study of its own, under the patient it names, or reject. Never joined
         to the retracted study, and never dropped as a duplicate of it."""
-        patient = conflicts.check(db, retracted, identity, options.get("patient_ref"))
-        return hold(retracted, "retracted_study", patient)
+        return hold(retracted, "retracted_study", conflicts.check(db, retracted, identity, ref))
 
     if grouped:
         known = db.scalar(select(DicomInstance).where(DicomInstance.sop_uid == identity.sop_uid))
@@ -358,11 +348,9 @@ def file_study(
             study = db.get(Study, known.study_id)
             if study.status == RETRACTED:  # filed again, never dropped as a duplicate
                 return refile(study)
-            if known.file_sha256 == sha:
+            if known.file_sha256 == arrival.sha:
                 return Filed(study, None, "duplicate")
-            fields = conflicts.resend_differs(
-                db, store, known, study, identity, sha, options.get("patient_ref")
-            )
+            fields = conflicts.resend_differs(db, store, known, study, identity, arrival.sha, ref)
             if not fields:  # the same instance in other bytes (another transfer syntax)
                 return Filed(study, None, "duplicate")
             return hold(study, "sop_content_differs", fields)
@@ -371,76 +359,52 @@ def file_study(
             return hold(
                 owner,
                 "series_elsewhere",
-                [
-                    "SeriesInstanceUID",
-                    *conflicts.check(db, owner, identity, options.get("patient_ref")),
-                ],
+                ["SeriesInstanceUID", *conflicts.check(db, owner, identity, ref)],
             )
         study = db.scalar(select(Study).where(Study.study_uid == identity.study_uid))
         if study is not None and study.status == RETRACTED:
             return refile(study)
         if study is not None:
-            fields = conflicts.check(db, study, identity, options.get("patient_ref"))
+            fields = conflicts.check(db, study, identity, ref)
             if fields:
                 return hold(study, "patient_mismatch", fields)
-            job = _route_late(db, study, task, sha, size, content_type, source, now)
-            db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
+            job = _route_late(db, study, arrival)
+            db.add(_instance_row(arrival, study))
             db.flush()
             if job is not None:
                 return Filed(study, job, "routed")
-            if task is not None and task == study.task:  # an image of the study's model
-                job = defer_analysis(db, study, now)  # read again once settled
+            if arrival.task is not None and arrival.task == study.task:  # the study's model
+                job = defer_analysis(
+                    db, study, arrival.received_at, arrival.stable_s
+                )  # once settled
             return Filed(study, job, "joined")
-    study, job = create(
-        db,
-        user,
-        sha=sha,
-        size=size,
-        content_type=content_type,
-        task=task,
-        identity=identity,
-        source=source,
-        no_model_reason=no_model_reason,
-        now=now,
-        **options,
-    )
+    study, job = create(db, arrival)
     if grouped:
-        db.add(dicom.instance_row(identity, study.id, sha, size, calling_ae))
+        db.add(_instance_row(arrival, study))
         db.flush()
     return Filed(study, job, "new")
+
+
+def _instance_row(arrival: Arrival, study: Study) -> DicomInstance:
+    return dicom.instance_row(
+        arrival.identity, study.id, arrival.sha, arrival.size, arrival.calling_ae
+    )
 
 
 def receive(
     db: Session,
     store: Any,
-    user: User,
     actor: audit.Actor,
-    *,
-    sha: str,
-    size: int,
-    content_type: str,
-    task: str | None,
-    identity: dicom.DicomIdentity | None = None,
+    arrival: Arrival,
     audit_detail: Callable[[Filed], dict[str, Any]],
-    **filing: Any,
 ) -> Filed:
     """Receiving a study, the core every way in shares (browser upload, DICOM node, STOW-RS,
     DICOMweb pull): the stored blob held (a twin's failure cannot discard it meanwhile), the
-    file filed (``file_study``) and audited as ``upload`` under ``actor``. ``audit_detail``
+    arrival filed (``file_study``) and audited as ``upload`` under ``actor``. ``audit_detail``
     gives the face's own detail from the filing; an identity conflict's id, reason and fields
     follow it. Runs in the caller's transaction."""
-    hold_blob(db, store, sha)
-    filed = file_study(
-        db,
-        user,
-        sha=sha,
-        size=size,
-        content_type=content_type,
-        task=task,
-        identity=identity,
-        store=store,
-        **filing,
-    )
+    hold_blob(db, store, arrival.sha)
+    filed = file_study(db, arrival, store)
     conflict = filed.conflict
     audit.record(
         db,
@@ -459,57 +423,22 @@ def receive(
 
 
 def _quarantine(
-    db: Session,
-    study: Study,
-    user: User,
-    reason: str,
-    fields: list[str],
-    identity: dicom.DicomIdentity,
-    sha: str,
-    size: int,
-    content_type: str,
-    task: str | None,
-    source: str,
-    calling_ae: str | None,
-    options: dict[str, Any],
-    store: Any = None,
+    db: Session, study: Study, arrival: Arrival, reason: str, fields: list[str], store: Any
 ) -> Filed:
     # the same instance again in other bytes (``storescu -xi``, an upload of what the node
     # stored): the conflict it already made, never a second one (two reassigns would make two
     # studies of one image)
-    sha = conflicts.same_instance_file(db, store, study.id, identity, sha) or sha
-    decided = conflicts.decided(db, study.id, sha)
+    known = conflicts.same_instance_file(db, store, study.id, arrival.identity, arrival.sha)
+    if known is not None:
+        arrival = replace(arrival, sha=known)
+    decided = conflicts.decided(db, study.id, arrival.sha)
     if decided is not None and decided.state == "reassigned":  # filed there already
         return Filed(db.get(Study, decided.resolved_study_id), None, "duplicate")
-    row = decided or conflicts.quarantine(
-        db,
-        study,
-        user,
-        reason=reason,
-        fields=fields,
-        identity=identity,
-        sha=sha,
-        size=size,
-        content_type=content_type,
-        task=task,
-        source=source,
-        calling_ae=calling_ae,
-        language=options.get("language", "tr"),
-        options=options,
-    )
+    row = decided or conflicts.quarantine(db, study, arrival, reason=reason, fields=fields)
     return Filed(study, None, "conflict", row)
 
 
-def _route_late(
-    db: Session,
-    study: Study,
-    task: str | None,
-    sha: str,
-    size: int,
-    content_type: str,
-    source: str = "upload",
-    now: datetime | None = None,
-) -> Job | None:
+def _route_late(db: Session, study: Study, arrival: Arrival) -> Job | None:
     """A study kept without a model gets one when a later series is one a model reads (a
     lateral view first, the frontal one after): that series becomes the analysed file. So
     does a study refused because its file held no image (a report or a header-only instance
@@ -518,6 +447,7 @@ def _route_late(
     The study's row is locked first while its analysis may still be deciding: the analysis
     moves on to a later instance under the same lock (``next_instance``), so either it sees
     this instance or this sees its refusal, never neither."""
+    task, sha, size, content_type = arrival.task, arrival.sha, arrival.size, arrival.content_type
     if task is None:
         return None
     if study.status in ("received", "analysing", "refused"):
@@ -531,7 +461,9 @@ def _route_late(
         return None
     spec = imaging_task(task)
     study.task, study.modality = task, spec.modality[:16]
-    return _requeue(db, study, not_before=settled_at(now, source))
+    return _requeue(
+        db, study, not_before=settled_at(arrival.received_at, arrival.source, arrival.stable_s)
+    )
 
 
 NO_IMAGE = "no_image"
@@ -600,26 +532,13 @@ def _requeue(db: Session, study: Study, not_before: datetime | None = None) -> J
 
 
 def reassign_conflict(
-    db: Session, conflict_id: int, who: str, now: Any
+    db: Session, conflict_id: int, who: str, now: Any, stable_s: float = 0.0
 ) -> tuple[Study, Job | None]:
     """A person decided that a quarantined instance is another patient's: it becomes a study
-    of its own (its analysis queued when a model reads it)."""
+    of its own (its analysis queued when a model reads it, a DICOM one to start ``stable_s``
+    from now)."""
     row = conflicts.close(db, conflict_id, "reassigned", who, now)
-    ident, options = conflicts.incoming(row)
-    study, job = create(
-        db,
-        db.get(User, row.uploaded_by),
-        sha=row.file_sha256,
-        size=row.file_size,
-        content_type=row.content_type,
-        task=row.task,
-        language=row.language,
-        identity=ident,
-        source=row.source,
-        patient_ref=options["patient_ref"],
-        question=options["question"],
-        urgent=options["urgent"],
-    )
+    study, job = create(db, replace(conflicts.arrival_of(row), stable_s=stable_s))
     row.resolved_study_id = study.id
     db.flush()
     return study, job
@@ -669,6 +588,42 @@ def worklist(
     return list(rows), total
 
 
+def worklist_page(
+    p: Any,
+    actor: audit.Actor,
+    status: str | None = None,
+    task: str | None = None,
+    urgent: bool | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    accession: str | None = None,
+    ai: str | None = None,
+    red_flag: bool | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the worklist (``worklist``'s filters and order), audited as viewed: each
+    study as ``as_dict`` gives it without its result, with its stored instances, its open
+    identity conflicts and its ``reading`` (``reading_order.summaries``: why it is where it
+    is), and how many studies match in all."""
+    with p.db.session() as db:
+        rows, total = worklist(
+            db, status, task, urgent, limit, offset, accession, ai=ai, red_flag=red_flag
+        )
+        ids = [s.id for s in rows]
+        found, held = instances(db, ids), conflicts.open_by_study(db, ids)
+        said = reading_order.summaries(db, rows, held)
+        items = [
+            {
+                **as_dict(
+                    db, s, with_result=False, dicom_instances=found[s.id], open_conflicts=held[s.id]
+                ),
+                "reading": said[s.id],
+            }
+            for s in rows
+        ]
+        audit.record(db, actor, "view", "worklist", None, results=len(items))
+    return items, total
+
+
 def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResultRow | None:
     return db.scalar(
         select(AIResultRow)
@@ -682,7 +637,6 @@ def ai_label_states(db: Session, study: Study) -> tuple[dict[str, str], str | No
     """The model's state of each label in the study's latest imaging result (present, absent,
     indeterminate: the stored decision's, ``services.imaging.decision_of``, never re-derived)
     and that result's model hash; no states when it refused the image or there is none."""
-    from medai.services.imaging import decision_of
 
     row = latest_result(db, study.id)
     if row is None or (row.payload or {}).get("refused"):
@@ -768,8 +722,6 @@ def as_dict(
     and open identity conflicts it read for the whole page and leaves out the series (unless
     ``with_series``). ``with_priors``: its patient's prior studies too
     (``patient_context.prior_list``; the caller audits each as viewed)."""
-    from medai.platform.worklist import patient_context
-
     patient = db.get(Patient, study.patient_id) if study.patient_id else None
     if dicom_instances is None:
         dicom_instances = instances(db, [study.id])[study.id]
@@ -871,7 +823,6 @@ def with_states(payload: dict[str, Any]) -> dict[str, Any]:
     """A stored imaging result as every view reads it: its decision with each label's one
     ``state`` (results stored before states existed included), and ``findings`` the decision's
     rows, so no view re-derives present, absent or undecided from probabilities."""
-    from medai.services.imaging import decision_of
 
     decision = decision_of(payload) if payload.get("task") else None
     if decision is None:
@@ -890,7 +841,6 @@ def hold_blob(db: Session, store: Any, sha: str) -> None:
     discard sees this row and keeps the file, or this check sees it gone and the caller is
     told (``StorageMissing``: the API's 503, the DICOM node's Out of Resources, both retried
     by the sender) instead of filing a study without its file."""
-    from medai.core.faults import StorageMissing
 
     lock_key(db, _blob_key(sha))
     db.connection()  # SQLite: the write lock (BEGIN IMMEDIATE) is taken before the check

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medai.core.trainer import adamw
+from medai.core.model_dir import ModelLoadError, file_sha256
+from medai.core.trainer import LoopConfig, adamw, fit
 from medai.reporting.captioning.blip2_plan import (
     MODULES_TO_SAVE,
     Plan,
@@ -36,6 +37,7 @@ from medai.reporting.captioning.blip2_plan import (
     quantisation_skips,
 )
 from medai.reporting.captioning.caption_predict import CaptionPredict
+from medai.reporting.captioning.caption_stream import loader, readable
 
 ADAPTER_DIR = "adapter"
 CONFIG_FILE = "blip2_lora.json"
@@ -217,7 +219,6 @@ class _Collate:
         self.processor, self.max_length, self.image_token = processor, max_length, image_token
 
     def __call__(self, batch) -> dict:
-        from medai.reporting.captioning.caption_stream import readable
 
         _, pixels, texts, unreadable = readable(batch)
         n = len(pixels)
@@ -269,7 +270,6 @@ class _Blip2Adapter:
         return adamw(params, lr=self.cfg.learning_rate, weight_decay=0.01)
 
     def loaders(self):
-        from medai.reporting.captioning.caption_stream import loader
 
         collate = _Collate(self.processor, self.cfg.max_length, self.image_token)
         return (
@@ -340,8 +340,6 @@ def train_blip2(
 
     from accelerate import PartialState
 
-    from medai.core.trainer import LoopConfig, fit
-
     plan = training_plan(cfg)  # before loading anything: refused here if it cannot fit
     if _local_rank() == 0 and os.environ.get("RANK", "0") == "0":
         # (no PartialState here: created before the trainer's Accelerator, it would fix the
@@ -393,8 +391,6 @@ def base_reference(base: Path, out: Path) -> dict:
     relative to the adapter, and the hash of its config.json — no absolute path."""
     import os
 
-    from medai.core.model_dir import file_sha256
-
     return {
         "name": base.name,
         "relative": os.path.relpath(base.resolve(), out.resolve()),
@@ -406,7 +402,6 @@ def find_base(ref: str | dict, directory: Path, models_dir: Path | None = None) 
     """The base directory for an adapter: next to it as when it was trained, or a folder of
     that name under ``models_dir`` (MEDAI_MODELS_DIR, passed by the caller); its config.json
     must be the one trained on."""
-    from medai.core.model_dir import ModelLoadError, file_sha256
 
     if isinstance(ref, str):  # adapters saved before base references
         return Path(ref)

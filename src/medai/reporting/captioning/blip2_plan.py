@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 from medai.core.errors import MedaiError
+from medai.core.options import lookup
 
 GIB = 2**30
 BUDGET_FRACTION = 0.92  # of one GPU's total memory: allocator fragmentation and other processes
@@ -282,7 +283,6 @@ class Plan:
 def plan_settings(name: str, bf16: bool = True) -> Plan:
     """The loading and loop settings of plan ``name`` (no estimate); ``bf16``: whether the GPU
     supports it (the quantised plans' compute dtype)."""
-    from medai.core.options import lookup
 
     half = ("bfloat16", "bf16") if bf16 else ("float16", "fp16")
     dtype, mp, quant = lookup(
@@ -649,7 +649,6 @@ def choose_plan(
     first of bf16, fp16, fp32, int8, nf4 that does (fp32 alone on CPU). Raises
     ``PlanRefused`` with the table and what would fit. ``gpus``: ``detect_gpus()`` or a
     description of the GPUs to plan for; ``tokens``: text tokens per example."""
-    from medai.core.options import lookup
 
     names = lookup(
         {"auto": _auto_order(gpus), **{n: (n,) for n in PLAN_ORDER}}, requested, "precision"

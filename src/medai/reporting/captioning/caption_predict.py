@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from medai.core.model_dir import ModelCard
+from medai.core.model_dir import ModelCard, model_identity
+from medai.imaging.io import LoadedImage
 from medai.reporting.results import CaptionResult
 
 
@@ -15,8 +16,6 @@ class CaptionPredict:
     reads_colour = False
 
     def predict(self, source) -> CaptionResult:
-        from medai.core.model_dir import model_identity
-        from medai.imaging.io import LoadedImage
         from medai.reporting.captioning.caption_stream import decode
 
         pixels = (

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medai.reporting.captioning.caption_metrics import preprocess
+
 TEMPERATURES = (0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0)
 SELF_CREDITS = (0.0, 0.2, 0.4, 1.0)
 # how much the image's neighbours count against the whole index (1: only the neighbours;
@@ -39,7 +41,6 @@ SELECTIONS = ("expected-overlap", "consensus")
 
 
 def tokens(texts: Sequence[str]) -> list[list[str]]:
-    from medai.reporting.captioning.caption_metrics import preprocess
 
     return [preprocess(t).split() for t in texts]
 

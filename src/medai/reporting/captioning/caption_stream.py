@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from medai.core.trainer import default_workers
+from medai.imaging import io as image_io
+from medai.imaging.io import ImageInputError
 
 DECODE_SIDE = 1024
 """Colour images are decoded (a JPEG at a reduced scale) and box-reduced to at most this many
@@ -32,7 +34,6 @@ def decode(source: str | Path | bytes, colour: bool) -> np.ndarray:
     """uint8 H × W × 3 (``colour``) or float gray H × W in [0, 1]; raises ``ImageInputError``
     with the reason. Training, scoring and ``predict`` all read through here, so a model sees
     the same pixels in each."""
-    from medai.imaging import io as image_io
 
     if colour:
         return image_io.load_rgb(source, max_side=DECODE_SIDE)
@@ -41,7 +42,6 @@ def decode(source: str | Path | bytes, colour: bool) -> np.ndarray:
 
 def read_image(path: str | Path, colour: bool) -> np.ndarray | None:
     """``decode``, or ``None`` for a file that cannot be read (counted by the caller)."""
-    from medai.imaging.io import ImageInputError
 
     try:
         return decode(Path(path), colour)

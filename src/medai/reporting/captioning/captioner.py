@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medai.core import model_dir
 from medai.core.model_dir import ModelCard, ModelLoadError
 from medai.reporting.captioning.caption_predict import CaptionPredict
 from medai.reporting.captioning.caption_select import SELECTIONS, IndexedCaptions, select
@@ -45,8 +46,6 @@ class ImageEmbedder:
                 None,
             )
         else:
-            from medai.core import model_dir
-
             self.predictor = model_dir.load(Path(source))
             self.image_size = self.predictor.cfg.image_size
 

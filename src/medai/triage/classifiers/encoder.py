@@ -17,6 +17,7 @@ import numpy as np
 from medai.core.calibration import TemperatureScaler, as_class_scores
 from medai.core.embeddings import E5Encoder
 from medai.triage.classifiers.base import label_index, load_pickled, sorted_classes
+from medai.triage.classifiers.tfidf import TfidfClassifier
 
 HEAD_FILE = "encoder_head.joblib"
 
@@ -83,8 +84,6 @@ class EncoderClassifier:
         val_texts = [val_texts[i] for i in keep]
         y_val = label_index([val_labels[i] for i in keep], self.labels)
         if self.with_tfidf:
-            from medai.triage.classifiers.tfidf import TfidfClassifier
-
             self.tfidf = TfidfClassifier()
             self.tfidf.fit(train_texts, train_labels, val_texts, [self.labels[i] for i in y_val])
         train_parts = self._parts(train_texts, progress=True)
@@ -147,7 +146,5 @@ class EncoderClassifier:
         model.head, model.labels, model.params = state["head"], state["labels"], state["params"]
         model.calibrator = state["calibrator"]
         if model.with_tfidf:
-            from medai.triage.classifiers.tfidf import TfidfClassifier
-
             model.tfidf = TfidfClassifier.load(directory)
         return model

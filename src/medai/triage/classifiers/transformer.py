@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medai.core.trainer import adamw, auto_mixed_precision, balanced_class_weights
+from medai.core.trainer import LoopConfig, adamw, auto_mixed_precision, balanced_class_weights, fit
 from medai.triage.classifiers.base import label_index, sorted_classes
 
 HF_SUBDIR = "hf"
@@ -101,7 +101,6 @@ class TransformerClassifier:
     ) -> None:
         """Fine-tune with the one training loop (``core.trainer``): class-weighted cross
         entropy, linear warm-up schedule, clipping, early stopping on validation loss."""
-        from medai.core.trainer import LoopConfig, fit
 
         p = self.params
         if not p["base"]:

@@ -171,9 +171,9 @@ def _served(label: str, role: str | None) -> bool:
 
     from helpers.paths import TESTS
 
-    # the route table's own module (tests/platform/), also when this file runs alone
-    if str(TESTS / "platform") not in sys.path:
-        sys.path.append(str(TESTS / "platform"))
+    # the route table's own module (tests/platform/access/), also when this file runs alone
+    if str(TESTS / "platform" / "access") not in sys.path:
+        sys.path.append(str(TESTS / "platform" / "access"))
     access = importlib.import_module("test_platform_access")
 
     method, path = label.split(" ", 1)

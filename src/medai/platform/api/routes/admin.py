@@ -29,6 +29,7 @@ from medai.platform.api.schemas import (
     UserIssued,
     UserOut,
 )
+from medai.platform.documents.report_words import card_text
 from medai.platform.records.localtime import iso_utc
 from medai.platform.records.tables import AuditEvent, User
 from medai.server.errors import ApiError
@@ -220,7 +221,6 @@ async def models_in_use(
     model card (data, metrics, thresholds, intended use, licence notes); ``card_text``: the
     card's prose in the UI's language (``lang``, else the language cookie; Turkish by
     default), each field with the language it is in."""
-    from medai.platform.documents.report_words import card_text
 
     lang = lang or request.cookies.get("medai_lang") or "tr"
     cards = await run_in_threadpool(request.app.state.models.cards)

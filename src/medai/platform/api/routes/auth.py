@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from medai.platform.access import accounts, audit
+from medai.platform.access import accounts, audit, sign_in
 from medai.platform.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -28,7 +28,6 @@ from medai.platform.api.schemas import (
     TokenIn,
     TokenOut,
 )
-from medai.platform.context import Platform
 from medai.platform.records.tables import Token
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
@@ -38,9 +37,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 def _secure(request: Request) -> bool:
-    from medai.settings import get_settings
-
-    return get_settings().secure_cookies or request.url.scheme == "https"
+    return platform_of(request).settings.auth.secure_cookies or request.url.scheme == "https"
 
 
 @router.post("/login", response_model=LoginOut, responses=error_responses(401, 422, 429))
@@ -49,36 +46,11 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
     SameSite=Strict) with its CSRF token for browser forms. The attempt is counted as a
     failure (atomically with the throttle's check, in its own transaction) before the password
     is checked, and un-counted when it was right: concurrent attempts never pass the limit."""
-    from medai.settings import get_settings
-
-    settings = get_settings()
-    p = platform_of(request)
-    client = client_key(request)
-    try:
-        with p.db.session() as db:
-            attempt = accounts.take_attempt(
-                db, body.username, client, settings.login_max_failures, settings.login_window_s
-            )
-        with p.db.session() as db:
-            user = accounts.verify(db, body.username, body.password)
-            accounts.settle(db, attempt)
-            session_life = timedelta(hours=settings.session_hours)
-            signin = accounts.new_signin()  # logout ends both credentials together
-            bearer = accounts.issue(db, user, "bearer", session_life, name="login", signin=signin)
-            session = accounts.issue(db, user, "session", session_life, signin=signin)
-            audit.record(
-                db, audit.Actor(user.username, user.id, user.role, client), "login", "user", user.id
-            )
-            role = user.role
-    except accounts.Throttled:
-        _record_failed_login(p, body.username, client, "throttled")
-        raise
-    except accounts.AuthFailed:
-        _record_failed_login(p, body.username, client, "failed")
-        raise
+    signed = sign_in.login(platform_of(request), body.username, body.password, client_key(request))
+    bearer, session = signed.bearer, signed.session
     out = LoginOut(
         access_token=bearer.token,
-        role=role,
+        role=signed.role,
         expires_in=bearer.expires_in_s,
         csrf_token=session.csrf,
     )
@@ -103,20 +75,6 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
         path="/",
     )
     return response
-
-
-def _record_failed_login(p: Platform, username: str, client: str, outcome: str) -> None:
-    """Audit a refused sign-in under the name it gave: an account's name, else only the keyed
-    hash of what was typed (``accounts.audit_name``)."""
-    with p.db.session() as db:
-        audit.record(
-            db,
-            audit.Actor(accounts.audit_name(db, username), client=client),
-            "login",
-            "user",
-            None,
-            outcome=outcome,
-        )
 
 
 @router.post("/logout", response_model=OkOut, responses=error_responses(401, 403))
@@ -144,53 +102,8 @@ def enrol(body: EnrolIn, request: Request) -> EnrolOut:
     context or guessable) and leaves the code valid. Wrong codes are throttled per client:
     each attempt is counted (atomically with the check) before the code is tried, and
     un-counted unless the code was wrong."""
-    from medai.settings import get_settings
-
-    settings = get_settings()
-    p = platform_of(request)
-    client, now = client_key(request), p.clock()
-    with p.db.session() as db:
-        taken = accounts.take_enrol_attempt(
-            db, client, settings.login_max_failures, settings.login_window_s
-        )
-        if taken is None:
-            audit.record(
-                db,
-                audit.Actor("enrol", client=client),
-                "login",
-                "user",
-                None,
-                outcome="throttled",
-                op="enrol",
-            )
-    if taken is None:  # raised after the audit event is committed
-        raise ApiError(
-            429,
-            "throttled",
-            "too many wrong enrolment codes; try again later",
-            headers={"Retry-After": str(int(settings.login_window_s))},
-        )
-    try:
-        with p.db.session() as db:
-            user = accounts.enrol_account(db, body.code, body.password, now, client)
-            accounts.give_back(db, taken)
-            return EnrolOut(username=user.username, role=user.role)
-    except accounts.EnrolmentRefused:
-        with p.db.session() as db:  # the attempt stays counted
-            audit.record(
-                db,
-                audit.Actor("enrol", client=client),
-                "login",
-                "user",
-                None,
-                outcome="failed",
-                op="enrol",
-            )
-        raise
-    except accounts.AccountError:
-        with p.db.session() as db:  # a right code with a weak password is no wrong code
-            accounts.give_back(db, taken)
-        raise
+    user = sign_in.enrol(platform_of(request), body.code, body.password, client_key(request))
+    return EnrolOut(username=user.username, role=user.role)
 
 
 @router.get("/me", response_model=Me, responses=error_responses(401))
@@ -222,10 +135,9 @@ def create_token(body: TokenIn, request: Request, who: Principal = Depends(princ
     """A named bearer token for a machine client (shown once)."""
     if who.user is None:
         raise ApiError(401, "unauthenticated", "not signed in")
-    from medai.settings import get_settings
-
-    days = body.days if body.days is not None else get_settings().token_days
-    with platform_of(request).db.session() as db:
+    p = platform_of(request)
+    days = body.days if body.days is not None else p.settings.auth.token_days
+    with p.db.session() as db:
         issued = accounts.issue(db, who.user, "bearer", timedelta(days=days), name=body.name)
         db.flush()
         tok = db.scalar(

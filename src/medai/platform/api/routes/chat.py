@@ -4,7 +4,6 @@ only those started since the account's last reset or role change: ``accounts.own
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import exists, select
 
@@ -16,7 +15,6 @@ from medai.platform.records.tables import Conversation, Message, Study
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
-from medai.services.reports import chat_answer
 
 router = APIRouter(prefix="/api/v1", tags=["chat"])
 
@@ -93,45 +91,13 @@ async def ask(
     and gives the study's findings (each label's one state; once signed, what the radiologist
     signed, the AI's suggestions named as such) and the knowledge-base passages retrieved for
     the question, cited; with one, the model answers from those and cites the passages."""
-    p = platform_of(request)
-
-    def load():
-        with p.db.session() as db:
-            conv = chat.own(db, conv_id, who.user)
-            chat.refuse_retracted(db.get(Study, conv.study_id))  # retracted since it began
-            history = [(m["role"], m["text"]) for m in chat.messages(db, conv)]
-            chat.add(db, conv, "user", body.text)
-            return chat.context(db, conv), history
-
-    facts, history = await run_in_threadpool(load)
-    async with request.app.state.imaging_lane.slot():
-        reply = await run_in_threadpool(
-            lambda: chat_answer(
-                body.text,
-                facts["findings"],
-                facts["impression"],
-                body.lang or facts["lang"],
-                history,
-                p.knowledge_dir,
-                signed=facts["signed"],
-                task=facts["task"],
-                decision=facts["decision"],
-                signed_labels=facts["signed_labels"],
-            )
-        )
-    text, backend = reply.text, reply.backend
-
-    def save() -> MessageOut:
-        with p.db.session() as db:
-            conv = chat.own(db, conv_id, who.user)
-            msg = chat.add(db, conv, "assistant", text, backend)
-            audit.record(db, who.actor, "chat", "conversation", conv_id, backend=backend)
-            return MessageOut(
-                id=msg.id,
-                role="assistant",
-                text=text,
-                backend=backend,
-                created_at=msg.created_at.isoformat() + "Z",
-            )
-
-    return await run_in_threadpool(save)
+    answer = await chat.ask(
+        platform_of(request),
+        conv_id,
+        who.user,
+        who.actor,
+        body.text,
+        body.lang,
+        request.app.state.imaging_lane.slot,
+    )
+    return MessageOut(**answer)

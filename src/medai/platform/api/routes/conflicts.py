@@ -126,7 +126,13 @@ async def reassign_conflict(
 
     def run() -> tuple[ConflictOut, int, int | None, bool]:
         with p.db.session() as db:
-            study, job = studies.reassign_conflict(db, conflict_id, who.user.username, p.clock())
+            study, job = studies.reassign_conflict(
+                db,
+                conflict_id,
+                who.user.username,
+                p.clock(),
+                stable_s=p.settings.serving.study_stable_s,
+            )
             row = conflicts.get(db, conflict_id)
             audit.record(
                 db,

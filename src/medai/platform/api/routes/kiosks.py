@@ -9,8 +9,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from medai.platform.access import audit, kiosks
-from medai.platform.access.accounts import give_back
+from medai.platform.access import kiosks, sign_in
 from medai.platform.api.deps import Principal, client_key, platform_of, require
 from medai.platform.api.kiosk_schemas import (
     KioskEnrolIn,
@@ -26,6 +25,7 @@ from medai.platform.records.tables import Kiosk
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
+from medai.settings import Settings
 
 router = APIRouter(prefix="/api/v1", tags=["kiosks"])
 KIOSK_COOKIE = "medai_kiosk"
@@ -50,10 +50,8 @@ def _out(k: Kiosk, used: int, now: datetime) -> dict:
     }
 
 
-def _settings():
-    from medai.settings import get_settings
-
-    return get_settings()
+def _settings(request: Request) -> Settings:
+    return platform_of(request).settings
 
 
 @router.get("/admin/kiosks", response_model=list[KioskOut], responses=error_responses(401, 403))
@@ -65,7 +63,7 @@ def list_kiosks(
     now = p.clock()
     with p.db.reader() as db:
         rows = kiosks.listing(db)
-        used = kiosks.used_today(db, [k.id for k in rows], now, _settings().timezone)
+        used = kiosks.used_today(db, [k.id for k in rows], now, _settings(request).general.timezone)
         return [KioskOut(**_out(k, used[k.id], now)) for k in rows]
 
 
@@ -79,13 +77,13 @@ def register_kiosk(
     body: KioskIn, request: Request, who: Principal = Depends(require("kiosks_manage"))
 ) -> KioskIssued:
     """Register a kiosk: its API token and one-time enrolment code are in this answer only."""
-    settings = _settings()
+    settings = _settings(request)
     p = platform_of(request)
     now = p.clock()
-    quota = settings.kiosk_device_quota if body.daily_quota is None else body.daily_quota
+    quota = settings.kiosk.kiosk_device_quota if body.daily_quota is None else body.daily_quota
     with p.db.session() as db:
         issued = kiosks.register_kiosk(
-            db, body.name, quota, now, settings.kiosk_enrol_minutes, who.actor
+            db, body.name, quota, now, settings.kiosk.kiosk_enrol_minutes, who.actor
         )
         out = _out(issued.kiosk, 0, now)
     return KioskIssued(**out, token=issued.token, enrol_code=issued.enrol_code)
@@ -99,7 +97,7 @@ def _change(request: Request, kiosk_id: int, change) -> dict:
     with p.db.session() as db:
         kiosk = kiosks.get(db, kiosk_id)
         detail = change(db, kiosk, now) or {}
-        used = kiosks.used_today(db, [kiosk.id], now, _settings().timezone)[kiosk.id]
+        used = kiosks.used_today(db, [kiosk.id], now, _settings(request).general.timezone)[kiosk.id]
         return {"kiosk": _out(kiosk, used, now), **detail}
 
 
@@ -132,7 +130,7 @@ def new_enrolment(
 ) -> KioskEnrolment:
     """A new one-time enrolment code (shown once), e.g. for a replaced kiosk browser; once it
     is used, the previous browser's cookie stops working."""
-    minutes = _settings().kiosk_enrol_minutes
+    minutes = _settings(request).kiosk.kiosk_enrol_minutes
 
     def apply(db, kiosk: Kiosk, now) -> dict:
         return {"code": kiosks.issue_enrol_code(db, kiosk, now, minutes, who.actor)}
@@ -160,7 +158,7 @@ def revoke_kiosk(
 
 
 def _secure(request: Request) -> bool:
-    return _settings().secure_cookies or request.url.scheme == "https"
+    return _settings(request).auth.secure_cookies or request.url.scheme == "https"
 
 
 @router.post("/kiosk/enrol", response_model=KioskSelf, responses=error_responses(404, 422, 429))
@@ -169,64 +167,17 @@ def enrol(body: KioskEnrolIn, request: Request) -> JSONResponse:
     SameSite=Strict cookie (the code then stops working). Failed codes are throttled per
     client like failed sign-ins: each attempt is counted (atomically with the check) before
     the code is tried, and un-counted when the code was right."""
-    settings = _settings()
-    p = platform_of(request)
-    now, client = p.clock(), client_key(request)
-    with p.db.session() as db:
-        taken = kiosks.take_enrol_attempt(
-            db, client, now, settings.login_max_failures, settings.login_window_s
-        )
-        if taken is None:
-            audit.record(
-                db,
-                audit.Actor("kiosk-enrol", client=client),
-                "login",
-                "kiosk",
-                None,
-                outcome="throttled",
-            )
-    if taken is None:  # raised after the audit event is committed
-        raise ApiError(
-            429,
-            "throttled",
-            "too many wrong enrolment codes; try later",
-            headers={"Retry-After": str(int(settings.login_window_s))},
-        )
-    try:
-        with p.db.session() as db:
-            kiosk, secret = kiosks.enrol(db, body.code, now)
-            give_back(db, taken)
-            audit.record(
-                db,
-                audit.Actor(f"kiosk:{kiosk.name}"[:64], client=client),
-                "login",
-                "kiosk",
-                kiosk.id,
-                op="enrol",
-            )
-            used = kiosks.used_today(db, [kiosk.id], now, settings.timezone)[kiosk.id]
-            _, reset_in = kiosks.day_window(now, settings.timezone)
-            out = KioskSelf(
-                name=kiosk.name,
-                daily_quota=kiosk.daily_quota,
-                used_today=used,
-                resets_in_s=reset_in,
-            )
-    except kiosks.KioskError:
-        with p.db.session() as db:  # the attempt stays counted
-            audit.record(
-                db,
-                audit.Actor("kiosk-enrol", client=client),
-                "login",
-                "kiosk",
-                None,
-                outcome="failed",
-            )
-        raise
+    done = sign_in.enrol_kiosk(platform_of(request), body.code, client_key(request))
+    out = KioskSelf(
+        name=done.name,
+        daily_quota=done.daily_quota,
+        used_today=done.used_today,
+        resets_in_s=done.resets_in_s,
+    )
     response = JSONResponse(out.model_dump())
     response.set_cookie(
         KIOSK_COOKIE,
-        secret,
+        done.secret,
         max_age=COOKIE_DAYS * 86400,
         httponly=True,
         samesite="strict",
@@ -265,7 +216,7 @@ def kiosk_status(request: Request) -> KioskSelf:
     if kiosk is None:
         raise ApiError(401, "unauthenticated", f"send {KIOSK_HEADER} or enrol this browser")
     p = platform_of(request)
-    now, zone = p.clock(), _settings().timezone
+    now, zone = p.clock(), _settings(request).general.timezone
     with p.db.reader() as db:
         used = kiosks.used_today(db, [kiosk.id], now, zone)[kiosk.id]
     return KioskSelf(

@@ -18,6 +18,7 @@ from medai.platform.lifecycle import model_registry, shadow, site_sets, validati
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import ImagingTask, error_responses
+from medai.services.tracking import PREFIX
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 State = Literal["candidate", "shadow", "active", "retired"]
@@ -149,11 +150,10 @@ class Moved(ModelOut):
     served_here: bool = Field(description="this process already serves the newly active model")
 
 
-def _inside_models_dir(raw: str) -> Path:
-    """A registration over HTTP reads only what the hospital placed in its models folder."""
-    from medai.settings import get_settings
-
-    root = get_settings().models_dir.resolve()
+def _inside_models_dir(raw: str, models_dir: Path) -> Path:
+    """A registration over HTTP reads only what the hospital placed in its models folder
+    (``models_dir``: ``MEDAI_MODELS_DIR``)."""
+    root = models_dir.resolve()
     path = Path(raw)
     path = (path if path.is_absolute() else root / path).resolve()
     if not path.is_relative_to(root):
@@ -227,11 +227,12 @@ async def register_model(
     files under an edited card are refused (409 ``already_registered``, naming the model
     registered with that hash), and so are other files under a name and version the task
     already has (409 ``version_taken``)."""
-    from medai.services.tracking import PREFIX
 
     p = platform_of(request)
     tracked = body.path.startswith(PREFIX)
-    source = body.path if tracked else str(_inside_models_dir(body.path))
+    source = (
+        body.path if tracked else str(_inside_models_dir(body.path, p.settings.storage.models_dir))
+    )
 
     def run() -> Registered:
         with model_registry.fetched(source) as directory, p.db.session() as db:
@@ -307,8 +308,12 @@ def build_site_set(
     """Freeze the task's held-out signed studies as its next site evaluation set (as
     ``medai models site-set``); 409 ``empty_site_set`` while no signed study with labels is
     held out (an empty set could judge no candidate)."""
-    with platform_of(request).db.session() as db:
-        return SiteSetOut(**site_sets.as_dict(site_sets.build(db, body.task, who.actor.name)))
+    p = platform_of(request)
+    fraction = p.settings.models.site_set_fraction
+    with p.db.session() as db:
+        return SiteSetOut(
+            **site_sets.as_dict(site_sets.build(db, body.task, who.actor.name, fraction))
+        )
 
 
 def _set_state(

@@ -87,7 +87,10 @@ def outbox_status(
         rows, total = outbox.items(db, destination, state, limit, offset)
         held = outbox.held_studies(db, {r.study_id for r in rows})
         return OutboxOut(
-            destinations=[DestinationOut(**d) for d in outbox.summary(db)],
+            destinations=[
+                DestinationOut(**d)
+                for d in outbox.summary(db, platform_of(request).settings.destinations())
+            ],
             items=[DeliveryOut(**outbox.as_dict(r, r.study_id in held)) for r in rows],
             total=total,
         )

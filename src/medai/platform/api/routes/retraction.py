@@ -8,13 +8,9 @@ import logging
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import RetractIn, StudyOut
 from medai.platform.reading import retraction
-from medai.platform.records.tables import Study
-from medai.platform.worklist import studies
-from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
@@ -38,35 +34,14 @@ async def retract_study(
     sent for it, its queued deliveries are cancelled and every destination that received
     something gets the correction (FHIR ``entered-in-error``, HL7 result status W, a DICOM
     rejection note). Retracted already: 409 ``retracted``."""
-    p = platform_of(request)
-
-    def run() -> StudyOut:
-        with p.db.session() as db:
-            study = db.get(Study, study_id)
-            if study is None:
-                raise ApiError(404, "not_found", f"no study {study_id}")
-            done = retraction.retract(db, study, who.user, body.reason, body.note, p.clock())
-            audit.record(
-                db,
-                who.actor,
-                "retract",
-                "study",
-                study_id,
-                reason=body.reason,
-                previous_status=done.row.previous_status,
-                note_chars=len(done.row.note or ""),
-                cancelled=done.cancelled,
-                corrections=done.corrections,
-            )
-            return StudyOut(**studies.as_dict(db, done.study))
-
-    try:
-        out = await run_in_threadpool(run)
-    except studies.StudyRetracted:
-        with p.db.session() as db:  # the refusal is audited in its own transaction
-            audit.record(
-                db, who.actor, "retract", "study", study_id, outcome="conflict", reason=body.reason
-            )
-        raise
+    out = await run_in_threadpool(
+        retraction.retract_study,
+        platform_of(request),
+        study_id,
+        who.user,
+        who.actor,
+        body.reason,
+        body.note,
+    )
     log.info("study %s retracted (%s)", study_id, body.reason)
-    return out
+    return StudyOut(**out)

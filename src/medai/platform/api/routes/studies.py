@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
 
 from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
@@ -27,16 +26,15 @@ from medai.platform.api.schemas import (
     StudyOut,
     StudyStatus,
 )
-from medai.platform.dicom import identity as dicom
 from medai.platform.dicom import identity_conflicts as conflicts
-from medai.platform.dicom.dicom_values import InvalidAttribute
+from medai.platform.dicom import study_time
 from medai.platform.documents import fhir_bundle as exports
 from medai.platform.documents import finding_states
-from medai.platform.intake import idempotency
+from medai.platform.intake import idempotency, upload
 from medai.platform.lifecycle import labels, monitoring
 from medai.platform.reading import analysis, review, series_view
 from medai.platform.records.tables import Study
-from medai.platform.worklist import reading_order, studies, versions
+from medai.platform.worklist import studies, versions
 from medai.server.errors import ApiError
 from medai.server.inputs import CleanText, RowId
 from medai.server.schemas import (
@@ -66,73 +64,6 @@ def _study(db, study_id: int) -> Study:
 async def _chunks(file: UploadFile):
     while chunk := await file.read(CHUNK):
         yield chunk
-
-
-def _question_flags(request: Request, question: str | None) -> list[dict[str, Any]]:
-    """The urgency reasons of the clinical question's red flags (triage's rules, each named:
-    ``reading_order.question_flags``); none when it raises none or triage is not served."""
-    if not question:
-        return []
-    from medai.services import triage as triage_service
-    from medai.services.model_handles import ModelUnavailable
-
-    try:
-        flags = triage_service.red_flags(request.app.state.models.get("triage"), question)
-    except ModelUnavailable:
-        return []
-    return reading_order.question_flags(flags) if flags else []
-
-
-async def _forget(p, sha: str, created: bool) -> None:
-    """The file of an upload that got no row goes again — only when this upload stored it
-    and no row names it (``studies.discard_unnamed``)."""
-    if not created:
-        return
-    await run_in_threadpool(studies.discard_unnamed, p, sha, "a failed upload")
-
-
-def _checked_identity(p, sha: str) -> dicom.DicomIdentity | None:
-    """The stored upload's limits checked from its header (``ImageTooLarge``), then its
-    DICOM identity, the same extraction as the DICOM node's (None when it has none; the
-    analysis names a bad file). A UID, name or ID that breaks its VR is a 422 naming the
-    attribute (``dicom_values``), never filed."""
-    try:
-        return dicom.checked_read(p.store.read(sha))
-    except InvalidAttribute as exc:
-        raise ApiError(
-            422,
-            "invalid_dicom_attribute",
-            f"the DICOM file's {exc}",
-            errors=[
-                {"loc": ["file", exc.keyword], "msg": exc.why, "type": "invalid_dicom_attribute"}
-            ],
-        ) from None
-    except dicom.IdentityError:
-        return None
-
-
-def _birth_date(value: str | None) -> str | None:
-    """The upload form's birth date (YYYY-MM-DD) as DICOM DA, checked: a real day, not after
-    today, at most ``patient_context.OLDEST`` years ago (else 422 ``invalid``)."""
-    from datetime import date
-
-    from medai.platform.worklist.patient_context import OLDEST
-
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        day = None
-    today = date.today()
-    if day is None or day > today or today.year - day.year > OLDEST:
-        raise ApiError(
-            422,
-            "invalid",
-            f"patient_birth_date must be a real day, not after today and at most {OLDEST} "
-            "years ago",
-        )
-    return day.strftime("%Y%m%d")
 
 
 KEY_DOC = (
@@ -240,214 +171,29 @@ async def upload_study(
     file keeps its identity (patient, accession, UIDs, modality, view, body part) and joins
     the study of its StudyInstanceUID when that is already here (200). With an
     ``Idempotency-Key`` a retry answers the study filed before (``platform.idempotency``)."""
-    p = platform_of(request)
-    key = idempotency.checked(idempotency_key)
-    born = _birth_date(patient_birth_date)  # refused before the file is stored
-    sex = None if patient_sex == "unknown" else patient_sex
-    sha, size, created = await p.store.receive(_chunks(file), imaging_service.MAX_BYTES)
-    if size == 0:
-        await _forget(p, sha, created)
-        raise ApiError(422, "invalid", "the file is empty")
-    try:  # a decompression bomb is refused now, from its header, not by a worker decoding it
-        identity = await run_in_threadpool(_checked_identity, p, sha)
-    except imaging_service.ImageTooLarge as exc:  # refused on upload: 413, not 422
-        await _forget(p, sha, created)
-        exc.status = 413
-        raise
-    except BaseException:  # the stored file cannot be read back (a named storage fault)
-        await _forget(p, sha, created)
-        raise
-    prints = (
-        idempotency.fingerprints(
-            sha,
-            {
-                "task": task,
-                "patient_ref": patient_ref,
-                "clinical_question": clinical_question,
-                "lang": lang,
-                "patient_sex": sex,
-                "patient_birth_date": born,
-            },
-        )
-        if key
-        else []
+    form = upload.UploadForm(
+        task=task,
+        content_type=file.content_type or upload.UNKNOWN_TYPE,
+        patient_ref=patient_ref,
+        question=clinical_question,
+        language=lang,
+        patient_sex=None if patient_sex == "unknown" else patient_sex,
+        birth_date=patient_birth_date,
+        idempotency_key=idempotency_key,
     )
-    if key and (earlier := await _earlier(p, who, key, prints, sha, created)):
-        return earlier
-    red_flags = await run_in_threadpool(_question_flags, request, clinical_question)
-    urgent = bool(red_flags)
-
-    def create() -> tuple[dict[str, Any], int | None, str]:
-        with p.db.session() as db:
-            # the key first: a request racing on it waits here, and files nothing
-            claimed = idempotency.claim(db, who.user.id, key, prints[0]) if key else None
-            filed = studies.receive(
-                db,
-                p.store,
-                who.user,
-                who.actor,
-                sha=sha,
-                size=size,
-                content_type=file.content_type or "application/octet-stream",
-                task=task,
-                identity=identity,
-                audit_detail=lambda f: {
-                    "task": task,
-                    "bytes": size,
-                    "urgent": urgent,
-                    **({"filed": f.outcome} if identity else {}),
-                },
-                patient_ref=patient_ref,
-                question=clinical_question,
-                language=lang,
-                urgent=urgent,
-                red_flags=red_flags,
-                patient_sex=sex,
-                birth_date=born,
-            )
-            conflict = filed.conflict
-            if claimed is not None and conflict is None:
-                claimed.study_id = filed.study.id
-                claimed.status = 201 if filed.outcome == "new" else 200
-            elif claimed is not None:  # not filed: a retry finds the same conflict again
-                db.delete(claimed)
-            if conflict is not None:
-                return (
-                    {
-                        "conflict_id": conflict.id,
-                        "study_id": filed.study.id,
-                        "reason": conflict.reason,
-                        "fields": list(conflict.fields),
-                        "rejected": conflict.state == "rejected",
-                    },
-                    None,
-                    filed.outcome,
-                )
-            return (
-                studies.as_dict(db, filed.study),
-                filed.job.id if filed.job else None,
-                filed.outcome,
-            )
-
-    try:
-        out, job_id, outcome = await run_in_threadpool(create)
-    except idempotency.KeyTaken:  # a request with this key filed first (or is filing)
-        earlier = await _earlier(p, who, key, prints, sha, created)
-        if earlier is None:  # it failed and rolled back: this one may try again
-            await _forget(p, sha, created)
-            raise ApiError(
-                409,
-                "conflict",
-                "an upload with this Idempotency-Key was being filed and did not finish; retry",
-            ) from None
-        return earlier
-    except BaseException as exc:  # no row (a refusal, a read-only or full disk): no blob
-        await _forget(p, sha, created)
-        if isinstance(exc, IntegrityError):  # the same study filed at this very moment
-            raise ApiError(
-                409, "conflict", "this DICOM study is being filed by another upload; retry"
-            ) from None
-        raise
-    if outcome == "conflict":  # kept aside (its file too) for a person to decide
-        log.warning(
-            "upload quarantined as identity conflict %s with study %s (%s: %s)",
-            out["conflict_id"],
-            out["study_id"],
-            out["reason"],
-            ", ".join(out["fields"]),
-        )
-        raise ApiError(
-            409,
-            "identity_conflict",
-            (
-                (
-                    f"this DICOM file belongs to study {out['study_id']}, which was retracted "
-                    "(entered in error); it was not filed or analysed"
-                    if out["reason"] == "retracted_study"
-                    else f"this DICOM file's series (SeriesInstanceUID) belongs to study "
-                    f"{out['study_id']}, of another study or patient "
-                    f"({', '.join(out['fields'])}); it was not filed or analysed"
-                    if out["reason"] == "series_elsewhere"
-                    else f"this DICOM file names another patient or order than study "
-                    f"{out['study_id']} it would join ({', '.join(out['fields'])}); it was not "
-                    "filed or analysed"
-                )
-                + (
-                    f": a radiologist rejected it before (identity conflict {out['conflict_id']})"
-                    if out["rejected"]
-                    else f", and is kept as identity conflict {out['conflict_id']} for a radiologist "
-                    "to reassign or reject"
-                )
-            ),
-            errors=[
-                {
-                    "loc": ["file", field],
-                    "msg": "differs from the study it would join",
-                    "type": "identity_conflict",
-                }
-                for field in out["fields"]
-            ],
-        )
-    if outcome == "duplicate":  # stored before (these bytes may differ from that copy)
-        await _forget(p, sha, created)
-    if job_id is not None:
-        request.app.state.dispatch(out["id"], job_id, urgent)
-    log.info("study %s uploaded task=%s urgent=%s filed=%s", out["id"], task, urgent, outcome)
-    if key is not None:
-        await run_in_threadpool(_sweep_keys, p)
-    return JSONResponse(StudyOut(**out).model_dump(mode="json"), 201 if outcome == "new" else 200)
-
-
-async def _earlier(
-    p, who: Principal, key: str, prints: list[str], sha: str, created: bool
-) -> JSONResponse | None:
-    """``_replay``; when it answers (or refuses), this request's file goes unless a row
-    names it (the earlier upload's row does: same fingerprint, same file)."""
-    try:
-        answer = await run_in_threadpool(_replay, p, who, key, prints)
-    except BaseException:
-        await _forget(p, sha, created)
-        raise
-    if answer is not None:
-        await _forget(p, sha, created)
-    return answer
-
-
-def _replay(p, who: Principal, key: str, prints: list[str]) -> JSONResponse | None:
-    """The answer to an earlier upload of this user with ``key``: its study as it is now,
-    with the first answer's status and ``Idempotent-Replayed: true`` (None: no such upload
-    committed). The same key for another upload is refused (422). Read first without the
-    write lock (SQLite): most keyed uploads are first attempts."""
-    with p.db.reader() as db:
-        row = idempotency.find(db, who.user.id, key)
-    if row is None:
-        return None
-    if row.fingerprint not in prints:
-        raise ApiError(
-            422,
-            "idempotency_key_reused",
-            (
-                f"this {idempotency.HEADER} was used for another upload (another file or other "
-                "fields) within 24 hours; use a new key for a new upload"
-            ),
-        )
-    with p.db.session() as db:
-        out = studies.as_dict(db, _study(db, row.study_id))
-        audit.record(db, who.actor, "view", "study", row.study_id, replayed_upload=True)
-    status = row.status or 201
-    log.info("study %s: upload answered again (same %s)", out["id"], idempotency.HEADER)
+    done = await upload.upload(
+        platform_of(request),
+        who.user.id,
+        who.actor,
+        _chunks(file),
+        form,
+        request.app.state.dispatch,
+    )
     return JSONResponse(
-        StudyOut(**out).model_dump(mode="json"), status, headers={idempotency.REPLAYED: "true"}
+        StudyOut(**done.study).model_dump(mode="json"),
+        done.status,
+        headers={idempotency.REPLAYED: "true"} if done.replayed else None,
     )
-
-
-def _sweep_keys(p) -> None:
-    """Forget keys older than a day (hourly at most per process; a failure waits for the
-    next time: an expired key is already ignored, the sweep only keeps the table small)."""
-    try:
-        idempotency.maybe_sweep(p.db)
-    except Exception as exc:
-        log.warning("sweeping old upload keys failed: %s", type(exc).__name__)
 
 
 @router.get("", response_model=StudyList, responses=error_responses(401, 403, 422))
@@ -484,23 +230,19 @@ def worklist(
     rest, oldest first within each; a signed study is in the rest. Each row's ``reading``
     says why, one reason apart from the other (``ai``: the AI column; ``request``: the
     question's red flag and its rules)."""
-    with platform_of(request).db.session() as db:
-        rows, total = studies.worklist(
-            db, status, task, urgent, limit, offset, accession, ai=ai, red_flag=red_flag
-        )
-        ids = [s.id for s in rows]
-        found, held = studies.instances(db, ids), conflicts.open_by_study(db, ids)
-        said = reading_order.summaries(db, rows, held)
-        items = [
-            StudyOut(
-                **studies.as_dict(
-                    db, s, with_result=False, dicom_instances=found[s.id], open_conflicts=held[s.id]
-                ),
-                reading=said[s.id],
-            )
-            for s in rows
-        ]
-        audit.record(db, who.actor, "view", "worklist", None, results=len(items))
+    found, total = studies.worklist_page(
+        platform_of(request),
+        who.actor,
+        status,
+        task,
+        urgent,
+        limit,
+        offset,
+        accession,
+        ai=ai,
+        red_flag=red_flag,
+    )
+    items = [StudyOut(**study) for study in found]
     return StudyList(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -596,38 +338,19 @@ async def study_heatmap(
     of the same slice as the stored one (the result's ``heatmap_instance``; of a series, its
     key slice)."""
     p = platform_of(request)
-
-    def stored():
-        with p.db.session() as db:
-            study = _study(db, study_id)
-            row = studies.latest_result(db, study_id)
-            if row is None or row.heatmap_sha256 is None:
-                raise ApiError(404, "not_found", "no heatmap (analysis not finished or refused)")
-            audit.record(db, who.actor, "view", "heatmap", study_id, label=label)
-            return study.task, *series_view.heatmap_source(db, study, row.payload), row
-
-    task, file_sha, frame, row = await run_in_threadpool(stored)
-    heat_label = row.heatmap_label or ""
-    if label is None or label == heat_label:
-        probability = next(
-            (
-                f.get("probability")
-                for f in (row.payload or {}).get("findings", [])
-                if isinstance(f, dict) and f.get("label") == heat_label
-            ),
-            None,
-        )
+    heat = await run_in_threadpool(series_view.stored_heatmap, p, study_id, who.actor, label)
+    if label is None or label == heat.label:
         return Response(
-            await run_in_threadpool(p.store.read, row.heatmap_sha256),
+            await run_in_threadpool(p.store.read, heat.png_sha),
             media_type="image/png",
-            headers=heatmap_headers(heat_label, probability, row.model_name, row.model_hash),
+            headers=heatmap_headers(heat.label, heat.probability, heat.model_name, heat.model_hash),
         )
     return await computed_heatmap(
         request,
-        model_for(request, task),
-        await run_in_threadpool(p.store.read, file_sha),
+        model_for(request, heat.task),
+        await run_in_threadpool(p.store.read, heat.file_sha),
         label,
-        frame,
+        heat.frame,
     )
 
 
@@ -726,12 +449,15 @@ def sign_report(
     ``sections`` (the signer's screen), an unsaved edit is the signed version: one version
     with that text, the signer its author."""
     sections = body.sections.model_dump() if body.sections is not None else None
+    destinations = platform_of(request).settings.destinations()
 
     def apply(db, study):
         learnable = labels.task_of(study)  # None: a study no model reads keeps no labels
         choices = labels.check_choices(learnable, body.labels) if learnable else None
         before = versions.current(db, study.id)
-        row = review.sign(db, study, body.version, who.user, sections, choices)
+        row = review.sign(
+            db, study, body.version, who.user, sections, choices, destinations=destinations
+        )
         if learnable is not None:
             labels.record(db, study, row, choices, who.user)  # the site's labels, this version
         if versions.text_changed(before, row):  # the screen's unsaved edit, signed as it stood
@@ -794,8 +520,6 @@ def report_fhir(
     study_id: RowId, request: Request, who: Principal = Depends(require("report_export"))
 ) -> Response:
     import json
-
-    from medai.platform.dicom import study_time
 
     study, report, row, model, result = _export_parts(request, who, study_id, "fhir")
     bundle = exports.fhir_bundle(

@@ -8,14 +8,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select
 
-from medai.platform.access import accounts, audit, kiosks
+from medai.platform.access import accounts, audit, triage_requests
 from medai.platform.api.deps import Principal, deny, platform_of, principal, require
 from medai.platform.api.routes.kiosks import kiosk_of
 from medai.platform.api.schemas import TriageHistory, TriageHistoryItem
 from medai.platform.records.crypto import cipher
-from medai.platform.records.tables import Kiosk, TriageRecord
+from medai.platform.records.tables import TriageRecord
 from medai.server.errors import ApiError
 from medai.server.schemas import TriageRequest, error_responses
 from medai.server.uploads import model_for
@@ -23,41 +23,6 @@ from medai.services import triage as triage_service
 from medai.services.triage import TriageResult
 
 router = APIRouter(prefix="/api/v1", tags=["triage"])
-
-
-def _kiosk_reserve(request: Request, kiosk: Kiosk, text: str) -> int:
-    """Take one of the registered kiosk's slots for today (``kiosks.reserve``)."""
-    from medai.settings import get_settings
-
-    zone = get_settings().timezone
-    p = platform_of(request)
-    with p.db.session() as db:
-        return kiosks.reserve(db, kiosk.id, cipher().encrypt(text), p.clock(), zone)
-
-
-def _anonymous_reserve(request: Request, who: Principal, text: str) -> int:
-    """Take one of an unregistered client's daily slots (``kiosks.reserve_anonymous``: counted
-    and taken in one locked transaction, so concurrent requests never exceed the quota)."""
-    from medai.settings import get_settings
-
-    settings = get_settings()
-    if not settings.kiosk_enabled:
-        raise ApiError(
-            401,
-            "unauthenticated",
-            "sign in (or use a registered kiosk) to use triage",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    p = platform_of(request)
-    with p.db.session() as db:
-        return kiosks.reserve_anonymous(
-            db,
-            who.client,
-            cipher().encrypt(text),
-            p.clock(),
-            settings.timezone,
-            settings.kiosk_daily_quota,
-        )
 
 
 class TriageOut(TriageResult):
@@ -81,63 +46,21 @@ async def triage(
     """Suggest departments for a complaint; red flags override with emergency advice.
     Without a user: a registered kiosk (cookie or ``X-Kiosk-Token``; its own daily quota, 429
     ``kiosk_quota_exhausted``), else an anonymous client (a small quota per address)."""
-    reserved, actor = None, who.actor
-    if who.user is None:
-        kiosk = await run_in_threadpool(kiosk_of, request)
-        if kiosk is not None:
-            reserved = await run_in_threadpool(_kiosk_reserve, request, kiosk, req.text)
-            actor = audit.Actor(name=f"kiosk:{kiosk.name}"[:64], client=who.client)
-        else:
-            reserved = await run_in_threadpool(_anonymous_reserve, request, who, req.text)
-    elif not accounts.allowed(who.role, "triage"):
+    if who.user is not None and not accounts.allowed(who.role, "triage"):
         await run_in_threadpool(deny, request, who, "triage")
         raise ApiError(403, "forbidden", f"role {who.role!r} may not use triage")
-    db_ = platform_of(request).db
+    kiosk = await run_in_threadpool(kiosk_of, request) if who.user is None else None
 
-    def release() -> None:  # a request that got no answer does not use up a kiosk slot
-        if reserved is not None:
-            with db_.session() as db:
-                db.execute(delete(TriageRecord).where(TriageRecord.id == reserved))
-
-    try:
+    async def answer() -> TriageResult:
         predictor = model_for(request, "triage")
         async with request.app.state.triage_lane.slot():
-            result = await run_in_threadpool(
+            return await run_in_threadpool(
                 triage_service.triage, predictor, req.text, req.top_k, req.min_confidence
             )
-    except BaseException:  # a refused text (422 invalid) too
-        await run_in_threadpool(release)
-        raise
 
-    def save() -> int:
-        with db_.session() as db:
-            values = {
-                "result": result.model_dump(mode="json"),
-                "urgent": result.urgent,
-                "model_hash": result.model.content_hash,
-            }
-            if reserved is not None:
-                db.execute(update(TriageRecord).where(TriageRecord.id == reserved).values(**values))
-                record_id = reserved
-            else:
-                row = TriageRecord(
-                    user_id=who.user.id, complaint=cipher().encrypt(req.text), **values
-                )
-                db.add(row)
-                db.flush()
-                record_id = row.id
-            audit.record(
-                db,
-                actor,
-                "triage",
-                "triage",
-                record_id,
-                urgent=result.urgent,
-                abstained=result.abstained,
-            )
-            return record_id
-
-    record_id = await run_in_threadpool(save)
+    result, record_id = await triage_requests.ask(
+        platform_of(request), who.user, who.actor, who.client, kiosk, req.text, answer
+    )
     return TriageOut(**result.model_dump(), record_id=record_id)
 
 

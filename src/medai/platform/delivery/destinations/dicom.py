@@ -1,15 +1,19 @@
-"""Send DICOM objects to a PACS: C-STORE (pynetdicom) or STOW-RS (dicomweb-client).
+"""The ``dicom`` kind: DICOM objects C-STOREd to a PACS (pynetdicom) in one association.
 
-One call sends a batch and answers one ``StoreOutcome`` per object. Failures are named so
-that the outbox (which owns retries) can tell the two cases apart:
+What goes is ``payloads``' DICOM objects of the row's event (the findings SR and heatmap, the
+signed report's SR and key image note), or for a retracted study's correction the IOCM
+rejection note over what the PACS got; they are filed under the study's DICOM identity, so a
+study without one (an uploaded PNG) has nothing for a PACS. ``dicomweb`` sends the same
+objects over STOW-RS and shares this module's per-object outcomes.
+
+One call sends a batch and answers one ``StoreOutcome`` per object. Failures are the
+registry's two:
 
 - ``DestinationUnavailable``: nothing answered, the connection was lost or the peer asked us
   to come back later (connection refused, timeout, aborted association, transient
-  association rejection, HTTP 5xx/429/408). Retrying later may succeed.
+  association rejection).
 - ``DestinationRejected``: the peer answered and refused (permanent association rejection,
-  no accepted presentation context for an object's SOP class, a failure C-STORE status,
-  HTTP 4xx, a STOW-RS FailedSOPSequence). Resending the same object will not help; a
-  person must look.
+  no accepted presentation context for an object's SOP class, a failure C-STORE status).
 
 Both carry the outcomes known so far (objects stored before the failure stay stored; the
 deterministic UIDs of ``dicom_objects`` make a resend of them harmless). Log lines name the
@@ -20,19 +24,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from medai.core.errors import MedaiError
+from medai.destinations_config import DicomDestination
+from medai.platform.context import Platform
+from medai.platform.delivery import payloads
+from medai.platform.delivery.destinations.registry import (
+    DestinationKind,
+    DestinationRejected,
+    DestinationUnavailable,
+    register,
+)
+from medai.platform.records.tables import OutboxItem
 
 log = logging.getLogger("medai.integration.send")
 
 SUCCESS = 0x0000
 NOT_SENT = -1  # no accepted presentation context, or the batch stopped before this object
-STOW_FAILED = 0xC000  # a FailedSOPSequence item without a FailureReason
 
 
 @dataclass(frozen=True)
@@ -49,39 +61,12 @@ class StoreOutcome:
         return self.stored and self.status != SUCCESS
 
 
-@dataclass
-class SendError(MedaiError, Exception):
-    """A batch that did not fully arrive; ``outcomes`` lists what is known per object."""
-
-    code = "send_failed"
-
-    destination: str
-    reason: str
-    outcomes: list[StoreOutcome] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        stored = sum(o.stored for o in self.outcomes)
-        return f"{self.destination}: {self.reason} ({stored}/{len(self.outcomes)} stored)"
-
-
-class DestinationUnavailable(SendError):
-    """The destination is down or lost the connection: try again later."""
-
-    code = "destination_unavailable"
-
-
-class DestinationRejected(SendError):
-    """The destination answered and refused an object or the association."""
-
-    code = "destination_rejected"
-
-
 def _stored(status: int) -> bool:
     # PS3.7 C.4.2.1.4: success 0x0000; warnings 0x0001, 0xB000, 0xB006, 0xB007 are stored
     return status == SUCCESS or status == 0x0001 or (status & 0xF000) == 0xB000
 
 
-def _uids(ds: Dataset) -> tuple[str, str]:
+def uids(ds: Dataset) -> tuple[str, str]:
     return str(ds.SOPInstanceUID), str(ds.SOPClassUID)
 
 
@@ -140,7 +125,7 @@ def c_store(
         ae_title=ae_title,
         evt_handlers=[(evt.EVT_PDU_RECV, _rejection_seen(rejections))],
     )
-    not_sent = [StoreOutcome(*_uids(ds), NOT_SENT, False) for ds in objects]
+    not_sent = [StoreOutcome(*uids(ds), NOT_SENT, False) for ds in objects]
     if not assoc.is_established:
         if rejections:  # every rejection, including those pynetdicom's is_rejected misses
             permanent = rejections[0] == 0x01
@@ -160,7 +145,7 @@ def c_store(
     try:
         accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
         for i, ds in enumerate(objects):
-            uid, sop_class = _uids(ds)
+            uid, sop_class = uids(ds)
             if sop_class not in accepted:
                 outcomes.append(StoreOutcome(uid, sop_class, NOT_SENT, False))
                 continue
@@ -176,10 +161,12 @@ def c_store(
     finally:
         if assoc.is_established:
             assoc.release()
-    return _finish(where, "C-STORE", outcomes)
+    return finish(where, "C-STORE", outcomes)
 
 
-def _finish(where: str, how: str, outcomes: list[StoreOutcome]) -> list[StoreOutcome]:
+def finish(where: str, how: str, outcomes: list[StoreOutcome]) -> list[StoreOutcome]:
+    """``outcomes`` when every object was stored (warnings included); else
+    ``DestinationRejected`` naming the statuses of those refused."""
     refused = [o for o in outcomes if not o.stored]
     log.info(
         "%s to %s: %d stored, %d refused", how, where, len(outcomes) - len(refused), len(refused)
@@ -192,60 +179,31 @@ def _finish(where: str, how: str, outcomes: list[StoreOutcome]) -> list[StoreOut
     return outcomes
 
 
-def _stow_outcomes(objects: Sequence[Dataset], reply: Dataset | None) -> list[StoreOutcome]:
-    """Per-object outcomes from a STOW-RS response (PS3.18 Table 10.5.3-1): referenced items
-    are stored (a WarningReason kept as their status), failed items carry FailureReason,
-    objects the response does not mention were not stored."""
-    status: dict[str, int] = {}
-    for item in getattr(reply, "ReferencedSOPSequence", None) or []:
-        status[str(item.ReferencedSOPInstanceUID)] = int(item.get("WarningReason", SUCCESS))
-    failed: dict[str, int] = {}
-    for item in getattr(reply, "FailedSOPSequence", None) or []:
-        failed[str(item.ReferencedSOPInstanceUID)] = int(item.get("FailureReason", STOW_FAILED))
-    outcomes = []
-    for ds in objects:
-        uid, sop_class = _uids(ds)
-        if uid in failed:
-            outcomes.append(StoreOutcome(uid, sop_class, failed[uid], False))
-        elif uid in status:
-            outcomes.append(StoreOutcome(uid, sop_class, status[uid], True))
-        else:
-            outcomes.append(StoreOutcome(uid, sop_class, NOT_SENT, False))
-    return outcomes
+class DicomStore(DestinationKind):
+    """A PACS over DICOM C-STORE (``DicomDestination``)."""
 
+    kind = "dicom"
+    config = DicomDestination
+    needs_dicom_identity = True
+    codes = (*DestinationKind.codes, "no_dicom_identity", "no_ai_result", "nothing_sent")
 
-def _reply_dataset(response) -> Dataset | None:
-    try:
-        return Dataset.from_json(response.json())
-    except Exception:  # not DICOM JSON (an HTML error page, empty body)
-        return None
+    def build(
+        self, p: Platform, item: OutboxItem, parts: payloads.Parts, dest: Any, *, correction: bool
+    ) -> list[Dataset]:
+        if correction:
+            return payloads.rejection(p, item, parts)
+        return payloads.dicom_objects(p, item, parts)
 
-
-def stow_rs(
-    objects: Sequence[Dataset], url: str, *, timeout: float = 30.0, session=None
-) -> list[StoreOutcome]:
-    """STOW-RS ``objects`` to the DICOMweb service at ``url`` (its root, e.g.
-    ``http://pacs/dicom-web``) in one request; outcomes and errors as ``c_store``. The
-    client's own retries are off: retrying is the outbox's."""
-    import requests
-    from dicomweb_client.api import DICOMwebClient
-
-    client = DICOMwebClient(url, session=session, timeout=timeout)
-    client.set_http_retry_params(retry=False)
-    not_sent = [StoreOutcome(*_uids(ds), NOT_SENT, False) for ds in objects]
-    try:
-        reply = client.store_instances(list(objects))
-    except requests.HTTPError as exc:
-        response = exc.response
-        code = response.status_code if response is not None else 0
-        outcomes = (
-            _stow_outcomes(objects, _reply_dataset(response)) if response is not None else not_sent
+    def send(self, payload: list[Dataset], dest: Any) -> int:
+        stored = c_store(
+            payload,
+            dest.ae_title,
+            dest.host,
+            dest.port,
+            calling_ae=dest.calling_ae,
+            timeout=dest.timeout_s,
         )
-        log.warning("STOW-RS to %s: HTTP %d", url, code)
-        if code >= 500 or code in (408, 429):
-            raise DestinationUnavailable(url, f"HTTP {code}", outcomes) from None
-        raise DestinationRejected(url, f"HTTP {code}", outcomes) from None
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        log.warning("STOW-RS to %s: %s", url, type(exc).__name__)
-        raise DestinationUnavailable(url, type(exc).__name__, not_sent) from None
-    return _finish(url, "STOW-RS", _stow_outcomes(objects, reply))
+        return len(stored)
+
+
+KIND = register(DicomStore())

@@ -1,5 +1,7 @@
-"""A signed report as an HL7 v2.5.1 ORU^R01 over MLLP, for hospitals whose information system
-takes no FHIR.
+"""The ``hl7`` kind: a report as an HL7 v2.5.1 ORU^R01 over MLLP, for hospitals whose
+information system takes no FHIR. Its destinations take the ``signed`` event unless they name
+others (``Hl7Destination.events``); a later event's message replaces the earlier result, so a
+row retried after a later one reached the receiver is skipped as ``superseded``.
 
 The message (built with hl7apy, and parsed back by it before it leaves):
 
@@ -37,17 +39,28 @@ message or of the ACK's text is logged.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from medai.platform.delivery.dicom_send import DestinationRejected, DestinationUnavailable
+from medai.destinations_config import Hl7Destination
+from medai.platform.context import Platform
+from medai.platform.delivery import payloads
+from medai.platform.delivery.destinations.registry import (
+    DestinationKind,
+    DestinationRejected,
+    DestinationUnavailable,
+    register,
+)
 from medai.platform.dicom.dicom_values import outgoing_study
 from medai.platform.dicom.identity import name_parts
 from medai.platform.documents import report_words as rw
 from medai.platform.documents.report_words import decision_note, language
 from medai.platform.records.printable import printable, printable_tree
+from medai.platform.records.tables import OutboxItem
 
 log = logging.getLogger("medai.integration.send")
 START, END = b"\x0b", b"\x1c\x0d"
@@ -326,3 +339,49 @@ def mllp_send(message: str, host: str, port: int, control_id: str, *, timeout: f
     code = _ack(buf[start + 1 if start >= 0 else 0 : buf.index(END)], control_id, where)
     log.info("HL7 to %s: ACK %s", where, code)
     return code
+
+
+def control_id(item: OutboxItem) -> str:
+    """The message control id of a row (MSH-10, 20 characters): the same on every resend of
+    the event to that destination."""
+    return "MD" + hashlib.sha256(f"{item.event_key}|{item.destination}".encode()).hexdigest()[:18]
+
+
+@dataclass(frozen=True)
+class Oru:
+    """An ORU^R01 ready to go: its ER7 text and the control id its ACK must name."""
+
+    text: str
+    control_id: str
+
+
+class Hl7Mllp(DestinationKind):
+    """An HL7 v2 receiver over MLLP (``Hl7Destination``)."""
+
+    kind = "hl7"
+    config = Hl7Destination
+    replaced_by_later = True
+    codes = (*DestinationKind.codes, "superseded")
+
+    def build(
+        self, p: Platform, item: OutboxItem, parts: payloads.Parts, dest: Any, *, correction: bool
+    ) -> Oru:
+        cid = control_id(item)
+        text = oru_r01(
+            parts.study,
+            parts.report,
+            control_id=cid,
+            sending_application=dest.sending_application,
+            sending_facility=dest.sending_facility or p.settings.outbox.institution_name,
+            receiving_application=dest.receiving_application,
+            receiving_facility=dest.receiving_facility,
+            withdrawn=correction,
+        )
+        return Oru(text, cid)
+
+    def send(self, payload: Oru, dest: Any) -> int:
+        mllp_send(payload.text, dest.host, dest.port, payload.control_id, timeout=dest.timeout_s)
+        return 1
+
+
+KIND = register(Hl7Mllp())

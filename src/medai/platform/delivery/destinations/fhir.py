@@ -1,4 +1,5 @@
-"""Send a report to a FHIR R4 server: the export's bundle as one ``transaction`` of PUTs.
+"""The ``fhir`` kind: a report sent to a FHIR R4 server, the export's bundle
+(``documents.fhir_bundle``, by ``payloads.fhir_bundle``) as one ``transaction`` of PUTs.
 
 Every resource gets a stable id (the destination's prefix + the export's id; the
 DiagnosticReport one id per study, not per version), so a resend updates the same resources
@@ -7,7 +8,11 @@ server as it moves here: ``preliminary`` → ``final`` → ``amended``. Referenc
 bundle are rewritten to the new ids. The transaction is validated with ``fhir.resources``
 before it leaves.
 
-Errors are ``dicom_send``'s two: ``DestinationUnavailable`` (no answer, HTTP 5xx/408/429) and
+A later event's report replaces the earlier one on the server (its status must not go back):
+a row retried after a later one reached the server is skipped as ``superseded``. A retracted
+study's correction is the newest report it got again, as ``entered-in-error``.
+
+Errors are the registry's two: ``DestinationUnavailable`` (no answer, HTTP 5xx/408/429) and
 ``DestinationRejected`` (any other refusal; its reason holds the HTTP status and the
 OperationOutcome's issue codes, never its diagnostics, which can quote the report).
 """
@@ -21,7 +26,16 @@ import os
 import re
 from typing import Any
 
-from medai.platform.delivery.dicom_send import DestinationRejected, DestinationUnavailable
+from medai.destinations_config import FhirDestination
+from medai.platform.context import Platform
+from medai.platform.delivery import payloads
+from medai.platform.delivery.destinations.registry import (
+    DestinationKind,
+    DestinationRejected,
+    DestinationUnavailable,
+    register,
+)
+from medai.platform.records.tables import OutboxItem
 
 log = logging.getLogger("medai.integration.send")
 _VERSIONED = re.compile(r"^(report-\d+)-v\d+$")
@@ -88,7 +102,7 @@ def _issue_codes(response) -> str:
     return f" ({', '.join(codes)[:60]})" if codes else ""
 
 
-def send(
+def post_transaction(
     bundle: dict[str, Any],
     url: str,
     *,
@@ -143,3 +157,26 @@ def send(
         )
     log.info("FHIR to %s: %d resources stored", where, len(answered))
     return len(answered)
+
+
+class FhirTransaction(DestinationKind):
+    """A FHIR R4 server (``FhirDestination``)."""
+
+    kind = "fhir"
+    config = FhirDestination
+    replaced_by_later = True
+    codes = (*DestinationKind.codes, "superseded")
+
+    def build(
+        self, p: Platform, item: OutboxItem, parts: payloads.Parts, dest: Any, *, correction: bool
+    ) -> dict[str, Any]:
+        bundle = payloads.fhir_bundle(parts, entered_in_error=correction)
+        return transaction(bundle, dest.url, dest.id_prefix)
+
+    def send(self, payload: dict[str, Any], dest: Any) -> int:
+        return post_transaction(
+            payload, dest.url, where=dest.where, timeout=dest.timeout_s, token_env=dest.token_env
+        )
+
+
+KIND = register(FhirTransaction())
