@@ -29,13 +29,6 @@ from medai.cli.reporting import caption_app, kb_app, report_app
 from medai.cli.triage import triage_app
 from medai.cli.users import users_app
 from medai.cli.worker import worker
-from medai.core.model_dir import check_tasks
-from medai.server.http_timeouts import serve_options
-from medai.server.logs import log_config, notice
-from medai.server.metrics import multiprocess_for_serve, remove_multiprocess_dir
-from medai.services.model_handles import served_tasks
-from medai.services.runtime import plan_cpu
-from medai.settings import get_settings
 
 app = typer.Typer(
     help="medai: a hospital's own medical AI (triage, imaging, reports).",
@@ -102,6 +95,12 @@ def serve(
     in the background, review and sign-off, audit. Liveness: /api/v1/health/live; readiness
     (database, broker, every model): /api/v1/health/ready. Create the first admin with
     `medai users add NAME --role admin --password-stdin`."""
+    from medai.server.http_timeouts import serve_options
+    from medai.server.logs import log_config, notice
+    from medai.server.metrics import multiprocess_for_serve, remove_multiprocess_dir
+    from medai.services.runtime import plan_cpu
+    from medai.settings import get_settings
+
     models = served_models(model or [])  # a wrong --model exits 2 before anything starts
     # migrated once, before the worker processes start; with MEDAI_AUTO_MIGRATE=false an
     # unmigrated (or newer) database exits 2 here, before anything binds the port
@@ -177,6 +176,10 @@ def served_models(values: list[str]) -> dict[str, str]:
     """``MEDAI_MODELS`` with each ``--model TASK=DIR`` over it: the mapping ``medai serve``
     hands its worker processes. A value that is not TASK=DIR, or a task serve does not serve,
     exits 2 naming the tasks it serves."""
+
+    from medai.core.model_dir import check_tasks
+    from medai.services.model_handles import served_tasks
+    from medai.settings import get_settings
 
     def refuse(message: str) -> None:
         _error(message, "BadParameter", False, 2)

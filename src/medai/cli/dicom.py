@@ -10,13 +10,6 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
 from medai.cli.operations import open_database
-from medai.platform.boot import open_platform
-from medai.platform.intake.dicom_node import DicomNode, server_tls_from_settings
-from medai.platform.intake.dicomweb_pull import Puller, PullError
-from medai.platform.jobs.queue import analysis_dispatch
-from medai.platform.ops.metrics import CertificateWatch
-from medai.server.logs import log_config
-from medai.settings import check_allow_list, get_settings
 
 dicom_app = typer.Typer(
     help="Receive studies from modalities and the PACS over DICOM.", no_args_is_help=True
@@ -65,6 +58,12 @@ def listen(
     import threading
 
     from medai.destinations_config import check_ae_title
+    from medai.platform.boot import open_platform
+    from medai.platform.intake.dicom_node import DicomNode, server_tls_from_settings
+    from medai.platform.jobs.queue import analysis_dispatch
+    from medai.platform.ops.metrics import CertificateWatch
+    from medai.server.logs import log_config
+    from medai.settings import check_allow_list, get_settings
 
     settings = get_settings()
     logging.config.dictConfig(log_config(settings.general.log_level))
@@ -183,6 +182,10 @@ def pull(
     import threading
 
     from medai.destinations_config import check_http_url
+    from medai.platform.boot import open_platform
+    from medai.platform.intake.dicomweb_pull import Puller, PullError
+    from medai.platform.jobs.queue import analysis_dispatch
+    from medai.settings import get_settings
 
     settings = get_settings()
     target = url or settings.dicom.dicomweb_pull_url
@@ -249,6 +252,7 @@ def deidentify(
         deidentify_files,
         site_secret,
     )
+    from medai.settings import get_settings
 
     settings = get_settings()
     try:

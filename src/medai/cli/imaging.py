@@ -20,17 +20,6 @@ from medai.cli.common import (
     report_batch,
     track,
 )
-from medai.core import model_dir
-from medai.core.limited_read import read_limited
-from medai.core.task_registry import default_task
-from medai.imaging.datasets import load_dataset
-from medai.imaging.evaluate import write_metrics, write_plots
-from medai.imaging.io import MAX_BYTES
-from medai.imaging.labels import space
-from medai.imaging.scope_fit import fit_scope
-from medai.imaging.series_fit import fit_series_rule
-from medai.services import batch as batch_service
-from medai.services.model_handles import model_folder
 
 imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.", no_args_is_help=True)
 TaskOpt = Annotated[
@@ -51,6 +40,11 @@ def _load_imaging(task: str | None, model: str | None, onnx: bool = False, int8:
     requires an exported ``model.onnx`` (never written here: a predictor does not write into a
     model directory); without it the model runs on ONNX Runtime when a current export exists,
     else on PyTorch."""
+
+    from medai.core import model_dir
+    from medai.core.task_registry import default_task
+    from medai.imaging.labels import space
+    from medai.services.model_handles import model_folder
 
     task = default_task("imaging").name if task is None else task
     space(task)  # validates the task name
@@ -210,6 +204,8 @@ def imaging_evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """Per-label AUROC (95 % CI), thresholds, accuracy, macro-F1, per-source breakdown."""
+    from medai.imaging.datasets import load_dataset
+    from medai.imaging.evaluate import write_metrics, write_plots
     from medai.imaging.pipeline import score
 
     with _guard(as_json):
@@ -264,6 +260,9 @@ def imaging_predict(
     printed), 2 the file cannot be used (missing, not a regular file, too large, not an
     image)."""
 
+    from medai.core.limited_read import read_limited
+    from medai.imaging.io import MAX_BYTES
+
     if image.is_dir() or image.suffix.lower() in (".csv", ".tsv"):
         _imaging_batch(image, task, model, onnx, int8, out, as_json)
         return
@@ -301,6 +300,10 @@ def _imaging_batch(
     as_json: bool,
 ) -> None:
 
+    from medai.core.limited_read import read_limited
+    from medai.imaging.io import MAX_BYTES
+    from medai.services import batch as batch_service
+
     with _guard(as_json), batch_output(out, source if source.is_file() else None) as sink:
         predictor = _load_imaging(task, model, onnx, int8)
         items = list(batch_service.images(source))  # paths only: a known total for the bar
@@ -328,7 +331,9 @@ def imaging_explain(
     as_json: JsonFlag = False,
 ) -> None:
     """Grad-CAM heatmap overlay for one label."""
+    from medai.core.limited_read import read_limited
     from medai.imaging.explain import explain
+    from medai.imaging.io import MAX_BYTES
 
     with _guard(as_json):
         r = explain(
@@ -384,6 +389,8 @@ def imaging_fit_scope(
     """Fit a model's scope: the out-of-scope threshold on its validation split
     (out_of_scope.json) and, for a chest task, the image check of a film's view
     (view_check.npz); recorded in the card, which is resealed."""
+
+    from medai.imaging.scope_fit import fit_scope
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         directory = _load_imaging(task, model).directory
@@ -448,6 +455,8 @@ def imaging_fit_series_rule(
     validation series built from the model's validation split; records it in
     operating_points.json and reseals the card."""
 
+    from medai.imaging.series_fit import fit_series_rule
+
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         directory = _load_imaging(task, model).directory
         result = fit_series_rule(directory, data, seed, per_cell=per_cell, write=not dry_run)
@@ -488,7 +497,9 @@ def imaging_export(
     import numpy as np
     import torch
 
+    from medai.core import model_dir
     from medai.imaging.export import OnnxModel, export_model_dir
+    from medai.services.model_handles import model_folder
 
     with _guard(as_json):
         directory = model_folder(model, task)

@@ -77,7 +77,9 @@
   function modelCard(m) {
     const task = m.model.task, v = m.volume, s = m.settings;
     const validated = m.reference && m.reference.kind === "site_validation";
-    const need = task === "triage" ? 0 : validated ? Math.max(0, s.min_window - v.window_n)
+    // a task whose outcomes staff record (Task.recorded_outcomes) is judged on them, not on drift
+    const recorded = m.triage != null;
+    const need = recorded ? 0 : validated ? Math.max(0, s.min_window - v.window_n)
       : Math.max(0, s.reference_n + s.min_window - v.total);
     const open = m.alerts.filter((a) => !a.cleared_at);
     const parts = [
@@ -88,10 +90,10 @@
         ci(m.rates.refused), ci(m.rates.abstained),
         `${fmt(m.latency_ms.p50, 0)} / ${fmt(m.latency_ms.p95, 0)} ms`]], false),
     ];
-    if (task !== "triage" && m.reference) parts.push(el("p", { class: "note", "data-reference": m.reference.kind,
+    if (!recorded && m.reference) parts.push(el("p", { class: "note", "data-reference": m.reference.kind,
       text: fill(validated ? T.monitor_reference_validation : T.monitor_reference_first, { n: m.reference.n }) }));
     if (need > 0 && v.total) parts.push(el("p", { class: "note", text: fill(T.monitor_waiting, { need, ref: s.reference_n, win: s.min_window }) }));
-    if (task === "triage") {  // staff's recorded departments and urgency
+    if (recorded) {  // staff's recorded departments and urgency
       const t = m.triage || { n: 0 };
       parts.push(el("h3", { text: T.monitor_triage_title }), t.n
         ? table([T.monitor_n, T.monitor_abstained, T.monitor_department, T.monitor_red_sens, T.monitor_red_ppv],
