@@ -13,6 +13,7 @@ import pytest
 
 from helpers.platform import PASSWORD, users_cli
 
+PROFILE = os.environ["MEDAI_PASSWORD_HASH"]  # the CLI's, set by tests/conftest.py
 SECRET = "Kiraz-Bahce-2026-ucak!"  # what an operator puts in the Secret or the credential
 
 
@@ -46,7 +47,7 @@ def test_the_first_admins_secret_is_a_one_time_enrolment_code(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'medai.db'}")
     try:
         with db.session() as s, pytest.raises(accounts.AuthFailed):
-            accounts.verify(s, "admin", SECRET)
+            accounts.verify(s, "admin", SECRET, hash_profile=PROFILE)
     finally:
         db.dispose()
     # its holder enrols with it (typed as it was given) and chooses the password: spent
@@ -59,6 +60,6 @@ def test_the_first_admins_secret_is_a_one_time_enrolment_code(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'medai.db'}")
     try:
         with db.session() as s:
-            assert accounts.verify(s, "admin", PASSWORD).role == "admin"
+            assert accounts.verify(s, "admin", PASSWORD, hash_profile=PROFILE).role == "admin"
     finally:
         db.dispose()

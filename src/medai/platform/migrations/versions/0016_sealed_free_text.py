@@ -26,7 +26,7 @@ depends_on = None
 
 
 def _cipher():
-    from medai.platform.records.crypto import cipher
+    from medai.platform.crypto import cipher
 
     return cipher()
 
