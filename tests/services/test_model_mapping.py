@@ -152,7 +152,7 @@ def test_serve_hands_its_workers_settings_not_a_side_channel(monkeypatch, fresh_
     the worker's app factory reads as settings."""
     import uvicorn
 
-    import medai.cli
+    from medai.cli import serve as serve_module
     from medai.platform import app as app_module
 
     class Database:
@@ -166,7 +166,7 @@ def test_serve_hands_its_workers_settings_not_a_side_channel(monkeypatch, fresh_
     for var in ("MEDAI_DICOM_IN_SERVE", "MEDAI_DICOM_PORT", "MEDAI_DICOM_HOST", "MEDAI_WORKERS"):
         os.environ.pop(var, None)
     os.environ["MEDAI_MODELS"] = "triage=/models/t,cxr=/models/c"
-    monkeypatch.setattr(medai.cli, "open_database", lambda: Database())
+    monkeypatch.setattr(serve_module, "open_database", lambda: Database())
     seen: dict = {}
 
     def run(target: str, **options) -> None:

@@ -4,217 +4,148 @@ Progress bars and logs go to stderr so stdout stays machine-readable. Errors wit
 print ``{"error": ..., "error_type": ..., "code": ...}`` (``code``: a key of
 ``medai.core.errors.CODES``, the API's codes among them) and exit with status 2 (bad input) or
 1 (other).
+
+The root is lazy: a command's module is imported when that command runs (or its own
+``--help`` is asked for), never for another. So each command module imports the layers it
+works with at its top, and ``medai --help`` or ``medai version`` start without the platform,
+torch or the models (``COMMANDS`` holds what the listing shows).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+import importlib
+from typing import NamedTuple
 
+import click
 import typer
+from typer.core import TyperGroup
 
-import medai
-from medai.cli.audit import audit_app
-from medai.cli.common import JsonFlag, _emit, _error
-from medai.cli.dataset import dataset_app
-from medai.cli.db import db_app
-from medai.cli.dicom import dicom_app
-from medai.cli.imaging import imaging_app
-from medai.cli.keys import keys_app
-from medai.cli.kiosks import kiosks_app
-from medai.cli.models import models_app
-from medai.cli.operations import backup, migrate, open_database, restore, settings_command
-from medai.cli.outbox import outbox_app
-from medai.cli.reporting import caption_app, kb_app, report_app
-from medai.cli.triage import triage_app
-from medai.cli.users import users_app
-from medai.cli.worker import worker
+
+class Entry(NamedTuple):
+    """A command of the root: where it lives (``module:attribute``, a Typer app for a group of
+    commands or a function for one command) and its line in ``medai --help``."""
+
+    target: str
+    summary: str
+
+
+COMMANDS: dict[str, Entry] = {
+    "serve": Entry(
+        "medai.cli.serve:serve",
+        "Start the platform (OpenAPI docs at /docs): the API behind sign-in, studies analysed "
+        "in the background, review and sign-off, audit.",
+    ),
+    "worker": Entry(
+        "medai.cli.worker:worker",
+        "Run a Celery worker that analyses studies (needs MEDAI_BROKER_URL: redis:// or amqp://).",
+    ),
+    "migrate": Entry(
+        "medai.cli.operations:migrate",
+        "Migrate the database to this release's schema, once, before the new release's serve, "
+        "workers and DICOM node start.",
+    ),
+    "backup": Entry(
+        "medai.cli.operations:backup",
+        "A consistent snapshot of this site while it runs: the database, then every stored "
+        "file and model copy, the settings that are not secrets, and manifest.json.",
+    ),
+    "restore": Entry(
+        "medai.cli.operations:restore",
+        "Restore a backup into this process's EMPTY home and database (MEDAI_HOME, "
+        "MEDAI_DATABASE_URL), with the keys configured.",
+    ),
+    "settings": Entry(
+        "medai.cli.operations:settings_command",
+        "The settings by group: each group's MEDAI_* variables (no values: some are secrets).",
+    ),
+    "version": Entry("medai.cli.version:version", "Print medai's version."),
+    "triage": Entry(
+        "medai.cli.triage:triage_app", "Complaint triage: Turkish complaint → department."
+    ),
+    "models": Entry("medai.cli.models:models_app", "The model registry and model directories."),
+    "dataset": Entry(
+        "medai.cli.dataset:dataset_app", "Training sets from the site's signed studies."
+    ),
+    "imaging": Entry(
+        "medai.cli.imaging:imaging_app", "Imaging findings: chest X-ray and brain MRI."
+    ),
+    "caption": Entry("medai.cli.reporting:caption_app", "Radiology image captioning."),
+    "report": Entry(
+        "medai.cli.reporting:report_app", "Retrieval-augmented report drafts (always drafts)."
+    ),
+    "kb": Entry("medai.cli.reporting:kb_app", "The knowledge base that drafts cite."),
+    "users": Entry(
+        "medai.cli.users:users_app", "Accounts (the first admin of a fresh install is made here)."
+    ),
+    "kiosks": Entry(
+        "medai.cli.kiosks:kiosks_app",
+        "Triage kiosks: each has its own daily quota and credentials.",
+    ),
+    "audit": Entry("medai.cli.audit:audit_app", "The audit log."),
+    "keys": Entry("medai.cli.keys:keys_app", "Encryption keys of chat messages and complaints."),
+    "db": Entry("medai.cli.db:db_app", "The platform database."),
+    "outbox": Entry(
+        "medai.cli.outbox:outbox_app",
+        "Deliveries of results to the PACS, FHIR and HL7 destinations.",
+    ),
+    "dicom": Entry(
+        "medai.cli.dicom:dicom_app", "Receive studies from modalities and the PACS over DICOM."
+    ),
+}
+
+
+def load(name: str) -> click.Command:
+    """The click command of ``COMMANDS[name]``, its module imported now. A group takes its
+    help from the entry (written once, here); a single command keeps its docstring as its help
+    and the entry as its line in the listing."""
+    entry = COMMANDS[name]
+    module, _, attribute = entry.target.partition(":")
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)
+        command.help = entry.summary
+    else:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+        command.short_help = entry.summary
+    command.name = name
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists ``COMMANDS`` from their entries and imports a command's module
+    only when it is resolved to run."""
+
+    _listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        if self._listing:  # `medai --help`: the line only, nothing imported
+            return click.Command(cmd_name, help=COMMANDS[cmd_name].summary)
+        self.commands[cmd_name] = load(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
+    cls=LazyGroup,
     help="medai: a hospital's own medical AI (triage, imaging, reports).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(triage_app, name="triage")
-app.add_typer(models_app, name="models")
-app.add_typer(dataset_app, name="dataset")
-app.add_typer(imaging_app, name="imaging")
-app.add_typer(caption_app, name="caption")
-app.add_typer(report_app, name="report")
-app.add_typer(kb_app, name="kb")
-app.add_typer(users_app, name="users")
-app.add_typer(kiosks_app, name="kiosks")
-app.add_typer(audit_app, name="audit")
-app.add_typer(keys_app, name="keys")
-app.add_typer(db_app, name="db")
-app.add_typer(outbox_app, name="outbox")
-app.add_typer(dicom_app, name="dicom")
-app.command("worker")(worker)
-app.command("migrate")(migrate)
-app.command("backup")(backup)
-app.command("restore")(restore)
-app.command("settings")(settings_command)
 
 
-@app.command("serve")
-def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Worker processes (default MEDAI_WORKERS or 1); each loads the models once and "
-            "gets cores / workers inference threads."
-        ),
-    ] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            metavar="TASK=DIR",
-            help="The model folder (or registered model name) a task serves, e.g. --model "
-            "triage=/models/my-triage; repeat it for several tasks. Over MEDAI_MODELS; a task "
-            "named by neither serves its bundled default. The registry's active model "
-            "serves once there is one: a different folder named here is registered as a "
-            "candidate (`medai models promote` to serve it).",
-        ),
-    ] = None,
-    dicom_port: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=65535,
-            help="Also receive studies over DICOM on this port (C-STORE, "
-            "C-ECHO; AE title MEDAI_DICOM_AE_TITLE, allowed senders "
-            "MEDAI_DICOM_ALLOW), in this process; one worker only "
-            "(MEDAI_DICOM_IN_SERVE with MEDAI_DICOM_PORT does the same).",
-        ),
-    ] = None,
-) -> None:
-    """Start the platform (OpenAPI docs at /docs): the API behind sign-in, studies analysed
-    in the background, review and sign-off, audit. Liveness: /api/v1/health/live; readiness
-    (database, broker, every model): /api/v1/health/ready. Create the first admin with
-    `medai users add NAME --role admin --password-stdin`."""
-    from medai.server.http_timeouts import serve_options
-    from medai.server.logs import log_config, notice
-    from medai.server.metrics import multiprocess_for_serve, remove_multiprocess_dir
-    from medai.services.runtime import plan_cpu
-    from medai.settings import get_settings
-
-    models = served_models(model or [])  # a wrong --model exits 2 before anything starts
-    # migrated once, before the worker processes start; with MEDAI_AUTO_MIGRATE=false an
-    # unmigrated (or newer) database exits 2 here, before anything binds the port
-    database = open_database()
-    if not database.has_admin():
-        notice(
-            "medai: no admin yet. The triage kiosk works anonymously; for everything "
-            "else create the first admin:\n  printf '%s\\n' \"$PASSWORD\" | "
-            "medai users add admin --role admin --password-stdin"
-        )
-    database.dispose()
-    import os
-
-    import uvicorn
-
-    settings = get_settings()
-    workers = workers or settings.serving.workers
-    in_serve = dicom_port is not None or settings.dicom.dicom_in_serve
-    if in_serve and workers > 1:
-        typer.secho(
-            "error: the DICOM node runs in one process: use --workers 1 with "
-            "--dicom-port (MEDAI_DICOM_IN_SERVE), or run `medai dicom listen` beside serve",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    bind = host or settings.serving.host
-    # the worker processes read their settings: the models to serve, and the DICOM node
-    env = {"MEDAI_WORKERS": str(workers), "MEDAI_MODELS": json.dumps(models)}
-    if dicom_port is not None:  # on serve's bind address
-        env |= {"MEDAI_DICOM_IN_SERVE": "true", "MEDAI_DICOM_PORT": str(dicom_port)}
-        env["MEDAI_DICOM_HOST"] = bind
-
-    plan = plan_cpu(workers, settings.serving.inference_concurrency)
-    # OpenMP pools (torch, and the e5 engine behind the red-flag detector) read these when they
-    # start, in each worker: without them every worker spun up a thread per core and two
-    # workers fought over two cores (triage got slower with more workers)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env.setdefault(var, os.environ.get(var) or str(plan.threads))
-    if bind not in ("0.0.0.0", "::") and bind not in settings.serving.trusted_hosts:
-        env["MEDAI_TRUSTED_HOSTS"] = json.dumps([*settings.serving.trusted_hosts, bind])
-    os.environ.update(env)  # worker processes build their app from the environment
-    get_settings.cache_clear()
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # must exist before prometheus_client
-        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)  # is imported
-
-    # several workers: GET /metrics on any of them reports them all, through a private
-    # folder of value files (PROMETHEUS_MULTIPROC_DIR; docs/deploy/metrics.md)
-    metrics_dir = multiprocess_for_serve(workers)
-    # medai's access log (route templates, no query strings) replaces uvicorn's; libraries
-    # that can quote content are quietened and their messages withheld (server.logs); a
-    # request that trickles in is answered 408 and closed (MEDAI_HTTP_READ_TIMEOUT_S)
-    try:
-        uvicorn.run(
-            "medai.platform.app:platform_app_from_env",
-            factory=True,
-            host=bind,
-            port=port or settings.serving.port,
-            workers=workers,
-            log_level=settings.general.log_level,
-            log_config=log_config(settings.general.log_level),
-            server_header=False,
-            access_log=False,
-            **proxy_options(settings.serving.trusted_proxies),
-            **serve_options(),
-        )
-    finally:
-        remove_multiprocess_dir(metrics_dir)
-
-
-def served_models(values: list[str]) -> dict[str, str]:
-    """``MEDAI_MODELS`` with each ``--model TASK=DIR`` over it: the mapping ``medai serve``
-    hands its worker processes. A value that is not TASK=DIR, or a task serve does not serve,
-    exits 2 naming the tasks it serves."""
-
-    from medai.core.model_dir import check_tasks
-    from medai.services.model_handles import served_tasks
-    from medai.settings import get_settings
-
-    def refuse(message: str) -> None:
-        _error(message, "BadParameter", False, 2)
-
-    tasks = ", ".join(served_tasks())
-    models = {task: str(folder) for task, folder in get_settings().models.models.items()}
-    try:
-        check_tasks(models, "MEDAI_MODELS")
-    except ValueError as exc:
-        refuse(str(exc))
-    given: dict[str, str] = {}
-    for value in values:
-        task, sep, folder = (part.strip() for part in value.partition("="))
-        if not (sep and task and folder):
-            refuse(f"--model {value!r}: give TASK=DIR, e.g. triage=/models/my-triage ({tasks})")
-        elif task not in served_tasks():
-            refuse(f"--model {value!r}: unknown task {task!r}; medai serve serves {tasks}")
-        elif task in given:
-            refuse(f"--model: task {task!r} is given twice")
-        given[task] = folder
-    return models | given
-
-
-def proxy_options(trusted: list[str]) -> dict:
-    """uvicorn's proxy options from ``MEDAI_TRUSTED_PROXIES``: forwarded headers are believed
-    only from those peers. uvicorn's own default trusts 127.0.0.1 (and FORWARDED_ALLOW_IPS),
-    so any local process could forge X-Forwarded-For and reset the anonymous triage quota and
-    the sign-in throttle; with none listed, no forwarded header is read at all."""
-    if not trusted:
-        return {"proxy_headers": False, "forwarded_allow_ips": ""}
-    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted)}
-
-
-@app.command("version")
-def version(as_json: JsonFlag = False) -> None:
-    """Print medai's version."""
-
-    _emit({"version": medai.__version__}, as_json, medai.__version__)
+@app.callback()
+def main() -> None:  # a callback keeps the root a group while every command is lazy
+    pass

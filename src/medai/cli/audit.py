@@ -9,8 +9,10 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit
 from medai.cli.operations import open_database
+from medai.platform.access import audit
+from medai.platform.access.audit import export_jsonl
 
-audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+audit_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 
 @audit_app.command("list")
@@ -26,8 +28,6 @@ def audit_list(
     as_json: JsonFlag = False,
 ) -> None:
     """A page of the audit log, newest first, with how many events match in all."""
-
-    from medai.platform.access import audit
 
     with open_database().session() as db:
         rows, total = audit.query(
@@ -61,8 +61,6 @@ def audit_export(
     out: Annotated[str, typer.Option(help="File to write (JSON lines); '-' for stdout.")] = "-",
 ) -> None:
     """Every audit event, oldest first, one JSON object per line."""
-
-    from medai.platform.access.audit import export_jsonl
 
     with open_database().session() as db:
         if out == "-":

@@ -11,6 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
+from medai.core.errors import CODES, MedaiError
+from medai.core.model_dir import ModelLoadError
+from medai.core.text import TextInputError
+from medai.services import tracking
+from medai.triage.data import DataFormatError
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object (stable keys).")]
 ModelOpt = Annotated[
     str | None,
@@ -63,8 +69,6 @@ def track(summary: dict, task: str, params: dict) -> None:
     """With MLFLOW_TRACKING_URI set, log the finished training to MLflow and add
     ``mlflow: {run_id, experiment_id, uri}`` (or ``{error}``) to its summary."""
 
-    from medai.services import tracking
-
     if not tracking.enabled():
         return
     summary["mlflow"] = tracking.log_training(task, params, summary)
@@ -87,8 +91,6 @@ def _error(
     """Say what went wrong (``--json``: ``{error, error_type, code}``, ``code`` a key of
     ``core.errors.CODES``: ``error_code``, else ``kind`` when it is one, else ``invalid`` for
     an exit 2 and ``internal`` otherwise) and exit with ``code``."""
-    from medai.core.errors import CODES
-
     if as_json:
         if error_code is None:
             error_code = kind if kind in CODES else "invalid" if code == 2 else "internal"
@@ -102,10 +104,6 @@ def _fail(exc: BaseException, as_json: bool, error_type: str | None = None) -> N
     """Exit 2 for bad input (a ValueError, a missing file), else 1; ``--json``: ``{error,
     error_type, code}`` (the class name, or ``error_type``; the exception's code)."""
 
-    from medai.core.errors import MedaiError
-    from medai.core.text import TextInputError
-    from medai.triage.data import DataFormatError
-
     bad_input = isinstance(exc, TextInputError | DataFormatError | ValueError | FileNotFoundError)
     if as_json:
         code = exc.code if isinstance(exc, MedaiError) else "invalid" if bad_input else "internal"
@@ -118,10 +116,6 @@ def _fail(exc: BaseException, as_json: bool, error_type: str | None = None) -> N
 
 @contextlib.contextmanager
 def _guard(as_json: bool):
-
-    from medai.core.model_dir import ModelLoadError
-    from medai.core.text import TextInputError
-    from medai.triage.data import DataFormatError
 
     try:
         yield

@@ -10,10 +10,12 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
 from medai.cli.operations import platform_or_exit
+from medai.core.task_registry import TaskError
+from medai.core.task_registry import get as get_task
+from medai.platform.access import audit
+from medai.platform.lifecycle import dataset
 
-dataset_app = typer.Typer(
-    help="Training sets from the site's signed studies.", no_args_is_help=True
-)
+dataset_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 
 def light_platform(as_json: bool = False):
@@ -56,11 +58,6 @@ def dataset_export(
 ) -> None:
     """Write the labelled studies (labels of each study's latest signed version) as
     ``manifest.csv`` + ``images/`` for `medai imaging train --data`, with a datasheet."""
-
-    from medai.core.task_registry import TaskError
-    from medai.core.task_registry import get as get_task
-    from medai.platform.access import audit
-    from medai.platform.lifecycle import dataset
 
     try:
         get_task(task)

@@ -7,7 +7,7 @@ import typer
 from medai.cli.common import JsonFlag
 from medai.cli.operations import migrate
 
-db_app = typer.Typer(help="The platform database.", no_args_is_help=True)
+db_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 
 @db_app.command("upgrade")

@@ -10,10 +10,23 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
 from medai.cli.operations import open_database
-
-dicom_app = typer.Typer(
-    help="Receive studies from modalities and the PACS over DICOM.", no_args_is_help=True
+from medai.destinations_config import check_ae_title, check_http_url
+from medai.platform.boot import open_platform
+from medai.platform.dicom.deid import (
+    Deidentifier,
+    DeidError,
+    deidentify_files,
+    pseudonym_of,
+    site_secret,
 )
+from medai.platform.intake.dicom_node import DicomNode, server_tls_from_settings
+from medai.platform.intake.dicomweb_pull import Puller, PullError
+from medai.platform.jobs.queue import analysis_dispatch
+from medai.platform.ops.metrics import CertificateWatch
+from medai.server.logs import log_config
+from medai.settings import check_allow_list, get_settings
+
+dicom_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 
 @dicom_app.command("listen")
@@ -56,14 +69,6 @@ def listen(
     import logging.config
     import signal
     import threading
-
-    from medai.destinations_config import check_ae_title
-    from medai.platform.boot import open_platform
-    from medai.platform.intake.dicom_node import DicomNode, server_tls_from_settings
-    from medai.platform.jobs.queue import analysis_dispatch
-    from medai.platform.ops.metrics import CertificateWatch
-    from medai.server.logs import log_config
-    from medai.settings import check_allow_list, get_settings
 
     settings = get_settings()
     logging.config.dictConfig(log_config(settings.general.log_level))
@@ -181,12 +186,6 @@ def pull(
     import signal
     import threading
 
-    from medai.destinations_config import check_http_url
-    from medai.platform.boot import open_platform
-    from medai.platform.intake.dicomweb_pull import Puller, PullError
-    from medai.platform.jobs.queue import analysis_dispatch
-    from medai.settings import get_settings
-
     settings = get_settings()
     target = url or settings.dicom.dicomweb_pull_url
     if not target:
@@ -246,14 +245,6 @@ def deidentify(
     UIDs and the PatientID are replaced by HMACs under this site's secret: the same study
     exported twice gets the same pseudonymous UIDs, and nothing in the output (or beside it)
     maps them back; `medai dicom pseudonym` checks a patient's pseudonym inside medai."""
-    from medai.platform.dicom.deid import (
-        Deidentifier,
-        DeidError,
-        deidentify_files,
-        site_secret,
-    )
-    from medai.settings import get_settings
-
     settings = get_settings()
     try:
         report = deidentify_files(
@@ -285,7 +276,5 @@ def pseudonym(
 ) -> None:
     """The pseudonym this site's de-identified exports give a patient: re-identification is
     this check, made inside medai with its key, never a table shipped with an export."""
-    from medai.platform.dicom.deid import pseudonym_of
-
     value = pseudonym_of(patient_id)
     _emit({"pseudonym": value}, as_json, value)

@@ -20,8 +20,28 @@ from medai.cli.common import (
     report_batch,
     track,
 )
+from medai.core import model_dir
+from medai.core.limited_read import read_limited
+from medai.core.task_registry import default_task
+from medai.imaging.datasets import load_dataset
+from medai.imaging.evaluate import write_metrics, write_plots
+from medai.imaging.explain import explain
+from medai.imaging.export import INT8_FILE, OnnxModel, export_model_dir
+from medai.imaging.io import MAX_BYTES
+from medai.imaging.labels import space
+from medai.imaging.pipeline import (
+    quantize_checked,
+    refit_gate,
+    refit_operating_points,
+    score,
+    train_imaging,
+)
+from medai.imaging.scope_fit import fit_scope
+from medai.imaging.series_fit import fit_series_rule
+from medai.services import batch as batch_service
+from medai.services.model_handles import model_folder
 
-imaging_app = typer.Typer(help="Imaging findings: chest X-ray and brain MRI.", no_args_is_help=True)
+imaging_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 TaskOpt = Annotated[
     str, typer.Option("--task", help="An imaging task (cxr, mri or one a hospital registers).")
 ]
@@ -41,11 +61,6 @@ def _load_imaging(task: str | None, model: str | None, onnx: bool = False, int8:
     model directory); without it the model runs on ONNX Runtime when a current export exists,
     else on PyTorch."""
 
-    from medai.core import model_dir
-    from medai.core.task_registry import default_task
-    from medai.imaging.labels import space
-    from medai.services.model_handles import model_folder
-
     task = default_task("imaging").name if task is None else task
     space(task)  # validates the task name
 
@@ -54,8 +69,6 @@ def _load_imaging(task: str | None, model: str | None, onnx: bool = False, int8:
     if predictor.cfg.task != task:
         raise ValueError(f"{directory} is a {predictor.cfg.task} model, not {task}")
     if int8:
-        from medai.imaging.export import INT8_FILE, OnnxModel
-
         if not (directory / INT8_FILE).is_file():
             raise FileNotFoundError(
                 f"{directory / INT8_FILE} does not exist: create it with "
@@ -138,7 +151,6 @@ def imaging_train(
     """Train an imaging model; writes weights, model card, metrics and plots to --out."""
     if relaunched(num_processes):
         return
-    from medai.imaging.pipeline import train_imaging
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         summary = train_imaging(
@@ -204,10 +216,6 @@ def imaging_evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """Per-label AUROC (95 % CI), thresholds, accuracy, macro-F1, per-source breakdown."""
-    from medai.imaging.datasets import load_dataset
-    from medai.imaging.evaluate import write_metrics, write_plots
-    from medai.imaging.pipeline import score
-
     with _guard(as_json):
         predictor = _load_imaging(task, model, onnx, int8)
         ds = load_dataset(data, task)
@@ -260,9 +268,6 @@ def imaging_predict(
     printed), 2 the file cannot be used (missing, not a regular file, too large, not an
     image)."""
 
-    from medai.core.limited_read import read_limited
-    from medai.imaging.io import MAX_BYTES
-
     if image.is_dir() or image.suffix.lower() in (".csv", ".tsv"):
         _imaging_batch(image, task, model, onnx, int8, out, as_json)
         return
@@ -300,10 +305,6 @@ def _imaging_batch(
     as_json: bool,
 ) -> None:
 
-    from medai.core.limited_read import read_limited
-    from medai.imaging.io import MAX_BYTES
-    from medai.services import batch as batch_service
-
     with _guard(as_json), batch_output(out, source if source.is_file() else None) as sink:
         predictor = _load_imaging(task, model, onnx, int8)
         items = list(batch_service.images(source))  # paths only: a known total for the bar
@@ -331,10 +332,6 @@ def imaging_explain(
     as_json: JsonFlag = False,
 ) -> None:
     """Grad-CAM heatmap overlay for one label."""
-    from medai.core.limited_read import read_limited
-    from medai.imaging.explain import explain
-    from medai.imaging.io import MAX_BYTES
-
     with _guard(as_json):
         r = explain(
             _load_imaging(task, model), read_limited(image, MAX_BYTES), out, label, on_film=True
@@ -356,8 +353,6 @@ def imaging_fit_gate(
     as_json: JsonFlag = False,
 ) -> None:
     """(Re)fit the learned wrong-kind-of-image gate of a model (gate.npz)."""
-    from medai.imaging.pipeline import refit_gate
-
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         directory = _load_imaging(task, model).directory
         result = refit_gate(directory, data, seed)
@@ -390,8 +385,6 @@ def imaging_fit_scope(
     (out_of_scope.json) and, for a chest task, the image check of a film's view
     (view_check.npz); recorded in the card, which is resealed."""
 
-    from medai.imaging.scope_fit import fit_scope
-
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         directory = _load_imaging(task, model).directory
         result = fit_scope(directory, data, seed, view_check=view_check)
@@ -422,8 +415,6 @@ def imaging_operating_points(
 ) -> None:
     """Re-choose a model's operating points on its validation split, through the task's
     decision rules (operating_points.json, with bootstrap intervals); reseals the card."""
-    from medai.imaging.pipeline import refit_operating_points
-
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         directory = _load_imaging(task, model).directory
         result = refit_operating_points(directory, data, seed)
@@ -454,8 +445,6 @@ def imaging_fit_series_rule(
     """Choose how a series' slices become one study decision (imaging.series rules), on
     validation series built from the model's validation split; records it in
     operating_points.json and reseals the card."""
-
-    from medai.imaging.series_fit import fit_series_rule
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         directory = _load_imaging(task, model).directory
@@ -497,10 +486,6 @@ def imaging_export(
     import numpy as np
     import torch
 
-    from medai.core import model_dir
-    from medai.imaging.export import OnnxModel, export_model_dir
-    from medai.services.model_handles import model_folder
-
     with _guard(as_json):
         directory = model_folder(model, task)
         predictor = model_dir.load(directory, runtime="torch")
@@ -519,7 +504,6 @@ def imaging_export(
                     "--int8 needs --data: labelled images to calibrate on and to "
                     "check that AUROC holds"
                 )
-            from medai.imaging.pipeline import quantize_checked
 
             result["int8"] = quantize_checked(predictor, data, max_auroc_drop, calibration_images)
     human = f"wrote {path} (max |Δlogit| {diff:.2e})"

@@ -6,12 +6,15 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit
 from medai.cli.operations import KEYS_MISSING_EXIT, open_database
+from medai.platform.ops.backup import configured_keys, database_url
+from medai.platform.ops.key_check import inspect_site
+from medai.platform.ops.rotation import rotate_all
+from medai.platform.records.blobs import BlobStore
+from medai.settings import get_settings
 
 WHERE = "MEDAI_SECRET_KEYS_FILE, MEDAI_SECRET_KEYS or MEDAI_HOME/secret.key"
 
-keys_app = typer.Typer(
-    help="Encryption keys of chat messages and complaints.", no_args_is_help=True
-)
+keys_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 
 @keys_app.command("generate")
@@ -31,10 +34,6 @@ def keys_ids(as_json: JsonFlag = False) -> None:
     open the data; 1: no key configured and none needed (a new site: the first start makes
     one); 3: keys the data needs are not configured (status keys_missing, or
     some_keys_missing where the configured keys open part of it)."""
-
-    from medai.platform.ops.backup import configured_keys, database_url
-    from medai.platform.ops.key_check import inspect_site
-    from medai.settings import get_settings
 
     settings = get_settings()
     state = inspect_site(
@@ -67,10 +66,6 @@ def keys_rotate(as_json: JsonFlag = False) -> None:
     """Re-encrypt every stored message, complaint, patient name and stored file with the
     first key of MEDAI_SECRET_KEYS (files an older version kept in clear are encrypted too);
     afterwards the older keys can be removed."""
-
-    from medai.platform.ops.rotation import rotate_all
-    from medai.platform.records.blobs import BlobStore
-    from medai.settings import get_settings
 
     with open_database().session() as db:
         n = rotate_all(db)

@@ -9,10 +9,12 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit, _fail
 from medai.cli.operations import open_database
+from medai.platform.access import audit, kiosks
+from medai.platform.records.db import utcnow
+from medai.platform.records.localtime import iso_utc
+from medai.settings import get_settings
 
-kiosks_app = typer.Typer(
-    help="Triage kiosks: each has its own daily quota and credentials.", no_args_is_help=True
-)
+kiosks_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 
 def _db():
@@ -21,8 +23,6 @@ def _db():
 
 
 def _row(k, used: int) -> dict:
-    from medai.platform.records.localtime import iso_utc
-
     return {
         "id": k.id,
         "name": k.name,
@@ -44,11 +44,6 @@ def kiosks_add(
 ) -> None:
     """Register a kiosk. Its API token and one-time enrolment code are printed once: type the
     code on the kiosk's /kiosk page (or send the token as X-Kiosk-Token)."""
-
-    from medai.platform.access import audit, kiosks
-    from medai.platform.records.db import utcnow
-    from medai.platform.records.localtime import iso_utc
-    from medai.settings import get_settings
 
     settings = get_settings()
     daily = settings.kiosk.kiosk_device_quota if quota is None else quota
@@ -81,10 +76,6 @@ def kiosks_add(
 def kiosks_list(as_json: JsonFlag = False) -> None:
     """Every kiosk with its quota and today's use (the day of MEDAI_TIMEZONE)."""
 
-    from medai.platform.access import kiosks
-    from medai.platform.records.db import utcnow
-    from medai.settings import get_settings
-
     with _db().session() as db:
         rows = kiosks.listing(db)
         used = kiosks.used_today(
@@ -107,11 +98,6 @@ def kiosks_list(as_json: JsonFlag = False) -> None:
 def kiosks_enrol_code(name: str, as_json: JsonFlag = False) -> None:
     """A new one-time enrolment code for a kiosk (e.g. a replaced browser); once used, the
     previous browser stops working."""
-
-    from medai.platform.access import audit, kiosks
-    from medai.platform.records.db import utcnow
-    from medai.platform.records.localtime import iso_utc
-    from medai.settings import get_settings
 
     try:
         with _db().session() as db:
@@ -137,9 +123,6 @@ def kiosks_enrol_code(name: str, as_json: JsonFlag = False) -> None:
 @kiosks_app.command("revoke")
 def kiosks_revoke(name: str, as_json: JsonFlag = False) -> None:
     """Revoke a registered kiosk: its token and its browser stop at once."""
-
-    from medai.platform.access import audit, kiosks
-    from medai.platform.records.db import utcnow
 
     try:
         with _db().session() as db:

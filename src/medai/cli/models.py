@@ -14,14 +14,22 @@ import typer
 from medai.cli.common import JsonFlag, _emit, _error, _guard
 from medai.cli.dataset import light_platform, parse_since
 from medai.cli.operations import open_database
+from medai.core.model_dir import list_models, read_card, reseal
+from medai.core.task_registry import TaskError
+from medai.platform.access.audit import Actor
+from medai.platform.lifecycle import dataset, model_registry, retrain, site_sets, validation
+from medai.platform.lifecycle.validation import as_dict
+from medai.platform.records.tables import Validation
+from medai.services.model_handles import model_folder
+from medai.services.tracking import PREFIX
+from medai.settings import get_settings
+from medai.triage.red_flags.identity import seal
 
-models_app = typer.Typer(help="The model registry and model directories.", no_args_is_help=True)
+models_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 
 
 def _actor():
-
-    from medai.platform.access.audit import Actor
 
     try:
         user = getpass.getuser()
@@ -34,9 +42,6 @@ def _actor():
 def _registry(as_json: bool):
     """A session on MEDAI_DATABASE_URL (migrated), the store's home, and registry errors as
     the CLI's error contract (2: refused as asked, 1: not found or a conflict)."""
-
-    from medai.platform.lifecycle import model_registry
-    from medai.settings import get_settings
 
     db = open_database(as_json)
     try:
@@ -78,9 +83,6 @@ def models_register(
     edited card, or other files under a name and version already registered, are refused
     (exit 1) saying which model holds them."""
 
-    from medai.platform.lifecycle import model_registry
-    from medai.services.tracking import PREFIX
-
     tracked = source.startswith(PREFIX)
     if not tracked and not Path(source).is_dir():
         _error(f"{source}: no such model directory", "model_refused", as_json, 2)
@@ -121,8 +123,6 @@ def models_list(
     as_json: JsonFlag = False,
 ) -> None:
     """The registered models with their states (or, with --dirs, the directories on disk)."""
-    from medai.platform.lifecycle import model_registry
-
     if dirs or path:
         _list_dirs(path, as_json)
         return
@@ -138,9 +138,6 @@ def models_list(
 
 
 def _list_dirs(path: list[Path] | None, as_json: bool) -> None:
-
-    from medai.core.model_dir import list_models
-    from medai.settings import get_settings
 
     rows = [
         {
@@ -175,10 +172,6 @@ def models_show(
     as_json: JsonFlag = False,
 ) -> None:
     """A registered model (card and history of states), or a directory's card."""
-    from medai.core.model_dir import read_card
-    from medai.platform.lifecycle import model_registry
-    from medai.services.model_handles import model_folder
-
     if model.isdigit():
         with _registry(as_json) as (db, _):
             row = model_registry.get(db, int(model))
@@ -202,9 +195,6 @@ def models_show(
 
 def _validations(db, model_id: int) -> list[dict]:
     from sqlalchemy import select
-
-    from medai.platform.lifecycle.validation import as_dict
-    from medai.platform.records.tables import Validation
 
     return [
         as_dict(v)
@@ -230,8 +220,6 @@ def models_promote(
     """Make a model the active one of its task; every serve process and worker swaps to it
     within MEDAI_MODEL_WATCH_S, without a restart (the replaced one is retired)."""
 
-    from medai.platform.lifecycle import model_registry, validation
-
     with _registry(as_json) as (db, _):
         replaced = validation.promote(db, model_id, _actor(), reason, override)
         out = {
@@ -251,8 +239,6 @@ def models_rollback(
     model rolled back from is never re-activated this way (exit 1, ``no_rollback_target``,
     when there is none)."""
 
-    from medai.platform.lifecycle import model_registry
-
     with _registry(as_json) as (db, _):
         restored, replaced = model_registry.rollback(db, task, _actor(), reason)
         out = {**model_registry.as_dict(restored), "replaced": replaced.id}
@@ -260,8 +246,6 @@ def models_rollback(
 
 
 def _set_state(model_id: int, state: str, reason: str, as_json: bool) -> None:
-
-    from medai.platform.lifecycle import model_registry
 
     with _registry(as_json) as (db, _):
         out = model_registry.as_dict(
@@ -298,12 +282,8 @@ def models_reseal(
     """Record the present files' content hash in the card, after you changed them on purpose
     (a model whose files differ from its card is refused at load)."""
 
-    from medai.core.model_dir import read_card, reseal
-
     with _guard(as_json):
         if read_card(model).task == "red_flags":  # validated and re-embedded, not just hashed
-            from medai.triage.red_flags.identity import seal
-
             content_hash = seal(model)["content_hash"]
         else:
             content_hash = reseal(model).content_hash
@@ -328,8 +308,6 @@ def models_retrain(
 ) -> None:
     """Export the task's signed studies (de-identified), train on them and register the
     model as a candidate whose card names the data (study ids, label counts, dates, hash)."""
-
-    from medai.platform.lifecycle import dataset, retrain
 
     when = parse_since(since, as_json)
     p = light_platform(as_json)
@@ -373,10 +351,6 @@ def models_site_set(
     for retraining) as its next site evaluation set version; refused (exit 2,
     ``empty_site_set``) while no signed study with labels is held out."""
 
-    from medai.core.task_registry import TaskError
-    from medai.platform.lifecycle import model_registry, site_sets
-    from medai.settings import get_settings
-
     with _registry(as_json) as (db, _):
         try:
             fraction = get_settings().models.site_set_fraction
@@ -405,8 +379,6 @@ def models_validate(
     """Evaluate a model beside the active one on the newest site set: per-label AUROC,
     sensitivity and PPV with intervals, per subgroup; the verdict decides whether it may be
     promoted without an override."""
-
-    from medai.platform.lifecycle import model_registry, validation
 
     p = light_platform(as_json)
     try:

@@ -14,6 +14,19 @@ from typing import Annotated
 import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
+from medai.platform.boot import open_platform
+from medai.platform.ops import backup as bk
+from medai.platform.ops.key_check import KeysMissing, require_keys
+from medai.platform.ops.pg_tools import PgToolError
+from medai.platform.ops.restore import restore as run_restore
+from medai.platform.records.db import (
+    Database,
+    DatabaseLocationError,
+    SchemaMismatch,
+    migration_heads,
+)
+from medai.settings import GROUP_MODELS, GROUPS, get_settings
+from medai.settings_doc import settings_markdown
 
 
 def open_database(as_json: bool = False, force: bool = False):
@@ -22,8 +35,6 @@ def open_database(as_json: bool = False, force: bool = False):
     migrated (auto-migrate off) or newer than this release exits 2 with the message; one
     holding data no configured key opens exits 3 (``keys_missing``, the key ids named), and
     no key is ever made for it."""
-
-    from medai.platform.records.db import Database, DatabaseLocationError, SchemaMismatch
 
     try:
         database = Database()
@@ -59,9 +70,6 @@ def require_site_keys(database, as_json: bool = False) -> None:
     """The site's keys open its data (``platform.key_check``), or exit 3 (``keys_missing``)
     naming the key ids the data needs; on a new site its key is made here, once."""
 
-    from medai.platform.ops.key_check import KeysMissing, require_keys
-    from medai.settings import get_settings
-
     settings = get_settings()
     try:
         require_keys(database.engine, settings.storage.home / "blobs", settings)
@@ -74,9 +82,6 @@ def platform_or_exit(as_json: bool = False, **kwargs):
     """``boot.open_platform(**kwargs)`` for a command, exiting 3 (``keys_missing``, the key ids
     named) where the site's keys are not configured instead of a traceback."""
 
-    from medai.platform.boot import open_platform
-    from medai.platform.ops.key_check import KeysMissing
-
     try:
         return open_platform(**kwargs)
     except KeysMissing as exc:
@@ -88,8 +93,6 @@ def migrate(as_json: JsonFlag = False) -> None:
     workers and DICOM node start (with MEDAI_AUTO_MIGRATE=false they refuse an unmigrated
     database). Take a backup first (`medai backup DEST`). Replicas of several processes
     starting at once are safe: one migrates, the others wait (PostgreSQL advisory lock)."""
-
-    from medai.platform.records.db import migration_heads
 
     database = open_database(as_json, force=True)
     found = database.upgrade(force=True)  # done already: what it found before migrating
@@ -177,10 +180,6 @@ def backup(
     copy of MEDAI_SECRET_KEYS / the key file apart; the manifest names the key ids a restore
     needs. docs/deploy/backup.md."""
 
-    from medai.platform.ops import backup as bk
-    from medai.platform.ops.pg_tools import PgToolError
-    from medai.settings import get_settings
-
     try:
         manifest = bk.backup(dest, get_settings(), progress=_Progress())
     except (bk.BackupError, PgToolError) as exc:
@@ -244,11 +243,6 @@ def restore(
     missing key is named. The non-secret settings are put in MEDAI_HOME/restored-config for you
     to apply."""
 
-    from medai.platform.ops import backup as bk
-    from medai.platform.ops.pg_tools import PgToolError
-    from medai.platform.ops.restore import restore as run_restore
-    from medai.settings import get_settings
-
     try:
         out = run_restore(
             src,
@@ -296,9 +290,6 @@ def settings_command(
 ) -> None:
     """The settings by group: each group's MEDAI_* variables (no values: some are secrets);
     --markdown prints docs/settings.md as generated from the fields."""
-    from medai.settings import GROUP_MODELS, GROUPS
-    from medai.settings_doc import settings_markdown
-
     if markdown:
         sys.stdout.write(settings_markdown())
         return

@@ -9,15 +9,17 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit, _error
 from medai.cli.operations import open_database, platform_or_exit
+from medai.platform.access import audit
+from medai.platform.delivery import outbox
+from medai.platform.delivery.delivery import DeliveryLoop
+from medai.platform.records.db import utcnow
+from medai.server.logs import log_config
+from medai.settings import get_settings
 
-outbox_app = typer.Typer(
-    help="Deliveries of results to the PACS, FHIR and HL7 destinations.", no_args_is_help=True
-)
+outbox_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 
 def _settings(as_json: bool):
-
-    from medai.settings import get_settings
 
     try:
         return get_settings()
@@ -56,8 +58,6 @@ def status(
     """Per destination: deliveries queued, retrying (and the next attempt), being sent,
     delivered, failed (with the reason) and skipped. No patient data."""
 
-    from medai.platform.delivery import outbox
-
     settings = _settings(as_json)
     db = open_database(as_json)
     with db.reader() as s:
@@ -85,10 +85,6 @@ def retry(
     as_json: JsonFlag = False,
 ) -> None:
     """Send a failed delivery again (a running loop picks it up at once)."""
-
-    from medai.platform.access import audit
-    from medai.platform.delivery import outbox
-    from medai.platform.records.db import utcnow
 
     db = open_database(as_json)
     try:
@@ -131,9 +127,6 @@ def run(
     import signal
     import sys
     import threading
-
-    from medai.platform.delivery.delivery import DeliveryLoop
-    from medai.server.logs import log_config
 
     settings = _settings(as_json)
     logging.config.dictConfig(log_config(settings.general.log_level))

@@ -10,12 +10,37 @@ from typing import Annotated, Any
 import typer
 
 from medai.cli.common import JsonFlag, _emit, _guard, relaunched
-
-caption_app = typer.Typer(help="Radiology image captioning.", no_args_is_help=True)
-report_app = typer.Typer(
-    help="Retrieval-augmented report drafts (always drafts).", no_args_is_help=True
+from medai.core import model_dir
+from medai.core.jsonsafe import loads_limited
+from medai.core.limited_read import read_limited
+from medai.core.options import lookup
+from medai.imaging.io import MAX_BYTES
+from medai.reporting.captioning.blip2_plan import (
+    GIB,
+    GpuInfo,
+    PlanRefused,
+    choose_plan,
+    describe,
+    detect_gpus,
+    load_config,
 )
-kb_app = typer.Typer(help="The knowledge base that drafts cite.", no_args_is_help=True)
+from medai.reporting.captioning.captions import load_captions
+from medai.reporting.draft import imaging_task
+from medai.reporting.knowledge import CHUNKS_FILE, load_chunks, read_document, save_chunks
+from medai.reporting.pipeline import (
+    build_captioner,
+    normalisation_for,
+    score_captioner,
+    train_blip2_captioner,
+)
+from medai.reporting.retrieve import HybridRetriever
+from medai.services.model_handles import model_folder
+from medai.services.reports import new_drafter
+from medai.settings import get_settings
+
+caption_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
+report_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
+kb_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 ImagesOpt = Annotated[
     Path | None, typer.Option(help="ROCOv2 image folder (then --data is its ID,Caption CSV).")
@@ -56,8 +81,6 @@ def _reader(images: Path | None, concepts: Path | None, rgb_only: bool) -> dict[
 
 def _precision(precision: str, mixed_precision: str | None, load_in_8bit: bool) -> str:
     """--precision, or what the deprecated --mixed-precision / --load-in-8bit meant."""
-
-    from medai.core.options import lookup
 
     old = (
         "int8"
@@ -194,8 +217,6 @@ def caption_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Build a captioner on a caption-group split; held-out metrics go in its card."""
-    from medai.reporting.pipeline import build_captioner, train_blip2_captioner
-
     if relaunched(num_processes):
         return
 
@@ -292,16 +313,6 @@ def caption_plan(
     each plan's memory per GPU estimated from config.json alone, before anything is loaded.
     Exit code 2 when nothing fits (the table and what would fit are still printed)."""
 
-    from medai.reporting.captioning.blip2_plan import (
-        GIB,
-        GpuInfo,
-        PlanRefused,
-        choose_plan,
-        describe,
-        detect_gpus,
-        load_config,
-    )
-
     with _guard(as_json):
         if gpu_memory_gb is not None:
             if gpu_memory_gb <= 0 or gpus < 1:
@@ -389,12 +400,6 @@ def caption_evaluate(
     """BLEU-1..4, ROUGE-1/L, METEOR, CIDEr and BERTScore, on captions normalised as the result's
     "normalisation" says; a 2025 one lists the 2025 metrics not computed and why."""
 
-    from medai.core import model_dir
-    from medai.reporting.captioning.captions import load_captions
-    from medai.reporting.pipeline import normalisation_for, score_captioner
-    from medai.services.model_handles import model_folder
-    from medai.settings import get_settings
-
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         reader = _reader(images, concepts, rgb_only)
         norm = normalisation_for(reader, normalisation)
@@ -439,12 +444,6 @@ def caption_predict(
     """A suggested caption, to edit: the indexed caption most in agreement with those of the
     nearest indexed images (an AI suggestion, never a finding). An image unlike every indexed
     one gets none: status "abstained" with the reason (exit code 0)."""
-
-    from medai.core import model_dir
-    from medai.core.limited_read import read_limited
-    from medai.imaging.io import MAX_BYTES
-    from medai.services.model_handles import model_folder
-    from medai.settings import get_settings
 
     with _guard(as_json):
         data = read_limited(image, MAX_BYTES)
@@ -498,13 +497,6 @@ def report_draft(
     as_json: JsonFlag = False,
 ) -> None:
     """Draft a report (technique, findings, impression, recommendation) with citations."""
-    from medai.core.jsonsafe import loads_limited
-    from medai.core.limited_read import read_limited
-    from medai.imaging.io import MAX_BYTES
-    from medai.reporting.draft import imaging_task
-    from medai.services.model_handles import model_folder
-    from medai.services.reports import new_drafter
-
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         data = read_limited(image, MAX_BYTES)
         drafter = new_drafter(kb, caption_model=caption_model, llm=llm, embeddings=embeddings)
@@ -547,8 +539,6 @@ def kb_ingest(
 ) -> None:
     """Chunk documents into the knowledge base; a file that is not text is refused whole."""
 
-    from medai.reporting.knowledge import CHUNKS_FILE, load_chunks, read_document, save_chunks
-
     with _guard(as_json):
         existing = load_chunks(out, include_builtin=False) if (out / CHUNKS_FILE).is_file() else []
         new = [c for f in files for c in read_document(f, licence, text_column)]
@@ -577,9 +567,6 @@ def kb_search(
     as_json: JsonFlag = False,
 ) -> None:
     """Hybrid search (BM25 + e5 embeddings) over the knowledge base."""
-
-    from medai.reporting.knowledge import load_chunks
-    from medai.reporting.retrieve import HybridRetriever
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         r = HybridRetriever(load_chunks(kb), use_embeddings=embeddings)

@@ -20,10 +20,22 @@ from medai.cli.common import (
     report_batch,
     track,
 )
+from medai.core import model_dir
+from medai.core.limited_read import read_limited, read_stream_limited
+from medai.core.model_dir import file_sha256
+from medai.core.text import MAX_COMPLAINT_BYTES, TextInputError, decode_text
+from medai.services import batch as batch_service
+from medai.services.model_handles import model_folder
+from medai.services.triage import red_flag_options, triage
+from medai.settings import get_settings
+from medai.triage.collect import Collector, CollectorConfig
+from medai.triage.evaluate import evaluate_file
+from medai.triage.red_flags import build_engine, learn
+from medai.triage.red_flags.engine import cache_embeddings
+from medai.triage.red_flags.identity import seal
+from medai.triage.train import TrainOptions, train
 
-triage_app = typer.Typer(
-    help="Complaint triage: Turkish complaint → department.", no_args_is_help=True
-)
+triage_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 
 @triage_app.command("train")
@@ -78,11 +90,8 @@ def triage_train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train a triage model and write it, with its model card and test metrics, to --out."""
-    from medai.settings import get_settings
-
     if relaunched(num_processes):
         return
-    from medai.triage.train import TrainOptions, train
 
     model_options: dict[str, Any] = {}
     if model_type == "transformer":
@@ -138,10 +147,6 @@ def triage_train(
 
 def _load_triage(model: str | None):
 
-    from medai.core import model_dir
-    from medai.services.model_handles import model_folder
-    from medai.services.triage import red_flag_options
-
     return model_dir.load(
         model_folder(model, "triage"),
         flag_options=red_flag_options(),
@@ -157,8 +162,6 @@ def triage_evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """Metrics (accuracy, macro/weighted F1, per-department, top-2/3, ECE) on a labelled file."""
-
-    from medai.triage.evaluate import evaluate_file
 
     with _guard(as_json):
         predictor = _load_triage(model)
@@ -199,10 +202,6 @@ def triage_predict(
 ) -> None:
     """Suggest departments for one complaint, with red flags and abstention; with --batch,
     for every complaint of a file (the model loaded once, a bad row reported and skipped)."""
-
-    from medai.core.limited_read import read_limited, read_stream_limited
-    from medai.core.text import MAX_COMPLAINT_BYTES, TextInputError, decode_text
-    from medai.services.triage import triage
 
     if batch is not None:
         if text is not None or file is not None:
@@ -259,9 +258,6 @@ def _triage_batch(
     min_confidence: float | None,
     as_json: bool,
 ) -> None:
-
-    from medai.services import batch as batch_service
-    from medai.services.triage import triage
 
     with _guard(as_json), batch_output(out, path) as sink:
         predictor = _load_triage(model)
@@ -338,11 +334,6 @@ def triage_train_red_flags(
     """Train the red-flag classifier on written complaints; its threshold is chosen on
     out-of-author scores (each set scored by a classifier trained on the others)."""
     from datetime import date
-
-    from medai.core.model_dir import file_sha256
-    from medai.settings import get_settings
-    from medai.triage.red_flags import build_engine, learn
-    from medai.triage.red_flags.engine import cache_embeddings
 
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         if not data.is_dir():
@@ -443,8 +434,6 @@ def triage_seal_red_flags(
 ) -> None:
     """Validate a red-flag engine folder and seal it: one content hash over every file that can
     change a flag, written to its model card. Serve it with MEDAI_RED_FLAG_RULES=FOLDER."""
-    from medai.triage.red_flags.identity import seal
-
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder")
@@ -485,8 +474,6 @@ def triage_collect(
     as_json: JsonFlag = False,
 ) -> None:
     """Collect questions from a Turkish health Q&A site into a text,label CSV (polite)."""
-
-    from medai.triage.collect import Collector, CollectorConfig
 
     cfg = CollectorConfig(delay=delay, max_pages=max_pages, redact=redact, label=label)
     if user_agent:

@@ -10,16 +10,19 @@ import typer
 
 from medai.cli.common import JsonFlag, _emit
 from medai.cli.operations import open_database
+from medai.core.errors import MedaiError
+from medai.platform.access import accounts, approval, audit
+from medai.platform.access.accounts import enrolled, pending, role_grants
+from medai.platform.access.approval import is_pending
+from medai.platform.records.db import utcnow
+from medai.platform.records.tables import User
+from medai.settings import get_settings
 
-users_app = typer.Typer(
-    help="Accounts (the first admin of a fresh install is made here).", no_args_is_help=True
-)
+users_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
 
 
 def _account_failed(exc: Exception, as_json: bool) -> None:
     """Exit 2 with the reason (and, with --json, the API's ``code`` and password reason)."""
-    from medai.core.errors import MedaiError
-
     code = exc.code if isinstance(exc, MedaiError) else "invalid"
     verdict = getattr(exc, "verdict", None)
     if as_json:
@@ -42,8 +45,6 @@ def _stdin_line() -> str:
 
 
 def _issued(user, code: str, now) -> dict:
-
-    from medai.platform.access.accounts import pending
 
     exp = pending(user, now)
     return {
@@ -115,10 +116,6 @@ def users_add(
     their own password; clinical and patient accounts always do. Passwords are never taken
     from the command line."""
 
-    from medai.platform.access import accounts, audit
-    from medai.platform.records.db import utcnow
-    from medai.settings import get_settings
-
     try:
         accounts.check_role(role)
     except accounts.AccountError as exc:
@@ -182,8 +179,6 @@ def users_profile(
     """Set a user's full name and title, as the signed PDF, FHIR, DICOM SR and HL7 name the
     signer (an option left out keeps its value; "" clears it). Audited as ``profile``."""
 
-    from medai.platform.access import accounts, audit
-
     try:
         with open_database().session() as db:
             user = accounts.get_user(db, name)
@@ -210,9 +205,6 @@ def users_reset(name: str, enrol_hours: EnrolHours = 72.0, as_json: JsonFlag = F
     """Reset a password: the old one stops working, the user's sessions and tokens are
     revoked, and a new one-time enrolment code is printed (once)."""
 
-    from medai.platform.access import accounts, audit
-    from medai.platform.records.db import utcnow
-
     now = utcnow()
     try:
         with open_database().session() as db:
@@ -233,10 +225,6 @@ def users_enrol(
 ) -> None:
     """Choose your own password with your enrolment code, at the server's console (the
     /enrol page does the same in a browser)."""
-
-    from medai.platform.access import accounts
-    from medai.platform.records.db import utcnow
-    from medai.settings import get_settings
 
     if not password_stdin:
         _account_failed(
@@ -269,8 +257,6 @@ def users_role(
     """Change a user's role. An administrator account never takes a clinical or patient
     role, nor the reverse (refused as role_conflict, and audited)."""
 
-    from medai.platform.access import accounts, audit
-
     actor = audit.Actor("cli")
     try:
         with open_database().session() as db:
@@ -291,9 +277,6 @@ def users_approve(name: str, as_json: JsonFlag = False) -> None:
     reset or re-roled account waits for a radiologist or for this). Shell access to the server
     is the hospital's own trust root; this also makes the first clinical users."""
 
-    from medai.platform.access import accounts, approval, audit
-    from medai.platform.records.db import utcnow
-
     actor = audit.Actor("cli")
     try:
         with open_database().session() as db:
@@ -312,8 +295,6 @@ def users_approve(name: str, as_json: JsonFlag = False) -> None:
 def users_grants(as_json: JsonFlag = False) -> None:
     """Every role granted or changed, every approval for patient data, and every refused
     change or approval, oldest first (for review)."""
-
-    from medai.platform.access.accounts import role_grants
 
     with open_database().session() as db:
         items, _ = role_grants(db, limit=1_000_000)
@@ -334,10 +315,6 @@ def users_list(as_json: JsonFlag = False) -> None:
     """Every user with role and state (enrolled: has chosen a password; approval pending: a
     clinical account not yet approved for patient data)."""
     from sqlalchemy import select
-
-    from medai.platform.access.accounts import enrolled
-    from medai.platform.access.approval import is_pending
-    from medai.platform.records.tables import User
 
     with open_database().session() as db:
         rows = [
@@ -368,8 +345,6 @@ def users_list(as_json: JsonFlag = False) -> None:
 
 
 def _set_active(name: str, active: bool, as_json: bool) -> None:
-
-    from medai.platform.access import accounts, audit
 
     try:
         with open_database().session() as db:

@@ -8,6 +8,12 @@ import typer
 
 from medai.cli.common import JsonFlag, _fail
 from medai.cli.operations import open_database
+from medai.platform.jobs import queue
+from medai.platform.jobs.queue import QUEUES, celery_app
+from medai.server.logs import log_config
+from medai.server.metrics import start_metrics_server
+from medai.services.runtime import CpuPlan, apply_thread_limits
+from medai.settings import get_settings
 
 
 def _worker_logging(level: str, log_format: str = "text") -> None:
@@ -19,8 +25,6 @@ def _worker_logging(level: str, log_format: str = "text") -> None:
     import logging.config
 
     from celery.signals import setup_logging
-
-    from medai.server.logs import log_config
 
     @setup_logging.connect(weak=False)
     def configure(**_kwargs) -> None:
@@ -77,12 +81,6 @@ def worker(
 ) -> None:
     """Run a Celery worker that analyses studies (needs MEDAI_BROKER_URL: redis:// or
     amqp://). Messages are acknowledged late: a worker killed mid-study loses nothing."""
-
-    from medai.platform.jobs import queue
-    from medai.platform.jobs.queue import QUEUES, celery_app
-    from medai.server.metrics import start_metrics_server
-    from medai.services.runtime import CpuPlan, apply_thread_limits
-    from medai.settings import get_settings
 
     settings = get_settings()
     if not settings.storage.broker_url:

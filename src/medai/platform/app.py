@@ -35,6 +35,7 @@ from medai.platform.api.routes import (
 )
 from medai.platform.boot import open_platform
 from medai.platform.context import Platform
+from medai.platform.delivery.delivery import DeliveryLoop
 from medai.platform.intake.dicom_node import DicomNode
 from medai.platform.intake.dicomweb_pull import Puller
 from medai.platform.jobs import queue
@@ -104,8 +105,6 @@ def create_platform_app(
                 lookback_days=settings.dicom.dicomweb_pull_lookback_days,
             ).start()
         if senders > 0 and settings.destinations():  # results out (integration.delivery)
-            from medai.platform.delivery.delivery import DeliveryLoop
-
             holder["outbox"] = DeliveryLoop.from_settings(p, threads=senders).start()
 
     def stop(app: FastAPI) -> None:

@@ -233,7 +233,7 @@ def test_an_unknown_user_name_is_stored_and_audited_only_as_a_keyed_hash(env, mo
 
 
 def test_uvicorn_trusts_no_forwarded_header_unless_a_proxy_is_configured(monkeypatch):
-    from medai.cli import proxy_options
+    from medai.cli.serve import proxy_options
     from medai.settings import Settings
 
     monkeypatch.delenv("MEDAI_TRUSTED_PROXIES", raising=False)

@@ -21,6 +21,7 @@ from sqlalchemy import or_, select, update
 
 from medai.core.faults import classify
 from medai.platform.context import Platform
+from medai.platform.reading.analysis import analyse_study
 from medai.platform.records.leases import claim_first, worker_name
 from medai.platform.records.tables import Job, Study
 from medai.platform.worklist.studies import set_status
@@ -101,8 +102,6 @@ def finish(p: Platform, job: Job, worker: str, error: Exception | None = None) -
 
 def run_claimed(p: Platform, job: Job, worker: str, lease_s: float) -> str:
     """Run a claimed job while a heartbeat renews its lease."""
-    from medai.platform.reading.analysis import analyse_study
-
     stop = threading.Event()
 
     def heartbeat() -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from medai.platform.boot import open_platform
 from medai.platform.context import Platform
+from medai.platform.delivery.delivery import DeliveryLoop
 from medai.platform.jobs.jobs import JobPool, claim, run_claimed
 from medai.platform.lifecycle import model_jobs, serving
 from medai.platform.records.leases import worker_name
@@ -101,7 +102,6 @@ def start_delivery(threads: int):
     p = _worker_platform()
     if not p.settings.destinations():
         return None
-    from medai.platform.delivery.delivery import DeliveryLoop
 
     return DeliveryLoop.from_settings(p, threads=threads, name="celery-outbox").start()
 

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from medai.core import task_registry
 from medai.core.errors import MedaiError
 from medai.core.text import redact_pii
+from medai.platform.dicom.deid import Deidentifier, site_secret
 from medai.platform.dicom.identity_conflicts import has_open
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.lifecycle.site_sets import held_out
@@ -120,8 +121,6 @@ def export(
     """Write the task's labelled studies into ``out`` (new or empty); returns the datasheet.
     ``exclude_site_set``: leave out the studies held out for site validation (retraining
     never sees them)."""
-    from medai.platform.dicom.deid import Deidentifier, site_secret
-
     spec = task_registry.get(task)
     out = Path(out).resolve()
     if out.is_relative_to(Path(p.home).resolve() / "blobs"):

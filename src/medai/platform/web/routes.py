@@ -20,6 +20,7 @@ from medai.platform.access.accounts import ROLES
 from medai.platform.access.approval import is_pending
 from medai.platform.access.audit import ACTIONS
 from medai.platform.api.deps import platform_of, principal
+from medai.platform.api.routes.kiosks import kiosk_of
 from medai.platform.web.i18n import (
     COOKIE,
     DEFAULT,
@@ -163,8 +164,6 @@ def triage_page(request: Request) -> Response:
 def kiosk_page(request: Request) -> Response:
     """A registered kiosk's triage screen (by its cookie), else the enrolment form. Never
     stored by the browser, so the next patient cannot go back to the previous one's page."""
-    from medai.platform.api.routes.kiosks import kiosk_of
-
     try:
         kiosk, problem = kiosk_of(request), None
     except ApiError as exc:  # kiosk_revoked | kiosk_unknown

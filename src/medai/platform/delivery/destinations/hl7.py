@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from medai.core.task_registry import TaskError
+from medai.core.task_registry import get as get_task
 from medai.destinations_config import Hl7Destination
 from medai.platform.context import Platform
 from medai.platform.delivery import payloads
@@ -238,9 +240,6 @@ def _finding_obx(
     """The findings' OBX after the sections' (see the module doc): the signer's, once the
     signature stated labels and the message is a result (F / C); the AI's (always P) only in
     a message that is no result yet."""
-    from medai.core.task_registry import TaskError
-    from medai.core.task_registry import get as get_task
-
     try:
         task = get_task(str(study["task"])) if study.get("task") else None
     except TaskError:
