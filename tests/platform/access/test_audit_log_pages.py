@@ -109,6 +109,7 @@ def test_a_user_target_is_named_by_its_user_name(hosp):
     assert created["target_id"] == str(r.json()["id"]) and created["study_id"] is None
 
 
+@pytest.mark.slow  # a CLI process per step
 def test_audit_list_at_the_console(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
     env.pop("MEDAI_DATABASE_URL", None)

@@ -233,6 +233,7 @@ def test_without_a_full_name_the_documents_name_the_user_name(hosp):
     assert obr.split("|")[32] == "rad2"
 
 
+@pytest.mark.slow  # a CLI process per step
 def test_users_add_and_profile_at_the_console(tmp_path):
     env = {**os.environ, "MEDAI_HOME": str(tmp_path)}
     env.pop("MEDAI_DATABASE_URL", None)

@@ -379,6 +379,7 @@ def test_a_refusal_fails_for_a_person_and_an_admin_retries_it(lite, caplog):
     assert len(audit) == 3 and {e["detail"]["op"] for e in audit} == {"retry"}
 
 
+@pytest.mark.slow  # a CLI process per step
 def test_the_status_command_and_a_destination_no_longer_configured(lite, monkeypatch):
     import os
 

@@ -193,6 +193,7 @@ def test_refuses_the_blob_store_and_a_named_non_dicom(tmp_path, study):
     assert (report["skipped"], report["burned_in"], report["written"]) == (1, 1, 3)
 
 
+@pytest.mark.slow  # a CLI process per step
 def test_cli_deidentify_and_pseudonym(study, tmp_path):
     src, originals = study
     home = tmp_path / "home"
