@@ -38,6 +38,7 @@ from medai.imaging.datasets import load_dataset, patient_split
 from medai.imaging.decision import OperatingPolicy
 from medai.imaging.labels import space
 from medai.imaging.operating import write_series_rule
+from medai.imaging.pipeline import _subset, readable, split_groups
 from medai.imaging.series import SeriesRule, decide_series
 
 CANDIDATES: tuple[SeriesRule, ...] = (
@@ -225,8 +226,6 @@ def split_probabilities(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's per-slice probabilities on one part of the split it was trained with
     (``validation`` or ``test``) and the slices' true class indices (model label order)."""
-    from medai.imaging.pipeline import _subset, readable, split_groups
-
     ds = load_dataset(data, predictor.cfg.task)
     _, va, te = patient_split(ds, seed=seed, groups=split_groups(ds))
     sub = _subset(ds, va if split == "validation" else te)

@@ -35,9 +35,11 @@ from medai.core.text import redact_pii
 from medai.imaging.decision import stored_state
 from medai.imaging.labels import space
 from medai.reporting.draft_input import imaging_task
+from medai.reporting.findings import named_labels, positive_labels, positive_labels_tr
 from medai.reporting.llm import LLMError
 from medai.reporting.phrases import NORMAL, phrase
 from medai.reporting.retrieve import Hit
+from medai.reporting.safety import _implied
 
 NOTE = {
     "en": "AI suggestion for a clinician to review; not a diagnosis.",
@@ -236,7 +238,6 @@ def retrieve(
     cited (the answer says so), never the findings' passages as filler."""
     if retriever is None:
         return []
-    from medai.reporting.findings import named_labels
 
     allowed = _task_labels(facts.task)
     context = {lab for lab in present_labels(facts) if lab not in NORMAL}
@@ -273,8 +274,6 @@ def _task_labels(task: str | None) -> set[str] | None:
 def not_assessed(question: str, facts: StudyFacts) -> list[str]:
     """Findings the question names that the study's model does not read ("Plevral efüzyon var
     mı?" on a four-class chest model): said plainly, not answered from a passage."""
-    from medai.reporting.findings import named_labels
-
     read = {f["label"] for f in _rows(facts) if ai_state(f) is not None}  # not signer-only
     if not read:
         return []
@@ -516,9 +515,6 @@ def cited(text: str) -> list[int]:
 def check_answer(text: str, facts: StudyFacts, n_passages: int, lang: str) -> list[int]:
     """The passage numbers a model's answer cites; ``LLMError`` when it cites one that was not
     retrieved or states a finding of the task the study was not decided to have."""
-    from medai.reporting.findings import positive_labels, positive_labels_tr
-    from medai.reporting.safety import _implied
-
     numbers = cited(text)
     bad = [n for n in numbers if not 1 <= n <= n_passages]
     if bad:

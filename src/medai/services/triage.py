@@ -6,6 +6,7 @@ from __future__ import annotations
 from medai.core.text import TextInputError
 from medai.services.model_metrics import timed
 from medai.settings import get_settings
+from medai.triage.red_flags.engine import EngineOptions, default_engine
 from medai.triage.results import TriageResult
 
 __all__ = [
@@ -33,8 +34,6 @@ def red_flag_options(settings=None):
     """The red-flag engine the settings configure (``MEDAI_RED_FLAG_RULES``,
     ``MEDAI_RED_FLAG_EMBEDDINGS``, ``MEDAI_RED_FLAG_CLASSIFIER``, ``MEDAI_CACHE_DIR``,
     ``MEDAI_E5_MICRO_BATCH``), as the triage job takes it."""
-    from medai.triage.red_flags.engine import EngineOptions
-
     s = settings or get_settings()
     return EngineOptions(
         rules_dir=s.models.red_flag_rules,
@@ -47,8 +46,6 @@ def red_flag_options(settings=None):
 
 def served_flag_engine():
     """The process-wide red-flag engine of the settings (what served triage uses)."""
-    from medai.triage.red_flags.engine import default_engine
-
     return default_engine(red_flag_options())
 
 

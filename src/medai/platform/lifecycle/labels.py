@@ -23,6 +23,7 @@ from medai.core.errors import MedaiError
 from medai.platform.documents.finding_states import version_labels
 from medai.platform.records.tables import ReportVersion, Study, StudyLabel, User
 from medai.platform.worklist.studies import ai_label_states
+from medai.services.reports import denied_labels, stated_labels, states_normal
 
 MAX_CHOICES = 64
 TEXT_SECTIONS = ("findings", "impression")  # what the text's suggestions are read from
@@ -40,8 +41,6 @@ def _text(sections: dict[str, Any]) -> str:
 
 def text_positives(text: str, task: task_registry.Task) -> set[str]:
     """The task's labels a report text states as present (each sentence in its language)."""
-    from medai.services.reports import stated_labels
-
     found = stated_labels(text)
     return {lab for lab in found if lab in task.labels and lab != task.normal}
 
@@ -109,7 +108,6 @@ def suggest(
     ai_states, _ = ai_label_states(db, study)
     previous = _previous(db, study)
     text = _text(sections)  # findings and impression: what the suggestions are read from
-    from medai.services.reports import denied_labels, states_normal
 
     stated, denied = text_positives(text, task), denied_labels(text) & set(task.labels)
     universe = list(ai_states)
