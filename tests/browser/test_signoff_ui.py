@@ -149,3 +149,32 @@ def test_the_text_suggests_and_the_sign_dialog_lists_exactly_what_the_radiologis
     assert said["Bacterial_Pneumonia"] == (True, "added")
     assert said["COVID-19"] == (True, "decided") and said["No Finding"] == (False, "decided")
     ctx.close()
+
+
+def test_sign_clicked_while_the_labels_load_still_asks_each_undecided_label(server, browser):
+    """On a loaded server the labels card can answer after the radiologist has clicked Sign:
+    the dialog waits for the labels, then asks Var / Yok for each label the AI left
+    undecided (it had asked nothing, and the server refused the signature)."""
+    ctx, page = login_page(browser, server)
+    sid = _upload(page, 61)
+    held = []  # the labels' requests, answered only after the click
+    page.route("**/labels/suggest", lambda route: held.append(route))
+    page.goto(f"/studies/{sid}")
+    page.locator("#report-form").wait_for()
+    while not held:
+        page.wait_for_timeout(50)
+    assert page.locator("#labels-card tr[data-label]").count() == 0  # not shown yet
+    page.get_by_role("button", name="İmzala", exact=True).click()
+    page.wait_for_timeout(300)
+    for route in held:
+        route.continue_()
+    page.unroute("**/labels/suggest")
+    questions = page.locator("#sign-undecided fieldset")
+    questions.first.wait_for()
+    assert {questions.nth(i).get_attribute("data-label") for i in range(questions.count())} == (
+        UNDECIDED
+    )
+    assert set(answer_undecided(page)) == UNDECIDED
+    page.get_by_role("button", name="Bu metni imzala").click()
+    page.locator("#report-status[data-status='final']").wait_for()
+    ctx.close()

@@ -621,7 +621,8 @@
   }
   const dialog = $("sign-dialog");
   const AI_MARKS = ["(YZ önerisi", "(AI suggestion", "YZ bu kesit", "YZ bu görüntü", "The AI could not"];
-  if (signBtn) signBtn.addEventListener("click", () => {
+  if (signBtn) signBtn.addEventListener("click", async () => {
+    if (M.studyLabels) await M.studyLabels.ready();  // the Var / Yok questions need the labels
     const sections = onScreen();
     if (isEmpty(sections)) { message.textContent = T.report_empty; return; }
     // the AI's own marks left in the text are signed with it: said here, never removed unasked

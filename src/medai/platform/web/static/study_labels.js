@@ -21,6 +21,8 @@
   let signedVersion = null;
   let timer = null;
   let asked = 0;           // suggestions answered out of order: only the latest is shown
+  let ready = Promise.resolve();  // the labels loaded: the sign dialog waits for it
+  let latest = Promise.resolve(); // the latest suggestion asked
 
   const sections = () => Object.fromEntries(["technique", "findings", "impression", "recommendation"]
     .map((k) => [k, ($("sec-" + k) || {}).value || ""]));
@@ -85,7 +87,13 @@
         .map((l) => el("option", { value: l, text: labelName(task, l) })));
   }
 
-  async function suggest() {
+  // the labels as the text on screen reads them, asked of the server; the sign dialog waits for
+  // the latest answer (``ready``)
+  function suggest() {
+    latest = ask();
+    return latest;
+  }
+  async function ask() {
     const mine = ++asked;
     const r = await api(`/api/v1/studies/${id}/labels/suggest`, { method: "POST",
       json: { sections: sections(), labels: { ...choices } } });
@@ -101,7 +109,8 @@
     if (!s.ok) return;
     task = s.data.task;
     aiStates = Object.fromEntries(((s.data.ai_result || {}).findings || []).map((f) => [f.label, f.state]));
-    if (s.data.status === "received" || s.data.status === "analysing") { setTimeout(load, 1500); return; }
+    // not analysed yet: no AI label to ask about (a hand-written report signs now); asked again
+    if (s.data.status === "received" || s.data.status === "analysing") { setTimeout(() => { ready = load(); }, 1500); return; }
     // a retracted study (entered in error) is never signed: its labels would be another's
     card.hidden = s.data.status === "entered_in_error";
     if (card.hidden) return;
@@ -113,7 +122,7 @@
       show(stored.data.labels, M.fill(T.labels_signed, { version: signedVersion }));
       return;
     }
-    suggest();
+    await suggest();
   }
 
   $("labels-add-button").addEventListener("click", () => {
@@ -156,7 +165,16 @@
       .filter((e) => e.present !== null && e.suggested !== null && e.suggested !== undefined && e.suggested !== e.present)
       .map((e) => `${labelName(task, e.label)}: ${yesNo(e.label, e.suggested)}`),
     choose: (label, value) => { choices[label] = value; },
-    refresh: () => { signedVersion = null; for (const k of Object.keys(choices)) delete choices[k]; load(); },
+    refresh: () => { signedVersion = null; for (const k of Object.keys(choices)) delete choices[k]; ready = load(); },
+    // the sign dialog is built once the labels are shown: a Sign clicked while they load
+    // would otherwise ask no Var / Yok question and the server would refuse the signature
+    ready: async () => {
+      try {
+        await ready;
+        let seen;
+        do { seen = latest; await seen; } while (seen !== latest);
+      } catch (e) { /* the card says what failed; the dialog opens all the same */ }
+    },
   };
-  load();
+  ready = load();
 })();
