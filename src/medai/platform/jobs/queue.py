@@ -102,7 +102,6 @@ def start_delivery(threads: int):
     p = _worker_platform()
     if not p.settings.destinations():
         return None
-
     return DeliveryLoop.from_settings(p, threads=threads, name="celery-outbox").start()
 
 

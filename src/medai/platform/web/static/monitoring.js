@@ -94,7 +94,7 @@
       text: fill(validated ? T.monitor_reference_validation : T.monitor_reference_first, { n: m.reference.n }) }));
     if (need > 0 && v.total) parts.push(el("p", { class: "note", text: fill(T.monitor_waiting, { need, ref: s.reference_n, win: s.min_window }) }));
     if (recorded) {  // staff's recorded departments and urgency
-      const t = m.triage || { n: 0 };
+      const t = m.triage;  // never null here: that is what `recorded` asks
       parts.push(el("h3", { text: T.monitor_triage_title }), t.n
         ? table([T.monitor_n, T.monitor_abstained, T.monitor_department, T.monitor_red_sens, T.monitor_red_ppv],
           [[String(t.n), String(t.abstained), ci(t.department), ci(t.red_flag_sensitivity), ci(t.red_flag_ppv)]], false)
