@@ -11,10 +11,10 @@ TORCH  := torch==2.13.0
 # pytest re-rewrote the asserts of every test module in each worker (collection 18 s -> 9.5 s)
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-fast hypothesis-keep install install-dev lint clean settings-doc browser-deps integration-deps train-default-triage train-extended-triage \
+.PHONY: run test viewer-deps test-fast hypothesis-keep install install-dev lint clean settings-doc browser-deps integration-deps train-default-triage train-extended-triage \
 	benchmark-triage train-default-mri train-default-cxr benchmark-imaging benchmark-reporting benchmark-bundled-imaging \
 	benchmark-imaging-little-data \
-	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-imaging-scope fit-series-rule benchmark-series benchmark-study-stable benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
+	benchmark-red-flags train-red-flag-classifier seal-red-flags benchmark-scope benchmark-imaging-scope benchmark-out-of-label fit-series-rule benchmark-series benchmark-study-stable benchmark-serving benchmark-platform benchmark-dicom-e2e train-caption-retrieval \
 	deploy-deps wheelhouse image image-check wheelhouse-gpu image-gpu image-gpu-check compose-up compose-smoke deploy-tools chart-check units-check kube-play-smoke \
 	systemd-boot-smoke two-node-check backup-drill deploy-check gpu-check gpu-check-tiny gpu-wheels
 
@@ -34,7 +34,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-run: install
+run: install viewer-deps
 	$(BIN)/medai serve
 
 # docs/settings.md is generated from the fields of src/medai/settings.py (tests/core/test_settings_doc.py
@@ -52,18 +52,29 @@ browser-deps:
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 	test -f node_modules/axe-core/axe.min.js || npm ci --no-audit --no-fund
 
+# The diagnostic viewer: OHIF's prebuilt `dist/` from npm (`npm pack`, so none of its build-time
+# dependencies), pinned by version and by the registry's sha512 integrity, checked before it is
+# unpacked into .viewer/ohif (git-ignored; `medai serve` serves it under /viewer, the container
+# image carries it). Node/npm come from Debian where absent. Best effort, like the PACS: without
+# it /viewer answers 503 viewer_not_installed and the study page offers medai's own viewer.
+OHIF_VERSION   := 3.13.2
+OHIF_INTEGRITY := sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA==
+viewer-deps:
+	sh deploy/viewer/install-ohif.sh $(OHIF_VERSION) $(OHIF_INTEGRITY) || \
+	  echo "viewer-deps: OHIF not installed; /viewer answers 503 and its browser tests skip"
+
 # A real PACS and a DICOM modality for the integration tests: Debian's Orthanc (+ DICOMweb
-# plugin) and dcmtk (storescu/echoscu). Best effort: the tests that need them skip, saying
-# why, where apt-get cannot install them.
+# plugin) and dcmtk (storescu/echoscu); poppler's pdftotext reads the PDFs back. Best effort:
+# the tests that need them skip, saying why, where apt-get cannot install them.
 integration-deps:
-	command -v storescu >/dev/null 2>&1 && command -v Orthanc >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 || \
+	command -v storescu >/dev/null 2>&1 && command -v Orthanc >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	   orthanc orthanc-dicomweb dcmtk dicom3tools) || echo "integration-deps: not installed; PACS tests skip"
+	   orthanc orthanc-dicomweb dcmtk dicom3tools poppler-utils) || echo "integration-deps: not installed; PACS and PDF-text tests skip"
 
 # The suite in TEST_WORKERS processes (pytest-xdist), a test file per process at a time: its
 # module fixtures (servers, tiny models) are built once. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
-test: install-dev browser-deps integration-deps
+test: install-dev browser-deps integration-deps viewer-deps
 	$(BIN)/ruff check src tests benchmarks deploy
 	$(BIN)/ruff format --check src tests benchmarks deploy
 	$(BIN)/lint-imports
@@ -205,6 +216,18 @@ benchmark-scope: install
 benchmark-imaging-scope: install
 	$(BIN)/python benchmarks/out_of_scope_benchmark.py --cxr-data ../shared/data/chest_xray/manifest.csv \
 	    --mri-data ../shared/data/brain_mri/manifest.csv --out docs/benchmarks/imaging
+
+# Out-of-label chest films (ARDS, TB, SARS...): the served scope check, the detectors we could fit
+# instead, and the drafts' text before (the tree at OUT_OF_LABEL_BEFORE) and after, in one run
+# (~2 min; docs/benchmarks/out_of_scope.md)
+OUT_OF_LABEL_BEFORE ?= 4a1cfc509af1ea750b2fbd4d1ce57a3f623f95dc
+benchmark-out-of-label: install
+	rm -rf /tmp/medai-out-of-label-before && mkdir -p /tmp/medai-out-of-label-before
+	git archive $(OUT_OF_LABEL_BEFORE) src ':(exclude)src/medai/assets/models' | tar -x -C /tmp/medai-out-of-label-before
+	PYTHONPATH=/tmp/medai-out-of-label-before/src $(BIN)/python benchmarks/out_of_label_benchmark.py \
+	    --data ../shared/data/chest_xray/manifest.csv --drafts-only /tmp/medai-out-of-label-before/drafts.json
+	$(BIN)/python benchmarks/out_of_label_benchmark.py --data ../shared/data/chest_xray/manifest.csv \
+	    --before-drafts /tmp/medai-out-of-label-before/drafts.json --out docs/benchmarks/imaging
 
 # the brain MRI series rule (recorded in mri-default's operating points), then series reading
 # measured: order invariance, cost per slice, the rule table (docs/benchmarks/series.md)

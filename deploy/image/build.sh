@@ -203,6 +203,11 @@ build_medai() {  # cpu|gpu
         /usr/local/bin/medai-healthcheck >/dev/null
     buildah copy --quiet --chmod 0644 "$ctr" "$here/medai_wait.py" /usr/local/lib/medai-image/ \
         >/dev/null
+    # the diagnostic viewer (OHIF's prebuilt dist, pinned by version and integrity in the
+    # Makefile), served by medai under /viewer (MEDAI_VIEWER_DIR below)
+    (cd "$root" && make --no-print-directory viewer-deps >/dev/null)
+    [ -f "$root/.viewer/ohif/dist/index.html" ] || die "no OHIF dist in .viewer/ohif (make viewer-deps)"
+    buildah copy --quiet "$ctr" "$root/.viewer/ohif/dist" /opt/medai-viewer >/dev/null
     log "installing medai from $(basename "$wheels") (no network)"
     buildah run --network none --volume "$wheels:/wheelhouse:ro" \
         --env PYTHONDONTWRITEBYTECODE=1 --env PYTHONHASHSEED=0 --env SOURCE_DATE_EPOCH \
@@ -245,7 +250,7 @@ build_medai() {  # cpu|gpu
         --env LANG=C.UTF-8 --env PYTHONUNBUFFERED=1 --env PYTHONDONTWRITEBYTECODE=1 \
         --env HOME=/var/lib/medai --env MEDAI_HOME=/var/lib/medai \
         --env MEDAI_HOST=0.0.0.0 --env MEDAI_DICOM_HOST=0.0.0.0 \
-        --env MEDAI_IMAGE_REVISION="$revision" \
+        --env MEDAI_IMAGE_REVISION="$revision" --env MEDAI_VIEWER_DIR=/opt/medai-viewer \
         --user 10001:10001 --workingdir /var/lib/medai --volume /var/lib/medai \
         --port 8000/tcp --port 11112/tcp --stop-signal SIGTERM \
         --entrypoint '["/usr/bin/tini", "--", "/usr/local/bin/medai-entrypoint"]' \

@@ -221,6 +221,11 @@ class ServingSettings(SettingsGroup):
         "DICOM node looks for a newly promoted or rolled "
         "back model in the registry (seconds)",
     )
+    viewer_dir: Path | None = Field(
+        default=None,
+        description="the diagnostic viewer's files (OHIF's prebuilt dist, installed by `make "
+        "viewer-deps`), served under /viewer; unset: the checkout's .viewer/ohif/dist",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

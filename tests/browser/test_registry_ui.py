@@ -313,7 +313,13 @@ def test_a_validation_on_too_few_studies_reads_inconclusive_with_its_sample_size
         version = httpx.get(f"{base}/api/v1/studies/{sid}/report", headers=rad, timeout=30).json()[
             "version"
         ]
-        labels = {"Pneumonia": True} if positive else {"Pneumonia": False, "No Finding": True}
+        # a consistent set whatever the AI said (the normal label never beside a finding, nor
+        # absent with nothing present: issue 67, a contradictory set is refused)
+        labels = (
+            {"Pneumonia": True, "No Finding": False}
+            if positive
+            else {"Pneumonia": False, "COVID-19": False, "No Finding": True}
+        )
         r = httpx.post(
             f"{base}/api/v1/studies/{sid}/report/sign",
             headers=rad,

@@ -16,7 +16,8 @@ from helpers.platform import png_bytes, ui_server
 pytestmark = pytest.mark.slow
 
 # "No Finding" and COVID-19 both above their thresholds: the AI cannot decide between them
-# (and so not COVID-19's parents); bacterial pneumonia decided absent
+# (and so not COVID-19's parents, which follow COVID-19's answer and are never asked, issue 67);
+# bacterial pneumonia decided absent
 CXR = {
     "No Finding": 0.8,
     "COVID-19": 0.5,
@@ -33,7 +34,8 @@ POLICY = {
         "No Finding": 0.699,
     }
 }
-UNDECIDED = {"No Finding", "COVID-19", "Viral_Pneumonia", "Pneumonia"}
+UNDECIDED = {"No Finding", "COVID-19"}
+FOLLOWERS = {"Viral_Pneumonia", "Pneumonia"}
 SHOTS = Path("/work/shots59/signoff")
 
 
@@ -87,6 +89,11 @@ def test_the_text_suggests_and_the_sign_dialog_lists_exactly_what_the_radiologis
         row = card.locator(f"tr[data-label='{label}']")
         assert row.get_attribute("data-source") == "undecided"
         assert row.locator(".label-choose button").count() == 2
+    for label in FOLLOWERS:  # no question: settled by the answer about COVID-19
+        row = card.locator(f"tr[data-label='{label}']")
+        assert row.get_attribute("data-source") == "undecided"
+        assert row.locator(".label-choose button").count() == 0
+        assert "COVID-19" in row.locator(".label-follows").inner_text()
 
     # typing a finding and a denial: no label moves; the text's reading is offered
     page.locator("#sec-findings").fill(
@@ -136,7 +143,16 @@ def test_the_text_suggests_and_the_sign_dialog_lists_exactly_what_the_radiologis
     page.locator("#sign-undecided").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / f"sign-dialog-tr-{width}-asks.png"))
     answered = answer_undecided(page, present=False)
-    page.locator("#sign-undecided fieldset[data-label='COVID-19'] input[value='true']").check()
+    covid_q = "#sign-undecided fieldset[data-label='COVID-19']"
+    # COVID-19 (viral) beside the bacterial pneumonia just added: the label space's siblings
+    # exclude each other, so the dialog says so and keeps Sign off (issue 67, item 8)
+    page.locator(f"{covid_q} input[value='true']").check()
+    clash = page.locator("#sign-contradiction")
+    clash.wait_for(state="visible")
+    assert "Bakteriyel pnömoni" in clash.inner_text() and "COVID-19" in clash.inner_text()
+    assert confirm.is_disabled()
+    page.locator(f"{covid_q} input[value='false']").check()
+    clash.wait_for(state="hidden")
     assert set(answered) == UNDECIDED and confirm.is_enabled()
     page.locator("#sign-label-changes").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / f"sign-dialog-tr-{width}-answered.png"))
@@ -147,7 +163,9 @@ def test_the_text_suggests_and_the_sign_dialog_lists_exactly_what_the_radiologis
     stored = page.request.get(f"/api/v1/studies/{sid}/labels").json()["labels"]
     said = {x["label"]: (x["present"], x["source"]) for x in stored}
     assert said["Bacterial_Pneumonia"] == (True, "added")
-    assert said["COVID-19"] == (True, "decided") and said["No Finding"] == (False, "decided")
+    assert said["COVID-19"] == (False, "decided") and said["No Finding"] == (False, "decided")
+    # the followers: viral pneumonia with COVID-19's answer, pneumonia with the added finding
+    assert said["Viral_Pneumonia"] == (False, "decided") and said["Pneumonia"] == (True, "decided")
     ctx.close()
 
 

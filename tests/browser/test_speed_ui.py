@@ -64,9 +64,20 @@ def order(page) -> list[dict]:
 
 
 def sign_by_api(page, sid: int) -> None:
-    study = page.request.get(f"/api/v1/studies/{sid}").json()
     version = page.request.get(f"/api/v1/studies/{sid}/report").json()["version"]
-    labels = {f["label"]: f["state"] == "present" for f in study["ai_result"]["findings"]}
+    # the labels in real doubt decided as the sign dialog asks them (the first candidate
+    # present), the AI's decided ones endorsed (helpers.platform.decided): marking every
+    # undecided label absent, the normal one included, is refused as contradictory
+    labels: dict[str, bool] = {}
+    asked = page.request.post(
+        f"/api/v1/studies/{sid}/labels/suggest",
+        headers=csrf(page),
+        data={"sections": {}, "labels": {}},
+    )
+    assert asked.status == 200, asked.text()
+    open_ = [e["label"] for e in asked.json()["labels"] if e["needs_decision"]]
+    for k, label in enumerate(open_):
+        labels[label] = k == 0
     r = page.request.post(
         f"/api/v1/studies/{sid}/report/sign",
         headers=csrf(page),
@@ -304,8 +315,11 @@ def test_a_study_is_reanalysed_as_another_type_from_its_page(server, browser, sh
 
     # signed: the control says why it is closed, and the server refuses it too
     sign_by_api(page, sid)
+    # the signature holds: no analysis after it changes the study's status (checked, not assumed)
+    assert settled(page, sid)["status"] == "final"
     page.reload()
-    page.locator("#reanalyse[data-state='signed']").wait_for(state="attached")
+    page.locator("#report-status[data-status='final']").wait_for(timeout=90_000)
+    page.locator("#reanalyse[data-state='signed']").wait_for(state="attached", timeout=90_000)
     box.locator("summary").click()
     assert page.get_by_role("button", name="Yeniden analiz et").is_disabled()
     assert "İmzalı rapor yeniden analiz edilmez" in page.locator("#reanalyse-message").inner_text()

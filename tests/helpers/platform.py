@@ -540,7 +540,7 @@ def decided(
     present: bool | None = None,
     base: str = "",
 ) -> dict[str, bool]:
-    """The ``labels`` of a sign request with every label the AI left undecided decided by the
+    """The ``labels`` of a sign request with every label in real doubt decided by the
     radiologist (an answer in ``labels`` is kept): ``present`` for each, or by default the AI's
     first candidate present and the others absent, as a radiologist choosing between them would.
     Signing needs each one decided (409 ``undecided_labels`` otherwise). Asked of the real
@@ -555,7 +555,9 @@ def decided(
     if r.status_code in (404, 409):  # no such study, or a retracted one: the signature says why
         return choices
     assert r.status_code == 200, r.text
-    open_ = [e["label"] for e in r.json()["labels"] if e["present"] is None]
+    # the labels in real doubt, as the sign dialog asks them (a parent that follows an
+    # undecided sub-finding is settled by that one's answer)
+    open_ = [e["label"] for e in r.json()["labels"] if e["needs_decision"]]
     for k, label in enumerate(open_):
         choices.setdefault(label, (k == 0) if present is None else present)
     return choices

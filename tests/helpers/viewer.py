@@ -97,6 +97,8 @@ def store_read(
     key: list[str],
     heatmap_instance: str | None = None,
     in_series: int | None = None,
+    read_extra: dict | None = None,
+    update=None,
 ) -> dict:
     """A new imaging result of the study (the latest one, as every view reads it): the stored
     result's findings, decision, model and heatmap, with ``read`` naming the slices read and
@@ -120,6 +122,9 @@ def store_read(
         "rule": "test",
         "series_choice": {"chosen": series_uid, "considered": 1, "why": "the only series"},
     }
+    payload["read"] |= read_extra or {}
+    if update is not None:  # e.g. the decision of another reading: payload -> payload
+        payload = update(payload)
     if heatmap_instance is not None:
         payload["heatmap_instance"] = heatmap_instance
     # another reading of the same model: its own row, the latest (a content hash of its own

@@ -38,8 +38,10 @@ def _valid(task, d) -> None:
         if d.conflict:  # the normal label passed beside a finding: never settled silently
             assert task.normal in passing and task.normal in d.conflict, d
             assert all(r.basis == "conflict" for r in d.labels if r.label in d.conflict), d
-        elif task.normal in passing:
+        elif task.normal in passing:  # a lead settled it: the findings said outweighed
             assert pos == {task.normal}, d
+            outweighed = {r.label for r in d.labels if r.basis == "outweighed"}
+            assert outweighed == passing - {task.normal} - excluded_of(d), d
     undecided = {r.label for r in d.labels if r.state == "indeterminate"}
     assert undecided >= set(d.candidates), d
     assert bool(undecided) == (d.state == "indeterminate"), d
@@ -52,6 +54,10 @@ def _valid(task, d) -> None:
     assert {r.label for r in d.labels if r.state == "present"} == pos
 
 
+def excluded_of(d) -> set[str]:
+    return {r.label for r in d.labels if r.basis == "excluded"}
+
+
 @st.composite
 def case(draw):
     task = draw(st.sampled_from(TASKS))
@@ -62,6 +68,7 @@ def case(draw):
         policy = OperatingPolicy(
             thresholds=dict(zip(task.labels, thr, strict=True)),
             normal_conflict=draw(st.sampled_from(["indeterminate", "finding"])),
+            normal_lead=draw(st.sampled_from([None, 0.0, 2.0])),
         )
     else:
         raw = np.array(draw(st.lists(st.floats(0.001, 1.0), min_size=n, max_size=n)))

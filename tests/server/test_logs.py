@@ -23,6 +23,7 @@ from helpers.platform import (
     PASSWORD,
     bearer,
     clinic,
+    decided,
     free_port,
     png_bytes,
     wait_ready,
@@ -189,10 +190,8 @@ def _workflow(client, app) -> int:
     text = f"{MARK} {NO_GLYPH}"
     sections = {"technique": text, "findings": text, "impression": text, "recommendation": text}
     v2 = call("PUT", url, 200, headers=rad, json={"version": version, "sections": sections})
-    undecided = call(  # the labels the AI left undecided: decided before signing
-        "POST", f"/api/v1/studies/{sid}/labels/suggest", 200, headers=rad, json={"sections": {}}
-    )["labels"]
-    labels = {e["label"]: False for e in undecided if e["present"] is None}
+    client.cookies.clear()
+    labels = decided(client, rad, sid)  # the labels in real doubt, answered as the dialog does
     call("POST", f"{url}/sign", 200, headers=rad, json={"version": v2["version"], "labels": labels})
     call("GET", f"{url}/pdf", 200, headers=rad)
     call("GET", f"{url}/fhir", 200, headers=clin)

@@ -72,3 +72,13 @@ def test_the_quick_start_works_as_written(tmp_path, tfidf_model_dir, tiny_imagin
     assert report["status"] == "preliminary" and report["source"] == "ai", report
     assert signed["status"] == "final" and signed["signed_by"] == "dr.ayse", signed
     assert fhir["resourceType"] == "Bundle"
+    # the signature's verdicts travel: one final Observation per stored label (issue 67)
+    (dr,) = [
+        e["resource"] for e in fhir["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"
+    ]
+    finals = {
+        e["resource"]["id"]
+        for e in fhir["entry"]
+        if e["resource"]["resourceType"] == "Observation" and e["resource"]["status"] == "final"
+    }
+    assert dr["result"] and {r["reference"].split("/", 1)[1] for r in dr["result"]} == finals

@@ -156,6 +156,7 @@ def _backup_failed(exc: Exception, as_json: bool) -> None:
         "manifest_unauthenticated",
         "manifest_forged",
         "unlisted_files",
+        "unsafe_file",
         "engine_mismatch",
         "schema_newer",
         "pg_tool_missing",

@@ -38,6 +38,12 @@ CODES: dict[str, Code] = {
     "kiosk_revoked": Code(401, "a kiosk an administrator revoked"),
     # 403
     "forbidden": Code(403, "this role may not do this (or a missing CSRF token)"),
+    "measurement_forbidden": Code(
+        403, "only an account that may report files measurements (a TID 1500 SR over STOW-RS)"
+    ),
+    "measurement_unusable": Code(
+        422, "a measurement report medai cannot file (no study held, or an image not its own)"
+    ),
     "approval_pending": Code(403, "the account waits for a colleague's approval"),
     "approval_self": Code(403, "an account cannot approve itself"),
     "not_own_account": Code(
@@ -61,6 +67,12 @@ CODES: dict[str, Code] = {
         409,
         "a signature leaving labels the AI could not decide undecided: choose present or "
         "absent for each (listed in errors)",
+    ),
+    "contradictory_labels": Code(
+        409,
+        "a signature whose labels contradict each other (the normal label absent and no "
+        "finding present, the normal label beside a finding, …): nothing is signed; errors "
+        "name each contradiction (type) and its labels (loc)",
     ),
     "report_signed": Code(
         409,
@@ -88,6 +100,12 @@ CODES: dict[str, Code] = {
     "job_running": Code(409, "a model job of this kind is running already"),
     # 413
     "too_large": Code(413, "the body or file is too large (checked while streaming)"),
+    # 406
+    "not_acceptable": Code(
+        406,
+        "the Accept header takes no media type or transfer syntax the object is stored in "
+        "(DICOMweb frames are sent as stored, never transcoded)",
+    ),
     # 415
     "unsupported_media_type": Code(415, "a media type the route does not read"),
     # 422
@@ -128,6 +146,9 @@ CODES: dict[str, Code] = {
     "database_busy": Code(503, "the database is busy"),
     "database_unavailable": Code(503, "the database cannot be reached"),
     "not_ready": Code(503, "readiness: a dependency is not ready"),
+    "viewer_not_installed": Code(
+        503, "the diagnostic viewer (OHIF) is not installed: `make viewer-deps`"
+    ),
     "schema_behind": Code(503, "readiness: the database is not migrated yet (medai migrate)"),
     "schema_newer": Code(503, "readiness: a newer release migrated the database"),
     # never an HTTP answer: the CLI's --json output, job results, delivery rows, logs
@@ -153,6 +174,10 @@ CODES: dict[str, Code] = {
     "superseded": Code(None, "a delivery superseded by a newer one"),
     "nothing_sent": Code(None, "a rejection note for a PACS that was sent nothing to reject"),
     "backup_damaged": Code(None, "a backup whose files do not match its manifest"),
+    "unsafe_file": Code(
+        None,
+        "a backup folder holding a symbolic link, FIFO, device or socket: refused unread",
+    ),
     "manifest_forged": Code(None, "a backup whose manifest does not verify under the site's key"),
     "manifest_unauthenticated": Code(None, "a backup whose manifest carries no authentication"),
     "unlisted_files": Code(None, "a backup folder holding files its manifest does not list"),
@@ -177,6 +202,7 @@ BY_STATUS: dict[int, str] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    406: "not_acceptable",
     408: "request_timeout",
     409: "conflict",
     413: "too_large",

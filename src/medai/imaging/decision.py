@@ -12,10 +12,18 @@ from the task registry:
   *conflict*, never settled silently. The policy's ``normal_conflict`` (chosen on validation,
   ``operating.choose_conflict``) makes it either ``indeterminate`` (the normal label and the
   passing findings are the candidates) or ``finding`` (the findings are present, the normal
-  label is absent *because of the conflict*, and the decision carries ``conflict``). When
-  neither passes, the most likely of them is taken and marked ``low_confidence``;
+  label is absent *because of the conflict*, and the decision carries ``conflict``). A normal
+  label that leads every passing finding by ``normal_lead`` (log-odds above the thresholds,
+  chosen on validation for a stated cost, ``operating.choose_normal_lead``) is no conflict:
+  the film is normal and those findings are absent, ``outweighed``. When neither passes, the
+  most likely of them is taken and marked ``low_confidence``;
 - a label hierarchy (COVID-19 ⇒ viral pneumonia ⇒ pneumonia) is kept closed upwards, and
   mutually exclusive siblings (bacterial vs viral pneumonia) keep only the stronger branch.
+
+Only labels in real doubt are questions for the signer (``questions``): an undecided label
+that is undecided only because a sub-finding is (viral pneumonia at 0.1 % beside an undecided
+COVID-19) carries that sub-finding as ``implied_by`` and is settled by the answer about it
+(``follow``), never asked on its own.
 
 Each label carries its one ``state`` (present, absent, indeterminate) and ``basis`` (why). Every
 output reads ``state``; a stored result is turned back into a ``Decision`` by ``read`` (results
@@ -30,12 +38,14 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from medai.core import label_rules
 from medai.core.task_registry import Task
 
 # why a label has its state: passed its threshold, implied by a present sub-finding, the most
 # likely when nothing passed, below its threshold, the weaker of exclusive siblings, not the top
-# class, among the candidates of an undecided result, or one side of a normal-vs-finding
-# conflict ("indeterminate" is what results stored before "candidate" said)
+# class, among the candidates of an undecided result, one side of a normal-vs-finding
+# conflict, or a passing finding the normal label outweighed by ``normal_lead``
+# ("indeterminate" is what results stored before "candidate" said)
 Basis = Literal[
     "above_threshold",
     "implied",
@@ -46,6 +56,7 @@ Basis = Literal[
     "candidate",
     "conflict",
     "indeterminate",
+    "outweighed",
 ]
 BASES: tuple[str, ...] = Basis.__args__  # type: ignore[attr-defined]
 State = Literal["normal", "abnormal", "indeterminate", "none"]
@@ -74,6 +85,14 @@ class OperatingPolicy(BaseModel):
         "normal label passing beside a passing finding becomes "
         "(chosen on validation)",
     )
+    normal_lead: float | None = Field(
+        None,
+        ge=0.0,
+        description="multi-label tasks: a normal label passing beside passing findings settles "
+        "the film as normal (those findings absent, 'outweighed') when its log-odds margin over "
+        "its threshold leads each finding's by at least this; None: never (chosen on "
+        "validation for a stated cost, operating.choose_normal_lead)",
+    )
 
 
 class LabelDecision(BaseModel):
@@ -83,7 +102,11 @@ class LabelDecision(BaseModel):
     positive: bool = Field(..., description="decided present (state == 'present')")
     state: LabelState = Field("absent", description="the one state every view reads")
     basis: Basis
-    implied_by: str | None = None
+    implied_by: str | None = Field(
+        None,
+        description="present: the sub-finding that implies it; indeterminate: the undecided "
+        "sub-finding it follows (its doubt is that one's: not a question of its own)",
+    )
     fragile: bool = Field(
         False,
         description="its operating point rests on few validation "
@@ -107,7 +130,13 @@ class Decision(BaseModel):
         "specific decided findings (parents implied by them left out)",
     )
     low_confidence: bool = False
-    indeterminate_reason: Literal["low_confidence", "close_call", "conflict"] | None = None
+    indeterminate_reason: (
+        Literal["low_confidence", "close_call", "conflict", "small_lesion"] | None
+    ) = Field(
+        None,
+        description="why undecided; small_lesion: a series whose tumour-suggesting slices are "
+        "too few for its decision rule (``imaging.series``), never read as no tumour",
+    )
     candidates: list[str] = Field(
         default_factory=list,
         description="indeterminate: the labels the model could not separate, most probable first",
@@ -239,14 +268,29 @@ def _multilabel(
     low_confidence = False
     conflict: list[str] = []
     undecided: set[str] = set()
+    follows: dict[str, str] = {}  # an undecided parent -> the undecided sub-finding it follows
+    outweighed: set[str] = set()
     if normal is not None:
-        if normal in cand and diseases:  # the model says normal and a finding: a conflict
+        lead = (
+            margins[normal] - max(margins[d] for d in diseases)
+            if normal in cand and diseases
+            else None
+        )
+        if lead is not None and policy.normal_lead is not None and lead >= policy.normal_lead:
+            outweighed, diseases = set(diseases), set()  # the normal label far ahead: normal
+            cand = {normal}
+            basis.update({lab: "outweighed" for lab in outweighed})
+        elif normal in cand and diseases:  # the model says normal and a finding: a conflict
             conflict = sorted({normal} | diseases, key=lambda lab: (-p[lab], rank[lab]))
             basis.update({lab: "conflict" for lab in conflict})
             if policy.normal_conflict == "indeterminate":
                 undecided = set(conflict)
-                for d in diseases:  # a candidate finding's parents are undecided with it
-                    undecided |= {a for a in ancestors(task, d) if a in labels}
+                # a candidate finding's parents are undecided with it, settled by its answer
+                for d in sorted(diseases, key=lambda lab: (-margins[lab], rank[lab])):
+                    for a in ancestors(task, d):
+                        if a in labels and a not in undecided:
+                            follows.setdefault(a, d)
+                undecided |= set(follows)
                 diseases = set()
             cand.discard(normal)
         elif normal not in cand and not diseases:  # neither: the most likely, said to be unsure
@@ -282,6 +326,8 @@ def _multilabel(
             b = basis.get(lab, "above_threshold")
         elif lab in undecided or lab in conflict:  # a candidate, or the normal label overruled
             b = "conflict" if lab in conflict else "candidate"
+        elif lab in outweighed:
+            b = "outweighed"
         else:
             b = "excluded" if lab in excluded else "below_threshold"
         rows.append(
@@ -292,7 +338,7 @@ def _multilabel(
                 positive=lab in positives_set,
                 state=state,
                 basis=b,
-                implied_by=implied_by.get(lab),
+                implied_by=implied_by.get(lab) or follows.get(lab),
                 fragile=lab in policy.fragile,
             )
         )
@@ -336,25 +382,13 @@ def decide_array(
 
 
 def from_labels(task: Task, positives: Sequence[str]) -> Decision:
-    """A decision from findings a person named (all present): the hierarchy is closed and a
-    normal label beside a disease is refused (ValueError)."""
+    """A decision from findings a person named (all present): the hierarchy is closed, and a
+    set the label space makes contradictory (a normal label beside a disease, exclusive
+    siblings, two classes of a one-class task: ``core.label_rules``) is refused (ValueError)."""
     chosen = set(positives)
-    normal = task.normal
-    if normal in chosen and len(chosen) > 1:
-        raise ValueError(
-            f"{normal!r} cannot be given together with findings "
-            f"({', '.join(sorted(chosen - {normal}))})"
-        )
-    for group in task.siblings:
-        branches = [
-            m for m in group if any(lab == m or m in ancestors(task, lab) for lab in chosen)
-        ]
-        if len(branches) > 1:
-            raise ValueError(f"{' and '.join(branches)} exclude each other; name one")
-    if not task.multilabel and len(chosen) > 1:
-        raise ValueError(
-            f"task {task.name!r} has exactly one class per image; got {', '.join(sorted(chosen))}"
-        )
+    found = label_rules.contradictions(task, dict.fromkeys(chosen, True))
+    if found:  # the one rule a signature's labels are checked by (core.label_rules)
+        raise ValueError("; ".join(c.message() for c in found))
     probs = {lab: (1.0 if lab in chosen else 0.0) for lab in task.labels}
     policy = OperatingPolicy(thresholds={lab: 0.5 for lab in task.labels}, min_confidence=0.5)
     if not chosen:
@@ -373,6 +407,54 @@ def from_labels(task: Task, positives: Sequence[str]) -> Decision:
             ],
         )
     return decide(task, probs, policy)
+
+
+def _row(row: LabelDecision | Mapping) -> Mapping:
+    return row.model_dump() if isinstance(row, LabelDecision) else row
+
+
+def questions(rows: Sequence[LabelDecision | Mapping]) -> list[str]:
+    """The labels a signer must answer (Var / Yok) before signing: those the AI left undecided
+    whose doubt is their own. An undecided label that follows an undecided sub-finding
+    (``implied_by``: viral pneumonia at 0.1 % beside an undecided COVID-19) is no question:
+    the answer about the sub-finding settles it (``follow``). Labels the AI decided, however
+    close to their thresholds, are endorsed or clicked, never asked. The one rule the sign-off,
+    the labels API and the sign dialog share."""
+    out = []
+    for row in map(_row, rows):
+        if row.get("label") and stored_state(row) == "indeterminate" and not row.get("implied_by"):
+            out.append(str(row["label"]))
+    return out
+
+
+def follow(
+    task: Task, rows: Sequence[LabelDecision | Mapping], said: Mapping[str, bool | None]
+) -> dict[str, bool | None]:
+    """Each undecided label that follows a sub-finding (not one of ``questions``), settled by
+    what ``said`` (label -> present, absent, or None: not answered yet) holds of the undecided
+    labels below it: present when one of them, or any label below it, is present (the
+    hierarchy is closed upwards; a present sub-finding beside an absent parent is a
+    contradiction a signature is refused for, ``core.label_rules``),
+    absent when every one of them is absent (it did not pass its own threshold, or it would be
+    a candidate itself), None while one is unanswered."""
+    rows = [_row(r) for r in rows]
+    asked = set(questions(rows))
+    out: dict[str, bool | None] = {}
+    for row in rows:
+        lab = str(row.get("label") or "")
+        if not lab or lab in asked or stored_state(row) != "indeterminate":
+            continue
+        below = [q for q in asked if lab in ancestors(task, q)] or [str(row["implied_by"])]
+        answers = [said.get(q) for q in below]
+        # a sub-finding the signer marked present (bacterial pneumonia added beside an
+        # undecided COVID-19 answered absent) implies it as much as an answer does
+        marked = any(v is True and lab in ancestors(task, q) for q, v in said.items())
+        out[lab] = (
+            True
+            if marked or any(a is True for a in answers)
+            else (False if all(a is False for a in answers) else None)
+        )
+    return out
 
 
 def stored_state(row: Mapping, undecided: set[str] | frozenset[str] = frozenset()) -> LabelState:

@@ -6,7 +6,8 @@ with a minimum precision per label, and stored as ``operating_points.json`` in t
 directory — a hashed file, so a result's content hash names the operating points it was decided
 with. Each label's sensitivity and PPV on validation carry bootstrap confidence intervals, and a
 label that only a handful of validation images decided is flagged (``few_positives``) rather
-than served silently.
+than served silently. A normal label passing beside a finding is settled by a rule chosen for
+an explicit cost (``decision_cost``: a missed finding costs ``MISS_COST`` undecided films).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def load_policy(directory: Path | None, card, labels: Sequence[str]) -> Operatin
         min_confidence=float(raw.get("min_confidence", 0.0)),
         min_margin=float(raw.get("min_margin", 0.0)),
         normal_conflict=raw.get("normal_conflict", "indeterminate"),
+        normal_lead=None if raw.get("normal_lead") is None else float(raw["normal_lead"]),
         fragile=[lab for lab in raw.get("few_positives", []) if lab in labels],
     )
 
@@ -324,6 +326,88 @@ def choose_conflict(
     }
 
 
+MISS_COST = 10.0
+"""C: what a missed finding costs, counted in undecided normal films (``decision_cost``): one
+film whose finding the AI states absent costs as much as ten films it leaves undecided. The AI
+is a suggestion a radiologist reads every film beside, so an undecided film costs a minute of
+the radiologist's own reading and one Var / Yok answer; a finding the AI calls absent costs far
+more, because a reader shown "normal" overlooks more (automation bias) and the finding may go
+unreported. Ten, not 3 or 30: the chosen rule is the same at all three on cxr-default's
+validation split (docs/benchmarks/conflict.md), so it does not hang on the exact ratio."""
+FALSE_COST = 2.0
+"""What a normal film read as a finding costs, in undecided films: the signer must see and
+reject a finding the AI stated, and one signed through is a wrong report; twice an undecided
+film's one answer."""
+NORMAL_LEAD_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def decision_cost(
+    task: Task,
+    labels: Sequence[str],
+    targets: np.ndarray,
+    probs: np.ndarray,
+    policy: OperatingPolicy,
+    miss_cost: float = MISS_COST,
+    false_cost: float = FALSE_COST,
+) -> dict:
+    """What ``policy`` costs on these images, per film, through the decision: a film with a
+    finding that the decision states absent (read as normal, or COVID-19 read as bacterial
+    pneumonia) costs ``miss_cost``; a film left undecided costs 1; a normal film read as a
+    finding costs 1 (the signer rejects it, one click, as much as an undecided film's answer).
+    Labels a film is not annotated for count nothing."""
+    labels = list(labels)
+    j = labels.index(task.normal) if task.normal in labels else None
+    others = [k for k, lab in enumerate(labels) if lab != task.normal]
+    missed = undecided = false = 0
+    for i, d in enumerate(decide_array(task, labels, probs, policy)):
+        normal = j is not None and targets[i, j] == 1
+        truth = [labels[k] for k in others if targets[i, k] == 1]
+        if d.state == "indeterminate":
+            undecided += 1
+        elif any(d.state_of(lab) == "absent" for lab in truth):
+            missed += 1
+        elif normal and not truth and d.state == "abnormal":
+            false += 1
+    return {
+        "missed_findings": missed,
+        "undecided": undecided,
+        "false_findings": false,
+        "miss_cost": miss_cost,
+        "false_cost": false_cost,
+        "cost": miss_cost * missed + undecided + false_cost * false,
+    }
+
+
+def choose_normal_lead(
+    task: Task,
+    labels: Sequence[str],
+    targets: np.ndarray,
+    probs: np.ndarray,
+    policy: OperatingPolicy,
+    miss_cost: float = MISS_COST,
+) -> tuple[OperatingPolicy, dict]:
+    """The lead (log-odds, ``NORMAL_LEAD_GRID`` or None: never) by which a passing normal label
+    settles a conflict as a normal film, chosen on validation for the least
+    ``decision_cost``; ties go to the larger lead (the fewest conflicts settled: nothing is
+    read as normal that a smaller validation gain bought). Only for a conflict left
+    indeterminate: a policy settling conflicts as the finding keeps them so."""
+    if policy.normal_conflict != "indeterminate":
+        return policy, {}
+    rows = []
+    for lead in (None, *NORMAL_LEAD_GRID):
+        trial = policy.model_copy(update={"normal_lead": lead})
+        cost = decision_cost(task, labels, targets, probs, trial, miss_cost)
+        rows.append({"normal_lead": lead, **cost})
+    best = min(
+        rows,
+        key=lambda r: (r["cost"], -(np.inf if r["normal_lead"] is None else r["normal_lead"])),
+    )
+    return policy.model_copy(update={"normal_lead": best["normal_lead"]}), {
+        "miss_cost": miss_cost,
+        "normal_lead_table": rows,
+    }
+
+
 def choose_policy(
     task: Task,
     labels: Sequence[str],
@@ -342,6 +426,9 @@ def choose_policy(
         if task.normal in labels:
             policy, conflict = choose_conflict(task, labels, targets, probs, policy)
             extra.update(conflict)
+            policy, lead = choose_normal_lead(task, labels, targets, probs, policy)
+            extra.update(lead)
+            extra["validation_cost"] = decision_cost(task, labels, targets, probs, policy)
     else:
         policy, extra = choose_exclusive(task, labels, targets, probs)
     decided = decided_matrix(task, labels, probs, policy)

@@ -63,6 +63,46 @@ class ReadExclusion(BaseModel):
     reason: str = Field(..., description="an image refusal code (``REFUSAL_CODES``)")
 
 
+class ReadDuplicate(BaseModel):
+    """An instance set aside as another's duplicate: it counts once (issue 67). ``same_as``
+    names the slice kept; ``reason``: ``same_position`` (the same ImagePositionPatient and
+    ImageOrientationPatient, from the header) or ``same_pixels`` (identical decoded pixels)."""
+
+    instance: str
+    same_as: str
+    reason: Literal["same_position", "same_pixels"]
+
+
+class UndecidedSlices(BaseModel):
+    """Slices that suggest a finding but are too few for the series rule to decide it (a small
+    lesion): the study is left undecided with them as its key slices, never read as normal.
+    ``numbers``: 1-based, in the viewer's anatomical order (its "10 / 20" counter)."""
+
+    label: str
+    instances: list[str] = Field(default_factory=list)
+    numbers: list[int] = Field(default_factory=list)
+    needed: int = Field(..., ge=1, description="neighbouring slices the rule needs to decide")
+    min_probability: float = Field(..., description="the probability that makes a slice count")
+
+
+class SeriesAccount(BaseModel):
+    """One series of the study and what became of it: read (with its own decision) or not,
+    and why (``reason``: ``localizer``, ``too_many_series``, ``no_image`` or a refusal code;
+    ``message`` in words)."""
+
+    series_uid: str | None = None
+    series_number: int | None = None
+    description: str | None = Field(None, description="the series' SeriesDescription")
+    slices: int = Field(0, ge=0, description="its distinct slices")
+    read: bool = False
+    state: str | None = Field(None, description="its own decision's state when read")
+    primary: str | None = None
+    candidates: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    message: str | None = None
+    decides: bool = Field(False, description="the series the study's decision comes from")
+
+
 class ReadInfo(BaseModel):
     """What an imaging result read (``imaging.series``): the series, how many of its slices
     were read and which ones carry the decision. Slices are counted one per frame: the frames
@@ -85,6 +125,16 @@ class ReadInfo(BaseModel):
     series_choice: SeriesChoice | None = None
     excluded: list[ReadExclusion] = Field(
         default_factory=list, description="slices read but not used for the decision"
+    )
+    duplicates: list[ReadDuplicate] = Field(
+        default_factory=list, description="instances set aside as duplicates: each counts once"
+    )
+    undecided_slices: UndecidedSlices | None = Field(
+        None, description="a small lesion: slices suggesting a finding, too few to decide it"
+    )
+    series: list[SeriesAccount] = Field(
+        default_factory=list,
+        description="every series of the study and what became of it (read or why not)",
     )
 
 

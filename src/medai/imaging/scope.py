@@ -9,6 +9,10 @@ Every imaging result carries ``scope`` (``Scope``):
   the model's labels: a hospital model trained with a ``Pneumothorax`` label loses that key.
   Each key is named through ONE words table (``CANNOT_DETECT_WORDS``, English and Turkish),
   which the study page, the draft, the PDF and FHIR all read;
+- ``cannot_tell_apart``: keys of patterns the model was never taught that look like its own
+  labels and that it would read as one of them (ARDS, tuberculosis, other infections, oedema,
+  a large heart for a chest model whose labels are pneumonias; metastasis or abscess for the
+  brain MRI model): a finding it reports is a pattern, not a diagnosis (``LOOK_ALIKES``);
 - ``out_of_scope``: whether this image is unlike the model's training films — ``flagged``,
   the ``score``, the ``threshold`` and the ``reason`` (``unlike_training``, ``lateral_view``,
   or the code of a refusal).
@@ -69,6 +73,16 @@ CANNOT_DETECT_WORDS: dict[str, tuple[str, str]] = {
     "hydrocephalus": ("hydrocephalus", "hidrosefali"),
     "other_body_parts": ("other body parts", "diğer vücut bölgeleri"),
     "other_findings": ("findings outside its labels", "etiketleri dışındaki bulgular"),
+    "ards": ("ARDS", "ARDS"),
+    "cardiomegaly": ("cardiomegaly", "kardiyomegali"),
+    "other_infections": (
+        "other infections (SARS, Pneumocystis, fungal and others)",
+        "diğer enfeksiyonlar (SARS, Pneumocystis, mantar vb.)",
+    ),
+    "abscess_demyelination": (
+        "abscess or tumefactive demyelination",
+        "apse veya tümefaktif demiyelinizan lezyon",
+    ),
 }
 
 # per task: (key, alternative groups of labels that cover it — a group covers the key when the
@@ -100,6 +114,32 @@ CATALOGUE: dict[str, tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]] = {
     ),
 }
 GENERIC = (("other_findings", ()), ("other_body_parts", ()))  # a task the catalogue lacks
+# per task: patterns outside the labels that look like them (measured on the shared chest films:
+# every ARDS, tuberculosis and SARS film was read COVID-19, docs/benchmarks/out_of_scope.md),
+# as (key, groups of labels that cover it — a model with such labels tells it apart) — listed
+# only for a model that has a label they are taken for (``LOOK_ALIKE_OF``)
+LOOK_ALIKES: dict[str, tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]] = {
+    "cxr": (
+        ("ards", ()),
+        ("tuberculosis", (("Tuberculosis",),)),
+        ("other_infections", ()),
+        ("pulmonary_oedema", (("Edema",),)),
+        ("cardiomegaly", (("Cardiomegaly",),)),
+    ),
+    "mri": (("other_tumours", ()), ("abscess_demyelination", ())),
+}
+LOOK_ALIKE_OF = {
+    "cxr": {
+        "Pneumonia",
+        "COVID-19",
+        "Viral_Pneumonia",
+        "Bacterial_Pneumonia",
+        "Lung Opacity",
+        "Consolidation",
+        "Infiltration",
+    },
+    "mri": {"Glioma", "Meningioma", "Pituitary"},
+}
 
 # reasons an image is out of scope (en, tr): the report's sentences; the page's are UI strings
 REASON_WORDS: dict[str, tuple[str, str]] = {
@@ -130,6 +170,13 @@ TEXT: dict[str, tuple[str, str]] = {
         "The AI model does not assess {items}.",
         "{items} YZ modelinin değerlendirme kapsamında değildir.",
     ),
+    # states nothing of the patient either (``SCOPE_SENTENCE`` recognises it)
+    "cannot_tell_apart": (
+        "The AI model cannot tell {items} apart from its own labels: an image showing them may "
+        "read as one of them.",
+        "YZ modeli {items} tablolarını kendi etiketlerinden ayırt edemez: bunları gösteren bir "
+        "görüntü modelin etiketlerinden biri olarak okunabilir.",
+    ),
     "title": ("Scope of the AI model", "YZ modelinin kapsamı"),
     "detects_title": ("Looks for", "Aradığı bulgular"),
     "cannot_title": ("Does not assess", "Değerlendirmediği"),
@@ -137,7 +184,10 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 # a sentence that lists what the model does not assess states nothing about the patient
 SCOPE_SENTENCE = re.compile(
-    r"model does not assess|modelinin değerlendirme kapsamında değil", re.IGNORECASE
+    r"model does not assess|modelinin değerlendirme kapsamında değil|"
+    r"model cannot tell .{0,300} apart from its own labels|"
+    r"kendi etiketlerinden ayırt edemez",
+    re.IGNORECASE,
 )
 
 
@@ -164,6 +214,11 @@ class Scope(BaseModel):
     cannot_detect: list[str] = Field(
         default_factory=list, description="keys of CANNOT_DETECT_WORDS (imaging.scope)"
     )
+    cannot_tell_apart: list[str] = Field(
+        default_factory=list,
+        description="keys of CANNOT_DETECT_WORDS: patterns outside the labels that the model "
+        "would read as one of its labels (imaging.scope.LOOK_ALIKES)",
+    )
     out_of_scope: OutOfScope = Field(default_factory=OutOfScope)
     view: dict | None = Field(
         None, description="the film's view check (imaging.views.ViewCheck), chest films only"
@@ -188,6 +243,19 @@ def limits(task: str, labels: Iterable[str]) -> tuple[list[str], list[str]]:
     return detects, cannot
 
 
+def look_alikes(task: str, labels: Iterable[str]) -> list[str]:
+    """Keys of the patterns a model of ``task`` with these labels cannot tell apart from them:
+    none when it has no label they are taken for; a pattern one of its labels covers left out."""
+    have = set(labels)
+    if not have & LOOK_ALIKE_OF.get(task, set()):
+        return []
+    return [
+        key
+        for key, groups in LOOK_ALIKES.get(task, ())
+        if not any(set(group) <= have for group in groups)
+    ]
+
+
 def scope_for(
     task: str,
     labels: Iterable[str],
@@ -198,6 +266,7 @@ def scope_for(
     return Scope(
         detects=detects,
         cannot_detect=cannot,
+        cannot_tell_apart=look_alikes(task, labels),
         out_of_scope=out_of_scope or OutOfScope(),
         view=view,
     )
@@ -211,9 +280,14 @@ def of_payload(payload: dict | None) -> Scope | None:
     raw = payload.get("scope")
     if isinstance(raw, dict):
         try:
-            return Scope.model_validate(raw)
+            scope = Scope.model_validate(raw)
         except ValueError:
             pass
+        else:  # a result stored before look-alikes were said: its task and labels say them
+            if "cannot_tell_apart" not in raw and payload.get("task"):
+                labels = [*scope.detects, get_normal(str(payload["task"]))]
+                scope.cannot_tell_apart = look_alikes(str(payload["task"]), labels)
+            return scope
     task = str(payload.get("task") or "")
     labels = [f.get("label") for f in payload.get("findings") or [] if isinstance(f, dict)]
     if not task or not labels:
@@ -221,6 +295,14 @@ def of_payload(payload: dict | None) -> Scope | None:
     try:
         return scope_for(task, [lab for lab in labels if lab])
     except ValueError:
+        return None
+
+
+def get_normal(task: str) -> str | None:
+    """The task's normal label (None for a task the registry lacks)."""
+    try:
+        return get(task).normal
+    except TaskError:
         return None
 
 
@@ -282,7 +364,7 @@ def describe(
     and ``out_of_scope`` (empty when not flagged). ``name``: how a label is named (default the
     task's findings-table names)."""
     if scope is None:
-        return {"detects": "", "cannot_detect": "", "out_of_scope": ""}
+        return {"detects": "", "cannot_detect": "", "cannot_tell_apart": "", "out_of_scope": ""}
     if isinstance(scope, dict):
         scope = Scope.model_validate(scope)
     i = 1 if lang == "tr" else 0
@@ -300,7 +382,18 @@ def describe(
         listed = join(items, lang, "ve" if lang == "tr" else "or")
         cannot = TEXT["cannot_detect"][i].format(items=listed)
         cannot = _upper_first(cannot, lang)
-    return {"detects": detects, "cannot_detect": cannot, "out_of_scope": flag_sentence(scope, lang)}
+    alike = [word(k, lang) for k in scope.cannot_tell_apart]
+    apart = (
+        TEXT["cannot_tell_apart"][i].format(items=join(alike, lang, "ve" if lang == "tr" else "or"))
+        if alike
+        else ""
+    )
+    return {
+        "detects": detects,
+        "cannot_detect": cannot,
+        "cannot_tell_apart": apart,
+        "out_of_scope": flag_sentence(scope, lang),
+    }
 
 
 def flag_sentence(scope: Scope | dict | None, lang: str) -> str:

@@ -12,7 +12,7 @@ from medai.core import model_dir
 from medai.core.model_dir import file_sha256, read_card, save_card
 from medai.core.task_registry import get as get_task
 from medai.imaging.datasets import load_dataset, patient_split
-from medai.imaging.scope import OutOfScopeDetector, limits
+from medai.imaging.scope import OutOfScopeDetector, limits, look_alikes
 from medai.imaging.views import ViewChecker, cross_validated, manifest_views
 
 # --- fitting: ``medai imaging fit-scope``
@@ -132,6 +132,7 @@ def fit_scope(
         **record,
         "detects": limits(task, predictor.labels)[0],
         "cannot_detect": limits(task, predictor.labels)[1],
+        "cannot_tell_apart": look_alikes(task, predictor.labels),
     }
     save_card(directory, card)
     return {"model_dir": str(directory), **card.params["scope"]}

@@ -50,9 +50,12 @@ from medai.imaging.results import (
     Finding,
     ImageInfo,
     ImagingResult,
+    ReadDuplicate,
     ReadExclusion,
     ReadInfo,
+    SeriesAccount,
     SeriesChoice,
+    UndecidedSlices,
 )
 from medai.imaging.scope import series_scope
 
@@ -91,6 +94,8 @@ class SliceRef:
     series_uid: str | None = None
     series_number: int | None = None
     localizer: bool = False
+    geometry: tuple[float, ...] | None = None  # (IPP, IOP) rounded: a slice's place in space
+    series_description: str | None = None
 
     @property
     def key(self) -> str:
@@ -117,6 +122,19 @@ def _position(ipp, iop) -> float | None:
     if length < 1e-6:
         return None
     return round(float(point @ (normal / length)), 4)  # 0.1 µm: float noise never reorders
+
+
+def _geometry(ipp, iop) -> tuple[float, ...] | None:
+    """The slice's ImagePositionPatient (0.01 mm) and ImageOrientationPatient (1e-4), rounded:
+    two instances with the same geometry show the same plane of the patient (a copy re-sent
+    under a new SOP Instance UID is one), None when the header lacks either."""
+    point, cosines = _floats(ipp, 3), _floats(iop, 6)
+    if point is None or cosines is None:
+        return None
+    # + 0.0 turns -0.0 into 0.0: the same plane never differs by the sign of a zero
+    return tuple(round(float(v), 2) + 0.0 for v in point) + tuple(
+        round(float(v), 4) + 0.0 for v in cosines
+    )
 
 
 def _item(ds, sequence: str):
@@ -175,10 +193,11 @@ def slice_refs(data: bytes, max_bytes: int = MAX_BYTES) -> list[SliceRef]:
         "series_uid": str(ds.get("SeriesInstanceUID", "") or "") or None,
         "series_number": _int(ds.get("SeriesNumber")),
         "localizer": "LOCALIZER" in [str(v).upper() for v in (ds.get("ImageType") or [])],
+        "series_description": str(ds.get("SeriesDescription", "") or "")[:64] or None,
     }
     if frames == 1:
-        position = _position(ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"))
-        return [SliceRef(position=position, **common)]
+        ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
+        return [SliceRef(position=_position(ipp, iop), geometry=_geometry(ipp, iop), **common)]
     shared = _item(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     if len(per_frame) != frames:
@@ -186,8 +205,13 @@ def slice_refs(data: bytes, max_bytes: int = MAX_BYTES) -> list[SliceRef]:
     refs = []
     for number, frame_ds in enumerate(per_frame, start=1):
         ipp, iop = _frame_geometry(ds, shared, frame_ds)
-        position = _position(ipp, iop) if frame_ds is not None or shared is not None else None
-        refs.append(SliceRef(position=position, frame=number, **common))
+        known = frame_ds is not None or shared is not None
+        position = _position(ipp, iop) if known else None
+        # a frame's place in space only from its own plane position (a shared one would make
+        # every frame "the same plane")
+        own = _item(frame_ds, "PlanePositionSequence") is not None
+        geometry = _geometry(ipp, iop) if own else None
+        refs.append(SliceRef(position=position, geometry=geometry, frame=number, **common))
     return refs
 
 
@@ -216,6 +240,57 @@ def order(refs: Iterable[SliceRef]) -> list[SliceRef]:
     return list(unique.values())
 
 
+@dataclass(frozen=True)
+class Duplicate:
+    """An instance set aside because another shows the same thing (``distinct``)."""
+
+    ref: SliceRef
+    same_as: SliceRef
+    reason: str  # same_position | same_pixels
+
+
+def distinct(ordered: Sequence[SliceRef]) -> tuple[list[SliceRef], list[Duplicate]]:
+    """The slices that count, each once: of instances with the same ImagePositionPatient and
+    ImageOrientationPatient (a copy re-sent under a new SOP Instance UID, a second acquisition
+    at the same plane) the first in anatomical order is kept and the others set aside, so no
+    number of copies can make a run of "neighbouring" slices. ``ordered`` is ``order``'s
+    output, so the slice kept does not depend on the order of arrival. Slices without
+    geometry are compared by their decoded pixels when read (``read_series``)."""
+    kept: list[SliceRef] = []
+    first: dict[tuple[float, ...], SliceRef] = {}
+    dups: list[Duplicate] = []
+    for ref in ordered:
+        if ref.geometry is not None and ref.geometry in first:
+            dups.append(Duplicate(ref, first[ref.geometry], "same_position"))
+            continue
+        if ref.geometry is not None:
+            first[ref.geometry] = ref
+        kept.append(ref)
+    return kept, dups
+
+
+def _apart(a: SliceRef, b: SliceRef) -> bool:
+    """Whether two slices' headers place them at different places of the patient: different
+    geometry, or (without geometry) different instance numbers."""
+    if a.geometry is not None and b.geometry is not None:
+        return a.geometry != b.geometry
+    if a.instance_number is not None and b.instance_number is not None:
+        return a.instance_number != b.instance_number or a.frame != b.frame
+    return a.frame != b.frame and a.sop_uid == b.sop_uid
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """What makes two decoded slices identical: dtype, shape and every value (a copy in
+    another transfer syntax decodes to the same array: FIELD-NOTES)."""
+    import hashlib
+
+    arr = np.ascontiguousarray(pixels)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def sample_indices(n: int, cap: int) -> list[int]:
     """Which of ``n`` ordered slices are read: all when ``n <= cap``, else ``cap`` evenly
     spaced ones with the first and the last (integer arithmetic, no float rounding)."""
@@ -233,6 +308,20 @@ def sample(ordered: Sequence[SliceRef], cap: int = DEFAULT_CAP) -> list[SliceRef
     """Every slice up to ``cap``, beyond it evenly spaced ones with both ends
     (``sample_indices``)."""
     return [ordered[i] for i in sample_indices(len(ordered), cap)]
+
+
+class SuspectRule(BaseModel):
+    """When slices that suggest a tumour, too few for the rule to decide it, keep a series
+    from reading "no tumour" (a small lesion, issue 67): a slice *suggests* a tumour class when
+    it is its most probable class with at least ``min_probability``; ``min_slices``
+    neighbouring such slices leave the series undecided (``small_lesion``) with them as its
+    key slices. Chosen on validation series for a stated cost (``docs/benchmarks/
+    small_lesion.md``): a missed lesion against a normal series left for the radiologist."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_probability: float = Field(..., ge=0.0, le=1.0)
+    min_slices: int = Field(1, ge=1)
 
 
 class SeriesRule(BaseModel):
@@ -257,6 +346,9 @@ class SeriesRule(BaseModel):
 
     name: RuleName
     k: int = Field(1, ge=1, description="top_k: slices averaged; run: neighbouring slices")
+    suspect: SuspectRule | None = Field(
+        None, description="one-class tasks: slices too few to decide still keep 'normal' away"
+    )
 
     @property
     def tag(self) -> str:
@@ -269,7 +361,12 @@ class SeriesRule(BaseModel):
         return cls(name=name, k=int(k) if k else 1)
 
 
-DEFAULT_RULE = SeriesRule(name="run", k=3)
+DEFAULT_SUSPECT = SuspectRule(min_probability=0.95, min_slices=1)
+"""The small-lesion rule of a model whose operating points record none: chosen on the bundled
+brain MRI model's validation series (``benchmarks/small_lesion_benchmark.py``,
+``docs/benchmarks/small_lesion.md``)."""
+
+DEFAULT_RULE = SeriesRule(name="run", k=3, suspect=DEFAULT_SUSPECT)
 """The rule of a model whose operating points record none (fitted before series reading): a
 finding needs three neighbouring slices, so one or two stray slices never decide a study. It is
 the rule the bundled brain MRI model's validation series chose (macro-F1 0.95 against 0.77 for
@@ -280,12 +377,18 @@ SINGLE_IMAGE = "single_image"
 
 
 def rule_for(predictor) -> SeriesRule:
-    """The model's recorded rule (its operating points), else ``DEFAULT_RULE``."""
+    """The model's recorded rule (its operating points), else ``DEFAULT_RULE``; its recorded
+    small-lesion rule, else ``DEFAULT_SUSPECT``."""
     raw = getattr(predictor, "series_rule", None)
     if not raw:
         return DEFAULT_RULE
     try:
-        return SeriesRule(name=raw["name"], k=int(raw.get("k", 1)))
+        suspect = raw.get("suspect")
+        return SeriesRule(
+            name=raw["name"],
+            k=int(raw.get("k", 1)),
+            suspect=SuspectRule(**suspect) if suspect else DEFAULT_SUSPECT,
+        )
     except Exception as exc:
         raise ValueError(
             f"the model's recorded series rule is not valid ({raw!r}: {exc})"
@@ -409,13 +512,70 @@ def key_slices(
     return sorted(out)
 
 
+def suspect_slices(
+    probs: np.ndarray, rule: SeriesRule, task: Task, labels: Sequence[str]
+) -> tuple[str, list[int]] | None:
+    """(tumour class, its suggesting slices) when ``rule.suspect`` finds a run of at least
+    ``min_slices`` neighbouring slices suggesting one class (``SuspectRule``): the class with
+    the most suggesting slices, ties to the higher mean probability over them, then the
+    label order. None for a multi-label task, or when no class has such a run."""
+    suspect = rule.suspect
+    if suspect is None or task.multilabel:
+        return None
+    probs = np.asarray(probs, dtype=np.float64)
+    z = _normal_index(task, labels)
+    top = probs.argmax(axis=1)
+    best: tuple | None = None
+    for j in range(probs.shape[1]):
+        if j == z:
+            continue
+        support = (top == j) & (probs[:, j] >= suspect.min_probability)
+        if not any(length >= suspect.min_slices for _, length in _runs(support)):
+            continue
+        rows = np.flatnonzero(support)
+        score = (len(rows), float(probs[rows, j].mean()), -j)
+        if best is None or score > best[0]:
+            best = (score, labels[j], [int(i) for i in rows])
+    return None if best is None else (best[1], best[2])
+
+
+def _small_lesion(decision: Decision, label: str, normal: str | None) -> Decision:
+    """``decision`` (normal) made undecided between ``label`` and the normal class: the AI
+    did not decide, and says so, rather than read "no tumour" over slices that suggest one."""
+    candidates = [label] + ([normal] if normal else [])
+    rows = [
+        row.model_copy(
+            update={"positive": False, "state": "indeterminate", "basis": "candidate"}
+            if row.label in candidates
+            else {"positive": False, "state": "absent", "basis": "not_top"}
+        )
+        for row in decision.labels
+    ]
+    return decision.model_copy(
+        update={
+            "state": "indeterminate",
+            "primary": None,
+            "positives": [],
+            "stated": [],
+            "low_confidence": False,
+            "indeterminate_reason": "small_lesion",
+            "candidates": candidates,
+            "labels": rows,
+        }
+    )
+
+
 def decide_series(
     probs: np.ndarray, rule: SeriesRule, task: Task, labels: Sequence[str], policy: OperatingPolicy
 ) -> tuple[Decision, np.ndarray, list[int]]:
     """(decision, study probabilities, key slice indices) for slices' probabilities in
-    anatomical order: ``aggregate``, then the task's own decision (``imaging.decision``)."""
+    anatomical order: ``aggregate``, then the task's own decision (``imaging.decision``). A
+    series that would read normal while ``rule.suspect`` finds slices suggesting a tumour is
+    undecided (``small_lesion``), keyed on those slices."""
     study = aggregate(probs, rule, task, labels)
     decision = decide(task, dict(zip(labels, map(float, study), strict=True)), policy)
+    if decision.state == "normal" and (found := suspect_slices(probs, rule, task, labels)):
+        return _small_lesion(decision, found[0], task.normal), study, found[1]
     return decision, study, key_slices(decision, probs, task, labels, policy.thresholds)
 
 
@@ -431,6 +591,8 @@ class SliceRead:
     excluded: str | None = None  # an image refusal code
     message: str | None = None
     distance: float | None = None  # to the training images (the gate's), for the scope
+    digest: str | None = None  # of the decoded pixels (``pixel_digest``)
+    same_as: SliceRef | None = None  # identical pixels to this earlier slice: counts once
 
 
 @dataclass(eq=False)
@@ -452,10 +614,38 @@ class SeriesRead:
     decision: Decision | None = None
     refusal: Refusal | None = None
     choice: SeriesChoice | None = None
+    duplicates: list[Duplicate] = field(default_factory=list)
+    numbers: dict[str, int] = field(default_factory=dict)  # slice key -> viewer's 1-based number
+    accounts: list[SeriesAccount] = field(default_factory=list)
 
     @property
     def sampled(self) -> bool:
         return self.instances_in_series > len(self.slices)
+
+    @property
+    def counted(self) -> list[SliceRead]:
+        """The slices read that count: decoded, and not another's pixel-identical copy."""
+        return [s for s in self.slices if s.probabilities is not None and s.same_as is None]
+
+    @property
+    def all_duplicates(self) -> list[Duplicate]:
+        """Header duplicates (``distinct``) and pixel-identical slices, anatomical order."""
+        pixel = [Duplicate(s.ref, s.same_as, "same_pixels") for s in self.slices if s.same_as]
+        return self.duplicates + pixel
+
+    @property
+    def undecided_slices(self) -> UndecidedSlices | None:
+        d = self.decision
+        if d is None or d.indeterminate_reason != "small_lesion" or self.rule.suspect is None:
+            return None
+        refs = self.key_refs
+        return UndecidedSlices(
+            label=d.candidates[0],
+            instances=[r.key for r in refs],
+            numbers=[self.numbers.get(r.key, 0) for r in refs],
+            needed=self.rule.k if self.rule.name == "run" else 1,
+            min_probability=self.rule.suspect.min_probability,
+        )
 
     @property
     def slice_probabilities(self) -> np.ndarray:
@@ -473,9 +663,9 @@ class SeriesRead:
         return ReadInfo(
             series_uid=self.series_uid,
             instances_in_series=self.instances_in_series,
-            instances_read=sum(s.probabilities is not None for s in self.slices),
+            instances_read=len(self.counted),
             key_instances=[r.key for r in self.key_refs],
-            read_instances=[s.ref.key for s in self.slices if s.probabilities is not None],
+            read_instances=[s.ref.key for s in self.counted],
             sampled=self.sampled,
             cap=self.cap,
             rule=self.rule.tag,
@@ -483,8 +673,14 @@ class SeriesRead:
             excluded=[
                 ReadExclusion(instance=s.ref.key, reason=s.excluded)
                 for s in self.slices
-                if s.excluded
+                if s.excluded and s.same_as is None
             ],
+            duplicates=[
+                ReadDuplicate(instance=d.ref.key, same_as=d.same_as.key, reason=d.reason)
+                for d in self.all_duplicates
+            ],
+            undecided_slices=self.undecided_slices,
+            series=list(self.accounts),
         )
 
     @property
@@ -544,6 +740,7 @@ def _read_batch(
     embeddings = predictor.embedding(feats)
     for row, (j, image) in enumerate(images):
         s = batch[j]
+        s.digest = pixel_digest(image.pixels)
         s.probabilities = probs[row]
         s.image = image_info(image)
         s.embedding = [float(f"{v:.6g}") for v in embeddings[row]]
@@ -555,6 +752,14 @@ def _read_batch(
             refusals[offset + j] = reason
             s.excluded, s.message = reason.code, reason.message
     return first_error
+
+
+def _numbers(kept: Sequence[SliceRef], slices: Sequence[SliceRead]) -> dict[str, int]:
+    """Each counted slice's 1-based number in anatomical order, duplicates left out: the
+    viewer's counter ("10 / 20"), which shows each slice once (``platform.series_view``)."""
+    copies = {s.ref.key for s in slices if s.same_as is not None}
+    counted = [ref for ref in kept if ref.key not in copies]
+    return {ref.key: i for i, ref in enumerate(counted, start=1)}
 
 
 def read_series(
@@ -583,7 +788,8 @@ def read_series(
     ordered = order(refs)
     if not ordered:
         raise ImageInputError("the series has no slices to read")
-    chosen = sample(ordered, cap)
+    kept, duplicates = distinct(ordered)
+    chosen = sample(kept, cap)
     rule = rule or rule_for(predictor)
     task = space(predictor.cfg.task)
     labels = list(predictor.labels)
@@ -594,20 +800,31 @@ def read_series(
         # the decoded pixels live only inside this call: gone before the next batch is decoded
         error = _read_batch(predictor, slices[start : start + batch_size], load, refusals, start)
         first_error = first_error or error
+    seen: dict[str, list[SliceRef]] = {}
+    for s in slices:  # identical pixels count once, the first in anatomical order kept, unless
+        # the headers place the two apart (two blank end slices of a volume)
+        if s.digest is None:
+            continue
+        earlier = seen.setdefault(s.digest, [])
+        s.same_as = next((r for r in earlier if not _apart(r, s.ref)), None)
+        earlier.append(s.ref)
     read = SeriesRead(
         series_uid=series_uid if series_uid is not None else ordered[0].series_uid,
         labels=labels,
         slices=slices,
-        instances_in_series=len(ordered),
+        instances_in_series=len(kept) - sum(s.same_as is not None for s in slices),
         cap=cap,
         rule=rule,
         normal_label=task.normal,
         choice=choice,
+        duplicates=duplicates,
+        numbers=_numbers(kept, slices),
     )
-    decoded = [i for i, s in enumerate(slices) if s.probabilities is not None]
+    decoded = [i for i, s in enumerate(slices) if s.probabilities is not None and not s.same_as]
     if not decoded:
         assert first_error is not None
         raise first_error
+    refusals = {i: r for i, r in refusals.items() if i in decoded}  # a copy counts once
     read.used = [i for i in decoded if i not in refusals]
     if not read.used or 2 * len(refusals) > len(decoded):
         common = Counter(r.code for r in refusals.values()).most_common(1)[0][0]
@@ -696,29 +913,3 @@ def single_image_read(cap: int = DEFAULT_CAP) -> ReadInfo:
         cap=cap,
         rule=SINGLE_IMAGE,
     )
-
-
-def choose_series(series: Mapping[str, Sequence[SliceRef]]) -> tuple[str, SeriesChoice]:
-    """Which series of a study to read, said explicitly: the one with the most slices,
-    localizers (ImageType LOCALIZER) left out unless nothing else is there; ties to the lower
-    Series Number, then the UID. The choice is recorded in the result's ``read``."""
-    if not series:
-        raise ValueError("a study with no series has nothing to read")
-
-    def is_localizer(refs: Sequence[SliceRef]) -> bool:
-        return bool(refs) and all(r.localizer for r in refs)
-
-    pool = {uid: refs for uid, refs in series.items() if not is_localizer(refs)} or dict(series)
-    skipped = len(series) - len(pool)
-
-    def rank(uid: str) -> tuple:
-        numbers = [r.series_number for r in pool[uid] if r.series_number is not None]
-        return (-len(pool[uid]), min(numbers) if numbers else float("inf"), uid)
-
-    chosen = min(pool, key=rank)
-    why = f"the series with the most slices ({len(pool[chosen])})"
-    if len(pool) > 1:
-        why += f" of {len(pool)}"
-    if skipped:
-        why += f"; {skipped} localizer series not read"
-    return chosen, SeriesChoice(chosen=chosen, considered=len(series), why=why)

@@ -19,8 +19,10 @@ from medai.platform.api.routes import (
     chat,
     conflicts,
     dicomweb,
+    dicomweb_read,
     jobs,
     kiosks,
+    measurements,
     model_jobs,
     model_registry,
     monitoring,
@@ -47,6 +49,7 @@ from medai.platform.ops.metrics import CertificateWatch, PlatformCollector
 from medai.platform.records.db import utcnow
 from medai.platform.records.tables import Job
 from medai.platform.web import routes as web
+from medai.platform.web import viewer
 from medai.server.kernel import Face, build_app
 from medai.settings import get_settings
 
@@ -143,8 +146,10 @@ def create_platform_app(
             reanalysis.router,
             conflicts.router,
             study_labels.router,
+            measurements.router,
             jobs.router,
             dicomweb.router,
+            dicomweb_read.router,
             chat.router,
             admin.router,
             model_jobs.router,
@@ -155,6 +160,7 @@ def create_platform_app(
             kiosks.router,
             triage.router,
             triage_outcomes.router,
+            viewer.router,
             web.router,
         ],
         readiness_checks=checks,

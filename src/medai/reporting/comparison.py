@@ -5,10 +5,14 @@ and gives its date and what its signer decided of each label; this module compar
 today's AI decision and writes one sentence in the draft's language:
 
     Önceki tetkik (12.03.2025) ile karşılaştırıldı (YZ önerisi): yeni: kardiyomegali —
-    değişmeyen: pnömotoraks — düzelen: plevral efüzyon.
+    iki tetkikte de var (boyut karşılaştırması için ölçüm yok): pnömotoraks — düzelen:
+    plevral efüzyon.
 
 - **new**: present today (the AI's decision), not present in the prior's signed findings;
-- **unchanged**: present in both;
+- **on both** (``unchanged``): present in both. Labels say nothing of size: a finding present
+  on both may have grown, so the sentence never says "değişmeyen" (unchanged); it says there
+  were no measurements to compare sizes (issue 68: a visibly worse COVID film was drafted
+  "unchanged");
 - **resolved**: present in the prior's signed findings, decided absent today;
 - **undecided today**: present before, and today the AI could not decide on it.
 
@@ -35,10 +39,11 @@ WORDS = {
     "tr": {
         "head": "Önceki tetkik ({date}) ile karşılaştırıldı (YZ önerisi): ",
         "new": "yeni: {labels}",
-        "unchanged": "değişmeyen: {labels}",
+        # labels on both, never "unchanged": without measurements the sizes are not compared
+        "unchanged": "iki tetkikte de var (boyut karşılaştırması için ölçüm yok): {labels}",
         "resolved": "düzelen: {labels}",
         "undecided": "bugün karar verilemeyen: {labels}",
-        "nothing": "yeni, değişmeyen ya da düzelen bulgu yok",
+        "nothing": "yeni, süregelen ya da düzelen bulgu yok",
         "unrecorded": (
             "Önceki tetkik ({date}) imzalı raporunda bulgu kararı kaydedilmediğinden "
             "karşılaştırılamadı."
@@ -48,16 +53,29 @@ WORDS = {
     "en": {
         "head": "Compared with the prior study of {date} (AI suggestion): ",
         "new": "new: {labels}",
-        "unchanged": "unchanged: {labels}",
+        "unchanged": "present on both (no measurements to compare sizes): {labels}",
         "resolved": "resolved: {labels}",
         "undecided": "undecided today: {labels}",
-        "nothing": "no new, unchanged or resolved finding",
+        "nothing": "no new, persisting or resolved finding",
         "unrecorded": (
             "Prior study of {date}: its signed report recorded no finding decisions, so it was "
             "not compared."
         ),
         "and": "and",
     },
+}
+# "on both" once the radiologist's measurements compared the sizes (``reading.measurements``
+# writes the sizes in the report's Measurements section): the study page swaps the phrase
+# without sizes for this one in the findings it holds, the rest of the sentence untouched
+SIZES_COMPARED = {
+    "tr": (
+        WORDS["tr"]["unchanged"].split(":")[0],
+        "iki tetkikte de var (boyutlar Ölçümler bölümünde karşılaştırıldı)",
+    ),
+    "en": (
+        WORDS["en"]["unchanged"].split(":")[0],
+        "present on both (sizes compared under Measurements)",
+    ),
 }
 # how a report reader recognises the sentence (lower-cased as either reader lowers it)
 COMPARISON_SENTENCE = re.compile(
@@ -136,4 +154,12 @@ def with_comparison(sections: dict[str, str], text: str, flag: str = "") -> dict
     return {**sections, "findings": f"{text} {findings}".strip()}
 
 
-__all__ = ["COMPARISON_SENTENCE", "WORDS", "changes", "sentence", "show_date", "with_comparison"]
+__all__ = [
+    "COMPARISON_SENTENCE",
+    "SIZES_COMPARED",
+    "WORDS",
+    "changes",
+    "sentence",
+    "show_date",
+    "with_comparison",
+]

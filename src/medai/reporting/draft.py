@@ -14,10 +14,19 @@ Safety rules the code enforces, not just the prompt:
 - a draft never calls a film normal outright: it says what the model looked for and did not
   find, and what it does not assess (the result's scope, ``imaging.scope``); an LLM draft that
   calls the film normal is discarded for the template, and every draft gets the scope's
-  sentences (an out-of-scope flag first).
+  sentences (an out-of-scope flag first);
+- the impression and the recommendation are the template's in every draft (an LLM writes the
+  technique and the findings): the impression states a pattern's likelihood as a suggestion and
+  which patterns the model cannot tell apart, never a diagnosis, and none at all for an
+  out-of-scope, undecided or conflicting result (``templates.impression``);
+- no AI text advises a test or a treatment (RT-PCR, isolation, contrast MR, a follow-up
+  interval...): the template writes none, and every sentence of the retrieved passages, the
+  LLM's sections and the caption that does is left out (``safety.without_advice``).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from medai.imaging.decision import Decision
 from medai.imaging.labels import space
@@ -48,8 +57,17 @@ from medai.reporting.safety import (  # noqa: F401
     _implied,
     check_no_new_findings,
     check_not_called_normal,
+    sections_without_advice,
+    without_advice,
 )
-from medai.reporting.templates import scope_lines, state_sentence, template_sections, with_scope
+from medai.reporting.templates import (
+    impression,
+    recommendation,
+    scope_lines,
+    state_sentence,
+    template_sections,
+    with_scope,
+)
 
 STATUS_LABEL = {
     "en": "AI draft — to be reviewed by a radiologist",
@@ -79,15 +97,27 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
         hits += retriever.search(
             phrase(lab, ctx.lang, ctx.task), k=1, labels={lab}, lang=ctx.lang
         ) or retriever.of_label(lab, ctx.lang)
-    return hits
+    return without_advice_hits(hits)
+
+
+def without_advice_hits(hits: list[Hit]) -> list[Hit]:
+    """The passages as a draft may use them (in the LLM's prompt and in the citations): each
+    without its sentences of test or treatment advice; a passage that was nothing else is
+    dropped."""
+    out = []
+    for hit in hits:
+        text = without_advice(hit.chunk.text)
+        if text:
+            out.append(replace(hit, chunk=replace(hit.chunk, text=text)))
+    return out
 
 
 def _with_state(sections: dict[str, str], ctx: DraftContext) -> dict[str, str]:
-    """An LLM draft that does not name the undecided candidates or the conflict gets the
-    template's sentence for them first in its findings."""
+    """An LLM draft whose findings do not name the undecided candidates or the conflict gets
+    the template's sentence for them first in its findings (its impression is the template's,
+    which names no candidate: ``templates.impression``)."""
 
-    text = f"{sections['findings']} {sections['impression']}"
-    if not state_problems(text, ctx.decision, ctx.task):
+    if not state_problems(sections["findings"], ctx.decision, ctx.task):
         return sections
     return {**sections, "findings": f"{state_sentence(ctx)} {sections['findings']}"}
 
@@ -118,6 +148,8 @@ def draft_report(
     task = imaging_task(task)
     if isinstance(scope, dict):
         scope = Scope.model_validate(scope)
+    if caption:  # a caption is retrieved text too: no advice in it either
+        caption = without_advice(caption) or None
     ctx = DraftContext(
         findings, task, lang, question, caption, image, model, decision=decision, scope=scope
     )
@@ -132,7 +164,15 @@ def draft_report(
             sections, cited = parse_llm_sections(backend.complete(system, user), len(ctx.hits))
             check_no_new_findings(sections, ctx)
             check_not_called_normal(sections)
+            sections = sections_without_advice(sections)
+            if not sections["findings"]:
+                raise LLMError("the LLM draft's findings were nothing but advice")
+            # the impression and the recommendation are the template's (see above)
+            sections["impression"] = impression(ctx)
+            used = {h.chunk.id: n for n, h in enumerate(ctx.hits, 1) if n in cited}
+            sections["recommendation"] = recommendation(ctx, used)
             sections = with_scope(_with_state(sections, ctx), ctx)
+            cited = cited_numbers(sections)
             used_backend = backend.name
         except LLMError as exc:
             warnings.append(f"LLM draft not used ({exc}); template draft instead")

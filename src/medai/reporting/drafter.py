@@ -141,6 +141,12 @@ class Drafter:
         if meta is not None and read and (read.get("instances_in_series") or 1) > 1:
             # a series: the technique says how much of it the model read (``imaging.series``)
             meta["series_slices"] = [read.get("instances_read"), read.get("instances_in_series")]
+        if meta is not None and read:
+            # a small lesion's slices and every series of the study (``reporting.series_words``)
+            if read.get("undecided_slices"):
+                meta["series_undecided"] = read["undecided_slices"]
+            if len(read.get("series") or []) > 1:
+                meta["series_accounts"] = read["series"]
         out = draft_report(
             parsed,
             self.retriever,

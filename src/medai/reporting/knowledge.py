@@ -1,7 +1,8 @@
 """Knowledge base: citable chunks of text, each keeping its source and licence.
 
 The bundled base (``assets/knowledge/medai_kb.jsonl``) has a short English and Turkish passage
-for every imaging label, written by the medai team: what to look for and what to recommend.
+for every imaging label, written by the medai team: what to look for and what is usually
+recommended (a draft leaves the advice out: ``reporting.safety.without_advice``).
 A hospital adds its own documents — Markdown/text, CSV with a text column, PDF, JSONL — and
 prior reports; ``medai kb ingest`` writes them to a knowledge-base folder (``chunks.jsonl``).
 """

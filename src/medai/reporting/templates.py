@@ -1,16 +1,25 @@
 """The template drafter: report sections written from the findings alone, in English or Turkish,
-citing the retrieved passages. Used when no LLM is configured or an LLM draft is refused."""
+citing the retrieved passages. Used when no LLM is configured or an LLM draft is refused; its
+impression and recommendation are every draft's (``impression``, ``recommendation``).
+
+What the AI may say, as a radiologist would read it: a model that sees one image and only its
+own labels can suggest a pattern and how likely it found it, never a diagnosis ("... ile
+uyumlu", "consistent with"): a film with ARDS, tuberculosis or cardiomegaly may read as its
+COVID-19 label, and the impression says which patterns it cannot tell apart (the result's
+scope, ``imaging.scope``). It names no diagnosis at all for an out-of-scope, undecided or
+conflicting result, and it advises no test or treatment (``reporting.safety.is_advice``).
+"""
 
 from __future__ import annotations
 
-import re
-
+from medai.core.percent import probability
 from medai.core.task_registry import all_tasks
 from medai.core.task_registry import get as get_task
 from medai.imaging.labels import space
 from medai.imaging.scope import describe
 from medai.reporting.draft_input import DraftContext
 from medai.reporting.phrases import phrase
+from medai.reporting.series_words import series_sentences, small_lesion_sentence
 
 # The generic sentences of a task that gives none of its own (``Task.draft``: a task's own
 # technique, normal sentence and impression, and undecided sentence are fields of its definition).
@@ -23,12 +32,27 @@ NORMAL_IMPRESSION_OTHER = (
     "None of the findings the AI model looks for was detected (AI suggestion).",
     "YZ modelinin aradığı bulgular saptanmadı (YZ önerisi).",
 )
-# an image the model's out-of-scope check flagged: said in the impression too
+# an image the model's out-of-scope check flagged: the impression names no diagnosis
 OUT_OF_SCOPE_IMPRESSION = (
-    "The image was flagged as outside the AI model's scope: interpret its findings with caution.",
-    "Görüntü YZ modelinin kapsamı dışında olarak işaretlendi: YZ bulguları dikkatle "
-    "yorumlanmalıdır.",
+    "The image was flagged as outside the AI model's scope: the AI suggests no diagnosis for it; "
+    "radiologist assessment required.",
+    "Görüntü YZ modelinin kapsamı dışında olarak işaretlendi: YZ bu görüntü için tanı önermez; "
+    "radyolog değerlendirmesi gerekir.",
 )
+# a decided finding's impression: the pattern and how likely the model found it, a suggestion
+# for the radiologist (never "consistent with"); ``{note}``: low confidence, when it is
+SUGGESTION_IMPRESSION = (
+    "AI suggestion{note}: {items} — for the radiologist to assess.",
+    "YZ önerisi{note}: {items} — radyolog değerlendirmeli.",
+)
+LIKELIHOOD = ("{name}, likelihood {p}", "{name} olasılığı {p}")
+LOW_CONFIDENCE_NOTE = (" (low confidence)", " (düşük güven)")
+# the recommendation: what a draft may always ask for, and the passages it cites by name
+RECOMMENDATION = (
+    "Radiologist assessment and clinical correlation are recommended",
+    "Radyolog değerlendirmesi ve klinik korelasyon önerilir",
+)
+SOURCES = ("; sources: {sources}.", "; kaynaklar: {sources}.")
 # An undecided result names its candidates; each sentence naming them keeps "karar veremedi" /
 # "could not decide" in it, so no reader takes a candidate (or "tümör yok") as stated or normal.
 INDETERMINATE_OTHER = (
@@ -56,6 +80,13 @@ CONFLICT_FINDING = (
 CONFLICT_IMPRESSION = (
     "Indeterminate (AI suggestion, conflicting result): radiologist assessment required.",
     "Belirsiz (YZ önerisi, çelişkili sonuç): radyolog değerlendirmesi gerekir.",
+)
+# a conflict the policy settled as the finding: the impression names no diagnosis either
+CONFLICT_FINDING_IMPRESSION = (
+    "AI suggestion (conflicting result): the model marked the image both abnormal and normal; "
+    "radiologist assessment required.",
+    "YZ önerisi (çelişkili sonuç): model görüntüyü hem bulgulu hem normal olarak işaretledi; "
+    "radyolog değerlendirmesi gerekir.",
 )
 VIEWS = {
     "PA": ("PA", "PA"),
@@ -85,8 +116,10 @@ def _technique(ctx: DraftContext) -> str:
     task, i = get_task(ctx.task), 1 if ctx.lang == "tr" else 0
     slices = (ctx.image or {}).get("series_slices")
     series = task.draft.get("technique_series", ctx.lang)
-    if slices and series:  # read as a series: how many of its slices the model read
-        return series.format(read=slices[0], total=slices[1])
+    if slices and series:  # read as a series: how many of its slices the model read, and
+        # every series of the study (read, or named with why not)
+        accounts = series_sentences((ctx.image or {}).get("series_accounts") or [], ctx.lang)
+        return " ".join([series.format(read=slices[0], total=slices[1]), *accounts])
     view = VIEWS.get(str((ctx.image or {}).get("view_position") or "").upper())
     with_view = task.draft.get("technique_with_view", ctx.lang)
     if view and with_view:
@@ -126,6 +159,9 @@ def state_sentence(ctx: DraftContext) -> str:
     candidates named, the conflict said); '' for a plain decision."""
     decision, i = ctx.decision, 1 if ctx.lang == "tr" else 0
     normal = space(ctx.task).normal
+    undecided = (ctx.image or {}).get("series_undecided")
+    if decision.indeterminate_reason == "small_lesion" and undecided:
+        return small_lesion_sentence(undecided, ctx.task, ctx.lang)
     if decision.state == "indeterminate":
         if decision.indeterminate_reason == "conflict":
             found = [lab for lab in decision.candidates if lab != normal]
@@ -171,7 +207,7 @@ def scope_lines(ctx: DraftContext) -> tuple[str, str]:
 
 def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]:
     """The deterministic draft: exactly the decided findings (``ctx.decision``), no more, no
-    fewer; probabilities stay in the findings table, not in the sentences. A study without
+    fewer; a probability only in the impression's suggestion (``impression``). A study without
     any of the model's findings is never called normal: the draft says what the model looked
     for and did not find, and (with the result's scope) what it does not assess."""
     tr = ctx.lang == "tr"
@@ -201,91 +237,103 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
             if tr
             else "No abnormality among the assessed findings."
         )
-    unsure = " düşük güven" if tr else " low confidence"
-    conflicting = " çelişkili sonuç" if tr else " conflicting result"
-    note = (
-        ("(YZ önerisi" if tr else "(AI suggestion")
-        + (("," + unsure) if decision.low_confidence else "")
-        + (("," + conflicting) if decision.conflict else "")
-        + ")."
-    )
-    if ctx.positives:
-        names = _join(
-            [phrase(f.label, ctx.lang, ctx.task) for f in ctx.positives], "ve" if tr else "and"
-        )
-        impression = (
-            f"{names[0].upper()}{names[1:]} ile uyumlu görünüm {note}"
-            if tr
-            else f"Appearance consistent with {names} {note}"
-        )
-    elif decision.state == "normal":
-        impression = normal_sentence(ctx, "normal_impression")
-        if decision.low_confidence:
-            impression = impression.replace("(YZ önerisi)", "(YZ önerisi, düşük güven)").replace(
-                "(AI suggestion)", "(AI suggestion, low confidence)"
-            )
-    elif decision.state == "indeterminate":
-        impression = (CONFLICT_IMPRESSION if decision.conflict else INDETERMINATE_IMPRESSION)[
-            1 if tr else 0
-        ]
-    else:
-        impression = (
-            "Modelin değerlendirdiği bulgular açısından patoloji saptanmadı (YZ önerisi)."
-            if tr
-            else "No abnormality among the findings the model assessed (AI suggestion)."
-        )
-    recs = []
-    if decision.state == "indeterminate":
-        # no candidate's advice (they differ); the passages to tell them apart, cited
-        first = {}
-        for hit in ctx.hits:
-            if hit.chunk.id in cite:
-                first.setdefault(hit.chunk.label, cite[hit.chunk.id])
-        sources = ", ".join(f"{_source_name(lab, ctx)} [{n}]" for lab, n in first.items())
-        recs.append(
-            ("Radyolog değerlendirmesi önerilir" if tr else "Radiologist assessment is recommended")
-            + (
-                (
-                    f"; ayırıcı tanı kaynakları: {sources}."
-                    if tr
-                    else f"; sources for the differential: {sources}."
-                )
-                if sources
-                else "."
-            )
-        )
-    else:
-        for hit in ctx.hits:
-            sentence = _recommendation(hit.chunk.text, ctx.lang)
-            if sentence and hit.chunk.id in cite:
-                recs.append(f"{sentence} [{cite[hit.chunk.id]}]")
-    if not recs:
-        recs.append("Klinik korelasyon önerilir." if tr else "Clinical correlation is recommended.")
     return with_scope(
         {
             "technique": _technique(ctx),
             "findings": " ".join(lines),
-            "impression": impression,
-            "recommendation": " ".join(recs),
+            "impression": impression(ctx),
+            "recommendation": recommendation(ctx, cite),
         },
         ctx,
     )
 
 
+def impression(ctx: DraftContext) -> str:
+    """Every draft's impression (the template's and an LLM's alike). A decided finding: its
+    pattern and the model's probability as a suggestion for the radiologist, then which
+    patterns the model cannot tell apart from its labels (the result's scope) — never a
+    diagnosis. An out-of-scope, undecided or conflicting result names no diagnosis at all. No
+    finding: what the model looked for and did not find (never "normal")."""
+    i, decision = 1 if ctx.lang == "tr" else 0, ctx.decision
+    if ctx.scope is not None and ctx.scope.out_of_scope.flagged:
+        return OUT_OF_SCOPE_IMPRESSION[i]
+    if decision.state == "indeterminate":
+        return (CONFLICT_IMPRESSION if decision.conflict else INDETERMINATE_IMPRESSION)[i]
+    if decision.conflict:
+        return CONFLICT_FINDING_IMPRESSION[i]
+    if ctx.positives:
+        items = []
+        for f in ctx.positives:
+            name = phrase(f.label, ctx.lang, ctx.task)
+            items.append(
+                LIKELIHOOD[i].format(name=name, p=probability(f.probability, ctx.lang))
+                if f.probability is not None
+                else name
+            )
+        note = LOW_CONFIDENCE_NOTE[i] if decision.low_confidence else ""
+        text = SUGGESTION_IMPRESSION[i].format(note=note, items="; ".join(items))
+        alike = describe(ctx.scope, ctx.task, ctx.lang)["cannot_tell_apart"]
+        return f"{text} {alike}".strip()
+    if decision.state == "normal":
+        text = normal_sentence(ctx, "normal_impression")
+        if decision.low_confidence:
+            text = text.replace("(YZ önerisi)", "(YZ önerisi, düşük güven)").replace(
+                "(AI suggestion)", "(AI suggestion, low confidence)"
+            )
+        return text
+    return (
+        "Modelin değerlendirdiği bulgular açısından patoloji saptanmadı (YZ önerisi)."
+        if i
+        else "No abnormality among the findings the model assessed (AI suggestion)."
+    )
+
+
+def recommendation(ctx: DraftContext, cite: dict[str, int]) -> str:
+    """Every draft's recommendation: the radiologist's assessment and clinical correlation,
+    never a test or a treatment (the model cannot ground one: ``reporting.safety``), with the
+    cited passages named (for an undecided result, those that tell its candidates apart)."""
+    tr = ctx.lang == "tr"
+    first: dict[str, int] = {}
+    for hit in ctx.hits:
+        if hit.chunk.id in cite:
+            first.setdefault(_hit_name(hit, ctx), cite[hit.chunk.id])
+    sources = ", ".join(f"{name} [{n}]" for name, n in first.items())
+    if ctx.decision.state == "indeterminate":
+        lead = (
+            "Radyolog değerlendirmesi önerilir" if tr else "Radiologist assessment is recommended"
+        )
+        tail = (
+            (
+                f"; ayırıcı tanı kaynakları: {sources}."
+                if tr
+                else f"; sources for the differential: {sources}."
+            )
+            if sources
+            else "."
+        )
+        return lead + tail
+    i = 1 if tr else 0
+    return RECOMMENDATION[i] + (SOURCES[i].format(sources=sources) if sources else ".")
+
+
+def _hit_name(hit, ctx: DraftContext) -> str:
+    """A cited passage by its label's name, else (a hospital's unlabelled passage) its title."""
+    if hit.chunk.label:
+        return _source_name(hit.chunk.label, ctx)
+    return hit.chunk.title or hit.chunk.source
+
+
 def with_scope(sections: dict[str, str], ctx: DraftContext) -> dict[str, str]:
     """The draft with the model's scope said (template and LLM drafts alike): an out-of-scope
-    flag first in the findings and in the impression, what the model does not assess last in
-    the findings; each only once."""
+    flag first in the findings (the impression then names no diagnosis: ``impression``), what
+    the model does not assess last in the findings; each only once."""
     flag, cannot = scope_lines(ctx)
-    findings, impression = sections["findings"].strip(), sections["impression"].strip()
+    findings = sections["findings"].strip()
     if flag and flag not in findings:
         findings = f"{flag} {findings}".strip()
-        note = OUT_OF_SCOPE_IMPRESSION[1 if ctx.lang == "tr" else 0]
-        if note not in impression:
-            impression = f"{impression} {note}".strip()
     if cannot and cannot not in findings:
         findings = f"{findings} {cannot}".strip()
-    return {**sections, "findings": findings, "impression": impression}
+    return {**sections, "findings": findings}
 
 
 def _source_name(label: str, ctx: DraftContext) -> str:
@@ -300,12 +348,3 @@ def _source_name(label: str, ctx: DraftContext) -> str:
 
 def _join(items: list[str], conj: str = "or") -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {conj} {items[-1]}"
-
-
-def _recommendation(text: str, lang: str) -> str | None:
-    sentences = re.split(r"(?<=[.!?])\s+", text)
-    key = "önerilir" if lang == "tr" else "recommend"
-    for s in sentences:
-        if key in s.lower():
-            return s.strip()
-    return None

@@ -32,9 +32,10 @@ MAX_JSON_BYTES = 64 * 1024  # a 5,000-character complaint is ≤ 20 KB of UTF-8
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024 + 256 * 1024  # one image (64 MiB) plus the form fields
 
 
-# a report's four sections of up to 20,000 characters each, every one sent as a JSON
-# surrogate-pair escape (12 bytes), still fits: the schema's limits and this one agree
-MAX_REPORT_JSON_BYTES = 1024 * 1024
+# a report's five sections (technique, findings, measurements, impression, recommendation) of
+# up to 20,000 characters each, every one sent as a JSON surrogate-pair escape (12 bytes),
+# still fits: the schema's limits and this one agree (tests/platform/api/test_api_face.py)
+MAX_REPORT_JSON_BYTES = 3 * 512 * 1024
 
 
 def body_limit(path: str) -> int:

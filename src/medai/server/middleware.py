@@ -130,13 +130,22 @@ class SecurityHeaders:
         async def with_headers(message):
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                # a route's own policy and caching stand (the viewer's CSP for OHIF's codecs,
+                # an immutable DICOM frame's Cache-Control); everything else gets medai's
+                own = {k.lower() for k, _ in headers}
                 headers += [
-                    (b"content-security-policy", CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"cross-origin-opener-policy", b"same-origin"),
-                    (b"cache-control", b"no-store"),
+                ]
+                headers += [
+                    (name, value)
+                    for name, value in (
+                        (b"content-security-policy", CSP.encode()),
+                        (b"cache-control", b"no-store"),
+                    )
+                    if name not in own
                 ]
                 if tls:
                     headers.append(

@@ -81,6 +81,7 @@ ERROR_TEXT = {
     401: "Not signed in (no valid session cookie or bearer token)",
     403: "Signed in, but this role may not do this (or a missing CSRF token)",
     404: "Not found (an id beyond its range names nothing either)",
+    406: "Not acceptable: the Accept header takes no media type the object is stored in",
     409: "Conflict: the version named is no longer current, or already signed",
     413: "Request body too large (checked while streaming, before it is parsed)",
     415: "Unsupported media type",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from medai.core import task_registry
-from medai.imaging.decision import read
+from medai.imaging.decision import follow, questions, read
 from medai.imaging.io import (
     MAX_BYTES,
     WORKING_SIDE,
@@ -78,6 +78,21 @@ def decision_of(payload: dict | None) -> dict | None:
         pass
     decision = read(payload, task)
     return None if decision is None else decision.model_dump(mode="json")
+
+
+def label_questions(rows: list[dict]) -> list[str]:
+    """The labels of a stored decision (``decision_of``'s ``labels``) that a signer must answer
+    before signing: the undecided ones in real doubt (``imaging.decision.questions``, the one
+    rule the sign-off, the labels API and the sign dialog share)."""
+    return questions(rows)
+
+
+def settle_followers(
+    task: task_registry.Task, rows: list[dict], said: dict[str, bool | None]
+) -> dict[str, bool | None]:
+    """The undecided labels that follow a sub-finding, settled by what ``said`` holds of the
+    labels in doubt below them (``imaging.decision.follow``)."""
+    return follow(task, rows, said)
 
 
 def scope_of(payload: dict | None) -> dict | None:

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from medai.reporting import chat
+from medai.reporting.comparison import SIZES_COMPARED, show_date
 from medai.reporting.draft import MAX_QUESTION_CHARS, FindingsInputError, imaging_task
 from medai.reporting.drafter import Drafter
 from medai.reporting.findings import denied_labels as denied
@@ -14,10 +15,12 @@ from medai.reporting.findings import stated_labels as stated
 from medai.reporting.findings import states_normal as normal
 from medai.reporting.llm import LLMConfig, LLMError
 from medai.reporting.results import DraftResult
+from medai.reporting.series_words import series_sentences, small_lesion_sentence
 from medai.settings import LlmSettings, get_settings
 
 __all__ = [
     "MAX_QUESTION_CHARS",
+    "SIZES_COMPARED",
     "DraftResult",
     "Drafter",
     "FindingsInputError",
@@ -26,6 +29,7 @@ __all__ = [
     "llm_config",
     "new_drafter",
     "shared_drafter",
+    "show_date",
     "stated_labels",
     "states_normal",
 ]
@@ -136,3 +140,15 @@ def states_normal(text: str) -> bool:
     """Does a report text say the study is normal (either language)?"""
 
     return normal(text)
+
+
+def read_sentences(read: dict | None, task: str, lang: str = "en") -> list[str]:
+    """What a series reading found beyond its decision, in the draft's words
+    (``reporting.series_words``): a small lesion's slices and why the AI did not decide, and
+    every series of the study, read or named with why not."""
+    if not isinstance(read, dict):
+        return []
+    out = []
+    if read.get("undecided_slices"):
+        out.append(small_lesion_sentence(read["undecided_slices"], task, lang))
+    return out + series_sentences(read.get("series") or [], lang)

@@ -11,23 +11,21 @@ from medai.imaging.results import ImagingResult, ReadInfo, SeriesChoice
 from medai.imaging.series import (
     SeriesRead,
     SliceRef,
-    choose_series,
     explain_slice,
     order,
-    read_series,
     series_result,
     single_image_read,
     slice_refs,
 )
+from medai.imaging.series_study import read_study
 
 __all__ = [
     "SeriesRead",
     "SliceRef",
-    "choose",
     "explain",
     "film_read",
     "ordered",
-    "read",
+    "read_all",
     "result",
     "single_image_read",
     "slices",
@@ -45,20 +43,15 @@ def ordered(refs: Iterable[SliceRef]) -> list[SliceRef]:
     return order(refs)
 
 
-def choose(series: Mapping[str, Sequence[SliceRef]]) -> tuple[str, SeriesChoice]:
-    """Which series of the study to read, and why (recorded in ``read.series_choice``)."""
-    return choose_series(series)
-
-
-def read(
+def read_all(
     predictor,
-    refs: Iterable[SliceRef],
+    series: Mapping[str, Sequence[SliceRef]],
     load: Callable[[SliceRef], LoadedImage],
-    series_uid: str | None,
-    choice: SeriesChoice | None,
 ) -> SeriesRead:
-    """The series read to one decision (the model's recorded aggregation rule)."""
-    return read_series(predictor, refs, load, series_uid=series_uid, choice=choice)
+    """Every series of the study the model can read, to one study decision (the most severe
+    decided finding wins); the series it came from, with every series accounted for in
+    ``read.series`` (``imaging.series.read_study``)."""
+    return read_study(predictor, series, load)
 
 
 def result(predictor, series: SeriesRead) -> ImagingResult:

@@ -46,6 +46,27 @@ TABLE: dict[tuple[str, str], object] = {
     ("POST", "/api/v1/imaging/{task}/heatmap"): CLINICAL,
     ("POST", "/api/v1/reports/draft"): CLINICAL,
     ("POST", "/api/v1/dicomweb/studies"): CLINICAL,
+    # DICOMweb read (QIDO-RS / WADO-RS): the study page's readers
+    ("GET", "/api/v1/dicomweb/studies"): CLINICAL,
+    ("GET", "/api/v1/dicomweb/studies/{study}/series"): CLINICAL,
+    ("GET", "/api/v1/dicomweb/studies/{study}/instances"): CLINICAL,
+    ("GET", "/api/v1/dicomweb/studies/{study}/series/{series}/instances"): CLINICAL,
+    ("GET", "/api/v1/dicomweb/studies/{study}/metadata"): CLINICAL,
+    ("GET", "/api/v1/dicomweb/studies/{study}/series/{series}/metadata"): CLINICAL,
+    ("GET", "/api/v1/dicomweb/studies/{study}/series/{series}/instances/{sop}/metadata"): CLINICAL,
+    (
+        "GET",
+        "/api/v1/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{numbers}",
+    ): CLINICAL,
+    (
+        "GET",
+        "/api/v1/dicomweb/studies/{study}/series/{series}/instances/{sop}/bulk/{tag}",
+    ): CLINICAL,
+    ("GET", "/api/v1/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered"): CLINICAL,
+    (
+        "GET",
+        "/api/v1/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered",
+    ): CLINICAL,
     ("POST", "/api/v1/studies"): CLINICAL,
     ("GET", "/api/v1/studies"): CLINICAL,
     ("GET", "/api/v1/studies/{study_id}"): CLINICAL,
@@ -91,6 +112,7 @@ TABLE: dict[tuple[str, str], object] = {
     ("POST", "/api/v1/models/site-sets"): {"admin"},
     ("GET", "/api/v1/models/registry/{model_id}/shadow"): {"admin"},
     ("GET", "/api/v1/studies/{study_id}/labels"): CLINICAL,
+    ("GET", "/api/v1/studies/{study_id}/measurements"): CLINICAL,
     ("POST", "/api/v1/studies/{study_id}/labels/suggest"): {"radiologist"},
     ("GET", "/api/v1/models/history"): {"admin"},
     ("GET", "/api/v1/models/monitoring"): {"admin"},
@@ -143,6 +165,13 @@ def _request(client, method: str, path: str, ids: dict, headers: dict):
         job_id=999999,
         conflict_id=999999,
         sop_uid="1.2.3.999999",
+        # DICOMweb: UIDs no study has (404 for a reader, refused before the lookup otherwise)
+        study="1.2.3.999997",
+        series="1.2.3.999998",
+        sop="1.2.3.999999",
+        numbers="1",
+        frame=1,
+        tag="7FE00010",
         **ids,
     )
     files = {"file": ("x.png", png_bytes(2), "image/png")}

@@ -1,9 +1,11 @@
-"""The AI's key slices reach a real PACS (Orthanc, ``helpers.orthanc``) as an IHE Key Image Note
+"""The AI's key slices and the signer's viewer measurements reach a real PACS (Orthanc, ``helpers.orthanc``) as an IHE Key Image Note
 through the outbox: nothing before sign-off (the analysis sends its findings SR and heatmap
 only), then with the signed report's SR one note under the study's StudyInstanceUID and patient,
 referencing the key slices' SOP class and instance UIDs; an amendment's signature sends the same
 note again and the PACS still holds one; a retraction's rejection note lists it with the rest.
-Skipped, saying why, where Orthanc is not installed."""
+The signer's measurement report (TID 1500 SR, as the viewer saved it) goes with the signed
+report, whose Measurements section compares the sizes with the prior's, and a retraction
+rejects it too. Skipped, saying why, where Orthanc is not installed."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import pydicom
 import pytest
 
 from helpers.builders import answering_model
-from helpers.dicom import PATIENT_ID
+from helpers.dicom import PATIENT_ID, make_dicom
+from helpers.measurements import measurement_sr, stow
 from helpers.orthanc import OrthancUnavailable, _stop, start_orthanc
 from helpers.platform import bearer, clinic, decided, wait_status
 from helpers.viewer import mr_series, settled, store_read
@@ -92,6 +95,15 @@ def stored(server, study_uid: str) -> list[pydicom.Dataset]:
     return out
 
 
+def titled(objects: list[pydicom.Dataset], code: str) -> list[pydicom.Dataset]:
+    """The Key Object Selection documents among ``objects`` titled DCM ``code``."""
+    return [
+        ds
+        for ds in objects
+        if ds.SOPClassUID == KOS and ds.ConceptNameCodeSequence[0].CodeValue == code
+    ]
+
+
 def sign(client, sid: int, text: str | None = None) -> None:
     rad = bearer(client, "rad1")
     version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
@@ -135,12 +147,14 @@ def test_the_key_images_go_to_the_pacs_with_the_signed_report_once(hosp, pacs, t
     assert payload["decision"]["primary"] == "Glioma"
 
     deliver(app)  # the analysis's objects: findings SR, heatmap
-    assert [ds for ds in stored(pacs, uid) if ds.SOPClassUID == KOS] == []  # not before sign-off
+    # no key image note before sign-off (the uploads' re-reads may have sent rejection notes,
+    # 113001, over the earlier readings' objects: issue 67)
+    assert titled(stored(pacs, uid), "113000") == []
 
     sign(client, sid)
     assert deliver(app) == {"delivered": 1}
     objects = stored(pacs, uid)
-    (note,) = [ds for ds in objects if ds.SOPClassUID == KOS]
+    (note,) = titled(objects, "113000")
     (report,) = [ds for ds in objects if ds.get("VerificationFlag") == "VERIFIED"]
     said = read_key_image_note(note)
     assert said["code"] == ("DCM", "113000", "Of Interest")
@@ -156,7 +170,7 @@ def test_the_key_images_go_to_the_pacs_with_the_signed_report_once(hosp, pacs, t
     sign(client, sid, "Sol temporal lobda kitle (düzeltildi).")
     assert deliver(app) == {"delivered": 1}
     objects = stored(pacs, uid)
-    assert len([ds for ds in objects if ds.SOPClassUID == KOS]) == 1
+    assert len(titled(objects, "113000")) == 1
     assert len([ds for ds in objects if ds.get("VerificationFlag") == "VERIFIED"]) == 2
 
     # retracted: the rejection note lists the key image note with everything else sent
@@ -164,7 +178,93 @@ def test_the_key_images_go_to_the_pacs_with_the_signed_report_once(hosp, pacs, t
     assert r.status_code == 200, r.text
     assert deliver(app) == {"delivered": 1}
     after = stored(pacs, uid)
-    (rejection,) = [
-        ds for ds in after if ds.SOPClassUID == KOS and ds.SOPInstanceUID != note.SOPInstanceUID
-    ]
+    (rejection,) = titled(after, "113038")
     assert (KOS, str(note.SOPInstanceUID)) in read_rejection_note(rejection)["rejected"]
+
+
+def test_the_signers_measurements_reach_the_pacs_compared_with_the_priors(hosp, pacs, tmp_path):
+    """A prior film measured 18 × 15 mm and signed, today's 23 × 18 mm: the Measurements
+    section says it grew (+28 % on the long axis), the findings' sentence says the sizes were
+    compared, and after sign-off the PACS holds the signer's measurement SR beside the report
+    SR whose Measurements section states them; a retraction rejects the measurement SR too."""
+    from medai.platform.documents.dicom_rejection import read_rejection_note
+    from medai.services.reports import SIZES_COMPARED
+
+    app, client = hosp
+    rad = bearer(client, "rad1")
+
+    def film(name: str, day: str) -> tuple[int, pydicom.Dataset]:
+        path = make_dicom(
+            tmp_path / f"{name}.dcm", accession=name, StudyDate=day, ImagerPixelSpacing=[0.2, 0.2]
+        )
+        r = client.post(
+            "/api/v1/studies",
+            headers=rad,
+            data={"task": "cxr"},
+            files={"file": (path.name, path.read_bytes(), "application/dicom")},
+        )
+        assert r.status_code in (200, 201), r.text
+        wait_status(client, rad, r.json()["id"], {"ai_drafted"})
+        return r.json()["id"], pydicom.dcmread(path)
+
+    prior_id, prior_image = film("MS-PRIOR", "20240105")
+    assert stow(client, rad, measurement_sr(prior_image, 18.0, 15.0)).status_code == 200
+    sign(client, prior_id)
+    today_id, image = film("MS-TODAY", "20251120")
+    saved = measurement_sr(image, 23.0, 18.0)
+    assert stow(client, rad, saved).status_code == 200
+
+    got = client.get(f"/api/v1/studies/{today_id}/measurements", headers=rad)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["lines"] == [  # one film: no slice to name
+        "Lezyon 23 × 18 mm (dedektör düzleminde); önceki tetkike "
+        "(05.01.2024) göre büyüdü: 18 × 15 → 23 × 18 mm (uzun eksen +%28)."
+    ]
+    assert body["prior"] == {"study_id": prior_id, "date": "05.01.2024"}
+    assert body["compared"] and body["phrase"] == list(SIZES_COMPARED["tr"])
+    assert [(i["kind"], i["value"], i["mine"]) for i in body["items"]] == [
+        ("long_axis", 23.0, True),
+        ("short_axis", 18.0, True),
+    ]
+    # a clinician reads them too, and has none of their own to write
+    clin = client.get(f"/api/v1/studies/{today_id}/measurements", headers=bearer(client, "clin"))
+    assert clin.status_code == 200 and clin.json()["lines"] == []
+    assert len(clin.json()["items"]) == 2
+
+    deliver(app)  # the two readings' objects
+    report = client.get(f"/api/v1/studies/{today_id}/report", headers=rad).json()
+    sections = {**report["sections"], "measurements": "\n".join(body["lines"])}
+    r = client.post(
+        f"/api/v1/studies/{today_id}/report/sign",
+        headers=rad,
+        json={
+            "version": report["version"],
+            "sections": sections,
+            "labels": decided(client, rad, today_id),
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert deliver(app) == {"delivered": 1}
+    objects = stored(pacs, str(image.StudyInstanceUID))
+    sr_uid = str(pydicom.dcmread(io.BytesIO(saved)).SOPInstanceUID)
+    (measured,) = [ds for ds in objects if str(ds.SOPInstanceUID) == sr_uid]
+    assert measured.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    (signed,) = [ds for ds in objects if ds.get("VerificationFlag") == "VERIFIED"]
+    texts = [
+        item.TextValue
+        for heading in signed.ContentSequence
+        if heading.get("ConceptNameCodeSequence")
+        and heading.ConceptNameCodeSequence[0].CodeValue == "126010"  # Imaging Measurements
+        for item in heading.ContentSequence
+    ]
+    assert texts == ["\n".join(body["lines"])]
+
+    r = client.post(
+        f"/api/v1/studies/{today_id}/retract", headers=rad, json={"reason": "wrong_study"}
+    )
+    assert r.status_code == 200, r.text
+    assert deliver(app) == {"delivered": 1}
+    (rejection,) = titled(stored(pacs, str(image.StudyInstanceUID)), "113038")
+    rejected = {uid for _cls, uid in read_rejection_note(rejection)["rejected"]}
+    assert sr_uid in rejected

@@ -209,7 +209,8 @@ def test_results_and_reports_reach_the_pacs_under_the_study(hosp, pacs, tmp_path
     assert sc.SamplesPerPixel == 3 and sc.Rows > 0
     assert fhir.reports()[f"medai-report-{sid}"]["status"] == "preliminary"
 
-    sign(client, sid, labels={"Pneumothorax": True})  # the signer's label, not the AI's
+    # the signer's label, not the AI's (the film then not normal, whatever the AI said of it)
+    sign(client, sid, labels={"Pneumothorax": True, "No Finding": False})
     assert loop(app, clock).run_once() == {"delivered": 2}
     reports = [ds for ds in stored(pacs, uid) if ds.get("VerificationFlag") == "VERIFIED"]
     assert (

@@ -43,6 +43,13 @@ CRAFTED = [
 ]
 
 
+def status_for(keyword: str) -> int:
+    """The failure status for an instance refused over ``keyword``: a UID that is none leaves
+    the instance as unidentifiable as an absent one, 0xA900 *Data Set does not match SOP Class*
+    (issue 67); any other attribute, 0xC000 *Cannot understand*."""
+    return 0xA900 if keyword.endswith("UID") else 0xC000
+
+
 def crafted(path, values: dict, **more):
     """A small instance with ``values`` (in UTF-8 unless they say otherwise)."""
     return make_dicom(
@@ -167,11 +174,12 @@ def test_the_node_refuses_with_a_failure_status_naming_the_attribute(site, value
     caplog.set_level(logging.INFO)
     before = _total(site)
     rsp = _c_store(site.port, crafted(site.files / f"node-{keyword}.dcm", values))
-    assert rsp.Status == 0xC000, rsp
+    assert rsp.Status == status_for(keyword), rsp
     assert rsp.ErrorComment.startswith(f"{keyword}: ")
     assert _total(site) == before
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("medai")]
-    assert any("refused with 0xC000" in m and keyword in m for m in lines), lines
+    shown = f"refused with 0x{status_for(keyword):04X}"
+    assert any(shown in m and keyword in m for m in lines), lines
     for value in values.values():
         assert not any(str(value)[:12] in m for m in lines)
 
@@ -185,7 +193,7 @@ def test_the_node_refuses_a_201_character_uid_sent_by_dcmtk(site):
         pytest.skip("dcmtk's storescu is not installed")
     before = _total(site)
     sent = storescu(site.port, crafted(site.files / "long-uid.dcm", {"sop": LONG_UID}))
-    assert sent.returncode == 0xC0 and "Success" not in sent.stderr  # 0xC000 Cannot understand
+    assert sent.returncode == 0xA9 and "Success" not in sent.stderr  # 0xA900, as for no UID
     assert _total(site) == before
     assert _c_store(site.port, make_dicom(site.files / "after.dcm")).Status == 0  # still up
 
@@ -215,7 +223,7 @@ def test_stow_rs_names_the_attribute_of_each_refused_instance(site):
     r = _stow(site, *parts)
     assert r.status_code == 409, r.text
     failed = r.json()[FAILED]["Value"]
-    assert [f[REASON]["Value"][0] for f in failed] == [0xC000] * len(CRAFTED)
+    assert [f[REASON]["Value"][0] for f in failed] == [status_for(k) for _v, k in CRAFTED]
     assert [f[COMMENT]["Value"][0].split(":")[0] for f in failed] == [k for _v, k in CRAFTED]
     echoed = [f[SOP_UID]["Value"][0] for f in failed if SOP_UID in f]
     assert TRAVERSAL not in echoed and not any("\x00" in u or len(u) > 64 for u in echoed)

@@ -1016,3 +1016,73 @@ def test_a_signature_without_labels_states_no_findings_and_keeps_the_ai_suggesti
         if i.ValueType == "TEXT" and i.ConceptNameCodeSequence[0].CodeValue == "AI-NOTE"
     ]
     assert notes == ["The AI was undecided between: Pituitary tumour, Meningioma"]
+
+
+def test_the_findings_sr_says_where_a_small_lesion_is_and_names_every_series(tmp_path):
+    """Issue 67: the SR of a series left undecided for a small lesion says where its slices
+    are and why the AI did not decide, and names each series it did not read, as the page and
+    the draft do (a PACS reader sees no 'no tumour' over those slices)."""
+    from medai.imaging.series import _small_lesion
+
+    source, _ = source_image("MR")
+    normal = decide(
+        get_task("mri"),
+        {"Glioma": 0.03, "No_Tumor": 0.9, "Meningioma": 0.04, "Pituitary": 0.03},
+        MRI_POLICY,
+    )
+    decision = _small_lesion(normal, "Glioma", "No_Tumor")
+    payload = ImagingResult(
+        status="ai_suggestion",
+        task="mri",
+        refused=False,
+        findings=[Finding(**row.model_dump()) for row in decision.labels],
+        decision=decision,
+        model=model("mri"),
+        read={
+            "series_uid": "1.2",
+            "undecided_slices": {
+                "label": "Glioma",
+                "numbers": [10, 11],
+                "instances": ["1.2.10", "1.2.11"],
+                "needed": 3,
+                "min_probability": 0.9,
+            },
+            "series": [
+                {
+                    "series_uid": "1.1",
+                    "series_number": 1,
+                    "description": "LOC",
+                    "read": False,
+                    "reason": "localizer",
+                },
+                {
+                    "series_uid": "1.2",
+                    "series_number": 3,
+                    "read": True,
+                    "state": "indeterminate",
+                    "decides": True,
+                },
+            ],
+        },
+    ).model_dump(mode="json")
+    sr = reread(findings_sr(source, payload, created=CREATED))
+    if (tool := shutil.which("dciodvfy")) is not None:  # the notes keep the SR valid
+        path = tmp_path / "notes.dcm"
+        path.write_bytes(save_bytes(sr))
+        out = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+        errors = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
+        assert errors == [], errors
+    notes = [i.TextValue for i in sr.ContentSequence if i.ValueType == "TEXT"]
+    assert any("2 neighbouring slices (10–11)" in n and "did not decide" in n for n in notes)
+    assert any("Series 1 (LOC) was not read by the AI: a localizer" in n for n in notes)
+    states = {
+        k: v[0]
+        for k, v in {r["label"]: (r["state"],) for r in read_findings_sr(sr)["findings"]}.items()
+    }
+    assert states["No_Tumor"] == "indeterminate" and states["Glioma"] == "indeterminate"
+
+
+def test_every_basis_a_decision_can_give_has_its_meaning_in_the_sr():
+    from medai.imaging.decision import BASES as DECISION_BASES
+
+    assert set(DECISION_BASES) <= set(BASES), set(DECISION_BASES) - set(BASES)

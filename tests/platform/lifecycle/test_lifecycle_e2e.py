@@ -129,8 +129,10 @@ def _loop(db_url: str, tmp_path, monkeypatch, tfidf_model_dir) -> None:
                     headers=rad,
                     json={
                         "version": version,
-                        # a rejected film is a normal one: a click each (never read from text)
-                        "labels": {"Pneumothorax": present, "No Finding": not present},
+                        # a rejected film is a normal one: a click each (never read from text),
+                        # its effusion rejected too (normal beside a finding is refused)
+                        "labels": {"Pneumothorax": present, "No Finding": not present}
+                        | ({} if present else {"Effusion": False}),
                         "sections": {"findings": text, "impression": text},
                     },
                 )
@@ -140,7 +142,8 @@ def _loop(db_url: str, tmp_path, monkeypatch, tfidf_model_dir) -> None:
 
             # 2. the export has those labels
             sheet = cli("dataset", "export", "--task", "cxr", "--out", str(tmp_path / "set"))
-            assert sheet["studies"] == 16 and sheet["label_sources"]["rejected"] == 8
+            # the AI's pneumothorax and effusion rejected on each of the 8 normal films
+            assert sheet["studies"] == 16 and sheet["label_sources"]["rejected"] == 16
             with (tmp_path / "set" / "manifest.csv").open() as fh:
                 rows = list(csv.DictReader(fh))
             assert sum("Pneumothorax" in r["label"] for r in rows) == 8

@@ -689,7 +689,7 @@ def test_a_shadow_model_analyses_live_studies_and_is_never_shown(
                 headers=rad,
                 json={
                     "version": version,
-                    "labels": decided(client, rad, sid, {"Pneumonia": True}),
+                    "labels": decided(client, rad, sid, {"Pneumonia": True, "No Finding": False}),
                 },
             ).status_code
             == 200

@@ -146,26 +146,30 @@ def test_a_turkish_list_the_text_denies_suggests_nothing_present(study):
     assert offered["Pneumothorax"] is False
 
 
-def test_a_signature_that_marks_nothing_teaches_nothing(study):
-    """ "Değerlendirilemedi" with the AI's finding rejected and nothing marked is not a normal
-    study: the card shows every label absent and the signature stores no labels at all."""
+def test_a_signature_that_marks_nothing_is_refused_never_stored_as_nothing(study):
+    """ "Değerlendirilemedi" with the AI's finding rejected and nothing marked: every label
+    absent, "No Finding" included. It was signed and stored no label at all (the signer's
+    verdicts lost, issue 67); now it is refused, naming the contradiction, and nothing is
+    signed: the signer marks the film normal, or the finding it shows."""
     client, rad, sid = study
     text = {"findings": "Çekim tekniği yetersiz.", "impression": "Değerlendirilemedi."}
-    by = _by_label(
-        client.post(
-            f"/api/v1/studies/{sid}/labels/suggest",
-            headers=rad,
-            json={"sections": text, "labels": {"Pneumothorax": False}},
-        ).json()
-    )
-    assert not any(present for present, _ in by.values())
+    suggested = client.post(
+        f"/api/v1/studies/{sid}/labels/suggest",
+        headers=rad,
+        json={"sections": text, "labels": {"Pneumothorax": False}},
+    ).json()
+    assert not any(present for present, _ in _by_label(suggested).values())
+    assert [c["kind"] for c in suggested["contradictions"]] == ["nothing_present"]
     version = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()["version"]
     r = client.post(
         f"/api/v1/studies/{sid}/report/sign",
         headers=rad,
         json={"version": version, "sections": text, "labels": {"Pneumothorax": False}},
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 409 and r.json()["code"] == "contradictory_labels", r.text
+    assert r.json()["errors"][0]["loc"] == ["body", "labels", "No Finding"]
+    report = client.get(f"/api/v1/studies/{sid}/report", headers=rad).json()
+    assert report["signed_by"] is None and report["version"] == version
     assert client.get(f"/api/v1/studies/{sid}/labels", headers=rad).json()["labels"] == []
 
 

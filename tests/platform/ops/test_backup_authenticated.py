@@ -603,3 +603,153 @@ def test_a_manifest_that_is_not_an_object_is_not_a_backup(copy, tmp_path, body):
         restore(dest, _settings(target, [key]))
     assert refused.value.code == "not_a_backup"
     _assert_untouched(target)
+
+
+# --- a link or a special file in a backup (issue 67, item 9) ---
+
+
+def _a_blob(dest: Path) -> str:
+    return next(r for r in sorted(_load(dest)["files"]) if r.startswith("blobs/"))
+
+
+def _blob_linked_outside(dest: Path, outside: Path) -> str:
+    """A stored file replaced by a link to a copy of it kept outside the backup (the same
+    bytes: the manifest's hash still matches)."""
+    blob = _a_blob(dest)
+    shutil.copyfile(dest / blob, outside / "copy")
+    (dest / blob).unlink()
+    (dest / blob).symlink_to(outside / "copy")
+    return blob
+
+
+def _manifest_linked_outside(dest: Path, outside: Path) -> str:
+    shutil.copyfile(dest / "manifest.json", outside / "manifest.json")
+    (dest / "manifest.json").unlink()
+    (dest / "manifest.json").symlink_to(outside / "manifest.json")
+    return "manifest.json"
+
+
+def _folder_linked_outside(dest: Path, outside: Path) -> str:
+    """A folder of stored files replaced by a link to a copy of it."""
+    folder = Path(_a_blob(dest)).parent
+    shutil.copytree(dest / folder, outside / "folder")
+    shutil.rmtree(dest / folder)
+    (dest / folder).symlink_to(outside / "folder", target_is_directory=True)
+    return folder.as_posix()
+
+
+LINKED = {
+    "a stored file linked to a copy outside": _blob_linked_outside,
+    "manifest.json linked to a copy outside": _manifest_linked_outside,
+    "a folder of stored files linked to a copy outside": _folder_linked_outside,
+}
+
+
+@pytest.mark.parametrize("name", list(LINKED))
+def test_a_link_in_a_backup_is_refused_naming_it(copy, tmp_path, name):
+    """A backup restores what it holds, never what a link points at: the link is named and
+    nothing is restored (before: the linked copy was read and restored as the backup's)."""
+    from medai.platform.ops import backup as bk
+    from medai.platform.ops.restore import restore
+
+    dest, key = copy
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    member = LINKED[name](dest, outside)
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(bk.BackupError) as refused:
+        restore(dest, _settings(target, [key]))
+    assert refused.value.code == "unsafe_file", str(refused.value)
+    message = str(refused.value)
+    assert member in message and "symbolic link" in message and "nothing was restored" in message
+    _assert_untouched(target)
+
+
+def _open_or_time_out(opener: Callable[[], object], seconds: float = 10.0):
+    """``opener()`` on a thread: what it returned or raised, or a failure when it is still
+    blocked after ``seconds`` (a FIFO's open waits for a writer for good)."""
+    import threading
+
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = opener()
+        except BaseException as exc:  # handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    return out
+
+
+def test_a_member_that_became_a_link_or_a_fifo_after_the_check_is_not_read(copy, tmp_path):
+    """What ``check_members`` saw may change before a file is opened: each file is opened
+    without following a link in it or in a folder on its way, and without waiting on a FIFO."""
+    from medai.platform.ops import backup as bk
+
+    dest, _key = copy
+    blob = _a_blob(dest)
+    with bk.open_member(dest, blob) as fh:  # a regular file opens
+        assert fh.read(4)
+    (dest / blob).unlink()
+    os.mkfifo(dest / blob)
+    got = _open_or_time_out(lambda: bk.open_member(dest, blob))
+    assert got["error"].code == "unsafe_file" and "FIFO" in str(got["error"])
+    (dest / blob).unlink()
+    (dest / blob).symlink_to("/dev/zero")
+    got = _open_or_time_out(lambda: bk.open_member(dest, blob))
+    assert got["error"].code == "unsafe_file" and "/dev/zero" in str(got["error"])
+    folder = Path(blob).parent
+    shutil.move(dest / folder, tmp_path / "moved")
+    (dest / folder).symlink_to(tmp_path / "moved", target_is_directory=True)
+    got = _open_or_time_out(lambda: bk.open_member(dest, blob))
+    assert got["error"].code == "unsafe_file" and folder.as_posix() in str(got["error"])
+
+
+def _medai_bounded(*args: str, home: Path, keys: list[str]) -> subprocess.CompletedProcess:
+    """``medai`` as ``_medai`` runs it, with the files it may write bounded (64 MB): a restore
+    that copies an endless stream is killed by the bound instead of filling the disk; and a
+    timeout, so one that blocks fails instead of hanging the suite."""
+    import resource
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MEDAI_DATABASE_URL",)}
+    env.pop("MEDAI_SECRET_KEYS_FILE", None)
+    env.update(MEDAI_HOME=str(home), MEDAI_SECRET_KEYS=json.dumps(keys))
+
+    def bound() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
+
+    return subprocess.run(
+        [sys.executable, "-m", "medai.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,
+        preexec_fn=bound,
+    )
+
+
+@pytest.mark.parametrize("special", ["a link to /dev/zero", "a FIFO"])
+def test_the_cli_refuses_a_special_file_before_reading_it(copy, tmp_path, special):
+    """The reported case: a stored file replaced by a link to ``/dev/zero`` (before: `medai
+    restore` read it for ever at "verify 60 %"), and a FIFO (its open waited for ever). Exit 2,
+    ``unsafe_file`` naming the member, nothing restored, in well under the timeout."""
+    dest, key = copy
+    blob = _a_blob(dest)
+    (dest / blob).unlink()
+    if special == "a FIFO":
+        os.mkfifo(dest / blob)
+    else:
+        (dest / blob).symlink_to("/dev/zero")
+    target = tmp_path / "target"
+    target.mkdir()
+    done = _medai_bounded("restore", str(dest), "--json", home=target, keys=[key])
+    assert done.returncode == 2, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
+    out = json.loads(done.stdout)
+    assert out["code"] == "unsafe_file" and blob in out["error"], out
+    assert ("FIFO" if special == "a FIFO" else "/dev/zero") in out["error"]
+    _assert_untouched(target)

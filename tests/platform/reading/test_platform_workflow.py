@@ -52,9 +52,11 @@ def test_upload_is_analysed_in_the_background_into_an_ai_draft(env):
     assert report["source"] == "ai" and set(report["sections"]) == {
         "technique",
         "findings",
+        "measurements",  # the radiologist's, from the viewer: empty in the AI's draft
         "impression",
         "recommendation",
     }
+    assert report["sections"]["measurements"] == ""
     assert {f["label"] for f in report["findings"]} == {f["label"] for f in result["findings"]}
 
 

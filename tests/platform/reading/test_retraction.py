@@ -308,7 +308,9 @@ def test_a_retracted_study_teaches_nothing(hosp, tmp_path):
             headers=rad,
             json={
                 "version": version,
-                "labels": decided(client, rad, sid, {"Pneumonia": True, "COVID-19": False}),
+                "labels": decided(
+                    client, rad, sid, {"Pneumonia": True, "COVID-19": False, "No Finding": False}
+                ),
             },
         )
         assert r.status_code == 200, r.text
@@ -383,7 +385,9 @@ def test_a_retracted_study_is_not_talked_about_labelled_or_counted(hosp, tmp_pat
         headers=rad,
         json={
             "version": version,
-            "labels": decided(client, rad, sid, {"Pneumonia": True, "COVID-19": False}),
+            "labels": decided(
+                client, rad, sid, {"Pneumonia": True, "COVID-19": False, "No Finding": False}
+            ),
         },
     )
     assert r.status_code == 200, r.text

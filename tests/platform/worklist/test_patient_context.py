@@ -9,7 +9,8 @@ tiny models whose every answer is fixed:
   with the same name and birth date is not a prior; each prior listed with its date and its
   signed impression ("unsigned" otherwise), newest first, and audited as a view of that study;
 - the AI draft compares today's findings with the latest *signed* prior of the same task
-  ("Önceki tetkik (05.01.2024) ile karşılaştırıldı …: yeni … değişmeyen … düzelen …") and
+  ("Önceki tetkik (05.01.2024) ile karşılaştırıldı …: yeni … iki tetkikte de var (boyut
+  karşılaştırması için ölçüm yok) … düzelen …") and
   still names its model; no prior, no sentence;
 - migration 0026 fills the hash, birth date and age of studies filed before it, and goes back.
 """
@@ -178,7 +179,10 @@ def test_priors_are_the_same_patients_by_keyed_id_and_the_draft_compares_the_lat
     app, client, files = env
     rad = bearer(client, "rad1")
     older = dicom_study(client, rad, files, "PRI-2023", day="20230601")
-    sign(client, rad, older["id"], {"Pneumothorax": False, "Cardiomegaly": False})
+    # the AI's findings rejected: a normal film (every label absent is refused, issue 67)
+    sign(
+        client, rad, older["id"], {"Pneumothorax": False, "Cardiomegaly": False, "No Finding": True}
+    )
     prior = dicom_study(client, rad, files, "PRI-2024", day="20240105")
     # the signer: pneumothorax yes, cardiomegaly no (the AI's rejected), effusion yes (added)
     sign(client, rad, prior["id"], {"Pneumothorax": True, "Cardiomegaly": False, "Effusion": True})
@@ -226,7 +230,9 @@ def test_priors_are_the_same_patients_by_keyed_id_and_the_draft_compares_the_lat
     findings = report["sections"]["findings"]
     assert "Önceki tetkik (05.01.2024) ile karşılaştırıldı (YZ önerisi): " in findings
     assert "yeni: kardiyomegali" in findings
-    assert "değişmeyen: pnömotoraks" in findings
+    # present on both: never "unchanged" (labels do not compare sizes), and says why
+    assert "iki tetkikte de var (boyut karşılaştırması için ölçüm yok): pnömotoraks" in findings
+    assert "değişmeyen" not in findings
     assert "düzelen: plevral efüzyon" in findings
     assert "01.06.2025" not in findings and "01.03.2025" not in findings
     ai = got["ai_result"]["model"]
@@ -248,7 +254,7 @@ def test_the_comparison_sentence_is_not_read_as_findings():
     assert stated_labels(said) == {"Cardiomegaly"}  # never the resolved effusion
     assert "Effusion" not in denied_labels(said)
     assert not states_normal(
-        "Önceki tetkik (05.01.2024) ile karşılaştırıldı (YZ önerisi): yeni, değişmeyen ya da "
+        "Önceki tetkik (05.01.2024) ile karşılaştırıldı (YZ önerisi): yeni, süregelen ya da "
         "düzelen bulgu yok."
     )
     assert (

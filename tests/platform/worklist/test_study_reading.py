@@ -121,6 +121,8 @@ def test_the_longer_series_is_read_and_the_choice_is_recorded(p):
     choice = payload["read"]["series_choice"]
     assert choice["chosen"] == axial and choice["considered"] == 2 and choice["why"]
     assert payload["decision"]["primary"] == "Glioma"
+    # both series were read (neither is a localizer): each is accounted for
+    assert {a["series_uid"] for a in payload["read"]["series"] if a["read"]} == {scout, axial}
 
 
 def test_slices_arriving_after_the_reading_reopen_the_series(p):
@@ -189,3 +191,65 @@ def test_an_upload_says_it_read_one_image(p):
     if not payload.get("refused"):
         assert payload["read"]["instances_read"] == 1
         assert payload["read"]["rule"] == "single_image"
+
+
+def _copy(blob: bytes, uid: str) -> bytes:
+    """The same slice re-sent under a new SOP Instance UID (same position, same pixels)."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _draft(p, sid: int) -> dict:
+    from medai.platform.worklist import versions
+
+    with p.db.reader() as db:
+        return versions.current(db, sid).sections
+
+
+SMALL = ["No_Tumor"] * 9 + ["Glioma"] * 2 + ["No_Tumor"] * 9
+
+
+def test_copies_of_two_tumour_slices_do_not_decide_and_the_small_lesion_is_said(p):
+    """Issue 67 end to end, filed through the node: the 2-slice glioma series read "No tumour
+    0.963" with no key slice; with copies of its 2 glioma slices it read Glioma. Now both read
+    undecided (small lesion) on slices 10–11, the copies named, and the draft says where."""
+    study, series = generate_uid(), generate_uid()
+    blobs = _series(SMALL, study, "MR-7", series)
+    copies = [_copy(blobs[i], f"{series}.{i + 1}.9") for i in (9, 10)]
+    sid = _send(p, blobs + copies)
+    _analyse(p)
+    status, payload, _heatmap = _result(p, sid)
+    assert status == "ai_drafted"
+    d, read = payload["decision"], payload["read"]
+    assert d["state"] == "indeterminate" and d["indeterminate_reason"] == "small_lesion"
+    assert read["key_instances"] == [f"{series}.10", f"{series}.11"]
+    assert read["undecided_slices"]["numbers"] == [10, 11]
+    assert read["instances_in_series"] == 20 and read["instances_read"] == 20
+    assert {x["instance"] for x in read["duplicates"]} == {f"{series}.10.9", f"{series}.11.9"}
+    findings = _draft(p, sid)["findings"]
+    assert "2 komşu kesitte (10–11) gliom lehine bulgu" in findings
+    assert "aradığı tümör tipleri" not in findings and "saptanmadı" not in findings
+
+
+def test_every_series_is_read_and_a_glioma_series_is_not_hidden_by_a_longer_normal_one(p):
+    """Issue 67: a 10-slice glioma series and a 12-slice normal series were read from the
+    longer one ("No tumour", "12 of the series' 12 slices"), the other never mentioned."""
+    study, glioma, normal = generate_uid(), generate_uid(), generate_uid()
+    blobs = _series(["Glioma"] * 10, study, "MR-8", glioma)
+    blobs += _series(["No_Tumor"] * 12, study, "MR-8", normal)
+    sid = _send(p, blobs)
+    _analyse(p)
+    _status, payload, _heatmap = _result(p, sid)
+    assert payload["decision"]["primary"] == "Glioma"
+    assert payload["read"]["series_uid"] == glioma
+    assert all(k.startswith(glioma) for k in payload["read"]["key_instances"])
+    accounts = {a["series_uid"]: a for a in payload["read"]["series"]}
+    assert accounts[glioma]["decides"] and accounts[normal]["read"]
+    assert accounts[normal]["state"] == "normal"
+    technique = _draft(p, sid)["technique"]
+    assert "2 serisinden 2 seriyi" in technique, technique

@@ -676,13 +676,20 @@ def issue(
 
 
 def resolve(db: Session, raw: str, kind: str | None = None) -> tuple[User, Token] | None:
-    tok = db.scalar(select(Token).where(Token.token_hash == digest(raw[:256])))
-    if tok is None or tok.revoked_at is not None or tok.expires_at <= utcnow():
+    # one query for the credential and its user: every authenticated request runs it
+    row = db.execute(
+        select(Token, User)
+        .join(User, User.id == Token.user_id)
+        .where(Token.token_hash == digest(raw[:256]))
+    ).first()
+    if row is None:
+        return None
+    tok, user = row
+    if tok.revoked_at is not None or tok.expires_at <= utcnow():
         return None
     if kind is not None and tok.kind != kind:
         return None
-    user = db.get(User, tok.user_id)
-    if user is None or not user.active:
+    if not user.active:
         return None
     return user, tok
 

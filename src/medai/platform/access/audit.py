@@ -55,10 +55,21 @@ ACTIONS = (
     # the analysis that follows records "reanalyse" (``platform.reanalysis``)
     "reanalyse_as",
     "profile",
+    # a radiologist's viewer measurements filed (``reading.measurements``): count=, sr=
+    "measure",
 )
 # targets named by a study's own id: the study or one of its parts (the event's ``study_id``)
 STUDY_TARGETS = frozenset(
-    {"study", "study_image", "heatmap", "report", "report_versions", "series", "labels"}
+    {
+        "study",
+        "study_image",
+        "heatmap",
+        "report",
+        "report_versions",
+        "series",
+        "labels",
+        "measurements",
+    }
 )
 ORDERS = ("desc", "asc")  # newest first (the log's default view), oldest first
 

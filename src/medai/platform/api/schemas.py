@@ -359,6 +359,9 @@ class PriorOut(BaseModel):
     task: str
     modality: str
     status: str
+    study_uid: str | None = Field(
+        None, description="its StudyInstanceUID (DICOM studies): the viewer opens it beside"
+    )
     study_date: str | None = Field(None, description="YYYY-MM-DD: the DICOM StudyDate, else filed")
     signed: bool
     signed_at: str | None = None
@@ -480,6 +483,7 @@ LabelName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 class Sections(Strict):
     technique: str = Field("", max_length=20_000)
     findings: str = Field("", max_length=20_000)
+    measurements: str = Field("", max_length=20_000)
     impression: str = Field("", max_length=20_000)
     recommendation: str = Field("", max_length=20_000)
 

@@ -8,6 +8,14 @@ builds its message from these (``destinations``). A ``retracted`` row
 (FHIR) or withdrawn (HL7), and for a PACS builds the rejection note over the very objects its
 earlier rows sent (``rejected_objects``: rebuilt, so their UIDs are the ones sent).
 
+Each reading of a study (``AIResultRow.reading``: the instances it read) has AI objects of its
+own UIDs (``reading_tag``). A later reading's ``analysed`` row sends a PACS, after its own
+objects, the rejection note over the earlier readings' objects that PACS got (``superseding``,
+IOCM "Rejected for Quality Reasons"), so the PACS never shows a replaced AI result as current
+(issue 67); an earlier reading's row retried after a later one reached the PACS is not sent
+(``superseded_reading``). FHIR and HL7 need no note: the later reading's report replaces the
+earlier one under the same ids (the FHIR DiagnosticReport, the HL7 order).
+
 The database is read in one short read-only session (``gather``); building and sending happen
 outside any transaction.
 """
@@ -20,7 +28,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom import dcmread
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
 from medai.core.task_registry import TaskError
@@ -38,11 +48,12 @@ from medai.platform.documents.dicom_heatmap import (
 )
 from medai.platform.documents.dicom_key_images import key_image_note, key_refs, split_ref
 from medai.platform.documents.dicom_objects import DicomObjectError, SourceImage, findings_sr
-from medai.platform.documents.dicom_rejection import rejection_note
+from medai.platform.documents.dicom_rejection import SUPERSEDED, rejection_note
 from medai.platform.documents.dicom_report import report_sr
 from medai.platform.records.tables import (
     AIResultRow,
     DicomInstance,
+    Measurement,
     OutboxItem,
     ReportVersion,
     Study,
@@ -88,10 +99,47 @@ class Parts:
     film_sha: str  # the display rendition when there is one, else the original
     previous_signed: int | None  # the signed version an amendment follows
     taken: str | None = None  # when the study was taken (``study_time``: FHIR effectiveDateTime)
+    reading: str = ""  # which reading the AI result is (``reading_tag``: its objects' UIDs)
+    measurement_sha: str | None = None  # the signer's measurement SR as it was when signing
+
+
+def signer_measurements(db: Session, row: ReportVersion) -> str | None:
+    """The blob of the measurement report (TID 1500 SR, ``reading.measurements``) the signer of
+    ``row`` had saved when signing: their latest filed before the signature, so a PACS gets
+    the measurements the report states, and a rebuild (a later rejection) names the same SR
+    whatever was measured after. None: unsigned, or the signer measured nothing."""
+    if row.signed_by is None or row.signed_at is None:
+        return None
+    return db.scalar(
+        select(Measurement.file_sha)
+        .where(
+            Measurement.study_id == row.study_id,
+            Measurement.author_id == row.signed_by,
+            Measurement.created_at <= row.signed_at,
+        )
+        .order_by(Measurement.id.desc())
+        .limit(1)
+    )
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:
     return None if t is None else (t if t.tzinfo else t.replace(tzinfo=dt.UTC))
+
+
+def reading_tag(db: Session, ai: AIResultRow) -> str:
+    """What the AI objects of result ``ai`` add to their UIDs (``dicom_objects.reading_parts``):
+    "" for the study's first result of its kind by that model (the UIDs its objects had
+    before readings had their own, so a PACS's copy is still named by a later rejection),
+    else its reading key (unique per study, kind and model: ``uq_ai_results_reading``; its
+    row id where the key is empty, as only an upload's first reading's is)."""
+    first = db.scalar(
+        select(func.min(AIResultRow.id)).where(
+            AIResultRow.study_id == ai.study_id,
+            AIResultRow.kind == ai.kind,
+            AIResultRow.model_hash == ai.model_hash,
+        )
+    )
+    return "" if first is None or first >= ai.id else ai.reading or f"result {ai.id}"
 
 
 def gather(p: Platform, item: OutboxItem) -> Parts:
@@ -141,6 +189,8 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
             taken=study_time.of_study(
                 p.store, study.file_sha256, study.study_date, study.created_at
             ),
+            reading=reading_tag(db, ai) if ai else "",
+            measurement_sha=signer_measurements(db, row),
         )
 
 
@@ -195,11 +245,23 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
                 task=task,
             ),
             *key_images(p, item, parts, source, institution, task),
+            # the signer's own measurement report, as the viewer saved it (issue 68)
+            *(
+                [dcmread(io.BytesIO(p.store.read(parts.measurement_sha)))]
+                if parts.measurement_sha
+                else []
+            ),
         ]
     if parts.ai_payload is None or parts.ai_created is None:
         raise NothingToSend("no_ai_result", "the analysis stored no AI result")
     objects = [
-        findings_sr(source, parts.ai_payload, created=parts.ai_created, institution=institution)
+        findings_sr(
+            source,
+            parts.ai_payload,
+            created=parts.ai_created,
+            institution=institution,
+            reading=parts.reading,
+        )
     ]
     if parts.heatmap_sha and parts.heatmap_label:
         overlay = p.store.read(parts.heatmap_sha)
@@ -215,6 +277,7 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
                 created=parts.ai_created,
                 task=task,
                 institution=institution,
+                reading=parts.reading,
             )
         )
         if pm_suitable(header):
@@ -232,6 +295,7 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
                         created=parts.ai_created,
                         task=task,
                         institution=institution,
+                        reading=parts.reading,
                     )
                 )
             except Exception as exc:  # highdicom raises many types on an unusual source
@@ -242,6 +306,21 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
                     type(exc).__name__,
                 )
     return objects
+
+
+def key_image_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
+    """A ``signed`` row's key image note alone (``key_images``), without the report SR: what
+    medai's DICOMweb serves the viewer beside the AI's other objects (``reading.ai_objects``),
+    built as the PACS gets it."""
+    header = source_header(p, parts.source_sha)
+    return key_images(
+        p,
+        item,
+        parts,
+        SourceImage.from_dataset(header),
+        p.settings.outbox.institution_name or None,
+        _task(parts.study.get("task")),
+    )
 
 
 def key_images(
@@ -285,6 +364,7 @@ def key_images(
             task=task,
             language=str(parts.study.get("language") or "tr"),
             institution=institution,
+            reading=parts.reading,
         )
     ]
 
@@ -315,11 +395,11 @@ def fhir_bundle(parts: Parts, entered_in_error: bool = False) -> dict[str, Any]:
     )
 
 
-def rejected_objects(p: Platform, item: OutboxItem) -> list:
-    """Every object the rows delivered to ``item``'s destination before it sent for the
-    study, rebuilt from the same stored rows (their UIDs are the ones the PACS holds)."""
+def _delivered(p: Platform, item: OutboxItem, *conditions: Any) -> list[OutboxItem]:
+    """The rows (no correction) delivered to ``item``'s destination for its study before it,
+    oldest first, detached; ``conditions``: more of the query's."""
     with p.db.reader() as db:
-        sent = list(
+        rows = list(
             db.scalars(
                 select(OutboxItem)
                 .where(
@@ -328,16 +408,94 @@ def rejected_objects(p: Platform, item: OutboxItem) -> list:
                     OutboxItem.state == "delivered",
                     OutboxItem.event != "retracted",
                     OutboxItem.id < item.id,
+                    *conditions,
                 )
                 .order_by(OutboxItem.id)
             )
         )
-        for row in sent:
+        for row in rows:
             db.expunge(row)
+    return rows
+
+
+def rejected_objects(p: Platform, item: OutboxItem) -> list:
+    """Every object the rows delivered to ``item``'s destination before it sent for the
+    study, rebuilt from the same stored rows (their UIDs are the ones the PACS holds)."""
     objects = []
-    for row in sent:
+    for row in _delivered(p, item):
         objects += dicom_objects(p, row, gather(p, row))
     return objects
+
+
+def superseded_reading(p: Platform, item: OutboxItem) -> bool:
+    """Whether ``item`` is an earlier reading's ``analysed`` row and a later reading's already
+    reached its destination (retried by hand after it, it would put a replaced AI result
+    back as current: it is skipped, ``superseded``)."""
+    if item.event != "analysed":
+        return False
+    with p.db.reader() as db:
+        return (
+            db.scalar(
+                select(OutboxItem.id)
+                .where(
+                    OutboxItem.study_id == item.study_id,
+                    OutboxItem.destination == item.destination,
+                    OutboxItem.event == "analysed",
+                    OutboxItem.state == "delivered",
+                    OutboxItem.id > item.id,
+                    OutboxItem.ai_result_id != item.ai_result_id,
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+
+def superseding(p: Platform, item: OutboxItem, parts: Parts, sent: list) -> list:
+    """For a PACS, after a reading's own objects (``sent``): the IOCM rejection note over the
+    AI objects that earlier readings' ``analysed`` rows delivered there, rebuilt with the
+    UIDs they were sent under (``reading_tag``); none when there are none. Titled "Rejected
+    for Quality Reasons" (``dicom_rejection.SUPERSEDED``: why in docs/integration.md); an
+    object this row sends itself is never rejected. An earlier row that cannot be rebuilt is
+    logged (ids and error type only) and left out: the new reading still goes."""
+    if item.event != "analysed" or item.ai_result_id is None or parts.ai_created is None:
+        return []
+    rows = _delivered(
+        p,
+        item,
+        OutboxItem.event == "analysed",
+        OutboxItem.ai_result_id != item.ai_result_id,
+    )
+    keep = {str(ds.SOPInstanceUID) for ds in sent}
+    old: dict[str, Any] = {}
+    for row in rows:
+        try:
+            built = dicom_objects(p, row, gather(p, row))
+        except (NothingToSend, DicomObjectError, LookupError, FileNotFoundError) as exc:
+            log.warning(
+                "outbox %s: the objects of delivery %s cannot be rebuilt to reject (%s)",
+                item.id,
+                row.id,
+                type(exc).__name__,
+            )
+            continue
+        for ds in built:
+            if str(ds.SOPInstanceUID) not in keep:
+                old.setdefault(str(ds.SOPInstanceUID), ds)
+    if not old:
+        return []
+    source = SourceImage.from_dataset(source_header(p, parts.source_sha))
+    return [
+        rejection_note(
+            source,
+            list(old.values()),
+            reason=SUPERSEDED,
+            retracted_at=parts.ai_created,
+            destination=item.destination,
+            institution=p.settings.outbox.institution_name or None,
+            replaced_by=str(item.ai_result_id),
+        )
+    ]
 
 
 def rejection(p: Platform, item: OutboxItem, parts: Parts) -> list:

@@ -107,13 +107,20 @@ def is_uid(value: str) -> bool:
     return len(value) <= UID_MAX and _UID.match(value) is not None
 
 
+class InvalidUID(InvalidAttribute):
+    """A Study, Series or SOP Instance UID, or a SOP Class UID, that is not a UID: the
+    instance cannot be identified, as when the UID is absent, so the node answers as it does
+    for an absent one (0xA900 *Data Set does not match SOP Class*: the IOD requires each as a
+    Type 1 UID), not with the "cannot understand" of another attribute."""
+
+
 def check_uid(keyword: str, value: str) -> None:
     if not value:
         return  # absent: ``DicomIdentity.missing`` names it
     if len(value) > UID_MAX:
-        raise InvalidAttribute(keyword, f"longer than {UID_MAX} characters")
+        raise InvalidUID(keyword, f"longer than {UID_MAX} characters")
     if not _UID.match(value):
-        raise InvalidAttribute(keyword, "not a UID (digits and dots, no empty component)")
+        raise InvalidUID(keyword, "not a UID (digits and dots, no empty component)")
 
 
 def check_text(keyword: str, value: str, limit: int) -> None:

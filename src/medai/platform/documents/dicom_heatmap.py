@@ -39,6 +39,7 @@ from medai.platform.documents.dicom_objects import (
     content_times,
     model_of,
     pin_times,
+    reading_parts,
     uid,
 )
 
@@ -146,10 +147,12 @@ def heatmap_sc(
     task: Task | None = None,
     uid_root: str | None = None,
     institution: str | None = None,
+    reading: str = "",
 ) -> Dataset:
     """The Grad-CAM picture (``rgb``: rows × columns × 3, uint8) as a Secondary Capture in the
     source's study, new series, referencing the source image. ``model`` is the result's
-    model (name, version, content_hash), ``decision`` its decision (``caption``)."""
+    model (name, version, content_hash), ``decision`` its decision (``caption``),
+    ``reading`` which reading of the study it is (``reading_parts``)."""
     import highdicom as hd
 
     model = model_of({"model": dict(model)})
@@ -166,7 +169,11 @@ def heatmap_sc(
         coordinate_system="PATIENT",
         patient_orientation=orientation or ("L", "F"),
         series_instance_uid=uid(
-            "heatmap-series", source.study_instance_uid, model["content_hash"], root=uid_root
+            "heatmap-series",
+            source.study_instance_uid,
+            model["content_hash"],
+            *reading_parts(reading),
+            root=uid_root,
         ),
         series_number=SERIES_HEATMAP,
         sop_instance_uid=uid(
@@ -175,6 +182,7 @@ def heatmap_sc(
             model["content_hash"],
             model["version"],
             label,
+            *reading_parts(reading),
             root=uid_root,
         ),
         instance_number=1,
@@ -245,11 +253,13 @@ def heatmap_pm(
     task: Task | None = None,
     uid_root: str | None = None,
     institution: str | None = None,
+    reading: str = "",
 ) -> Dataset:
     """The Grad-CAM saliency (``saliency``: the source's rows × columns, float 0..1) as a
     Parametric Map on the source's grid, referencing it (``header``: the source's dataset,
-    pixels not needed; ``decision``: the result's, see ``caption``). Raises
-    ``DicomObjectError`` where the source is not suitable."""
+    pixels not needed; ``decision``: the result's, see ``caption``; ``reading``: which
+    reading of the study, ``reading_parts``). Raises ``DicomObjectError`` where the source is
+    not suitable."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -280,9 +290,14 @@ def heatmap_pm(
     pm = hd.pm.ParametricMap(
         source_images=[source],
         pixel_array=values,
-        # one map series per source series and model: a series has one Frame of Reference
+        # one map series per source series, model and reading: a series has one Frame of
+        # Reference
         series_instance_uid=uid(
-            "heatmap-map-series", header.SeriesInstanceUID, model["content_hash"], root=uid_root
+            "heatmap-map-series",
+            header.SeriesInstanceUID,
+            model["content_hash"],
+            *reading_parts(reading),
+            root=uid_root,
         ),
         series_number=SERIES_HEATMAP_MAP,
         sop_instance_uid=uid(
@@ -291,6 +306,7 @@ def heatmap_pm(
             model["content_hash"],
             model["version"],
             label,
+            *reading_parts(reading),
             root=uid_root,
         ),
         instance_number=1,

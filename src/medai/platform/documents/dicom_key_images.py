@@ -40,6 +40,7 @@ from medai.platform.documents.dicom_objects import (
     content_times,
     model_of,
     pin_times,
+    reading_parts,
     uid,
 )
 from medai.services.imaging import decision_of
@@ -109,12 +110,14 @@ def key_image_note(
     language: str = "tr",
     institution: str | None = None,
     uid_root: str | None = None,
+    reading: str = "",
 ) -> Dataset:
     """The key image note of an imaging result ``payload`` (``key_refs`` names its slices).
 
     ``images``: a header (no pixels needed) of each key instance, for its UIDs, SOP class and
     size (a key slice whose instance is not among them is left out); ``created``: when the
-    analysis finished. Raises DicomObjectError when no key slice is left to note."""
+    analysis finished; ``reading``: which reading of the study (``reading_parts``). Raises
+    DicomObjectError when no key slice is left to note."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -174,6 +177,7 @@ def key_image_note(
             source.study_instance_uid,
             model["content_hash"],
             *sorted(refs),
+            *reading_parts(reading),
             root=uid_root,
         ),
         instance_number=1,

@@ -9,8 +9,12 @@
 - ``read_findings_sr``: the findings of such an SR read back (tests, delivery checks).
 
 The heatmap is ``dicom_heatmap``'s, the signed report ``dicom_report``'s. UIDs derive from the
-source and the model (``uid``): building an object twice gives the same instance, so a resend
-is the same object at the PACS (which keeps the first copy).
+source, the model and the reading (``uid``, ``reading_parts``): building an object twice gives
+the same instance, so a resend is the same object at the PACS (which keeps the first copy),
+and a later reading of the study (instances that arrived after the first, issue 67) is a new
+object in a series of its own, never new content under an old UID (the PACS would keep the
+old). The earlier reading's objects are then withdrawn by an IOCM rejection note
+(``dicom_rejection``, ``delivery.payloads.superseding``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from medai.core.errors import MedaiError
 from medai.core.task_registry import PRIVATE_SCHEME, Task
 from medai.core.task_registry import get as get_task
 from medai.platform.dicom.dicom_values import outgoing_header
+from medai.platform.records.printable import printable
 from medai.services.imaging import decision_of
+from medai.services.reports import read_sentences
 
 MANUFACTURER = "medai"
 UTF8 = "ISO_IR 192"  # names and report text in Turkish: every object is written in UTF-8
@@ -46,6 +52,7 @@ BASES = {
     "not_top": "Not the top class",
     "candidate": "Undecided: one of the candidates the model could not separate",
     "conflict": "Conflict: the normal label and a finding both passed",
+    "outweighed": "Passed, but the normal label outweighed it by the model's lead",
     "indeterminate": "Indeterminate",
 }  # what results stored before "candidate" said
 
@@ -153,6 +160,16 @@ def uid(kind: str, *parts: object, root: str | None = None) -> str:
     return generate_uid(
         prefix=root or PYDICOM_ROOT_UID, entropy_srcs=["medai", kind, *map(str, parts)]
     )
+
+
+def reading_parts(reading: str) -> tuple[str, ...]:
+    """What a reading adds to the UIDs of its AI objects (``uid``'s parts). ``reading`` is
+    ``delivery.payloads.reading_tag``'s: "" for a study's first reading by a model, which
+    keeps the UIDs medai gave before readings had UIDs of their own (objects a PACS holds
+    from then are still the ones a later rejection names), else the reading's key
+    (``AIResultRow.reading``, unique per study and model): each later reading's objects are
+    new instances, and the same reading built again is the same object."""
+    return ("reading", reading) if reading else ()
 
 
 def model_of(payload: Mapping[str, Any]) -> dict[str, str]:
@@ -303,6 +320,14 @@ def coding_schemes():
     ]
 
 
+def read_notes(payload: Mapping[str, Any], task: Task) -> list[str]:
+    """The series reading's words for a PACS reader (English, ``reporting.series_words``): the
+    slices of a small lesion the AI did not decide and why, and every series of the study
+    read or named with why not — what the page and the draft say too."""
+    notes = read_sentences(payload.get("read"), task.name, "en")
+    return [printable(n)[:1024] for n in notes]
+
+
 def findings_sr(
     source: SourceImage,
     payload: Mapping[str, Any],
@@ -311,11 +336,13 @@ def findings_sr(
     task: Task | None = None,
     uid_root: str | None = None,
     institution: str | None = None,
+    reading: str = "",
 ) -> Dataset:
     """The TID 1500 SR of an imaging result ``payload`` (the stored ImagingResult JSON).
 
     ``created``: when the analysis finished (content date/time; a resend gives the same
-    object). Raises DicomObjectError for a refused result or one without its model."""
+    object); ``reading``: which reading of the study it is (``reading_parts``). Raises
+    DicomObjectError for a refused result or one without its model."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -323,7 +350,12 @@ def findings_sr(
     task = task or get_task(str(payload.get("task")))
     rows = finding_rows(payload)
     sr_uid = uid(
-        "ai-sr", source.sop_instance_uid, model["content_hash"], model["version"], root=uid_root
+        "ai-sr",
+        source.sop_instance_uid,
+        model["content_hash"],
+        model["version"],
+        *reading_parts(reading),
+        root=uid_root,
     )
     algorithm = hd.sr.AlgorithmIdentification(
         name=model["name"],
@@ -400,11 +432,19 @@ def findings_sr(
         if item.ConceptNameCodeSequence[0].CodeValue == "126010"
     )
     root.ContentSequence.insert(at, _image_library(source))
+    for note in read_notes(payload, task):  # what the series reading found beyond the codes
+        root.ContentSequence.append(
+            hd.sr.TextContentItem(name=codes.DCM.Comment, value=note, relationship_type="CONTAINS")
+        )
     sr = hd.sr.ComprehensiveSR(
         evidence=[source.evidence()],
         content=report,
         series_instance_uid=uid(
-            "ai-sr-series", source.study_instance_uid, model["content_hash"], root=uid_root
+            "ai-sr-series",
+            source.study_instance_uid,
+            model["content_hash"],
+            *reading_parts(reading),
+            root=uid_root,
         ),
         series_number=SERIES_AI_SR,
         sop_instance_uid=sr_uid,

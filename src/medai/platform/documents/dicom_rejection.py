@@ -1,16 +1,19 @@
 """The IOCM rejection note: a DICOM Key Object Selection document that tells a PACS to reject
-the objects medai sent it for a study that was retracted (IHE Imaging Object Change
-Management, ``platform.retraction``).
+objects medai sent it (IHE Imaging Object Change Management): all of them for a study that
+was retracted (``platform.retraction``), or an earlier reading's AI objects once a later
+reading of the study replaced them (``delivery.payloads.superseding``, issue 67).
 
 The document's title (its Concept Name Code) is one of CID 7011's rejection reasons — a study
 filed under the wrong patient or order is (113038, DCM, "Incorrect Modality Worklist Entry"),
-one withdrawn for patient safety (113037, DCM, "Rejected for Patient Safety Reasons") — and it
-lists every object rejected: in its content (one reference each) and in the Current Requested
-Procedure Evidence Sequence, grouped by study and series with their SOP class and instance
-UIDs. It carries the patient and study attributes the PACS filed those objects under (the
-source image's, as every object medai sends), so the PACS matches it to that study. Built with
-highdicom (``highdicom.ko``); its UIDs derive from the study, the destination and the
-retraction's time, so a resend is the same document.
+one withdrawn for patient safety (113037, DCM, "Rejected for Patient Safety Reasons"), an AI
+reading superseded by a later one (113001, DCM, "Rejected for Quality Reasons": see
+docs/integration.md for why that code) — and it lists every object rejected: in its content
+(one reference each) and in the Current Requested Procedure Evidence Sequence, grouped by
+study and series with their SOP class and instance UIDs. It carries the patient and study
+attributes the PACS filed those objects under (the source image's, as every object medai
+sends), so the PACS matches it to that study. Built with highdicom (``highdicom.ko``); its
+UIDs derive from the study, the destination, the reason's time and (for a superseded reading)
+the reading that replaced it, so a resend is the same document.
 """
 
 from __future__ import annotations
@@ -35,13 +38,22 @@ SERIES_REJECTION = 9905
 KOS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 INCORRECT_WORKLIST_ENTRY = ("DCM", "113038", "Incorrect Modality Worklist Entry")
 PATIENT_SAFETY = ("DCM", "113037", "Rejected for Patient Safety Reasons")
-# CID 7011 (Rejected for Quality Reasons 113001 and Data Retention Policy Expired 113039 are
-# not reasons a radiologist retracts a study for)
+QUALITY = ("DCM", "113001", "Rejected for Quality Reasons")
+SUPERSEDED = "superseded"
+# CID 7011 (Data Retention Policy Expired 113039 is not a reason medai rejects anything for;
+# Rejected for Quality Reasons is IOCM's "replaced by a better acquisition": a reading made
+# from part of the study, replaced by a reading of more of it — docs/integration.md)
 TITLES = {
     "wrong_patient": INCORRECT_WORKLIST_ENTRY,
     "wrong_study": INCORRECT_WORKLIST_ENTRY,
     "safety": PATIENT_SAFETY,
+    SUPERSEDED: QUALITY,
 }
+DESCRIPTIONS = {
+    SUPERSEDED: "Rejected by medai: a later AI reading of the study (more of its instances, "
+    "or another type) replaces these AI results",
+}
+RETRACTED = "Rejected by medai: the study was retracted as entered in error"
 
 
 def _reference(source: SourceImage, obj: Dataset) -> Dataset:
@@ -67,10 +79,15 @@ def rejection_note(
     observer: str | None = None,
     institution: str | None = None,
     uid_root: str | None = None,
+    replaced_by: str = "",
 ) -> Dataset:
     """The KOS rejecting ``rejected`` (the objects medai sent one PACS for the study of
-    ``source``), titled by ``reason`` (``retraction.REASONS``). Raises DicomObjectError when
-    there is nothing to reject or the reason has no CID 7011 code."""
+    ``source``), titled by ``reason`` (``retraction.REASONS``, or ``SUPERSEDED``).
+    ``retracted_at``: when the rejection was decided (the retraction, or the replacing
+    reading's result); ``replaced_by``: for ``SUPERSEDED``, the reading that replaced them
+    (``dicom_objects.reading_parts``: one note per replacing reading and destination).
+    Raises DicomObjectError when there is nothing to reject or the reason has no CID 7011
+    code."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -97,7 +114,7 @@ def rejection_note(
         document_title=_coded(TITLES[reason]),
         referenced_objects=references,
         observer_person_context=person,
-        description="Rejected by medai: the study was retracted as entered in error",
+        description=DESCRIPTIONS.get(reason, RETRACTED),
     )
     at = retracted_at.isoformat()
     kos = hd.ko.KeyObjectSelectionDocument(
@@ -106,7 +123,12 @@ def rejection_note(
         series_instance_uid=uid("rejection-series", source.study_instance_uid, root=uid_root),
         series_number=SERIES_REJECTION,
         sop_instance_uid=uid(
-            "rejection", source.study_instance_uid, destination, at, root=uid_root
+            "rejection",
+            source.study_instance_uid,
+            destination,
+            at,
+            *((SUPERSEDED, replaced_by) if reason == SUPERSEDED else ()),
+            root=uid_root,
         ),
         instance_number=1,
         manufacturer=MANUFACTURER,

@@ -57,6 +57,7 @@ from medai.platform.records.printable import printable
 SECTIONS = {
     "technique": ("CurrentProcedureDescriptions", "ProcedureDescription"),
     "findings": ("Findings", "Finding"),
+    "measurements": ("ImagingMeasurements", "Finding"),  # TID 1500's heading, as text
     "impression": ("Impressions", "Impression"),
     "recommendation": ("Recommendations", "Recommendation"),
 }

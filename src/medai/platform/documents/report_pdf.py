@@ -327,7 +327,7 @@ def _scope(pdf, study: dict[str, Any], report: dict[str, Any], lang: str) -> Non
     if not words:
         return
     has_table = any(isinstance(f, dict) for f in report.get("findings") or [])
-    lines = [words[k] for k in ("detects", "cannot_detect") if words.get(k)]
+    lines = [words[k] for k in ("detects", "cannot_detect", "cannot_tell_apart") if words.get(k)]
     _heading(pdf, f"{words['title']} ({rw.words(lang)['ai_suggestion']})", keep_with=14)
     if words.get("out_of_scope") and not has_table:
         _notice(pdf, words["out_of_scope"], fill=(255, 232, 208))

@@ -18,7 +18,10 @@ from medai.platform.dicom.identity import display_name
 from medai.services.imaging import scope_text
 
 LANGUAGES = ("tr", "en")
-SECTIONS = ("technique", "findings", "impression", "recommendation")
+# A report's sections, in the order every view, document and message prints them: the one list
+# (the API's schema, the editor and the exports read it). "measurements": the radiologist's
+# viewer measurements (``reading.measurements``), sizes against a prior's (issue 68).
+SECTIONS = ("technique", "findings", "measurements", "impression", "recommendation")
 
 WORDS: dict[str, dict[str, str]] = {
     "tr": {
@@ -83,6 +86,7 @@ WORDS: dict[str, dict[str, str]] = {
         ),
         "technique": "Teknik",
         "findings": "Bulgular",
+        "measurements": "Ölçümler",
         "impression": "Sonuç",
         "recommendation": "Öneri",
         "sources": "Kaynaklar",
@@ -203,6 +207,7 @@ WORDS: dict[str, dict[str, str]] = {
         ),
         "technique": "Technique",
         "findings": "Findings",
+        "measurements": "Measurements",
         "impression": "Impression",
         "recommendation": "Recommendation",
         "sources": "Sources",
@@ -504,8 +509,9 @@ def citation_label(citation: dict[str, Any], task_name: str | None) -> str | Non
 
 def scope(report: dict[str, Any], study: dict[str, Any], lang: str) -> dict[str, str]:
     """The AI model's scope in the report's words (``services.imaging.scope_text``: the one
-    words table): ``detects``, ``cannot_detect``, ``out_of_scope`` (the flag, '' when in
-    scope) and the headings; {} when the report has no AI result."""
+    words table): ``detects``, ``cannot_detect``, ``cannot_tell_apart`` (what it would read
+    as one of its labels), ``out_of_scope`` (the flag, '' when in scope) and the headings; {}
+    when the report has no AI result."""
     if not report.get("scope"):
         return {}
 
@@ -517,7 +523,8 @@ def scope_paragraph(report: dict[str, Any], study: dict[str, Any], lang: str) ->
     s = scope(report, study, lang)
     if not s:
         return ""
-    lines = [s[k] for k in ("out_of_scope", "detects", "cannot_detect") if s.get(k)]
+    keys = ("out_of_scope", "detects", "cannot_detect", "cannot_tell_apart")
+    lines = [s[k] for k in keys if s.get(k)]
     return f"{upper(s['title'], lang)} ({words(lang)['ai_suggestion']}):\n" + "\n".join(lines)
 
 

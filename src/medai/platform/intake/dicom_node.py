@@ -56,6 +56,7 @@ MAX_PDU = 256 * 1024  # announced to peers: the largest PDU they may send us
 PDU_LIMIT = MAX_PDU + 64 * 1024  # a peer's PDU above this closes the connection
 MESSAGE_LIMIT = imaging_service.MAX_BYTES + 1024 * 1024  # one C-STORE message, all PDUs
 SUCCESS, OUT_OF_RESOURCES, PROCESSING_FAILURE = 0x0000, 0xA700, 0x0110
+UNACCEPTABLE = receive.Unacceptable.dicom_status  # 0xA900 Data Set does not match SOP Class
 # A-ASSOCIATE-RJ: rejected (transient), DUL service provider (presentation), local limit
 LIMIT_REJECTION = (0x02, 0x03, 0x02)
 # A-ASSOCIATE-RJ: rejected (permanent), DUL service user, calling AE title not recognised
@@ -194,6 +195,7 @@ class DicomNode:
             (evt.EVT_CONN_CLOSE, self._on_close),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_DIMSE_RECV, self._on_dimse_recv),
             (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = self._ae.start_server(
@@ -361,9 +363,16 @@ class DicomNode:
     # --- events ----------------------------------------------------------------------------
 
     def _on_open(self, event: Any) -> None:
+        from pynetdicom import evt
+        from pynetdicom._handlers import standard_dimse_recv_handler
+
         budget = _Budget()
         self._budgets[event.assoc] = budget
         budget.bound(event.assoc.dul.socket)
+        # pynetdicom's logging handler runs before ours and raises AttributeError on a C-STORE
+        # request without its SOP Instance UID, which stops every handler after it:
+        # ``_on_dimse_recv`` calls it itself, after answering such a request
+        event.assoc.unbind(evt.EVT_DIMSE_RECV, standard_dimse_recv_handler)
 
     def _on_echo(self, event: Any) -> int:
         self._reset(event)
@@ -405,6 +414,59 @@ class DicomNode:
             return self._store(event)
         finally:
             self._working(event, -1)
+
+    def _on_dimse_recv(self, event: Any) -> None:
+        """A C-STORE request without its Affected SOP Instance UID (an instance whose
+        SOPInstanceUID is empty: the sender copies it into the request) is no valid request to
+        pynetdicom, which drops it without an answer; the sender then waits out its timeout and
+        aborts, with no status to log. It is answered here instead, as any instance without its
+        UID is: 0xA900 with an Error Comment naming the attribute, the association kept."""
+        from pynetdicom import _config
+        from pynetdicom._handlers import standard_dimse_recv_handler
+        from pynetdicom.dimse_primitives import C_STORE
+
+        message = event.message
+        command = message.command_set
+        if (
+            type(message).__name__ != "C_STORE_RQ"
+            or str(command.get("AffectedSOPInstanceUID", "") or "").strip(" \x00")
+            or command.get("MessageID") is None  # nothing to answer to
+        ):
+            if _config.LOG_HANDLER_LEVEL == "standard":  # what ``_on_open`` unbound
+                standard_dimse_recv_handler(event)
+            return  # a whole request: the C-STORE handler checks the dataset's values
+        calling = str(event.assoc.requestor.ae_title).strip()
+        why = "SOPInstanceUID: empty or absent"
+        log.warning(
+            "C-STORE from %s refused with 0x%04X (%s): %s",
+            calling,
+            UNACCEPTABLE,
+            "Unacceptable",
+            why,
+        )
+        self._audit(
+            event,
+            calling,
+            "upload",
+            None,
+            "refused",
+            status=f"0x{UNACCEPTABLE:04X}",
+            reason="Unacceptable",
+            why=why,
+        )
+        rsp = C_STORE()
+        rsp.MessageIDBeingRespondedTo = command.get("MessageID")
+        sop_class = str(command.get("AffectedSOPClassUID", "") or "").strip(" \x00")
+        if sop_class:
+            try:
+                rsp.AffectedSOPClassUID = sop_class
+            except ValueError:  # not one pynetdicom sends back: the response goes without it
+                pass
+        rsp.Status, rsp.ErrorComment = UNACCEPTABLE, why
+        try:
+            event.assoc.dimse.send_msg(rsp, message.context_id)
+        except Exception as exc:  # the peer gone: nothing to answer
+            log.error("answering a C-STORE without its UID failed: %s", type(exc).__name__)
 
     def _store(self, event: Any) -> Any:
         calling = str(event.assoc.requestor.ae_title).strip()

@@ -3,8 +3,9 @@
 
 Each refusal is named so that the node answers the sender with the matching DICOM failure
 status instead of crashing or storing something no one can read: a decompression or size
-bomb (``TooLarge``: "Refused: Out of Resources"), a header that cannot be read or lacks its
-UIDs (``Unacceptable``: "Data Set does not match SOP Class" / "Cannot understand").
+bomb (``TooLarge``: "Refused: Out of Resources"), a header that lacks its UIDs or whose UIDs
+are none (``Unacceptable``: "Data Set does not match SOP Class"), one that cannot be read or
+another identity attribute that breaks its VR (``Refused``: "Cannot understand").
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from medai.platform.access.accounts import DICOM_ACCOUNT, internal_account
 from medai.platform.context import Platform
 from medai.platform.dicom import identity as dicom
 from medai.platform.dicom.arrival import Arrival
+from medai.platform.dicom.dicom_values import InvalidUID
 from medai.platform.intake.routing import route
 from medai.platform.records.tables import User
 from medai.platform.worklist import studies
@@ -110,6 +112,8 @@ def store(
         ident = dicom.checked_read(data)
     except imaging_service.ImageTooLarge as exc:
         raise TooLarge(str(exc)) from None
+    except InvalidUID as exc:  # as unidentifiable as an absent UID: the same status
+        raise Unacceptable(str(exc)) from None
     except dicom.IdentityError as exc:
         raise Refused(str(exc)) from None
     if ident is None:

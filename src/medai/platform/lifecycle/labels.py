@@ -9,7 +9,12 @@ signature: ``review.sign`` refuses with ``undecided_labels``). What the report t
 findings extractor of the draft safety check, Turkish and English), the normal label a normal
 text implies and the parents a present child implies (COVID-19 → Viral_Pneumonia → Pneumonia)
 are only ``suggested``: shown beside the label, applied by one click, never by the server. The
-rows are the site's training and evaluation labels (``medai dataset export``)."""
+rows are the site's training and evaluation labels (``medai dataset export``).
+
+A signature never loses a verdict (issue 67): its labels are stored exactly as they stand (the
+clicks, and the rest endorsed), or, when they contradict each other by the task's label space
+(``core.label_rules``: the normal label absent and no finding present, the normal label beside
+a finding, …), the signature is refused with 409 ``contradictory_labels`` naming them."""
 
 from __future__ import annotations
 
@@ -18,11 +23,12 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from medai.core import task_registry
+from medai.core import label_rules, task_registry
 from medai.core.errors import MedaiError
 from medai.platform.documents.finding_states import version_labels
 from medai.platform.records.tables import ReportVersion, Study, StudyLabel, User
-from medai.platform.worklist.studies import ai_label_states
+from medai.platform.worklist.studies import ai_label_rows, ai_label_states
+from medai.services.imaging import label_questions, settle_followers
 from medai.services.reports import denied_labels, stated_labels, states_normal
 
 MAX_CHOICES = 64
@@ -33,6 +39,26 @@ class LabelError(MedaiError, ValueError):
     """Choices naming labels the study's task does not have (message lists the valid ones)."""
 
     status, code = 422, "invalid_labels"
+
+
+class ContradictoryLabels(MedaiError, Exception):
+    """A signature whose labels contradict each other (409): nothing is signed. ``errors``
+    has one entry per contradiction: ``type`` its kind (``core.label_rules.KINDS``), ``loc``
+    ``["body", "labels", …]`` every label involved, ``msg`` what contradicts what."""
+
+    status, code = 409, "contradictory_labels"
+
+    def __init__(self, found: list[label_rules.Contradiction]) -> None:
+        super().__init__(
+            "the labels contradict each other: "
+            + "; ".join(c.message() for c in found)
+            + ". Nothing was signed"
+        )
+        self.contradictions = found
+        self.errors = [
+            {"loc": ["body", "labels", *c.labels], "msg": c.message(), "type": c.kind}
+            for c in found
+        ]
 
 
 def _text(sections: dict[str, Any]) -> str:
@@ -100,12 +126,18 @@ def suggest(
     read). ``suggested`` is what ``sections`` (findings and impression) or a present child
     suggests when it differs from ``present`` (``suggested_by``: ``text``, ``normal``,
     ``implied``): offered, never applied. A label the text names that the model does not read
-    and nobody chose is ``not_read``: listed for its suggestion, never stored."""
+    and nobody chose is ``not_read``: listed for its suggestion, never stored.
+    ``needs_decision``: the signer must answer it before signing (an undecided label in real
+    doubt, ``imaging.decision.questions``); an undecided label that follows a sub-finding
+    (``follows``: viral pneumonia at 0.1 % beside an undecided COVID-19) is settled by the
+    answer about that one (``decided``), never asked."""
     task = task_of(study)
     if task is None:
         return []
     choices = check_choices(task, choices)
-    ai_states, _ = ai_label_states(db, study)
+    rows, _ = ai_label_rows(db, study)
+    ai_states = {r["label"]: r["state"] for r in rows}
+    asked = set(label_questions(rows))  # the labels in real doubt: the signer's Var / Yok
     previous = _previous(db, study)
     text = _text(sections)  # findings and impression: what the suggestions are read from
 
@@ -127,6 +159,11 @@ def suggest(
             present[lab], source[lab] = None, "undecided"
         else:
             present[lab], source[lab] = False, "not_read"
+    # an undecided label that follows an undecided sub-finding is settled by its answer
+    for lab, value in settle_followers(task, rows, present).items():
+        if source.get(lab) == "undecided" and value is not None:
+            present[lab], source[lab] = value, "decided"
+    follows = {r["label"]: r.get("implied_by") for r in rows if r["label"] not in asked}
     suggested: dict[str, tuple[bool, str]] = {}
     for lab in universe:
         if lab in stated and present[lab] is not True:
@@ -160,6 +197,8 @@ def suggest(
                 "source": source[lab],
                 "suggested": None if offer is None else offer[0],
                 "suggested_by": None if offer is None else offer[1],
+                "needs_decision": lab in asked and present[lab] is None,
+                "follows": follows.get(lab) if present[lab] is None else None,
             }
         )
     return out
@@ -170,16 +209,15 @@ def record(
 ) -> list[dict[str, Any]]:
     """Store the labels of a signed version (in the signature's transaction): the clicks, the
     previous signature's labels and the AI's decided states the signer endorsed — never what
-    the text suggests. A signature that makes no label present (a refused study, or every
-    finding rejected and none added) teaches nothing and stores nothing: every task has a
-    normal label, so "all absent" is no label set."""
-    items = [
-        i
-        for i in suggest(db, study, signed.sections, choices)
-        if i["source"] not in ("not_read", "undecided")
-    ]
-    if not any(item["present"] for item in items):
-        return []
+    the text suggests — exactly as they stand. A set that contradicts itself (every label
+    absent, the normal one included, say) is refused with ``ContradictoryLabels`` and the
+    transaction, the signature with it, is rolled back: a signature never loses a verdict."""
+    task = task_of(study)
+    items = suggest(db, study, signed.sections, choices)
+    found = contradictions(task, items) if task is not None else []
+    if found:
+        raise ContradictoryLabels(found)
+    items = stored(items)
     _, model_hash = ai_label_states(db, study)
     for item in items:
         db.add(
@@ -195,6 +233,21 @@ def record(
             )
         )
     return items
+
+
+def stored(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries of ``suggest`` a signature stores: every label decided (clicked, endorsed,
+    or the previous signature's), never one only the text names or one still undecided."""
+    return [i for i in items if i["source"] not in ("not_read", "undecided")]
+
+
+def contradictions(
+    task: task_registry.Task, items: list[dict[str, Any]]
+) -> list[label_rules.Contradiction]:
+    """What contradicts what among the decided entries of ``items`` (``core.label_rules``;
+    an undecided one is open: "nothing present" waits for it)."""
+    said = {i["label"]: i["present"] for i in items if i["source"] != "not_read"}
+    return label_rules.contradictions(task, said)
 
 
 def latest_versions(*where: Any) -> Select:

@@ -5,7 +5,11 @@ a restore never merges into a site that holds data (two histories of the same id
 mix), so a database with any table, or a home whose ``blobs``/``registry`` hold a file, is
 refused before anything is written. The order, each step before any write it protects:
 
-0. the manifest is authenticated FIRST, before any of its fields is believed (``authenticate``):
+0. the folder holds only regular files and folders (``backup.check_members``, from ``lstat``
+   alone): a symbolic link, a FIFO or a device is refused, ``unsafe_file`` naming it, before
+   any file is read (a link to ``/dev/zero`` would be read for ever, a FIFO's open would wait
+   for ever), and every file is later opened without following a link (``open_member``).
+   Then the manifest is authenticated FIRST, before any of its fields is believed (``authenticate``):
    its ``mac`` (HMAC-SHA256 under a key derived from the backed-up site's newest key,
    ``backup.sign_manifest``) must verify under the configured key of its key id. A manifest
    whose MAC does not verify is ``manifest_forged`` (altered since ``medai backup`` wrote it);
@@ -322,8 +326,8 @@ def _stage(
         if ".." in Path(relative).parts or Path(relative).is_absolute():
             raise BackupError(f"manifest names {relative!r}, outside the backup", "backup_damaged")
         bk._private_parent(target, made)
-        try:
-            sha, size, head = bk.copy_file(source, target, BlobCipher.HEADER)
+        try:  # never through a link, never a FIFO or a device (``check_members``)
+            sha, size, head = bk.copy_file(bk.open_member(src, relative), target, BlobCipher.HEADER)
         except FileNotFoundError:
             raise BackupError(f"{source} is missing from the backup", "backup_damaged") from None
         if sha != want["sha256"] or size != want["size"]:
@@ -536,6 +540,7 @@ def restore(
     progress = progress or bk._quiet
     started = time.monotonic()
     src = Path(src)
+    bk.check_members(src)  # a link, a FIFO or a device: refused before anything is read
     manifest = bk.read_manifest(src)
     current = bk.configured_keys(settings)
     authenticated = authenticate(src, manifest, current, accept_unauthenticated)

@@ -5,7 +5,8 @@ seals itself (a chat message, a complaint, a DICOM patient ID, name and identity
 instance's identity) and the ``platform.sealed`` columns (a clinical question, a report's
 sections, findings and citations, an AI result's payload with its draft, a triage result, a
 patient reference, a series description, the signer's labels, monitoring's samples, a site
-set's verdicts and a validation's per-study outputs). Each
+set's verdicts, a validation's per-study outputs, a study's refusal reason and the finding a
+heatmap is drawn for). Each
 is re-encrypted under the newest key, and each patient's lookup hash (a reference's, a study's
 PatientID's) recomputed with it, so
 that the older keys can then be removed.
@@ -22,11 +23,12 @@ deadlock with it. A large database is best rotated in a quiet hour.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Integer, select, table, text, update
 from sqlalchemy import column as sa_column
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from medai.platform.records.crypto import cipher
@@ -62,6 +64,8 @@ SEALED: tuple[tuple[Any, str], ...] = (
     (AIResultRow, "payload"),
     (Patient, "ref"),
     (Study, "urgent_because"),
+    (Study, "reason"),
+    (AIResultRow, "heatmap_label"),
     (DicomInstance, "series_description"),
     (StudyLabel, "label"),
     (StudyLabel, "present"),
@@ -78,6 +82,14 @@ SEALED: tuple[tuple[Any, str], ...] = (
     (ReportVersion, "citations"),
 )  # append-only last: it locks the table
 APPEND_ONLY = {"report_versions"}
+# (table, column): the migration that sealed a column an older schema already had in clear. A
+# database of an older schema (a backup of the previous release, before ``medai migrate``)
+# still holds those values in clear: ``backup.sealed_columns`` leaves the column out there,
+# where every clear value would count as one no key opens
+SEALED_SINCE: dict[tuple[str, str], str] = {
+    ("studies", "reason"): "0027",
+    ("ai_results", "heatmap_label"): "0027",
+}
 
 
 def _raw(model: Any, attr: str) -> tuple[Any, Any, Any]:
@@ -157,29 +169,67 @@ def _rekey_patient_ids(db: Session, batch: int) -> None:
     db.flush()
 
 
+def _deadlocked(exc: OperationalError) -> bool:
+    """PostgreSQL chose this transaction to break a deadlock (SQLSTATE 40P01)."""
+    return getattr(exc.orig, "sqlstate", None) == "40P01"
+
+
+def _retried(db: Session, work: Callable[[], int], tries: int = 5) -> int:
+    """Run one batch of re-encryption and commit it, again from the start of the batch when the
+    database broke a deadlock by aborting it: a server analysing meanwhile updates a study and
+    then its AI result, and the rotation's batch may hold the one while it waits for the other.
+    Re-encrypting is idempotent (the newest key opens and re-seals its own tokens), so a batch
+    re-run after a rollback changes nothing already done."""
+    for attempt in range(tries):
+        try:
+            n = work()
+            db.commit()
+            return n
+        except OperationalError as exc:
+            db.rollback()
+            if not _deadlocked(exc) or attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _rotate_column(db: Session, model: Any, attr: str, rows: list[tuple[int, Any]]) -> int:
+    t, ids, column = _raw(model, attr)
+    for row_id, token in rows:
+        db.execute(update(t).where(ids == row_id).values({column: _rotated(token)}))
+    return len(rows)
+
+
 def rotate_all(db: Session, batch: int = 500) -> int:
     """Re-encrypt every sealed value under the newest key (and re-key the patients' lookup
-    hashes) in the caller's session: two transactions, the second (report versions) left for
-    the caller to commit; the number of values re-encrypted."""
+    hashes) in the caller's session, one committed batch at a time, so that a server working
+    meanwhile never waits long on a row the rotation holds, nor deadlocks with it (a batch the
+    database aborted to break a deadlock is run again); the report versions last, in a
+    transaction of their own left for the caller to commit. The number of values re-encrypted."""
+
+    def patients() -> int:
+        for (patient,) in db.execute(select(Patient)).all():
+            if patient.ref is not None:  # the lookup hash under the newest key
+                patient.ref_hash = cipher().pseudonym(patient.ref)
+        db.flush()
+        _rekey_patient_ids(db, batch)
+        return 0
+
+    _retried(db, patients)
     n = 0
-    for (patient,) in db.execute(select(Patient)).all():
-        if patient.ref is not None:  # the lookup hash under the newest key
-            patient.ref_hash = cipher().pseudonym(patient.ref)
-    db.flush()
-    _rekey_patient_ids(db, batch)
     for model, attr in SEALED:
-        t, ids, column = _raw(model, attr)
-        locked = model.__tablename__ in APPEND_ONLY
-        if locked:
-            db.commit()  # no other row held while the table is locked (see above)
-            _trigger(db, model.__tablename__, lift=True)
+        if model.__tablename__ in APPEND_ONLY:
+            continue
         for rows in _batches(db, model, attr, batch):
-            for row_id, token in rows:
-                db.execute(update(t).where(ids == row_id).values({column: _rotated(token)}))
-            n += len(rows)
-        if locked:
-            _trigger(db, model.__tablename__, lift=False)
+            n += _retried(db, lambda m=model, a=attr, r=rows: _rotate_column(db, m, a, r))
+    for model, attr in SEALED:
+        if model.__tablename__ not in APPEND_ONLY:
+            continue
+        db.commit()  # no other row held while the table is locked (see above)
+        _trigger(db, model.__tablename__, lift=True)
+        for rows in _batches(db, model, attr, batch):
+            n += _rotate_column(db, model, attr, rows)
+        _trigger(db, model.__tablename__, lift=False)
     return n
 
 
-__all__ = ["SEALED", "rotate_all"]
+__all__ = ["SEALED", "SEALED_SINCE", "rotate_all"]

@@ -257,7 +257,8 @@ def _series(
     row: AIResultRow | None,
     display: str | None,
 ):
-    """A series study read whole: every image instance's header, the series chosen openly,
+    """A series study read whole: every image instance's header, every series read (or named
+    with why not: ``imaging.series_study.read_study``), the most severe decided finding winning,
     its slices read through the model a batch at a time (``services.series_reading``), one
     decision, the heatmap of the key slice; stored with ``read`` and ``heatmap_instance``.
     Returns (row, the explained slice's image for the draft, its instance's bytes), or the
@@ -288,10 +289,9 @@ def _series(
     if not groups:
         refusal = imaging_service.Refusal("unreadable", "no instance of the study holds an image")
         return _refused(p, study_id, refusal, ref, reading=reading)
-    uid, choice = series_reading.choose(groups)
     start = time.perf_counter()
     try:
-        series = series_reading.read(predictor, groups[uid], load, uid or None, choice)
+        series = series_reading.read_all(predictor, groups, load)
     except imaging_service.ImageInputError as exc:
         refusal = imaging_service.Refusal(exc.refusal_code, str(exc), exc.params)
         return _refused(p, study_id, refusal, ref, reading=reading)

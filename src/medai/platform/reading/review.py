@@ -27,8 +27,9 @@ from medai.platform.delivery import outbox
 from medai.platform.documents.finding_states import version_labels
 from medai.platform.records.db import utcnow
 from medai.platform.records.tables import ReportVersion, Study, User
-from medai.platform.worklist.studies import ai_label_states, refuse_retracted, set_status
+from medai.platform.worklist.studies import ai_label_rows, refuse_retracted, set_status
 from medai.platform.worklist.versions import SECTIONS, current, text_of, versions
+from medai.services.imaging import label_questions
 
 MAX_SECTION_CHARS = 20_000
 
@@ -205,10 +206,12 @@ def edit(
 
 
 def undecided(db: Session, study: Study, choices: dict[str, bool] | None) -> list[str]:
-    """The labels the AI left undecided (``indeterminate`` in the study's latest result's
-    decision) that neither ``choices`` nor the latest signature's labels decide."""
-    states, _ = ai_label_states(db, study)
-    open_ = [label for label, state in states.items() if state == "indeterminate"]
+    """The labels in real doubt in the study's latest result's decision (the signer's questions,
+    ``services.imaging.label_questions``: an undecided label that only follows an undecided
+    sub-finding is settled by that one's answer) that neither ``choices`` nor the latest
+    signature's labels decide."""
+    rows, _ = ai_label_rows(db, study)
+    open_ = label_questions(rows)
     if not open_:
         return []
     last = db.scalar(

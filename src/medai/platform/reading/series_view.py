@@ -186,16 +186,22 @@ def series_of(p: Platform, study_id: int) -> dict[str, Any]:
         read_refs = {str(r) for r in read.get("read_instances") or []}
         key_refs = {str(r) for r in read.get("key_instances") or []}
         read_series = read.get("series_uid")
+        # a copy of a slice (same place or same pixels) counts once here as for the AI: the
+        # viewer's counter numbers slices as the draft does ("10–11")
+        copies = {str(d.get("instance")) for d in read.get("duplicates") or []}
+        read_uids = {
+            str(a.get("series_uid")) for a in read.get("series") or [] if a.get("read")
+        } or {read_series}
     else:  # a result stored before series were read: it read the study's file
         read_refs = {file_ref} if analysed and file_ref else set()
-        key_refs, read_series = set(), None
+        key_refs, read_series, copies, read_uids = set(), None, set(), set()
     heat_ref = (str(payload.get("heatmap_instance") or "") or file_ref) if has_heatmap else None
     groups: dict[str, list[_Row]] = {}
     for row in rows:
         groups.setdefault(row.series_uid, []).append(row)
     out, start = [], None
     for uid, members in groups.items():
-        slices = _slices(p, members)
+        slices = [s for s in _slices(p, members) if s.ref not in copies]
         marks = [
             {
                 "ref": s.ref,
@@ -218,9 +224,8 @@ def series_of(p: Platform, study_id: int) -> dict[str, Any]:
                 "body_part": first.body_part,
                 "view_position": first.view_position,
                 "instances": len(members),
-                "read_by_ai": (uid == read_series)
-                if read_series
-                else any(m["read"] for m in marks),
+                "read_by_ai": (uid in read_uids) if read_series else any(m["read"] for m in marks),
+                "decides": uid == read_series,
                 "slices": marks,
             }
         )

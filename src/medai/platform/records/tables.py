@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -123,7 +124,9 @@ class Study(Base):
     ai_urgent: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     red_flag: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     out_of_scope: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
-    reason: Mapped[str | None] = mapped_column(String(400))  # refusal or failure, short
+    # a refusal or failure, short: what the image shows and where it came from, sealed
+    # (migration 0027)
+    reason: Mapped[str | None] = mapped_column(SealedText)
     uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
@@ -257,7 +260,8 @@ class AIResultRow(Base):
     # findings and, for a draft, its sections (patient text: sealed like report versions)
     payload: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
     heatmap_sha256: Mapped[str | None] = mapped_column(String(64))
-    heatmap_label: Mapped[str | None] = mapped_column(String(64))
+    # the finding the heatmap is drawn for: a finding, sealed like the payload (migration 0027)
+    heatmap_label: Mapped[str | None] = mapped_column(SealedText)
     created_at: Mapped[datetime] = _now()
 
 
@@ -469,3 +473,32 @@ from medai.platform.records.tables_lifecycle import (  # noqa: E402, F401
     TriageOutcome,
     Validation,
 )
+
+
+class Measurement(Base):
+    """One measurement a radiologist saved in the viewer (a TID 1500 SR sent over STOW-RS,
+    ``reading.measurements``): the SR itself lives in the blob store (``file_sha``), each of its
+    numeric items is a row. A newer SR of the same author for the same study supersedes the
+    older one's rows (``superseded``: flagged, never deleted, so what was said stays known)."""
+
+    __tablename__ = "measurements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False, index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    sr_sop_uid: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    sr_series_uid: Mapped[str] = mapped_column(String(64), nullable=False)
+    sr_sop_class: Mapped[str] = mapped_column(String(64), nullable=False)
+    file_sha: Mapped[str] = mapped_column(String(64), nullable=False)
+    group_no: Mapped[int] = mapped_column(Integer, nullable=False)  # its measurement group
+    kind: Mapped[str] = mapped_column(
+        String(16), nullable=False
+    )  # length|long_axis|short_axis|area
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    unit: Mapped[str] = mapped_column(String(8), nullable=False)  # mm | mm2
+    ref_sop_uid: Mapped[str | None] = mapped_column(String(64))
+    ref_frame: Mapped[int | None] = mapped_column(Integer)
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    # PixelSpacing (true size) or ImagerPixelSpacing (a projection film: at the detector plane)
+    spacing: Mapped[str | None] = mapped_column(String(24))
+    superseded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)

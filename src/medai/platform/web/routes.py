@@ -21,6 +21,7 @@ from medai.platform.access.approval import is_pending
 from medai.platform.access.audit import ACTIONS
 from medai.platform.api.deps import platform_of, principal
 from medai.platform.api.routes.kiosks import kiosk_of
+from medai.platform.documents.report_words import SECTIONS
 from medai.platform.web.i18n import (
     COOKIE,
     DEFAULT,
@@ -28,6 +29,7 @@ from medai.platform.web.i18n import (
     display_names,
     messages,
 )
+from medai.platform.web.viewer import installed as viewer_installed
 from medai.server.errors import ApiError
 from medai.server.inputs import MAX_ID, RowId
 from medai.services.imaging import MAX_BYTES
@@ -113,6 +115,7 @@ def render(request: Request, page: str, **context) -> Response:
             "approval_pending": user is not None and is_pending(user),
             "names_json": _script_json(names),
             "timezone": platform_of(request).settings.general.timezone,
+            "viewer_installed": viewer_installed(),
             "imaging_tasks": [(n, v["name"]) for n, v in names.items() if v["kind"] == "imaging"],
             **context,
         },
@@ -190,7 +193,7 @@ def worklist_page(request: Request) -> Response:
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
 def study_page(study_id: RowId, request: Request) -> Response:
-    return render(request, "study", study_id=study_id)
+    return render(request, "study", study_id=study_id, sections=SECTIONS)
 
 
 @router.get("/chat", response_class=HTMLResponse)

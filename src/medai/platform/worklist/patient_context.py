@@ -227,6 +227,8 @@ def prior_list(db: Session, study: Study) -> list[dict[str, Any]]:
                 "task": s.task,
                 "modality": s.modality,
                 "status": s.status,
+                # the viewer (OHIF) opens current and prior side by side by their UIDs
+                "study_uid": s.study_uid,
                 "study_date": day.isoformat() if day else None,
                 "signed": signed is not None,
                 "signed_at": signed.signed_at.isoformat() + "Z"

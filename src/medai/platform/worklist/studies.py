@@ -633,16 +633,25 @@ def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResult
     )
 
 
-def ai_label_states(db: Session, study: Study) -> tuple[dict[str, str], str | None]:
-    """The model's state of each label in the study's latest imaging result (present, absent,
-    indeterminate: the stored decision's, ``services.imaging.decision_of``, never re-derived)
-    and that result's model hash; no states when it refused the image or there is none."""
+def ai_label_rows(db: Session, study: Study) -> tuple[list[dict[str, Any]], str | None]:
+    """The label rows of the study's latest imaging result's decision (each with its one
+    ``state`` and, for an undecided one that follows a sub-finding, ``implied_by``: the stored
+    decision's, ``services.imaging.decision_of``, never re-derived) and that result's model
+    hash; no rows when it refused the image or there is none."""
 
     row = latest_result(db, study.id)
     if row is None or (row.payload or {}).get("refused"):
-        return {}, row.model_hash if row is not None else None
+        return [], row.model_hash if row is not None else None
     decision = decision_of({"task": study.task, **(row.payload or {})}) or {}
-    return {r["label"]: r["state"] for r in decision.get("labels") or []}, row.model_hash
+    return list(decision.get("labels") or []), row.model_hash
+
+
+def ai_label_states(db: Session, study: Study) -> tuple[dict[str, str], str | None]:
+    """The model's state of each label in the study's latest imaging result (present, absent,
+    indeterminate; ``ai_label_rows``) and that result's model hash."""
+
+    rows, model_hash = ai_label_rows(db, study)
+    return {r["label"]: r["state"] for r in rows}, model_hash
 
 
 def stored_result(

@@ -13,10 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medai.platform.documents import disclosure
+from medai.platform.documents.report_words import SECTIONS
 from medai.platform.records.localtime import format_local
 from medai.platform.records.tables import ReportVersion, Study, User
-
-SECTIONS = ("technique", "findings", "impression", "recommendation")
 
 
 def current(db: Session, study_id: int) -> ReportVersion | None:
@@ -86,7 +85,7 @@ def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
         "version": row.version,
         "status": row.status,
         "source": row.source,
-        "sections": row.sections,
+        "sections": text_of(row),  # every section, one not written as ""
         "citations": row.citations,
         "findings": row.findings,
         "author": author.username if author else None,

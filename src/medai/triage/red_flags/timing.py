@@ -1,5 +1,6 @@
-"""When a sign happens: per token, "past" (a clause set in the distant past), "present" (a
-word or tense of now) or "unclear" (which always counts as now)."""
+"""When a sign happens: per token, "past" (a clause set in the distant past, or a phrase told
+as a history: "hemiparezi öyküsü", "geçirilmiş SVO"), "present" (a word or tense of now) or
+"unclear" (which always counts as now)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,66 @@ def token_times(tokens: list[Token], pluperfect: bool = True) -> list[str]:
                 else carried
             )
         out.append(state)
+    if pluperfect:  # a history tells no date: it makes a sign past, never an event "dated"
+        for i in history_tokens(tokens):
+            out[i] = "past"
     return out
+
+
+def history_tokens(tokens: list[Token]) -> set[int]:
+    """Tokens of a phrase told as a person's history: the words before a history noun of
+    their clause ("sol hemiparezi öyküsü", "SVO öykülü hasta", "inme geçmişi"), the words after
+    one in the locative or a past participle ("öyküsünde inme", "özgeçmişinde SVO",
+    "geçirilmiş SVO"), and the words before "geçirmiş" used as a participle ("inme geçirmiş
+    hasta"; "babam felç geçirmiş" is a verb and may be minutes old). A history told as the
+    present illness is not one: "… öyküsü ile başvuran", "2 saat önce … öyküsü", "akut", a
+    word of now ("bugün", "yine") within its reach. At most ``history_reach`` words, never
+    across a clause or a finite verb: "SVO öyküsü olan hastada ani sağ hemiparezi" keeps the
+    new weakness."""
+    w = current()
+    out: set[int] = set()
+    for i, tok in enumerate(tokens):
+        f = tok.form
+        if f in w.history_participles:
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            if nxt is None or nxt.clause != tok.clause or not nxt.form.startswith(w.history_heads):
+                continue
+            ahead = False
+        elif f in w.history_words or f.startswith(w.history_nouns):
+            ahead = bool(w.history_ahead.search(f))
+        else:
+            continue
+        span = _history_reach(tokens, i, ahead)
+        if span:
+            out |= span
+    return out
+
+
+def _told_now(form: str) -> bool:
+    w = current()
+    return form in w.present_words or form.startswith(w.history_now)
+
+
+def _history_reach(tokens: list[Token], i: int, ahead: bool) -> set[int]:
+    """The words of history word ``i``'s phrase (``history_tokens``); empty when a word of
+    now or of the present illness stands in its reach, or (a history noun after its words)
+    a presenting verb in the three words after it ("hemiparezi öyküsü ile başvuran")."""
+    w = current()
+    clause, step = tokens[i].clause, (1 if ahead else -1)
+    after = [t.form for t in tokens[i + 1 : i + 4] if t.clause == clause]
+    if not ahead and any(form.startswith(w.history_presenting) for form in after):
+        return set()
+    span: set[int] = set()
+    j = i + step
+    while 0 <= j < len(tokens) and tokens[j].clause == clause and len(span) < w.history_reach:
+        form = tokens[j].form
+        if _told_now(form):
+            return set()
+        if w.finite_verb.search(form):
+            break
+        span.add(j)
+        j += step
+    return span
 
 
 def _fine_now(tokens: list[Token], i: int) -> bool:
@@ -96,4 +156,12 @@ def _dates(tokens: list[Token], i: int, pluperfect: bool) -> bool:
         or (f in w.past_units and any(t.form in w.past_after for t in tokens[i + 1 : i + 3]))
         or (f == "gecen" and nxt[:3] in w.last_units)
         or (f, nxt) in w.past_phrases
+        or ((f, nxt) in w.earlier_phrases and not _never(tokens, i))
     )
+
+
+def _never(tokens: list[Token], i: int) -> bool:
+    """ "hiç", "böyle", "ilk" … in the clause of "daha önce", before or after it: "daha önce hiç
+    böyle bir ağrı olmadı", "hiç böyle bir şey olmamıştı daha önce" say the sign is new."""
+    never, clause = current().never_words, tokens[i].clause
+    return any(t.form in never for t in tokens if t.clause == clause)

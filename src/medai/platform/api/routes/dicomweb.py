@@ -21,10 +21,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from medai.platform.access import audit
+from medai.platform.access import accounts, audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.dicom.dicom_values import is_uid
 from medai.platform.intake import receive
+from medai.platform.reading import catalog, measurements
 from medai.server.errors import ApiError
 from medai.server.schemas import error_responses
 
@@ -94,11 +95,42 @@ def _item(
     return item
 
 
+def _store_measurements(p, who: Principal, data: bytes) -> None:
+    """A TID 1500 measurement report filed as the sender's measurements of the study it
+    names (``reading.measurements``); 403 ``measurement_forbidden`` for an account that may
+    not report; NotMeasurement for any other SR."""
+    report = measurements.parse(data)
+    if not accounts.allowed(who.role, "report_edit"):
+        with p.db.session() as db:
+            audit.record(
+                db, who.actor, "denied", "dicomweb", None, outcome="denied", needed="measure"
+            )
+        raise ApiError(403, "measurement_forbidden", "only a radiologist files measurements")
+    with p.db.session() as db:
+        study = catalog.served_study(db, report.study_uid)
+        if study is None:
+            raise measurements.Unusable("StudyInstanceUID: not a study medai holds")
+        sha = p.store.put_bytes(data)
+        ids = measurements.file(db, p.store, study, who.user.id, report, sha)
+        audit.record(db, who.actor, "measure", "study", study.id, count=len(ids))
+
+
 def _store_all(request: Request, who: Principal, parts: list[bytes]) -> tuple[list, list, list]:
     p = platform_of(request)
     stored, failed, queued = [], [], []
     for data in parts:
         sop_class, sop_uid = _uids(data)
+        if sop_class in measurements.SR_CLASSES:
+            try:
+                _store_measurements(p, who, data)
+            except measurements.NotMeasurement:
+                pass  # any other SR is filed as an instance
+            except measurements.Unusable as exc:
+                failed.append(_item(sop_class, sop_uid, CANNOT_UNDERSTAND, str(exc)))
+                continue
+            else:
+                stored.append(_item(sop_class, sop_uid))
+                continue
         try:
             got = receive.store(p, data, CALLING, who.client)
         except receive.Refused as exc:

@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from medai.core import label_rules
 from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import LabelName, Sections
@@ -60,6 +61,29 @@ class LabelOut(BaseModel):
         "from present: offered to the radiologist, never applied without their click",
     )
     suggested_by: Literal["text", "normal", "implied"] | None = None
+    needs_decision: bool = Field(
+        False,
+        description="the signer must answer it (present or absent) before signing: a label the "
+        "AI left undecided in real doubt (imaging.decision.questions; the sign dialog asks "
+        "exactly these)",
+    )
+    follows: str | None = Field(
+        None,
+        description="an undecided label that is no question of its own: the undecided "
+        "sub-finding whose answer settles it (viral pneumonia follows COVID-19)",
+    )
+
+
+class ContradictionOut(BaseModel):
+    kind: Literal[label_rules.KINDS] = Field(  # type: ignore[valid-type]
+        description="normal_with_finding | nothing_present | exclusive_branches | one_class | "
+        "parent_absent (core.label_rules)"
+    )
+    labels: list[str] = Field(description="the labels that contradict each other")
+    branches: list[str] = Field(
+        description="exclusive_branches: the siblings whose branches they are in"
+    )
+    detail: str = Field(description="what contradicts what, in English")
 
 
 class StudyLabels(BaseModel):
@@ -67,6 +91,12 @@ class StudyLabels(BaseModel):
         description="the signed version they belong to (None: suggestions, nothing signed)"
     )
     labels: list[LabelOut]
+    contradictions: list[ContradictionOut] = Field(
+        default_factory=list,
+        description="suggestions: what a signature with these labels would be refused for "
+        "(409 contradictory_labels), the decided labels contradicting each other; [] when "
+        "consistent (undecided labels are asked first: undecided_labels)",
+    )
 
 
 class SuggestIn(BaseModel):
@@ -107,10 +137,17 @@ def suggest_labels(
     who: Principal = Depends(require("report_sign")),
 ) -> StudyLabels:
     """The labels a signature would store with these ``labels`` choices (the radiologist's
-    clicks): each AI finding endorsed or clicked, undecided ones ``None``, and what the text of
-    ``sections`` suggests beside each (nothing stored, nothing applied)."""
+    clicks): each AI finding endorsed or clicked, undecided ones ``None``, what the text of
+    ``sections`` suggests beside each (nothing stored, nothing applied), and the
+    contradictions a signature of them would be refused for."""
     with platform_of(request).db.reader() as db:
         study = _study(db, study_id)
         studies.check_not_retracted(study, "signed")  # nothing to suggest a signature of
         items = labels.suggest(db, study, body.sections.model_dump(), body.labels)
-    return StudyLabels(report_version=None, labels=[LabelOut(**i) for i in items])
+        task = labels.task_of(study)
+        found = labels.contradictions(task, items) if task is not None else []
+    return StudyLabels(
+        report_version=None,
+        labels=[LabelOut(**i) for i in items],
+        contradictions=[ContradictionOut(**c.as_dict()) for c in found],
+    )

@@ -1,8 +1,9 @@
 """The ``dicom`` kind: DICOM objects C-STOREd to a PACS (pynetdicom) in one association.
 
 What goes is ``payloads``' DICOM objects of the row's event (the findings SR and heatmap, the
-signed report's SR and key image note), or for a retracted study's correction the IOCM
-rejection note over what the PACS got; they are filed under the study's DICOM identity, so a
+signed report's SR and key image note; after a later reading's own objects, the IOCM
+rejection note over the earlier readings' that the PACS got, ``payloads.superseding``), or for
+a retracted study's correction the IOCM rejection note over what the PACS got; they are filed under the study's DICOM identity, so a
 study without one (an uploaded PNG) has nothing for a PACS. ``dicomweb`` sends the same
 objects over STOW-RS and shares this module's per-object outcomes.
 
@@ -185,14 +186,25 @@ class DicomStore(DestinationKind):
     kind = "dicom"
     config = DicomDestination
     needs_dicom_identity = True
-    codes = (*DestinationKind.codes, "no_dicom_identity", "no_ai_result", "nothing_sent")
+    codes = (
+        *DestinationKind.codes,
+        "no_dicom_identity",
+        "no_ai_result",
+        "nothing_sent",
+        "superseded",
+    )
 
     def build(
         self, p: Platform, item: OutboxItem, parts: payloads.Parts, dest: Any, *, correction: bool
     ) -> list[Dataset]:
         if correction:
             return payloads.rejection(p, item, parts)
-        return payloads.dicom_objects(p, item, parts)
+        if payloads.superseded_reading(p, item):
+            raise payloads.NothingToSend(
+                "superseded", "a later reading of the study already reached this PACS"
+            )
+        objects = payloads.dicom_objects(p, item, parts)
+        return objects + payloads.superseding(p, item, parts, objects)
 
     def send(self, payload: list[Dataset], dest: Any) -> int:
         stored = c_store(

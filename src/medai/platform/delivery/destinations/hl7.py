@@ -71,6 +71,7 @@ VERSION = "2.5.1"
 SECTION_CODES = {
     "technique": ("55111-9", "Current imaging procedure descriptions"),
     "findings": ("59776-5", "Procedure findings"),
+    "measurements": ("18782-3", "Radiology Study observation (narrative)"),
     "impression": ("19005-8", "Radiology Impression"),
     "recommendation": ("18783-1", "Radiology Study recommendation"),
 }

@@ -9,6 +9,7 @@
   const NAMES = namesNode ? JSON.parse(namesNode.textContent) : {};
   const LANG = document.body.dataset.lang || document.documentElement.lang || "tr";
   const LOCALE = LANG === "en" ? "en-GB" : "tr-TR";
+  const VIEWER = document.body.dataset.viewer === "1";  // OHIF installed under /viewer
 
   function cookie(name) {
     const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
@@ -141,7 +142,9 @@
   });
   document.addEventListener("click", (e) => {
     const a = e.target.closest && e.target.closest("a[href]");
-    if (!a || a.hasAttribute("download") || a.target === "_blank" || e.defaultPrevented) return;
+    // a link into another window (the viewer's, a new tab) leaves nothing: only one that
+    // replaces this page asks first
+    if (!a || a.hasAttribute("download") || (a.target && a.target !== "_self") || e.defaultPrevented) return;
     if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
     const href = a.getAttribute("href");
     if (!href || href.startsWith("#")) return;
@@ -170,7 +173,7 @@
     }
   });
   window.medai = {
-    T, NAMES, LANG, LOCALE, ZONE, api, el, statusLabel, roleName, actionName, outcomeName,
+    T, NAMES, LANG, LOCALE, ZONE, VIEWER, api, el, statusLabel, roleName, actionName, outcomeName,
     taskName, personName, labelName, isNegativeLabel, stateWord, modelVersion, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
   };
 })();

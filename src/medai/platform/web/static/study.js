@@ -7,7 +7,7 @@
   const { T, api, el, statusLabel, pct, fill, fmtTime, labelName, taskName } = M;
   const root = document.getElementById("study");
   const id = root.dataset.studyId;
-  const SECTIONS = ["technique", "findings", "impression", "recommendation"];
+  const SECTIONS = [...document.querySelectorAll("#report-form textarea")].map((t) => t.name);  // the server's list
   const isRadiologist = document.body.dataset.role === "radiologist";
   const $ = (k) => document.getElementById(k);
   let study = null;
@@ -109,7 +109,8 @@
   function basisNote(task, f) {
     if (f.basis === "implied" && f.implied_by) return fill(T.basis_implied, { label: labelName(task, f.implied_by) });
     if (f.state === "indeterminate" && f.basis !== "conflict") return T.basis_candidate;
-    return { most_likely: T.basis_most_likely, conflict: T.basis_conflict, excluded: T.basis_excluded }[f.basis] || "";
+    return { most_likely: T.basis_most_likely, conflict: T.basis_conflict, excluded: T.basis_excluded,
+      outweighed: T.basis_outweighed }[f.basis] || "";
   }
   // the signer's verdict on the AI's state of one label (as finding_states.verdict says it);
   // null signer: a signature that stored labels said nothing of it — an undecided label then
@@ -166,6 +167,40 @@
       undecided.hidden = false;
     }
   }
+  // --- what the series reading found beyond the decision (issue 67): slices suggesting a
+  // tumour too few to decide it (where, and why the AI did not decide), and every series of
+  // the study, read or named with why not — the draft says the same (reporting.series_words)
+  function readNotes(task, read) {
+    const small = $("small-lesion-note"), series = $("series-note");
+    small.hidden = series.hidden = true;
+    small.textContent = series.textContent = "";
+    if (!read) return;
+    const u = read.undecided_slices;
+    if (u && (u.numbers || []).length) {
+      const nums = u.numbers.slice().sort((a, b) => a - b), n = nums.length;
+      const neighbouring = nums[n - 1] - nums[0] === n - 1;
+      const span = neighbouring && n > 1 ? nums[0] + "–" + nums[n - 1] : nums.join(", ");
+      const where = fill(n === 1 ? T.read_where_one : neighbouring ? T.read_where_neighbouring : T.read_where_scattered, { n, span });
+      const label = labelName(task, u.label);
+      const text = fill(T.read_small_lesion, { where, label: label.charAt(0).toLocaleLowerCase(M.LOCALE) + label.slice(1), needed: u.needed });
+      small.textContent = text.charAt(0).toLocaleUpperCase(M.LOCALE) + text.slice(1);
+      small.hidden = false;
+    }
+    const accounts = read.series || [];
+    const lines = [];
+    const nameOf = (a) => fill(T.read_series_name, { number: a.series_number == null ? "?" : a.series_number })
+      + (a.description ? " (" + a.description + ")" : "");
+    const cap = (x) => x.charAt(0).toLocaleUpperCase(M.LOCALE) + x.slice(1);
+    if (accounts.length > 1) {
+      const readOnes = accounts.filter((a) => a.read), decides = readOnes.find((a) => a.decides);
+      if (decides) lines.push(fill(T.read_series_summary, { read: readOnes.length, total: accounts.length, decides: nameOf(decides) }));
+      accounts.filter((a) => !a.read).forEach((a) => lines.push(cap(fill(T.read_not_read, {
+        series: nameOf(a), why: T["read_why_" + a.reason] || T.read_why_other }))));
+    }
+    if ((read.duplicates || []).length) lines.push(fill(T.read_duplicates, { n: read.duplicates.length }));
+    series.textContent = lines.join(" ");
+    series.hidden = !lines.length;
+  }
   // --- the model's scope beside its findings: what it looks for, what it does not assess (the
   // one words table of imaging.scope, in NAMES), and a flag when the image is out of its scope
   const number = new Intl.NumberFormat(M.LOCALE, { maximumFractionDigits: 2, minimumFractionDigits: 2 });
@@ -184,6 +219,10 @@
     const cannot = (scope.cannot_detect || []).map((k) => words[k] || k.replace(/_/g, " "));
     $("scope-cannot").hidden = !cannot.length;
     $("scope-cannot").textContent = cannot.length ? fill(T.scope_cannot, { items: list(cannot) }) : "";
+    // patterns outside its labels that it would read as one of them: its finding is a pattern
+    const apart = (scope.cannot_tell_apart || []).map((k) => words[k] || k.replace(/_/g, " "));
+    $("scope-apart").hidden = !apart.length;
+    $("scope-apart").textContent = apart.length ? fill(T.scope_apart, { items: list(apart) }) : "";
     const oos = scope.out_of_scope || {}, view = scope.view;
     const checks = [];
     if (view) {
@@ -218,6 +257,7 @@
     $("col-signer").hidden = !said;
     signedNote();
     decisionNotes(s.task, has ? res.decision : null);
+    readNotes(s.task, has ? res.read : null);
     const d = (has && res.decision) || {};
     $("exclusive-note").hidden = d.kind !== "exclusive";
     $("exclusive-note").textContent = d.kind === "exclusive" ? fill(T.findings_exclusive_note, { task: taskName(s.task) }) : "";
@@ -354,6 +394,15 @@
     const [y, m, day] = /^\d{8}$/.test(d.study_date || "") ? [d.study_date.slice(0, 4), d.study_date.slice(4, 6), d.study_date.slice(6)] : [];
     return !y ? "" : M.LANG === "tr" ? `${day}.${m}.${y}` : `${y}-${m}-${day}`;  // as the PDF prints it
   }
+  // the diagnostic viewer (OHIF, /viewer): today's study, and its DICOM priors beside it, in a
+  // window of its own (a second screen); medai's quick view above stays (phones)
+  function showOhif(s) {
+    const uid = s.dicom && s.dicom.study_uid;
+    $("ohif-open").hidden = !uid || !M.VIEWER;
+    if (!uid || !M.VIEWER) return;
+    // the server hangs it: beside its prior, or a chest film's PA beside its lateral
+    $("ohif-link").href = `/viewer/study/${id}`;
+  }
   function showIdentity(d) {
     $("dicom-identity").hidden = !d;
     if (!d) return;
@@ -389,6 +438,7 @@
     $("study-task").textContent = taskName(s.task);
     $("study-task").hidden = !s.task;
     showIdentity(s.dicom);
+    showOhif(s);
     showPriors(s);
     const badge = $("study-status");
     badge.textContent = statusLabel(s.status);
@@ -508,6 +558,7 @@
     form.hidden = false;
     noReport("");
     refresh();
+    document.dispatchEvent(new CustomEvent("medai:report", { detail: r }));  // study_measurements.js
     // the labels card reads these sections: tell it they changed without an input event
     document.dispatchEvent(new CustomEvent("medai:report-shown"));
   }
@@ -585,6 +636,11 @@
       message.textContent = fill(T.sign_undecided_refused, { labels: list(open) });
       return;
     }
+    if (!r.ok && r.data && r.data.code === "contradictory_labels" && M.studyLabels) {  // named
+      const found = (r.data.errors || []).map((e) => ({ kind: e.type, labels: e.loc.slice(2).map(String) }));
+      message.textContent = fill(T.sign_contradictory_refused, { reasons: M.studyLabels.explain(found) });
+      return;
+    }
     message.textContent = r.ok ? okText : r.status === 409 ? T.report_conflict : (r.data && r.data.detail) || T.error_generic;
   }
   async function save(sections) {
@@ -620,7 +676,10 @@
     if (r.ok && next && M.shortcuts) M.shortcuts.afterSign(Number(id));
   }
   const dialog = $("sign-dialog");
-  const AI_MARKS = ["(YZ önerisi", "(AI suggestion", "YZ bu kesit", "YZ bu görüntü", "The AI could not"];
+  // the AI's words a draft may carry (reporting.templates, reporting.series_words): "YZ önerisi:"
+  // opens a decided finding's impression, "(YZ önerisi" closes the others'
+  const AI_MARKS = ["YZ önerisi", "AI suggestion", "YZ bu kesit", "YZ bu görüntü", "The AI could not",
+    "YZ karar vermedi", "the AI did not decide"];
   if (signBtn) signBtn.addEventListener("click", async () => {
     if (M.studyLabels) await M.studyLabels.ready();  // the Var / Yok questions need the labels
     const sections = onScreen();
@@ -650,7 +709,12 @@
       ...[[true, u.yes], [false, u.no]].map(([v, w]) => el("label", {},
         el("input", { type: "radio", name: "undecided-" + i, value: String(v), "data-label": u.label }), " " + w))));
     const contradicted = M.studyLabels.openSuggestions();
+    // labels that contradict each other (the server's rule): said, and Sign stays off
+    const contra = M.studyLabels.contradictions();
+    const clash = el("p", { id: "sign-contradiction", class: "warning", role: "alert", hidden: !contra.length,
+      text: contra.length ? fill(T.sign_contradiction, { reasons: M.studyLabels.explain(contra) }) : "" });
     return [
+      clash,
       ...(contradicted.length ? [el("p", { id: "sign-text-suggests", class: "warning", role: "note",
         text: fill(T.sign_text_suggests, { labels: list(contradicted) }) })] : []),
       ...(open.length ? [el("div", { id: "sign-undecided", class: "warning", role: "group", "aria-labelledby": "sign-undecided-title" },
@@ -673,9 +737,19 @@
     }
     return out;
   }
-  function gateConfirm() {
-    const pending = undecidedAnswers() === null;
-    for (const b of [$("sign-confirm"), $("sign-next")]) if (b) b.disabled = pending;
+  let checked = 0;  // the dialog's answers asked of the server: only the latest answer counts
+  async function gateConfirm() {
+    const mine = ++checked, answers = undecidedAnswers(), clash = $("sign-contradiction");
+    const gate = (off) => { for (const b of [$("sign-confirm"), $("sign-next")]) if (b) b.disabled = off; };
+    gate(answers === null || Boolean(clash && !clash.hidden));
+    if (answers === null || !clash || !Object.keys(answers).length) return;
+    // asked of the server as the answers change (a Sign clicked before it answers is the
+    // server's to refuse, named the same way)
+    const found = await M.studyLabels.check(answers);
+    if (mine !== checked) return;
+    clash.hidden = !found.length;
+    clash.textContent = found.length ? fill(T.sign_contradiction, { reasons: M.studyLabels.explain(found) }) : "";
+    gate(found.length > 0);
   }
   if (dialog) {
     $("sign-cancel").addEventListener("click", () => dialog.close());

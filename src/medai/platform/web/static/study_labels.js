@@ -23,9 +23,10 @@
   let asked = 0;           // suggestions answered out of order: only the latest is shown
   let ready = Promise.resolve();  // the labels loaded: the sign dialog waits for it
   let latest = Promise.resolve(); // the latest suggestion asked
+  let contradictions = [];  // what a signature of the labels shown would be refused for
 
-  const sections = () => Object.fromEntries(["technique", "findings", "impression", "recommendation"]
-    .map((k) => [k, ($("sec-" + k) || {}).value || ""]));
+  const sections = () => Object.fromEntries([...document.querySelectorAll("#report-form textarea")]
+    .map((t) => [t.name, t.value || ""]));
   const sourceWord = (e) => T["labels_source_" + e.source] || "";
   const names = (list) => list.map((e) => labelName(task, e.label));
   // Var / Yok, or for a label whose name is a negative ("Bulgu yok") Geçerli / Geçerli değil
@@ -48,8 +49,12 @@
       else choices[e.label] = v;
       suggest();
     });
-    // an undecided label: the radiologist's choice, Var or Yok, one click each
-    const choose = e.present === null ? el("span", { class: "label-choose", role: "group", "aria-label": `${name}: ${T.labels_source_undecided}` },
+    // a label in real doubt (the server's needs_decision, the decision rule's questions): the
+    // radiologist's choice, Var or Yok, one click each; an undecided label that follows a
+    // sub-finding waits for that one's answer and is not asked
+    const follows = e.present === null && !e.needs_decision && e.follows
+      ? el("span", { class: "label-follows", text: fill(T.labels_follows, { label: labelName(task, e.follows) }) }) : null;
+    const choose = e.needs_decision ? el("span", { class: "label-choose", role: "group", "aria-label": `${name}: ${T.labels_source_undecided}` },
       ...[[true, yesNo(e.label, true)], [false, yesNo(e.label, false)]].map(([v, w]) => {
         const b = el("button", { type: "button", class: "label-toggle", "data-choice": String(v), "aria-label": `${T.labels_verdict}: ${name} — ${w}`, text: w });
         b.addEventListener("click", () => { choices[e.label] = v; suggest(); });
@@ -71,8 +76,8 @@
     return el("tr", { "data-label": e.label, "data-ai-state": state || "none", "data-present": String(e.present), "data-source": e.source },
       el("th", { scope: "row", text: name }),
       el("td", { "data-label": T.labels_ai, text: ai }),
-      el("td", { "data-label": T.labels_verdict }, choose || toggle,
-        el("span", { class: "basis", text: sourceWord(e) }), ...(offer ? [offer] : [])));
+      el("td", { "data-label": T.labels_verdict }, choose || follows || toggle,
+        el("span", { class: "basis", text: follows ? "" : sourceWord(e) }), ...(offer ? [offer] : [])));
   }
 
   function show(entries, note) {
@@ -100,8 +105,21 @@
     if (mine !== asked) return;
     if (!r.ok) return;
     const none = !r.data.labels.some((e) => e.present === true || e.present === null);
+    contradictions = r.data.contradictions || [];
     show(r.data.labels, signedVersion ? M.fill(T.labels_signed_then_edit, { version: signedVersion })
-      : none ? T.labels_nothing_learned : T.labels_hint);
+      : contradictions.length ? explain(contradictions) : none ? T.labels_nothing_learned : T.labels_hint);
+  }
+
+  // what contradicts what (the server's rule, core.label_rules: the card's, the sign dialog's
+  // and a refused signature's errors), in the reader's language with the labels' own names
+  const conj = Intl.ListFormat ? new Intl.ListFormat(M.LOCALE, { type: "conjunction" }) : null;
+  const list = (items) => (conj ? conj.format(items) : items.join(", "));
+  function explain(found) {
+    return found.map((c) => {
+      const n = c.labels.map((l) => labelName(task, l));
+      return fill(T["labels_contra_" + c.kind] || T.labels_contra_other,
+        { first: n[0], rest: list(n.slice(1)), labels: list(n) });
+    }).join(" ");
   }
 
   async function load() {
@@ -155,8 +173,9 @@
       };
     },
     rejected: () => names(shown.filter((e) => e.label in choices && e.source === "rejected")),
-    // the labels the AI left undecided and nobody chose: the sign dialog asks Var / Yok
-    undecided: () => shown.filter((e) => e.present === null).map((e) => ({ label: e.label, name: labelName(task, e.label),
+    // the labels in real doubt nobody chose (the server's needs_decision): the sign dialog
+    // asks Var / Yok of these and of nothing else
+    undecided: () => shown.filter((e) => e.needs_decision).map((e) => ({ label: e.label, name: labelName(task, e.label),
       yes: yesNo(e.label, true), no: yesNo(e.label, false) })),
     // what the text on screen suggests and the radiologist has not accepted (a label the AI
     // left undecided is asked in the dialog instead): the sign dialog names each, so nobody
@@ -165,6 +184,16 @@
       .filter((e) => e.present !== null && e.suggested !== null && e.suggested !== undefined && e.suggested !== e.present)
       .map((e) => `${labelName(task, e.label)}: ${yesNo(e.label, e.suggested)}`),
     choose: (label, value) => { choices[label] = value; },
+    // the labels shown contradict each other (a signature would be refused): why, said
+    contradictions: () => contradictions.slice(),
+    explain,
+    // the contradictions the clicks and the dialog's ``answers`` would make, asked of the
+    // server (the rule is the server's alone): the dialog keeps Sign off while there are any
+    check: async (answers) => {
+      const r = await api(`/api/v1/studies/${id}/labels/suggest`, { method: "POST",
+        json: { sections: sections(), labels: { ...choices, ...answers } } });
+      return r.ok ? r.data.contradictions || [] : [];
+    },
     refresh: () => { signedVersion = null; for (const k of Object.keys(choices)) delete choices[k]; ready = load(); },
     // the sign dialog is built once the labels are shown: a Sign clicked while they load
     // would otherwise ask no Var / Yok question and the server would refuse the signature
