@@ -369,3 +369,54 @@ def test_a_chest_hangs_pa_beside_lateral_and_an_mr_beside_its_prior_linked(site,
         page.screenshot(path=str(shots / "ohif-compare-tr.png"))
     finally:
         ctx.close()
+
+
+REGION = """() => {
+  const t = window.cornerstoneTools, cs = window.cornerstone;
+  const segs = t.segmentation.state.getSegmentations();
+  return segs.map((x) => {
+    const ids = (x.representationData.Labelmap || {}).imageIds || [];
+    let filled = 0, total = 0;
+    for (const id of ids) {
+      const img = cs.cache.getImage(id);
+      if (!img) continue;
+      const px = img.getPixelData();
+      total += px.length;
+      for (let i = 0; i < px.length; i++) if (px[i]) filled++;
+    }
+    return {label: x.label, segments: Object.values(x.segments || {}).map((s) => s.label),
+      filled, total};
+  });
+}"""
+
+
+def test_the_ai_heatmap_region_lies_over_the_film(site, browser, shots):
+    base, (sid, _uid) = site
+    ctx, page = login_page(browser, base, lang="en")
+    try:
+        page.set_viewport_size({"width": 1600, "height": 900})
+        page.goto(f"/viewer/study/{sid}")
+        _viewports(page, 1)
+        # a film has no patient geometry for a Parametric Map: its saliency region is a SEG,
+        # which OHIF lays over the film it references (double-clicked, then confirmed)
+        series = page.get_by_text(re.compile(r"^medai AI heatmap region")).first
+        series.wait_for(timeout=60_000)
+        series.dblclick()
+        page.get_by_role("button", name="Yes").click(timeout=60_000)
+        end = time.monotonic() + 60
+        regions: list = []
+        while time.monotonic() < end:
+            regions = page.evaluate(REGION)
+            if regions and regions[0]["filled"]:
+                break
+            time.sleep(0.5)
+        assert len(regions) == 1, regions
+        (region,) = regions
+        assert region["label"].startswith("medai AI heatmap region")
+        assert region["segments"] == [region["segments"][0]]
+        assert region["segments"][0].startswith("AI saliency (suggestion)")
+        # the region is part of the film, not all of it nor none
+        assert 0 < region["filled"] < region["total"] == 256 * 256, region
+        page.screenshot(path=str(shots / "ohif-heatmap-region-en.png"))
+    finally:
+        ctx.close()

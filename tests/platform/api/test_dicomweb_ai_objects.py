@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.server]
 
 HOST = "127.0.0.1"
 SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 SC_RGB = "1.2.840.10008.5.1.4.1.1.7"
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
 
@@ -152,14 +153,15 @@ def test_the_ai_objects_are_listed_read_back_and_the_ones_a_pacs_gets(site):
 
     dw = _dw(site)
     ai = _ai_series(dw, site["study"])
-    # the findings SR and the heatmap's Secondary Capture (a film: no Parametric Map)
-    assert len(ai) == 2
-    assert len(dw.search_for_series(site["study"])) == 3  # beside the film's own series
+    # the findings SR, the heatmap's Secondary Capture and, a film having no geometry for a
+    # Parametric Map, the heatmap's region as a binary SEG
+    assert len(ai) == 3
+    assert len(dw.search_for_series(site["study"])) == 4  # beside the film's own series
     metas = {uid: dw.retrieve_series_metadata(site["study"], uid) for uid in ai}
     by_class = {_value(m[0], "00080016"): m[0] for m in metas.values()}
     sr = next(m for c, m in by_class.items() if c.startswith(SR_PREFIX))
-    sc = by_class[SC_RGB]
-    for meta in (sr, sc):  # labelled as the AI's, by medai
+    sc, seg = by_class[SC_RGB], by_class[SEG]
+    for meta in (sr, sc, seg):  # labelled as the AI's, by medai
         assert _value(meta, "00080070") == "medai"
         assert _value(meta, "0008103E").startswith("medai AI ")
     assert "not verified" in _value(sr, "0008103E")
@@ -177,6 +179,13 @@ def test_the_ai_objects_are_listed_read_back_and_the_ones_a_pacs_gets(site):
     rows, cols = _value(sc, "00280010"), _value(sc, "00280011")
     pixels = np.frombuffer(frame, np.uint8)
     assert pixels.size == rows * cols * 3 and pixels.max() > 0
+    # the SEG's one-bit frame, packed from its own first byte, as OHIF asks for it
+    (frame,) = dw.retrieve_instance_frames(
+        site["study"], _value(seg, "0020000E"), _value(seg, "00080018"), [1]
+    )
+    rows, cols = _value(seg, "00280010"), _value(seg, "00280011")
+    region = np.unpackbits(np.frombuffer(frame, np.uint8), bitorder="little")[: rows * cols]
+    assert len(frame) == (rows * cols + 7) // 8 and 0 < region.sum() < rows * cols
 
     # the same objects, the same bytes, as an ``analysed`` outbox row sends the PACS
     from sqlalchemy import select

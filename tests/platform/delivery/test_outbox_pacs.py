@@ -191,8 +191,12 @@ def test_results_and_reports_reach_the_pacs_under_the_study(hosp, pacs, tmp_path
     assert loop(app, clock).run_once() == {"delivered": 2}
     objects = stored(pacs, uid)
     by_modality = {ds.Modality: ds for ds in objects}
-    assert sorted(by_modality) == ["OT", "SR"] and len(objects) == 2
-    sr, sc = by_modality["SR"], by_modality["OT"]
+    # the findings SR, the heatmap picture and, a film having no geometry for a Parametric
+    # Map, the heatmap's region as a SEG over it
+    assert sorted(by_modality) == ["OT", "SEG", "SR"] and len(objects) == 3
+    sr, sc, region = by_modality["SR"], by_modality["OT"], by_modality["SEG"]
+    ref = region.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
+    assert ref.SourceImageSequence[0].ReferencedSOPInstanceUID == study["dicom"]["sop_uid"]
     assert sr.PatientID == PATIENT_ID and sr.AccessionNumber == "ACC-1"
     assert sr.InstitutionName == "Ankara Test Hastanesi"
     read = read_findings_sr(sr)
@@ -242,7 +246,7 @@ def test_results_and_reports_reach_the_pacs_under_the_study(hosp, pacs, tmp_path
         (ds for ds in stored(pacs, uid) if ds.get("VerificationFlag") == "VERIFIED"),
         key=lambda ds: int(ds.InstanceNumber),
     )
-    assert len(reports) == 2 and len(stored(pacs, uid)) == 4
+    assert len(reports) == 2 and len(stored(pacs, uid)) == 5
     assert (
         reports[1]
         .PredecessorDocumentsSequence[0]
@@ -326,7 +330,7 @@ def test_a_pacs_that_was_down_gets_each_object_once(hosp, pacs, tmp_path):
         pacs_up(pacs)
     clock.now += timedelta(seconds=30)
     assert loop(app, clock).run_once() == {"delivered": 1}
-    assert len(stored(pacs, uid)) == 2
+    assert len(stored(pacs, uid)) == 3  # the AI's SR, heatmap and its region
 
     # killed after the C-STORE, before marking: sent again, still one copy of each
     sign(client, sid)
@@ -339,10 +343,10 @@ def test_a_pacs_that_was_down_gets_each_object_once(hosp, pacs, tmp_path):
 
     with pytest.raises(Crash):
         loop(app, clock, after_send=die).run_once()
-    assert len(stored(pacs, uid)) == 3  # the report SR arrived
+    assert len(stored(pacs, uid)) == 4  # the report SR arrived
     clock.now += timedelta(seconds=61)
     assert loop(app, clock).run_once() == {"delivered": 2}
-    assert len(stored(pacs, uid)) == 3
+    assert len(stored(pacs, uid)) == 4
 
     # the same objects by STOW-RS to the same PACS: no second copy either
     from medai.destinations_config import DicomWebDestination
@@ -369,7 +373,7 @@ def test_a_pacs_that_was_down_gets_each_object_once(hosp, pacs, tmp_path):
         rows = outbox.on_analysed(db, s, ai_id, v1, destinations=[web])
         assert [r.destination for r in rows] == ["pacs-web"]
     assert loop(app, clock, destinations=[web]).run_once() == {"delivered": 1}
-    assert len(stored(pacs, uid)) == 3
+    assert len(stored(pacs, uid)) == 4
 
 
 def test_a_pacs_that_refuses_leaves_a_failed_delivery_for_an_admin(hosp, pacs, tmp_path):
@@ -395,4 +399,4 @@ def test_a_pacs_that_refuses_leaves_a_failed_delivery_for_an_admin(hosp, pacs, t
     r = client.post(f"/api/v1/admin/outbox/{item['id']}/retry", headers=bearer(client, "admin"))
     assert r.status_code == 200
     assert loop(app, clock).run_once() == {"delivered": 2}  # the right AE title this time
-    assert len(stored(pacs, uid)) == 2
+    assert len(stored(pacs, uid)) == 3

@@ -116,7 +116,7 @@ def test_a_retracted_study_is_corrected_at_the_pacs_the_fhir_server_and_the_his(
     rad = bearer(client, "rad1")
     sid, uid = sent_study(app, client, tmp_path, 21)
     before = stored(orthanc, uid)
-    assert sorted(ds.Modality for ds in before) == ["OT", "SR", "SR"]
+    assert sorted(ds.Modality for ds in before) == ["OT", "SEG", "SR", "SR"]
     assert fhir.reports()[f"medai-report-{sid}"]["status"] == "final"
     assert len(hl7.messages) == 1
 

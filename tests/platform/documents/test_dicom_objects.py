@@ -30,9 +30,11 @@ from medai.platform.delivery.destinations.dicom import NOT_SENT, c_store
 from medai.platform.delivery.destinations.dicomweb import stow_rs
 from medai.platform.documents.dicom_heatmap import (
     heatmap_pm,
+    heatmap_region,
     heatmap_sc,
     overlay_on_film,
     pm_suitable,
+    region_suitable,
 )
 from medai.platform.documents.dicom_objects import (
     BASES,
@@ -540,20 +542,16 @@ def all_objects(modality: str = "DX") -> tuple[Dataset, list[Dataset]]:
     source, image = source_image(modality)
     payload = CXR_RESULT if modality == "DX" else MRI_RESULT
     rgb = np.zeros((16, 16, 3), dtype=np.uint8)
-    maps = (
-        []
-        if modality == "DX"
-        else [
-            heatmap_pm(
-                image,
-                np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16),
-                label=payload["primary"],
-                decision=decision_of(payload),
-                model=payload["model"],
-                created=CREATED,
-            )
-        ]
-    )
+    maps = [
+        (heatmap_region if modality == "DX" else heatmap_pm)(
+            image,
+            np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16),
+            label=payload["primary"],
+            decision=decision_of(payload),
+            model=payload["model"],
+            created=CREATED,
+        )
+    ]
     return image, [
         findings_sr(source, payload, created=CREATED),
         heatmap_sc(
@@ -573,6 +571,62 @@ def all_objects(modality: str = "DX") -> tuple[Dataset, list[Dataset]]:
         ),
         *maps,
     ]
+
+
+def test_a_film_gets_its_saliency_region_as_a_binary_seg_over_it():
+    """A projection film (no patient geometry) gets a binary SEG of where the saliency is at
+    least half its peak, on its grid and referencing it, labelled as the AI's suggestion with
+    the model's name, version and content hash; the same object when built again; none of an
+    empty map or off the grid, and none for a slice that gets a Parametric Map."""
+    dx, mr = source_image("DX")[1], source_image("MR")[1]
+    assert region_suitable(dx) and not region_suitable(mr)
+    saliency = np.zeros((16, 16), np.float32)
+    saliency[2:6, 3:9] = 0.9
+    saliency[10:12, 10:12] = 0.3  # under half the peak: not in the region
+    built = heatmap_region(
+        dx,
+        saliency,
+        label="Pneumothorax",
+        decision=decision_of(CXR_RESULT),
+        model=CXR_RESULT["model"],
+        created=CREATED,
+        task=get_task("cxr"),
+    )
+    seg = reread(built)
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4" and seg.SegmentationType == "BINARY"
+    assert seg.StudyInstanceUID == dx.StudyInstanceUID and seg.PatientID == PATIENT_ID
+    assert "FrameOfReferenceUID" not in seg
+    ref = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
+    assert ref.SourceImageSequence[0].ReferencedSOPInstanceUID == dx.SOPInstanceUID
+    orientation = seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+    assert [float(v) for v in orientation.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    mask = seg.pixel_array
+    assert mask.shape == (16, 16) and mask.sum() == 4 * 6 and mask[2:6, 3:9].all()
+    segment = seg.SegmentSequence[0]
+    assert segment.SegmentLabel.startswith("AI saliency (suggestion): Pneumothorax")
+    algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
+    model = CXR_RESULT["model"]
+    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == (
+        model["name"],
+        model["version"],
+    )
+    assert model["content_hash"] in algorithm.AlgorithmParameters
+    assert "not a diagnosis" in seg.ImageComments
+    again = heatmap_region(
+        dx,
+        saliency,
+        label="Pneumothorax",
+        decision=decision_of(CXR_RESULT),
+        model=model,
+        created=CREATED,
+        task=get_task("cxr"),
+    )
+    assert save_bytes(again) == save_bytes(built)
+    for bad in (np.zeros((16, 16), np.float32), saliency[:8]):  # nothing to draw; off the grid
+        with pytest.raises(DicomObjectError):
+            heatmap_region(
+                dx, bad, label="Pneumothorax", decision=None, model=model, created=CREATED
+            )
 
 
 def test_dciodvfy_finds_no_errors(tmp_path):
@@ -646,7 +700,8 @@ def test_c_store_into_orthanc_and_read_back_by_dicomweb(orthanc, caplog):  # noq
     study = image.StudyInstanceUID
     series = client.search_for_series(study_instance_uid=study)
     modalities = sorted(pydicom.Dataset.from_json(s).Modality for s in series)
-    assert modalities == ["DX", "OT", "SR", "SR"]  # source, heatmap, AI SR, report series
+    # source, heatmap, its region, AI SR, report series
+    assert modalities == ["DX", "OT", "SEG", "SR", "SR"]
     instances = client.search_for_instances(study_instance_uid=study)
     assert {pydicom.Dataset.from_json(i).SOPInstanceUID for i in instances} == {
         ds.SOPInstanceUID for ds in sent

@@ -42,9 +42,11 @@ from medai.platform.documents import fhir_bundle as exports
 from medai.platform.documents import finding_states
 from medai.platform.documents.dicom_heatmap import (
     heatmap_pm,
+    heatmap_region,
     heatmap_sc,
     overlay_on_film,
     pm_suitable,
+    region_suitable,
 )
 from medai.platform.documents.dicom_key_images import key_image_note, key_refs, split_ref
 from medai.platform.documents.dicom_objects import DicomObjectError, SourceImage, findings_sr
@@ -227,7 +229,7 @@ def heatmap_rgb(p: Platform, parts: Parts, overlay_png: bytes):
 
 def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
     """``analysed``: the findings SR and the heatmap SC (and its Parametric Map where the
-    source has the geometry for one); ``signed``: the report SR and, when the AI's result has
+    source has the geometry for one, its region as a SEG on a projection film); ``signed``: the report SR and, when the AI's result has
     key slices, their key image note."""
 
     header = source_header(p, parts.source_sha)
@@ -280,13 +282,22 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
                 reading=parts.reading,
             )
         )
-        if pm_suitable(header):
+        # the saliency itself: a Parametric Map on a tomographic slice, its region as a SEG on
+        # a projection film
+        builder = (
+            heatmap_pm
+            if pm_suitable(header)
+            else heatmap_region
+            if region_suitable(header)
+            else None
+        )
+        if builder is not None:
             try:  # the map is extra: the SR and the picture go even when it cannot be made
                 saliency = imaging_service.saliency_of_overlay(
                     overlay, int(header.Rows), int(header.Columns)
                 )
                 objects.append(
-                    heatmap_pm(
+                    builder(
                         header,
                         saliency,
                         label=parts.heatmap_label,
@@ -300,8 +311,9 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
                 )
             except Exception as exc:  # highdicom raises many types on an unusual source
                 log.warning(
-                    "outbox %s: no Parametric Map for study %s (%s)",
+                    "outbox %s: no %s for study %s (%s)",
                     item.id,
+                    "Parametric Map" if builder is heatmap_pm else "saliency SEG",
                     item.study_id,
                     type(exc).__name__,
                 )

@@ -1,5 +1,5 @@
 """The Grad-CAM heatmap as DICOM for the PACS: a Secondary Capture every viewer shows, and a
-Parametric Map where the source has the geometry for one.
+Parametric Map where the source has the geometry for one (a SEG of its region where not).
 
 The transparent RGBA overlay the platform stores is laid on the film (``overlay_on_film``) and
 sent as an RGB Secondary Capture image in the source's study, in a series of its own (one per
@@ -10,7 +10,8 @@ A tomographic source (MR, CT: a Frame of Reference and an image plane, one frame
 the saliency itself as a Parametric Map (``heatmap_pm``): float values 0..1 on the source's
 own grid and geometry, with a real-world value mapping, so a viewer can fuse it with the
 slice, threshold it or window it. A projection radiograph has no patient geometry for one,
-so it gets the Secondary Capture alone (``pm_suitable``).
+so it gets the saliency's region instead (``heatmap_region``): a binary Segmentation of where
+the map is at least half its peak, which a viewer draws over the film.
 
 Both say what the AI decided of the study (``decision``: the stored result's, as
 ``services.imaging.decision_of`` gives it): the map of an undecided result names the candidates
@@ -34,6 +35,7 @@ from medai.platform.documents.dicom_objects import (
     MANUFACTURER,
     SERIES_HEATMAP,
     SERIES_HEATMAP_MAP,
+    SERIES_HEATMAP_REGION,
     DicomObjectError,
     SourceImage,
     content_times,
@@ -61,6 +63,8 @@ _STUDY_TYPE2 = (
     "StudyTime",
 )
 LO = 64  # the longest a series or content description may be
+# the saliency region a projection film's SEG draws: where the map is at least half its peak
+REGION_AT = 0.5
 
 
 def caption(
@@ -235,11 +239,32 @@ def _say_ai_derived(
     )
 
 
+def _derivation_source(header: Dataset) -> Dataset:
+    """The source's header as highdicom copies a derived object's patient and study from:
+    without its pixels, and with the study's type 2 attributes present (empty where the
+    modality left them out)."""
+    source = Dataset()
+    for element in header:
+        if element.tag.group != 0x7FE0:
+            source.add(element)
+    for keyword in _STUDY_TYPE2:
+        if keyword not in source:
+            setattr(source, keyword, None)
+    return source
+
+
 def pm_suitable(header: Dataset) -> bool:
     """Whether a source can carry a Parametric Map: one frame on a patient geometry (a Frame
     of Reference and an image plane), as MR and CT slices have and radiographs do not."""
     frames = int(header.get("NumberOfFrames", 1) or 1)
     return frames == 1 and all(header.get(k) not in (None, "") for k in PM_GEOMETRY)
+
+
+def region_suitable(header: Dataset) -> bool:
+    """Whether a source gets the saliency region as a SEG: a single-frame image without the
+    patient geometry of a Parametric Map (a projection film)."""
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    return frames == 1 and not pm_suitable(header)
 
 
 def heatmap_pm(
@@ -272,13 +297,7 @@ def heatmap_pm(
     model = model_of({"model": dict(model)})
     name = task.label_name(label, "en") if task is not None else label
     titles, note = caption(label, decision, task)
-    source = Dataset()  # the header highdicom copies from, with type 2 study attributes present
-    for element in header:
-        if element.tag.group != 0x7FE0:
-            source.add(element)
-    for keyword in _STUDY_TYPE2:
-        if keyword not in source:
-            setattr(source, keyword, None)
+    source = _derivation_source(header)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="GRADCAM",
         lut_explanation=f"Grad-CAM saliency: {name}"[:64],
@@ -335,3 +354,110 @@ def heatmap_pm(
         pm, header.get("BodyPartExamined"), model, name, "; 0 = none, 1 = the map's peak", note
     )
     return pm
+
+
+def heatmap_region(
+    header: Dataset,
+    saliency: np.ndarray,
+    *,
+    label: str,
+    decision: Mapping[str, Any] | None,
+    model: Mapping[str, Any],
+    created: dt.datetime,
+    task: Task | None = None,
+    uid_root: str | None = None,
+    institution: str | None = None,
+    reading: str = "",
+) -> Dataset:
+    """Where the Grad-CAM saliency of a projection film is at least ``REGION_AT`` of its peak,
+    as a binary DICOM Segmentation on the source's grid, referencing it: the overlay a viewer
+    draws over the film itself (OHIF hydrates a SEG onto its source image; it shows neither a
+    Parametric Map without patient geometry nor a fractional SEG). The segment is labelled AI
+    output for the named finding, its algorithm identified by name, version and content hash
+    (as TID 4019 does in the findings SR). Raises ``DicomObjectError`` where the saliency is not
+    on the source's grid or has no region to draw."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    header = outgoing_header(header)  # the identity as a PACS takes it (see SourceImage)
+    values = np.asarray(saliency, dtype=np.float32)
+    if values.shape != (int(header.Rows), int(header.Columns)):
+        raise DicomObjectError("the saliency must be on the source's grid (rows × columns)")
+    region = values >= REGION_AT
+    if not region.any():
+        raise DicomObjectError("the saliency has no region to draw")
+    model = model_of({"model": dict(model)})
+    name = task.label_name(label, "en") if task is not None else label
+    titles, note = caption(label, decision, task)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=model["name"][:64],
+        version=model["version"][:64],
+        family=codes.cid7162.ArtificialIntelligence,
+        source=MANUFACTURER,
+        parameters={"content_hash": model["content_hash"], "region": f">= {REGION_AT:g} x peak"},
+    )
+    segment = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label=_fit("AI saliency (suggestion): ", [name]),
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Finding,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+    )
+    seg = hd.seg.Segmentation(
+        source_images=[_derivation_source(header)],
+        pixel_array=region.astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[segment],
+        series_instance_uid=uid(
+            "heatmap-region-series",
+            header.SeriesInstanceUID,
+            model["content_hash"],
+            *reading_parts(reading),
+            root=uid_root,
+        ),
+        series_number=SERIES_HEATMAP_REGION,
+        sop_instance_uid=uid(
+            "heatmap-region",
+            header.SOPInstanceUID,
+            model["content_hash"],
+            model["version"],
+            label,
+            *reading_parts(reading),
+            root=uid_root,
+        ),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=model["name"][:64],
+        software_versions=model["version"][:64],
+        device_serial_number=model["content_hash"][:64],
+        content_label="AIREGION",
+        content_description=_fit("medai AI saliency region: ", titles),
+        series_description=_fit("medai AI heatmap region: ", titles),
+        institution_name=institution,
+        **content_times(created),
+    )
+    pin_times(seg, created)
+    # without a Frame of Reference the image's own orientation is type 2C: the source's, or
+    # empty (never guessed)
+    seg.PatientOrientation = header.get("PatientOrientation") or None
+    # the frame's orientation in the image's own axes (rows along +x, columns along +y), as a
+    # viewer takes a film without patient geometry: OHIF reads it to lay the region on the film
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = list(
+        header.get("ImageOrientationPatient") or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    )
+    seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = [orientation]
+    organization = uid("heatmap-region-dimensions", seg.SOPInstanceUID, root=uid_root)
+    for seq in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in seg.get(seq) or []:  # highdicom draws a fresh one: a resend is the same
+            item.DimensionOrganizationUID = organization
+    _say_ai_derived(
+        seg,
+        header.get("BodyPartExamined"),
+        model,
+        name,
+        f"; the region where it is at least {REGION_AT:.0%} of its peak",
+        note,
+    )
+    return seg

@@ -38,6 +38,7 @@ from medai.services.reports import read_sentences
 MANUFACTURER = "medai"
 UTF8 = "ISO_IR 192"  # names and report text in Turkish: every object is written in UTF-8
 SERIES_AI_SR, SERIES_HEATMAP, SERIES_REPORT, SERIES_HEATMAP_MAP = 9901, 9902, 9903, 9904
+SERIES_HEATMAP_REGION = 9907  # the saliency region of a projection film, as a SEG
 PRESENT, ABSENT, INDETERMINATE = "present", "absent", "indeterminate"
 # private concepts of the findings SR (declared in the document with the label codes)
 BASIS = (PRIVATE_SCHEME, "BASIS", "Decision basis")

@@ -1,7 +1,8 @@
 """The AI's DICOM objects of a study's current reading, as medai's DICOMweb serves them to the
 viewer (``reading.catalog``): the findings SR (TID 1500 with the algorithm's TID 4019 name,
 version and content hash), the heatmap (the RGB Secondary Capture overlay, and the
-Parametric Map where the source has the geometry for one) and, once the report is signed,
+Parametric Map where the source has the geometry for one, or its region as a SEG over a film)
+and, once the report is signed,
 the AI's key images as a KOS (IHE AI Results: the viewer shows what the PACS gets).
 
 Why built by delivery's own code (``delivery.payloads``): the viewer and the PACS must show

@@ -572,10 +572,14 @@ def frames(p: Platform, obj: catalog.CatalogObject, numbers: list[int]) -> Frame
     if ts in NATIVE:
         bits = int(ds.BitsAllocated)
         size = int(ds.Rows) * int(ds.Columns) * int(getattr(ds, "SamplesPerPixel", 1) or 1)
-        if bits == 1:
-            raise NotAcceptable("single-bit frames are served in bulk data only")
-        size *= bits // 8
         keyword = next(k for k in PIXEL_KEYWORDS if k in ds)
+        if bits == 1:  # a binary SEG's frames: bit-packed, each sent from a byte boundary
+            return Frames(
+                EXPLICIT_LE,
+                "application/octet-stream",
+                [_bit_frame(ds[keyword].value, size, n) for n in numbers],
+            )
+        size *= bits // 8
         at = getattr(ds.get_item(keyword), "value_tell", None)
         data = ds[keyword].value
         if (
@@ -594,6 +598,20 @@ def frames(p: Platform, obj: catalog.CatalogObject, numbers: list[int]) -> Frame
         raise NotAcceptable(f"frames stored in transfer syntax {ts} are not served")
     every = list(generate_frames(ds.PixelData, number_of_frames=count))
     return Frames(ts, media, [every[n - 1] for n in numbers])
+
+
+def _bit_frame(data: bytes, size: int, n: int) -> bytes:
+    """Frame ``n`` (1-based) of ``size`` one-bit pixels packed back to back (PS3.5 8.1.1: a
+    frame need not start on a byte), packed again from its own first byte as a frame is sent
+    (PS3.18 8.7.3.5.2), its last byte's unused bits zero."""
+    from pydicom.pixels import pack_bits, unpack_bits
+
+    start, end = (n - 1) * size, n * size
+    if start % 8 == 0 and end % 8 == 0:  # whole bytes: as stored
+        return bytes(data[start // 8 : end // 8])
+    first = start // 8
+    bits = unpack_bits(data[first : (end + 7) // 8])[start - first * 8 :][:size]
+    return pack_bits(bits, pad=False)
 
 
 def bulk(p: Platform, obj: catalog.CatalogObject, tag: int) -> bytes | list[bytes]:

@@ -270,8 +270,13 @@ def viewer_file(path: str, request: Request) -> Response:
 def viewer_csp() -> str:
     """The Content-Security-Policy of everything under /viewer: medai's own, plus what OHIF's
     codecs need (WebAssembly compiled in the page and in its workers, workers from blobs) and
-    the hashes of the viewer page's two inline scripts; no inline script otherwise, no CDN."""
-    scripts = " ".join(("'self'", "'wasm-unsafe-eval'", *inline_hashes()))
+    the hashes of the viewer page's two inline scripts; no inline script otherwise, no CDN.
+
+    ``'unsafe-eval'`` too, under /viewer alone: OHIF lays a DICOM SEG (the AI's saliency region
+    on a film) with the ``ndarray`` library, which compiles its array types with ``new
+    Function`` (scijs/ndarray#48); without it the AI's overlay fails to load. It lets no script
+    in: inline scripts still need their hashes and every script comes from medai itself."""
+    scripts = " ".join(("'self'", "'unsafe-eval'", "'wasm-unsafe-eval'", *inline_hashes()))
     return (
         f"default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; "
