@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
-from medai.platform.records.tables import Measurement, ReportVersion, Study
+from medai.platform.records.tables import Measurement, Study
 from medai.platform.worklist import studies
 from medai.platform.worklist.patient_context import comparison_prior
 from medai.services.reports import SIZES_COMPARED, show_date
@@ -407,9 +407,22 @@ def lines(
     study), so the same number of groups today and before are paired by size, largest with
     largest; a different number is said and not compared. A size at the detector plane is
     never compared with a true one (the film's magnification differs)."""
+    return _section(rows, lang, prior, prior_date, slices)[0]
+
+
+def _section(
+    rows: list[Measurement],
+    lang: str,
+    prior: list[Measurement] | None,
+    prior_date: str,
+    slices: bool,
+) -> tuple[list[str], bool]:
+    """``lines``, and whether a size was compared (``compared``), from one sizing and one
+    pairing of the two studies' measurements."""
     w = WORDS["tr" if lang == "tr" else "en"]
     today, before = sizes(rows), sizes(prior or [])
     pairs = _pairs(today, before)
+    done = any(today[i].detector == then.detector for i, then in (pairs or {}).items())
     tail: list[str] = []
     if pairs is not None and len(pairs) > 1:
         tail.append(w["paired_by_size"])
@@ -444,7 +457,7 @@ def lines(
                     change=_percent(then.main, size.main, lang),
                 )
         out.append(line + ".")
-    return out + tail
+    return out + tail, done
 
 
 def _pairs(today: list[Size], before: list[Size]) -> dict[int, Size] | None:
@@ -461,9 +474,7 @@ def _pairs(today: list[Size], before: list[Size]) -> dict[int, Size] | None:
 def compared(rows: list[Measurement], prior: list[Measurement] | None) -> bool:
     """Whether ``lines`` compared a size with the prior's (the findings' comparison sentence
     then says the sizes were compared, instead of that there were none to compare)."""
-    today = sizes(rows)
-    pairs = _pairs(today, sizes(prior or [])) or {}
-    return any(today[i].detector == then.detector for i, then in pairs.items())
+    return _section(rows, "en", prior, "", True)[1]
 
 
 def by_author(db: Session, study_id: int, author_id: int | None) -> list[Measurement]:
@@ -496,25 +507,19 @@ def for_report(db: Session, study: Study, author_id: int | None, lang: str) -> d
     prior_rows: list[Measurement] = []
     prior = None
     if found is not None:
-        signed = db.scalar(
-            select(ReportVersion).where(
-                ReportVersion.study_id == found["study_id"],
-                ReportVersion.version == found["version"],
-            )
-        )
-        prior_rows = by_author(db, found["study_id"], signed.signed_by if signed else None)
+        prior_rows = by_author(db, found["study_id"], found["signed_by"])
         if prior_rows:
             prior = {"study_id": found["study_id"], "date": show_date(found["date"], lang)}
-    done = compared(rows, prior_rows)
+    said, done = _section(
+        rows,
+        lang,
+        prior_rows,
+        prior["date"] if prior else "",
+        slices=len(studies.instances(db, [study.id])[study.id]) > 1,
+    )
     key = "tr" if lang == "tr" else "en"
     return {
-        "lines": lines(
-            rows,
-            lang,
-            prior_rows,
-            prior["date"] if prior else "",
-            slices=len(studies.instances(db, [study.id])[study.id]) > 1,
-        ),
+        "lines": said,
         "prior": prior,
         "compared": done,
         "phrase": list(SIZES_COMPARED[key]) if done else None,

@@ -245,7 +245,8 @@ def prior_list(db: Session, study: Study) -> list[dict[str, Any]]:
 def comparison_prior(db: Session, study: Study) -> dict[str, Any] | None:
     """What the AI draft compares today's findings with: the latest *signed* prior of the
     same patient and the same task (chest with chest, MRI with MRI) and what its signer
-    decided of each label (``study_labels`` of that signed version). None: no such prior.
+    decided of each label (``study_labels`` of that signed version), and who signed it
+    (``signed_by``: whose measurements of it count). None: no such prior.
     ``recorded`` is False when that signature stored no labels (nothing to compare)."""
     for s in priors(db, study, limit=10_000):
         if s.task != study.task:
@@ -258,6 +259,7 @@ def comparison_prior(db: Session, study: Study) -> dict[str, Any] | None:
             "study_id": s.id,
             "date": study_day(s),
             "version": signed.version,
+            "signed_by": signed.signed_by,
             "recorded": bool(labels),
             "present": sorted(r["label"] for r in labels if r["present"]),
             "absent": sorted(r["label"] for r in labels if not r["present"]),
