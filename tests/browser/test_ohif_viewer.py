@@ -116,6 +116,16 @@ VOI = """() => {
 }"""
 
 
+def _until(read, done, timeout: float = 30.0, pause: float = 0.5):
+    """``read()`` again until ``done(value)`` or ``timeout`` seconds: its last value."""
+    end = time.monotonic() + timeout
+    value = read()
+    while not done(value) and time.monotonic() < end:
+        time.sleep(pause)
+        value = read()
+    return value
+
+
 @pytest.mark.parametrize("lang", ["tr", "en"])
 def test_the_study_opens_in_ohif_with_window_level_on_dicom_values(site, browser, lang, shots):
     base, (sid, uid) = site
@@ -136,11 +146,7 @@ def test_the_study_opens_in_ohif_with_window_level_on_dicom_values(site, browser
             "console",
             lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
         )
-        end = time.monotonic() + 120
-        voi = None
-        while time.monotonic() < end and voi is None:
-            time.sleep(1)
-            voi = ohif.evaluate(VOI)
+        voi = _until(lambda: ohif.evaluate(VOI), lambda v: v is not None, timeout=120, pause=1)
         ohif.screenshot(path=str(shots / f"ohif-{lang}.png"))
         assert voi is not None, "OHIF drew no image from medai's DICOMweb"
         # the AI's findings SR and heatmap are series of their own, named as the AI's
@@ -184,13 +190,12 @@ def test_the_study_opens_in_ohif_with_window_level_on_dicom_values(site, browser
         # the tool's statistics are computed at its next render: read until they are of the
         # handles' last position (a read in between gives the length one mouse move behind,
         # 9/10 of the line drawn)
-        end = time.monotonic() + 10
-        drawn = ohif.evaluate(LENGTH)
-        while time.monotonic() < end and not (
-            drawn and abs(drawn["length"] - drawn["pixels"] * 0.2) <= 0.01
-        ):
-            time.sleep(0.2)
-            drawn = ohif.evaluate(LENGTH)
+        drawn = _until(
+            lambda: ohif.evaluate(LENGTH),
+            lambda d: d and abs(d["length"] - d["pixels"] * 0.2) <= 0.01,
+            timeout=10,
+            pause=0.2,
+        )
         assert drawn is not None, "OHIF made no length measurement"
         assert drawn["pixels"] > 20
         assert drawn["length"] == pytest.approx(drawn["pixels"] * 0.2, abs=0.01), drawn
@@ -198,13 +203,11 @@ def test_the_study_opens_in_ohif_with_window_level_on_dicom_values(site, browser
         ohif.locator("[data-cy='trackedMeasurements-btn']").click()
         ohif.locator("button").filter(has_text=re.compile(r"SR\s*$")).first.click()
         ohif.locator("[data-cy=input-dialog-save-button] button").click()
-        end = time.monotonic() + 60
-        saved: dict = {}
-        while time.monotonic() < end:
-            saved = page.request.get(f"/api/v1/studies/{sid}/measurements").json()
-            if saved["items"]:
-                break
-            time.sleep(0.5)
+        saved = _until(
+            lambda: page.request.get(f"/api/v1/studies/{sid}/measurements").json(),
+            lambda saved: saved["items"],
+            timeout=60,
+        )
         assert [(i["kind"], i["mine"]) for i in saved["items"]] == [("length", True)], saved
         assert saved["items"][0]["value"] == pytest.approx(drawn["length"], abs=0.01)
         assert saved["items"][0]["spacing"] == "PixelSpacing"
@@ -216,10 +219,7 @@ def test_the_study_opens_in_ohif_with_window_level_on_dicom_values(site, browser
         field = page.locator("#sec-measurements")
         expect_line = saved["lines"][0]
         assert re.fullmatch(r"(Lezyon \d+(,\d)? mm|Lesion \d+(\.\d)? mm)\.", expect_line)
-        end = time.monotonic() + 30
-        while field.input_value() != expect_line and time.monotonic() < end:
-            time.sleep(0.3)
-        assert field.input_value() == expect_line
+        assert _until(field.input_value, lambda v: v == expect_line, pause=0.3) == expect_line
         assert page.locator("#measurements-note").is_visible()
         assert page.locator("#unsaved").is_visible()
         field.scroll_into_view_if_needed()
@@ -344,13 +344,13 @@ def test_a_chest_hangs_pa_beside_lateral_and_an_mr_beside_its_prior_linked(site,
         for _ in range(3):
             page.mouse.wheel(0, 120)
             time.sleep(0.3)
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            now = {v["id"]: v for v in page.evaluate(VIEWPORTS)}
-            moved = now[current["id"]]["index"] != current["index"]
-            if moved and now[before["id"]]["z"] == now[current["id"]]["z"]:
-                break
-            time.sleep(0.5)
+        now = _until(
+            lambda: {v["id"]: v for v in page.evaluate(VIEWPORTS)},
+            lambda now: (
+                now[current["id"]]["index"] != current["index"]
+                and now[before["id"]]["z"] == now[current["id"]]["z"]
+            ),
+        )
         assert now[current["id"]]["z"] != current["z"], "today's series did not scroll"
         assert now[before["id"]]["z"] == now[current["id"]]["z"], now
         # window/level on today's changes the prior's too
@@ -359,12 +359,10 @@ def test_a_chest_hangs_pa_beside_lateral_and_an_mr_beside_its_prior_linked(site,
               e.viewport.setProperties({voiRange: {lower: 100, upper: 900}}); e.viewport.render(); }""",
             current["id"],
         )
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            now = {v["id"]: v for v in page.evaluate(VIEWPORTS)}
-            if now[before["id"]]["voi"] == [100, 900]:
-                break
-            time.sleep(0.5)
+        now = _until(
+            lambda: {v["id"]: v for v in page.evaluate(VIEWPORTS)},
+            lambda now: now[before["id"]]["voi"] == [100, 900],
+        )
         assert now[before["id"]]["voi"] == [100, 900], now
         page.screenshot(path=str(shots / "ohif-compare-tr.png"))
     finally:
@@ -403,13 +401,7 @@ def test_the_ai_heatmap_region_lies_over_the_film(site, browser, shots):
         series.wait_for(timeout=60_000)
         series.dblclick()
         page.get_by_role("button", name="Yes").click(timeout=60_000)
-        end = time.monotonic() + 60
-        regions: list = []
-        while time.monotonic() < end:
-            regions = page.evaluate(REGION)
-            if regions and regions[0]["filled"]:
-                break
-            time.sleep(0.5)
+        regions = _until(lambda: page.evaluate(REGION), lambda r: r and r[0]["filled"], timeout=60)
         assert len(regions) == 1, regions
         (region,) = regions
         assert region["label"].startswith("medai AI heatmap region")

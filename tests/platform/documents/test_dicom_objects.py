@@ -611,6 +611,7 @@ def test_a_film_gets_its_saliency_region_as_a_binary_seg_over_it():
         model["version"],
     )
     assert model["content_hash"] in algorithm.AlgorithmParameters
+    assert len(segment.RecommendedDisplayCIELabValue) == 3  # a viewer colours it as given
     assert "not a diagnosis" in seg.ImageComments
     again = heatmap_region(
         dx,

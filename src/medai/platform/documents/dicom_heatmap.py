@@ -403,6 +403,8 @@ def heatmap_region(
         segmented_property_type=codes.SCT.Finding,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
+        # the heatmap's own warm colour, so the region reads as the AI's map in any viewer
+        display_color=hd.color.CIELabColor.from_string("orange"),
     )
     seg = hd.seg.Segmentation(
         source_images=[_derivation_source(header)],
