@@ -19,9 +19,10 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from helpers.browser import login_page
+from helpers.browser import answer_undecided, login_page
 from helpers.builders import answering_model
 from helpers.dicom import make_dicom
+from helpers.orthanc import OrthancUnavailable, running_orthanc
 from helpers.platform import http_login, ui_server
 from helpers.viewer import mr_series
 
@@ -29,7 +30,18 @@ pytestmark = [pytest.mark.server, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
+def pacs():
+    """The suite's real PACS (Orthanc) the server sends its results to, or None where Orthanc
+    is not installed (only the test that looks in the PACS is then skipped)."""
+    try:
+        with running_orthanc() as server:
+            yield server
+    except OrthancUnavailable:
+        yield None
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir, pacs):
     from medai.platform.web.viewer import installed
 
     if not installed():
@@ -42,17 +54,20 @@ def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
         {"min_confidence": 0.5},
     )
     env = {"MEDAI_MODELS": f"triage={tfidf_model_dir},cxr={tiny_imaging_dir},mri={mri}"}
+    if pacs is not None:  # results and signed reports go to it by C-STORE, as to a PACS
+        env["MEDAI_DICOM_SEND_TO"] = f"{pacs.aet}@127.0.0.1:{pacs.dicom_port}"
+        env["MEDAI_OUTBOX_POLL_S"] = "0.2"
     with ui_server(home, {"rad1": "radiologist", "pat1": "patient"}, **env) as base:
         yield base, _study(base, home)
 
 
-def _study(base: str, home) -> tuple[int, str]:
+def _study(base: str, home, name: str = "cr", patient: str = "OHIF-P1") -> tuple[int, str]:
     """A 12-bit MONOCHROME1 CR (0.2 mm pixels) filed and analysed: (id, StudyInstanceUID)."""
 
     import numpy as np
     from pydicom import dcmread
 
-    path = make_dicom(home / "cr.dcm", rows=256, cols=256)
+    path = make_dicom(home / f"{name}.dcm", rows=256, cols=256, patient_id=patient)
     ds = dcmread(path)
     yy, xx = np.mgrid[0:256, 0:256]
     ds.PixelData = ((xx * 16 + yy) % 4096).astype("<u2").tobytes()
@@ -412,3 +427,122 @@ def test_the_ai_heatmap_region_lies_over_the_film(site, browser, shots):
         page.screenshot(path=str(shots / "ohif-heatmap-region-en.png"))
     finally:
         ctx.close()
+
+
+def _draw_length(ohif, viewport: str) -> dict:
+    """A line drawn with OHIF's Length tool across ``viewport``: its statistics once they are
+    of the line's last position."""
+    ohif.locator("[data-cy='MeasurementTools-split-button-primary']").first.click()
+    left, top, width, height = ohif.evaluate(
+        """(id) => { const r = window.cornerstone.getEnabledElements()
+          .find((e) => e.viewport.id === id).viewport.element.getBoundingClientRect();
+          return [r.left, r.top, r.width, r.height]; }""",
+        viewport,
+    )
+    x0, y0 = left + width * 0.3, top + height * 0.5
+    ohif.mouse.move(x0, y0)
+    ohif.mouse.down()
+    for k in range(1, 11):
+        ohif.mouse.move(x0 + 20 * k, y0 + 6 * k)
+        time.sleep(0.05)
+    ohif.mouse.up()
+    return _until(
+        lambda: ohif.evaluate(LENGTH),
+        lambda d: d and abs(d["length"] - d["pixels"] * 0.2) <= 0.01,
+        timeout=10,
+        pause=0.2,
+    )
+
+
+def _in_pacs(pacs, study_uid: str) -> list:
+    """Every instance Orthanc holds in the study, read back as DICOM."""
+    import json
+    import urllib.request
+
+    ids = pacs.rest(
+        "/tools/find",
+        "POST",
+        json.dumps({"Level": "Instance", "Query": {"StudyInstanceUID": study_uid}}).encode(),
+    )
+    out = []
+    for i in ids:
+        with urllib.request.urlopen(f"{pacs.url}/instances/{i}/file", timeout=10) as resp:
+            out.append(dcmread(io.BytesIO(resp.read())))
+    return out
+
+
+def test_after_sign_off_the_pacs_holds_the_length_drawn_in_ohif(site, pacs, browser, shots):
+    """The whole path in the browser: a length drawn in OHIF and saved ("Create SR"), written
+    into the report's Measurements section, signed on the study page; then the suite's real
+    Orthanc holds the signer's measurement SR (that very length) beside the signed report SR,
+    whose text has the section."""
+    if pacs is None:
+        pytest.skip("Orthanc is not installed (make integration-deps installs it)")
+    base, _ = site
+    sid, uid = _study(base, Path(tempfile.mkdtemp(prefix="medai-sign-")), "signed", "OHIF-P2")
+    ctx, page = login_page(browser, base, lang="tr")
+    try:
+        page.goto(f"/studies/{sid}")
+        link = page.locator("#ohif-link")
+        link.wait_for(state="visible", timeout=60_000)
+        with ctx.expect_page() as opened:
+            link.click()
+        ohif = opened.value
+        voi = _until(lambda: ohif.evaluate(VOI), lambda v: v is not None, timeout=120, pause=1)
+        assert voi is not None, "OHIF drew no image from medai's DICOMweb"
+        drawn = _draw_length(ohif, voi["id"])
+        assert drawn and drawn["pixels"] > 20, drawn
+        ohif.locator("[data-cy='trackedMeasurements-btn']").click()
+        ohif.locator("button").filter(has_text=re.compile(r"SR\s*$")).first.click()
+        ohif.locator("[data-cy=input-dialog-save-button] button").click()
+        saved = _until(
+            lambda: page.request.get(f"/api/v1/studies/{sid}/measurements").json(),
+            lambda saved: saved["items"],
+            timeout=60,
+        )
+        (line,) = saved["lines"]
+        page.bring_to_front()
+        page.evaluate("window.dispatchEvent(new Event('focus'))")
+        field = page.locator("#sec-measurements")
+        assert _until(field.input_value, lambda v: v == line, pause=0.3) == line
+
+        # signed on the study page, the filled section with the rest
+        page.get_by_role("button", name="İmzala", exact=True).click()
+        answer_undecided(page)
+        page.get_by_role("button", name="Bu metni imzala").click()
+        page.locator("#report-status[data-status='final']").wait_for(timeout=60_000)
+        page.screenshot(path=str(shots / "ohif-signed-measurements-tr.png"), full_page=True)
+
+        def delivered() -> tuple[list, list]:
+            held = _in_pacs(pacs, uid)
+            reports = [ds for ds in held if ds.get("VerificationFlag") == "VERIFIED"]
+            # the viewer's own SR: an SR in the study that medai did not make
+            lengths = [
+                ds
+                for ds in held
+                if str(ds.SOPClassUID).startswith("1.2.840.10008.5.1.4.1.1.88")
+                and ds.get("Manufacturer") != "medai"
+            ]
+            return reports, lengths
+
+        reports, lengths = _until(delivered, lambda got: got[0] and got[1], timeout=90)
+        assert len(reports) == 1 and len(lengths) == 1, (reports, lengths)
+        # the measurement SR is the one the viewer saved, with the length drawn
+        numbers = [
+            float(item.MeasuredValueSequence[0].NumericValue)
+            for item in _content(lengths[0])
+            if item.get("ValueType") == "NUM" and "MeasuredValueSequence" in item
+        ]
+        assert any(abs(n - drawn["length"]) < 0.01 for n in numbers), (numbers, drawn)
+        # and the signed report SR states the Measurements section as signed
+        texts = [str(i.TextValue) for i in _content(reports[0]) if i.get("ValueType") == "TEXT"]
+        assert any(line.rstrip(".") in t for t in texts), texts
+    finally:
+        ctx.close()
+
+
+def _content(ds):
+    """Every content item of an SR, depth first."""
+    for item in ds.get("ContentSequence") or []:
+        yield item
+        yield from _content(item)
