@@ -21,6 +21,7 @@ from typing import Any
 from medai.platform.dicom import dicom_values
 from medai.platform.dicom.dicom_values import IdentityError
 from medai.platform.records.crypto import InvalidToken, cipher
+from medai.platform.records.printable import printable
 from medai.platform.records.tables import DicomInstance, Study
 from medai.services import imaging as imaging_service
 
@@ -57,6 +58,8 @@ class DicomIdentity:
     instance_number: int | None = None
     sex: str = ""  # PatientSex (M, F, O; anything else is kept as unknown)
     age: str = ""  # PatientAge, DICOM AS ("054Y"): the age when no birth date is given
+    # the order's clinical question as the modality copied it into the header (``QUESTION``)
+    clinical_question: str = ""
 
     def missing(self) -> list[str]:
         """The DICOM keywords of the UIDs this instance lacks (grouping needs them all)."""
@@ -92,6 +95,43 @@ def _date(ds: Any, keyword: str) -> str:
     return date if _DATE.match(date) else ""
 
 
+# Where a modality copies the order's clinical question (the RIS sends it with the order; the
+# worklist gives it to the modality), most specific first: the reason for the requested
+# procedure, the (retired) reason for the study, the admitting diagnoses, and at last what
+# was requested. Each is read from the dataset, then from its Request Attributes Sequence
+# (0040,0275), where many modalities put the order's attributes. The first found is the
+# question: the others say the same less precisely.
+QUESTION = (
+    "ReasonForTheRequestedProcedure",
+    "ReasonForStudy",
+    "AdmittingDiagnosesDescription",
+    "RequestedProcedureDescription",
+)
+QUESTION_CHARS = 1024  # the upload form's question may be as long
+
+
+def _question(ds: Any) -> str:
+    try:
+        requests = list(ds.get("RequestAttributesSequence") or [])[:1]
+    except Exception:  # a malformed sequence: no order attributes there
+        requests = []
+    for keyword in QUESTION:
+        for source in (ds, *requests):
+            try:
+                value = source.get(keyword)
+            except Exception:
+                continue
+            if value in (None, ""):
+                continue
+            if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+                value = "; ".join(str(v) for v in value if str(v).strip())
+            # free text a person reads: no control or bidi characters (``printable``)
+            text = printable(str(value)).strip(" \x00")
+            if text:
+                return text[:QUESTION_CHARS]
+    return ""
+
+
 def from_dataset(ds: Any) -> DicomIdentity:
     """The identity of one instance (the file meta fills in a SOP class or instance UID the
     dataset itself lacks)."""
@@ -119,6 +159,7 @@ def from_dataset(ds: Any) -> DicomIdentity:
         instance_number=_int(ds, "InstanceNumber"),
         sex=_text(ds, "PatientSex", 16).upper()[:1],
         age=_text(ds, "PatientAge", 4).upper(),
+        clinical_question=_question(ds),
     )
 
 

@@ -23,6 +23,7 @@ from medai.platform.context import Platform
 from medai.platform.dicom import identity as dicom
 from medai.platform.dicom.arrival import Arrival
 from medai.platform.dicom.dicom_values import InvalidUID
+from medai.platform.intake.question import flags_of
 from medai.platform.intake.routing import route
 from medai.platform.records.tables import User
 from medai.platform.worklist import studies
@@ -148,6 +149,8 @@ def _file(
     language: str,
 ) -> Received:
     chosen = route(ident)
+    question = ident.clinical_question or None
+    flags = flags_of(p, question)
     for attempt in range(3):  # a concurrent first instance of the same study wins once
         try:
             with p.db.session() as db:
@@ -168,6 +171,11 @@ def _file(
                     stable_s=p.settings.serving.study_stable_s,
                     no_model_reason=chosen.reason,
                     language=language,
+                    # the order's question as the modality copied it into the header: kept
+                    # sealed, its red flags rank the study, the draft states it
+                    question=question,
+                    urgent=bool(flags),
+                    red_flags=flags,
                 )
                 filed = studies.receive(
                     db,

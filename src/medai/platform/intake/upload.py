@@ -30,11 +30,10 @@ from medai.platform.dicom import identity as dicom
 from medai.platform.dicom.arrival import Arrival
 from medai.platform.dicom.dicom_values import InvalidAttribute
 from medai.platform.intake import idempotency
-from medai.platform.worklist import reading_order, studies
+from medai.platform.intake.question import question_flags
+from medai.platform.worklist import studies
 from medai.platform.worklist.patient_context import OLDEST
 from medai.services import imaging as imaging_service
-from medai.services import triage as triage_service
-from medai.services.model_handles import ModelUnavailable
 
 log = logging.getLogger("medai.platform")
 UNKNOWN_TYPE = "application/octet-stream"
@@ -148,18 +147,6 @@ def form_birth_date(value: str | None) -> str | None:
             f"patient_birth_date must be a real day, not after today and at most {OLDEST} years ago"
         )
     return day.strftime("%Y%m%d")
-
-
-def question_flags(p: Platform, question: str | None) -> list[dict[str, Any]]:
-    """The urgency reasons of the clinical question's red flags (triage's rules, each named:
-    ``reading_order.question_flags``); none when it raises none or triage is not served."""
-    if not question:
-        return []
-    try:
-        flags = triage_service.red_flags(p.models.red_flag_reader(), question)
-    except ModelUnavailable:
-        return []
-    return reading_order.question_flags(flags) if flags else []
 
 
 async def upload(
