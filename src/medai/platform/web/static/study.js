@@ -231,7 +231,10 @@
       checks.push(fill(T.scope_view, { view: T["view_" + view.view] || view.view, source }));
     }
     if (!oos.flagged && oos.detector === "feature_distance" && oos.threshold != null) {
-      checks.push(fill(T.scope_in, { score: num(oos.score), threshold: num(oos.threshold) }));
+      // its example of a disease it cannot tell apart is the task's own (a brain MRI is never
+      // given a chest disease), none when the task names none
+      const example = apart.length ? fill(T.scope_in_example, { item: apart[0] }) : "";
+      checks.push(fill(T.scope_in, { score: num(oos.score), threshold: num(oos.threshold), example }));
     }
     $("scope-check").hidden = !checks.length;
     $("scope-check").textContent = checks.join(" ");
