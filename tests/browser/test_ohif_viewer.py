@@ -188,41 +188,12 @@ def test_the_study_opens_in_ohif_with_window_level_on_dicom_values(site, browser
         assert status != 403 and 400 <= status < 500, (status, body)
 
         # a length drawn with OHIF's Length tool is in millimetres from the pixel spacing
-        ohif.locator("[data-cy='MeasurementTools-split-button-primary']").first.click()
-        left, top, width, height = ohif.evaluate(
-            """(id) => { const r = window.cornerstone.getEnabledElements()
-              .find((e) => e.viewport.id === id).viewport.element.getBoundingClientRect();
-              return [r.left, r.top, r.width, r.height]; }""",
-            voi["id"],
-        )
-        x0, y0 = left + width * 0.3, top + height * 0.5
-        ohif.mouse.move(x0, y0)
-        ohif.mouse.down()
-        for k in range(1, 11):
-            ohif.mouse.move(x0 + 20 * k, y0 + 6 * k)
-            time.sleep(0.05)
-        ohif.mouse.up()
-        # the tool's statistics are computed at its next render: read until they are of the
-        # handles' last position (a read in between gives the length one mouse move behind,
-        # 9/10 of the line drawn)
-        drawn = _until(
-            lambda: ohif.evaluate(LENGTH),
-            lambda d: d and abs(d["length"] - d["pixels"] * 0.2) <= 0.01,
-            timeout=10,
-            pause=0.2,
-        )
+        drawn = _draw_length(ohif, voi["id"])
         assert drawn is not None, "OHIF made no length measurement"
         assert drawn["pixels"] > 20
         assert drawn["length"] == pytest.approx(drawn["pixels"] * 0.2, abs=0.01), drawn
         # saved from OHIF's measurement panel ("Create SR": its TID 1500 SR over STOW-RS)
-        ohif.locator("[data-cy='trackedMeasurements-btn']").click()
-        ohif.locator("button").filter(has_text=re.compile(r"SR\s*$")).first.click()
-        ohif.locator("[data-cy=input-dialog-save-button] button").click()
-        saved = _until(
-            lambda: page.request.get(f"/api/v1/studies/{sid}/measurements").json(),
-            lambda saved: saved["items"],
-            timeout=60,
-        )
+        saved = _save_measurements(ohif, page, sid)
         assert [(i["kind"], i["mine"]) for i in saved["items"]] == [("length", True)], saved
         assert saved["items"][0]["value"] == pytest.approx(drawn["length"], abs=0.01)
         assert saved["items"][0]["spacing"] == "PixelSpacing"
@@ -446,11 +417,27 @@ def _draw_length(ohif, viewport: str) -> dict:
         ohif.mouse.move(x0 + 20 * k, y0 + 6 * k)
         time.sleep(0.05)
     ohif.mouse.up()
+    # the tool's statistics are computed at its next render: read until they are of the
+    # handles' last position (a read in between gives the length one mouse move behind,
+    # 9/10 of the line drawn)
     return _until(
         lambda: ohif.evaluate(LENGTH),
         lambda d: d and abs(d["length"] - d["pixels"] * 0.2) <= 0.01,
         timeout=10,
         pause=0.2,
+    )
+
+
+def _save_measurements(ohif, page, sid: int) -> dict:
+    """OHIF's measurement panel's "Create SR" (its TID 1500 SR over STOW-RS), then medai's
+    measurements of the study once it has filed them (``GET …/measurements``)."""
+    ohif.locator("[data-cy='trackedMeasurements-btn']").click()
+    ohif.locator("button").filter(has_text=re.compile(r"SR\s*$")).first.click()
+    ohif.locator("[data-cy=input-dialog-save-button] button").click()
+    return _until(
+        lambda: page.request.get(f"/api/v1/studies/{sid}/measurements").json(),
+        lambda saved: saved["items"],
+        timeout=60,
     )
 
 
@@ -492,14 +479,7 @@ def test_after_sign_off_the_pacs_holds_the_length_drawn_in_ohif(site, pacs, brow
         assert voi is not None, "OHIF drew no image from medai's DICOMweb"
         drawn = _draw_length(ohif, voi["id"])
         assert drawn and drawn["pixels"] > 20, drawn
-        ohif.locator("[data-cy='trackedMeasurements-btn']").click()
-        ohif.locator("button").filter(has_text=re.compile(r"SR\s*$")).first.click()
-        ohif.locator("[data-cy=input-dialog-save-button] button").click()
-        saved = _until(
-            lambda: page.request.get(f"/api/v1/studies/{sid}/measurements").json(),
-            lambda saved: saved["items"],
-            timeout=60,
-        )
+        saved = _save_measurements(ohif, page, sid)
         (line,) = saved["lines"]
         page.bring_to_front()
         page.evaluate("window.dispatchEvent(new Event('focus'))")

@@ -260,6 +260,15 @@ def pm_suitable(header: Dataset) -> bool:
     return frames == 1 and all(header.get(k) not in (None, "") for k in PM_GEOMETRY)
 
 
+def _pin_dimensions(ds: Dataset, kind: str, uid_root: str | None) -> None:
+    """The multi-frame object's Dimension Organization UID derived from its own instance UID:
+    highdicom draws a fresh one each time, and a resend must be the same object."""
+    organization = uid(kind, ds.SOPInstanceUID, root=uid_root)
+    for seq in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in ds.get(seq) or []:
+            item.DimensionOrganizationUID = organization
+
+
 def region_suitable(header: Dataset) -> bool:
     """Whether a source gets the saliency region as a SEG: a single-frame image without the
     patient geometry of a Parametric Map (a projection film)."""
@@ -346,10 +355,7 @@ def heatmap_pm(
         **content_times(created),
     )
     pin_times(pm, created)
-    organization = uid("heatmap-map-dimensions", pm.SOPInstanceUID, root=uid_root)
-    for seq in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
-        for item in pm.get(seq) or []:  # highdicom draws a fresh one: a resend is the same
-            item.DimensionOrganizationUID = organization
+    _pin_dimensions(pm, "heatmap-map-dimensions", uid_root)
     _say_ai_derived(
         pm, header.get("BodyPartExamined"), model, name, "; 0 = none, 1 = the map's peak", note
     )
@@ -450,10 +456,7 @@ def heatmap_region(
         header.get("ImageOrientationPatient") or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     )
     seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = [orientation]
-    organization = uid("heatmap-region-dimensions", seg.SOPInstanceUID, root=uid_root)
-    for seq in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
-        for item in seg.get(seq) or []:  # highdicom draws a fresh one: a resend is the same
-            item.DimensionOrganizationUID = organization
+    _pin_dimensions(seg, "heatmap-region-dimensions", uid_root)
     _say_ai_derived(
         seg,
         header.get("BodyPartExamined"),
