@@ -10,6 +10,7 @@ instances, so its reading is kept per process for the same text and the same eng
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -19,7 +20,8 @@ from medai.services import triage as triage_service
 from medai.services.model_handles import ModelUnavailable
 
 CACHED = 256  # questions whose reading is kept (a few hundred bytes each)
-_SEEN: OrderedDict[tuple[int, str], tuple[dict[str, Any], ...]] = OrderedDict()
+# question -> (the engine that read it, weakly: a promoted engine is not kept alive; its flags)
+_SEEN: OrderedDict[str, tuple[weakref.ref, tuple[dict[str, Any], ...]]] = OrderedDict()
 _LOCK = threading.Lock()
 
 
@@ -36,23 +38,23 @@ def question_flags(p: Platform, question: str | None) -> list[dict[str, Any]]:
 
 
 def flags_of(p: Platform, question: str | None) -> tuple[dict[str, Any], ...]:
-    """``question_flags``, kept for the same question and the same red-flag engine (a new
-    engine, after a promotion, reads the question again)."""
+    """``question_flags``, kept for the same question and the same red-flag engine object (a
+    new engine, after a promotion, reads the question again)."""
     if not question:
         return ()
     try:
-        engine = id(p.models.red_flag_reader())
+        engine = p.models.red_flag_reader()
     except ModelUnavailable:
         return ()
-    key = (engine, question)
     with _LOCK:
-        hit = _SEEN.get(key)
-        if hit is not None:
-            _SEEN.move_to_end(key)
-            return hit
+        hit = _SEEN.get(question)
+        if hit is not None and hit[0]() is engine:
+            _SEEN.move_to_end(question)
+            return hit[1]
     got = tuple(question_flags(p, question))
     with _LOCK:
-        _SEEN[key] = got
+        _SEEN[question] = (weakref.ref(engine), got)
+        _SEEN.move_to_end(question)
         while len(_SEEN) > CACHED:
             _SEEN.popitem(last=False)
     return got
