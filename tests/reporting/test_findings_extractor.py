@@ -128,8 +128,7 @@ def test_an_undecided_draft_never_reads_as_a_normal_study():
     """The undecided MRI draft names "tümör yok" / "no tumour" among the classes it could not
     separate: the signature card read it as "No tumour: present"."""
     from medai.reporting.findings import states_normal
-    from medai.reporting.templates import INDETERMINATE, INDETERMINATE_IMPRESSION
+    from medai.reporting.templates import CONFLICT_UNDECIDED, INDETERMINATE, INDETERMINATE_OTHER
 
-    for en, tr in [*INDETERMINATE.values(), INDETERMINATE_IMPRESSION]:
+    for en, tr in [*INDETERMINATE.values(), INDETERMINATE_OTHER, CONFLICT_UNDECIDED]:
         assert not states_normal(en) and not states_normal(tr)
-        assert not states_normal(f"{tr} {INDETERMINATE_IMPRESSION[1]}")

@@ -145,21 +145,28 @@ def test_no_draft_advises_a_test_or_treatment_or_asserts_a_diagnosis(r, lang):
     sections = out["sections"]
     for name, text in sections.items():
         assert advice_in(text) == [], (name, text)
+    for line in out["ai_note"]:  # the AI's account beside the editor advises nothing either
+        assert advice_in(line) == [], line
     for cited in out["citations"]:  # the passages a reader is pointed to
         assert advice_in(cited["text"]) == [], cited["text"]
     assert not ASSERTS.search(sections["impression"]), sections["impression"]
-    assert contradictions(sections, decision, task.name, lang) == [], sections
+    assert contradictions(sections, decision, task.name, lang, out["ai_note"]) == [], sections
     impression_names = named_labels(sections["impression"]) & set(task.labels)
+    note = " ".join(out["ai_note"])
     if scope.out_of_scope.flagged or decision.state == "indeterminate" or decision.conflict:
         # no diagnosis at all: not even a candidate or the flagged image's finding
         assert impression_names - {task.normal} == set(), sections["impression"]
+        assert sections["impression"] == ""  # the radiologist's conclusion to write
     elif decision.stated and decision.state != "normal":
-        # a suggestion with the model's probability, and what the model cannot tell apart
-        assert sections["impression"].startswith("YZ önerisi" if lang == "tr" else "AI suggestion")
-        assert "%" in sections["impression"]
+        # a suggestion, marked; the model's probability and what it cannot tell apart are
+        # the AI note's
+        assert sections["impression"].endswith(
+            "(YZ önerisi)." if lang == "tr" else "(AI suggestion)."
+        )
+        assert "%" not in sections["impression"] and "%" in note
         if scope.cannot_tell_apart:
             said = "ayırt edemez" if lang == "tr" else "cannot tell"
-            assert said in sections["impression"]
+            assert said in note and said not in sections["impression"]
 
 
 class _AdvisingLLM:
@@ -205,8 +212,14 @@ def test_an_llm_draft_keeps_no_advice_and_the_templates_impression(lang, finding
     text = " ".join(out["sections"].values())
     assert advice_in(text) == [] and "RT-PCR" not in text, out["sections"]
     assert out["sections"]["findings"].startswith(finding)
-    assert out["sections"]["impression"].startswith("YZ önerisi" if lang == "tr" else "AI sugg")
-    assert "87,0" in out["sections"]["impression"] or "87.0" in out["sections"]["impression"]
+    assert out["sections"]["impression"] == (
+        "COVID-19 pnömonisi paterni (YZ önerisi)."
+        if lang == "tr"
+        else "COVID-19 pneumonia pattern (AI suggestion)."
+    )
+    note = " ".join(out["ai_note"])
+    assert "87,0" in note or "87.0" in note
+    assert advice_in(note) == []
 
 
 def _bundled_cxr_result(probs: dict[str, float], flagged: bool):
@@ -231,22 +244,27 @@ def test_an_ards_or_tb_film_read_covid_is_a_suggestion_naming_what_the_model_can
     cxr = next(t for t in TASKS if t.name == "cxr")
     read = {"COVID-19": 0.94, "Pneumonia": 0.9}
     decision, scope = _bundled_cxr_result(read, flagged=False)
-    s = _draft(cxr, decision, scope, lang)["sections"]
+    out = _draft(cxr, decision, scope, lang)
+    s, note = out["sections"], " ".join(out["ai_note"])
     assert "ile uyumlu" not in s["impression"] and "consistent with" not in s["impression"]
     assert "RT-PCR" not in " ".join(s.values()) and advice_in(" ".join(s.values())) == []
-    assert s["impression"].startswith(
+    assert s["impression"].endswith("(YZ önerisi)." if lang == "tr" else "(AI suggestion).")
+    # the likelihood and the patterns the model cannot tell apart: in the AI note beside it
+    assert (
         "YZ önerisi: COVID-19 pnömonisi paterni olasılığı %94,0 — radyolog değerlendirmeli."
         if lang == "tr"
         else "AI suggestion: COVID-19 pneumonia pattern, likelihood 94.0% — for the radiologist"
-    )
+    ) in note
     for pattern in ("ARDS", "tüberküloz" if lang == "tr" else "tuberculosis"):
-        assert pattern in s["impression"]
-    assert "kardiyomegali" in s["impression"] or "cardiomegaly" in s["impression"]
-    # flagged out of scope (the TB film): the impression names no diagnosis
+        assert pattern in note
+    assert "kardiyomegali" in note or "cardiomegaly" in note
+    # flagged out of scope (the TB film): the impression names no diagnosis, and the note
+    # opens with the flag
     decision, scope = _bundled_cxr_result(read, flagged=True)
-    s = _draft(cxr, decision, scope, lang)["sections"]
+    out = _draft(cxr, decision, scope, lang)
+    s = out["sections"]
     assert "COVID" not in s["impression"] and not named_labels(s["impression"]), s["impression"]
-    assert s["findings"].startswith("Kapsam dışı (YZ)" if lang == "tr" else "Out of scope (AI)")
+    assert out["ai_note"][0].startswith("Kapsam dışı (YZ)" if lang == "tr" else "Out of scope (AI)")
 
 
 @pytest.mark.parametrize("lang", ["tr", "en"])

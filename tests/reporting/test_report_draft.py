@@ -67,8 +67,9 @@ def test_template_draft_structure_and_citations():
     )
     ids = {c.id for c in builtin_chunks()}
     assert d["citations"] and all(c["id"] in ids and c["text"] for c in d["citations"])
-    for c in d["citations"]:
-        assert f"[{c['n']}]" in d["sections"]["recommendation"]
+    sources = next(line for line in d["ai_note"] if line.startswith("Sources:"))
+    for c in d["citations"]:  # named in the AI note beside the report, not in its text
+        assert f"[{c['n']}]" in sources and f"[{c['n']}]" not in d["sections"]["recommendation"]
     assert {f["label"] for f in d["findings_used"]} == {"Cardiomegaly", "Effusion", "Pneumothorax"}
     tr = draft_report(parse_findings(FINDINGS), RETRIEVER, lang="tr")
     assert "Kardiyomegali" in tr["sections"]["findings"] and "radyolog" in tr["status_label"]

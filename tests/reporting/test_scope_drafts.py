@@ -1,7 +1,8 @@
-"""No draft calls a film normal, and every draft says what the model does not assess: a study in
-which the model found none of its labels is drafted as "the findings the model looks for (…)
-were not found", in Turkish and English, for the chest and the brain MRI task; an out-of-scope
-flag comes first; the report readers never take the scope sentence for stated findings."""
+"""No draft calls a film normal, and every draft's AI note says what the model does not assess: a
+study in which the model found none of its labels is drafted as "(the findings the model looks
+for) izlenmedi", in Turkish and English, for the chest and the brain MRI task; an out-of-scope
+flag comes first in the note; the report's text never holds the AI's account of itself
+(issue 69), and the report readers never take it for stated findings."""
 
 from __future__ import annotations
 
@@ -85,19 +86,22 @@ def test_no_draft_calls_a_film_normal(task, state, lang):
     for old in OLD_NORMAL:
         assert old.lower() not in text.lower(), (old, text)
     assert calls_normal(f"{s['findings']} {s['impression']}") == [], s
-    # what the model does not assess is said, and is not read as stated findings
-    if lang == "tr":
-        assert "YZ modelinin değerlendirme kapsamında değildir" in s["findings"]
-    else:
-        assert "The AI model does not assess" in s["findings"]
+    # what the model does not assess is said beside the report, in the AI note, not in it
+    said_not = (
+        "YZ modelinin değerlendirme kapsamında değildir"
+        if lang == "tr"
+        else "The AI model does not assess"
+    )
+    assert any(said_not in line for line in out["ai_note"]) and said_not not in text
     said = stated_labels(f"{s['findings']}\n{s['impression']}")
     normal = {"No Finding", "No_Tumor"}
     assert set(decision.stated) - normal <= said <= set(decision.positives) - normal
-    if state == "normal":  # what it looked for and did not find, by name
+    if state == "normal":  # what it looked for, by name, not seen
         looked = {"cxr": ("pnömoni", "pneumonia"), "mri": ("gliom", "glioma")}[task]
         assert looked[0 if lang == "tr" else 1] in s["findings"].lower()
-        assert ("aradığı" if lang == "tr" else "looks for") in s["findings"]
-        assert ("YZ önerisi" if lang == "tr" else "AI suggestion") in s["impression"]
+        assert s["findings"].endswith("izlenmedi." if lang == "tr" else ".")
+        assert s["impression"].endswith("(YZ önerisi)." if lang == "tr" else "(AI suggestion).")
+        assert looked[0 if lang == "tr" else 1] in s["impression"].lower()
 
 
 @pytest.mark.parametrize("lang", ["tr", "en"])
@@ -105,30 +109,42 @@ def test_the_turkish_and_english_normal_drafts_read_as_a_radiologist_writes(lang
     out, _ = _draft("cxr", "normal", lang)
     s = out["sections"]
     if lang == "tr":
-        assert s["findings"].startswith(
-            "YZ modelinin aradığı bulgular (pnömoni, COVID-19 pnömonisi paterni, viral pnömoni "
-            "paterni ve bakteriyel pnömoni paterni) saptanmadı. Tüberküloz, akciğer nodülü veya "
-            "kitlesi, pnömotoraks, plevral efüzyon, kalp boyutu (kardiyomegali)"
+        assert s == {
+            "technique": "Akciğer grafisi.",
+            "findings": "Pnömoni, COVID-19 pnömonisi paterni, viral pnömoni paterni ve "
+            "bakteriyel pnömoni paterni izlenmedi.",
+            "impression": "Pnömoni, COVID-19 pnömonisi paterni, viral pnömoni paterni ve "
+            "bakteriyel pnömoni paterni izlenmedi (YZ önerisi).",
+            "recommendation": "Klinik korelasyon önerilir.",
+        }
+        assert out["ai_note"][:2] == [
+            "YZ önerisi: modelin aradığı bulgular saptanmadı; incelemenin diğer bulgular "
+            "açısından değerlendirilmesi radyoloğa aittir.",
+            out["ai_note"][1],
+        ]
+        assert out["ai_note"][1].startswith(
+            "Tüberküloz, akciğer nodülü veya kitlesi, pnömotoraks, plevral efüzyon, kalp boyutu "
+            "(kardiyomegali)"
         )
-        assert s["impression"].startswith("YZ modelinin aradığı bulgular saptanmadı (YZ önerisi)")
     else:
-        assert s["findings"].startswith(
-            "None of the findings the AI model looks for (pneumonia, COVID-19 pneumonia pattern, "
-            "viral pneumonia pattern and bacterial pneumonia pattern) was detected. The AI model "
-            "does not assess tuberculosis, lung nodules or masses, pneumothorax"
+        assert s["findings"] == (
+            "No pneumonia, COVID-19 pneumonia pattern, viral pneumonia pattern or bacterial "
+            "pneumonia pattern."
+        )
+        assert out["ai_note"][1].startswith(
+            "The AI model does not assess tuberculosis, lung nodules or masses, pneumothorax"
         )
 
 
 @pytest.mark.parametrize("lang", ["tr", "en"])
-def test_an_out_of_scope_flag_comes_first_in_the_findings_and_in_the_impression(lang):
+def test_an_out_of_scope_flag_comes_first_in_the_ai_note_and_the_impression_is_left_open(lang):
     out, _ = _draft("cxr", "abnormal", lang, flagged=True)
-    s = out["sections"]
+    s, note = out["sections"], out["ai_note"]
     head = "Kapsam dışı (YZ)" if lang == "tr" else "Out of scope (AI)"
-    assert s["findings"].startswith(head)
-    assert ("3,10 > 2,20" if lang == "tr" else "3.10 > 2.20") in s["findings"]
-    assert ("kapsamı dışında" if lang == "tr" else "outside the AI model's scope") in s[
-        "impression"
-    ]
+    assert note[0].startswith(head)
+    assert ("3,10 > 2,20" if lang == "tr" else "3.10 > 2.20") in note[0]
+    assert head not in " ".join(s.values()) and "2,20" not in s["findings"]
+    assert s["impression"] == "" and s["recommendation"] == ""
 
 
 def test_a_draft_from_a_persons_findings_has_no_scope_but_never_calls_normal():
@@ -138,8 +154,9 @@ def test_a_draft_from_a_persons_findings_has_no_scope_but_never_calls_normal():
     from medai.reporting.findings import calls_normal
 
     found, decision = parse_decided(_rows("cxr", CASES["cxr"]["normal"]), "cxr")
-    s = draft_report(found, None, task="cxr", lang="tr", decision=decision)["sections"]
-    assert "kapsamında değildir" not in s["findings"]
+    out = draft_report(found, None, task="cxr", lang="tr", decision=decision)
+    s = out["sections"]
+    assert "kapsamında değildir" not in " ".join([s["findings"], *out["ai_note"]])
     assert calls_normal(f"{s['findings']} {s['impression']}") == []
 
 
@@ -168,10 +185,10 @@ def test_an_llm_draft_that_calls_the_film_normal_is_replaced_by_the_template():
     )
     assert out["backend"] == "template"
     assert any("normal" in w for w in out["warnings"]), out["warnings"]
-    assert out["sections"]["findings"].startswith("YZ modelinin aradığı bulgular")
+    assert out["sections"]["findings"].startswith("Pnömoni, COVID-19 pnömonisi paterni")
 
 
-def test_an_llm_draft_gets_the_scope_sentences_it_left_out():
+def test_an_llm_draft_has_the_scope_sentences_in_its_ai_note():
     out, _ = _draft(
         "cxr",
         "abnormal",
@@ -184,8 +201,11 @@ def test_an_llm_draft_gets_the_scope_sentences_it_left_out():
     )
     s = out["sections"]
     assert out["backend"] == "fake-llm"
-    assert s["findings"].startswith("Kapsam dışı (YZ)")
-    assert s["findings"].endswith("YZ modelinin değerlendirme kapsamında değildir.")
+    assert s["findings"] == "Sağ alt zonda COVID-19 pnömonisi paterni izlenmektedir."
+    assert out["ai_note"][0].startswith("Kapsam dışı (YZ)")
+    assert any(
+        line.endswith("YZ modelinin değerlendirme kapsamında değildir.") for line in out["ai_note"]
+    )
 
 
 def test_the_drafter_takes_the_scope_from_the_models_result(tiny_imaging_dir, tmp_path):
@@ -196,4 +216,5 @@ def test_the_drafter_takes_the_scope_from_the_models_result(tiny_imaging_dir, tm
     for lang, said in (("tr", "kapsamında değildir"), ("en", "does not assess")):
         d = drafter.draft(gray_png(tmp_path / f"{lang}.png", 9), task="cxr", lang=lang)
         word = "tüberküloz" if lang == "tr" else "tuberculosis"
-        assert said in d.sections.findings and word in d.sections.findings.lower()
+        note = " ".join(d.ai_note)
+        assert said in note and word in note.lower() and said not in d.sections.findings

@@ -57,9 +57,7 @@ def _small_lesion_draft(lang: str, accounts=ACCOUNTS) -> dict:
     image = {"series_slices": [20, 20], "series_undecided": UNDECIDED}
     if accounts:
         image["series_accounts"] = accounts
-    return draft_report(
-        findings, None, None, task="mri", lang=lang, decision=decision, image=image
-    )["sections"]
+    return draft_report(findings, None, None, task="mri", lang=lang, decision=decision, image=image)
 
 
 def test_the_small_lesion_sentence_says_where_and_why():
@@ -76,22 +74,35 @@ def test_the_small_lesion_sentence_says_where_and_why():
 
 @pytest.mark.parametrize("lang", ["tr", "en"])
 def test_a_small_lesion_draft_names_the_slices_and_no_diagnosis(lang):
-    s = _small_lesion_draft(lang)
+    out = _small_lesion_draft(lang)
+    s = out["sections"]
     assert "10–11" in s["findings"] and "gliom" in s["findings"].lower()
+    # the finding is the report's; why the AI did not decide is the AI note's
+    assert s["findings"].startswith(
+        "2 komşu kesitte (10–11) gliom lehine görünüm (YZ önerisi)."
+        if lang == "tr"
+        else "Appearance suggesting glioma on 2 neighbouring slices (10–11) (AI suggestion)."
+    )
+    why = "karar kuralı" if lang == "tr" else "decision rule"
+    assert why not in s["findings"] and any(why in line for line in out["ai_note"])
     no_tumour = "tümör tipleri" if lang == "tr" else "tumour types"
     assert no_tumour not in s["findings"] and no_tumour not in s["impression"], s
     assert "gliom" not in s["impression"].lower(), s["impression"]
 
 
 @pytest.mark.parametrize("lang", ["tr", "en"])
-def test_the_technique_names_every_series_and_why_one_was_not_read(lang):
-    s = _small_lesion_draft(lang)
-    technique = s["technique"]
-    assert ("3 serisinden 1" in technique) if lang == "tr" else ("1 of the study's 3" in technique)
-    assert "LOC" in technique and "DWI" in technique and "AX T2" in technique
-    assert ("lokalizör" in technique) if lang == "tr" else ("localizer" in technique)
+def test_the_ai_note_names_every_series_and_why_one_was_not_read(lang):
+    out = _small_lesion_draft(lang)
+    assert out["sections"]["technique"] == (
+        "Beyin MR serisi." if lang == "tr" else "Brain MRI series."
+    )
+    note = " ".join(out["ai_note"])
+    assert ("3 serisinden 1" in note) if lang == "tr" else ("1 of the study's 3" in note)
+    assert "LOC" in note and "DWI" in note and "AX T2" in note
+    assert ("lokalizör" in note) if lang == "tr" else ("localizer" in note)
+    assert ("20 kesitinden 20" in note) if lang == "tr" else ("20 of the series' 20" in note)
 
 
 def test_a_single_series_study_gets_no_series_sentence():
     assert series_sentences(ACCOUNTS[1:2], "tr") == []
-    assert "serisinden" not in _small_lesion_draft("tr", accounts=None)["technique"]
+    assert "serisinden" not in " ".join(_small_lesion_draft("tr", accounts=None)["ai_note"])

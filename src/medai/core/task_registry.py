@@ -62,15 +62,16 @@ class DraftWords:
     ``technique``: the examination as a radiologist names it ("Brain MRI (single slice).");
     ``technique_with_view``: the same when the DICOM file names its view, with ``{view}``
     ("{view} chest radiograph."); ``normal``: the findings' first sentence of a study in which
-    the model found none of its labels, never calling the film normal: what it looked for and
-    did not find, the labels it decided absent as ``{findings}``;
+    the model found none of its labels, never calling the film normal: the findings it looked
+    for named as not seen, the labels it decided absent as ``{findings}`` ("{findings}
+    izlenmedi."); the AI's account of itself is never a report sentence (``reporting.ai_note``);
     ``normal_impression``: its impression, ending in "(AI suggestion)" / "(YZ önerisi)" (a
     low-confidence result says so there); ``indeterminate``: the sentence of an undecided
     result, with ``{candidates}``, keeping "could not decide" / "karar veremedi" in it."""
 
     technique: tuple[str, str] = ("", "")
     technique_with_view: tuple[str, str] = ("", "")
-    # a study read as a series (``read``): ``{read}`` of ``{total}`` slices read by the model
+    # a study read as a series (how much of it the AI read is the AI note's, not the report's)
     technique_series: tuple[str, str] = ("", "")
     normal: tuple[str, str] = ("", "")
     normal_impression: tuple[str, str] = ("", "")

@@ -245,40 +245,28 @@ MRI_CODES = {
     "No_Tumor": ("99MEDAI", "MRI-NOTUMOR", "No tumour (of the model's classes)"),
 }
 
-# What a template draft says of the examination (en, tr). Only what the model reads, and never
-# that a film is normal: a model that found none of its labels says which findings it looked for
-# (``{findings}``, the labels it decided absent) and did not find — the film may still show
-# what it does not read (``imaging.scope``: the draft names those too), so "the lungs are
-# clear" is the radiologist's to write.
+# What a template draft says of the examination (en, tr), in a radiologist's register: the
+# report is the radiologist's text, so it holds the examination and the findings, never the AI's
+# account of itself (what it read, its scope, its doubts: the AI note, ``reporting.ai_note``).
+# A model that found none of its labels names the findings it looked for (``{findings}``, the
+# labels it decided absent) as not seen — never "normal" or "the lungs are clear", which is the
+# radiologist's to write (the note says what the model does not assess).
 CXR_DRAFT = DraftWords(
     technique=("Chest radiograph.", "Akciğer grafisi."),
     technique_with_view=("{view} chest radiograph.", "{view} akciğer grafisi."),
-    normal=(
-        "None of the findings the AI model looks for ({findings}) was detected.",
-        "YZ modelinin aradığı bulgular ({findings}) saptanmadı.",
-    ),
+    normal=("No {findings}.", "{findings} izlenmedi."),
     normal_impression=(
-        "None of the findings the AI model looks for was detected (AI suggestion); the rest of "
-        "the film is for the radiologist to assess.",
-        "YZ modelinin aradığı bulgular saptanmadı (YZ önerisi); grafinin diğer bulgular "
-        "açısından değerlendirilmesi radyoloğa aittir.",
+        "No {findings} (AI suggestion).",
+        "{findings} izlenmedi (YZ önerisi).",
     ),
 )
 MRI_DRAFT = DraftWords(
     technique=("Brain MRI (single slice).", "Beyin MR incelemesi (tek kesit)."),
-    technique_series=(
-        "Brain MRI series; the AI model read {read} of its {total} slices.",
-        "Beyin MR serisi; YZ modeli serinin {total} kesitinden {read} kesitini değerlendirdi.",
-    ),
-    normal=(
-        "None of the tumour types the AI model looks for ({findings}) was detected.",
-        "YZ modelinin aradığı tümör tipleri ({findings}) saptanmadı.",
-    ),
+    technique_series=("Brain MRI series.", "Beyin MR serisi."),
+    normal=("No {findings}.", "{findings} izlenmedi."),
     normal_impression=(
-        "None of the tumour types the AI model looks for was detected (AI suggestion); the rest "
-        "of the examination is for the radiologist to assess.",
-        "YZ modelinin aradığı tümör tipleri saptanmadı (YZ önerisi); incelemenin diğer bulgular "
-        "açısından değerlendirilmesi radyoloğa aittir.",
+        "No {findings} (AI suggestion).",
+        "{findings} izlenmedi (YZ önerisi).",
     ),
     # one class per slice: an undecided result leaves the classification to the radiologist
     indeterminate=(

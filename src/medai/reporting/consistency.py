@@ -4,9 +4,9 @@ the LLM safety check uses (English CheXpert-style, Turkish clause by clause).
 A finding the decision holds must be stated; a finding it does not hold must not be (a parent
 the stated finding implies — "pneumonia" inside "COVID-19 pneumonia pattern" — is not extra);
 a normal decision states no finding, and an indeterminate one neither a finding nor normality.
-An undecided decision names its candidates (without stating them) and a conflicting one (the
-normal label and a finding both above their thresholds, whichever way the policy settled it)
-says so. Used by the property tests and by ``benchmarks/draft_consistency_benchmark.py``.
+The AI note of an undecided decision names its candidates (without stating them), that of a
+conflicting one (the normal label and a finding both above their thresholds, whichever way the
+policy settled it) says so, and that of a normal one says the model found none of its labels. Used by the property tests and by ``benchmarks/draft_consistency_benchmark.py``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,16 @@ from medai.reporting.findings import named_labels, positive_labels, positive_lab
 from medai.reporting.safety import _implied
 
 
-def contradictions(sections: dict[str, str], decision: Decision, task: str, lang: str) -> list[str]:
+def contradictions(
+    sections: dict[str, str],
+    decision: Decision,
+    task: str,
+    lang: str,
+    note: list[str] | tuple[str, ...] = (),
+) -> list[str]:
     """What the draft's findings and impression say that the decision does not (empty when
-    they agree)."""
+    they agree); ``note``: the draft's AI note, which says why the AI did not decide and that
+    it found none of its labels (the report's text never speaks of the AI)."""
     spec = space(task)
     text = f"{sections.get('findings', '')} {sections.get('impression', '')}"
     said = positive_labels_tr(text) if lang == "tr" else positive_labels(text)
@@ -31,18 +38,19 @@ def contradictions(sections: dict[str, str], decision: Decision, task: str, lang
         f"does not state {lab}, which the decision holds"
         for lab in sorted(set(decision.stated) - said)
     ]
-    # a draft says a model found none of its labels as what it looked for and did not find
+    # the note says a model found none of its labels as what it looked for and did not find
     # (never "the lungs are clear": ``findings.calls_normal``)
     normal_words = {
-        "tr": ("modelinin aradığı bulgular", "modelinin aradığı tümör tipleri"),
-        "en": ("none of the findings the ai model looks for", "none of the tumour types the ai"),
+        "tr": ("modelin aradığı bulgular saptanmadı",),
+        "en": ("none of the findings the model looks for",),
     }[lang]
-    says_normal = any(w in text.lower() for w in normal_words)
+    said_of_ai = " ".join(note)
+    says_normal = any(w in said_of_ai.lower() for w in normal_words)
     if decision.state == "normal" and not says_normal:
         problems.append("a normal decision whose draft does not say normal")
     if decision.state != "normal" and says_normal:
         problems.append(f"a {decision.state} decision whose draft says normal")
-    return problems + state_problems(text, decision, task)
+    return problems + state_problems(said_of_ai, decision, task)
 
 
 _CONFLICT_WORDS = ("çelişki", "conflict", "contradict")

@@ -8,17 +8,18 @@ Safety rules the code enforces, not just the prompt:
 - patient-supplied text is redacted and quoted as data between markers it cannot close;
 - any LLM failure (not configured, timeout, garbage) still yields the template draft, with a
   warning saying why;
-- an undecided decision's draft names its candidates without stating them, and a conflicting
-  one (the normal label and a finding both above their thresholds) says so, whichever way the
-  policy settled it: an LLM draft that leaves this unsaid gets the template's sentence;
-- a draft never calls a film normal outright: it says what the model looked for and did not
-  find, and what it does not assess (the result's scope, ``imaging.scope``); an LLM draft that
-  calls the film normal is discarded for the template, and every draft gets the scope's
-  sentences (an out-of-scope flag first);
+- the sections are the report, in a radiologist's register (technique, findings, comparison,
+  impression, recommendation), with "(YZ önerisi)" marking the AI's conclusion; everything
+  about the AI itself — its scope and out-of-scope flag, what it read, why it did not decide,
+  each finding's likelihood, what it cannot tell apart, its sources, the model — is the
+  ``ai_note`` beside them (``templates.ai_note``), never part of the signed text unless the
+  radiologist inserts it;
+- a draft never calls a film normal outright: it names the findings the model looked for as not
+  seen; an LLM draft that calls the film normal is discarded for the template;
 - the impression and the recommendation are the template's in every draft (an LLM writes the
-  technique and the findings): the impression states a pattern's likelihood as a suggestion and
-  which patterns the model cannot tell apart, never a diagnosis, and none at all for an
-  out-of-scope, undecided or conflicting result (``templates.impression``);
+  technique and the findings): the impression marks a pattern as the AI's suggestion, never a
+  diagnosis, and there is none at all for an out-of-scope, undecided or conflicting result
+  (``templates.impression``);
 - no AI text advises a test or a treatment (RT-PCR, isolation, contrast MR, a follow-up
   interval...): the template writes none, and every sentence of the retrieved passages, the
   LLM's sections and the caption that does is left out (``safety.without_advice``).
@@ -33,7 +34,6 @@ from medai.imaging.labels import space
 from medai.imaging.scope import Scope
 from medai.reporting.comparison import sentence as comparison_sentence
 from medai.reporting.comparison import with_comparison
-from medai.reporting.consistency import state_problems
 from medai.reporting.draft_input import (  # noqa: F401 - the drafting API in one place
     MAX_FINDINGS,
     DraftContext,
@@ -61,12 +61,11 @@ from medai.reporting.safety import (  # noqa: F401
     without_advice,
 )
 from medai.reporting.templates import (
+    ai_note,
+    cited_sources,
     impression,
     recommendation,
-    scope_lines,
-    state_sentence,
     template_sections,
-    with_scope,
 )
 
 STATUS_LABEL = {
@@ -110,16 +109,6 @@ def without_advice_hits(hits: list[Hit]) -> list[Hit]:
         if text:
             out.append(replace(hit, chunk=replace(hit.chunk, text=text)))
     return out
-
-
-def _with_state(sections: dict[str, str], ctx: DraftContext) -> dict[str, str]:
-    """An LLM draft whose findings do not name the undecided candidates or the conflict gets
-    the template's sentence for them first in its findings (its impression is the template's,
-    which names no candidate: ``templates.impression``)."""
-
-    if not state_problems(sections["findings"], ctx.decision, ctx.task):
-        return sections
-    return {**sections, "findings": f"{state_sentence(ctx)} {sections['findings']}"}
 
 
 def draft_report(
@@ -171,17 +160,17 @@ def draft_report(
             sections["impression"] = impression(ctx)
             used = {h.chunk.id: n for n, h in enumerate(ctx.hits, 1) if n in cited}
             sections["recommendation"] = recommendation(ctx, used)
-            sections = with_scope(_with_state(sections, ctx), ctx)
-            cited = cited_numbers(sections)
+            cited = sorted(set(cited_numbers(sections)) | set(used.values()))
             used_backend = backend.name
         except LLMError as exc:
             warnings.append(f"LLM draft not used ({exc}); template draft instead")
             sections = None
     if sections is None:
         sections = template_sections(ctx, numbers)
-        cited = cited_numbers(sections)
+        cited = sorted(cited_sources(ctx, numbers).values())  # named in the AI note
     compared = comparison_sentence(prior, ctx.decision, task, lang)
-    sections = with_comparison(sections, compared, scope_lines(ctx)[0])
+    sections = with_comparison(sections, compared)
+    note = ai_note(ctx, {ctx.hits[n - 1].chunk.id: n for n in cited})
     citations = [
         {
             "id": ctx.hits[n - 1].chunk.id,
@@ -209,6 +198,7 @@ def draft_report(
         if caption
         else None,
         "warnings": warnings,
+        "ai_note": note,
         "comparison": {
             "study_id": prior.get("study_id"),
             "date": prior.get("date"),

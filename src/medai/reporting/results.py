@@ -63,6 +63,13 @@ class DraftResult(BaseModel):
     caption_note: str | None = None
     image: dict[str, Any] | None = None
     warnings: list[str] = Field(default_factory=list)
+    ai_note: list[str] = Field(
+        default_factory=list,
+        description="the AI's account of itself, shown beside the editor and never part of "
+        "the report unless the radiologist inserts it: the out-of-scope flag, why it did not "
+        "decide, each finding's likelihood, what it cannot tell apart or assess, how much of "
+        "the study it read, its sources and the model",
+    )
     comparison: dict[str, Any] | None = Field(
         None,
         description="the prior study the findings were compared with (study_id, date, the "

@@ -63,15 +63,20 @@ def _span(numbers: Sequence[int]) -> tuple[str, bool]:
     return ", ".join(map(str, numbers)), contiguous
 
 
-def small_lesion_sentence(undecided: Mapping[str, Any], task: str, lang: str) -> str:
-    """Where the slices suggesting a finding are, and why the AI left the series undecided."""
-    i = _i(lang)
+def slices_where(undecided: Mapping[str, Any], lang: str) -> str:
+    """Where a small lesion's slices are: "2 komşu kesitte (10–11)", "one slice (7)"."""
     numbers = [int(n) for n in undecided.get("numbers") or [] if n]
     span, neighbouring = _span(numbers) if numbers else ("", True)
     n = len(numbers)
-    where = (ONE_SLICE if n == 1 else NEIGHBOURING if neighbouring else SCATTERED)[i].format(
+    return (ONE_SLICE if n == 1 else NEIGHBOURING if neighbouring else SCATTERED)[_i(lang)].format(
         n=n, span=span
     )
+
+
+def small_lesion_sentence(undecided: Mapping[str, Any], task: str, lang: str) -> str:
+    """Where the slices suggesting a finding are, and why the AI left the series undecided."""
+    i = _i(lang)
+    where = slices_where(undecided, lang)
     text = SMALL_LESION[i].format(
         label=phrase(str(undecided.get("label")), lang, task),
         where=where,

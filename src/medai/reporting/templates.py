@@ -19,49 +19,54 @@ from medai.imaging.labels import space
 from medai.imaging.scope import describe
 from medai.reporting.draft_input import DraftContext
 from medai.reporting.phrases import phrase
-from medai.reporting.series_words import series_sentences, small_lesion_sentence
+from medai.reporting.series_words import series_sentences, slices_where, small_lesion_sentence
 
 # The generic sentences of a task that gives none of its own (``Task.draft``: a task's own
 # technique, normal sentence and impression, and undecided sentence are fields of its definition).
-# A draft never calls a film normal: it says what the model looked for and did not find.
-NORMAL_OTHER = (
-    "None of the findings the AI model looks for ({findings}) was detected.",
-    "YZ modelinin aradığı bulgular ({findings}) saptanmadı.",
-)
-NORMAL_IMPRESSION_OTHER = (
-    "None of the findings the AI model looks for was detected (AI suggestion).",
-    "YZ modelinin aradığı bulgular saptanmadı (YZ önerisi).",
-)
-# an image the model's out-of-scope check flagged: the impression names no diagnosis
-OUT_OF_SCOPE_IMPRESSION = (
-    "The image was flagged as outside the AI model's scope: the AI suggests no diagnosis for it; "
-    "radiologist assessment required.",
-    "Görüntü YZ modelinin kapsamı dışında olarak işaretlendi: YZ bu görüntü için tanı önermez; "
-    "radyolog değerlendirmesi gerekir.",
-)
-# a decided finding's impression: the pattern and how likely the model found it, a suggestion
-# for the radiologist (never "consistent with"); ``{note}``: low confidence, when it is
+# A draft never calls a film normal: it names the findings the model looked for as not seen.
+NORMAL_OTHER = ("No {findings}.", "{findings} izlenmedi.")
+NORMAL_IMPRESSION_OTHER = ("No {findings} (AI suggestion).", "{findings} izlenmedi (YZ önerisi).")
+# a decided finding's impression, in the report: the pattern, marked as the AI's suggestion
+# (never "consistent with"; its likelihood and what it cannot tell apart are the AI note's)
+FINDING_IMPRESSION = ("{items} (AI suggestion).", "{items} (YZ önerisi).")
+# the AI note's account of a decided finding: the pattern and how likely the model found it, a
+# suggestion for the radiologist; ``{note}``: low confidence, when it is
 SUGGESTION_IMPRESSION = (
     "AI suggestion{note}: {items} — for the radiologist to assess.",
     "YZ önerisi{note}: {items} — radyolog değerlendirmeli.",
 )
 LIKELIHOOD = ("{name}, likelihood {p}", "{name} olasılığı {p}")
 LOW_CONFIDENCE_NOTE = (" (low confidence)", " (düşük güven)")
-# the recommendation: what a draft may always ask for, and the passages it cites by name
-RECOMMENDATION = (
-    "Radiologist assessment and clinical correlation are recommended",
-    "Radyolog değerlendirmesi ve klinik korelasyon önerilir",
+NORMAL_NOTE = (
+    "AI suggestion{note}: none of the findings the model looks for was detected; the rest of the "
+    "examination is for the radiologist to assess.",
+    "YZ önerisi{note}: modelin aradığı bulgular saptanmadı; incelemenin diğer bulgular açısından "
+    "değerlendirilmesi radyoloğa aittir.",
 )
-SOURCES = ("; sources: {sources}.", "; kaynaklar: {sources}.")
+# the report's recommendation: what a draft may always say (no test, no treatment); the cited
+# passages are named in the AI note
+RECOMMENDATION = ("Clinical correlation is recommended.", "Klinik korelasyon önerilir.")
+SOURCES = ("Sources: {sources}.", "Kaynaklar: {sources}.")
+DIFFERENTIAL_SOURCES = (
+    "Sources for the differential: {sources}.",
+    "Ayırıcı tanı kaynakları: {sources}.",
+)
+# how much of a series the model read (the AI note's; the technique names the examination only)
+SERIES_READ = (
+    "The AI model read {read} of the series' {total} slices.",
+    "YZ modeli serinin {total} kesitinden {read} kesitini değerlendirdi.",
+)
+MODEL_NOTE = ("AI model: {model}.", "YZ modeli: {model}.")
+# the findings' sentence of a small lesion (where; why the AI did not decide is the note's)
+SMALL_LESION_FINDING = (
+    "Appearance suggesting {label} on {where} (AI suggestion).",
+    "{where} {label} lehine görünüm (YZ önerisi).",
+)
 # An undecided result names its candidates; each sentence naming them keeps "karar veremedi" /
 # "could not decide" in it, so no reader takes a candidate (or "tümör yok") as stated or normal.
 INDETERMINATE_OTHER = (
     "The AI could not decide on the findings of this image between {candidates}.",
     "YZ bu görüntünün bulgularına karar veremedi: {candidates}.",
-)
-INDETERMINATE_IMPRESSION = (
-    "Indeterminate (AI suggestion): radiologist assessment required.",
-    "Belirsiz (YZ önerisi): radyolog değerlendirmesi gerekir.",
 )
 # A conflict: the normal label and a finding both passed their thresholds. Said whichever way
 # the policy settled it: undecided (the finding named as a candidate only), or the finding.
@@ -76,17 +81,6 @@ CONFLICT_FINDING = (
     "radiologist's confirmation.",
     "Model görüntüyü ayrıca normal olarak da işaretledi (çelişkili sonuç), bulgu radyolog "
     "tarafından doğrulanmalıdır.",
-)
-CONFLICT_IMPRESSION = (
-    "Indeterminate (AI suggestion, conflicting result): radiologist assessment required.",
-    "Belirsiz (YZ önerisi, çelişkili sonuç): radyolog değerlendirmesi gerekir.",
-)
-# a conflict the policy settled as the finding: the impression names no diagnosis either
-CONFLICT_FINDING_IMPRESSION = (
-    "AI suggestion (conflicting result): the model marked the image both abnormal and normal; "
-    "radiologist assessment required.",
-    "YZ önerisi (çelişkili sonuç): model görüntüyü hem bulgulu hem normal olarak işaretledi; "
-    "radyolog değerlendirmesi gerekir.",
 )
 VIEWS = {
     "PA": ("PA", "PA"),
@@ -111,15 +105,12 @@ def __getattr__(name: str):
 
 def _technique(ctx: DraftContext) -> str:
     """As a radiologist writes it: the examination (with the DICOM view when the file says and
-    the task words it), never pixel sizes, file formats or model hashes (the model has its own
-    AI section). A task that names no technique gets its modality."""
+    the task words it), never how much of it the AI read (the AI note's), pixel sizes, file
+    formats or model hashes. A task that names no technique gets its modality."""
     task, i = get_task(ctx.task), 1 if ctx.lang == "tr" else 0
-    slices = (ctx.image or {}).get("series_slices")
     series = task.draft.get("technique_series", ctx.lang)
-    if slices and series:  # read as a series: how many of its slices the model read, and
-        # every series of the study (read, or named with why not)
-        accounts = series_sentences((ctx.image or {}).get("series_accounts") or [], ctx.lang)
-        return " ".join([series.format(read=slices[0], total=slices[1]), *accounts])
+    if (ctx.image or {}).get("series_slices") and series:
+        return series
     view = VIEWS.get(str((ctx.image or {}).get("view_position") or "").upper())
     with_view = task.draft.get("technique_with_view", ctx.lang)
     if view and with_view:
@@ -179,37 +170,57 @@ def _sentence(name: str, tr: bool) -> str:
     return f"{name[0].upper()}{name[1:]} izlenmektedir." if tr else f"{name[0].upper()}{name[1:]}."
 
 
-def normal_sentence(ctx: DraftContext, what: str = "normal") -> str:
-    """The sentence of a study in which the model found none of its labels (``what``:
-    ``normal`` for the findings, ``normal_impression``): the task's own or the generic one,
-    ``{findings}`` filled with what the model looked for. Never "the lungs are clear"."""
-    i = 1 if ctx.lang == "tr" else 0
-    generic = NORMAL_OTHER if what == "normal" else NORMAL_IMPRESSION_OTHER
-    template = get_task(ctx.task).draft.get(what, ctx.lang) or generic[i]
-    order = {lab: i for i, lab in enumerate(space(ctx.task).labels)}
+def _upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _absent(ctx: DraftContext) -> list[str]:
+    """The labels the model looked for and decided absent, in the task's order, by their report
+    phrases (for a study without any: what its scope says it detects)."""
+    labels = space(ctx.task)
+    order = {lab: i for i, lab in enumerate(labels.labels)}
     absent = sorted((f.label for f in ctx.negatives), key=lambda lab: order.get(lab, len(order)))
     if not absent and ctx.scope is not None:
         absent = list(ctx.scope.detects)
-    looked = [phrase(lab, ctx.lang, ctx.task) for lab in absent]  # in the task's order
-    listed = _join(looked, "ve" if ctx.lang == "tr" else "and") if looked else ""
+    if not absent:  # a person's findings named none: every finding the task has
+        absent = [lab for lab in labels.labels if lab != labels.normal]
+    return [phrase(lab, ctx.lang, ctx.task) for lab in absent]
+
+
+def normal_sentence(ctx: DraftContext, what: str = "normal") -> str:
+    """The sentence of a study in which the model found none of its labels (``what``:
+    ``normal`` for the findings, ``normal_impression``): the task's own or the generic one,
+    ``{findings}`` the findings the model looked for, named as not seen. Never "normal"."""
+    i = 1 if ctx.lang == "tr" else 0
+    generic = NORMAL_OTHER if what == "normal" else NORMAL_IMPRESSION_OTHER
+    template = get_task(ctx.task).draft.get(what, ctx.lang) or generic[i]
+    looked = _absent(ctx)
+    listed = _join(looked, "ve" if ctx.lang == "tr" else "or") if looked else ""
+    if not listed:  # nothing named: the generic words of "what the model looks for"
+        listed = "YZ modelinin aradığı bulgular" if i else "finding the AI model looks for"
     text = template.replace("{findings}", listed)
-    return text.replace(" ()", "") if not listed else text
+    return _upper(text)
 
 
 def scope_lines(ctx: DraftContext) -> tuple[str, str]:
-    """The scope of the model in the draft's words (``imaging.scope``): the out-of-scope flag
-    (said first in the findings) and what the model does not assess (said last)."""
+    """The scope of the model in the AI note's words (``imaging.scope``): the out-of-scope flag
+    and what the model does not assess."""
     if ctx.scope is None:
         return "", ""
     words = describe(ctx.scope, ctx.task, ctx.lang)
     return words["out_of_scope"], words["cannot_detect"]
 
 
+def out_of_scope(ctx: DraftContext) -> bool:
+    return ctx.scope is not None and ctx.scope.out_of_scope.flagged
+
+
 def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]:
-    """The deterministic draft: exactly the decided findings (``ctx.decision``), no more, no
-    fewer; a probability only in the impression's suggestion (``impression``). A study without
-    any of the model's findings is never called normal: the draft says what the model looked
-    for and did not find, and (with the result's scope) what it does not assess."""
+    """The deterministic draft, in a radiologist's register: exactly the decided findings
+    (``ctx.decision``), no more, no fewer, and nothing about the AI itself (its scope, what it
+    read, why it did not decide, its likelihoods and sources are the AI note's: ``ai_note``).
+    The impression of an image the model flagged as outside its scope, of an undecided result
+    and of a conflict is left to the radiologist (``impression``)."""
     tr = ctx.lang == "tr"
     decision = ctx.decision
     lines = [_sentence(phrase(f.label, ctx.lang, ctx.task), tr) for f in ctx.positives]
@@ -221,99 +232,109 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
     if negatives:
         names = [phrase(f.label, ctx.lang, ctx.task) for f in negatives]
         if tr:  # "Kardiyomegali, plevral efüzyon ve pnömotoraks izlenmedi." (one predicate)
-            listed = _join(names, "ve")
-            lines.append(f"{listed[0].upper()}{listed[1:]} izlenmedi.")
+            lines.append(f"{_upper(_join(names, 've'))} izlenmedi.")
         else:  # short lists, as reports write them ("No pneumothorax or pleural effusion.")
             lines += [f"No {_join(names[i : i + 3])}." for i in range(0, len(names), 3)]
     if decision.state == "normal":
         lines.insert(0, normal_sentence(ctx))
-    if decision.state == "indeterminate":
-        lines.insert(0, state_sentence(ctx))
-    elif decision.conflict:  # settled as the finding: said right after it
-        lines.insert(len(ctx.positives), state_sentence(ctx))
-    if not lines:
-        lines.append(
-            "Değerlendirilen bulgularda anormallik saptanmadı."
-            if tr
-            else "No abnormality among the assessed findings."
-        )
-    return with_scope(
-        {
-            "technique": _technique(ctx),
-            "findings": " ".join(lines),
-            "impression": impression(ctx),
-            "recommendation": recommendation(ctx, cite),
-        },
-        ctx,
-    )
+    undecided = (ctx.image or {}).get("series_undecided")
+    if decision.indeterminate_reason == "small_lesion" and undecided:
+        lines.insert(0, small_lesion_finding(undecided, ctx))
+    return {
+        "technique": _technique(ctx),
+        "findings": " ".join(lines),
+        "impression": impression(ctx),
+        "recommendation": recommendation(ctx, cite),
+    }
+
+
+def small_lesion_finding(undecided: dict, ctx: DraftContext) -> str:
+    """Where the slices suggesting a finding are, as a finding the radiologist reads and
+    judges (why the AI did not decide on them is the note's: ``state_sentence``)."""
+    i = 1 if ctx.lang == "tr" else 0
+    where = slices_where(undecided, ctx.lang)
+    label = phrase(str(undecided.get("label")), ctx.lang, ctx.task)
+    return _upper(SMALL_LESION_FINDING[i].format(where=where, label=label))
 
 
 def impression(ctx: DraftContext) -> str:
-    """Every draft's impression (the template's and an LLM's alike). A decided finding: its
-    pattern and the model's probability as a suggestion for the radiologist, then which
-    patterns the model cannot tell apart from its labels (the result's scope) — never a
-    diagnosis. An out-of-scope, undecided or conflicting result names no diagnosis at all. No
-    finding: what the model looked for and did not find (never "normal")."""
+    """Every draft's impression (the template's and an LLM's alike), in the report's register:
+    a decided finding's pattern marked "(YZ önerisi)", never a diagnosis ("… ile uyumlu") and
+    never a probability (the note's); no finding: the findings looked for, named as not seen.
+    An out-of-scope, undecided or conflicting result has none: that conclusion is the
+    radiologist's to write, and the AI note says why the AI drew none."""
     i, decision = 1 if ctx.lang == "tr" else 0, ctx.decision
-    if ctx.scope is not None and ctx.scope.out_of_scope.flagged:
-        return OUT_OF_SCOPE_IMPRESSION[i]
-    if decision.state == "indeterminate":
-        return (CONFLICT_IMPRESSION if decision.conflict else INDETERMINATE_IMPRESSION)[i]
-    if decision.conflict:
-        return CONFLICT_FINDING_IMPRESSION[i]
+    if out_of_scope(ctx) or decision.state == "indeterminate" or decision.conflict:
+        return ""
     if ctx.positives:
-        items = []
-        for f in ctx.positives:
-            name = phrase(f.label, ctx.lang, ctx.task)
-            items.append(
-                LIKELIHOOD[i].format(name=name, p=probability(f.probability, ctx.lang))
-                if f.probability is not None
-                else name
-            )
-        note = LOW_CONFIDENCE_NOTE[i] if decision.low_confidence else ""
-        text = SUGGESTION_IMPRESSION[i].format(note=note, items="; ".join(items))
-        alike = describe(ctx.scope, ctx.task, ctx.lang)["cannot_tell_apart"]
-        return f"{text} {alike}".strip()
+        names = [phrase(f.label, ctx.lang, ctx.task) for f in ctx.positives]
+        return FINDING_IMPRESSION[i].format(items=_upper(_join(names, "ve" if i else "and")))
     if decision.state == "normal":
-        text = normal_sentence(ctx, "normal_impression")
-        if decision.low_confidence:
-            text = text.replace("(YZ önerisi)", "(YZ önerisi, düşük güven)").replace(
-                "(AI suggestion)", "(AI suggestion, low confidence)"
-            )
-        return text
-    return (
-        "Modelin değerlendirdiği bulgular açısından patoloji saptanmadı (YZ önerisi)."
-        if i
-        else "No abnormality among the findings the model assessed (AI suggestion)."
-    )
+        return normal_sentence(ctx, "normal_impression")
+    return ""
 
 
 def recommendation(ctx: DraftContext, cite: dict[str, int]) -> str:
-    """Every draft's recommendation: the radiologist's assessment and clinical correlation,
-    never a test or a treatment (the model cannot ground one: ``reporting.safety``), with the
-    cited passages named (for an undecided result, those that tell its candidates apart)."""
-    tr = ctx.lang == "tr"
+    """Every draft's recommendation: clinical correlation, never a test or a treatment (the
+    model cannot ground one: ``reporting.safety``); none for a result the AI drew no
+    conclusion from (the radiologist's). The cited passages are named in the AI note."""
+    decision = ctx.decision
+    if out_of_scope(ctx) or decision.state == "indeterminate" or decision.conflict:
+        return ""
+    return RECOMMENDATION[1 if ctx.lang == "tr" else 0]
+
+
+def ai_note(ctx: DraftContext, cite: dict[str, int]) -> list[str]:
+    """The AI note shown beside the editor, never part of the signed text unless the radiologist
+    inserts it: the out-of-scope flag, why the AI did not decide (its candidates, a conflict, a
+    small lesion's slices), each finding's likelihood, what the model cannot tell apart and does
+    not assess, how much of the study it read, the passages it cited and the model."""
+    i, decision = 1 if ctx.lang == "tr" else 0, ctx.decision
+    flag, cannot = scope_lines(ctx)
+    lines = [flag, state_sentence(ctx)]
+    note = LOW_CONFIDENCE_NOTE[i] if decision.low_confidence else ""
+    if ctx.positives:
+        items = [
+            LIKELIHOOD[i].format(
+                name=phrase(f.label, ctx.lang, ctx.task), p=probability(f.probability, ctx.lang)
+            )
+            if f.probability is not None
+            else phrase(f.label, ctx.lang, ctx.task)
+            for f in ctx.positives
+        ]
+        lines.append(SUGGESTION_IMPRESSION[i].format(note=note, items="; ".join(items)))
+        lines.append(describe(ctx.scope, ctx.task, ctx.lang)["cannot_tell_apart"])
+    elif decision.state == "normal":
+        lines.append(NORMAL_NOTE[i].format(note=note))
+    lines.append(cannot)
+    slices = (ctx.image or {}).get("series_slices")
+    if slices:
+        lines.append(SERIES_READ[i].format(read=slices[0], total=slices[1]))
+    lines += series_sentences((ctx.image or {}).get("series_accounts") or [], ctx.lang)
+    lines.append(sources_line(ctx, cite))
+    if ctx.model:
+        lines.append(MODEL_NOTE[i].format(model=ctx.model))
+    return [_upper(line.strip()) for line in lines if line and line.strip()]
+
+
+def cited_sources(ctx: DraftContext, cite: dict[str, int]) -> dict[str, int]:
+    """The passages a draft cites (passage id → [n] in ``cite``), one per name: name → n."""
     first: dict[str, int] = {}
     for hit in ctx.hits:
         if hit.chunk.id in cite:
             first.setdefault(_hit_name(hit, ctx), cite[hit.chunk.id])
+    return first
+
+
+def sources_line(ctx: DraftContext, cite: dict[str, int]) -> str:
+    """The passages the draft cites, by name and number ('' when none): for an undecided result,
+    those that tell its candidates apart."""
+    first = cited_sources(ctx, cite)
+    if not first:
+        return ""
     sources = ", ".join(f"{name} [{n}]" for name, n in first.items())
-    if ctx.decision.state == "indeterminate":
-        lead = (
-            "Radyolog değerlendirmesi önerilir" if tr else "Radiologist assessment is recommended"
-        )
-        tail = (
-            (
-                f"; ayırıcı tanı kaynakları: {sources}."
-                if tr
-                else f"; sources for the differential: {sources}."
-            )
-            if sources
-            else "."
-        )
-        return lead + tail
-    i = 1 if tr else 0
-    return RECOMMENDATION[i] + (SOURCES[i].format(sources=sources) if sources else ".")
+    words = DIFFERENTIAL_SOURCES if ctx.decision.state == "indeterminate" else SOURCES
+    return words[1 if ctx.lang == "tr" else 0].format(sources=sources)
 
 
 def _hit_name(hit, ctx: DraftContext) -> str:
@@ -321,19 +342,6 @@ def _hit_name(hit, ctx: DraftContext) -> str:
     if hit.chunk.label:
         return _source_name(hit.chunk.label, ctx)
     return hit.chunk.title or hit.chunk.source
-
-
-def with_scope(sections: dict[str, str], ctx: DraftContext) -> dict[str, str]:
-    """The draft with the model's scope said (template and LLM drafts alike): an out-of-scope
-    flag first in the findings (the impression then names no diagnosis: ``impression``), what
-    the model does not assess last in the findings; each only once."""
-    flag, cannot = scope_lines(ctx)
-    findings = sections["findings"].strip()
-    if flag and flag not in findings:
-        findings = f"{flag} {findings}".strip()
-    if cannot and cannot not in findings:
-        findings = f"{findings} {cannot}".strip()
-    return {**sections, "findings": findings}
 
 
 def _source_name(label: str, ctx: DraftContext) -> str:

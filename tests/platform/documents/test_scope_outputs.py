@@ -103,11 +103,19 @@ def test_a_flagged_film_shows_its_scope_in_the_pdf_fhir_and_the_study(hosp, lang
     assert w["cannot"] in report_text and w["flag"] in report_text
     heading = {"tr": "YZ MODELİNİN KAPSAMI (yapay zekâ önerisi)", "en": "SCOPE OF THE AI MODEL"}
     assert heading[lang] in report_text
-    # the draft (the AI suggestion a radiologist edits and signs) says it too, never "normal"
+    # the draft's AI note beside the editor opens with it (issue 69: never in the report's
+    # text a radiologist signs), and the report's impression is left to the radiologist
     draft = client.get(
         f"/api/v1/studies/{study['id']}/report", headers=bearer(client, "rad1")
-    ).json()["sections"]
-    assert draft["findings"].startswith(w["flag"])
+    ).json()
+    assert draft["ai_note"][0].startswith(w["flag"])
+    assert w["flag"] not in " ".join(draft["sections"].values())
+    assert draft["sections"]["impression"] == ""
+    # and the FHIR Device carries the note as the AI's disclosure
+    device = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Device"
+    )
+    assert [n["text"] for n in device["note"]][0].startswith(w["flag"])
 
 
 @pytest.mark.parametrize("lang", ["tr", "en"])

@@ -244,6 +244,53 @@ def test_priors_are_the_same_patients_by_keyed_id_and_the_draft_compares_the_lat
     assert "Önceki tetkik" not in brain_report["sections"]["findings"]
 
 
+def test_a_finding_on_the_signed_prior_is_known_and_ranks_below_a_new_one_and_a_red_flag(env):
+    """Issue 69: row 1 of the reading day was a glioma already reported on a signed prior; it
+    ranked above a new acute chest pain asking "pnömotoraks?". The AI's pneumothorax of a
+    patient whose signed prior holds it is known ("bilinen") and ranks below a new
+    pneumothorax and a red flag; one whose prior's signer decided it absent is new. The
+    default worklist (signed=false) shows no signed study, the signed filter only those."""
+    app, client, files = env
+    rad = bearer(client, "rad1")
+    known_pid, new_pid = "TC-KNOWN-0001", "TC-NEW-0002"
+    prior = dicom_study(client, rad, files, "KNOWN-PRIOR", pid=known_pid, day="20251001")
+    sign(client, rad, prior["id"], {"Pneumothorax": True, "Cardiomegaly": True})
+    cleared = dicom_study(client, rad, files, "NEW-PRIOR", pid=new_pid, day="20251001")
+    sign(client, rad, cleared["id"], {"Pneumothorax": False, "Cardiomegaly": True})
+    known = dicom_study(client, rad, files, "KNOWN-TODAY", pid=known_pid, day="20251120")
+    new = dicom_study(client, rad, files, "NEW-TODAY", pid=new_pid, day="20251120")
+    flag = dicom_study(
+        client,
+        rad,
+        files,
+        "FLAG-TODAY",
+        pid="TC-FLAG-0003",
+        day="20251120",
+        clinical_question="Hasta aniden konuşamıyor, yüzünün bir tarafı kaydı",
+    )
+    answer = client.get("/api/v1/studies?signed=false&limit=500", headers=rad)
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()["items"]
+    assert all(r["status"] not in ("final", "amended") for r in rows)
+    order = [r["id"] for r in rows]
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[new["id"]]["reading"]["rank"] == "ai_urgent"
+    assert by_id[new["id"]]["reading"]["known"] == []
+    assert by_id[known["id"]]["reading"]["rank"] == "rest"
+    assert by_id[known["id"]]["reading"]["known"] == ["Pneumothorax"]
+    assert by_id[flag["id"]]["reading"]["rank"] in ("ai_urgent", "red_flag")
+    assert order.index(new["id"]) < order.index(known["id"])
+    assert order.index(flag["id"]) < order.index(known["id"])
+    assert prior["id"] not in order and cleared["id"] not in order
+    signed = client.get("/api/v1/studies?signed=true&limit=500", headers=rad).json()["items"]
+    assert {prior["id"], cleared["id"]} <= {r["id"] for r in signed}
+    assert all(r["status"] in ("final", "amended") for r in signed)
+    # the study page says why: known, with the label, beside the AI's urgency reasons
+    page = client.get(f"/api/v1/studies/{known['id']}", headers=rad).json()
+    said = [(r["code"], r["label"]) for r in page["urgent_because"]]
+    assert ("ai_known_finding", "Pneumothorax") in said
+
+
 def test_the_comparison_sentence_is_not_read_as_findings():
     from medai.reporting.findings import denied_labels, stated_labels, states_normal
 

@@ -97,8 +97,10 @@ def test_a_series_reads_the_tumour_whatever_order_its_slices_arrive_in(p, arriva
     from medai.platform.worklist import versions
 
     with p.db.reader() as db:  # the draft says the series was read, not one slice
-        technique = versions.current(db, sid).sections["technique"]
-    assert "20 kesitinden 20 kesitini" in technique and "tek kesit" not in technique
+        row = versions.current(db, sid)
+        technique, note = row.sections["technique"], " ".join(versions.ai_note(db, row))
+    assert technique == "Beyin MR serisi."  # the examination; how much the AI read: its note
+    assert "20 kesitinden 20 kesitini" in note and "tek kesit" not in technique
 
 
 def test_twenty_normal_slices_read_no_tumour(p):
@@ -211,6 +213,14 @@ def _draft(p, sid: int) -> dict:
         return versions.current(db, sid).sections
 
 
+def _note(p, sid: int) -> str:
+    """The AI note beside the report (issue 69: what the AI read, why it did not decide)."""
+    from medai.platform.worklist import versions
+
+    with p.db.reader() as db:
+        return " ".join(versions.ai_note(db, versions.current(db, sid)))
+
+
 SMALL = ["No_Tumor"] * 9 + ["Glioma"] * 2 + ["No_Tumor"] * 9
 
 
@@ -232,8 +242,9 @@ def test_copies_of_two_tumour_slices_do_not_decide_and_the_small_lesion_is_said(
     assert read["instances_in_series"] == 20 and read["instances_read"] == 20
     assert {x["instance"] for x in read["duplicates"]} == {f"{series}.10.9", f"{series}.11.9"}
     findings = _draft(p, sid)["findings"]
-    assert "2 komşu kesitte (10–11) gliom lehine bulgu" in findings
-    assert "aradığı tümör tipleri" not in findings and "saptanmadı" not in findings
+    assert "2 komşu kesitte (10–11) gliom lehine görünüm (YZ önerisi)" in findings
+    assert "izlenmedi" not in findings and "saptanmadı" not in findings
+    assert "2 komşu kesitte (10–11) gliom lehine bulgu; YZ'nin karar kuralı" in _note(p, sid)
 
 
 def test_every_series_is_read_and_a_glioma_series_is_not_hidden_by_a_longer_normal_one(p):
@@ -251,5 +262,5 @@ def test_every_series_is_read_and_a_glioma_series_is_not_hidden_by_a_longer_norm
     accounts = {a["series_uid"]: a for a in payload["read"]["series"]}
     assert accounts[glioma]["decides"] and accounts[normal]["read"]
     assert accounts[normal]["state"] == "normal"
-    technique = _draft(p, sid)["technique"]
-    assert "2 serisinden 2 seriyi" in technique, technique
+    note = _note(p, sid)
+    assert "2 serisinden 2 seriyi" in note, note

@@ -231,9 +231,12 @@ class DicomOut(BaseModel):
 
 
 class UrgentReason(BaseModel):
-    code: Literal["question_red_flag", "ai_finding", "ai_possible_finding"] = Field(
-        description="the clinical question raised a red flag; the AI found an urgent label; "
-        "the AI could not rule one out (an undecided candidate)"
+    code: Literal["question_red_flag", "ai_finding", "ai_possible_finding", "ai_known_finding"] = (
+        Field(
+            description="the clinical question raised a red flag; the AI found an urgent label; "
+            "the AI could not rule one out (an undecided candidate); the urgent label is known: "
+            "the patient's signed prior holds it present (it does not rank the study first)"
+        )
     )
     label: str | None = Field(None, description="the urgent label (AI reasons)")
     rule: str | None = Field(
@@ -309,7 +312,13 @@ class Reading(BaseModel):
 
     rank: Literal["ai_urgent", "red_flag", "rest"] = Field(
         description="ai_urgent: an urgent AI finding (first); red_flag: a red flag in the "
-        "clinical question (next); rest: oldest first. A signed study is in the rest"
+        "clinical question (next); rest: oldest first. A signed study is in the rest, and so "
+        "is one whose urgent findings are all known"
+    )
+    known: list[str] = Field(
+        default_factory=list,
+        description="urgent findings the patient's signed prior already holds present "
+        '("bilinen"): known, not new, they do not rank the study first',
     )
     ai: ReadingAi
     request: ReadingRequest
@@ -460,6 +469,12 @@ class ReportOut(BaseModel):
     ai_disclosure: str = Field(
         description="how the text was made, in the report's language "
         "(the sentence the PDF, FHIR, HL7 and DICOM SR carry)"
+    )
+    ai_note: list[str] = Field(
+        default_factory=list,
+        description="the AI note of the draft the report was made from: the AI's account of "
+        "itself (its scope, what it read, why it did not decide, likelihoods, sources, the "
+        "model), shown beside the editor and never part of the report's text",
     )
 
 

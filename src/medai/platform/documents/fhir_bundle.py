@@ -78,7 +78,12 @@ def prune(value: Any) -> Any:
     return value
 
 
-def _device(device_id: str, model: dict[str, Any]) -> dict[str, Any] | None:
+def _device(
+    device_id: str, model: dict[str, Any], note: list[str] | None = None
+) -> dict[str, Any] | None:
+    """The AI model as a ``Device``; ``note``: the AI note of the draft the report was made
+    from (its scope, what it read, why it did not decide...), carried as the Device's
+    annotations — the AI's disclosure beside the report, never the report's text."""
     name = str(model.get("name") or "").strip()
     resource = {
         "resourceType": "Device",
@@ -92,6 +97,7 @@ def _device(device_id: str, model: dict[str, Any]) -> dict[str, Any] | None:
         "deviceName": [{"name": name, "type": "model-name"}] if name else [],
         "version": [{"value": str(model.get("version") or "")}],
         "type": {"text": "AI software (medai); output is a suggestion"},
+        "note": [{"text": printable(line)} for line in note or [] if str(line).strip()],
     }
     return prune(resource)
 
@@ -361,7 +367,7 @@ def fhir_bundle(
     signed = bool(signer)
     device_id, dr_id = f"model-{sid}", f"report-{sid}-v{report['version']}"
     entries: list[dict[str, Any]] = []
-    device = _device(device_id, model) if model else None
+    device = _device(device_id, model, report.get("ai_note")) if model else None
     if device:
         entries.append(device)
     patient_ref = None

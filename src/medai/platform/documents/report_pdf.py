@@ -338,6 +338,19 @@ def _scope(pdf, study: dict[str, Any], report: dict[str, Any], lang: str) -> Non
     pdf.ln(2)
 
 
+def _note(pdf, report: dict[str, Any], w: dict[str, str]) -> None:
+    """The AI note of the draft the report was made from (``versions.ai_note``): the AI's
+    account of itself, disclosed beside the report, never part of its text."""
+    lines = [str(line).strip() for line in report.get("ai_note") or [] if str(line).strip()]
+    if not lines:
+        return
+    _heading(pdf, w["ai_note"], keep_with=9)
+    pdf.set_font(FONT, "", 8.5)
+    for line in lines:
+        pdf.multi_cell(0, 4.2, f"• {line}", align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(1)
+
+
 def _ruled_out(finding: dict[str, Any]) -> bool:
     """The signer said absent what the AI suggested or could not decide (rejected, or decided
     absent): nothing of the AI's may support it in the signed report."""
@@ -491,8 +504,9 @@ def report_pdf(
     heatmap_label: str | None,
     zone: str | None = None,
 ) -> bytes:
-    """The PDF: stamp (unsigned), disclosure, study facts, image and heatmap, findings table,
-    report sections, sources, a footer with study, version and page on every page."""
+    """The PDF: stamp (unsigned), disclosure, study facts with the signature, the report's
+    sections; then the AI appendix (image and heatmap, findings table, scope, the AI note);
+    sources; a footer with study, version and page on every page."""
     study, report, model = outgoing_study(study), printable_tree(report), printable_tree(model)
     heatmap_label = printable_tree(heatmap_label)
     lang = rw.language(study)
@@ -582,16 +596,21 @@ def report_pdf(
         )
     _meta(pdf, rows)
     pdf.ln(3)
-    caption, withheld = _heatmap_words(study, report, heatmap_label, w, lang)
-    _images(pdf, w, image_png, heatmap_png, caption, withheld)
-    _findings(pdf, study, report, w, lang)
-    _scope(pdf, study, report, lang)
+    # the report first (issue 69): the radiologist's text under the signature block above,
+    # the AI's assessment after it as an appendix
     sections = report.get("sections") or {}
     for name in rw.SECTIONS:
         _heading(pdf, w[name])
         pdf.set_font(FONT, "", 9.5)
         _paragraph(pdf, (sections.get(name) or "").strip() or w["empty"], 5)
         pdf.ln(1)
+    pdf.ln(2)
+    _heading(pdf, w["ai_appendix"], keep_with=40)
+    caption, withheld = _heatmap_words(study, report, heatmap_label, w, lang)
+    _images(pdf, w, image_png, heatmap_png, caption, withheld)
+    _findings(pdf, study, report, w, lang)
+    _scope(pdf, study, report, lang)
+    _note(pdf, report, w)
     sources = _sources(report, study, lang)
     if sources:
         _heading(pdf, w["sources"], keep_with=4.5 * min(2, len(sources)))

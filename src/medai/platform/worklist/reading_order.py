@@ -2,11 +2,17 @@
 
 A study is read in this order (``rank``), done by the database so that paging is right:
 
-1. ``ai_urgent``: the AI found an **urgent finding** and the study is not signed. An urgent
+1. ``ai_urgent``: the AI found a **new urgent finding** and the study is not signed. An urgent
    finding is a label the study's task marks urgent (``Task.urgent``: a chest film's
    pneumothorax, a brain MRI's glioma) that the AI decided present, or left among the
    candidates of an undecided or conflicting result (a possible pneumothorax is read first
-   too: the model's doubt never hides it). ``urgent_labels`` is that rule.
+   too: the model's doubt never hides it). ``urgent_labels`` is that rule. It is **known**
+   (``known``, "bilinen") when the patient's latest signed prior of the same task
+   (``patient_context.comparison_prior``, the one the draft compares with) has its signer's
+   decision present for it, the comparison finding it on both: a glioma reported and signed
+   last month ranks below a new pneumothorax and a red flag, in ``rest``, labelled known. A
+   finding the prior did not have, or one a signer decided absent, is new and ranks first.
+   (Growth is told by sizes, which only the radiologist's measurements give, after reading.)
 2. ``red_flag``: the clinical question raised a red flag (triage's red-flag rules, the rule
    named: ``question_flags``) and the study is not signed. A separate reason, never the whole
    ranking: "nefes darlığı" on a chest film's request is a red flag of the request, not a
@@ -59,6 +65,9 @@ AI_FILTERS = ("urgent", "undecided", "conflict", "out_of_scope", "none")
 RANKS = ("ai_urgent", "red_flag", "rest")
 SIGNED = ("final", "amended", "entered_in_error")  # read: no longer ranked by urgency
 RED_FLAG = "question_red_flag"
+# an urgent finding already present on the patient's signed prior (kept, sealed, in
+# ``studies.urgent_because`` beside the AI's urgency reasons)
+KNOWN = "ai_known_finding"
 
 
 def urgent_labels(task: str, decision: dict | None) -> list[tuple[str, str]]:
@@ -140,15 +149,42 @@ def _readings(db: Session, study_ids: list[int]) -> dict[int, list[int]]:
     return chosen
 
 
+def known_labels(urgent: list[tuple[str, str]], prior: dict[str, Any] | None) -> list[str]:
+    """The urgent labels the patient's signed prior already holds present (its signer's
+    decisions: ``patient_context.comparison_prior``); none without a prior, or one whose
+    signature recorded no label decisions."""
+    if not prior or not prior.get("recorded"):
+        return []
+    before = set(prior.get("present") or [])
+    return [lab for lab, _state in urgent if lab in before]
+
+
 def refresh(db: Session, study: Study) -> None:
-    """Write the study's worklist columns from its stored results and urgency reasons."""
+    """Write the study's worklist columns from its stored results and urgency reasons; an
+    urgent finding every label of which the signed prior already holds is known, not new
+    (``known_labels``): it does not rank the study first."""
+    from medai.platform.worklist.patient_context import comparison_prior
+
     ids = _readings(db, [study.id])[study.id]
     payloads = _payloads(db, ids)
     newest = payloads.get(ids[0]) if ids else None
     earlier = payloads.get(ids[1]) if len(ids) > 1 else None
-    for key, value in columns(study.task, newest, earlier).items():
+    cols = columns(study.task, newest, earlier)
+    urgent = urgent_labels(study.task, _decision(newest)) if cols["ai_urgent"] else []
+    known = known_labels(urgent, comparison_prior(db, study)) if urgent else []
+    if urgent and len(known) == len(urgent):
+        cols["ai_urgent"] = False
+    for key, value in cols.items():
         setattr(study, key, value)
+    reasons = [r for r in study.urgent_because or [] if not _is_known(r)]
+    reasons += [{"code": KNOWN, "label": lab} for lab in known]
+    if reasons != list(study.urgent_because or []):
+        study.urgent_because = reasons or None
     study.red_flag = any(r.get("code") == RED_FLAG for r in study.urgent_because or [])
+
+
+def _is_known(reason: Any) -> bool:
+    return isinstance(reason, dict) and reason.get("code") == KNOWN
 
 
 def question_flags(flags: list[Any]) -> list[dict[str, Any]]:
@@ -241,11 +277,15 @@ def summary(
     ]
     to_read = study.status not in SIGNED
     urgent = urgent_labels(study.task, decision)
+    known = {r.get("label") for r in study.urgent_because or [] if _is_known(r)}
+    new = [lab for lab, _state in urgent if lab not in known]
     red_flag = bool(reasons)
     return {
         "rank": "ai_urgent"
-        if urgent and to_read
+        if new and to_read
         else ("red_flag" if red_flag and to_read else "rest"),
+        # urgent findings the signed prior already holds: "bilinen" (known), ranked in rest
+        "known": [lab for lab, _state in urgent if lab in known],
         "ai": {
             "state": shown,
             "primary": primary,

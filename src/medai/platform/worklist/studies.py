@@ -63,6 +63,8 @@ STATUSES = (
 # a study a radiologist retracted (``platform.retraction``): off the worklist unless asked for,
 # never analysed, signed or delivered again; its instances, sent again, are held as conflicts
 RETRACTED = "entered_in_error"
+# a study whose report a radiologist signed (and may have amended since)
+SIGNED = ("final", "amended")
 LANGUAGES = ("tr", "en")
 URGENT_PRIORITY = 100
 
@@ -562,12 +564,15 @@ def worklist(
     accession: str | None = None,
     ai: str | None = None,
     red_flag: bool | None = None,
+    signed: bool | None = None,
 ) -> tuple[list[Study], int]:
     """In reading order (``reading_order``: an urgent AI finding first, then a red flag in
     the clinical question, then the rest; oldest first within each), ranked and paged by the
     database. ``accession`` finds the studies whose accession number starts with it; ``ai``
     one AI state (``reading_order.AI_FILTERS``); ``red_flag`` whether the question raised
-    one; ``urgent`` the study's urgency flag (either reason, or the analysis's priority)."""
+    one; ``urgent`` the study's urgency flag (either reason, or the analysis's priority);
+    ``signed`` whether its report is signed (final or amended: ``SIGNED``) — the web
+    worklist's default list is the unsigned one (issue 69), what a radiologist reads from."""
     q = select(Study)
     if status != RETRACTED:  # a retracted study is listed only when asked for
         q = q.where(Study.status != RETRACTED)
@@ -583,6 +588,8 @@ def worklist(
         q = reading_order.where_ai(q, ai)
     if red_flag is not None:
         q = q.where(Study.red_flag.is_(red_flag))
+    if signed is not None:
+        q = q.where(Study.status.in_(SIGNED) if signed else Study.status.not_in(SIGNED))
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = db.scalars(reading_order.order(q).limit(limit).offset(offset)).all()
     return list(rows), total
@@ -599,6 +606,7 @@ def worklist_page(
     accession: str | None = None,
     ai: str | None = None,
     red_flag: bool | None = None,
+    signed: bool | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of the worklist (``worklist``'s filters and order), audited as viewed: each
     study as ``as_dict`` gives it without its result, with its stored instances, its open
@@ -606,7 +614,16 @@ def worklist_page(
     is), and how many studies match in all."""
     with p.db.session() as db:
         rows, total = worklist(
-            db, status, task, urgent, limit, offset, accession, ai=ai, red_flag=red_flag
+            db,
+            status,
+            task,
+            urgent,
+            limit,
+            offset,
+            accession,
+            ai=ai,
+            red_flag=red_flag,
+            signed=signed,
         )
         ids = [s.id for s in rows]
         found, held = instances(db, ids), conflicts.open_by_study(db, ids)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from medai.platform.documents import disclosure
 from medai.platform.documents.report_words import SECTIONS
 from medai.platform.records.localtime import format_local
-from medai.platform.records.tables import ReportVersion, Study, User
+from medai.platform.records.tables import AIResultRow, ReportVersion, Study, User
 
 
 def current(db: Session, study_id: int) -> ReportVersion | None:
@@ -70,6 +70,27 @@ def _signer_name(row: ReportVersion, signer: User | None) -> dict[str, str | Non
     return {"signed_by_name": signer.full_name, "signed_by_title": signer.title}
 
 
+def ai_note(db: Session, row: ReportVersion) -> list[str]:
+    """The AI note of the draft the report was made from (``reporting.templates.ai_note``): the
+    AI's account of itself, shown beside the editor and carried by the documents as the AI's
+    disclosure, never part of the report's text; [] for a report made without an AI draft."""
+    made_from = row.ai_result_id
+    if made_from is None:  # a later person's version: the draft the report began from
+        made_from = db.scalar(
+            select(ReportVersion.ai_result_id)
+            .where(
+                ReportVersion.study_id == row.study_id,
+                ReportVersion.ai_result_id.is_not(None),
+                ReportVersion.version <= row.version,
+            )
+            .order_by(ReportVersion.version.desc())
+            .limit(1)
+        )
+    draft = db.get(AIResultRow, made_from) if made_from is not None else None
+    note = (draft.payload or {}).get("ai_note") if draft is not None else None
+    return [str(line) for line in note] if isinstance(note, list) else []
+
+
 def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
     """A version as the API, the exports and the outbox read it; ``ai_disclosure`` in the
     study's report language (``disclosure.text``, the sentence the PDF and FHIR carry too)."""
@@ -100,6 +121,7 @@ def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
         "signed_at_local": format_local(row.signed_at, lang),
         "ai_assisted": ai_assisted(db, row.study_id),
         "ai_edited": ai_edited(db, row),
+        "ai_note": ai_note(db, row),
     }
     out["ai_disclosure"] = disclosure.text(out, lang, out["signed_at_local"])
     return out

@@ -216,6 +216,11 @@ def worklist(
     red_flag: bool | None = Query(
         None, description="whether the clinical question raised a red flag"
     ),
+    signed: bool | None = Query(
+        None,
+        description="whether the study's report is signed (final or amended); the web "
+        "worklist asks for signed=false by default: what is left to read",
+    ),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=10_000_000),
     accession: str | None = Query(
@@ -241,6 +246,7 @@ def worklist(
         accession,
         ai=ai,
         red_flag=red_flag,
+        signed=signed,
     )
     items = [StudyOut(**study) for study in found]
     return StudyList(items=items, total=total, limit=limit, offset=offset)

@@ -558,12 +558,32 @@
         el("p", { class: "citation-rejected", hidden: true }))));
     $("citations-title").hidden = !(r.citations || []).length;
     markCitations();
+    showNote(r.ai_note || [], writable);
     form.hidden = false;
     noReport("");
     refresh();
     document.dispatchEvent(new CustomEvent("medai:report", { detail: r }));  // study_measurements.js
     // the labels card reads these sections: tell it they changed without an input event
     document.dispatchEvent(new CustomEvent("medai:report-shown"));
+  }
+  // the AI note beside the editor (issue 69): the AI's account of itself, never part of the
+  // report's text unless the radiologist inserts a line of it (into Findings, as typed there)
+  function showNote(lines, writable) {
+    const box = $("ai-note");
+    if (!box) return;
+    box.hidden = !lines.length;
+    $("ai-note-lines").replaceChildren(...lines.map((line) => el("li", {},
+      el("span", { text: line }),
+      ...(writable ? [on(el("button", { type: "button", class: "link ai-note-insert",
+        "aria-label": fill(T.ai_note_insert_label, { line }), text: T.ai_note_insert }),
+        () => insertLine(line))] : []))));
+  }
+  function on(button, handler) { button.addEventListener("click", handler); return button; }
+  function insertLine(line) {
+    const area = form.elements.findings;
+    area.value = area.value.trim() ? `${area.value.trimEnd()} ${line}` : line;
+    area.dispatchEvent(new Event("input", { bubbles: true }));
+    area.focus();
   }
   async function loadReport() {
     const r = await api(`/api/v1/studies/${id}/report`);
@@ -688,15 +708,42 @@
     const sections = onScreen();
     if (isEmpty(sections)) { message.textContent = T.report_empty; return; }
     // the AI's own marks left in the text are signed with it: said here, never removed unasked
-    const marked = AI_MARKS.some((m) => SECTIONS.some((k) => (sections[k] || "").includes(m)));
-    $("sign-preview").replaceChildren(
-      ...(marked ? [el("p", { id: "sign-ai-marks", class: "warning", role: "note", text: T.sign_ai_marks })] : []),
-      ...SECTIONS.flatMap((k) => [
-        el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]),
-      ...(M.studyLabels ? signLabels() : []));
+    preview(sections);
     dialog.showModal();
     $("sign-cancel").focus();
   });
+  // the text to be signed, with what the dialog asks of it; the AI's marks left in it are
+  // said, and removed only when the radiologist asks (adopting the text as theirs)
+  function preview(sections) {
+    $("sign-preview").replaceChildren(el("div", { id: "sign-text" }, ...signText(sections)),
+      ...(M.studyLabels ? signLabels() : []));
+  }
+  function signText(sections, removed = false) {
+    const marked = AI_MARKS.some((m) => SECTIONS.some((k) => (sections[k] || "").includes(m)));
+    const removable = SECTIONS.some((k) => MARK.test(sections[k] || ""));
+    return [
+      ...(marked ? [el("div", { id: "sign-ai-marks-box", class: "warning" },
+        el("p", { id: "sign-ai-marks", role: "note", text: T.sign_ai_marks }),
+        ...(removable ? [on(el("button", { type: "button", id: "sign-remove-marks", text: T.sign_remove_marks }),
+          removeMarks)] : []))] : []),
+      ...(removed ? [el("p", { id: "sign-marks-removed", class: "note", role: "status", text: T.sign_marks_removed })] : []),
+      ...SECTIONS.flatMap((k) => [
+        el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]),
+    ];
+  }
+  // the mark a draft's own sentences carry ("(YZ önerisi)" closing a finding or the
+  // impression); any other AI wording left in the text is the radiologist's to edit by hand
+  const MARK_WORDS = String.raw` ?\((?:YZ önerisi|AI suggestion)\)`;
+  const MARK = new RegExp(MARK_WORDS);
+  function removeMarks() {
+    for (const k of SECTIONS) {
+      const area = form.elements[k];
+      const plain = area.value.replace(new RegExp(MARK_WORDS, "g"), "");
+      if (plain !== area.value) { area.value = plain; area.dispatchEvent(new Event("input", { bubbles: true })); }
+    }
+    $("sign-text").replaceChildren(...signText(onScreen(), true));
+    $("sign-cancel").focus();
+  }
   // the labels in the sign dialog: exactly the changes the radiologist made by their clicks
   // (never what the text says), what will be stored, and Var / Yok for each label the AI left
   // undecided — asked here, since signing endorses the findings as the signer's own

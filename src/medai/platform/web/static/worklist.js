@@ -11,7 +11,10 @@
   async function load() {
     const mine = ++asked;
     const q = new URLSearchParams({ limit: "100" });
-    if (filters.status.value) q.set("status", filters.status.value);
+    // the default list is what is left to read (unsigned); "signed" shows the signed ones
+    const status = filters.status.value;
+    if (status === "unsigned" || status === "signed") q.set("signed", String(status === "signed"));
+    else if (status) q.set("status", status);
     if (filters.task.value) q.set("task", filters.task.value);
     if (filters.urgent.checked) q.set("urgent", "true");
     if (filters.ai.value) q.set("ai", filters.ai.value);
@@ -78,10 +81,16 @@
   function priorityCell(s) {
     const r = s.reading;
     const reasons = [];
-    if (r && (r.ai.urgent || []).length) {
-      const found = r.ai.urgent.map((u) => u.state === "present"
+    const known = new Set((r && r.known) || []);
+    const fresh = r ? (r.ai.urgent || []).filter((u) => !known.has(u.label)) : [];
+    if (fresh.length) {
+      const found = fresh.map((u) => u.state === "present"
         ? `${labelName(s.task, u.label)} ${pct(u.probability)}` : fill(T.ai_possible, { label: labelName(s.task, u.label) }));
       reasons.push(el("span", { class: "reason reason-image", text: fill(T.reason_image, { finding: found.join(", ") }) }));
+    }
+    if (known.size) {  // on the patient's signed prior too: known ("bilinen"), not ranked first
+      reasons.push(el("span", { class: "reason reason-known", title: T.reason_known_title,
+        text: fill(T.reason_known, { finding: names(s.task, [...known]) }) }));
     }
     if (r && r.request.red_flag) {
       const rules = r.request.rules.map((x) => x["name_" + LANG] || x.id).join(", ");

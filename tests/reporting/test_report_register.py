@@ -1,0 +1,126 @@
+"""The report is the radiologist's text (issue 69): over random results of every imaging task,
+flagged out of scope or not, read as a series or a film, with a signed prior or none, in Turkish
+and English, no section of a draft holds a sentence about the AI itself — its scope, what it
+read, why it did not decide, a likelihood, a threshold or a distance, its sources. Those are the
+AI note's, which holds them all; the only AI words a section keeps are the "(YZ önerisi)" /
+"(AI suggestion)" marks on what the AI concluded (and the comparison's), which the sign dialog
+removes when the radiologist adopts the text."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medai.core.task_registry import all_tasks
+from medai.imaging.decision import OperatingPolicy, decide
+from medai.imaging.scope import OutOfScope, scope_for
+from medai.reporting.draft import draft_report
+from medai.reporting.draft_input import Finding
+from medai.reporting.knowledge import builtin_chunks
+from medai.reporting.retrieve import HybridRetriever
+
+TASKS = list(all_tasks("imaging"))
+RETRIEVER = HybridRetriever(builtin_chunks(), use_embeddings=False)
+MARKS = re.compile(r" ?\((?:YZ önerisi|AI suggestion)\)")
+# what only a sentence about the AI says (the meta text a radiologist had to delete from every
+# draft in the reading day: scope, "YZ karar veremedi", "uzaklık 2,63 > 2,21", "20 kesitinden
+# 20 kesitini değerlendirdi", "kaynaklar: …", "radyolog değerlendirmesi …")
+META = re.compile(
+    r"\bYZ\b|\bAI\b|yapay zek|\bmodel|kapsam|scope|karar ver|decide|olasılı|likelihood|"
+    r"%|eşik|threshold|uzaklık|distance|kesitinden|slices? of|değerlendirdi|\bread\b|"
+    r"kaynak|source|\[\d+\]|radyolog|radiologist|çelişki|conflict|belirsiz|indeterminate",
+    re.IGNORECASE,
+)
+
+
+def meta_in(text: str) -> list[str]:
+    """The AI meta words left in a report text once its "(YZ önerisi)" marks are set aside."""
+    return META.findall(MARKS.sub("", text))
+
+
+@st.composite
+def case(draw):
+    task = draw(st.sampled_from(TASKS))
+    n = len(task.labels)
+    if task.multilabel:
+        probs = draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n))
+        policy = OperatingPolicy(
+            thresholds={lab: draw(st.floats(0.05, 0.95)) for lab in task.labels},
+            normal_conflict=draw(st.sampled_from(["indeterminate", "finding"])),
+        )
+    else:
+        raw = draw(st.lists(st.floats(0.001, 1.0), min_size=n, max_size=n))
+        probs = [p / sum(raw) for p in raw]
+        policy = OperatingPolicy(
+            thresholds={lab: 0.5 for lab in task.labels},
+            min_confidence=draw(st.sampled_from([0.0, 0.5, 0.8])),
+        )
+    decision = decide(task, dict(zip(task.labels, map(float, probs), strict=True)), policy)
+    flagged = draw(st.booleans())
+    oos = OutOfScope(flagged=flagged, score=2.63, threshold=2.21, reason="unlike_training")
+    scope = scope_for(task.name, task.labels, oos if flagged else None)
+    image = {"view_position": draw(st.sampled_from(["PA", "AP", ""]))}
+    if task.reads_series and draw(st.booleans()):
+        image["series_slices"] = [20, 20]
+        image["series_accounts"] = [
+            {"series_number": 1, "description": "LOC", "read": False, "reason": "localizer"},
+            {"series_number": 3, "description": "AX T2", "read": True, "decides": True},
+        ]
+    prior = (
+        {
+            "date": "20250312",
+            "recorded": True,
+            "present": draw(st.lists(st.sampled_from(task.labels), max_size=2)),
+        }
+        if draw(st.booleans())
+        else None
+    )
+    return task, decision, scope, image, prior
+
+
+@settings(max_examples=150, deadline=None)
+@given(case(), st.sampled_from(["tr", "en"]))
+def test_no_section_of_a_draft_speaks_of_the_ai(c, lang):
+    task, decision, scope, image, prior = c
+    findings = [Finding(r.label, r.positive, r.probability, r.threshold) for r in decision.labels]
+    out = draft_report(
+        findings,
+        RETRIEVER,
+        task=task.name,
+        lang=lang,
+        decision=decision,
+        scope=scope,
+        image=image,
+        prior=prior,
+        model="cxr-default (sha256:0123456789abcdef)",
+    )
+    for name, text in out["sections"].items():
+        if name == "findings" and out["comparison"]:  # the comparison's own head is marked
+            text = text.replace(out["comparison"]["sentence"], "")
+        assert meta_in(text) == [], (name, text)
+    note = " ".join(out["ai_note"])
+    # what left the report is in the note beside it
+    assert ("YZ modeli" if lang == "tr" else "AI model") in note  # the model is named
+    if scope.out_of_scope.flagged:
+        assert ("2,63 > 2,21" if lang == "tr" else "2.63 > 2.21") in out["ai_note"][0]
+    if image.get("series_slices"):
+        assert ("20 kesitinden 20" if lang == "tr" else "20 of the series' 20") in note
+        assert "LOC" in note
+    if out["citations"]:
+        assert all(f"[{c['n']}]" in note for c in out["citations"])
+
+
+def test_the_meta_scan_finds_what_the_reading_day_had_to_delete():
+    """The scanner fails for the right reason: each sentence a radiologist deleted by hand."""
+    for said in (
+        "Tüberküloz, akciğer nodülü veya kitlesi YZ modelinin değerlendirme kapsamında değildir.",
+        "YZ karar veremedi: COVID-19 pnömonisi paterni (olası tanı) eşiğin üzerinde.",
+        "Kapsam dışı (YZ önerisi): uzaklık 2,63 > 2,21.",
+        "Beyin MR serisi; YZ modeli serinin 20 kesitinden 20 kesitini değerlendirdi.",
+        "Radyolog değerlendirmesi ve klinik korelasyon önerilir; kaynaklar: COVID-19 [1].",
+        "YZ önerisi: COVID-19 pnömonisi paterni olasılığı %94,0 — radyolog değerlendirmeli.",
+    ):
+        assert meta_in(said), said
+    assert meta_in("Gliom izlenmektedir. Gliom (YZ önerisi).") == []
