@@ -561,3 +561,57 @@ def test_admin_names_roles_actions_and_shows_a_readable_model_card(server, brows
     no_overflow(page)
     card.screenshot(path=str(shots / f"admin-card-{lang}-phone.png"))
     ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "viewport, lang",
+    [(DESKTOP, "tr"), (PHONE, "tr"), (DESKTOP, "en")],
+    ids=["tr-desk", "tr-phone", "en-desk"],
+)
+def test_the_ai_note_stands_beside_the_report_and_a_draft_signs_with_no_deletion(
+    server, browser, shots, viewport, lang
+):
+    """Issue 69: the AI's account of itself (its scope, what it read, likelihoods, sources,
+    the model) is a note beside the editor, never in the report's text; a correct draft signs
+    without a character deleted by hand: the dialog's one button removes the "(YZ önerisi)"
+    marks when the radiologist adopts the text, and an inserted note line is theirs to sign."""
+    ctx, page = open_page(browser, server, viewport, lang=lang)
+    study = upload(page, png_bytes(11, (320, 320)), f"P-NOTE-{lang}-{viewport['width']}")
+    page.goto(f"/studies/{study['id']}?lang={lang}")
+    page.locator("#report-form").wait_for()
+    note = page.locator("#ai-note")
+    note.wait_for(state="visible")
+    catalogue = json.loads((SRC / "platform/web/messages.json").read_text(encoding="utf-8"))[lang]
+    assert note.locator("h3").inner_text() == catalogue["ai_note_title"]
+    lines = note.locator("#ai-note-lines li span").all_inner_texts()
+    report = get(page, f"/api/v1/studies/{study['id']}/report")
+    assert lines == report["ai_note"] and lines
+    sections = report["sections"]
+    text = " ".join(sections.values())
+    for line in lines:  # nothing of the note is in the report's text
+        assert line not in text
+    page.locator("#report-card").scroll_into_view_if_needed()
+    page.screenshot(
+        path=str(shots / f"study-ai-note-{lang}-{viewport['width']}.png"), full_page=False
+    )
+    if viewport is DESKTOP:  # beside the editor, not above it
+        box, form = note.bounding_box(), page.locator("#report-form").bounding_box()
+        assert box["x"] > form["x"] + form["width"] - 1, (box, form)
+    no_overflow(page)
+    button = "İmzala" if lang == "tr" else "Sign"
+    page.get_by_role("button", name=button, exact=True).click()
+    page.locator("#sign-dialog").wait_for(state="visible")
+    page.locator("#sign-remove-marks").click()
+    page.locator("#sign-marks-removed").wait_for()
+    assert page.locator("#sign-remove-marks").count() == 0
+    answer_undecided(page)
+    page.locator("#sign-confirm").click()
+    page.locator("#report-status[data-status='final']").wait_for()
+    signed = get(page, f"/api/v1/studies/{study['id']}/report")
+    marks = re.compile(r" ?\((?:YZ önerisi|AI suggestion)\)")  # the draft's language's
+    for name, before in sections.items():  # the draft, its marks removed: nothing else
+        assert signed["sections"][name] == marks.sub("", before), name
+    assert not marks.search(" ".join(signed["sections"].values()))
+    assert signed["ai_note"] == lines  # still beside the signed report, still not in it
+    ctx.close()

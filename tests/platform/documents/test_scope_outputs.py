@@ -115,7 +115,7 @@ def test_a_flagged_film_shows_its_scope_in_the_pdf_fhir_and_the_study(hosp, lang
     device = next(
         e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Device"
     )
-    assert [n["text"] for n in device["note"]][0].startswith(w["flag"])
+    assert next(n["text"] for n in device["note"]).startswith(w["flag"])
 
 
 @pytest.mark.parametrize("lang", ["tr", "en"])

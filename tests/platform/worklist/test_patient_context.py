@@ -250,7 +250,7 @@ def test_a_finding_on_the_signed_prior_is_known_and_ranks_below_a_new_one_and_a_
     patient whose signed prior holds it is known ("bilinen") and ranks below a new
     pneumothorax and a red flag; one whose prior's signer decided it absent is new. The
     default worklist (signed=false) shows no signed study, the signed filter only those."""
-    app, client, files = env
+    _app, client, files = env
     rad = bearer(client, "rad1")
     known_pid, new_pid = "TC-KNOWN-0001", "TC-NEW-0002"
     prior = dicom_study(client, rad, files, "KNOWN-PRIOR", pid=known_pid, day="20251001")
