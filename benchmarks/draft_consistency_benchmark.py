@@ -61,6 +61,7 @@ def emit(manifests: dict[str, Path], out: Path) -> None:
                 for lang in ("tr", "en"):
                     draft = drafter.draft(None, payload, task=task, lang=lang)
                     rec["drafts"][lang] = draft.sections.model_dump()
+                    rec.setdefault("notes", {})[lang] = list(draft.ai_note)
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 if i % 100 == 0:
                     print(f"{task}: {i}/{len(rows)}", file=sys.stderr, flush=True)
@@ -106,7 +107,8 @@ def judge(rec: dict) -> dict[str, list[str]]:
             stated=stated,
         )
     for lang, sections in rec["drafts"].items():
-        problems[lang] = contradictions(sections, decision, rec["task"], lang)
+        note = (rec.get("notes") or {}).get(lang, [])  # the AI note says why it did not decide
+        problems[lang] = contradictions(sections, decision, rec["task"], lang, note)
     return problems
 
 
