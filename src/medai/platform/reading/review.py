@@ -125,8 +125,8 @@ def ai_redraft(
     """The study was read again after a late instance (``analysis``): a new AI version
     replaces the current one only while the report is the AI's own, unsigned draft — a
     person's edit is never overwritten and a signed report never changes behind its signer.
-    Returns (the new version or None, why: ``replaced`` | ``unchanged`` (the same text) |
-    ``kept_edited`` | ``kept_signed`` | ``no_report``)."""
+    Returns (the new version or None, why: ``replaced`` | ``unchanged`` (the same text of the
+    same reading) | ``kept_edited`` | ``kept_signed`` | ``no_report``)."""
     cur = current(db, study.id)
     if cur is None:
         return ai_draft(db, study, sections, citations, findings, ai_result_id), "no_report"
@@ -134,7 +134,9 @@ def ai_redraft(
         return None, "kept_signed"
     if cur.source != "ai":
         return None, "kept_edited"
-    if cur.sections == sections and cur.findings == findings:
+    # the same text of another reading is a new version: the report, its AI note and what is
+    # sent (the PACS's SR, FHIR, HL7) follow the newest reading, never the one it replaced
+    if cur.sections == sections and cur.findings == findings and cur.ai_result_id == ai_result_id:
         return None, "unchanged"
     row = ReportVersion(
         study_id=study.id,
