@@ -30,14 +30,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-MARKS = re.compile(r" ?\((?:YZ önerisi|AI suggestion)\)")
-META = re.compile(
-    r"\bYZ\b|\bAI\b|yapay zek|\bmodel|kapsam|scope|karar ver|decide|olasılı|likelihood|"
-    r"%|eşik|threshold|uzaklık|distance|kesitinden|slices? of|değerlendirdi|\bread\b|"
-    r"kaynak|source|\[\d+\]|radyolog|radiologist|çelişki|conflict|belirsiz|indeterminate",
-    re.IGNORECASE,
-)
 NORMAL = {"cxr": "No Finding", "mri": "No_Tumor"}
+
+
+def _scanner():
+    """The register scanner of ``reporting.consistency`` (the marks, the AI meta words)."""
+    from medai.reporting.consistency import AI_MARK, AI_META
+
+    return AI_MARK, AI_META
 
 
 def emit(out: Path, every: int) -> None:
@@ -75,7 +75,8 @@ def correct(rec: dict) -> bool:
 
 def signed_text(text: str) -> str:
     """The text with every sentence about the AI deleted and the marks removed."""
-    kept = [s for s in re.split(r"(?<=[.!?])\s+", MARKS.sub("", text)) if s and not META.search(s)]
+    marks, meta = _scanner()
+    kept = [s for s in re.split(r"(?<=[.!?])\s+", marks.sub("", text)) if s and not meta.search(s)]
     return " ".join(kept)
 
 
@@ -100,7 +101,7 @@ def judge(path: Path, button: bool) -> dict:
         for lang, sections in rec["drafts"].items():
             total = 0
             for text in sections.values():
-                start = MARKS.sub("", text) if button else text
+                start = _scanner()[0].sub("", text) if button else text
                 total += distance(start, signed_text(text))
             per[lang].append(total)
     out = {"drafts": drafts}

@@ -8,14 +8,13 @@ removes when the radiologist adopts the text."""
 
 from __future__ import annotations
 
-import re
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medai.core.task_registry import all_tasks
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.scope import OutOfScope, scope_for
+from medai.reporting.consistency import ai_meta as meta_in
 from medai.reporting.draft import draft_report
 from medai.reporting.draft_input import Finding
 from medai.reporting.knowledge import builtin_chunks
@@ -23,21 +22,6 @@ from medai.reporting.retrieve import HybridRetriever
 
 TASKS = list(all_tasks("imaging"))
 RETRIEVER = HybridRetriever(builtin_chunks(), use_embeddings=False)
-MARKS = re.compile(r" ?\((?:YZ önerisi|AI suggestion)\)")
-# what only a sentence about the AI says (the meta text a radiologist had to delete from every
-# draft in the reading day: scope, "YZ karar veremedi", "uzaklık 2,63 > 2,21", "20 kesitinden
-# 20 kesitini değerlendirdi", "kaynaklar: …", "radyolog değerlendirmesi …")
-META = re.compile(
-    r"\bYZ\b|\bAI\b|yapay zek|\bmodel|kapsam|scope|karar ver|decide|olasılı|likelihood|"
-    r"%|eşik|threshold|uzaklık|distance|kesitinden|slices? of|değerlendirdi|\bread\b|"
-    r"kaynak|source|\[\d+\]|radyolog|radiologist|çelişki|conflict|belirsiz|indeterminate",
-    re.IGNORECASE,
-)
-
-
-def meta_in(text: str) -> list[str]:
-    """The AI meta words left in a report text once its "(YZ önerisi)" marks are set aside."""
-    return META.findall(MARKS.sub("", text))
 
 
 @st.composite

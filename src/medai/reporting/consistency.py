@@ -11,6 +11,8 @@ policy settled it) says so, and that of a normal one says the model found none o
 
 from __future__ import annotations
 
+import re
+
 from medai.imaging.decision import Decision, ancestors
 from medai.imaging.labels import space
 from medai.reporting.findings import named_labels, positive_labels, positive_labels_tr
@@ -71,3 +73,23 @@ def state_problems(text: str, decision: Decision, task: str) -> list[str]:
     if decision.conflict and not any(w in text.lower() for w in _CONFLICT_WORDS):
         problems.append("a conflicting decision whose draft does not say so")
     return problems
+
+
+# The report's register (issue 69): the "(YZ önerisi)" marks on what the AI concluded, which the
+# sign dialog removes when the radiologist adopts the text, and the words only a sentence about
+# the AI itself says — the meta text a radiologist had to delete from every draft in the reading
+# day (scope, "YZ karar veremedi", "uzaklık 2,63 > 2,21", "20 kesitinden 20 kesitini
+# değerlendirdi", "kaynaklar: …", "radyolog değerlendirmesi …"). Read by the property test of
+# the drafts' sections and by ``benchmarks/draft_edit_benchmark.py``.
+AI_MARK = re.compile(r" ?\((?:YZ önerisi|AI suggestion)\)")
+AI_META = re.compile(
+    r"\bYZ\b|\bAI\b|yapay zek|\bmodel|kapsam|scope|karar ver|decide|olasılı|likelihood|"
+    r"%|eşik|threshold|uzaklık|distance|kesitinden|slices? of|değerlendirdi|\bread\b|"
+    r"kaynak|source|\[\d+\]|radyolog|radiologist|çelişki|conflict|belirsiz|indeterminate",
+    re.IGNORECASE,
+)
+
+
+def ai_meta(text: str) -> list[str]:
+    """The words about the AI itself left in a report text once its marks are set aside."""
+    return AI_META.findall(AI_MARK.sub("", text))

@@ -158,15 +158,16 @@ def draft_report(
                 raise LLMError("the LLM draft's findings were nothing but advice")
             # the impression and the recommendation are the template's (see above)
             sections["impression"] = impression(ctx)
-            used = {h.chunk.id: n for n, h in enumerate(ctx.hits, 1) if n in cited}
-            sections["recommendation"] = recommendation(ctx, used)
-            cited = sorted(set(cited_numbers(sections)) | set(used.values()))
+            sections["recommendation"] = recommendation(ctx)
+            # every passage the LLM cited is named in the AI note (a sentence of advice that
+            # cited one may have been left out of the sections)
+            cited = sorted(set(cited) | set(cited_numbers(sections)))
             used_backend = backend.name
         except LLMError as exc:
             warnings.append(f"LLM draft not used ({exc}); template draft instead")
             sections = None
     if sections is None:
-        sections = template_sections(ctx, numbers)
+        sections = template_sections(ctx)
         cited = sorted(cited_sources(ctx, numbers).values())  # named in the AI note
     compared = comparison_sentence(prior, ctx.decision, task, lang)
     sections = with_comparison(sections, compared)

@@ -215,7 +215,7 @@ def out_of_scope(ctx: DraftContext) -> bool:
     return ctx.scope is not None and ctx.scope.out_of_scope.flagged
 
 
-def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]:
+def template_sections(ctx: DraftContext) -> dict[str, str]:
     """The deterministic draft, in a radiologist's register: exactly the decided findings
     (``ctx.decision``), no more, no fewer, and nothing about the AI itself (its scope, what it
     read, why it did not decide, its likelihoods and sources are the AI note's: ``ai_note``).
@@ -244,7 +244,7 @@ def template_sections(ctx: DraftContext, cite: dict[str, int]) -> dict[str, str]
         "technique": _technique(ctx),
         "findings": " ".join(lines),
         "impression": impression(ctx),
-        "recommendation": recommendation(ctx, cite),
+        "recommendation": recommendation(ctx),
     }
 
 
@@ -274,7 +274,7 @@ def impression(ctx: DraftContext) -> str:
     return ""
 
 
-def recommendation(ctx: DraftContext, cite: dict[str, int]) -> str:
+def recommendation(ctx: DraftContext) -> str:
     """Every draft's recommendation: clinical correlation, never a test or a treatment (the
     model cannot ground one: ``reporting.safety``); none for a result the AI drew no
     conclusion from (the radiologist's). The cited passages are named in the AI note."""

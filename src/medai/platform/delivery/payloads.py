@@ -65,7 +65,6 @@ from medai.platform.records.tables import (
 from medai.platform.worklist import studies, versions
 from medai.services import imaging as imaging_service
 
-SIGNED = ("final", "amended")
 # SOP classes that hold no image (structured reports, key object notes, presentation states,
 # encapsulated documents): not counted among a study's images
 NOT_IMAGES = (

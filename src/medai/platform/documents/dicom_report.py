@@ -50,7 +50,7 @@ from medai.platform.documents.dicom_objects import (
     uid,
     utc_naive,
 )
-from medai.platform.documents.report_words import decision_note, signer_parts
+from medai.platform.documents.report_words import SIGNED, decision_note, signer_parts
 from medai.platform.records.printable import printable
 
 # report section -> (TID 2000 heading, the narrative item's concept) (PS3.16 CID 7001/7002)
@@ -61,7 +61,6 @@ SECTIONS = {
     "impression": ("Impressions", "Impression"),
     "recommendation": ("Recommendations", "Recommendation"),
 }
-SIGNED = ("final", "amended")
 # private concepts of the AI's suggestions in a signed report (declared in the document)
 AI_SUGGESTIONS = (PRIVATE_SCHEME, "AI-SUGGESTIONS", "AI suggestions (not a diagnosis)")
 AI_SUGGESTION = (PRIVATE_SCHEME, "AI-SUGGESTION", "AI suggestion (not a finding)")

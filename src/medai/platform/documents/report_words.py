@@ -22,6 +22,9 @@ LANGUAGES = ("tr", "en")
 # (the API's schema, the editor and the exports read it). "measurements": the radiologist's
 # viewer measurements (``reading.measurements``), sizes against a prior's (issue 68).
 SECTIONS = ("technique", "findings", "measurements", "impression", "recommendation")
+# the statuses of a report a radiologist signed (and may have amended since): one list for the
+# documents, the delivery and the worklist's signed filter
+SIGNED = ("final", "amended")
 
 WORDS: dict[str, dict[str, str]] = {
     "tr": {

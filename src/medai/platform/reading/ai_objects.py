@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from medai.platform.context import Platform
 from medai.platform.delivery import payloads
 from medai.platform.documents.dicom_objects import DicomObjectError, save_bytes
+from medai.platform.documents.report_words import SIGNED
 from medai.platform.reading.catalog_object import CatalogObject
 from medai.platform.reading.series_view import _Lru
 from medai.platform.records.tables import OutboxItem, ReportVersion, Study
@@ -61,7 +62,7 @@ def _signed_version(db: Session, study: Study) -> int | None:
         .order_by(ReportVersion.version.desc())
         .limit(1)
     )
-    return row.version if row is not None and row.status in payloads.SIGNED else None
+    return row.version if row is not None and row.status in SIGNED else None
 
 
 def _stored(p: Platform, ds) -> CatalogObject:

@@ -29,6 +29,7 @@ from medai.platform.access import audit
 from medai.platform.dicom import identity as dicom
 from medai.platform.dicom import identity_conflicts as conflicts
 from medai.platform.dicom.arrival import Arrival
+from medai.platform.documents.report_words import SIGNED
 from medai.platform.records.crypto import cipher
 from medai.platform.records.db import lock_key, utcnow
 from medai.platform.records.tables import (
@@ -63,8 +64,6 @@ STATUSES = (
 # a study a radiologist retracted (``platform.retraction``): off the worklist unless asked for,
 # never analysed, signed or delivered again; its instances, sent again, are held as conflicts
 RETRACTED = "entered_in_error"
-# a study whose report a radiologist signed (and may have amended since)
-SIGNED = ("final", "amended")
 LANGUAGES = ("tr", "en")
 URGENT_PRIORITY = 100
 

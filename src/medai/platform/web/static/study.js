@@ -720,7 +720,7 @@
   }
   function signText(sections, removed = false) {
     const marked = AI_MARKS.some((m) => SECTIONS.some((k) => (sections[k] || "").includes(m)));
-    const removable = SECTIONS.some((k) => MARK.test(sections[k] || ""));
+    const removable = SECTIONS.some((k) => (sections[k] || "").search(MARKS) >= 0);
     return [
       ...(marked ? [el("div", { id: "sign-ai-marks-box", class: "warning" },
         el("p", { id: "sign-ai-marks", role: "note", text: T.sign_ai_marks }),
@@ -733,12 +733,12 @@
   }
   // the mark a draft's own sentences carry ("(YZ önerisi)" closing a finding or the
   // impression); any other AI wording left in the text is the radiologist's to edit by hand
-  const MARK_WORDS = String.raw` ?\((?:YZ önerisi|AI suggestion)\)`;
-  const MARK = new RegExp(MARK_WORDS);
+  // (reporting.consistency.AI_MARK; search and replace ignore a global pattern's lastIndex)
+  const MARKS = new RegExp(String.raw` ?\((?:YZ önerisi|AI suggestion)\)`, "g");
   function removeMarks() {
     for (const k of SECTIONS) {
       const area = form.elements[k];
-      const plain = area.value.replace(new RegExp(MARK_WORDS, "g"), "");
+      const plain = area.value.replace(MARKS, "");
       if (plain !== area.value) { area.value = plain; area.dispatchEvent(new Event("input", { bubbles: true })); }
     }
     $("sign-text").replaceChildren(...signText(onScreen(), true));
