@@ -344,3 +344,39 @@ def test_a_conflict_of_normal_and_a_finding_is_said_above_the_table(lang, settle
     for name in (normal, "COVID-19"):
         m = re.search(rf"{re.escape(name)} %?\d+[.,]\d%? %?\d+[.,]\d%? (.{{0,90}})", text)
         assert m and conflict[:20] in m.group(1), (name, m and m.group(0))
+
+
+@pytest.mark.parametrize("lang", ["tr", "en"])
+def test_the_pdf_leads_with_the_signed_report_and_carries_the_ai_note_once(lang):
+    """Issue 69: the AI table and heatmap filled page 1 and the signed report was on page 2.
+    The signature and the report's sections are now on page 1, the AI appendix after them with
+    the AI note — each of its lines once (those the scope section says are not repeated)."""
+    from pypdf import PdfReader
+
+    from medai.imaging.scope import describe, scope_for
+
+    w = rw.WORDS[lang]
+    film = {"No Finding": 0.05, "COVID-19": 0.94, "Pneumonia": 0.9, "Viral_Pneumonia": 0.8}
+    payload = ai_result("cxr", film, OperatingPolicy(thresholds=CXR_THRESHOLDS))
+    scope = scope_for("cxr", [*film, "Bacterial_Pneumonia"])
+    payload["scope"] = scope.model_dump(mode="json")
+    cannot = describe(scope, "cxr", lang)["cannot_detect"]
+    likelihood = (
+        "YZ önerisi: COVID-19 pnömonisi paterni olasılığı %94,0 — radyolog değerlendirmeli."
+        if lang == "tr"
+        else "AI suggestion: COVID-19 pneumonia pattern, likelihood 94.0% — for the radiologist."
+    )
+    impression = (
+        "Sağ alt zonda konsolidasyon." if lang == "tr" else "Right lower zone consolidation."
+    )
+    sections = {"technique": "PA.", "findings": impression, "impression": impression}
+    signed = [{"label": "COVID-19", "present": True, "source": "confirmed"}]
+    r = report("cxr", lang, sections, [], payload, signed, ai_note=[likelihood, cannot])
+    pdf = report_pdf(study("cxr", lang), r, MODEL, png(), png(1), "COVID-19", zone="UTC")
+    first = " ".join((PdfReader(io.BytesIO(pdf)).pages[0].extract_text() or "").split())
+    assert w["signed_by"] in first and impression in first
+    assert first.index(impression) < first.index(w["ai_appendix"])
+    text, _ = pdf_text(pdf)
+    assert text.index(w["ai_appendix"]) < text.index(w["ai_note"]) < text.index(likelihood)
+    assert text.count(likelihood) == 1
+    assert text.count(cannot) == 1  # said by the scope section, not again in the note

@@ -338,10 +338,17 @@ def _scope(pdf, study: dict[str, Any], report: dict[str, Any], lang: str) -> Non
     pdf.ln(2)
 
 
-def _note(pdf, report: dict[str, Any], w: dict[str, str]) -> None:
+def _note(pdf, study: dict[str, Any], report: dict[str, Any], lang: str) -> None:
     """The AI note of the draft the report was made from (``versions.ai_note``): the AI's
-    account of itself, disclosed beside the report, never part of its text."""
-    lines = [str(line).strip() for line in report.get("ai_note") or [] if str(line).strip()]
+    account of itself, disclosed beside the report, never part of its text; its lines the
+    scope section (or the findings table's flag) already printed are not printed twice."""
+    said = {str(v).strip() for v in (rw.scope(report, study, lang) or {}).values()}
+    w = rw.words(lang)
+    lines = [
+        str(line).strip()
+        for line in report.get("ai_note") or []
+        if str(line).strip() and str(line).strip() not in said
+    ]
     if not lines:
         return
     _heading(pdf, w["ai_note"], keep_with=9)
@@ -610,7 +617,7 @@ def report_pdf(
     _images(pdf, w, image_png, heatmap_png, caption, withheld)
     _findings(pdf, study, report, w, lang)
     _scope(pdf, study, report, lang)
-    _note(pdf, report, w)
+    _note(pdf, study, report, lang)
     sources = _sources(report, study, lang)
     if sources:
         _heading(pdf, w["sources"], keep_with=4.5 * min(2, len(sources)))
