@@ -138,3 +138,48 @@ def test_the_worklist_reads_an_urgent_ai_finding_first_then_a_red_flag_each_said
     page.locator("#f-red-flag").uncheck()
     wait_rows(page, ranked)
     ctx.close()
+
+
+@pytest.mark.parametrize(
+    "viewport, lang", [(PHONE, "tr"), (DESKTOP, "en")], ids=["360-tr", "1280-en"]
+)
+def test_a_glioma_on_the_signed_prior_is_known_and_the_default_list_holds_no_signed_study(
+    server, studies, browser, shots, viewport, lang
+):
+    """Issue 69: row 1 of the reading day was a glioma already reported on a signed prior,
+    above a new request with a red flag. The same patient's new glioma now says "bilinen" /
+    "known" and lists after the red flag; the signed prior is not in the default list, and the
+    "signed" filter shows it."""
+    from medai.core.task_registry import get as get_task
+
+    ctx, page = login_page(browser, server, viewport, lang=lang)
+    ref = f"P-BILINEN-{viewport['width']}"
+    prior = upload(page, 4, task="mri", patient_ref=ref)
+    r = page.request.post(
+        f"/api/v1/studies/{prior}/report/sign",
+        headers={**csrf(page), "Content-Type": "application/json"},
+        data=json.dumps({"version": 1, "labels": {"Glioma": True}}),
+    )
+    assert r.status == 200, r.text()
+    today = upload(page, 5, task="mri", patient_ref=ref)
+    page.goto(f"/worklist?lang={lang}")
+    row = page.locator(f"#worklist tbody tr[data-id='{today}']")
+    row.wait_for()
+    words = json.loads((SRC / "platform/web/messages.json").read_text(encoding="utf-8"))[lang]
+    name = get_task("mri").label_name("Glioma", lang)
+    assert row.locator(".reason-known").inner_text() == words["reason_known"].format(finding=name)
+    assert row.get_attribute("data-rank") == "rest" and row.locator(".reason-image").count() == 0
+    order = rows(page)
+    assert prior not in order  # signed: not in the list to read
+    assert order.index(studies["flagged_film"]) < order.index(today)
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= viewport["width"]
+    page.screenshot(
+        path=str(shots / f"worklist-known-{viewport['width']}-{lang}.png"), full_page=True
+    )
+    page.locator("#f-status").select_option("signed")
+    for _ in range(100):
+        if rows(page) and prior in rows(page):
+            break
+        time.sleep(0.1)
+    assert prior in rows(page) and today not in rows(page)
+    ctx.close()
