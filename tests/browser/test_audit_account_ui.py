@@ -66,6 +66,8 @@ def test_a_radiologist_sets_the_name_reports_sign_with(server, browser, shots):
         page.reload()
         assert page.get_by_label("Unvan").input_value() == "Uzm. Dr."
         assert page.locator("#account-signs-as").inner_text() == "Uzm. Dr. Ayşe Nur Yılmaz"
+        # the header names the person as their signature does (issue 69: "dr.ayse (Radyolog)")
+        assert page.locator("header a.who").inner_text() == "Uzm. Dr. Ayşe Nur Yılmaz (Radyolog)"
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=str(shots / f"account-tr-{width}.png"), full_page=True)
         if width == 360:  # a wrong value says what is valid, in Turkish
