@@ -89,6 +89,11 @@ def test_the_text_suggests_and_the_sign_dialog_lists_exactly_what_the_radiologis
         row = card.locator(f"tr[data-label='{label}']")
         assert row.get_attribute("data-source") == "undecided"
         assert row.locator(".label-choose button").count() == 2
+        # the hint says the words of its buttons (issue 69: "Var ya da Yok seçin" stood under
+        # Geçerli / Geçerli değil)
+        buttons = row.locator(".label-choose button").all_inner_texts()
+        hint = row.locator(".basis").inner_text()
+        assert all(word in hint for word in buttons), (hint, buttons)
     for label in FOLLOWERS:  # no question: settled by the answer about COVID-19
         row = card.locator(f"tr[data-label='{label}']")
         assert row.get_attribute("data-source") == "undecided"

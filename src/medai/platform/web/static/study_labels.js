@@ -27,7 +27,10 @@
 
   const sections = () => Object.fromEntries([...document.querySelectorAll("#report-form textarea")]
     .map((t) => [t.name, t.value || ""]));
-  const sourceWord = (e) => T["labels_source_" + e.source] || "";
+  // the hint says the words of the buttons beside it: Var / Yok, or Geçerli / Geçerli değil for a
+  // label whose name is a negative ("Bulgu yok")
+  const sourceWord = (e) => (e.source === "undecided" && M.isNegativeLabel && M.isNegativeLabel(task, e.label)
+    ? T.labels_source_undecided_normal : T["labels_source_" + e.source]) || "";
   const names = (list) => list.map((e) => labelName(task, e.label));
   // Var / Yok, or for a label whose name is a negative ("Bulgu yok") Geçerli / Geçerli değil
   const yesNo = (label, v) => (M.isNegativeLabel && M.isNegativeLabel(task, label))
@@ -54,7 +57,7 @@
     // sub-finding waits for that one's answer and is not asked
     const follows = e.present === null && !e.needs_decision && e.follows
       ? el("span", { class: "label-follows", text: fill(T.labels_follows, { label: labelName(task, e.follows) }) }) : null;
-    const choose = e.needs_decision ? el("span", { class: "label-choose", role: "group", "aria-label": `${name}: ${T.labels_source_undecided}` },
+    const choose = e.needs_decision ? el("span", { class: "label-choose", role: "group", "aria-label": `${name}: ${sourceWord({ ...e, source: "undecided" })}` },
       ...[[true, yesNo(e.label, true)], [false, yesNo(e.label, false)]].map(([v, w]) => {
         const b = el("button", { type: "button", class: "label-toggle", "data-choice": String(v), "aria-label": `${T.labels_verdict}: ${name} — ${w}`, text: w });
         b.addEventListener("click", () => { choices[e.label] = v; suggest(); });
