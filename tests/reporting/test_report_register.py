@@ -108,3 +108,44 @@ def test_the_meta_scan_finds_what_the_reading_day_had_to_delete():
     ):
         assert meta_in(said), said
     assert meta_in("Gliom izlenmektedir. Gliom (YZ önerisi).") == []
+
+
+def test_the_clinical_question_opens_the_technique_and_is_never_read_as_a_finding():
+    """Issue 69: every study sent over DICOM read "Klinik soru: Belirtilmemiş". The order's
+    question now opens the draft's technique as its clinical information line, in the
+    clinician's words; "pnömotoraks?" there is a question, never a stated finding."""
+    from medai.imaging.decision import OperatingPolicy as Policy
+    from medai.platform.lifecycle.labels import TEXT_SECTIONS
+    from medai.reporting.findings import stated_labels
+
+    cxr = next(t for t in TASKS if t.name == "cxr")
+    probs = dict.fromkeys(cxr.labels, 0.01) | {cxr.normal: 0.95}
+    decision = decide(cxr, probs, Policy(thresholds=dict.fromkeys(cxr.labels, 0.5)))
+    findings = [Finding(r.label, r.positive, r.probability, r.threshold) for r in decision.labels]
+
+    def technique(question, lang="tr"):
+        out = draft_report(
+            findings,
+            None,
+            task="cxr",
+            lang=lang,
+            decision=decision,
+            question=question,
+            image={"view_position": "PA"},
+        )
+        return out["sections"]
+
+    s = technique("Nefes darlığı,\n  sağ yan ağrısı;  pnömotoraks?")
+    assert s["technique"] == (
+        "Klinik bilgi: Nefes darlığı, sağ yan ağrısı; pnömotoraks? PA akciğer grafisi."
+    )
+    said = " ".join(s[k] for k in TEXT_SECTIONS)  # what a signature's labels are read from
+    assert "Pneumothorax" not in stated_labels(said)
+    assert technique("Öksürük", "en")["technique"] == (
+        "Clinical information: Öksürük. PA chest radiograph."
+    )
+    assert technique(None)["technique"] == "PA akciğer grafisi."
+    assert technique("   ")["technique"] == "PA akciğer grafisi."
+    long = technique("ateş " * 200)["technique"]
+    assert long.startswith("Klinik bilgi: ateş ateş") and "…" in long
+    assert len(long) <= 300 + len("Klinik bilgi: ") + len(" PA akciğer grafisi.")

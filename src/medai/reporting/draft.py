@@ -66,6 +66,7 @@ from medai.reporting.templates import (
     impression,
     recommendation,
     template_sections,
+    with_question,
 )
 
 STATUS_LABEL = {
@@ -170,7 +171,7 @@ def draft_report(
         sections = template_sections(ctx)
         cited = sorted(cited_sources(ctx, numbers).values())  # named in the AI note
     compared = comparison_sentence(prior, ctx.decision, task, lang)
-    sections = with_comparison(sections, compared)
+    sections = with_question(with_comparison(sections, compared), question, lang)
     note = ai_note(ctx, {ctx.hits[n - 1].chunk.id: n for n in cited})
     citations = [
         {

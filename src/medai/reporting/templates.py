@@ -57,6 +57,9 @@ SERIES_READ = (
     "YZ modeli serinin {total} kesitinden {read} kesitini değerlendirdi.",
 )
 MODEL_NOTE = ("AI model: {model}.", "YZ modeli: {model}.")
+# the order's clinical question, as a report opens with it (the clinician's own words)
+CLINICAL = ("Clinical information: {question}", "Klinik bilgi: {question}")
+CLINICAL_CHARS = 300  # a longer question is cut (the whole one stays on the study and the PDF)
 # the findings' sentence of a small lesion (where; why the AI did not decide is the note's)
 SMALL_LESION_FINDING = (
     "Appearance suggesting {label} on {where} (AI suggestion).",
@@ -168,6 +171,26 @@ def state_sentence(ctx: DraftContext) -> str:
 
 def _sentence(name: str, tr: bool) -> str:
     return f"{name[0].upper()}{name[1:]} izlenmektedir." if tr else f"{name[0].upper()}{name[1:]}."
+
+
+def with_question(sections: dict[str, str], question: str | None, lang: str) -> dict[str, str]:
+    """The technique opened by the clinical information line (issue 69: "Klinik soru:
+    Belirtilmemiş" on every study sent over DICOM): the order's question, in the clinician's
+    own words, whitespace folded, cut at ``CLINICAL_CHARS``; nothing without a question. It is
+    in the technique, which the label readers of a signature never read as findings
+    ("pnömotoraks?" is a question, not a finding)."""
+    said = " ".join((question or "").split())
+    if not said:
+        return sections
+    if len(said) > CLINICAL_CHARS:
+        said = said[: CLINICAL_CHARS - 1].rstrip() + "…"
+    if said[-1] not in ".?!…":
+        said += "."
+    line = CLINICAL[1 if lang == "tr" else 0].format(question=said)
+    technique = sections.get("technique", "").strip()
+    if line in technique:
+        return sections
+    return {**sections, "technique": f"{line} {technique}".strip()}
 
 
 def _upper(text: str) -> str:

@@ -102,8 +102,11 @@ def test_a_dicom_study_states_its_order_question_and_is_ranked_by_it(
         flagged = client.get("/api/v1/studies", headers=rad, params={"red_flag": True}).json()
         assert [s["id"] for s in flagged["items"]] == [acute["id"]]
 
-        # drafted with it (the drafter's prompt and retrieval read it), and the PDF prints it
+        # drafted with it (the drafter's prompt and retrieval read it), the draft's technique
+        # opens with its clinical information line (issue 69), and the PDF prints it
         assert analyse_study(app.state.platform, acute["id"]) == "ai_drafted"
+        report = client.get(f"/api/v1/studies/{acute['id']}/report", headers=rad).json()
+        assert report["sections"]["technique"].startswith(f"Klinik bilgi: {ACUTE}")
         if shutil.which("pdftotext") is None:
             pytest.skip("poppler-utils' pdftotext is not installed")
         pdf = client.get(f"/api/v1/studies/{acute['id']}/report/pdf", headers=rad)
