@@ -226,7 +226,11 @@ def test_signing_opens_the_next_unread_study_then_the_worklist(server, browser):
     flash.filter(has_text=f"Tetkik {c} imzalandı").wait_for()
     assert "okunmamış (imzalanmamış) tetkik kalmadı" in flash.inner_text()
 
-    # on the worklist, J moves to the first study's link, Enter opens it
+    # a radiologist's default list is what is left to read: none now (issue 69); all of them
+    # under "Tümü", where J moves to the first study's link
+    page.locator("#f-status").wait_for()
+    assert page.locator("#f-status").input_value() == "unsigned"
+    page.locator("#f-status").select_option("")
     page.locator("#worklist tbody tr").first.wait_for()
     page.locator("h1").click()
     page.keyboard.press("j")

@@ -17,6 +17,7 @@ from medai.core.task_registry import all_tasks
 from medai.core.task_registry import get as get_task
 from medai.imaging.labels import space
 from medai.imaging.scope import describe
+from medai.reporting.consistency import AI_MARK as MARK
 from medai.reporting.draft_input import DraftContext
 from medai.reporting.phrases import phrase
 from medai.reporting.series_words import series_sentences, slices_where, small_lesion_sentence
@@ -218,11 +219,16 @@ def normal_sentence(ctx: DraftContext, what: str = "normal") -> str:
     generic = NORMAL_OTHER if what == "normal" else NORMAL_IMPRESSION_OTHER
     template = get_task(ctx.task).draft.get(what, ctx.lang) or generic[i]
     looked = _absent(ctx)
-    listed = _join(looked, "ve" if ctx.lang == "tr" else "or") if looked else ""
-    if not listed:  # nothing named: the generic words of "what the model looks for"
-        listed = "YZ modelinin aradığı bulgular" if i else "finding the AI model looks for"
-    text = template.replace("{findings}", listed)
-    return _upper(text)
+    if i or len(looked) <= 3:  # Turkish: one predicate over the list ("…, … ve … izlenmedi")
+        return _upper(template.replace("{findings}", _join(looked, "ve" if i else "or")))
+    # English: short lists, as reports write them and as a negation's reach reads them ("No
+    # a, b or c. No d, e or f (AI suggestion).": the mark once, on the last)
+    chunks = [looked[k : k + 3] for k in range(0, len(looked), 3)]
+    plain = MARK.sub("", template)
+    return " ".join(
+        _upper((template if n == len(chunks) - 1 else plain).replace("{findings}", _join(chunk)))
+        for n, chunk in enumerate(chunks)
+    )
 
 
 def scope_lines(ctx: DraftContext) -> tuple[str, str]:
