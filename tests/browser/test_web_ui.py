@@ -117,6 +117,47 @@ def test_each_role_signs_in_to_its_home_page(server, browser, username, home):
     ctx.close()
 
 
+def test_a_request_answered_401_after_sign_out_leaves_the_browser_on_the_login_page(
+    server, browser
+):
+    """CI saw a request of the admin page come back 401 after sign-out had ended the session,
+    while sign-out's own navigation to "/login" was still loading, and send the browser to
+    "/login?next=/admin" over it. Here the request and that navigation are both held, so the
+    order CI met is the order every run meets: the session ends, "/login" is pending, then the
+    late 401 arrives. It must not move the browser again."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    base, _ = server
+    ctx, page, _ = new_page(browser, base)
+    sign_in(page, "admin")
+    late, login = [], []
+    page.route("**/api/v1/studies?held=1", lambda route: late.append(route))
+    page.evaluate(
+        "window.medai.api('/api/v1/studies?held=1').then(() => { window.lateDone = true; }); 0"
+    )
+    while not late:  # route handlers run while Playwright waits
+        page.wait_for_timeout(20)
+    page.route(
+        "**/login", lambda route: login.append(route)
+    )  # the bare path only: "/login?next=…" is not held
+    page.get_by_role("button", name="Çıkış").click()
+    while not login:
+        page.wait_for_timeout(20)
+    late[0].continue_()  # sent with the ended session's cookie: 401
+    try:
+        page.wait_for_function("window.lateDone === true", timeout=10_000)
+    except PlaywrightError:
+        pass  # the page navigated away on the 401: the assertion below names it
+    try:
+        login[0].continue_()
+    except PlaywrightError:
+        pass  # the late 401 cancelled sign-out's navigation
+    page.wait_for_url(re.compile(r"/login"))
+    page.wait_for_load_state()
+    assert urlparse(page.url).path == "/login" and not urlparse(page.url).query, page.url
+    ctx.close()
+
+
 def test_kiosk_triage_shows_the_urgent_banner_on_a_phone(server, browser, shots):
     base, _ = server
     ctx, page, watch = new_page(browser, base, viewport=PHONE)

@@ -16,6 +16,11 @@
     return hit ? decodeURIComponent(hit.slice(name.length + 1)) : null;
   }
 
+  // set once sign-out begins: a request still in flight (a page's poll, a list loading) that
+  // comes back 401 after the session ended must not send the browser to
+  // "/login?next=<this page>" over sign-out's own "/login" (CI saw the admin page race it)
+  let signingOut = false;
+
   async function api(path, options = {}) {
     const opts = { credentials: "same-origin", ...options, headers: { ...(options.headers || {}) } };
     const method = (opts.method || "GET").toUpperCase();
@@ -32,7 +37,7 @@
     let data = null;
     const type = r.headers.get("content-type") || "";
     if (type.includes("json")) data = await r.json();
-    if (r.status === 401 && document.body.dataset.page !== "login" && document.body.dataset.role) {
+    if (r.status === 401 && !signingOut && document.body.dataset.page !== "login" && document.body.dataset.role) {
       window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
     }
     return { ok: r.ok, status: r.status, data, headers: r.headers };
@@ -155,6 +160,7 @@
   if (signout) {
     signout.addEventListener("click", async () => {
       if (!mayLeave()) return;
+      signingOut = true;
       await api("/api/v1/auth/logout", { method: "POST" });
       window.location.assign("/login");
     });
