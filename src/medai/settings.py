@@ -44,6 +44,23 @@ def check_allow_list(titles: list[str] | tuple[str, ...]) -> list[str]:
     return out
 
 
+def check_hl7_senders(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Senders an HL7 listener takes: ``APP`` or ``APP^FACILITY`` (MSH-3, MSH-4), or ``*``
+    alone (any sender). Empty stays empty: every message is then refused, the log says why."""
+    out = []
+    for raw in names:
+        name = str(raw).strip()
+        if not name or len(name) > 96 or any(c in name for c in "|~\\&\r\n"):
+            raise ValueError(
+                "an HL7 sender is APP or APP^FACILITY (MSH-3, MSH-4; at most 96 characters, "
+                f"none of the separators | ~ \\ &), or '*' alone: got {name[:40]!r}"
+            )
+        out.append(name)
+    if ANY_CALLER in out and len(out) > 1:
+        raise ValueError("the HL7 sender '*' (any sender) stands alone: list the senders, or '*'")
+    return out
+
+
 def optional_http_url(value: str | None) -> str | None:
     """An http(s) URL setting: checked when given, an empty value is no URL."""
     if value:
@@ -501,6 +518,36 @@ class DicomSettings(SettingsGroup):
         return optional_http_url(value)
 
 
+class Hl7Settings(SettingsGroup):
+    """Orders in: the HL7 v2 listener (ORM^O01, OMI^O23 over MLLP; docs/integration.md)."""
+
+    hl7_host: str = Field(default="127.0.0.1", description="bind address of `medai hl7 listen`")
+    hl7_port: int = Field(
+        default=2575, ge=1, le=65535, description="port of the HL7 order listener (MLLP)"
+    )
+    hl7_allow: list[str] = Field(
+        default_factory=list,
+        description="senders whose orders are taken (JSON list): an application (MSH-3), or "
+        'an application and facility (MSH-3^MSH-4), e.g. ["RIS", "HIS^HASTANE"]; empty (a '
+        "fresh install): none, every message is answered AR and the log says why; "
+        '["*"]: any sender that can reach the port (a test bench, never a hospital network)',
+    )
+    hl7_max_connections: int = Field(
+        default=8, ge=1, le=256, description="MLLP connections open at once; one more is closed"
+    )
+    hl7_idle_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="an MLLP connection that sends nothing for this long is closed",
+    )
+
+    @field_validator("hl7_allow")
+    @classmethod
+    def _senders(cls, value: list[str]) -> list[str]:
+        return check_hl7_senders(value)
+
+
 class OutboxSettings(SettingsGroup):
     """Results out: where AI results and signed reports are sent (docs/integration.md)."""
 
@@ -757,6 +804,7 @@ class Settings(BaseModel):
     auth: AuthSettings = Field(default_factory=AuthSettings, title="Sign-in")
     kiosk: KioskSettings = Field(default_factory=KioskSettings, title="Triage kiosk")
     dicom: DicomSettings = Field(default_factory=DicomSettings, title="DICOM node")
+    hl7: Hl7Settings = Field(default_factory=Hl7Settings, title="HL7 orders in")
     outbox: OutboxSettings = Field(default_factory=OutboxSettings, title="Outbox and destinations")
     monitor: MonitorSettings = Field(default_factory=MonitorSettings, title="Monitoring")
     general: GeneralSettings = Field(

@@ -91,6 +91,9 @@ COMMANDS: dict[str, Entry] = {
     "dicom": Entry(
         "medai.cli.dicom:dicom_app", "Receive studies from modalities and the PACS over DICOM."
     ),
+    "hl7": Entry(
+        "medai.cli.hl7:hl7_app", "Receive imaging orders from the RIS/HIS over HL7 v2 (MLLP)."
+    ),
 }
 
 

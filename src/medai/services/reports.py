@@ -16,6 +16,7 @@ from medai.reporting.findings import states_normal as normal
 from medai.reporting.llm import LLMConfig, LLMError
 from medai.reporting.results import DraftResult
 from medai.reporting.series_words import series_sentences, small_lesion_sentence
+from medai.reporting.templates import with_question
 from medai.settings import LlmSettings, get_settings
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "show_date",
     "stated_labels",
     "states_normal",
+    "with_question",
 ]
 
 _DRAFTERS: dict[str | None, Drafter] = {}

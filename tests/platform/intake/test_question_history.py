@@ -34,6 +34,6 @@ def test_a_history_in_the_question_does_not_rank_the_study_urgent(
         assert [s["id"] for s in flagged["items"]] == [acute["id"]]
         page = client.get("/api/v1/studies", headers=rad).json()["items"]
         by_id = {s["id"]: s["reading"] for s in page}
-        assert by_id[history["id"]]["request"] == {"red_flag": False, "rules": []}
+        assert by_id[history["id"]]["request"] == {"red_flag": False, "rules": [], "stat": False}
         assert by_id[history["id"]]["rank"] != "red_flag"
         assert by_id[acute["id"]]["request"]["red_flag"] is True

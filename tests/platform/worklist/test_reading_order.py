@@ -280,6 +280,7 @@ def test_each_reason_is_said_apart(ward):
         "rules": [
             {"id": "stroke", "name_tr": "İnme (felç) belirtileri", "name_en": "Stroke signs"}
         ],
+        "stat": False,
     }
     dyspnoea = items[ids["dyspnoea_normal"]]["reading"]
     assert dyspnoea["rank"] == "red_flag" and dyspnoea["ai"]["state"] == "normal"
@@ -367,7 +368,7 @@ def test_the_upload_names_the_rule_and_the_analysis_the_urgent_finding(
         # every film of this model has a pneumothorax: both are urgent AI findings, the
         # question's red flag is said beside it, apart
         assert by_id[calm["id"]]["rank"] == "ai_urgent"
-        assert by_id[calm["id"]]["request"] == {"red_flag": False, "rules": []}
+        assert by_id[calm["id"]]["request"] == {"red_flag": False, "rules": [], "stat": False}
         assert by_id[flagged_study["id"]]["ai"]["urgent"][0]["label"] == "Pneumothorax"
         assert by_id[flagged_study["id"]]["request"]["rules"][0]["id"] == "stroke"
         urgent = client.get("/api/v1/studies", headers=rad, params={"ai": "urgent"}).json()

@@ -57,6 +57,9 @@ ACTIONS = (
     "profile",
     # a radiologist's viewer measurements filed (``reading.measurements``): count=, sr=
     "measure",
+    # an HL7 order received (target "order": control=, message=, question=, priority=) or
+    # applied to its study (target "study": order=, state=; ``intake.orders``)
+    "order",
 )
 # targets named by a study's own id: the study or one of its parts (the event's ``study_id``)
 STUDY_TARGETS = frozenset(

@@ -231,12 +231,13 @@ class DicomOut(BaseModel):
 
 
 class UrgentReason(BaseModel):
-    code: Literal["question_red_flag", "ai_finding", "ai_possible_finding", "ai_known_finding"] = (
-        Field(
-            description="the clinical question raised a red flag; the AI found an urgent label; "
-            "the AI could not rule one out (an undecided candidate); the urgent label is known: "
-            "the patient's signed prior holds it present (it does not rank the study first)"
-        )
+    code: Literal[
+        "question_red_flag", "ai_finding", "ai_possible_finding", "ai_known_finding", "order_stat"
+    ] = Field(
+        description="the clinical question raised a red flag; the AI found an urgent label; "
+        "the AI could not rule one out (an undecided candidate); the urgent label is known: "
+        "the patient's signed prior holds it present (it does not rank the study first); the "
+        "HL7 order came marked STAT"
     )
     label: str | None = Field(None, description="the urgent label (AI reasons)")
     rule: str | None = Field(
@@ -305,6 +306,21 @@ class ReadingRequest(BaseModel):
     rules: list[RedFlagRule] = Field(
         default_factory=list, description="the red-flag rules that fired (may be unknown)"
     )
+    stat: bool = Field(False, description="the HL7 order came marked STAT: ranked with a red flag")
+
+
+class OrderOut(BaseModel):
+    """The HL7 order applied to the study (``intake.orders``)."""
+
+    accession: str
+    priority: Literal["S", "A", "R", "P", "C", "T"] | None = Field(
+        description="HL7 table 0027: S stat, A asap, R routine, P pre-op, C callback, T timing "
+        "critical; null when the order gave none"
+    )
+    ordering_physician: str | None = Field(description="ORC-12 (or OBR-16), as a name")
+    sender: str = Field(description="MSH-3^MSH-4 of the message that carried it")
+    message_type: str
+    received_at: str
 
 
 class Reading(BaseModel):
@@ -434,6 +450,12 @@ class StudyOut(BaseModel):
     )
     reading: Reading | None = Field(
         None, description="worklist rows: the reading order's reasons (AI and request)"
+    )
+    order: OrderOut | None = Field(
+        None,
+        description="the HL7 order (ORM^O01 / OMI^O23) matched to the study by accession: "
+        "its priority, ordering physician and sender (the study page; null in lists and "
+        "without one)",
     )
 
 

@@ -23,6 +23,7 @@ from medai.platform.context import Platform
 from medai.platform.dicom import identity as dicom
 from medai.platform.dicom.arrival import Arrival
 from medai.platform.dicom.dicom_values import InvalidUID
+from medai.platform.intake import orders
 from medai.platform.intake.question import flags_of
 from medai.platform.intake.routing import route
 from medai.platform.records.tables import User
@@ -132,6 +133,8 @@ def store(
         raise
     if got.conflict is not None:  # recorded (committed): the sender is told it failed
         raise Quarantined(got.conflict[0], got.study_id, got.conflict[1], got.conflict[2])
+    if got.outcome == "new":  # an order that came first (HL7, ``orders``) finds its study
+        orders.match_study(p, got.study_id)
     if got.outcome == "duplicate" and not existed:
         # the same instance in other bytes (another transfer syntax): the stored copy is kept,
         # these bytes are not

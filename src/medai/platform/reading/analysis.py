@@ -23,7 +23,7 @@ from medai.platform.worklist import patient_context, reading_order, studies, stu
 from medai.platform.worklist.studies import latest_result, save_result, set_status, stored_result
 from medai.services import imaging as imaging_service
 from medai.services import series_reading
-from medai.services.reports import shared_drafter
+from medai.services.reports import shared_drafter, with_question
 
 log = logging.getLogger("medai.platform.jobs.jobs")
 WORKER = Actor(name="medai-worker")
@@ -165,9 +165,14 @@ def _drafted(
         if study.status == studies.RETRACTED:  # retracted meanwhile: no draft, nothing sent
             return study.status
         d = draft_row.payload
+        # a question that came while the draft was being made (an HL7 order matched meanwhile:
+        # ``intake.orders``) opens it all the same; one that comes after finds the draft
+        sections = d["sections"]
+        if study.clinical_question and study.clinical_question != question:
+            sections = with_question(sections, study.clinical_question, study.language)
         if reopened:
             made, why = review.ai_redraft(
-                db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
+                db, study, sections, d["citations"], d["findings_used"], draft_row.id
             )
             # the reading is history either way; a signer is told (the study page compares
             # the newest reading with the one the report was made from), never overruled
@@ -184,7 +189,7 @@ def _drafted(
         else:  # version 1; or in place of the AI's own draft withdrawn when the study was
             # re-analysed as another type (``review.withdraw_ai_draft``); a person's kept
             made, _why = review.ai_redraft(
-                db, study, d["sections"], d["citations"], d["findings_used"], draft_row.id
+                db, study, sections, d["citations"], d["findings_used"], draft_row.id
             )
         for label, state in urgent:
             studies.add_urgency(

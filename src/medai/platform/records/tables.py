@@ -123,6 +123,8 @@ class Study(Base):
     ai_state: Mapped[str | None] = mapped_column(String(16))  # reading_order.AI_STATES
     ai_urgent: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     red_flag: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # its HL7 order came marked STAT (``reading_order.ORDER_STAT``; migration 0029)
+    order_stat: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     out_of_scope: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     # a refusal or failure, short: what the image shows and where it came from, sealed
     # (migration 0027)
@@ -502,3 +504,32 @@ class Measurement(Base):
     spacing: Mapped[str | None] = mapped_column(String(24))
     superseded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
+class ImagingOrder(Base):
+    """An imaging order the hospital's RIS/HIS sent over HL7 v2 (ORM^O01 / OMI^O23,
+    ``intake.orders``): matched to its study by accession number, whichever comes first. The
+    clinical question, priority, ordering physician and patient ID are patient data: sealed.
+    One row per accession; a later message of the same order (a change, a cancel) updates it.
+
+    ``state``: ``waiting`` (no study of that accession yet), ``matched`` (applied to
+    ``study_id``), ``patient_mismatch`` (a study of that accession names another patient:
+    nothing applied, the log says so) or ``cancelled`` (the order was cancelled before its
+    study came)."""
+
+    __tablename__ = "imaging_orders"
+    __table_args__ = (Index("ux_imaging_orders_accession", "accession", unique=True),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    accession: Mapped[str] = mapped_column(String(16), nullable=False)
+    patient_key: Mapped[str | None] = mapped_column(SealedText)  # PID-3's first identifier
+    question: Mapped[str | None] = mapped_column(SealedText)
+    priority: Mapped[str | None] = mapped_column(SealedText)  # HL7 table 0027: S, A, R, P, C, T
+    ordering_physician: Mapped[str | None] = mapped_column(SealedText)  # XCN as sent
+    order_control: Mapped[str] = mapped_column(String(2), nullable=False)  # ORC-1: NW, XO, CA…
+    message_type: Mapped[str] = mapped_column(String(16), nullable=False)  # ORM^O01, OMI^O23
+    control_id: Mapped[str] = mapped_column(String(64), nullable=False)  # MSH-10 of the latest
+    sender: Mapped[str] = mapped_column(String(96), nullable=False)  # MSH-3^MSH-4
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)

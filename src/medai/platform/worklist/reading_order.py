@@ -14,7 +14,8 @@ A study is read in this order (``rank``), done by the database so that paging is
    finding the prior did not have, or one a signer decided absent, is new and ranks first.
    (Growth is told by sizes, which only the radiologist's measurements give, after reading.)
 2. ``red_flag``: the clinical question raised a red flag (triage's red-flag rules, the rule
-   named: ``question_flags``) and the study is not signed. A separate reason, never the whole
+   named: ``question_flags``), or the HL7 order came marked STAT (``ORDER_STAT``, the
+   ``order_stat`` column), and the study is not signed. A separate reason, never the whole
    ranking: "nefes darlığı" on a chest film's request is a red flag of the request, not a
    finding on the film.
 3. ``rest``: everything else.
@@ -65,6 +66,8 @@ AI_FILTERS = ("urgent", "undecided", "conflict", "out_of_scope", "none")
 RANKS = ("ai_urgent", "red_flag", "rest")
 SIGNED = ("final", "amended", "entered_in_error")  # read: no longer ranked by urgency
 RED_FLAG = "question_red_flag"
+# the order came marked STAT (HL7 table 0027 "S", ``intake.orders``): ranked with a red flag
+ORDER_STAT = "order_stat"
 # an urgent finding already present on the patient's signed prior (kept, sealed, in
 # ``studies.urgent_because`` beside the AI's urgency reasons)
 KNOWN = "ai_known_finding"
@@ -181,6 +184,7 @@ def refresh(db: Session, study: Study) -> None:
     if reasons != list(study.urgent_because or []):
         study.urgent_because = reasons or None
     study.red_flag = any(r.get("code") == RED_FLAG for r in study.urgent_because or [])
+    study.order_stat = any(r.get("code") == ORDER_STAT for r in study.urgent_because or [])
 
 
 def _is_known(reason: Any) -> bool:
@@ -211,7 +215,7 @@ def rank():
     """0: an urgent AI finding, 1: a red flag in the question, 2: the rest (see the module)."""
     return case(
         (and_(Study.ai_urgent.is_(True), _to_read), 0),
-        (and_(Study.red_flag.is_(True), _to_read), 1),
+        (and_(or_(Study.red_flag.is_(True), Study.order_stat.is_(True)), _to_read), 1),
         else_=2,
     )
 
@@ -280,10 +284,13 @@ def summary(
     known = {r.get("label") for r in study.urgent_because or [] if _is_known(r)}
     new = [lab for lab, _state in urgent if lab not in known]
     red_flag = bool(reasons)
+    stat = any(
+        isinstance(r, dict) and r.get("code") == ORDER_STAT for r in study.urgent_because or []
+    )
     return {
         "rank": "ai_urgent"
         if new and to_read
-        else ("red_flag" if red_flag and to_read else "rest"),
+        else ("red_flag" if (red_flag or stat) and to_read else "rest"),
         # urgent findings the signed prior already holds: "bilinen" (known), ranked in rest
         "known": [lab for lab, _state in urgent if lab in known],
         "ai": {
@@ -304,7 +311,7 @@ def summary(
             "out_of_scope_reason": (oos or {}).get("reason"),
             "refusal": (payload or {}).get("reason_code") if state == "refused" else None,
         },
-        "request": {"red_flag": red_flag, "rules": rules},
+        "request": {"red_flag": red_flag, "rules": rules, "stat": stat},
     }
 
 

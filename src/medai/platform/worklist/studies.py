@@ -44,7 +44,7 @@ from medai.platform.records.tables import (
     StudyRetraction,
     User,
 )
-from medai.platform.worklist import patient_context, reading_order
+from medai.platform.worklist import patient_context, reading_order, study_order
 from medai.services.imaging import decision_of
 
 # no_model: a DICOM study no task's routing rule claims (stored, never analysed; reported by
@@ -246,7 +246,7 @@ def defer_analysis(
 
 # why a study is urgent: its clinical question raised a red flag (triage's rules and model), or
 # the AI found an urgent label of the task present or could not rule it out (a candidate)
-URGENT_REASONS = ("question_red_flag", "ai_finding", "ai_possible_finding")
+URGENT_REASONS = ("question_red_flag", "ai_finding", "ai_possible_finding", "order_stat")
 
 
 def add_urgency(study: Study, code: str, label: str | None = None) -> None:
@@ -787,6 +787,7 @@ def as_dict(
             | {"heatmap_label": row.heatmap_label, "has_heatmap": row.heatmap_sha256 is not None}
         )
         out["reread"] = reread_since_report(db, study.id)
+        out["order"] = study_order.of_study(db, study.id)  # an HL7 order applied (intake)
     if with_priors:
         out["priors"] = patient_context.prior_list(db, study)
     return out

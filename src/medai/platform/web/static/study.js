@@ -311,6 +311,7 @@
       const rules = [...new Set(flags.map((r) => (M.LANG === "en" ? r.name_en : r.name_tr) || "").filter(Boolean))];
       reasons.push(T.urgent_reason_question + (rules.length ? ` (${rules.join(", ")})` : ""));
     }
+    if (because.some((r) => r.code === "order_stat")) reasons.push(T.urgent_reason_stat);
     for (const [code, key] of [["ai_finding", "urgent_reason_finding"], ["ai_possible_finding", "urgent_reason_possible"]]) {
       const labels = because.filter((r) => r.code === code && r.label).map((r) => r.label);
       if (!labels.length) continue;
@@ -327,7 +328,7 @@
       ? (d.patient_name || d.patient_id ? fill(T.study_patient_ref, { ref: s.patient_ref }) : s.patient_ref) : ""]
       .filter(Boolean).flatMap((x, k) => [k ? " · " : "", el("span", { class: k ? "id" : null, text: x })]);
     const rows = [["patient", person], ["patient_context", patientLine(s.patient)], ["accession", d.accession],
-      ["study_date", studyDate(d)], ["question", s.clinical_question || T.study_question_none]];
+      ["study_date", studyDate(d)], ["question", s.clinical_question || T.study_question_none], ["order", orderLine(s.order)]];
     $("study-facts").replaceChildren(...rows.filter(([, v]) => v && v.length).flatMap(([k, v]) => [
       el("dt", { text: T[k === "study_date" ? "dicom_study_date" : "study_" + k] }),
       el("dd", { "data-field": k, class: k === "question" && !s.clinical_question ? "none" : null },
@@ -336,6 +337,12 @@
     why.hidden = !s.urgent;
     why.textContent = s.urgent ? urgentWhy(s, said) : "";
     $("study-head").hidden = false;
+  }
+  // --- the HL7 order the study was matched to: priority and who asked ("Acil (STAT) · Dr. …")
+  function orderLine(o) {
+    if (!o) return "";
+    return [o.priority ? T["order_priority_" + o.priority] || o.priority : "", o.ordering_physician || ""]
+      .filter(Boolean).join(" · ");
   }
   // --- the patient's context: sex and age at the study date ("Kadın, 54 yaş · doğum 12.03.1971")
   function isoDate(iso) {  // YYYY-MM-DD as the page and the PDF print dates

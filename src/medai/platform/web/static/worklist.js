@@ -3,6 +3,10 @@
   const { T, api, el, fill, statusLabel, showError, taskName, fmtTime, personName, labelName, pct } = window.medai;
   const body = document.querySelector("#worklist tbody");
   const filters = document.getElementById("filters");
+  // the ordering rule is open on a wide screen; on a phone it is one tap away (the first study
+  // on the first screen)
+  const rule = document.getElementById("worklist-order-rule");
+  if (rule && window.matchMedia("(max-width: 480px)").matches) rule.open = false;
   let timer = null;
   let asked = 0;  // the latest request: an older answer arriving late is dropped
   let shown = null;  // what the table shows: an unchanged answer leaves the rows alone, so a
@@ -36,7 +40,7 @@
   function render(items) {
     body.replaceChildren(...items.map((s) => el("tr", { class: s.status === "entered_in_error" ? "is-retracted" : rankClass(s), "data-id": s.id, "data-rank": s.reading ? s.reading.rank : null },
       // phones: each study is one block, its cells labelled (table.findings), patient in view
-      el("td", { class: "row-head" }, el("a", { href: "/studies/" + s.id, text: String(s.id), "aria-label": `${T.study_title} ${s.id}` })),
+      el("td", { class: "row-head" }, el("a", { href: "/studies/" + s.id, class: "study-link", "data-prefix": T.study_title, text: String(s.id), "aria-label": `${T.study_title} ${s.id}` })),
       el("td", {}, el("span", { class: "badge status-" + s.status, "data-status": s.status, text: statusLabel(s.status) })),
       aiCell(s),
       priorityCell(s),
@@ -96,6 +100,7 @@
       const rules = r.request.rules.map((x) => x["name_" + LANG] || x.id).join(", ");
       reasons.push(el("span", { class: "reason reason-request", text: fill(T.reason_request, { rule: rules || T.reason_request_unnamed }) }));
     }
+    if (r && r.request.stat) reasons.push(el("span", { class: "reason reason-request", text: T.reason_stat }));
     // a signed study's reasons were read: said, greyed, and it is listed by arrival
     const read = r && r.rank === "rest" ? " is-read" : "";
     return el("td", { class: "priority-cell" + (reasons.length ? read : " is-empty"), "data-label": T.col_priority }, ...(reasons.length ? reasons : ["—"]));
