@@ -173,6 +173,15 @@ def test_a_glioma_on_the_signed_prior_is_known_and_the_default_list_holds_no_sig
     assert prior not in order  # signed: not in the list to read
     assert order.index(studies["flagged_film"]) < order.index(today)
     assert page.evaluate("document.scrollingElement.scrollWidth") <= viewport["width"]
+    # issue 69: on a phone the first study's link was below the first screen, and a small
+    # number; now the link is on it, named as its page is, and a thumb's size
+    first = page.locator("#worklist tbody tr").first.locator("a.study-link")
+    box = first.bounding_box()
+    assert box["y"] + box["height"] <= viewport["height"], box
+    if viewport is PHONE:  # "Tetkik 12": the word is drawn before the number (CSS)
+        prefix = first.evaluate("a => getComputedStyle(a, '::before').content")
+        assert words["study_title"] in prefix
+        assert box["height"] >= 44 and box["width"] >= 44
     page.screenshot(
         path=str(shots / f"worklist-known-{viewport['width']}-{lang}.png"), full_page=True
     )

@@ -79,7 +79,9 @@
     root.dataset.sliceKey = s.key ? "true" : "false";
     badge.replaceChildren(el("span", { text: of }),
       ...(s.key ? [el("span", { class: "badge-key", text: T.viewer_slice_key_short })] : []));
-    badge.hidden = !multi;
+    // a series of one film (a chest study's PA beside its lateral) has no slice to find: no
+    // "1 / 1 Anahtar kesit" badge on it
+    badge.hidden = !multi || list.length < 2;
     strip.querySelectorAll(".tick.here").forEach((t) => t.classList.remove("here"));
     const tick = strip.children[at];
     if (tick) tick.classList.add("here");
