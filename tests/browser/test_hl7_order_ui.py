@@ -123,7 +123,10 @@ def test_a_stat_order_before_its_images_ranks_the_study_and_shows_on_its_page(
         why = page.locator("#study-urgent-why").inner_text()
         assert t["urgent_reason_stat"] in why and t["urgent_reason_question"] in why
         # the draft is in the node's language (Turkish) whatever the reader's screen is in
-        page.wait_for_function("document.getElementById('sec-technique').value.length > 0")
+        for _ in range(300):  # the draft is filled in once the report has loaded
+            if page.locator("#sec-technique").input_value():
+                break
+            page.wait_for_timeout(50)
         assert page.locator("#sec-technique").input_value().startswith(f"Klinik bilgi: {QUESTION}")
         assert page.evaluate("document.scrollingElement.scrollWidth") <= width
         page.screenshot(path=str(shots / f"hl7-study-{lang}-{kind}.png"), full_page=False)

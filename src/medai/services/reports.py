@@ -14,25 +14,37 @@ from medai.reporting.findings import denied_labels as denied
 from medai.reporting.findings import stated_labels as stated
 from medai.reporting.findings import states_normal as normal
 from medai.reporting.llm import LLMConfig, LLMError
+from medai.reporting.report_templates import BUILT_IN as BUILT_IN_TEMPLATES
+from medai.reporting.report_templates import FOLLOW_UP, SLOT, Template
+from medai.reporting.report_templates import check as check_template
+from medai.reporting.report_templates import render as render_template
+from medai.reporting.report_templates import result_of as template_result
 from medai.reporting.results import DraftResult
 from medai.reporting.series_words import series_sentences, small_lesion_sentence
 from medai.reporting.templates import with_question
 from medai.settings import LlmSettings, get_settings
 
 __all__ = [
+    "BUILT_IN_TEMPLATES",
+    "FOLLOW_UP",
     "MAX_QUESTION_CHARS",
     "SIZES_COMPARED",
+    "SLOT",
     "DraftResult",
     "Drafter",
     "FindingsInputError",
+    "Template",
     "chat_answer",
+    "check_template",
     "denied_labels",
     "llm_config",
     "new_drafter",
+    "render_template",
     "shared_drafter",
     "show_date",
     "stated_labels",
     "states_normal",
+    "template_result",
     "with_question",
 ]
 

@@ -88,6 +88,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # retract a study filed under the wrong patient or order (platform.retraction): the
     # radiologist who knows the images, never an admin (who reads no patient data)
     "study_retract": frozenset({"radiologist"}),
+    # report templates and macros (reading.report_templates): read by those who write reports
+    # (the macros of the study page); kept by an admin (listed, saved: versioned, audited).
+    # Two actions, not one shared by both sides: an action held by a clinical role and an
+    # admin would put admins under the two-person rule (``approval.GATED``)
+    "templates_read": CLINICAL,
+    "templates_manage": frozenset({"admin"}),
 }
 
 CLIENT_FACTOR = 10

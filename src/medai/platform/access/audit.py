@@ -60,6 +60,9 @@ ACTIONS = (
     # an HL7 order received (target "order": control=, message=, question=, priority=) or
     # applied to its study (target "study": order=, state=; ``intake.orders``)
     "order",
+    # a report template or macro saved (target "report_template": kind=, task=, name=, lang=,
+    # version=, active=; ``reading.report_templates``)
+    "template",
 )
 # targets named by a study's own id: the study or one of its parts (the event's ``study_id``)
 STUDY_TARGETS = frozenset(

@@ -17,7 +17,7 @@ from medai.platform.context import Platform
 from medai.platform.delivery import outbox
 from medai.platform.documents.finding_states import decided_positives
 from medai.platform.lifecycle import monitoring, shadow
-from medai.platform.reading import review
+from medai.platform.reading import report_templates, review
 from medai.platform.records.tables import AIResultRow, Study
 from medai.platform.worklist import patient_context, reading_order, studies, study_reading
 from medai.platform.worklist.studies import latest_result, save_result, set_status, stored_result
@@ -170,6 +170,16 @@ def _drafted(
         sections = d["sections"]
         if study.clinical_question and study.clinical_question != question:
             sections = with_question(sections, study.clinical_question, study.language)
+        # in the site's template of its result (a normal film, a glioma's follow-up with its
+        # measurement slots): ``report_templates``
+        sections = report_templates.draft_sections(
+            db,
+            task,
+            imaging_service.decision_of(payload),
+            study.language,
+            sections,
+            follow_up=patient_context.comparison_prior(db, study) is not None,
+        )
         if reopened:
             made, why = review.ai_redraft(
                 db, study, sections, d["citations"], d["findings_used"], draft_row.id

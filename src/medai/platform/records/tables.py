@@ -533,3 +533,28 @@ class ImagingOrder(Base):
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+
+
+class ReportTemplateVersion(Base):
+    """One saved version of a report template or macro (``reporting.report_templates``,
+    ``reading.report_templates``): a site's edit of a built-in one, or its own. Versions are
+    never changed or deleted; the newest of a key is in use (``active`` false: withdrawn, the
+    built-in one, if any, is used again)."""
+
+    __tablename__ = "report_templates"
+    __table_args__ = (
+        Index(
+            "ux_report_templates_version", "kind", "task", "name", "lang", "version", unique=True
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)  # template | macro
+    task: Mapped[str] = mapped_column(String(32), nullable=False)  # "" for a macro of any task
+    name: Mapped[str] = mapped_column(String(64), nullable=False)  # a result, or ".word"
+    lang: Mapped[str] = mapped_column(String(8), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    title: Mapped[str] = mapped_column(String(120), nullable=False)
+    sections: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)

@@ -91,6 +91,16 @@
   function keys(list, joiner) {
     return list.flatMap((k, i) => [i ? (joiner ? ` ${joiner} ` : " + ") : "", el("kbd", { text: k })]);
   }
+  // the site's report macros (study_macros.js): typed by name in the report
+  function macroTable() {
+    const list = page !== "worklist" && window.medai.macros ? window.medai.macros() : [];
+    if (!list.length) return [];
+    return [el("table", { class: "list kb-table", id: "kb-macros" },
+      el("caption", { text: T.kb_group_macros }),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", text: T.kb_col_keys }), el("th", { scope: "col", text: T.tpl_text }))),
+      el("tbody", {}, ...list.map(([name, text]) => el("tr", { "data-macro": name },
+        el("td", { class: "kb-keys" }, el("kbd", { text: name })), el("td", { text }))))) ];
+  }
   function build() {
     const groups = page === "worklist" ? WORKLIST_KEYS : STUDY_KEYS;
     const table = ([title, rows]) => el("table", { class: "list kb-table" },
@@ -103,6 +113,7 @@
       el("h2", { id: "kb-title", text: T.kb_title }),
       el("p", { id: "kb-intro", class: "note", text: T.kb_intro }),
       ...groups.map(table),
+      ...macroTable(),
       table(["kb_group_common", COMMON]),
       ...(page === "worklist" ? [] : [el("p", { class: "note", text: T.kb_preset_note })]),
       el("div", { class: "buttons" }, close));

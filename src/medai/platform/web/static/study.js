@@ -734,6 +734,9 @@
         ...(removable ? [on(el("button", { type: "button", id: "sign-remove-marks", text: T.sign_remove_marks }),
           removeMarks)] : []))] : []),
       ...(removed ? [el("p", { id: "sign-marks-removed", class: "note", role: "status", text: T.sign_marks_removed })] : []),
+      // a template's slot left to fill ("Lezyon boyutu: […] mm"): said, never signed unseen
+      ...(SECTIONS.some((k) => (sections[k] || "").includes("[…]"))
+        ? [el("p", { id: "sign-slots", class: "warning", role: "note", text: T.sign_slots })] : []),
       ...SECTIONS.flatMap((k) => [
         el("h3", { text: T["section_" + k] }), el("p", { text: sections[k] || "—" })]),
     ];
