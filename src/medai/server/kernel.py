@@ -48,7 +48,8 @@ def body_limit(path: str) -> int:
     )
     if path.endswith(uploads):
         return MAX_UPLOAD_BYTES
-    report = ("/report", "/report/sign", "/labels/suggest")  # a report's text travels
+    # a report's text travels; so does a report template's (its sections)
+    report = ("/report", "/report/sign", "/labels/suggest", "/report-templates")
     return MAX_REPORT_JSON_BYTES if path.endswith(report) else MAX_JSON_BYTES
 
 

@@ -16,6 +16,7 @@ from medai.reporting.findings import states_normal as normal
 from medai.reporting.llm import LLMConfig, LLMError
 from medai.reporting.report_templates import BUILT_IN as BUILT_IN_TEMPLATES
 from medai.reporting.report_templates import FOLLOW_UP, SLOT, Template
+from medai.reporting.report_templates import NORMAL as TEMPLATE_NORMAL
 from medai.reporting.report_templates import check as check_template
 from medai.reporting.report_templates import render as render_template
 from medai.reporting.report_templates import result_of as template_result
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_QUESTION_CHARS",
     "SIZES_COMPARED",
     "SLOT",
+    "TEMPLATE_NORMAL",
     "DraftResult",
     "Drafter",
     "FindingsInputError",

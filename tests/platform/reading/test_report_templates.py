@@ -103,6 +103,12 @@ def test_an_admin_saves_versions_and_the_draft_starts_from_the_template_of_its_r
         json={**body, "base_version": 1, "sections": {"findings": "{kalp}"}},
     )
     assert bad.status_code == 422 and "{kalp}" in bad.json()["detail"]
+    wrong = client.post(  # a chest film's result for a brain MRI: the valid ones listed
+        "/api/v1/admin/report-templates",
+        headers=admin,
+        json={**body, "base_version": 1, "name": "COVID-19"},
+    )
+    assert wrong.status_code == 422 and "Glioma" in wrong.json()["detail"]
     assert client.post("/api/v1/admin/report-templates", headers=rad, json=body).status_code == 403
 
     listed = client.get("/api/v1/report-templates", headers=rad, params={"lang": "tr"}).json()

@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
+from medai.core.task_registry import get as get_task
+from medai.core.task_registry import names as task_names
 from medai.platform.access import audit
 from medai.platform.records.tables import ReportTemplateVersion, User
 from medai.services.reports import (
@@ -26,6 +28,9 @@ from medai.services.reports import (
     Template,
     check_template,
     render_template,
+)
+from medai.services.reports import (
+    TEMPLATE_NORMAL as NORMAL,
 )
 from medai.services.reports import template_result as result_of
 
@@ -166,6 +171,7 @@ def save(
     """A new version of the key (``ValueError`` naming what is wrong; ``TemplateStale`` when
     ``base`` is not the newest version, 0 for a built-in one or a new key)."""
     check_template(kind, task, name, lang, sections)
+    _check_task(kind, task, name)
     newest = (
         db.scalar(
             select(func.max(ReportTemplateVersion.version)).where(
@@ -209,6 +215,22 @@ def save(
         active=active,
     )
     return _as_dict(_of(row), row, actor.name)
+
+
+def _check_task(kind: str, task: str, name: str) -> None:
+    """A template's task is an imaging task and its result ``normal`` or one of its labels; a
+    macro's task is one, or none (every task). ``ValueError`` lists the valid ones."""
+    tasks = task_names("imaging")
+    if task and task not in tasks:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(tasks)}")
+    if kind != "template":
+        return
+    labels = [lab for lab in get_task(task).labels if lab != get_task(task).normal]
+    result = name.removesuffix(FOLLOW_UP)
+    if result != NORMAL and result not in labels:
+        raise ValueError(
+            f"unknown result {result!r} of {task}; valid: {', '.join([NORMAL, *labels])}"
+        )
 
 
 def history(db: Session, kind: str, task: str, name: str, lang: str) -> list[dict[str, Any]]:

@@ -32,7 +32,8 @@ NOT_FUZZED = {"POST /api/v1/auth/logout"}
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "cache-control")
 # what a route checks beyond any schema, refused 422 without field errors (``errors``): the
 # words of a complaint, the labels a served model or a study's task knows, a draft's findings,
-# a type to re-analyse a study as that is its own or served by no model.
+# a type to re-analyse a study as that is its own or served by no model, a report template's
+# task, result, name and placeholders.
 # Every other check runs on them too, and a field error still fails. STOW-RS's body carries
 # its boundary in the Content-Type, which schemathesis cannot send (400/415, both listed).
 # An upload's Idempotency-Key sent again with another file or fields is 422 (a generated key
@@ -47,6 +48,7 @@ CONTENT_CHECKED = {
     "POST /api/v1/studies/{study_id}/report/sign",
     "POST /api/v1/studies/{study_id}/reanalyse",
     "POST /api/v1/dicomweb/studies",
+    "POST /api/v1/admin/report-templates",
 }
 STOW = 'multipart/related; type="application/dicom"'
 schemathesis.serializer.alias(STOW, "application/octet-stream")
