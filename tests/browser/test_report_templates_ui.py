@@ -79,6 +79,19 @@ def test_an_admin_edits_a_template_and_a_radiologist_writes_with_it_and_a_macro(
     page.locator("#templates tbody tr[data-key='macro||.degisiklikyok|tr']").wait_for()
     page.locator("#templates-section").screenshot(path=str(shots / "templates-admin-tr-1280.png"))
     ctx.close()
+    # on a phone, in English: each template a block, its name readable, nothing sideways
+    ctx, page = login_page(browser, server, PHONE, lang="en", user="admin")
+    page.goto("/admin")
+    follow = page.locator("#templates tbody tr[data-key='template|mri|Glioma+followup|en']")
+    follow.wait_for()
+    assert WORDS["en"]["tpl_follow_up"] in follow.locator("td.tpl-name").inner_text()
+    assert follow.locator("td.tpl-name").is_visible()
+    follow.get_by_role("button").click()
+    page.locator("#tpl-form").wait_for(state="visible")
+    assert page.locator("#tpl-name-hint").is_hidden()  # a macro's hint, not a template's
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+    page.locator("#templates-section").screenshot(path=str(shots / "templates-admin-en-360.png"))
+    ctx.close()
 
     for viewport, lang in ((PHONE, "tr"), (DESKTOP, "en")):
         w = WORDS[lang]

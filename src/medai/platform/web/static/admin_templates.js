@@ -12,8 +12,14 @@
   let editing = null;
 
   const kindName = (k) => T["tpl_kind_" + k] || k;
+  // "Beyin MR · Gliom · takip": a template's result by its label's name, its follow-up said
+  function result(t) {
+    const follow = t.name.endsWith("+followup"), base = follow ? t.name.slice(0, -"+followup".length) : t.name;
+    const named = base === "normal" ? T.tpl_result_normal : window.medai.labelName(t.task, base);
+    return follow ? `${named} · ${T.tpl_follow_up}` : named;
+  }
   const label = (t) => [t.task ? (window.medai.taskName(t.task) || t.task) : T.tpl_any_task,
-    t.kind === "macro" ? t.name : (t.name === "normal" ? T.tpl_result_normal : window.medai.labelName(t.task, t.name))].join(" · ");
+    t.kind === "macro" ? t.name : result(t)].join(" · ");
 
   function open(t, fresh) {
     editing = t;
@@ -30,6 +36,7 @@
     }
     // a template's or macro's key is what it is; only a new macro names itself
     for (const id of ["tpl-task", "tpl-lang", "tpl-name"]) $(id).disabled = !fresh;
+    $("tpl-name-hint").hidden = t.kind !== "macro";
     $("tpl-withdraw").hidden = fresh || t.built_in;
     $("tpl-form-title").textContent = fresh ? T.tpl_new_macro : `${kindName(t.kind)}: ${label(t)} (${t.lang})`;
     showError(error, "");
@@ -42,8 +49,9 @@
     edit.addEventListener("click", () => open(t, false));
     const version = t.built_in ? T.tpl_built_in : fill(T.tpl_version_by, { version: t.version, by: t.saved_by || "—" });
     return el("tr", { "data-key": [t.kind, t.task, t.name, t.lang].join("|") },
-      el("td", { text: kindName(t.kind) }), el("td", { text: label(t) }), el("td", { text: t.lang.toUpperCase() }),
-      el("td", { text: version }), el("td", {}, edit));
+      el("td", { "data-label": T.tpl_col_kind, text: kindName(t.kind) }), el("td", { class: "tpl-name", text: label(t) }),
+      el("td", { "data-label": T.tpl_col_lang, text: t.lang.toUpperCase() }),
+      el("td", { "data-label": T.tpl_col_version, text: version }), el("td", { class: "tpl-edit" }, edit));
   }
 
   async function load() {
