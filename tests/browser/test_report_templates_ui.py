@@ -59,6 +59,8 @@ def upload(page, seed: int) -> int:
 def test_an_admin_edits_a_template_and_a_radiologist_writes_with_it_and_a_macro(
     server, browser, shots
 ):
+    from playwright.sync_api import expect
+
     t = WORDS["tr"]
     ctx, page = login_page(browser, server, DESKTOP, user="admin")
     page.goto("/admin")
@@ -70,8 +72,9 @@ def test_an_admin_edits_a_template_and_a_radiologist_writes_with_it_and_a_macro(
     assert page.locator("#tpl-name").is_disabled()  # a template's key is what it is
     page.locator("#tpl-findings").fill("{findings} " + SITE_TEXT)
     page.get_by_role("button", name=t["tpl_save"]).click()
-    page.locator("#tpl-status").filter(has_text="1").wait_for()
-    assert "1 (admin)" in row.inner_text()
+    # the list is reloaded (CI saw the row read before it was): waited for, not read once
+    expect(row).to_contain_text("1 (admin)")
+    expect(page.locator("#tpl-status")).to_contain_text("1")
     page.get_by_role("button", name=t["tpl_new_macro"]).click()
     page.locator("#tpl-name").fill(".degisiklikyok")
     page.locator("#tpl-text").fill(MACRO)
@@ -104,6 +107,10 @@ def test_an_admin_edits_a_template_and_a_radiologist_writes_with_it_and_a_macro(
                 break
             page.wait_for_timeout(50)
         assert SITE_TEXT in findings.input_value()  # the draft started from the site's template
+        for _ in range(300):  # the site's macros arrive with their own request
+            if page.evaluate("window.medai.macros ? window.medai.macros().length : 0"):
+                break
+            page.wait_for_timeout(50)
         findings.click()
         findings.press("Control+End")
         findings.press_sequentially(" .degisiklikyok")

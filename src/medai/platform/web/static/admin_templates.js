@@ -76,8 +76,8 @@
       return;
     }
     form.hidden = true;
+    await load();  // the list shows the new version before the line says it is saved
     status.textContent = fill(active ? T.tpl_saved : T.tpl_withdrawn, { name: label(r.data), version: r.data.version });
-    await load();
   }
 
   form.addEventListener("submit", (e) => { e.preventDefault(); send(true); });
