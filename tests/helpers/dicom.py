@@ -126,3 +126,25 @@ def echoscu(port: int, aet: str = "MODALITY", aec: str = "MEDAI") -> subprocess.
         text=True,
         timeout=60,
     )
+
+
+def stow(client, headers, blob: bytes) -> None:
+    """Store one instance over STOW-RS (``POST /api/v1/dicomweb/studies``, multipart/related)
+    with a TestClient, as a gateway does; the answer must be 200."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + blob
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    r = client.post(
+        "/api/v1/dicomweb/studies",
+        content=body,
+        headers={
+            **headers,
+            "content-type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        },
+    )
+    assert r.status_code == 200, r.text

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from helpers.dicom import make_dicom
+from helpers.dicom import make_dicom, stow
 from helpers.platform import bearer, clinic
 
 ACUTE = "Bugün yeni gelişen sağ hemiparezi ve konuşma bozukluğu"
@@ -95,29 +95,11 @@ def hospital(tmp_path, tfidf_model_dir, tiny_imaging_dir):
             listener.stop()
 
 
-def _stow(client, headers, blob: bytes) -> None:
-    boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        + blob
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    r = client.post(
-        "/api/v1/dicomweb/studies",
-        content=body,
-        headers={
-            **headers,
-            "content-type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-        },
-    )
-    assert r.status_code == 200, r.text
-
-
 def _images(tmp_path, client, headers, accession: str, patient: str = "P-1", seed: int = 0):
     blob = make_dicom(
         tmp_path / f"{accession}-{seed}.dcm", accession=accession, patient_id=patient, seed=seed
     ).read_bytes()
-    _stow(client, headers, blob)
+    stow(client, headers, blob)
     (found,) = client.get(
         "/api/v1/studies", headers=headers, params={"accession": accession}
     ).json()["items"]

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from helpers.dicom import make_dicom
+from helpers.dicom import make_dicom, stow
 from helpers.platform import bearer, clinic
 
 ACUTE = "Bugün yeni gelişen sağ hemiparezi ve konuşma bozukluğu"
@@ -53,24 +52,6 @@ def test_the_question_is_read_where_a_modality_puts_it(tmp_path):
     assert spoof.clinical_question == "ALIZEM öksürük"
 
 
-def _stow(client, headers, blob: bytes) -> None:
-    boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        + blob
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    r = client.post(
-        "/api/v1/dicomweb/studies",
-        content=body,
-        headers={
-            **headers,
-            "content-type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-        },
-    )
-    assert r.status_code == 200, r.text
-
-
 def test_a_dicom_study_states_its_order_question_and_is_ranked_by_it(
     tmp_path, tfidf_model_dir, tiny_imaging_dir
 ):
@@ -89,7 +70,7 @@ def test_a_dicom_study_states_its_order_question_and_is_ranked_by_it(
                 SpecificCharacterSet="ISO_IR 148" if seed == 1 else "ISO_IR 192",
                 ReasonForTheRequestedProcedure=question,
             ).read_bytes()
-            _stow(client, rad, blob)
+            stow(client, rad, blob)
             (found,) = client.get(
                 "/api/v1/studies", headers=rad, params={"accession": accession}
             ).json()["items"]

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medai.platform.context import Platform
+from medai.platform.delivery.destinations.hl7 import escape
 from medai.platform.intake import orders
 from medai.settings import ANY_CALLER as ANY_SENDER
 from medai.settings import check_hl7_senders
@@ -62,19 +63,19 @@ def ack(received: str | None, code: str, text: str = "", *, application: str = "
     m = Message("ACK", version=VERSION, validation_level=2)
     m.msh.msh_3 = application
     if head is not None:
-        m.msh.msh_5 = _esc(head.comp(3, 1))
-        m.msh.msh_6 = _esc(head.comp(4, 1))
+        m.msh.msh_5 = escape(head.comp(3, 1))
+        m.msh.msh_6 = escape(head.comp(4, 1))
     m.msh.msh_7 = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + "+0000"
     trigger = head.comp(9, 2) if head is not None else ""
-    m.msh.msh_9 = f"ACK^{_esc(trigger)}^ACK" if trigger else "ACK"
+    m.msh.msh_9 = f"ACK^{escape(trigger)}^ACK" if trigger else "ACK"
     m.msh.msh_10 = "MA" + datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")[:18]
     m.msh.msh_11 = "P"
     m.msh.msh_12 = VERSION
     m.msh.msh_18 = "UNICODE UTF-8"
     m.msa.msa_1 = code
-    m.msa.msa_2 = _esc(head.comp(10)) if head is not None else ""
+    m.msa.msa_2 = escape(head.comp(10)) if head is not None else ""
     if text:
-        m.msa.msa_3 = _esc(text)[:80]
+        m.msa.msa_3 = escape(text)[:80]
     if code != "AA":
         err = m.add_segment("ERR")
         # ERR-3: HL7 error code (table 0357): 207 application internal error, 200 unsupported
@@ -85,20 +86,8 @@ def ack(received: str | None, code: str, text: str = "", *, application: str = "
             else "207^Application internal error^HL70357"
         )
         err.err_4 = "E"
-        err.err_8 = _esc(text)[:250]
+        err.err_8 = escape(text)[:250]
     return m.to_er7()
-
-
-def _esc(text: str) -> str:
-    for raw, esc in (
-        ("\\", "\\E\\"),
-        ("|", "\\F\\"),
-        ("^", "\\S\\"),
-        ("&", "\\T\\"),
-        ("~", "\\R\\"),
-    ):
-        text = text.replace(raw, esc)
-    return text
 
 
 def handle(p: Platform, data: bytes, allow: list[str] | tuple[str, ...], peer: str) -> str:

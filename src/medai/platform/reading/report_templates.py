@@ -45,6 +45,16 @@ class TemplateStale(MedaiError):
         self.newest = newest
 
 
+def _key(kind: str, task: str, name: str, lang: str) -> tuple:
+    """The WHERE clauses of one template's or macro's versions."""
+    return (
+        ReportTemplateVersion.kind == kind,
+        ReportTemplateVersion.task == task,
+        ReportTemplateVersion.name == name,
+        ReportTemplateVersion.lang == lang,
+    )
+
+
 def _of(row: ReportTemplateVersion) -> Template:
     return Template(
         row.kind, row.task, row.name, row.lang, row.title, dict(row.sections or {}), row.version
@@ -122,10 +132,7 @@ def pick(db: Session, kind: str, task: str, name: str, lang: str) -> Template | 
     row = db.scalar(
         select(ReportTemplateVersion)
         .where(
-            ReportTemplateVersion.kind == kind,
-            ReportTemplateVersion.task == task,
-            ReportTemplateVersion.name == name,
-            ReportTemplateVersion.lang == lang,
+            *_key(kind, task, name, lang),
         )
         .order_by(ReportTemplateVersion.version.desc())
         .limit(1)
@@ -175,10 +182,7 @@ def save(
     newest = (
         db.scalar(
             select(func.max(ReportTemplateVersion.version)).where(
-                ReportTemplateVersion.kind == kind,
-                ReportTemplateVersion.task == task,
-                ReportTemplateVersion.name == name,
-                ReportTemplateVersion.lang == lang,
+                *_key(kind, task, name, lang),
             )
         )
         or 0
@@ -238,10 +242,7 @@ def history(db: Session, kind: str, task: str, name: str, lang: str) -> list[dic
     rows = db.scalars(
         select(ReportTemplateVersion)
         .where(
-            ReportTemplateVersion.kind == kind,
-            ReportTemplateVersion.task == task,
-            ReportTemplateVersion.name == name,
-            ReportTemplateVersion.lang == lang,
+            *_key(kind, task, name, lang),
         )
         .order_by(ReportTemplateVersion.version.desc())
     ).all()
