@@ -78,7 +78,8 @@ WORDS = {
         "normal_absent": "geçerli değil",
         "none": "—",
         "probability": "olasılık",
-        "implied": "{by} nedeniyle",
+        "implied": "{by} kapsamında",
+        "implied_group": "üst sınıf",
         "conflicting": "çelişkili",
         "conflict": (
             "Çelişki: model görüntüyü hem normal ({normal}) hem de {findings} olarak "
@@ -119,7 +120,8 @@ WORDS = {
         "normal_absent": "does not apply",
         "none": "—",
         "probability": "probability",
-        "implied": "implied by {by}",
+        "implied": "included in {by}",
+        "implied_group": "broader class",
         "conflicting": "conflicting",
         "conflict": (
             "Conflict: the model marked the image both as normal ({normal}) and as "
@@ -321,10 +323,17 @@ def findings_text(facts: StudyFacts, lang: str) -> str:
     # the normal label ("Tümör yok") is said with its own words, never in the absent group
     normal_rows = [f for f in rows if f["label"] in NORMAL and ai_state(f) in ("present", "absent")]
     rows = [f for f in rows if f not in normal_rows]
+
+    # a parent its sub-finding implies (COVID-19 → viral pneumonia) is not a finding of its own:
+    # said as the broader class it is, never in the "present" group beside its own probability
+    def implied(f: dict[str, Any]) -> bool:
+        return (
+            ai_state(f) == "present" and f.get("basis") == "implied" and bool(f.get("implied_by"))
+        )
+
     groups = {
-        "present": sorted(
-            (f for f in rows if ai_state(f) == "present"), key=lambda f: f.get("basis") == "implied"
-        ),
+        "present": [f for f in rows if ai_state(f) == "present" and not implied(f)],
+        "implied_group": [f for f in rows if implied(f)],
         "undecided_group": [f for f in rows if ai_state(f) == "indeterminate"],
         "absent": [f for f in rows if ai_state(f) == "absent"],
     }

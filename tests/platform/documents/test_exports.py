@@ -476,4 +476,4 @@ def test_a_finding_implied_by_another_says_so():
     r = with_states(report(findings=stored), payload, None)
     assert r["findings"][1]["implied_by"] == "COVID-19" and "basis" not in stored[1]
     whole = " ".join(render(study("tr"), r))
-    assert "var (COVID-19 nedeniyle)" in whole
+    assert "COVID-19 kapsamında" in whole and "var (COVID-19" not in whole

@@ -102,7 +102,7 @@ def test_the_answer_states_the_decision_and_the_conclusion_state(retriever):
         "tr",
         [],
     )
-    assert "var: Kardiyomegali (olasılık %73,0), Pnömoni (COVID-19 nedeniyle)" in a.text
+    assert "var: Kardiyomegali (olasılık %73,0); üst sınıf: Pnömoni (COVID-19 kapsamında)" in a.text
     assert "yok: Plevral efüzyon" in a.text
     assert "belirsiz (YZ bu adaylar arasında karar veremedi): Pnömotoraks" in a.text
     assert "İmzalı rapordaki sonuç: Kardiyomegali." in a.text

@@ -61,7 +61,7 @@ WORDS: dict[str, dict[str, str]] = {
         "undecided": "belirsiz",
         "normal_present": "geçerli",
         "normal_absent": "geçerli değil",
-        "implied": "{present} ({by} nedeniyle)",
+        "implied": "{by} kapsamında",
         "candidate": "{state} (ayırt edilemeyen adaylardan)",
         "threshold_note": "karar eşiği {threshold}",
         "conflict": "{state} (çelişki: model normal ile bulguyu birlikte işaretledi)",
@@ -186,7 +186,7 @@ WORDS: dict[str, dict[str, str]] = {
         "undecided": "indeterminate",
         "normal_present": "applies",
         "normal_absent": "does not apply",
-        "implied": "{present} (implied by {by})",
+        "implied": "included in {by}",
         "candidate": "{state} (one of the candidates it could not separate)",
         "threshold_note": "operating threshold {threshold}",
         "conflict": "{state} (conflict: the model marked normal and a finding together)",
@@ -433,9 +433,9 @@ def decision(finding: dict[str, Any], lang: str, task: str | None = None) -> str
     text = state_word(task, finding.get("label"), state, lang)
     basis = finding.get("basis")
     if state == "present" and basis == "implied" and finding.get("implied_by"):
-        return w["implied"].format(
-            present=text, by=label_name(task, str(finding["implied_by"]), lang)
-        )
+        # a parent its sub-finding implies is not a finding of its own: never "var" beside its
+        # own low probability (COVID-19 → viral pneumonia)
+        return w["implied"].format(by=label_name(task, str(finding["implied_by"]), lang))
     if basis == "conflict":
         return w["conflict"].format(state=text)
     if state == "indeterminate":

@@ -76,7 +76,7 @@
     const f = ((study.ai_result || {}).findings || []).find((x) => x.label === heatSelect.value);
     const said = signedBy(signedNow) || {};
     caption.textContent = [fill(T.viewer_heatmap_caption, { label: labelName(study.task, heatSelect.value) }),
-      f ? fill(T.heatmap_state, { state: stateWord(study.task, f.label, f.state) }) : "",
+      f ? fill(T.heatmap_state, { state: decisionWord(study.task, f) }) : "",
       f && verdict(f.state, said[f.label]) === "rejected" ? T.heatmap_state_rejected : ""].filter(Boolean).join(" ");
   }
   heatOn.addEventListener("change", showHeat);
@@ -106,8 +106,13 @@
   function list(items) { return conj ? conj.format(items) : items.join(", "); }
   // the one state word (app.js stateWord: a negative label such as "Tümör yok" never reads yok/var)
   const stateWord = (task, label, state) => M.stateWord(task, label, state);
+  // a parent a sub-finding implies (COVID-19 → viral pneumonia) is not a finding of its own:
+  // it reads "COVID-19 kapsamında", never "var" beside its own low probability
+  const implied = (f) => f.state === "present" && f.basis === "implied" && Boolean(f.implied_by);
+  const decisionWord = (task, f) => implied(f)
+    ? fill(T.basis_implied, { label: labelName(task, f.implied_by) }) : stateWord(task, f.label, f.state);
   function basisNote(task, f) {
-    if (f.basis === "implied" && f.implied_by) return fill(T.basis_implied, { label: labelName(task, f.implied_by) });
+    if (implied(f)) return "";
     if (f.state === "indeterminate" && f.basis !== "conflict") return T.basis_candidate;
     return { most_likely: T.basis_most_likely, conflict: T.basis_conflict, excluded: T.basis_excluded,
       outweighed: T.basis_outweighed }[f.basis] || "";
@@ -276,14 +281,15 @@
       const v = said ? verdict(f.state, f.signer) : null;
       // bold: what holds — the AI's present findings; once signed, the signer's (the label and
       // the verdict, never the AI's word the signer overruled)
-      const holds = said ? (f.signer === true ? "signed-present" : null) : f.state === "present" ? "positive" : null;
+      const holds = said ? (f.signer === true ? "signed-present" : null)
+        : f.state === "present" && !implied(f) ? "positive" : null;
       const cells = [
         el("th", { scope: "row", text: labelName(s.task, f.label) }),
         // the probability beside its operating threshold, in one cell (five columns fit a card)
         el("td", { "data-label": T.col_probability, class: "probability" }, f.probability == null ? "—" : pct(f.probability),
           f.threshold == null ? "" : el("span", { class: "basis", text: fill(T.threshold_value, { value: pct(f.threshold) }) })),
         el("td", { "data-label": T.col_decision, class: "state", "data-state": f.state || "none" },
-          el("span", { class: "state-word", text: stateWord(s.task, f.label, f.state) }),
+          el("span", { class: "state-word", text: decisionWord(s.task, f) }),
           note ? el("span", { class: "basis", text: note }) : "")];
       if (said) cells.push(el("td", { "data-label": T.col_signer, class: "verdict-cell", "data-verdict": v || "none" },
         el("span", { class: "verdict-word", text: verdictWord(s.task, f.label, v, f.signer) })));

@@ -18,6 +18,7 @@
   let shown = [];          // the last entries shown
   let task = null;
   let aiStates = {};       // label -> the AI's state (GET /studies/{id}: ai_result.findings)
+  let aiImplied = {};      // a parent label -> the sub-finding that implies it (never "var" alone)
   let signedVersion = null;
   let timer = null;
   let asked = 0;           // suggestions answered out of order: only the latest is shown
@@ -75,7 +76,9 @@
     // the AI's one state of the label (the study's decision: present, absent or undecided),
     // never re-derived; a label the AI does not read has none
     const state = aiStates[e.label] || (e.ai_positive === null ? null : e.ai_positive ? "present" : "absent");
-    const ai = state ? M.stateWord(task, e.label, state) : "—";
+    const ai = aiImplied[e.label] && state === "present"
+      ? fill(T.basis_implied, { label: labelName(task, aiImplied[e.label]) })
+      : state ? M.stateWord(task, e.label, state) : "—";
     return el("tr", { "data-label": e.label, "data-ai-state": state || "none", "data-present": String(e.present), "data-source": e.source },
       el("th", { scope: "row", text: name }),
       el("td", { "data-label": T.labels_ai, text: ai }),
@@ -129,7 +132,10 @@
     const s = await api(`/api/v1/studies/${id}`);
     if (!s.ok) return;
     task = s.data.task;
-    aiStates = Object.fromEntries(((s.data.ai_result || {}).findings || []).map((f) => [f.label, f.state]));
+    const findings = (s.data.ai_result || {}).findings || [];
+    aiStates = Object.fromEntries(findings.map((f) => [f.label, f.state]));
+    aiImplied = Object.fromEntries(findings.filter((f) => f.state === "present" && f.basis === "implied" && f.implied_by)
+      .map((f) => [f.label, f.implied_by]));
     // not analysed yet: no AI label to ask about (a hand-written report signs now); asked again
     if (s.data.status === "received" || s.data.status === "analysing") { setTimeout(() => { ready = load(); }, 1500); return; }
     // a retracted study (entered in error) is never signed: its labels would be another's
