@@ -291,6 +291,60 @@ def test_a_finding_on_the_signed_prior_is_known_and_ranks_below_a_new_one_and_a_
     assert ("ai_known_finding", "Pneumothorax") in said
 
 
+def test_what_is_known_follows_the_prior_signed_amended_or_retracted_after_todays_draft(env):
+    """Known is the prior's signature as it stands, not as it stood when today's study was
+    drafted: the prior signed after today's draft makes today's pneumothorax known; the prior
+    amended to record it absent makes it new again; the prior retracted leaves nothing known
+    (``reading_order.refresh_patient``, called by the sign-off and the retraction use cases)."""
+    _app, client, files = env
+    rad = bearer(client, "rad1")
+    pid = "TC-LATER-0004"
+    prior = dicom_study(client, rad, files, "LATER-PRIOR", pid=pid, day="20251001")
+    today = dicom_study(client, rad, files, "LATER-TODAY", pid=pid, day="20251120")
+
+    def reading() -> dict:
+        rows = client.get("/api/v1/studies?signed=false&limit=500", headers=rad).json()["items"]
+        (row,) = [r for r in rows if r["id"] == today["id"]]
+        return {"rank": row["reading"]["rank"], "known": row["reading"]["known"]}
+
+    assert reading() == {"rank": "ai_urgent", "known": []}  # the prior is not signed yet
+    signed = sign(client, rad, prior["id"], {"Pneumothorax": True, "Cardiomegaly": True})
+    assert reading() == {"rank": "rest", "known": ["Pneumothorax"]}
+    # the prior amended: its signer now records the pneumothorax absent
+    r = client.post(
+        f"/api/v1/studies/{prior['id']}/report/sign",
+        headers=rad,
+        json={
+            "version": signed["version"],
+            "sections": {**signed["sections"], "impression": "Pnömotoraks yok."},
+            "labels": {"Pneumothorax": False, "Cardiomegaly": True},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "amended"
+    assert reading() == {"rank": "ai_urgent", "known": []}
+    # signed again with it present, then retracted as entered in error: nothing known
+    again = r.json()
+    r = client.post(
+        f"/api/v1/studies/{prior['id']}/report/sign",
+        headers=rad,
+        json={
+            "version": again["version"],
+            "sections": {**again["sections"], "impression": "Sağ pnömotoraks."},
+            "labels": {"Pneumothorax": True, "Cardiomegaly": True},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert reading() == {"rank": "rest", "known": ["Pneumothorax"]}
+    r = client.post(
+        f"/api/v1/studies/{prior['id']}/retract",
+        headers=rad,
+        json={"reason": "wrong_patient", "note": "başka hastanın tetkiki"},
+    )
+    assert r.status_code == 200, r.text
+    assert reading() == {"rank": "ai_urgent", "known": []}
+
+
 def test_the_comparison_sentence_is_not_read_as_findings():
     from medai.reporting.findings import denied_labels, stated_labels, states_normal
 

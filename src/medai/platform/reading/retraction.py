@@ -34,7 +34,7 @@ from medai.platform.access import audit
 from medai.platform.context import Platform
 from medai.platform.delivery import outbox
 from medai.platform.records.tables import Study, StudyRetraction, User
-from medai.platform.worklist import studies
+from medai.platform.worklist import reading_order, studies
 from medai.platform.worklist.studies import RETRACTED, StudyRetracted, lock_study, set_status
 
 REASONS = ("wrong_patient", "wrong_study", "safety")
@@ -87,6 +87,7 @@ def retract(
     # an analysis job not run yet finds the status and does nothing; one running stops
     # before its draft (``analysis.analyse_study``)
     set_status(study, RETRACTED)
+    reading_order.refresh_patient(db, study)  # its signed findings are no longer known
     cancelled = outbox.cancel_pending(db, study.id, now)
     corrections = outbox.on_retracted(db, study, destinations)
     db.flush()

@@ -187,6 +187,20 @@ def refresh(db: Session, study: Study) -> None:
     study.order_stat = any(r.get("code") == ORDER_STAT for r in study.urgent_because or [])
 
 
+def refresh_patient(db: Session, study: Study) -> int:
+    """Write again the reading rank of the patient's other unsigned studies of ``study``'s
+    task, after its signature, amendment or retraction changed what their comparison prior
+    records: a finding a signed prior holds is known for the later studies, and one it no
+    longer holds is new again. Returns how many were written."""
+    from medai.platform.documents.report_words import SIGNED
+    from medai.platform.worklist.patient_context import same_patient
+
+    others = [s for s in same_patient(db, study) if s.task == study.task and s.status not in SIGNED]
+    for other in others:
+        refresh(db, other)
+    return len(others)
+
+
 def _is_known(reason: Any) -> bool:
     return isinstance(reason, dict) and reason.get("code") == KNOWN
 

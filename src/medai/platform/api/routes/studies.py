@@ -31,8 +31,7 @@ from medai.platform.dicom import study_time
 from medai.platform.documents import fhir_bundle as exports
 from medai.platform.documents import finding_states
 from medai.platform.intake import idempotency, upload
-from medai.platform.lifecycle import labels, monitoring
-from medai.platform.reading import analysis, review, series_view
+from medai.platform.reading import analysis, review, series_view, sign_off
 from medai.platform.records.tables import Study
 from medai.platform.worklist import studies, versions
 from medai.server.errors import ApiError
@@ -55,10 +54,7 @@ CHUNK = 1 << 20
 
 
 def _study(db, study_id: int) -> Study:
-    study = db.get(Study, study_id)
-    if study is None:
-        raise ApiError(404, "not_found", f"no study {study_id}")
-    return study
+    return studies.get(db, study_id)  # 404 not_found when there is none
 
 
 async def _chunks(file: UploadFile):
@@ -455,33 +451,11 @@ def sign_report(
     ``sections`` (the signer's screen), an unsaved edit is the signed version: one version
     with that text, the signer its author."""
     sections = body.sections.model_dump() if body.sections is not None else None
-    destinations = platform_of(request).settings.destinations()
-
-    def apply(db, study):
-        learnable = labels.task_of(study)  # None: a study no model reads keeps no labels
-        choices = labels.check_choices(learnable, body.labels) if learnable else None
-        before = versions.current(db, study.id)
-        row = review.sign(
-            db, study, body.version, who.user, sections, choices, destinations=destinations
+    return ReportOut(
+        **sign_off.sign_off(
+            platform_of(request), study_id, who.user, who.actor, body.version, sections, body.labels
         )
-        if learnable is not None:
-            labels.record(db, study, row, choices, who.user)  # the site's labels, this version
-        if versions.text_changed(before, row):  # the screen's unsaved edit, signed as it stood
-            audit.record(
-                db,
-                who.actor,
-                "edit",
-                "report",
-                study_id,
-                version=row.version,
-                status=row.status,
-                with_signature=True,
-            )
-        return row
-
-    out = _change(request, who, study_id, "sign", body.version, apply)
-    monitoring.after_signature(platform_of(request), study_id)  # agreement with the AI
-    return out
+    )
 
 
 def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
