@@ -33,7 +33,7 @@ def _site(home: Path, url: str, n: int, kib: int) -> float:
     from medai.platform.access import accounts, audit
     from medai.platform.boot import open_platform
     from medai.platform.reading import review
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
     from medai.services.model_handles import ModelHandles
 
     started = time.monotonic()
@@ -49,7 +49,7 @@ def _site(home: Path, url: str, n: int, kib: int) -> float:
         with p.db.session() as db:
             user = db.merge(rad)
             for i, sha in enumerate(shas, start):
-                study, _job = studies.create(
+                study, _job = filing.create(
                     db,
                     Arrival(
                         sha=sha,

@@ -69,10 +69,10 @@ def study(server, browser, tmp_path_factory):
     sops = [sop for _path, sop, _z in slices]
     with served_platform(home) as p:
         settled(p, sid)
-        from medai.platform.worklist import studies
+        from medai.platform.worklist import listing
 
         with p.db.reader() as db:
-            series_uid = studies.instances(db, [sid])[sid][0].series_uid
+            series_uid = listing.instances(db, [sid])[sid][0].series_uid
         store_read(
             p,
             sid,

@@ -90,10 +90,10 @@ def series_study(server, browser, tmp_path_factory):
     with served_platform(home) as p:
         settled(p, sid)
         from medai.platform.records.tables import Study
-        from medai.platform.worklist import studies
+        from medai.platform.worklist import listing
 
         with p.db.reader() as db:
-            series_uid = studies.instances(db, [sid])[sid][0].series_uid
+            series_uid = listing.instances(db, [sid])[sid][0].series_uid
             assert db.get(Study, sid).status == "ai_drafted"
         store_read(
             p,

@@ -1,7 +1,7 @@
 """A study with a series for the viewer's tests: small MR slices with their geometry (built with
 pydicom, ``helpers.dicom.make_dicom``), filed through the API, and the AI result's ``read``
 (which slices were read, which carry the decision) stored through the platform's own
-``studies.save_result``, so the marks a test checks are known."""
+``ai_results.save_result``, so the marks a test checks are known."""
 
 from __future__ import annotations
 
@@ -102,11 +102,11 @@ def store_read(
 ) -> dict:
     """A new imaging result of the study (the latest one, as every view reads it): the stored
     result's findings, decision, model and heatmap, with ``read`` naming the slices read and
-    the key slices (``studies.save_result``, the analysis's own function)."""
-    from medai.platform.worklist import studies
+    the key slices (``ai_results.save_result``, the analysis's own function)."""
+    from medai.platform.worklist import ai_results
 
     with p.db.reader() as db:
-        row = studies.latest_result(db, study_id)
+        row = ai_results.latest_result(db, study_id)
         payload, heat = dict(row.payload), (row.heatmap_sha256, row.heatmap_label)
         model = SimpleNamespace(
             name=row.model_name, version=row.model_version, content_hash=row.model_hash
@@ -130,7 +130,7 @@ def store_read(
     # another reading of the same model: its own row, the latest (a content hash of its own
     # keeps the older row's unique key out of the way whatever the key's other columns)
     model.content_hash = f"{model.content_hash[:60]}+viewer-{uuid.uuid4().hex[:12]}"
-    studies.save_result(
+    ai_results.save_result(
         p, study_id, "imaging", model, payload, heat if heat[0] is not None else None
     )
     return payload

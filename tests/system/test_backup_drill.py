@@ -296,7 +296,7 @@ def _make_site(home: Path, url: str) -> None:
     from helpers.platform import use_home
     from medai.platform.access import accounts
     from medai.platform.boot import open_platform
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
     from medai.services.model_handles import ModelHandles
 
     home.mkdir(exist_ok=True)
@@ -307,7 +307,7 @@ def _make_site(home: Path, url: str) -> None:
         user = accounts.create_user(
             db, "rad", "correct-horse-1", "radiologist", hash_profile=p.settings.auth.password_hash
         )
-        studies.create(
+        filing.create(
             db,
             Arrival(
                 sha=sha,

@@ -89,7 +89,7 @@ def test_two_nodes_making_a_display_rendition_at_once_agree_on_one(tmp_path):
     from medai.platform.records.crypto import BlobCipher
     from medai.platform.records.db import Database
     from medai.platform.records.tables import Study
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
     from medai.settings import get_settings
 
     with postgres_database() as url:
@@ -108,7 +108,7 @@ def test_two_nodes_making_a_display_rendition_at_once_agree_on_one(tmp_path):
                     hash_profile=get_settings().auth.password_hash,
                 )
                 sha = p.store.put_bytes(png_bytes(1))
-                study, _ = studies.create(
+                study, _ = filing.create(
                     s,
                     Arrival(
                         sha=sha, size=1, content_type="image/png", task="cxr", uploaded_by=user.id
@@ -255,7 +255,7 @@ def test_the_sweeper_republishes_a_dead_workers_job_ahead_of_the_backlog(tmp_pat
     from medai.platform.jobs import queue
     from medai.platform.records.db import Database, utcnow
     from medai.platform.records.tables import Job
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
     from medai.settings import get_settings
 
     db = Database(f"sqlite:///{tmp_path / 'medai.db'}")
@@ -270,7 +270,7 @@ def test_the_sweeper_republishes_a_dead_workers_job_ahead_of_the_backlog(tmp_pat
             hash_profile=get_settings().auth.password_hash,
         )
         jobs = [
-            studies.create(
+            filing.create(
                 s,
                 Arrival(
                     sha=f"{i:064x}",

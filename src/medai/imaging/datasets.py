@@ -31,6 +31,7 @@ import numpy as np
 from medai.core.dedup import _UnionFind
 from medai.core.errors import MedaiError
 from medai.imaging.labels import LabelSpace, resolve, space
+from medai.imaging.task_definitions import NIH_FINDINGS
 
 # NIH ChestX-ray14, CheXpert and MIMIC-CXR are chest X-ray datasets: their readers below know
 # their own layouts, whose columns are chest findings, and read them into the chest X-ray
@@ -38,23 +39,7 @@ from medai.imaging.labels import LabelSpace, resolve, space
 # class folders, read into the task the caller names.
 CHEST_XRAY_TASK = "cxr"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff"}
-NIH_LABELS = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-    "No Finding",
-)
+NIH_LABELS = (*NIH_FINDINGS, "No Finding")  # its columns: the findings, then none
 CHEXPERT_COLUMNS = (
     "No Finding",
     "Enlarged Cardiomediastinum",

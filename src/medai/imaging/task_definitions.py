@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from medai.core.task_registry import DraftWords, Task, loader_from, register
 
-CXR_LABELS = (
+# the 14 findings of NIH ChestX-ray14, in its column order (``imaging.datasets`` reads its
+# layout by these names); the chest X-ray task's labels start with them
+NIH_FINDINGS = (
     "Atelectasis",
     "Cardiomegaly",
     "Effusion",
@@ -20,6 +22,9 @@ CXR_LABELS = (
     "Fibrosis",
     "Pleural_Thickening",
     "Hernia",
+)
+CXR_LABELS = (
+    *NIH_FINDINGS,
     "Lung Opacity",
     "Lung Lesion",
     "Fracture",

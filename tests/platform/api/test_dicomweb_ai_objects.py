@@ -141,10 +141,10 @@ def _tid4019(ds) -> dict[str, list[str]]:
 
 
 def _model(site) -> dict:
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import ai_results
 
     with site["app"].state.platform.db.reader() as db:
-        return dict(studies.latest_result(db, site["sid"]).payload["model"])
+        return dict(ai_results.latest_result(db, site["sid"]).payload["model"])
 
 
 def test_the_ai_objects_are_listed_read_back_and_the_ones_a_pacs_gets(site):
@@ -192,11 +192,11 @@ def test_the_ai_objects_are_listed_read_back_and_the_ones_a_pacs_gets(site):
 
     from medai.platform.delivery import payloads
     from medai.platform.records.tables import OutboxItem, ReportVersion, Study
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import ai_results
 
     p = site["app"].state.platform
     with p.db.reader() as db:
-        ai_id = studies.latest_result(db, site["sid"]).id
+        ai_id = ai_results.latest_result(db, site["sid"]).id
         version = db.scalar(
             select(ReportVersion.version).where(ReportVersion.study_id == site["sid"])
         )

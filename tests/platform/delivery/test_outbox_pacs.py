@@ -311,9 +311,9 @@ def test_a_slice_with_geometry_also_gets_its_saliency_as_a_parametric_map(hosp, 
     values = pm.pixel_array
     assert values.dtype == np.float32 and values.min() >= 0.0 and values.max() == 1.0
     with app.state.platform.db.reader() as db:
-        from medai.platform.worklist import studies
+        from medai.platform.worklist import ai_results
 
-        heat = studies.latest_result(db, study["id"]).heatmap_sha256
+        heat = ai_results.latest_result(db, study["id"]).heatmap_sha256
     expected = saliency_of_overlay(app.state.platform.store.read(heat), 72, 64)
     assert np.array_equal(values, expected)
 

@@ -159,14 +159,14 @@ def enqueue(p, n_studies: int, dests) -> list[int]:
     """Studies, each with a signed-looking report version 2, enqueued as ``signed``."""
     from medai.platform.delivery import outbox
     from medai.platform.records.tables import ReportVersion, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     ids = []
     for i in range(n_studies):
         sha = p.store.put_bytes(png_bytes(i))
         with p.db.session() as db:
             user = db.scalar(select(User))
-            s, _ = studies.create(
+            s, _ = filing.create(
                 db,
                 Arrival(sha=sha, size=1, content_type="image/png", task="cxr", uploaded_by=user.id),
             )

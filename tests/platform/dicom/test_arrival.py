@@ -1,4 +1,4 @@
-"""``Arrival``: the one value every way in files (``studies.file_study``, ``studies.create``,
+"""``Arrival``: the one value every way in files (``filing.file_study``, ``filing.create``,
 ``identity_conflicts.quarantine``), and what a quarantined instance gives back when a person
 reassigns it (``identity_conflicts.arrival_of``)."""
 
@@ -14,7 +14,7 @@ from medai.platform.dicom import identity_conflicts as conflicts
 from medai.platform.dicom.arrival import SOURCES, Arrival
 from medai.platform.dicom.identity import DicomIdentity
 from medai.platform.records.tables import IdentityConflict, Study, User
-from medai.platform.worklist import studies
+from medai.platform.worklist import filing
 
 
 def _arrival(**over) -> Arrival:
@@ -76,7 +76,7 @@ def test_a_new_study_is_made_from_the_arrival(site):
             urgent=True,
             red_flags=({"code": "question_red_flag", "rule": "stroke"},),
         )
-        filed = studies.file_study(db, arrival)
+        filed = filing.file_study(db, arrival)
         study = db.get(Study, filed.study.id)
         assert filed.outcome == "new" and filed.job is not None
         assert (study.file_sha256, study.file_size, study.task) == ("a" * 64, 10, "cxr")
@@ -95,7 +95,7 @@ def test_a_held_instance_gives_its_arrival_back_without_the_other_study_uid(site
     p = site
     with p.db.session() as db:
         rad = db.scalar(select(User))
-        studies.file_study(db, _arrival(uploaded_by=rad.id, identity=_identity(), source="dicom"))
+        filing.file_study(db, _arrival(uploaded_by=rad.id, identity=_identity(), source="dicom"))
         other = _arrival(
             sha="b" * 64,
             size=20,
@@ -108,7 +108,7 @@ def test_a_held_instance_gives_its_arrival_back_without_the_other_study_uid(site
             language="en",
             urgent=True,
         )
-        held = studies.file_study(db, other)
+        held = filing.file_study(db, other)
         assert held.outcome == "conflict" and held.conflict.fields == ["PatientID"]
         row = db.get(IdentityConflict, held.conflict.id)
         assert (row.calling_ae, row.source, row.uploaded_by) == ("MODALITY", "dicom", rad.id)
@@ -127,9 +127,7 @@ def test_a_partial_set_of_uids_is_kept_but_never_grouped(site):
     with p.db.session() as db:
         rad = db.scalar(select(User))
         partial = _identity(series_uid="")
-        first = studies.file_study(db, _arrival(uploaded_by=rad.id, identity=partial))
-        second = studies.file_study(
-            db, _arrival(sha="c" * 64, uploaded_by=rad.id, identity=partial)
-        )
+        first = filing.file_study(db, _arrival(uploaded_by=rad.id, identity=partial))
+        second = filing.file_study(db, _arrival(sha="c" * 64, uploaded_by=rad.id, identity=partial))
         assert (first.outcome, second.outcome) == ("new", "new")
         assert first.study.id != second.study.id and first.study.study_uid is None

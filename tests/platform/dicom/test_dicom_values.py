@@ -258,7 +258,7 @@ def _old_row(site, path) -> int:
     from medai.platform.dicom import identity
     from medai.platform.intake import receive
     from medai.platform.intake.routing import route
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     p = site.app.state.platform
     data = path.read_bytes()
@@ -266,7 +266,7 @@ def _old_row(site, path) -> int:
     ident = identity.from_dataset(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True))
     chosen = route(ident)
     with p.db.session() as db:
-        filed = studies.file_study(
+        filed = filing.file_study(
             db,
             Arrival(
                 sha=sha,
@@ -318,10 +318,10 @@ def old_rows(site):
 
 def _study_and_report(site, sid: int) -> tuple[dict, dict]:
     from medai.platform.records.tables import Study
-    from medai.platform.worklist import studies, versions
+    from medai.platform.worklist import listing, versions
 
     with site.app.state.platform.db.session() as db:
-        study = studies.as_dict(db, db.get(Study, sid), with_result=False, with_series=True)
+        study = listing.as_dict(db, db.get(Study, sid), with_result=False, with_series=True)
         return study, versions.as_dict(db, versions.current(db, sid))
 
 

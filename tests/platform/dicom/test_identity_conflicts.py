@@ -354,7 +354,7 @@ def test_held_deliveries_wait_for_the_decision(tmp_path, tfidf_model_dir, tiny_i
     from medai.platform.dicom import identity_conflicts as conflicts
     from medai.platform.records.db import utcnow
     from medai.platform.records.tables import ReportVersion, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     dest = FhirDestination(name="ehr", kind="fhir", url="http://x")
     with bare_platform("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
@@ -377,7 +377,7 @@ def test_held_deliveries_wait_for_the_decision(tmp_path, tfidf_model_dir, tiny_i
         )
         with p.db.session() as db:
             user = db.scalar(select(User))
-            first = studies.file_study(
+            first = filing.file_study(
                 db,
                 Arrival(
                     sha=sha,
@@ -389,7 +389,7 @@ def test_held_deliveries_wait_for_the_decision(tmp_path, tfidf_model_dir, tiny_i
                     source="dicom",
                 ),
             )
-            second = studies.file_study(
+            second = filing.file_study(
                 db,
                 Arrival(
                     sha=sha + "",
@@ -439,7 +439,7 @@ def test_an_orphaned_delivery_of_a_study_in_conflict_is_not_reclaimed(
     from medai.platform.dicom import identity as dicom
     from medai.platform.records.db import utcnow
     from medai.platform.records.tables import ReportVersion, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     dest = FhirDestination(name="ehr", kind="fhir", url="http://x")
     with bare_platform("sqlite", tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
@@ -461,7 +461,7 @@ def test_an_orphaned_delivery_of_a_study_in_conflict_is_not_reclaimed(
         now = utcnow()
         with p.db.session() as db:
             user = db.scalar(select(User))
-            first = studies.file_study(
+            first = filing.file_study(
                 db,
                 Arrival(
                     sha=sha,
@@ -489,7 +489,7 @@ def test_an_orphaned_delivery_of_a_study_in_conflict_is_not_reclaimed(
         with p.db.session() as db:
             claimed = outbox.claim(db, "w1", now, 60)  # then the sender dies
         with p.db.session() as db:
-            got = studies.file_study(
+            got = filing.file_study(
                 db,
                 Arrival(
                     sha=sha,
@@ -519,14 +519,14 @@ def test_two_people_deciding_one_conflict_at_once_make_one_decision(
     from medai.platform.dicom import identity_conflicts as conflicts
     from medai.platform.records.db import utcnow
     from medai.platform.records.tables import Study, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     with bare_platform("postgresql", tmp_path, tfidf_model_dir, tiny_imaging_dir) as p:
         sha = p.store.put_bytes(png_bytes(3))
         with p.db.session() as db:
             user = db.scalar(select(User))
             for pid, series in (("A", "1"), ("B", "2")):
-                got = studies.file_study(
+                got = filing.file_study(
                     db,
                     Arrival(
                         sha=sha,
@@ -552,7 +552,7 @@ def test_two_people_deciding_one_conflict_at_once_make_one_decision(
                 with p.db.session() as db:
                     barrier.wait(10)
                     if op == "reassign":
-                        studies.reassign_conflict(db, cid, "rad1", utcnow())
+                        filing.reassign_conflict(db, cid, "rad1", utcnow())
                     else:
                         conflicts.reject(db, cid, "rad2", utcnow())
                 outcomes.append(op)
@@ -616,8 +616,8 @@ def bare(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 @given(st.lists(instance, min_size=1, max_size=12))
 def test_no_instance_ever_joins_a_study_of_another_patient(bare, sent):
     from medai.platform.dicom import identity as dicom
-    from medai.platform.records.tables import DicomInstance, IdentityConflict, User
-    from medai.platform.worklist import studies
+    from medai.platform.records.tables import DicomInstance, IdentityConflict, Study, User
+    from medai.platform.worklist import filing
 
     run = uuid.uuid4().int % 10**12
     filed: dict[str, tuple] = {}  # SOP UID -> (patient, content) of the copy that was filed
@@ -636,7 +636,7 @@ def test_no_instance_ever_joins_a_study_of_another_patient(bare, sent):
                 sop_class="1.2",
             )
             sha = f"{run:x}-{patient}-{study}-{sop}-{content}".ljust(64, "0")[:64]
-            got = studies.file_study(
+            got = filing.file_study(
                 db,
                 Arrival(
                     sha=sha,
@@ -653,7 +653,7 @@ def test_no_instance_ever_joins_a_study_of_another_patient(bare, sent):
         for sop_uid, (patient, sha) in filed.items():
             inst = db.scalar(select(DicomInstance).where(DicomInstance.sop_uid == sop_uid))
             assert inst.file_sha256 == sha  # a stored copy is never replaced
-            study = db.get(studies.Study, inst.study_id)
+            study = db.get(Study, inst.study_id)
             known = dicom.known_patient(study)
             pid, name, birth, acc = PATIENTS[patient]
             mine = {

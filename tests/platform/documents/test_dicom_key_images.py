@@ -21,11 +21,11 @@ from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
 from medai.platform.documents.dicom_key_images import (
-    KOS_SOP_CLASS,
     key_image_note,
     key_refs,
     read_key_image_note,
 )
+from medai.platform.documents.dicom_kos import KOS_SOP_CLASS
 from medai.platform.documents.dicom_objects import (
     DicomObjectError,
     SourceImage,

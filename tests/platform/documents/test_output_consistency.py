@@ -352,7 +352,7 @@ def test_a_study_keeps_why_it_is_urgent_once_per_reason():
     import pytest
 
     from medai.platform.records.tables import Study
-    from medai.platform.worklist.studies import add_urgency
+    from medai.platform.worklist.filing import add_urgency
 
     study = Study(urgent=False)
     add_urgency(study, "ai_possible_finding", "Pneumothorax")

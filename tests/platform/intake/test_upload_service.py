@@ -16,7 +16,7 @@ from helpers.platform import bare_platform, png_bytes
 from medai.platform.access import audit
 from medai.platform.intake import idempotency, upload
 from medai.platform.records.tables import AuditEvent, IdentityConflict, Job, Study, User
-from medai.platform.worklist import studies
+from medai.platform.worklist import study_state
 
 STROKE = "hasta aniden konuşamıyor, yüzünün bir tarafı kaydı"  # triage's "stroke" rule fires
 
@@ -85,7 +85,7 @@ def test_a_red_flag_in_the_question_makes_the_study_urgent_with_its_rule(site):
 @pytest.mark.parametrize("born", ["2021-02-30", "1850-01-01", "3000-01-01"])
 def test_a_wrong_birth_date_is_refused_before_anything_is_stored(site, born):
     p, who = site
-    with pytest.raises(studies.StudyError, match="patient_birth_date"):
+    with pytest.raises(study_state.StudyError, match="patient_birth_date"):
         _upload(p, who, png_bytes(3), birth_date=born)
     assert not p.store.exists(_sha(png_bytes(3)))
     assert _count(p, Study) == 0
@@ -93,7 +93,7 @@ def test_a_wrong_birth_date_is_refused_before_anything_is_stored(site, born):
 
 def test_an_empty_file_is_refused_and_its_file_not_kept(site):
     p, who = site
-    with pytest.raises(studies.StudyError, match="empty") as refused:
+    with pytest.raises(study_state.StudyError, match="empty") as refused:
         _upload(p, who, b"")
     assert (refused.value.status, refused.value.code) == (422, "invalid")
     assert not p.store.exists(_sha(b""))

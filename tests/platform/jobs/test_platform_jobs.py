@@ -34,14 +34,14 @@ def plat(request, tmp_path, tfidf_model_dir, tiny_imaging_dir):
 
 def make_studies(p, n: int, urgent_every: int = 0) -> list[tuple[int, int]]:
     from medai.platform.records.tables import User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     out = []
     for i in range(n):
         sha = p.store.put_bytes(png_bytes(i))
         with p.db.session() as db:
             user = db.scalar(select(User))
-            s, j = studies.create(
+            s, j = filing.create(
                 db,
                 Arrival(
                     sha=sha,

@@ -252,7 +252,7 @@ def test_a_job_finishes_with_its_model_and_the_next_names_the_new_one(
     from medai.platform.lifecycle import model_registry, serving, validation
     from medai.platform.reading.analysis import analyse_study
     from medai.platform.records.tables import AIResultRow, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     with bare_platform("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as p:
         made = []
@@ -261,7 +261,7 @@ def test_a_job_finishes_with_its_model_and_the_next_names_the_new_one(
             with p.db.session() as db:
                 user = db.scalar(select(User))
                 made.append(
-                    studies.create(
+                    filing.create(
                         db,
                         Arrival(
                             sha=sha,

@@ -175,13 +175,13 @@ def test_the_embedding_moves_with_the_films_and_stays_put_on_a_stable_stream():
 def test_disagreeing_signatures_raise_an_agreement_alert(plat):
     from medai.platform.lifecycle import monitoring
     from medai.platform.records.tables import StudyLabel, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     model_hash = plat.models.get("cxr").identity.content_hash
     with plat.db.session() as db:
         user = db.scalar(select(User))
         for i in range(25):
-            study, _ = studies.create(
+            study, _ = filing.create(
                 db,
                 Arrival(
                     sha=f"{i:064x}",
@@ -280,14 +280,14 @@ def test_an_empty_window_has_no_numbers_and_agreement_covers_only_the_models_lab
     read as "no drift"). A radiologist adds a pneumothorax the model never outputs: agreement
     is reported for the model's own labels only."""
     from medai.platform.records.tables import StudyLabel, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     assert stream(plat, 5, 0) == []
     model_hash = plat.models.get("cxr").identity.content_hash
     with plat.db.session() as db:
         user = db.scalar(select(User))
         for i in range(3):
-            study, _ = studies.create(
+            study, _ = filing.create(
                 db,
                 Arrival(
                     sha=f"{i:064x}",

@@ -23,7 +23,7 @@ def _signed_site(tmp_path, monkeypatch, tfidf_model_dir, n: int):
     """A platform whose active CXR model calls every finding, ``n`` studies signed (half with a
     pneumothorax), about half of them held out for validation."""
     from medai.platform.records.tables import StudyLabel, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
     from medai.settings import get_settings
 
     monkeypatch.setenv("MEDAI_SITE_SET_FRACTION", "0.5")
@@ -34,7 +34,7 @@ def _signed_site(tmp_path, monkeypatch, tfidf_model_dir, n: int):
             user = db.scalar(select(User))
             for i in range(n):
                 sha = p.store.put_bytes(png_bytes(100 + i))
-                study, _ = studies.create(
+                study, _ = filing.create(
                     db,
                     Arrival(
                         sha=sha, size=1, content_type="image/png", task="cxr", uploaded_by=user.id

@@ -190,7 +190,7 @@ def stored(tmp_path, tfidf_model_dir, urgent_cxr_dir):  # noqa: F811
     chest task, stored as the analysis stores it)."""
     from medai.core.task_registry import get as get_task
     from medai.imaging.decision import OperatingPolicy, decide
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import ai_results
 
     with clinic("sqlite", tmp_path / "home", tfidf_model_dir, urgent_cxr_dir, job_threads=1) as (
         app,
@@ -210,7 +210,7 @@ def stored(tmp_path, tfidf_model_dir, urgent_cxr_dir):  # noqa: F811
                 get_task("cxr"), probs, OperatingPolicy(thresholds=CXR_THRESHOLDS, **policy)
             ).model_dump(mode="json")
             with app.state.platform.db.session() as db:
-                row = studies.latest_result(db, sid)
+                row = ai_results.latest_result(db, sid)
                 row.payload = {**row.payload, "decision": d, "findings": d["labels"]}
             return d
 

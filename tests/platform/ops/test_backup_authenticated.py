@@ -43,7 +43,7 @@ def _make_site(home: Path, files: int = 2) -> str:
     with their stored files; its key (``home/secret.key``)."""
     from medai.platform.access import accounts
     from medai.platform.boot import open_platform
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
     from medai.services.model_handles import ModelHandles
 
     home.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ def _make_site(home: Path, files: int = 2) -> str:
         )
         for n in range(files):
             sha = p.store.put_bytes(png_bytes(n + 1))
-            studies.create(
+            filing.create(
                 db,
                 Arrival(
                     sha=sha,

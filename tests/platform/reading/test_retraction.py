@@ -202,7 +202,7 @@ def test_an_analysis_after_the_retraction_drafts_and_sends_nothing(hosp, tmp_pat
 def test_an_event_enqueued_after_the_retraction_is_recorded_skipped(hosp, tmp_path):
     from medai.platform.delivery import outbox
     from medai.platform.records.tables import Study
-    from medai.platform.worklist import studies, versions
+    from medai.platform.worklist import ai_results, versions
 
     app, client, _fhir, _hl7 = hosp
     sid, _path = analysed(app, client, tmp_path, seed=7)
@@ -217,7 +217,7 @@ def test_an_event_enqueued_after_the_retraction_is_recorded_skipped(hosp, tmp_pa
             study,
             app.state.platform.settings.destinations(),
             versions.current(db, sid).version,
-            studies.latest_result(db, sid).id,
+            ai_results.latest_result(db, sid).id,
         )
         assert {(r.destination, r.state, r.code) for r in added} == {
             ("fhir", "skipped", "retracted"),

@@ -2,7 +2,7 @@
 serial. On PostgreSQL (READ COMMITTED) a signature that read the study before a retraction
 committed used to commit over it: the study read ``final`` again and its signed report went
 out although it had been entered in error. Each of them now locks the study's row first
-(``studies.lock_study``), so the second waits for the first and sees its outcome.
+(``study_state.lock_study``), so the second waits for the first and sees its outcome.
 
 Deterministic: the first party's transaction is held open (it has done its work, not yet
 committed) while the second runs in a thread; the second must still be waiting when the first
@@ -73,7 +73,7 @@ def _user(db, name: str):
 def test_a_signature_waiting_on_a_retraction_is_refused(pg, tmp_path):
     from medai.platform.reading import retraction, review
     from medai.platform.records.tables import Study
-    from medai.platform.worklist import studies, versions
+    from medai.platform.worklist import study_state, versions
 
     app, client = pg
     p = app.state.platform
@@ -106,16 +106,16 @@ def test_a_signature_waiting_on_a_retraction_is_refused(pg, tmp_path):
         t.join(1.0)
         assert t.is_alive(), out  # the signature waits on the study's row
     t.join(60)
-    assert isinstance(out.get("error"), studies.StudyRetracted), out
+    assert isinstance(out.get("error"), study_state.StudyRetracted), out
     with p.db.reader() as db:
-        assert db.get(Study, sid).status == studies.RETRACTED
+        assert db.get(Study, sid).status == study_state.RETRACTED
         assert all(v.signed_by is None for v in versions.versions(db, sid))
 
 
 def test_a_retraction_waiting_on_a_signature_retracts_the_signed_study(pg, tmp_path):
     from medai.platform.reading import retraction, review
     from medai.platform.records.tables import Study
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import study_state
 
     app, client = pg
     p = app.state.platform
@@ -155,14 +155,14 @@ def test_a_retraction_waiting_on_a_signature_retracts_the_signed_study(pg, tmp_p
     t.join(60)
     assert out.get("value") == "final", out  # it saw the signature, and retracted after it
     with p.db.reader() as db:
-        assert db.get(Study, sid).status == studies.RETRACTED
+        assert db.get(Study, sid).status == study_state.RETRACTED
 
 
 def test_a_draft_waiting_on_a_retraction_is_not_made(pg, tmp_path, monkeypatch):
     """The analysis finishing while a radiologist retracts: no draft, the status stays."""
     from medai.platform.reading import analysis, retraction
     from medai.platform.records.tables import Study
-    from medai.platform.worklist import studies, versions
+    from medai.platform.worklist import study_state, versions
 
     app, client = pg
     p = app.state.platform
@@ -187,7 +187,7 @@ def test_a_draft_waiting_on_a_retraction_is_not_made(pg, tmp_path, monkeypatch):
         t, out = _in_thread(lambda: analysis.analyse_study(p, sid))
         t.join(1.0)
     t.join(120)
-    assert out.get("value") == studies.RETRACTED, out
+    assert out.get("value") == study_state.RETRACTED, out
     with p.db.reader() as db:
-        assert db.get(Study, sid).status == studies.RETRACTED
+        assert db.get(Study, sid).status == study_state.RETRACTED
         assert versions.versions(db, sid) == []

@@ -173,17 +173,17 @@ def test_a_result_stored_before_series_were_read_marks_the_image_it_read(hosp, t
     settled(app.state.platform, sid)
     from types import SimpleNamespace
 
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import ai_results
 
     p = app.state.platform
     with p.db.reader() as db:  # the result as an analysis before series reading stored it
-        row = studies.latest_result(db, sid)
+        row = ai_results.latest_result(db, sid)
         payload = {k: v for k, v in row.payload.items() if k not in ("read", "heatmap_instance")}
         model = SimpleNamespace(
             name=row.model_name, version=row.model_version, content_hash=row.model_hash + "+old"
         )
         heat = (row.heatmap_sha256, row.heatmap_label) if row.heatmap_sha256 else None
-    studies.save_result(p, sid, "imaging", model, payload, heat)
+    ai_results.save_result(p, sid, "imaging", model, payload, heat)
     body = _series(client, rad, sid)
     read = [s["ref"] for s in body["series"][0]["slices"] if s["read"]]
     study = client.get(f"/api/v1/studies/{sid}", headers=rad).json()
@@ -221,7 +221,7 @@ def test_each_slice_is_rendered_once_and_stored(hosp, tmp_path, monkeypatch):
     from sqlalchemy import func, select
 
     from medai.platform.records.tables import InstanceRendition
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import listing
     from medai.services import imaging as imaging_service
 
     app, client, _home = hosp
@@ -247,7 +247,7 @@ def test_each_slice_is_rendered_once_and_stored(hosp, tmp_path, monkeypatch):
     assert len(set(pictures)) == 3  # each slice its own picture
     p = app.state.platform
     with p.db.reader() as db:
-        ids = [i.id for i in studies.instances(db, [sid])[sid]]
+        ids = [i.id for i in listing.instances(db, [sid])[sid]]
         stored = db.scalar(
             select(func.count())
             .select_from(InstanceRendition)

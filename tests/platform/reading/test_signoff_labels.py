@@ -143,13 +143,13 @@ def _undecided(app, sid: int) -> dict:
     """Store a real undecided decision of the chest task as the study's AI result."""
     from medai.core.task_registry import get as get_task
     from medai.imaging.decision import OperatingPolicy, decide
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import ai_results
 
     d = decide(get_task("cxr"), UNDECIDED, OperatingPolicy(thresholds=CXR_THRESHOLDS)).model_dump(
         mode="json"
     )
     with app.state.platform.db.session() as db:
-        row = studies.latest_result(db, sid)
+        row = ai_results.latest_result(db, sid)
         row.payload = {**row.payload, "decision": d, "findings": d["labels"]}
     return d
 
@@ -399,7 +399,7 @@ def test_every_signature_stores_exactly_what_was_sent_and_endorsed(site, data):
     from medai.core.label_rules import contradictions
     from medai.core.task_registry import get as get_task
     from medai.imaging.decision import OperatingPolicy, decide
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import ai_results
 
     app, client, rad, study = site
     cxr = get_task("cxr")
@@ -416,7 +416,7 @@ def test_every_signature_stores_exactly_what_was_sent_and_endorsed(site, data):
     sid = study(f"p{len(_SEEDS)}.png", png_bytes(1000 + len(_SEEDS)))
     _SEEDS.append(sid)
     with app.state.platform.db.session() as db:
-        row = studies.latest_result(db, sid)
+        row = ai_results.latest_result(db, sid)
         row.payload = {**row.payload, "decision": d, "findings": d["labels"]}
     endorsed = {lab: s == "present" for lab, s in ai.items() if s != "indeterminate"}
     want = {**endorsed, **choices}

@@ -109,12 +109,12 @@ def test_the_analysis_waits_until_the_instances_have_settled(site):
 
 def test_an_upload_is_analysed_at_once(site):
     from medai.platform.records.tables import Job, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     p, _folder = site
     with p.db.session() as db:
         rad = db.scalar(select(User).where(User.username == "rad"))
-        filed = studies.file_study(
+        filed = filing.file_study(
             db,
             Arrival(
                 sha="0" * 64,

@@ -342,9 +342,9 @@ def test_the_upgrade_seals_what_an_older_version_kept_in_clear(tmp_path, monkeyp
     db = Database(url)
     with db.session() as s:
         from medai.platform.records.tables import Study, TriageRecord
-        from medai.platform.worklist import studies
+        from medai.platform.worklist import filing
 
-        assert studies.patient_for(s, REF).id == 1  # found by its keyed hash
+        assert filing.patient_for(s, REF).id == 1  # found by its keyed hash
         assert s.get(Study, 1).clinical_question == QUESTION
         assert s.get(TriageRecord, 1).result["red_flags"][0]["evidence"] == COMPLAINT
     db.dispose()

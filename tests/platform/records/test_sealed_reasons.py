@@ -69,7 +69,7 @@ def test_the_upgrade_seals_reasons_and_heatmap_labels_and_the_downgrade_opens_th
     from medai.platform.records.crypto import cipher
     from medai.platform.records.db import Base, Database, make_engine
     from medai.platform.records.tables import AIResultRow, Study
-    from medai.platform.worklist.studies import set_status
+    from medai.platform.worklist.study_state import set_status
 
     use_home(tmp_path)
     cipher.cache_clear()

@@ -36,7 +36,7 @@ def _make_site(home: Path, url: str) -> str:
     platform with the home's own key: that key."""
     from medai.platform.access import accounts
     from medai.platform.boot import open_platform
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
     from medai.services.model_handles import ModelHandles
 
     home.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def _make_site(home: Path, url: str) -> str:
         user = accounts.create_user(
             db, "rad", PASSWORD, "radiologist", hash_profile=p.settings.auth.password_hash
         )
-        studies.create(
+        filing.create(
             db,
             Arrival(
                 sha=sha,

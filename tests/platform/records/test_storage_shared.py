@@ -142,7 +142,7 @@ def test_a_discard_waits_for_a_twin_upload_filing_the_same_file(kind, tmp_path):
     file there and is filing its study. A's discard must not remove the file under B's row:
     it waits for B's transaction and then sees the row."""
     from medai.platform.records.tables import Study, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing, held_blobs
 
     with database_url(kind, tmp_path) as url:
         p = _platform(url, tmp_path)
@@ -156,8 +156,8 @@ def test_a_discard_waits_for_a_twin_upload_filing_the_same_file(kind, tmp_path):
             def file_twin() -> None:
                 try:
                     with p.db.session() as db:
-                        studies.hold_blob(db, p.store, sha)
-                        studies.create(
+                        held_blobs.hold_blob(db, p.store, sha)
+                        filing.create(
                             db,
                             Arrival(
                                 sha=sha,
@@ -177,7 +177,7 @@ def test_a_discard_waits_for_a_twin_upload_filing_the_same_file(kind, tmp_path):
             twin.start()
             assert held.wait(60) and not errors
             discard = threading.Thread(
-                target=studies.discard_unnamed, args=(p, sha, "a failed upload")
+                target=held_blobs.discard_unnamed, args=(p, sha, "a failed upload")
             )
             discard.start()
             if kind == "postgresql":  # the discard is waiting on the file's lock
@@ -218,18 +218,18 @@ def test_a_study_is_not_filed_when_its_file_was_discarded_first(kind, tmp_path):
     of filing a study whose file is missing."""
     from medai.core.faults import StorageMissing
     from medai.platform.records.tables import Study, User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing, held_blobs
 
     with database_url(kind, tmp_path) as url:
         p = _platform(url, tmp_path)
         try:
             uid = _user(p)
             sha = p.store.put_bytes(png_bytes(8))
-            studies.discard_unnamed(p, sha, "a failed upload")
+            held_blobs.discard_unnamed(p, sha, "a failed upload")
             assert not p.store.exists(sha)
             with pytest.raises(StorageMissing), p.db.session() as db:
-                studies.hold_blob(db, p.store, sha)
-                studies.create(
+                held_blobs.hold_blob(db, p.store, sha)
+                filing.create(
                     db,
                     Arrival(
                         sha=sha,
@@ -247,15 +247,15 @@ def test_a_study_is_not_filed_when_its_file_was_discarded_first(kind, tmp_path):
 
 def test_a_discard_keeps_a_file_a_row_names(tmp_path):
     from medai.platform.records.tables import User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing, held_blobs
 
     with database_url("sqlite", tmp_path) as url:
         p = _platform(url, tmp_path)
         uid = _user(p)
         sha = p.store.put_bytes(b"named")
         with p.db.session() as db:
-            studies.hold_blob(db, p.store, sha)
-            studies.create(
+            held_blobs.hold_blob(db, p.store, sha)
+            filing.create(
                 db,
                 Arrival(
                     sha=sha,
@@ -265,6 +265,6 @@ def test_a_discard_keeps_a_file_a_row_names(tmp_path):
                     uploaded_by=db.get(User, uid).id,
                 ),
             )
-        studies.discard_unnamed(p, sha, "a failed upload")
+        held_blobs.discard_unnamed(p, sha, "a failed upload")
         assert p.store.read(sha) == b"named"
         p.db.dispose()

@@ -26,7 +26,7 @@ def test_every_name_the_ui_shows_exists_in_turkish_and_english():
     from medai.platform.access.accounts import PERMISSIONS
     from medai.platform.access.audit import ACTIONS
     from medai.platform.web.i18n import missing_keys, missing_names
-    from medai.platform.worklist.studies import STATUSES
+    from medai.platform.worklist.study_state import STATUSES
 
     roles = set().union(*PERMISSIONS.values())
     assert missing_keys() == {}

@@ -125,7 +125,7 @@ def ward(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     ``ids`` names them."""
     from medai.platform.records.db import utcnow
     from medai.platform.records.tables import AIResultRow, IdentityConflict, User
-    from medai.platform.worklist import reading_order, studies
+    from medai.platform.worklist import filing, reading_order
 
     home = tmp_path_factory.mktemp(f"reading-{request.param}")
     with clinic(request.param, home, tfidf_model_dir, tiny_imaging_dir, job_threads=0) as (
@@ -152,7 +152,7 @@ def ward(request, tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
         with app.state.platform.db.session() as db:
             rad = db.scalar(select(User).where(User.username == "rad1"))
             for i, (name, task, status, result, flag, earlier) in enumerate(plan):
-                study, _job = studies.create(
+                study, _job = filing.create(
                     db,
                     Arrival(
                         sha=f"{i:064x}",

@@ -61,7 +61,7 @@ def _analyse(p) -> None:
 
 def _result(p, sid: int) -> tuple[str, dict, str | None]:
     from medai.platform.records.tables import Study
-    from medai.platform.worklist.studies import latest_result
+    from medai.platform.worklist.ai_results import latest_result
 
     with p.db.reader() as db:
         row = latest_result(db, sid)
@@ -176,13 +176,13 @@ def test_a_chest_study_is_decided_from_its_frontal_film(p, tmp_path, views):
 def test_an_upload_says_it_read_one_image(p):
     from helpers.platform import png_bytes
     from medai.platform.records.tables import User
-    from medai.platform.worklist import studies
+    from medai.platform.worklist import filing
 
     data = png_bytes(3)
     sha = p.store.put_bytes(data)
     with p.db.session() as db:
         rad = db.scalar(select(User).where(User.username == "rad"))
-        sid = studies.file_study(
+        sid = filing.file_study(
             db,
             Arrival(
                 sha=sha, size=len(data), content_type="image/png", task="cxr", uploaded_by=rad.id

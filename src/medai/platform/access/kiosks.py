@@ -35,7 +35,10 @@ from medai.platform.records.tables import Kiosk, TriageRecord
 # enrolment codes are typed on a touch screen: 10 symbols of accounts.CODE_ALPHABET ≈ 49 bits
 CODE_LENGTH = 10
 MAX_QUOTA = 1_000_000
+_LETTERS = "a-zA-Z0-9._çğıöşüÇĞİÖŞÜ-"
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-çğıöşüÇĞİÖŞÜ")
+# the same rule as a pattern for the API's schema: NAME_CHARS, at least one that is not a space
+NAME_PATTERN = f"^ *[{_LETTERS}][ {_LETTERS}]*$"
 
 
 class KioskError(MedaiError, ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from medai.platform.access.kiosks import MAX_QUOTA
+from medai.platform.access.kiosks import MAX_QUOTA, NAME_PATTERN
 from medai.platform.api.schemas import Strict
 
 
@@ -14,7 +14,11 @@ class KioskIn(Strict):
         ...,
         min_length=1,
         max_length=64,
-        description="unique among registered kiosks, e.g. 'Acil giriş 1'",
+        # what ``kiosks.check_name`` takes (NAME_CHARS, not only spaces), so that a request the
+        # schema allows is never refused
+        pattern=NAME_PATTERN,
+        description="unique among registered kiosks, e.g. 'Acil giriş 1': letters, digits, "
+        "spaces, '.', '_' or '-'",
     )
     daily_quota: int | None = Field(
         None,

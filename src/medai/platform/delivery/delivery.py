@@ -29,7 +29,7 @@ from medai.platform.delivery.destinations import registry
 from medai.platform.dicom.identity_conflicts import has_open
 from medai.platform.records.leases import worker_name
 from medai.platform.records.tables import OutboxItem, Study
-from medai.platform.worklist.studies import RETRACTED
+from medai.platform.worklist.study_state import RETRACTED
 
 log = logging.getLogger("medai.integration.outbox")
 ACTOR = Actor(name="medai-outbox")

@@ -62,7 +62,7 @@ from medai.platform.records.tables import (
     StudyRetraction,
     User,
 )
-from medai.platform.worklist import studies, versions
+from medai.platform.worklist import ai_results, listing, versions
 from medai.services import imaging as imaging_service
 
 # SOP classes that hold no image (structured reports, key object notes, presentation states,
@@ -87,7 +87,7 @@ class NothingToSend(MedaiError, Exception):
 class Parts:
     """Plain values of an event, read once."""
 
-    study: dict[str, Any]  # studies.as_dict, with its DICOM series
+    study: dict[str, Any]  # listing.as_dict, with its DICOM series
     report: dict[str, Any]  # versions.as_dict of the event's version, with the decision
     report_created: dt.datetime
     report_signed: dt.datetime | None
@@ -158,7 +158,7 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
         ai = (
             db.get(AIResultRow, item.ai_result_id)
             if item.ai_result_id
-            else studies.latest_result(db, study.id)
+            else ai_results.latest_result(db, study.id)
         )
         report = finding_states.of_version(
             db, versions.as_dict(db, row), ai.payload if ai else None
@@ -175,7 +175,7 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
             else None
         )
         return Parts(
-            study=studies.as_dict(db, study, with_result=False, with_series=True),
+            study=listing.as_dict(db, study, with_result=False, with_series=True),
             report=report,
             report_created=row.created_at,
             report_signed=row.signed_at,

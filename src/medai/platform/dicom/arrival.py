@@ -2,7 +2,7 @@
 
 Every way in makes one (``intake``: a C-STORE or STOW-RS instance, a DICOMweb pull, a browser
 upload), and a quarantined instance gives its own back when a person reassigns it
-(``identity_conflicts.arrival_of``). The filing (``worklist.studies.file_study``), a new study
+(``identity_conflicts.arrival_of``). The filing (``worklist.filing.file_study``), a new study
 (``studies.create``) and a conflict (``identity_conflicts.quarantine``) each read what they
 need from it: before it, the same 8 to 13 values were passed as keyword arguments from
 function to function, and a value added for one way in (the form's patient sex, say) had to

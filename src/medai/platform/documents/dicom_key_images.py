@@ -32,14 +32,13 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from medai.core.task_registry import Task
+from medai.platform.documents import dicom_kos as kos_builder
 from medai.platform.documents.dicom_objects import (
     MANUFACTURER,
     DicomObjectError,
     SourceImage,
     _coded,
-    content_times,
     model_of,
-    pin_times,
     reading_parts,
     uid,
 )
@@ -47,7 +46,6 @@ from medai.services.imaging import decision_of
 
 SERIES_KEY_IMAGES = 9906
 OF_INTEREST = ("DCM", "113000", "Of Interest")
-KOS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 WORDS = {
     "en": (
         "Key images selected by the AI ({model}): the slices that carry its suggestion "
@@ -137,12 +135,7 @@ def key_image_note(
         image = headers[sop]
         if str(image.StudyInstanceUID) != source.study_instance_uid:
             raise DicomObjectError("a key slice is not of the study")
-        ref = source.evidence()
-        ref.SeriesInstanceUID = str(image.SeriesInstanceUID)
-        ref.SOPClassUID, ref.SOPInstanceUID = str(image.SOPClassUID), sop
-        ref.Modality = image.get("Modality") or None
-        if "Rows" in image and "Columns" in image:  # referenced as an image, as KIN wants
-            ref.Rows, ref.Columns = image.Rows, image.Columns
+        ref = kos_builder.reference(source, image, sop)
         references.append(ref)
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -167,12 +160,12 @@ def key_image_note(
             sop = str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
             if frames.get(sop):
                 item.ReferencedSOPSequence[0].ReferencedFrameNumber = sorted(set(frames[sop]))
-    kos = hd.ko.KeyObjectSelectionDocument(
-        evidence=references,
-        content=content,
-        series_instance_uid=uid("key-images-series", source.study_instance_uid, root=uid_root),
+    return kos_builder.document(
+        references,
+        content,
+        series_uid=uid("key-images-series", source.study_instance_uid, root=uid_root),
         series_number=SERIES_KEY_IMAGES,
-        sop_instance_uid=uid(
+        sop_uid=uid(
             "key-images",
             source.study_instance_uid,
             model["content_hash"],
@@ -180,17 +173,10 @@ def key_image_note(
             *reading_parts(reading),
             root=uid_root,
         ),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        institution_name=institution,
+        institution=institution,
+        created=created,
+        series_description="medai AI key images (AI suggestion, not a diagnosis)",
     )
-    times = content_times(created)
-    kos.ContentDate = times["content_date"].strftime("%Y%m%d")
-    kos.ContentTime = times["content_time"].strftime("%H%M%S")
-    kos.SeriesDate, kos.SeriesTime = kos.ContentDate, kos.ContentTime
-    kos.SeriesDescription = "medai AI key images (AI suggestion, not a diagnosis)"
-    pin_times(kos, created)
-    return kos
 
 
 def read_key_image_note(ds: Dataset) -> dict[str, Any]:

@@ -24,18 +24,15 @@ from collections.abc import Sequence
 from pydicom.dataset import Dataset
 
 from medai.platform.dicom.dicom_values import outgoing_person_name
+from medai.platform.documents import dicom_kos as kos_builder
 from medai.platform.documents.dicom_objects import (
-    MANUFACTURER,
     DicomObjectError,
     SourceImage,
     _coded,
-    content_times,
-    pin_times,
     uid,
 )
 
 SERIES_REJECTION = 9905
-KOS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 INCORRECT_WORKLIST_ENTRY = ("DCM", "113038", "Incorrect Modality Worklist Entry")
 PATIENT_SAFETY = ("DCM", "113037", "Rejected for Patient Safety Reasons")
 QUALITY = ("DCM", "113001", "Rejected for Quality Reasons")
@@ -54,19 +51,6 @@ DESCRIPTIONS = {
     "or another type) replaces these AI results",
 }
 RETRACTED = "Rejected by medai: the study was retracted as entered in error"
-
-
-def _reference(source: SourceImage, obj: Dataset) -> Dataset:
-    """What the note says of one rejected object: its UIDs (and, for an image, its size, so
-    it is referenced as an image), under the source's patient and study."""
-    ref = source.evidence()
-    ref.StudyInstanceUID = str(obj.StudyInstanceUID)
-    ref.SeriesInstanceUID = str(obj.SeriesInstanceUID)
-    ref.SOPClassUID, ref.SOPInstanceUID = str(obj.SOPClassUID), str(obj.SOPInstanceUID)
-    ref.Modality = obj.get("Modality") or None
-    if "Rows" in obj and "Columns" in obj:
-        ref.Rows, ref.Columns = obj.Rows, obj.Columns
-    return ref
 
 
 def rejection_note(
@@ -97,7 +81,7 @@ def rejection_note(
     for obj in rejected:
         if str(obj.StudyInstanceUID) != source.study_instance_uid:
             raise DicomObjectError("a rejected object is not of the retracted study")
-        refs.setdefault(str(obj.SOPInstanceUID), _reference(source, obj))
+        refs.setdefault(str(obj.SOPInstanceUID), kos_builder.reference(source, obj))
     if not refs:
         raise DicomObjectError("no object to reject")
     references = [refs[k] for k in sorted(refs)]
@@ -117,12 +101,12 @@ def rejection_note(
         description=DESCRIPTIONS.get(reason, RETRACTED),
     )
     at = retracted_at.isoformat()
-    kos = hd.ko.KeyObjectSelectionDocument(
-        evidence=references,
-        content=content,
-        series_instance_uid=uid("rejection-series", source.study_instance_uid, root=uid_root),
+    return kos_builder.document(
+        references,
+        content,
+        series_uid=uid("rejection-series", source.study_instance_uid, root=uid_root),
         series_number=SERIES_REJECTION,
-        sop_instance_uid=uid(
+        sop_uid=uid(
             "rejection",
             source.study_instance_uid,
             destination,
@@ -130,17 +114,10 @@ def rejection_note(
             *((SUPERSEDED, replaced_by) if reason == SUPERSEDED else ()),
             root=uid_root,
         ),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        institution_name=institution,
+        institution=institution,
+        created=retracted_at,
+        series_description="medai rejection note (IOCM)",
     )
-    times = content_times(retracted_at)
-    kos.ContentDate = times["content_date"].strftime("%Y%m%d")
-    kos.ContentTime = times["content_time"].strftime("%H%M%S")
-    kos.SeriesDate, kos.SeriesTime = kos.ContentDate, kos.ContentTime
-    kos.SeriesDescription = "medai rejection note (IOCM)"
-    pin_times(kos, retracted_at)
-    return kos
 
 
 def read_rejection_note(ds: Dataset) -> dict[str, object]:

@@ -1,5 +1,5 @@
 """Filing a DICOM instance received by the node: bounded, stored, identified, routed, filed
-(``studies.file_study``, the same as a browser upload), audited; the analysis is only queued.
+(``filing.file_study``, the same as a browser upload), audited; the analysis is only queued.
 
 Each refusal is named so that the node answers the sender with the matching DICOM failure
 status instead of crashing or storing something no one can read: a decompression or size
@@ -27,7 +27,7 @@ from medai.platform.intake import orders
 from medai.platform.intake.question import flags_of
 from medai.platform.intake.routing import route
 from medai.platform.records.tables import User
-from medai.platform.worklist import studies
+from medai.platform.worklist import filing, held_blobs
 from medai.services import imaging as imaging_service
 
 log = logging.getLogger("medai.integration")
@@ -129,7 +129,7 @@ def store(
         got = _file(p, sha, len(data), ident, calling_ae, client, language)
     except BaseException:
         if not existed:  # only the caller that created the blob may take it away
-            studies.discard_unnamed(p, sha, "a refused instance")
+            held_blobs.discard_unnamed(p, sha, "a refused instance")
         raise
     if got.conflict is not None:  # recorded (committed): the sender is told it failed
         raise Quarantined(got.conflict[0], got.study_id, got.conflict[1], got.conflict[2])
@@ -138,7 +138,7 @@ def store(
     if got.outcome == "duplicate" and not existed:
         # the same instance in other bytes (another transfer syntax): the stored copy is kept,
         # these bytes are not
-        studies.discard_unnamed(p, sha, "a resent instance")
+        held_blobs.discard_unnamed(p, sha, "a resent instance")
     return got
 
 
@@ -180,7 +180,7 @@ def _file(
                     urgent=bool(flags),
                     red_flags=flags,
                 )
-                filed = studies.receive(
+                filed = filing.receive(
                     db,
                     p.store,
                     actor,

@@ -7,9 +7,9 @@ file stored (content-addressed, bounded), its header read and checked (a decompr
 a 413 from its header, never a worker decoding it; an attribute that breaks its VR a 422
 naming it), a keyed retry answered from the study its first request filed
 (``idempotency``), the clinical question's red flags, and the ``Arrival`` filed the same way
-as a DICOM node's instance (``studies.receive``), its key claimed in the same transaction. The
+as a DICOM node's instance (``filing.receive``), its key claimed in the same transaction. The
 analysis is only queued (``dispatch``). Whatever is refused leaves no file behind that no row
-names (``studies.discard_unnamed``).
+names (``held_blobs.discard_unnamed``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from medai.platform.dicom.arrival import Arrival
 from medai.platform.dicom.dicom_values import InvalidAttribute
 from medai.platform.intake import idempotency
 from medai.platform.intake.question import question_flags
-from medai.platform.worklist import studies
+from medai.platform.worklist import filing, held_blobs, listing, study_state
 from medai.platform.worklist.patient_context import OLDEST
 from medai.services import imaging as imaging_service
 
@@ -59,7 +59,7 @@ class UploadForm:
 
 @dataclass(frozen=True)
 class Uploaded:
-    """The answer: the study as ``studies.as_dict`` gives it, the status (201: a new study;
+    """The answer: the study as ``listing.as_dict`` gives it, the status (201: a new study;
     200: it joined one, or was stored before) and whether it answers an earlier request with
     the same key (``Idempotent-Replayed``)."""
 
@@ -143,7 +143,7 @@ def form_birth_date(value: str | None) -> str | None:
         day = None
     today = date.today()
     if day is None or day > today or today.year - day.year > OLDEST:
-        raise studies.StudyError(
+        raise study_state.StudyError(
             f"patient_birth_date must be a real day, not after today and at most {OLDEST} years ago"
         )
     return day.strftime("%Y%m%d")
@@ -168,7 +168,7 @@ async def upload(
     sha, size, created = await p.store.receive(chunks, imaging_service.MAX_BYTES)
     if size == 0:
         await _forget(p, sha, created)
-        raise studies.StudyError("the file is empty")
+        raise study_state.StudyError("the file is empty")
     try:  # a decompression bomb is refused now, from its header, not by a worker decoding it
         identity = await run_in_threadpool(_checked_identity, p, sha)
     except imaging_service.ImageTooLarge as exc:  # refused on upload: 413, not 422
@@ -248,7 +248,7 @@ def _file(
     with p.db.session() as db:
         # the key first: a request racing on it waits here, and files nothing
         claimed = idempotency.claim(db, arrival.uploaded_by, key, prints[0]) if key else None
-        filed = studies.receive(
+        filed = filing.receive(
             db,
             p.store,
             actor,
@@ -276,7 +276,7 @@ def _file(
             }
             return held, None, filed.outcome
         return (
-            studies.as_dict(db, filed.study),
+            listing.as_dict(db, filed.study),
             filed.job.id if filed.job else None,
             filed.outcome,
         )
@@ -314,10 +314,10 @@ def _checked_identity(p: Platform, sha: str) -> dicom.DicomIdentity | None:
 
 async def _forget(p: Platform, sha: str, created: bool) -> None:
     """The file of an upload that got no row goes again: only when this upload stored it
-    and no row names it (``studies.discard_unnamed``)."""
+    and no row names it (``held_blobs.discard_unnamed``)."""
     if not created:
         return
-    await run_in_threadpool(studies.discard_unnamed, p, sha, "a failed upload")
+    await run_in_threadpool(held_blobs.discard_unnamed, p, sha, "a failed upload")
 
 
 async def _earlier(
@@ -358,7 +358,7 @@ def _replay(
             "fields) within 24 hours; use a new key for a new upload"
         )
     with p.db.session() as db:
-        out = studies.as_dict(db, studies.get(db, row.study_id))
+        out = listing.as_dict(db, study_state.get(db, row.study_id))
         audit.record(db, actor, "view", "study", row.study_id, replayed_upload=True)
     log.info("study %s: upload answered again (same %s)", out["id"], idempotency.HEADER)
     return Uploaded(out, row.status or 201, replayed=True)

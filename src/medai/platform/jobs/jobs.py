@@ -24,7 +24,7 @@ from medai.platform.context import Platform
 from medai.platform.reading import analysis
 from medai.platform.records.leases import claim_first, worker_name
 from medai.platform.records.tables import Job, Study
-from medai.platform.worklist.studies import set_status
+from medai.platform.worklist.study_state import set_status
 
 log = logging.getLogger("medai.platform.jobs.jobs")
 MAX_ATTEMPTS = 3
@@ -81,7 +81,7 @@ def renew(p: Platform, job_id: int, worker: str, lease_s: float) -> bool:
 def finish(p: Platform, job: Job, worker: str, error: Exception | None = None) -> str:
     """Mark the job done, or requeue it (failed after ``MAX_ATTEMPTS``). A job an instance
     arrived for while it ran (``again``) is queued once more: it read the study without that
-    instance (``studies.defer_analysis``)."""
+    instance (``filing.defer_analysis``)."""
     with p.db.session() as db:
         row = db.get(Job, job.id, with_for_update=True, populate_existing=True)
         if row.worker != worker or row.status != "running":

@@ -36,7 +36,7 @@ from medai.platform.records.crypto import cipher
 from medai.platform.records.db import utcnow
 from medai.platform.records.localtime import iso_utc
 from medai.platform.records.tables import Patient, ReportVersion, Study, StudyLabel
-from medai.platform.worklist.studies import RETRACTED
+from medai.platform.worklist.study_state import RETRACTED
 
 MANIFEST, DATASHEET, IMAGES = "manifest.csv", "datasheet.json", "images"
 

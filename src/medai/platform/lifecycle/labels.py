@@ -27,7 +27,7 @@ from medai.core import label_rules, task_registry
 from medai.core.errors import MedaiError
 from medai.platform.documents.finding_states import version_labels
 from medai.platform.records.tables import ReportVersion, Study, StudyLabel, User
-from medai.platform.worklist.studies import ai_label_rows, ai_label_states
+from medai.platform.worklist.ai_results import ai_label_rows, ai_label_states
 from medai.services.imaging import label_questions, settle_followers
 from medai.services.reports import denied_labels, stated_labels, states_normal
 

@@ -52,7 +52,7 @@ from medai.platform.records.tables import (
     StudyLabel,
     Validation,
 )
-from medai.platform.worklist.studies import RETRACTED
+from medai.platform.worklist.study_state import RETRACTED
 from medai.settings import MonitorSettings
 
 if TYPE_CHECKING:

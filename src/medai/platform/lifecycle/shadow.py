@@ -20,7 +20,7 @@ from medai.platform.documents.finding_states import decided_positives
 from medai.platform.lifecycle import drift
 from medai.platform.lifecycle.site_sets import signed_labels
 from medai.platform.records.tables import AIResultRow, RegisteredModel
-from medai.platform.worklist.studies import latest_result, save_result
+from medai.platform.worklist.ai_results import latest_result, save_result
 from medai.services import imaging as imaging_service
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.lifecycle.model_registry import EmptySiteSet, require_served
 from medai.platform.records.localtime import iso_utc
 from medai.platform.records.tables import SiteSet, Study, StudyLabel
-from medai.platform.worklist.studies import RETRACTED
+from medai.platform.worklist.study_state import RETRACTED
 
 
 def held_out(task: str, study_id: int, fraction: float) -> bool:

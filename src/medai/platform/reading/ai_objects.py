@@ -12,7 +12,7 @@ from the stored AI result exactly as an ``analysed`` outbox row builds them (and
 ``signed`` row does, after sign-off: before it the key images are the AI's unreviewed
 suggestion, which the PACS does not get either).
 
-Which reading: only the study's newest imaging result (``studies.latest_result``), and only
+Which reading: only the study's newest imaging result (``ai_results.latest_result``), and only
 while the study is not being (re)analysed and its analysis did not end refused or failed: a
 superseded reading's objects are never served (the PACS rejects them too), and a refused
 image or a failed analysis has no AI objects. A retracted study serves nothing at all
@@ -39,7 +39,7 @@ from medai.platform.documents.report_words import SIGNED
 from medai.platform.reading.catalog_object import CatalogObject
 from medai.platform.reading.series_view import _Lru
 from medai.platform.records.tables import OutboxItem, ReportVersion, Study
-from medai.platform.worklist import studies
+from medai.platform.worklist import ai_results, study_state
 
 log = logging.getLogger("medai.reading.ai_objects")
 
@@ -103,9 +103,9 @@ def current(p: Platform, db: Session, study: Study) -> tuple[CatalogObject, ...]
     object that cannot be built (an uploaded PNG has no DICOM header to build on; an
     unreadable stored file) leaves the study's objects empty; logged with ids and the error
     type only."""
-    if study.status in NOT_SHOWN or study.status == studies.RETRACTED:
+    if study.status in NOT_SHOWN or study.status == study_state.RETRACTED:
         return ()
-    ai = studies.latest_result(db, study.id)
+    ai = ai_results.latest_result(db, study.id)
     if ai is None or (ai.payload or {}).get("refused"):
         return ()
     draft = db.scalar(

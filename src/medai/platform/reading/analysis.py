@@ -19,8 +19,15 @@ from medai.platform.documents.finding_states import decided_positives
 from medai.platform.lifecycle import monitoring, shadow
 from medai.platform.reading import report_templates, review
 from medai.platform.records.tables import AIResultRow, Study
-from medai.platform.worklist import patient_context, reading_order, studies, study_reading
-from medai.platform.worklist.studies import latest_result, save_result, set_status, stored_result
+from medai.platform.worklist import (
+    filing,
+    patient_context,
+    reading_order,
+    study_reading,
+    study_state,
+)
+from medai.platform.worklist.ai_results import latest_result, save_result, stored_result
+from medai.platform.worklist.study_state import set_status
 from medai.services import imaging as imaging_service
 from medai.services import series_reading
 from medai.services.reports import shared_drafter, with_question
@@ -45,10 +52,10 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
         if study is None:
             raise LookupError(f"no study {study_id}")
-        reading = studies.reading_key(db, study_id)
+        reading = filing.reading_key(db, study_id)
         # a reported study is read again only when instances arrived after its reading (a
-        # re-open: ``studies.defer_analysis``); its report keeps its state meanwhile
-        reopened = study.status in studies.REPORTED and not studies.read_already(
+        # re-open: ``filing.defer_analysis``); its report keeps its state meanwhile
+        reopened = study.status in study_state.REPORTED and not filing.read_already(
             db, study_id, reading
         )
         if study.status not in ("received", "analysing") and not reopened:
@@ -101,7 +108,7 @@ def _analyse_once(p: Platform, study_id: int) -> str:
                 if row is None:
                     row = _findings(p, study_id, predictor, image, meta, reading, read)
         except imaging_service.ImageInputError as exc:
-            if exc.refusal_code == studies.NO_IMAGE and len(films) > 1:
+            if exc.refusal_code == filing.NO_IMAGE and len(films) > 1:
                 films = [m for m in films if m.sha != sha]  # a header without a film: the next
                 continue
             if row is None:
@@ -161,8 +168,8 @@ def _drafted(
         )
     urgent = urgent_labels(task, payload)
     with p.db.session() as db:
-        study = studies.lock_study(db, db.get(Study, study_id))  # a retraction races this
-        if study.status == studies.RETRACTED:  # retracted meanwhile: no draft, nothing sent
+        study = study_state.lock_study(db, db.get(Study, study_id))  # a retraction races this
+        if study.status == study_state.RETRACTED:  # retracted meanwhile: no draft, nothing sent
             return study.status
         d = draft_row.payload
         # a question that came while the draft was being made (an HL7 order matched meanwhile:
@@ -202,7 +209,7 @@ def _drafted(
                 db, study, sections, d["citations"], d["findings_used"], draft_row.id
             )
         for label, state in urgent:
-            studies.add_urgency(
+            filing.add_urgency(
                 study, "ai_finding" if state == "present" else "ai_possible_finding", label
             )
         reading_order.refresh(db, study)  # the worklist's AI column and rank
@@ -396,7 +403,7 @@ def stored_display(p: Platform, study_id: int) -> str | None:
             row = latest_result(db, study_id)
             if row is not None and (row.payload or {}).get("reason_code") in (
                 "unreadable",
-                studies.NO_IMAGE,
+                filing.NO_IMAGE,
             ):
                 raise imaging_service.ImageInputError(
                     str(row.payload.get("reason") or "the image cannot be read")
@@ -453,9 +460,9 @@ def _refused(
     """A refusal is an AI result too: stored (with its code, for every view to translate) and
     naming the model that refused; the study can then be reported by hand. A file that holds
     no image is not the study's last word while another instance of it was filed after that
-    file: the study moves on to it (``studies.next_instance``, the refusal removed) and is
+    file: the study moves on to it (``filing.next_instance``, the refusal removed) and is
     ``received`` again. The study's row is locked for that decision, as a filing instance
-    locks it (``studies._route_late``): one of the two always sees the other."""
+    locks it (``filing._route_late``): one of the two always sees the other."""
     if store:
         payload = imaging_service.ImagingResult(
             status="refused",
@@ -471,9 +478,9 @@ def _refused(
     with p.db.session() as db:
         study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
         if (
-            refusal.code == studies.NO_IMAGE
+            refusal.code == filing.NO_IMAGE
             and study.status in ("received", "analysing")
-            and studies.next_instance(db, study)
+            and filing.next_instance(db, study)
         ):
             return study.status
         reading_order.refresh(db, study)  # the worklist's AI column: refused

@@ -29,13 +29,13 @@ from medai.platform.context import Platform
 from medai.platform.reading import ai_objects, measurements
 from medai.platform.reading.catalog_object import CatalogObject
 from medai.platform.records.tables import Study
-from medai.platform.worklist import studies
+from medai.platform.worklist import listing, study_state
 
 
 def _filed_instances(db: Session, study: Study) -> Iterable[CatalogObject]:
     """The instances filed to the study (C-STORE, STOW-RS, a browser upload, a reassigned
     conflict), in series and instance order."""
-    for i in studies.instances(db, [study.id])[study.id]:
+    for i in listing.instances(db, [study.id])[study.id]:
         yield CatalogObject(
             i.sop_uid,
             i.series_uid,
@@ -98,7 +98,7 @@ def served_study(db: Session, study_uid: str) -> Study | None:
     """The study a StudyInstanceUID names, if the DICOMweb serves it: None for no such study
     and for a retracted one (see the module's rules)."""
     study = db.scalar(select(Study).where(Study.study_uid == study_uid))
-    if study is None or study.status == studies.RETRACTED:
+    if study is None or study.status == study_state.RETRACTED:
         return None
     return study
 

@@ -17,7 +17,7 @@ from medai.platform.context import Platform
 from medai.platform.documents import finding_states
 from medai.platform.records.crypto import cipher
 from medai.platform.records.tables import Conversation, Message, ReportVersion, Study, User
-from medai.platform.worklist import studies, versions
+from medai.platform.worklist import ai_results, study_state, versions
 from medai.services.reports import chat_answer
 
 
@@ -30,7 +30,7 @@ class NotYours(MedaiError, LookupError):
 def refuse_retracted(study: Study) -> None:
     """A retracted study (entered in error: another patient's, or withdrawn) is not talked
     about: an answer would quote its void report as if it stood (409 ``retracted``)."""
-    studies.check_not_retracted(study, "discussed in image chat (its report is void)")
+    study_state.check_not_retracted(study, "discussed in image chat (its report is void)")
 
 
 def start(db: Session, study: Study, user: User) -> Conversation:
@@ -85,7 +85,7 @@ def context(db: Session, conv: Conversation) -> dict[str, Any]:
     AI decision's summary (undecided candidates, a conflict), the current report's conclusion
     (and whether that version is signed), the task and the study's language."""
     study = db.get(Study, conv.study_id)
-    row = studies.latest_result(db, study.id)
+    row = ai_results.latest_result(db, study.id)
     report = versions.current(db, study.id)
     signed = db.scalar(
         select(ReportVersion)

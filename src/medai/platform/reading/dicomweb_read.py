@@ -41,7 +41,7 @@ from medai.platform.reading import catalog
 from medai.platform.reading.series_view import _Lru
 from medai.platform.records.db import utcnow
 from medai.platform.records.tables import AuditEvent, Study
-from medai.platform.worklist import studies
+from medai.platform.worklist import study_state
 
 ROOT_TOKEN = "@@MEDAI_WADO_ROOT@@"  # replaced by the service root of the request
 BULK_THRESHOLD = 1024  # a binary value longer than this is a BulkDataURI, not inline
@@ -139,7 +139,7 @@ def study_view(p: Platform, study_uid: str) -> StudyView:
     if hit is not None and now - hit[0] < VIEW_TTL_S:
         with p.db.reader() as db:
             status = db.scalar(select(Study.status).where(Study.study_uid == study_uid))
-        if status is not None and status != studies.RETRACTED:
+        if status is not None and status != study_state.RETRACTED:
             return hit[1]
     with p.db.reader() as db:
         study = catalog.served_study(db, study_uid)
@@ -187,7 +187,7 @@ def opened(p: Platform, actor: audit.Actor, study_id: int) -> bool:
         study = db.get(Study, study_id)
         if study is None:
             return False
-        studies.lock_study(db, study)
+        study_state.lock_study(db, study)
         since = now - timedelta(seconds=OPEN_WINDOW_S)
         earlier = db.scalars(
             select(AuditEvent.detail).where(
@@ -306,7 +306,9 @@ def search_studies(
     out: list[dict[str, Any]] = []
     skipped = 0
     with p.db.reader() as db:
-        stmt = select(Study).where(Study.study_uid.is_not(None), Study.status != studies.RETRACTED)
+        stmt = select(Study).where(
+            Study.study_uid.is_not(None), Study.status != study_state.RETRACTED
+        )
         if q.study_uids:
             stmt = stmt.where(Study.study_uid.in_(q.study_uids))
         if q.accession and "*" not in q.accession and "?" not in q.accession:

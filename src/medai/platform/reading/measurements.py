@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
 from medai.platform.records.tables import Measurement, Study
-from medai.platform.worklist import studies
+from medai.platform.worklist import listing
 from medai.platform.worklist.patient_context import comparison_prior
 from medai.services.reports import SIZES_COMPARED, show_date
 
@@ -215,7 +215,7 @@ def file(db: Session, store, study: Study, author_id: int, report: Report, sha: 
     """The report's rows for ``study``: every referenced image must be one of the study's
     instances (Unusable otherwise); the author's earlier rows for the study are superseded.
     Returns the new rows' ids."""
-    held = {i.sop_uid: i for i in studies.instances(db, [study.id])[study.id]}
+    held = {i.sop_uid: i for i in listing.instances(db, [study.id])[study.id]}
     headers: dict[str, Dataset | None] = {}
     for item in report.items:
         if item.ref_sop_uid is not None and item.ref_sop_uid not in held:
@@ -515,7 +515,7 @@ def for_report(db: Session, study: Study, author_id: int | None, lang: str) -> d
         lang,
         prior_rows,
         prior["date"] if prior else "",
-        slices=len(studies.instances(db, [study.id])[study.id]) > 1,
+        slices=len(listing.instances(db, [study.id])[study.id]) > 1,
     )
     key = "tr" if lang == "tr" else "en"
     return {

@@ -4,10 +4,10 @@ task a person names, instead of being uploaded again (a second study of the same
 
 The rule is the one a late instance follows (``review.ai_redraft``): the AI's own unsigned
 draft is replaced by the new type's draft; a report a person edited is kept, and its reader
-told (``studies.reread_since_report``: ``retask``); a signed report is never re-analysed
+told (``listing.reread_since_report``: ``retask``); a signed report is never re-analysed
 behind its signer — refused (409 ``report_signed``: amend it, or retract the study). A study
 being analysed is refused too (409 ``analysis_running``), and a retracted one (409
-``retracted``). Each request is a reading of its own (``studies.reading_key``), audited as
+``retracted``). Each request is a reading of its own (``filing.reading_key``), audited as
 ``reanalyse_as`` by the caller in the same transaction."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from medai.platform.context import Platform
 from medai.platform.reading import review
 from medai.platform.records.db import utcnow
 from medai.platform.records.tables import Job, ReportVersion, Study
-from medai.platform.worklist import studies
+from medai.platform.worklist import filing, listing, study_state
 
 # the AI's urgency of the old type's reading: void once the study is another type (the new
 # reading sets its own); a red flag in the clinician's question stays
@@ -50,10 +50,10 @@ def reanalyse_as(db: Session, study: Study, task: str) -> Reanalysis:
     """Set ``study``'s task to ``task`` (an imaging task of the registry, other than its own)
     and queue its analysis again; the caller dispatches the job and audits the request.
     Raises ``StudyError`` (422), ``StudyRetracted``, ``ReportSigned``, ``AnalysisRunning``."""
-    studies.refuse_retracted(db, study, "re-analysed")  # the row locked from here on
-    spec = studies.imaging_task(task)
+    study_state.refuse_retracted(db, study, "re-analysed")  # the row locked from here on
+    spec = filing.imaging_task(task)
     if task == study.task:
-        raise studies.StudyError(f"study {study.id} is already analysed as {task!r}")
+        raise study_state.StudyError(f"study {study.id} is already analysed as {task!r}")
     signed = db.scalar(
         select(func.count(ReportVersion.id)).where(
             ReportVersion.study_id == study.id, ReportVersion.signed_by.is_not(None)
@@ -74,18 +74,18 @@ def reanalyse_as(db: Session, study: Study, task: str) -> Reanalysis:
     kept = [r for r in study.urgent_because or [] if r.get("code") not in AI_URGENCY]
     study.urgent_because, study.urgent = kept or None, bool(kept)
     if study.status in ("refused", "failed", "no_model"):
-        studies.set_status(study, "received")  # no report yet: analysed as a new study is
+        study_state.set_status(study, "received")  # no report yet: analysed as a new study is
     elif review.withdraw_ai_draft(db, study):
         # the AI's own draft read the study as the old type: never signable as the new one.
         # The study is analysed as a new one is: the new type's draft, or its refusal and
         # the report written by hand
-        studies.set_status(study, "received")
+        study_state.set_status(study, "received")
     else:  # a report a person edited: it keeps its state while the new reading runs
         study.updated_at = utcnow()
-    return Reanalysis(study, studies._requeue(db, study), previous)
+    return Reanalysis(study, filing._requeue(db, study), previous)
 
 
-REFUSED = (studies.StudyError, studies.StudyRetracted, ReportSigned, AnalysisRunning)
+REFUSED = (study_state.StudyError, study_state.StudyRetracted, ReportSigned, AnalysisRunning)
 """The refusals of a request to re-analyse (each audited as ``refused`` with its code)."""
 
 
@@ -98,12 +98,12 @@ def reanalyse_study(
     such study is ``NoSuchStudy``."""
     try:
         with p.db.session() as db:
-            done = reanalyse_as(db, studies.get(db, study_id), task)
+            done = reanalyse_as(db, study_state.get(db, study_id), task)
             audit.record(
                 db, actor, "reanalyse_as", "study", study_id, task=task, previous=done.previous
             )
             db.flush()
-            return studies.as_dict(db, done.study), done.job.id, done.study.urgent
+            return listing.as_dict(db, done.study), done.job.id, done.study.urgent
     except REFUSED as exc:
         with p.db.session() as db:
             audit.record(

@@ -5,7 +5,7 @@ wrong patient (``wrong_patient``) or order (``wrong_study``), or withdrawn for p
 (``safety``). A radiologist retracts it (``POST /api/v1/studies/{id}/retract``; an admin reads
 no patient data and may not), in one transaction:
 
-- the study's status becomes ``entered_in_error`` (``studies.RETRACTED``): off the worklist
+- the study's status becomes ``entered_in_error`` (``study_state.RETRACTED``): off the worklist
   unless asked for, never analysed, edited, signed or delivered again (409 ``retracted``); its
   page, PDF and FHIR export say so; a second retraction is 409 ``retracted`` too;
 - the retraction is recorded (``StudyRetraction``: who, when, the reason, the radiologist's
@@ -17,7 +17,7 @@ no patient data and may not), in one transaction:
 
 Its instances are not deleted; sent again (the modality or PACS re-sends them, corrected or
 not), they are held as identity conflicts (``retracted_study``) for a radiologist to reassign
-to a study of their own under the patient they name, or reject (``studies.file_study``).
+to a study of their own under the patient they name, or reject (``filing.file_study``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from medai.platform.access import audit
 from medai.platform.context import Platform
 from medai.platform.delivery import outbox
 from medai.platform.records.tables import Study, StudyRetraction, User
-from medai.platform.worklist import reading_order, studies
-from medai.platform.worklist.studies import RETRACTED, StudyRetracted, lock_study, set_status
+from medai.platform.worklist import listing, reading_order, study_state
+from medai.platform.worklist.study_state import RETRACTED, StudyRetracted, lock_study, set_status
 
 REASONS = ("wrong_patient", "wrong_study", "safety")
 MAX_NOTE_CHARS = 2000
@@ -110,7 +110,7 @@ def retract_study(
         with p.db.session() as db:
             done = retract(
                 db,
-                studies.get(db, study_id),
+                study_state.get(db, study_id),
                 user,
                 reason,
                 note,
@@ -129,7 +129,7 @@ def retract_study(
                 cancelled=done.cancelled,
                 corrections=done.corrections,
             )
-            return studies.as_dict(db, done.study)
+            return listing.as_dict(db, done.study)
     except StudyRetracted:
         with p.db.session() as db:
             audit.record(db, actor, "retract", "study", study_id, outcome="conflict", reason=reason)

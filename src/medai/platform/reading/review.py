@@ -27,7 +27,8 @@ from medai.platform.delivery import outbox
 from medai.platform.documents.finding_states import version_labels
 from medai.platform.records.db import utcnow
 from medai.platform.records.tables import ReportVersion, Study, User
-from medai.platform.worklist.studies import ai_label_rows, refuse_retracted, set_status
+from medai.platform.worklist.ai_results import ai_label_rows
+from medai.platform.worklist.study_state import refuse_retracted, set_status
 from medai.platform.worklist.versions import SECTIONS, current, text_of, versions
 from medai.services.imaging import label_questions
 

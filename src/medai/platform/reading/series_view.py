@@ -29,7 +29,7 @@ from medai.core.errors import MedaiError
 from medai.platform.access import audit
 from medai.platform.context import Platform
 from medai.platform.records.tables import DicomInstance, InstanceRendition, Study
-from medai.platform.worklist import studies
+from medai.platform.worklist import ai_results, listing, study_state
 from medai.services import imaging as imaging_service
 from medai.services import series_reading
 
@@ -131,7 +131,7 @@ def _rows(db, study_id: int) -> list[_Row]:
             i.instance_number,
             i.file_sha256,
         )
-        for i in studies.instances(db, [study_id])[study_id]
+        for i in listing.instances(db, [study_id])[study_id]
     ]
 
 
@@ -175,7 +175,7 @@ def series_of(p: Platform, study_id: int) -> dict[str, Any]:
         if study is None:
             raise LookupError(f"no study {study_id}")
         rows = _rows(db, study_id)
-        result = studies.latest_result(db, study_id)
+        result = ai_results.latest_result(db, study_id)
         payload = dict(result.payload or {}) if result is not None else {}
         has_heatmap = result is not None and result.heatmap_sha256 is not None
         file_sha = study.file_sha256
@@ -297,8 +297,8 @@ def stored_heatmap(
     """The latest result's heatmap, its view audited (with the ``label`` asked for): none
     yet (the analysis did not finish, or refused the image) is ``NoHeatmap`` (404)."""
     with p.db.session() as db:
-        study = studies.get(db, study_id)
-        row = studies.latest_result(db, study_id)
+        study = study_state.get(db, study_id)
+        row = ai_results.latest_result(db, study_id)
         if row is None or row.heatmap_sha256 is None:
             raise NoHeatmap("no heatmap (analysis not finished or refused)")
         audit.record(db, actor, "view", "heatmap", study_id, label=label)

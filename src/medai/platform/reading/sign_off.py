@@ -22,7 +22,7 @@ from medai.platform.context import Platform
 from medai.platform.lifecycle import labels, monitoring
 from medai.platform.reading import review
 from medai.platform.records.tables import User
-from medai.platform.worklist import reading_order, studies, versions
+from medai.platform.worklist import reading_order, study_state, versions
 
 
 def sign_off(
@@ -40,7 +40,7 @@ def sign_off(
     destinations = p.settings.destinations()
     try:
         with p.db.session() as db:
-            study = studies.get(db, study_id)
+            study = study_state.get(db, study_id)
             learnable = labels.task_of(study)  # None: a study no model reads keeps no labels
             checked = labels.check_choices(learnable, choices) if learnable else None
             before = versions.current(db, study.id)
@@ -65,7 +65,7 @@ def sign_off(
             )
             reading_order.refresh_patient(db, study)  # what is known for the later studies
             out = versions.as_dict(db, row)
-    except (review.Conflict, studies.StudyRetracted):  # 409, audited
+    except (review.Conflict, study_state.StudyRetracted):  # 409, audited
         with p.db.session() as db:
             audit.record(db, actor, "sign", "report", study_id, outcome="conflict", version=version)
         raise

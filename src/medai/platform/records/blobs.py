@@ -13,8 +13,8 @@ Several hosts may share the folder (a ReadWriteMany volume, NFS): a blob is writ
 private temporary file, synced, linked into place (the first writer of a content wins; an equal
 later copy is dropped) and its folder synced, so a row never names a file a crash or a power
 cut could lose or leave half-written. A failed upload takes its file away only under the
-database lock of that file (``studies.discard_unnamed``), and a row naming a file is written
-under the same lock after checking the file is there (``studies.hold_blob``), so one host's
+database lock of that file (``held_blobs.discard_unnamed``), and a row naming a file is written
+under the same lock after checking the file is there (``held_blobs.hold_blob``), so one host's
 discard never removes a file another host's study has just filed."""
 
 from __future__ import annotations

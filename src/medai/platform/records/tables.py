@@ -114,7 +114,7 @@ class Study(Base):
     language: Mapped[str] = mapped_column(String(8), nullable=False, default="tr")
     status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
     urgent: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
-    # why it is urgent (``studies.URGENT_REASONS``: the clinical question raised a red flag, the
+    # why it is urgent (``filing.URGENT_REASONS``: the clinical question raised a red flag, the
     # AI found an urgent label or could not rule one out); codes and label names, no patient
     # text, but a label name here is a finding: sealed (migration 0019)
     urgent_because: Mapped[list[Any] | None] = mapped_column(SealedJSON)
@@ -244,7 +244,7 @@ class StudyRetraction(Base):
 class AIResultRow(Base):
     """One AI output for a study, naming the exact model; at most one per (study, kind, model
     content hash, reading), which makes a repeated analysis a no-op instead of a duplicate.
-    ``reading`` names the instances it read (``studies.reading_key``: "" for an upload): an
+    ``reading`` names the instances it read (``filing.reading_key``: "" for an upload): an
     instance arriving after the analysis re-opens the study, and the new reading is a new
     row beside the old one, which stays as history (migration 0021)."""
 

@@ -40,7 +40,7 @@ from medai.platform.api.deps import platform_of, principal
 from medai.platform.records.tables import Study
 from medai.platform.web.i18n import COOKIE, DEFAULT, LANGUAGES
 from medai.platform.web.viewer_hanging import extension_js, protocol_for
-from medai.platform.worklist import patient_context, studies
+from medai.platform.worklist import listing, patient_context
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.settings import get_settings
@@ -224,7 +224,7 @@ def viewer_study(study_id: RowId, request: Request) -> Response:
         if study is None or not study.study_uid:
             raise ApiError(404, "not_found", "no such study with a DICOM identity")
         views = [
-            (i.series_uid, i.view_position) for i in studies.instances(db, [study.id])[study.id]
+            (i.series_uid, i.view_position) for i in listing.instances(db, [study.id])[study.id]
         ]
         prior = next(
             (

@@ -42,7 +42,7 @@ separate flag beside any state.
 
 The columns (``studies.ai_state``, ``ai_urgent``, ``red_flag``, ``out_of_scope``; migration
 0023) are written by ``refresh`` where a result is stored (``analysis``), and a question's red
-flag where the study is filed (``studies.create``). They hold codes and booleans only: the
+flag where the study is filed (``filing.create``). They hold codes and booleans only: the
 finding's label, its probability and the red-flag rule's name stay sealed (the stored result,
 ``studies.urgent_because``) and are read for the rows of one page (``summary``).
 """

@@ -35,7 +35,7 @@ from medai.platform.delivery.destinations.registry import DestinationKind, unreg
 from medai.platform.dicom.arrival import Arrival
 from medai.platform.records.db import utcnow
 from medai.platform.records.tables import OutboxItem, ReportVersion, User
-from medai.platform.worklist import studies
+from medai.platform.worklist import filing
 
 MESSAGES = Path(medai.__file__).parent / "platform" / "web" / "messages.json"
 
@@ -133,7 +133,7 @@ def signed_study(p, dests) -> int:
     with p.db.session() as db:
         user = db.scalar(select(User))
         sha = p.store.put_bytes(png_bytes(3))
-        s, _ = studies.create(
+        s, _ = filing.create(
             db, Arrival(sha=sha, size=1, content_type="image/png", task="cxr", uploaded_by=user.id)
         )
         row = ReportVersion(

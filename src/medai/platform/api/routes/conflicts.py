@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from medai.platform.access import accounts, audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.dicom import identity_conflicts as conflicts
-from medai.platform.worklist import studies
+from medai.platform.worklist import filing, held_blobs
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
@@ -126,7 +126,7 @@ async def reassign_conflict(
 
     def run() -> tuple[ConflictOut, int, int | None, bool]:
         with p.db.session() as db:
-            study, job = studies.reassign_conflict(
+            study, job = filing.reassign_conflict(
                 db,
                 conflict_id,
                 who.user.username,
@@ -179,6 +179,6 @@ async def reject_conflict(
             return _shown(db, row, who), row.file_sha256
 
     out, sha = await run_in_threadpool(run)
-    await run_in_threadpool(studies.discard_unnamed, p, sha, "a rejected instance")
+    await run_in_threadpool(held_blobs.discard_unnamed, p, sha, "a rejected instance")
     log.info("identity conflict %s rejected", conflict_id)
     return out

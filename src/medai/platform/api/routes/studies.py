@@ -33,7 +33,7 @@ from medai.platform.documents import finding_states
 from medai.platform.intake import idempotency, upload
 from medai.platform.reading import analysis, review, series_view, sign_off
 from medai.platform.records.tables import Study
-from medai.platform.worklist import studies, versions
+from medai.platform.worklist import ai_results, listing, study_state, versions
 from medai.server.errors import ApiError
 from medai.server.inputs import CleanText, RowId
 from medai.server.schemas import (
@@ -54,7 +54,7 @@ CHUNK = 1 << 20
 
 
 def _study(db, study_id: int) -> Study:
-    return studies.get(db, study_id)  # 404 not_found when there is none
+    return study_state.get(db, study_id)  # 404 not_found when there is none
 
 
 async def _chunks(file: UploadFile):
@@ -231,7 +231,7 @@ def worklist(
     rest, oldest first within each; a signed study is in the rest. Each row's ``reading``
     says why, one reason apart from the other (``ai``: the AI column; ``request``: the
     question's red flag and its rules)."""
-    found, total = studies.worklist_page(
+    found, total = listing.worklist_page(
         platform_of(request),
         who.actor,
         status,
@@ -255,7 +255,7 @@ def get_study(
     """The study, with its patient's context and prior studies; a prior listed (its date and
     signed impression shown) is audited as a view of that study (``prior_of``)."""
     with platform_of(request).db.session() as db:
-        out = studies.as_dict(db, _study(db, study_id), with_priors=True)
+        out = listing.as_dict(db, _study(db, study_id), with_priors=True)
         audit.record(db, who.actor, "view", "study", study_id)
         for prior in out.get("priors") or []:
             audit.record(db, who.actor, "view", "study", prior["id"], prior_of=study_id)
@@ -405,7 +405,7 @@ def _change(
                 db, who.actor, action, "report", study_id, version=row.version, status=row.status
             )
             return ReportOut(**versions.as_dict(db, row))
-    except (review.Conflict, studies.StudyRetracted):  # 409, audited
+    except (review.Conflict, study_state.StudyRetracted):  # 409, audited
         with p.db.session() as db:
             audit.record(
                 db, who.actor, action, "report", study_id, outcome="conflict", version=version
@@ -461,7 +461,7 @@ def sign_report(
 def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
     with platform_of(request).db.session() as db:
         study = _study(db, study_id)
-        retracted = study.status == studies.RETRACTED  # exported as entered in error
+        retracted = study.status == study_state.RETRACTED  # exported as entered in error
         if not retracted and conflicts.has_open(db, study_id):  # nothing leaves in doubt
             raise ApiError(
                 409,
@@ -472,13 +472,13 @@ def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
                 ),
             )
         row = _report_or_404(db, study_id)
-        result = studies.latest_result(db, study_id)
+        result = ai_results.latest_result(db, study_id)
         report = finding_states.of_version(
             db, versions.as_dict(db, row), result.payload if result else None
         )
         audit.record(db, who.actor, "export", "report", study_id, format=fmt, version=row.version)
         return (
-            studies.as_dict(db, study, with_result=False, with_series=True),
+            listing.as_dict(db, study, with_result=False, with_series=True),
             report,
             row,
             result.payload.get("model") if result else None,
@@ -509,7 +509,7 @@ def report_fhir(
         report["signed_by"],
         row.created_at,
         row.signed_at,
-        entered_in_error=study["status"] == studies.RETRACTED,
+        entered_in_error=study["status"] == study_state.RETRACTED,
         taken=study_time.of_study(  # when it was taken: StudyDate/StudyTime, else uploaded
             platform_of(request).store,
             (study.get("file") or {}).get("sha256"),

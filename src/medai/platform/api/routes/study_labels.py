@@ -15,7 +15,7 @@ from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import LabelName, Sections
 from medai.platform.lifecycle import labels
 from medai.platform.records.tables import Study
-from medai.platform.worklist import studies
+from medai.platform.worklist import study_state
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
@@ -142,7 +142,7 @@ def suggest_labels(
     contradictions a signature of them would be refused for."""
     with platform_of(request).db.reader() as db:
         study = _study(db, study_id)
-        studies.check_not_retracted(study, "signed")  # nothing to suggest a signature of
+        study_state.check_not_retracted(study, "signed")  # nothing to suggest a signature of
         items = labels.suggest(db, study, body.sections.model_dump(), body.labels)
         task = labels.task_of(study)
         found = labels.contradictions(task, items) if task is not None else []

@@ -1,14 +1,11 @@
-"""Studies: an uploaded image or DICOM for one imaging task, and the worklist.
-
-One way in for every study, whoever brings it: ``file_study`` files a browser upload or a DICOM
-instance received by the node (``integration.dicom_node``) the same way — a DICOM instance
-joins the study of its StudyInstanceUID (idempotent per SOPInstanceUID) only when it names the
-same patient and order; one that names another, a SOP instance sent again with other content
-(another transfer syntax of the same instance is not), or one of a series another study holds,
-is quarantined as an identity conflict (``platform.identity_conflicts``) and never merged or
-analysed. A new study gets its analysis job, and a study no model reads is kept as
-``no_model`` without one.
-"""
+"""Filing: one way in for every study, whoever brings it. ``file_study`` files a browser upload or a DICOM
+instance received by the node (``dicom.node``) the same way — a DICOM instance joins the study of its
+StudyInstanceUID (idempotent per SOPInstanceUID) only when it names the same patient and order; one that
+names another, a SOP instance sent again with other content (another transfer syntax of the same
+instance is not), or one of a series another study holds, is quarantined as an identity conflict
+(``dicom.identity_conflicts``) and never merged or analysed. A new study gets its analysis job (queued,
+urgent first, deferred until its series settles), and a study no model reads is kept as ``no_model``
+without one."""
 
 from __future__ import annotations
 
@@ -18,20 +15,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from medai.core.errors import MedaiError
-from medai.core.faults import StorageMissing
 from medai.core.task_registry import TaskError
 from medai.core.task_registry import get as get_task
 from medai.platform.access import audit
 from medai.platform.dicom import identity as dicom
 from medai.platform.dicom import identity_conflicts as conflicts
 from medai.platform.dicom.arrival import Arrival
-from medai.platform.documents.report_words import SIGNED
 from medai.platform.records.crypto import cipher
-from medai.platform.records.db import lock_key, utcnow
+from medai.platform.records.db import utcnow
 from medai.platform.records.tables import (
     AIResultRow,
     AuditEvent,
@@ -39,81 +32,20 @@ from medai.platform.records.tables import (
     IdentityConflict,
     Job,
     Patient,
-    ReportVersion,
     Study,
-    StudyRetraction,
-    User,
 )
-from medai.platform.worklist import patient_context, reading_order, study_order
-from medai.services.imaging import decision_of
+from medai.platform.worklist import patient_context, reading_order
+from medai.platform.worklist.ai_results import latest_result
+from medai.platform.worklist.held_blobs import hold_blob
+from medai.platform.worklist.study_state import (
+    LANGUAGES,
+    REPORTED,
+    RETRACTED,
+    StudyError,
+    set_status,
+)
 
-# no_model: a DICOM study no task's routing rule claims (stored, never analysed; reported by
-# hand like a refused one)
-STATUSES = (
-    "received",
-    "analysing",
-    "ai_drafted",
-    "preliminary",
-    "final",
-    "amended",
-    "refused",
-    "failed",
-    "no_model",
-    "entered_in_error",
-)
-# a study a radiologist retracted (``platform.retraction``): off the worklist unless asked for,
-# never analysed, signed or delivered again; its instances, sent again, are held as conflicts
-RETRACTED = "entered_in_error"
-LANGUAGES = ("tr", "en")
 URGENT_PRIORITY = 100
-
-
-class StudyError(MedaiError, ValueError):
-    status, code = 422, "invalid"
-
-
-class StudyRetracted(MedaiError, Exception):
-    """The study was retracted as entered in error: nothing more is done with it (409)."""
-
-    status, code = 409, "retracted"
-
-
-class NoSuchStudy(MedaiError, LookupError):
-    status, code = 404, "not_found"
-
-
-def get(db: Session, study_id: int) -> Study:
-    """The study of ``study_id``; ``NoSuchStudy`` (404) when there is none."""
-    study = db.get(Study, study_id)
-    if study is None:
-        raise NoSuchStudy(f"no study {study_id}")
-    return study
-
-
-def lock_study(db: Session, study: Study) -> Study:
-    """``study`` re-read with its row locked for this transaction (PostgreSQL ``FOR UPDATE``;
-    a SQLite session already holds the database's write lock). What changes a study's fate —
-    a retraction, a signature, an edit, the analysis's draft — takes it first, so two of them
-    at once run one after the other and the second sees the first's outcome (a signature that
-    raced a retraction is refused, never committed over it)."""
-    db.refresh(study, with_for_update=True)
-    return study
-
-
-def check_not_retracted(study: Study, what: str) -> None:
-    """Raise ``StudyRetracted`` for a retracted study (``what``: the refused action, e.g.
-    "signed"), as read: what only reads about the study (chat, label suggestions) needs no lock."""
-    if study.status == RETRACTED:
-        raise StudyRetracted(
-            f"study {study.id} was retracted (entered in error): it cannot be {what}"
-        )
-
-
-def refuse_retracted(db: Session, study: Study, what: str) -> None:
-    """``check_not_retracted`` with the study's row locked first (``lock_study``): for what
-    changes the study (an edit, a signature)."""
-    lock_study(db, study)
-    check_not_retracted(study, what)
 
 
 def imaging_task(name: str) -> Any:
@@ -207,12 +139,6 @@ def read_already(db: Session, study_id: int, reading: str) -> bool:
         )
         is not None
     )
-
-
-# a study in these states was read and a report made from it: a late instance re-reads it
-# without touching the report's state (``analysis``: the draft is replaced only while unsigned
-# and the AI's own; after sign-off the signer is told, never a silent change)
-REPORTED = ("ai_drafted", "preliminary", "final", "amended")
 
 
 def defer_analysis(
@@ -543,374 +469,3 @@ def reassign_conflict(
     row.resolved_study_id = study.id
     db.flush()
     return study, job
-
-
-def set_status(study: Study, status: str, reason: str | None = None) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"unknown study status {status!r}; valid: {', '.join(STATUSES)}")
-    study.status = status
-    study.reason = reason[:400] if reason else None
-    study.updated_at = utcnow()
-
-
-def worklist(
-    db: Session,
-    status: str | None = None,
-    task: str | None = None,
-    urgent: bool | None = None,
-    limit: int = 50,
-    offset: int = 0,
-    accession: str | None = None,
-    ai: str | None = None,
-    red_flag: bool | None = None,
-    signed: bool | None = None,
-) -> tuple[list[Study], int]:
-    """In reading order (``reading_order``: an urgent AI finding first, then a red flag in
-    the clinical question, then the rest; oldest first within each), ranked and paged by the
-    database. ``accession`` finds the studies whose accession number starts with it; ``ai``
-    one AI state (``reading_order.AI_FILTERS``); ``red_flag`` whether the question raised
-    one; ``urgent`` the study's urgency flag (either reason, or the analysis's priority);
-    ``signed`` whether its report is signed (final or amended: ``SIGNED``) — the web
-    worklist's default list is the unsigned one (issue 69), what a radiologist reads from."""
-    q = select(Study)
-    if status != RETRACTED:  # a retracted study is listed only when asked for
-        q = q.where(Study.status != RETRACTED)
-    if accession:
-        q = q.where(Study.accession.startswith(accession.strip(), autoescape=True))
-    if status is not None:
-        q = q.where(Study.status == status)
-    if task is not None:
-        q = q.where(Study.task == task)
-    if urgent is not None:
-        q = q.where(Study.urgent.is_(urgent))
-    if ai is not None:
-        q = reading_order.where_ai(q, ai)
-    if red_flag is not None:
-        q = q.where(Study.red_flag.is_(red_flag))
-    if signed is not None:
-        q = q.where(Study.status.in_(SIGNED) if signed else Study.status.not_in(SIGNED))
-    total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = db.scalars(reading_order.order(q).limit(limit).offset(offset)).all()
-    return list(rows), total
-
-
-def worklist_page(
-    p: Any,
-    actor: audit.Actor,
-    status: str | None = None,
-    task: str | None = None,
-    urgent: bool | None = None,
-    limit: int = 50,
-    offset: int = 0,
-    accession: str | None = None,
-    ai: str | None = None,
-    red_flag: bool | None = None,
-    signed: bool | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """One page of the worklist (``worklist``'s filters and order), audited as viewed: each
-    study as ``as_dict`` gives it without its result, with its stored instances, its open
-    identity conflicts and its ``reading`` (``reading_order.summaries``: why it is where it
-    is), and how many studies match in all."""
-    with p.db.session() as db:
-        rows, total = worklist(
-            db,
-            status,
-            task,
-            urgent,
-            limit,
-            offset,
-            accession,
-            ai=ai,
-            red_flag=red_flag,
-            signed=signed,
-        )
-        ids = [s.id for s in rows]
-        found, held = instances(db, ids), conflicts.open_by_study(db, ids)
-        said = reading_order.summaries(db, rows, held)
-        items = [
-            {
-                **as_dict(
-                    db, s, with_result=False, dicom_instances=found[s.id], open_conflicts=held[s.id]
-                ),
-                "reading": said[s.id],
-            }
-            for s in rows
-        ]
-        audit.record(db, actor, "view", "worklist", None, results=len(items))
-    return items, total
-
-
-def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResultRow | None:
-    return db.scalar(
-        select(AIResultRow)
-        .where(AIResultRow.study_id == study_id, AIResultRow.kind == kind)
-        .order_by(AIResultRow.id.desc())
-        .limit(1)
-    )
-
-
-def ai_label_rows(db: Session, study: Study) -> tuple[list[dict[str, Any]], str | None]:
-    """The label rows of the study's latest imaging result's decision (each with its one
-    ``state`` and, for an undecided one that follows a sub-finding, ``implied_by``: the stored
-    decision's, ``services.imaging.decision_of``, never re-derived) and that result's model
-    hash; no rows when it refused the image or there is none."""
-
-    row = latest_result(db, study.id)
-    if row is None or (row.payload or {}).get("refused"):
-        return [], row.model_hash if row is not None else None
-    decision = decision_of({"task": study.task, **(row.payload or {})}) or {}
-    return list(decision.get("labels") or []), row.model_hash
-
-
-def ai_label_states(db: Session, study: Study) -> tuple[dict[str, str], str | None]:
-    """The model's state of each label in the study's latest imaging result (present, absent,
-    indeterminate; ``ai_label_rows``) and that result's model hash."""
-
-    rows, model_hash = ai_label_rows(db, study)
-    return {r["label"]: r["state"] for r in rows}, model_hash
-
-
-def stored_result(
-    p: Any, study_id: int, kind: str, model_hash: str, reading: str = ""
-) -> AIResultRow | None:
-    with p.db.session() as db:
-        return db.scalar(
-            select(AIResultRow).where(
-                AIResultRow.study_id == study_id,
-                AIResultRow.kind == kind,
-                AIResultRow.model_hash == model_hash,
-                AIResultRow.reading == reading,
-            )
-        )
-
-
-def save_result(
-    p: Any,
-    study_id: int,
-    kind: str,
-    model,
-    payload: dict,
-    heatmap: tuple[str, str] | None = None,
-    reading: str = "",
-) -> AIResultRow:
-    """Store one AI result naming its model and what it read (a twin delivery's stored row
-    wins)."""
-    try:
-        with p.db.session() as db:
-            row = AIResultRow(
-                study_id=study_id,
-                kind=kind,
-                model_name=model.name,
-                model_version=model.version,
-                model_hash=model.content_hash,
-                reading=reading,
-                payload=payload,
-                heatmap_sha256=heatmap[0] if heatmap else None,
-                heatmap_label=heatmap[1] if heatmap else None,
-            )
-            db.add(row)
-        return row
-    except IntegrityError:  # a twin delivery stored it first
-        return stored_result(p, study_id, kind, model.content_hash, reading)
-
-
-def instances(db: Session, study_ids: list[int]) -> dict[int, list[DicomInstance]]:
-    """The stored DICOM instances of these studies (one query), in series and instance
-    order."""
-    out: dict[int, list[DicomInstance]] = {sid: [] for sid in study_ids}
-    if study_ids:
-        rows = db.scalars(
-            select(DicomInstance)
-            .where(DicomInstance.study_id.in_(study_ids))
-            .order_by(
-                DicomInstance.series_number,
-                DicomInstance.series_uid,
-                DicomInstance.instance_number,
-                DicomInstance.id,
-            )
-        )
-        for row in rows:
-            out[row.study_id].append(row)
-    return out
-
-
-def as_dict(
-    db: Session,
-    study: Study,
-    with_result: bool = True,
-    dicom_instances: list[DicomInstance] | None = None,
-    with_series: bool | None = None,
-    open_conflicts: list[int] | None = None,
-    with_priors: bool = False,
-) -> dict[str, Any]:
-    """The study for the API; a worklist row (``with_result`` false) passes the instances
-    and open identity conflicts it read for the whole page and leaves out the series (unless
-    ``with_series``). ``with_priors``: its patient's prior studies too
-    (``patient_context.prior_list``; the caller audits each as viewed)."""
-    patient = db.get(Patient, study.patient_id) if study.patient_id else None
-    if dicom_instances is None:
-        dicom_instances = instances(db, [study.id])[study.id]
-    out: dict[str, Any] = {
-        "id": study.id,
-        "status": study.status,
-        "task": study.task,
-        "modality": study.modality,
-        "urgent": study.urgent,
-        "urgent_because": list(study.urgent_because or []),
-        "reason": study.reason,
-        "patient_ref": patient.ref if patient else None,
-        "patient": patient_context.as_dict(study),
-        "clinical_question": study.clinical_question,
-        "language": study.language,
-        "file": {
-            "sha256": study.file_sha256,
-            "size": study.file_size,
-            "content_type": study.content_type,
-        },
-        "uploaded_by": study.uploaded_by,
-        "identity_conflicts": conflicts.open_by_study(db, [study.id])[study.id]
-        if open_conflicts is None
-        else open_conflicts,
-        "dicom": dicom.as_dict(
-            study, dicom_instances, with_series=with_result if with_series is None else with_series
-        ),
-        "created_at": study.created_at.isoformat() + "Z",
-        "updated_at": study.updated_at.isoformat() + "Z",
-        "retraction": retraction_of(db, study),
-    }
-    if with_result:
-        row = latest_result(db, study.id)
-        out["ai_result"] = (
-            None
-            if row is None
-            else with_states(row.payload)
-            | {"heatmap_label": row.heatmap_label, "has_heatmap": row.heatmap_sha256 is not None}
-        )
-        out["reread"] = reread_since_report(db, study.id)
-        out["order"] = study_order.of_study(db, study.id)  # an HL7 order applied (intake)
-    if with_priors:
-        out["priors"] = patient_context.prior_list(db, study)
-    return out
-
-
-def reread_since_report(db: Session, study_id: int) -> dict[str, Any] | None:
-    """The AI read the study again (instances arrived late) after the report was made from
-    an earlier reading, and the report was kept (signed, or edited by a person): the reader is
-    told, never overruled (``review.ai_redraft``). None when the report is from the newest
-    reading."""
-    newest = latest_result(db, study_id, "draft")
-    cur = db.scalar(
-        select(ReportVersion)
-        .where(ReportVersion.study_id == study_id)
-        .order_by(ReportVersion.version.desc())
-        .limit(1)
-    )
-    if newest is None or cur is None or cur.ai_result_id in (None, newest.id):
-        return None
-    if cur.ai_result_id > newest.id:
-        return None
-    signed = db.scalar(
-        select(func.count(ReportVersion.id)).where(
-            ReportVersion.study_id == study_id, ReportVersion.signed_by.is_not(None)
-        )
-    )
-    made_from = db.get(AIResultRow, cur.ai_result_id)
-    asked = newest.reading.partition("#")[2]
-    made_as = made_from.reading.partition("#")[2] if made_from else ""
-    return {
-        "signed": bool(signed),
-        "at": newest.created_at.isoformat() + "Z",
-        "instances": reading_instances(newest.reading),
-        # read again because a person asked for another type (``platform.reanalysis``), not
-        # because images arrived late
-        "retask": bool(asked) and asked != made_as,
-    }
-
-
-def retraction_of(db: Session, study: Study) -> dict[str, Any] | None:
-    """Who retracted the study, when and why (None: not retracted); the note is the
-    radiologist's own text (patient data: the API shows it to clinical users only)."""
-    if study.status != RETRACTED:
-        return None
-    row = db.scalar(select(StudyRetraction).where(StudyRetraction.study_id == study.id))
-    if row is None:
-        return None
-    by = db.get(User, row.retracted_by)
-    return {
-        "reason": row.reason,
-        "note": row.note,
-        "by": by.username if by else None,
-        "at": row.created_at.isoformat() + "Z",
-        "previous_status": row.previous_status,
-    }
-
-
-def with_states(payload: dict[str, Any]) -> dict[str, Any]:
-    """A stored imaging result as every view reads it: its decision with each label's one
-    ``state`` (results stored before states existed included), and ``findings`` the decision's
-    rows, so no view re-derives present, absent or undecided from probabilities."""
-
-    decision = decision_of(payload) if payload.get("task") else None
-    if decision is None:
-        return dict(payload)
-    return {**payload, "decision": decision, "findings": decision["labels"]}
-
-
-def _blob_key(sha: str) -> str:
-    return f"blob:{sha}"
-
-
-def hold_blob(db: Session, store: Any, sha: str) -> None:
-    """Before a row names the stored file ``sha``: take the file's lock for this transaction
-    and check the file is there. A failed upload of the same content on another host or
-    thread discards it only under the same lock (``discard_unnamed``), so either that
-    discard sees this row and keeps the file, or this check sees it gone and the caller is
-    told (``StorageMissing``: the API's 503, the DICOM node's Out of Resources, both retried
-    by the sender) instead of filing a study without its file."""
-
-    lock_key(db, _blob_key(sha))
-    db.connection()  # SQLite: the write lock (BEGIN IMMEDIATE) is taken before the check
-    if not store.exists(sha):
-        raise StorageMissing(str(store.path(sha)))
-
-
-def _named(db: Session, sha: str) -> bool:
-    return (
-        db.scalar(select(Study.id).where(Study.file_sha256 == sha).limit(1))
-        or db.scalar(select(DicomInstance.id).where(DicomInstance.file_sha256 == sha).limit(1))
-        or db.scalar(
-            select(IdentityConflict.id)
-            .where(IdentityConflict.file_sha256 == sha, IdentityConflict.state == "open")
-            .limit(1)
-        )
-    ) is not None
-
-
-def discard_unnamed(p: Any, sha: str, what: str) -> None:
-    """Take away the stored file ``sha`` of an upload or instance that got no row, unless a
-    study or a DICOM instance names it (the same file arrived meanwhile). The check and the
-    removal hold the file's lock (``hold_blob``): a study of the same content filed at the
-    same moment on another node either commits first (its row is seen, the file stays) or
-    finds the file gone and is refused. A database that takes no write (read-only, full)
-    files no row either, so a read decides there; when the database cannot be read the file
-    stays: an orphan file is safer than a study without its file."""
-    import logging
-
-    try:
-        with p.db.session() as db:
-            lock_key(db, _blob_key(sha))
-            if not _named(db, sha):
-                p.store.discard(sha)  # inside the lock: no row can name it meanwhile
-        return
-    except Exception:  # the read below decides, or keeps the file
-        pass
-    try:
-        with p.db.reader() as db:
-            named = _named(db, sha)
-    except Exception as exc:
-        logging.getLogger("medai.platform").warning(
-            "blob of %s kept: the database cannot be read (%s)", what, type(exc).__name__
-        )
-        return
-    if not named:
-        p.store.discard(sha)
