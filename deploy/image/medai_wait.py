@@ -147,7 +147,7 @@ def first_admin(hours: float = 72.0) -> int:
 
     from sqlalchemy.exc import DBAPIError
 
-    from medai.platform.access import accounts, audit
+    from medai.platform.access import account_errors, accounts, audit
     from medai.platform.records.db import Database, utcnow
 
     user = os.environ.get("MEDAI_ADMIN_USER") or "admin"
@@ -173,7 +173,7 @@ def first_admin(hours: float = 72.0) -> int:
                     "enrol_code": code,
                     "enrol_code_expires_at": expires.isoformat() + "Z" if expires else None,
                 }
-        except accounts.AccountError as exc:  # made by another run at the same moment
+        except account_errors.AccountError as exc:  # made by another run at the same moment
             if db.has_admin():
                 print(json.dumps({"created": False}))
                 return 0

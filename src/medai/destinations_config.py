@@ -7,6 +7,8 @@ builds and sends, what it retries) is its module in ``platform.delivery.destinat
 
 from __future__ import annotations
 
+import threading
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -141,13 +143,107 @@ DESTINATION_KINDS = tuple(
     get_args(config.model_fields["kind"].annotation)[0]
     for config in get_args(get_args(Destination)[0])
 )
-"""The kinds, as the union's discriminator knows them (each has its sender in
-``platform.delivery.destinations``)."""
+"""The built-in kinds, as the union's discriminator knows them (each has its sender in
+``platform.delivery.destinations``); a kind a hospital's package adds comes through
+``ENTRY_POINT_GROUP``."""
+
+ENTRY_POINT_GROUP = "medai.destinations"
+"""The entry-point group of destination kinds from outside medai: each entry point is a
+callable run once, which registers its kinds with ``platform.delivery.destinations.register``
+(that registers each kind's config model here, ``register_config``), as ``medai.tasks`` does
+for tasks. A destinations file naming a kind medai does not know runs them first."""
+
+_CONFIGS: dict[str, type[BaseModel]] = {
+    get_args(config.model_fields["kind"].annotation)[0]: config
+    for config in get_args(get_args(Destination)[0])
+}
+_LOCK = threading.RLock()
+_discovered = False
+
+
+def register_config(model: type[BaseModel]) -> None:
+    """Make a kind's destinations configurable: ``model`` is its config (a pydantic model with
+    ``name``, ``events``, ``timeout_s`` and a ``kind`` literal naming the kind, and a ``where``
+    for logs); a file entry of that kind is parsed by it."""
+    field = model.model_fields.get("kind")
+    kinds = get_args(field.annotation) if field is not None else ()
+    if len(kinds) != 1 or not isinstance(kinds[0], str):
+        raise ValueError(f"{model.__name__}: its 'kind' field must be one Literal string")
+    missing = [f for f in ("name", "events", "timeout_s") if f not in model.model_fields]
+    if missing:
+        raise ValueError(f"{model.__name__}: missing destination field(s) {', '.join(missing)}")
+    with _LOCK:
+        _CONFIGS[kinds[0]] = model
+
+
+def unregister_config(kind: str) -> None:
+    """Forget a kind's config (a test's); a built-in kind stays."""
+    with _LOCK:
+        if kind not in DESTINATION_KINDS:
+            _CONFIGS.pop(kind, None)
+
+
+def discover() -> None:
+    """Run every ``medai.destinations`` entry point once (each registers its kinds)."""
+    global _discovered
+    with _LOCK:
+        if _discovered:
+            return
+        _discovered = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            target = ep.load()
+            if callable(target):
+                target()
+
+
+def config_kinds() -> tuple[str, ...]:
+    """Every kind a destination may name: the built-in ones and those registered."""
+    with _LOCK:
+        return tuple(sorted(_CONFIGS))
+
+
+def parse_destination(data: Any) -> BaseModel:
+    """One destination entry, parsed by the config model of its ``kind`` (a kind no model is
+    registered for runs the entry points first); a wrong kind lists the valid ones."""
+    if not isinstance(data, dict):
+        raise ValueError("a destination is a mapping of its fields")
+    kind = data.get("kind")
+    if kind is None:
+        raise ValueError(f"kind: missing (kind: {', '.join(config_kinds())})")
+    if str(kind) not in _CONFIGS:
+        discover()
+    model = _CONFIGS.get(str(kind))
+    if model is None:
+        raise ValueError(f"kind: unknown kind {kind!r}; valid: {', '.join(config_kinds())}")
+    return model.model_validate(data)
 
 
 class _DestinationsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    destinations: list[Destination]
+    destinations: list[Any]
+
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _each(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError("a list of destinations")
+        out, problems = [], []
+        for i, entry in enumerate(value):
+            try:
+                out.append(parse_destination(entry))
+            except ValidationError as exc:
+                kind = entry.get("kind") if isinstance(entry, dict) else "?"
+                problems += [
+                    ".".join(["destinations", str(i), str(kind), *map(str, e["loc"])])
+                    + ": "
+                    + e["msg"].removeprefix("Value error, ")
+                    for e in exc.errors(include_url=False)
+                ]
+            except ValueError as exc:
+                problems.append(f"destinations.{i}.{exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return out
 
 
 def parse_host_port(value: str, what: str) -> tuple[str, int]:
@@ -185,7 +281,7 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def load_destinations(path: Path) -> list[Destination]:
+def load_destinations(path: Path) -> list[Any]:
     """The destinations of a YAML or JSON file (``destinations: [...]``); every mistake is
     named with where it is and what is valid."""
     import json
@@ -212,12 +308,9 @@ def load_destinations(path: Path) -> list[Destination]:
         return _DestinationsFile.model_validate(data or {"destinations": []}).destinations
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}"
-            + (
-                f" (kind: {', '.join(DESTINATION_KINDS)})"
-                if e["type"] == "union_tag_not_found"
-                else ""
-            )
+            e["msg"].removeprefix("Value error, ")
+            if e["loc"] == ("destinations",)
+            else f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}"
             for e in exc.errors(include_url=False)
         )
         raise ValueError(f"destinations file {path}: {problems}") from None

@@ -139,7 +139,7 @@ def test_every_exception_class_is_a_medai_error_with_a_known_code_and_its_old_ba
         assert issubclass(cls, MedaiError), f"{module}.{name}"
     from medai.core.checkpoint import CheckpointSpaceError
     from medai.core.faults import StorageMissing
-    from medai.platform.access.accounts import AccountError
+    from medai.platform.access.account_errors import AccountError
     from medai.platform.reading.chat import NotYours
     from medai.services.runtime import Overloaded
     from medai.triage.departments import UnknownLabelError
@@ -214,7 +214,7 @@ class _NoAnswer(MedaiError, ValueError):
 @pytest.fixture(scope="module")
 def kernel():
     from medai.core.faults import StorageMissing
-    from medai.platform.access.accounts import WeakPassword
+    from medai.platform.access.account_errors import WeakPassword
     from medai.platform.access.kiosks import AnonymousQuotaExhausted, QuotaExhausted
     from medai.platform.access.passwords import Verdict
     from medai.server.kernel import Face, build_app

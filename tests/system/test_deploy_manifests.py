@@ -501,7 +501,7 @@ def test_the_first_admin_gets_an_enrolment_code_once(tmp_path: Path, monkeypatch
     from contextlib import redirect_stdout
 
     from helpers.platform import use_home
-    from medai.platform.access import accounts
+    from medai.platform.access import account_errors, accounts
     from medai.platform.records.db import Database, utcnow
     from medai.settings import get_settings
 
@@ -531,7 +531,7 @@ def test_the_first_admin_gets_an_enrolment_code_once(tmp_path: Path, monkeypatch
             accounts.enrol(
                 s, made["enrol_code"], "kestane-kebap-ilkbahar", utcnow(), hash_profile=profile
             )
-        with pytest.raises(accounts.AccountError), db.session() as s:
+        with pytest.raises(account_errors.AccountError), db.session() as s:
             accounts.enrol(
                 s, made["enrol_code"], "baska-bir-parola-2026", utcnow(), hash_profile=profile
             )

@@ -11,7 +11,7 @@ import typer
 from medai.cli.common import JsonFlag, _emit
 from medai.cli.operations import open_database
 from medai.core.errors import MedaiError
-from medai.platform.access import accounts, approval, audit
+from medai.platform.access import account_errors, accounts, approval, audit, roles
 from medai.platform.access.accounts import enrolled, pending, role_grants
 from medai.platform.access.approval import is_pending
 from medai.platform.records.db import utcnow
@@ -117,14 +117,14 @@ def users_add(
     from the command line."""
 
     try:
-        accounts.check_role(role)
-    except accounts.AccountError as exc:
+        roles.check_role(role)
+    except account_errors.AccountError as exc:
         _account_failed(exc, as_json)
     if password_stdin and enrol_code_stdin:
         _account_failed(
             ValueError("give --password-stdin or --enrol-code-stdin, not both"), as_json
         )
-    if (password_stdin or enrol_code_stdin) and role not in accounts.ADMIN:
+    if (password_stdin or enrol_code_stdin) and role not in roles.ADMIN:
         _account_failed(
             ValueError(
                 f"a {role}'s password is chosen by its user: leave out "
@@ -155,7 +155,7 @@ def users_add(
                 else {"id": user.id, "username": user.username, "role": user.role}
             )
             out |= {"full_name": user.full_name, "title": user.title}
-    except accounts.AccountError as exc:
+    except account_errors.AccountError as exc:
         _account_failed(exc, as_json)
     if enrol_code_stdin:  # the operator's secret is never echoed (logs keep what is printed)
         out |= {"enrol_code": None, "enrol_code_supplied": True}
@@ -195,7 +195,7 @@ def users_profile(
                 "title": user.title,
                 "signs_as": accounts.signs_as(user.username, user.full_name, user.title),
             }
-    except accounts.AccountError as exc:
+    except account_errors.AccountError as exc:
         _account_failed(exc, as_json)
     _emit(out, as_json, f"{out['username']} signs as: {out['signs_as']}")
 
@@ -210,7 +210,7 @@ def users_reset(name: str, enrol_hours: EnrolHours = 72.0, as_json: JsonFlag = F
         with open_database().session() as db:
             user, code = accounts.reset_account(db, name, audit.Actor("cli"), now, enrol_hours)
             out = _issued(user, code, now)
-    except accounts.AccountError as exc:
+    except account_errors.AccountError as exc:
         _account_failed(exc, as_json)
     _emit(out, as_json, _code_text(out))
 
@@ -241,7 +241,7 @@ def users_enrol(
                 hash_profile=get_settings().auth.password_hash,
             )
             out = {"username": user.username, "role": user.role}
-    except accounts.AccountError as exc:
+    except account_errors.AccountError as exc:
         _account_failed(exc, as_json)
     _emit(out, as_json, f"password set for {out['username']}; sign in with it")
 
@@ -262,11 +262,11 @@ def users_role(
         with open_database().session() as db:
             user, before = accounts.assign_role(db, name, role, actor)
             out = {"username": user.username, "role": user.role, "before": before}
-    except accounts.RoleConflict as exc:
+    except account_errors.RoleConflict as exc:
         with open_database().session() as db:
             accounts.record_role_refusal(db, name, role, actor)
         _account_failed(exc, as_json)
-    except accounts.AccountError as exc:
+    except account_errors.AccountError as exc:
         _account_failed(exc, as_json)
     _emit(out, as_json, f"{out['username']}: {out['before']} -> {out['role']}")
 
@@ -282,9 +282,9 @@ def users_approve(name: str, as_json: JsonFlag = False) -> None:
         with open_database().session() as db:
             user = approval.approve(db, name, actor, utcnow())
             out = {"username": user.username, "role": user.role, "approval_pending": False}
-    except accounts.NoSuchUser as exc:
+    except account_errors.NoSuchUser as exc:
         _account_failed(exc, as_json)
-    except accounts.AccountError as exc:
+    except account_errors.AccountError as exc:
         with open_database().session() as db:
             approval.record_refusal(db, name, actor, exc)
         _account_failed(exc, as_json)
@@ -349,7 +349,7 @@ def _set_active(name: str, active: bool, as_json: bool) -> None:
     try:
         with open_database().session() as db:
             accounts.set_account_active(db, name, active, audit.Actor("cli"))
-    except accounts.AccountError as exc:
+    except account_errors.AccountError as exc:
         _account_failed(exc, as_json)
     _emit(
         {"username": name, "active": active},

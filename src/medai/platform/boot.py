@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from medai.platform.access.accounts import dummy_hash
+from medai.platform.access.credentials import dummy_hash
 from medai.platform.context import Platform
 from medai.platform.lifecycle.serving import adopt
 from medai.platform.ops.key_check import require_keys

@@ -93,14 +93,14 @@ def test_the_policy_accepts_passphrases_long_ones_and_any_characters():
 
 def test_the_library_refuses_a_weak_password_for_every_role(tmp_path):
     """Today's code accepted ``12345678`` for an admin (length was the only rule)."""
-    from medai.platform.access import accounts
+    from medai.platform.access import account_errors, accounts, roles
     from medai.platform.records.db import Database
 
     use_home(tmp_path)
     db = Database(f"sqlite:///{tmp_path / 'm.db'}")
     db.upgrade()
-    for role in accounts.ROLES:
-        with pytest.raises(accounts.WeakPassword) as caught, db.session() as s:
+    for role in roles.ROLES:
+        with pytest.raises(account_errors.WeakPassword) as caught, db.session() as s:
             accounts.create_user(s, f"u_{role}", "12345678", role, hash_profile=PROFILE)
         assert caught.value.code == "weak_password" and caught.value.verdict.reason == "common"
     db.dispose()
@@ -109,7 +109,7 @@ def test_the_library_refuses_a_weak_password_for_every_role(tmp_path):
 def test_no_permission_is_shared_by_admins_and_clinical_roles():
     """Least privilege, in the table itself: an admin does nothing a clinician does, save the
     triage everyone may use."""
-    from medai.platform.access.accounts import ADMIN, CLINICAL, PERMISSIONS
+    from medai.platform.access.roles import ADMIN, CLINICAL, PERMISSIONS
 
     shared = {a for a, roles in PERMISSIONS.items() if roles & ADMIN and roles & CLINICAL}
     assert shared == {"triage", "triage_history"}
@@ -403,7 +403,7 @@ def test_users_cli_applies_the_same_rules(tmp_path):
 def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
     from alembic import command
 
-    from medai.platform.access import accounts
+    from medai.platform.access import accounts, credentials, tokens
     from medai.platform.records.db import Database, make_engine
 
     use_home(tmp_path)
@@ -412,7 +412,7 @@ def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
         migrate = migrator(engine)
 
         migrate(command.upgrade, "0002")
-        hashed = accounts._hasher(PROFILE).hash(PASSWORD)
+        hashed = credentials._hasher(PROFILE).hash(PASSWORD)
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -427,7 +427,7 @@ def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
                     "expires_at) VALUES (1, :d, 'bearer', :t, :e)"
                 ),
                 {
-                    "d": accounts.digest("raw-token"),
+                    "d": tokens.digest("raw-token"),
                     "t": datetime(2026, 1, 1),
                     "e": datetime(2099, 1, 1),
                 },
@@ -435,9 +435,9 @@ def test_the_migration_keeps_existing_users_and_tokens(kind, tmp_path):
         migrate(command.upgrade, "head")
         db = Database(url)
         with db.session() as s:
-            who = accounts.authenticate(s, "old", PASSWORD, "c", 5, 60, hash_profile=PROFILE)
+            who = credentials.authenticate(s, "old", PASSWORD, "c", 5, 60, hash_profile=PROFILE)
             assert who.username == "old"
-            assert accounts.resolve(s, "raw-token") is not None
+            assert tokens.resolve(s, "raw-token") is not None
             accounts.invite(s, "new", "radiologist", datetime(2026, 1, 2))
         migrate(command.downgrade, "0002")  # a pending account matches no password there
         with engine.connect() as conn:

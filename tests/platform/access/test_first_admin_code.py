@@ -41,13 +41,13 @@ def test_the_first_admins_secret_is_a_one_time_enrolment_code(tmp_path):
     assert [(u["username"], u["enrolled"]) for u in listed] == [("admin", False)]
 
     # the secret opens nothing as a password
-    from medai.platform.access import accounts
+    from medai.platform.access import credentials
     from medai.platform.records.db import Database
 
     db = Database(f"sqlite:///{tmp_path / 'medai.db'}")
     try:
-        with db.session() as s, pytest.raises(accounts.AuthFailed):
-            accounts.verify(s, "admin", SECRET, hash_profile=PROFILE)
+        with db.session() as s, pytest.raises(credentials.AuthFailed):
+            credentials.verify(s, "admin", SECRET, hash_profile=PROFILE)
     finally:
         db.dispose()
     # its holder enrols with it (typed as it was given) and chooses the password: spent
@@ -60,6 +60,6 @@ def test_the_first_admins_secret_is_a_one_time_enrolment_code(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'medai.db'}")
     try:
         with db.session() as s:
-            assert accounts.verify(s, "admin", PASSWORD, hash_profile=PROFILE).role == "admin"
+            assert credentials.verify(s, "admin", PASSWORD, hash_profile=PROFILE).role == "admin"
     finally:
         db.dispose()

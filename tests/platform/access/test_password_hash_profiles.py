@@ -60,7 +60,7 @@ def stored_hash(db) -> str:
 
 
 def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(db):
-    from medai.platform.access import accounts
+    from medai.platform.access import accounts, credentials
 
     with db.session() as s:
         accounts.create_user(s, "dr.ayse", PASSWORD, "clinician", hash_profile="insecure-fast")
@@ -68,24 +68,24 @@ def test_a_hash_is_upgraded_to_the_configured_profile_at_the_next_login(db):
     assert extract_parameters(old).memory_cost == 8
 
     stronger = {"hash_profile": "owasp-minimum"}  # as after a restart with that profile
-    with db.session() as s, pytest.raises(accounts.AuthFailed):
-        accounts.authenticate(s, "dr.ayse", PASSWORD + "x", "10.0.0.1", 5, 900, **stronger)
+    with db.session() as s, pytest.raises(credentials.AuthFailed):
+        credentials.authenticate(s, "dr.ayse", PASSWORD + "x", "10.0.0.1", 5, 900, **stronger)
     assert stored_hash(db) == old  # a wrong password changes nothing
     with db.session() as s:
-        accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900, **stronger)
+        credentials.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900, **stronger)
     p = extract_parameters(stored_hash(db))
     assert (p.memory_cost, p.time_cost, p.parallelism) == (19 * 1024, 2, 1)
     with db.session() as s:  # and the upgraded hash still lets the user in
-        assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900, **stronger)
+        assert credentials.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900, **stronger)
 
 
 def test_the_accounts_use_the_default_profile_when_nothing_is_set(monkeypatch):
-    from medai.platform.access import accounts
+    from medai.platform.access import credentials
     from medai.settings import Settings
 
     monkeypatch.delenv("MEDAI_PASSWORD_HASH", raising=False)
     profile = Settings().auth.password_hash  # what the platform hands the accounts
-    for made in (accounts._hasher(profile).hash(PASSWORD), accounts.dummy_hash(profile)):
+    for made in (credentials._hasher(profile).hash(PASSWORD), credentials.dummy_hash(profile)):
         p = extract_parameters(made)
         assert (p.memory_cost, p.time_cost, p.parallelism) == (65536, 3, 4)
 
@@ -104,12 +104,12 @@ def test_the_test_profile_needs_a_second_explicit_yes(monkeypatch):
 
 
 def test_a_cheaper_profile_never_weakens_a_stored_hash(db):
-    from medai.platform.access import accounts
+    from medai.platform.access import accounts, credentials
 
     with db.session() as s:
         accounts.create_user(s, "dr.ayse", PASSWORD, "clinician", hash_profile="owasp-minimum")
     strong = stored_hash(db)
     cheaper = {"hash_profile": "insecure-fast"}  # a stray variable
     with db.session() as s:
-        assert accounts.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900, **cheaper)
+        assert credentials.authenticate(s, "dr.ayse", PASSWORD, "10.0.0.1", 5, 900, **cheaper)
     assert stored_hash(db) == strong

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from helpers.platform import PASSWORD, bare_platform
-from medai.platform.access import accounts, audit, sign_in
+from medai.platform.access import account_errors, accounts, audit, credentials, sign_in
 from medai.platform.records.tables import AuditEvent
 
 NEW_PASSWORD = "a-long-new-passphrase-77"
@@ -42,16 +42,16 @@ def test_a_password_sign_in_issues_one_sign_in_of_two_credentials(p):
 def test_wrong_passwords_are_audited_then_throttled(p):
     limit = p.settings.auth.login_max_failures
     for _ in range(limit):
-        with pytest.raises(accounts.AuthFailed):
+        with pytest.raises(credentials.AuthFailed):
             sign_in.login(p, "rad", "wrong-password-1", "10.0.0.2")
-    with pytest.raises(accounts.Throttled) as throttled:
+    with pytest.raises(credentials.Throttled) as throttled:
         sign_in.login(p, "rad", PASSWORD, "10.0.0.2")  # the right one too, once throttled
     assert throttled.value.headers["Retry-After"]
     assert _logins(p) == [("rad", "failed")] * limit + [("rad", "throttled")]
 
 
 def test_an_unknown_name_is_audited_by_its_keyed_hash_only(p):
-    with pytest.raises(accounts.AuthFailed):
+    with pytest.raises(credentials.AuthFailed):
         sign_in.login(p, "nobody-here", "whatever-1", "10.0.0.3")
     ((actor, outcome),) = _logins(p)
     assert outcome == "failed" and actor.startswith("unknown:") and "nobody" not in actor
@@ -69,7 +69,7 @@ def test_an_enrolment_code_sets_the_password_once(p):
     code = _invite(p, "clin9")
     user = sign_in.enrol(p, code, NEW_PASSWORD, "10.0.0.4")
     assert (user.username, user.role) == ("clin9", "clinician")
-    with pytest.raises(accounts.EnrolmentRefused):  # used up
+    with pytest.raises(account_errors.EnrolmentRefused):  # used up
         sign_in.enrol(p, code, NEW_PASSWORD, "10.0.0.4")
     assert sign_in.login(p, "clin9", NEW_PASSWORD, "10.0.0.4").role == "clinician"
 
@@ -77,15 +77,15 @@ def test_an_enrolment_code_sets_the_password_once(p):
 def test_a_weak_password_leaves_the_code_valid_and_uncounted(p):
     code = _invite(p, "clin8")
     for _ in range(p.settings.auth.login_max_failures + 1):  # never throttled: no wrong code
-        with pytest.raises(accounts.WeakPassword):
+        with pytest.raises(account_errors.WeakPassword):
             sign_in.enrol(p, code, "clin8", "10.0.0.5")
     assert sign_in.enrol(p, code, NEW_PASSWORD, "10.0.0.5").username == "clin8"
 
 
 def test_wrong_codes_are_audited_then_throttled_with_the_window(p):
-    limit = p.settings.auth.login_max_failures * accounts.CLIENT_FACTOR  # per client
+    limit = p.settings.auth.login_max_failures * credentials.CLIENT_FACTOR  # per client
     for _ in range(limit):
-        with pytest.raises(accounts.EnrolmentRefused):
+        with pytest.raises(account_errors.EnrolmentRefused):
             sign_in.enrol(p, "WRONGCODE1", NEW_PASSWORD, "10.0.0.6")
     with pytest.raises(sign_in.EnrolThrottled) as throttled:
         sign_in.enrol(p, "WRONGCODE1", NEW_PASSWORD, "10.0.0.6")

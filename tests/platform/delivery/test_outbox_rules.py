@@ -96,7 +96,7 @@ def test_destinations_from_the_variables_and_a_file(tmp_path, monkeypatch):
     [
         (
             "destinations:\n  - {name: a, kind: ftp, host: h}\n",
-            "expected tags: 'dicom', 'dicomweb', 'fhir', 'hl7'",
+            "unknown kind 'ftp'; valid: dicom, dicomweb, fhir, hl7",
         ),
         ("destinations:\n  - {name: a, host: h}\n", "kind: dicom, dicomweb, fhir, hl7"),
         (

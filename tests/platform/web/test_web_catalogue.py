@@ -23,8 +23,8 @@ def _audit_outcomes() -> set[str]:
 
 def test_every_name_the_ui_shows_exists_in_turkish_and_english():
     from medai.imaging.io import REFUSAL_CODES
-    from medai.platform.access.accounts import PERMISSIONS
     from medai.platform.access.audit import ACTIONS
+    from medai.platform.access.roles import PERMISSIONS
     from medai.platform.web.i18n import missing_keys, missing_names
     from medai.platform.worklist.study_state import STATUSES
 

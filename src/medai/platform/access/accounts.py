@@ -27,186 +27,55 @@ nobody could then manage users from the API; a reset stays possible (it returns 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select, true
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from medai.core.errors import MedaiError
 from medai.platform.access import audit, passwords
-from medai.platform.records.crypto import cipher
-from medai.platform.records.db import lock_key, utcnow
-from medai.platform.records.tables import LoginFailure, Token, User
+from medai.platform.access.account_errors import (
+    AccountError,
+    AccountExists,
+    EnrolmentRefused,
+    InternalAccount,
+    LastAdmin,
+    NoSuchUser,
+    PasswordNotAllowed,
+    RoleConflict,
+    WeakPassword,
+)
+from medai.platform.access.credentials import NO_PASSWORD, _hasher, name_key
+from medai.platform.access.roles import ADMIN, check_role
+from medai.platform.access.tokens import digest
+from medai.platform.records.db import utcnow
+from medai.platform.records.tables import Token, User
 
-ROLES = ("admin", "radiologist", "clinician", "patient")
-CLINICAL = frozenset({"radiologist", "clinician"})
-ADMIN = frozenset({"admin"})
 ENROL_HOURS = 72  # how long a new account's (or a reset's) enrolment code is valid by default
+
+
 MAX_ENROL_HOURS = 14 * 24
+
+
 # enrolment codes are typed by hand (kiosk codes on a touch screen): no 0/O, 1/I/L
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
 CODE_LENGTH = 12  # of CODE_ALPHABET (31 symbols): about 59 bits
-NO_PASSWORD = ""  # the stored hash of an account whose user has not enrolled: matches nothing
+
+
 DICOM_ACCOUNT = "medai-dicom"  # what studies from the DICOM node are filed under (inactive)
+
+
 INTERNAL = frozenset({DICOM_ACCOUNT})
-
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "triage": frozenset(ROLES),
-    "triage_history": frozenset(ROLES),  # each user's own
-    "imaging": CLINICAL,  # the stateless predict / heatmap / draft endpoints
-    "study_upload": CLINICAL,
-    # analyse a study again as another type (platform.reanalysis): who may upload it again
-    "study_reanalyse": CLINICAL,
-    "study_read": CLINICAL,
-    "report_edit": frozenset({"radiologist"}),
-    "report_sign": frozenset({"radiologist"}),
-    "report_export": CLINICAL,
-    "chat": CLINICAL,  # each user's own conversations
-    "users_manage": frozenset({"admin"}),
-    "kiosks_manage": frozenset({"admin"}),  # register, list, re-enrol, revoke kiosk devices
-    "models_read": frozenset({"admin"}),
-    # read a triage by its record number and record where the patient was actually sent
-    "triage_outcome": CLINICAL,
-    # register, shadow, promote, roll back and retire models (platform.lifecycle)
-    "models_manage": frozenset({"admin"}),
-    "audit_read": frozenset({"admin"}),
-    "outbox_manage": frozenset({"admin"}),  # deliveries to PACS/FHIR/HL7: states, retry
-    # the second person of the two-person rule (platform.approval): a new, reset or re-roled
-    # clinical account reads no patient data until a radiologist (or the server's shell) says so
-    "accounts_approve": frozenset({"radiologist"}),
-    # identity conflicts (platform.identity_conflicts): a radiologist sees both identities and
-    # decides; an admin sees that they exist and why, identities masked (no patient data)
-    "conflicts_review": frozenset({"radiologist"}),
-    "conflicts_view": frozenset({"admin"}),
-    # retract a study filed under the wrong patient or order (platform.retraction): the
-    # radiologist who knows the images, never an admin (who reads no patient data)
-    "study_retract": frozenset({"radiologist"}),
-    # report templates and macros (reading.report_templates): read by those who write reports
-    # (the macros of the study page); kept by an admin (listed, saved: versioned, audited).
-    # Two actions, not one shared by both sides: an action held by a clinical role and an
-    # admin would put admins under the two-person rule (``approval.GATED``)
-    "templates_read": CLINICAL,
-    "templates_manage": frozenset({"admin"}),
-}
-
-CLIENT_FACTOR = 10
 
 
 def normalise_code(code: str) -> str:
     """What the user typed, without spaces or dashes, upper case (codes are shown grouped)."""
     return "".join(c for c in code.upper() if c.isalnum())[:64]
-
-
-def _hasher(profile: str):
-    """The hasher of ``profile`` (passwords.HASH_PROFILES). Every function that hashes or
-    checks a password is handed the configured profile (``MEDAI_PASSWORD_HASH``: the caller's
-    ``settings.auth.password_hash``) as ``hash_profile``."""
-    return passwords.hasher(profile)
-
-
-def dummy_hash(profile: str) -> str:
-    """Verified against when the user does not exist, so both cases take the same time (one
-    per profile: the same cost as a real user's hash)."""
-    if profile not in _DUMMY_HASHES:
-        _DUMMY_HASHES[profile] = passwords.hasher(profile).hash("medai-timing-equaliser")
-    return _DUMMY_HASHES[profile]
-
-
-_DUMMY_HASHES: dict[str, str] = {}
-
-
-class AccountError(MedaiError, ValueError):
-    """A request about accounts that cannot be done (message safe to show); ``status`` and
-    ``code`` are the API's answer."""
-
-    status, code = 422, "invalid"
-
-
-class AccountExists(AccountError):
-    status, code = 409, "conflict"
-
-
-class NoSuchUser(AccountError):
-    status, code = 404, "not_found"
-
-
-class RoleConflict(AccountError):
-    code = "role_conflict"
-
-
-class InternalAccount(AccountError):
-    """An account medai itself files studies under (``DICOM_ACCOUNT``): nobody signs in as
-    it, so it is never reset, enabled, re-roled or waiting for approval."""
-
-    status, code = 409, "internal_account"
-
-
-class LastAdmin(AccountError):
-    """Disabling the only active, enrolled admin would leave nobody to manage accounts."""
-
-    status, code = 409, "last_admin"
-
-
-class PasswordNotAllowed(AccountError):
-    """A password given for an account whose user must choose it (every non-admin role)."""
-
-
-class EnrolmentRefused(AccountError):
-    """An enrolment code that is unknown, used or expired."""
-
-    status, code = 404, "enrol_code_invalid"
-
-
-class WeakPassword(AccountError):
-    code = "weak_password"
-
-    def __init__(self, verdict: passwords.Verdict) -> None:
-        super().__init__(verdict.message)
-        self.verdict = verdict
-
-    @property
-    def errors(self) -> list[dict]:  # the field the form marks, and why
-        return [{"loc": ["body", "password"], "msg": str(self), "type": self.verdict.reason}]
-
-
-class AuthFailed(MedaiError, Exception):
-    """Never says which of the two was wrong."""
-
-    status, code = 401, "unauthenticated"
-
-    def __init__(self, message: str = "wrong user name or password") -> None:
-        super().__init__(message)
-
-
-class Throttled(MedaiError, Exception):
-    status, code = 429, "throttled"
-
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__("too many failed logins; try again later")
-        self.retry_after_s = retry_after_s
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
-
-
-def allowed(role: str | None, action: str) -> bool:
-    if action not in PERMISSIONS:
-        raise KeyError(f"unknown action {action!r}; valid: {', '.join(PERMISSIONS)}")
-    return role in PERMISSIONS[action]
-
-
-def check_role(role: str) -> str:
-    if role not in ROLES:
-        raise AccountError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
-    return role
 
 
 def check_username(username: str) -> str:
@@ -220,6 +89,8 @@ def check_username(username: str) -> str:
 
 
 FULL_NAME_MAX, TITLE_MAX = 60, 24  # together at most FULL_NAME_MAX: a DICOM PN group holds 64
+
+
 # what a person's name or title is made of: letters of any script, spaces, . - ' ’ (never the
 # separators of a DICOM name or an HL7 field: ^ = \ | ~ &)
 _NAME_PUNCT = frozenset(" .-'’")
@@ -507,231 +378,12 @@ def set_active(db: Session, username: str, active: bool) -> User:
     return user
 
 
-def _failures(db: Session, key: str, since: datetime) -> int:
-    return (
-        db.scalar(
-            select(func.count())
-            .select_from(LoginFailure)
-            .where(LoginFailure.key == key, LoginFailure.at >= since)
-        )
-        or 0
-    )
-
-
-def take_slots(
-    db: Session, limits: dict[str, int], window_s: float, at: datetime | None = None
-) -> tuple[int, ...] | None:
-    """Count one failure under each key of ``limits``, unless a key already holds its limit
-    within the window: then nothing is counted and the answer is None. The keys are locked
-    (in sorted order, so two takers never deadlock) before they are counted: concurrent
-    takers then count exactly like serial ones. Returns the new rows' ids (``give_back``)."""
-    at = at or utcnow()
-    since = at - timedelta(seconds=window_s)
-    for key in sorted(limits):
-        lock_key(db, key)
-    if any(_failures(db, k, since) >= n for k, n in limits.items()):
-        return None
-    rows = [LoginFailure(key=k, at=at) for k in limits]
-    db.add_all(rows)
-    db.flush()
-    return tuple(r.id for r in rows)
-
-
-def give_back(db: Session, ids: tuple[int, ...]) -> None:
-    """Un-count what ``take_slots`` counted (the attempt succeeded)."""
-    db.execute(delete(LoginFailure).where(LoginFailure.id.in_(ids)))
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """A sign-in attempt counted as a failure before its password is checked."""
-
-    user_key: str
-    ids: tuple[int, ...]
-
-
-def take_attempt(
-    db: Session, username: str, client: str, max_failures: int, window_s: float
-) -> Attempt:
-    """Count a sign-in attempt as failed, atomically with the throttle's check; raises
-    ``Throttled`` after ``max_failures`` failures for the user name (or ten times as many
-    from one client) within the window. Commit it before checking the password, so that a
-    wrong password stays counted (``settle`` removes it when the password was right)."""
-    keys = _throttle_keys(username, client)
-    # a ward shares one address behind NAT: the per-client limit is ten times the per-user one
-    ids = take_slots(db, {keys[0]: max_failures, keys[1]: max_failures * CLIENT_FACTOR}, window_s)
-    if ids is None:
-        raise Throttled(int(window_s))
-    return Attempt(keys[0], ids)
-
-
-def settle(db: Session, attempt: Attempt) -> None:
-    """The password was right: the attempt and the user name's earlier failures are cleared
-    (the client's other failures stay)."""
-    give_back(db, attempt.ids)
-    db.execute(delete(LoginFailure).where(LoginFailure.key == attempt.user_key))
-
-
-def authenticate(
-    db: Session,
-    username: str,
-    password: str,
-    client: str,
-    max_failures: int,
-    window_s: float,
-    *,
-    hash_profile: str,
-) -> User:
-    """``take_attempt``, ``verify`` and ``settle`` in the caller's one transaction (a console
-    or a test): an ``AuthFailed`` rolls the counted attempt back with it. The API takes the
-    attempt in a transaction of its own first (``api.auth.login``)."""
-    attempt = take_attempt(db, username, client, max_failures, window_s)
-    user = verify(db, username, password, hash_profile=hash_profile)
-    settle(db, attempt)
-    return user
-
-
-def verify(db: Session, username: str, password: str, *, hash_profile: str) -> User:
-    """The active, enrolled user with this password (its hash re-made under
-    ``hash_profile``, the configured one, when that is stronger), else ``AuthFailed``; an
-    unknown name costs the same time."""
-    user = db.scalar(select(User).where(User.username == username[:64]))
-    stored = user.password_hash if user is not None else NO_PASSWORD
-    h = _hasher(hash_profile)
-    try:
-        h.verify(stored or dummy_hash(hash_profile), password[:1024])
-        ok = stored != NO_PASSWORD and user.active
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        ok = False
-    if not ok:
-        raise AuthFailed  # counted already (take_attempt)
-    if h.check_needs_rehash(user.password_hash) and not passwords.weaker(h, user.password_hash):
-        user.password_hash = h.hash(password)
-    return user
-
-
-def name_key(username: str) -> str:
-    """What the throttle stores of a typed user name: its keyed hash (``Cipher.pseudonym``),
-    never the text, which may be a password typed into the wrong field."""
-    return cipher().pseudonym(username[:64].lower())
-
-
 def audit_name(db: Session, username: str) -> str:
     """Who a sign-in attempt names, for the audit log: an account's own name, else
     ``unknown:`` and the keyed hash of what was typed (repeats stay recognisable)."""
     if db.scalar(select(User.id).where(User.username == username[:64])) is not None:
         return username[:64]
     return f"unknown:{name_key(username)}"
-
-
-def _throttle_keys(username: str, client: str) -> list[str]:
-    return [f"user:{name_key(username)}", f"client:{client}"]
-
-
-def take_enrol_attempt(
-    db: Session, client: str, max_failures: int, window_s: float
-) -> tuple[int, ...] | None:
-    """Count an enrolment attempt as a wrong code, atomically with the per-client check
-    (the per-client sign-in limit); None when throttled. ``give_back`` when the code was
-    right."""
-    return take_slots(db, {f"enrol:{client}": max_failures * CLIENT_FACTOR}, window_s)
-
-
-def digest(raw: str) -> str:
-    """What is stored of a secret (session, token, kiosk credential): its sha256. The secrets
-    are 256-bit random, so a plain hash is enough (no password stretching needed)."""
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Issued:
-    token: str
-    csrf: str | None
-    expires_in_s: int
-
-
-def new_signin() -> str:
-    """The id shared by the credentials one sign-in issues (its session and its bearer
-    token), so that signing out ends them all."""
-    return secrets.token_hex(16)
-
-
-def issue(
-    db: Session,
-    user: User,
-    kind: str,
-    lifetime: timedelta,
-    name: str | None = None,
-    signin: str | None = None,
-) -> Issued:
-    """A new session (with its CSRF secret) or bearer token; only hashes are stored."""
-    raw = secrets.token_urlsafe(32)
-    csrf = secrets.token_urlsafe(24) if kind == "session" else None
-    db.add(
-        Token(
-            user_id=user.id,
-            token_hash=digest(raw),
-            kind=kind,
-            name=name,
-            csrf_hash=digest(csrf) if csrf else None,
-            signin=signin,
-            expires_at=utcnow() + lifetime,
-        )
-    )
-    return Issued(raw, csrf, int(lifetime.total_seconds()))
-
-
-def resolve(db: Session, raw: str, kind: str | None = None) -> tuple[User, Token] | None:
-    # one query for the credential and its user: every authenticated request runs it
-    row = db.execute(
-        select(Token, User)
-        .join(User, User.id == Token.user_id)
-        .where(Token.token_hash == digest(raw[:256]))
-    ).first()
-    if row is None:
-        return None
-    tok, user = row
-    if tok.revoked_at is not None or tok.expires_at <= utcnow():
-        return None
-    if kind is not None and tok.kind != kind:
-        return None
-    if not user.active:
-        return None
-    return user, tok
-
-
-def csrf_ok(tok: Token, presented: str | None) -> bool:
-    return bool(
-        tok.csrf_hash
-        and presented
-        and secrets.compare_digest(tok.csrf_hash, digest(presented[:256]))
-    )
-
-
-def revoke(db: Session, tok: Token) -> None:
-    if tok.revoked_at is None:
-        tok.revoked_at = utcnow()
-
-
-def sign_out(db: Session, tok: Token) -> int:
-    """Revoke this credential and every other one of the same sign-in (the session cookie
-    and the bearer token a password login returns together); named tokens made with
-    ``POST /auth/tokens`` are not part of a sign-in and stay. Returns how many ended."""
-    ended = [tok]
-    if tok.signin is not None:
-        ended += db.scalars(
-            select(Token).where(
-                Token.signin == tok.signin, Token.user_id == tok.user_id, Token.id != tok.id
-            )
-        ).all()
-    live = [t for t in ended if t.revoked_at is None]
-    for t in live:
-        revoke(db, t)
-    return len(live)
-
-
-# Use cases: what an admin (API or CLI) does to an account, validated, written and audited in
-# the caller's transaction. The faces keep their I/O, status codes and throttles.
 
 
 def create_account(

@@ -3,7 +3,7 @@
 An admin sees the enrolment code of every account they create or reset, so they could enrol a
 clinical account themselves. Such an account therefore starts *pending*: it may enrol and sign
 in, but every permission that touches patient data (``GATED``, derived from
-``accounts.PERMISSIONS``) is refused with 403 ``approval_pending`` until a second person
+``roles.PERMISSIONS``) is refused with 403 ``approval_pending`` until a second person
 approves it: a signed-in, approved user holding ``accounts_approve`` (radiologists), never the
 account itself, or the server's shell (``medai users approve``: shell access is the hospital's
 own trust root, and it bootstraps the first clinical users). A reset or a role change makes the
@@ -28,35 +28,35 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medai.platform.access import accounts, audit
+from medai.platform.access import account_errors, accounts, audit, roles
 from medai.platform.records.tables import User
 
 # permissions held by some clinical role and not by everyone (triage is anyone's own): the
 # patient data, and approving others
 GATED: frozenset[str] = frozenset(
     action
-    for action, roles in accounts.PERMISSIONS.items()
-    if roles & accounts.CLINICAL and roles != frozenset(accounts.ROLES)
+    for action, holders in roles.PERMISSIONS.items()
+    if holders & roles.CLINICAL and holders != frozenset(roles.ROLES)
 )
 # roles holding any gated permission: their accounts need an approval
 NEEDS_APPROVAL: frozenset[str] = frozenset(
-    role for role in accounts.ROLES if any(role in accounts.PERMISSIONS[a] for a in GATED)
+    role for role in roles.ROLES if any(role in roles.PERMISSIONS[a] for a in GATED)
 )
 
 
-class ApprovalPending(accounts.AccountError):
+class ApprovalPending(account_errors.AccountError):
     status, code = 403, "approval_pending"
 
 
-class SelfApproval(accounts.AccountError):
+class SelfApproval(account_errors.AccountError):
     status, code = 403, "approval_self"
 
 
-class NotPending(accounts.AccountError):
+class NotPending(account_errors.AccountError):
     status, code = 409, "not_pending"
 
 
-class NotEnrolled(accounts.AccountError):
+class NotEnrolled(account_errors.AccountError):
     """The account's holder has not chosen a password yet: whoever holds the enrolment code
     (the admin who made the account saw it) would become the approved person."""
 
@@ -133,7 +133,7 @@ def approve(db: Session, username: str, actor: audit.Actor, now: datetime) -> Us
 
 
 def record_refusal(
-    db: Session, username: str, actor: audit.Actor, exc: accounts.AccountError
+    db: Session, username: str, actor: audit.Actor, exc: account_errors.AccountError
 ) -> None:
     """Audit a refused approval (unknown users are not recorded: there is no target)."""
     user = db.scalar(select(User).where(User.username == username[:64]))

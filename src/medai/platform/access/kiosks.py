@@ -3,7 +3,7 @@
 A kiosk in a waiting room is one network address; counted as an anonymous client it stopped
 after three patients. A registered kiosk has its own quota, counted per day of the hospital's
 time zone. Its credentials are stored as sha256 like sessions and tokens
-(``accounts.digest``): an API token for machine clients, shown once, and a one-time
+(``tokens.digest``): an API token for machine clients, shown once, and a one-time
 enrolment code that a kiosk browser exchanges for an HttpOnly cookie (so no long-lived secret
 ever sits in a URL or a proxy log). The API, the CLI and the admin page all call these
 functions; ``now`` is always passed in (naive UTC) so tests can move the clock.
@@ -22,13 +22,9 @@ from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
 from medai.platform.access import audit
-from medai.platform.access.accounts import (
-    CLIENT_FACTOR,
-    CODE_ALPHABET,
-    digest,
-    normalise_code,
-    take_slots,
-)
+from medai.platform.access.accounts import CODE_ALPHABET, normalise_code
+from medai.platform.access.credentials import CLIENT_FACTOR, take_slots
+from medai.platform.access.tokens import digest
 from medai.platform.records.db import lock_key
 from medai.platform.records.tables import Kiosk, TriageRecord
 
@@ -201,7 +197,7 @@ def take_enrol_attempt(
     db: Session, client: str, now: datetime, max_failures: int, window_s: float
 ) -> tuple[int, ...] | None:
     """Count a kiosk enrolment attempt as a wrong code, atomically with the per-client check
-    (the per-client sign-in limit, ``accounts.take_slots``); None when throttled."""
+    (the per-client sign-in limit, ``credentials.take_slots``); None when throttled."""
     return take_slots(db, {f"kiosk-enrol:{client}": max_failures * CLIENT_FACTOR}, window_s, at=now)
 
 

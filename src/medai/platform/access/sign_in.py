@@ -4,7 +4,7 @@ HTTP (the body, the cookies); the rules are here, alike for each way:
 
 - the attempt is counted as failed against the throttle before it is tried, atomically with
   the throttle's check and in its own transaction, and un-counted when it was right: requests
-  at once never pass the limit between them (``accounts.take_attempt``,
+  at once never pass the limit between them (``credentials.take_attempt``,
   ``take_enrol_attempt``);
 - a throttled or failed attempt is audited in its own transaction once the attempt is
   counted, so the refusal is on record whatever the request does next.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from medai.core.errors import MedaiError
-from medai.platform.access import accounts, audit, kiosks
+from medai.platform.access import account_errors, accounts, audit, credentials, kiosks, tokens
 from medai.platform.context import Platform
 from medai.platform.records.tables import User
 
@@ -37,8 +37,8 @@ class SignedIn:
     """A password sign-in's two credentials (one sign-in: signing out ends both) and the
     user's role."""
 
-    bearer: accounts.Issued
-    session: accounts.Issued
+    bearer: tokens.Issued
+    session: tokens.Issued
     role: str
 
 
@@ -55,31 +55,31 @@ class KioskEnrolled:
 
 
 def login(p: Platform, username: str, password: str, client: str) -> SignedIn:
-    """Password sign-in (``accounts.verify``): a bearer token and a browser session, the
+    """Password sign-in (``credentials.verify``): a bearer token and a browser session, the
     session's lifetime ``MEDAI_SESSION_HOURS``. A wrong name or password is ``AuthFailed``
     (401), too many failures ``Throttled`` (429), each audited under the name given
     (``accounts.audit_name``)."""
     auth = p.settings.auth
     try:
         with p.db.session() as db:
-            attempt = accounts.take_attempt(
+            attempt = credentials.take_attempt(
                 db, username, client, auth.login_max_failures, auth.login_window_s
             )
         with p.db.session() as db:
-            user = accounts.verify(db, username, password, hash_profile=auth.password_hash)
-            accounts.settle(db, attempt)
+            user = credentials.verify(db, username, password, hash_profile=auth.password_hash)
+            credentials.settle(db, attempt)
             session_life = timedelta(hours=auth.session_hours)
-            signin = accounts.new_signin()  # logout ends both credentials together
-            bearer = accounts.issue(db, user, "bearer", session_life, name="login", signin=signin)
-            session = accounts.issue(db, user, "session", session_life, signin=signin)
+            signin = tokens.new_signin()  # logout ends both credentials together
+            bearer = tokens.issue(db, user, "bearer", session_life, name="login", signin=signin)
+            session = tokens.issue(db, user, "session", session_life, signin=signin)
             audit.record(
                 db, audit.Actor(user.username, user.id, user.role, client), "login", "user", user.id
             )
             return SignedIn(bearer, session, user.role)
-    except accounts.Throttled:
+    except credentials.Throttled:
         _failed_login(p, username, client, "throttled")
         raise
-    except accounts.AuthFailed:
+    except credentials.AuthFailed:
         _failed_login(p, username, client, "failed")
         raise
 
@@ -102,11 +102,11 @@ def enrol(p: Platform, code: str, password: str, client: str) -> User:
     """A user chooses their password with the one-time code an administrator gave them
     (``accounts.enrol_account``); the code is then used up. A wrong code stays counted
     (``EnrolmentRefused``, audited); a right code with a weak password
-    (``accounts.AccountError``) is no wrong code: un-counted, the code still valid."""
+    (``account_errors.AccountError``) is no wrong code: un-counted, the code still valid."""
     auth = p.settings.auth
     now = p.clock()
     with p.db.session() as db:
-        taken = accounts.take_enrol_attempt(
+        taken = credentials.take_enrol_attempt(
             db, client, auth.login_max_failures, auth.login_window_s
         )
         if taken is None:
@@ -118,15 +118,15 @@ def enrol(p: Platform, code: str, password: str, client: str) -> User:
             user = accounts.enrol_account(
                 db, code, password, now, client, hash_profile=auth.password_hash
             )
-            accounts.give_back(db, taken)
+            credentials.give_back(db, taken)
             return user
-    except accounts.EnrolmentRefused:
+    except account_errors.EnrolmentRefused:
         with p.db.session() as db:  # the attempt stays counted
             _enrol_refused(db, "enrol", "user", client, "failed", op="enrol")
         raise
-    except accounts.AccountError:
+    except account_errors.AccountError:
         with p.db.session() as db:  # a right code with a weak password is no wrong code
-            accounts.give_back(db, taken)
+            credentials.give_back(db, taken)
         raise
 
 
@@ -148,7 +148,7 @@ def enrol_kiosk(p: Platform, code: str, client: str) -> KioskEnrolled:
     try:
         with p.db.session() as db:
             kiosk, secret = kiosks.enrol(db, code, now)
-            accounts.give_back(db, taken)
+            credentials.give_back(db, taken)
             audit.record(
                 db,
                 audit.Actor(f"kiosk:{kiosk.name}"[:64], client=client),

@@ -1,5 +1,5 @@
 """Who is calling, and may they: the session cookie (browser, CSRF-checked on every unsafe
-method) or a bearer token (machine clients), checked against ``accounts.PERMISSIONS``.
+method) or a bearer token (machine clients), checked against ``roles.PERMISSIONS``.
 Every refusal is audited."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from medai.platform.access import accounts, approval, audit
+from medai.platform.access import approval, audit, roles, tokens
 from medai.platform.context import Platform
 from medai.platform.records.tables import Token, User
 from medai.server.errors import ApiError
@@ -70,7 +70,7 @@ def principal(request: Request) -> Principal:
     found = None
     if raw:
         with p.db.reader() as db:
-            found = accounts.resolve(db, raw, kind)
+            found = tokens.resolve(db, raw, kind)
         if found is None:
             raise ApiError(
                 401,
@@ -85,7 +85,7 @@ def principal(request: Request) -> Principal:
         if (
             kind == "session"
             and request.method not in SAFE_METHODS
-            and not accounts.csrf_ok(found[1], request.headers.get(CSRF_HEADER))
+            and not tokens.csrf_ok(found[1], request.headers.get(CSRF_HEADER))
         ):
             deny(request, who, "csrf")
             raise ApiError(
@@ -105,7 +105,7 @@ def sees_server_paths(request: Request) -> bool:
         who = principal(request)
     except ApiError:
         return False
-    return who.user is not None and accounts.allowed(who.role, "models_manage")
+    return who.user is not None and roles.allowed(who.role, "models_manage")
 
 
 def deny(request: Request, who: Principal, action: str) -> None:
@@ -136,7 +136,7 @@ def require(action: str, *alternatives: str):
             raise ApiError(
                 401, "unauthenticated", "sign in first", headers={"WWW-Authenticate": "Bearer"}
             )
-        held = next((a for a in actions if accounts.allowed(who.role, a)), None)
+        held = next((a for a in actions if roles.allowed(who.role, a)), None)
         if held is None:
             await run_in_threadpool(deny, request, who, action)
             raise ApiError(403, "forbidden", f"role {who.role!r} may not {action}")

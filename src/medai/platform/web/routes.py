@@ -16,9 +16,9 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from medai.core.task_registry import names as task_names
-from medai.platform.access.accounts import ROLES
 from medai.platform.access.approval import is_pending
 from medai.platform.access.audit import ACTIONS
+from medai.platform.access.roles import ROLES
 from medai.platform.api.deps import platform_of, principal
 from medai.platform.api.routes.kiosks import kiosk_of
 from medai.platform.documents.report_words import SECTIONS

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from helpers.builders import make_imaging_model_dir
 from helpers.platform import bearer, clinic, png_bytes, wait_status
-from medai.platform.access.accounts import PERMISSIONS
+from medai.platform.access.roles import PERMISSIONS
 
 pytestmark = pytest.mark.slow
 ROLES = ("admin", "radiologist", "clinician", "patient", None)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 
-from medai.platform.access import accounts, approval, audit
+from medai.platform.access import account_errors, accounts, approval, audit, roles
 from medai.platform.api.deps import Principal, deny, platform_of, principal, require
 from medai.platform.api.schemas import (
     AuditList,
@@ -131,7 +131,7 @@ def change_role(
         with p.db.session() as db:
             user, _ = accounts.assign_role(db, username, body.role, who.actor)
             return UserOut(**user_out(user, p.clock()))
-    except accounts.RoleConflict:
+    except account_errors.RoleConflict:
         with p.db.session() as db:
             accounts.record_role_refusal(db, username, body.role, who.actor)
         raise
@@ -153,7 +153,7 @@ def set_profile(
         raise ApiError(
             401, "unauthenticated", "sign in first", headers={"WWW-Authenticate": "Bearer"}
         )
-    if who.user.username != username and not accounts.allowed(who.role, "users_manage"):
+    if who.user.username != username and not roles.allowed(who.role, "users_manage"):
         deny(request, who, "profile")
         raise ApiError(
             403, "not_own_account", "you may change only your own account's name and title"

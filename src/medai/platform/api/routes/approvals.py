@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from medai.platform.access import accounts, approval
+from medai.platform.access import account_errors, accounts, approval
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.routes.admin import user_out
 from medai.platform.api.schemas import PendingOut, UserOut
@@ -45,9 +45,9 @@ def approve(
         with p.db.session() as db:
             user = approval.approve(db, username, who.actor, now)
             return UserOut(**user_out(user, now))
-    except accounts.NoSuchUser:
+    except account_errors.NoSuchUser:
         raise
-    except accounts.AccountError as exc:
+    except account_errors.AccountError as exc:
         with p.db.session() as db:
             approval.record_refusal(db, username, who.actor, exc)
         raise

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from medai.platform.access import accounts, audit, sign_in
+from medai.platform.access import audit, sign_in, tokens
 from medai.platform.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -86,7 +86,7 @@ def logout(request: Request, who: Principal = Depends(principal)) -> JSONRespons
         raise ApiError(401, "unauthenticated", "not signed in")
     with platform_of(request).db.session() as db:
         tok = db.get(Token, who.token.id)
-        ended = accounts.sign_out(db, tok)
+        ended = tokens.sign_out(db, tok)
         audit.record(db, who.actor, "logout", "user", who.user.id, revoked=ended)
     response = JSONResponse({"ok": True})
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -138,7 +138,7 @@ def create_token(body: TokenIn, request: Request, who: Principal = Depends(princ
     p = platform_of(request)
     days = body.days if body.days is not None else p.settings.auth.token_days
     with p.db.session() as db:
-        issued = accounts.issue(db, who.user, "bearer", timedelta(days=days), name=body.name)
+        issued = tokens.issue(db, who.user, "bearer", timedelta(days=days), name=body.name)
         db.flush()
         tok = db.scalar(
             select(Token).order_by(Token.id.desc()).where(Token.user_id == who.user.id).limit(1)
@@ -169,6 +169,6 @@ def revoke_token(token_id: RowId, request: Request, who: Principal = Depends(pri
         tok = db.get(Token, token_id)
         if tok is None or (tok.user_id != who.user.id and who.role != "admin"):
             raise ApiError(404, "not_found", "no such token")
-        accounts.revoke(db, tok)
+        tokens.revoke(db, tok)
         audit.record(db, who.actor, "token", "token", tok.id, revoked=True)
     return OkOut()

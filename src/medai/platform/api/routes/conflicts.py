@@ -5,7 +5,7 @@ A radiologist (approved for patient data) sees both identities in full and decid
 the instance to a study of its own, or reject it. An admin sees that conflicts exist and why
 (the disagreeing attributes, the source, the calling AE title), every value masked, so
 that a hospital's IT can chase the modality or RIS that sent them without reading patient data
-(admins read none: ``accounts.PERMISSIONS``).
+(admins read none: ``roles.PERMISSIONS``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from medai.platform.access import accounts, audit
+from medai.platform.access import audit, roles
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.dicom import identity_conflicts as conflicts
 from medai.platform.worklist import filing, held_blobs
@@ -82,7 +82,7 @@ reviewer = require("conflicts_review", "conflicts_view")
 
 def _shown(db, row, who: Principal) -> ConflictOut:
     out = conflicts.as_dict(db, row)
-    full = accounts.allowed(who.role, "conflicts_review")
+    full = roles.allowed(who.role, "conflicts_review")
     return ConflictOut(**({**out, "masked": False} if full else _masked(out)))
 
 

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from medai.platform.access import accounts, audit
+from medai.platform.access import audit, roles
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.dicom.dicom_values import is_uid
 from medai.platform.intake import receive
@@ -100,7 +100,7 @@ def _store_measurements(p, who: Principal, data: bytes) -> None:
     names (``reading.measurements``); 403 ``measurement_forbidden`` for an account that may
     not report; NotMeasurement for any other SR."""
     report = measurements.parse(data)
-    if not accounts.allowed(who.role, "report_edit"):
+    if not roles.allowed(who.role, "report_edit"):
         with p.db.session() as db:
             audit.record(
                 db, who.actor, "denied", "dicomweb", None, outcome="denied", needed="measure"

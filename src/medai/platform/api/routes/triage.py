@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 from sqlalchemy import func, select
 
-from medai.platform.access import accounts, audit, triage_requests
+from medai.platform.access import accounts, audit, roles, triage_requests
 from medai.platform.api.deps import Principal, deny, platform_of, principal, require
 from medai.platform.api.routes.kiosks import kiosk_of
 from medai.platform.api.schemas import TriageHistory, TriageHistoryItem
@@ -46,7 +46,7 @@ async def triage(
     """Suggest departments for a complaint; red flags override with emergency advice.
     Without a user: a registered kiosk (cookie or ``X-Kiosk-Token``; its own daily quota, 429
     ``kiosk_quota_exhausted``), else an anonymous client (a small quota per address)."""
-    if who.user is not None and not accounts.allowed(who.role, "triage"):
+    if who.user is not None and not roles.allowed(who.role, "triage"):
         await run_in_threadpool(deny, request, who, "triage")
         raise ApiError(403, "forbidden", f"role {who.role!r} may not use triage")
     kiosk = await run_in_threadpool(kiosk_of, request) if who.user is None else None

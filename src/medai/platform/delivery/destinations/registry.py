@@ -27,7 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from medai.core.errors import MedaiError
+from medai import destinations_config
+from medai.core.errors import CODES, MedaiError
 from medai.platform.context import Platform
 from medai.platform.delivery.payloads import Parts
 from medai.platform.documents.dicom_objects import DicomObjectError
@@ -144,7 +145,17 @@ _KINDS: dict[str, Destination] = {}
 
 
 def register(kind: Destination) -> Destination:
-    """Add ``kind`` (or replace the kind of its name)."""
+    """Add ``kind`` (or replace the kind of its name), and make its destinations configurable
+    (its ``config`` model, ``destinations_config.register_config``). A kind from outside medai
+    registers through the ``medai.destinations`` entry-point group; every code its rows may end
+    with must be one of ``core.errors.CODES`` (the admin page has words for those)."""
+    unknown = sorted(set(kind.codes) - set(CODES))
+    if unknown:
+        raise ValueError(
+            f"destination kind {kind.kind!r}: code(s) {', '.join(unknown)} are not in "
+            f"core.errors.CODES; valid: {', '.join(FAILURES)} or another of CODES"
+        )
+    destinations_config.register_config(kind.config)
     _KINDS[kind.kind] = kind
     return kind
 
@@ -152,6 +163,7 @@ def register(kind: Destination) -> Destination:
 def unregister(kind: str) -> None:
     """Remove a kind (a test's); no error when it is not registered."""
     _KINDS.pop(kind, None)
+    destinations_config.unregister_config(kind)
 
 
 def kinds() -> list[str]:
