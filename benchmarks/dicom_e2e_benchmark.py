@@ -592,8 +592,9 @@ def profile(files: list[Path], sample: int) -> dict:
     import pydicom
 
     from medai.platform.delivery import payloads
-    from medai.platform.documents.dicom_heatmap import heatmap_sc
-    from medai.platform.documents.dicom_objects import SourceImage, findings_sr
+    from medai.platform.documents.dicom_objects import SourceImage
+    from medai.platform.documents.sc_pm.dicom_heatmap import heatmap_sc
+    from medai.platform.documents.sr.findings_sr import findings_sr
     from medai.platform.reading.analysis import _heatmap_label
     from medai.services import imaging as imaging_service
     from medai.services.model_handles import ModelHandles

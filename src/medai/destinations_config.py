@@ -28,7 +28,7 @@ def check_ae_title(value: str) -> str:
 
 # --- destinations of the outbox ---------------------------------------------------------------
 
-EVENTS = ("analysed", "signed")
+EVENTS: tuple[Literal["analysed", "signed"], ...] = ("analysed", "signed")
 """What can be sent: ``analysed`` (the AI findings SR and heatmap, a preliminary FHIR report)
 and ``signed`` (each signed version: the report SR, a final or amended FHIR report, an HL7
 ORU^R01)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -541,11 +541,39 @@ class Hl7Settings(SettingsGroup):
         le=3600,
         description="an MLLP connection that sends nothing for this long is closed",
     )
+    hl7_tls_cert: Path | None = Field(
+        default=None,
+        description="the HL7 listener's certificate (PEM, with its chain): set with "
+        "hl7_tls_key, the listener speaks only MLLP over TLS (TLS 1.2 or newer) on its port; "
+        "unset: plain MLLP (a closed hospital network or a TLS-terminating interface engine)",
+    )
+    hl7_tls_key: Path | None = Field(
+        default=None, description="the private key (PEM) of hl7_tls_cert, readable by medai only"
+    )
+    hl7_tls_ca: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) a sender's certificate must be signed by: set, the "
+        "listener requires one (mutual TLS); unset, any sender may connect over TLS and "
+        "MEDAI_HL7_ALLOW still decides",
+    )
 
     @field_validator("hl7_allow")
     @classmethod
     def _senders(cls, value: list[str]) -> list[str]:
         return check_hl7_senders(value)
+
+    @model_validator(mode="after")
+    def _hl7_tls_pair(self) -> Hl7Settings:
+        """A certificate without its key (or the reverse), or a CA without either, would
+        start a listener that does not do what was configured: refused, naming them."""
+        if (self.hl7_tls_cert is None) != (self.hl7_tls_key is None):
+            raise ValueError(
+                "MEDAI_HL7_TLS_CERT and MEDAI_HL7_TLS_KEY go together: set both (MLLP over "
+                "TLS) or neither (plain MLLP)"
+            )
+        if self.hl7_tls_ca is not None and self.hl7_tls_cert is None:
+            raise ValueError("MEDAI_HL7_TLS_CA needs MEDAI_HL7_TLS_CERT and MEDAI_HL7_TLS_KEY")
+        return self
 
 
 class OutboxSettings(SettingsGroup):
@@ -995,7 +1023,9 @@ def check_proxy(value: str) -> str:
 # --- groups ---------------------------------------------------------------------------------
 
 GROUP_MODELS: dict[str, type[SettingsGroup]] = {
-    name: field.annotation for name, field in Settings.model_fields.items()
+    # every field of Settings is annotated with its group's model (a SettingsGroup subclass)
+    name: cast(type[SettingsGroup], field.annotation)
+    for name, field in Settings.model_fields.items()
 }
 """Every group's model by its name (``Settings.<name>``), in the order they are documented."""
 

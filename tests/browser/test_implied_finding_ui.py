@@ -108,7 +108,7 @@ def test_a_parent_class_reads_as_included_in_its_sub_finding_never_present(
     pdf = page.request.get(f"/api/v1/studies/{study['id']}/report/pdf")
     assert pdf.status == 200, pdf.text()
     from helpers.pdf_table import read_table
-    from medai.platform.documents import report_words as rw
+    from medai.platform.documents.words import report_words as rw
 
     words = rw.words(lang)
     heads = [words[k] for k in ("col_finding", "col_probability", "col_threshold", "col_decision")]

@@ -5,6 +5,7 @@ share."""
 from __future__ import annotations
 
 import socket
+import ssl
 import uuid
 
 ACUTE = "Bugün yeni gelişen sağ hemiparezi ve konuşma bozukluğu"
@@ -55,9 +56,13 @@ def omi(accession: str, question: str, *, patient: str = "P-1", priority: str = 
     )
 
 
-def send(port: int, message: str, encoding: str = "utf-8") -> dict[str, str]:
-    """Send one framed message over MLLP and read its ACK: MSA-1, MSA-2, MSA-3."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+def send(
+    port: int, message: str, encoding: str = "utf-8", tls: ssl.SSLContext | None = None
+) -> dict[str, str]:
+    """Send one framed message over MLLP (over TLS with ``tls``) and read its ACK: MSA-1,
+    MSA-2, MSA-3."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+        sock = tls.wrap_socket(raw, server_hostname="localhost") if tls is not None else raw
         sock.sendall(START + message.encode(encoding) + END)
         buf = b""
         while END not in buf:

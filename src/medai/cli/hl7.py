@@ -9,6 +9,7 @@ import typer
 from medai.cli.common import JsonFlag, _emit, _error
 from medai.cli.operations import open_database
 from medai.platform.boot import open_platform
+from medai.platform.intake.dicom_node import server_tls_context
 from medai.platform.intake.hl7_listener import Hl7Listener
 from medai.server.logs import log_config
 from medai.settings import check_hl7_senders, get_settings
@@ -46,6 +47,7 @@ def listen(
     unsigned draft states the question. Same database as `medai serve` (MEDAI_DATABASE_URL)."""
     import logging.config
     import signal
+    import ssl
     import sys
     import threading
 
@@ -57,6 +59,17 @@ def listen(
         _error(str(exc), "ValueError", as_json, 2)
 
     open_database(as_json).dispose()  # migrated, or exit 2 naming the revisions
+    h = settings.hl7
+    try:  # a TLS setting it cannot honour stops it: never plain MLLP instead
+        tls = (
+            server_tls_context(h.hl7_tls_cert, h.hl7_tls_key, h.hl7_tls_ca)
+            if h.hl7_tls_cert is not None and h.hl7_tls_key is not None
+            else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        _error(
+            f"MEDAI_HL7_TLS_*: cannot load the certificate or key ({exc})", "SSLError", as_json, 2
+        )
     p = open_platform(settings=settings)
     listener = Hl7Listener(
         p,
@@ -65,6 +78,7 @@ def listen(
         allow=senders,
         max_connections=settings.hl7.hl7_max_connections,
         idle_s=settings.hl7.hl7_idle_s,
+        tls=tls,
     )
     try:
         listener.start()
@@ -88,10 +102,14 @@ def listen(
             "host": listener.host,
             "port": listener.port,
             "allow": list(senders),
+            "tls": tls is not None,
+            "mutual_tls": h.hl7_tls_ca is not None,
             "messages": ["ORM^O01", "OMI^O23"],
         },
         as_json,
-        f"HL7 order listener on {listener.host}:{listener.port} (MLLP; ORM^O01, OMI^O23; {who})",
+        f"HL7 order listener on {listener.host}:{listener.port} "
+        f"({'MLLP over TLS' if tls is not None else 'plain MLLP, no TLS'}; ORM^O01, OMI^O23; "
+        f"{who})",
     )
     sys.stdout.flush()
     done = threading.Event()

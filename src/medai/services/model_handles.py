@@ -19,6 +19,7 @@ from typing import Any
 
 from medai.core import model_dir, task_registry
 from medai.core.errors import MedaiError
+from medai.core.task_kinds import kind_of
 from medai.services.triage import red_flag_options
 from medai.settings import get_settings
 
@@ -27,7 +28,9 @@ def served_tasks() -> tuple[str, ...]:
     """Every task of the registry the server keeps a model of (``Task.served``): those of
     their own kinds first (triage), then the imaging tasks, each by name."""
     served = [t for t in task_registry.all_tasks() if t.served]
-    return tuple(t.name for t in sorted(served, key=lambda t: t.kind == "imaging"))
+    return tuple(
+        t.name for t in sorted(served, key=lambda t: (kind_of(t.kind).serve_order, t.name))
+    )
 
 
 def configured_models() -> dict[str, Path]:
@@ -151,7 +154,7 @@ class ModelHandles:
         runtime and this process's threads, a task that reads red flags the configured
         red-flag engine."""
         options: dict[str, Any] = {}
-        if spec.kind == "imaging":
+        if kind_of(spec.kind).reads_images:
             options.update(runtime=self.imaging_runtime, threads=self.threads)
         if spec.reads_red_flags:
             options["flag_options"] = red_flag_options()

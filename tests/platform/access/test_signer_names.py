@@ -193,7 +193,7 @@ def test_the_signed_documents_name_the_signer_by_full_name_and_title(hosp):
 
     from hl7apy.parser import parse_message
 
-    from medai.platform.delivery.destinations.hl7 import oru_r01
+    from medai.platform.documents.hl7.oru import oru_r01
 
     er7 = oru_r01(parts.study, parts.report, control_id="T59")
     obr = next(s for s in er7.split("\r") if s.startswith("OBR|"))
@@ -223,7 +223,7 @@ def test_without_a_full_name_the_documents_name_the_user_name(hosp):
         str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "rad2^"
     )  # the user name, as a family name
 
-    from medai.platform.delivery.destinations.hl7 import oru_r01
+    from medai.platform.documents.hl7.oru import oru_r01
 
     obr = next(
         s

@@ -1,4 +1,4 @@
-"""The findings of an HL7 ORU^R01 (``destinations.hl7.oru_r01``), parsed back with hl7apy as a
+"""The findings of an HL7 ORU^R01 (``documents.hl7.oru.oru_r01``), parsed back with hl7apy as a
 receiver does: after sign-off the signer's labels are the results (OBX-11 F, C in an
 amendment) and the AI's suggestions stay beside them as preliminary (P) OBX marked as the AI
 model's (OBX-17) with the signer's verdict; before sign-off the AI's alone, preliminary. A
@@ -11,8 +11,8 @@ from medai.core.results import ModelRef
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
-from medai.platform.delivery.destinations.hl7 import oru_r01
-from medai.platform.documents.finding_states import with_states
+from medai.platform.documents.hl7.oru import oru_r01
+from medai.platform.documents.words.finding_states import with_states
 
 PRESENT, ABSENT, UNDECIDED = "52101004", "272519000", "82334004"
 STUDY = {

@@ -116,8 +116,8 @@ def sign(client, sid: int, text: str | None = None) -> None:
 def test_the_key_images_go_to_the_pacs_with_the_signed_report_once(hosp, pacs, tmp_path):
     from pydicom.uid import generate_uid
 
-    from medai.platform.documents.dicom_key_images import read_key_image_note
-    from medai.platform.documents.dicom_rejection import read_rejection_note
+    from medai.platform.documents.ko.dicom_key_images import read_key_image_note
+    from medai.platform.documents.ko.dicom_rejection import read_rejection_note
 
     app, client = hosp
     rad = bearer(client, "rad1")
@@ -187,7 +187,7 @@ def test_the_signers_measurements_reach_the_pacs_compared_with_the_priors(hosp, 
     section says it grew (+28 % on the long axis), the findings' sentence says the sizes were
     compared, and after sign-off the PACS holds the signer's measurement SR beside the report
     SR whose Measurements section states them; a retraction rejects the measurement SR too."""
-    from medai.platform.documents.dicom_rejection import read_rejection_note
+    from medai.platform.documents.ko.dicom_rejection import read_rejection_note
     from medai.services.reports import SIZES_COMPARED
 
     app, client = hosp

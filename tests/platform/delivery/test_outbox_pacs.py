@@ -184,7 +184,7 @@ def sign(client, sid: int, text: str | None = None, labels: dict | None = None) 
 
 def test_results_and_reports_reach_the_pacs_under_the_study(hosp, pacs, tmp_path):
     from medai.core.task_registry import get as get_task
-    from medai.platform.documents.dicom_objects import read_findings_sr
+    from medai.platform.documents.sr.findings_sr import read_findings_sr
 
     app, client, fhir, clock = hosp
     sid, uid, study = dicom_study(client, tmp_path, 1)
@@ -222,7 +222,7 @@ def test_results_and_reports_reach_the_pacs_under_the_study(hosp, pacs, tmp_path
         and reports[0].VerifyingObserverSequence[0].VerifyingObserverName.family_name == "rad1"
     )
     # the signed SR states the signature's labels; the AI's states only as its suggestions
-    from medai.platform.documents.dicom_report import read_report_findings
+    from medai.platform.documents.sr.dicom_report import read_report_findings
 
     said = read_report_findings(reports[0])
     labels = client.get(f"/api/v1/studies/{sid}/labels", headers=bearer(client, "rad1")).json()

@@ -157,13 +157,13 @@ def reread(client, headers, sid: int, timeout: float = 240.0) -> dict:
 
 
 def probabilities(sr: pydicom.Dataset) -> dict[str, float]:
-    from medai.platform.documents.dicom_objects import read_findings_sr
+    from medai.platform.documents.sr.findings_sr import read_findings_sr
 
     return {f["label"]: round(f["probability"], 6) for f in read_findings_sr(sr)["findings"]}
 
 
 def test_a_reread_replaces_the_ai_result_at_the_pacs_fhir_and_hl7(hosp, pacs, tmp_path):
-    from medai.platform.documents.dicom_rejection import read_rejection_note
+    from medai.platform.documents.ko.dicom_rejection import read_rejection_note
 
     app, client, fhir, hl7 = hosp
     rad = bearer(client, "rad1")

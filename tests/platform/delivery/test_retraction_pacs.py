@@ -110,7 +110,7 @@ def sent_study(app, client, tmp_path: Path, seed: int) -> tuple[int, str]:
 def test_a_retracted_study_is_corrected_at_the_pacs_the_fhir_server_and_the_his(
     hosp, orthanc, tmp_path
 ):
-    from medai.platform.documents.dicom_rejection import read_rejection_note
+    from medai.platform.documents.ko.dicom_rejection import read_rejection_note
 
     app, client, fhir, hl7 = hosp
     rad = bearer(client, "rad1")
@@ -178,7 +178,7 @@ def test_a_retracted_study_is_corrected_at_the_pacs_the_fhir_server_and_the_his(
 
 
 def test_a_retraction_for_patient_safety_is_titled_113037(hosp, orthanc, tmp_path):
-    from medai.platform.documents.dicom_rejection import read_rejection_note
+    from medai.platform.documents.ko.dicom_rejection import read_rejection_note
 
     app, client, _fhir, _hl7 = hosp
     sid, uid = sent_study(app, client, tmp_path, 22)

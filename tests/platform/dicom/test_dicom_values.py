@@ -368,10 +368,10 @@ def test_an_old_row_exports_as_a_pdf_without_bidi_characters(site, old_rows, row
 def test_an_old_row_goes_to_hl7_and_the_pacs_as_values_dicom_allows(site, old_rows, row):
     import pydicom
 
-    from medai.platform.delivery.destinations.hl7 import oru_r01
     from medai.platform.dicom.dicom_values import is_uid
     from medai.platform.documents.dicom_objects import SourceImage, save_bytes
-    from medai.platform.documents.dicom_report import report_sr
+    from medai.platform.documents.hl7.oru import oru_r01
+    from medai.platform.documents.sr.dicom_report import report_sr
 
     sid, path = old_rows[row]
     study, report = _study_and_report(site, sid)

@@ -20,18 +20,14 @@ from medai.core.results import ModelRef
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
-from medai.platform.documents.dicom_key_images import (
+from medai.platform.documents.dicom_objects import DicomObjectError, SourceImage, save_bytes
+from medai.platform.documents.ko.dicom_key_images import (
     key_image_note,
     key_refs,
     read_key_image_note,
 )
-from medai.platform.documents.dicom_kos import KOS_SOP_CLASS
-from medai.platform.documents.dicom_objects import (
-    DicomObjectError,
-    SourceImage,
-    findings_sr,
-    save_bytes,
-)
+from medai.platform.documents.ko.dicom_kos import KOS_SOP_CLASS
+from medai.platform.documents.sr.findings_sr import findings_sr
 
 CREATED = dt.datetime(2024, 3, 5, 9, 30, 15, tzinfo=dt.UTC)
 MR = "1.2.840.10008.5.1.4.1.1.4"

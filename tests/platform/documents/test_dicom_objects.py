@@ -28,7 +28,8 @@ from medai.imaging.results import Finding, ImagingResult
 from medai.platform.delivery.destinations import DestinationRejected, DestinationUnavailable
 from medai.platform.delivery.destinations.dicom import NOT_SENT, c_store
 from medai.platform.delivery.destinations.dicomweb import stow_rs
-from medai.platform.documents.dicom_heatmap import (
+from medai.platform.documents.dicom_objects import DicomObjectError, SourceImage, save_bytes
+from medai.platform.documents.sc_pm.dicom_heatmap import (
     heatmap_pm,
     heatmap_region,
     heatmap_sc,
@@ -36,16 +37,9 @@ from medai.platform.documents.dicom_heatmap import (
     pm_suitable,
     region_suitable,
 )
-from medai.platform.documents.dicom_objects import (
-    BASES,
-    DicomObjectError,
-    SourceImage,
-    findings_sr,
-    read_findings_sr,
-    save_bytes,
-)
-from medai.platform.documents.dicom_report import read_report_findings, report_sr, report_uids
-from medai.platform.documents.finding_states import with_states
+from medai.platform.documents.sr.dicom_report import read_report_findings, report_sr, report_uids
+from medai.platform.documents.sr.findings_sr import BASES, findings_sr, read_findings_sr
+from medai.platform.documents.words.finding_states import with_states
 from medai.services.imaging import decision_of
 
 CREATED = dt.datetime(2024, 3, 5, 9, 30, 15)

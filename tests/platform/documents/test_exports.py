@@ -13,8 +13,8 @@ from datetime import datetime
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from medai.platform.documents import report_words as rw
-from medai.platform.documents.fhir_bundle import fhir_bundle, report_pdf
+from medai.platform.documents.fhir.fhir_bundle import fhir_bundle, report_pdf
+from medai.platform.documents.words import report_words as rw
 from medai.platform.records.localtime import format_local, local_times
 
 FINDINGS = [
@@ -230,13 +230,13 @@ def test_no_report_character_reaches_the_log(caplog):
     leaked = sorted({c for c in UNUSUAL if not c.isascii() and c in logged})
     assert not leaked
     assert "\\ue000" not in logged and "\\U0001f642" not in logged and "uni04" not in logged
-    counts = [r for r in caplog.records if r.name == "medai.platform.documents.report_pdf"]
+    counts = [r for r in caplog.records if r.name == "medai.platform.documents.pdf.report_pdf"]
     assert len(counts) == 1 and "study 7" in counts[0].getMessage()
     assert re.search(r": \d+ characters had no glyph", counts[0].getMessage())
 
 
 def test_fonts_cover_turkish_greek_and_cyrillic_without_fallbacks():
-    from medai.platform.documents.report_pdf import fallbacks_for
+    from medai.platform.documents.pdf.report_pdf import fallbacks_for
 
     assert fallbacks_for("ğüşıöçĞÜŞİÖÇ αβγΩ Привет") == []
 
@@ -344,7 +344,7 @@ def test_after_sign_off_the_signers_labels_are_the_final_results():
     """The tryout's film: the AI said bacterial pneumonia, the radiologist signed a normal
     film and rejected it. The EHR must receive a final NEG from the signer, the AI's POS
     only as a preliminary suggestion the signer rejected, never a final positive."""
-    from medai.platform.documents.finding_states import with_states
+    from medai.platform.documents.words.finding_states import with_states
 
     ai = {
         "task": "cxr",
@@ -409,7 +409,7 @@ def test_after_sign_off_the_signers_labels_are_the_final_results():
 
 
 def test_an_undecided_mri_is_indeterminate_in_fhir_for_both_candidates():
-    from medai.platform.documents.finding_states import with_states
+    from medai.platform.documents.words.finding_states import with_states
 
     ai = {
         "task": "mri",
@@ -461,7 +461,7 @@ def test_an_undecided_mri_is_indeterminate_in_fhir_for_both_candidates():
 
 
 def test_a_finding_implied_by_another_says_so():
-    from medai.platform.documents.finding_states import with_states
+    from medai.platform.documents.words.finding_states import with_states
 
     stored = [
         {"label": "COVID-19", "probability": 0.76, "threshold": 0.04, "positive": True},

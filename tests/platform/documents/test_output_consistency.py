@@ -21,8 +21,8 @@ from medai.core.model_dir import ModelRef
 from medai.core.task_registry import all_tasks
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
-from medai.platform.documents.fhir_bundle import fhir_bundle
-from medai.platform.documents.finding_states import with_states
+from medai.platform.documents.fhir.fhir_bundle import fhir_bundle
+from medai.platform.documents.words.finding_states import with_states
 from medai.services.imaging import decision_of
 
 TASKS = list(all_tasks("imaging"))
@@ -231,8 +231,8 @@ def test_the_pdf_gives_every_label_the_decisions_state(case, lang):
     from pypdf import PdfReader
 
     from helpers.pdf_table import read_table
-    from medai.platform.documents import report_words as rw
-    from medai.platform.documents.fhir_bundle import report_pdf
+    from medai.platform.documents.fhir.fhir_bundle import report_pdf
+    from medai.platform.documents.words import report_words as rw
 
     task, payload, states = case
     report = with_states(_report(), payload, None)
@@ -312,12 +312,9 @@ def test_the_findings_sr_and_hl7_give_every_label_the_decisions_state(case, data
 
     import pydicom
 
-    from medai.platform.delivery.destinations.hl7 import oru_r01
-    from medai.platform.documents.dicom_objects import (
-        findings_sr,
-        read_findings_sr,
-        save_bytes,
-    )
+    from medai.platform.documents.dicom_objects import save_bytes
+    from medai.platform.documents.hl7.oru import oru_r01
+    from medai.platform.documents.sr.findings_sr import findings_sr, read_findings_sr
 
     task, payload, states = case
     sr = pydicom.dcmread(

@@ -16,9 +16,9 @@ import pytest
 
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
-from medai.platform.documents import report_words as rw
-from medai.platform.documents.fhir_bundle import report_pdf
-from medai.platform.documents.finding_states import with_states
+from medai.platform.documents.fhir.fhir_bundle import report_pdf
+from medai.platform.documents.words import report_words as rw
+from medai.platform.documents.words.finding_states import with_states
 
 # the bundled CXR model's operating points (assets/models/cxr-default/operating_points.json)
 CXR_THRESHOLDS = {

@@ -22,19 +22,15 @@ from medai.core.results import ModelRef
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
 from medai.imaging.results import Finding, ImagingResult
-from medai.platform.documents.dicom_heatmap import heatmap_pm, heatmap_sc
-from medai.platform.documents.dicom_key_images import key_image_note
-from medai.platform.documents.dicom_objects import (
-    SourceImage,
-    findings_sr,
-    save_bytes,
-    uid,
-)
-from medai.platform.documents.dicom_rejection import (
+from medai.platform.documents.dicom_objects import SourceImage, save_bytes, uid
+from medai.platform.documents.ko.dicom_key_images import key_image_note
+from medai.platform.documents.ko.dicom_rejection import (
     SUPERSEDED,
     read_rejection_note,
     rejection_note,
 )
+from medai.platform.documents.sc_pm.dicom_heatmap import heatmap_pm, heatmap_sc
+from medai.platform.documents.sr.findings_sr import findings_sr
 
 CREATED = dt.datetime(2024, 3, 5, 9, 30, 15, tzinfo=dt.UTC)
 LATER = dt.datetime(2024, 3, 5, 9, 41, 2, tzinfo=dt.UTC)

@@ -147,7 +147,7 @@ def test_a_lateral_png_is_refused_and_its_pdf_says_why(hosp, lang):
 
 
 def test_a_report_without_an_ai_result_exports_without_a_scope():
-    from medai.platform.documents.fhir_bundle import fhir_bundle, report_pdf
+    from medai.platform.documents.fhir.fhir_bundle import fhir_bundle, report_pdf
 
     study = {"id": 9, "task": "cxr", "language": "tr"}
     report = {

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
-from medai.platform.documents import report_words as rw
-from medai.platform.documents.fhir_bundle import report_pdf
-from medai.platform.documents.finding_states import with_states
+from medai.platform.documents.fhir.fhir_bundle import report_pdf
+from medai.platform.documents.words import report_words as rw
+from medai.platform.documents.words.finding_states import with_states
 
 ROOT = Path(__file__).resolve().parents[3]
 MODEL = {"name": "medai-test", "version": "1.0.0", "content_hash": "sha256:" + "ab" * 32}
@@ -31,7 +31,7 @@ MRI_THRESHOLDS = {"Glioma": 0.5, "Meningioma": 0.5, "Pituitary": 0.5, "No_Tumor"
 def _formatters():
     """Every Python output's percentage: what the PDF and the image chat call (both the one
     ``core.percent.probability``)."""
-    from medai.platform.documents import report_pdf
+    from medai.platform.documents.pdf import report_pdf
     from medai.reporting import chat
 
     return (report_pdf.probability, chat.probability)

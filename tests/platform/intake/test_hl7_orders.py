@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 
 import pytest
 
 from helpers.dicom import make_dicom, stow
 from helpers.hl7 import ACUTE, CALM, END, START, omi, orm, send
+from helpers.pki import client_context, write_pki
 from helpers.platform import bearer, clinic
 
 
@@ -216,3 +218,49 @@ def test_the_listener_refuses_what_it_must_and_never_mixes_patients(hospital, tm
         except OSError:
             pass
         assert sock.recv(100) == b""
+
+
+def test_mllp_over_tls_takes_orders_and_refuses_plain_or_uncertified_senders(
+    tmp_path, tfidf_model_dir, tiny_imaging_dir, caplog
+):
+    """MEDAI_HL7_TLS_CERT/_KEY: the listener speaks only MLLP over TLS (a plain connection gets
+    no ACK and files nothing); with MEDAI_HL7_TLS_CA, a sender without a certificate the CA
+    signed is refused in the handshake, and one with it is answered AA."""
+    from medai.platform.intake.dicom_node import server_tls_context
+    from medai.platform.intake.hl7_listener import Hl7Listener
+
+    pki = write_pki(tmp_path / "pki")
+    with clinic("sqlite", tmp_path / "home", tfidf_model_dir, tiny_imaging_dir) as (app, client):
+        listener = Hl7Listener(
+            app.state.platform,
+            port=0,
+            allow=["RIS"],
+            idle_s=10,
+            tls=server_tls_context(pki.node_cert, pki.node_key, pki.ca),
+        )
+        listener.start()
+        try:
+            port = listener.port
+            # a sender with its CA-signed certificate: the order is taken
+            ack = send(port, orm("TLS-1", CALM), tls=client_context(pki, with_cert=True))
+            assert ack["code"] == "AA"
+            # without a certificate (mutual TLS required): refused in the handshake
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                send(port, orm("TLS-2", CALM), tls=client_context(pki, with_cert=False))
+            # plain MLLP on a TLS port: no ACK, nothing filed
+            with pytest.raises((AssertionError, ConnectionError, OSError)):
+                send(port, orm("TLS-3", CALM))
+        finally:
+            listener.stop()
+        rad = bearer(client, "rad1")
+        study = _images(tmp_path, client, rad, "TLS-1")
+        assert study["clinical_question"] == CALM
+        for accession in ("TLS-2", "TLS-3"):
+            study = _images(tmp_path, client, rad, accession, seed=len(accession))
+            assert study["order"] is None, accession
+    assert "TLS handshake failed" in caplog.text
+    # a certificate without its key is refused at start, naming both variables
+    from medai.settings import Hl7Settings
+
+    with pytest.raises(ValueError, match="MEDAI_HL7_TLS_CERT and MEDAI_HL7_TLS_KEY go together"):
+        Hl7Settings(hl7_tls_cert=pki.node_cert)

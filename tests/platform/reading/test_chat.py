@@ -233,7 +233,7 @@ def stored(task: str, probs: dict[str, float], policy) -> dict:
 
 def study_facts(payload: dict, signed: list[dict] | None = None, **kw) -> chat.StudyFacts:
     """The chat's facts as the platform builds them (``finding_states.with_states``)."""
-    from medai.platform.documents.finding_states import with_states
+    from medai.platform.documents.words.finding_states import with_states
 
     report = {"task": payload["task"], "signed_by": "dr.ayse" if signed else None, "findings": []}
     states = with_states(report, payload, signed)

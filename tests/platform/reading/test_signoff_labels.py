@@ -269,8 +269,8 @@ def test_a_png_study_was_taken_when_it_was_uploaded_not_when_signed(site):
 def test_hl7_after_sign_off_codes_the_signers_findings_only():
     """A receiver reading OBX-5 without OBX-11 must not take the AI's "Present" the signer
     rejected for a finding: after sign-off the coded OBX are the signer's alone."""
-    from medai.platform.delivery.destinations.hl7 import oru_r01
-    from medai.platform.documents.finding_states import with_states
+    from medai.platform.documents.hl7.oru import oru_r01
+    from medai.platform.documents.words.finding_states import with_states
 
     ai = {
         "task": "cxr",

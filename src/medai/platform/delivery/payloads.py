@@ -2,7 +2,7 @@
 result, the report version), so a resend is the same message: the DICOM objects for a PACS
 (``dicom_objects``, ``dicom_heatmap``, ``dicom_report``, and with a signed report the AI's key
 slices as a key image note, ``dicom_key_images``), the FHIR report bundle
-(``documents.fhir_bundle``) and the parts an HL7 ORU^R01 is made of; each destination kind
+(``documents.fhir.fhir_bundle``) and the parts an HL7 ORU^R01 is made of; each destination kind
 builds its message from these (``destinations``). A ``retracted`` row
 (``platform.retraction``) repeats the newest version the destination got, as entered in error
 (FHIR) or withdrawn (HL7), and for a PACS builds the rejection note over the very objects its
@@ -38,9 +38,11 @@ from medai.core.task_registry import get as get_task
 from medai.platform.context import Platform
 from medai.platform.dicom import study_time
 from medai.platform.dicom.identity import is_dicom
-from medai.platform.documents import fhir_bundle as exports
-from medai.platform.documents import finding_states
-from medai.platform.documents.dicom_heatmap import (
+from medai.platform.documents.dicom_objects import DicomObjectError, SourceImage
+from medai.platform.documents.fhir import fhir_bundle as exports
+from medai.platform.documents.ko.dicom_key_images import key_image_note, key_refs, split_ref
+from medai.platform.documents.ko.dicom_rejection import SUPERSEDED, rejection_note
+from medai.platform.documents.sc_pm.dicom_heatmap import (
     heatmap_pm,
     heatmap_region,
     heatmap_sc,
@@ -48,10 +50,9 @@ from medai.platform.documents.dicom_heatmap import (
     pm_suitable,
     region_suitable,
 )
-from medai.platform.documents.dicom_key_images import key_image_note, key_refs, split_ref
-from medai.platform.documents.dicom_objects import DicomObjectError, SourceImage, findings_sr
-from medai.platform.documents.dicom_rejection import SUPERSEDED, rejection_note
-from medai.platform.documents.dicom_report import report_sr
+from medai.platform.documents.sr.dicom_report import report_sr
+from medai.platform.documents.sr.findings_sr import findings_sr
+from medai.platform.documents.words import finding_states
 from medai.platform.records.tables import (
     AIResultRow,
     DicomInstance,

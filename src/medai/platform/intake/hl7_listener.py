@@ -28,12 +28,13 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from medai.platform.context import Platform
-from medai.platform.delivery.destinations.hl7 import escape
+from medai.platform.documents.hl7.oru import escape
 from medai.platform.intake import orders
 from medai.settings import ANY_CALLER as ANY_SENDER
 from medai.settings import check_hl7_senders
@@ -135,6 +136,16 @@ class _Handler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.settimeout(listener.idle_s)
         buf = b""
+        if listener.tls is not None:  # the handshake here, never in the accepting thread
+            try:
+                sock = listener.tls.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, TimeoutError, OSError) as exc:
+                log.warning(
+                    "HL7 from %s: TLS handshake failed (%s); connection closed",
+                    peer,
+                    getattr(exc, "reason", None) or type(exc).__name__,
+                )
+                return
         try:
             while True:
                 while END not in buf:
@@ -156,6 +167,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 sock.sendall(START + reply.encode("utf-8") + END)
         except (TimeoutError, OSError) as exc:
             log.info("HL7 from %s: connection closed (%s)", peer, type(exc).__name__)
+        finally:
+            if sock is not self.request:  # the TLS socket holds the connection now
+                sock.close()
 
 
 class Hl7Listener(socketserver.ThreadingTCPServer):
@@ -174,8 +188,10 @@ class Hl7Listener(socketserver.ThreadingTCPServer):
         allow: list[str] | tuple[str, ...] = (),
         max_connections: int = 8,
         idle_s: float = 60.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.p = p
+        self.tls = tls  # MLLP over TLS: every connection's handshake first, in its own thread
         self.allow = tuple(check_hl7_senders(list(allow)))
         self.idle_s = idle_s
         self.max_connections = max_connections

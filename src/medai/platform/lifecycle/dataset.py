@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from medai.core import task_registry
 from medai.core.errors import MedaiError
+from medai.core.task_kinds import kind_of
 from medai.core.text import redact_pii
 from medai.platform.dicom.deid import Deidentifier, site_secret
 from medai.platform.dicom.identity_conflicts import has_open
@@ -127,7 +128,7 @@ def export(
         raise DatasetError("refusing to write into medai's own blob store")
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out} is not empty; give a new folder")
-    if spec.kind == "triage":
+    if kind_of(spec.kind).export == "texts":
         return export_triage(p, out, since, deidentify, actor)
     (out / IMAGES).mkdir(parents=True, exist_ok=True)
     deid = Deidentifier(site_secret())

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from medai.core import label_rules, task_registry
 from medai.core.errors import MedaiError
-from medai.platform.documents.finding_states import version_labels
+from medai.platform.documents.words.finding_states import version_labels
 from medai.platform.records.tables import ReportVersion, Study, StudyLabel, User
 from medai.platform.worklist.ai_results import ai_label_rows, ai_label_states
 from medai.services.imaging import label_questions, settle_followers

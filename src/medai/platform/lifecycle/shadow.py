@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from medai.core import model_dir as model_dirs
-from medai.platform.documents.finding_states import decided_positives
+from medai.platform.documents.words.finding_states import decided_positives
 from medai.platform.lifecycle import drift
 from medai.platform.lifecycle.site_sets import signed_labels
 from medai.platform.records.tables import AIResultRow, RegisteredModel

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from medai.platform.context import Platform
 from medai.platform.delivery import payloads
 from medai.platform.documents.dicom_objects import DicomObjectError, save_bytes
-from medai.platform.documents.report_words import SIGNED
+from medai.platform.documents.words.report_words import SIGNED
 from medai.platform.reading.catalog_object import CatalogObject
 from medai.platform.reading.series_view import _Lru
 from medai.platform.records.tables import OutboxItem, ReportVersion, Study

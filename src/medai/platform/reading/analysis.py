@@ -15,7 +15,7 @@ from medai.core.task_registry import get as get_task
 from medai.platform.access.audit import Actor, record
 from medai.platform.context import Platform
 from medai.platform.delivery import outbox
-from medai.platform.documents.finding_states import decided_positives
+from medai.platform.documents.words.finding_states import decided_positives
 from medai.platform.lifecycle import monitoring, shadow
 from medai.platform.reading import report_templates, review
 from medai.platform.records.tables import AIResultRow, Study

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from medai.core.errors import MedaiError
 from medai.platform.access import audit
 from medai.platform.context import Platform
-from medai.platform.documents import finding_states
+from medai.platform.documents.words import finding_states
 from medai.platform.records.crypto import cipher
 from medai.platform.records.tables import Conversation, Message, ReportVersion, Study, User
 from medai.platform.worklist import ai_results, study_state, versions

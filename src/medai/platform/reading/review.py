@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
 from medai.platform.delivery import outbox
-from medai.platform.documents.finding_states import version_labels
+from medai.platform.documents.words.finding_states import version_labels
 from medai.platform.records.db import utcnow
 from medai.platform.records.tables import ReportVersion, Study, User
 from medai.platform.worklist.ai_results import ai_label_rows

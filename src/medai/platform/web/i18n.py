@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from medai.core.task_kinds import kind_of
 from medai.core.task_registry import all_tasks
 from medai.services.imaging import scope_words
 
@@ -56,10 +57,10 @@ def display_names(lang: str) -> dict[str, Any]:
             "urgent": list(t.urgent),  # a present one makes a study urgent: said why
             # the label whose name is a negative ("Tümör yok"): its states are not var/yok
             "normal": getattr(t, "normal", None),
-            "labels": {}
-            if t.kind == "red_flags"
-            else {lab: t.label_name(lab, lang) for lab in t.labels},
-            **({"scope_words": words} if t.kind == "imaging" else {}),
+            "labels": {lab: t.label_name(lab, lang) for lab in t.labels}
+            if kind_of(t.kind).names_findings
+            else {},
+            **({"scope_words": words} if kind_of(t.kind).reads_images else {}),
         }
         for t in all_tasks()
     }

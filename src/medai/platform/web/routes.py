@@ -21,7 +21,7 @@ from medai.platform.access.audit import ACTIONS
 from medai.platform.access.roles import ROLES
 from medai.platform.api.deps import platform_of, principal
 from medai.platform.api.routes.kiosks import kiosk_of
-from medai.platform.documents.report_words import SECTIONS
+from medai.platform.documents.words.report_words import SECTIONS
 from medai.platform.web.i18n import (
     COOKIE,
     DEFAULT,

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from medai.core.task_kinds import kind_of
 from medai.core.task_registry import TaskError
 from medai.core.task_registry import get as get_task
 from medai.platform.access import audit
@@ -53,8 +54,8 @@ def imaging_task(name: str) -> Any:
         task = get_task(name)
     except TaskError as exc:
         raise StudyError(str(exc)) from None
-    if task.kind != "imaging":
-        raise StudyError(f"{name!r} is not an imaging task")
+    if not kind_of(task.kind).reads_images:
+        raise StudyError(f"{name!r} is not an imaging task (its input is not an image)")
     return task
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from medai.platform.access import audit
 from medai.platform.dicom import identity as dicom
 from medai.platform.dicom import identity_conflicts as conflicts
-from medai.platform.documents.report_words import SIGNED
+from medai.platform.documents.words.report_words import SIGNED
 from medai.platform.records.tables import (
     AIResultRow,
     DicomInstance,

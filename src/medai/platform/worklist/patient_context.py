@@ -25,7 +25,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from medai.platform.dicom import identity as dicom
-from medai.platform.documents.finding_states import version_labels
+from medai.platform.documents.words.finding_states import version_labels
 from medai.platform.records.crypto import cipher
 from medai.platform.records.tables import ReportVersion, Study
 

@@ -192,7 +192,7 @@ def refresh_patient(db: Session, study: Study) -> int:
     task, after its signature, amendment or retraction changed what their comparison prior
     records: a finding a signed prior holds is known for the later studies, and one it no
     longer holds is new again. Returns how many were written."""
-    from medai.platform.documents.report_words import SIGNED
+    from medai.platform.documents.words.report_words import SIGNED
     from medai.platform.worklist.patient_context import same_patient
 
     others = [s for s in same_patient(db, study) if s.task == study.task and s.status not in SIGNED]

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medai.platform.documents import disclosure
-from medai.platform.documents.report_words import SECTIONS
+from medai.platform.documents.words import disclosure
+from medai.platform.documents.words.report_words import SECTIONS
 from medai.platform.records.localtime import format_local
 from medai.platform.records.tables import AIResultRow, ReportVersion, Study, User
 

@@ -29,7 +29,7 @@ from medai.platform.api.schemas import (
     UserIssued,
     UserOut,
 )
-from medai.platform.documents.report_words import card_text
+from medai.platform.documents.words.report_words import card_text
 from medai.platform.records.localtime import iso_utc
 from medai.platform.records.tables import AuditEvent, User
 from medai.server.errors import ApiError

@@ -28,8 +28,8 @@ from medai.platform.api.schemas import (
 )
 from medai.platform.dicom import identity_conflicts as conflicts
 from medai.platform.dicom import study_time
-from medai.platform.documents import fhir_bundle as exports
-from medai.platform.documents import finding_states
+from medai.platform.documents.fhir import fhir_bundle as exports
+from medai.platform.documents.words import finding_states
 from medai.platform.intake import idempotency, upload
 from medai.platform.reading import analysis, review, series_view, sign_off
 from medai.platform.records.tables import Study

@@ -1,5 +1,5 @@
 """The ``fhir`` kind: a report sent to a FHIR R4 server, the export's bundle
-(``documents.fhir_bundle``, by ``payloads.fhir_bundle``) as one ``transaction`` of PUTs.
+(``documents.fhir.fhir_bundle``, by ``payloads.fhir_bundle``) as one ``transaction`` of PUTs.
 
 Every resource gets a stable id (the destination's prefix + the export's id; the
 DiagnosticReport one id per study, not per version), so a resend updates the same resources

@@ -24,13 +24,8 @@ from collections.abc import Sequence
 from pydicom.dataset import Dataset
 
 from medai.platform.dicom.dicom_values import outgoing_person_name
-from medai.platform.documents import dicom_kos as kos_builder
-from medai.platform.documents.dicom_objects import (
-    DicomObjectError,
-    SourceImage,
-    _coded,
-    uid,
-)
+from medai.platform.documents.dicom_objects import DicomObjectError, SourceImage, _coded, uid
+from medai.platform.documents.ko import dicom_kos as kos_builder
 
 SERIES_REJECTION = 9905
 INCORRECT_WORKLIST_ENTRY = ("DCM", "113038", "Incorrect Modality Worklist Entry")

@@ -48,8 +48,8 @@ from typing import Any
 
 from medai.core.percent import probability
 from medai.platform.dicom.dicom_values import outgoing_study
-from medai.platform.documents import disclosure
-from medai.platform.documents import report_words as rw
+from medai.platform.documents.words import disclosure
+from medai.platform.documents.words import report_words as rw
 from medai.platform.records.localtime import format_local
 from medai.platform.records.printable import printable_tree
 

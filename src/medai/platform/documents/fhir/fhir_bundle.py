@@ -38,9 +38,9 @@ from typing import Any
 from medai.platform.dicom import study_time
 from medai.platform.dicom.dicom_values import outgoing_study
 from medai.platform.dicom.identity import display_name, name_parts
-from medai.platform.documents import disclosure, finding_states
-from medai.platform.documents import report_words as rw
-from medai.platform.documents.report_pdf import report_pdf
+from medai.platform.documents.pdf.report_pdf import report_pdf
+from medai.platform.documents.words import disclosure, finding_states
+from medai.platform.documents.words import report_words as rw
 from medai.platform.records.localtime import as_utc, format_local
 from medai.platform.records.printable import printable, printable_tree
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medai.platform.documents import report_words as rw
+from medai.platform.documents.words import report_words as rw
 
 
 def text(report: dict[str, Any], lang: str, signed_when: str | None = None) -> str:

@@ -37,20 +37,18 @@ from medai.core.task_registry import PRIVATE_SCHEME, Task, TaskError
 from medai.core.task_registry import get as get_task
 from medai.platform.dicom.dicom_values import outgoing_person_name
 from medai.platform.documents.dicom_objects import (
-    BASES,
-    BASIS,
     MANUFACTURER,
     SERIES_REPORT,
     DicomObjectError,
     SourceImage,
     _coded,
-    coding_schemes,
     content_times,
     pin_times,
     uid,
     utc_naive,
 )
-from medai.platform.documents.report_words import SIGNED, decision_note, signer_parts
+from medai.platform.documents.sr.findings_sr import BASES, BASIS, coding_schemes
+from medai.platform.documents.words.report_words import SIGNED, decision_note, signer_parts
 from medai.platform.records.printable import printable
 
 # report section -> (TID 2000 heading, the narrative item's concept) (PS3.16 CID 7001/7002)

@@ -32,7 +32,6 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from medai.core.task_registry import Task
-from medai.platform.documents import dicom_kos as kos_builder
 from medai.platform.documents.dicom_objects import (
     MANUFACTURER,
     DicomObjectError,
@@ -42,6 +41,7 @@ from medai.platform.documents.dicom_objects import (
     reading_parts,
     uid,
 )
+from medai.platform.documents.ko import dicom_kos as kos_builder
 from medai.services.imaging import decision_of
 
 SERIES_KEY_IMAGES = 9906
