@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from helpers.dicom import make_dicom
 from helpers.platform import bearer, clinic, decided, png_bytes, postgres_database, wait_status
 from medai.platform.dicom.arrival import Arrival
+from medai.platform.ops import backup_files, backup_manifest
 
 
 def _sign_one(client, rad, n: int, files: Path) -> int:
@@ -202,10 +203,14 @@ def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
     assert counts["signed_reports"] >= 3 + before
     assert manifest["missing"] == {"files": [], "models": []}
     key = (home / "secret.key").read_text().strip()
-    assert manifest["keys"]["needed"] == [bk.key_id(key)] == manifest["keys"]["configured"]
+    assert (
+        manifest["keys"]["needed"]
+        == [backup_manifest.key_id(key)]
+        == manifest["keys"]["configured"]
+    )
     assert key not in json.dumps(manifest) and not list(dest.rglob("secret.key"))
     for relative, entry in manifest["files"].items():  # every file hashed, and nothing else
-        assert bk.sha256_file(dest / relative) == (entry["sha256"], entry["size"])
+        assert backup_files.sha256_file(dest / relative) == (entry["sha256"], entry["size"])
     assert {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()} == {
         *manifest["files"],
         "manifest.json",
@@ -216,7 +221,7 @@ def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
     # the wrong keys: refused naming the key, nothing written
     with empty_target(kind, tmp / "wrong") as wrong_url:
         (tmp / "wrong" / "secret.key").write_text(Fernet.generate_key().decode())
-        with pytest.raises(bk.BackupError, match=bk.key_id(key)) as refused:
+        with pytest.raises(backup_files.BackupError, match=backup_manifest.key_id(key)) as refused:
             restore(dest, _settings(tmp / "wrong", wrong_url))
         assert refused.value.code == "keys_missing"
         assert _tables(wrong_url) == [] and not (tmp / "wrong" / "blobs").exists()
@@ -246,10 +251,10 @@ def test_a_backup_taken_while_reports_are_signed_restores_whole(drill):
         assert (tmp / "restored" / "restored-config" / "settings.json").is_file()
 
         # a target that holds a site is refused, and so is a backup over a backup
-        with pytest.raises(bk.BackupError, match="not empty") as again:
+        with pytest.raises(backup_files.BackupError, match="not empty") as again:
             restore(dest, _settings(tmp / "restored", target_url))
         assert again.value.code == "target_not_empty"
-    with pytest.raises(bk.BackupError) as over:
+    with pytest.raises(backup_files.BackupError) as over:
         bk.backup(dest, _settings(home, url))
     assert over.value.code == "destination_not_empty"
 
@@ -279,14 +284,14 @@ def test_a_restore_refuses_a_damaged_backup_and_a_home_with_files(tmp_path, bare
     target = tmp_path / "t"
     target.mkdir()
     shutil.copy(home / "secret.key", target / "secret.key")
-    with pytest.raises(bk.BackupError, match="damaged") as damaged:
+    with pytest.raises(backup_files.BackupError, match="damaged") as damaged:
         restore(dest, _settings(target, f"sqlite:///{target / 'medai.db'}"))
     assert damaged.value.code == "backup_damaged"
     assert not [p for p in target.rglob("*") if p.is_file() and p.name != "secret.key"]
 
     (target / "blobs" / "ab").mkdir(parents=True)
     (target / "blobs" / "ab" / "x").write_bytes(b"1")
-    with pytest.raises(bk.BackupError, match="already holds") as full:
+    with pytest.raises(backup_files.BackupError, match="already holds") as full:
         restore(dest, _settings(target, f"sqlite:///{target / 'medai.db'}"))
     assert full.value.code == "target_not_empty"
 
@@ -357,10 +362,10 @@ def test_a_restore_whose_check_fails_leaves_the_target_empty(tmp_path, kind):
     manifest = json.loads(manifest_path.read_text())
     manifest["keys"]["records"].pop("undecryptable")  # the manifest no longer expects it
     key = (home / "secret.key").read_text().strip()  # re-signed: an authentic manifest
-    manifest_path.write_text(json.dumps(bk.sign_manifest(manifest, key)))
+    manifest_path.write_text(json.dumps(backup_manifest.sign_manifest(manifest, key)))
     with empty_target(kind, tmp_path / "t") as target_url:
         shutil.copy(home / "secret.key", tmp_path / "t" / "secret.key")
-        with pytest.raises(bk.BackupError, match="1 of 2 sealed values") as failed:
+        with pytest.raises(backup_files.BackupError, match="1 of 2 sealed values") as failed:
             restore(tmp_path / "b", _settings(tmp_path / "t", target_url))
         assert failed.value.code == "keys_missing"
         assert "every key the backed-up site had is configured" in str(failed.value)
@@ -502,7 +507,7 @@ def test_a_value_already_undecryptable_at_the_site_is_carried_not_refused(tmp_pa
     engine.dispose()
     manifest = bk.backup(tmp_path / "b", _settings(home, url))
     assert manifest["keys"]["records"] == {
-        bk.key_id((home / "secret.key").read_text().strip()): 1,
+        backup_manifest.key_id((home / "secret.key").read_text().strip()): 1,
         "undecryptable": 1,
     }
     target = tmp_path / "t"

@@ -1,6 +1,6 @@
 """Operating a site: ``medai migrate``, ``medai backup DEST``, ``medai restore SRC`` (the
-work is in ``platform.db``, ``platform.backup`` and ``platform.restore``), and the one way
-every long-running command opens the database (``open_database``: the site's keys checked
+work is in ``platform.records.db``, ``platform.ops.backup`` and ``platform.ops.restore``), and the
+one way every long-running command opens the database (``open_database``: the site's keys checked
 against its data, or exit 3 naming the key ids it needs; migrated, or exit 2 naming the
 revisions, ``MEDAI_AUTO_MIGRATE``)."""
 
@@ -16,6 +16,7 @@ import typer
 from medai.cli.common import JsonFlag, _emit, _error
 from medai.platform.boot import open_platform
 from medai.platform.ops import backup as bk
+from medai.platform.ops import backup_files
 from medai.platform.ops.key_check import KeysMissing, require_keys
 from medai.platform.ops.pg_tools import PgToolError
 from medai.platform.ops.restore import restore as run_restore
@@ -67,7 +68,7 @@ KEYS_MISSING_EXIT = 3
 
 
 def require_site_keys(database, as_json: bool = False) -> None:
-    """The site's keys open its data (``platform.key_check``), or exit 3 (``keys_missing``)
+    """The site's keys open its data (``platform.ops.key_check``), or exit 3 (``keys_missing``)
     naming the key ids the data needs; on a new site its key is made here, once."""
 
     settings = get_settings()
@@ -183,7 +184,7 @@ def backup(
 
     try:
         manifest = bk.backup(dest, get_settings(), progress=_Progress())
-    except (bk.BackupError, PgToolError) as exc:
+    except (backup_files.BackupError, PgToolError) as exc:
         _backup_failed(exc, as_json)
     out = bk.summary(manifest, dest)
     counts, keys = manifest["counts"], manifest["keys"]
@@ -253,7 +254,7 @@ def restore(
             migrate=migrate_after,
             accept_unauthenticated=accept_unauthenticated,
         )
-    except (bk.BackupError, PgToolError) as exc:
+    except (backup_files.BackupError, PgToolError) as exc:
         _backup_failed(exc, as_json)
     checked = out["checked"]
     _emit(

@@ -71,7 +71,7 @@ def near_duplicate_groups(
             buckets[(band, sig[band * rows : (band + 1) * rows].tobytes())].append(i)
     uf = _UnionFind(n)
     checked: set[tuple[int, int]] = set()
-    py_sets = [None] * n
+    py_sets: list[set[int] | None] = [None] * n
     for members in buckets.values():
         if len(members) < 2:
             continue
@@ -81,8 +81,11 @@ def near_duplicate_groups(
                 if (i, j) in checked or uf.find(i) == uf.find(j):
                     continue
                 checked.add((i, j))
-                si = py_sets[i] if py_sets[i] is not None else set(sets[i].tolist())
-                sj = py_sets[j] if py_sets[j] is not None else set(sets[j].tolist())
+                si, sj = py_sets[i], py_sets[j]
+                if si is None:
+                    si = set(sets[i].tolist())
+                if sj is None:
+                    sj = set(sets[j].tolist())
                 py_sets[i], py_sets[j] = si, sj
                 inter = len(si & sj)
                 if inter / (len(si) + len(sj) - inter) >= threshold:

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -55,7 +56,9 @@ class _Pending:
     __slots__ = ("done", "error", "texts", "vectors")
 
     def __init__(self, texts: list[str]) -> None:
-        self.texts, self.vectors, self.error = texts, None, None
+        self.texts = texts
+        self.vectors: np.ndarray | None = None
+        self.error: Exception | None = None
         self.done = threading.Event()
 
 
@@ -85,7 +88,8 @@ class MicroBatcher:
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
-        return pending.vectors
+        # _loop sets every caller's vectors before ``done`` unless it sets their error
+        return cast(np.ndarray, pending.vectors)
 
     def _loop(self) -> None:
         while True:

@@ -121,7 +121,7 @@ def classify(exc: BaseException, where: str | None = None) -> StorageFault | Non
         if code is None:
             return None
         path = exc.filename if exc.filename is not None else where
-        return StorageFault(code, str(path or "storage"), errno.errorcode.get(exc.errno, ""))
+        return StorageFault(code, str(path or "storage"), errno.errorcode.get(exc.errno or -1, ""))
     orig = getattr(exc, "orig", None)  # SQLAlchemy's DBAPIError wraps the driver's error
     code = _driver_code(orig if isinstance(orig, BaseException) else exc)
     if code is None:

@@ -76,8 +76,10 @@ class Contradiction:
 def ancestors(task: Task, label: str) -> list[str]:
     """The labels ``label`` implies, nearest first (COVID-19 → Viral_Pneumonia → Pneumonia)."""
     out: list[str] = []
-    while (label := task.parents.get(label)) is not None and label not in out:
-        out.append(label)
+    parent = task.parents.get(label)
+    while parent is not None and parent not in out:
+        out.append(parent)
+        parent = task.parents.get(parent)
     return out
 
 

@@ -7,6 +7,7 @@ load), not by a name alone that a retrained model would reuse.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def directory_hash(directory: str | Path) -> str:
     for path in files:
         h.update(path.relative_to(directory).as_posix().encode() + b"\0")
         with path.open("rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                 h.update(chunk)
         h.update(b"\0")
     _HASHES[key] = "sha256:" + h.hexdigest()

@@ -221,8 +221,10 @@ class Task:
         """The labels ``label`` implies in the hierarchy (``parents``), nearest first:
         COVID-19 → Viral_Pneumonia, Pneumonia."""
         out: list[str] = []
-        while (label := self.parents.get(label)) is not None and label not in out:
-            out.append(label)
+        parent = self.parents.get(label)
+        while parent is not None and parent not in out:
+            out.append(parent)
+            parent = self.parents.get(parent)
         return out
 
     def subtypes(self, label: str) -> list[str]:
@@ -255,13 +257,15 @@ class Task:
         if unknown:
             raise TaskError(f"task {self.name!r}: {sorted(unknown)} are not among its labels")
         for child in self.parents:
-            seen, lab = {child}, child
-            while (lab := self.parents.get(lab)) is not None:
+            seen = {child}
+            lab = self.parents.get(child)
+            while lab is not None:
                 if lab in seen:
                     raise TaskError(
                         f"task {self.name!r}: the label hierarchy has a cycle through {lab!r}"
                     )
                 seen.add(lab)
+                lab = self.parents.get(lab)
         if self.normal is not None and (
             self.normal in self.parents or self.normal in self.parents.values()
         ):

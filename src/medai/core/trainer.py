@@ -506,7 +506,7 @@ def _epoch_batches(run: _Run, cfg: LoopConfig, epoch: int):
     run.model.train()
     train_dl.set_epoch(epoch)
     dataset = getattr(train_dl, "dataset", None)
-    if hasattr(dataset, "set_epoch"):
+    if dataset is not None and hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     skip = run.position.batches if epoch == run.position.epoch else 0
     sums = torch.zeros(2, device=acc.device)

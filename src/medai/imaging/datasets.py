@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
+from typing import Generic, TypeVar, cast, overload
 
 import numpy as np
 
@@ -107,7 +107,7 @@ class RecordTable(Sequence[ImageRecord]):
 
     @classmethod
     def from_records(cls, records: Iterable[ImageRecord], n_labels: int) -> RecordTable:
-        builder = TableBuilder(n_labels)
+        builder: TableBuilder[bytes] = TableBuilder(n_labels)
         for r in records:
             targets = np.asarray(r.targets, dtype=np.float32)
             builder.add(str(r.path), targets.tobytes(), r.patient, r.source)
@@ -191,7 +191,10 @@ class RecordTable(Sequence[ImageRecord]):
         )
 
 
-class TableBuilder:
+K = TypeVar("K", bound=Hashable)  # a TableBuilder's target key
+
+
+class TableBuilder(Generic[K]):
     """Collects rows into typed arrays and byte strings (no object per row); targets are
     interned by a key (a reader's label set, or the target bytes) and computed once per
     distinct key when the table is built; folders and sources (few) are interned."""
@@ -200,7 +203,7 @@ class TableBuilder:
         self.n_labels = n_labels
         self._dirs: dict[str, int] = {}
         self._sources: dict[str, int] = {}
-        self._keys: dict[Hashable, int] = {}
+        self._keys: dict[K, int] = {}
         self._names, self._patients = bytearray(), bytearray()
         self._name_ends, self._patient_ends = array("q"), array("q")
         self._dir_code, self._target_code, self._source_code = (array("i"), array("i"), array("i"))
@@ -218,7 +221,7 @@ class TableBuilder:
     def add(
         self,
         path: str,
-        key: Hashable,
+        key: K,
         patient: str | None = None,
         source: str | None = None,
         folder: str | None = None,
@@ -235,7 +238,7 @@ class TableBuilder:
         self._target_code.append(self._code(self._keys, key))
         self._source_code.append(self._code(self._sources, source) if source else -1)
 
-    def build(self, make_targets: Callable[[Hashable], np.ndarray]) -> RecordTable:
+    def build(self, make_targets: Callable[[K], np.ndarray]) -> RecordTable:
         table = np.zeros((len(self._keys), self.n_labels), dtype=np.float32)
         for key, code in self._keys.items():
             table[code] = make_targets(key)
@@ -264,8 +267,8 @@ def _starts(ends: np.ndarray) -> np.ndarray:
     return starts
 
 
-def _from_float_key(key: Hashable) -> np.ndarray:
-    return np.frombuffer(key, dtype=np.float32)  # type: ignore[arg-type]
+def _from_float_key(key: bytes) -> np.ndarray:
+    return np.frombuffer(key, dtype=np.float32)
 
 
 class ExistingFiles:
@@ -408,8 +411,9 @@ def read_manifest(path: str | Path, task: str, root: str | Path | None = None) -
     sp = space(task)
     base = str(root) if root else str(path.parent)
     labels, exists = _LabelCache(task), ExistingFiles()
-    unknown, skipped = Counter(), Counter()
-    builder = TableBuilder(len(sp.labels))
+    unknown: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    builder: TableBuilder[tuple[str, ...]] = TableBuilder(len(sp.labels))
     annotated: set[str] = set()
     for row in _iter_csv(path, {"file", "label"}):
         names, resolved = labels(row.get("label", ""))
@@ -419,13 +423,14 @@ def read_manifest(path: str | Path, task: str, root: str | Path | None = None) -
                     unknown[n] += 1
             skipped["unknown_label" if names else "empty_label"] += 1
             continue
-        annotated.update(resolved)  # every labelled row annotates, its file found or not
+        known = cast(list[str], resolved)  # none of them is None: checked above
+        annotated.update(known)  # every labelled row annotates, its file found or not
         folder, name = os.path.split(os.path.join(base, row["file"]))
         if not exists(folder, name):
             skipped["missing_file"] += 1
             continue
         builder.add(
-            name, tuple(resolved), row.get("patient") or None, row.get("src") or None, folder=folder
+            name, tuple(known), row.get("patient") or None, row.get("src") or None, folder=folder
         )
     annotated |= {p for lab in annotated for p in sp.ancestors(lab)}
     table = builder.build(lambda labs: _targets(sp, labs, annotated))
@@ -436,8 +441,9 @@ def read_nih(csv_path: str | Path, image_dir: str | Path) -> ImageDataset:
     """NIH ChestX-ray14 ``Data_Entry_2017.csv``: 'Finding Labels' as ``A|B``, 'Patient ID'."""
     sp = space(CHEST_XRAY_TASK)
     labels, exists = _LabelCache(CHEST_XRAY_TASK), ExistingFiles()
-    unknown, skipped = Counter(), Counter()
-    builder = TableBuilder(len(sp.labels))
+    unknown: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    builder: TableBuilder[tuple[str, ...]] = TableBuilder(len(sp.labels))
     for row in _iter_csv(Path(csv_path), {"image index", "finding labels", "patient id"}):
         names, labs = labels(row["finding labels"])
         if any(lab is None for lab in labs) or not labs:
@@ -448,7 +454,8 @@ def read_nih(csv_path: str | Path, image_dir: str | Path) -> ImageDataset:
         if not exists(folder, name):
             skipped["missing_file"] += 1
             continue
-        builder.add(name, tuple(labs), row["patient id"], "nih", folder=folder)
+        # none of labs is None: checked above
+        builder.add(name, tuple(cast(list[str], labs)), row["patient id"], "nih", folder=folder)
     table = builder.build(lambda labs: _targets(sp, labs, NIH_LABELS))
     return ImageDataset(CHEST_XRAY_TASK, table, unknown, skipped)
 
@@ -501,8 +508,9 @@ def read_chexpert(
         raise DatasetFormatError(
             f"uncertainty must be one of {UNCERTAINTY_POLICIES}, blank one of zeros|ignore"
         )
-    exists, skipped = ExistingFiles(), Counter()
-    builder = TableBuilder(len(space(CHEST_XRAY_TASK).labels))
+    exists = ExistingFiles()
+    skipped: Counter[str] = Counter()
+    builder: TableBuilder[bytes] = TableBuilder(len(space(CHEST_XRAY_TASK).labels))
     for row in _iter_csv(Path(csv_path), {"path"}):
         rel = row["path"]
         folder, name = os.path.split(os.path.join(str(root), rel))
@@ -536,8 +544,9 @@ def read_mimic(
         row["study_id"]: _float_key(_chexpert_targets(row, uncertainty, blank))
         for row in _iter_csv(Path(chexpert_csv), {"subject_id", "study_id"})
     }
-    exists, skipped = ExistingFiles(), Counter()
-    builder = TableBuilder(len(space(CHEST_XRAY_TASK).labels))
+    exists = ExistingFiles()
+    skipped: Counter[str] = Counter()
+    builder: TableBuilder[bytes] = TableBuilder(len(space(CHEST_XRAY_TASK).labels))
     for meta in _iter_csv(Path(metadata_csv), {"dicom_id", "subject_id", "study_id"}):
         key = studies.get(meta["study_id"])
         if key is None:
@@ -561,10 +570,11 @@ def read_folder(root: str | Path, task: str) -> ImageDataset:
     sp = space(task)
     if not root.is_dir():
         raise DatasetFormatError(f"{root}: not a folder")
-    unknown, skipped = Counter(), Counter()
-    builder = TableBuilder(len(sp.labels))
+    unknown: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    builder: TableBuilder[str] = TableBuilder(len(sp.labels))
     classes = [d for d in sorted(root.iterdir()) if d.is_dir()]
-    annotated = {resolve(task, d.name) for d in classes} - {None}
+    annotated = {r for r in (resolve(task, d.name) for d in classes) if r is not None}
     for d in classes:
         lab = resolve(task, d.name)
         files = [f for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]

@@ -33,7 +33,7 @@ stored before states existed included), never re-derived from probabilities.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, cast, get_args
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -58,7 +58,7 @@ Basis = Literal[
     "indeterminate",
     "outweighed",
 ]
-BASES: tuple[str, ...] = Basis.__args__  # type: ignore[attr-defined]
+BASES: tuple[str, ...] = get_args(Basis)
 State = Literal["normal", "abnormal", "indeterminate", "none"]
 LabelState = Literal["present", "absent", "indeterminate"]
 LABEL_STATES: tuple[str, ...] = ("present", "absent", "indeterminate")
@@ -70,23 +70,29 @@ class OperatingPolicy(BaseModel):
 
     thresholds: dict[str, float] = Field(default_factory=dict)
     min_confidence: float = Field(
-        0.0, ge=0.0, le=1.0, description="exclusive tasks: the top class needs at least this"
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="exclusive tasks: the top class needs at least this",
     )
     min_margin: float = Field(
-        0.0, ge=0.0, le=1.0, description="exclusive tasks: top minus runner-up at least this"
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="exclusive tasks: top minus runner-up at least this",
     )
     fragile: list[str] = Field(
         default_factory=list,
         description="labels whose operating point a handful of validation images decided",
     )
     normal_conflict: Conflict = Field(
-        "indeterminate",
+        default="indeterminate",
         description="multi-label tasks: what a "
         "normal label passing beside a passing finding becomes "
         "(chosen on validation)",
     )
     normal_lead: float | None = Field(
-        None,
+        default=None,
         ge=0.0,
         description="multi-label tasks: a normal label passing beside passing findings settles "
         "the film as normal (those findings absent, 'outweighed') when its log-odds margin over "
@@ -100,15 +106,15 @@ class LabelDecision(BaseModel):
     probability: float = Field(..., ge=0.0, le=1.0)
     threshold: float
     positive: bool = Field(..., description="decided present (state == 'present')")
-    state: LabelState = Field("absent", description="the one state every view reads")
+    state: LabelState = Field(default="absent", description="the one state every view reads")
     basis: Basis
     implied_by: str | None = Field(
-        None,
+        default=None,
         description="present: the sub-finding that implies it; indeterminate: the undecided "
         "sub-finding it follows (its doubt is that one's: not a question of its own)",
     )
     fragile: bool = Field(
-        False,
+        default=False,
         description="its operating point rests on few validation "
         "images (shown, never served silently)",
     )
@@ -117,7 +123,9 @@ class LabelDecision(BaseModel):
 class Decision(BaseModel):
     kind: Literal["exclusive", "multilabel"]
     state: State
-    primary: str | None = Field(None, description="the leading decided label (normal included)")
+    primary: str | None = Field(
+        default=None, description="the leading decided label (normal included)"
+    )
     positives: list[str] = Field(
         default_factory=list,
         description="every decided label, "
@@ -133,7 +141,7 @@ class Decision(BaseModel):
     indeterminate_reason: (
         Literal["low_confidence", "close_call", "conflict", "small_lesion"] | None
     ) = Field(
-        None,
+        default=None,
         description="why undecided; small_lesion: a series whose tumour-suggesting slices are "
         "too few for its decision rule (``imaging.series``), never read as no tumour",
     )
@@ -162,10 +170,13 @@ def _margin(p: float, t: float) -> float:
 
 
 def ancestors(task: Task, label: str) -> list[str]:
-    out, seen = [], {label}
-    while (label := task.parents.get(label)) and label not in seen:
-        out.append(label)
-        seen.add(label)
+    out: list[str] = []
+    seen = {label}
+    parent = task.parents.get(label)
+    while parent and parent not in seen:
+        out.append(parent)
+        seen.add(parent)
+        parent = task.parents.get(parent)
     return out
 
 
@@ -189,7 +200,7 @@ def _exclusive(
     order = sorted(labels, key=lambda lab: -p[lab])
     top = order[0]
     runner = p[order[1]] if len(order) > 1 else 0.0
-    reason = None
+    reason: Literal["low_confidence", "close_call"] | None = None
     if p[top] < policy.min_confidence:
         reason = "low_confidence"
     elif p[top] - runner < policy.min_margin:
@@ -258,7 +269,7 @@ def _multilabel(
         strength = {m: _branch_strength(task, m, margins, cand) for m in group}
         passing = {m: s for m, s in strength.items() if s is not None}
         if len(passing) > 1:
-            keep = max(passing, key=passing.get)
+            keep = max(passing, key=lambda m: passing[m])
             for m in passing:
                 if m != keep:
                     branch = {lab for lab in cand if lab == m or m in ancestors(task, lab)}
@@ -437,10 +448,10 @@ def follow(
     contradiction a signature is refused for, ``core.label_rules``),
     absent when every one of them is absent (it did not pass its own threshold, or it would be
     a candidate itself), None while one is unanswered."""
-    rows = [_row(r) for r in rows]
-    asked = set(questions(rows))
+    stored = [_row(r) for r in rows]
+    asked = set(questions(stored))
     out: dict[str, bool | None] = {}
-    for row in rows:
+    for row in stored:
         lab = str(row.get("label") or "")
         if not lab or lab in asked or stored_state(row) != "indeterminate":
             continue
@@ -496,8 +507,8 @@ def read(payload: Mapping | None, task: Task | None = None) -> Decision | None:
     labels = []
     for r in rows:
         state = stored_state(r, undecided)
-        basis = (
-            r.get("basis")
+        basis: Basis = (
+            cast(Basis, r.get("basis"))  # one of BASES
             if r.get("basis") in BASES
             else ("above_threshold" if state == "present" else "below_threshold")
         )
@@ -507,7 +518,7 @@ def read(payload: Mapping | None, task: Task | None = None) -> Decision | None:
             LabelDecision(
                 label=str(r["label"]),
                 probability=min(max(float(r.get("probability") or 0.0), 0.0), 1.0),
-                threshold=float(r.get("threshold") if r.get("threshold") is not None else 0.5),
+                threshold=float(t if (t := r.get("threshold")) is not None else 0.5),
                 positive=state == "present",
                 state=state,
                 basis=basis,
@@ -525,11 +536,13 @@ def read(payload: Mapping | None, task: Task | None = None) -> Decision | None:
     if task is not None:
         stated = most_specific(task, stated)
     overall: State = "abnormal" if stated else ("normal" if positives else "none")
-    kind = "multilabel" if task is None or task.multilabel else "exclusive"
+    kind: Literal["exclusive", "multilabel"] = (
+        "multilabel" if task is None or task.multilabel else "exclusive"
+    )
     return Decision(
         kind=kind,
         state=overall,
-        primary=(stated or positives or [None])[0],
+        primary=stated[0] if stated else (positives[0] if positives else None),
         positives=positives,
         stated=stated,
         labels=labels,

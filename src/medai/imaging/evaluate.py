@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def evaluate_arrays(
     labels: Sequence[str],
     targets: np.ndarray,
     probs: np.ndarray,
-    thresholds: dict[str, float],
+    thresholds: dict[str, float] | OperatingPolicy,
     sources: Sequence[str | None] | None = None,
     n_boot: int = 1000,
     with_sources: bool = True,
@@ -57,7 +58,7 @@ def evaluate_arrays(
             aurocs.append(roc["auroc"])
         if at["f1"] is not None and y.sum() > 0:
             f1s.append(at["f1"])
-    result = {
+    result: dict[str, Any] = {
         "task": task,
         "n": len(targets),
         "macro_auroc": float(np.mean(aurocs)) if aurocs else None,
@@ -125,11 +126,11 @@ def _exclusive_metrics(
         if isinstance(thresholds, OperatingPolicy)
         else OperatingPolicy(thresholds={lab: float(thresholds.get(lab, 0.5)) for lab in labels})
     )
-    pred = []
+    picked = []
     for d in decide_array(spec, labels, probs[one], policy):
         held = most_specific(spec, [c for c in d.positives if c in classes])
-        pred.append(classes.index(held[0]) if len(held) == 1 else -1)
-    pred = np.array(pred)
+        picked.append(classes.index(held[0]) if len(held) == 1 else -1)
+    pred = np.array(picked)
     answered = pred >= 0
     shown = np.where(answered, pred, len(classes))  # "not answered" is its own column
     return {

@@ -54,10 +54,13 @@ def export_model_dir(model, image_size: int, directory: Path) -> Path:
     re-seal its card (the content hash covers the export)."""
 
     path = export_onnx(model, image_size, directory / ONNX_FILE)
+    weights = weights_path(directory)
+    if weights is None:
+        raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE} for the export's sidecar to name")
     (directory / ONNX_META).write_text(
         json.dumps(
             {
-                "weights_sha256": file_sha256(weights_path(directory)),
+                "weights_sha256": file_sha256(weights),
                 "opset": 17,
                 "outputs": ["logits", "features"],
             },
@@ -76,7 +79,7 @@ def export_onnx(model, image_size: int, out: Path) -> Path:
     dummy = torch.rand(1, 1, image_size, image_size)
     torch.onnx.export(
         _WithFeatures(model).eval(),
-        dummy,
+        (dummy,),  # the model's positional arguments (a lone tensor reads the same)
         str(out),
         dynamo=False,
         input_names=["image"],

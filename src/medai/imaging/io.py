@@ -13,7 +13,7 @@ import contextlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 
@@ -177,7 +177,11 @@ def check_limits(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) ->
     a decrypted blob), without decoding a pixel: raises ``ImageTooLarge`` for a bomb. Other
     problems (not an image, corrupt) are left to the analysis, which names them."""
     with contextlib.ExitStack() as stack:
-        fh = source if hasattr(source, "read") else stack.enter_context(Path(source).open("rb"))
+        fh: BinaryIO
+        if hasattr(source, "read"):  # an open binary file (str and Path have no read)
+            fh = cast(BinaryIO, source)
+        else:
+            fh = stack.enter_context(Path(source).open("rb"))
         if fh.seek(0, 2) > MAX_BYTES:
             raise ImageTooLarge(f"file is too large ({fh.tell():,} bytes; limit {MAX_BYTES:,})")
         fh.seek(0)
@@ -366,11 +370,11 @@ def _load_dicom(data: bytes, max_pixels: int, frame: int | None = None) -> Loade
         from pydicom.encaps import get_frame
 
         try:
-            frame = get_frame(ds.PixelData, index or 0, number_of_frames=frames)
+            encoded = get_frame(ds.PixelData, index or 0, number_of_frames=frames)
         except Exception as exc:
             raise ImageInputError(f"malformed compressed DICOM pixel data ({exc})") from None
-        check_encapsulated_frame(frame, rows, cols)
-        del frame
+        check_encapsulated_frame(encoded, rows, cols)
+        del encoded
     try:
         from pydicom.pixels import pixel_array
 

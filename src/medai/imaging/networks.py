@@ -15,7 +15,7 @@ Backbones:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +34,10 @@ class ForwardParts(NamedTuple):
 
 
 class ImagingNet(nn.Module):
+    net: Any  # the backbone: MONAI DenseNet121, EfficientNet-Lite0 or a Hugging Face model
+    mean: torch.Tensor  # buffers (register_buffer): the ImageNet normalisation
+    std: torch.Tensor
+
     def __init__(
         self,
         backbone: str,
@@ -126,6 +130,8 @@ class ImagingNet(nn.Module):
                 z = layer(z)
                 if name == "transition3":
                     gate = z
+            if gate is None:
+                raise ValueError(f"{self.backbone_name}: no transition3 layer to gate on")
             head = self.net.class_layers
             embedding = head.flatten(head.pool(head.relu(z)))
             return ForwardParts(head.out(embedding), gate, z, embedding)
@@ -138,6 +144,8 @@ class ImagingNet(nn.Module):
                 z = block(z, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate)
                 if idx == gate_idx:
                     gate = z
+            if gate is None:
+                raise ValueError(f"{self.backbone_name}: too few blocks to gate on")
             cam = net._swish(net._bn1(net._conv_head(z)))
             embedding = net._avg_pooling(cam).flatten(1)
             return ForwardParts(net._fc(net._dropout(embedding)), gate, cam, embedding)

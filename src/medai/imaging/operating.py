@@ -247,12 +247,12 @@ def choose_exclusive(
         rule = f"no point answers >= {min_coverage:.0%} on validation: the most answering one"
     answered = (srt[:, -1] >= c) & (gap >= m)
     rng = np.random.default_rng(seed)
-    boots = []
+    draws = []
     for _ in range(n_boot if len(probs) else 0):
         i = rng.integers(0, len(probs), len(probs))
         a, k = answered[i], correct[i]
-        boots.append((a.mean(), k[a].mean() if a.any() else np.nan, (a & k).mean()))
-    boots = np.array(boots).reshape(-1, 3)
+        draws.append((a.mean(), k[a].mean() if a.any() else np.nan, (a & k).mean()))
+    boots = np.array(draws).reshape(-1, 3)
 
     def ci(j: int) -> list[float | None]:
         col = boots[:, j][~np.isnan(boots[:, j])]

@@ -391,6 +391,8 @@ def quantize_checked(
     import torch
 
     directory = predictor.directory
+    if directory is None:
+        raise ValueError("quantizing needs a predictor loaded from its model directory")
     ds = load_dataset(data, predictor.cfg.task)
     pixels, keep, _ = readable(ds)
     if not pixels:

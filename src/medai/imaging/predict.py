@@ -181,7 +181,11 @@ class ImagingPredictor:
         if refusal is not None:
             code = {"out_of_distribution": "unlike_training"}.get(refusal.code, refusal.code)
             judged = OutOfScope(flagged=True, reason=code, detector="refusal")
-            if refusal.code == "out_of_distribution" and distance is not None:
+            if (
+                refusal.code == "out_of_distribution"
+                and distance is not None
+                and self.gate is not None  # always, when there is a distance
+            ):
                 judged.score = round(distance, 4)
                 judged.threshold = round(float(self.gate.threshold), 4)
                 judged.detector = "feature_distance"

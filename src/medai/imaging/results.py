@@ -27,13 +27,15 @@ class Finding(BaseModel):
     )
     positive: bool = Field(..., description="decided present (state == 'present')")
     state: LabelState = Field(
-        "absent",
+        default="absent",
         description="present, absent or indeterminate: the "
         "one state every view reads (`basis` says why)",
     )
     basis: Basis = "above_threshold"
     implied_by: str | None = None
-    fragile: bool = Field(False, description="operating point chosen on few validation images")
+    fragile: bool = Field(
+        default=False, description="operating point chosen on few validation images"
+    )
 
 
 class ImageInfo(BaseModel):
@@ -43,15 +45,17 @@ class ImageInfo(BaseModel):
     original_width: int | None = None
     original_height: int | None = None
     frames: int = 1
-    modality: str | None = Field(None, description="DICOM Modality, when the file says")
-    view_position: str | None = Field(None, description="DICOM ViewPosition (PA, AP, LL, …)")
+    modality: str | None = Field(default=None, description="DICOM Modality, when the file says")
+    view_position: str | None = Field(
+        default=None, description="DICOM ViewPosition (PA, AP, LL, …)"
+    )
 
 
 class SeriesChoice(BaseModel):
     """Which series of a study was read, among how many, and why (the rule is explicit)."""
 
     chosen: str | None = None
-    considered: int = Field(1, ge=0)
+    considered: int = Field(default=1, ge=0)
     why: str = ""
 
 
@@ -92,15 +96,15 @@ class SeriesAccount(BaseModel):
 
     series_uid: str | None = None
     series_number: int | None = None
-    description: str | None = Field(None, description="the series' SeriesDescription")
-    slices: int = Field(0, ge=0, description="its distinct slices")
+    description: str | None = Field(default=None, description="the series' SeriesDescription")
+    slices: int = Field(default=0, ge=0, description="its distinct slices")
     read: bool = False
-    state: str | None = Field(None, description="its own decision's state when read")
+    state: str | None = Field(default=None, description="its own decision's state when read")
     primary: str | None = None
     candidates: list[str] = Field(default_factory=list)
     reason: str | None = None
     message: str | None = None
-    decides: bool = Field(False, description="the series the study's decision comes from")
+    decides: bool = Field(default=False, description="the series the study's decision comes from")
 
 
 class ReadInfo(BaseModel):
@@ -109,8 +113,10 @@ class ReadInfo(BaseModel):
     of a multi-frame instance are named ``<SOPInstanceUID>#<frame>`` (1-based)."""
 
     series_uid: str | None = None
-    instances_in_series: int = Field(1, ge=0, description="slices in the series (frames counted)")
-    instances_read: int = Field(1, ge=0, description="slices that went through the model")
+    instances_in_series: int = Field(
+        default=1, ge=0, description="slices in the series (frames counted)"
+    )
+    instances_read: int = Field(default=1, ge=0, description="slices that went through the model")
     key_instances: list[str] = Field(
         default_factory=list,
         description="the slices that carry the decision (empty for a single image, and for a "
@@ -119,9 +125,9 @@ class ReadInfo(BaseModel):
     read_instances: list[str] = Field(
         default_factory=list, description="every slice read, in anatomical order"
     )
-    sampled: bool = Field(False, description="the series had more slices than ``cap``")
-    cap: int = Field(1, ge=1, description="the most slices read of one series")
-    rule: str = Field("single_image", description="the aggregation rule's name")
+    sampled: bool = Field(default=False, description="the series had more slices than ``cap``")
+    cap: int = Field(default=1, ge=1, description="the most slices read of one series")
+    rule: str = Field(default="single_image", description="the aggregation rule's name")
     series_choice: SeriesChoice | None = None
     excluded: list[ReadExclusion] = Field(
         default_factory=list, description="slices read but not used for the decision"
@@ -130,7 +136,8 @@ class ReadInfo(BaseModel):
         default_factory=list, description="instances set aside as duplicates: each counts once"
     )
     undecided_slices: UndecidedSlices | None = Field(
-        None, description="a small lesion: slices suggesting a finding, too few to decide it"
+        default=None,
+        description="a small lesion: slices suggesting a finding, too few to decide it",
     )
     series: list[SeriesAccount] = Field(
         default_factory=list,
@@ -145,25 +152,27 @@ class ImagingResult(AIResult):
     task: str
     refused: bool
     reason: str | None = None
-    reason_code: str | None = Field(None, description="why refused: " + ", ".join(REFUSAL_CODES))
+    reason_code: str | None = Field(
+        default=None, description="why refused: " + ", ".join(REFUSAL_CODES)
+    )
     reason_params: dict = Field(default_factory=dict)
     findings: list[Finding] = Field(default_factory=list)
-    primary: str | None = Field(None, description="the leading decided label")
+    primary: str | None = Field(default=None, description="the leading decided label")
     decision: Decision | None = None
     image: ImageInfo | None = None
     read: ReadInfo | None = Field(
-        None,
+        default=None,
         description="what was read: the series, its slices read and the key slices (None: "
         "results stored before series reading)",
     )
     scope: Scope | None = Field(
-        None,
+        default=None,
         description="what the model detects and cannot detect, and whether this image is out "
         "of its scope (imaging.scope; None: results stored before scopes)",
     )
     disclaimer: str = DISCLAIMER
     embedding: list[float] | None = Field(
-        None,
+        default=None,
         exclude=True,
         description=(
             "the image's penultimate features on the gate's first principal axes, whitened: kept "

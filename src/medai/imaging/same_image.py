@@ -108,7 +108,7 @@ def _header_differences(a: Any, b: Any, ignore: tuple[str, ...] = ()) -> list[st
     out = []
     for tag in sorted(set(ea) | set(eb)):
         if tag not in ea or tag not in eb or not _same_value(ea[tag], eb[tag]):
-            elem = ea.get(tag) or eb.get(tag)
+            elem = ea[tag] if tag in ea else eb[tag]  # elements are never falsy
             out.append(elem.keyword or str(tag))
     return out
 

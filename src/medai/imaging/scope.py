@@ -195,13 +195,15 @@ class OutOfScope(BaseModel):
     """Whether this image is outside what the model reads, and by how much."""
 
     flagged: bool = False
-    score: float | None = Field(None, description="the detector's score (higher: less alike)")
-    threshold: float | None = Field(None, description="flagged above this score")
+    score: float | None = Field(
+        default=None, description="the detector's score (higher: less alike)"
+    )
+    threshold: float | None = Field(default=None, description="flagged above this score")
     reason: str | None = Field(
-        None, description="unlike_training | lateral_view | a refusal code; None: in scope"
+        default=None, description="unlike_training | lateral_view | a refusal code; None: in scope"
     )
     detector: str | None = Field(
-        None,
+        default=None,
         description="feature_distance | view_check | the refusal's rule; None: the model has "
         "no detector",
     )
@@ -221,7 +223,8 @@ class Scope(BaseModel):
     )
     out_of_scope: OutOfScope = Field(default_factory=OutOfScope)
     view: dict | None = Field(
-        None, description="the film's view check (imaging.views.ViewCheck), chest films only"
+        default=None,
+        description="the film's view check (imaging.views.ViewCheck), chest films only",
     )
 
 
@@ -285,8 +288,9 @@ def of_payload(payload: dict | None) -> Scope | None:
             pass
         else:  # a result stored before look-alikes were said: its task and labels say them
             if "cannot_tell_apart" not in raw and payload.get("task"):
-                labels = [*scope.detects, get_normal(str(payload["task"]))]
-                scope.cannot_tell_apart = look_alikes(str(payload["task"]), labels)
+                normal = get_normal(str(payload["task"]))
+                detects = [*scope.detects, *([normal] if normal is not None else [])]
+                scope.cannot_tell_apart = look_alikes(str(payload["task"]), detects)
             return scope
     task = str(payload.get("task") or "")
     labels = [f.get("label") for f in payload.get("findings") or [] if isinstance(f, dict)]

@@ -29,7 +29,7 @@ import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -75,7 +75,7 @@ BATCH = 16
 decoded pixels of one batch, never the series)."""
 
 RuleName = Literal["mean", "max", "top_k", "run"]
-RULE_NAMES: tuple[str, ...] = RuleName.__args__  # type: ignore[attr-defined]
+RULE_NAMES: tuple[str, ...] = get_args(RuleName)
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def slice_refs(data: bytes, max_bytes: int = MAX_BYTES) -> list[SliceRef]:
     sop = str(ds.get("SOPInstanceUID", "") or (meta or {}).get("MediaStorageSOPInstanceUID", ""))
     if not sop:
         raise ImageInputError("DICOM object has no SOP Instance UID")
-    common = {
+    common: dict[str, Any] = {
         "sop_uid": sop,
         "instance_number": _int(ds.get("InstanceNumber")),
         "series_uid": str(ds.get("SeriesInstanceUID", "") or "") or None,
@@ -246,7 +246,7 @@ class Duplicate:
 
     ref: SliceRef
     same_as: SliceRef
-    reason: str  # same_position | same_pixels
+    reason: Literal["same_position", "same_pixels"]
 
 
 def distinct(ordered: Sequence[SliceRef]) -> tuple[list[SliceRef], list[Duplicate]]:
@@ -321,7 +321,7 @@ class SuspectRule(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     min_probability: float = Field(..., ge=0.0, le=1.0)
-    min_slices: int = Field(1, ge=1)
+    min_slices: int = Field(default=1, ge=1)
 
 
 class SeriesRule(BaseModel):
@@ -345,9 +345,10 @@ class SeriesRule(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: RuleName
-    k: int = Field(1, ge=1, description="top_k: slices averaged; run: neighbouring slices")
+    k: int = Field(default=1, ge=1, description="top_k: slices averaged; run: neighbouring slices")
     suspect: SuspectRule | None = Field(
-        None, description="one-class tasks: slices too few to decide still keep 'normal' away"
+        default=None,
+        description="one-class tasks: slices too few to decide still keep 'normal' away",
     )
 
     @property
@@ -358,7 +359,7 @@ class SeriesRule(BaseModel):
     @classmethod
     def parse(cls, tag: str) -> SeriesRule:
         name, _, k = tag.partition(":")
-        return cls(name=name, k=int(k) if k else 1)
+        return cls.model_validate({"name": name, "k": int(k) if k else 1})
 
 
 DEFAULT_SUSPECT = SuspectRule(min_probability=0.95, min_slices=1)
@@ -417,7 +418,8 @@ def _best_run(mask: np.ndarray, values: np.ndarray) -> tuple[int, int] | None:
 
 
 def _normal_index(task: Task, labels: Sequence[str]) -> int | None:
-    return list(labels).index(task.normal) if task.normal in labels else None
+    normal = task.normal
+    return list(labels).index(normal) if normal is not None and normal in labels else None
 
 
 def _suspicion(probs: np.ndarray, z: int | None) -> np.ndarray:
@@ -650,7 +652,8 @@ class SeriesRead:
     @property
     def slice_probabilities(self) -> np.ndarray:
         """The used slices' probabilities, rows in anatomical order."""
-        rows = [self.slices[i].probabilities for i in self.used]
+        # the used slices are decoded ones: each has its probabilities
+        rows = [cast(np.ndarray, self.slices[i].probabilities) for i in self.used]
         return np.stack(rows) if rows else np.zeros((0, len(self.labels)))
 
     @property
@@ -696,15 +699,16 @@ class SeriesRead:
         if self.decision is None or not self.used:
             return None
         d = self.decision
-        label = (
-            d.primary
-            or ([c for c in d.candidates if c != self.normal_label] or d.candidates or [None])[0]
-        )
+        leading = [c for c in d.candidates if c != self.normal_label] or d.candidates
+        label = d.primary or (leading[0] if leading else None)
         if label is None:
-            label = self.labels[int(np.argmax(self.probabilities))]
+            # the study's probabilities are set with its decision
+            label = self.labels[int(np.argmax(cast(np.ndarray, self.probabilities)))]
         j = self.labels.index(label)
         pool = self.key or self.used
-        best = max(pool, key=lambda i: (float(self.slices[i].probabilities[j]), -i))
+        best = max(
+            pool, key=lambda i: (float(cast(np.ndarray, self.slices[i].probabilities)[j]), -i)
+        )  # key and used slices are decoded ones: each has its probabilities
         return best, label
 
 

@@ -132,7 +132,7 @@ def predictions(
     for s in series:
         decision, _, _ = decide_series(probs[s["slices"]], rule, task, labels, policy)
         decided = decision.primary if decision.state != "indeterminate" else None
-        out.append(list(labels).index(decided) if decided in labels else -1)
+        out.append(list(labels).index(decided) if decided is not None and decided in labels else -1)
     return np.array(out, dtype=int)
 
 
@@ -176,6 +176,8 @@ def evaluate_rules(
     """Per rule (its tag): scores on the selection kinds (with 95 % bootstrap intervals over
     series for accuracy and macro-F1), per kind, per length, and on ``stray_in_normal`` the
     share read as a tumour."""
+    if task.normal is None:  # list.index's own error, named
+        raise ValueError(f"{task.name} has no normal class to read series against")
     z = list(labels).index(task.normal)
     truth = np.array([s["truth"] for s in series])
     kinds = np.array([s["kind"] for s in series])
@@ -254,7 +256,7 @@ def fit_series_rule(
 
     predictor = model_dir.load(directory)
     task, labels = space(predictor.cfg.task), list(predictor.labels)
-    if task.multilabel or task.normal not in labels:
+    if task.multilabel or task.normal is None or task.normal not in labels:
         raise ValueError(
             f"series rules are chosen on one-class tasks with a normal class; "
             f"{task.name} is not one (it reads its default rule)"

@@ -105,6 +105,7 @@ def _why(read: SeriesRead, reads: int) -> str:
     d = read.decision
     if reads == 1:
         return f"the only series read ({len(read.used)} slices)"
+    assert d is not None  # only decided reads come here
     if d.state == "abnormal":
         return f"the series showing {d.primary}, the most severe finding decided in the {reads} series read"
     if d.state == "indeterminate":
@@ -158,6 +159,7 @@ def read_study(
         why = "no series could be read by the model; the largest one's reason is given"
     for uid, r in decided.items():
         d = r.decision
+        assert d is not None  # decided: each has one
         accounts.append(
             _account(
                 uid,

@@ -252,10 +252,11 @@ MRI_CODES = {
 
 # What a template draft says of the examination (en, tr), in a radiologist's register: the
 # report is the radiologist's text, so it holds the examination and the findings, never the AI's
-# account of itself (what it read, its scope, its doubts: the AI note, ``reporting.ai_note``).
-# A model that found none of its labels names the findings it looked for (``{findings}``, the
-# labels it decided absent) as not seen — never "normal" or "the lungs are clear", which is the
-# radiologist's to write (the note says what the model does not assess).
+# account of itself (what it read, its scope, its doubts: the AI note,
+# ``reporting.templates.ai_note``). A model that found none of its labels names the findings it
+# looked for (``{findings}``, the labels it decided absent) as not seen — never "normal" or "the
+# lungs are clear", which is the radiologist's to write (the note says what the model does not
+# assess).
 CXR_DRAFT = DraftWords(
     technique=("Chest radiograph.", "Akciğer grafisi."),
     technique_with_view=("{view} chest radiograph.", "{view} akciğer grafisi."),

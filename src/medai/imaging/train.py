@@ -298,7 +298,7 @@ class ImagingAdapter:
         model = ImagingNet(self.cfg.backbone, len(self.cfg.labels), weights=self.cfg.weights)
         model.set_trainable(self.cfg.trainable)  # the widest set, before DDP registers hooks
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit to()'s memory_format
         if torch.cuda.is_available():
             torch.backends.cudnn.benchmark = True  # one input size: autotuned conv kernels
         return model
@@ -466,8 +466,8 @@ def _evaluate(
             outs.append(logits.cpu())
             golds.append(t.cpu())
     total = acc.reduce(total, "sum")
-    scores = torch.cat(outs)
-    scores = (torch.sigmoid(scores) if multilabel else torch.softmax(scores, 1)).numpy()
+    logits_all = torch.cat(outs)
+    scores = (torch.sigmoid(logits_all) if multilabel else torch.softmax(logits_all, 1)).numpy()
     gold = torch.cat(golds).numpy()
     aucs = []
     for j in range(gold.shape[1]):

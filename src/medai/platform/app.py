@@ -69,7 +69,7 @@ def create_platform_app(
     outbox_threads: int | None = None,
 ) -> FastAPI:
     """The app; ``models``: a model folder per task, over ``MEDAI_MODELS`` (the rest serve
-    their bundled default). With ``dicom_port`` a DICOM node (``integration.dicom_node``) runs
+    their bundled default). With ``dicom_port`` a DICOM node (``intake.dicom_node``) runs
     beside the API in this process, started and stopped with it, its studies dispatched like
     uploads. The settings are read once, here, and handed to the platform (``p.settings``)."""
     settings = get_settings()
@@ -108,7 +108,7 @@ def create_platform_app(
                 every_s=settings.dicom.dicomweb_pull_every_s,
                 lookback_days=settings.dicom.dicomweb_pull_lookback_days,
             ).start()
-        if senders > 0 and settings.destinations():  # results out (integration.delivery)
+        if senders > 0 and settings.destinations():  # results out (delivery.delivery)
             holder["outbox"] = DeliveryLoop.from_settings(p, threads=senders).start()
 
     def stop(app: FastAPI) -> None:

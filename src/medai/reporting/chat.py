@@ -428,11 +428,12 @@ def _source_line(c: dict[str, Any], facts: StudyFacts, lang: str) -> str:
 
 
 def _conclusion(facts: StudyFacts, lang: str) -> str | None:
-    if not (facts.impression or "").strip():
+    impression = (facts.impression or "").strip()
+    if not impression:
         return None
     w = _words(lang)
     key = "signed_conclusion" if facts.signed else "draft_conclusion"
-    return f"{w[key]}: {facts.impression.strip()}"
+    return f"{w[key]}: {impression}"
 
 
 def retrieval_answer(
@@ -502,9 +503,9 @@ def build_prompt(
         lines.append(
             f"The AI contradicted itself: {', '.join(conflict)} all passed their thresholds."
         )
-    if (facts.impression or "").strip():
+    if impression := (facts.impression or "").strip():
         state = "signed by a radiologist" if facts.signed else "unsigned draft"
-        lines.append(f"Report conclusion ({state}): {redact_pii(facts.impression.strip())}")
+        lines.append(f"Report conclusion ({state}): {redact_pii(impression)}")
     lines.append("Reference passages:")
     for n, h in enumerate(hits, 1):
         lines.append(f"[{n}] ({h.chunk.title or h.chunk.source}; {h.chunk.source}) {h.chunk.text}")

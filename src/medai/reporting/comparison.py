@@ -108,9 +108,11 @@ def changes(prior: dict[str, Any], decision: Decision, task: str) -> dict[str, l
     order = {lab: i for i, lab in enumerate(t.labels)}
 
     def ancestors(lab: str) -> set[str]:
-        out, seen = set(), lab
-        while (seen := t.parents.get(seen)) is not None and seen not in out:
-            out.add(seen)
+        out: set[str] = set()
+        parent = t.parents.get(lab)
+        while parent is not None and parent not in out:
+            out.add(parent)
+            parent = t.parents.get(parent)
         return out
 
     def specific(labels: set[str]) -> list[str]:

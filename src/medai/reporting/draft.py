@@ -81,10 +81,11 @@ def retrieve_for(ctx: DraftContext, retriever: HybridRetriever, k: int = 4) -> l
     not drafted from "no tumour"); the normal label otherwise."""
     if ctx.positives:
         wanted = {f.label for f in ctx.positives}
-    elif ctx.decision.state == "indeterminate":  # set by DraftContext, never None
-        wanted = set(ctx.decision.candidates)
+    elif ctx.decided.state == "indeterminate":  # set by DraftContext, never None
+        wanted = set(ctx.decided.candidates)
     else:
-        wanted = {space(ctx.task).normal}
+        # None for a task without a normal label: phrase() fails on it below, as it always has
+        wanted = {space(ctx.task).normal}  # type: ignore[arg-type]  # behaviour kept (see above)
     if not wanted:
         return []
     query = " ".join(phrase(lab, ctx.lang, ctx.task) for lab in sorted(wanted))
@@ -170,7 +171,7 @@ def draft_report(
     if sections is None:
         sections = template_sections(ctx)
         cited = sorted(cited_sources(ctx, numbers).values())  # named in the AI note
-    compared = comparison_sentence(prior, ctx.decision, task, lang)
+    compared = comparison_sentence(prior, ctx.decided, task, lang)
     sections = with_question(with_comparison(sections, compared), question, lang)
     note = ai_note(ctx, {ctx.hits[n - 1].chunk.id: n for n in cited})
     citations = [
@@ -194,7 +195,7 @@ def draft_report(
         "citations": citations,
         "findings_used": [f.as_dict() for f in findings],
         "backend": used_backend,
-        "decision": ctx.decision.model_dump(mode="json"),
+        "decision": ctx.decided.model_dump(mode="json"),
         "caption": caption,
         "caption_note": ("automatic caption, unverified; not part of the findings")
         if caption
@@ -206,6 +207,6 @@ def draft_report(
             "date": prior.get("date"),
             "sentence": compared,
         }
-        if compared
+        if compared and prior  # a comparison sentence needs a prior
         else None,
     }

@@ -169,16 +169,23 @@ class DraftContext:
             self.decision = decide_findings(space(self.task), self.findings)
 
     @property
+    def decided(self) -> Decision:
+        """``decision``, which ``__post_init__`` sets when none was given."""
+        if self.decision is None:
+            raise ValueError("the draft context has no decision")
+        return self.decision
+
+    @property
     def positives(self) -> list[Finding]:
         """What the draft states: the decision's most specific findings."""
         by_label = {f.label: f for f in self.findings}
-        return [by_label.get(lab) or Finding(lab, True) for lab in self.decision.stated]
+        return [by_label.get(lab) or Finding(lab, True) for lab in self.decided.stated]
 
     @property
     def negatives(self) -> list[Finding]:
         """Labels decided absent (never one implied by, or excluded in favour of, a finding)."""
-        decided = {r.label: r for r in self.decision.labels}
-        if self.decision.state == "indeterminate":
+        decided = {r.label: r for r in self.decided.labels}
+        if self.decided.state == "indeterminate":
             return []  # nothing is said to be absent when the model could not decide
         return [
             f

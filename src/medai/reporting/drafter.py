@@ -53,7 +53,7 @@ class Drafter:
         if llm is not None:
             self.llm_config = replace(self.llm_config, backend=llm)
         self._retriever = None
-        self._captioner = None
+        self._captioner: Any = None  # the caption model (model_dir.load), on first use
         self._imaging: dict[tuple[str, str | None], Any] = {}
         self._llm, self._llm_built = None, False
         self._lock = threading.RLock()

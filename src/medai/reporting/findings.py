@@ -269,7 +269,8 @@ def stated_labels(text: str) -> set[str]:
     """Labels a report text states as present, each sentence read by its language's reader (a
     report may mix a Turkish draft with an English line the radiologist typed). The normal
     label is not among them: ``states_normal`` reads that."""
-    turkish, english = [], []
+    turkish: list[str] = []
+    english: list[str] = []
     for sentence in _SENTENCE.split(str(text)):
         if sentence.strip():
             (turkish if is_turkish(sentence) else english).append(sentence)

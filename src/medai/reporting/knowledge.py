@@ -108,6 +108,7 @@ def read_document(
     data = _read_bytes(path)
     suffix = path.suffix.lower()
     src = source or path.name
+    texts: list[tuple[str, dict]]
     if suffix == ".pdf":
         texts = [(_pdf_text(data, path), {})]
     elif suffix == ".csv":

@@ -97,6 +97,8 @@ class OpenAICompatible:
                 {"role": "user", "content": redact_pii(user)},
             ],
         }
+        if not self.cfg.url:  # checked when built: the config may have changed since
+            raise LLMError("the openai backend needs MEDAI_LLM_URL (e.g. http://host:8000/v1)")
         data = _post_json(self.cfg.url.rstrip("/") + "/chat/completions", body, headers, self.cfg)
         try:
             text = data["choices"][0]["message"]["content"]

@@ -34,7 +34,7 @@ def build_prompt(ctx: DraftContext) -> tuple[str, str]:
     )
     lines = [f"Examination: {space(ctx.task).modality}."]
     lines.append("Findings from the AI model (label, probability, threshold, state):")
-    states = {r.label: r.state for r in ctx.decision.labels}
+    states = {r.label: r.state for r in ctx.decided.labels}
     words = {
         "present": "POSITIVE",
         "absent": "negative",
@@ -47,14 +47,14 @@ def build_prompt(ctx: DraftContext) -> tuple[str, str]:
             f"threshold={f.threshold if f.threshold is not None else 'n/a'}, "
             f"{words[state]}"
         )
-    if ctx.decision.state == "indeterminate" and ctx.decision.candidates:
+    if ctx.decided.state == "indeterminate" and ctx.decided.candidates:
         lines.append(
             "The AI could not decide between: "
-            f"{', '.join(ctx.decision.candidates)}; name them as undecided candidates."
+            f"{', '.join(ctx.decided.candidates)}; name them as undecided candidates."
         )
-    if ctx.decision.conflict:
+    if ctx.decided.conflict:
         lines.append(
-            f"Conflict: {', '.join(ctx.decision.conflict)} all passed their thresholds "
+            f"Conflict: {', '.join(ctx.decided.conflict)} all passed their thresholds "
             "(the model marked the image normal and abnormal); say so."
         )
     lines.append("Reference passages:")

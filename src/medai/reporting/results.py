@@ -25,7 +25,7 @@ class Citation(BaseModel):
     title: str | None = None
     text: str
     label: str | None = Field(
-        None,
+        default=None,
         description="the task label the passage is about (a site "
         "document about no one label: none); a signed PDF leaves out a "
         "passage about a finding the signer rejected",
@@ -52,9 +52,9 @@ class DraftResult(BaseModel):
     sections: Sections
     citations: list[Citation]
     findings_used: list[FindingUsed]
-    decision: Decision | None = Field(None, description="the one decision the draft states")
+    decision: Decision | None = Field(default=None, description="the one decision the draft states")
     model: ModelRef | None = Field(
-        None,
+        default=None,
         description="the imaging model whose findings were used; null when the caller "
         "gave the findings",
     )
@@ -71,7 +71,7 @@ class DraftResult(BaseModel):
         "the study it read, its sources and the model",
     )
     comparison: dict[str, Any] | None = Field(
-        None,
+        default=None,
         description="the prior study the findings were compared with (study_id, date, the "
         "sentence); null: no signed prior of the same patient and task",
     )
@@ -87,17 +87,19 @@ class CaptionResult(AIResult):
     """A suggested caption: automatic, unverified, never part of the findings."""
 
     status: Literal["ai_suggestion", "abstained"] = "ai_suggestion"
-    caption: str | None = Field(None, description="null when abstained")
+    caption: str | None = Field(default=None, description="null when abstained")
     reason_code: str | None = Field(
-        None, description="abstained: out_of_scope (the image is unlike every indexed one)"
+        default=None, description="abstained: out_of_scope (the image is unlike every indexed one)"
     )
     reason: str | None = None
     method: str = Field(..., description="retrieval | blip2-lora")
     neighbours: list[Neighbour] = Field(default_factory=list)
     selected: Neighbour | None = Field(
-        None,
+        default=None,
         description="retrieval: the indexed image whose "
         "caption is quoted (it may rank below the neighbours "
         "shown)",
     )
-    selected_rank: int | None = Field(None, description="its rank by similarity, 1 = nearest")
+    selected_rank: int | None = Field(
+        default=None, description="its rank by similarity, 1 = nearest"
+    )

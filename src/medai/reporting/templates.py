@@ -152,7 +152,7 @@ def candidates(labels: list[str], task: str, lang: str) -> str:
 def state_sentence(ctx: DraftContext) -> str:
     """The sentence an undecided or self-contradicting decision needs in the findings (its
     candidates named, the conflict said); '' for a plain decision."""
-    decision, i = ctx.decision, 1 if ctx.lang == "tr" else 0
+    decision, i = ctx.decided, 1 if ctx.lang == "tr" else 0
     normal = space(ctx.task).normal
     undecided = (ctx.image or {}).get("series_undecided")
     if decision.indeterminate_reason == "small_lesion" and undecided:
@@ -251,7 +251,7 @@ def template_sections(ctx: DraftContext) -> dict[str, str]:
     The impression of an image the model flagged as outside its scope, of an undecided result
     and of a conflict is left to the radiologist (``impression``)."""
     tr = ctx.lang == "tr"
-    decision = ctx.decision
+    decision = ctx.decided
     lines = [_sentence(phrase(f.label, ctx.lang, ctx.task), tr) for f in ctx.positives]
     negatives = ctx.negatives
     # the normal sentence names the labels looked for itself (``{findings}``): not twice
@@ -292,7 +292,7 @@ def impression(ctx: DraftContext) -> str:
     never a probability (the note's); no finding: the findings looked for, named as not seen.
     An out-of-scope, undecided or conflicting result has none: that conclusion is the
     radiologist's to write, and the AI note says why the AI drew none."""
-    i, decision = 1 if ctx.lang == "tr" else 0, ctx.decision
+    i, decision = 1 if ctx.lang == "tr" else 0, ctx.decided
     if out_of_scope(ctx) or decision.state == "indeterminate" or decision.conflict:
         return ""
     if ctx.positives:
@@ -307,7 +307,7 @@ def recommendation(ctx: DraftContext) -> str:
     """Every draft's recommendation: clinical correlation, never a test or a treatment (the
     model cannot ground one: ``reporting.safety``); none for a result the AI drew no
     conclusion from (the radiologist's). The cited passages are named in the AI note."""
-    decision = ctx.decision
+    decision = ctx.decided
     if out_of_scope(ctx) or decision.state == "indeterminate" or decision.conflict:
         return ""
     return RECOMMENDATION[1 if ctx.lang == "tr" else 0]
@@ -318,7 +318,7 @@ def ai_note(ctx: DraftContext, cite: dict[str, int]) -> list[str]:
     inserts it: the out-of-scope flag, why the AI did not decide (its candidates, a conflict, a
     small lesion's slices), each finding's likelihood, what the model cannot tell apart and does
     not assess, how much of the study it read, the passages it cited and the model."""
-    i, decision = 1 if ctx.lang == "tr" else 0, ctx.decision
+    i, decision = 1 if ctx.lang == "tr" else 0, ctx.decided
     flag, cannot = scope_lines(ctx)
     lines = [flag, state_sentence(ctx)]
     note = LOW_CONFIDENCE_NOTE[i] if decision.low_confidence else ""
@@ -362,7 +362,7 @@ def sources_line(ctx: DraftContext, cite: dict[str, int]) -> str:
     if not first:
         return ""
     sources = ", ".join(f"{name} [{n}]" for name, n in first.items())
-    words = DIFFERENTIAL_SOURCES if ctx.decision.state == "indeterminate" else SOURCES
+    words = DIFFERENTIAL_SOURCES if ctx.decided.state == "indeterminate" else SOURCES
     return words[1 if ctx.lang == "tr" else 0].format(sources=sources)
 
 

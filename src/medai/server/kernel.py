@@ -61,7 +61,7 @@ class Face:
     routers: list[APIRouter] = field(default_factory=list)
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
     # read at each GET /metrics (server.metrics): each has a ``name`` and a ``collect()``
-    # yielding Prometheus metric families, e.g. what the database says (platform.metrics)
+    # yielding Prometheus metric families, e.g. what the database says (platform.ops.metrics)
     collectors: list[Any] = field(default_factory=list)
     on_start: Callable[[FastAPI], None] | None = None
     on_stop: Callable[[FastAPI], None] | None = None

@@ -5,7 +5,7 @@ What is measured here, in each process: every request's duration by method, rout
 patient) and status class, and the requests in flight. Model calls are measured where they
 happen (``services.model_metrics``). What every replica must report alike — queue depths, the
 outbox, drift alerts, the active models — the face reads from the database at scrape time
-(its ``Face.collectors``; the platform's are ``platform.metrics``).
+(its ``Face.collectors``; the platform's are ``platform.ops.metrics``).
 
 Who may read it: ``MEDAI_METRICS`` (default on) and ``MEDAI_METRICS_ALLOW``, client networks
 (default loopback and the private ranges, where Prometheus scrapes pods and hosts from). A

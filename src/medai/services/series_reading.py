@@ -39,7 +39,7 @@ def slices(data: bytes) -> list[SliceRef]:
 
 def ordered(refs: Iterable[SliceRef]) -> list[SliceRef]:
     """Slices in the anatomical order the reader uses, whatever order they arrived in (the
-    viewer scrolls them so: ``platform.series_view``)."""
+    viewer scrolls them so: ``platform.reading.series_view``)."""
     return order(refs)
 
 
@@ -50,7 +50,7 @@ def read_all(
 ) -> SeriesRead:
     """Every series of the study the model can read, to one study decision (the most severe
     decided finding wins); the series it came from, with every series accounted for in
-    ``read.series`` (``imaging.series.read_study``)."""
+    ``read.series`` (``imaging.series_study.read_study``)."""
     return read_study(predictor, series, load)
 
 

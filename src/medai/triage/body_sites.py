@@ -15,6 +15,8 @@ bulanıyor") is the model's to answer; a model of all 15 departments never refer
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from medai.core.text import match_form
 
 MAX_WORDS = 10  # longer complaints say more than where it hurts: the learned gate reads them
@@ -272,7 +274,7 @@ def named_departments(text: str) -> set[str]:
     return {d for d, (_, symptoms) in SITES.items() if any(_named(f, symptoms) for f in forms)}
 
 
-def outside(text: str, known: set[str]) -> set[str]:
+def outside(text: str, known: AbstractSet[str]) -> set[str]:
     """The departments a short complaint names when none of them is in ``known`` (the model's
     departments); empty when it is long, names none, or names one the model knows."""
     if len(text.split()) > MAX_WORDS:

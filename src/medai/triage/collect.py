@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
@@ -97,9 +98,11 @@ class Collector:
             parser = urllib.robotparser.RobotFileParser(origin + "/robots.txt")
             resp = self._get(origin + "/robots.txt", check_robots=False)
             if resp is None or resp.status_code >= 500:
-                parser.disallow_all = True  # server trouble: RFC 9309 says assume disallowed
+                # server trouble: RFC 9309 says assume disallowed
+                parser.disallow_all = True  # type: ignore[attr-defined]  # read()'s flag, not in typeshed
             elif resp.status_code >= 400:
-                parser.allow_all = True  # no robots.txt: everything allowed
+                # no robots.txt: everything allowed
+                parser.allow_all = True  # type: ignore[attr-defined]  # read()'s flag, not in typeshed
             else:
                 parser.parse(resp.text.splitlines())
             self._robots[origin] = parser
@@ -165,13 +168,16 @@ class Collector:
         from bs4 import BeautifulSoup
 
         soup = BeautifulSoup(html, "html.parser")
+        # href is never multi-valued (bs4 splits only class, rel, …): a str, as cast says
         questions = [
-            urljoin(url, a["href"])
+            urljoin(url, cast(str, a["href"]))
             for a in soup.select(self.cfg.layout.question_link)
             if a.get("href")
         ]
         nxt = [
-            urljoin(url, a["href"]) for a in soup.select(self.cfg.layout.next_page) if a.get("href")
+            urljoin(url, cast(str, a["href"]))
+            for a in soup.select(self.cfg.layout.next_page)
+            if a.get("href")
         ]
         return list(dict.fromkeys(questions)), nxt[:1]
 
@@ -247,8 +253,8 @@ class Collector:
             return None
         label = None
         for candidate in (self.cfg.label, page_dep, hint):
-            if candidate and departments.resolve(candidate):
-                label = departments.get(departments.resolve(candidate)).name_tr
+            if candidate and (dep_id := departments.resolve(candidate)):
+                label = departments.get(dep_id).name_tr
                 break
         if label is None:
             stats["skipped_unknown_label"] += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -19,7 +20,16 @@ from medai.core.text import validate_complaint
 from medai.triage import body_sites, departments, red_flags
 from medai.triage import classifiers as model_families
 from medai.triage.language import detect_language
-from medai.triage.results import DepartmentScore, Recommendation, TriageResult
+from medai.triage.results import (
+    AbstainReason,
+    DepartmentScore,
+    Language,
+    Level,
+    Recommendation,
+    RedFlag,
+    RedFlagHistory,
+    TriageResult,
+)
 from medai.triage.scope import ScopeGate
 
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -141,15 +151,20 @@ class TriagePredictor:
             )
         report = self.flag_engine.check(text)
         flags = report.flags
-        language = detect_language(text).language
-        out_of_scope = p_other is not None and p_other >= self.scope.threshold
+        # detect_language answers "tr", "en" or "other"
+        language = cast(Language, detect_language(text).language)
+        out_of_scope = (
+            p_other is not None
+            and self.scope is not None  # always, when p_other is
+            and p_other >= self.scope.threshold
+        )
         elsewhere = (
             body_sites.outside(text, self.department_ids)
             if language == "tr" and not out_of_scope
             else set()
         )
         out_of_scope = out_of_scope or bool(elsewhere)
-        reason = (
+        reason: AbstainReason | None = (
             "not_turkish"
             if language != "tr"
             else "out_of_scope"
@@ -174,7 +189,7 @@ class TriagePredictor:
                 kind="emergency",
                 text_tr=flags[0].advice_tr,
                 text_en=flags[0].advice_en,
-                level=flags[0].level,
+                level=cast(Level, flags[0].level),  # the rule files' levels are checked
             )
         elif reason == "not_turkish":
             rec = Recommendation(
@@ -198,7 +213,7 @@ class TriagePredictor:
         return TriageResult(
             departments=scores,
             urgent=bool(flags),
-            red_flags=[asdict(f) for f in flags],
+            red_flags=[RedFlag.model_validate(asdict(f)) for f in flags],
             abstained=abstained,
             abstain_reason=reason,
             language=language,
@@ -207,8 +222,8 @@ class TriagePredictor:
             model=self.identity,
             out_of_scope=out_of_scope,
             out_of_scope_probability=None if p_other is None else round(float(p_other), 4),
-            urgency_level=report.level,
-            red_flag_history=[asdict(h) for h in report.history],
+            urgency_level=cast(Level | None, report.level),  # the leading flag's (checked) level
+            red_flag_history=[RedFlagHistory.model_validate(asdict(h)) for h in report.history],
             red_flag_engine={
                 **report.engine,
                 "rules_version": report.rules_version,

@@ -26,7 +26,9 @@ class Recommendation(BaseModel):
     department_id: str | None = None
     text_tr: str
     text_en: str
-    level: Level | None = Field(None, description="the leading red flag's level (emergencies)")
+    level: Level | None = Field(
+        default=None, description="the leading red flag's level (emergencies)"
+    )
 
 
 class Evidence(BaseModel):
@@ -37,9 +39,9 @@ class Evidence(BaseModel):
         "embedded, or the words that weighed most (classifier)",
     )
     concepts: list[str] = Field(default_factory=list)
-    exemplar: str | None = Field(None, description="nearest urgent exemplar (embedding)")
+    exemplar: str | None = Field(default=None, description="nearest urgent exemplar (embedding)")
     similarity: float | None = None
-    score: float | None = Field(None, description="urgent probability (classifier)")
+    score: float | None = Field(default=None, description="urgent probability (classifier)")
 
 
 class RedFlag(BaseModel):
@@ -65,12 +67,14 @@ class RedFlagHistory(BaseModel):
 
 class TriageResult(AIResult):
     status: Literal["ai_suggestion"] = Field(
-        "ai_suggestion", description="Always 'ai_suggestion': staff make the decision."
+        default="ai_suggestion", description="Always 'ai_suggestion': staff make the decision."
     )
     departments: list[DepartmentScore]
     urgent: bool
     red_flags: list[RedFlag]
-    urgency_level: Level | None = Field(None, description="the most urgent fired flag's level")
+    urgency_level: Level | None = Field(
+        default=None, description="the most urgent fired flag's level"
+    )
     red_flag_history: list[RedFlagHistory] = Field(
         default_factory=list, description="signs set in the distant past: notes for staff"
     )
@@ -85,18 +89,18 @@ class TriageResult(AIResult):
     )
     abstained: bool
     abstain_reason: AbstainReason | None = Field(
-        None,
+        default=None,
         description="why no department is suggested: not_turkish (the department model "
         "reads only Turkish), out_of_scope, low_confidence; null when one is",
     )
     language: Language = Field(
-        "tr",
+        default="tr",
         description="the complaint's language (tr | en | other); red flags are checked "
         "in every language, departments only in Turkish",
     )
-    out_of_scope: bool = Field(False, description="not about a department this model knows")
+    out_of_scope: bool = Field(default=False, description="not about a department this model knows")
     out_of_scope_probability: float | None = Field(
-        None, description="the scope gate's P(other department); null without a gate"
+        default=None, description="the scope gate's P(other department); null without a gate"
     )
     recommendation: Recommendation
     min_confidence: float

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -45,7 +46,7 @@ def _features():
 
 @dataclass
 class ScopeGate:
-    pipeline: object
+    pipeline: Any  # a fitted sklearn (untyped) Pipeline
     threshold: float  # refer to general triage when P(other department) >= threshold
 
     @classmethod

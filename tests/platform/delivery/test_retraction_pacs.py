@@ -1,4 +1,4 @@
-"""A retraction driven end to end (``platform.retraction``, IHE IOCM) against a real PACS
+"""A retraction driven end to end (``platform.reading.retraction``, IHE IOCM) against a real PACS
 (Orthanc, ``helpers.orthanc``) and the real FHIR and HL7 receivers (``helpers.outbox_peers``):
 a DICOM study is analysed and signed and reaches all three; the radiologist retracts it; then
 Orthanc holds a Key Object Selection rejection note whose title is the reason's CID 7011 code

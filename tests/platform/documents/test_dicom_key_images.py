@@ -1,4 +1,4 @@
-"""The AI's key slices as an IHE Key Image Note (``integration.dicom_key_images``), read back
+"""The AI's key slices as an IHE Key Image Note (``documents.ko.dicom_key_images``), read back
 with pydicom and highdicom: titled "Of Interest", the model as the observer that selected them,
 said to be an AI suggestion in the report's language, the key images (a frame of a multi-frame
 instance by number) in its content and evidence under the SR's patient and study; the same

@@ -28,6 +28,7 @@ from cryptography.fernet import Fernet
 
 from helpers.platform import png_bytes, use_home
 from medai.platform.dicom.arrival import Arrival
+from medai.platform.ops import backup_files, backup_manifest
 
 
 def _settings(home: Path, keys: list[str], url: str | None = None):
@@ -135,7 +136,6 @@ def _sql(dest: Path, statement: str) -> None:
 def _attacker_sign(manifest: dict, key: str, key_id: str | None = None) -> None:
     """The MAC as an attacker with a key of their own would compute it (the canonical form
     and derivation are public: only the key is secret)."""
-    from medai.platform.ops import backup as bk
     from medai.platform.records.crypto import _derive
 
     body = {k: v for k, v in manifest.items() if k != "mac"}
@@ -145,7 +145,7 @@ def _attacker_sign(manifest: dict, key: str, key_id: str | None = None) -> None:
     ).hexdigest()
     manifest["mac"] = {
         "alg": "HMAC-SHA256",
-        "key_id": key_id or bk.key_id(key),
+        "key_id": key_id or backup_manifest.key_id(key),
         "value": value,
     }
 
@@ -200,10 +200,9 @@ def _mac_emptied(dest: Path, key: str) -> str:
 
 def _key_id_swapped(dest: Path, key: str) -> str:
     """The MAC's key id changed to the id of another key the restoring site has."""
-    from medai.platform.ops import backup as bk
 
     manifest = _load(dest)
-    manifest["mac"]["key_id"] = bk.key_id(OTHER_KEY)
+    manifest["mac"]["key_id"] = backup_manifest.key_id(OTHER_KEY)
     _save(dest, manifest)
     return "manifest_forged"
 
@@ -339,7 +338,6 @@ def _assert_untouched(target: Path) -> None:
 
 @pytest.mark.parametrize("name", list(FORGERIES))
 def test_a_forged_backup_is_refused_and_leaves_the_target_empty(copy, tmp_path, name):
-    from medai.platform.ops import backup as bk
     from medai.platform.ops.restore import restore
 
     dest, key = copy
@@ -347,7 +345,9 @@ def test_a_forged_backup_is_refused_and_leaves_the_target_empty(copy, tmp_path, 
     target = tmp_path / "target"
     target.mkdir()
     override = _load(dest)["created_at"] if "mac" not in _load(dest) else None
-    with pytest.raises(bk.BackupError) as refused:  # the override typed where it could apply
+    with pytest.raises(
+        backup_files.BackupError
+    ) as refused:  # the override typed where it could apply
         restore(dest, _settings(target, [key, OTHER_KEY]), accept_unauthenticated=override)
     assert refused.value.code == code, str(refused.value)
     message = str(refused.value)
@@ -358,7 +358,7 @@ def test_a_forged_backup_is_refused_and_leaves_the_target_empty(copy, tmp_path, 
     elif code == "restore_mismatch":
         assert "schema revision" in message
     elif code == "keys_missing":
-        assert bk.key_id(ATTACKER_KEY) in message
+        assert backup_manifest.key_id(ATTACKER_KEY) in message
     elif code == "unlisted_files":
         assert "manifest does not list" in message and "nothing was restored" in message
     else:
@@ -397,29 +397,32 @@ def test_a_backup_of_another_site_is_refused_naming_its_key_id(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     own = Fernet.generate_key().decode()
-    with pytest.raises(bk.BackupError) as refused:
+    with pytest.raises(backup_files.BackupError) as refused:
         restore(tmp_path / "b", _settings(target, [own]))
     assert refused.value.code == "keys_missing"
-    assert bk.key_id(other_key) in str(refused.value)
-    assert bk.key_id(own) in str(refused.value)
+    assert backup_manifest.key_id(other_key) in str(refused.value)
+    assert backup_manifest.key_id(own) in str(refused.value)
     _assert_untouched(target)
 
 
 def test_a_genuine_backup_is_authenticated_and_restores(copy, tmp_path):
     """The MAC names the site's newest key by id (never the key); the restoring site finds
     that key among its own, whatever its place in the list."""
-    from medai.platform.ops import backup as bk
     from medai.platform.ops.restore import restore
 
     dest, key = copy
     manifest = _load(dest)
     assert manifest["mac"]["alg"] == "HMAC-SHA256"
-    assert manifest["mac"]["key_id"] == bk.key_id(key) == manifest["keys"]["configured"][0]
+    assert (
+        manifest["mac"]["key_id"]
+        == backup_manifest.key_id(key)
+        == manifest["keys"]["configured"][0]
+    )
     assert key not in (dest / "manifest.json").read_text()
     target = tmp_path / "target"
     target.mkdir()
     out = restore(dest, _settings(target, [OTHER_KEY, key]))
-    assert out["manifest"] == {"authenticated": True, "key_id": bk.key_id(key)}
+    assert out["manifest"] == {"authenticated": True, "key_id": backup_manifest.key_id(key)}
     assert out["counts"]["users"] == 2 and out["checked"]["files_decrypted"] == 2
     conn = sqlite3.connect(target / "medai.db")
     try:
@@ -438,7 +441,7 @@ def test_a_backup_needs_a_key_to_authenticate_it(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "medai.db").touch()
-    with pytest.raises(bk.BackupError) as refused:
+    with pytest.raises(backup_files.BackupError) as refused:
         bk.backup(tmp_path / "b", _settings(home, []))
     assert refused.value.code == "keys_missing"
     assert not (tmp_path / "b").exists()
@@ -479,21 +482,20 @@ def _unauthenticated(dest: Path) -> str:
 
 
 def test_an_unauthenticated_backup_restores_only_with_the_typed_override(old, tmp_path):
-    from medai.platform.ops import backup as bk
     from medai.platform.ops.restore import restore
 
     dest, key = old
     created_at = _unauthenticated(dest)
     target = tmp_path / "target"
     target.mkdir()
-    with pytest.raises(bk.BackupError) as refused:
+    with pytest.raises(backup_files.BackupError) as refused:
         restore(dest, _settings(target, [key]))
     assert refused.value.code == "manifest_unauthenticated"
     message = str(refused.value)  # the option named, never a command with the value to paste
     assert "--accept-unauthenticated-backup" in message and created_at not in message
     _assert_untouched(target)
     for wrong in ("yes", "2020-01-01T00:00:00Z", ""):  # the override names THIS backup
-        with pytest.raises(bk.BackupError) as refused:
+        with pytest.raises(backup_files.BackupError) as refused:
             restore(dest, _settings(target, [key]), accept_unauthenticated=wrong)
         assert refused.value.code == "manifest_unauthenticated"
         _assert_untouched(target)
@@ -507,7 +509,6 @@ def test_an_unauthenticated_backup_restores_only_with_the_typed_override(old, tm
 def test_the_override_still_runs_every_other_check(copy, old, tmp_path):
     """With the override, an unlisted file, a damaged file and a forged MAC are refused as
     before: the override only accepts a manifest that has no MAC at all."""
-    from medai.platform.ops import backup as bk
     from medai.platform.ops.restore import restore
 
     dest, key = copy
@@ -517,7 +518,7 @@ def test_the_override_still_runs_every_other_check(copy, old, tmp_path):
     forged = tmp_path / "forged"
     shutil.copytree(dest, forged)
     _role_edited(forged, key)  # a MAC present and wrong: the override does not apply
-    with pytest.raises(bk.BackupError) as refused:
+    with pytest.raises(backup_files.BackupError) as refused:
         restore(
             forged, _settings(target, [key]), accept_unauthenticated=_load(forged)["created_at"]
         )
@@ -527,7 +528,7 @@ def test_the_override_still_runs_every_other_check(copy, old, tmp_path):
     dest, key = old
     created_at = _unauthenticated(dest)
     _database_added(dest, key)
-    with pytest.raises(bk.BackupError) as refused:
+    with pytest.raises(backup_files.BackupError) as refused:
         restore(dest, _settings(target, [key]), accept_unauthenticated=created_at)
     assert refused.value.code == "unlisted_files"
     _assert_untouched(target)
@@ -535,7 +536,7 @@ def test_the_override_still_runs_every_other_check(copy, old, tmp_path):
 
     # the previous release's clinician made a radiologist, the hash not recomputed
     _sql(dest, "UPDATE users SET role = 'radiologist' WHERE username = 'clin'")
-    with pytest.raises(bk.BackupError) as refused:
+    with pytest.raises(backup_files.BackupError) as refused:
         restore(dest, _settings(target, [key]), accept_unauthenticated=created_at)
     assert refused.value.code == "backup_damaged"
     _assert_untouched(target)
@@ -592,14 +593,13 @@ def test_the_cli_refuses_a_forged_and_an_unauthenticated_backup(copy, old, tmp_p
 
 @pytest.mark.parametrize("body", ["[]", '"medai-backup/1"', "null", "1"])
 def test_a_manifest_that_is_not_an_object_is_not_a_backup(copy, tmp_path, body):
-    from medai.platform.ops import backup as bk
     from medai.platform.ops.restore import restore
 
     dest, key = copy
     (dest / "manifest.json").write_text(body)
     target = tmp_path / "target"
     target.mkdir()
-    with pytest.raises(bk.BackupError) as refused:
+    with pytest.raises(backup_files.BackupError) as refused:
         restore(dest, _settings(target, [key]))
     assert refused.value.code == "not_a_backup"
     _assert_untouched(target)
@@ -649,7 +649,6 @@ LINKED = {
 def test_a_link_in_a_backup_is_refused_naming_it(copy, tmp_path, name):
     """A backup restores what it holds, never what a link points at: the link is named and
     nothing is restored (before: the linked copy was read and restored as the backup's)."""
-    from medai.platform.ops import backup as bk
     from medai.platform.ops.restore import restore
 
     dest, key = copy
@@ -658,7 +657,7 @@ def test_a_link_in_a_backup_is_refused_naming_it(copy, tmp_path, name):
     member = LINKED[name](dest, outside)
     target = tmp_path / "target"
     target.mkdir()
-    with pytest.raises(bk.BackupError) as refused:
+    with pytest.raises(backup_files.BackupError) as refused:
         restore(dest, _settings(target, [key]))
     assert refused.value.code == "unsafe_file", str(refused.value)
     message = str(refused.value)
@@ -689,24 +688,23 @@ def _open_or_time_out(opener: Callable[[], object], seconds: float = 10.0):
 def test_a_member_that_became_a_link_or_a_fifo_after_the_check_is_not_read(copy, tmp_path):
     """What ``check_members`` saw may change before a file is opened: each file is opened
     without following a link in it or in a folder on its way, and without waiting on a FIFO."""
-    from medai.platform.ops import backup as bk
 
     dest, _key = copy
     blob = _a_blob(dest)
-    with bk.open_member(dest, blob) as fh:  # a regular file opens
+    with backup_files.open_member(dest, blob) as fh:  # a regular file opens
         assert fh.read(4)
     (dest / blob).unlink()
     os.mkfifo(dest / blob)
-    got = _open_or_time_out(lambda: bk.open_member(dest, blob))
+    got = _open_or_time_out(lambda: backup_files.open_member(dest, blob))
     assert got["error"].code == "unsafe_file" and "FIFO" in str(got["error"])
     (dest / blob).unlink()
     (dest / blob).symlink_to("/dev/zero")
-    got = _open_or_time_out(lambda: bk.open_member(dest, blob))
+    got = _open_or_time_out(lambda: backup_files.open_member(dest, blob))
     assert got["error"].code == "unsafe_file" and "/dev/zero" in str(got["error"])
     folder = Path(blob).parent
     shutil.move(dest / folder, tmp_path / "moved")
     (dest / folder).symlink_to(tmp_path / "moved", target_is_directory=True)
-    got = _open_or_time_out(lambda: bk.open_member(dest, blob))
+    got = _open_or_time_out(lambda: backup_files.open_member(dest, blob))
     assert got["error"].code == "unsafe_file" and folder.as_posix() in str(got["error"])
 
 

@@ -1,5 +1,5 @@
 """Re-analysing a study as another type (``POST /api/v1/studies/{id}/reanalyse``,
-``platform.reanalysis``), on the tiny chest and MRI models, through the API: the AI's own
+``platform.reading.reanalysis``), on the tiny chest and MRI models, through the API: the AI's own
 unsigned draft is replaced by the new type's and the study says its new type; each request
 is a reading of its own (back to the first type reads it again, the newest result shown); a
 person's edited report is kept and its reader told (``reread.retask``); a signed report is

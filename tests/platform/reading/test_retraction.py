@@ -1,5 +1,5 @@
-"""Retracting a study as entered in error (``platform.retraction``), through the API, with the
-real FHIR and HL7 receivers of the outbox tests and a PACS that is down: radiologists only
+"""Retracting a study as entered in error (``platform.reading.retraction``), through the API, with
+the real FHIR and HL7 receivers of the outbox tests and a PACS that is down: radiologists only
 (an admin and a clinician 403), a wrong reason 422 naming the valid ones, a second retraction
 409, audited without the note; the study leaves the worklist (listed under its filter), its
 FHIR export reads entered-in-error, it can no longer be edited or signed; its queued

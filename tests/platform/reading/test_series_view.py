@@ -1,4 +1,4 @@
-"""The viewer's series API (``platform.series_view``): a study's series with its slices in
+"""The viewer's series API (``platform.reading.series_view``): a study's series with its slices in
 anatomical order whatever order they arrived in (ImagePositionPatient along the slice normal,
 else InstanceNumber), the AI's read and key slices and the heatmap's slice marked from the
 result's ``read``, the viewer opening on the first key slice; each slice's 8-bit rendition made

@@ -66,7 +66,7 @@ def _make_site(home: Path, url: str) -> str:
 def keyless(tmp_path, monkeypatch):
     """A restored home without its keys: data sealed under K, then HOME/secret.key gone and
     no MEDAI_SECRET_KEYS. Yields (home, database URL, K, K's id, the CLI's environment)."""
-    from medai.platform.ops.backup import key_id
+    from medai.platform.ops.backup_manifest import key_id
 
     home = tmp_path / "home"
     url = f"sqlite:///{home / 'medai.db'}"
@@ -193,7 +193,7 @@ def test_every_start_path_refuses_in_process_and_makes_no_key(keyless, caplog):
 def test_a_postgresql_site_without_its_keys_is_refused(tmp_path, monkeypatch):
     """The same sample on PostgreSQL (bytea tokens, JSON columns decoded by the driver)."""
     from medai.platform.boot import open_platform
-    from medai.platform.ops.backup import key_id
+    from medai.platform.ops.backup_manifest import key_id
     from medai.platform.ops.key_check import inspect_site
     from medai.platform.records.crypto import KeysMissing
     from medai.services.model_handles import ModelHandles
@@ -216,7 +216,7 @@ def test_keys_that_open_none_of_the_data_are_refused_too(keyless, monkeypatch):
     """A key is configured, just not the site's (another site's key file): refused the same
     way, naming both the configured id and the one the data needs."""
     from medai.platform.boot import open_platform
-    from medai.platform.ops.backup import key_id
+    from medai.platform.ops.backup_manifest import key_id
     from medai.platform.records.crypto import KeysMissing
     from medai.services.model_handles import ModelHandles
 

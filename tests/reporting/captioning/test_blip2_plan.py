@@ -1,5 +1,5 @@
-"""BLIP-2 precision plans (``reporting.blip2_plan``): memory estimated from config.json alone,
-the plan chosen for H200, A100, 2 × T4, 8 GB and 2 GB GPUs and the CPU, refusals that name
+"""BLIP-2 precision plans (``reporting.captioning.blip2_plan``): memory estimated from config.json
+alone, the plan chosen for H200, A100, 2 × T4, 8 GB and 2 GB GPUs and the CPU, refusals that name
 what would fit, and ``medai caption plan``. Fast: no weight is loaded (the meta device)."""
 
 import json

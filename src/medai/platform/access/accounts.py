@@ -1,9 +1,12 @@
-"""Users, roles, passwords, sessions and tokens, and who may do what.
+"""Accounts: users created, enrolled, reset, given a role or a profile, disabled and enabled
+(the account use cases the API and the CLI share).
 
-``PERMISSIONS`` is the one table of access rules; the API, the CLI and the tests read it.
-Admins manage users, models and the audit log but read no patient data (least privilege);
-patients use triage and see only their own history. An account is administrative or not for
-its whole life (``role_conflict``), so an admin never holds a clinical role.
+Who may do what is ``roles.PERMISSIONS``, the one table of access rules; the API, the CLI and
+the tests read it. Admins manage users, models and the audit log but read no patient data
+(least privilege); patients use triage and see only their own history. An account is
+administrative or not for its whole life (``role_conflict``), so an admin never holds a clinical
+role. Passwords are checked in ``credentials``, tokens issued in ``tokens``, and what an account
+change refuses is named in ``account_errors``.
 
 Nobody sets another person's password: an admin creates an account (or resets one) and is shown
 a one-time enrolment code, stored only as its sha256, that expires; the user exchanges it for a
@@ -15,11 +18,11 @@ inherit what the person before them did. The account's own triage history and it
 conversations list only rows made at or after ``users.history_since`` (``own_since``); nothing
 is deleted, and clinicians still reach a triage by its record number (``triage_outcome``).
 
-**Failed sign-ins are counted before the password is checked** (``take_attempt``): the
-attempt's failure rows are inserted under a lock on their keys, and removed again when the
-password was right (``settle``), so concurrent attempts meet the limit exactly as serial ones
-do. A user name that names no account (often a password typed into the wrong field) is
-counted and audited only as a keyed hash (``name_key``, ``audit_name``).
+**Failed sign-ins are counted before the password is checked** (``credentials.take_attempt``):
+the attempt's failure rows are inserted under a lock on their keys, and removed again when the
+password was right (``credentials.settle``), so concurrent attempts meet the limit exactly as
+serial ones do. A user name that names no account (often a password typed into the wrong
+field) is counted and audited only as a keyed hash (``credentials.name_key``, ``audit_name``).
 
 **The last active, enrolled admin cannot be disabled** (``LastAdmin``, 409 ``last_admin``):
 nobody could then manage users from the API; a reset stays possible (it returns a new code).
@@ -268,7 +271,7 @@ def change_role(db: Session, username: str, role: str) -> tuple[User, str]:
             f"an administrator account cannot hold a clinical or patient role, "
             f"nor the reverse ({before} -> {role}); create a separate account"
         )
-    if role != before:  # a new role's patient data needs a new approval (platform.approval)
+    if role != before:  # a new role's patient data needs a new approval (platform.access.approval)
         user.approved_at = user.approved_by = None
         user.history_since = utcnow()  # and the old role's own history stays behind
     user.role = role

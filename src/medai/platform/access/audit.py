@@ -24,11 +24,12 @@ from medai.platform.records.tables import (
 )
 
 # "role": a role granted (a new account) or changed, or such a change refused; "approve": a
-# clinical account approved for patient data, or such an approval refused (platform.approval):
-# the events ``GET /api/v1/audit/role-grants`` and ``medai users grants`` list for review;
-# "resolve": a person's decision on an identity conflict (platform.identity_conflicts);
-# "retract": a study retracted as entered in error (platform.retraction); "profile": an
-# account's full name or title set (accounts.set_profile; detail: the fields, never the values)
+# clinical account approved for patient data, or such an approval refused
+# (platform.access.approval): the events ``GET /api/v1/audit/role-grants`` and ``medai users
+# grants`` list for review; "resolve": a person's decision on an identity conflict
+# (platform.dicom.identity_conflicts); "retract": a study retracted as entered in error
+# (platform.reading.retraction); "profile": an account's full name or title set
+# (accounts.set_profile; detail: the fields, never the values)
 ACTIONS = (
     "login",
     "logout",
@@ -52,7 +53,7 @@ ACTIONS = (
     "retract",
     "reanalyse",  # a late instance re-read the study (analysis; report=what became of it)
     # a person asked for the study to be analysed again as another type (task=, previous=);
-    # the analysis that follows records "reanalyse" (``platform.reanalysis``)
+    # the analysis that follows records "reanalyse" (``platform.reading.reanalysis``)
     "reanalyse_as",
     "profile",
     # a radiologist's viewer measurements filed (``reading.measurements``): count=, sr=

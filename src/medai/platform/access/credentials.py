@@ -139,7 +139,7 @@ def authenticate(
 ) -> User:
     """``take_attempt``, ``verify`` and ``settle`` in the caller's one transaction (a console
     or a test): an ``AuthFailed`` rolls the counted attempt back with it. The API takes the
-    attempt in a transaction of its own first (``api.auth.login``)."""
+    attempt in a transaction of its own first (``sign_in.login``)."""
     attempt = take_attempt(db, username, client, max_failures, window_s)
     user = verify(db, username, password, hash_profile=hash_profile)
     settle(db, attempt)

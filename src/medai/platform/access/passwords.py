@@ -18,7 +18,7 @@ from argon2 import PasswordHasher, extract_parameters
 
 # How passwords are hashed (argon2id), looked up by ``MEDAI_PASSWORD_HASH``. A stored hash names
 # its own parameters, so changing the profile never locks anyone out: the next login verifies
-# under the old ones and re-hashes under the new (accounts.authenticate).
+# under the old ones and re-hashes under the new (credentials.authenticate).
 HASH_PROFILES: dict[str, dict[str, int]] = {
     # RFC 9106's second recommendation (argon2-cffi's default): 64 MiB, 3 passes, 4 lanes
     "rfc9106-low-memory": {"time_cost": 3, "memory_cost": 64 * 1024, "parallelism": 4},

@@ -19,7 +19,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "triage_history": frozenset(ROLES),  # each user's own
     "imaging": CLINICAL,  # the stateless predict / heatmap / draft endpoints
     "study_upload": CLINICAL,
-    # analyse a study again as another type (platform.reanalysis): who may upload it again
+    # analyse a study again as another type (platform.reading.reanalysis): who may upload it again
     "study_reanalyse": CLINICAL,
     "study_read": CLINICAL,
     "report_edit": frozenset({"radiologist"}),
@@ -35,14 +35,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "models_manage": frozenset({"admin"}),
     "audit_read": frozenset({"admin"}),
     "outbox_manage": frozenset({"admin"}),  # deliveries to PACS/FHIR/HL7: states, retry
-    # the second person of the two-person rule (platform.approval): a new, reset or re-roled
+    # the second person of the two-person rule (platform.access.approval): a new, reset or re-roled
     # clinical account reads no patient data until a radiologist (or the server's shell) says so
     "accounts_approve": frozenset({"radiologist"}),
-    # identity conflicts (platform.identity_conflicts): a radiologist sees both identities and
+    # identity conflicts (platform.dicom.identity_conflicts): a radiologist sees both identities and
     # decides; an admin sees that they exist and why, identities masked (no patient data)
     "conflicts_review": frozenset({"radiologist"}),
     "conflicts_view": frozenset({"admin"}),
-    # retract a study filed under the wrong patient or order (platform.retraction): the
+    # retract a study filed under the wrong patient or order (platform.reading.retraction): the
     # radiologist who knows the images, never an admin (who reads no patient data)
     "study_retract": frozenset({"radiologist"}),
     # report templates and macros (reading.report_templates): read by those who write reports

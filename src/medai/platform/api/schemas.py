@@ -90,7 +90,9 @@ class UserIn(Strict):
     """A new account. There is no password here: its user chooses one with the enrolment
     code this call returns (``POST /api/v1/auth/enrol``)."""
 
-    username: str = Field(..., min_length=1, max_length=64)
+    # what ``accounts.check_username`` takes: letters, digits, '.', '_' or '-' (spaces around
+    # are trimmed), so that a name the schema allows is never refused
+    username: str = Field(..., min_length=1, max_length=64, pattern=r"^ *[\w.-]+ *$")
     role: Role
     enrol_hours: float | None = Field(
         None,
@@ -261,7 +263,7 @@ class UrgentFinding(BaseModel):
 
 
 class ReadingAi(BaseModel):
-    """The worklist's AI column (``platform.reading_order``): what the AI found, as a
+    """The worklist's AI column (``platform.worklist.reading_order``): what the AI found, as a
     suggestion."""
 
     state: Literal["none", "pending", "finding", "normal", "undecided", "conflict", "refused"] = (
@@ -367,7 +369,7 @@ class RetractionOut(BaseModel):
 
 
 class PatientContextOut(BaseModel):
-    """The patient's sex and age at the study date (``platform.patient_context``)."""
+    """The patient's sex and age at the study date (``platform.worklist.patient_context``)."""
 
     sex: Literal["M", "F", "O"] | None = Field(None, description="DICOM PatientSex; null unknown")
     birth_date: str | None = Field(None, description="YYYY-MM-DD; null unknown")

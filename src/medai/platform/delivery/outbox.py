@@ -17,11 +17,11 @@ dies between sending and marking loses its lease and the row is sent again: ever
 the same on a resend (DICOM UIDs, FHIR ids, HL7 control ids are derived from the event), so a
 destination that had acknowledged it keeps one copy. Rows of one study and destination go in
 order: a row waits while an earlier one of the same pair is queued or being sent. Nothing of a
-study with an open identity conflict is sent (``platform.identity_conflicts``): its rows wait,
+study with an open identity conflict is sent (``platform.dicom.identity_conflicts``): its rows wait,
 shown as ``held``, until a person has decided the conflict.
 
-A study retracted as entered in error (``platform.retraction``) sends nothing more: its queued
-rows are cancelled (``skipped``, code ``retracted``) and an event enqueued later is recorded
+A study retracted as entered in error (``platform.reading.retraction``) sends nothing more: its
+queued rows are cancelled (``skipped``, code ``retracted``) and an event enqueued later is recorded
 skipped the same way. Each destination that already received something of it (a row delivered,
 or being sent at that moment) gets one ``retracted`` row instead, the correction: the FHIR
 report again with status ``entered-in-error``, the HL7 ORU with result status W, the PACS an

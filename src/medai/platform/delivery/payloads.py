@@ -4,8 +4,8 @@ result, the report version), so a resend is the same message: the DICOM objects 
 slices as a key image note, ``dicom_key_images``), the FHIR report bundle
 (``documents.fhir.fhir_bundle``) and the parts an HL7 ORU^R01 is made of; each destination kind
 builds its message from these (``destinations``). A ``retracted`` row
-(``platform.retraction``) repeats the newest version the destination got, as entered in error
-(FHIR) or withdrawn (HL7), and for a PACS builds the rejection note over the very objects its
+(``platform.reading.retraction``) repeats the newest version the destination got, as entered in
+error (FHIR) or withdrawn (HL7), and for a PACS builds the rejection note over the very objects its
 earlier rows sent (``rejected_objects``: rebuilt, so their UIDs are the ones sent).
 
 Each reading of a study (``AIResultRow.reading``: the instances it read) has AI objects of its

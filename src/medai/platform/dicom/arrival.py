@@ -3,7 +3,7 @@
 Every way in makes one (``intake``: a C-STORE or STOW-RS instance, a DICOMweb pull, a browser
 upload), and a quarantined instance gives its own back when a person reassigns it
 (``identity_conflicts.arrival_of``). The filing (``worklist.filing.file_study``), a new study
-(``studies.create``) and a conflict (``identity_conflicts.quarantine``) each read what they
+(``filing.create``) and a conflict (``identity_conflicts.quarantine``) each read what they
 need from it: before it, the same 8 to 13 values were passed as keyword arguments from
 function to function, and a value added for one way in (the form's patient sex, say) had to
 be threaded through all of them.
@@ -38,7 +38,7 @@ class Arrival:
     ``source`` (``SOURCES``), ``calling_ae`` (the sender's AE title, for a DICOM instance)
     and ``received_at`` (None: the filing's own clock); ``stable_s``: how long a DICOM study
     waits after its latest instance before it is read (``MEDAI_STUDY_STABLE_S``, which the
-    receiving face reads: ``studies.settled_at``).
+    receiving face reads: ``filing.settled_at``).
 
     What was asked: the upload form's ``patient_ref`` (pseudonymous), ``question`` (the
     clinical question) and ``language`` (of the AI draft); ``urgent`` when the question raised

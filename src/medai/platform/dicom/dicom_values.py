@@ -254,7 +254,7 @@ _STUDY_UIDS = ("study_uid", "series_uid", "sop_uid", "sop_class")
 
 
 def outgoing_study(study: dict[str, Any]) -> dict[str, Any]:
-    """A study's dict (``studies.as_dict``) as outputs may print or send it: every text
+    """A study's dict (``listing.as_dict``) as outputs may print or send it: every text
     printable, and its DICOM identity's UIDs, name, PatientID and accession as DICOM allows
     (rows stored before the checks on the way in may hold anything)."""
     out = printable_tree(study)

@@ -1,6 +1,6 @@
 """The DICOM identity of a study: who (PatientID, PatientName; PatientSex, PatientBirthDate and
-PatientAge for the patient's context, ``platform.patient_context``), which order (AccessionNumber),
-which study, series and instance (their UIDs) and what the image shows (Modality,
+PatientAge for the patient's context, ``platform.worklist.patient_context``), which order
+(AccessionNumber), which study, series and instance (their UIDs) and what the image shows (Modality,
 ViewPosition, BodyPartExamined, SeriesDescription).
 
 Read from the header only (the pixel data is never parsed here, and the caller has already

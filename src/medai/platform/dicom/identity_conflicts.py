@@ -44,7 +44,7 @@ REASONS = {
     "patient_mismatch": "the instance names another patient or order than the study",
     "sop_content_differs": "a stored SOP instance was sent again with other content",
     "series_elsewhere": "the instance's series (SeriesInstanceUID) belongs to this other study",
-    # platform.retraction: the study it names was retracted as entered in error
+    # platform.reading.retraction: the study it names was retracted as entered in error
     "retracted_study": "the instance belongs to a study retracted as entered in error",
 }
 

@@ -54,7 +54,7 @@ class Unacceptable(Refused):
 
 
 class Quarantined(Refused):
-    """Kept aside as an identity conflict (``platform.identity_conflicts``): not merged into
+    """Kept aside as an identity conflict (``platform.dicom.identity_conflicts``): not merged into
     the study it names, not analysed. The sender gets a failure (its log shows it, and a
     person at the modality or RIS can correct the instance); ``conflict_id`` and ``fields``
     (the disagreeing DICOM keywords) say why."""

@@ -5,7 +5,7 @@ task, every study with signed labels (the latest signed version's) in the format
 label counts, how each label was reached, the signing date range, and one content hash of the
 manifest and images.
 
-With ``deidentify``, DICOM files go through the PS3.15 Basic Profile (``integration.deid``;
+With ``deidentify``, DICOM files go through the PS3.15 Basic Profile (``dicom.deid``;
 an instance declaring burned-in annotation is left out and counted) and PNG/JPEG uploads are
 re-encoded from their pixels alone (no text chunks, no EXIF). The patient column is always the
 site's pseudonym (an HMAC of the patient's identifier), so a patient-grouped split needs no

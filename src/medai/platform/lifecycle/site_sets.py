@@ -5,7 +5,7 @@ the study id, so a study is on the same side forever) is held out: never exporte
 retraining (``dataset.export(exclude_site_set=True)``), and frozen into a versioned set when
 ``build`` runs — the study ids and each study's signed labels at that moment, so a later
 amendment does not change a set a verdict was given on. A set with no study is refused
-(``registry.EmptySiteSet``); a validation on an empty set (one frozen before this rule) says
+(``model_registry.EmptySiteSet``); a validation on an empty set (one frozen before this rule) says
 the set is the problem, not the candidate."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection ``platform.db.Database.upgrade`` passes in
+"""Alembic environment: runs on the connection ``platform.records.db.Database.upgrade`` passes in
 (or on ``sqlalchemy.url`` when Alembic's own CLI is used)."""
 
 import sys

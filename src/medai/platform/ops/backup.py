@@ -51,43 +51,43 @@ checks it first and also refuses a file in the folder the manifest does not list
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import hmac
 import json
 import os
 import re
 import shutil
 import sqlite3
-import stat
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 import medai
-from medai.core.errors import MedaiError
 from medai.platform.ops import pg_tools
+from medai.platform.ops.backup_files import BackupError, copy_file, sha256_file
+from medai.platform.ops.backup_manifest import FORMAT, key_id, sign_manifest, write_manifest
 from medai.platform.ops.rotation import SEALED, SEALED_SINCE, _raw
-from medai.platform.records.crypto import BlobCipher, _derive
+from medai.platform.records.crypto import BlobCipher
 from medai.platform.records.db import default_url, sqlite_path
 from medai.platform.records.private_files import private_dir
 from medai.settings import Settings
 
-FORMAT = "medai-backup/1"  # unchanged by the MAC: an older release ignores the new field
-MANIFEST = "manifest.json"
-MAC_FIELD, MAC_ALG = "mac", "HMAC-SHA256"
-MAC_INFO = b"medai backup manifest v1"  # HKDF info: this key serves nothing else
 SQLITE_FILE, PG_FILE = "database.sqlite", "database.pgdump"
+
+
 CONFIG = "config"
+
+
 STATE_DIRS = ("blobs", "registry")  # under MEDAI_HOME: what the database names
+
+
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
+
+
 # the MEDAI_* variables never written into a backup (values that are or hold secrets)
 SECRET_NAMES = (
     "SECRET_KEYS",
@@ -97,7 +97,11 @@ SECRET_NAMES = (
     "GEMINI_API_KEY",
     "ADMIN_PASSWORD",
 )
+
+
 _SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "CREDENTIAL")
+
+
 # rows counted into the manifest (and compared after a restore)
 COUNTED = (
     "users",
@@ -113,30 +117,14 @@ COUNTED = (
     "registered_models",
 )
 
+
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phases ``database``, ``files``, ``config``, ``verify``,
 ``check``; ``total`` 0 when unknown."""
 
 
-class BackupError(MedaiError, RuntimeError):
-    """A backup or restore refused or failed; ``code`` names why (``--json``)."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def _quiet(_phase: str, _done: int, _total: int) -> None:
     pass
-
-
-# --- keys ---
-
-
-def key_id(key: str) -> str:
-    """A key's id as stored files carry it (``BlobCipher``: 8 bytes of a hash of a key
-    derived from it), in hex: safe to print and to keep beside the data."""
-    return BlobCipher([key]).newest.hex()
 
 
 def configured_keys(settings: Settings) -> list[str]:
@@ -216,39 +204,6 @@ def sealed_values(
             last = rows[-1][0]
 
 
-# --- the manifest's authentication ---
-
-
-def canonical_manifest(manifest: dict[str, Any]) -> bytes:
-    """The bytes the MAC covers: every field but ``mac``, as JSON with sorted keys, no
-    whitespace and ASCII escapes, so the same manifest gives the same bytes however it was
-    indented on disk."""
-    body = {k: v for k, v in manifest.items() if k != MAC_FIELD}
-    return json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
-
-
-def manifest_mac(manifest: dict[str, Any], key: str) -> str:
-    """HMAC-SHA256 (hex) of the canonical manifest under the key derived from ``key`` for
-    this purpose alone (never the Fernet key itself, never the blob or pseudonym keys)."""
-    return hmac.new(
-        _derive(key, MAC_INFO), canonical_manifest(manifest), hashlib.sha256
-    ).hexdigest()
-
-
-def sign_manifest(manifest: dict[str, Any], key: str) -> dict[str, Any]:
-    """``manifest`` with its ``mac`` (under ``key``, named by its key id) set."""
-    body = {k: v for k, v in manifest.items() if k != MAC_FIELD}
-    return {
-        **body,
-        MAC_FIELD: {"alg": MAC_ALG, "key_id": key_id(key), "value": manifest_mac(body, key)},
-    }
-
-
-# --- what a database holds ---
-
-
 def file_columns(conn: Connection) -> list[tuple[str, str]]:
     """Every (table, column) naming a stored file: by convention a ``*_sha256`` column holds
     a blob's name (studies.file_sha256, ai_results.heatmap_sha256, ...)."""
@@ -311,153 +266,6 @@ def survey(conn: Connection, keys: list[str], sample: int | None = None) -> dict
     }
 
 
-# --- copying ---
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
-def copy_file(src: Path | BinaryIO, dst: Path, head: int = 0) -> tuple[str, int, bytes]:
-    """Copy ``src`` (a path, or a file opened by ``open_member``, closed here) to the new file
-    ``dst`` (0600, synced), hashing as it goes: (sha256, size, its first ``head`` bytes). An
-    existing ``dst`` is never overwritten."""
-    h, size, first = hashlib.sha256(), 0, b""
-    try:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except BaseException:
-        if not isinstance(src, Path):
-            src.close()
-        raise
-    try:
-        with src.open("rb") if isinstance(src, Path) else src as fi, os.fdopen(fd, "wb") as fo:
-            while chunk := fi.read(_CHUNK):
-                if len(first) < head:
-                    first += chunk[: head - len(first)]
-                h.update(chunk)
-                size += len(chunk)
-                fo.write(chunk)
-            fo.flush()
-            os.fsync(fo.fileno())
-    except BaseException:
-        dst.unlink(missing_ok=True)
-        raise
-    return h.hexdigest(), size, first
-
-
-# --- a backup's members: regular files and folders only ---
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_OPENAT = bool(_NOFOLLOW and _DIRECTORY) and os.open in os.supports_dir_fd
-
-
-def _kind(mode: int) -> str | None:
-    """What a member is when it is not a regular file or a folder (None when it is one)."""
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return None
-    for test, name in (
-        (stat.S_ISLNK, "a symbolic link"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def _unsafe(src: Path, relative: str, kind: str) -> BackupError:
-    path = src / relative
-    if kind == "a symbolic link":
-        try:
-            kind += f" to {os.readlink(path)[:80]!r}"
-        except OSError:
-            pass
-    return BackupError(
-        f"{relative[:120]!r} in {src} is {kind}: a backup holds only the regular files and "
-        "folders `medai backup` wrote, so it was not read (a link or a device could point the "
-        "restore at any file, or at a stream that never ends); nothing was restored",
-        "unsafe_file",
-    )
-
-
-def check_members(src: Path) -> None:
-    """Refuse a backup folder holding anything but regular files and folders (a symbolic
-    link, a FIFO, a device, a socket), from ``lstat`` alone, before any file of it is opened:
-    reading a link to ``/dev/zero`` never ends, a FIFO's open blocks for good, and a link to a
-    file outside the backup would be restored as if the backup held it. ``src`` itself may be
-    a link (the operator names the folder)."""
-    for dirpath, dirs, names in os.walk(src):
-        here = Path(dirpath)
-        for name in sorted([*dirs, *names]):
-            kind = _kind(os.lstat(here / name).st_mode)
-            if kind is not None:
-                raise _unsafe(src, (here / name).relative_to(src).as_posix(), kind)
-
-
-def open_member(src: Path, relative: str) -> BinaryIO:
-    """Open the backup's file ``relative`` for reading, never through a link and never
-    anything but a regular file: each folder on the way and the file itself are opened with
-    ``O_NOFOLLOW`` relative to the one before (a link put in place after ``check_members``
-    looked is refused too), the file with ``O_NONBLOCK`` (a FIFO's open does not wait for a
-    writer) and checked to be a regular file before a byte is read. Raises ``BackupError``
-    ``unsafe_file`` naming the member, ``FileNotFoundError`` when it is missing."""
-    parts = PurePosixPath(relative).parts
-    if not parts or ".." in parts or PurePosixPath(relative).is_absolute():
-        raise BackupError(f"manifest names {relative[:80]!r}, outside the backup", "backup_damaged")
-    try:
-        if _OPENAT:
-            folder = os.open(src, os.O_RDONLY | _DIRECTORY)
-            try:
-                for part in parts[:-1]:
-                    inner = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=folder)
-                    os.close(folder)
-                    folder = inner
-                fd = os.open(parts[-1], os.O_RDONLY | _NOFOLLOW | _NONBLOCK, dir_fd=folder)
-            finally:
-                os.close(folder)
-        else:  # no openat here: each step looked at with lstat, then opened
-            path = src
-            for part in parts:
-                path = path / part
-                kind = _kind(os.lstat(path).st_mode)
-                if kind is not None:
-                    raise _unsafe(src, relative, kind)
-            fd = os.open(path, os.O_RDONLY | _NONBLOCK)
-    except OSError as exc:
-        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-            raise
-        raise _unsafe(src, *_first_unsafe(src, parts)) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise _unsafe(src, relative, _kind(mode) or "a folder")
-    return os.fdopen(fd, "rb")
-
-
-def _first_unsafe(src: Path, parts: tuple[str, ...]) -> tuple[str, str]:
-    """(the member, what it is) of the first step of ``parts`` that is neither a folder nor a
-    regular file (a link, a device), for a refusal that names it."""
-    path = src
-    for part in parts:
-        path = path / part
-        try:
-            kind = _kind(os.lstat(path).st_mode)
-        except OSError:
-            break
-        if kind is not None:
-            return path.relative_to(src).as_posix(), kind
-    return PurePosixPath(*parts).as_posix(), "not a regular file"
-
-
 def state_files(home: Path) -> list[tuple[Path, str]]:
     """The files of ``HOME/blobs`` and ``HOME/registry``: (path, path relative to home, in
     posix form). Temporary files (an upload or a model copy under way, a readiness probe, a
@@ -488,9 +296,6 @@ def _private_parent(path: Path, made: set[Path]) -> None:
     if parent not in made:
         private_dir(parent)
         made.add(parent)
-
-
-# --- settings ---
 
 
 def is_secret(name: str) -> bool:
@@ -544,9 +349,6 @@ def _copy_config(settings: Settings, dest: Path, files: dict, progress: Progress
         sha, size = sha256_file(path)
         files[path.relative_to(dest).as_posix()] = {"sha256": sha, "size": size}
     return copied
-
-
-# --- the database ---
 
 
 def _sqlite_snapshot(source: Path, target: Path, keys: list[str]) -> dict[str, Any]:
@@ -633,9 +435,6 @@ def snapshot_database(url: str, dest: Path, keys: list[str]) -> dict[str, Any]:
     )
 
 
-# --- the backup ---
-
-
 def _empty_or_new(dest: Path) -> None:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(
@@ -643,40 +442,6 @@ def _empty_or_new(dest: Path) -> None:
             "(or empty) folder, never over another",
             "destination_not_empty",
         )
-
-
-def write_manifest(dest: Path, manifest: dict[str, Any]) -> None:
-    tmp = dest / f".{MANIFEST}.tmp"
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, dest / MANIFEST)
-
-
-def read_manifest(src: Path) -> dict[str, Any]:
-    path = src / MANIFEST
-    try:
-        with open_member(src, MANIFEST) as fh:
-            manifest = json.loads(fh.read())
-    except FileNotFoundError:
-        raise BackupError(
-            f"{src} has no {MANIFEST}: not a medai backup, or one that did not finish",
-            "not_a_backup",
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise BackupError(f"{path} cannot be read ({type(exc).__name__})", "not_a_backup") from None
-    if not isinstance(manifest, dict):
-        raise BackupError(f"{path} is not a JSON object: not a medai backup", "not_a_backup")
-    if manifest.get("format") != FORMAT:
-        raise BackupError(
-            f"{path}: format {manifest.get('format')!r} is not {FORMAT!r} (a "
-            "backup of another medai)",
-            "unknown_format",
-        )
-    return manifest
 
 
 def backup(dest: Path, settings: Settings, progress: Progress | None = None) -> dict[str, Any]:

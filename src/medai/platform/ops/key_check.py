@@ -44,7 +44,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from medai.core.faults import StorageFault
-from medai.platform.ops.backup import configured_keys, file_columns, key_id, sealed_columns
+from medai.platform.ops.backup import configured_keys, file_columns, sealed_columns
+from medai.platform.ops.backup_manifest import key_id
 from medai.platform.records.crypto import BlobCipher, KeysMissing, _stored_key_ids, cipher
 from medai.platform.records.db import sqlite_path
 from medai.settings import Settings

@@ -43,7 +43,7 @@ log = logging.getLogger("medai.platform.ops.metrics")
 JOB_STATES = ("queued", "running", "failed")
 OUTBOX_STATES = ("queued", "retrying", "held", "sending", "failed")
 ALERT_KINDS = ("input", "output", "metadata", "agreement")
-# the Celery queue each table's jobs are published on (platform.queue)
+# the Celery queue each table's jobs are published on (platform.jobs.queue)
 QUEUE_OF = {"jobs": "cpu", "model_jobs": "training"}
 
 

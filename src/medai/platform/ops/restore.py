@@ -1,17 +1,17 @@
-"""``medai restore SRC``: a backup (``platform.backup``) into an EMPTY home and database.
+"""``medai restore SRC``: a backup (``platform.ops.backup``) into an EMPTY home and database.
 
 The target is the one this process is configured for (``MEDAI_HOME``, ``MEDAI_DATABASE_URL``):
 a restore never merges into a site that holds data (two histories of the same ids would
 mix), so a database with any table, or a home whose ``blobs``/``registry`` hold a file, is
 refused before anything is written. The order, each step before any write it protects:
 
-0. the folder holds only regular files and folders (``backup.check_members``, from ``lstat``
+0. the folder holds only regular files and folders (``backup_files.check_members``, from ``lstat``
    alone): a symbolic link, a FIFO or a device is refused, ``unsafe_file`` naming it, before
    any file is read (a link to ``/dev/zero`` would be read for ever, a FIFO's open would wait
    for ever), and every file is later opened without following a link (``open_member``).
    Then the manifest is authenticated FIRST, before any of its fields is believed (``authenticate``):
    its ``mac`` (HMAC-SHA256 under a key derived from the backed-up site's newest key,
-   ``backup.sign_manifest``) must verify under the configured key of its key id. A manifest
+   ``backup_manifest.sign_manifest``) must verify under the configured key of its key id. A manifest
    whose MAC does not verify is ``manifest_forged`` (altered since ``medai backup`` wrote it);
    one whose key id no configured key has is ``keys_missing`` naming the id (the operator's
    copy of that key is not configured, or another site or someone else made it); one with no
@@ -56,8 +56,9 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
 from medai.platform.ops import backup as bk
-from medai.platform.ops import pg_tools
-from medai.platform.ops.backup import BackupError, Progress
+from medai.platform.ops import backup_files, backup_manifest, pg_tools
+from medai.platform.ops.backup import Progress
+from medai.platform.ops.backup_files import BackupError
 from medai.platform.records.blobs import BlobStore
 from medai.platform.records.crypto import BlobCipher, Cipher
 from medai.platform.records.db import (
@@ -102,14 +103,14 @@ def authenticate(
     current: list[str],
     accept_unauthenticated: str | None = None,
 ) -> dict[str, Any]:
-    """Check the manifest's MAC (``backup.sign_manifest``) under the configured key its key id
+    """Check the manifest's MAC (``backup_manifest.sign_manifest``) under the configured key its key id
     names, before any other field of it is believed: what the restore reports about it
     (``{"authenticated": True, "key_id"}``, or ``{"authenticated": False,
     "accepted_unauthenticated": created_at}`` for a manifest without a MAC that the operator
     accepted by typing its ``created_at``). Raises ``BackupError``: ``manifest_unauthenticated``
     (no MAC, no or another override), ``manifest_forged`` (a MAC that does not verify or is
     malformed), ``keys_missing`` (no configured key has the MAC's key id: named)."""
-    mac = manifest.get(bk.MAC_FIELD)
+    mac = manifest.get(backup_manifest.MAC_FIELD)
     if mac is None:
         created_at = manifest.get("created_at")
         if not isinstance(created_at, str) or not created_at:
@@ -152,13 +153,15 @@ def authenticate(
         return {"authenticated": False, "accepted_unauthenticated": created_at}
     if (
         not isinstance(mac, dict)
-        or mac.get("alg") != bk.MAC_ALG
+        or mac.get("alg") != backup_manifest.MAC_ALG
         or not isinstance(mac.get("key_id"), str)
         or not isinstance(mac.get("value"), str)
     ):
-        raise _forged(src, f"has a malformed MAC (not {bk.MAC_ALG} with a key id and a value)")
+        raise _forged(
+            src, f"has a malformed MAC (not {backup_manifest.MAC_ALG} with a key id and a value)"
+        )
     kid = mac["key_id"]
-    have = sorted({bk.key_id(k) for k in current})
+    have = sorted({backup_manifest.key_id(k) for k in current})
     if not current:
         raise BackupError(
             "no key is configured: set MEDAI_SECRET_KEYS_FILE (or MEDAI_SECRET_KEYS) to the "
@@ -166,7 +169,7 @@ def authenticate(
             f"backup's manifest is authenticated under key id {kid[:32]}; nothing was restored",
             "keys_missing",
         )
-    candidates = [k for k in current if bk.key_id(k) == kid]
+    candidates = [k for k in current if backup_manifest.key_id(k) == kid]
     if not candidates:
         raise BackupError(
             f"the backup's manifest is authenticated under key id {kid[:32]}, not among the "
@@ -179,7 +182,8 @@ def authenticate(
     value = mac["value"].encode("ascii", "replace")
     try:
         ok = any(
-            hmac.compare_digest(bk.manifest_mac(manifest, k).encode(), value) for k in candidates
+            hmac.compare_digest(backup_manifest.manifest_mac(manifest, k).encode(), value)
+            for k in candidates
         )
     except ValueError:  # a value JSON cannot canonicalise (NaN): not what backup wrote
         ok = False
@@ -224,7 +228,7 @@ def check_listing(src: Path, manifest: dict[str, Any]) -> None:
         here = Path(dirpath)
         entries = list(names) + [d for d in dirs if (here / d).is_symlink()]
         present.update((here / n).relative_to(src).as_posix() for n in entries)
-    present.discard(bk.MANIFEST)
+    present.discard(backup_manifest.MANIFEST)
     extra = sorted(present - set(files))
     if extra:
         raise BackupError(
@@ -282,7 +286,7 @@ def check_target(url: str, home: Path) -> None:
 
 def _check_keys(manifest: dict[str, Any], current: list[str]) -> None:
     keys = manifest.get("keys", {})
-    have = {bk.key_id(k) for k in current}
+    have = {backup_manifest.key_id(k) for k in current}
     missing = [k for k in keys.get("needed", []) if k not in have]
     if not current:
         raise BackupError(
@@ -303,7 +307,7 @@ def _check_keys(manifest: dict[str, Any], current: list[str]) -> None:
 
 
 def _missing_key_hint(manifest: dict[str, Any], current: list[str]) -> str:
-    have = {bk.key_id(k) for k in current}
+    have = {backup_manifest.key_id(k) for k in current}
     absent = [k for k in manifest.get("keys", {}).get("configured", []) if k not in have]
     return (
         f"the backed-up site also had key id(s) {', '.join(absent)}, not configured now: "
@@ -318,7 +322,7 @@ def _stage(
 ) -> None:
     """Copy every file of the manifest into ``staging``, checking its sha256 (and each
     stored file's key id) as it goes."""
-    have = {bk.key_id(k) for k in current}
+    have = {backup_manifest.key_id(k) for k in current}
     entries = sorted(manifest["files"].items())
     made: set[Path] = set()
     for n, (relative, want) in enumerate(entries, 1):
@@ -327,7 +331,9 @@ def _stage(
             raise BackupError(f"manifest names {relative!r}, outside the backup", "backup_damaged")
         bk._private_parent(target, made)
         try:  # never through a link, never a FIFO or a device (``check_members``)
-            sha, size, head = bk.copy_file(bk.open_member(src, relative), target, BlobCipher.HEADER)
+            sha, size, head = backup_files.copy_file(
+                backup_files.open_member(src, relative), target, BlobCipher.HEADER
+            )
         except FileNotFoundError:
             raise BackupError(f"{source} is missing from the backup", "backup_damaged") from None
         if sha != want["sha256"] or size != want["size"]:
@@ -434,7 +440,7 @@ def _check_restored(
     try:
         with engine.connect() as conn:
             found = bk.survey(conn, current, sample=0)
-            fernets = [(bk.key_id(k), Fernet(k.encode())) for k in current]
+            fernets = [(backup_manifest.key_id(k), Fernet(k.encode())) for k in current]
             values = bad = 0
             first_bad = None
             for label, token in bk.sealed_values(conn):
@@ -540,8 +546,8 @@ def restore(
     progress = progress or bk._quiet
     started = time.monotonic()
     src = Path(src)
-    bk.check_members(src)  # a link, a FIFO or a device: refused before anything is read
-    manifest = bk.read_manifest(src)
+    backup_files.check_members(src)  # a link, a FIFO or a device: refused before anything is read
+    manifest = backup_manifest.read_manifest(src)
     current = bk.configured_keys(settings)
     authenticated = authenticate(src, manifest, current, accept_unauthenticated)
     check_listing(src, manifest)

@@ -2,7 +2,7 @@
 
 ``SEALED`` is the one list of columns that hold patient data under a key: the ones the code
 seals itself (a chat message, a complaint, a DICOM patient ID, name and identity, a quarantined
-instance's identity) and the ``platform.sealed`` columns (a clinical question, a report's
+instance's identity) and the ``platform.records.sealed`` columns (a clinical question, a report's
 sections, findings and citations, an AI result's payload with its draft, a triage result, a
 patient reference, a series description, the signer's labels, monitoring's samples, a site
 set's verdicts, a validation's per-study outputs, a study's refusal reason and the finding a

@@ -9,7 +9,6 @@ transaction (a slow model never holds the database's write lock).
 from __future__ import annotations
 
 import logging
-import time
 
 from medai.core.task_registry import get as get_task
 from medai.platform.access.audit import Actor, record
@@ -29,7 +28,7 @@ from medai.platform.worklist import (
 from medai.platform.worklist.ai_results import latest_result, save_result, stored_result
 from medai.platform.worklist.study_state import set_status
 from medai.services import imaging as imaging_service
-from medai.services import series_reading
+from medai.services import study_read
 from medai.services.reports import shared_drafter, with_question
 
 log = logging.getLogger("medai.platform.jobs.jobs")
@@ -74,55 +73,61 @@ def _analyse_once(p: Platform, study_id: int) -> str:
     predictor = p.models.get(task)
     ref = predictor.identity
     row = stored_result(p, study_id, "imaging", ref.content_hash, reading)
-    if members and get_task(task).reads_series:  # a series, read whole (issue 58)
-        got = _series(p, study_id, predictor, members, meta, reading, row, display)
-        if isinstance(got, str):  # refused
-            return got
-        row, source, data = got
-        return _drafted(
-            p, study_id, ref, task, lang, question, reading, reopened, row, source, data
-        )
-    read = series_reading.single_image_read()
-    films = list(members)
-    while True:
-        if films:  # a chest study is decided from its frontal film
-            film = study_reading.frontal(films, _image_rank(p, predictor, films))
-            read = series_reading.film_read(
-                film.member.sop_uid,
-                film.member.series_uid,
-                film.in_series,
-                film.considered,
-                film.why,
+    # the model's side, in one call: which film or series, the findings, the heatmap, or why
+    # none (``services.study_read``); here it is kept, drafted and sent
+    got = study_read.read_study(
+        predictor,
+        members=members,
+        study_sha=sha,
+        read_bytes=p.store.read,
+        reads_series=get_task(task).reads_series,
+        want_display=display is None,
+        stored=row.payload if row is not None else None,
+    )
+    if got.member is not None:  # another film than the study's file was read: it is the study's
+        _read_instead(p, study_id, got.member)
+    if got.display_png is not None:
+        keep_display(p, study_id, got.display_png)
+    if row is None:
+        if got.result is not None and got.result.refused:  # a series the reader refused
+            save_result(
+                p, study_id, "imaging", ref, got.result.model_dump(mode="json"), reading=reading
             )
-            if film.member.sha != sha:
-                sha, display = film.member.sha, _read_instead(p, study_id, film.member)
-        data = p.store.read(sha)
-        source = data  # what the draft reads its image's size and view from
-        if row is not None and display is not None:
-            break
-        try:  # one decode for the rendition, the findings, the heatmap and the draft
-            with imaging_service.decoded(data) as image:
-                source = image
-                if display is None:
-                    keep_display(p, study_id, imaging_service.display_png(image))
-                if row is None:
-                    row = _findings(p, study_id, predictor, image, meta, reading, read)
-        except imaging_service.ImageInputError as exc:
-            if exc.refusal_code == filing.NO_IMAGE and len(films) > 1:
-                films = [m for m in films if m.sha != sha]  # a header without a film: the next
-                continue
-            if row is None:
-                return _refused(
+            return _refused(p, study_id, got.refusal, ref, store=False, reading=reading)
+        if got.result is None:
+            if got.judged:  # refused by the model's own check (scope, view): monitored
+                monitoring.record(
                     p,
                     study_id,
-                    imaging_service.Refusal(exc.refusal_code, str(exc), exc.params),
-                    ref,
-                    reading=reading,
+                    ref.task,
+                    ref.content_hash,
+                    {"refused": True},
+                    got.image,
+                    got.latency_ms,
+                    meta,
                 )
-        if isinstance(row, str):  # refused
-            return row
-        break
-    return _drafted(p, study_id, ref, task, lang, question, reading, reopened, row, source, data)
+            return _refused(p, study_id, got.refusal, ref, reading=reading, scope=got.scope)
+        payload = got.result.model_dump(mode="json")
+        if got.heatmap_instance is not None:
+            payload["heatmap_instance"] = got.heatmap_instance
+        png, label = got.heatmap
+        row = save_result(
+            p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), label), reading
+        )
+        monitoring.record(
+            p,
+            study_id,
+            ref.task,
+            ref.content_hash,
+            payload,
+            got.image,
+            got.latency_ms,
+            meta,
+            got.embedding,
+        )
+    return _drafted(
+        p, study_id, ref, task, lang, question, reading, reopened, row, got.image, got.data
+    )
 
 
 def _drafted(
@@ -234,25 +239,7 @@ def _drafted(
     return status
 
 
-def _image_rank(p: Platform, predictor, members: list[study_reading.Member]):
-    """A film → sort key from its image's view check (frontal first), for the films of a chest
-    study whose headers name no view; each film decoded once, only when asked."""
-    seen: dict[str, tuple[int, int]] = {}
-
-    def rank(member: study_reading.Member) -> tuple[int, int]:
-        if member.sha not in seen:
-            try:
-                with imaging_service.decoded(p.store.read(member.sha)) as image:
-                    check = imaging_service.view_of(image, predictor)
-                seen[member.sha] = imaging_service.view_preference(check)
-            except imaging_service.ImageInputError:
-                seen[member.sha] = (9, 9)  # unreadable: last
-        return seen[member.sha]
-
-    return rank
-
-
-def _read_instead(p: Platform, study_id: int, member: study_reading.Member) -> str | None:
+def _read_instead(p: Platform, study_id: int, member: study_read.Member) -> str | None:
     """The study's analysed file becomes the film chosen to read (its display rendition is
     made again from it); returns the display rendition it now has (None)."""
     with p.db.session() as db:
@@ -260,124 +247,6 @@ def _read_instead(p: Platform, study_id: int, member: study_reading.Member) -> s
         study.file_sha256, study.file_size = member.sha, member.size
         study.display_sha256 = None
     return None
-
-
-def _slice_file(members: list[study_reading.Member], key: str) -> tuple[str, int | None]:
-    """(the stored file, the frame) of a slice key ``<sop>`` or ``<sop>#<frame>``."""
-    sop, _, frame = key.partition("#")
-    sha = next(m.sha for m in members if m.sop_uid == sop)
-    return sha, int(frame) if frame else None
-
-
-def _series(
-    p: Platform,
-    study_id: int,
-    predictor,
-    members: list[study_reading.Member],
-    meta: dict,
-    reading: str,
-    row: AIResultRow | None,
-    display: str | None,
-):
-    """A series study read whole: every image instance's header, every series read (or named
-    with why not: ``imaging.series_study.read_study``), the most severe decided finding winning,
-    its slices read through the model a batch at a time (``services.series_reading``), one
-    decision, the heatmap of the key slice; stored with ``read`` and ``heatmap_instance``.
-    Returns (row, the explained slice's image for the draft, its instance's bytes), or the
-    study's status after a refusal."""
-    ref = predictor.identity
-    files = {m.sop_uid: m.sha for m in members}
-
-    def load(slice_ref):
-        return imaging_service.read_image(p.store.read(files[slice_ref.sop_uid]), slice_ref.frame)
-
-    if row is not None and display is not None:  # stored by an earlier delivery of this job
-        payload = row.payload
-        keys = payload.get("read", {}).get("read_instances") or []
-        key = payload.get("heatmap_instance") or (keys[0] if keys else None)
-        if payload.get("refused") or key is None:
-            return row, None, b""
-        sha, frame = _slice_file(members, key)
-        data = p.store.read(sha)
-        return row, imaging_service.read_image(data, frame), data
-    groups: dict[str, list] = {}
-    for m in members:
-        try:
-            refs = series_reading.slices(p.store.read(m.sha))
-        except imaging_service.ImageInputError:
-            continue  # an instance that holds no image (or no readable one): not a slice
-        for slice_ref in refs:
-            groups.setdefault(slice_ref.series_uid or m.series_uid or "", []).append(slice_ref)
-    if not groups:
-        refusal = imaging_service.Refusal("unreadable", "no instance of the study holds an image")
-        return _refused(p, study_id, refusal, ref, reading=reading)
-    start = time.perf_counter()
-    try:
-        series = series_reading.read_all(predictor, groups, load)
-    except imaging_service.ImageInputError as exc:
-        refusal = imaging_service.Refusal(exc.refusal_code, str(exc), exc.params)
-        return _refused(p, study_id, refusal, ref, reading=reading)
-    result = series_reading.result(predictor, series)
-    latency_ms = (time.perf_counter() - start) * 1000
-    payload = result.model_dump(mode="json")
-    if result.refused:
-        save_result(p, study_id, "imaging", ref, payload, reading=reading)
-        refusal = imaging_service.refusal_of(result)
-        return _refused(p, study_id, refusal, ref, store=False, reading=reading)
-    shown, image, label = series_reading.explain(series, load)
-    heat, png = imaging_service.heatmap(predictor, image, label)
-    payload["heatmap_instance"] = shown.key
-    if display is None:
-        keep_display(p, study_id, imaging_service.display_png(image))
-    row = save_result(
-        p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label), reading
-    )
-    monitoring.record(
-        p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta, result.embedding
-    )
-    return row, image, p.store.read(files[shown.sop_uid])
-
-
-def _findings(
-    p: Platform,
-    study_id: int,
-    predictor,
-    image,
-    meta: dict,
-    reading: str = "",
-    read=None,
-) -> AIResultRow | str:
-    """Findings and the leading finding's heatmap, stored (with the monitoring sample and
-    what was read); or the study's status after a refusal."""
-    ref = predictor.identity
-    start = time.perf_counter()
-    try:
-        result = imaging_service.analyse(predictor, image)
-    except imaging_service.ImageRefused as exc:
-        status = _refused(p, study_id, exc.refusal, ref, reading=reading, scope=exc.scope)
-        monitoring.record(
-            p,
-            study_id,
-            ref.task,
-            ref.content_hash,
-            {"refused": True},
-            image,
-            (time.perf_counter() - start) * 1000,
-            meta,
-        )
-        return status
-    latency_ms = (time.perf_counter() - start) * 1000
-    if read is not None:
-        result = result.model_copy(update={"read": read})
-    payload = result.model_dump(mode="json")
-    heat, png = imaging_service.heatmap(predictor, image, _heatmap_label(result))
-    row = save_result(
-        p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), heat.label), reading
-    )
-    monitoring.record(
-        p, study_id, ref.task, ref.content_hash, payload, image, latency_ms, meta, result.embedding
-    )
-    return row
 
 
 def keep_display(p: Platform, study_id: int, png: bytes) -> str:
@@ -431,21 +300,6 @@ def urgent_labels(task: str, payload: dict) -> list[tuple[str, str]]:
     undecided among the candidates (a possible pneumothorax is read first too; a red flag is
     never hidden by the model's doubt)."""
     return reading_order.urgent_labels(task, imaging_service.decision_of(payload))
-
-
-def _heatmap_label(result) -> str | None:
-    """The default heatmap shows the decision's leading finding (the one a reader most wants
-    to see); for an undecided one, its most probable candidate that is a finding (a map of
-    "no finding" shows a reader nothing to check); for a normal one, the most probable label."""
-    d = result.decision
-    if d is not None and d.state == "abnormal" and d.primary:
-        return d.primary
-    if d is not None and d.state == "indeterminate":
-        normal = get_task(result.task).normal
-        findings = [c for c in d.candidates if c != normal]
-        if findings:
-            return findings[0]
-    return max(result.findings, key=lambda f: f.probability).label if result.findings else None
 
 
 def _refused(

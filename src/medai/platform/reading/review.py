@@ -153,7 +153,7 @@ def ai_redraft(
 
 
 def withdraw_ai_draft(db: Session, study: Study) -> bool:
-    """The study is re-analysed as another type (``platform.reanalysis``): when the current
+    """The study is re-analysed as another type (``platform.reading.reanalysis``): when the current
     report is the AI's own unsigned draft, a version with no text takes its place (the history
     keeps the old type's draft), so a chest film's text is never the signable report of a study
     now read as a brain MRI, whatever the new reading gives (its draft, or its refusal and a

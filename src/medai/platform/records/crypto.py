@@ -9,7 +9,7 @@ can then be removed. Without ``MEDAI_SECRET_KEYS`` a key is generated once into
 is tightened when the key is read) — on a new site only: a home whose ``blobs`` hold a stored
 file never gets a freshly minted key (``KeysMissing``, naming the key ids the files carry), and
 the start of serve, the worker and the DICOM node checks the database too
-(``platform.key_check``): a restored site served without its keys would otherwise answer every
+(``platform.ops.key_check``): a restored site served without its keys would otherwise answer every
 old record with 503 ``record_undecryptable`` under a new key that opens none of them.
 """
 

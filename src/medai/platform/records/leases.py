@@ -1,5 +1,5 @@
 """Claiming a row with a lease: the one pattern behind background jobs (``jobs``) and
-deliveries (``integration.outbox``).
+deliveries (``delivery.outbox``).
 
 A claimer picks a few candidate rows, then takes one with a conditional UPDATE that repeats
 the "is it claimable?" condition: on PostgreSQL the condition is re-checked on the locked row,

@@ -5,7 +5,7 @@ writes plain values.
 Every free text that can hold patient data lives in one of these (or in a column the code seals
 itself, like a chat message): a clinical question ("Ayşe Yılmaz 05321234567"), a report's
 sections, a triage result (its red-flag evidence quotes the complaint), a patient reference.
-``platform.rotation.SEALED`` lists them all, so a key rotation covers every one.
+``platform.ops.rotation.SEALED`` lists them all, so a key rotation covers every one.
 
 A token the configured keys cannot open: ``SealedText`` reads as None (one log line, never the
 text: a view shows the rest of the record), ``SealedJSON`` raises ``InvalidToken`` (a report

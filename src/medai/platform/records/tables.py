@@ -47,8 +47,8 @@ class User(Base):
     created_at: Mapped[datetime] = _now()
     enrol_code_hash: Mapped[str | None] = mapped_column(String(64))
     enrol_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # the two-person rule (platform.approval): a clinical account reads patient data only once
-    # someone other than the admin who made it approved it; None: pending
+    # the two-person rule (platform.access.approval): a clinical account reads patient data only
+    # once someone other than the admin who made it approved it; None: pending
     approved_at: Mapped[datetime | None] = mapped_column(DateTime)
     approved_by: Mapped[str | None] = mapped_column(String(64))
     # the account's own history (triage requests, conversations) starts here: a reset or a role
@@ -118,7 +118,7 @@ class Study(Base):
     # AI found an urgent label or could not rule one out); codes and label names, no patient
     # text, but a label name here is a finding: sealed (migration 0019)
     urgent_because: Mapped[list[Any] | None] = mapped_column(SealedJSON)
-    # the worklist's reading order (``platform.reading_order``, migration 0023): codes and
+    # the worklist's reading order (``platform.worklist.reading_order``, migration 0023): codes and
     # booleans the database ranks and filters by; the finding and the rule's name stay sealed
     ai_state: Mapped[str | None] = mapped_column(String(16))  # reading_order.AI_STATES
     ai_urgent: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
@@ -132,7 +132,7 @@ class Study(Base):
     uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
-    # the DICOM identity (platform.integration.identity): instances group into a study by its
+    # the DICOM identity (platform.dicom.identity): instances group into a study by its
     # StudyInstanceUID (unique); the patient's ID and name are Fernet tokens, like other
     # patient text; the accession number is searchable
     study_uid: Mapped[str | None] = mapped_column(String(64))
@@ -142,10 +142,10 @@ class Study(Base):
     study_date: Mapped[str | None] = mapped_column(String(8))  # DICOM DA, YYYYMMDD
     source: Mapped[str | None] = mapped_column(String(8))  # upload | dicom (None: upload)
     # the patient every instance of the study must agree with (PatientID, issuer, name, birth
-    # date, accession: integration.identity.patient_identity), sealed JSON; None on a study
+    # date, accession: dicom.identity.patient_identity), sealed JSON; None on a study
     # filed before identity reconciliation (its ID, name and accession columns are compared)
     patient_identity: Mapped[bytes | None] = mapped_column(LargeBinary)
-    # the patient's context (platform.patient_context, migration 0026): sex (M/F/O) and age
+    # the patient's context (platform.worklist.patient_context, migration 0026): sex (M/F/O) and age
     # in whole years at the study date in plain (what a list shows), the birth date sealed
     # (identifying), and the keyed hash of the DICOM PatientID with its issuer (how a prior
     # study of the same patient is found; the ID itself stays sealed in patient_key)
@@ -179,7 +179,7 @@ class DicomInstance(Base):
 
 
 class InstanceRendition(Base):
-    """The display rendition of one slice of a series (``platform.series_view``): an 8-bit
+    """The display rendition of one slice of a series (``platform.reading.series_view``): an 8-bit
     gray PNG of at most 2048 px a side of a DICOM instance, or of one frame of a multi-frame
     instance, made once like the study's own (``Study.display_sha256``): the viewer scrolls a
     series without decoding an original per view (migration 0022)."""
@@ -197,7 +197,7 @@ class IdentityConflict(Base):
     """An instance (or upload) that would have joined ``study_id`` but names another patient,
     or resends a stored SOP instance with other content: quarantined, never merged or
     analysed, until a person reassigns it to a study of its own or rejects it
-    (``platform.identity_conflicts``). ``identity`` is the incoming identity, sealed JSON;
+    (``platform.dicom.identity_conflicts``). ``identity`` is the incoming identity, sealed JSON;
     ``fields`` the DICOM keywords that disagree (names of attributes, never values)."""
 
     __tablename__ = "identity_conflicts"
@@ -225,7 +225,7 @@ class IdentityConflict(Base):
 
 
 class StudyRetraction(Base):
-    """A study a radiologist retracted as entered in error (``platform.retraction``): filed
+    """A study a radiologist retracted as entered in error (``platform.reading.retraction``): filed
     under the wrong patient or order, or withdrawn for patient safety. One per study (a second
     retraction is refused); the study's status is then ``entered_in_error``. ``reason`` is a
     code (``retraction.REASONS``); ``note`` the radiologist's free text, sealed;
@@ -406,7 +406,7 @@ class AuditEvent(Base):
 
 
 class OutboxItem(Base):
-    """One event to deliver to one destination (``integration.outbox``), inserted in the
+    """One event to deliver to one destination (``delivery.outbox``), inserted in the
     transaction that records the event, so an event is never lost and, by the unique key,
     enqueued once per destination. Its state lives here: a restarted loop resumes it, and a
     sender that died while it was ``sending`` loses its lease. Ids, names and states only:
@@ -442,7 +442,7 @@ class OutboxItem(Base):
 
 class UploadKey(Base):
     """An ``Idempotency-Key`` an uploader sent with ``POST /api/v1/studies``
-    (``platform.idempotency``): inserted in the transaction that files the study, so a retry
+    (``platform.intake.idempotency``): inserted in the transaction that files the study, so a retry
     with the same key answers that study instead of filing another, and two replicas racing
     on one key file once (the unique key makes the loser's insert fail). ``fingerprint`` is a
     keyed hash of the upload (its file and the fields that matter), never patient text.

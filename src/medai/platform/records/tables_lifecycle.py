@@ -1,6 +1,6 @@
 """The model lifecycle's tables (``platform.lifecycle``): the registry and its transitions,
 the labels signatures give, monitoring samples and alerts, site sets and validations, triage
-outcomes and training jobs. Imported through ``platform.tables`` like every other table."""
+outcomes and training jobs. Imported through ``platform.records.tables`` like every other table."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Filing: one way in for every study, whoever brings it. ``file_study`` files a browser upload or a DICOM
-instance received by the node (``dicom.node``) the same way — a DICOM instance joins the study of its
+instance received by the node (``intake.dicom_node``) the same way — a DICOM instance joins the study of its
 StudyInstanceUID (idempotent per SOPInstanceUID) only when it names the same patient and order; one that
 names another, a SOP instance sent again with other content (another transfer syntax of the same
 instance is not), or one of a series another study holds, is quarantined as an identity conflict
@@ -45,6 +45,7 @@ from medai.platform.worklist.study_state import (
     StudyError,
     set_status,
 )
+from medai.services.study_read import NO_IMAGE  # the refusal code of a file without pixels
 
 URGENT_PRIORITY = 100
 
@@ -100,7 +101,7 @@ def reading_key(db: Session, study_id: int) -> str:
     """What an analysis of the study reads, as a key: its stored instances' count and last
     row ("" for an upload, which has none). An instance filed after an analysis changes it,
     so the re-read is a new result beside the old one (``AIResultRow.reading``). A person's
-    request to analyse the study again as another type (``platform.reanalysis``) adds
+    request to analyse the study again as another type (``platform.reading.reanalysis``) adds
     ``#`` and that request's audit event: each request is a reading of its own, so going
     back to an earlier type is read again (the newest result is the one the page shows)."""
     count, last = db.execute(
@@ -392,10 +393,6 @@ def _route_late(db: Session, study: Study, arrival: Arrival) -> Job | None:
     return _requeue(
         db, study, not_before=settled_at(arrival.received_at, arrival.source, arrival.stable_s)
     )
-
-
-NO_IMAGE = "no_image"
-"""The refusal code of a file without pixel data (``services.imaging``'s ``NoPixelData``)."""
 
 
 def refused_for_no_image(db: Session, study: Study) -> bool:

@@ -221,7 +221,7 @@ def reread_since_report(db: Session, study_id: int) -> dict[str, Any] | None:
         "signed": bool(signed),
         "at": newest.created_at.isoformat() + "Z",
         "instances": reading_instances(newest.reading),
-        # read again because a person asked for another type (``platform.reanalysis``), not
+        # read again because a person asked for another type (``platform.reading.reanalysis``), not
         # because images arrived late
         "retask": bool(asked) and asked != made_as,
     }

@@ -4,7 +4,7 @@ patient's prior studies.
 Sex and birth date come from the DICOM header (PatientSex, PatientBirthDate, else PatientAge
 for the age; the StudyDate is the day the age is counted to) or, for an image without a header,
 from the upload form. The birth date identifies a patient: it is sealed at rest
-(``studies.patient_birth_date``, ``platform.sealed``); the sex (M/F/O) and the age in whole
+(``studies.patient_birth_date``, ``platform.records.sealed``); the sex (M/F/O) and the age in whole
 years at the study date are plain columns (migration 0026), what a list needs without opening a
 token.
 

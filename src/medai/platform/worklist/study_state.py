@@ -26,8 +26,8 @@ STATUSES = (
 )
 
 
-# a study a radiologist retracted (``platform.retraction``): off the worklist unless asked for,
-# never analysed, signed or delivered again; its instances, sent again, are held as conflicts
+# a study a radiologist retracted (``platform.reading.retraction``): off the worklist unless asked
+# for, never analysed, signed or delivered again; its instances, sent again, are held as conflicts
 RETRACTED = "entered_in_error"
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -151,13 +152,20 @@ def _refuse_fp16_trainables(model) -> None:
         )
 
 
+def _base_path(cfg: Blip2LoraConfig) -> Path:
+    """The folder of the base model trained from (a path while training)."""
+    if isinstance(cfg.base, dict):  # Path(a dict)'s own error, named
+        raise TypeError(f"the base to train from must be a path, not {cfg.base!r}")
+    return Path(cfg.base)
+
+
 def load_base(cfg: Blip2LoraConfig, plan: Plan | None = None):
     """Model with LoRA adapters attached, and its processor (all from local files), loaded as
     ``plan`` says (default: ``training_plan(cfg)``). Every trainable parameter is fp32."""
     from peft import LoraConfig, get_peft_model
-    from transformers import Blip2ForConditionalGeneration, Blip2Processor
+    from transformers import Blip2ForConditionalGeneration, Blip2Processor, PreTrainedConfig
 
-    base = Path(cfg.base)
+    base = _base_path(cfg)
     config = load_config(base)
     plan = plan or training_plan(cfg)
     kwargs: dict = {"local_files_only": True, "dtype": plan.torch_dtype}
@@ -182,15 +190,16 @@ def load_base(cfg: Blip2LoraConfig, plan: Plan | None = None):
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         bias="none",
-        target_modules=lora_target(model.config.text_config.model_type),
+        # Blip2Config makes its text_config a config
+        target_modules=lora_target(cast(PreTrainedConfig, model.config.text_config).model_type),
         modules_to_save=list(MODULES_TO_SAVE),
     )
-    model = get_peft_model(model, lora)
-    for p in model.parameters():  # LoRA and the language_projection copy: fp32 in every plan
+    peft_model = get_peft_model(model, lora)
+    for p in peft_model.parameters():  # LoRA and the language_projection copy: fp32 in every plan
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
-    _refuse_fp16_trainables(model)
-    return model, processor
+    _refuse_fp16_trainables(peft_model)
+    return peft_model, processor
 
 
 def _rgb_image(pixels: np.ndarray):
@@ -253,7 +262,8 @@ class _Blip2Adapter:
 
     def __init__(self, cfg: Blip2LoraConfig, train, val, num_workers: int | None = None) -> None:
         self.cfg, self.train, self.val, self.num_workers = cfg, train, val, num_workers
-        self.processor, self.image_token = None, None
+        self.processor: Any = None  # a Blip2Processor, set by build()
+        self.image_token: int | None = None
         self.unreadable = 0  # images dropped since the last validation (train and validation)
         self.plan: Plan | None = None  # train_blip2's; None: chosen when the model is built
 
@@ -367,17 +377,17 @@ def train_blip2(
         processor = adapter.processor
         processor.save_pretrained(out / "processor")
         (out / CONFIG_FILE).write_text(
-            json.dumps({**asdict(cfg), "base": base_reference(Path(cfg.base), out)}, indent=2)
+            json.dumps({**asdict(cfg), "base": base_reference(_base_path(cfg), out)}, indent=2)
         )
         peft_cfg = out / ADAPTER_DIR / "adapter_config.json"
         if peft_cfg.is_file():  # peft records the base's absolute path: keep its name only
             raw = json.loads(peft_cfg.read_text())
-            raw["base_model_name_or_path"] = Path(cfg.base).name
+            raw["base_model_name_or_path"] = _base_path(cfg).name
             peft_cfg.write_text(json.dumps(raw, indent=2))
     return history
 
 
-GENERATION = {
+GENERATION: dict[str, Any] = {  # generate()'s keyword arguments
     "max_new_tokens": 60,
     "min_new_tokens": 5,
     "num_beams": 3,

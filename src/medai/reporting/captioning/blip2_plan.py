@@ -75,7 +75,7 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from medai.core.errors import MedaiError
 from medai.core.options import lookup
@@ -376,13 +376,14 @@ class ModelCounts:
 @lru_cache(maxsize=8)
 def _counts(config_json: str) -> ModelCounts:
     import torch
-    from transformers import Blip2Config
+    from transformers import Blip2Config, PreTrainedConfig
 
     config = Blip2Config.from_dict(json.loads(config_json))
     model = _meta_model(config)
     skips = sorted({*_default_skips(model), *MODULES_TO_SAVE})
     keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
-    target = re.compile(lora_target(config.text_config.model_type))
+    text = cast(PreTrainedConfig, config.text_config)  # Blip2Config makes it a config
+    target = re.compile(lora_target(text.model_type))
     quantised = int8_bytes = largest = lora = 0
     for name, module in model.named_modules():
         if type(module) is torch.nn.Linear:
@@ -398,7 +399,6 @@ def _counts(config_json: str) -> ModelCounts:
         top = name.split(".")[0]
         keep_fp32 += p.numel() if top in keep else 0
         to_save += p.numel() if top in MODULES_TO_SAVE else 0
-    text = config.text_config
     layers = text.num_hidden_layers + (
         getattr(text, "num_decoder_layers", 0) if getattr(text, "is_encoder_decoder", False) else 0
     )
@@ -434,6 +434,7 @@ def estimate(
     """Bytes per GPU by term (see the module docstring) for ``batch_size`` examples of
     ``tokens`` text tokens each (plus the query tokens)."""
     rest = counts.parameters - counts.quantised
+    weights: float  # bytes (nf4: a fraction per parameter)
     if plan.quantisation == "int8":
         weights = counts.int8_bytes + 4 * rest
     elif plan.quantisation == "nf4":
@@ -754,7 +755,7 @@ def describe(plans: list[Plan], chosen: Plan | None = None) -> str:
             f"{setting.tokens_in_batch} tokens; gradient checkpointing {gc}",
         ]
     head = ("plan", "runs", "fits", "GiB", *_COLUMNS, "other", "why not")
-    rows = [head]
+    rows: list[tuple[str, ...]] = [head]
     for p in plans:
         other = sum(v for k, v in p.terms.items() if k not in _COLUMNS)
         why = p.why_not or ("" if p.fits else "does not fit")

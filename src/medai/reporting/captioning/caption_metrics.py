@@ -300,8 +300,8 @@ def bertscore(
 
     if official:
         df: Counter = Counter()
-        for r in refs:
-            df.update(set(tok(r, truncation=True, max_length=max_length)["input_ids"]))
+        for ref in refs:
+            df.update(set(tok(ref, truncation=True, max_length=max_length)["input_ids"]))
         zero = {tok.cls_token_id, tok.sep_token_id} - {None}
         m_docs = len(refs)
 

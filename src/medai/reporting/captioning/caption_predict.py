@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from medai.core.model_dir import ModelCard, model_identity
 from medai.imaging.io import LoadedImage
 from medai.reporting.results import CaptionResult
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class CaptionPredict:
@@ -14,6 +19,10 @@ class CaptionPredict:
     an already decoded ``LoadedImage`` is gray."""
 
     reads_colour = False
+
+    if TYPE_CHECKING:  # what a captioner provides (declared only: a base would shadow it)
+
+        def caption_pixels(self, pixels: list[np.ndarray]) -> list[dict]: ...
 
     def predict(self, source) -> CaptionResult:
         from medai.reporting.captioning.caption_stream import decode

@@ -73,7 +73,7 @@ class CaptionImages(torch.utils.data.Dataset):
 
 def readable(batch: Sequence[Item]) -> tuple[list[int], list[np.ndarray], list[str], int]:
     """The readable items of a batch as (positions, pixels, captions), and how many were not."""
-    kept = [item for item in batch if item[1] is not None]
+    kept = [(i, p, c) for i, p, c in batch if p is not None]
     return (
         [i for i, _, _ in kept],
         [p for _, p, _ in kept],

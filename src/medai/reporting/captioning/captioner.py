@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ class RetrievalCaptioner(CaptionPredict):
     def caption_features(self, queries: np.ndarray) -> list[dict]:
         """Captions for already embedded images (the benchmark embeds once for every system)."""
         sims = queries @ self.features.T
-        out = []
+        out: list[dict[str, Any]] = []
         for row in sims:
             top = np.argsort(-row)[: self.k]
             neighbours = [
@@ -175,6 +176,8 @@ class RetrievalCaptioner(CaptionPredict):
                     )
                 ]
             )
+        if self._index is None:  # built whenever the selection is expected-overlap
+            raise ValueError("expected-overlap selection without its caption index")
         return int(
             self._index.choose(
                 top, row, (self.temperature,), (self.self_credit,), (self.image_weight,)
@@ -187,7 +190,8 @@ class RetrievalCaptioner(CaptionPredict):
         import shutil
 
         directory.mkdir(parents=True, exist_ok=True)
-        arrays = {"features": self.features.astype(np.float16)}
+        # Any: mypy matches a **dict against savez_compressed's allow_pickle too
+        arrays: dict[str, Any] = {"features": self.features.astype(np.float16)}
         if self.prior is not None:
             arrays["prior"] = self.prior.astype(np.float32)
         np.savez_compressed(directory / INDEX_FILE, **arrays)

@@ -19,7 +19,7 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
 MODEL_TYPES = tuple(FAMILIES)
 
 
-def _family(model_type: str) -> tuple[type, dict[str, Any]]:
+def _family(model_type: str) -> tuple[type[Any], dict[str, Any]]:
     path, implied = lookup(FAMILIES, model_type, "model type")
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name), implied

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -34,7 +35,7 @@ class EncoderClassifier:
     ) -> None:
         self.with_tfidf = with_tfidf
         self.model_type = "tfidf+encoder" if with_tfidf else "encoder"
-        self.params = {
+        self.params: dict[str, Any] = {
             "c": c,
             "with_tfidf": with_tfidf,
             "embedding_weight": embedding_weight,
@@ -42,8 +43,8 @@ class EncoderClassifier:
         }
         self.labels: list[str] = []
         self.history: list[dict] = []
-        self.tfidf = None
-        self.head = None
+        self.tfidf: TfidfClassifier | None = None
+        self.head: Any = None  # an sklearn (untyped) linear head, None until fitted or loaded
         self.calibrator: TemperatureScaler | None = None
         self._encoder: E5Encoder | None = None
         self._cache_dir = cache_dir  # an embedding cache (training: MEDAI_CACHE_DIR); None: none
@@ -56,7 +57,11 @@ class EncoderClassifier:
 
     def _parts(self, texts: Sequence[str], progress: bool = False):
         emb = self.encoder.encode(texts, progress=progress)
-        return (self.tfidf.embed(texts) if self.with_tfidf else None), emb
+        if not self.with_tfidf:
+            return None, emb
+        if self.tfidf is None:
+            raise RuntimeError("model is not trained")
+        return self.tfidf.embed(texts), emb
 
     def _combine(self, parts, weight: float):
         sparse, emb = parts
@@ -94,7 +99,7 @@ class EncoderClassifier:
             else ([0.1, 0.3, 1.0] if self.with_tfidf else [0.3, 1.0, 3.0, 10.0])
         )
         weights = [0.5, 1.0, 2.0] if self.with_tfidf else [1.0]
-        best = None
+        best: tuple[Any, Any, float, Any, Any] | None = None
         for w in weights:  # head and embedding weight chosen on validation macro-F1
             x_train, x_val = self._combine(train_parts, w), self._combine(val_parts, w)
             for c in cs:
@@ -103,6 +108,8 @@ class EncoderClassifier:
                 self.history.append({"c": c, "embedding_weight": w, "val_macro_f1": float(f1)})
                 if best is None or f1 > best[0]:
                     best = (f1, c, w, clf, x_val)
+        if best is None:  # cs and weights are never empty
+            raise RuntimeError("no head was fitted")
         _, self.params["c"], self.params["embedding_weight"], self.head, x_val = best
         self.calibrator = TemperatureScaler().fit(self._scores(x_val), y_val)
 
@@ -120,7 +127,7 @@ class EncoderClassifier:
         return LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if self.head is None:
+        if self.head is None or self.calibrator is None:
             raise RuntimeError("model is not trained")
         return self.calibrator.predict_proba(self._scores(self._features(list(texts))))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -66,7 +67,7 @@ class TfidfClassifier:
         char_ngrams: tuple[int, int] = (2, 5),
         max_features: int | None = 400_000,
     ):
-        self.params = {
+        self.params: dict[str, Any] = {
             "c": c,
             "min_df": min_df,
             "char_ngrams": list(char_ngrams),
@@ -74,8 +75,9 @@ class TfidfClassifier:
         }
         self.labels: list[str] = []
         self.history: list[dict] = []
-        self.features = None
-        self.svm = None
+        # sklearn (untyped) FeatureUnion and LinearSVC, None until fitted or loaded
+        self.features: Any = None
+        self.svm: Any = None
         self.calibrator: TemperatureScaler | None = None
 
     def fit(
@@ -109,7 +111,7 @@ class TfidfClassifier:
         return self.features.transform(list(texts))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if self.svm is None:
+        if self.svm is None or self.calibrator is None:
             raise RuntimeError("model is not trained")
         return self.calibrator.predict_proba(self._scores(self.features.transform(list(texts))))
 

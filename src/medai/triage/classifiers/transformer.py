@@ -13,11 +13,15 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from medai.core.trainer import LoopConfig, adamw, auto_mixed_precision, balanced_class_weights, fit
 from medai.triage.classifiers.base import label_index, sorted_classes
+
+if TYPE_CHECKING:
+    import torch
 
 HF_SUBDIR = "hf"
 PARAMS_FILE = "transformer_params.json"
@@ -56,7 +60,7 @@ class TransformerClassifier:
         resume: bool = False,
         seed: int = 13,
     ) -> None:
-        self.params = {
+        self.params: dict[str, Any] = {
             "base": str(base) if base else None,
             "epochs": epochs,
             "batch_size": batch_size,
@@ -73,19 +77,21 @@ class TransformerClassifier:
         self.resume = resume
         self.labels: list[str] = []
         self.history: list[dict] = []
-        self._model = None
-        self._tokenizer = None
+        # a transformers model and tokenizer (loosely typed), None until built or loaded
+        self._model: Any = None
+        self._tokenizer: Any = None
         self._best_dir: Path | None = None
         self.train_info: dict = {}
 
     # -- training ---------------------------------------------------------------------------
     def _loader(self, texts, labels, shuffle: bool, batch_size: int):
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, Dataset
         from transformers import DataCollatorWithPadding
 
         enc = self._tokenizer(list(texts), truncation=True, max_length=self.params["max_length"])
         return DataLoader(
-            _Encoded(dict(enc), labels),
+            # a map-style dataset: DataLoader needs only its __len__ and __getitem__
+            cast(Dataset, _Encoded(dict(enc), labels)),
             batch_size=batch_size,
             shuffle=shuffle,
             collate_fn=DataCollatorWithPadding(self._tokenizer),
@@ -246,7 +252,7 @@ class _TransformerAdapter:
             val_texts,
             y_val,
         )
-        self.weights = None
+        self.weights: torch.Tensor | None = None  # set by build()
 
     def build(self):
         import torch
@@ -288,16 +294,21 @@ class _TransformerAdapter:
             self.owner._loader(self.val_texts, self.y_val, False, bs * 2),
         )
 
+    def _weights_on(self, device) -> torch.Tensor:
+        if self.weights is None:
+            raise RuntimeError("build() sets the class weights before training")
+        return self.weights.to(device)
+
     def _loss_fn(self, device):
         import torch
 
-        return torch.nn.CrossEntropyLoss(weight=self.weights.to(device), reduction="sum")
+        return torch.nn.CrossEntropyLoss(weight=self._weights_on(device), reduction="sum")
 
     def loss(self, model, batch):
         labels = batch.pop("labels")
         logits = model(**batch).logits.float()
         # weighted sum and the weight total: their ratio is the weighted-CE mean
-        return self._loss_fn(logits.device)(logits, labels), self.weights.to(logits.device)[
+        return self._loss_fn(logits.device)(logits, labels), self._weights_on(logits.device)[
             labels
         ].sum()
 
@@ -305,7 +316,7 @@ class _TransformerAdapter:
         import torch
         from sklearn.metrics import f1_score
 
-        loss_fn = torch.nn.CrossEntropyLoss(weight=self.weights.to(acc.device))
+        loss_fn = torch.nn.CrossEntropyLoss(weight=self._weights_on(acc.device))
         val_loss, preds, golds = TransformerClassifier._validate(model, loader, loss_fn, acc)
         return {
             "val_loss": val_loss,

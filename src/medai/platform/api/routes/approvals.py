@@ -1,4 +1,4 @@
-"""The second person of the two-person rule (``platform.approval``): a radiologist sees the
+"""The second person of the two-person rule (``platform.access.approval``): a radiologist sees the
 accounts awaiting approval (names and roles only, no patient data) and approves a colleague's;
 never their own, and an admin never (``accounts_approve`` is a clinical permission)."""
 

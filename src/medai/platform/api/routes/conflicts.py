@@ -1,5 +1,5 @@
-"""Identity conflicts (``platform.identity_conflicts``): instances quarantined because they name
-another patient or order than the study they would join, and a person's decision on each.
+"""Identity conflicts (``platform.dicom.identity_conflicts``): instances quarantined because they
+name another patient or order than the study they would join, and a person's decision on each.
 
 A radiologist (approved for patient data) sees both identities in full and decides: reassign
 the instance to a study of its own, or reject it. An admin sees that conflicts exist and why

@@ -1,7 +1,7 @@
 """DICOMweb STOW-RS: a PACS, a modality gateway or a script stores instances over HTTP
 (``POST /api/v1/dicomweb/studies``, ``multipart/related; type="application/dicom"``; the
 service root is ``/api/v1/dicomweb``), each filed exactly like a C-STORE to the DICOM node
-(``integration.receive``: bounded, identified, routed, audited, its analysis queued).
+(``intake.receive``: bounded, identified, routed, audited, its analysis queued).
 
 The caller signs in like any other client (a bearer token of an account that may upload
 studies); the answer is the standard's Store Instances Response (DICOM JSON): the instances

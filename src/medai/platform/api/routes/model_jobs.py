@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.schemas import Strict
 from medai.platform.lifecycle import model_jobs
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/api/v1/models/jobs", tags=["models"])
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
-class JobIn(BaseModel):
+class JobIn(Strict):
     kind: Literal["retrain", "validate"]
     task: str | None = Field(None, max_length=32, description="retrain: the imaging task")
     model_id: int | None = Field(

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from medai.platform.api.deps import Principal, platform_of, require
+from medai.platform.api.schemas import Strict
 from medai.platform.lifecycle import model_registry, shadow, site_sets, validation
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
@@ -22,7 +23,13 @@ from medai.services.tracking import PREFIX
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 State = Literal["candidate", "shadow", "active", "retired"]
-Reason = Field(min_length=1, max_length=model_registry.MAX_REASON)
+# at least one character that is not a space: ``model_registry.reason_of`` refuses a blank one
+# (and no control character: its own pattern says both)
+_TEXT = "[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]"
+_WORD = "[^\\s\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]"
+Reason = Field(
+    min_length=1, max_length=model_registry.MAX_REASON, pattern=f"^{_TEXT}*{_WORD}{_TEXT}*$"
+)
 
 
 class ModelOut(BaseModel):
@@ -88,7 +95,7 @@ class ModelList(BaseModel):
     items: list[ModelOut]
 
 
-class RegisterIn(BaseModel):
+class RegisterIn(Strict):
     path: str = Field(
         min_length=1,
         max_length=1000,
@@ -109,7 +116,7 @@ class Registered(ModelOut):
     )
 
 
-class ReasonIn(BaseModel):
+class ReasonIn(Strict):
     reason: str = Reason
 
 
@@ -130,7 +137,7 @@ class RollbackIn(ReasonIn):
     )
 
 
-class SiteSetIn(BaseModel):
+class SiteSetIn(Strict):
     task: ImagingTask
 
 

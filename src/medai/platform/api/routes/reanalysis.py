@@ -1,4 +1,4 @@
-"""Re-analysing a study as another type (``platform.reanalysis``): instead of uploading the
+"""Re-analysing a study as another type (``platform.reading.reanalysis``): instead of uploading the
 same images again under the right type; audited, refused by name once its report is signed."""
 
 from __future__ import annotations

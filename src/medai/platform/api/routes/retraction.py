@@ -1,4 +1,4 @@
-"""Retracting a study as entered in error (``platform.retraction``): radiologists only,
+"""Retracting a study as entered in error (``platform.reading.retraction``): radiologists only,
 audited, one retraction per study."""
 
 from __future__ import annotations

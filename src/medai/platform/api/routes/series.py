@@ -1,4 +1,4 @@
-"""A study's series for the viewer (``platform.series_view``): the slices of each series in
+"""A study's series for the viewer (``platform.reading.series_view``): the slices of each series in
 anatomical order, which the AI read and which carry its decision, and each slice's display
 rendition. The same sign-in, role and approval as the study's own image, and every read is
 audited."""

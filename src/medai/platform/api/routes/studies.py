@@ -166,7 +166,7 @@ async def upload_study(
     draft); urgent studies (a red flag in the clinical question) are analysed first. A DICOM
     file keeps its identity (patient, accession, UIDs, modality, view, body part) and joins
     the study of its StudyInstanceUID when that is already here (200). With an
-    ``Idempotency-Key`` a retry answers the study filed before (``platform.idempotency``)."""
+    ``Idempotency-Key`` a retry answers the study filed before (``platform.intake.idempotency``)."""
     form = upload.UploadForm(
         task=task,
         content_type=file.content_type or upload.UNKNOWN_TYPE,
@@ -226,7 +226,7 @@ def worklist(
         description=("studies whose DICOM accession number starts with this"),
     ),
 ) -> StudyList:
-    """The worklist in reading order (``platform.reading_order``), ranked and paged by the
+    """The worklist in reading order (``platform.worklist.reading_order``), ranked and paged by the
     database: an urgent AI finding first, then a red flag in the clinical question, then the
     rest, oldest first within each; a signed study is in the rest. Each row's ``reading``
     says why, one reason apart from the other (``ai``: the AI column; ``request``: the

@@ -27,8 +27,8 @@ leaves):
          suggestions, OBX-11 P and OBX-17 "AI model suggestion", OBX-5 the AI's state (Present
          / Absent / Indeterminate), an NTE with its why, probability and threshold.
 
-A retracted study's correction (``withdrawn``, ``platform.retraction``) is the same message of
-the newest version the receiver got, with result status W (withdrawn: "the result was entered
+A retracted study's correction (``withdrawn``, ``platform.reading.retraction``) is the same message
+of the newest version the receiver got, with result status W (withdrawn: "the result was entered
 in error") in OBR-25 and in every OBX-11, under its own control id.
 
 MLLP: the message framed by 0x0B … 0x1C 0x0D on a TCP connection; the receiver's ACK is

@@ -13,7 +13,7 @@ Observations only (an unsigned report's result is empty): the AI's are reached t
 ``derivedFrom`` and a ``Provenance`` (AI Transparency on FHIR) whose target is the AI's
 Observations (and an unsigned draft) and whose agent is the model's ``Device``.
 ``effectiveDateTime`` is when the study was taken (DICOM StudyDate/StudyTime, else the upload
-time: ``integration.study_time``), ``issued`` when the report was signed.
+time: ``dicom.study_time``), ``issued`` when the report was signed.
 Validated with ``fhir.resources`` (R4B models, the R4-compatible release it ships) before it is
 returned. Empty strings, lists and objects are left out rather than sent (FHIR refuses ``""``),
 so every report state exports: unsigned, signed, amended, empty sections, no findings, no
@@ -348,7 +348,7 @@ def fhir_bundle(
     ai_created: datetime | None = None,
 ) -> dict[str, Any]:
     """The report's bundle (see the module doc). ``entered_in_error``: the study was retracted
-    (``platform.retraction``): the DiagnosticReport, its Observations and the ImagingStudy
+    (``platform.reading.retraction``): the DiagnosticReport, its Observations and the ImagingStudy
     all say ``entered-in-error``, whatever the report's own status was. ``taken``: when the
     study was taken (``study_time.of_study``: DICOM StudyDate/StudyTime; without it, the
     stored StudyDate, else the upload time); ``ai_created``: when the AI's result was stored

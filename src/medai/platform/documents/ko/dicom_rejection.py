@@ -1,6 +1,6 @@
 """The IOCM rejection note: a DICOM Key Object Selection document that tells a PACS to reject
 objects medai sent it (IHE Imaging Object Change Management): all of them for a study that
-was retracted (``platform.retraction``), or an earlier reading's AI objects once a later
+was retracted (``platform.reading.retraction``), or an earlier reading's AI objects once a later
 reading of the study replaced them (``delivery.payloads.superseding``, issue 67).
 
 The document's title (its Concept Name Code) is one of CID 7011's rejection reasons — a study

@@ -1,12 +1,13 @@
-"""Issue 59, image chat: the question drives retrieval (with the study's findings as its
-context), an off-topic question cites nothing and says so, and a conversation opened but never
-used is not kept in the list."""
+"""Image chat's retrieval (``reporting.chat``, issue 59): the question drives retrieval (with the
+study's findings as its context), and an off-topic question cites nothing and says so.
+
+A conversation opened but never used is not listed:
+tests/platform/api/routes/test_conversation_list.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from helpers.platform import bearer, clinic, png_bytes, wait_status
 from medai.reporting import chat
 from medai.reporting.knowledge import load_chunks
 from medai.reporting.retrieve import HybridRetriever
@@ -76,34 +77,3 @@ def test_an_off_topic_question_cites_nothing_and_says_so(retriever, lang, questi
     assert a.citations == []
     assert chat._words(lang)["no_passages"] in a.text
     assert "medai bilgi" not in a.text and "medai knowledge base" not in a.text
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
-    with clinic("sqlite", tmp_path_factory.mktemp("chat59"), tfidf_model_dir, tiny_imaging_dir) as (
-        app,
-        client,
-    ):
-        rad = bearer(client, "rad1")
-        sid = client.post(
-            "/api/v1/studies",
-            headers=rad,
-            data={"task": "cxr"},
-            files={"file": ("x.png", png_bytes(7), "image/png")},
-        ).json()["id"]
-        wait_status(client, rad, sid, {"ai_drafted"})
-        yield app, client, sid
-
-
-def test_a_conversation_opened_and_left_unused_is_not_listed(env):
-    _app, client, sid = env
-    clin = bearer(client, "clin")
-    opened = client.post(f"/api/v1/studies/{sid}/conversations", headers=clin).json()["id"]
-    assert client.get("/api/v1/conversations", headers=clin).json()["items"] == []
-    used = client.post(f"/api/v1/studies/{sid}/conversations", headers=clin).json()["id"]
-    r = client.post(
-        f"/api/v1/conversations/{used}/messages", headers=clin, json={"text": "Pnömoni nedir?"}
-    )
-    assert r.status_code == 200
-    listed = [c["id"] for c in client.get("/api/v1/conversations", headers=clin).json()["items"]]
-    assert listed == [used] and opened not in listed

@@ -1,8 +1,9 @@
-"""Issue 59, wording: a probability is never shown as 100 % or 0 %; a label whose name is a
-negative ("Tümör yok", "Bulgu yok") is never printed with present/absent words that make a
-double negative; an undecided finding the signer did not choose reads "karar verilmedi", never
-"reddetti"; "reddetti" is the radiologist's, "reddedildi" the AI's refusal; the model card's
-prose is in the UI's language; the PDF never leaves one line of a section alone on a page."""
+"""The wording of a report and its outputs (issue 59): a probability is never shown as 100 % or 0 %;
+a label whose name is a negative ("Tümör yok", "Bulgu yok") is never printed with present/absent
+words that make a double negative; an undecided finding the signer did not choose reads "karar
+verilmedi", never "reddetti"; "reddetti" is the radiologist's, "reddedildi" the AI's refusal; the
+model card's prose is in the UI's language; the PDF never leaves one line of a section alone on a
+page."""
 
 from __future__ import annotations
 
