@@ -29,6 +29,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from medai.core.errors import MedaiError
+from medai.core.task_kinds import kind_of
 
 ENTRY_POINT_GROUP = "medai.tasks"
 # the coding scheme of labels no standard concept fits (DICOM PS3.3 C.12.1.1.2.1: a private
@@ -146,7 +147,7 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.served is None:  # frozen: set once, as the field's documented default
-            object.__setattr__(self, "served", self.kind == "imaging")
+            object.__setattr__(self, "served", kind_of(self.kind).served)
 
     @property
     def task(self) -> str:  # the name, as the label-space API called it
@@ -285,7 +286,7 @@ class Task:
             placeholder = "{view}" if what == "technique_with_view" else "{candidates}"
             if any(text and placeholder not in text for text in getattr(self.draft, what)):
                 raise TaskError(f"task {self.name!r}: draft.{what} needs {placeholder}")
-        if self.kind != "imaging":
+        if not kind_of(self.kind).reads_images:  # the finding patterns below are an image task's
             return
         findings = [lab for lab in self.labels if lab != self.normal]
         for what, table in (
