@@ -107,6 +107,7 @@ def test_a_parent_class_reads_as_included_in_its_sub_finding_never_present(
     # the PDF's decision cell says the same (the study's language is the upload's)
     pdf = page.request.get(f"/api/v1/studies/{study['id']}/report/pdf")
     assert pdf.status == 200, pdf.text()
+    (shots / f"study-implied-{lang}-{name}.pdf").write_bytes(pdf.body())
     from helpers.pdf_table import read_table
     from medai.platform.documents.words import report_words as rw
 
