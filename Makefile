@@ -46,6 +46,10 @@ lint: install-dev
 	$(BIN)/ruff check src tests benchmarks deploy
 	$(BIN)/ruff format --check src tests benchmarks deploy
 
+# The type checker alone ([tool.mypy] in pyproject.toml: what it checks, at which strictness)
+typecheck: install-dev
+	$(BIN)/mypy
+
 # Browser tests: Debian's chromium (driven by Playwright through executable_path; Playwright's
 # own browser download does not work offline) and axe-core from npm for accessibility checks.
 browser-deps:
@@ -78,6 +82,7 @@ test: install-dev browser-deps integration-deps viewer-deps
 	$(BIN)/ruff check src tests benchmarks deploy
 	$(BIN)/ruff format --check src tests benchmarks deploy
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest --durations=40 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # The daily loop (4 min 55 s here, 2,699 tests; 5 min 3 s on a clean checkout): what runs
@@ -95,6 +100,7 @@ test-fast: install-dev
 	$(BIN)/ruff check src tests benchmarks deploy
 	$(BIN)/ruff format --check src tests benchmarks deploy
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest -q -n $(if $(filter 0,$(TEST_WORKERS)),1,$(TEST_WORKERS)) --dist loadfile -m "$(FAST)"
 
 # Re-create the bundled default triage model (needs ../shared/data; see its model card).
@@ -178,7 +184,7 @@ benchmark-triage: install
 	    --update-extended-card src/medai/assets/models/triage-extended
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
 
 # Red flags: thresholds chosen on the dev sets, reported on the test set; real-complaint firing
 # rates, the audit sample and the triage latency when ../shared/data is present.

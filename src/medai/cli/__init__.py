@@ -14,11 +14,14 @@ torch or the models (``COMMANDS`` holds what the listing shows).
 from __future__ import annotations
 
 import importlib
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 import typer
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:  # typer vendors its own click: the types TyperGroup's methods take
+    from typer import _click as tclick
 
 
 class Entry(NamedTuple):
@@ -97,13 +100,14 @@ COMMANDS: dict[str, Entry] = {
 }
 
 
-def load(name: str) -> click.Command:
+def load(name: str) -> tclick.Command:
     """The click command of ``COMMANDS[name]``, its module imported now. A group takes its
     help from the entry (written once, here); a single command keeps its docstring as its help
     and the entry as its line in the listing."""
     entry = COMMANDS[name]
     module, _, attribute = entry.target.partition(":")
     target = getattr(importlib.import_module(module), attribute)
+    command: tclick.Command
     if isinstance(target, typer.Typer):
         command = typer.main.get_group(target)
         command.help = entry.summary
@@ -122,18 +126,19 @@ class LazyGroup(TyperGroup):
 
     _listing = False
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: tclick.Context) -> list[str]:
         return [*super().list_commands(ctx), *(n for n in COMMANDS if n not in self.commands)]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: tclick.Context, cmd_name: str) -> tclick.Command | None:
         if cmd_name in self.commands or cmd_name not in COMMANDS:
             return super().get_command(ctx, cmd_name)
         if self._listing:  # `medai --help`: the line only, nothing imported
-            return click.Command(cmd_name, help=COMMANDS[cmd_name].summary)
+            # a plain click Command, only listed (typer's help reads its attributes alike)
+            return click.Command(cmd_name, help=COMMANDS[cmd_name].summary)  # type: ignore[return-value]  # see above
         self.commands[cmd_name] = load(cmd_name)
         return self.commands[cmd_name]
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: tclick.Context, formatter: tclick.HelpFormatter) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -87,7 +87,7 @@ def track(summary: dict, task: str, params: dict) -> None:
 
 def _error(
     message: str, kind: str, as_json: bool, code: int, error_code: str | None = None
-) -> None:
+) -> NoReturn:
     """Say what went wrong (``--json``: ``{error, error_type, code}``, ``code`` a key of
     ``core.errors.CODES``: ``error_code``, else ``kind`` when it is one, else ``invalid`` for
     an exit 2 and ``internal`` otherwise) and exit with ``code``."""
@@ -100,7 +100,7 @@ def _error(
     raise typer.Exit(code)
 
 
-def _fail(exc: BaseException, as_json: bool, error_type: str | None = None) -> None:
+def _fail(exc: BaseException, as_json: bool, error_type: str | None = None) -> NoReturn:
     """Exit 2 for bad input (a ValueError, a missing file), else 1; ``--json``: ``{error,
     error_type, code}`` (the class name, or ``error_type``; the exception's code)."""
 

@@ -317,7 +317,7 @@ def caption_plan(
         if gpu_memory_gb is not None:
             if gpu_memory_gb <= 0 or gpus < 1:
                 raise ValueError("--gpu-memory-gb must be positive and --gpus at least 1")
-            gpu = GpuInfo(
+            gpu: GpuInfo | None = GpuInfo(
                 name="described GPU",
                 total_bytes=int(gpu_memory_gb * GIB),
                 bf16=bf16,
@@ -571,7 +571,7 @@ def kb_search(
     with _guard(as_json), contextlib.redirect_stdout(sys.stderr):
         r = HybridRetriever(load_chunks(kb), use_embeddings=embeddings)
         hits = r.search(query, k=k, lang=lang)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": h.chunk.id,
             "score": h.score,

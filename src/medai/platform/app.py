@@ -128,6 +128,7 @@ def create_platform_app(
     # a real write to each (a read-only or full disk makes readiness 503 with its code); the
     # schema at this release's head (a migration job for a newer release: schema_newer); keys
     # that open the site's sealed data (else keys_missing: never ready on a key that opens none)
+    app: FastAPI  # built below; the checks and collectors run once it is
     checks = {
         "database": lambda: app.state.platform.db.check_writable(),
         "schema": lambda: app.state.platform.db.check_schema(),

@@ -71,7 +71,7 @@ class ApiError(MedaiError):
 
 
 def _body(detail: str, code: str, errors: list | None = None) -> dict:
-    out = {"detail": excerpt(detail, 400), "code": code}
+    out: dict[str, object] = {"detail": excerpt(detail, 400), "code": code}
     if errors is not None:
         out["errors"] = errors
     return out
@@ -178,7 +178,7 @@ def allowed_methods(request: Request) -> list[str]:
 
     routes = request.app.router.routes
     own = concrete_methods(routes).get(route_path(request.scope))
-    found = []
+    found: list[str] = []
     for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
         probe = {**request.scope, "method": method}
         if own is not None:

@@ -29,7 +29,7 @@ def live() -> dict[str, Any]:
     return {"status": "alive", "version": medai.__version__}
 
 
-_READY_503 = {
+_READY_503: dict[int | str, dict[str, Any]] = {
     503: {
         "description": "A served model cannot be loaded, the database or the "
         "file storage cannot be written, or the database's schema "

@@ -89,7 +89,7 @@ class ReadTimeoutProtocol(H11Protocol):
 
     # --- uvicorn's protocol interface --------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # the loop gives a Transport
         super().connection_made(transport)
         self._begin_headers()
 
@@ -163,7 +163,7 @@ class ReadTimeoutProtocol(H11Protocol):
         )
         self._answer(phase)
         if self.cycle is not None:  # the route's receive() says so; its answer goes nowhere
-            self.cycle.scope[READ_TIMED_OUT] = True  # type: ignore[literal-required]
+            self.cycle.scope[READ_TIMED_OUT] = True  # type: ignore[literal-required]  # medai's own scope key
             self.cycle.disconnected = True
             self.cycle.message_event.set()
         self.transport.close()

@@ -27,7 +27,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from medai.settings import get_settings
 
@@ -65,7 +65,8 @@ def _place(record: logging.LogRecord) -> str:
     """Where a record comes from; for a Python warning its category, file and line (parsed
     from the formatted warning, whose message is not kept)."""
     if record.name == "py.warnings":
-        text = str(record.args[0]) if record.args else str(record.msg)
+        # logging.captureWarnings logs ``"%s", warning`` : its args are a tuple, never a mapping
+        text = str(cast(tuple, record.args)[0]) if record.args else str(record.msg)
         found = _WARNING.match(text)
         if found:
             path, line, category = found.groups()

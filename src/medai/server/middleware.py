@@ -18,8 +18,8 @@ import logging
 import secrets
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, Protocol
 
 from medai.core.errors import MedaiError
 
@@ -31,7 +31,7 @@ READ_TIMED_OUT = "medai.read_timed_out"
 _ROOT_BEFORE = "medai.root_path"  # the root path before routing (a mount extends it)
 _STATUS = "medai.status"  # scope key of the status the client got (the Guard's metrics)
 
-Scope = dict
+Scope = MutableMapping[str, Any]  # Starlette's ASGI scope type
 ASGIApp = Callable
 
 CSP = (

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from medai.core.errors import MedaiError
 from medai.core.text import MAX_COMPLAINT_BYTES
@@ -90,7 +90,8 @@ def _jsonl(fh: IO[bytes]) -> Iterator[Item]:
             yield Item(row, None, error=f"line longer than {MAX_LINE_BYTES} bytes")
             continue
         try:
-            obj = json.loads(line.decode("utf-8-sig"))
+            # a line is None only when too long, skipped above
+            obj = json.loads(cast(bytes, line).decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             yield Item(row, None, error=f"not a JSON object ({type(exc).__name__})")
             continue
@@ -163,7 +164,7 @@ def _records(fh: IO[bytes], delimiter: str) -> Iterator[tuple[list[str] | None, 
                     else f"not CSV ({exc})"
                 ),
             )
-            todo = [p.encode("utf-8") for p in pending[1:]] + todo
+            todo = [*(p.encode("utf-8") for p in pending[1:]), *todo]
             pending = []
             continue
         pending = []
@@ -226,8 +227,9 @@ def images(path: Path) -> Iterator[Item]:
         raise BatchInputError(f"{path}: not UTF-8 (save the manifest as UTF-8)") from None
     first = text.split("\n", 1)[0]
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(first, path))
-    header = [h.strip().lower() for h in reader.fieldnames or []]
-    column = next((reader.fieldnames[header.index(c)] for c in FILE_COLUMNS if c in header), None)
+    names = reader.fieldnames or []
+    header = [h.strip().lower() for h in names]
+    column = next((names[header.index(c)] for c in FILE_COLUMNS if c in header), None)
     if column is None:
         raise BatchInputError(
             f"{path}: no file column (one of: {', '.join(FILE_COLUMNS)}); "

@@ -28,8 +28,9 @@ class Overloaded(MedaiError, RuntimeError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
+    # read-only: derived from retry_after_s, never set
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:  # type: ignore[override]
         return {"Retry-After": str(self.retry_after_s)}
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from medai.services import imaging as imaging_service
 from medai.services import series_reading
@@ -164,7 +164,11 @@ def _series(predictor, members, read_bytes, want_display, stored) -> StudyRead:
     latency_ms = (time.perf_counter() - start) * 1000
     if result.refused:
         return StudyRead(result=result, refusal=imaging_service.refusal_of(result))
-    shown, image, label = series_reading.explain(series, load)
+    # explain is None only for a refused read, answered above
+    shown, image, label = cast(
+        "tuple[series_reading.SliceRef, series_reading.LoadedImage, str]",
+        series_reading.explain(series, load),
+    )
     heat, png = imaging_service.heatmap(predictor, image, label)
     return StudyRead(
         result=result,

@@ -81,6 +81,7 @@ def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir) -> Iterator[dict]:
             seed=1,
             StudyDescription="CHEST PA",
             SeriesDate="20251120",
+            PatientBirthDate="19710312",
         )
         lat = make_dicom(
             home / "lat.dcm",
@@ -92,6 +93,7 @@ def site(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir) -> Iterator[dict]:
             StudyDescription="CHEST PA",
             SeriesDate="20251120",
             SeriesNumber=2,
+            PatientBirthDate="19710312",
         )
         rle = _rle(lat)
         _stow(client, rad, pa.read_bytes(), rle)
@@ -154,6 +156,7 @@ def test_search_studies_series_and_instances(site):
     assert _value(found, "00080050") == "DW-1"
     assert _value(found, "00081030") == "CHEST PA"  # from the instance's header
     assert _value(found, "00100010")["Alphabetic"]  # the patient's name, as the viewer shows
+    assert _value(found, "00100030") == "19710312"  # the birth date, opened once (sealed at rest)
     by_name = dw.search_for_studies(
         search_filters={"PatientName": _value(found, "00100010")["Alphabetic"][:3] + "*"},
         fields=["StudyDate"],

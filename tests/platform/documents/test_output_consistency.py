@@ -368,7 +368,7 @@ def test_the_default_heatmap_of_an_undecided_result_shows_a_finding_candidate():
     """A conflict between No Finding and viral pneumonia shows the pneumonia's map: a map of
     "no finding" shows a reader nothing to check."""
     from medai.core.task_registry import get as get_task
-    from medai.platform.reading.analysis import _heatmap_label
+    from medai.services.study_read import heatmap_label as _heatmap_label
 
     cxr = get_task("cxr")
     probs = {lab: 0.02 for lab in cxr.labels} | {"No Finding": 0.95, "Viral_Pneumonia": 0.8}

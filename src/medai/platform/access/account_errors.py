@@ -56,6 +56,7 @@ class WeakPassword(AccountError):
         super().__init__(verdict.message)
         self.verdict = verdict
 
+    # read-only: derived from the verdict (the field the form marks, and why)
     @property
-    def errors(self) -> list[dict]:  # the field the form marks, and why
+    def errors(self) -> list[dict]:  # type: ignore[override]
         return [{"loc": ["body", "password"], "msg": str(self), "type": self.verdict.reason}]

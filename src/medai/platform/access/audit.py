@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -133,14 +133,16 @@ def study_of(db: Session, target_type: str | None, target_id: Any) -> int | None
         return None
     if target_type in STUDY_TARGETS:
         return row_id
-    table = {
+    tables: dict[str, type[Conversation] | type[IdentityConflict] | type[OutboxItem]] = {
         "conversation": Conversation,
         "identity_conflict": IdentityConflict,
         "outbox": OutboxItem,
-    }.get(target_type)
+    }
+    table = tables.get(target_type)
     if table is None:
         return None
-    row = db.get(table, row_id)
+    # db.get gives a row of that table (mypy joins the tables to Base)
+    row = cast("Conversation | IdentityConflict | OutboxItem | None", db.get(table, row_id))
     return row.study_id if row is not None else None
 
 

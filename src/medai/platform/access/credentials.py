@@ -57,8 +57,9 @@ class Throttled(MedaiError, Exception):
         super().__init__("too many failed logins; try again later")
         self.retry_after_s = retry_after_s
 
+    # read-only: derived from retry_after_s, never set
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:  # type: ignore[override]
         return {"Retry-After": str(self.retry_after_s)}
 
 
@@ -155,10 +156,10 @@ def verify(db: Session, username: str, password: str, *, hash_profile: str) -> U
     h = _hasher(hash_profile)
     try:
         h.verify(stored or dummy_hash(hash_profile), password[:1024])
-        ok = stored != NO_PASSWORD and user.active
+        ok = user is not None and stored != NO_PASSWORD and user.active
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
-    if not ok:
+    if not ok or user is None:  # ok only for a found user
         raise AuthFailed  # counted already (take_attempt)
     if h.check_needs_rehash(user.password_hash) and not passwords.weaker(h, user.password_hash):
         user.password_hash = h.hash(password)

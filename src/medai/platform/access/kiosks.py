@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -70,8 +70,9 @@ class QuotaExhausted(MedaiError, Exception):
         super().__init__(f"this kiosk's {quota} triage requests for today are used up")
         self.quota, self.reset_in_s, self.zone = quota, reset_in_s, zone
 
+    # read-only: derived from reset_in_s, never set
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:  # type: ignore[override]
         return {"Retry-After": str(self.reset_in_s)}
 
     def public_detail(self) -> str:
@@ -261,7 +262,8 @@ def used_today(db: Session, kiosk_ids: list[int], now: datetime, zone: str) -> d
         .group_by(TriageRecord.kiosk_id)
     ).all()
     counts = dict.fromkeys(kiosk_ids, 0)
-    counts.update({k: n for k, n in rows})
+    # kiosk_id is one of kiosk_ids (filtered above), never NULL
+    counts.update({cast(int, k): n for k, n in rows})
     return counts
 
 
@@ -309,7 +311,7 @@ def reserve(db: Session, kiosk_id: int, complaint: bytes, now: datetime, zone: s
 
 
 def reserve_anonymous(
-    db: Session, client: str, complaint: bytes, now: datetime, zone: str, quota: int
+    db: Session, client: str | None, complaint: bytes, now: datetime, zone: str, quota: int
 ) -> int:
     """Take one of an unregistered client's daily slots: the client's key is locked
     (``db.lock_key``), its requests of today counted and the new one inserted in one

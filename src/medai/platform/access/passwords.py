@@ -180,4 +180,5 @@ def hasher(profile: str = DEFAULT_HASH_PROFILE) -> PasswordHasher:
         raise ValueError(
             f"password hash profile {profile!r}: use one of {', '.join(HASH_PROFILES)}"
         )
-    return PasswordHasher(**HASH_PROFILES[profile])
+    # every profile holds only PasswordHasher's int parameters
+    return PasswordHasher(**HASH_PROFILES[profile])  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ model; the audit log records only that it happened (urgent, abstained).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from sqlalchemy import delete, update
 from starlette.concurrency import run_in_threadpool
@@ -115,7 +116,10 @@ def _save(
             db.execute(update(TriageRecord).where(TriageRecord.id == reserved).values(**values))
             record_id = reserved
         else:
-            row = TriageRecord(user_id=user.id, complaint=cipher().encrypt(text), **values)
+            # no reservation: a signed-in user's request (kiosks and anonymous ones reserve)
+            row = TriageRecord(
+                user_id=cast(User, user).id, complaint=cipher().encrypt(text), **values
+            )
             db.add(row)
             db.flush()
             record_id = row.id

@@ -41,10 +41,10 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, exists, func, or_, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from medai.core.errors import CODES, MedaiError
@@ -85,8 +85,9 @@ class OutboxError(MedaiError, Exception):
         super().__init__(message)
         self.code = code
 
+    # read-only: derived from code, never set
     @property
-    def status(self) -> int | None:
+    def status(self) -> int | None:  # type: ignore[override]
         return CODES[self.code].status
 
 
@@ -223,7 +224,7 @@ def cancel_pending(db: Session, study_id: int, now: datetime) -> int:
         )
         .execution_options(synchronize_session=False)
     )
-    return done.rowcount or 0
+    return cast(CursorResult, done).rowcount or 0  # an UPDATE's result is a CursorResult
 
 
 def on_retracted(db: Session, study: Study, destinations: Iterable[Any]) -> list[OutboxItem]:
@@ -336,7 +337,7 @@ def _mark(db: Session, item_id: int, worker: str, now: datetime, **values: Any) 
         .values(updated_at=now, lease_until=None, **values)
         .execution_options(synchronize_session=False)
     )
-    return done.rowcount == 1
+    return cast(CursorResult, done).rowcount == 1  # an UPDATE's result is a CursorResult
 
 
 def mark_delivered(db: Session, item_id: int, worker: str, now: datetime, sent: int) -> bool:

@@ -26,7 +26,7 @@ import datetime as dt
 import io
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydicom import dcmread
 from sqlalchemy import func, select
@@ -370,7 +370,7 @@ def key_images(
     return [
         key_image_note(
             source,
-            parts.ai_payload,
+            cast(dict[str, Any], parts.ai_payload),  # key slices found: the AI's payload is there
             [source_header(p, files[sop]) for sop in wanted if sop in files],
             created=parts.ai_created,
             task=task,
@@ -528,7 +528,7 @@ def rejection(p: Platform, item: OutboxItem, parts: Parts) -> list:
             source,
             objects,
             reason=reason,
-            retracted_at=at,
+            retracted_at=cast(dt.datetime, at),  # a retraction's created_at is always set
             destination=item.destination,
             observer=observer,
             institution=p.settings.outbox.institution_name or None,

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import CursorResult, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from medai.core.errors import CODES, MedaiError
@@ -57,8 +57,9 @@ class ConflictError(MedaiError, ValueError):
         super().__init__(message)
         self.code = code
 
+    # read-only: derived from code, never set
     @property
-    def status(self) -> int | None:
+    def status(self) -> int | None:  # type: ignore[override]
         return CODES[self.code].status
 
 
@@ -356,7 +357,7 @@ def close(db: Session, conflict_id: int, state: str, who: str, now: datetime) ->
         .values(state=state, resolved_by=who[:64], resolved_at=now)
         .execution_options(synchronize_session=False)
     )
-    if done.rowcount != 1:
+    if cast(CursorResult, done).rowcount != 1:  # an UPDATE/DELETE's result is a CursorResult
         db.refresh(row)
         raise ConflictError("conflict", f"identity conflict {row.id} is already {row.state}")
     db.refresh(row)

@@ -164,7 +164,7 @@ class DicomNode:
 
     def _application_entity(self) -> Any:
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
-        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
         ae = AE(ae_title=self.ae_title)
         ae.maximum_pdu_size = MAX_PDU
@@ -177,7 +177,8 @@ class DicomNode:
         # every storage SOP class in every transfer syntax: a study is stored as sent, and
         # the analysis says clearly when it cannot decode it
         for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            # pynetdicom's storage contexts all name their abstract syntax
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)  # type: ignore[arg-type]
         ae.add_supported_context(Verification)
         return ae
 
@@ -462,7 +463,8 @@ class DicomNode:
                 rsp.AffectedSOPClassUID = sop_class
             except ValueError:  # not one pynetdicom sends back: the response goes without it
                 pass
-        rsp.Status, rsp.ErrorComment = UNACCEPTABLE, why
+        # pynetdicom types ErrorComment as None; its setter takes a string
+        rsp.Status, rsp.ErrorComment = UNACCEPTABLE, why  # type: ignore[assignment]
         try:
             event.assoc.dimse.send_msg(rsp, message.context_id)
         except Exception as exc:  # the peer gone: nothing to answer

@@ -28,9 +28,9 @@ import re
 import threading
 import weakref
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -123,7 +123,8 @@ def claim(
 def sweep(db: Session, now: datetime | None = None) -> int:
     """Delete the keys older than ``TTL``; how many went."""
     cutoff = (now or utcnow()) - TTL
-    return db.execute(delete(UploadKey).where(UploadKey.created_at < cutoff)).rowcount or 0
+    done = db.execute(delete(UploadKey).where(UploadKey.created_at < cutoff))
+    return cast(CursorResult, done).rowcount or 0  # a DELETE's result is a CursorResult
 
 
 _swept: weakref.WeakKeyDictionary[Any, datetime] = weakref.WeakKeyDictionary()

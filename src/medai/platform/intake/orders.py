@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -375,8 +375,11 @@ def match(p: Platform, accession: str) -> Filed | None:
         return Filed(found[0], accession, state, found[1])
     flags = flags_of(p, question)  # the red-flag engine, outside the transaction
     with p.db.session() as db:
-        row = db.scalar(
-            select(ImagingOrder).where(ImagingOrder.accession == accession).with_for_update()
+        row = cast(  # the order found above
+            ImagingOrder,
+            db.scalar(
+                select(ImagingOrder).where(ImagingOrder.accession == accession).with_for_update()
+            ),
         )
         study = db.scalar(
             select(Study).where(Study.accession == accession).order_by(Study.id).limit(1)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
@@ -201,7 +201,8 @@ async def upload(
     try:
         out, job_id, outcome = await run_in_threadpool(_file, p, actor, arrival, key, prints)
     except idempotency.KeyTaken:  # a request with this key filed first (or is filing)
-        earlier = await _earlier(p, uploader, actor, key, prints, sha, created)
+        # KeyTaken: only an upload with a key is filed under one
+        earlier = await _earlier(p, uploader, actor, cast(str, key), prints, sha, created)
         if earlier is None:  # it failed and rolled back: this one may try again
             await _forget(p, sha, created)
             raise FiledElsewhere(
@@ -358,7 +359,8 @@ def _replay(
             "fields) within 24 hours; use a new key for a new upload"
         )
     with p.db.session() as db:
-        out = listing.as_dict(db, study_state.get(db, row.study_id))
+        # a key whose upload was filed names its study
+        out = listing.as_dict(db, study_state.get(db, cast(int, row.study_id)))
         audit.record(db, actor, "view", "study", row.study_id, replayed_upload=True)
     log.info("study %s: upload answered again (same %s)", out["id"], idempotency.HEADER)
     return Uploaded(out, row.status or 201, replayed=True)

@@ -16,8 +16,9 @@ import logging
 import threading
 import time
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 
 from medai.core.faults import classify
 from medai.platform.context import Platform
@@ -75,7 +76,7 @@ def renew(p: Platform, job_id: int, worker: str, lease_s: float) -> bool:
             .where(Job.id == job_id, Job.worker == worker, Job.status == "running")
             .values(lease_until=p.clock() + timedelta(seconds=lease_s))
         )
-        return done.rowcount == 1
+        return cast(CursorResult, done).rowcount == 1  # an UPDATE's result is a CursorResult
 
 
 def finish(p: Platform, job: Job, worker: str, error: Exception | None = None) -> str:
@@ -83,7 +84,8 @@ def finish(p: Platform, job: Job, worker: str, error: Exception | None = None) -
     arrived for while it ran (``again``) is queued once more: it read the study without that
     instance (``filing.defer_analysis``)."""
     with p.db.session() as db:
-        row = db.get(Job, job.id, with_for_update=True, populate_existing=True)
+        # the job being finished: its row is there
+        row = cast(Job, db.get(Job, job.id, with_for_update=True, populate_existing=True))
         if row.worker != worker or row.status != "running":
             return row.status  # taken over meanwhile: the other worker reports
         row.finished_at = p.clock()
@@ -95,7 +97,7 @@ def finish(p: Platform, job: Job, worker: str, error: Exception | None = None) -
             row.error = f"{type(error).__name__}"[:400]
             row.status = "failed" if row.attempts >= MAX_ATTEMPTS else "queued"
             if row.status == "failed":
-                study = db.get(Study, row.study_id)
+                study = cast(Study, db.get(Study, row.study_id))  # the job's study (foreign key)
                 set_status(study, "failed", f"analysis failed: {row.error}")
         return row.status
 

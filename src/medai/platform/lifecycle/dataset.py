@@ -133,7 +133,10 @@ def export(
     (out / IMAGES).mkdir(parents=True, exist_ok=True)
     deid = Deidentifier(site_secret())
     fraction = p.settings.models.site_set_fraction
-    rows, ids, counts, sources = [], [], Counter(), Counter()
+    rows: list[Any] = []
+    ids: list[Any] = []
+    counts: Counter[str] = Counter()
+    sources: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     first = last = None
     digest = hashlib.sha256()
@@ -228,7 +231,8 @@ def export_triage(
     and national ids in the text (``core.text.redact_pii``)."""
 
     out.mkdir(parents=True, exist_ok=True)
-    rows, ids, counts = [], [], Counter()
+    rows, ids = [], []
+    counts: Counter[str] = Counter()
     with p.db.reader() as db:
         for record, outcome in labelled(db):
             if since is not None and record.created_at < since:

@@ -13,9 +13,9 @@ import logging
 import queue as queue_mod
 import shutil
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 
 from medai.core import task_registry
 from medai.core.trainer import TrainingCancelled
@@ -124,7 +124,15 @@ def submit(
         db.add(job)
         db.flush()
         audit.record(
-            db, actor, "model", "model", model_id, op=f"{kind}_job", task=task, job=job.id, **opts
+            db,
+            actor,
+            "model",
+            "model",
+            model_id,
+            op=f"{kind}_job",
+            task=task,
+            job=job.id,
+            **opts,  # type: ignore[arg-type]  # options: none named like record's parameters
         )
         return as_dict(job)
 
@@ -182,7 +190,7 @@ def _update(p: Platform, job_id: int, worker: str, **values: Any) -> bool:
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        return done.rowcount == 1
+        return cast(CursorResult, done).rowcount == 1  # an UPDATE's result is a CursorResult
 
 
 class _Hooks:
@@ -227,14 +235,19 @@ def run(p: Platform, job_id: int, worker: str, lease_s: float) -> str:
         with p.db.reader() as db:
             return db.scalar(select(ModelJob.status).where(ModelJob.id == job_id)) or "missing"
     with p.db.reader() as db:
-        job = db.get(ModelJob, job_id)
+        job = cast(ModelJob, db.get(ModelJob, job_id))  # claimed above: the row exists
         kind, task, model_id = job.kind, job.task, job.model_id
         options, actor = dict(job.options), job.created_by
     hooks = _Hooks(p, job_id, worker, lease_s)
     hooks.beat.start()
     try:
         result = _execute(p, job_id, kind, task, model_id, options, actor, hooks)
-        values = {"status": "done", "progress": 1.0, "stage": "done", "result": result}
+        values: dict[str, Any] = {
+            "status": "done",
+            "progress": 1.0,
+            "stage": "done",
+            "result": result,
+        }
     except TrainingCancelled:
         values = {"status": "cancelled", "stage": "cancelled"}
     except LifecycleError as exc:  # refused as asked: the message is safe to show
@@ -273,7 +286,8 @@ def _execute(
         built = _site_set(p, task, actor)
         hooks.progress(0.05, "validate")
         return {
-            "validation": validation.as_dict(validation.validate(p, model_id, actor)),
+            # a validate job names its model
+            "validation": validation.as_dict(validation.validate(p, cast(int, model_id), actor)),
             **({"site_set": built} if built else {}),
         }
     work = p.home / "training" / f"job-{job_id}"
@@ -292,7 +306,8 @@ def _execute(
     except dataset.DatasetError as exc:
         refused = LifecycleError(str(exc))
         refused.code = "too_few_studies" if isinstance(exc, retrain.TooFewStudies) else "dataset"
-        refused.params = getattr(exc, "params", {})
+        # read back with getattr(exc, "params", {}): not every LifecycleError has one
+        refused.params = getattr(exc, "params", {})  # type: ignore[attr-defined]
         raise refused from None
     sheet = out["datasheet"]
     return {

@@ -383,7 +383,7 @@ def _transition(
         row.id,
         task=row.task,
         to=new,
-        **{"from": old},
+        **{"from": old},  # type: ignore[arg-type]  # "from": a detail key, not a parameter
         content_hash=row.content_hash,
         reason=reason,
         override=override,

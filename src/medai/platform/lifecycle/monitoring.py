@@ -96,7 +96,7 @@ def sample_of(
     decision = payload.get("decision") or {}
     info = payload.get("image") or {}
     header = getattr(image, "metadata", None) or {}
-    stats = image_stats(image)
+    stats: dict[str, Any] = image_stats(image)
     if embedding:
         stats["embedding"] = [float(f"{float(v):.6g}") for v in embedding]
     return MonitorSample(
@@ -304,7 +304,8 @@ def conditions(
             "ks": _round(stat),
             "p": p,
         }
-        if ready and both and p < s.monitor_p and value >= s.monitor_psi:
+        # both (testable): p and the statistic are numbers, never None
+        if ready and both and p < s.monitor_p and value >= s.monitor_psi:  # type: ignore[operator]
             crossed[("output", label)] = {"value": value, "threshold": s.monitor_psi, "p": p}
     for name in STATS:  # refused images too: a new device the gate refuses is input drift
         r = [x.stats[name] for x in reference if name in x.stats]
@@ -321,7 +322,8 @@ def conditions(
             "ks": _round(stat),
             "p": p,
         }
-        if ready and both and p < s.monitor_p and shift >= s.monitor_shift:
+        # both (testable): p and the statistic are numbers, never None
+        if ready and both and p < s.monitor_p and shift >= s.monitor_shift:  # type: ignore[operator]
             crossed[("input", name)] = {"value": shift, "threshold": s.monitor_shift, "p": p}
     rmix, cmix = _mix(reference), _mix(window)
     both = bool(rmix and cmix)
@@ -335,7 +337,8 @@ def conditions(
         "reference": _shares(rmix),
         "window": _shares(cmix),
     }
-    if ready and both and p < s.monitor_p and value >= s.monitor_psi:
+    # both (testable): p and the statistic are numbers, never None
+    if ready and both and p < s.monitor_p and value >= s.monitor_psi:  # type: ignore[operator]
         crossed[("metadata", "mix")] = {"value": value, "threshold": s.monitor_psi, "p": p}
     numbers["population"] = {}
     for field in POPULATION:  # each on its own: a joint mix would be too sparse to test
@@ -354,7 +357,8 @@ def conditions(
             "reference": _shares(r),
             "window": _shares(c),
         }
-        if ready and both and p < s.monitor_p and value >= s.monitor_psi:
+        # both (testable): p and the statistic are numbers, never None
+        if ready and both and p < s.monitor_p and value >= s.monitor_psi:  # type: ignore[operator]
             crossed[("metadata", field)] = {"value": value, "threshold": s.monitor_psi, "p": p}
     r_emb = [x.stats["embedding"] for x in ref_ok if x.stats.get("embedding")]
     c_emb = [x.stats["embedding"] for x in win_ok if x.stats.get("embedding")]
@@ -369,7 +373,8 @@ def conditions(
         "distance": _round(distance),
         "p": p,
     }
-    if ready and testable and p < s.monitor_p and distance >= s.monitor_embedding_shift:
+    # both (testable): p and the statistic are numbers, never None
+    if ready and testable and p < s.monitor_p and distance >= s.monitor_embedding_shift:  # type: ignore[operator]
         crossed[("input", "embedding")] = {
             "value": distance,
             "threshold": s.monitor_embedding_shift,
@@ -468,8 +473,8 @@ def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
                 alert=alert.id,
             )
             new.append(alert)
-        for key, alert in open_.items():
-            if key not in crossed:
+        for opened, alert in open_.items():
+            if opened not in crossed:
                 alert.cleared_at = utcnow()
         payloads = [as_dict(a) for a in new]
     for a in payloads:

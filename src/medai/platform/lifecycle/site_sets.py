@@ -62,7 +62,7 @@ def build(db, task: str, actor: str, fraction: float) -> SiteSet:
     task_registry.get(task)
     require_served(task, "validated on a site set")
     labelled = signed_labels(db, task)
-    studies = [
+    studies: list[dict[str, Any]] = [
         {"study_id": sid, "labels": labels}
         for sid, labels in sorted(labelled.items())
         if held_out(task, sid, fraction)
@@ -75,7 +75,8 @@ def build(db, task: str, actor: str, fraction: float) -> SiteSet:
             "the study id), and an empty set could judge no candidate. Sign more studies, then "
             "build the set again"
         )
-        refused.params = {"task": task, "labelled": len(labelled)}
+        # read back with getattr(exc, "params", {}): not every MedaiError has one
+        refused.params = {"task": task, "labelled": len(labelled)}  # type: ignore[attr-defined]
         raise refused
     counts = Counter(lab for s in studies for lab, present in s["labels"].items() if present)
     version = (db.scalar(select(func.max(SiteSet.version)).where(SiteSet.task == task)) or 0) + 1

@@ -167,7 +167,7 @@ def _predict_all(
     keeps of each analysis — the model's monitoring reference once it serves."""
 
     predictor = model_dirs.load(Path(p.home) / row.path, runtime=p.models.imaging_runtime)
-    out = []
+    out: list[Any] = []
     metas = metas or [{}] * len(data)
     for i, blob in enumerate(data):
         try:

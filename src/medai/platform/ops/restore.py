@@ -50,7 +50,7 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
@@ -204,7 +204,8 @@ def check_listing(src: Path, manifest: dict[str, Any]) -> None:
     if (
         not isinstance(files, dict)
         or not isinstance(database, dict)
-        or engine_file.get(database.get("engine")) != db_file
+        # a manifest's engine may be any JSON value: an unknown one names no file
+        or engine_file.get(database.get("engine")) != db_file  # type: ignore[arg-type]
         or db_file not in files
     ):
         raise BackupError(
@@ -358,7 +359,8 @@ def _load_database(manifest: dict[str, Any], staged: Path, url: str) -> None:
     if manifest["database"]["engine"] == "sqlite":
         path = sqlite_path(url)
         Database(url).dispose()  # makes the file 0600 (and its folder checked)
-        src, dst = sqlite3.connect(staged), sqlite3.connect(path)
+        # a restore's SQLite target is a file (never in-memory): its path is known
+        src, dst = sqlite3.connect(staged), sqlite3.connect(cast(Path, path))
         try:
             src.backup(dst)
             dst.commit()

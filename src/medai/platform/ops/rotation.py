@@ -24,6 +24,7 @@ deadlock with it. A large database is best rotated in a quiet hour.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Integer, select, table, text, update
@@ -225,7 +226,7 @@ def rotate_all(db: Session, batch: int = 500) -> int:
         if model.__tablename__ in APPEND_ONLY:
             continue
         for rows in _batches(db, model, attr, batch):
-            n += _retried(db, lambda m=model, a=attr, r=rows: _rotate_column(db, m, a, r))
+            n += _retried(db, partial(_rotate_column, db, model, attr, rows))
     for model, attr in SEALED:
         if model.__tablename__ not in APPEND_ONLY:
             continue

@@ -9,6 +9,7 @@ transaction (a slow model never holds the database's write lock).
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from medai.core.task_registry import get as get_task
 from medai.platform.access.audit import Actor, record
@@ -93,7 +94,9 @@ def _analyse_once(p: Platform, study_id: int) -> str:
             save_result(
                 p, study_id, "imaging", ref, got.result.model_dump(mode="json"), reading=reading
             )
-            return _refused(p, study_id, got.refusal, ref, store=False, reading=reading)
+            # a refused read comes with its refusal
+            refusal = cast(imaging_service.Refusal, got.refusal)
+            return _refused(p, study_id, refusal, ref, store=False, reading=reading)
         if got.result is None:
             if got.judged:  # refused by the model's own check (scope, view): monitored
                 monitoring.record(
@@ -106,11 +109,13 @@ def _analyse_once(p: Platform, study_id: int) -> str:
                     got.latency_ms,
                     meta,
                 )
-            return _refused(p, study_id, got.refusal, ref, reading=reading, scope=got.scope)
+            # no result: the read's refusal says why
+            refusal = cast(imaging_service.Refusal, got.refusal)
+            return _refused(p, study_id, refusal, ref, reading=reading, scope=got.scope)
         payload = got.result.model_dump(mode="json")
         if got.heatmap_instance is not None:
             payload["heatmap_instance"] = got.heatmap_instance
-        png, label = got.heatmap
+        png, label = cast(tuple[bytes, str], got.heatmap)  # a read with a result has its heatmap
         row = save_result(
             p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), label), reading
         )
@@ -158,7 +163,8 @@ def _drafted(
     draft_row = stored_result(p, study_id, "draft", ref.content_hash, reading)
     if draft_row is None:
         with p.db.session() as db:  # the latest signed prior of the patient, of this task
-            prior = patient_context.comparison_prior(db, db.get(Study, study_id))
+            # the job's study: studies are never deleted under a running job
+            prior = patient_context.comparison_prior(db, cast(Study, db.get(Study, study_id)))
         draft = shared_drafter(p.knowledge_dir).draft(
             source,
             payload,
@@ -173,7 +179,10 @@ def _drafted(
         )
     urgent = urgent_labels(task, payload)
     with p.db.session() as db:
-        study = study_state.lock_study(db, db.get(Study, study_id))  # a retraction races this
+        # the job's study: studies are never deleted under a running job
+        study = study_state.lock_study(
+            db, cast(Study, db.get(Study, study_id))
+        )  # a retraction races this
         if study.status == study_state.RETRACTED:  # retracted meanwhile: no draft, nothing sent
             return study.status
         d = draft_row.payload
@@ -243,7 +252,8 @@ def _read_instead(p: Platform, study_id: int, member: study_read.Member) -> str 
     """The study's analysed file becomes the film chosen to read (its display rendition is
     made again from it); returns the display rendition it now has (None)."""
     with p.db.session() as db:
-        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        # the job's study: studies are never deleted under a running job
+        study = cast(Study, db.get(Study, study_id, with_for_update=True, populate_existing=True))
         study.file_sha256, study.file_size = member.sha, member.size
         study.display_sha256 = None
     return None
@@ -255,7 +265,8 @@ def keep_display(p: Platform, study_id: int, png: bytes) -> str:
     ``_OnePerStudy`` only saves a second decode in the same process)."""
     sha = p.store.put_bytes(png)
     with p.db.session() as db:
-        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        # the job's study: studies are never deleted under a running job
+        study = cast(Study, db.get(Study, study_id, with_for_update=True, populate_existing=True))
         if study.display_sha256 is None:
             study.display_sha256 = sha
         return study.display_sha256
@@ -289,7 +300,8 @@ def display_rendition(p: Platform, study_id: int) -> str:
     if display is not None:
         return display
     with p.db.session() as db:
-        sha = db.get(Study, study_id).file_sha256
+        # the job's study: studies are never deleted under a running job
+        sha = cast(Study, db.get(Study, study_id)).file_sha256
     with imaging_service.decoded(p.store.read(sha)) as image:
         png = imaging_service.display_png(image)
     return keep_display(p, study_id, png)
@@ -330,7 +342,8 @@ def _refused(
         ).model_dump(mode="json")
         save_result(p, study_id, "imaging", ref, payload, reading=reading)
     with p.db.session() as db:
-        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        # the job's study: studies are never deleted under a running job
+        study = cast(Study, db.get(Study, study_id, with_for_update=True, populate_existing=True))
         if (
             refusal.code == filing.NO_IMAGE
             and study.status in ("received", "analysing")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -84,7 +84,7 @@ def context(db: Session, conv: Conversation) -> dict[str, Any]:
     and what the latest signature said of each label, which rules once it stored labels), the
     AI decision's summary (undecided candidates, a conflict), the current report's conclusion
     (and whether that version is signed), the task and the study's language."""
-    study = db.get(Study, conv.study_id)
+    study = cast(Study, db.get(Study, conv.study_id))  # the conversation's study (foreign key)
     row = ai_results.latest_result(db, study.id)
     report = versions.current(db, study.id)
     signed = db.scalar(
@@ -96,7 +96,7 @@ def context(db: Session, conv: Conversation) -> dict[str, Any]:
     basis = {
         "task": study.task,
         "signed_by": signed.signed_by if signed else None,
-        "findings": (signed or report).findings if (signed or report) else None,
+        "findings": cast(ReportVersion, signed or report).findings if (signed or report) else None,
     }
     states = finding_states.with_states(
         basis,
@@ -154,7 +154,7 @@ def _asked(
     far. A study retracted since the conversation began is not talked about."""
     with p.db.session() as db:
         conv = own(db, conv_id, user)
-        refuse_retracted(db.get(Study, conv.study_id))
+        refuse_retracted(cast(Study, db.get(Study, conv.study_id)))  # its study (foreign key)
         history = [(m["role"], m["text"]) for m in messages(db, conv)]
         add(db, conv, "user", text)
         return context(db, conv), history

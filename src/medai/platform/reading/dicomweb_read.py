@@ -287,7 +287,9 @@ def study_attributes(view: StudyView, root: str, p: Platform | None = None) -> d
         "00081190": _v("UR", f"{root}/studies/{view.study_uid}"),
         "00100010": _pn(view.patient_name),
         "00100020": _v("LO", view.patient_id),
-        "00100030": _v("DA", dicom_identity.unseal(s.patient_birth_date, s.id)),
+        # the column's SealedText type opens it as it is read (it was unsealed a second time
+        # here, which failed and left every study's birth date out)
+        "00100030": _v("DA", s.patient_birth_date),
         "00100040": _v("CS", s.patient_sex if s.patient_sex in ("M", "F", "O") else None),
         "0020000D": _v("UI", view.study_uid),
         "00201206": _v("IS", len(series)),
@@ -613,7 +615,7 @@ def _bit_frame(data: bytes, size: int, n: int) -> bytes:
         return bytes(data[start // 8 : end // 8])
     first = start // 8
     bits = unpack_bits(data[first : (end + 7) // 8])[start - first * 8 :][:size]
-    return pack_bits(bits, pad=False)
+    return pack_bits(bits, pad=False)  # type: ignore[arg-type]  # unpack_bits gives an array
 
 
 def bulk(p: Platform, obj: catalog.CatalogObject, tag: int) -> bytes | list[bytes]:

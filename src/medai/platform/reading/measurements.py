@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from pydicom import Dataset, dcmread
 from pydicom.multival import MultiValue
@@ -313,7 +314,8 @@ def sizes(rows: list[Measurement]) -> list[Size]:
         if "long_axis" in by and "short_axis" in by:
             axes = tuple(sorted((by["long_axis"], by["short_axis"]), reverse=True))
         elif "length" in by or "long_axis" in by:
-            axes = (by.get("length", by.get("long_axis")),)
+            # one of length and long_axis is there (checked above)
+            axes = (cast(float, by.get("length", by.get("long_axis"))),)
         elif "short_axis" in by:
             axes = (by["short_axis"],)
         else:

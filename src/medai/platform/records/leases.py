@@ -15,9 +15,9 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -38,7 +38,7 @@ def claim_first(
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        if done.rowcount == 1:
+        if cast(CursorResult, done).rowcount == 1:  # an UPDATE/DELETE's result is a CursorResult
             return row_id
     return None
 

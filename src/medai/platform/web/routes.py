@@ -68,9 +68,10 @@ PAGES: dict[str, tuple[str, frozenset[str] | None]] = {
 
 def _lang(request: Request) -> str:
     asked = request.query_params.get("lang")
-    if asked in LANGUAGES:
+    if asked is not None and asked in LANGUAGES:
         return asked
-    return request.cookies.get(COOKIE) if request.cookies.get(COOKIE) in LANGUAGES else DEFAULT
+    cookie = request.cookies.get(COOKIE)
+    return cookie if cookie is not None and cookie in LANGUAGES else DEFAULT
 
 
 def _who(request: Request):

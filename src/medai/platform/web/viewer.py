@@ -31,6 +31,7 @@ import mimetypes
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -235,7 +236,10 @@ def viewer_study(study_id: RowId, request: Request) -> Response:
             None,
         )
         uids = [study.study_uid] + ([prior.study_uid] if prior is not None else [])
-    url = f"{PREFIX}/viewer?StudyInstanceUIDs=" + ",".join(quote(u, safe="") for u in uids)
+    url = f"{PREFIX}/viewer?StudyInstanceUIDs=" + ",".join(
+        quote(cast(str, u), safe="")
+        for u in uids  # each checked non-empty above
+    )
     protocol = protocol_for(views, prior is not None)
     if protocol:
         url += "&hangingProtocolId=" + quote(protocol, safe="")

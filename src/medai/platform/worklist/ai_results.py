@@ -3,7 +3,7 @@ per reading."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -86,8 +86,8 @@ def save_result(
             )
             db.add(row)
         return row
-    except IntegrityError:  # a twin delivery stored it first
-        return stored_result(p, study_id, kind, model.content_hash, reading)
+    except IntegrityError:  # a twin delivery stored it first: it is there
+        return cast(AIResultRow, stored_result(p, study_id, kind, model.content_hash, reading))
 
 
 def with_states(payload: dict[str, Any]) -> dict[str, Any]:

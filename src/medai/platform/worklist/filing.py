@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from medai.platform.access import audit
 from medai.platform.dicom import identity as dicom
 from medai.platform.dicom import identity_conflicts as conflicts
 from medai.platform.dicom.arrival import Arrival
+from medai.platform.dicom.identity import DicomIdentity
 from medai.platform.records.crypto import cipher
 from medai.platform.records.db import utcnow
 from medai.platform.records.tables import (
@@ -156,7 +157,7 @@ def defer_analysis(
     )
     if job is None or study.status in (RETRACTED, "no_model"):
         return None
-    at = settled_at(now, "dicom", stable_s)
+    at = cast(datetime, settled_at(now, "dicom", stable_s))  # a DICOM study's: never None
     if job.status == "queued":
         job.not_before = max(job.not_before or at, at)
         db.flush()
@@ -269,12 +270,16 @@ def file_study(db: Session, arrival: Arrival, store: Any = None) -> Filed:
         StudyInstanceUID): held as an identity conflict (``retracted_study``) for a radiologist
         to reassign to a study of its own, under the patient it names, or reject. Never joined
         to the retracted study, and never dropped as a duplicate of it."""
-        return hold(retracted, "retracted_study", conflicts.check(db, retracted, identity, ref))
+        # refiled only when grouped: an identity is present
+        ident = cast(DicomIdentity, identity)
+        return hold(retracted, "retracted_study", conflicts.check(db, retracted, ident, ref))
 
     if grouped:
+        assert identity is not None  # grouped: an identity with every UID
         known = db.scalar(select(DicomInstance).where(DicomInstance.sop_uid == identity.sop_uid))
         if known is not None:
             study = db.get(Study, known.study_id)
+            assert study is not None  # the known instance's study (its foreign key)
             if study.status == RETRACTED:  # filed again, never dropped as a duplicate
                 return refile(study)
             if known.file_sha256 == arrival.sha:
@@ -315,8 +320,13 @@ def file_study(db: Session, arrival: Arrival, store: Any = None) -> Filed:
 
 
 def _instance_row(arrival: Arrival, study: Study) -> DicomInstance:
+    # an instance row is made only for a grouped arrival, which has an identity
     return dicom.instance_row(
-        arrival.identity, study.id, arrival.sha, arrival.size, arrival.calling_ae
+        cast(DicomIdentity, arrival.identity),
+        study.id,
+        arrival.sha,
+        arrival.size,
+        arrival.calling_ae,
     )
 
 
@@ -342,10 +352,11 @@ def receive(
         "study",
         filed.study.id,
         **audit_detail(filed),
-        **(
+        **cast(  # the audit detail's values are JSON values
+            dict[str, Any],
             {"conflict": conflict.id, "reason": conflict.reason, "fields": conflict.fields}
             if conflict
-            else {}
+            else {},
         ),
     )
     return filed
@@ -357,12 +368,15 @@ def _quarantine(
     # the same instance again in other bytes (``storescu -xi``, an upload of what the node
     # stored): the conflict it already made, never a second one (two reassigns would make two
     # studies of one image)
-    known = conflicts.same_instance_file(db, store, study.id, arrival.identity, arrival.sha)
+    # held only when grouped: the arrival has an identity
+    ident = cast(DicomIdentity, arrival.identity)
+    known = conflicts.same_instance_file(db, store, study.id, ident, arrival.sha)
     if known is not None:
         arrival = replace(arrival, sha=known)
     decided = conflicts.decided(db, study.id, arrival.sha)
     if decided is not None and decided.state == "reassigned":  # filed there already
-        return Filed(db.get(Study, decided.resolved_study_id), None, "duplicate")
+        # a reassigned conflict names the study it was filed into
+        return Filed(cast(Study, db.get(Study, decided.resolved_study_id)), None, "duplicate")
     row = decided or conflicts.quarantine(db, study, arrival, reason=reason, fields=fields)
     return Filed(study, None, "conflict", row)
 

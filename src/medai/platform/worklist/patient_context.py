@@ -19,9 +19,9 @@ reference they were uploaded with. A retracted study (entered in error) is no on
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from medai.platform.dicom import identity as dicom
@@ -94,7 +94,8 @@ def patient_hash(patient_id: str | None, issuer: str | None = "") -> str | None:
     """The keyed hash (newest key) of a DICOM PatientID, None without one."""
     if not (patient_id or "").strip():
         return None
-    return cipher().pseudonym(hash_text(patient_id.strip(), (issuer or "").strip()))
+    # patient_id is non-blank here (checked above)
+    return cipher().pseudonym(hash_text(cast(str, patient_id).strip(), (issuer or "").strip()))
 
 
 def columns(
@@ -138,7 +139,7 @@ def as_dict(study: Study) -> dict[str, Any] | None:
         "birth_date": b.isoformat() if b else None,
         "age_years": age,
         "age_months": months,
-        "on": _day(day).isoformat() if _day(day) else None,
+        "on": cast(date, _day(day)).isoformat() if _day(day) else None,  # checked: a date
     }
 
 
@@ -175,7 +176,7 @@ def same_patient(db: Session, study: Study) -> list[Study]:
     """Every other study of the study's patient (keyed identity only; retracted ones left
     out)."""
     hashes = _hashes(study)
-    match = []
+    match: list[ColumnElement[bool]] = []
     if hashes:
         match.append(Study.patient_hash.in_(hashes))
     if study.patient_id is not None:

@@ -49,7 +49,7 @@ finding's label, its probability and the red-flag rule's name stay sealed (the s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, case, exists, or_, select
 from sqlalchemy.orm import Session
@@ -278,7 +278,8 @@ def summary(
         # a result stored before its draft (the job still running) is not yet the AI's word
         shown = "pending" if study.status in ("received", "analysing") else "none"
     elif state == "decided":
-        shown = "normal" if decision.get("state") in ("normal", "none") else "finding"
+        # a decided state comes with its decision
+        shown = "normal" if cast(dict, decision).get("state") in ("normal", "none") else "finding"
     else:
         shown = state
     probs = {r["label"]: r.get("probability") for r in (decision or {}).get("labels") or []}

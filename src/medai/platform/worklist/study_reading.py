@@ -36,7 +36,9 @@ NOT_IMAGES = (
 
 
 def is_image(sop_class: str | None) -> bool:
-    return bool(sop_class) and not any(sop_class.startswith(p) for p in NOT_IMAGES)
+    if not sop_class:
+        return False
+    return not any(sop_class.startswith(p) for p in NOT_IMAGES)
 
 
 def image_instances(db: Session, study: Study) -> list[Member]:

@@ -7,7 +7,7 @@ below the delivery so that what leaves the hospital reads a version the way the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -123,7 +123,8 @@ def as_dict(db: Session, row: ReportVersion) -> dict[str, Any]:
         "ai_edited": ai_edited(db, row),
         "ai_note": ai_note(db, row),
     }
-    out["ai_disclosure"] = disclosure.text(out, lang, out["signed_at_local"])
+    # format_local's value, set above
+    out["ai_disclosure"] = disclosure.text(out, lang, cast("str | None", out["signed_at_local"]))
     return out
 
 

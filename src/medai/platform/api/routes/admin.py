@@ -8,7 +8,7 @@ listed for review by ``GET /api/v1/audit/role-grants``."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +22,7 @@ from medai.platform.api.schemas import (
     ProfileIn,
     ProfileOut,
     ResetIn,
+    Role,
     RoleGrantList,
     RoleGrantOut,
     RoleIn,
@@ -58,7 +59,7 @@ def user_out(u: User, now: datetime) -> dict[str, Any]:
 def profile_out(u: User) -> ProfileOut:
     return ProfileOut(
         username=u.username,
-        role=u.role,
+        role=cast(Role, u.role),  # a user's role is one of ROLES (set only from them)
         full_name=u.full_name,
         title=u.title,
         signs_as=accounts.signs_as(u.username, u.full_name, u.title),
@@ -93,7 +94,8 @@ def add_user(
         user, code = accounts.create_account(
             db, body.username, body.role, who.actor, now, enrol_hours=hours
         )
-        return UserIssued(**user_out(user, now), enrol_code=code)
+        # an account made without a password gets its one-time enrol code
+        return UserIssued(**user_out(user, now), enrol_code=cast(str, code))
 
 
 @router.post(
@@ -222,10 +224,10 @@ async def models_in_use(
     card's prose in the UI's language (``lang``, else the language cookie; Turkish by
     default), each field with the language it is in."""
 
-    lang = lang or request.cookies.get("medai_lang") or "tr"
+    shown = lang or request.cookies.get("medai_lang") or "tr"
     cards = await run_in_threadpool(request.app.state.models.cards)
     return {
-        task: {**m, "card_text": card_text(m.get("card"), lang)} if isinstance(m, dict) else m
+        task: {**m, "card_text": card_text(m.get("card"), shown)} if isinstance(m, dict) else m
         for task, m in cards.items()
     }
 

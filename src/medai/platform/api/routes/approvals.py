@@ -4,12 +4,14 @@ never their own, and an admin never (``accounts_approve`` is a clinical permissi
 
 from __future__ import annotations
 
+from typing import cast
+
 from fastapi import APIRouter, Depends, Request
 
 from medai.platform.access import account_errors, accounts, approval
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.routes.admin import user_out
-from medai.platform.api.schemas import PendingOut, UserOut
+from medai.platform.api.schemas import PendingOut, Role, UserOut
 from medai.server.schemas import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -23,7 +25,7 @@ def pending(
     whether its holder has enrolled (approval waits for that)."""
     with platform_of(request).db.session() as db:
         return [
-            PendingOut(username=u.username, role=u.role, enrolled=accounts.enrolled(u))
+            PendingOut(username=u.username, role=cast(Role, u.role), enrolled=accounts.enrolled(u))
             for u in approval.pending_users(db)
         ]
 

@@ -4,6 +4,7 @@ caller's identity, and bearer tokens for machine clients."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -25,6 +26,7 @@ from medai.platform.api.schemas import (
     LoginOut,
     Me,
     OkOut,
+    Role,
     TokenIn,
     TokenOut,
 )
@@ -50,9 +52,9 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
     bearer, session = signed.bearer, signed.session
     out = LoginOut(
         access_token=bearer.token,
-        role=signed.role,
+        role=cast(Role, signed.role),  # a user's role is one of ROLES (set only from them)
         expires_in=bearer.expires_in_s,
-        csrf_token=session.csrf,
+        csrf_token=cast(str, session.csrf),  # a session is made with its CSRF token
     )
     response = JSONResponse(out.model_dump())
     secure = _secure(request)
@@ -67,7 +69,7 @@ def login(body: LoginIn, request: Request) -> JSONResponse:
     )
     response.set_cookie(
         CSRF_COOKIE,
-        session.csrf,
+        cast(str, session.csrf),  # a session is made with its CSRF token
         max_age=session.expires_in_s,
         httponly=False,
         samesite="strict",
@@ -85,8 +87,9 @@ def logout(request: Request, who: Principal = Depends(principal)) -> JSONRespons
     if who.user is None:
         raise ApiError(401, "unauthenticated", "not signed in")
     with platform_of(request).db.session() as db:
-        tok = db.get(Token, who.token.id)
-        ended = tokens.sign_out(db, tok)
+        # a signed-in request came with its session or bearer token
+        tok = db.get(Token, cast(Token, who.token).id)
+        ended = tokens.sign_out(db, cast(Token, tok))  # the row this request signed in with
         audit.record(db, who.actor, "logout", "user", who.user.id, revoked=ended)
     response = JSONResponse({"ok": True})
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -103,7 +106,9 @@ def enrol(body: EnrolIn, request: Request) -> EnrolOut:
     each attempt is counted (atomically with the check) before the code is tried, and
     un-counted unless the code was wrong."""
     user = sign_in.enrol(platform_of(request), body.code, body.password, client_key(request))
-    return EnrolOut(username=user.username, role=user.role)
+    return EnrolOut(
+        username=user.username, role=cast(Role, user.role)
+    )  # a user's role is one of ROLES (set only from them)
 
 
 @router.get("/me", response_model=Me, responses=error_responses(401))
@@ -112,7 +117,12 @@ def me(who: Principal = Depends(principal)) -> Me:
         raise ApiError(401, "unauthenticated", "not signed in")
     u = who.user
     return Me(
-        id=u.id, username=u.username, role=u.role, via=who.via, full_name=u.full_name, title=u.title
+        id=u.id,
+        username=u.username,
+        role=cast(Role, u.role),
+        via=who.via,
+        full_name=u.full_name,
+        title=u.title,
     )
 
 
@@ -140,8 +150,11 @@ def create_token(body: TokenIn, request: Request, who: Principal = Depends(princ
     with p.db.session() as db:
         issued = tokens.issue(db, who.user, "bearer", timedelta(days=days), name=body.name)
         db.flush()
-        tok = db.scalar(
-            select(Token).order_by(Token.id.desc()).where(Token.user_id == who.user.id).limit(1)
+        tok = cast(  # the token just issued
+            Token,
+            db.scalar(
+                select(Token).order_by(Token.id.desc()).where(Token.user_id == who.user.id).limit(1)
+            ),
         )
         audit.record(db, who.actor, "token", "token", tok.id, created=True)
         return _token_out(tok, issued.token)

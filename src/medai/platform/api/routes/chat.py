@@ -41,7 +41,7 @@ def start_conversation(
         study = db.get(Study, study_id)
         if study is None:
             raise ApiError(404, "not_found", f"no study {study_id}")
-        conv = chat.start(db, study, who.user)
+        conv = chat.start(db, study, who.signed_in)
         audit.record(db, who.actor, "chat", "conversation", conv.id, study=study_id)
         return JSONResponse(_conv_out(db, conv).model_dump(mode="json"), 201)
 
@@ -55,8 +55,8 @@ def my_conversations(
         rows = db.scalars(
             select(Conversation)
             .where(
-                Conversation.owner_id == who.user.id,
-                accounts.own_since(who.user, Conversation.created_at),
+                Conversation.owner_id == who.signed_in.id,
+                accounts.own_since(who.signed_in, Conversation.created_at),
                 exists(select(Message.id).where(Message.conversation_id == Conversation.id)),
             )
             .order_by(Conversation.id.desc())
@@ -74,7 +74,7 @@ def get_conversation(
     conv_id: RowId, request: Request, who: Principal = Depends(require("chat"))
 ) -> ConversationOut:
     with platform_of(request).db.session() as db:
-        conv = chat.own(db, conv_id, who.user)
+        conv = chat.own(db, conv_id, who.signed_in)
         audit.record(db, who.actor, "view", "conversation", conv_id)
         return _conv_out(db, conv)
 
@@ -94,7 +94,7 @@ async def ask(
     answer = await chat.ask(
         platform_of(request),
         conv_id,
-        who.user,
+        who.signed_in,
         who.actor,
         body.text,
         body.lang,

@@ -129,7 +129,7 @@ async def reassign_conflict(
             study, job = filing.reassign_conflict(
                 db,
                 conflict_id,
-                who.user.username,
+                who.signed_in.username,
                 p.clock(),
                 stable_s=p.settings.serving.study_stable_s,
             )
@@ -166,7 +166,7 @@ async def reject_conflict(
 
     def run() -> tuple[ConflictOut, str]:
         with p.db.session() as db:
-            row = conflicts.reject(db, conflict_id, who.user.username, p.clock())
+            row = conflicts.reject(db, conflict_id, who.signed_in.username, p.clock())
             audit.record(
                 db,
                 who.actor,

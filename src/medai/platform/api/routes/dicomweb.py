@@ -16,6 +16,7 @@ import io
 import logging
 from email.parser import BytesParser
 from email.policy import HTTP
+from typing import cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -58,7 +59,8 @@ def _parts(content_type: str, body: bytes) -> list[bytes]:
         raise ApiError(400, "bad_request", "no application/dicom part")
     if len(parts) > MAX_PARTS:
         raise ApiError(413, "too_large", f"more than {MAX_PARTS} instances in one request")
-    return parts
+    # get_payload(decode=True) of a leaf part gives its bytes
+    return cast(list[bytes], parts)
 
 
 def _uids(data: bytes) -> tuple[str | None, str | None]:
@@ -111,7 +113,7 @@ def _store_measurements(p, who: Principal, data: bytes) -> None:
         if study is None:
             raise measurements.Unusable("StudyInstanceUID: not a study medai holds")
         sha = p.store.put_bytes(data)
-        ids = measurements.file(db, p.store, study, who.user.id, report, sha)
+        ids = measurements.file(db, p.store, study, who.signed_in.id, report, sha)
         audit.record(db, who.actor, "measure", "study", study.id, count=len(ids))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -229,7 +229,11 @@ async def _metadata(
     return _json(request, text, tag)
 
 
-META = {200: {"content": {DICOM_JSON: {}}}, 304: {"description": "not modified"}, **RESPONSES}
+META: dict[int | str, dict[str, Any]] = {
+    200: {"content": {DICOM_JSON: {}}},
+    304: {"description": "not modified"},
+    **RESPONSES,
+}
 
 
 @router.get("/studies/{study}/metadata", response_class=Response, responses=META)
@@ -449,7 +453,7 @@ async def _rendered(
     return Response(png, media_type=kind, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
 
 
-RENDERED = {
+RENDERED: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}, "image/jpeg": {}}},
     304: {"description": "not modified"},
     **error_responses(400, 401, 403, 404, 406, 422, 503),

@@ -8,7 +8,7 @@ The heatmap is computed here once for both faces of it: this route and a study's
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -38,7 +38,7 @@ from medai.services.reports import (
 log = logging.getLogger("medai.platform")
 router = APIRouter(prefix="/api/v1")
 
-HEATMAP_RESPONSES = {
+HEATMAP_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"image/png": {}},
         "description": "Grad-CAM overlay (an AI suggestion); X-Medai-* "

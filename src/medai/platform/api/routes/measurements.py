@@ -88,12 +88,12 @@ def study_measurements(
                 id=r.id,
                 author=names.get(r.author_id, "—"),
                 mine=r.author_id == mine,
-                kind=r.kind,
+                kind=r.kind,  # type: ignore[arg-type]  # pydantic checks the stored kind
                 value=r.value,
-                unit=r.unit,
+                unit=r.unit,  # type: ignore[arg-type]  # pydantic checks the stored unit
                 group=r.group_no,
                 instance_number=r.instance_number,
-                spacing=r.spacing,
+                spacing=r.spacing,  # type: ignore[arg-type]  # pydantic checks it
             )
             for r in rows
         ]

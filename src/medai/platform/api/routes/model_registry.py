@@ -7,7 +7,7 @@ MEDAI_MODEL_WATCH_S."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -238,7 +238,9 @@ async def register_model(
     p = platform_of(request)
     tracked = body.path.startswith(PREFIX)
     source = (
-        body.path if tracked else str(_inside_models_dir(body.path, p.settings.storage.models_dir))
+        body.path
+        if tracked
+        else str(_inside_models_dir(body.path, cast(Path, p.settings.storage.models_dir)))
     )
 
     def run() -> Registered:

@@ -38,7 +38,7 @@ async def retract_study(
         retraction.retract_study,
         platform_of(request),
         study_id,
-        who.user,
+        who.signed_in,
         who.actor,
         body.reason,
         body.note,

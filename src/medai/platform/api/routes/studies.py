@@ -147,7 +147,7 @@ async def upload_study(
             "years ago) for an image without a DICOM header; a DICOM file's PatientBirthDate "
             "rules",
         ),
-    ] = None,  # type: ignore[assignment]
+    ] = None,  # type: ignore[assignment]  # optional: None when not given
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -179,7 +179,7 @@ async def upload_study(
     )
     done = await upload.upload(
         platform_of(request),
-        who.user.id,
+        who.signed_in.id,
         who.actor,
         _chunks(file),
         form,
@@ -432,7 +432,7 @@ def edit_report(
         study_id,
         "edit",
         body.version,
-        lambda db, s: review.edit(db, s, body.version, body.sections.model_dump(), who.user),
+        lambda db, s: review.edit(db, s, body.version, body.sections.model_dump(), who.signed_in),
     )
 
 
@@ -453,7 +453,13 @@ def sign_report(
     sections = body.sections.model_dump() if body.sections is not None else None
     return ReportOut(
         **sign_off.sign_off(
-            platform_of(request), study_id, who.user, who.actor, body.version, sections, body.labels
+            platform_of(request),
+            study_id,
+            who.signed_in,
+            who.actor,
+            body.version,
+            sections,
+            body.labels,
         )
     )
 

@@ -75,7 +75,7 @@ class LabelOut(BaseModel):
 
 
 class ContradictionOut(BaseModel):
-    kind: Literal[label_rules.KINDS] = Field(  # type: ignore[valid-type]
+    kind: Literal[label_rules.KINDS] = Field(  # type: ignore[valid-type]  # a Literal of a tuple: pydantic reads it
         description="normal_with_finding | nothing_present | exclusive_branches | one_class | "
         "parent_absent (core.label_rules)"
     )
@@ -149,5 +149,6 @@ def suggest_labels(
     return StudyLabels(
         report_version=None,
         labels=[LabelOut(**i) for i in items],
-        contradictions=[ContradictionOut(**c.as_dict()) for c in found],
+        # as_dict gives the fields (typed object): pydantic checks them
+        contradictions=[ContradictionOut(**c.as_dict()) for c in found],  # type: ignore[arg-type]
     )

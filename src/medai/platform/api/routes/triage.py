@@ -76,8 +76,8 @@ def history(
     c = cipher()
     with platform_of(request).db.session() as db:
         q = select(TriageRecord).where(
-            TriageRecord.user_id == who.user.id,
-            accounts.own_since(who.user, TriageRecord.created_at),
+            TriageRecord.user_id == who.signed_in.id,
+            accounts.own_since(who.signed_in, TriageRecord.created_at),
         )
         total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
         rows = db.scalars(q.order_by(TriageRecord.id.desc()).limit(limit).offset(offset))
@@ -91,5 +91,5 @@ def history(
             )
             for r in rows
         ]
-        audit.record(db, who.actor, "view", "triage_history", who.user.id)
+        audit.record(db, who.actor, "view", "triage_history", who.signed_in.id)
     return TriageHistory(items=items, total=total)

@@ -3,7 +3,7 @@ the department (and whether staff judged it urgent) — the triage model's label
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -64,7 +64,7 @@ def triage_record(
             complaint=cipher().decrypt(row.complaint),
             urgent=row.urgent,
             result=row.result,
-            created_at=iso_utc(row.created_at),
+            created_at=cast(str, iso_utc(row.created_at)),  # created_at is always set
             outcome=triage_labels.as_dict(triage_labels.latest(db, row.id)),
         )
         audit.record(db, who.actor, "view", "triage", record_id)
@@ -87,7 +87,7 @@ def record_outcome(
     p = platform_of(request)
     with p.db.session() as db:
         _record(db, record_id)
-        triage_labels.record(db, record_id, body.department, body.urgent, who.user)
+        triage_labels.record(db, record_id, body.department, body.urgent, who.signed_in)
         audit.record(
             db,
             who.actor,
@@ -98,6 +98,7 @@ def record_outcome(
             urgent=body.urgent,
         )
     with p.db.reader() as db:
-        model_hash = db.get(TriageRecord, record_id).model_hash
+        # the record just labelled (its row is there)
+        model_hash = cast(TriageRecord, db.get(TriageRecord, record_id)).model_hash
     monitoring.check(p, "triage", model_hash)  # department agreement with staff
     return triage_record(record_id, request, who)

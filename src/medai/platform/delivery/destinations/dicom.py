@@ -26,8 +26,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from pydantic import BaseModel
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -85,7 +86,7 @@ def _rejection_seen(results: list[int]) -> Callable[[Any], None]:
 
     def handler(event: Any) -> None:
         if isinstance(event.pdu, A_ASSOCIATE_RJ):
-            results.append(int(event.pdu.result))
+            results.append(int(cast(int, event.pdu.result)))  # a rejection always has a result
 
     return handler
 
@@ -184,7 +185,7 @@ class DicomStore(DestinationKind):
     """A PACS over DICOM C-STORE (``DicomDestination``)."""
 
     kind = "dicom"
-    config = DicomDestination
+    config: type[BaseModel] = DicomDestination  # DICOMweb's kind has its own
     needs_dicom_identity = True
     codes = (
         *DestinationKind.codes,

@@ -98,8 +98,12 @@ class Destination(Protocol):
 
     kind: str
     """Its name, the ``kind`` of its destinations (``config``'s discriminator)."""
-    config: type[BaseModel]
-    """The pydantic model of its destinations' settings (``medai.destinations_config``)."""
+
+    @property
+    def config(self) -> type[BaseModel]:
+        """The pydantic model of its destinations' settings (``medai.destinations_config``)."""
+        ...
+
     needs_dicom_identity: bool
     """It sends DICOM objects filed under the study's UIDs: a study without them (an uploaded
     PNG) has nothing for it, and its rows are recorded ``skipped`` (``no_dicom_identity``)."""

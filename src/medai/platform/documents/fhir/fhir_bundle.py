@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from medai.platform.dicom import study_time
 from medai.platform.dicom.dicom_values import outgoing_study
@@ -384,11 +384,11 @@ def fhir_bundle(
                 "resourceType": "Practitioner",
                 "id": f"signer-{sid}",
                 "identifier": [{"system": "urn:medai:user", "value": signer}],
-                "name": [_human_name(who)],
+                "name": [_human_name(cast(dict[str, Any], who))],  # signed: a signer's parts
             }
         )
     obs_refs, ai_refs = [], []
-    performer = {"reference": f"Practitioner/signer-{sid}", "display": shown}
+    performer: dict[str, Any] = {"reference": f"Practitioner/signer-{sid}", "display": shown}
     scope = rw.scope_paragraph(report, study, lang)
     for i, f in enumerate(report.get("findings") or []):
         if not isinstance(f, dict) or not str(f.get("label") or "").strip():

@@ -124,11 +124,17 @@ def oru_r01(
     for value in ids:  # one repetition each
         pid.add_field("pid_3").value = value
     if dicom.get("patient_name"):
-        n = name_parts(dicom["patient_name"])
-        given = n["given"] + ["", ""]
+        parts = name_parts(dicom["patient_name"])
+        given = parts["given"] + ["", ""]
         pid.pid_5 = "^".join(
             escape(x)
-            for x in (n["family"], given[0], given[1], " ".join(n["suffix"]), " ".join(n["prefix"]))
+            for x in (
+                parts["family"],
+                given[0],
+                given[1],
+                " ".join(parts["suffix"]),
+                " ".join(parts["prefix"]),
+            )
         )
     context = study.get("patient") or {}
     if context.get("birth_date"):  # the upload form's or the DICOM header's (patient_context)

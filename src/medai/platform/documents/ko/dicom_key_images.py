@@ -135,8 +135,7 @@ def key_image_note(
         image = headers[sop]
         if str(image.StudyInstanceUID) != source.study_instance_uid:
             raise DicomObjectError("a key slice is not of the study")
-        ref = kos_builder.reference(source, image, sop)
-        references.append(ref)
+        references.append(kos_builder.reference(source, image, sop))
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

@@ -44,7 +44,7 @@ import logging
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from medai.core.percent import probability
 from medai.platform.dicom.dicom_values import outgoing_study
@@ -585,7 +585,8 @@ def report_pdf(
     if (study.get("clinical_question") or "").strip():  # what the clinician asked
         rows.append((w["question"], str(study["clinical_question"]).strip()))
     # the signer by title and full name ("Uzm. Dr. Ayşe Yılmaz"; the user name without one)
-    rows.append((w["signed_by"], rw.signer_name(report) if signed else w["not_signed"]))
+    # signed: signer_name names the signer (None only unsigned)
+    rows.append((w["signed_by"], cast(str, rw.signer_name(report)) if signed else w["not_signed"]))
     if signed:
         rows.append((w["signed_at"], signed_when or w["unknown_time"]))
     if report.get("created_at"):

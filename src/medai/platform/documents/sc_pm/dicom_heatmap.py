@@ -130,11 +130,9 @@ def overlay_on_film(film: np.ndarray, overlay: np.ndarray) -> np.ndarray:
     gray = np.asarray(film, dtype=np.float32)
     if gray.max(initial=0) > 1.0:
         gray = gray / 255.0
-    rgba = Image.fromarray(np.asarray(overlay, dtype=np.uint8), mode="RGBA")
-    rgba = (
-        np.asarray(rgba.resize((gray.shape[1], gray.shape[0]), Image.BILINEAR), dtype=np.float32)
-        / 255.0
-    )
+    layer = Image.fromarray(np.asarray(overlay, dtype=np.uint8), mode="RGBA")
+    size = (gray.shape[1], gray.shape[0])
+    rgba = np.asarray(layer.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     alpha = rgba[..., 3:4]
     out = gray[..., None] * (1.0 - alpha) + rgba[..., :3] * alpha
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
@@ -199,7 +197,7 @@ def heatmap_sc(
         **content_times(created),
     )
     if orientation is None:  # unknown: left empty (type 2), never guessed
-        sc.PatientOrientation = None
+        sc.PatientOrientation = None  # type: ignore[assignment]  # type 2: None writes it empty
     sc.DateOfSecondaryCapture = sc.ContentDate
     sc.TimeOfSecondaryCapture = sc.ContentTime
     pin_times(sc, created)

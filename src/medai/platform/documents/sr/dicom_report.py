@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 
@@ -144,7 +144,7 @@ def _suggestions(report: Mapping[str, Any], task: Task | None):
     rows = [f for f in _rows(report) if f.get("state") in states]
     if not rows:
         return None
-    children = []
+    children: list[hd.sr.ContentItem] = []
     note = decision_note(report.get("decision"), task.name if task else None, "en")
     if note:
         children.append(
@@ -156,7 +156,7 @@ def _suggestions(report: Mapping[str, Any], task: Task | None):
             value=_code_of(task, str(f["label"])),
             relationship_type="CONTAINS",
         )
-        props = [
+        props: list[hd.sr.ContentItem] = [
             hd.sr.CodeContentItem(
                 name=_coded(AI_DECISION),
                 value=states[f["state"]],
@@ -224,7 +224,7 @@ def _content(report: Mapping[str, Any], signer: str, source: SourceImage, task: 
         container = hd.sr.ContainerContentItem(
             name=getattr(codes.DCM, heading), relationship_type="CONTAINS"
         )
-        children = (
+        children: list[hd.sr.ContentItem] = (
             [
                 hd.sr.TextContentItem(
                     name=getattr(codes.DCM, element), value=text, relationship_type="CONTAINS"
@@ -255,7 +255,8 @@ def _content(report: Mapping[str, Any], signer: str, source: SourceImage, task: 
                 name=codes.DCM.Comment, value=disclosure, relationship_type="CONTAINS"
             )
         )
-    root.ContentSequence = hd.sr.ContentSequence(items)
+    # an ObserverContext's items and the sections are all ContentItems
+    root.ContentSequence = hd.sr.ContentSequence(cast("list[hd.sr.ContentItem]", items))
     return root
 
 

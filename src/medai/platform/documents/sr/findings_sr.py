@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 
@@ -102,7 +102,9 @@ def _modality_code(modality: str):
     """The acquisition modality as a code (CID 29): DICOM's own code for the modality."""
     from pydicom.sr._concepts_dict import concepts
 
-    for entries in concepts["DCM"].values():
+    # pydicom's table: scheme -> keyword -> {code: (meaning, context groups)}
+    table = cast(dict[str, dict[str, tuple]], concepts["DCM"])
+    for entries in table.values():
         if modality in entries:
             return _coded(("DCM", modality, entries[modality][0]))
     return _coded(("DCM", "OT", "Other"))
@@ -324,9 +326,9 @@ def read_findings_sr(ds: Dataset) -> dict[str, Any]:
     }
     findings, algorithms = [], set()
     for group in report.get_image_measurement_groups():
-        code = group.finding_type
+        code = cast("hd.sr.CodedConcept", group.finding_type)  # medai's groups name a finding
         numbers = {m.name.value: float(m.value) for m in group.get_measurements()}
-        values = {
+        values: dict[tuple[str, str], Any] = {  # coded values (highdicom types them as numbers)
             (q.name.scheme_designator, q.name.value): q.value
             for q in group.get_qualitative_evaluations()
         }
