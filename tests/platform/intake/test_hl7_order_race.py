@@ -153,3 +153,37 @@ def together(*steps) -> None:
     assert not any(t.is_alive() for t in threads), "a step did not finish in 120 s"
     acks = [a for a in answers if isinstance(a, dict)]
     assert all(a["code"] == "AA" for a in acks), acks
+
+
+def test_a_second_run_of_the_analysis_states_the_question_its_stored_draft_lacks(
+    hospital, tmp_path
+):
+    """The interleaving CI found: two runs of one study's analysis (the job pool's and another:
+    a redelivery, a second node), the first storing its draft before the order came, the second
+    reading the study after. The second finds the first's stored draft, made without the
+    question, and must still open the report with it (it once compared the question with the
+    one it read itself, saw no change, and replaced the AI's draft with one lacking the line)."""
+    from sqlalchemy import select
+
+    from medai.platform.reading import analysis
+    from medai.platform.records.tables import Study
+    from medai.platform.worklist import filing
+    from medai.platform.worklist.ai_results import stored_result
+
+    app, client, _port = hospital
+    rad = bearer(client, "rad1")
+    p = app.state.platform
+    blob = make_dicom(tmp_path / "twice.dcm", accession="TWICE-1", patient_id="P-1").read_bytes()
+    stow(client, rad, blob)
+    found = _study_of(client, rad, "TWICE-1")
+    assert analysis.analyse_study(p, found["id"]) == "ai_drafted"  # the first run: no question
+    with p.db.session() as db:  # the order applied after the first run read the study
+        study = db.scalar(select(Study).where(Study.id == found["id"]))
+        study.clinical_question = ACUTE
+        reading, task, lang = filing.reading_key(db, study.id), study.task, study.language
+    ref = p.models.get(task).identity
+    row = stored_result(p, found["id"], "imaging", ref.content_hash, reading)
+    # the second run read the question, and finds the first run's stored draft
+    analysis._drafted(p, found["id"], ref, task, lang, ACUTE, reading, False, row, None, b"")
+    report = client.get(f"/api/v1/studies/{found['id']}/report", headers=rad).json()
+    assert report["sections"]["technique"].startswith(f"Klinik bilgi: {ACUTE}"), report["sections"]

@@ -186,11 +186,12 @@ def _drafted(
         if study.status == study_state.RETRACTED:  # retracted meanwhile: no draft, nothing sent
             return study.status
         d = draft_row.payload
-        # a question that came while the draft was being made (an HL7 order matched meanwhile:
-        # ``intake.orders``) opens it all the same; one that comes after finds the draft
-        sections = d["sections"]
-        if study.clinical_question and study.clinical_question != question:
-            sections = with_question(sections, study.clinical_question, study.language)
+        # the study's question as it stands now opens the draft, whatever question the stored
+        # draft was made with: one that came while it was being made (an HL7 order matched
+        # meanwhile: ``intake.orders``), or a draft stored by another run of this job that read
+        # the study before the order (two runs at once: a redelivery, the job pool and a
+        # caller); ``with_question`` adds the line once. One that comes after finds the draft
+        sections = with_question(d["sections"], study.clinical_question, study.language)
         # in the site's template of its result (a normal film, a glioma's follow-up with its
         # measurement slots): ``report_templates``
         sections = report_templates.draft_sections(
