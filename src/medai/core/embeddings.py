@@ -107,7 +107,7 @@ class MicroBatcher:
                 at = 0
                 for p in batch:
                     p.vectors, at = vectors[at : at + len(p.texts)], at + len(p.texts)
-            except Exception as exc:  # every caller of this batch hears it
+            except Exception as exc:  # broad: each waiting caller raises its batch's failure
                 for p in batch:
                     p.error = exc
             self.batches = (self.batches + [n])[-1000:]

@@ -22,11 +22,14 @@ after the first reads ~100 KB instead of decoding a film.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("medai.imaging")
 
 FORMAT_VERSION = 1
 # bump when load_image or to_tensor change what a film decodes to: older entries become misses
@@ -69,7 +72,10 @@ class DecodedCache:
             return None, place
         try:
             stored = np.load(place, allow_pickle=False)
-        except Exception:  # empty, truncated, garbled header, pickled: a miss, never a crash
+        except Exception as exc:  # broad: numpy raises many types on a bad entry: a miss (logged)
+            log.warning(
+                "decode cache entry %s unreadable (%s): a miss", place.name, type(exc).__name__
+            )
             return None, place
         if (
             not isinstance(stored, np.ndarray)  # an .npz archive planted at the name

@@ -148,7 +148,7 @@ def load_rgb(
             factor = -(-max(img.size) // max_side)
             img = img.reduce(factor) if img.mode in _REDUCIBLE else _reduce_array(img, factor)
         return _to_rgb(img)
-    except Exception as exc:  # any decoder failure is the file's fault, not a crash
+    except Exception as exc:  # broad: Pillow's decoders raise many types (ImageInputError)
         raise ImageInputError(f"image data is corrupt or truncated ({exc})") from None
 
 
@@ -191,7 +191,7 @@ def check_limits(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) ->
             check_dicom_file(fh)
             try:
                 ds = pydicom.dcmread(fh, stop_before_pixels=True)
-            except Exception as exc:  # pydicom raises many types on bad files
+            except Exception as exc:  # broad: pydicom raises many types (ImageInputError)
                 raise ImageInputError(f"malformed DICOM file ({exc})") from None
             dicom_header(ds)
             return
@@ -232,7 +232,7 @@ def _open_raster(source, max_pixels: int, draft_side: int = WORKING_SIDE):
         raise ImageInputError("not an image: the file is neither PNG/JPEG nor DICOM") from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image is too large ({exc})") from None
-    except Exception as exc:  # Pillow raises OSError/SyntaxError/struct.error on bad headers
+    except Exception as exc:  # broad: Pillow raises many types on bad headers (ImageInputError)
         raise ImageInputError(f"image header is corrupt or truncated ({exc})") from None
     declared = img.size
     check_frame(img.width, img.height, 0, max_pixels)
@@ -251,7 +251,7 @@ def _load_raster(data: bytes, max_pixels: int) -> LoadedImage:
         if max(img.size) > WORKING_SIDE:
             factor = -(-max(img.size) // WORKING_SIDE)
             img = img.reduce(factor) if img.mode in _REDUCIBLE else _reduce_array(img, factor)
-    except Exception as exc:  # any decoder failure is the file's fault, not a crash
+    except Exception as exc:  # broad: Pillow's decoders raise many types (ImageInputError)
         raise ImageInputError(f"image data is corrupt or truncated ({exc})") from None
     if getattr(img, "n_frames", 1) > 1:
         meta["frames"] = img.n_frames  # first frame used
@@ -347,12 +347,11 @@ def _rescale(arr: np.ndarray) -> np.ndarray:
 
 def _load_dicom(data: bytes, max_pixels: int, frame: int | None = None) -> LoadedImage:
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     check_dicom_file(io.BytesIO(data))  # a deflated dataset is inflated within bounds
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, Exception) as exc:  # pydicom raises many types on bad files
+    except Exception as exc:  # broad: pydicom raises many types (ImageInputError)
         raise ImageInputError(f"malformed DICOM file ({exc})") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise NoPixelData(
@@ -371,7 +370,7 @@ def _load_dicom(data: bytes, max_pixels: int, frame: int | None = None) -> Loade
 
         try:
             encoded = get_frame(ds.PixelData, index or 0, number_of_frames=frames)
-        except Exception as exc:
+        except Exception as exc:  # broad: pydicom raises many types (ImageInputError)
             raise ImageInputError(f"malformed compressed DICOM pixel data ({exc})") from None
         check_encapsulated_frame(encoded, rows, cols)
         del encoded
@@ -379,7 +378,7 @@ def _load_dicom(data: bytes, max_pixels: int, frame: int | None = None) -> Loade
         from pydicom.pixels import pixel_array
 
         arr = pixel_array(ds, index=index)
-    except Exception as exc:  # decoder missing, truncated data, bad attributes
+    except Exception as exc:  # broad: decoders raise many types (ImageInputError)
         hint = (
             (f" (transfer syntax {name.name}: install a decoder such as pylibjpeg or python-gdcm)")
             if name is not None and name.is_compressed
@@ -404,7 +403,7 @@ def _load_dicom(data: bytes, max_pixels: int, frame: int | None = None) -> Loade
 
         try:
             arr = apply_color_lut(arr, ds)
-        except Exception as exc:
+        except Exception as exc:  # broad: pydicom's LUT raises many types (ImageInputError)
             raise ImageInputError(f"cannot apply the DICOM palette ({exc})") from None
     arr = downscale(arr)  # (pixel_array has already converted YBR to RGB)
     if arr.ndim == 3 and photometric in (
@@ -426,7 +425,7 @@ def _load_dicom(data: bytes, max_pixels: int, frame: int | None = None) -> Loade
         values = apply_modality_lut(arr, ds).astype(np.float64)
         if "WindowCenter" in ds or "VOILUTSequence" in ds:
             values = apply_voi_lut(values, ds, index=0).astype(np.float64)
-    except Exception as exc:
+    except Exception as exc:  # broad: pydicom's LUTs raise many types (ImageInputError)
         raise ImageInputError(f"cannot apply the DICOM rescale/window attributes ({exc})") from None
     if values.ndim != 2:
         raise ImageInputError(f"unexpected DICOM pixel array shape {values.shape}")

@@ -110,7 +110,7 @@ def dicom_header(ds, max_pixels: int = MAX_PIXELS) -> tuple[int, int, int, int, 
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
         bits = int(ds.get("BitsAllocated", 16) or 16)
-    except Exception as exc:
+    except Exception as exc:  # broad: pydicom raises many types (ImageInputError)
         raise ImageInputError(f"malformed DICOM image size ({exc})") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if frames < 1 or samples < 1 or bits < 1:
@@ -217,7 +217,7 @@ def check_dicom_file(fp: BinaryIO) -> None:
     try:
         read_preamble(fp, False)
         meta = read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
-    except Exception as exc:  # pydicom raises many types on bad files
+    except Exception as exc:  # broad: pydicom raises many types on bad files (ImageInputError)
         raise ImageInputError(f"malformed DICOM file ({exc})") from None
     if str(meta.get("TransferSyntaxUID", "") or "") == DEFLATED:
         check_deflated(fp, fp.tell())

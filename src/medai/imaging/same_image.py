@@ -159,11 +159,11 @@ def dicom_differences(
     try:
         da, db = _read(a), _read(b)
         header = _header_differences(da, db, ignore)
-    except Exception:  # pydicom's many types: nothing can be shown the same
+    except Exception:  # broad: pydicom's many types; the answer says it (PixelData differs)
         return ["PixelData"]
     try:
         same = _same_pixels(da, db, max_pixels)
-    except Exception:  # ImageInputError (a limit), and pydicom's and its decoders' many types
+    except Exception:  # broad: a limit, decoders' many types: answered as differing
         same = False
     return header if same else [*header, "PixelData"]
 

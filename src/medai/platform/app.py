@@ -194,7 +194,7 @@ def create_platform_app(
         if broker:
             try:
                 queue.publish(broker, study_id, job_id, urgent)
-            except Exception as exc:  # the job row stays queued; the sweeper republishes it
+            except Exception as exc:  # broad: the row stays queued for the sweeper (logged)
                 log.error("publishing study %s failed: %s", study_id, type(exc).__name__)
         elif "pool" in holder:
             holder["pool"].notify()
@@ -236,7 +236,7 @@ def _republish_unclaimed(p: Platform, broker: str, lease_s: float, holder: dict)
         while True:
             try:
                 sweep_once(p, broker)
-            except Exception as exc:  # broker or database briefly away: next round
+            except Exception as exc:  # broad: the sweeper thread outlives any round (logged)
                 log.error("job sweep failed: %s", type(exc).__name__)
             if stop.wait(lease_s):
                 return

@@ -38,7 +38,7 @@ def open_platform(
     home = home or settings.storage.home
     try:  # before the migration (it seals values with the key): KeysMissing names the ids
         require_keys(db.engine, home / "blobs", settings)
-    except BaseException:
+    except BaseException:  # broad: the engine is disposed on any exit, re-raised
         db.dispose()
         raise
     db.upgrade()

@@ -24,6 +24,7 @@ fenced as data before it reaches a model.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -553,7 +554,10 @@ def model_answer(
         if not text:
             raise LLMError("it was empty")
         numbers = check_answer(text, facts, len(hits), lang)
-    except Exception as exc:  # any failure: the grounded answer, with the reason
+    except Exception as exc:  # broad: any backend's failure: the grounded answer, with why (logged)
+        logging.getLogger("medai.reporting").warning(
+            "chat: language model answer not used (%s)", type(exc).__name__
+        )
         why = str(exc) if isinstance(exc, LLMError) else type(exc).__name__
         out = retrieval_answer(hits, facts, lang, lead=w["model_unused"].format(why=why))
         out.warnings.append(f"language model answer not used: {why}")

@@ -58,7 +58,7 @@ async def ready(request: Request) -> JSONResponse:
             await run_in_threadpool(check)
             body[name] = {"ready": True}
             _note(request, name, None, None)
-        except Exception as exc:  # reported, never raised: readiness answers 503
+        except Exception as exc:  # broad: a readiness probe reports any failure, never raises (503)
             fault = classify(exc)
             # a check's own named failure (the schema's ``schema_behind``) carries its code
             code = fault.code if fault else getattr(exc, "code", None)

@@ -156,7 +156,7 @@ def _preload(app: FastAPI) -> None:
             continue
         try:
             app.state.models.warm(task)
-        except Exception as exc:  # reported by readiness through the task's next call
+        except Exception as exc:  # broad: readiness reports it on the next call (logged)
             log.error("%s warm-up failed: %s", task, type(exc).__name__)
     app.state.preloaded = True
     log.info("models: %s", {t: r["ready"] for t, r in report.items()})

@@ -90,7 +90,7 @@ class Withhold(logging.Filter):
             kind = type(exc).__name__ if exc is not None else "exception"
             try:
                 message = record.getMessage()
-            except Exception:  # a malformed record: keep what is surely safe
+            except Exception:  # broad: a log filter must never raise
                 message = f"{record.levelname.lower()} from {record.name}"
             record.msg, record.args = "%s [%s; traceback withheld]", (message, kind)
             record.exc_info = record.exc_text = record.stack_info = None
@@ -108,7 +108,7 @@ class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         try:
             message = record.getMessage()
-        except Exception:  # a malformed record: keep what is surely safe
+        except Exception:  # broad: a log formatter must never raise
             message = f"{record.levelname.lower()} from {record.name}"
         out = {
             "time": datetime.fromtimestamp(record.created, UTC)

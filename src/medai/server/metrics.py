@@ -184,7 +184,7 @@ class _Scrape:
         for name, source in self.sources:
             try:
                 metrics = list(source())
-            except Exception as exc:  # reported as down, never a 5xx
+            except Exception as exc:  # broad: reported as down, never a 5xx (logged)
                 log.error("metrics: source %s failed: %s", name, type(exc).__name__)
                 up.add_metric([name], 0)
                 continue

@@ -296,7 +296,7 @@ class Guard:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception as exc:  # never let a traceback (and its message) reach the log
+        except Exception as exc:  # broad: the outermost guard: answers 500 (logged)
             where = traceback.extract_tb(exc.__traceback__)[-1]
             log.error(
                 "unhandled %s at %s:%d (%s) on %s %s rid=%s",

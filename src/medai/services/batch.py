@@ -288,7 +288,7 @@ def run(
             else:
                 try:
                     result = predict(item)
-                except Exception as exc:  # never patient text in the type; the message is
+                except Exception as exc:  # broad: recorded on the item's line; the batch goes on
                     # the library's own account of the input (too long, unreadable, …)
                     line.update(ok=False, error=str(exc)[:300], error_type=type(exc).__name__)
                 else:

@@ -85,7 +85,7 @@ def _warm(task: str, predictor: Any) -> None:
         hook = _warm_up(task)
         if hook is not None:
             hook(predictor)
-    except Exception as exc:  # a cold first answer is slower, not wrong
+    except Exception as exc:  # broad: a cold first answer is slower, not wrong (logged)
         logging.getLogger("medai.services").warning(
             "%s warm-up after a swap failed: %s", task, type(exc).__name__
         )
@@ -145,7 +145,7 @@ class ModelHandles:
             if card_task != task:
                 raise model_dir.ModelLoadError(f"{path} is a {card_task} model, not {task}")
             slot.predictor = predictor
-        except Exception as exc:  # any load failure is reported by readiness, not raised
+        except Exception as exc:  # broad: readiness reports it (ModelUnavailable)
             slot.error = f"{type(exc).__name__}: {exc}"
         slot.load_s = round(time.perf_counter() - start, 3)
 

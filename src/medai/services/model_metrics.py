@@ -65,7 +65,7 @@ def timed(
     except refusals:
         result.outcome = "refused"
         raise
-    except BaseException:
+    except BaseException:  # broad: the outcome is recorded on any exit, re-raised
         result.outcome = "error"
         raise
     finally:

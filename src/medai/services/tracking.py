@@ -124,7 +124,7 @@ def log_training(task: str, params: dict[str, Any], summary: dict[str, Any]) -> 
         MlflowClient().get_run(run_id)  # the store answers: the run is really there
         log.info("training logged to MLflow: experiment %s run %s", experiment_id, run_id)
         return {"run_id": run_id, "experiment_id": experiment_id, "uri": mlflow.get_tracking_uri()}
-    except Exception as exc:  # a tracking failure must not fail a finished training
+    except Exception as exc:  # broad: a tracking failure must not fail a finished training (logged)
         log.error("MLflow logging failed: %s: %s", type(exc).__name__, str(exc)[:200])
         return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
 

@@ -58,7 +58,7 @@ async def ask(
             reserved = await run_in_threadpool(_anonymous_reserve, p, client, text)
     try:
         result = await answer()
-    except BaseException:  # a refused text (422 invalid) too
+    except BaseException:  # broad: the reservation released on any exit, re-raised
         await run_in_threadpool(_release, p, reserved)
         raise
     record_id = await run_in_threadpool(_save, p, user, actor, reserved, text, result)

@@ -135,7 +135,7 @@ class DeliveryLoop:
             sent = kind.send(kind.build(self.p, item, parts, dest, correction=correction), dest)
         except payloads.NothingToSend as exc:
             return self._final(item, "skipped", exc.code, str(exc), where)
-        except Exception as exc:  # the kind says whether a later attempt may cure it
+        except Exception as exc:  # broad: a remote peer; the kind classifies it (logged)
             code, reason = registry.failure_code(exc), registry.failure_reason(exc)
             if kind.retryable(exc):
                 return self._retry(item, code, reason, where)
@@ -196,7 +196,7 @@ class DeliveryLoop:
         while not self._stop.is_set():
             try:
                 self.run_once()
-            except Exception as exc:  # database briefly away: next round
+            except Exception as exc:  # broad: the outbox thread outlives any pass (logged)
                 log.error("outbox pass failed: %s", type(exc).__name__)
             outbox.WAKE.wait(self.poll_s)
             outbox.WAKE.clear()

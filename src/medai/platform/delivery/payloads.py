@@ -205,7 +205,7 @@ def source_header(p: Platform, sha: str):
         raise NothingToSend("no_dicom_identity", "the study's image is not DICOM")
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    except Exception as exc:  # pydicom raises many types; its messages can quote the header
+    except Exception as exc:  # broad: pydicom raises many types (DicomObjectError)
         raise DicomObjectError(
             f"the stored DICOM header cannot be read ({type(exc).__name__})"
         ) from None
@@ -309,7 +309,7 @@ def dicom_objects(p: Platform, item: OutboxItem, parts: Parts) -> list:
                         reading=parts.reading,
                     )
                 )
-            except Exception as exc:  # highdicom raises many types on an unusual source
+            except Exception as exc:  # broad: highdicom raises many types (logged)
                 log.warning(
                     "outbox %s: no %s for study %s (%s)",
                     item.id,

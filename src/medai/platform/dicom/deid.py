@@ -246,7 +246,7 @@ def deidentify_files(
             deid.dataset(ds)
             target = out_dir / f"{ds.SOPInstanceUID}.dcm"
             ds.save_as(target, enforce_file_format=True)
-        except Exception as exc:  # named by type only: a message may quote a tag's value
+        except Exception as exc:  # broad: pydicom raises many types; named by type only (DeidError)
             raise DeidError(
                 f"{path.name}: could not be de-identified ({type(exc).__name__})"
             ) from None

@@ -76,7 +76,7 @@ def _raw(ds: Any, keyword: str) -> list[str]:
     """The values of an attribute as text, padding removed ([] when absent or empty)."""
     try:
         value = ds.get(keyword)
-    except Exception:  # pydicom raises many types on a malformed element
+    except Exception:  # broad: pydicom raises many types on a malformed element (InvalidAttribute)
         raise InvalidAttribute(keyword, "cannot be read") from None
     if value is None:
         return []

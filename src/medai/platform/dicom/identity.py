@@ -73,7 +73,8 @@ class DicomIdentity:
 def _text(ds: Any, keyword: str, limit: int) -> str:
     try:
         value = ds.get(keyword, "")
-    except Exception:  # a malformed element: treated as absent
+    except Exception as exc:  # broad: pydicom raises many types: taken as absent (logged)
+        log.warning("DICOM %s unreadable (%s): taken as absent", keyword, type(exc).__name__)
         return ""
     if value is None:
         return ""
@@ -113,13 +114,15 @@ QUESTION_CHARS = 1024  # the upload form's question may be as long
 def _question(ds: Any) -> str:
     try:
         requests = list(ds.get("RequestAttributesSequence") or [])[:1]
-    except Exception:  # a malformed sequence: no order attributes there
+    except Exception as exc:  # broad: pydicom raises many types on a malformed sequence (logged)
+        log.warning("DICOM RequestAttributesSequence unreadable (%s): none", type(exc).__name__)
         requests = []
     for keyword in QUESTION:
         for source in (ds, *requests):
             try:
                 value = source.get(keyword)
-            except Exception:
+            except Exception as exc:  # broad: pydicom raises many types: skipped (logged)
+                log.warning("DICOM %s unreadable (%s): skipped", keyword, type(exc).__name__)
                 continue
             if value in (None, ""):
                 continue
@@ -178,7 +181,7 @@ def read(data: bytes) -> DicomIdentity | None:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    except Exception as exc:  # pydicom raises many types on a bad header
+    except Exception as exc:  # broad: pydicom raises many types on a bad header (IdentityError)
         raise IdentityError(f"malformed DICOM header ({type(exc).__name__})") from None
     dicom_values.check(ds)  # InvalidAttribute: a UID, name or ID that breaks its VR
     return from_dataset(ds)

@@ -10,12 +10,15 @@ signature: that is the report's ``issued``.
 from __future__ import annotations
 
 import io
+import logging
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from medai.core.errors import MedaiError
 from medai.platform.records.localtime import as_utc, hospital_zone
+
+log = logging.getLogger("medai.integration")
 
 _DA = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _TM = re.compile(r"^(\d{2})(?::?(\d{2})(?::?(\d{2}))?)?(?:\.(\d{1,6}))?$")
@@ -31,7 +34,8 @@ def header(data: bytes | None) -> Any:
 
     try:
         return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    except Exception:  # pydicom raises many types: an unreadable header has no time to give
+    except Exception as exc:  # broad: pydicom raises many types: no time to give (logged)
+        log.warning("stored DICOM header unreadable (%s): no study time", type(exc).__name__)
         return None
 
 

@@ -162,13 +162,13 @@ class Puller:
         report = PullReport()
         try:
             study_uids = self._studies()
-        except Exception as exc:  # requests' errors, HTTP errors, a non-DICOMweb answer
+        except Exception as exc:  # broad: a remote PACS's answer: many types (PullError)
             raise PullError(f"{self.url}: {type(exc).__name__}") from None
         for study_uid in study_uids:
             report.studies += 1
             try:
                 items = self._instances(study_uid)
-            except Exception as exc:
+            except Exception as exc:  # broad: a remote PACS's answer: many types (PullError)
                 raise PullError(f"{self.url}: {type(exc).__name__}") from None
             known = self._known(_value(i, "SOPInstanceUID") for i in items)
             for item in items:
@@ -193,7 +193,7 @@ class Puller:
     def _file(self, study_uid: str, item: dict, report: PullReport) -> None:
         try:
             data = self._fetch(study_uid, item)
-        except Exception as exc:  # one instance the PACS would not give: the next pass tries
+        except Exception as exc:  # broad: a remote PACS: next pass tries (logged)
             name = "fetch_failed"
             report.refused[name] = report.refused.get(name, 0) + 1
             log.warning(
@@ -220,7 +220,7 @@ class Puller:
             if self.dispatch is not None:
                 try:
                     self.dispatch(got.study_id, got.job_id, False)
-                except Exception as exc:  # the job row stays queued; a poller takes it
+                except Exception as exc:  # broad: the row stays queued (logged)
                     log.error("dispatching study %s failed: %s", got.study_id, type(exc).__name__)
 
     def _loop(self) -> None:
@@ -229,7 +229,7 @@ class Puller:
                 self.pull()
             except PullError as exc:
                 log.error("dicomweb pull failed: %s (next try in %.0f s)", exc, self.every_s)
-            except Exception as exc:  # never let the thread die silently
+            except Exception as exc:  # broad: the puller thread never dies silently (logged)
                 log.error("dicomweb pull failed: %s", type(exc).__name__)
             self._stop.wait(self.every_s)
 

@@ -122,7 +122,7 @@ def handle(p: Platform, data: bytes, allow: list[str] | tuple[str, ...], peer: s
     except orders.OrderError as exc:
         log.warning("HL7 from %s: %s %s", peer, exc.ack, exc.text)
         return ack(text if text and text.startswith("MSH") else None, exc.ack, exc.text)
-    except Exception as exc:  # the database, the disk: the sender may resend later
+    except Exception as exc:  # broad: a listener answers AE to any failure (logged)
         log.error("HL7 from %s: could not file the order: %s", peer, type(exc).__name__)
         return ack(text if text and text.startswith("MSH") else None, "AE", "not stored, resend")
 

@@ -183,7 +183,7 @@ def parse(text: str) -> list[Order]:
         raise OrderError("AR", "not an HL7 v2 message (no MSH segment)")
     try:  # hl7apy checks the structure: separators, segment names, the version's fields
         parse_message(text, validation_level=2, find_groups=False)
-    except Exception as exc:  # hl7apy raises many kinds; none is the sender's data to log
+    except Exception as exc:  # broad: hl7apy raises many kinds on the sender's text (OrderError AR)
         raise OrderError("AR", f"the message cannot be parsed ({type(exc).__name__})") from None
     seps = text[4:8]
     segments = [Segment(s, seps) for s in text.split("\r") if len(s) >= 3]

@@ -100,7 +100,7 @@ def _sop_name(uid: str) -> str:
 
     try:
         return UID(uid).name or "unknown SOP class"
-    except Exception:
+    except (TypeError, ValueError):  # a UID that does not validate, or not a string
         return "unknown SOP class"
 
 
@@ -127,7 +127,7 @@ def store(
     p.store.put_bytes(data)
     try:
         got = _file(p, sha, len(data), ident, calling_ae, client, language)
-    except BaseException:
+    except BaseException:  # broad: the new blob discarded on any exit, re-raised
         if not existed:  # only the caller that created the blob may take it away
             held_blobs.discard_unnamed(p, sha, "a refused instance")
         raise

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from medai.core.errors import MedaiError
+from medai.core.faults import StorageFault
 from medai.platform.access import audit
 from medai.platform.context import Platform
 from medai.platform.dicom import identity as dicom
@@ -175,7 +176,7 @@ async def upload(
         await _forget(p, sha, created)
         exc.status = 413
         raise
-    except BaseException:  # the stored file cannot be read back (a named storage fault)
+    except BaseException:  # broad: the blob is forgotten on any exit (cancellation too), re-raised
         await _forget(p, sha, created)
         raise
     prints = _fingerprints(sha, form, born) if key else []
@@ -209,7 +210,7 @@ async def upload(
                 "an upload with this Idempotency-Key was being filed and did not finish; retry"
             ) from None
         return earlier
-    except BaseException as exc:  # no row (a refusal, a read-only or full disk): no blob
+    except BaseException as exc:  # broad: no row: the blob forgotten on any exit; re-raised
         await _forget(p, sha, created)
         if isinstance(exc, IntegrityError):  # the same study filed at this very moment
             raise FiledElsewhere(
@@ -334,7 +335,7 @@ async def _earlier(
     names it (the earlier upload's row does: same fingerprint, same file)."""
     try:
         answer = await run_in_threadpool(_replay, p, uploader, actor, key, prints)
-    except BaseException:
+    except BaseException:  # broad: the blob is forgotten on any exit (cancellation too), re-raised
         await _forget(p, sha, created)
         raise
     if answer is not None:
@@ -371,5 +372,5 @@ def _sweep_keys(p: Platform) -> None:
     next time: an expired key is already ignored, the sweep only keeps the table small)."""
     try:
         idempotency.maybe_sweep(p.db)
-    except Exception as exc:
+    except (SQLAlchemyError, StorageFault) as exc:  # a failure waits for the next time
         log.warning("sweeping old upload keys failed: %s", type(exc).__name__)

@@ -115,7 +115,7 @@ def run_claimed(p: Platform, job: Job, worker: str, lease_s: float) -> str:
     beat.start()
     try:
         analysis.analyse_study(p, job.study_id)  # through the module: tests replace it
-    except Exception as exc:  # recorded on the job; the study fails after MAX_ATTEMPTS
+    except Exception as exc:  # broad: any failure recorded on the job (logged)
         log.error("job %s for study %s failed: %s", job.id, job.study_id, _why(exc))
         return finish(p, job, worker, exc)
     finally:
@@ -161,7 +161,7 @@ class JobPool:
         while not self._stop.is_set():
             try:
                 job = claim(self.p, name, self.lease_s)
-            except Exception as exc:  # database briefly unreachable: wait and retry
+            except Exception as exc:  # broad: the worker thread outlives any claim failure (logged)
                 log.error("job claim failed: %s", _why(exc))
                 job = None
             if job is None:

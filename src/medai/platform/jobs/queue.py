@@ -210,7 +210,7 @@ def model_job_dispatch(p: Platform, broker: str | None, holder: dict) -> Callabl
         if broker:
             try:
                 publish_model_job(broker, job_id)
-            except Exception as exc:  # the row stays queued; submitting again republishes
+            except Exception as exc:  # broad: the row stays queued (logged)
                 log.error("publishing model job %s failed: %s", job_id, type(exc).__name__)
             return
         if "model_jobs" not in holder:

@@ -172,7 +172,7 @@ def export(
                         data = cleaned
                     else:
                         data, suffix = _clean_image(data)
-                except Exception as exc:  # named by type only: a message may quote a value
+                except Exception as exc:  # broad: site files' decoders: counted by type
                     skipped[f"unreadable:{type(exc).__name__}"] += 1
                     continue
             name = f"{IMAGES}/{len(rows) + 1:06d}{suffix}"

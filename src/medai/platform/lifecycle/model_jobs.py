@@ -257,7 +257,7 @@ def run(p: Platform, job_id: int, worker: str, lease_s: float) -> str:
             "error": str(exc)[:400],
             "result": {"error_code": exc.code, **getattr(exc, "params", {})},
         }
-    except Exception as exc:  # never patient text: the type, and where
+    except Exception as exc:  # broad: any failure is recorded on the job row (logged: type, where)
         log.exception("model job %s (%s %s) failed", job_id, kind, task)
         values = {
             "status": "failed",
@@ -412,5 +412,5 @@ class LocalRunner:
         while (job_id := self.jobs.get()) is not None:
             try:
                 run(self.p, job_id, self.name, self.lease_s)
-            except Exception:  # the job row says failed; the runner goes on
+            except Exception:  # broad: the runner thread outlives any job (logged)
                 log.exception("model job %s could not run", job_id)

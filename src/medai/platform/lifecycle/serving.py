@@ -163,7 +163,7 @@ class ModelWatcher:
         while not self._stop.wait(self.every_s):
             try:
                 self.poll_once()
-            except Exception as exc:  # database briefly away: the next poll tries again
+            except Exception as exc:  # broad: the poll thread outlives any poll's failure (logged)
                 log.error("model registry poll failed: %s", type(exc).__name__)
 
     def start(self) -> ModelWatcher:

@@ -66,7 +66,7 @@ class ShadowPool:
                         self._loaded[key] = model_dirs.load(
                             Path(path), runtime=p.models.imaging_runtime, threads=p.models.threads
                         )
-                    except Exception as exc:  # a broken shadow never touches the study
+                    except Exception as exc:  # broad: a model loader never fails the study (logged)
                         self._failed.add(key)
                         log.error("shadow model %s did not load: %s", path, type(exc).__name__)
                         continue
@@ -94,7 +94,7 @@ def analyse(p: Platform, study_id: int, task: str, data: bytes, active_payload: 
     pool: ShadowPool = p.extra.setdefault("shadow_pool", ShadowPool())
     try:
         predictors = pool.predictors(p, task)
-    except Exception as exc:  # the database briefly away: the study is done regardless
+    except Exception as exc:  # broad: a shadow lookup never fails the study (logged)
         log.error("shadow lookup for study %s failed: %s", study_id, type(exc).__name__)
         return 0
     stored = 0
@@ -114,7 +114,7 @@ def analyse(p: Platform, study_id: int, task: str, data: bytes, active_payload: 
                 continue
         try:
             payload = predictor.predict(imaging_service.read_image(data)).model_dump(mode="json")
-        except Exception as exc:  # an unreadable image or a failing model: logged, skipped
+        except Exception as exc:  # broad: a shadow model never fails the study (logged)
             log.error(
                 "shadow model %s on study %s failed: %s",
                 ref.content_hash[:19],

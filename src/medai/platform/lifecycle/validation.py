@@ -173,7 +173,7 @@ def _predict_all(
         try:
             image = imaging_service.read_image(blob)
             result = predictor.predict(image)
-        except Exception as exc:  # an unreadable image counts as refused for both models
+        except Exception as exc:  # broad: decoders, models: counted refused (logged)
             log.warning("validation: an image could not be read (%s)", type(exc).__name__)
             out.append(None)
             continue

@@ -62,6 +62,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
@@ -149,7 +150,7 @@ def _opens(token: Any, fernets: list[tuple[str, Any]]) -> str | None:
         try:
             fernet.decrypt(token)
             return kid
-        except Exception:  # InvalidToken: try the next key
+        except InvalidToken:  # the next key
             continue
     return None
 

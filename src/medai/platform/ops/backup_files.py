@@ -40,7 +40,7 @@ def copy_file(src: Path | BinaryIO, dst: Path, head: int = 0) -> tuple[str, int,
     h, size, first = hashlib.sha256(), 0, b""
     try:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except BaseException:
+    except BaseException:  # broad: the source is closed on any exit, re-raised
         if not isinstance(src, Path):
             src.close()
         raise
@@ -54,7 +54,7 @@ def copy_file(src: Path | BinaryIO, dst: Path, head: int = 0) -> tuple[str, int,
                 fo.write(chunk)
             fo.flush()
             os.fsync(fo.fileno())
-    except BaseException:
+    except BaseException:  # broad: the partial copy is removed on any exit (Ctrl-C too), re-raised
         dst.unlink(missing_ok=True)
         raise
     return h.hexdigest(), size, first

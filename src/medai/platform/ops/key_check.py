@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Integer, column, create_engine, inspect, select, table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -190,7 +190,7 @@ def survey(conn: Connection, blobs: Path, keys: list[str]) -> KeyState:
             for f in fernets:
                 try:
                     f.decrypt(token)
-                except Exception:  # InvalidToken: the next key
+                except InvalidToken:  # the next key
                     continue
                 state.opened += 1
                 break

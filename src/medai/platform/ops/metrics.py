@@ -93,7 +93,7 @@ def _jobs(db, snap: Snapshot, now: datetime) -> None:
 def _outbox(db, snap: Snapshot, now: datetime, destinations: Callable[[], Iterable[str]]) -> None:
     try:
         snap.destinations = list(destinations())
-    except Exception as exc:  # settings unreadable here: the rows still say which
+    except Exception as exc:  # broad: settings' many types: a scrape never fails (logged)
         log.error("metrics: destinations unreadable: %s", type(exc).__name__)
     for name in snap.destinations:
         for state in OUTBOX_STATES:
@@ -199,7 +199,7 @@ class PlatformCollector:
         def run() -> None:
             try:
                 box["snap"] = read(self.database(), self.timeout_s, self.destinations)
-            except Exception as exc:  # reported as down, never raised into the scrape
+            except Exception as exc:  # broad: reported as down by the caller (logged)
                 box["error"] = exc
 
         with self._lock:

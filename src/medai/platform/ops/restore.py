@@ -55,6 +55,7 @@ from typing import Any, cast
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
+from medai.core.faults import StorageFault
 from medai.platform.ops import backup as bk
 from medai.platform.ops import backup_files, backup_manifest, pg_tools
 from medai.platform.ops.backup import Progress
@@ -491,7 +492,7 @@ def _check_restored(
                     f"stored file {sha[:12]}… named by the database is not in the backup",
                     "files_missing",
                 ) from None
-            except Exception:
+            except StorageFault:  # storage_undecryptable: altered, or under a key not configured
                 raise BackupError(
                     f"stored file {sha[:12]}… does not decrypt with the "
                     f"configured keys; {_missing_key_hint(manifest, current)}",
@@ -593,7 +594,7 @@ def restore(
         moved = _move_into_home(staging, home)
         checked = _check_restored(url, home, manifest, current, quick, progress)
         config = _move_config(staging, home)
-    except BaseException:
+    except BaseException:  # broad: undone on any exit, re-raised
         if loaded:
             _unload_database(url, before)
         for path in moved:

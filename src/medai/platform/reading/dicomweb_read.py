@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterable
@@ -270,7 +271,10 @@ def _from_header(
     cannot be read."""
     try:
         body = json.loads(instance_json(p, view, obj))
-    except Exception:  # an unreadable file: the search still answers, without these
+    except Exception as exc:  # broad: storage, pydicom's many types: no header (logged)
+        logging.getLogger("medai.platform").warning(
+            "QIDO-RS: header of study %s unreadable (%s)", view.study.id, type(exc).__name__
+        )
         return {}
     return {t: body[t] for t in tags if t in body}
 

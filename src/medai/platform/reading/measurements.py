@@ -19,6 +19,7 @@ recorded as made with ImagerPixelSpacing and the report says "at the detector pl
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
@@ -150,7 +151,7 @@ def parse(data: bytes) -> Report:
         raise Unusable(f"the report is larger than {MAX_BYTES:,} bytes")
     try:
         ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
-    except Exception as exc:
+    except Exception as exc:  # broad: pydicom raises many types on a bad file (NotMeasurement)
         raise NotMeasurement("not readable as DICOM") from exc
     if not is_measurement_report(ds):
         raise NotMeasurement("not an Imaging Measurement Report")
@@ -208,7 +209,10 @@ def spacing_of(ds: Dataset) -> str | None:
 def _header(store, sha: str) -> Dataset | None:
     try:
         return dcmread(io.BytesIO(store.read(sha)), stop_before_pixels=True)
-    except Exception:  # a blob unreadable here leaves the spacing unknown, not the report
+    except Exception as exc:  # broad: storage, pydicom's many types: spacing unknown (logged)
+        logging.getLogger("medai.platform").warning(
+            "measurements: image %s… unreadable (%s): spacing unknown", sha[:12], type(exc).__name__
+        )
         return None
 
 

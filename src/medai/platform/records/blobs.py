@@ -119,7 +119,7 @@ class BlobStore:
                 tmp.unlink()
                 return False
             return self._place(tmp, final, replace=False)
-        except BaseException:
+        except BaseException:  # broad: the temporary file is removed on any exit, re-raised
             tmp.unlink(missing_ok=True)
             raise
 
@@ -157,7 +157,7 @@ class BlobStore:
                 sealed = self.cipher.writer(fh)
                 sealed.write(data)
                 sealed.close()
-        except BaseException as exc:
+        except BaseException as exc:  # broad: the temp file removed on any exit, re-raised
             Path(name).unlink(missing_ok=True)
             _name(exc, name)
             raise
@@ -188,7 +188,7 @@ class BlobStore:
                     h.update(chunk)
                     sealed.write(chunk)
                 sealed.close()
-        except BaseException as exc:
+        except BaseException as exc:  # broad: the temp file removed on any exit, re-raised
             tmp.unlink(missing_ok=True)
             _name(exc, tmp)
             raise

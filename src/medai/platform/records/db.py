@@ -291,7 +291,7 @@ class Database:
         try:
             yield db
             db.commit()
-        except BaseException:
+        except BaseException:  # broad: rolled back on any exit (cancellation too), re-raised
             db.rollback()
             raise
         finally:

@@ -63,12 +63,14 @@ def discard_unnamed(p: Any, sha: str, what: str) -> None:
             if not _named(db, sha):
                 p.store.discard(sha)  # inside the lock: no row can name it meanwhile
         return
-    except Exception:  # the read below decides, or keeps the file
-        pass
+    except Exception as exc:  # broad: a cleanup never masks its cause; a read decides (logged)
+        logging.getLogger("medai.platform").warning(
+            "blob of %s: locked discard failed (%s); a read decides", what, type(exc).__name__
+        )
     try:
         with p.db.reader() as db:
             named = _named(db, sha)
-    except Exception as exc:
+    except Exception as exc:  # broad: a cleanup never masks its cause; the file stays (logged)
         logging.getLogger("medai.platform").warning(
             "blob of %s kept: the database cannot be read (%s)", what, type(exc).__name__
         )

@@ -175,7 +175,7 @@ def image_mode(path: Path) -> str | None:
     try:
         with Image.open(path) as img:
             return img.mode
-    except Exception:  # Pillow raises many types on bad headers (and DecompressionBombError)
+    except Exception:  # broad: Pillow raises many types: counted unreadable
         return None
 
 

@@ -78,7 +78,8 @@ def _uids(data: bytes) -> tuple[str | None, str | None]:
             str(ds.get(k) or "").rstrip(" \x00") for k in ("SOPClassUID", "SOPInstanceUID")
         )
         return (sop_class if is_uid(sop_class) else None), (sop_uid if is_uid(sop_uid) else None)
-    except Exception:  # an unreadable part is reported as failed, not raised
+    except Exception as exc:  # broad: pydicom raises many types: no UIDs (logged)
+        log.warning("STOW-RS part: its UIDs cannot be read (%s)", type(exc).__name__)
         return None, None
 
 
@@ -191,7 +192,7 @@ async def store_instances(
     for study_id, job_id in queued:
         try:
             request.app.state.dispatch(study_id, job_id, False)
-        except Exception as exc:  # the job row stays queued; a poller takes it
+        except Exception as exc:  # broad: the job row stays queued for a poller (logged)
             log.error("dispatching study %s failed: %s", study_id, type(exc).__name__)
     body: dict = {}
     if stored:

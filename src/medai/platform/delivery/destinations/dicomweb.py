@@ -57,7 +57,10 @@ def _stow_outcomes(objects: Sequence[Dataset], reply: Dataset | None) -> list[St
 def _reply_dataset(response) -> Dataset | None:
     try:
         return Dataset.from_json(response.json())
-    except Exception:  # not DICOM JSON (an HTML error page, empty body)
+    except Exception as exc:  # broad: pydicom on a remote peer's body raises many types (logged)
+        log.warning(
+            "STOW-RS reply is not DICOM JSON (%s): no per-instance status", type(exc).__name__
+        )
         return None
 
 

@@ -78,7 +78,7 @@ def _ack(data: bytes, control_id: str, where: str) -> str:
         )
         code = str(ack.msa.msa_1.value).strip()
         acked = str(ack.msa.msa_2.value).strip()
-    except Exception:  # not an HL7 ACK at all
+    except Exception:  # broad: hl7apy raises many types (DestinationUnavailable)
         raise DestinationUnavailable(where, "the answer is not an HL7 ACK") from None
     if acked != control_id:
         raise DestinationUnavailable(where, "the ACK is for another message")

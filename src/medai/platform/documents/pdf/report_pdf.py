@@ -111,7 +111,8 @@ def _cmap(path: str) -> frozenset[int]:
     try:
         font = TTFont(path, fontNumber=0, lazy=True)
         return frozenset(font.getBestCmap() or {})
-    except Exception:  # an unreadable font file is no fallback
+    except Exception as exc:  # broad: fontTools raises many types: no fallback (logged)
+        log.warning("font %s unreadable (%s): not a fallback", Path(path).name, type(exc).__name__)
         return frozenset()
 
 
