@@ -65,7 +65,8 @@ class DraftWords:
     ("{view} chest radiograph."); ``normal``: the findings' first sentence of a study in which
     the model found none of its labels, never calling the film normal: the findings it looked
     for named as not seen, the labels it decided absent as ``{findings}`` ("{findings}
-    izlenmedi."); the AI's account of itself is never a report sentence (``reporting.ai_note``);
+    izlenmedi."); the AI's account of itself is never a report sentence
+    (``reporting.templates.ai_note``);
     ``normal_impression``: its impression, ending in "(AI suggestion)" / "(YZ önerisi)" (a
     low-confidence result says so there); ``indeterminate``: the sentence of an undecided
     result, with ``{candidates}``, keeping "could not decide" / "karar veremedi" in it."""
@@ -124,7 +125,7 @@ class Task:
     # some augmentation
     flip_augment: bool = False
     # a study of this task is a series of slices read together (a brain MRI), not one film
-    # (a chest radiograph, decided from its frontal view): ``platform.study_reading``
+    # (a chest radiograph, decided from its frontal view): ``platform.worklist.study_reading``
     reads_series: bool = False
     # the task of its kind a caller that names none gets (the upload form's, the CLI's); one
     # per kind (``default_task``)

@@ -760,7 +760,8 @@ def _read_batch(
 
 def _numbers(kept: Sequence[SliceRef], slices: Sequence[SliceRead]) -> dict[str, int]:
     """Each counted slice's 1-based number in anatomical order, duplicates left out: the
-    viewer's counter ("10 / 20"), which shows each slice once (``platform.series_view``)."""
+    viewer's counter ("10 / 20"), which shows each slice once
+    (``platform.reading.series_view``)."""
     copies = {s.ref.key for s in slices if s.same_as is not None}
     counted = [ref for ref in kept if ref.key not in copies]
     return {ref.key: i for i, ref in enumerate(counted, start=1)}
