@@ -5,7 +5,7 @@ sizes — one model load, one JSON report.
 
 ``make gpu-check`` measured 0.348 s a step (batch 8, ~305 tokens) through the trainer on one
 H200 where a hand-written loop had taken 0.133 s (483 tokens); this says which part differs.
-Built on ``gpu_check``'s synthetic ROCOv2 pairs and random-weight BLIP-2 (``--size full``:
+Built on ``gpu_common``'s synthetic ROCOv2 pairs and random-weight BLIP-2 (``--size full``:
 OPT-6.7B; ``--size tiny`` runs anywhere in seconds — its format is tested on CPU).
 
     PYTHONPATH=src python3 benchmarks/blip2_step_profile.py --size full --work /tmp/gc \
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gpu_check  # benchmarks/ is on the path (above); it puts src/ there too
+import gpu_common  # benchmarks/ is on the path (above); it puts src/ there too
 
 FORMAT = "medai-blip2-step-profile/1"
 
@@ -50,14 +50,14 @@ def _datasets(work: Path, size: dict):
     and the built base's directory."""
     from medai.reporting.captioning.caption_stream import CaptionImages
 
-    spec = gpu_check.BLIP2_SPECS[size["blip2"]]
-    data, images, words = gpu_check.synthetic_roco(
+    spec = gpu_common.BLIP2_SPECS[size["blip2"]]
+    data, images, words = gpu_common.synthetic_roco(
         work / "roco", size["pairs"], max(64, spec["image_size"])
     )
     base = work / f"blip2-{size['blip2']}"
     built_file = work / "built.json"
     if not built_file.is_file():
-        built_file.write_text(json.dumps(gpu_check.build_blip2(base, size["blip2"], words)))
+        built_file.write_text(json.dumps(gpu_common.build_blip2(base, size["blip2"], words)))
     with data.open(newline="") as f:
         rows = list(csv.DictReader(f))
     paths = [images / f"{r['ID']}.png" for r in rows]
@@ -244,7 +244,7 @@ def measure(work: Path, size_name: str = "full", steps: int = 12) -> dict:
     from medai.core.trainer import LoopConfig, fit
     from medai.reporting.captioning.blip2 import Blip2LoraConfig, _Blip2Adapter, training_plan
 
-    size = gpu_check.SIZES[size_name]
+    size = gpu_common.SIZES[size_name]
     work.mkdir(parents=True, exist_ok=True)
     train, val, base, built = _datasets(work, size)
     cfg = Blip2LoraConfig(base=str(base), batch_size=size["batch_size"], epochs=1)
@@ -340,8 +340,8 @@ def measure(work: Path, size_name: str = "full", steps: int = 12) -> dict:
     return {
         "format": FORMAT,
         "size": size_name,
-        "device": gpu_check.device(),
-        "versions": gpu_check.versions(),
+        "device": gpu_common.device(),
+        "versions": gpu_common.versions(),
         "base": built,
         "plan": plan.name,
         "load_s": round(load_s, 2),
@@ -357,12 +357,12 @@ def measure(work: Path, size_name: str = "full", steps: int = 12) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=sorted(gpu_check.SIZES), default="full")
+    parser.add_argument("--size", choices=sorted(gpu_common.SIZES), default="full")
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("build/blip2-step-profile.json"))
     parser.add_argument("--steps", type=int, default=12)
     args = parser.parse_args(argv)
-    gpu_check.register_checkout_tasks()
+    gpu_common.register_checkout_tasks()
     report = measure(args.work, args.size, args.steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")

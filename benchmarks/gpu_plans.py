@@ -14,7 +14,7 @@ import contextlib
 import time
 from pathlib import Path
 
-import gpu_check  # benchmarks/ is on the path (gpu_check puts src/ there too)
+import gpu_common  # benchmarks/ is on the path (gpu_common puts src/ there too)
 
 GIB = 2**30
 # a 16 GB T4 as torch sees it: 15,360 MiB, compute capability 7.5, no bf16
@@ -118,8 +118,8 @@ def t4_plan_section(work: Path, size: dict) -> dict:
 
     from medai.reporting import pipeline
 
-    gpu_check.blip2_base(work, size)  # before the cap
-    gpu_check._peak_reset()
+    gpu_common.blip2_base(work, size)  # before the cap
+    gpu_common._peak_reset()
     cuda = torch.cuda.is_available()
     emulated = emulate_t4() if cuda else {"emulates": None, "reason": "no CUDA GPU"}
     generation: dict[str, dict] = {}
@@ -152,7 +152,7 @@ def t4_plan_section(work: Path, size: dict) -> dict:
     pipeline.score_captioner = score_both
     result: dict = {"emulated": emulated}
     try:
-        trained = gpu_check.blip2_section(work, size, "auto", out_name="captioner-t4")
+        trained = gpu_common.blip2_section(work, size, "auto", out_name="captioner-t4")
         result.update(trained)
     except torch.cuda.OutOfMemoryError as exc:
         result["does_not_fit"] = {"phase": phase["now"], "error": _oom(exc)}
@@ -281,7 +281,7 @@ def step_limit_section(work: Path, size: dict, batch: int | None = None, steps: 
     import blip2_step_profile as prof
     from medai.reporting.captioning.blip2 import Blip2LoraConfig, _Blip2Adapter, training_plan
 
-    gpu_check.blip2_base(work, size)
+    gpu_common.blip2_base(work, size)
     batch = batch or (32 if size["blip2"] == "opt-6.7b" else 4)
     train, val, base, _built = prof._datasets(work, size)
     cfg = Blip2LoraConfig(base=str(base), batch_size=batch, epochs=1)
@@ -344,10 +344,10 @@ def step_limit_section(work: Path, size: dict, batch: int | None = None, steps: 
         if cuda:
             row["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated())
         result["variants"][key] = {**row, **(extra or {})}
-        gpu_check.save_partial(result)
+        gpu_common.save_partial(result)
 
     def timed(batches_, autocast_dtype, clip=True):
-        gpu_check._peak_reset()
+        gpu_common._peak_reset()
         return prof._guarded(prof._steps, adapter, model, batches_, autocast_dtype, clip=clip)
 
     record(f"eager_batch_{batch}", timed(batches, half), tokens, batch)
@@ -365,7 +365,7 @@ def step_limit_section(work: Path, size: dict, batch: int | None = None, steps: 
     # regional compile: the first step carries the compilation
     try:
         blocks = regional_compile(model)
-        gpu_check._peak_reset()
+        gpu_common._peak_reset()
         started = time.perf_counter()
         prof._steps(adapter, model, batches[:3], half, clip=True)  # 2 untimed + 1 (compiles)
         compile_s = round(time.perf_counter() - started, 1)
@@ -392,7 +392,7 @@ def _mri_predictor(work: Path):
     from medai.imaging.predict import ImagingPredictor, load_predictor
     from medai.imaging.train import ImagingTrainConfig
 
-    bundled = gpu_check.ROOT / "src" / "medai" / "assets" / "models" / "mri-default"
+    bundled = gpu_common.ROOT / "src" / "medai" / "assets" / "models" / "mri-default"
     if (bundled / "model.safetensors").is_file():
         return load_predictor(bundled, read_card(bundled), runtime="torch"), "mri-default"
     from medai.core.model_dir import ModelCard
