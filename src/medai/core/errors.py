@@ -184,6 +184,7 @@ CODES: dict[str, Code] = {
     "destination_not_empty": Code(None, "a backup destination that is not empty"),
     "engine_mismatch": Code(None, "a backup of another database engine"),
     "files_missing": Code(None, "files the backup needs are missing"),
+    "files_unreadable": Code(None, "a restored file the system cannot read (permissions, disk)"),
     "no_database": Code(None, "no database to back up"),
     "not_a_backup": Code(None, "not a medai backup"),
     "restore_mismatch": Code(None, "the restored data does not match the backup"),

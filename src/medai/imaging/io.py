@@ -17,6 +17,7 @@ from typing import BinaryIO, cast
 
 import numpy as np
 
+from medai.core.task_registry import Task
 from medai.imaging.labels import space
 from medai.imaging.limits import (
     MAX_BYTES,
@@ -462,14 +463,14 @@ REFUSAL_CODES = (
 )
 
 
-def check_modality(image: LoadedImage, task: str) -> Refusal | None:
+def check_modality(image: LoadedImage, task: str | Task) -> Refusal | None:
     """A reason to refuse the image for ``task``, or None when nothing says it is wrong.
 
     DICOM files say their modality; a colour photograph is recognisably not a radiograph or an
     MRI slice. (A learned check against the other task's images lives with the models.)
     """
 
-    expected = space(task)
+    expected = task if isinstance(task, Task) else space(task)
     modality = image.metadata.get("modality")
     if modality and modality not in expected.dicom_modalities:
         return Refusal(

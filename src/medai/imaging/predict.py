@@ -22,7 +22,7 @@ from medai.imaging.labels import space
 from medai.imaging.networks import to_tensor
 from medai.imaging.operating import load_policy, load_series_rule
 from medai.imaging.results import Finding, ImageInfo, ImagingResult
-from medai.imaging.scope import OutOfScope, OutOfScopeDetector, Scope, scope_for
+from medai.imaging.scope import OutOfScope, OutOfScopeDetector, Scope, scope_of
 from medai.imaging.train import ImagingTrainConfig, load_model
 from medai.imaging.views import ViewCheck, ViewChecker, view_of
 
@@ -48,7 +48,9 @@ class ImagingPredictor:
                 )
                 self.gate = None
         self.labels = list(cfg.labels)
-        self.multilabel = space(cfg.task).multilabel
+        # the task's definition, resolved once: every read asks it (labels, views, modality)
+        self.space = space(cfg.task)
+        self.multilabel = self.space.multilabel
         self.policy = load_policy(directory, card, self.labels)
         self.thresholds = {lab: self.policy.thresholds[lab] for lab in self.labels}
         # how a series' slices become one decision (``imaging.series``), None: the default
@@ -56,7 +58,7 @@ class ImagingPredictor:
         # scope (``imaging.scope``, ``imaging.views``): the out-of-scope flag on the gate's
         # distance, and for a task read from frontal films the image's view check
         self.out_of_scope = OutOfScopeDetector.load(directory) if self.gate is not None else None
-        self.view_check = ViewChecker.load(directory) if space(cfg.task).dicom_views else None
+        self.view_check = ViewChecker.load(directory) if self.space.dicom_views else None
         gate_dim = None if self.gate is None else self.gate.mean.shape[0]
         if self.view_check is not None and gate_dim and self.view_check.dim != gate_dim:
             import warnings
@@ -114,7 +116,7 @@ class ImagingPredictor:
 
         Rules first (colour photo, DICOM of another modality), then the learned gate, then
         the view (a lateral chest film, ``view_refusal``)."""
-        reason = check_modality(image, self.cfg.task)
+        reason = check_modality(image, self.space)
         if reason:
             return reason
         if self.gate is None:
@@ -123,7 +125,7 @@ class ImagingPredictor:
             features = self.proba_and_features([image.pixels])[1]
         distance = float(self.gate.distance(features)[0])
         if distance > self.gate.threshold:
-            expected = space(self.cfg.task).modality
+            expected = self.space.modality
             return Refusal(
                 "out_of_distribution",
                 f"this image does not look like the {expected} images this model "
@@ -136,7 +138,7 @@ class ImagingPredictor:
     def view(self, image: LoadedImage, features: np.ndarray | None = None) -> ViewCheck:
         """The film's view (``imaging.views.view_of``): its header's, else this model's image
         check on its features, else unknown. Only a task read from frontal films has views."""
-        if not space(self.cfg.task).dicom_views:
+        if not self.space.dicom_views:
             return ViewCheck("unknown", "image")
         if self.view_check is not None and features is None and view_of(image).source != "header":
             features = self.proba_and_features([image.pixels])[1]
@@ -157,7 +159,7 @@ class ImagingPredictor:
         )
         return Refusal(
             "lateral_view",
-            f"this is a lateral film ({said}); the {space(self.cfg.task).modality} model "
+            f"this is a lateral film ({said}); the {self.space.modality} model "
             "reads frontal (PA/AP) films only",
             {"source": check.source, **({"score": round(check.score, 3)} if check.score else {})},
         )
@@ -173,7 +175,7 @@ class ImagingPredictor:
         detector's flag on the gate's distance (not flagged, and no detector named, for a model
         without one)."""
         view = None
-        if image is not None and space(self.cfg.task).dicom_views:
+        if image is not None and self.space.dicom_views:
             view = self.view(image, features).as_dict()
         distance = None
         if self.gate is not None and features is not None:
@@ -198,7 +200,7 @@ class ImagingPredictor:
             judged = self.out_of_scope.judge(distance)
         else:
             judged = OutOfScope(score=None if distance is None else round(distance, 4))
-        return scope_for(self.cfg.task, self.labels, judged, view)
+        return scope_of(self.space, self.labels, judged, view)
 
     def predict(self, source: str | Path | bytes | LoadedImage) -> ImagingResult:
         """Findings for one image; ``status: refused`` with the reason when the image is of the
@@ -237,7 +239,7 @@ class ImagingPredictor:
     def decide(self, probs: np.ndarray) -> Decision:
         """The task's one decision for a row of probabilities (``imaging.decision``)."""
         return decide(
-            space(self.cfg.task),
+            self.space,
             dict(zip(self.labels, map(float, probs), strict=True)),
             self.policy,
         )

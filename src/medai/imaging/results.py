@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from medai.core.results import AIResult
 from medai.imaging.decision import Basis, Decision, LabelState
-from medai.imaging.io import REFUSAL_CODES
+from medai.imaging.io import REFUSAL_CODES, Refusal
 from medai.imaging.scope import Scope
 
 DISCLAIMER = "AI suggestion for a radiologist to review; not a diagnosis."
@@ -179,6 +179,14 @@ class ImagingResult(AIResult):
             "by monitoring for embedding drift, never stored with or sent in the result"
         ),
     )
+
+    def refusal(self) -> Refusal:
+        """Why a refused result got no findings (its code, sentence and values)."""
+        return Refusal(
+            self.reason_code or "out_of_distribution",
+            self.reason or "image refused",
+            dict(self.reason_params),
+        )
 
 
 class HeatmapResult(AIResult):

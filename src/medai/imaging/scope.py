@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from medai.core.task_registry import TaskError, get
+from medai.core.task_registry import Task, TaskError, get
 
 OUT_OF_SCOPE_FILE = "out_of_scope.json"
 SCOPE_QUANTILE = 0.99
@@ -230,17 +230,17 @@ class Scope(BaseModel):
 
 def limits(task: str, labels: Iterable[str]) -> tuple[list[str], list[str]]:
     """(detects, cannot_detect) of a model of ``task`` with these labels."""
+    return limits_of(task, get_normal(task), labels)
 
+
+def limits_of(task: str, normal: str | None, labels: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``limits`` for a task whose normal label is known (a model's own definition)."""
     labels = list(labels)
-    try:
-        normal = get(task).normal
-    except TaskError:
-        normal = None
     have = set(labels)
     detects = [lab for lab in labels if lab != normal]
     cannot = [
         key
-        for key, groups in CATALOGUE.get(task, GENERIC)
+        for key, groups in (CATALOGUE.get(task, GENERIC))
         if not any(set(group) <= have for group in groups)
     ]
     return detects, cannot
@@ -250,22 +250,41 @@ def look_alikes(task: str, labels: Iterable[str]) -> list[str]:
     """Keys of the patterns a model of ``task`` with these labels cannot tell apart from them:
     none when it has no label they are taken for; a pattern one of its labels covers left out."""
     have = set(labels)
-    if not have & LOOK_ALIKE_OF.get(task, set()):
+    if task not in LOOK_ALIKE_OF or not have & LOOK_ALIKE_OF[task]:
         return []
     return [
         key
-        for key, groups in LOOK_ALIKES.get(task, ())
+        for key, groups in (LOOK_ALIKES.get(task, ()))
         if not any(set(group) <= have for group in groups)
     ]
 
 
 def scope_for(
-    task: str,
+    task: str | Task,
     labels: Iterable[str],
     out_of_scope: OutOfScope | None = None,
     view: dict | None = None,
 ) -> Scope:
-    detects, cannot = limits(task, labels)
+    """The scope of a model of ``task`` (its name: one the registry lacks gets the generic
+    limits; or its definition) with these labels."""
+    if isinstance(task, Task):
+        return scope_of(task, labels, out_of_scope, view)
+    return _scope(task, get_normal(task), labels, out_of_scope, view)
+
+
+def scope_of(
+    task: Task,
+    labels: Iterable[str],
+    out_of_scope: OutOfScope | None = None,
+    view: dict | None = None,
+) -> Scope:
+    """``scope_for`` a model's own task definition (resolved once, by its predictor)."""
+    return _scope(task.name, task.normal, labels, out_of_scope, view)
+
+
+def _scope(task: str, normal: str | None, labels, out_of_scope, view) -> Scope:
+    labels = list(labels)
+    detects, cannot = limits_of(task, normal, labels)
     return Scope(
         detects=detects,
         cannot_detect=cannot,
@@ -436,7 +455,7 @@ def series_scope(predictor, distances=None, refusal=None) -> Scope:
         judged = OutOfScope(score=round(float(np.median(values)), 4))
     else:
         judged = detector.judge(float(np.median(values)))
-    return scope_for(predictor.cfg.task, predictor.labels, judged)
+    return scope_of(predictor.space, predictor.labels, judged)
 
 
 # --- the out-of-scope detector of a model directory

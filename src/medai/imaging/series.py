@@ -37,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from medai.core.task_registry import Task
 from medai.imaging.decision import Decision, OperatingPolicy, decide
 from medai.imaging.io import LoadedImage, Refusal
-from medai.imaging.labels import space
 from medai.imaging.limits import (
     MAX_BYTES,
     ImageInputError,
@@ -176,7 +175,7 @@ def slice_refs(data: bytes, max_bytes: int = MAX_BYTES) -> list[SliceRef]:
     check_dicom_file(io.BytesIO(data))  # a deflated dataset is inflated within bounds
     try:
         ds = pydicom.dcmread(io.BytesIO(data), defer_size=1024)
-    except Exception as exc:  # pydicom raises many types on bad files
+    except Exception as exc:  # broad: pydicom raises many types (ImageInputError)
         raise ImageInputError(f"malformed DICOM file ({exc})") from None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise NoPixelData("DICOM file has no pixel data, so it is no slice of a series")
@@ -390,7 +389,7 @@ def rule_for(predictor) -> SeriesRule:
             k=int(raw.get("k", 1)),
             suspect=SuspectRule(**suspect) if suspect else DEFAULT_SUSPECT,
         )
-    except Exception as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(
             f"the model's recorded series rule is not valid ({raw!r}: {exc})"
         ) from None
@@ -796,7 +795,7 @@ def read_series(
     kept, duplicates = distinct(ordered)
     chosen = sample(kept, cap)
     rule = rule or rule_for(predictor)
-    task = space(predictor.cfg.task)
+    task = predictor.space
     labels = list(predictor.labels)
     slices = [SliceRead(ref) for ref in chosen]
     first_error: ImageInputError | None = None

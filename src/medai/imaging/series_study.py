@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 
 from medai.core.task_registry import Task
 from medai.imaging.io import Refusal
-from medai.imaging.labels import space
 from medai.imaging.limits import ImageInputError
 from medai.imaging.results import SeriesAccount, SeriesChoice
 from medai.imaging.series import Loader, SeriesRead, SliceRef, distinct, order, read_series
@@ -130,7 +129,7 @@ def read_study(
     series was refused is refused (the largest's reason); ``ImageInputError`` when none could
     be decoded at all."""
     to_read, accounts = plan_series(series, max_series)
-    task = space(predictor.cfg.task)
+    task = predictor.space
     reads: dict[str, SeriesRead] = {}
     first_error: ImageInputError | None = None
     for uid in to_read:

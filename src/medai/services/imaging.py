@@ -56,7 +56,6 @@ __all__ = [
     "header_population",
     "heatmap",
     "preview_png",
-    "refusal_of",
     "same_dicom_content",
     "scope_of",
     "scope_text",
@@ -222,16 +221,8 @@ def analyse(predictor, source: bytes | LoadedImage) -> ImagingResult:
         if owned:
             _after(image)
     if result.refused:
-        raise ImageRefused(refusal_of(result), scope=result.scope)
+        raise ImageRefused(result.refusal(), scope=result.scope)
     return result
-
-
-def refusal_of(result: ImagingResult) -> Refusal:
-    return Refusal(
-        result.reason_code or "out_of_distribution",
-        result.reason or "image refused",
-        dict(result.reason_params),
-    )
 
 
 def heatmap(

@@ -6,8 +6,8 @@ drafts and sends what comes back (``platform.reading.analysis``).
 Which instances are read (issue 58), chosen openly and recorded in the result's ``read``:
 
 * a task that reads **series** (a brain MRI) reads every series of the study, the most severe
-  decided finding winning, one decision (``imaging.series_study`` through
-  ``services.series_reading``); the heatmap is the key slice's;
+  decided finding winning, one decision (``imaging.series_study``); the
+  heatmap is the key slice's;
 * a **film** task (a chest X-ray) is decided from one film: the frontal one by the headers'
   ViewPosition (PA before AP); where no header names a view, by each film's image view check
   (``imaging.views``); a lateral only when there is nothing else (the reader then refuses it by
@@ -22,6 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from medai.imaging.decision import read as read_decision
+from medai.imaging.io import LoadedImage
+from medai.imaging.series import SliceRef, explain_slice, series_result, slice_refs
+from medai.imaging.series_study import read_study as read_series_study
 from medai.services import imaging as imaging_service
 from medai.services import series_reading
 from medai.services.imaging import ImageInputError, ImageRefused, ImagingResult, Refusal
@@ -73,6 +77,8 @@ class StudyRead:
     latency_ms: float = 0.0
     judged: bool = False  # refused by the model itself (its scope or view check), not unreadable
     embedding: Any = field(default=None, repr=False)
+    payload: dict | None = None  # ``result`` as it is stored (a series: with its heatmap's slice)
+    decision: dict | None = None  # the decision every output reads (``decision_of``)
 
 
 def view_word(value: str | None) -> str:
@@ -123,10 +129,36 @@ def read_study(
     (none for an upload, whose file is ``study_sha``); ``read_bytes``: a stored file's bytes
     by its hash. ``stored``: the payload of a result this reading already stored (a repeated
     job): nothing is inferred again, only what the draft and a missing display rendition
-    need is decoded. Raises nothing for an image: a refusal is returned."""
+    need is decoded, and the stored result's decision (or refusal) is read back. Raises
+    nothing for an image: a refusal is returned, with ``payload`` the refused result to keep
+    (naming the model that refused)."""
     if members and reads_series:
-        return _series(predictor, members, read_bytes, want_display, stored)
-    return _film(predictor, members, study_sha, read_bytes, want_display, stored)
+        got = _series(predictor, members, read_bytes, want_display, stored)
+    else:  # a film, or an upload
+        got = _film(predictor, members, study_sha, read_bytes, want_display, stored)
+    if stored is not None:
+        got.payload = stored
+        if stored.get("refused"):
+            got.refusal = ImagingResult.model_validate(stored).refusal()
+    elif got.result is not None:
+        got.payload = got.result.model_dump(mode="json")
+        if got.heatmap_instance is not None:
+            got.payload["heatmap_instance"] = got.heatmap_instance
+    elif got.refusal is not None:  # refused before a result: kept as a refused result
+        ref = predictor.identity
+        got.payload = ImagingResult(
+            status="refused",
+            task=ref.task,
+            refused=True,
+            reason=got.refusal.message,
+            reason_code=got.refusal.code,
+            reason_params=got.refusal.params,
+            model=ref,
+            scope=got.scope,
+        ).model_dump(mode="json")
+    decision = read_decision(got.payload, predictor.space)
+    got.decision = None if decision is None else decision.model_dump(mode="json")
+    return got
 
 
 def _series(predictor, members, read_bytes, want_display, stored) -> StudyRead:
@@ -148,7 +180,7 @@ def _series(predictor, members, read_bytes, want_display, stored) -> StudyRead:
     groups: dict[str, list] = {}
     for m in members:
         try:
-            refs = series_reading.slices(read_bytes(m.sha))
+            refs = slice_refs(read_bytes(m.sha))
         except ImageInputError:
             continue  # an instance that holds no image (or no readable one): not a slice
         for slice_ref in refs:
@@ -157,18 +189,15 @@ def _series(predictor, members, read_bytes, want_display, stored) -> StudyRead:
         return StudyRead(refusal=Refusal("unreadable", "no instance of the study holds an image"))
     start = time.perf_counter()
     try:
-        series = series_reading.read_all(predictor, groups, load)
+        series = read_series_study(predictor, groups, load)
     except ImageInputError as exc:
         return StudyRead(refusal=Refusal(exc.refusal_code, str(exc), exc.params))
-    result = series_reading.result(predictor, series)
+    result = series_result(predictor, series)
     latency_ms = (time.perf_counter() - start) * 1000
     if result.refused:
-        return StudyRead(result=result, refusal=imaging_service.refusal_of(result))
+        return StudyRead(result=result, refusal=result.refusal())
     # explain is None only for a refused read, answered above
-    shown, image, label = cast(
-        "tuple[series_reading.SliceRef, series_reading.LoadedImage, str]",
-        series_reading.explain(series, load),
-    )
+    shown, image, label = cast("tuple[SliceRef, LoadedImage, str]", explain_slice(series, load))
     heat, png = imaging_service.heatmap(predictor, image, label)
     return StudyRead(
         result=result,

@@ -169,6 +169,8 @@ def test_a_second_run_of_the_analysis_states_the_question_its_stored_draft_lacks
     from medai.platform.records.tables import Study
     from medai.platform.worklist import filing
     from medai.platform.worklist.ai_results import stored_result
+    from medai.services.imaging import decision_of
+    from medai.services.study_read import StudyRead
 
     app, client, _port = hospital
     rad = bearer(client, "rad1")
@@ -183,7 +185,22 @@ def test_a_second_run_of_the_analysis_states_the_question_its_stored_draft_lacks
         reading, task, lang = filing.reading_key(db, study.id), study.task, study.language
     ref = p.models.get(task).identity
     row = stored_result(p, found["id"], "imaging", ref.content_hash, reading)
+    assert row is not None
     # the second run read the question, and finds the first run's stored draft
-    analysis._drafted(p, found["id"], ref, task, lang, ACUTE, reading, False, row, None, b"")
+    job = analysis.Job(
+        study_id=found["id"],
+        task=task,
+        sha="",
+        question=ACUTE,
+        lang=lang,
+        want_display=False,
+        meta={},
+        members=[],
+        reading=reading,
+        reopened=False,
+        prior=None,
+    )
+    got = StudyRead(payload=row.payload, decision=decision_of(row.payload))
+    analysis._drafted(p, job, ref, row, got)
     report = client.get(f"/api/v1/studies/{found['id']}/report", headers=rad).json()
     assert report["sections"]["technique"].startswith(f"Klinik bilgi: {ACUTE}"), report["sections"]

@@ -498,6 +498,12 @@ def _check_restored(
                     f"configured keys; {_missing_key_hint(manifest, current)}",
                     "keys_missing",
                 ) from None
+            except OSError as exc:  # a permission or disk error: named, never a key's fault
+                raise BackupError(
+                    f"stored file {sha[:12]}… cannot be read ({type(exc).__name__}: "
+                    f"{exc.strerror or 'I/O error'})",
+                    "files_unreadable",
+                ) from None
             checked_files = n
             progress("check", n, len(found["files"]))
     return {

@@ -4,15 +4,22 @@ Idempotent, keyed by study and model content hash: each step first looks for its
 output, so a job repeated after a crash or delivered twice by the broker finishes the work
 without duplicating a result or a report version. Model work runs outside any database
 transaction (a slow model never holds the database's write lock).
+
+The path of one job, in order: ``_opened`` (the study's row, locked: what is to be read),
+the model's side in one call (``services.study_read.read_study``: the film or series read, the
+findings, the heatmap, the decision, or why none), ``_kept`` (the result or the refusal
+stored, with its monitoring sample), then ``_drafted`` (the AI draft, urgency, the audit and
+the results out, in the study's transaction).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import cast
 
 from medai.core.task_registry import get as get_task
-from medai.platform.access.audit import Actor, record
+from medai.platform.access import audit
 from medai.platform.context import Platform
 from medai.platform.delivery import outbox
 from medai.platform.documents.words.finding_states import decided_positives
@@ -33,7 +40,25 @@ from medai.services import study_read
 from medai.services.reports import shared_drafter, with_question
 
 log = logging.getLogger("medai.platform.jobs.jobs")
-WORKER = Actor(name="medai-worker")
+WORKER = audit.Actor(name="medai-worker")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one turn of a study's analysis reads, taken from the study's locked row (plain
+    values: used outside the session)."""
+
+    study_id: int
+    task: str
+    sha: str
+    question: str | None
+    lang: str
+    want_display: bool
+    meta: dict
+    members: list[study_read.Member]
+    reading: str
+    reopened: bool
+    prior: dict | None  # the latest signed prior of the patient, of this task: one per job
 
 
 def analyse_study(p: Platform, study_id: int) -> str:
@@ -47,42 +72,19 @@ def analyse_study(p: Platform, study_id: int) -> str:
 
 
 def _analyse_once(p: Platform, study_id: int) -> str:
-    with p.db.session() as db:
-        # locked: a retraction committing meanwhile is seen, never overwritten by "analysing"
-        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
-        if study is None:
-            raise LookupError(f"no study {study_id}")
-        reading = filing.reading_key(db, study_id)
-        # a reported study is read again only when instances arrived after its reading (a
-        # re-open: ``filing.defer_analysis``); its report keeps its state meanwhile
-        reopened = study.status in study_state.REPORTED and not filing.read_already(
-            db, study_id, reading
-        )
-        if study.status not in ("received", "analysing") and not reopened:
-            return study.status  # done before (a repeated delivery)
-        if not reopened:
-            set_status(study, "analysing")
-        task, sha, question, lang = (
-            study.task,
-            study.file_sha256,
-            study.clinical_question,
-            study.language,
-        )
-        display = study.display_sha256
-        meta = {"modality": study.modality, "source": study.source or "upload"}
-        members = study_reading.image_instances(db, study)
-    predictor = p.models.get(task)
+    job = _opened(p, study_id)
+    if isinstance(job, str):
+        return job  # done before (a repeated delivery)
+    predictor = p.models.get(job.task)
     ref = predictor.identity
-    row = stored_result(p, study_id, "imaging", ref.content_hash, reading)
-    # the model's side, in one call: which film or series, the findings, the heatmap, or why
-    # none (``services.study_read``); here it is kept, drafted and sent
+    row = stored_result(p, study_id, "imaging", ref.content_hash, job.reading)
     got = study_read.read_study(
         predictor,
-        members=members,
-        study_sha=sha,
+        members=job.members,
+        study_sha=job.sha,
         read_bytes=p.store.read,
-        reads_series=get_task(task).reads_series,
-        want_display=display is None,
+        reads_series=get_task(job.task).reads_series,
+        want_display=job.want_display,
         stored=row.payload if row is not None else None,
     )
     if got.member is not None:  # another film than the study's file was read: it is the study's
@@ -90,94 +92,86 @@ def _analyse_once(p: Platform, study_id: int) -> str:
     if got.display_png is not None:
         keep_display(p, study_id, got.display_png)
     if row is None:
-        if got.result is not None and got.result.refused:  # a series the reader refused
-            save_result(
-                p, study_id, "imaging", ref, got.result.model_dump(mode="json"), reading=reading
-            )
-            # a refused read comes with its refusal
-            refusal = cast(imaging_service.Refusal, got.refusal)
-            return _refused(p, study_id, refusal, ref, store=False, reading=reading)
-        if got.result is None:
-            if got.judged:  # refused by the model's own check (scope, view): monitored
-                monitoring.record(
-                    p,
-                    study_id,
-                    ref.task,
-                    ref.content_hash,
-                    {"refused": True},
-                    got.image,
-                    got.latency_ms,
-                    meta,
-                )
-            # no result: the read's refusal says why
-            refusal = cast(imaging_service.Refusal, got.refusal)
-            return _refused(p, study_id, refusal, ref, reading=reading, scope=got.scope)
-        payload = got.result.model_dump(mode="json")
-        if got.heatmap_instance is not None:
-            payload["heatmap_instance"] = got.heatmap_instance
-        png, label = cast(tuple[bytes, str], got.heatmap)  # a read with a result has its heatmap
-        row = save_result(
-            p, study_id, "imaging", ref, payload, (p.store.put_bytes(png), label), reading
+        row = _kept(p, job, ref, got)
+    if got.refusal is not None:  # refused now, or by an earlier delivery of this job
+        return _refused(p, study_id, got.refusal, ref)
+    return _drafted(p, job, ref, row, got)
+
+
+def _opened(p: Platform, study_id: int) -> Job | str:
+    """The study's row, locked (a retraction committing meanwhile is seen, never overwritten
+    by "analysing"): the job to do, or the status of a study done before (a repeated
+    delivery). A reported study is read again only when instances arrived after its reading
+    (a re-open: ``filing.defer_analysis``); its report keeps its state meanwhile."""
+    with p.db.session() as db:
+        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+        if study is None:
+            raise LookupError(f"no study {study_id}")
+        reading = filing.reading_key(db, study_id)
+        reopened = study.status in study_state.REPORTED and not filing.read_already(
+            db, study_id, reading
         )
+        if study.status not in ("received", "analysing") and not reopened:
+            return study.status
+        if not reopened:
+            set_status(study, "analysing")
+        return Job(
+            study_id=study_id,
+            task=study.task,
+            sha=study.file_sha256,
+            question=study.clinical_question,
+            lang=study.language,
+            want_display=study.display_sha256 is None,
+            meta={"modality": study.modality, "source": study.source or "upload"},
+            members=study_reading.image_instances(db, study),
+            reading=reading,
+            reopened=reopened,
+            prior=patient_context.comparison_prior(db, study),
+        )
+
+
+def _kept(p: Platform, job: Job, ref, got: study_read.StudyRead) -> AIResultRow:
+    """The read stored: the result with its heatmap, or the refusal with its code (for every
+    view to translate, naming the model that refused); a result, or the model's own refusal
+    (its scope or view check), is monitored."""
+    payload = cast(dict, got.payload)  # a read comes with its result or its refusal
+    heatmap = None if got.heatmap is None else (p.store.put_bytes(got.heatmap[0]), got.heatmap[1])
+    row = save_result(p, job.study_id, "imaging", ref, payload, heatmap, job.reading)
+    if got.refusal is None or got.judged:
         monitoring.record(
             p,
-            study_id,
+            job.study_id,
             ref.task,
             ref.content_hash,
-            payload,
+            payload if got.refusal is None else {"refused": True},
             got.image,
             got.latency_ms,
-            meta,
+            job.meta,
             got.embedding,
         )
-    return _drafted(
-        p, study_id, ref, task, lang, question, reading, reopened, row, got.image, got.data
-    )
+    return row
 
 
-def _drafted(
-    p: Platform,
-    study_id: int,
-    ref,
-    task: str,
-    lang: str,
-    question: str | None,
-    reading: str,
-    reopened: bool,
-    row: AIResultRow,
-    source,
-    data: bytes,
-) -> str:
+def _drafted(p: Platform, job: Job, ref, row: AIResultRow, got: study_read.StudyRead) -> str:
     """The findings stored: the AI draft (a re-read replaces it only while it is the AI's own
     and unsigned), urgency, the audit, the results out; returns the study's status. ``ref``:
     the model the findings came from, taken once (a promotion meanwhile is the next study's)."""
-    payload = row.payload
-    if payload.get("refused"):  # stored by an earlier delivery of this job
-        return _refused(
-            p,
-            study_id,
-            imaging_service.refusal_of(imaging_service.ImagingResult.model_validate(payload)),
-            ref,
-            store=False,
-        )
-    draft_row = stored_result(p, study_id, "draft", ref.content_hash, reading)
+    study_id, payload = job.study_id, row.payload
+    draft_row = stored_result(p, study_id, "draft", ref.content_hash, job.reading)
     if draft_row is None:
-        with p.db.session() as db:  # the latest signed prior of the patient, of this task
-            # the job's study: studies are never deleted under a running job
-            prior = patient_context.comparison_prior(db, cast(Study, db.get(Study, study_id)))
         draft = shared_drafter(p.knowledge_dir).draft(
-            source,
+            got.image,
             payload,
-            task=task,
-            lang=lang,
-            question=question,
+            task=job.task,
+            lang=job.lang,
+            question=job.question,
             findings_model=ref,
-            prior=prior,
+            prior=job.prior,
         )
         draft_row = save_result(
-            p, study_id, "draft", ref, draft.model_dump(mode="json"), reading=reading
+            p, study_id, "draft", ref, draft.model_dump(mode="json"), reading=job.reading
         )
-    urgent = urgent_labels(task, payload)
+    urgent = reading_order.urgent_labels(job.task, got.decision)
     with p.db.session() as db:
         # the job's study: studies are never deleted under a running job
         study = study_state.lock_study(
@@ -196,32 +190,29 @@ def _drafted(
         # measurement slots): ``report_templates``
         sections = report_templates.draft_sections(
             db,
-            task,
-            imaging_service.decision_of(payload),
+            job.task,
+            got.decision,
             study.language,
             sections,
-            follow_up=patient_context.comparison_prior(db, study) is not None,
+            follow_up=job.prior is not None,
         )
-        if reopened:
-            made, why = review.ai_redraft(
-                db, study, sections, d["citations"], d["findings_used"], draft_row.id
-            )
+        # version 1; or in place of the AI's own draft withdrawn when the study was re-analysed
+        # as another type (``review.withdraw_ai_draft``), a person's kept; or a re-read's
+        made, why = review.ai_redraft(
+            db, study, sections, d["citations"], d["findings_used"], draft_row.id
+        )
+        if job.reopened:
             # the reading is history either way; a signer is told (the study page compares
             # the newest reading with the one the report was made from), never overruled
-            record(
+            audit.record(
                 db,
                 WORKER,
                 "reanalyse",
                 "study",
                 study_id,
                 model_hash=ref.content_hash,
-                reading=reading,
+                reading=job.reading,
                 report=why,
-            )
-        else:  # version 1; or in place of the AI's own draft withdrawn when the study was
-            # re-analysed as another type (``review.withdraw_ai_draft``); a person's kept
-            made, _why = review.ai_redraft(
-                db, study, sections, d["citations"], d["findings_used"], draft_row.id
             )
         for label, state in urgent:
             filing.add_urgency(
@@ -231,7 +222,7 @@ def _drafted(
         if study.status == "analysing":
             set_status(study, "ai_drafted")
         if made is not None:
-            record(
+            audit.record(
                 db,
                 WORKER,
                 "predict",
@@ -241,11 +232,11 @@ def _drafted(
                 model_hash=ref.content_hash,
                 positive=len(decided_positives(payload)),
             )
-            record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
+            audit.record(db, WORKER, "draft", "study", study_id, version=1, backend=d["backend"])
             # results out, in this transaction
             outbox.on_analysed(db, study, row.id, made, p.settings.destinations())
         status = study.status
-    shadow.analyse(p, study_id, task, data, payload)  # after the study is done; never shown
+    shadow.analyse(p, study_id, job.task, got.data, payload)  # after the study is done; never shown
     return status
 
 
@@ -308,40 +299,13 @@ def display_rendition(p: Platform, study_id: int) -> str:
     return keep_display(p, study_id, png)
 
 
-def urgent_labels(task: str, payload: dict) -> list[tuple[str, str]]:
-    """The task's urgent labels the result did not rule out, with their state: present, or
-    undecided among the candidates (a possible pneumothorax is read first too; a red flag is
-    never hidden by the model's doubt)."""
-    return reading_order.urgent_labels(task, imaging_service.decision_of(payload))
-
-
-def _refused(
-    p: Platform,
-    study_id: int,
-    refusal: imaging_service.Refusal,
-    ref,
-    store: bool = True,
-    reading: str = "",
-    scope=None,
-) -> str:
-    """A refusal is an AI result too: stored (with its code, for every view to translate) and
-    naming the model that refused; the study can then be reported by hand. A file that holds
+def _refused(p: Platform, study_id: int, refusal: imaging_service.Refusal, ref) -> str:
+    """A refusal is an AI result too (kept by ``_kept``, naming the model that refused); the
+    study can then be reported by hand. A file that holds
     no image is not the study's last word while another instance of it was filed after that
     file: the study moves on to it (``filing.next_instance``, the refusal removed) and is
     ``received`` again. The study's row is locked for that decision, as a filing instance
     locks it (``filing._route_late``): one of the two always sees the other."""
-    if store:
-        payload = imaging_service.ImagingResult(
-            status="refused",
-            task=ref.task,
-            refused=True,
-            reason=refusal.message,
-            reason_code=refusal.code,
-            reason_params=refusal.params,
-            model=ref,
-            scope=scope,
-        ).model_dump(mode="json")
-        save_result(p, study_id, "imaging", ref, payload, reading=reading)
     with p.db.session() as db:
         # the job's study: studies are never deleted under a running job
         study = cast(Study, db.get(Study, study_id, with_for_update=True, populate_existing=True))
@@ -354,7 +318,7 @@ def _refused(
         reading_order.refresh(db, study)  # the worklist's AI column: refused
         if study.status in ("received", "analysing"):
             set_status(study, "refused", refusal.message)
-            record(
+            audit.record(
                 db,
                 WORKER,
                 "predict",
