@@ -81,9 +81,12 @@ def test_what_a_model_cannot_detect_follows_its_labels():
 
 
 def test_one_words_table_names_every_key_in_both_languages():
-    from medai.imaging.scope import CANNOT_DETECT_WORDS, CATALOGUE, GENERIC, describe, scope_for
+    from medai.core.task_registry import all_tasks
+    from medai.imaging.scope import CANNOT_DETECT_WORDS, GENERIC, describe, scope_for
 
-    keys = {k for entries in (*CATALOGUE.values(), GENERIC) for k, _ in entries}
+    stated = [(*(t.cannot_detect or ()), *t.look_alikes) for t in all_tasks("imaging")]
+    keys = {k for entries in (*stated, GENERIC) for k, _ in entries}
+    assert {"tuberculosis", "ards", "other_tumours"} <= keys  # the bundled tasks' own
     assert keys <= set(CANNOT_DETECT_WORDS)
     for key, (en, tr) in CANNOT_DETECT_WORDS.items():
         assert en.strip() and tr.strip(), key

@@ -85,6 +85,10 @@ class DraftWords:
         return tr if lang == "tr" else en
 
 
+Limits = tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]
+"""(key, groups of labels covering it) pairs: a task's scope limits (``Task.cannot_detect``)."""
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -145,6 +149,15 @@ class Task:
     # triaged patient was actually sent: ``platform.lifecycle.triage_labels``); monitoring
     # compares the model with those records as well as with signed reports' labels
     recorded_outcomes: bool = False
+    # what a model of this task may be unable to detect, said with every result
+    # (``imaging.scope``): (key, groups of labels that cover it: a model with every label of one
+    # group detects it; no group: no label covers it); None: the generic limits (findings
+    # outside its labels, other body parts). A key's words: ``imaging.scope.CANNOT_DETECT_WORDS``
+    cannot_detect: Limits | None = None
+    # patterns outside the labels that look like some of them (key, groups of labels that tell
+    # it apart), said only of a model that has one of the labels in ``look_alike_of``
+    look_alikes: Limits = ()
+    look_alike_of: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.served is None:  # frozen: set once, as the field's documented default

@@ -12,7 +12,7 @@ Every imaging result carries ``scope`` (``Scope``):
 - ``cannot_tell_apart``: keys of patterns the model was never taught that look like its own
   labels and that it would read as one of them (ARDS, tuberculosis, other infections, oedema,
   a large heart for a chest model whose labels are pneumonias; metastasis or abscess for the
-  brain MRI model): a finding it reports is a pattern, not a diagnosis (``LOOK_ALIKES``);
+  brain MRI model): a finding it reports is a pattern, not a diagnosis (the task's ``look_alikes``);
 - ``out_of_scope``: whether this image is unlike the model's training films — ``flagged``,
   the ``score``, the ``threshold`` and the ``reason`` (``unlike_training``, ``lateral_view``,
   or the code of a refusal).
@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from medai.core.task_registry import Task, TaskError, get
+from medai.core.task_registry import Limits, Task, TaskError, get
 
 OUT_OF_SCOPE_FILE = "out_of_scope.json"
 SCOPE_QUANTILE = 0.99
@@ -85,61 +85,9 @@ CANNOT_DETECT_WORDS: dict[str, tuple[str, str]] = {
     ),
 }
 
-# per task: (key, alternative groups of labels that cover it — a group covers the key when the
-# model has every label of it; no group: never covered by any label of the task)
-CATALOGUE: dict[str, tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]] = {
-    "cxr": (
-        ("tuberculosis", (("Tuberculosis",),)),
-        ("nodule_mass", (("Nodule", "Mass"), ("Lung Lesion",))),
-        ("pneumothorax", (("Pneumothorax",),)),
-        ("pleural_effusion", (("Effusion",),)),
-        ("heart_size", (("Cardiomegaly",),)),
-        ("pulmonary_oedema", (("Edema",),)),
-        ("atelectasis", (("Atelectasis",),)),
-        ("emphysema_fibrosis", (("Emphysema", "Fibrosis"),)),
-        ("mediastinum", (("Enlarged Cardiomediastinum",),)),
-        ("fracture", (("Fracture",),)),
-        ("lines_tubes", ()),
-        ("lateral_views", ()),
-        ("other_body_parts", ()),
-    ),
-    "mri": (
-        ("other_tumours", ()),
-        ("tumour_extent", ()),
-        ("haemorrhage", ()),
-        ("stroke", ()),
-        ("white_matter", ()),
-        ("hydrocephalus", ()),
-        ("other_body_parts", ()),
-    ),
-}
-GENERIC = (("other_findings", ()), ("other_body_parts", ()))  # a task the catalogue lacks
-# per task: patterns outside the labels that look like them (measured on the shared chest films:
-# every ARDS, tuberculosis and SARS film was read COVID-19, docs/benchmarks/out_of_scope.md),
-# as (key, groups of labels that cover it — a model with such labels tells it apart) — listed
-# only for a model that has a label they are taken for (``LOOK_ALIKE_OF``)
-LOOK_ALIKES: dict[str, tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]] = {
-    "cxr": (
-        ("ards", ()),
-        ("tuberculosis", (("Tuberculosis",),)),
-        ("other_infections", ()),
-        ("pulmonary_oedema", (("Edema",),)),
-        ("cardiomegaly", (("Cardiomegaly",),)),
-    ),
-    "mri": (("other_tumours", ()), ("abscess_demyelination", ())),
-}
-LOOK_ALIKE_OF = {
-    "cxr": {
-        "Pneumonia",
-        "COVID-19",
-        "Viral_Pneumonia",
-        "Bacterial_Pneumonia",
-        "Lung Opacity",
-        "Consolidation",
-        "Infiltration",
-    },
-    "mri": {"Glioma", "Meningioma", "Pituitary"},
-}
+# a task whose definition states no limits (``Task.cannot_detect`` None); the chest and brain
+# tasks' limits and look-alikes are theirs (``imaging.task_definitions``)
+GENERIC: Limits = (("other_findings", ()), ("other_body_parts", ()))
 
 # reasons an image is out of scope (en, tr): the report's sentences; the page's are UI strings
 REASON_WORDS: dict[str, tuple[str, str]] = {
@@ -219,7 +167,7 @@ class Scope(BaseModel):
     cannot_tell_apart: list[str] = Field(
         default_factory=list,
         description="keys of CANNOT_DETECT_WORDS: patterns outside the labels that the model "
-        "would read as one of its labels (imaging.scope.LOOK_ALIKES)",
+        "would read as one of its labels (the task's look_alikes)",
     )
     out_of_scope: OutOfScope = Field(default_factory=OutOfScope)
     view: dict | None = Field(
@@ -230,17 +178,20 @@ class Scope(BaseModel):
 
 def limits(task: str, labels: Iterable[str]) -> tuple[list[str], list[str]]:
     """(detects, cannot_detect) of a model of ``task`` with these labels."""
-    return limits_of(task, get_normal(task), labels)
+    return limits_of(_definition(task), labels)
 
 
-def limits_of(task: str, normal: str | None, labels: Iterable[str]) -> tuple[list[str], list[str]]:
-    """``limits`` for a task whose normal label is known (a model's own definition)."""
+def limits_of(task: Task | None, labels: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``limits`` by the task's definition (None: a task the registry lacks, the generic
+    limits)."""
     labels = list(labels)
     have = set(labels)
+    normal = task.normal if task is not None else None
+    stated = task.cannot_detect if task is not None else None
     detects = [lab for lab in labels if lab != normal]
     cannot = [
         key
-        for key, groups in (CATALOGUE.get(task, GENERIC))
+        for key, groups in (GENERIC if stated is None else stated)
         if not any(set(group) <= have for group in groups)
     ]
     return detects, cannot
@@ -249,13 +200,16 @@ def limits_of(task: str, normal: str | None, labels: Iterable[str]) -> tuple[lis
 def look_alikes(task: str, labels: Iterable[str]) -> list[str]:
     """Keys of the patterns a model of ``task`` with these labels cannot tell apart from them:
     none when it has no label they are taken for; a pattern one of its labels covers left out."""
+    return look_alikes_of(_definition(task), labels)
+
+
+def look_alikes_of(task: Task | None, labels: Iterable[str]) -> list[str]:
+    """``look_alikes`` by the task's definition (None: a task the registry lacks, none)."""
     have = set(labels)
-    if task not in LOOK_ALIKE_OF or not have & LOOK_ALIKE_OF[task]:
+    if task is None or not have & task.look_alike_of:
         return []
     return [
-        key
-        for key, groups in (LOOK_ALIKES.get(task, ()))
-        if not any(set(group) <= have for group in groups)
+        key for key, groups in task.look_alikes if not any(set(group) <= have for group in groups)
     ]
 
 
@@ -267,9 +221,7 @@ def scope_for(
 ) -> Scope:
     """The scope of a model of ``task`` (its name: one the registry lacks gets the generic
     limits; or its definition) with these labels."""
-    if isinstance(task, Task):
-        return scope_of(task, labels, out_of_scope, view)
-    return _scope(task, get_normal(task), labels, out_of_scope, view)
+    return _scope(task if isinstance(task, Task) else _definition(task), labels, out_of_scope, view)
 
 
 def scope_of(
@@ -279,19 +231,26 @@ def scope_of(
     view: dict | None = None,
 ) -> Scope:
     """``scope_for`` a model's own task definition (resolved once, by its predictor)."""
-    return _scope(task.name, task.normal, labels, out_of_scope, view)
+    return _scope(task, labels, out_of_scope, view)
 
 
-def _scope(task: str, normal: str | None, labels, out_of_scope, view) -> Scope:
+def _scope(task: Task | None, labels, out_of_scope, view) -> Scope:
     labels = list(labels)
-    detects, cannot = limits_of(task, normal, labels)
+    detects, cannot = limits_of(task, labels)
     return Scope(
         detects=detects,
         cannot_detect=cannot,
-        cannot_tell_apart=look_alikes(task, labels),
+        cannot_tell_apart=look_alikes_of(task, labels),
         out_of_scope=out_of_scope or OutOfScope(),
         view=view,
     )
+
+
+def _definition(task: str) -> Task | None:
+    try:
+        return get(task)
+    except TaskError:
+        return None
 
 
 def of_payload(payload: dict | None) -> Scope | None:

@@ -3,7 +3,7 @@ classes, and the English/Turkish finding patterns and report phrases of every la
 
 from __future__ import annotations
 
-from medai.core.task_registry import DraftWords, Task, loader_from, register
+from medai.core.task_registry import DraftWords, Limits, Task, loader_from, register
 
 # the 14 findings of NIH ChestX-ray14, in its column order (``imaging.datasets`` reads its
 # layout by these names); the chest X-ray task's labels start with them
@@ -284,6 +284,59 @@ MRI_DRAFT = DraftWords(
 )
 
 
+# what each model may be unable to detect, said with every result (``imaging.scope``): (key,
+# alternative groups of labels that cover it — a group covers the key when the model has every
+# label of it; no group: never covered by any label of the task). Words: ``CANNOT_DETECT_WORDS``
+CXR_CANNOT_DETECT: Limits = (
+    ("tuberculosis", (("Tuberculosis",),)),
+    ("nodule_mass", (("Nodule", "Mass"), ("Lung Lesion",))),
+    ("pneumothorax", (("Pneumothorax",),)),
+    ("pleural_effusion", (("Effusion",),)),
+    ("heart_size", (("Cardiomegaly",),)),
+    ("pulmonary_oedema", (("Edema",),)),
+    ("atelectasis", (("Atelectasis",),)),
+    ("emphysema_fibrosis", (("Emphysema", "Fibrosis"),)),
+    ("mediastinum", (("Enlarged Cardiomediastinum",),)),
+    ("fracture", (("Fracture",),)),
+    ("lines_tubes", ()),
+    ("lateral_views", ()),
+    ("other_body_parts", ()),
+)
+MRI_CANNOT_DETECT: Limits = (
+    ("other_tumours", ()),
+    ("tumour_extent", ()),
+    ("haemorrhage", ()),
+    ("stroke", ()),
+    ("white_matter", ()),
+    ("hydrocephalus", ()),
+    ("other_body_parts", ()),
+)
+# patterns outside the labels that look like them (measured on the shared chest films: every
+# ARDS, tuberculosis and SARS film was read COVID-19, docs/benchmarks/out_of_scope.md), as (key,
+# groups of labels that cover it — a model with such labels tells it apart), listed only for a
+# model that has a label they are taken for (``look_alike_of``)
+CXR_LOOK_ALIKES: Limits = (
+    ("ards", ()),
+    ("tuberculosis", (("Tuberculosis",),)),
+    ("other_infections", ()),
+    ("pulmonary_oedema", (("Edema",),)),
+    ("cardiomegaly", (("Cardiomegaly",),)),
+)
+CXR_LOOK_ALIKE_OF = frozenset(
+    {
+        "Pneumonia",
+        "COVID-19",
+        "Viral_Pneumonia",
+        "Bacterial_Pneumonia",
+        "Lung Opacity",
+        "Consolidation",
+        "Infiltration",
+    }
+)
+MRI_LOOK_ALIKES: Limits = (("other_tumours", ()), ("abscess_demyelination", ()))
+MRI_LOOK_ALIKE_OF = frozenset({"Glioma", "Meningioma", "Pituitary"})
+
+
 CXR = Task(
     name="cxr",
     kind="imaging",
@@ -316,6 +369,9 @@ CXR = Task(
     draft=CXR_DRAFT,
     flip_augment=False,  # the heart's side matters (a mirrored film shows dextrocardia)
     default=True,  # the upload form's and the CLI's task when none is named
+    cannot_detect=CXR_CANNOT_DETECT,
+    look_alikes=CXR_LOOK_ALIKES,
+    look_alike_of=CXR_LOOK_ALIKE_OF,
 )
 MRI = Task(
     name="mri",
@@ -343,6 +399,9 @@ MRI = Task(
     draft=MRI_DRAFT,
     reads_series=True,  # a study is a series of slices, read whole (imaging.series)
     flip_augment=True,  # a tumour's class does not depend on the hemisphere it is in
+    cannot_detect=MRI_CANNOT_DETECT,
+    look_alikes=MRI_LOOK_ALIKES,
+    look_alike_of=MRI_LOOK_ALIKE_OF,
 )
 
 
