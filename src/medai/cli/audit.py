@@ -30,8 +30,9 @@ def audit_list(
     """A page of the audit log, newest first, with how many events match in all."""
 
     with open_database().session() as db:
-        rows, total = audit.query(
+        page = audit.read_log(
             db,
+            None,  # the server's own CLI: the read is not audited
             action=action,
             actor=actor,
             limit=limit,
@@ -39,8 +40,7 @@ def audit_list(
             study_id=study,
             order="asc" if oldest_first else "desc",
         )
-        names = audit.target_names(db, rows)
-        items = [audit.as_dict(e) | {"target_name": names.get(e.id)} for e in rows]
+    items, total = page["items"], page["total"]
     lines = [
         f"{e['at']}  {e['actor']:<16} {e['action']:<10} "
         f"{e['target_type'] or '-'} {e['target_name'] or e['target_id'] or ''}"

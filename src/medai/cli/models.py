@@ -87,12 +87,10 @@ def models_register(
     if not tracked and not Path(source).is_dir():
         _error(f"{source}: no such model directory", "model_refused", as_json, 2)
     with _registry(as_json) as (db, home), model_registry.fetched(source) as directory:
-        row, new = model_registry.register(
+        out = model_registry.registration(
             db, home, directory.resolve(), _actor(), task=task, source=source if tracked else None
         )
-        out = {**model_registry.as_dict(row), "new": new}
-        if not new:
-            out["note"] = model_registry.already_note(row)
+    new = out["new"]
     _emit(
         out,
         as_json,
@@ -174,15 +172,8 @@ def models_show(
     """A registered model (card and history of states), or a directory's card."""
     if model.isdigit():
         with _registry(as_json) as (db, _):
-            row = model_registry.get(db, int(model))
-            out = {
-                **model_registry.as_dict(row, card=True),
-                "history": [
-                    model_registry.transition_dict(t)
-                    for t in model_registry.history(db, model_id=row.id)
-                ],
-                "validations": _validations(db, row.id),
-            }
+            out = model_registry.view(db, int(model))
+            out["validations"] = _validations(db, out["id"])
         _emit(out, as_json)
         return
 
@@ -221,11 +212,7 @@ def models_promote(
     within MEDAI_MODEL_WATCH_S, without a restart (the replaced one is retired)."""
 
     with _registry(as_json) as (db, _):
-        replaced = validation.promote(db, model_id, _actor(), reason, override)
-        out = {
-            **model_registry.as_dict(model_registry.get(db, model_id)),
-            "replaced": replaced.id if replaced is not None else None,
-        }
+        out = validation.promote_model(db, model_id, _actor(), reason, override)
     _moved(out, as_json, "active")
 
 

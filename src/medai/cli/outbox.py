@@ -89,17 +89,7 @@ def retry(
     db = open_database(as_json)
     try:
         with db.session() as s:
-            item = outbox.retry(s, item_id, utcnow())
-            audit.record(
-                s,
-                audit.Actor("cli"),
-                "admin",
-                "outbox",
-                item_id,
-                op="retry",
-                destination=item.destination,
-            )
-            out = outbox.as_dict(item)
+            out = outbox.retry_by(s, item_id, utcnow(), audit.Actor("cli"))
     except outbox.OutboxError as exc:
         _error(str(exc), exc.code, as_json, 2)
     finally:

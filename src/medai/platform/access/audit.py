@@ -224,6 +224,54 @@ def query(
     return list(rows), total
 
 
+def read_log(
+    db: Session,
+    viewer: Actor | None,
+    action: str | None = None,
+    actor: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    *,
+    study_id: int | None = None,
+    order: str = "desc",
+    until_id: int | None = None,
+    pin: bool = False,
+) -> dict[str, Any]:
+    """A page of the log as people read it (``query``'s filters): each event (``as_dict``)
+    with the name of the account or kiosk it targets (``target_name``), and ``total``.
+    ``pin``: without ``until_id``, the pages are pinned to the newest event now (the answer's
+    ``until_id``, for the pages that follow). ``viewer``: who reads it, the read itself
+    audited in the caller's transaction (None: not audited, as ``medai audit list`` on the
+    server)."""
+    from sqlalchemy import func
+
+    if pin and until_id is None:  # the newest event now: the pages that follow count up to it
+        until_id = db.scalar(select(func.max(AuditEvent.id)))
+    rows, total = query(
+        db,
+        action,
+        actor,
+        target_type,
+        target_id,
+        since,
+        until,
+        limit,
+        offset,
+        study_id=study_id,
+        order=order,
+        until_id=until_id,
+    )
+    names = target_names(db, rows)
+    items = [as_dict(e) | {"target_name": names.get(e.id)} for e in rows]
+    if viewer is not None:
+        record(db, viewer, "view", "audit", None, results=len(items))
+    return {"items": items, "total": total, "until_id": until_id}
+
+
 def export_jsonl(db: Session, out: IO[str], batch: int = 1000) -> int:
     """Every event, oldest first, one JSON object per line (streamed in batches)."""
     n, last = 0, 0

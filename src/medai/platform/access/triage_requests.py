@@ -8,19 +8,21 @@ Who: a signed-in user (kept as their history), a registered kiosk (each its own 
 or client's slot is taken before the model runs, with the complaint sealed, so concurrent
 requests never pass the quota; a request that gets no answer (the model refused the text, or
 failed) gives its slot back. What is kept: the complaint sealed, the answer, its urgency and
-model; the audit log records only that it happened (urgent, abstained).
+model; the audit log records only that it happened (urgent, abstained). A signed-in user reads
+their own requests back with ``history``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from medai.core.errors import MedaiError
-from medai.platform.access import audit, kiosks
+from medai.platform.access import accounts, audit, kiosks
 from medai.platform.context import Platform
 from medai.platform.records.crypto import cipher
 from medai.platform.records.tables import Kiosk, TriageRecord, User
@@ -133,3 +135,26 @@ def _save(
             abstained=result.abstained,
         )
         return record_id
+
+
+def history(db: Session, user: User, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """``user``'s own triage requests, newest first (a patient reads only theirs), since the
+    account's last reset or role change (``accounts.own_since``): ``limit`` from ``offset``
+    of ``total``, the complaints unsealed (the caller audits the read)."""
+    c = cipher()
+    q = select(TriageRecord).where(
+        TriageRecord.user_id == user.id, accounts.own_since(user, TriageRecord.created_at)
+    )
+    total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = db.scalars(q.order_by(TriageRecord.id.desc()).limit(limit).offset(offset))
+    items = [
+        {
+            "id": r.id,
+            "complaint": c.decrypt(r.complaint),
+            "urgent": r.urgent,
+            "result": r.result,
+            "created_at": r.created_at.isoformat() + "Z",
+        }
+        for r in rows
+    ]
+    return {"items": items, "total": total}

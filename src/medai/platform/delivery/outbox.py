@@ -48,6 +48,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, aliased
 
 from medai.core.errors import CODES, MedaiError
+from medai.platform.access import audit
 from medai.platform.delivery.destinations import registry
 from medai.platform.dicom.identity_conflicts import open_by_study, open_conflict_clause
 from medai.platform.records.leases import claim_first
@@ -419,6 +420,14 @@ def retry(db: Session, item_id: int, now: datetime) -> OutboxItem:
     return item
 
 
+def retry_by(db: Session, item_id: int, now: datetime, actor: audit.Actor) -> dict[str, Any]:
+    """``retry`` a failed delivery for ``actor`` (an admin, or the CLI), audited in the same
+    transaction; the delivery as admins see it (``as_dict``)."""
+    item = retry(db, item_id, now)
+    audit.record(db, actor, "admin", "outbox", item_id, op="retry", destination=item.destination)
+    return as_dict(item)
+
+
 # --- what admins see: ids, destinations, states (never patient data) -------------------------
 
 
@@ -549,3 +558,23 @@ def items(
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = db.scalars(q.order_by(OutboxItem.id.desc()).limit(limit).offset(offset)).all()
     return list(rows), total
+
+
+def status(
+    db: Session,
+    destinations: Iterable[Any],
+    destination: str | None = None,
+    state: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """What the admin's outbox page reads: per destination (``summary``), and a page of the
+    deliveries, newest first (``items``), each shown held when its study has an open identity
+    conflict; ``total`` of them."""
+    rows, total = items(db, destination, state, limit, offset)
+    held = held_studies(db, {r.study_id for r in rows})
+    return {
+        "destinations": summary(db, destinations),
+        "items": [as_dict(r, r.study_id in held) for r in rows],
+        "total": total,
+    }

@@ -302,6 +302,15 @@ def listing(
     return list(rows), total
 
 
+def page(
+    db: Session, state: str | None = "open", limit: int = 50, offset: int = 0
+) -> tuple[list[IdentityConflict], int, int]:
+    """What the conflicts page reads: ``listing`` (the rows, newest first, and how many match)
+    and how many conflicts are open in all (``open_count``)."""
+    rows, total = listing(db, state, limit, offset)
+    return rows, total, open_count(db)
+
+
 def _incoming(row: IdentityConflict) -> dict[str, Any]:
     return dicom.unseal_json(row.identity, row.study_id) or {}
 

@@ -27,6 +27,7 @@ from medai.core import label_rules, task_registry
 from medai.core.errors import MedaiError
 from medai.platform.documents.words.finding_states import version_labels
 from medai.platform.records.tables import ReportVersion, Study, StudyLabel, User
+from medai.platform.worklist import study_state
 from medai.platform.worklist.ai_results import ai_label_rows, ai_label_states
 from medai.services.imaging import label_questions, settle_followers
 from medai.services.reports import denied_labels, stated_labels, states_normal
@@ -202,6 +203,20 @@ def suggest(
             }
         )
     return out
+
+
+def suggestion(
+    db: Session, study: Study, sections: dict[str, Any], choices: dict[str, bool] | None = None
+) -> dict[str, Any]:
+    """What the sign dialog shows before a signature: the labels a signature of ``sections``
+    with the radiologist's ``choices`` would store (``suggest``, nothing stored) and the
+    ``contradictions`` it would be refused for (each ``as_dict``). A retracted study is refused
+    (``StudyRetracted``: nothing to suggest a signature of)."""
+    study_state.check_not_retracted(study, "signed")
+    items = suggest(db, study, sections, choices)
+    task = task_of(study)
+    found = contradictions(task, items) if task is not None else []
+    return {"labels": items, "contradictions": [c.as_dict() for c in found]}
 
 
 def record(

@@ -602,6 +602,34 @@ def as_dict(row: RegisteredModel, card: bool = False) -> dict[str, Any]:
     return out
 
 
+def view(db: Session, model_id: int) -> dict[str, Any]:
+    """One registered model as people read it: its row and card (``as_dict``) and every
+    change of its state, oldest first (``history``: ``transition_dict`` each)."""
+    row = get(db, model_id)
+    return {
+        **as_dict(row, card=True),
+        "history": [transition_dict(t) for t in history(db, model_id=row.id)],
+    }
+
+
+def registration(
+    db: Session,
+    home: Path,
+    directory: Path,
+    actor: audit.Actor,
+    task: str | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """``register`` a candidate from ``directory`` (fetched by the caller: ``fetched``) and
+    say what was registered: its row (``as_dict``), ``new``, and when not new a ``note``
+    (``already_note``: these files were registered already)."""
+    row, new = register(db, home, directory, actor, task=task, source=source)
+    out = {**as_dict(row), "new": new}
+    if not new:
+        out["note"] = already_note(row)
+    return out
+
+
 def transition_dict(t: ModelTransition) -> dict[str, Any]:
     return {
         "id": t.id,

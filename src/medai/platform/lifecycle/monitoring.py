@@ -40,7 +40,7 @@ from sqlalchemy import func, select
 
 from medai.core import task_registry
 from medai.platform.access import audit
-from medai.platform.lifecycle import drift, triage_labels
+from medai.platform.lifecycle import drift, model_registry, triage_labels
 from medai.platform.lifecycle.labels import latest_versions
 from medai.platform.records.db import lock_key, utcnow
 from medai.platform.records.localtime import iso_utc
@@ -609,3 +609,11 @@ def summary(p: Platform, task: str, model_hash: str, series_n: int = 200) -> dic
             for x in recent
         ],
     }
+
+
+def overview(p: Platform, task: str | None = None) -> dict[str, Any]:
+    """The monitoring page: per active model (of ``task``, or of every task), the model
+    (``model_registry.as_dict``) and its numbers and alerts (``summary``)."""
+    with p.db.reader() as db:
+        rows = [model_registry.as_dict(r) for r in model_registry.listing(db, task, "active")]
+    return {"models": [{"model": r, **summary(p, r["task"], r["content_hash"])} for r in rows]}

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from medai.core import task_registry
 from medai.core.errors import MedaiError
+from medai.platform.access import audit
 from medai.platform.lifecycle import drift
+from medai.platform.records.crypto import cipher
 from medai.platform.records.localtime import iso_utc
 from medai.platform.records.tables import TriageOutcome, TriageRecord, User
 
@@ -58,6 +60,49 @@ def as_dict(o: TriageOutcome | None) -> dict[str, Any] | None:
     if o is None:
         return None
     return {"department": o.department, "urgent": o.urgent, "at": iso_utc(o.at)}
+
+
+def answered(db: Session, triage_id: int) -> TriageRecord:
+    """The triage record ``triage_id`` that has an answer (``NoSuchTriage`` otherwise: none, or
+    one whose model gave no answer)."""
+    row = db.get(TriageRecord, triage_id)
+    if row is None or not row.result:
+        raise NoSuchTriage(f"no triage record {triage_id}")
+    return row
+
+
+def view(db: Session, triage_id: int) -> dict[str, Any]:
+    """A triage by its record number as staff read it: the complaint unsealed, the answer and
+    the outcome recorded so far (the caller audits the read)."""
+    row = answered(db, triage_id)
+    return {
+        "id": row.id,
+        "complaint": cipher().decrypt(row.complaint),
+        "urgent": row.urgent,
+        "result": row.result,
+        "created_at": iso_utc(row.created_at),
+        "outcome": as_dict(latest(db, row.id)),
+    }
+
+
+def record_outcome(
+    db: Session, triage_id: int, department: str, urgent: bool, user: User, actor: audit.Actor
+) -> str:
+    """Record where the patient of an answered triage was actually sent (``record``), audited
+    in the caller's transaction; returns the triage's model hash (the caller checks that
+    model's monitoring after the commit)."""
+    row = answered(db, triage_id)
+    record(db, triage_id, department, urgent, user)
+    audit.record(
+        db,
+        actor,
+        "triage",
+        "triage_outcome",
+        triage_id,
+        department=department,
+        urgent=urgent,
+    )
+    return row.model_hash
 
 
 def labelled(db: Session) -> list[tuple[TriageRecord, TriageOutcome]]:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from medai.core import model_dir as model_dirs
 from medai.core.metrics import auroc_with_ci
 from medai.platform.access import audit
-from medai.platform.lifecycle import drift, site_sets
+from medai.platform.lifecycle import drift, model_registry, site_sets
 from medai.platform.lifecycle.model_registry import (
     MOVES,
     EmptySiteSet,
@@ -521,3 +521,33 @@ def promote(
             refused.code = judged.code  # no_site_set | not_validated | not_non_inferior
             raise refused
     return activate(db, row, reason, actor, override)
+
+
+def promote_model(
+    db: Session, model_id: int, actor: audit.Actor, reason: str | None, override: bool = False
+) -> dict[str, Any]:
+    """``promote``, and the promoted model as read after it (``model_registry.as_dict``) with
+    ``replaced``: the id of the model it replaced (None: there was none)."""
+    replaced = promote(db, model_id, actor, reason, override)
+    return {
+        **model_registry.as_dict(get(db, model_id)),
+        "replaced": replaced.id if replaced is not None else None,
+    }
+
+
+def registry_listing(
+    db: Session, task: str | None = None, state: str | None = None
+) -> list[dict[str, Any]]:
+    """The registered models (of ``task``, in ``state``) as the registry page reads them: each
+    model (``model_registry.as_dict``) with its latest site validation (``latest_for``) and,
+    for an active one, the model a rollback would re-activate (``rollback_to``)."""
+    return [
+        {
+            **model_registry.as_dict(r),
+            "validation": latest_for(db, r.id),
+            "rollback_to": model_registry.rollback_preview(db, r.task)
+            if r.state == "active"
+            else None,
+        }
+        for r in model_registry.listing(db, task, state)
+    ]

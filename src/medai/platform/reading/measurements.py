@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
-from medai.platform.records.tables import Measurement, Study
+from medai.platform.records.tables import Measurement, Study, User
 from medai.platform.worklist import listing
 from medai.platform.worklist.patient_context import comparison_prior
 from medai.services.reports import SIZES_COMPARED, show_date
@@ -530,3 +530,35 @@ def for_report(db: Session, study: Study, author_id: int | None, lang: str) -> d
         "compared": done,
         "phrase": list(SIZES_COMPARED[key]) if done else None,
     }
+
+
+def view(db: Session, study: Study, viewer_id: int | None) -> dict:
+    """What the study page reads: the study's current measurements (``current``), each with
+    its author's name and whether it is the viewer's (``viewer_id``; None: a token without a
+    user), and the viewer's as the report's Measurements section (``for_report``, in the
+    study's language). The caller audits the read."""
+    rows = current(db, study.id)
+    names = (
+        {
+            u.id: u.full_name or u.username
+            for u in db.query(User).filter(User.id.in_({r.author_id for r in rows}))
+        }
+        if rows
+        else {}
+    )
+    section = for_report(db, study, viewer_id, study.language or "tr")
+    items = [
+        {
+            "id": r.id,
+            "author": names.get(r.author_id, "—"),
+            "mine": r.author_id == viewer_id,
+            "kind": r.kind,
+            "value": r.value,
+            "unit": r.unit,
+            "group": r.group_no,
+            "instance_number": r.instance_number,
+            "spacing": r.spacing,
+        }
+        for r in rows
+    ]
+    return {"items": items, **section}

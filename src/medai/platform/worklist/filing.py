@@ -481,3 +481,37 @@ def reassign_conflict(
     row.resolved_study_id = study.id
     db.flush()
     return study, job
+
+
+def reassign_instance(
+    db: Session, conflict_id: int, actor: audit.Actor, who: str, now: Any, stable_s: float = 0.0
+) -> tuple[IdentityConflict, Study, Job | None]:
+    """A radiologist's decision that a quarantined instance is another patient's
+    (``reassign_conflict``), audited in the same transaction; the conflict, the new study and
+    its analysis job (the caller dispatches it after the commit)."""
+    study, job = reassign_conflict(db, conflict_id, who, now, stable_s=stable_s)
+    row = conflicts.get(db, conflict_id)
+    audit.record(
+        db,
+        actor,
+        "resolve",
+        "identity_conflict",
+        conflict_id,
+        op="reassign",
+        study=row.study_id,
+        new_study=study.id,
+    )
+    return row, study, job
+
+
+def reject_instance(
+    db: Session, conflict_id: int, actor: audit.Actor, who: str, now: Any
+) -> IdentityConflict:
+    """A radiologist's decision that a quarantined instance is not filed
+    (``identity_conflicts.reject``), audited in the same transaction; the caller discards its
+    file after the commit (``held_blobs.discard_unnamed``) unless something else names it."""
+    row = conflicts.reject(db, conflict_id, who, now)
+    audit.record(
+        db, actor, "resolve", "identity_conflict", conflict_id, op="reject", study=row.study_id
+    )
+    return row

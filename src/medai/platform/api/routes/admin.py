@@ -12,7 +12,7 @@ from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from medai.platform.access import account_errors, accounts, approval, audit, roles
 from medai.platform.api.deps import Principal, deny, platform_of, principal, require
@@ -32,7 +32,7 @@ from medai.platform.api.schemas import (
 )
 from medai.platform.documents.words.report_words import card_text
 from medai.platform.records.localtime import iso_utc
-from medai.platform.records.tables import AuditEvent, User
+from medai.platform.records.tables import User
 from medai.server.errors import ApiError
 from medai.server.inputs import MAX_ID, UtcDateTime
 from medai.server.schemas import error_responses
@@ -261,10 +261,9 @@ def audit_log(
         return t.astimezone(UTC).replace(tzinfo=None)
 
     with platform_of(request).db.session() as db:
-        if until_id is None:  # the newest event now: the pages that follow count up to it
-            until_id = db.scalar(select(func.max(AuditEvent.id)))
-        rows, total = audit.query(
+        page = audit.read_log(
             db,
+            who.actor,
             action,
             actor,
             target_type,
@@ -276,10 +275,13 @@ def audit_log(
             study_id=study_id,
             order=order,
             until_id=until_id,
+            pin=True,
         )
-        names = audit.target_names(db, rows)
-        items = [AuditOut(**audit.as_dict(e), target_name=names.get(e.id)) for e in rows]
-        audit.record(db, who.actor, "view", "audit", None, results=len(items))
     return AuditList(
-        items=items, total=total, order=order, limit=limit, offset=offset, until_id=until_id
+        items=[AuditOut(**e) for e in page["items"]],
+        total=page["total"],
+        order=order,
+        limit=limit,
+        offset=offset,
+        until_id=page["until_id"],
     )

@@ -96,10 +96,10 @@ def list_conflicts(
 ) -> ConflictList:
     """Quarantined instances, newest first (``state`` open by default)."""
     with platform_of(request).db.session() as db:
-        rows, total = conflicts.listing(db, state, limit, offset)
+        rows, total, open_ = conflicts.page(db, state, limit, offset)
         items = [_shown(db, r, who) for r in rows]
         audit.record(db, who.actor, "view", "identity_conflicts", None, results=len(items))
-        return ConflictList(items=items, total=total, open=conflicts.open_count(db))
+        return ConflictList(items=items, total=total, open=open_)
 
 
 @router.get("/{conflict_id}", response_model=ConflictOut, responses=error_responses(401, 403, 404))
@@ -126,23 +126,13 @@ async def reassign_conflict(
 
     def run() -> tuple[ConflictOut, int, int | None, bool]:
         with p.db.session() as db:
-            study, job = filing.reassign_conflict(
+            row, study, job = filing.reassign_instance(
                 db,
                 conflict_id,
+                who.actor,
                 who.signed_in.username,
                 p.clock(),
                 stable_s=p.settings.serving.study_stable_s,
-            )
-            row = conflicts.get(db, conflict_id)
-            audit.record(
-                db,
-                who.actor,
-                "resolve",
-                "identity_conflict",
-                conflict_id,
-                op="reassign",
-                study=row.study_id,
-                new_study=study.id,
             )
             return _shown(db, row, who), study.id, job.id if job else None, study.urgent
 
@@ -166,15 +156,8 @@ async def reject_conflict(
 
     def run() -> tuple[ConflictOut, str]:
         with p.db.session() as db:
-            row = conflicts.reject(db, conflict_id, who.signed_in.username, p.clock())
-            audit.record(
-                db,
-                who.actor,
-                "resolve",
-                "identity_conflict",
-                conflict_id,
-                op="reject",
-                study=row.study_id,
+            row = filing.reject_instance(
+                db, conflict_id, who.actor, who.signed_in.username, p.clock()
             )
             return _shown(db, row, who), row.file_sha256
 

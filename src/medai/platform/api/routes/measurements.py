@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.reading import measurements
-from medai.platform.records.tables import Study, User
+from medai.platform.records.tables import Study
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
@@ -71,30 +71,7 @@ def study_measurements(
         study = db.get(Study, study_id)
         if study is None:
             raise ApiError(404, "not_found", "no such study")
-        rows = measurements.current(db, study_id)
-        names = (
-            {
-                u.id: u.full_name or u.username
-                for u in db.query(User).filter(User.id.in_({r.author_id for r in rows}))
-            }
-            if rows
-            else {}
-        )
         mine = who.user.id if who.user is not None else None
-        section = measurements.for_report(db, study, mine, study.language or "tr")
+        out = measurements.view(db, study, mine)
         audit.record(db, who.actor, "view", "measurements", study_id)
-        items = [
-            MeasurementOut(
-                id=r.id,
-                author=names.get(r.author_id, "—"),
-                mine=r.author_id == mine,
-                kind=r.kind,  # type: ignore[arg-type]  # pydantic checks the stored kind
-                value=r.value,
-                unit=r.unit,  # type: ignore[arg-type]  # pydantic checks the stored unit
-                group=r.group_no,
-                instance_number=r.instance_number,
-                spacing=r.spacing,  # type: ignore[arg-type]  # pydantic checks it
-            )
-            for r in rows
-        ]
-    return MeasurementsOut(items=items, **section)
+    return MeasurementsOut(**out)

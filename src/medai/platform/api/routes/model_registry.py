@@ -186,16 +186,7 @@ def list_registered(
     """The registered models of every task (or one), with their states."""
     with platform_of(request).db.reader() as db:
         return ModelList(
-            items=[
-                ModelOut(
-                    **model_registry.as_dict(r),
-                    validation=validation.latest_for(db, r.id),
-                    rollback_to=model_registry.rollback_preview(db, r.task)
-                    if r.state == "active"
-                    else None,
-                )
-                for r in model_registry.listing(db, task, state)
-            ]
+            items=[ModelOut(**r) for r in validation.registry_listing(db, task, state)]
         )
 
 
@@ -209,14 +200,7 @@ def show_registered(
 ) -> ModelDetail:
     """One registered model: its card and every change of its state."""
     with platform_of(request).db.reader() as db:
-        row = model_registry.get(db, model_id)
-        return ModelDetail(
-            **model_registry.as_dict(row, card=True),
-            history=[
-                TransitionOut(**model_registry.transition_dict(t))
-                for t in model_registry.history(db, model_id=row.id)
-            ],
-        )
+        return ModelDetail(**model_registry.view(db, model_id))
 
 
 @router.post(
@@ -245,13 +229,15 @@ async def register_model(
 
     def run() -> Registered:
         with model_registry.fetched(source) as directory, p.db.session() as db:
-            row, new = model_registry.register(
-                db, p.home, directory, who.actor, task=body.task, source=source if tracked else None
-            )
             return Registered(
-                **model_registry.as_dict(row),
-                new=new,
-                note=None if new else model_registry.already_note(row),
+                **model_registry.registration(
+                    db,
+                    p.home,
+                    directory,
+                    who.actor,
+                    task=body.task,
+                    source=source if tracked else None,
+                )
             )
 
     return await run_in_threadpool(run)  # copies and hashes the files
@@ -285,9 +271,9 @@ async def promote_model(
     ``override`` with the reason); the replaced model is retired."""
     p = platform_of(request)
     with p.db.session() as db:
-        replaced = validation.promote(db, model_id, who.actor, body.reason, body.override)
-        row = model_registry.as_dict(model_registry.get(db, model_id))
-    return await _then_serve(request, row, replaced.id if replaced is not None else None)
+        row = validation.promote_model(db, model_id, who.actor, body.reason, body.override)
+    replaced = row.pop("replaced")
+    return await _then_serve(request, row, replaced)
 
 
 @router.post("/rollback", response_model=Moved, responses=error_responses(401, 403, 409, 422))

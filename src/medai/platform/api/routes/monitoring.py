@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from medai.platform.api.deps import Principal, platform_of, require
-from medai.platform.lifecycle import model_registry, monitoring
+from medai.platform.lifecycle import monitoring
 from medai.platform.records.tables import MonitorAlert
 from medai.server.schemas import error_responses
 
@@ -25,18 +25,7 @@ async def monitoring_summary(
     task: str | None = Query(None, max_length=32),
 ) -> dict[str, Any]:
     """Per active model (of one task, or all): its monitoring numbers and alerts."""
-    p = platform_of(request)
-
-    def run() -> dict[str, Any]:
-        with p.db.reader() as db:
-            rows = [model_registry.as_dict(r) for r in model_registry.listing(db, task, "active")]
-        return {
-            "models": [
-                {"model": r, **monitoring.summary(p, r["task"], r["content_hash"])} for r in rows
-            ]
-        }
-
-    return await run_in_threadpool(run)
+    return await run_in_threadpool(monitoring.overview, platform_of(request), task)
 
 
 @router.get("/alerts", responses=error_responses(401, 403, 422))

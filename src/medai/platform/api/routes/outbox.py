@@ -10,7 +10,6 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
-from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.delivery import outbox
 from medai.server.inputs import RowId
@@ -83,16 +82,10 @@ def outbox_status(
     offset: int = Query(0, ge=0, le=10_000_000),
 ) -> OutboxOut:
     """Each destination's deliveries by state, and the deliveries (newest first)."""
-    with platform_of(request).db.reader() as db:
-        rows, total = outbox.items(db, destination, state, limit, offset)
-        held = outbox.held_studies(db, {r.study_id for r in rows})
+    p = platform_of(request)
+    with p.db.reader() as db:
         return OutboxOut(
-            destinations=[
-                DestinationOut(**d)
-                for d in outbox.summary(db, platform_of(request).settings.destinations())
-            ],
-            items=[DeliveryOut(**outbox.as_dict(r, r.study_id in held)) for r in rows],
-            total=total,
+            **outbox.status(db, p.settings.destinations(), destination, state, limit, offset)
         )
 
 
@@ -107,8 +100,4 @@ def retry_delivery(
     """Send a failed delivery again (after the destination or the object was put right)."""
     p = platform_of(request)
     with p.db.session() as db:
-        item = outbox.retry(db, item_id, p.clock())
-        audit.record(
-            db, who.actor, "admin", "outbox", item_id, op="retry", destination=item.destination
-        )
-        return DeliveryOut(**outbox.as_dict(item))
+        return DeliveryOut(**outbox.retry_by(db, item_id, p.clock(), who.actor))

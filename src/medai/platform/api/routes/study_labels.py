@@ -15,7 +15,6 @@ from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.api.schemas import LabelName, Sections
 from medai.platform.lifecycle import labels
 from medai.platform.records.tables import Study
-from medai.platform.worklist import study_state
 from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
@@ -142,13 +141,9 @@ def suggest_labels(
     contradictions a signature of them would be refused for."""
     with platform_of(request).db.reader() as db:
         study = _study(db, study_id)
-        study_state.check_not_retracted(study, "signed")  # nothing to suggest a signature of
-        items = labels.suggest(db, study, body.sections.model_dump(), body.labels)
-        task = labels.task_of(study)
-        found = labels.contradictions(task, items) if task is not None else []
+        out = labels.suggestion(db, study, body.sections.model_dump(), body.labels)
     return StudyLabels(
         report_version=None,
-        labels=[LabelOut(**i) for i in items],
-        # as_dict gives the fields (typed object): pydantic checks them
-        contradictions=[ContradictionOut(**c.as_dict()) for c in found],  # type: ignore[arg-type]
+        labels=[LabelOut(**i) for i in out["labels"]],
+        contradictions=[ContradictionOut(**c) for c in out["contradictions"]],
     )

@@ -8,14 +8,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
-from sqlalchemy import func, select
 
-from medai.platform.access import accounts, audit, roles, triage_requests
+from medai.platform.access import audit, roles, triage_requests
 from medai.platform.api.deps import Principal, deny, platform_of, principal, require
 from medai.platform.api.routes.kiosks import kiosk_of
-from medai.platform.api.schemas import TriageHistory, TriageHistoryItem
-from medai.platform.records.crypto import cipher
-from medai.platform.records.tables import TriageRecord
+from medai.platform.api.schemas import TriageHistory
 from medai.server.errors import ApiError
 from medai.server.schemas import TriageRequest, error_responses
 from medai.server.uploads import model_for
@@ -73,23 +70,7 @@ def history(
 ) -> TriageHistory:
     """Your own triage requests, newest first (a patient sees only theirs), since the
     account's last reset or role change (``accounts.own_since``)."""
-    c = cipher()
     with platform_of(request).db.session() as db:
-        q = select(TriageRecord).where(
-            TriageRecord.user_id == who.signed_in.id,
-            accounts.own_since(who.signed_in, TriageRecord.created_at),
-        )
-        total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
-        rows = db.scalars(q.order_by(TriageRecord.id.desc()).limit(limit).offset(offset))
-        items = [
-            TriageHistoryItem(
-                id=r.id,
-                complaint=c.decrypt(r.complaint),
-                urgent=r.urgent,
-                result=r.result,
-                created_at=r.created_at.isoformat() + "Z",
-            )
-            for r in rows
-        ]
+        out = triage_requests.history(db, who.signed_in, limit, offset)
         audit.record(db, who.actor, "view", "triage_history", who.signed_in.id)
-    return TriageHistory(items=items, total=total)
+    return TriageHistory(**out)

@@ -3,7 +3,7 @@ the department (and whether staff judged it urgent) — the triage model's label
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -11,10 +11,6 @@ from pydantic import BaseModel, Field
 from medai.platform.access import audit
 from medai.platform.api.deps import Principal, platform_of, require
 from medai.platform.lifecycle import monitoring, triage_labels
-from medai.platform.records.crypto import cipher
-from medai.platform.records.localtime import iso_utc
-from medai.platform.records.tables import TriageRecord
-from medai.server.errors import ApiError
 from medai.server.inputs import RowId
 from medai.server.schemas import error_responses
 
@@ -42,13 +38,6 @@ class TriageRecordOut(BaseModel):
     outcome: dict[str, Any] | None
 
 
-def _record(db, record_id: int) -> TriageRecord:
-    row = db.get(TriageRecord, record_id)
-    if row is None or not row.result:
-        raise ApiError(404, "not_found", f"no triage record {record_id}")
-    return row
-
-
 @router.get(
     "/{record_id}", response_model=TriageRecordOut, responses=error_responses(401, 403, 404, 422)
 )
@@ -58,15 +47,7 @@ def triage_record(
     """A triage by the record number its screen showed: the complaint, the AI's suggestion
     and the outcome recorded so far."""
     with platform_of(request).db.session() as db:
-        row = _record(db, record_id)
-        out = TriageRecordOut(
-            id=row.id,
-            complaint=cipher().decrypt(row.complaint),
-            urgent=row.urgent,
-            result=row.result,
-            created_at=cast(str, iso_utc(row.created_at)),  # created_at is always set
-            outcome=triage_labels.as_dict(triage_labels.latest(db, row.id)),
-        )
+        out = TriageRecordOut(**triage_labels.view(db, record_id))
         audit.record(db, who.actor, "view", "triage", record_id)
     return out
 
@@ -86,19 +67,8 @@ def record_outcome(
     as the label; earlier ones stay)."""
     p = platform_of(request)
     with p.db.session() as db:
-        _record(db, record_id)
-        triage_labels.record(db, record_id, body.department, body.urgent, who.signed_in)
-        audit.record(
-            db,
-            who.actor,
-            "triage",
-            "triage_outcome",
-            record_id,
-            department=body.department,
-            urgent=body.urgent,
+        model_hash = triage_labels.record_outcome(
+            db, record_id, body.department, body.urgent, who.signed_in, who.actor
         )
-    with p.db.reader() as db:
-        # the record just labelled (its row is there)
-        model_hash = cast(TriageRecord, db.get(TriageRecord, record_id)).model_hash
-    monitoring.check(p, "triage", model_hash)  # department agreement with staff
+    monitoring.check(p, "triage", model_hash)  # after the commit: department agreement with staff
     return triage_record(record_id, request, who)
