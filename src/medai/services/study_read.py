@@ -227,9 +227,9 @@ def _film(predictor, members, study_sha, read_bytes, want_display, stored) -> St
             if film.member.sha != sha:
                 sha, chosen, want_display = film.member.sha, film.member, True
         data = read_bytes(sha)
-        if stored is not None and not want_display:  # the draft reads size and view from bytes
-            return StudyRead(image=data, data=data, member=chosen)
         out = StudyRead(image=data, data=data, member=chosen)
+        if stored is not None and not want_display:  # the draft reads size and view from bytes
+            return out
         try:  # one decode for the rendition, the findings, the heatmap and the draft
             with imaging_service.decoded(data) as image:
                 out.image = image

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from medai.platform.access.account_errors import AccountError
 
-ROLES = ("admin", "radiologist", "clinician", "patient")
+# written once: the API's schemas take the type, every check the tuple
+Role = Literal["admin", "radiologist", "clinician", "patient"]
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 CLINICAL = frozenset({"radiologist", "clinician"})

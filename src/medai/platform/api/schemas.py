@@ -7,22 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from medai.platform.access.roles import Role
+from medai.platform.worklist.study_state import StudyStatus
 from medai.server.inputs import StrictBody
 from medai.server.schemas import Language
 
-Role = Literal["admin", "radiologist", "clinician", "patient"]
-StudyStatus = Literal[
-    "received",
-    "analysing",
-    "ai_drafted",
-    "preliminary",
-    "final",
-    "amended",
-    "refused",
-    "failed",
-    "no_model",
-    "entered_in_error",
-]
 ReportStatus = Literal["preliminary", "final", "amended"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from sqlalchemy.orm import Session
 
 from medai.core.errors import MedaiError
@@ -12,7 +14,7 @@ from medai.platform.records.tables import (
 
 # no_model: a DICOM study no task's routing rule claims (stored, never analysed; reported by
 # hand like a refused one)
-STATUSES = (
+StudyStatus = Literal[
     "received",
     "analysing",
     "ai_drafted",
@@ -23,7 +25,9 @@ STATUSES = (
     "failed",
     "no_model",
     "entered_in_error",
-)
+]
+# written once: the API's schemas take the type, every check the tuple
+STATUSES: tuple[str, ...] = get_args(StudyStatus)
 
 
 # a study a radiologist retracted (``platform.reading.retraction``): off the worklist unless asked
