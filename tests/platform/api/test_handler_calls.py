@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
+
 from helpers.paths import ROOT, SRC
 
 ROUTES = SRC / "platform" / "api" / "routes"
@@ -99,7 +100,7 @@ def docs_list(markdown: str) -> str:
     return markdown[start : end if end != -1 else len(markdown)]
 
 
-SAMPLE = '''
+SAMPLE = """
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
@@ -134,7 +135,7 @@ def helper(db):
 def none(request):
     helper(None)
     return medai.services.reports.anything
-'''
+"""
 
 
 def test_the_counter_on_a_sample():
