@@ -69,6 +69,9 @@ def test_display_names_read_like_a_findings_table():
     assert en["mri"]["labels"]["No_Tumor"] == "No tumour"
     assert tr["triage"]["labels"]["ent"] == "Kulak Burun Boğaz"
     assert tr["cxr"]["modalities"] == "CR/DX/DR/RG"
+    # the upload form and re-analysis offer the tasks whose kind reads images, by the kind
+    assert tr["cxr"]["reads_images"] and tr["mri"]["reads_images"]
+    assert not tr["triage"]["reads_images"]
 
 
 def test_a_label_name_for_a_label_the_task_lacks_is_refused():

@@ -53,6 +53,8 @@ def display_names(lang: str) -> dict[str, Any]:
         t.name: {
             "name": t.display_name(lang),
             "kind": t.kind,
+            # a study task (its kind reads images): the upload form and re-analysis offer it
+            "reads_images": kind_of(t.kind).reads_images,
             "modalities": "/".join(t.dicom_modalities),
             "urgent": list(t.urgent),  # a present one makes a study urgent: said why
             # the label whose name is a negative ("Tümör yok"): its states are not var/yok

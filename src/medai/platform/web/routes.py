@@ -117,7 +117,7 @@ def render(request: Request, page: str, **context) -> Response:
             "names_json": _script_json(names),
             "timezone": platform_of(request).settings.general.timezone,
             "viewer_installed": viewer_installed(),
-            "imaging_tasks": [(n, v["name"]) for n, v in names.items() if v["kind"] == "imaging"],
+            "imaging_tasks": [(n, v["name"]) for n, v in names.items() if v["reads_images"]],
             **context,
         },
     )

@@ -13,7 +13,7 @@
   const pick = $("reanalyse-task"), button = $("reanalyse-button"), message = $("reanalyse-message");
   const SIGNED = new Set(["final", "amended"]);
   let busy = false, task = null, said = "";
-  const tasks = Object.entries(M.NAMES).filter(([, v]) => v.kind === "imaging");
+  const tasks = Object.entries(M.NAMES).filter(([, v]) => v.reads_images);
 
   function show(s) {
     box.hidden = s.status === "entered_in_error";
