@@ -18,7 +18,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers.platform import PASSWORD, cli_add_user, png_bytes, serving
+
+pytestmark = [
+    pytest.mark.server
+]  # a real ``medai serve`` process: make test runs it, not test-fast
 
 PACKAGE = '''
 """A hospital's own destination: each signed report as a JSON file in a folder."""
