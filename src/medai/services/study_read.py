@@ -136,10 +136,11 @@ def read_study(
         got = _series(predictor, members, read_bytes, want_display, stored)
     else:  # a film, or an upload
         got = _film(predictor, members, study_sha, read_bytes, want_display, stored)
-    if stored is not None:
+    if stored is not None:  # what this reading stored is the study's, whatever a re-read says
         got.payload = stored
-        if stored.get("refused"):
-            got.refusal = ImagingResult.model_validate(stored).refusal()
+        got.refusal = (
+            ImagingResult.model_validate(stored).refusal() if stored.get("refused") else None
+        )
     elif got.result is not None:
         got.payload = got.result.model_dump(mode="json")
         if got.heatmap_instance is not None:
@@ -241,8 +242,12 @@ def _film(predictor, members, study_sha, read_bytes, want_display, stored) -> St
             if exc.refusal_code == NO_IMAGE and len(films) > 1:
                 films = [m for m in films if m.sha != sha]  # a header without a film: the next
                 continue
-            if stored is None:
-                out.refusal = Refusal(exc.refusal_code, str(exc), exc.params)
+            if stored is None:  # refused, whatever step refused it: no result beside it
+                out.result, out.heatmap = None, None
+                if isinstance(exc, ImageRefused):  # the model's own check, with its scope
+                    out.refusal, out.scope, out.judged = exc.refusal, exc.scope, True
+                else:
+                    out.refusal = Refusal(exc.refusal_code, str(exc), exc.params)
         return out
 
 

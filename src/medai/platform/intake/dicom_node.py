@@ -563,5 +563,5 @@ def _rejection(assoc: Any, ae_title: str) -> tuple[str, str]:
 def _address(event: Any) -> str | None:
     try:
         return str(event.assoc.requestor.address)[:64]
-    except AttributeError:  # a test's or a closed association's event has no address
+    except (AttributeError, ValueError):  # no address: a test's or a closed association
         return None

@@ -498,6 +498,11 @@ def _check_restored(
                     f"configured keys; {_missing_key_hint(manifest, current)}",
                     "keys_missing",
                 ) from None
+            except ValueError:  # the database names a file by no sha256 (edited by hand)
+                raise BackupError(
+                    "the restored database names a stored file by a malformed name",
+                    "restore_mismatch",
+                ) from None
             except OSError as exc:  # a permission or disk error: named, never a key's fault
                 raise BackupError(
                     f"stored file {sha[:12]}… cannot be read ({type(exc).__name__}: "

@@ -41,6 +41,9 @@ from medai.services.reports import shared_drafter, with_question
 
 log = logging.getLogger("medai.platform.jobs.jobs")
 WORKER = audit.Actor(name="medai-worker")
+# a turn that found another run's read stored before its own: the next turn goes on from that
+# one, as a repeated job does (one reading per study and model, whichever run stored it)
+AGAIN = "again"
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def analyse_study(p: Platform, study_id: int) -> str:
     instance instead, in the same job (``_refused``: each turn moves to a later instance)."""
     while True:
         status = _analyse_once(p, study_id)
-        if status != "received":  # received: moved on to a later instance of the study
+        if status not in ("received", AGAIN):  # received: moved on to a later instance
             return status
 
 
@@ -93,6 +96,8 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         keep_display(p, study_id, got.display_png)
     if row is None:
         row = _kept(p, job, ref, got)
+        if row.payload != got.payload:  # a twin delivery stored another read first
+            return AGAIN
     if got.refusal is not None:  # refused now, or by an earlier delivery of this job
         return _refused(p, study_id, got.refusal, ref)
     return _drafted(p, job, ref, row, got)
