@@ -107,8 +107,14 @@ def test_an_admin_edits_a_template_and_a_radiologist_writes_with_it_and_a_macro(
                 break
             page.wait_for_timeout(50)
         assert SITE_TEXT in findings.input_value()  # the draft started from the site's template
-        for _ in range(300):  # the site's macros arrive with their own request
-            if page.evaluate("window.medai.macros ? window.medai.macros().length : 0"):
+        # the site's macros arrive with their own request, and are chosen for the report's
+        # language once the study has said it (a page in English drafting in Turkish first
+        # holds the English ones): wait for this one, not for any
+        for _ in range(300):
+            if page.evaluate(
+                "window.medai.macros ? window.medai.macros().some(([n]) => n === '.degisiklikyok')"
+                " : false"
+            ):
                 break
             page.wait_for_timeout(50)
         findings.click()
