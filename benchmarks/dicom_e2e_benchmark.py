@@ -591,11 +591,11 @@ def profile(files: list[Path], sample: int) -> dict:
 
     import pydicom
 
+    from medai.imaging.reading import heatmap_label as _heatmap_label
     from medai.platform.delivery import payloads
     from medai.platform.documents.dicom_objects import SourceImage
     from medai.platform.documents.sc_pm.dicom_heatmap import heatmap_sc
     from medai.platform.documents.sr.findings_sr import findings_sr
-    from medai.platform.reading.analysis import _heatmap_label
     from medai.services import imaging as imaging_service
     from medai.services.model_handles import ModelHandles
     from medai.services.reports import shared_drafter

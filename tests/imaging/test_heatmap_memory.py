@@ -11,6 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from medai.core import heap
 from medai.imaging.explain import overlay_rgba
 from medai.services import runtime
 
@@ -31,7 +32,7 @@ class FakeLibc:
 @pytest.fixture
 def libc(monkeypatch):
     fake = FakeLibc()
-    monkeypatch.setattr(runtime, "_libc", lambda: fake)
+    monkeypatch.setattr(heap, "libc", lambda: fake)
     monkeypatch.setattr(runtime, "_TUNED", False)
     return fake
 

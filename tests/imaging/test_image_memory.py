@@ -24,17 +24,17 @@ def env(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 
 @pytest.fixture
 def decodes(monkeypatch):
-    """Counts decodes of a stored image through the imaging service."""
-    from medai.services import imaging as imaging_service
+    """Counts decodes of a stored image (every one goes through ``imaging.reading.decoded``)."""
+    from medai.imaging import reading
 
     seen: list[int] = []
-    real = imaging_service.read_image
+    real = reading.load_image
 
-    def counting(data):
+    def counting(data, **kw):
         seen.append(len(data))
-        return real(data)
+        return real(data, **kw)
 
-    monkeypatch.setattr(imaging_service, "read_image", counting)
+    monkeypatch.setattr(reading, "load_image", counting)
     return seen
 
 

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from medai.imaging.io import ImageInputError, check_modality, load_image
-from medai.imaging.labels import resolve
+from medai.imaging.gate import check_modality
+from medai.imaging.io import ImageInputError, load_image
+from medai.imaging.labels import resolve, space
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
@@ -165,13 +166,13 @@ def test_modality_check():
     photo = np.zeros((48, 64, 3), dtype=np.uint8)
     photo[..., 0] = 200  # a red photo
     photo[::2, :, 2] = 180
-    refusal = check_modality(load_image(png_bytes(Image.fromarray(photo))), "cxr")
+    refusal = check_modality(load_image(png_bytes(Image.fromarray(photo))), space("cxr"))
     assert refusal.code == "colour_photo" and "colour photograph" in refusal.message
     mr = load_image(dicom_bytes(np.zeros((40, 40)), modality="MR"))
-    wrong = check_modality(mr, "cxr")
+    wrong = check_modality(mr, space("cxr"))
     assert wrong.code == "wrong_modality" and wrong.params["modality"] == "MR"
-    assert "MR" in wrong.message and check_modality(mr, "mri") is None
-    assert check_modality(load_image(png_bytes(Image.fromarray(gradient()))), "cxr") is None
+    assert "MR" in wrong.message and check_modality(mr, space("mri")) is None
+    assert check_modality(load_image(png_bytes(Image.fromarray(gradient()))), space("cxr")) is None
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
-"""A learned "is this the kind of image I was trained on?" check (out-of-distribution gate).
+"""The modality gate: "is this the kind of image I was trained on?", by rules, then learned.
 
-Rules catch colour photos and DICOMs that name another modality, but a PNG of a brain MRI sent to
-the chest X-ray model passes every rule. The model's own penultimate features do not: the gate
+The rules (``check_modality``) catch colour photos and DICOMs that name another modality, but a
+PNG of a brain MRI sent to the chest X-ray model passes every rule. The model's own penultimate features do not: the gate
 fits a Gaussian to the training images' features (PCA-whitened, plus the residual off the
 principal subspace) and refuses images whose distance exceeds a threshold set on validation
 images. It is stored as ``gate.npz`` in the model directory; models without one skip the check.
@@ -14,7 +14,34 @@ from pathlib import Path
 
 import numpy as np
 
+from medai.core.task_registry import Task
+from medai.imaging.io import LoadedImage, Refusal
+
 GATE_FILE = "gate.npz"
+
+
+def check_modality(image: LoadedImage, expected: Task) -> Refusal | None:
+    """A reason to refuse the image for the ``expected`` task (its label space:
+    ``imaging.labels.space``), or None when nothing says it is wrong.
+
+    DICOM files say their modality; a colour photograph is recognisably not a radiograph or an
+    MRI slice. (A learned check against the other task's images lives with the models.)
+    """
+    modality = image.metadata.get("modality")
+    if modality and modality not in expected.dicom_modalities:
+        return Refusal(
+            "wrong_modality",
+            f"DICOM modality is {modality!r}, but the {expected.modality} model "
+            f"expects {'/'.join(expected.dicom_modalities)}",
+            {"modality": str(modality)[:16], "expected": "/".join(expected.dicom_modalities)},
+        )
+    if image.metadata.get("colourfulness", 0.0) > 0.08:
+        return Refusal(
+            "colour_photo",
+            f"this looks like a colour photograph, not a "
+            f"{expected.modality} (radiological images are grayscale)",
+        )
+    return None
 
 
 @dataclass

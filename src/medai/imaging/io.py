@@ -17,8 +17,6 @@ from typing import BinaryIO, cast
 
 import numpy as np
 
-from medai.core.task_registry import Task
-from medai.imaging.labels import space
 from medai.imaging.limits import (
     MAX_BYTES,
     MAX_FRAME_BYTES,
@@ -51,7 +49,6 @@ __all__ = [
     "NoPixelData",
     "Refusal",
     "check_limits",
-    "check_modality",
     "downscale",
     "load_image",
     "load_rgb",
@@ -461,28 +458,3 @@ REFUSAL_CODES = (
     "no_model",
     "lateral_view",
 )
-
-
-def check_modality(image: LoadedImage, task: str | Task) -> Refusal | None:
-    """A reason to refuse the image for ``task``, or None when nothing says it is wrong.
-
-    DICOM files say their modality; a colour photograph is recognisably not a radiograph or an
-    MRI slice. (A learned check against the other task's images lives with the models.)
-    """
-
-    expected = task if isinstance(task, Task) else space(task)
-    modality = image.metadata.get("modality")
-    if modality and modality not in expected.dicom_modalities:
-        return Refusal(
-            "wrong_modality",
-            f"DICOM modality is {modality!r}, but the {expected.modality} model "
-            f"expects {'/'.join(expected.dicom_modalities)}",
-            {"modality": str(modality)[:16], "expected": "/".join(expected.dicom_modalities)},
-        )
-    if image.metadata.get("colourfulness", 0.0) > 0.08:
-        return Refusal(
-            "colour_photo",
-            f"this looks like a colour photograph, not a "
-            f"{expected.modality} (radiological images are grayscale)",
-        )
-    return None

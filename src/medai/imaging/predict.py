@@ -16,8 +16,8 @@ import torch
 from medai.core.model_dir import ModelCard, ModelLoadError, model_identity
 from medai.imaging.decision import Decision, decide
 from medai.imaging.export import ONNX_FILE, OnnxModel, onnx_is_current
-from medai.imaging.gate import FeatureGate
-from medai.imaging.io import LoadedImage, Refusal, check_modality, load_image
+from medai.imaging.gate import FeatureGate, check_modality
+from medai.imaging.io import LoadedImage, Refusal, load_image
 from medai.imaging.labels import space
 from medai.imaging.networks import to_tensor
 from medai.imaging.operating import load_policy, load_series_rule

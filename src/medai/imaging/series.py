@@ -861,8 +861,16 @@ def series_result(predictor, read: SeriesRead) -> ImagingResult:
     slice's image information and embedding, and ``read``. A refused series gives a refused
     result with the reason, and still says what was read."""
 
-    if read.refusal is not None or read.decision is None:
-        refusal = read.refusal or Refusal("unreadable", "no slice of the series could be read")
+    refused = read.refusal is not None or read.decision is None
+    refusal = read.refusal or Refusal("unreadable", "no slice of the series could be read")
+    # a refused series is out of scope for its reason; a read one is flagged when most slices
+    # it used are unlike the training images (their median)
+    scope = (
+        series_scope(predictor, refusal=refusal)
+        if refused
+        else series_scope(predictor, [read.slices[i].distance for i in read.used])
+    )
+    if refused:
         first = next((s for s in read.slices if s.image is not None), None)
         return ImagingResult(
             status="refused",
@@ -874,23 +882,23 @@ def series_result(predictor, read: SeriesRead) -> ImagingResult:
             model=predictor.identity,
             image=first.image if first else None,
             read=read.read,
-            scope=series_scope(predictor, refusal=refusal),
+            scope=scope,
         )
+    decision = cast(Decision, read.decision)  # a read series has its decision
     index = read._explain_index()
     shown = read.slices[index[0]] if index else read.slices[read.used[0]]
     return ImagingResult(
         status="ai_suggestion",
         task=predictor.cfg.task,
         refused=False,
-        findings=[Finding(**row.model_dump()) for row in read.decision.labels],
-        primary=read.decision.primary,
-        decision=read.decision,
+        findings=[Finding(**row.model_dump()) for row in decision.labels],
+        primary=decision.primary,
+        decision=decision,
         model=predictor.identity,
         image=shown.image,
         embedding=shown.embedding,
         read=read.read,
-        # flagged when most slices it used are unlike the training images (their median)
-        scope=series_scope(predictor, [read.slices[i].distance for i in read.used]),
+        scope=scope,
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from medai.core import task_registry
+from medai.imaging import reading
 from medai.imaging.decision import follow, questions, read
 from medai.imaging.io import (
     MAX_BYTES,
@@ -28,13 +29,13 @@ from medai.imaging.io import (
     population,
 )
 from medai.imaging.limits import MAX_PIXELS, MAX_TOTAL_PIXELS
+from medai.imaging.reading import DISPLAY_SIDE, display_png
 from medai.imaging.results import HeatmapResult, ImagingResult
 from medai.imaging.same_image import dicom_differences, same_dicom_content
 from medai.imaging.scope import TEXT, describe, of_payload, words
 from medai.imaging.views import preference
-from medai.imaging.views import view_of as header_or_image
-from medai.services.model_metrics import timed
-from medai.services.runtime import release_memory, tune_allocator
+from medai.services.model_metrics import timer_for
+from medai.services.runtime import tune_allocator
 
 __all__ = [
     "DISPLAY_SIDE",
@@ -120,14 +121,10 @@ def scope_text(scope: dict | None, task: str, lang: str) -> dict[str, str]:
 
 
 def view_of(image: LoadedImage, predictor=None):
-    """The view of a film (``imaging.views.ViewCheck``: ``view`` frontal | lateral | unknown,
-    ``source`` header | image, ``score``): its DICOM header's, else ``predictor``'s image check
-    (the task's model; one forward pass), else unknown. ``imaging.views.preference`` orders
-    the films of a chest study (frontal first)."""
+    """The view of a film (``imaging.reading.view_of``): its header's, else the task model's
+    image check, else unknown."""
 
-    if predictor is not None and hasattr(predictor, "view"):
-        return predictor.view(image)
-    return header_or_image(image)
+    return reading.view_of(image, predictor)
 
 
 def view_preference(check) -> tuple[int, int]:
@@ -158,12 +155,6 @@ def declared_too_large(rows: int, columns: int, frames: int = 1, samples: int = 
     return rows * columns > MAX_PIXELS or rows * columns * frames * samples > MAX_TOTAL_PIXELS
 
 
-LARGE_IMAGE_PIXELS = 4_000_000  # above this, freed decode buffers are handed back to the OS
-DISPLAY_SIDE = 2048
-"""The stored display rendition (8-bit gray PNG) is at most this many pixels a side: viewers
-and reports read it instead of decoding the original on every request."""
-
-
 def read_image(data: bytes, frame: int | None = None) -> LoadedImage:
     """``frame``: the 1-based frame of a multi-frame DICOM (None: its middle one)."""
     tune_allocator()  # a job worker or the CLI, which build no server (where it is done)
@@ -181,89 +172,36 @@ def check_upload(source: str | Path | BinaryIO) -> None:
         return
 
 
-def _after(image: LoadedImage | None) -> None:
-    if image is None:
-        return
-    meta = image.metadata
-    if (meta.get("width") or 0) * (meta.get("height") or 0) > LARGE_IMAGE_PIXELS:
-        release_memory()
-
-
 @contextlib.contextmanager
 def decoded(data: bytes, frame: int | None = None) -> Iterator[LoadedImage]:
-    """One decode for several uses (rendition, findings, heatmap); the decoder's freed
-    buffers go back to the OS afterwards when the image was large. ``frame``: one frame of a
-    multi-frame DICOM (1-based; a viewer's slice), decoded alone."""
-    image = read_image(data) if frame is None else read_image(data, frame)
-    try:
+    """One decode for several uses (``imaging.reading.decoded``: a large image's freed buffers
+    go back to the OS afterwards). ``frame``: one frame of a multi-frame DICOM (1-based)."""
+    tune_allocator()
+    with reading.decoded(data, frame) as image:
         yield image
-    finally:
-        _after(image)
 
 
-def _loaded(source: bytes | LoadedImage) -> tuple[LoadedImage, bool]:
+def _loaded(source: bytes | LoadedImage) -> contextlib.AbstractContextManager[LoadedImage]:
     if isinstance(source, LoadedImage):
-        return source, False
-    return read_image(source), True
+        return contextlib.nullcontext(source)
+    return decoded(source)
 
 
 def analyse(predictor, source: bytes | LoadedImage) -> ImagingResult:
     """Findings for an image (bytes, or one already decoded); raises ImageRefused /
     ImageInputError when it gets none."""
-    image, owned = None, False
-    try:
-        image, owned = _loaded(source)
-        with timed(predictor, refusals=(ImageInputError,)) as call:
-            result = predictor.predict(image)
-            if result.refused:
-                call.outcome = "refused"
-    finally:
-        if owned:
-            _after(image)
-    if result.refused:
-        raise ImageRefused(result.refusal(), scope=result.scope)
-    return result
+    timer = timer_for(predictor)
+    with _loaded(source) as image:
+        return reading.findings(predictor, image, timer)
 
 
 def heatmap(
     predictor, source: bytes | LoadedImage, label: str | None = None, max_side: int = WORKING_SIDE
 ) -> tuple[HeatmapResult, bytes]:
     """Grad-CAM overlay PNG for ``label`` (default: the most probable) and what it shows."""
-    from medai.imaging.explain import explain
-
-    image, owned = None, False
-    buf = io.BytesIO()
-    try:
-        image, owned = _loaded(source)
-        with timed(predictor, call="heatmap", refusals=(ImageInputError,)):
-            shown = explain(predictor, image, buf, label, max_side=max_side)
-    finally:
-        if owned:
-            _after(image)
-    return HeatmapResult(
-        task=predictor.cfg.task,
-        label=shown["label"],
-        probability=shown["probability"],
-        width=shown["width"],
-        height=shown["height"],
-        model=predictor.identity,
-    ), buf.getvalue()
-
-
-def display_png(image: LoadedImage, max_side: int = DISPLAY_SIDE) -> bytes:
-    """An 8-bit grayscale PNG of a decoded image (browsers and PDFs cannot show DICOM), at
-    most ``max_side`` pixels on its longer side: the display rendition a study stores once."""
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.clip(image.pixels * 255.0, 0, 255).astype(np.uint8)
-    pil = Image.fromarray(pixels, mode="L")
-    pil.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    # zlib level 1: on a 2,500 px radiograph 2.5 × faster than the default level 6 for a file
-    # about a third larger (lossless either way); it is on every study's analysis path
-    pil.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    timer = timer_for(predictor)
+    with _loaded(source) as image:
+        return reading.heatmap(predictor, image, label, max_side, timer)
 
 
 def preview_png(data: bytes, max_side: int = 1024) -> bytes:

@@ -12,8 +12,8 @@ to that folder and every worker's ``/metrics`` reports the sum of all of them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,3 +73,21 @@ def timed(
         MODEL_SECONDS.labels(task_, name, version, call, result.outcome).observe(
             time.perf_counter() - start
         )
+
+
+def timer_for(
+    predictor: Any, refusals: tuple[type[BaseException], ...] | None = None
+) -> Callable[[str], AbstractContextManager[Call]]:
+    """A ``imaging.reading.Timer``: each model call the imaging reader makes (``predict``,
+    ``heatmap``) observed under the predictor's labels; an unreadable image counts as
+    ``refused`` (``refusals``, default ``imaging``'s ``ImageInputError``)."""
+    if refusals is None:
+        from medai.imaging.limits import ImageInputError
+
+        refusals = (ImageInputError,)
+    caught = refusals
+
+    def timer(call: str) -> AbstractContextManager[Call]:
+        return timed(predictor, call=call, refusals=caught)
+
+    return timer

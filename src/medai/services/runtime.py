@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from medai.core import heap
 from medai.core.errors import MedaiError
+from medai.core.heap import release_memory
 
 
 class Overloaded(MedaiError, RuntimeError):
@@ -108,26 +109,9 @@ class InferenceLane:
                 asyncio.get_running_loop().run_in_executor(None, release_memory)
 
 
-_LIBC = None
 _TUNED = False
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters
 MMAP_THRESHOLD = 1 << 20
-
-
-def _libc():
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL("libc.so.6")
-    return _LIBC
-
-
-def release_memory() -> None:
-    """Give freed heap pages back to the OS after a large image or a burst of model calls
-    (glibc keeps them otherwise, so resident memory ratcheted up)."""
-    try:
-        _libc().malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def tune_allocator() -> None:
@@ -146,7 +130,7 @@ def tune_allocator() -> None:
         return
     _TUNED = True
     try:
-        libc = _libc()
+        libc = heap.libc()
         libc.mallopt(M_ARENA_MAX, max(2, cpu_count()))
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     except (OSError, AttributeError):  # not glibc

@@ -200,7 +200,9 @@ def test_a_second_run_of_the_analysis_states_the_question_its_stored_draft_lacks
         reopened=False,
         prior=None,
     )
+    draft_row = stored_result(p, found["id"], "draft", ref.content_hash, reading)
+    assert draft_row is not None
     got = StudyRead(payload=row.payload, decision=decision_of(row.payload))
-    analysis._drafted(p, job, ref, row, got)
+    analysis._drafted(p, job, ref, row, draft_row, got)
     report = client.get(f"/api/v1/studies/{found['id']}/report", headers=rad).json()
     assert report["sections"]["technique"].startswith(f"Klinik bilgi: {ACUTE}"), report["sections"]

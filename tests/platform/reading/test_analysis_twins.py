@@ -98,9 +98,9 @@ def test_a_twin_runs_stored_refusal_is_the_studys_never_drafted_from(
 def test_a_film_whose_heatmap_step_refuses_it_is_refused_without_findings(
     hospital, tmp_path, monkeypatch
 ):
+    from medai.imaging import reading
     from medai.imaging.io import ImageRefused, Refusal
     from medai.platform.reading import analysis
-    from medai.services import imaging as imaging_service
 
     app, client = hospital
     p = app.state.platform
@@ -109,7 +109,7 @@ def test_a_film_whose_heatmap_step_refuses_it_is_refused_without_findings(
     def refused(*_a, **_k):  # the gate's distance read again at the heatmap, over its limit
         raise ImageRefused(Refusal("out_of_distribution", "unlike the training images"))
 
-    monkeypatch.setattr(imaging_service, "heatmap", refused)
+    monkeypatch.setattr(reading, "heatmap", refused)  # the study read's heatmap step
     assert analysis.analyse_study(p, sid) == "refused"
     (stored,) = _rows(p, sid)["imaging"]
     assert stored["refused"] and stored["reason_code"] == "out_of_distribution"

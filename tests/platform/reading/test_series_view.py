@@ -220,9 +220,9 @@ def test_each_slice_is_rendered_once_and_stored(hosp, tmp_path, monkeypatch):
     from pydicom.uid import generate_uid
     from sqlalchemy import func, select
 
+    from medai.imaging import reading
     from medai.platform.records.tables import InstanceRendition
     from medai.platform.worklist import listing
-    from medai.services import imaging as imaging_service
 
     app, client, _home = hosp
     rad = bearer(client, "rad1")
@@ -230,13 +230,13 @@ def test_each_slice_is_rendered_once_and_stored(hosp, tmp_path, monkeypatch):
     sid = _file(client, rad, [path for path, _sop, _z in slices])
     settled(app.state.platform, sid)
     decodes: list[int | None] = []
-    real = imaging_service.read_image
+    real = reading.load_image
 
-    def counting(data, frame=None):
+    def counting(data, frame=None, **kw):
         decodes.append(frame)
-        return real(data) if frame is None else real(data, frame)
+        return real(data, frame=frame, **kw)
 
-    monkeypatch.setattr(imaging_service, "read_image", counting)
+    monkeypatch.setattr(reading, "load_image", counting)  # every decode goes through it
     pictures = []
     for _path, sop, _z in slices:
         first = _png(client.get(f"/api/v1/studies/{sid}/instances/{sop}/image", headers=rad))

@@ -87,7 +87,7 @@ def compare(active: dict, shadow: dict) -> dict:
     }
 
 
-def analyse(p: Platform, study_id: int, task: str, data: bytes, active_payload: dict) -> int:
+def run(p: Platform, study_id: int, task: str, data: bytes, active_payload: dict) -> int:
     """Run every shadow model of ``task`` on the study (once per model); returns how many
     results were stored now."""
 

@@ -7,9 +7,10 @@ transaction (a slow model never holds the database's write lock).
 
 The path of one job, in order: ``_opened`` (the study's row, locked: what is to be read),
 the model's side in one call (``services.study_read.read_study``: the film or series read, the
-findings, the heatmap, the decision, or why none), ``_kept`` (the result or the refusal
-stored, with its monitoring sample), then ``_drafted`` (the AI draft, urgency, the audit and
-the results out, in the study's transaction).
+findings, the heatmap, the decision, or why none, and the report draft made from them),
+``_kept`` (the result or the refusal stored, then its draft and its monitoring sample), then
+``_drafted`` (the draft as the report's version 1, urgency, the audit and the results out, in
+the study's transaction).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from medai.platform.worklist.ai_results import latest_result, save_result, store
 from medai.platform.worklist.study_state import set_status
 from medai.services import imaging as imaging_service
 from medai.services import study_read
-from medai.services.reports import shared_drafter, with_question
+from medai.services.reports import with_question
 
 log = logging.getLogger("medai.platform.jobs.jobs")
 WORKER = audit.Actor(name="medai-worker")
@@ -81,6 +82,7 @@ def _analyse_once(p: Platform, study_id: int) -> str:
     predictor = p.models.get(job.task)
     ref = predictor.identity
     row = stored_result(p, study_id, "imaging", ref.content_hash, job.reading)
+    draft_row = stored_result(p, study_id, "draft", ref.content_hash, job.reading)
     got = study_read.read_study(
         predictor,
         members=job.members,
@@ -89,18 +91,21 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         reads_series=get_task(job.task).reads_series,
         want_display=job.want_display,
         stored=row.payload if row is not None else None,
+        ask=None
+        if draft_row is not None
+        else study_read.Ask(job.task, job.lang, job.question, job.prior, p.knowledge_dir),
     )
     if got.member is not None:  # another film than the study's file was read: it is the study's
         _read_instead(p, study_id, got.member)
     if got.display_png is not None:
         keep_display(p, study_id, got.display_png)
-    if row is None:
-        row = _kept(p, job, ref, got)
-        if row.payload != got.payload:  # a twin delivery stored another read first
-            return AGAIN
+    kept = _kept(p, job, ref, got, row, draft_row)
+    if kept is None:  # a twin delivery stored another read first
+        return AGAIN
+    row, draft_row = kept
     if got.refusal is not None:  # refused now, or by an earlier delivery of this job
         return _refused(p, study_id, got.refusal, ref)
-    return _drafted(p, job, ref, row, got)
+    return _drafted(p, job, ref, row, cast(AIResultRow, draft_row), got)
 
 
 def _opened(p: Platform, study_id: int) -> Job | str:
@@ -109,9 +114,7 @@ def _opened(p: Platform, study_id: int) -> Job | str:
     delivery). A reported study is read again only when instances arrived after its reading
     (a re-open: ``filing.defer_analysis``); its report keeps its state meanwhile."""
     with p.db.session() as db:
-        study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
-        if study is None:
-            raise LookupError(f"no study {study_id}")
+        study = study_state.locked(db, study_id)
         reading = filing.reading_key(db, study_id)
         reopened = study.status in study_state.REPORTED and not filing.read_already(
             db, study_id, reading
@@ -135,53 +138,58 @@ def _opened(p: Platform, study_id: int) -> Job | str:
         )
 
 
-def _kept(p: Platform, job: Job, ref, got: study_read.StudyRead) -> AIResultRow:
-    """The read stored: the result with its heatmap, or the refusal with its code (for every
-    view to translate, naming the model that refused); a result, or the model's own refusal
-    (its scope or view check), is monitored."""
-    payload = cast(dict, got.payload)  # a read comes with its result or its refusal
-    heatmap = None if got.heatmap is None else (p.store.put_bytes(got.heatmap[0]), got.heatmap[1])
-    row = save_result(p, job.study_id, "imaging", ref, payload, heatmap, job.reading)
-    if got.refusal is None or got.judged:
+def _kept(
+    p: Platform,
+    job: Job,
+    ref,
+    got: study_read.StudyRead,
+    row: AIResultRow | None,
+    draft_row: AIResultRow | None,
+) -> tuple[AIResultRow, AIResultRow | None] | None:
+    """What this turn read, stored once per reading: the result with its heatmap, or the
+    refusal with its code (for every view to translate, naming the model that refused); then
+    the draft made from it; then its monitoring sample (a result, or the model's own refusal:
+    its scope or view check). ``row``/``draft_row``: what an earlier delivery stored (kept as
+    it is). None when a twin delivery stored another read first: nothing of this one is kept,
+    and the next turn goes on from the twin's."""
+    fresh = row is None
+    if row is None:
+        payload = cast(dict, got.payload)  # a read comes with its result or its refusal
+        heatmap = (
+            None if got.heatmap is None else (p.store.put_bytes(got.heatmap[0]), got.heatmap[1])
+        )
+        row = save_result(p, job.study_id, "imaging", ref, payload, heatmap, job.reading)
+        if row.payload != got.payload:
+            return None
+    if draft_row is None and got.draft is not None:
+        draft_row = save_result(p, job.study_id, "draft", ref, got.draft, reading=job.reading)
+    if fresh and (got.refusal is None or got.judged):
         monitoring.record(
             p,
             job.study_id,
             ref.task,
             ref.content_hash,
-            payload if got.refusal is None else {"refused": True},
+            row.payload if got.refusal is None else {"refused": True},
             got.image,
             got.latency_ms,
             job.meta,
             got.embedding,
         )
-    return row
+    return row, draft_row
 
 
-def _drafted(p: Platform, job: Job, ref, row: AIResultRow, got: study_read.StudyRead) -> str:
-    """The findings stored: the AI draft (a re-read replaces it only while it is the AI's own
-    and unsigned), urgency, the audit, the results out; returns the study's status. ``ref``:
-    the model the findings came from, taken once (a promotion meanwhile is the next study's)."""
+def _drafted(
+    p: Platform, job: Job, ref, row: AIResultRow, draft_row: AIResultRow, got: study_read.StudyRead
+) -> str:
+    """The findings and their draft stored: the AI draft (a re-read replaces it only while it
+    is the AI's own and unsigned), urgency, the audit, the results out; returns the study's
+    status. ``ref``: the model the findings came from, taken once (a promotion meanwhile is
+    the next study's)."""
     study_id, payload = job.study_id, row.payload
-    draft_row = stored_result(p, study_id, "draft", ref.content_hash, job.reading)
-    if draft_row is None:
-        draft = shared_drafter(p.knowledge_dir).draft(
-            got.image,
-            payload,
-            task=job.task,
-            lang=job.lang,
-            question=job.question,
-            findings_model=ref,
-            prior=job.prior,
-        )
-        draft_row = save_result(
-            p, study_id, "draft", ref, draft.model_dump(mode="json"), reading=job.reading
-        )
     urgent = reading_order.urgent_labels(job.task, got.decision)
     with p.db.session() as db:
-        # the job's study: studies are never deleted under a running job
-        study = study_state.lock_study(
-            db, cast(Study, db.get(Study, study_id))
-        )  # a retraction races this
+        # the job's study (never deleted under a running job), locked: a retraction races this
+        study = study_state.locked(db, study_id)
         if study.status == study_state.RETRACTED:  # retracted meanwhile: no draft, nothing sent
             return study.status
         d = draft_row.payload
@@ -241,7 +249,7 @@ def _drafted(p: Platform, job: Job, ref, row: AIResultRow, got: study_read.Study
             # results out, in this transaction
             outbox.on_analysed(db, study, row.id, made, p.settings.destinations())
         status = study.status
-    shadow.analyse(p, study_id, job.task, got.data, payload)  # after the study is done; never shown
+    shadow.run(p, study_id, job.task, got.data, payload)  # after the study is done; never shown
     return status
 
 
@@ -250,7 +258,7 @@ def _read_instead(p: Platform, study_id: int, member: study_read.Member) -> str 
     made again from it); returns the display rendition it now has (None)."""
     with p.db.session() as db:
         # the job's study: studies are never deleted under a running job
-        study = cast(Study, db.get(Study, study_id, with_for_update=True, populate_existing=True))
+        study = study_state.locked(db, study_id)
         study.file_sha256, study.file_size = member.sha, member.size
         study.display_sha256 = None
     return None
@@ -263,7 +271,7 @@ def keep_display(p: Platform, study_id: int, png: bytes) -> str:
     sha = p.store.put_bytes(png)
     with p.db.session() as db:
         # the job's study: studies are never deleted under a running job
-        study = cast(Study, db.get(Study, study_id, with_for_update=True, populate_existing=True))
+        study = study_state.locked(db, study_id)
         if study.display_sha256 is None:
             study.display_sha256 = sha
         return study.display_sha256
@@ -313,7 +321,7 @@ def _refused(p: Platform, study_id: int, refusal: imaging_service.Refusal, ref) 
     locks it (``filing._route_late``): one of the two always sees the other."""
     with p.db.session() as db:
         # the job's study: studies are never deleted under a running job
-        study = cast(Study, db.get(Study, study_id, with_for_update=True, populate_existing=True))
+        study = study_state.locked(db, study_id)
         if (
             refusal.code == filing.NO_IMAGE
             and study.status in ("received", "analysing")

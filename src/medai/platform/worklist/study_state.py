@@ -60,6 +60,16 @@ def get(db: Session, study_id: int) -> Study:
     return study
 
 
+def locked(db: Session, study_id: int) -> Study:
+    """The study of ``study_id`` read afresh with its row locked for this transaction
+    (``lock_study``: what changes its fate takes it first); ``NoSuchStudy`` when there is
+    none."""
+    study = db.get(Study, study_id, with_for_update=True, populate_existing=True)
+    if study is None:
+        raise NoSuchStudy(f"no study {study_id}")
+    return study
+
+
 def lock_study(db: Session, study: Study) -> Study:
     """``study`` re-read with its row locked for this transaction (PostgreSQL ``FOR UPDATE``;
     a SQLite session already holds the database's write lock). What changes a study's fate —

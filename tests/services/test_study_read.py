@@ -1,0 +1,98 @@
+"""The model's side of a study in one call (``services.study_read.read_study``): the images read
+below it (``imaging.reading``), each model call timed for ``/metrics`` through the reader's
+``Timer``, the result put as it is stored, and the draft made from that result, never from a
+refusal; a repeated job infers nothing again."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import pytest
+from PIL import Image
+from prometheus_client import REGISTRY
+
+from helpers.platform import png_bytes
+from medai.core import model_dir
+from medai.services import study_read
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_imaging_dir):
+    return model_dir.load(tiny_imaging_dir, runtime="torch")
+
+
+def _calls(predictor, call: str) -> dict[str, float]:
+    ident = predictor.identity
+    out = {}
+    for outcome in ("ok", "refused", "error"):
+        labels = {
+            "task": ident.task,
+            "model": ident.name,
+            "version": ident.version,
+            "call": call,
+            "outcome": outcome,
+        }
+        out[outcome] = REGISTRY.get_sample_value("medai_model_call_seconds_count", labels) or 0.0
+    return out
+
+
+def _read(predictor, data: bytes, **kw) -> study_read.StudyRead:
+    return study_read.read_study(
+        predictor,
+        members=[],
+        study_sha="upload",
+        read_bytes=lambda _sha: data,
+        reads_series=False,
+        want_display=True,
+        **kw,
+    )
+
+
+def _readable(predictor) -> bytes:
+    """A picture the tiny model reads (its gate refuses some random ones)."""
+    for seed in range(40):
+        data = png_bytes(seed, size=(96, 96))
+        if _read(predictor, data).refusal is None:
+            return data
+    pytest.fail("the tiny model refused every picture")
+
+
+def test_each_model_call_is_timed_and_the_draft_is_made_from_the_stored_result(predictor):
+    data = _readable(predictor)
+    predicts, heatmaps = _calls(predictor, "predict"), _calls(predictor, "heatmap")
+    ask = study_read.Ask(task="cxr", lang="en", question="cough", prior=None)
+    got = _read(predictor, data, ask=ask)
+    assert got.refusal is None and got.payload is not None and got.heatmap is not None
+    assert _calls(predictor, "predict")["ok"] == predicts["ok"] + 1
+    assert _calls(predictor, "heatmap")["ok"] == heatmaps["ok"] + 1
+    assert got.decision is not None and got.display_png is not None
+    # the draft names the model the findings came from and reads the result as it is stored
+    assert got.draft is not None and got.draft["sections"]
+    assert got.draft["model"]["content_hash"] == predictor.identity.content_hash
+    assert got.draft["decision"] == got.decision  # the one decision the result states
+
+
+def test_no_draft_is_made_when_none_is_asked_or_the_image_is_refused(predictor):
+    data = _readable(predictor)
+    assert _read(predictor, data).draft is None  # made before: not asked again
+    colour = Image.new("RGB", (96, 96))
+    colour.putdata([(255 * (i % 2), 40, 200) for i in range(96 * 96)])
+    buf = BytesIO()
+    colour.save(buf, format="PNG")
+    before = _calls(predictor, "predict")
+    ask = study_read.Ask(task="cxr", lang="en", question=None, prior=None)
+    got = _read(predictor, buf.getvalue(), ask=ask)
+    assert got.refusal is not None and got.refusal.code == "colour_photo"
+    assert got.draft is None and got.payload is not None and got.payload["refused"]
+    assert got.payload["model"]["content_hash"] == predictor.identity.content_hash
+    assert _calls(predictor, "predict")["refused"] == before["refused"] + 1
+
+
+def test_a_repeated_job_infers_nothing_again(predictor):
+    data = _readable(predictor)
+    first = _read(predictor, data)
+    predicts = _calls(predictor, "predict")
+    again = _read(predictor, data, stored=first.payload)
+    assert again.payload == first.payload and again.decision == first.decision
+    assert again.result is None  # nothing inferred: the stored result is the study's
+    assert _calls(predictor, "predict") == predicts
