@@ -132,5 +132,5 @@ def pytest_collection_modifyitems(config, items):
             if name in _FIXTURE_MARKS:
                 item.add_marker(_FIXTURE_MARKS[name])
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "postgres" in params.values():
-            item.add_marker("postgres")
+        if any(v in ("postgres", "postgresql") for v in params.values() if isinstance(v, str)):
+            item.add_marker("postgres")  # a database parameter, by either of its names

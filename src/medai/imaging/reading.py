@@ -14,9 +14,9 @@ Which instances are read (issue 58), chosen openly and recorded in the result's 
   name). A film that holds no image (a header filed first) gives way to the next film;
 * an upload (one file, no instances) is read as it is.
 
-Every decode here goes through ``decoded`` (the heap a large image used is handed back), every
-prediction through ``findings`` and every Grad-CAM through ``heatmap``: the CLI and the API
-call the same three through ``services.imaging``.
+A film is decoded by ``decoded`` (the heap a large image used is handed back), predicted by
+``findings`` and explained by ``heatmap``, the functions the API's image routes call too
+(``services.imaging``); a series' slices are decoded and predicted by ``imaging.series``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Series for the platform (which reaches the imaging job only through services): a stored
 instance's slices and their anatomical order (the viewer's). The study's series are read by
-``services.study_read``."""
+``imaging.reading`` (through ``services.study_read``)."""
 
 from __future__ import annotations
 

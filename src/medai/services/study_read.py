@@ -1,7 +1,7 @@
 """The model's side of a study, in one call (``read_study``): which film or series is read, the
 decision, its key instances, the heatmap, a refusal, the latency, and the draft made from them.
 No database, no store: the platform hands the study's image instances and a function reading a
-stored file, and keeps, drafts and sends what comes back (``platform.reading.analysis``).
+stored file, and keeps and sends what comes back (``platform.reading.analysis``).
 
 The images are read below, in one call (``imaging.reading.read_images``: which instances, the
 findings, the heatmap); here each model call is timed for ``/metrics``, the result is put as it
@@ -41,11 +41,15 @@ class StudyRead(ImagesRead):
     """``ImagesRead``, with ``payload``: the result as it is stored (a series: with its
     heatmap's slice; a refusal: the refused result naming the model), ``decision``: the
     decision every output reads (``decision_of``), and ``draft``: the report draft made from
-    them (None when refused, or when the draft was made before)."""
+    them (None when refused, when the draft was made before, or when the drafter failed:
+    ``draft_failure``)."""
 
     payload: dict | None = None
     decision: dict | None = None
     draft: dict | None = None
+    # why the draft could not be made (the drafter's error): the caller keeps the read first,
+    # then raises it, so a failing drafter never loses the findings
+    draft_failure: Exception | None = None
 
 
 def read_study(
@@ -66,7 +70,8 @@ def read_study(
     need is decoded, and the stored result's decision (or refusal) is read back. ``ask``: the
     draft to make from the read (None: it was made before). Raises nothing for an image: a
     refusal is returned, with ``payload`` the refused result to keep (naming the model that
-    refused), and no draft."""
+    refused), and no draft. The drafter's error is returned too (``draft_failure``), for the
+    caller to raise once it has kept the read."""
     tune_allocator()  # a job worker or the CLI, which build no server (where it is done)
     timer = timer_for(predictor)  # each model call, for /metrics
     images = read_images(
@@ -104,17 +109,20 @@ def read_study(
     decision = read_decision(got.payload, predictor.space)
     got.decision = None if decision is None else decision.model_dump(mode="json")
     if ask is not None and got.refusal is None:
-        got.draft = (
-            shared_drafter(ask.knowledge_dir)
-            .draft(
-                got.image,
-                got.payload,
-                task=ask.task,
-                lang=ask.lang,
-                question=ask.question,
-                findings_model=predictor.identity,
-                prior=ask.prior,
+        try:
+            got.draft = (
+                shared_drafter(ask.knowledge_dir)
+                .draft(
+                    got.image,
+                    got.payload,
+                    task=ask.task,
+                    lang=ask.lang,
+                    question=ask.question,
+                    findings_model=predictor.identity,
+                    prior=ask.prior,
+                )
+                .model_dump(mode="json")
             )
-            .model_dump(mode="json")
-        )
+        except Exception as exc:  # broad: the read is kept before the drafter's error is raised
+            got.draft_failure = exc
     return got

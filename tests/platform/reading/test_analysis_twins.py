@@ -114,3 +114,52 @@ def test_a_film_whose_heatmap_step_refuses_it_is_refused_without_findings(
     (stored,) = _rows(p, sid)["imaging"]
     assert stored["refused"] and stored["reason_code"] == "out_of_distribution"
     assert not stored.get("findings"), stored  # no findings beside the refusal
+
+
+def test_a_failing_drafter_keeps_the_read_and_a_retry_drafts_from_it_without_reading_again(
+    hospital, tmp_path, monkeypatch
+):
+    """The draft is made in the study read's one call; a drafter that fails there (a knowledge
+    base or captioner that does not load) fails the job only once the read is kept, so the
+    findings, the heatmap and the monitoring sample survive and the retry infers nothing."""
+    from medai.imaging import reading
+    from medai.platform.reading import analysis
+    from medai.platform.records.tables import MonitorSample
+    from medai.services import study_read
+
+    app, client = hospital
+    p = app.state.platform
+    sid = _uploaded(client, tmp_path)
+
+    class Broken:
+        def draft(self, *_a, **_k):
+            raise RuntimeError("the knowledge base did not load")
+
+    monkeypatch.setattr(study_read, "shared_drafter", lambda _dir=None: Broken())
+    with pytest.raises(RuntimeError, match="knowledge base"):
+        analysis.analyse_study(p, sid)
+    rows = _rows(p, sid)
+    (kept,) = rows["imaging"]
+    assert not kept["refused"] and kept["findings"]  # the read is the study's
+    assert "draft" not in rows
+    with p.db.session() as db:
+        samples = db.scalars(select(MonitorSample).where(MonitorSample.study_id == sid)).all()
+    assert len(samples) == 1
+
+    monkeypatch.undo()
+    inferred: list[int] = []
+    real = reading.findings
+
+    def counted(*a, **k):
+        inferred.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(reading, "findings", counted)
+    assert analysis.analyse_study(p, sid) == "ai_drafted"  # the job's retry
+    assert inferred == []  # drafted from the kept read: nothing inferred again
+    rows = _rows(p, sid)
+    assert rows["imaging"] == [kept] and len(rows["draft"]) == 1
+    with p.db.session() as db:
+        assert (
+            len(db.scalars(select(MonitorSample).where(MonitorSample.study_id == sid)).all()) == 1
+        )

@@ -133,11 +133,9 @@ def record(
     must not fail an analysis)."""
     try:
         sample = sample_of(task, model_hash, payload, image, meta, embedding, study_id, latency_ms)
-        with p.db.session() as db:  # the sample and the model's check, in one transaction
+        with p.db.session() as db:  # the sample is kept whatever its check meets
             db.add(sample)
-            db.flush()
-            _, payloads = _alerts(db, task, model_hash, p.settings.monitor)
-        _announce(payloads, p.settings.monitor.monitor_webhook_url)
+        check(p, task, model_hash)
     except Exception as exc:  # broad: monitoring never fails the study it watches (logged)
         log.error("monitoring sample for study %s not kept: %s", study_id, type(exc).__name__)
 

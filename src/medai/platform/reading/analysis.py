@@ -151,7 +151,8 @@ def _kept(
     the draft made from it; then its monitoring sample (a result, or the model's own refusal:
     its scope or view check). ``row``/``draft_row``: what an earlier delivery stored (kept as
     it is). None when a twin delivery stored another read first: nothing of this one is kept,
-    and the next turn goes on from the twin's."""
+    and the next turn goes on from the twin's. A drafter that failed fails the job here, its
+    read kept (a retry drafts from it, with nothing inferred again)."""
     fresh = row is None
     if row is None:
         payload = cast(dict, got.payload)  # a read comes with its result or its refusal
@@ -175,6 +176,8 @@ def _kept(
             job.meta,
             got.embedding,
         )
+    if got.draft_failure is not None:
+        raise got.draft_failure
     return row, draft_row
 
 
