@@ -298,7 +298,7 @@ class ImagingAdapter:
         model = ImagingNet(self.cfg.backbone, len(self.cfg.labels), weights=self.cfg.weights)
         model.set_trainable(self.cfg.trainable)  # the widest set, before DDP registers hooks
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit to()'s memory_format
+            model = model.to(memory_format=torch.channels_last)
         if torch.cuda.is_available():
             torch.backends.cudnn.benchmark = True  # one input size: autotuned conv kernels
         return model
