@@ -73,7 +73,7 @@ def decoded(data: bytes, frame: int | None = None) -> Iterator[LoadedImage]:
     """One decode for several uses (rendition, findings, heatmap); the decoder's freed
     buffers go back to the OS afterwards when the image was large. ``frame``: one frame of a
     multi-frame DICOM (1-based; a viewer's slice), decoded alone."""
-    image = load_image(data) if frame is None else load_image(data, frame=frame)
+    image = load_image(data, frame=frame)
     try:
         yield image
     finally:
@@ -253,9 +253,7 @@ def _series(predictor, members, read_bytes, want_display, stored, timer) -> Imag
     files = {m.sop_uid: m.sha for m in members}
 
     def load(slice_ref):
-        data = read_bytes(files[slice_ref.sop_uid])
-        frame = slice_ref.frame
-        return load_image(data) if frame is None else load_image(data, frame=frame)
+        return load_image(read_bytes(files[slice_ref.sop_uid]), frame=slice_ref.frame)
 
     if stored is not None and not want_display:  # a repeated job: the key slice for the draft
         keys = stored.get("read", {}).get("read_instances") or []
@@ -264,8 +262,7 @@ def _series(predictor, members, read_bytes, want_display, stored, timer) -> Imag
             return ImagesRead()
         sop, _, frame = key.partition("#")
         data = read_bytes(files[sop])
-        image = load_image(data, frame=int(frame)) if frame else load_image(data)
-        return ImagesRead(image=image, data=data)
+        return ImagesRead(image=load_image(data, frame=int(frame) if frame else None), data=data)
     groups: dict[str, list] = {}
     for m in members:
         try:

@@ -158,7 +158,7 @@ def declared_too_large(rows: int, columns: int, frames: int = 1, samples: int = 
 def read_image(data: bytes, frame: int | None = None) -> LoadedImage:
     """``frame``: the 1-based frame of a multi-frame DICOM (None: its middle one)."""
     tune_allocator()  # a job worker or the CLI, which build no server (where it is done)
-    return load_image(data) if frame is None else load_image(data, frame=frame)
+    return load_image(data, frame=frame)
 
 
 def check_upload(source: str | Path | BinaryIO) -> None:

@@ -75,19 +75,13 @@ def timed(
         )
 
 
-def timer_for(
-    predictor: Any, refusals: tuple[type[BaseException], ...] | None = None
-) -> Callable[[str], AbstractContextManager[Call]]:
-    """A ``imaging.reading.Timer``: each model call the imaging reader makes (``predict``,
-    ``heatmap``) observed under the predictor's labels; an unreadable image counts as
-    ``refused`` (``refusals``, default ``imaging``'s ``ImageInputError``)."""
-    if refusals is None:
-        from medai.imaging.limits import ImageInputError
-
-        refusals = (ImageInputError,)
-    caught = refusals
+def timer_for(predictor: Any) -> Callable[[str], AbstractContextManager[Call]]:
+    """An ``imaging.reading.Timer``: each model call the imaging reader makes (``predict``,
+    ``heatmap``) observed under the predictor's labels, an image it cannot read (``imaging``'s
+    ``ImageInputError``) counted as ``refused``."""
+    from medai.imaging.limits import ImageInputError
 
     def timer(call: str) -> AbstractContextManager[Call]:
-        return timed(predictor, call=call, refusals=caught)
+        return timed(predictor, call=call, refusals=(ImageInputError,))
 
     return timer

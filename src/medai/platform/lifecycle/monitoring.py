@@ -133,7 +133,7 @@ def record(
     must not fail an analysis)."""
     try:
         sample = sample_of(task, model_hash, payload, image, meta, embedding, study_id, latency_ms)
-        with p.db.session() as db:  # the sample is kept whatever its check meets
+        with p.db.session() as db:
             db.add(sample)
         check(p, task, model_hash)
     except Exception as exc:  # broad: monitoring never fails the study it watches (logged)
@@ -426,69 +426,57 @@ def _shares(values: list[str]) -> dict[str, float]:
 
 
 def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
-    """Raise the alerts newly crossed and clear those no longer crossed (``_alerts``, in a
-    transaction of its own); returns the new, announced once committed."""
+    """Raise the alerts newly crossed and clear those no longer crossed; returns the new. The
+    model's checks are serialised (``db.lock_key``): workers on several nodes finishing studies
+    at once would otherwise each find no open alert and raise the same one twice (twice the
+    webhook)."""
     with p.db.session() as db:
-        new, payloads = _alerts(db, task, model_hash, p.settings.monitor)
-    _announce(payloads, p.settings.monitor.monitor_webhook_url)
-    return new
-
-
-def _alerts(db, task: str, model_hash: str, settings) -> tuple[list[MonitorAlert], list[dict]]:
-    """In ``db``'s transaction: the alerts newly crossed raised, those no longer crossed
-    cleared; the new ones, and what will be announced of them once committed. The model's
-    checks are serialised (``db.lock_key``): workers on several nodes finishing studies at once
-    would otherwise each find no open alert and raise the same one twice (twice the webhook)."""
-    lock_key(db, f"monitor:{task}:{model_hash}")
-    crossed, numbers = conditions(db, task, model_hash, settings)
-    open_ = {
-        (a.kind, a.key): a
-        for a in db.scalars(
-            select(MonitorAlert).where(
-                MonitorAlert.task == task,
-                MonitorAlert.model_hash == model_hash,
-                MonitorAlert.cleared_at.is_(None),
+        lock_key(db, f"monitor:{task}:{model_hash}")
+        crossed, numbers = conditions(db, task, model_hash, p.settings.monitor)
+        open_ = {
+            (a.kind, a.key): a
+            for a in db.scalars(
+                select(MonitorAlert).where(
+                    MonitorAlert.task == task,
+                    MonitorAlert.model_hash == model_hash,
+                    MonitorAlert.cleared_at.is_(None),
+                )
             )
-        )
-    }
-    new = []
-    for (kind, key), detail in crossed.items():
-        if (kind, key) in open_:
-            continue
-        alert = MonitorAlert(
-            task=task,
-            model_hash=model_hash,
-            kind=kind,
-            key=key[:64],
-            value=float(detail["value"]),
-            threshold=float(detail["threshold"]),
-            samples=numbers["window_n"],
-            detail=detail,
-        )
-        db.add(alert)
-        db.flush()
-        audit.record(
-            db,
-            MONITOR,
-            "monitor",
-            "model",
-            None,
-            task=task,
-            kind=kind,
-            key=key,
-            value=round(float(detail["value"]), 4),
-            model_hash=model_hash,
-            alert=alert.id,
-        )
-        new.append(alert)
-    for opened, alert in open_.items():
-        if opened not in crossed:
-            alert.cleared_at = utcnow()
-    return new, [as_dict(a) for a in new]
-
-
-def _announce(payloads: list[dict], url: str | None) -> None:
-    """The new alerts logged and posted to the site's webhook (after their commit)."""
+        }
+        new = []
+        for (kind, key), detail in crossed.items():
+            if (kind, key) in open_:
+                continue
+            alert = MonitorAlert(
+                task=task,
+                model_hash=model_hash,
+                kind=kind,
+                key=key[:64],
+                value=float(detail["value"]),
+                threshold=float(detail["threshold"]),
+                samples=numbers["window_n"],
+                detail=detail,
+            )
+            db.add(alert)
+            db.flush()
+            audit.record(
+                db,
+                MONITOR,
+                "monitor",
+                "model",
+                None,
+                task=task,
+                kind=kind,
+                key=key,
+                value=round(float(detail["value"]), 4),
+                model_hash=model_hash,
+                alert=alert.id,
+            )
+            new.append(alert)
+        for opened, alert in open_.items():
+            if opened not in crossed:
+                alert.cleared_at = utcnow()
+        payloads = [as_dict(a) for a in new]
     for a in payloads:
         log.warning(
             "monitoring alert: %s model %s: %s %s = %.4g (threshold %.4g)",
@@ -499,7 +487,8 @@ def _announce(payloads: list[dict], url: str | None) -> None:
             a["value"],
             a["threshold"],
         )
-        _webhook(a, url)
+        _webhook(a, p.settings.monitor.monitor_webhook_url)
+    return new
 
 
 def _webhook(alert: dict, url: str | None) -> None:
