@@ -1,4 +1,4 @@
-"""What monitoring costs per study: the time of ``monitoring.record`` (keep the sample, then
+"""What monitoring costs per study: the time of ``monitoring.observe`` (keep the sample, then
 check every threshold: PSI/KS per label, image statistics, Hotelling's T² on the embedding,
 metadata and population mix, agreement) beside the
 bundled chest X-ray model's own prediction, on embedded SQLite, as the samples grow past the
@@ -62,13 +62,13 @@ def main() -> None:
         payload = result.model_dump(mode="json")
         predict_ms.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()  # everything: embedding (T²) and population mix too
-        monitoring.record(
+        monitoring.observe(
             p, None, "cxr", ref.content_hash, payload, image, predict_ms[-1], meta, result.embedding
         )
         record_ms.append((time.perf_counter() - start) * 1000)
         image.metadata.update(manufacturer="", age_band="", sex="")
         start = time.perf_counter()  # the checks before this change, in the same run
-        monitoring.record(
+        monitoring.observe(
             p,
             None,
             "cxr",

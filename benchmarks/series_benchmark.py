@@ -138,6 +138,7 @@ def held_out_series(y: np.ndarray, labels: list[str], n: int = 20, seed: int = 7
 
 def order_invariance(predictor, pixels, y, permutations: int, seed: int) -> dict:
     from medai.imaging import series as S
+    from medai.imaging import slices as SL
     from medai.imaging.io import load_image
 
     labels = list(predictor.labels)
@@ -154,7 +155,7 @@ def order_invariance(predictor, pixels, y, permutations: int, seed: int) -> dict
     for k, spec in enumerate(held_out_series(y, labels)):
         uid = f"{SERIES_UID}.{k + 1}"
         blobs = [mr_file(pixels[i], j, uid) for j, i in enumerate(spec["slices"])]
-        refs = [S.slice_refs(b)[0] for b in blobs]
+        refs = [SL.slice_refs(b)[0] for b in blobs]
         by_uid = {r.sop_uid: b for r, b in zip(refs, blobs, strict=True)}
 
         def load(ref, by_uid=by_uid):
@@ -229,6 +230,7 @@ def child(mode: str, folder: Path) -> dict:
 
     from medai.core import model_dir
     from medai.imaging import series as S
+    from medai.imaging import slices as SL
     from medai.imaging.io import load_image
 
     predictor = model_dir.load(MODEL)
@@ -236,7 +238,7 @@ def child(mode: str, folder: Path) -> dict:
     predictor.predict(paths[0].read_bytes())  # warm-up (untimed): first-call allocations
     S.read_series(
         predictor,
-        S.slice_refs(paths[0].read_bytes()),
+        SL.slice_refs(paths[0].read_bytes()),
         lambda ref: load_image(paths[0].read_bytes()),
     )
     by_uid = {}
@@ -262,10 +264,10 @@ def child(mode: str, folder: Path) -> dict:
     else:
         refs = []
         for p in paths:  # headers: the bytes are read again when the slice is decoded
-            for ref in S.slice_refs(p.read_bytes()):
+            for ref in SL.slice_refs(p.read_bytes()):
                 refs.append(ref)
                 by_uid[ref.sop_uid] = p
-        cap = 64 if mode == "series_cap64" else S.DEFAULT_CAP
+        cap = 64 if mode == "series_cap64" else SL.DEFAULT_CAP
         out = S.read_series(
             predictor, refs, lambda ref: load_image(by_uid[ref.sop_uid].read_bytes()), cap=cap
         )

@@ -66,7 +66,7 @@ def build(y: np.ndarray, labels: list[str], normal: str, seed: int) -> list[dict
 
 def outcomes(probs, series, rule, task, labels, policy) -> dict:
     """Per lesion size (0: normal series): the share missed, found, undecided, wrong tumour."""
-    from medai.imaging.series import decide_series
+    from medai.imaging.series_rule import decide_series
 
     z = labels.index(task.normal)
     rows: dict[int, list[str]] = {}
@@ -112,8 +112,9 @@ def main() -> int:
         return 0
     from medai.core import model_dir
     from medai.imaging.labels import space
-    from medai.imaging.series import SeriesRule, SuspectRule, rule_for
+    from medai.imaging.series import rule_for
     from medai.imaging.series_fit import split_probabilities
+    from medai.imaging.series_rule import SeriesRule, SuspectRule
 
     predictor = model_dir.load(MODEL)
     task, labels = space(predictor.cfg.task), list(predictor.labels)

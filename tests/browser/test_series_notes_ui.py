@@ -40,7 +40,7 @@ def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
 def _small_lesion(payload: dict) -> dict:
     """The stored reading made what the series reader gives for a 2-slice glioma."""
     from medai.imaging.decision import Decision
-    from medai.imaging.series import _small_lesion as undecided
+    from medai.imaging.series_rule import _small_lesion as undecided
 
     decision = undecided(Decision.model_validate(payload["decision"]), "Glioma", "No_Tumor")
     rows = {r.label: r for r in decision.labels}

@@ -23,6 +23,8 @@ from helpers.series import (
     slice_pixels,
 )
 from medai.imaging import series as S
+from medai.imaging import series_rule as R
+from medai.imaging import slices as SL
 from medai.imaging.io import load_image
 from medai.imaging.limits import ImageInputError, ImageTooLarge, NoPixelData
 
@@ -39,7 +41,7 @@ def dicom_series(labels: list[str], **options) -> tuple[list, dict[str, bytes]]:
     blobs = [mr_slice(lab, i, **options) for i, lab in enumerate(labels)]
     refs, by_uid = [], {}
     for blob in blobs:
-        for ref in S.slice_refs(blob):
+        for ref in SL.slice_refs(blob):
             refs.append(ref)
             by_uid[ref.sop_uid] = blob
     return refs, by_uid
@@ -94,8 +96,8 @@ def test_a_stray_tumour_slice_does_not_decide_a_normal_series(predictor):
     not: the difference the validation table measures."""
     labels = ["No_Tumor"] * 9 + ["Meningioma"] + ["No_Tumor"] * 10
     refs, by_uid = dicom_series(labels)
-    run = S.read_series(predictor, refs, loader(by_uid), rule=S.SeriesRule(name="run", k=3))
-    most = S.read_series(predictor, refs, loader(by_uid), rule=S.SeriesRule(name="max"))
+    run = S.read_series(predictor, refs, loader(by_uid), rule=R.SeriesRule(name="run", k=3))
+    most = S.read_series(predictor, refs, loader(by_uid), rule=R.SeriesRule(name="max"))
     assert run.decision.primary == "No_Tumor" and run.key == []
     assert most.decision.primary == "Meningioma"
     assert [r.key for r in most.key_refs] == [f"{SERIES}.10"]
@@ -104,7 +106,7 @@ def test_a_stray_tumour_slice_does_not_decide_a_normal_series(predictor):
 def test_a_lesion_on_neighbouring_slices_is_found_and_keyed(predictor):
     labels = ["No_Tumor"] * 8 + ["Pituitary"] * 4 + ["No_Tumor"] * 8
     refs, by_uid = dicom_series(labels)
-    read = S.read_series(predictor, refs, loader(by_uid), rule=S.SeriesRule(name="run", k=3))
+    read = S.read_series(predictor, refs, loader(by_uid), rule=R.SeriesRule(name="run", k=3))
     assert read.decision.primary == "Pituitary"
     assert [r.instance_number for r in read.key_refs] == [9, 10, 11, 12]
     ref, label = read.explain
@@ -124,7 +126,7 @@ def test_a_lesion_on_neighbouring_slices_is_found_and_keyed(predictor):
 
 def test_a_series_shorter_than_k_is_read_by_all_its_slices(predictor):
     refs, by_uid = dicom_series(["Glioma", "Glioma"])
-    read = S.read_series(predictor, refs, loader(by_uid), rule=S.SeriesRule(name="run", k=5))
+    read = S.read_series(predictor, refs, loader(by_uid), rule=R.SeriesRule(name="run", k=5))
     assert read.decision.primary == "Glioma" and len(read.key) == 2
 
 
@@ -141,7 +143,7 @@ def test_any_arrival_order_gives_the_same_decision_probabilities_and_key(
     """A property over random series and random permutations of their arrival: the decision,
     the study and per-slice probabilities and the key slices are identical."""
     refs = [
-        S.SliceRef(
+        SL.SliceRef(
             sop_uid=f"{SERIES}.{i + 1}",
             instance_number=i + 1,
             position=float(i) * 3.0 if geometry else None,
@@ -154,7 +156,7 @@ def test_any_arrival_order_gives_the_same_decision_probabilities_and_key(
     ]
     shuffled = list(pairs)
     rnd.shuffle(shuffled)
-    rule = S.SeriesRule.parse(rule)
+    rule = R.SeriesRule.parse(rule)
     a = S.read_decoded(predictor, pairs, rule=rule, batch_size=5)
     b = S.read_decoded(predictor, shuffled, rule=rule, batch_size=5)
     assert a.decision == b.decision
@@ -165,28 +167,28 @@ def test_any_arrival_order_gives_the_same_decision_probabilities_and_key(
 
 def test_order_is_anatomical_and_falls_back_to_instance_numbers():
     by_position = [
-        S.SliceRef("1.9", instance_number=1, position=30.0),
-        S.SliceRef("1.8", instance_number=2, position=-10.0),
-        S.SliceRef("1.7", instance_number=3, position=10.0),
+        SL.SliceRef("1.9", instance_number=1, position=30.0),
+        SL.SliceRef("1.8", instance_number=2, position=-10.0),
+        SL.SliceRef("1.7", instance_number=3, position=10.0),
     ]
-    assert [r.sop_uid for r in S.order(by_position)] == ["1.8", "1.7", "1.9"]
+    assert [r.sop_uid for r in SL.order(by_position)] == ["1.8", "1.7", "1.9"]
     # one slice without geometry: the instance numbers order all of them, never a mix
-    mixed = [*by_position[:2], S.SliceRef("1.7", instance_number=3)]
-    assert [r.sop_uid for r in S.order(mixed)] == ["1.9", "1.8", "1.7"]
+    mixed = [*by_position[:2], SL.SliceRef("1.7", instance_number=3)]
+    assert [r.sop_uid for r in SL.order(mixed)] == ["1.9", "1.8", "1.7"]
     # neither: the UIDs; a slice given twice (re-sent) is kept once
-    bare = [S.SliceRef("1.3"), S.SliceRef("1.1"), S.SliceRef("1.2"), S.SliceRef("1.1")]
-    assert [r.sop_uid for r in S.order(bare)] == ["1.1", "1.2", "1.3"]
+    bare = [SL.SliceRef("1.3"), SL.SliceRef("1.1"), SL.SliceRef("1.2"), SL.SliceRef("1.1")]
+    assert [r.sop_uid for r in SL.order(bare)] == ["1.1", "1.2", "1.3"]
 
 
 def test_the_cap_samples_evenly_with_both_ends():
-    picked = S.sample_indices(200, 64)
+    picked = SL.sample_indices(200, 64)
     assert len(picked) == 64 and picked[0] == 0 and picked[-1] == 199
     assert set(np.diff(picked).tolist()) <= {3, 4}
-    assert S.sample_indices(20, 64) == list(range(20))
-    assert S.sample_indices(5, 1) == [2]
-    assert S.sample_indices(10, 4) == [0, 3, 6, 9]
+    assert SL.sample_indices(20, 64) == list(range(20))
+    assert SL.sample_indices(5, 1) == [2]
+    assert SL.sample_indices(10, 4) == [0, 3, 6, 9]
     with pytest.raises(ValueError):
-        S.sample_indices(10, 0)
+        SL.sample_indices(10, 0)
 
 
 def test_a_capped_series_decodes_only_its_sampled_slices_a_batch_at_a_time(predictor):
@@ -206,7 +208,7 @@ def test_a_capped_series_decodes_only_its_sampled_slices_a_batch_at_a_time(predi
 
     read = S.read_series(predictor, refs[::-1], counted, cap=25, batch_size=4)
     info = read.read
-    expected = [f"{SERIES}.{i + 1}" for i in S.sample_indices(100, 25)]
+    expected = [f"{SERIES}.{i + 1}" for i in SL.sample_indices(100, 25)]
     assert sorted(calls) == sorted(expected) and len(calls) == 25
     assert info.read_instances == expected
     assert info.instances_in_series == 100 and info.instances_read == 25
@@ -222,7 +224,7 @@ def test_a_multiframe_instance_is_read_as_its_frames(predictor):
     positions = [float(60 - 5 * i) for i in range(len(labels))]  # file order = descending
     sop = "1.2.826.0.1.3680043.8.498.77"
     blob = mr_multiframe(labels, positions, sop)
-    refs = S.slice_refs(blob)
+    refs = SL.slice_refs(blob)
     assert [r.frame for r in refs] == list(range(1, 13))
     assert [r.position for r in refs] == positions
     frame5 = load_image(blob, frame=5).pixels
@@ -242,20 +244,20 @@ def test_slice_refs_read_headers_within_the_limits():
 
     from helpers.series import _save, mr_dataset
 
-    assert S.slice_refs(mr_slice("Glioma", 0, geometry=False))[0].position is None
+    assert SL.slice_refs(mr_slice("Glioma", 0, geometry=False))[0].position is None
     no_pixels = mr_dataset("1.2.3.4", "1.2.3")
     no_pixels.Rows = no_pixels.Columns = 64
     with pytest.raises(NoPixelData):
-        S.slice_refs(_save(no_pixels))
+        SL.slice_refs(_save(no_pixels))
     huge = mr_dataset("1.2.3.5", "1.2.3", frames=200_000)
     huge.Rows = huge.Columns = 64
     huge.PixelData = b"\0\0" * 64 * 64  # the header, not the data, is what is checked
     with pytest.raises(ImageTooLarge):
-        S.slice_refs(_save(huge))
+        SL.slice_refs(_save(huge))
     with pytest.raises(ImageInputError):
-        S.slice_refs(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
+        SL.slice_refs(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
     with pytest.raises(ImageTooLarge):
-        S.slice_refs(mr_slice("Glioma", 0), max_bytes=100)
+        SL.slice_refs(mr_slice("Glioma", 0), max_bytes=100)
 
 
 def test_an_unreadable_slice_is_left_out_and_said(predictor):
@@ -328,7 +330,7 @@ def test_the_recorded_rule_is_the_models_and_survives_new_operating_points(tiny_
     from medai.core import model_dir
     from medai.imaging.operating import load_series_rule, write_policy, write_series_rule
 
-    assert S.rule_for(model_dir.load(tiny_mri_dir)) == S.DEFAULT_RULE
+    assert S.rule_for(model_dir.load(tiny_mri_dir)) == R.DEFAULT_RULE
     d = tmp_path / "m"
     shutil.copytree(tiny_mri_dir, d)
     write_series_rule(d, {"name": "top_k", "k": 5, "tag": "top_k:5"})
@@ -336,8 +338,8 @@ def test_the_recorded_rule_is_the_models_and_survives_new_operating_points(tiny_
         model_dir.load(d)
     model_dir.reseal(d)
     # a rule recorded before the small-lesion rule existed reads the default one beside it
-    assert S.rule_for(model_dir.load(d)) == S.SeriesRule(
-        name="top_k", k=5, suspect=S.DEFAULT_SUSPECT
+    assert S.rule_for(model_dir.load(d)) == R.SeriesRule(
+        name="top_k", k=5, suspect=R.DEFAULT_SUSPECT
     )
     write_policy(d, {"schema": 1, "thresholds": {}})
     assert load_series_rule(d)["k"] == 5

@@ -12,7 +12,7 @@ import pytest
 from medai.core.task_registry import get as get_task
 from medai.imaging import series_fit as F
 from medai.imaging.decision import OperatingPolicy
-from medai.imaging.series import SeriesRule
+from medai.imaging.series_rule import SeriesRule
 
 LABELS = ["Glioma", "Meningioma", "Pituitary", "No_Tumor"]
 

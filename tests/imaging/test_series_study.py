@@ -16,13 +16,15 @@ from hypothesis import strategies as st
 
 from helpers.series import LABELS, brightness_predictor, mr_slice
 from medai.imaging import series as S
+from medai.imaging import series_rule as R
+from medai.imaging import slices as SL
 from medai.imaging.io import load_image
-from medai.imaging.series_study import read_study
+from medai.imaging.series import read_study
 
 SERIES = "1.2.826.0.1.3680043.8.498.2"
 OTHER = "1.2.826.0.1.3680043.8.498.3"
-SUSPECT = S.SuspectRule(min_probability=0.9, min_slices=1)
-RULE = S.SeriesRule(name="run", k=3, suspect=SUSPECT)
+SUSPECT = R.SuspectRule(min_probability=0.9, min_slices=1)
+RULE = R.SeriesRule(name="run", k=3, suspect=SUSPECT)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def study(*blobs: bytes):
     """(slices grouped by series UID, a loader over the instances)."""
     by_uid, groups = {}, {}
     for blob in blobs:
-        for ref in S.slice_refs(blob):
+        for ref in SL.slice_refs(blob):
             by_uid[ref.sop_uid] = blob
             groups.setdefault(ref.series_uid, []).append(ref)
     return groups, lambda ref: load_image(by_uid[ref.sop_uid], frame=ref.frame)
@@ -158,7 +160,7 @@ def test_two_glioma_slices_leave_the_series_undecided_with_them_as_key(predictor
 
 def test_without_the_suspect_rule_the_same_series_reads_no_tumour(predictor):
     """What the code did before: the failure the rule fixes (the rule is what changed)."""
-    read = read_of(predictor, series_blobs(ISSUE), rule=S.SeriesRule(name="run", k=3))
+    read = read_of(predictor, series_blobs(ISSUE), rule=R.SeriesRule(name="run", k=3))
     assert read.decision.state == "normal" and read.key == []
 
 
@@ -170,9 +172,9 @@ def test_a_normal_series_stays_normal_and_a_decided_run_stays_decided(predictor)
 
 
 def test_a_slice_below_the_suspect_probability_does_not_count(predictor):
-    strict = S.SeriesRule(name="run", k=3, suspect=S.SuspectRule(min_probability=0.9999999))
+    strict = R.SeriesRule(name="run", k=3, suspect=R.SuspectRule(min_probability=0.9999999))
     assert read_of(predictor, series_blobs(ISSUE), rule=strict).decision.state == "normal"
-    two = S.SeriesRule(name="run", k=3, suspect=S.SuspectRule(min_probability=0.9, min_slices=2))
+    two = R.SeriesRule(name="run", k=3, suspect=R.SuspectRule(min_probability=0.9, min_slices=2))
     one = ["No_Tumor"] * 9 + ["Glioma"] + ["No_Tumor"] * 10
     assert read_of(predictor, series_blobs(one), rule=two).decision.state == "normal"
     assert read_of(predictor, series_blobs(ISSUE), rule=two).decision.state == "indeterminate"

@@ -7,7 +7,7 @@ import pytest
 
 from medai.core.task_registry import get as get_task
 from medai.imaging.decision import OperatingPolicy, decide
-from medai.imaging.series import _small_lesion
+from medai.imaging.series_rule import _small_lesion
 from medai.reporting.draft import draft_report
 from medai.reporting.draft_input import Finding
 from medai.reporting.series_words import series_sentences, small_lesion_sentence

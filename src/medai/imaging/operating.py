@@ -466,7 +466,7 @@ on). Hashed with the rest of the file, so a result's content hash names the rule
 
 def load_series_rule(directory: Path | None) -> dict | None:
     """The series rule recorded in a model directory's operating points, or None (the model
-    was fitted before series reading: ``imaging.series.DEFAULT_RULE`` applies)."""
+    was fitted before series reading: ``imaging.series_rule.DEFAULT_RULE`` applies)."""
     if directory is None or not (Path(directory) / POLICY_FILE).is_file():
         return None
     raw = json.loads((Path(directory) / POLICY_FILE).read_text(encoding="utf-8"))

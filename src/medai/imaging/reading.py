@@ -6,7 +6,7 @@ hands the study's image instances, a function reading a stored file by its hash,
 Which instances are read (issue 58), chosen openly and recorded in the result's ``read``:
 
 * a task that reads **series** (a brain MRI) reads every series of the study, the most severe
-  decided finding winning, one decision (``imaging.series_study``); the heatmap is the key
+  decided finding winning, one decision (``imaging.series.read_study``); the heatmap is the key
   slice's;
 * a **film** task (a chest X-ray) is decided from one film: the frontal one by the headers'
   ViewPosition (PA before AP); where no header names a view, by each film's image view check
@@ -29,17 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from medai.core.heap import release_memory
-from medai.imaging import series_study
 from medai.imaging.io import WORKING_SIDE, ImageRefused, LoadedImage, Refusal, load_image
 from medai.imaging.limits import ImageInputError
 from medai.imaging.results import HeatmapResult, ImagingResult, ReadInfo, SeriesChoice
-from medai.imaging.series import (
-    SliceRef,
-    explain_slice,
-    series_result,
-    single_image_read,
-    slice_refs,
-)
+from medai.imaging.series import explain_slice, read_study, series_result, single_image_read
+from medai.imaging.slices import SliceRef, slice_refs
 from medai.imaging.views import preference
 from medai.imaging.views import view_of as header_or_image
 
@@ -275,7 +269,7 @@ def _series(predictor, members, read_bytes, want_display, stored, timer) -> Imag
         return ImagesRead(refusal=Refusal("unreadable", "no instance of the study holds an image"))
     start = time.perf_counter()
     try:
-        series = series_study.read_study(predictor, groups, load)
+        series = read_study(predictor, groups, load)
     except ImageInputError as exc:
         return ImagesRead(refusal=Refusal(exc.refusal_code, str(exc), exc.params))
     result = series_result(predictor, series)

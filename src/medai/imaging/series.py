@@ -1,23 +1,29 @@
-"""Series-level reading: every slice of an MRI series (up to a cap), one study decision.
+"""Reading series with a model: every slice of a series (up to a cap) to one decision
+(``read_series``), and every series of a study to one study decision (``read_study``).
 
 A study used to be decided from whichever instance arrived first; a 20-slice glioma series whose
 first slice happened to be normal read "No tumour". Here a series is read the way a radiologist
 reads it:
 
-1. ``slice_refs`` reads each instance's *header* only (bounded like every image input:
-   ``imaging.limits``) into ``SliceRef``s, one per frame of a multi-frame instance;
-2. ``order`` puts them in anatomical order (position along the slice normal, then instance
-   number, then UID and frame): the order never depends on the order of arrival;
-3. ``sample`` keeps every slice up to ``DEFAULT_CAP``, beyond it evenly spaced slices with both
-   ends;
-4. ``read_series`` decodes only those slices, a batch at a time (never the whole series at
+1. its slices come from their headers alone (``imaging.slices``: ``slice_refs``, bounded like
+   every image input), in anatomical order whatever the order of arrival, each plane once,
+   every slice up to ``DEFAULT_CAP`` and beyond it evenly spaced ones with both ends;
+2. ``read_series`` decodes only those slices, a batch at a time (never the whole series at
    once), runs them through the predictor, and turns the per-slice probabilities into one
-   study decision with an aggregation rule (``SeriesRule``) chosen on validation and recorded
-   in the model's operating points (``imaging.series_fit``); the decision itself comes from the
-   predictor's own decision logic (``imaging.decision``) on the aggregated probabilities;
-5. the *key slices* are the ones that carry the decision (the contiguous run of slices
+   decision with an aggregation rule chosen on validation and recorded in the model's
+   operating points (``rule_for``; the rules are ``imaging.series_rule``); the decision itself
+   comes from the predictor's own decision logic (``imaging.decision``) on the aggregated
+   probabilities;
+3. the *key slices* are the ones that carry the decision (the contiguous run of slices
    supporting the decided finding), recorded in the result's ``read`` with every slice read;
-   ``SeriesRead.explain`` names the slice whose Grad-CAM shows the finding.
+   ``SeriesRead.explain`` names the slice whose Grad-CAM shows the finding;
+4. ``read_study`` reads every series a task can read, each to its own decision (issue 67): the
+   most severe decided finding wins and its key slices come from the series that showed it;
+   with none decided an undecided series leaves the study undecided; else it reads as normal.
+   Every series is accounted for in ``read.series``: read, with its decision, or named with why
+   not (a localizer, refused by the model, unreadable, beyond ``MAX_SERIES``). A study used to
+   be read from its longest series alone: a 10-slice glioma series beside a 12-slice normal one
+   read "no tumour" without a word of it.
 
 The decision is a function of the set of slices, not of their arrival: batches are formed
 after ordering, and every tie is broken by anatomical order.
@@ -25,26 +31,17 @@ after ordering, and every tie is broken by anatomical order.
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import cast
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from medai.core.task_registry import Task
-from medai.imaging.decision import Decision, OperatingPolicy, decide
+from medai.imaging.decision import Decision
 from medai.imaging.io import LoadedImage, Refusal
-from medai.imaging.limits import (
-    MAX_BYTES,
-    ImageInputError,
-    ImageTooLarge,
-    NoPixelData,
-    check_dicom_file,
-    dicom_header,
-)
+from medai.imaging.limits import ImageInputError
 from medai.imaging.results import (
     Finding,
     ImageInfo,
@@ -57,321 +54,27 @@ from medai.imaging.results import (
     UndecidedSlices,
 )
 from medai.imaging.scope import series_scope
-
-DEFAULT_CAP = 200
-"""The most slices read of one series. Brain MRI series have 20–200 slices: every one is read.
-Beyond it (thin-slice 3D acquisitions) evenly spaced slices are read, both ends included, so
-the cost of a study stays bounded (about 30 ms of CPU a slice with the bundled model, 7 s for
-200 slices on two cores: ``docs/benchmarks/series.md``). The run rule counts *read* slices: in a sampled series a
-lesion must span ``k`` read slices, i.e. more of the series' own slices."""
-
-MAX_SLICES = 4096
-"""The most frames one instance may declare for series reading (``ImageTooLarge`` beyond): far
-more than any MR acquisition, few enough that the references stay small."""
+from medai.imaging.series_rule import (
+    DEFAULT_RULE,
+    DEFAULT_SUSPECT,
+    SeriesRule,
+    SuspectRule,
+    decide_series,
+)
+from medai.imaging.slices import (
+    DEFAULT_CAP,
+    Duplicate,
+    SliceRef,
+    apart,
+    distinct,
+    order,
+    pixel_digest,
+    sample,
+)
 
 BATCH = 16
 """Slices decoded and run through the network at once: what bounds the memory of a read (the
 decoded pixels of one batch, never the series)."""
-
-RuleName = Literal["mean", "max", "top_k", "run"]
-RULE_NAMES: tuple[str, ...] = get_args(RuleName)
-
-
-@dataclass(frozen=True)
-class SliceRef:
-    """One slice of a series as its header describes it (no pixels).
-
-    ``position`` is the slice's distance in mm along its normal (ImagePositionPatient ·
-    (row × column direction of ImageOrientationPatient)), None when the header lacks either;
-    ``frame`` is the 1-based frame number within a multi-frame instance (None for a
-    single-frame one)."""
-
-    sop_uid: str
-    instance_number: int | None = None
-    position: float | None = None
-    frame: int | None = None
-    series_uid: str | None = None
-    series_number: int | None = None
-    localizer: bool = False
-    geometry: tuple[float, ...] | None = None  # (IPP, IOP) rounded: a slice's place in space
-    series_description: str | None = None
-
-    @property
-    def key(self) -> str:
-        """How the slice is named in a result: the SOP Instance UID, ``<uid>#<frame>`` for a
-        frame."""
-        return self.sop_uid if self.frame is None else f"{self.sop_uid}#{self.frame}"
-
-
-def _floats(value, n: int) -> np.ndarray | None:
-    try:
-        arr = np.array([float(v) for v in value], dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    return arr if arr.shape == (n,) and np.isfinite(arr).all() else None
-
-
-def _position(ipp, iop) -> float | None:
-    """Distance along the slice normal, or None when the geometry is missing or degenerate."""
-    point, cosines = _floats(ipp, 3), _floats(iop, 6)
-    if point is None or cosines is None:
-        return None
-    normal = np.cross(cosines[:3], cosines[3:])
-    length = float(np.linalg.norm(normal))
-    if length < 1e-6:
-        return None
-    return round(float(point @ (normal / length)), 4)  # 0.1 µm: float noise never reorders
-
-
-def _geometry(ipp, iop) -> tuple[float, ...] | None:
-    """The slice's ImagePositionPatient (0.01 mm) and ImageOrientationPatient (1e-4), rounded:
-    two instances with the same geometry show the same plane of the patient (a copy re-sent
-    under a new SOP Instance UID is one), None when the header lacks either."""
-    point, cosines = _floats(ipp, 3), _floats(iop, 6)
-    if point is None or cosines is None:
-        return None
-    # + 0.0 turns -0.0 into 0.0: the same plane never differs by the sign of a zero
-    return tuple(round(float(v), 2) + 0.0 for v in point) + tuple(
-        round(float(v), 4) + 0.0 for v in cosines
-    )
-
-
-def _item(ds, sequence: str):
-    seq = ds.get(sequence) if ds is not None else None
-    return seq[0] if seq else None
-
-
-def _frame_geometry(ds, shared, frame_ds) -> tuple[object, object]:
-    """(ImagePositionPatient, ImageOrientationPatient) of one frame of an enhanced object:
-    its own functional groups first, then the shared ones, then the top level."""
-    ipp = iop = None
-    for groups in (frame_ds, shared):
-        if ipp is None and (plane := _item(groups, "PlanePositionSequence")) is not None:
-            ipp = plane.get("ImagePositionPatient")
-        if iop is None and (plane := _item(groups, "PlaneOrientationSequence")) is not None:
-            iop = plane.get("ImageOrientationPatient")
-    return ipp, iop if iop is not None else ds.get("ImageOrientationPatient")
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def slice_refs(data: bytes, max_bytes: int = MAX_BYTES) -> list[SliceRef]:
-    """The slices of one DICOM instance, from its header alone: one for a single-frame
-    instance, one per frame of a multi-frame one (positions from its per-frame functional
-    groups where present). The pixel data is never read (deferred); the declared size is
-    checked against the decoding limits first (``ImageTooLarge``), an instance without pixel
-    data raises ``NoPixelData`` and anything that is not DICOM ``ImageInputError``."""
-    import pydicom
-
-    if len(data) > max_bytes:
-        raise ImageTooLarge(f"file is too large ({len(data):,} bytes; limit {max_bytes:,})")
-    if len(data) < 132 or data[128:132] != b"DICM":
-        raise ImageInputError("not a DICOM object: a series is read from DICOM instances")
-    check_dicom_file(io.BytesIO(data))  # a deflated dataset is inflated within bounds
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), defer_size=1024)
-    except Exception as exc:  # broad: pydicom raises many types (ImageInputError)
-        raise ImageInputError(f"malformed DICOM file ({exc})") from None
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise NoPixelData("DICOM file has no pixel data, so it is no slice of a series")
-    _, _, frames, _, _, _ = dicom_header(ds)
-    if frames > MAX_SLICES:
-        raise ImageTooLarge(f"DICOM object declares {frames:,} frames; limit {MAX_SLICES:,}")
-    meta = getattr(ds, "file_meta", None)
-    sop = str(ds.get("SOPInstanceUID", "") or (meta or {}).get("MediaStorageSOPInstanceUID", ""))
-    if not sop:
-        raise ImageInputError("DICOM object has no SOP Instance UID")
-    common: dict[str, Any] = {
-        "sop_uid": sop,
-        "instance_number": _int(ds.get("InstanceNumber")),
-        "series_uid": str(ds.get("SeriesInstanceUID", "") or "") or None,
-        "series_number": _int(ds.get("SeriesNumber")),
-        "localizer": "LOCALIZER" in [str(v).upper() for v in (ds.get("ImageType") or [])],
-        "series_description": str(ds.get("SeriesDescription", "") or "")[:64] or None,
-    }
-    if frames == 1:
-        ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
-        return [SliceRef(position=_position(ipp, iop), geometry=_geometry(ipp, iop), **common)]
-    shared = _item(ds, "SharedFunctionalGroupsSequence")
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    if len(per_frame) != frames:
-        per_frame = [None] * frames  # no per-frame geometry: frames keep their file order
-    refs = []
-    for number, frame_ds in enumerate(per_frame, start=1):
-        ipp, iop = _frame_geometry(ds, shared, frame_ds)
-        known = frame_ds is not None or shared is not None
-        position = _position(ipp, iop) if known else None
-        # a frame's place in space only from its own plane position (a shared one would make
-        # every frame "the same plane")
-        own = _item(frame_ds, "PlanePositionSequence") is not None
-        geometry = _geometry(ipp, iop) if own else None
-        refs.append(SliceRef(position=position, geometry=geometry, frame=number, **common))
-    return refs
-
-
-def _order_key(ref: SliceRef, by_position: bool, by_number: bool) -> tuple:
-    return (
-        ref.position if by_position else 0.0,
-        ref.instance_number if by_number else 0,
-        ref.sop_uid,
-        ref.frame or 0,
-    )
-
-
-def order(refs: Iterable[SliceRef]) -> list[SliceRef]:
-    """The slices in anatomical order, the same whatever order they came in.
-
-    By position along the slice normal when every slice has one, else by instance number when
-    every slice has one (a criterion is used for all slices or for none, so that slices with
-    and without geometry are never interleaved arbitrarily); SOP Instance UID and frame number
-    break ties. A slice given twice (an instance re-sent) is kept once."""
-    items = list(refs)
-    by_position = all(r.position is not None for r in items)
-    by_number = all(r.instance_number is not None for r in items)
-    unique: dict[str, SliceRef] = {}
-    for ref in sorted(items, key=lambda r: _order_key(r, by_position, by_number)):
-        unique.setdefault(ref.key, ref)
-    return list(unique.values())
-
-
-@dataclass(frozen=True)
-class Duplicate:
-    """An instance set aside because another shows the same thing (``distinct``)."""
-
-    ref: SliceRef
-    same_as: SliceRef
-    reason: Literal["same_position", "same_pixels"]
-
-
-def distinct(ordered: Sequence[SliceRef]) -> tuple[list[SliceRef], list[Duplicate]]:
-    """The slices that count, each once: of instances with the same ImagePositionPatient and
-    ImageOrientationPatient (a copy re-sent under a new SOP Instance UID, a second acquisition
-    at the same plane) the first in anatomical order is kept and the others set aside, so no
-    number of copies can make a run of "neighbouring" slices. ``ordered`` is ``order``'s
-    output, so the slice kept does not depend on the order of arrival. Slices without
-    geometry are compared by their decoded pixels when read (``read_series``)."""
-    kept: list[SliceRef] = []
-    first: dict[tuple[float, ...], SliceRef] = {}
-    dups: list[Duplicate] = []
-    for ref in ordered:
-        if ref.geometry is not None and ref.geometry in first:
-            dups.append(Duplicate(ref, first[ref.geometry], "same_position"))
-            continue
-        if ref.geometry is not None:
-            first[ref.geometry] = ref
-        kept.append(ref)
-    return kept, dups
-
-
-def _apart(a: SliceRef, b: SliceRef) -> bool:
-    """Whether two slices' headers place them at different places of the patient: different
-    geometry, or (without geometry) different instance numbers."""
-    if a.geometry is not None and b.geometry is not None:
-        return a.geometry != b.geometry
-    if a.instance_number is not None and b.instance_number is not None:
-        return a.instance_number != b.instance_number or a.frame != b.frame
-    return a.frame != b.frame and a.sop_uid == b.sop_uid
-
-
-def pixel_digest(pixels: np.ndarray) -> str:
-    """What makes two decoded slices identical: dtype, shape and every value (a copy in
-    another transfer syntax decodes to the same array: FIELD-NOTES)."""
-    import hashlib
-
-    arr = np.ascontiguousarray(pixels)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()
-
-
-def sample_indices(n: int, cap: int) -> list[int]:
-    """Which of ``n`` ordered slices are read: all when ``n <= cap``, else ``cap`` evenly
-    spaced ones with the first and the last (integer arithmetic, no float rounding)."""
-    if cap < 1:
-        raise ValueError(f"cap must be at least 1, not {cap}")
-    if n <= cap:
-        return list(range(n))
-    if cap == 1:
-        return [(n - 1) // 2]
-    span, steps = n - 1, cap - 1
-    return [(2 * i * span + steps) // (2 * steps) for i in range(cap)]
-
-
-def sample(ordered: Sequence[SliceRef], cap: int = DEFAULT_CAP) -> list[SliceRef]:
-    """Every slice up to ``cap``, beyond it evenly spaced ones with both ends
-    (``sample_indices``)."""
-    return [ordered[i] for i in sample_indices(len(ordered), cap)]
-
-
-class SuspectRule(BaseModel):
-    """When slices that suggest a tumour, too few for the rule to decide it, keep a series
-    from reading "no tumour" (a small lesion, issue 67): a slice *suggests* a tumour class when
-    it is its most probable class with at least ``min_probability``; ``min_slices``
-    neighbouring such slices leave the series undecided (``small_lesion``) with them as its
-    key slices. Chosen on validation series for a stated cost (``docs/benchmarks/
-    small_lesion.md``): a missed lesion against a normal series left for the radiologist."""
-
-    model_config = ConfigDict(frozen=True)
-
-    min_probability: float = Field(..., ge=0.0, le=1.0)
-    min_slices: int = Field(default=1, ge=1)
-
-
-class SeriesRule(BaseModel):
-    """How the probabilities of a series' slices become one study's probabilities.
-
-    - ``mean``: the mean over the slices;
-    - ``max``: the most suspicious slice alone (the highest probability of any finding);
-    - ``top_k``: the mean of the ``k`` most suspicious slices;
-    - ``run``: a finding needs support on ``k`` neighbouring slices. In a one-class task (brain
-      MRI) the tumour class with the longest contiguous run of slices whose most probable class
-      it is, when that run has at least ``k`` slices, gives the mean of that run; with no such
-      run the mean of the slices read as normal does (of all slices when none is). In a
-      multi-label task a finding's study probability is the best, over windows of ``k``
-      neighbouring slices, of the lowest probability in the window (it passes its threshold
-      exactly when ``k`` neighbouring slices do), and the normal label's the lowest over the
-      slices. ``k`` is never more than the slices read.
-
-    For the normal label of a multi-label task ``max`` and ``top_k`` take the least normal
-    slices. Every rule is a function of the slices in anatomical order, ties broken by it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: RuleName
-    k: int = Field(default=1, ge=1, description="top_k: slices averaged; run: neighbouring slices")
-    suspect: SuspectRule | None = Field(
-        default=None,
-        description="one-class tasks: slices too few to decide still keep 'normal' away",
-    )
-
-    @property
-    def tag(self) -> str:
-        """The name recorded in a result's ``read.rule`` (``run:3``, ``mean``)."""
-        return self.name if self.name in ("mean", "max") else f"{self.name}:{self.k}"
-
-    @classmethod
-    def parse(cls, tag: str) -> SeriesRule:
-        name, _, k = tag.partition(":")
-        return cls.model_validate({"name": name, "k": int(k) if k else 1})
-
-
-DEFAULT_SUSPECT = SuspectRule(min_probability=0.95, min_slices=1)
-"""The small-lesion rule of a model whose operating points record none: chosen on the bundled
-brain MRI model's validation series (``benchmarks/small_lesion_benchmark.py``,
-``docs/benchmarks/small_lesion.md``)."""
-
-DEFAULT_RULE = SeriesRule(name="run", k=3, suspect=DEFAULT_SUSPECT)
-"""The rule of a model whose operating points record none (fitted before series reading): a
-finding needs three neighbouring slices, so one or two stray slices never decide a study. It is
-the rule the bundled brain MRI model's validation series chose (macro-F1 0.95 against 0.77 for
-the mean and 0.67 for the most suspicious slice: ``docs/benchmarks/series.md``); a model whose
-slice errors differ should record its own (``medai imaging fit-series-rule``)."""
 
 SINGLE_IMAGE = "single_image"
 
@@ -393,191 +96,6 @@ def rule_for(predictor) -> SeriesRule:
         raise ValueError(
             f"the model's recorded series rule is not valid ({raw!r}: {exc})"
         ) from None
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(start, length) of each run of True, in order."""
-    out, start = [], None
-    for i, v in enumerate(mask.tolist() + [False]):
-        if v and start is None:
-            start = i
-        elif not v and start is not None:
-            out.append((start, i - start))
-            start = None
-    return out
-
-
-def _best_run(mask: np.ndarray, values: np.ndarray) -> tuple[int, int] | None:
-    """The longest run of ``mask``; ties: the higher mean of ``values`` over it, then the
-    earlier."""
-    runs = _runs(mask)
-    if not runs:
-        return None
-    return max(runs, key=lambda r: (r[1], float(values[r[0] : r[0] + r[1]].mean()), -r[0]))
-
-
-def _normal_index(task: Task, labels: Sequence[str]) -> int | None:
-    normal = task.normal
-    return list(labels).index(normal) if normal is not None and normal in labels else None
-
-
-def _suspicion(probs: np.ndarray, z: int | None) -> np.ndarray:
-    """How strongly each slice suggests a finding: 1 - P(normal), else its top probability."""
-    return 1.0 - probs[:, z] if z is not None else probs.max(axis=1)
-
-
-def aggregate(
-    probs: np.ndarray,
-    rule: SeriesRule,
-    task: Task,
-    labels: Sequence[str],
-) -> np.ndarray:
-    """The study's probabilities (``labels`` order) from the slices' (rows, anatomical
-    order) under ``rule`` (see ``SeriesRule``)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or not len(probs):
-        raise ValueError("a series needs at least one slice's probabilities")
-    n = len(probs)
-    k = min(rule.k, n)
-    z = _normal_index(task, labels)
-    suspicion = _suspicion(probs, z)
-    if rule.name == "mean":
-        return probs.mean(axis=0)
-    if not task.multilabel:
-        if rule.name == "max":
-            return probs[int(np.argmax(suspicion))].copy()
-        if rule.name == "top_k":
-            top = np.sort(np.argsort(-suspicion, kind="stable")[:k])
-            return probs[top].mean(axis=0)
-        top = probs.argmax(axis=1)
-        best: tuple | None = None
-        for j in range(probs.shape[1]):
-            if j == z:
-                continue
-            run = _best_run(top == j, probs[:, j])
-            if run is not None and run[1] >= k:
-                score = (run[1], float(probs[run[0] : run[0] + run[1], j].mean()), -run[0], -j)
-                if best is None or score > best[0]:
-                    best = (score, run)
-        if best is not None:
-            start, length = best[1]
-            return probs[start : start + length].mean(axis=0)
-        normal = top == z if z is not None else np.zeros(n, dtype=bool)
-        return probs[normal].mean(axis=0) if normal.any() else probs.mean(axis=0)
-    if rule.name == "max":
-        out, normal = probs.max(axis=0), probs[:, z].min() if z is not None else None
-    elif rule.name == "top_k":
-        out = -np.sort(-probs, axis=0)[:k].mean(axis=0)
-        normal = np.sort(probs[:, z])[:k].mean() if z is not None else None
-    else:
-        windows = np.lib.stride_tricks.sliding_window_view(probs, k, axis=0)
-        out, normal = windows.min(axis=2).max(axis=0), probs[:, z].min() if z is not None else None
-    if z is not None:
-        out[z] = normal
-    return out
-
-
-def _key_labels(decision: Decision, task: Task) -> list[str]:
-    if decision.state == "abnormal":
-        return list(decision.stated or [p for p in decision.positives if p != task.normal])
-    if decision.state == "indeterminate":
-        return [c for c in decision.candidates if c != task.normal][:1]
-    return []
-
-
-def key_slices(
-    decision: Decision,
-    probs: np.ndarray,
-    task: Task,
-    labels: Sequence[str],
-    thresholds: Mapping[str, float],
-) -> list[int]:
-    """The slices (row indices, anatomical order) that carry ``decision``: for each finding it
-    states, the longest contiguous run of slices that support it (one-class tasks: slices whose
-    most probable class it is; multi-label: slices above its threshold), ties to the more
-    probable run, then the earlier; a finding no single slice supports gets its most probable
-    slice. An undecided result's key slices are those of its leading non-normal candidate. A
-    series read as having none of the findings has no key slice: no slice carries an absence
-    (the report says what was looked for on every slice read)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    out: set[int] = set()
-    top = probs.argmax(axis=1)
-    for label in _key_labels(decision, task):
-        j = list(labels).index(label)
-        support = probs[:, j] >= thresholds.get(label, 0.5) if task.multilabel else top == j
-        run = _best_run(support, probs[:, j])
-        if run is None:
-            out.add(int(np.argmax(probs[:, j])))
-        else:
-            out.update(range(run[0], run[0] + run[1]))
-    return sorted(out)
-
-
-def suspect_slices(
-    probs: np.ndarray, rule: SeriesRule, task: Task, labels: Sequence[str]
-) -> tuple[str, list[int]] | None:
-    """(tumour class, its suggesting slices) when ``rule.suspect`` finds a run of at least
-    ``min_slices`` neighbouring slices suggesting one class (``SuspectRule``): the class with
-    the most suggesting slices, ties to the higher mean probability over them, then the
-    label order. None for a multi-label task, or when no class has such a run."""
-    suspect = rule.suspect
-    if suspect is None or task.multilabel:
-        return None
-    probs = np.asarray(probs, dtype=np.float64)
-    z = _normal_index(task, labels)
-    top = probs.argmax(axis=1)
-    best: tuple | None = None
-    for j in range(probs.shape[1]):
-        if j == z:
-            continue
-        support = (top == j) & (probs[:, j] >= suspect.min_probability)
-        if not any(length >= suspect.min_slices for _, length in _runs(support)):
-            continue
-        rows = np.flatnonzero(support)
-        score = (len(rows), float(probs[rows, j].mean()), -j)
-        if best is None or score > best[0]:
-            best = (score, labels[j], [int(i) for i in rows])
-    return None if best is None else (best[1], best[2])
-
-
-def _small_lesion(decision: Decision, label: str, normal: str | None) -> Decision:
-    """``decision`` (normal) made undecided between ``label`` and the normal class: the AI
-    did not decide, and says so, rather than read "no tumour" over slices that suggest one."""
-    candidates = [label] + ([normal] if normal else [])
-    rows = [
-        row.model_copy(
-            update={"positive": False, "state": "indeterminate", "basis": "candidate"}
-            if row.label in candidates
-            else {"positive": False, "state": "absent", "basis": "not_top"}
-        )
-        for row in decision.labels
-    ]
-    return decision.model_copy(
-        update={
-            "state": "indeterminate",
-            "primary": None,
-            "positives": [],
-            "stated": [],
-            "low_confidence": False,
-            "indeterminate_reason": "small_lesion",
-            "candidates": candidates,
-            "labels": rows,
-        }
-    )
-
-
-def decide_series(
-    probs: np.ndarray, rule: SeriesRule, task: Task, labels: Sequence[str], policy: OperatingPolicy
-) -> tuple[Decision, np.ndarray, list[int]]:
-    """(decision, study probabilities, key slice indices) for slices' probabilities in
-    anatomical order: ``aggregate``, then the task's own decision (``imaging.decision``). A
-    series that would read normal while ``rule.suspect`` finds slices suggesting a tumour is
-    undecided (``small_lesion``), keyed on those slices."""
-    study = aggregate(probs, rule, task, labels)
-    decision = decide(task, dict(zip(labels, map(float, study), strict=True)), policy)
-    if decision.state == "normal" and (found := suspect_slices(probs, rule, task, labels)):
-        return _small_lesion(decision, found[0], task.normal), study, found[1]
-    return decision, study, key_slices(decision, probs, task, labels, policy.thresholds)
 
 
 @dataclass(eq=False)
@@ -810,7 +328,7 @@ def read_series(
         if s.digest is None:
             continue
         earlier = seen.setdefault(s.digest, [])
-        s.same_as = next((r for r in earlier if not _apart(r, s.ref)), None)
+        s.same_as = next((r for r in earlier if not apart(r, s.ref)), None)
         earlier.append(s.ref)
     read = SeriesRead(
         series_uid=series_uid if series_uid is not None else ordered[0].series_uid,
@@ -925,3 +443,165 @@ def single_image_read(cap: int = DEFAULT_CAP) -> ReadInfo:
         cap=cap,
         rule=SINGLE_IMAGE,
     )
+
+
+MAX_SERIES = 16
+"""The most series of one study read (a brain MRI study has 4–10: localizer, T1, T2, FLAIR,
+DWI, post-contrast): beyond it the series with the fewest slices are named, not read, so the
+cost of a study stays bounded."""
+
+
+def _localizer(refs: Sequence[SliceRef]) -> bool:
+    return bool(refs) and all(r.localizer for r in refs)
+
+
+def _number(refs: Sequence[SliceRef]) -> int | None:
+    return min((r.series_number for r in refs if r.series_number is not None), default=None)
+
+
+def _account(uid: str, refs: Sequence[SliceRef], **fields) -> SeriesAccount:
+    return SeriesAccount(
+        series_uid=uid or None,
+        series_number=_number(refs),
+        description=next((r.series_description for r in refs if r.series_description), None),
+        slices=len(distinct(order(refs))[0]),
+        **fields,
+    )
+
+
+def plan_series(
+    series: Mapping[str, Sequence[SliceRef]], max_series: int = MAX_SERIES
+) -> tuple[list[str], list[SeriesAccount]]:
+    """Which series of a study to read, and every other one named with why not: all of them
+    but localizers (ImageType LOCALIZER; read only when nothing else is there) and, beyond
+    ``max_series``, those with the fewest slices. Series in Series Number order, then UID."""
+    if not series:
+        raise ValueError("a study with no series has nothing to read")
+
+    def rank(uid: str) -> tuple:
+        number = _number(series[uid])
+        return (number if number is not None else float("inf"), uid)
+
+    pool = [uid for uid in series if not _localizer(series[uid])] or list(series)
+    skipped = [
+        _account(
+            uid,
+            series[uid],
+            reason="localizer",
+            message="a localizer (scout) series: planning images, not read by the AI",
+        )
+        for uid in sorted(set(series) - set(pool), key=rank)
+    ]
+    by_size = sorted(pool, key=lambda uid: (-len(series[uid]), rank(uid)))
+    beyond = set(by_size[max_series:])
+    skipped += [
+        _account(
+            uid,
+            series[uid],
+            reason="too_many_series",
+            message=f"the study has more than {max_series} series; the largest were read",
+        )
+        for uid in sorted(beyond, key=rank)
+    ]
+    return sorted(set(pool) - beyond, key=rank), skipped
+
+
+def _severity(task: Task, label: str | None) -> int:
+    """A finding's rank, most severe first: the task's urgent labels, then its classes in the
+    order the task defines them (brain MRI: glioma, meningioma, pituitary)."""
+    ranked = list(dict.fromkeys([*task.urgent, *task.exclusive, *task.labels]))
+    return ranked.index(label) if label in ranked else len(ranked)
+
+
+def _deciding(read: SeriesRead, task: Task) -> tuple:
+    """How strongly a read series decides the study (smaller first): a decided finding, the
+    most severe first, then an undecided one (its leading finding's severity), then a series
+    read as normal (the one with the most slices); ties to the more key slices, then the UID."""
+    d = read.decision
+    assert d is not None
+    if d.state == "abnormal":
+        return (0, _severity(task, d.primary), -len(read.key), read.series_uid or "")
+    if d.state == "indeterminate":
+        lead = next((c for c in d.candidates if c != task.normal), None)
+        return (1, _severity(task, lead), -len(read.key), read.series_uid or "")
+    return (2, -len(read.used), read.series_uid or "")
+
+
+def _why(read: SeriesRead, reads: int) -> str:
+    d = read.decision
+    if reads == 1:
+        return f"the only series read ({len(read.used)} slices)"
+    assert d is not None  # only decided reads come here
+    if d.state == "abnormal":
+        return f"the series showing {d.primary}, the most severe finding decided in the {reads} series read"
+    if d.state == "indeterminate":
+        return f"an undecided series: no series of the {reads} read decided a finding"
+    return f"all {reads} series read have none of the findings; the one with the most slices"
+
+
+def read_study(
+    predictor,
+    series: Mapping[str, Sequence[SliceRef]],
+    load: Loader,
+    *,
+    max_series: int = MAX_SERIES,
+    **options,
+) -> SeriesRead:
+    """Every series of a study a task can read, read to one study decision (issue 67): each
+    series is read whole (``read_series``); the most severe decided finding wins and its key
+    slices come from the series that showed it; with none decided an undecided series leaves
+    the study undecided; else the study is read as normal. Every series is accounted for in
+    the result's ``read.series`` (read, with its own decision, or named with why not:
+    localizer, refused by the model, unreadable, beyond ``max_series``). A study whose every
+    series was refused is refused (the largest's reason); ``ImageInputError`` when none could
+    be decoded at all."""
+    to_read, accounts = plan_series(series, max_series)
+    task = predictor.space
+    reads: dict[str, SeriesRead] = {}
+    first_error: ImageInputError | None = None
+    for uid in to_read:
+        try:
+            reads[uid] = read_series(
+                predictor, series[uid], load, series_uid=uid or None, **options
+            )
+        except ImageInputError as exc:
+            first_error = first_error or exc
+            accounts.append(_account(uid, series[uid], reason=exc.refusal_code, message=str(exc)))
+    if not reads:
+        assert first_error is not None
+        raise first_error
+    decided = {uid: r for uid, r in reads.items() if r.refusal is None and r.decision is not None}
+    for uid, r in reads.items():
+        if uid not in decided:
+            refusal = r.refusal or Refusal("unreadable", "no slice of the series could be read")
+            accounts.append(
+                _account(uid, series[uid], reason=refusal.code, message=refusal.message)
+            )
+    if decided:
+        chosen = min(decided, key=lambda uid: _deciding(decided[uid], task))
+        why = _why(decided[chosen], len(decided))
+    else:
+        chosen = max(reads, key=lambda uid: (len(reads[uid].slices), uid))
+        why = "no series could be read by the model; the largest one's reason is given"
+    for uid, r in decided.items():
+        d = r.decision
+        assert d is not None  # decided: each has one
+        accounts.append(
+            _account(
+                uid,
+                series[uid],
+                read=True,
+                state=d.state,
+                primary=d.primary,
+                candidates=list(d.candidates),
+                decides=uid == chosen,
+            )
+        )
+    rank = {
+        uid: i for i, uid in enumerate(sorted(series, key=lambda u: (_number(series[u]) or 0, u)))
+    }
+    accounts.sort(key=lambda a: rank.get(a.series_uid or "", len(rank)))
+    read = reads[chosen]
+    read.choice = SeriesChoice(chosen=chosen or None, considered=len(series), why=why)
+    read.accounts = accounts
+    return read

@@ -1,4 +1,4 @@
-"""Choosing a model's series rule (``imaging.series.SeriesRule``) on validation series.
+"""Choosing a model's series rule (``imaging.series_rule.SeriesRule``) on validation series.
 
 The shared brain MRI data holds single slices, not series, so validation series are *built*
 from the slices of the model's own validation split (the part of its training split that chose
@@ -39,7 +39,7 @@ from medai.imaging.decision import OperatingPolicy
 from medai.imaging.labels import space
 from medai.imaging.operating import write_series_rule
 from medai.imaging.pipeline import _subset, readable, split_groups
-from medai.imaging.series import SeriesRule, decide_series
+from medai.imaging.series_rule import SeriesRule, decide_series
 
 CANDIDATES: tuple[SeriesRule, ...] = (
     SeriesRule(name="mean"),

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from medai.imaging.series import SeriesRead, SliceRef, order, slice_refs
+from medai.imaging.series import SeriesRead
+from medai.imaging.slices import SliceRef, order, slice_refs
 
 __all__ = [
     "SeriesRead",

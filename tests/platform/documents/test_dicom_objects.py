@@ -1072,7 +1072,7 @@ def test_the_findings_sr_says_where_a_small_lesion_is_and_names_every_series(tmp
     """Issue 67: the SR of a series left undecided for a small lesion says where its slices
     are and why the AI did not decide, and names each series it did not read, as the page and
     the draft do (a PACS reader sees no 'no tumour' over those slices)."""
-    from medai.imaging.series import _small_lesion
+    from medai.imaging.series_rule import _small_lesion
 
     source, _ = source_image("MR")
     normal = decide(

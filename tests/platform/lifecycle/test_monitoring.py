@@ -39,7 +39,7 @@ def stream(p, n: int, start: int, brighter: float = 0.0, view: str = "PA", files
         payload = result.model_dump(mode="json")
         assert "embedding" not in payload  # kept for monitoring, never stored with the result
         before = _alerts(p)
-        monitoring.record(
+        monitoring.observe(
             p,
             None,
             "cxr",

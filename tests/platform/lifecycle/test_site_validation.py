@@ -168,7 +168,7 @@ def test_a_validated_model_is_monitored_against_its_site_set_outputs(site):
             image = imaging_service.read_image(data)
             result = predictor.predict(image)
             before = len(_alerts(p))
-            monitoring.record(
+            monitoring.observe(
                 p,
                 None,
                 "cxr",

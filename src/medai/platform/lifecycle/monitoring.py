@@ -1,7 +1,7 @@
 """Monitoring of every model in use: what it analysed, how its outputs and inputs move against
 its reference, how often radiologists agree with it, and alerts when a threshold is crossed.
 
-Each analysis leaves a sample (``record``): latency, refusal, abstention (an indeterminate
+Each analysis leaves a sample (``observe``): latency, refusal, abstention (an indeterminate
 decision), the probability of each label and the decided positives, the image's statistics
 (mean and spread of its normalised pixels, size), its embedding (the model's penultimate
 features on the gate's first principal axes, whitened) and its metadata mix (modality, view,
@@ -118,7 +118,7 @@ def sample_of(
     )
 
 
-def record(
+def observe(
     p: Platform,
     study_id: int | None,
     task: str,
@@ -129,13 +129,16 @@ def record(
     meta: dict | None = None,
     embedding: list[float] | None = None,
 ) -> None:
-    """Keep one analysis's sample and check the model's thresholds (never raises: monitoring
-    must not fail an analysis)."""
+    """Keep one analysis's sample, then check the model's thresholds with it (never raises:
+    monitoring must not fail an analysis). One session, two transactions: the sample is
+    committed before the check begins, so a check that fails never loses it."""
     try:
         sample = sample_of(task, model_hash, payload, image, meta, embedding, study_id, latency_ms)
         with p.db.session() as db:
             db.add(sample)
-        check(p, task, model_hash)
+            db.commit()  # the sample is kept whatever the check below finds
+            new = [as_dict(a) for a in _alerts(db, task, model_hash, p.settings.monitor)]
+        _announce(new, p.settings.monitor.monitor_webhook_url)
     except Exception as exc:  # broad: monitoring never fails the study it watches (logged)
         log.error("monitoring sample for study %s not kept: %s", study_id, type(exc).__name__)
 
@@ -426,58 +429,71 @@ def _shares(values: list[str]) -> dict[str, float]:
 
 
 def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
-    """Raise the alerts newly crossed and clear those no longer crossed; returns the new. The
-    model's checks are serialised (``db.lock_key``): workers on several nodes finishing studies
-    at once would otherwise each find no open alert and raise the same one twice (twice the
-    webhook)."""
+    """Raise the alerts newly crossed and clear those no longer crossed; returns the new."""
     with p.db.session() as db:
-        lock_key(db, f"monitor:{task}:{model_hash}")
-        crossed, numbers = conditions(db, task, model_hash, p.settings.monitor)
-        open_ = {
-            (a.kind, a.key): a
-            for a in db.scalars(
-                select(MonitorAlert).where(
-                    MonitorAlert.task == task,
-                    MonitorAlert.model_hash == model_hash,
-                    MonitorAlert.cleared_at.is_(None),
-                )
-            )
-        }
-        new = []
-        for (kind, key), detail in crossed.items():
-            if (kind, key) in open_:
-                continue
-            alert = MonitorAlert(
-                task=task,
-                model_hash=model_hash,
-                kind=kind,
-                key=key[:64],
-                value=float(detail["value"]),
-                threshold=float(detail["threshold"]),
-                samples=numbers["window_n"],
-                detail=detail,
-            )
-            db.add(alert)
-            db.flush()
-            audit.record(
-                db,
-                MONITOR,
-                "monitor",
-                "model",
-                None,
-                task=task,
-                kind=kind,
-                key=key,
-                value=round(float(detail["value"]), 4),
-                model_hash=model_hash,
-                alert=alert.id,
-            )
-            new.append(alert)
-        for opened, alert in open_.items():
-            if opened not in crossed:
-                alert.cleared_at = utcnow()
+        new = _alerts(db, task, model_hash, p.settings.monitor)
         payloads = [as_dict(a) for a in new]
-    for a in payloads:
+    _announce(payloads, p.settings.monitor.monitor_webhook_url)
+    return new
+
+
+def _alerts(db, task: str, model_hash: str, settings: MonitorSettings) -> list[MonitorAlert]:
+    """In ``db``'s transaction: the alerts newly crossed stored and audited, those no longer
+    crossed cleared; returns the new. The model's checks are serialised (``db.lock_key``):
+    workers on several nodes finishing studies at once would otherwise each find no open alert
+    and raise the same one twice (twice the webhook)."""
+    lock_key(db, f"monitor:{task}:{model_hash}")
+    crossed, numbers = conditions(db, task, model_hash, settings)
+    open_ = {
+        (a.kind, a.key): a
+        for a in db.scalars(
+            select(MonitorAlert).where(
+                MonitorAlert.task == task,
+                MonitorAlert.model_hash == model_hash,
+                MonitorAlert.cleared_at.is_(None),
+            )
+        )
+    }
+    new = []
+    for (kind, key), detail in crossed.items():
+        if (kind, key) in open_:
+            continue
+        alert = MonitorAlert(
+            task=task,
+            model_hash=model_hash,
+            kind=kind,
+            key=key[:64],
+            value=float(detail["value"]),
+            threshold=float(detail["threshold"]),
+            samples=numbers["window_n"],
+            detail=detail,
+        )
+        db.add(alert)
+        db.flush()
+        audit.record(
+            db,
+            MONITOR,
+            "monitor",
+            "model",
+            None,
+            task=task,
+            kind=kind,
+            key=key,
+            value=round(float(detail["value"]), 4),
+            model_hash=model_hash,
+            alert=alert.id,
+        )
+        new.append(alert)
+    for opened, alert in open_.items():
+        if opened not in crossed:
+            alert.cleared_at = utcnow()
+    return new
+
+
+def _announce(alerts: list[dict[str, Any]], url: str | None) -> None:
+    """Each new alert (``as_dict``) logged and, with a webhook, POSTed (after its transaction
+    committed)."""
+    for a in alerts:
         log.warning(
             "monitoring alert: %s model %s: %s %s = %.4g (threshold %.4g)",
             a["task"],
@@ -487,8 +503,7 @@ def check(p: Platform, task: str, model_hash: str) -> list[MonitorAlert]:
             a["value"],
             a["threshold"],
         )
-        _webhook(a, p.settings.monitor.monitor_webhook_url)
-    return new
+        _webhook(a, url)
 
 
 def _webhook(alert: dict, url: str | None) -> None:

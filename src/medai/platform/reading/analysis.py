@@ -165,7 +165,7 @@ def _kept(
     if draft_row is None and got.draft is not None:
         draft_row = save_result(p, job.study_id, "draft", ref, got.draft, reading=job.reading)
     if fresh and (got.refusal is None or got.judged):
-        monitoring.record(
+        monitoring.observe(
             p,
             job.study_id,
             ref.task,

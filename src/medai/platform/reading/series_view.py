@@ -5,7 +5,7 @@ rendition per slice, made once and stored like the study's own (``analysis.displ
 
 Why: a brain MRI study is a series of 20-200 slices, and the study page showed one image and
 never which one the AI had read (issue 58). The slices are in the order the AI reads them
-(``imaging.series.order``: position along the slice normal, else InstanceNumber, then UID),
+(``imaging.slices.order``: position along the slice normal, else InstanceNumber, then UID),
 never in the order they arrived, so "slice 12 / 20" is the same slice for the viewer, the
 result's ``read`` and a series sent in reverse.
 
@@ -88,7 +88,7 @@ ORDERS = _Lru(CACHE_SERIES)  # a series' slices in order, by its (SOP UID, file)
 
 def slice_refs(p: Platform, sha: str) -> tuple[Any, ...]:
     """The slices of one stored instance as its header describes them (one per frame of a
-    multi-frame instance; ``imaging.series.slice_refs``: limits checked, pixels never read);
+    multi-frame instance; ``imaging.slices.slice_refs``: limits checked, pixels never read);
     none for an instance that holds no image (a structured report, a key object note) or whose
     header cannot be read. Kept per stored file: a file's content never changes."""
     hit = HEADERS.get(sha)
@@ -136,7 +136,7 @@ def _rows(db, study_id: int) -> list[_Row]:
 
 
 def _slices(p: Platform, rows: list[_Row]) -> list[Slice]:
-    """One series' slices in anatomical order (``imaging.series.order``, as the AI reads
+    """One series' slices in anatomical order (``imaging.slices.order``, as the AI reads
     them; its instances that hold no image left out). The order is kept per set of instances:
     a series is ordered once per process, not per view."""
     key = tuple(sorted((r.sop_uid, r.sha) for r in rows))
