@@ -460,7 +460,7 @@ def write_policy(directory: Path, report: dict) -> Path:
 
 SERIES_RULE_KEY = "series_rule"
 """Where ``operating_points.json`` keeps how a series' slices become one study decision
-(``imaging.series``: the rule's name, its parameter and the validation table it was chosen
+(``imaging.series_rule``: the rule's name, its parameter and the validation table it was chosen
 on). Hashed with the rest of the file, so a result's content hash names the rule it used."""
 
 
