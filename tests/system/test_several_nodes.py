@@ -197,10 +197,11 @@ def _fresh_settings():
 
 def test_workers_on_two_nodes_checking_a_model_at_once_raise_one_alert(monkeypatch):
     """Two workers finish studies of one model at the same moment and both find a drift
-    threshold crossed: one alert is raised (and one webhook), not one per worker."""
+    threshold crossed: one alert is raised (and one webhook), not one per worker. The second
+    keeps its study's sample first (``monitoring.observe``), then checks."""
     from medai.platform.lifecycle import monitoring
     from medai.platform.records.db import Database
-    from medai.platform.records.tables import MonitorAlert
+    from medai.platform.records.tables import MonitorAlert, MonitorSample
     from medai.settings import get_settings
 
     with postgres_database() as url:
@@ -228,7 +229,11 @@ def test_workers_on_two_nodes_checking_a_model_at_once_raise_one_alert(monkeypat
             first = threading.Thread(target=monitoring.check, args=(p, "cxr", "sha256:x"))
             first.start()
             assert inside.wait(60)
-            second = threading.Thread(target=monitoring.check, args=(p, "cxr", "sha256:x"))
+            # a worker finishing a study: its sample kept, then the same check
+            second = threading.Thread(
+                target=monitoring.observe,
+                args=(p, None, "cxr", "sha256:x", {"findings": [], "decision": {}}),
+            )
             second.start()
             try:  # the second checker waits for the first's lock (none before the fix)
                 _poll(lambda: _waiting_for_a_lock(db.engine), timeout=5)
@@ -239,6 +244,7 @@ def test_workers_on_two_nodes_checking_a_model_at_once_raise_one_alert(monkeypat
             second.join(60)
             with db.session() as s:
                 assert s.query(MonitorAlert).count() == 1
+                assert s.query(MonitorSample).count() == 1
         finally:
             db.dispose()
 

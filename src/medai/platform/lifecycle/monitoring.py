@@ -132,15 +132,24 @@ def observe(
     """Keep one analysis's sample, then check the model's thresholds with it (never raises:
     monitoring must not fail an analysis). One session, two transactions: the sample is
     committed before the check begins, so a check that fails never loses it."""
+    kept = False
     try:
         sample = sample_of(task, model_hash, payload, image, meta, embedding, study_id, latency_ms)
         with p.db.session() as db:
             db.add(sample)
             db.commit()  # the sample is kept whatever the check below finds
+            kept = True
             new = [as_dict(a) for a in _alerts(db, task, model_hash, p.settings.monitor)]
         _announce(new, p.settings.monitor.monitor_webhook_url)
     except Exception as exc:  # broad: monitoring never fails the study it watches (logged)
-        log.error("monitoring sample for study %s not kept: %s", study_id, type(exc).__name__)
+        if kept:
+            log.error(
+                "monitoring for study %s: sample kept, alert check failed: %s",
+                study_id,
+                type(exc).__name__,
+            )
+        else:
+            log.error("monitoring sample for study %s not kept: %s", study_id, type(exc).__name__)
 
 
 _REFERENCES: dict[int, list[MonitorSample]] = {}  # validation id → its reference (read-only)
