@@ -296,6 +296,31 @@ def test_the_upload_form_remembers_its_type_and_uploads_several_files(
 
 
 @pytest.mark.slow
+def test_the_reanalyse_control_shows_when_its_script_starts_after_the_study_loaded(server, browser):
+    """The study page's scripts run one after another and the study's first fetch can answer
+    in between: CI met the re-analyse control hidden for good when its script started after
+    the study had loaded (it listened for a load that had passed). Its script is held here
+    until the page shows the study, so every run meets that order (the service worker
+    blocked: it would fetch the script past the route)."""
+    ctx, page = login_page(browser, server, service_workers="block")
+    sid = upload(page, 42)["id"]
+    held = []
+    page.route("**/ui/study_reanalyse.js", lambda route: held.append(route))
+    page.goto(f"/studies/{sid}", wait_until="commit")
+    for _ in range(500):  # route handlers run while Playwright waits
+        if held:
+            break
+        page.wait_for_timeout(20)
+    # study.js ran and showed the study (its status badge) while the script is held
+    page.locator("#study-status[data-status='ai_drafted']").wait_for(state="attached")
+    assert held and page.locator("#reanalyse").is_hidden()
+    held[0].continue_()
+    page.locator("#reanalyse").wait_for(state="visible", timeout=10_000)
+    assert page.locator("#reanalyse").get_attribute("data-state") == "open"
+    ctx.close()
+
+
+@pytest.mark.slow
 def test_a_study_is_reanalysed_as_another_type_from_its_page(server, browser, shots):
     ctx, page = login_page(browser, server)
     sid = upload(page, 41)["id"]

@@ -38,10 +38,14 @@ def sign_in(page, username: str) -> None:
     page.wait_for_url(lambda url: "/login" not in url)
 
 
-def login_page(browser, base, viewport=DESKTOP, lang="tr", user="rad1", bypass_csp=False):
+def login_page(
+    browser, base, viewport=DESKTOP, lang="tr", user="rad1", bypass_csp=False, **options
+):
     """A new browser context signed in as ``user`` through the login form, the UI in ``lang``
-    (``bypass_csp`` only so that axe-core can be injected; the CSP is tested elsewhere)."""
-    ctx = browser.new_context(base_url=base, viewport=viewport, bypass_csp=bypass_csp)
+    (``bypass_csp`` only so that axe-core can be injected; the CSP is tested elsewhere);
+    ``options``: more of Playwright's context options (``service_workers="block"`` for a test
+    that routes the page's own files: the app's service worker would fetch them instead)."""
+    ctx = browser.new_context(base_url=base, viewport=viewport, bypass_csp=bypass_csp, **options)
     page = ctx.new_page()
     page.goto(f"/login?lang={lang}")
     page.locator("#username").fill(user)

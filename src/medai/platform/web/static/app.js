@@ -178,8 +178,22 @@
       button.disabled = false;
     }
   });
+  // The study page's each load of its study (study.js), for the page's other scripts. A script
+  // that starts after the first load is handed the latest at once: deferred scripts run one
+  // after another and the study's first fetch can answer in between, so a listener alone could
+  // miss it (the re-analyse control then stayed hidden on a settled study).
+  let latestStudy = null;
+  function studyLoaded(s) {
+    latestStudy = s;
+    document.dispatchEvent(new CustomEvent("medai:study", { detail: s }));
+  }
+  function onStudy(fn) {
+    document.addEventListener("medai:study", (e) => fn(e.detail));
+    if (latestStudy) fn(latestStudy);
+  }
   window.medai = {
     T, NAMES, LANG, LOCALE, ZONE, VIEWER, api, el, statusLabel, roleName, actionName, outcomeName,
     taskName, personName, labelName, isNegativeLabel, stateWord, modelVersion, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
+    studyLoaded, onStudy,
   };
 })();

@@ -472,7 +472,7 @@
     $("study-reread").hidden = !rr;
     $("study-reread").textContent = rr ? fill(rr.signed ? T.reread_signed : rr.retask ? T.reread_retask : T.reread_edited, {
       when: fmtTime(rr.at), n: rr.instances == null ? "—" : rr.instances }) : "";
-    document.dispatchEvent(new CustomEvent("medai:study", { detail: s }));  // study_reanalyse.js
+    M.studyLoaded(s);  // study_reanalyse.js, study_macros.js (M.onStudy)
     const bySeries = sliced() ? sliced().update(s) : false;  // a DICOM series shows its slices
     if (!img.src && !bySeries) img.src = `/api/v1/studies/${id}/image`;
     const done = s.status !== "received" && s.status !== "analysing";

@@ -25,9 +25,9 @@
     all = r.data;
     choose();
   }
-  document.addEventListener("medai:study", (e) => {
-    task = (e.detail && e.detail.task) || "";
-    lang = (e.detail && e.detail.language) || M.LANG;
+  M.onStudy((s) => {
+    task = (s && s.task) || "";
+    lang = (s && s.language) || M.LANG;
     choose();
   });
   // the word before the caret, if it is a macro's name: replaced by its text
