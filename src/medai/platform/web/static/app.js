@@ -178,22 +178,23 @@
       button.disabled = false;
     }
   });
-  // The study page's each load of its study (study.js), for the page's other scripts. A script
-  // that starts after the first load is handed the latest at once: deferred scripts run one
-  // after another and the study's first fetch can answer in between, so a listener alone could
-  // miss it (the re-analyse control then stayed hidden on a settled study).
-  let latestStudy = null;
-  function studyLoaded(s) {
-    latestStudy = s;
-    document.dispatchEvent(new CustomEvent("medai:study", { detail: s }));
+  // What one of the page's scripts tells the others (the study page: each load of the study,
+  // of its report). A script that starts listening after something was told is handed the
+  // latest at once: deferred scripts run one after another and the page's first fetches can
+  // answer in between, so a plain event listener could miss it (the re-analyse control then
+  // stayed hidden for good on a settled study).
+  const told = new Map();
+  function tell(name, detail) {
+    told.set(name, detail);
+    document.dispatchEvent(new CustomEvent(name, { detail }));
   }
-  function onStudy(fn) {
-    document.addEventListener("medai:study", (e) => fn(e.detail));
-    if (latestStudy) fn(latestStudy);
+  function hear(name, fn) {
+    document.addEventListener(name, (e) => fn(e.detail));
+    if (told.has(name)) fn(told.get(name));
   }
   window.medai = {
     T, NAMES, LANG, LOCALE, ZONE, VIEWER, api, el, statusLabel, roleName, actionName, outcomeName,
     taskName, personName, labelName, isNegativeLabel, stateWord, modelVersion, fill, pct, fmtTime, showError, cookie, guardLeave, hasUnsaved, mayLeave,
-    studyLoaded, onStudy,
+    tell, hear,
   };
 })();

@@ -472,7 +472,7 @@
     $("study-reread").hidden = !rr;
     $("study-reread").textContent = rr ? fill(rr.signed ? T.reread_signed : rr.retask ? T.reread_retask : T.reread_edited, {
       when: fmtTime(rr.at), n: rr.instances == null ? "—" : rr.instances }) : "";
-    M.studyLoaded(s);  // study_reanalyse.js, study_macros.js (M.onStudy)
+    M.tell("medai:study", s);  // study_reanalyse.js, study_macros.js
     const bySeries = sliced() ? sliced().update(s) : false;  // a DICOM series shows its slices
     if (!img.src && !bySeries) img.src = `/api/v1/studies/${id}/image`;
     const done = s.status !== "received" && s.status !== "analysing";
@@ -575,9 +575,9 @@
     form.hidden = false;
     noReport("");
     refresh();
-    document.dispatchEvent(new CustomEvent("medai:report", { detail: r }));  // study_measurements.js
+    M.tell("medai:report", r);  // study_measurements.js
     // the labels card reads these sections: tell it they changed without an input event
-    document.dispatchEvent(new CustomEvent("medai:report-shown"));
+    M.tell("medai:report-shown");
   }
   // the AI note beside the editor (issue 69): the AI's account of itself, never part of the
   // report's text unless the radiologist inserts a line of it (into Findings, as typed there)

@@ -159,7 +159,7 @@
     suggest();
   });
   // the report form filled (loaded, saved, written by hand): the text on screen changed
-  document.addEventListener("medai:report-shown", () => { if (task && signedVersion === null) suggest(); });
+  M.hear("medai:report-shown", () => { if (task && signedVersion === null) suggest(); });
   document.addEventListener("input", (ev) => {
     if (!ev.target.id || !ev.target.id.startsWith("sec-")) return;
     clearTimeout(timer);

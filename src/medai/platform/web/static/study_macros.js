@@ -25,7 +25,7 @@
     all = r.data;
     choose();
   }
-  M.onStudy((s) => {
+  M.hear("medai:study", (s) => {
     task = (s && s.task) || "";
     lang = (s && s.language) || M.LANG;
     choose();

@@ -46,7 +46,7 @@
     show();
   }
   pull.addEventListener("click", () => { put(); pull.hidden = true; field.focus(); });
-  document.addEventListener("medai:report", read);
+  M.hear("medai:report", read);
   window.addEventListener("focus", read);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) read(); });
 })();

@@ -2,7 +2,7 @@
 // "Re-analyse as another type" on the study page (POST /api/v1/studies/{id}/reanalyse): a
 // study uploaded as the wrong type is read by another type's model instead of being uploaded
 // again. Offered while the report is unsigned; a signed one says why not (the server refuses
-// it too: 409 report_signed). study.js hands each load of the study (M.onStudy).
+// it too: 409 report_signed). study.js tells each load of the study (M.hear).
 (function () {
   const M = window.medai;
   const { T, api, el, fill, taskName } = M;
@@ -27,7 +27,7 @@
     if (signed || running) message.textContent = signed ? T.reanalyse_signed : T.reanalyse_running;
     else if (said !== "error") message.textContent = "";
   }
-  M.onStudy(show);
+  M.hear("medai:study", show);
   button.addEventListener("click", async () => {
     if (!pick.value || busy) return;
     busy = true;
