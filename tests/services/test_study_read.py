@@ -96,3 +96,35 @@ def test_a_repeated_job_infers_nothing_again(predictor):
     assert again.payload == first.payload and again.decision == first.decision
     assert again.result is None  # nothing inferred: the stored result is the study's
     assert _calls(predictor, "predict") == predicts
+
+
+def test_a_series_read_is_timed_as_one_call_and_its_key_slice_becomes_the_studys_image():
+    """An MRI study's series were read without a timer (no ``/metrics`` sample at all); they
+    are one ``series`` call now. Its key slice's instance is handed back as the study's image
+    (``member``), with a display rendition of it, when the study's file is another slice."""
+    from helpers.series import brightness_predictor, mr_slice
+
+    mri = brightness_predictor()
+    normal, glioma = "1.2.826.0.1.3680043.8.498.71", "1.2.826.0.1.3680043.8.498.72"
+    slices = [("No_Tumor", i, normal) for i in range(3)] + [("Glioma", i, glioma) for i in range(4)]
+    files, members = {}, []
+    for n, (label, i, series) in enumerate(slices):
+        files[f"sha{n}"] = blob = mr_slice(label, i, series)
+        members.append(study_read.Member(f"{series}.{i + 1}", f"sha{n}", len(blob), series, None))
+    before = {call: _calls(mri, call) for call in ("series", "predict", "heatmap")}
+    got = study_read.read_study(
+        mri,
+        members=members,
+        study_sha="sha0",  # the first-filed slice, of the normal series
+        read_bytes=files.__getitem__,
+        reads_series=True,
+        want_display=False,
+    )
+    assert got.result is not None and got.result.decision.primary == "Glioma"
+    assert _calls(mri, "series")["ok"] == before["series"]["ok"] + 1
+    assert _calls(mri, "predict") == before["predict"]  # a film's call: none here
+    assert _calls(mri, "heatmap")["ok"] == before["heatmap"]["ok"] + 1
+    key = got.heatmap_instance.partition("#")[0]
+    assert got.member is not None and got.member.sop_uid == key
+    assert got.member.series_uid == glioma and got.data == files[got.member.sha]
+    assert got.display_png is not None  # the study's picture is made again from its new image

@@ -7,7 +7,8 @@ Which instances are read (issue 58), chosen openly and recorded in the result's 
 
 * a task that reads **series** (a brain MRI) reads every series of the study, the most severe
   decided finding winning, one decision (``imaging.series.read_study``); the heatmap is the key
-  slice's;
+  slice's, and the key slice's instance becomes the study's image (what its report names and
+  shows: the series read, not whichever file was filed first);
 * a **film** task (a chest X-ray) is decided from one film: the frontal one by the headers'
   ViewPosition (PA before AP); where no header names a view, by each film's image view check
   (``imaging.views``); a lateral only when there is nothing else (the reader then refuses it by
@@ -46,7 +47,8 @@ DISPLAY_SIDE = 2048
 and reports read it instead of decoding the original on every request."""
 
 Timer = Callable[[str], contextlib.AbstractContextManager[Any]]
-"""Observes one model call by its name (``predict``, ``heatmap``); what it yields has an
+"""Observes one model call by its name (``predict``: one film; ``series``: a study's series,
+every slice read to one decision; ``heatmap``); what it yields has an
 ``outcome`` the reader sets to ``refused`` when the model answers with a refusal
 (``services.model_metrics.timer_for``: the Prometheus histogram)."""
 
@@ -154,8 +156,10 @@ class ImagesRead:
     before a result (``refusal`` then says why, ``scope`` what the model covers); a refused
     series result is a result with ``refused`` set. ``image``: the decoded image the draft
     reads its size and view from (the film, or the key slice); ``data``: the read instance's
-    bytes; ``member``: the film read when it is not the study's own file (the platform files
-    it as the study's); ``display_png``: a display rendition, when one was asked for."""
+    bytes; ``member``: the instance read when it is not the study's own file, a chest study's
+    frontal film or a series' key slice (the platform files it as the study's: the image its
+    report names and shows); ``display_png``: a display rendition, when one was asked for or
+    the study's image changed."""
 
     result: ImagingResult | None = None
     refusal: Refusal | None = None
@@ -239,11 +243,11 @@ def read_images(
     repeated job): nothing is inferred again, only what the draft and a missing display
     rendition need is decoded. Raises nothing for an image: a refusal is returned."""
     if members and reads_series:
-        return _series(predictor, members, read_bytes, want_display, stored, timer)
+        return _series(predictor, members, study_sha, read_bytes, want_display, stored, timer)
     return _film(predictor, members, study_sha, read_bytes, want_display, stored, timer)
 
 
-def _series(predictor, members, read_bytes, want_display, stored, timer) -> ImagesRead:
+def _series(predictor, members, study_sha, read_bytes, want_display, stored, timer) -> ImagesRead:
     files = {m.sop_uid: m.sha for m in members}
 
     def load(slice_ref):
@@ -268,24 +272,31 @@ def _series(predictor, members, read_bytes, want_display, stored, timer) -> Imag
     if not groups:
         return ImagesRead(refusal=Refusal("unreadable", "no instance of the study holds an image"))
     start = time.perf_counter()
-    try:
-        series = read_study(predictor, groups, load)
+    try:  # the whole study's series are one call of the model's: "series" beside "predict"
+        with timer("series") as call:
+            result = series_result(predictor, series := read_study(predictor, groups, load))
+            if result.refused:
+                call.outcome = "refused"
     except ImageInputError as exc:
         return ImagesRead(refusal=Refusal(exc.refusal_code, str(exc), exc.params))
-    result = series_result(predictor, series)
     latency_ms = (time.perf_counter() - start) * 1000
     if result.refused:
         return ImagesRead(result=result, refusal=result.refusal())
     # explain is None only for a refused read, answered above
     shown, image, label = cast("tuple[SliceRef, LoadedImage, str]", explain_slice(series, load))
     heat, png = heatmap(predictor, image, label, timer=timer)
+    # the key slice's instance is the study's image from now on, as a chest study's frontal
+    # film is: what the report names and shows, and what the AI's objects for a PACS refer to
+    key = next(m for m in members if m.sop_uid == shown.sop_uid)
+    member = key if key.sha != study_sha else None
     return ImagesRead(
         result=result,
         heatmap=(png, heat.label),
         heatmap_instance=shown.key,
         image=image,
-        data=read_bytes(files[shown.sop_uid]),
-        display_png=display_png(image) if want_display else None,
+        data=read_bytes(key.sha),
+        member=member,
+        display_png=display_png(image) if want_display or member is not None else None,
         latency_ms=latency_ms,
         embedding=result.embedding,
     )

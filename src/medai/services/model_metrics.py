@@ -77,7 +77,7 @@ def timed(
 
 def timer_for(predictor: Any) -> Callable[[str], AbstractContextManager[Call]]:
     """An ``imaging.reading.Timer``: each model call the imaging reader makes (``predict``,
-    ``heatmap``) observed under the predictor's labels, an image it cannot read (``imaging``'s
+    ``series``, ``heatmap``) observed under the predictor's labels, an image it cannot read (``imaging``'s
     ``ImageInputError``) counted as ``refused``."""
     from medai.imaging.limits import ImageInputError
 

@@ -264,3 +264,62 @@ def test_every_series_is_read_and_a_glioma_series_is_not_hidden_by_a_longer_norm
     assert accounts[normal]["state"] == "normal"
     note = _note(p, sid)
     assert "2 serisinden 2 seriyi" in note, note
+
+
+def _described(blob: bytes, description: str) -> bytes:
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    ds.SeriesDescription = description
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _references(ds) -> set[str]:
+    """Every SOP instance a DICOM object refers to, at any depth."""
+    return {str(e.value) for e in ds.iterall() if e.keyword == "ReferencedSOPInstanceUID"}
+
+
+def test_the_study_names_shows_and_sends_the_slice_it_was_read_from_not_the_first_filed(p):
+    """A normal "AX T2" series filed before a glioma "AX T1 post" series: the result, its key
+    slice and heatmap came from the T1 post series, but the report's image row and the page's
+    series description named the first-filed T2 slice, and the AI's objects for a PACS (the
+    heatmap's Parametric Map placed by its source's geometry) referred to that T2 slice. The
+    key slice's instance is now the study's image, as a chest study's frontal film is."""
+    import numpy as np
+    from PIL import Image
+
+    from medai.platform.delivery import payloads
+    from medai.platform.documents.words.report_words import dicom_rows
+    from medai.platform.records.tables import DicomInstance, OutboxItem, Study
+    from medai.platform.worklist import ai_results, listing
+
+    study, t2, t1 = generate_uid(), generate_uid(), generate_uid()
+    blobs = [_described(b, "AX T2") for b in _series(["No_Tumor"] * 6, study, "MR-9", t2)]
+    blobs += [_described(b, "AX T1 post") for b in _series(["Glioma"] * 5, study, "MR-9", t1)]
+    sid = _send(p, blobs)
+    _analyse(p)
+    status, payload, _heatmap = _result(p, sid)
+    assert status == "ai_drafted" and payload["decision"]["primary"] == "Glioma"
+    key = payload["heatmap_instance"].partition("#")[0]
+    assert key in payload["read"]["key_instances"] and key.startswith(t1)
+    with p.db.reader() as db:
+        row = db.get(Study, sid)
+        shown = listing.as_dict(db, row)["dicom"]
+        key_sha = db.scalar(select(DicomInstance.file_sha256).where(DicomInstance.sop_uid == key))
+        file_sha, display_sha = row.file_sha256, row.display_sha256
+        ai_id = ai_results.latest_result(db, sid).id
+    assert file_sha == key_sha
+    assert shown["sop_uid"] == key and shown["series_description"] == "AX T1 post"
+    assert {s["series_description"] for s in shown["series"]} == {"AX T2", "AX T1 post"}
+    assert dict(dicom_rows({"dicom": shown}, "tr"))["Görüntü"] == "MR · BRAIN · AX T1 post"
+    # the picture shown is the key slice (a glioma slice is bright over ~40 % of its rows)
+    film = np.asarray(Image.open(io.BytesIO(p.store.read(display_sha))).convert("L")) / 255.0
+    assert 0.3 < film.mean() < 0.5
+    item = OutboxItem(event="analysed", study_id=sid, report_version=1, ai_result_id=ai_id)
+    sent = payloads.dicom_objects(p, item, payloads.gather(p, item))
+    assert len(sent) >= 2  # the findings SR, the heatmap and its map
+    for ds in sent:
+        refs = _references(ds)
+        assert key in refs and not any(r.startswith(t2) for r in refs), ds.SOPClassUID

@@ -95,7 +95,7 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         if draft_row is not None
         else study_read.Ask(job.task, job.lang, job.question, job.prior, p.knowledge_dir),
     )
-    if got.member is not None:  # another film than the study's file was read: it is the study's
+    if got.member is not None:  # another instance than the study's file was read: it is now
         _read_instead(p, study_id, got.member)
     if got.display_png is not None:
         keep_display(p, study_id, got.display_png)
@@ -257,8 +257,9 @@ def _drafted(
 
 
 def _read_instead(p: Platform, study_id: int, member: study_read.Member) -> str | None:
-    """The study's analysed file becomes the film chosen to read (its display rendition is
-    made again from it); returns the display rendition it now has (None)."""
+    """The study's analysed file becomes the instance read (a chest study's frontal film, a
+    series' key slice): its report names that image and a PACS's AI objects refer to it. Its
+    display rendition is made again from it; returns the display rendition it now has (None)."""
     with p.db.session() as db:
         # the job's study: studies are never deleted under a running job
         study = study_state.locked(db, study_id)
