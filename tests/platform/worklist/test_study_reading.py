@@ -323,3 +323,31 @@ def test_the_study_names_shows_and_sends_the_slice_it_was_read_from_not_the_firs
     for ds in sent:
         refs = _references(ds)
         assert key in refs and not any(r.startswith(t2) for r in refs), ds.SOPClassUID
+
+
+def test_a_re_read_whose_key_slice_is_in_another_series_shows_that_slice_under_its_heatmap(p):
+    """A meningioma series read first, then a glioma series arriving: the re-read's result and
+    heatmap are of a glioma slice. The study's picture was the first reading's slice (the
+    first display stored was kept), so the new heatmap lay over a slice it was not made of."""
+    import numpy as np
+    from PIL import Image
+
+    from medai.platform.records.tables import DicomInstance, Study
+
+    study, first, late = generate_uid(), generate_uid(), generate_uid()
+    sid = _send(p, _series(["Meningioma"] * 4, study, "MR-10", first))
+    _analyse(p)
+    assert _result(p, sid)[1]["heatmap_instance"].startswith(first)
+    _send(p, _series(["Glioma"] * 4, study, "MR-10", late))
+    _analyse(p)
+    _status, payload, _heatmap = _result(p, sid)
+    assert payload["decision"]["primary"] == "Glioma"
+    key = payload["heatmap_instance"].partition("#")[0]
+    assert key.startswith(late)
+    with p.db.reader() as db:
+        row = db.get(Study, sid)
+        key_sha = db.scalar(select(DicomInstance.file_sha256).where(DicomInstance.sop_uid == key))
+        file_sha, display_sha = row.file_sha256, row.display_sha256
+    assert file_sha == key_sha
+    film = np.asarray(Image.open(io.BytesIO(p.store.read(display_sha))).convert("L")) / 255.0
+    assert 0.3 < film.mean() < 0.5  # a glioma slice (a meningioma one is bright over ~65 %)
