@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from io import BytesIO
 
+import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
@@ -128,3 +129,27 @@ def test_a_series_read_is_timed_as_one_call_and_its_key_slice_becomes_the_studys
     assert got.member is not None and got.member.sop_uid == key
     assert got.member.series_uid == glioma and got.data == files[got.member.sha]
     assert got.display_png is not None  # the study's picture is made again from its new image
+
+
+def test_a_key_frame_of_the_studys_own_multiframe_file_is_drawn_again():
+    """The study's file is the one multi-frame instance read: it stays the study's image, but
+    its picture is made again from the key frame (a re-read may pick another frame)."""
+    from helpers.series import brightness_predictor, mr_multiframe
+
+    mri = brightness_predictor()
+    sop = "1.2.826.0.1.3680043.8.498.81"
+    blob = mr_multiframe(["No_Tumor"] * 2 + ["Glioma"] * 4, [0.0, 5, 10, 15, 20, 25], sop)
+    member = study_read.Member(sop, "sha", len(blob), f"{sop}.9", None)
+    got = study_read.read_study(
+        mri,
+        members=[member],
+        study_sha="sha",
+        read_bytes={"sha": blob}.__getitem__,
+        reads_series=True,
+        want_display=False,
+    )
+    assert got.result is not None and got.result.decision.primary == "Glioma"
+    assert got.heatmap_instance.startswith(f"{sop}#") and got.heatmap_instance != f"{sop}#1"
+    assert got.member == member and got.display_png is not None
+    film = np.asarray(Image.open(BytesIO(got.display_png)).convert("L")) / 255.0
+    assert 0.3 < film.mean() < 0.5  # the key frame, a glioma one (frame 1 reads no tumour)

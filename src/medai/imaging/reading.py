@@ -287,8 +287,9 @@ def _series(predictor, members, study_sha, read_bytes, want_display, stored, tim
     heat, png = heatmap(predictor, image, label, timer=timer)
     # the key slice's instance is the study's image from now on, as a chest study's frontal
     # film is: what the report names and shows, and what the AI's objects for a PACS refer to
+    # (a frame of a multi-frame instance: its picture is made again, the key frame may differ)
     key = next(m for m in members if m.sop_uid == shown.sop_uid)
-    member = key if key.sha != study_sha else None
+    member = key if key.sha != study_sha or shown.frame is not None else None
     return ImagesRead(
         result=result,
         heatmap=(png, heat.label),
