@@ -351,3 +351,45 @@ def test_a_re_read_whose_key_slice_is_in_another_series_shows_that_slice_under_i
     assert file_sha == key_sha
     film = np.asarray(Image.open(io.BytesIO(p.store.read(display_sha))).convert("L")) / 255.0
     assert 0.3 < film.mean() < 0.5  # a glioma slice (a meningioma one is bright over ~65 %)
+
+
+def test_an_earlier_readings_objects_keep_their_uids_and_source_after_a_re_read(p):
+    """The PACS holds the first reading's objects under UIDs made from their source image; a
+    re-read moved the study's file to another series' slice, and rebuilding the first
+    reading's objects (to reject them as superseded, or for a retraction) made new UIDs from
+    the new file: the rejection note named objects the PACS never got. Each result now keeps
+    the file it was read from."""
+    from medai.platform.delivery import payloads
+    from medai.platform.records.tables import AIResultRow, DicomInstance, OutboxItem
+
+    study, first, late = generate_uid(), generate_uid(), generate_uid()
+    sid = _send(p, _series(["Meningioma"] * 4, study, "MR-11", first))
+    _analyse(p)
+
+    def built(ai_id: int) -> list:
+        item = OutboxItem(event="analysed", study_id=sid, report_version=1, ai_result_id=ai_id)
+        return payloads.dicom_objects(p, item, payloads.gather(p, item))
+
+    with p.db.reader() as db:
+        first_id = db.scalar(select(AIResultRow.id).where(AIResultRow.kind == "imaging"))
+    sent = {str(ds.SOPInstanceUID): _references(ds) for ds in built(first_id)}
+    assert len(sent) >= 2 and all(any(r.startswith(first) for r in refs) for refs in sent.values())
+    _send(p, _series(["Glioma"] * 4, study, "MR-11", late))
+    _analyse(p)
+    _status, payload, _heatmap = _result(p, sid)
+    assert payload["heatmap_instance"].startswith(late)  # the study's image moved
+    assert {str(ds.SOPInstanceUID): _references(ds) for ds in built(first_id)} == sent
+    with p.db.reader() as db:
+        newest = db.scalar(
+            select(AIResultRow).where(AIResultRow.kind == "imaging").order_by(AIResultRow.id.desc())
+        )
+        key_sha = db.scalar(
+            select(DicomInstance.file_sha256).where(
+                DicomInstance.sop_uid == payload["heatmap_instance"]
+            )
+        )
+        assert newest.id != first_id and newest.source_sha256 == key_sha
+    # the new reading's objects are its own, on its own slice
+    again = built(newest.id)
+    assert not {str(ds.SOPInstanceUID) for ds in again} & set(sent)
+    assert all(payload["heatmap_instance"] in _references(ds) for ds in again)

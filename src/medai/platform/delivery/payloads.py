@@ -97,8 +97,10 @@ class Parts:
     ai_created: dt.datetime | None
     heatmap_sha: str | None
     heatmap_label: str | None
-    source_sha: str  # the study's stored image (a DICOM file when it has an identity)
-    film_sha: str  # the display rendition when there is one, else the original
+    # the stored image the AI result was read from (a DICOM file when the study has an
+    # identity): its objects' source and UIDs, whatever the study's file became since
+    source_sha: str
+    film_sha: str  # its display rendition when there is one, else the original
     previous_signed: int | None  # the signed version an amendment follows
     taken: str | None = None  # when the study was taken (``study_time``: FHIR effectiveDateTime)
     reading: str = ""  # which reading the AI result is (``reading_tag``: its objects' UIDs)
@@ -164,6 +166,7 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
         report = finding_states.of_version(
             db, versions.as_dict(db, row), ai.payload if ai else None
         )
+        source = (ai.source_sha256 if ai is not None else None) or study.file_sha256
         previous = (
             db.scalar(
                 select(func.max(ReportVersion.version)).where(
@@ -185,8 +188,10 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
             ai_created=_utc(ai.created_at) if ai else None,
             heatmap_sha=ai.heatmap_sha256 if ai else None,
             heatmap_label=ai.heatmap_label if ai else None,
-            source_sha=study.file_sha256,
-            film_sha=study.display_sha256 or study.file_sha256,
+            source_sha=source,
+            film_sha=study.display_sha256
+            if study.display_sha256 and source == study.file_sha256
+            else source,
             previous_signed=previous,
             taken=study_time.of_study(
                 p.store, study.file_sha256, study.study_date, study.created_at

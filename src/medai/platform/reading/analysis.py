@@ -96,8 +96,8 @@ def _analyse_once(p: Platform, study_id: int) -> str:
         else study_read.Ask(job.task, job.lang, job.question, job.prior, p.knowledge_dir),
     )
     if got.member is not None:  # another instance than the study's file was read: it is now
-        _read_instead(p, study_id, got.member)
-    if got.display_png is not None:
+        _read_instead(p, study_id, got.member, got.display_png)
+    elif got.display_png is not None:
         keep_display(p, study_id, got.display_png)
     kept = _kept(p, job, ref, got, row, draft_row)
     if kept is None:  # a twin delivery stored another read first
@@ -159,7 +159,10 @@ def _kept(
         heatmap = (
             None if got.heatmap is None else (p.store.put_bytes(got.heatmap[0]), got.heatmap[1])
         )
-        row = save_result(p, job.study_id, "imaging", ref, payload, heatmap, job.reading)
+        source = got.member.sha if got.member is not None else job.sha
+        row = save_result(
+            p, job.study_id, "imaging", ref, payload, heatmap, job.reading, source=source
+        )
         if row.payload != got.payload:
             return None
     if draft_row is None and got.draft is not None:
@@ -256,16 +259,17 @@ def _drafted(
     return status
 
 
-def _read_instead(p: Platform, study_id: int, member: study_read.Member) -> str | None:
+def _read_instead(p: Platform, study_id: int, member: study_read.Member, png: bytes | None) -> None:
     """The study's analysed file becomes the instance read (a chest study's frontal film, a
-    series' key slice): its report names that image and a PACS's AI objects refer to it. Its
-    display rendition is made again from it; returns the display rendition it now has (None)."""
+    series' key slice): its report names that image. Its display rendition ``png`` (None: made
+    again on the next view) is stored in the same transaction, so no view in between draws the
+    new file's picture from another frame or keeps the old one."""
+    display = p.store.put_bytes(png) if png is not None else None
     with p.db.session() as db:
         # the job's study: studies are never deleted under a running job
         study = study_state.locked(db, study_id)
         study.file_sha256, study.file_size = member.sha, member.size
-        study.display_sha256 = None
-    return None
+        study.display_sha256 = display
 
 
 def keep_display(p: Platform, study_id: int, png: bytes) -> str:

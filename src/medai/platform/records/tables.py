@@ -262,6 +262,9 @@ class AIResultRow(Base):
     # findings and, for a draft, its sections (patient text: sealed like report versions)
     payload: Mapped[dict[str, Any]] = mapped_column(SealedJSON, nullable=False)
     heatmap_sha256: Mapped[str | None] = mapped_column(String(64))
+    # the stored file the result was read from (a chest study's film, a series' key slice): the
+    # source of its DICOM objects, whatever the study's file later becomes (migration 0031)
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
     # the finding the heatmap is drawn for: a finding, sealed like the payload (migration 0027)
     heatmap_label: Mapped[str | None] = mapped_column(SealedText)
     created_at: Mapped[datetime] = _now()

@@ -68,9 +68,10 @@ def save_result(
     payload: dict,
     heatmap: tuple[str, str] | None = None,
     reading: str = "",
+    source: str | None = None,
 ) -> AIResultRow:
     """Store one AI result naming its model and what it read (a twin delivery's stored row
-    wins)."""
+    wins); ``source``: the stored file it was read from."""
     try:
         with p.db.session() as db:
             row = AIResultRow(
@@ -83,6 +84,7 @@ def save_result(
                 payload=payload,
                 heatmap_sha256=heatmap[0] if heatmap else None,
                 heatmap_label=heatmap[1] if heatmap else None,
+                source_sha256=source,
             )
             db.add(row)
         return row
