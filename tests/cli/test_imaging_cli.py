@@ -68,6 +68,33 @@ def test_evaluate_json(tiny, tmp_path):
     assert {"auroc", "threshold"} <= set(m["per_label"]["COVID-19"])
     assert m["data"]["unknown_labels"] == {"Alien finding": 1}
     assert (tmp_path / "ev" / "roc_curves.png").is_file()
+    # the metrics name the exact model measured, on screen and in metrics.json
+    card = json.loads((model / "model_card.json").read_text())
+    stored = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["model"]["content_hash"] == stored["model"]["content_hash"]
+    assert m["model"]["content_hash"] == card["content_hash"] and m["model"]["name"]
+
+
+def test_an_image_size_too_small_for_the_network_is_refused_before_any_work(tmp_path):
+    """--image-size 16 failed inside the network with a padding error (after the data was
+    read and a checkpoints folder made)."""
+    result = runner.invoke(
+        app,
+        [
+            "imaging",
+            "train",
+            "--task",
+            "mri",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "m"),
+            "--image-size",
+            "16",
+        ],
+    )
+    assert result.exit_code == 2 and "--image-size" in result.output and "32" in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_predict_explain_and_onnx_agree(tiny, tmp_path):

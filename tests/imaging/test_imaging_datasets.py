@@ -184,6 +184,21 @@ def test_thumbnail_groups_find_near_identical_slices(tmp_path):
     assert g[0] == g[1] and g[2] != g[0]
 
 
+def test_an_unreadable_image_is_a_group_of_its_own_not_a_crash(tmp_path):
+    """A truncated PNG, or a text file named .png, in a class folder crashed training with
+    PIL's traceback here (the loader skips and counts such images, per the README)."""
+    base = np.random.default_rng(2).integers(0, 200, (64, 64)).astype(np.uint8)
+    good = tmp_path / "good.png"
+    Image.fromarray(base).save(good)
+    Image.fromarray(base).save(twin := tmp_path / "twin.png")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:200])
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    g = thumbnail_groups([good, truncated, twin, text])
+    assert g[0] == g[2] and len({g[0], g[1], g[3]}) == 3
+
+
 def test_patient_split_keeps_patients_whole(tmp_path):
     rows = []
     for i in range(60):

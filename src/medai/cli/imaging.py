@@ -29,6 +29,7 @@ from medai.imaging.explain import explain
 from medai.imaging.export import INT8_FILE, OnnxModel, export_model_dir
 from medai.imaging.io import MAX_BYTES
 from medai.imaging.labels import space
+from medai.imaging.networks import MIN_IMAGE_SIZE
 from medai.imaging.pipeline import (
     quantize_checked,
     refit_gate,
@@ -97,7 +98,10 @@ def imaging_train(
     batch_size: int = 16,
     learning_rate: float = 3e-4,
     patience: int = 3,
-    image_size: int = 224,
+    image_size: Annotated[
+        int,
+        typer.Option(help=f"Input side in pixels (at least {MIN_IMAGE_SIZE}).", min=MIN_IMAGE_SIZE),
+    ] = 224,
     seed: int = 13,
     trainable: Annotated[
         str,
@@ -200,9 +204,18 @@ def imaging_train(
     _emit(
         summary,
         as_json,
-        f"saved {summary['model_dir']}: test macro AUROC "
-        f"{t['macro_auroc']}, accuracy {t['accuracy']}",
+        f"saved {summary['model_dir']}: test macro AUROC {_rounded(t['macro_auroc'])}, "
+        f"accuracy {_rounded(t['accuracy'])}"
+        + (
+            f"; not measured (no validation or test image): {', '.join(summary['unmeasured_labels'])}"
+            if summary.get("unmeasured_labels")
+            else ""
+        ),
     )
+
+
+def _rounded(value) -> object:
+    return round(value, 3) if isinstance(value, float) else value
 
 
 @imaging_app.command("evaluate")
@@ -230,6 +243,8 @@ def imaging_evaluate(
             ),
         }
         metrics["data"]["unknown_label_rows"] = sum(ds.unknown_labels.values())
+        # the exact model measured, as every stored AI result names it
+        metrics["model"] = predictor.identity.model_dump(mode="json")
         if out is not None:
             write_metrics(metrics, out)
             metrics["files"] = write_plots(metrics, targets, probs, predictor.labels, out)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from array import array
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -665,10 +666,13 @@ def thumbnail_groups(
             f"{THUMBNAIL_GROUP_LIMIT:,} images. Add a patient column to the manifest "
             "(file,label,patient) so that each patient's images stay on one side of the split."
         )
-    x = np.empty((n, size * size), dtype=np.float64)
+    x = np.zeros((n, size * size), dtype=np.float64)
     for k, p in enumerate(paths):
-        with Image.open(p) as img:
-            t = np.asarray(img.convert("L").resize((size, size)), dtype=np.float64).ravel()
+        try:
+            with Image.open(p) as img:
+                t = np.asarray(img.convert("L").resize((size, size)), dtype=np.float64).ravel()
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # unreadable: a group of its own (training skips it and counts it)
         x[k] = (t - t.mean()) / (t.std() + 1e-8)
     x /= np.sqrt(size * size)
     uf = _UnionFind(n)
@@ -717,7 +721,10 @@ def patient_split(
         k = max(2, round(1 / frac))
         skf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=s)
         try:
-            rest, hold = next(skf.split(idx, strata[idx], groups[idx]))
+            with warnings.catch_warnings():  # a class too small to stratify: the training
+                # run names each label left without validation or test images instead
+                warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+                rest, hold = next(skf.split(idx, strata[idx], groups[idx]))
         except ValueError:  # a set too small to stratify (a site's first signed studies)
             from sklearn.model_selection import GroupShuffleSplit
 

@@ -24,6 +24,9 @@ from torch import nn
 BACKBONES = ("densenet121", "efficientnet-lite0", "hf:DIR")
 TRAINABLE = ("head", "top", "all")
 IMAGE_SIZE = 224
+MIN_IMAGE_SIZE = 32
+"""The smallest input side a backbone takes: each halves it five times (a smaller image fails
+inside the network with a padding error, after the data was read)."""
 
 
 class ForwardParts(NamedTuple):

@@ -8,6 +8,7 @@ only per-image probabilities and gate features are kept."""
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -265,6 +266,14 @@ def train_imaging(
     # one class per image (softmax) needs two classes to choose between; multi-label, one
     if len(labels) < (1 if space(task).multilabel else 2):
         raise ValueError(f"{data}: not enough annotated labels to train ({labels})")
+    unmeasured = unmeasured_labels(labels, val, test)
+    for label, counts in unmeasured.items():
+        print(  # beside the epochs' lines: the run goes on, its card keeps the warning
+            f"warning: {label!r} has {counts['validation']} validation and {counts['test']} "
+            "test images: its operating point and test metrics cannot be measured; add images "
+            "of it (each patient's stay on one side of the split)",
+            file=sys.stderr,
+        )
     cfg = ImagingTrainConfig(
         task=task,
         backbone=backbone,
@@ -338,6 +347,7 @@ def train_imaging(
                 "sha256": file_sha256(data) if data.is_file() else None,
                 "report": ds.report(),
                 "split": {"train": len(tr), "validation": len(va), "test": len(te)},
+                "unmeasured_labels": unmeasured,
             }
         ],
         params={
@@ -372,6 +382,25 @@ def train_imaging(
         "test": card.metrics,
         "history": history,
         "files": files,
+        "unmeasured_labels": unmeasured,
+    }
+
+
+def unmeasured_labels(labels: list[str], val, test) -> dict[str, dict[str, int]]:
+    """The labels a run learns with no positive image in its validation or test split (a
+    class folder of one or two images): their threshold is chosen on nothing and their test
+    metrics are empty, which a summary's macro figures would otherwise hide."""
+    counts = {}
+    for name, part in (("validation", val), ("test", test)):
+        targets = part.targets()
+        counts[name] = {
+            lab: int((targets[:, part.labels.index(lab)] == 1).sum()) if len(targets) else 0
+            for lab in labels
+        }
+    return {
+        lab: {"validation": counts["validation"][lab], "test": counts["test"][lab]}
+        for lab in labels
+        if not counts["validation"][lab] or not counts["test"][lab]
     }
 
 

@@ -30,7 +30,7 @@ from medai.imaging.datasets import ImageDataset, RecordTable
 from medai.imaging.decode_cache import DecodedCache
 from medai.imaging.io import ImageInputError, load_image
 from medai.imaging.labels import space
-from medai.imaging.networks import IMAGE_SIZE, ImagingNet, to_tensor
+from medai.imaging.networks import IMAGE_SIZE, MIN_IMAGE_SIZE, ImagingNet, to_tensor
 
 WEIGHTS_FILE = "model.safetensors"
 # options of one training run, never of the model it makes: left out of imaging_config.json
@@ -72,6 +72,12 @@ class ImagingTrainConfig:
     # first reads them instead of decoding the films again; None decodes every epoch. Values
     # are stored to 1.5e-5 (uint16), so a cached run differs from an uncached one by that.
     cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size {self.image_size} is too small: at least {MIN_IMAGE_SIZE} pixels"
+            )
 
 
 # Training-time augmentation strengths (``--augment``): random affine (rotation in radians, scale,

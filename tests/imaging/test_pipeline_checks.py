@@ -1,0 +1,37 @@
+"""What a training run checks before it spends time (a hospital's own folders): an image side
+too small for the network is refused by name; a class with too few images to land in the
+validation or test split is named, not hidden inside macro figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medai.imaging.datasets import patient_split, read_folder
+from medai.imaging.networks import MIN_IMAGE_SIZE
+from medai.imaging.pipeline import split_groups, unmeasured_labels
+from medai.imaging.train import ImagingTrainConfig
+
+
+def test_an_image_side_below_the_networks_minimum_is_refused_with_it():
+    with pytest.raises(ValueError, match=f"at least {MIN_IMAGE_SIZE}"):
+        ImagingTrainConfig(task="mri", image_size=MIN_IMAGE_SIZE - 1)
+    assert ImagingTrainConfig(task="mri", image_size=MIN_IMAGE_SIZE).image_size == MIN_IMAGE_SIZE
+
+
+def test_a_class_of_one_image_is_named_as_unmeasured(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = {"Glioma": 12, "Meningioma": 12, "No tumour": 12, "Pituitary": 1}
+    for label, n in counts.items():
+        (tmp_path / label).mkdir()
+        for i in range(n):
+            pixels = rng.integers(0, 255, (40, 40)).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
+    ds = read_folder(tmp_path, "mri")
+    _tr, va, te = patient_split(ds, groups=split_groups(ds))
+    gone = unmeasured_labels(ds.labels, ds.subset(va), ds.subset(te))
+    assert set(gone) == {"Pituitary"}
+    pituitary = gone["Pituitary"]
+    assert 0 in (pituitary["validation"], pituitary["test"])
+    assert pituitary["validation"] + pituitary["test"] <= 1
