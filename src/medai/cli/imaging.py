@@ -21,7 +21,7 @@ from medai.cli.common import (
     track,
 )
 from medai.core import model_dir
-from medai.core.limited_read import read_limited
+from medai.core.limited_read import InputFileError, read_limited
 from medai.core.task_registry import default_task
 from medai.imaging.datasets import load_dataset
 from medai.imaging.evaluate import write_metrics, write_plots
@@ -40,6 +40,7 @@ from medai.imaging.pipeline import (
 from medai.imaging.scope_fit import fit_scope
 from medai.imaging.series_fit import fit_series_rule
 from medai.services import batch as batch_service
+from medai.services import study_read
 from medai.services.model_handles import model_folder
 
 imaging_app = typer.Typer(no_args_is_help=True)  # its help: COMMANDS in medai.cli
@@ -273,16 +274,29 @@ def imaging_predict(
         Path | None,
         typer.Option(help="A batch: write the JSON lines here (default: standard output)."),
     ] = None,
+    series: Annotated[
+        bool,
+        typer.Option(
+            "--series",
+            help="The folder (or multi-frame file) is one study's DICOM series: every series "
+            "read to one decision with its key slices, as the platform reads a study.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Findings with probabilities and thresholds; refuses images of the wrong kind. Given a
     folder or a manifest, every image of it (the model loaded once): JSON lines out, one per
-    image, a refused or unreadable image reported on its line; the summary at the end.
+    image, a refused or unreadable image reported on its line; the summary at the end. With
+    ``--series``, a folder of DICOM files is one study instead: one result, its ``read``
+    naming the series read, the key slices and each series' account.
 
     Exit status: 0 findings (or a batch done), 3 refused (wrong kind of image; the reason is
     printed), 2 the file cannot be used (missing, not a regular file, too large, not an
-    image)."""
+    image), 1 the model cannot be loaded."""
 
+    if series:
+        _imaging_series(image, task, model, onnx, int8, as_json)
+        return
     if image.is_dir() or image.suffix.lower() in (".csv", ".tsv"):
         _imaging_batch(image, task, model, onnx, int8, out, as_json)
         return
@@ -300,6 +314,52 @@ def imaging_predict(
     _emit(result, as_json, human)
     if result["refused"]:
         raise typer.Exit(3)
+
+
+def _imaging_series(
+    source: Path, task: str | None, model: str | None, onnx: bool, int8: bool, as_json: bool
+) -> None:
+    with _guard(as_json):
+        if not source.exists():
+            raise InputFileError(f"{source}: no such file or folder")
+        paths = sorted(p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
+        predictor = _load_imaging(task, model, onnx, int8)
+        got, skipped, files = study_read.read_files(predictor, paths)
+    result = dict(got.payload or {})
+    read = result.get("read") or {}
+    keys = read.get("key_instances") or []
+    # the key slices as a person finds them: their files, and their numbers in the series
+    order = [k for k in read.get("read_instances") or [] if k not in _copies(read)]
+    result["key_files"] = [_file_of(k, files) for k in keys]
+    result["skipped"] = skipped
+    if got.refusal is not None:
+        _emit(result, as_json, f"refused: {got.refusal.message}")
+        raise typer.Exit(3)
+    decision = result.get("decision") or {}
+    found = decision.get("primary") or ", ".join(decision.get("candidates") or []) or "-"
+    numbers = ", ".join(str(order.index(k) + 1) for k in keys if k in order) or "none"
+    lines = [
+        f"{decision.get('state')}: {found} (series {read.get('series_uid')})",
+        f"read {read.get('instances_read')} of {read.get('instances_in_series')} slices; "
+        f"key slices {numbers}: {', '.join(result['key_files']) or '-'}",
+        *(
+            f"series {a.get('series_uid')} ({a.get('description') or '-'}): "
+            + (f"read, {a.get('state')}" if a.get("read") else f"not read, {a.get('reason')}")
+            for a in read.get("series") or []
+        ),
+        *(f"skipped {s['file']}: {s['reason']}" for s in skipped),
+    ]
+    _emit(result, as_json, "\n".join(lines))
+
+
+def _file_of(key: str, files: dict[str, str]) -> str:
+    """A slice's file name (``name#frame`` for a frame of a multi-frame file)."""
+    sop, _, frame = key.partition("#")
+    return Path(files[sop]).name + (f"#{frame}" if frame else "")
+
+
+def _copies(read: dict) -> set[str]:
+    return {str(d.get("instance")) for d in read.get("duplicates") or []}
 
 
 def _imaging_outcome(result: dict) -> list[str]:

@@ -10,18 +10,37 @@ is stored with its decision, and the report draft is made from it (``services.re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
+from medai.core.limited_read import read_limited
 from medai.imaging.decision import read as read_decision
+from medai.imaging.limits import MAX_BYTES, ImageInputError
 from medai.imaging.reading import NO_IMAGE, ImagesRead, Member, heatmap_label, read_images
+from medai.imaging.series import MAX_SERIES
+from medai.imaging.slices import DEFAULT_CAP, slice_refs
 from medai.services.imaging import ImagingResult
 from medai.services.model_metrics import timer_for
 from medai.services.reports import shared_drafter
 from medai.services.runtime import tune_allocator
 
-__all__ = ["NO_IMAGE", "Ask", "Member", "StudyRead", "heatmap_label", "read_study"]
+__all__ = [
+    "MAX_FILES",
+    "NO_IMAGE",
+    "Ask",
+    "FilesRead",
+    "Member",
+    "StudyRead",
+    "heatmap_label",
+    "read_files",
+    "read_study",
+]
+
+MAX_FILES = MAX_SERIES * DEFAULT_CAP
+"""The most files one study read from a folder may have (checked before any is read): as
+many series as a study's reading takes, each of as many slices as one series' reading."""
 
 
 @dataclass(frozen=True)
@@ -126,3 +145,41 @@ def read_study(
         except Exception as exc:  # broad: the read is kept before the drafter's error is raised
             got.draft_failure = exc
     return got
+
+
+class FilesRead(NamedTuple):
+    """``read_files``' answer: the read, each file that is no slice of a series with why (not
+    DICOM, no pixel data, ...), and each read instance's file (SOP Instance UID → path)."""
+
+    read: StudyRead
+    skipped: list[dict[str, str]]
+    files: dict[str, str]
+
+
+def read_files(predictor, paths: Sequence[Path]) -> FilesRead:
+    """A study's DICOM files read the way the platform reads a study that arrived from a
+    modality (``read_study`` with every series read: an ML engineer's check of a model on a
+    study before it serves one). ``ValueError`` beyond ``MAX_FILES`` (checked before any file
+    is read); ``ImageInputError`` when no file is a slice."""
+    if len(paths) > MAX_FILES:
+        raise ValueError(f"{len(paths):,} files: a study read here has at most {MAX_FILES:,}")
+    members, skipped = [], []
+    for path in paths:
+        try:
+            data = read_limited(path, MAX_BYTES)
+            first = slice_refs(data)[0]
+        except (ImageInputError, ValueError) as exc:  # InputFileError is a ValueError
+            skipped.append({"file": path.name, "reason": str(exc)})
+            continue
+        members.append(Member(first.sop_uid, str(path), len(data), first.series_uid, None))
+    if not members:
+        raise ImageInputError("no file is a DICOM slice of a series")
+    got = read_study(
+        predictor,
+        members=members,
+        study_sha=members[0].sha,
+        read_bytes=lambda name: read_limited(name, MAX_BYTES),
+        reads_series=True,
+        want_display=False,
+    )
+    return FilesRead(got, skipped, {m.sop_uid: m.sha for m in members})

@@ -1,0 +1,101 @@
+"""``medai imaging predict --series``: a folder of one study's DICOM files read as the platform
+reads a study from a modality (every series read to one decision, its key slices named by
+file), so an ML engineer can check a model on a study before it serves one. Before, a folder
+was a batch of separate images (one line each, ``read`` null), whatever its series."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from helpers.builders import answering_model
+from helpers.viewer import mr_series
+from medai.cli import app
+
+runner = CliRunner()
+GLIOMA = {"Glioma": 0.97, "Meningioma": 0.01, "Pituitary": 0.01, "No_Tumor": 0.01}
+
+
+def test_a_folder_of_two_series_is_one_study_read_with_its_key_slices_named(tmp_path):
+    from pydicom.uid import generate_uid
+
+    model = answering_model(tmp_path / "mri", "mri", GLIOMA, {"min_confidence": 0.5})
+    study = generate_uid()
+    folder = tmp_path / "study"
+    axial = mr_series(folder, 6, study=study, description="AX T1 post", size=64)
+    mr_series(folder / "t2", 4, study=study, description="AX T2", size=64)
+    for path in (folder / "t2").iterdir():  # one folder, as a PACS export or a CD gives it
+        path.rename(folder / f"t2-{path.name}")
+    (folder / "t2").rmdir()
+    (folder / "DICOMDIR.txt").write_text("an index, not an image")
+    result = runner.invoke(
+        app,
+        [
+            "imaging",
+            "predict",
+            str(folder),
+            "--series",
+            "--task",
+            "mri",
+            "--model",
+            str(model),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["decision"]["primary"] == "Glioma" and out["model"]["name"]
+    read = out["read"]
+    assert len(read["series"]) == 2 and all(a["read"] for a in read["series"])
+    assert read["key_instances"] and len(out["key_files"]) == len(read["key_instances"])
+    # the key slices come from the series that decided, named by their files
+    axial_files = {path.name for path, _sop, _z in axial}
+    decided = next(a for a in read["series"] if a["decides"])
+    assert decided["description"] == "AX T1 post" and set(out["key_files"]) <= axial_files
+    assert out["skipped"] == [
+        {
+            "file": "DICOMDIR.txt",
+            "reason": "not a DICOM object: a series is read from DICOM instances",
+        }
+    ]
+    human = runner.invoke(
+        app, ["imaging", "predict", str(folder), "--series", "--task", "mri", "--model", str(model)]
+    )
+    assert human.exit_code == 0 and "key slices" in human.output and "AX T2" in human.output
+
+
+def test_a_series_read_names_what_is_wrong_with_its_input(tmp_path):
+    model = answering_model(tmp_path / "mri", "mri", GLIOMA, {"min_confidence": 0.5})
+    missing = runner.invoke(
+        app,
+        [
+            "imaging",
+            "predict",
+            str(tmp_path / "nowhere"),
+            "--series",
+            "--task",
+            "mri",
+            "--model",
+            str(model),
+        ],
+    )
+    assert missing.exit_code == 2 and "no such file or folder" in missing.output
+    (tmp_path / "pngs").mkdir()
+    (tmp_path / "pngs" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    none = runner.invoke(
+        app,
+        [
+            "imaging",
+            "predict",
+            str(tmp_path / "pngs"),
+            "--series",
+            "--task",
+            "mri",
+            "--model",
+            str(model),
+            "--json",
+        ],
+    )
+    assert none.exit_code == 2
+    assert json.loads(none.stdout.strip().splitlines()[-1])["code"] == "unusable_image"
