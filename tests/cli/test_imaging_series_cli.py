@@ -99,3 +99,19 @@ def test_a_series_read_names_what_is_wrong_with_its_input(tmp_path):
     )
     assert none.exit_code == 2
     assert json.loads(none.stdout.strip().splitlines()[-1])["code"] == "unusable_image"
+
+
+def test_a_model_given_without_a_task_is_read_as_its_own_task(tmp_path):
+    """``predict --model MRI_DIR slice.dcm`` answered "… is a mri model, not cxr" (the
+    registry's default task) instead of reading the slice with the model it was given."""
+    from pydicom.uid import generate_uid
+
+    model = answering_model(tmp_path / "mri", "mri", GLIOMA, {"min_confidence": 0.5})
+    (path, _sop, _z), *_ = mr_series(tmp_path / "s", 1, study=generate_uid(), size=64)
+    result = runner.invoke(app, ["imaging", "predict", str(path), "--model", str(model), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["task"] == "mri"
+    asked = runner.invoke(
+        app, ["imaging", "predict", str(path), "--model", str(model), "--task", "cxr"]
+    )
+    assert asked.exit_code != 0 and "is a mri model, not cxr" in asked.output

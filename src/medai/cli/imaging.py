@@ -58,17 +58,20 @@ Int8Opt = Annotated[bool, typer.Option(help="Run the int8 ONNX model (see export
 
 
 def _load_imaging(task: str | None, model: str | None, onnx: bool = False, int8: bool = False):
-    """The task's imaging predictor (no task: the registry's default imaging task). ``--onnx``
-    requires an exported ``model.onnx`` (never written here: a predictor does not write into a
-    model directory); without it the model runs on ONNX Runtime when a current export exists,
-    else on PyTorch."""
+    """The task's imaging predictor (no task: the ``--model``'s own, else the registry's
+    default imaging task). ``--onnx`` requires an exported ``model.onnx`` (never written here:
+    a predictor does not write into a model directory); without it the model runs on ONNX
+    Runtime when a current export exists, else on PyTorch."""
 
+    asked = task
     task = default_task("imaging").name if task is None else task
     space(task)  # validates the task name
 
     directory = model_folder(model, task)
     predictor = model_dir.load(directory, runtime="onnx" if onnx else "auto")
-    if predictor.cfg.task != task:
+    if asked is None and model is not None:
+        space(predictor.cfg.task)  # a model given alone: its own task (an imaging one)
+    elif predictor.cfg.task != task:
         raise ValueError(f"{directory} is a {predictor.cfg.task} model, not {task}")
     if int8:
         if not (directory / INT8_FILE).is_file():
