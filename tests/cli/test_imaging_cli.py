@@ -68,6 +68,12 @@ def test_evaluate_json(tiny, tmp_path):
     assert {"auroc", "threshold"} <= set(m["per_label"]["COVID-19"])
     assert m["data"]["unknown_labels"] == {"Alien finding": 1}
     assert (tmp_path / "ev" / "roc_curves.png").is_file()
+    # the plots an ML engineer expects beside ROC, and their figures in the JSON
+    for plot in ("pr_curves.png", "calibration.png"):
+        assert (tmp_path / "ev" / plot).stat().st_size > 1000
+    covid = m["per_label"]["COVID-19"]
+    assert 0 <= covid["average_precision"] <= 1 and covid["calibration"]["bins"]
+    assert m["macro_average_precision"] is not None and m["macro_ece"] is not None
     # the metrics name the exact model measured, on screen and in metrics.json
     card = json.loads((model / "model_card.json").read_text())
     stored = json.loads((tmp_path / "ev" / "metrics.json").read_text())

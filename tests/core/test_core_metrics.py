@@ -21,3 +21,29 @@ def test_threshold_and_counts():
     assert m["sensitivity"] + m["specificity"] - 1 >= 2 / 3 - 1e-9
     perfect = binary_at_threshold(y, np.array([0, 0, 0, 1, 1, 1]), 0.5)
     assert perfect["f1"] == 1.0 and perfect["specificity"] == 1.0
+
+
+def test_calibration_bins_and_ece_say_how_far_probabilities_are_from_frequencies():
+    from medai.core.metrics import binary_calibration
+
+    # a score of 0.9 on images of which half have the label: 0.4 too sure
+    y = np.array([1, 0] * 50)
+    over = binary_calibration(y, np.full(100, 0.9))
+    (only,) = over["bins"]
+    assert abs(only["mean_score"] - 0.9) < 1e-9 and only["fraction_positive"] == 0.5
+    assert only["n"] == 100
+    assert abs(over["ece"] - 0.4) < 1e-9
+    honest = binary_calibration(y, np.full(100, 0.5))
+    assert honest["ece"] < 1e-9
+    assert binary_calibration(np.array([]), np.array([]))["ece"] is None
+    # a score of exactly 1.0 falls in the last bin, not past it
+    assert binary_calibration(np.array([1]), np.array([1.0]))["bins"][0]["n"] == 1
+
+
+def test_average_precision_rewards_ranking_the_rare_positives_first():
+    from medai.core.metrics import average_precision
+
+    y = np.array([0] * 18 + [1, 1])
+    assert average_precision(y, np.arange(20) / 20) == 1.0  # positives scored highest
+    assert average_precision(y, np.arange(20)[::-1] / 20) < 0.2
+    assert average_precision(np.zeros(5), np.arange(5)) is None

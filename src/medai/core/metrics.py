@@ -116,6 +116,35 @@ def auroc_with_ci(
     }
 
 
+def binary_calibration(y: np.ndarray, score: np.ndarray, bins: int = 10) -> dict:
+    """How well one label's probability says how often it is there: equal-width bins of the
+    score, each with its mean score, the fraction of positives and its size (a reliability
+    diagram), and their size-weighted gap (the label's ECE; None without images)."""
+    y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
+    if not len(y):
+        return {"ece": None, "bins": []}
+    which = np.minimum((score * bins).astype(int), bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            mean, frac = float(score[mask].mean()), float(y[mask].mean())
+            rows.append({"mean_score": mean, "fraction_positive": frac, "n": int(mask.sum())})
+            ece += mask.mean() * abs(frac - mean)
+    return {"ece": float(ece), "bins": rows}
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
+    """The area under the precision-recall curve (None without a positive and a negative):
+    what a rare finding's AUROC flatters."""
+    from sklearn.metrics import average_precision_score
+
+    y = np.asarray(y)
+    if len(np.unique(y)) < 2:
+        return None
+    return float(average_precision_score(y, score))
+
+
 def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
     """The operating threshold maximising sensitivity + specificity − 1 (chosen on validation)."""
     from sklearn.metrics import roc_curve

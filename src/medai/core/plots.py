@@ -1,4 +1,5 @@
-"""The plots people expect next to a metrics JSON: confusion matrix and training curves."""
+"""The plots people expect next to a metrics JSON: confusion matrix, training curves,
+precision-recall curves and a reliability diagram."""
 
 from __future__ import annotations
 
@@ -82,6 +83,61 @@ def training_curves_plot(history: Sequence[dict], out: Path, title: str = "Train
         ax2.set_visible(False)
     ax2.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def pr_curves_plot(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float, float]], out: Path, title: str
+) -> Path:
+    """One precision-recall curve per label (``label → (recall, precision, average precision,
+    prevalence)``), each with its prevalence as a dotted line: the precision of guessing."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for label, (recall, precision, ap, prevalence) in curves.items():
+        (line,) = ax.plot(
+            recall, precision, label=f"{label} (AP {ap:.3f}, prevalence {prevalence:.0%})"
+        )
+        ax.axhline(prevalence, color=line.get_color(), ls=":", lw=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision (PPV)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def reliability_plot(bins: dict[str, dict], out: Path, title: str) -> Path:
+    """A reliability diagram: per label, the fraction of positives against the mean predicted
+    probability of each bin (``core.metrics.binary_calibration``), the diagonal being a
+    perfectly calibrated model; the label's ECE in its legend."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="calibrated")
+    for label, cal in bins.items():
+        rows = cal["bins"]
+        x = [r["mean_score"] for r in rows]
+        y = [r["fraction_positive"] for r in rows]
+        total = max(1, sum(r["n"] for r in rows))
+        (line,) = ax.plot(x, y, "-", lw=1, alpha=0.7, label=f"{label} (ECE {cal['ece']:.3f})")
+        # a bin of two images says little: each point is as large as the share of images in it
+        ax.scatter(x, y, s=[12 + 300 * r["n"] / total for r in rows], color=line.get_color())
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("fraction of images with the label")
+    ax.set_title(f"{title}\npoint size: the share of images in the bin", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -1,6 +1,8 @@
-"""Imaging evaluation: per-label AUROC with bootstrap CIs, operating thresholds, F1/sensitivity/
-specificity at them, accuracy and confusion matrix over the mutually exclusive classes, a
-per-source breakdown, and the ROC / confusion-matrix plots."""
+"""Imaging evaluation: per-label AUROC with bootstrap CIs, average precision and calibration
+(ECE, reliability bins), operating thresholds, F1/sensitivity/specificity at them, accuracy,
+per-class precision/recall/F1 of the decision and the confusion matrix over the mutually
+exclusive classes, a per-source breakdown, and the ROC, precision-recall, reliability and
+confusion-matrix plots."""
 
 from __future__ import annotations
 
@@ -11,8 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from medai.core.metrics import auroc_with_ci, binary_at_threshold, youden_threshold
-from medai.core.plots import confusion_matrix_plot, training_curves_plot
+from medai.core.metrics import (
+    auroc_with_ci,
+    average_precision,
+    binary_at_threshold,
+    binary_calibration,
+    youden_threshold,
+)
+from medai.core.plots import (
+    confusion_matrix_plot,
+    pr_curves_plot,
+    reliability_plot,
+    training_curves_plot,
+)
 from medai.imaging.decision import OperatingPolicy, ancestors, decide_array, most_specific
 from medai.imaging.labels import space
 
@@ -46,22 +59,32 @@ def evaluate_arrays(
     with_sources: bool = True,
 ) -> dict:
     per_label = {}
-    aurocs, f1s = [], []
+    aurocs, f1s, aps, eces = [], [], [], []
     raw, probs = probs, hierarchical_scores(task, labels, probs)
     for j, lab in enumerate(labels):
         mask = ~np.isnan(targets[:, j])
         y, s = targets[mask, j].astype(int), probs[mask, j]
         roc = auroc_with_ci(y, s, n_boot=n_boot)
         at = binary_at_threshold(y, s, _thresholds(thresholds).get(lab, 0.5))
-        per_label[lab] = {**roc, **at}
+        ap = average_precision(y, s)
+        # calibration of the probability a reader is shown (the model's own, before the
+        # hierarchy lifts a parent label)
+        calibration = binary_calibration(y, raw[mask, j])
+        per_label[lab] = {**roc, **at, "average_precision": ap, "calibration": calibration}
         if roc["auroc"] is not None:
             aurocs.append(roc["auroc"])
+        if ap is not None:
+            aps.append(ap)
+        if calibration["ece"] is not None:
+            eces.append(calibration["ece"])
         if at["f1"] is not None and y.sum() > 0:
             f1s.append(at["f1"])
     result: dict[str, Any] = {
         "task": task,
         "n": len(targets),
         "macro_auroc": float(np.mean(aurocs)) if aurocs else None,
+        "macro_average_precision": float(np.mean(aps)) if aps else None,
+        "macro_ece": float(np.mean(eces)) if eces else None,
         "macro_f1_thresholded": float(np.mean(f1s)) if f1s else None,
         "per_label": per_label,
     }
@@ -106,7 +129,7 @@ def _exclusive_metrics(
     """Accuracy over the task's exclusive classes, each image's predicted class being the most
     specific one its *decision* holds (``imaging.decision``); an indeterminate decision (or
     one outside these classes) counts as not answered, and as wrong in ``accuracy``."""
-    from sklearn.metrics import confusion_matrix, f1_score
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
     spec = space(task)
     classes = [lab for lab in exclusive_classes(task) if lab in labels]
@@ -133,6 +156,10 @@ def _exclusive_metrics(
     pred = np.array(picked)
     answered = pred >= 0
     shown = np.where(answered, pred, len(classes))  # "not answered" is its own column
+    # each class as the decision names it (an unanswered image counts against its recall)
+    p, r, f, n = precision_recall_fscore_support(
+        y, shown, labels=list(range(len(classes))), zero_division=0
+    )
     return {
         "accuracy": float((y == pred).mean()),
         "macro_f1": float(f1_score(y, shown, average="macro", labels=sorted(set(y.tolist())))),
@@ -141,7 +168,18 @@ def _exclusive_metrics(
         if answered.any()
         else None,
         "exclusive_classes": classes,
+        "per_class": {
+            c: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(n[i]),
+            }
+            for i, c in enumerate(classes)
+        },
         "confusion_matrix": confusion_matrix(y, shown, labels=range(len(classes))).tolist(),
+        "confusion_matrix_axes": "rows: the true class; columns: the class the decision gave "
+        "(an image the decision left unanswered is in no column: see coverage)",
     }
 
 
@@ -157,26 +195,56 @@ def write_plots(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
+    from sklearn.metrics import precision_recall_curve, roc_curve
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}
     fig, ax = plt.subplots(figsize=(7, 6))
+    scores = hierarchical_scores(metrics["task"], labels, probs)  # as the metrics scored them
+    pr, undrawn = {}, []
     for j, lab in enumerate(labels):
         mask = ~np.isnan(targets[:, j])
         y = targets[mask, j]
         if len(np.unique(y)) == 2:
-            fpr, tpr, _ = roc_curve(y, probs[mask, j])
+            fpr, tpr, _ = roc_curve(y, scores[mask, j])
             ax.plot(fpr, tpr, label=f"{lab} (AUROC {metrics['per_label'][lab]['auroc']:.3f})")
+            precision, recall, _ = precision_recall_curve(y, scores[mask, j])
+            ap = metrics["per_label"][lab]["average_precision"]
+            pr[lab] = (recall, precision, ap, float(y.mean()))
+        else:
+            undrawn.append(lab)
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set_xlabel("1 − specificity")
     ax.set_ylabel("sensitivity")
-    ax.set_title(f"ROC — {metrics['task']} (n={metrics['n']})")
+    # a label without positives (or negatives) here has no curve: named, not silently gone
+    missing = f"\nno curve (all one class here): {', '.join(undrawn)}" if undrawn else ""
+    ax.set_title(f"ROC — {metrics['task']} (n={metrics['n']}){missing}", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(out_dir / "roc_curves.png", dpi=110)
     plt.close(fig)
     files["roc_curves"] = str(out_dir / "roc_curves.png")
+    if pr:
+        files["pr_curves"] = str(
+            pr_curves_plot(
+                pr,
+                out_dir / "pr_curves.png",
+                f"Precision-recall — {metrics['task']} (n={metrics['n']}){missing}",
+            )
+        )
+    calibrated = {
+        lab: m["calibration"]
+        for lab, m in metrics["per_label"].items()
+        if (m.get("calibration") or {}).get("bins")
+    }
+    if calibrated:
+        files["calibration"] = str(
+            reliability_plot(
+                calibrated,
+                out_dir / "calibration.png",
+                f"Reliability — {metrics['task']} (n={metrics['n']})",
+            )
+        )
     if metrics.get("confusion_matrix"):
         files["confusion_matrix"] = str(
             confusion_matrix_plot(
