@@ -115,3 +115,20 @@ def test_a_model_given_without_a_task_is_read_as_its_own_task(tmp_path):
         app, ["imaging", "predict", str(path), "--model", str(model), "--task", "cxr"]
     )
     assert asked.exit_code != 0 and "is a mri model, not cxr" in asked.output
+
+
+def test_a_folder_over_the_limit_is_refused_by_its_count_before_a_file_is_read(
+    tmp_path, monkeypatch
+):
+    from medai.services import study_read
+
+    monkeypatch.setattr(study_read, "MAX_FILES", 3)
+    model = answering_model(tmp_path / "mri", "mri", GLIOMA, {"min_confidence": 0.5})
+    (tmp_path / "many" / "a-subfolder").mkdir(parents=True)  # not a file: not counted
+    for i in range(5):
+        (tmp_path / "many" / f"{i}.dcm").write_bytes(b"not read")
+    result = runner.invoke(
+        app,
+        ["imaging", "predict", str(tmp_path / "many"), "--series", "--model", str(model)],
+    )
+    assert result.exit_code != 0 and "at most 3" in result.output

@@ -4,6 +4,7 @@ fit-series-rule, export."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -325,7 +326,9 @@ def _imaging_series(
     with _guard(as_json):
         if not source.exists():
             raise InputFileError(f"{source}: no such file or folder")
-        paths = sorted(p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
+        # one file past the limit is enough to refuse a folder by its count (read_files)
+        files = (p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
+        paths = sorted(itertools.islice(files, study_read.MAX_FILES + 1))
         predictor = _load_imaging(task, model, onnx, int8)
         got, skipped, files = study_read.read_files(predictor, paths)
     result = dict(got.payload or {})
