@@ -35,3 +35,19 @@ def test_a_class_of_one_image_is_named_as_unmeasured(tmp_path):
     pituitary = gone["Pituitary"]
     assert 0 in (pituitary["validation"], pituitary["test"])
     assert pituitary["validation"] + pituitary["test"] <= 1
+
+
+def test_an_operating_point_short_of_its_target_is_said_when_it_is_chosen(tmp_path, capsys):
+    """A run on a few validation images chose min_confidence 0.0 with ``met: false`` in its
+    files, and nothing on screen said that its answers fall short of the target."""
+    from medai.core.model_dir import ModelCard
+    from medai.imaging.pipeline import _operating_points
+
+    labels = ["Glioma", "Meningioma", "Pituitary", "No_Tumor"]
+    rng = np.random.default_rng(3)
+    targets = np.eye(4)[rng.integers(0, 4, 12)]
+    probs = rng.dirichlet(np.ones(4), 12)  # a model that guesses
+    card = ModelCard(task="mri", model_type="x", labels=labels, name="guess")
+    _operating_points(tmp_path, "mri", labels, targets, probs, card)
+    assert card.params["operating_points"]["met"] is False
+    assert "warning: no operating point meets its target" in capsys.readouterr().err

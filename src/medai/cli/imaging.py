@@ -215,6 +215,11 @@ def imaging_train(
             f"; not measured (no validation or test image): {', '.join(summary['unmeasured_labels'])}"
             if summary.get("unmeasured_labels")
             else ""
+        )
+        + (
+            "; the operating point does not meet its target on validation (met: false)"
+            if summary.get("operating_point_met") is False
+            else ""
         ),
     )
 

@@ -181,6 +181,13 @@ def _operating_points(
 
     start = choose_thresholds(targets, probs, labels)
     report = choose_policy(space(task), labels, targets, probs, start)
+    if report.get("met") is False:  # chosen all the same (the closest point), never silently
+        print(
+            f"warning: no operating point meets its target on the {report.get('n_validation')} "
+            f"validation images ({', '.join(report.get('failed') or [])} not met: "
+            f"{report.get('rule')}); the card and operating_points.json say so (met: false)",
+            file=sys.stderr,
+        )
     write_policy(directory, report)
     card.params["operating_points"] = {k: v for k, v in report.items() if k != "thresholds"}
     return dict(report["thresholds"])
@@ -383,6 +390,7 @@ def train_imaging(
         "history": history,
         "files": files,
         "unmeasured_labels": unmeasured,
+        "operating_point_met": card.params["operating_points"].get("met"),
     }
 
 
