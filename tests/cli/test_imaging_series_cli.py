@@ -132,3 +132,34 @@ def test_a_folder_over_the_limit_is_refused_by_its_count_before_a_file_is_read(
         ["imaging", "predict", str(tmp_path / "many"), "--series", "--model", str(model)],
     )
     assert result.exit_code != 0 and "at most 3" in result.output
+
+
+def test_files_sharing_a_sop_uid_are_refused_unless_they_are_one_file(tmp_path):
+    """Every slice of an export carried one SOP Instance UID: the reader kept the last file
+    for all of them and read "normal" from one slice of a glioma series. Different files under
+    one UID are refused by name; the same file twice (a copy, a link) is read once."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    model = answering_model(tmp_path / "mri", "mri", GLIOMA, {"min_confidence": 0.5})
+    slices = mr_series(tmp_path / "one-uid", 4, study=generate_uid(), size=64)
+    for path, _sop, _z in slices:
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+        ds.save_as(path, enforce_file_format=True)
+    clash = runner.invoke(
+        app, ["imaging", "predict", str(tmp_path / "one-uid"), "--series", "--model", str(model)]
+    )
+    assert clash.exit_code == 2 and "share a SOP Instance UID" in clash.output
+    study = tmp_path / "copied"
+    slices = mr_series(study, 3, study=generate_uid(), size=64)
+    (study / "again.dcm").write_bytes(slices[0][0].read_bytes())
+    out = tmp_path / "result.json"
+    copied = runner.invoke(
+        app,
+        ["imaging", "predict", str(study), "--series", "--model", str(model), "--out", str(out)],
+    )
+    assert copied.exit_code == 0, copied.output
+    written = json.loads(out.read_text())
+    assert written["read"]["instances_read"] == 3
+    assert written["skipped"] == [{"file": "again.dcm", "reason": f"a copy of {slices[0][0].name}"}]

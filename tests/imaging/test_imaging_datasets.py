@@ -256,3 +256,18 @@ def test_a_tasks_own_label_hierarchy_shapes_its_targets(tmp_path, monkeypatch):
     assert k(1, "Fracture") == 1 and math.isnan(k(1, "Tibial_Fracture"))  # subtype not stated
     assert k(2, "Tibial_Fracture") == 0 and k(2, "Fracture") == 0 and k(2, "Normal") == 1
     assert math.isnan(k(0, "Pneumonia"))  # never annotated here
+
+
+def test_near_identical_dicom_slices_are_grouped_as_pngs_are(tmp_path):
+    """A patient-free set of DICOM slices: PIL cannot open them, so each counted as
+    unreadable and became a group of its own; near-identical slices could then land on both
+    sides of the split. They are decoded as training decodes them."""
+    from helpers.dicom import make_dicom
+
+    paths = [
+        make_dicom(tmp_path / "a.dcm", "MR", seed=1),
+        make_dicom(tmp_path / "b.dcm", "MR", seed=1),  # the same slice again
+        make_dicom(tmp_path / "c.dcm", "MR", seed=2),
+    ]
+    g = thumbnail_groups(paths)
+    assert g[0] == g[1] and g[2] != g[0]

@@ -26,3 +26,15 @@ def test_each_class_has_the_decisions_precision_recall_and_support():
     assert per_class["No_Tumor"]["f1"] == 1.0
     assert "rows: the true class" in metrics["confusion_matrix_axes"]
     assert metrics["per_label"]["Glioma"]["calibration"]["ece"] is not None
+
+
+def test_a_class_without_test_images_has_no_figures_rather_than_zeros():
+    truth = [0] * 4 + [3] * 4  # no meningioma, no pituitary in this set
+    targets = np.eye(4)[truth]
+    probs = np.full((8, 4), 0.02)
+    probs[np.arange(8), truth] = 0.94
+    metrics = evaluate_arrays("mri", LABELS, targets, probs, dict.fromkeys(LABELS, 0.0), n_boot=0)
+    assert metrics["accuracy"] == 1.0
+    absent = metrics["per_class"]["Meningioma"]
+    assert absent == {"precision": None, "recall": None, "f1": None, "support": 0}
+    assert metrics["per_class"]["Glioma"]["f1"] == 1.0

@@ -51,3 +51,18 @@ def test_an_operating_point_short_of_its_target_is_said_when_it_is_chosen(tmp_pa
     _operating_points(tmp_path, "mri", labels, targets, probs, card)
     assert card.params["operating_points"]["met"] is False
     assert "warning: no operating point meets its target" in capsys.readouterr().err
+
+
+def test_a_training_set_of_unreadable_files_is_refused_before_an_epoch(tmp_path):
+    """Sixteen junk PNGs in four class folders trained an epoch on nothing, wrote a 40 MB
+    checkpoint and only then failed on an unrelated gate message."""
+    from medai.imaging.datasets import DatasetFormatError
+    from medai.imaging.pipeline import train_imaging
+
+    for label in ("Glioma", "Meningioma", "Pituitary", "No tumour"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(4):
+            (tmp_path / "data" / label / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(i))
+    with pytest.raises(DatasetFormatError, match="none of the .* training images tried can be"):
+        train_imaging("mri", tmp_path / "data", tmp_path / "model", epochs=1, image_size=32)
+    assert not (tmp_path / "model").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -281,7 +282,10 @@ def imaging_predict(
     int8: Int8Opt = False,
     out: Annotated[
         Path | None,
-        typer.Option(help="A batch: write the JSON lines here (default: standard output)."),
+        typer.Option(
+            help="A batch: write the JSON lines here (default: standard output); --series: "
+            "the study's result."
+        ),
     ] = None,
     series: Annotated[
         bool,
@@ -304,7 +308,7 @@ def imaging_predict(
     image), 1 the model cannot be loaded."""
 
     if series:
-        _imaging_series(image, task, model, onnx, int8, as_json)
+        _imaging_series(image, task, model, onnx, int8, out, as_json)
         return
     if image.is_dir() or image.suffix.lower() in (".csv", ".tsv"):
         _imaging_batch(image, task, model, onnx, int8, out, as_json)
@@ -326,16 +330,25 @@ def imaging_predict(
 
 
 def _imaging_series(
-    source: Path, task: str | None, model: str | None, onnx: bool, int8: bool, as_json: bool
+    source: Path,
+    task: str | None,
+    model: str | None,
+    onnx: bool,
+    int8: bool,
+    out: Path | None,
+    as_json: bool,
 ) -> None:
     with _guard(as_json):
         if not source.exists():
             raise InputFileError(f"{source}: no such file or folder")
-        # one file past the limit is enough to refuse a folder by its count (read_files)
-        files = (p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
-        paths = sorted(itertools.islice(files, study_read.MAX_FILES + 1))
+        if not source.is_dir() and not source.is_file():
+            raise InputFileError(f"{source}: not a regular file (a device, FIFO or socket)")
+        # one entry past the limit is enough to refuse a folder by its count (read_files);
+        # what is not a file (a folder, a FIFO, a device, a broken link) is named, not read
+        listed = source.iterdir() if source.is_dir() else iter([source])
+        entries = sorted(itertools.islice(listed, study_read.MAX_FILES + 1))
         predictor = _load_imaging(task, model, onnx, int8)
-        got, skipped, files = study_read.read_files(predictor, paths)
+        got, skipped, files = study_read.read_files(predictor, entries)
     result = dict(got.payload or {})
     read = result.get("read") or {}
     keys = read.get("key_instances") or []
@@ -343,6 +356,9 @@ def _imaging_series(
     order = [k for k in read.get("read_instances") or [] if k not in _copies(read)]
     result["key_files"] = [_file_of(k, files) for k in keys]
     result["skipped"] = skipped
+    if out is not None:  # the result as a file, as a batch's --out writes its lines
+        with batch_output(out, source if source.is_file() else None) as sink:
+            sink.write(json.dumps(result, ensure_ascii=False) + "\n")
     if got.refusal is not None:
         _emit(result, as_json, f"refused: {got.refusal.message}")
         raise typer.Exit(3)

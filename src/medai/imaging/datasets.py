@@ -648,6 +648,27 @@ def _iter_csv(path: Path, required: set[str]) -> Iterator[dict[str, str]]:
         raise DatasetFormatError(f"{path}: malformed CSV ({exc})") from None
 
 
+def _thumbnail(path: Path | str, size: int) -> np.ndarray | None:
+    """An image's ``size``² gray thumbnail, flattened, decoded as training decodes it (a
+    DICOM slice through ``imaging.io``, with its limits); None when it cannot be read."""
+    from PIL import Image
+
+    from medai.imaging.io import load_image
+    from medai.imaging.limits import ImageInputError
+
+    try:
+        with open(path, "rb") as fh:
+            dicom = fh.read(132)[128:132] == b"DICM"
+        if dicom:
+            pixels = load_image(Path(path)).pixels
+            img = Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8), mode="L")
+            return np.asarray(img.resize((size, size)), dtype=np.float64).ravel()
+        with Image.open(path) as img:
+            return np.asarray(img.convert("L").resize((size, size)), dtype=np.float64).ravel()
+    except (OSError, ValueError, Image.DecompressionBombError, ImageInputError):
+        return None
+
+
 def thumbnail_groups(
     paths: Sequence[Path | str], threshold: float = 0.95, size: int = 16
 ) -> np.ndarray:
@@ -656,7 +677,6 @@ def thumbnail_groups(
 
     Every pair is compared, a block of rows at a time (memory linear in the number of images);
     above ``THUMBNAIL_GROUP_LIMIT`` images it refuses: the data must name its patients."""
-    from PIL import Image
 
     n = len(paths)
     if n > THUMBNAIL_GROUP_LIMIT:
@@ -668,12 +688,9 @@ def thumbnail_groups(
         )
     x = np.zeros((n, size * size), dtype=np.float64)
     for k, p in enumerate(paths):
-        try:
-            with Image.open(p) as img:
-                t = np.asarray(img.convert("L").resize((size, size)), dtype=np.float64).ravel()
-        except (OSError, ValueError, Image.DecompressionBombError):
-            continue  # unreadable: a group of its own (training skips it and counts it)
-        x[k] = (t - t.mean()) / (t.std() + 1e-8)
+        t = _thumbnail(p, size)
+        if t is not None:  # unreadable: a group of its own (training skips it and counts it)
+            x[k] = (t - t.mean()) / (t.std() + 1e-8)
     x /= np.sqrt(size * size)
     uf = _UnionFind(n)
     block = 1024

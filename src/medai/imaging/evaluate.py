@@ -168,11 +168,13 @@ def _exclusive_metrics(
         if answered.any()
         else None,
         "exclusive_classes": classes,
+        # a class without test images has no recall or F1 (None, as per_label says), and
+        # a precision only when the decision gave it
         "per_class": {
             c: {
-                "precision": float(p[i]),
-                "recall": float(r[i]),
-                "f1": float(f[i]),
+                "precision": float(p[i]) if n[i] or (shown == i).any() else None,
+                "recall": float(r[i]) if n[i] else None,
+                "f1": float(f[i]) if n[i] else None,
                 "support": int(n[i]),
             }
             for i, c in enumerate(classes)

@@ -19,6 +19,7 @@ from medai.core import model_dir
 from medai.core.model_dir import ModelCard, file_sha256, read_card, reseal, save_card
 from medai.core.trainer import default_workers
 from medai.imaging.datasets import (
+    DatasetFormatError,
     ImageDataset,
     load_dataset,
     patient_split,
@@ -300,6 +301,7 @@ def train_imaging(
         cache_dir=str(cache_dir) if cache_dir else None,
     )
     workers = cfg.num_workers
+    some_readable(train, cfg.image_size)
     model, history = train_model(
         cfg, train, val, out, resume=resume, cancel=cancel, progress=progress
     )
@@ -392,6 +394,28 @@ def train_imaging(
         "unmeasured_labels": unmeasured,
         "operating_point_met": card.params["operating_points"].get("met"),
     }
+
+
+READABLE_SAMPLE = 16
+"""How many training images are decoded before training to check that some can be read."""
+
+
+def some_readable(train: ImageDataset, size: int, seed: int = 0) -> None:
+    """Refuse a training set none of whose sampled images decodes (a folder of broken or
+    mislabelled files) before an epoch runs on nothing and a checkpoint is written: up to
+    ``READABLE_SAMPLE`` images, decoded as training decodes them; ``DatasetFormatError``
+    naming one image and why."""
+    order = np.random.default_rng(seed).permutation(len(train.records))[:READABLE_SAMPLE]
+    errors: dict = {}
+    for pixels, _idx, failed in readable_chunks(train.subset(np.sort(order)), size):
+        if pixels:
+            return
+        errors.update(failed)
+    first = next(iter(errors.items()), None)
+    raise DatasetFormatError(
+        f"none of the {len(order)} training images tried can be read"
+        + (f" (e.g. {Path(first[0]).name}: {first[1]})" if first else "")
+    )
 
 
 def unmeasured_labels(labels: list[str], val, test) -> dict[str, dict[str, int]]:

@@ -10,6 +10,7 @@ is stored with its decision, and the report draft is made from it (``services.re
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -160,10 +161,15 @@ def read_files(predictor, paths: Sequence[Path]) -> FilesRead:
     """A study's DICOM files read the way the platform reads a study that arrived from a
     modality (``read_study`` with every series read: an ML engineer's check of a model on a
     study before it serves one). ``ValueError`` beyond ``MAX_FILES`` (checked before any file
-    is read); ``ImageInputError`` when no file is a slice."""
+    is read); ``ImageInputError`` when no file is a slice, and when two files that differ
+    carry one SOP Instance UID (an export that gave every slice the same one: reading one of
+    them for all would decide the study from a single slice)."""
     if len(paths) > MAX_FILES:
         raise ValueError(f"{len(paths):,} files: a study read here has at most {MAX_FILES:,}")
-    members, skipped = [], []
+    members: list[Member] = []
+    skipped: list[dict[str, str]] = []
+    by_uid: dict[str, tuple[Member, str]] = {}
+    clashes: list[str] = []
     for path in paths:
         try:
             data = read_limited(path, MAX_BYTES)
@@ -171,7 +177,22 @@ def read_files(predictor, paths: Sequence[Path]) -> FilesRead:
         except (ImageInputError, ValueError) as exc:  # InputFileError is a ValueError
             skipped.append({"file": path.name, "reason": str(exc)})
             continue
-        members.append(Member(first.sop_uid, str(path), len(data), first.series_uid, None))
+        digest = hashlib.sha256(data).hexdigest()
+        if first.sop_uid in by_uid:
+            earlier, earlier_digest = by_uid[first.sop_uid]
+            if earlier_digest != digest:
+                clashes.append(f"{Path(earlier.sha).name} and {path.name}")
+            else:  # the same instance twice (a copy, a link): read once
+                skipped.append({"file": path.name, "reason": f"a copy of {Path(earlier.sha).name}"})
+            continue
+        member = Member(first.sop_uid, str(path), len(data), first.series_uid, None)
+        by_uid[first.sop_uid] = (member, digest)
+        members.append(member)
+    if clashes:
+        raise ImageInputError(
+            f"{len(clashes)} pair(s) of different files share a SOP Instance UID (e.g. "
+            f"{clashes[0]}): each instance needs its own UID to be read as a slice"
+        )
     if not members:
         raise ImageInputError("no file is a DICOM slice of a series")
     got = read_study(
