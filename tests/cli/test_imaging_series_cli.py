@@ -163,3 +163,31 @@ def test_files_sharing_a_sop_uid_are_refused_unless_they_are_one_file(tmp_path):
     written = json.loads(out.read_text())
     assert written["read"]["instances_read"] == 3
     assert written["skipped"] == [{"file": "again.dcm", "reason": f"a copy of {slices[0][0].name}"}]
+
+
+def test_a_chest_study_folder_is_decided_from_its_frontal_film(tmp_path):
+    """A chest model's study folder (a lateral and a PA film) was read as a "series" of one
+    slice; it is read as the platform reads a chest study: the PA film, by its header."""
+    from helpers.builders import make_imaging_model_dir
+    from helpers.dicom import make_dicom
+
+    model = make_imaging_model_dir(tmp_path / "cxr")
+    (tmp_path / "films").mkdir()
+    make_dicom(tmp_path / "films" / "a-lat.dcm", view="LATERAL", study="1.2.3.77", seed=2)
+    make_dicom(tmp_path / "films" / "b-pa.dcm", view="PA", study="1.2.3.77", seed=1)
+    result = runner.invoke(
+        app,
+        [
+            "imaging",
+            "predict",
+            str(tmp_path / "films"),
+            "--series",
+            "--model",
+            str(model),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["key_files"] == ["b-pa.dcm"] and out["read"]["rule"] == "single_image"
+    assert out["read"]["series_choice"]["why"] == "the PA film"

@@ -365,9 +365,13 @@ def _imaging_series(
     decision = result.get("decision") or {}
     found = decision.get("primary") or ", ".join(decision.get("candidates") or []) or "-"
     numbers = ", ".join(str(order.index(k) + 1) for k in keys if k in order) or "none"
+    film = read.get("rule") == "single_image"  # a chest study: the film chosen, and why
+    why = (read.get("series_choice") or {}).get("why") or ""
     lines = [
         f"{decision.get('state')}: {found} (series {read.get('series_uid')})",
-        f"read {read.get('instances_read')} of {read.get('instances_in_series')} slices; "
+        f"read {', '.join(result['key_files']) or '-'}: {why}"
+        if film
+        else f"read {read.get('instances_read')} of {read.get('instances_in_series')} slices; "
         f"key slices {numbers}: {', '.join(result['key_files']) or '-'}",
         *(
             f"series {a.get('series_uid')} ({a.get('description') or '-'}): "
