@@ -393,3 +393,70 @@ def test_an_earlier_readings_objects_keep_their_uids_and_source_after_a_re_read(
     again = built(newest.id)
     assert not {str(ds.SOPInstanceUID) for ds in again} & set(sent)
     assert all(payload["heatmap_instance"] in _references(ds) for ds in again)
+
+
+def test_a_signed_rows_objects_are_the_signed_reading_s_after_a_late_series(p):
+    """A signed study re-read after a late series: its ``signed`` row took the latest AI
+    result when it was built, so a retry (or a retraction's rebuild of what was sent) made a
+    report SR of the same UID referring to the new reading's slice, and a key image note the
+    PACS never got. The row keeps the reading the signer had on the page."""
+    from medai.destinations_config import DicomDestination
+    from medai.platform.delivery import payloads
+    from medai.platform.reading import review
+    from medai.platform.records.tables import AIResultRow, OutboxItem, Study, User
+    from medai.platform.worklist import versions
+
+    pacs = DicomDestination(name="pacs", kind="dicom", ae_title="PACS", host="127.0.0.1", port=1)
+    study, first, late = generate_uid(), generate_uid(), generate_uid()
+    sid = _send(p, _series(["Meningioma"] * 4, study, "MR-12", first))
+    _analyse(p)
+    with p.db.session() as db:
+        rad = db.scalar(select(User).where(User.username == "rad"))
+        signed = review.sign(
+            db, db.get(Study, sid), versions.current(db, sid).version, rad, destinations=[pacs]
+        )
+        first_id = db.scalar(select(AIResultRow.id).where(AIResultRow.kind == "imaging"))
+        item = db.scalar(select(OutboxItem).where(OutboxItem.event == "signed"))
+        assert item.ai_result_id == first_id and item.report_version == signed.version
+        db.expunge(item)
+
+    def built() -> dict[str, set[str]]:
+        objects = payloads.dicom_objects(p, item, payloads.gather(p, item))
+        return {str(ds.SOPInstanceUID): _references(ds) for ds in objects}
+
+    sent = built()
+    assert any(r.startswith(first) for refs in sent.values() for r in refs)
+    _send(p, _series(["Glioma"] * 4, study, "MR-12", late))
+    _analyse(p)
+    assert _result(p, sid)[1]["heatmap_instance"].startswith(late)  # the newest reading
+    assert built() == sent
+
+
+def test_a_study_retracted_during_its_read_keeps_its_image(p, monkeypatch):
+    """A retraction committed while the model read the series: the read moved the retracted
+    study's file and picture to its key slice (before the analysis saw the retraction)."""
+    from medai.platform.reading import retraction
+    from medai.platform.records.tables import Study, User
+    from medai.services import study_read
+
+    study, series = generate_uid(), generate_uid()
+    sid = _send(p, _series(["No_Tumor"] * 2 + ["Glioma"] * 4, study, "MR-13", series))
+    with p.db.reader() as db:
+        before = (db.get(Study, sid).file_sha256, db.get(Study, sid).display_sha256)
+    real = study_read.read_study
+
+    def read_then_retract(*args, **kwargs):
+        got = real(*args, **kwargs)
+        with p.db.session() as db:
+            rad = db.scalar(select(User).where(User.username == "rad"))
+            retraction.retract(
+                db, db.get(Study, sid), rad, "wrong_patient", None, p.clock(), destinations=[]
+            )
+        return got
+
+    monkeypatch.setattr(study_read, "read_study", read_then_retract)
+    _analyse(p)
+    with p.db.reader() as db:
+        row = db.get(Study, sid)
+        assert row.status == "entered_in_error"
+        assert (row.file_sha256, row.display_sha256) == before

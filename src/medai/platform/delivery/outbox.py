@@ -59,6 +59,7 @@ from medai.platform.records.tables import (
     ReportVersion,
     Study,
 )
+from medai.platform.worklist.ai_results import latest_result
 
 STATES = ("queued", "sending", "delivered", "failed", "skipped")
 SHOWN = ("queued", "retrying", "held", "sending", "delivered", "failed", "skipped")
@@ -196,9 +197,13 @@ def on_analysed(
 def on_signed(
     db: Session, study: Study, report: ReportVersion, destinations: Iterable[Any]
 ) -> list[OutboxItem]:
-    """A version was signed (final, or a signed amendment)."""
+    """A version was signed (final, or a signed amendment). The row keeps the AI result the
+    signer had on the page: its report SR refers to that reading's image and its key images
+    are that reading's, whatever a later re-read adds (a retry, or a retraction's rebuild of
+    what was sent, makes the same objects)."""
     if report.signed_by is None:
         return []
+    shown = latest_result(db, study.id)
     return _enqueue(
         db,
         "signed",
@@ -206,7 +211,7 @@ def on_signed(
         study,
         destinations,
         report.version,
-        None,
+        shown.id if shown is not None else None,
     )
 
 

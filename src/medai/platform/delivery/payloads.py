@@ -63,7 +63,7 @@ from medai.platform.records.tables import (
     StudyRetraction,
     User,
 )
-from medai.platform.worklist import ai_results, listing, versions
+from medai.platform.worklist import ai_results, filing, listing, versions
 from medai.services import imaging as imaging_service
 
 # SOP classes that hold no image (structured reports, key object notes, presentation states,
@@ -104,6 +104,8 @@ class Parts:
     previous_signed: int | None  # the signed version an amendment follows
     taken: str | None = None  # when the study was taken (``study_time``: FHIR effectiveDateTime)
     reading: str = ""  # which reading the AI result is (``reading_tag``: its objects' UIDs)
+    # the last instance row that reading saw (None: all of them): what its objects count
+    read_through: int | None = None
     measurement_sha: str | None = None  # the signer's measurement SR as it was when signing
 
 
@@ -197,6 +199,7 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
                 p.store, study.file_sha256, study.study_date, study.created_at
             ),
             reading=reading_tag(db, ai) if ai else "",
+            read_through=filing.reading_last(ai.reading) if ai else None,
             measurement_sha=signer_measurements(db, row),
         )
 
@@ -346,10 +349,12 @@ def key_images(
     """The AI's key slices as an IHE Key Image Note beside the signed report's SR
     (``dicom_key_images``: why only after sign-off); none when its result has no key slices.
     A key slice whose instance the study no longer holds is left out of the note (the report
-    goes whatever the note lacks)."""
+    goes whatever the note lacks). The study's images are counted as that reading saw them
+    (instances filed after it do not turn its objects into others)."""
+    seen = [] if parts.read_through is None else [DicomInstance.id <= parts.read_through]
     with p.db.reader() as db:
         classes = db.scalars(
-            select(DicomInstance.sop_class).where(DicomInstance.study_id == item.study_id)
+            select(DicomInstance.sop_class).where(DicomInstance.study_id == item.study_id, *seen)
         ).all()
     refs = key_refs(parts.ai_payload, sum(1 for c in classes if not c.startswith(NOT_IMAGES)))
     if not refs or parts.ai_created is None:

@@ -268,6 +268,8 @@ def _read_instead(p: Platform, study_id: int, member: study_read.Member, png: by
     with p.db.session() as db:
         # the job's study: studies are never deleted under a running job
         study = study_state.locked(db, study_id)
+        if study.status == study_state.RETRACTED:  # retracted meanwhile: left as it was
+            return
         study.file_sha256, study.file_size = member.sha, member.size
         study.display_sha256 = display
 

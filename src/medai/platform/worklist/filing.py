@@ -128,6 +128,13 @@ def reading_instances(reading: str) -> int | None:
     return int(base.split(":")[0]) if base else None
 
 
+def reading_last(reading: str) -> int | None:
+    """The last instance row a reading key names (None: an upload's, which has none): the
+    study's instances up to it are the ones that reading saw."""
+    base = reading.split("#")[0]
+    return int(base.split(":")[1]) if ":" in base else None
+
+
 def read_already(db: Session, study_id: int, reading: str) -> bool:
     """Whether an imaging result of the study read exactly these instances."""
     return (
