@@ -204,9 +204,10 @@ def heatmap(
         return reading.heatmap(predictor, image, label, max_side, timer)
 
 
-def preview_png(data: bytes, max_side: int = 1024) -> bytes:
-    """``display_png`` of an image's bytes (a stored rendition, for a smaller copy)."""
-    with decoded(data) as image:
+def preview_png(data: bytes, max_side: int = 1024, frame: int | None = None) -> bytes:
+    """``display_png`` of an image's bytes (a stored rendition, for a smaller copy; ``frame``:
+    one frame of a multi-frame DICOM)."""
+    with decoded(data, frame=frame) as image:
         return display_png(image, max_side)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -430,6 +431,26 @@ def test_a_signed_rows_objects_are_the_signed_reading_s_after_a_late_series(p):
     _analyse(p)
     assert _result(p, sid)[1]["heatmap_instance"].startswith(late)  # the newest reading
     assert built() == sent
+    # the signed report's exports keep its reading: its result, its slice and that slice's
+    # series in the image row, though the study's own image is now the glioma slice
+    from PIL import Image
+
+    from medai.platform.reading import series_view
+    from medai.platform.worklist import ai_results, listing
+    from medai.services.imaging import preview_png
+
+    with p.db.reader() as db:
+        row = db.get(Study, sid)
+        version = versions.current(db, sid)
+        kept = ai_results.signed_with(db, sid, version)
+        assert kept.id == first_id and version.signed_at is not None
+        picture = series_view.picture_of(db, row, kept)
+        assert picture is not None and picture[0] != row.file_sha256
+        shown = listing.as_dict(db, row, shown_sha=picture[0])["dicom"]
+        assert shown["series_uid"] == first
+        assert listing.as_dict(db, row)["dicom"]["series_uid"] == late  # the page's newest
+    film = Image.open(io.BytesIO(preview_png(p.store.read(picture[0]), 64, picture[1])))
+    assert np.asarray(film.convert("L")).mean() / 255 > 0.55  # a meningioma slice
 
 
 def test_a_study_retracted_during_its_read_keeps_its_image(p, monkeypatch):

@@ -59,7 +59,7 @@ from medai.platform.records.tables import (
     ReportVersion,
     Study,
 )
-from medai.platform.worklist.ai_results import latest_result
+from medai.platform.worklist.ai_results import signed_with
 
 STATES = ("queued", "sending", "delivered", "failed", "skipped")
 SHOWN = ("queued", "retrying", "held", "sending", "delivered", "failed", "skipped")
@@ -203,7 +203,7 @@ def on_signed(
     what was sent, makes the same objects)."""
     if report.signed_by is None:
         return []
-    shown = latest_result(db, study.id)
+    shown = signed_with(db, study.id, report)
     return _enqueue(
         db,
         "signed",

@@ -163,7 +163,7 @@ def gather(p: Platform, item: OutboxItem) -> Parts:
         ai = (
             db.get(AIResultRow, item.ai_result_id)
             if item.ai_result_id
-            else ai_results.latest_result(db, study.id)
+            else ai_results.signed_with(db, study.id, row)  # a row from before rows kept it
         )
         report = finding_states.of_version(
             db, versions.as_dict(db, row), ai.payload if ai else None

@@ -380,17 +380,21 @@ _SERIES_KEYS = ("modality", "view_position", "body_part", "series_description", 
 
 
 def as_dict(
-    study: Study, instances: list[DicomInstance] | None, with_series: bool = True
+    study: Study,
+    instances: list[DicomInstance] | None,
+    with_series: bool = True,
+    shown_sha: str | None = None,
 ) -> dict[str, Any] | None:
     """The study's DICOM identity for the API (None for a study that has none): the patient,
     the order, the study, the instance the AI reads (``modality``, ``view_position``,
     ``body_part``, ``series_description``, ``series_uid``, ``sop_uid``) and its series with
-    their instances (a worklist row leaves them out)."""
+    their instances (a worklist row leaves them out). ``shown_sha``: another image than the
+    study's file that the caller shows (a signed report's reading)."""
     if study.source is None and not instances:  # an image without a DICOM identity
         return None
     instances = instances or []
     shown = next(
-        (i for i in instances if i.file_sha256 == study.file_sha256),
+        (i for i in instances if i.file_sha256 == (shown_sha or study.file_sha256)),
         instances[0] if instances else None,
     )
     out: dict[str, Any] = {

@@ -271,6 +271,18 @@ def heatmap_source(db, study: Study, payload: dict[str, Any] | None) -> tuple[st
     return study.file_sha256, None
 
 
+def picture_of(db, study: Study, result) -> tuple[str, int | None] | None:
+    """The image (file and frame) a report shows with ``result`` (an ``AIResultRow``) when it
+    is not the study's image of the moment: a signed report's reading after a later series
+    moved the study's image to another slice. None when the study's own display rendition
+    shows it (the newest reading, a result from before results kept their source)."""
+    source = getattr(result, "source_sha256", None)
+    if result is None or source is None or source == study.file_sha256:
+        return None
+    sha, frame = heatmap_source(db, study, result.payload)
+    return (sha, frame) if sha != study.file_sha256 else (source, None)
+
+
 class NoHeatmap(MedaiError, LookupError):
     status, code = 404, "not_found"
 

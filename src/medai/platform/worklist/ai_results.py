@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from medai.platform.records.tables import (
     AIResultRow,
+    ReportVersion,
     Study,
 )
 from medai.services.imaging import decision_of
@@ -20,6 +21,25 @@ def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResult
     return db.scalar(
         select(AIResultRow)
         .where(AIResultRow.study_id == study_id, AIResultRow.kind == kind)
+        .order_by(AIResultRow.id.desc())
+        .limit(1)
+    )
+
+
+def signed_with(db: Session, study_id: int, version: ReportVersion) -> AIResultRow | None:
+    """The imaging result a report version goes out with: for a signed one, the result the
+    signer had on the page (the newest stored by the time of the signature, None when there
+    was none: a series read after it never changes what was signed); for an unsigned one,
+    the newest."""
+    if version.signed_at is None:
+        return latest_result(db, study_id)
+    return db.scalar(
+        select(AIResultRow)
+        .where(
+            AIResultRow.study_id == study_id,
+            AIResultRow.kind == "imaging",
+            AIResultRow.created_at <= version.signed_at,
+        )
         .order_by(AIResultRow.id.desc())
         .limit(1)
     )

@@ -142,11 +142,13 @@ def as_dict(
     with_series: bool | None = None,
     open_conflicts: list[int] | None = None,
     with_priors: bool = False,
+    shown_sha: str | None = None,
 ) -> dict[str, Any]:
     """The study for the API; a worklist row (``with_result`` false) passes the instances
     and open identity conflicts it read for the whole page and leaves out the series (unless
     ``with_series``). ``with_priors``: its patient's prior studies too
-    (``patient_context.prior_list``; the caller audits each as viewed)."""
+    (``patient_context.prior_list``; the caller audits each as viewed). ``shown_sha``: the
+    image a document shows when it is not the study's own (``series_view.picture_of``)."""
     patient = db.get(Patient, study.patient_id) if study.patient_id else None
     if dicom_instances is None:
         dicom_instances = instances(db, [study.id])[study.id]
@@ -172,7 +174,10 @@ def as_dict(
         if open_conflicts is None
         else open_conflicts,
         "dicom": dicom.as_dict(
-            study, dicom_instances, with_series=with_result if with_series is None else with_series
+            study,
+            dicom_instances,
+            with_series=with_result if with_series is None else with_series,
+            shown_sha=shown_sha,
         ),
         "created_at": study.created_at.isoformat() + "Z",
         "updated_at": study.updated_at.isoformat() + "Z",

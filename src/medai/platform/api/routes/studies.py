@@ -478,17 +478,27 @@ def _export_parts(request: Request, who: Principal, study_id: int, fmt: str):
                 ),
             )
         row = _report_or_404(db, study_id)
-        result = ai_results.latest_result(db, study_id)
+        # a signed version goes out with the reading its signer had (a later series changes
+        # neither its AI part nor its picture); a draft with the newest
+        result = ai_results.signed_with(db, study_id, row)
+        picture = series_view.picture_of(db, study, result)
         report = finding_states.of_version(
             db, versions.as_dict(db, row), result.payload if result else None
         )
         audit.record(db, who.actor, "export", "report", study_id, format=fmt, version=row.version)
         return (
-            listing.as_dict(db, study, with_result=False, with_series=True),
+            listing.as_dict(
+                db,
+                study,
+                with_result=False,
+                with_series=True,
+                shown_sha=picture[0] if picture else None,
+            ),
             report,
             row,
             result.payload.get("model") if result else None,
             result,
+            picture,
         )
 
 
@@ -507,7 +517,7 @@ def report_fhir(
 ) -> Response:
     import json
 
-    study, report, row, model, result = _export_parts(request, who, study_id, "fhir")
+    study, report, row, model, result, _picture = _export_parts(request, who, study_id, "fhir")
     bundle = exports.fhir_bundle(
         study,
         report,
@@ -539,20 +549,24 @@ async def report_pdf(
     study_id: RowId, request: Request, who: Principal = Depends(require("report_export"))
 ) -> Response:
     p = platform_of(request)
-    study, report, _row, model, result = await run_in_threadpool(
+    study, report, _row, model, result, picture = await run_in_threadpool(
         _export_parts, request, who, study_id, "pdf"
     )
     if model and result is not None and (result.payload or {}).get("refused"):
         model = {**model, "refused": True}  # named, and said to have assessed nothing
-    try:  # from the display rendition (2048 px, 8-bit), never the original
-        display = await _rendition(request, p, study_id)
-    except imaging_service.ImageInputError:
-        display = None
+    display = None
+    if picture is None:
+        try:  # from the display rendition (2048 px, 8-bit), never the original
+            display = await _rendition(request, p, study_id)
+        except imaging_service.ImageInputError:
+            display = None
 
     def render() -> bytes:
         image = None
-        if display is not None:
-            with contextlib.suppress(imaging_service.ImageInputError):
+        with contextlib.suppress(imaging_service.ImageInputError):
+            if picture is not None:  # the signed reading's own slice (or frame)
+                image = imaging_service.preview_png(p.store.read(picture[0]), 768, picture[1])
+            elif display is not None:
                 image = imaging_service.preview_png(p.store.read(display), 768)
         heat = p.store.read(result.heatmap_sha256) if result and result.heatmap_sha256 else None
         return exports.report_pdf(
