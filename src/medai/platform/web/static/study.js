@@ -15,6 +15,7 @@
   let loaded = {};       // its text, to tell an unsaved edit
   let busy = false;
   let signedNow = null;  // GET /labels: the latest signature's labels (report_version null: none)
+  let readAfterReport = false;  // the AI result shown is newer than the report (study.reread)
 
   // --- viewer: zoom (slider, wheel, keys), pan (drag, arrows), window/level as CSS filters
   const stage = $("stage"), viewer = $("viewer"), img = $("image"), heat = $("heatmap");
@@ -124,6 +125,9 @@
     if (signer === null && state === "indeterminate") return "not_decided";
     if (signer === null || signer === undefined) return null;
     if (state === "indeterminate") return "decided";
+    // the AI read the study again after the report: the signer said nothing of this reading,
+    // so a finding of it is "not in the signed report", never "rejected" by the signer
+    if (readAfterReport) return signer ? "in_report" : state === "present" ? "not_in_report" : null;
     if (!state) return signer ? "added" : null;
     return (state === "present") === signer ? "confirmed" : state === "present" ? "rejected" : "added";
   }
@@ -322,7 +326,9 @@
       const labels = because.filter((r) => r.code === code && r.label).map((r) => r.label);
       if (!labels.length) continue;
       const rejected = said && labels.every((l) => said[l] === false);
-      reasons.push(fill(T[rejected ? key + "_rejected" : key], { labels: names(s.task, labels) }));
+      // read again after the report: the signer's "absent" was of the earlier reading
+      const which = rejected ? (readAfterReport ? key + "_not_in_report" : key + "_rejected") : key;
+      reasons.push(fill(T[which], { labels: names(s.task, labels) }));
     }
     if (!reasons.length) reasons.push(T.urgent_reason_unknown);
     return fill(T.urgent_why, { reasons: reasons.join("; ") });
@@ -469,6 +475,7 @@
     // images arrived after the report was made: the AI read the study again; a signed or
     // edited report was kept as it was, and its reader is told so here
     const rr = s.reread;
+    readAfterReport = Boolean(rr);
     $("study-reread").hidden = !rr;
     $("study-reread").textContent = rr ? fill(rr.signed ? T.reread_signed : rr.retask ? T.reread_retask : T.reread_edited, {
       when: fmtTime(rr.at), n: rr.instances == null ? "—" : rr.instances }) : "";
