@@ -63,6 +63,6 @@ def test_a_training_set_of_unreadable_files_is_refused_before_an_epoch(tmp_path)
         (tmp_path / "data" / label).mkdir(parents=True)
         for i in range(4):
             (tmp_path / "data" / label / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(i))
-    with pytest.raises(DatasetFormatError, match="none of the .* training images tried can be"):
+    with pytest.raises(DatasetFormatError, match=r"none of the .* training images tried can be"):
         train_imaging("mri", tmp_path / "data", tmp_path / "model", epochs=1, image_size=32)
     assert not (tmp_path / "model").exists()
