@@ -481,3 +481,37 @@ def test_a_study_retracted_during_its_read_keeps_its_image(p, monkeypatch):
         row = db.get(Study, sid)
         assert row.status == "entered_in_error"
         assert (row.file_sha256, row.display_sha256) == before
+
+
+def test_a_training_export_pairs_the_signers_labels_with_the_slice_they_were_about(p):
+    """A signed meningioma study re-read after a late glioma series: the export wrote the
+    study's file of the moment (the glioma key slice) under the signer's "Meningioma"."""
+    import csv
+
+    from PIL import Image
+
+    from medai.platform.access.audit import Actor
+    from medai.platform.lifecycle import dataset
+    from medai.platform.reading.sign_off import sign_off
+    from medai.platform.records.tables import User
+    from medai.platform.worklist import versions
+    from medai.services.imaging import preview_png
+
+    study, first, late = generate_uid(), generate_uid(), generate_uid()
+    sid = _send(p, _series(["Meningioma"] * 4, study, "MR-14", first))
+    _analyse(p)
+    with p.db.reader() as db:
+        rad = db.scalar(select(User).where(User.username == "rad"))
+        version = versions.current(db, sid).version
+        db.expunge(rad)
+    sign_off(p, sid, rad, Actor(name="rad"), version, None, None)
+    _send(p, _series(["Glioma"] * 4, study, "MR-14", late))
+    _analyse(p)
+    assert _result(p, sid)[1]["heatmap_instance"].startswith(late)
+    out = p.home / "export"
+    dataset.export(p, "mri", out)
+    (row,) = csv.DictReader((out / dataset.MANIFEST).open(encoding="utf-8"))
+    assert row["label"] == "Meningioma"
+    exported = preview_png((out / row["file"]).read_bytes(), 64)
+    brightness = np.asarray(Image.open(io.BytesIO(exported)).convert("L")).mean() / 255
+    assert brightness > 0.55  # a meningioma slice (a glioma one is bright over ~40 %)

@@ -37,6 +37,7 @@ from medai.platform.records.crypto import cipher
 from medai.platform.records.db import utcnow
 from medai.platform.records.localtime import iso_utc
 from medai.platform.records.tables import Patient, ReportVersion, Study, StudyLabel
+from medai.platform.worklist.ai_results import shown_at
 from medai.platform.worklist.study_state import RETRACTED
 
 MANIFEST, DATASHEET, IMAGES = "manifest.csv", "datasheet.json", "images"
@@ -160,7 +161,10 @@ def export(
             if not present and spec.normal is None:
                 skipped["no_label"] += 1
                 continue
-            data = p.store.read(study.file_sha256)
+            # the image its signer's labels were about: the reading on the page at signing (a
+            # later series can have moved the study's own image to another slice)
+            read = shown_at(db, study.id, signed_at) if signed_at is not None else None
+            data = p.store.read((read.source_sha256 if read else None) or study.file_sha256)
             suffix = _suffix(study, data)
             if deidentify:
                 try:

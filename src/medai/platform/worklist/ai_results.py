@@ -3,6 +3,7 @@ per reading."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import select
@@ -28,17 +29,21 @@ def latest_result(db: Session, study_id: int, kind: str = "imaging") -> AIResult
 
 def signed_with(db: Session, study_id: int, version: ReportVersion) -> AIResultRow | None:
     """The imaging result a report version goes out with: for a signed one, the result the
-    signer had on the page (the newest stored by the time of the signature, None when there
-    was none: a series read after it never changes what was signed); for an unsigned one,
-    the newest."""
+    signer had on the page (``shown_at`` its signature: a series read after it never changes
+    what was signed); for an unsigned one, the newest."""
     if version.signed_at is None:
         return latest_result(db, study_id)
+    return shown_at(db, study_id, version.signed_at)
+
+
+def shown_at(db: Session, study_id: int, when: datetime) -> AIResultRow | None:
+    """The newest imaging result of the study stored by ``when`` (None: there was none)."""
     return db.scalar(
         select(AIResultRow)
         .where(
             AIResultRow.study_id == study_id,
             AIResultRow.kind == "imaging",
-            AIResultRow.created_at <= version.signed_at,
+            AIResultRow.created_at <= when,
         )
         .order_by(AIResultRow.id.desc())
         .limit(1)
