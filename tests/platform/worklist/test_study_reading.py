@@ -515,3 +515,9 @@ def test_a_training_export_pairs_the_signers_labels_with_the_slice_they_were_abo
     exported = preview_png((out / row["file"]).read_bytes(), 64)
     brightness = np.asarray(Image.open(io.BytesIO(exported)).convert("L")).mean() / 255
     assert brightness > 0.55  # a meningioma slice (a glioma one is bright over ~40 %)
+    # and a site set freezes that image with the labels a candidate is judged on
+    from medai.platform.lifecycle import site_sets
+
+    with p.db.session() as db:
+        (item,) = site_sets.build(db, "mri", "test", 1.0).studies
+    assert p.store.read(item["image"]) == (out / row["file"]).read_bytes()

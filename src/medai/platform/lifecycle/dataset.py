@@ -30,14 +30,13 @@ from medai.core.task_kinds import kind_of
 from medai.core.text import redact_pii
 from medai.platform.dicom.deid import Deidentifier, site_secret
 from medai.platform.dicom.identity_conflicts import has_open
-from medai.platform.lifecycle.labels import latest_versions
+from medai.platform.lifecycle.labels import labelled_image, latest_versions
 from medai.platform.lifecycle.site_sets import held_out
 from medai.platform.lifecycle.triage_labels import labelled
 from medai.platform.records.crypto import cipher
 from medai.platform.records.db import utcnow
 from medai.platform.records.localtime import iso_utc
 from medai.platform.records.tables import Patient, ReportVersion, Study, StudyLabel
-from medai.platform.worklist.ai_results import shown_at
 from medai.platform.worklist.study_state import RETRACTED
 
 MANIFEST, DATASHEET, IMAGES = "manifest.csv", "datasheet.json", "images"
@@ -161,10 +160,7 @@ def export(
             if not present and spec.normal is None:
                 skipped["no_label"] += 1
                 continue
-            # the image its signer's labels were about: the reading on the page at signing (a
-            # later series can have moved the study's own image to another slice)
-            read = shown_at(db, study.id, signed_at) if signed_at is not None else None
-            data = p.store.read((read.source_sha256 if read else None) or study.file_sha256)
+            data = p.store.read(labelled_image(db, study, signed_at))
             suffix = _suffix(study, data)
             if deidentify:
                 try:

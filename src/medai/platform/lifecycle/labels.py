@@ -18,6 +18,7 @@ a finding, …), the signature is refused with 409 ``contradictory_labels`` nami
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -28,7 +29,7 @@ from medai.core.errors import MedaiError
 from medai.platform.documents.words.finding_states import version_labels
 from medai.platform.records.tables import ReportVersion, Study, StudyLabel, User
 from medai.platform.worklist import study_state
-from medai.platform.worklist.ai_results import ai_label_rows, ai_label_states
+from medai.platform.worklist.ai_results import ai_label_rows, ai_label_states, shown_at
 from medai.services.imaging import label_questions, settle_followers
 from medai.services.reports import denied_labels, stated_labels, states_normal
 
@@ -273,6 +274,14 @@ def latest_versions(*where: Any) -> Select:
         .where(*where)
         .group_by(StudyLabel.study_id)
     )
+
+
+def labelled_image(db: Session, study: Study, signed_at: datetime | None) -> str:
+    """The stored image a signature's labels were about: the one its reading on the page was
+    read from (``ai_results.shown_at``; a later series can have moved the study's own image to
+    another slice), else the study's file. What an export or a site set pairs them with."""
+    read = shown_at(db, study.id, signed_at) if signed_at is not None else None
+    return (read.source_sha256 if read is not None else None) or study.file_sha256
 
 
 def signed_labels(db: Session, study_id: int) -> tuple[int | None, list[dict[str, Any]]]:

@@ -3,8 +3,9 @@
 A fixed share of each task's signed studies (``MEDAI_SITE_SET_FRACTION``, chosen by a hash of
 the study id, so a study is on the same side forever) is held out: never exported for
 retraining (``dataset.export(exclude_site_set=True)``), and frozen into a versioned set when
-``build`` runs — the study ids and each study's signed labels at that moment, so a later
-amendment does not change a set a verdict was given on. A set with no study is refused
+``build`` runs — the study ids, each study's signed labels at that moment and the image they
+were about (``labels.labelled_image``), so neither a later amendment nor a later series
+changes a set a verdict was given on. A set with no study is refused
 (``model_registry.EmptySiteSet``); a validation on an empty set (one frozen before this rule) says
 the set is the problem, not the candidate."""
 
@@ -19,10 +20,10 @@ from sqlalchemy import func, select
 
 from medai.core import task_registry
 from medai.platform.dicom.identity_conflicts import open_conflict_clause
-from medai.platform.lifecycle.labels import latest_versions
+from medai.platform.lifecycle.labels import labelled_image, latest_versions
 from medai.platform.lifecycle.model_registry import EmptySiteSet, require_served
 from medai.platform.records.localtime import iso_utc
-from medai.platform.records.tables import SiteSet, Study, StudyLabel
+from medai.platform.records.tables import ReportVersion, SiteSet, Study, StudyLabel
 from medai.platform.worklist.study_state import RETRACTED
 
 
@@ -67,6 +68,19 @@ def build(db, task: str, actor: str, fraction: float) -> SiteSet:
         for sid, labels in sorted(labelled.items())
         if held_out(task, sid, fraction)
     ]
+    for item in studies:  # and the image the labels were about, frozen with them
+        version = db.scalar(
+            select(func.max(StudyLabel.report_version)).where(
+                StudyLabel.study_id == item["study_id"]
+            )
+        )
+        signed_at = db.scalar(
+            select(ReportVersion.signed_at).where(
+                ReportVersion.study_id == item["study_id"], ReportVersion.version == version
+            )
+        )
+        study = db.get(Study, item["study_id"])
+        item["image"] = labelled_image(db, study, signed_at)
     if not studies:
         refused = EmptySiteSet(
             f"no site set frozen: no signed {task} study with labels is held out for site "

@@ -291,7 +291,8 @@ def validate(
             f"site set v{site_version} has no study the candidate was not trained on"
         )
 
-    data = [p.store.read(meta[i["study_id"]][0]) for i in items]
+    # the image frozen with the labels (a set frozen before images were: the study's file)
+    data = [p.store.read(i.get("image") or meta[i["study_id"]][0]) for i in items]
     groups = [
         {
             "source": meta[i["study_id"]][1] or "upload",
