@@ -288,7 +288,7 @@ def _series(predictor, members, study_sha, read_bytes, want_display, stored, tim
     # the key slice's instance is the study's image from now on, as a chest study's frontal
     # film is: what the report names and shows, and what the AI's objects for a PACS refer to
     # (a frame of a multi-frame instance: its picture is made again, the key frame may differ)
-    key = next(m for m in members if m.sop_uid == shown.sop_uid)
+    key = next(m for m in members if m.sha == files[shown.sop_uid])  # the file decoded
     member = key if key.sha != study_sha or shown.frame is not None else None
     return ImagesRead(
         result=result,
