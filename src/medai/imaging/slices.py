@@ -53,6 +53,7 @@ class SliceRef:
     localizer: bool = False
     geometry: tuple[float, ...] | None = None  # (IPP, IOP) rounded: a slice's place in space
     series_description: str | None = None
+    view_position: str | None = None  # a film's ViewPosition (a chest study's frontal film)
 
     @property
     def key(self) -> str:
@@ -151,6 +152,7 @@ def slice_refs(data: bytes, max_bytes: int = MAX_BYTES) -> list[SliceRef]:
         "series_number": _int(ds.get("SeriesNumber")),
         "localizer": "LOCALIZER" in [str(v).upper() for v in (ds.get("ImageType") or [])],
         "series_description": str(ds.get("SeriesDescription", "") or "")[:64] or None,
+        "view_position": str(ds.get("ViewPosition", "") or "")[:16] or None,
     }
     if frames == 1:
         ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")

@@ -77,8 +77,8 @@ def timed(
 
 def timer_for(predictor: Any) -> Callable[[str], AbstractContextManager[Call]]:
     """An ``imaging.reading.Timer``: each model call the imaging reader makes (``predict``,
-    ``series``, ``heatmap``) observed under the predictor's labels, an image it cannot read (``imaging``'s
-    ``ImageInputError``) counted as ``refused``."""
+    ``series``, ``heatmap``) observed under the predictor's labels, an image it cannot read
+    (``imaging``'s ``ImageInputError``) counted as ``refused``."""
     from medai.imaging.limits import ImageInputError
 
     def timer(call: str) -> AbstractContextManager[Call]:

@@ -149,16 +149,6 @@ def read_study(
     return got
 
 
-def _view(data: bytes) -> str | None:
-    """A film's ViewPosition from its header (a chest study's frontal film is chosen by it)."""
-    import io
-
-    import pydicom
-
-    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["ViewPosition"])
-    return str(ds.get("ViewPosition", "") or "") or None
-
-
 class FilesRead(NamedTuple):
     """``read_files``' answer: the read, each file that is no slice of a series with why (not
     DICOM, no pixel data, ...), and each read instance's file (SOP Instance UID → path)."""
@@ -171,8 +161,9 @@ class FilesRead(NamedTuple):
 def read_files(predictor, paths: Sequence[Path]) -> FilesRead:
     """A study's DICOM files read the way the platform reads a study that arrived from a
     modality (``read_study``: every series of a series task, a chest task's frontal film; an
-    ML engineer's check of a model on a study before it serves one). ``ValueError`` beyond ``MAX_FILES`` (checked before any file
-    is read); ``ImageInputError`` when no file is a slice, and when two files that differ
+    ML engineer's check of a model on a study before it serves one). ``ValueError`` beyond
+    ``MAX_FILES`` (checked before any file is read); ``ImageInputError`` when no file is a
+    slice, and when two files that differ
     carry one SOP Instance UID (an export that gave every slice the same one: reading one of
     them for all would decide the study from a single slice)."""
     if len(paths) > MAX_FILES:
@@ -196,7 +187,7 @@ def read_files(predictor, paths: Sequence[Path]) -> FilesRead:
             else:  # the same instance twice (a copy, a link): read once
                 skipped.append({"file": path.name, "reason": f"a copy of {Path(earlier.sha).name}"})
             continue
-        member = Member(first.sop_uid, str(path), len(data), first.series_uid, _view(data))
+        member = Member(first.sop_uid, str(path), len(data), first.series_uid, first.view_position)
         by_uid[first.sop_uid] = (member, digest)
         members.append(member)
     if clashes:
