@@ -30,13 +30,13 @@ from medai.core.task_kinds import kind_of
 from medai.core.text import redact_pii
 from medai.platform.dicom.deid import Deidentifier, site_secret
 from medai.platform.dicom.identity_conflicts import has_open
-from medai.platform.lifecycle.labels import labelled_image, latest_versions
+from medai.platform.lifecycle.labels import labelled_image, labelled_versions
 from medai.platform.lifecycle.site_sets import held_out
 from medai.platform.lifecycle.triage_labels import labelled
 from medai.platform.records.crypto import cipher
 from medai.platform.records.db import utcnow
 from medai.platform.records.localtime import iso_utc
-from medai.platform.records.tables import Patient, ReportVersion, Study, StudyLabel
+from medai.platform.records.tables import Patient, Study, StudyLabel
 from medai.platform.worklist.study_state import RETRACTED
 
 MANIFEST, DATASHEET, IMAGES = "manifest.csv", "datasheet.json", "images"
@@ -46,24 +46,6 @@ class DatasetError(MedaiError, ValueError):
     """An export that cannot be written as asked (the message says why)."""
 
     code = "dataset"
-
-
-def _labelled(db, task: str, since: datetime | None) -> list[tuple[Study, int, datetime]]:
-    """(study, its latest labelled version, that version's signing time), oldest first."""
-    latest = latest_versions().subquery()
-    query = (
-        select(Study, latest.c.v, ReportVersion.signed_at)
-        .join(latest, latest.c.study_id == Study.id)
-        .join(
-            ReportVersion,
-            (ReportVersion.study_id == Study.id) & (ReportVersion.version == latest.c.v),
-        )
-        .where(Study.task == task)
-        .order_by(ReportVersion.signed_at, Study.id)
-    )
-    if since is not None:
-        query = query.where(ReportVersion.signed_at >= since)
-    return [(s, v, at) for s, v, at in db.execute(query).all()]
 
 
 def _patient_key(db, study: Study, pseudonym) -> str:
@@ -141,7 +123,7 @@ def export(
     first = last = None
     digest = hashlib.sha256()
     with p.db.reader() as db:
-        for study, version, signed_at in _labelled(db, task, since):
+        for study, version, signed_at in labelled_versions(db, task, since):
             if exclude_site_set and held_out(task, study.id, fraction):
                 skipped["held_out_for_validation"] += 1
                 continue

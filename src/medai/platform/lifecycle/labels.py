@@ -276,6 +276,27 @@ def latest_versions(*where: Any) -> Select:
     )
 
 
+def labelled_versions(
+    db: Session, task: str, since: datetime | None = None
+) -> list[tuple[Study, int, datetime]]:
+    """(study, its latest labelled version, that version's signing time) of the task's
+    studies, oldest signature first; ``since``: signed since then only."""
+    latest = latest_versions().subquery()
+    query = (
+        select(Study, latest.c.v, ReportVersion.signed_at)
+        .join(latest, latest.c.study_id == Study.id)
+        .join(
+            ReportVersion,
+            (ReportVersion.study_id == Study.id) & (ReportVersion.version == latest.c.v),
+        )
+        .where(Study.task == task)
+        .order_by(ReportVersion.signed_at, Study.id)
+    )
+    if since is not None:
+        query = query.where(ReportVersion.signed_at >= since)
+    return [(s, v, at) for s, v, at in db.execute(query).all()]
+
+
 def labelled_image(db: Session, study: Study, signed_at: datetime | None) -> str:
     """The stored image a signature's labels were about: the one its reading on the page was
     read from (``ai_results.shown_at``; a later series can have moved the study's own image to

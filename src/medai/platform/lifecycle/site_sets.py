@@ -20,10 +20,10 @@ from sqlalchemy import func, select
 
 from medai.core import task_registry
 from medai.platform.dicom.identity_conflicts import open_conflict_clause
-from medai.platform.lifecycle.labels import labelled_image, latest_versions
+from medai.platform.lifecycle.labels import labelled_image, labelled_versions, latest_versions
 from medai.platform.lifecycle.model_registry import EmptySiteSet, require_served
 from medai.platform.records.localtime import iso_utc
-from medai.platform.records.tables import ReportVersion, SiteSet, Study, StudyLabel
+from medai.platform.records.tables import SiteSet, Study, StudyLabel
 from medai.platform.worklist.study_state import RETRACTED
 
 
@@ -68,19 +68,11 @@ def build(db, task: str, actor: str, fraction: float) -> SiteSet:
         for sid, labels in sorted(labelled.items())
         if held_out(task, sid, fraction)
     ]
-    for item in studies:  # and the image the labels were about, frozen with them
-        version = db.scalar(
-            select(func.max(StudyLabel.report_version)).where(
-                StudyLabel.study_id == item["study_id"]
-            )
-        )
-        signed_at = db.scalar(
-            select(ReportVersion.signed_at).where(
-                ReportVersion.study_id == item["study_id"], ReportVersion.version == version
-            )
-        )
-        study = db.get(Study, item["study_id"])
-        item["image"] = labelled_image(db, study, signed_at)
+    signed = {study.id: (study, at) for study, _v, at in labelled_versions(db, task)}
+    for item in studies:  # and the image the labels were about, frozen with them (labels
+        # without their version's row: the study's file)
+        study, at = signed.get(item["study_id"]) or (db.get(Study, item["study_id"]), None)
+        item["image"] = labelled_image(db, study, at)
     if not studies:
         refused = EmptySiteSet(
             f"no site set frozen: no signed {task} study with labels is held out for site "
