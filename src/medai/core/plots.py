@@ -18,6 +18,16 @@ def _plt():
     return plt
 
 
+def save_figure(fig, out: Path, dpi: int = 110) -> Path:
+    """Lay out, write (its folder made) and close a figure; returns ``out``."""
+    plt = _plt()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
+
+
 def confusion_matrix_plot(
     matrix: Sequence[Sequence[int]],
     names: Sequence[str],
@@ -49,11 +59,7 @@ def confusion_matrix_plot(
             )
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=120)
 
 
 def training_curves_plot(history: Sequence[dict], out: Path, title: str = "Training") -> Path:
@@ -83,11 +89,7 @@ def training_curves_plot(history: Sequence[dict], out: Path, title: str = "Train
         ax2.set_visible(False)
     ax2.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def pr_curves_plot(
@@ -109,11 +111,7 @@ def pr_curves_plot(
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def reliability_plot(bins: dict[str, dict], out: Path, title: str) -> Path:
@@ -138,8 +136,4 @@ def reliability_plot(bins: dict[str, dict], out: Path, title: str) -> Path:
     ax.set_title(f"{title}\npoint size: the share of images in the bin", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

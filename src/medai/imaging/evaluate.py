@@ -24,6 +24,7 @@ from medai.core.plots import (
     confusion_matrix_plot,
     pr_curves_plot,
     reliability_plot,
+    save_figure,
     training_curves_plot,
 )
 from medai.imaging.decision import OperatingPolicy, ancestors, decide_array, most_specific
@@ -222,10 +223,7 @@ def write_plots(
     missing = f"\nno curve (all one class here): {', '.join(undrawn)}" if undrawn else ""
     ax.set_title(f"ROC — {metrics['task']} (n={metrics['n']}){missing}", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out_dir / "roc_curves.png", dpi=110)
-    plt.close(fig)
-    files["roc_curves"] = str(out_dir / "roc_curves.png")
+    files["roc_curves"] = str(save_figure(fig, out_dir / "roc_curves.png"))
     if pr:
         files["pr_curves"] = str(
             pr_curves_plot(
