@@ -15,10 +15,8 @@ import pytest
 from test_viewer_series_ui import no_overflow, open_page, upload
 
 from helpers.browser import DESKTOP, PHONE, _shot
-from helpers.builders import answering_model
 from helpers.paths import SRC
-from helpers.platform import ui_server
-from helpers.viewer import mr_series
+from helpers.viewer import mr_series, mri_ui_server
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +27,7 @@ GLIOMA = {"Glioma": 0.97, "Meningioma": 0.01, "Pituitary": 0.01, "No_Tumor": 0.0
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     home = tmp_path_factory.mktemp("reread-signed")
-    mri = answering_model(home / "mri-model", "mri", GLIOMA, {"min_confidence": 0.5})
-    with ui_server(
-        home,
-        {"rad1": "radiologist"},
-        MEDAI_DATABASE_URL="",
-        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={tiny_imaging_dir},mri={mri}",
-    ) as base:
+    with mri_ui_server(home, GLIOMA, tfidf_model_dir, tiny_imaging_dir) as base:
         yield base
 
 

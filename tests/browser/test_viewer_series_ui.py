@@ -16,10 +16,9 @@ import time
 import pytest
 
 from helpers.browser import DESKTOP, PHONE, _axe, _shot
-from helpers.builders import answering_model
 from helpers.paths import SRC
-from helpers.platform import PASSWORD, png_bytes, ui_server
-from helpers.viewer import mr_series, served_platform, settled, store_read
+from helpers.platform import PASSWORD, png_bytes
+from helpers.viewer import mr_series, mri_ui_server, served_platform, settled, store_read
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +29,7 @@ GLIOMA = {"Glioma": 0.9, "Meningioma": 0.04, "Pituitary": 0.03, "No_Tumor": 0.03
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tfidf_model_dir, tiny_imaging_dir):
     home = tmp_path_factory.mktemp("viewer-series")
-    mri = answering_model(home / "mri-model", "mri", GLIOMA, {"min_confidence": 0.5})
-    with ui_server(
-        home,
-        {"rad1": "radiologist"},
-        MEDAI_DATABASE_URL="",
-        MEDAI_MODELS=f"triage={tfidf_model_dir},cxr={tiny_imaging_dir},mri={mri}",
-    ) as base:
+    with mri_ui_server(home, GLIOMA, tfidf_model_dir, tiny_imaging_dir) as base:
         yield base, home
 
 

@@ -137,6 +137,23 @@ def store_read(
 
 
 @contextmanager
+def mri_ui_server(home: Path, answers: dict[str, float], triage_dir: Path, cxr_dir: Path):
+    """A real ``medai serve`` (``ui_server``) with one radiologist, ``rad1``, on its own SQLite
+    database, whose brain MRI model reads every slice as ``answers``; yields the base URL."""
+    from helpers.builders import answering_model
+    from helpers.platform import ui_server
+
+    mri = answering_model(home / "mri-model", "mri", answers, {"min_confidence": 0.5})
+    with ui_server(
+        home,
+        {"rad1": "radiologist"},
+        MEDAI_DATABASE_URL="",
+        MEDAI_MODELS=f"triage={triage_dir},cxr={cxr_dir},mri={mri}",
+    ) as base:
+        yield base
+
+
+@contextmanager
 def served_platform(home: Path, url: str | None = None):
     """The platform of a ``medai serve`` started with ``MEDAI_HOME=home`` (``ui_server``),
     opened in this process on the same database and keys: what a browser test reads and
