@@ -353,7 +353,10 @@ def _imaging_series(
     read = result.get("read") or {}
     keys = read.get("key_instances") or []
     # the key slices as a person finds them: their files, and their numbers in the series
-    order = [k for k in read.get("read_instances") or [] if k not in _copies(read)]
+    # (a copy of a slice counts once, as for the AI and the viewer)
+    copies = {str(d.get("instance")) for d in read.get("duplicates") or []}
+    counted = (k for k in read.get("read_instances") or [] if k not in copies)
+    number = {k: i for i, k in enumerate(counted, start=1)}
     result["key_files"] = [_file_of(k, files) for k in keys]
     result["skipped"] = skipped
     if out is not None:  # the result as a file, as a batch's --out writes its lines
@@ -364,7 +367,7 @@ def _imaging_series(
         raise typer.Exit(3)
     decision = result.get("decision") or {}
     found = decision.get("primary") or ", ".join(decision.get("candidates") or []) or "-"
-    numbers = ", ".join(str(order.index(k) + 1) for k in keys if k in order) or "none"
+    numbers = ", ".join(str(number[k]) for k in keys if k in number) or "none"
     film = read.get("rule") == "single_image"  # a chest study: the film chosen, and why
     why = (read.get("series_choice") or {}).get("why") or ""
     lines = [
@@ -387,10 +390,6 @@ def _file_of(key: str, files: dict[str, str]) -> str:
     """A slice's file name (``name#frame`` for a frame of a multi-frame file)."""
     sop, _, frame = key.partition("#")
     return Path(files[sop]).name + (f"#{frame}" if frame else "")
-
-
-def _copies(read: dict) -> set[str]:
-    return {str(d.get("instance")) for d in read.get("duplicates") or []}
 
 
 def _imaging_outcome(result: dict) -> list[str]:
